@@ -1,0 +1,2 @@
+//! placeholder, filled by the spec work
+fn main() {}

@@ -1,0 +1,2 @@
+//! placeholder, filled by the transport work
+fn main() {}

@@ -1,0 +1,1 @@
+//! Ray-shaped IDs (filled by the foundation work).

@@ -1,0 +1,1 @@
+//! Ray's sequence-number ordering (filled by the ordering work).

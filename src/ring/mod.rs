@@ -1,0 +1,1 @@
+//! Lock-free SPSC byte ring (filled by the ring work).

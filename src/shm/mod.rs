@@ -1,0 +1,1 @@
+//! Named shared-memory segments (filled by the ring work).

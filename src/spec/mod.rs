@@ -1,0 +1,1 @@
+//! rkyv TaskSpec messages (filled by the foundation work).

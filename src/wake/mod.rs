@@ -1,0 +1,1 @@
+//! Wait strategies (filled by the ring work).
