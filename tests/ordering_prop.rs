@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 use shmwire::ordering::{
     request_size_in_bytes, ActorSchedulingQueue, ActorSubmitQueue, Delivery, PushRequest,
-    ReplyStatus, RequestId, SubmitConfig, SubmitEvent, TaskMeta, BASE_REQUEST_SIZE,
+    RejectReason, ReplyStatus, RequestId, SubmitConfig, SubmitEvent, TaskMeta, BASE_REQUEST_SIZE,
 };
 
 const WAIT_MS: u64 = 1_000;
@@ -77,6 +77,16 @@ impl RecvChecker {
                     self.model.remove(&d.seq_no);
                 }
             }
+            if matches!(
+                d.reject_reason,
+                Some(RejectReason::Stale | RejectReason::ReorderTimeout)
+            ) {
+                assert!(
+                    d.seq_no < q.next_seq_no(),
+                    "rejected {} at or above next",
+                    d.seq_no
+                );
+            }
             if d.delivery.is_execute() {
                 assert_eq!(was.map(|w| w.0), Some(id), "executed task was buffered");
                 assert!(was.is_some_and(|w| w.1), "executed task {id} was not ready");
@@ -112,6 +122,9 @@ proptest! {
                         c.model.insert(seq, (id, deps_ready));
                     }
                     q.add(seq, cpu, id, deps_ready, now);
+                    if seq != -1 {
+                        prop_assert!(q.next_seq_no() > cpu, "client_processed_up_to applied");
+                    }
                 }
                 RecvOp::DepsReady(seq) => {
                     c.check(&mut q, now);
@@ -182,7 +195,10 @@ impl SubChecker {
                     self.sent.push(r.id.actor_counter);
                     self.outstanding.push(r);
                 }
-                SubmitEvent::Completed { actor_counter, task } => {
+                SubmitEvent::Completed {
+                    actor_counter,
+                    task,
+                } => {
                     assert_eq!(actor_counter, task);
                     assert!(self.completed.insert(actor_counter), "completed twice");
                 }
@@ -266,7 +282,10 @@ proptest! {
 
 #[derive(Debug, Clone)]
 enum SimOp {
-    Submit { deps_resolved: bool, max_retries: i32 },
+    Submit {
+        deps_resolved: bool,
+        max_retries: i32,
+    },
     Resolve(usize),
     Deliver(usize),
     ActorPoll,
@@ -377,10 +396,14 @@ proptest! {
         };
         let evs = s.sub.connect();
         s.apply(evs);
+        let restarts = ops.iter().filter(|o| matches!(o, SimOp::Restart)).count();
+        let timers_may_fire = ops.iter().any(|o| matches!(o, SimOp::Advance(_)));
+        let mut max_retries_of: BTreeMap<u64, i32> = BTreeMap::new();
         for op in ops {
             match op {
                 SimOp::Submit { deps_resolved, max_retries } => {
                     let meta = TaskMeta { actor_counter: s.next_counter, inline_arg_bytes: 0, max_retries };
+                    max_retries_of.insert(s.next_counter, max_retries);
                     if !deps_resolved {
                         s.unresolved.push(s.next_counter);
                     }
@@ -452,6 +475,15 @@ proptest! {
                 prop_assert!(counter > prev, "incarnation {} ran {} after {}", inc, counter, prev);
             }
             last.insert(inc, counter);
+        }
+        // Liveness: without reorder timeouts during the run (the drain delivers every
+        // request before time moves), a task with a retry for every restart completes.
+        if !timers_may_fire {
+            for (&c, &r) in &max_retries_of {
+                if r as usize >= restarts {
+                    prop_assert!(s.completed.contains(&c), "counter {} (retries {}, restarts {}) did not complete", c, r, restarts);
+                }
+            }
         }
         // A completed task ran at least once.
         let ran: BTreeSet<u64> = s.executions.iter().map(|&(_, c)| c).collect();
