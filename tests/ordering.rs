@@ -887,3 +887,152 @@ fn submitter_and_receiver_end_to_end_with_reconnect() {
     assert_eq!(completed, vec![1, 2, 3]);
     assert_eq!(sub.next_task_reply_position(), 4);
 }
+
+/// The worked example of `docs/ordering.md`, step by step (keep the two in sync).
+#[test]
+fn docs_worked_example() {
+    let t0 = Instant::now();
+    let s = Duration::from_secs;
+    let mut sub = ActorSubmitQueue::new();
+    let mut actor = ActorSchedulingQueue::new(WAIT);
+    sub.connect();
+    let m = |c, max_retries| TaskMeta {
+        actor_counter: c,
+        inline_arg_bytes: 0,
+        max_retries,
+    };
+    // 1. c0 (arguments pending), c1 and c2 (ready): nothing can go before c0.
+    assert!(sub.submit(m(0, 0), "c0", false).unwrap().is_empty());
+    assert!(sub.submit(m(1, 0), "c1", true).unwrap().is_empty());
+    assert!(sub.submit(m(2, 1), "c2", true).unwrap().is_empty());
+    // 2. c0's arguments resolve: seq 0, 1, 2 go out, client_processed_up_to -1.
+    let w = sends(&sub.dependencies_resolved(0));
+    assert_eq!(seq_nos(&w), vec![0, 1, 2]);
+    assert!(w.iter().all(|r| r.client_processed_up_to == -1));
+    assert_eq!(sub.next_send_position(), 3);
+    // 3. t=0: seq 1 arrives first: buffered, head ready, timer armed for t=30.
+    actor.add(1, -1, w[1].clone(), true, t0);
+    assert!(actor.poll(t0).is_empty());
+    assert_eq!(actor.next_timeout(), Some(t0 + s(30)));
+    // 4. t=1: seq 0 arrives: 0 and 1 run; timer cancelled.
+    actor.add(0, -1, w[0].clone(), true, t0 + s(1));
+    let ran: Vec<_> = actor
+        .poll(t0 + s(1))
+        .into_iter()
+        .map(|d| d.into_task().task)
+        .collect();
+    assert_eq!(ran, vec!["c0", "c1"]);
+    assert_eq!((actor.next_seq_no(), actor.next_timeout()), (2, None));
+    // 5. Reply for seq 1 first, then seq 0.
+    sub.on_reply(w[1].id, ReplyStatus::Ok);
+    assert_eq!(
+        (sub.next_task_reply_position(), sub.client_processed_up_to()),
+        (0, 1)
+    );
+    sub.on_reply(w[0].id, ReplyStatus::Ok);
+    assert_eq!(sub.next_task_reply_position(), 2);
+    // 6. t=2: seq 2 is lost on the way. c3 is submitted: seq 3, cpu 1; buffered at the
+    //    actor behind the gap, timer armed for t=32.
+    let w3 = sends(&sub.submit(m(3, 0), "c3", true).unwrap());
+    assert_eq!(
+        (w3[0].sequence_number, w3[0].client_processed_up_to),
+        (3, 1)
+    );
+    actor.add(3, 1, w3[0].clone(), true, t0 + s(2));
+    assert!(actor.poll(t0 + s(2)).is_empty());
+    assert_eq!(actor.next_timeout(), Some(t0 + s(32)));
+    // 7. t=32: the gap times out: seq 3 rejected, next = 4. c3 has no retries: failed.
+    let ds = actor.poll_decisions(t0 + s(32));
+    assert_eq!(ds.len(), 1);
+    assert_eq!(ds[0].reject_reason, Some(RejectReason::ReorderTimeout));
+    assert_eq!(actor.next_seq_no(), 4);
+    let evs = sub.on_reply(w3[0].id, ReplyStatus::Error);
+    assert!(matches!(
+        evs[..],
+        [SubmitEvent::Failed {
+            actor_counter: 3,
+            error: TaskFailure::ActorUnavailable,
+            ..
+        }]
+    ));
+    assert_eq!(sub.next_task_reply_position(), 2, "c2 still has no reply");
+    assert_eq!(sub.num_out_of_order_completed(), 1);
+    // 8. The actor restarts. c2 (one retry) is queued again; on connect
+    //    caller_starts_at = 2, c3 is re-sent with skip_execution as seq 1, c2 as seq 0.
+    let evs = sub.disconnect(false);
+    assert!(matches!(
+        evs[..],
+        [SubmitEvent::Retrying {
+            actor_counter: 2,
+            retries_left: 0
+        }]
+    ));
+    let w = sends(&sub.connect());
+    assert_eq!(sub.caller_starts_at(), 2);
+    let summary: Vec<_> = w
+        .iter()
+        .map(|r| {
+            (
+                r.task,
+                r.sequence_number,
+                r.skip_queue,
+                r.skip_execution,
+                r.client_processed_up_to,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![("c3", 1, true, true, -1), ("c2", 0, true, false, -1)]
+    );
+    // 9. The new incarnation runs seq 0 (c2) then seq 1 (c3, skip_execution).
+    let mut actor = ActorSchedulingQueue::new(WAIT);
+    let t = t0 + s(40);
+    for r in &w {
+        actor.add(
+            r.sequence_number,
+            r.client_processed_up_to,
+            r.clone(),
+            true,
+            t,
+        );
+    }
+    let order: Vec<_> = actor
+        .poll(t)
+        .into_iter()
+        .map(|d| {
+            let r = d.into_task();
+            (r.task, r.skip_execution)
+        })
+        .collect();
+    assert_eq!(order, vec![("c2", false), ("c3", true)]);
+    // 10. Replies: c2 completes (position 3), c3's skip reply moves the position to 4.
+    assert!(matches!(
+        sub.on_reply(w[1].id, ReplyStatus::Ok)[..],
+        [SubmitEvent::Completed {
+            actor_counter: 2,
+            ..
+        }]
+    ));
+    assert_eq!(sub.next_task_reply_position(), 3);
+    assert!(sub.on_reply(w[0].id, ReplyStatus::Ok).is_empty());
+    assert_eq!(sub.next_task_reply_position(), 4);
+    // 11. c4 goes out as seq 2 with client_processed_up_to -1 (skip_queue replies do not
+    //     count) and runs at once.
+    let w4 = sends(&sub.submit(m(4, 0), "c4", true).unwrap());
+    assert_eq!(
+        (w4[0].sequence_number, w4[0].client_processed_up_to),
+        (2, -1)
+    );
+    actor.add(2, -1, w4[0].clone(), true, t);
+    assert_eq!(executed_names(&actor.poll(t)), vec!["c4"]);
+}
+
+fn executed_names(ds: &[Delivery<PushRequest<&'static str>>]) -> Vec<&'static str> {
+    ds.iter()
+        .filter_map(|d| match d {
+            Delivery::Execute(r) => Some(r.task),
+            Delivery::Reject(_) => None,
+        })
+        .collect()
+}
