@@ -35,7 +35,10 @@
 //!   `client_processed_up_to`) is not touched. As in Ray, its dependency flag is not
 //!   consulted; the caller resolves dependencies before adding an unordered task.
 //! * Any other negative `seq_no` is below `next` (which is never negative) and is
-//!   rejected as stale.
+//!   rejected as stale; so is `i64::MAX`, past which `next` could not move. Sequence
+//!   numbers come from the peer (untrusted): no value makes the queue panic or run a
+//!   task twice. As in Ray, the buffer itself is bounded only by what the peer sends
+//!   (an honest submitter keeps at most 16 MiB of requests in flight).
 //! * A second task with a `seq_no` that is still buffered replaces the first, as Ray's
 //!   `pending_actor_tasks_[seq_no] = ...` does; unlike Ray (which drops the first
 //!   request's reply callback), the replaced task is handed back as
@@ -198,9 +201,18 @@ impl<T> ActorSchedulingQueue<T> {
                 client_processed_up_to,
                 "client skipping requests"
             );
-            // `client_processed_up_to < next <= i64::MAX` here is false, so
-            // `client_processed_up_to + 1` can only overflow at i64::MAX.
+            // Saturates only for a hostile i64::MAX, which then rejects everything.
             self.next_seq_no = client_processed_up_to.saturating_add(1);
+        }
+        if seq_no == i64::MAX {
+            // No `next` lies beyond it, so it could run more than once: refuse it (no
+            // honest caller sends 2^63 tasks).
+            self.decided.push_back(Decision {
+                seq_no,
+                delivery: Delivery::Reject(task),
+                reject_reason: Some(RejectReason::Stale),
+            });
+            return;
         }
         let replaced = self.pending.insert(seq_no, Buffered { task, deps_ready });
         if let Some(old) = replaced {
@@ -396,6 +408,21 @@ mod tests {
         assert_eq!(ds.len(), 1);
         assert_eq!(ds[0].reject_reason, Some(RejectReason::Stale));
         assert_eq!(q.next_seq_no(), 0);
+    }
+
+    #[test]
+    fn hostile_extremes_never_run_a_task_twice() {
+        let t0 = Instant::now();
+        let mut q = ActorSchedulingQueue::new(DEFAULT_REORDER_WAIT);
+        q.add(5, i64::MAX - 1, 'a', true, t0);
+        q.add(i64::MAX, -1, 'b', true, t0);
+        q.add(i64::MAX, i64::MAX, 'c', true, t0);
+        q.add(3, -1, 'd', true, t0);
+        let ds = q.poll_decisions(t0);
+        assert_eq!(ds.len(), 4);
+        assert!(ds.iter().all(|d| !d.delivery.is_execute()));
+        assert_eq!(q.next_seq_no(), i64::MAX);
+        assert!(q.is_empty());
     }
 
     #[test]

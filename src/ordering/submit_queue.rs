@@ -242,6 +242,13 @@ struct Queued<T> {
     retries_left: i32,
 }
 
+/// A task on its way into `push_actor_task`.
+struct Outgoing<T> {
+    task: T,
+    meta: TaskMeta,
+    retries_left: i32,
+}
+
 #[derive(Debug)]
 struct InFlight<T> {
     serial: u64,
@@ -274,8 +281,9 @@ pub struct ActorSubmitQueue<T> {
     requests: BTreeMap<u64, Queued<T>>,
     /// Tasks handed to the connection (sent or in its send queue), by counter.
     in_flight: BTreeMap<u64, InFlight<T>>,
-    /// Completed counters above `next_task_reply_position`.
-    out_of_order_completed: BTreeMap<u64, T>,
+    /// Completed counters above `next_task_reply_position`, kept for a
+    /// `skip_execution` re-send.
+    out_of_order_completed: BTreeMap<u64, (T, TaskMeta)>,
     next_send_position: u64,
     next_task_reply_position: u64,
     caller_starts_at: u64,
@@ -536,43 +544,42 @@ impl<T: Clone> ActorSubmitQueue<T> {
             // If the task has been sent before, it skips the send queue.
             let skip_queue = counter < self.next_send_position;
             let q = entry.remove();
-            self.next_send_position = self.next_send_position.max(counter + 1);
-            self.push_actor_task(
-                counter,
-                q.task,
-                q.meta,
-                q.retries_left,
-                skip_queue,
-                false,
-                out,
-            );
+            self.next_send_position = self.next_send_position.max(counter.saturating_add(1));
+            let outgoing = Outgoing {
+                task: q.task,
+                meta: q.meta,
+                retries_left: q.retries_left,
+            };
+            self.push_actor_task(outgoing, skip_queue, false, out);
         }
     }
 
     /// Ray's `ResendOutOfOrderCompletedTasks`.
     fn resend_out_of_order_completed_tasks(&mut self, out: &mut Vec<SubmitEvent<T>>) {
-        for (counter, task) in std::mem::take(&mut self.out_of_order_completed) {
-            let meta = TaskMeta {
-                actor_counter: counter,
-                inline_arg_bytes: 0,
-                max_retries: 0,
+        for (_, (task, meta)) in std::mem::take(&mut self.out_of_order_completed) {
+            let outgoing = Outgoing {
+                task,
+                meta,
+                retries_left: 0,
             };
-            self.push_actor_task(counter, task, meta, 0, true, true, out);
+            self.push_actor_task(outgoing, true, true, out);
         }
     }
 
     /// Ray's `PushActorTask` plus `CoreWorkerClient::PushActorTask`.
-    #[allow(clippy::too_many_arguments)]
     fn push_actor_task(
         &mut self,
-        counter: u64,
-        task: T,
-        meta: TaskMeta,
-        retries_left: i32,
+        outgoing: Outgoing<T>,
         skip_queue: bool,
         skip_execution: bool,
         out: &mut Vec<SubmitEvent<T>>,
     ) {
+        let Outgoing {
+            task,
+            meta,
+            retries_left,
+        } = outgoing;
+        let counter = meta.actor_counter;
         let Some(conn) = self.conn.as_mut() else {
             return;
         };
@@ -597,11 +604,7 @@ impl<T: Clone> ActorSubmitQueue<T> {
         }
         let serial = self.next_serial;
         self.next_serial += 1;
-        let size_bytes = if skip_execution {
-            BASE_REQUEST_SIZE
-        } else {
-            request_size_in_bytes(meta.inline_arg_bytes)
-        };
+        let size_bytes = request_size_in_bytes(meta.inline_arg_bytes);
         self.in_flight.insert(
             counter,
             InFlight {
@@ -684,7 +687,7 @@ impl<T: Clone> ActorSubmitQueue<T> {
         let counter = f.meta.actor_counter;
         if f.skip_execution {
             // The reply for a task that already completed: count it whatever the status.
-            self.mark_seqno_completed(counter, f.task);
+            self.mark_seqno_completed(f.task, f.meta);
             return;
         }
         match status {
@@ -693,7 +696,7 @@ impl<T: Clone> ActorSubmitQueue<T> {
                     actor_counter: counter,
                     task: f.task.clone(),
                 });
-                self.mark_seqno_completed(counter, f.task);
+                self.mark_seqno_completed(f.task, f.meta);
             }
             ReplyStatus::Cancelled => {
                 out.push(SubmitEvent::Failed {
@@ -701,7 +704,7 @@ impl<T: Clone> ActorSubmitQueue<T> {
                     task: f.task.clone(),
                     error: TaskFailure::Cancelled,
                 });
-                self.mark_seqno_completed(counter, f.task);
+                self.mark_seqno_completed(f.task, f.meta);
             }
             ReplyStatus::Error => self.fail_or_retry(f.task, f.meta, f.retries_left, out),
         }
@@ -747,7 +750,7 @@ impl<T: Clone> ActorSubmitQueue<T> {
                 task: task.clone(),
                 error,
             });
-            self.mark_seqno_completed(counter, task);
+            self.mark_seqno_completed(task, meta);
         }
     }
 
@@ -761,17 +764,18 @@ impl<T: Clone> ActorSubmitQueue<T> {
 
     /// Ray's `MarkSeqnoCompleted`: advance `next_task_reply_position` over the contiguous
     /// completed prefix.
-    fn mark_seqno_completed(&mut self, counter: u64, task: T) {
+    fn mark_seqno_completed(&mut self, task: T, meta: TaskMeta) {
+        let counter = meta.actor_counter;
         if counter < self.next_task_reply_position {
             return;
         }
-        self.out_of_order_completed.insert(counter, task);
+        self.out_of_order_completed.insert(counter, (task, meta));
         while let Some(entry) = self.out_of_order_completed.first_entry() {
             if *entry.key() != self.next_task_reply_position {
                 break;
             }
             entry.remove();
-            self.next_task_reply_position += 1;
+            self.next_task_reply_position = self.next_task_reply_position.saturating_add(1);
         }
     }
 }
