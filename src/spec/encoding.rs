@@ -283,16 +283,17 @@ pub fn to_vec<M: Message>(msg: &M) -> Result<AlignedBytes, EncodeError> {
 }
 
 fn precheck<M: Message>(bytes: &[u8]) -> Result<(), DecodeError> {
-    let address = bytes.as_ptr() as usize;
-    if address % MESSAGE_ALIGN != 0 {
-        return Err(DecodeError::Misaligned { address });
-    }
+    // Length first: an empty slice's address is meaningless.
     let min = std::mem::size_of::<M::Archived>();
     if bytes.len() < min {
         return Err(DecodeError::Truncated {
             len: bytes.len(),
             min,
         });
+    }
+    let address = bytes.as_ptr() as usize;
+    if address % MESSAGE_ALIGN != 0 {
+        return Err(DecodeError::Misaligned { address });
     }
     Ok(())
 }
