@@ -334,6 +334,7 @@ fn return_id_of(task_id: TaskId, i: u64) -> ObjectId {
 
 impl TaskSpec {
     /// Return object `i` (0-based): `ObjectId::from_index(task_id, i + 1)`.
+    /// Object indexes are `u32` as in Ray; `i` is taken modulo 2^32.
     pub fn return_id(&self, i: u64) -> ObjectId {
         return_id_of(self.task_id, i)
     }
@@ -475,6 +476,18 @@ pub struct PushTaskRequest {
 impl PushTaskRequest {
     /// Sequence number meaning "unordered: execute on arrival".
     pub const UNORDERED: i64 = -1;
+}
+
+impl ArchivedPushTaskRequest {
+    /// The sequence number as a native `i64` (-1 = unordered).
+    pub fn sequence_number(&self) -> i64 {
+        self.sequence_number.to_native()
+    }
+
+    /// `client_processed_up_to` as a native `i64`.
+    pub fn client_processed_up_to(&self) -> i64 {
+        self.client_processed_up_to.to_native()
+    }
 }
 
 /// Ray's `StatusCode` values a reply can carry.
