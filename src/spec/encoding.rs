@@ -301,6 +301,12 @@ fn precheck<M: Message>(bytes: &[u8]) -> Result<(), DecodeError> {
 /// Validates `bytes` (alignment, length, then every pointer, length, string
 /// and tag with bytecheck) and returns the archived message in place.
 /// Never panics on any input.
+///
+/// Validation describes the bytes at the moment of the check: the caller
+/// must make sure no other process writes the frame while the returned
+/// reference is used (the ring hands a committed frame to the consumer
+/// alone; a peer that still writes into it is outside this guarantee — copy
+/// the frame first if the writer is not trusted to respect the protocol).
 pub fn access<M: Message>(bytes: &[u8]) -> Result<&M::Archived, DecodeError> {
     precheck::<M>(bytes)?;
     M::check(bytes).map_err(|e| DecodeError::Invalid(e.to_string()))
