@@ -333,6 +333,10 @@ struct Attached {
     tail: u64,
 }
 
+/// Largest index accepted from shared memory (2^63 bytes: years of traffic
+/// at memory bandwidth), so `index + frame size` can never overflow.
+const MAX_INDEX: u64 = 1 << 63;
+
 /// Validates a (head, tail) pair read from shared memory.
 #[inline]
 fn check_indices(head: u64, tail: u64, cap: u64) -> Result<(), RingError> {
@@ -348,6 +352,13 @@ fn check_indices(head: u64, tail: u64, cap: u64) -> Result<(), RingError> {
             what: "head - tail exceeds capacity",
             value: head - tail,
             limit: cap,
+        });
+    }
+    if head > MAX_INDEX {
+        return Err(RingError::Corrupt {
+            what: "head beyond the index limit",
+            value: head,
+            limit: MAX_INDEX,
         });
     }
     if (head | tail) % FRAME_ALIGN as u64 != 0 {

@@ -272,7 +272,6 @@ fn corrupt_frame_lengths() {
     // Frame longer than what was published.
     let (mut p, mut c, s) = pair(256);
     push(&mut p, b"abc", 0).unwrap();
-    // SAFETY-free: scribble through the data region's public API.
     let mut hdr = [0u8; 16];
     hdr[..4].copy_from_slice(&200u32.to_le_bytes());
     scribble_data(&s, 0, &hdr);
@@ -306,19 +305,9 @@ fn corrupt_tail_seen_by_producer() {
 }
 
 fn scribble_data(s: &HeapStorage, off: usize, bytes: &[u8]) {
-    let mut all = vec![0u8; HEADER_LEN + off + bytes.len()];
-    // Keep the header as it is: copy it out first.
-    let h = s.header();
-    // The header's current bytes (a snapshot through the atomics' memory).
-    // SAFETY: RingHeader is plain integers in normal builds; reading its
-    // bytes is a read of initialised memory.
-    let hb =
-        unsafe { std::slice::from_raw_parts((h as *const RingHeader).cast::<u8>(), HEADER_LEN) };
-    all[..HEADER_LEN].copy_from_slice(hb);
-    // SAFETY: off + bytes.len() is inside the data region in these tests.
-    let cur = unsafe { s.data().slice(0, off) };
-    all[HEADER_LEN..HEADER_LEN + off].copy_from_slice(cur);
-    all[HEADER_LEN + off..].copy_from_slice(bytes);
+    let mut all = vec![0u8; HEADER_LEN + s.data().len()];
+    s.read_raw(&mut all);
+    all[HEADER_LEN + off..HEADER_LEN + off + bytes.len()].copy_from_slice(bytes);
     s.scribble(&all);
 }
 
