@@ -582,7 +582,21 @@ impl<S: RingStorage> Producer<S> {
     /// frame first if it must wrap. Returns the frame's offset, or `None`
     /// if there is no room now.
     fn try_reserve(&mut self, len: usize) -> Result<Option<usize>, RingError> {
-        if self.poisoned {
+        // The poisoned flag sits on the header's read-mostly first line
+        // (written only at init, attach, close and poisoning), so this is an
+        // L1 hit on the fast path; it makes the peer's poisoning visible to
+        // every call, not only to index re-loads.
+        if self.poisoned
+            || self
+                .storage
+                .header()
+                .meta
+                .0
+                .poisoned
+                .load(Ordering::Relaxed)
+                != 0
+        {
+            self.poisoned = true;
             return Err(RingError::Poisoned);
         }
         let max = self.max_payload();
@@ -904,7 +918,21 @@ impl<S: RingStorage> Consumer<S> {
 
     /// Finds and validates the next frame, skipping padding.
     fn try_next(&mut self) -> Result<Option<FrameDesc>, RingError> {
-        if self.poisoned {
+        // The poisoned flag sits on the header's read-mostly first line
+        // (written only at init, attach, close and poisoning), so this is an
+        // L1 hit on the fast path; it makes the peer's poisoning visible to
+        // every call, not only to index re-loads.
+        if self.poisoned
+            || self
+                .storage
+                .header()
+                .meta
+                .0
+                .poisoned
+                .load(Ordering::Relaxed)
+                != 0
+        {
+            self.poisoned = true;
             return Err(RingError::Poisoned);
         }
         // At most two rounds: a padding frame is never at offset 0.
