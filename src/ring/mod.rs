@@ -98,7 +98,7 @@ pub use layout::{
 pub use storage::{DataRegion, HeapStorage, MappedStorage, RingStorage};
 
 use crate::sync::Ordering;
-use crate::wake::{wake_peer, EventFd, Waiter};
+use crate::wake::{announce, retract, wake_peer, EventFd, Waiter};
 use layout::{frame_total, FrameHeader};
 
 /// Everything that can go wrong on a ring.
@@ -521,6 +521,37 @@ impl<S: RingStorage> Producer<S> {
         })
     }
 
+    /// Event-loop integration: announces that this producer is about to
+    /// block on its eventfd (given to the consumer with
+    /// [`Consumer::set_peer_eventfd`]) until there is room for a `len`-byte
+    /// payload, then re-checks (publishing deferred commits first).
+    ///
+    /// `Ok(true)`: still no room — wait for the eventfd, drain it, call
+    /// [`disarm`](Self::disarm), then `reserve`. `Ok(false)`: room appeared
+    /// (already disarmed) — `reserve` now.
+    pub fn arm_eventfd(&mut self, len: usize) -> Result<bool, RingError> {
+        self.flush();
+        let storage = self.storage.clone();
+        let slot = &storage.header().producer_wake.0;
+        announce(slot, SLEEP_EVENTFD);
+        match self.try_reserve(len) {
+            Ok(None) => {
+                // try_reserve may have written a padding frame.
+                self.flush();
+                Ok(true)
+            }
+            other => {
+                retract(slot);
+                other.map(|_| false)
+            }
+        }
+    }
+
+    /// Withdraws [`arm_eventfd`](Self::arm_eventfd) after waking up.
+    pub fn disarm(&mut self) {
+        retract(&self.storage.header().producer_wake.0);
+    }
+
     /// Publishes deferred commits (stores `head` once) and wakes the consumer
     /// if it sleeps.
     #[inline]
@@ -863,6 +894,33 @@ impl<S: RingStorage> Consumer<S> {
             consumer: self,
             desc,
         })
+    }
+
+    /// Event-loop integration: announces that this consumer is about to
+    /// block on its eventfd (the one given to the producer with
+    /// [`Producer::set_peer_eventfd`]), then re-checks the ring.
+    ///
+    /// `Ok(true)`: still empty — wait for the eventfd to become readable
+    /// (epoll/mio), drain it, call [`disarm`](Self::disarm), then `peek`.
+    /// `Ok(false)`: a frame arrived meanwhile (already disarmed) — `peek`
+    /// now. This is the same announce / fence / re-check handshake the
+    /// blocking calls use, so no wake-up is lost.
+    pub fn arm_eventfd(&mut self) -> Result<bool, RingError> {
+        let storage = self.storage.clone();
+        let slot = &storage.header().consumer_wake.0;
+        announce(slot, SLEEP_EVENTFD);
+        match self.try_next() {
+            Ok(None) => Ok(true),
+            other => {
+                retract(slot);
+                other.map(|_| false)
+            }
+        }
+    }
+
+    /// Withdraws [`arm_eventfd`](Self::arm_eventfd) after waking up.
+    pub fn disarm(&mut self) {
+        retract(&self.storage.header().consumer_wake.0);
     }
 
     /// Publishes deferred releases (stores `tail` once) and wakes the

@@ -484,3 +484,43 @@ fn blocking_times_out_and_reports_dead_peer() {
     );
     std::mem::forget(p); // the "dead" producer never closes
 }
+
+#[test]
+fn event_loop_arming_with_eventfd() {
+    use rustix::event::{poll, PollFd, PollFlags};
+    let (mut p, mut c, _s) = pair(64);
+    let efd_c = EventFd::new().unwrap();
+    let efd_p = EventFd::new().unwrap();
+    p.set_peer_eventfd(efd_c.clone());
+    c.set_peer_eventfd(efd_p.clone());
+    let readable = |fd: &EventFd| {
+        let mut fds = [PollFd::new(fd, PollFlags::IN)];
+        let zero = rustix::time::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        poll(&mut fds, Some(&zero)).unwrap() > 0
+    };
+    // Consumer arms on an empty ring; a commit makes its eventfd readable.
+    assert!(c.arm_eventfd().unwrap());
+    assert!(!readable(&efd_c));
+    push(&mut p, &[1; 48], 0).unwrap();
+    assert!(readable(&efd_c));
+    assert!(efd_c.drain());
+    c.disarm();
+    // Arming with a frame present returns false (and disarms).
+    assert!(!c.arm_eventfd().unwrap());
+    // Producer arms on a full ring; a release makes its eventfd readable.
+    assert!(p.arm_eventfd(16).unwrap());
+    assert!(!readable(&efd_p));
+    assert_eq!(pop(&mut c), Some((0, vec![1; 48])));
+    assert!(readable(&efd_p));
+    assert!(efd_p.drain());
+    p.disarm();
+    assert!(!p.arm_eventfd(16).unwrap(), "room now");
+    // Arming when data is already there returns false and disarms.
+    push(&mut p, b"x", 0).unwrap();
+    assert!(!c.arm_eventfd().unwrap());
+    push(&mut p, b"y", 0).unwrap();
+    assert!(!readable(&efd_c), "no wake-up when the consumer is awake");
+}
