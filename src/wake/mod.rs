@@ -31,6 +31,13 @@
 //! written: no syscall. The loom models in `loom-tests/tests/wake.rs` check
 //! both directions.
 //!
+//! The OS-facing part is one small internal trait, `Park` (block on a
+//! token / signal the sleeper), implemented by the shared futex word and by
+//! [`EventFd`]; under `cfg(shmwire_loom)` both are modelled with a `Mutex` +
+//! `Condvar` (the futex with its "compare then sleep atomically with respect
+//! to wakers" semantics, the eventfd as a counter), so loom runs the very
+//! handshake code that ships.
+//!
 //! Every blocking wait is bounded by a deadline and calls the caller's
 //! [`PeerLiveness`] check every [`Waiter::check_interval`] (sleeps are sliced
 //! to that interval), so a dead peer yields
@@ -46,6 +53,7 @@ mod park;
 use std::time::{Duration, Instant};
 
 pub use eventfd::EventFd;
+use park::{Futex, Park};
 
 use crate::ring::layout::{WakeSlot, SLEEP_EVENTFD, SLEEP_FUTEX};
 use crate::ring::RingError;
@@ -250,16 +258,12 @@ impl Waiter {
                     }
                 }
                 WaitStrategy::SpinPark { .. } => {
-                    if let Some(v) = sleep_once(my_slot, SLEEP_FUTEX, &mut poll, |seq| {
-                        park::futex_wait(&my_slot.futex, seq, slice)
-                    })? {
+                    if let Some(v) = sleep_once(my_slot, SLEEP_FUTEX, &Futex, slice, &mut poll)? {
                         return Ok(v);
                     }
                 }
                 WaitStrategy::EventFd { fd, .. } => {
-                    if let Some(v) =
-                        sleep_once(my_slot, SLEEP_EVENTFD, &mut poll, |_| fd.wait(slice))?
-                    {
+                    if let Some(v) = sleep_once(my_slot, SLEEP_EVENTFD, fd, slice, &mut poll)? {
                         return Ok(v);
                     }
                 }
@@ -310,8 +314,9 @@ impl Waiter {
 fn sleep_once<T>(
     slot: &WakeSlot,
     bit: u32,
+    parker: &impl Park,
+    timeout: Duration,
     poll: &mut impl FnMut() -> Result<Option<T>, RingError>,
-    sleep: impl FnOnce(u32),
 ) -> Result<Option<T>, RingError> {
     // Read the futex word before announcing: a wake that bumps it after this
     // load makes FUTEX_WAIT return at once. Pairs with the Release
@@ -330,7 +335,7 @@ fn sleep_once<T>(
             return other;
         }
     }
-    sleep(seq);
+    parker.park(&slot.futex, seq, timeout);
     slot.sleeping.store(0, Ordering::Relaxed);
     poll()
 }
@@ -376,11 +381,11 @@ fn wake_slow(peer_slot: &WakeSlot, peer_eventfd: Option<&EventFd>) {
         // sleeper that read the old value is either already in FUTEX_WAIT
         // (woken below) or will see the new value and not sleep.
         peer_slot.futex.fetch_add(1, Ordering::Release);
-        park::futex_wake(&peer_slot.futex);
+        Futex.unpark(&peer_slot.futex);
     }
     if bits & SLEEP_EVENTFD != 0 {
         if let Some(fd) = peer_eventfd {
-            fd.notify();
+            fd.unpark(&peer_slot.futex);
         } else {
             tracing::warn!("ring peer sleeps on an eventfd but none was configured to wake it");
         }
