@@ -193,8 +193,9 @@ impl Waiter {
     /// (`TimedOut`) or the peer is found dead (`PeerDied`).
     ///
     /// `my_slot` is the waiting side's own wake slot in the ring header.
-    /// `poll` must re-load the peer's index (not only a cached copy) when it
-    /// finds nothing, so the re-check after announcing sleep is fresh. Before
+    /// The caller has already polled once and found nothing. `poll` must
+    /// re-load the peer's index (not only a cached copy) when it finds
+    /// nothing, so the re-check after announcing sleep is fresh. Before
     /// reporting `PeerDied` or `TimedOut`, `poll` is called once more, so
     /// everything the peer published before dying is still delivered.
     pub(crate) fn wait_for<T>(
@@ -203,21 +204,19 @@ impl Waiter {
         deadline: Instant,
         mut poll: impl FnMut() -> Result<Option<T>, RingError>,
     ) -> Result<T, RingError> {
-        if let Some(v) = poll()? {
-            return Ok(v);
-        }
-        let start = Instant::now();
-        let mut next_check = start + self.check_interval;
         let spin = match &self.strategy {
             WaitStrategy::Spin => Duration::MAX,
             WaitStrategy::SpinYield { spin }
             | WaitStrategy::SpinPark { spin }
             | WaitStrategy::EventFd { spin, .. } => *spin,
         };
-        let spin_end = start.checked_add(spin).unwrap_or(deadline).min(deadline);
+        let mut next_check: Option<Instant> = None;
 
-        // Phase 1: spin. Time is read every 32 polls to keep the loop tight.
+        // Phase 1: spin. The clock is read only every 32 polls (and not at
+        // all if the peer answers within the first 32), so a quick answer
+        // costs nothing but the polls.
         if spin > Duration::ZERO {
+            let mut spin_end: Option<Instant> = None;
             let mut i: u32 = 0;
             loop {
                 spin_loop();
@@ -227,18 +226,23 @@ impl Waiter {
                 i = i.wrapping_add(1);
                 if i % 32 == 0 {
                     let now = Instant::now();
-                    if let Some(v) = self.periodic(now, &mut next_check, &mut poll) {
+                    let end = *spin_end.get_or_insert_with(|| {
+                        now.checked_add(spin).unwrap_or(deadline).min(deadline)
+                    });
+                    let check = next_check.get_or_insert(now + self.check_interval);
+                    if let Some(v) = self.periodic(now, check, &mut poll) {
                         return v;
                     }
                     if let Some(v) = self.final_if_expired(now, deadline, &mut poll) {
                         return v;
                     }
-                    if now >= spin_end {
+                    if now >= end {
                         break;
                     }
                 }
             }
         }
+        let mut next_check = next_check.unwrap_or_else(|| Instant::now() + self.check_interval);
 
         // Phase 2: yield or sleep.
         loop {
