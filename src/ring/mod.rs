@@ -39,6 +39,18 @@
 //! (consumer). A full ring is back-pressure ([`RingError::Full`] or a
 //! blocking wait), never an overwrite.
 //!
+//! Both halves can move to another thread but not be shared:
+//!
+//! ```compile_fail
+//! fn needs_sync<T: Sync>() {}
+//! needs_sync::<shmwire::ring::Producer<shmwire::ring::HeapStorage>>();
+//! ```
+//!
+//! ```compile_fail
+//! fn needs_sync<T: Sync>() {}
+//! needs_sync::<shmwire::ring::Consumer<shmwire::ring::HeapStorage>>();
+//! ```
+//!
 //! # Orderings
 //!
 //! - `Producer::flush` stores `head` with `Release`; it pairs with the
