@@ -12,7 +12,7 @@
 //!
 //! ## The handshake (no lost wake-up, no syscall on the fast path)
 //!
-//! Each side owns a [`WakeSlot`](crate::ring::WakeSlot) in the ring header
+//! Each side owns a [`WakeSlot`] in the ring header
 //! (its own cache line): a `sleeping` flag and a futex word. The sleeper:
 //!
 //! 1. reads the futex word (`seq`);
@@ -41,7 +41,7 @@
 //! Every blocking wait is bounded by a deadline and calls the caller's
 //! [`PeerLiveness`] check every [`Waiter::check_interval`] (sleeps are sliced
 //! to that interval), so a dead peer yields
-//! [`RingError::PeerDied`](crate::ring::RingError::PeerDied), not a hang.
+//! [`RingError::PeerDied`], not a hang.
 //!
 //! The spin window matters on virtual machines: a wake-up across vCPUs costs
 //! tens of microseconds there, so [`DEFAULT_SPIN`] is 80 µs — a peer that
