@@ -1,0 +1,598 @@
+//! The measured cases: for each, the measuring side (`Pair`) and the echoing
+//! side (a child process started through a [`Launcher`], or a thread).
+//!
+//! Shared by `shmwire bench ring` and `benches/ring.rs` (through `#[path]`):
+//! it depends only on the library, std and [`super::harness`].
+
+use std::fs::File;
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use shmwire::shm::{kind, Segment, Session, ShmError};
+
+use super::harness::{pin_current_thread, timed_loop, BenchResult, Placement};
+
+/// Payload of every round-trip case but the limit.
+pub const PAYLOAD: usize = 256;
+
+/// How many spin iterations pass between two liveness checks of the peer.
+const SPIN_CHECK_MASK: u64 = (1 << 16) - 1;
+
+/// How many liveness checks a single wait may take before it gives up
+/// (≥ 65536 spins each: many seconds; only a hang guard).
+const MAX_CHECKS: u32 = 200_000;
+
+/// Offset of the "pong" word in the limit segment: two cache lines (128 B)
+/// away from "ping", so adjacent-line prefetching does not couple them.
+const PONG_OFFSET: usize = 128;
+
+/// The cases, in the order `shmwire bench ring` runs them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CaseKind {
+    /// Two `AtomicU64` on separate cache lines in a shared segment, raw
+    /// spin: the physical limit of a cross-process round trip.
+    Limit,
+    /// A Unix stream socket pair between the two processes.
+    Uds,
+    /// Two pipes between the two processes.
+    Pipe,
+    /// Two bounded crossbeam channels between two pinned threads.
+    Crossbeam,
+}
+
+impl CaseKind {
+    /// Case name as printed and in the JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Limit => "limit/atomic-pingpong",
+            Self::Uds => "peer/uds/roundtrip",
+            Self::Pipe => "peer/pipe/roundtrip",
+            Self::Crossbeam => "peer/crossbeam/roundtrip",
+        }
+    }
+
+    /// Bytes carried each way per operation.
+    pub fn payload_bytes(self) -> usize {
+        match self {
+            Self::Limit => 0,
+            _ => PAYLOAD,
+        }
+    }
+
+    /// Whether the case blocks in the kernel (slow: fewer default iterations).
+    pub fn blocking(self) -> bool {
+        matches!(self, Self::Uds | Self::Pipe | Self::Crossbeam)
+    }
+
+    /// Whether the case is a one-way throughput case (an operation is one
+    /// frame, not a round trip).
+    pub fn throughput(self) -> bool {
+        false
+    }
+
+    fn role(self) -> &'static str {
+        match self {
+            Self::Limit => "limit",
+            Self::Uds => "uds",
+            Self::Pipe => "pipe",
+            Self::Crossbeam => "crossbeam",
+        }
+    }
+}
+
+/// The cases compared with the limit, in the order they run (the limit is
+/// measured before each of them and once more at the end).
+pub fn measured_cases() -> Vec<CaseKind> {
+    vec![CaseKind::Uds, CaseKind::Pipe, CaseKind::Crossbeam]
+}
+
+/// How to start a child process that plays the echoing side: the program,
+/// the arguments that select the child role, extra environment.
+#[derive(Clone, Debug)]
+pub struct Launcher {
+    /// Program to run (the `shmwire` binary or the bench binary itself).
+    pub program: PathBuf,
+    /// Leading arguments (e.g. the hidden subcommand).
+    pub args: Vec<String>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+}
+
+/// What every case needs: the session its segments live in, how to start
+/// children, which CPUs to use.
+#[derive(Debug)]
+pub struct BenchEnv {
+    /// Session holding the bench segments.
+    pub session: Session,
+    /// How to start the child side.
+    pub launcher: Launcher,
+    /// CPU placement.
+    pub placement: Placement,
+    next_id: u64,
+}
+
+impl BenchEnv {
+    /// A bench environment.
+    pub fn new(session: Session, launcher: Launcher, placement: Placement) -> Self {
+        Self {
+            session,
+            launcher,
+            placement,
+            next_id: 0,
+        }
+    }
+
+    fn fresh_name(&mut self, what: &str) -> String {
+        self.next_id += 1;
+        format!("{what}-{}", self.next_id)
+    }
+
+    fn spawn(
+        &self,
+        role: &str,
+        extra: &[(&str, String)],
+        stdin: Stdio,
+        stdout: Stdio,
+    ) -> BenchResult<ChildProc> {
+        let mut cmd = Command::new(&self.launcher.program);
+        cmd.args(&self.launcher.args)
+            .arg(format!("role={role}"))
+            .arg(format!("root={}", self.session.root().display()))
+            .arg(format!("session={}", self.session.name()))
+            .arg(format!("ppid={}", std::process::id()))
+            .stdin(stdin)
+            .stdout(stdout)
+            .stderr(Stdio::inherit());
+        if let Some(cpu) = self.placement.child_cpu {
+            cmd.arg(format!("cpu={cpu}"));
+        }
+        for (k, v) in extra {
+            cmd.arg(format!("{k}={v}"));
+        }
+        for (k, v) in &self.launcher.env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("spawn {}: {e}", self.launcher.program.display()))?;
+        Ok(ChildProc { child: Some(child) })
+    }
+}
+
+/// A child process that is always reaped: on drop it waits up to 5 s for
+/// the child to exit by itself (after the pair told it to stop), then kills
+/// it.
+#[derive(Debug)]
+struct ChildProc {
+    child: Option<Child>,
+}
+
+impl ChildProc {
+    /// Errors if the child has exited (it should echo until told to stop).
+    fn check_alive(&mut self) -> BenchResult<()> {
+        if let Some(c) = self.child.as_mut() {
+            if let Some(status) = c.try_wait()? {
+                return Err(format!("bench child exited early: {status}").into());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ChildProc {
+    fn drop(&mut self) {
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            match c.try_wait() {
+                Ok(Some(_)) => return,
+                Ok(None) => std::thread::sleep(Duration::from_millis(1)),
+                Err(_) => break,
+            }
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+/// The measuring side of a running case.
+pub trait Pair {
+    /// Performs `n` operations (round trips, or frames for throughput
+    /// cases); with a histogram, records each one (see
+    /// [`timed_loop`]). Returns the total time.
+    fn run(&mut self, n: u64, hist: Option<&mut Histogram<u64>>) -> BenchResult<Duration>;
+}
+
+/// Starts `case`: creates its segments/sockets, starts the echoing side.
+pub fn start(case: CaseKind, env: &mut BenchEnv) -> BenchResult<Box<dyn Pair>> {
+    Ok(match case {
+        CaseKind::Limit => Box::new(LimitPair::start(env)?),
+        CaseKind::Uds => Box::new(StreamPair::start_uds(env)?),
+        CaseKind::Pipe => Box::new(StreamPair::start_pipe(env)?),
+        CaseKind::Crossbeam => Box::new(CrossbeamPair::start(env)?),
+    })
+}
+
+// ---------------------------------------------------------------- limit --
+
+/// Raw atomic ping-pong: the parent stores `seq` into `ping`, the child
+/// copies it into `pong`; one round trip moves each cache line once each way.
+struct LimitPair {
+    seg: Arc<Segment>,
+    seq: u64,
+    child: ChildProc,
+}
+
+/// The two words of the limit segment.
+///
+/// # Safety
+/// - `seg` must be a segment of at least `PONG_OFFSET + 8` payload bytes
+///   that outlives the returned references.
+unsafe fn limit_words(seg: &Segment) -> (&AtomicU64, &AtomicU64) {
+    debug_assert!(seg.payload_len() >= PONG_OFFSET + 8);
+    let base = seg.payload_ptr();
+    // SAFETY: the payload is page aligned and ≥ PONG_OFFSET + 8 bytes (caller),
+    // so both words are in bounds and 8-byte aligned; AtomicU64 is valid for
+    // any bit pattern, and every access to them is atomic.
+    unsafe {
+        (
+            &*base.cast::<AtomicU64>(),
+            &*base.add(PONG_OFFSET).cast::<AtomicU64>(),
+        )
+    }
+}
+
+impl LimitPair {
+    fn start(env: &mut BenchEnv) -> BenchResult<Self> {
+        let name = env.fresh_name("limit");
+        let seg =
+            Segment::create_with(&env.session, &name, 4096, kind::BENCH, |_: &mut [u8]| {
+                Ok::<_, ShmError>(())
+            })?;
+        let child = env.spawn(
+            CaseKind::Limit.role(),
+            &[("seg", name)],
+            Stdio::null(),
+            Stdio::null(),
+        )?;
+        Ok(Self {
+            seg: Arc::new(seg),
+            seq: 0,
+            child,
+        })
+    }
+}
+
+impl Pair for LimitPair {
+    fn run(&mut self, n: u64, hist: Option<&mut Histogram<u64>>) -> BenchResult<Duration> {
+        let seg = Arc::clone(&self.seg);
+        // SAFETY: 4096-byte payload; `seg` outlives the references.
+        let (ping, pong) = unsafe { limit_words(&seg) };
+        let child = &mut self.child;
+        let seq = &mut self.seq;
+        timed_loop(n, hist, |_| {
+            *seq += 1;
+            let s = *seq;
+            // pairs with the Acquire load of ping in limit_child.
+            ping.store(s, Ordering::Release);
+            let mut spins = 0u64;
+            let mut checks = 0u32;
+            // pairs with the Release store of pong in limit_child.
+            while pong.load(Ordering::Acquire) != s {
+                std::hint::spin_loop();
+                spins += 1;
+                if spins & SPIN_CHECK_MASK == 0 {
+                    child.check_alive()?;
+                    checks += 1;
+                    if checks > MAX_CHECKS {
+                        return Err("limit child stopped answering".into());
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+impl Drop for LimitPair {
+    fn drop(&mut self) {
+        // SAFETY: as in `run`.
+        let (ping, _) = unsafe { limit_words(&self.seg) };
+        // pairs with the Acquire load of ping in limit_child: tells it to stop.
+        ping.store(u64::MAX, Ordering::Release);
+    }
+}
+
+fn limit_child(args: &ChildArgs) -> BenchResult<()> {
+    let session = Session::attach_in(&args.root, &args.session)?;
+    let seg = Segment::open_timeout(
+        &session,
+        args.get("seg")?,
+        kind::BENCH,
+        Duration::from_secs(10),
+    )?;
+    if seg.payload_len() < PONG_OFFSET + 8 {
+        return Err("limit segment too small".into());
+    }
+    // SAFETY: checked the payload length just above; `seg` outlives them.
+    let (ping, pong) = unsafe { limit_words(&seg) };
+    let mut last = 0u64;
+    loop {
+        let mut spins = 0u64;
+        let v = loop {
+            // pairs with the Release store of ping in LimitPair::run / drop.
+            let v = ping.load(Ordering::Acquire);
+            if v != last {
+                break v;
+            }
+            std::hint::spin_loop();
+            spins += 1;
+            if spins & SPIN_CHECK_MASK == 0 {
+                args.check_parent()?;
+            }
+        };
+        if v == u64::MAX {
+            return Ok(());
+        }
+        // pairs with the Acquire load of pong in LimitPair::run.
+        pong.store(v, Ordering::Release);
+        last = v;
+    }
+}
+
+// --------------------------------------------------------- uds and pipe --
+
+/// Round trips over a byte stream: write 256 bytes, read 256 back.
+struct StreamPair {
+    tx: File,
+    rx: File,
+    buf: [u8; PAYLOAD],
+    seq: u64,
+    _child: ChildProc,
+}
+
+impl StreamPair {
+    fn start_uds(env: &mut BenchEnv) -> BenchResult<Self> {
+        use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
+        let (mine, theirs) = socketpair(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC,
+            None,
+        )?;
+        // The child reads and writes its end as stdin (fd 0).
+        let child = env.spawn(
+            CaseKind::Uds.role(),
+            &[],
+            Stdio::from(theirs),
+            Stdio::null(),
+        )?;
+        let stream = UnixStream::from(mine);
+        let rx = File::from(OwnedFd::from(stream.try_clone()?));
+        let tx = File::from(OwnedFd::from(stream));
+        Ok(Self {
+            tx,
+            rx,
+            buf: [0; PAYLOAD],
+            seq: 0,
+            _child: child,
+        })
+    }
+
+    fn start_pipe(env: &mut BenchEnv) -> BenchResult<Self> {
+        use rustix::pipe::{pipe_with, PipeFlags};
+        let (child_rx, parent_tx) = pipe_with(PipeFlags::CLOEXEC)?;
+        let (parent_rx, child_tx) = pipe_with(PipeFlags::CLOEXEC)?;
+        let child = env.spawn(
+            CaseKind::Pipe.role(),
+            &[],
+            Stdio::from(child_rx),
+            Stdio::from(child_tx),
+        )?;
+        Ok(Self {
+            tx: File::from(parent_tx),
+            rx: File::from(parent_rx),
+            buf: [0; PAYLOAD],
+            seq: 0,
+            _child: child,
+        })
+    }
+}
+
+impl Pair for StreamPair {
+    fn run(&mut self, n: u64, hist: Option<&mut Histogram<u64>>) -> BenchResult<Duration> {
+        let Self {
+            tx, rx, buf, seq, ..
+        } = self;
+        timed_loop(n, hist, |_| {
+            *seq += 1;
+            buf[..8].copy_from_slice(&seq.to_le_bytes());
+            tx.write_all(&buf[..])?;
+            rx.read_exact(&mut buf[..])?;
+            if buf[..8] != seq.to_le_bytes() {
+                return Err("stream echo returned the wrong payload".into());
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Echoes 256-byte messages from `rx` to `tx` until EOF.
+fn stream_child(mut rx: File, mut tx: File) -> BenchResult<()> {
+    let mut buf = [0u8; PAYLOAD];
+    loop {
+        match rx.read_exact(&mut buf) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        match tx.write_all(&buf) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::BrokenPipe => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Takes ownership of one of the standard descriptors the parent set up.
+fn take_std_fd(fd: i32) -> File {
+    // SAFETY: the parent handed us this descriptor (socket or pipe end) as
+    // stdin/stdout; nothing else in the child role uses fd 0/1 afterwards,
+    // so this `File` is its only owner.
+    unsafe { File::from_raw_fd(fd) }
+}
+
+// ------------------------------------------------------------ crossbeam --
+
+/// Round trips between two pinned threads over two `bounded(1)` channels.
+struct CrossbeamPair {
+    tx: Option<crossbeam_channel::Sender<[u8; PAYLOAD]>>,
+    rx: crossbeam_channel::Receiver<[u8; PAYLOAD]>,
+    seq: u64,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl CrossbeamPair {
+    fn start(env: &mut BenchEnv) -> BenchResult<Self> {
+        let (to_peer, peer_rx) = crossbeam_channel::bounded::<[u8; PAYLOAD]>(1);
+        let (peer_tx, from_peer) = crossbeam_channel::bounded::<[u8; PAYLOAD]>(1);
+        let cpu = env.placement.child_cpu;
+        let thread = std::thread::Builder::new()
+            .name("bench-crossbeam-echo".into())
+            .spawn(move || {
+                if let Some(cpu) = cpu {
+                    let _ = pin_current_thread(cpu);
+                }
+                while let Ok(buf) = peer_rx.recv() {
+                    if peer_tx.send(buf).is_err() {
+                        break;
+                    }
+                }
+            })?;
+        Ok(Self {
+            tx: Some(to_peer),
+            rx: from_peer,
+            seq: 0,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Pair for CrossbeamPair {
+    fn run(&mut self, n: u64, hist: Option<&mut Histogram<u64>>) -> BenchResult<Duration> {
+        let tx = self.tx.as_ref().ok_or("crossbeam pair stopped")?;
+        let rx = &self.rx;
+        let seq = &mut self.seq;
+        let mut buf = [0u8; PAYLOAD];
+        timed_loop(n, hist, |_| {
+            *seq += 1;
+            buf[..8].copy_from_slice(&seq.to_le_bytes());
+            tx.send(buf).map_err(|_| "crossbeam peer gone")?;
+            buf = rx.recv().map_err(|_| "crossbeam peer gone")?;
+            if buf[..8] != seq.to_le_bytes() {
+                return Err("crossbeam echo returned the wrong payload".into());
+            }
+            Ok(())
+        })
+    }
+}
+
+impl Drop for CrossbeamPair {
+    fn drop(&mut self) {
+        self.tx = None; // disconnects: the echo thread's recv fails, it exits
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+// ---------------------------------------------------------- child side --
+
+/// Arguments of a child role: `key=value` words.
+#[derive(Debug)]
+pub struct ChildArgs {
+    role: String,
+    root: PathBuf,
+    session: String,
+    ppid: u32,
+    cpu: Option<usize>,
+    rest: Vec<(String, String)>,
+}
+
+impl ChildArgs {
+    /// Parses `key=value` words.
+    pub fn parse<S: AsRef<str>>(words: &[S]) -> BenchResult<Self> {
+        let mut role = None;
+        let mut root = None;
+        let mut session = None;
+        let mut ppid = None;
+        let mut cpu = None;
+        let mut rest = Vec::new();
+        for w in words {
+            let (k, v) = w
+                .as_ref()
+                .split_once('=')
+                .ok_or_else(|| format!("child argument {:?} is not key=value", w.as_ref()))?;
+            match k {
+                "role" => role = Some(v.to_owned()),
+                "root" => root = Some(PathBuf::from(v)),
+                "session" => session = Some(v.to_owned()),
+                "ppid" => ppid = Some(v.parse()?),
+                "cpu" => cpu = Some(v.parse()?),
+                _ => rest.push((k.to_owned(), v.to_owned())),
+            }
+        }
+        Ok(Self {
+            role: role.ok_or("missing role=")?,
+            root: root.ok_or("missing root=")?,
+            session: session.ok_or("missing session=")?,
+            ppid: ppid.ok_or("missing ppid=")?,
+            cpu,
+            rest,
+        })
+    }
+
+    fn get(&self, key: &str) -> BenchResult<&str> {
+        self.rest
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .ok_or_else(|| format!("missing {key}=").into())
+    }
+
+    /// Errors once the parent that started us is gone (we were reparented).
+    fn check_parent(&self) -> BenchResult<()> {
+        let ppid = rustix::process::getppid().map(|p| p.as_raw_pid() as u32);
+        if ppid != Some(self.ppid) {
+            return Err("bench parent died".into());
+        }
+        Ok(())
+    }
+}
+
+/// Entry point of the echoing child process.
+pub fn child_main<S: AsRef<str>>(words: &[S]) -> BenchResult<()> {
+    let args = ChildArgs::parse(words)?;
+    if let Some(cpu) = args.cpu {
+        pin_current_thread(cpu)?;
+    }
+    match args.role.as_str() {
+        "limit" => limit_child(&args),
+        "uds" => {
+            let sock = take_std_fd(0);
+            let tx = sock.try_clone()?;
+            stream_child(sock, tx)
+        }
+        "pipe" => stream_child(take_std_fd(0), take_std_fd(1)),
+        other => Err(format!("unknown bench child role {other:?}").into()),
+    }
+}
