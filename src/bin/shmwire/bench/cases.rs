@@ -67,6 +67,9 @@ pub enum RingWait {
     /// `WaitStrategy::SpinPark` with no spin window: every wait sleeps on
     /// the futex, so this measures the wake-up path itself.
     FutexSleep,
+    /// No `Waiter`: the caller polls `Consumer::peek` in a loop. Shows what
+    /// the blocking call's bookkeeping (clock reads, liveness checks) costs.
+    Poll,
 }
 
 impl RingWait {
@@ -76,6 +79,7 @@ impl RingWait {
             Self::Futex => "futex",
             Self::EventFd => "eventfd",
             Self::FutexSleep => "futex-sleep",
+            Self::Poll => "poll",
         }
     }
 
@@ -85,6 +89,7 @@ impl RingWait {
             "futex" => Self::Futex,
             "eventfd" => Self::EventFd,
             "futex-sleep" => Self::FutexSleep,
+            "poll" => Self::Poll,
             other => return Err(format!("unknown ring wait {other:?}").into()),
         })
     }
@@ -92,7 +97,8 @@ impl RingWait {
     /// The library wait strategy (`fd`: this side's eventfd, for `EventFd`).
     fn strategy(self, fd: Option<EventFd>) -> BenchResult<WaitStrategy> {
         Ok(match self {
-            Self::Spin => WaitStrategy::Spin,
+            // Poll never blocks through the waiter; it only uses its liveness check.
+            Self::Spin | Self::Poll => WaitStrategy::Spin,
             Self::Futex => WaitStrategy::spin_park(),
             Self::FutexSleep => WaitStrategy::SpinPark {
                 spin: Duration::ZERO,
@@ -114,6 +120,7 @@ impl CaseKind {
             Self::RingRoundtrip(RingWait::Futex) => "ring/futex/roundtrip",
             Self::RingRoundtrip(RingWait::EventFd) => "ring/eventfd/roundtrip",
             Self::RingRoundtrip(RingWait::FutexSleep) => "ring/futex-sleep/roundtrip",
+            Self::RingRoundtrip(RingWait::Poll) => "ring/poll/roundtrip",
             Self::RingThroughput(64) => "ring/spin/throughput-64B",
             Self::RingThroughput(256) => "ring/spin/throughput",
             Self::RingThroughput(4096) => "ring/spin/throughput-4KiB",
@@ -161,6 +168,7 @@ impl CaseKind {
 pub fn measured_cases() -> Vec<CaseKind> {
     vec![
         CaseKind::RingRoundtrip(RingWait::Spin),
+        CaseKind::RingRoundtrip(RingWait::Poll),
         CaseKind::RingRoundtrip(RingWait::Futex),
         CaseKind::RingRoundtrip(RingWait::EventFd),
         CaseKind::RingThroughput(256),
@@ -684,7 +692,37 @@ struct RingPair {
     waiter: Waiter,
     buf: [u8; PAYLOAD],
     seq: u64,
+    /// `RingWait::Poll`: spin on `peek` instead of `peek_blocking`.
+    poll: bool,
     child: ChildProc,
+}
+
+/// Spins on `peek` until a frame arrives, checking the child every
+/// 65536 polls.
+fn poll_frame<'a>(
+    rx: &'a mut Consumer<MappedStorage>,
+    child: &mut ChildProc,
+) -> BenchResult<shmwire::ring::ReadFrame<'a, MappedStorage>> {
+    let mut spins = 0u64;
+    let mut checks = 0u32;
+    // A dropped `ReadFrame` stays in the ring, so the frame found by the
+    // first `peek` is returned by the second (two calls because returning
+    // the first borrow from inside the loop does not pass the borrow checker).
+    loop {
+        let found = rx.peek()?.is_some();
+        if found {
+            return Ok(rx.peek()?.expect("frame seen a moment ago"));
+        }
+        std::hint::spin_loop();
+        spins += 1;
+        if spins & SPIN_CHECK_MASK == 0 {
+            child.check_alive()?;
+            checks += 1;
+            if checks > MAX_CHECKS {
+                return Err("ring peer stopped answering".into());
+            }
+        }
+    }
 }
 
 impl RingPair {
@@ -724,6 +762,7 @@ impl RingPair {
             waiter,
             buf: [0; PAYLOAD],
             seq: 0,
+            poll: wait == RingWait::Poll,
             child,
         })
     }
@@ -738,6 +777,7 @@ impl Pair for RingPair {
             buf,
             seq,
             child,
+            poll,
             ..
         } = self;
         let deadline = Instant::now() + RING_DEADLINE;
@@ -748,7 +788,11 @@ impl Pair for RingPair {
             let mut grant = tx.reserve(PAYLOAD)?;
             grant.copy_from_slice(&buf[..]);
             grant.commit();
-            let frame = rx.peek_blocking(waiter, deadline)?;
+            let frame = if *poll {
+                poll_frame(rx, child)?
+            } else {
+                rx.peek_blocking(waiter, deadline)?
+            };
             if frame.len() != PAYLOAD {
                 return Err("ring echo returned a frame of the wrong length".into());
             }
@@ -792,7 +836,24 @@ fn ring_echo_child(args: &ChildArgs) -> BenchResult<()> {
     };
     let waiter = Waiter::new(wait.strategy(my_fd)?).with_liveness(parent_liveness(args.ppid));
     let mut deadline = Instant::now() + RING_DEADLINE;
+    let mut spins = 0u64;
     loop {
+        if wait == RingWait::Poll {
+            // Spin on peek; check the parent every 65536 empty polls.
+            match rx.peek() {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    std::hint::spin_loop();
+                    spins += 1;
+                    if spins & SPIN_CHECK_MASK == 0 {
+                        args.check_parent()?;
+                    }
+                    continue;
+                }
+                Err(RingError::Closed) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
+        }
         let frame = match rx.peek_blocking(&waiter, deadline) {
             Ok(f) => f,
             Err(RingError::Closed) => return Ok(()),
