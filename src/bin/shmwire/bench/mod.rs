@@ -56,6 +56,9 @@ pub struct CaseResult {
     /// How many times the case was measured (more than once when the
     /// placement changed during a measurement).
     pub attempts: u32,
+    /// Whether the limits around the case agree (for the limit row: whether
+    /// every limit measurement of the run saw the same placement).
+    pub placement_stable: bool,
 }
 
 /// The whole run.
@@ -169,6 +172,7 @@ fn run_cases(opts: &Options, env: &mut BenchEnv) -> BenchResult<Measured> {
         limit_after_ns: limits[limits.len() - 1].median_ns,
         ratio_to_limit: 1.0,
         attempts: 1,
+        placement_stable: placement_summary(&limits) != "mixed",
     }];
     for (case, s, lb, la, attempts) in measured {
         let adjacent = (lb + la) as f64 / 2.0;
@@ -180,6 +184,7 @@ fn run_cases(opts: &Options, env: &mut BenchEnv) -> BenchResult<Measured> {
             limit_before_ns: lb,
             limit_after_ns: la,
             attempts,
+            placement_stable: same_placement(lb, la),
         });
     }
     Ok((limits, cases))
@@ -242,7 +247,7 @@ pub fn to_json(r: &Report) -> Value {
             "limit_before_ns": c.limit_before_ns,
             "limit_after_ns": c.limit_after_ns,
             "placement": placement_class(c.limit_before_ns),
-            "placement_stable": same_placement(c.limit_before_ns, c.limit_after_ns),
+            "placement_stable": c.placement_stable,
             "attempts": c.attempts,
         })).collect::<Vec<_>>(),
     })
@@ -310,7 +315,7 @@ pub fn to_table(r: &Report) -> String {
             s.ops_per_s,
             c.ratio_to_limit,
             format!("{}/{}", c.limit_before_ns, c.limit_after_ns),
-            if same_placement(c.limit_before_ns, c.limit_after_ns) {
+            if c.placement_stable {
                 ""
             } else {
                 "  (placement moved)"
