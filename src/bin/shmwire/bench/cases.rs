@@ -31,6 +31,19 @@ const SPIN_CHECK_MASK: u64 = (1 << 16) - 1;
 /// (≥ 65536 spins each: many seconds; only a hang guard).
 const MAX_CHECKS: u32 = 200_000;
 
+/// Fruitless spins after which a spinning side yields its CPU once.
+const YIELD_MASK: u64 = (1 << 12) - 1;
+
+/// Yields the CPU after every 4096 fruitless spins (several µs, far more
+/// than a pinned peer ever needs): when both sides share one CPU (unpinned
+/// runs), the peer can only answer once we let it run.
+#[inline(always)]
+fn yield_if_long(spins: u64) {
+    if spins & YIELD_MASK == 0 {
+        std::thread::yield_now();
+    }
+}
+
 /// Offset of the "pong" word in the limit segment: two cache lines (128 B)
 /// away from "ping", so adjacent-line prefetching does not couple them.
 const PONG_OFFSET: usize = 128;
@@ -385,6 +398,7 @@ impl Pair for LimitPair {
             while pong.load(Ordering::Acquire) != s {
                 std::hint::spin_loop();
                 spins += 1;
+                yield_if_long(spins);
                 if spins & SPIN_CHECK_MASK == 0 {
                     child.check_alive()?;
                     checks += 1;
@@ -431,6 +445,7 @@ fn limit_child(args: &ChildArgs) -> BenchResult<()> {
             }
             std::hint::spin_loop();
             spins += 1;
+            yield_if_long(spins);
             if spins & SPIN_CHECK_MASK == 0 {
                 args.check_parent()?;
             }
@@ -715,6 +730,7 @@ fn poll_frame<'a>(
         }
         std::hint::spin_loop();
         spins += 1;
+        yield_if_long(spins);
         if spins & SPIN_CHECK_MASK == 0 {
             child.check_alive()?;
             checks += 1;
@@ -845,6 +861,7 @@ fn ring_echo_child(args: &ChildArgs) -> BenchResult<()> {
                 Ok(None) => {
                     std::hint::spin_loop();
                     spins += 1;
+                    yield_if_long(spins);
                     if spins & SPIN_CHECK_MASK == 0 {
                         args.check_parent()?;
                     }
@@ -1097,7 +1114,11 @@ impl ChildArgs {
 pub fn child_main<S: AsRef<str>>(words: &[S]) -> BenchResult<()> {
     let args = ChildArgs::parse(words)?;
     if let Some(cpu) = args.cpu {
-        pin_current_thread(cpu)?;
+        // The parent could pin itself, so this should work too; if not, the
+        // run goes on unpinned on this side rather than failing.
+        if let Err(e) = pin_current_thread(cpu) {
+            eprintln!("bench child: {e}; running unpinned");
+        }
     }
     match args.role.as_str() {
         "limit" => limit_child(&args),

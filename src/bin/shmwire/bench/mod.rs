@@ -19,8 +19,8 @@ use shmwire::shm::Session;
 
 use cases::{start, BenchEnv, CaseKind, Launcher};
 use harness::{
-    current_affinity, new_histogram, pin_current_thread, placement_class, restore_affinity,
-    BenchResult, MachineInfo, Placement, Summary,
+    current_affinity, new_histogram, placement_class, restore_affinity, BenchResult, MachineInfo,
+    Placement, Summary,
 };
 
 /// Hidden subcommand the binary re-executes itself with for the child role.
@@ -89,11 +89,9 @@ fn measure(case: CaseKind, env: &mut BenchEnv, n: u64) -> BenchResult<Summary> {
 /// Runs the comparison.
 pub fn run(opts: &Options) -> BenchResult<Report> {
     let machine = MachineInfo::collect();
-    let placement = Placement::choose();
+    let mut placement = Placement::choose();
     let saved = current_affinity();
-    if let Some(cpu) = placement.parent_cpu {
-        pin_current_thread(cpu)?;
-    }
+    placement.pin_parent();
     let session = Session::open(&format!("bench-{}", std::process::id()))?;
     let launcher = Launcher {
         program: std::env::current_exe()?,
