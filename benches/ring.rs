@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use cases::{start, BenchEnv, CaseKind, Launcher};
 use criterion::{BenchmarkId, Criterion, Throughput};
-use harness::{current_affinity, pin_current_thread, restore_affinity, Placement};
+use harness::{current_affinity, restore_affinity, Placement};
 use shmwire::shm::Session;
 
 const CHILD_ENV: &str = "SHMWIRE_RING_BENCH_CHILD";
@@ -58,13 +58,11 @@ fn main() {
         return;
     }
 
-    let placement = Placement::choose();
+    let mut placement = Placement::choose();
+    let saved = current_affinity();
+    placement.pin_parent();
     if let Some(note) = &placement.note {
         eprintln!("ring bench: {note}");
-    }
-    let saved = current_affinity();
-    if let Some(cpu) = placement.parent_cpu {
-        pin_current_thread(cpu).expect("pin bench thread");
     }
     let session =
         Session::open(&format!("criterion-ring-{}", std::process::id())).expect("bench session");

@@ -8,6 +8,10 @@ use serde_json::Value;
 /// Case names `shmwire bench ring` must report (issue 3).
 const REQUIRED_CASES: &[&str] = &[
     "limit/atomic-pingpong",
+    "ring/spin/roundtrip",
+    "ring/futex/roundtrip",
+    "ring/eventfd/roundtrip",
+    "ring/spin/throughput",
     "peer/uds/roundtrip",
     "peer/pipe/roundtrip",
     "peer/crossbeam/roundtrip",
@@ -80,7 +84,7 @@ fn bench_ring_json_schema() {
         if name.starts_with("limit/") {
             assert_eq!(payload, 0);
             assert_eq!(c["ratio_to_limit"].as_f64().unwrap(), 1.0);
-        } else if name.ends_with("/roundtrip") {
+        } else if name.ends_with("/roundtrip") || name == "ring/spin/throughput" {
             assert_eq!(payload, 256, "{name}");
         }
     }

@@ -493,3 +493,68 @@ fn cleanup_removes_only_dead_creators_segments() {
     assert!(s.segment_names().unwrap().is_empty());
     s.remove_all().unwrap();
 }
+
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// Arbitrary header bytes (with a valid init word half of the time,
+        /// so the later checks are reached) and arbitrary file sizes never
+        /// make `open`, `inspect` or `cleanup_stale` panic; when `open`
+        /// succeeds, the sizes it uses agree with the file.
+        #[test]
+        fn arbitrary_headers_never_panic(
+            header in proptest::collection::vec(any::<u8>(), 128),
+            ready in any::<bool>(),
+            keep_magic in any::<bool>(),
+            extra in 0u64..3 * 4096,
+        ) {
+            let root = temp_root("prop");
+            let s = session(&root, "prop");
+            let path = s.dir().join("victim");
+            let mut bytes = header.clone();
+            if keep_magic {
+                bytes[..8].copy_from_slice(&MAGIC.to_le_bytes());
+                bytes[8..12].copy_from_slice(&LAYOUT_VERSION.to_le_bytes());
+                bytes[12..16].copy_from_slice(&kind::TEST.to_le_bytes());
+            }
+            if ready {
+                bytes[44..48].copy_from_slice(&INIT_READY.to_le_bytes());
+            }
+            fs::write(&path, &bytes).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+            let f = OpenOptions::new().write(true).open(&path).unwrap();
+            f.set_len(128 + extra).unwrap();
+            drop(f);
+            let file_size = fs::metadata(&path).unwrap().len();
+            match Segment::open(&s, "victim", kind::TEST) {
+                Ok(seg) => {
+                    prop_assert_eq!(seg.payload_len() as u64 + PAYLOAD_OFFSET as u64, file_size);
+                    prop_assert!(!seg.is_creator());
+                }
+                Err(e) => {
+                    // Every failure is a typed header/size error.
+                    prop_assert!(matches!(
+                        e,
+                        ShmError::BadMagic { .. }
+                            | ShmError::VersionMismatch { .. }
+                            | ShmError::WrongKind { .. }
+                            | ShmError::WrongSize { .. }
+                            | ShmError::BadLayout { .. }
+                            | ShmError::NotInitialized { .. }
+                            | ShmError::BadInitState { .. }
+                    ), "unexpected {:?}", e);
+                }
+            }
+            let infos = s.inspect().unwrap();
+            prop_assert_eq!(infos.len(), 1);
+            // Random tags name no live lock: the file is stale or untagged.
+            let r = s.cleanup_stale_with_grace(Duration::from_secs(3600)).unwrap();
+            prop_assert!(r.live_segments.is_empty());
+            s.remove_all().unwrap();
+        }
+    }
+}

@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use shmwire::ring::{Consumer, MappedStorage, Producer, Ring, RingError};
 use shmwire::shm::{kind, Segment, Session, ShmError};
+use shmwire::wake::{EventFd, WaitStrategy, Waiter};
 
 use super::harness::{pin_current_thread, timed_loop, BenchResult, Placement};
 
@@ -28,6 +30,19 @@ const SPIN_CHECK_MASK: u64 = (1 << 16) - 1;
 /// How many liveness checks a single wait may take before it gives up
 /// (≥ 65536 spins each: many seconds; only a hang guard).
 const MAX_CHECKS: u32 = 200_000;
+
+/// Fruitless spins after which a spinning side yields its CPU once.
+const YIELD_MASK: u64 = (1 << 12) - 1;
+
+/// Yields the CPU after every 4096 fruitless spins (several µs, far more
+/// than a pinned peer ever needs): when both sides share one CPU (unpinned
+/// runs), the peer can only answer once we let it run.
+#[inline(always)]
+fn yield_if_long(spins: u64) {
+    if spins & YIELD_MASK == 0 {
+        std::thread::yield_now();
+    }
+}
 
 /// Offset of the "pong" word in the limit segment: two cache lines (128 B)
 /// away from "ping", so adjacent-line prefetching does not couple them.
@@ -45,6 +60,65 @@ pub enum CaseKind {
     Pipe,
     /// Two bounded crossbeam channels between two pinned threads.
     Crossbeam,
+    /// Two rings in segments (one each direction), 256-byte frames, both
+    /// sides waiting with the given strategy.
+    RingRoundtrip(RingWait),
+    /// One ring, one-way frames of the given payload size, batched commits
+    /// and releases, spinning.
+    RingThroughput(usize),
+}
+
+/// Wait strategy of a ring round-trip case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RingWait {
+    /// `WaitStrategy::Spin`.
+    Spin,
+    /// `WaitStrategy::SpinPark` with the default spin window.
+    Futex,
+    /// `WaitStrategy::EventFd` with the default spin window.
+    EventFd,
+    /// `WaitStrategy::SpinPark` with no spin window: every wait sleeps on
+    /// the futex, so this measures the wake-up path itself.
+    FutexSleep,
+    /// No `Waiter`: the caller polls `Consumer::peek` in a loop. Shows what
+    /// the blocking call's bookkeeping (clock reads, liveness checks) costs.
+    Poll,
+}
+
+impl RingWait {
+    fn word(self) -> &'static str {
+        match self {
+            Self::Spin => "spin",
+            Self::Futex => "futex",
+            Self::EventFd => "eventfd",
+            Self::FutexSleep => "futex-sleep",
+            Self::Poll => "poll",
+        }
+    }
+
+    fn from_word(w: &str) -> BenchResult<Self> {
+        Ok(match w {
+            "spin" => Self::Spin,
+            "futex" => Self::Futex,
+            "eventfd" => Self::EventFd,
+            "futex-sleep" => Self::FutexSleep,
+            "poll" => Self::Poll,
+            other => return Err(format!("unknown ring wait {other:?}").into()),
+        })
+    }
+
+    /// The library wait strategy (`fd`: this side's eventfd, for `EventFd`).
+    fn strategy(self, fd: Option<EventFd>) -> BenchResult<WaitStrategy> {
+        Ok(match self {
+            // Poll never blocks through the waiter; it only uses its liveness check.
+            Self::Spin | Self::Poll => WaitStrategy::Spin,
+            Self::Futex => WaitStrategy::spin_park(),
+            Self::FutexSleep => WaitStrategy::SpinPark {
+                spin: Duration::ZERO,
+            },
+            Self::EventFd => WaitStrategy::eventfd(fd.ok_or("eventfd case without an eventfd")?),
+        })
+    }
 }
 
 impl CaseKind {
@@ -55,6 +129,15 @@ impl CaseKind {
             Self::Uds => "peer/uds/roundtrip",
             Self::Pipe => "peer/pipe/roundtrip",
             Self::Crossbeam => "peer/crossbeam/roundtrip",
+            Self::RingRoundtrip(RingWait::Spin) => "ring/spin/roundtrip",
+            Self::RingRoundtrip(RingWait::Futex) => "ring/futex/roundtrip",
+            Self::RingRoundtrip(RingWait::EventFd) => "ring/eventfd/roundtrip",
+            Self::RingRoundtrip(RingWait::FutexSleep) => "ring/futex-sleep/roundtrip",
+            Self::RingRoundtrip(RingWait::Poll) => "ring/poll/roundtrip",
+            Self::RingThroughput(64) => "ring/spin/throughput-64B",
+            Self::RingThroughput(256) => "ring/spin/throughput",
+            Self::RingThroughput(4096) => "ring/spin/throughput-4KiB",
+            Self::RingThroughput(_) => "ring/spin/throughput-other",
         }
     }
 
@@ -62,19 +145,23 @@ impl CaseKind {
     pub fn payload_bytes(self) -> usize {
         match self {
             Self::Limit => 0,
+            Self::RingThroughput(p) => p,
             _ => PAYLOAD,
         }
     }
 
     /// Whether the case blocks in the kernel (slow: fewer default iterations).
     pub fn blocking(self) -> bool {
-        matches!(self, Self::Uds | Self::Pipe | Self::Crossbeam)
+        matches!(
+            self,
+            Self::Uds | Self::Pipe | Self::Crossbeam | Self::RingRoundtrip(RingWait::FutexSleep)
+        )
     }
 
     /// Whether the case is a one-way throughput case (an operation is one
     /// frame, not a round trip).
     pub fn throughput(self) -> bool {
-        false
+        matches!(self, Self::RingThroughput(_))
     }
 
     fn role(self) -> &'static str {
@@ -83,6 +170,8 @@ impl CaseKind {
             Self::Uds => "uds",
             Self::Pipe => "pipe",
             Self::Crossbeam => "crossbeam",
+            Self::RingRoundtrip(_) => "ring-echo",
+            Self::RingThroughput(_) => "ring-sink",
         }
     }
 }
@@ -90,7 +179,19 @@ impl CaseKind {
 /// The cases compared with the limit, in the order they run (the limit is
 /// measured before each of them and once more at the end).
 pub fn measured_cases() -> Vec<CaseKind> {
-    vec![CaseKind::Uds, CaseKind::Pipe, CaseKind::Crossbeam]
+    vec![
+        CaseKind::RingRoundtrip(RingWait::Spin),
+        CaseKind::RingRoundtrip(RingWait::Poll),
+        CaseKind::RingRoundtrip(RingWait::Futex),
+        CaseKind::RingRoundtrip(RingWait::EventFd),
+        CaseKind::RingThroughput(256),
+        CaseKind::RingThroughput(64),
+        CaseKind::RingThroughput(4096),
+        CaseKind::Uds,
+        CaseKind::Pipe,
+        CaseKind::Crossbeam,
+        CaseKind::RingRoundtrip(RingWait::FutexSleep),
+    ]
 }
 
 /// How to start a child process that plays the echoing side: the program,
@@ -175,6 +276,11 @@ struct ChildProc {
 }
 
 impl ChildProc {
+    /// The child's pid.
+    fn pid(&self) -> BenchResult<u32> {
+        Ok(self.child.as_ref().ok_or("child already reaped")?.id())
+    }
+
     /// Errors if the child has exited (it should echo until told to stop).
     fn check_alive(&mut self) -> BenchResult<()> {
         if let Some(c) = self.child.as_mut() {
@@ -219,6 +325,8 @@ pub fn start(case: CaseKind, env: &mut BenchEnv) -> BenchResult<Box<dyn Pair>> {
         CaseKind::Uds => Box::new(StreamPair::start_uds(env)?),
         CaseKind::Pipe => Box::new(StreamPair::start_pipe(env)?),
         CaseKind::Crossbeam => Box::new(CrossbeamPair::start(env)?),
+        CaseKind::RingRoundtrip(wait) => Box::new(RingPair::start(env, wait)?),
+        CaseKind::RingThroughput(payload) => Box::new(ThroughputPair::start(env, payload)?),
     })
 }
 
@@ -290,6 +398,7 @@ impl Pair for LimitPair {
             while pong.load(Ordering::Acquire) != s {
                 std::hint::spin_loop();
                 spins += 1;
+                yield_if_long(spins);
                 if spins & SPIN_CHECK_MASK == 0 {
                     child.check_alive()?;
                     checks += 1;
@@ -336,6 +445,7 @@ fn limit_child(args: &ChildArgs) -> BenchResult<()> {
             }
             std::hint::spin_loop();
             spins += 1;
+            yield_if_long(spins);
             if spins & SPIN_CHECK_MASK == 0 {
                 args.check_parent()?;
             }
@@ -515,6 +625,427 @@ impl Drop for CrossbeamPair {
     }
 }
 
+// ----------------------------------------------------------------- ring --
+
+/// Data bytes of each round-trip ring.
+const RT_RING_CAPACITY: usize = 64 * 1024;
+/// Data bytes of the throughput ring.
+const TP_RING_CAPACITY: usize = 1 << 20;
+/// Data bytes of the throughput case's acknowledgement ring.
+const ACK_RING_CAPACITY: usize = 4096;
+/// Frames per commit (producer) and per release (consumer) batch in the
+/// throughput case.
+const TP_BATCH: u64 = 32;
+/// Frame kind of the throughput case's "tell me when you have it all" frame.
+const SYNC_KIND: u32 = 1;
+/// Deadline of the blocking ring calls: only a hang guard (the liveness
+/// checks find a dead peer long before); renewed by the children.
+const RING_DEADLINE: Duration = Duration::from_secs(600);
+
+/// Creates segment `name` holding an initialised ring of `capacity` data
+/// bytes, published.
+fn create_ring_segment(
+    session: &Session,
+    name: &str,
+    capacity: usize,
+) -> BenchResult<Arc<Segment>> {
+    let len = MappedStorage::required_len(capacity);
+    let unpublished = Segment::create(session, name, len, kind::RING)?;
+    {
+        // SAFETY: the payload is `len` bytes, mapped for as long as
+        // `unpublished` lives, which outlives this temporary view; until
+        // `publish` no other process uses it, and it only ever holds a ring.
+        let storage =
+            unsafe { MappedStorage::from_raw(unpublished.payload_ptr(), len, Arc::new(())) }?;
+        Ring::init(&storage, capacity)?;
+    }
+    Ok(Arc::new(unpublished.publish()))
+}
+
+/// A ring view of a segment; the view keeps the segment mapped.
+fn ring_storage(seg: &Arc<Segment>) -> BenchResult<MappedStorage> {
+    let keepalive: Arc<dyn std::any::Any + Send + Sync> = seg.clone();
+    // SAFETY: the payload is `payload_len` bytes, mapped while the segment
+    // lives, and `keepalive` keeps it alive as long as the view; the segment
+    // is of kind RING (checked by create/open), so it only holds a ring.
+    Ok(unsafe { MappedStorage::from_raw(seg.payload_ptr(), seg.payload_len(), keepalive) }?)
+}
+
+/// A liveness check of a child process: `false` once it has exited (its
+/// pidfd becomes readable), even before it is reaped.
+fn child_liveness(pid: u32) -> BenchResult<impl Fn() -> bool + Send + Sync + 'static> {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    use rustix::process::{pidfd_open, Pid, PidfdFlags};
+    let pid = Pid::from_raw(pid as i32).ok_or("bad child pid")?;
+    let fd = pidfd_open(pid, PidfdFlags::empty())?;
+    Ok(move || {
+        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+        let zero = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        !matches!(poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
+    })
+}
+
+/// A liveness check of the parent: `false` once we were reparented.
+fn parent_liveness(ppid: u32) -> impl Fn() -> bool + Send + Sync + 'static {
+    move || rustix::process::getppid().map(|p| p.as_raw_pid() as u32) == Some(ppid)
+}
+
+/// Takes ownership of a standard descriptor as an `OwnedFd`.
+fn take_std_owned(fd: i32) -> OwnedFd {
+    OwnedFd::from(take_std_fd(fd))
+}
+
+/// Ring ping-pong: a 256-byte frame to the child on ring A, the child copies
+/// it into a frame on ring B, the parent reads it back.
+struct RingPair {
+    /// Dropped first: closing ring A tells the child to exit.
+    tx: Option<Producer<MappedStorage>>,
+    rx: Consumer<MappedStorage>,
+    waiter: Waiter,
+    buf: [u8; PAYLOAD],
+    seq: u64,
+    /// `RingWait::Poll`: spin on `peek` instead of `peek_blocking`.
+    poll: bool,
+    child: ChildProc,
+}
+
+/// Spins on `peek` until a frame arrives, checking the child every
+/// 65536 polls.
+fn poll_frame<'a>(
+    rx: &'a mut Consumer<MappedStorage>,
+    child: &mut ChildProc,
+) -> BenchResult<shmwire::ring::ReadFrame<'a, MappedStorage>> {
+    let mut spins = 0u64;
+    let mut checks = 0u32;
+    // A dropped `ReadFrame` stays in the ring, so the frame found by the
+    // first `peek` is returned by the second (two calls because returning
+    // the first borrow from inside the loop does not pass the borrow checker).
+    loop {
+        let found = rx.peek()?.is_some();
+        if found {
+            return Ok(rx.peek()?.expect("frame seen a moment ago"));
+        }
+        std::hint::spin_loop();
+        spins += 1;
+        yield_if_long(spins);
+        if spins & SPIN_CHECK_MASK == 0 {
+            child.check_alive()?;
+            checks += 1;
+            if checks > MAX_CHECKS {
+                return Err("ring peer stopped answering".into());
+            }
+        }
+    }
+}
+
+impl RingPair {
+    fn start(env: &mut BenchEnv, wait: RingWait) -> BenchResult<Self> {
+        let a = env.fresh_name("ring-a");
+        let b = env.fresh_name("ring-b");
+        let seg_a = create_ring_segment(&env.session, &a, RT_RING_CAPACITY)?;
+        let seg_b = create_ring_segment(&env.session, &b, RT_RING_CAPACITY)?;
+        let mut tx = Ring::attach_producer(ring_storage(&seg_a)?)?;
+        let rx = Ring::attach_consumer(ring_storage(&seg_b)?)?;
+        // For eventfd: the child blocks on `child_fd` (its stdin), we block
+        // on `parent_fd` (its stdout); each side writes the other's.
+        let (stdin, stdout, my_fd) = if wait == RingWait::EventFd {
+            use std::os::fd::AsFd;
+            let child_fd = EventFd::new()?;
+            let parent_fd = EventFd::new()?;
+            tx.set_peer_eventfd(child_fd.clone());
+            (
+                Stdio::from(child_fd.as_fd().try_clone_to_owned()?),
+                Stdio::from(parent_fd.as_fd().try_clone_to_owned()?),
+                Some(parent_fd),
+            )
+        } else {
+            (Stdio::null(), Stdio::null(), None)
+        };
+        let child = env.spawn(
+            CaseKind::RingRoundtrip(wait).role(),
+            &[("a", a), ("b", b), ("wait", wait.word().to_owned())],
+            stdin,
+            stdout,
+        )?;
+        let waiter =
+            Waiter::new(wait.strategy(my_fd)?).with_liveness(child_liveness(child.pid()?)?);
+        Ok(Self {
+            tx: Some(tx),
+            rx,
+            waiter,
+            buf: [0; PAYLOAD],
+            seq: 0,
+            poll: wait == RingWait::Poll,
+            child,
+        })
+    }
+}
+
+impl Pair for RingPair {
+    fn run(&mut self, n: u64, hist: Option<&mut Histogram<u64>>) -> BenchResult<Duration> {
+        let tx = self.tx.as_mut().ok_or("ring pair stopped")?;
+        let Self {
+            rx,
+            waiter,
+            buf,
+            seq,
+            child,
+            poll,
+            ..
+        } = self;
+        let deadline = Instant::now() + RING_DEADLINE;
+        let r = timed_loop(n, hist, |_| {
+            *seq += 1;
+            buf[..8].copy_from_slice(&seq.to_le_bytes());
+            // One frame in flight: the ring is never full here.
+            let mut grant = tx.reserve(PAYLOAD)?;
+            grant.copy_from_slice(&buf[..]);
+            grant.commit();
+            let frame = if *poll {
+                poll_frame(rx, child)?
+            } else {
+                rx.peek_blocking(waiter, deadline)?
+            };
+            if frame.len() != PAYLOAD {
+                return Err("ring echo returned a frame of the wrong length".into());
+            }
+            buf.copy_from_slice(&frame);
+            frame.release();
+            if buf[..8] != seq.to_le_bytes() {
+                return Err("ring echo returned the wrong frame".into());
+            }
+            Ok(())
+        });
+        if r.is_err() {
+            child.check_alive()?;
+        }
+        r
+    }
+}
+
+/// Child of the ring round-trip cases: echo every frame of ring A on ring B
+/// until ring A is closed.
+fn ring_echo_child(args: &ChildArgs) -> BenchResult<()> {
+    let session = Session::attach_in(&args.root, &args.session)?;
+    let open = |name: &str| -> BenchResult<Arc<Segment>> {
+        Ok(Arc::new(Segment::open_timeout(
+            &session,
+            name,
+            kind::RING,
+            Duration::from_secs(10),
+        )?))
+    };
+    let seg_a = open(args.get("a")?)?;
+    let seg_b = open(args.get("b")?)?;
+    let mut rx = Ring::attach_consumer(ring_storage(&seg_a)?)?;
+    let mut tx = Ring::attach_producer(ring_storage(&seg_b)?)?;
+    let wait = RingWait::from_word(args.get("wait")?)?;
+    let my_fd = if wait == RingWait::EventFd {
+        let mine = EventFd::from_owned(take_std_owned(0))?;
+        tx.set_peer_eventfd(EventFd::from_owned(take_std_owned(1))?);
+        Some(mine)
+    } else {
+        None
+    };
+    let waiter = Waiter::new(wait.strategy(my_fd)?).with_liveness(parent_liveness(args.ppid));
+    let mut deadline = Instant::now() + RING_DEADLINE;
+    let mut spins = 0u64;
+    loop {
+        if wait == RingWait::Poll {
+            // Spin on peek; check the parent every 65536 empty polls.
+            match rx.peek() {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    std::hint::spin_loop();
+                    spins += 1;
+                    yield_if_long(spins);
+                    if spins & SPIN_CHECK_MASK == 0 {
+                        args.check_parent()?;
+                    }
+                    continue;
+                }
+                Err(RingError::Closed) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let frame = match rx.peek_blocking(&waiter, deadline) {
+            Ok(f) => f,
+            Err(RingError::Closed) => return Ok(()),
+            Err(RingError::TimedOut) => {
+                deadline = Instant::now() + RING_DEADLINE;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut grant = tx.reserve(frame.len())?;
+        grant.copy_from_slice(&frame);
+        grant.commit();
+        frame.release();
+    }
+}
+
+/// One-way streaming: the parent commits frames in batches of `TP_BATCH`,
+/// the child releases them in batches; a final `SYNC_KIND` frame is
+/// acknowledged on a second ring so a run ends only when every frame was
+/// consumed.
+struct ThroughputPair {
+    tx: Option<Producer<MappedStorage>>,
+    ack: Consumer<MappedStorage>,
+    waiter: Waiter,
+    src: Vec<u8>,
+    seq: u64,
+    child: ChildProc,
+}
+
+impl ThroughputPair {
+    fn start(env: &mut BenchEnv, payload: usize) -> BenchResult<Self> {
+        if payload < 8 {
+            return Err("throughput payload must hold the 8-byte sequence number".into());
+        }
+        let a = env.fresh_name("tp-data");
+        let b = env.fresh_name("tp-ack");
+        let seg_a = create_ring_segment(&env.session, &a, TP_RING_CAPACITY)?;
+        let seg_b = create_ring_segment(&env.session, &b, ACK_RING_CAPACITY)?;
+        let tx = Ring::attach_producer(ring_storage(&seg_a)?)?;
+        let ack = Ring::attach_consumer(ring_storage(&seg_b)?)?;
+        let child = env.spawn(
+            CaseKind::RingThroughput(payload).role(),
+            &[("a", a), ("b", b), ("payload", payload.to_string())],
+            Stdio::null(),
+            Stdio::null(),
+        )?;
+        let waiter = Waiter::new(WaitStrategy::Spin).with_liveness(child_liveness(child.pid()?)?);
+        Ok(Self {
+            tx: Some(tx),
+            ack,
+            waiter,
+            src: (0..payload).map(|i| i as u8).collect(),
+            seq: 0,
+            child,
+        })
+    }
+}
+
+impl Pair for ThroughputPair {
+    fn run(&mut self, n: u64, hist: Option<&mut Histogram<u64>>) -> BenchResult<Duration> {
+        let tx = self.tx.as_mut().ok_or("throughput pair stopped")?;
+        let Self {
+            ack,
+            waiter,
+            src,
+            seq,
+            child,
+            ..
+        } = self;
+        let mut hist = hist;
+        let deadline = Instant::now() + RING_DEADLINE;
+        let start = Instant::now();
+        let mut prev = start;
+        let mut sent = 0u64;
+        let mut body = || -> BenchResult<()> {
+            while sent < n {
+                let batch = TP_BATCH.min(n - sent);
+                for _ in 0..batch {
+                    *seq += 1;
+                    let mut grant = tx.reserve_blocking(src.len(), 0, waiter, deadline)?;
+                    grant[..8].copy_from_slice(&seq.to_le_bytes());
+                    grant[8..].copy_from_slice(&src[8..]);
+                    grant.commit_deferred();
+                }
+                tx.flush();
+                sent += batch;
+                if let Some(h) = hist.as_deref_mut() {
+                    let now = Instant::now();
+                    let per_frame = ((now - prev).as_nanos() as u64 / batch).max(1);
+                    h.saturating_record_n(per_frame, batch);
+                    prev = now;
+                }
+            }
+            // Ask the child to confirm it consumed everything up to `seq`.
+            let mut grant = tx.reserve_blocking(8, SYNC_KIND, waiter, deadline)?;
+            grant.copy_from_slice(&seq.to_le_bytes());
+            grant.commit();
+            let frame = ack.peek_blocking(waiter, deadline)?;
+            let ok = frame.len() == 8 && frame[..] == seq.to_le_bytes();
+            frame.release();
+            if !ok {
+                return Err("throughput sink acknowledged the wrong sequence number".into());
+            }
+            Ok(())
+        };
+        let r = body();
+        if r.is_err() {
+            child.check_alive()?;
+        }
+        r?;
+        Ok(start.elapsed())
+    }
+}
+
+/// Child of the throughput cases: consume frames, check their sequence
+/// numbers and lengths, acknowledge each `SYNC_KIND` frame.
+fn ring_sink_child(args: &ChildArgs) -> BenchResult<()> {
+    let session = Session::attach_in(&args.root, &args.session)?;
+    let open = |name: &str| -> BenchResult<Arc<Segment>> {
+        Ok(Arc::new(Segment::open_timeout(
+            &session,
+            name,
+            kind::RING,
+            Duration::from_secs(10),
+        )?))
+    };
+    let payload: usize = args.get("payload")?.parse()?;
+    let seg_a = open(args.get("a")?)?;
+    let seg_b = open(args.get("b")?)?;
+    let mut rx = Ring::attach_consumer(ring_storage(&seg_a)?)?;
+    let mut ack = Ring::attach_producer(ring_storage(&seg_b)?)?;
+    let waiter = Waiter::new(WaitStrategy::Spin).with_liveness(parent_liveness(args.ppid));
+    let mut deadline = Instant::now() + RING_DEADLINE;
+    let mut expect: Option<u64> = None;
+    let mut count = 0u64;
+    loop {
+        let frame = match rx.peek_blocking(&waiter, deadline) {
+            Ok(f) => f,
+            Err(RingError::Closed) => return Ok(()),
+            Err(RingError::TimedOut) => {
+                deadline = Instant::now() + RING_DEADLINE;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if frame.len() < 8 {
+            return Err("throughput frame shorter than its sequence number".into());
+        }
+        let s = u64::from_le_bytes(frame[..8].try_into().expect("8 bytes"));
+        if frame.kind() == SYNC_KIND {
+            frame.release();
+            rx.flush();
+            let mut grant = ack.reserve(8)?;
+            grant.copy_from_slice(&s.to_le_bytes());
+            grant.commit();
+            continue;
+        }
+        if frame.len() != payload || expect.is_some_and(|e| e != s) {
+            return Err(format!(
+                "throughput frame {s} (len {}) out of order or wrong size (expected {expect:?})",
+                frame.len()
+            )
+            .into());
+        }
+        // Touch the last bytes too, as a decoder would.
+        std::hint::black_box(&frame[frame.len() - 8..]);
+        expect = Some(s + 1);
+        frame.release_deferred();
+        count += 1;
+        if count % TP_BATCH == 0 {
+            rx.flush();
+        }
+    }
+}
+
 // ---------------------------------------------------------- child side --
 
 /// Arguments of a child role: `key=value` words.
@@ -583,7 +1114,11 @@ impl ChildArgs {
 pub fn child_main<S: AsRef<str>>(words: &[S]) -> BenchResult<()> {
     let args = ChildArgs::parse(words)?;
     if let Some(cpu) = args.cpu {
-        pin_current_thread(cpu)?;
+        // The parent could pin itself, so this should work too; if not, the
+        // run goes on unpinned on this side rather than failing.
+        if let Err(e) = pin_current_thread(cpu) {
+            eprintln!("bench child: {e}; running unpinned");
+        }
     }
     match args.role.as_str() {
         "limit" => limit_child(&args),
@@ -593,6 +1128,8 @@ pub fn child_main<S: AsRef<str>>(words: &[S]) -> BenchResult<()> {
             stream_child(sock, tx)
         }
         "pipe" => stream_child(take_std_fd(0), take_std_fd(1)),
+        "ring-echo" => ring_echo_child(&args),
+        "ring-sink" => ring_sink_child(&args),
         other => Err(format!("unknown bench child role {other:?}").into()),
     }
 }

@@ -56,6 +56,19 @@ impl Placement {
         }
     }
 
+    /// Pins the calling (measuring) thread to `parent_cpu`. If the kernel
+    /// refuses (a restricted container), falls back to an unpinned run and
+    /// says why in `note`.
+    pub fn pin_parent(&mut self) {
+        if let Some(cpu) = self.parent_cpu {
+            if let Err(e) = pin_current_thread(cpu) {
+                self.parent_cpu = None;
+                self.child_cpu = None;
+                self.note = Some(format!("pinning refused ({e}): not pinned"));
+            }
+        }
+    }
+
     /// Whether both sides are pinned.
     pub fn pinned(&self) -> bool {
         self.parent_cpu.is_some() && self.child_cpu.is_some()
