@@ -12,14 +12,18 @@
 //! types are never placed in a mapping — the loom models run on heap storage.
 
 #[cfg(not(shmwire_loom))]
-pub use std::sync::atomic::{fence, AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+pub use std::sync::atomic::{
+    fence, AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
 #[cfg(not(shmwire_loom))]
 pub use std::sync::{Arc, Condvar, Mutex};
 #[cfg(not(shmwire_loom))]
 pub use std::{hint::spin_loop, thread};
 
 #[cfg(shmwire_loom)]
-pub use loom::sync::atomic::{fence, AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+pub use loom::sync::atomic::{
+    fence, AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
 #[cfg(shmwire_loom)]
 pub use loom::sync::{Arc, Condvar, Mutex};
 #[cfg(shmwire_loom)]
