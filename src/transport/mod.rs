@@ -90,7 +90,9 @@ pub struct TransportConfig {
     pub max_frame_len: usize,
     /// Bound on connecting and on the hello exchange.
     pub handshake_timeout: Duration,
-    /// Bound on a send that waits for the peer to make room (back-pressure).
+    /// Bound on a send that waits for the peer to make room (back-pressure):
+    /// it fails with [`TransportError::TimedOut`] once the peer has taken
+    /// nothing for this long.
     pub send_timeout: Duration,
     /// TCP: bytes the write buffer may hold before a send waits for the
     /// kernel to take them (a single larger frame is still accepted).

@@ -303,13 +303,19 @@ impl TcpConnection {
         Ok(())
     }
 
-    /// Flushes until at most `keep` bytes are pending, waiting for the socket
-    /// to become writable at most until `deadline` (back-pressure).
-    fn flush_until(&mut self, keep: usize, deadline: Instant) -> Result<(), TransportError> {
+    /// Flushes until at most `keep` bytes are pending (back-pressure). Fails
+    /// with `TimedOut` once the peer has taken nothing for the send timeout.
+    fn flush_until(&mut self, keep: usize) -> Result<(), TransportError> {
+        let mut deadline = Instant::now() + self.send_timeout;
         loop {
+            let before = self.wend - self.wstart;
             self.flush_some()?;
-            if self.wend - self.wstart <= keep {
+            let after = self.wend - self.wstart;
+            if after <= keep {
                 return Ok(());
+            }
+            if after < before {
+                deadline = Instant::now() + self.send_timeout;
             }
             let [rev] = wait_fds([(self.stream.as_fd(), PollFlags::OUT)], Some(deadline))?;
             if rev.is_empty() && Instant::now() >= deadline {
@@ -318,18 +324,18 @@ impl TcpConnection {
         }
     }
 
-    /// Makes room for `need` contiguous bytes at the end of the write buffer.
+    /// Makes room for `need` contiguous bytes at the end of the write buffer,
+    /// keeping pending bytes within the limit (or within one frame, for a frame
+    /// larger than the limit). Waits for the kernel if needed (back-pressure);
+    /// on `TimedOut` nothing was written.
     fn reserve_write(&mut self, need: usize) -> Result<(), TransportError> {
-        if self.wbuf.len() < need {
-            // A frame bigger than the configured buffer: grow to exactly it
-            // (bounded by the peer's maximum frame, checked by the caller).
-            self.wbuf.grow_to(need);
+        let cap = self.wlimit.max(need);
+        // Grows beyond the configured limit only for a frame larger than it
+        // (bounded by the peer's maximum frame, checked by the caller).
+        self.wbuf.grow_to(cap);
+        if self.wend - self.wstart + need > cap {
+            self.flush_until(cap - need)?;
         }
-        if self.wbuf.len() - self.wend >= need {
-            return Ok(());
-        }
-        let keep = self.wbuf.len() - need;
-        self.flush_until(keep, Instant::now() + self.send_timeout)?;
         if self.wbuf.len() - self.wend < need {
             let (s, e) = (self.wstart, self.wend);
             self.wbuf.bytes_mut().copy_within(s..e, 0);
@@ -361,12 +367,10 @@ impl TcpConnection {
         buf[at + 8..at + 16].fill(0);
         buf[at + TCP_FRAME_HEADER + n..at + TCP_FRAME_HEADER + pad16(n)].fill(0);
         self.wend = at + TCP_FRAME_HEADER + pad16(n);
-        // Keep the buffer bounded: beyond the limit, wait for the kernel.
-        if self.wend - self.wstart > self.wlimit {
-            self.flush_until(self.wlimit, Instant::now() + self.send_timeout)?;
-        } else {
-            self.flush_some()?;
-        }
+        // Committed: hand what the kernel takes now, never wait here (a
+        // failure to write is remembered in the state and reported next time,
+        // except a dead peer, which is reported at once).
+        self.flush_some()?;
         Ok(n)
     }
 
@@ -549,7 +553,7 @@ impl Connection for TcpConnection {
         if let Some(e) = self.state_error() {
             return Err(e);
         }
-        self.flush_until(0, Instant::now() + self.send_timeout)
+        self.flush_until(0)
     }
 
     fn try_recv(&mut self) -> Result<Option<TcpFrame<'_>>, TransportError> {
@@ -586,7 +590,7 @@ impl Connection for TcpConnection {
         let res = self
             .push_frame::<std::convert::Infallible>(KIND_CLOSE, 0, |_| Ok(0))
             .map_err(SendError::into_transport)
-            .and_then(|_| self.flush_until(0, Instant::now() + self.send_timeout));
+            .and_then(|_| self.flush_until(0));
         self.state = State::LocalClosed;
         let _ = self.stream.shutdown(Shutdown::Write);
         res
