@@ -1,1 +1,83 @@
-//! rkyv TaskSpec messages (filled by the foundation work).
+//! Ray's task messages as rkyv 0.8 types, read in place and validated.
+//!
+//! A [`PushTaskRequest`] (carrying a [`TaskSpec`]) goes from a submitter to
+//! the worker that runs it; a [`PushTaskReply`] comes back. Both are encoded
+//! with rkyv straight into a byte region the transport hands out (a ring
+//! reservation in shared memory or a socket buffer) and read by the receiver
+//! *in place*: [`access`] checks the bytes with bytecheck and returns an
+//! `&ArchivedPushTaskRequest` that points into the region, without copying or
+//! deserializing anything. Shared memory is untrusted input, so validation is
+//! the default; [`access_unchecked`] is the explicitly named fast path for a
+//! trusted peer.
+//!
+//! # Map
+//!
+//! * [`message`]: [`TaskSpec`] and its parts ([`TaskArg`], [`Address`],
+//!   [`ActorTaskSpec`], [`ActorCreationTaskSpec`], [`Resource`], …),
+//!   [`PushTaskRequest`], [`PushTaskReply`].
+//! * [`function_descriptor`]: [`FunctionDescriptor`] (Java / Python / Cpp as
+//!   in Ray, plus Rust) and its Ray renderings (`ToString` via `Display`,
+//!   `call_site_string`, `call_string`, `default_task_name`).
+//! * [`builder`]: [`TaskSpecBuilder`], deriving ids, names and return counts as
+//!   Ray's `BuildCommonTaskSpec` / `SubmitActorTask` do.
+//! * [`encoding`]: [`Encoder`], [`access`], [`access_unchecked`],
+//!   [`from_bytes`], [`to_vec`], errors [`EncodeError`] / [`DecodeError`].
+//!
+//! # Example
+//!
+//! ```
+//! use shmwire::ids::{JobId, TaskId, WorkerId};
+//! use shmwire::spec::{self, Encoder, FunctionDescriptor, PushTaskRequest, TaskSpecBuilder, AlignedBytes};
+//!
+//! let job = JobId::from_int(7);
+//! let spec = TaskSpecBuilder::new(FunctionDescriptor::python("app", "", "work", "h"))
+//!     .job_id(job)
+//!     .parent(TaskId::for_driver_task(job), 0)
+//!     .build_normal_task();
+//! let request = PushTaskRequest {
+//!     intended_worker_id: WorkerId::nil(),
+//!     task_spec: spec,
+//!     sequence_number: PushTaskRequest::UNORDERED,
+//!     client_processed_up_to: -1,
+//!     resource_mapping: vec![],
+//! };
+//!
+//! let mut region = AlignedBytes::new();
+//! region.resize(4096, 0);
+//! let mut encoder = Encoder::new();
+//! let n = encoder.encode_into(&request, region.as_mut_slice())?;
+//!
+//! let archived = spec::access::<PushTaskRequest>(&region[..n])?;
+//! assert_eq!(archived.task_spec.name.as_str(), "work()");
+//! assert_eq!(archived.task_spec.return_id(0).object_index(), 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! See `docs/messages.md` for the byte layout and measured costs.
+
+pub mod builder;
+pub mod encoding;
+pub mod function_descriptor;
+pub mod message;
+
+pub use builder::{ActorTaskTarget, TaskSpecBuilder};
+pub use encoding::{
+    access, access_unchecked, deserialize, from_bytes, to_vec, AlignedBytes, DecodeError,
+    EncodeError, Encoder, Message, MESSAGE_ALIGN,
+};
+pub use function_descriptor::{
+    ArchivedCppFunctionDescriptor, ArchivedFunctionDescriptor, ArchivedJavaFunctionDescriptor,
+    ArchivedPythonFunctionDescriptor, ArchivedRustFunctionDescriptor, CppFunctionDescriptor,
+    FunctionDescriptor, JavaFunctionDescriptor, PythonFunctionDescriptor, RustFunctionDescriptor,
+};
+pub use message::{
+    ActorCreationTaskSpec, ActorTaskSpec, Address, ArchivedActorCreationTaskSpec,
+    ArchivedActorTaskSpec, ArchivedAddress, ArchivedConcurrencyGroup, ArchivedInlineData,
+    ArchivedInlineValue, ArchivedObjectReference, ArchivedObjectReferenceCount,
+    ArchivedPushTaskReply, ArchivedPushTaskRequest, ArchivedReplyStatus, ArchivedResource,
+    ArchivedResourceId, ArchivedResourceMapEntry, ArchivedReturnObject, ArchivedReturnValue,
+    ArchivedRuntimeEnv, ArchivedTaskArg, ArchivedTaskSpec, ConcurrencyGroup, InlineData,
+    InlineValue, Language, ObjectReference, ObjectReferenceCount, PushTaskReply, PushTaskRequest,
+    ReplyStatus, Resource, ResourceId, ResourceMapEntry, ReturnObject, ReturnValue, RuntimeEnv,
+    StatusCode, TaskArg, TaskSpec, TaskType,
+};

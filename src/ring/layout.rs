@@ -1,0 +1,171 @@
+//! The `#[repr(C)]` layout contract of a ring in memory: the header and the
+//! frame header. Everything here holds offsets and counters, never pointers,
+//! so the same bytes mean the same thing in every process that maps them.
+
+use crate::sync::{AtomicU32, AtomicU64};
+
+/// Magic number written (last, with `Release`) by [`Ring::init`](super::Ring::init).
+pub const RING_MAGIC: u64 = 0x5348_4d57_5249_4e47; // "SHMWRING"
+
+/// Version of the ring layout; bumped on any change to [`RingHeader`] or the
+/// frame format.
+pub const RING_LAYOUT_VERSION: u32 = 1;
+
+/// Size of a frame header in bytes; also the payload alignment.
+pub const FRAME_HEADER_LEN: usize = 16;
+
+/// Alignment of every frame and every payload in the data region.
+pub const FRAME_ALIGN: usize = 16;
+
+/// Frame kind reserved for the padding frame that fills the end of the data
+/// region when a frame does not fit before the wrap point.
+pub const PADDING_KIND: u32 = u32::MAX;
+
+/// Smallest accepted capacity (two minimal frames).
+pub const MIN_CAPACITY: usize = 2 * (FRAME_HEADER_LEN + FRAME_ALIGN);
+
+/// Largest accepted capacity (frame offsets are computed in `usize`, frame
+/// lengths are `u32`).
+pub const MAX_CAPACITY: usize = 1 << 31;
+
+/// One cache line's worth of alignment (128 bytes: the adjacent-line
+/// prefetcher on x86 pulls pairs of 64-byte lines, as `CachePadded` assumes).
+#[repr(C, align(128))]
+#[derive(Debug, Default)]
+pub struct Line<T>(pub T);
+
+/// Constants and rarely written flags (first line of the header).
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct RingMeta {
+    /// [`RING_MAGIC`] once initialised (written last, `Release`).
+    pub magic: AtomicU64,
+    /// Data-region capacity in bytes (power of two).
+    pub capacity: AtomicU64,
+    /// [`RING_LAYOUT_VERSION`].
+    pub version: AtomicU32,
+    /// Non-zero once either side saw corrupt shared state.
+    pub poisoned: AtomicU32,
+    /// Non-zero once the producer closed the ring cleanly (after its last
+    /// publish of `head`).
+    pub producer_closed: AtomicU32,
+    /// Non-zero once the consumer closed the ring.
+    pub consumer_closed: AtomicU32,
+    /// Non-zero while a producer half is attached.
+    pub producer_attached: AtomicU32,
+    /// Non-zero while a consumer half is attached.
+    pub consumer_attached: AtomicU32,
+}
+
+/// The sleep/wake slot of one side: a "sleeping" flag the waker checks and a
+/// futex word the sleeper waits on. Written by the sleeper only when it goes
+/// to sleep, so it costs nothing while both sides are awake.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct WakeSlot {
+    /// 0 = awake; otherwise a bit set of [`SLEEP_FUTEX`] / [`SLEEP_EVENTFD`]
+    /// saying how the sleeper wants to be woken.
+    pub sleeping: AtomicU32,
+    /// Futex word: bumped by the waker before `FUTEX_WAKE`.
+    pub futex: AtomicU32,
+}
+
+/// [`WakeSlot::sleeping`] bit: wake me with `FUTEX_WAKE` on the slot's futex word.
+pub const SLEEP_FUTEX: u32 = 1;
+/// [`WakeSlot::sleeping`] bit: wake me by writing to my eventfd.
+pub const SLEEP_EVENTFD: u32 = 2;
+
+/// The ring header at the start of the ring's memory, followed by the data
+/// region (at offset `size_of::<RingHeader>()`, a multiple of 128).
+///
+/// ```text
+///  line 0  meta: magic, capacity, version, poisoned, producer/consumer closed/attached
+///  line 1  head      (written by the producer only)
+///  line 2  tail      (written by the consumer only)
+///  line 3  consumer wake slot (sleeping flag, futex word)
+///  line 4  producer wake slot (sleeping flag, futex word)
+///  data    capacity bytes of 16-byte-aligned frames
+/// ```
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct RingHeader {
+    /// Constants and flags.
+    pub meta: Line<RingMeta>,
+    /// Total bytes ever published by the producer (monotonic, never wraps
+    /// in practice: 2^64 bytes).
+    pub head: Line<AtomicU64>,
+    /// Total bytes ever released by the consumer (monotonic).
+    pub tail: Line<AtomicU64>,
+    /// Where the consumer announces that it sleeps waiting for data.
+    pub consumer_wake: Line<WakeSlot>,
+    /// Where the producer announces that it sleeps waiting for room.
+    pub producer_wake: Line<WakeSlot>,
+}
+
+/// Size of [`RingHeader`] in bytes: the data region starts this far into the
+/// ring's memory.
+pub const HEADER_LEN: usize = std::mem::size_of::<RingHeader>();
+
+/// Rounds `len` up to [`FRAME_ALIGN`]; `None` on overflow.
+#[inline]
+pub(crate) fn align_up(len: usize) -> Option<usize> {
+    Some(len.checked_add(FRAME_ALIGN - 1)? & !(FRAME_ALIGN - 1))
+}
+
+/// Total bytes a frame with a `len`-byte payload occupies; `None` on overflow.
+#[inline]
+pub(crate) fn frame_total(len: usize) -> Option<usize> {
+    align_up(len)?.checked_add(FRAME_HEADER_LEN)
+}
+
+/// The 16-byte frame header, as copied out of (or into) the data region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FrameHeader {
+    pub len: u32,
+    pub kind: u32,
+}
+
+impl FrameHeader {
+    #[inline]
+    pub(crate) fn to_bytes(self) -> [u8; FRAME_HEADER_LEN] {
+        let mut b = [0u8; FRAME_HEADER_LEN];
+        b[0..4].copy_from_slice(&self.len.to_le_bytes());
+        b[4..8].copy_from_slice(&self.kind.to_le_bytes());
+        b
+    }
+
+    #[inline]
+    pub(crate) fn from_bytes(b: [u8; FRAME_HEADER_LEN]) -> Self {
+        Self {
+            len: u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            kind: u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+        }
+    }
+}
+
+#[cfg(all(test, not(shmwire_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_layout_is_fixed() {
+        assert_eq!(HEADER_LEN, 5 * 128);
+        assert_eq!(std::mem::align_of::<RingHeader>(), 128);
+        assert_eq!(std::mem::offset_of!(RingHeader, head), 128);
+        assert_eq!(std::mem::offset_of!(RingHeader, tail), 256);
+        assert_eq!(std::mem::offset_of!(RingHeader, consumer_wake), 384);
+        assert_eq!(std::mem::offset_of!(RingHeader, producer_wake), 512);
+        assert_eq!(std::mem::size_of::<RingMeta>(), 40);
+    }
+
+    #[test]
+    fn frame_sizes() {
+        assert_eq!(frame_total(0), Some(16));
+        assert_eq!(frame_total(1), Some(32));
+        assert_eq!(frame_total(16), Some(32));
+        assert_eq!(frame_total(17), Some(48));
+        assert_eq!(frame_total(usize::MAX), None);
+        let h = FrameHeader { len: 7, kind: 9 };
+        assert_eq!(FrameHeader::from_bytes(h.to_bytes()), h);
+    }
+}

@@ -1,0 +1,497 @@
+//! Unit tests of the ring on heap storage (single process).
+
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::wake::{WaitStrategy, Waiter};
+
+fn pair(cap: usize) -> (Producer<HeapStorage>, Consumer<HeapStorage>, HeapStorage) {
+    let s = HeapStorage::new(cap);
+    Ring::init(&s, cap).unwrap();
+    (
+        Ring::attach_producer(s.clone()).unwrap(),
+        Ring::attach_consumer(s.clone()).unwrap(),
+        s,
+    )
+}
+
+fn push(p: &mut Producer<HeapStorage>, bytes: &[u8], kind: u32) -> Result<(), RingError> {
+    let mut g = p.reserve_with_kind(bytes.len(), kind)?;
+    g.copy_from_slice(bytes);
+    g.commit();
+    Ok(())
+}
+
+fn pop(c: &mut Consumer<HeapStorage>) -> Option<(u32, Vec<u8>)> {
+    let f = c.peek().unwrap()?;
+    let out = (f.kind(), f.to_vec());
+    f.release();
+    Some(out)
+}
+
+#[test]
+fn push_pop_and_alignment() {
+    let (mut p, mut c, _s) = pair(1024);
+    assert!(c.peek().unwrap().is_none());
+    for (i, len) in [0usize, 1, 15, 16, 17, 100].into_iter().enumerate() {
+        let data: Vec<u8> = (0..len).map(|b| (b * 7 + i) as u8).collect();
+        let mut g = p.reserve_with_kind(len, i as u32).unwrap();
+        assert_eq!(g.len(), len);
+        assert_eq!(g.as_ptr() as usize % 16, 0, "payload must be 16-aligned");
+        g.copy_from_slice(&data);
+        g.commit();
+        let f = c.peek().unwrap().unwrap();
+        assert_eq!(f.as_ptr() as usize % 16, 0);
+        assert_eq!(f.kind(), i as u32);
+        assert_eq!(&*f, &data[..]);
+        f.release();
+    }
+    assert!(c.peek().unwrap().is_none());
+}
+
+#[test]
+fn wrap_with_padding() {
+    let (mut p, mut c, _s) = pair(128);
+    // 48-byte frames: offsets 0, 48; the third (needs 48) does not fit in the
+    // last 32 bytes, so a padding frame covers [96, 128) and it goes to 0.
+    push(&mut p, &[1; 32], 1).unwrap();
+    push(&mut p, &[2; 32], 2).unwrap();
+    assert_eq!(pop(&mut c), Some((1, vec![1; 32])));
+    push(&mut p, &[3; 32], 3).unwrap();
+    assert_eq!(pop(&mut c), Some((2, vec![2; 32])));
+    assert_eq!(pop(&mut c), Some((3, vec![3; 32])));
+    assert_eq!(pop(&mut c), None);
+    // Many rounds over the wrap point with varying sizes.
+    for round in 0..500usize {
+        let len = round % 100;
+        let data: Vec<u8> = (0..len).map(|b| (b + round) as u8).collect();
+        if let Err(e) = push(&mut p, &data, round as u32) {
+            // A frame larger than the space left after the padding: the
+            // consumer must skip the (published) padding first.
+            assert_eq!(e, RingError::Full);
+            assert_eq!(pop(&mut c), None);
+            push(&mut p, &data, round as u32).unwrap();
+        }
+        assert_eq!(pop(&mut c), Some((round as u32, data)));
+    }
+}
+
+#[test]
+fn full_is_back_pressure_not_overwrite() {
+    let (mut p, mut c, _s) = pair(128);
+    push(&mut p, &[1; 48], 0).unwrap(); // 64 bytes
+    push(&mut p, &[2; 48], 0).unwrap(); // 64 bytes: full
+    assert_eq!(p.reserve(0).unwrap_err(), RingError::Full);
+    assert_eq!(pop(&mut c).unwrap().1, vec![1; 48]);
+    push(&mut p, &[3; 1], 0).unwrap();
+    assert_eq!(pop(&mut c).unwrap().1, vec![2; 48]);
+    assert_eq!(pop(&mut c).unwrap().1, vec![3; 1]);
+}
+
+#[test]
+fn frame_of_whole_capacity_after_padding() {
+    let (mut p, mut c, _s) = pair(64);
+    assert_eq!(p.max_payload(), 48);
+    assert_eq!(
+        p.reserve(49).unwrap_err(),
+        RingError::TooLarge { len: 49, max: 48 }
+    );
+    push(&mut p, &[1; 16], 0).unwrap(); // [0, 32)
+    assert_eq!(pop(&mut c).unwrap().1, vec![1; 16]);
+    // At offset 32 a 64-byte frame needs padding [32, 64) and then the whole
+    // ring; the padding is published so the consumer can skip it.
+    assert_eq!(p.reserve(48).unwrap_err(), RingError::Full);
+    assert_eq!(pop(&mut c), None); // skips the padding, releases it
+    push(&mut p, &[9; 48], 4).unwrap();
+    assert_eq!(pop(&mut c), Some((4, vec![9; 48])));
+}
+
+#[test]
+fn deferred_commit_and_release() {
+    let (mut p, mut c, s) = pair(1024);
+    for i in 0..5u8 {
+        let mut g = p.reserve(3).unwrap();
+        g.copy_from_slice(&[i; 3]);
+        g.commit_deferred();
+    }
+    assert_eq!(p.pending(), 5 * 32);
+    assert!(c.peek().unwrap().is_none(), "nothing published yet");
+    p.flush();
+    assert_eq!(p.pending(), 0);
+    for i in 0..5u8 {
+        let f = c.peek().unwrap().unwrap();
+        assert_eq!(&*f, &[i; 3]);
+        f.release_deferred();
+    }
+    assert_eq!(s.header().tail.0.load(Ordering::Relaxed), 0);
+    c.flush();
+    assert_eq!(s.header().tail.0.load(Ordering::Relaxed), 5 * 32);
+}
+
+#[test]
+fn full_publishes_deferred_commits() {
+    let (mut p, mut c, _s) = pair(64);
+    let g = p.reserve(16).unwrap();
+    g.commit_deferred();
+    let g = p.reserve(16).unwrap();
+    g.commit_deferred();
+    assert_eq!(p.reserve(16).unwrap_err(), RingError::Full);
+    assert!(pop(&mut c).is_some());
+    assert!(pop(&mut c).is_some());
+}
+
+#[test]
+fn dropped_grant_aborts_and_unreleased_frame_stays() {
+    let (mut p, mut c, _s) = pair(256);
+    {
+        let mut g = p.reserve(10).unwrap();
+        g.fill(7);
+    }
+    assert!(c.peek().unwrap().is_none());
+    push(&mut p, b"abc", 1).unwrap();
+    {
+        let f = c.peek().unwrap().unwrap();
+        assert_eq!(&*f, b"abc");
+    }
+    let f = c.peek().unwrap().unwrap();
+    assert_eq!(&*f, b"abc");
+    f.release();
+    assert!(c.peek().unwrap().is_none());
+}
+
+#[test]
+fn reserved_kind_rejected() {
+    let (mut p, _c, _s) = pair(256);
+    assert_eq!(
+        p.reserve_with_kind(1, PADDING_KIND).unwrap_err(),
+        RingError::ReservedKind { kind: PADDING_KIND }
+    );
+    let mut g = p.reserve(1).unwrap();
+    assert!(g.set_kind(PADDING_KIND).is_err());
+    g.set_kind(5).unwrap();
+    assert_eq!(g.kind(), 5);
+}
+
+#[test]
+fn producer_close_is_seen_after_draining() {
+    let (mut p, mut c, _s) = pair(256);
+    push(&mut p, b"last", 0).unwrap();
+    let g = p.reserve(2).unwrap();
+    g.commit_deferred();
+    drop(p);
+    assert_eq!(pop(&mut c).unwrap().1, b"last");
+    assert_eq!(pop(&mut c).unwrap().1.len(), 2);
+    assert_eq!(c.peek().unwrap_err(), RingError::Closed);
+}
+
+#[test]
+fn consumer_close_stops_blocking_producer() {
+    let (mut p, c, _s) = pair(64);
+    push(&mut p, &[0; 48], 0).unwrap();
+    drop(c);
+    let w = Waiter::new(WaitStrategy::spin_park());
+    let e = p
+        .reserve_blocking(48, 0, &w, Instant::now() + Duration::from_secs(10))
+        .unwrap_err();
+    assert_eq!(e, RingError::Closed);
+}
+
+#[test]
+fn attach_validation() {
+    let s = HeapStorage::new(256);
+    assert_eq!(
+        Ring::attach_consumer(s.clone()).unwrap_err(),
+        RingError::NotInitialized
+    );
+    assert!(matches!(
+        Ring::init(&s, 100),
+        Err(RingError::BadCapacity { .. })
+    ));
+    assert!(matches!(
+        Ring::init(&s, 512),
+        Err(RingError::BadCapacity { .. })
+    ));
+    Ring::init(&s, 256).unwrap();
+    let p = Ring::attach_producer(s.clone()).unwrap();
+    assert_eq!(
+        Ring::attach_producer(s.clone()).unwrap_err(),
+        RingError::AlreadyAttached { role: "producer" }
+    );
+    drop(p);
+    let _p = Ring::attach_producer(s.clone()).unwrap();
+    s.header().meta.0.version.store(99, Ordering::Relaxed);
+    assert_eq!(
+        Ring::attach_consumer(s.clone()).unwrap_err(),
+        RingError::VersionMismatch {
+            found: 99,
+            expected: RING_LAYOUT_VERSION
+        }
+    );
+    s.header()
+        .meta
+        .0
+        .version
+        .store(RING_LAYOUT_VERSION, Ordering::Relaxed);
+    s.header().meta.0.capacity.store(1 << 20, Ordering::Relaxed);
+    assert!(matches!(
+        Ring::attach_consumer(s.clone()),
+        Err(RingError::BadCapacity { .. })
+    ));
+}
+
+fn assert_corrupt_then_poisoned(c: &mut Consumer<HeapStorage>, p: &mut Producer<HeapStorage>) {
+    let e = c.peek().unwrap_err();
+    assert!(matches!(e, RingError::Corrupt { .. }), "got {e:?}");
+    assert!(c.is_poisoned());
+    assert_eq!(c.peek().unwrap_err(), RingError::Poisoned);
+    assert!(p.is_poisoned());
+}
+
+#[test]
+fn corrupt_head_beyond_capacity() {
+    let (mut p, mut c, s) = pair(256);
+    s.header().head.0.store(1 << 20, Ordering::Relaxed);
+    assert_corrupt_then_poisoned(&mut c, &mut p);
+}
+
+#[test]
+fn corrupt_head_backwards_and_misaligned() {
+    let (mut p, mut c, s) = pair(256);
+    push(&mut p, b"x", 0).unwrap();
+    assert!(pop(&mut c).is_some());
+    s.header().head.0.store(0, Ordering::Relaxed);
+    assert_corrupt_then_poisoned(&mut c, &mut p);
+
+    let (mut p, mut c, s) = pair(256);
+    s.header().head.0.store(7, Ordering::Relaxed);
+    assert_corrupt_then_poisoned(&mut c, &mut p);
+}
+
+#[test]
+fn corrupt_frame_lengths() {
+    // Frame longer than what was published.
+    let (mut p, mut c, s) = pair(256);
+    push(&mut p, b"abc", 0).unwrap();
+    // SAFETY-free: scribble through the data region's public API.
+    let mut hdr = [0u8; 16];
+    hdr[..4].copy_from_slice(&200u32.to_le_bytes());
+    scribble_data(&s, 0, &hdr);
+    assert_corrupt_then_poisoned(&mut c, &mut p);
+
+    // Frame crossing the end of the ring.
+    let (mut p, mut c, s) = pair(256);
+    push(&mut p, b"abc", 0).unwrap();
+    hdr[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+    scribble_data(&s, 0, &hdr);
+    assert_corrupt_then_poisoned(&mut c, &mut p);
+
+    // Padding frame that does not end at the end of the ring.
+    let (mut p, mut c, s) = pair(256);
+    push(&mut p, &[0; 100], 0).unwrap();
+    hdr[..4].copy_from_slice(&16u32.to_le_bytes());
+    hdr[4..8].copy_from_slice(&PADDING_KIND.to_le_bytes());
+    scribble_data(&s, 0, &hdr);
+    assert_corrupt_then_poisoned(&mut c, &mut p);
+}
+
+#[test]
+fn corrupt_tail_seen_by_producer() {
+    let (mut p, mut c, s) = pair(64);
+    push(&mut p, &[0; 48], 0).unwrap();
+    s.header().tail.0.store(1 << 30, Ordering::Relaxed);
+    let e = p.reserve(16).unwrap_err();
+    assert!(matches!(e, RingError::Corrupt { .. }), "got {e:?}");
+    assert_eq!(p.reserve(16).unwrap_err(), RingError::Poisoned);
+    assert_eq!(c.peek().unwrap_err(), RingError::Poisoned);
+}
+
+fn scribble_data(s: &HeapStorage, off: usize, bytes: &[u8]) {
+    let mut all = vec![0u8; HEADER_LEN + off + bytes.len()];
+    // Keep the header as it is: copy it out first.
+    let h = s.header();
+    // The header's current bytes (a snapshot through the atomics' memory).
+    // SAFETY: RingHeader is plain integers in normal builds; reading its
+    // bytes is a read of initialised memory.
+    let hb =
+        unsafe { std::slice::from_raw_parts((h as *const RingHeader).cast::<u8>(), HEADER_LEN) };
+    all[..HEADER_LEN].copy_from_slice(hb);
+    // SAFETY: off + bytes.len() is inside the data region in these tests.
+    let cur = unsafe { s.data().slice(0, off) };
+    all[HEADER_LEN..HEADER_LEN + off].copy_from_slice(cur);
+    all[HEADER_LEN + off..].copy_from_slice(bytes);
+    s.scribble(&all);
+}
+
+#[test]
+fn random_model_check() {
+    // A deterministic random sequence of operations checked against a
+    // VecDeque model.
+    let (mut p, mut c, _s) = pair(512);
+    let mut model = std::collections::VecDeque::new();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut pending_release = 0;
+    for step in 0..20_000u32 {
+        match rnd() % 4 {
+            0 | 1 => {
+                let len = (rnd() % 200) as usize;
+                let data: Vec<u8> = (0..len).map(|i| (i as u32 ^ step) as u8).collect();
+                let deferred = rnd() % 3 == 0;
+                match p.reserve_with_kind(len, step) {
+                    Ok(mut g) => {
+                        g.copy_from_slice(&data);
+                        if deferred {
+                            g.commit_deferred();
+                        } else {
+                            g.commit();
+                        }
+                        model.push_back((step, data));
+                    }
+                    Err(RingError::Full) => {}
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            _ => {
+                let deferred = rnd() % 2 == 0;
+                match c.peek().unwrap() {
+                    Some(f) => {
+                        let (k, d) = model.pop_front().expect("frame not in model");
+                        assert_eq!(f.kind(), k);
+                        assert_eq!(&*f, &d[..]);
+                        if deferred {
+                            f.release_deferred();
+                            pending_release += 1;
+                        } else {
+                            f.release();
+                        }
+                    }
+                    None => {
+                        // Only unpublished frames may remain.
+                        p.flush();
+                    }
+                }
+                if pending_release > 4 {
+                    c.flush();
+                    pending_release = 0;
+                }
+            }
+        }
+    }
+    p.flush();
+    while let Some((k, d)) = pop(&mut c) {
+        assert_eq!(model.pop_front(), Some((k, d)));
+    }
+    assert!(model.is_empty());
+}
+
+fn stream_threads(strategy_c: WaitStrategy, strategy_p: WaitStrategy, n: u32, eventfds: bool) {
+    let (mut p, mut c, _s) = pair(1024);
+    if eventfds {
+        if let WaitStrategy::EventFd { fd, .. } = &strategy_c {
+            p.set_peer_eventfd(fd.clone());
+        }
+        if let WaitStrategy::EventFd { fd, .. } = &strategy_p {
+            c.set_peer_eventfd(fd.clone());
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let t = std::thread::spawn(move || {
+        let w = Waiter::new(strategy_p);
+        for i in 0..n {
+            let len = (i as usize * 37) % 300;
+            let mut g = p.reserve_blocking(len, i, &w, deadline).unwrap();
+            for (j, b) in g.iter_mut().enumerate() {
+                *b = (i as usize + j) as u8;
+            }
+            if i % 4 == 0 {
+                g.commit();
+            } else {
+                g.commit_deferred();
+            }
+        }
+    });
+    let w = Waiter::new(strategy_c);
+    for i in 0..n {
+        let f = c.peek_blocking(&w, deadline).unwrap();
+        assert_eq!(f.kind(), i);
+        assert_eq!(f.len(), (i as usize * 37) % 300);
+        for (j, b) in f.iter().enumerate() {
+            assert_eq!(*b, (i as usize + j) as u8);
+        }
+        f.release();
+    }
+    t.join().unwrap();
+    assert_eq!(
+        c.peek_blocking(&w, deadline).unwrap_err(),
+        RingError::Closed
+    );
+}
+
+#[test]
+fn threads_spin() {
+    stream_threads(WaitStrategy::Spin, WaitStrategy::Spin, 20_000, false);
+}
+
+#[test]
+fn threads_spin_yield() {
+    stream_threads(
+        WaitStrategy::spin_yield(),
+        WaitStrategy::spin_yield(),
+        20_000,
+        false,
+    );
+}
+
+#[test]
+fn threads_spin_park_zero_spin() {
+    // Zero spin window: every wait goes through the futex handshake.
+    let s = WaitStrategy::SpinPark {
+        spin: Duration::ZERO,
+    };
+    stream_threads(s.clone(), s, 20_000, false);
+}
+
+#[test]
+fn threads_eventfd_zero_spin() {
+    let c = WaitStrategy::EventFd {
+        spin: Duration::ZERO,
+        fd: EventFd::new().unwrap(),
+    };
+    let p = WaitStrategy::EventFd {
+        spin: Duration::ZERO,
+        fd: EventFd::new().unwrap(),
+    };
+    stream_threads(c, p, 20_000, true);
+}
+
+#[test]
+fn blocking_times_out_and_reports_dead_peer() {
+    let (mut p, mut c, _s) = pair(256);
+    let w = Waiter::new(WaitStrategy::SpinPark {
+        spin: Duration::from_micros(10),
+    });
+    let e = c
+        .peek_blocking(&w, Instant::now() + Duration::from_millis(20))
+        .unwrap_err();
+    assert_eq!(e, RingError::TimedOut);
+
+    // A frame published before the "death" is still delivered.
+    push(&mut p, b"before", 0).unwrap();
+    let dead = Waiter::new(WaitStrategy::spin_park())
+        .with_liveness(|| false)
+        .with_check_interval(Duration::from_millis(1));
+    let far = Instant::now() + Duration::from_secs(30);
+    let f = c.peek_blocking(&dead, far).unwrap();
+    assert_eq!(&*f, b"before");
+    f.release();
+    assert_eq!(
+        c.peek_blocking(&dead, far).unwrap_err(),
+        RingError::PeerDied
+    );
+    std::mem::forget(p); // the "dead" producer never closes
+}

@@ -1,0 +1,336 @@
+//! Encoding messages into caller-provided regions and reading them in place.
+//!
+//! * [`Encoder::encode_into`] serializes a [`Message`] straight into a
+//!   16-byte-aligned `&mut [u8]` (e.g. a ring reservation) and returns the
+//!   encoded length. Scratch space comes from the encoder's reusable
+//!   [`rkyv::ser::allocator::Arena`]; after the first few messages nothing is
+//!   allocated.
+//! * [`access`] validates the bytes with bytecheck (every relative pointer,
+//!   length, UTF-8 string and enum tag is checked to lie inside the slice)
+//!   and returns the archived message that points into the slice.
+//! * [`access_unchecked`] skips validation for trusted peers.
+//!
+//! The encoded form is rkyv's: the root object sits at the **end** of the
+//! bytes, so `access` needs exactly the length `encode_into` returned (a
+//! transport that pads frames must carry the real length).
+
+use std::fmt;
+
+use rkyv::rancor;
+use rkyv::ser::allocator::{Arena, ArenaHandle};
+use rkyv::ser::{Positional, Writer};
+use rkyv::util::AlignedVec;
+use rkyv::Archive;
+
+use super::message::{PushTaskReply, PushTaskRequest, TaskSpec};
+
+/// Alignment required of every region passed to [`Encoder::encode_into`] and
+/// every slice passed to [`access`].
+pub const MESSAGE_ALIGN: usize = 16;
+
+/// A 16-byte-aligned growable byte buffer (for [`to_vec`] and tests).
+pub type AlignedBytes = AlignedVec<MESSAGE_ALIGN>;
+
+/// What went wrong encoding a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    /// The region is shorter than the encoded message.
+    #[error("region of {capacity} bytes is too small: the message needs {needed}")]
+    RegionTooSmall {
+        /// Length of the region given.
+        capacity: usize,
+        /// The message's encoded size.
+        needed: usize,
+    },
+    /// The region does not start on a 16-byte boundary.
+    #[error("region starts at address {address:#x}, not aligned to {MESSAGE_ALIGN} bytes")]
+    Misaligned {
+        /// Start address of the region.
+        address: usize,
+    },
+    /// rkyv reported another serialization failure.
+    #[error("serialization failed: {0}")]
+    Serialize(String),
+}
+
+/// What went wrong accessing encoded bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Fewer bytes than the message's fixed-size root.
+    #[error("truncated: {len} bytes, the message root alone needs {min}")]
+    Truncated {
+        /// Bytes given.
+        len: usize,
+        /// Size of the archived root object.
+        min: usize,
+    },
+    /// The bytes do not start on a 16-byte boundary.
+    #[error("bytes start at address {address:#x}, not aligned to {MESSAGE_ALIGN} bytes")]
+    Misaligned {
+        /// Start address of the slice.
+        address: usize,
+    },
+    /// Validation failed: a pointer, length, string or tag is out of bounds or invalid.
+    #[error("invalid or corrupted message: {0}")]
+    Invalid(String),
+}
+
+/// A [`Writer`] into a borrowed byte region that never writes past its end
+/// and remembers how far a failed write would have reached. With no region
+/// (`count_only`) it only counts.
+pub struct RegionWriter<'a> {
+    buf: &'a mut [u8],
+    pos: usize,
+    count_only: bool,
+    overflow: bool,
+}
+
+impl fmt::Debug for RegionWriter<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegionWriter")
+            .field("capacity", &self.buf.len())
+            .field("pos", &self.pos)
+            .field("count_only", &self.count_only)
+            .finish()
+    }
+}
+
+#[derive(Debug)]
+struct RegionFull;
+
+impl fmt::Display for RegionFull {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("region full")
+    }
+}
+
+impl std::error::Error for RegionFull {}
+
+impl Positional for RegionWriter<'_> {
+    fn pos(&self) -> usize {
+        self.pos
+    }
+}
+
+impl<E: rancor::Source> Writer<E> for RegionWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), E> {
+        let end = self.pos.saturating_add(bytes.len());
+        if !self.count_only {
+            match self.buf.get_mut(self.pos..end) {
+                Some(dst) => dst.copy_from_slice(bytes),
+                None => {
+                    self.overflow = true;
+                    return Err(E::new(RegionFull));
+                }
+            }
+        }
+        self.pos = end;
+        Ok(())
+    }
+}
+
+pub(crate) mod sealed {
+    use super::*;
+
+    /// The per-type encode/validate/decode entry points behind [`Message`](super::Message).
+    pub trait Sealed: Archive + Sized {
+        /// Serializes `self` with the low-level rkyv serializer.
+        fn serialize_to(
+            &self,
+            writer: &mut RegionWriter<'_>,
+            arena: ArenaHandle<'_>,
+        ) -> Result<(), rancor::Error>;
+        /// Validates `bytes` with bytecheck and returns the root.
+        fn check(bytes: &[u8]) -> Result<&Self::Archived, rancor::Error>;
+        /// Deserializes an archived value.
+        fn deserialize_from(archived: &Self::Archived) -> Result<Self, rancor::Error>;
+    }
+}
+
+/// A message type this module can encode and access: [`TaskSpec`],
+/// [`PushTaskRequest`], [`PushTaskReply`] (sealed; other crate modules add
+/// their frame types with the crate-private `impl_message!` macro).
+pub trait Message: sealed::Sealed {}
+
+/// Implements [`Message`] for rkyv types of this crate (crate-private).
+macro_rules! impl_message {
+    ($($ty:ty),* $(,)?) => {$(
+        impl $crate::spec::encoding::sealed::Sealed for $ty {
+            fn serialize_to(
+                &self,
+                writer: &mut $crate::spec::encoding::RegionWriter<'_>,
+                arena: ::rkyv::ser::allocator::ArenaHandle<'_>,
+            ) -> Result<(), ::rkyv::rancor::Error> {
+                ::rkyv::api::low::to_bytes_in_with_alloc::<_, _, ::rkyv::rancor::Error>(
+                    self, writer, arena,
+                )
+                .map(|_| ())
+            }
+
+            fn check(
+                bytes: &[u8],
+            ) -> Result<&<Self as ::rkyv::Archive>::Archived, ::rkyv::rancor::Error> {
+                ::rkyv::api::low::access::<<Self as ::rkyv::Archive>::Archived, ::rkyv::rancor::Error>(bytes)
+            }
+
+            fn deserialize_from(
+                archived: &<Self as ::rkyv::Archive>::Archived,
+            ) -> Result<Self, ::rkyv::rancor::Error> {
+                ::rkyv::api::low::deserialize::<Self, ::rkyv::rancor::Error>(archived)
+            }
+        }
+
+        impl $crate::spec::encoding::Message for $ty {}
+    )*};
+}
+#[allow(unused_imports)]
+pub(crate) use impl_message;
+
+impl_message!(TaskSpec, PushTaskRequest, PushTaskReply);
+
+/// Serializes messages into caller-provided regions, reusing one scratch arena.
+///
+/// ```
+/// use shmwire::spec::{self, Encoder, FunctionDescriptor, TaskSpecBuilder, AlignedBytes};
+///
+/// let spec = TaskSpecBuilder::new(FunctionDescriptor::cpp("add")).build_normal_task();
+/// let mut enc = Encoder::new();
+/// let mut region = AlignedBytes::new();
+/// region.resize(1024, 0); // stands in for a ring reservation
+/// let n = enc.encode_into(&spec, region.as_mut_slice()).unwrap();
+/// let archived = spec::access::<spec::TaskSpec>(&region[..n]).unwrap();
+/// assert_eq!(archived.name.as_str(), "add");
+/// ```
+#[derive(Default)]
+pub struct Encoder {
+    arena: Arena,
+}
+
+impl fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Encoder")
+            .field("arena_capacity", &self.arena.capacity())
+            .finish()
+    }
+}
+
+impl Encoder {
+    /// A new encoder with an empty arena.
+    pub fn new() -> Self {
+        Self {
+            arena: Arena::new(),
+        }
+    }
+
+    /// Serializes `msg` into `region` (which must start 16-byte aligned) and
+    /// returns the number of bytes written; the message is `region[..n]`.
+    /// Allocation-free once the arena has grown to the message's scratch needs.
+    pub fn encode_into<M: Message>(
+        &mut self,
+        msg: &M,
+        region: &mut [u8],
+    ) -> Result<usize, EncodeError> {
+        let address = region.as_ptr() as usize;
+        if address % MESSAGE_ALIGN != 0 {
+            return Err(EncodeError::Misaligned { address });
+        }
+        let capacity = region.len();
+        let mut writer = RegionWriter {
+            buf: region,
+            pos: 0,
+            count_only: false,
+            overflow: false,
+        };
+        match msg.serialize_to(&mut writer, self.arena.acquire()) {
+            Ok(()) => Ok(writer.pos),
+            Err(_) if writer.overflow => {
+                // Error path only: measure the exact size for the caller.
+                let needed = self.encoded_len(msg)?;
+                Err(EncodeError::RegionTooSmall { capacity, needed })
+            }
+            Err(err) => Err(EncodeError::Serialize(err.to_string())),
+        }
+    }
+
+    /// The exact encoded length of `msg` (serializes once without storing
+    /// bytes). Use it to reserve exactly enough ring space.
+    pub fn encoded_len<M: Message>(&mut self, msg: &M) -> Result<usize, EncodeError> {
+        let mut writer = RegionWriter {
+            buf: &mut [],
+            pos: 0,
+            count_only: true,
+            overflow: false,
+        };
+        msg.serialize_to(&mut writer, self.arena.acquire())
+            .map(|()| writer.pos)
+            .map_err(|e| EncodeError::Serialize(e.to_string()))
+    }
+
+    /// Encodes into a fresh 16-byte-aligned buffer of exactly the encoded length.
+    pub fn to_vec<M: Message>(&mut self, msg: &M) -> Result<AlignedBytes, EncodeError> {
+        let len = self.encoded_len(msg)?;
+        let mut out = AlignedBytes::with_capacity(len);
+        out.resize(len, 0);
+        let n = self.encode_into(msg, out.as_mut_slice())?;
+        debug_assert_eq!(n, len);
+        Ok(out)
+    }
+}
+
+/// Encodes `msg` into a new aligned buffer (convenience; allocates).
+pub fn to_vec<M: Message>(msg: &M) -> Result<AlignedBytes, EncodeError> {
+    Encoder::new().to_vec(msg)
+}
+
+fn precheck<M: Message>(bytes: &[u8]) -> Result<(), DecodeError> {
+    let address = bytes.as_ptr() as usize;
+    if address % MESSAGE_ALIGN != 0 {
+        return Err(DecodeError::Misaligned { address });
+    }
+    let min = std::mem::size_of::<M::Archived>();
+    if bytes.len() < min {
+        return Err(DecodeError::Truncated {
+            len: bytes.len(),
+            min,
+        });
+    }
+    Ok(())
+}
+
+/// Validates `bytes` (alignment, length, then every pointer, length, string
+/// and tag with bytecheck) and returns the archived message in place.
+/// Never panics on any input.
+pub fn access<M: Message>(bytes: &[u8]) -> Result<&M::Archived, DecodeError> {
+    precheck::<M>(bytes)?;
+    M::check(bytes).map_err(|e| DecodeError::Invalid(e.to_string()))
+}
+
+/// Returns the archived message in `bytes` without validation: the fast path
+/// for a trusted peer (same binary, memory no other process can write).
+///
+/// # Safety
+///
+/// * `bytes` must be exactly the bytes an [`Encoder`] produced for an `M`
+///   (same shmwire version), starting 16-byte aligned, and
+/// * no one may modify them while the returned reference lives.
+///
+/// Any other input is undefined behaviour; use [`access`] for untrusted memory.
+pub unsafe fn access_unchecked<M: Message>(bytes: &[u8]) -> &M::Archived {
+    debug_assert!(precheck::<M>(bytes).is_ok());
+    // SAFETY: the caller guarantees `bytes` is a complete, aligned encoding of
+    // an `M` that stays unmodified for the borrow, which is exactly rkyv's
+    // `access_unchecked` contract (a valid archived root at the end).
+    unsafe { rkyv::access_unchecked::<M::Archived>(bytes) }
+}
+
+/// Validates `bytes` and deserializes an owned message (convenience; allocates).
+pub fn from_bytes<M: Message>(bytes: &[u8]) -> Result<M, DecodeError> {
+    let archived = access::<M>(bytes)?;
+    M::deserialize_from(archived).map_err(|e| DecodeError::Invalid(e.to_string()))
+}
+
+/// Deserializes an owned message from its archived form (e.g. one obtained
+/// from [`access`]).
+pub fn deserialize<M: Message>(archived: &M::Archived) -> Result<M, DecodeError> {
+    M::deserialize_from(archived).map_err(|e| DecodeError::Invalid(e.to_string()))
+}
