@@ -17,7 +17,7 @@ const GUARD: Duration = Duration::from_secs(30);
 fn id(n: u8) -> WorkerId {
     let mut b = [n; 28];
     b[24..28].copy_from_slice(&std::process::id().to_le_bytes());
-    WorkerId::from_bytes(b)
+    WorkerId::from_array(b)
 }
 
 fn cfg(n: u8) -> TransportConfig {

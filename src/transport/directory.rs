@@ -1,7 +1,9 @@
 //! The node-local directory: which worker listens where.
 //!
-//! Every worker that accepts connections writes one entry file into
-//! `<session dir>/directory/`, named `w-<worker id hex>.entry`, holding its
+//! Every worker that accepts connections writes one entry file into its
+//! session directory, named `.w-<worker id hex>.entry` (dot-prefixed, so the
+//! segment layer's cleanup and inspection never mistake it for a segment;
+//! `Session::remove_all` removes it with the session), holding its
 //! id, optional name, pid, Unix-socket path (shared-memory bootstrap) and TCP
 //! address, as `key=value` lines. Entries are written atomically (a temporary
 //! file is filled, then renamed into place), so readers never see half an
@@ -69,7 +71,7 @@ impl Endpoint {
     fn decode(text: &str) -> Option<Self> {
         let mut worker_id = None;
         let mut e = Endpoint {
-            worker_id: WorkerId::from_bytes([0; 28]),
+            worker_id: WorkerId::from_array([0; 28]),
             name: None,
             pid: 0,
             unix_socket: None,
@@ -120,6 +122,9 @@ impl Drop for Registration {
     }
 }
 
+const ENTRY_PREFIX: &str = ".w-";
+const ENTRY_SUFFIX: &str = ".entry";
+
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Outcome of probing one entry file.
@@ -132,11 +137,15 @@ enum Probe {
 }
 
 impl Directory {
-    /// Opens (creating, mode 0700) the directory of the session whose
-    /// directory is `session_dir`.
+    /// Opens the directory of the session whose directory is `session_dir`
+    /// (created with mode 0700 if missing).
     pub fn open(session_dir: &Path) -> Result<Self, TransportError> {
-        let root = session_dir.join("directory");
-        match fs::DirBuilder::new().mode(0o700).create(&root) {
+        let root = session_dir.to_owned();
+        match fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&root)
+        {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e.into()),
@@ -144,13 +153,18 @@ impl Directory {
         Ok(Self { root })
     }
 
-    /// The directory's path.
+    /// The directory of `session`.
+    pub fn for_session(session: &crate::shm::Session) -> Result<Self, TransportError> {
+        Self::open(session.dir())
+    }
+
+    /// The directory's path (the session directory).
     pub fn path(&self) -> &Path {
         &self.root
     }
 
     fn entry_path(&self, id: &WorkerId) -> PathBuf {
-        self.root.join(format!("w-{id}.entry"))
+        self.root.join(format!("{ENTRY_PREFIX}{id}{ENTRY_SUFFIX}"))
     }
 
     /// Publishes `endpoint`. Fails with [`TransportError::Refused`] if a live
@@ -266,7 +280,7 @@ impl Directory {
             let ent = ent?;
             let name = ent.file_name();
             let Some(name) = name.to_str() else { continue };
-            if name.starts_with("w-") && name.ends_with(".entry") {
+            if name.starts_with(ENTRY_PREFIX) && name.ends_with(ENTRY_SUFFIX) {
                 if let Probe::Live(e) = self.probe(&ent.path()) {
                     out.push(e);
                 }
@@ -283,7 +297,7 @@ impl Directory {
             let ent = ent?;
             let name = ent.file_name();
             let Some(name) = name.to_str() else { continue };
-            if name.starts_with("w-") && name.ends_with(".entry") {
+            if name.starts_with(ENTRY_PREFIX) && name.ends_with(ENTRY_SUFFIX) {
                 if let Probe::Stale = self.probe(&ent.path()) {
                     n += 1;
                 }
@@ -298,7 +312,7 @@ mod tests {
     use super::*;
 
     fn id(n: u8) -> WorkerId {
-        WorkerId::from_bytes([n; 28])
+        WorkerId::from_array([n; 28])
     }
 
     #[test]

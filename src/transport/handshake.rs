@@ -61,11 +61,11 @@ impl SessionToken {
         Ok(Self(b))
     }
 
-    /// Reads the token stored in `dir/token`, creating it (mode 0600,
+    /// Reads the token stored in `dir/.token`, creating it (mode 0600,
     /// exclusively, so concurrent callers agree) if it does not exist yet.
     pub fn load_or_create(dir: &std::path::Path) -> io::Result<Self> {
         use std::os::unix::fs::OpenOptionsExt;
-        let path = dir.join("token");
+        let path = dir.join(".token");
         loop {
             match std::fs::read(&path) {
                 Ok(b) if b.len() == 16 => {
@@ -86,7 +86,7 @@ impl SessionToken {
                 Err(e) => return Err(e),
             }
             let token = Self::random()?;
-            let tmp = dir.join(format!("token.tmp.{}", std::process::id()));
+            let tmp = dir.join(format!(".token.tmp.{}", std::process::id()));
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -208,7 +208,7 @@ impl Reply {
 fn id_at(b: &[u8], at: usize) -> WorkerId {
     let mut id = [0u8; 28];
     id.copy_from_slice(&b[at..at + 28]);
-    WorkerId::from_bytes(id)
+    WorkerId::from_array(id)
 }
 
 fn map_io(e: io::Error, what: &str) -> TransportError {
@@ -400,7 +400,7 @@ mod tests {
     use super::*;
 
     fn id(n: u8) -> WorkerId {
-        WorkerId::from_bytes([n; 28])
+        WorkerId::from_array([n; 28])
     }
 
     #[test]

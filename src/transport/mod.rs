@@ -28,11 +28,11 @@
 //! use shmwire::transport::{connect_tcp, Connection, SessionToken, TcpListener, TransportConfig, WorkerId};
 //!
 //! let token = SessionToken([7; 16]);
-//! let server_id = WorkerId::from_bytes([1; 28]);
+//! let server_id = WorkerId::from_array([1; 28]);
 //! let mut listener = TcpListener::bind_localhost(TransportConfig::new(server_id, token)).unwrap();
 //! let addr = listener.local_addr().unwrap();
 //! let client = std::thread::spawn(move || {
-//!     let mut c = connect_tcp(addr, server_id, &TransportConfig::new(WorkerId::from_bytes([2; 28]), token)).unwrap();
+//!     let mut c = connect_tcp(addr, server_id, &TransportConfig::new(WorkerId::from_array([2; 28]), token)).unwrap();
 //!     c.send(b"ping").unwrap();
 //!     let reply = c.recv_timeout(Duration::from_secs(5)).unwrap();
 //!     assert_eq!(&*reply, b"pong");
@@ -56,14 +56,13 @@ pub mod handshake;
 mod mux;
 mod sys;
 pub mod tcp;
-mod worker_id;
 
+pub use crate::ids::WorkerId;
 pub use directory::{Directory, Endpoint, Registration};
 pub use error::{SendError, TransportError};
 pub use handshake::{SessionToken, PROTOCOL_VERSION};
 pub use mux::{Mux, MuxConnection, MuxEvent, PeerKey};
 pub use tcp::{connect_tcp, TcpConnection, TcpFrame, TcpListener};
-pub use worker_id::WorkerId;
 
 /// Default largest frame a connection accepts: 16 MiB.
 pub const DEFAULT_MAX_FRAME_LEN: usize = 16 << 20;

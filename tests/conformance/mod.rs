@@ -50,7 +50,7 @@ pub fn id(n: u8) -> WorkerId {
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(std::process::id);
     b[24..28].copy_from_slice(&pid.to_le_bytes());
-    WorkerId::from_bytes(b)
+    WorkerId::from_array(b)
 }
 
 pub fn token_for(name: &str) -> SessionToken {
