@@ -14,7 +14,8 @@
 //! [`Registration`] lives. The kernel drops the lock when the process dies —
 //! however it dies — so a reader that *can* take a shared lock on an entry
 //! knows its owner is gone: the entry is ignored and removed. Bare pids are
-//! never trusted (they are reused).
+//! never trusted (they are reused). Removing a stale entry also removes the
+//! dead worker's Unix socket file (`.s-*.sock` in the same directory).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -248,6 +249,21 @@ impl Directory {
                     _ => false,
                 };
                 if same {
+                    // The dead worker's Unix socket goes too (only inside
+                    // this directory: entries are untrusted input).
+                    let stale = fs::read_to_string(path)
+                        .ok()
+                        .as_deref()
+                        .and_then(Endpoint::decode);
+                    if let Some(sock) = stale.and_then(|e| e.unix_socket) {
+                        if sock.parent() == Some(self.root.as_path())
+                            && sock
+                                .file_name()
+                                .is_some_and(|n| n.to_string_lossy().starts_with(".s-"))
+                        {
+                            let _ = fs::remove_file(&sock);
+                        }
+                    }
                     let _ = fs::remove_file(path);
                     tracing::debug!(path = %path.display(), "removed stale directory entry");
                 }

@@ -61,6 +61,15 @@ pub enum TransportError {
     /// No live worker with this id or name is registered in the directory.
     #[error("no live worker {0} in the directory")]
     NoSuchWorker(String),
+    /// A message could not be encoded.
+    #[error("encoding a message: {0}")]
+    Encode(crate::spec::EncodeError),
+    /// A received frame is not a valid message of the expected type.
+    #[error("invalid message: {0}")]
+    Decode(crate::spec::DecodeError),
+    /// A shared-memory segment could not be created or opened.
+    #[error("shared memory: {0}")]
+    Shm(#[from] crate::shm::ShmError),
     /// An operating-system call failed.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
@@ -74,11 +83,15 @@ impl From<rustix::io::Errno> for TransportError {
 
 impl TransportError {
     /// `true` for errors after which the connection can never carry another
-    /// frame (dead or closed peer, protocol violation).
+    /// frame (dead or closed peer, protocol violation, I/O failure).
     pub fn is_fatal(&self) -> bool {
-        !matches!(
+        matches!(
             self,
-            TransportError::TimedOut | TransportError::FrameTooLarge { .. }
+            TransportError::PeerDied(_)
+                | TransportError::Closed
+                | TransportError::Protocol(_)
+                | TransportError::Io(_)
+                | TransportError::Shm(_)
         )
     }
 }

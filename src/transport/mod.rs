@@ -50,18 +50,24 @@ use std::ops::Deref;
 use std::time::Duration;
 
 mod aligned;
+mod any;
 mod directory;
 mod error;
 pub mod handshake;
+mod message;
 mod mux;
+pub mod shm;
 mod sys;
 pub mod tcp;
 
 pub use crate::ids::WorkerId;
+pub use any::{AnyConnection, AnyFrame, Connector, ListenOptions, Listener};
 pub use directory::{Directory, Endpoint, Registration};
 pub use error::{SendError, TransportError};
 pub use handshake::{SessionToken, PROTOCOL_VERSION};
+pub use message::MessageConnection;
 pub use mux::{Mux, MuxConnection, MuxEvent, PeerKey};
+pub use shm::{connect_shm, ShmConnection, ShmFrame, ShmListener, ShmOptions, ShmWait};
 pub use tcp::{connect_tcp, TcpConnection, TcpFrame, TcpListener};
 
 /// Default largest frame a connection accepts: 16 MiB.

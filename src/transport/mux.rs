@@ -33,6 +33,9 @@ pub trait MuxConnection: Connection {
     fn prepare_sleep(&mut self) -> bool {
         !self.ready_hint()
     }
+    /// Called when the mux saw an event for this connection (drain wake-up
+    /// descriptors, schedule a liveness check).
+    fn note_event(&mut self) {}
 }
 
 /// Identifies a connection inside a [`Mux`].
@@ -184,7 +187,11 @@ impl<C: MuxConnection> Mux<C> {
                 Err(e) => return Err(e.into()),
             }
             for ev in self.events.iter() {
-                push_unique(ready, PeerKey(ev.token().0));
+                let key = PeerKey(ev.token().0);
+                if let Some(Some(c)) = self.peers.get_mut(key.0) {
+                    c.note_event();
+                }
+                push_unique(ready, key);
             }
             if self.spin {
                 for (i, c) in self.peers.iter().enumerate() {

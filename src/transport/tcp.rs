@@ -87,6 +87,24 @@ impl TcpListener {
         &self.config
     }
 
+    /// Accepts a caller whose connection is already pending; `Ok(None)` if
+    /// none is.
+    pub(crate) fn try_accept(&mut self) -> Result<Option<TcpConnection>, TransportError> {
+        loop {
+            match self.inner.accept() {
+                Ok((stream, _)) => return accept_handshake(stream.into(), &self.config).map(Some),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    pub(crate) fn listener_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.inner.as_raw_fd()
+    }
+
     /// Accepts one connection, waiting at most `timeout` for a caller.
     ///
     /// The hello is read with the configured handshake timeout. A refused hello
