@@ -1,2 +1,94 @@
-//! placeholder, filled by the ring work
-fn main() {}
+//! Criterion benches of the shared-memory ring, cross-process and pinned,
+//! side by side with the raw atomic limit and the usual peers in the same
+//! run (`cargo bench --bench ring`).
+//!
+//! The measuring side is this process; the echoing side is this same bench
+//! binary re-executed with `SHMWIRE_RING_BENCH_CHILD=1` (see `main`), driven
+//! over a segment (or a socket / pipe for those peers). Each benchmark
+//! starts its child once and measures with `iter_custom`, so criterion sees
+//! only round trips, never process start-up. The case code is shared with
+//! `shmwire bench ring` (`src/bin/shmwire/bench/`).
+
+#![allow(missing_docs)]
+
+#[path = "../src/bin/shmwire/bench/harness.rs"]
+#[allow(dead_code)]
+mod harness;
+
+#[path = "../src/bin/shmwire/bench/cases.rs"]
+#[allow(dead_code)]
+mod cases;
+
+use std::time::Duration;
+
+use cases::{start, BenchEnv, CaseKind, Launcher};
+use criterion::{BenchmarkId, Criterion, Throughput};
+use harness::{current_affinity, pin_current_thread, restore_affinity, Placement};
+use shmwire::shm::Session;
+
+const CHILD_ENV: &str = "SHMWIRE_RING_BENCH_CHILD";
+
+fn bench_case(c: &mut Criterion, env: &mut BenchEnv, group: &str, id: &str, case: CaseKind) {
+    let mut g = c.benchmark_group(group);
+    g.warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    if case.throughput() {
+        g.throughput(Throughput::Elements(1));
+    }
+    let mut pair = match start(case, env) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("skipping {id}: {e}");
+            return;
+        }
+    };
+    g.bench_function(BenchmarkId::from_parameter(id), |b| {
+        b.iter_custom(|iters| pair.run(iters, None).expect("bench pair failed"))
+    });
+    g.finish();
+}
+
+fn main() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        let words: Vec<String> = std::env::args().skip(1).collect();
+        if let Err(e) = cases::child_main(&words) {
+            eprintln!("ring bench child: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+
+    let placement = Placement::choose();
+    if let Some(note) = &placement.note {
+        eprintln!("ring bench: {note}");
+    }
+    let saved = current_affinity();
+    if let Some(cpu) = placement.parent_cpu {
+        pin_current_thread(cpu).expect("pin bench thread");
+    }
+    let session =
+        Session::open(&format!("criterion-ring-{}", std::process::id())).expect("bench session");
+    let launcher = Launcher {
+        program: std::env::current_exe().expect("current_exe"),
+        args: Vec::new(),
+        env: vec![(CHILD_ENV.to_owned(), "1".to_owned())],
+    };
+    let mut env = BenchEnv::new(session.clone(), launcher, placement);
+
+    let mut c = Criterion::default().configure_from_args();
+    // The limit is measured right before every case (the host moves vCPUs
+    // between placements), so each case has an adjacent limit to compare with.
+    for (k, case) in cases::measured_cases().into_iter().enumerate() {
+        let limit_id = format!("{}/before-{k}", CaseKind::Limit.name());
+        bench_case(&mut c, &mut env, "limit", &limit_id, CaseKind::Limit);
+        let group = if case.throughput() {
+            "ring-throughput"
+        } else {
+            "roundtrip"
+        };
+        bench_case(&mut c, &mut env, group, case.name(), case);
+    }
+    c.final_summary();
+    restore_affinity(&saved);
+    let _ = session.remove_all();
+}

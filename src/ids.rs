@@ -162,8 +162,7 @@ fn generate_unique_bytes<const LEN: usize>(
     out
 }
 
-/// Concatenates two arrays into one of size `N` (`A + B == N` checked at compile time
-/// in practice by the callers' fixed sizes; a mismatch would be a bug caught by tests).
+/// Concatenates two arrays into one of size `N`; `A + B == N` is checked at compile time.
 fn concat<const A: usize, const B: usize, const N: usize>(a: &[u8; A], b: &[u8; B]) -> [u8; N] {
     const { assert!(A + B == N) };
     let mut out = [0u8; N];

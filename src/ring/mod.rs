@@ -98,7 +98,7 @@ pub use layout::{
 pub use storage::{DataRegion, HeapStorage, MappedStorage, RingStorage};
 
 use crate::sync::Ordering;
-use crate::wake::{wake_peer, EventFd, Waiter};
+use crate::wake::{announce, retract, wake_peer, EventFd, Waiter};
 use layout::{frame_total, FrameHeader};
 
 /// Everything that can go wrong on a ring.
@@ -333,6 +333,10 @@ struct Attached {
     tail: u64,
 }
 
+/// Largest index accepted from shared memory (2^63 bytes: years of traffic
+/// at memory bandwidth), so `index + frame size` can never overflow.
+const MAX_INDEX: u64 = 1 << 63;
+
 /// Validates a (head, tail) pair read from shared memory.
 #[inline]
 fn check_indices(head: u64, tail: u64, cap: u64) -> Result<(), RingError> {
@@ -348,6 +352,13 @@ fn check_indices(head: u64, tail: u64, cap: u64) -> Result<(), RingError> {
             what: "head - tail exceeds capacity",
             value: head - tail,
             limit: cap,
+        });
+    }
+    if head > MAX_INDEX {
+        return Err(RingError::Corrupt {
+            what: "head beyond the index limit",
+            value: head,
+            limit: MAX_INDEX,
         });
     }
     if (head | tail) % FRAME_ALIGN as u64 != 0 {
@@ -510,6 +521,37 @@ impl<S: RingStorage> Producer<S> {
         })
     }
 
+    /// Event-loop integration: announces that this producer is about to
+    /// block on its eventfd (given to the consumer with
+    /// [`Consumer::set_peer_eventfd`]) until there is room for a `len`-byte
+    /// payload, then re-checks (publishing deferred commits first).
+    ///
+    /// `Ok(true)`: still no room — wait for the eventfd, drain it, call
+    /// [`disarm`](Self::disarm), then `reserve`. `Ok(false)`: room appeared
+    /// (already disarmed) — `reserve` now.
+    pub fn arm_eventfd(&mut self, len: usize) -> Result<bool, RingError> {
+        self.flush();
+        let storage = self.storage.clone();
+        let slot = &storage.header().producer_wake.0;
+        announce(slot, SLEEP_EVENTFD);
+        match self.try_reserve(len) {
+            Ok(None) => {
+                // try_reserve may have written a padding frame.
+                self.flush();
+                Ok(true)
+            }
+            other => {
+                retract(slot);
+                other.map(|_| false)
+            }
+        }
+    }
+
+    /// Withdraws [`arm_eventfd`](Self::arm_eventfd) after waking up.
+    pub fn disarm(&mut self) {
+        retract(&self.storage.header().producer_wake.0);
+    }
+
     /// Publishes deferred commits (stores `head` once) and wakes the consumer
     /// if it sleeps.
     #[inline]
@@ -571,7 +613,21 @@ impl<S: RingStorage> Producer<S> {
     /// frame first if it must wrap. Returns the frame's offset, or `None`
     /// if there is no room now.
     fn try_reserve(&mut self, len: usize) -> Result<Option<usize>, RingError> {
-        if self.poisoned {
+        // The poisoned flag sits on the header's read-mostly first line
+        // (written only at init, attach, close and poisoning), so this is an
+        // L1 hit on the fast path; it makes the peer's poisoning visible to
+        // every call, not only to index re-loads.
+        if self.poisoned
+            || self
+                .storage
+                .header()
+                .meta
+                .0
+                .poisoned
+                .load(Ordering::Relaxed)
+                != 0
+        {
+            self.poisoned = true;
             return Err(RingError::Poisoned);
         }
         let max = self.max_payload();
@@ -840,6 +896,33 @@ impl<S: RingStorage> Consumer<S> {
         })
     }
 
+    /// Event-loop integration: announces that this consumer is about to
+    /// block on its eventfd (the one given to the producer with
+    /// [`Producer::set_peer_eventfd`]), then re-checks the ring.
+    ///
+    /// `Ok(true)`: still empty — wait for the eventfd to become readable
+    /// (epoll/mio), drain it, call [`disarm`](Self::disarm), then `peek`.
+    /// `Ok(false)`: a frame arrived meanwhile (already disarmed) — `peek`
+    /// now. This is the same announce / fence / re-check handshake the
+    /// blocking calls use, so no wake-up is lost.
+    pub fn arm_eventfd(&mut self) -> Result<bool, RingError> {
+        let storage = self.storage.clone();
+        let slot = &storage.header().consumer_wake.0;
+        announce(slot, SLEEP_EVENTFD);
+        match self.try_next() {
+            Ok(None) => Ok(true),
+            other => {
+                retract(slot);
+                other.map(|_| false)
+            }
+        }
+    }
+
+    /// Withdraws [`arm_eventfd`](Self::arm_eventfd) after waking up.
+    pub fn disarm(&mut self) {
+        retract(&self.storage.header().consumer_wake.0);
+    }
+
     /// Publishes deferred releases (stores `tail` once) and wakes the
     /// producer if it sleeps.
     #[inline]
@@ -893,7 +976,21 @@ impl<S: RingStorage> Consumer<S> {
 
     /// Finds and validates the next frame, skipping padding.
     fn try_next(&mut self) -> Result<Option<FrameDesc>, RingError> {
-        if self.poisoned {
+        // The poisoned flag sits on the header's read-mostly first line
+        // (written only at init, attach, close and poisoning), so this is an
+        // L1 hit on the fast path; it makes the peer's poisoning visible to
+        // every call, not only to index re-loads.
+        if self.poisoned
+            || self
+                .storage
+                .header()
+                .meta
+                .0
+                .poisoned
+                .load(Ordering::Relaxed)
+                != 0
+        {
+            self.poisoned = true;
             return Err(RingError::Poisoned);
         }
         // At most two rounds: a padding frame is never at offset 0.

@@ -254,6 +254,25 @@ impl HeapStorage {
     }
 }
 
+#[cfg(not(shmwire_loom))]
+impl HeapStorage {
+    /// Copies the raw bytes of the header (first [`HEADER_LEN`] bytes of
+    /// `out`) and the data region (the rest) into `out`, as a peer mapping
+    /// the same memory would see them. Used with [`scribble`](Self::scribble)
+    /// by tests and the fuzz target.
+    pub fn read_raw(&self, out: &mut [u8]) {
+        let header_ptr = (&self.inner.header as *const RingHeader).cast::<u8>();
+        let n = out.len().min(HEADER_LEN);
+        // SAFETY: the header is `HEADER_LEN` bytes of plain integers in
+        // normal builds; we read at most that many bytes.
+        unsafe { std::ptr::copy_nonoverlapping(header_ptr, out.as_mut_ptr(), n) };
+        let rest = &mut out[n..];
+        let m = rest.len().min(self.inner.data.len());
+        // SAFETY: at most `data.len()` bytes from offset 0 of the region.
+        rest[..m].copy_from_slice(unsafe { self.inner.data.slice(0, m) });
+    }
+}
+
 // SAFETY: the header and data live in one `Arc`'d allocation that every clone
 // shares and that lives as long as any clone; `DataRegion::new` got a
 // 16-aligned pointer to `data.len()` owned bytes that do not overlap the

@@ -272,7 +272,6 @@ fn corrupt_frame_lengths() {
     // Frame longer than what was published.
     let (mut p, mut c, s) = pair(256);
     push(&mut p, b"abc", 0).unwrap();
-    // SAFETY-free: scribble through the data region's public API.
     let mut hdr = [0u8; 16];
     hdr[..4].copy_from_slice(&200u32.to_le_bytes());
     scribble_data(&s, 0, &hdr);
@@ -306,19 +305,9 @@ fn corrupt_tail_seen_by_producer() {
 }
 
 fn scribble_data(s: &HeapStorage, off: usize, bytes: &[u8]) {
-    let mut all = vec![0u8; HEADER_LEN + off + bytes.len()];
-    // Keep the header as it is: copy it out first.
-    let h = s.header();
-    // The header's current bytes (a snapshot through the atomics' memory).
-    // SAFETY: RingHeader is plain integers in normal builds; reading its
-    // bytes is a read of initialised memory.
-    let hb =
-        unsafe { std::slice::from_raw_parts((h as *const RingHeader).cast::<u8>(), HEADER_LEN) };
-    all[..HEADER_LEN].copy_from_slice(hb);
-    // SAFETY: off + bytes.len() is inside the data region in these tests.
-    let cur = unsafe { s.data().slice(0, off) };
-    all[HEADER_LEN..HEADER_LEN + off].copy_from_slice(cur);
-    all[HEADER_LEN + off..].copy_from_slice(bytes);
+    let mut all = vec![0u8; HEADER_LEN + s.data().len()];
+    s.read_raw(&mut all);
+    all[HEADER_LEN + off..HEADER_LEN + off + bytes.len()].copy_from_slice(bytes);
     s.scribble(&all);
 }
 
@@ -494,4 +483,44 @@ fn blocking_times_out_and_reports_dead_peer() {
         RingError::PeerDied
     );
     std::mem::forget(p); // the "dead" producer never closes
+}
+
+#[test]
+fn event_loop_arming_with_eventfd() {
+    use rustix::event::{poll, PollFd, PollFlags};
+    let (mut p, mut c, _s) = pair(64);
+    let efd_c = EventFd::new().unwrap();
+    let efd_p = EventFd::new().unwrap();
+    p.set_peer_eventfd(efd_c.clone());
+    c.set_peer_eventfd(efd_p.clone());
+    let readable = |fd: &EventFd| {
+        let mut fds = [PollFd::new(fd, PollFlags::IN)];
+        let zero = rustix::time::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        poll(&mut fds, Some(&zero)).unwrap() > 0
+    };
+    // Consumer arms on an empty ring; a commit makes its eventfd readable.
+    assert!(c.arm_eventfd().unwrap());
+    assert!(!readable(&efd_c));
+    push(&mut p, &[1; 48], 0).unwrap();
+    assert!(readable(&efd_c));
+    assert!(efd_c.drain());
+    c.disarm();
+    // Arming with a frame present returns false (and disarms).
+    assert!(!c.arm_eventfd().unwrap());
+    // Producer arms on a full ring; a release makes its eventfd readable.
+    assert!(p.arm_eventfd(16).unwrap());
+    assert!(!readable(&efd_p));
+    assert_eq!(pop(&mut c), Some((0, vec![1; 48])));
+    assert!(readable(&efd_p));
+    assert!(efd_p.drain());
+    p.disarm();
+    assert!(!p.arm_eventfd(16).unwrap(), "room now");
+    // Arming when data is already there returns false and disarms.
+    push(&mut p, b"x", 0).unwrap();
+    assert!(!c.arm_eventfd().unwrap());
+    push(&mut p, b"y", 0).unwrap();
+    assert!(!readable(&efd_c), "no wake-up when the consumer is awake");
 }

@@ -357,7 +357,7 @@ impl TaskSpecBuilder {
         let task_id = TaskId::for_actor_creation_task(creation.actor_id);
         let job = self.job_id;
         let mut spec = self.common(TaskType::ActorCreationTask, job, task_id, 1);
-        spec.actor_creation_task_spec = Some(creation);
+        spec.actor_creation_task_spec = Some(Box::new(creation));
         spec
     }
 

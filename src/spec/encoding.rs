@@ -283,10 +283,7 @@ pub fn to_vec<M: Message>(msg: &M) -> Result<AlignedBytes, EncodeError> {
 }
 
 fn precheck<M: Message>(bytes: &[u8]) -> Result<(), DecodeError> {
-    let address = bytes.as_ptr() as usize;
-    if address % MESSAGE_ALIGN != 0 {
-        return Err(DecodeError::Misaligned { address });
-    }
+    // Length first: an empty slice's address is meaningless.
     let min = std::mem::size_of::<M::Archived>();
     if bytes.len() < min {
         return Err(DecodeError::Truncated {
@@ -294,12 +291,22 @@ fn precheck<M: Message>(bytes: &[u8]) -> Result<(), DecodeError> {
             min,
         });
     }
+    let address = bytes.as_ptr() as usize;
+    if address % MESSAGE_ALIGN != 0 {
+        return Err(DecodeError::Misaligned { address });
+    }
     Ok(())
 }
 
 /// Validates `bytes` (alignment, length, then every pointer, length, string
 /// and tag with bytecheck) and returns the archived message in place.
 /// Never panics on any input.
+///
+/// Validation describes the bytes at the moment of the check: the caller
+/// must make sure no other process writes the frame while the returned
+/// reference is used (the ring hands a committed frame to the consumer
+/// alone; a peer that still writes into it is outside this guarantee — copy
+/// the frame first if the writer is not trusted to respect the protocol).
 pub fn access<M: Message>(bytes: &[u8]) -> Result<&M::Archived, DecodeError> {
     precheck::<M>(bytes)?;
     M::check(bytes).map_err(|e| DecodeError::Invalid(e.to_string()))

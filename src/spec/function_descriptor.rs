@@ -3,7 +3,10 @@
 //! The renderings follow Ray's `src/ray/common/function_descriptor.h` in the
 //! version the reference note quotes (the one whose base class has
 //! `CallSiteString() { return CallString(); }` and
-//! `DefaultTaskName() { return CallString() + "()"; }`):
+//! `DefaultTaskName() { return CallString() + "()"; }`; the per-language
+//! overrides come from the stored copy of that header whose base class
+//! matches the note word for word, antgroup/ant-ray's
+//! `src/ray/common/function_descriptor.h`):
 //!
 //! | language | `ToString` | `CallString` | `CallSiteString` | `DefaultTaskName` |
 //! | --- | --- | --- | --- | --- |

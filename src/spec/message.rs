@@ -127,8 +127,10 @@ pub struct InlineValue {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 #[rkyv(derive(Debug))]
 pub enum TaskArg {
-    /// Passed by reference: the receiver fetches the object from its owner / the store.
-    ObjectRef(ObjectReference),
+    /// Passed by reference: the receiver fetches the object from its owner /
+    /// the store. Boxed so that a `Vec<TaskArg>` of small inline values does
+    /// not pay the 104-byte reference in every element.
+    ObjectRef(Box<ObjectReference>),
     /// Passed by value, inline.
     Value(InlineValue),
 }
@@ -145,11 +147,11 @@ impl TaskArg {
 
     /// A by-reference argument.
     pub fn object_ref(object_id: ObjectId, owner_address: Address) -> Self {
-        Self::ObjectRef(ObjectReference {
+        Self::ObjectRef(Box::new(ObjectReference {
             object_id,
             owner_address,
             call_site: String::new(),
-        })
+        }))
     }
 
     /// Inline data + metadata bytes (0 for a reference).
@@ -298,8 +300,8 @@ pub struct TaskSpec {
     pub required_resources: Vec<Resource>,
     /// Resources needed to place the task (empty = same as `required_resources`).
     pub required_placement_resources: Vec<Resource>,
-    /// Set for `ActorCreationTask`.
-    pub actor_creation_task_spec: Option<ActorCreationTaskSpec>,
+    /// Set for `ActorCreationTask` (boxed: rare, and large when inline).
+    pub actor_creation_task_spec: Option<Box<ActorCreationTaskSpec>>,
     /// Set for `ActorTask`.
     pub actor_task_spec: Option<ActorTaskSpec>,
     /// Retries on worker failure.
@@ -332,6 +334,7 @@ fn return_id_of(task_id: TaskId, i: u64) -> ObjectId {
 
 impl TaskSpec {
     /// Return object `i` (0-based): `ObjectId::from_index(task_id, i + 1)`.
+    /// Object indexes are `u32` as in Ray; `i` is taken modulo 2^32.
     pub fn return_id(&self, i: u64) -> ObjectId {
         return_id_of(self.task_id, i)
     }
@@ -473,6 +476,18 @@ pub struct PushTaskRequest {
 impl PushTaskRequest {
     /// Sequence number meaning "unordered: execute on arrival".
     pub const UNORDERED: i64 = -1;
+}
+
+impl ArchivedPushTaskRequest {
+    /// The sequence number as a native `i64` (-1 = unordered).
+    pub fn sequence_number(&self) -> i64 {
+        self.sequence_number.to_native()
+    }
+
+    /// `client_processed_up_to` as a native `i64`.
+    pub fn client_processed_up_to(&self) -> i64 {
+        self.client_processed_up_to.to_native()
+    }
 }
 
 /// Ray's `StatusCode` values a reply can carry.

@@ -318,7 +318,7 @@ fn sleep_once<T>(
     // fetch_add in `wake_peer`.
     let seq = slot.futex.load(Ordering::Acquire);
     slot.sleeping.store(bit, Ordering::Relaxed);
-    // Dekker fence: pairs with the SeqCst fence in `publish_and_wake` (the
+    // Dekker fence: pairs with the SeqCst fence in `wake_peer` (after the
     // waker's publish of head/tail). Either our re-check below sees the
     // peer's new index, or the peer's load of `sleeping` sees our flag.
     fence(Ordering::SeqCst);
@@ -333,6 +333,22 @@ fn sleep_once<T>(
     sleep(seq);
     slot.sleeping.store(0, Ordering::Relaxed);
     poll()
+}
+
+/// Event-loop half of the handshake: announce that the side owning `slot`
+/// is about to block elsewhere (an epoll loop on its eventfd); the caller
+/// must re-check the ring after this returns and call [`retract`] when it
+/// stops waiting.
+pub(crate) fn announce(slot: &WakeSlot, bit: u32) {
+    slot.sleeping.store(bit, Ordering::Relaxed);
+    // Dekker fence: pairs with the SeqCst fence in `wake_peer`, as in
+    // `sleep_once`.
+    fence(Ordering::SeqCst);
+}
+
+/// Withdraws an [`announce`].
+pub(crate) fn retract(slot: &WakeSlot) {
+    slot.sleeping.store(0, Ordering::Relaxed);
 }
 
 /// The waker's half of the handshake, called right after a `Release` store

@@ -1,0 +1,1114 @@
+//! The measured cases: for each, the measuring side (`Pair`) and the echoing
+//! side (a child process started through a [`Launcher`], or a thread).
+//!
+//! Shared by `shmwire bench ring` and `benches/ring.rs` (through `#[path]`):
+//! it depends only on the library, std and [`super::harness`].
+
+use std::fs::File;
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use shmwire::ring::{Consumer, MappedStorage, Producer, Ring, RingError};
+use shmwire::shm::{kind, Segment, Session, ShmError};
+use shmwire::wake::{EventFd, WaitStrategy, Waiter};
+
+use super::harness::{pin_current_thread, timed_loop, BenchResult, Placement};
+
+/// Payload of every round-trip case but the limit.
+pub const PAYLOAD: usize = 256;
+
+/// How many spin iterations pass between two liveness checks of the peer.
+const SPIN_CHECK_MASK: u64 = (1 << 16) - 1;
+
+/// How many liveness checks a single wait may take before it gives up
+/// (≥ 65536 spins each: many seconds; only a hang guard).
+const MAX_CHECKS: u32 = 200_000;
+
+/// Offset of the "pong" word in the limit segment: two cache lines (128 B)
+/// away from "ping", so adjacent-line prefetching does not couple them.
+const PONG_OFFSET: usize = 128;
+
+/// The cases, in the order `shmwire bench ring` runs them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CaseKind {
+    /// Two `AtomicU64` on separate cache lines in a shared segment, raw
+    /// spin: the physical limit of a cross-process round trip.
+    Limit,
+    /// A Unix stream socket pair between the two processes.
+    Uds,
+    /// Two pipes between the two processes.
+    Pipe,
+    /// Two bounded crossbeam channels between two pinned threads.
+    Crossbeam,
+    /// Two rings in segments (one each direction), 256-byte frames, both
+    /// sides waiting with the given strategy.
+    RingRoundtrip(RingWait),
+    /// One ring, one-way frames of the given payload size, batched commits
+    /// and releases, spinning.
+    RingThroughput(usize),
+}
+
+/// Wait strategy of a ring round-trip case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RingWait {
+    /// `WaitStrategy::Spin`.
+    Spin,
+    /// `WaitStrategy::SpinPark` with the default spin window.
+    Futex,
+    /// `WaitStrategy::EventFd` with the default spin window.
+    EventFd,
+    /// `WaitStrategy::SpinPark` with no spin window: every wait sleeps on
+    /// the futex, so this measures the wake-up path itself.
+    FutexSleep,
+    /// No `Waiter`: the caller polls `Consumer::peek` in a loop. Shows what
+    /// the blocking call's bookkeeping (clock reads, liveness checks) costs.
+    Poll,
+}
+
+impl RingWait {
+    fn word(self) -> &'static str {
+        match self {
+            Self::Spin => "spin",
+            Self::Futex => "futex",
+            Self::EventFd => "eventfd",
+            Self::FutexSleep => "futex-sleep",
+            Self::Poll => "poll",
+        }
+    }
+
+    fn from_word(w: &str) -> BenchResult<Self> {
+        Ok(match w {
+            "spin" => Self::Spin,
+            "futex" => Self::Futex,
+            "eventfd" => Self::EventFd,
+            "futex-sleep" => Self::FutexSleep,
+            "poll" => Self::Poll,
+            other => return Err(format!("unknown ring wait {other:?}").into()),
+        })
+    }
+
+    /// The library wait strategy (`fd`: this side's eventfd, for `EventFd`).
+    fn strategy(self, fd: Option<EventFd>) -> BenchResult<WaitStrategy> {
+        Ok(match self {
+            // Poll never blocks through the waiter; it only uses its liveness check.
+            Self::Spin | Self::Poll => WaitStrategy::Spin,
+            Self::Futex => WaitStrategy::spin_park(),
+            Self::FutexSleep => WaitStrategy::SpinPark {
+                spin: Duration::ZERO,
+            },
+            Self::EventFd => WaitStrategy::eventfd(fd.ok_or("eventfd case without an eventfd")?),
+        })
+    }
+}
+
+impl CaseKind {
+    /// Case name as printed and in the JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Limit => "limit/atomic-pingpong",
+            Self::Uds => "peer/uds/roundtrip",
+            Self::Pipe => "peer/pipe/roundtrip",
+            Self::Crossbeam => "peer/crossbeam/roundtrip",
+            Self::RingRoundtrip(RingWait::Spin) => "ring/spin/roundtrip",
+            Self::RingRoundtrip(RingWait::Futex) => "ring/futex/roundtrip",
+            Self::RingRoundtrip(RingWait::EventFd) => "ring/eventfd/roundtrip",
+            Self::RingRoundtrip(RingWait::FutexSleep) => "ring/futex-sleep/roundtrip",
+            Self::RingRoundtrip(RingWait::Poll) => "ring/poll/roundtrip",
+            Self::RingThroughput(64) => "ring/spin/throughput-64B",
+            Self::RingThroughput(256) => "ring/spin/throughput",
+            Self::RingThroughput(4096) => "ring/spin/throughput-4KiB",
+            Self::RingThroughput(_) => "ring/spin/throughput-other",
+        }
+    }
+
+    /// Bytes carried each way per operation.
+    pub fn payload_bytes(self) -> usize {
+        match self {
+            Self::Limit => 0,
+            Self::RingThroughput(p) => p,
+            _ => PAYLOAD,
+        }
+    }
+
+    /// Whether the case blocks in the kernel (slow: fewer default iterations).
+    pub fn blocking(self) -> bool {
+        matches!(
+            self,
+            Self::Uds | Self::Pipe | Self::Crossbeam | Self::RingRoundtrip(RingWait::FutexSleep)
+        )
+    }
+
+    /// Whether the case is a one-way throughput case (an operation is one
+    /// frame, not a round trip).
+    pub fn throughput(self) -> bool {
+        matches!(self, Self::RingThroughput(_))
+    }
+
+    fn role(self) -> &'static str {
+        match self {
+            Self::Limit => "limit",
+            Self::Uds => "uds",
+            Self::Pipe => "pipe",
+            Self::Crossbeam => "crossbeam",
+            Self::RingRoundtrip(_) => "ring-echo",
+            Self::RingThroughput(_) => "ring-sink",
+        }
+    }
+}
+
+/// The cases compared with the limit, in the order they run (the limit is
+/// measured before each of them and once more at the end).
+pub fn measured_cases() -> Vec<CaseKind> {
+    vec![
+        CaseKind::RingRoundtrip(RingWait::Spin),
+        CaseKind::RingRoundtrip(RingWait::Poll),
+        CaseKind::RingRoundtrip(RingWait::Futex),
+        CaseKind::RingRoundtrip(RingWait::EventFd),
+        CaseKind::RingThroughput(256),
+        CaseKind::RingThroughput(64),
+        CaseKind::RingThroughput(4096),
+        CaseKind::Uds,
+        CaseKind::Pipe,
+        CaseKind::Crossbeam,
+        CaseKind::RingRoundtrip(RingWait::FutexSleep),
+    ]
+}
+
+/// How to start a child process that plays the echoing side: the program,
+/// the arguments that select the child role, extra environment.
+#[derive(Clone, Debug)]
+pub struct Launcher {
+    /// Program to run (the `shmwire` binary or the bench binary itself).
+    pub program: PathBuf,
+    /// Leading arguments (e.g. the hidden subcommand).
+    pub args: Vec<String>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+}
+
+/// What every case needs: the session its segments live in, how to start
+/// children, which CPUs to use.
+#[derive(Debug)]
+pub struct BenchEnv {
+    /// Session holding the bench segments.
+    pub session: Session,
+    /// How to start the child side.
+    pub launcher: Launcher,
+    /// CPU placement.
+    pub placement: Placement,
+    next_id: u64,
+}
+
+impl BenchEnv {
+    /// A bench environment.
+    pub fn new(session: Session, launcher: Launcher, placement: Placement) -> Self {
+        Self {
+            session,
+            launcher,
+            placement,
+            next_id: 0,
+        }
+    }
+
+    fn fresh_name(&mut self, what: &str) -> String {
+        self.next_id += 1;
+        format!("{what}-{}", self.next_id)
+    }
+
+    fn spawn(
+        &self,
+        role: &str,
+        extra: &[(&str, String)],
+        stdin: Stdio,
+        stdout: Stdio,
+    ) -> BenchResult<ChildProc> {
+        let mut cmd = Command::new(&self.launcher.program);
+        cmd.args(&self.launcher.args)
+            .arg(format!("role={role}"))
+            .arg(format!("root={}", self.session.root().display()))
+            .arg(format!("session={}", self.session.name()))
+            .arg(format!("ppid={}", std::process::id()))
+            .stdin(stdin)
+            .stdout(stdout)
+            .stderr(Stdio::inherit());
+        if let Some(cpu) = self.placement.child_cpu {
+            cmd.arg(format!("cpu={cpu}"));
+        }
+        for (k, v) in extra {
+            cmd.arg(format!("{k}={v}"));
+        }
+        for (k, v) in &self.launcher.env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("spawn {}: {e}", self.launcher.program.display()))?;
+        Ok(ChildProc { child: Some(child) })
+    }
+}
+
+/// A child process that is always reaped: on drop it waits up to 5 s for
+/// the child to exit by itself (after the pair told it to stop), then kills
+/// it.
+#[derive(Debug)]
+struct ChildProc {
+    child: Option<Child>,
+}
+
+impl ChildProc {
+    /// The child's pid.
+    fn pid(&self) -> BenchResult<u32> {
+        Ok(self.child.as_ref().ok_or("child already reaped")?.id())
+    }
+
+    /// Errors if the child has exited (it should echo until told to stop).
+    fn check_alive(&mut self) -> BenchResult<()> {
+        if let Some(c) = self.child.as_mut() {
+            if let Some(status) = c.try_wait()? {
+                return Err(format!("bench child exited early: {status}").into());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ChildProc {
+    fn drop(&mut self) {
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            match c.try_wait() {
+                Ok(Some(_)) => return,
+                Ok(None) => std::thread::sleep(Duration::from_millis(1)),
+                Err(_) => break,
+            }
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+/// The measuring side of a running case.
+pub trait Pair {
+    /// Performs `n` operations (round trips, or frames for throughput
+    /// cases); with a histogram, records each one (see
+    /// [`timed_loop`]). Returns the total time.
+    fn run(&mut self, n: u64, hist: Option<&mut Histogram<u64>>) -> BenchResult<Duration>;
+}
+
+/// Starts `case`: creates its segments/sockets, starts the echoing side.
+pub fn start(case: CaseKind, env: &mut BenchEnv) -> BenchResult<Box<dyn Pair>> {
+    Ok(match case {
+        CaseKind::Limit => Box::new(LimitPair::start(env)?),
+        CaseKind::Uds => Box::new(StreamPair::start_uds(env)?),
+        CaseKind::Pipe => Box::new(StreamPair::start_pipe(env)?),
+        CaseKind::Crossbeam => Box::new(CrossbeamPair::start(env)?),
+        CaseKind::RingRoundtrip(wait) => Box::new(RingPair::start(env, wait)?),
+        CaseKind::RingThroughput(payload) => Box::new(ThroughputPair::start(env, payload)?),
+    })
+}
+
+// ---------------------------------------------------------------- limit --
+
+/// Raw atomic ping-pong: the parent stores `seq` into `ping`, the child
+/// copies it into `pong`; one round trip moves each cache line once each way.
+struct LimitPair {
+    seg: Arc<Segment>,
+    seq: u64,
+    child: ChildProc,
+}
+
+/// The two words of the limit segment.
+///
+/// # Safety
+/// - `seg` must be a segment of at least `PONG_OFFSET + 8` payload bytes
+///   that outlives the returned references.
+unsafe fn limit_words(seg: &Segment) -> (&AtomicU64, &AtomicU64) {
+    debug_assert!(seg.payload_len() >= PONG_OFFSET + 8);
+    let base = seg.payload_ptr();
+    // SAFETY: the payload is page aligned and ≥ PONG_OFFSET + 8 bytes (caller),
+    // so both words are in bounds and 8-byte aligned; AtomicU64 is valid for
+    // any bit pattern, and every access to them is atomic.
+    unsafe {
+        (
+            &*base.cast::<AtomicU64>(),
+            &*base.add(PONG_OFFSET).cast::<AtomicU64>(),
+        )
+    }
+}
+
+impl LimitPair {
+    fn start(env: &mut BenchEnv) -> BenchResult<Self> {
+        let name = env.fresh_name("limit");
+        let seg =
+            Segment::create_with(&env.session, &name, 4096, kind::BENCH, |_: &mut [u8]| {
+                Ok::<_, ShmError>(())
+            })?;
+        let child = env.spawn(
+            CaseKind::Limit.role(),
+            &[("seg", name)],
+            Stdio::null(),
+            Stdio::null(),
+        )?;
+        Ok(Self {
+            seg: Arc::new(seg),
+            seq: 0,
+            child,
+        })
+    }
+}
+
+impl Pair for LimitPair {
+    fn run(&mut self, n: u64, hist: Option<&mut Histogram<u64>>) -> BenchResult<Duration> {
+        let seg = Arc::clone(&self.seg);
+        // SAFETY: 4096-byte payload; `seg` outlives the references.
+        let (ping, pong) = unsafe { limit_words(&seg) };
+        let child = &mut self.child;
+        let seq = &mut self.seq;
+        timed_loop(n, hist, |_| {
+            *seq += 1;
+            let s = *seq;
+            // pairs with the Acquire load of ping in limit_child.
+            ping.store(s, Ordering::Release);
+            let mut spins = 0u64;
+            let mut checks = 0u32;
+            // pairs with the Release store of pong in limit_child.
+            while pong.load(Ordering::Acquire) != s {
+                std::hint::spin_loop();
+                spins += 1;
+                if spins & SPIN_CHECK_MASK == 0 {
+                    child.check_alive()?;
+                    checks += 1;
+                    if checks > MAX_CHECKS {
+                        return Err("limit child stopped answering".into());
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+impl Drop for LimitPair {
+    fn drop(&mut self) {
+        // SAFETY: as in `run`.
+        let (ping, _) = unsafe { limit_words(&self.seg) };
+        // pairs with the Acquire load of ping in limit_child: tells it to stop.
+        ping.store(u64::MAX, Ordering::Release);
+    }
+}
+
+fn limit_child(args: &ChildArgs) -> BenchResult<()> {
+    let session = Session::attach_in(&args.root, &args.session)?;
+    let seg = Segment::open_timeout(
+        &session,
+        args.get("seg")?,
+        kind::BENCH,
+        Duration::from_secs(10),
+    )?;
+    if seg.payload_len() < PONG_OFFSET + 8 {
+        return Err("limit segment too small".into());
+    }
+    // SAFETY: checked the payload length just above; `seg` outlives them.
+    let (ping, pong) = unsafe { limit_words(&seg) };
+    let mut last = 0u64;
+    loop {
+        let mut spins = 0u64;
+        let v = loop {
+            // pairs with the Release store of ping in LimitPair::run / drop.
+            let v = ping.load(Ordering::Acquire);
+            if v != last {
+                break v;
+            }
+            std::hint::spin_loop();
+            spins += 1;
+            if spins & SPIN_CHECK_MASK == 0 {
+                args.check_parent()?;
+            }
+        };
+        if v == u64::MAX {
+            return Ok(());
+        }
+        // pairs with the Acquire load of pong in LimitPair::run.
+        pong.store(v, Ordering::Release);
+        last = v;
+    }
+}
+
+// --------------------------------------------------------- uds and pipe --
+
+/// Round trips over a byte stream: write 256 bytes, read 256 back.
+struct StreamPair {
+    tx: File,
+    rx: File,
+    buf: [u8; PAYLOAD],
+    seq: u64,
+    _child: ChildProc,
+}
+
+impl StreamPair {
+    fn start_uds(env: &mut BenchEnv) -> BenchResult<Self> {
+        use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
+        let (mine, theirs) = socketpair(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC,
+            None,
+        )?;
+        // The child reads and writes its end as stdin (fd 0).
+        let child = env.spawn(
+            CaseKind::Uds.role(),
+            &[],
+            Stdio::from(theirs),
+            Stdio::null(),
+        )?;
+        let stream = UnixStream::from(mine);
+        let rx = File::from(OwnedFd::from(stream.try_clone()?));
+        let tx = File::from(OwnedFd::from(stream));
+        Ok(Self {
+            tx,
+            rx,
+            buf: [0; PAYLOAD],
+            seq: 0,
+            _child: child,
+        })
+    }
+
+    fn start_pipe(env: &mut BenchEnv) -> BenchResult<Self> {
+        use rustix::pipe::{pipe_with, PipeFlags};
+        let (child_rx, parent_tx) = pipe_with(PipeFlags::CLOEXEC)?;
+        let (parent_rx, child_tx) = pipe_with(PipeFlags::CLOEXEC)?;
+        let child = env.spawn(
+            CaseKind::Pipe.role(),
+            &[],
+            Stdio::from(child_rx),
+            Stdio::from(child_tx),
+        )?;
+        Ok(Self {
+            tx: File::from(parent_tx),
+            rx: File::from(parent_rx),
+            buf: [0; PAYLOAD],
+            seq: 0,
+            _child: child,
+        })
+    }
+}
+
+impl Pair for StreamPair {
+    fn run(&mut self, n: u64, hist: Option<&mut Histogram<u64>>) -> BenchResult<Duration> {
+        let Self {
+            tx, rx, buf, seq, ..
+        } = self;
+        timed_loop(n, hist, |_| {
+            *seq += 1;
+            buf[..8].copy_from_slice(&seq.to_le_bytes());
+            tx.write_all(&buf[..])?;
+            rx.read_exact(&mut buf[..])?;
+            if buf[..8] != seq.to_le_bytes() {
+                return Err("stream echo returned the wrong payload".into());
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Echoes 256-byte messages from `rx` to `tx` until EOF.
+fn stream_child(mut rx: File, mut tx: File) -> BenchResult<()> {
+    let mut buf = [0u8; PAYLOAD];
+    loop {
+        match rx.read_exact(&mut buf) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        match tx.write_all(&buf) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::BrokenPipe => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Takes ownership of one of the standard descriptors the parent set up.
+fn take_std_fd(fd: i32) -> File {
+    // SAFETY: the parent handed us this descriptor (socket or pipe end) as
+    // stdin/stdout; nothing else in the child role uses fd 0/1 afterwards,
+    // so this `File` is its only owner.
+    unsafe { File::from_raw_fd(fd) }
+}
+
+// ------------------------------------------------------------ crossbeam --
+
+/// Round trips between two pinned threads over two `bounded(1)` channels.
+struct CrossbeamPair {
+    tx: Option<crossbeam_channel::Sender<[u8; PAYLOAD]>>,
+    rx: crossbeam_channel::Receiver<[u8; PAYLOAD]>,
+    seq: u64,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl CrossbeamPair {
+    fn start(env: &mut BenchEnv) -> BenchResult<Self> {
+        let (to_peer, peer_rx) = crossbeam_channel::bounded::<[u8; PAYLOAD]>(1);
+        let (peer_tx, from_peer) = crossbeam_channel::bounded::<[u8; PAYLOAD]>(1);
+        let cpu = env.placement.child_cpu;
+        let thread = std::thread::Builder::new()
+            .name("bench-crossbeam-echo".into())
+            .spawn(move || {
+                if let Some(cpu) = cpu {
+                    let _ = pin_current_thread(cpu);
+                }
+                while let Ok(buf) = peer_rx.recv() {
+                    if peer_tx.send(buf).is_err() {
+                        break;
+                    }
+                }
+            })?;
+        Ok(Self {
+            tx: Some(to_peer),
+            rx: from_peer,
+            seq: 0,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Pair for CrossbeamPair {
+    fn run(&mut self, n: u64, hist: Option<&mut Histogram<u64>>) -> BenchResult<Duration> {
+        let tx = self.tx.as_ref().ok_or("crossbeam pair stopped")?;
+        let rx = &self.rx;
+        let seq = &mut self.seq;
+        let mut buf = [0u8; PAYLOAD];
+        timed_loop(n, hist, |_| {
+            *seq += 1;
+            buf[..8].copy_from_slice(&seq.to_le_bytes());
+            tx.send(buf).map_err(|_| "crossbeam peer gone")?;
+            buf = rx.recv().map_err(|_| "crossbeam peer gone")?;
+            if buf[..8] != seq.to_le_bytes() {
+                return Err("crossbeam echo returned the wrong payload".into());
+            }
+            Ok(())
+        })
+    }
+}
+
+impl Drop for CrossbeamPair {
+    fn drop(&mut self) {
+        self.tx = None; // disconnects: the echo thread's recv fails, it exits
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+// ----------------------------------------------------------------- ring --
+
+/// Data bytes of each round-trip ring.
+const RT_RING_CAPACITY: usize = 64 * 1024;
+/// Data bytes of the throughput ring.
+const TP_RING_CAPACITY: usize = 1 << 20;
+/// Data bytes of the throughput case's acknowledgement ring.
+const ACK_RING_CAPACITY: usize = 4096;
+/// Frames per commit (producer) and per release (consumer) batch in the
+/// throughput case.
+const TP_BATCH: u64 = 32;
+/// Frame kind of the throughput case's "tell me when you have it all" frame.
+const SYNC_KIND: u32 = 1;
+/// Deadline of the blocking ring calls: only a hang guard (the liveness
+/// checks find a dead peer long before); renewed by the children.
+const RING_DEADLINE: Duration = Duration::from_secs(600);
+
+/// Creates segment `name` holding an initialised ring of `capacity` data
+/// bytes, published.
+fn create_ring_segment(
+    session: &Session,
+    name: &str,
+    capacity: usize,
+) -> BenchResult<Arc<Segment>> {
+    let len = MappedStorage::required_len(capacity);
+    let unpublished = Segment::create(session, name, len, kind::RING)?;
+    {
+        // SAFETY: the payload is `len` bytes, mapped for as long as
+        // `unpublished` lives, which outlives this temporary view; until
+        // `publish` no other process uses it, and it only ever holds a ring.
+        let storage =
+            unsafe { MappedStorage::from_raw(unpublished.payload_ptr(), len, Arc::new(())) }?;
+        Ring::init(&storage, capacity)?;
+    }
+    Ok(Arc::new(unpublished.publish()))
+}
+
+/// A ring view of a segment; the view keeps the segment mapped.
+fn ring_storage(seg: &Arc<Segment>) -> BenchResult<MappedStorage> {
+    let keepalive: Arc<dyn std::any::Any + Send + Sync> = seg.clone();
+    // SAFETY: the payload is `payload_len` bytes, mapped while the segment
+    // lives, and `keepalive` keeps it alive as long as the view; the segment
+    // is of kind RING (checked by create/open), so it only holds a ring.
+    Ok(unsafe { MappedStorage::from_raw(seg.payload_ptr(), seg.payload_len(), keepalive) }?)
+}
+
+/// A liveness check of a child process: `false` once it has exited (its
+/// pidfd becomes readable), even before it is reaped.
+fn child_liveness(pid: u32) -> BenchResult<impl Fn() -> bool + Send + Sync + 'static> {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    use rustix::process::{pidfd_open, Pid, PidfdFlags};
+    let pid = Pid::from_raw(pid as i32).ok_or("bad child pid")?;
+    let fd = pidfd_open(pid, PidfdFlags::empty())?;
+    Ok(move || {
+        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+        let zero = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        !matches!(poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
+    })
+}
+
+/// A liveness check of the parent: `false` once we were reparented.
+fn parent_liveness(ppid: u32) -> impl Fn() -> bool + Send + Sync + 'static {
+    move || rustix::process::getppid().map(|p| p.as_raw_pid() as u32) == Some(ppid)
+}
+
+/// Takes ownership of a standard descriptor as an `OwnedFd`.
+fn take_std_owned(fd: i32) -> OwnedFd {
+    OwnedFd::from(take_std_fd(fd))
+}
+
+/// Ring ping-pong: a 256-byte frame to the child on ring A, the child copies
+/// it into a frame on ring B, the parent reads it back.
+struct RingPair {
+    /// Dropped first: closing ring A tells the child to exit.
+    tx: Option<Producer<MappedStorage>>,
+    rx: Consumer<MappedStorage>,
+    waiter: Waiter,
+    buf: [u8; PAYLOAD],
+    seq: u64,
+    /// `RingWait::Poll`: spin on `peek` instead of `peek_blocking`.
+    poll: bool,
+    child: ChildProc,
+}
+
+/// Spins on `peek` until a frame arrives, checking the child every
+/// 65536 polls.
+fn poll_frame<'a>(
+    rx: &'a mut Consumer<MappedStorage>,
+    child: &mut ChildProc,
+) -> BenchResult<shmwire::ring::ReadFrame<'a, MappedStorage>> {
+    let mut spins = 0u64;
+    let mut checks = 0u32;
+    // A dropped `ReadFrame` stays in the ring, so the frame found by the
+    // first `peek` is returned by the second (two calls because returning
+    // the first borrow from inside the loop does not pass the borrow checker).
+    loop {
+        let found = rx.peek()?.is_some();
+        if found {
+            return Ok(rx.peek()?.expect("frame seen a moment ago"));
+        }
+        std::hint::spin_loop();
+        spins += 1;
+        if spins & SPIN_CHECK_MASK == 0 {
+            child.check_alive()?;
+            checks += 1;
+            if checks > MAX_CHECKS {
+                return Err("ring peer stopped answering".into());
+            }
+        }
+    }
+}
+
+impl RingPair {
+    fn start(env: &mut BenchEnv, wait: RingWait) -> BenchResult<Self> {
+        let a = env.fresh_name("ring-a");
+        let b = env.fresh_name("ring-b");
+        let seg_a = create_ring_segment(&env.session, &a, RT_RING_CAPACITY)?;
+        let seg_b = create_ring_segment(&env.session, &b, RT_RING_CAPACITY)?;
+        let mut tx = Ring::attach_producer(ring_storage(&seg_a)?)?;
+        let rx = Ring::attach_consumer(ring_storage(&seg_b)?)?;
+        // For eventfd: the child blocks on `child_fd` (its stdin), we block
+        // on `parent_fd` (its stdout); each side writes the other's.
+        let (stdin, stdout, my_fd) = if wait == RingWait::EventFd {
+            use std::os::fd::AsFd;
+            let child_fd = EventFd::new()?;
+            let parent_fd = EventFd::new()?;
+            tx.set_peer_eventfd(child_fd.clone());
+            (
+                Stdio::from(child_fd.as_fd().try_clone_to_owned()?),
+                Stdio::from(parent_fd.as_fd().try_clone_to_owned()?),
+                Some(parent_fd),
+            )
+        } else {
+            (Stdio::null(), Stdio::null(), None)
+        };
+        let child = env.spawn(
+            CaseKind::RingRoundtrip(wait).role(),
+            &[("a", a), ("b", b), ("wait", wait.word().to_owned())],
+            stdin,
+            stdout,
+        )?;
+        let waiter =
+            Waiter::new(wait.strategy(my_fd)?).with_liveness(child_liveness(child.pid()?)?);
+        Ok(Self {
+            tx: Some(tx),
+            rx,
+            waiter,
+            buf: [0; PAYLOAD],
+            seq: 0,
+            poll: wait == RingWait::Poll,
+            child,
+        })
+    }
+}
+
+impl Pair for RingPair {
+    fn run(&mut self, n: u64, hist: Option<&mut Histogram<u64>>) -> BenchResult<Duration> {
+        let tx = self.tx.as_mut().ok_or("ring pair stopped")?;
+        let Self {
+            rx,
+            waiter,
+            buf,
+            seq,
+            child,
+            poll,
+            ..
+        } = self;
+        let deadline = Instant::now() + RING_DEADLINE;
+        let r = timed_loop(n, hist, |_| {
+            *seq += 1;
+            buf[..8].copy_from_slice(&seq.to_le_bytes());
+            // One frame in flight: the ring is never full here.
+            let mut grant = tx.reserve(PAYLOAD)?;
+            grant.copy_from_slice(&buf[..]);
+            grant.commit();
+            let frame = if *poll {
+                poll_frame(rx, child)?
+            } else {
+                rx.peek_blocking(waiter, deadline)?
+            };
+            if frame.len() != PAYLOAD {
+                return Err("ring echo returned a frame of the wrong length".into());
+            }
+            buf.copy_from_slice(&frame);
+            frame.release();
+            if buf[..8] != seq.to_le_bytes() {
+                return Err("ring echo returned the wrong frame".into());
+            }
+            Ok(())
+        });
+        if r.is_err() {
+            child.check_alive()?;
+        }
+        r
+    }
+}
+
+/// Child of the ring round-trip cases: echo every frame of ring A on ring B
+/// until ring A is closed.
+fn ring_echo_child(args: &ChildArgs) -> BenchResult<()> {
+    let session = Session::attach_in(&args.root, &args.session)?;
+    let open = |name: &str| -> BenchResult<Arc<Segment>> {
+        Ok(Arc::new(Segment::open_timeout(
+            &session,
+            name,
+            kind::RING,
+            Duration::from_secs(10),
+        )?))
+    };
+    let seg_a = open(args.get("a")?)?;
+    let seg_b = open(args.get("b")?)?;
+    let mut rx = Ring::attach_consumer(ring_storage(&seg_a)?)?;
+    let mut tx = Ring::attach_producer(ring_storage(&seg_b)?)?;
+    let wait = RingWait::from_word(args.get("wait")?)?;
+    let my_fd = if wait == RingWait::EventFd {
+        let mine = EventFd::from_owned(take_std_owned(0))?;
+        tx.set_peer_eventfd(EventFd::from_owned(take_std_owned(1))?);
+        Some(mine)
+    } else {
+        None
+    };
+    let waiter = Waiter::new(wait.strategy(my_fd)?).with_liveness(parent_liveness(args.ppid));
+    let mut deadline = Instant::now() + RING_DEADLINE;
+    let mut spins = 0u64;
+    loop {
+        if wait == RingWait::Poll {
+            // Spin on peek; check the parent every 65536 empty polls.
+            match rx.peek() {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    std::hint::spin_loop();
+                    spins += 1;
+                    if spins & SPIN_CHECK_MASK == 0 {
+                        args.check_parent()?;
+                    }
+                    continue;
+                }
+                Err(RingError::Closed) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let frame = match rx.peek_blocking(&waiter, deadline) {
+            Ok(f) => f,
+            Err(RingError::Closed) => return Ok(()),
+            Err(RingError::TimedOut) => {
+                deadline = Instant::now() + RING_DEADLINE;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut grant = tx.reserve(frame.len())?;
+        grant.copy_from_slice(&frame);
+        grant.commit();
+        frame.release();
+    }
+}
+
+/// One-way streaming: the parent commits frames in batches of `TP_BATCH`,
+/// the child releases them in batches; a final `SYNC_KIND` frame is
+/// acknowledged on a second ring so a run ends only when every frame was
+/// consumed.
+struct ThroughputPair {
+    tx: Option<Producer<MappedStorage>>,
+    ack: Consumer<MappedStorage>,
+    waiter: Waiter,
+    src: Vec<u8>,
+    seq: u64,
+    child: ChildProc,
+}
+
+impl ThroughputPair {
+    fn start(env: &mut BenchEnv, payload: usize) -> BenchResult<Self> {
+        if payload < 8 {
+            return Err("throughput payload must hold the 8-byte sequence number".into());
+        }
+        let a = env.fresh_name("tp-data");
+        let b = env.fresh_name("tp-ack");
+        let seg_a = create_ring_segment(&env.session, &a, TP_RING_CAPACITY)?;
+        let seg_b = create_ring_segment(&env.session, &b, ACK_RING_CAPACITY)?;
+        let tx = Ring::attach_producer(ring_storage(&seg_a)?)?;
+        let ack = Ring::attach_consumer(ring_storage(&seg_b)?)?;
+        let child = env.spawn(
+            CaseKind::RingThroughput(payload).role(),
+            &[("a", a), ("b", b), ("payload", payload.to_string())],
+            Stdio::null(),
+            Stdio::null(),
+        )?;
+        let waiter = Waiter::new(WaitStrategy::Spin).with_liveness(child_liveness(child.pid()?)?);
+        Ok(Self {
+            tx: Some(tx),
+            ack,
+            waiter,
+            src: (0..payload).map(|i| i as u8).collect(),
+            seq: 0,
+            child,
+        })
+    }
+}
+
+impl Pair for ThroughputPair {
+    fn run(&mut self, n: u64, hist: Option<&mut Histogram<u64>>) -> BenchResult<Duration> {
+        let tx = self.tx.as_mut().ok_or("throughput pair stopped")?;
+        let Self {
+            ack,
+            waiter,
+            src,
+            seq,
+            child,
+            ..
+        } = self;
+        let mut hist = hist;
+        let deadline = Instant::now() + RING_DEADLINE;
+        let start = Instant::now();
+        let mut prev = start;
+        let mut sent = 0u64;
+        let mut body = || -> BenchResult<()> {
+            while sent < n {
+                let batch = TP_BATCH.min(n - sent);
+                for _ in 0..batch {
+                    *seq += 1;
+                    let mut grant = tx.reserve_blocking(src.len(), 0, waiter, deadline)?;
+                    grant[..8].copy_from_slice(&seq.to_le_bytes());
+                    grant[8..].copy_from_slice(&src[8..]);
+                    grant.commit_deferred();
+                }
+                tx.flush();
+                sent += batch;
+                if let Some(h) = hist.as_deref_mut() {
+                    let now = Instant::now();
+                    let per_frame = ((now - prev).as_nanos() as u64 / batch).max(1);
+                    h.saturating_record_n(per_frame, batch);
+                    prev = now;
+                }
+            }
+            // Ask the child to confirm it consumed everything up to `seq`.
+            let mut grant = tx.reserve_blocking(8, SYNC_KIND, waiter, deadline)?;
+            grant.copy_from_slice(&seq.to_le_bytes());
+            grant.commit();
+            let frame = ack.peek_blocking(waiter, deadline)?;
+            let ok = frame.len() == 8 && frame[..] == seq.to_le_bytes();
+            frame.release();
+            if !ok {
+                return Err("throughput sink acknowledged the wrong sequence number".into());
+            }
+            Ok(())
+        };
+        let r = body();
+        if r.is_err() {
+            child.check_alive()?;
+        }
+        r?;
+        Ok(start.elapsed())
+    }
+}
+
+/// Child of the throughput cases: consume frames, check their sequence
+/// numbers and lengths, acknowledge each `SYNC_KIND` frame.
+fn ring_sink_child(args: &ChildArgs) -> BenchResult<()> {
+    let session = Session::attach_in(&args.root, &args.session)?;
+    let open = |name: &str| -> BenchResult<Arc<Segment>> {
+        Ok(Arc::new(Segment::open_timeout(
+            &session,
+            name,
+            kind::RING,
+            Duration::from_secs(10),
+        )?))
+    };
+    let payload: usize = args.get("payload")?.parse()?;
+    let seg_a = open(args.get("a")?)?;
+    let seg_b = open(args.get("b")?)?;
+    let mut rx = Ring::attach_consumer(ring_storage(&seg_a)?)?;
+    let mut ack = Ring::attach_producer(ring_storage(&seg_b)?)?;
+    let waiter = Waiter::new(WaitStrategy::Spin).with_liveness(parent_liveness(args.ppid));
+    let mut deadline = Instant::now() + RING_DEADLINE;
+    let mut expect: Option<u64> = None;
+    let mut count = 0u64;
+    loop {
+        let frame = match rx.peek_blocking(&waiter, deadline) {
+            Ok(f) => f,
+            Err(RingError::Closed) => return Ok(()),
+            Err(RingError::TimedOut) => {
+                deadline = Instant::now() + RING_DEADLINE;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if frame.len() < 8 {
+            return Err("throughput frame shorter than its sequence number".into());
+        }
+        let s = u64::from_le_bytes(frame[..8].try_into().expect("8 bytes"));
+        if frame.kind() == SYNC_KIND {
+            frame.release();
+            rx.flush();
+            let mut grant = ack.reserve(8)?;
+            grant.copy_from_slice(&s.to_le_bytes());
+            grant.commit();
+            continue;
+        }
+        if frame.len() != payload || expect.is_some_and(|e| e != s) {
+            return Err(format!(
+                "throughput frame {s} (len {}) out of order or wrong size (expected {expect:?})",
+                frame.len()
+            )
+            .into());
+        }
+        // Touch the last bytes too, as a decoder would.
+        std::hint::black_box(&frame[frame.len() - 8..]);
+        expect = Some(s + 1);
+        frame.release_deferred();
+        count += 1;
+        if count % TP_BATCH == 0 {
+            rx.flush();
+        }
+    }
+}
+
+// ---------------------------------------------------------- child side --
+
+/// Arguments of a child role: `key=value` words.
+#[derive(Debug)]
+pub struct ChildArgs {
+    role: String,
+    root: PathBuf,
+    session: String,
+    ppid: u32,
+    cpu: Option<usize>,
+    rest: Vec<(String, String)>,
+}
+
+impl ChildArgs {
+    /// Parses `key=value` words.
+    pub fn parse<S: AsRef<str>>(words: &[S]) -> BenchResult<Self> {
+        let mut role = None;
+        let mut root = None;
+        let mut session = None;
+        let mut ppid = None;
+        let mut cpu = None;
+        let mut rest = Vec::new();
+        for w in words {
+            let (k, v) = w
+                .as_ref()
+                .split_once('=')
+                .ok_or_else(|| format!("child argument {:?} is not key=value", w.as_ref()))?;
+            match k {
+                "role" => role = Some(v.to_owned()),
+                "root" => root = Some(PathBuf::from(v)),
+                "session" => session = Some(v.to_owned()),
+                "ppid" => ppid = Some(v.parse()?),
+                "cpu" => cpu = Some(v.parse()?),
+                _ => rest.push((k.to_owned(), v.to_owned())),
+            }
+        }
+        Ok(Self {
+            role: role.ok_or("missing role=")?,
+            root: root.ok_or("missing root=")?,
+            session: session.ok_or("missing session=")?,
+            ppid: ppid.ok_or("missing ppid=")?,
+            cpu,
+            rest,
+        })
+    }
+
+    fn get(&self, key: &str) -> BenchResult<&str> {
+        self.rest
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .ok_or_else(|| format!("missing {key}=").into())
+    }
+
+    /// Errors once the parent that started us is gone (we were reparented).
+    fn check_parent(&self) -> BenchResult<()> {
+        let ppid = rustix::process::getppid().map(|p| p.as_raw_pid() as u32);
+        if ppid != Some(self.ppid) {
+            return Err("bench parent died".into());
+        }
+        Ok(())
+    }
+}
+
+/// Entry point of the echoing child process.
+pub fn child_main<S: AsRef<str>>(words: &[S]) -> BenchResult<()> {
+    let args = ChildArgs::parse(words)?;
+    if let Some(cpu) = args.cpu {
+        pin_current_thread(cpu)?;
+    }
+    match args.role.as_str() {
+        "limit" => limit_child(&args),
+        "uds" => {
+            let sock = take_std_fd(0);
+            let tx = sock.try_clone()?;
+            stream_child(sock, tx)
+        }
+        "pipe" => stream_child(take_std_fd(0), take_std_fd(1)),
+        "ring-echo" => ring_echo_child(&args),
+        "ring-sink" => ring_sink_child(&args),
+        other => Err(format!("unknown bench child role {other:?}").into()),
+    }
+}

@@ -1,0 +1,283 @@
+//! `shmwire bench ring`: the cross-process comparison of the ring against
+//! the physical limit and against the usual peers, from the command line.
+//!
+//! Every case runs as two real processes (this one measures, a re-executed
+//! `shmwire __bench-child` echoes), each pinned to its own CPU when the
+//! machine has two. Each case is preceded by a fresh measurement of the
+//! limit (`limit/atomic-pingpong`), and one more limit measurement closes
+//! the run, so every ratio is taken against the limit measured right next to
+//! it: the host moves vCPUs between placements for minutes at a time, and a
+//! ratio against a limit from another placement would mean nothing.
+
+pub mod cases;
+pub mod harness;
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use shmwire::shm::Session;
+
+use cases::{start, BenchEnv, CaseKind, Launcher};
+use harness::{
+    current_affinity, new_histogram, pin_current_thread, placement_class, restore_affinity,
+    BenchResult, MachineInfo, Placement, Summary,
+};
+
+/// Hidden subcommand the binary re-executes itself with for the child role.
+pub const CHILD_SUBCOMMAND: &str = "__bench-child";
+
+/// Default round trips per spinning case (and per limit measurement).
+pub const DEFAULT_SPIN_ITERS: u64 = 200_000;
+/// Default round trips per blocking case (sockets, pipes, channels, wake-ups).
+pub const DEFAULT_BLOCKING_ITERS: u64 = 20_000;
+
+/// Options of `shmwire bench ring`.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Round trips per case (overrides both defaults).
+    pub iters: Option<u64>,
+}
+
+/// One measured case with its adjacent limit.
+#[derive(Clone, Debug)]
+pub struct CaseResult {
+    /// Case name.
+    pub name: &'static str,
+    /// Payload bytes per operation.
+    pub payload_bytes: usize,
+    /// Percentiles and rate.
+    pub summary: Summary,
+    /// Median of the limit measured just before this case, ns.
+    pub limit_before_ns: u64,
+    /// Median of the limit measured just after this case, ns.
+    pub limit_after_ns: u64,
+    /// `median / limit_before`.
+    pub ratio_to_limit: f64,
+}
+
+/// The whole run.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// Machine facts.
+    pub machine: MachineInfo,
+    /// CPU placement.
+    pub placement: Placement,
+    /// Every limit measurement, in order.
+    pub limits: Vec<Summary>,
+    /// The limit over all its measurements, then every case.
+    pub cases: Vec<CaseResult>,
+}
+
+fn warmup_for(n: u64) -> u64 {
+    (n / 10).clamp(n.min(100), 20_000)
+}
+
+fn measure(case: CaseKind, env: &mut BenchEnv, n: u64) -> BenchResult<Summary> {
+    let mut pair = start(case, env)?;
+    pair.run(warmup_for(n), None)?;
+    let mut hist = new_histogram();
+    let elapsed = pair.run(n, Some(&mut hist))?;
+    Ok(Summary::new(&hist, n, elapsed))
+}
+
+/// Runs the comparison.
+pub fn run(opts: &Options) -> BenchResult<Report> {
+    let machine = MachineInfo::collect();
+    let placement = Placement::choose();
+    let saved = current_affinity();
+    if let Some(cpu) = placement.parent_cpu {
+        pin_current_thread(cpu)?;
+    }
+    let session = Session::open(&format!("bench-{}", std::process::id()))?;
+    let launcher = Launcher {
+        program: std::env::current_exe()?,
+        args: vec![CHILD_SUBCOMMAND.to_owned()],
+        env: Vec::new(),
+    };
+    let mut env = BenchEnv::new(session.clone(), launcher, placement.clone());
+    let result = run_cases(opts, &mut env);
+    restore_affinity(&saved);
+    // Our segments are gone already (creators unlink on drop); this removes
+    // the lock file and the directory.
+    let _ = session.remove_all();
+    let (limits, cases) = result?;
+    Ok(Report {
+        machine,
+        placement,
+        limits,
+        cases,
+    })
+}
+
+type Measured = (Vec<Summary>, Vec<CaseResult>);
+
+fn run_cases(opts: &Options, env: &mut BenchEnv) -> BenchResult<Measured> {
+    let spin_iters = opts.iters.unwrap_or(DEFAULT_SPIN_ITERS);
+    let blocking_iters = opts.iters.unwrap_or(DEFAULT_BLOCKING_ITERS);
+    let mut limits = Vec::new();
+    let mut limit_hist = new_histogram();
+    let mut limit_total = Duration::ZERO;
+    let mut measure_limit = |env: &mut BenchEnv, limits: &mut Vec<Summary>| {
+        let mut pair = start(CaseKind::Limit, env)?;
+        pair.run(warmup_for(spin_iters), None)?;
+        let mut hist = new_histogram();
+        let elapsed = pair.run(spin_iters, Some(&mut hist))?;
+        limit_hist.add(&hist).map_err(|e| format!("{e:?}"))?;
+        limit_total += elapsed;
+        let s = Summary::new(&hist, spin_iters, elapsed);
+        limits.push(s.clone());
+        BenchResult::Ok(s)
+    };
+
+    let mut measured = Vec::new();
+    let mut before = measure_limit(env, &mut limits)?;
+    for case in cases::measured_cases() {
+        let n = if case.throughput() {
+            // Frames are cheaper than round trips: stream ten times as many.
+            spin_iters.saturating_mul(10)
+        } else if case.blocking() {
+            blocking_iters
+        } else {
+            spin_iters
+        };
+        let s = measure(case, env, n)?;
+        let after = measure_limit(env, &mut limits)?;
+        measured.push((case, s, before.median_ns, after.median_ns));
+        before = after;
+    }
+    let limit_iters = spin_iters * limits.len() as u64;
+    let mut cases = vec![CaseResult {
+        name: CaseKind::Limit.name(),
+        payload_bytes: 0,
+        summary: Summary::new(&limit_hist, limit_iters, limit_total),
+        limit_before_ns: limits[0].median_ns,
+        limit_after_ns: limits[limits.len() - 1].median_ns,
+        ratio_to_limit: 1.0,
+    }];
+    for (case, s, lb, la) in measured {
+        cases.push(CaseResult {
+            name: case.name(),
+            payload_bytes: case.payload_bytes(),
+            ratio_to_limit: s.median_ns as f64 / lb.max(1) as f64,
+            summary: s,
+            limit_before_ns: lb,
+            limit_after_ns: la,
+        });
+    }
+    Ok((limits, cases))
+}
+
+fn placement_summary(limits: &[Summary]) -> &'static str {
+    let near = limits
+        .iter()
+        .filter(|l| placement_class(l.median_ns) == "near")
+        .count();
+    match near {
+        0 => "far",
+        n if n == limits.len() => "near",
+        _ => "mixed",
+    }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// The report as one JSON document.
+pub fn to_json(r: &Report) -> Value {
+    let m = &r.machine;
+    json!({
+        "machine": {
+            "cpu_model": m.cpu_model,
+            "cores": m.cores,
+            "kernel": m.kernel,
+            "load_avg_1m": m.load_avg_1m,
+            "clock_overhead_ns": round2(m.clock_overhead_ns),
+            "pinned": r.placement.pinned(),
+            "parent_cpu": r.placement.parent_cpu,
+            "child_cpu": r.placement.child_cpu,
+            "pin_note": r.placement.note,
+            "placement": placement_summary(&r.limits),
+            "limit_medians_ns": r.limits.iter().map(|l| l.median_ns).collect::<Vec<_>>(),
+            "shmwire_version": env!("CARGO_PKG_VERSION"),
+        },
+        "cases": r.cases.iter().map(|c| json!({
+            "name": c.name,
+            "payload_bytes": c.payload_bytes,
+            "iterations": c.summary.iterations,
+            "median_ns": c.summary.median_ns,
+            "p99_ns": c.summary.p99_ns,
+            "p999_ns": c.summary.p999_ns,
+            "max_ns": c.summary.max_ns,
+            "ops_per_s": c.summary.ops_per_s.round(),
+            "ratio_to_limit": round2(c.ratio_to_limit),
+            "limit_before_ns": c.limit_before_ns,
+            "limit_after_ns": c.limit_after_ns,
+            "placement": placement_class(c.limit_before_ns),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// The report as a readable table.
+pub fn to_table(r: &Report) -> String {
+    use std::fmt::Write as _;
+    let m = &r.machine;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "machine: {} | {} CPUs | kernel {} | load {} | clock read {:.1} ns",
+        m.cpu_model,
+        m.cores,
+        m.kernel,
+        m.load_avg_1m.map_or("?".into(), |l| format!("{l:.2}")),
+        m.clock_overhead_ns
+    );
+    match (&r.placement.parent_cpu, &r.placement.child_cpu) {
+        (Some(p), Some(c)) => {
+            let _ = writeln!(
+                out,
+                "pinned: measuring side on CPU {p}, echo side on CPU {c}"
+            );
+        }
+        _ => {
+            let _ = writeln!(
+                out,
+                "NOT pinned: {}",
+                r.placement.note.as_deref().unwrap_or("unknown reason")
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "placement: {} (limit medians: {:?} ns)",
+        placement_summary(&r.limits),
+        r.limits.iter().map(|l| l.median_ns).collect::<Vec<_>>()
+    );
+    let _ = writeln!(
+        out,
+        "\n{:<28} {:>7} {:>9} {:>10} {:>10} {:>10} {:>13} {:>8} {:>10}",
+        "case", "payload", "iters", "median ns", "p99 ns", "p999 ns", "ops/s", "ratio", "limit ns"
+    );
+    for c in &r.cases {
+        let s = &c.summary;
+        let _ = writeln!(
+            out,
+            "{:<28} {:>7} {:>9} {:>10} {:>10} {:>10} {:>13.0} {:>8.2} {:>10}",
+            c.name,
+            c.payload_bytes,
+            s.iterations,
+            s.median_ns,
+            s.p99_ns,
+            s.p999_ns,
+            s.ops_per_s,
+            c.ratio_to_limit,
+            c.limit_before_ns
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nratio = case median / median of the limit measured just before the case \
+         (limit ns). Each sample includes one clock read."
+    );
+    out
+}
