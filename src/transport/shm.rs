@@ -70,7 +70,6 @@ use super::sys::wait_fds;
 use super::{Connection, SendError, TransportConfig, TransportError, TransportKind, WorkerId};
 use crate::ring::{
     Consumer, MappedStorage, Producer, ReadFrame, Ring, RingError, RingStorage, MAX_CAPACITY,
-    SLEEP_EVENTFD,
 };
 use crate::shm::{kind, Segment, Session};
 use crate::wake::{EventFd, WaitStrategy, Waiter, DEFAULT_SPIN};
@@ -578,24 +577,23 @@ impl super::MuxConnection for ShmConnection {
     }
 
     fn prepare_sleep(&mut self) -> bool {
-        let slot = &self.rx_storage.header().consumer_wake.0;
-        // Announce that we sleep on the eventfd (the peer's producer has it).
-        slot.sleeping
-            .fetch_or(SLEEP_EVENTFD, crate::sync::Ordering::Relaxed);
-        // Dekker fence: pairs with the SeqCst fence in wake::wake_peer, run by
-        // the peer's producer after it publishes head. Either the re-check
-        // below sees the new head, or the producer sees our flag and writes
-        // the eventfd.
-        crate::sync::fence(crate::sync::Ordering::SeqCst);
-        if self.ready_hint() {
-            slot.sleeping.store(0, crate::sync::Ordering::Relaxed);
+        if self.live.is_dead() || !matches!(self.state, State::Open) {
             return false;
         }
-        true
+        // The ring's announce / SeqCst fence / re-check handshake (the same
+        // one its blocking waits use): either the re-check sees a frame, or
+        // the peer's producer sees our flag and writes our eventfd.
+        match self.rx.as_mut() {
+            Some(rx) => matches!(rx.arm_eventfd(), Ok(true)),
+            None => false,
+        }
     }
 
     fn note_event(&mut self) {
         self.my_efd.drain();
+        if let Some(rx) = self.rx.as_mut() {
+            rx.disarm();
+        }
         self.force_check = true;
     }
 }
