@@ -270,3 +270,53 @@ fn mux_sleeps_and_wakes_on_eventfd_and_hangup() {
     assert!(mux.is_empty());
     drop(tx);
 }
+
+#[test]
+fn mux_spin_mode_over_shm() {
+    let env = env("muxspin");
+    let s = &env.0;
+    let mut l = ShmListener::bind(s, cfg(1, s), ShmOptions::with_wait(ShmWait::Spin)).unwrap();
+    let path = l.socket_path().to_owned();
+    let sc = s.clone();
+    let client = std::thread::spawn(move || {
+        let mut c = connect_shm(
+            &sc,
+            &path,
+            id(1),
+            &cfg(2, &sc),
+            &ShmOptions::with_wait(ShmWait::Spin),
+        )
+        .unwrap();
+        for i in 0..100u32 {
+            c.send(&i.to_le_bytes()).unwrap();
+            assert_eq!(&*c.recv_timeout(GUARD).unwrap(), &i.to_le_bytes());
+        }
+    });
+    let mut mux = Mux::new().unwrap();
+    mux.set_spin(true);
+    let key = mux.add(l.accept_timeout(GUARD).unwrap()).unwrap();
+    let mut ready = Vec::new();
+    let mut echoed = 0;
+    while echoed < 100 {
+        mux.wait(GUARD, &mut ready).unwrap();
+        assert_eq!(ready, [MuxEvent::Ready(key)]);
+        let c = mux.get_mut(key).unwrap();
+        loop {
+            let got = c.try_recv().unwrap().map(|f| f.to_vec());
+            match got {
+                Some(m) => {
+                    c.send(&m).unwrap();
+                    echoed += 1;
+                }
+                None => break,
+            }
+        }
+    }
+    client.join().unwrap();
+    // The client closed (dropped): the spinning mux reports it.
+    mux.wait(GUARD, &mut ready).unwrap();
+    assert!(matches!(
+        mux.get_mut(key).unwrap().try_recv(),
+        Err(TransportError::Closed)
+    ));
+}

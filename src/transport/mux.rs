@@ -164,51 +164,74 @@ impl<C: MuxConnection> Mux<C> {
             if !ready.is_empty() {
                 break;
             }
-            let sleep = if self.spin {
-                Some(Duration::ZERO)
-            } else {
-                // Arm every wake-up, then re-check: a frame that arrived in
-                // between must not be slept through.
-                for (i, c) in self.peers.iter_mut().enumerate() {
-                    if let Some(c) = c {
-                        if !c.prepare_sleep() {
+            if self.spin {
+                // Spin over the connections' own state (ring indices, buffered
+                // frames): no system call. Every 64 rounds, and on the way out,
+                // also ask epoll (TCP data, hang-ups) without blocking.
+                let mut round: u32 = 0;
+                loop {
+                    for (i, c) in self.peers.iter().enumerate() {
+                        if c.as_ref().is_some_and(|c| c.ready_hint()) {
                             push_unique(ready, PeerKey(i));
                         }
                     }
+                    round = round.wrapping_add(1);
+                    let expired = round % 64 == 0 && Instant::now() >= deadline;
+                    if !ready.is_empty() || round % 64 == 0 || expired {
+                        self.poll_events(Some(Duration::ZERO), ready)?;
+                    }
+                    if !ready.is_empty() || expired {
+                        break;
+                    }
+                    crate::sync::spin_loop();
                 }
-                if !ready.is_empty() {
-                    break;
-                }
-                Some(deadline.saturating_duration_since(Instant::now()))
-            };
-            match self.poll.poll(&mut self.events, sleep) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e.into()),
+                break;
             }
-            for ev in self.events.iter() {
-                let key = PeerKey(ev.token().0);
-                if let Some(Some(c)) = self.peers.get_mut(key.0) {
-                    c.note_event();
-                }
-                push_unique(ready, key);
-            }
-            if self.spin {
-                for (i, c) in self.peers.iter().enumerate() {
-                    if c.as_ref().is_some_and(|c| c.ready_hint()) {
+            // Arm every wake-up, then re-check: a frame that arrived in
+            // between must not be slept through.
+            for (i, c) in self.peers.iter_mut().enumerate() {
+                if let Some(c) = c {
+                    if !c.prepare_sleep() {
                         push_unique(ready, PeerKey(i));
                     }
                 }
             }
-            if !ready.is_empty() || Instant::now() >= deadline {
+            if !ready.is_empty() {
                 break;
             }
-            if self.spin {
-                crate::sync::spin_loop();
+            self.poll_events(
+                Some(deadline.saturating_duration_since(Instant::now())),
+                ready,
+            )?;
+            if !ready.is_empty() || Instant::now() >= deadline {
+                break;
             }
         }
         ready.retain(|MuxEvent::Ready(k)| self.peers.get(k.0).is_some_and(Option::is_some));
         self.hot = ready.iter().map(|MuxEvent::Ready(k)| *k).collect();
+        Ok(())
+    }
+}
+
+impl<C: MuxConnection> Mux<C> {
+    /// One `epoll_wait` (mio `poll`); reports and notes every event.
+    fn poll_events(
+        &mut self,
+        timeout: Option<Duration>,
+        ready: &mut Vec<MuxEvent>,
+    ) -> Result<(), TransportError> {
+        match self.poll.poll(&mut self.events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+        for ev in self.events.iter() {
+            let key = PeerKey(ev.token().0);
+            if let Some(Some(c)) = self.peers.get_mut(key.0) {
+                c.note_event();
+            }
+            push_unique(ready, key);
+        }
         Ok(())
     }
 }
