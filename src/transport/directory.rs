@@ -94,7 +94,8 @@ impl Endpoint {
     }
 }
 
-/// The directory of one session (see the [module docs](self)).
+/// The directory of one session: entry files with `flock` liveness (see
+/// `docs/transport.md`).
 #[derive(Debug, Clone)]
 pub struct Directory {
     root: PathBuf,

@@ -1,13 +1,13 @@
 //! Connections between workers: one duplex, ordered, reliable frame channel
-//! API ([`Connection`]) over two transports.
+//! API ([`Connection`]) over two transports; the peer's address decides which.
 //!
+//! * **Shared memory** ([`shm`]): two SPSC rings in shared memory per
+//!   connection, bootstrapped over a Unix socket in the session directory
+//!   that stays open so each side notices the other's death within
+//!   milliseconds ([`ShmListener`], [`connect_shm`], [`ShmConnection`]).
 //! * **TCP** ([`tcp`]): a mio listener and non-blocking streams carrying
 //!   length-prefixed, 16-byte padded frames; used between nodes, or locally
-//!   when forced.
-//! * **Shared memory** (`shm`, when the ring and segment layers are
-//!   available): two SPSC rings in shared memory, bootstrapped over a Unix
-//!   socket in the session directory that also tells each side when the other
-//!   died.
+//!   when forced ([`TcpListener`], [`connect_tcp`], [`TcpConnection`]).
 //!
 //! Both start with the same hello ([`handshake`]): protocol version, the
 //! caller's worker id, the worker it wants to reach and the session token; a
@@ -15,13 +15,23 @@
 //! [`TransportError::BadToken`], [`TransportError::VersionMismatch`]).
 //!
 //! Messages are encoded *in place*: [`Connection::send_with`] hands the
-//! encoder a 16-byte aligned `&mut [u8]` inside the TCP write buffer (or the
-//! peer's ring), and [`Connection::recv_timeout`] / [`Connection::try_recv`]
-//! return the frame as a 16-byte aligned `&[u8]` borrowed from the receive
-//! buffer (or from shared memory), ready for rkyv's validated access.
+//! encoder a 16-byte aligned `&mut [u8]` inside the peer's ring (or the TCP
+//! write buffer), and [`Connection::recv_timeout`] / [`Connection::try_recv`]
+//! return the frame as a 16-byte aligned `&[u8]` borrowed from shared memory
+//! (or the TCP receive buffer), ready for rkyv's validated access
+//! ([`MessageConnection`]).
 //!
-//! The [`Directory`] maps worker ids and names to where a worker listens;
-//! the [`Mux`] waits for many connections at once on one mio `Poll`.
+//! Map of the other types:
+//!
+//! * [`AnyConnection`] — either transport behind one type; [`Connector`]
+//!   routes a Ray `Address` (same node → shm, else TCP, or TCP when forced);
+//!   [`Listener`] accepts both for one worker.
+//! * [`Directory`] — the node-local registry (worker id / name → Unix socket /
+//!   TCP address) with `flock` liveness.
+//! * [`Mux`] — one mio `Poll` (or a spin loop) over many connections.
+//!
+//! The protocol, frame formats, liveness and directory are described in
+//! `docs/transport.md`.
 //!
 //! ```
 //! use std::time::Duration;

@@ -50,7 +50,8 @@ pub enum MuxEvent {
     Ready(PeerKey),
 }
 
-/// Many connections, one wait (see the [module docs](self)).
+/// Many connections, one wait: a mio `Poll` over their sockets and eventfds,
+/// or a spin loop (see [`Mux::set_spin`]).
 pub struct Mux<C: MuxConnection> {
     poll: Poll,
     events: Events,

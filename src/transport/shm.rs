@@ -5,7 +5,7 @@
 //!
 //! 1. The listening worker binds `<session dir>/.s-<first 16 hex digits of its
 //!    worker id>.sock` ([`ShmListener`]).
-//! 2. The caller connects and sends the hello ([`handshake`](super::handshake))
+//! 2. The caller connects and sends the hello ([`super::handshake`])
 //!    with transport = shm and, as extension, the ring capacity it wants
 //!    (`u64`, a power of two).
 //! 3. The listener checks version, token and intended worker (refusing with the
