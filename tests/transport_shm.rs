@@ -257,7 +257,10 @@ fn mux_sleeps_and_wakes_on_eventfd_and_hangup() {
     while !(a_died && b_closed) {
         mux.wait(GUARD, &mut ready).unwrap();
         assert!(!ready.is_empty(), "hang-up or close not noticed");
-        for &MuxEvent::Ready(k) in &ready.clone() {
+        for k in ready.clone().into_iter().filter_map(|e| match e {
+            MuxEvent::Ready(k) => Some(k),
+            MuxEvent::Incoming => None,
+        }) {
             match mux.get_mut(k).unwrap().try_recv() {
                 Err(TransportError::PeerDied(_)) if k == ka => a_died = true,
                 Err(TransportError::Closed) if k == kb => b_closed = true,
@@ -320,4 +323,67 @@ fn mux_spin_mode_over_shm() {
         mux.get_mut(key).unwrap().try_recv(),
         Err(TransportError::Closed)
     ));
+}
+
+#[test]
+fn mux_accepts_in_the_same_loop() {
+    let env = env("muxaccept");
+    let s = &env.0;
+    let node = NodeId::from_array([5; 28]);
+    let opts = ListenOptions {
+        shm: Some(ShmOptions::with_wait(ShmWait::EventFd)),
+        tcp: Some("127.0.0.1:0".parse().unwrap()),
+        name: None,
+    };
+    let listener = Listener::bind(s, cfg(1, s), opts).unwrap();
+    let addr = listener.address(node);
+    let mut mux: Mux<AnyConnection> = Mux::new().unwrap();
+    assert!(mux.set_listener(listener).unwrap().is_none());
+    let sc = s.clone();
+    let client = std::thread::spawn(move || {
+        let connector = Connector::new(cfg(2, &sc), node).with_session(&sc).unwrap();
+        let mut shm = connector.connect(&addr).unwrap();
+        let mut tcp = connector.clone().force_tcp(true).connect(&addr).unwrap();
+        // A caller with a wrong token is refused without disturbing the loop.
+        let mut bad = cfg(3, &sc);
+        bad.token = SessionToken([0; 16]);
+        let bad = Connector::new(bad, node).with_session(&sc).unwrap();
+        assert!(matches!(bad.connect(&addr), Err(TransportError::BadToken)));
+        shm.send(b"shm").unwrap();
+        tcp.send(b"tcp").unwrap();
+        assert_eq!(&*shm.recv_timeout(GUARD).unwrap(), b"shm!");
+        assert_eq!(&*tcp.recv_timeout(GUARD).unwrap(), b"tcp!");
+    });
+    let (mut accepted, mut refused, mut got) = (0, 0, Vec::new());
+    let mut ready = Vec::new();
+    while got.len() < 2 {
+        mux.wait(GUARD, &mut ready).unwrap();
+        assert!(!ready.is_empty(), "mux missed a caller or a frame");
+        for ev in ready.clone() {
+            match ev {
+                MuxEvent::Incoming => {
+                    for r in mux.accept_pending().unwrap() {
+                        match r {
+                            Ok(_) => accepted += 1,
+                            Err(TransportError::BadToken) => refused += 1,
+                            Err(e) => panic!("unexpected accept error {e}"),
+                        }
+                    }
+                }
+                MuxEvent::Ready(k) => {
+                    let c = mux.get_mut(k).unwrap();
+                    let m = c.try_recv().unwrap().map(|f| f.to_vec());
+                    if let Some(m) = m {
+                        c.send(&[&m[..], b"!"].concat()).unwrap();
+                        got.push(String::from_utf8(m).unwrap());
+                    }
+                }
+            }
+        }
+    }
+    client.join().unwrap();
+    got.sort();
+    assert_eq!(got, ["shm", "tcp"]);
+    assert_eq!((accepted, refused), (2, 1));
+    assert!(mux.listener().is_some());
 }

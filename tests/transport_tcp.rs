@@ -273,7 +273,9 @@ fn mux_spin_mode_and_idle_timeout() {
     // A dead peer wakes the mux too.
     drop(clients.remove(0));
     mux.wait(GUARD, &mut ready).unwrap();
-    let MuxEvent::Ready(key) = ready[0];
+    let MuxEvent::Ready(key) = ready[0] else {
+        panic!("no listener here")
+    };
     assert!(matches!(
         mux.get_mut(key).unwrap().try_recv(),
         Err(TransportError::Closed)

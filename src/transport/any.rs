@@ -385,20 +385,56 @@ impl Listener {
         }
     }
 
+    /// One non-blocking pass: accepts a caller already waiting on either
+    /// socket. A refused hello is reported as its error.
+    pub(crate) fn try_accept_any(&mut self) -> Result<Option<AnyConnection>, TransportError> {
+        if let Some(l) = self.shm.as_mut() {
+            if let Some(c) = l.try_accept()? {
+                return Ok(Some(c.into()));
+            }
+        }
+        if let Some(l) = self.tcp.as_mut() {
+            if let Some(c) = l.try_accept()? {
+                return Ok(Some(c.into()));
+            }
+        }
+        Ok(None)
+    }
+
+    fn fds(&self) -> Vec<std::os::fd::RawFd> {
+        let mut v = Vec::new();
+        if let Some(l) = &self.shm {
+            v.push(l.listener().as_fd().as_raw_fd());
+        }
+        if let Some(l) = &self.tcp {
+            v.push(l.listener_fd());
+        }
+        v
+    }
+
+    /// Registers the listening sockets with another poll (the [`Mux`](super::Mux)).
+    pub(crate) fn register(&self, registry: &mio::Registry, token: Token) -> std::io::Result<()> {
+        for fd in self.fds() {
+            registry.register(&mut mio::unix::SourceFd(&fd), token, Interest::READABLE)?;
+        }
+        Ok(())
+    }
+
+    /// Undoes [`Listener::register`].
+    pub(crate) fn deregister(&self, registry: &mio::Registry) -> std::io::Result<()> {
+        for fd in self.fds() {
+            registry.deregister(&mut mio::unix::SourceFd(&fd))?;
+        }
+        Ok(())
+    }
+
     /// Accepts the next connection on either transport, waiting at most
     /// `timeout`. Refused hellos are reported as their errors.
     pub fn accept_timeout(&mut self, timeout: Duration) -> Result<AnyConnection, TransportError> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(l) = self.shm.as_mut() {
-                if let Some(c) = l.try_accept()? {
-                    return Ok(c.into());
-                }
-            }
-            if let Some(l) = self.tcp.as_mut() {
-                if let Some(c) = l.try_accept()? {
-                    return Ok(c.into());
-                }
+            if let Some(c) = self.try_accept_any()? {
+                return Ok(c);
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {

@@ -48,6 +48,9 @@ pub enum MuxEvent {
     /// The connection may have frames (or an error, such as the peer's death)
     /// to receive.
     Ready(PeerKey),
+    /// Callers are waiting on the mux's [`Listener`](super::Listener): call
+    /// [`Mux::accept_pending`].
+    Incoming,
 }
 
 /// Many connections, one wait: a mio `Poll` over their sockets and eventfds,
@@ -59,6 +62,8 @@ pub struct Mux<C: MuxConnection> {
     /// Reported last time; reported again while a frame is still buffered.
     hot: Vec<PeerKey>,
     spin: bool,
+    /// Accepting in the same loop (only on a `Mux<AnyConnection>`).
+    listener: Option<super::Listener>,
 }
 
 impl<C: MuxConnection> std::fmt::Debug for Mux<C> {
@@ -75,6 +80,7 @@ impl<C: MuxConnection> Mux<C> {
     pub fn new() -> Result<Self, TransportError> {
         Ok(Self {
             poll: Poll::new()?,
+            listener: None,
             events: Events::with_capacity(256),
             peers: Vec::new(),
             hot: Vec::new(),
@@ -208,8 +214,17 @@ impl<C: MuxConnection> Mux<C> {
                 break;
             }
         }
-        ready.retain(|MuxEvent::Ready(k)| self.peers.get(k.0).is_some_and(Option::is_some));
-        self.hot = ready.iter().map(|MuxEvent::Ready(k)| *k).collect();
+        ready.retain(|e| match e {
+            MuxEvent::Ready(k) => self.peers.get(k.0).is_some_and(Option::is_some),
+            MuxEvent::Incoming => true,
+        });
+        self.hot = ready
+            .iter()
+            .filter_map(|e| match e {
+                MuxEvent::Ready(k) => Some(*k),
+                MuxEvent::Incoming => None,
+            })
+            .collect();
         Ok(())
     }
 }
@@ -227,6 +242,12 @@ impl<C: MuxConnection> Mux<C> {
             Err(e) => return Err(e.into()),
         }
         for ev in self.events.iter() {
+            if ev.token() == LISTENER_TOKEN {
+                if !ready.contains(&MuxEvent::Incoming) {
+                    ready.push(MuxEvent::Incoming);
+                }
+                continue;
+            }
             let key = PeerKey(ev.token().0);
             if let Some(Some(c)) = self.peers.get_mut(key.0) {
                 c.note_event();
@@ -234,6 +255,61 @@ impl<C: MuxConnection> Mux<C> {
             push_unique(ready, key);
         }
         Ok(())
+    }
+}
+
+/// Token of the listener's descriptors (never a peer slot).
+const LISTENER_TOKEN: Token = Token(usize::MAX);
+
+impl Mux<super::AnyConnection> {
+    /// Accepts callers of `listener` in the same loop: its sockets are
+    /// registered here and [`Mux::wait`] reports [`MuxEvent::Incoming`] when
+    /// callers wait; then call [`Mux::accept_pending`]. Replaces (and returns)
+    /// a previous listener.
+    pub fn set_listener(
+        &mut self,
+        listener: super::Listener,
+    ) -> Result<Option<super::Listener>, TransportError> {
+        let old = self.listener.take();
+        if let Some(l) = &old {
+            l.deregister(self.poll.registry())?;
+        }
+        listener.register(self.poll.registry(), LISTENER_TOKEN)?;
+        self.listener = Some(listener);
+        Ok(old)
+    }
+
+    /// The listener, if any.
+    pub fn listener(&self) -> Option<&super::Listener> {
+        self.listener.as_ref()
+    }
+
+    /// Accepts every caller waiting on the listener (the event is
+    /// edge-triggered: call this after each [`MuxEvent::Incoming`]) and adds
+    /// the connections. Each entry is the new connection's key or the error
+    /// of a refused hello (wrong token, worker, version, …); refusals do not
+    /// stop the loop.
+    pub fn accept_pending(
+        &mut self,
+    ) -> Result<Vec<Result<PeerKey, TransportError>>, TransportError> {
+        let mut out = Vec::new();
+        loop {
+            let Some(l) = self.listener.as_mut() else {
+                return Ok(out);
+            };
+            match l.try_accept_any() {
+                Ok(None) => return Ok(out),
+                Ok(Some(conn)) => out.push(Ok(self.add(conn)?)),
+                // An accept that failed in the kernel (e.g. out of file
+                // descriptors) would fail again: report it and stop here.
+                Err(e @ TransportError::Io(_)) => {
+                    out.push(Err(e));
+                    return Ok(out);
+                }
+                // A refused hello consumed its connection: go on.
+                Err(e) => out.push(Err(e)),
+            }
+        }
     }
 }
 

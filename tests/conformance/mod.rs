@@ -379,7 +379,10 @@ pub fn drain_mux<C: shmwire::transport::MuxConnection>(
     while closed < clients {
         assert!(Instant::now() < deadline, "mux receiver hung");
         mux.wait(Duration::from_millis(500), &mut ready).unwrap();
-        for &MuxEvent::Ready(key) in &ready {
+        for key in ready.iter().filter_map(|e| match e {
+            MuxEvent::Ready(k) => Some(*k),
+            MuxEvent::Incoming => None,
+        }) {
             loop {
                 let conn = mux.get_mut(key).unwrap();
                 let got = match conn.try_recv() {
