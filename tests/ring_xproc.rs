@@ -631,3 +631,63 @@ fn xproc_sigkill_producer() {
     assert!(session.segment_names().unwrap().is_empty());
     session.remove_all().unwrap();
 }
+
+/// The wake-up really crosses mappings: the consumer sleeps (zero spin
+/// window) with a one-hour check interval and deadline, so only the
+/// producer's FUTEX_WAKE / eventfd write can wake it; the producer attaches
+/// through a second, independent mapping of the segment (the same futex key
+/// another process would use). A lost wake-up trips the 60 s hang guard.
+#[test]
+fn wake_crosses_mappings() {
+    child_or!();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    for strat in ["park", "eventfd"] {
+        let dir = test_dir();
+        let session = Session::open_in(&dir.root, &format!("t{}-wake-{strat}", std::process::id()))
+            .expect("session");
+        let seg = create_ring_segment(&session);
+        let second = Segment::open(&session, SEGMENT, kind::RING).expect("second mapping");
+        assert_ne!(seg.payload_ptr(), second.payload_ptr());
+        let mut c = Ring::attach_consumer(storage_of(seg)).expect("consumer");
+        let mut p = Ring::attach_producer(storage_of(second)).expect("producer");
+        let efd = EventFd::new().unwrap();
+        p.set_peer_eventfd(efd.clone());
+        let strategy = match strat {
+            "park" => WaitStrategy::SpinPark {
+                spin: Duration::ZERO,
+            },
+            _ => WaitStrategy::EventFd {
+                spin: Duration::ZERO,
+                fd: efd,
+            },
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let consumer = std::thread::spawn(move || {
+            let w = Waiter::new(strategy).with_check_interval(Duration::from_secs(3600));
+            let far = Instant::now() + Duration::from_secs(3600);
+            for i in 0..3u8 {
+                let f = c.peek_blocking(&w, far).expect("frame");
+                assert_eq!(&*f, &[i; 5]);
+                f.release();
+                tx.send(i).unwrap();
+            }
+        });
+        for i in 0..3u8 {
+            // Give the consumer time to fall asleep (not required for
+            // correctness; it makes the sleeping path the likely one).
+            std::thread::sleep(Duration::from_millis(20));
+            let mut g = p.reserve(5).unwrap();
+            g.fill(i);
+            g.commit();
+            assert_eq!(
+                rx.recv_timeout(Duration::from_secs(60)),
+                Ok(i),
+                "consumer not woken ({strat})"
+            );
+        }
+        consumer.join().unwrap();
+        drop(p);
+        assert!(session.segment_names().unwrap().is_empty());
+        session.remove_all().unwrap();
+    }
+}

@@ -116,3 +116,9 @@ fn empty_ring_reports_none_then_frame() {
         drop(t.join().unwrap());
     });
 }
+
+#[test]
+fn wrap_twice_mixed_sizes() {
+    // 32, 48 (padding + wrap), 32, 48 (padding + wrap again).
+    run(&[1, 17, 1, 17], false, true);
+}

@@ -116,3 +116,29 @@ fn consumer_sleeping_sees_close() {
         t.join().unwrap();
     });
 }
+
+/// Both directions in one model: three frames through a ring that holds
+/// two, both sides blocking on the futex with a zero spin window, so the
+/// producer sleeps for room and the consumer sleeps for data.
+#[test]
+fn both_sides_block_futex() {
+    loom::model(|| {
+        let (mut p, mut c) = Ring::heap(64).unwrap();
+        let t = thread::spawn(move || {
+            let w = Waiter::new(park());
+            for i in 0..3u8 {
+                let mut g = p.reserve_blocking(16, 0, &w, far()).unwrap();
+                g.fill(i);
+                g.commit();
+            }
+        });
+        let w = Waiter::new(park());
+        for i in 0..3u8 {
+            let f = c.peek_blocking(&w, far()).unwrap();
+            assert!(f.iter().all(|b| *b == i));
+            f.release();
+        }
+        assert_eq!(c.peek_blocking(&w, far()).unwrap_err(), RingError::Closed);
+        t.join().unwrap();
+    });
+}

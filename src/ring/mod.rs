@@ -39,6 +39,18 @@
 //! (consumer). A full ring is back-pressure ([`RingError::Full`] or a
 //! blocking wait), never an overwrite.
 //!
+//! Both halves can move to another thread but not be shared:
+//!
+//! ```compile_fail
+//! fn needs_sync<T: Sync>() {}
+//! needs_sync::<shmwire::ring::Producer<shmwire::ring::HeapStorage>>();
+//! ```
+//!
+//! ```compile_fail
+//! fn needs_sync<T: Sync>() {}
+//! needs_sync::<shmwire::ring::Consumer<shmwire::ring::HeapStorage>>();
+//! ```
+//!
 //! # Orderings
 //!
 //! - `Producer::flush` stores `head` with `Release`; it pairs with the
@@ -490,8 +502,10 @@ impl<S: RingStorage> Producer<S> {
             Some(off) => off,
             None => {
                 self.flush();
-                let storage = self.storage.clone();
-                waiter.wait_for(&storage.header().producer_wake.0, deadline, || {
+                // SAFETY: the slot is used only during this call, while
+                // `self` is alive.
+                let slot = unsafe { self.own_slot() };
+                waiter.wait_for(slot, deadline, || {
                     let r = self.try_reserve(len);
                     if let Ok(None) = r {
                         // A padding frame written by try_reserve, or deferred
@@ -531,8 +545,9 @@ impl<S: RingStorage> Producer<S> {
     /// (already disarmed) — `reserve` now.
     pub fn arm_eventfd(&mut self, len: usize) -> Result<bool, RingError> {
         self.flush();
-        let storage = self.storage.clone();
-        let slot = &storage.header().producer_wake.0;
+        // SAFETY: the slot is used only during this call, while `self` is
+        // alive.
+        let slot = unsafe { self.own_slot() };
         announce(slot, SLEEP_EVENTFD);
         match self.try_reserve(len) {
             Ok(None) => {
@@ -582,6 +597,21 @@ impl<S: RingStorage> Producer<S> {
         self.poisoned = true;
         poison_header(self.storage.header());
         e
+    }
+
+    /// The producer's own wake slot, detached from the borrow of `self` so a
+    /// wait loop can hold it while polling `&mut self`.
+    ///
+    /// # Safety
+    ///
+    /// - the returned reference must not be used after `self` is dropped.
+    unsafe fn own_slot<'s>(&self) -> &'s WakeSlot {
+        let slot: *const WakeSlot = &self.storage.header().producer_wake.0;
+        // SAFETY: by the `RingStorage` contract the header lives behind a
+        // pointer that stays valid while any clone of the storage lives, and
+        // the caller does not outlive `self` (which owns a clone); the slot
+        // is atomics only, so shared access is fine.
+        unsafe { &*slot }
     }
 
     /// Re-loads `tail` from the header and validates it.
@@ -884,10 +914,10 @@ impl<S: RingStorage> Consumer<S> {
         let desc = match self.try_next()? {
             Some(d) => d,
             None => {
-                let storage = self.storage.clone();
-                waiter.wait_for(&storage.header().consumer_wake.0, deadline, || {
-                    self.try_next()
-                })?
+                // SAFETY: the slot is used only during this call, while
+                // `self` is alive.
+                let slot = unsafe { self.own_slot() };
+                waiter.wait_for(slot, deadline, || self.try_next())?
             }
         };
         Ok(ReadFrame {
@@ -906,8 +936,9 @@ impl<S: RingStorage> Consumer<S> {
     /// now. This is the same announce / fence / re-check handshake the
     /// blocking calls use, so no wake-up is lost.
     pub fn arm_eventfd(&mut self) -> Result<bool, RingError> {
-        let storage = self.storage.clone();
-        let slot = &storage.header().consumer_wake.0;
+        // SAFETY: the slot is used only during this call, while `self` is
+        // alive.
+        let slot = unsafe { self.own_slot() };
         announce(slot, SLEEP_EVENTFD);
         match self.try_next() {
             Ok(None) => Ok(true),
@@ -948,6 +979,19 @@ impl<S: RingStorage> Consumer<S> {
         self.poisoned = true;
         poison_header(self.storage.header());
         e
+    }
+
+    /// The consumer's own wake slot, detached from the borrow of `self` (see
+    /// `Producer::own_slot`).
+    ///
+    /// # Safety
+    ///
+    /// - the returned reference must not be used after `self` is dropped.
+    unsafe fn own_slot<'s>(&self) -> &'s WakeSlot {
+        let slot: *const WakeSlot = &self.storage.header().consumer_wake.0;
+        // SAFETY: as in `Producer::own_slot`: the header outlives `self`,
+        // which the caller does not outlive; the slot is atomics only.
+        unsafe { &*slot }
     }
 
     fn corrupt(&mut self, what: &'static str, value: u64, limit: u64) -> RingError {

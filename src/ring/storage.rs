@@ -24,7 +24,11 @@ use super::RingError;
 ///   storage is alive;
 /// - the data region does not overlap the header and is at least
 ///   [`DataRegion::len`] bytes long, starting at a 16-byte-aligned address;
-/// - all clones of one storage refer to the same memory.
+/// - all clones of one storage refer to the same memory;
+/// - the header and data live *behind* a pointer, not inside the storage
+///   value itself, so references returned by `header()` stay valid while
+///   the storage value is moved or borrowed mutably (the halves rely on this
+///   to hold their wake slot while polling).
 pub unsafe trait RingStorage: Clone {
     /// The ring header.
     fn header(&self) -> &RingHeader;

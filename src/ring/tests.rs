@@ -524,3 +524,12 @@ fn event_loop_arming_with_eventfd() {
     push(&mut p, b"y", 0).unwrap();
     assert!(!readable(&efd_c), "no wake-up when the consumer is awake");
 }
+
+#[test]
+fn halves_are_send() {
+    fn needs_send<T: Send>() {}
+    needs_send::<Producer<HeapStorage>>();
+    needs_send::<Consumer<HeapStorage>>();
+    needs_send::<Producer<MappedStorage>>();
+    needs_send::<Consumer<MappedStorage>>();
+}

@@ -114,3 +114,16 @@ impl EventFd {
         *n = 0;
     }
 }
+
+impl super::park::Park for EventFd {
+    /// The eventfd counter plays the futex word's role: a write after the
+    /// sleeper announced itself leaves it non-zero, so the wait returns.
+    #[inline]
+    fn park(&self, _word: &crate::sync::AtomicU32, _token: u32, timeout: Duration) {
+        self.wait(timeout);
+    }
+    #[inline]
+    fn unpark(&self, _word: &crate::sync::AtomicU32) {
+        self.notify();
+    }
+}

@@ -12,7 +12,7 @@
 //!
 //! ## The handshake (no lost wake-up, no syscall on the fast path)
 //!
-//! Each side owns a [`WakeSlot`](crate::ring::WakeSlot) in the ring header
+//! Each side owns a [`WakeSlot`] in the ring header
 //! (its own cache line): a `sleeping` flag and a futex word. The sleeper:
 //!
 //! 1. reads the futex word (`seq`);
@@ -31,10 +31,17 @@
 //! written: no syscall. The loom models in `loom-tests/tests/wake.rs` check
 //! both directions.
 //!
+//! The OS-facing part is one small internal trait, `Park` (block on a
+//! token / signal the sleeper), implemented by the shared futex word and by
+//! [`EventFd`]; under `cfg(shmwire_loom)` both are modelled with a `Mutex` +
+//! `Condvar` (the futex with its "compare then sleep atomically with respect
+//! to wakers" semantics, the eventfd as a counter), so loom runs the very
+//! handshake code that ships.
+//!
 //! Every blocking wait is bounded by a deadline and calls the caller's
 //! [`PeerLiveness`] check every [`Waiter::check_interval`] (sleeps are sliced
 //! to that interval), so a dead peer yields
-//! [`RingError::PeerDied`](crate::ring::RingError::PeerDied), not a hang.
+//! [`RingError::PeerDied`], not a hang.
 //!
 //! The spin window matters on virtual machines: a wake-up across vCPUs costs
 //! tens of microseconds there, so [`DEFAULT_SPIN`] is 80 µs — a peer that
@@ -46,6 +53,7 @@ mod park;
 use std::time::{Duration, Instant};
 
 pub use eventfd::EventFd;
+use park::{Futex, Park};
 
 use crate::ring::layout::{WakeSlot, SLEEP_EVENTFD, SLEEP_FUTEX};
 use crate::ring::RingError;
@@ -185,8 +193,9 @@ impl Waiter {
     /// (`TimedOut`) or the peer is found dead (`PeerDied`).
     ///
     /// `my_slot` is the waiting side's own wake slot in the ring header.
-    /// `poll` must re-load the peer's index (not only a cached copy) when it
-    /// finds nothing, so the re-check after announcing sleep is fresh. Before
+    /// The caller has already polled once and found nothing. `poll` must
+    /// re-load the peer's index (not only a cached copy) when it finds
+    /// nothing, so the re-check after announcing sleep is fresh. Before
     /// reporting `PeerDied` or `TimedOut`, `poll` is called once more, so
     /// everything the peer published before dying is still delivered.
     pub(crate) fn wait_for<T>(
@@ -195,21 +204,19 @@ impl Waiter {
         deadline: Instant,
         mut poll: impl FnMut() -> Result<Option<T>, RingError>,
     ) -> Result<T, RingError> {
-        if let Some(v) = poll()? {
-            return Ok(v);
-        }
-        let start = Instant::now();
-        let mut next_check = start + self.check_interval;
         let spin = match &self.strategy {
             WaitStrategy::Spin => Duration::MAX,
             WaitStrategy::SpinYield { spin }
             | WaitStrategy::SpinPark { spin }
             | WaitStrategy::EventFd { spin, .. } => *spin,
         };
-        let spin_end = start.checked_add(spin).unwrap_or(deadline).min(deadline);
+        let mut next_check: Option<Instant> = None;
 
-        // Phase 1: spin. Time is read every 32 polls to keep the loop tight.
+        // Phase 1: spin. The clock is read only every 32 polls (and not at
+        // all if the peer answers within the first 32), so a quick answer
+        // costs nothing but the polls.
         if spin > Duration::ZERO {
+            let mut spin_end: Option<Instant> = None;
             let mut i: u32 = 0;
             loop {
                 spin_loop();
@@ -219,18 +226,23 @@ impl Waiter {
                 i = i.wrapping_add(1);
                 if i % 32 == 0 {
                     let now = Instant::now();
-                    if let Some(v) = self.periodic(now, &mut next_check, &mut poll) {
+                    let end = *spin_end.get_or_insert_with(|| {
+                        now.checked_add(spin).unwrap_or(deadline).min(deadline)
+                    });
+                    let check = next_check.get_or_insert(now + self.check_interval);
+                    if let Some(v) = self.periodic(now, check, &mut poll) {
                         return v;
                     }
                     if let Some(v) = self.final_if_expired(now, deadline, &mut poll) {
                         return v;
                     }
-                    if now >= spin_end {
+                    if now >= end {
                         break;
                     }
                 }
             }
         }
+        let mut next_check = next_check.unwrap_or_else(|| Instant::now() + self.check_interval);
 
         // Phase 2: yield or sleep.
         loop {
@@ -250,16 +262,12 @@ impl Waiter {
                     }
                 }
                 WaitStrategy::SpinPark { .. } => {
-                    if let Some(v) = sleep_once(my_slot, SLEEP_FUTEX, &mut poll, |seq| {
-                        park::futex_wait(&my_slot.futex, seq, slice)
-                    })? {
+                    if let Some(v) = sleep_once(my_slot, SLEEP_FUTEX, &Futex, slice, &mut poll)? {
                         return Ok(v);
                     }
                 }
                 WaitStrategy::EventFd { fd, .. } => {
-                    if let Some(v) =
-                        sleep_once(my_slot, SLEEP_EVENTFD, &mut poll, |_| fd.wait(slice))?
-                    {
+                    if let Some(v) = sleep_once(my_slot, SLEEP_EVENTFD, fd, slice, &mut poll)? {
                         return Ok(v);
                     }
                 }
@@ -310,8 +318,9 @@ impl Waiter {
 fn sleep_once<T>(
     slot: &WakeSlot,
     bit: u32,
+    parker: &impl Park,
+    timeout: Duration,
     poll: &mut impl FnMut() -> Result<Option<T>, RingError>,
-    sleep: impl FnOnce(u32),
 ) -> Result<Option<T>, RingError> {
     // Read the futex word before announcing: a wake that bumps it after this
     // load makes FUTEX_WAIT return at once. Pairs with the Release
@@ -330,7 +339,7 @@ fn sleep_once<T>(
             return other;
         }
     }
-    sleep(seq);
+    parker.park(&slot.futex, seq, timeout);
     slot.sleeping.store(0, Ordering::Relaxed);
     poll()
 }
@@ -376,11 +385,11 @@ fn wake_slow(peer_slot: &WakeSlot, peer_eventfd: Option<&EventFd>) {
         // sleeper that read the old value is either already in FUTEX_WAIT
         // (woken below) or will see the new value and not sleep.
         peer_slot.futex.fetch_add(1, Ordering::Release);
-        park::futex_wake(&peer_slot.futex);
+        Futex.unpark(&peer_slot.futex);
     }
     if bits & SLEEP_EVENTFD != 0 {
         if let Some(fd) = peer_eventfd {
-            fd.notify();
+            fd.unpark(&peer_slot.futex);
         } else {
             tracing::warn!("ring peer sleeps on an eventfd but none was configured to wake it");
         }

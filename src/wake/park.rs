@@ -1,4 +1,10 @@
-//! The futex wait/wake pair, the one place that issues futex syscalls.
+//! The [`Park`] seam between the handshake and the OS, and its futex
+//! implementation — the one place that issues futex syscalls.
+//!
+//! [`Park`] is what a sleeping side blocks on and what its peer signals:
+//! [`Futex`] (a word in the ring header) and
+//! [`EventFd`](super::EventFd) implement it. Each has a loom model, so the
+//! loom tests run the handshake against the same trait.
 //!
 //! Normal builds call `FUTEX_WAIT` / `FUTEX_WAKE` on a word inside the ring
 //! header **without** `FUTEX_PRIVATE_FLAG`, because the word lives in memory
@@ -12,10 +18,35 @@ use std::time::Duration;
 
 use crate::sync::AtomicU32;
 
+/// Blocking and signalling for one side's wake slot.
+pub(crate) trait Park {
+    /// Blocks until signalled, at most `timeout` (not modelled under loom);
+    /// returns at once if a signal arrived after `token` (the futex word's
+    /// value read before announcing sleep) was taken. May return spuriously.
+    fn park(&self, word: &AtomicU32, token: u32, timeout: Duration);
+    /// Signals a side parked on `word` (the caller has already bumped it).
+    fn unpark(&self, word: &AtomicU32);
+}
+
+/// Parking on the shared futex word in the ring header.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Futex;
+
+impl Park for Futex {
+    #[inline]
+    fn park(&self, word: &AtomicU32, token: u32, timeout: Duration) {
+        futex_wait(word, token, timeout);
+    }
+    #[inline]
+    fn unpark(&self, word: &AtomicU32) {
+        futex_wake(word);
+    }
+}
+
 /// Sleeps while `*word == expected`, at most `timeout`; may return early
 /// (spurious wake-ups, signals, the value already differing).
 #[cfg(not(shmwire_loom))]
-pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
+fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
     use rustix::thread::futex;
     let ts = rustix::time::Timespec {
         tv_sec: timeout.as_secs().min(i64::MAX as u64) as i64,
@@ -31,7 +62,7 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
 /// Wakes one sleeper in `futex_wait` on `word` (the caller has already
 /// changed the word).
 #[cfg(not(shmwire_loom))]
-pub(crate) fn futex_wake(word: &AtomicU32) {
+fn futex_wake(word: &AtomicU32) {
     use rustix::thread::futex;
     // Only the peer sleeps on this word (SPSC), so waking one suffices.
     if let Err(e) = futex::wake(word, futex::Flags::empty(), 1) {
@@ -49,7 +80,7 @@ loom::lazy_static! {
 /// waker takes before notifying, like the kernel's hash-bucket lock. The
 /// timeout is not modelled (loom has no time), so a lost wake-up deadlocks.
 #[cfg(shmwire_loom)]
-pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, _timeout: Duration) {
+fn futex_wait(word: &AtomicU32, expected: u32, _timeout: Duration) {
     use crate::sync::Ordering;
     let guard = FUTEX.0.lock().unwrap();
     if word.load(Ordering::SeqCst) == expected {
@@ -59,7 +90,7 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, _timeout: Duration) {
 
 /// Loom model of `FUTEX_WAKE`.
 #[cfg(shmwire_loom)]
-pub(crate) fn futex_wake(_word: &AtomicU32) {
+fn futex_wake(_word: &AtomicU32) {
     let guard = FUTEX.0.lock().unwrap();
     FUTEX.1.notify_all();
     drop(guard);
