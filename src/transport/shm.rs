@@ -816,15 +816,46 @@ impl ShmListener {
                 return Err(e);
             }
         };
-        let n = RING_COUNTER.fetch_add(1, AtomicOrdering::Relaxed);
-        let base = format!("ring-{}-{n}", std::process::id());
-        let (c2s_name, s2c_name) = (format!("{base}-c2s"), format!("{base}-s2c"));
-        let (c2s_seg, c2s) = create_ring(&self.session, &c2s_name, cap)?;
-        let (s2c_seg, s2c) = create_ring(&self.session, &s2c_name, cap)?;
-        let rx = Ring::attach_consumer(c2s.clone()).map_err(ring_err)?;
-        let tx = Ring::attach_producer(s2c.clone()).map_err(ring_err)?;
-        let my_efd = EventFd::new()?;
-        let peer_efd = EventFd::new()?;
+        let session = &self.session;
+        let setup = || -> Result<_, TransportError> {
+            // A name can be taken by a segment a dead process with our (reused)
+            // pid left behind: skip to the next number.
+            let mut attempt = 0;
+            let (c2s_name, s2c_name, c2s_seg, c2s, s2c_seg, s2c) =
+                loop {
+                    let n = RING_COUNTER.fetch_add(1, AtomicOrdering::Relaxed);
+                    let base = format!("ring-{}-{n}", std::process::id());
+                    let (c2s_name, s2c_name) = (format!("{base}-c2s"), format!("{base}-s2c"));
+                    let made = create_ring(session, &c2s_name, cap)
+                        .and_then(|a| create_ring(session, &s2c_name, cap).map(|b| (a, b)));
+                    match made {
+                        Ok(((c2s_seg, c2s), (s2c_seg, s2c))) => {
+                            break (c2s_name, s2c_name, c2s_seg, c2s, s2c_seg, s2c)
+                        }
+                        Err(TransportError::Shm(crate::shm::ShmError::AlreadyExists {
+                            ..
+                        })) if attempt < 16 => attempt += 1,
+                        Err(e) => return Err(e),
+                    }
+                };
+            let rx = Ring::attach_consumer(c2s.clone()).map_err(ring_err)?;
+            let tx = Ring::attach_producer(s2c.clone()).map_err(ring_err)?;
+            let my_efd = EventFd::new()?;
+            let peer_efd = EventFd::new()?;
+            Ok((
+                c2s_name, s2c_name, c2s_seg, c2s, s2c_seg, s2c, rx, tx, my_efd, peer_efd,
+            ))
+        };
+        let (c2s_name, s2c_name, c2s_seg, c2s, s2c_seg, s2c, rx, tx, my_efd, peer_efd) =
+            match setup() {
+                Ok(v) => v,
+                Err(e) => {
+                    // Tell the caller instead of just hanging up.
+                    reply.status = handshake::Status::Refused;
+                    let _ = handshake::write_msg(&mut s, &reply.encode(), "handshake reply");
+                    return Err(e);
+                }
+            };
         let mut ext = (cap as u64).to_le_bytes().to_vec();
         for name in [&c2s_name, &s2c_name] {
             ext.push(name.len() as u8);
