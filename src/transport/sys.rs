@@ -2,7 +2,7 @@
 //! with a deadline), kept in one place.
 
 use std::os::fd::BorrowedFd;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 
@@ -18,14 +18,13 @@ pub(crate) fn wait_fds<const N: usize>(
         let timeout = match deadline {
             None => None,
             Some(d) => {
+                // A deadline in the past means "just look" (a zero timeout:
+                // a non-zero one may sleep for the timer slack, ~50 µs).
                 let left = d.saturating_duration_since(Instant::now());
-                // Round up to whole microseconds so a tiny remainder still sleeps.
-                Some(
-                    Timespec::try_from(left.max(Duration::from_micros(1))).unwrap_or(Timespec {
-                        tv_sec: i64::MAX,
-                        tv_nsec: 0,
-                    }),
-                )
+                Some(Timespec::try_from(left).unwrap_or(Timespec {
+                    tv_sec: i64::MAX,
+                    tv_nsec: 0,
+                }))
             }
         };
         match poll(&mut pfds, timeout.as_ref()) {
