@@ -499,7 +499,9 @@ impl TcpConnection {
     }
 
     /// One non-blocking attempt: parse, else read, else give up.
-    fn poll_frame(&mut self) -> Result<Option<(usize, usize)>, TransportError> {
+    /// With `read` false, only the buffered bytes are looked at (no system
+    /// call besides flushing pending writes).
+    fn poll_frame(&mut self, read: bool) -> Result<Option<(usize, usize)>, TransportError> {
         if let Some(e) = self.state_error() {
             return Err(e);
         }
@@ -510,7 +512,7 @@ impl TcpConnection {
             if let Some(f) = self.parse()? {
                 return Ok(Some(f));
             }
-            if !self.fill()? {
+            if !read || !self.fill()? {
                 return Ok(None);
             }
         }
@@ -575,15 +577,21 @@ impl Connection for TcpConnection {
     }
 
     fn try_recv(&mut self) -> Result<Option<TcpFrame<'_>>, TransportError> {
-        Ok(self.poll_frame()?.map(|f| self.frame(f)))
+        Ok(self.poll_frame(true)?.map(|f| self.frame(f)))
     }
 
     fn recv_timeout(&mut self, timeout: Duration) -> Result<TcpFrame<'_>, TransportError> {
         let deadline = Instant::now() + timeout;
+        // The first round only looks at the buffer: in request / reply the
+        // answer is rarely in the kernel yet, so a speculative `read` would
+        // cost a system call; `poll` then `read` does it in two, like a
+        // blocking read would in one.
+        let mut read = false;
         loop {
-            if let Some(f) = self.poll_frame()? {
+            if let Some(f) = self.poll_frame(read)? {
                 return Ok(self.frame(f));
             }
+            read = true;
             let mut want = PollFlags::IN;
             if self.wend > self.wstart {
                 want |= PollFlags::OUT;
