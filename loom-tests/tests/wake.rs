@@ -142,3 +142,31 @@ fn both_sides_block_futex() {
         t.join().unwrap();
     });
 }
+
+/// Batching and sleeping together: deferred commits and deferred releases
+/// are published by the blocking calls before they sleep (a full ring makes
+/// the producer flush; an empty ring makes the consumer flush), so neither
+/// side can sleep on work the other has not yet seen.
+#[test]
+fn batched_blocking_both_sides_futex() {
+    loom::model(|| {
+        let (mut p, mut c) = Ring::heap(64).unwrap();
+        let t = thread::spawn(move || {
+            let w = Waiter::new(park());
+            for i in 0..3u8 {
+                let mut g = p.reserve_blocking(16, 0, &w, far()).unwrap();
+                g.fill(i);
+                g.commit_deferred();
+            }
+            // Dropping the producer publishes the last batch and closes.
+        });
+        let w = Waiter::new(park());
+        for i in 0..3u8 {
+            let f = c.peek_blocking(&w, far()).unwrap();
+            assert!(f.iter().all(|b| *b == i));
+            f.release_deferred();
+        }
+        assert_eq!(c.peek_blocking(&w, far()).unwrap_err(), RingError::Closed);
+        t.join().unwrap();
+    });
+}
