@@ -399,15 +399,27 @@ fn run_cases(
         } else {
             spin_iters
         };
-        let mut pair = TransportPair::start(case, env)?;
-        pair.run(warmup_for(n), None)?;
-        let mut hist = new_histogram();
-        let elapsed = pair.run(n, Some(&mut hist))?;
-        drop(pair);
-        let s = Summary::new(&hist, n, elapsed);
-        let after = measure_limit(env, &mut limits)?;
-        measured.push((case, s, before.median_ns, after.median_ns));
-        before = after;
+        // As in `bench ring`: a case counts only when the limits on both sides
+        // of it saw the same placement; otherwise measure it again (at most
+        // MAX_ATTEMPTS times, then keep the last, flagged by `attempts`).
+        let mut attempt = 1;
+        loop {
+            let mut pair = TransportPair::start(case, env)?;
+            pair.run(warmup_for(n), None)?;
+            let mut hist = new_histogram();
+            let elapsed = pair.run(n, Some(&mut hist))?;
+            drop(pair);
+            let s = Summary::new(&hist, n, elapsed);
+            let after = measure_limit(env, &mut limits)?;
+            let stable = super::same_placement(before.median_ns, after.median_ns);
+            if stable || attempt == super::MAX_ATTEMPTS {
+                measured.push((case, s, before.median_ns, after.median_ns, attempt));
+                before = after;
+                break;
+            }
+            before = after;
+            attempt += 1;
+        }
     }
     let limit_iters = spin_iters * limits.len() as u64;
     let mut out = vec![super::CaseResult {
@@ -417,15 +429,19 @@ fn run_cases(
         limit_before_ns: limits[0].median_ns,
         limit_after_ns: limits[limits.len() - 1].median_ns,
         ratio_to_limit: 1.0,
+        attempts: 1,
     }];
-    for (case, s, lb, la) in measured {
+    for (case, s, lb, la, attempts) in measured {
+        // Against the mean of the two adjacent limits, as `bench ring` does.
+        let adjacent = (lb + la) as f64 / 2.0;
         out.push(super::CaseResult {
             name: case.name(),
             payload_bytes: PAYLOAD,
-            ratio_to_limit: s.median_ns as f64 / lb.max(1) as f64,
+            ratio_to_limit: s.median_ns as f64 / adjacent.max(1.0),
             summary: s,
             limit_before_ns: lb,
             limit_after_ns: la,
+            attempts,
         });
     }
     Ok((limits, out))
