@@ -1,2 +1,99 @@
-//! placeholder, filled by the transport work
-fn main() {}
+//! Criterion benches of the transport: round trips of a 256-byte message
+//! (PushTaskRequest-sized) through the `Connection` API between two
+//! processes — shared memory (spin, futex, eventfd) and shmwire's TCP —
+//! side by side in the same run with raw std TCP loopback, a raw Unix
+//! socket and the raw atomic limit measured right before each case
+//! (`cargo bench --bench transport`).
+//!
+//! The echoing side is this bench binary re-executed with
+//! `SHMWIRE_TRANSPORT_BENCH_CHILD=1`. The case code is shared with `shmwire
+//! bench transport` (`src/bin/shmwire/bench/transport.rs`).
+
+#![allow(missing_docs)]
+
+#[path = "../src/bin/shmwire/bench/mod.rs"]
+#[allow(dead_code)]
+mod bench;
+
+use std::time::Duration;
+
+use bench::cases::{self, BenchEnv, CaseKind, Launcher};
+use bench::harness::{current_affinity, pin_current_thread, restore_affinity, Placement};
+use bench::transport::{TransportCase, TransportPair};
+use criterion::{BenchmarkId, Criterion};
+use shmwire::shm::Session;
+
+const CHILD_ENV: &str = "SHMWIRE_TRANSPORT_BENCH_CHILD";
+
+fn limit(c: &mut Criterion, env: &mut BenchEnv, k: usize) {
+    let mut g = c.benchmark_group("limit");
+    g.warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2));
+    let mut pair = match cases::start(CaseKind::Limit, env) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("skipping the limit: {e}");
+            return;
+        }
+    };
+    let id = format!("{}/before-{k}", CaseKind::Limit.name());
+    g.bench_function(BenchmarkId::from_parameter(id), |b| {
+        b.iter_custom(|iters| pair.run(iters, None).expect("limit pair failed"))
+    });
+    g.finish();
+}
+
+fn transport(c: &mut Criterion, env: &mut BenchEnv, case: TransportCase) {
+    let mut g = c.benchmark_group("transport-roundtrip");
+    g.warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    if case.blocking() {
+        g.sample_size(20);
+    }
+    let mut pair = match TransportPair::start(case, env) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("skipping {}: {e}", case.name());
+            return;
+        }
+    };
+    g.bench_function(BenchmarkId::from_parameter(case.name()), |b| {
+        b.iter_custom(|iters| pair.run(iters, None).expect("transport pair failed"))
+    });
+    g.finish();
+}
+
+fn main() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        let words: Vec<String> = std::env::args().skip(1).collect();
+        if let Err(e) = bench::transport::child_main(&words) {
+            eprintln!("transport bench child: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    let placement = Placement::choose();
+    if let Some(note) = &placement.note {
+        eprintln!("transport bench: {note}");
+    }
+    let saved = current_affinity();
+    if let Some(cpu) = placement.parent_cpu {
+        pin_current_thread(cpu).expect("pin bench thread");
+    }
+    let session = Session::open(&format!("criterion-transport-{}", std::process::id()))
+        .expect("bench session");
+    let launcher = Launcher {
+        program: std::env::current_exe().expect("current_exe"),
+        args: Vec::new(),
+        env: vec![(CHILD_ENV.to_owned(), "1".to_owned())],
+    };
+    let mut env = BenchEnv::new(session.clone(), launcher, placement);
+    let mut c = Criterion::default().configure_from_args();
+    for (k, case) in TransportCase::all().into_iter().enumerate() {
+        limit(&mut c, &mut env, k);
+        transport(&mut c, &mut env, case);
+    }
+    c.final_summary();
+    restore_affinity(&saved);
+    let _ = session.remove_all();
+}

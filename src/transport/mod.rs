@@ -1,1 +1,192 @@
-//! Connections between workers (filled by the transport work).
+//! Connections between workers: one duplex, ordered, reliable frame channel
+//! API ([`Connection`]) over two transports; the peer's address decides which.
+//!
+//! * **Shared memory** ([`shm`]): two SPSC rings in shared memory per
+//!   connection, bootstrapped over a Unix socket in the session directory
+//!   that stays open so each side notices the other's death within
+//!   milliseconds ([`ShmListener`], [`connect_shm`], [`ShmConnection`]).
+//! * **TCP** ([`tcp`]): a mio listener and non-blocking streams carrying
+//!   length-prefixed, 16-byte padded frames; used between nodes, or locally
+//!   when forced ([`TcpListener`], [`connect_tcp`], [`TcpConnection`]).
+//!
+//! Both start with the same hello ([`handshake`]): protocol version, the
+//! caller's worker id, the worker it wants to reach and the session token; a
+//! mismatch is refused with a typed error ([`TransportError::WrongRecipient`],
+//! [`TransportError::BadToken`], [`TransportError::VersionMismatch`]).
+//!
+//! Messages are encoded *in place*: [`Connection::send_with`] hands the
+//! encoder a 16-byte aligned `&mut [u8]` inside the peer's ring (or the TCP
+//! write buffer), and [`Connection::recv_timeout`] / [`Connection::try_recv`]
+//! return the frame as a 16-byte aligned `&[u8]` borrowed from shared memory
+//! (or the TCP receive buffer), ready for rkyv's validated access
+//! ([`MessageConnection`]).
+//!
+//! Map of the other types:
+//!
+//! * [`AnyConnection`] — either transport behind one type; [`Connector`]
+//!   routes a Ray `Address` (same node → shm, else TCP, or TCP when forced);
+//!   [`Listener`] accepts both for one worker.
+//! * [`Directory`] — the node-local registry (worker id / name → Unix socket /
+//!   TCP address) with `flock` liveness.
+//! * [`Mux`] — one mio `Poll` (or a spin loop) over many connections.
+//!
+//! The protocol, frame formats, liveness and directory are described in
+//! `docs/transport.md`.
+//!
+//! ```
+//! use std::time::Duration;
+//! use shmwire::transport::{connect_tcp, Connection, SessionToken, TcpListener, TransportConfig, WorkerId};
+//!
+//! let token = SessionToken([7; 16]);
+//! let server_id = WorkerId::from_array([1; 28]);
+//! let mut listener = TcpListener::bind_localhost(TransportConfig::new(server_id, token)).unwrap();
+//! let addr = listener.local_addr().unwrap();
+//! let client = std::thread::spawn(move || {
+//!     let mut c = connect_tcp(addr, server_id, &TransportConfig::new(WorkerId::from_array([2; 28]), token)).unwrap();
+//!     c.send(b"ping").unwrap();
+//!     let reply = c.recv_timeout(Duration::from_secs(5)).unwrap();
+//!     assert_eq!(&*reply, b"pong");
+//! });
+//! let mut server = listener.accept_timeout(Duration::from_secs(5)).unwrap();
+//! let frame = server.recv_timeout(Duration::from_secs(5)).unwrap();
+//! assert_eq!(&*frame, b"ping");
+//! assert_eq!(frame.as_ptr() as usize % 16, 0);
+//! drop(frame);
+//! server.send_with(4, |buf| { buf.copy_from_slice(b"pong"); Ok::<_, std::convert::Infallible>(4) }).unwrap();
+//! client.join().unwrap();
+//! ```
+
+use std::ops::Deref;
+use std::time::Duration;
+
+mod aligned;
+mod any;
+mod directory;
+mod error;
+pub mod handshake;
+mod message;
+mod mux;
+pub mod shm;
+mod sys;
+pub mod tcp;
+
+pub use crate::ids::WorkerId;
+pub use any::{AnyConnection, AnyFrame, Connector, ListenOptions, Listener};
+pub use directory::{Directory, Endpoint, Registration};
+pub use error::{SendError, TransportError};
+pub use handshake::{SessionToken, PROTOCOL_VERSION};
+pub use message::MessageConnection;
+pub use mux::{Mux, MuxConnection, MuxEvent, PeerKey};
+pub use shm::{connect_shm, ShmConnection, ShmFrame, ShmListener, ShmOptions, ShmWait};
+pub use tcp::{connect_tcp, TcpConnection, TcpFrame, TcpListener};
+
+/// Default largest frame a connection accepts: 16 MiB.
+pub const DEFAULT_MAX_FRAME_LEN: usize = 16 << 20;
+
+/// Which transport a connection uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TransportKind {
+    /// Frames over a TCP stream.
+    Tcp,
+    /// Frames through rings in shared memory.
+    Shm,
+}
+
+/// Settings shared by a worker's listeners and the connections it opens.
+#[derive(Debug, Clone)]
+pub struct TransportConfig {
+    /// This worker's id (sent in every hello; checked against the intended id
+    /// of incoming hellos).
+    pub worker_id: WorkerId,
+    /// The session's token.
+    pub token: SessionToken,
+    /// Largest frame payload this side accepts (announced to the peer, which
+    /// refuses to send more). At most `u32::MAX`.
+    pub max_frame_len: usize,
+    /// Bound on connecting and on the hello exchange.
+    pub handshake_timeout: Duration,
+    /// Bound on a send that waits for the peer to make room (back-pressure):
+    /// it fails with [`TransportError::TimedOut`] once the peer has taken
+    /// nothing for this long.
+    pub send_timeout: Duration,
+    /// TCP: bytes the write buffer may hold before a send waits for the
+    /// kernel to take them (a single larger frame is still accepted).
+    pub send_buffer_limit: usize,
+}
+
+impl TransportConfig {
+    /// Defaults: 16 MiB frames, 5 s handshake, 30 s send timeout, 256 KiB TCP
+    /// write buffer.
+    pub fn new(worker_id: WorkerId, token: SessionToken) -> Self {
+        Self {
+            worker_id,
+            token,
+            max_frame_len: DEFAULT_MAX_FRAME_LEN,
+            handshake_timeout: Duration::from_secs(5),
+            send_timeout: Duration::from_secs(30),
+            send_buffer_limit: 256 * 1024,
+        }
+    }
+
+    pub(crate) fn max_frame_u32(&self) -> u32 {
+        u32::try_from(self.max_frame_len).unwrap_or(u32::MAX)
+    }
+}
+
+/// A duplex, ordered, reliable frame channel to one peer worker — the API
+/// shared by every transport.
+///
+/// Frames are delivered exactly once and in order. After the peer closes
+/// ([`Connection::close`]) every frame it sent before closing is delivered,
+/// then receives fail with [`TransportError::Closed`]; if the peer dies
+/// instead, every frame it completed is delivered, then
+/// [`TransportError::PeerDied`].
+pub trait Connection {
+    /// A received frame: derefs to its payload, 16-byte aligned. Dropping it
+    /// releases the space (on shared memory, back to the peer's ring).
+    type Frame<'a>: Deref<Target = [u8]>
+    where
+        Self: 'a;
+
+    /// The transport in use.
+    fn kind(&self) -> TransportKind;
+
+    /// The peer's worker id (as verified by the handshake).
+    fn peer_worker_id(&self) -> WorkerId;
+
+    /// The largest payload the peer accepts.
+    fn max_send_len(&self) -> usize;
+
+    /// Sends one frame encoded in place: `encode` receives a 16-byte aligned
+    /// buffer of exactly `max_len` bytes and returns how many it used. Nothing
+    /// is sent if it fails. Waits (at most the send timeout) while the peer
+    /// reads too slowly. Returns the frame's length.
+    fn send_with<F, E>(&mut self, max_len: usize, encode: F) -> Result<usize, SendError<E>>
+    where
+        F: FnOnce(&mut [u8]) -> Result<usize, E>;
+
+    /// Sends a copy of `bytes` as one frame.
+    fn send(&mut self, bytes: &[u8]) -> Result<(), TransportError> {
+        self.send_with::<_, std::convert::Infallible>(bytes.len(), |buf| {
+            buf.copy_from_slice(bytes);
+            Ok(bytes.len())
+        })
+        .map(|_| ())
+        .map_err(SendError::into_transport)
+    }
+
+    /// Waits until everything sent has been handed to the peer (TCP: the
+    /// kernel; shm: the ring, where it already is).
+    fn flush(&mut self) -> Result<(), TransportError>;
+
+    /// Receives the next frame if one is there, without waiting.
+    fn try_recv(&mut self) -> Result<Option<Self::Frame<'_>>, TransportError>;
+
+    /// Receives the next frame, waiting at most `timeout`
+    /// ([`TransportError::TimedOut`] then).
+    fn recv_timeout(&mut self, timeout: Duration) -> Result<Self::Frame<'_>, TransportError>;
+
+    /// Closes the connection in an orderly way: frames already sent are still
+    /// delivered, then the peer sees [`TransportError::Closed`]. Idempotent.
+    fn close(&mut self) -> Result<(), TransportError>;
+}

@@ -11,6 +11,7 @@
 
 pub mod cases;
 pub mod harness;
+pub mod transport;
 
 use std::time::Duration;
 

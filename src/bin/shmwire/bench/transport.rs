@@ -1,0 +1,448 @@
+//! `shmwire bench transport`: round trips of a 256-byte message (the size of
+//! a small `PushTaskRequest`) through the [`Connection`] API, two processes,
+//! beside raw TCP loopback and a raw Unix socket, each case preceded by a
+//! fresh measurement of the raw atomic limit (the host moves vCPUs between
+//! placements, so every ratio is taken against the limit measured next to
+//! it). The same cases run under criterion in `benches/transport.rs`.
+//!
+//! The measuring process listens; the echoing child (`shmwire
+//! __bench-child role=transport-echo mode=…`, or the criterion bench binary
+//! re-executed) connects, then echoes every frame until the connection
+//! closes.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use shmwire::ids::WorkerId;
+use shmwire::shm::Session;
+use shmwire::transport::{
+    connect_shm, connect_tcp, AnyConnection, Connection, SessionToken, ShmListener, ShmOptions,
+    ShmWait, TcpListener, TransportConfig, TransportError,
+};
+
+use super::cases::{self, BenchEnv, CaseKind};
+use super::harness::{
+    current_affinity, new_histogram, pin_current_thread, restore_affinity, timed_loop, BenchResult,
+    MachineInfo, Placement, Summary,
+};
+
+/// Bytes per message.
+pub const PAYLOAD: usize = 256;
+/// Role name of the echoing child.
+pub const ECHO_ROLE: &str = "transport-echo";
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+const RECV_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// One transport case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransportCase {
+    /// Shared memory, both sides busy-spinning.
+    ShmSpin,
+    /// Shared memory, spin then futex.
+    ShmFutex,
+    /// Shared memory, spin then eventfd.
+    ShmEventFd,
+    /// shmwire's TCP transport on 127.0.0.1.
+    Tcp,
+    /// Raw `std::net::TcpStream` loopback, `TCP_NODELAY`.
+    RawTcp,
+    /// Raw Unix stream socket.
+    Uds,
+}
+
+impl TransportCase {
+    /// Every case, in run order.
+    pub fn all() -> Vec<Self> {
+        vec![
+            Self::ShmSpin,
+            Self::ShmFutex,
+            Self::ShmEventFd,
+            Self::Tcp,
+            Self::RawTcp,
+            Self::Uds,
+        ]
+    }
+
+    /// The case name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ShmSpin => "transport/shm-spin/roundtrip",
+            Self::ShmFutex => "transport/shm-futex/roundtrip",
+            Self::ShmEventFd => "transport/shm-eventfd/roundtrip",
+            Self::Tcp => "transport/tcp/roundtrip",
+            Self::RawTcp => "peer/tcp-loopback/roundtrip",
+            Self::Uds => "peer/uds/roundtrip",
+        }
+    }
+
+    /// Whether a round trip goes through the kernel (fewer iterations).
+    pub fn blocking(self) -> bool {
+        matches!(self, Self::Tcp | Self::RawTcp | Self::Uds)
+    }
+
+    fn mode(self) -> &'static str {
+        match self {
+            Self::ShmSpin => "shm-spin",
+            Self::ShmFutex => "shm-futex",
+            Self::ShmEventFd => "shm-eventfd",
+            Self::Tcp => "tcp",
+            Self::RawTcp => "raw-tcp",
+            Self::Uds => "uds",
+        }
+    }
+}
+
+fn shm_options(mode: &str) -> ShmOptions {
+    let wait = match mode {
+        "shm-spin" => ShmWait::Spin,
+        "shm-eventfd" => ShmWait::EventFd,
+        _ => ShmWait::SpinPark,
+    };
+    ShmOptions {
+        ring_capacity: 1 << 16,
+        ..ShmOptions::with_wait(wait)
+    }
+}
+
+const SERVER: WorkerId = WorkerId::from_array([0x51; 28]);
+const CLIENT: WorkerId = WorkerId::from_array([0xC1; 28]);
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex16(s: &str) -> BenchResult<[u8; 16]> {
+    let mut out = [0u8; 16];
+    if s.len() != 32 {
+        return Err("token must be 32 hex digits".into());
+    }
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16)?;
+    }
+    Ok(out)
+}
+
+/// A child that is killed and reaped if it has not exited within 5 s of
+/// the drop (it exits by itself once the connection closes).
+struct Reaped(Option<Child>);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let Some(mut c) = self.0.take() else { return };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) | Err(_) = c.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+fn spawn(env: &BenchEnv, extra: &[(&str, String)]) -> BenchResult<Reaped> {
+    let mut cmd = Command::new(&env.launcher.program);
+    cmd.args(&env.launcher.args)
+        .arg(format!("role={ECHO_ROLE}"))
+        .arg(format!("root={}", env.session.root().display()))
+        .arg(format!("session={}", env.session.name()))
+        .arg(format!("ppid={}", std::process::id()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    if let Some(cpu) = env.placement.child_cpu {
+        cmd.arg(format!("cpu={cpu}"));
+    }
+    for (k, v) in extra {
+        cmd.arg(format!("{k}={v}"));
+    }
+    for (k, v) in &env.launcher.env {
+        cmd.env(k, v);
+    }
+    Ok(Reaped(Some(cmd.spawn()?)))
+}
+
+#[allow(clippy::large_enum_variant)] // one per bench case, never moved in the loop
+enum Side {
+    Conn(AnyConnection),
+    Stream(Box<dyn ReadWrite>),
+}
+
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+/// The measuring side of a running transport case.
+pub struct TransportPair {
+    side: Side,
+    msg: [u8; PAYLOAD],
+    buf: [u8; PAYLOAD],
+    // Declared last: dropped after the connection, so the child sees the
+    // close and exits before we wait for it.
+    _child: Reaped,
+}
+
+impl TransportPair {
+    /// Starts `case`: listens, starts the echoing child, accepts it.
+    pub fn start(case: TransportCase, env: &mut BenchEnv) -> BenchResult<Self> {
+        let token = SessionToken::random()?;
+        let cfg = TransportConfig::new(SERVER, token);
+        let mut extra = vec![("mode", case.mode().to_owned()), ("token", hex(&token.0))];
+        let (side, child) = match case {
+            TransportCase::ShmSpin | TransportCase::ShmFutex | TransportCase::ShmEventFd => {
+                let mut l = ShmListener::bind(&env.session, cfg, shm_options(case.mode()))?;
+                extra.push(("addr", l.socket_path().display().to_string()));
+                let child = spawn(env, &extra)?;
+                (Side::Conn(l.accept_timeout(CONNECT_TIMEOUT)?.into()), child)
+            }
+            TransportCase::Tcp => {
+                let mut l = TcpListener::bind_localhost(cfg)?;
+                extra.push(("addr", l.local_addr()?.to_string()));
+                let child = spawn(env, &extra)?;
+                (Side::Conn(l.accept_timeout(CONNECT_TIMEOUT)?.into()), child)
+            }
+            TransportCase::RawTcp => {
+                let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+                extra.push(("addr", l.local_addr()?.to_string()));
+                let child = spawn(env, &extra)?;
+                let (s, _) = l.accept()?;
+                s.set_nodelay(true)?;
+                (Side::Stream(Box::new(s)), child)
+            }
+            TransportCase::Uds => {
+                let path = env
+                    .session
+                    .dir()
+                    .join(format!(".bench-uds-{}.sock", std::process::id()));
+                let _ = std::fs::remove_file(&path);
+                let l = UnixListener::bind(&path)?;
+                extra.push(("addr", path.display().to_string()));
+                let child = spawn(env, &extra)?;
+                let (s, _) = l.accept()?;
+                let _ = std::fs::remove_file(&path);
+                (Side::Stream(Box::new(s)), child)
+            }
+        };
+        let mut msg = [0u8; PAYLOAD];
+        for (i, b) in msg.iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        Ok(Self {
+            side,
+            msg,
+            buf: [0; PAYLOAD],
+            _child: child,
+        })
+    }
+
+    /// `n` round trips; with a histogram, one sample per round trip.
+    pub fn run(&mut self, n: u64, hist: Option<&mut Histogram<u64>>) -> BenchResult<Duration> {
+        let msg = &self.msg;
+        let buf = &mut self.buf;
+        match &mut self.side {
+            Side::Conn(c) => timed_loop(n, hist, |_| {
+                c.send_with::<_, std::convert::Infallible>(PAYLOAD, |b| {
+                    b.copy_from_slice(msg);
+                    Ok(PAYLOAD)
+                })
+                .map_err(|e| e.into_transport())?;
+                let f = c.recv_timeout(RECV_TIMEOUT)?;
+                if f.len() != PAYLOAD {
+                    return Err(format!("echo of {} bytes", f.len()).into());
+                }
+                Ok(())
+            }),
+            Side::Stream(s) => timed_loop(n, hist, |_| {
+                s.write_all(msg)?;
+                s.read_exact(buf)?;
+                Ok(())
+            }),
+        }
+    }
+}
+
+impl Drop for TransportPair {
+    fn drop(&mut self) {
+        if let Side::Conn(c) = &mut self.side {
+            let _ = c.close();
+        }
+    }
+}
+
+/// Entry point of a bench child: plays [`ECHO_ROLE`] itself and hands every
+/// other role to the ring bench's children.
+pub fn child_main<S: AsRef<str>>(words: &[S]) -> BenchResult<()> {
+    let get = |key: &str| -> Option<&str> {
+        words
+            .iter()
+            .map(|w| w.as_ref())
+            .find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+    };
+    if get("role") != Some(ECHO_ROLE) {
+        return cases::child_main(words);
+    }
+    let need = |key: &str| get(key).ok_or_else(|| format!("missing {key}="));
+    if let Some(cpu) = get("cpu") {
+        pin_current_thread(cpu.parse()?)?;
+    }
+    let mode = need("mode")?;
+    let addr = need("addr")?;
+    let token = SessionToken(unhex16(need("token")?)?);
+    let cfg = TransportConfig::new(CLIENT, token);
+    match mode {
+        "raw-tcp" | "uds" => {
+            let mut s: Box<dyn ReadWrite> = if mode == "uds" {
+                Box::new(UnixStream::connect(addr)?)
+            } else {
+                let s = TcpStream::connect(addr)?;
+                s.set_nodelay(true)?;
+                Box::new(s)
+            };
+            let mut buf = [0u8; PAYLOAD];
+            loop {
+                match s.read_exact(&mut buf) {
+                    Ok(()) => s.write_all(&buf)?,
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        _ => {
+            let mut conn: AnyConnection = if mode == "tcp" {
+                connect_tcp(addr.parse()?, SERVER, &cfg)?.into()
+            } else {
+                let session = Session::attach_in(PathBuf::from(need("root")?), need("session")?)?;
+                connect_shm(&session, addr.as_ref(), SERVER, &cfg, &shm_options(mode))?.into()
+            };
+            let mut buf = [0u8; PAYLOAD];
+            loop {
+                let n = match conn.recv_timeout(Duration::from_secs(3600)) {
+                    Ok(f) => {
+                        let n = f.len().min(PAYLOAD);
+                        buf[..n].copy_from_slice(&f[..n]);
+                        n
+                    }
+                    Err(TransportError::Closed) | Err(TransportError::PeerDied(_)) => return Ok(()),
+                    Err(e) => return Err(e.into()),
+                };
+                conn.send_with::<_, std::convert::Infallible>(n, |b| {
+                    b.copy_from_slice(&buf[..n]);
+                    Ok(n)
+                })
+                .map_err(|e| e.into_transport())?;
+            }
+        }
+    }
+}
+
+fn warmup_for(n: u64) -> u64 {
+    (n / 10).clamp(n.min(100), 20_000)
+}
+
+/// Runs the transport comparison (see the module docs).
+pub fn run(opts: &super::Options) -> BenchResult<super::Report> {
+    let machine = MachineInfo::collect();
+    let placement = Placement::choose();
+    let saved = current_affinity();
+    if let Some(cpu) = placement.parent_cpu {
+        pin_current_thread(cpu)?;
+    }
+    let session = Session::open(&format!("bench-transport-{}", std::process::id()))?;
+    let launcher = cases::Launcher {
+        program: std::env::current_exe()?,
+        args: vec![super::CHILD_SUBCOMMAND.to_owned()],
+        env: Vec::new(),
+    };
+    let mut env = BenchEnv::new(session.clone(), launcher, placement.clone());
+    let result = run_cases(opts, &mut env);
+    restore_affinity(&saved);
+    let _ = session.remove_all();
+    let (limits, cases) = result?;
+    Ok(super::Report {
+        machine,
+        placement,
+        limits,
+        cases,
+    })
+}
+
+fn run_cases(
+    opts: &super::Options,
+    env: &mut BenchEnv,
+) -> BenchResult<(Vec<Summary>, Vec<super::CaseResult>)> {
+    let spin_iters = opts.iters.unwrap_or(super::DEFAULT_SPIN_ITERS);
+    let blocking_iters = opts.iters.unwrap_or(super::DEFAULT_BLOCKING_ITERS);
+    let mut limits = Vec::new();
+    let mut limit_hist = new_histogram();
+    let mut limit_total = Duration::ZERO;
+    let mut measure_limit = |env: &mut BenchEnv, limits: &mut Vec<Summary>| {
+        let mut pair = cases::start(CaseKind::Limit, env)?;
+        pair.run(warmup_for(spin_iters), None)?;
+        let mut hist = new_histogram();
+        let elapsed = pair.run(spin_iters, Some(&mut hist))?;
+        limit_hist.add(&hist).map_err(|e| format!("{e:?}"))?;
+        limit_total += elapsed;
+        let s = Summary::new(&hist, spin_iters, elapsed);
+        limits.push(s.clone());
+        BenchResult::Ok(s)
+    };
+    let mut measured = Vec::new();
+    let mut before = measure_limit(env, &mut limits)?;
+    for case in TransportCase::all() {
+        let n = if case.blocking() {
+            blocking_iters
+        } else {
+            spin_iters
+        };
+        // As in `bench ring`: a case counts only when the limits on both sides
+        // of it saw the same placement; otherwise measure it again (at most
+        // MAX_ATTEMPTS times, then keep the last, flagged by `attempts`).
+        let mut attempt = 1;
+        loop {
+            let mut pair = TransportPair::start(case, env)?;
+            pair.run(warmup_for(n), None)?;
+            let mut hist = new_histogram();
+            let elapsed = pair.run(n, Some(&mut hist))?;
+            drop(pair);
+            let s = Summary::new(&hist, n, elapsed);
+            let after = measure_limit(env, &mut limits)?;
+            let stable = super::same_placement(before.median_ns, after.median_ns);
+            if stable || attempt == super::MAX_ATTEMPTS {
+                measured.push((case, s, before.median_ns, after.median_ns, attempt));
+                before = after;
+                break;
+            }
+            before = after;
+            attempt += 1;
+        }
+    }
+    let limit_iters = spin_iters * limits.len() as u64;
+    let mut out = vec![super::CaseResult {
+        name: CaseKind::Limit.name(),
+        payload_bytes: 0,
+        summary: Summary::new(&limit_hist, limit_iters, limit_total),
+        limit_before_ns: limits[0].median_ns,
+        limit_after_ns: limits[limits.len() - 1].median_ns,
+        ratio_to_limit: 1.0,
+        attempts: 1,
+    }];
+    for (case, s, lb, la, attempts) in measured {
+        // Against the mean of the two adjacent limits, as `bench ring` does.
+        let adjacent = (lb + la) as f64 / 2.0;
+        out.push(super::CaseResult {
+            name: case.name(),
+            payload_bytes: PAYLOAD,
+            ratio_to_limit: s.median_ns as f64 / adjacent.max(1.0),
+            summary: s,
+            limit_before_ns: lb,
+            limit_after_ns: la,
+            attempts,
+        });
+    }
+    Ok((limits, out))
+}

@@ -1,0 +1,450 @@
+//! Choosing the transport by address: [`AnyConnection`] (either transport
+//! behind one type), the [`Connector`] that routes a Ray-style
+//! [`Address`](crate::spec::Address) to shared memory or TCP, and the
+//! [`Listener`] that accepts both for one worker and publishes it in the
+//! [`Directory`].
+
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsFd, AsRawFd};
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Token};
+
+use super::shm::{connect_shm, ShmConnection, ShmFrame, ShmListener, ShmOptions};
+use super::tcp::{connect_tcp, TcpConnection, TcpFrame, TcpListener};
+use super::{
+    Connection, Directory, Endpoint, MuxConnection, Registration, SendError, TransportConfig,
+    TransportError, TransportKind, WorkerId,
+};
+use crate::ids::NodeId;
+use crate::shm::Session;
+use crate::spec::Address;
+
+/// A connection over either transport.
+#[derive(Debug)]
+// Connections are long-lived and rarely moved; boxing would add a pointer
+// chase to every send and receive.
+#[allow(clippy::large_enum_variant)]
+pub enum AnyConnection {
+    /// Over TCP.
+    Tcp(TcpConnection),
+    /// Over shared memory.
+    Shm(ShmConnection),
+}
+
+/// A frame received on an [`AnyConnection`].
+#[derive(Debug)]
+pub enum AnyFrame<'a> {
+    /// From TCP.
+    Tcp(TcpFrame<'a>),
+    /// From shared memory.
+    Shm(ShmFrame<'a>),
+}
+
+impl std::ops::Deref for AnyFrame<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            AnyFrame::Tcp(f) => f,
+            AnyFrame::Shm(f) => f,
+        }
+    }
+}
+
+impl From<TcpConnection> for AnyConnection {
+    fn from(c: TcpConnection) -> Self {
+        AnyConnection::Tcp(c)
+    }
+}
+
+impl From<ShmConnection> for AnyConnection {
+    fn from(c: ShmConnection) -> Self {
+        AnyConnection::Shm(c)
+    }
+}
+
+impl Connection for AnyConnection {
+    type Frame<'a> = AnyFrame<'a>;
+
+    fn kind(&self) -> TransportKind {
+        match self {
+            AnyConnection::Tcp(c) => c.kind(),
+            AnyConnection::Shm(c) => c.kind(),
+        }
+    }
+
+    fn peer_worker_id(&self) -> WorkerId {
+        match self {
+            AnyConnection::Tcp(c) => c.peer_worker_id(),
+            AnyConnection::Shm(c) => c.peer_worker_id(),
+        }
+    }
+
+    fn max_send_len(&self) -> usize {
+        match self {
+            AnyConnection::Tcp(c) => c.max_send_len(),
+            AnyConnection::Shm(c) => c.max_send_len(),
+        }
+    }
+
+    fn send_with<F, E>(&mut self, max_len: usize, encode: F) -> Result<usize, SendError<E>>
+    where
+        F: FnOnce(&mut [u8]) -> Result<usize, E>,
+    {
+        match self {
+            AnyConnection::Tcp(c) => c.send_with(max_len, encode),
+            AnyConnection::Shm(c) => c.send_with(max_len, encode),
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), TransportError> {
+        match self {
+            AnyConnection::Tcp(c) => c.flush(),
+            AnyConnection::Shm(c) => c.flush(),
+        }
+    }
+
+    fn try_recv(&mut self) -> Result<Option<AnyFrame<'_>>, TransportError> {
+        Ok(match self {
+            AnyConnection::Tcp(c) => c.try_recv()?.map(AnyFrame::Tcp),
+            AnyConnection::Shm(c) => c.try_recv()?.map(AnyFrame::Shm),
+        })
+    }
+
+    fn recv_timeout(&mut self, timeout: Duration) -> Result<AnyFrame<'_>, TransportError> {
+        Ok(match self {
+            AnyConnection::Tcp(c) => AnyFrame::Tcp(c.recv_timeout(timeout)?),
+            AnyConnection::Shm(c) => AnyFrame::Shm(c.recv_timeout(timeout)?),
+        })
+    }
+
+    fn close(&mut self) -> Result<(), TransportError> {
+        match self {
+            AnyConnection::Tcp(c) => c.close(),
+            AnyConnection::Shm(c) => c.close(),
+        }
+    }
+}
+
+impl MuxConnection for AnyConnection {
+    fn register(&mut self, registry: &mio::Registry, token: Token) -> std::io::Result<()> {
+        match self {
+            AnyConnection::Tcp(c) => c.register(registry, token),
+            AnyConnection::Shm(c) => c.register(registry, token),
+        }
+    }
+
+    fn deregister(&mut self, registry: &mio::Registry) -> std::io::Result<()> {
+        match self {
+            AnyConnection::Tcp(c) => c.deregister(registry),
+            AnyConnection::Shm(c) => c.deregister(registry),
+        }
+    }
+
+    fn ready_hint(&self) -> bool {
+        match self {
+            AnyConnection::Tcp(c) => c.ready_hint(),
+            AnyConnection::Shm(c) => c.ready_hint(),
+        }
+    }
+
+    fn prepare_sleep(&mut self) -> bool {
+        match self {
+            AnyConnection::Tcp(c) => c.prepare_sleep(),
+            AnyConnection::Shm(c) => c.prepare_sleep(),
+        }
+    }
+
+    fn note_event(&mut self) {
+        match self {
+            AnyConnection::Tcp(c) => c.note_event(),
+            AnyConnection::Shm(c) => c.note_event(),
+        }
+    }
+}
+
+/// Opens connections to workers, choosing the transport from the peer's
+/// address: a worker on this node (same [`NodeId`], found in this session's
+/// [`Directory`]) is reached over shared memory, any other over TCP at the
+/// address's `ip_address:port`. [`Connector::force_tcp`] overrides the
+/// choice (tests, or users who want TCP locally).
+#[derive(Debug, Clone)]
+pub struct Connector {
+    config: TransportConfig,
+    node_id: NodeId,
+    session: Option<Session>,
+    directory: Option<Directory>,
+    shm: ShmOptions,
+    force_tcp: bool,
+}
+
+impl Connector {
+    /// A connector for the worker `config.worker_id` on node `node_id`,
+    /// without a session (TCP only until [`Connector::with_session`]).
+    pub fn new(config: TransportConfig, node_id: NodeId) -> Self {
+        Self {
+            config,
+            node_id,
+            session: None,
+            directory: None,
+            shm: ShmOptions::default(),
+            force_tcp: false,
+        }
+    }
+
+    /// Enables shared memory (and lookups) through this node's session.
+    pub fn with_session(mut self, session: &Session) -> Result<Self, TransportError> {
+        self.directory = Some(Directory::for_session(session)?);
+        self.session = Some(session.clone());
+        Ok(self)
+    }
+
+    /// Sets the shared-memory options for connections opened from here.
+    pub fn with_shm_options(mut self, opts: ShmOptions) -> Self {
+        self.shm = opts;
+        self
+    }
+
+    /// Forces TCP even for workers on this node.
+    pub fn force_tcp(mut self, force: bool) -> Self {
+        self.force_tcp = force;
+        self
+    }
+
+    /// The transport [`Connector::connect`] would use for `addr`.
+    pub fn route(&self, addr: &Address) -> TransportKind {
+        if !self.force_tcp && addr.node_id == self.node_id && self.session.is_some() {
+            TransportKind::Shm
+        } else {
+            TransportKind::Tcp
+        }
+    }
+
+    /// Connects to the worker at `addr` (see the type's docs for the
+    /// choice of transport). A local worker not registered for shared
+    /// memory is reached over TCP.
+    pub fn connect(&self, addr: &Address) -> Result<AnyConnection, TransportError> {
+        if self.route(addr) == TransportKind::Shm {
+            if let (Some(session), Some(dir)) = (&self.session, &self.directory) {
+                if let Ok(Endpoint {
+                    unix_socket: Some(sock),
+                    ..
+                }) = dir.lookup(&addr.worker_id)
+                {
+                    return Ok(connect_shm(
+                        session,
+                        &sock,
+                        addr.worker_id,
+                        &self.config,
+                        &self.shm,
+                    )?
+                    .into());
+                }
+            }
+        }
+        let ip: IpAddr = addr.ip_address.parse().map_err(|_| {
+            TransportError::NoSuchWorker(format!(
+                "{} (bad IP address {:?})",
+                addr.worker_id, addr.ip_address
+            ))
+        })?;
+        Ok(connect_tcp(SocketAddr::new(ip, addr.port), addr.worker_id, &self.config)?.into())
+    }
+
+    /// Connects to a worker of this node by id, through the directory.
+    pub fn connect_worker(&self, id: &WorkerId) -> Result<AnyConnection, TransportError> {
+        let dir = self
+            .directory
+            .as_ref()
+            .ok_or_else(|| TransportError::NoSuchWorker(format!("{id} (no session directory)")))?;
+        self.connect_endpoint(&dir.lookup(id)?)
+    }
+
+    /// Connects to a worker of this node by name, through the directory.
+    pub fn connect_name(&self, name: &str) -> Result<AnyConnection, TransportError> {
+        let dir = self.directory.as_ref().ok_or_else(|| {
+            TransportError::NoSuchWorker(format!("named {name:?} (no session directory)"))
+        })?;
+        self.connect_endpoint(&dir.lookup_name(name)?)
+    }
+
+    fn connect_endpoint(&self, e: &Endpoint) -> Result<AnyConnection, TransportError> {
+        match (&e.unix_socket, e.tcp, &self.session) {
+            (Some(sock), _, Some(session)) if !self.force_tcp => {
+                Ok(connect_shm(session, sock, e.worker_id, &self.config, &self.shm)?.into())
+            }
+            (_, Some(tcp), _) => Ok(connect_tcp(tcp, e.worker_id, &self.config)?.into()),
+            _ => Err(TransportError::NoSuchWorker(format!(
+                "{} (no usable address)",
+                e.worker_id
+            ))),
+        }
+    }
+}
+
+/// What a [`Listener`] listens on.
+#[derive(Debug, Clone, Default)]
+pub struct ListenOptions {
+    /// Accept shared-memory connections (Unix socket in the session) with
+    /// these options.
+    pub shm: Option<ShmOptions>,
+    /// Accept TCP connections on this address (`127.0.0.1:0` is a good
+    /// local default; another node needs a reachable address).
+    pub tcp: Option<SocketAddr>,
+    /// Register under this name in the directory.
+    pub name: Option<String>,
+}
+
+/// A worker's listener for both transports, registered in the session's
+/// [`Directory`] for as long as it lives.
+pub struct Listener {
+    poll: Poll,
+    events: Events,
+    shm: Option<ShmListener>,
+    tcp: Option<TcpListener>,
+    endpoint: Endpoint,
+    _registration: Registration,
+}
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listener")
+            .field("endpoint", &self.endpoint)
+            .finish()
+    }
+}
+
+const SHM_TOKEN: Token = Token(0);
+const TCP_TOKEN: Token = Token(1);
+
+impl Listener {
+    /// Listens as `config.worker_id` in `session` and publishes the endpoint
+    /// in its directory.
+    pub fn bind(
+        session: &Session,
+        config: TransportConfig,
+        opts: ListenOptions,
+    ) -> Result<Self, TransportError> {
+        let poll = Poll::new()?;
+        let mut endpoint = Endpoint::new(config.worker_id);
+        endpoint.name = opts.name.clone();
+        let tcp = match opts.tcp {
+            Some(addr) => {
+                let l = TcpListener::bind(addr, config.clone())?;
+                endpoint.tcp = Some(l.local_addr()?);
+                poll.registry().register(
+                    &mut mio::unix::SourceFd(&l.listener_fd()),
+                    TCP_TOKEN,
+                    Interest::READABLE,
+                )?;
+                Some(l)
+            }
+            None => None,
+        };
+        let shm = match opts.shm {
+            Some(o) => {
+                let l = ShmListener::bind(session, config, o)?;
+                endpoint.unix_socket = Some(l.socket_path().to_owned());
+                poll.registry().register(
+                    &mut mio::unix::SourceFd(&l.listener().as_fd().as_raw_fd()),
+                    SHM_TOKEN,
+                    Interest::READABLE,
+                )?;
+                Some(l)
+            }
+            None => None,
+        };
+        let registration = Directory::for_session(session)?.register(&endpoint)?;
+        Ok(Self {
+            poll,
+            events: Events::with_capacity(8),
+            shm,
+            tcp,
+            endpoint,
+            _registration: registration,
+        })
+    }
+
+    /// Where this worker is reachable (as published in the directory).
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// The worker's Ray-style address on node `node_id` (TCP address if it
+    /// listens on TCP, else `127.0.0.1:0`).
+    pub fn address(&self, node_id: NodeId) -> Address {
+        let tcp = self
+            .endpoint
+            .tcp
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        Address {
+            node_id,
+            ip_address: tcp.ip().to_string(),
+            port: tcp.port(),
+            worker_id: self.endpoint.worker_id,
+        }
+    }
+
+    /// One non-blocking pass: accepts a caller already waiting on either
+    /// socket. A refused hello is reported as its error.
+    pub(crate) fn try_accept_any(&mut self) -> Result<Option<AnyConnection>, TransportError> {
+        if let Some(l) = self.shm.as_mut() {
+            if let Some(c) = l.try_accept()? {
+                return Ok(Some(c.into()));
+            }
+        }
+        if let Some(l) = self.tcp.as_mut() {
+            if let Some(c) = l.try_accept()? {
+                return Ok(Some(c.into()));
+            }
+        }
+        Ok(None)
+    }
+
+    fn fds(&self) -> Vec<std::os::fd::RawFd> {
+        let mut v = Vec::new();
+        if let Some(l) = &self.shm {
+            v.push(l.listener().as_fd().as_raw_fd());
+        }
+        if let Some(l) = &self.tcp {
+            v.push(l.listener_fd());
+        }
+        v
+    }
+
+    /// Registers the listening sockets with another poll (the [`Mux`](super::Mux)).
+    pub(crate) fn register(&self, registry: &mio::Registry, token: Token) -> std::io::Result<()> {
+        for fd in self.fds() {
+            registry.register(&mut mio::unix::SourceFd(&fd), token, Interest::READABLE)?;
+        }
+        Ok(())
+    }
+
+    /// Undoes [`Listener::register`].
+    pub(crate) fn deregister(&self, registry: &mio::Registry) -> std::io::Result<()> {
+        for fd in self.fds() {
+            registry.deregister(&mut mio::unix::SourceFd(&fd))?;
+        }
+        Ok(())
+    }
+
+    /// Accepts the next connection on either transport, waiting at most
+    /// `timeout`. Refused hellos are reported as their errors.
+    pub fn accept_timeout(&mut self, timeout: Duration) -> Result<AnyConnection, TransportError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(c) = self.try_accept_any()? {
+                return Ok(c);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(TransportError::TimedOut);
+            }
+            match self.poll.poll(&mut self.events, Some(left)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}

@@ -1,0 +1,335 @@
+//! One event loop for many peers.
+//!
+//! A worker that receives from many callers adds their connections to a
+//! [`Mux`] and waits on a single mio `Poll`: TCP sockets, the Unix sockets of
+//! shared-memory connections (hang-up = peer death) and the eventfds of their
+//! inbound rings all wake the same `wait`. Nothing spins while idle unless the
+//! application asks for it with [`Mux::set_spin`], which trades a core for the
+//! lowest latency by polling every connection in a loop.
+//!
+//! mio is edge-triggered: after [`Mux::wait`] reports a peer, the caller must
+//! receive from it until [`Connection::try_recv`] returns `Ok(None)` (or an
+//! error). A peer reported but not drained is reported again only if it still
+//! has a complete frame buffered.
+
+use std::time::{Duration, Instant};
+
+use mio::{Events, Poll, Registry, Token};
+
+use super::{Connection, TransportError};
+
+/// A connection the [`Mux`] can wait on.
+pub trait MuxConnection: Connection {
+    /// Registers every descriptor whose readiness may mean "a frame or an
+    /// error is waiting" under `token`.
+    fn register(&mut self, registry: &Registry, token: Token) -> std::io::Result<()>;
+    /// Undoes [`MuxConnection::register`].
+    fn deregister(&mut self, registry: &Registry) -> std::io::Result<()>;
+    /// `true` if a frame is known to be waiting without a system call.
+    fn ready_hint(&self) -> bool;
+    /// Called before the mux sleeps: arms the wake-up (e.g. announces the
+    /// sleeping consumer to the ring's producer). Returns `false` if a frame
+    /// arrived meanwhile, so the mux must not sleep.
+    fn prepare_sleep(&mut self) -> bool {
+        !self.ready_hint()
+    }
+    /// Called when the mux saw an event for this connection (drain wake-up
+    /// descriptors, schedule a liveness check).
+    fn note_event(&mut self) {}
+}
+
+/// Identifies a connection inside a [`Mux`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerKey(pub usize);
+
+/// What [`Mux::wait`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MuxEvent {
+    /// The connection may have frames (or an error, such as the peer's death)
+    /// to receive.
+    Ready(PeerKey),
+    /// Callers are waiting on the mux's [`Listener`](super::Listener): call
+    /// [`Mux::accept_pending`].
+    Incoming,
+}
+
+/// Many connections, one wait: a mio `Poll` over their sockets and eventfds,
+/// or a spin loop (see [`Mux::set_spin`]).
+pub struct Mux<C: MuxConnection> {
+    poll: Poll,
+    events: Events,
+    peers: Vec<Option<C>>,
+    /// Reported last time; reported again while a frame is still buffered.
+    hot: Vec<PeerKey>,
+    spin: bool,
+    /// Accepting in the same loop (only on a `Mux<AnyConnection>`).
+    listener: Option<super::Listener>,
+}
+
+impl<C: MuxConnection> std::fmt::Debug for Mux<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mux")
+            .field("peers", &self.len())
+            .field("spin", &self.spin)
+            .finish()
+    }
+}
+
+impl<C: MuxConnection> Mux<C> {
+    /// An empty mux.
+    pub fn new() -> Result<Self, TransportError> {
+        Ok(Self {
+            poll: Poll::new()?,
+            listener: None,
+            events: Events::with_capacity(256),
+            peers: Vec::new(),
+            hot: Vec::new(),
+            spin: false,
+        })
+    }
+
+    /// Spin over the connections instead of sleeping in `epoll` (lowest
+    /// latency, one core busy while waiting).
+    pub fn set_spin(&mut self, spin: bool) {
+        self.spin = spin;
+    }
+
+    /// Adds a connection.
+    pub fn add(&mut self, mut conn: C) -> Result<PeerKey, TransportError> {
+        let slot = self
+            .peers
+            .iter()
+            .position(Option::is_none)
+            .unwrap_or(self.peers.len());
+        conn.register(self.poll.registry(), Token(slot))?;
+        if slot == self.peers.len() {
+            self.peers.push(Some(conn));
+        } else {
+            self.peers[slot] = Some(conn);
+        }
+        let key = PeerKey(slot);
+        // It may already hold frames that arrived before registration.
+        self.hot.push(key);
+        Ok(key)
+    }
+
+    /// Removes a connection and hands it back.
+    pub fn remove(&mut self, key: PeerKey) -> Option<C> {
+        let mut conn = self.peers.get_mut(key.0)?.take()?;
+        let _ = conn.deregister(self.poll.registry());
+        self.hot.retain(|k| *k != key);
+        Some(conn)
+    }
+
+    /// The connection under `key`.
+    pub fn get_mut(&mut self, key: PeerKey) -> Option<&mut C> {
+        self.peers.get_mut(key.0)?.as_mut()
+    }
+
+    /// The connections, with their keys.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (PeerKey, &mut C)> {
+        self.peers
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, c)| c.as_mut().map(|c| (PeerKey(i), c)))
+    }
+
+    /// How many connections it holds.
+    pub fn len(&self) -> usize {
+        self.peers.iter().filter(|c| c.is_some()).count()
+    }
+
+    /// `true` if it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Waits at most `timeout` until some connection may have something to
+    /// receive; appends their keys to `ready` (which it clears first). An
+    /// empty `ready` after return means the timeout passed.
+    pub fn wait(
+        &mut self,
+        timeout: Duration,
+        ready: &mut Vec<MuxEvent>,
+    ) -> Result<(), TransportError> {
+        ready.clear();
+        let deadline = Instant::now() + timeout;
+        // Peers reported last time that still hold a buffered frame (the
+        // caller did not drain them) and newly added ones.
+        let hot = std::mem::take(&mut self.hot);
+        for key in hot {
+            if self
+                .peers
+                .get(key.0)
+                .and_then(Option::as_ref)
+                .is_some_and(|c| c.ready_hint())
+            {
+                push_unique(ready, key);
+            }
+        }
+        loop {
+            if !ready.is_empty() {
+                break;
+            }
+            if self.spin {
+                // Spin over the connections' own state (ring indices, buffered
+                // frames): no system call. Every 64 rounds, and on the way out,
+                // also ask epoll (TCP data, hang-ups) without blocking.
+                let mut round: u32 = 0;
+                loop {
+                    for (i, c) in self.peers.iter().enumerate() {
+                        if c.as_ref().is_some_and(|c| c.ready_hint()) {
+                            push_unique(ready, PeerKey(i));
+                        }
+                    }
+                    round = round.wrapping_add(1);
+                    let expired = round % 64 == 0 && Instant::now() >= deadline;
+                    if !ready.is_empty() || round % 64 == 0 || expired {
+                        self.poll_events(Some(Duration::ZERO), ready)?;
+                    }
+                    if !ready.is_empty() || expired {
+                        break;
+                    }
+                    crate::sync::spin_loop();
+                }
+                break;
+            }
+            // Arm every wake-up, then re-check: a frame that arrived in
+            // between must not be slept through.
+            for (i, c) in self.peers.iter_mut().enumerate() {
+                if let Some(c) = c {
+                    if !c.prepare_sleep() {
+                        push_unique(ready, PeerKey(i));
+                    }
+                }
+            }
+            if !ready.is_empty() {
+                break;
+            }
+            self.poll_events(
+                Some(deadline.saturating_duration_since(Instant::now())),
+                ready,
+            )?;
+            if !ready.is_empty() || Instant::now() >= deadline {
+                break;
+            }
+        }
+        ready.retain(|e| match e {
+            MuxEvent::Ready(k) => self.peers.get(k.0).is_some_and(Option::is_some),
+            MuxEvent::Incoming => true,
+        });
+        self.hot = ready
+            .iter()
+            .filter_map(|e| match e {
+                MuxEvent::Ready(k) => Some(*k),
+                MuxEvent::Incoming => None,
+            })
+            .collect();
+        Ok(())
+    }
+}
+
+impl<C: MuxConnection> Mux<C> {
+    /// One `epoll_wait` (mio `poll`); reports and notes every event.
+    fn poll_events(
+        &mut self,
+        timeout: Option<Duration>,
+        ready: &mut Vec<MuxEvent>,
+    ) -> Result<(), TransportError> {
+        match self.poll.poll(&mut self.events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+        for ev in self.events.iter() {
+            if ev.token() == LISTENER_TOKEN {
+                if !ready.contains(&MuxEvent::Incoming) {
+                    ready.push(MuxEvent::Incoming);
+                }
+                continue;
+            }
+            let key = PeerKey(ev.token().0);
+            if let Some(Some(c)) = self.peers.get_mut(key.0) {
+                c.note_event();
+            }
+            push_unique(ready, key);
+        }
+        Ok(())
+    }
+}
+
+/// Token of the listener's descriptors (never a peer slot).
+const LISTENER_TOKEN: Token = Token(usize::MAX);
+
+impl Mux<super::AnyConnection> {
+    /// Accepts callers of `listener` in the same loop: its sockets are
+    /// registered here and [`Mux::wait`] reports [`MuxEvent::Incoming`] when
+    /// callers wait; then call [`Mux::accept_pending`]. Replaces (and returns)
+    /// a previous listener.
+    pub fn set_listener(
+        &mut self,
+        listener: super::Listener,
+    ) -> Result<Option<super::Listener>, TransportError> {
+        let old = self.listener.take();
+        if let Some(l) = &old {
+            l.deregister(self.poll.registry())?;
+        }
+        listener.register(self.poll.registry(), LISTENER_TOKEN)?;
+        self.listener = Some(listener);
+        Ok(old)
+    }
+
+    /// The listener, if any.
+    pub fn listener(&self) -> Option<&super::Listener> {
+        self.listener.as_ref()
+    }
+
+    /// Accepts every caller waiting on the listener (the event is
+    /// edge-triggered: call this after each [`MuxEvent::Incoming`]) and adds
+    /// the connections. Each entry is the new connection's key or the error
+    /// of a refused hello (wrong token, worker, version, …); refusals do not
+    /// stop the loop.
+    pub fn accept_pending(
+        &mut self,
+    ) -> Result<Vec<Result<PeerKey, TransportError>>, TransportError> {
+        let mut out = Vec::new();
+        loop {
+            let Some(l) = self.listener.as_mut() else {
+                return Ok(out);
+            };
+            match l.try_accept_any() {
+                Ok(None) => return Ok(out),
+                Ok(Some(conn)) => out.push(Ok(self.add(conn)?)),
+                // An accept that failed in the kernel (e.g. out of file
+                // descriptors) would fail again: report it and stop here.
+                Err(e @ TransportError::Io(_)) => {
+                    out.push(Err(e));
+                    return Ok(out);
+                }
+                // A refused hello consumed its connection: go on.
+                Err(e) => out.push(Err(e)),
+            }
+        }
+    }
+}
+
+fn push_unique(ready: &mut Vec<MuxEvent>, key: PeerKey) {
+    let ev = MuxEvent::Ready(key);
+    if !ready.contains(&ev) {
+        ready.push(ev);
+    }
+}
+
+impl MuxConnection for super::TcpConnection {
+    fn register(&mut self, registry: &Registry, token: Token) -> std::io::Result<()> {
+        registry.register(self.stream_mut(), token, mio::Interest::READABLE)
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> std::io::Result<()> {
+        registry.deregister(self.stream_mut())
+    }
+
+    fn ready_hint(&self) -> bool {
+        self.has_buffered_frame()
+    }
+}

@@ -1,0 +1,643 @@
+//! The TCP transport: a [`TcpListener`] on a mio `Poll` and
+//! [`TcpConnection`]s carrying length-prefixed frames.
+//!
+//! Frame format on the wire (little endian):
+//!
+//! ```text
+//! +-----------+-----------+-----------------+------------------------+-----------+
+//! | len: u32  | kind: u32 | reserved: 8 × 0 | payload (len bytes)    | pad to 16 |
+//! +-----------+-----------+-----------------+------------------------+-----------+
+//! ```
+//!
+//! `kind` is 1 for a data frame and 2 for an orderly close. Every frame
+//! occupies a multiple of 16 bytes, so a receive buffer that starts 16-byte
+//! aligned holds every payload 16-byte aligned: frames are handed out in place,
+//! without a copy, ready for rkyv's validated access. The sender encodes
+//! straight into its (equally aligned) write buffer. A frame whose header
+//! claims more than the receiver's maximum is refused before anything is
+//! allocated for it; a frame within the limit is received into a buffer that
+//! grows at most by doubling as bytes actually arrive.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Token};
+use rustix::event::PollFlags;
+
+use super::aligned::{pad16, AlignedBuf};
+use super::handshake::{self, Hello, Wire};
+use super::sys::wait_fds;
+use super::{Connection, SendError, TransportConfig, TransportError, TransportKind, WorkerId};
+
+/// Size of the TCP frame header.
+pub const TCP_FRAME_HEADER: usize = 16;
+const KIND_DATA: u32 = 1;
+const KIND_CLOSE: u32 = 2;
+const INITIAL_RECV_BUF: usize = 64 * 1024;
+
+/// A TCP listener for one worker: accepts connections, runs the hello (session
+/// token, protocol version, intended worker) and hands out
+/// [`TcpConnection`]s.
+pub struct TcpListener {
+    inner: mio::net::TcpListener,
+    poll: Poll,
+    events: Events,
+    config: TransportConfig,
+}
+
+impl std::fmt::Debug for TcpListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpListener")
+            .field("addr", &self.inner.local_addr().ok())
+            .field("worker", &self.config.worker_id)
+            .finish()
+    }
+}
+
+impl TcpListener {
+    /// Binds `addr` (use `127.0.0.1:0` unless the worker must be reachable from
+    /// other nodes; see [`TcpListener::bind_localhost`]).
+    pub fn bind(addr: SocketAddr, config: TransportConfig) -> Result<Self, TransportError> {
+        let mut inner = mio::net::TcpListener::bind(addr)?;
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut inner, Token(0), Interest::READABLE)?;
+        Ok(Self {
+            inner,
+            poll,
+            events: Events::with_capacity(8),
+            config,
+        })
+    }
+
+    /// Binds an ephemeral port on 127.0.0.1.
+    pub fn bind_localhost(config: TransportConfig) -> Result<Self, TransportError> {
+        Self::bind(SocketAddr::from(([127, 0, 0, 1], 0)), config)
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> Result<SocketAddr, TransportError> {
+        Ok(self.inner.local_addr()?)
+    }
+
+    /// The configuration connections accepted here use.
+    pub fn config(&self) -> &TransportConfig {
+        &self.config
+    }
+
+    /// Accepts a caller whose connection is already pending; `Ok(None)` if
+    /// none is.
+    pub(crate) fn try_accept(&mut self) -> Result<Option<TcpConnection>, TransportError> {
+        loop {
+            match self.inner.accept() {
+                Ok((stream, _)) => return accept_handshake(stream.into(), &self.config).map(Some),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    pub(crate) fn listener_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.inner.as_raw_fd()
+    }
+
+    /// Accepts one connection, waiting at most `timeout` for a caller.
+    ///
+    /// The hello is read with the configured handshake timeout. A refused hello
+    /// (wrong token, version or worker) is answered with the reason and
+    /// reported here as that error; the listener stays usable.
+    pub fn accept_timeout(&mut self, timeout: Duration) -> Result<TcpConnection, TransportError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.inner.accept() {
+                Ok((stream, _peer)) => return accept_handshake(stream.into(), &self.config),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(TransportError::TimedOut);
+            }
+            // Edge-triggered: we only sleep after `accept` said WouldBlock.
+            self.poll.poll(&mut self.events, Some(left))?;
+        }
+    }
+}
+
+fn accept_handshake(
+    stream: std::net::TcpStream,
+    config: &TransportConfig,
+) -> Result<TcpConnection, TransportError> {
+    stream.set_nonblocking(false)?;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(config.handshake_timeout))?;
+    stream.set_write_timeout(Some(config.handshake_timeout))?;
+    let mut s = &stream;
+    let hello = handshake::read_hello(&mut s)?;
+    let (reply, verdict) = handshake::judge(
+        hello,
+        config.worker_id,
+        &config.token,
+        Wire::Tcp,
+        config.max_frame_u32(),
+    );
+    handshake::write_msg(&mut s, &reply.encode(), "handshake reply")?;
+    let hello = verdict?;
+    TcpConnection::from_std(stream, hello.from, hello.max_frame as usize, config)
+}
+
+/// Opens a TCP connection to the worker `intended` listening at `addr`.
+pub fn connect_tcp(
+    addr: SocketAddr,
+    intended: WorkerId,
+    config: &TransportConfig,
+) -> Result<TcpConnection, TransportError> {
+    let stream = std::net::TcpStream::connect_timeout(&addr, config.handshake_timeout).map_err(
+        |e| match e.kind() {
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => TransportError::TimedOut,
+            _ => TransportError::Io(e),
+        },
+    )?;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(config.handshake_timeout))?;
+    stream.set_write_timeout(Some(config.handshake_timeout))?;
+    let hello = Hello {
+        wire: Wire::Tcp,
+        max_frame: config.max_frame_u32(),
+        from: config.worker_id,
+        intended,
+        token: config.token,
+        ext: Vec::new(),
+    };
+    let mut s = &stream;
+    handshake::write_msg(&mut s, &hello.encode(), "hello")?;
+    let reply = handshake::read_reply(&mut s)?;
+    handshake::check_reply(&reply, intended)?;
+    TcpConnection::from_std(stream, reply.responder, reply.max_frame as usize, config)
+}
+
+/// Why a connection can no longer carry frames.
+#[derive(Debug, Clone)]
+enum State {
+    Open,
+    /// The peer sent its close frame (all its frames were delivered).
+    PeerClosed,
+    /// We closed it.
+    LocalClosed,
+    /// The peer died or hung up.
+    Dead(String),
+    /// The peer broke the protocol.
+    Broken(String),
+}
+
+/// A TCP connection to one peer worker. See the [module docs](self) for the
+/// frame format.
+pub struct TcpConnection {
+    stream: mio::net::TcpStream,
+    peer: WorkerId,
+    peer_max_frame: usize,
+    max_frame: usize,
+    rbuf: AlignedBuf,
+    rstart: usize,
+    rend: usize,
+    wbuf: AlignedBuf,
+    wstart: usize,
+    wend: usize,
+    wlimit: usize,
+    send_timeout: Duration,
+    state: State,
+}
+
+impl std::fmt::Debug for TcpConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpConnection")
+            .field("peer", &self.peer)
+            .field("state", &self.state)
+            .finish()
+    }
+}
+
+/// A frame received on a [`TcpConnection`]: its payload, 16-byte aligned, in
+/// the connection's receive buffer.
+#[derive(Debug)]
+pub struct TcpFrame<'a> {
+    bytes: &'a [u8],
+}
+
+impl std::ops::Deref for TcpFrame<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.bytes
+    }
+}
+
+impl TcpConnection {
+    fn from_std(
+        stream: std::net::TcpStream,
+        peer: WorkerId,
+        peer_max_frame: usize,
+        config: &TransportConfig,
+    ) -> Result<Self, TransportError> {
+        stream.set_read_timeout(None)?;
+        stream.set_write_timeout(None)?;
+        stream.set_nonblocking(true)?;
+        Ok(Self {
+            stream: mio::net::TcpStream::from_std(stream),
+            peer,
+            peer_max_frame,
+            max_frame: config.max_frame_len,
+            rbuf: AlignedBuf::with_len(
+                INITIAL_RECV_BUF.min(pad16(config.max_frame_len) + TCP_FRAME_HEADER),
+            ),
+            rstart: 0,
+            rend: 0,
+            wbuf: AlignedBuf::with_len(config.send_buffer_limit),
+            wstart: 0,
+            wend: 0,
+            wlimit: config.send_buffer_limit,
+            send_timeout: config.send_timeout,
+            state: State::Open,
+        })
+    }
+
+    /// The underlying mio stream (to register it with a `Poll`; the
+    /// [`Mux`](super::Mux) does this).
+    pub fn stream(&self) -> &mio::net::TcpStream {
+        &self.stream
+    }
+
+    pub(crate) fn stream_mut(&mut self) -> &mut mio::net::TcpStream {
+        &mut self.stream
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> Result<SocketAddr, TransportError> {
+        Ok(self.stream.peer_addr()?)
+    }
+
+    /// Bytes written by the application but not yet accepted by the kernel.
+    pub fn pending_send_bytes(&self) -> usize {
+        self.wend - self.wstart
+    }
+
+    fn state_error(&self) -> Option<TransportError> {
+        match &self.state {
+            State::Open => None,
+            State::PeerClosed | State::LocalClosed => Some(TransportError::Closed),
+            State::Dead(why) => Some(TransportError::PeerDied(why.clone())),
+            State::Broken(why) => Some(TransportError::Protocol(why.clone())),
+        }
+    }
+
+    fn die(&mut self, e: &io::Error) -> TransportError {
+        let why = format!("connection to worker {} lost: {e}", self.peer);
+        self.state = State::Dead(why.clone());
+        TransportError::PeerDied(why)
+    }
+
+    /// Writes as much of the write buffer as the kernel takes, without blocking.
+    fn flush_some(&mut self) -> Result<(), TransportError> {
+        while self.wstart < self.wend {
+            match self
+                .stream
+                .write(&self.wbuf.bytes()[self.wstart..self.wend])
+            {
+                Ok(0) => return Err(self.die(&io::ErrorKind::WriteZero.into())),
+                Ok(n) => self.wstart += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.die(&e)),
+            }
+        }
+        if self.wstart == self.wend {
+            self.wstart = 0;
+            self.wend = 0;
+        }
+        Ok(())
+    }
+
+    /// Flushes until at most `keep` bytes are pending (back-pressure). Fails
+    /// with `TimedOut` once the peer has taken nothing for the send timeout.
+    fn flush_until(&mut self, keep: usize) -> Result<(), TransportError> {
+        let mut deadline = Instant::now() + self.send_timeout;
+        loop {
+            let before = self.wend - self.wstart;
+            self.flush_some()?;
+            let after = self.wend - self.wstart;
+            if after <= keep {
+                return Ok(());
+            }
+            if after < before {
+                deadline = Instant::now() + self.send_timeout;
+            }
+            let [rev] = wait_fds([(self.stream.as_fd(), PollFlags::OUT)], Some(deadline))?;
+            if rev.is_empty() && Instant::now() >= deadline {
+                return Err(TransportError::TimedOut);
+            }
+        }
+    }
+
+    /// Makes room for `need` contiguous bytes at the end of the write buffer,
+    /// keeping pending bytes within the limit (or within one frame, for a frame
+    /// larger than the limit). Waits for the kernel if needed (back-pressure);
+    /// on `TimedOut` nothing was written.
+    fn reserve_write(&mut self, need: usize) -> Result<(), TransportError> {
+        let cap = self.wlimit.max(need);
+        // Grows beyond the configured limit only for a frame larger than it
+        // (bounded by the peer's maximum frame, checked by the caller).
+        self.wbuf.grow_to(cap);
+        if self.wend - self.wstart + need > cap {
+            self.flush_until(cap - need)?;
+        }
+        if self.wbuf.len() - self.wend < need {
+            let (s, e) = (self.wstart, self.wend);
+            self.wbuf.bytes_mut().copy_within(s..e, 0);
+            self.wend = e - s;
+            self.wstart = 0;
+        }
+        Ok(())
+    }
+
+    fn push_frame<E>(
+        &mut self,
+        kind: u32,
+        max_len: usize,
+        encode: impl FnOnce(&mut [u8]) -> Result<usize, E>,
+    ) -> Result<usize, SendError<E>> {
+        let need = TCP_FRAME_HEADER + pad16(max_len);
+        self.reserve_write(need)?;
+        let at = self.wend;
+        let buf = self.wbuf.bytes_mut();
+        let n = encode(&mut buf[at + TCP_FRAME_HEADER..at + TCP_FRAME_HEADER + max_len])
+            .map_err(SendError::Encode)?;
+        if n > max_len {
+            return Err(SendError::Transport(TransportError::Protocol(format!(
+                "encoder reported {n} bytes for a {max_len}-byte grant"
+            ))));
+        }
+        buf[at..at + 4].copy_from_slice(&(n as u32).to_le_bytes());
+        buf[at + 4..at + 8].copy_from_slice(&kind.to_le_bytes());
+        buf[at + 8..at + 16].fill(0);
+        buf[at + TCP_FRAME_HEADER + n..at + TCP_FRAME_HEADER + pad16(n)].fill(0);
+        self.wend = at + TCP_FRAME_HEADER + pad16(n);
+        // Committed: hand what the kernel takes now, never wait here (a
+        // failure to write is remembered in the state and reported next time,
+        // except a dead peer, which is reported at once).
+        self.flush_some()?;
+        Ok(n)
+    }
+
+    /// Reads what the kernel has into the receive buffer. `Ok(true)` if bytes
+    /// arrived, `Ok(false)` on `WouldBlock`.
+    fn fill(&mut self) -> Result<bool, TransportError> {
+        if self.rend == self.rbuf.len() {
+            // Only called when no complete frame is buffered; make room.
+            if self.rstart > 0 {
+                let (s, e) = (self.rstart, self.rend);
+                self.rbuf.bytes_mut().copy_within(s..e, 0);
+                self.rstart = 0;
+                self.rend = e - s;
+            } else {
+                // A frame (already checked against the maximum in `parse`)
+                // larger than the buffer: grow by doubling as it arrives,
+                // never beyond the largest legal frame.
+                let cap = self.rbuf.len();
+                self.rbuf.grow_to(
+                    (cap * 2)
+                        .min(TCP_FRAME_HEADER + pad16(self.max_frame))
+                        .max(cap + 16),
+                );
+            }
+        }
+        loop {
+            let end = self.rend;
+            match self.stream.read(&mut self.rbuf.bytes_mut()[end..]) {
+                Ok(0) => {
+                    let why = if self.rend > self.rstart {
+                        format!("worker {} hung up in the middle of a frame", self.peer)
+                    } else {
+                        format!(
+                            "worker {} hung up without closing the connection",
+                            self.peer
+                        )
+                    };
+                    self.state = State::Dead(why.clone());
+                    return Err(TransportError::PeerDied(why));
+                }
+                Ok(n) => {
+                    self.rend += n;
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.die(&e)),
+            }
+        }
+    }
+
+    /// Parses the next complete frame in the receive buffer: `(start, len)`.
+    fn parse(&mut self) -> Result<Option<(usize, usize)>, TransportError> {
+        {
+            let avail = self.rend - self.rstart;
+            if avail < TCP_FRAME_HEADER {
+                if avail == 0 {
+                    self.rstart = 0;
+                    self.rend = 0;
+                }
+                return Ok(None);
+            }
+            let h = &self.rbuf.bytes()[self.rstart..self.rstart + TCP_FRAME_HEADER];
+            let len = u32::from_le_bytes(h[0..4].try_into().expect("4 bytes")) as usize;
+            let kind = u32::from_le_bytes(h[4..8].try_into().expect("4 bytes"));
+            match kind {
+                KIND_DATA => {}
+                KIND_CLOSE if len == 0 => {
+                    self.rstart += TCP_FRAME_HEADER;
+                    self.state = State::PeerClosed;
+                    return Err(TransportError::Closed);
+                }
+                other => {
+                    let why = format!(
+                        "frame of unknown kind {other} (len {len}) from worker {}",
+                        self.peer
+                    );
+                    self.state = State::Broken(why.clone());
+                    return Err(TransportError::Protocol(why));
+                }
+            }
+            if len > self.max_frame {
+                self.state = State::Broken(format!(
+                    "worker {} sent a frame of {len} bytes, more than the maximum {}",
+                    self.peer, self.max_frame
+                ));
+                return Err(TransportError::FrameTooLarge {
+                    len,
+                    max: self.max_frame,
+                });
+            }
+            let total = TCP_FRAME_HEADER + pad16(len);
+            if avail >= total {
+                let start = self.rstart + TCP_FRAME_HEADER;
+                self.rstart += total;
+                return Ok(Some((start, len)));
+            }
+            // Incomplete: make sure the frame will fit once it has arrived, by
+            // compacting; growth happens in `fill` as bytes actually arrive.
+            if self.rbuf.len() - self.rstart < total && self.rstart > 0 {
+                let (s, e) = (self.rstart, self.rend);
+                self.rbuf.bytes_mut().copy_within(s..e, 0);
+                self.rstart = 0;
+                self.rend = e - s;
+            }
+            Ok(None)
+        }
+    }
+
+    /// One non-blocking attempt: parse, else read, else give up.
+    /// With `read` false, only the buffered bytes are looked at (no system
+    /// call besides flushing pending writes).
+    fn poll_frame(&mut self, read: bool) -> Result<Option<(usize, usize)>, TransportError> {
+        if let Some(e) = self.state_error() {
+            return Err(e);
+        }
+        if self.wend > self.wstart {
+            self.flush_some()?;
+        }
+        loop {
+            if let Some(f) = self.parse()? {
+                return Ok(Some(f));
+            }
+            if !read || !self.fill()? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// `true` if a complete frame is already buffered (no syscall needed to
+    /// receive it).
+    pub fn has_buffered_frame(&self) -> bool {
+        let avail = self.rend - self.rstart;
+        if avail < TCP_FRAME_HEADER {
+            return false;
+        }
+        let h = &self.rbuf.bytes()[self.rstart..self.rstart + 4];
+        let len = u32::from_le_bytes(h.try_into().expect("4 bytes")) as usize;
+        avail >= TCP_FRAME_HEADER + pad16(len)
+    }
+
+    fn frame(&self, (start, len): (usize, usize)) -> TcpFrame<'_> {
+        TcpFrame {
+            bytes: &self.rbuf.bytes()[start..start + len],
+        }
+    }
+}
+
+impl Connection for TcpConnection {
+    type Frame<'a> = TcpFrame<'a>;
+
+    fn kind(&self) -> TransportKind {
+        TransportKind::Tcp
+    }
+
+    fn peer_worker_id(&self) -> WorkerId {
+        self.peer
+    }
+
+    fn max_send_len(&self) -> usize {
+        self.peer_max_frame
+    }
+
+    fn send_with<F, E>(&mut self, max_len: usize, encode: F) -> Result<usize, SendError<E>>
+    where
+        F: FnOnce(&mut [u8]) -> Result<usize, E>,
+    {
+        if let Some(e) = self.state_error() {
+            return Err(e.into());
+        }
+        if max_len > self.peer_max_frame {
+            return Err(TransportError::FrameTooLarge {
+                len: max_len,
+                max: self.peer_max_frame,
+            }
+            .into());
+        }
+        self.push_frame(KIND_DATA, max_len, encode)
+    }
+
+    fn flush(&mut self) -> Result<(), TransportError> {
+        if let Some(e) = self.state_error() {
+            return Err(e);
+        }
+        self.flush_until(0)
+    }
+
+    fn try_recv(&mut self) -> Result<Option<TcpFrame<'_>>, TransportError> {
+        Ok(self.poll_frame(true)?.map(|f| self.frame(f)))
+    }
+
+    fn recv_timeout(&mut self, timeout: Duration) -> Result<TcpFrame<'_>, TransportError> {
+        let deadline = Instant::now() + timeout;
+        // The first round only looks at the buffer: in request / reply the
+        // answer is rarely in the kernel yet, so a speculative `read` would
+        // cost a system call; `poll` then `read` does it in two, like a
+        // blocking read would in one.
+        let mut read = false;
+        loop {
+            if let Some(f) = self.poll_frame(read)? {
+                return Ok(self.frame(f));
+            }
+            read = true;
+            let mut want = PollFlags::IN;
+            if self.wend > self.wstart {
+                want |= PollFlags::OUT;
+            }
+            let [rev] = wait_fds([(self.stream.as_fd(), want)], Some(deadline))?;
+            if rev.is_empty() && Instant::now() >= deadline {
+                return Err(TransportError::TimedOut);
+            }
+        }
+    }
+
+    fn close(&mut self) -> Result<(), TransportError> {
+        match self.state {
+            State::Open => {}
+            State::LocalClosed => return Ok(()),
+            _ => {
+                self.state = State::LocalClosed;
+                let _ = self.stream.shutdown(Shutdown::Both);
+                return Ok(());
+            }
+        }
+        let res = self
+            .push_frame::<std::convert::Infallible>(KIND_CLOSE, 0, |_| Ok(0))
+            .map_err(SendError::into_transport)
+            .and_then(|_| self.flush_until(0));
+        self.state = State::LocalClosed;
+        let _ = self.stream.shutdown(Shutdown::Write);
+        res
+    }
+}
+
+impl Drop for TcpConnection {
+    fn drop(&mut self) {
+        // Best effort, never blocking: tell the peer this is an orderly close
+        // if the close frame fits in the socket buffer right now.
+        if matches!(self.state, State::Open) {
+            let room = self.wbuf.len() - self.wend >= TCP_FRAME_HEADER;
+            if room {
+                let at = self.wend;
+                let buf = self.wbuf.bytes_mut();
+                buf[at..at + 16].fill(0);
+                buf[at + 4..at + 8].copy_from_slice(&KIND_CLOSE.to_le_bytes());
+                self.wend += TCP_FRAME_HEADER;
+                let _ = self.flush_some();
+            }
+            let _ = self.stream.shutdown(Shutdown::Write);
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! Runs the built `shmwire bench transport --json` with a tiny iteration
+//! count and checks the JSON schema (the same as `bench ring`) and the case
+//! names issue 5 requires.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+const REQUIRED_CASES: &[&str] = &[
+    "limit/atomic-pingpong",
+    "transport/shm-spin/roundtrip",
+    "transport/shm-futex/roundtrip",
+    "transport/tcp/roundtrip",
+    "peer/tcp-loopback/roundtrip",
+];
+
+#[test]
+fn bench_transport_json_schema() {
+    let child = Command::new(env!("CARGO_BIN_EXE_shmwire"))
+        .args(["bench", "transport", "--json", "--iters", "200"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run shmwire");
+    let pid = child.id();
+    let out = child.wait_with_output().expect("wait for shmwire");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "shmwire bench transport failed: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_str(&stdout).expect("stdout is one JSON document");
+    let machine = doc["machine"].as_object().expect("machine object");
+    for key in ["cpu_model", "cores", "kernel", "pinned", "placement"] {
+        assert!(machine.contains_key(key), "machine.{key} missing");
+    }
+    let cases = doc["cases"].as_array().expect("cases array");
+    let names: Vec<&str> = cases.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    for required in REQUIRED_CASES {
+        assert!(
+            names.contains(required),
+            "case {required} missing: {names:?}"
+        );
+    }
+    for c in cases {
+        let name = c["name"].as_str().unwrap();
+        for key in [
+            "payload_bytes",
+            "iterations",
+            "median_ns",
+            "p99_ns",
+            "p999_ns",
+        ] {
+            assert!(c[key].is_u64(), "{name}.{key} not an unsigned integer: {c}");
+        }
+        for key in ["ops_per_s", "ratio_to_limit"] {
+            assert!(c[key].is_number(), "{name}.{key} not a number: {c}");
+        }
+        let (median, p99) = (
+            c["median_ns"].as_u64().unwrap(),
+            c["p99_ns"].as_u64().unwrap(),
+        );
+        assert!(median > 0 && median <= p99, "{name}: {c}");
+        if name != "limit/atomic-pingpong" {
+            assert_eq!(c["payload_bytes"].as_u64(), Some(256), "{name}");
+            assert_eq!(c["iterations"].as_u64(), Some(200), "{name}");
+        }
+    }
+    // The run removed its session (segments, sockets, lock files).
+    let session = shmwire::shm::default_root().join(format!("bench-transport-{pid}"));
+    assert!(!session.exists(), "{} left behind", session.display());
+}

@@ -1,0 +1,351 @@
+//! TCP-specific transport tests: hostile peers speaking raw bytes, version
+//! mismatch, back-pressure, TCP_NODELAY, the Mux's spin mode, and the
+//! directory's liveness across processes.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use shmwire::transport::{
+    connect_tcp, Connection, Directory, Endpoint, Mux, MuxEvent, SessionToken, TcpListener,
+    TransportConfig, TransportError, WorkerId, PROTOCOL_VERSION,
+};
+
+const GUARD: Duration = Duration::from_secs(30);
+
+fn id(n: u8) -> WorkerId {
+    let mut b = [n; 28];
+    b[24..28].copy_from_slice(&std::process::id().to_le_bytes());
+    WorkerId::from_array(b)
+}
+
+fn cfg(n: u8) -> TransportConfig {
+    TransportConfig::new(id(n), SessionToken([42; 16]))
+}
+
+/// A hello as raw bytes (layout documented in `transport::handshake`).
+fn raw_hello(
+    version: u16,
+    from: WorkerId,
+    intended: WorkerId,
+    token: [u8; 16],
+    max_frame: u32,
+) -> Vec<u8> {
+    let mut v = b"SHMWIRE\0".to_vec();
+    v.extend_from_slice(&version.to_le_bytes());
+    v.push(1); // hello
+    v.push(1); // TCP
+    v.extend_from_slice(&max_frame.to_le_bytes());
+    v.extend_from_slice(from.as_bytes());
+    v.extend_from_slice(intended.as_bytes());
+    v.extend_from_slice(&token);
+    v.extend_from_slice(&[0u8; 8]);
+    v
+}
+
+fn read_reply(s: &mut TcpStream) -> [u8; 96] {
+    let mut r = [0u8; 96];
+    s.read_exact(&mut r).unwrap();
+    r
+}
+
+#[test]
+fn hostile_frame_length_is_refused_without_allocating() {
+    let mut l = TcpListener::bind_localhost(cfg(1)).unwrap();
+    let addr = l.local_addr().unwrap();
+    let t = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(&raw_hello(
+            PROTOCOL_VERSION,
+            id(2),
+            id(1),
+            [42; 16],
+            1 << 20,
+        ))
+        .unwrap();
+        let r = read_reply(&mut s);
+        assert_eq!(r[11], 0, "accepted");
+        // A legit frame, then a header claiming 4 GiB - 1.
+        let mut f = vec![0u8; 32];
+        f[0] = 3;
+        f[4] = 1;
+        f[16..19].copy_from_slice(b"abc");
+        s.write_all(&f).unwrap();
+        let mut h = [0u8; 16];
+        h[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        h[4] = 1;
+        s.write_all(&h).unwrap();
+        s
+    });
+    let mut c = l.accept_timeout(GUARD).unwrap();
+    assert_eq!(&*c.recv_timeout(GUARD).unwrap(), b"abc");
+    match c.recv_timeout(GUARD) {
+        Err(TransportError::FrameTooLarge { len, max }) => {
+            assert_eq!(len, u32::MAX as usize);
+            assert_eq!(max, shmwire::transport::DEFAULT_MAX_FRAME_LEN);
+        }
+        other => panic!("expected FrameTooLarge, got {:?}", other.map(|f| f.len())),
+    }
+    // The connection is poisoned afterwards.
+    assert!(matches!(c.try_recv(), Err(TransportError::Protocol(_))));
+    drop(t.join().unwrap());
+}
+
+#[test]
+fn unknown_frame_kind_is_a_protocol_error() {
+    let mut l = TcpListener::bind_localhost(cfg(1)).unwrap();
+    let addr = l.local_addr().unwrap();
+    let t = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(&raw_hello(
+            PROTOCOL_VERSION,
+            id(2),
+            id(1),
+            [42; 16],
+            1 << 20,
+        ))
+        .unwrap();
+        read_reply(&mut s);
+        let mut h = [0u8; 16];
+        h[4] = 9;
+        s.write_all(&h).unwrap();
+        s
+    });
+    let mut c = l.accept_timeout(GUARD).unwrap();
+    assert!(matches!(
+        c.recv_timeout(GUARD),
+        Err(TransportError::Protocol(_))
+    ));
+    drop(t.join().unwrap());
+}
+
+#[test]
+fn version_mismatch_is_refused_on_both_sides() {
+    let mut l = TcpListener::bind_localhost(cfg(1)).unwrap();
+    let addr = l.local_addr().unwrap();
+    let t = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(&raw_hello(
+            PROTOCOL_VERSION + 1,
+            id(2),
+            id(1),
+            [42; 16],
+            1 << 20,
+        ))
+        .unwrap();
+        let r = read_reply(&mut s);
+        assert_eq!(r[11], 3, "status: version mismatch");
+        assert_eq!(u16::from_le_bytes([r[8], r[9]]), PROTOCOL_VERSION);
+    });
+    match l.accept_timeout(GUARD) {
+        Err(TransportError::VersionMismatch { ours, theirs }) => {
+            assert_eq!(ours, PROTOCOL_VERSION);
+            assert_eq!(theirs, PROTOCOL_VERSION + 1);
+        }
+        other => panic!("expected VersionMismatch, got {other:?}"),
+    }
+    t.join().unwrap();
+
+    // And a client talking to a listener of another version.
+    let fake = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = fake.local_addr().unwrap();
+    let t = std::thread::spawn(move || {
+        let (mut s, _) = fake.accept().unwrap();
+        let mut hello = [0u8; 96];
+        s.read_exact(&mut hello).unwrap();
+        let mut reply = raw_hello(PROTOCOL_VERSION + 7, id(1), id(1), [0; 16], 0);
+        reply[10] = 2;
+        reply[11] = 3;
+        s.write_all(&reply).unwrap();
+    });
+    match connect_tcp(addr, id(1), &cfg(2)) {
+        Err(TransportError::VersionMismatch { theirs, .. }) => {
+            assert_eq!(theirs, PROTOCOL_VERSION + 7)
+        }
+        other => panic!("expected VersionMismatch, got {other:?}"),
+    }
+    t.join().unwrap();
+}
+
+#[test]
+fn not_a_shmwire_peer_and_silent_peer() {
+    let mut l = TcpListener::bind_localhost(cfg(1)).unwrap();
+    let addr = l.local_addr().unwrap();
+    let t = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(&[b'G'; 96]).unwrap();
+        s
+    });
+    assert!(matches!(
+        l.accept_timeout(GUARD),
+        Err(TransportError::Protocol(_))
+    ));
+    drop(t.join().unwrap());
+    // A peer that connects and says nothing times out the handshake.
+    let mut c1 = cfg(1);
+    c1.handshake_timeout = Duration::from_millis(100);
+    let mut l = TcpListener::bind_localhost(c1).unwrap();
+    let s = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    assert!(matches!(
+        l.accept_timeout(GUARD),
+        Err(TransportError::TimedOut)
+    ));
+    drop(s);
+    // Nobody connecting: accept times out.
+    assert!(matches!(
+        l.accept_timeout(Duration::from_millis(10)),
+        Err(TransportError::TimedOut)
+    ));
+}
+
+#[test]
+fn back_pressure_bounds_the_send_buffer() {
+    let mut l = TcpListener::bind_localhost(cfg(1)).unwrap();
+    let addr = l.local_addr().unwrap();
+    let mut ccfg = cfg(2);
+    ccfg.send_buffer_limit = 64 * 1024;
+    ccfg.send_timeout = Duration::from_millis(200);
+    let connecting = std::thread::spawn(move || connect_tcp(addr, id(1), &ccfg).unwrap());
+    let mut s = l.accept_timeout(GUARD).unwrap();
+    let mut c = connecting.join().unwrap();
+    assert!(c.stream().nodelay().unwrap(), "TCP_NODELAY");
+    assert!(s.stream().nodelay().unwrap(), "TCP_NODELAY");
+    // The receiver reads nothing: sends eventually time out instead of growing
+    // the buffer without bound.
+    let frame = vec![7u8; 16 * 1024];
+    let mut sent = 0u64;
+    let err = loop {
+        match c.send(&frame) {
+            Ok(()) => sent += 1,
+            Err(e) => break e,
+        }
+        assert!(c.pending_send_bytes() <= 64 * 1024);
+        assert!(sent < 1_000_000, "never pushed back");
+    };
+    assert!(matches!(err, TransportError::TimedOut), "{err}");
+    // Now the receiver drains everything: all accepted frames arrive intact.
+    let t = std::thread::spawn(move || {
+        c.flush().unwrap();
+        c
+    });
+    for _ in 0..sent {
+        let f = s.recv_timeout(GUARD).unwrap();
+        assert!(f.len() == frame.len() && f.iter().all(|&b| b == 7));
+    }
+    let mut c = t.join().unwrap();
+    assert!(s.try_recv().unwrap().is_none());
+    c.close().unwrap();
+    assert!(matches!(s.recv_timeout(GUARD), Err(TransportError::Closed)));
+}
+
+#[test]
+fn mux_spin_mode_and_idle_timeout() {
+    let mut l = TcpListener::bind_localhost(cfg(1)).unwrap();
+    let addr = l.local_addr().unwrap();
+    let connecting: Vec<_> = (0..3)
+        .map(|i| std::thread::spawn(move || connect_tcp(addr, id(1), &cfg(10 + i)).unwrap()))
+        .collect();
+    let mut mux = Mux::new().unwrap();
+    for _ in 0..3 {
+        mux.add(l.accept_timeout(GUARD).unwrap()).unwrap();
+    }
+    let mut clients: Vec<_> = connecting.into_iter().map(|t| t.join().unwrap()).collect();
+    let mut ready = Vec::new();
+    mux.wait(Duration::from_millis(20), &mut ready).unwrap();
+    assert!(ready.is_empty(), "idle mux reported {ready:?}");
+    for spin in [false, true] {
+        mux.set_spin(spin);
+        clients[1].send(b"one").unwrap();
+        let deadline = Instant::now() + GUARD;
+        let key = loop {
+            mux.wait(Duration::from_millis(100), &mut ready).unwrap();
+            if let Some(MuxEvent::Ready(k)) = ready.first() {
+                break *k;
+            }
+            assert!(Instant::now() < deadline);
+        };
+        let conn = mux.get_mut(key).unwrap();
+        assert_eq!(conn.peer_worker_id(), id(11));
+        assert_eq!(&*conn.try_recv().unwrap().unwrap(), b"one");
+        assert!(conn.try_recv().unwrap().is_none());
+    }
+    // A dead peer wakes the mux too.
+    drop(clients.remove(0));
+    mux.wait(GUARD, &mut ready).unwrap();
+    let MuxEvent::Ready(key) = ready[0] else {
+        panic!("no listener here")
+    };
+    assert!(matches!(
+        mux.get_mut(key).unwrap().try_recv(),
+        Err(TransportError::Closed)
+    ));
+    assert!(mux.remove(key).is_some());
+    assert_eq!(mux.len(), 2);
+}
+
+/// A registered worker that is SIGKILLed leaves a stale entry that readers
+/// ignore and remove.
+#[test]
+fn directory_entry_of_killed_worker_is_removed() {
+    if let Ok(dir) = std::env::var("SHMWIRE_DIR_CHILD") {
+        let d = Directory::open(std::path::Path::new(&dir)).unwrap();
+        let mut e = Endpoint::new(id(77));
+        e.name = Some("doomed".into());
+        e.tcp = Some("127.0.0.1:1".parse().unwrap());
+        let _reg = d.register(&e).unwrap();
+        println!("registered");
+        std::thread::sleep(GUARD);
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "directory_entry_of_killed_worker_is_removed",
+            "--nocapture",
+        ])
+        .env("SHMWIRE_DIR_CHILD", dir.path())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let d = Directory::open(dir.path()).unwrap();
+    let deadline = Instant::now() + GUARD;
+    let entry = loop {
+        if let Ok(e) = d.lookup_name("doomed") {
+            break e;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("child never registered");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!(entry.pid, child.id());
+    assert_eq!(d.lookup(&entry.worker_id).unwrap(), entry);
+    // Someone else cannot take the live name.
+    let mut imposter = Endpoint::new(id(78));
+    imposter.name = Some("doomed".into());
+    assert!(matches!(
+        d.register(&imposter),
+        Err(TransportError::Refused(_))
+    ));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(matches!(
+        d.lookup_name("doomed"),
+        Err(TransportError::NoSuchWorker(_))
+    ));
+    assert!(matches!(
+        d.lookup(&entry.worker_id),
+        Err(TransportError::NoSuchWorker(_))
+    ));
+    assert_eq!(
+        std::fs::read_dir(d.path()).unwrap().count(),
+        0,
+        "stale entry removed"
+    );
+    let _reg = d.register(&imposter).unwrap();
+    assert_eq!(d.lookup_name("doomed").unwrap().worker_id, id(78));
+}
