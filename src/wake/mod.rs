@@ -186,7 +186,7 @@ impl Waiter {
     }
 
     fn peer_alive(&self) -> bool {
-        self.liveness.as_ref().map_or(true, |l| l.is_alive())
+        self.liveness.as_ref().is_none_or(|l| l.is_alive())
     }
 
     /// Waits until `poll` yields a value, an error, the deadline passes
