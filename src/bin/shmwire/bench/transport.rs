@@ -430,6 +430,7 @@ fn run_cases(
         limit_after_ns: limits[limits.len() - 1].median_ns,
         ratio_to_limit: 1.0,
         attempts: 1,
+        placement_stable: super::placement_summary(&limits) != "mixed",
     }];
     for (case, s, lb, la, attempts) in measured {
         // Against the mean of the two adjacent limits, as `bench ring` does.
@@ -442,6 +443,7 @@ fn run_cases(
             limit_before_ns: lb,
             limit_after_ns: la,
             attempts,
+            placement_stable: super::same_placement(lb, la),
         });
     }
     Ok((limits, out))
