@@ -1,6 +1,7 @@
 //! The `shmwire` command line.
 //!
 //! ```text
+//! shmwire demo [--tasks N] [--window W] [--transport both|shm|tcp] [--wait spin|park|eventfd]
 //! shmwire bench ring [--json] [--iters N]      cross-process ring comparison
 //! shmwire bench transport [--json] [--iters N] Connection round trips: shm, TCP, peers
 //! shmwire cleanup (--session S | --all-stale) [--root DIR]
@@ -12,6 +13,7 @@
 //! [`main`].
 
 mod bench;
+mod demo;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,6 +32,9 @@ struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Two worker processes trading Ray-style actor tasks over shared memory
+    /// and TCP through every layer of shmwire (the main job).
+    Demo(demo::DemoArgs),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -40,6 +45,9 @@ enum Command {
     Cleanup(CleanupArgs),
     /// List sessions, or the segments of one session with their header fields.
     Inspect(InspectArgs),
+    /// The actor worker of `demo` (internal).
+    #[command(name = demo::WORKER_SUBCOMMAND, hide = true)]
+    DemoWorker(demo::WorkerArgs),
     /// Child role of `bench ring` (internal).
     #[command(name = bench::CHILD_SUBCOMMAND, hide = true)]
     BenchChild {
@@ -215,6 +223,8 @@ fn run_inspect(args: InspectArgs) -> CliResult {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo(args) => demo::run(&args),
+        Command::DemoWorker(args) => return demo::worker_main(&args),
         Command::Bench { what } => run_bench(what),
         Command::Cleanup(args) => run_cleanup(args),
         Command::Inspect(args) => run_inspect(args),
