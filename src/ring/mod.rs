@@ -96,6 +96,7 @@
 //! ```
 
 pub(crate) mod layout;
+mod segment;
 mod storage;
 
 use std::cell::Cell;
@@ -107,6 +108,7 @@ pub use layout::{
     Line, RingHeader, RingMeta, WakeSlot, FRAME_ALIGN, FRAME_HEADER_LEN, HEADER_LEN, MAX_CAPACITY,
     MIN_CAPACITY, PADDING_KIND, RING_LAYOUT_VERSION, RING_MAGIC, SLEEP_EVENTFD, SLEEP_FUTEX,
 };
+pub use segment::{create_ring_segment, RingSegmentError};
 pub use storage::{DataRegion, HeapStorage, MappedStorage, RingStorage};
 
 use crate::sync::Ordering;
