@@ -65,6 +65,7 @@ use rustix::net::{
     SendAncillaryMessage, SendFlags,
 };
 
+use super::aligned::AlignedBuf;
 use super::handshake::{self, Hello, Wire, FIXED_LEN, MAX_EXT_LEN};
 use super::sys::wait_fds;
 use super::{Connection, SendError, TransportConfig, TransportError, TransportKind, WorkerId};
@@ -236,6 +237,8 @@ pub struct ShmConnection {
     state: State,
     last_check: Instant,
     force_check: bool,
+    /// Private copies of received frames ([`Connection::recv_private_timeout`]).
+    snapshot: AlignedBuf,
     /// A past instant, used as a deadline that is never waited on.
     opened_at: Instant,
 }
@@ -281,8 +284,9 @@ impl Drop for ShmFrame<'_> {
 }
 
 /// Checks the used length a ring frame carries in its kind word (hostile
-/// input: it must lie within the frame and the receiver's maximum).
-fn check_used<S: RingStorage>(frame: &ReadFrame<'_, S>, max_frame: usize) -> Result<(), String> {
+/// input: it must lie within the frame and the receiver's maximum) and
+/// returns it.
+fn check_used<S: RingStorage>(frame: &ReadFrame<'_, S>, max_frame: usize) -> Result<usize, String> {
     let used = frame.kind() as usize;
     if used > frame.len() || used > max_frame {
         return Err(format!(
@@ -290,22 +294,15 @@ fn check_used<S: RingStorage>(frame: &ReadFrame<'_, S>, max_frame: usize) -> Res
             frame.len()
         ));
     }
-    Ok(())
+    Ok(used)
 }
 
 /// Wraps a ring frame after checking the used length it carries.
 fn wrap(frame: ReadFrame<'_, MappedStorage>, max_frame: usize) -> Result<ShmFrame<'_>, String> {
-    check_used(&frame, max_frame)?;
-    let used = frame.kind() as usize;
-    if used > frame.len() || used > max_frame {
-        return Err(format!(
-            "frame claims {used} used bytes in a {}-byte frame (maximum {max_frame})",
-            frame.len()
-        ));
-    }
+    let len = check_used(&frame, max_frame)?;
     Ok(ShmFrame {
         frame: Some(frame),
-        len: used,
+        len,
     })
 }
 
@@ -352,6 +349,7 @@ impl ShmConnection {
             state: State::Open,
             last_check: Instant::now(),
             force_check: false,
+            snapshot: AlignedBuf::default(),
             opened_at: Instant::now(),
         })
     }
@@ -535,6 +533,27 @@ impl Connection for ShmConnection {
             },
             Err(e) => Err(ring_err(e)),
         }
+    }
+
+    fn recv_private_timeout(&mut self, timeout: Duration) -> Result<&[u8], TransportError> {
+        // The snapshot buffer is moved out for the frame's borrow of `self`
+        // (a `Vec` move, no allocation); the frame is released as soon as it
+        // has been copied.
+        let mut snap = std::mem::take(&mut self.snapshot);
+        let len = self.recv_timeout(timeout).map(|f| snap.copy_from(&f));
+        self.snapshot = snap;
+        Ok(&self.snapshot.bytes()[..len?])
+    }
+
+    fn try_recv_private(&mut self) -> Result<Option<&[u8]>, TransportError> {
+        let mut snap = std::mem::take(&mut self.snapshot);
+        let len = self.try_recv().map(|f| f.map(|f| snap.copy_from(&f)));
+        self.snapshot = snap;
+        Ok(len?.map(|n| &self.snapshot.bytes()[..n]))
+    }
+
+    fn frames_shared(&self) -> bool {
+        true
     }
 
     fn close(&mut self) -> Result<(), TransportError> {

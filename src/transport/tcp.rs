@@ -603,6 +603,19 @@ impl Connection for TcpConnection {
         }
     }
 
+    fn recv_private_timeout(&mut self, timeout: Duration) -> Result<&[u8], TransportError> {
+        // The receive buffer belongs to this connection alone.
+        self.recv_timeout(timeout).map(|f| f.bytes)
+    }
+
+    fn try_recv_private(&mut self) -> Result<Option<&[u8]>, TransportError> {
+        self.try_recv().map(|f| f.map(|f| f.bytes))
+    }
+
+    fn frames_shared(&self) -> bool {
+        false
+    }
+
     fn close(&mut self) -> Result<(), TransportError> {
         match self.state {
             State::Open => {}
