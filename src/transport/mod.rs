@@ -137,6 +137,18 @@ impl TransportConfig {
     }
 }
 
+/// Refuses a frame of `max_len` bytes when the peer accepts at most
+/// `peer_max` (every transport checks this before writing anything).
+pub(crate) fn check_send_len(max_len: usize, peer_max: usize) -> Result<(), TransportError> {
+    if max_len > peer_max {
+        return Err(TransportError::FrameTooLarge {
+            len: max_len,
+            max: peer_max,
+        });
+    }
+    Ok(())
+}
+
 /// A duplex, ordered, reliable frame channel to one peer worker — the API
 /// shared by every transport.
 ///

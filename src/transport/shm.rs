@@ -67,8 +67,10 @@ use rustix::net::{
 
 use super::aligned::AlignedBuf;
 use super::handshake::{self, Hello, Wire, FIXED_LEN, MAX_EXT_LEN};
-use super::sys::wait_fds;
-use super::{Connection, SendError, TransportConfig, TransportError, TransportKind, WorkerId};
+use super::sys::{accept_within, try_accept, wait_fds};
+use super::{
+    check_send_len, Connection, SendError, TransportConfig, TransportError, TransportKind, WorkerId,
+};
 use crate::ring::{
     Consumer, MappedStorage, Producer, ReadFrame, Ring, RingError, RingStorage, MAX_CAPACITY,
 };
@@ -405,13 +407,7 @@ impl Connection for ShmConnection {
         if let Some(e) = self.state_error() {
             return Err(e.into());
         }
-        if max_len > self.peer_max_frame {
-            return Err(TransportError::FrameTooLarge {
-                len: max_len,
-                max: self.peer_max_frame,
-            }
-            .into());
-        }
+        check_send_len(max_len, self.peer_max_frame)?;
         if self.live.is_dead() {
             return Err(self.dead_error().into());
         }
@@ -771,32 +767,21 @@ impl ShmListener {
     /// refused hello is answered and reported as its error; the listener
     /// stays usable.
     pub fn accept_timeout(&mut self, timeout: Duration) -> Result<ShmConnection, TransportError> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.listener.accept() {
-                Ok((stream, _)) => {
-                    let stream: UnixStream = stream.into();
-                    return self.handshake(stream);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e.into()),
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(TransportError::TimedOut);
-            }
-            self.poll.poll(&mut self.events, Some(left))?;
+        let listener = &self.listener;
+        match accept_within(&mut self.poll, &mut self.events, timeout, || {
+            listener.accept()
+        })? {
+            Some((stream, _)) => self.handshake(stream.into()),
+            None => Err(TransportError::TimedOut),
         }
     }
 
     /// Accepts a caller whose connection is already pending (used by
     /// [`Listener`](super::Listener)); `Ok(None)` if none is.
     pub(crate) fn try_accept(&mut self) -> Result<Option<ShmConnection>, TransportError> {
-        match self.listener.accept() {
-            Ok((stream, _)) => self.handshake(stream.into()).map(Some),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
-            Err(e) => Err(e.into()),
+        match try_accept(|| self.listener.accept())? {
+            Some((stream, _)) => self.handshake(stream.into()).map(Some),
+            None => Ok(None),
         }
     }
 
