@@ -9,79 +9,24 @@
 //! Writing through it after the commit is exactly what a hostile process
 //! could do.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+mod common;
+
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use shmwire::ids::WorkerId;
+use common::{allocs, cfg, env, id};
 use shmwire::shm::Session;
 use shmwire::spec::{self, Encoder, FunctionDescriptor, PushTaskRequest, TaskArg, TaskSpecBuilder};
 use shmwire::transport::{
-    connect_shm, connect_tcp, Connection, MessageConnection, SessionToken, ShmConnection,
-    ShmListener, ShmOptions, ShmWait, TcpListener, TransportConfig, TransportError,
+    connect_shm, connect_tcp, Connection, MessageConnection, ShmConnection, ShmListener,
+    ShmOptions, ShmWait, TcpListener, TransportError,
 };
 
 const GUARD: Duration = Duration::from_secs(30);
 
-struct Counting;
-
-thread_local! {
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-// SAFETY: every method forwards to the system allocator unchanged; the only
-// addition is a thread-local counter update, which does not allocate.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn allocs() -> u64 {
-    ALLOCS.with(Cell::get)
-}
-
-fn id(n: u8) -> WorkerId {
-    let mut b = [n; 28];
-    b[24..28].copy_from_slice(&std::process::id().to_le_bytes());
-    WorkerId::from_array(b)
-}
-
-struct Env(Session);
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = self.0.remove_all();
-    }
-}
-
-fn env(test: &str) -> Env {
-    Env(Session::open_in(
-        shmwire::shm::default_root(),
-        &format!("t{}-{test}", std::process::id()),
-    )
-    .unwrap())
-}
-
-fn cfg(n: u8, session: &Session) -> TransportConfig {
-    let token = SessionToken::load_or_create(session.dir()).unwrap();
-    TransportConfig::new(id(n), token)
-}
+static GLOBAL: common::Counting = common::Counting;
 
 /// A request with strings and vectors, so relative pointers matter.
 fn request(seq: i64) -> PushTaskRequest {

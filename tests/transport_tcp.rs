@@ -2,23 +2,20 @@
 //! mismatch, back-pressure, TCP_NODELAY, the Mux's spin mode, and the
 //! directory's liveness across processes.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::id;
 use shmwire::transport::{
     connect_tcp, Connection, Directory, Endpoint, Mux, MuxEvent, SessionToken, TcpListener,
     TransportConfig, TransportError, WorkerId, PROTOCOL_VERSION,
 };
 
 const GUARD: Duration = Duration::from_secs(30);
-
-fn id(n: u8) -> WorkerId {
-    let mut b = [n; 28];
-    b[24..28].copy_from_slice(&std::process::id().to_le_bytes());
-    WorkerId::from_array(b)
-}
 
 fn cfg(n: u8) -> TransportConfig {
     TransportConfig::new(id(n), SessionToken([42; 16]))
