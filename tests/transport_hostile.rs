@@ -95,6 +95,18 @@ fn read_all(req: &spec::ArchivedPushTaskRequest) -> PushTaskRequest {
     spec::deserialize::<PushTaskRequest>(req).unwrap()
 }
 
+/// After an attack the connection is still in sync: an untouched request
+/// arrives intact.
+fn assert_in_sync(tx: &mut ShmConnection, rx: &mut ShmConnection, enc: &mut Encoder, seq: i64) {
+    let want = request(seq);
+    send_and_locate(tx, enc, &want);
+    assert_eq!(
+        rx.recv_message_with::<PushTaskRequest, _>(GUARD, read_all)
+            .unwrap(),
+        want
+    );
+}
+
 #[test]
 fn overwrite_after_validation_never_reaches_the_snapshot() {
     let env = env("hostile-snap");
@@ -164,13 +176,7 @@ fn overwrite_after_validation_never_reaches_the_snapshot() {
         rx.recv_message_with::<PushTaskRequest, _>(GUARD, read_all),
         Err(TransportError::Decode(_))
     ));
-    let want = request(24);
-    send_and_locate(&mut tx, &mut enc, &want);
-    assert_eq!(
-        rx.recv_message_with::<PushTaskRequest, _>(GUARD, read_all)
-            .unwrap(),
-        want
-    );
+    assert_in_sync(&mut tx, &mut rx, &mut enc, 24);
     assert!(rx.frames_shared());
 }
 
@@ -250,13 +256,7 @@ fn concurrent_scribbler_yields_valid_views_or_decode_errors() {
     assert_eq!(ok + refused, 400);
     eprintln!("torn frames: {ok} read consistently, {refused} refused");
     // Still in sync after all of it.
-    let want = request(1000);
-    send_and_locate(&mut tx, &mut enc, &want);
-    assert_eq!(
-        rx.recv_message_with::<PushTaskRequest, _>(GUARD, read_all)
-            .unwrap(),
-        want
-    );
+    assert_in_sync(&mut tx, &mut rx, &mut enc, 1000);
 }
 
 #[test]
