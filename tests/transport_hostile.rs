@@ -188,8 +188,13 @@ fn concurrent_scribbler_yields_valid_views_or_decode_errors() {
     let env = env("hostile-race");
     let (mut rx, mut tx) = shm_pair(&env.0);
     let mut enc = Encoder::new();
-    // (address, len) of the frame under attack; 0 = idle.
-    let target = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
+    // (address, len, offset of the argument's 48 data bytes) of the frame
+    // under attack; address 0 = idle.
+    let target = Arc::new((
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+    ));
     let rounds = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicUsize::new(0));
     let busy = Arc::new(AtomicUsize::new(0));
@@ -214,9 +219,15 @@ fn concurrent_scribbler_yields_valid_views_or_decode_errors() {
                 x ^= x << 13;
                 x ^= x >> 17;
                 x ^= x << 5;
-                let i = x as usize % len;
-                // Flip one byte at a time: the frame stays mostly valid, so
-                // many torn copies pass validation and are read.
+                // Mostly inside the argument's data bytes (any value is
+                // valid there, so many torn copies pass validation and are
+                // read deeply); one write in 64 lands anywhere (pointers,
+                // lengths, tags).
+                let i = if x & 63 != 0 {
+                    target.2.load(Ordering::Relaxed) + (x as usize >> 3) % 48
+                } else {
+                    x as usize % len
+                };
                 scribble(at + i, 1, |_| (x >> 8) as u8);
                 busy.store(0, Ordering::SeqCst);
                 // Release pairs with the main thread's Acquire loads of rounds.
@@ -228,7 +239,13 @@ fn concurrent_scribbler_yields_valid_views_or_decode_errors() {
     for seq in 0..400i64 {
         let req = request(seq);
         let (at, len) = send_and_locate(&mut tx, &mut enc, &req);
+        let encoded = enc.to_vec(&req).unwrap();
+        let data_at = encoded
+            .windows(48)
+            .position(|w| w == [seq as u8; 48])
+            .unwrap();
         target.1.store(len, Ordering::Relaxed);
+        target.2.store(data_at, Ordering::Relaxed);
         // SeqCst: pairs with the scribbler's SeqCst load of the address.
         target.0.store(at, Ordering::SeqCst);
         let before = rounds.load(Ordering::Acquire);
