@@ -29,6 +29,12 @@
 //! the encoded bytes. A used length larger than the frame or than the
 //! receiver's maximum is a protocol violation.
 //!
+//! A received frame stays in shared memory, where the peer can still write
+//! it: [`Connection::recv_timeout`] lends it as plain bytes, and
+//! [`Connection::recv_private_timeout`] copies it into the connection's
+//! private snapshot buffer first (what message receives validate; see
+//! [`MessageConnection`](super::MessageConnection)).
+//!
 //! # Liveness
 //!
 //! The Unix socket stays open for the life of the connection. A peer that
