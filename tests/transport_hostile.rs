@@ -95,6 +95,32 @@ fn read_all(req: &spec::ArchivedPushTaskRequest) -> PushTaskRequest {
     spec::deserialize::<PushTaskRequest>(req).unwrap()
 }
 
+/// Where the argument's 48 data bytes of `request(seq)` lie in its encoding
+/// (any value is valid there).
+fn data_offset(enc: &mut Encoder, seq: i64) -> usize {
+    let encoded = enc.to_vec(&request(seq)).unwrap();
+    encoded
+        .windows(48)
+        .position(|w| w == [seq as u8; 48])
+        .unwrap()
+}
+
+/// The next byte a scribbler rewrites (xorshift state `x`): mostly inside
+/// the argument's data bytes at `data_at` (so many torn copies pass
+/// validation and are read deeply), one write in 64 anywhere in the `len`
+/// bytes (pointers, lengths, tags). Returns (offset, value).
+fn next_write(x: &mut u32, len: usize, data_at: usize) -> (usize, u8) {
+    *x ^= *x << 13;
+    *x ^= *x >> 17;
+    *x ^= *x << 5;
+    let i = if *x & 63 != 0 {
+        data_at + (*x as usize >> 3) % 48
+    } else {
+        *x as usize % len
+    };
+    (i, (*x >> 8) as u8)
+}
+
 /// After an attack the connection is still in sync: an untouched request
 /// arrives intact.
 fn assert_in_sync(tx: &mut ShmConnection, rx: &mut ShmConnection, enc: &mut Encoder, seq: i64) {
@@ -216,19 +242,8 @@ fn concurrent_scribbler_yields_valid_views_or_decode_errors() {
                 }
                 // Relaxed: published before the address (SeqCst store).
                 let len = target.1.load(Ordering::Relaxed);
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                // Mostly inside the argument's data bytes (any value is
-                // valid there, so many torn copies pass validation and are
-                // read deeply); one write in 64 lands anywhere (pointers,
-                // lengths, tags).
-                let i = if x & 63 != 0 {
-                    target.2.load(Ordering::Relaxed) + (x as usize >> 3) % 48
-                } else {
-                    x as usize % len
-                };
-                scribble(at + i, 1, |_| (x >> 8) as u8);
+                let (i, v) = next_write(&mut x, len, target.2.load(Ordering::Relaxed));
+                scribble(at + i, 1, |_| v);
                 busy.store(0, Ordering::SeqCst);
                 // Release pairs with the main thread's Acquire loads of rounds.
                 rounds.fetch_add(1, Ordering::Release);
@@ -239,11 +254,7 @@ fn concurrent_scribbler_yields_valid_views_or_decode_errors() {
     for seq in 0..400i64 {
         let req = request(seq);
         let (at, len) = send_and_locate(&mut tx, &mut enc, &req);
-        let encoded = enc.to_vec(&req).unwrap();
-        let data_at = encoded
-            .windows(48)
-            .position(|w| w == [seq as u8; 48])
-            .unwrap();
+        let data_at = data_offset(&mut enc, seq);
         target.1.store(len, Ordering::Relaxed);
         target.2.store(data_at, Ordering::Relaxed);
         // SeqCst: pairs with the scribbler's SeqCst load of the address.
@@ -354,4 +365,110 @@ fn trusted_in_place_mode_and_tcp_private_frames() {
     assert_eq!(got, request(10));
     server.send(b"bye").unwrap();
     assert_eq!(client.join().unwrap(), b"bye");
+}
+
+/// Worker id `n` of the parent test process (children derive the same ids).
+fn parent_id(n: u8, parent: u32) -> shmwire::ids::WorkerId {
+    let mut b = [n; 28];
+    b[24..28].copy_from_slice(&parent.to_le_bytes());
+    shmwire::ids::WorkerId::from_array(b)
+}
+
+/// A child process that is killed and reaped when dropped.
+struct Child(Option<std::process::Child>);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+const ROLE: &str = "SHMWIRE_HOSTILE_ROLE";
+const PARENT: &str = "SHMWIRE_HOSTILE_PARENT";
+const XPROC_FRAMES: i64 = 200;
+
+/// The hostile peer as another process: it sends each request, then keeps
+/// rewriting the committed frame (in its own mapping) until the receiver
+/// acknowledges it — while the receiver copies, validates and reads.
+fn hostile_child(parent: u32) {
+    let session = Session::open_in(
+        shmwire::shm::default_root(),
+        &format!("t{parent}-hostile-xproc"),
+    )
+    .unwrap();
+    let token = shmwire::transport::SessionToken::load_or_create(session.dir()).unwrap();
+    let me = shmwire::transport::TransportConfig::new(parent_id(2, parent), token);
+    let path = shmwire::transport::shm::socket_path(&session, &parent_id(1, parent));
+    let opts = ShmOptions::with_wait(ShmWait::SpinYield);
+    let mut c = connect_shm(&session, &path, parent_id(1, parent), &me, &opts).unwrap();
+    let mut enc = Encoder::new();
+    let mut x = 0x2545_F491u32;
+    for seq in 0..XPROC_FRAMES {
+        let data_at = data_offset(&mut enc, seq);
+        let (at, len) = send_and_locate(&mut c, &mut enc, &request(seq));
+        // Scribble until the parent acknowledges this frame.
+        loop {
+            for _ in 0..16 {
+                let (i, v) = next_write(&mut x, len, data_at);
+                scribble(at + i, 1, |_| v);
+            }
+            if let Some(ack) = c.try_recv().unwrap() {
+                assert_eq!(&*ack, &seq.to_le_bytes());
+                break;
+            }
+        }
+    }
+    c.close().unwrap();
+}
+
+#[test]
+fn hostile_peer_process_rewrites_frames_during_receive() {
+    if let Ok(parent) = std::env::var(PARENT) {
+        if std::env::var(ROLE).as_deref() == Ok("scribbler") {
+            hostile_child(parent.parse().unwrap());
+        }
+        return;
+    }
+    let env = env("hostile-xproc");
+    let opts = ShmOptions::with_wait(ShmWait::SpinYield);
+    let mut listener = ShmListener::bind(&env.0, cfg(1, &env.0), opts).unwrap();
+    let mut child = Child(Some(
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "hostile_peer_process_rewrites_frames_during_receive",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(ROLE, "scribbler")
+            .env(PARENT, std::process::id().to_string())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    ));
+    let mut rx = listener.accept_timeout(GUARD).unwrap();
+    let (mut ok, mut refused) = (0u32, 0u32);
+    for seq in 0..XPROC_FRAMES {
+        match rx.recv_message_with::<PushTaskRequest, _>(GUARD, |req| {
+            // Deep reads of a snapshot that passed validation.
+            read_all(req).task_spec.args.len()
+        }) {
+            Ok(_) => ok += 1,
+            Err(TransportError::Decode(_)) => refused += 1,
+            Err(e) => panic!("frame {seq}: unexpected error {e:?}"),
+        }
+        rx.send(&seq.to_le_bytes()).unwrap();
+    }
+    eprintln!("frames rewritten by another process: {ok} read, {refused} refused");
+    assert_eq!(ok + refused, XPROC_FRAMES as u32);
+    // The child closes in order once every frame was acknowledged.
+    assert!(matches!(
+        rx.recv_timeout(GUARD),
+        Err(TransportError::Closed)
+    ));
+    let status = child.0.take().unwrap().wait().unwrap();
+    assert!(status.success(), "hostile child failed: {status}");
 }
