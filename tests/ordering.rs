@@ -288,6 +288,33 @@ fn seq_nos<T>(rs: &[PushRequest<T>]) -> Vec<i64> {
     rs.iter().map(|r| r.sequence_number).collect()
 }
 
+/// Feeds the requests a submitter (re)sent into an actor incarnation's
+/// receiver queue at `t`, all dependencies ready, and returns what it
+/// delivers for execution, in order (a rejection fails the test).
+fn receive_all<T: Clone + std::fmt::Debug>(
+    actor: &mut ActorSchedulingQueue<PushRequest<T>>,
+    reqs: &[PushRequest<T>],
+    t: Instant,
+) -> Vec<PushRequest<T>> {
+    for r in reqs {
+        actor.add(
+            r.sequence_number,
+            r.client_processed_up_to,
+            r.clone(),
+            true,
+            t,
+        );
+    }
+    actor
+        .poll(t)
+        .into_iter()
+        .map(|d| match d {
+            Delivery::Execute(r) => r,
+            Delivery::Reject(r) => panic!("rejected {r:?}"),
+        })
+        .collect()
+}
+
 #[test]
 fn submitter_sends_in_counter_order_when_dependencies_resolve_out_of_order() {
     let mut q = ActorSubmitQueue::new();
@@ -561,24 +588,9 @@ fn restart_resends_out_of_order_completed_tasks_with_skip_execution() {
         vec![(2, 1, true, true), (1, 0, true, false), (3, 2, true, false)]
     );
     // Run the new incarnation's receiver: it must execute 1, skip 2, execute 3.
-    let t = Instant::now();
-    let mut actor = ActorSchedulingQueue::new(WAIT);
-    for r in &out {
-        actor.add(
-            r.sequence_number,
-            r.client_processed_up_to,
-            r.clone(),
-            true,
-            t,
-        );
-    }
-    let order: Vec<_> = actor
-        .poll(t)
-        .into_iter()
-        .map(|d| match d {
-            Delivery::Execute(r) => (r.id.actor_counter, r.skip_execution),
-            Delivery::Reject(r) => panic!("rejected {r:?}"),
-        })
+    let order: Vec<_> = receive_all(&mut ActorSchedulingQueue::new(WAIT), &out, Instant::now())
+        .iter()
+        .map(|r| (r.id.actor_counter, r.skip_execution))
         .collect();
     assert_eq!(order, vec![(1, false), (2, true), (3, false)]);
     // The skip-execution reply completes nothing new for the user but moves the position.
@@ -988,22 +1000,9 @@ fn docs_worked_example() {
     // 9. The new incarnation runs seq 0 (c2) then seq 1 (c3, skip_execution).
     let mut actor = ActorSchedulingQueue::new(WAIT);
     let t = t0 + s(40);
-    for r in &w {
-        actor.add(
-            r.sequence_number,
-            r.client_processed_up_to,
-            r.clone(),
-            true,
-            t,
-        );
-    }
-    let order: Vec<_> = actor
-        .poll(t)
+    let order: Vec<_> = receive_all(&mut actor, &w, t)
         .into_iter()
-        .map(|d| {
-            let r = d.into_task();
-            (r.task, r.skip_execution)
-        })
+        .map(|r| (r.task, r.skip_execution))
         .collect();
     assert_eq!(order, vec![("c2", false), ("c3", true)]);
     // 10. Replies: c2 completes (position 3), c3's skip reply moves the position to 4.

@@ -2,46 +2,17 @@
 //! caller-provided region and validated/unchecked access perform zero heap
 //! allocations (counted by a global allocator wrapper, per thread).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+mod common;
 
+use common::allocs;
 use shmwire::ids::{ActorId, JobId, NodeId, TaskId, WorkerId};
 use shmwire::spec::{
     self, ActorTaskTarget, Address, AlignedBytes, Encoder, FunctionDescriptor, PushTaskRequest,
     TaskArg, TaskSpecBuilder,
 };
 
-struct Counting;
-
-thread_local! {
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-// SAFETY: every method forwards to the system allocator unchanged; the only
-// addition is a thread-local counter update, which does not allocate.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn allocs() -> u64 {
-    ALLOCS.with(Cell::get)
-}
+static GLOBAL: common::Counting = common::Counting;
 
 fn request(counter: u64) -> PushTaskRequest {
     let job = JobId::from_int(1);

@@ -2,44 +2,19 @@
 //! by address, the combined listener, message helpers, segment hygiene, and
 //! the mux waking on eventfds and on hang-ups.
 
+mod common;
+
 use std::time::Duration;
 
+use common::{cfg, env, id};
 use shmwire::ids::{NodeId, WorkerId};
-use shmwire::shm::Session;
 use shmwire::spec::{Address, Encoder, FunctionDescriptor, PushTaskRequest, TaskSpecBuilder};
 use shmwire::transport::{
     connect_shm, AnyConnection, Connection, Connector, ListenOptions, Listener, MessageConnection,
-    Mux, MuxEvent, SessionToken, ShmListener, ShmOptions, ShmWait, TransportConfig, TransportError,
-    TransportKind,
+    Mux, MuxEvent, SessionToken, ShmListener, ShmOptions, ShmWait, TransportError, TransportKind,
 };
 
 const GUARD: Duration = Duration::from_secs(30);
-
-fn id(n: u8) -> WorkerId {
-    let mut b = [n; 28];
-    b[24..28].copy_from_slice(&std::process::id().to_le_bytes());
-    WorkerId::from_array(b)
-}
-
-struct Env(Session);
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = self.0.remove_all();
-    }
-}
-
-fn env(test: &str) -> Env {
-    Env(Session::open_in(
-        shmwire::shm::default_root(),
-        &format!("t{}-{test}", std::process::id()),
-    )
-    .unwrap())
-}
-
-fn cfg(n: u8, session: &Session) -> TransportConfig {
-    let token = SessionToken::load_or_create(session.dir()).unwrap();
-    TransportConfig::new(id(n), token)
-}
 
 fn request(to: WorkerId, seq: i64) -> PushTaskRequest {
     PushTaskRequest {

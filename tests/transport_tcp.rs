@@ -2,23 +2,20 @@
 //! mismatch, back-pressure, TCP_NODELAY, the Mux's spin mode, and the
 //! directory's liveness across processes.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::id;
 use shmwire::transport::{
     connect_tcp, Connection, Directory, Endpoint, Mux, MuxEvent, SessionToken, TcpListener,
     TransportConfig, TransportError, WorkerId, PROTOCOL_VERSION,
 };
 
 const GUARD: Duration = Duration::from_secs(30);
-
-fn id(n: u8) -> WorkerId {
-    let mut b = [n; 28];
-    b[24..28].copy_from_slice(&std::process::id().to_le_bytes());
-    WorkerId::from_array(b)
-}
 
 fn cfg(n: u8) -> TransportConfig {
     TransportConfig::new(id(n), SessionToken([42; 16]))
@@ -50,21 +47,22 @@ fn read_reply(s: &mut TcpStream) -> [u8; 96] {
     r
 }
 
+/// A raw client speaking protocol `version` as worker 2 to worker 1 at
+/// `addr` with the right token: the stream and the listener's raw reply.
+fn raw_client(addr: std::net::SocketAddr, version: u16) -> (TcpStream, [u8; 96]) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(&raw_hello(version, id(2), id(1), [42; 16], 1 << 20))
+        .unwrap();
+    let r = read_reply(&mut s);
+    (s, r)
+}
+
 #[test]
 fn hostile_frame_length_is_refused_without_allocating() {
     let mut l = TcpListener::bind_localhost(cfg(1)).unwrap();
     let addr = l.local_addr().unwrap();
     let t = std::thread::spawn(move || {
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.write_all(&raw_hello(
-            PROTOCOL_VERSION,
-            id(2),
-            id(1),
-            [42; 16],
-            1 << 20,
-        ))
-        .unwrap();
-        let r = read_reply(&mut s);
+        let (mut s, r) = raw_client(addr, PROTOCOL_VERSION);
         assert_eq!(r[11], 0, "accepted");
         // A legit frame, then a header claiming 4 GiB - 1.
         let mut f = vec![0u8; 32];
@@ -97,16 +95,8 @@ fn unknown_frame_kind_is_a_protocol_error() {
     let mut l = TcpListener::bind_localhost(cfg(1)).unwrap();
     let addr = l.local_addr().unwrap();
     let t = std::thread::spawn(move || {
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.write_all(&raw_hello(
-            PROTOCOL_VERSION,
-            id(2),
-            id(1),
-            [42; 16],
-            1 << 20,
-        ))
-        .unwrap();
-        read_reply(&mut s);
+        let (mut s, r) = raw_client(addr, PROTOCOL_VERSION);
+        assert_eq!(r[11], 0, "accepted");
         let mut h = [0u8; 16];
         h[4] = 9;
         s.write_all(&h).unwrap();
@@ -125,16 +115,7 @@ fn version_mismatch_is_refused_on_both_sides() {
     let mut l = TcpListener::bind_localhost(cfg(1)).unwrap();
     let addr = l.local_addr().unwrap();
     let t = std::thread::spawn(move || {
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.write_all(&raw_hello(
-            PROTOCOL_VERSION + 1,
-            id(2),
-            id(1),
-            [42; 16],
-            1 << 20,
-        ))
-        .unwrap();
-        let r = read_reply(&mut s);
+        let (_s, r) = raw_client(addr, PROTOCOL_VERSION + 1);
         assert_eq!(r[11], 3, "status: version mismatch");
         assert_eq!(u16::from_le_bytes([r[8], r[9]]), PROTOCOL_VERSION);
     });

@@ -303,10 +303,11 @@ fn precheck<M: Message>(bytes: &[u8]) -> Result<(), DecodeError> {
 /// Never panics on any input.
 ///
 /// Validation describes the bytes at the moment of the check: the caller
-/// must make sure no other process writes the frame while the returned
-/// reference is used (the ring hands a committed frame to the consumer
-/// alone; a peer that still writes into it is outside this guarantee — copy
-/// the frame first if the writer is not trusted to respect the protocol).
+/// must make sure no other process writes them while the returned reference
+/// is used. For memory a hostile peer can write (a shared-memory frame),
+/// validate a private copy — what the transport's
+/// `MessageConnection::recv_message_with` does by default — or accept the
+/// residual risk explicitly (`recv_message_in_place_trusted`).
 pub fn access<M: Message>(bytes: &[u8]) -> Result<&M::Archived, DecodeError> {
     precheck::<M>(bytes)?;
     M::check(bytes).map_err(|e| DecodeError::Invalid(e.to_string()))

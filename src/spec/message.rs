@@ -19,64 +19,62 @@ use crate::ids::{ActorId, JobId, NodeId, ObjectId, PlacementGroupId, TaskId, Wor
 
 use super::FunctionDescriptor;
 
-/// Ray's `TaskType`.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Default,
-    rkyv::Archive,
-    rkyv::Serialize,
-    rkyv::Deserialize,
-    rkyv::Portable,
-    rkyv::bytecheck::CheckBytes,
-)]
-#[rkyv(as = Self)]
-#[bytecheck(crate = rkyv::bytecheck)]
-#[repr(u8)]
-pub enum TaskType {
-    /// A stateless task (`NORMAL_TASK`).
-    #[default]
-    NormalTask = 0,
-    /// The task that creates an actor (`ACTOR_CREATION_TASK`).
-    ActorCreationTask = 1,
-    /// A method call on an actor (`ACTOR_TASK`).
-    ActorTask = 2,
-    /// The driver's own root task (`DRIVER_TASK`).
-    DriverTask = 3,
+/// Declares a field-less `#[repr(u8)]` enum that is archived as itself
+/// (`#[rkyv(as = Self)]`, `Portable`, `CheckBytes`: bytecheck validates the
+/// tag), with the usual value derives and a `#[default]` variant. One place
+/// for the attribute set the three plain enums below must share.
+macro_rules! plain_enum {
+    ($(#[$meta:meta])* pub enum $name:ident { $($body:tt)* }) => {
+        $(#[$meta])*
+        #[derive(
+            Debug,
+            Clone,
+            Copy,
+            PartialEq,
+            Eq,
+            Hash,
+            Default,
+            rkyv::Archive,
+            rkyv::Serialize,
+            rkyv::Deserialize,
+            rkyv::Portable,
+            rkyv::bytecheck::CheckBytes,
+        )]
+        #[rkyv(as = Self)]
+        #[bytecheck(crate = rkyv::bytecheck)]
+        #[repr(u8)]
+        pub enum $name { $($body)* }
+    };
 }
 
-/// Ray's `Language`, plus `Rust` for native handlers.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Default,
-    rkyv::Archive,
-    rkyv::Serialize,
-    rkyv::Deserialize,
-    rkyv::Portable,
-    rkyv::bytecheck::CheckBytes,
-)]
-#[rkyv(as = Self)]
-#[bytecheck(crate = rkyv::bytecheck)]
-#[repr(u8)]
-pub enum Language {
-    /// `PYTHON`.
-    #[default]
-    Python = 0,
-    /// `JAVA`.
-    Java = 1,
-    /// `CPP`.
-    Cpp = 2,
-    /// Native Rust (shmwire).
-    Rust = 3,
+plain_enum! {
+    /// Ray's `TaskType`.
+    pub enum TaskType {
+        /// A stateless task (`NORMAL_TASK`).
+        #[default]
+        NormalTask = 0,
+        /// The task that creates an actor (`ACTOR_CREATION_TASK`).
+        ActorCreationTask = 1,
+        /// A method call on an actor (`ACTOR_TASK`).
+        ActorTask = 2,
+        /// The driver's own root task (`DRIVER_TASK`).
+        DriverTask = 3,
+    }
+}
+
+plain_enum! {
+    /// Ray's `Language`, plus `Rust` for native handlers.
+    pub enum Language {
+        /// `PYTHON`.
+        #[default]
+        Python = 0,
+        /// `JAVA`.
+        Java = 1,
+        /// `CPP`.
+        Cpp = 2,
+        /// Native Rust (shmwire).
+        Rust = 3,
+    }
 }
 
 /// Ray's `Address`: where a worker can be reached.
@@ -490,56 +488,41 @@ impl ArchivedPushTaskRequest {
     }
 }
 
-/// Ray's `StatusCode` values a reply can carry.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Default,
-    rkyv::Archive,
-    rkyv::Serialize,
-    rkyv::Deserialize,
-    rkyv::Portable,
-    rkyv::bytecheck::CheckBytes,
-)]
-#[rkyv(as = Self)]
-#[bytecheck(crate = rkyv::bytecheck)]
-#[repr(u8)]
-pub enum StatusCode {
-    /// Success.
-    #[default]
-    Ok = 0,
-    /// Out of memory.
-    OutOfMemory = 1,
-    /// Key not found.
-    KeyError = 2,
-    /// Wrong type.
-    TypeError = 3,
-    /// Invalid request (e.g. wrong recipient, stale rpc).
-    Invalid = 4,
-    /// I/O error.
-    IoError = 5,
-    /// Unknown error.
-    UnknownError = 9,
-    /// Not implemented.
-    NotImplemented = 10,
-    /// Timed out.
-    TimedOut = 12,
-    /// Interrupted.
-    Interrupted = 13,
-    /// The worker exits on purpose.
-    IntentionalSystemExit = 14,
-    /// The worker exits unexpectedly.
-    UnexpectedSystemExit = 15,
-    /// The actor creation task failed.
-    CreationTaskError = 16,
-    /// Not found.
-    NotFound = 17,
-    /// The peer disconnected.
-    Disconnected = 18,
+plain_enum! {
+    /// Ray's `StatusCode` values a reply can carry.
+    pub enum StatusCode {
+        /// Success.
+        #[default]
+        Ok = 0,
+        /// Out of memory.
+        OutOfMemory = 1,
+        /// Key not found.
+        KeyError = 2,
+        /// Wrong type.
+        TypeError = 3,
+        /// Invalid request (e.g. wrong recipient, stale rpc).
+        Invalid = 4,
+        /// I/O error.
+        IoError = 5,
+        /// Unknown error.
+        UnknownError = 9,
+        /// Not implemented.
+        NotImplemented = 10,
+        /// Timed out.
+        TimedOut = 12,
+        /// Interrupted.
+        Interrupted = 13,
+        /// The worker exits on purpose.
+        IntentionalSystemExit = 14,
+        /// The worker exits unexpectedly.
+        UnexpectedSystemExit = 15,
+        /// The actor creation task failed.
+        CreationTaskError = 16,
+        /// Not found.
+        NotFound = 17,
+        /// The peer disconnected.
+        Disconnected = 18,
+    }
 }
 
 /// Status of a reply (Ray returns a gRPC `Status`; here it travels in the reply).

@@ -50,6 +50,15 @@ impl AlignedBuf {
         unsafe { std::slice::from_raw_parts(self.chunks.as_ptr().cast::<u8>(), self.len()) }
     }
 
+    /// Copies `src` to the start of the buffer (growing it if needed, never
+    /// shrinking, so a warm buffer copies without allocating) and returns
+    /// `src.len()`: the copy is `bytes()[..src.len()]`, 16-byte aligned.
+    pub(crate) fn copy_from(&mut self, src: &[u8]) -> usize {
+        self.grow_to(src.len());
+        self.bytes_mut()[..src.len()].copy_from_slice(src);
+        src.len()
+    }
+
     /// The bytes, mutably.
     #[inline]
     pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
@@ -76,5 +85,15 @@ mod tests {
         assert_eq!(pad16(0), 0);
         assert_eq!(pad16(1), 16);
         assert_eq!(pad16(16), 16);
+        let mut c = AlignedBuf::default();
+        assert_eq!(c.copy_from(b"abc"), 3);
+        assert_eq!(&c.bytes()[..3], b"abc");
+        assert_eq!(c.len(), 16);
+        let ptr = c.bytes().as_ptr();
+        assert_eq!(c.copy_from(&[9; 16]), 16);
+        assert_eq!(c.bytes().as_ptr(), ptr, "a warm buffer is reused");
+        assert_eq!(c.copy_from(&[5; 40]), 40);
+        assert_eq!(&c.bytes()[..40], &[5; 40]);
+        assert_eq!(c.bytes().as_ptr() as usize % 16, 0);
     }
 }

@@ -118,6 +118,27 @@ impl Connection for AnyConnection {
         })
     }
 
+    fn recv_private_timeout(&mut self, timeout: Duration) -> Result<&[u8], TransportError> {
+        match self {
+            AnyConnection::Tcp(c) => c.recv_private_timeout(timeout),
+            AnyConnection::Shm(c) => c.recv_private_timeout(timeout),
+        }
+    }
+
+    fn try_recv_private(&mut self) -> Result<Option<&[u8]>, TransportError> {
+        match self {
+            AnyConnection::Tcp(c) => c.try_recv_private(),
+            AnyConnection::Shm(c) => c.try_recv_private(),
+        }
+    }
+
+    fn frames_shared(&self) -> bool {
+        match self {
+            AnyConnection::Tcp(c) => c.frames_shared(),
+            AnyConnection::Shm(c) => c.frames_shared(),
+        }
+    }
+
     fn close(&mut self) -> Result<(), TransportError> {
         match self {
             AnyConnection::Tcp(c) => c.close(),

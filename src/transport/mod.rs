@@ -19,7 +19,11 @@
 //! write buffer), and [`Connection::recv_timeout`] / [`Connection::try_recv`]
 //! return the frame as a 16-byte aligned `&[u8]` borrowed from shared memory
 //! (or the TCP receive buffer), ready for rkyv's validated access
-//! ([`MessageConnection`]).
+//! ([`MessageConnection`]). Because a shared-memory peer can still write a
+//! frame it committed, message receives validate a private snapshot by
+//! default ([`Connection::recv_private_timeout`]); reading in place is an
+//! explicit, `unsafe` opt-in for trusted peers
+//! ([`MessageConnection::recv_message_in_place_trusted`]).
 //!
 //! Map of the other types:
 //!
@@ -133,6 +137,18 @@ impl TransportConfig {
     }
 }
 
+/// Refuses a frame of `max_len` bytes when the peer accepts at most
+/// `peer_max` (every transport checks this before writing anything).
+pub(crate) fn check_send_len(max_len: usize, peer_max: usize) -> Result<(), TransportError> {
+    if max_len > peer_max {
+        return Err(TransportError::FrameTooLarge {
+            len: max_len,
+            max: peer_max,
+        });
+    }
+    Ok(())
+}
+
 /// A duplex, ordered, reliable frame channel to one peer worker — the API
 /// shared by every transport.
 ///
@@ -180,11 +196,38 @@ pub trait Connection {
     fn flush(&mut self) -> Result<(), TransportError>;
 
     /// Receives the next frame if one is there, without waiting.
+    ///
+    /// On shared memory the frame is borrowed from the ring, which the peer
+    /// can still write ([`Connection::frames_shared`]): reading its bytes is
+    /// safe, but validate an rkyv message from
+    /// [`Connection::try_recv_private`] instead of in place unless the peer
+    /// is trusted (see [`MessageConnection`]).
     fn try_recv(&mut self) -> Result<Option<Self::Frame<'_>>, TransportError>;
 
     /// Receives the next frame, waiting at most `timeout`
     /// ([`TransportError::TimedOut`] then).
     fn recv_timeout(&mut self, timeout: Duration) -> Result<Self::Frame<'_>, TransportError>;
+
+    /// Receives the next frame as a **private snapshot**, waiting at most
+    /// `timeout`: bytes no other process can change while the borrow lives,
+    /// 16-byte aligned.
+    ///
+    /// On shared memory the frame is copied into a connection-private,
+    /// reusable buffer (it grows to the largest frame received, at most the
+    /// maximum frame length, and is not reallocated after that) and released
+    /// to the peer's ring at once; on TCP the frame already lies in the
+    /// connection's own receive buffer and is returned in place. This is what
+    /// [`MessageConnection`]'s default receives validate and read (see
+    /// `docs/transport.md`, "Hostile peers").
+    fn recv_private_timeout(&mut self, timeout: Duration) -> Result<&[u8], TransportError>;
+
+    /// Non-blocking [`Connection::recv_private_timeout`].
+    fn try_recv_private(&mut self) -> Result<Option<&[u8]>, TransportError>;
+
+    /// `true` if received frames lie in memory another process can write
+    /// while they are borrowed (shared memory), `false` if they are private
+    /// to this connection (TCP).
+    fn frames_shared(&self) -> bool;
 
     /// Closes the connection in an orderly way: frames already sent are still
     /// delivered, then the peer sees [`TransportError::Closed`]. Idempotent.

@@ -29,6 +29,12 @@
 //! the encoded bytes. A used length larger than the frame or than the
 //! receiver's maximum is a protocol violation.
 //!
+//! A received frame stays in shared memory, where the peer can still write
+//! it: [`Connection::recv_timeout`] lends it as plain bytes, and
+//! [`Connection::recv_private_timeout`] copies it into the connection's
+//! private snapshot buffer first (what message receives validate; see
+//! [`MessageConnection`](super::MessageConnection)).
+//!
 //! # Liveness
 //!
 //! The Unix socket stays open for the life of the connection. A peer that
@@ -65,9 +71,12 @@ use rustix::net::{
     SendAncillaryMessage, SendFlags,
 };
 
+use super::aligned::AlignedBuf;
 use super::handshake::{self, Hello, Wire, FIXED_LEN, MAX_EXT_LEN};
-use super::sys::wait_fds;
-use super::{Connection, SendError, TransportConfig, TransportError, TransportKind, WorkerId};
+use super::sys::{accept_within, try_accept, wait_fds};
+use super::{
+    check_send_len, Connection, SendError, TransportConfig, TransportError, TransportKind, WorkerId,
+};
 use crate::ring::{
     Consumer, MappedStorage, Producer, ReadFrame, Ring, RingError, RingStorage, MAX_CAPACITY,
 };
@@ -236,6 +245,8 @@ pub struct ShmConnection {
     state: State,
     last_check: Instant,
     force_check: bool,
+    /// Private copies of received frames ([`Connection::recv_private_timeout`]).
+    snapshot: AlignedBuf,
     /// A past instant, used as a deadline that is never waited on.
     opened_at: Instant,
 }
@@ -281,8 +292,9 @@ impl Drop for ShmFrame<'_> {
 }
 
 /// Checks the used length a ring frame carries in its kind word (hostile
-/// input: it must lie within the frame and the receiver's maximum).
-fn check_used<S: RingStorage>(frame: &ReadFrame<'_, S>, max_frame: usize) -> Result<(), String> {
+/// input: it must lie within the frame and the receiver's maximum) and
+/// returns it.
+fn check_used<S: RingStorage>(frame: &ReadFrame<'_, S>, max_frame: usize) -> Result<usize, String> {
     let used = frame.kind() as usize;
     if used > frame.len() || used > max_frame {
         return Err(format!(
@@ -290,22 +302,15 @@ fn check_used<S: RingStorage>(frame: &ReadFrame<'_, S>, max_frame: usize) -> Res
             frame.len()
         ));
     }
-    Ok(())
+    Ok(used)
 }
 
 /// Wraps a ring frame after checking the used length it carries.
 fn wrap(frame: ReadFrame<'_, MappedStorage>, max_frame: usize) -> Result<ShmFrame<'_>, String> {
-    check_used(&frame, max_frame)?;
-    let used = frame.kind() as usize;
-    if used > frame.len() || used > max_frame {
-        return Err(format!(
-            "frame claims {used} used bytes in a {}-byte frame (maximum {max_frame})",
-            frame.len()
-        ));
-    }
+    let len = check_used(&frame, max_frame)?;
     Ok(ShmFrame {
         frame: Some(frame),
-        len: used,
+        len,
     })
 }
 
@@ -352,6 +357,7 @@ impl ShmConnection {
             state: State::Open,
             last_check: Instant::now(),
             force_check: false,
+            snapshot: AlignedBuf::default(),
             opened_at: Instant::now(),
         })
     }
@@ -407,13 +413,7 @@ impl Connection for ShmConnection {
         if let Some(e) = self.state_error() {
             return Err(e.into());
         }
-        if max_len > self.peer_max_frame {
-            return Err(TransportError::FrameTooLarge {
-                len: max_len,
-                max: self.peer_max_frame,
-            }
-            .into());
-        }
+        check_send_len(max_len, self.peer_max_frame)?;
         if self.live.is_dead() {
             return Err(self.dead_error().into());
         }
@@ -535,6 +535,27 @@ impl Connection for ShmConnection {
             },
             Err(e) => Err(ring_err(e)),
         }
+    }
+
+    fn recv_private_timeout(&mut self, timeout: Duration) -> Result<&[u8], TransportError> {
+        // The snapshot buffer is moved out for the frame's borrow of `self`
+        // (a `Vec` move, no allocation); the frame is released as soon as it
+        // has been copied.
+        let mut snap = std::mem::take(&mut self.snapshot);
+        let len = self.recv_timeout(timeout).map(|f| snap.copy_from(&f));
+        self.snapshot = snap;
+        Ok(&self.snapshot.bytes()[..len?])
+    }
+
+    fn try_recv_private(&mut self) -> Result<Option<&[u8]>, TransportError> {
+        let mut snap = std::mem::take(&mut self.snapshot);
+        let len = self.try_recv().map(|f| f.map(|f| snap.copy_from(&f)));
+        self.snapshot = snap;
+        Ok(len?.map(|n| &self.snapshot.bytes()[..n]))
+    }
+
+    fn frames_shared(&self) -> bool {
+        true
     }
 
     fn close(&mut self) -> Result<(), TransportError> {
@@ -752,32 +773,21 @@ impl ShmListener {
     /// refused hello is answered and reported as its error; the listener
     /// stays usable.
     pub fn accept_timeout(&mut self, timeout: Duration) -> Result<ShmConnection, TransportError> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.listener.accept() {
-                Ok((stream, _)) => {
-                    let stream: UnixStream = stream.into();
-                    return self.handshake(stream);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e.into()),
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(TransportError::TimedOut);
-            }
-            self.poll.poll(&mut self.events, Some(left))?;
+        let listener = &self.listener;
+        match accept_within(&mut self.poll, &mut self.events, timeout, || {
+            listener.accept()
+        })? {
+            Some((stream, _)) => self.handshake(stream.into()),
+            None => Err(TransportError::TimedOut),
         }
     }
 
     /// Accepts a caller whose connection is already pending (used by
     /// [`Listener`](super::Listener)); `Ok(None)` if none is.
     pub(crate) fn try_accept(&mut self) -> Result<Option<ShmConnection>, TransportError> {
-        match self.listener.accept() {
-            Ok((stream, _)) => self.handshake(stream.into()).map(Some),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
-            Err(e) => Err(e.into()),
+        match try_accept(|| self.listener.accept())? {
+            Some((stream, _)) => self.handshake(stream.into()).map(Some),
+            None => Ok(None),
         }
     }
 

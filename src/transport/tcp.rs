@@ -28,8 +28,10 @@ use rustix::event::PollFlags;
 
 use super::aligned::{pad16, AlignedBuf};
 use super::handshake::{self, Hello, Wire};
-use super::sys::wait_fds;
-use super::{Connection, SendError, TransportConfig, TransportError, TransportKind, WorkerId};
+use super::sys::{accept_within, try_accept, wait_fds};
+use super::{
+    check_send_len, Connection, SendError, TransportConfig, TransportError, TransportKind, WorkerId,
+};
 
 /// Size of the TCP frame header.
 pub const TCP_FRAME_HEADER: usize = 16;
@@ -90,13 +92,9 @@ impl TcpListener {
     /// Accepts a caller whose connection is already pending; `Ok(None)` if
     /// none is.
     pub(crate) fn try_accept(&mut self) -> Result<Option<TcpConnection>, TransportError> {
-        loop {
-            match self.inner.accept() {
-                Ok((stream, _)) => return accept_handshake(stream.into(), &self.config).map(Some),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e.into()),
-            }
+        match try_accept(|| self.inner.accept())? {
+            Some((stream, _)) => accept_handshake(stream.into(), &self.config).map(Some),
+            None => Ok(None),
         }
     }
 
@@ -111,20 +109,10 @@ impl TcpListener {
     /// (wrong token, version or worker) is answered with the reason and
     /// reported here as that error; the listener stays usable.
     pub fn accept_timeout(&mut self, timeout: Duration) -> Result<TcpConnection, TransportError> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.inner.accept() {
-                Ok((stream, _peer)) => return accept_handshake(stream.into(), &self.config),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e.into()),
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(TransportError::TimedOut);
-            }
-            // Edge-triggered: we only sleep after `accept` said WouldBlock.
-            self.poll.poll(&mut self.events, Some(left))?;
+        let inner = &self.inner;
+        match accept_within(&mut self.poll, &mut self.events, timeout, || inner.accept())? {
+            Some((stream, _peer)) => accept_handshake(stream.into(), &self.config),
+            None => Err(TransportError::TimedOut),
         }
     }
 }
@@ -559,13 +547,7 @@ impl Connection for TcpConnection {
         if let Some(e) = self.state_error() {
             return Err(e.into());
         }
-        if max_len > self.peer_max_frame {
-            return Err(TransportError::FrameTooLarge {
-                len: max_len,
-                max: self.peer_max_frame,
-            }
-            .into());
-        }
+        check_send_len(max_len, self.peer_max_frame)?;
         self.push_frame(KIND_DATA, max_len, encode)
     }
 
@@ -601,6 +583,19 @@ impl Connection for TcpConnection {
                 return Err(TransportError::TimedOut);
             }
         }
+    }
+
+    fn recv_private_timeout(&mut self, timeout: Duration) -> Result<&[u8], TransportError> {
+        // The receive buffer belongs to this connection alone.
+        self.recv_timeout(timeout).map(|f| f.bytes)
+    }
+
+    fn try_recv_private(&mut self) -> Result<Option<&[u8]>, TransportError> {
+        self.try_recv().map(|f| f.map(|f| f.bytes))
+    }
+
+    fn frames_shared(&self) -> bool {
+        false
     }
 
     fn close(&mut self) -> Result<(), TransportError> {

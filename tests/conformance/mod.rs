@@ -180,62 +180,84 @@ pub fn recv<C: Connection>(c: &mut C) -> Vec<u8> {
         .to_vec()
 }
 
+/// The shape of every in-process test: listen as worker 1 with `scfg`, run
+/// `client(env, addr, name)` on a thread (with its own, non-parent
+/// environment), run `server` with the listener, join the client, then drop
+/// what `server` returned and the listener and check nothing is left behind.
+pub fn in_process<H: Harness, R>(
+    name: &str,
+    scfg: TransportConfig,
+    client: impl FnOnce(&H::Env, &str, &str) + Send + 'static,
+    server: impl FnOnce(&mut H::Listener) -> R,
+) {
+    let env = H::env(name, true);
+    let mut l = H::listen(&env, scfg);
+    let addr = H::addr(&l);
+    let name2 = name.to_owned();
+    let client = std::thread::spawn(move || {
+        let env = H::env(&name2, false);
+        client(&env, &addr, &name2);
+    });
+    let kept = server(&mut l);
+    client.join().unwrap();
+    drop(kept);
+    drop(l);
+    H::assert_clean(&env);
+}
+
+/// Connects as worker 2 to worker 1 at `addr` (the usual client).
+pub fn connect<H: Harness>(env: &H::Env, addr: &str, name: &str) -> H::Conn {
+    H::connect(env, addr, id(1), &cfg(2, name)).unwrap()
+}
+
 // ---------------------------------------------------------------- the tests
 
 /// Frames arrive in order, aligned, intact, in both directions at once.
 pub fn ordering<H: Harness>(name: &str) {
-    let env = H::env(name, true);
-    let mut l = H::listen(&env, cfg(1, name));
-    let addr = H::addr(&l);
     const N: u64 = 20_000;
-    let client = {
-        let name = name.to_owned();
-        std::thread::spawn(move || {
-            let env = H::env(&name, false);
-            let mut c = H::connect(&env, &addr, id(1), &cfg(2, &name)).unwrap();
-            assert_eq!(c.peer_worker_id(), id(1));
-            let mut echoes = 0u64;
-            for seq in 0..N {
-                send_seq(&mut c, seq, size_of(seq, 1000));
-                // Interleave receives of the echo stream.
-                while let Some(f) = c.try_recv().unwrap() {
-                    assert_eq!(check_frame(&f), echoes * 100);
-                    echoes += 1;
-                }
-            }
-            while echoes < N / 100 {
-                assert_eq!(check_frame(&c.recv_timeout(GUARD).unwrap()), echoes * 100);
+    let client = |env: &H::Env, addr: &str, name: &str| {
+        let mut c = connect::<H>(env, addr, name);
+        assert_eq!(c.peer_worker_id(), id(1));
+        let mut echoes = 0u64;
+        for seq in 0..N {
+            send_seq(&mut c, seq, size_of(seq, 1000));
+            // Interleave receives of the echo stream.
+            while let Some(f) = c.try_recv().unwrap() {
+                assert_eq!(check_frame(&f), echoes * 100);
                 echoes += 1;
             }
-            c.close().unwrap();
-            assert!(matches!(c.try_recv(), Err(TransportError::Closed)));
-        })
-    };
-    let mut s = H::accept(&mut l, GUARD).unwrap();
-    assert_eq!(s.peer_worker_id(), id(2));
-    for want in 0..N {
-        let f = s.recv_timeout(GUARD).unwrap();
-        assert_eq!(check_frame(&f), want, "out of order");
-        drop(f);
-        // Few, small echoes: both directions stay far below any buffer size,
-        // so neither side can block in a send while the other does too.
-        if want % 100 == 0 {
-            send_seq(&mut s, want, size_of(want, 100));
         }
-    }
-    assert!(matches!(s.recv_timeout(GUARD), Err(TransportError::Closed)));
-    client.join().unwrap();
-    s.close().unwrap();
-    drop(s);
-    drop(l);
-    H::assert_clean(&env);
+        while echoes < N / 100 {
+            assert_eq!(check_frame(&c.recv_timeout(GUARD).unwrap()), echoes * 100);
+            echoes += 1;
+        }
+        c.close().unwrap();
+        assert!(matches!(c.try_recv(), Err(TransportError::Closed)));
+    };
+    in_process::<H, _>(name, cfg(1, name), client, |l| {
+        let mut s = H::accept(l, GUARD).unwrap();
+        assert_eq!(s.peer_worker_id(), id(2));
+        for want in 0..N {
+            let f = s.recv_timeout(GUARD).unwrap();
+            assert_eq!(check_frame(&f), want, "out of order");
+            drop(f);
+            // Few, small echoes: both directions stay far below any buffer
+            // size, so neither side can block in a send while the other does
+            // too.
+            if want % 100 == 0 {
+                send_seq(&mut s, want, size_of(want, 100));
+            }
+        }
+        assert!(matches!(s.recv_timeout(GUARD), Err(TransportError::Closed)));
+        s
+    });
 }
 
 /// Exactly-once delivery of `frames` frames with checksums between two processes.
 pub fn stream_two_processes<H: Harness>(name: &str, frames: u64) {
     if role().as_deref() == Some("stream-sender") {
         let env = H::env(name, false);
-        let mut c = H::connect(&env, &env_var("SHMWIRE_CONF_ADDR"), id(1), &cfg(2, name)).unwrap();
+        let mut c = connect::<H>(&env, &env_var("SHMWIRE_CONF_ADDR"), name);
         let mut digest = 0u64;
         for seq in 0..frames {
             let len = size_of(seq, 240);
@@ -282,34 +304,27 @@ pub fn stream_two_processes<H: Harness>(name: &str, frames: u64) {
 
 /// Large frames (up to several MiB) and a frame of exactly the maximum size.
 pub fn large_frames<H: Harness>(name: &str) {
-    let env = H::env(name, true);
     let mut scfg = cfg(1, name);
     scfg.max_frame_len = 6 << 20;
-    let mut l = H::listen(&env, scfg);
-    let addr = H::addr(&l);
-    let sizes = [1 << 20, (3 << 20) + 5, 6 << 20, 17, 1 << 16];
-    let name2 = name.to_owned();
-    let client = std::thread::spawn(move || {
-        let env = H::env(&name2, false);
-        let mut c = H::connect(&env, &addr, id(1), &cfg(2, &name2)).unwrap();
+    const SIZES: [usize; 5] = [1 << 20, (3 << 20) + 5, 6 << 20, 17, 1 << 16];
+    let client = |env: &H::Env, addr: &str, name: &str| {
+        let mut c = connect::<H>(env, addr, name);
         assert_eq!(c.max_send_len(), 6 << 20);
-        for (i, &n) in sizes.iter().enumerate() {
+        for (i, &n) in SIZES.iter().enumerate() {
             send_seq(&mut c, i as u64, n);
         }
-        let ack = recv(&mut c);
-        assert_eq!(ack, b"ok");
+        assert_eq!(recv(&mut c), b"ok");
+    };
+    in_process::<H, _>(name, scfg, client, |l| {
+        let mut s = H::accept(l, GUARD).unwrap();
+        for (i, &n) in SIZES.iter().enumerate() {
+            let f = s.recv_timeout(GUARD).unwrap();
+            assert_eq!(f.len(), n);
+            assert_eq!(check_frame(&f), i as u64);
+        }
+        s.send(b"ok").unwrap();
+        s
     });
-    let mut s = H::accept(&mut l, GUARD).unwrap();
-    for (i, &n) in sizes.iter().enumerate() {
-        let f = s.recv_timeout(GUARD).unwrap();
-        assert_eq!(f.len(), n);
-        assert_eq!(check_frame(&f), i as u64);
-    }
-    s.send(b"ok").unwrap();
-    client.join().unwrap();
-    drop(s);
-    drop(l);
-    H::assert_clean(&env);
 }
 
 /// ≥ 8 client processes to one receiver waiting on one event loop.
@@ -416,14 +431,9 @@ pub fn drain_mux<C: shmwire::transport::MuxConnection>(
 /// Timeouts: an idle receive times out, try_recv returns None, and the
 /// connection stays usable.
 pub fn timeouts<H: Harness>(name: &str) {
-    let env = H::env(name, true);
-    let mut l = H::listen(&env, cfg(1, name));
-    let addr = H::addr(&l);
-    let name2 = name.to_owned();
     let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let client = std::thread::spawn(move || {
-        let env = H::env(&name2, false);
-        let mut c = H::connect(&env, &addr, id(1), &cfg(2, &name2)).unwrap();
+    let client = move |env: &H::Env, addr: &str, name: &str| {
+        let mut c = connect::<H>(env, addr, name);
         assert!(matches!(
             c.recv_timeout(Duration::from_millis(30)),
             Err(TransportError::TimedOut)
@@ -432,32 +442,26 @@ pub fn timeouts<H: Harness>(name: &str) {
         rx.recv().unwrap();
         c.send(b"after the timeouts").unwrap();
         assert_eq!(recv(&mut c), b"reply");
+    };
+    in_process::<H, _>(name, cfg(1, name), client, |l| {
+        let mut s = H::accept(l, GUARD).unwrap();
+        assert!(matches!(
+            s.recv_timeout(Duration::from_millis(20)),
+            Err(TransportError::TimedOut)
+        ));
+        assert!(s.try_recv().unwrap().is_none());
+        tx.send(()).unwrap();
+        assert_eq!(recv(&mut s), b"after the timeouts");
+        s.send(b"reply").unwrap();
+        s
     });
-    let mut s = H::accept(&mut l, GUARD).unwrap();
-    assert!(matches!(
-        s.recv_timeout(Duration::from_millis(20)),
-        Err(TransportError::TimedOut)
-    ));
-    assert!(s.try_recv().unwrap().is_none());
-    tx.send(()).unwrap();
-    assert_eq!(recv(&mut s), b"after the timeouts");
-    s.send(b"reply").unwrap();
-    client.join().unwrap();
-    drop(s);
-    drop(l);
-    H::assert_clean(&env);
 }
 
 /// An orderly close: frames sent before it are delivered, then `Closed` on
 /// both sides; close is idempotent; sending after close fails.
 pub fn close<H: Harness>(name: &str) {
-    let env = H::env(name, true);
-    let mut l = H::listen(&env, cfg(1, name));
-    let addr = H::addr(&l);
-    let name2 = name.to_owned();
-    let client = std::thread::spawn(move || {
-        let env = H::env(&name2, false);
-        let mut c = H::connect(&env, &addr, id(1), &cfg(2, &name2)).unwrap();
+    let client = |env: &H::Env, addr: &str, name: &str| {
+        let mut c = connect::<H>(env, addr, name);
         for seq in 0..3 {
             send_seq(&mut c, seq, 64);
         }
@@ -465,29 +469,23 @@ pub fn close<H: Harness>(name: &str) {
         c.close().unwrap();
         assert!(matches!(c.send(b"late"), Err(TransportError::Closed)));
         assert!(matches!(c.try_recv(), Err(TransportError::Closed)));
+    };
+    in_process::<H, _>(name, cfg(1, name), client, |l| {
+        let mut s = H::accept(l, GUARD).unwrap();
+        for want in 0..3 {
+            assert_eq!(check_frame(&s.recv_timeout(GUARD).unwrap()), want);
+        }
+        assert!(matches!(s.recv_timeout(GUARD), Err(TransportError::Closed)));
+        assert!(matches!(s.try_recv(), Err(TransportError::Closed)));
+        s.close().unwrap();
+        s
     });
-    let mut s = H::accept(&mut l, GUARD).unwrap();
-    for want in 0..3 {
-        assert_eq!(check_frame(&s.recv_timeout(GUARD).unwrap()), want);
-    }
-    assert!(matches!(s.recv_timeout(GUARD), Err(TransportError::Closed)));
-    assert!(matches!(s.try_recv(), Err(TransportError::Closed)));
-    client.join().unwrap();
-    s.close().unwrap();
-    drop(s);
-    drop(l);
-    H::assert_clean(&env);
 }
 
 /// A hello for another worker is refused on both sides (HandleWrongRecipient).
 pub fn wrong_worker<H: Harness>(name: &str) {
-    let env = H::env(name, true);
-    let mut l = H::listen(&env, cfg(1, name));
-    let addr = H::addr(&l);
-    let name2 = name.to_owned();
-    let client = std::thread::spawn(move || {
-        let env = H::env(&name2, false);
-        match H::connect(&env, &addr, id(9), &cfg(2, &name2)) {
+    let client = |env: &H::Env, addr: &str, name: &str| {
+        match H::connect(env, addr, id(9), &cfg(2, name)) {
             Err(TransportError::WrongRecipient { intended, actual }) => {
                 assert_eq!(intended, id(9));
                 assert_eq!(actual, id(1));
@@ -495,59 +493,45 @@ pub fn wrong_worker<H: Harness>(name: &str) {
             other => panic!("expected WrongRecipient, got {:?}", other.err()),
         }
         // The right worker still accepts.
-        let mut c = H::connect(&env, &addr, id(1), &cfg(2, &name2)).unwrap();
+        let mut c = connect::<H>(env, addr, name);
         c.send(b"hi").unwrap();
         assert_eq!(recv(&mut c), b"hi");
+    };
+    in_process::<H, _>(name, cfg(1, name), client, |l| {
+        assert!(matches!(
+            H::accept(l, GUARD),
+            Err(TransportError::WrongRecipient { .. })
+        ));
+        let mut s = H::accept(l, GUARD).unwrap();
+        let m = recv(&mut s);
+        s.send(&m).unwrap();
+        s
     });
-    assert!(matches!(
-        H::accept(&mut l, GUARD),
-        Err(TransportError::WrongRecipient { .. })
-    ));
-    let mut s = H::accept(&mut l, GUARD).unwrap();
-    let m = recv(&mut s);
-    s.send(&m).unwrap();
-    client.join().unwrap();
-    drop(s);
-    drop(l);
-    H::assert_clean(&env);
 }
 
 /// A hello with another session's token is refused on both sides.
 pub fn wrong_token<H: Harness>(name: &str) {
-    let env = H::env(name, true);
-    let mut l = H::listen(&env, cfg(1, name));
-    let addr = H::addr(&l);
-    let name2 = name.to_owned();
-    let client = std::thread::spawn(move || {
-        let env = H::env(&name2, false);
-        let mut bad = cfg(2, &name2);
+    let client = |env: &H::Env, addr: &str, name: &str| {
+        let mut bad = cfg(2, name);
         bad.token = SessionToken([0xEE; 16]);
         assert!(matches!(
-            H::connect(&env, &addr, id(1), &bad),
+            H::connect(env, addr, id(1), &bad),
             Err(TransportError::BadToken)
         ));
+    };
+    in_process::<H, _>(name, cfg(1, name), client, |l| {
+        assert!(matches!(H::accept(l, GUARD), Err(TransportError::BadToken)));
     });
-    assert!(matches!(
-        H::accept(&mut l, GUARD),
-        Err(TransportError::BadToken)
-    ));
-    client.join().unwrap();
-    drop(l);
-    H::assert_clean(&env);
 }
 
 /// A frame over the peer's maximum is refused before anything is sent; the
 /// connection stays usable.
 pub fn oversize_frame<H: Harness>(name: &str) {
-    let env = H::env(name, true);
+    use shmwire::transport::SendError;
     let mut scfg = cfg(1, name);
     scfg.max_frame_len = 4096;
-    let mut l = H::listen(&env, scfg);
-    let addr = H::addr(&l);
-    let name2 = name.to_owned();
-    let client = std::thread::spawn(move || {
-        let env = H::env(&name2, false);
-        let mut c = H::connect(&env, &addr, id(1), &cfg(2, &name2)).unwrap();
+    let client = |env: &H::Env, addr: &str, name: &str| {
+        let mut c = connect::<H>(env, addr, name);
         match c.send(&vec![1u8; 4097]) {
             Err(TransportError::FrameTooLarge {
                 len: 4097,
@@ -555,30 +539,23 @@ pub fn oversize_frame<H: Harness>(name: &str) {
             }) => {}
             other => panic!("expected FrameTooLarge, got {other:?}"),
         }
-        let r: Result<usize, shmwire::transport::SendError<std::convert::Infallible>> =
-            c.send_with(1 << 20, |_| Ok(0));
+        let r: Result<usize, SendError<std::convert::Infallible>> = c.send_with(1 << 20, |_| Ok(0));
         assert!(matches!(
             r,
-            Err(shmwire::transport::SendError::Transport(
-                TransportError::FrameTooLarge { .. }
-            ))
+            Err(SendError::Transport(TransportError::FrameTooLarge { .. }))
         ));
         // An encoder error sends nothing.
         let r = c.send_with(64, |_| Err("nope"));
-        assert!(matches!(
-            r,
-            Err(shmwire::transport::SendError::Encode("nope"))
-        ));
+        assert!(matches!(r, Err(SendError::Encode("nope"))));
         send_seq(&mut c, 7, 4096);
         assert_eq!(recv(&mut c), b"ok");
+    };
+    in_process::<H, _>(name, scfg, client, |l| {
+        let mut s = H::accept(l, GUARD).unwrap();
+        assert_eq!(check_frame(&s.recv_timeout(GUARD).unwrap()), 7);
+        s.send(b"ok").unwrap();
+        s
     });
-    let mut s = H::accept(&mut l, GUARD).unwrap();
-    assert_eq!(check_frame(&s.recv_timeout(GUARD).unwrap()), 7);
-    s.send(b"ok").unwrap();
-    client.join().unwrap();
-    drop(s);
-    drop(l);
-    H::assert_clean(&env);
 }
 
 /// A peer SIGKILLed mid-stream: the survivor receives what was sent, then
@@ -588,8 +565,7 @@ pub fn peer_killed<H: Harness>(name: &str, killed_is_client: bool) {
     match role().as_deref() {
         Some("killed-client") => {
             let env = H::env(name, false);
-            let mut c =
-                H::connect(&env, &env_var("SHMWIRE_CONF_ADDR"), id(1), &cfg(2, name)).unwrap();
+            let mut c = connect::<H>(&env, &env_var("SHMWIRE_CONF_ADDR"), name);
             for seq in 0..100 {
                 send_seq(&mut c, seq, 100);
             }
@@ -640,7 +616,7 @@ pub fn peer_killed<H: Harness>(name: &str, killed_is_client: bool) {
             assert!(Instant::now() < deadline, "child never listened");
             std::thread::sleep(Duration::from_millis(5));
         };
-        let c = H::connect(&env, &addr, id(1), &cfg(2, name)).unwrap();
+        let c = connect::<H>(&env, &addr, name);
         (c, child, None)
     };
     for want in 0..100 {
