@@ -78,7 +78,8 @@ use super::{
     check_send_len, Connection, SendError, TransportConfig, TransportError, TransportKind, WorkerId,
 };
 use crate::ring::{
-    Consumer, MappedStorage, Producer, ReadFrame, Ring, RingError, RingStorage, MAX_CAPACITY,
+    create_ring_segment, Consumer, MappedStorage, Producer, ReadFrame, Ring, RingError,
+    RingSegmentError, RingStorage, MAX_CAPACITY,
 };
 use crate::shm::{kind, Segment, Session};
 use crate::wake::{EventFd, WaitStrategy, Waiter, DEFAULT_SPIN};
@@ -650,34 +651,16 @@ fn create_ring(
     name: &str,
     cap: usize,
 ) -> Result<(Arc<Segment>, MappedStorage), TransportError> {
-    let len = MappedStorage::required_len(cap);
-    let seg = Segment::create_with(session, name, len, kind::RING, |payload: &mut [u8]| {
-        // SAFETY: the payload is `payload.len()` bytes of a live, zero-filled
-        // mapping that nobody else can see yet (unpublished); the temporary
-        // storage is dropped before this closure returns.
-        let tmp =
-            unsafe { MappedStorage::from_raw(payload.as_mut_ptr(), payload.len(), Arc::new(())) }
-                .map_err(ring_err)?;
-        Ring::init(&tmp, cap).map_err(ring_err)
+    let seg = create_ring_segment(session, name, cap).map_err(|e| match e {
+        RingSegmentError::Shm(e) => TransportError::from(e),
+        RingSegmentError::Ring(e) => ring_err(e),
     })?;
-    let seg = Arc::new(seg);
     let storage = map_ring(&seg)?;
     Ok((seg, storage))
 }
 
 fn map_ring(seg: &Arc<Segment>) -> Result<MappedStorage, TransportError> {
-    // SAFETY: the payload (`payload_len` bytes at `payload_ptr`) stays mapped
-    // while the `Arc<Segment>` kept by the storage lives; it is only used as a
-    // ring (kind RING was checked by `Segment::open`/set by `create`); the
-    // mapping is initialised (zero-filled, then initialised by the creator).
-    unsafe {
-        MappedStorage::from_raw(
-            seg.payload_ptr(),
-            seg.payload_len(),
-            Arc::clone(seg) as Arc<dyn std::any::Any + Send + Sync>,
-        )
-    }
-    .map_err(ring_err)
+    MappedStorage::from_segment(Arc::clone(seg)).map_err(ring_err)
 }
 
 fn io_hs(e: std::io::Error) -> TransportError {
