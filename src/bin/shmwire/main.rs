@@ -112,32 +112,21 @@ struct InspectArgs {
 type CliResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
 fn run_bench(what: BenchCommand) -> CliResult {
-    match what {
-        BenchCommand::Ring { json, iters } => {
-            let report = bench::run(&bench::Options { iters })?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&bench::to_json(&report))?
-                );
-            } else {
-                print!("{}", bench::to_table(&report));
-            }
-            Ok(())
-        }
+    let (report, json) = match what {
+        BenchCommand::Ring { json, iters } => (bench::run(&bench::Options { iters })?, json),
         BenchCommand::Transport { json, iters } => {
-            let report = bench::transport::run(&bench::Options { iters })?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&bench::to_json(&report))?
-                );
-            } else {
-                print!("{}", bench::to_table(&report));
-            }
-            Ok(())
+            (bench::transport::run(&bench::Options { iters })?, json)
         }
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&bench::to_json(&report))?
+        );
+    } else {
+        print!("{}", bench::to_table(&report));
     }
+    Ok(())
 }
 
 fn run_cleanup(args: CleanupArgs) -> CliResult {
