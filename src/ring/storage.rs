@@ -175,6 +175,64 @@ impl DataRegion {
         unsafe { std::slice::from_raw_parts_mut(self.ptr.add(off), len) }
     }
 
+    /// Hints the CPU to start fetching the cache lines of `[off, off + len)`
+    /// (clamped to the region) for reading, all at once: a consumer that
+    /// has just seen new bytes published asks for the frame header and the
+    /// payload lines in parallel instead of one after the other (the
+    /// payload copy depends on the length read from the header). A hint
+    /// only: it reads nothing, cannot fault and changes no state, so it is
+    /// sound for any range; a no-op under loom and off x86-64.
+    #[inline(always)]
+    pub(crate) fn prefetch(&self, off: usize, len: usize) {
+        #[cfg(all(target_arch = "x86_64", not(shmwire_loom)))]
+        {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            let end = off.saturating_add(len).min(self.len);
+            let mut at = off & !63;
+            while at < end {
+                // SAFETY: `at < self.len`, so the address is inside the
+                // region; a prefetch never faults and does not access memory
+                // in the abstract machine's sense.
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(self.ptr.add(at).cast::<i8>()) };
+                at += 64;
+            }
+        }
+        #[cfg(not(all(target_arch = "x86_64", not(shmwire_loom))))]
+        let _ = (off, len);
+    }
+
+    /// Hints the CPU to fetch the cache lines of `[off, off + len)` (clamped
+    /// to the region) for writing (`PREFETCHW`, a NOP on CPUs without it):
+    /// a producer that has just published a frame asks for exclusive
+    /// ownership of the lines its next frame will use while it waits, so
+    /// the next commit does not wait for the peer's copies to be
+    /// invalidated. A hint only: it cannot fault, writes nothing and changes
+    /// no value; a no-op under loom and off x86-64.
+    #[inline(always)]
+    pub(crate) fn prefetch_write(&self, off: usize, len: usize) {
+        #[cfg(all(target_arch = "x86_64", not(shmwire_loom)))]
+        {
+            let end = off.saturating_add(len).min(self.len);
+            let mut at = off & !63;
+            while at < end {
+                // SAFETY: `at < self.len`, so the address is inside the
+                // region; `prefetchw` (0F 0D /1, a NOP where unsupported)
+                // never faults, changes no register or flag, and neither
+                // reads nor writes any memory value.
+                unsafe {
+                    std::arch::asm!(
+                        "prefetchw [{0}]",
+                        in(reg) self.ptr.add(at),
+                        options(nostack, preserves_flags, readonly)
+                    )
+                };
+                at += 64;
+            }
+        }
+        #[cfg(not(all(target_arch = "x86_64", not(shmwire_loom))))]
+        let _ = (off, len);
+    }
+
     /// Records (under loom) that the caller is still reading `[off, off+len)`.
     #[inline(always)]
     pub(crate) fn touch_read(&self, off: usize, len: usize) {
