@@ -179,26 +179,10 @@ impl DataRegion {
     /// (clamped to the region) for reading, all at once: a consumer that
     /// has just seen new bytes published asks for the frame header and the
     /// payload lines in parallel instead of one after the other (the
-    /// payload copy depends on the length read from the header). A hint
-    /// only: it reads nothing, cannot fault and changes no state, so it is
-    /// sound for any range; a no-op under loom and off x86-64.
+    /// payload copy depends on the length read from the header).
     #[inline(always)]
     pub(crate) fn prefetch(&self, off: usize, len: usize) {
-        #[cfg(all(target_arch = "x86_64", not(shmwire_loom)))]
-        {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            let end = off.saturating_add(len).min(self.len);
-            let mut at = off & !63;
-            while at < end {
-                // SAFETY: `at < self.len`, so the address is inside the
-                // region; a prefetch never faults and does not access memory
-                // in the abstract machine's sense.
-                unsafe { _mm_prefetch::<_MM_HINT_T0>(self.ptr.add(at).cast::<i8>()) };
-                at += 64;
-            }
-        }
-        #[cfg(not(all(target_arch = "x86_64", not(shmwire_loom))))]
-        let _ = (off, len);
+        self.prefetch_lines(off, len, false);
     }
 
     /// Hints the CPU to fetch the cache lines of `[off, off + len)` (clamped
@@ -206,31 +190,46 @@ impl DataRegion {
     /// a producer that has just published a frame asks for exclusive
     /// ownership of the lines its next frame will use while it waits, so
     /// the next commit does not wait for the peer's copies to be
-    /// invalidated. A hint only: it cannot fault, writes nothing and changes
-    /// no value; a no-op under loom and off x86-64.
+    /// invalidated.
     #[inline(always)]
     pub(crate) fn prefetch_write(&self, off: usize, len: usize) {
+        self.prefetch_lines(off, len, true);
+    }
+
+    /// One prefetch hint per 64-byte line of `[off, off + len)` clamped to
+    /// the region (`prefetcht0`, or `prefetchw` when `write`). A hint only:
+    /// it cannot fault, reads no value into the program, writes nothing and
+    /// changes no state, so it is sound for any range; a no-op under loom
+    /// and off x86-64.
+    #[inline(always)]
+    fn prefetch_lines(&self, off: usize, len: usize, write: bool) {
         #[cfg(all(target_arch = "x86_64", not(shmwire_loom)))]
         {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
             let end = off.saturating_add(len).min(self.len);
             let mut at = off & !63;
             while at < end {
                 // SAFETY: `at < self.len`, so the address is inside the
-                // region; `prefetchw` (0F 0D /1, a NOP where unsupported)
-                // never faults, changes no register or flag, and neither
-                // reads nor writes any memory value.
+                // region. Neither `prefetcht0` nor `prefetchw` (0F 0D /1, a
+                // NOP where unsupported) ever faults, changes a register or
+                // flag, or reads or writes any memory value.
                 unsafe {
-                    std::arch::asm!(
-                        "prefetchw [{0}]",
-                        in(reg) self.ptr.add(at),
-                        options(nostack, preserves_flags, readonly)
-                    )
-                };
+                    let p = self.ptr.add(at);
+                    if write {
+                        std::arch::asm!(
+                            "prefetchw [{0}]",
+                            in(reg) p,
+                            options(nostack, preserves_flags, readonly)
+                        );
+                    } else {
+                        _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>());
+                    }
+                }
                 at += 64;
             }
         }
         #[cfg(not(all(target_arch = "x86_64", not(shmwire_loom))))]
-        let _ = (off, len);
+        let _ = (off, len, write);
     }
 
     /// Records (under loom) that the caller is still reading `[off, off+len)`.
