@@ -6,6 +6,10 @@ use std::process::Command;
 
 use serde_json::Value;
 
+#[path = "common/bench_schema.rs"]
+mod bench_schema;
+use bench_schema::{check_cases, check_machine};
+
 const REQUIRED_CASES: &[&str] = &[
     "limit/atomic-pingpong",
     "transport/shm-spin/roundtrip",
@@ -32,37 +36,12 @@ fn bench_transport_json_schema() {
         String::from_utf8_lossy(&out.stderr)
     );
     let doc: Value = serde_json::from_str(&stdout).expect("stdout is one JSON document");
-    let machine = doc["machine"].as_object().expect("machine object");
-    for key in ["cpu_model", "cores", "kernel", "pinned", "placement"] {
-        assert!(machine.contains_key(key), "machine.{key} missing");
-    }
-    let cases = doc["cases"].as_array().expect("cases array");
-    let names: Vec<&str> = cases.iter().map(|c| c["name"].as_str().unwrap()).collect();
-    for required in REQUIRED_CASES {
-        assert!(
-            names.contains(required),
-            "case {required} missing: {names:?}"
-        );
-    }
-    for c in cases {
+    check_machine(
+        &doc,
+        &["cpu_model", "cores", "kernel", "pinned", "placement"],
+    );
+    for c in check_cases(&doc, REQUIRED_CASES, 200) {
         let name = c["name"].as_str().unwrap();
-        for key in [
-            "payload_bytes",
-            "iterations",
-            "median_ns",
-            "p99_ns",
-            "p999_ns",
-        ] {
-            assert!(c[key].is_u64(), "{name}.{key} not an unsigned integer: {c}");
-        }
-        for key in ["ops_per_s", "ratio_to_limit"] {
-            assert!(c[key].is_number(), "{name}.{key} not a number: {c}");
-        }
-        let (median, p99) = (
-            c["median_ns"].as_u64().unwrap(),
-            c["p99_ns"].as_u64().unwrap(),
-        );
-        assert!(median > 0 && median <= p99, "{name}: {c}");
         if name != "limit/atomic-pingpong" {
             assert_eq!(c["payload_bytes"].as_u64(), Some(256), "{name}");
             assert_eq!(c["iterations"].as_u64(), Some(200), "{name}");

@@ -51,6 +51,16 @@
 //! needs_sync::<shmwire::ring::Consumer<shmwire::ring::HeapStorage>>();
 //! ```
 //!
+//! # Hot path
+//!
+//! A ping-pong of small frames costs cache-line transfers, not
+//! instructions. The consumer prefetches a newly published frame's lines
+//! (header and payload together, bounded by the published bytes) before
+//! reading its header, and the producer, after each publish, prefetches for
+//! writing the free lines its next frame will use (skipping the line the
+//! consumer is about to read). Both are hints that read and write no value
+//! (see `docs/ring.md`, "Hot path").
+//!
 //! # Orderings
 //!
 //! - `Producer::flush` stores `head` with `Release`; it pairs with the
@@ -312,7 +322,7 @@ impl Ring {
                 available,
             });
         }
-        if h.meta.0.poisoned.load(Ordering::Relaxed) != 0 {
+        if header_poisoned(h) {
             return Err(RingError::Poisoned);
         }
         // Pairs with the Release stores of head/tail by a previous holder
@@ -346,6 +356,10 @@ struct Attached {
     head: u64,
     tail: u64,
 }
+
+/// How many bytes of a newly published frame the consumer prefetches
+/// (header plus the first 304 payload bytes: a 256-byte message's frame).
+const PREFETCH_BYTES: usize = 320;
 
 /// Largest index accepted from shared memory (2^63 bytes: years of traffic
 /// at memory bandwidth), so `index + frame size` can never overflow.
@@ -383,6 +397,13 @@ fn check_indices(head: u64, tail: u64, cap: u64) -> Result<(), RingError> {
         });
     }
     Ok(())
+}
+
+/// Whether either side poisoned the ring. Relaxed: the flag carries no
+/// data, only "stop" (pairs with nothing; see `poison_header`).
+#[inline]
+fn header_poisoned(h: &RingHeader) -> bool {
+    h.meta.0.poisoned.load(Ordering::Relaxed) != 0
 }
 
 fn poison_header(h: &RingHeader) {
@@ -438,15 +459,7 @@ impl<S: RingStorage> Producer<S> {
 
     /// Whether the ring is poisoned (here or by the peer).
     pub fn is_poisoned(&self) -> bool {
-        self.poisoned
-            || self
-                .storage
-                .header()
-                .meta
-                .0
-                .poisoned
-                .load(Ordering::Relaxed)
-                != 0
+        self.poisoned || header_poisoned(self.storage.header())
     }
 
     /// Reserves room for a frame with a `len`-byte payload (kind 0).
@@ -587,6 +600,22 @@ impl<S: RingStorage> Producer<S> {
                 &self.storage.header().consumer_wake.0,
                 self.peer_eventfd.as_ref(),
             );
+            self.prefetch_next();
+        }
+    }
+
+    /// After a publish: asks for write ownership of the lines the next
+    /// frame will use (up to [`PREFETCH_BYTES`] of the room we know is
+    /// free), skipping the line that holds the end of the frame just
+    /// published, which the consumer is about to read.
+    #[inline]
+    fn prefetch_next(&self) {
+        let off = self.head as usize & (self.cap - 1);
+        let start = (off + 63) & !63;
+        let free = self.cap - (self.head - self.cached_tail) as usize;
+        let n = PREFETCH_BYTES.min(free.saturating_sub(start - off));
+        if n > 0 && start < self.cap {
+            self.storage.data().prefetch_write(start, n);
         }
     }
 
@@ -619,7 +648,7 @@ impl<S: RingStorage> Producer<S> {
     /// Re-loads `tail` from the header and validates it.
     fn reload_tail(&mut self) -> Result<(), RingError> {
         let h = self.storage.header();
-        if h.meta.0.poisoned.load(Ordering::Relaxed) != 0 {
+        if header_poisoned(h) {
             self.poisoned = true;
             return Err(RingError::Poisoned);
         }
@@ -649,16 +678,7 @@ impl<S: RingStorage> Producer<S> {
         // (written only at init, attach, close and poisoning), so this is an
         // L1 hit on the fast path; it makes the peer's poisoning visible to
         // every call, not only to index re-loads.
-        if self.poisoned
-            || self
-                .storage
-                .header()
-                .meta
-                .0
-                .poisoned
-                .load(Ordering::Relaxed)
-                != 0
-        {
+        if self.poisoned || header_poisoned(self.storage.header()) {
             self.poisoned = true;
             return Err(RingError::Poisoned);
         }
@@ -877,15 +897,7 @@ impl<S: RingStorage> Consumer<S> {
 
     /// Whether the ring is poisoned (here or by the peer).
     pub fn is_poisoned(&self) -> bool {
-        self.poisoned
-            || self
-                .storage
-                .header()
-                .meta
-                .0
-                .poisoned
-                .load(Ordering::Relaxed)
-                != 0
+        self.poisoned || header_poisoned(self.storage.header())
     }
 
     /// The next frame, if any, borrowed from the ring (zero copy).
@@ -1003,7 +1015,7 @@ impl<S: RingStorage> Consumer<S> {
     /// Re-loads `head` from the header and validates it.
     fn reload_head(&mut self) -> Result<(), RingError> {
         let h = self.storage.header();
-        if h.meta.0.poisoned.load(Ordering::Relaxed) != 0 {
+        if header_poisoned(h) {
             self.poisoned = true;
             return Err(RingError::Poisoned);
         }
@@ -1026,16 +1038,7 @@ impl<S: RingStorage> Consumer<S> {
         // (written only at init, attach, close and poisoning), so this is an
         // L1 hit on the fast path; it makes the peer's poisoning visible to
         // every call, not only to index re-loads.
-        if self.poisoned
-            || self
-                .storage
-                .header()
-                .meta
-                .0
-                .poisoned
-                .load(Ordering::Relaxed)
-                != 0
-        {
+        if self.poisoned || header_poisoned(self.storage.header()) {
             self.poisoned = true;
             return Err(RingError::Poisoned);
         }
@@ -1045,7 +1048,16 @@ impl<S: RingStorage> Consumer<S> {
             if avail == 0 {
                 self.reload_head()?;
                 avail = self.cached_head - self.tail;
-                if avail == 0 {
+                if avail != 0 {
+                    // New bytes: fetch the next frame's lines (header and
+                    // the start of its payload) in parallel rather than the
+                    // header first, then the payload once its length is
+                    // known. Bounded by what was published and the end of
+                    // the region.
+                    let off = self.tail as usize & (self.cap - 1);
+                    let n = (avail as usize).min(self.cap - off).min(PREFETCH_BYTES);
+                    self.storage.data().prefetch(off, n);
+                } else {
                     // Nothing to read: let the producer reuse what we
                     // released.
                     self.flush();

@@ -175,6 +175,63 @@ impl DataRegion {
         unsafe { std::slice::from_raw_parts_mut(self.ptr.add(off), len) }
     }
 
+    /// Hints the CPU to start fetching the cache lines of `[off, off + len)`
+    /// (clamped to the region) for reading, all at once: a consumer that
+    /// has just seen new bytes published asks for the frame header and the
+    /// payload lines in parallel instead of one after the other (the
+    /// payload copy depends on the length read from the header).
+    #[inline(always)]
+    pub(crate) fn prefetch(&self, off: usize, len: usize) {
+        self.prefetch_lines(off, len, false);
+    }
+
+    /// Hints the CPU to fetch the cache lines of `[off, off + len)` (clamped
+    /// to the region) for writing (`PREFETCHW`, a NOP on CPUs without it):
+    /// a producer that has just published a frame asks for exclusive
+    /// ownership of the lines its next frame will use while it waits, so
+    /// the next commit does not wait for the peer's copies to be
+    /// invalidated.
+    #[inline(always)]
+    pub(crate) fn prefetch_write(&self, off: usize, len: usize) {
+        self.prefetch_lines(off, len, true);
+    }
+
+    /// One prefetch hint per 64-byte line of `[off, off + len)` clamped to
+    /// the region (`prefetcht0`, or `prefetchw` when `write`). A hint only:
+    /// it cannot fault, reads no value into the program, writes nothing and
+    /// changes no state, so it is sound for any range; a no-op under loom
+    /// and off x86-64.
+    #[inline(always)]
+    fn prefetch_lines(&self, off: usize, len: usize, write: bool) {
+        #[cfg(all(target_arch = "x86_64", not(shmwire_loom)))]
+        {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            let end = off.saturating_add(len).min(self.len);
+            let mut at = off & !63;
+            while at < end {
+                // SAFETY: `at < self.len`, so the address is inside the
+                // region. Neither `prefetcht0` nor `prefetchw` (0F 0D /1, a
+                // NOP where unsupported) ever faults, changes a register or
+                // flag, or reads or writes any memory value.
+                unsafe {
+                    let p = self.ptr.add(at);
+                    if write {
+                        std::arch::asm!(
+                            "prefetchw [{0}]",
+                            in(reg) p,
+                            options(nostack, preserves_flags, readonly)
+                        );
+                    } else {
+                        _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>());
+                    }
+                }
+                at += 64;
+            }
+        }
+        #[cfg(not(all(target_arch = "x86_64", not(shmwire_loom))))]
+        let _ = (off, len, write);
+    }
+
     /// Records (under loom) that the caller is still reading `[off, off+len)`.
     #[inline(always)]
     pub(crate) fn touch_read(&self, off: usize, len: usize) {

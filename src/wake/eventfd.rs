@@ -9,10 +9,10 @@ use std::time::Duration;
 /// side).
 ///
 /// Under `cfg(shmwire_loom)` it is a `Mutex<u64>` + `Condvar` counter with
-/// the same semantics.
+/// the same semantics; it still owns a real fd (never written or polled) so
+/// that code registering it with an event loop (the transport) compiles.
 #[derive(Debug, Clone)]
 pub struct EventFd {
-    #[cfg(not(shmwire_loom))]
     fd: std::sync::Arc<std::os::fd::OwnedFd>,
     #[cfg(shmwire_loom)]
     inner: crate::sync::Arc<(crate::sync::Mutex<u64>, crate::sync::Condvar)>,
@@ -75,7 +75,6 @@ impl EventFd {
     }
 }
 
-#[cfg(not(shmwire_loom))]
 impl std::os::fd::AsFd for EventFd {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         std::os::fd::AsFd::as_fd(&*self.fd)
@@ -86,7 +85,15 @@ impl std::os::fd::AsFd for EventFd {
 impl EventFd {
     /// Creates a new modelled eventfd (counter 0).
     pub fn new() -> std::io::Result<Self> {
+        use rustix::event::{eventfd, EventfdFlags};
+        let fd = eventfd(0, EventfdFlags::NONBLOCK | EventfdFlags::CLOEXEC)?;
+        Self::from_owned(fd)
+    }
+
+    /// Wraps `fd` (kept only for `AsFd`) with a fresh modelled counter.
+    pub fn from_owned(fd: std::os::fd::OwnedFd) -> std::io::Result<Self> {
         Ok(Self {
+            fd: std::sync::Arc::new(fd),
             inner: crate::sync::Arc::new((crate::sync::Mutex::new(0), crate::sync::Condvar::new())),
         })
     }

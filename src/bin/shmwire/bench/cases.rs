@@ -235,7 +235,9 @@ impl BenchEnv {
         format!("{what}-{}", self.next_id)
     }
 
-    fn spawn(
+    /// Starts the echoing child `role` (pinned to the child CPU, with the
+    /// session and `extra` as `key=value` words).
+    pub fn spawn(
         &self,
         role: &str,
         extra: &[(&str, String)],
@@ -271,7 +273,7 @@ impl BenchEnv {
 /// the child to exit by itself (after the pair told it to stop), then kills
 /// it.
 #[derive(Debug)]
-struct ChildProc {
+pub struct ChildProc {
     child: Option<Child>,
 }
 

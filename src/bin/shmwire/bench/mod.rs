@@ -18,11 +18,12 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use shmwire::shm::Session;
 
-use cases::{start, BenchEnv, CaseKind, Launcher};
+use cases::{start, BenchEnv, CaseKind, Launcher, Pair};
 use harness::{
     current_affinity, new_histogram, placement_class, restore_affinity, BenchResult, MachineInfo,
     Placement, Summary,
 };
+use hdrhistogram::Histogram;
 
 /// Hidden subcommand the binary re-executes itself with for the child role.
 pub const CHILD_SUBCOMMAND: &str = "__bench-child";
@@ -75,16 +76,59 @@ pub struct Report {
     pub cases: Vec<CaseResult>,
 }
 
-fn warmup_for(n: u64) -> u64 {
+/// Warm-up operations before a measurement of `n`.
+pub(crate) fn warmup_for(n: u64) -> u64 {
     (n / 10).clamp(n.min(100), 20_000)
 }
 
-fn measure(case: CaseKind, env: &mut BenchEnv, n: u64) -> BenchResult<Summary> {
-    let mut pair = start(case, env)?;
+/// A case [`run_interleaved`] can measure: `bench ring`'s [`CaseKind`]s and
+/// `bench transport`'s [`transport::TransportCase`]s.
+pub trait Case: Copy {
+    /// The case name in reports.
+    fn name(self) -> &'static str;
+    /// Payload bytes per operation.
+    fn payload_bytes(self) -> usize;
+    /// Operations per measurement, given the defaults for spinning and
+    /// blocking cases.
+    fn iterations(self, spin_iters: u64, blocking_iters: u64) -> u64;
+    /// Starts the case: segments/sockets, the echoing child.
+    fn start(self, env: &mut BenchEnv) -> BenchResult<Box<dyn Pair>>;
+}
+
+impl Case for CaseKind {
+    fn name(self) -> &'static str {
+        CaseKind::name(self)
+    }
+    fn payload_bytes(self) -> usize {
+        CaseKind::payload_bytes(self)
+    }
+    fn iterations(self, spin_iters: u64, blocking_iters: u64) -> u64 {
+        if self.throughput() {
+            // Frames are cheaper than round trips: stream ten times as many.
+            spin_iters.saturating_mul(10)
+        } else if self.blocking() {
+            blocking_iters
+        } else {
+            spin_iters
+        }
+    }
+    fn start(self, env: &mut BenchEnv) -> BenchResult<Box<dyn Pair>> {
+        start(self, env)
+    }
+}
+
+/// Starts `case`, warms up, then measures `n` operations; the child is
+/// stopped before this returns.
+fn measure<C: Case>(
+    case: C,
+    env: &mut BenchEnv,
+    n: u64,
+) -> BenchResult<(Histogram<u64>, Duration)> {
+    let mut pair = case.start(env)?;
     pair.run(warmup_for(n), None)?;
     let mut hist = new_histogram();
     let elapsed = pair.run(n, Some(&mut hist))?;
-    Ok(Summary::new(&hist, n, elapsed))
+    Ok((hist, elapsed))
 }
 
 /// Runs the comparison.
@@ -117,16 +161,29 @@ pub fn run(opts: &Options) -> BenchResult<Report> {
 type Measured = (Vec<Summary>, Vec<CaseResult>);
 
 fn run_cases(opts: &Options, env: &mut BenchEnv) -> BenchResult<Measured> {
+    run_interleaved(opts, env, cases::measured_cases())
+}
+
+/// Measures every case of `cases` between two measurements of the limit
+/// (`limit/atomic-pingpong`): limit, case, limit, case, …, limit. A case
+/// counts only when the limits on both sides of it saw the same placement;
+/// otherwise the vCPUs moved during it and it is measured again (at most
+/// [`MAX_ATTEMPTS`] times, then the last is kept, flagged by `attempts` and
+/// `placement_stable`). Returns every limit measurement and the results: the
+/// limit over all its measurements first, then each case with its ratio to
+/// the mean of its two adjacent limits.
+pub(crate) fn run_interleaved<C: Case>(
+    opts: &Options,
+    env: &mut BenchEnv,
+    cases: impl IntoIterator<Item = C>,
+) -> BenchResult<Measured> {
     let spin_iters = opts.iters.unwrap_or(DEFAULT_SPIN_ITERS);
     let blocking_iters = opts.iters.unwrap_or(DEFAULT_BLOCKING_ITERS);
     let mut limits = Vec::new();
     let mut limit_hist = new_histogram();
     let mut limit_total = Duration::ZERO;
     let mut measure_limit = |env: &mut BenchEnv, limits: &mut Vec<Summary>| {
-        let mut pair = start(CaseKind::Limit, env)?;
-        pair.run(warmup_for(spin_iters), None)?;
-        let mut hist = new_histogram();
-        let elapsed = pair.run(spin_iters, Some(&mut hist))?;
+        let (hist, elapsed) = measure(CaseKind::Limit, env, spin_iters)?;
         limit_hist.add(&hist).map_err(|e| format!("{e:?}"))?;
         limit_total += elapsed;
         let s = Summary::new(&hist, spin_iters, elapsed);
@@ -136,21 +193,12 @@ fn run_cases(opts: &Options, env: &mut BenchEnv) -> BenchResult<Measured> {
 
     let mut measured = Vec::new();
     let mut before = measure_limit(env, &mut limits)?;
-    for case in cases::measured_cases() {
-        let n = if case.throughput() {
-            // Frames are cheaper than round trips: stream ten times as many.
-            spin_iters.saturating_mul(10)
-        } else if case.blocking() {
-            blocking_iters
-        } else {
-            spin_iters
-        };
-        // A case counts only when the limits on both sides of it saw the
-        // same placement; otherwise the vCPUs moved during it: measure again
-        // (at most MAX_ATTEMPTS times, then keep the last, flagged).
+    for case in cases {
+        let n = case.iterations(spin_iters, blocking_iters);
         let mut attempt = 1;
         loop {
-            let s = measure(case, env, n)?;
+            let (hist, elapsed) = measure(case, env, n)?;
+            let s = Summary::new(&hist, n, elapsed);
             let after = measure_limit(env, &mut limits)?;
             let stable = same_placement(before.median_ns, after.median_ns);
             if stable || attempt == MAX_ATTEMPTS {
@@ -163,7 +211,7 @@ fn run_cases(opts: &Options, env: &mut BenchEnv) -> BenchResult<Measured> {
         }
     }
     let limit_iters = spin_iters * limits.len() as u64;
-    let mut cases = vec![CaseResult {
+    let mut results = vec![CaseResult {
         name: CaseKind::Limit.name(),
         payload_bytes: 0,
         summary: Summary::new(&limit_hist, limit_iters, limit_total),
@@ -175,7 +223,7 @@ fn run_cases(opts: &Options, env: &mut BenchEnv) -> BenchResult<Measured> {
     }];
     for (case, s, lb, la, attempts) in measured {
         let adjacent = (lb + la) as f64 / 2.0;
-        cases.push(CaseResult {
+        results.push(CaseResult {
             name: case.name(),
             payload_bytes: case.payload_bytes(),
             ratio_to_limit: s.median_ns as f64 / adjacent.max(1.0),
@@ -186,7 +234,7 @@ fn run_cases(opts: &Options, env: &mut BenchEnv) -> BenchResult<Measured> {
             placement_stable: same_placement(lb, la),
         });
     }
-    Ok((limits, cases))
+    Ok((limits, results))
 }
 
 /// Measurements of one case before giving up on a stable placement.

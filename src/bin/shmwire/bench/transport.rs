@@ -14,8 +14,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use shmwire::ids::WorkerId;
@@ -25,10 +25,10 @@ use shmwire::transport::{
     ShmWait, TcpListener, TransportConfig, TransportError,
 };
 
-use super::cases::{self, BenchEnv, CaseKind};
+use super::cases::{self, BenchEnv, ChildProc, Pair};
 use super::harness::{
-    current_affinity, new_histogram, pin_current_thread, restore_affinity, timed_loop, BenchResult,
-    MachineInfo, Placement, Summary,
+    current_affinity, pin_current_thread, restore_affinity, timed_loop, BenchResult, MachineInfo,
+    Placement,
 };
 
 /// Bytes per message.
@@ -127,45 +127,8 @@ fn unhex16(s: &str) -> BenchResult<[u8; 16]> {
     Ok(out)
 }
 
-/// A child that is killed and reaped if it has not exited within 5 s of
-/// the drop (it exits by itself once the connection closes).
-struct Reaped(Option<Child>);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let Some(mut c) = self.0.take() else { return };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) | Err(_) = c.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let _ = c.kill();
-        let _ = c.wait();
-    }
-}
-
-fn spawn(env: &BenchEnv, extra: &[(&str, String)]) -> BenchResult<Reaped> {
-    let mut cmd = Command::new(&env.launcher.program);
-    cmd.args(&env.launcher.args)
-        .arg(format!("role={ECHO_ROLE}"))
-        .arg(format!("root={}", env.session.root().display()))
-        .arg(format!("session={}", env.session.name()))
-        .arg(format!("ppid={}", std::process::id()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    if let Some(cpu) = env.placement.child_cpu {
-        cmd.arg(format!("cpu={cpu}"));
-    }
-    for (k, v) in extra {
-        cmd.arg(format!("{k}={v}"));
-    }
-    for (k, v) in &env.launcher.env {
-        cmd.env(k, v);
-    }
-    Ok(Reaped(Some(cmd.spawn()?)))
+fn spawn(env: &BenchEnv, extra: &[(&str, String)]) -> BenchResult<ChildProc> {
+    env.spawn(ECHO_ROLE, extra, Stdio::null(), Stdio::null())
 }
 
 #[allow(clippy::large_enum_variant)] // one per bench case, never moved in the loop
@@ -184,7 +147,7 @@ pub struct TransportPair {
     buf: [u8; PAYLOAD],
     // Declared last: dropped after the connection, so the child sees the
     // close and exits before we wait for it.
-    _child: Reaped,
+    _child: ChildProc,
 }
 
 impl TransportPair {
@@ -266,6 +229,12 @@ impl TransportPair {
     }
 }
 
+impl Pair for TransportPair {
+    fn run(&mut self, n: u64, hist: Option<&mut Histogram<u64>>) -> BenchResult<Duration> {
+        TransportPair::run(self, n, hist)
+    }
+}
+
 impl Drop for TransportPair {
     fn drop(&mut self) {
         if let Side::Conn(c) = &mut self.side {
@@ -340,10 +309,6 @@ pub fn child_main<S: AsRef<str>>(words: &[S]) -> BenchResult<()> {
     }
 }
 
-fn warmup_for(n: u64) -> u64 {
-    (n / 10).clamp(n.min(100), 20_000)
-}
-
 /// Runs the transport comparison (see the module docs).
 pub fn run(opts: &super::Options) -> BenchResult<super::Report> {
     let machine = MachineInfo::collect();
@@ -359,7 +324,7 @@ pub fn run(opts: &super::Options) -> BenchResult<super::Report> {
         env: Vec::new(),
     };
     let mut env = BenchEnv::new(session.clone(), launcher, placement.clone());
-    let result = run_cases(opts, &mut env);
+    let result = super::run_interleaved(opts, &mut env, TransportCase::all());
     restore_affinity(&saved);
     let _ = session.remove_all();
     let (limits, cases) = result?;
@@ -371,80 +336,21 @@ pub fn run(opts: &super::Options) -> BenchResult<super::Report> {
     })
 }
 
-fn run_cases(
-    opts: &super::Options,
-    env: &mut BenchEnv,
-) -> BenchResult<(Vec<Summary>, Vec<super::CaseResult>)> {
-    let spin_iters = opts.iters.unwrap_or(super::DEFAULT_SPIN_ITERS);
-    let blocking_iters = opts.iters.unwrap_or(super::DEFAULT_BLOCKING_ITERS);
-    let mut limits = Vec::new();
-    let mut limit_hist = new_histogram();
-    let mut limit_total = Duration::ZERO;
-    let mut measure_limit = |env: &mut BenchEnv, limits: &mut Vec<Summary>| {
-        let mut pair = cases::start(CaseKind::Limit, env)?;
-        pair.run(warmup_for(spin_iters), None)?;
-        let mut hist = new_histogram();
-        let elapsed = pair.run(spin_iters, Some(&mut hist))?;
-        limit_hist.add(&hist).map_err(|e| format!("{e:?}"))?;
-        limit_total += elapsed;
-        let s = Summary::new(&hist, spin_iters, elapsed);
-        limits.push(s.clone());
-        BenchResult::Ok(s)
-    };
-    let mut measured = Vec::new();
-    let mut before = measure_limit(env, &mut limits)?;
-    for case in TransportCase::all() {
-        let n = if case.blocking() {
+impl super::Case for TransportCase {
+    fn name(self) -> &'static str {
+        TransportCase::name(self)
+    }
+    fn payload_bytes(self) -> usize {
+        PAYLOAD
+    }
+    fn iterations(self, spin_iters: u64, blocking_iters: u64) -> u64 {
+        if self.blocking() {
             blocking_iters
         } else {
             spin_iters
-        };
-        // As in `bench ring`: a case counts only when the limits on both sides
-        // of it saw the same placement; otherwise measure it again (at most
-        // MAX_ATTEMPTS times, then keep the last, flagged by `attempts`).
-        let mut attempt = 1;
-        loop {
-            let mut pair = TransportPair::start(case, env)?;
-            pair.run(warmup_for(n), None)?;
-            let mut hist = new_histogram();
-            let elapsed = pair.run(n, Some(&mut hist))?;
-            drop(pair);
-            let s = Summary::new(&hist, n, elapsed);
-            let after = measure_limit(env, &mut limits)?;
-            let stable = super::same_placement(before.median_ns, after.median_ns);
-            if stable || attempt == super::MAX_ATTEMPTS {
-                measured.push((case, s, before.median_ns, after.median_ns, attempt));
-                before = after;
-                break;
-            }
-            before = after;
-            attempt += 1;
         }
     }
-    let limit_iters = spin_iters * limits.len() as u64;
-    let mut out = vec![super::CaseResult {
-        name: CaseKind::Limit.name(),
-        payload_bytes: 0,
-        summary: Summary::new(&limit_hist, limit_iters, limit_total),
-        limit_before_ns: limits[0].median_ns,
-        limit_after_ns: limits[limits.len() - 1].median_ns,
-        ratio_to_limit: 1.0,
-        attempts: 1,
-        placement_stable: super::placement_summary(&limits) != "mixed",
-    }];
-    for (case, s, lb, la, attempts) in measured {
-        // Against the mean of the two adjacent limits, as `bench ring` does.
-        let adjacent = (lb + la) as f64 / 2.0;
-        out.push(super::CaseResult {
-            name: case.name(),
-            payload_bytes: PAYLOAD,
-            ratio_to_limit: s.median_ns as f64 / adjacent.max(1.0),
-            summary: s,
-            limit_before_ns: lb,
-            limit_after_ns: la,
-            attempts,
-            placement_stable: super::same_placement(lb, la),
-        });
+    fn start(self, env: &mut BenchEnv) -> BenchResult<Box<dyn Pair>> {
+        Ok(Box::new(TransportPair::start(self, env)?))
     }
-    Ok((limits, out))
 }

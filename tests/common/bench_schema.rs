@@ -1,0 +1,65 @@
+//! Schema checks shared by the tests of `shmwire bench ring --json` and
+//! `shmwire bench transport --json` (both print the same document shape).
+
+use serde_json::{Map, Value};
+
+/// Checks the `machine` object: `keys` are present, `cores` ≥ 1, `pinned`
+/// is a boolean and an unpinned run says why (`pin_note`).
+pub fn check_machine<'a>(doc: &'a Value, keys: &[&str]) -> &'a Map<String, Value> {
+    let machine = doc["machine"].as_object().expect("machine object");
+    for key in keys {
+        assert!(machine.contains_key(*key), "machine.{key} missing");
+    }
+    assert!(machine["cores"].as_u64().unwrap() >= 1);
+    assert!(machine["pinned"].is_boolean());
+    if !machine["pinned"].as_bool().unwrap() {
+        assert!(machine["pin_note"].is_string(), "unpinned runs say why");
+    }
+    machine
+}
+
+/// Checks that every name of `required` is a case and that every case has
+/// the fields with the right types, `0 < median ≤ p99 ≤ p999`,
+/// positive `ops_per_s`, at least `min_iters` iterations, and that the
+/// limit row has no payload and ratio 1. Returns the cases.
+pub fn check_cases<'a>(doc: &'a Value, required: &[&str], min_iters: u64) -> &'a Vec<Value> {
+    let cases = doc["cases"].as_array().expect("cases array");
+    let names: Vec<&str> = cases.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    for required in required {
+        assert!(
+            names.contains(required),
+            "case {required} missing: {names:?}"
+        );
+    }
+    for c in cases {
+        let name = c["name"].as_str().unwrap();
+        for key in [
+            "payload_bytes",
+            "iterations",
+            "median_ns",
+            "p99_ns",
+            "p999_ns",
+        ] {
+            assert!(c[key].is_u64(), "{name}.{key} not an unsigned integer: {c}");
+        }
+        for key in ["ops_per_s", "ratio_to_limit"] {
+            assert!(c[key].is_number(), "{name}.{key} not a number: {c}");
+        }
+        let (median, p99, p999) = (
+            c["median_ns"].as_u64().unwrap(),
+            c["p99_ns"].as_u64().unwrap(),
+            c["p999_ns"].as_u64().unwrap(),
+        );
+        assert!(median > 0 && median <= p99 && p99 <= p999, "{name}: {c}");
+        assert!(c["ops_per_s"].as_f64().unwrap() > 0.0, "{name}: {c}");
+        assert!(
+            c["iterations"].as_u64().unwrap() >= min_iters,
+            "{name}: {c}"
+        );
+        if name.starts_with("limit/") {
+            assert_eq!(c["payload_bytes"].as_u64(), Some(0), "{name}");
+            assert_eq!(c["ratio_to_limit"].as_f64().unwrap(), 1.0, "{name}");
+        }
+    }
+    cases
+}
