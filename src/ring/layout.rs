@@ -30,6 +30,10 @@ pub const MAX_CAPACITY: usize = 1 << 31;
 
 /// One cache line's worth of alignment (128 bytes: the adjacent-line
 /// prefetcher on x86 pulls pairs of 64-byte lines, as `CachePadded` assumes).
+///
+/// Not `crossbeam_utils::CachePadded`: its alignment changes with the target
+/// architecture, and this type is part of the versioned shared-memory layout
+/// (`RING_LAYOUT_VERSION`), which must not change silently.
 #[repr(C, align(128))]
 #[derive(Debug, Default)]
 pub struct Line<T>(pub T);

@@ -57,7 +57,7 @@ impl SessionToken {
     /// A fresh random token from the kernel's random source.
     pub fn random() -> io::Result<Self> {
         let mut b = [0u8; 16];
-        std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+        getrandom::fill(&mut b).map_err(io::Error::other)?;
         Ok(Self(b))
     }
 

@@ -66,6 +66,11 @@ pub enum CaseKind {
     /// One ring, one-way frames of the given payload size, batched commits
     /// and releases, spinning.
     RingThroughput(usize),
+    /// iceoryx2 publish-subscribe ping-pong of a `[u8; 256]` (two services,
+    /// zero-copy loans, both sides polling `receive`). Only with the
+    /// `iceoryx2` cargo feature.
+    #[cfg(feature = "iceoryx2")]
+    Iceoryx2,
 }
 
 /// Wait strategy of a ring round-trip case.
@@ -138,6 +143,8 @@ impl CaseKind {
             Self::RingThroughput(256) => "ring/spin/throughput",
             Self::RingThroughput(4096) => "ring/spin/throughput-4KiB",
             Self::RingThroughput(_) => "ring/spin/throughput-other",
+            #[cfg(feature = "iceoryx2")]
+            Self::Iceoryx2 => "peer/iceoryx2/roundtrip",
         }
     }
 
@@ -172,6 +179,8 @@ impl CaseKind {
             Self::Crossbeam => "crossbeam",
             Self::RingRoundtrip(_) => "ring-echo",
             Self::RingThroughput(_) => "ring-sink",
+            #[cfg(feature = "iceoryx2")]
+            Self::Iceoryx2 => "iceoryx2",
         }
     }
 }
@@ -179,7 +188,8 @@ impl CaseKind {
 /// The cases compared with the limit, in the order they run (the limit is
 /// measured before each of them and once more at the end).
 pub fn measured_cases() -> Vec<CaseKind> {
-    vec![
+    #[allow(unused_mut)] // pushed to only with the iceoryx2 feature
+    let mut cases = vec![
         CaseKind::RingRoundtrip(RingWait::Spin),
         CaseKind::RingRoundtrip(RingWait::Poll),
         CaseKind::RingRoundtrip(RingWait::Futex),
@@ -191,7 +201,10 @@ pub fn measured_cases() -> Vec<CaseKind> {
         CaseKind::Pipe,
         CaseKind::Crossbeam,
         CaseKind::RingRoundtrip(RingWait::FutexSleep),
-    ]
+    ];
+    #[cfg(feature = "iceoryx2")]
+    cases.push(CaseKind::Iceoryx2);
+    cases
 }
 
 /// How to start a child process that plays the echoing side: the program,
@@ -329,6 +342,8 @@ pub fn start(case: CaseKind, env: &mut BenchEnv) -> BenchResult<Box<dyn Pair>> {
         CaseKind::Crossbeam => Box::new(CrossbeamPair::start(env)?),
         CaseKind::RingRoundtrip(wait) => Box::new(RingPair::start(env, wait)?),
         CaseKind::RingThroughput(payload) => Box::new(ThroughputPair::start(env, payload)?),
+        #[cfg(feature = "iceoryx2")]
+        CaseKind::Iceoryx2 => Box::new(ice::IcePair::start(env)?),
     })
 }
 
@@ -1132,6 +1147,181 @@ pub fn child_main<S: AsRef<str>>(words: &[S]) -> BenchResult<()> {
         "pipe" => stream_child(take_std_fd(0), take_std_fd(1)),
         "ring-echo" => ring_echo_child(&args),
         "ring-sink" => ring_sink_child(&args),
+        #[cfg(feature = "iceoryx2")]
+        "iceoryx2" => ice::child(&args),
         other => Err(format!("unknown bench child role {other:?}").into()),
+    }
+}
+
+// ------------------------------------------------------------- iceoryx2 --
+
+/// The iceoryx2 peer: publish-subscribe ping-pong between the two processes
+/// over two services, each side spinning on `receive` (iceoryx2's own
+/// zero-copy shared-memory transport, measured by the same harness).
+#[cfg(feature = "iceoryx2")]
+mod ice {
+    use iceoryx2::port::publisher::Publisher;
+    use iceoryx2::port::subscriber::Subscriber;
+    use iceoryx2::prelude::*;
+
+    use super::*;
+
+    type Payload = [u8; PAYLOAD];
+    type Pub = Publisher<ipc::Service, Payload, ()>;
+    type Sub = Subscriber<ipc::Service, Payload, ()>;
+
+    fn err(e: impl std::fmt::Debug) -> Box<dyn std::error::Error + Send + Sync> {
+        format!("iceoryx2: {e:?}").into()
+    }
+
+    /// Opens (or creates) the ping and pong services of one measurement.
+    fn ports(base: &str, parent: bool) -> BenchResult<(Node<ipc::Service>, Pub, Sub)> {
+        set_log_level(LogLevel::Error);
+        let node = NodeBuilder::new().create::<ipc::Service>().map_err(err)?;
+        let open = |suffix: &str| -> BenchResult<_> {
+            let name: ServiceName = format!("{base}/{suffix}")
+                .as_str()
+                .try_into()
+                .map_err(err)?;
+            node.service_builder(&name)
+                .publish_subscribe::<Payload>()
+                .open_or_create()
+                .map_err(err)
+        };
+        let (ping, pong) = (open("ping")?, open("pong")?);
+        let (tx, rx) = if parent {
+            (&ping, &pong)
+        } else {
+            (&pong, &ping)
+        };
+        let publisher = tx.publisher_builder().create().map_err(err)?;
+        let subscriber = rx.subscriber_builder().create().map_err(err)?;
+        Ok((node, publisher, subscriber))
+    }
+
+    fn send(publisher: &Pub, seq: u64) -> BenchResult<()> {
+        let mut payload = [0u8; PAYLOAD];
+        payload[..8].copy_from_slice(&seq.to_le_bytes());
+        let sample = publisher.loan_uninit().map_err(err)?;
+        sample.write_payload(payload).send().map_err(err)?;
+        Ok(())
+    }
+
+    /// The measuring side.
+    pub struct IcePair {
+        _node: Node<ipc::Service>,
+        publisher: Pub,
+        subscriber: Sub,
+        seq: u64,
+        child: ChildProc,
+    }
+
+    impl IcePair {
+        pub fn start(env: &mut BenchEnv) -> BenchResult<Self> {
+            let fresh = env.fresh_name("iox2");
+            let base = format!("shmwire/{}/{fresh}", env.session.name());
+            let (node, publisher, subscriber) = ports(&base, true)?;
+            let mut child = env.spawn(
+                CaseKind::Iceoryx2.role(),
+                &[("svc", base)],
+                Stdio::null(),
+                Stdio::null(),
+            )?;
+            // A sample reaches only subscribers connected when it is sent:
+            // ping until the child's echo shows the path is up, then drain.
+            let deadline = Instant::now() + Duration::from_secs(20);
+            'connect: loop {
+                if Instant::now() > deadline {
+                    return Err("iceoryx2 peer did not connect".into());
+                }
+                child.check_alive()?;
+                send(&publisher, 0)?;
+                let wait = Instant::now() + Duration::from_millis(20);
+                while Instant::now() < wait {
+                    if subscriber.receive().map_err(err)?.is_some() {
+                        break 'connect;
+                    }
+                    std::thread::yield_now();
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            while subscriber.receive().map_err(err)?.is_some() {}
+            Ok(Self {
+                _node: node,
+                publisher,
+                subscriber,
+                seq: 0,
+                child,
+            })
+        }
+    }
+
+    impl Pair for IcePair {
+        fn run(&mut self, n: u64, hist: Option<&mut Histogram<u64>>) -> BenchResult<Duration> {
+            let (publisher, subscriber) = (&self.publisher, &self.subscriber);
+            let (seq, child) = (&mut self.seq, &mut self.child);
+            timed_loop(n, hist, |_| {
+                *seq += 1;
+                send(publisher, *seq)?;
+                let mut spins = 0u64;
+                loop {
+                    if let Some(sample) = subscriber.receive().map_err(err)? {
+                        let got = u64::from_le_bytes(sample.payload()[..8].try_into()?);
+                        if got == *seq {
+                            return Ok(());
+                        }
+                        // A late echo of a connection ping: skip it.
+                        continue;
+                    }
+                    spins += 1;
+                    if spins & SPIN_CHECK_MASK == 0 {
+                        child.check_alive()?;
+                    }
+                    yield_if_long(spins);
+                    std::hint::spin_loop();
+                }
+            })
+        }
+    }
+
+    /// Tells the child to drop its ports and node and exit, so iceoryx2
+    /// removes the services' shared memory (a killed node leaves it behind).
+    const STOP: u64 = u64::MAX;
+
+    impl Drop for IcePair {
+        fn drop(&mut self) {
+            let _ = send(&self.publisher, STOP);
+            // `ChildProc`'s drop then waits for the exit (and kills only a
+            // child that does not exit).
+        }
+    }
+
+    /// The echoing side: every ping goes straight back as a pong, until
+    /// [`STOP`].
+    pub fn child(args: &ChildArgs) -> BenchResult<()> {
+        let (_node, publisher, subscriber) = ports(args.get("svc")?, false)?;
+        let mut spins = 0u64;
+        loop {
+            match subscriber.receive().map_err(err)? {
+                Some(sample) => {
+                    let seq = u64::from_le_bytes(sample.payload()[..8].try_into()?);
+                    drop(sample);
+                    if seq == STOP {
+                        return Ok(());
+                    }
+                    send(&publisher, seq)?;
+                    spins = 0;
+                }
+                None => {
+                    spins += 1;
+                    if spins & SPIN_CHECK_MASK == 0 {
+                        // The parent stops the child when the case ends.
+                        args.check_parent()?;
+                    }
+                    yield_if_long(spins);
+                    std::hint::spin_loop();
+                }
+            }
+        }
     }
 }
