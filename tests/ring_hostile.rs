@@ -28,12 +28,8 @@ struct Fixture {
     evil: MappedStorage,
 }
 
-fn storage_of(seg: Segment) -> MappedStorage {
-    let ptr = seg.payload_ptr();
-    let len = seg.payload_len();
-    let keep: Arc<dyn std::any::Any + Send + Sync> = Arc::new(seg);
-    // SAFETY: the payload is `len` bytes at `ptr`, mapped while `keep` lives.
-    unsafe { MappedStorage::from_raw(ptr, len, keep) }.unwrap()
+fn storage_of(seg: impl Into<Arc<Segment>>) -> MappedStorage {
+    MappedStorage::from_segment(seg.into()).unwrap()
 }
 
 fn fixture(name: &str) -> Fixture {
@@ -43,22 +39,7 @@ fn fixture(name: &str) -> Fixture {
         &format!("h{}-{name}", std::process::id()),
     )
     .unwrap();
-    let seg = Segment::create_with(
-        &session,
-        "ring",
-        MappedStorage::required_len(CAP),
-        kind::RING,
-        |payload: &mut [u8]| {
-            let keep: Arc<dyn std::any::Any + Send + Sync> = Arc::new(());
-            // SAFETY: `payload` is valid for the closure's duration and the
-            // storage is dropped before it returns.
-            let s = unsafe { MappedStorage::from_raw(payload.as_mut_ptr(), payload.len(), keep) }
-                .unwrap();
-            Ring::init(&s, CAP).unwrap();
-            Ok::<_, shmwire::shm::ShmError>(())
-        },
-    )
-    .unwrap();
+    let seg = shmwire::ring::create_ring_segment(&session, "ring", CAP).unwrap();
     let evil = storage_of(Segment::open(&session, "ring", kind::RING).unwrap());
     let mine = storage_of(seg);
     assert_ne!(

@@ -170,34 +170,12 @@ fn pid_alive(pid: u32) -> impl Fn() -> bool + Send + Sync + 'static {
     }
 }
 
-fn storage_of(seg: Segment) -> MappedStorage {
-    let ptr = seg.payload_ptr();
-    let len = seg.payload_len();
-    let keep: Arc<dyn std::any::Any + Send + Sync> = Arc::new(seg);
-    // SAFETY: the segment's payload is `len` bytes at `ptr`, mapped for as
-    // long as `keep` (held by every clone of the storage) lives, and only
-    // used as a ring.
-    unsafe { MappedStorage::from_raw(ptr, len, keep) }.expect("mapped storage")
+fn storage_of(seg: impl Into<Arc<Segment>>) -> MappedStorage {
+    MappedStorage::from_segment(seg.into()).expect("mapped storage")
 }
 
-fn create_ring_segment(session: &Session) -> Segment {
-    Segment::create_with(
-        session,
-        SEGMENT,
-        MappedStorage::required_len(CAP),
-        kind::RING,
-        |payload: &mut [u8]| {
-            let keep: Arc<dyn std::any::Any + Send + Sync> = Arc::new(());
-            // SAFETY: `payload` is a live, exclusively borrowed mapping of
-            // the right length for the duration of this closure, and the
-            // temporary storage is dropped before it returns.
-            let s = unsafe { MappedStorage::from_raw(payload.as_mut_ptr(), payload.len(), keep) }
-                .expect("mapped storage");
-            Ring::init(&s, CAP).expect("ring init");
-            Ok::<_, shmwire::shm::ShmError>(())
-        },
-    )
-    .expect("create segment")
+fn create_ring_segment(session: &Session) -> Arc<Segment> {
+    shmwire::ring::create_ring_segment(session, SEGMENT, CAP).expect("create ring segment")
 }
 
 // ----------------------------------------------------------------- child --
@@ -208,8 +186,10 @@ fn run_producer_child(cfg: Cfg) {
     let seg = if cfg.child_creates {
         create_ring_segment(&session)
     } else {
-        Segment::open_timeout(&session, SEGMENT, kind::RING, Duration::from_secs(30))
-            .expect("open segment")
+        Arc::new(
+            Segment::open_timeout(&session, SEGMENT, kind::RING, Duration::from_secs(30))
+                .expect("open segment"),
+        )
     };
     let storage = storage_of(seg);
     let mut p = Ring::attach_producer(storage).expect("attach producer");

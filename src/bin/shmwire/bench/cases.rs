@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use shmwire::ring::{Consumer, MappedStorage, Producer, Ring, RingError};
+use shmwire::ring::{create_ring_segment, Consumer, MappedStorage, Producer, Ring, RingError};
 use shmwire::shm::{kind, Segment, Session, ShmError};
 use shmwire::wake::{EventFd, WaitStrategy, Waiter};
 
@@ -659,33 +659,9 @@ const SYNC_KIND: u32 = 1;
 /// checks find a dead peer long before); renewed by the children.
 const RING_DEADLINE: Duration = Duration::from_secs(600);
 
-/// Creates segment `name` holding an initialised ring of `capacity` data
-/// bytes, published.
-fn create_ring_segment(
-    session: &Session,
-    name: &str,
-    capacity: usize,
-) -> BenchResult<Arc<Segment>> {
-    let len = MappedStorage::required_len(capacity);
-    let unpublished = Segment::create(session, name, len, kind::RING)?;
-    {
-        // SAFETY: the payload is `len` bytes, mapped for as long as
-        // `unpublished` lives, which outlives this temporary view; until
-        // `publish` no other process uses it, and it only ever holds a ring.
-        let storage =
-            unsafe { MappedStorage::from_raw(unpublished.payload_ptr(), len, Arc::new(())) }?;
-        Ring::init(&storage, capacity)?;
-    }
-    Ok(Arc::new(unpublished.publish()))
-}
-
 /// A ring view of a segment; the view keeps the segment mapped.
 fn ring_storage(seg: &Arc<Segment>) -> BenchResult<MappedStorage> {
-    let keepalive: Arc<dyn std::any::Any + Send + Sync> = seg.clone();
-    // SAFETY: the payload is `payload_len` bytes, mapped while the segment
-    // lives, and `keepalive` keeps it alive as long as the view; the segment
-    // is of kind RING (checked by create/open), so it only holds a ring.
-    Ok(unsafe { MappedStorage::from_raw(seg.payload_ptr(), seg.payload_len(), keepalive) }?)
+    Ok(MappedStorage::from_segment(Arc::clone(seg))?)
 }
 
 /// A liveness check of a child process: `false` once it has exited (its
