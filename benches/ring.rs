@@ -21,10 +21,8 @@ mod cases;
 
 use std::time::Duration;
 
-use cases::{start, BenchEnv, CaseKind, Launcher};
+use cases::{start, BenchEnv, CaseKind};
 use criterion::{BenchmarkId, Criterion, Throughput};
-use harness::{current_affinity, restore_affinity, Placement};
-use shmwire::shm::Session;
 
 const CHILD_ENV: &str = "SHMWIRE_RING_BENCH_CHILD";
 
@@ -58,35 +56,21 @@ fn main() {
         return;
     }
 
-    let mut placement = Placement::choose();
-    let saved = current_affinity();
-    placement.pin_parent();
-    if let Some(note) = &placement.note {
-        eprintln!("ring bench: {note}");
-    }
-    let session =
-        Session::open(&format!("criterion-ring-{}", std::process::id())).expect("bench session");
-    let launcher = Launcher {
-        program: std::env::current_exe().expect("current_exe"),
-        args: Vec::new(),
-        env: vec![(CHILD_ENV.to_owned(), "1".to_owned())],
-    };
-    let mut env = BenchEnv::new(session.clone(), launcher, placement);
+    let mut setup = cases::CriterionEnv::new("ring", CHILD_ENV).expect("bench setup");
+    let env = &mut setup.env;
 
     let mut c = Criterion::default().configure_from_args();
     // The limit is measured right before every case (the host moves vCPUs
     // between placements), so each case has an adjacent limit to compare with.
     for (k, case) in cases::measured_cases().into_iter().enumerate() {
         let limit_id = format!("{}/before-{k}", CaseKind::Limit.name());
-        bench_case(&mut c, &mut env, "limit", &limit_id, CaseKind::Limit);
+        bench_case(&mut c, env, "limit", &limit_id, CaseKind::Limit);
         let group = if case.throughput() {
             "ring-throughput"
         } else {
             "roundtrip"
         };
-        bench_case(&mut c, &mut env, group, case.name(), case);
+        bench_case(&mut c, env, group, case.name(), case);
     }
     c.final_summary();
-    restore_affinity(&saved);
-    let _ = session.remove_all();
 }

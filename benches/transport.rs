@@ -17,11 +17,9 @@ mod bench;
 
 use std::time::Duration;
 
-use bench::cases::{self, BenchEnv, CaseKind, Launcher};
-use bench::harness::{current_affinity, pin_current_thread, restore_affinity, Placement};
+use bench::cases::{self, BenchEnv, CaseKind};
 use bench::transport::{TransportCase, TransportPair};
 use criterion::{BenchmarkId, Criterion};
-use shmwire::shm::Session;
 
 const CHILD_ENV: &str = "SHMWIRE_TRANSPORT_BENCH_CHILD";
 
@@ -72,28 +70,12 @@ fn main() {
         }
         return;
     }
-    let placement = Placement::choose();
-    if let Some(note) = &placement.note {
-        eprintln!("transport bench: {note}");
-    }
-    let saved = current_affinity();
-    if let Some(cpu) = placement.parent_cpu {
-        pin_current_thread(cpu).expect("pin bench thread");
-    }
-    let session = Session::open(&format!("criterion-transport-{}", std::process::id()))
-        .expect("bench session");
-    let launcher = Launcher {
-        program: std::env::current_exe().expect("current_exe"),
-        args: Vec::new(),
-        env: vec![(CHILD_ENV.to_owned(), "1".to_owned())],
-    };
-    let mut env = BenchEnv::new(session.clone(), launcher, placement);
+    let mut setup = cases::CriterionEnv::new("transport", CHILD_ENV).expect("bench setup");
+    let env = &mut setup.env;
     let mut c = Criterion::default().configure_from_args();
     for (k, case) in TransportCase::all().into_iter().enumerate() {
-        limit(&mut c, &mut env, k);
-        transport(&mut c, &mut env, case);
+        limit(&mut c, env, k);
+        transport(&mut c, env, case);
     }
     c.final_summary();
-    restore_affinity(&saved);
-    let _ = session.remove_all();
 }

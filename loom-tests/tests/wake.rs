@@ -117,56 +117,51 @@ fn consumer_sleeping_sees_close() {
     });
 }
 
-/// Both directions in one model: three frames through a ring that holds
-/// two, both sides blocking on the futex with a zero spin window, so the
-/// producer sleeps for room and the consumer sleeps for data.
-#[test]
-fn both_sides_block_futex() {
-    loom::model(|| {
+/// Three frames through a ring that holds two, both sides blocking on the
+/// futex with a zero spin window, so the producer sleeps for room and the
+/// consumer sleeps for data. With `batched`, commits and releases are
+/// deferred: the blocking calls must publish them before they sleep (a full
+/// ring makes the producer flush; an empty ring makes the consumer flush),
+/// so neither side can sleep on work the other has not yet seen.
+fn three_frames_both_sides_block(batched: bool) {
+    loom::model(move || {
         let (mut p, mut c) = Ring::heap(64).unwrap();
         let t = thread::spawn(move || {
             let w = Waiter::new(park());
             for i in 0..3u8 {
                 let mut g = p.reserve_blocking(16, 0, &w, far()).unwrap();
                 g.fill(i);
-                g.commit();
+                if batched {
+                    g.commit_deferred();
+                } else {
+                    g.commit();
+                }
             }
+            // Dropping the producer publishes any last batch and closes.
         });
         let w = Waiter::new(park());
         for i in 0..3u8 {
             let f = c.peek_blocking(&w, far()).unwrap();
             assert!(f.iter().all(|b| *b == i));
-            f.release();
+            if batched {
+                f.release_deferred();
+            } else {
+                f.release();
+            }
         }
         assert_eq!(c.peek_blocking(&w, far()).unwrap_err(), RingError::Closed);
         t.join().unwrap();
     });
 }
 
-/// Batching and sleeping together: deferred commits and deferred releases
-/// are published by the blocking calls before they sleep (a full ring makes
-/// the producer flush; an empty ring makes the consumer flush), so neither
-/// side can sleep on work the other has not yet seen.
+/// Both directions in one model (see [`three_frames_both_sides_block`]).
+#[test]
+fn both_sides_block_futex() {
+    three_frames_both_sides_block(false);
+}
+
+/// Batching and sleeping together (see [`three_frames_both_sides_block`]).
 #[test]
 fn batched_blocking_both_sides_futex() {
-    loom::model(|| {
-        let (mut p, mut c) = Ring::heap(64).unwrap();
-        let t = thread::spawn(move || {
-            let w = Waiter::new(park());
-            for i in 0..3u8 {
-                let mut g = p.reserve_blocking(16, 0, &w, far()).unwrap();
-                g.fill(i);
-                g.commit_deferred();
-            }
-            // Dropping the producer publishes the last batch and closes.
-        });
-        let w = Waiter::new(park());
-        for i in 0..3u8 {
-            let f = c.peek_blocking(&w, far()).unwrap();
-            assert!(f.iter().all(|b| *b == i));
-            f.release_deferred();
-        }
-        assert_eq!(c.peek_blocking(&w, far()).unwrap_err(), RingError::Closed);
-        t.join().unwrap();
-    });
+    three_frames_both_sides_block(true);
 }

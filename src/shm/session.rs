@@ -390,14 +390,8 @@ impl Session {
         let mut out = Vec::new();
         for name in self.segment_names()? {
             let path = self.dir.join(&name);
-            let file = match OpenOptions::new()
-                .read(true)
-                .custom_flags(OFlags::NOFOLLOW.bits() as i32)
-                .open(&path)
-            {
-                Ok(f) => f,
-                Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                Err(e) => return Err(ShmError::io("open", path, e)),
+            let Some(file) = open_segment_file(&path)? else {
+                continue;
             };
             let file_size = file
                 .metadata()
@@ -493,14 +487,8 @@ impl Session {
 
         for name in segments {
             let path = self.dir.join(&name);
-            let file = match OpenOptions::new()
-                .read(true)
-                .custom_flags(OFlags::NOFOLLOW.bits() as i32)
-                .open(&path)
-            {
-                Ok(f) => f,
-                Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                Err(e) => return Err(ShmError::io("open", path, e)),
+            let Some(file) = open_segment_file(&path)? else {
+                continue;
             };
             let md = file
                 .metadata()
@@ -661,5 +649,19 @@ impl Session {
             out.push((name, report));
         }
         Ok(out)
+    }
+}
+
+/// Opens a segment file for reading without following a symlink; `None`
+/// when it vanished meanwhile (a creator unlinked it).
+fn open_segment_file(path: &Path) -> Result<Option<File>> {
+    match OpenOptions::new()
+        .read(true)
+        .custom_flags(OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+    {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ShmError::io("open", path, e)),
     }
 }

@@ -232,6 +232,49 @@ pub struct BenchEnv {
     next_id: u64,
 }
 
+/// A criterion bench's own setup: pins this process (or notes why not),
+/// opens a per-process session and re-executes the bench binary with
+/// `child_env` set as the echoing side. Dropping it restores the affinity
+/// and removes the session.
+// Used by benches/ring.rs and benches/transport.rs (they include this file
+// through #[path]); the CLI binary does not need it.
+#[allow(dead_code)]
+pub struct CriterionEnv {
+    /// The environment the cases start in.
+    pub env: BenchEnv,
+    saved: Option<rustix::thread::CpuSet>,
+}
+
+#[allow(dead_code)] // see CriterionEnv
+impl CriterionEnv {
+    /// Sets up bench `tag` (`ring`, `transport`).
+    pub fn new(tag: &str, child_env: &str) -> BenchResult<Self> {
+        let mut placement = Placement::choose();
+        let saved = super::harness::current_affinity();
+        placement.pin_parent();
+        if let Some(note) = &placement.note {
+            eprintln!("{tag} bench: {note}");
+        }
+        let session = Session::open(&format!("criterion-{tag}-{}", std::process::id()))?;
+        let launcher = Launcher {
+            program: std::env::current_exe()?,
+            args: Vec::new(),
+            env: vec![(child_env.to_owned(), "1".to_owned())],
+        };
+        Ok(Self {
+            env: BenchEnv::new(session, launcher, placement),
+            saved,
+        })
+    }
+}
+
+impl Drop for CriterionEnv {
+    fn drop(&mut self) {
+        super::harness::restore_affinity(&self.saved);
+        let _ = self.env.session.remove_all();
+    }
+}
+
 impl BenchEnv {
     /// A bench environment.
     pub fn new(session: Session, launcher: Launcher, placement: Placement) -> Self {
