@@ -112,7 +112,6 @@ mod storage;
 use std::cell::Cell;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
-use std::time::Instant;
 
 pub use layout::{
     Line, RingHeader, RingMeta, WakeSlot, FRAME_ALIGN, FRAME_HEADER_LEN, HEADER_LEN, MAX_CAPACITY,
@@ -122,7 +121,7 @@ pub use segment::{create_ring_segment, RingSegmentError};
 pub use storage::{DataRegion, HeapStorage, MappedStorage, RingStorage};
 
 use crate::sync::Ordering;
-use crate::wake::{announce, retract, wake_peer, EventFd, Waiter};
+use crate::wake::{announce, retract, wake_peer, Deadline, EventFd, Waiter};
 use layout::{frame_total, FrameHeader};
 
 /// Everything that can go wrong on a ring.
@@ -508,7 +507,7 @@ impl<S: RingStorage> Producer<S> {
         len: usize,
         kind: u32,
         waiter: &Waiter,
-        deadline: Instant,
+        deadline: impl Into<Deadline>,
     ) -> Result<WriteGrant<'_, S>, RingError> {
         if kind == PADDING_KIND {
             return Err(RingError::ReservedKind { kind });
@@ -520,7 +519,7 @@ impl<S: RingStorage> Producer<S> {
                 // SAFETY: the slot is used only during this call, while
                 // `self` is alive.
                 let slot = unsafe { self.own_slot() };
-                waiter.wait_for(slot, deadline, || {
+                waiter.wait_for(slot, deadline.into(), || {
                     let r = self.try_reserve(len);
                     if let Ok(None) = r {
                         // A padding frame written by try_reserve, or deferred
@@ -923,7 +922,7 @@ impl<S: RingStorage> Consumer<S> {
     pub fn peek_blocking(
         &mut self,
         waiter: &Waiter,
-        deadline: Instant,
+        deadline: impl Into<Deadline>,
     ) -> Result<ReadFrame<'_, S>, RingError> {
         let desc = match self.try_next()? {
             Some(d) => d,
@@ -931,7 +930,7 @@ impl<S: RingStorage> Consumer<S> {
                 // SAFETY: the slot is used only during this call, while
                 // `self` is alive.
                 let slot = unsafe { self.own_slot() };
-                waiter.wait_for(slot, deadline, || self.try_next())?
+                waiter.wait_for(slot, deadline.into(), || self.try_next())?
             }
         };
         Ok(ReadFrame {

@@ -248,8 +248,6 @@ pub struct ShmConnection {
     force_check: bool,
     /// Private copies of received frames ([`Connection::recv_private_timeout`]).
     snapshot: AlignedBuf,
-    /// A past instant, used as a deadline that is never waited on.
-    opened_at: Instant,
 }
 
 impl std::fmt::Debug for ShmConnection {
@@ -359,7 +357,6 @@ impl ShmConnection {
             last_check: Instant::now(),
             force_check: false,
             snapshot: AlignedBuf::default(),
-            opened_at: Instant::now(),
         })
     }
 
@@ -434,23 +431,8 @@ impl Connection for ShmConnection {
         let Some(tx) = self.tx.as_mut() else {
             return Err(TransportError::Closed.into());
         };
-        // Try without a deadline first (no clock read on the fast path); a
-        // grant dropped uncommitted is simply aborted.
-        let room = match tx.reserve(max_len) {
-            Ok(_grant) => true,
-            Err(RingError::Full) => false,
-            Err(e) => return Err(ring_err(e).into()),
-        };
-        let grant = if room {
-            tx.reserve(max_len)
-        } else {
-            tx.reserve_blocking(
-                max_len,
-                0,
-                &self.tx_waiter,
-                Instant::now() + self.send_timeout,
-            )
-        };
+        // A relative deadline: a send that finds room at once reads no clock.
+        let grant = tx.reserve_blocking(max_len, 0, &self.tx_waiter, self.send_timeout);
         let mut grant = match grant {
             Ok(g) => g,
             Err(RingError::PeerDied) => return Err(self.dead_error().into()),
@@ -517,16 +499,9 @@ impl Connection for ShmConnection {
         }
         let max_frame = self.max_frame;
         let rx = self.rx.as_mut().ok_or(TransportError::Closed)?;
-        // Fast path without reading the clock: a frame is already there. (The
-        // probe's frame is dropped unreleased, so the second peek returns it
-        // again.)
-        let deadline = if matches!(rx.peek(), Ok(Some(_))) {
-            // Never reached: the wait's first poll returns the frame.
-            self.opened_at
-        } else {
-            Instant::now() + timeout
-        };
-        match rx.peek_blocking(&self.rx_waiter, deadline) {
+        // A relative deadline: a frame that is already there costs no clock
+        // read.
+        match rx.peek_blocking(&self.rx_waiter, timeout) {
             Ok(f) => match wrap(f, max_frame) {
                 Ok(f) => Ok(f),
                 Err(why) => {

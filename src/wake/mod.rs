@@ -59,6 +59,46 @@ use crate::ring::layout::{WakeSlot, SLEEP_EVENTFD, SLEEP_FUTEX};
 use crate::ring::RingError;
 use crate::sync::{fence, spin_loop, Ordering};
 
+/// When a blocking ring call gives up with [`RingError::TimedOut`].
+///
+/// `After` lets a caller bound a call without reading the clock itself: the
+/// timeout starts when the call first has to wait and reads the clock (after
+/// a few empty polls), so a call that finds a frame or room at once never
+/// reads the clock. Both blocking calls take `impl Into<Deadline>`, so an
+/// `Instant` or a `Duration` can be passed directly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deadline {
+    /// At this instant.
+    At(Instant),
+    /// This long after the call starts waiting.
+    After(Duration),
+}
+
+impl Deadline {
+    /// The instant this deadline falls on, for a wait whose clock reads
+    /// `now` (a timeout too large to represent means "never").
+    pub fn at(self, now: Instant) -> Instant {
+        match self {
+            Deadline::At(t) => t,
+            Deadline::After(d) => now
+                .checked_add(d)
+                .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600)),
+        }
+    }
+}
+
+impl From<Instant> for Deadline {
+    fn from(t: Instant) -> Self {
+        Deadline::At(t)
+    }
+}
+
+impl From<Duration> for Deadline {
+    fn from(d: Duration) -> Self {
+        Deadline::After(d)
+    }
+}
+
 /// Default spin window before a parking strategy sleeps (exceeds the
 /// ~22–45 µs cost of a cross-vCPU wake-up measured on the target machines).
 pub const DEFAULT_SPIN: Duration = Duration::from_micros(80);
@@ -201,7 +241,7 @@ impl Waiter {
     pub(crate) fn wait_for<T>(
         &self,
         my_slot: &WakeSlot,
-        deadline: Instant,
+        deadline: Deadline,
         mut poll: impl FnMut() -> Result<Option<T>, RingError>,
     ) -> Result<T, RingError> {
         let spin = match &self.strategy {
@@ -211,6 +251,9 @@ impl Waiter {
             | WaitStrategy::EventFd { spin, .. } => *spin,
         };
         let mut next_check: Option<Instant> = None;
+        // Resolved at the first clock read (a relative deadline counts from
+        // there: a few polls after the call began).
+        let mut resolved: Option<Instant> = None;
 
         // Phase 1: spin. The clock is read only every 32 polls (and not at
         // all if the peer answers within the first 32), so a quick answer
@@ -226,6 +269,7 @@ impl Waiter {
                 i = i.wrapping_add(1);
                 if i % 32 == 0 {
                     let now = Instant::now();
+                    let deadline = *resolved.get_or_insert_with(|| deadline.at(now));
                     let end = *spin_end.get_or_insert_with(|| {
                         now.checked_add(spin).unwrap_or(deadline).min(deadline)
                     });
@@ -247,6 +291,7 @@ impl Waiter {
         // Phase 2: yield or sleep.
         loop {
             let now = Instant::now();
+            let deadline = *resolved.get_or_insert_with(|| deadline.at(now));
             if let Some(v) = self.periodic(now, &mut next_check, &mut poll) {
                 return v;
             }
