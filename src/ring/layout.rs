@@ -138,7 +138,18 @@ impl FrameHeader {
         b
     }
 
+    /// The header from its first 8 bytes read as one little-endian word
+    /// (`len` in the low half, `kind` in the high half); bytes 8..16 are
+    /// reserved (written as zero, never read).
     #[inline]
+    pub(crate) fn from_word(w: u64) -> Self {
+        Self {
+            len: w as u32,
+            kind: (w >> 32) as u32,
+        }
+    }
+
+    #[cfg(test)]
     pub(crate) fn from_bytes(b: [u8; FRAME_HEADER_LEN]) -> Self {
         Self {
             len: u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
@@ -171,5 +182,8 @@ mod tests {
         assert_eq!(frame_total(usize::MAX), None);
         let h = FrameHeader { len: 7, kind: 9 };
         assert_eq!(FrameHeader::from_bytes(h.to_bytes()), h);
+        let b = h.to_bytes();
+        let w = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+        assert_eq!(FrameHeader::from_word(w), h);
     }
 }

@@ -110,20 +110,23 @@ impl DataRegion {
         }
     }
 
-    /// Copies `N` bytes at `off` out of the region with volatile reads, so a
-    /// value that a hostile peer changes concurrently is read exactly once.
+    /// Reads the little-endian `u64` at `off` with one volatile load, so a
+    /// value that a hostile peer changes concurrently is read exactly once
+    /// (and in one instruction, not byte by byte).
     ///
     /// # Safety
     ///
-    /// - `off + N <= self.len()`;
-    /// - the caller owns `[off, off + N)` for reading under the ring protocol.
+    /// - `off + 8 <= self.len()` and `off` is a multiple of 8 (the region
+    ///   starts 16-byte aligned);
+    /// - the caller owns `[off, off + 8)` for reading under the ring protocol.
     #[inline(always)]
-    pub(crate) unsafe fn read_array<const N: usize>(&self, off: usize) -> [u8; N] {
-        debug_assert!(off + N <= self.len);
-        self.track_read(off, N);
-        // SAFETY: in bounds by the caller's contract; `[u8; N]` has alignment
-        // 1 and every bit pattern is valid.
-        unsafe { std::ptr::read_volatile(self.ptr.add(off).cast::<[u8; N]>()) }
+    pub(crate) unsafe fn read_u64_le(&self, off: usize) -> u64 {
+        debug_assert!(off + 8 <= self.len && off % 8 == 0);
+        self.track_read(off, 8);
+        // SAFETY: in bounds and 8-byte aligned by the caller's contract (the
+        // region's base is 16-byte aligned); every bit pattern is a valid
+        // `u64`.
+        u64::from_le(unsafe { std::ptr::read_volatile(self.ptr.add(off).cast::<u64>()) })
     }
 
     /// Copies `bytes` into the region at `off`.

@@ -89,6 +89,22 @@ fn full_is_back_pressure_not_overwrite() {
 }
 
 #[test]
+fn absurd_lengths_are_too_large_not_overflows() {
+    // The reserve fast path computes the frame size in saturating u64
+    // arithmetic; huge lengths must fall through to TooLarge.
+    let (mut p, _c, _s) = pair(1024);
+    for len in [usize::MAX, usize::MAX - 15, u32::MAX as usize + 1, 1009] {
+        assert_eq!(
+            p.reserve(len).unwrap_err(),
+            RingError::TooLarge { len, max: 1008 },
+            "len {len}"
+        );
+    }
+    // The largest payload still fits an empty ring.
+    p.reserve(1008).unwrap().commit();
+}
+
+#[test]
 fn frame_of_whole_capacity_after_padding() {
     let (mut p, mut c, _s) = pair(64);
     assert_eq!(p.max_payload(), 48);

@@ -156,6 +156,20 @@ impl WaitStrategy {
     }
 }
 
+/// Polls the blocking ring calls make inline, in the caller's own loop,
+/// before they enter [`Waiter`]'s general wait loop (only for strategies
+/// that spin). A peer that answers within a few hundred nanoseconds is then
+/// seen by a tight loop of `pause` and the ring's own poll, with no clock
+/// read and no call through the wait loop's closure; measured in
+/// `docs/ring.md`, "Hot path". None under loom: the polls are the same
+/// `try_next`/`try_reserve` the wait loop makes, and the model explores
+/// them there.
+#[cfg(not(shmwire_loom))]
+pub(crate) const INLINE_SPINS: u32 = 32;
+/// See the non-loom definition.
+#[cfg(shmwire_loom)]
+pub(crate) const INLINE_SPINS: u32 = 0;
+
 /// Tells a waiting side whether its peer is still alive.
 ///
 /// Called at least every [`Waiter::check_interval`] while waiting; it should
@@ -218,6 +232,18 @@ impl Waiter {
     /// The strategy.
     pub fn strategy(&self) -> &WaitStrategy {
         &self.strategy
+    }
+
+    /// Whether the strategy spins at all before yielding or sleeping (a
+    /// zero spin window goes straight to sleep).
+    #[inline]
+    pub(crate) fn spins(&self) -> bool {
+        match &self.strategy {
+            WaitStrategy::Spin => true,
+            WaitStrategy::SpinYield { spin }
+            | WaitStrategy::SpinPark { spin }
+            | WaitStrategy::EventFd { spin, .. } => !spin.is_zero(),
+        }
     }
 
     /// The liveness-check interval.
