@@ -64,7 +64,7 @@
 //! # Orderings
 //!
 //! - `Producer::flush` stores `head` with `Release`; it pairs with the
-//!   `Acquire` load of `head` in `Consumer::reload_head`, which makes the
+//!   `Acquire` load of `head` in `Consumer::try_next` (and `Consumer::reload_head`), which makes the
 //!   frame bytes written before the store visible to the consumer.
 //! - `Consumer::flush` stores `tail` with `Release`; it pairs with the
 //!   `Acquire` load of `tail` in `Producer::reload_tail`, so the consumer's
@@ -586,7 +586,7 @@ impl<S: RingStorage> Producer<S> {
     #[inline]
     pub fn flush(&mut self) {
         if self.head != self.published {
-            // Pairs with the Acquire load of head in Consumer::reload_head:
+            // Pairs with the Acquire load of head in Consumer::try_next / reload_head:
             // the frame bytes written before this store are visible to a
             // consumer that loads the new head.
             self.storage
@@ -674,10 +674,13 @@ impl<S: RingStorage> Producer<S> {
     /// if there is no room now.
     #[inline(always)]
     fn try_reserve(&mut self, len: usize) -> Result<Option<usize>, RingError> {
-        // Fast path, one branch: not poisoned, the frame fits before the end
-        // of the data region and in the room the cached `tail` already
-        // vouches for. Everything else (poison, size errors, padding,
-        // re-loading `tail`) is the slow path.
+        // Fast path, one branch: not poisoned (here or by the peer: the flag
+        // sits on the header's read-mostly first line, written only at
+        // init, attach, close and poisoning, so this is an L1 hit and the
+        // peer's poisoning is seen by every call), the frame fits before
+        // the end of the data region and in the room the cached `tail`
+        // already vouches for. Everything else (naming the poison, size
+        // errors, padding, re-loading `tail`) is the slow path.
         let off = self.head as usize & (self.cap - 1);
         // Saturating: an absurd `len` fails the checks below and reaches the
         // slow path's TooLarge.
@@ -698,10 +701,8 @@ impl<S: RingStorage> Producer<S> {
     /// [`try_reserve`](Self::try_reserve) when the fast path does not apply.
     #[inline(never)]
     fn try_reserve_slow(&mut self, len: usize) -> Result<Option<usize>, RingError> {
-        // The poisoned flag sits on the header's read-mostly first line
-        // (written only at init, attach, close and poisoning), so this is an
-        // L1 hit on the fast path; it makes the peer's poisoning visible to
-        // every call, not only to index re-loads.
+        // The same poisoned check as the fast path (which folds it into its
+        // one branch), here to name the error.
         if self.poisoned || header_poisoned(self.storage.header()) {
             self.poisoned = true;
             return Err(RingError::Poisoned);
@@ -952,11 +953,11 @@ impl<S: RingStorage> Consumer<S> {
         // Spin inline first (see `wake::INLINE_SPINS`). The poll that sees
         // the new frame is only a detector: its result is dropped and the
         // frame is parsed again (try_next is idempotent while the frame is
-        // unreleased: same tail, same validated header). Measured: parsing
-        // once more after detection is ~20–30 ns faster per round trip than
-        // keeping the detecting call's result (whose header read is the one
-        // that waited for the frame's cache line), on the 2-vCPU EPYC guest
-        // this is tuned on.
+        // unreleased: same tail, same validated header; a hostile peer that
+        // rewrites the header in between gets it validated again). Measured
+        // on the 2-vCPU EPYC guest this is tuned on: ~20–30 ns faster per
+        // round trip than keeping the detecting call's result. Why is not
+        // established (no performance counters there); see `docs/ring.md`.
         let spins = if waiter.spins() { INLINE_SPINS } else { 0 };
         let mut found = None;
         for i in 0..=spins {
@@ -1065,11 +1066,11 @@ impl<S: RingStorage> Consumer<S> {
 
     /// Validates a `head` just loaded from the header and caches it.
     ///
-    /// Every check is folded into one branch: `head` arrives by a cache
-    /// miss, and each branch that depends on it is one more chance of a
-    /// misprediction resolved only when the miss completes (a pipeline
-    /// flush just as the frame's lines arrive). The slow path names the
-    /// violation.
+    /// Every check is folded into one branch and the error path is out of
+    /// line: this runs between the cache miss that brings the new `head`
+    /// and the frame's first read, and keeping that stretch short measurably
+    /// shortens the round trip (`docs/ring.md`, "Hot path"). The slow path
+    /// names the violation.
     #[inline(always)]
     fn accept_head(&mut self, head: u64) -> Result<(), RingError> {
         // cached_head >= tail always holds, so `head >= cached_head` makes
@@ -1172,7 +1173,7 @@ impl<S: RingStorage> Consumer<S> {
             // One branch for the padding frame and every violation (see
             // accept_head for why); the common frame passes straight on.
             if (hdr.kind == PADDING_KIND) | (total > room) | (total > avail) {
-                self.skip_padding(off, hdr, avail)?;
+                self.skip_padding_or_reject(off, hdr, avail)?;
                 continue;
             }
             return Ok(Some(FrameDesc {
@@ -1189,7 +1190,12 @@ impl<S: RingStorage> Consumer<S> {
     /// `off`, or poisons the ring with the violation found.
     #[cold]
     #[inline(never)]
-    fn skip_padding(&mut self, off: usize, hdr: FrameHeader, avail: u64) -> Result<(), RingError> {
+    fn skip_padding_or_reject(
+        &mut self,
+        off: usize,
+        hdr: FrameHeader,
+        avail: u64,
+    ) -> Result<(), RingError> {
         let len = hdr.len as usize;
         let room = self.cap - off;
         if hdr.kind != PADDING_KIND {

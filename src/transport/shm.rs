@@ -572,7 +572,7 @@ impl super::MuxConnection for ShmConnection {
     fn ready_hint(&self) -> bool {
         let h = self.rx_storage.header();
         // Acquire pairs with the Release store of head in the peer's
-        // Producer::flush (as in Consumer::reload_head); tail is ours.
+        // Producer::flush (as in Consumer::try_next); tail is ours.
         let head = h.head.0.load(crate::sync::Ordering::Acquire);
         let tail = h.tail.0.load(crate::sync::Ordering::Relaxed);
         head != tail
