@@ -122,6 +122,15 @@ pub(crate) fn frame_total(len: usize) -> Option<usize> {
     align_up(len)?.checked_add(FRAME_HEADER_LEN)
 }
 
+/// [`frame_total`] in `u64`, saturating instead of failing: a length too
+/// large for any ring yields a total larger than any capacity. For the hot
+/// paths' branch-free checks.
+#[inline(always)]
+pub(crate) fn frame_total_sat(len: u64) -> u64 {
+    (len.saturating_add(FRAME_ALIGN as u64 - 1) & !(FRAME_ALIGN as u64 - 1))
+        .saturating_add(FRAME_HEADER_LEN as u64)
+}
+
 /// The 16-byte frame header, as copied out of (or into) the data region.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct FrameHeader {
@@ -180,6 +189,14 @@ mod tests {
         assert_eq!(frame_total(16), Some(32));
         assert_eq!(frame_total(17), Some(48));
         assert_eq!(frame_total(usize::MAX), None);
+        for len in [0usize, 1, 16, 17, 1000, u32::MAX as usize] {
+            assert_eq!(
+                frame_total_sat(len as u64),
+                frame_total(len).unwrap() as u64
+            );
+        }
+        assert_eq!(frame_total_sat(u64::MAX), u64::MAX);
+        assert!(frame_total_sat(u64::MAX - 15) > MAX_CAPACITY as u64);
         let h = FrameHeader { len: 7, kind: 9 };
         assert_eq!(FrameHeader::from_bytes(h.to_bytes()), h);
         let b = h.to_bytes();

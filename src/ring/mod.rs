@@ -122,7 +122,7 @@ pub use storage::{DataRegion, HeapStorage, MappedStorage, RingStorage};
 
 use crate::sync::{spin_loop, Ordering};
 use crate::wake::{announce, retract, wake_peer, Deadline, EventFd, Waiter, INLINE_SPINS};
-use layout::{frame_total, FrameHeader};
+use layout::{frame_total, frame_total_sat, FrameHeader};
 
 /// Everything that can go wrong on a ring.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -684,8 +684,7 @@ impl<S: RingStorage> Producer<S> {
         let off = self.head as usize & (self.cap - 1);
         // Saturating: an absurd `len` fails the checks below and reaches the
         // slow path's TooLarge.
-        let total = (len as u64).saturating_add(FRAME_ALIGN as u64 - 1) & !(FRAME_ALIGN as u64 - 1);
-        let total = total.saturating_add(FRAME_HEADER_LEN as u64);
+        let total = frame_total_sat(len as u64);
         let free = self.cap as u64 - (self.head - self.cached_tail);
         let ok = !self.poisoned
             & !header_poisoned(self.storage.header())
@@ -1161,15 +1160,14 @@ impl<S: RingStorage> Consumer<S> {
             // a frame header is readable.
             let avail = self.cached_head - self.tail;
             let off = self.tail as usize & (self.cap - 1);
-            // SAFETY: off is a multiple of 16 below cap (a multiple of 16),
-            // so off + 16 <= cap <= data.len(); the bytes are published
-            // (avail >= 16) and not yet released, so the producer does not
-            // write them.
+            // SAFETY: off is a multiple of 16 (so of 8) below cap (a
+            // multiple of 16), so off + 8 <= off + 16 <= cap <= data.len();
+            // the bytes are published (avail >= 16) and not yet released, so
+            // the producer does not write them (a hostile one may, which
+            // only changes the value read).
             let hdr = FrameHeader::from_word(unsafe { self.storage.data().read_u64_le(off) });
             let room = (self.cap - off) as u64;
-            // u64: no overflow for any u32 length.
-            let total = (hdr.len as u64 + (FRAME_ALIGN as u64 - 1)) & !(FRAME_ALIGN as u64 - 1);
-            let total = total + FRAME_HEADER_LEN as u64;
+            let total = frame_total_sat(hdr.len as u64);
             // One branch for the padding frame and every violation (see
             // accept_head for why); the common frame passes straight on.
             if (hdr.kind == PADDING_KIND) | (total > room) | (total > avail) {
