@@ -79,11 +79,14 @@
 #![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 pub mod ids;
+#[cfg(not(shmwire_loom))]
+pub mod node;
 pub mod ordering;
 pub mod ring;
 pub mod shm;
 pub mod spec;
 pub mod sync;
+pub(crate) mod sys;
 // The transport is OS plumbing (sockets, SCM_RIGHTS, mio) around the ring;
 // the loom build (`--cfg shmwire_loom`) models the ring and the wake-up
 // handshake only, where eventfds are modelled and have no file descriptor.

@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use std::path::Path;
 
+use shmwire::node::{Directory, Registration};
 use shmwire::shm::Session;
 use shmwire::transport::{
-    connect_shm, connect_tcp, Directory, Endpoint, Mux, Registration, ShmConnection, ShmListener,
-    ShmOptions, ShmWait, TcpConnection, TcpListener, TransportConfig, TransportError, WorkerId,
+    connect_shm, connect_tcp, Endpoint, Mux, ShmConnection, ShmListener, ShmOptions, ShmWait,
+    TcpConnection, TcpListener, TransportConfig, TransportError, WorkerId,
 };
 
 /// TCP on 127.0.0.1.

@@ -399,7 +399,7 @@ fn hostile_child(parent: u32) {
         &format!("t{parent}-hostile-xproc"),
     )
     .unwrap();
-    let token = shmwire::transport::SessionToken::load_or_create(session.dir()).unwrap();
+    let token = shmwire::node::load_or_create_token(&session).unwrap();
     let me = shmwire::transport::TransportConfig::new(parent_id(2, parent), token);
     let path = shmwire::transport::shm::socket_path(&session, &parent_id(1, parent));
     let opts = ShmOptions::with_wait(ShmWait::SpinYield);

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{cfg, env, id};
@@ -26,6 +27,11 @@ fn request(to: WorkerId, seq: i64) -> PushTaskRequest {
     }
 }
 
+/// The node layer's directory of `s` (what `Connector`s look workers up in).
+fn dir(s: &shmwire::shm::Session) -> shmwire::node::Directory {
+    shmwire::node::Directory::for_session(s).unwrap()
+}
+
 #[test]
 fn connector_routes_by_address_and_messages_flow() {
     let env = env("route");
@@ -37,12 +43,12 @@ fn connector_routes_by_address_and_messages_flow() {
         tcp: Some("127.0.0.1:0".parse().unwrap()),
         name: Some("server".into()),
     };
-    let mut listener = Listener::bind(s, cfg(1, s), opts).unwrap();
+    let mut listener = Listener::bind(s, cfg(1, s), opts, &dir(s)).unwrap();
     let addr = listener.address(node);
     assert_eq!(addr.worker_id, id(1));
     assert!(listener.endpoint().unix_socket.is_some() && listener.endpoint().tcp.is_some());
 
-    let connector = Connector::new(cfg(2, s), node).with_session(s).unwrap();
+    let connector = Connector::new(cfg(2, s), node).with_session(s, Arc::new(dir(s)));
     let remote = Address {
         node_id: other_node,
         ..addr.clone()
@@ -126,8 +132,7 @@ fn connector_routes_by_address_and_messages_flow() {
     drop(server);
     drop(listener);
     assert!(Connector::new(cfg(2, s), node)
-        .with_session(s)
-        .unwrap()
+        .with_session(s, Arc::new(dir(s)))
         .connect_name("server")
         .is_err());
 }
@@ -310,19 +315,19 @@ fn mux_accepts_in_the_same_loop() {
         tcp: Some("127.0.0.1:0".parse().unwrap()),
         name: None,
     };
-    let listener = Listener::bind(s, cfg(1, s), opts).unwrap();
+    let listener = Listener::bind(s, cfg(1, s), opts, &dir(s)).unwrap();
     let addr = listener.address(node);
     let mut mux: Mux<AnyConnection> = Mux::new().unwrap();
     assert!(mux.set_listener(listener).unwrap().is_none());
     let sc = s.clone();
     let client = std::thread::spawn(move || {
-        let connector = Connector::new(cfg(2, &sc), node).with_session(&sc).unwrap();
+        let connector = Connector::new(cfg(2, &sc), node).with_session(&sc, Arc::new(dir(&sc)));
         let mut shm = connector.connect(&addr).unwrap();
         let mut tcp = connector.clone().force_tcp(true).connect(&addr).unwrap();
         // A caller with a wrong token is refused without disturbing the loop.
         let mut bad = cfg(3, &sc);
         bad.token = SessionToken([0; 16]);
-        let bad = Connector::new(bad, node).with_session(&sc).unwrap();
+        let bad = Connector::new(bad, node).with_session(&sc, Arc::new(dir(&sc)));
         assert!(matches!(bad.connect(&addr), Err(TransportError::BadToken)));
         shm.send(b"shm").unwrap();
         tcp.send(b"tcp").unwrap();

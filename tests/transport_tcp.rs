@@ -10,9 +10,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::id;
+use shmwire::node::Directory;
 use shmwire::transport::{
-    connect_tcp, Connection, Directory, Endpoint, Mux, MuxEvent, SessionToken, TcpListener,
-    TransportConfig, TransportError, WorkerId, PROTOCOL_VERSION,
+    connect_tcp, Connection, Endpoint, LookupError, Mux, MuxEvent, PublishError, SessionToken,
+    TcpListener, TransportConfig, TransportError, WorkerId, PROTOCOL_VERSION,
 };
 
 const GUARD: Duration = Duration::from_secs(30);
@@ -310,17 +311,17 @@ fn directory_entry_of_killed_worker_is_removed() {
     imposter.name = Some("doomed".into());
     assert!(matches!(
         d.register(&imposter),
-        Err(TransportError::Refused(_))
+        Err(PublishError::Refused { .. })
     ));
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(matches!(
         d.lookup_name("doomed"),
-        Err(TransportError::NoSuchWorker(_))
+        Err(LookupError::NoSuchWorker { .. })
     ));
     assert!(matches!(
         d.lookup(&entry.worker_id),
-        Err(TransportError::NoSuchWorker(_))
+        Err(LookupError::NoSuchWorker { .. })
     ));
     assert_eq!(
         std::fs::read_dir(d.path()).unwrap().count(),

@@ -165,7 +165,7 @@ impl HeaderSnapshot {
             return None;
         }
         let s = std::str::from_utf8(&self.creator_tag[..end]).ok()?;
-        super::session::is_lock_file_name(s).then_some(s)
+        super::name::is_lock_file_name(s).then_some(s)
     }
 
     /// Validates the snapshot against what this build writes, the kind the

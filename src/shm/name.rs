@@ -52,6 +52,22 @@ pub fn validate_segment_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// File-name prefix of a process's lock file (`proc-<pid>-<hex>.lock`).
+pub(crate) const LOCK_PREFIX: &str = "proc-";
+/// File-name suffix of a process's lock file.
+pub(crate) const LOCK_SUFFIX: &str = ".lock";
+
+/// Whether `s` has the shape of a per-process lock-file name
+/// (`proc-<pid>-<hex>.lock`).
+pub(crate) fn is_lock_file_name(s: &str) -> bool {
+    s.len() <= MAX_NAME_LEN
+        && s.starts_with(LOCK_PREFIX)
+        && s.ends_with(LOCK_SUFFIX)
+        && s.len() > LOCK_PREFIX.len() + LOCK_SUFFIX.len()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

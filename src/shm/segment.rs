@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use memmap2::{MmapMut, MmapOptions};
-use rustix::fs::OFlags;
 
 use super::error::{Result, ShmError};
 use super::header::{
@@ -67,7 +66,7 @@ impl std::fmt::Debug for Segment {
 }
 
 fn nofollow() -> i32 {
-    OFlags::NOFOLLOW.bits() as i32
+    crate::sys::fs::O_NOFOLLOW
 }
 
 impl Segment {
@@ -214,7 +213,7 @@ impl Segment {
         {
             Ok(f) => f,
             Err(e) if e.kind() == ErrorKind::NotFound => return Err(ShmError::NotFound { path }),
-            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            Err(e) if crate::sys::fs::is_eloop(&e) => {
                 return Err(ShmError::WrongFileType {
                     path,
                     expected: "regular file",
@@ -235,7 +234,7 @@ impl Segment {
                 expected: "regular file",
             });
         }
-        let euid = rustix::process::geteuid().as_raw();
+        let euid = crate::sys::fs::euid();
         if md.uid() != euid {
             return Err(ShmError::WrongOwner {
                 path,

@@ -8,11 +8,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use rustix::fs::{flock, FlockOperation, OFlags};
+use crate::sys::liveness::{probe_owner, try_lock_exclusive, OwnerState};
 
 use super::error::{Result, ShmError};
 use super::header::{HeaderSnapshot, HEADER_SIZE, INIT_READY, INIT_UNINIT};
-use super::name::{validate_segment_name, validate_session_name, MAX_NAME_LEN};
+use super::name::{
+    is_lock_file_name, validate_segment_name, validate_session_name, LOCK_PREFIX, LOCK_SUFFIX,
+};
 
 /// Environment variable that overrides the root directory of all sessions.
 pub const ROOT_ENV: &str = "SHMWIRE_ROOT";
@@ -22,24 +24,11 @@ pub const ROOT_ENV: &str = "SHMWIRE_ROOT";
 /// system calls) must be before [`Session::cleanup_stale`] removes it.
 pub const UNTAGGED_GRACE: Duration = Duration::from_secs(10);
 
-const LOCK_PREFIX: &str = "proc-";
-const LOCK_SUFFIX: &str = ".lock";
 const TMP_LOCK_PREFIX: &str = ".proc-";
 const TMP_LOCK_SUFFIX: &str = ".lock.tmp";
 
-/// Whether `s` has the shape of a per-process lock-file name
-/// (`proc-<pid>-<hex>.lock`).
-pub(crate) fn is_lock_file_name(s: &str) -> bool {
-    s.len() <= MAX_NAME_LEN
-        && s.starts_with(LOCK_PREFIX)
-        && s.ends_with(LOCK_SUFFIX)
-        && s.len() > LOCK_PREFIX.len() + LOCK_SUFFIX.len()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'))
-}
-
 fn euid() -> u32 {
-    rustix::process::geteuid().as_raw()
+    crate::sys::fs::euid()
 }
 
 /// The directory under which sessions live: `$SHMWIRE_ROOT` if set, else
@@ -174,7 +163,7 @@ fn proc_lock_name(dir: &Path) -> Result<String> {
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .custom_flags(OFlags::NOFOLLOW.bits() as i32)
+            .custom_flags(crate::sys::fs::O_NOFOLLOW)
             .open(&tmp)
         {
             Ok(f) => f,
@@ -190,8 +179,22 @@ fn proc_lock_name(dir: &Path) -> Result<String> {
             }
             Err(e) => return Err(ShmError::io("create lock file", &tmp, e)),
         };
-        flock(&file, FlockOperation::NonBlockingLockExclusive)
-            .map_err(|e| ShmError::io("flock", &tmp, e.into()))?;
+        match try_lock_exclusive(&file) {
+            Ok(true) => {}
+            // Nobody else can hold a lock on a file we just created
+            // exclusively, unless a cleaner probes it this instant: retry
+            // under a new name.
+            Ok(false) => {
+                let _ = fs::remove_file(&tmp);
+                last_err = Some(ShmError::io(
+                    "flock",
+                    &tmp,
+                    io::Error::from(ErrorKind::WouldBlock),
+                ));
+                continue;
+            }
+            Err(e) => return Err(ShmError::io("flock", &tmp, e)),
+        }
         match fs::rename(&tmp, dir.join(&name)) {
             Ok(()) => {
                 reg.insert(
@@ -214,34 +217,6 @@ fn proc_lock_name(dir: &Path) -> Result<String> {
         }
     }
     Err(last_err.expect("loop ran"))
-}
-
-/// What a lock file says about its owner.
-enum Liveness {
-    /// Locked by a live process.
-    Live,
-    /// Unlocked: the owner died. We now hold the lock (the `File`).
-    Dead(File),
-    /// No such lock file: the owner is gone (lock files are removed only
-    /// once unlocked).
-    Missing,
-}
-
-fn probe_lock(path: &Path) -> io::Result<Liveness> {
-    let file = match OpenOptions::new()
-        .read(true)
-        .custom_flags(OFlags::NOFOLLOW.bits() as i32)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Liveness::Missing),
-        Err(e) => return Err(e),
-    };
-    match flock(&file, FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => Ok(Liveness::Dead(file)),
-        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Ok(Liveness::Live),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// Reads the header of the segment file at `path` with `pread` (no mapping,
@@ -399,9 +374,9 @@ impl Session {
                 .len();
             let header = read_header_file(&file).map_err(|e| ShmError::io("read", &path, e))?;
             let creator_alive = match header.as_ref().and_then(|h| h.creator_tag_str()) {
-                Some(tag) => match probe_lock(&self.dir.join(tag)) {
-                    Ok(Liveness::Live) => Some(true),
-                    Ok(Liveness::Dead(_)) | Ok(Liveness::Missing) => Some(false),
+                Some(tag) => match probe_owner(&self.dir.join(tag)) {
+                    Ok(OwnerState::Live) => Some(true),
+                    Ok(OwnerState::Dead(_)) | Ok(OwnerState::Missing) => Some(false),
                     Err(_) => None,
                 },
                 None => None,
@@ -458,22 +433,22 @@ impl Session {
 
         for name in self.read_dir_names()? {
             if is_lock_file_name(&name) {
-                match probe_lock(&self.dir.join(&name))
+                match probe_owner(&self.dir.join(&name))
                     .map_err(|e| ShmError::io("flock", self.dir.join(&name), e))?
                 {
-                    Liveness::Live => {
+                    OwnerState::Live => {
                         live.insert(name);
                     }
-                    Liveness::Dead(f) => {
+                    OwnerState::Dead(f) => {
                         dead.insert(name, Some(f));
                     }
-                    Liveness::Missing => {}
+                    OwnerState::Missing => {}
                 }
             } else if name.starts_with(TMP_LOCK_PREFIX) && name.ends_with(TMP_LOCK_SUFFIX) {
                 // A lock file whose creator died before renaming it, or one
                 // being created right now; only the former is unlocked.
                 let path = self.dir.join(&name);
-                if let Ok(Liveness::Dead(_f)) = probe_lock(&path) {
+                if let Ok(OwnerState::Dead(_f)) = probe_owner(&path) {
                     if fs::remove_file(&path).is_ok() {
                         report.removed_lock_files.push(name);
                     }
@@ -504,18 +479,18 @@ impl Session {
                 Some(tag) => {
                     // Not in our listing: created after it. Ask directly.
                     let tag = tag.to_owned();
-                    match probe_lock(&self.dir.join(&tag))
+                    match probe_owner(&self.dir.join(&tag))
                         .map_err(|e| ShmError::io("flock", self.dir.join(&tag), e))?
                     {
-                        Liveness::Live => {
+                        OwnerState::Live => {
                             live.insert(tag);
                             false
                         }
-                        Liveness::Dead(f) => {
+                        OwnerState::Dead(f) => {
                             dead.insert(tag, Some(f));
                             true
                         }
-                        Liveness::Missing => {
+                        OwnerState::Missing => {
                             dead.insert(tag, None);
                             true
                         }
@@ -657,7 +632,7 @@ impl Session {
 fn open_segment_file(path: &Path) -> Result<Option<File>> {
     match OpenOptions::new()
         .read(true)
-        .custom_flags(OFlags::NOFOLLOW.bits() as i32)
+        .custom_flags(crate::sys::fs::O_NOFOLLOW)
         .open(path)
     {
         Ok(f) => Ok(Some(f)),

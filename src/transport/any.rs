@@ -2,10 +2,11 @@
 //! behind one type), the [`Connector`] that routes a Ray-style
 //! [`Address`](crate::spec::Address) to shared memory or TCP, and the
 //! [`Listener`] that accepts both for one worker and publishes it in the
-//! [`Directory`].
+//! [`WorkerLookup`] (the node layer's directory).
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
@@ -13,8 +14,8 @@ use mio::{Events, Interest, Poll, Token};
 use super::shm::{connect_shm, ShmConnection, ShmFrame, ShmListener, ShmOptions};
 use super::tcp::{connect_tcp, TcpConnection, TcpFrame, TcpListener};
 use super::{
-    Connection, Directory, Endpoint, MuxConnection, Registration, SendError, TransportConfig,
-    TransportError, TransportKind, WorkerId,
+    Connection, Endpoint, LookupError, MuxConnection, Published, SendError, TransportConfig,
+    TransportError, TransportKind, WorkerId, WorkerLookup,
 };
 use crate::ids::NodeId;
 use crate::shm::Session;
@@ -185,8 +186,8 @@ impl MuxConnection for AnyConnection {
 }
 
 /// Opens connections to workers, choosing the transport from the peer's
-/// address: a worker on this node (same [`NodeId`], found in this session's
-/// [`Directory`]) is reached over shared memory, any other over TCP at the
+/// address: a worker on this node (same [`NodeId`], found through the
+/// node's [`WorkerLookup`]) is reached over shared memory, any other over TCP at the
 /// address's `ip_address:port`. [`Connector::force_tcp`] overrides the
 /// choice (tests, or users who want TCP locally).
 #[derive(Debug, Clone)]
@@ -194,7 +195,7 @@ pub struct Connector {
     config: TransportConfig,
     node_id: NodeId,
     session: Option<Session>,
-    directory: Option<Directory>,
+    directory: Option<Arc<dyn WorkerLookup>>,
     shm: ShmOptions,
     force_tcp: bool,
 }
@@ -213,11 +214,13 @@ impl Connector {
         }
     }
 
-    /// Enables shared memory (and lookups) through this node's session.
-    pub fn with_session(mut self, session: &Session) -> Result<Self, TransportError> {
-        self.directory = Some(Directory::for_session(session)?);
+    /// Enables shared memory through this node's `session` and lookups of
+    /// local workers through `directory` (the node layer's `Directory`, or
+    /// any other [`WorkerLookup`]).
+    pub fn with_session(mut self, session: &Session, directory: Arc<dyn WorkerLookup>) -> Self {
+        self.directory = Some(directory);
         self.session = Some(session.clone());
-        Ok(self)
+        self
     }
 
     /// Sets the shared-memory options for connections opened from here.
@@ -263,12 +266,13 @@ impl Connector {
                 }
             }
         }
-        let ip: IpAddr = addr.ip_address.parse().map_err(|_| {
-            TransportError::NoSuchWorker(format!(
-                "{} (bad IP address {:?})",
-                addr.worker_id, addr.ip_address
-            ))
-        })?;
+        let ip: IpAddr = addr
+            .ip_address
+            .parse()
+            .map_err(|_| LookupError::NoUsableAddress {
+                worker: addr.worker_id,
+                why: "the address's IP is not valid",
+            })?;
         Ok(connect_tcp(SocketAddr::new(ip, addr.port), addr.worker_id, &self.config)?.into())
     }
 
@@ -277,15 +281,20 @@ impl Connector {
         let dir = self
             .directory
             .as_ref()
-            .ok_or_else(|| TransportError::NoSuchWorker(format!("{id} (no session directory)")))?;
+            .ok_or_else(|| LookupError::NoSuchWorker {
+                key: format!("{id} (no session directory)"),
+            })?;
         self.connect_endpoint(&dir.lookup(id)?)
     }
 
     /// Connects to a worker of this node by name, through the directory.
     pub fn connect_name(&self, name: &str) -> Result<AnyConnection, TransportError> {
-        let dir = self.directory.as_ref().ok_or_else(|| {
-            TransportError::NoSuchWorker(format!("named {name:?} (no session directory)"))
-        })?;
+        let dir = self
+            .directory
+            .as_ref()
+            .ok_or_else(|| LookupError::NoSuchWorker {
+                key: format!("named {name:?} (no session directory)"),
+            })?;
         self.connect_endpoint(&dir.lookup_name(name)?)
     }
 
@@ -295,10 +304,11 @@ impl Connector {
                 Ok(connect_shm(session, sock, e.worker_id, &self.config, &self.shm)?.into())
             }
             (_, Some(tcp), _) => Ok(connect_tcp(tcp, e.worker_id, &self.config)?.into()),
-            _ => Err(TransportError::NoSuchWorker(format!(
-                "{} (no usable address)",
-                e.worker_id
-            ))),
+            _ => Err(LookupError::NoUsableAddress {
+                worker: e.worker_id,
+                why: "neither a Unix socket in this session nor a TCP address",
+            }
+            .into()),
         }
     }
 }
@@ -316,15 +326,15 @@ pub struct ListenOptions {
     pub name: Option<String>,
 }
 
-/// A worker's listener for both transports, registered in the session's
-/// [`Directory`] for as long as it lives.
+/// A worker's listener for both transports, published through a
+/// [`WorkerLookup`] (the node's directory) for as long as it lives.
 pub struct Listener {
     poll: Poll,
     events: Events,
     shm: Option<ShmListener>,
     tcp: Option<TcpListener>,
     endpoint: Endpoint,
-    _registration: Registration,
+    _published: Box<dyn Published>,
 }
 
 impl std::fmt::Debug for Listener {
@@ -340,11 +350,12 @@ const TCP_TOKEN: Token = Token(1);
 
 impl Listener {
     /// Listens as `config.worker_id` in `session` and publishes the endpoint
-    /// in its directory.
+    /// through `directory` (withdrawn when the listener drops).
     pub fn bind(
         session: &Session,
         config: TransportConfig,
         opts: ListenOptions,
+        directory: &dyn WorkerLookup,
     ) -> Result<Self, TransportError> {
         let poll = Poll::new()?;
         let mut endpoint = Endpoint::new(config.worker_id);
@@ -375,14 +386,14 @@ impl Listener {
             }
             None => None,
         };
-        let registration = Directory::for_session(session)?.register(&endpoint)?;
+        let published = directory.publish(&endpoint)?;
         Ok(Self {
             poll,
             events: Events::with_capacity(8),
             shm,
             tcp,
             endpoint,
-            _registration: registration,
+            _published: published,
         })
     }
 

@@ -58,7 +58,7 @@ pub enum TransportError {
     /// The connection was refused for a reason not covered above.
     #[error("connection refused by the peer: {0}")]
     Refused(String),
-    /// No live worker with this id or name is registered in the directory.
+    /// Nobody listens at the worker's bootstrap socket any more.
     #[error("no live worker {0} in the directory")]
     NoSuchWorker(String),
     /// A message could not be encoded.
@@ -67,6 +67,12 @@ pub enum TransportError {
     /// A received frame is not a valid message of the expected type.
     #[error("invalid message: {0}")]
     Decode(crate::spec::DecodeError),
+    /// A worker lookup failed (see [`LookupError`](super::LookupError)).
+    #[error(transparent)]
+    Lookup(#[from] super::LookupError),
+    /// Publishing a listener's endpoint failed.
+    #[error(transparent)]
+    Publish(#[from] super::PublishError),
     /// A shared-memory segment could not be created or opened.
     #[error("shared memory: {0}")]
     Shm(#[from] crate::shm::ShmError),

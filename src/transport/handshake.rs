@@ -41,8 +41,9 @@ pub(crate) enum Wire {
 }
 
 /// A session's shared secret: a connection is only accepted from a peer that
-/// presents it. Generated once per session (see
-/// [`SessionToken::load_or_create`]) and handed to remote nodes out of band.
+/// presents it. Generated once per session (the node layer keeps it in the
+/// session directory: `node::load_or_create_token`) and handed to remote
+/// nodes out of band.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SessionToken(pub [u8; 16]);
 
@@ -59,52 +60,6 @@ impl SessionToken {
         let mut b = [0u8; 16];
         getrandom::fill(&mut b).map_err(io::Error::other)?;
         Ok(Self(b))
-    }
-
-    /// Reads the token stored in `dir/.token`, creating it (mode 0600,
-    /// exclusively, so concurrent callers agree) if it does not exist yet.
-    pub fn load_or_create(dir: &std::path::Path) -> io::Result<Self> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let path = dir.join(".token");
-        loop {
-            match std::fs::read(&path) {
-                Ok(b) if b.len() == 16 => {
-                    let mut t = [0u8; 16];
-                    t.copy_from_slice(&b);
-                    return Ok(Self(t));
-                }
-                Ok(_) => {
-                    // A concurrent creator has not finished writing: it writes a
-                    // temporary file and links it into place, so this only
-                    // happens with a corrupted file.
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "session token file is corrupted",
-                    ));
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
-            let token = Self::random()?;
-            let tmp = dir.join(format!(".token.tmp.{}", std::process::id()));
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(&token.0)?;
-            f.sync_all()?;
-            drop(f);
-            // `hard_link` fails if the token exists: the first creator wins and
-            // everybody re-reads its token.
-            let linked = std::fs::hard_link(&tmp, &path);
-            let _ = std::fs::remove_file(&tmp);
-            match linked {
-                Ok(()) => return Ok(token),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(e),
-            }
-        }
     }
 
     fn ct_eq(&self, other: &Self) -> bool {

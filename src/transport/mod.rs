@@ -30,8 +30,9 @@
 //! * [`AnyConnection`] — either transport behind one type; [`Connector`]
 //!   routes a Ray `Address` (same node → shm, else TCP, or TCP when forced);
 //!   [`Listener`] accepts both for one worker.
-//! * [`Directory`] — the node-local registry (worker id / name → Unix socket /
-//!   TCP address) with `flock` liveness.
+//! * [`WorkerLookup`] — how a [`Connector`] finds a worker (id / name →
+//!   [`Endpoint`]: Unix socket, TCP address) and a [`Listener`] publishes
+//!   itself; the node layer's `Directory` implements it.
 //! * [`Mux`] — one mio `Poll` (or a spin loop) over many connections.
 //!
 //! The protocol, frame formats, liveness and directory are described in
@@ -63,22 +64,22 @@
 use std::ops::Deref;
 use std::time::Duration;
 
+mod accept;
 mod aligned;
 mod any;
-mod directory;
 mod error;
 pub mod handshake;
+mod lookup;
 mod message;
 mod mux;
 pub mod shm;
-mod sys;
 pub mod tcp;
 
 pub use crate::ids::WorkerId;
 pub use any::{AnyConnection, AnyFrame, Connector, ListenOptions, Listener};
-pub use directory::{Directory, Endpoint, Registration};
 pub use error::{SendError, TransportError};
 pub use handshake::{SessionToken, PROTOCOL_VERSION};
+pub use lookup::{Endpoint, LookupError, PublishError, Published, WorkerLookup};
 pub use message::MessageConnection;
 pub use mux::{Mux, MuxConnection, MuxEvent, PeerKey};
 pub use shm::{connect_shm, ShmConnection, ShmFrame, ShmListener, ShmOptions, ShmWait};

@@ -64,16 +64,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::sys::poll::{wait_fds, PollFlags};
 use mio::{Events, Interest, Poll, Token};
-use rustix::event::PollFlags;
 use rustix::net::{
     RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
     SendAncillaryMessage, SendFlags,
 };
 
+use super::accept::{accept_within, try_accept};
 use super::aligned::AlignedBuf;
 use super::handshake::{self, Hello, Wire, FIXED_LEN, MAX_EXT_LEN};
-use super::sys::{accept_within, try_accept, wait_fds};
 use super::{
     check_send_len, Connection, SendError, TransportConfig, TransportError, TransportKind, WorkerId,
 };

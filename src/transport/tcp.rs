@@ -23,12 +23,12 @@ use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
+use crate::sys::poll::{wait_fds, PollFlags};
 use mio::{Events, Interest, Poll, Token};
-use rustix::event::PollFlags;
 
+use super::accept::{accept_within, try_accept};
 use super::aligned::{pad16, AlignedBuf};
 use super::handshake::{self, Hello, Wire};
-use super::sys::{accept_within, try_accept, wait_fds};
 use super::{
     check_send_len, Connection, SendError, TransportConfig, TransportError, TransportKind, WorkerId,
 };

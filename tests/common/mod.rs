@@ -10,7 +10,7 @@ use std::cell::Cell;
 
 use shmwire::ids::WorkerId;
 use shmwire::shm::Session;
-use shmwire::transport::{SessionToken, TransportConfig};
+use shmwire::transport::TransportConfig;
 
 /// Worker id `n`, unique to this test process (its pid in the last bytes).
 pub fn id(n: u8) -> WorkerId {
@@ -40,7 +40,7 @@ pub fn env(test: &str) -> Env {
 
 /// Transport settings for worker `n` with the session's token.
 pub fn cfg(n: u8, session: &Session) -> TransportConfig {
-    let token = SessionToken::load_or_create(session.dir()).unwrap();
+    let token = shmwire::node::load_or_create_token(&session).unwrap();
     TransportConfig::new(id(n), token)
 }
 

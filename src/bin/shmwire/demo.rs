@@ -44,8 +44,8 @@ use shmwire::spec::{
     TaskSpec, TaskSpecBuilder,
 };
 use shmwire::transport::{
-    Connection, Connector, ListenOptions, Listener, MessageConnection, SessionToken, ShmOptions,
-    ShmWait, TransportConfig, TransportError,
+    Connection, Connector, ListenOptions, Listener, MessageConnection, ShmOptions, ShmWait,
+    TransportConfig, TransportError,
 };
 
 /// Hidden subcommand that plays the worker.
@@ -187,7 +187,7 @@ impl PhaseStats {
 pub fn run(args: &DemoArgs) -> DemoResult<()> {
     let session_name = format!("demo-{}", std::process::id());
     let session = Session::open(&session_name)?;
-    let token = SessionToken::load_or_create(session.dir())?;
+    let token = shmwire::node::load_or_create_token(&session)?;
     let actor_worker = WorkerId::from_random();
     let transports: &[bool] = match args.transport {
         Transports::Both => &[false, true],
@@ -221,17 +221,22 @@ pub fn run(args: &DemoArgs) -> DemoResult<()> {
     let node_id = NodeId::from_random();
     let driver_id = WorkerId::from_random();
     let connector = Connector::new(TransportConfig::new(driver_id, token), node_id)
-        .with_session(&session)?
+        .with_session(
+            &session,
+            std::sync::Arc::new(shmwire::node::Directory::for_session(&session)?),
+        )
         .with_shm_options(ShmOptions::with_wait(args.wait.shm_wait()));
 
     // The worker registers in the directory once it listens.
     let deadline = Instant::now() + STEP_TIMEOUT;
-    let dir = shmwire::transport::Directory::for_session(&session)?;
+    let dir = shmwire::node::Directory::for_session(&session)?;
     let endpoint = loop {
         worker.check_running()?;
         match dir.lookup_name(ACTOR_NAME) {
             Ok(e) => break e,
-            Err(TransportError::NoSuchWorker(_)) if Instant::now() < deadline => {
+            Err(shmwire::transport::LookupError::NoSuchWorker { .. })
+                if Instant::now() < deadline =>
+            {
                 std::thread::sleep(Duration::from_millis(5))
             }
             Err(e) => return Err(format!("the worker never registered: {e}").into()),
@@ -536,7 +541,7 @@ struct Pending {
 
 fn serve(args: &WorkerArgs) -> DemoResult<()> {
     let session = Session::open(&args.session)?;
-    let token = SessionToken::load_or_create(session.dir())?;
+    let token = shmwire::node::load_or_create_token(&session)?;
     let me: WorkerId = args.worker.parse()?;
     let mut methods: HashMap<&'static str, Method> = HashMap::new();
     methods.insert("Counter.add", |state, x| {
@@ -552,6 +557,7 @@ fn serve(args: &WorkerArgs) -> DemoResult<()> {
             tcp: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))),
             name: Some(ACTOR_NAME.to_string()),
         },
+        &shmwire::node::Directory::for_session(&session)?,
     )?;
     let mut state = 0i64;
     let mut encoder = Encoder::new();

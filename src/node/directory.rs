@@ -11,88 +11,22 @@
 //!
 //! **Liveness** is a `flock`: the worker takes an exclusive lock on its entry
 //! file before renaming it into place and holds it for as long as its
-//! [`Registration`] lives. The kernel drops the lock when the process dies —
-//! however it dies — so a reader that *can* take a shared lock on an entry
+//! [`Registration`] lives (the crate's one liveness primitive, in
+//! `sys::liveness`). The kernel drops the lock when the process dies —
+//! however it dies — so a reader that *can* take the lock on an entry
 //! knows its owner is gone: the entry is ignored and removed. Bare pids are
 //! never trusted (they are reused). Removing a stale entry also removes the
 //! dead worker's Unix socket file (`.s-*.sock` in the same directory).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rustix::fs::{flock, FlockOperation};
-
-use super::{TransportError, WorkerId};
-
-/// Where a worker can be reached.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    /// The worker.
-    pub worker_id: WorkerId,
-    /// Its optional human-readable name (unique among live workers).
-    pub name: Option<String>,
-    /// Its process id (informational only; liveness is the entry's lock).
-    pub pid: u32,
-    /// The Unix socket that bootstraps shared-memory connections.
-    pub unix_socket: Option<PathBuf>,
-    /// The TCP address it listens on.
-    pub tcp: Option<SocketAddr>,
-}
-
-impl Endpoint {
-    /// An endpoint for `worker_id` in this process with no addresses yet.
-    pub fn new(worker_id: WorkerId) -> Self {
-        Self {
-            worker_id,
-            name: None,
-            pid: std::process::id(),
-            unix_socket: None,
-            tcp: None,
-        }
-    }
-
-    fn encode(&self) -> String {
-        let mut s = format!("worker_id={}\npid={}\n", self.worker_id, self.pid);
-        if let Some(n) = &self.name {
-            s += &format!("name={n}\n");
-        }
-        if let Some(p) = &self.unix_socket {
-            s += &format!("unix={}\n", p.display());
-        }
-        if let Some(a) = &self.tcp {
-            s += &format!("tcp={a}\n");
-        }
-        s
-    }
-
-    fn decode(text: &str) -> Option<Self> {
-        let mut worker_id = None;
-        let mut e = Endpoint {
-            worker_id: WorkerId::from_array([0; 28]),
-            name: None,
-            pid: 0,
-            unix_socket: None,
-            tcp: None,
-        };
-        for line in text.lines() {
-            let (k, v) = line.split_once('=')?;
-            match k {
-                "worker_id" => worker_id = Some(v.parse().ok()?),
-                "pid" => e.pid = v.parse().ok()?,
-                "name" => e.name = Some(v.to_owned()),
-                "unix" => e.unix_socket = Some(PathBuf::from(v)),
-                "tcp" => e.tcp = Some(v.parse().ok()?),
-                _ => {} // newer fields are ignored
-            }
-        }
-        e.worker_id = worker_id?;
-        Some(e)
-    }
-}
+use crate::ids::WorkerId;
+use crate::sys::liveness::{probe_owner, try_lock_exclusive, OwnerState};
+use crate::transport::{Endpoint, LookupError, PublishError, Published, WorkerLookup};
 
 /// The directory of one session: entry files with `flock` liveness (see
 /// `docs/transport.md`).
@@ -115,6 +49,8 @@ impl Registration {
         &self.path
     }
 }
+
+impl Published for Registration {}
 
 impl Drop for Registration {
     fn drop(&mut self) {
@@ -141,7 +77,7 @@ enum Probe {
 impl Directory {
     /// Opens the directory of the session whose directory is `session_dir`
     /// (created with mode 0700 if missing).
-    pub fn open(session_dir: &Path) -> Result<Self, TransportError> {
+    pub fn open(session_dir: &Path) -> Result<Self, LookupError> {
         let root = session_dir.to_owned();
         match fs::DirBuilder::new()
             .recursive(true)
@@ -150,13 +86,13 @@ impl Directory {
         {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e.into()),
+            Err(source) => return Err(LookupError::Io { path: root, source }),
         }
         Ok(Self { root })
     }
 
     /// The directory of `session`.
-    pub fn for_session(session: &crate::shm::Session) -> Result<Self, TransportError> {
+    pub fn for_session(session: &crate::shm::Session) -> Result<Self, LookupError> {
         Self::open(session.dir())
     }
 
@@ -169,30 +105,42 @@ impl Directory {
         self.root.join(format!("{ENTRY_PREFIX}{id}{ENTRY_SUFFIX}"))
     }
 
-    /// Publishes `endpoint`. Fails with [`TransportError::Refused`] if a live
-    /// worker already holds this id or name; stale entries are replaced.
-    pub fn register(&self, endpoint: &Endpoint) -> Result<Registration, TransportError> {
+    /// Publishes `endpoint`. Fails with [`PublishError::Refused`] if a live
+    /// worker already holds this id or name (or the name is empty, longer
+    /// than 255 bytes or holds control characters); stale entries are
+    /// replaced.
+    pub fn register(&self, endpoint: &Endpoint) -> Result<Registration, PublishError> {
+        let refuse = |why: String| PublishError::Refused {
+            worker: endpoint.worker_id,
+            why,
+        };
         if let Some(n) = &endpoint.name {
             if n.is_empty() || n.len() > 255 || n.chars().any(|c| c.is_control()) {
-                return Err(TransportError::Refused(format!(
-                    "invalid worker name {n:?}"
-                )));
+                return Err(refuse(format!("invalid worker name {n:?}")));
             }
         }
         let path = self.entry_path(&endpoint.worker_id);
         if let Probe::Live(_) = self.probe(&path) {
-            return Err(TransportError::Refused(format!(
-                "worker {} is already registered",
-                endpoint.worker_id
-            )));
+            return Err(refuse("a live worker is registered under this id".into()));
         }
         if let Some(n) = &endpoint.name {
-            if let Some(other) = self
-                .list()?
+            let live = self.list().map_err(|e| match e {
+                LookupError::Io { path, source } => PublishError::Io {
+                    op: "list directory",
+                    path,
+                    source,
+                },
+                other => PublishError::Io {
+                    op: "list directory",
+                    path: self.root.clone(),
+                    source: io::Error::other(other),
+                },
+            })?;
+            if let Some(other) = live
                 .into_iter()
                 .find(|e| e.name.as_deref() == Some(n) && e.worker_id != endpoint.worker_id)
             {
-                return Err(TransportError::Refused(format!(
+                return Err(refuse(format!(
                     "name {n:?} is taken by live worker {}",
                     other.worker_id
                 )));
@@ -203,19 +151,28 @@ impl Directory {
             std::process::id(),
             TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
+        let io_err = |op: &'static str, path: &Path| {
+            let path = path.to_owned();
+            move |source| PublishError::Io { op, path, source }
+        };
         let mut f = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(&tmp)?;
+            .open(&tmp)
+            .map_err(io_err("create entry", &tmp))?;
         let result = (|| {
             // Locked before it becomes visible: a reader never sees an
-            // unlocked entry of a live worker.
-            flock(&f, FlockOperation::NonBlockingLockExclusive)?;
-            f.write_all(endpoint.encode().as_bytes())?;
-            fs::rename(&tmp, &path)?;
-            Ok::<_, TransportError>(())
+            // unlocked entry of a live worker. Nobody else can hold a lock
+            // on a file we have just created.
+            if !try_lock_exclusive(&f).map_err(io_err("lock entry", &tmp))? {
+                return Err(io_err("lock entry", &tmp)(io::ErrorKind::WouldBlock.into()));
+            }
+            f.write_all(endpoint.encode().as_bytes())
+                .map_err(io_err("write entry", &tmp))?;
+            fs::rename(&tmp, &path).map_err(io_err("rename entry", &path))?;
+            Ok(())
         })();
         if let Err(e) = result {
             let _ = fs::remove_file(&tmp);
@@ -226,12 +183,8 @@ impl Directory {
 
     /// Reads one entry, removing it if its owner is dead.
     fn probe(&self, path: &Path) -> Probe {
-        let Ok(f) = File::open(path) else {
-            return Probe::Skip;
-        };
-        match flock(&f, FlockOperation::NonBlockingLockShared) {
-            Err(rustix::io::Errno::WOULDBLOCK) => {
-                // Locked: its owner is alive.
+        match probe_owner(path) {
+            Ok(OwnerState::Live) => {
                 match fs::read_to_string(path)
                     .ok()
                     .as_deref()
@@ -241,11 +194,12 @@ impl Directory {
                     None => Probe::Skip,
                 }
             }
-            Ok(()) => {
-                // Nobody holds the lock: the owner died. Remove the entry, but
-                // only if the name still points at the file we locked (a new
-                // registration may have replaced it meanwhile).
-                let same = match (f.metadata(), fs::metadata(path)) {
+            Ok(OwnerState::Dead(f)) => {
+                // Nobody holds the lock: the owner died. We hold it now.
+                // Remove the entry, but only if the name still points at
+                // the file we locked (a new registration may have replaced
+                // it meanwhile).
+                let same = match (f.metadata(), fs::symlink_metadata(path)) {
                     (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
                     _ => false,
                 };
@@ -268,33 +222,38 @@ impl Directory {
                     let _ = fs::remove_file(path);
                     tracing::debug!(path = %path.display(), "removed stale directory entry");
                 }
+                drop(f);
                 Probe::Stale
             }
-            Err(_) => Probe::Skip,
+            Ok(OwnerState::Missing) | Err(_) => Probe::Skip,
         }
     }
 
     /// The live worker with this id.
-    pub fn lookup(&self, id: &WorkerId) -> Result<Endpoint, TransportError> {
+    pub fn lookup(&self, id: &WorkerId) -> Result<Endpoint, LookupError> {
         match self.probe(&self.entry_path(id)) {
             Probe::Live(e) => Ok(e),
-            _ => Err(TransportError::NoSuchWorker(id.to_string())),
+            _ => Err(LookupError::NoSuchWorker {
+                key: id.to_string(),
+            }),
         }
     }
 
     /// The live worker with this name.
-    pub fn lookup_name(&self, name: &str) -> Result<Endpoint, TransportError> {
+    pub fn lookup_name(&self, name: &str) -> Result<Endpoint, LookupError> {
         self.list()?
             .into_iter()
             .find(|e| e.name.as_deref() == Some(name))
-            .ok_or_else(|| TransportError::NoSuchWorker(format!("named {name:?}")))
+            .ok_or_else(|| LookupError::NoSuchWorker {
+                key: format!("named {name:?}"),
+            })
     }
 
     /// Every live worker (stale entries met on the way are removed).
-    pub fn list(&self) -> Result<Vec<Endpoint>, TransportError> {
+    pub fn list(&self) -> Result<Vec<Endpoint>, LookupError> {
         let mut out = Vec::new();
-        for ent in fs::read_dir(&self.root)? {
-            let ent = ent?;
+        for ent in fs::read_dir(&self.root).map_err(|e| self.io(e))? {
+            let ent = ent.map_err(|e| self.io(e))?;
             let name = ent.file_name();
             let Some(name) = name.to_str() else { continue };
             if name.starts_with(ENTRY_PREFIX) && name.ends_with(ENTRY_SUFFIX) {
@@ -308,10 +267,10 @@ impl Directory {
     }
 
     /// Removes the entries of dead workers; returns how many.
-    pub fn remove_stale(&self) -> Result<usize, TransportError> {
+    pub fn remove_stale(&self) -> Result<usize, LookupError> {
         let mut n = 0;
-        for ent in fs::read_dir(&self.root)? {
-            let ent = ent?;
+        for ent in fs::read_dir(&self.root).map_err(|e| self.io(e))? {
+            let ent = ent.map_err(|e| self.io(e))?;
             let name = ent.file_name();
             let Some(name) = name.to_str() else { continue };
             if name.starts_with(ENTRY_PREFIX) && name.ends_with(ENTRY_SUFFIX) {
@@ -321,6 +280,27 @@ impl Directory {
             }
         }
         Ok(n)
+    }
+
+    fn io(&self, source: io::Error) -> LookupError {
+        LookupError::Io {
+            path: self.root.clone(),
+            source,
+        }
+    }
+}
+
+impl WorkerLookup for Directory {
+    fn lookup(&self, id: &WorkerId) -> Result<Endpoint, LookupError> {
+        Directory::lookup(self, id)
+    }
+
+    fn lookup_name(&self, name: &str) -> Result<Endpoint, LookupError> {
+        Directory::lookup_name(self, name)
+    }
+
+    fn publish(&self, endpoint: &Endpoint) -> Result<Box<dyn Published>, PublishError> {
+        Ok(Box::new(self.register(endpoint)?))
     }
 }
 
@@ -343,13 +323,13 @@ mod tests {
         let reg = d.register(&e).unwrap();
         assert_eq!(d.lookup(&id(1)).unwrap(), e);
         assert_eq!(d.lookup_name("alpha").unwrap(), e);
-        assert!(matches!(d.register(&e), Err(TransportError::Refused(_))));
+        assert!(matches!(d.register(&e), Err(PublishError::Refused { .. })));
         let mut e2 = Endpoint::new(id(2));
         e2.name = Some("alpha".into());
-        assert!(matches!(d.register(&e2), Err(TransportError::Refused(_))));
+        assert!(matches!(d.register(&e2), Err(PublishError::Refused { .. })));
         assert!(matches!(
             d.lookup(&id(2)),
-            Err(TransportError::NoSuchWorker(_))
+            Err(LookupError::NoSuchWorker { .. })
         ));
         assert_eq!(d.list().unwrap().len(), 1);
         let path = reg.path().to_owned();
@@ -359,7 +339,7 @@ mod tests {
         fs::write(&path, e.encode()).unwrap();
         assert!(matches!(
             d.lookup(&id(1)),
-            Err(TransportError::NoSuchWorker(_))
+            Err(LookupError::NoSuchWorker { .. })
         ));
         assert!(!path.exists(), "stale entry removed");
         fs::write(&path, e.encode()).unwrap();

@@ -1,0 +1,119 @@
+//! The session token's file: `<session dir>/.token`, 16 random bytes,
+//! mode 0600, created once per session.
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::shm::Session;
+use crate::transport::SessionToken;
+
+/// File name of the token inside the session directory.
+pub const TOKEN_FILE: &str = ".token";
+
+/// Why the session token could not be read or created.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// A file operation failed (the temporary file, if any, was removed).
+    #[error("{op} {path}")]
+    Io {
+        /// What was being done (`"read token"`, `"write token"`, …).
+        op: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The token file exists but does not hold 16 bytes.
+    #[error("session token file {path} is corrupted ({len} bytes, expected 16)")]
+    Corrupted {
+        /// The token file.
+        path: PathBuf,
+        /// Its length.
+        len: usize,
+    },
+}
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Reads the token of `session`, creating it (exclusively: concurrent
+/// callers agree on one token) if it does not exist yet.
+///
+/// # Errors
+/// [`TokenError::Io`] naming the path and the operation (on a full file
+/// system nothing is left behind); [`TokenError::Corrupted`].
+pub fn load_or_create_token(session: &Session) -> Result<SessionToken, TokenError> {
+    load_or_create_in(session.dir())
+}
+
+/// [`load_or_create_token`] for the session directory `dir`.
+pub fn load_or_create_in(dir: &Path) -> Result<SessionToken, TokenError> {
+    let path = dir.join(TOKEN_FILE);
+    loop {
+        match fs::read(&path) {
+            Ok(b) if b.len() == 16 => {
+                let mut t = [0u8; 16];
+                t.copy_from_slice(&b);
+                return Ok(SessionToken(t));
+            }
+            // A creator writes a temporary file and links it into place, so
+            // a short file is never a creation in progress.
+            Ok(b) => return Err(TokenError::Corrupted { path, len: b.len() }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(TokenError::Io {
+                    op: "read token",
+                    path,
+                    source,
+                })
+            }
+        }
+        let token = SessionToken::random().map_err(|source| TokenError::Io {
+            op: "generate token",
+            path: path.clone(),
+            source,
+        })?;
+        let tmp = dir.join(format!(
+            ".token.tmp.{}.{}",
+            std::process::id(),
+            TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let written = (|| {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(|e| ("create token", e))?;
+            f.write_all(&token.0).map_err(|e| ("write token", e))?;
+            f.sync_all().map_err(|e| ("sync token", e))?;
+            Ok::<_, (&'static str, io::Error)>(())
+        })();
+        if let Err((op, source)) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(TokenError::Io {
+                op,
+                path: tmp,
+                source,
+            });
+        }
+        // `hard_link` fails if the token exists: the first creator wins and
+        // everybody re-reads its token.
+        let linked = fs::hard_link(&tmp, &path);
+        let _ = fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => return Ok(token),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(source) => {
+                return Err(TokenError::Io {
+                    op: "link token",
+                    path,
+                    source,
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! The one liveness primitive: an exclusive `flock` on a file its owner
+//! keeps open for as long as it lives.
+//!
+//! The kernel drops a `flock` when the last descriptor of the open file
+//! description closes — when the owner dies, however it dies — so "can I
+//! take the lock without blocking?" answers "is the owner dead?" without
+//! trusting a pid (pids are reused, locks are not). Owners open their lock
+//! files `O_CLOEXEC`, so an exec'd child never inherits the lock. Both the
+//! segment layer (`shm`'s per-process lock files) and the node layer's
+//! directory entries use exactly these two functions.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, ErrorKind};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use rustix::fs::{flock, FlockOperation};
+
+/// Takes an exclusive lock on `file` without blocking: `Ok(true)` when we
+/// now hold it, `Ok(false)` when another open file description holds it.
+pub(crate) fn try_lock_exclusive(file: &File) -> io::Result<bool> {
+    loop {
+        match flock(file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(true),
+            Err(rustix::io::Errno::WOULDBLOCK) => return Ok(false),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// What a lock file says about its owner.
+#[derive(Debug)]
+pub(crate) enum OwnerState {
+    /// Locked: the owner lives.
+    Live,
+    /// Unlocked: the owner died. We now hold the lock through this `File`,
+    /// so nobody else concludes the same at the same time, and can remove
+    /// the owner's leftovers before dropping it.
+    Dead(File),
+    /// No such file.
+    Missing,
+}
+
+/// Probes the lock file at `path` (opened read-only, `O_NOFOLLOW`,
+/// non-blocking: a FIFO or a symlink planted there never blocks or
+/// redirects the probe).
+pub(crate) fn probe_owner(path: &Path) -> io::Result<OwnerState> {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(super::fs::O_NOFOLLOW | super::fs::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(OwnerState::Missing),
+        Err(e) => return Err(e),
+    };
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            ErrorKind::InvalidInput,
+            "lock file is not a regular file",
+        ));
+    }
+    if try_lock_exclusive(&file)? {
+        Ok(OwnerState::Dead(file))
+    } else {
+        Ok(OwnerState::Live)
+    }
+}

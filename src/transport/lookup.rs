@@ -1,0 +1,155 @@
+//! How the transport finds a worker: the [`Endpoint`] it connects to and the
+//! small [`WorkerLookup`] trait that answers "where does this worker
+//! listen?".
+//!
+//! The transport does not own the answer: the node layer's
+//! `node::Directory` (entry files in the session directory, `flock`
+//! liveness) implements the trait, and so can any other registry (a test's
+//! in-memory map, a cluster service).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::ids::WorkerId;
+
+/// Where a worker can be reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The worker.
+    pub worker_id: WorkerId,
+    /// Its optional human-readable name (unique among live workers).
+    pub name: Option<String>,
+    /// Its process id (informational only; liveness is the entry's lock).
+    pub pid: u32,
+    /// The Unix socket that bootstraps shared-memory connections.
+    pub unix_socket: Option<PathBuf>,
+    /// The TCP address it listens on.
+    pub tcp: Option<SocketAddr>,
+}
+
+impl Endpoint {
+    /// An endpoint for `worker_id` in this process with no addresses yet.
+    pub fn new(worker_id: WorkerId) -> Self {
+        Self {
+            worker_id,
+            name: None,
+            pid: std::process::id(),
+            unix_socket: None,
+            tcp: None,
+        }
+    }
+
+    /// The entry-file form: `key=value` lines (`worker_id`, `pid`, and
+    /// `name`, `unix`, `tcp` when set).
+    pub fn encode(&self) -> String {
+        let mut s = format!("worker_id={}\npid={}\n", self.worker_id, self.pid);
+        if let Some(n) = &self.name {
+            s += &format!("name={n}\n");
+        }
+        if let Some(p) = &self.unix_socket {
+            s += &format!("unix={}\n", p.display());
+        }
+        if let Some(a) = &self.tcp {
+            s += &format!("tcp={a}\n");
+        }
+        s
+    }
+
+    /// Parses [`Endpoint::encode`]'s form; `None` when a known field is
+    /// malformed or `worker_id` is missing (unknown keys are ignored, so a
+    /// newer writer's extra fields do not break an older reader).
+    pub fn decode(text: &str) -> Option<Self> {
+        let mut worker_id = None;
+        let mut e = Endpoint {
+            worker_id: WorkerId::from_array([0; 28]),
+            name: None,
+            pid: 0,
+            unix_socket: None,
+            tcp: None,
+        };
+        for line in text.lines() {
+            let (k, v) = line.split_once('=')?;
+            match k {
+                "worker_id" => worker_id = Some(v.parse().ok()?),
+                "pid" => e.pid = v.parse().ok()?,
+                "name" => e.name = Some(v.to_owned()),
+                "unix" => e.unix_socket = Some(PathBuf::from(v)),
+                "tcp" => e.tcp = Some(v.parse().ok()?),
+                _ => {} // newer fields are ignored
+            }
+        }
+        e.worker_id = worker_id?;
+        Some(e)
+    }
+}
+
+/// Why a lookup found no usable worker.
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    /// No live worker is registered under this key.
+    #[error("no live worker {key} in the directory")]
+    NoSuchWorker {
+        /// The id (hex) or `named "…"` that was looked up.
+        key: String,
+    },
+    /// The worker is registered but offers no address this side can use.
+    #[error("worker {worker} has no usable address ({why})")]
+    NoUsableAddress {
+        /// The worker.
+        worker: WorkerId,
+        /// What was missing.
+        why: &'static str,
+    },
+    /// The registry could not be read.
+    #[error("reading the worker directory {path}")]
+    Io {
+        /// The directory or entry that failed.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A registry of the workers of a node: who listens where.
+///
+/// Implemented by the node layer's `Directory`; the transport's
+/// [`Connector`](super::Connector) asks it to resolve worker ids and names,
+/// and a [`Listener`](super::Listener) publishes itself through it.
+pub trait WorkerLookup: Send + Sync + fmt::Debug {
+    /// The live worker with this id.
+    fn lookup(&self, id: &WorkerId) -> Result<Endpoint, LookupError>;
+    /// The live worker with this name.
+    fn lookup_name(&self, name: &str) -> Result<Endpoint, LookupError>;
+    /// Publishes `endpoint` for as long as the returned guard lives
+    /// (dropping it withdraws the entry).
+    fn publish(&self, endpoint: &Endpoint) -> Result<Box<dyn Published>, PublishError>;
+}
+
+/// The guard of a published [`Endpoint`]: dropping it withdraws the entry.
+pub trait Published: Send + fmt::Debug {}
+
+/// Why a worker could not be published.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// A live worker already holds this id or name, or the name is invalid.
+    #[error("cannot register worker {worker}: {why}")]
+    Refused {
+        /// The worker that tried to register.
+        worker: WorkerId,
+        /// Why (`"id in use"`, `"name taken by live worker …"`, `"invalid name …"`).
+        why: String,
+    },
+    /// Writing the entry failed.
+    #[error("{op} {path}")]
+    Io {
+        /// What was being done (`"create entry"`, `"lock entry"`, …).
+        op: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
