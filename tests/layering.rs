@@ -190,7 +190,7 @@ fn check_source(rel: &Path, src: &str) -> Vec<Violation> {
     };
     let code = code_only(src);
     let mut out = Vec::new();
-    let mut check = |line: usize, target: &str, out: &mut Vec<Violation>| {
+    let check = |line: usize, target: &str, out: &mut Vec<Violation>| {
         if let Some(r) = rank(target) {
             if r > own {
                 out.push(Violation {

@@ -9,8 +9,8 @@ use std::path::Path;
 use shmwire::node::{Directory, Registration};
 use shmwire::shm::Session;
 use shmwire::transport::{
-    connect_shm, connect_tcp, Endpoint, Mux, ShmConnection, ShmListener, ShmOptions, ShmWait,
-    TcpConnection, TcpListener, TransportConfig, TransportError, WorkerId,
+    connect_shm, connect_tcp, ConnectError, Endpoint, Mux, ShmConnection, ShmListener, ShmOptions,
+    ShmWait, TcpConnection, TcpListener, TransportConfig, WorkerId,
 };
 
 /// TCP on 127.0.0.1.
@@ -27,7 +27,7 @@ impl conformance::Harness for Tcp {
     fn addr(l: &TcpListener) -> String {
         l.local_addr().unwrap().to_string()
     }
-    fn accept(l: &mut TcpListener, timeout: Duration) -> Result<TcpConnection, TransportError> {
+    fn accept(l: &mut TcpListener, timeout: Duration) -> Result<TcpConnection, ConnectError> {
         l.accept_timeout(timeout)
     }
     fn connect(
@@ -35,7 +35,7 @@ impl conformance::Harness for Tcp {
         addr: &str,
         intended: WorkerId,
         cfg: &TransportConfig,
-    ) -> Result<TcpConnection, TransportError> {
+    ) -> Result<TcpConnection, ConnectError> {
         connect_tcp(addr.parse().unwrap(), intended, cfg)
     }
     fn assert_clean(_env: &()) {}
@@ -118,7 +118,7 @@ impl<const W: u8> conformance::Harness for Shm<W> {
     fn accept(
         l: &mut (ShmListener, Registration),
         timeout: Duration,
-    ) -> Result<ShmConnection, TransportError> {
+    ) -> Result<ShmConnection, ConnectError> {
         l.0.accept_timeout(timeout)
     }
     fn connect(
@@ -126,7 +126,7 @@ impl<const W: u8> conformance::Harness for Shm<W> {
         addr: &str,
         intended: WorkerId,
         cfg: &TransportConfig,
-    ) -> Result<ShmConnection, TransportError> {
+    ) -> Result<ShmConnection, ConnectError> {
         connect_shm(&env.session, Path::new(addr), intended, cfg, &Self::opts())
     }
     fn assert_clean(env: &ShmEnv) {

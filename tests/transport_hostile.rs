@@ -19,8 +19,8 @@ use common::{allocs, cfg, env, id};
 use shmwire::shm::Session;
 use shmwire::spec::{self, Encoder, FunctionDescriptor, PushTaskRequest, TaskArg, TaskSpecBuilder};
 use shmwire::transport::{
-    connect_shm, connect_tcp, Connection, MessageConnection, ShmConnection, ShmListener,
-    ShmOptions, ShmWait, TcpListener, TransportError,
+    connect_shm, connect_tcp, Connection, MessageConnection, RecvError, ShmConnection, ShmListener,
+    ShmOptions, ShmWait, TcpListener,
 };
 
 const GUARD: Duration = Duration::from_secs(30);
@@ -200,7 +200,7 @@ fn overwrite_after_validation_never_reaches_the_snapshot() {
     scribble(at, len, |i| (i as u8).wrapping_mul(31) | 0x80);
     assert!(matches!(
         rx.recv_message_with::<PushTaskRequest, _>(GUARD, read_all),
-        Err(TransportError::Decode(_))
+        Err(RecvError::Decode(_))
     ));
     assert_in_sync(&mut tx, &mut rx, &mut enc, 24);
     assert!(rx.frames_shared());
@@ -269,7 +269,7 @@ fn concurrent_scribbler_yields_valid_views_or_decode_errors() {
             (owned.task_spec.name.len(), owned.task_spec.args.len())
         }) {
             Ok(_) => ok += 1,
-            Err(TransportError::Decode(_)) => refused += 1,
+            Err(RecvError::Decode(_)) => refused += 1,
             Err(e) => panic!("unexpected error {e:?}"),
         }
         // Park the scribbler before the ring space is reused (Dekker with
@@ -457,7 +457,7 @@ fn hostile_peer_process_rewrites_frames_during_receive() {
             read_all(req).task_spec.args.len()
         }) {
             Ok(_) => ok += 1,
-            Err(TransportError::Decode(_)) => refused += 1,
+            Err(RecvError::Decode(_)) => refused += 1,
             Err(e) => panic!("frame {seq}: unexpected error {e:?}"),
         }
         rx.send(&seq.to_le_bytes()).unwrap();
@@ -465,10 +465,7 @@ fn hostile_peer_process_rewrites_frames_during_receive() {
     eprintln!("frames rewritten by another process: {ok} read, {refused} refused");
     assert_eq!(ok + refused, XPROC_FRAMES as u32);
     // The child closes in order once every frame was acknowledged.
-    assert!(matches!(
-        rx.recv_timeout(GUARD),
-        Err(TransportError::Closed)
-    ));
+    assert!(matches!(rx.recv_timeout(GUARD), Err(RecvError::Closed)));
     let status = child.0.take().unwrap().wait().unwrap();
     assert!(status.success(), "hostile child failed: {status}");
 }

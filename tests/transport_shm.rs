@@ -11,8 +11,9 @@ use common::{cfg, env, id};
 use shmwire::ids::{NodeId, WorkerId};
 use shmwire::spec::{Address, Encoder, FunctionDescriptor, PushTaskRequest, TaskSpecBuilder};
 use shmwire::transport::{
-    connect_shm, AnyConnection, Connection, Connector, ListenOptions, Listener, MessageConnection,
-    Mux, MuxEvent, SessionToken, ShmListener, ShmOptions, ShmWait, TransportError, TransportKind,
+    connect_shm, AnyConnection, ConnectError, Connection, Connector, ListenOptions, Listener,
+    MessageConnection, Mux, MuxEvent, RecvError, SendError, SessionToken, ShmListener, ShmOptions,
+    ShmWait, TransportKind,
 };
 
 const GUARD: Duration = Duration::from_secs(30);
@@ -88,7 +89,7 @@ fn connector_routes_by_address_and_messages_flow() {
                 // Misaddressed requests are refused before sending.
                 assert!(matches!(
                     c.send_push_task(&mut enc, &request(id(9), 0)),
-                    Err(TransportError::WrongRecipient { .. })
+                    Err(SendError::WrongRecipient { .. })
                 ));
                 c.send_push_task(&mut enc, &request(id(1), i as i64))
                     .unwrap();
@@ -115,7 +116,7 @@ fn connector_routes_by_address_and_messages_flow() {
             .unwrap();
         seqs.push(seq);
         match c.recv_push_task_with(id(1), GUARD, |_| ()) {
-            Err(TransportError::WrongRecipient { intended, actual }) => {
+            Err(RecvError::WrongRecipient { intended, actual }) => {
                 assert_eq!(intended, id(9));
                 assert_eq!(actual, id(1));
             }
@@ -151,14 +152,14 @@ fn garbage_on_the_unix_socket_is_refused() {
     });
     assert!(matches!(
         l.accept_timeout(GUARD),
-        Err(TransportError::Protocol(_))
+        Err(ConnectError::Protocol { .. })
     ));
     drop(t.join().unwrap());
     // A second listener for the same live worker is refused; after the first
     // is gone its socket path can be reused.
     assert!(matches!(
         ShmListener::bind(s, cfg(1, s), ShmOptions::default()),
-        Err(TransportError::Refused(_))
+        Err(ConnectError::Refused { .. })
     ));
     drop(l);
     let _l = ShmListener::bind(s, cfg(1, s), ShmOptions::default()).unwrap();
@@ -242,8 +243,8 @@ fn mux_sleeps_and_wakes_on_eventfd_and_hangup() {
             MuxEvent::Incoming => None,
         }) {
             match mux.get_mut(k).unwrap().try_recv() {
-                Err(TransportError::PeerDied(_)) if k == ka => a_died = true,
-                Err(TransportError::Closed) if k == kb => b_closed = true,
+                Err(RecvError::PeerDied { .. }) if k == ka => a_died = true,
+                Err(RecvError::Closed) if k == kb => b_closed = true,
                 Ok(None) => continue,
                 other => panic!("{k:?}: unexpected {:?}", other.map(|f| f.map(|f| f.len()))),
             }
@@ -301,7 +302,7 @@ fn mux_spin_mode_over_shm() {
     mux.wait(GUARD, &mut ready).unwrap();
     assert!(matches!(
         mux.get_mut(key).unwrap().try_recv(),
-        Err(TransportError::Closed)
+        Err(RecvError::Closed)
     ));
 }
 
@@ -328,7 +329,7 @@ fn mux_accepts_in_the_same_loop() {
         let mut bad = cfg(3, &sc);
         bad.token = SessionToken([0; 16]);
         let bad = Connector::new(bad, node).with_session(&sc, Arc::new(dir(&sc)));
-        assert!(matches!(bad.connect(&addr), Err(TransportError::BadToken)));
+        assert!(matches!(bad.connect(&addr), Err(ConnectError::BadToken)));
         shm.send(b"shm").unwrap();
         tcp.send(b"tcp").unwrap();
         assert_eq!(&*shm.recv_timeout(GUARD).unwrap(), b"shm!");
@@ -345,7 +346,7 @@ fn mux_accepts_in_the_same_loop() {
                     for r in mux.accept_pending().unwrap() {
                         match r {
                             Ok(_) => accepted += 1,
-                            Err(TransportError::BadToken) => refused += 1,
+                            Err(ConnectError::BadToken) => refused += 1,
                             Err(e) => panic!("unexpected accept error {e}"),
                         }
                     }

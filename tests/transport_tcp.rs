@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use common::id;
 use shmwire::node::Directory;
 use shmwire::transport::{
-    connect_tcp, Connection, Endpoint, LookupError, Mux, MuxEvent, PublishError, SessionToken,
-    TcpListener, TransportConfig, TransportError, WorkerId, PROTOCOL_VERSION,
+    connect_tcp, ConnectError, Connection, Endpoint, LookupError, Mux, MuxEvent, PublishError,
+    RecvError, SendError, SessionToken, TcpListener, TransportConfig, WorkerId, PROTOCOL_VERSION,
 };
 
 const GUARD: Duration = Duration::from_secs(30);
@@ -80,14 +80,14 @@ fn hostile_frame_length_is_refused_without_allocating() {
     let mut c = l.accept_timeout(GUARD).unwrap();
     assert_eq!(&*c.recv_timeout(GUARD).unwrap(), b"abc");
     match c.recv_timeout(GUARD) {
-        Err(TransportError::FrameTooLarge { len, max }) => {
+        Err(RecvError::FrameTooLarge { len, max }) => {
             assert_eq!(len, u32::MAX as usize);
             assert_eq!(max, shmwire::transport::DEFAULT_MAX_FRAME_LEN);
         }
         other => panic!("expected FrameTooLarge, got {:?}", other.map(|f| f.len())),
     }
     // The connection is poisoned afterwards.
-    assert!(matches!(c.try_recv(), Err(TransportError::Protocol(_))));
+    assert!(matches!(c.try_recv(), Err(RecvError::Protocol { .. })));
     drop(t.join().unwrap());
 }
 
@@ -106,7 +106,7 @@ fn unknown_frame_kind_is_a_protocol_error() {
     let mut c = l.accept_timeout(GUARD).unwrap();
     assert!(matches!(
         c.recv_timeout(GUARD),
-        Err(TransportError::Protocol(_))
+        Err(RecvError::Protocol { .. })
     ));
     drop(t.join().unwrap());
 }
@@ -121,7 +121,7 @@ fn version_mismatch_is_refused_on_both_sides() {
         assert_eq!(u16::from_le_bytes([r[8], r[9]]), PROTOCOL_VERSION);
     });
     match l.accept_timeout(GUARD) {
-        Err(TransportError::VersionMismatch { ours, theirs }) => {
+        Err(ConnectError::VersionMismatch { ours, theirs }) => {
             assert_eq!(ours, PROTOCOL_VERSION);
             assert_eq!(theirs, PROTOCOL_VERSION + 1);
         }
@@ -142,7 +142,7 @@ fn version_mismatch_is_refused_on_both_sides() {
         s.write_all(&reply).unwrap();
     });
     match connect_tcp(addr, id(1), &cfg(2)) {
-        Err(TransportError::VersionMismatch { theirs, .. }) => {
+        Err(ConnectError::VersionMismatch { theirs, .. }) => {
             assert_eq!(theirs, PROTOCOL_VERSION + 7)
         }
         other => panic!("expected VersionMismatch, got {other:?}"),
@@ -161,7 +161,7 @@ fn not_a_shmwire_peer_and_silent_peer() {
     });
     assert!(matches!(
         l.accept_timeout(GUARD),
-        Err(TransportError::Protocol(_))
+        Err(ConnectError::Protocol { .. })
     ));
     drop(t.join().unwrap());
     // A peer that connects and says nothing times out the handshake.
@@ -171,13 +171,13 @@ fn not_a_shmwire_peer_and_silent_peer() {
     let s = TcpStream::connect(l.local_addr().unwrap()).unwrap();
     assert!(matches!(
         l.accept_timeout(GUARD),
-        Err(TransportError::TimedOut)
+        Err(ConnectError::TimedOut { .. })
     ));
     drop(s);
     // Nobody connecting: accept times out.
     assert!(matches!(
         l.accept_timeout(Duration::from_millis(10)),
-        Err(TransportError::TimedOut)
+        Err(ConnectError::TimedOut { .. })
     ));
 }
 
@@ -205,7 +205,7 @@ fn back_pressure_bounds_the_send_buffer() {
         assert!(c.pending_send_bytes() <= 64 * 1024);
         assert!(sent < 1_000_000, "never pushed back");
     };
-    assert!(matches!(err, TransportError::TimedOut), "{err}");
+    assert!(matches!(err, SendError::TimedOut), "{err}");
     // Now the receiver drains everything: all accepted frames arrive intact.
     let t = std::thread::spawn(move || {
         c.flush().unwrap();
@@ -218,7 +218,7 @@ fn back_pressure_bounds_the_send_buffer() {
     let mut c = t.join().unwrap();
     assert!(s.try_recv().unwrap().is_none());
     c.close().unwrap();
-    assert!(matches!(s.recv_timeout(GUARD), Err(TransportError::Closed)));
+    assert!(matches!(s.recv_timeout(GUARD), Err(RecvError::Closed)));
 }
 
 #[test]
@@ -260,7 +260,7 @@ fn mux_spin_mode_and_idle_timeout() {
     };
     assert!(matches!(
         mux.get_mut(key).unwrap().try_recv(),
-        Err(TransportError::Closed)
+        Err(RecvError::Closed)
     ));
     assert!(mux.remove(key).is_some());
     assert_eq!(mux.len(), 2);

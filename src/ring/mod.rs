@@ -201,6 +201,10 @@ pub enum RingError {
     },
 }
 
+/// Errors of creating or attaching a ring (until the split lands, the same
+/// type as the data path's).
+pub type AttachError = RingError;
+
 type NotSync = PhantomData<Cell<()>>;
 
 /// Creating and attaching rings.

@@ -11,6 +11,19 @@ use std::path::PathBuf;
 /// a segment rather than only that something is.
 #[derive(Debug, thiserror::Error)]
 pub enum ShmError {
+    /// The file system has no room for the segment's pages (a full tmpfs).
+    /// Checked at creation — every page is reserved then — so a later write
+    /// through the mapping can never fail with `SIGBUS`.
+    #[error("no space for a {len}-byte segment at {path} (the file system is full)")]
+    OutOfSpace {
+        /// The segment file (removed again).
+        path: PathBuf,
+        /// Bytes asked for.
+        len: u64,
+        /// The OS error (`ENOSPC`).
+        #[source]
+        source: io::Error,
+    },
     /// A session or segment name broke the naming rules
     /// (`[A-Za-z0-9_.-]`, 1..=64 bytes, not starting with `.`, not ending in
     /// `.lock`).

@@ -132,6 +132,19 @@ impl Segment {
         }
         file.set_len(total as u64)
             .map_err(|e| undo(ShmError::io("ftruncate", &path, e)))?;
+        // Reserve every page now: on a full tmpfs this fails here, typed,
+        // instead of killing the process with SIGBUS at the first write.
+        crate::sys::fs::reserve(&file, total as u64).map_err(|e| {
+            undo(if e.raw_os_error() == Some(crate::sys::fs::ENOSPC) {
+                ShmError::OutOfSpace {
+                    path: path.clone(),
+                    len: total as u64,
+                    source: e,
+                }
+            } else {
+                ShmError::io("fallocate", &path, e)
+            })
+        })?;
         // SAFETY: the file is ours (just created, O_EXCL, 0600) and `total`
         // bytes long; other processes may map it too, which is the point:
         // all accesses to the shared bytes go through raw pointers/atomics.

@@ -34,10 +34,5 @@ pub(crate) fn reserve(file: &File, len: u64) -> io::Result<()> {
     }
 }
 
-/// Sets `O_NONBLOCK` on `fd`.
-pub(crate) fn set_nonblocking(fd: impl std::os::fd::AsFd) -> io::Result<()> {
-    use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
-    let flags = fcntl_getfl(&fd)?;
-    fcntl_setfl(&fd, flags | OFlags::NONBLOCK)?;
-    Ok(())
-}
+/// `errno` value of `ENOSPC` (no space left on the device).
+pub(crate) const ENOSPC: i32 = rustix::io::Errno::NOSPC.raw_os_error();

@@ -14,8 +14,8 @@ use mio::{Events, Interest, Poll, Token};
 use super::shm::{connect_shm, ShmConnection, ShmFrame, ShmListener, ShmOptions};
 use super::tcp::{connect_tcp, TcpConnection, TcpFrame, TcpListener};
 use super::{
-    Connection, Endpoint, LookupError, MuxConnection, Published, SendError, TransportConfig,
-    TransportError, TransportKind, WorkerId, WorkerLookup,
+    ConnectError, Connection, Endpoint, LookupError, MuxConnection, Published, RecvError,
+    SendError, TransportConfig, TransportKind, WorkerId, WorkerLookup,
 };
 use crate::ids::NodeId;
 use crate::shm::Session;
@@ -98,35 +98,35 @@ impl Connection for AnyConnection {
         }
     }
 
-    fn flush(&mut self) -> Result<(), TransportError> {
+    fn flush(&mut self) -> Result<(), SendError> {
         match self {
             AnyConnection::Tcp(c) => c.flush(),
             AnyConnection::Shm(c) => c.flush(),
         }
     }
 
-    fn try_recv(&mut self) -> Result<Option<AnyFrame<'_>>, TransportError> {
+    fn try_recv(&mut self) -> Result<Option<AnyFrame<'_>>, RecvError> {
         Ok(match self {
             AnyConnection::Tcp(c) => c.try_recv()?.map(AnyFrame::Tcp),
             AnyConnection::Shm(c) => c.try_recv()?.map(AnyFrame::Shm),
         })
     }
 
-    fn recv_timeout(&mut self, timeout: Duration) -> Result<AnyFrame<'_>, TransportError> {
+    fn recv_timeout(&mut self, timeout: Duration) -> Result<AnyFrame<'_>, RecvError> {
         Ok(match self {
             AnyConnection::Tcp(c) => AnyFrame::Tcp(c.recv_timeout(timeout)?),
             AnyConnection::Shm(c) => AnyFrame::Shm(c.recv_timeout(timeout)?),
         })
     }
 
-    fn recv_private_timeout(&mut self, timeout: Duration) -> Result<&[u8], TransportError> {
+    fn recv_private_timeout(&mut self, timeout: Duration) -> Result<&[u8], RecvError> {
         match self {
             AnyConnection::Tcp(c) => c.recv_private_timeout(timeout),
             AnyConnection::Shm(c) => c.recv_private_timeout(timeout),
         }
     }
 
-    fn try_recv_private(&mut self) -> Result<Option<&[u8]>, TransportError> {
+    fn try_recv_private(&mut self) -> Result<Option<&[u8]>, RecvError> {
         match self {
             AnyConnection::Tcp(c) => c.try_recv_private(),
             AnyConnection::Shm(c) => c.try_recv_private(),
@@ -140,7 +140,7 @@ impl Connection for AnyConnection {
         }
     }
 
-    fn close(&mut self) -> Result<(), TransportError> {
+    fn close(&mut self) -> Result<(), SendError> {
         match self {
             AnyConnection::Tcp(c) => c.close(),
             AnyConnection::Shm(c) => c.close(),
@@ -247,7 +247,7 @@ impl Connector {
     /// Connects to the worker at `addr` (see the type's docs for the
     /// choice of transport). A local worker not registered for shared
     /// memory is reached over TCP.
-    pub fn connect(&self, addr: &Address) -> Result<AnyConnection, TransportError> {
+    pub fn connect(&self, addr: &Address) -> Result<AnyConnection, ConnectError> {
         if self.route(addr) == TransportKind::Shm {
             if let (Some(session), Some(dir)) = (&self.session, &self.directory) {
                 if let Ok(Endpoint {
@@ -277,7 +277,7 @@ impl Connector {
     }
 
     /// Connects to a worker of this node by id, through the directory.
-    pub fn connect_worker(&self, id: &WorkerId) -> Result<AnyConnection, TransportError> {
+    pub fn connect_worker(&self, id: &WorkerId) -> Result<AnyConnection, ConnectError> {
         let dir = self
             .directory
             .as_ref()
@@ -288,7 +288,7 @@ impl Connector {
     }
 
     /// Connects to a worker of this node by name, through the directory.
-    pub fn connect_name(&self, name: &str) -> Result<AnyConnection, TransportError> {
+    pub fn connect_name(&self, name: &str) -> Result<AnyConnection, ConnectError> {
         let dir = self
             .directory
             .as_ref()
@@ -298,7 +298,7 @@ impl Connector {
         self.connect_endpoint(&dir.lookup_name(name)?)
     }
 
-    fn connect_endpoint(&self, e: &Endpoint) -> Result<AnyConnection, TransportError> {
+    fn connect_endpoint(&self, e: &Endpoint) -> Result<AnyConnection, ConnectError> {
         match (&e.unix_socket, e.tcp, &self.session) {
             (Some(sock), _, Some(session)) if !self.force_tcp => {
                 Ok(connect_shm(session, sock, e.worker_id, &self.config, &self.shm)?.into())
@@ -356,19 +356,21 @@ impl Listener {
         config: TransportConfig,
         opts: ListenOptions,
         directory: &dyn WorkerLookup,
-    ) -> Result<Self, TransportError> {
-        let poll = Poll::new()?;
+    ) -> Result<Self, ConnectError> {
+        let poll = Poll::new().map_err(ConnectError::io("create poll"))?;
         let mut endpoint = Endpoint::new(config.worker_id);
         endpoint.name = opts.name.clone();
         let tcp = match opts.tcp {
             Some(addr) => {
                 let l = TcpListener::bind(addr, config.clone())?;
                 endpoint.tcp = Some(l.local_addr()?);
-                poll.registry().register(
-                    &mut mio::unix::SourceFd(&l.listener_fd()),
-                    TCP_TOKEN,
-                    Interest::READABLE,
-                )?;
+                poll.registry()
+                    .register(
+                        &mut mio::unix::SourceFd(&l.listener_fd()),
+                        TCP_TOKEN,
+                        Interest::READABLE,
+                    )
+                    .map_err(ConnectError::io("register listener"))?;
                 Some(l)
             }
             None => None,
@@ -377,11 +379,13 @@ impl Listener {
             Some(o) => {
                 let l = ShmListener::bind(session, config, o)?;
                 endpoint.unix_socket = Some(l.socket_path().to_owned());
-                poll.registry().register(
-                    &mut mio::unix::SourceFd(&l.listener().as_fd().as_raw_fd()),
-                    SHM_TOKEN,
-                    Interest::READABLE,
-                )?;
+                poll.registry()
+                    .register(
+                        &mut mio::unix::SourceFd(&l.listener().as_fd().as_raw_fd()),
+                        SHM_TOKEN,
+                        Interest::READABLE,
+                    )
+                    .map_err(ConnectError::io("register listener"))?;
                 Some(l)
             }
             None => None,
@@ -419,7 +423,7 @@ impl Listener {
 
     /// One non-blocking pass: accepts a caller already waiting on either
     /// socket. A refused hello is reported as its error.
-    pub(crate) fn try_accept_any(&mut self) -> Result<Option<AnyConnection>, TransportError> {
+    pub(crate) fn try_accept_any(&mut self) -> Result<Option<AnyConnection>, ConnectError> {
         if let Some(l) = self.shm.as_mut() {
             if let Some(c) = l.try_accept()? {
                 return Ok(Some(c.into()));
@@ -462,7 +466,7 @@ impl Listener {
 
     /// Accepts the next connection on either transport, waiting at most
     /// `timeout`. Refused hellos are reported as their errors.
-    pub fn accept_timeout(&mut self, timeout: Duration) -> Result<AnyConnection, TransportError> {
+    pub fn accept_timeout(&mut self, timeout: Duration) -> Result<AnyConnection, ConnectError> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(c) = self.try_accept_any()? {
@@ -470,12 +474,17 @@ impl Listener {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(TransportError::TimedOut);
+                return Err(ConnectError::TimedOut { during: "accept" });
             }
             match self.poll.poll(&mut self.events, Some(left)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    return Err(ConnectError::Io {
+                        op: "poll",
+                        source: e,
+                    })
+                }
             }
         }
     }

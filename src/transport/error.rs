@@ -1,25 +1,46 @@
-//! The transport layer's error type.
+//! The transport's errors: one enum per operation family.
+//!
+//! | family | enum | returned by |
+//! | --- | --- | --- |
+//! | connect / accept / bind | [`ConnectError`] | `connect_*`, `*Listener::bind`, `accept_*`, [`Connector`](super::Connector) |
+//! | send | [`SendError`] | [`Connection::send_with`](super::Connection::send_with), `send`, `flush`, `close`, message sends |
+//! | receive | [`RecvError`] | [`Connection::try_recv`](super::Connection::try_recv), `recv_*`, message receives, [`Mux::wait`](super::Mux::wait) |
+//! | lookup | [`LookupError`](super::LookupError), [`PublishError`](super::PublishError) | [`WorkerLookup`](super::WorkerLookup) |
+//!
+//! Lower-layer failures travel as the error's `source()` (an
+//! [`io::Error`], a [`RingError`], an [`AttachError`], a
+//! [`ShmError`](crate::shm::ShmError), an rkyv check) — never as a
+//! formatted string. A dead peer, an orderly close, a broken protocol and a
+//! full peer (time-out) are different variants in every family.
+
+use std::convert::Infallible;
+use std::io;
+use std::sync::Arc;
 
 use super::WorkerId;
+use crate::ring::{AttachError, RingError};
 
-/// Everything that can go wrong on a [`Connection`](super::Connection), while
-/// connecting, accepting, or looking a worker up in the
-/// [`Directory`](super::Directory).
+/// Why a connection could not be opened or accepted.
 #[derive(Debug, thiserror::Error)]
-pub enum TransportError {
-    /// The peer went away without closing the connection (its process died, its
-    /// socket hung up, or the connection was reset). Frames it committed before
-    /// dying have been delivered; nothing after.
-    #[error("peer died: {0}")]
-    PeerDied(String),
-    /// The connection was closed in an orderly way (by the peer, after all its
-    /// frames were delivered, or locally by [`Connection::close`](super::Connection::close)).
-    #[error("connection closed")]
-    Closed,
-    /// A bounded wait ran out before anything happened.
-    #[error("timed out")]
-    TimedOut,
-    /// The hello asked for a worker other than the one listening (Ray's
+pub enum ConnectError {
+    /// Nobody accepts connections at the address (the worker is gone).
+    #[error("no worker {worker} listens at {address}")]
+    NoListener {
+        /// The worker that was to be reached.
+        worker: WorkerId,
+        /// The socket path or TCP address tried.
+        address: String,
+        /// The OS error of the connect.
+        #[source]
+        source: io::Error,
+    },
+    /// The worker could not be found (see [`LookupError`](super::LookupError)).
+    #[error(transparent)]
+    Lookup(#[from] super::LookupError),
+    /// A listener's endpoint could not be published.
+    #[error(transparent)]
+    Publish(#[from] super::PublishError),
+    /// The hello reached another worker than the one intended (Ray's
     /// `HandleWrongRecipient`).
     #[error(
         "wrong recipient: the hello was meant for worker {intended} but reached worker {actual}"
@@ -30,96 +51,297 @@ pub enum TransportError {
         /// The worker that answered.
         actual: WorkerId,
     },
-    /// The peer presented a session token that is not this session's.
+    /// The caller presented a different session token.
     #[error("bad session token")]
     BadToken,
-    /// The peer speaks another protocol version.
+    /// The two sides speak different protocol versions.
     #[error("protocol version mismatch: ours is {ours}, the peer's is {theirs}")]
     VersionMismatch {
-        /// Our protocol version.
+        /// Our version.
         ours: u16,
-        /// The peer's protocol version.
+        /// The peer's version.
         theirs: u16,
     },
-    /// A frame is larger than the receiver accepts (on send: refused before
-    /// anything was written; on receive: the peer claimed it, the connection is
-    /// now unusable and nothing was allocated for it).
-    #[error("frame of {len} bytes exceeds the maximum of {max} bytes")]
-    FrameTooLarge {
-        /// The offending length.
-        len: usize,
-        /// The maximum that applies.
-        max: usize,
+    /// The listener refused the hello for another reason.
+    #[error("connection refused: {reason}")]
+    Refused {
+        /// Why (our own description; a remote refusal says only that).
+        reason: String,
     },
-    /// The peer sent bytes that break the protocol (bad magic, bad frame kind,
-    /// an encoder that wrote past its grant, corrupted shared memory, …).
-    #[error("protocol violation: {0}")]
-    Protocol(String),
-    /// The connection was refused for a reason not covered above.
-    #[error("connection refused by the peer: {0}")]
-    Refused(String),
-    /// Nobody listens at the worker's bootstrap socket any more.
-    #[error("no live worker {0} in the directory")]
-    NoSuchWorker(String),
-    /// A message could not be encoded.
-    #[error("encoding a message: {0}")]
-    Encode(crate::spec::EncodeError),
-    /// A received frame is not a valid message of the expected type.
-    #[error("invalid message: {0}")]
-    Decode(crate::spec::DecodeError),
-    /// A worker lookup failed (see [`LookupError`](super::LookupError)).
-    #[error(transparent)]
-    Lookup(#[from] super::LookupError),
-    /// Publishing a listener's endpoint failed.
-    #[error(transparent)]
-    Publish(#[from] super::PublishError),
-    /// A shared-memory segment could not be created or opened.
-    #[error("shared memory: {0}")]
-    Shm(#[from] crate::shm::ShmError),
+    /// The handshake did not complete within the handshake timeout.
+    #[error("timed out during the {during}")]
+    TimedOut {
+        /// The step (`"connect"`, `"hello"`, `"handshake reply"`, …).
+        during: &'static str,
+    },
+    /// The peer hung up during the handshake.
+    #[error("the peer hung up during the {during}")]
+    PeerDied {
+        /// The step.
+        during: &'static str,
+    },
+    /// The peer's handshake bytes broke the protocol.
+    #[error("handshake protocol violation: {what}")]
+    Protocol {
+        /// What was wrong, naming the field and its value.
+        what: String,
+    },
+    /// A shared-memory segment of the connection could not be created or
+    /// opened.
+    #[error("ring segment")]
+    Segment(#[source] crate::shm::ShmError),
+    /// A ring of the connection could not be initialised or attached.
+    #[error("attaching a ring")]
+    Ring(#[source] AttachError),
     /// An operating-system call failed.
-    #[error("I/O error: {0}")]
-    Io(#[from] std::io::Error),
+    #[error("{op}")]
+    Io {
+        /// What was being done (`"bind"`, `"accept"`, `"set socket options"`, …).
+        op: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
 }
 
-impl From<rustix::io::Errno> for TransportError {
-    fn from(e: rustix::io::Errno) -> Self {
-        TransportError::Io(e.into())
+impl ConnectError {
+    /// An [`io::Error`] of the handshake on a blocking socket, by kind:
+    /// time-outs and hang-ups get their own variants.
+    pub(crate) fn from_handshake_io(e: io::Error, during: &'static str) -> Self {
+        match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Self::TimedOut { during },
+            io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe => Self::PeerDied { during },
+            _ => Self::Io {
+                op: during,
+                source: e,
+            },
+        }
+    }
+
+    /// A closure mapping an [`io::Error`] to [`ConnectError::Io`] for `op`.
+    pub(crate) fn io(op: &'static str) -> impl FnOnce(io::Error) -> Self {
+        move |source| Self::Io { op, source }
     }
 }
 
-impl TransportError {
-    /// `true` for errors after which the connection can never carry another
-    /// frame (dead or closed peer, protocol violation, I/O failure).
+/// Why a frame could not be sent. `E` is the encoder's error
+/// ([`Infallible`] for plain byte sends).
+#[derive(Debug, thiserror::Error)]
+pub enum SendError<E = Infallible> {
+    /// The encoder failed; nothing was sent.
+    #[error("encoder failed")]
+    Encode(#[source] E),
+    /// The frame is larger than the peer accepts (nothing was sent).
+    #[error("frame of {len} bytes exceeds the peer's maximum of {max} bytes")]
+    FrameTooLarge {
+        /// Bytes requested.
+        len: usize,
+        /// The peer's maximum.
+        max: usize,
+    },
+    /// The encoder reported more bytes than it was given (a bug in the
+    /// caller's encoder; nothing was sent).
+    #[error("encoder reported {used} bytes for a {len}-byte buffer")]
+    EncoderOverrun {
+        /// Bytes the encoder claimed.
+        used: usize,
+        /// Bytes it was given.
+        len: usize,
+    },
+    /// A `PushTaskRequest` names another worker than this connection's
+    /// peer (nothing was sent).
+    #[error("wrong recipient: the request is meant for worker {intended} but the peer is worker {actual}")]
+    WrongRecipient {
+        /// The worker named in the request.
+        intended: WorkerId,
+        /// The connection's peer.
+        actual: WorkerId,
+    },
+    /// The peer took nothing for the whole send timeout (back-pressure).
+    #[error("timed out waiting for the peer to make room")]
+    TimedOut,
+    /// The connection was closed in an orderly way (by either side).
+    #[error("connection closed")]
+    Closed,
+    /// The peer died (process exit, hang-up, reset).
+    #[error("peer worker {peer} died")]
+    PeerDied {
+        /// The peer.
+        peer: WorkerId,
+        /// The OS error that revealed it, when there was one.
+        #[source]
+        source: Option<Arc<io::Error>>,
+    },
+    /// The connection broke the protocol earlier and is unusable.
+    #[error("connection broken: {what}")]
+    Broken {
+        /// What happened.
+        what: String,
+    },
+    /// The shared ring refused the frame (corrupt or poisoned shared state).
+    #[error("ring")]
+    Ring(#[source] RingError),
+    /// An operating-system call failed.
+    #[error("{op}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl SendError<Infallible> {
+    /// The same error for an encoder of another error type.
+    pub fn widen<E>(self) -> SendError<E> {
+        match self {
+            SendError::Encode(never) => match never {},
+            SendError::FrameTooLarge { len, max } => SendError::FrameTooLarge { len, max },
+            SendError::EncoderOverrun { used, len } => SendError::EncoderOverrun { used, len },
+            SendError::WrongRecipient { intended, actual } => {
+                SendError::WrongRecipient { intended, actual }
+            }
+            SendError::TimedOut => SendError::TimedOut,
+            SendError::Closed => SendError::Closed,
+            SendError::PeerDied { peer, source } => SendError::PeerDied { peer, source },
+            SendError::Broken { what } => SendError::Broken { what },
+            SendError::Ring(e) => SendError::Ring(e),
+            SendError::Io { op, source } => SendError::Io { op, source },
+        }
+    }
+}
+
+impl<E> SendError<E> {
+    /// `true` if the connection can carry no more frames (as opposed to a
+    /// failure of this one send: encoder, size, time-out).
     pub fn is_fatal(&self) -> bool {
         matches!(
             self,
-            TransportError::PeerDied(_)
-                | TransportError::Closed
-                | TransportError::Protocol(_)
-                | TransportError::Io(_)
-                | TransportError::Shm(_)
+            SendError::Closed
+                | SendError::PeerDied { .. }
+                | SendError::Broken { .. }
+                | SendError::Ring(_)
+                | SendError::Io { .. }
         )
     }
 }
 
-/// The error of [`Connection::send_with`](super::Connection::send_with): either
-/// the caller's encoder failed (nothing was sent) or the transport did.
+/// Why no frame was received.
 #[derive(Debug, thiserror::Error)]
-pub enum SendError<E> {
-    /// The encoder returned an error; nothing was committed.
-    #[error("encoder failed: {0}")]
-    Encode(E),
-    /// The transport failed.
-    #[error(transparent)]
-    Transport(#[from] TransportError),
+pub enum RecvError {
+    /// Nothing arrived within the timeout.
+    #[error("timed out")]
+    TimedOut,
+    /// The connection was closed in an orderly way: every frame the peer sent
+    /// before closing has been delivered.
+    #[error("connection closed")]
+    Closed,
+    /// The peer died: every frame it completed has been delivered, nothing
+    /// after.
+    #[error("peer worker {peer} died")]
+    PeerDied {
+        /// The peer.
+        peer: WorkerId,
+        /// The OS error that revealed it, when there was one.
+        #[source]
+        source: Option<Arc<io::Error>>,
+    },
+    /// A frame header announced more than this side accepts.
+    #[error("incoming frame of {len} bytes exceeds the maximum of {max} bytes")]
+    FrameTooLarge {
+        /// Announced length.
+        len: usize,
+        /// Our maximum.
+        max: usize,
+    },
+    /// The peer broke the framing protocol; the connection is now unusable.
+    #[error("protocol violation: {what}")]
+    Protocol {
+        /// What was wrong, naming the field and its value.
+        what: String,
+    },
+    /// The shared ring's state is corrupt or poisoned.
+    #[error("ring")]
+    Ring(#[source] RingError),
+    /// A frame is not a valid message of the expected type (the connection
+    /// stays usable).
+    #[error("invalid message")]
+    Decode(#[source] crate::spec::DecodeError),
+    /// A `PushTaskRequest` meant for another worker was refused (Ray's
+    /// `HandleWrongRecipient`); the connection stays usable.
+    #[error(
+        "wrong recipient: the request was meant for worker {intended} but reached worker {actual}"
+    )]
+    WrongRecipient {
+        /// The worker named in the request.
+        intended: WorkerId,
+        /// This worker.
+        actual: WorkerId,
+    },
+    /// An operating-system call failed.
+    #[error("{op}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
 }
 
-impl SendError<std::convert::Infallible> {
-    /// Unwraps the transport error of an infallible encoder.
-    pub fn into_transport(self) -> TransportError {
+impl RecvError {
+    /// `true` if the connection can deliver no more frames (as opposed to a
+    /// failure of this one receive: time-out, bad message, wrong recipient).
+    pub fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            RecvError::Closed
+                | RecvError::PeerDied { .. }
+                | RecvError::FrameTooLarge { .. }
+                | RecvError::Protocol { .. }
+                | RecvError::Ring(_)
+                | RecvError::Io { .. }
+        )
+    }
+}
+
+/// The state a connection ends in, from which both families' errors are
+/// made (internal: each transport keeps one and reports it on every later
+/// call).
+#[derive(Debug, Clone)]
+pub(crate) enum Ended {
+    /// Closed in an orderly way (either side).
+    Closed,
+    /// The peer died.
+    PeerDied(WorkerId, Option<Arc<io::Error>>),
+    /// The peer broke the protocol.
+    Broken(String),
+}
+
+impl Ended {
+    pub(crate) fn send_error<E>(&self) -> SendError<E> {
         match self {
-            SendError::Encode(never) => match never {},
-            SendError::Transport(e) => e,
+            Ended::Closed => SendError::Closed,
+            Ended::PeerDied(peer, source) => SendError::PeerDied {
+                peer: *peer,
+                source: source.clone(),
+            },
+            Ended::Broken(what) => SendError::Broken { what: what.clone() },
+        }
+    }
+
+    pub(crate) fn recv_error(&self) -> RecvError {
+        match self {
+            Ended::Closed => RecvError::Closed,
+            Ended::PeerDied(peer, source) => RecvError::PeerDied {
+                peer: *peer,
+                source: source.clone(),
+            },
+            Ended::Broken(what) => RecvError::Protocol { what: what.clone() },
         }
     }
 }

@@ -22,15 +22,32 @@
 
 use std::io::{self, Read, Write};
 
-use super::{TransportError, WorkerId};
+use super::{ConnectError, WorkerId};
 
 /// The protocol version spoken by this build.
 pub const PROTOCOL_VERSION: u16 = 1;
 const MAGIC: [u8; 8] = *b"SHMWIRE\0";
+/// Length of the fixed part of a hello or reply.
 pub(crate) const FIXED_LEN: usize = 96;
+/// Largest extension a hello or reply may carry.
 pub(crate) const MAX_EXT_LEN: usize = 4096;
 const KIND_HELLO: u8 = 1;
 const KIND_REPLY: u8 = 2;
+
+/// Byte offsets of the fixed part's fields (the table above).
+mod at {
+    pub(super) const MAGIC: usize = 0;
+    pub(super) const VERSION: usize = 8;
+    pub(super) const KIND: usize = 10;
+    /// Transport (hello) or status (reply).
+    pub(super) const WIRE_OR_STATUS: usize = 11;
+    pub(super) const MAX_FRAME: usize = 12;
+    pub(super) const SENDER: usize = 16;
+    pub(super) const INTENDED: usize = 44;
+    pub(super) const TOKEN: usize = 72;
+    pub(super) const EXT_LEN: usize = 88;
+    pub(super) const RESERVED: usize = 92;
+}
 
 /// Which transport a hello opens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,189 +120,197 @@ pub(crate) struct Reply {
     pub ext: Vec<u8>,
 }
 
-#[allow(clippy::too_many_arguments)] // one argument per wire field
-fn fixed(
-    version: u16,
-    kind: u8,
-    byte11: u8,
-    max_frame: u32,
-    a: &WorkerId,
-    b: &[u8; 28],
-    token: &[u8; 16],
-    ext: &[u8],
-) -> Vec<u8> {
-    let mut v = Vec::with_capacity(FIXED_LEN + ext.len());
-    v.extend_from_slice(&MAGIC);
-    v.extend_from_slice(&version.to_le_bytes());
-    v.push(kind);
-    v.push(byte11);
-    v.extend_from_slice(&max_frame.to_le_bytes());
-    v.extend_from_slice(a.as_bytes());
-    v.extend_from_slice(b);
-    v.extend_from_slice(token);
-    v.extend_from_slice(&(ext.len() as u32).to_le_bytes());
-    v.extend_from_slice(&[0u8; 4]);
-    debug_assert_eq!(v.len(), FIXED_LEN);
-    v.extend_from_slice(ext);
-    v
+/// The fixed part of a hello or reply, field by field, as read off the wire
+/// (validated only for magic and the extension bound).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Fixed {
+    pub version: u16,
+    pub kind: u8,
+    pub wire_or_status: u8,
+    pub max_frame: u32,
+    pub sender: WorkerId,
+    pub intended: WorkerId,
+    pub token: [u8; 16],
+    pub ext_len: usize,
+}
+
+impl Fixed {
+    fn encode(&self, ext: &[u8]) -> Vec<u8> {
+        let mut v = vec![0u8; FIXED_LEN];
+        v[at::MAGIC..at::VERSION].copy_from_slice(&MAGIC);
+        v[at::VERSION..at::KIND].copy_from_slice(&self.version.to_le_bytes());
+        v[at::KIND] = self.kind;
+        v[at::WIRE_OR_STATUS] = self.wire_or_status;
+        v[at::MAX_FRAME..at::SENDER].copy_from_slice(&self.max_frame.to_le_bytes());
+        v[at::SENDER..at::INTENDED].copy_from_slice(self.sender.as_bytes());
+        v[at::INTENDED..at::TOKEN].copy_from_slice(self.intended.as_bytes());
+        v[at::TOKEN..at::EXT_LEN].copy_from_slice(&self.token);
+        v[at::EXT_LEN..at::RESERVED].copy_from_slice(&(ext.len() as u32).to_le_bytes());
+        v.extend_from_slice(ext);
+        v
+    }
+
+    /// Parses the fixed part of a `what` (`"hello"`, `"handshake reply"`):
+    /// the magic must match and the extension length be at most
+    /// [`MAX_EXT_LEN`].
+    pub(crate) fn decode(b: &[u8; FIXED_LEN], what: &str) -> Result<Self, ConnectError> {
+        if b[at::MAGIC..at::VERSION] != MAGIC {
+            return Err(ConnectError::Protocol {
+                what: format!("bad magic in the {what}: not a shmwire peer"),
+            });
+        }
+        let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let id_at = |i: usize| {
+            let mut id = [0u8; 28];
+            id.copy_from_slice(&b[i..i + 28]);
+            WorkerId::from_array(id)
+        };
+        let mut token = [0u8; 16];
+        token.copy_from_slice(&b[at::TOKEN..at::EXT_LEN]);
+        let ext_len = u32_at(at::EXT_LEN) as usize;
+        if ext_len > MAX_EXT_LEN {
+            return Err(ConnectError::Protocol {
+                what: format!("{what} extension of {ext_len} bytes exceeds {MAX_EXT_LEN}"),
+            });
+        }
+        Ok(Self {
+            version: u16::from_le_bytes([b[at::VERSION], b[at::VERSION + 1]]),
+            kind: b[at::KIND],
+            wire_or_status: b[at::WIRE_OR_STATUS],
+            max_frame: u32_at(at::MAX_FRAME),
+            sender: id_at(at::SENDER),
+            intended: id_at(at::INTENDED),
+            token,
+            ext_len,
+        })
+    }
 }
 
 impl Hello {
     pub(crate) fn encode(&self) -> Vec<u8> {
-        fixed(
-            PROTOCOL_VERSION,
-            KIND_HELLO,
-            self.wire as u8,
-            self.max_frame,
-            &self.from,
-            self.intended.as_bytes(),
-            &self.token.0,
-            &self.ext,
-        )
+        Fixed {
+            version: PROTOCOL_VERSION,
+            kind: KIND_HELLO,
+            wire_or_status: self.wire as u8,
+            max_frame: self.max_frame,
+            sender: self.from,
+            intended: self.intended,
+            token: self.token.0,
+            ext_len: self.ext.len(),
+        }
+        .encode(&self.ext)
+    }
+
+    /// Builds a hello from its parsed fixed part and extension. A version
+    /// mismatch is `Ok(Err(theirs))` so the listener can still answer it.
+    pub(crate) fn from_parts(f: Fixed, ext: Vec<u8>) -> Result<Result<Hello, u16>, ConnectError> {
+        if f.version != PROTOCOL_VERSION {
+            return Ok(Err(f.version));
+        }
+        if f.kind != KIND_HELLO {
+            return Err(ConnectError::Protocol {
+                what: format!("expected a hello, got message kind {}", f.kind),
+            });
+        }
+        let wire = match f.wire_or_status {
+            1 => Wire::Tcp,
+            2 => Wire::Shm,
+            other => {
+                return Err(ConnectError::Protocol {
+                    what: format!("unknown transport {other} in hello"),
+                })
+            }
+        };
+        Ok(Ok(Hello {
+            wire,
+            max_frame: f.max_frame,
+            from: f.sender,
+            intended: f.intended,
+            token: SessionToken(f.token),
+            ext,
+        }))
     }
 }
 
 impl Reply {
     pub(crate) fn encode(&self) -> Vec<u8> {
-        fixed(
-            self.version,
-            KIND_REPLY,
-            self.status as u8,
-            self.max_frame,
-            &self.responder,
-            &[0u8; 28],
-            &[0u8; 16],
-            &self.ext,
-        )
-    }
-}
-
-fn id_at(b: &[u8], at: usize) -> WorkerId {
-    let mut id = [0u8; 28];
-    id.copy_from_slice(&b[at..at + 28]);
-    WorkerId::from_array(id)
-}
-
-fn map_io(e: io::Error, what: &str) -> TransportError {
-    match e.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => TransportError::TimedOut,
-        io::ErrorKind::UnexpectedEof
-        | io::ErrorKind::ConnectionReset
-        | io::ErrorKind::BrokenPipe => {
-            TransportError::PeerDied(format!("peer hung up during the {what}"))
+        Fixed {
+            version: self.version,
+            kind: KIND_REPLY,
+            wire_or_status: self.status as u8,
+            max_frame: self.max_frame,
+            sender: self.responder,
+            intended: WorkerId::from_array([0; 28]),
+            token: [0; 16],
+            ext_len: self.ext.len(),
         }
-        _ => TransportError::Io(e),
+        .encode(&self.ext)
+    }
+
+    /// Builds a reply from its parsed fixed part and extension.
+    pub(crate) fn from_parts(f: Fixed, ext: Vec<u8>) -> Result<Reply, ConnectError> {
+        if f.kind != KIND_REPLY {
+            return Err(ConnectError::Protocol {
+                what: format!("expected a handshake reply, got message kind {}", f.kind),
+            });
+        }
+        let status = match f.wire_or_status {
+            0 => Status::Accepted,
+            1 => Status::WrongRecipient,
+            2 => Status::BadToken,
+            3 => Status::VersionMismatch,
+            4 => Status::Refused,
+            other => {
+                return Err(ConnectError::Protocol {
+                    what: format!("unknown handshake status {other}"),
+                })
+            }
+        };
+        Ok(Reply {
+            version: f.version,
+            status,
+            max_frame: f.max_frame,
+            responder: f.sender,
+            ext,
+        })
     }
 }
 
-/// The parsed fixed part: (version, kind, byte 11, max_frame, id A, id B, token, ext_len).
-type Fixed = (u16, u8, u8, u32, WorkerId, WorkerId, [u8; 16], usize);
-
-fn read_fixed(r: &mut impl Read, what: &str) -> Result<(Fixed, Vec<u8>), TransportError> {
+/// Reads the fixed part and the extension of a `what` from a blocking
+/// reader (time-outs and hang-ups become their [`ConnectError`] variants).
+fn read_parts(r: &mut impl Read, what: &'static str) -> Result<(Fixed, Vec<u8>), ConnectError> {
     let mut b = [0u8; FIXED_LEN];
-    r.read_exact(&mut b).map_err(|e| map_io(e, what))?;
-    if b[0..8] != MAGIC {
-        return Err(TransportError::Protocol(format!(
-            "bad magic in the {what}: not a shmwire peer"
-        )));
-    }
-    let version = u16::from_le_bytes([b[8], b[9]]);
-    let max_frame = u32::from_le_bytes(b[12..16].try_into().expect("4 bytes"));
-    let mut token = [0u8; 16];
-    token.copy_from_slice(&b[72..88]);
-    let ext_len = u32::from_le_bytes(b[88..92].try_into().expect("4 bytes")) as usize;
-    if ext_len > MAX_EXT_LEN {
-        return Err(TransportError::Protocol(format!(
-            "{what} extension of {ext_len} bytes exceeds {MAX_EXT_LEN}"
-        )));
-    }
-    let mut ext = vec![0u8; ext_len];
-    r.read_exact(&mut ext).map_err(|e| map_io(e, what))?;
-    Ok((
-        (
-            version,
-            b[10],
-            b[11],
-            max_frame,
-            id_at(&b, 16),
-            id_at(&b, 44),
-            token,
-            ext_len,
-        ),
-        ext,
-    ))
+    r.read_exact(&mut b)
+        .map_err(|e| ConnectError::from_handshake_io(e, what))?;
+    let f = Fixed::decode(&b, what)?;
+    let mut ext = vec![0u8; f.ext_len];
+    r.read_exact(&mut ext)
+        .map_err(|e| ConnectError::from_handshake_io(e, what))?;
+    Ok((f, ext))
 }
 
 /// Reads a hello. A version mismatch is reported as `Ok(Err(theirs))` so the
 /// listener can still answer it.
-pub(crate) fn read_hello(r: &mut impl Read) -> Result<Result<Hello, u16>, TransportError> {
-    let ((version, kind, wire, max_frame, from, intended, token, _), ext) = read_fixed(r, "hello")?;
-    if version != PROTOCOL_VERSION {
-        return Ok(Err(version));
-    }
-    if kind != KIND_HELLO {
-        return Err(TransportError::Protocol(format!(
-            "expected a hello, got message kind {kind}"
-        )));
-    }
-    let wire = match wire {
-        1 => Wire::Tcp,
-        2 => Wire::Shm,
-        other => {
-            return Err(TransportError::Protocol(format!(
-                "unknown transport {other} in hello"
-            )))
-        }
-    };
-    Ok(Ok(Hello {
-        wire,
-        max_frame,
-        from,
-        intended,
-        token: SessionToken(token),
-        ext,
-    }))
+pub(crate) fn read_hello(r: &mut impl Read) -> Result<Result<Hello, u16>, ConnectError> {
+    let (f, ext) = read_parts(r, "hello")?;
+    Hello::from_parts(f, ext)
 }
 
 /// Reads a reply.
-pub(crate) fn read_reply(r: &mut impl Read) -> Result<Reply, TransportError> {
-    let ((version, kind, status, max_frame, responder, _, _, _), ext) =
-        read_fixed(r, "handshake reply")?;
-    if kind != KIND_REPLY {
-        return Err(TransportError::Protocol(format!(
-            "expected a handshake reply, got message kind {kind}"
-        )));
-    }
-    let status = match status {
-        0 => Status::Accepted,
-        1 => Status::WrongRecipient,
-        2 => Status::BadToken,
-        3 => Status::VersionMismatch,
-        4 => Status::Refused,
-        other => {
-            return Err(TransportError::Protocol(format!(
-                "unknown handshake status {other}"
-            )))
-        }
-    };
-    Ok(Reply {
-        version,
-        status,
-        max_frame,
-        responder,
-        ext,
-    })
+pub(crate) fn read_reply(r: &mut impl Read) -> Result<Reply, ConnectError> {
+    let (f, ext) = read_parts(r, "handshake reply")?;
+    Reply::from_parts(f, ext)
 }
 
 /// Writes a whole message.
 pub(crate) fn write_msg(
     w: &mut impl Write,
     bytes: &[u8],
-    what: &str,
-) -> Result<(), TransportError> {
+    what: &'static str,
+) -> Result<(), ConnectError> {
     w.write_all(bytes)
         .and_then(|()| w.flush())
-        .map_err(|e| map_io(e, what))
+        .map_err(|e| ConnectError::from_handshake_io(e, what))
 }
 
 /// The listener's verdict on a hello it read: the reply to send and, if the
@@ -296,7 +321,7 @@ pub(crate) fn judge(
     token: &SessionToken,
     wire: Wire,
     my_max_frame: u32,
-) -> (Reply, Result<Hello, TransportError>) {
+) -> (Reply, Result<Hello, ConnectError>) {
     let reply = |status| Reply {
         version: PROTOCOL_VERSION,
         status,
@@ -307,14 +332,14 @@ pub(crate) fn judge(
     match hello {
         Err(theirs) => (
             reply(Status::VersionMismatch),
-            Err(TransportError::VersionMismatch {
+            Err(ConnectError::VersionMismatch {
                 ours: PROTOCOL_VERSION,
                 theirs,
             }),
         ),
-        Ok(h) if !h.token.ct_eq(token) => (reply(Status::BadToken), Err(TransportError::BadToken)),
+        Ok(h) if !h.token.ct_eq(token) => (reply(Status::BadToken), Err(ConnectError::BadToken)),
         Ok(h) if h.intended != me => {
-            let e = TransportError::WrongRecipient {
+            let e = ConnectError::WrongRecipient {
                 intended: h.intended,
                 actual: me,
             };
@@ -322,31 +347,30 @@ pub(crate) fn judge(
         }
         Ok(h) if h.wire != wire => (
             reply(Status::Refused),
-            Err(TransportError::Refused(format!(
-                "hello for transport {:?} on a {wire:?} listener",
-                h.wire
-            ))),
+            Err(ConnectError::Refused {
+                reason: format!("hello for transport {:?} on a {wire:?} listener", h.wire),
+            }),
         ),
         Ok(h) => (reply(Status::Accepted), Ok(h)),
     }
 }
 
 /// Turns a refusal in a reply into the client's error.
-pub(crate) fn check_reply(reply: &Reply, intended: WorkerId) -> Result<(), TransportError> {
+pub(crate) fn check_reply(reply: &Reply, intended: WorkerId) -> Result<(), ConnectError> {
     match reply.status {
         Status::Accepted if reply.version == PROTOCOL_VERSION => Ok(()),
-        Status::Accepted | Status::VersionMismatch => Err(TransportError::VersionMismatch {
+        Status::Accepted | Status::VersionMismatch => Err(ConnectError::VersionMismatch {
             ours: PROTOCOL_VERSION,
             theirs: reply.version,
         }),
-        Status::BadToken => Err(TransportError::BadToken),
-        Status::WrongRecipient => Err(TransportError::WrongRecipient {
+        Status::BadToken => Err(ConnectError::BadToken),
+        Status::WrongRecipient => Err(ConnectError::WrongRecipient {
             intended,
             actual: reply.responder,
         }),
-        Status::Refused => Err(TransportError::Refused(
-            "the listener refused the hello".into(),
-        )),
+        Status::Refused => Err(ConnectError::Refused {
+            reason: "the listener refused the hello".into(),
+        }),
     }
 }
 
@@ -382,17 +406,17 @@ mod tests {
         assert_eq!(r.max_frame, 99);
 
         let (reply, err) = judge(Ok(back.clone()), id(3), &token, Wire::Tcp, 99);
-        assert!(matches!(err, Err(TransportError::WrongRecipient { .. })));
+        assert!(matches!(err, Err(ConnectError::WrongRecipient { .. })));
         let r = read_reply(&mut &reply.encode()[..]).unwrap();
         assert!(
-            matches!(check_reply(&r, id(2)), Err(TransportError::WrongRecipient { actual, .. }) if actual == id(3))
+            matches!(check_reply(&r, id(2)), Err(ConnectError::WrongRecipient { actual, .. }) if actual == id(3))
         );
 
         let (reply, err) = judge(Ok(back), id(2), &SessionToken([8; 16]), Wire::Tcp, 99);
-        assert!(matches!(err, Err(TransportError::BadToken)));
+        assert!(matches!(err, Err(ConnectError::BadToken)));
         assert!(matches!(
             check_reply(&reply, id(2)),
-            Err(TransportError::BadToken)
+            Err(ConnectError::BadToken)
         ));
     }
 
@@ -412,17 +436,17 @@ mod tests {
         bytes[0] = b'X';
         assert!(matches!(
             read_hello(&mut &bytes[..]),
-            Err(TransportError::Protocol(_))
+            Err(ConnectError::Protocol { .. })
         ));
         bytes[0] = b'S';
         bytes[88..92].copy_from_slice(&(1u32 << 30).to_le_bytes());
         assert!(matches!(
             read_hello(&mut &bytes[..]),
-            Err(TransportError::Protocol(_))
+            Err(ConnectError::Protocol { .. })
         ));
         assert!(matches!(
             read_hello(&mut &bytes[..10]),
-            Err(TransportError::PeerDied(_))
+            Err(ConnectError::PeerDied { .. })
         ));
     }
 }

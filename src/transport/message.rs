@@ -31,15 +31,12 @@
 
 use std::time::Duration;
 
-use super::{Connection, SendError, TransportError, WorkerId};
-use crate::spec::{self, ArchivedPushTaskRequest, Encoder, Message, PushTaskRequest};
+use super::{Connection, RecvError, SendError, WorkerId};
+use crate::spec::{self, ArchivedPushTaskRequest, EncodeError, Encoder, Message, PushTaskRequest};
 
 /// Validates `bytes` as an `M` and lends the archived view to `f`.
-fn decode<M: Message, R>(
-    bytes: &[u8],
-    f: impl FnOnce(&M::Archived) -> R,
-) -> Result<R, TransportError> {
-    let archived = spec::access::<M>(bytes).map_err(TransportError::Decode)?;
+fn decode<M: Message, R>(bytes: &[u8], f: impl FnOnce(&M::Archived) -> R) -> Result<R, RecvError> {
+    let archived = spec::access::<M>(bytes).map_err(RecvError::Decode)?;
     Ok(f(archived))
 }
 
@@ -49,9 +46,9 @@ fn for_me<R>(
     me: WorkerId,
     req: &ArchivedPushTaskRequest,
     f: impl FnOnce(&ArchivedPushTaskRequest) -> R,
-) -> Result<R, TransportError> {
+) -> Result<R, RecvError> {
     if req.intended_worker_id != me {
-        return Err(TransportError::WrongRecipient {
+        return Err(RecvError::WrongRecipient {
             intended: req.intended_worker_id,
             actual: me,
         });
@@ -76,13 +73,9 @@ pub trait MessageConnection: Connection {
         &mut self,
         encoder: &mut Encoder,
         msg: &M,
-    ) -> Result<usize, TransportError> {
-        let len = encoder.encoded_len(msg).map_err(TransportError::Encode)?;
+    ) -> Result<usize, SendError<EncodeError>> {
+        let len = encoder.encoded_len(msg).map_err(SendError::Encode)?;
         self.send_with(len, |buf| encoder.encode_into(msg, buf))
-            .map_err(|e| match e {
-                SendError::Encode(e) => TransportError::Encode(e),
-                SendError::Transport(e) => e,
-            })
     }
 
     /// Receives the next frame as a private snapshot
@@ -95,7 +88,7 @@ pub trait MessageConnection: Connection {
         &mut self,
         timeout: Duration,
         f: impl FnOnce(&M::Archived) -> R,
-    ) -> Result<R, TransportError> {
+    ) -> Result<R, RecvError> {
         decode::<M, R>(self.recv_private_timeout(timeout)?, f)
     }
 
@@ -103,7 +96,7 @@ pub trait MessageConnection: Connection {
     fn try_recv_message_with<M: Message, R>(
         &mut self,
         f: impl FnOnce(&M::Archived) -> R,
-    ) -> Result<Option<R>, TransportError> {
+    ) -> Result<Option<R>, RecvError> {
         self.try_recv_private()?
             .map(|bytes| decode::<M, R>(bytes, f))
             .transpose()
@@ -128,7 +121,7 @@ pub trait MessageConnection: Connection {
         &mut self,
         timeout: Duration,
         f: impl FnOnce(&M::Archived) -> R,
-    ) -> Result<R, TransportError> {
+    ) -> Result<R, RecvError> {
         let frame = self.recv_timeout(timeout)?;
         decode::<M, R>(&frame, f)
     }
@@ -142,7 +135,7 @@ pub trait MessageConnection: Connection {
     unsafe fn try_recv_message_in_place_trusted<M: Message, R>(
         &mut self,
         f: impl FnOnce(&M::Archived) -> R,
-    ) -> Result<Option<R>, TransportError> {
+    ) -> Result<Option<R>, RecvError> {
         match self.try_recv()? {
             None => Ok(None),
             Some(frame) => decode::<M, R>(&frame, f).map(Some),
@@ -155,10 +148,10 @@ pub trait MessageConnection: Connection {
         &mut self,
         encoder: &mut Encoder,
         request: &PushTaskRequest,
-    ) -> Result<usize, TransportError> {
+    ) -> Result<usize, SendError<EncodeError>> {
         let peer = self.peer_worker_id();
         if request.intended_worker_id != peer {
-            return Err(TransportError::WrongRecipient {
+            return Err(SendError::WrongRecipient {
                 intended: request.intended_worker_id,
                 actual: peer,
             });
@@ -169,13 +162,13 @@ pub trait MessageConnection: Connection {
     /// Receives a `PushTaskRequest` for worker `me` (as a private snapshot,
     /// like [`MessageConnection::recv_message_with`]): a request meant for
     /// another worker is consumed and refused with
-    /// [`TransportError::WrongRecipient`] (Ray's `HandleWrongRecipient`).
+    /// [`RecvError::WrongRecipient`] (Ray's `HandleWrongRecipient`).
     fn recv_push_task_with<R>(
         &mut self,
         me: WorkerId,
         timeout: Duration,
         f: impl FnOnce(&ArchivedPushTaskRequest) -> R,
-    ) -> Result<R, TransportError> {
+    ) -> Result<R, RecvError> {
         self.recv_message_with::<PushTaskRequest, _>(timeout, |req| for_me(me, req, f))?
     }
 
@@ -191,7 +184,7 @@ pub trait MessageConnection: Connection {
         me: WorkerId,
         timeout: Duration,
         f: impl FnOnce(&ArchivedPushTaskRequest) -> R,
-    ) -> Result<R, TransportError> {
+    ) -> Result<R, RecvError> {
         // SAFETY: forwarded to our caller (this function's contract).
         unsafe {
             self.recv_message_in_place_trusted::<PushTaskRequest, _>(timeout, |req| {

@@ -11,8 +11,8 @@
 //!
 //! Both start with the same hello ([`handshake`]): protocol version, the
 //! caller's worker id, the worker it wants to reach and the session token; a
-//! mismatch is refused with a typed error ([`TransportError::WrongRecipient`],
-//! [`TransportError::BadToken`], [`TransportError::VersionMismatch`]).
+//! mismatch is refused with a typed error ([`ConnectError::WrongRecipient`],
+//! [`ConnectError::BadToken`], [`ConnectError::VersionMismatch`]).
 //!
 //! Messages are encoded *in place*: [`Connection::send_with`] hands the
 //! encoder a 16-byte aligned `&mut [u8]` inside the peer's ring (or the TCP
@@ -77,7 +77,7 @@ pub mod tcp;
 
 pub use crate::ids::WorkerId;
 pub use any::{AnyConnection, AnyFrame, Connector, ListenOptions, Listener};
-pub use error::{SendError, TransportError};
+pub use error::{ConnectError, RecvError, SendError};
 pub use handshake::{SessionToken, PROTOCOL_VERSION};
 pub use lookup::{Endpoint, LookupError, PublishError, Published, WorkerLookup};
 pub use message::MessageConnection;
@@ -111,7 +111,7 @@ pub struct TransportConfig {
     /// Bound on connecting and on the hello exchange.
     pub handshake_timeout: Duration,
     /// Bound on a send that waits for the peer to make room (back-pressure):
-    /// it fails with [`TransportError::TimedOut`] once the peer has taken
+    /// it fails with [`SendError::TimedOut`] once the peer has taken
     /// nothing for this long.
     pub send_timeout: Duration,
     /// TCP: bytes the write buffer may hold before a send waits for the
@@ -140,9 +140,9 @@ impl TransportConfig {
 
 /// Refuses a frame of `max_len` bytes when the peer accepts at most
 /// `peer_max` (every transport checks this before writing anything).
-pub(crate) fn check_send_len(max_len: usize, peer_max: usize) -> Result<(), TransportError> {
+pub(crate) fn check_send_len<E>(max_len: usize, peer_max: usize) -> Result<(), SendError<E>> {
     if max_len > peer_max {
-        return Err(TransportError::FrameTooLarge {
+        return Err(SendError::FrameTooLarge {
             len: max_len,
             max: peer_max,
         });
@@ -155,9 +155,9 @@ pub(crate) fn check_send_len(max_len: usize, peer_max: usize) -> Result<(), Tran
 ///
 /// Frames are delivered exactly once and in order. After the peer closes
 /// ([`Connection::close`]) every frame it sent before closing is delivered,
-/// then receives fail with [`TransportError::Closed`]; if the peer dies
+/// then receives fail with [`RecvError::Closed`]; if the peer dies
 /// instead, every frame it completed is delivered, then
-/// [`TransportError::PeerDied`].
+/// [`RecvError::PeerDied`].
 pub trait Connection {
     /// A received frame: derefs to its payload, 16-byte aligned. Dropping it
     /// releases the space (on shared memory, back to the peer's ring).
@@ -183,18 +183,17 @@ pub trait Connection {
         F: FnOnce(&mut [u8]) -> Result<usize, E>;
 
     /// Sends a copy of `bytes` as one frame.
-    fn send(&mut self, bytes: &[u8]) -> Result<(), TransportError> {
+    fn send(&mut self, bytes: &[u8]) -> Result<(), SendError> {
         self.send_with::<_, std::convert::Infallible>(bytes.len(), |buf| {
             buf.copy_from_slice(bytes);
             Ok(bytes.len())
         })
         .map(|_| ())
-        .map_err(SendError::into_transport)
     }
 
     /// Waits until everything sent has been handed to the peer (TCP: the
     /// kernel; shm: the ring, where it already is).
-    fn flush(&mut self) -> Result<(), TransportError>;
+    fn flush(&mut self) -> Result<(), SendError>;
 
     /// Receives the next frame if one is there, without waiting.
     ///
@@ -203,11 +202,11 @@ pub trait Connection {
     /// safe, but validate an rkyv message from
     /// [`Connection::try_recv_private`] instead of in place unless the peer
     /// is trusted (see [`MessageConnection`]).
-    fn try_recv(&mut self) -> Result<Option<Self::Frame<'_>>, TransportError>;
+    fn try_recv(&mut self) -> Result<Option<Self::Frame<'_>>, RecvError>;
 
     /// Receives the next frame, waiting at most `timeout`
-    /// ([`TransportError::TimedOut`] then).
-    fn recv_timeout(&mut self, timeout: Duration) -> Result<Self::Frame<'_>, TransportError>;
+    /// ([`RecvError::TimedOut`] then).
+    fn recv_timeout(&mut self, timeout: Duration) -> Result<Self::Frame<'_>, RecvError>;
 
     /// Receives the next frame as a **private snapshot**, waiting at most
     /// `timeout`: bytes no other process can change while the borrow lives,
@@ -220,10 +219,10 @@ pub trait Connection {
     /// connection's own receive buffer and is returned in place. This is what
     /// [`MessageConnection`]'s default receives validate and read (see
     /// `docs/transport.md`, "Hostile peers").
-    fn recv_private_timeout(&mut self, timeout: Duration) -> Result<&[u8], TransportError>;
+    fn recv_private_timeout(&mut self, timeout: Duration) -> Result<&[u8], RecvError>;
 
     /// Non-blocking [`Connection::recv_private_timeout`].
-    fn try_recv_private(&mut self) -> Result<Option<&[u8]>, TransportError>;
+    fn try_recv_private(&mut self) -> Result<Option<&[u8]>, RecvError>;
 
     /// `true` if received frames lie in memory another process can write
     /// while they are borrowed (shared memory), `false` if they are private
@@ -231,6 +230,6 @@ pub trait Connection {
     fn frames_shared(&self) -> bool;
 
     /// Closes the connection in an orderly way: frames already sent are still
-    /// delivered, then the peer sees [`TransportError::Closed`]. Idempotent.
-    fn close(&mut self) -> Result<(), TransportError>;
+    /// delivered, then the peer sees [`RecvError::Closed`]. Idempotent.
+    fn close(&mut self) -> Result<(), SendError>;
 }

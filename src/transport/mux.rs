@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Registry, Token};
 
-use super::{Connection, TransportError};
+use super::{ConnectError, Connection};
 
 /// A connection the [`Mux`] can wait on.
 pub trait MuxConnection: Connection {
@@ -77,7 +77,7 @@ impl<C: MuxConnection> std::fmt::Debug for Mux<C> {
 
 impl<C: MuxConnection> Mux<C> {
     /// An empty mux.
-    pub fn new() -> Result<Self, TransportError> {
+    pub fn new() -> std::io::Result<Self> {
         Ok(Self {
             poll: Poll::new()?,
             listener: None,
@@ -95,7 +95,7 @@ impl<C: MuxConnection> Mux<C> {
     }
 
     /// Adds a connection.
-    pub fn add(&mut self, mut conn: C) -> Result<PeerKey, TransportError> {
+    pub fn add(&mut self, mut conn: C) -> std::io::Result<PeerKey> {
         let slot = self
             .peers
             .iter()
@@ -147,11 +147,7 @@ impl<C: MuxConnection> Mux<C> {
     /// Waits at most `timeout` until some connection may have something to
     /// receive; appends their keys to `ready` (which it clears first). An
     /// empty `ready` after return means the timeout passed.
-    pub fn wait(
-        &mut self,
-        timeout: Duration,
-        ready: &mut Vec<MuxEvent>,
-    ) -> Result<(), TransportError> {
+    pub fn wait(&mut self, timeout: Duration, ready: &mut Vec<MuxEvent>) -> std::io::Result<()> {
         ready.clear();
         let deadline = Instant::now() + timeout;
         // Peers reported last time that still hold a buffered frame (the
@@ -235,11 +231,11 @@ impl<C: MuxConnection> Mux<C> {
         &mut self,
         timeout: Option<Duration>,
         ready: &mut Vec<MuxEvent>,
-    ) -> Result<(), TransportError> {
+    ) -> std::io::Result<()> {
         match self.poll.poll(&mut self.events, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
         for ev in self.events.iter() {
             if ev.token() == LISTENER_TOKEN {
@@ -269,7 +265,7 @@ impl Mux<super::AnyConnection> {
     pub fn set_listener(
         &mut self,
         listener: super::Listener,
-    ) -> Result<Option<super::Listener>, TransportError> {
+    ) -> std::io::Result<Option<super::Listener>> {
         let old = self.listener.take();
         if let Some(l) = &old {
             l.deregister(self.poll.registry())?;
@@ -289,9 +285,11 @@ impl Mux<super::AnyConnection> {
     /// the connections. Each entry is the new connection's key or the error
     /// of a refused hello (wrong token, worker, version, …); refusals do not
     /// stop the loop.
-    pub fn accept_pending(
-        &mut self,
-    ) -> Result<Vec<Result<PeerKey, TransportError>>, TransportError> {
+    ///
+    /// # Errors
+    /// The outer error is a failure to add an accepted connection to the
+    /// poll (an OS error).
+    pub fn accept_pending(&mut self) -> std::io::Result<Vec<Result<PeerKey, ConnectError>>> {
         let mut out = Vec::new();
         loop {
             let Some(l) = self.listener.as_mut() else {
@@ -302,7 +300,7 @@ impl Mux<super::AnyConnection> {
                 Ok(Some(conn)) => out.push(Ok(self.add(conn)?)),
                 // An accept that failed in the kernel (e.g. out of file
                 // descriptors) would fail again: report it and stop here.
-                Err(e @ TransportError::Io(_)) => {
+                Err(e @ ConnectError::Io { op: "accept", .. }) => {
                     out.push(Err(e));
                     return Ok(out);
                 }

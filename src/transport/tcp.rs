@@ -28,9 +28,11 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::accept::{accept_within, try_accept};
 use super::aligned::{pad16, AlignedBuf};
+use super::error::Ended;
 use super::handshake::{self, Hello, Wire};
 use super::{
-    check_send_len, Connection, SendError, TransportConfig, TransportError, TransportKind, WorkerId,
+    check_send_len, ConnectError, Connection, RecvError, SendError, TransportConfig, TransportKind,
+    WorkerId,
 };
 
 /// Size of the TCP frame header.
@@ -61,11 +63,12 @@ impl std::fmt::Debug for TcpListener {
 impl TcpListener {
     /// Binds `addr` (use `127.0.0.1:0` unless the worker must be reachable from
     /// other nodes; see [`TcpListener::bind_localhost`]).
-    pub fn bind(addr: SocketAddr, config: TransportConfig) -> Result<Self, TransportError> {
-        let mut inner = mio::net::TcpListener::bind(addr)?;
-        let poll = Poll::new()?;
+    pub fn bind(addr: SocketAddr, config: TransportConfig) -> Result<Self, ConnectError> {
+        let mut inner = mio::net::TcpListener::bind(addr).map_err(ConnectError::io("bind"))?;
+        let poll = Poll::new().map_err(ConnectError::io("create poll"))?;
         poll.registry()
-            .register(&mut inner, Token(0), Interest::READABLE)?;
+            .register(&mut inner, Token(0), Interest::READABLE)
+            .map_err(ConnectError::io("register listener"))?;
         Ok(Self {
             inner,
             poll,
@@ -75,13 +78,15 @@ impl TcpListener {
     }
 
     /// Binds an ephemeral port on 127.0.0.1.
-    pub fn bind_localhost(config: TransportConfig) -> Result<Self, TransportError> {
+    pub fn bind_localhost(config: TransportConfig) -> Result<Self, ConnectError> {
         Self::bind(SocketAddr::from(([127, 0, 0, 1], 0)), config)
     }
 
     /// The bound address.
-    pub fn local_addr(&self) -> Result<SocketAddr, TransportError> {
-        Ok(self.inner.local_addr()?)
+    pub fn local_addr(&self) -> Result<SocketAddr, ConnectError> {
+        self.inner
+            .local_addr()
+            .map_err(ConnectError::io("local address"))
     }
 
     /// The configuration connections accepted here use.
@@ -91,8 +96,8 @@ impl TcpListener {
 
     /// Accepts a caller whose connection is already pending; `Ok(None)` if
     /// none is.
-    pub(crate) fn try_accept(&mut self) -> Result<Option<TcpConnection>, TransportError> {
-        match try_accept(|| self.inner.accept())? {
+    pub(crate) fn try_accept(&mut self) -> Result<Option<TcpConnection>, ConnectError> {
+        match try_accept(|| self.inner.accept()).map_err(ConnectError::io("accept"))? {
             Some((stream, _)) => accept_handshake(stream.into(), &self.config).map(Some),
             None => Ok(None),
         }
@@ -108,11 +113,13 @@ impl TcpListener {
     /// The hello is read with the configured handshake timeout. A refused hello
     /// (wrong token, version or worker) is answered with the reason and
     /// reported here as that error; the listener stays usable.
-    pub fn accept_timeout(&mut self, timeout: Duration) -> Result<TcpConnection, TransportError> {
+    pub fn accept_timeout(&mut self, timeout: Duration) -> Result<TcpConnection, ConnectError> {
         let inner = &self.inner;
-        match accept_within(&mut self.poll, &mut self.events, timeout, || inner.accept())? {
+        match accept_within(&mut self.poll, &mut self.events, timeout, || inner.accept())
+            .map_err(ConnectError::io("accept"))?
+        {
             Some((stream, _peer)) => accept_handshake(stream.into(), &self.config),
-            None => Err(TransportError::TimedOut),
+            None => Err(ConnectError::TimedOut { during: "accept" }),
         }
     }
 }
@@ -120,11 +127,15 @@ impl TcpListener {
 fn accept_handshake(
     stream: std::net::TcpStream,
     config: &TransportConfig,
-) -> Result<TcpConnection, TransportError> {
-    stream.set_nonblocking(false)?;
-    stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(config.handshake_timeout))?;
-    stream.set_write_timeout(Some(config.handshake_timeout))?;
+) -> Result<TcpConnection, ConnectError> {
+    let opts = ConnectError::io("set socket options");
+    (|| {
+        stream.set_nonblocking(false)?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(config.handshake_timeout))?;
+        stream.set_write_timeout(Some(config.handshake_timeout))
+    })()
+    .map_err(opts)?;
     let mut s = &stream;
     let hello = handshake::read_hello(&mut s)?;
     let (reply, verdict) = handshake::judge(
@@ -144,16 +155,25 @@ pub fn connect_tcp(
     addr: SocketAddr,
     intended: WorkerId,
     config: &TransportConfig,
-) -> Result<TcpConnection, TransportError> {
+) -> Result<TcpConnection, ConnectError> {
     let stream = std::net::TcpStream::connect_timeout(&addr, config.handshake_timeout).map_err(
         |e| match e.kind() {
-            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => TransportError::TimedOut,
-            _ => TransportError::Io(e),
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
+                ConnectError::TimedOut { during: "connect" }
+            }
+            _ => ConnectError::NoListener {
+                worker: intended,
+                address: addr.to_string(),
+                source: e,
+            },
         },
     )?;
-    stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(config.handshake_timeout))?;
-    stream.set_write_timeout(Some(config.handshake_timeout))?;
+    (|| {
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(config.handshake_timeout))?;
+        stream.set_write_timeout(Some(config.handshake_timeout))
+    })()
+    .map_err(ConnectError::io("set socket options"))?;
     let hello = Hello {
         wire: Wire::Tcp,
         max_frame: config.max_frame_u32(),
@@ -177,8 +197,8 @@ enum State {
     PeerClosed,
     /// We closed it.
     LocalClosed,
-    /// The peer died or hung up.
-    Dead(String),
+    /// The peer died or hung up (with the OS error that showed it).
+    Dead(Option<std::sync::Arc<io::Error>>),
     /// The peer broke the protocol.
     Broken(String),
 }
@@ -230,10 +250,13 @@ impl TcpConnection {
         peer: WorkerId,
         peer_max_frame: usize,
         config: &TransportConfig,
-    ) -> Result<Self, TransportError> {
-        stream.set_read_timeout(None)?;
-        stream.set_write_timeout(None)?;
-        stream.set_nonblocking(true)?;
+    ) -> Result<Self, ConnectError> {
+        (|| {
+            stream.set_read_timeout(None)?;
+            stream.set_write_timeout(None)?;
+            stream.set_nonblocking(true)
+        })()
+        .map_err(ConnectError::io("set socket options"))?;
         Ok(Self {
             stream: mio::net::TcpStream::from_std(stream),
             peer,
@@ -264,8 +287,8 @@ impl TcpConnection {
     }
 
     /// The peer's address.
-    pub fn peer_addr(&self) -> Result<SocketAddr, TransportError> {
-        Ok(self.stream.peer_addr()?)
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.stream.peer_addr()
     }
 
     /// Bytes written by the application but not yet accepted by the kernel.
@@ -273,33 +296,33 @@ impl TcpConnection {
         self.wend - self.wstart
     }
 
-    fn state_error(&self) -> Option<TransportError> {
+    fn ended(&self) -> Option<Ended> {
         match &self.state {
             State::Open => None,
-            State::PeerClosed | State::LocalClosed => Some(TransportError::Closed),
-            State::Dead(why) => Some(TransportError::PeerDied(why.clone())),
-            State::Broken(why) => Some(TransportError::Protocol(why.clone())),
+            State::PeerClosed | State::LocalClosed => Some(Ended::Closed),
+            State::Dead(source) => Some(Ended::PeerDied(self.peer, source.clone())),
+            State::Broken(why) => Some(Ended::Broken(why.clone())),
         }
     }
 
-    fn die(&mut self, e: &io::Error) -> TransportError {
-        let why = format!("connection to worker {} lost: {e}", self.peer);
-        self.state = State::Dead(why.clone());
-        TransportError::PeerDied(why)
+    fn die(&mut self, e: io::Error) -> Ended {
+        let e = Some(std::sync::Arc::new(e));
+        self.state = State::Dead(e.clone());
+        Ended::PeerDied(self.peer, e)
     }
 
     /// Writes as much of the write buffer as the kernel takes, without blocking.
-    fn flush_some(&mut self) -> Result<(), TransportError> {
+    fn flush_some(&mut self) -> Result<(), Ended> {
         while self.wstart < self.wend {
             match self
                 .stream
                 .write(&self.wbuf.bytes()[self.wstart..self.wend])
             {
-                Ok(0) => return Err(self.die(&io::ErrorKind::WriteZero.into())),
+                Ok(0) => return Err(self.die(io::ErrorKind::WriteZero.into())),
                 Ok(n) => self.wstart += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(self.die(&e)),
+                Err(e) => return Err(self.die(e)),
             }
         }
         if self.wstart == self.wend {
@@ -311,11 +334,11 @@ impl TcpConnection {
 
     /// Flushes until at most `keep` bytes are pending (back-pressure). Fails
     /// with `TimedOut` once the peer has taken nothing for the send timeout.
-    fn flush_until(&mut self, keep: usize) -> Result<(), TransportError> {
+    fn flush_until(&mut self, keep: usize) -> Result<(), SendError> {
         let mut deadline = Instant::now() + self.send_timeout;
         loop {
             let before = self.wend - self.wstart;
-            self.flush_some()?;
+            self.flush_some().map_err(|e| e.send_error())?;
             let after = self.wend - self.wstart;
             if after <= keep {
                 return Ok(());
@@ -323,9 +346,10 @@ impl TcpConnection {
             if after < before {
                 deadline = Instant::now() + self.send_timeout;
             }
-            let [rev] = wait_fds([(self.stream.as_fd(), PollFlags::OUT)], Some(deadline))?;
+            let [rev] = wait_fds([(self.stream.as_fd(), PollFlags::OUT)], Some(deadline))
+                .map_err(|source| SendError::Io { op: "poll", source })?;
             if rev.is_empty() && Instant::now() >= deadline {
-                return Err(TransportError::TimedOut);
+                return Err(SendError::TimedOut);
             }
         }
     }
@@ -334,7 +358,7 @@ impl TcpConnection {
     /// keeping pending bytes within the limit (or within one frame, for a frame
     /// larger than the limit). Waits for the kernel if needed (back-pressure);
     /// on `TimedOut` nothing was written.
-    fn reserve_write(&mut self, need: usize) -> Result<(), TransportError> {
+    fn reserve_write(&mut self, need: usize) -> Result<(), SendError> {
         let cap = self.wlimit.max(need);
         // Grows beyond the configured limit only for a frame larger than it
         // (bounded by the peer's maximum frame, checked by the caller).
@@ -358,15 +382,16 @@ impl TcpConnection {
         encode: impl FnOnce(&mut [u8]) -> Result<usize, E>,
     ) -> Result<usize, SendError<E>> {
         let need = TCP_FRAME_HEADER + pad16(max_len);
-        self.reserve_write(need)?;
+        self.reserve_write(need).map_err(SendError::widen)?;
         let at = self.wend;
         let buf = self.wbuf.bytes_mut();
         let n = encode(&mut buf[at + TCP_FRAME_HEADER..at + TCP_FRAME_HEADER + max_len])
             .map_err(SendError::Encode)?;
         if n > max_len {
-            return Err(SendError::Transport(TransportError::Protocol(format!(
-                "encoder reported {n} bytes for a {max_len}-byte grant"
-            ))));
+            return Err(SendError::EncoderOverrun {
+                used: n,
+                len: max_len,
+            });
         }
         buf[at..at + 4].copy_from_slice(&(n as u32).to_le_bytes());
         buf[at + 4..at + 8].copy_from_slice(&kind.to_le_bytes());
@@ -376,13 +401,13 @@ impl TcpConnection {
         // Committed: hand what the kernel takes now, never wait here (a
         // failure to write is remembered in the state and reported next time,
         // except a dead peer, which is reported at once).
-        self.flush_some()?;
+        self.flush_some().map_err(|e| e.send_error())?;
         Ok(n)
     }
 
     /// Reads what the kernel has into the receive buffer. `Ok(true)` if bytes
     /// arrived, `Ok(false)` on `WouldBlock`.
-    fn fill(&mut self) -> Result<bool, TransportError> {
+    fn fill(&mut self) -> Result<bool, Ended> {
         if self.rend == self.rbuf.len() {
             // Only called when no complete frame is buffered; make room.
             if self.rstart > 0 {
@@ -406,16 +431,14 @@ impl TcpConnection {
             let end = self.rend;
             match self.stream.read(&mut self.rbuf.bytes_mut()[end..]) {
                 Ok(0) => {
-                    let why = if self.rend > self.rstart {
-                        format!("worker {} hung up in the middle of a frame", self.peer)
+                    // End of stream without a close frame (possibly in the
+                    // middle of a frame): the peer is gone.
+                    let kind = if self.rend > self.rstart {
+                        io::ErrorKind::UnexpectedEof
                     } else {
-                        format!(
-                            "worker {} hung up without closing the connection",
-                            self.peer
-                        )
+                        io::ErrorKind::ConnectionAborted
                     };
-                    self.state = State::Dead(why.clone());
-                    return Err(TransportError::PeerDied(why));
+                    return Err(self.die(kind.into()));
                 }
                 Ok(n) => {
                     self.rend += n;
@@ -423,13 +446,13 @@ impl TcpConnection {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(self.die(&e)),
+                Err(e) => return Err(self.die(e)),
             }
         }
     }
 
     /// Parses the next complete frame in the receive buffer: `(start, len)`.
-    fn parse(&mut self) -> Result<Option<(usize, usize)>, TransportError> {
+    fn parse(&mut self) -> Result<Option<(usize, usize)>, RecvError> {
         {
             let avail = self.rend - self.rstart;
             if avail < TCP_FRAME_HEADER {
@@ -447,7 +470,7 @@ impl TcpConnection {
                 KIND_CLOSE if len == 0 => {
                     self.rstart += TCP_FRAME_HEADER;
                     self.state = State::PeerClosed;
-                    return Err(TransportError::Closed);
+                    return Err(RecvError::Closed);
                 }
                 other => {
                     let why = format!(
@@ -455,7 +478,7 @@ impl TcpConnection {
                         self.peer
                     );
                     self.state = State::Broken(why.clone());
-                    return Err(TransportError::Protocol(why));
+                    return Err(RecvError::Protocol { what: why });
                 }
             }
             if len > self.max_frame {
@@ -463,7 +486,7 @@ impl TcpConnection {
                     "worker {} sent a frame of {len} bytes, more than the maximum {}",
                     self.peer, self.max_frame
                 ));
-                return Err(TransportError::FrameTooLarge {
+                return Err(RecvError::FrameTooLarge {
                     len,
                     max: self.max_frame,
                 });
@@ -489,18 +512,18 @@ impl TcpConnection {
     /// One non-blocking attempt: parse, else read, else give up.
     /// With `read` false, only the buffered bytes are looked at (no system
     /// call besides flushing pending writes).
-    fn poll_frame(&mut self, read: bool) -> Result<Option<(usize, usize)>, TransportError> {
-        if let Some(e) = self.state_error() {
-            return Err(e);
+    fn poll_frame(&mut self, read: bool) -> Result<Option<(usize, usize)>, RecvError> {
+        if let Some(e) = self.ended() {
+            return Err(e.recv_error());
         }
         if self.wend > self.wstart {
-            self.flush_some()?;
+            self.flush_some().map_err(|e| e.recv_error())?;
         }
         loop {
             if let Some(f) = self.parse()? {
                 return Ok(Some(f));
             }
-            if !read || !self.fill()? {
+            if !read || !self.fill().map_err(|e| e.recv_error())? {
                 return Ok(None);
             }
         }
@@ -544,25 +567,25 @@ impl Connection for TcpConnection {
     where
         F: FnOnce(&mut [u8]) -> Result<usize, E>,
     {
-        if let Some(e) = self.state_error() {
-            return Err(e.into());
+        if let Some(e) = self.ended() {
+            return Err(e.send_error());
         }
         check_send_len(max_len, self.peer_max_frame)?;
         self.push_frame(KIND_DATA, max_len, encode)
     }
 
-    fn flush(&mut self) -> Result<(), TransportError> {
-        if let Some(e) = self.state_error() {
-            return Err(e);
+    fn flush(&mut self) -> Result<(), SendError> {
+        if let Some(e) = self.ended() {
+            return Err(e.send_error());
         }
         self.flush_until(0)
     }
 
-    fn try_recv(&mut self) -> Result<Option<TcpFrame<'_>>, TransportError> {
+    fn try_recv(&mut self) -> Result<Option<TcpFrame<'_>>, RecvError> {
         Ok(self.poll_frame(true)?.map(|f| self.frame(f)))
     }
 
-    fn recv_timeout(&mut self, timeout: Duration) -> Result<TcpFrame<'_>, TransportError> {
+    fn recv_timeout(&mut self, timeout: Duration) -> Result<TcpFrame<'_>, RecvError> {
         let deadline = Instant::now() + timeout;
         // The first round only looks at the buffer: in request / reply the
         // answer is rarely in the kernel yet, so a speculative `read` would
@@ -578,19 +601,20 @@ impl Connection for TcpConnection {
             if self.wend > self.wstart {
                 want |= PollFlags::OUT;
             }
-            let [rev] = wait_fds([(self.stream.as_fd(), want)], Some(deadline))?;
+            let [rev] = wait_fds([(self.stream.as_fd(), want)], Some(deadline))
+                .map_err(|source| RecvError::Io { op: "poll", source })?;
             if rev.is_empty() && Instant::now() >= deadline {
-                return Err(TransportError::TimedOut);
+                return Err(RecvError::TimedOut);
             }
         }
     }
 
-    fn recv_private_timeout(&mut self, timeout: Duration) -> Result<&[u8], TransportError> {
+    fn recv_private_timeout(&mut self, timeout: Duration) -> Result<&[u8], RecvError> {
         // The receive buffer belongs to this connection alone.
         self.recv_timeout(timeout).map(|f| f.bytes)
     }
 
-    fn try_recv_private(&mut self) -> Result<Option<&[u8]>, TransportError> {
+    fn try_recv_private(&mut self) -> Result<Option<&[u8]>, RecvError> {
         self.try_recv().map(|f| f.map(|f| f.bytes))
     }
 
@@ -598,7 +622,7 @@ impl Connection for TcpConnection {
         false
     }
 
-    fn close(&mut self) -> Result<(), TransportError> {
+    fn close(&mut self) -> Result<(), SendError> {
         match self.state {
             State::Open => {}
             State::LocalClosed => return Ok(()),
@@ -610,7 +634,6 @@ impl Connection for TcpConnection {
         }
         let res = self
             .push_frame::<std::convert::Infallible>(KIND_CLOSE, 0, |_| Ok(0))
-            .map_err(SendError::into_transport)
             .and_then(|_| self.flush_until(0));
         self.state = State::LocalClosed;
         let _ = self.stream.shutdown(Shutdown::Write);

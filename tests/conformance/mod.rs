@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use shmwire::transport::{Connection, SessionToken, TransportConfig, TransportError, WorkerId};
+use shmwire::transport::{
+    ConnectError, Connection, RecvError, SendError, SessionToken, TransportConfig, WorkerId,
+};
 
 /// Hang guard for every blocking wait in the suite (not a timing assertion).
 pub const GUARD: Duration = Duration::from_secs(60);
@@ -29,14 +31,14 @@ pub trait Harness {
     /// How a child finds the listener.
     fn addr(l: &Self::Listener) -> String;
     /// Accepts one connection.
-    fn accept(l: &mut Self::Listener, timeout: Duration) -> Result<Self::Conn, TransportError>;
+    fn accept(l: &mut Self::Listener, timeout: Duration) -> Result<Self::Conn, ConnectError>;
     /// Connects to the worker `intended` at `addr`.
     fn connect(
         env: &Self::Env,
         addr: &str,
         intended: WorkerId,
         cfg: &TransportConfig,
-    ) -> Result<Self::Conn, TransportError>;
+    ) -> Result<Self::Conn, ConnectError>;
     /// Checks that nothing of the test is left behind (segments, sockets).
     fn assert_clean(env: &Self::Env);
 }
@@ -232,7 +234,7 @@ pub fn ordering<H: Harness>(name: &str) {
             echoes += 1;
         }
         c.close().unwrap();
-        assert!(matches!(c.try_recv(), Err(TransportError::Closed)));
+        assert!(matches!(c.try_recv(), Err(RecvError::Closed)));
     };
     in_process::<H, _>(name, cfg(1, name), client, |l| {
         let mut s = H::accept(l, GUARD).unwrap();
@@ -248,7 +250,7 @@ pub fn ordering<H: Harness>(name: &str) {
                 send_seq(&mut s, want, size_of(want, 100));
             }
         }
-        assert!(matches!(s.recv_timeout(GUARD), Err(TransportError::Closed)));
+        assert!(matches!(s.recv_timeout(GUARD), Err(RecvError::Closed)));
         s
     });
 }
@@ -290,7 +292,7 @@ pub fn stream_two_processes<H: Harness>(name: &str, frames: u64) {
     s.send(&[frames.to_le_bytes(), digest.to_le_bytes()].concat())
         .unwrap();
     match s.recv_timeout(GUARD) {
-        Err(TransportError::Closed) => {}
+        Err(RecvError::Closed) => {}
         other => panic!(
             "expected Closed after the last frame, got {:?}",
             other.map(|f| f.len())
@@ -415,7 +417,7 @@ pub fn drain_mux<C: shmwire::transport::MuxConnection>(
                         }
                     }
                     None => break,
-                    Some(Err(TransportError::Closed)) => {
+                    Some(Err(RecvError::Closed)) => {
                         assert_eq!(next.get(&key.0), Some(&per));
                         closed += 1;
                         mux.remove(key);
@@ -436,7 +438,7 @@ pub fn timeouts<H: Harness>(name: &str) {
         let mut c = connect::<H>(env, addr, name);
         assert!(matches!(
             c.recv_timeout(Duration::from_millis(30)),
-            Err(TransportError::TimedOut)
+            Err(RecvError::TimedOut)
         ));
         assert!(c.try_recv().unwrap().is_none());
         rx.recv().unwrap();
@@ -447,7 +449,7 @@ pub fn timeouts<H: Harness>(name: &str) {
         let mut s = H::accept(l, GUARD).unwrap();
         assert!(matches!(
             s.recv_timeout(Duration::from_millis(20)),
-            Err(TransportError::TimedOut)
+            Err(RecvError::TimedOut)
         ));
         assert!(s.try_recv().unwrap().is_none());
         tx.send(()).unwrap();
@@ -467,16 +469,16 @@ pub fn close<H: Harness>(name: &str) {
         }
         c.close().unwrap();
         c.close().unwrap();
-        assert!(matches!(c.send(b"late"), Err(TransportError::Closed)));
-        assert!(matches!(c.try_recv(), Err(TransportError::Closed)));
+        assert!(matches!(c.send(b"late"), Err(SendError::Closed)));
+        assert!(matches!(c.try_recv(), Err(RecvError::Closed)));
     };
     in_process::<H, _>(name, cfg(1, name), client, |l| {
         let mut s = H::accept(l, GUARD).unwrap();
         for want in 0..3 {
             assert_eq!(check_frame(&s.recv_timeout(GUARD).unwrap()), want);
         }
-        assert!(matches!(s.recv_timeout(GUARD), Err(TransportError::Closed)));
-        assert!(matches!(s.try_recv(), Err(TransportError::Closed)));
+        assert!(matches!(s.recv_timeout(GUARD), Err(RecvError::Closed)));
+        assert!(matches!(s.try_recv(), Err(RecvError::Closed)));
         s.close().unwrap();
         s
     });
@@ -486,7 +488,7 @@ pub fn close<H: Harness>(name: &str) {
 pub fn wrong_worker<H: Harness>(name: &str) {
     let client = |env: &H::Env, addr: &str, name: &str| {
         match H::connect(env, addr, id(9), &cfg(2, name)) {
-            Err(TransportError::WrongRecipient { intended, actual }) => {
+            Err(ConnectError::WrongRecipient { intended, actual }) => {
                 assert_eq!(intended, id(9));
                 assert_eq!(actual, id(1));
             }
@@ -500,7 +502,7 @@ pub fn wrong_worker<H: Harness>(name: &str) {
     in_process::<H, _>(name, cfg(1, name), client, |l| {
         assert!(matches!(
             H::accept(l, GUARD),
-            Err(TransportError::WrongRecipient { .. })
+            Err(ConnectError::WrongRecipient { .. })
         ));
         let mut s = H::accept(l, GUARD).unwrap();
         let m = recv(&mut s);
@@ -516,11 +518,11 @@ pub fn wrong_token<H: Harness>(name: &str) {
         bad.token = SessionToken([0xEE; 16]);
         assert!(matches!(
             H::connect(env, addr, id(1), &bad),
-            Err(TransportError::BadToken)
+            Err(ConnectError::BadToken)
         ));
     };
     in_process::<H, _>(name, cfg(1, name), client, |l| {
-        assert!(matches!(H::accept(l, GUARD), Err(TransportError::BadToken)));
+        assert!(matches!(H::accept(l, GUARD), Err(ConnectError::BadToken)));
     });
 }
 
@@ -533,17 +535,14 @@ pub fn oversize_frame<H: Harness>(name: &str) {
     let client = |env: &H::Env, addr: &str, name: &str| {
         let mut c = connect::<H>(env, addr, name);
         match c.send(&vec![1u8; 4097]) {
-            Err(TransportError::FrameTooLarge {
+            Err(SendError::FrameTooLarge {
                 len: 4097,
                 max: 4096,
             }) => {}
             other => panic!("expected FrameTooLarge, got {other:?}"),
         }
         let r: Result<usize, SendError<std::convert::Infallible>> = c.send_with(1 << 20, |_| Ok(0));
-        assert!(matches!(
-            r,
-            Err(SendError::Transport(TransportError::FrameTooLarge { .. }))
-        ));
+        assert!(matches!(r, Err(SendError::FrameTooLarge { .. })));
         // An encoder error sends nothing.
         let r = c.send_with(64, |_| Err("nope"));
         assert!(matches!(r, Err(SendError::Encode("nope"))));
@@ -624,7 +623,7 @@ pub fn peer_killed<H: Harness>(name: &str, killed_is_client: bool) {
     }
     child.kill();
     match conn.recv_timeout(GUARD) {
-        Err(TransportError::PeerDied(_)) => {}
+        Err(RecvError::PeerDied { .. }) => {}
         other => panic!(
             "expected PeerDied on receive, got {:?}",
             other.map(|f| f.len())
@@ -634,7 +633,7 @@ pub fn peer_killed<H: Harness>(name: &str, killed_is_client: bool) {
     let deadline = Instant::now() + GUARD;
     loop {
         match conn.send(&[0u8; 256]) {
-            Err(TransportError::PeerDied(_)) => break,
+            Err(SendError::PeerDied { .. }) => break,
             Ok(()) => assert!(
                 Instant::now() < deadline,
                 "send never noticed the dead peer"

@@ -44,8 +44,8 @@ use shmwire::spec::{
     TaskSpec, TaskSpecBuilder,
 };
 use shmwire::transport::{
-    Connection, Connector, ListenOptions, Listener, MessageConnection, ShmOptions, ShmWait,
-    TransportConfig, TransportError,
+    Connection, Connector, ListenOptions, Listener, MessageConnection, RecvError, ShmOptions,
+    ShmWait, TransportConfig,
 };
 
 /// Hidden subcommand that plays the worker.
@@ -592,8 +592,8 @@ fn serve(args: &WorkerArgs) -> DemoResult<()> {
                 Ok((seq, processed_up_to, pending)) => {
                     queue.add(seq, processed_up_to, pending, true, now)
                 }
-                Err(TransportError::Closed | TransportError::PeerDied(_)) => break,
-                Err(TransportError::WrongRecipient { .. }) => continue,
+                Err(RecvError::Closed | RecvError::PeerDied { .. }) => break,
+                Err(RecvError::WrongRecipient { .. }) => continue,
                 Err(e) => return Err(e.into()),
             }
             for decision in queue.poll(now) {

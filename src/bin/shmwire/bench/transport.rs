@@ -21,8 +21,8 @@ use hdrhistogram::Histogram;
 use shmwire::ids::WorkerId;
 use shmwire::shm::Session;
 use shmwire::transport::{
-    connect_shm, connect_tcp, AnyConnection, Connection, SessionToken, ShmListener, ShmOptions,
-    ShmWait, TcpListener, TransportConfig, TransportError,
+    connect_shm, connect_tcp, AnyConnection, Connection, RecvError, SessionToken, ShmListener,
+    ShmOptions, ShmWait, TcpListener, TransportConfig,
 };
 
 use super::cases::{self, BenchEnv, ChildProc, Pair};
@@ -212,8 +212,7 @@ impl TransportPair {
                 c.send_with::<_, std::convert::Infallible>(PAYLOAD, |b| {
                     b.copy_from_slice(msg);
                     Ok(PAYLOAD)
-                })
-                .map_err(|e| e.into_transport())?;
+                })?;
                 let f = c.recv_timeout(RECV_TIMEOUT)?;
                 if f.len() != PAYLOAD {
                     return Err(format!("echo of {} bytes", f.len()).into());
@@ -296,14 +295,13 @@ pub fn child_main<S: AsRef<str>>(words: &[S]) -> BenchResult<()> {
                         buf[..n].copy_from_slice(&f[..n]);
                         n
                     }
-                    Err(TransportError::Closed) | Err(TransportError::PeerDied(_)) => return Ok(()),
+                    Err(RecvError::Closed) | Err(RecvError::PeerDied { .. }) => return Ok(()),
                     Err(e) => return Err(e.into()),
                 };
                 conn.send_with::<_, std::convert::Infallible>(n, |b| {
                     b.copy_from_slice(&buf[..n]);
                     Ok(n)
-                })
-                .map_err(|e| e.into_transport())?;
+                })?;
             }
         }
     }

@@ -1,0 +1,503 @@
+//! The connected side: [`ShmConnection`] (two attached ring halves, the
+//! bootstrap socket kept open for liveness, the wait strategy) and the
+//! frames it lends ([`ShmFrame`]).
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::{Interest, Token};
+
+use super::{ShmOptions, ShmWait, TRY_RECV_CHECK_INTERVAL};
+use crate::ring::{Consumer, MappedStorage, Producer, ReadFrame, RingError, RingStorage};
+use crate::sys::fdpass::peer_connected;
+use crate::transport::aligned::AlignedBuf;
+use crate::transport::error::Ended;
+use crate::transport::{
+    check_send_len, ConnectError, Connection, MuxConnection, RecvError, SendError, TransportConfig,
+    TransportKind, WorkerId,
+};
+use crate::wake::{EventFd, WaitStrategy, Waiter};
+
+/// Watches the peer's Unix socket: hang-up or EOF means the peer is gone.
+#[derive(Debug)]
+struct SocketLiveness {
+    fd: OwnedFd,
+    dead: AtomicBool,
+}
+
+impl SocketLiveness {
+    /// Polls the socket without blocking; remembers a death.
+    fn check(&self) -> bool {
+        // Relaxed: a sticky flag, no data hangs on it.
+        if self.dead.load(AtomicOrdering::Relaxed) {
+            return false;
+        }
+        let alive = peer_connected(self.fd.as_fd());
+        if !alive {
+            self.dead.store(true, AtomicOrdering::Relaxed);
+        }
+        alive
+    }
+
+    fn is_dead(&self) -> bool {
+        self.dead.load(AtomicOrdering::Relaxed)
+    }
+}
+
+fn waiter(opts: &ShmOptions, my_efd: &EventFd, live: &Arc<SocketLiveness>) -> Waiter {
+    let strategy = match opts.wait {
+        ShmWait::Spin => WaitStrategy::Spin,
+        ShmWait::SpinYield => WaitStrategy::SpinYield { spin: opts.spin },
+        ShmWait::SpinPark => WaitStrategy::SpinPark { spin: opts.spin },
+        ShmWait::EventFd => WaitStrategy::EventFd {
+            spin: opts.spin,
+            fd: my_efd.clone(),
+        },
+    };
+    let live = Arc::clone(live);
+    Waiter::new(strategy)
+        .with_liveness(move || live.check())
+        .with_check_interval(opts.check_interval)
+}
+
+#[derive(Debug, Clone)]
+enum State {
+    Open,
+    LocalClosed,
+    Broken(String),
+}
+
+/// A shared-memory connection to a worker on this host. See the
+/// [module docs](self).
+pub struct ShmConnection {
+    tx: Option<Producer<MappedStorage>>,
+    rx: Option<Consumer<MappedStorage>>,
+    tx_storage: MappedStorage,
+    rx_storage: MappedStorage,
+    tx_waiter: Waiter,
+    rx_waiter: Waiter,
+    sock: UnixStream,
+    live: Arc<SocketLiveness>,
+    my_efd: EventFd,
+    peer: WorkerId,
+    peer_max_frame: usize,
+    max_frame: usize,
+    send_timeout: Duration,
+    state: State,
+    last_check: Instant,
+    force_check: bool,
+    /// Private copies of received frames ([`Connection::recv_private_timeout`]).
+    snapshot: AlignedBuf,
+}
+
+impl std::fmt::Debug for ShmConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShmConnection")
+            .field("peer", &self.peer)
+            .field("state", &self.state)
+            .finish()
+    }
+}
+
+/// A frame received on a [`ShmConnection`]: the payload, 16-byte aligned, in
+/// shared memory. Dropping it releases its space in the ring.
+pub struct ShmFrame<'a> {
+    frame: Option<ReadFrame<'a, MappedStorage>>,
+    len: usize,
+}
+
+impl std::fmt::Debug for ShmFrame<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShmFrame").field("len", &self.len).finish()
+    }
+}
+
+impl std::ops::Deref for ShmFrame<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match &self.frame {
+            Some(f) => &f[..self.len],
+            None => &[],
+        }
+    }
+}
+
+impl Drop for ShmFrame<'_> {
+    fn drop(&mut self) {
+        if let Some(f) = self.frame.take() {
+            f.release();
+        }
+    }
+}
+
+/// A data-path ring error as a receive error on the connection to `peer`.
+fn recv_ring_err(peer: WorkerId, e: RingError) -> RecvError {
+    match e {
+        RingError::PeerDied => Ended::PeerDied(peer, None).recv_error(),
+        RingError::Closed => RecvError::Closed,
+        RingError::TimedOut => RecvError::TimedOut,
+        other => RecvError::Ring(other),
+    }
+}
+
+/// Checks the used length a ring frame carries in its kind word (hostile
+/// input: it must lie within the frame and the receiver's maximum) and
+/// returns it.
+fn check_used<S: RingStorage>(frame: &ReadFrame<'_, S>, max_frame: usize) -> Result<usize, String> {
+    let used = frame.kind() as usize;
+    if used > frame.len() || used > max_frame {
+        return Err(format!(
+            "frame claims {used} used bytes in a {}-byte frame (maximum {max_frame})",
+            frame.len()
+        ));
+    }
+    Ok(used)
+}
+
+/// Wraps a ring frame after checking the used length it carries.
+fn wrap(frame: ReadFrame<'_, MappedStorage>, max_frame: usize) -> Result<ShmFrame<'_>, String> {
+    let len = check_used(&frame, max_frame)?;
+    Ok(ShmFrame {
+        frame: Some(frame),
+        len,
+    })
+}
+
+impl ShmConnection {
+    #[allow(clippy::too_many_arguments)] // assembled once, by the handshake
+    pub(super) fn assemble(
+        tx: Producer<MappedStorage>,
+        rx: Consumer<MappedStorage>,
+        tx_storage: MappedStorage,
+        rx_storage: MappedStorage,
+        sock: UnixStream,
+        my_efd: EventFd,
+        peer_efd: EventFd,
+        peer: WorkerId,
+        peer_max_frame: usize,
+        config: &TransportConfig,
+        opts: &ShmOptions,
+    ) -> Result<Self, ConnectError> {
+        let mut tx = tx;
+        let mut rx = rx;
+        tx.set_peer_eventfd(peer_efd.clone());
+        rx.set_peer_eventfd(peer_efd);
+        sock.set_read_timeout(None)
+            .and_then(|()| sock.set_write_timeout(None))
+            .map_err(ConnectError::io("set socket options"))?;
+        let live = Arc::new(SocketLiveness {
+            fd: sock
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(ConnectError::io("duplicate socket"))?,
+            dead: AtomicBool::new(false),
+        });
+        let peer_max_frame = peer_max_frame.min(tx.max_payload());
+        Ok(Self {
+            tx_waiter: waiter(opts, &my_efd, &live),
+            rx_waiter: waiter(opts, &my_efd, &live),
+            tx: Some(tx),
+            rx: Some(rx),
+            tx_storage,
+            rx_storage,
+            sock,
+            live,
+            my_efd,
+            peer,
+            peer_max_frame,
+            max_frame: config.max_frame_len,
+            send_timeout: config.send_timeout,
+            state: State::Open,
+            last_check: Instant::now(),
+            force_check: false,
+            snapshot: AlignedBuf::default(),
+        })
+    }
+
+    fn ended(&self) -> Option<Ended> {
+        match &self.state {
+            State::Open => None,
+            State::LocalClosed => Some(Ended::Closed),
+            State::Broken(why) => Some(Ended::Broken(why.clone())),
+        }
+    }
+
+    fn dead(&self) -> Ended {
+        Ended::PeerDied(self.peer, None)
+    }
+
+    /// A data-path ring error as a send error.
+    fn send_ring_err<E>(&self, e: RingError) -> SendError<E> {
+        match e {
+            RingError::PeerDied => self.dead().send_error(),
+            RingError::Closed => SendError::Closed,
+            RingError::TimedOut => SendError::TimedOut,
+            RingError::TooLarge { len, max } => SendError::FrameTooLarge { len, max },
+            other => SendError::Ring(other),
+        }
+    }
+
+    /// The Unix socket (registered by the [`Mux`](super::Mux); its hang-up
+    /// means the peer died).
+    pub fn socket(&self) -> &UnixStream {
+        &self.sock
+    }
+
+    /// This side's eventfd (written by the peer when this side sleeps on it).
+    pub fn eventfd(&self) -> &EventFd {
+        &self.my_efd
+    }
+
+    /// Checks the peer's socket now (non-blocking). `false` once it is dead.
+    pub fn peer_alive(&self) -> bool {
+        self.live.check()
+    }
+}
+
+impl Connection for ShmConnection {
+    type Frame<'a> = ShmFrame<'a>;
+
+    fn kind(&self) -> TransportKind {
+        TransportKind::Shm
+    }
+
+    fn peer_worker_id(&self) -> WorkerId {
+        self.peer
+    }
+
+    fn max_send_len(&self) -> usize {
+        self.peer_max_frame
+    }
+
+    fn send_with<F, E>(&mut self, max_len: usize, encode: F) -> Result<usize, SendError<E>>
+    where
+        F: FnOnce(&mut [u8]) -> Result<usize, E>,
+    {
+        if let Some(e) = self.ended() {
+            return Err(e.send_error());
+        }
+        check_send_len(max_len, self.peer_max_frame)?;
+        if self.live.is_dead() {
+            return Err(self.dead().send_error());
+        }
+        // Pairs with the Release store in the peer's Consumer::drop: the peer
+        // closed its end, nothing we send would be read.
+        if self
+            .tx_storage
+            .header()
+            .meta
+            .0
+            .consumer_closed
+            .load(crate::sync::Ordering::Acquire)
+            != 0
+        {
+            return Err(SendError::Closed);
+        }
+        let Some(tx) = self.tx.as_mut() else {
+            return Err(SendError::Closed);
+        };
+        // A relative deadline: a send that finds room at once reads no clock.
+        let grant = tx.reserve_blocking(max_len, 0, &self.tx_waiter, self.send_timeout);
+        let mut grant = match grant {
+            Ok(g) => g,
+            Err(e) => {
+                let e = self.send_ring_err(e);
+                return Err(e);
+            }
+        };
+        let n = encode(&mut grant).map_err(SendError::Encode)?;
+        if n > max_len {
+            return Err(SendError::EncoderOverrun {
+                used: n,
+                len: max_len,
+            });
+        }
+        // The used length rides in the frame kind (see the module docs); it
+        // is below the ring's maximum payload, so never the padding kind.
+        if let Err(e) = grant.set_kind(n as u32) {
+            return Err(SendError::Ring(e));
+        }
+        grant.commit();
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> Result<(), SendError> {
+        // Every send publishes its frame at once.
+        match self.ended() {
+            Some(e) => Err(e.send_error()),
+            None => Ok(()),
+        }
+    }
+
+    fn try_recv(&mut self) -> Result<Option<ShmFrame<'_>>, RecvError> {
+        if let Some(e) = self.ended() {
+            return Err(e.recv_error());
+        }
+        // Decide about the peer's liveness *before* looking at the ring, so a
+        // frame it published before dying is still returned below.
+        let now_dead = if self.force_check || self.last_check.elapsed() >= TRY_RECV_CHECK_INTERVAL {
+            self.force_check = false;
+            self.last_check = Instant::now();
+            !self.live.check()
+        } else {
+            self.live.is_dead()
+        };
+        let max_frame = self.max_frame;
+        let peer = self.peer;
+        let dead = self.dead();
+        let rx = self.rx.as_mut().ok_or(RecvError::Closed)?;
+        match rx.peek() {
+            Ok(Some(f)) => match wrap(f, max_frame) {
+                Ok(f) => Ok(Some(f)),
+                Err(why) => {
+                    self.state = State::Broken(why.clone());
+                    Err(RecvError::Protocol { what: why })
+                }
+            },
+            Ok(None) if now_dead => Err(dead.recv_error()),
+            Ok(None) => Ok(None),
+            Err(e) => Err(recv_ring_err(peer, e)),
+        }
+    }
+
+    fn recv_timeout(&mut self, timeout: Duration) -> Result<ShmFrame<'_>, RecvError> {
+        if let Some(e) = self.ended() {
+            return Err(e.recv_error());
+        }
+        let max_frame = self.max_frame;
+        let peer = self.peer;
+        let rx = self.rx.as_mut().ok_or(RecvError::Closed)?;
+        // A relative deadline: a frame that is already there costs no clock
+        // read.
+        match rx.peek_blocking(&self.rx_waiter, timeout) {
+            Ok(f) => match wrap(f, max_frame) {
+                Ok(f) => Ok(f),
+                Err(why) => {
+                    self.state = State::Broken(why.clone());
+                    Err(RecvError::Protocol { what: why })
+                }
+            },
+            Err(e) => Err(recv_ring_err(peer, e)),
+        }
+    }
+
+    fn recv_private_timeout(&mut self, timeout: Duration) -> Result<&[u8], RecvError> {
+        // The snapshot buffer is moved out for the frame's borrow of `self`
+        // (a `Vec` move, no allocation); the frame is released as soon as it
+        // has been copied.
+        let mut snap = std::mem::take(&mut self.snapshot);
+        let len = self.recv_timeout(timeout).map(|f| snap.copy_from(&f));
+        self.snapshot = snap;
+        Ok(&self.snapshot.bytes()[..len?])
+    }
+
+    fn try_recv_private(&mut self) -> Result<Option<&[u8]>, RecvError> {
+        let mut snap = std::mem::take(&mut self.snapshot);
+        let len = self.try_recv().map(|f| f.map(|f| snap.copy_from(&f)));
+        self.snapshot = snap;
+        Ok(len?.map(|n| &self.snapshot.bytes()[..n]))
+    }
+
+    fn frames_shared(&self) -> bool {
+        true
+    }
+
+    fn close(&mut self) -> Result<(), SendError> {
+        if matches!(self.state, State::LocalClosed) {
+            return Ok(());
+        }
+        self.state = State::LocalClosed;
+        // Dropping the halves sets the rings' closed flags (after publishing
+        // everything) and wakes a sleeping peer.
+        self.tx = None;
+        self.rx = None;
+        let _ = self.sock.shutdown(std::net::Shutdown::Both);
+        Ok(())
+    }
+}
+
+impl MuxConnection for ShmConnection {
+    fn register(&mut self, registry: &mio::Registry, token: Token) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        registry.register(
+            &mut mio::unix::SourceFd(&self.sock.as_raw_fd()),
+            token,
+            Interest::READABLE,
+        )?;
+        registry.register(
+            &mut mio::unix::SourceFd(&self.my_efd.as_fd().as_raw_fd()),
+            token,
+            Interest::READABLE,
+        )
+    }
+
+    fn deregister(&mut self, registry: &mio::Registry) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        registry.deregister(&mut mio::unix::SourceFd(&self.sock.as_raw_fd()))?;
+        registry.deregister(&mut mio::unix::SourceFd(&self.my_efd.as_fd().as_raw_fd()))
+    }
+
+    fn ready_hint(&self) -> bool {
+        let h = self.rx_storage.header();
+        // Acquire pairs with the Release store of head in the peer's
+        // Producer::flush (as in Consumer::try_next); tail is ours.
+        let head = h.head.0.load(crate::sync::Ordering::Acquire);
+        let tail = h.tail.0.load(crate::sync::Ordering::Relaxed);
+        head != tail
+            || h.meta
+                .0
+                .producer_closed
+                .load(crate::sync::Ordering::Relaxed)
+                != 0
+            || self.live.is_dead()
+            || !matches!(self.state, State::Open)
+    }
+
+    fn prepare_sleep(&mut self) -> bool {
+        if self.live.is_dead() || !matches!(self.state, State::Open) {
+            return false;
+        }
+        // The ring's announce / SeqCst fence / re-check handshake (the same
+        // one its blocking waits use): either the re-check sees a frame, or
+        // the peer's producer sees our flag and writes our eventfd.
+        match self.rx.as_mut() {
+            Some(rx) => matches!(rx.arm_eventfd(), Ok(true)),
+            None => false,
+        }
+    }
+
+    fn note_event(&mut self) {
+        self.my_efd.drain();
+        if let Some(rx) = self.rx.as_mut() {
+            rx.disarm();
+        }
+        self.force_check = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ring::Ring;
+
+    #[test]
+    fn used_length_is_checked() {
+        let (mut tx, mut rx) = Ring::heap(4096).unwrap();
+        for (reserved, used) in [(16usize, 16u32), (16, 17), (64, 20), (64, 2000)] {
+            let mut g = tx.reserve(reserved).unwrap();
+            g.set_kind(used).unwrap();
+            g.commit();
+            let f = rx.peek().unwrap().unwrap();
+            let ok = check_used(&f, 1000).is_ok();
+            assert_eq!(
+                ok,
+                used as usize <= reserved && used <= 1000,
+                "reserved {reserved} used {used}"
+            );
+            f.release();
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! The shared-memory transport: two SPSC rings in shared memory per
+//! connection, bootstrapped over a Unix socket in the session directory.
+//!
+//! # Bootstrap
+//!
+//! 1. The listening worker binds `<session dir>/.s-<first 16 hex digits of its
+//!    worker id>.sock` ([`ShmListener`]).
+//! 2. The caller connects and sends the hello ([`super::handshake`])
+//!    with transport = shm and, as extension, the ring capacity it wants
+//!    (`u64`, a power of two).
+//! 3. The listener checks version, token and intended worker (refusing with the
+//!    reason otherwise), creates two ring segments in the session
+//!    (`ring-<pid>-<n>-c2s`, `ring-<pid>-<n>-s2c`, mode 0600, exclusive),
+//!    initialises a ring in each, attaches its halves (consumer of `c2s`,
+//!    producer of `s2c`) and answers with the segment names as extension and
+//!    two eventfds — its own and the caller's — as `SCM_RIGHTS`.
+//! 4. The caller opens and maps both segments, attaches its halves, and sends
+//!    one acknowledgement byte; the listener then unlinks both segment files.
+//!    From here on nothing of the connection is visible in the file system:
+//!    if both processes die, the kernel frees the memory.
+//!
+//! # Frames
+//!
+//! A message is one ring frame whose payload is the message bytes, 16-byte
+//! aligned in shared memory. [`Connection::send_with`] reserves `max_len`
+//! bytes in the peer's ring and the encoder writes straight into them; the
+//! ring frame's `kind` word then carries the length actually used (the ring
+//! itself only knows the reserved length), so a receiver hands out exactly
+//! the encoded bytes. A used length larger than the frame or than the
+//! receiver's maximum is a protocol violation.
+//!
+//! A received frame stays in shared memory, where the peer can still write
+//! it: [`Connection::recv_timeout`] lends it as plain bytes, and
+//! [`Connection::recv_private_timeout`] copies it into the connection's
+//! private snapshot buffer first (what message receives validate; see
+//! [`MessageConnection`](super::MessageConnection)).
+//!
+//! # Liveness
+//!
+//! The Unix socket stays open for the life of the connection. A peer that
+//! exits — however — hangs it up; every blocking wait polls it (non-blocking,
+//! at most every [`ShmOptions::check_interval`]) through the ring's liveness
+//! hook, a non-blocking receive checks it at most every millisecond, and a
+//! [`Mux`](super::Mux) has it registered, so a dead peer turns pending
+//! receives and sends into [`RecvError::PeerDied`] / [`SendError::PeerDied`] within milliseconds —
+//! after every frame it had committed was delivered. An orderly close sets
+//! the ring's *closed* flags first, so it is reported as
+//! [`RecvError::Closed`] instead.
+//!
+//! # Waiting
+//!
+//! Each side picks its own [`ShmWait`]: spin, spin-then-yield, spin-then-park
+//! on the ring's shared futex word, or spin-then-eventfd. Both eventfds are
+//! always exchanged, so a side in any mode can also be woken through its
+//! eventfd by a [`Mux`](super::Mux).
+
+//!
+//! # Files
+//!
+//! | file | role |
+//! | --- | --- |
+//! | `connection.rs` | [`ShmConnection`], [`ShmFrame`], the peer-liveness probe |
+//! | `listener.rs` | [`ShmListener`] and the listener's half of the bootstrap |
+//! | `bootstrap.rs` | the hello/reply extensions by field, ring segments, [`connect_shm`] |
+
+mod bootstrap;
+mod connection;
+mod listener;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use bootstrap::connect_shm;
+pub use connection::{ShmConnection, ShmFrame};
+pub use listener::ShmListener;
+
+use crate::ids::WorkerId;
+use crate::shm::Session;
+#[cfg(doc)]
+use crate::transport::{Connection, RecvError, SendError};
+use crate::wake::DEFAULT_SPIN;
+
+/// Smallest ring capacity a caller may ask for.
+pub const MIN_RING_CAPACITY: usize = 4096;
+/// Default ring capacity (each direction).
+pub const DEFAULT_RING_CAPACITY: usize = 1 << 20;
+/// How often a non-blocking receive on an empty ring checks the peer's socket.
+pub(crate) const TRY_RECV_CHECK_INTERVAL: Duration = Duration::from_millis(1);
+/// The caller's acknowledgement byte, sent once it has mapped both rings.
+const ACK: u8 = b'A';
+
+/// How a side of a shared-memory connection waits for its peer (see
+/// [`crate::wake::WaitStrategy`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShmWait {
+    /// Busy-spin (lowest latency; burns a core while waiting).
+    Spin,
+    /// Spin for the spin window, then `sched_yield`.
+    SpinYield,
+    /// Spin for the spin window, then sleep on the ring's shared futex word.
+    SpinPark,
+    /// Spin for the spin window, then sleep on this side's eventfd.
+    EventFd,
+}
+
+/// Settings of the shared-memory transport (one side).
+#[derive(Debug, Clone)]
+pub struct ShmOptions {
+    /// How this side waits.
+    pub wait: ShmWait,
+    /// Spin window before yielding or sleeping.
+    pub spin: Duration,
+    /// Capacity of each ring (power of two); the caller's choice is used for
+    /// both directions.
+    pub ring_capacity: usize,
+    /// Interval between liveness checks of the peer while blocked.
+    pub check_interval: Duration,
+}
+
+impl Default for ShmOptions {
+    /// Spin-then-park, the ring layer's default spin window, 1 MiB rings, 2 ms
+    /// liveness checks.
+    fn default() -> Self {
+        Self {
+            wait: ShmWait::SpinPark,
+            spin: DEFAULT_SPIN,
+            ring_capacity: DEFAULT_RING_CAPACITY,
+            check_interval: Duration::from_millis(2),
+        }
+    }
+}
+
+impl ShmOptions {
+    /// The defaults with another wait mode.
+    pub fn with_wait(wait: ShmWait) -> Self {
+        Self {
+            wait,
+            ..Self::default()
+        }
+    }
+}
+
+/// The Unix-socket path a worker listens on in `session`.
+pub fn socket_path(session: &Session, worker: &WorkerId) -> PathBuf {
+    let hex = worker.to_string();
+    session.dir().join(format!(".s-{}.sock", &hex[..16]))
+}
