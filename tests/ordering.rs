@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use shmwire::ordering::{
     request_size_in_bytes, ActorSchedulingQueue, ActorState, ActorSubmitQueue, Delivery,
-    NormalSchedulingQueue, PushRequest, RejectReason, ReplyStatus, SubmitConfig, SubmitError,
+    NormalSchedulingQueue, PushRequest, RejectReason, ReplyOutcome, SubmitConfig, SubmitError,
     SubmitEvent, TaskFailure, TaskMeta, BASE_REQUEST_SIZE, DEFAULT_REORDER_WAIT,
     MAX_BYTES_IN_FLIGHT,
 };
@@ -356,7 +356,7 @@ fn out_of_order_replies_advance_over_the_contiguous_prefix() {
     }
     let mut completed = Vec::new();
     for (i, expect) in [(3usize, 0u64), (1, 0), (0, 2), (4, 2), (2, 5)] {
-        for e in q.on_reply(reqs[i].id, ReplyStatus::Ok) {
+        for e in q.on_reply(reqs[i].id, ReplyOutcome::Ok) {
             if let SubmitEvent::Completed { actor_counter, .. } = e {
                 completed.push(actor_counter);
             }
@@ -372,7 +372,7 @@ fn out_of_order_replies_advance_over_the_contiguous_prefix() {
     // client_processed_up_to is the highest seq no with a reply.
     assert_eq!(q.client_processed_up_to(), 4);
     // A second reply for the same request is ignored.
-    assert!(q.on_reply(reqs[2].id, ReplyStatus::Ok).is_empty());
+    assert!(q.on_reply(reqs[2].id, ReplyOutcome::Ok).is_empty());
 }
 
 #[test]
@@ -383,7 +383,7 @@ fn client_processed_up_to_is_stamped_when_leaving_the_send_queue() {
     let r1 = sends(&q.submit(meta(1), 1, true).unwrap());
     assert_eq!(r1[0].client_processed_up_to, -1);
     // The reply for seq 1 (even an error) raises max_finished_seq_no.
-    let evs = q.on_reply(r1[0].id, ReplyStatus::Error);
+    let evs = q.on_reply(r1[0].id, ReplyOutcome::Error);
     assert!(matches!(
         evs[0],
         SubmitEvent::Failed {
@@ -395,7 +395,7 @@ fn client_processed_up_to_is_stamped_when_leaving_the_send_queue() {
     assert_eq!(q.client_processed_up_to(), 1);
     let r2 = sends(&q.submit(meta(2), 2, true).unwrap());
     assert_eq!(r2[0].client_processed_up_to, 1);
-    q.on_reply(r0[0].id, ReplyStatus::Ok);
+    q.on_reply(r0[0].id, ReplyOutcome::Ok);
     assert_eq!(q.client_processed_up_to(), 1, "the maximum, not the latest");
     assert_eq!(q.next_task_reply_position(), 2);
 }
@@ -425,11 +425,11 @@ fn bytes_in_flight_limit_queues_the_rest() {
     assert_eq!(q.num_waiting_for_bytes(), 2);
     assert_eq!(q.next_send_position(), 6, "handed to the connection");
     // A reply frees budget: exactly one more goes out, stamped with the reply's seq no.
-    let more = sends(&q.on_reply(sent[1].id, ReplyStatus::Ok));
+    let more = sends(&q.on_reply(sent[1].id, ReplyOutcome::Ok));
     assert_eq!(seq_nos(&more), vec![4]);
     assert_eq!(more[0].client_processed_up_to, 1);
     assert_eq!(q.bytes_in_flight(), 4 * size);
-    let more = sends(&q.on_reply(sent[0].id, ReplyStatus::Ok));
+    let more = sends(&q.on_reply(sent[0].id, ReplyOutcome::Ok));
     assert_eq!(seq_nos(&more), vec![5]);
     assert_eq!(q.num_waiting_for_bytes(), 0);
 }
@@ -483,8 +483,8 @@ fn warning_threshold_is_configurable_and_counts_from_client_processed_up_to() {
     q.connect();
     let r0 = sends(&q.submit(meta(0), (), true).unwrap());
     let r1 = sends(&q.submit(meta(1), (), true).unwrap());
-    q.on_reply(r0[0].id, ReplyStatus::Ok);
-    q.on_reply(r1[0].id, ReplyStatus::Ok);
+    q.on_reply(r0[0].id, ReplyOutcome::Ok);
+    q.on_reply(r1[0].id, ReplyOutcome::Ok);
     // client_processed_up_to is now 1: seq 4 is the first with 3 queued.
     let mut at = Vec::new();
     for c in 2..12 {
@@ -511,7 +511,7 @@ fn reconnect_resends_in_flight_tasks_with_skip_queue() {
     for c in 0..4 {
         reqs.extend(sends(&q.submit(retry(c), c as u32, true).unwrap()));
     }
-    q.on_reply(reqs[0].id, ReplyStatus::Ok);
+    q.on_reply(reqs[0].id, ReplyOutcome::Ok);
     assert_eq!(q.next_task_reply_position(), 1);
     // The actor restarts: 1..3 were in flight and will be retried.
     let evs = q.disconnect(false);
@@ -544,9 +544,9 @@ fn reconnect_resends_in_flight_tasks_with_skip_queue() {
     );
     assert_eq!(q.next_send_position(), 5);
     // Replies from the old connection are ignored.
-    assert!(q.on_reply(reqs[1].id, ReplyStatus::Ok).is_empty());
+    assert!(q.on_reply(reqs[1].id, ReplyOutcome::Ok).is_empty());
     for r in &out {
-        q.on_reply(r.id, ReplyStatus::Ok);
+        q.on_reply(r.id, ReplyOutcome::Ok);
     }
     assert_eq!(q.next_task_reply_position(), 5);
 }
@@ -564,8 +564,8 @@ fn restart_resends_out_of_order_completed_tasks_with_skip_execution() {
         reqs.extend(sends(&q.submit(m, c as u32, true).unwrap()));
     }
     // 0 and 2 complete; 1 and 3 are lost with the actor.
-    q.on_reply(reqs[0].id, ReplyStatus::Ok);
-    q.on_reply(reqs[2].id, ReplyStatus::Ok);
+    q.on_reply(reqs[0].id, ReplyOutcome::Ok);
+    q.on_reply(reqs[2].id, ReplyOutcome::Ok);
     assert_eq!(q.next_task_reply_position(), 1);
     assert_eq!(q.num_out_of_order_completed(), 1);
     q.disconnect(false);
@@ -594,10 +594,10 @@ fn restart_resends_out_of_order_completed_tasks_with_skip_execution() {
         .collect();
     assert_eq!(order, vec![(1, false), (2, true), (3, false)]);
     // The skip-execution reply completes nothing new for the user but moves the position.
-    let evs = q.on_reply(out[0].id, ReplyStatus::Ok);
+    let evs = q.on_reply(out[0].id, ReplyOutcome::Ok);
     assert!(evs.is_empty());
     assert_eq!(q.next_task_reply_position(), 1);
-    let evs = q.on_reply(out[1].id, ReplyStatus::Ok);
+    let evs = q.on_reply(out[1].id, ReplyOutcome::Ok);
     assert!(matches!(
         evs[..],
         [SubmitEvent::Completed {
@@ -606,7 +606,7 @@ fn restart_resends_out_of_order_completed_tasks_with_skip_execution() {
         }]
     ));
     assert_eq!(q.next_task_reply_position(), 3);
-    q.on_reply(out[2].id, ReplyStatus::Ok);
+    q.on_reply(out[2].id, ReplyOutcome::Ok);
     assert_eq!(q.next_task_reply_position(), 4);
 }
 
@@ -652,7 +652,7 @@ fn retries_run_out() {
         ..meta(0)
     };
     let r = sends(&q.submit(m, 7u32, true).unwrap());
-    let evs = q.on_reply(r[0].id, ReplyStatus::Error);
+    let evs = q.on_reply(r[0].id, ReplyOutcome::Error);
     assert!(matches!(
         evs[0],
         SubmitEvent::Retrying {
@@ -664,7 +664,7 @@ fn retries_run_out() {
     assert_eq!(again.len(), 1);
     assert!(again[0].skip_queue);
     assert_eq!(again[0].sequence_number, 0);
-    let evs = q.on_reply(again[0].id, ReplyStatus::Error);
+    let evs = q.on_reply(again[0].id, ReplyOutcome::Error);
     assert_eq!(
         evs,
         vec![SubmitEvent::Failed {
@@ -680,7 +680,7 @@ fn retries_run_out() {
         ..meta(1)
     };
     let r = sends(&q.submit(m, 8u32, true).unwrap());
-    let evs = q.on_reply(r[0].id, ReplyStatus::Cancelled);
+    let evs = q.on_reply(r[0].id, ReplyOutcome::Cancelled);
     assert!(matches!(
         evs[..],
         [SubmitEvent::Failed {
@@ -700,7 +700,7 @@ fn unlimited_retries_keep_the_retry_count() {
     };
     let mut r = sends(&q.submit(m, 0u32, true).unwrap());
     for _ in 0..10 {
-        let evs = q.on_reply(r[0].id, ReplyStatus::Error);
+        let evs = q.on_reply(r[0].id, ReplyOutcome::Error);
         assert!(matches!(
             evs[0],
             SubmitEvent::Retrying {
@@ -711,7 +711,7 @@ fn unlimited_retries_keep_the_retry_count() {
         r = sends(&evs);
     }
     assert!(matches!(
-        q.on_reply(r[0].id, ReplyStatus::Ok)[..],
+        q.on_reply(r[0].id, ReplyOutcome::Ok)[..],
         [SubmitEvent::Completed { .. }]
     ));
 }
@@ -759,7 +759,7 @@ fn actor_death_fails_queued_and_in_flight_tasks() {
             ..
         }]
     ));
-    assert!(q.on_reply(sent[0].id, ReplyStatus::Ok).is_empty());
+    assert!(q.on_reply(sent[0].id, ReplyOutcome::Ok).is_empty());
     assert!(q.connect().is_empty());
     assert_eq!(q.state(), ActorState::Dead);
 }
@@ -781,7 +781,7 @@ fn submit_refuses_reused_counters() {
         q.submit(meta(2), 9, true),
         Err(SubmitError::CounterInUse { .. })
     ));
-    q.on_reply(r[0].id, ReplyStatus::Ok);
+    q.on_reply(r[0].id, ReplyOutcome::Ok);
     let err = q.submit(meta(0), 9, true).unwrap_err();
     assert_eq!(err.to_string(), "actor counter 0 already completed");
 }
@@ -824,8 +824,8 @@ fn connect_while_connected_fails_over_in_flight_tasks_first() {
     assert_eq!(q.caller_starts_at(), 1);
     assert_eq!(seq_nos(&out), vec![0]);
     assert!(out[0].skip_queue);
-    assert!(q.on_reply(r0[0].id, ReplyStatus::Ok).is_empty());
-    assert!(q.on_reply(r1[0].id, ReplyStatus::Ok).is_empty());
+    assert!(q.on_reply(r0[0].id, ReplyOutcome::Ok).is_empty());
+    assert!(q.on_reply(r1[0].id, ReplyOutcome::Ok).is_empty());
     assert_eq!(q.num_connections(), 2);
 }
 
@@ -866,7 +866,7 @@ fn submitter_and_receiver_end_to_end_with_reconnect() {
             Delivery::Reject(r) => panic!("rejected {r:?}"),
         };
         ran.push(r.task);
-        sub.on_reply(r.id, ReplyStatus::Ok);
+        sub.on_reply(r.id, ReplyOutcome::Ok);
     }
     assert_eq!(ran, vec![0]);
     assert_eq!(sub.next_task_reply_position(), 1);
@@ -889,7 +889,7 @@ fn submitter_and_receiver_end_to_end_with_reconnect() {
     for d in actor.poll(t) {
         let r = d.into_task();
         ran.push(r.task);
-        for e in sub.on_reply(r.id, ReplyStatus::Ok) {
+        for e in sub.on_reply(r.id, ReplyOutcome::Ok) {
             if let SubmitEvent::Completed { actor_counter, .. } = e {
                 completed.push(actor_counter);
             }
@@ -936,12 +936,12 @@ fn docs_worked_example() {
     assert_eq!(ran, vec!["c0", "c1"]);
     assert_eq!((actor.next_seq_no(), actor.next_timeout()), (2, None));
     // 5. Reply for seq 1 first, then seq 0.
-    sub.on_reply(w[1].id, ReplyStatus::Ok);
+    sub.on_reply(w[1].id, ReplyOutcome::Ok);
     assert_eq!(
         (sub.next_task_reply_position(), sub.client_processed_up_to()),
         (0, 1)
     );
-    sub.on_reply(w[0].id, ReplyStatus::Ok);
+    sub.on_reply(w[0].id, ReplyOutcome::Ok);
     assert_eq!(sub.next_task_reply_position(), 2);
     // 6. t=2: seq 2 is lost on the way. c3 is submitted: seq 3, cpu 1; buffered at the
     //    actor behind the gap, timer armed for t=32.
@@ -958,7 +958,7 @@ fn docs_worked_example() {
     assert_eq!(ds.len(), 1);
     assert_eq!(ds[0].reject_reason, Some(RejectReason::ReorderTimeout));
     assert_eq!(actor.next_seq_no(), 4);
-    let evs = sub.on_reply(w3[0].id, ReplyStatus::Error);
+    let evs = sub.on_reply(w3[0].id, ReplyOutcome::Error);
     assert!(matches!(
         evs[..],
         [SubmitEvent::Failed {
@@ -1007,14 +1007,14 @@ fn docs_worked_example() {
     assert_eq!(order, vec![("c2", false), ("c3", true)]);
     // 10. Replies: c2 completes (position 3), c3's skip reply moves the position to 4.
     assert!(matches!(
-        sub.on_reply(w[1].id, ReplyStatus::Ok)[..],
+        sub.on_reply(w[1].id, ReplyOutcome::Ok)[..],
         [SubmitEvent::Completed {
             actor_counter: 2,
             ..
         }]
     ));
     assert_eq!(sub.next_task_reply_position(), 3);
-    assert!(sub.on_reply(w[0].id, ReplyStatus::Ok).is_empty());
+    assert!(sub.on_reply(w[0].id, ReplyOutcome::Ok).is_empty());
     assert_eq!(sub.next_task_reply_position(), 4);
     // 11. c4 goes out as seq 2 with client_processed_up_to -1 (skip_queue replies do not
     //     count) and runs at once.

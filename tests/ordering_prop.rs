@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 use shmwire::ordering::{
     request_size_in_bytes, ActorSchedulingQueue, ActorSubmitQueue, Delivery, PushRequest,
-    RejectReason, ReplyStatus, RequestId, SubmitConfig, SubmitEvent, TaskMeta, BASE_REQUEST_SIZE,
+    RejectReason, ReplyOutcome, RequestId, SubmitConfig, SubmitEvent, TaskMeta, BASE_REQUEST_SIZE,
 };
 
 const WAIT_MS: u64 = 1_000;
@@ -255,7 +255,7 @@ proptest! {
                 }
                 SubOp::Reply(i) if !c.outstanding.is_empty() => {
                     let r = c.outstanding.swap_remove(i % c.outstanding.len());
-                    let evs = q.on_reply(r.id, ReplyStatus::Ok);
+                    let evs = q.on_reply(r.id, ReplyOutcome::Ok);
                     c.apply(evs);
                 }
                 _ => {}
@@ -267,7 +267,7 @@ proptest! {
             check(&q, &c);
         }
         while let Some(r) = c.outstanding.pop() {
-            let evs = q.on_reply(r.id, ReplyStatus::Ok);
+            let evs = q.on_reply(r.id, ReplyOutcome::Ok);
             c.apply(evs);
             check(&q, &c);
         }
@@ -313,7 +313,7 @@ struct Sim {
     incarnation: u32,
     now: Instant,
     wire: Vec<PushRequest<u64>>,
-    replies: Vec<(RequestId, ReplyStatus)>,
+    replies: Vec<(RequestId, ReplyOutcome)>,
     /// counter -> terminal events seen (must end at exactly 1).
     terminal: BTreeMap<u64, u32>,
     completed: BTreeSet<u64>,
@@ -347,9 +347,9 @@ impl Sim {
                     if !r.skip_execution {
                         self.executions.push((self.incarnation, r.id.actor_counter));
                     }
-                    self.replies.push((r.id, ReplyStatus::Ok));
+                    self.replies.push((r.id, ReplyOutcome::Ok));
                 }
-                Delivery::Reject(r) => self.replies.push((r.id, ReplyStatus::Error)),
+                Delivery::Reject(r) => self.replies.push((r.id, ReplyOutcome::Error)),
             }
         }
     }

@@ -8,7 +8,7 @@ use shmwire::spec::{
     self, ActorCreationTaskSpec, ActorTaskTarget, Address, AlignedBytes, ArchivedReturnValue,
     ArchivedTaskArg, DecodeError, EncodeError, Encoder, FunctionDescriptor, InlineData,
     InlineValue, Language, ObjectReference, ObjectReferenceCount, PushTaskReply, PushTaskRequest,
-    ReplyStatus, ResourceId, ResourceMapEntry, ReturnObject, ReturnValue, StatusCode, TaskArg,
+    ResourceId, ResourceMapEntry, ReturnObject, ReturnValue, RpcStatus, StatusCode, TaskArg,
     TaskSpec, TaskSpecBuilder, TaskType, MESSAGE_ALIGN,
 };
 
@@ -537,7 +537,7 @@ fn reply_round_trips() {
         is_application_level_error: true,
         worker_exiting: false,
         task_stolen: true,
-        status: ReplyStatus::new(StatusCode::Invalid, "client cancelled stale rpc"),
+        status: RpcStatus::new(StatusCode::Invalid, "client cancelled stale rpc"),
     };
     let bytes = spec::to_vec(&reply).unwrap();
     let a = spec::access::<PushTaskReply>(&bytes).unwrap();

@@ -24,7 +24,7 @@
 //!
 //! ```
 //! use std::time::{Duration, Instant};
-//! use shmwire::ordering::{ActorSchedulingQueue, ActorSubmitQueue, Delivery, ReplyStatus,
+//! use shmwire::ordering::{ActorSchedulingQueue, ActorSubmitQueue, Delivery, ReplyOutcome,
 //!                         SubmitEvent, TaskMeta};
 //!
 //! // Submitter: two tasks; the second one's arguments are ready first.
@@ -49,9 +49,9 @@
 //! assert_eq!(recv.poll(now), [Delivery::Execute("a"), Delivery::Execute("b")]);
 //!
 //! // Replies may come back in any order.
-//! submit.on_reply(sends[1].id, ReplyStatus::Ok);
+//! submit.on_reply(sends[1].id, ReplyOutcome::Ok);
 //! assert_eq!(submit.next_task_reply_position(), 0);
-//! submit.on_reply(sends[0].id, ReplyStatus::Ok);
+//! submit.on_reply(sends[0].id, ReplyOutcome::Ok);
 //! assert_eq!(submit.next_task_reply_position(), 2);
 //! ```
 
@@ -64,7 +64,7 @@ pub use actor_queue::{
 };
 pub use normal_queue::NormalSchedulingQueue;
 pub use submit_queue::{
-    request_size_in_bytes, ActorState, ActorSubmitQueue, PushRequest, ReplyStatus, RequestId,
+    request_size_in_bytes, ActorState, ActorSubmitQueue, PushRequest, ReplyOutcome, RequestId,
     SubmitConfig, SubmitError, SubmitEvent, TaskFailure, TaskMeta, BASE_REQUEST_SIZE,
     EXCESS_QUEUEING_WARN_THRESHOLD, MAX_BYTES_IN_FLIGHT,
 };

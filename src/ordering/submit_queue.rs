@@ -140,9 +140,11 @@ pub struct PushRequest<T> {
     pub task: T,
 }
 
-/// How the peer answered a request (or that it never will).
+/// How a request ended on the submitter's side: the peer answered, the
+/// request failed, or the receiver cancelled it. (The status *on the wire*
+/// is [`crate::spec::RpcStatus`].)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReplyStatus {
+pub enum ReplyOutcome {
     /// The task ran (its own result, success or application error, is in the reply).
     Ok,
     /// The request failed: the connection broke, the worker died, or the receiver
@@ -443,7 +445,7 @@ impl<T: Clone> ActorSubmitQueue<T> {
     /// [`SubmitEvent::Send`]. Frees its bytes, sends what the byte budget now allows,
     /// then completes, fails or retries the task. Replies for requests the queue no
     /// longer tracks are ignored (empty result).
-    pub fn on_reply(&mut self, id: RequestId, status: ReplyStatus) -> Vec<SubmitEvent<T>> {
+    pub fn on_reply(&mut self, id: RequestId, status: ReplyOutcome) -> Vec<SubmitEvent<T>> {
         let mut out = Vec::new();
         let tracked = matches!(
             self.in_flight.get(&id.actor_counter),
@@ -681,7 +683,7 @@ impl<T: Clone> ActorSubmitQueue<T> {
     fn handle_push_task_reply(
         &mut self,
         f: InFlight<T>,
-        status: ReplyStatus,
+        status: ReplyOutcome,
         out: &mut Vec<SubmitEvent<T>>,
     ) {
         let counter = f.meta.actor_counter;
@@ -691,14 +693,14 @@ impl<T: Clone> ActorSubmitQueue<T> {
             return;
         }
         match status {
-            ReplyStatus::Ok => {
+            ReplyOutcome::Ok => {
                 out.push(SubmitEvent::Completed {
                     actor_counter: counter,
                     task: f.task.clone(),
                 });
                 self.mark_seqno_completed(f.task, f.meta);
             }
-            ReplyStatus::Cancelled => {
+            ReplyOutcome::Cancelled => {
                 out.push(SubmitEvent::Failed {
                     actor_counter: counter,
                     task: f.task.clone(),
@@ -706,7 +708,7 @@ impl<T: Clone> ActorSubmitQueue<T> {
                 });
                 self.mark_seqno_completed(f.task, f.meta);
             }
-            ReplyStatus::Error => self.fail_or_retry(f.task, f.meta, f.retries_left, out),
+            ReplyOutcome::Error => self.fail_or_retry(f.task, f.meta, f.retries_left, out),
         }
     }
 
@@ -758,7 +760,7 @@ impl<T: Clone> ActorSubmitQueue<T> {
     /// if the network broke, in counter order. Call with `self.conn` already `None`.
     fn fail_in_flight(&mut self, out: &mut Vec<SubmitEvent<T>>) {
         for (_, f) in std::mem::take(&mut self.in_flight) {
-            self.handle_push_task_reply(f, ReplyStatus::Error, out);
+            self.handle_push_task_reply(f, ReplyOutcome::Error, out);
         }
     }
 

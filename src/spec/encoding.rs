@@ -28,8 +28,21 @@ use super::message::{PushTaskReply, PushTaskRequest, TaskSpec};
 /// every slice passed to [`access`].
 pub const MESSAGE_ALIGN: usize = 16;
 
-/// A 16-byte-aligned growable byte buffer (for [`to_vec`] and tests).
+/// The crate's one 16-byte-aligned growable byte buffer (rkyv's
+/// `AlignedVec`): [`to_vec`]'s output, the TCP transport's send and receive
+/// buffers, the shm transport's private snapshots.
 pub type AlignedBytes = AlignedVec<MESSAGE_ALIGN>;
+
+/// Rounds `len` up to a multiple of [`MESSAGE_ALIGN`] (16); `None` on
+/// overflow. The crate's one round-up helper: ring frames, TCP frames and
+/// encoded messages are all padded with it.
+#[inline]
+pub const fn align16(len: usize) -> Option<usize> {
+    match len.checked_add(MESSAGE_ALIGN - 1) {
+        Some(n) => Some(n & !(MESSAGE_ALIGN - 1)),
+        None => None,
+    }
+}
 
 /// What went wrong encoding a message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -525,19 +525,20 @@ plain_enum! {
     }
 }
 
-/// Status of a reply (Ray returns a gRPC `Status`; here it travels in the reply).
+/// The RPC status of a reply: Ray returns a gRPC `Status` next to its
+/// `PushTaskReply`; here it travels inside the reply.
 #[derive(
     Debug, Clone, PartialEq, Eq, Hash, Default, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
 )]
 #[rkyv(derive(Debug))]
-pub struct ReplyStatus {
+pub struct RpcStatus {
     /// The code.
     pub code: StatusCode,
     /// Human-readable message, e.g. `client cancelled stale rpc`.
     pub message: String,
 }
 
-impl ReplyStatus {
+impl RpcStatus {
     /// `Ok` with no message.
     pub fn ok() -> Self {
         Self::default()
@@ -557,7 +558,7 @@ impl ReplyStatus {
     }
 }
 
-impl ArchivedReplyStatus {
+impl ArchivedRpcStatus {
     /// Whether the code is `Ok`.
     pub fn is_ok(&self) -> bool {
         self.code == StatusCode::Ok
@@ -640,5 +641,5 @@ pub struct PushTaskReply {
     /// The task was stolen from this worker's queue and not executed.
     pub task_stolen: bool,
     /// Outcome of the request.
-    pub status: ReplyStatus,
+    pub status: RpcStatus,
 }

@@ -62,7 +62,7 @@ pub mod message;
 
 pub use builder::{ActorTaskTarget, TaskSpecBuilder};
 pub use encoding::{
-    access, access_unchecked, deserialize, from_bytes, to_vec, AlignedBytes, DecodeError,
+    access, access_unchecked, align16, deserialize, from_bytes, to_vec, AlignedBytes, DecodeError,
     EncodeError, Encoder, Message, MESSAGE_ALIGN,
 };
 pub use function_descriptor::{
@@ -74,10 +74,10 @@ pub use message::{
     ActorCreationTaskSpec, ActorTaskSpec, Address, ArchivedActorCreationTaskSpec,
     ArchivedActorTaskSpec, ArchivedAddress, ArchivedConcurrencyGroup, ArchivedInlineData,
     ArchivedInlineValue, ArchivedObjectReference, ArchivedObjectReferenceCount,
-    ArchivedPushTaskReply, ArchivedPushTaskRequest, ArchivedReplyStatus, ArchivedResource,
-    ArchivedResourceId, ArchivedResourceMapEntry, ArchivedReturnObject, ArchivedReturnValue,
+    ArchivedPushTaskReply, ArchivedPushTaskRequest, ArchivedResource, ArchivedResourceId,
+    ArchivedResourceMapEntry, ArchivedReturnObject, ArchivedReturnValue, ArchivedRpcStatus,
     ArchivedRuntimeEnv, ArchivedTaskArg, ArchivedTaskSpec, ConcurrencyGroup, InlineData,
     InlineValue, Language, ObjectReference, ObjectReferenceCount, PushTaskReply, PushTaskRequest,
-    ReplyStatus, Resource, ResourceId, ResourceMapEntry, ReturnObject, ReturnValue, RuntimeEnv,
+    Resource, ResourceId, ResourceMapEntry, ReturnObject, ReturnValue, RpcStatus, RuntimeEnv,
     StatusCode, TaskArg, TaskSpec, TaskType,
 };

@@ -65,7 +65,6 @@ use std::ops::Deref;
 use std::time::Duration;
 
 mod accept;
-mod aligned;
 mod any;
 mod error;
 pub mod handshake;

@@ -23,11 +23,11 @@ use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
+use crate::spec::{align16, AlignedBytes};
 use crate::sys::poll::{wait_fds, PollFlags};
 use mio::{Events, Interest, Poll, Token};
 
 use super::accept::{accept_within, try_accept};
-use super::aligned::{pad16, AlignedBuf};
 use super::error::Ended;
 use super::handshake::{self, Hello, Wire};
 use super::{
@@ -40,6 +40,27 @@ pub const TCP_FRAME_HEADER: usize = 16;
 const KIND_DATA: u32 = 1;
 const KIND_CLOSE: u32 = 2;
 const INITIAL_RECV_BUF: usize = 64 * 1024;
+
+/// `len` rounded up to 16. Frame lengths here are bounded by a `u32`
+/// maximum, far from overflowing.
+#[inline]
+fn pad16(len: usize) -> usize {
+    align16(len).unwrap_or(usize::MAX)
+}
+
+/// A zero-filled aligned buffer of `len` bytes.
+fn zeroed(len: usize) -> AlignedBytes {
+    let mut b = AlignedBytes::with_capacity(len);
+    b.resize(len, 0);
+    b
+}
+
+/// Grows `buf` (zero-filled) to at least `len` bytes; never shrinks.
+fn grow_to(buf: &mut AlignedBytes, len: usize) {
+    if len > buf.len() {
+        buf.resize(len, 0);
+    }
+}
 
 /// A TCP listener for one worker: accepts connections, runs the hello (session
 /// token, protocol version, intended worker) and hands out
@@ -210,10 +231,10 @@ pub struct TcpConnection {
     peer: WorkerId,
     peer_max_frame: usize,
     max_frame: usize,
-    rbuf: AlignedBuf,
+    rbuf: AlignedBytes,
     rstart: usize,
     rend: usize,
-    wbuf: AlignedBuf,
+    wbuf: AlignedBytes,
     wstart: usize,
     wend: usize,
     wlimit: usize,
@@ -262,12 +283,10 @@ impl TcpConnection {
             peer,
             peer_max_frame,
             max_frame: config.max_frame_len,
-            rbuf: AlignedBuf::with_len(
-                INITIAL_RECV_BUF.min(pad16(config.max_frame_len) + TCP_FRAME_HEADER),
-            ),
+            rbuf: zeroed(INITIAL_RECV_BUF.min(pad16(config.max_frame_len) + TCP_FRAME_HEADER)),
             rstart: 0,
             rend: 0,
-            wbuf: AlignedBuf::with_len(config.send_buffer_limit),
+            wbuf: zeroed(config.send_buffer_limit),
             wstart: 0,
             wend: 0,
             wlimit: config.send_buffer_limit,
@@ -316,7 +335,7 @@ impl TcpConnection {
         while self.wstart < self.wend {
             match self
                 .stream
-                .write(&self.wbuf.bytes()[self.wstart..self.wend])
+                .write(&self.wbuf.as_slice()[self.wstart..self.wend])
             {
                 Ok(0) => return Err(self.die(io::ErrorKind::WriteZero.into())),
                 Ok(n) => self.wstart += n,
@@ -362,13 +381,13 @@ impl TcpConnection {
         let cap = self.wlimit.max(need);
         // Grows beyond the configured limit only for a frame larger than it
         // (bounded by the peer's maximum frame, checked by the caller).
-        self.wbuf.grow_to(cap);
+        grow_to(&mut self.wbuf, cap);
         if self.wend - self.wstart + need > cap {
             self.flush_until(cap - need)?;
         }
         if self.wbuf.len() - self.wend < need {
             let (s, e) = (self.wstart, self.wend);
-            self.wbuf.bytes_mut().copy_within(s..e, 0);
+            self.wbuf.as_mut_slice().copy_within(s..e, 0);
             self.wend = e - s;
             self.wstart = 0;
         }
@@ -384,7 +403,7 @@ impl TcpConnection {
         let need = TCP_FRAME_HEADER + pad16(max_len);
         self.reserve_write(need).map_err(SendError::widen)?;
         let at = self.wend;
-        let buf = self.wbuf.bytes_mut();
+        let buf = self.wbuf.as_mut_slice();
         let n = encode(&mut buf[at + TCP_FRAME_HEADER..at + TCP_FRAME_HEADER + max_len])
             .map_err(SendError::Encode)?;
         if n > max_len {
@@ -412,7 +431,7 @@ impl TcpConnection {
             // Only called when no complete frame is buffered; make room.
             if self.rstart > 0 {
                 let (s, e) = (self.rstart, self.rend);
-                self.rbuf.bytes_mut().copy_within(s..e, 0);
+                self.rbuf.as_mut_slice().copy_within(s..e, 0);
                 self.rstart = 0;
                 self.rend = e - s;
             } else {
@@ -420,7 +439,8 @@ impl TcpConnection {
                 // larger than the buffer: grow by doubling as it arrives,
                 // never beyond the largest legal frame.
                 let cap = self.rbuf.len();
-                self.rbuf.grow_to(
+                grow_to(
+                    &mut self.rbuf,
                     (cap * 2)
                         .min(TCP_FRAME_HEADER + pad16(self.max_frame))
                         .max(cap + 16),
@@ -429,7 +449,7 @@ impl TcpConnection {
         }
         loop {
             let end = self.rend;
-            match self.stream.read(&mut self.rbuf.bytes_mut()[end..]) {
+            match self.stream.read(&mut self.rbuf.as_mut_slice()[end..]) {
                 Ok(0) => {
                     // End of stream without a close frame (possibly in the
                     // middle of a frame): the peer is gone.
@@ -462,7 +482,7 @@ impl TcpConnection {
                 }
                 return Ok(None);
             }
-            let h = &self.rbuf.bytes()[self.rstart..self.rstart + TCP_FRAME_HEADER];
+            let h = &self.rbuf.as_slice()[self.rstart..self.rstart + TCP_FRAME_HEADER];
             let len = u32::from_le_bytes(h[0..4].try_into().expect("4 bytes")) as usize;
             let kind = u32::from_le_bytes(h[4..8].try_into().expect("4 bytes"));
             match kind {
@@ -501,7 +521,7 @@ impl TcpConnection {
             // compacting; growth happens in `fill` as bytes actually arrive.
             if self.rbuf.len() - self.rstart < total && self.rstart > 0 {
                 let (s, e) = (self.rstart, self.rend);
-                self.rbuf.bytes_mut().copy_within(s..e, 0);
+                self.rbuf.as_mut_slice().copy_within(s..e, 0);
                 self.rstart = 0;
                 self.rend = e - s;
             }
@@ -536,14 +556,14 @@ impl TcpConnection {
         if avail < TCP_FRAME_HEADER {
             return false;
         }
-        let h = &self.rbuf.bytes()[self.rstart..self.rstart + 4];
+        let h = &self.rbuf.as_slice()[self.rstart..self.rstart + 4];
         let len = u32::from_le_bytes(h.try_into().expect("4 bytes")) as usize;
         avail >= TCP_FRAME_HEADER + pad16(len)
     }
 
     fn frame(&self, (start, len): (usize, usize)) -> TcpFrame<'_> {
         TcpFrame {
-            bytes: &self.rbuf.bytes()[start..start + len],
+            bytes: &self.rbuf.as_slice()[start..start + len],
         }
     }
 }
@@ -649,7 +669,7 @@ impl Drop for TcpConnection {
             let room = self.wbuf.len() - self.wend >= TCP_FRAME_HEADER;
             if room {
                 let at = self.wend;
-                let buf = self.wbuf.bytes_mut();
+                let buf = self.wbuf.as_mut_slice();
                 buf[at..at + 16].fill(0);
                 buf[at + 4..at + 8].copy_from_slice(&KIND_CLOSE.to_le_bytes());
                 self.wend += TCP_FRAME_HEADER;

@@ -40,7 +40,7 @@ use shmwire::ordering::{
 use shmwire::shm::Session;
 use shmwire::spec::{
     self, ActorTaskTarget, Address, ArchivedTaskArg, Encoder, FunctionDescriptor, InlineData,
-    PushTaskReply, PushTaskRequest, ReplyStatus, ReturnObject, ReturnValue, StatusCode, TaskArg,
+    PushTaskReply, PushTaskRequest, ReturnObject, ReturnValue, RpcStatus, StatusCode, TaskArg,
     TaskSpec, TaskSpecBuilder,
 };
 use shmwire::transport::{
@@ -457,7 +457,7 @@ impl Caller {
                 }
             }
             expected_total = Some(value);
-            events = self.queue.on_reply(id, shmwire::ordering::ReplyStatus::Ok);
+            events = self.queue.on_reply(id, shmwire::ordering::ReplyOutcome::Ok);
         }
         Ok(PhaseStats {
             tasks,
@@ -602,7 +602,7 @@ fn serve(args: &WorkerArgs) -> DemoResult<()> {
                     Delivery::Reject(p) => reply_for(
                         &p,
                         None,
-                        ReplyStatus::new(StatusCode::Invalid, shmwire::ordering::STALE_RPC_MESSAGE),
+                        RpcStatus::new(StatusCode::Invalid, shmwire::ordering::STALE_RPC_MESSAGE),
                     ),
                 };
                 conn.send_message(&mut encoder, &reply)?;
@@ -614,28 +614,28 @@ fn serve(args: &WorkerArgs) -> DemoResult<()> {
 
 fn execute(methods: &HashMap<&'static str, Method>, state: &mut i64, p: Pending) -> PushTaskReply {
     if p.skip_execution {
-        return reply_for(&p, None, ReplyStatus::ok());
+        return reply_for(&p, None, RpcStatus::ok());
     }
     match (methods.get(p.method.as_str()), p.arg) {
         (Some(m), Some(x)) => {
             let v = m(state, x);
-            reply_for(&p, Some(v), ReplyStatus::ok())
+            reply_for(&p, Some(v), RpcStatus::ok())
         }
         (None, _) => {
-            let mut r = reply_for(&p, None, ReplyStatus::ok());
+            let mut r = reply_for(&p, None, RpcStatus::ok());
             r.is_application_level_error = true;
-            r.status = ReplyStatus::new(StatusCode::Invalid, format!("no method {}", p.method));
+            r.status = RpcStatus::new(StatusCode::Invalid, format!("no method {}", p.method));
             r
         }
         (Some(_), None) => reply_for(
             &p,
             None,
-            ReplyStatus::new(StatusCode::Invalid, "expected one inline i64 argument"),
+            RpcStatus::new(StatusCode::Invalid, "expected one inline i64 argument"),
         ),
     }
 }
 
-fn reply_for(p: &Pending, value: Option<i64>, status: ReplyStatus) -> PushTaskReply {
+fn reply_for(p: &Pending, value: Option<i64>, status: RpcStatus) -> PushTaskReply {
     PushTaskReply {
         task_id: p.task_id,
         return_objects: value

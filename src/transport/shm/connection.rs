@@ -12,8 +12,8 @@ use mio::{Interest, Token};
 
 use super::{ShmOptions, ShmWait, TRY_RECV_CHECK_INTERVAL};
 use crate::ring::{Consumer, MappedStorage, Producer, ReadFrame, RingError, RingStorage};
+use crate::spec::AlignedBytes;
 use crate::sys::fdpass::peer_connected;
-use crate::transport::aligned::AlignedBuf;
 use crate::transport::error::Ended;
 use crate::transport::{
     check_send_len, ConnectError, Connection, MuxConnection, RecvError, SendError, TransportConfig,
@@ -90,7 +90,7 @@ pub struct ShmConnection {
     last_check: Instant,
     force_check: bool,
     /// Private copies of received frames ([`Connection::recv_private_timeout`]).
-    snapshot: AlignedBuf,
+    snapshot: AlignedBytes,
 }
 
 impl std::fmt::Debug for ShmConnection {
@@ -131,6 +131,14 @@ impl Drop for ShmFrame<'_> {
             f.release();
         }
     }
+}
+
+/// Copies `src` into the private snapshot buffer (which keeps its capacity,
+/// so a warm buffer copies without allocating); returns `src.len()`.
+fn copy_into(snap: &mut AlignedBytes, src: &[u8]) -> usize {
+    snap.clear();
+    snap.extend_from_slice(src);
+    src.len()
 }
 
 /// A data-path ring error as a receive error on the connection to `peer`.
@@ -213,7 +221,7 @@ impl ShmConnection {
             state: State::Open,
             last_check: Instant::now(),
             force_check: false,
-            snapshot: AlignedBuf::default(),
+            snapshot: AlignedBytes::new(),
         })
     }
 
@@ -389,16 +397,16 @@ impl Connection for ShmConnection {
         // (a `Vec` move, no allocation); the frame is released as soon as it
         // has been copied.
         let mut snap = std::mem::take(&mut self.snapshot);
-        let len = self.recv_timeout(timeout).map(|f| snap.copy_from(&f));
+        let len = self.recv_timeout(timeout).map(|f| copy_into(&mut snap, &f));
         self.snapshot = snap;
-        Ok(&self.snapshot.bytes()[..len?])
+        Ok(&self.snapshot.as_slice()[..len?])
     }
 
     fn try_recv_private(&mut self) -> Result<Option<&[u8]>, RecvError> {
         let mut snap = std::mem::take(&mut self.snapshot);
-        let len = self.try_recv().map(|f| f.map(|f| snap.copy_from(&f)));
+        let len = self.try_recv().map(|f| f.map(|f| copy_into(&mut snap, &f)));
         self.snapshot = snap;
-        Ok(len?.map(|n| &self.snapshot.bytes()[..n]))
+        Ok(len?.map(|n| &self.snapshot.as_slice()[..n]))
     }
 
     fn frames_shared(&self) -> bool {
