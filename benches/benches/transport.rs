@@ -3,19 +3,17 @@
 //! processes — shared memory (spin, futex, eventfd) and shmwire's TCP —
 //! side by side in the same run with raw std TCP loopback, a raw Unix
 //! socket and the raw atomic limit measured right before each case
-//! (`cargo bench --bench transport`).
+//! (`cargo bench -p shmwire-bench --bench transport`).
 //!
 //! The echoing side is this bench binary re-executed with
 //! `SHMWIRE_TRANSPORT_BENCH_CHILD=1`. The case code is shared with `shmwire
-//! bench transport` (`src/bin/shmwire/bench/transport.rs`).
+//! bench transport` (`benches/src/transport.rs`).
 
 #![allow(missing_docs)]
 
-#[path = "../src/bin/shmwire/bench/mod.rs"]
-#[allow(dead_code)]
-mod bench;
-
 use std::time::Duration;
+
+use shmwire_bench as bench;
 
 use bench::cases::{self, BenchEnv, CaseKind};
 use bench::transport::{TransportCase, TransportPair};

@@ -6,7 +6,6 @@ use std::process::Command;
 
 use serde_json::Value;
 
-#[path = "common/bench_schema.rs"]
 mod bench_schema;
 use bench_schema::{check_cases, check_machine};
 

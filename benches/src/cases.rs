@@ -1,8 +1,8 @@
 //! The measured cases: for each, the measuring side (`Pair`) and the echoing
 //! side (a child process started through a [`Launcher`], or a thread).
 //!
-//! Shared by `shmwire bench ring` and `benches/ring.rs` (through `#[path]`):
-//! it depends only on the library, std and [`super::harness`].
+//! Shared by `shmwire bench ring` and `benches/benches/ring.rs`: it depends
+//! only on the library, std and [`super::harness`].
 
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
@@ -236,16 +236,14 @@ pub struct BenchEnv {
 /// opens a per-process session and re-executes the bench binary with
 /// `child_env` set as the echoing side. Dropping it restores the affinity
 /// and removes the session.
-// Used by benches/ring.rs and benches/transport.rs (they include this file
-// through #[path]); the CLI binary does not need it.
-#[allow(dead_code)]
+// Used by benches/benches/ring.rs and benches/benches/transport.rs; the CLI
+// binary does not need it.
 pub struct CriterionEnv {
     /// The environment the cases start in.
     pub env: BenchEnv,
     saved: Option<rustix::thread::CpuSet>,
 }
 
-#[allow(dead_code)] // see CriterionEnv
 impl CriterionEnv {
     /// Sets up bench `tag` (`ring`, `transport`).
     pub fn new(tag: &str, child_env: &str) -> BenchResult<Self> {

@@ -1,5 +1,9 @@
-//! `shmwire bench ring`: the cross-process comparison of the ring against
-//! the physical limit and against the usual peers, from the command line.
+//! shmwire's benchmark harness (`shmwire-bench`): the cross-process
+//! comparison of the ring ([`run`], `shmwire bench ring`) and of the
+//! transport ([`transport::run`], `shmwire bench transport`) against the
+//! physical limit and the usual peers, and the report as a table or JSON.
+//! The `shmwire` binary (`cli/`) and the criterion benches
+//! (`benches/benches/`) both use it; the library does not depend on it.
 //!
 //! Every case runs as two real processes (this one measures, a re-executed
 //! `shmwire __bench-child` echoes), each pinned to its own CPU when the

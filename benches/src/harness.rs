@@ -1,9 +1,6 @@
-//! Measurement plumbing shared by `shmwire bench ring` and `benches/ring.rs`:
-//! CPU pinning, the timed loop, histogram summaries and machine facts.
-//!
-//! This file is compiled into the `shmwire` binary and, through
-//! `#[path]`, into the criterion bench; it depends only on the library and
-//! std, never on the rest of the binary.
+//! Measurement plumbing shared by `shmwire bench ring` and
+//! `benches/benches/ring.rs`: CPU pinning, the timed loop, histogram
+//! summaries and machine facts.
 
 use std::time::{Duration, Instant};
 

@@ -1,28 +1,20 @@
 //! Criterion benches of the shared-memory ring, cross-process and pinned,
 //! side by side with the raw atomic limit and the usual peers in the same
-//! run (`cargo bench --bench ring`).
+//! run (`cargo bench -p shmwire-bench --bench ring`).
 //!
 //! The measuring side is this process; the echoing side is this same bench
 //! binary re-executed with `SHMWIRE_RING_BENCH_CHILD=1` (see `main`), driven
 //! over a segment (or a socket / pipe for those peers). Each benchmark
 //! starts its child once and measures with `iter_custom`, so criterion sees
 //! only round trips, never process start-up. The case code is shared with
-//! `shmwire bench ring` (`src/bin/shmwire/bench/`).
+//! `shmwire bench ring` (the `shmwire-bench` crate, `benches/src/`).
 
 #![allow(missing_docs)]
 
-#[path = "../src/bin/shmwire/bench/harness.rs"]
-#[allow(dead_code)]
-mod harness;
-
-#[path = "../src/bin/shmwire/bench/cases.rs"]
-#[allow(dead_code)]
-mod cases;
-
 use std::time::Duration;
 
-use cases::{start, BenchEnv, CaseKind};
 use criterion::{BenchmarkId, Criterion, Throughput};
+use shmwire_bench::cases::{self, start, BenchEnv, CaseKind};
 
 const CHILD_ENV: &str = "SHMWIRE_RING_BENCH_CHILD";
 

@@ -3,7 +3,7 @@
 //! same run — measure it exactly (`encoded_len`) and deserialize it to owned
 //! values (what a copying protocol would pay).
 //!
-//! Run: `cargo bench --bench spec`. Results go to `docs/messages.md`.
+//! Run: `cargo bench -p shmwire-bench --bench spec`. Results go to `docs/messages.md`.
 
 use std::hint::black_box;
 

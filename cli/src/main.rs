@@ -12,7 +12,6 @@
 //! function; add a subcommand by adding a variant and a match arm in
 //! [`main`].
 
-mod bench;
 mod demo;
 
 use std::path::PathBuf;
@@ -20,6 +19,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use shmwire::shm::{self, Session};
+use shmwire_bench as bench;
 
 /// shmwire: Ray-style tasks between worker processes over shared memory.
 #[derive(Debug, Parser)]

@@ -3,7 +3,7 @@
 //! beside raw TCP loopback and a raw Unix socket, each case preceded by a
 //! fresh measurement of the raw atomic limit (the host moves vCPUs between
 //! placements, so every ratio is taken against the limit measured next to
-//! it). The same cases run under criterion in `benches/transport.rs`.
+//! it). The same cases run under criterion in `benches/benches/transport.rs`.
 //!
 //! The measuring process listens; the echoing child (`shmwire
 //! __bench-child role=transport-echo mode=…`, or the criterion bench binary
