@@ -4,21 +4,26 @@
 //! [`TaskSpec`](spec::TaskSpec)s through lock-free SPSC rings in shared
 //! memory, woken by a futex or an eventfd only when a side sleeps; actor tasks
 //! keep Ray's sequence-number ordering; a peer on another node gets the same
-//! frames over TCP (mio). `cargo run --release --bin shmwire -- demo` runs
-//! two worker processes through every layer.
+//! frames over TCP (mio). `cargo run --release --bin shmwire -- demo` (the
+//! `shmwire-cli` package) runs two worker processes through every layer.
 //!
 //! # Map (bottom up)
 //!
+//! Each module uses only the ones above it in this table (`tests/layering.rs`
+//! keeps it so; `docs/layers.md` draws the picture). Raw system calls live in
+//! a private `sys` module below all of them.
+//!
 //! | module | what it owns | main types |
 //! | --- | --- | --- |
+//! | [`sync`] | std atomics normally, loom's under `--cfg shmwire_loom` | |
 //! | [`ids`] | Ray-shaped IDs and their derivations | [`JobId`](ids::JobId), [`ActorId`](ids::ActorId), [`TaskId`](ids::TaskId), [`ObjectId`](ids::ObjectId), [`WorkerId`](ids::WorkerId), [`NodeId`](ids::NodeId) |
 //! | [`spec`] | the messages as rkyv types; encode in place, validated access | [`TaskSpec`](spec::TaskSpec), [`TaskSpecBuilder`](spec::TaskSpecBuilder), [`FunctionDescriptor`](spec::FunctionDescriptor), [`PushTaskRequest`](spec::PushTaskRequest), [`PushTaskReply`](spec::PushTaskReply), [`Encoder`](spec::Encoder), [`access`](spec::access) |
-//! | [`sync`] | std atomics normally, loom's under `--cfg shmwire_loom` | |
 //! | [`shm`] | named segments in a per-session directory, stale cleanup | [`Session`](shm::Session), [`Segment`](shm::Segment) |
-//! | [`ring`] | the lock-free SPSC byte ring of 16-byte aligned frames | [`Ring`](ring::Ring), [`Producer`](ring::Producer), [`Consumer`](ring::Consumer), [`WriteGrant`](ring::WriteGrant), [`ReadFrame`](ring::ReadFrame) |
 //! | [`wake`] | how a side waits: spin, yield, futex, eventfd | [`WaitStrategy`](wake::WaitStrategy), [`Waiter`](wake::Waiter) |
-//! | [`transport`] | duplex connections over shm or TCP, the directory, one event loop for many peers | [`Connection`](transport::Connection), [`Listener`](transport::Listener), [`Connector`](transport::Connector), [`Mux`](transport::Mux) |
+//! | [`ring`] | the lock-free SPSC byte ring of 16-byte aligned frames | [`Ring`](ring::Ring), [`Producer`](ring::Producer), [`Consumer`](ring::Consumer), [`WriteGrant`](ring::WriteGrant), [`ReadFrame`](ring::ReadFrame) |
+//! | [`transport`] | duplex connections over shm or TCP, one event loop for many peers | [`Connection`](transport::Connection), [`Listener`](transport::Listener), [`Connector`](transport::Connector), [`Mux`](transport::Mux), [`WorkerLookup`](transport::WorkerLookup) |
 //! | [`ordering`] | Ray's actor-task sequence numbers, both sides | [`ActorSubmitQueue`](ordering::ActorSubmitQueue), [`ActorSchedulingQueue`](ordering::ActorSchedulingQueue), [`NormalSchedulingQueue`](ordering::NormalSchedulingQueue) |
+//! | [`node`] | a host's session: the directory of workers, the session token | [`Directory`](node::Directory), [`load_or_create_token`](node::load_or_create_token) |
 //!
 //! `docs/` in the repository explains the message layout, the memory layout,
 //! every atomic ordering pair and the wake-up handshake, the transport's
