@@ -657,6 +657,11 @@ fn access_rejects_corrupted_buffers() {
     bad.as_mut_slice()[diffs[0]] = 0x7f;
     let err = spec::access::<PushTaskRequest>(&bad).unwrap_err();
     assert!(matches!(err, DecodeError::Invalid(_)), "{err:?}");
+    // The message says what was wrong with the bytes (which field), in
+    // release builds too — not "enable debug assertions ... in rancor".
+    let text = err.to_string();
+    assert!(!text.contains("enable debug assertions"), "{text}");
+    assert!(text.contains("TaskType") && text.contains("127"), "names the field: {text}");
 
     // Invalid UTF-8 in the task name: the name "Counter.incr()" is stored out of line.
     let pos = good

@@ -153,8 +153,11 @@ pub(crate) mod sealed {
             writer: &mut RegionWriter<'_>,
             arena: ArenaHandle<'_>,
         ) -> Result<(), rancor::Error>;
-        /// Validates `bytes` with bytecheck and returns the root.
-        fn check(bytes: &[u8]) -> Result<&Self::Archived, rancor::Error>;
+        /// Validates `bytes` with bytecheck and returns the root. The error
+        /// is rancor's `BoxedError`, which keeps bytecheck's description of
+        /// what failed and where (field path, offset) in every build — the
+        /// thin `rancor::Error` drops it without debug assertions.
+        fn check(bytes: &[u8]) -> Result<&Self::Archived, rancor::BoxedError>;
         /// Deserializes an archived value.
         fn deserialize_from(archived: &Self::Archived) -> Result<Self, rancor::Error>;
     }
@@ -182,8 +185,8 @@ macro_rules! impl_message {
 
             fn check(
                 bytes: &[u8],
-            ) -> Result<&<Self as ::rkyv::Archive>::Archived, ::rkyv::rancor::Error> {
-                ::rkyv::api::low::access::<<Self as ::rkyv::Archive>::Archived, ::rkyv::rancor::Error>(bytes)
+            ) -> Result<&<Self as ::rkyv::Archive>::Archived, ::rkyv::rancor::BoxedError> {
+                ::rkyv::api::low::access::<<Self as ::rkyv::Archive>::Archived, ::rkyv::rancor::BoxedError>(bytes)
             }
 
             fn deserialize_from(
