@@ -661,7 +661,10 @@ fn access_rejects_corrupted_buffers() {
     // release builds too — not "enable debug assertions ... in rancor".
     let text = err.to_string();
     assert!(!text.contains("enable debug assertions"), "{text}");
-    assert!(text.contains("TaskType") && text.contains("127"), "names the field: {text}");
+    assert!(
+        text.contains("TaskType") && text.contains("127"),
+        "names the field: {text}"
+    );
 
     // Invalid UTF-8 in the task name: the name "Counter.incr()" is stored out of line.
     let pos = good

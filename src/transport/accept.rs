@@ -41,3 +41,153 @@ pub(crate) fn accept_within<S>(
         poll.poll(events, Some(left))?;
     }
 }
+
+/// The incoming half of a hello (or reply) read from a non-blocking socket,
+/// a few bytes at a time: the 96 fixed bytes, then the extension they
+/// announce. Holds at most `FIXED_LEN + MAX_EXT_LEN` bytes.
+#[derive(Debug)]
+pub(crate) struct HelloReader {
+    buf: Vec<u8>,
+    have: usize,
+    fixed: Option<super::handshake::Fixed>,
+    what: &'static str,
+}
+
+impl HelloReader {
+    /// A reader of one `what` (`"hello"`, `"handshake reply"`).
+    pub(crate) fn new(what: &'static str) -> Self {
+        Self {
+            buf: vec![0; super::handshake::FIXED_LEN],
+            have: 0,
+            fixed: None,
+            what,
+        }
+    }
+
+    /// Reads what `r` has without blocking. `Ok(Some(..))` once the whole
+    /// message is in; `Ok(None)` when `r` has nothing more for now.
+    ///
+    /// # Errors
+    /// `PeerDied` at end of stream, `Protocol` for bad magic or an
+    /// oversized extension, `Io` for other read errors.
+    pub(crate) fn read_from(
+        &mut self,
+        mut r: impl io::Read,
+    ) -> Result<Option<(super::handshake::Fixed, Vec<u8>)>, super::ConnectError> {
+        use super::handshake::{Fixed, FIXED_LEN};
+        use super::ConnectError;
+        loop {
+            if self.have == self.buf.len() {
+                match &self.fixed {
+                    None => {
+                        let head: &[u8; FIXED_LEN] =
+                            self.buf[..FIXED_LEN].try_into().expect("FIXED_LEN bytes");
+                        let f = Fixed::decode(head, self.what)?;
+                        self.buf.resize(FIXED_LEN + f.ext_len, 0);
+                        self.fixed = Some(f);
+                        continue;
+                    }
+                    Some(f) => {
+                        let ext = self.buf[FIXED_LEN..].to_vec();
+                        return Ok(Some((f.clone(), ext)));
+                    }
+                }
+            }
+            match r.read(&mut self.buf[self.have..]) {
+                Ok(0) => return Err(ConnectError::PeerDied { during: self.what }),
+                Ok(n) => self.have += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(ConnectError::from_handshake_io(e, self.what)),
+            }
+        }
+    }
+}
+
+/// Writes all of `bytes` to a non-blocking socket whose send buffer is
+/// empty (a fresh connection): a handshake message of a few hundred bytes
+/// always fits, so a short write means the peer misbehaves.
+pub(crate) fn write_fresh(
+    mut w: impl io::Write,
+    bytes: &[u8],
+    what: &'static str,
+) -> Result<(), super::ConnectError> {
+    let mut at = 0;
+    while at < bytes.len() {
+        match w.write(&bytes[at..]) {
+            Ok(0) => return Err(super::ConnectError::PeerDied { during: what }),
+            Ok(n) => at += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return Err(super::ConnectError::Protocol {
+                    what: format!(
+                        "the peer does not read its {what} ({at} of {} bytes taken)",
+                        bytes.len()
+                    ),
+                })
+            }
+            Err(e) => return Err(super::ConnectError::from_handshake_io(e, what)),
+        }
+    }
+    Ok(())
+}
+
+/// A listener-side handshake in progress on one accepted socket: a state
+/// machine advanced whenever its socket is readable, with one total
+/// deadline. Both transports implement it; the [`Mux`](super::Mux) drives
+/// many at once and a blocking `accept_timeout` drives one with
+/// [`drive_blocking`].
+pub(crate) trait Handshake {
+    /// The connection a finished handshake yields.
+    type Conn;
+    /// The socket to wait on (readable).
+    fn fd(&self) -> std::os::fd::BorrowedFd<'_>;
+    /// When the whole handshake must be done.
+    fn deadline(&self) -> Instant;
+    /// Reads what is there and moves on; `Ok(Some(conn))` when done,
+    /// `Ok(None)` when it needs more bytes.
+    fn advance(&mut self) -> Result<Option<Self::Conn>, super::ConnectError>;
+}
+
+/// Runs one handshake to its end, sleeping in `poll(2)` while its socket has
+/// nothing, never past its deadline (a caller that sends one byte at a time
+/// gets no more time than one that sends nothing).
+pub(crate) fn drive_blocking<H: Handshake>(mut h: H) -> Result<H::Conn, super::ConnectError> {
+    use crate::sys::poll::{wait_fds, PollFlags};
+    loop {
+        if let Some(c) = h.advance()? {
+            return Ok(c);
+        }
+        let deadline = h.deadline();
+        if Instant::now() >= deadline {
+            return Err(super::ConnectError::TimedOut { during: "hello" });
+        }
+        wait_fds([(h.fd(), PollFlags::IN)], Some(deadline))
+            .map_err(super::ConnectError::io("poll"))?;
+    }
+}
+
+/// Reads one whole `what` from a non-blocking socket (the caller's side of
+/// a handshake), by one total `deadline`.
+pub(crate) fn read_by_deadline<S>(
+    stream: &S,
+    what: &'static str,
+    deadline: Instant,
+) -> Result<(super::handshake::Fixed, Vec<u8>), super::ConnectError>
+where
+    S: std::os::fd::AsFd,
+    for<'a> &'a S: io::Read,
+{
+    use crate::sys::poll::{wait_fds, PollFlags};
+    let mut reader = HelloReader::new(what);
+    loop {
+        if let Some(done) = reader.read_from(stream)? {
+            return Ok(done);
+        }
+        if Instant::now() >= deadline {
+            return Err(super::ConnectError::TimedOut { during: what });
+        }
+        wait_fds([(stream.as_fd(), PollFlags::IN)], Some(deadline))
+            .map_err(super::ConnectError::io("poll"))?;
+    }
+}

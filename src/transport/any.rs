@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
 
-use super::shm::{connect_shm, ShmConnection, ShmFrame, ShmListener, ShmOptions};
-use super::tcp::{connect_tcp, TcpConnection, TcpFrame, TcpListener};
+use super::accept::Handshake;
+use super::shm::{connect_shm, ShmAccept, ShmConnection, ShmFrame, ShmListener, ShmOptions};
+use super::tcp::{connect_tcp, TcpAccept, TcpConnection, TcpFrame, TcpListener};
 use super::{
     ConnectError, Connection, Endpoint, LookupError, MuxConnection, Published, RecvError,
     SendError, TransportConfig, TransportKind, WorkerId, WorkerLookup,
@@ -326,13 +327,73 @@ pub struct ListenOptions {
     pub name: Option<String>,
 }
 
+/// A caller's hello in progress, on either transport.
+#[derive(Debug)]
+enum Pending {
+    Tcp(TcpAccept),
+    Shm(ShmAccept),
+}
+
+impl Handshake for Pending {
+    type Conn = AnyConnection;
+
+    fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match self {
+            Pending::Tcp(h) => h.fd(),
+            Pending::Shm(h) => h.fd(),
+        }
+    }
+
+    fn deadline(&self) -> Instant {
+        match self {
+            Pending::Tcp(h) => h.deadline(),
+            Pending::Shm(h) => h.deadline(),
+        }
+    }
+
+    fn advance(&mut self) -> Result<Option<AnyConnection>, ConnectError> {
+        match self {
+            Pending::Tcp(h) => h.advance().map(|c| c.map(Into::into)),
+            Pending::Shm(h) => h.advance().map(|c| c.map(Into::into)),
+        }
+    }
+}
+
+/// Counts of what became of the callers of a [`Listener`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AcceptStats {
+    /// Hellos that became connections.
+    pub accepted: u64,
+    /// Hellos refused (bad token, version, worker, garbage, hang-up).
+    pub refused: u64,
+    /// Hellos that did not complete within the handshake timeout.
+    pub timed_out: u64,
+    /// Callers dropped unheard because the pending-hello cap was reached.
+    pub over_cap: u64,
+}
+
+/// Token range of the pending hellos' sockets in a listener's own poll
+/// (the two listening sockets use tokens 0 and 1).
+const PENDING_BASE: usize = 16;
+
 /// A worker's listener for both transports, published through a
 /// [`WorkerLookup`] (the node's directory) for as long as it lives.
+///
+/// Every caller's hello is a non-blocking state machine with one total
+/// deadline ([`TransportConfig::handshake_timeout`]); at most
+/// [`TransportConfig::max_pending_hellos`] run at once, and callers beyond
+/// that are dropped unheard ([`AcceptStats::over_cap`]).
 pub struct Listener {
     poll: Poll,
     events: Events,
     shm: Option<ShmListener>,
     tcp: Option<TcpListener>,
+    shm_drained: bool,
+    tcp_drained: bool,
+    pending: Vec<Option<Pending>>,
+    max_pending: usize,
+    ready: std::collections::VecDeque<Result<AnyConnection, ConnectError>>,
+    stats: AcceptStats,
     endpoint: Endpoint,
     _published: Box<dyn Published>,
 }
@@ -358,6 +419,7 @@ impl Listener {
         directory: &dyn WorkerLookup,
     ) -> Result<Self, ConnectError> {
         let poll = Poll::new().map_err(ConnectError::io("create poll"))?;
+        let max_pending = config.max_pending_hellos.max(1);
         let mut endpoint = Endpoint::new(config.worker_id);
         endpoint.name = opts.name.clone();
         let tcp = match opts.tcp {
@@ -393,9 +455,15 @@ impl Listener {
         let published = directory.publish(&endpoint)?;
         Ok(Self {
             poll,
-            events: Events::with_capacity(8),
+            events: Events::with_capacity(64),
             shm,
             tcp,
+            shm_drained: false,
+            tcp_drained: false,
+            pending: Vec::new(),
+            max_pending,
+            ready: std::collections::VecDeque::new(),
+            stats: AcceptStats::default(),
             endpoint,
             _published: published,
         })
@@ -421,20 +489,149 @@ impl Listener {
         }
     }
 
-    /// One non-blocking pass: accepts a caller already waiting on either
-    /// socket. A refused hello is reported as its error.
-    pub(crate) fn try_accept_any(&mut self) -> Result<Option<AnyConnection>, ConnectError> {
-        if let Some(l) = self.shm.as_mut() {
-            if let Some(c) = l.try_accept()? {
-                return Ok(Some(c.into()));
+    /// Starts the handshake of every caller waiting on either socket, up to
+    /// the cap on pending hellos (callers beyond it are dropped at once and
+    /// counted). Each new pending hello's socket is registered with
+    /// `registry` under `token(slot)`.
+    fn start_pending(
+        &mut self,
+        registry: &mio::Registry,
+        token: impl Fn(usize) -> Token,
+        out: &mut Vec<Result<AnyConnection, ConnectError>>,
+    ) {
+        loop {
+            let started = match (self.shm.as_mut(), self.tcp.as_mut()) {
+                (Some(l), _) if !self.shm_drained => match l.try_accept() {
+                    Ok(Some(h)) => Some(Ok(Pending::Shm(h))),
+                    Ok(None) => {
+                        self.shm_drained = true;
+                        continue;
+                    }
+                    Err(e) => Some(Err(e)),
+                },
+                (_, Some(l)) if !self.tcp_drained => match l.try_accept() {
+                    Ok(Some(h)) => Some(Ok(Pending::Tcp(h))),
+                    Ok(None) => {
+                        self.tcp_drained = true;
+                        continue;
+                    }
+                    Err(e) => Some(Err(e)),
+                },
+                _ => None,
+            };
+            let Some(started) = started else {
+                break;
+            };
+            match started {
+                Ok(h) if self.pending.iter().flatten().count() >= self.max_pending => {
+                    // Over the cap: this caller is dropped unheard.
+                    drop(h);
+                    self.stats.over_cap += 1;
+                    out.push(Err(ConnectError::Refused {
+                        reason: format!("{} hellos already pending", self.max_pending),
+                    }));
+                }
+                Ok(h) => {
+                    let slot = self
+                        .pending
+                        .iter()
+                        .position(Option::is_none)
+                        .unwrap_or(self.pending.len());
+                    let fd = h.fd().as_raw_fd();
+                    if let Err(e) = registry.register(
+                        &mut mio::unix::SourceFd(&fd),
+                        token(slot),
+                        Interest::READABLE,
+                    ) {
+                        out.push(Err(ConnectError::Io {
+                            op: "register pending hello",
+                            source: e,
+                        }));
+                        continue;
+                    }
+                    if slot == self.pending.len() {
+                        self.pending.push(Some(h));
+                    } else {
+                        self.pending[slot] = Some(h);
+                    }
+                }
+                // An accept that failed in the kernel (e.g. out of file
+                // descriptors): report it and stop this pass.
+                Err(e) => {
+                    out.push(Err(e));
+                    break;
+                }
             }
         }
-        if let Some(l) = self.tcp.as_mut() {
-            if let Some(c) = l.try_accept()? {
-                return Ok(Some(c.into()));
+        self.shm_drained = false;
+        self.tcp_drained = false;
+    }
+
+    /// Advances every pending hello without blocking: finished ones become
+    /// connections, failed or expired ones errors (each counted); their
+    /// sockets are deregistered from `registry`.
+    fn advance_pending(
+        &mut self,
+        registry: &mio::Registry,
+        out: &mut Vec<Result<AnyConnection, ConnectError>>,
+    ) {
+        let now = Instant::now();
+        for slot in self.pending.iter_mut() {
+            let Some(h) = slot.as_mut() else { continue };
+            // Taken before advancing: a finished handshake hands its socket
+            // to the new connection.
+            let fd = h.fd().as_raw_fd();
+            let result = match h.advance() {
+                Ok(None) if now >= h.deadline() => {
+                    Some(Err(ConnectError::TimedOut { during: "hello" }))
+                }
+                Ok(None) => None,
+                Ok(Some(c)) => Some(Ok(c)),
+                Err(e) => Some(Err(e)),
+            };
+            let Some(result) = result else { continue };
+            *slot = None;
+            let _ = registry.deregister(&mut mio::unix::SourceFd(&fd));
+            match &result {
+                Ok(_) => self.stats.accepted += 1,
+                Err(ConnectError::TimedOut { .. }) => self.stats.timed_out += 1,
+                Err(_) => self.stats.refused += 1,
             }
+            if let Err(e) = &result {
+                tracing::debug!(error = %e, "hello refused");
+            }
+            out.push(result);
         }
-        Ok(None)
+    }
+
+    /// One pass of the accept state machines: starts the handshakes of
+    /// callers waiting on the sockets and advances every pending one.
+    /// Never blocks. Used by the [`Mux`](super::Mux).
+    pub(crate) fn accept_step(
+        &mut self,
+        registry: &mio::Registry,
+        token: impl Fn(usize) -> Token,
+    ) -> Vec<Result<AnyConnection, ConnectError>> {
+        let mut out = Vec::new();
+        self.start_pending(registry, token, &mut out);
+        self.advance_pending(registry, &mut out);
+        out
+    }
+
+    /// The earliest deadline of a pending hello, if any (an event loop must
+    /// wake by then to expire it).
+    pub(crate) fn next_hello_deadline(&self) -> Option<Instant> {
+        self.pending.iter().flatten().map(|h| h.deadline()).min()
+    }
+
+    /// How many hellos are in progress.
+    pub fn pending_hellos(&self) -> usize {
+        self.pending.iter().flatten().count()
+    }
+
+    /// What became of the callers so far.
+    pub fn accept_stats(&self) -> AcceptStats {
+        self.stats
     }
 
     fn fds(&self) -> Vec<std::os::fd::RawFd> {
@@ -465,18 +662,38 @@ impl Listener {
     }
 
     /// Accepts the next connection on either transport, waiting at most
-    /// `timeout`. Refused hellos are reported as their errors.
+    /// `timeout`. Hellos run concurrently (a silent or dripping caller holds
+    /// up no other), each within the handshake timeout. Refused hellos are
+    /// reported as their errors.
     pub fn accept_timeout(&mut self, timeout: Duration) -> Result<AnyConnection, ConnectError> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(c) = self.try_accept_any()? {
-                return Ok(c);
+            let registry = self
+                .poll
+                .registry()
+                .try_clone()
+                .map_err(ConnectError::io("poll"))?;
+            let mut done = self.accept_step(&registry, |slot| Token(PENDING_BASE + slot));
+            if !done.is_empty() {
+                // Keep the rest for the next call: only one is returned.
+                let first = done.remove(0);
+                self.ready.extend(done);
+                return first;
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if let Some(r) = self.ready.pop_front() {
+                return r;
+            }
+            let now = Instant::now();
+            if now >= deadline {
                 return Err(ConnectError::TimedOut { during: "accept" });
             }
-            match self.poll.poll(&mut self.events, Some(left)) {
+            let wake = self
+                .next_hello_deadline()
+                .map_or(deadline, |d| d.min(deadline));
+            match self
+                .poll
+                .poll(&mut self.events, Some(wake.saturating_duration_since(now)))
+            {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {

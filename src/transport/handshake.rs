@@ -20,7 +20,9 @@
 //! The first 12 bytes keep this meaning in every protocol version, so two
 //! versions can always tell each other apart and refuse cleanly.
 
-use std::io::{self, Read, Write};
+#[cfg(test)]
+use std::io::Read;
+use std::io::{self, Write};
 
 use super::{ConnectError, WorkerId};
 
@@ -278,6 +280,9 @@ impl Reply {
 
 /// Reads the fixed part and the extension of a `what` from a blocking
 /// reader (time-outs and hang-ups become their [`ConnectError`] variants).
+/// Only the unit tests read whole messages this way; the transports read
+/// them without blocking (`accept::HelloReader`).
+#[cfg(test)]
 fn read_parts(r: &mut impl Read, what: &'static str) -> Result<(Fixed, Vec<u8>), ConnectError> {
     let mut b = [0u8; FIXED_LEN];
     r.read_exact(&mut b)
@@ -291,12 +296,14 @@ fn read_parts(r: &mut impl Read, what: &'static str) -> Result<(Fixed, Vec<u8>),
 
 /// Reads a hello. A version mismatch is reported as `Ok(Err(theirs))` so the
 /// listener can still answer it.
+#[cfg(test)]
 pub(crate) fn read_hello(r: &mut impl Read) -> Result<Result<Hello, u16>, ConnectError> {
     let (f, ext) = read_parts(r, "hello")?;
     Hello::from_parts(f, ext)
 }
 
 /// Reads a reply.
+#[cfg(test)]
 pub(crate) fn read_reply(r: &mut impl Read) -> Result<Reply, ConnectError> {
     let (f, ext) = read_parts(r, "handshake reply")?;
     Reply::from_parts(f, ext)

@@ -75,7 +75,7 @@ pub mod shm;
 pub mod tcp;
 
 pub use crate::ids::WorkerId;
-pub use any::{AnyConnection, AnyFrame, Connector, ListenOptions, Listener};
+pub use any::{AcceptStats, AnyConnection, AnyFrame, Connector, ListenOptions, Listener};
 pub use error::{ConnectError, RecvError, SendError};
 pub use handshake::{SessionToken, PROTOCOL_VERSION};
 pub use lookup::{Endpoint, LookupError, PublishError, Published, WorkerLookup};
@@ -107,8 +107,12 @@ pub struct TransportConfig {
     /// Largest frame payload this side accepts (announced to the peer, which
     /// refuses to send more). At most `u32::MAX`.
     pub max_frame_len: usize,
-    /// Bound on connecting and on the hello exchange.
+    /// Bound on connecting and on the whole hello exchange (one deadline
+    /// per hello, however its bytes arrive).
     pub handshake_timeout: Duration,
+    /// Most hellos a [`Listener`] runs at once; callers beyond it are
+    /// dropped unheard (so silent sockets cannot pile up without bound).
+    pub max_pending_hellos: usize,
     /// Bound on a send that waits for the peer to make room (back-pressure):
     /// it fails with [`SendError::TimedOut`] once the peer has taken
     /// nothing for this long.
@@ -119,14 +123,15 @@ pub struct TransportConfig {
 }
 
 impl TransportConfig {
-    /// Defaults: 16 MiB frames, 5 s handshake, 30 s send timeout, 256 KiB TCP
-    /// write buffer.
+    /// Defaults: 16 MiB frames, 5 s handshake, 64 pending hellos, 30 s send
+    /// timeout, 256 KiB TCP write buffer.
     pub fn new(worker_id: WorkerId, token: SessionToken) -> Self {
         Self {
             worker_id,
             token,
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             handshake_timeout: Duration::from_secs(5),
+            max_pending_hellos: 64,
             send_timeout: Duration::from_secs(30),
             send_buffer_limit: 256 * 1024,
         }

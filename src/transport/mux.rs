@@ -150,6 +150,13 @@ impl<C: MuxConnection> Mux<C> {
     pub fn wait(&mut self, timeout: Duration, ready: &mut Vec<MuxEvent>) -> std::io::Result<()> {
         ready.clear();
         let deadline = Instant::now() + timeout;
+        // A pending hello's deadline ends the wait too: the caller's
+        // `accept_pending` then expires it.
+        let hello_due = self.listener.as_ref().and_then(|l| l.next_hello_deadline());
+        if hello_due.is_some_and(|d| d <= Instant::now()) {
+            ready.push(MuxEvent::Incoming);
+        }
+        let deadline = hello_due.map_or(deadline, |d| d.min(deadline));
         // Peers reported last time that still hold a buffered frame (the
         // caller did not drain them) and newly added ones.
         let hot = std::mem::take(&mut self.hot);
@@ -207,6 +214,11 @@ impl<C: MuxConnection> Mux<C> {
                 ready,
             )?;
             if !ready.is_empty() || Instant::now() >= deadline {
+                if hello_due.is_some_and(|d| Instant::now() >= d)
+                    && !ready.contains(&MuxEvent::Incoming)
+                {
+                    ready.push(MuxEvent::Incoming);
+                }
                 break;
             }
         }
@@ -238,7 +250,7 @@ impl<C: MuxConnection> Mux<C> {
             Err(e) => return Err(e),
         }
         for ev in self.events.iter() {
-            if ev.token() == LISTENER_TOKEN {
+            if ev.token() == LISTENER_TOKEN || ev.token().0 >= HELLO_BASE {
                 if !ready.contains(&MuxEvent::Incoming) {
                     ready.push(MuxEvent::Incoming);
                 }
@@ -256,6 +268,9 @@ impl<C: MuxConnection> Mux<C> {
 
 /// Token of the listener's descriptors (never a peer slot).
 const LISTENER_TOKEN: Token = Token(usize::MAX);
+/// Tokens of pending hellos' sockets: `HELLO_BASE + slot` (never a peer
+/// slot: a mux holds far fewer than 2^40 connections).
+const HELLO_BASE: usize = 1 << 40;
 
 impl Mux<super::AnyConnection> {
     /// Accepts callers of `listener` in the same loop: its sockets are
@@ -290,24 +305,18 @@ impl Mux<super::AnyConnection> {
     /// The outer error is a failure to add an accepted connection to the
     /// poll (an OS error).
     pub fn accept_pending(&mut self) -> std::io::Result<Vec<Result<PeerKey, ConnectError>>> {
-        let mut out = Vec::new();
-        loop {
-            let Some(l) = self.listener.as_mut() else {
-                return Ok(out);
-            };
-            match l.try_accept_any() {
-                Ok(None) => return Ok(out),
-                Ok(Some(conn)) => out.push(Ok(self.add(conn)?)),
-                // An accept that failed in the kernel (e.g. out of file
-                // descriptors) would fail again: report it and stop here.
-                Err(e @ ConnectError::Io { op: "accept", .. }) => {
-                    out.push(Err(e));
-                    return Ok(out);
-                }
-                // A refused hello consumed its connection: go on.
-                Err(e) => out.push(Err(e)),
-            }
+        let Some(l) = self.listener.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let done = l.accept_step(self.poll.registry(), |slot| Token(HELLO_BASE + slot));
+        let mut out = Vec::with_capacity(done.len());
+        for r in done {
+            out.push(match r {
+                Ok(conn) => Ok(self.add(conn)?),
+                Err(e) => Err(e),
+            });
         }
+        Ok(out)
     }
 }
 

@@ -27,7 +27,10 @@ use crate::spec::{align16, AlignedBytes};
 use crate::sys::poll::{wait_fds, PollFlags};
 use mio::{Events, Interest, Poll, Token};
 
-use super::accept::{accept_within, try_accept};
+use super::accept::{
+    accept_within, drive_blocking, read_by_deadline, try_accept, write_fresh, Handshake,
+    HelloReader,
+};
 use super::error::Ended;
 use super::handshake::{self, Hello, Wire};
 use super::{
@@ -115,11 +118,11 @@ impl TcpListener {
         &self.config
     }
 
-    /// Accepts a caller whose connection is already pending; `Ok(None)` if
-    /// none is.
-    pub(crate) fn try_accept(&mut self) -> Result<Option<TcpConnection>, ConnectError> {
+    /// Takes a caller whose connection is already pending and starts its
+    /// handshake (non-blocking); `Ok(None)` if none is pending.
+    pub(crate) fn try_accept(&mut self) -> Result<Option<TcpAccept>, ConnectError> {
         match try_accept(|| self.inner.accept()).map_err(ConnectError::io("accept"))? {
-            Some((stream, _)) => accept_handshake(stream.into(), &self.config).map(Some),
+            Some((stream, _)) => TcpAccept::new(stream.into(), &self.config).map(Some),
             None => Ok(None),
         }
     }
@@ -131,7 +134,8 @@ impl TcpListener {
 
     /// Accepts one connection, waiting at most `timeout` for a caller.
     ///
-    /// The hello is read with the configured handshake timeout. A refused hello
+    /// The whole hello must arrive within the configured handshake timeout
+    /// (one deadline, however the caller drips its bytes). A refused hello
     /// (wrong token, version or worker) is answered with the reason and
     /// reported here as that error; the listener stays usable.
     pub fn accept_timeout(&mut self, timeout: Duration) -> Result<TcpConnection, ConnectError> {
@@ -139,36 +143,68 @@ impl TcpListener {
         match accept_within(&mut self.poll, &mut self.events, timeout, || inner.accept())
             .map_err(ConnectError::io("accept"))?
         {
-            Some((stream, _peer)) => accept_handshake(stream.into(), &self.config),
+            Some((stream, _peer)) => drive_blocking(TcpAccept::new(stream.into(), &self.config)?),
             None => Err(ConnectError::TimedOut { during: "accept" }),
         }
     }
 }
 
-fn accept_handshake(
-    stream: std::net::TcpStream,
-    config: &TransportConfig,
-) -> Result<TcpConnection, ConnectError> {
-    let opts = ConnectError::io("set socket options");
-    (|| {
-        stream.set_nonblocking(false)?;
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(config.handshake_timeout))?;
-        stream.set_write_timeout(Some(config.handshake_timeout))
-    })()
-    .map_err(opts)?;
-    let mut s = &stream;
-    let hello = handshake::read_hello(&mut s)?;
-    let (reply, verdict) = handshake::judge(
-        hello,
-        config.worker_id,
-        &config.token,
-        Wire::Tcp,
-        config.max_frame_u32(),
-    );
-    handshake::write_msg(&mut s, &reply.encode(), "handshake reply")?;
-    let hello = verdict?;
-    TcpConnection::from_std(stream, hello.from, hello.max_frame as usize, config)
+/// The listener's side of a TCP hello on one accepted socket, advanced
+/// without blocking (see [`Handshake`]).
+#[derive(Debug)]
+pub(crate) struct TcpAccept {
+    stream: Option<std::net::TcpStream>,
+    reader: HelloReader,
+    deadline: Instant,
+    config: TransportConfig,
+}
+
+impl TcpAccept {
+    fn new(stream: std::net::TcpStream, config: &TransportConfig) -> Result<Self, ConnectError> {
+        stream
+            .set_nonblocking(true)
+            .and_then(|()| stream.set_nodelay(true))
+            .map_err(ConnectError::io("set socket options"))?;
+        Ok(Self {
+            stream: Some(stream),
+            reader: HelloReader::new("hello"),
+            deadline: Instant::now() + config.handshake_timeout,
+            config: config.clone(),
+        })
+    }
+}
+
+impl Handshake for TcpAccept {
+    type Conn = TcpConnection;
+
+    fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.stream.as_ref().expect("live until done").as_fd()
+    }
+
+    fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    fn advance(&mut self) -> Result<Option<TcpConnection>, ConnectError> {
+        let stream = self.stream.as_ref().ok_or(ConnectError::Protocol {
+            what: "handshake already finished".into(),
+        })?;
+        let Some((fixed, ext)) = self.reader.read_from(stream)? else {
+            return Ok(None);
+        };
+        let config = &self.config;
+        let (reply, verdict) = handshake::judge(
+            Hello::from_parts(fixed, ext)?,
+            config.worker_id,
+            &config.token,
+            Wire::Tcp,
+            config.max_frame_u32(),
+        );
+        write_fresh(stream, &reply.encode(), "handshake reply")?;
+        let hello = verdict?;
+        let stream = self.stream.take().expect("checked above");
+        TcpConnection::from_std(stream, hello.from, hello.max_frame as usize, config).map(Some)
+    }
 }
 
 /// Opens a TCP connection to the worker `intended` listening at `addr`.
@@ -189,12 +225,11 @@ pub fn connect_tcp(
             },
         },
     )?;
-    (|| {
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(config.handshake_timeout))?;
-        stream.set_write_timeout(Some(config.handshake_timeout))
-    })()
-    .map_err(ConnectError::io("set socket options"))?;
+    let deadline = Instant::now() + config.handshake_timeout;
+    stream
+        .set_nodelay(true)
+        .and_then(|()| stream.set_nonblocking(true))
+        .map_err(ConnectError::io("set socket options"))?;
     let hello = Hello {
         wire: Wire::Tcp,
         max_frame: config.max_frame_u32(),
@@ -203,9 +238,10 @@ pub fn connect_tcp(
         token: config.token,
         ext: Vec::new(),
     };
-    let mut s = &stream;
-    handshake::write_msg(&mut s, &hello.encode(), "hello")?;
-    let reply = handshake::read_reply(&mut s)?;
+    write_fresh(&stream, &hello.encode(), "hello")?;
+    // One deadline for the whole reply, however slowly it drips in.
+    let (fixed, ext) = read_by_deadline(&stream, "handshake reply", deadline)?;
+    let reply = handshake::Reply::from_parts(fixed, ext)?;
     handshake::check_reply(&reply, intended)?;
     TcpConnection::from_std(stream, reply.responder, reply.max_frame as usize, config)
 }

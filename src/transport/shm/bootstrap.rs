@@ -2,19 +2,22 @@
 //! extensions (by named field), the ring segments, and the caller's side of
 //! the exchange ([`connect_shm`]).
 
-use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use std::io::Read;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::connection::ShmConnection;
 use super::{ShmOptions, ACK, MIN_RING_CAPACITY};
 use crate::ring::{create_ring_segment, MappedStorage, Ring, RingSegmentError, MAX_CAPACITY};
 use crate::shm::{kind, Segment, Session};
 use crate::sys::fdpass::recv_with_fds;
-use crate::transport::handshake::{self, Fixed, Hello, Reply, Wire, FIXED_LEN};
+use crate::sys::poll::{wait_fds, PollFlags};
+use crate::transport::accept::{write_fresh, HelloReader};
+use crate::transport::handshake::{self, Hello, Reply, Wire, FIXED_LEN};
 use crate::transport::{ConnectError, TransportConfig, WorkerId};
 use crate::wake::EventFd;
 
@@ -194,8 +197,7 @@ pub fn connect_shm(
         source: e,
     })?;
     stream
-        .set_read_timeout(Some(config.handshake_timeout))
-        .and_then(|()| stream.set_write_timeout(Some(config.handshake_timeout)))
+        .set_write_timeout(Some(config.handshake_timeout))
         .map_err(ConnectError::io("set socket options"))?;
     let hello = Hello {
         wire: Wire::Shm,
@@ -210,23 +212,41 @@ pub fn connect_shm(
     };
     handshake::write_msg(&mut &stream, &hello.encode(), "hello")?;
 
-    // The first bytes of the reply carry the eventfds.
+    // One deadline for the whole reply, however slowly it drips in. Its
+    // first bytes carry the eventfds.
     let during = "handshake reply";
-    let mut fixed = [0u8; FIXED_LEN];
-    let (got, mut fds): (usize, Vec<OwnedFd>) = recv_with_fds(&stream, &mut fixed)
-        .map_err(|e| ConnectError::from_handshake_io(e, during))?;
+    let deadline = Instant::now() + config.handshake_timeout;
+    stream
+        .set_nonblocking(true)
+        .map_err(ConnectError::io("set socket options"))?;
+    let wait = |deadline: Instant| -> Result<(), ConnectError> {
+        if Instant::now() >= deadline {
+            return Err(ConnectError::TimedOut { during });
+        }
+        wait_fds([(stream.as_fd(), PollFlags::IN)], Some(deadline))
+            .map_err(ConnectError::io("poll"))?;
+        Ok(())
+    };
+    let mut first = [0u8; FIXED_LEN];
+    let (got, mut fds): (usize, Vec<OwnedFd>) = loop {
+        match recv_with_fds(&stream, &mut first) {
+            Ok(r) => break r,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => wait(deadline)?,
+            Err(e) => return Err(ConnectError::from_handshake_io(e, during)),
+        }
+    };
     if got == 0 {
         return Err(ConnectError::PeerDied { during });
     }
-    (&stream)
-        .read_exact(&mut fixed[got..])
-        .map_err(|e| ConnectError::from_handshake_io(e, during))?;
-    let head = Fixed::decode(&fixed, during)?;
-    let mut ext = vec![0u8; head.ext_len];
-    (&stream)
-        .read_exact(&mut ext)
-        .map_err(|e| ConnectError::from_handshake_io(e, during))?;
-    let reply = Reply::from_parts(head, ext)?;
+    let mut reader = HelloReader::new(during);
+    let mut rest = &first[..got];
+    let (fixed, ext) = loop {
+        if let Some(done) = reader.read_from((&mut rest).chain(&stream))? {
+            break done;
+        }
+        wait(deadline)?;
+    };
+    let reply = Reply::from_parts(fixed, ext)?;
     handshake::check_reply(&reply, intended)?;
 
     let ext = ReplyExt::decode(&reply.ext)?;
@@ -267,9 +287,10 @@ pub fn connect_shm(
     let (_s2c_seg, s2c) = open(&ext.s2c)?;
     let tx = Ring::attach_producer(c2s.clone()).map_err(ConnectError::Ring)?;
     let rx = Ring::attach_consumer(s2c.clone()).map_err(ConnectError::Ring)?;
-    (&stream)
-        .write_all(&[ACK])
-        .map_err(|e| ConnectError::from_handshake_io(e, "acknowledgement"))?;
+    write_fresh(&stream, &[ACK], "acknowledgement")?;
+    stream
+        .set_nonblocking(false)
+        .map_err(ConnectError::io("set socket options"))?;
     ShmConnection::assemble(
         tx,
         rx,

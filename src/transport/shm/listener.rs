@@ -2,23 +2,25 @@
 //! directory, and its half of the bootstrap (judge the hello, make the
 //! rings, pass the eventfds, wait for the acknowledgement).
 
-use std::io::{Read, Write};
-use std::os::fd::AsFd;
+use std::io::Read;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
 
-use super::bootstrap::{check_capacity, create_rings, HelloExt, ReplyExt};
+use super::bootstrap::{check_capacity, create_rings, HelloExt, NewRings, ReplyExt};
 use super::connection::ShmConnection;
 use super::{socket_path, ShmOptions, ACK};
-use crate::ring::Ring;
+use crate::ring::{Consumer, MappedStorage, Producer, Ring};
 use crate::shm::Session;
 use crate::sys::fdpass::send_with_fds;
-use crate::transport::accept::{accept_within, try_accept};
-use crate::transport::handshake::{self, Reply, Status, Wire};
+use crate::transport::accept::{
+    accept_within, drive_blocking, try_accept, write_fresh, Handshake, HelloReader,
+};
+use crate::transport::handshake::{self, Fixed, Hello, Reply, Status, Wire};
 use crate::transport::{ConnectError, TransportConfig};
 use crate::wake::EventFd;
 
@@ -42,19 +44,6 @@ impl std::fmt::Debug for ShmListener {
             .field("worker", &self.config.worker_id)
             .finish()
     }
-}
-
-/// Answers a refused hello (best effort: the caller may be gone) and
-/// returns the refusal.
-fn refuse(
-    mut s: &UnixStream,
-    reply: &mut Reply,
-    status: Status,
-    e: ConnectError,
-) -> Result<ShmConnection, ConnectError> {
-    reply.status = status;
-    let _ = handshake::write_msg(&mut s, &reply.encode(), "handshake reply");
-    Err(e)
 }
 
 impl ShmListener {
@@ -114,8 +103,9 @@ impl ShmListener {
         &self.listener
     }
 
-    /// Accepts one connection, waiting at most `timeout` for a caller. A
-    /// refused hello is answered and reported as its error; the listener
+    /// Accepts one connection, waiting at most `timeout` for a caller. The
+    /// whole hello must arrive within the handshake timeout (one deadline).
+    /// A refused hello is answered and reported as its error; the listener
     /// stays usable.
     pub fn accept_timeout(&mut self, timeout: Duration) -> Result<ShmConnection, ConnectError> {
         let listener = &self.listener;
@@ -124,31 +114,86 @@ impl ShmListener {
         })
         .map_err(ConnectError::io("accept"))?
         {
-            Some((stream, _)) => self.handshake(stream.into()),
+            Some((stream, _)) => drive_blocking(self.start(stream.into())?),
             None => Err(ConnectError::TimedOut { during: "accept" }),
         }
     }
 
-    /// Accepts a caller whose connection is already pending (used by
-    /// [`Listener`](crate::transport::Listener)); `Ok(None)` if none is.
-    pub(crate) fn try_accept(&mut self) -> Result<Option<ShmConnection>, ConnectError> {
+    /// Takes a caller whose connection is already pending and starts its
+    /// handshake (non-blocking); `Ok(None)` if none is.
+    pub(crate) fn try_accept(&mut self) -> Result<Option<ShmAccept>, ConnectError> {
         match try_accept(|| self.listener.accept()).map_err(ConnectError::io("accept"))? {
-            Some((stream, _)) => self.handshake(stream.into()).map(Some),
+            Some((stream, _)) => self.start(stream.into()).map(Some),
             None => Ok(None),
         }
     }
 
-    fn handshake(&mut self, stream: UnixStream) -> Result<ShmConnection, ConnectError> {
-        let config = &self.config;
+    fn start(&self, stream: UnixStream) -> Result<ShmAccept, ConnectError> {
         stream
-            .set_nonblocking(false)
-            .and_then(|()| stream.set_read_timeout(Some(config.handshake_timeout)))
-            .and_then(|()| stream.set_write_timeout(Some(config.handshake_timeout)))
+            .set_nonblocking(true)
             .map_err(ConnectError::io("set socket options"))?;
-        let mut s = &stream;
-        let hello = handshake::read_hello(&mut s)?;
+        Ok(ShmAccept {
+            stream: Some(stream),
+            deadline: Instant::now() + self.config.handshake_timeout,
+            stage: Stage::Hello(HelloReader::new("hello")),
+            session: self.session.clone(),
+            config: self.config.clone(),
+            opts: self.opts.clone(),
+        })
+    }
+}
+
+/// What the listener's handshake waits for.
+enum Stage {
+    /// The caller's hello.
+    Hello(HelloReader),
+    /// The caller's acknowledgement that it mapped the rings.
+    Ack(Box<Made>),
+    /// Finished (or failed).
+    Done,
+}
+
+/// The rings and eventfds made for a caller, kept until its acknowledgement.
+struct Made {
+    rings: NewRings,
+    rx: Consumer<MappedStorage>,
+    tx: Producer<MappedStorage>,
+    my_efd: EventFd,
+    peer_efd: EventFd,
+    hello: Hello,
+}
+
+/// The listener's side of a shared-memory hello on one accepted socket,
+/// advanced without blocking (see [`Handshake`]): read the hello, judge it,
+/// make the rings, send the reply with both eventfds, read the
+/// acknowledgement, unlink the segment names. A caller that dies or stalls
+/// at any step costs only its own deadline; the segments made for it are
+/// removed when this value drops.
+pub(crate) struct ShmAccept {
+    stream: Option<UnixStream>,
+    deadline: Instant,
+    stage: Stage,
+    session: Session,
+    config: TransportConfig,
+    opts: ShmOptions,
+}
+
+impl std::fmt::Debug for ShmAccept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShmAccept")
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ShmAccept {
+    /// Judges a complete hello; on success makes the rings, sends the reply
+    /// and its descriptors.
+    fn on_hello(&mut self, fixed: Fixed, ext: Vec<u8>) -> Result<Made, ConnectError> {
+        let stream = self.stream.as_ref().expect("live until done");
+        let config = &self.config;
         let (mut reply, verdict) = handshake::judge(
-            hello,
+            Hello::from_parts(fixed, ext)?,
             config.worker_id,
             &config.token,
             Wire::Shm,
@@ -157,13 +202,13 @@ impl ShmListener {
         let hello = match verdict {
             Ok(h) => h,
             Err(e) => {
-                handshake::write_msg(&mut s, &reply.encode(), "handshake reply")?;
+                write_fresh(stream, &reply.encode(), "handshake reply")?;
                 return Err(e);
             }
         };
         let cap = match HelloExt::decode(&hello.ext).and_then(|x| check_capacity(x.ring_capacity)) {
             Ok(c) => c,
-            Err(e) => return refuse(&stream, &mut reply, Status::Refused, e),
+            Err(e) => return refuse(stream, &mut reply, e),
         };
         let setup = || -> Result<_, ConnectError> {
             let rings = create_rings(&self.session, cap)?;
@@ -176,7 +221,7 @@ impl ShmListener {
         let (rings, rx, tx, my_efd, peer_efd) = match setup() {
             Ok(v) => v,
             // Tell the caller instead of just hanging up.
-            Err(e) => return refuse(&stream, &mut reply, Status::Refused, e),
+            Err(e) => return refuse(stream, &mut reply, e),
         };
         reply.ext = ReplyExt {
             ring_capacity: cap as u64,
@@ -187,39 +232,107 @@ impl ShmListener {
         let bytes = reply.encode();
         // The reply travels with both eventfds: ours first, then the caller's.
         let during = "handshake reply";
-        let sent = send_with_fds(&stream, &bytes, &[my_efd.as_fd(), peer_efd.as_fd()])
+        let sent = send_with_fds(stream, &bytes, &[my_efd.as_fd(), peer_efd.as_fd()])
             .map_err(|e| ConnectError::from_handshake_io(e, during))?;
-        if sent < bytes.len() {
-            (&stream)
-                .write_all(&bytes[sent..])
-                .map_err(|e| ConnectError::from_handshake_io(e, during))?;
-        }
-        let mut ack = [0u8; 1];
-        (&stream)
-            .read_exact(&mut ack)
-            .map_err(|e| ConnectError::from_handshake_io(e, "acknowledgement"))?;
-        if ack[0] != ACK {
-            return Err(ConnectError::Protocol {
-                what: format!("bad shm handshake acknowledgement {:#x}", ack[0]),
-            });
-        }
-        // Both sides have mapped the rings: remove the names. The memory
-        // lives as long as a mapping does.
-        rings.c2s_seg.unlink().map_err(ConnectError::Segment)?;
-        rings.s2c_seg.unlink().map_err(ConnectError::Segment)?;
-        ShmConnection::assemble(
-            tx,
+        write_fresh(stream, &bytes[sent..], during)?;
+        Ok(Made {
+            rings,
             rx,
-            rings.s2c,
-            rings.c2s,
-            stream,
+            tx,
             my_efd,
             peer_efd,
-            hello.from,
-            hello.max_frame as usize,
-            config,
-            &self.opts,
-        )
+            hello,
+        })
+    }
+}
+
+/// Answers a refused hello (best effort: the caller may be gone) and
+/// returns the refusal.
+fn refuse<T>(stream: &UnixStream, reply: &mut Reply, e: ConnectError) -> Result<T, ConnectError> {
+    reply.status = Status::Refused;
+    let _ = write_fresh(stream, &reply.encode(), "handshake reply");
+    Err(e)
+}
+
+impl Handshake for ShmAccept {
+    type Conn = ShmConnection;
+
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.stream.as_ref().expect("live until done").as_fd()
+    }
+
+    fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    fn advance(&mut self) -> Result<Option<ShmConnection>, ConnectError> {
+        loop {
+            let stream = self.stream.as_ref().ok_or(ConnectError::Protocol {
+                what: "handshake already finished".into(),
+            })?;
+            match &mut self.stage {
+                Stage::Hello(reader) => {
+                    let Some((fixed, ext)) = reader.read_from(stream)? else {
+                        return Ok(None);
+                    };
+                    self.stage = Stage::Done;
+                    let made = self.on_hello(fixed, ext)?;
+                    self.stage = Stage::Ack(Box::new(made));
+                }
+                Stage::Ack(_) => {
+                    let mut ack = [0u8; 1];
+                    match (&*stream).read(&mut ack) {
+                        Ok(0) => {
+                            return Err(ConnectError::PeerDied {
+                                during: "acknowledgement",
+                            })
+                        }
+                        Ok(_) if ack[0] != ACK => {
+                            return Err(ConnectError::Protocol {
+                                what: format!("bad shm handshake acknowledgement {:#x}", ack[0]),
+                            })
+                        }
+                        Ok(_) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            return Err(ConnectError::from_handshake_io(e, "acknowledgement"))
+                        }
+                    }
+                    let Stage::Ack(made) = std::mem::replace(&mut self.stage, Stage::Done) else {
+                        unreachable!("matched above")
+                    };
+                    let made = *made;
+                    // Both sides have mapped the rings: remove the names. The
+                    // memory lives as long as a mapping does.
+                    made.rings.c2s_seg.unlink().map_err(ConnectError::Segment)?;
+                    made.rings.s2c_seg.unlink().map_err(ConnectError::Segment)?;
+                    let stream = self.stream.take().expect("checked above");
+                    stream
+                        .set_nonblocking(false)
+                        .map_err(ConnectError::io("set socket options"))?;
+                    return ShmConnection::assemble(
+                        made.tx,
+                        made.rx,
+                        made.rings.s2c,
+                        made.rings.c2s,
+                        stream,
+                        made.my_efd,
+                        made.peer_efd,
+                        made.hello.from,
+                        made.hello.max_frame as usize,
+                        &self.config,
+                        &self.opts,
+                    )
+                    .map(Some);
+                }
+                Stage::Done => {
+                    return Err(ConnectError::Protocol {
+                        what: "handshake already failed".into(),
+                    })
+                }
+            }
+        }
     }
 }
 

@@ -72,6 +72,7 @@ use std::time::Duration;
 
 pub use bootstrap::connect_shm;
 pub use connection::{ShmConnection, ShmFrame};
+pub(crate) use listener::ShmAccept;
 pub use listener::ShmListener;
 
 use crate::ids::WorkerId;
