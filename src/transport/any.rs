@@ -99,6 +99,23 @@ impl Connection for AnyConnection {
         }
     }
 
+    fn try_send_with<F, E>(&mut self, max_len: usize, encode: F) -> Result<usize, SendError<E>>
+    where
+        F: FnOnce(&mut [u8]) -> Result<usize, E>,
+    {
+        match self {
+            AnyConnection::Tcp(c) => c.try_send_with(max_len, encode),
+            AnyConnection::Shm(c) => c.try_send_with(max_len, encode),
+        }
+    }
+
+    fn pending_send_bytes(&self) -> usize {
+        match self {
+            AnyConnection::Tcp(c) => c.pending_send_bytes(),
+            AnyConnection::Shm(c) => c.pending_send_bytes(),
+        }
+    }
+
     fn flush(&mut self) -> Result<(), SendError> {
         match self {
             AnyConnection::Tcp(c) => c.flush(),
@@ -175,6 +192,32 @@ impl MuxConnection for AnyConnection {
         match self {
             AnyConnection::Tcp(c) => c.prepare_sleep(),
             AnyConnection::Shm(c) => c.prepare_sleep(),
+        }
+    }
+
+    fn flush_pending(&mut self) -> bool {
+        match self {
+            AnyConnection::Tcp(c) => c.flush_pending(),
+            AnyConnection::Shm(c) => c.flush_pending(),
+        }
+    }
+
+    fn set_write_interest(
+        &mut self,
+        registry: &mio::Registry,
+        token: Token,
+        on: bool,
+    ) -> std::io::Result<()> {
+        match self {
+            AnyConnection::Tcp(c) => c.set_write_interest(registry, token, on),
+            AnyConnection::Shm(c) => c.set_write_interest(registry, token, on),
+        }
+    }
+
+    fn tick(&mut self, now: Instant) -> Option<Instant> {
+        match self {
+            AnyConnection::Tcp(c) => c.tick(now),
+            AnyConnection::Shm(c) => c.tick(now),
         }
     }
 

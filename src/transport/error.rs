@@ -163,6 +163,15 @@ pub enum SendError<E = Infallible> {
     /// The peer took nothing for the whole send timeout (back-pressure).
     #[error("timed out waiting for the peer to make room")]
     TimedOut,
+    /// A non-blocking send found the connection's queue at its bound: the
+    /// peer is not reading (nothing was queued).
+    #[error("send queue full: {queued} bytes queued for the peer, limit {limit}")]
+    QueueFull {
+        /// Bytes already queued.
+        queued: usize,
+        /// The bound ([`TransportConfig::send_queue_limit`](super::TransportConfig::send_queue_limit)).
+        limit: usize,
+    },
     /// The connection was closed in an orderly way (by either side).
     #[error("connection closed")]
     Closed,
@@ -206,6 +215,7 @@ impl SendError<Infallible> {
                 SendError::WrongRecipient { intended, actual }
             }
             SendError::TimedOut => SendError::TimedOut,
+            SendError::QueueFull { queued, limit } => SendError::QueueFull { queued, limit },
             SendError::Closed => SendError::Closed,
             SendError::PeerDied { peer, source } => SendError::PeerDied { peer, source },
             SendError::Broken { what } => SendError::Broken { what },

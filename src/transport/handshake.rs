@@ -27,7 +27,8 @@ use std::io::{self, Write};
 use super::{ConnectError, WorkerId};
 
 /// The protocol version spoken by this build.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// Version 2 added the TCP heartbeat frames (kinds 3 and 4).
+pub const PROTOCOL_VERSION: u16 = 2;
 const MAGIC: [u8; 8] = *b"SHMWIRE\0";
 /// Length of the fixed part of a hello or reply.
 pub(crate) const FIXED_LEN: usize = 96;

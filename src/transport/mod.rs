@@ -120,11 +120,22 @@ pub struct TransportConfig {
     /// TCP: bytes the write buffer may hold before a send waits for the
     /// kernel to take them (a single larger frame is still accepted).
     pub send_buffer_limit: usize,
+    /// Most bytes [`Connection::try_send_with`] queues for a peer that does
+    /// not read before it fails with [`SendError::QueueFull`].
+    pub send_queue_limit: usize,
+    /// TCP: a peer from which nothing (not even a heartbeat answer) arrives
+    /// for this long is reported dead ([`RecvError::PeerDied`]); after a
+    /// third of it a heartbeat is sent. Heartbeats are answered whenever the
+    /// peer receives or waits in a [`Mux`], so a peer must service its
+    /// connection at least that often. `Duration::ZERO` turns heartbeats
+    /// off. (Shared memory needs none: the bootstrap socket's hang-up is
+    /// the death signal.)
+    pub liveness_timeout: Duration,
 }
 
 impl TransportConfig {
     /// Defaults: 16 MiB frames, 5 s handshake, 64 pending hellos, 30 s send
-    /// timeout, 256 KiB TCP write buffer.
+    /// timeout, 256 KiB TCP write buffer, 4 MiB send queue, 5 s TCP liveness.
     pub fn new(worker_id: WorkerId, token: SessionToken) -> Self {
         Self {
             worker_id,
@@ -134,6 +145,8 @@ impl TransportConfig {
             max_pending_hellos: 64,
             send_timeout: Duration::from_secs(30),
             send_buffer_limit: 256 * 1024,
+            send_queue_limit: 4 << 20,
+            liveness_timeout: Duration::from_secs(5),
         }
     }
 
@@ -185,6 +198,35 @@ pub trait Connection {
     fn send_with<F, E>(&mut self, max_len: usize, encode: F) -> Result<usize, SendError<E>>
     where
         F: FnOnce(&mut [u8]) -> Result<usize, E>;
+
+    /// Sends one frame encoded in place **without ever waiting**: when the
+    /// peer has no room right now the frame is queued on this connection
+    /// (bounded by [`TransportConfig::send_queue_limit`] bytes) and handed
+    /// over later — by the next send, [`Connection::flush`], or a
+    /// [`Mux::wait`] that has this connection, which flushes queued output
+    /// while it waits. Frames keep their order with every other send.
+    ///
+    /// # Errors
+    /// [`SendError::QueueFull`] when the queue would exceed its bound — the
+    /// peer is not reading; the caller should give up on it (this
+    /// connection alone) — plus the errors of [`Connection::send_with`]
+    /// except `TimedOut`.
+    fn try_send_with<F, E>(&mut self, max_len: usize, encode: F) -> Result<usize, SendError<E>>
+    where
+        F: FnOnce(&mut [u8]) -> Result<usize, E>;
+
+    /// [`Connection::try_send_with`] of a copy of `bytes`.
+    fn try_send(&mut self, bytes: &[u8]) -> Result<(), SendError> {
+        self.try_send_with::<_, std::convert::Infallible>(bytes.len(), |buf| {
+            buf.copy_from_slice(bytes);
+            Ok(bytes.len())
+        })
+        .map(|_| ())
+    }
+
+    /// Bytes sent but not yet handed to the peer (TCP: not yet taken by the
+    /// kernel; shm: queued behind a full ring).
+    fn pending_send_bytes(&self) -> usize;
 
     /// Sends a copy of `bytes` as one frame.
     fn send(&mut self, bytes: &[u8]) -> Result<(), SendError> {

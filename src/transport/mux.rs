@@ -36,6 +36,27 @@ pub trait MuxConnection: Connection {
     /// Called when the mux saw an event for this connection (drain wake-up
     /// descriptors, schedule a liveness check).
     fn note_event(&mut self) {}
+    /// Hands queued output to the peer as far as it takes it now, without
+    /// waiting; `true` while output is still queued (the mux then watches
+    /// for the peer making room).
+    fn flush_pending(&mut self) -> bool {
+        false
+    }
+    /// Turns the registration's interest in "writable" on or off (only
+    /// where writability is a descriptor event, i.e. TCP).
+    fn set_write_interest(
+        &mut self,
+        _registry: &Registry,
+        _token: Token,
+        _on: bool,
+    ) -> std::io::Result<()> {
+        Ok(())
+    }
+    /// Periodic work (liveness heartbeats); returns when it is next due.
+    /// A connection found dead by it reports so from its next receive.
+    fn tick(&mut self, _now: Instant) -> Option<Instant> {
+        None
+    }
 }
 
 /// Identifies a connection inside a [`Mux`].
@@ -59,6 +80,11 @@ pub struct Mux<C: MuxConnection> {
     poll: Poll,
     events: Events,
     peers: Vec<Option<C>>,
+    /// Per slot: write interest registered (output queued behind a full
+    /// peer).
+    writing: Vec<bool>,
+    /// Per slot: the connection's next `tick`.
+    due: Vec<Option<Instant>>,
     /// Reported last time; reported again while a frame is still buffered.
     hot: Vec<PeerKey>,
     spin: bool,
@@ -83,6 +109,8 @@ impl<C: MuxConnection> Mux<C> {
             listener: None,
             events: Events::with_capacity(256),
             peers: Vec::new(),
+            writing: Vec::new(),
+            due: Vec::new(),
             hot: Vec::new(),
             spin: false,
         })
@@ -102,10 +130,15 @@ impl<C: MuxConnection> Mux<C> {
             .position(Option::is_none)
             .unwrap_or(self.peers.len());
         conn.register(self.poll.registry(), Token(slot))?;
+        let due = conn.tick(Instant::now());
         if slot == self.peers.len() {
             self.peers.push(Some(conn));
+            self.writing.push(false);
+            self.due.push(due);
         } else {
             self.peers[slot] = Some(conn);
+            self.writing[slot] = false;
+            self.due[slot] = due;
         }
         let key = PeerKey(slot);
         // It may already hold frames that arrived before registration.
@@ -171,9 +204,14 @@ impl<C: MuxConnection> Mux<C> {
             }
         }
         loop {
+            // Queued output goes out while we wait (whatever its size), and
+            // periodic work (heartbeats, liveness) runs on time.
+            let next_due = self.service(ready);
             if !ready.is_empty() {
                 break;
             }
+            // Wake for the next tick too, then go round again.
+            let until = next_due.map_or(deadline, |d| d.min(deadline));
             if self.spin {
                 // Spin over the connections' own state (ring indices, buffered
                 // frames): no system call. Every 64 rounds, and on the way out,
@@ -186,7 +224,7 @@ impl<C: MuxConnection> Mux<C> {
                         }
                     }
                     round = round.wrapping_add(1);
-                    let expired = round % 64 == 0 && Instant::now() >= deadline;
+                    let expired = round % 64 == 0 && Instant::now() >= until;
                     if !ready.is_empty() || round % 64 == 0 || expired {
                         self.poll_events(Some(Duration::ZERO), ready)?;
                     }
@@ -194,6 +232,9 @@ impl<C: MuxConnection> Mux<C> {
                         break;
                     }
                     crate::sync::spin_loop();
+                }
+                if ready.is_empty() && Instant::now() < deadline {
+                    continue;
                 }
                 break;
             }
@@ -209,10 +250,7 @@ impl<C: MuxConnection> Mux<C> {
             if !ready.is_empty() {
                 break;
             }
-            self.poll_events(
-                Some(deadline.saturating_duration_since(Instant::now())),
-                ready,
-            )?;
+            self.poll_events(Some(until.saturating_duration_since(Instant::now())), ready)?;
             if !ready.is_empty() || Instant::now() >= deadline {
                 if hello_due.is_some_and(|d| Instant::now() >= d)
                     && !ready.contains(&MuxEvent::Incoming)
@@ -238,6 +276,36 @@ impl<C: MuxConnection> Mux<C> {
 }
 
 impl<C: MuxConnection> Mux<C> {
+    /// Flushes every connection's queued output (watching for room where
+    /// some stays queued) and runs due ticks; a connection whose tick found
+    /// its peer dead is reported ready. Returns the earliest next tick.
+    fn service(&mut self, ready: &mut Vec<MuxEvent>) -> Option<Instant> {
+        let now = Instant::now();
+        let mut next: Option<Instant> = None;
+        for (i, c) in self.peers.iter_mut().enumerate() {
+            let Some(c) = c else { continue };
+            if c.pending_send_bytes() > 0 || self.writing[i] {
+                let still = c.flush_pending();
+                if still != self.writing[i]
+                    && c.set_write_interest(self.poll.registry(), Token(i), still)
+                        .is_ok()
+                {
+                    self.writing[i] = still;
+                }
+            }
+            if self.due[i].is_some_and(|d| d <= now) {
+                self.due[i] = c.tick(now);
+                if c.ready_hint() {
+                    push_unique(ready, PeerKey(i));
+                }
+            }
+            if let Some(d) = self.due[i] {
+                next = Some(next.map_or(d, |n: Instant| n.min(d)));
+            }
+        }
+        next
+    }
+
     /// One `epoll_wait` (mio `poll`); reports and notes every event.
     fn poll_events(
         &mut self,
@@ -338,5 +406,27 @@ impl MuxConnection for super::TcpConnection {
 
     fn ready_hint(&self) -> bool {
         self.has_buffered_frame()
+    }
+
+    fn flush_pending(&mut self) -> bool {
+        self.flush_queued()
+    }
+
+    fn set_write_interest(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        on: bool,
+    ) -> std::io::Result<()> {
+        let interest = if on {
+            mio::Interest::READABLE | mio::Interest::WRITABLE
+        } else {
+            mio::Interest::READABLE
+        };
+        registry.reregister(self.stream_mut(), token, interest)
+    }
+
+    fn tick(&mut self, now: Instant) -> Option<Instant> {
+        super::TcpConnection::tick(self, now)
     }
 }

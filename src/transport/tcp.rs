@@ -42,6 +42,10 @@ use super::{
 pub const TCP_FRAME_HEADER: usize = 16;
 const KIND_DATA: u32 = 1;
 const KIND_CLOSE: u32 = 2;
+/// Heartbeat: "are you there?" (empty; answered with [`KIND_PONG`]).
+const KIND_PING: u32 = 3;
+/// Heartbeat answer (empty).
+const KIND_PONG: u32 = 4;
 const INITIAL_RECV_BUF: usize = 64 * 1024;
 
 /// `len` rounded up to 16. Frame lengths here are bounded by a `u32`
@@ -274,6 +278,14 @@ pub struct TcpConnection {
     wstart: usize,
     wend: usize,
     wlimit: usize,
+    queue_limit: usize,
+    /// When the last byte arrived from the peer.
+    last_heard: Instant,
+    /// A heartbeat was sent after `last_heard` (none more until it is
+    /// answered or the peer is declared dead).
+    pinged: bool,
+    /// Silence after which the peer is dead; `None` disables heartbeats.
+    liveness: Option<Duration>,
     send_timeout: Duration,
     state: State,
 }
@@ -326,6 +338,10 @@ impl TcpConnection {
             wstart: 0,
             wend: 0,
             wlimit: config.send_buffer_limit,
+            queue_limit: config.send_queue_limit.max(config.send_buffer_limit),
+            last_heard: Instant::now(),
+            pinged: false,
+            liveness: (!config.liveness_timeout.is_zero()).then_some(config.liveness_timeout),
             send_timeout: config.send_timeout,
             state: State::Open,
         })
@@ -344,11 +360,6 @@ impl TcpConnection {
     /// The peer's address.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.stream.peer_addr()
-    }
-
-    /// Bytes written by the application but not yet accepted by the kernel.
-    pub fn pending_send_bytes(&self) -> usize {
-        self.wend - self.wstart
     }
 
     fn ended(&self) -> Option<Ended> {
@@ -430,6 +441,35 @@ impl TcpConnection {
         Ok(())
     }
 
+    /// Appends a frame to the write buffer without waiting, if the queued
+    /// bytes stay within the queue limit; then hands the kernel what it
+    /// takes.
+    fn try_push_frame<E>(
+        &mut self,
+        max_len: usize,
+        encode: impl FnOnce(&mut [u8]) -> Result<usize, E>,
+    ) -> Result<usize, SendError<E>> {
+        let need = TCP_FRAME_HEADER + pad16(max_len);
+        // Hand over what the kernel takes first, so the bound counts only
+        // what really waits.
+        self.flush_some().map_err(|e| e.send_error())?;
+        let queued = self.wend - self.wstart;
+        if queued + need > self.queue_limit.max(need) {
+            return Err(SendError::QueueFull {
+                queued,
+                limit: self.queue_limit,
+            });
+        }
+        if self.wbuf.len() - self.wend < need {
+            let (s, e) = (self.wstart, self.wend);
+            self.wbuf.as_mut_slice().copy_within(s..e, 0);
+            self.wend = e - s;
+            self.wstart = 0;
+            grow_to(&mut self.wbuf, self.wend + need);
+        }
+        self.write_frame(KIND_DATA, max_len, encode)
+    }
+
     fn push_frame<E>(
         &mut self,
         kind: u32,
@@ -438,6 +478,17 @@ impl TcpConnection {
     ) -> Result<usize, SendError<E>> {
         let need = TCP_FRAME_HEADER + pad16(max_len);
         self.reserve_write(need).map_err(SendError::widen)?;
+        self.write_frame(kind, max_len, encode)
+    }
+
+    /// Encodes one frame at the end of the write buffer (which has room for
+    /// it) and hands the kernel what it takes now.
+    fn write_frame<E>(
+        &mut self,
+        kind: u32,
+        max_len: usize,
+        encode: impl FnOnce(&mut [u8]) -> Result<usize, E>,
+    ) -> Result<usize, SendError<E>> {
         let at = self.wend;
         let buf = self.wbuf.as_mut_slice();
         let n = encode(&mut buf[at + TCP_FRAME_HEADER..at + TCP_FRAME_HEADER + max_len])
@@ -498,6 +549,8 @@ impl TcpConnection {
                 }
                 Ok(n) => {
                     self.rend += n;
+                    self.last_heard = Instant::now();
+                    self.pinged = false;
                     return Ok(true);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
@@ -523,6 +576,17 @@ impl TcpConnection {
             let kind = u32::from_le_bytes(h[4..8].try_into().expect("4 bytes"));
             match kind {
                 KIND_DATA => {}
+                KIND_PING | KIND_PONG if len == 0 => {
+                    // Heartbeats never reach the application: a ping is
+                    // answered at once (best effort: a full queue means the
+                    // peer is not reading, and its own liveness check
+                    // decides).
+                    self.rstart += TCP_FRAME_HEADER;
+                    if kind == KIND_PING {
+                        let _ = self.try_control(KIND_PONG);
+                    }
+                    return self.parse();
+                }
                 KIND_CLOSE if len == 0 => {
                     self.rstart += TCP_FRAME_HEADER;
                     self.state = State::PeerClosed;
@@ -586,8 +650,11 @@ impl TcpConnection {
     }
 
     /// `true` if a complete frame is already buffered (no syscall needed to
-    /// receive it).
+    /// receive it), or the connection has ended (its error is waiting).
     pub fn has_buffered_frame(&self) -> bool {
+        if !matches!(self.state, State::Open) {
+            return true;
+        }
         let avail = self.rend - self.rstart;
         if avail < TCP_FRAME_HEADER {
             return false;
@@ -595,6 +662,59 @@ impl TcpConnection {
         let h = &self.rbuf.as_slice()[self.rstart..self.rstart + 4];
         let len = u32::from_le_bytes(h.try_into().expect("4 bytes")) as usize;
         avail >= TCP_FRAME_HEADER + pad16(len)
+    }
+
+    /// Hands the kernel what it takes of the queued output, without
+    /// waiting; `true` while output is still queued.
+    pub(crate) fn flush_queued(&mut self) -> bool {
+        self.flush_some().is_ok() && self.wend > self.wstart
+    }
+
+    /// Queues an empty control frame (heartbeat) without waiting.
+    fn try_control(&mut self, kind: u32) -> Result<(), SendError> {
+        let queued = self.wend - self.wstart;
+        if queued + TCP_FRAME_HEADER > self.queue_limit {
+            return Err(SendError::QueueFull {
+                queued,
+                limit: self.queue_limit,
+            });
+        }
+        if self.wbuf.len() - self.wend < TCP_FRAME_HEADER {
+            let (s, e) = (self.wstart, self.wend);
+            self.wbuf.as_mut_slice().copy_within(s..e, 0);
+            self.wend = e - s;
+            self.wstart = 0;
+            grow_to(&mut self.wbuf, self.wend + TCP_FRAME_HEADER);
+        }
+        self.write_frame::<std::convert::Infallible>(kind, 0, |_| Ok(0))
+            .map(|_| ())
+    }
+
+    /// The liveness check: a peer silent for the liveness timeout is dead;
+    /// one silent for a third of it is sent a heartbeat. Returns when to
+    /// check next (`None` when heartbeats are off or the connection ended).
+    pub(crate) fn tick(&mut self, now: Instant) -> Option<Instant> {
+        let liveness = self.liveness?;
+        if !matches!(self.state, State::Open) {
+            return None;
+        }
+        let silent = now.saturating_duration_since(self.last_heard);
+        if silent >= liveness {
+            let _ = self.die(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no heartbeat from the peer for {silent:?}"),
+            ));
+            return None;
+        }
+        let ping_at = liveness / 3;
+        if silent >= ping_at && !self.pinged {
+            self.pinged = self.try_control(KIND_PING).is_ok();
+        }
+        Some(if self.pinged || silent >= ping_at {
+            self.last_heard + liveness
+        } else {
+            self.last_heard + ping_at
+        })
     }
 
     fn frame(&self, (start, len): (usize, usize)) -> TcpFrame<'_> {
@@ -630,6 +750,21 @@ impl Connection for TcpConnection {
         self.push_frame(KIND_DATA, max_len, encode)
     }
 
+    fn try_send_with<F, E>(&mut self, max_len: usize, encode: F) -> Result<usize, SendError<E>>
+    where
+        F: FnOnce(&mut [u8]) -> Result<usize, E>,
+    {
+        if let Some(e) = self.ended() {
+            return Err(e.send_error());
+        }
+        check_send_len(max_len, self.peer_max_frame)?;
+        self.try_push_frame(max_len, encode)
+    }
+
+    fn pending_send_bytes(&self) -> usize {
+        self.wend - self.wstart
+    }
+
     fn flush(&mut self) -> Result<(), SendError> {
         if let Some(e) = self.ended() {
             return Err(e.send_error());
@@ -648,16 +783,25 @@ impl Connection for TcpConnection {
         // cost a system call; `poll` then `read` does it in two, like a
         // blocking read would in one.
         let mut read = false;
+        let mut next_tick = self.tick(Instant::now());
         loop {
             if let Some(f) = self.poll_frame(read)? {
                 return Ok(self.frame(f));
             }
             read = true;
+            let now = Instant::now();
+            if next_tick.is_some_and(|t| now >= t) {
+                next_tick = self.tick(now);
+                if let Some(e) = self.ended() {
+                    return Err(e.recv_error());
+                }
+            }
             let mut want = PollFlags::IN;
             if self.wend > self.wstart {
                 want |= PollFlags::OUT;
             }
-            let [rev] = wait_fds([(self.stream.as_fd(), want)], Some(deadline))
+            let until = next_tick.map_or(deadline, |t| t.min(deadline));
+            let [rev] = wait_fds([(self.stream.as_fd(), want)], Some(until))
                 .map_err(|source| RecvError::Io { op: "poll", source })?;
             if rev.is_empty() && Instant::now() >= deadline {
                 return Err(RecvError::TimedOut);

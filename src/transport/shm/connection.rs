@@ -2,6 +2,7 @@
 //! bootstrap socket kept open for liveness, the wait strategy) and the
 //! frames it lends ([`ShmFrame`]).
 
+use std::collections::VecDeque;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
@@ -91,6 +92,13 @@ pub struct ShmConnection {
     force_check: bool,
     /// Private copies of received frames ([`Connection::recv_private_timeout`]).
     snapshot: AlignedBytes,
+    /// Frames [`Connection::try_send_with`] could not put in the full ring
+    /// yet, in order (each its encoded bytes).
+    queue: VecDeque<AlignedBytes>,
+    /// Bytes in `queue`.
+    queued: usize,
+    /// Bound on `queued`.
+    queue_limit: usize,
 }
 
 impl std::fmt::Debug for ShmConnection {
@@ -222,6 +230,9 @@ impl ShmConnection {
             last_check: Instant::now(),
             force_check: false,
             snapshot: AlignedBytes::new(),
+            queue: VecDeque::new(),
+            queued: 0,
+            queue_limit: config.send_queue_limit,
         })
     }
 
@@ -265,6 +276,84 @@ impl ShmConnection {
     }
 }
 
+impl ShmConnection {
+    /// Checks that frames can still be sent: not closed, peer alive, the
+    /// peer's consumer still attached.
+    fn check_sendable<E>(&self) -> Result<(), SendError<E>> {
+        if let Some(e) = self.ended() {
+            return Err(e.send_error());
+        }
+        if self.live.is_dead() {
+            return Err(self.dead().send_error());
+        }
+        // Pairs with the Release store in the peer's Consumer::drop: the peer
+        // closed its end, nothing we send would be read.
+        if self
+            .tx_storage
+            .header()
+            .meta
+            .0
+            .consumer_closed
+            .load(crate::sync::Ordering::Acquire)
+            != 0
+        {
+            return Err(SendError::Closed);
+        }
+        Ok(())
+    }
+
+    /// Moves queued frames into the ring, in order: waiting for room (at
+    /// most the send timeout per frame) when `wait`, else only as far as
+    /// there is room now. `Ok(true)` when the queue is empty.
+    fn drain_queue(&mut self, wait: bool) -> Result<bool, SendError> {
+        while let Some(front) = self.queue.front() {
+            let len = front.len();
+            let Some(tx) = self.tx.as_mut() else {
+                return Err(SendError::Closed);
+            };
+            let grant = if wait {
+                tx.reserve_blocking(len, 0, &self.tx_waiter, self.send_timeout)
+            } else {
+                tx.reserve(len)
+            };
+            let mut grant = match grant {
+                Ok(g) => g,
+                Err(RingError::Full) if !wait => return Ok(false),
+                Err(e) => return Err(self.send_ring_err(e)),
+            };
+            grant.copy_from_slice(front.as_slice());
+            // The used length rides in the frame kind, as in `send_with`.
+            if let Err(e) = grant.set_kind(len as u32) {
+                return Err(SendError::Ring(e));
+            }
+            grant.commit();
+            self.queued -= len;
+            self.queue.pop_front();
+        }
+        Ok(true)
+    }
+
+    /// The Mux's flush: moves what fits of the queue into the ring and, if
+    /// something is still queued, asks the peer to wake this side's eventfd
+    /// when it frees room. `true` while output is still queued.
+    pub(crate) fn flush_queued(&mut self) -> bool {
+        loop {
+            match self.drain_queue(false) {
+                Ok(true) | Err(_) => return false,
+                Ok(false) => {}
+            }
+            let len = self.queue.front().map_or(0, AlignedBytes::len);
+            match self.tx.as_mut().map(|tx| tx.arm_eventfd(len)) {
+                // Armed: the peer's next release wakes us.
+                Some(Ok(true)) => return true,
+                // Room appeared meanwhile: drain again.
+                Some(Ok(false)) => continue,
+                _ => return false,
+            }
+        }
+    }
+}
+
 impl Connection for ShmConnection {
     type Frame<'a> = ShmFrame<'a>;
 
@@ -284,25 +373,11 @@ impl Connection for ShmConnection {
     where
         F: FnOnce(&mut [u8]) -> Result<usize, E>,
     {
-        if let Some(e) = self.ended() {
-            return Err(e.send_error());
-        }
+        self.check_sendable()?;
         check_send_len(max_len, self.peer_max_frame)?;
-        if self.live.is_dead() {
-            return Err(self.dead().send_error());
-        }
-        // Pairs with the Release store in the peer's Consumer::drop: the peer
-        // closed its end, nothing we send would be read.
-        if self
-            .tx_storage
-            .header()
-            .meta
-            .0
-            .consumer_closed
-            .load(crate::sync::Ordering::Acquire)
-            != 0
-        {
-            return Err(SendError::Closed);
+        if !self.queue.is_empty() {
+            // Earlier non-blocking sends go first.
+            self.drain_queue(true).map_err(SendError::widen)?;
         }
         let Some(tx) = self.tx.as_mut() else {
             return Err(SendError::Closed);
@@ -332,12 +407,67 @@ impl Connection for ShmConnection {
         Ok(n)
     }
 
-    fn flush(&mut self) -> Result<(), SendError> {
-        // Every send publishes its frame at once.
-        match self.ended() {
-            Some(e) => Err(e.send_error()),
-            None => Ok(()),
+    fn try_send_with<F, E>(&mut self, max_len: usize, encode: F) -> Result<usize, SendError<E>>
+    where
+        F: FnOnce(&mut [u8]) -> Result<usize, E>,
+    {
+        self.check_sendable()?;
+        check_send_len(max_len, self.peer_max_frame)?;
+        if self.drain_queue(false).map_err(SendError::widen)? {
+            let Some(tx) = self.tx.as_mut() else {
+                return Err(SendError::Closed);
+            };
+            match tx.reserve(max_len) {
+                Ok(mut grant) => {
+                    let n = encode(&mut grant).map_err(SendError::Encode)?;
+                    if n > max_len {
+                        return Err(SendError::EncoderOverrun {
+                            used: n,
+                            len: max_len,
+                        });
+                    }
+                    if let Err(e) = grant.set_kind(n as u32) {
+                        return Err(SendError::Ring(e));
+                    }
+                    grant.commit();
+                    return Ok(n);
+                }
+                Err(RingError::Full) => {}
+                Err(e) => return Err(self.send_ring_err(e)),
+            }
         }
+        // No room in the ring: queue a copy, within the bound.
+        if self.queued + max_len > self.queue_limit {
+            return Err(SendError::QueueFull {
+                queued: self.queued,
+                limit: self.queue_limit,
+            });
+        }
+        let mut frame = AlignedBytes::with_capacity(max_len);
+        frame.resize(max_len, 0);
+        let n = encode(frame.as_mut_slice()).map_err(SendError::Encode)?;
+        if n > max_len {
+            return Err(SendError::EncoderOverrun {
+                used: n,
+                len: max_len,
+            });
+        }
+        frame.resize(n, 0);
+        self.queued += n;
+        self.queue.push_back(frame);
+        Ok(n)
+    }
+
+    fn pending_send_bytes(&self) -> usize {
+        self.queued
+    }
+
+    fn flush(&mut self) -> Result<(), SendError> {
+        // Every send publishes its frame at once; queued ones go now.
+        if let Some(e) = self.ended() {
+            return Err(e.send_error());
+        }
+        self.drain_queue(true).map(|_| ())
     }
 
     fn try_recv(&mut self) -> Result<Option<ShmFrame<'_>>, RecvError> {
@@ -477,10 +607,17 @@ impl MuxConnection for ShmConnection {
         }
     }
 
+    fn flush_pending(&mut self) -> bool {
+        self.flush_queued()
+    }
+
     fn note_event(&mut self) {
         self.my_efd.drain();
         if let Some(rx) = self.rx.as_mut() {
             rx.disarm();
+        }
+        if let Some(tx) = self.tx.as_mut() {
+            tx.disarm();
         }
         self.force_check = true;
     }
