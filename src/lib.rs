@@ -65,7 +65,7 @@
 //! let len = encoder.encoded_len(&request)?;
 //! let mut grant = producer.reserve(len)?; // 16-byte aligned, in the ring
 //! encoder.encode_into(&request, &mut grant)?;
-//! grant.commit();
+//! grant.commit_all();
 //!
 //! let frame = consumer.peek()?.expect("a frame");
 //! let archived = spec::access::<PushTaskRequest>(&frame)?; // bytecheck-validated
@@ -84,6 +84,8 @@ pub mod ring;
 pub mod shm;
 pub mod spec;
 pub mod sync;
+// The OS layer: the raw syscalls (futex, eventfd) as small safe functions.
+pub(crate) mod sys;
 // The transport is OS plumbing (sockets, SCM_RIGHTS, mio) around the ring;
 // the loom build (`--cfg shmwire_loom`) models the ring and the wake-up
 // handshake only, where eventfds are modelled and have no file descriptor.

@@ -9,8 +9,9 @@ use std::path::Path;
 use shmwire::shm::Session;
 use shmwire::transport::{
     connect_shm, connect_tcp, Directory, Endpoint, Mux, Registration, ShmConnection, ShmListener,
-    ShmOptions, ShmWait, TcpConnection, TcpListener, TransportConfig, TransportError, WorkerId,
+    ShmOptions, TcpConnection, TcpListener, TransportConfig, TransportError, WorkerId,
 };
+use shmwire::wake::WaitStrategy;
 
 /// TCP on 127.0.0.1.
 struct Tcp;
@@ -68,9 +69,9 @@ struct Shm<const W: u8>;
 impl<const W: u8> Shm<W> {
     fn opts() -> ShmOptions {
         let wait = match W {
-            0 => ShmWait::Spin,
-            1 => ShmWait::SpinPark,
-            _ => ShmWait::EventFd,
+            0 => WaitStrategy::Spin,
+            1 => WaitStrategy::spin_park(),
+            _ => WaitStrategy::eventfd(),
         };
         // Large enough for the large-frame test's 6 MiB frames.
         ShmOptions {

@@ -21,13 +21,13 @@
 //!
 //! # Frames
 //!
-//! A message is one ring frame whose payload is the message bytes, 16-byte
-//! aligned in shared memory. [`Connection::send_with`] reserves `max_len`
-//! bytes in the peer's ring and the encoder writes straight into them; the
-//! ring frame's `kind` word then carries the length actually used (the ring
-//! itself only knows the reserved length), so a receiver hands out exactly
-//! the encoded bytes. A used length larger than the frame or than the
-//! receiver's maximum is a protocol violation.
+//! A message is one ring frame of kind [`MESSAGE_KIND`] whose payload is the
+//! message bytes, 16-byte aligned in shared memory. [`Connection::send_with`]
+//! reserves `max_len` bytes in the peer's ring, the encoder writes straight
+//! into them, and the ring's partial commit (`WriteGrant::commit(n)`)
+//! publishes only the `n` bytes it used: the frame's length is the message
+//! length. A frame longer than the receiver's maximum, or of another kind,
+//! is a protocol violation.
 //!
 //! A received frame stays in shared memory, where the peer can still write
 //! it: [`Connection::recv_timeout`] lends it as plain bytes, and
@@ -49,8 +49,9 @@
 //!
 //! # Waiting
 //!
-//! Each side picks its own [`ShmWait`]: spin, spin-then-yield, spin-then-park
-//! on the ring's shared futex word, or spin-then-eventfd. Both eventfds are
+//! Each side picks its own [`WaitStrategy`] ([`ShmOptions::wait`]): spin,
+//! spin-then-yield, spin-then-park on the ring's shared futex word, or
+//! spin-then-eventfd. Both eventfds are
 //! always exchanged, so a side in any mode can also be woken through its
 //! eventfd by a [`Mux`](super::Mux).
 
@@ -78,11 +79,11 @@ use super::{
     check_send_len, Connection, SendError, TransportConfig, TransportError, TransportKind, WorkerId,
 };
 use crate::ring::{
-    create_ring_segment, Consumer, MappedStorage, Producer, ReadFrame, Ring, RingError,
-    RingSegmentError, RingStorage, MAX_CAPACITY,
+    create_ring_segment, AttachError, Consumer, MappedStorage, Producer, ReadFrame, Ring,
+    RingError, RingSegmentError, RingStorage, MAX_CAPACITY,
 };
 use crate::shm::{kind, Segment, Session};
-use crate::wake::{EventFd, WaitStrategy, Waiter, DEFAULT_SPIN};
+use crate::wake::{EventFd, WaitStrategy, Waiter};
 
 /// Smallest ring capacity a caller may ask for.
 pub const MIN_RING_CAPACITY: usize = 4096;
@@ -91,28 +92,16 @@ pub const DEFAULT_RING_CAPACITY: usize = 1 << 20;
 /// How often a non-blocking receive on an empty ring checks the peer's socket.
 const TRY_RECV_CHECK_INTERVAL: Duration = Duration::from_millis(1);
 const ACK: u8 = b'A';
-
-/// How a side of a shared-memory connection waits for its peer (see
-/// [`crate::wake::WaitStrategy`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ShmWait {
-    /// Busy-spin (lowest latency; burns a core while waiting).
-    Spin,
-    /// Spin for the spin window, then `sched_yield`.
-    SpinYield,
-    /// Spin for the spin window, then sleep on the ring's shared futex word.
-    SpinPark,
-    /// Spin for the spin window, then sleep on this side's eventfd.
-    EventFd,
-}
+/// The ring frame kind of a message (the only kind this transport sends).
+pub const MESSAGE_KIND: u32 = 0;
 
 /// Settings of the shared-memory transport (one side).
 #[derive(Debug, Clone)]
 pub struct ShmOptions {
-    /// How this side waits.
-    pub wait: ShmWait,
-    /// Spin window before yielding or sleeping.
-    pub spin: Duration,
+    /// How this side waits, and its spin window
+    /// ([`WaitStrategy::EventFd`] blocks on this side's eventfd, which the
+    /// handshake always exchanges).
+    pub wait: WaitStrategy,
     /// Capacity of each ring (power of two); the caller's choice is used for
     /// both directions.
     pub ring_capacity: usize,
@@ -125,8 +114,7 @@ impl Default for ShmOptions {
     /// liveness checks.
     fn default() -> Self {
         Self {
-            wait: ShmWait::SpinPark,
-            spin: DEFAULT_SPIN,
+            wait: WaitStrategy::spin_park(),
             ring_capacity: DEFAULT_RING_CAPACITY,
             check_interval: Duration::from_millis(2),
         }
@@ -134,8 +122,8 @@ impl Default for ShmOptions {
 }
 
 impl ShmOptions {
-    /// The defaults with another wait mode.
-    pub fn with_wait(wait: ShmWait) -> Self {
+    /// The defaults with another wait strategy.
+    pub fn with_wait(wait: WaitStrategy) -> Self {
         Self {
             wait,
             ..Self::default()
@@ -152,6 +140,11 @@ fn ring_err(e: RingError) -> TransportError {
         RingError::TooLarge { len, max } => TransportError::FrameTooLarge { len, max },
         other => TransportError::Protocol(format!("shared-memory ring: {other}")),
     }
+}
+
+/// Maps a ring set-up error to the transport's.
+fn attach_err(e: AttachError) -> TransportError {
+    TransportError::Protocol(format!("shared-memory ring: {e}"))
 }
 
 /// The Unix-socket path a worker listens on in `session`.
@@ -205,17 +198,9 @@ impl SocketLiveness {
 }
 
 fn waiter(opts: &ShmOptions, my_efd: &EventFd, live: &Arc<SocketLiveness>) -> Waiter {
-    let strategy = match opts.wait {
-        ShmWait::Spin => WaitStrategy::Spin,
-        ShmWait::SpinYield => WaitStrategy::SpinYield { spin: opts.spin },
-        ShmWait::SpinPark => WaitStrategy::SpinPark { spin: opts.spin },
-        ShmWait::EventFd => WaitStrategy::EventFd {
-            spin: opts.spin,
-            fd: my_efd.clone(),
-        },
-    };
     let live = Arc::clone(live);
-    Waiter::new(strategy)
+    Waiter::new(opts.wait)
+        .with_eventfd(my_efd.clone())
         .with_liveness(move || live.check())
         .with_check_interval(opts.check_interval)
 }
@@ -232,8 +217,6 @@ enum State {
 pub struct ShmConnection {
     tx: Option<Producer<MappedStorage>>,
     rx: Option<Consumer<MappedStorage>>,
-    tx_storage: MappedStorage,
-    rx_storage: MappedStorage,
     tx_waiter: Waiter,
     rx_waiter: Waiter,
     sock: UnixStream,
@@ -263,12 +246,13 @@ impl std::fmt::Debug for ShmConnection {
 /// shared memory. Dropping it releases its space in the ring.
 pub struct ShmFrame<'a> {
     frame: Option<ReadFrame<'a, MappedStorage>>,
-    len: usize,
 }
 
 impl std::fmt::Debug for ShmFrame<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ShmFrame").field("len", &self.len).finish()
+        f.debug_struct("ShmFrame")
+            .field("len", &self.len())
+            .finish()
     }
 }
 
@@ -276,7 +260,7 @@ impl std::ops::Deref for ShmFrame<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         match &self.frame {
-            Some(f) => &f[..self.len],
+            Some(f) => f.payload(),
             None => &[],
         }
     }
@@ -290,27 +274,30 @@ impl Drop for ShmFrame<'_> {
     }
 }
 
-/// Checks the used length a ring frame carries in its kind word (hostile
-/// input: it must lie within the frame and the receiver's maximum) and
-/// returns it.
-fn check_used<S: RingStorage>(frame: &ReadFrame<'_, S>, max_frame: usize) -> Result<usize, String> {
-    let used = frame.kind() as usize;
-    if used > frame.len() || used > max_frame {
+/// Checks a received ring frame (hostile input: the ring validated that it
+/// lies within the published bytes; its length must also respect the
+/// receiver's maximum, and its kind must be a message).
+fn check_frame<S: RingStorage>(frame: &ReadFrame<'_, S>, max_frame: usize) -> Result<(), String> {
+    if frame.kind() != MESSAGE_KIND {
         return Err(format!(
-            "frame claims {used} used bytes in a {}-byte frame (maximum {max_frame})",
+            "frame of unknown kind {:#x} ({} bytes)",
+            frame.kind(),
             frame.len()
         ));
     }
-    Ok(used)
+    if frame.len() > max_frame {
+        return Err(format!(
+            "frame of {} bytes exceeds the maximum of {max_frame}",
+            frame.len()
+        ));
+    }
+    Ok(())
 }
 
-/// Wraps a ring frame after checking the used length it carries.
+/// Wraps a ring frame after checking it.
 fn wrap(frame: ReadFrame<'_, MappedStorage>, max_frame: usize) -> Result<ShmFrame<'_>, String> {
-    let len = check_used(&frame, max_frame)?;
-    Ok(ShmFrame {
-        frame: Some(frame),
-        len,
-    })
+    check_frame(&frame, max_frame)?;
+    Ok(ShmFrame { frame: Some(frame) })
 }
 
 impl ShmConnection {
@@ -318,8 +305,6 @@ impl ShmConnection {
     fn assemble(
         tx: Producer<MappedStorage>,
         rx: Consumer<MappedStorage>,
-        tx_storage: MappedStorage,
-        rx_storage: MappedStorage,
         sock: UnixStream,
         my_efd: EventFd,
         peer_efd: EventFd,
@@ -344,8 +329,6 @@ impl ShmConnection {
             rx_waiter: waiter(opts, &my_efd, &live),
             tx: Some(tx),
             rx: Some(rx),
-            tx_storage,
-            rx_storage,
             sock,
             live,
             my_efd,
@@ -415,24 +398,15 @@ impl Connection for ShmConnection {
         if self.live.is_dead() {
             return Err(self.dead_error().into());
         }
-        // Pairs with the Release store in the peer's Consumer::drop: the peer
-        // closed its end, nothing we send would be read.
-        if self
-            .tx_storage
-            .header()
-            .meta
-            .0
-            .consumer_closed
-            .load(crate::sync::Ordering::Acquire)
-            != 0
-        {
-            return Err(TransportError::Closed.into());
-        }
         let Some(tx) = self.tx.as_mut() else {
             return Err(TransportError::Closed.into());
         };
+        // The peer closed its end: nothing we send would be read.
+        if tx.is_abandoned() {
+            return Err(TransportError::Closed.into());
+        }
         // A relative deadline: a send that finds room at once reads no clock.
-        let grant = tx.reserve_blocking(max_len, 0, &self.tx_waiter, self.send_timeout);
+        let grant = tx.reserve_blocking(max_len, MESSAGE_KIND, &self.tx_waiter, self.send_timeout);
         let mut grant = match grant {
             Ok(g) => g,
             Err(RingError::PeerDied) => return Err(self.dead_error().into()),
@@ -445,12 +419,9 @@ impl Connection for ShmConnection {
             ))
             .into());
         }
-        // The used length rides in the frame kind (see the module docs); it
-        // is below the ring's maximum payload, so never the padding kind.
-        grant
-            .set_kind(n as u32)
-            .map_err(|e| SendError::Transport(ring_err(e)))?;
-        grant.commit();
+        // Publish only the bytes the encoder used: the frame's length is the
+        // message's (n <= max_len, the grant's length, checked above).
+        grant.commit(n);
         Ok(n)
     }
 
@@ -570,19 +541,13 @@ impl super::MuxConnection for ShmConnection {
     }
 
     fn ready_hint(&self) -> bool {
-        let h = self.rx_storage.header();
-        // Acquire pairs with the Release store of head in the peer's
-        // Producer::flush (as in Consumer::try_next); tail is ours.
-        let head = h.head.0.load(crate::sync::Ordering::Acquire);
-        let tail = h.tail.0.load(crate::sync::Ordering::Relaxed);
-        head != tail
-            || h.meta
-                .0
-                .producer_closed
-                .load(crate::sync::Ordering::Relaxed)
-                != 0
-            || self.live.is_dead()
-            || !matches!(self.state, State::Open)
+        // The ring's own probes: a published frame, or a peer that closed
+        // its end (a receive then reports it).
+        let rx_ready = self
+            .rx
+            .as_ref()
+            .is_none_or(|rx| rx.has_frames() || rx.is_abandoned());
+        rx_ready || self.live.is_dead() || !matches!(self.state, State::Open)
     }
 
     fn prepare_sleep(&mut self) -> bool {
@@ -628,14 +593,14 @@ fn create_ring(
 ) -> Result<(Arc<Segment>, MappedStorage), TransportError> {
     let seg = create_ring_segment(session, name, cap).map_err(|e| match e {
         RingSegmentError::Shm(e) => TransportError::from(e),
-        RingSegmentError::Ring(e) => ring_err(e),
+        RingSegmentError::Ring(e) => attach_err(e),
     })?;
     let storage = map_ring(&seg)?;
     Ok((seg, storage))
 }
 
 fn map_ring(seg: &Arc<Segment>) -> Result<MappedStorage, TransportError> {
-    MappedStorage::from_segment(Arc::clone(seg)).map_err(ring_err)
+    MappedStorage::from_segment(Arc::clone(seg)).map_err(attach_err)
 }
 
 fn io_hs(e: std::io::Error) -> TransportError {
@@ -806,24 +771,23 @@ impl ShmListener {
                         Err(e) => return Err(e),
                     }
                 };
-            let rx = Ring::attach_consumer(c2s.clone()).map_err(ring_err)?;
-            let tx = Ring::attach_producer(s2c.clone()).map_err(ring_err)?;
+            let rx = Ring::attach_consumer(c2s).map_err(attach_err)?;
+            let tx = Ring::attach_producer(s2c).map_err(attach_err)?;
             let my_efd = EventFd::new()?;
             let peer_efd = EventFd::new()?;
             Ok((
-                c2s_name, s2c_name, c2s_seg, c2s, s2c_seg, s2c, rx, tx, my_efd, peer_efd,
+                c2s_name, s2c_name, c2s_seg, s2c_seg, rx, tx, my_efd, peer_efd,
             ))
         };
-        let (c2s_name, s2c_name, c2s_seg, c2s, s2c_seg, s2c, rx, tx, my_efd, peer_efd) =
-            match setup() {
-                Ok(v) => v,
-                Err(e) => {
-                    // Tell the caller instead of just hanging up.
-                    reply.status = handshake::Status::Refused;
-                    let _ = handshake::write_msg(&mut s, &reply.encode(), "handshake reply");
-                    return Err(e);
-                }
-            };
+        let (c2s_name, s2c_name, c2s_seg, s2c_seg, rx, tx, my_efd, peer_efd) = match setup() {
+            Ok(v) => v,
+            Err(e) => {
+                // Tell the caller instead of just hanging up.
+                reply.status = handshake::Status::Refused;
+                let _ = handshake::write_msg(&mut s, &reply.encode(), "handshake reply");
+                return Err(e);
+            }
+        };
         let mut ext = (cap as u64).to_le_bytes().to_vec();
         for name in [&c2s_name, &s2c_name] {
             ext.push(name.len() as u8);
@@ -860,8 +824,6 @@ impl ShmListener {
         ShmConnection::assemble(
             tx,
             rx,
-            s2c,
-            c2s,
             stream,
             my_efd,
             peer_efd,
@@ -1000,14 +962,12 @@ pub fn connect_shm(
     };
     let (_c2s_seg, c2s) = open(&names[0])?;
     let (_s2c_seg, s2c) = open(&names[1])?;
-    let tx = Ring::attach_producer(c2s.clone()).map_err(ring_err)?;
-    let rx = Ring::attach_consumer(s2c.clone()).map_err(ring_err)?;
+    let tx = Ring::attach_producer(c2s).map_err(attach_err)?;
+    let rx = Ring::attach_consumer(s2c).map_err(attach_err)?;
     (&stream).write_all(&[ACK]).map_err(io_hs)?;
     ShmConnection::assemble(
         tx,
         rx,
-        c2s,
-        s2c,
         stream,
         my_efd,
         peer_efd,
@@ -1023,18 +983,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn used_length_is_checked() {
+    fn frame_length_and_kind_are_checked() {
         let (mut tx, mut rx) = Ring::heap(4096).unwrap();
-        for (reserved, used) in [(16usize, 16u32), (16, 17), (64, 20), (64, 2000)] {
-            let mut g = tx.reserve(reserved).unwrap();
-            g.set_kind(used).unwrap();
-            g.commit();
+        // (reserved, committed, kind): the frame is the committed length.
+        for (reserved, used, kind) in [
+            (16usize, 16usize, MESSAGE_KIND),
+            (64, 20, MESSAGE_KIND),
+            (2000, 1000, MESSAGE_KIND),
+            (2000, 1001, MESSAGE_KIND),
+            (64, 20, 7),
+        ] {
+            let g = tx.reserve_with_kind(reserved, kind).unwrap();
+            g.commit(used);
             let f = rx.peek().unwrap().unwrap();
-            let ok = check_used(&f, 1000).is_ok();
+            assert_eq!(f.len(), used);
+            let ok = check_frame(&f, 1000).is_ok();
             assert_eq!(
                 ok,
-                used as usize <= reserved && used <= 1000,
-                "reserved {reserved} used {used}"
+                used <= 1000 && kind == MESSAGE_KIND,
+                "reserved {reserved} used {used} kind {kind}"
             );
             f.release();
         }
