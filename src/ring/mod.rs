@@ -111,8 +111,9 @@
 //! multiples of 16 / within the data region / within `head − tail`, padding
 //! frames end exactly at the end of the region, the capacity matches the
 //! memory we attached to. A violation returns [`RingError::Corrupt`] (or
-//! [`AttachError::Corrupt`] when attaching) and poisons the ring (a flag in the header and in the half): every later call
-//! returns [`RingError::Poisoned`]. Bytes of a payload may still change under
+//! [`AttachError::Corrupt`] when attaching) and poisons the ring (a flag in
+//! the header and in the half): every later call returns
+//! [`RingError::Poisoned`]. Bytes of a payload may still change under
 //! a reader if the peer is hostile; that only changes bytes, and the message
 //! layer validates them.
 //!

@@ -68,9 +68,9 @@ use crate::sync::{fence, spin_loop, Ordering};
 
 /// Why a wait ended without the awaited condition.
 ///
-/// [`Waiter::wait_for`] returns the caller's own error type `E: From<WaitError>`
-/// (the ring's `RingError` has the same two variants), so a caller's poll
-/// errors and these two reasons travel in one enum.
+/// The wait loop (`Waiter::wait_for`) returns the caller's own error type
+/// `E: From<WaitError>` (the ring's `RingError` has the same two variants),
+/// so a caller's poll errors and these two reasons travel in one enum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum WaitError {
     /// The deadline passed (after one last poll found nothing).
