@@ -59,7 +59,7 @@ fn producer() -> Result<()> {
                 producer.reserve_blocking(frame_len(i), FRAME_KIND, &waiter, deadline)?;
             grant[..8].copy_from_slice(&i.to_le_bytes());
             grant[8..].fill(i as u8);
-            grant.commit();
+            grant.commit_all();
         }
         Ok(())
     })();

@@ -70,7 +70,7 @@
 //! let len = encoder.encoded_len(&request)?;
 //! let mut grant = producer.reserve(len)?; // 16-byte aligned, in the ring
 //! encoder.encode_into(&request, &mut grant)?;
-//! grant.commit();
+//! grant.commit_all();
 //!
 //! let frame = consumer.peek()?.expect("a frame");
 //! let archived = spec::access::<PushTaskRequest>(&frame)?; // bytecheck-validated

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use shmwire::ring::{
-    Consumer, HeapStorage, MappedStorage, Producer, Ring, RingError, RingStorage, HEADER_LEN,
-    PADDING_KIND, RING_LAYOUT_VERSION,
+    AttachError, Consumer, HeapStorage, MappedStorage, Producer, Ring, RingError, RingStorage,
+    HEADER_LEN, PADDING_KIND, RING_LAYOUT_VERSION,
 };
 use shmwire::shm::{kind, Segment, Session};
 
@@ -60,7 +60,7 @@ impl Fixture {
     fn push(&mut self, len: usize) {
         let mut g = self.p.reserve(len).unwrap();
         g.fill(0xab);
-        g.commit();
+        g.commit_all();
     }
 
     /// Writes raw bytes into the data region through the second mapping.
@@ -90,7 +90,7 @@ impl Fixture {
         // New halves refuse a poisoned ring.
         assert_eq!(
             Ring::attach_consumer(self.evil.clone()).unwrap_err(),
-            RingError::Poisoned
+            AttachError::Poisoned
         );
     }
 
@@ -144,7 +144,7 @@ fn head_backwards_misaligned_and_huge() {
 fn fill_until_full(p: &mut Producer<MappedStorage>, len: usize) {
     loop {
         match p.reserve(len) {
-            Ok(g) => g.commit(),
+            Ok(g) => g.commit_all(),
             Err(RingError::Full) => return,
             Err(e) => panic!("{e:?}"),
         }
@@ -212,18 +212,18 @@ fn header_fields_rejected_on_attach() {
     h.meta.0.capacity.store(CAP as u64 * 2, Ordering::Relaxed);
     assert!(matches!(
         Ring::attach_consumer(f.evil.clone()),
-        Err(RingError::BadCapacity { .. })
+        Err(AttachError::BadCapacity { .. })
     ));
     h.meta.0.capacity.store(CAP as u64 - 16, Ordering::Relaxed);
     assert!(matches!(
         Ring::attach_consumer(f.evil.clone()),
-        Err(RingError::BadCapacity { .. })
+        Err(AttachError::BadCapacity { .. })
     ));
     h.meta.0.capacity.store(CAP as u64, Ordering::Relaxed);
     h.meta.0.version.store(7, Ordering::Relaxed);
     assert_eq!(
         Ring::attach_consumer(f.evil.clone()).unwrap_err(),
-        RingError::VersionMismatch {
+        AttachError::VersionMismatch {
             found: 7,
             expected: RING_LAYOUT_VERSION
         }
@@ -235,7 +235,7 @@ fn header_fields_rejected_on_attach() {
     h.meta.0.magic.store(0xdead, Ordering::Relaxed);
     assert_eq!(
         Ring::attach_consumer(f.evil.clone()).unwrap_err(),
-        RingError::NotInitialized
+        AttachError::NotInitialized
     );
     f.finish();
 }
@@ -309,9 +309,9 @@ fn run_ops(initial: &[u8], ops: &[Op]) {
                         Ok(mut g) => {
                             g.fill(*len as u8);
                             if *deferred {
-                                g.commit_deferred();
+                                g.commit_all_deferred();
                             } else {
-                                g.commit();
+                                g.commit_all();
                             }
                         }
                         Err(RingError::Full | RingError::TooLarge { .. }) => {}

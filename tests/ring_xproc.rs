@@ -133,8 +133,8 @@ fn verify(buf: &[u8], seed: u64, i: u64, mut sum: u64) -> u64 {
 
 // ------------------------------------------------------------ strategies --
 
-fn strategy(name: &str, own_eventfd: Option<EventFd>) -> WaitStrategy {
-    match name {
+fn waiter(name: &str, own_eventfd: Option<EventFd>) -> Waiter {
+    let strategy = match name {
         "spin" => WaitStrategy::Spin,
         "yield" => WaitStrategy::spin_yield(),
         "park" => WaitStrategy::spin_park(),
@@ -143,12 +143,15 @@ fn strategy(name: &str, own_eventfd: Option<EventFd>) -> WaitStrategy {
         "park-short" => WaitStrategy::SpinPark {
             spin: Duration::from_micros(2),
         },
-        "eventfd" => WaitStrategy::EventFd {
-            spin: Duration::from_micros(2),
-            fd: own_eventfd.expect("eventfd"),
-        },
+        "eventfd" => {
+            return Waiter::new(WaitStrategy::EventFd {
+                spin: Duration::from_micros(2),
+            })
+            .with_eventfd(own_eventfd.expect("eventfd"))
+        }
         other => panic!("unknown strategy {other}"),
-    }
+    };
+    Waiter::new(strategy)
 }
 
 /// Liveness of another process through a pidfd (readable once it exits);
@@ -204,7 +207,7 @@ fn run_producer_child(cfg: Cfg) {
         p.set_peer_eventfd(fd);
     }
     let parent = rustix::process::getppid().expect("parent").as_raw_pid() as u32;
-    let waiter = Waiter::new(strategy(&cfg.strategy, own_efd)).with_liveness(pid_alive(parent));
+    let waiter = waiter(&cfg.strategy, own_efd).with_liveness(pid_alive(parent));
     let deadline = Instant::now() + HANG_GUARD;
     let mut sum = 0u64;
     for i in 0..cfg.frames {
@@ -215,9 +218,9 @@ fn run_producer_child(cfg: Cfg) {
         sum = fill(&mut g, cfg.seed, i, sum);
         // Batches: three of four frames are committed deferred.
         if i % 4 == 3 || cfg.child_creates {
-            g.commit();
+            g.commit_all();
         } else {
-            g.commit_deferred();
+            g.commit_all_deferred();
         }
         if cfg.producer_pause_every > 0 && i % cfg.producer_pause_every == 0 {
             std::thread::sleep(Duration::from_micros(100));
@@ -348,7 +351,7 @@ fn stream(s: Stream<'_>) {
         .collect();
     let child = spawn_producer(s.test, &cfg, &inherit);
     let pid = child.0.as_ref().unwrap().id();
-    let waiter = Waiter::new(strategy(s.strategy, efd_c.clone())).with_liveness(pid_alive(pid));
+    let waiter = waiter(s.strategy, efd_c.clone()).with_liveness(pid_alive(pid));
     let deadline = Instant::now() + HANG_GUARD;
     let mut sum = 0u64;
     for i in 0..s.frames {
@@ -632,18 +635,18 @@ fn wake_crosses_mappings() {
         let mut p = Ring::attach_producer(storage_of(second)).expect("producer");
         let efd = EventFd::new().unwrap();
         p.set_peer_eventfd(efd.clone());
-        let strategy = match strat {
-            "park" => WaitStrategy::SpinPark {
+        let w = match strat {
+            "park" => Waiter::new(WaitStrategy::SpinPark {
                 spin: Duration::ZERO,
-            },
-            _ => WaitStrategy::EventFd {
+            }),
+            _ => Waiter::new(WaitStrategy::EventFd {
                 spin: Duration::ZERO,
-                fd: efd,
-            },
+            })
+            .with_eventfd(efd),
         };
         let (tx, rx) = std::sync::mpsc::channel();
         let consumer = std::thread::spawn(move || {
-            let w = Waiter::new(strategy).with_check_interval(Duration::from_secs(3600));
+            let w = w.with_check_interval(Duration::from_secs(3600));
             let far = Instant::now() + Duration::from_secs(3600);
             for i in 0..3u8 {
                 let f = c.peek_blocking(&w, far).expect("frame");
@@ -658,7 +661,7 @@ fn wake_crosses_mappings() {
             std::thread::sleep(Duration::from_millis(20));
             let mut g = p.reserve(5).unwrap();
             g.fill(i);
-            g.commit();
+            g.commit_all();
             assert_eq!(
                 rx.recv_timeout(Duration::from_secs(60)),
                 Ok(i),

@@ -10,8 +10,9 @@ use shmwire::node::{Directory, Registration};
 use shmwire::shm::Session;
 use shmwire::transport::{
     connect_shm, connect_tcp, ConnectError, Endpoint, Mux, ShmConnection, ShmListener, ShmOptions,
-    ShmWait, TcpConnection, TcpListener, TransportConfig, WorkerId,
+    TcpConnection, TcpListener, TransportConfig, WorkerId,
 };
+use shmwire::wake::WaitStrategy;
 
 /// TCP on 127.0.0.1.
 struct Tcp;
@@ -69,9 +70,9 @@ struct Shm<const W: u8>;
 impl<const W: u8> Shm<W> {
     fn opts() -> ShmOptions {
         let wait = match W {
-            0 => ShmWait::Spin,
-            1 => ShmWait::SpinPark,
-            _ => ShmWait::EventFd,
+            0 => WaitStrategy::Spin,
+            1 => WaitStrategy::spin_park(),
+            _ => WaitStrategy::eventfd(),
         };
         // Large enough for the large-frame test's 6 MiB frames.
         ShmOptions {

@@ -20,8 +20,9 @@ use shmwire::shm::Session;
 use shmwire::spec::{self, Encoder, FunctionDescriptor, PushTaskRequest, TaskArg, TaskSpecBuilder};
 use shmwire::transport::{
     connect_shm, connect_tcp, Connection, MessageConnection, RecvError, ShmConnection, ShmListener,
-    ShmOptions, ShmWait, TcpListener,
+    ShmOptions, TcpListener,
 };
+use shmwire::wake::WaitStrategy;
 
 const GUARD: Duration = Duration::from_secs(30);
 
@@ -50,7 +51,7 @@ fn request(seq: i64) -> PushTaskRequest {
 fn shm_pair(s: &Session) -> (ShmConnection, ShmConnection) {
     let opts = ShmOptions {
         ring_capacity: 1 << 16,
-        ..ShmOptions::with_wait(ShmWait::SpinYield)
+        ..ShmOptions::with_wait(WaitStrategy::spin_yield())
     };
     let mut listener = ShmListener::bind(s, cfg(1, s), opts.clone()).unwrap();
     let path = listener.socket_path().to_owned();
@@ -402,7 +403,7 @@ fn hostile_child(parent: u32) {
     let token = shmwire::node::load_or_create_token(&session).unwrap();
     let me = shmwire::transport::TransportConfig::new(parent_id(2, parent), token);
     let path = shmwire::transport::shm::socket_path(&session, &parent_id(1, parent));
-    let opts = ShmOptions::with_wait(ShmWait::SpinYield);
+    let opts = ShmOptions::with_wait(WaitStrategy::spin_yield());
     let mut c = connect_shm(&session, &path, parent_id(1, parent), &me, &opts).unwrap();
     let mut enc = Encoder::new();
     let mut x = 0x2545_F491u32;
@@ -433,7 +434,7 @@ fn hostile_peer_process_rewrites_frames_during_receive() {
         return;
     }
     let env = env("hostile-xproc");
-    let opts = ShmOptions::with_wait(ShmWait::SpinYield);
+    let opts = ShmOptions::with_wait(WaitStrategy::spin_yield());
     let mut listener = ShmListener::bind(&env.0, cfg(1, &env.0), opts).unwrap();
     let mut child = Child(Some(
         std::process::Command::new(std::env::current_exe().unwrap())

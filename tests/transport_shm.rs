@@ -13,8 +13,9 @@ use shmwire::spec::{Address, Encoder, FunctionDescriptor, PushTaskRequest, TaskS
 use shmwire::transport::{
     connect_shm, AnyConnection, ConnectError, Connection, Connector, ListenOptions, Listener,
     MessageConnection, Mux, MuxEvent, RecvError, SendError, SessionToken, ShmListener, ShmOptions,
-    ShmWait, TransportKind,
+    TransportKind,
 };
+use shmwire::wake::WaitStrategy;
 
 const GUARD: Duration = Duration::from_secs(30);
 
@@ -170,7 +171,8 @@ fn garbage_on_the_unix_socket_is_refused() {
 fn mux_sleeps_and_wakes_on_eventfd_and_hangup() {
     let env = env("muxwake");
     let s = &env.0;
-    let mut l = ShmListener::bind(s, cfg(1, s), ShmOptions::with_wait(ShmWait::EventFd)).unwrap();
+    let mut l =
+        ShmListener::bind(s, cfg(1, s), ShmOptions::with_wait(WaitStrategy::eventfd())).unwrap();
     let path = l.socket_path().to_owned();
     let sc = s.clone();
     // Two clients: one with futex waits, one with eventfd waits. The mux
@@ -182,7 +184,7 @@ fn mux_sleeps_and_wakes_on_eventfd_and_hangup() {
             &path,
             id(1),
             &cfg(2, &sc),
-            &ShmOptions::with_wait(ShmWait::SpinPark),
+            &ShmOptions::with_wait(WaitStrategy::spin_park()),
         )
         .unwrap();
         let mut b = connect_shm(
@@ -190,7 +192,7 @@ fn mux_sleeps_and_wakes_on_eventfd_and_hangup() {
             &path,
             id(1),
             &cfg(3, &sc),
-            &ShmOptions::with_wait(ShmWait::EventFd),
+            &ShmOptions::with_wait(WaitStrategy::eventfd()),
         )
         .unwrap();
         for step in rx {
@@ -259,7 +261,7 @@ fn mux_sleeps_and_wakes_on_eventfd_and_hangup() {
 fn mux_spin_mode_over_shm() {
     let env = env("muxspin");
     let s = &env.0;
-    let mut l = ShmListener::bind(s, cfg(1, s), ShmOptions::with_wait(ShmWait::Spin)).unwrap();
+    let mut l = ShmListener::bind(s, cfg(1, s), ShmOptions::with_wait(WaitStrategy::Spin)).unwrap();
     let path = l.socket_path().to_owned();
     let sc = s.clone();
     let client = std::thread::spawn(move || {
@@ -268,7 +270,7 @@ fn mux_spin_mode_over_shm() {
             &path,
             id(1),
             &cfg(2, &sc),
-            &ShmOptions::with_wait(ShmWait::Spin),
+            &ShmOptions::with_wait(WaitStrategy::Spin),
         )
         .unwrap();
         for i in 0..100u32 {
@@ -312,7 +314,7 @@ fn mux_accepts_in_the_same_loop() {
     let s = &env.0;
     let node = NodeId::from_array([5; 28]);
     let opts = ListenOptions {
-        shm: Some(ShmOptions::with_wait(ShmWait::EventFd)),
+        shm: Some(ShmOptions::with_wait(WaitStrategy::eventfd())),
         tcp: Some("127.0.0.1:0".parse().unwrap()),
         name: None,
     };

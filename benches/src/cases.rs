@@ -112,16 +112,17 @@ impl RingWait {
         })
     }
 
-    /// The library wait strategy (`fd`: this side's eventfd, for `EventFd`).
-    fn strategy(self, fd: Option<EventFd>) -> BenchResult<WaitStrategy> {
+    /// The library waiter (`fd`: this side's eventfd, for `EventFd`).
+    fn waiter(self, fd: Option<EventFd>) -> BenchResult<Waiter> {
         Ok(match self {
             // Poll never blocks through the waiter; it only uses its liveness check.
-            Self::Spin | Self::Poll => WaitStrategy::Spin,
-            Self::Futex => WaitStrategy::spin_park(),
-            Self::FutexSleep => WaitStrategy::SpinPark {
+            Self::Spin | Self::Poll => Waiter::new(WaitStrategy::Spin),
+            Self::Futex => Waiter::new(WaitStrategy::spin_park()),
+            Self::FutexSleep => Waiter::new(WaitStrategy::SpinPark {
                 spin: Duration::ZERO,
-            },
-            Self::EventFd => WaitStrategy::eventfd(fd.ok_or("eventfd case without an eventfd")?),
+            }),
+            Self::EventFd => Waiter::new(WaitStrategy::eventfd())
+                .with_eventfd(fd.ok_or("eventfd case without an eventfd")?),
         })
     }
 }
@@ -804,8 +805,9 @@ impl RingPair {
             stdin,
             stdout,
         )?;
-        let waiter =
-            Waiter::new(wait.strategy(my_fd)?).with_liveness(child_liveness(child.pid()?)?);
+        let waiter = wait
+            .waiter(my_fd)?
+            .with_liveness(child_liveness(child.pid()?)?);
         Ok(Self {
             tx: Some(tx),
             rx,
@@ -837,7 +839,7 @@ impl Pair for RingPair {
             // One frame in flight: the ring is never full here.
             let mut grant = tx.reserve(PAYLOAD)?;
             grant.copy_from_slice(&buf[..]);
-            grant.commit();
+            grant.commit_all();
             let frame = if *poll {
                 poll_frame(rx, child)?
             } else {
@@ -884,7 +886,9 @@ fn ring_echo_child(args: &ChildArgs) -> BenchResult<()> {
     } else {
         None
     };
-    let waiter = Waiter::new(wait.strategy(my_fd)?).with_liveness(parent_liveness(args.ppid));
+    let waiter = wait
+        .waiter(my_fd)?
+        .with_liveness(parent_liveness(args.ppid));
     let mut deadline = Instant::now() + RING_DEADLINE;
     let mut spins = 0u64;
     loop {
@@ -916,7 +920,7 @@ fn ring_echo_child(args: &ChildArgs) -> BenchResult<()> {
         };
         let mut grant = tx.reserve(frame.len())?;
         grant.copy_from_slice(&frame);
-        grant.commit();
+        grant.commit_all();
         frame.release();
     }
 }
@@ -987,7 +991,7 @@ impl Pair for ThroughputPair {
                     let mut grant = tx.reserve_blocking(src.len(), 0, waiter, deadline)?;
                     grant[..8].copy_from_slice(&seq.to_le_bytes());
                     grant[8..].copy_from_slice(&src[8..]);
-                    grant.commit_deferred();
+                    grant.commit_all_deferred();
                 }
                 tx.flush();
                 sent += batch;
@@ -1001,7 +1005,7 @@ impl Pair for ThroughputPair {
             // Ask the child to confirm it consumed everything up to `seq`.
             let mut grant = tx.reserve_blocking(8, SYNC_KIND, waiter, deadline)?;
             grant.copy_from_slice(&seq.to_le_bytes());
-            grant.commit();
+            grant.commit_all();
             let frame = ack.peek_blocking(waiter, deadline)?;
             let ok = frame.len() == 8 && frame[..] == seq.to_le_bytes();
             frame.release();
@@ -1059,7 +1063,7 @@ fn ring_sink_child(args: &ChildArgs) -> BenchResult<()> {
             rx.flush();
             let mut grant = ack.reserve(8)?;
             grant.copy_from_slice(&s.to_le_bytes());
-            grant.commit();
+            grant.commit_all();
             continue;
         }
         if frame.len() != payload || expect.is_some_and(|e| e != s) {

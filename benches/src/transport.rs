@@ -22,8 +22,9 @@ use shmwire::ids::WorkerId;
 use shmwire::shm::Session;
 use shmwire::transport::{
     connect_shm, connect_tcp, AnyConnection, Connection, RecvError, SessionToken, ShmListener,
-    ShmOptions, ShmWait, TcpListener, TransportConfig,
+    ShmOptions, TcpListener, TransportConfig,
 };
+use shmwire::wake::WaitStrategy;
 
 use super::cases::{self, BenchEnv, ChildProc, Pair};
 use super::harness::{
@@ -99,9 +100,9 @@ impl TransportCase {
 
 fn shm_options(mode: &str) -> ShmOptions {
     let wait = match mode {
-        "shm-spin" => ShmWait::Spin,
-        "shm-eventfd" => ShmWait::EventFd,
-        _ => ShmWait::SpinPark,
+        "shm-spin" => WaitStrategy::Spin,
+        "shm-eventfd" => WaitStrategy::eventfd(),
+        _ => WaitStrategy::spin_park(),
     };
     ShmOptions {
         ring_capacity: 1 << 16,

@@ -45,8 +45,9 @@ use shmwire::spec::{
 };
 use shmwire::transport::{
     Connection, Connector, ListenOptions, Listener, MessageConnection, RecvError, ShmOptions,
-    ShmWait, TransportConfig,
+    TransportConfig,
 };
+use shmwire::wake::WaitStrategy;
 
 /// Hidden subcommand that plays the worker.
 pub const WORKER_SUBCOMMAND: &str = "__demo-worker";
@@ -97,11 +98,11 @@ pub enum WaitArg {
 }
 
 impl WaitArg {
-    fn shm_wait(self) -> ShmWait {
+    fn shm_wait(self) -> WaitStrategy {
         match self {
-            WaitArg::Spin => ShmWait::Spin,
-            WaitArg::Park => ShmWait::SpinPark,
-            WaitArg::Eventfd => ShmWait::EventFd,
+            WaitArg::Spin => WaitStrategy::Spin,
+            WaitArg::Park => WaitStrategy::spin_park(),
+            WaitArg::Eventfd => WaitStrategy::eventfd(),
         }
     }
 

@@ -64,7 +64,8 @@ fn shmwire_fuzz_ring(input: &[u8]) {
                     }
                 }
             }
-            // Producer: reserve a frame of operand-chosen length and commit.
+            // Producer: reserve a frame of operand-chosen length and commit
+            // all of it, or (partial commit, deferred) only its first half.
             2 | 3 => {
                 let len = ops.first().map_or(0, |b| usize::from(*b) * (cap / 64));
                 ops = ops.get(1..).unwrap_or(&[]);
@@ -73,9 +74,9 @@ fn shmwire_fuzz_ring(input: &[u8]) {
                         Ok(mut g) => {
                             g.fill(op);
                             if op % 2 == 0 {
-                                g.commit();
+                                g.commit_all();
                             } else {
-                                g.commit_deferred();
+                                g.commit_deferred(len / 2);
                             }
                         }
                         Err(RingError::Full) | Err(RingError::TooLarge { .. }) => {}

@@ -30,7 +30,7 @@ fn consumer_sleeps_for_data_futex() {
         let t = thread::spawn(move || {
             let mut g = p.reserve(1).unwrap();
             g[0] = 42;
-            g.commit();
+            g.commit_all();
             p
         });
         let w = Waiter::new(park());
@@ -47,7 +47,7 @@ fn producer_sleeps_for_room_futex() {
         let (mut p, mut c) = Ring::heap(64).unwrap();
         // Fill the ring: one 64-byte frame.
         let g = p.reserve(48).unwrap();
-        g.commit();
+        g.commit_all();
         let t = thread::spawn(move || {
             let f = c.peek().unwrap().expect("prefilled frame");
             f.release();
@@ -55,7 +55,7 @@ fn producer_sleeps_for_room_futex() {
         });
         let w = Waiter::new(park());
         let g = p.reserve_blocking(1, 0, &w, far()).unwrap();
-        g.commit();
+        g.commit_all();
         drop(t.join().unwrap());
     });
 }
@@ -68,13 +68,13 @@ fn consumer_sleeps_for_data_eventfd() {
         p.set_peer_eventfd(fd.clone());
         let t = thread::spawn(move || {
             let g = p.reserve(1).unwrap();
-            g.commit();
+            g.commit_all();
             p
         });
         let w = Waiter::new(WaitStrategy::EventFd {
             spin: Duration::ZERO,
-            fd,
-        });
+        })
+        .with_eventfd(fd);
         let f = c.peek_blocking(&w, far()).unwrap();
         f.release();
         drop(t.join().unwrap());
@@ -88,7 +88,7 @@ fn producer_sleeps_for_room_eventfd() {
         let fd = EventFd::new().unwrap();
         c.set_peer_eventfd(fd.clone());
         let g = p.reserve(48).unwrap();
-        g.commit();
+        g.commit_all();
         let t = thread::spawn(move || {
             let f = c.peek().unwrap().expect("prefilled frame");
             f.release();
@@ -96,10 +96,10 @@ fn producer_sleeps_for_room_eventfd() {
         });
         let w = Waiter::new(WaitStrategy::EventFd {
             spin: Duration::ZERO,
-            fd,
-        });
+        })
+        .with_eventfd(fd);
         let g = p.reserve_blocking(1, 0, &w, far()).unwrap();
-        g.commit();
+        g.commit_all();
         drop(t.join().unwrap());
     });
 }
@@ -132,9 +132,9 @@ fn three_frames_both_sides_block(batched: bool) {
                 let mut g = p.reserve_blocking(16, 0, &w, far()).unwrap();
                 g.fill(i);
                 if batched {
-                    g.commit_deferred();
+                    g.commit_all_deferred();
                 } else {
-                    g.commit();
+                    g.commit_all();
                 }
             }
             // Dropping the producer publishes any last batch and closes.

@@ -3,6 +3,7 @@
 //! so the same bytes mean the same thing in every process that maps them.
 
 use crate::sync::{AtomicU32, AtomicU64};
+use crate::wake::WakeSlot;
 
 /// Magic number written (last, with `Release`) by [`Ring::init`](super::Ring::init).
 pub const RING_MAGIC: u64 = 0x5348_4d57_5249_4e47; // "SHMWRING"
@@ -61,24 +62,6 @@ pub struct RingMeta {
     pub consumer_attached: AtomicU32,
 }
 
-/// The sleep/wake slot of one side: a "sleeping" flag the waker checks and a
-/// futex word the sleeper waits on. Written by the sleeper only when it goes
-/// to sleep, so it costs nothing while both sides are awake.
-#[repr(C)]
-#[derive(Debug, Default)]
-pub struct WakeSlot {
-    /// 0 = awake; otherwise a bit set of [`SLEEP_FUTEX`] / [`SLEEP_EVENTFD`]
-    /// saying how the sleeper wants to be woken.
-    pub sleeping: AtomicU32,
-    /// Futex word: bumped by the waker before `FUTEX_WAKE`.
-    pub futex: AtomicU32,
-}
-
-/// [`WakeSlot::sleeping`] bit: wake me with `FUTEX_WAKE` on the slot's futex word.
-pub const SLEEP_FUTEX: u32 = 1;
-/// [`WakeSlot::sleeping`] bit: wake me by writing to my eventfd.
-pub const SLEEP_EVENTFD: u32 = 2;
-
 /// The ring header at the start of the ring's memory, followed by the data
 /// region (at offset `size_of::<RingHeader>()`, a multiple of 128).
 ///
@@ -100,7 +83,8 @@ pub struct RingHeader {
     pub head: Line<AtomicU64>,
     /// Total bytes ever released by the consumer (monotonic).
     pub tail: Line<AtomicU64>,
-    /// Where the consumer announces that it sleeps waiting for data.
+    /// Where the consumer announces that it sleeps waiting for data (the
+    /// wake layer's [`WakeSlot`], embedded here as part of this layout).
     pub consumer_wake: Line<WakeSlot>,
     /// Where the producer announces that it sleeps waiting for room.
     pub producer_wake: Line<WakeSlot>,

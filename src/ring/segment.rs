@@ -8,7 +8,7 @@
 use std::any::Any;
 use std::sync::Arc;
 
-use super::{MappedStorage, Ring, RingError};
+use super::{AttachError, MappedStorage, Ring};
 use crate::shm::{kind, Segment, Session, ShmError};
 
 /// Why a ring segment could not be created or attached.
@@ -19,7 +19,7 @@ pub enum RingSegmentError {
     Shm(#[from] ShmError),
     /// The ring layer refused (capacity, region, header checks, …).
     #[error(transparent)]
-    Ring(#[from] RingError),
+    Ring(#[from] AttachError),
 }
 
 impl MappedStorage {
@@ -29,7 +29,7 @@ impl MappedStorage {
     /// The segment should be of kind [`kind::RING`] (as
     /// [`create_ring_segment`] makes them and `Segment::open(.., kind::RING)`
     /// checks); the ring's own header is validated when a half attaches.
-    pub fn from_segment(segment: Arc<Segment>) -> Result<Self, RingError> {
+    pub fn from_segment(segment: Arc<Segment>) -> Result<Self, AttachError> {
         let (ptr, len) = (segment.payload_ptr(), segment.payload_len());
         let keepalive: Arc<dyn Any + Send + Sync> = segment;
         // SAFETY: `ptr`/`len` describe the payload of a live mapping that

@@ -12,7 +12,7 @@ use std::fmt;
 use std::sync::Arc as StdArc;
 
 use super::layout::{RingHeader, FRAME_ALIGN, HEADER_LEN};
-use super::RingError;
+use super::AttachError;
 
 /// Memory that holds one ring: a [`RingHeader`] and a data region.
 ///
@@ -389,7 +389,7 @@ impl MappedStorage {
     /// Views `len` bytes at `ptr` as a ring header followed by a data region
     /// of `len - HEADER_LEN` bytes.
     ///
-    /// Fails with [`RingError::BadRegion`] if `ptr` is not 128-byte aligned
+    /// Fails with [`AttachError::BadRegion`] if `ptr` is not 128-byte aligned
     /// or `len` is smaller than the header. Under `cfg(shmwire_loom)` it
     /// always fails: loom's atomics cannot live in a real mapping.
     ///
@@ -405,19 +405,19 @@ impl MappedStorage {
         ptr: *mut u8,
         len: usize,
         keepalive: StdArc<dyn Any + Send + Sync>,
-    ) -> Result<Self, RingError> {
+    ) -> Result<Self, AttachError> {
         if cfg!(shmwire_loom) {
-            return Err(RingError::BadRegion {
+            return Err(AttachError::BadRegion {
                 reason: "mapped storage is not supported under loom",
             });
         }
         if ptr.is_null() || ptr as usize % std::mem::align_of::<RingHeader>() != 0 {
-            return Err(RingError::BadRegion {
+            return Err(AttachError::BadRegion {
                 reason: "region is not 128-byte aligned",
             });
         }
         if len < HEADER_LEN {
-            return Err(RingError::BadRegion {
+            return Err(AttachError::BadRegion {
                 reason: "region is smaller than the ring header",
             });
         }

@@ -3,7 +3,8 @@
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::wake::{WaitStrategy, Waiter};
+use crate::sync::Ordering;
+use crate::wake::{EventFd, WaitStrategy, Waiter};
 
 fn pair(cap: usize) -> (Producer<HeapStorage>, Consumer<HeapStorage>, HeapStorage) {
     let s = HeapStorage::new(cap);
@@ -18,7 +19,7 @@ fn pair(cap: usize) -> (Producer<HeapStorage>, Consumer<HeapStorage>, HeapStorag
 fn push(p: &mut Producer<HeapStorage>, bytes: &[u8], kind: u32) -> Result<(), RingError> {
     let mut g = p.reserve_with_kind(bytes.len(), kind)?;
     g.copy_from_slice(bytes);
-    g.commit();
+    g.commit_all();
     Ok(())
 }
 
@@ -39,7 +40,7 @@ fn push_pop_and_alignment() {
         assert_eq!(g.len(), len);
         assert_eq!(g.as_ptr() as usize % 16, 0, "payload must be 16-aligned");
         g.copy_from_slice(&data);
-        g.commit();
+        g.commit_all();
         let f = c.peek().unwrap().unwrap();
         assert_eq!(f.as_ptr() as usize % 16, 0);
         assert_eq!(f.kind(), i as u32);
@@ -101,7 +102,7 @@ fn absurd_lengths_are_too_large_not_overflows() {
         );
     }
     // The largest payload still fits an empty ring.
-    p.reserve(1008).unwrap().commit();
+    p.reserve(1008).unwrap().commit_all();
 }
 
 #[test]
@@ -128,7 +129,7 @@ fn deferred_commit_and_release() {
     for i in 0..5u8 {
         let mut g = p.reserve(3).unwrap();
         g.copy_from_slice(&[i; 3]);
-        g.commit_deferred();
+        g.commit_all_deferred();
     }
     assert_eq!(p.pending(), 5 * 32);
     assert!(c.peek().unwrap().is_none(), "nothing published yet");
@@ -144,13 +145,135 @@ fn deferred_commit_and_release() {
     assert_eq!(s.header().tail.0.load(Ordering::Relaxed), 5 * 32);
 }
 
+/// The producer's published `head` in the header.
+fn head_of(s: &HeapStorage) -> u64 {
+    s.header().head.0.load(Ordering::Relaxed)
+}
+
+#[test]
+fn partial_commit_of_zero_bytes_is_an_empty_frame() {
+    let (mut p, mut c, s) = pair(256);
+    let mut g = p.reserve_with_kind(100, 3).unwrap();
+    assert_eq!(g.capacity(), 100);
+    g.fill(0xee);
+    g.commit(0);
+    // Only the 16-byte header was published.
+    assert_eq!(head_of(&s), 16);
+    assert_eq!(pop(&mut c), Some((3, vec![])));
+    assert_eq!(pop(&mut c), None);
+}
+
+#[test]
+fn partial_commit_of_the_whole_grant_equals_commit_all() {
+    let (mut p, mut c, s) = pair(256);
+    let mut g = p.reserve(40).unwrap();
+    g.fill(1);
+    g.commit(40);
+    assert_eq!(head_of(&s), 64);
+    let mut g = p.reserve(40).unwrap();
+    g.fill(2);
+    g.commit_all();
+    assert_eq!(head_of(&s), 128);
+    assert_eq!(pop(&mut c), Some((0, vec![1; 40])));
+    assert_eq!(pop(&mut c), Some((0, vec![2; 40])));
+}
+
+#[test]
+fn partial_commit_then_more_frames_and_a_wrap() {
+    let (mut p, mut c, s) = pair(256);
+    // Reserve 200 bytes (a 224-byte frame), use 10: a 32-byte frame.
+    let mut g = p.reserve(200).unwrap();
+    g[..10].copy_from_slice(b"0123456789");
+    g[10..].fill(0xaa); // written but never published
+    g.commit(10);
+    assert_eq!(head_of(&s), 32);
+    // The next frames start right after the shorter frame, inside the old
+    // grant's bytes.
+    push(&mut p, &[5; 100], 5).unwrap(); // [32, 148) -> 128 bytes: [32, 160)
+    assert_eq!(head_of(&s), 160);
+    assert_eq!(pop(&mut c), Some((0, b"0123456789".to_vec())));
+    assert_eq!(pop(&mut c), Some((5, vec![5; 100])));
+    // A partial commit that crosses the wrap: a 100-byte grant does not fit
+    // in [160, 256) (needs 128), so padding covers it and the grant starts
+    // at 0; commit 17 bytes (a 48-byte frame).
+    let mut g = p.reserve_with_kind(100, 6).unwrap();
+    g.fill(6);
+    g.commit(17);
+    assert_eq!(head_of(&s), 256 + 48);
+    // And a deferred partial commit after it, published by flush.
+    let mut g = p.reserve_with_kind(64, 7).unwrap();
+    g.fill(7);
+    g.commit_deferred(1);
+    assert_eq!(p.pending(), 32);
+    p.flush();
+    assert_eq!(head_of(&s), 256 + 48 + 32);
+    assert_eq!(pop(&mut c), Some((6, vec![6; 17])));
+    assert_eq!(pop(&mut c), Some((7, vec![7; 1])));
+    assert_eq!(pop(&mut c), None);
+    // Many rounds of partial commits over the wrap point.
+    for round in 0..500usize {
+        let (reserved, used) = (round % 150, (round * 7) % 150);
+        let used = used.min(reserved);
+        let data: Vec<u8> = (0..used).map(|b| (b + round) as u8).collect();
+        let mut g = loop {
+            match p.reserve_with_kind(reserved, round as u32) {
+                Ok(g) => break g,
+                Err(RingError::Full) => assert_eq!(pop(&mut c), None),
+                Err(e) => panic!("reserve: {e}"),
+            }
+        };
+        g[..used].copy_from_slice(&data);
+        g.commit(used);
+        assert_eq!(pop(&mut c), Some((round as u32, data)));
+    }
+}
+
+#[test]
+#[should_panic(expected = "exceeds the 8-byte grant")]
+fn partial_commit_beyond_the_grant_panics() {
+    let (mut p, _c, _s) = pair(256);
+    p.reserve(8).unwrap().commit(9);
+}
+
+#[test]
+fn abandoned_and_readiness_queries() {
+    let (mut p, mut c, _s) = pair(256);
+    assert!(!p.is_abandoned() && !c.is_abandoned());
+    assert!(!c.has_frames());
+    let g = p.reserve(4).unwrap();
+    g.commit_all_deferred();
+    assert!(!c.has_frames(), "deferred commits are not published");
+    p.flush();
+    assert!(c.has_frames());
+    assert!(c.has_frames(), "the probe consumes nothing");
+    {
+        let _f = c.peek().unwrap().unwrap(); // not released: still there
+    }
+    assert!(c.has_frames());
+    assert_eq!(pop(&mut c).unwrap().1.len(), 4);
+    assert!(!c.has_frames());
+    // The producer closes with one frame still in the ring.
+    push(&mut p, b"x", 0).unwrap();
+    drop(p);
+    assert!(c.is_abandoned());
+    assert!(c.has_frames());
+    assert_eq!(pop(&mut c).unwrap().1, b"x");
+    assert!(!c.has_frames());
+    assert_eq!(c.peek().unwrap_err(), RingError::Closed);
+
+    let (p, c, _s) = pair(256);
+    assert!(!p.is_abandoned());
+    drop(c);
+    assert!(p.is_abandoned());
+}
+
 #[test]
 fn full_publishes_deferred_commits() {
     let (mut p, mut c, _s) = pair(64);
     let g = p.reserve(16).unwrap();
-    g.commit_deferred();
+    g.commit_all_deferred();
     let g = p.reserve(16).unwrap();
-    g.commit_deferred();
+    g.commit_all_deferred();
     assert_eq!(p.reserve(16).unwrap_err(), RingError::Full);
     assert!(pop(&mut c).is_some());
     assert!(pop(&mut c).is_some());
@@ -193,7 +316,7 @@ fn producer_close_is_seen_after_draining() {
     let (mut p, mut c, _s) = pair(256);
     push(&mut p, b"last", 0).unwrap();
     let g = p.reserve(2).unwrap();
-    g.commit_deferred();
+    g.commit_all_deferred();
     drop(p);
     assert_eq!(pop(&mut c).unwrap().1, b"last");
     assert_eq!(pop(&mut c).unwrap().1.len(), 2);
@@ -217,28 +340,30 @@ fn attach_validation() {
     let s = HeapStorage::new(256);
     assert_eq!(
         Ring::attach_consumer(s.clone()).unwrap_err(),
-        RingError::NotInitialized
+        AttachError::NotInitialized
     );
     assert!(matches!(
         Ring::init(&s, 100),
-        Err(RingError::BadCapacity { .. })
+        Err(AttachError::BadCapacity { .. })
     ));
     assert!(matches!(
         Ring::init(&s, 512),
-        Err(RingError::BadCapacity { .. })
+        Err(AttachError::BadCapacity { .. })
     ));
     Ring::init(&s, 256).unwrap();
     let p = Ring::attach_producer(s.clone()).unwrap();
     assert_eq!(
         Ring::attach_producer(s.clone()).unwrap_err(),
-        RingError::AlreadyAttached { role: "producer" }
+        AttachError::AlreadyAttached {
+            side: Side::Producer
+        }
     );
     drop(p);
     let _p = Ring::attach_producer(s.clone()).unwrap();
     s.header().meta.0.version.store(99, Ordering::Relaxed);
     assert_eq!(
         Ring::attach_consumer(s.clone()).unwrap_err(),
-        RingError::VersionMismatch {
+        AttachError::VersionMismatch {
             found: 99,
             expected: RING_LAYOUT_VERSION
         }
@@ -251,7 +376,7 @@ fn attach_validation() {
     s.header().meta.0.capacity.store(1 << 20, Ordering::Relaxed);
     assert!(matches!(
         Ring::attach_consumer(s.clone()),
-        Err(RingError::BadCapacity { .. })
+        Err(AttachError::BadCapacity { .. })
     ));
 }
 
@@ -351,9 +476,9 @@ fn random_model_check() {
                     Ok(mut g) => {
                         g.copy_from_slice(&data);
                         if deferred {
-                            g.commit_deferred();
+                            g.commit_all_deferred();
                         } else {
-                            g.commit();
+                            g.commit_all();
                         }
                         model.push_back((step, data));
                     }
@@ -396,17 +521,18 @@ fn random_model_check() {
 
 fn stream_threads(strategy_c: WaitStrategy, strategy_p: WaitStrategy, n: u32, eventfds: bool) {
     let (mut p, mut c, _s) = pair(1024);
+    let mut wc = Waiter::new(strategy_c);
+    let mut wp = Waiter::new(strategy_p);
     if eventfds {
-        if let WaitStrategy::EventFd { fd, .. } = &strategy_c {
-            p.set_peer_eventfd(fd.clone());
-        }
-        if let WaitStrategy::EventFd { fd, .. } = &strategy_p {
-            c.set_peer_eventfd(fd.clone());
-        }
+        let (efd_c, efd_p) = (EventFd::new().unwrap(), EventFd::new().unwrap());
+        p.set_peer_eventfd(efd_c.clone());
+        c.set_peer_eventfd(efd_p.clone());
+        wc = wc.with_eventfd(efd_c);
+        wp = wp.with_eventfd(efd_p);
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     let t = std::thread::spawn(move || {
-        let w = Waiter::new(strategy_p);
+        let w = wp;
         for i in 0..n {
             let len = (i as usize * 37) % 300;
             let mut g = p.reserve_blocking(len, i, &w, deadline).unwrap();
@@ -414,13 +540,13 @@ fn stream_threads(strategy_c: WaitStrategy, strategy_p: WaitStrategy, n: u32, ev
                 *b = (i as usize + j) as u8;
             }
             if i % 4 == 0 {
-                g.commit();
+                g.commit_all();
             } else {
-                g.commit_deferred();
+                g.commit_all_deferred();
             }
         }
     });
-    let w = Waiter::new(strategy_c);
+    let w = wc;
     for i in 0..n {
         let f = c.peek_blocking(&w, deadline).unwrap();
         assert_eq!(f.kind(), i);
@@ -458,20 +584,25 @@ fn threads_spin_park_zero_spin() {
     let s = WaitStrategy::SpinPark {
         spin: Duration::ZERO,
     };
-    stream_threads(s.clone(), s, 20_000, false);
+    stream_threads(s, s, 20_000, false);
 }
 
 #[test]
 fn threads_eventfd_zero_spin() {
-    let c = WaitStrategy::EventFd {
+    let s = WaitStrategy::EventFd {
         spin: Duration::ZERO,
-        fd: EventFd::new().unwrap(),
     };
-    let p = WaitStrategy::EventFd {
+    stream_threads(s, s, 20_000, true);
+}
+
+#[test]
+fn threads_eventfd_strategy_without_eventfd_parks_on_the_futex() {
+    // The documented fallback: no eventfd given, so both sides sleep on the
+    // futex word (and the peers, given none either, wake them there).
+    let s = WaitStrategy::EventFd {
         spin: Duration::ZERO,
-        fd: EventFd::new().unwrap(),
     };
-    stream_threads(c, p, 20_000, true);
+    stream_threads(s, s, 5_000, false);
 }
 
 #[test]
@@ -503,20 +634,12 @@ fn blocking_times_out_and_reports_dead_peer() {
 
 #[test]
 fn event_loop_arming_with_eventfd() {
-    use rustix::event::{poll, PollFd, PollFlags};
     let (mut p, mut c, _s) = pair(64);
     let efd_c = EventFd::new().unwrap();
     let efd_p = EventFd::new().unwrap();
     p.set_peer_eventfd(efd_c.clone());
     c.set_peer_eventfd(efd_p.clone());
-    let readable = |fd: &EventFd| {
-        let mut fds = [PollFd::new(fd, PollFlags::IN)];
-        let zero = rustix::time::Timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        poll(&mut fds, Some(&zero)).unwrap() > 0
-    };
+    let readable = |fd: &EventFd| crate::sys::eventfd::wait_readable(fd, Duration::ZERO);
     // Consumer arms on an empty ring; a commit makes its eventfd readable.
     assert!(c.arm_eventfd().unwrap());
     assert!(!readable(&efd_c));

@@ -14,7 +14,24 @@
 //! | `futex.rs` | shared futex wait/wake |
 //! | `eventfd.rs` | eventfd create/read/write/poll |
 
+// Under loom only `create` is called (the modelled EventFd keeps a real fd).
+#[cfg_attr(shmwire_loom, allow(dead_code))]
+pub(crate) mod eventfd;
 pub(crate) mod fdpass;
 pub(crate) mod fs;
+#[cfg(not(shmwire_loom))]
+pub(crate) mod futex;
 pub(crate) mod liveness;
 pub(crate) mod poll;
+
+use std::time::Duration;
+
+#[cfg_attr(shmwire_loom, allow(dead_code))]
+/// A relative timeout as the kernel takes it (saturating at `i64::MAX`
+/// seconds).
+fn timespec(timeout: Duration) -> rustix::time::Timespec {
+    rustix::time::Timespec {
+        tv_sec: timeout.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: i64::from(timeout.subsec_nanos()),
+    }
+}

@@ -81,7 +81,7 @@ pub use handshake::{SessionToken, PROTOCOL_VERSION};
 pub use lookup::{Endpoint, LookupError, PublishError, Published, WorkerLookup};
 pub use message::MessageConnection;
 pub use mux::{Mux, MuxConnection, MuxEvent, PeerKey};
-pub use shm::{connect_shm, ShmConnection, ShmFrame, ShmListener, ShmOptions, ShmWait};
+pub use shm::{connect_shm, ShmConnection, ShmFrame, ShmListener, ShmOptions};
 pub use tcp::{connect_tcp, TcpConnection, TcpFrame, TcpListener};
 
 /// Default largest frame a connection accepts: 16 MiB.

@@ -1,5 +1,5 @@
 //! The eventfd a side can block on, so an epoll/mio loop can wait on many
-//! rings. The only place that touches eventfd syscalls.
+//! rings. The syscalls themselves are in `crate::sys::eventfd`.
 
 use std::time::Duration;
 
@@ -22,19 +22,15 @@ pub struct EventFd {
 impl EventFd {
     /// Creates a new eventfd (`EFD_NONBLOCK | EFD_CLOEXEC`, counter 0).
     pub fn new() -> std::io::Result<Self> {
-        use rustix::event::{eventfd, EventfdFlags};
-        let fd = eventfd(0, EventfdFlags::NONBLOCK | EventfdFlags::CLOEXEC)?;
         Ok(Self {
-            fd: std::sync::Arc::new(fd),
+            fd: std::sync::Arc::new(crate::sys::eventfd::create()?),
         })
     }
 
     /// Wraps an eventfd received from elsewhere (e.g. over `SCM_RIGHTS`)
     /// and makes it non-blocking.
     pub fn from_owned(fd: std::os::fd::OwnedFd) -> std::io::Result<Self> {
-        use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
-        let flags = fcntl_getfl(&fd)?;
-        fcntl_setfl(&fd, flags | OFlags::NONBLOCK)?;
+        crate::sys::eventfd::set_nonblocking(&fd)?;
         Ok(Self {
             fd: std::sync::Arc::new(fd),
         })
@@ -42,35 +38,24 @@ impl EventFd {
 
     /// Adds 1 to the counter, waking a `poll`/epoll waiter.
     pub fn notify(&self) {
-        // EAGAIN only when the counter would overflow: a wake-up is then
-        // already pending, so it is safe to ignore.
-        if let Err(e) = rustix::io::write(&*self.fd, &1u64.to_ne_bytes()) {
-            if e != rustix::io::Errno::AGAIN {
-                tracing::warn!("eventfd write failed: {e}");
-            }
+        // A saturated counter (EAGAIN) is success in `signal`: a wake-up is
+        // then already pending.
+        if let Err(e) = crate::sys::eventfd::signal(&*self.fd) {
+            tracing::warn!("eventfd write failed: {e}");
         }
     }
 
     /// Resets the counter to 0; returns whether it was non-zero.
     pub fn drain(&self) -> bool {
-        let mut buf = [0u8; 8];
-        matches!(rustix::io::read(&*self.fd, &mut buf), Ok(8))
+        crate::sys::eventfd::drain(&*self.fd)
     }
 
     /// Waits until the counter is non-zero (then drains it) or `timeout`
     /// passes. May return early.
     pub(crate) fn wait(&self, timeout: Duration) {
-        use rustix::event::{poll, PollFd, PollFlags};
-        let ts = rustix::time::Timespec {
-            tv_sec: timeout.as_secs().min(i64::MAX as u64) as i64,
-            tv_nsec: i64::from(timeout.subsec_nanos()),
-        };
-        let mut fds = [PollFd::new(&*self.fd, PollFlags::IN)];
         // EINTR and timeouts both mean "return and re-check".
-        if let Ok(n) = poll(&mut fds, Some(&ts)) {
-            if n > 0 {
-                self.drain();
-            }
+        if crate::sys::eventfd::wait_readable(&*self.fd, timeout) {
+            self.drain();
         }
     }
 }
@@ -85,9 +70,7 @@ impl std::os::fd::AsFd for EventFd {
 impl EventFd {
     /// Creates a new modelled eventfd (counter 0).
     pub fn new() -> std::io::Result<Self> {
-        use rustix::event::{eventfd, EventfdFlags};
-        let fd = eventfd(0, EventfdFlags::NONBLOCK | EventfdFlags::CLOEXEC)?;
-        Self::from_owned(fd)
+        Self::from_owned(crate::sys::eventfd::create()?)
     }
 
     /// Wraps `fd` (kept only for `AsFd`) with a fresh modelled counter.

@@ -1,13 +1,14 @@
 //! The [`Park`] seam between the handshake and the OS, and its futex
-//! implementation — the one place that issues futex syscalls.
+//! implementation (the syscalls themselves are in [`crate::sys::futex`]).
 //!
 //! [`Park`] is what a sleeping side blocks on and what its peer signals:
-//! [`Futex`] (a word in the ring header) and
+//! [`Futex`] (the futex word of a [`WakeSlot`](super::WakeSlot) in shared
+//! memory) and
 //! [`EventFd`](super::EventFd) implement it. Each has a loom model, so the
 //! loom tests run the handshake against the same trait.
 //!
-//! Normal builds call `FUTEX_WAIT` / `FUTEX_WAKE` on a word inside the ring
-//! header **without** `FUTEX_PRIVATE_FLAG`, because the word lives in memory
+//! Normal builds call `FUTEX_WAIT` / `FUTEX_WAKE` on a word inside shared
+//! memory (a ring header) **without** `FUTEX_PRIVATE_FLAG`, because the word lives in memory
 //! shared between processes. Under `cfg(shmwire_loom)` the same functions are
 //! modelled with one global `Mutex` + `Condvar` that has the futex's
 //! semantics (the value check and the sleep are atomic with respect to a
@@ -28,7 +29,7 @@ pub(crate) trait Park {
     fn unpark(&self, word: &AtomicU32);
 }
 
-/// Parking on the shared futex word in the ring header.
+/// Parking on the shared futex word of a wake slot.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Futex;
 
@@ -43,31 +44,19 @@ impl Park for Futex {
     }
 }
 
-/// Sleeps while `*word == expected`, at most `timeout`; may return early
-/// (spurious wake-ups, signals, the value already differing).
+/// Sleeps while `*word == expected`, at most `timeout` (the shared futex
+/// wait in [`crate::sys::futex`]).
 #[cfg(not(shmwire_loom))]
+#[inline]
 fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
-    use rustix::thread::futex;
-    let ts = rustix::time::Timespec {
-        tv_sec: timeout.as_secs().min(i64::MAX as u64) as i64,
-        tv_nsec: i64::from(timeout.subsec_nanos()),
-    };
-    // Shared futex (empty flags: no FUTEX_PRIVATE_FLAG). EAGAIN (value
-    // changed), EINTR and ETIMEDOUT are all "return and re-check"; other
-    // errors cannot happen for a valid aligned word and are treated the same
-    // (the caller's loop is bounded by its deadline).
-    let _ = futex::wait(word, futex::Flags::empty(), expected, Some(&ts));
+    crate::sys::futex::wait(word, expected, timeout);
 }
 
-/// Wakes one sleeper in `futex_wait` on `word` (the caller has already
-/// changed the word).
+/// Wakes the one sleeper on `word` (the caller has already changed it).
 #[cfg(not(shmwire_loom))]
+#[inline]
 fn futex_wake(word: &AtomicU32) {
-    use rustix::thread::futex;
-    // Only the peer sleeps on this word (SPSC), so waking one suffices.
-    if let Err(e) = futex::wake(word, futex::Flags::empty(), 1) {
-        tracing::warn!("FUTEX_WAKE failed: {e}");
-    }
+    crate::sys::futex::wake_one(word);
 }
 
 #[cfg(shmwire_loom)]

@@ -294,8 +294,6 @@ pub fn connect_shm(
     ShmConnection::assemble(
         tx,
         rx,
-        c2s,
-        s2c,
         stream,
         my_efd,
         peer_efd,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Interest, Token};
 
-use super::{ShmOptions, ShmWait, TRY_RECV_CHECK_INTERVAL};
+use super::{ShmOptions, MESSAGE_KIND, TRY_RECV_CHECK_INTERVAL};
 use crate::ring::{Consumer, MappedStorage, Producer, ReadFrame, RingError, RingStorage};
 use crate::spec::AlignedBytes;
 use crate::sys::fdpass::peer_connected;
@@ -20,7 +20,7 @@ use crate::transport::{
     check_send_len, ConnectError, Connection, MuxConnection, RecvError, SendError, TransportConfig,
     TransportKind, WorkerId,
 };
-use crate::wake::{EventFd, WaitStrategy, Waiter};
+use crate::wake::{EventFd, Waiter};
 
 /// Watches the peer's Unix socket: hang-up or EOF means the peer is gone.
 #[derive(Debug)]
@@ -49,17 +49,9 @@ impl SocketLiveness {
 }
 
 fn waiter(opts: &ShmOptions, my_efd: &EventFd, live: &Arc<SocketLiveness>) -> Waiter {
-    let strategy = match opts.wait {
-        ShmWait::Spin => WaitStrategy::Spin,
-        ShmWait::SpinYield => WaitStrategy::SpinYield { spin: opts.spin },
-        ShmWait::SpinPark => WaitStrategy::SpinPark { spin: opts.spin },
-        ShmWait::EventFd => WaitStrategy::EventFd {
-            spin: opts.spin,
-            fd: my_efd.clone(),
-        },
-    };
     let live = Arc::clone(live);
-    Waiter::new(strategy)
+    Waiter::new(opts.wait)
+        .with_eventfd(my_efd.clone())
         .with_liveness(move || live.check())
         .with_check_interval(opts.check_interval)
 }
@@ -76,8 +68,6 @@ enum State {
 pub struct ShmConnection {
     tx: Option<Producer<MappedStorage>>,
     rx: Option<Consumer<MappedStorage>>,
-    tx_storage: MappedStorage,
-    rx_storage: MappedStorage,
     tx_waiter: Waiter,
     rx_waiter: Waiter,
     sock: UnixStream,
@@ -114,12 +104,13 @@ impl std::fmt::Debug for ShmConnection {
 /// shared memory. Dropping it releases its space in the ring.
 pub struct ShmFrame<'a> {
     frame: Option<ReadFrame<'a, MappedStorage>>,
-    len: usize,
 }
 
 impl std::fmt::Debug for ShmFrame<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ShmFrame").field("len", &self.len).finish()
+        f.debug_struct("ShmFrame")
+            .field("len", &self.len())
+            .finish()
     }
 }
 
@@ -127,7 +118,7 @@ impl std::ops::Deref for ShmFrame<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         match &self.frame {
-            Some(f) => &f[..self.len],
+            Some(f) => f.payload(),
             None => &[],
         }
     }
@@ -159,27 +150,30 @@ fn recv_ring_err(peer: WorkerId, e: RingError) -> RecvError {
     }
 }
 
-/// Checks the used length a ring frame carries in its kind word (hostile
-/// input: it must lie within the frame and the receiver's maximum) and
-/// returns it.
-fn check_used<S: RingStorage>(frame: &ReadFrame<'_, S>, max_frame: usize) -> Result<usize, String> {
-    let used = frame.kind() as usize;
-    if used > frame.len() || used > max_frame {
+/// Checks a received ring frame (hostile input: the ring validated that it
+/// lies within the published bytes; its length must also respect the
+/// receiver's maximum, and its kind must be a message).
+fn check_frame<S: RingStorage>(frame: &ReadFrame<'_, S>, max_frame: usize) -> Result<(), String> {
+    if frame.kind() != MESSAGE_KIND {
         return Err(format!(
-            "frame claims {used} used bytes in a {}-byte frame (maximum {max_frame})",
+            "frame of unknown kind {:#x} ({} bytes)",
+            frame.kind(),
             frame.len()
         ));
     }
-    Ok(used)
+    if frame.len() > max_frame {
+        return Err(format!(
+            "frame of {} bytes exceeds the maximum of {max_frame}",
+            frame.len()
+        ));
+    }
+    Ok(())
 }
 
-/// Wraps a ring frame after checking the used length it carries.
+/// Wraps a ring frame after checking it.
 fn wrap(frame: ReadFrame<'_, MappedStorage>, max_frame: usize) -> Result<ShmFrame<'_>, String> {
-    let len = check_used(&frame, max_frame)?;
-    Ok(ShmFrame {
-        frame: Some(frame),
-        len,
-    })
+    check_frame(&frame, max_frame)?;
+    Ok(ShmFrame { frame: Some(frame) })
 }
 
 impl ShmConnection {
@@ -187,8 +181,6 @@ impl ShmConnection {
     pub(super) fn assemble(
         tx: Producer<MappedStorage>,
         rx: Consumer<MappedStorage>,
-        tx_storage: MappedStorage,
-        rx_storage: MappedStorage,
         sock: UnixStream,
         my_efd: EventFd,
         peer_efd: EventFd,
@@ -217,8 +209,6 @@ impl ShmConnection {
             rx_waiter: waiter(opts, &my_efd, &live),
             tx: Some(tx),
             rx: Some(rx),
-            tx_storage,
-            rx_storage,
             sock,
             live,
             my_efd,
@@ -286,20 +276,11 @@ impl ShmConnection {
         if self.live.is_dead() {
             return Err(self.dead().send_error());
         }
-        // Pairs with the Release store in the peer's Consumer::drop: the peer
-        // closed its end, nothing we send would be read.
-        if self
-            .tx_storage
-            .header()
-            .meta
-            .0
-            .consumer_closed
-            .load(crate::sync::Ordering::Acquire)
-            != 0
-        {
-            return Err(SendError::Closed);
+        // The peer closed its end: nothing we send would be read.
+        match &self.tx {
+            Some(tx) if !tx.is_abandoned() => Ok(()),
+            _ => Err(SendError::Closed),
         }
-        Ok(())
     }
 
     /// Moves queued frames into the ring, in order: waiting for room (at
@@ -312,9 +293,9 @@ impl ShmConnection {
                 return Err(SendError::Closed);
             };
             let grant = if wait {
-                tx.reserve_blocking(len, 0, &self.tx_waiter, self.send_timeout)
+                tx.reserve_blocking(len, MESSAGE_KIND, &self.tx_waiter, self.send_timeout)
             } else {
-                tx.reserve(len)
+                tx.reserve_with_kind(len, MESSAGE_KIND)
             };
             let mut grant = match grant {
                 Ok(g) => g,
@@ -322,11 +303,7 @@ impl ShmConnection {
                 Err(e) => return Err(self.send_ring_err(e)),
             };
             grant.copy_from_slice(front.as_slice());
-            // The used length rides in the frame kind, as in `send_with`.
-            if let Err(e) = grant.set_kind(len as u32) {
-                return Err(SendError::Ring(e));
-            }
-            grant.commit();
+            grant.commit_all();
             self.queued -= len;
             self.queue.pop_front();
         }
@@ -383,7 +360,7 @@ impl Connection for ShmConnection {
             return Err(SendError::Closed);
         };
         // A relative deadline: a send that finds room at once reads no clock.
-        let grant = tx.reserve_blocking(max_len, 0, &self.tx_waiter, self.send_timeout);
+        let grant = tx.reserve_blocking(max_len, MESSAGE_KIND, &self.tx_waiter, self.send_timeout);
         let mut grant = match grant {
             Ok(g) => g,
             Err(e) => {
@@ -398,12 +375,9 @@ impl Connection for ShmConnection {
                 len: max_len,
             });
         }
-        // The used length rides in the frame kind (see the module docs); it
-        // is below the ring's maximum payload, so never the padding kind.
-        if let Err(e) = grant.set_kind(n as u32) {
-            return Err(SendError::Ring(e));
-        }
-        grant.commit();
+        // Publish only the bytes the encoder used: the frame's length is the
+        // message's (n <= max_len, the grant's length, checked above).
+        grant.commit(n);
         Ok(n)
     }
 
@@ -417,7 +391,7 @@ impl Connection for ShmConnection {
             let Some(tx) = self.tx.as_mut() else {
                 return Err(SendError::Closed);
             };
-            match tx.reserve(max_len) {
+            match tx.reserve_with_kind(max_len, MESSAGE_KIND) {
                 Ok(mut grant) => {
                     let n = encode(&mut grant).map_err(SendError::Encode)?;
                     if n > max_len {
@@ -426,10 +400,7 @@ impl Connection for ShmConnection {
                             len: max_len,
                         });
                     }
-                    if let Err(e) = grant.set_kind(n as u32) {
-                        return Err(SendError::Ring(e));
-                    }
-                    grant.commit();
+                    grant.commit(n);
                     return Ok(n);
                 }
                 Err(RingError::Full) => {}
@@ -579,19 +550,13 @@ impl MuxConnection for ShmConnection {
     }
 
     fn ready_hint(&self) -> bool {
-        let h = self.rx_storage.header();
-        // Acquire pairs with the Release store of head in the peer's
-        // Producer::flush (as in Consumer::try_next); tail is ours.
-        let head = h.head.0.load(crate::sync::Ordering::Acquire);
-        let tail = h.tail.0.load(crate::sync::Ordering::Relaxed);
-        head != tail
-            || h.meta
-                .0
-                .producer_closed
-                .load(crate::sync::Ordering::Relaxed)
-                != 0
-            || self.live.is_dead()
-            || !matches!(self.state, State::Open)
+        // The ring's own probes: a published frame, or a peer that closed
+        // its end (a receive then reports it).
+        let rx_ready = self
+            .rx
+            .as_ref()
+            .is_none_or(|rx| rx.has_frames() || rx.is_abandoned());
+        rx_ready || self.live.is_dead() || !matches!(self.state, State::Open)
     }
 
     fn prepare_sleep(&mut self) -> bool {
@@ -629,18 +594,25 @@ mod tests {
     use crate::ring::Ring;
 
     #[test]
-    fn used_length_is_checked() {
+    fn frame_length_and_kind_are_checked() {
         let (mut tx, mut rx) = Ring::heap(4096).unwrap();
-        for (reserved, used) in [(16usize, 16u32), (16, 17), (64, 20), (64, 2000)] {
-            let mut g = tx.reserve(reserved).unwrap();
-            g.set_kind(used).unwrap();
-            g.commit();
+        // (reserved, committed, kind): the frame is the committed length.
+        for (reserved, used, kind) in [
+            (16usize, 16usize, MESSAGE_KIND),
+            (64, 20, MESSAGE_KIND),
+            (2000, 1000, MESSAGE_KIND),
+            (2000, 1001, MESSAGE_KIND),
+            (64, 20, 7),
+        ] {
+            let g = tx.reserve_with_kind(reserved, kind).unwrap();
+            g.commit(used);
             let f = rx.peek().unwrap().unwrap();
-            let ok = check_used(&f, 1000).is_ok();
+            assert_eq!(f.len(), used);
+            let ok = check_frame(&f, 1000).is_ok();
             assert_eq!(
                 ok,
-                used as usize <= reserved && used <= 1000,
-                "reserved {reserved} used {used}"
+                used <= 1000 && kind == MESSAGE_KIND,
+                "reserved {reserved} used {used} kind {kind}"
             );
             f.release();
         }

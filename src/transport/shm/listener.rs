@@ -314,8 +314,6 @@ impl Handshake for ShmAccept {
                     return ShmConnection::assemble(
                         made.tx,
                         made.rx,
-                        made.rings.s2c,
-                        made.rings.c2s,
                         stream,
                         made.my_efd,
                         made.peer_efd,

@@ -21,13 +21,13 @@
 //!
 //! # Frames
 //!
-//! A message is one ring frame whose payload is the message bytes, 16-byte
-//! aligned in shared memory. [`Connection::send_with`] reserves `max_len`
-//! bytes in the peer's ring and the encoder writes straight into them; the
-//! ring frame's `kind` word then carries the length actually used (the ring
-//! itself only knows the reserved length), so a receiver hands out exactly
-//! the encoded bytes. A used length larger than the frame or than the
-//! receiver's maximum is a protocol violation.
+//! A message is one ring frame of kind [`MESSAGE_KIND`] whose payload is the
+//! message bytes, 16-byte aligned in shared memory. [`Connection::send_with`]
+//! reserves `max_len` bytes in the peer's ring, the encoder writes straight
+//! into them, and the ring's partial commit (`WriteGrant::commit(n)`)
+//! publishes only the `n` bytes it used: the frame's length is the message
+//! length. A frame longer than the receiver's maximum, or of another kind,
+//! is a protocol violation.
 //!
 //! A received frame stays in shared memory, where the peer can still write
 //! it: [`Connection::recv_timeout`] lends it as plain bytes, and
@@ -49,8 +49,9 @@
 //!
 //! # Waiting
 //!
-//! Each side picks its own [`ShmWait`]: spin, spin-then-yield, spin-then-park
-//! on the ring's shared futex word, or spin-then-eventfd. Both eventfds are
+//! Each side picks its own [`WaitStrategy`] ([`ShmOptions::wait`]): spin,
+//! spin-then-yield, spin-then-park on the ring's shared futex word, or
+//! spin-then-eventfd. Both eventfds are
 //! always exchanged, so a side in any mode can also be woken through its
 //! eventfd by a [`Mux`](super::Mux).
 
@@ -79,7 +80,7 @@ use crate::ids::WorkerId;
 use crate::shm::Session;
 #[cfg(doc)]
 use crate::transport::{Connection, RecvError, SendError};
-use crate::wake::DEFAULT_SPIN;
+use crate::wake::WaitStrategy;
 
 /// Smallest ring capacity a caller may ask for.
 pub const MIN_RING_CAPACITY: usize = 4096;
@@ -90,27 +91,16 @@ pub(crate) const TRY_RECV_CHECK_INTERVAL: Duration = Duration::from_millis(1);
 /// The caller's acknowledgement byte, sent once it has mapped both rings.
 const ACK: u8 = b'A';
 
-/// How a side of a shared-memory connection waits for its peer (see
-/// [`crate::wake::WaitStrategy`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ShmWait {
-    /// Busy-spin (lowest latency; burns a core while waiting).
-    Spin,
-    /// Spin for the spin window, then `sched_yield`.
-    SpinYield,
-    /// Spin for the spin window, then sleep on the ring's shared futex word.
-    SpinPark,
-    /// Spin for the spin window, then sleep on this side's eventfd.
-    EventFd,
-}
+/// The ring frame kind of a message (the only kind this transport sends).
+pub const MESSAGE_KIND: u32 = 0;
 
 /// Settings of the shared-memory transport (one side).
 #[derive(Debug, Clone)]
 pub struct ShmOptions {
-    /// How this side waits.
-    pub wait: ShmWait,
-    /// Spin window before yielding or sleeping.
-    pub spin: Duration,
+    /// How this side waits, and its spin window
+    /// ([`WaitStrategy::EventFd`] blocks on this side's eventfd, which the
+    /// handshake always exchanges).
+    pub wait: WaitStrategy,
     /// Capacity of each ring (power of two); the caller's choice is used for
     /// both directions.
     pub ring_capacity: usize,
@@ -123,8 +113,7 @@ impl Default for ShmOptions {
     /// liveness checks.
     fn default() -> Self {
         Self {
-            wait: ShmWait::SpinPark,
-            spin: DEFAULT_SPIN,
+            wait: WaitStrategy::spin_park(),
             ring_capacity: DEFAULT_RING_CAPACITY,
             check_interval: Duration::from_millis(2),
         }
@@ -132,8 +121,8 @@ impl Default for ShmOptions {
 }
 
 impl ShmOptions {
-    /// The defaults with another wait mode.
-    pub fn with_wait(wait: ShmWait) -> Self {
+    /// The defaults with another wait strategy.
+    pub fn with_wait(wait: WaitStrategy) -> Self {
         Self {
             wait,
             ..Self::default()

@@ -1,0 +1,515 @@
+//! The reading half of a ring: [`Consumer`] and the [`ReadFrame`] it lends.
+//!
+//! The consumer alone writes `tail`; it caches the producer's `head` and
+//! re-loads it only when the ring looks empty, and validates every index and
+//! frame header it reads (the producer may be hostile). See the
+//! [module docs](super) for the orderings and `docs/ring.md` for the
+//! protocol.
+
+use std::ops::Deref;
+
+use super::layout::{frame_total, frame_total_sat, FrameHeader};
+use super::{
+    check_indices, header_poisoned, poison_header, Attached, NotSync, RingError, RingStorage,
+    FRAME_ALIGN, FRAME_HEADER_LEN, MAX_INDEX, PADDING_KIND, PREFETCH_BYTES,
+};
+use crate::sync::{spin_loop, Ordering};
+use crate::wake::{
+    announce, retract, wake_peer, Deadline, EventFd, Waiter, WakeSlot, INLINE_SPINS, SLEEP_EVENTFD,
+};
+
+/// The reading half of a ring. `Send`, not `Sync`.
+pub struct Consumer<S: RingStorage> {
+    storage: S,
+    cap: usize,
+    /// Bytes consumed locally (released or skipped padding), published or not.
+    tail: u64,
+    /// Last value stored into the shared `tail`.
+    published: u64,
+    /// Last `head` loaded from the header.
+    cached_head: u64,
+    poisoned: bool,
+    peer_eventfd: Option<EventFd>,
+    _not_sync: NotSync,
+}
+
+impl<S: RingStorage> std::fmt::Debug for Consumer<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("cap", &self.cap)
+            .field("tail", &self.tail)
+            .field("published", &self.published)
+            .field("cached_head", &self.cached_head)
+            .field("poisoned", &self.poisoned)
+            .finish()
+    }
+}
+
+/// Where a validated frame sits (no borrow, so wait loops can return it).
+#[derive(Debug, Clone, Copy)]
+struct FrameDesc {
+    off: usize,
+    len: usize,
+    kind: u32,
+    total: usize,
+}
+
+impl<S: RingStorage> Consumer<S> {
+    /// The consumer half over `storage`, whose header `Ring::attach` has
+    /// just validated and claimed.
+    pub(super) fn new(storage: S, a: Attached) -> Self {
+        Self {
+            storage,
+            cap: a.cap,
+            tail: a.tail,
+            published: a.tail,
+            cached_head: a.head,
+            poisoned: false,
+            peer_eventfd: None,
+            _not_sync: NotSync::default(),
+        }
+    }
+
+    /// Capacity of the data region in bytes.
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
+    /// The eventfd to write when the producer sleeps on one.
+    pub fn set_peer_eventfd(&mut self, fd: EventFd) {
+        self.peer_eventfd = Some(fd);
+    }
+
+    /// Whether the ring is poisoned (here or by the peer).
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned || header_poisoned(self.storage.header())
+    }
+
+    /// Whether the producer closed its end (dropped its half): after the
+    /// frames already in the ring, nothing more comes. Frames may still be
+    /// waiting; [`peek`](Self::peek) returns them and then
+    /// [`RingError::Closed`].
+    #[inline]
+    pub fn is_abandoned(&self) -> bool {
+        // Pairs with the Release store of producer_closed in
+        // `Drop for Producer`, made after its last publish of head: a caller
+        // that sees `true` and then loads head (as `on_empty` and
+        // `has_frames` do) sees every frame that will ever come.
+        self.storage
+            .header()
+            .meta
+            .0
+            .producer_closed
+            .load(Ordering::Acquire)
+            != 0
+    }
+
+    /// A cheap readiness probe: whether the producer has published bytes
+    /// this consumer has not consumed yet (one fresh load of `head`, compared
+    /// with the local `tail`). Consumes nothing, validates nothing and
+    /// changes no state, so an event loop can ask it from `&self`.
+    ///
+    /// A hint: `true` may also mean a lone padding frame or a corrupt
+    /// `head` (then [`peek`](Self::peek) returns `Ok(None)` or the error);
+    /// `false` means no frame is waiting right now (`peek` returns
+    /// `Ok(None)`, or an error such as [`RingError::Closed`] after
+    /// [`is_abandoned`](Self::is_abandoned)).
+    #[inline]
+    pub fn has_frames(&self) -> bool {
+        // Pairs with the Release store of head in Producer::flush (as the
+        // load in try_next does).
+        self.cached_head != self.tail
+            || self.storage.header().head.0.load(Ordering::Acquire) != self.tail
+    }
+
+    /// The next frame, if any, borrowed from the ring (zero copy).
+    ///
+    /// `Ok(None)`: empty for now (deferred releases are published first).
+    /// [`RingError::Closed`]: the producer closed cleanly and every frame
+    /// was consumed. [`RingError::Corrupt`]: hostile shared state (the ring
+    /// is now poisoned).
+    #[inline]
+    pub fn peek(&mut self) -> Result<Option<ReadFrame<'_, S>>, RingError> {
+        Ok(self.try_next()?.map(|desc| ReadFrame {
+            consumer: self,
+            desc,
+        }))
+    }
+
+    /// Like [`peek`](Self::peek) but waits for a frame with `waiter`'s
+    /// strategy until `deadline`.
+    ///
+    /// Errors: [`RingError::TimedOut`], [`RingError::PeerDied`] (after every
+    /// frame published before the death was returned), [`RingError::Closed`]
+    /// and the errors of `peek`.
+    pub fn peek_blocking(
+        &mut self,
+        waiter: &Waiter,
+        deadline: impl Into<Deadline>,
+    ) -> Result<ReadFrame<'_, S>, RingError> {
+        // Spin inline first (see `wake::INLINE_SPINS`). The poll that sees
+        // the new frame is only a detector: its result is dropped and the
+        // frame is parsed again (try_next is idempotent while the frame is
+        // unreleased: same tail, same validated header; a hostile peer that
+        // rewrites the header in between gets it validated again). Measured
+        // on the 2-vCPU EPYC guest this is tuned on: ~20–30 ns faster per
+        // round trip than keeping the detecting call's result. Why is not
+        // established (no performance counters there); see `docs/ring.md`.
+        let spins = if waiter.spins() { INLINE_SPINS } else { 0 };
+        let mut found = None;
+        for i in 0..=spins {
+            if self.try_next()?.is_some() {
+                found = self.try_next()?;
+                break;
+            }
+            if i < spins {
+                spin_loop();
+            }
+        }
+        let desc = match found {
+            Some(d) => d,
+            None => {
+                // SAFETY: the slot is used only during this call, while
+                // `self` is alive.
+                let slot = unsafe { self.own_slot() };
+                waiter.wait_for(slot, deadline.into(), || self.try_next())?
+            }
+        };
+        Ok(ReadFrame {
+            consumer: self,
+            desc,
+        })
+    }
+
+    /// Event-loop integration: announces that this consumer is about to
+    /// block on its eventfd (the one given to the producer with
+    /// [`Producer::set_peer_eventfd`](super::Producer::set_peer_eventfd)), then re-checks the ring.
+    ///
+    /// `Ok(true)`: still empty — wait for the eventfd to become readable
+    /// (epoll/mio), drain it, call [`disarm`](Self::disarm), then `peek`.
+    /// `Ok(false)`: a frame arrived meanwhile (already disarmed) — `peek`
+    /// now. This is the same announce / fence / re-check handshake the
+    /// blocking calls use, so no wake-up is lost.
+    pub fn arm_eventfd(&mut self) -> Result<bool, RingError> {
+        // SAFETY: the slot is used only during this call, while `self` is
+        // alive.
+        let slot = unsafe { self.own_slot() };
+        announce(slot, SLEEP_EVENTFD);
+        match self.try_next() {
+            Ok(None) => Ok(true),
+            other => {
+                retract(slot);
+                other.map(|_| false)
+            }
+        }
+    }
+
+    /// Withdraws [`arm_eventfd`](Self::arm_eventfd) after waking up.
+    pub fn disarm(&mut self) {
+        retract(&self.storage.header().consumer_wake.0);
+    }
+
+    /// Publishes deferred releases (stores `tail` once) and wakes the
+    /// producer if it sleeps.
+    #[inline]
+    pub fn flush(&mut self) {
+        if self.tail != self.published {
+            // Pairs with the Acquire load of tail in Producer::reload_tail:
+            // our reads of the released frames happen before the producer
+            // overwrites them.
+            self.storage
+                .header()
+                .tail
+                .0
+                .store(self.tail, Ordering::Release);
+            self.published = self.tail;
+            wake_peer(
+                &self.storage.header().producer_wake.0,
+                self.peer_eventfd.as_ref(),
+            );
+        }
+    }
+
+    fn poison(&mut self, e: RingError) -> RingError {
+        self.poisoned = true;
+        poison_header(self.storage.header());
+        e
+    }
+
+    /// The consumer's own wake slot, detached from the borrow of `self` (see
+    /// `Producer::own_slot`).
+    ///
+    /// # Safety
+    ///
+    /// - the returned reference must not be used after `self` is dropped.
+    unsafe fn own_slot<'s>(&self) -> &'s WakeSlot {
+        let slot: *const WakeSlot = &self.storage.header().consumer_wake.0;
+        // SAFETY: as in `Producer::own_slot`: the header outlives `self`,
+        // which the caller does not outlive; the slot is atomics only.
+        unsafe { &*slot }
+    }
+
+    fn corrupt(&mut self, what: &'static str, value: u64, limit: u64) -> RingError {
+        self.poison(RingError::Corrupt { what, value, limit })
+    }
+
+    /// Re-loads `head` from the header and validates it.
+    fn reload_head(&mut self) -> Result<(), RingError> {
+        // Pairs with the Release store of head in Producer::flush: the frame
+        // bytes written before it are visible below.
+        let head = self.storage.header().head.0.load(Ordering::Acquire);
+        self.accept_head(head)
+    }
+
+    /// Validates a `head` just loaded from the header and caches it.
+    ///
+    /// Every check is folded into one branch and the error path is out of
+    /// line: this runs between the cache miss that brings the new `head`
+    /// and the frame's first read, and keeping that stretch short measurably
+    /// shortens the round trip (`docs/ring.md`, "Hot path"). The slow path
+    /// names the violation.
+    #[inline(always)]
+    fn accept_head(&mut self, head: u64) -> Result<(), RingError> {
+        // cached_head >= tail always holds, so `head >= cached_head` makes
+        // the wrapping difference the real one.
+        let bad = (head < self.cached_head)
+            | (head.wrapping_sub(self.tail) > self.cap as u64)
+            | (head > MAX_INDEX)
+            | (head % FRAME_ALIGN as u64 != 0);
+        if bad {
+            return Err(self.reject_head(head));
+        }
+        self.cached_head = head;
+        Ok(())
+    }
+
+    /// The slow path of [`accept_head`](Self::accept_head): which check
+    /// failed; poisons the ring.
+    #[cold]
+    #[inline(never)]
+    fn reject_head(&mut self, head: u64) -> RingError {
+        if head < self.cached_head {
+            return self.corrupt("head moved backwards", head, self.cached_head);
+        }
+        match check_indices(head, self.tail, self.cap as u64) {
+            Err(v) => self.poison(v.into()),
+            // Unreachable: accept_head's checks are check_indices' plus the
+            // backwards one; report it as corrupt rather than trust it.
+            Ok(()) => self.corrupt("head rejected", head, self.cached_head),
+        }
+    }
+
+    /// The ring looked empty (a fresh load of `head` found nothing new):
+    /// the rarer checks that need not run while frames are flowing.
+    /// `Ok(true)`: the producer closed and `head` moved meanwhile (parse
+    /// on); `Ok(false)`: nothing to read.
+    #[inline(never)]
+    fn on_empty(&mut self) -> Result<bool, RingError> {
+        // Let the producer reuse what we released.
+        self.flush();
+        // is_abandoned's Acquire load pairs with the Release store in
+        // `Drop for Producer`, made after its last publish of head; re-load
+        // head after it.
+        if self.is_abandoned() {
+            self.reload_head()?;
+            if self.cached_head == self.tail {
+                return Err(RingError::Closed);
+            }
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Finds and validates the next frame, skipping padding.
+    #[inline(always)]
+    fn try_next(&mut self) -> Result<Option<FrameDesc>, RingError> {
+        // The poisoned flag sits on the header's read-mostly first line
+        // (written only at init, attach, close and poisoning), so this is an
+        // L1 hit on the fast path; it makes the peer's poisoning visible to
+        // every call, not only to index re-loads.
+        if self.poisoned || header_poisoned(self.storage.header()) {
+            self.poisoned = true;
+            return Err(RingError::Poisoned);
+        }
+        // At most two rounds: a padding frame is never at offset 0.
+        for _ in 0..2 {
+            if self.cached_head == self.tail {
+                // Pairs with the Release store of head in Producer::flush:
+                // the frame bytes written before it are visible below.
+                let head = self.storage.header().head.0.load(Ordering::Acquire);
+                if head == self.tail {
+                    if !self.on_empty()? {
+                        return Ok(None);
+                    }
+                } else {
+                    self.accept_head(head)?;
+                }
+                // New bytes: fetch the next frame's lines (header and the
+                // start of its payload) in parallel rather than the header
+                // first, then the payload once its length is known. Bounded
+                // by what was published and the end of the region.
+                let off = self.tail as usize & (self.cap - 1);
+                let avail = (self.cached_head - self.tail) as usize;
+                self.storage
+                    .data()
+                    .prefetch(off, avail.min(self.cap - off).min(PREFETCH_BYTES));
+            }
+            // avail is a non-zero multiple of 16 (accept_head), so at least
+            // a frame header is readable.
+            let avail = self.cached_head - self.tail;
+            let off = self.tail as usize & (self.cap - 1);
+            // SAFETY: off is a multiple of 16 (so of 8) below cap (a
+            // multiple of 16), so off + 8 <= off + 16 <= cap <= data.len();
+            // the bytes are published (avail >= 16) and not yet released, so
+            // the producer does not write them (a hostile one may, which
+            // only changes the value read).
+            let hdr = FrameHeader::from_word(unsafe { self.storage.data().read_u64_le(off) });
+            let room = (self.cap - off) as u64;
+            let total = frame_total_sat(hdr.len as u64);
+            // One branch for the padding frame and every violation (see
+            // accept_head for why); the common frame passes straight on.
+            if (hdr.kind == PADDING_KIND) | (total > room) | (total > avail) {
+                self.skip_padding_or_reject(off, hdr, avail)?;
+                continue;
+            }
+            return Ok(Some(FrameDesc {
+                off,
+                len: hdr.len as usize,
+                kind: hdr.kind,
+                total: total as usize,
+            }));
+        }
+        Err(self.corrupt("two consecutive padding frames", 2, 1))
+    }
+
+    /// The slow path of a frame header: skips a valid padding frame at
+    /// `off`, or poisons the ring with the violation found.
+    #[cold]
+    #[inline(never)]
+    fn skip_padding_or_reject(
+        &mut self,
+        off: usize,
+        hdr: FrameHeader,
+        avail: u64,
+    ) -> Result<(), RingError> {
+        let len = hdr.len as usize;
+        let room = self.cap - off;
+        if hdr.kind != PADDING_KIND {
+            // len <= u32::MAX, so no overflow on 64-bit.
+            let total = frame_total(len).unwrap_or(usize::MAX);
+            if total > room {
+                return Err(self.corrupt(
+                    "frame crosses the end of the ring",
+                    total as u64,
+                    room as u64,
+                ));
+            }
+            return Err(self.corrupt("frame longer than published bytes", total as u64, avail));
+        }
+        if off == 0 {
+            return Err(self.corrupt("padding frame at offset 0", 0, 1));
+        }
+        if len + FRAME_HEADER_LEN != room {
+            return Err(self.corrupt(
+                "padding frame does not end at the end of the ring",
+                (len + FRAME_HEADER_LEN) as u64,
+                room as u64,
+            ));
+        }
+        if room as u64 > avail {
+            return Err(self.corrupt(
+                "padding frame longer than published bytes",
+                room as u64,
+                avail,
+            ));
+        }
+        self.tail += room as u64;
+        Ok(())
+    }
+}
+
+impl<S: RingStorage> Drop for Consumer<S> {
+    fn drop(&mut self) {
+        self.flush();
+        let h = self.storage.header();
+        // Pairs with the Acquire load of consumer_closed in
+        // Producer::is_abandoned (called by Producer::reserve_blocking).
+        h.meta.0.consumer_closed.store(1, Ordering::Release);
+        wake_peer(&h.producer_wake.0, self.peer_eventfd.as_ref());
+        // Pairs with the AcqRel compare_exchange in Ring::attach.
+        h.meta.0.consumer_attached.store(0, Ordering::Release);
+    }
+}
+
+/// A frame borrowed from the ring: derefs to its payload `&[u8]` (16-byte
+/// aligned, zero copy). [`release`](Self::release) frees it; dropping it
+/// without releasing leaves it in the ring (the next `peek` returns it again).
+pub struct ReadFrame<'a, S: RingStorage> {
+    consumer: &'a mut Consumer<S>,
+    desc: FrameDesc,
+}
+
+impl<S: RingStorage> std::fmt::Debug for ReadFrame<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadFrame")
+            .field("off", &self.desc.off)
+            .field("len", &self.desc.len)
+            .field("kind", &self.desc.kind)
+            .finish()
+    }
+}
+
+impl<S: RingStorage> ReadFrame<'_, S> {
+    /// The frame kind.
+    pub fn kind(&self) -> u32 {
+        self.desc.kind
+    }
+
+    /// The payload (same as deref).
+    pub fn payload(&self) -> &[u8] {
+        self
+    }
+
+    #[inline]
+    fn advance(&mut self) {
+        // Under loom: the payload was read up to now.
+        self.consumer
+            .storage
+            .data()
+            .touch_read(self.desc.off, FRAME_HEADER_LEN + self.desc.len);
+        self.consumer.tail += self.desc.total as u64;
+    }
+
+    /// Releases the frame and publishes `tail` now (waking a sleeping
+    /// producer).
+    #[inline]
+    pub fn release(mut self) {
+        self.advance();
+        self.consumer.flush();
+    }
+
+    /// Releases the frame without publishing `tail`: publish a batch with
+    /// [`Consumer::flush`] (also done automatically when the ring looks
+    /// empty and when the consumer is dropped).
+    #[inline]
+    pub fn release_deferred(mut self) {
+        self.advance();
+    }
+}
+
+impl<S: RingStorage> Deref for ReadFrame<'_, S> {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        // SAFETY: try_next validated [off, off + total) inside the data
+        // region and within the published bytes; the producer does not write
+        // it until we release it (a hostile one may, which only changes
+        // bytes).
+        unsafe {
+            self.consumer
+                .storage
+                .data()
+                .slice(self.desc.off + FRAME_HEADER_LEN, self.desc.len)
+        }
+    }
+}
