@@ -161,7 +161,7 @@ pub use layout::{
     MIN_CAPACITY, PADDING_KIND, RING_LAYOUT_VERSION, RING_MAGIC,
 };
 pub use producer::{Producer, WriteGrant};
-pub use segment::{create_ring_segment, RingSegmentError};
+pub use segment::{create_ring_anon, create_ring_segment, RingSegmentError};
 pub use storage::{DataRegion, HeapStorage, MappedStorage, RingStorage};
 
 use crate::sync::Ordering;

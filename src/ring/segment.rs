@@ -9,7 +9,7 @@ use std::any::Any;
 use std::sync::Arc;
 
 use super::{AttachError, MappedStorage, Ring};
-use crate::shm::{kind, Segment, Session, ShmError};
+use crate::shm::{kind, AnonSegment, Segment, Session, ShmError};
 
 /// Why a ring segment could not be created or attached.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +39,29 @@ impl MappedStorage {
         // mappings are tolerated by the ring's hostile-memory checks.
         unsafe { MappedStorage::from_raw(ptr, len, keepalive) }
     }
+}
+
+impl MappedStorage {
+    /// Ring storage over an anonymous sealed segment, which stays mapped for
+    /// as long as the storage (or any clone of it) lives.
+    pub fn from_anon(segment: Arc<AnonSegment>) -> Result<Self, AttachError> {
+        let (ptr, len) = (segment.payload_ptr(), segment.payload_len());
+        let keepalive: Arc<dyn Any + Send + Sync> = segment;
+        // SAFETY: as in `from_segment`: a live mapping kept by `keepalive`,
+        // initialised, sealed against resizing so every page stays backed.
+        unsafe { MappedStorage::from_raw(ptr, len, keepalive) }
+    }
+}
+
+/// Creates an anonymous sealed segment (`tag` names it in `/proc` only)
+/// holding an initialised ring of `capacity` bytes, ready to be handed to a
+/// peer as a descriptor.
+pub fn create_ring_anon(tag: &str, capacity: usize) -> Result<Arc<AnonSegment>, RingSegmentError> {
+    let len = MappedStorage::required_len(capacity);
+    let seg = Arc::new(AnonSegment::create(tag, len)?);
+    let storage = MappedStorage::from_anon(Arc::clone(&seg))?;
+    Ring::init(&storage, capacity)?;
+    Ok(seg)
 }
 
 /// Creates segment `name` in `session` holding a ring of `capacity` bytes,

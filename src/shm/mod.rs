@@ -56,12 +56,14 @@
 //! session.remove_all().unwrap();
 //! ```
 
+mod anon;
 mod error;
 mod header;
 mod name;
 mod segment;
 mod session;
 
+pub use anon::AnonSegment;
 pub use error::{Result, ShmError};
 pub use header::{
     HeaderSnapshot, SegmentHeader, CREATOR_TAG_LEN, HEADER_SIZE, INIT_READY, INIT_UNINIT,

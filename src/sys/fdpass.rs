@@ -13,7 +13,7 @@ use rustix::net::{
 };
 
 /// Most descriptors one message carries.
-pub(crate) const MAX_FDS: usize = 2;
+pub(crate) const MAX_FDS: usize = 4;
 
 /// Sends `bytes` with `fds` attached (`sendmsg`, `MSG_NOSIGNAL`, `EINTR`
 /// retried). Returns how many bytes the kernel took (the descriptors travel

@@ -11,6 +11,7 @@
 //! | `poll.rs` | `poll(2)` on a few descriptors with a deadline |
 //! | `fdpass.rs` | `SCM_RIGHTS` send/receive over a Unix stream, peer hang-up probe |
 //! | `fs.rs` | `O_NOFOLLOW`, `fallocate`, `geteuid`, `fcntl` flags |
+//! | `memfd.rs` | sealed anonymous shared memory (ring memory passed over `SCM_RIGHTS`) |
 //! | `futex.rs` | shared futex wait/wake |
 //! | `eventfd.rs` | eventfd create/read/write/poll |
 
@@ -22,6 +23,7 @@ pub(crate) mod fs;
 #[cfg(not(shmwire_loom))]
 pub(crate) mod futex;
 pub(crate) mod liveness;
+pub(crate) mod memfd;
 pub(crate) mod poll;
 
 use std::time::Duration;

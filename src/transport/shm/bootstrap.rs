@@ -6,22 +6,19 @@ use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::connection::ShmConnection;
 use super::{ShmOptions, ACK, MIN_RING_CAPACITY};
-use crate::ring::{create_ring_segment, MappedStorage, Ring, RingSegmentError, MAX_CAPACITY};
-use crate::shm::{kind, Segment, Session};
+use crate::ring::{create_ring_anon, MappedStorage, Ring, RingSegmentError, MAX_CAPACITY};
+use crate::shm::{AnonSegment, Session};
 use crate::sys::fdpass::recv_with_fds;
 use crate::sys::poll::{wait_fds, PollFlags};
 use crate::transport::accept::{write_fresh, HelloReader};
 use crate::transport::handshake::{self, Hello, Reply, Wire, FIXED_LEN};
 use crate::transport::{ConnectError, TransportConfig, WorkerId};
 use crate::wake::EventFd;
-
-static RING_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// The shm hello's extension: the ring capacity the caller asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,60 +45,36 @@ impl HelloExt {
     }
 }
 
-/// The shm reply's extension: the capacity of the rings made and the names
-/// of their two segments (caller → listener, listener → caller), each
-/// length-prefixed by one byte.
+/// The shm reply's extension: the capacity of the rings made. The rings
+/// themselves travel as descriptors with the reply (see [`REPLY_FDS`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct ReplyExt {
     /// Bytes per ring.
     pub ring_capacity: u64,
-    /// Segment of the caller-to-listener ring.
-    pub c2s: String,
-    /// Segment of the listener-to-caller ring.
-    pub s2c: String,
 }
 
 impl ReplyExt {
     pub(super) fn encode(&self) -> Vec<u8> {
-        let mut ext = self.ring_capacity.to_le_bytes().to_vec();
-        for name in [&self.c2s, &self.s2c] {
-            ext.push(name.len() as u8);
-            ext.extend_from_slice(name.as_bytes());
-        }
-        ext
+        self.ring_capacity.to_le_bytes().to_vec()
     }
 
     pub(super) fn decode(ext: &[u8]) -> Result<Self, ConnectError> {
-        let bad = |field: &str| ConnectError::Protocol {
+        let capacity = ext.get(..8).ok_or_else(|| ConnectError::Protocol {
             what: format!(
-                "shm reply extension of {} bytes: {field} missing or malformed",
+                "shm reply extension of {} bytes has no ring capacity",
                 ext.len()
             ),
-        };
-        let ring_capacity = u64::from_le_bytes(
-            ext.get(..8)
-                .ok_or_else(|| bad("ring capacity"))?
-                .try_into()
-                .expect("8 bytes"),
-        );
-        let mut at = 8;
-        let mut name = |field: &str| -> Result<String, ConnectError> {
-            let len = *ext.get(at).ok_or_else(|| bad(field))? as usize;
-            let bytes = ext.get(at + 1..at + 1 + len).ok_or_else(|| bad(field))?;
-            at += 1 + len;
-            std::str::from_utf8(bytes)
-                .map(str::to_owned)
-                .map_err(|_| bad(field))
-        };
-        let c2s = name("caller-to-listener segment name")?;
-        let s2c = name("listener-to-caller segment name")?;
+        })?;
         Ok(Self {
-            ring_capacity,
-            c2s,
-            s2c,
+            ring_capacity: u64::from_le_bytes(capacity.try_into().expect("8 bytes")),
         })
     }
 }
+
+/// The descriptors that travel with an accepting reply, in this order: the
+/// listener's eventfd, the caller's eventfd, the caller-to-listener ring,
+/// the listener-to-caller ring (sealed memfds).
+pub(super) const REPLY_FDS: usize = 4;
 
 /// Checks a requested ring capacity (hostile input on the listener's side).
 pub(super) fn check_capacity(cap: u64) -> Result<usize, ConnectError> {
@@ -115,64 +88,34 @@ pub(super) fn check_capacity(cap: u64) -> Result<usize, ConnectError> {
     Ok(cap as usize)
 }
 
-/// Creates, initialises and publishes one ring segment.
-fn create_ring(
-    session: &Session,
-    name: &str,
-    cap: usize,
-) -> Result<(Arc<Segment>, MappedStorage), ConnectError> {
-    let seg = create_ring_segment(session, name, cap).map_err(|e| match e {
+fn create_ring(tag: &str, cap: usize) -> Result<(Arc<AnonSegment>, MappedStorage), ConnectError> {
+    let seg = create_ring_anon(tag, cap).map_err(|e| match e {
         RingSegmentError::Shm(e) => ConnectError::Segment(e),
         RingSegmentError::Ring(e) => ConnectError::Ring(e),
     })?;
-    let storage = map_ring(&seg)?;
+    let storage = MappedStorage::from_anon(Arc::clone(&seg)).map_err(ConnectError::Ring)?;
     Ok((seg, storage))
 }
 
-fn map_ring(seg: &Arc<Segment>) -> Result<MappedStorage, ConnectError> {
-    MappedStorage::from_segment(Arc::clone(seg)).map_err(ConnectError::Ring)
-}
-
-/// The two ring segments of a new connection, created by the listener.
+/// The two rings of a new connection, made by the listener: sealed, nameless
+/// memfds (nothing in the file system, nothing a peer can resize).
 pub(super) struct NewRings {
-    pub c2s_name: String,
-    pub s2c_name: String,
-    pub c2s_seg: Arc<Segment>,
-    pub s2c_seg: Arc<Segment>,
+    pub c2s_seg: Arc<AnonSegment>,
+    pub s2c_seg: Arc<AnonSegment>,
     pub c2s: MappedStorage,
     pub s2c: MappedStorage,
 }
 
-/// Creates both rings of a connection in `session`. A name can be taken by
-/// a segment a dead process with our (reused) pid left behind: skip to the
-/// next number.
-pub(super) fn create_rings(session: &Session, cap: usize) -> Result<NewRings, ConnectError> {
-    let mut attempt = 0;
-    loop {
-        let n = RING_COUNTER.fetch_add(1, AtomicOrdering::Relaxed);
-        let base = format!("ring-{}-{n}", std::process::id());
-        let (c2s_name, s2c_name) = (format!("{base}-c2s"), format!("{base}-s2c"));
-        let made = create_ring(session, &c2s_name, cap)
-            .and_then(|a| create_ring(session, &s2c_name, cap).map(|b| (a, b)));
-        match made {
-            Ok(((c2s_seg, c2s), (s2c_seg, s2c))) => {
-                return Ok(NewRings {
-                    c2s_name,
-                    s2c_name,
-                    c2s_seg,
-                    s2c_seg,
-                    c2s,
-                    s2c,
-                })
-            }
-            Err(ConnectError::Segment(crate::shm::ShmError::AlreadyExists { .. }))
-                if attempt < 16 =>
-            {
-                attempt += 1
-            }
-            Err(e) => return Err(e),
-        }
-    }
+/// Creates both rings of a connection.
+pub(super) fn create_rings(cap: usize) -> Result<NewRings, ConnectError> {
+    let (c2s_seg, c2s) = create_ring("shmwire-ring-c2s", cap)?;
+    let (s2c_seg, s2c) = create_ring("shmwire-ring-s2c", cap)?;
+    Ok(NewRings {
+        c2s_seg,
+        s2c_seg,
+        c2s,
+        s2c,
+    })
 }
 
 /// Opens a shared-memory connection to the worker `intended` listening on
@@ -184,7 +127,7 @@ pub(super) fn create_rings(session: &Session, cap: usize) -> Result<NewRings, Co
 /// `TimedOut` / `PeerDied` during the exchange; `Protocol` for a malformed
 /// reply; `Segment` / `Ring` when the listener's rings cannot be opened.
 pub fn connect_shm(
-    session: &Session,
+    _session: &Session,
     socket: &Path,
     intended: WorkerId,
     config: &TransportConfig,
@@ -228,7 +171,7 @@ pub fn connect_shm(
         Ok(())
     };
     let mut first = [0u8; FIXED_LEN];
-    let (got, mut fds): (usize, Vec<OwnedFd>) = loop {
+    let (got, fds): (usize, Vec<OwnedFd>) = loop {
         match recv_with_fds(&stream, &mut first) {
             Ok(r) => break r,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => wait(deadline)?,
@@ -258,35 +201,29 @@ pub fn connect_shm(
             ),
         });
     }
-    if fds.len() != 2 {
+    if fds.len() != REPLY_FDS {
         return Err(ConnectError::Protocol {
-            what: format!("expected 2 eventfds with the reply, got {}", fds.len()),
+            what: format!(
+                "expected {REPLY_FDS} descriptors with the reply, got {}",
+                fds.len()
+            ),
         });
     }
-    let my_fd = fds.pop().expect("two fds");
-    let peer_fd = fds.pop().expect("two fds");
-    let my_efd = EventFd::from_owned(my_fd).map_err(ConnectError::io("eventfd"))?;
-    let peer_efd = EventFd::from_owned(peer_fd).map_err(ConnectError::io("eventfd"))?;
-
-    let open = |name: &str| -> Result<(Arc<Segment>, MappedStorage), ConnectError> {
-        let seg =
-            Arc::new(Segment::open(session, name, kind::RING).map_err(ConnectError::Segment)?);
-        if seg.payload_len() != MappedStorage::required_len(cap) {
-            return Err(ConnectError::Protocol {
-                what: format!(
-                    "segment {name} has {} bytes, expected {}",
-                    seg.payload_len(),
-                    MappedStorage::required_len(cap)
-                ),
-            });
-        }
-        let st = map_ring(&seg)?;
-        Ok((seg, st))
+    let mut fds = fds.into_iter();
+    let mut next = || fds.next().expect("REPLY_FDS descriptors");
+    let peer_efd = EventFd::from_owned(next()).map_err(ConnectError::io("eventfd"))?;
+    let my_efd = EventFd::from_owned(next()).map_err(ConnectError::io("eventfd"))?;
+    // The ring memory: checked sealed and of the right size before mapping,
+    // so the peer can never make our accesses fault.
+    let len = MappedStorage::required_len(cap);
+    let open = |fd: OwnedFd| -> Result<MappedStorage, ConnectError> {
+        let seg = AnonSegment::from_fd(fd, len).map_err(ConnectError::Segment)?;
+        MappedStorage::from_anon(Arc::new(seg)).map_err(ConnectError::Ring)
     };
-    let (_c2s_seg, c2s) = open(&ext.c2s)?;
-    let (_s2c_seg, s2c) = open(&ext.s2c)?;
-    let tx = Ring::attach_producer(c2s.clone()).map_err(ConnectError::Ring)?;
-    let rx = Ring::attach_consumer(s2c.clone()).map_err(ConnectError::Ring)?;
+    let c2s = open(next())?;
+    let s2c = open(next())?;
+    let tx = Ring::attach_producer(c2s).map_err(ConnectError::Ring)?;
+    let rx = Ring::attach_consumer(s2c).map_err(ConnectError::Ring)?;
     write_fresh(&stream, &[ACK], "acknowledgement")?;
     stream
         .set_nonblocking(false)
@@ -317,17 +254,12 @@ mod tests {
         assert!(HelloExt::decode(&[1, 2, 3]).is_err());
         let r = ReplyExt {
             ring_capacity: 1 << 20,
-            c2s: "ring-1-0-c2s".into(),
-            s2c: "ring-1-0-s2c".into(),
         };
         let bytes = r.encode();
         assert_eq!(ReplyExt::decode(&bytes).unwrap(), r);
         for cut in 0..bytes.len() {
             assert!(ReplyExt::decode(&bytes[..cut]).is_err(), "cut at {cut}");
         }
-        let mut bad_utf8 = bytes.clone();
-        bad_utf8[9] = 0xff;
-        assert!(ReplyExt::decode(&bad_utf8).is_err());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
 
-use super::bootstrap::{check_capacity, create_rings, HelloExt, NewRings, ReplyExt};
+use super::bootstrap::{check_capacity, create_rings, HelloExt, ReplyExt};
 use super::connection::ShmConnection;
 use super::{socket_path, ShmOptions, ACK};
 use crate::ring::{Consumer, MappedStorage, Producer, Ring};
@@ -32,7 +32,6 @@ pub struct ShmListener {
     events: Events,
     path: PathBuf,
     ident: (u64, u64),
-    session: Session,
     config: TransportConfig,
     opts: ShmOptions,
 }
@@ -82,7 +81,6 @@ impl ShmListener {
             events: Events::with_capacity(8),
             path,
             ident: (md.dev(), md.ino()),
-            session: session.clone(),
             config,
             opts,
         })
@@ -136,7 +134,6 @@ impl ShmListener {
             stream: Some(stream),
             deadline: Instant::now() + self.config.handshake_timeout,
             stage: Stage::Hello(HelloReader::new("hello")),
-            session: self.session.clone(),
             config: self.config.clone(),
             opts: self.opts.clone(),
         })
@@ -155,7 +152,6 @@ enum Stage {
 
 /// The rings and eventfds made for a caller, kept until its acknowledgement.
 struct Made {
-    rings: NewRings,
     rx: Consumer<MappedStorage>,
     tx: Producer<MappedStorage>,
     my_efd: EventFd,
@@ -173,7 +169,6 @@ pub(crate) struct ShmAccept {
     stream: Option<UnixStream>,
     deadline: Instant,
     stage: Stage,
-    session: Session,
     config: TransportConfig,
     opts: ShmOptions,
 }
@@ -211,7 +206,7 @@ impl ShmAccept {
             Err(e) => return refuse(stream, &mut reply, e),
         };
         let setup = || -> Result<_, ConnectError> {
-            let rings = create_rings(&self.session, cap)?;
+            let rings = create_rings(cap)?;
             let rx = Ring::attach_consumer(rings.c2s.clone()).map_err(ConnectError::Ring)?;
             let tx = Ring::attach_producer(rings.s2c.clone()).map_err(ConnectError::Ring)?;
             let my_efd = EventFd::new().map_err(ConnectError::io("eventfd"))?;
@@ -225,18 +220,23 @@ impl ShmAccept {
         };
         reply.ext = ReplyExt {
             ring_capacity: cap as u64,
-            c2s: rings.c2s_name.clone(),
-            s2c: rings.s2c_name.clone(),
         }
         .encode();
         let bytes = reply.encode();
-        // The reply travels with both eventfds: ours first, then the caller's.
+        // The reply travels with both eventfds (ours first, then the
+        // caller's) and both rings' sealed memfds (REPLY_FDS).
         let during = "handshake reply";
-        let sent = send_with_fds(stream, &bytes, &[my_efd.as_fd(), peer_efd.as_fd()])
+        let fds = [
+            my_efd.as_fd(),
+            peer_efd.as_fd(),
+            rings.c2s_seg.fd(),
+            rings.s2c_seg.fd(),
+        ];
+        debug_assert_eq!(fds.len(), super::bootstrap::REPLY_FDS);
+        let sent = send_with_fds(stream, &bytes, &fds)
             .map_err(|e| ConnectError::from_handshake_io(e, during))?;
         write_fresh(stream, &bytes[sent..], during)?;
         Ok(Made {
-            rings,
             rx,
             tx,
             my_efd,
@@ -303,10 +303,9 @@ impl Handshake for ShmAccept {
                         unreachable!("matched above")
                     };
                     let made = *made;
-                    // Both sides have mapped the rings: remove the names. The
-                    // memory lives as long as a mapping does.
-                    made.rings.c2s_seg.unlink().map_err(ConnectError::Segment)?;
-                    made.rings.s2c_seg.unlink().map_err(ConnectError::Segment)?;
+                    // The caller has mapped the rings; the memory lives as
+                    // long as a mapping does (nothing to unlink: it never
+                    // had a name).
                     let stream = self.stream.take().expect("checked above");
                     stream
                         .set_nonblocking(false)

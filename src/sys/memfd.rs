@@ -1,0 +1,54 @@
+//! Anonymous shared memory that a peer cannot resize: `memfd_create` with
+//! sealing, reserved with `fallocate`, sealed against shrinking and growing.
+//!
+//! Passed to a peer over `SCM_RIGHTS`, such a file has no name (nothing to
+//! clean up, nothing another process can open by path), and a peer holding
+//! it cannot truncate it under our mapping — which would kill us with
+//! `SIGBUS` — because the seals forbid it and cannot be removed.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+
+use rustix::fs::{MemfdFlags, SealFlags};
+
+/// The seals every shmwire memfd carries.
+fn required_seals() -> SealFlags {
+    SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL
+}
+
+/// Creates a sealed memfd of exactly `len` bytes, every page reserved
+/// (`ENOSPC` here, never `SIGBUS` later). `name` only shows in
+/// `/proc/<pid>/fd` listings.
+pub(crate) fn create_sealed(name: &str, len: u64) -> io::Result<OwnedFd> {
+    let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
+    rustix::fs::ftruncate(&fd, len)?;
+    loop {
+        match rustix::fs::fallocate(&fd, rustix::fs::FallocateFlags::empty(), 0, len) {
+            Ok(()) => break,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    rustix::fs::fcntl_add_seals(&fd, required_seals())?;
+    Ok(fd)
+}
+
+/// Checks a memfd received from a peer: sealed against shrinking and
+/// growing (and against removing the seals), and exactly `len` bytes long.
+pub(crate) fn check_sealed(fd: impl AsFd, len: u64) -> io::Result<()> {
+    let seals = rustix::fs::fcntl_get_seals(&fd)?;
+    if !seals.contains(required_seals()) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("shared memory from the peer is not sealed against resizing (seals {seals:?})"),
+        ));
+    }
+    let size = rustix::fs::fstat(&fd)?.st_size;
+    if size < 0 || size as u64 != len {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("shared memory from the peer has {size} bytes, expected {len}"),
+        ));
+    }
+    Ok(())
+}
