@@ -3,8 +3,8 @@
 //!
 //! # Bootstrap
 //!
-//! 1. The listening worker binds `<session dir>/.s-<first 16 hex digits of its
-//!    worker id>.sock` ([`ShmListener`]).
+//! 1. The listening worker binds `<session dir>/.s-<its process's lock
+//!    stem>-<n>.sock`, mode 0600 ([`ShmListener`]).
 //! 2. The caller connects and sends the hello ([`super::handshake`])
 //!    with transport = shm and, as extension, the ring capacity it wants
 //!    (`u64`, a power of two).
@@ -154,10 +154,12 @@ fn ring_err(e: RingError) -> TransportError {
     }
 }
 
-/// The Unix-socket path a worker listens on in `session`.
-pub fn socket_path(session: &Session, worker: &WorkerId) -> PathBuf {
-    let hex = worker.to_string();
-    session.dir().join(format!(".s-{}.sock", &hex[..16]))
+/// A fresh Unix-socket path for a listener of this process in `session`:
+/// `.s-<stem>-<n>.sock`, named after this process's lock file in the
+/// session, so the session's cleanup removes it exactly when this process
+/// is dead (and never a live successor's socket under the same worker id).
+pub fn socket_path(session: &Session) -> Result<PathBuf, crate::shm::ShmError> {
+    session.owned_file_path(crate::shm::SOCKET_TAG, ".sock")
 }
 
 /// Watches the peer's Unix socket: hang-up or EOF means the peer is gone.
@@ -680,7 +682,7 @@ impl ShmListener {
         config: TransportConfig,
         opts: ShmOptions,
     ) -> Result<Self, TransportError> {
-        let path = socket_path(session, &config.worker_id);
+        let path = socket_path(session)?;
         if path.exists() {
             match UnixStream::connect(&path) {
                 Ok(_) => {
@@ -696,6 +698,14 @@ impl ShmListener {
             }
         }
         let mut listener = mio::net::UnixListener::bind(&path)?;
+        // 0600 like every other file of the session (bind applies the umask).
+        if let Err(e) = std::fs::set_permissions(
+            &path,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        ) {
+            let _ = std::fs::remove_file(&path);
+            return Err(e.into());
+        }
         let md = std::fs::symlink_metadata(&path)?;
         let poll = Poll::new()?;
         poll.registry()
