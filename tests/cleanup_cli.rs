@@ -230,8 +230,7 @@ fn restarted_worker_is_reachable_after_predecessor_sigkill() {
     wait_for(&mut out, READY);
     for round in 0..ROUNDS {
         prev.sigkill();
-        let (next, mut next_out) =
-            spawn_role("child_entry", &format!("worker|{rs}|restart|7|w7"));
+        let (next, mut next_out) = spawn_role("child_entry", &format!("worker|{rs}|restart|7|w7"));
         wait_for(&mut next_out, READY);
         if let Err(e) = reach(&session, 7, "w7") {
             failures.push(format!("round {round}: {e}"));
@@ -381,9 +380,18 @@ fn cleaner_role(root: &str, ms: u64) {
     println!("{READY}");
     while Instant::now() < end {
         runs += 1;
-        if let Err(e) = Session::cleanup_all_stale(root) {
-            failures += 1;
-            println!("FAIL {runs}: {e}");
+        match Session::cleanup_all_stale(root) {
+            Err(e) => {
+                failures += 1;
+                println!("FAIL {runs}: {e}");
+            }
+            Ok(reports) => {
+                let errors: Vec<_> = reports.iter().flat_map(|(_, r)| &r.errors).collect();
+                if !errors.is_empty() {
+                    failures += 1;
+                    println!("FAIL {runs}: {errors:?}");
+                }
+            }
         }
     }
     println!("FAILURES {failures} RUNS {runs}");
@@ -501,7 +509,10 @@ fn cleanup_races_with_session_creators() {
                 panic!("cleaner exited early");
             }
             if let Some(at) = line.find("FAIL ") {
-                cleaner_errors.lock().unwrap().push(line[at..].trim().to_owned());
+                cleaner_errors
+                    .lock()
+                    .unwrap()
+                    .push(line[at..].trim().to_owned());
             }
             if let Some(at) = line.find("FAILURES ") {
                 let w: Vec<&str> = line[at..].split_whitespace().collect();
@@ -595,8 +606,7 @@ fn scratch_root_keeps_everything_not_made_by_shmwire() {
     let rs = r.to_str().unwrap();
     let (_live, mut live_out) = spawn_role("child_entry", &format!("worker|{rs}|live-s|1|one"));
     wait_for(&mut live_out, READY);
-    let (mut dead, mut dead_out) =
-        spawn_role("child_entry", &format!("worker|{rs}|dead-s|2|two"));
+    let (mut dead, mut dead_out) = spawn_role("child_entry", &format!("worker|{rs}|dead-s|2|two"));
     wait_for(&mut dead_out, READY);
     dead.sigkill();
 
@@ -627,7 +637,8 @@ fn scratch_root_keeps_everything_not_made_by_shmwire() {
     for base in [&private, &r.to_path_buf(), &dead_dir] {
         for n in names(base) {
             let p = base.join(&n);
-            let keep = base != &dead_dir || ["seg-fifo", "seg-link", "seg-junk", ".other"].contains(&n.as_str());
+            let keep = base != &dead_dir
+                || ["seg-fifo", "seg-link", "seg-junk", ".other"].contains(&n.as_str());
             if keep && !(base == &r.to_path_buf() && (n == "live-s" || n == "dead-s")) {
                 foreign.push((p.clone(), snapshot(&p).unwrap()));
             }
@@ -639,23 +650,41 @@ fn scratch_root_keeps_everything_not_made_by_shmwire() {
     assert!(ok, "{text}");
     assert!(text.contains("live-s  (live)"), "{text}");
     assert!(text.contains("dead-s  (dead)"), "{text}");
-    for f in ["private (directory without a session marker)", "fifo (fifo)", "notes.txt (regular file)", "link-to-private (symlink)", "plain-dir"] {
+    for f in [
+        "private (directory without a session marker)",
+        "fifo (fifo)",
+        "notes.txt (regular file)",
+        "link-to-private (symlink)",
+        "plain-dir",
+    ] {
         assert!(text.contains(f), "{f} not reported:\n{text}");
     }
     let (ok, text) = shmwire(r, &["inspect", "--session", "dead-s"]);
     assert!(ok, "{text}");
-    assert!(text.contains("seg-fifo") && text.contains("not made by shmwire"), "{text}");
+    assert!(
+        text.contains("seg-fifo") && text.contains("not made by shmwire"),
+        "{text}"
+    );
 
     let (ok, text) = shmwire(r, &["cleanup", "--all-stale"]);
     assert!(ok, "{text}");
     assert!(text.contains("left alone"), "{text}");
     for (p, before) in &foreign {
-        assert_eq!(snapshot(p).as_ref(), Some(before), "{} changed:\n{text}", p.display());
+        assert_eq!(
+            snapshot(p).as_ref(),
+            Some(before),
+            "{} changed:\n{text}",
+            p.display()
+        );
     }
     // The dead session: only the foreign entries and the marker are left.
     let mut left = names(&dead_dir);
     left.retain(|n| n != ".shmwire-session");
-    assert_eq!(left, [".other", "seg-fifo", "seg-junk", "seg-link"], "{text}");
+    assert_eq!(
+        left,
+        [".other", "seg-fifo", "seg-junk", "seg-link"],
+        "{text}"
+    );
     // The live session: untouched, and its worker still answers.
     assert_eq!(names(&r.join("live-s")), live_before, "{text}");
     let s = Session::attach_in(r, "live-s").unwrap();
@@ -665,7 +694,10 @@ fn scratch_root_keeps_everything_not_made_by_shmwire() {
     if fs::metadata("/etc").unwrap().mode() & 0o077 != 0 {
         let (ok, text) = shmwire(Path::new("/etc"), &["inspect"]);
         assert!(!ok, "{text}");
-        assert!(text.contains("/etc") && text.contains("SHMWIRE_ROOT"), "{text}");
+        assert!(
+            text.contains("/etc") && text.contains("SHMWIRE_ROOT"),
+            "{text}"
+        );
         assert!(!text.contains("session(s)"), "{text}");
         let (ok, text) = shmwire(Path::new("/etc"), &["cleanup", "--all-stale"]);
         assert!(!ok && text.contains("/etc"), "{text}");
@@ -715,7 +747,10 @@ fn default_root_is_per_user_and_errors_name_shmwire_root() {
             "{text}"
         );
         let e = Session::open_in(&root, "x").unwrap_err().to_string();
-        assert!(e.contains("SHMWIRE_ROOT") && e.contains(root.to_str().unwrap()), "{e}");
+        assert!(
+            e.contains("SHMWIRE_ROOT") && e.contains(root.to_str().unwrap()),
+            "{e}"
+        );
     }
     let readme = include_str!("../README.md");
     assert!(readme.contains("SHMWIRE_ROOT") && readme.contains("shmwire-<euid>"));
@@ -750,11 +785,16 @@ fn cleanup_session_never_removes_live_files() {
     let gone: Vec<_> = before.iter().filter(|n| !after.contains(n)).collect();
     // Only the dead process's files went: its lock, segment, socket, entry.
     assert!(
-        gone.iter().all(|n| n.contains(&dead_pid.to_string())
-            || n.starts_with(".w-04")),
+        gone.iter()
+            .all(|n| n.contains(&dead_pid.to_string()) || n.starts_with(".w-04")),
         "removed a live file: {gone:?}\n{text}"
     );
-    assert!(after.iter().all(|n| !n.contains(&format!("-{dead_pid}")) && !n.contains(&format!("{dead_pid}-"))), "{after:?}");
+    assert!(
+        after
+            .iter()
+            .all(|n| !n.contains(&format!("-{dead_pid}")) && !n.contains(&format!("{dead_pid}-"))),
+        "{after:?}"
+    );
     assert!(after.contains(&".token".to_string()), "{after:?}");
     let s = Session::attach_in(root.path(), "s").unwrap();
     reach(&s, 3, "three").unwrap();
@@ -780,7 +820,10 @@ fn bootstrap_socket_is_0600() {
     let root = scratch("mode");
     let rs = root.path().to_str().unwrap();
     let mut child = Command::new("sh")
-        .args(["-c", "umask 022; exec \"$0\" --exact child_entry --nocapture --test-threads=1"])
+        .args([
+            "-c",
+            "umask 022; exec \"$0\" --exact child_entry --nocapture --test-threads=1",
+        ])
         .arg(std::env::current_exe().unwrap())
         .env(CHILD_ENV, format!("worker|{rs}|m|5|five"))
         .stdout(Stdio::piped())
@@ -790,7 +833,10 @@ fn bootstrap_socket_is_0600() {
     let _kid = Kid(child);
     wait_for(&mut out, READY);
     let s = Session::attach_in(root.path(), "m").unwrap();
-    let e = Directory::for_session(&s).unwrap().lookup(&worker_id(5)).unwrap();
+    let e = Directory::for_session(&s)
+        .unwrap()
+        .lookup(&worker_id(5))
+        .unwrap();
     let sock = e.unix_socket.unwrap();
     let md = fs::symlink_metadata(&sock).unwrap();
     assert!(md.file_type().is_socket());

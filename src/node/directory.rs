@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::ids::WorkerId;
-use crate::shm::{owned_file_path_in, ENTRY_PREFIX, ENTRY_SUFFIX, TMP_TAG};
+use crate::shm::{temp_path_in, ENTRY_PREFIX, ENTRY_SUFFIX};
 use crate::sys::liveness::{probe_owner, remove_if_same, try_lock_exclusive, OwnerState};
 use crate::transport::{Endpoint, LookupError, PublishError, Published, WorkerLookup};
 
@@ -165,12 +165,10 @@ impl Directory {
         }
         // Owned by this process's lock in the session: if we die before the
         // rename, the session's cleanup removes it.
-        let tmp = owned_file_path_in(&self.root, TMP_TAG, "-entry").map_err(|e| {
-            PublishError::Io {
-                op: "lock session",
-                path: self.root.clone(),
-                source: io::Error::other(e),
-            }
+        let tmp = temp_path_in(&self.root, "entry").map_err(|e| PublishError::Io {
+            op: "lock session",
+            path: self.root.clone(),
+            source: io::Error::other(e),
         })?;
         let io_err = |op: &'static str, path: &Path| {
             let path = path.to_owned();

@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::shm::{owned_file_path_in, Session, ShmError, TMP_TAG};
+use crate::shm::{temp_path_in, Session, ShmError};
 use crate::transport::SessionToken;
 
 /// File name of the token inside the session directory.
@@ -79,7 +79,7 @@ pub fn load_or_create_in(dir: &Path) -> Result<SessionToken, TokenError> {
             source,
         })?;
         // Owned by our lock: if we die before removing it, cleanup does.
-        let tmp = owned_file_path_in(dir, TMP_TAG, "-token")?;
+        let tmp = temp_path_in(dir, "token")?;
         let written = (|| {
             let mut f = OpenOptions::new()
                 .write(true)

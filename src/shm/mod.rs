@@ -77,8 +77,8 @@ pub use name::{
 };
 pub use segment::{Segment, UnpublishedSegment};
 pub use session::{
-    default_root, owned_file_path_in, CleanupReport, RootCleanup, RootScan, SegmentInfo, Session,
-    SessionStatus, ROOT_ENV, UNTAGGED_GRACE,
+    default_root, owned_file_path_in, temp_path_in, CleanupReport, RootCleanup, RootScan,
+    SegmentInfo, Session, SessionStatus, ROOT_ENV, UNTAGGED_GRACE,
 };
 
 /// Payload kinds recorded in the segment header, so a ring is never opened

@@ -109,8 +109,8 @@ pub(crate) enum FileKind {
     Foreign,
 }
 
-/// Whether `s` is an owner stem `<pid>-<16 hex>` (the middle of a lock
-/// file's name).
+/// Whether `s` is an owner stem `<pid>-<8 to 16 hex>` (the middle of a
+/// lock file's name; this build makes 8 hex digits, older ones 16).
 fn is_stem(s: &str) -> bool {
     let Some((pid, hex)) = s.split_once('-') else {
         return false;
@@ -118,17 +118,17 @@ fn is_stem(s: &str) -> bool {
     !pid.is_empty()
         && pid.len() <= 10
         && pid.bytes().all(|b| b.is_ascii_digit())
-        && hex.len() == 16
+        && (8..=16).contains(&hex.len())
         && hex.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// Length of a stem `<pid>-<16 hex>` at the start of `s`, if there is one
-/// followed by `-`.
+/// The stem `<pid>-<hex>` at the start of `s`, if one is there followed by
+/// `-`.
 fn stem_prefix(s: &str) -> Option<&str> {
     let dash = s.find('-')?;
-    let end = dash + 1 + 16;
-    let stem = s.get(..end)?;
-    (is_stem(stem) && s[end..].starts_with('-')).then_some(stem)
+    let end = dash + 1 + s[dash + 1..].find('-')?;
+    let stem = &s[..end];
+    is_stem(stem).then_some(stem)
 }
 
 /// Classifies one directory entry name of a session directory.
@@ -228,9 +228,18 @@ mod tests {
     fn classifies_what_shmwire_makes_and_nothing_else() {
         let stem = "123-0123456789abcdef";
         assert_eq!(classify(&lock_name(stem)), FileKind::OwnerLock(stem.into()));
-        assert_eq!(classify(".proc-123-0123456789abcdef.lock.tmp"), FileKind::OwnerLockTmp);
-        assert_eq!(classify(&format!(".s-{stem}-0.sock")), FileKind::Owned(stem.into()));
-        assert_eq!(classify(&format!(".tmp-{stem}-token-3")), FileKind::Owned(stem.into()));
+        assert_eq!(
+            classify(".proc-123-0123456789abcdef.lock.tmp"),
+            FileKind::OwnerLockTmp
+        );
+        assert_eq!(
+            classify(&format!(".s-{stem}-0.sock")),
+            FileKind::Owned(stem.into())
+        );
+        assert_eq!(
+            classify(&format!(".tmp-{stem}-token-3")),
+            FileKind::Owned(stem.into())
+        );
         assert_eq!(classify(".w-0a0b.entry"), FileKind::Entry);
         assert_eq!(classify(".token"), FileKind::Token);
         assert_eq!(classify(".shmwire-session"), FileKind::Marker);

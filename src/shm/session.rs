@@ -47,8 +47,8 @@ use crate::sys::liveness::{
 use super::error::{Result, ShmError};
 use super::header::{HeaderSnapshot, HEADER_SIZE, INIT_READY, INIT_UNINIT, MAGIC};
 use super::name::{
-    classify, is_lock_file_name, lock_name, validate_segment_name, validate_session_name,
-    FileKind, LOCK_PREFIX, LOCK_SUFFIX, SESSION_MARKER, TMP_LOCK_PREFIX, TMP_LOCK_SUFFIX,
+    classify, is_lock_file_name, lock_name, validate_segment_name, validate_session_name, FileKind,
+    LOCK_PREFIX, LOCK_SUFFIX, SESSION_MARKER, TMP_LOCK_PREFIX, TMP_LOCK_SUFFIX,
 };
 
 /// Environment variable that overrides the root directory of all sessions.
@@ -62,7 +62,8 @@ pub const ROOT_ENV: &str = "SHMWIRE_ROOT";
 pub const UNTAGGED_GRACE: Duration = Duration::from_secs(10);
 
 /// Appended to root errors.
-const ROOT_HINT: &str = " (this is the session root: set SHMWIRE_ROOT to a directory of your own with mode 0700)";
+const ROOT_HINT: &str =
+    " (this is the session root: set SHMWIRE_ROOT to a directory of your own with mode 0700)";
 
 /// How long a creator waits for a cleanup pass to release a session
 /// directory before it reports the directory busy.
@@ -205,9 +206,7 @@ fn ensure_marker(dir: &Path) -> Result<()> {
         .custom_flags(O_NOFOLLOW | O_NONBLOCK)
         .open(&path)
         .map_err(|e| ShmError::io("create session marker", &path, e))?;
-    let md = f
-        .metadata()
-        .map_err(|e| ShmError::io("stat", &path, e))?;
+    let md = f.metadata().map_err(|e| ShmError::io("stat", &path, e))?;
     if !md.is_file() {
         return Err(ShmError::WrongFileType {
             path,
@@ -233,7 +232,7 @@ fn has_marker(dir: &Path) -> bool {
 /// Runs under a shared `flock` on the directory, which a cleanup pass holds
 /// exclusively while it may remove the directory; the lock file is created
 /// under a temporary dot-name, locked, and only then renamed to
-/// `proc-<pid>-<hex>.lock`, so a cleaner never sees a `proc-*.lock` that is
+/// `proc-<pid>-<8 hex>.lock`, so a cleaner never sees a `proc-*.lock` that is
 /// not yet locked by its live owner.
 fn owner_lock(dir: &Path, root: Option<&Path>) -> Result<String> {
     let mut reg = registry().lock().unwrap_or_else(|p| p.into_inner());
@@ -273,7 +272,10 @@ fn owner_lock(dir: &Path, root: Option<&Path>) -> Result<String> {
             continue;
         }
         ensure_marker(dir)?;
-        let stem = format!("{pid}-{:016x}", random_u64());
+        // Short (sockets are named after it and socket paths are limited to
+        // 107 bytes); the pid makes it unique among live processes, the
+        // random part across pid reuse, O_EXCL below catches the rest.
+        let stem = format!("{pid}-{:08x}", random_u64() as u32);
         let tmp = dir.join(format!("{TMP_LOCK_PREFIX}{stem}{TMP_LOCK_SUFFIX}"));
         let name = format!("{LOCK_PREFIX}{stem}{LOCK_SUFFIX}");
         let file = match OpenOptions::new()
@@ -344,6 +346,20 @@ pub fn owned_file_path_in(dir: &Path, tag: &str, suffix: &str) -> Result<PathBuf
     // Relaxed: the counter only makes names distinct, it orders nothing.
     let n = OWNED_COUNTER.fetch_add(1, Ordering::Relaxed);
     Ok(dir.join(format!(".{tag}-{stem}-{n}{suffix}")))
+}
+
+/// A fresh temporary-file path in `dir` ending in `-<what>`: in a session
+/// directory (one carrying the marker) it is owned by this process's lock
+/// there ([`owned_file_path_in`] with [`TMP_TAG`](super::TMP_TAG)), so
+/// cleanup removes it if this process dies before it renames or removes
+/// it; in any other directory (which no cleanup enters) it is just unique.
+pub fn temp_path_in(dir: &Path, what: &str) -> Result<PathBuf> {
+    if has_marker(dir) {
+        return owned_file_path_in(dir, super::name::TMP_TAG, &format!("-{what}"));
+    }
+    // Relaxed: the counter only makes names distinct, it orders nothing.
+    let n = OWNED_COUNTER.fetch_add(1, Ordering::Relaxed);
+    Ok(dir.join(format!(".tmp-{what}-{}-{n}", std::process::id())))
 }
 
 /// Reads the header of the segment file at `path` with `pread` (no mapping,
@@ -421,7 +437,9 @@ pub struct CleanupReport {
 impl CleanupReport {
     /// Whether anything of a live process remains in the session.
     pub fn has_live(&self) -> bool {
-        !self.live_owners.is_empty() || !self.live_segments.is_empty() || !self.live_other.is_empty()
+        !self.live_owners.is_empty()
+            || !self.live_segments.is_empty()
+            || !self.live_other.is_empty()
     }
 }
 
@@ -581,7 +599,12 @@ impl Session {
             }
             Err(e) => return Err(ShmError::io("stat", dir, e)),
         }
-        check_private_dir(&dir, "")?;
+        match check_private_dir(&dir, "") {
+            Err(ShmError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {
+                return Err(ShmError::SessionNotFound { path: dir })
+            }
+            other => other?,
+        }
         if !has_marker(&dir) {
             return Err(ShmError::NotASession {
                 path: dir,
@@ -1104,10 +1127,14 @@ impl Session {
             };
             let report = match report {
                 Ok(r) => r,
-                Err(ShmError::SessionNotFound { .. }) => CleanupReport {
-                    vanished: true,
-                    ..Default::default()
-                },
+                // Removed (and perhaps being made again, not yet marked) by
+                // another process since the scan: nothing to do here.
+                Err(ShmError::SessionNotFound { .. } | ShmError::NotASession { .. }) => {
+                    CleanupReport {
+                        vanished: true,
+                        ..Default::default()
+                    }
+                }
                 Err(e) => CleanupReport {
                     errors: vec![e.to_string()],
                     ..Default::default()

@@ -4,7 +4,8 @@
 //! # Bootstrap
 //!
 //! 1. The listening worker binds `<session dir>/.s-<its process's lock
-//!    stem>-<n>.sock`, mode 0600 ([`ShmListener`]).
+//!    stem>-<n>-<first 8 hex digits of its worker id>.sock`, mode 0600
+//!    ([`ShmListener`]).
 //! 2. The caller connects and sends the hello ([`super::handshake`])
 //!    with transport = shm and, as extension, the ring capacity it wants
 //!    (`u64`, a power of two).
@@ -154,12 +155,17 @@ fn ring_err(e: RingError) -> TransportError {
     }
 }
 
-/// A fresh Unix-socket path for a listener of this process in `session`:
-/// `.s-<stem>-<n>.sock`, named after this process's lock file in the
-/// session, so the session's cleanup removes it exactly when this process
-/// is dead (and never a live successor's socket under the same worker id).
-pub fn socket_path(session: &Session) -> Result<PathBuf, crate::shm::ShmError> {
-    session.owned_file_path(crate::shm::SOCKET_TAG, ".sock")
+/// A fresh Unix-socket path for worker `worker`'s listener in `session`:
+/// `.s-<stem>-<n>-<first 8 hex digits of the id>.sock`, named after this
+/// process's lock file in the session (stem), so the session's cleanup
+/// removes it exactly when this process is dead — and never a live
+/// successor's socket under the same worker id.
+pub fn socket_path(session: &Session, worker: &WorkerId) -> Result<PathBuf, crate::shm::ShmError> {
+    session.owned_file_path(crate::shm::SOCKET_TAG, &socket_suffix(worker))
+}
+
+fn socket_suffix(worker: &WorkerId) -> String {
+    format!("-{}.sock", &worker.to_string()[..8])
 }
 
 /// Watches the peer's Unix socket: hang-up or EOF means the peer is gone.
@@ -682,29 +688,35 @@ impl ShmListener {
         config: TransportConfig,
         opts: ShmOptions,
     ) -> Result<Self, TransportError> {
-        let path = socket_path(session)?;
-        if path.exists() {
-            match UnixStream::connect(&path) {
-                Ok(_) => {
-                    return Err(TransportError::Refused(format!(
-                        "a live worker already listens on {}",
-                        path.display()
-                    )))
-                }
-                Err(_) => {
-                    // Nobody accepts there: a dead worker's socket.
-                    let _ = std::fs::remove_file(&path);
-                }
+        let path = socket_path(session, &config.worker_id)?;
+        // Another socket of this worker id that accepts: a live worker. A
+        // dead one's socket is left to the session cleanup (it is named
+        // after its dead owner's lock), never removed here.
+        let id_suffix = socket_suffix(&config.worker_id);
+        for ent in std::fs::read_dir(session.dir())?.flatten() {
+            let other = ent.path();
+            let name = ent.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(".s-")
+                && name.ends_with(&id_suffix)
+                && UnixStream::connect(&other).is_ok()
+            {
+                return Err(TransportError::Refused(format!(
+                    "a live worker already listens on {}",
+                    other.display()
+                )));
             }
         }
-        let mut listener = mio::net::UnixListener::bind(&path)?;
+        let named = |op: &str, e: std::io::Error| {
+            std::io::Error::new(e.kind(), format!("{op} {}: {e}", path.display()))
+        };
+        let mut listener = mio::net::UnixListener::bind(&path).map_err(|e| named("bind", e))?;
         // 0600 like every other file of the session (bind applies the umask).
-        if let Err(e) = std::fs::set_permissions(
-            &path,
-            std::os::unix::fs::PermissionsExt::from_mode(0o600),
-        ) {
+        if let Err(e) =
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        {
             let _ = std::fs::remove_file(&path);
-            return Err(e.into());
+            return Err(named("chmod 0600", e).into());
         }
         let md = std::fs::symlink_metadata(&path)?;
         let poll = Poll::new()?;

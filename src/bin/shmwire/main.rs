@@ -196,7 +196,11 @@ fn run_inspect(args: InspectArgs) -> CliResult {
     let root = args.root.unwrap_or_else(shm::default_root);
     let Some(name) = args.session else {
         let scan = Session::scan_root(&root)?;
-        println!("root {}: {} session(s)", root.display(), scan.sessions.len());
+        println!(
+            "root {}: {} session(s)",
+            root.display(),
+            scan.sessions.len()
+        );
         for s in scan.sessions {
             let line = Session::attach_in(&root, &s)
                 .and_then(|s| s.status())
@@ -248,10 +252,7 @@ fn run_inspect(args: InspectArgs) -> CliResult {
             ),
             None => w.path.display().to_string(),
         };
-        println!(
-            "  worker {who}: {}",
-            if w.live { "alive" } else { "dead" }
-        );
+        println!("  worker {who}: {}", if w.live { "alive" } else { "dead" });
     }
     for f in &status.foreign {
         println!("  {f}: not made by shmwire, left alone");
