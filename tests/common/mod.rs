@@ -40,7 +40,7 @@ pub fn env(test: &str) -> Env {
 
 /// Transport settings for worker `n` with the session's token.
 pub fn cfg(n: u8, session: &Session) -> TransportConfig {
-    let token = shmwire::node::load_or_create_token(&session).unwrap();
+    let token = shmwire::node::load_or_create_token(session).unwrap();
     TransportConfig::new(id(n), token)
 }
 
