@@ -77,6 +77,34 @@ fn shmwire(root: &Path, args: &[&str]) -> (bool, String) {
     (status.success(), text)
 }
 
+/// Ends the whole test process if a test makes no progress for two minutes
+/// (a child that never says READY would otherwise block a read forever);
+/// dropping it at the end of the test disarms it.
+struct Watchdog(Arc<AtomicBool>);
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+fn watchdog(test: &'static str) -> Watchdog {
+    let done = Arc::new(AtomicBool::new(false));
+    let d = done.clone();
+    std::thread::spawn(move || {
+        let end = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < end {
+            if d.load(Ordering::Relaxed) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!("{test}: not finished within 120 s");
+        std::process::exit(101);
+    });
+    Watchdog(done)
+}
+
 /// A child process, killed and reaped on every path out of the test.
 struct Kid(Child);
 
@@ -221,6 +249,7 @@ fn restarted_worker_is_reachable_after_predecessor_sigkill() {
     if child_spec().is_some() {
         return;
     }
+    let _watchdog = watchdog("restarted_worker_is_reachable_after_predecessor_sigkill");
     let root = scratch("restart");
     let rs = root.path().to_str().unwrap();
     let session = Session::open_in(root.path(), "restart").unwrap();
@@ -294,6 +323,7 @@ fn kill_group(kid: &mut Kid, signal: &str) {
 /// its socket, entry and token. After: all 5 dead, 0 of 5 left.
 #[test]
 fn killed_demos_leave_nothing_after_cleanup() {
+    let _watchdog = watchdog("killed_demos_leave_nothing_after_cleanup");
     let root = scratch("demo");
     let mut dirs = Vec::new();
     for i in 0..5 {
@@ -414,6 +444,7 @@ fn cleanup_races_with_session_creators() {
     if child_spec().is_some() {
         return;
     }
+    let _watchdog = watchdog("cleanup_races_with_session_creators");
     let root = scratch("race");
     let rs = root.path().to_str().unwrap().to_owned();
     // Sequential: open, clean up, then create things in the session.
@@ -606,6 +637,7 @@ fn scratch_root_keeps_everything_not_made_by_shmwire() {
     if child_spec().is_some() {
         return;
     }
+    let _watchdog = watchdog("scratch_root_keeps_everything_not_made_by_shmwire");
     let root = scratch("foreign");
     let r = root.path();
     let rs = r.to_str().unwrap();
@@ -720,6 +752,7 @@ fn scratch_root_keeps_everything_not_made_by_shmwire() {
 /// every user; errors had no hint. After: passes.
 #[test]
 fn default_root_is_per_user_and_errors_name_shmwire_root() {
+    let _watchdog = watchdog("default_root_is_per_user_and_errors_name_shmwire_root");
     let euid = rustix::process::geteuid().as_raw();
     let out = Command::new(env!("CARGO_BIN_EXE_shmwire"))
         .arg("inspect")
@@ -775,6 +808,7 @@ fn cleanup_session_never_removes_live_files() {
     if child_spec().is_some() {
         return;
     }
+    let _watchdog = watchdog("cleanup_session_never_removes_live_files");
     let root = scratch("livesess");
     let rs = root.path().to_str().unwrap();
     let (mut live, mut out) = spawn_role("child_entry", &format!("worker|{rs}|s|3|three"));
@@ -823,6 +857,7 @@ fn bootstrap_socket_is_0600() {
     if child_spec().is_some() {
         return;
     }
+    let _watchdog = watchdog("bootstrap_socket_is_0600");
     let root = scratch("mode");
     let rs = root.path().to_str().unwrap();
     let mut child = Command::new("sh")
@@ -881,6 +916,7 @@ fn full_tmpfs_leaves_no_token_temp_and_names_the_path() {
     if child_spec().is_some() {
         return;
     }
+    let _watchdog = watchdog("full_tmpfs_leaves_no_token_temp_and_names_the_path");
     let base = scratch("full");
     let mnt = base.path().join("mnt");
     fs::create_dir(&mnt).unwrap();
