@@ -664,6 +664,13 @@ fn scratch_root_keeps_everything_not_made_by_shmwire() {
     std::os::unix::fs::symlink(&private, r.join("link-to-private")).unwrap();
     mkfifo(&r.join("fifo"));
     fs::create_dir(r.join("plain-dir")).unwrap();
+    // A "session" open to others: never entered.
+    let loose = r.join("loose-s");
+    fs::create_dir(&loose).unwrap();
+    old_file(&loose.join(".shmwire-session"), b"");
+    old_file(&loose.join("proc-1-01234567.lock"), b"");
+    old_file(&loose.join("seg-x"), &[1u8; 100]);
+    fs::set_permissions(&loose, fs::Permissions::from_mode(0o755)).unwrap();
     let dead_dir = r.join("dead-s");
     mkfifo(&dead_dir.join("seg-fifo"));
     std::os::unix::fs::symlink("/etc/hostname", dead_dir.join("seg-link")).unwrap();
@@ -671,7 +678,7 @@ fn scratch_root_keeps_everything_not_made_by_shmwire() {
     old_file(&dead_dir.join(".other"), b"x");
 
     let mut foreign = Vec::new();
-    for base in [&private, &r.to_path_buf(), &dead_dir] {
+    for base in [&private, &r.to_path_buf(), &dead_dir, &loose] {
         for n in names(base) {
             let p = base.join(&n);
             let keep = base != &dead_dir
@@ -693,6 +700,7 @@ fn scratch_root_keeps_everything_not_made_by_shmwire() {
         "notes.txt (regular file)",
         "link-to-private (symlink)",
         "plain-dir",
+        "loose-s (directory not ours or open to others)",
     ] {
         assert!(text.contains(f), "{f} not reported:\n{text}");
     }

@@ -1084,14 +1084,20 @@ impl Session {
             let Ok(md) = fs::symlink_metadata(&path) else {
                 continue; // vanished meanwhile
             };
-            if md.file_type().is_dir() && validate_session_name(&name).is_ok() && has_marker(&path)
+            let private = md.uid() == euid() && md.mode() & 0o077 == 0;
+            if md.file_type().is_dir()
+                && private
+                && validate_session_name(&name).is_ok()
+                && has_marker(&path)
             {
                 scan.sessions.push(name);
             } else {
-                let what = if md.file_type().is_dir() {
-                    "directory without a session marker"
-                } else {
+                let what = if !md.file_type().is_dir() {
                     type_name(md.file_type())
+                } else if !private {
+                    "directory not ours or open to others"
+                } else {
+                    "directory without a session marker"
                 };
                 scan.foreign.push(format!("{name} ({what})"));
             }
