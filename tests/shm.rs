@@ -363,6 +363,11 @@ fn sessions_are_listed_and_roots_are_private() {
     assert_eq!(reports.len(), 2);
     assert_eq!(reports[0].1.live_segments, ["keep"]);
     assert!(a.dir().exists(), "session with a live segment stays");
+    // Issue 10, input 3: a session whose opener lives is live, even empty.
+    assert!(b.dir().exists(), "a live opener's empty session stays");
+    assert!(reports[1].1.live_owners.len() == 1 && !reports[1].1.removed_dir);
+    // Once its opener lets go, the empty session goes with the next pass.
+    b.remove_all().unwrap();
     assert!(!b.dir().exists(), "empty session directory removed");
     // Creating in a session whose directory cleanup removed works again.
     let again = Segment::create_with(&b, "back", 8, kind::TEST, no_init).unwrap();

@@ -389,12 +389,15 @@ impl Drop for Child {
 
 const ROLE: &str = "SHMWIRE_HOSTILE_ROLE";
 const PARENT: &str = "SHMWIRE_HOSTILE_PARENT";
+/// The listener's socket path (named after the parent's lock, so the child
+/// cannot derive it).
+const SOCKET: &str = "SHMWIRE_HOSTILE_SOCKET";
 const XPROC_FRAMES: i64 = 200;
 
 /// The hostile peer as another process: it sends each request, then keeps
 /// rewriting the committed frame (in its own mapping) until the receiver
 /// acknowledges it — while the receiver copies, validates and reads.
-fn hostile_child(parent: u32) {
+fn hostile_child(parent: u32, path: &std::path::Path) {
     let session = Session::open_in(
         shmwire::shm::default_root(),
         &format!("t{parent}-hostile-xproc"),
@@ -402,9 +405,8 @@ fn hostile_child(parent: u32) {
     .unwrap();
     let token = shmwire::node::load_or_create_token(&session).unwrap();
     let me = shmwire::transport::TransportConfig::new(parent_id(2, parent), token);
-    let path = shmwire::transport::shm::socket_path(&session, &parent_id(1, parent));
     let opts = ShmOptions::with_wait(WaitStrategy::spin_yield());
-    let mut c = connect_shm(&session, &path, parent_id(1, parent), &me, &opts).unwrap();
+    let mut c = connect_shm(&session, path, parent_id(1, parent), &me, &opts).unwrap();
     let mut enc = Encoder::new();
     let mut x = 0x2545_F491u32;
     for seq in 0..XPROC_FRAMES {
@@ -429,7 +431,8 @@ fn hostile_child(parent: u32) {
 fn hostile_peer_process_rewrites_frames_during_receive() {
     if let Ok(parent) = std::env::var(PARENT) {
         if std::env::var(ROLE).as_deref() == Ok("scribbler") {
-            hostile_child(parent.parse().unwrap());
+            let sock = std::env::var(SOCKET).unwrap();
+            hostile_child(parent.parse().unwrap(), std::path::Path::new(&sock));
         }
         return;
     }
@@ -446,6 +449,7 @@ fn hostile_peer_process_rewrites_frames_during_receive() {
             ])
             .env(ROLE, "scribbler")
             .env(PARENT, std::process::id().to_string())
+            .env(SOCKET, listener.socket_path())
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap(),

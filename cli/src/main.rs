@@ -40,10 +40,12 @@ enum Command {
         #[command(subcommand)]
         what: BenchCommand,
     },
-    /// Remove shared-memory segments: a whole session, or every segment
-    /// whose creating process is dead.
+    /// Remove what dead processes left: in one session, or in every session
+    /// under the root (and sessions nothing live is left in). Never removes
+    /// a live process's files or anything shmwire did not make.
     Cleanup(CleanupArgs),
-    /// List sessions, or the segments of one session with their header fields.
+    /// List sessions (live or dead), or one session's processes, workers
+    /// and segments with their header fields.
     Inspect(InspectArgs),
     /// The actor worker of `demo` (internal).
     #[command(name = demo::WORKER_SUBCOMMAND, hide = true)]
@@ -87,13 +89,13 @@ enum BenchCommand {
 /// Arguments of `shmwire cleanup`.
 #[derive(Debug, clap::Args)]
 struct CleanupArgs {
-    /// Remove every segment and lock file of this session, and its directory.
+    /// Clean up this session (its directory too, if nothing live is left).
     #[arg(long, value_name = "S", required_unless_present = "all_stale")]
     session: Option<String>,
-    /// Remove the segments of dead creators in every session.
+    /// Clean up every session under the root.
     #[arg(long, conflicts_with = "session")]
     all_stale: bool,
-    /// Session root (default: $SHMWIRE_ROOT or /dev/shm/shmwire).
+    /// Session root (default: $SHMWIRE_ROOT or /dev/shm/shmwire-<euid>).
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
 }
@@ -104,7 +106,7 @@ struct InspectArgs {
     /// Session to inspect (default: list the sessions).
     #[arg(long, value_name = "S")]
     session: Option<String>,
-    /// Session root (default: $SHMWIRE_ROOT or /dev/shm/shmwire).
+    /// Session root (default: $SHMWIRE_ROOT or /dev/shm/shmwire-<euid>).
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
 }
@@ -129,32 +131,63 @@ fn run_bench(what: BenchCommand) -> CliResult {
     Ok(())
 }
 
+/// One line (and the errors) of a session's cleanup report; whether it
+/// had errors.
+fn print_cleanup(name: &str, r: &shm::CleanupReport) -> bool {
+    let mut line = format!(
+        "session {name}: removed {} stale segment(s) {:?}, {} dead lock file(s), {} other file(s) {:?}",
+        r.removed_segments.len(),
+        r.removed_segments,
+        r.removed_lock_files.len(),
+        r.removed_other.len(),
+        r.removed_other,
+    );
+    if r.removed_dir {
+        line.push_str(", and the session directory");
+    }
+    line.push_str(&format!(
+        "; kept {} live, {} young untagged",
+        r.live_segments.len() + r.live_other.len() + r.live_owners.len(),
+        r.kept_untagged.len()
+    ));
+    if !r.ignored.is_empty() {
+        line.push_str(&format!("; left alone (not shmwire's): {:?}", r.ignored));
+    }
+    if r.busy {
+        line.push_str("; busy (being set up), skipped");
+    }
+    if r.vanished {
+        line.push_str("; vanished meanwhile");
+    }
+    println!("{line}");
+    for e in &r.errors {
+        eprintln!("shmwire: session {name}: {e}");
+    }
+    !r.errors.is_empty()
+}
+
 fn run_cleanup(args: CleanupArgs) -> CliResult {
     let root = args.root.unwrap_or_else(shm::default_root);
+    let mut failed = false;
     if let Some(name) = args.session {
+        // The root is checked like a session before anything in it is used.
+        Session::scan_root(&root)?;
         let session = Session::attach_in(&root, &name)?;
-        let r = session.remove_all()?;
-        println!(
-            "session {name}: removed {} segment(s), {} lock file(s), {} other file(s)",
-            r.removed_segments.len(),
-            r.removed_lock_files.len(),
-            r.ignored.len()
-        );
+        failed |= print_cleanup(&name, &session.cleanup()?);
     } else {
-        let reports = Session::cleanup_all_stale(&root)?;
-        if reports.is_empty() {
+        let done = Session::sweep_root(&root)?;
+        if done.sessions.is_empty() {
             println!("no sessions under {}", root.display());
         }
-        for (name, r) in reports {
-            println!(
-                "session {name}: removed {} stale segment(s) {:?}, {} dead lock file(s); kept {} live, {} young untagged",
-                r.removed_segments.len(),
-                r.removed_segments,
-                r.removed_lock_files.len(),
-                r.live_segments.len(),
-                r.kept_untagged.len()
-            );
+        for (name, r) in &done.sessions {
+            failed |= print_cleanup(name, r);
         }
+        for f in &done.foreign {
+            println!("left alone (not a shmwire session): {f}");
+        }
+    }
+    if failed {
+        return Err("some files could not be cleaned up (see above)".into());
     }
     Ok(())
 }
@@ -162,24 +195,68 @@ fn run_cleanup(args: CleanupArgs) -> CliResult {
 fn run_inspect(args: InspectArgs) -> CliResult {
     let root = args.root.unwrap_or_else(shm::default_root);
     let Some(name) = args.session else {
-        let sessions = Session::list_sessions(&root)?;
-        println!("root {}: {} session(s)", root.display(), sessions.len());
-        for s in sessions {
-            let n = Session::attach_in(&root, &s)
-                .and_then(|s| s.segment_names())
-                .map(|v| v.len().to_string())
+        let scan = Session::scan_root(&root)?;
+        println!(
+            "root {}: {} session(s)",
+            root.display(),
+            scan.sessions.len()
+        );
+        for s in scan.sessions {
+            let line = Session::attach_in(&root, &s)
+                .and_then(|s| s.status())
+                .map(|st| {
+                    format!(
+                        "({}) {} segment(s), {} worker(s) ({} live), {} process(es) ({} live)",
+                        if st.is_live() { "live" } else { "dead" },
+                        st.segments,
+                        st.live_entries.len() + st.dead_entries.len(),
+                        st.live_entries.len(),
+                        st.live_owners.len() + st.dead_owners.len(),
+                        st.live_owners.len(),
+                    )
+                })
                 .unwrap_or_else(|e| format!("? ({e})"));
-            println!("  {s}  ({n} segment(s))");
+            println!("  {s}  {line}");
+        }
+        for f in scan.foreign {
+            println!("  {f}: not a shmwire session, left alone");
         }
         return Ok(());
     };
+    Session::scan_root(&root)?;
     let session = Session::attach_in(&root, &name)?;
+    let status = session.status()?;
     let infos = session.inspect()?;
     println!(
-        "session {} ({} segment(s))",
+        "session {} ({}; {} segment(s))",
         session.dir().display(),
+        if status.is_live() { "live" } else { "dead" },
         infos.len()
     );
+    for p in &status.live_owners {
+        println!("  process {p}: alive");
+    }
+    for p in &status.dead_owners {
+        println!("  process {p}: dead");
+    }
+    let workers = shmwire::node::Directory::for_session(&session)?.workers()?;
+    for w in workers {
+        let who = match &w.endpoint {
+            Some(e) => format!(
+                "{}{}",
+                e.worker_id,
+                e.name
+                    .as_deref()
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default()
+            ),
+            None => w.path.display().to_string(),
+        };
+        println!("  worker {who}: {}", if w.live { "alive" } else { "dead" });
+    }
+    for f in &status.foreign {
+        println!("  {f}: not made by shmwire, left alone");
+    }
     for i in infos {
         println!("  {}  {} bytes", i.name, i.file_size);
         if let Some(h) = &i.header {

@@ -53,9 +53,14 @@ fn inspect_and_cleanup_commands() {
     let (ok, text) = shmwire(&root, &["inspect", "--session", "no-such"]);
     assert!(!ok, "{text}");
 
+    // Issue 10, input 6: cleanup of a live session removes nothing of the
+    // live process (this one).
     let (ok, text) = shmwire(&root, &["cleanup", "--session", &name]);
     assert!(ok, "{text}");
-    assert!(text.contains("removed 1 segment"), "{text}");
-    assert!(!s.dir().exists());
+    assert!(text.contains("removed 0 stale segment"), "{text}");
+    assert!(seg.path().exists());
+    // Once this process lets go, the session goes.
     drop(seg);
+    s.remove_all().unwrap();
+    assert!(!s.dir().exists());
 }

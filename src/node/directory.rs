@@ -14,18 +14,22 @@
 //! [`Registration`] lives (the crate's one liveness primitive, in
 //! `sys::liveness`). The kernel drops the lock when the process dies —
 //! however it dies — so a reader that *can* take the lock on an entry
-//! knows its owner is gone: the entry is ignored and removed. Bare pids are
-//! never trusted (they are reused). Removing a stale entry also removes the
-//! dead worker's Unix socket file (`.s-*.sock` in the same directory).
+//! knows its owner is gone: the entry is ignored and removed (by name,
+//! after re-checking it is the file we locked). Bare pids are never trusted
+//! (they are reused). A dead worker's Unix socket is *not* removed here: it
+//! is named after its process's lock (`.s-<stem>-<n>.sock`), so the
+//! session's cleanup pass removes it once that process is dead — and never
+//! the socket of a live successor registered under the same id.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use crate::ids::WorkerId;
-use crate::sys::liveness::{probe_owner, try_lock_exclusive, OwnerState};
+use crate::shm::{temp_path_in, ENTRY_PREFIX, ENTRY_SUFFIX};
+use crate::sys::liveness::{probe_owner, remove_if_same, try_lock_exclusive, OwnerState};
 use crate::transport::{Endpoint, LookupError, PublishError, Published, WorkerLookup};
 
 /// The directory of one session: entry files with `flock` liveness (see
@@ -60,10 +64,16 @@ impl Drop for Registration {
     }
 }
 
-const ENTRY_PREFIX: &str = ".w-";
-const ENTRY_SUFFIX: &str = ".entry";
-
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+/// One entry of [`Directory::workers`].
+#[derive(Debug, Clone)]
+pub struct WorkerStatus {
+    /// The entry file.
+    pub path: PathBuf,
+    /// Its contents, if they parse.
+    pub endpoint: Option<Endpoint>,
+    /// Whether its worker lives (the entry's lock is held).
+    pub live: bool,
+}
 
 /// Outcome of probing one entry file.
 enum Probe {
@@ -120,8 +130,15 @@ impl Directory {
             }
         }
         let path = self.entry_path(&endpoint.worker_id);
-        if let Probe::Live(_) = self.probe(&path) {
-            return Err(refuse("a live worker is registered under this id".into()));
+        // A reader probing a dead predecessor's entry holds its lock for a
+        // moment, which looks live: ask again a few times before refusing.
+        let mut tries = 0;
+        while let Probe::Live(_) = self.probe(&path) {
+            tries += 1;
+            if tries == 20 {
+                return Err(refuse("a live worker is registered under this id".into()));
+            }
+            std::thread::sleep(Duration::from_millis(2));
         }
         if let Some(n) = &endpoint.name {
             let live = self.list().map_err(|e| match e {
@@ -146,11 +163,13 @@ impl Directory {
                 )));
             }
         }
-        let tmp = self.root.join(format!(
-            ".tmp-{}-{}",
-            std::process::id(),
-            TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
+        // Owned by this process's lock in the session: if we die before the
+        // rename, the session's cleanup removes it.
+        let tmp = temp_path_in(&self.root, "entry").map_err(|e| PublishError::Io {
+            op: "lock session",
+            path: self.root.clone(),
+            source: io::Error::other(e),
+        })?;
         let io_err = |op: &'static str, path: &Path| {
             let path = path.to_owned();
             move |source| PublishError::Io { op, path, source }
@@ -195,31 +214,10 @@ impl Directory {
                 }
             }
             Ok(OwnerState::Dead(f)) => {
-                // Nobody holds the lock: the owner died. We hold it now.
-                // Remove the entry, but only if the name still points at
-                // the file we locked (a new registration may have replaced
-                // it meanwhile).
-                let same = match (f.metadata(), fs::symlink_metadata(path)) {
-                    (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
-                    _ => false,
-                };
-                if same {
-                    // The dead worker's Unix socket goes too (only inside
-                    // this directory: entries are untrusted input).
-                    let stale = fs::read_to_string(path)
-                        .ok()
-                        .as_deref()
-                        .and_then(Endpoint::decode);
-                    if let Some(sock) = stale.and_then(|e| e.unix_socket) {
-                        if sock.parent() == Some(self.root.as_path())
-                            && sock
-                                .file_name()
-                                .is_some_and(|n| n.to_string_lossy().starts_with(".s-"))
-                        {
-                            let _ = fs::remove_file(&sock);
-                        }
-                    }
-                    let _ = fs::remove_file(path);
+                // Nobody holds the lock: the owner died. We hold it now;
+                // remove the entry if the name still points at the file we
+                // locked (a new registration may have replaced it).
+                if let Ok(true) = remove_if_same(&f, path) {
                     tracing::debug!(path = %path.display(), "removed stale directory entry");
                 }
                 drop(f);
@@ -280,6 +278,46 @@ impl Directory {
             }
         }
         Ok(n)
+    }
+
+    /// Every entry with its liveness, changing nothing (for `shmwire
+    /// inspect`; a dead entry's lock is held only while it is probed).
+    pub fn workers(&self) -> Result<Vec<WorkerStatus>, LookupError> {
+        let mut out = Vec::new();
+        for ent in fs::read_dir(&self.root).map_err(|e| self.io(e))? {
+            let ent = ent.map_err(|e| self.io(e))?;
+            let name = ent.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if !(name.starts_with(ENTRY_PREFIX) && name.ends_with(ENTRY_SUFFIX)) {
+                continue;
+            }
+            let path = ent.path();
+            let live = match probe_owner(&path) {
+                Ok(OwnerState::Live) => true,
+                Ok(OwnerState::Dead(_)) => false,
+                Ok(OwnerState::Missing) | Err(_) => continue,
+            };
+            // Entries are small `key=value` text; read without following a
+            // symlink or blocking on a FIFO.
+            let endpoint = fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(crate::sys::fs::O_NOFOLLOW | crate::sys::fs::O_NONBLOCK)
+                .open(&path)
+                .ok()
+                .and_then(|mut f| {
+                    let mut s = String::new();
+                    io::Read::read_to_string(&mut f, &mut s).ok().map(|_| s)
+                })
+                .as_deref()
+                .and_then(Endpoint::decode);
+            out.push(WorkerStatus {
+                path,
+                endpoint,
+                live,
+            });
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
     }
 
     fn io(&self, source: io::Error) -> LookupError {

@@ -36,5 +36,5 @@
 mod directory;
 mod token;
 
-pub use directory::{Directory, Registration};
+pub use directory::{Directory, Registration, WorkerStatus};
 pub use token::{load_or_create_in, load_or_create_token, TokenError, TOKEN_FILE};

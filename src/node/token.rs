@@ -1,23 +1,23 @@
 //! The session token's file: `<session dir>/.token`, 16 random bytes,
-//! mode 0600, created once per session.
+//! mode 0600, created once per session and removed with the session (by
+//! the cleanup pass, once no process of the session lives).
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::shm::Session;
+use crate::shm::{temp_path_in, Session, ShmError};
 use crate::transport::SessionToken;
 
 /// File name of the token inside the session directory.
-pub const TOKEN_FILE: &str = ".token";
+pub const TOKEN_FILE: &str = crate::shm::TOKEN_FILE;
 
 /// Why the session token could not be read or created.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
     /// A file operation failed (the temporary file, if any, was removed).
-    #[error("{op} {path}")]
+    #[error("{op} {path}: {source}")]
     Io {
         /// What was being done (`"read token"`, `"write token"`, …).
         op: &'static str,
@@ -35,9 +35,11 @@ pub enum TokenError {
         /// Its length.
         len: usize,
     },
+    /// This process could not take its lock in the session directory (the
+    /// temporary file is named after it).
+    #[error("session {0}")]
+    Session(#[from] ShmError),
 }
-
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Reads the token of `session`, creating it (exclusively: concurrent
 /// callers agree on one token) if it does not exist yet.
@@ -76,11 +78,8 @@ pub fn load_or_create_in(dir: &Path) -> Result<SessionToken, TokenError> {
             path: path.clone(),
             source,
         })?;
-        let tmp = dir.join(format!(
-            ".token.tmp.{}.{}",
-            std::process::id(),
-            TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
+        // Owned by our lock: if we die before removing it, cleanup does.
+        let tmp = temp_path_in(dir, "token")?;
         let written = (|| {
             let mut f = OpenOptions::new()
                 .write(true)

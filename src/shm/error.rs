@@ -128,7 +128,7 @@ pub enum ShmError {
         total_size: u64,
     },
     /// The file or directory belongs to another user.
-    #[error("{path} is owned by uid {found}, expected our euid {expected}")]
+    #[error("{path} is owned by uid {found}, expected our euid {expected}{hint}")]
     WrongOwner {
         /// The offending file or directory.
         path: PathBuf,
@@ -136,23 +136,41 @@ pub enum ShmError {
         found: u32,
         /// Our effective uid.
         expected: u32,
+        /// What to do about it (empty, or a sentence naming `SHMWIRE_ROOT`
+        /// when the path is a session root).
+        hint: &'static str,
     },
     /// The file or directory is accessible to group or others.
-    #[error("{path} has mode {mode:#o}; group/other access is not allowed")]
+    #[error("{path} has mode {mode:#o}; group/other access is not allowed{hint}")]
     InsecureMode {
         /// The offending file or directory.
         path: PathBuf,
         /// Its permission bits.
         mode: u32,
+        /// What to do about it (empty, or a sentence naming `SHMWIRE_ROOT`
+        /// when the path is a session root).
+        hint: &'static str,
+    },
+    /// A directory under the root is not a shmwire session (it has no
+    /// session marker); inspect and cleanup leave it alone.
+    #[error("{path} is not a shmwire session directory (no {marker} marker)")]
+    NotASession {
+        /// The directory.
+        path: PathBuf,
+        /// The marker file's name.
+        marker: &'static str,
     },
     /// A path that should be a regular file (segment) or a directory
     /// (session, root) is something else, e.g. a symlink.
-    #[error("{path} is not a {expected}")]
+    #[error("{path} is not a {expected}{hint}")]
     WrongFileType {
         /// The offending path.
         path: PathBuf,
         /// `"regular file"` or `"directory"`.
         expected: &'static str,
+        /// What to do about it (empty, or a sentence naming `SHMWIRE_ROOT`
+        /// when the path is a session root).
+        hint: &'static str,
     },
     /// The requested payload is larger than [`MAX_PAYLOAD_LEN`](super::MAX_PAYLOAD_LEN)
     /// (or does not fit the address space).

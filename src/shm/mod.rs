@@ -2,10 +2,12 @@
 //!
 //! # Map
 //!
-//! - [`Session`]: a directory `<root>/<session>/` (mode 0700) under
-//!   [`default_root`] (`$SHMWIRE_ROOT`, else `/dev/shm/shmwire`, else
-//!   `<tmp>/shmwire`). It holds the session's segment files and one lock
-//!   file per process that created segments in it.
+//! - [`Session`]: a directory `<root>/<session>/` (mode 0700, marked by
+//!   an empty `.shmwire-session` file) under [`default_root`]
+//!   (`$SHMWIRE_ROOT`, else `/dev/shm/shmwire-<euid>`, else
+//!   `<tmp>/shmwire-<euid>`). It holds the session's segment files and one
+//!   lock file per process that opened it; [`Session::sweep_root`] is the
+//!   one cleanup pass (`docs/sessions.md`).
 //! - [`Segment`]: one file in a session directory, mapped `MAP_SHARED` with
 //!   `memmap2`: a [`SegmentHeader`] at offset 0 and the payload at offset
 //!   [`PAYLOAD_OFFSET`] (4096, page aligned). The payload's contents are the
@@ -17,10 +19,12 @@
 //!
 //! # Liveness without pids
 //!
-//! A process that creates a segment first takes an exclusive `flock` on its
+//! A process that opens a session first takes an exclusive `flock` on its
 //! own lock file `proc-<pid>-<random>.lock` in the session directory and
 //! keeps that file open for the rest of its life (a process-global
-//! registry). Every segment header names its creator's lock file. The
+//! registry). Every segment header names its creator's lock file; every
+//! other file a process makes in the session carries the lock's stem in
+//! its name. The
 //! kernel drops the lock when the process dies, however it dies, so
 //! [`Session::cleanup_stale`] can tell dead creators from live ones with
 //! `flock(LOCK_EX | LOCK_NB)` — pids are reused, locks are not. The lock
@@ -69,9 +73,15 @@ pub use header::{
     HeaderSnapshot, SegmentHeader, CREATOR_TAG_LEN, HEADER_SIZE, INIT_READY, INIT_UNINIT,
     LAYOUT_VERSION, MAGIC, MAX_PAYLOAD_LEN, PAYLOAD_OFFSET,
 };
-pub use name::{validate_segment_name, validate_session_name, MAX_NAME_LEN};
+pub use name::{
+    validate_segment_name, validate_session_name, ENTRY_PREFIX, ENTRY_SUFFIX, LOCK_PREFIX,
+    LOCK_SUFFIX, MAX_NAME_LEN, SESSION_MARKER, SOCKET_TAG, TMP_TAG, TOKEN_FILE,
+};
 pub use segment::{Segment, UnpublishedSegment};
-pub use session::{default_root, CleanupReport, SegmentInfo, Session, ROOT_ENV, UNTAGGED_GRACE};
+pub use session::{
+    default_root, owned_file_path_in, temp_path_in, CleanupReport, RootCleanup, RootScan,
+    SegmentInfo, Session, SessionStatus, ROOT_ENV, UNTAGGED_GRACE,
+};
 
 /// Payload kinds recorded in the segment header, so a ring is never opened
 /// as a store and vice versa. Four ASCII bytes, little-endian.

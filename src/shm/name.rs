@@ -53,9 +53,9 @@ pub fn validate_segment_name(name: &str) -> Result<()> {
 }
 
 /// File-name prefix of a process's lock file (`proc-<pid>-<hex>.lock`).
-pub(crate) const LOCK_PREFIX: &str = "proc-";
+pub const LOCK_PREFIX: &str = "proc-";
 /// File-name suffix of a process's lock file.
-pub(crate) const LOCK_SUFFIX: &str = ".lock";
+pub const LOCK_SUFFIX: &str = ".lock";
 
 /// Whether `s` has the shape of a per-process lock-file name
 /// (`proc-<pid>-<hex>.lock`).
@@ -66,6 +66,128 @@ pub(crate) fn is_lock_file_name(s: &str) -> bool {
         && s.len() > LOCK_PREFIX.len() + LOCK_SUFFIX.len()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'))
+}
+
+/// Temporary name of a lock file before it is locked and renamed.
+pub(crate) const TMP_LOCK_PREFIX: &str = ".proc-";
+/// Suffix of [`TMP_LOCK_PREFIX`] names.
+pub(crate) const TMP_LOCK_SUFFIX: &str = ".lock.tmp";
+/// The empty file that marks a directory as a shmwire session.
+pub const SESSION_MARKER: &str = ".shmwire-session";
+/// The session token (written by the node layer, removed with the session).
+pub const TOKEN_FILE: &str = ".token";
+/// Prefix of a node directory entry (`.w-<worker id>.entry`), which holds
+/// its own `flock` for as long as its worker is registered.
+pub const ENTRY_PREFIX: &str = ".w-";
+/// Suffix of a node directory entry.
+pub const ENTRY_SUFFIX: &str = ".entry";
+/// Tag of a bootstrap socket: `.s-<owner stem>-<n>.sock`.
+pub const SOCKET_TAG: &str = "s";
+/// Tag of a temporary file: `.tmp-<owner stem>-<what>-<n>`.
+pub const TMP_TAG: &str = "tmp";
+
+/// What a name in a session directory is, by the naming rules of
+/// everything shmwire creates there. Names that fit none are
+/// [`FileKind::Foreign`] and never touched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FileKind {
+    /// [`SESSION_MARKER`].
+    Marker,
+    /// [`TOKEN_FILE`].
+    Token,
+    /// `proc-<stem>.lock`: a process's liveness lock.
+    OwnerLock(String),
+    /// `.proc-<stem>.lock.tmp`: a lock file being created (self-locked).
+    OwnerLockTmp,
+    /// `.w-<id>.entry`: a directory entry (self-locked).
+    Entry,
+    /// `.s-<stem>-…` or `.tmp-<stem>-…`: owned by `proc-<stem>.lock`.
+    Owned(String),
+    /// A segment name (ownership in its header).
+    Segment,
+    /// Anything else.
+    Foreign,
+}
+
+/// Whether `s` is an owner stem `<pid>-<8 to 16 hex>` (the middle of a
+/// lock file's name; this build makes 8 hex digits, older ones 16).
+fn is_stem(s: &str) -> bool {
+    let Some((pid, hex)) = s.split_once('-') else {
+        return false;
+    };
+    !pid.is_empty()
+        && pid.len() <= 10
+        && pid.bytes().all(|b| b.is_ascii_digit())
+        && (8..=16).contains(&hex.len())
+        && hex.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The stem `<pid>-<hex>` at the start of `s`, if one is there followed by
+/// `-`.
+fn stem_prefix(s: &str) -> Option<&str> {
+    let dash = s.find('-')?;
+    let end = dash + 1 + s[dash + 1..].find('-')?;
+    let stem = &s[..end];
+    is_stem(stem).then_some(stem)
+}
+
+/// Classifies one directory entry name of a session directory.
+pub(crate) fn classify(name: &str) -> FileKind {
+    match name {
+        SESSION_MARKER => return FileKind::Marker,
+        TOKEN_FILE => return FileKind::Token,
+        _ => {}
+    }
+    if let Some(stem) = name
+        .strip_prefix(LOCK_PREFIX)
+        .and_then(|r| r.strip_suffix(LOCK_SUFFIX))
+    {
+        return if is_stem(stem) {
+            FileKind::OwnerLock(stem.to_owned())
+        } else {
+            FileKind::Foreign
+        };
+    }
+    if let Some(stem) = name
+        .strip_prefix(TMP_LOCK_PREFIX)
+        .and_then(|r| r.strip_suffix(TMP_LOCK_SUFFIX))
+    {
+        return if is_stem(stem) {
+            FileKind::OwnerLockTmp
+        } else {
+            FileKind::Foreign
+        };
+    }
+    if let Some(id) = name
+        .strip_prefix(ENTRY_PREFIX)
+        .and_then(|r| r.strip_suffix(ENTRY_SUFFIX))
+    {
+        return if !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            FileKind::Entry
+        } else {
+            FileKind::Foreign
+        };
+    }
+    for tag in [SOCKET_TAG, TMP_TAG] {
+        if let Some(rest) = name
+            .strip_prefix('.')
+            .and_then(|r| r.strip_prefix(tag))
+            .and_then(|r| r.strip_prefix('-'))
+        {
+            if let Some(stem) = stem_prefix(rest) {
+                return FileKind::Owned(stem.to_owned());
+            }
+        }
+    }
+    if validate_segment_name(name).is_ok() {
+        return FileKind::Segment;
+    }
+    FileKind::Foreign
+}
+
+/// The lock-file name of owner `stem`.
+pub(crate) fn lock_name(stem: &str) -> String {
+    format!("{LOCK_PREFIX}{stem}{LOCK_SUFFIX}")
 }
 
 #[cfg(test)]
@@ -100,5 +222,39 @@ mod tests {
         }
         assert!(validate_segment_name("proc-1-2.lock").is_err());
         assert!(validate_session_name("x.lock").is_ok());
+    }
+
+    #[test]
+    fn classifies_what_shmwire_makes_and_nothing_else() {
+        let stem = "123-0123456789abcdef";
+        assert_eq!(classify(&lock_name(stem)), FileKind::OwnerLock(stem.into()));
+        assert_eq!(
+            classify(".proc-123-0123456789abcdef.lock.tmp"),
+            FileKind::OwnerLockTmp
+        );
+        assert_eq!(
+            classify(&format!(".s-{stem}-0.sock")),
+            FileKind::Owned(stem.into())
+        );
+        assert_eq!(
+            classify(&format!(".tmp-{stem}-token-3")),
+            FileKind::Owned(stem.into())
+        );
+        assert_eq!(classify(".w-0a0b.entry"), FileKind::Entry);
+        assert_eq!(classify(".token"), FileKind::Token);
+        assert_eq!(classify(".shmwire-session"), FileKind::Marker);
+        assert_eq!(classify("ring-1-2-c2s"), FileKind::Segment);
+        for foreign in [
+            ".other",
+            ".s-12-34.sock",
+            ".tmp-x",
+            ".w-zz.entry",
+            "proc-1-2.lock",
+            ".proc-x.lock.tmp",
+            "..",
+            "a b",
+        ] {
+            assert_eq!(classify(foreign), FileKind::Foreign, "{foreign}");
+        }
     }
 }

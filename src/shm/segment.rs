@@ -77,10 +77,13 @@ impl Segment {
     /// [`Segment::open`] reports `NotInitialized`. Dropping the
     /// `UnpublishedSegment` removes the file.
     ///
-    /// The file is created with `O_CREAT | O_EXCL | O_NOFOLLOW`, mode 0600
-    /// (`AlreadyExists` if the name is taken), sized with `ftruncate`, and
-    /// tagged with this process's liveness lock file so that
-    /// [`Session::cleanup_stale`] can remove it if this process dies.
+    /// The file is created under a temporary name owned by this process
+    /// (`.tmp-<stem>-<n>-seg`, `O_CREAT | O_EXCL | O_NOFOLLOW`, mode 0600),
+    /// sized with `ftruncate`, given its header — tagged with this
+    /// process's liveness lock file, so that [`Session::cleanup_stale`] can
+    /// remove it if this process dies — and then hard-linked to `name`
+    /// (`AlreadyExists` if the name is taken) and the temporary name
+    /// removed.
     pub fn create(
         session: &Session,
         name: &str,
@@ -102,54 +105,55 @@ impl Segment {
             })?;
         let tag = session.process_lock_name()?;
         debug_assert!(tag.len() <= CREATOR_TAG_LEN);
-
-        let file = match OpenOptions::new()
+        if fs::symlink_metadata(&path).is_ok() {
+            return Err(ShmError::AlreadyExists { path });
+        }
+        // Made under a temporary name owned by our lock, header written,
+        // then linked into place: a file under a segment name always has
+        // its header (magic and creator tag), and a creator that dies
+        // half-way leaves a temporary file that cleanup attributes to it.
+        let tmp = session.owned_file_path(super::name::TMP_TAG, "-seg")?;
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
             .mode(0o600)
             .custom_flags(nofollow())
-            .open(&path)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                return Err(ShmError::AlreadyExists { path })
-            }
-            Err(e) => return Err(ShmError::io("create", path, e)),
-        };
-        // From here on, a failure must remove the file again.
+            .open(&tmp)
+            .map_err(|e| ShmError::io("create", &tmp, e))?;
+        // Until it is linked, a failure must remove the temporary file.
         let undo = |e: ShmError| {
-            let _ = fs::remove_file(&path);
+            let _ = fs::remove_file(&tmp);
             e
         };
         let md = file
             .metadata()
-            .map_err(|e| undo(ShmError::io("stat", &path, e)))?;
+            .map_err(|e| undo(ShmError::io("stat", &tmp, e)))?;
         if md.permissions().mode() & 0o777 != 0o600 {
             // The umask may have removed bits; make the mode exactly 0600.
             file.set_permissions(fs::Permissions::from_mode(0o600))
-                .map_err(|e| undo(ShmError::io("chmod", &path, e)))?;
+                .map_err(|e| undo(ShmError::io("chmod", &tmp, e)))?;
         }
         file.set_len(total as u64)
-            .map_err(|e| undo(ShmError::io("ftruncate", &path, e)))?;
+            .map_err(|e| undo(ShmError::io("ftruncate", &tmp, e)))?;
         // Reserve every page now: on a full tmpfs this fails here, typed,
         // instead of killing the process with SIGBUS at the first write.
         crate::sys::fs::reserve(&file, total as u64).map_err(|e| {
             undo(if e.raw_os_error() == Some(crate::sys::fs::ENOSPC) {
                 ShmError::OutOfSpace {
-                    path: path.clone(),
+                    path: tmp.clone(),
                     len: total as u64,
                     source: e,
                 }
             } else {
-                ShmError::io("fallocate", &path, e)
+                ShmError::io("fallocate", &tmp, e)
             })
         })?;
         // SAFETY: the file is ours (just created, O_EXCL, 0600) and `total`
         // bytes long; other processes may map it too, which is the point:
         // all accesses to the shared bytes go through raw pointers/atomics.
         let mut map = unsafe { MmapOptions::new().len(total).map_mut(&file) }
-            .map_err(|e| undo(ShmError::io("mmap", &path, e)))?;
+            .map_err(|e| undo(ShmError::io("mmap", &tmp, e)))?;
         let base = NonNull::new(map.as_mut_ptr()).expect("mmap never returns null");
         let hdr = base.as_ptr().cast::<SegmentHeader>();
         let mut tag_bytes = [0u8; CREATOR_TAG_LEN];
@@ -168,6 +172,16 @@ impl Segment {
             addr_of_mut!((*hdr).total_size).write_volatile(total as u64);
             addr_of_mut!((*hdr).payload_offset).write_volatile(PAYLOAD_OFFSET as u64);
             addr_of_mut!((*hdr).payload_len).write_volatile(payload_len as u64);
+        }
+        // `link` never replaces: the first creator of a name wins.
+        let linked = fs::hard_link(&tmp, &path);
+        let _ = fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                return Err(ShmError::AlreadyExists { path })
+            }
+            Err(e) => return Err(ShmError::io("link", path, e)),
         }
         Ok(UnpublishedSegment {
             seg: Segment {
@@ -230,6 +244,7 @@ impl Segment {
                 return Err(ShmError::WrongFileType {
                     path,
                     expected: "regular file",
+                    hint: "",
                 })
             }
             Err(e) => return Err(ShmError::io("open", path, e)),
@@ -245,6 +260,7 @@ impl Segment {
             return Err(ShmError::WrongFileType {
                 path,
                 expected: "regular file",
+                hint: "",
             });
         }
         let euid = crate::sys::fs::euid();
@@ -253,11 +269,16 @@ impl Segment {
                 path,
                 found: md.uid(),
                 expected: euid,
+                hint: "",
             });
         }
         let mode = md.mode() & 0o7777;
         if mode & 0o077 != 0 {
-            return Err(ShmError::InsecureMode { path, mode });
+            return Err(ShmError::InsecureMode {
+                path,
+                mode,
+                hint: "",
+            });
         }
         let file_size = md.len();
         if file_size == 0 {

@@ -1,58 +1,107 @@
-//! Per-session namespaces, per-process liveness locks and stale cleanup.
+//! Per-session namespaces, per-process liveness locks, and the one cleanup
+//! pass (see `docs/sessions.md`).
+//!
+//! # Ownership
+//!
+//! Every file shmwire makes in a session directory has an owner whose
+//! liveness is one `flock` (`sys::liveness`):
+//!
+//! | file | owner |
+//! | --- | --- |
+//! | `proc-<stem>.lock` | itself: held by its process for life |
+//! | `.proc-<stem>.lock.tmp` | itself (a lock file being made) |
+//! | a segment | the lock file named in its header's creator tag |
+//! | `.s-<stem>-<n>.sock`, `.tmp-<stem>-…` | `proc-<stem>.lock` (by name) |
+//! | `.w-<id>.entry` (node directory) | itself: held by its `Registration` |
+//! | `.token`, `.shmwire-session` | the session: go when nothing live remains |
+//!
+//! A file is removed only when its owner is dead, while the cleaner holds
+//! the dead owner's lock, and by name after re-checking the inode. Anything
+//! else — any name or file type shmwire does not make — is never opened in
+//! a way that can block and never removed; it is reported.
+//!
+//! # The session directory's own lock
+//!
+//! Setting a session up (creating the directory, its marker and a
+//! process's lock file) happens under a *shared* `flock` on the session
+//! directory; a cleanup pass holds it *exclusively* (never waiting for it),
+//! and only then may remove the directory. So a cleaner never removes a
+//! directory a creator is setting up, and a creator whose directory was
+//! removed meanwhile notices (the path no longer names the directory it
+//! locked) and makes it again.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind};
-use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use crate::sys::liveness::{probe_owner, try_lock_exclusive, OwnerState};
+use crate::sys::fs::{O_DIRECTORY, O_NOFOLLOW, O_NONBLOCK};
+use crate::sys::liveness::{
+    probe_owner, remove_if_same, try_lock_exclusive, try_lock_shared, OwnerState,
+};
 
 use super::error::{Result, ShmError};
-use super::header::{HeaderSnapshot, HEADER_SIZE, INIT_READY, INIT_UNINIT};
+use super::header::{HeaderSnapshot, HEADER_SIZE, INIT_READY, INIT_UNINIT, MAGIC};
 use super::name::{
-    is_lock_file_name, validate_segment_name, validate_session_name, LOCK_PREFIX, LOCK_SUFFIX,
+    classify, is_lock_file_name, lock_name, validate_segment_name, validate_session_name, FileKind,
+    LOCK_PREFIX, LOCK_SUFFIX, SESSION_MARKER, TMP_LOCK_PREFIX, TMP_LOCK_SUFFIX,
 };
 
 /// Environment variable that overrides the root directory of all sessions.
 pub const ROOT_ENV: &str = "SHMWIRE_ROOT";
 
-/// How old an untagged segment file (one whose creator died between
-/// `open(O_CREAT)` and writing the header's creator tag, a window of a few
-/// system calls) must be before [`Session::cleanup_stale`] removes it.
+/// How old a segment-named file too short to hold a header must be before
+/// [`Session::cleanup_stale`] removes it. shmwire itself no longer makes
+/// such files (segments are created under a temporary name and linked into
+/// place with their header written); the rule covers files left by older
+/// builds that created segments in place.
 pub const UNTAGGED_GRACE: Duration = Duration::from_secs(10);
 
-const TMP_LOCK_PREFIX: &str = ".proc-";
-const TMP_LOCK_SUFFIX: &str = ".lock.tmp";
+/// Appended to root errors.
+const ROOT_HINT: &str =
+    " (this is the session root: set SHMWIRE_ROOT to a directory of your own with mode 0700)";
+
+/// How long a creator waits for a cleanup pass to release a session
+/// directory before it reports the directory busy.
+const SETUP_WAIT: Duration = Duration::from_secs(5);
+
+/// How long a cleanup pass tries to take a session directory (creators
+/// hold it for a few system calls) before it skips it as busy.
+const SWEEP_WAIT: Duration = Duration::from_millis(200);
 
 fn euid() -> u32 {
     crate::sys::fs::euid()
 }
 
 /// The directory under which sessions live: `$SHMWIRE_ROOT` if set, else
-/// `/dev/shm/shmwire` (tmpfs), else `<temp dir>/shmwire` when `/dev/shm` is
-/// absent. Nothing is created.
+/// `/dev/shm/shmwire-<euid>` (tmpfs, one root per user), else
+/// `<temp dir>/shmwire-<euid>` when `/dev/shm` is absent. Nothing is
+/// created.
 pub fn default_root() -> PathBuf {
     if let Some(root) = std::env::var_os(ROOT_ENV).filter(|r| !r.is_empty()) {
         return PathBuf::from(root);
     }
+    let name = format!("shmwire-{}", euid());
     let shm = Path::new("/dev/shm");
     if shm.is_dir() {
-        shm.join("shmwire")
+        shm.join(name)
     } else {
-        std::env::temp_dir().join("shmwire")
+        std::env::temp_dir().join(name)
     }
 }
 
 /// Checks that `path` is a directory we own with no group/other access.
-fn check_private_dir(path: &Path) -> Result<()> {
+fn check_private_dir(path: &Path, hint: &'static str) -> Result<()> {
     let md = fs::symlink_metadata(path).map_err(|e| ShmError::io("stat", path, e))?;
     if !md.file_type().is_dir() {
         return Err(ShmError::WrongFileType {
             path: path.to_owned(),
             expected: "directory",
+            hint,
         });
     }
     if md.uid() != euid() {
@@ -60,6 +109,7 @@ fn check_private_dir(path: &Path) -> Result<()> {
             path: path.to_owned(),
             found: md.uid(),
             expected: euid(),
+            hint,
         });
     }
     let mode = md.mode() & 0o7777;
@@ -67,13 +117,14 @@ fn check_private_dir(path: &Path) -> Result<()> {
         return Err(ShmError::InsecureMode {
             path: path.to_owned(),
             mode,
+            hint,
         });
     }
     Ok(())
 }
 
 /// Creates `path` (mode 0700) unless it exists, then checks it.
-fn ensure_private_dir(path: &Path) -> Result<()> {
+fn ensure_private_dir(path: &Path, hint: &'static str) -> Result<()> {
     if let Some(parent) = path.parent() {
         if !parent.as_os_str().is_empty() && !parent.exists() {
             fs::create_dir_all(parent).map_err(|e| ShmError::io("mkdir", parent, e))?;
@@ -82,13 +133,21 @@ fn ensure_private_dir(path: &Path) -> Result<()> {
     match fs::DirBuilder::new().mode(0o700).create(path) {
         Ok(()) => {
             // The umask may have removed bits we want; never adds any.
-            fs::set_permissions(path, fs::Permissions::from_mode(0o700))
+            fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o700))
                 .map_err(|e| ShmError::io("chmod", path, e))?;
         }
         Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
         Err(e) => return Err(ShmError::io("mkdir", path, e)),
     }
-    check_private_dir(path)
+    check_private_dir(path, hint)
+}
+
+/// Opens a directory for `flock`, never following a symlink.
+fn open_dir(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(O_DIRECTORY | O_NOFOLLOW)
+        .open(path)
 }
 
 /// A few random-ish bits without a random-number crate: the std hasher is
@@ -98,7 +157,6 @@ fn ensure_private_dir(path: &Path) -> Result<()> {
 fn random_u64() -> u64 {
     use std::collections::hash_map::RandomState;
     use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut h = RandomState::new().build_hasher();
     // Relaxed: the counter only needs to differ between calls, it orders nothing.
@@ -137,25 +195,87 @@ fn same_file(file: &File, path: &Path) -> bool {
     }
 }
 
-/// Returns the name of this process's lock file in `dir`, creating and
-/// locking it on first use.
+/// Creates the session marker unless it is there; it must be an empty
+/// regular file of ours.
+fn ensure_marker(dir: &Path) -> Result<()> {
+    let path = dir.join(SESSION_MARKER);
+    let f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(O_NOFOLLOW | O_NONBLOCK)
+        .open(&path)
+        .map_err(|e| ShmError::io("create session marker", &path, e))?;
+    let md = f.metadata().map_err(|e| ShmError::io("stat", &path, e))?;
+    if !md.is_file() {
+        return Err(ShmError::WrongFileType {
+            path,
+            expected: "regular file",
+            hint: "",
+        });
+    }
+    Ok(())
+}
+
+/// Whether `dir` carries the session marker (a regular file, not followed).
+fn has_marker(dir: &Path) -> bool {
+    fs::symlink_metadata(dir.join(SESSION_MARKER))
+        .map(|m| m.file_type().is_file() && m.uid() == euid())
+        .unwrap_or(false)
+}
+
+/// Returns the name of this process's lock file in `dir`, creating the
+/// directory (and `root`, when given), the session marker and the lock on
+/// first use — or again, when a cleanup or [`Session::remove_all`] removed
+/// them.
 ///
-/// The lock file is created under a temporary dot-name, locked, and only
-/// then renamed to `proc-<pid>-<hex>.lock`: a cleanup never sees a
-/// `proc-*.lock` file that is not yet locked by a live owner.
-fn proc_lock_name(dir: &Path) -> Result<String> {
+/// Runs under a shared `flock` on the directory, which a cleanup pass holds
+/// exclusively while it may remove the directory; the lock file is created
+/// under a temporary dot-name, locked, and only then renamed to
+/// `proc-<pid>-<8 hex>.lock`, so a cleaner never sees a `proc-*.lock` that is
+/// not yet locked by its live owner.
+fn owner_lock(dir: &Path, root: Option<&Path>) -> Result<String> {
     let mut reg = registry().lock().unwrap_or_else(|p| p.into_inner());
     if let Some(lock) = reg.get(dir) {
         if same_file(&lock.file, &dir.join(&lock.name)) {
             return Ok(lock.name.clone());
         }
-        // Someone removed it (Session::remove_all); make a new one.
         reg.remove(dir);
     }
+    let deadline = Instant::now() + SETUP_WAIT;
     let pid = std::process::id();
-    let mut last_err = None;
-    for _ in 0..8 {
-        let stem = format!("{pid}-{:016x}", random_u64());
+    loop {
+        if let Some(root) = root {
+            ensure_private_dir(root, ROOT_HINT)?;
+        }
+        ensure_private_dir(dir, "")?;
+        let d = match open_dir(dir) {
+            Ok(d) => d,
+            // Removed between mkdir and open by a cleanup: make it again.
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => return Err(ShmError::io("open", dir, e)),
+        };
+        if !try_lock_shared(&d).map_err(|e| ShmError::io("flock (shared)", dir, e))? {
+            // A cleanup pass holds it for a moment.
+            if Instant::now() > deadline {
+                return Err(ShmError::io(
+                    "flock (shared), waiting for a cleanup pass",
+                    dir,
+                    io::Error::from(ErrorKind::TimedOut),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+            continue;
+        }
+        if !same_file(&d, dir) {
+            // The cleanup removed the directory we locked: start over.
+            continue;
+        }
+        ensure_marker(dir)?;
+        // Short (sockets are named after it and socket paths are limited to
+        // 107 bytes); the pid makes it unique among live processes, the
+        // random part across pid reuse, O_EXCL below catches the rest.
+        let stem = format!("{pid}-{:08x}", random_u64() as u32);
         let tmp = dir.join(format!("{TMP_LOCK_PREFIX}{stem}{TMP_LOCK_SUFFIX}"));
         let name = format!("{LOCK_PREFIX}{stem}{LOCK_SUFFIX}");
         let file = match OpenOptions::new()
@@ -163,60 +283,83 @@ fn proc_lock_name(dir: &Path) -> Result<String> {
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .custom_flags(crate::sys::fs::O_NOFOLLOW)
+            .custom_flags(O_NOFOLLOW)
             .open(&tmp)
         {
             Ok(f) => f,
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                last_err = Some(ShmError::io("create lock file", &tmp, e));
-                continue;
-            }
-            // `cleanup_all_stale` removes empty session directories; put it back.
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                ensure_private_dir(dir)?;
-                last_err = Some(ShmError::io("create lock file", &tmp, e));
-                continue;
-            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(ShmError::io("create lock file", &tmp, e)),
         };
-        match try_lock_exclusive(&file) {
+        // Nobody else locks a `.proc-*.lock.tmp` while we hold the
+        // directory shared (cleanups look at them only under the exclusive
+        // lock), so this cannot fail for being held.
+        let locked = try_lock_exclusive(&file).map_err(|e| ShmError::io("flock", &tmp, e));
+        match locked {
             Ok(true) => {}
-            // Nobody else can hold a lock on a file we just created
-            // exclusively, unless a cleaner probes it this instant: retry
-            // under a new name.
             Ok(false) => {
                 let _ = fs::remove_file(&tmp);
-                last_err = Some(ShmError::io(
+                return Err(ShmError::io(
                     "flock",
                     &tmp,
                     io::Error::from(ErrorKind::WouldBlock),
                 ));
-                continue;
-            }
-            Err(e) => return Err(ShmError::io("flock", &tmp, e)),
-        }
-        match fs::rename(&tmp, dir.join(&name)) {
-            Ok(()) => {
-                reg.insert(
-                    dir.to_owned(),
-                    ProcLock {
-                        name: name.clone(),
-                        file,
-                    },
-                );
-                return Ok(name);
-            }
-            // A concurrent cleanup removed the temporary file: try again.
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                last_err = Some(ShmError::io("rename lock file", &tmp, e));
             }
             Err(e) => {
                 let _ = fs::remove_file(&tmp);
-                return Err(ShmError::io("rename lock file", &tmp, e));
+                return Err(e);
             }
         }
+        if let Err(e) = fs::rename(&tmp, dir.join(&name)) {
+            let _ = fs::remove_file(&tmp);
+            return Err(ShmError::io("rename lock file", &tmp, e));
+        }
+        reg.insert(
+            dir.to_owned(),
+            ProcLock {
+                name: name.clone(),
+                file,
+            },
+        );
+        return Ok(name);
     }
-    Err(last_err.expect("loop ran"))
+}
+
+/// Forgets (and removes) this process's lock file in `dir`.
+fn release_owner_lock(dir: &Path) {
+    let mut reg = registry().lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(lock) = reg.remove(dir) {
+        // Still holding the lock: nobody mistakes it for a dead one first.
+        let _ = remove_if_same(&lock.file, &dir.join(&lock.name));
+    }
+}
+
+static OWNED_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh path `<dir>/.<tag>-<stem>-<n><suffix>` owned by this process's
+/// lock in session directory `dir` (taken if needed, see
+/// [`Session::process_lock_name`]): cleanup removes it exactly when that
+/// lock is dead. `tag` is [`SOCKET_TAG`](super::SOCKET_TAG) or
+/// [`TMP_TAG`](super::TMP_TAG).
+pub fn owned_file_path_in(dir: &Path, tag: &str, suffix: &str) -> Result<PathBuf> {
+    let lock = owner_lock(dir, None)?;
+    let stem = &lock[LOCK_PREFIX.len()..lock.len() - LOCK_SUFFIX.len()];
+    // Relaxed: the counter only makes names distinct, it orders nothing.
+    let n = OWNED_COUNTER.fetch_add(1, Ordering::Relaxed);
+    Ok(dir.join(format!(".{tag}-{stem}-{n}{suffix}")))
+}
+
+/// A fresh temporary-file path in `dir` ending in `-<what>`: in a session
+/// directory (one carrying the marker) it is owned by this process's lock
+/// there ([`owned_file_path_in`] with [`TMP_TAG`](super::TMP_TAG)), so
+/// cleanup removes it if this process dies before it renames or removes
+/// it; in any other directory (which no cleanup enters) it is just unique.
+pub fn temp_path_in(dir: &Path, what: &str) -> Result<PathBuf> {
+    if has_marker(dir) {
+        return owned_file_path_in(dir, super::name::TMP_TAG, &format!("-{what}"));
+    }
+    // Relaxed: the counter only makes names distinct, it orders nothing.
+    let n = OWNED_COUNTER.fetch_add(1, Ordering::Relaxed);
+    Ok(dir.join(format!(".tmp-{what}-{}-{n}", std::process::id())))
 }
 
 /// Reads the header of the segment file at `path` with `pread` (no mapping,
@@ -231,20 +374,73 @@ fn read_header_file(file: &File) -> io::Result<Option<HeaderSnapshot>> {
     }
 }
 
-/// What [`Session::cleanup_stale`] (or [`Session::remove_all`]) did.
+/// A short name for a file type, for reports.
+fn type_name(ft: fs::FileType) -> &'static str {
+    if ft.is_file() {
+        "regular file"
+    } else if ft.is_dir() {
+        "directory"
+    } else if ft.is_symlink() {
+        "symlink"
+    } else if ft.is_fifo() {
+        "fifo"
+    } else if ft.is_socket() {
+        "socket"
+    } else if ft.is_char_device() {
+        "character device"
+    } else if ft.is_block_device() {
+        "block device"
+    } else {
+        "unknown type"
+    }
+}
+
+/// What a cleanup pass ([`Session::cleanup_stale`], [`Session::remove_all`],
+/// [`Session::sweep_root`]) did in one session.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CleanupReport {
     /// Segments removed because their creator is dead.
     pub removed_segments: Vec<String>,
-    /// Lock files (and leftover temporary lock files) removed.
+    /// Lock files (and leftover temporary lock files) of dead processes removed.
     pub removed_lock_files: Vec<String>,
+    /// Other files of dead owners removed: bootstrap sockets, directory
+    /// entries, temporary files; and, with the directory, the token and the
+    /// session marker.
+    pub removed_other: Vec<String>,
+    /// Whether the session directory itself was removed (nothing live and
+    /// nothing foreign was left in it).
+    pub removed_dir: bool,
     /// Segments kept because their creator is alive.
     pub live_segments: Vec<String>,
-    /// Segments without a creator tag younger than [`UNTAGGED_GRACE`]
-    /// (probably being created right now), kept.
+    /// Segment-named files too short for a header and younger than
+    /// [`UNTAGGED_GRACE`], kept.
     pub kept_untagged: Vec<String>,
-    /// Directory entries that are neither segments nor lock files, left alone.
+    /// Lock files of live processes.
+    pub live_owners: Vec<String>,
+    /// Other files kept because their owner lives (sockets, entries,
+    /// temporary files).
+    pub live_other: Vec<String>,
+    /// Entries shmwire did not make (any name or type it does not create,
+    /// or a file without the segment magic), left alone, with their type.
     pub ignored: Vec<String>,
+    /// The session was being set up by a creator during the whole pass and
+    /// was skipped (the next pass gets it).
+    pub busy: bool,
+    /// The session directory vanished under the pass (another cleanup
+    /// removed it): not an error.
+    pub vanished: bool,
+    /// Operations that failed, each naming the operation and the path; the
+    /// pass went on with the other entries.
+    pub errors: Vec<String>,
+}
+
+impl CleanupReport {
+    /// Whether anything of a live process remains in the session.
+    pub fn has_live(&self) -> bool {
+        !self.live_owners.is_empty()
+            || !self.live_segments.is_empty()
+            || !self.live_other.is_empty()
+    }
 }
 
 /// What `shmwire inspect` shows about one segment file.
@@ -261,6 +457,97 @@ pub struct SegmentInfo {
     pub creator_alive: Option<bool>,
     /// Why the segment would not open (any kind accepted), if it would not.
     pub problem: Option<String>,
+}
+
+/// Liveness of one session, for `shmwire inspect` (nothing is changed).
+#[derive(Clone, Debug, Default)]
+pub struct SessionStatus {
+    /// Lock files of live processes.
+    pub live_owners: Vec<String>,
+    /// Lock files of dead processes (still there: not cleaned up yet).
+    pub dead_owners: Vec<String>,
+    /// Directory entries (`.w-*.entry`) whose worker lives.
+    pub live_entries: Vec<String>,
+    /// Directory entries whose worker is dead.
+    pub dead_entries: Vec<String>,
+    /// Segment files.
+    pub segments: usize,
+    /// Entries shmwire did not make, with their type.
+    pub foreign: Vec<String>,
+}
+
+impl SessionStatus {
+    /// Whether any process of the session lives.
+    pub fn is_live(&self) -> bool {
+        !self.live_owners.is_empty() || !self.live_entries.is_empty()
+    }
+}
+
+/// What is under a root: the shmwire sessions, and everything else.
+#[derive(Clone, Debug, Default)]
+pub struct RootScan {
+    /// Session names (directories carrying the session marker), sorted.
+    pub sessions: Vec<String>,
+    /// Other entries, `"<name> (<type>)"`, left alone.
+    pub foreign: Vec<String>,
+}
+
+/// What [`Session::sweep_root`] did.
+#[derive(Clone, Debug, Default)]
+pub struct RootCleanup {
+    /// One report per session, by name.
+    pub sessions: Vec<(String, CleanupReport)>,
+    /// Entries of the root that are not sessions, left alone.
+    pub foreign: Vec<String>,
+}
+
+/// Owner states met during one pass: stem → live, or dead (with the dead
+/// lock held by us, or `None` when the lock file is gone).
+#[derive(Default)]
+struct Owners {
+    live: HashSet<String>,
+    dead: HashMap<String, Option<File>>,
+}
+
+impl Owners {
+    /// `Ok(true)` when owner `stem` is dead (its lock now held by us, or gone).
+    fn is_dead(&mut self, dir: &Path, stem: &str) -> Result<bool> {
+        if self.live.contains(stem) {
+            return Ok(false);
+        }
+        if self.dead.contains_key(stem) {
+            return Ok(true);
+        }
+        let path = dir.join(lock_name(stem));
+        match probe_owner(&path).map_err(|e| ShmError::io("flock", &path, e))? {
+            OwnerState::Live => {
+                self.live.insert(stem.to_owned());
+                Ok(false)
+            }
+            OwnerState::Dead(f) => {
+                self.dead.insert(stem.to_owned(), Some(f));
+                Ok(true)
+            }
+            OwnerState::Missing => {
+                self.dead.insert(stem.to_owned(), None);
+                Ok(true)
+            }
+        }
+    }
+}
+
+/// Opens a file for reading without following a symlink and without
+/// blocking (a FIFO); `None` when it vanished meanwhile.
+fn open_nonblocking(path: &Path) -> io::Result<Option<File>> {
+    match OpenOptions::new()
+        .read(true)
+        .custom_flags(O_NOFOLLOW | O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// A per-session namespace: the directory `<root>/<name>/` (mode 0700) that
@@ -282,12 +569,15 @@ impl Session {
     /// Opens (creating if needed, mode 0700) session `name` under `root`
     /// (also created 0700 if missing). Both must be directories owned by us
     /// without group/other access.
+    ///
+    /// Takes this process's lock file in the session at once: from here on
+    /// the session is live, and no cleanup removes it or anything of ours
+    /// in it until this process exits (or calls [`Session::remove_all`]).
     pub fn open_in(root: impl AsRef<Path>, name: &str) -> Result<Self> {
         validate_session_name(name)?;
         let root = root.as_ref().to_owned();
-        ensure_private_dir(&root)?;
         let dir = root.join(name);
-        ensure_private_dir(&dir)?;
+        owner_lock(&dir, Some(&root))?;
         Ok(Self {
             name: name.to_owned(),
             root,
@@ -296,15 +586,31 @@ impl Session {
     }
 
     /// Attaches to an existing session without creating anything
-    /// (`SessionNotFound` if it does not exist). Used by inspect/cleanup.
+    /// (`SessionNotFound` if it does not exist, `NotASession` if the
+    /// directory carries no session marker). Used by inspect/cleanup.
     pub fn attach_in(root: impl AsRef<Path>, name: &str) -> Result<Self> {
         validate_session_name(name)?;
         let root = root.as_ref().to_owned();
         let dir = root.join(name);
-        if fs::symlink_metadata(&dir).is_err() {
-            return Err(ShmError::SessionNotFound { path: dir });
+        match fs::symlink_metadata(&dir) {
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(ShmError::SessionNotFound { path: dir })
+            }
+            Err(e) => return Err(ShmError::io("stat", dir, e)),
         }
-        check_private_dir(&dir)?;
+        match check_private_dir(&dir, "") {
+            Err(ShmError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {
+                return Err(ShmError::SessionNotFound { path: dir })
+            }
+            other => other?,
+        }
+        if !has_marker(&dir) {
+            return Err(ShmError::NotASession {
+                path: dir,
+                marker: SESSION_MARKER,
+            });
+        }
         Ok(Self {
             name: name.to_owned(),
             root,
@@ -334,9 +640,17 @@ impl Session {
     }
 
     /// Name of this process's liveness lock file in the session, created and
-    /// locked on first call (segment creation calls this).
+    /// locked on first call (and again if the session directory was removed
+    /// meanwhile, which recreates it).
     pub fn process_lock_name(&self) -> Result<String> {
-        proc_lock_name(&self.dir)
+        owner_lock(&self.dir, Some(&self.root))
+    }
+
+    /// A fresh file path in the session owned by this process (see
+    /// [`owned_file_path_in`]): `.<tag>-<stem>-<n><suffix>`.
+    pub fn owned_file_path(&self, tag: &str, suffix: &str) -> Result<PathBuf> {
+        self.process_lock_name()?;
+        owned_file_path_in(&self.dir, tag, suffix)
     }
 
     fn read_dir_names(&self) -> Result<Vec<String>> {
@@ -360,12 +674,31 @@ impl Session {
             .collect())
     }
 
-    /// Reads every segment's header (without mapping) for `shmwire inspect`.
+    /// Reads every segment-named file's header (without mapping, without
+    /// blocking on a FIFO) for `shmwire inspect`. Files that are not
+    /// regular, or carry no shmwire magic, are listed with the problem.
     pub fn inspect(&self) -> Result<Vec<SegmentInfo>> {
         let mut out = Vec::new();
         for name in self.segment_names()? {
             let path = self.dir.join(&name);
-            let Some(file) = open_segment_file(&path)? else {
+            let Ok(lmd) = fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if !lmd.file_type().is_file() {
+                out.push(SegmentInfo {
+                    name,
+                    file_size: 0,
+                    header: None,
+                    creator_alive: None,
+                    problem: Some(format!(
+                        "a {}, not made by shmwire",
+                        type_name(lmd.file_type())
+                    )),
+                });
+                continue;
+            }
+            let Some(file) = open_nonblocking(&path).map_err(|e| ShmError::io("open", &path, e))?
+            else {
                 continue;
             };
             let file_size = file
@@ -385,6 +718,9 @@ impl Session {
                 None => Some(format!(
                     "file of {file_size} bytes is shorter than a header"
                 )),
+                Some(h) if h.magic != MAGIC => {
+                    Some("no shmwire magic: not made by shmwire, left alone".into())
+                }
                 Some(h) if h.init_state == INIT_UNINIT => Some("not initialised yet".into()),
                 Some(h) if h.init_state != INIT_READY => Some(
                     ShmError::BadInitState {
@@ -406,237 +742,417 @@ impl Session {
         Ok(out)
     }
 
-    /// Removes the segments whose creator is dead, and the dead creators'
-    /// lock files. See [`Session::cleanup_stale_with_grace`]; this uses
-    /// [`UNTAGGED_GRACE`].
+    /// Which processes and workers of the session live (changes nothing;
+    /// a probe of a dead lock holds it only for the probe).
+    pub fn status(&self) -> Result<SessionStatus> {
+        let mut st = SessionStatus::default();
+        for name in self.read_dir_names()? {
+            let path = self.dir.join(&name);
+            let Ok(md) = fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let kind = classify(&name);
+            let regular = md.file_type().is_file();
+            match kind {
+                FileKind::OwnerLock(_) | FileKind::Entry if regular => {
+                    let live = matches!(probe_owner(&path), Ok(OwnerState::Live));
+                    let list = match (kind, live) {
+                        (FileKind::Entry, true) => &mut st.live_entries,
+                        (FileKind::Entry, false) => &mut st.dead_entries,
+                        (_, true) => &mut st.live_owners,
+                        (_, false) => &mut st.dead_owners,
+                    };
+                    list.push(name);
+                }
+                FileKind::Segment if regular => st.segments += 1,
+                FileKind::Marker | FileKind::Token | FileKind::OwnerLockTmp if regular => {}
+                FileKind::Owned(_) if regular || md.file_type().is_socket() => {}
+                _ => st
+                    .foreign
+                    .push(format!("{name} ({})", type_name(md.file_type()))),
+            }
+        }
+        Ok(st)
+    }
+
+    /// Removes what dead processes left in the session. See
+    /// [`Session::cleanup_stale_with_grace`]; this uses [`UNTAGGED_GRACE`].
     pub fn cleanup_stale(&self) -> Result<CleanupReport> {
         self.cleanup_stale_with_grace(UNTAGGED_GRACE)
     }
 
-    /// Removes the segments whose creator is dead, and the dead creators'
-    /// lock files.
+    /// Removes what dead processes left in the session — segments whose
+    /// creator is dead, dead processes' lock files, their sockets and
+    /// temporary files, directory entries of dead workers — entry by entry
+    /// (see the module docs for who owns what). The session directory, its
+    /// marker and its token stay; see [`Session::sweep_root`] for the pass
+    /// that also removes a session nothing live is left in.
     ///
-    /// A creator is dead when its lock file (named by the segment header's
-    /// creator tag) can be locked with `LOCK_EX | LOCK_NB`, or no longer
-    /// exists. Segments of live processes (including this one) are kept.
-    /// Segment files too short to hold a header or without a valid creator
-    /// tag are removed only once their modification time is older than
-    /// `untagged_grace` (their creator may be between `open` and writing
-    /// the tag). Safe to run concurrently with live processes and with
-    /// other cleanups.
+    /// A creator is dead when its lock file can be locked with
+    /// `LOCK_EX | LOCK_NB`, or no longer exists. Files of live processes
+    /// (this one included) are kept; anything shmwire does not make is left
+    /// alone and listed in `ignored`. A segment-named file too short to
+    /// hold a header is removed once its modification time is older than
+    /// `untagged_grace`. Safe to run concurrently with live processes and
+    /// with other cleanups; per-file failures are listed in `errors`.
     pub fn cleanup_stale_with_grace(&self, untagged_grace: Duration) -> Result<CleanupReport> {
+        self.sweep(untagged_grace, false)
+    }
+
+    /// The pass [`Session::sweep_root`] runs on each session (`shmwire
+    /// cleanup --session`): [`Session::cleanup_stale`], and then, if
+    /// nothing live and nothing foreign is left, the token, the marker and
+    /// the directory go too. Never removes a live process's files.
+    pub fn cleanup(&self) -> Result<CleanupReport> {
+        self.sweep(UNTAGGED_GRACE, true)
+    }
+
+    /// Tears this process's part of the session down and cleans up the
+    /// rest: forgets (removes) this process's lock file — so every file it
+    /// owns in the session counts as dead from here on — then runs the
+    /// cleanup pass and removes the session directory if nothing live (of
+    /// another process, or a directory entry this process still holds)
+    /// and nothing foreign is left in it. Files of other live processes
+    /// are never removed. Processes that still map a segment keep their
+    /// mapping; a later use of this `Session` takes a new lock file (and
+    /// recreates the directory).
+    pub fn remove_all(&self) -> Result<CleanupReport> {
+        release_owner_lock(&self.dir);
+        self.sweep(Duration::ZERO, true)
+    }
+
+    /// The one cleanup pass over this session (see the module docs).
+    fn sweep(&self, untagged_grace: Duration, remove_dir: bool) -> Result<CleanupReport> {
         let mut report = CleanupReport::default();
-        let mut live: HashSet<String> = HashSet::new();
-        // Dead owners' lock files, locked by us until we unlink them.
-        let mut dead: HashMap<String, Option<File>> = HashMap::new();
-        let mut segments = Vec::new();
-
-        for name in self.read_dir_names()? {
-            if is_lock_file_name(&name) {
-                match probe_owner(&self.dir.join(&name))
-                    .map_err(|e| ShmError::io("flock", self.dir.join(&name), e))?
-                {
-                    OwnerState::Live => {
-                        live.insert(name);
-                    }
-                    OwnerState::Dead(f) => {
-                        dead.insert(name, Some(f));
-                    }
-                    OwnerState::Missing => {}
-                }
-            } else if name.starts_with(TMP_LOCK_PREFIX) && name.ends_with(TMP_LOCK_SUFFIX) {
-                // A lock file whose creator died before renaming it, or one
-                // being created right now; only the former is unlocked.
-                let path = self.dir.join(&name);
-                if let Ok(OwnerState::Dead(_f)) = probe_owner(&path) {
-                    if fs::remove_file(&path).is_ok() {
-                        report.removed_lock_files.push(name);
-                    }
-                }
-            } else if validate_segment_name(&name).is_ok() {
-                segments.push(name);
-            } else {
-                report.ignored.push(name);
+        let dir = &self.dir;
+        let d = match open_dir(dir) {
+            Ok(d) => d,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                report.vanished = true;
+                return Ok(report);
             }
+            Err(e) => return Err(ShmError::io("open", dir, e)),
+        };
+        // Exclusive: no creator is setting the session up meanwhile.
+        let deadline = Instant::now() + SWEEP_WAIT;
+        loop {
+            if try_lock_exclusive(&d).map_err(|e| ShmError::io("flock", dir, e))? {
+                break;
+            }
+            if Instant::now() > deadline {
+                report.busy = true;
+                return Ok(report);
+            }
+            std::thread::sleep(Duration::from_millis(1));
         }
-
-        for name in segments {
-            let path = self.dir.join(&name);
-            let Some(file) = open_segment_file(&path)? else {
-                continue;
-            };
-            let md = file
-                .metadata()
-                .map_err(|e| ShmError::io("stat", &path, e))?;
-            if !md.file_type().is_file() {
-                report.ignored.push(name);
-                continue;
+        if !same_file(&d, dir) {
+            report.vanished = true;
+            return Ok(report);
+        }
+        let names = match self.read_dir_names() {
+            Ok(n) => n,
+            Err(ShmError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {
+                report.vanished = true;
+                return Ok(report);
             }
-            let header = read_header_file(&file).map_err(|e| ShmError::io("read", &path, e))?;
-            let stale = match header.as_ref().and_then(|h| h.creator_tag_str()) {
-                Some(tag) if live.contains(tag) => false,
-                Some(tag) if dead.contains_key(tag) => true,
-                Some(tag) => {
-                    // Not in our listing: created after it. Ask directly.
-                    let tag = tag.to_owned();
-                    match probe_owner(&self.dir.join(&tag))
-                        .map_err(|e| ShmError::io("flock", self.dir.join(&tag), e))?
-                    {
-                        OwnerState::Live => {
-                            live.insert(tag);
-                            false
-                        }
-                        OwnerState::Dead(f) => {
-                            dead.insert(tag, Some(f));
-                            true
-                        }
-                        OwnerState::Missing => {
-                            dead.insert(tag, None);
-                            true
-                        }
-                    }
-                }
-                None => {
-                    let age = md
-                        .modified()
-                        .ok()
-                        .and_then(|m| SystemTime::now().duration_since(m).ok())
-                        .unwrap_or(Duration::ZERO);
-                    if age < untagged_grace {
-                        report.kept_untagged.push(name);
-                        continue;
-                    }
-                    true
+            Err(e) => return Err(e),
+        };
+
+        let mut owners = Owners::default();
+        let mut later = Vec::new();
+        let mut session_files = Vec::new();
+        let mut errors = Vec::new();
+        // Pass 1: the locks themselves.
+        for name in names {
+            let path = dir.join(&name);
+            let md = match fs::symlink_metadata(&path) {
+                Ok(md) => md,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => {
+                    errors.push(ShmError::io("stat", &path, e).to_string());
+                    continue;
                 }
             };
-            if !stale {
-                report.live_segments.push(name);
+            let ft = md.file_type();
+            let kind = classify(&name);
+            let ours = match &kind {
+                FileKind::Owned(_) => ft.is_file() || ft.is_socket(),
+                FileKind::Foreign => false,
+                _ => ft.is_file(),
+            };
+            if !ours {
+                report.ignored.push(name);
                 continue;
             }
-            // Only unlink the file we examined (not a same-named newcomer).
-            if same_file(&file, &path) {
-                match fs::remove_file(&path) {
-                    Ok(()) => report.removed_segments.push(name),
-                    Err(e) if e.kind() == ErrorKind::NotFound => {}
-                    Err(e) => return Err(ShmError::io("unlink", path, e)),
+            match kind {
+                FileKind::OwnerLock(stem) => {
+                    if let Err(e) = owners.is_dead(dir, &stem) {
+                        errors.push(e.to_string());
+                        report.live_owners.push(name);
+                    } else if owners.live.contains(&stem) {
+                        report.live_owners.push(name);
+                    }
                 }
+                FileKind::OwnerLockTmp | FileKind::Entry => match probe_owner(&path) {
+                    Ok(OwnerState::Live) => report.live_other.push(name),
+                    Ok(OwnerState::Dead(held)) => match remove_if_same(&held, &path) {
+                        Ok(true) if matches!(kind, FileKind::Entry) => {
+                            report.removed_other.push(name)
+                        }
+                        Ok(true) => report.removed_lock_files.push(name),
+                        Ok(false) => {}
+                        Err(e) => errors.push(ShmError::io("unlink", &path, e).to_string()),
+                    },
+                    Ok(OwnerState::Missing) => {}
+                    Err(e) => {
+                        errors.push(ShmError::io("flock", &path, e).to_string());
+                        report.live_other.push(name);
+                    }
+                },
+                FileKind::Marker | FileKind::Token => session_files.push(name),
+                FileKind::Owned(_) | FileKind::Segment => later.push((name, kind)),
+                FileKind::Foreign => unreachable!("handled above"),
             }
         }
-
-        let mut dead_names: Vec<_> = dead.into_iter().collect();
-        dead_names.sort_by(|a, b| a.0.cmp(&b.0));
-        for (name, held) in dead_names {
-            if held.is_some() {
-                let path = self.dir.join(&name);
+        // Pass 2: files owned by a lock.
+        for (name, kind) in later {
+            let r = match kind {
+                FileKind::Owned(stem) => self.sweep_owned(&mut owners, &stem, &name, &mut report),
+                _ => self.sweep_segment(&mut owners, &name, untagged_grace, &mut report),
+            };
+            if let Err(e) = r {
+                errors.push(e.to_string());
+            }
+        }
+        // Pass 3: the dead owners' lock files, still held by us.
+        let mut dead: Vec<_> = owners.dead.into_iter().collect();
+        dead.sort_by(|a, b| a.0.cmp(&b.0));
+        for (stem, held) in dead {
+            let Some(held) = held else { continue };
+            let name = lock_name(&stem);
+            let path = dir.join(&name);
+            match remove_if_same(&held, &path) {
+                Ok(true) => report.removed_lock_files.push(name),
+                Ok(false) => {}
+                Err(e) => errors.push(ShmError::io("unlink", &path, e).to_string()),
+            }
+        }
+        report.errors = errors;
+        // Pass 4: the session itself. The token goes with the last live
+        // process; the marker and the directory only when nothing foreign
+        // is left either (then the directory stays a marked, dead session).
+        if remove_dir && !report.has_live() && report.errors.is_empty() {
+            let whole = report.ignored.is_empty() && report.kept_untagged.is_empty();
+            session_files.sort_by_key(|n| n == SESSION_MARKER); // the marker last
+            for name in session_files {
+                if name == SESSION_MARKER && !whole {
+                    continue;
+                }
+                let path = dir.join(&name);
                 match fs::remove_file(&path) {
-                    Ok(()) => report.removed_lock_files.push(name),
+                    Ok(()) => report.removed_other.push(name),
                     Err(e) if e.kind() == ErrorKind::NotFound => {}
-                    Err(e) => return Err(ShmError::io("unlink", path, e)),
+                    Err(e) => {
+                        report
+                            .errors
+                            .push(ShmError::io("unlink", &path, e).to_string());
+                        return Ok(report);
+                    }
+                }
+            }
+            if whole {
+                match fs::remove_dir(dir) {
+                    Ok(()) => report.removed_dir = true,
+                    Err(e) if e.kind() == ErrorKind::NotFound => report.vanished = true,
+                    // Something appeared meanwhile (not a creator: they wait
+                    // for our lock); leave it.
+                    Err(e) if crate::sys::fs::is_enotempty(&e) => {}
+                    Err(e) => report
+                        .errors
+                        .push(ShmError::io("rmdir", dir, e).to_string()),
                 }
             }
         }
         Ok(report)
     }
 
-    /// Removes every file of the session (segments, lock files, strays —
-    /// the latter are listed in `ignored`) and the session directory itself,
-    /// whoever created them (for tests and `shmwire cleanup --session`).
-    /// Subdirectories are not touched (and make the final `rmdir` fail).
-    /// Processes that still map a segment keep their mapping; this process
-    /// forgets its lock file here.
-    pub fn remove_all(&self) -> Result<CleanupReport> {
-        let mut report = CleanupReport::default();
-        {
-            let mut reg = registry().lock().unwrap_or_else(|p| p.into_inner());
-            reg.remove(&self.dir);
+    /// A socket or temporary file named after its owner's stem.
+    fn sweep_owned(
+        &self,
+        owners: &mut Owners,
+        stem: &str,
+        name: &str,
+        report: &mut CleanupReport,
+    ) -> Result<()> {
+        let path = self.dir.join(name);
+        if !owners.is_dead(&self.dir, stem)? {
+            report.live_other.push(name.to_owned());
+            return Ok(());
         }
-        let names = match self.read_dir_names() {
-            Ok(n) => n,
-            Err(ShmError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {
-                return Ok(report)
-            }
-            Err(e) => return Err(e),
-        };
-        for name in names {
-            let path = self.dir.join(&name);
-            let is_lock = is_lock_file_name(&name)
-                || (name.starts_with(TMP_LOCK_PREFIX) && name.ends_with(TMP_LOCK_SUFFIX));
-            let is_seg = validate_segment_name(&name).is_ok();
-            let is_dir = fs::symlink_metadata(&path)
-                .map(|m| m.is_dir())
-                .unwrap_or(false);
-            if is_dir {
-                // Not ours to remove; the final rmdir reports the failure.
-                report.ignored.push(name);
-                continue;
-            }
-            match fs::remove_file(&path) {
-                Ok(()) if is_lock => report.removed_lock_files.push(name),
-                Ok(()) if is_seg => report.removed_segments.push(name),
-                // Any other file (a stray, a symlink) goes too.
-                Ok(()) => report.ignored.push(name),
-                Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) => return Err(ShmError::io("unlink", path, e)),
-            }
+        // The stem is unique to one dead lock: nobody can make a new file
+        // of this name, so removing by name removes only the dead owner's.
+        match fs::remove_file(&path) {
+            Ok(()) => report.removed_other.push(name.to_owned()),
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(ShmError::io("unlink", path, e)),
         }
-        match fs::remove_dir(&self.dir) {
-            Ok(()) => Ok(report),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(report),
-            Err(e) => Err(ShmError::io("rmdir", &self.dir, e)),
-        }
+        Ok(())
     }
 
-    /// Names of the sessions under `root` (sorted); empty if `root` does not
-    /// exist.
-    pub fn list_sessions(root: impl AsRef<Path>) -> Result<Vec<String>> {
+    /// A segment-named regular file: ours only with the magic; owned by the
+    /// lock its header names.
+    fn sweep_segment(
+        &self,
+        owners: &mut Owners,
+        name: &str,
+        untagged_grace: Duration,
+        report: &mut CleanupReport,
+    ) -> Result<()> {
+        let path = self.dir.join(name);
+        let Some(file) = open_nonblocking(&path).map_err(|e| ShmError::io("open", &path, e))?
+        else {
+            return Ok(());
+        };
+        let md = file
+            .metadata()
+            .map_err(|e| ShmError::io("stat", &path, e))?;
+        if !md.file_type().is_file() || md.uid() != euid() {
+            report.ignored.push(name.to_owned());
+            return Ok(());
+        }
+        let header = read_header_file(&file).map_err(|e| ShmError::io("read", &path, e))?;
+        let stale = match &header {
+            Some(h) if h.magic != MAGIC => {
+                // Not made by shmwire.
+                report.ignored.push(name.to_owned());
+                return Ok(());
+            }
+            Some(h) => match h.creator_tag_str().filter(|t| is_lock_file_name(t)) {
+                Some(tag) => {
+                    let stem = &tag[LOCK_PREFIX.len()..tag.len() - LOCK_SUFFIX.len()];
+                    owners.is_dead(&self.dir, stem)?
+                }
+                // Magic but no valid tag: only a hostile writer makes that.
+                None => true,
+            },
+            None => {
+                // Too short for a header: an older build's half-made segment.
+                let age = md
+                    .modified()
+                    .ok()
+                    .and_then(|m| SystemTime::now().duration_since(m).ok())
+                    .unwrap_or(Duration::ZERO);
+                if age < untagged_grace {
+                    report.kept_untagged.push(name.to_owned());
+                    return Ok(());
+                }
+                true
+            }
+        };
+        if !stale {
+            report.live_segments.push(name.to_owned());
+            return Ok(());
+        }
+        match remove_if_same(&file, &path) {
+            Ok(true) => report.removed_segments.push(name.to_owned()),
+            Ok(false) => {}
+            Err(e) => return Err(ShmError::io("unlink", path, e)),
+        }
+        Ok(())
+    }
+
+    /// The sessions under `root` and everything else there. The root must
+    /// be a directory of ours without group/other access (the error names
+    /// it and `SHMWIRE_ROOT`); a missing root holds nothing. Entries are
+    /// examined with `lstat` only: nothing is opened.
+    pub fn scan_root(root: impl AsRef<Path>) -> Result<RootScan> {
         let root = root.as_ref();
+        match fs::symlink_metadata(root) {
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(RootScan::default()),
+            _ => check_private_dir(root, ROOT_HINT)?,
+        }
         let rd = match fs::read_dir(root) {
             Ok(rd) => rd,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(RootScan::default()),
             Err(e) => return Err(ShmError::io("readdir", root, e)),
         };
-        let mut out = Vec::new();
+        let mut scan = RootScan::default();
         for ent in rd {
             let ent = ent.map_err(|e| ShmError::io("readdir", root, e))?;
             let name = ent.file_name().to_string_lossy().into_owned();
-            let is_dir = ent.file_type().map(|t| t.is_dir()).unwrap_or(false);
-            if is_dir && validate_session_name(&name).is_ok() {
-                out.push(name);
+            let path = root.join(ent.file_name());
+            let Ok(md) = fs::symlink_metadata(&path) else {
+                continue; // vanished meanwhile
+            };
+            let private = md.uid() == euid() && md.mode() & 0o077 == 0;
+            if md.file_type().is_dir()
+                && private
+                && validate_session_name(&name).is_ok()
+                && has_marker(&path)
+            {
+                scan.sessions.push(name);
+            } else {
+                let what = if !md.file_type().is_dir() {
+                    type_name(md.file_type())
+                } else if !private {
+                    "directory not ours or open to others"
+                } else {
+                    "directory without a session marker"
+                };
+                scan.foreign.push(format!("{name} ({what})"));
             }
         }
-        out.sort();
-        Ok(out)
+        scan.sessions.sort();
+        scan.foreign.sort();
+        Ok(scan)
     }
 
-    /// Runs [`Session::cleanup_stale`] on every session under `root`, and
-    /// removes session directories left empty. Sessions that cannot be
-    /// attached (wrong owner, insecure mode) are skipped.
-    pub fn cleanup_all_stale(root: impl AsRef<Path>) -> Result<Vec<(String, CleanupReport)>> {
+    /// Names of the sessions under `root` (sorted); empty if `root` does not
+    /// exist. See [`Session::scan_root`].
+    pub fn list_sessions(root: impl AsRef<Path>) -> Result<Vec<String>> {
+        Ok(Self::scan_root(root)?.sessions)
+    }
+
+    /// Runs the cleanup pass on every session under `root` and removes each
+    /// session nothing live and nothing foreign is left in (its token and
+    /// marker, then the directory). Entries of the root that are not
+    /// sessions are left alone and reported. A session that cannot be
+    /// attached or fails is reported in its `errors`; it never stops the
+    /// pass over the others.
+    pub fn sweep_root(root: impl AsRef<Path>) -> Result<RootCleanup> {
         let root = root.as_ref();
-        let mut out = Vec::new();
-        for name in Self::list_sessions(root)? {
-            let Ok(session) = Self::attach_in(root, &name) else {
-                continue;
+        let scan = Self::scan_root(root)?;
+        let mut out = RootCleanup {
+            sessions: Vec::new(),
+            foreign: scan.foreign,
+        };
+        for name in scan.sessions {
+            let report = match Self::attach_in(root, &name) {
+                Ok(s) => s.sweep(UNTAGGED_GRACE, true),
+                Err(e) => Err(e),
             };
-            let report = session.cleanup_stale()?;
-            // Fails (harmlessly) unless the directory is empty.
-            let _ = fs::remove_dir(session.dir());
-            out.push((name, report));
+            let report = match report {
+                Ok(r) => r,
+                // Removed (and perhaps being made again, not yet marked) by
+                // another process since the scan: nothing to do here.
+                Err(ShmError::SessionNotFound { .. } | ShmError::NotASession { .. }) => {
+                    CleanupReport {
+                        vanished: true,
+                        ..Default::default()
+                    }
+                }
+                Err(e) => CleanupReport {
+                    errors: vec![e.to_string()],
+                    ..Default::default()
+                },
+            };
+            out.sessions.push((name, report));
         }
         Ok(out)
     }
-}
 
-/// Opens a segment file for reading without following a symlink; `None`
-/// when it vanished meanwhile (a creator unlinked it).
-fn open_segment_file(path: &Path) -> Result<Option<File>> {
-    match OpenOptions::new()
-        .read(true)
-        .custom_flags(crate::sys::fs::O_NOFOLLOW)
-        .open(path)
-    {
-        Ok(f) => Ok(Some(f)),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(ShmError::io("open", path, e)),
+    /// [`Session::sweep_root`], returning the per-session reports.
+    pub fn cleanup_all_stale(root: impl AsRef<Path>) -> Result<Vec<(String, CleanupReport)>> {
+        Ok(Self::sweep_root(root)?.sessions)
     }
 }

@@ -9,6 +9,16 @@ pub(crate) const O_NOFOLLOW: i32 = rustix::fs::OFlags::NOFOLLOW.bits() as i32;
 /// mistake then never blocks the open).
 pub(crate) const O_NONBLOCK: i32 = rustix::fs::OFlags::NONBLOCK.bits() as i32;
 
+/// `O_DIRECTORY` for `OpenOptionsExt::custom_flags` (open fails unless the
+/// path is a directory).
+pub(crate) const O_DIRECTORY: i32 = rustix::fs::OFlags::DIRECTORY.bits() as i32;
+
+/// Whether `e` is `ENOTEMPTY` (`rmdir` of a directory that still holds
+/// entries).
+pub(crate) fn is_enotempty(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(rustix::io::Errno::NOTEMPTY.raw_os_error())
+}
+
 /// `errno` value of `ELOOP` (what `open` with `O_NOFOLLOW` returns on a
 /// symlink).
 pub(crate) fn is_eloop(e: &io::Error) -> bool {

@@ -11,7 +11,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, ErrorKind};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use rustix::fs::{flock, FlockOperation};
@@ -21,6 +21,21 @@ use rustix::fs::{flock, FlockOperation};
 pub(crate) fn try_lock_exclusive(file: &File) -> io::Result<bool> {
     loop {
         match flock(file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(true),
+            Err(rustix::io::Errno::WOULDBLOCK) => return Ok(false),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Takes a shared lock on `file` without blocking: `Ok(true)` when we now
+/// hold it, `Ok(false)` when someone holds it exclusively. (Session
+/// creators hold a session directory shared while they set it up; the
+/// cleaner holds it exclusively while it sweeps and removes it.)
+pub(crate) fn try_lock_shared(file: &File) -> io::Result<bool> {
+    loop {
+        match flock(file, FlockOperation::NonBlockingLockShared) {
             Ok(()) => return Ok(true),
             Err(rustix::io::Errno::WOULDBLOCK) => return Ok(false),
             Err(rustix::io::Errno::INTR) => continue,
@@ -65,5 +80,24 @@ pub(crate) fn probe_owner(path: &Path) -> io::Result<OwnerState> {
         Ok(OwnerState::Dead(file))
     } else {
         Ok(OwnerState::Live)
+    }
+}
+
+/// Removes `path` if it still names the file `held` has open — the dead
+/// owner's file we examined and hold (its lock, or the file itself), not a
+/// newcomer of the same name. `Ok(false)` if the name is gone or names
+/// another file now.
+pub(crate) fn remove_if_same(held: &File, path: &Path) -> io::Result<bool> {
+    let a = held.metadata()?;
+    match std::fs::symlink_metadata(path) {
+        Ok(b) if a.dev() == b.dev() && a.ino() == b.ino() => {}
+        Ok(_) => return Ok(false),
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
     }
 }

@@ -13,7 +13,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::bootstrap::{check_capacity, create_rings, HelloExt, ReplyExt};
 use super::connection::ShmConnection;
-use super::{socket_path, ShmOptions, ACK};
+use super::{socket_path, socket_suffix, ShmOptions, ACK};
 use crate::ring::{Consumer, MappedStorage, Producer, Ring};
 use crate::shm::Session;
 use crate::sys::fdpass::send_with_fds;
@@ -54,22 +54,37 @@ impl ShmListener {
         config: TransportConfig,
         opts: ShmOptions,
     ) -> Result<Self, ConnectError> {
-        let path = socket_path(session, &config.worker_id);
-        if path.exists() {
-            match UnixStream::connect(&path) {
-                Ok(_) => {
-                    return Err(ConnectError::Refused {
-                        reason: format!("a live worker already listens on {}", path.display()),
-                    })
-                }
-                Err(_) => {
-                    // Nobody accepts there: a dead worker's socket.
-                    let _ = std::fs::remove_file(&path);
-                }
+        let path = socket_path(session, &config.worker_id).map_err(ConnectError::Segment)?;
+        // Another socket of this worker id that accepts: a live worker. A
+        // dead one's socket is left to the session cleanup (it is named
+        // after its dead owner's lock), never removed here.
+        let id_suffix = socket_suffix(&config.worker_id);
+        let entries = std::fs::read_dir(session.dir()).map_err(ConnectError::io("list session"))?;
+        for ent in entries.flatten() {
+            let other = ent.path();
+            let name = ent.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(".s-")
+                && name.ends_with(&id_suffix)
+                && UnixStream::connect(&other).is_ok()
+            {
+                return Err(ConnectError::Refused {
+                    reason: format!("a live worker already listens on {}", other.display()),
+                });
             }
         }
         let mut listener =
             mio::net::UnixListener::bind(&path).map_err(ConnectError::io("bind Unix socket"))?;
+        // 0600 like every other file of the session (bind applies the umask).
+        if let Err(e) =
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        {
+            let _ = std::fs::remove_file(&path);
+            return Err(ConnectError::Io {
+                op: "chmod 0600 Unix socket",
+                source: e,
+            });
+        }
         let md = std::fs::symlink_metadata(&path).map_err(ConnectError::io("stat Unix socket"))?;
         let poll = Poll::new().map_err(ConnectError::io("create poll"))?;
         poll.registry()

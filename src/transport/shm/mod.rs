@@ -3,8 +3,9 @@
 //!
 //! # Bootstrap
 //!
-//! 1. The listening worker binds `<session dir>/.s-<first 16 hex digits of its
-//!    worker id>.sock` ([`ShmListener`]).
+//! 1. The listening worker binds `<session dir>/.s-<its process's lock
+//!    stem>-<n>-<first 8 hex digits of its worker id>.sock`, mode 0600
+//!    ([`ShmListener`]).
 //! 2. The caller connects and sends the hello ([`super::handshake`])
 //!    with transport = shm and, as extension, the ring capacity it wants
 //!    (`u64`, a power of two).
@@ -130,8 +131,16 @@ impl ShmOptions {
     }
 }
 
-/// The Unix-socket path a worker listens on in `session`.
-pub fn socket_path(session: &Session, worker: &WorkerId) -> PathBuf {
-    let hex = worker.to_string();
-    session.dir().join(format!(".s-{}.sock", &hex[..16]))
+/// A fresh Unix-socket path for worker `worker`'s listener in `session`:
+/// `.s-<stem>-<n>-<first 8 hex digits of the id>.sock`, named after this
+/// process's lock file in the session (stem), so the session's cleanup
+/// removes it exactly when this process is dead — and never a live
+/// successor's socket under the same worker id.
+pub fn socket_path(session: &Session, worker: &WorkerId) -> Result<PathBuf, crate::shm::ShmError> {
+    session.owned_file_path(crate::shm::SOCKET_TAG, &socket_suffix(worker))
+}
+
+/// The end of every socket name of `worker` (see [`socket_path`]).
+pub(crate) fn socket_suffix(worker: &WorkerId) -> String {
+    format!("-{}.sock", &worker.to_string()[..8])
 }
