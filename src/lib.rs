@@ -83,6 +83,8 @@ pub mod ordering;
 pub mod ring;
 pub mod shm;
 pub mod spec;
+#[cfg(not(shmwire_loom))]
+pub mod store;
 pub mod sync;
 // The transport is OS plumbing (sockets, SCM_RIGHTS, mio) around the ring;
 // the loom build (`--cfg shmwire_loom`) models the ring and the wake-up

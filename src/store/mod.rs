@@ -1,0 +1,7 @@
+//! placeholder
+pub mod arena;
+pub mod error;
+mod protocol;
+pub mod table;
+pub use error::StoreError;
+pub use table::*;
