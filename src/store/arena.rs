@@ -131,8 +131,10 @@ pub(crate) fn valid_file_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
-/// What keeps an object's bytes mapped in a client.
-#[derive(Debug, Clone)]
+/// What keeps an object's bytes mapped in a client (held, never read: the
+/// mapping lives as long as a `Span` does).
+#[derive(Debug)]
+#[allow(dead_code)]
 pub(crate) enum Backing {
     /// In the arena segment (mapped once per client).
     Arena(Arc<Segment>),
@@ -144,11 +146,11 @@ pub(crate) enum Backing {
 
 /// A checked view of one object's bytes: `len` bytes at `ptr`, inside a
 /// mapping that `backing` keeps alive.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Span {
     pub(crate) ptr: *mut u8,
     pub(crate) len: usize,
-    pub(crate) backing: Backing,
+    pub(crate) _backing: Backing,
 }
 
 // SAFETY: the pointer refers into a shared mapping owned (reference
@@ -183,7 +185,7 @@ impl Span {
         Ok(Span {
             ptr,
             len: data_size as usize,
-            backing: Backing::Arena(Arc::clone(arena)),
+            _backing: Backing::Arena(Arc::clone(arena)),
         })
     }
 
@@ -199,7 +201,7 @@ impl Span {
             return Ok(Span {
                 ptr: std::ptr::NonNull::<u8>::dangling().as_ptr(),
                 len: 0,
-                backing: Backing::Empty,
+                _backing: Backing::Empty,
             });
         }
         let f: File = OpenOptions::new()
@@ -222,7 +224,7 @@ impl Span {
         Ok(Span {
             ptr: map.as_mut_ptr(),
             len,
-            backing: Backing::File(Arc::new(map)),
+            _backing: Backing::File(Arc::new(map)),
         })
     }
 }
