@@ -158,3 +158,55 @@ pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(2));
     }
 }
+
+/// Reads the child's stdout on a thread; lines arrive on the receiver.
+pub fn stdout_lines(c: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let out = c.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits (at most `GUARD`) for a line containing `prefix` (the test
+/// harness may have printed on the same line); returns it from `prefix` on.
+pub fn expect_line(rx: &std::sync::mpsc::Receiver<String>, prefix: &str) -> String {
+    let deadline = Instant::now() + GUARD;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) if l.contains(prefix) => return l[l.find(prefix).unwrap()..].to_owned(),
+            Ok(_) => continue,
+            Err(e) => panic!("no {prefix:?} line from the child: {e}"),
+        }
+    }
+}
+
+/// Waits for a child whose stdout is already taken (at most `GUARD`).
+pub fn wait_status(c: &mut Child) -> bool {
+    let deadline = Instant::now() + GUARD;
+    loop {
+        if let Some(s) = c.try_wait().unwrap() {
+            return s.success();
+        }
+        if Instant::now() >= deadline {
+            let _ = c.kill();
+            let _ = c.wait();
+            panic!("child did not finish within {GUARD:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Kills a child with SIGKILL and reaps it.
+pub fn kill9(c: &mut Child) {
+    c.kill().unwrap();
+    c.wait().unwrap();
+}
