@@ -63,7 +63,7 @@ fn get_timeouts_missing_and_sealed_later() {
         b.put(oid(2, 1), b"later", b"").unwrap();
     });
     let got = a.get(&[oid(2, 1)], GUARD).unwrap();
-    assert_eq!(&got[0].as_deref().unwrap()[..], b"later");
+    assert_eq!(got[0].as_deref().unwrap(), b"later");
     writer.join().unwrap();
 }
 
@@ -215,10 +215,7 @@ fn refresh_and_held_objects_are_protected_from_eviction() {
     // Evict everything evictable: the held and pinned objects stay.
     a.evict(u64::MAX).unwrap();
     assert!(a.contains(oid(7, 1)).unwrap() && a.contains(oid(7, 2)).unwrap());
-    assert_eq!(
-        held[0].as_deref().unwrap(),
-        &contents(1, SLOT as usize)[..]
-    );
+    assert_eq!(held[0].as_deref().unwrap(), &contents(1, SLOT as usize)[..]);
     a.unpin(&[oid(7, 2)]).unwrap();
     drop(held);
     eventually("released objects evictable", || {

@@ -72,10 +72,7 @@ fn objects_cross_processes_with_their_contents() {
     let got = c.get(&ids, GUARD).unwrap();
     for (i, g) in got.iter().enumerate() {
         let g = g.as_ref().expect("sealed by the child");
-        assert_eq!(
-            checksum(g),
-            checksum(&contents(100 + i as u64, 5000 + i))
-        );
+        assert_eq!(checksum(g), checksum(&contents(100 + i as u64, 5000 + i)));
         assert_eq!(g.metadata(), b"c");
     }
     let (ok, out) = wait_child(child);

@@ -214,7 +214,9 @@ impl Span {
             .metadata()
             .map_err(|e| StoreError::io("stat a fallback file", e))?;
         if !md.is_file() || md.len() < data_size {
-            return Err(StoreError::BadReply("fallback file shorter than its object"));
+            return Err(StoreError::BadReply(
+                "fallback file shorter than its object",
+            ));
         }
         // SAFETY: a shared read-write mapping of `len` bytes of a regular
         // file at least that long; the bytes are only accessed through

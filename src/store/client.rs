@@ -21,8 +21,7 @@ use crate::ids::{NodeId, ObjectId, WorkerId};
 use crate::shm::{kind, Segment, Session};
 use crate::spec::{self, Encoder};
 use crate::transport::{
-    AnyConnection, Connector, MessageConnection, SessionToken, ShmOptions,
-    TransportConfig,
+    AnyConnection, Connector, MessageConnection, SessionToken, ShmOptions, TransportConfig,
 };
 
 /// How a [`StoreClient`] connects.
@@ -397,7 +396,12 @@ impl StoreClient {
     /// exists now, then every seal and every deletion (delete or eviction)
     /// as it happens.
     pub fn subscribe(&self) -> Result<Subscription, StoreError> {
-        let (conn, welcome) = open(&self.inner.session, &self.inner.name, &self.inner.opts, true)?;
+        let (conn, welcome) = open(
+            &self.inner.session,
+            &self.inner.name,
+            &self.inner.opts,
+            true,
+        )?;
         if !matches!(welcome, Reply::Welcome { .. }) {
             return Err(StoreError::BadReply("expected a welcome"));
         }

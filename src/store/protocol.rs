@@ -299,7 +299,11 @@ mod tests {
             },
             StoreError::OutOfDisk { id, size: 9 },
             StoreError::MetadataTooLarge { id, len: 5, max: 4 },
-            StoreError::ObjectTooLarge { id, size: 5, max: 4 },
+            StoreError::ObjectTooLarge {
+                id,
+                size: 5,
+                max: 4,
+            },
         ];
         for e in all {
             let back = WireError::from_error(&e).to_error();

@@ -280,8 +280,7 @@ impl Service {
             let Some(conn) = self.mux.get_mut(key) else {
                 return;
             };
-            let req = match conn.try_recv_message_with::<Request, _>(spec::deserialize::<Request>)
-            {
+            let req = match conn.try_recv_message_with::<Request, _>(spec::deserialize::<Request>) {
                 Ok(None) => return,
                 Ok(Some(Ok(req))) => req,
                 Ok(Some(Err(e))) => {

@@ -834,12 +834,7 @@ mod tests {
             }));
         t.create(1, oid(0), UNIT, vec![]).unwrap();
         let v = t.create(1, oid(1), 2 * UNIT, vec![7]).unwrap();
-        assert_eq!(
-            v.location,
-            Location::Fallback {
-                file: "f0".into()
-            }
-        );
+        assert_eq!(v.location, Location::Fallback { file: "f0".into() });
         assert_eq!(t.stats().fallback_objects, 1);
         assert!(matches!(
             t.create(1, oid(2), 2 * UNIT, vec![]),
@@ -991,7 +986,10 @@ mod tests {
     fn objects_are_aligned_and_disjoint() {
         let mut t = ObjectTable::new(64 * UNIT).unwrap();
         let mut spans = Vec::new();
-        for (i, size) in [1u64, 63, 64, 65, 1000, 4096, 0, 77777].into_iter().enumerate() {
+        for (i, size) in [1u64, 63, 64, 65, 1000, 4096, 0, 77777]
+            .into_iter()
+            .enumerate()
+        {
             let v = t.create(1, oid(i as u32), size, vec![]).unwrap();
             let Location::Arena { offset } = v.location else {
                 panic!("arena expected")
