@@ -19,6 +19,7 @@
 //! | [`wake`] | how a side waits: spin, yield, futex, eventfd | [`WaitStrategy`](wake::WaitStrategy), [`Waiter`](wake::Waiter) |
 //! | [`transport`] | duplex connections over shm or TCP, the directory, one event loop for many peers | [`Connection`](transport::Connection), [`Listener`](transport::Listener), [`Connector`](transport::Connector), [`Mux`](transport::Mux) |
 //! | [`ordering`] | Ray's actor-task sequence numbers, both sides | [`ActorSubmitQueue`](ordering::ActorSubmitQueue), [`ActorSchedulingQueue`](ordering::ActorSchedulingQueue), [`NormalSchedulingQueue`](ordering::NormalSchedulingQueue) |
+//! | [`store`] | plasma-like object store: an arena in shared memory, create/seal/get zero-copy, LRU eviction, fallback files, dead-client cleanup | [`StoreService`](store::StoreService), [`StoreClient`](store::StoreClient), [`ObjectBuilder`](store::ObjectBuilder), [`ObjectBuffer`](store::ObjectBuffer), [`ObjectTable`](store::ObjectTable) |
 //!
 //! `docs/` in the repository explains the message layout, the memory layout,
 //! every atomic ordering pair and the wake-up handshake, the transport's

@@ -230,3 +230,81 @@ impl Span {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(tmp: &tempfile::TempDir) -> Session {
+        Session::open_in(tmp.path().join("root"), "arena-test").unwrap()
+    }
+
+    #[test]
+    fn arena_spans_are_bounds_checked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = session(&tmp);
+        let arena = create_arena(&s, "arena", 4096).unwrap();
+        assert_eq!(arena.payload_len(), 4096);
+        assert!(Span::in_arena(&arena, 0, 4096).is_ok());
+        assert!(Span::in_arena(&arena, 4032, 64).is_ok());
+        assert!(Span::in_arena(&arena, 4096, 0).is_ok());
+        for (offset, len) in [
+            (4032, 65),
+            (4096, 1),
+            (1, 1),
+            (63, 0),
+            (u64::MAX - 63, 64),
+            (64, u64::MAX),
+        ] {
+            assert!(
+                matches!(
+                    Span::in_arena(&arena, offset, len),
+                    Err(StoreError::BadReply(_))
+                ),
+                "offset {offset} len {len}"
+            );
+        }
+        drop(arena);
+        s.remove_all().unwrap();
+    }
+
+    #[test]
+    fn fallback_files_are_checked_and_freed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut fb = FileFallback::new(tmp.path()).unwrap();
+        let id = ObjectId::from_array([1; 28]);
+        let name = fb.allocate(&id, 10_000).unwrap();
+        assert!(valid_file_name(&name));
+        let path = tmp.path().join(&name);
+        assert!(std::fs::metadata(&path).unwrap().len() >= 10_000);
+        let span = Span::in_file(tmp.path(), &name, 10_000).unwrap();
+        assert_eq!(span.len, 10_000);
+        assert!(matches!(
+            Span::in_file(tmp.path(), &name, 10_001),
+            Err(StoreError::BadReply(_))
+        ));
+        for bad in ["", "../x", "a/b", ".hidden", &"x".repeat(65)] {
+            assert!(!valid_file_name(bad), "{bad:?}");
+            assert!(matches!(
+                Span::in_file(tmp.path(), bad, 1),
+                Err(StoreError::BadReply(_))
+            ));
+        }
+        fb.free(&name);
+        assert!(!path.exists());
+        // The mapping outlives the file.
+        // SAFETY (test): the span is 10 000 bytes of a live private mapping.
+        let bytes = unsafe { std::slice::from_raw_parts(span.ptr, span.len) };
+        assert!(bytes.iter().all(|b| *b == 0));
+        // A directory that is gone: out of disk, not a panic.
+        let gone = tmp.path().join("gone");
+        std::fs::create_dir(&gone).unwrap();
+        let mut fb = FileFallback::new(&gone).unwrap();
+        std::fs::remove_dir(&gone).unwrap();
+        assert!(matches!(
+            fb.allocate(&id, 1),
+            Err(StoreError::OutOfDisk { size: 1, .. })
+        ));
+        assert!(FileFallback::new(&gone).is_err());
+    }
+}
