@@ -104,3 +104,51 @@ fn a_vanished_fallback_directory_gives_out_of_disk() {
     });
     assert!(a.get(&[oid(3, 0)], Duration::ZERO).unwrap()[0].is_none());
 }
+
+/// Unmounts the test's tmpfs when dropped.
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_tmpfs_is_a_typed_error_at_start_never_sigbus() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path().join("tiny");
+    std::fs::create_dir(&mnt).unwrap();
+    // Needs CAP_SYS_ADMIN (the project's machines and CI run as root);
+    // elsewhere there is no small file system to fill, so say so and stop.
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs"])
+        .arg(&mnt)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: cannot mount a 1 MiB tmpfs here (not root)");
+        return;
+    }
+    let _umount = Mount(mnt.clone());
+    let session = shmwire::shm::Session::open_in(mnt.join("root"), "full").unwrap();
+    match StoreService::start(&session, StoreConfig::new(4 << 20)) {
+        Err(StoreError::ArenaReserve { capacity, source }) => {
+            assert_eq!(capacity, 4 << 20);
+            assert_eq!(source.raw_os_error(), Some(28), "ENOSPC: {source}");
+        }
+        other => panic!("expected ArenaReserve, got {other:?}"),
+    }
+    // Nothing is left behind, and an arena that fits works to its last byte.
+    assert!(session.segment_names().unwrap().is_empty());
+    let store = StoreService::start(&session, StoreConfig::new(512 * 1024)).unwrap();
+    let a = StoreClient::connect(&session, DEFAULT_STORE_NAME).unwrap();
+    a.put(oid(4, 0), &contents(5, 512 * 1024), b"").unwrap();
+    let got = a.get(&[oid(4, 0)], GUARD).unwrap();
+    assert_eq!(got[0].as_deref().unwrap(), &contents(5, 512 * 1024)[..]);
+    drop(got);
+    drop(a);
+    store.shutdown().unwrap();
+    session.remove_all().unwrap();
+}
