@@ -82,11 +82,8 @@ fn a_vanished_fallback_directory_gives_out_of_disk() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("fallback");
     std::fs::create_dir(&dir).unwrap();
-    let _store = StoreService::start(
-        &env.session,
-        StoreConfig::new(64 * 1024).fallback_dir(&dir),
-    )
-    .unwrap();
+    let _store =
+        StoreService::start(&env.session, StoreConfig::new(64 * 1024).fallback_dir(&dir)).unwrap();
     let a = client(&env);
     let _held = a.create(oid(3, 0), 64 * 1024, b"").unwrap();
     std::fs::remove_dir(&dir).unwrap();

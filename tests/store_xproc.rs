@@ -308,3 +308,80 @@ fn stress_four_processes_create_read_delete_without_corruption() {
     c.evict(u64::MAX).unwrap();
     c.put(stress_id(99, 0), &vec![7; 900 * 1024], b"").unwrap();
 }
+
+#[test]
+fn plasma_behaviours_against_a_service_in_another_process() {
+    const TEST: &str = "plasma_behaviours_against_a_service_in_another_process";
+    const SLOT: u64 = 64 * 1024;
+    if let Some(role) = child_role() {
+        let s = child_session();
+        if role == "service" {
+            let _store =
+                StoreService::start(&s, shmwire::store::StoreConfig::new(10 * SLOT)).unwrap();
+            println!("ready");
+            // Serves until the parent kills it (or the hang guard ends it).
+            std::thread::sleep(GUARD);
+            return;
+        }
+        // role "holder": holds object 1 until told to stop (its stdin
+        // closes), then exits normally.
+        let c = connect(&s);
+        let held = c.get(&[shared_oid(6, 1)], GUARD).unwrap();
+        assert!(held[0].is_some());
+        println!("holding");
+        std::thread::sleep(Duration::from_millis(400));
+        drop(held);
+        println!("released");
+        return;
+    }
+    let env = Env::new("plasma");
+    let mut service = spawn_child(TEST, "service", &pass(&env, "plasma"));
+    let lines = stdout_lines(&mut service);
+    expect_line(&lines, "ready");
+    let c = connect(&env.session);
+    let mut sub = c.subscribe().unwrap();
+    for i in 0..10 {
+        c.put(
+            shared_oid(6, i),
+            &contents(u64::from(i), SLOT as usize),
+            b"",
+        )
+        .unwrap();
+    }
+    // Another process holds object 1; we refresh object 0.
+    let mut holder = spawn_child(TEST, "holder", &pass(&env, "plasma"));
+    let hl = stdout_lines(&mut holder);
+    expect_line(&hl, "holding");
+    c.refresh(&[shared_oid(6, 0)]).unwrap();
+    // One more object: 20 % = two objects go, the oldest unprotected ones.
+    c.put(shared_oid(6, 100), &[9; SLOT as usize], b"").unwrap();
+    for (i, present) in [(0, true), (1, true), (2, false), (3, false), (4, true)] {
+        assert_eq!(c.contains(shared_oid(6, i)).unwrap(), present, "object {i}");
+    }
+    // Delete of the held object is deferred until the holder lets go.
+    c.delete(&[shared_oid(6, 1)]).unwrap();
+    assert!(matches!(
+        c.create(shared_oid(6, 1), 1, b""),
+        Err(StoreError::ObjectInUse { .. })
+    ));
+    expect_line(&hl, "released");
+    assert!(wait_status(&mut holder));
+    eventually("the deferred delete", || {
+        c.create(shared_oid(6, 1), 1, b"").map(drop).is_ok()
+    });
+    // The subscriber saw the seals, then the two evictions and the delete.
+    let mut sealed = 0;
+    let mut deleted = Vec::new();
+    while deleted.len() < 3 {
+        match sub.recv_timeout(GUARD).unwrap().expect("a notification") {
+            shmwire::store::Notification::Sealed { .. } => sealed += 1,
+            shmwire::store::Notification::Deleted { id } => deleted.push(id),
+        }
+    }
+    assert_eq!(sealed, 11);
+    assert_eq!(
+        deleted,
+        [shared_oid(6, 2), shared_oid(6, 3), shared_oid(6, 1)]
+    );
+    kill9(&mut service);
+}

@@ -73,7 +73,6 @@ pub use client::{ClientOptions, ObjectBuffer, ObjectBuilder, StoreClient, Subscr
 pub use error::StoreError;
 pub use service::{StoreConfig, StoreService, DEFAULT_STORE_NAME};
 pub use table::{
-    footprint, ClientId, DeleteOutcome, Fallback, Location, Notification, ObjectState,
-    ObjectTable, ObjectView, TableStats, MAX_ARENA_CAPACITY, MAX_METADATA_LEN, MAX_OBJECT_SIZE,
-    OBJECT_ALIGN,
+    footprint, ClientId, DeleteOutcome, Fallback, Location, Notification, ObjectState, ObjectTable,
+    ObjectView, TableStats, MAX_ARENA_CAPACITY, MAX_METADATA_LEN, MAX_OBJECT_SIZE, OBJECT_ALIGN,
 };
