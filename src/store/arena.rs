@@ -293,7 +293,8 @@ mod tests {
         fb.free(&name);
         assert!(!path.exists());
         // The mapping outlives the file.
-        // SAFETY (test): the span is 10 000 bytes of a live private mapping.
+        // SAFETY: the span is 10 000 bytes of a live shared mapping that
+        // nothing else writes during the test.
         let bytes = unsafe { std::slice::from_raw_parts(span.ptr, span.len) };
         assert!(bytes.iter().all(|b| *b == 0));
         // A directory that is gone: out of disk, not a panic.
