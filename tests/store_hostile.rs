@@ -54,7 +54,7 @@ fn a_client_scribbling_over_the_arena_hurts_only_object_contents() {
     a.put(oid(2, 0), &data, b"m").unwrap();
     // A hostile process maps the arena and overwrites all of it.
     let seg = Segment::open(&env.session, store.arena_segment(), kind::STORE).unwrap();
-    // SAFETY (test): the payload is payload_len bytes of a live mapping;
+    // SAFETY: the payload is payload_len bytes of a live mapping;
     // scribbling on shared memory is the point of the test.
     unsafe { std::ptr::write_bytes(seg.payload_ptr(), 0xEE, seg.payload_len()) };
     // The service keeps no state in the arena: everything still works, the
