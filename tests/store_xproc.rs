@@ -224,11 +224,18 @@ fn stress_child() {
     // Buffers held across an iteration, so deletes and evictions meet held
     // objects.
     let mut kept = Vec::new();
+    // Our last (up to) ten objects: pinned, so none may be lost.
+    let mut mine: std::collections::VecDeque<(u32, u64)> = Default::default();
+    let mut lost_checks = 0u64;
     while Instant::now() < until {
         // Create and seal one object; its checksum rides in the metadata.
         let data = contents(u64::from(me) << 32 | u64::from(i), stress_len(me, i));
         match c.put(stress_id(me, i), &data, &checksum(&data).to_le_bytes()) {
-            Ok(()) => puts += 1,
+            Ok(()) => {
+                puts += 1;
+                c.pin(&[stress_id(me, i)]).unwrap();
+                mine.push_back((i, checksum(&data)));
+            }
             Err(StoreError::StoreFull { .. }) => {}
             Err(e) => panic!("put {me}/{i}: {e}"),
         }
@@ -253,13 +260,26 @@ fn stress_child() {
         if i % 2 == 1 {
             kept = got;
         }
-        // Delete an older object of our own.
-        if i >= 10 {
-            c.delete(&[stress_id(me, i - 10)]).unwrap();
+        // Every pinned object of ours is still there, intact.
+        let ids: Vec<_> = mine.iter().map(|(k, _)| stress_id(me, *k)).collect();
+        let got = c.get(&ids, Duration::ZERO).unwrap();
+        for ((k, sum), g) in mine.iter().zip(&got) {
+            let g = g
+                .as_ref()
+                .unwrap_or_else(|| panic!("pinned object {me}/{k} lost"));
+            assert_eq!(checksum(g), *sum, "pinned object {me}/{k} corrupted");
+            lost_checks += 1;
+        }
+        drop(got);
+        // Unpin and delete our oldest.
+        if mine.len() >= 10 {
+            let (k, _) = mine.pop_front().unwrap();
+            c.unpin(&[stress_id(me, k)]).unwrap();
+            c.delete(&[stress_id(me, k)]).unwrap();
         }
         i += 1;
     }
-    println!("stats {me} puts={puts} verified={verified} missing={missing}");
+    println!("stats {me} puts={puts} verified={verified} missing={missing} kept={lost_checks}");
 }
 
 #[test]

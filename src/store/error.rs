@@ -4,7 +4,7 @@ use crate::ids::ObjectId;
 
 /// Everything a store operation can fail with. Each object error names the
 /// object and says why; the same variants come back from the service over
-/// the wire (see [`super::protocol`]) and from the sans-I/O
+/// the wire (`docs/store.md`, "Control protocol") and from the sans-I/O
 /// [`ObjectTable`](super::ObjectTable).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

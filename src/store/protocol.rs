@@ -1,9 +1,8 @@
 //! The store's control messages (rkyv, validated on receipt like every
 //! shmwire message): a client sends [`Request`]s over a shmwire
 //! [`Connection`](crate::transport::Connection) and gets one [`Reply`] for
-//! each, except `Release`, `Drop` and `Unpin`-free fire-and-forget ones
-//! (see each variant); a subscriber's connection carries `Sealed` / `Deleted`
-//! replies pushed by the service.
+//! each (`Release` and `Drop` are fire-and-forget); a subscriber's
+//! connection carries `Sealed` / `Deleted` replies pushed by the service.
 
 use super::error::StoreError;
 use super::table::{Location, Notification, ObjectView};
