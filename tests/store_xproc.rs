@@ -405,3 +405,55 @@ fn plasma_behaviours_against_a_service_in_another_process() {
     );
     kill9(&mut service);
 }
+
+#[test]
+fn a_stopped_service_times_out_and_the_client_refuses_to_go_out_of_step() {
+    const TEST: &str = "a_stopped_service_times_out_and_the_client_refuses_to_go_out_of_step";
+    if child_role().is_some() {
+        let s = child_session();
+        let _store = StoreService::start(&s, shmwire::store::StoreConfig::new(1 << 20)).unwrap();
+        println!("ready");
+        std::thread::sleep(GUARD);
+        return;
+    }
+    let env = Env::new("stopped");
+    let mut service = spawn_child(TEST, "service", &pass(&env, "stopped"));
+    let lines = stdout_lines(&mut service);
+    expect_line(&lines, "ready");
+    let opts = shmwire::store::ClientOptions {
+        reply_timeout: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let c = StoreClient::connect_with(&env.session, DEFAULT_STORE_NAME, opts).unwrap();
+    c.put(shared_oid(7, 0), b"x", b"").unwrap();
+    let pid = rustix::process::Pid::from_raw(service.id() as i32).unwrap();
+    // A live service that does not answer: bounded by the reply timeout.
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
+    // SIGSTOP takes effect asynchronously: wait until every thread stopped.
+    let task_dir = format!("/proc/{}/task", service.id());
+    eventually("the service stopped", || {
+        std::fs::read_dir(&task_dir).unwrap().all(|t| {
+            let stat = std::fs::read_to_string(t.unwrap().path().join("stat")).unwrap_or_default();
+            // The state follows the parenthesised command name.
+            stat.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('T'))
+        })
+    });
+    let t = Instant::now();
+    assert!(matches!(
+        c.contains(shared_oid(7, 0)),
+        Err(StoreError::TimedOut(_))
+    ));
+    assert!(t.elapsed() < Duration::from_secs(5));
+    rustix::process::kill_process(pid, rustix::process::Signal::CONT).unwrap();
+    // The late reply must not answer the next request.
+    assert!(matches!(
+        c.contains(shared_oid(7, 0)),
+        Err(StoreError::ConnectionBroken)
+    ));
+    // A new connection works.
+    let c2 = connect(&env.session);
+    assert!(c2.contains(shared_oid(7, 0)).unwrap());
+    kill9(&mut service);
+}

@@ -51,6 +51,9 @@ impl Default for ClientOptions {
 struct Conn {
     conn: AnyConnection,
     encoder: Encoder,
+    /// Set when a reply went missing or was bad: later replies could answer
+    /// earlier requests, so the connection is not used again.
+    broken: bool,
 }
 
 struct Inner {
@@ -102,6 +105,7 @@ fn open(
     let mut c = Conn {
         conn: connector.connect_name(name)?,
         encoder: Encoder::new(),
+        broken: false,
     };
     let welcome = c.call(
         &Request::Hello {
@@ -133,10 +137,17 @@ impl Conn {
     }
 
     fn call(&mut self, req: &Request, timeout: Duration) -> Result<Reply, StoreError> {
+        if self.broken {
+            return Err(StoreError::ConnectionBroken);
+        }
         self.send(req)?;
-        match self.recv(timeout)? {
-            Reply::Error(e) => Err(e.to_error()),
-            r => Ok(r),
+        match self.recv(timeout) {
+            Ok(Reply::Error(e)) => Err(e.to_error()),
+            Ok(r) => Ok(r),
+            Err(e) => {
+                self.broken = true;
+                Err(e)
+            }
         }
     }
 }
@@ -201,6 +212,12 @@ impl StoreClient {
         r
     }
 
+    /// A reply of the wrong kind: the connection is out of step from now on.
+    fn bad_reply(&self, why: &'static str) -> StoreError {
+        lock(&self.inner.conn).broken = true;
+        StoreError::BadReply(why)
+    }
+
     fn span(&self, o: &WireObject) -> Result<Span, StoreError> {
         match &o.location {
             WireLocation::Arena(offset) => Span::in_arena(&self.inner.arena, *offset, o.data_size),
@@ -237,10 +254,10 @@ impl StoreClient {
             Duration::ZERO,
         )?;
         let Reply::Object(o) = reply else {
-            return Err(StoreError::BadReply("expected an object"));
+            return Err(self.bad_reply("expected an object"));
         };
         if o.id != id || o.data_size != data_size {
-            return Err(StoreError::BadReply("created object does not match"));
+            return Err(self.bad_reply("created object does not match"));
         }
         let span = match self.span(&o) {
             Ok(s) => s,
@@ -288,10 +305,10 @@ impl StoreClient {
             timeout,
         )?;
         let Reply::Objects(objs) = reply else {
-            return Err(StoreError::BadReply("expected objects"));
+            return Err(self.bad_reply("expected objects"));
         };
         if objs.len() != ids.len() {
-            return Err(StoreError::BadReply("wrong number of objects"));
+            return Err(self.bad_reply("wrong number of objects"));
         }
         // Wrap every reference first, so each one is released even if a
         // later one turns out bad.
@@ -333,7 +350,7 @@ impl StoreClient {
     pub fn contains(&self, id: ObjectId) -> Result<bool, StoreError> {
         match self.call(&Request::Contains { id }, Duration::ZERO)? {
             Reply::Bool(b) => Ok(b),
-            _ => Err(StoreError::BadReply("expected a bool")),
+            _ => Err(self.bad_reply("expected a bool")),
         }
     }
 
@@ -353,7 +370,7 @@ impl StoreClient {
     pub fn evict(&self, bytes: u64) -> Result<u64, StoreError> {
         match self.call(&Request::Evict { bytes }, Duration::ZERO)? {
             Reply::Freed(n) => Ok(n),
-            _ => Err(StoreError::BadReply("expected a byte count")),
+            _ => Err(self.bad_reply("expected a byte count")),
         }
     }
 
@@ -388,7 +405,7 @@ impl StoreClient {
     fn done(&self, req: Request) -> Result<(), StoreError> {
         match self.call(&req, Duration::ZERO)? {
             Reply::Done => Ok(()),
-            _ => Err(StoreError::BadReply("expected done")),
+            _ => Err(self.bad_reply("expected done")),
         }
     }
 

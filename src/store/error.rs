@@ -119,6 +119,10 @@ pub enum StoreError {
     /// a hostile or buggy client, which is then disconnected).
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// An earlier call on this client timed out or got a bad reply, so
+    /// replies can no longer be matched to requests: connect again.
+    #[error("the store connection is out of step after an earlier failed call; reconnect")]
+    ConnectionBroken,
     /// The service did not answer within the client's reply timeout.
     #[error("the store service did not answer within {0:?}")]
     TimedOut(std::time::Duration),
