@@ -23,6 +23,7 @@
 //! | [`ring`] | the lock-free SPSC byte ring of 16-byte aligned frames | [`Ring`](ring::Ring), [`Producer`](ring::Producer), [`Consumer`](ring::Consumer), [`WriteGrant`](ring::WriteGrant), [`ReadFrame`](ring::ReadFrame) |
 //! | [`transport`] | duplex connections over shm or TCP, one event loop for many peers | [`Connection`](transport::Connection), [`Listener`](transport::Listener), [`Connector`](transport::Connector), [`Mux`](transport::Mux), [`WorkerLookup`](transport::WorkerLookup) |
 //! | [`ordering`] | Ray's actor-task sequence numbers, both sides | [`ActorSubmitQueue`](ordering::ActorSubmitQueue), [`ActorSchedulingQueue`](ordering::ActorSchedulingQueue), [`NormalSchedulingQueue`](ordering::NormalSchedulingQueue) |
+//! | [`store`] | plasma-like object store: an arena in shared memory, create/seal/get zero-copy, LRU eviction, fallback files, dead-client cleanup | [`StoreService`](store::StoreService), [`StoreClient`](store::StoreClient), [`ObjectBuilder`](store::ObjectBuilder), [`ObjectBuffer`](store::ObjectBuffer), [`ObjectTable`](store::ObjectTable) |
 //! | [`node`] | a host's session: the directory of workers, the session token | [`Directory`](node::Directory), [`load_or_create_token`](node::load_or_create_token) |
 //!
 //! `docs/` in the repository explains the message layout, the memory layout,
@@ -90,6 +91,8 @@ pub mod ordering;
 pub mod ring;
 pub mod shm;
 pub mod spec;
+#[cfg(not(shmwire_loom))]
+pub mod store;
 pub mod sync;
 pub(crate) mod sys;
 // The transport is OS plumbing (sockets, SCM_RIGHTS, mio) around the ring;

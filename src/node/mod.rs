@@ -10,7 +10,9 @@
 //!   [`Connector`](crate::transport::Connector) finds a worker and a
 //!   [`Listener`](crate::transport::Listener) publishes itself;
 //! - [`load_or_create_token`]: the session's shared secret, kept in the
-//!   session directory.
+//!   session directory;
+//! - the object store wired to both: `StoreService::start(&session, …)`
+//!   and `StoreClient::connect(&session, name)` are defined here.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -34,6 +36,7 @@
 //! ```
 
 mod directory;
+mod store;
 mod token;
 
 pub use directory::{Directory, Registration, WorkerStatus};

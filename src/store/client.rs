@@ -1,0 +1,680 @@
+//! The client side: [`StoreClient`], the [`ObjectBuilder`] a `create` lends,
+//! the [`ObjectBuffer`] a `get` lends, and [`Subscription`]s.
+//!
+//! Every reply is validated twice: as an rkyv message (bytecheck, on a
+//! private snapshot of the frame) and then semantically — an object's offset
+//! and length must lie inside the arena, a fallback file name must be a
+//! plain name in the configured directory — before anything is mapped or
+//! read. A bad reply is [`StoreError::BadReply`], never a panic or an
+//! out-of-bounds access.
+
+use std::ops::{Deref, DerefMut};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::arena::Span;
+use super::error::StoreError;
+use super::protocol::{Reply, Request, WireLocation, WireObject, STORE_PROTOCOL_VERSION};
+use super::table::Notification;
+use crate::ids::{NodeId, ObjectId, WorkerId};
+use crate::shm::{kind, Segment, Session};
+use crate::spec::{self, Encoder};
+use crate::transport::{
+    AnyConnection, Connector, MessageConnection, SessionToken, ShmOptions, TransportConfig,
+    WorkerLookup,
+};
+
+/// How a [`StoreClient`] connects.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Bound on waiting for a reply, on top of a `get`'s own timeout. A dead
+    /// service is noticed much sooner (its socket hangs up; see
+    /// `docs/store.md`); this bounds a live service that stopped answering.
+    pub reply_timeout: Duration,
+    /// The shared-memory connection's options (ring size, wait mode).
+    pub shm: ShmOptions,
+}
+
+impl Default for ClientOptions {
+    /// 30 s reply timeout, 256 KiB rings, the transport's default wait.
+    fn default() -> Self {
+        Self {
+            reply_timeout: Duration::from_secs(30),
+            shm: ShmOptions {
+                ring_capacity: 256 * 1024,
+                ..ShmOptions::default()
+            },
+        }
+    }
+}
+
+struct Conn {
+    conn: AnyConnection,
+    encoder: Encoder,
+    /// Set when a reply went missing or was bad: later replies could answer
+    /// earlier requests, so the connection is not used again.
+    broken: bool,
+}
+
+struct Inner {
+    conn: Mutex<Conn>,
+    /// Releases of buffers dropped while another thread held `conn`.
+    pending: Mutex<Vec<ObjectId>>,
+    arena: Arc<Segment>,
+    fallback_dir: Option<PathBuf>,
+    capacity: u64,
+    access: StoreAccess,
+    name: String,
+    opts: ClientOptions,
+}
+
+/// A connection to a store service. Cheap to clone (clones share the
+/// connection); calls from several threads are serialised.
+#[derive(Clone)]
+pub struct StoreClient {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for StoreClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreClient")
+            .field("store", &self.inner.name)
+            .field("capacity", &self.inner.capacity)
+            .finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// How a client reaches the service: the session, its token and the
+/// registry the service published itself in (the node layer supplies them;
+/// see `node`'s `StoreClient::connect`).
+#[derive(Clone)]
+pub struct StoreAccess {
+    /// The session the store lives in.
+    pub session: Session,
+    /// The session's token.
+    pub token: SessionToken,
+    /// Where the service is found by name.
+    pub lookup: Arc<dyn WorkerLookup>,
+}
+
+impl std::fmt::Debug for StoreAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreAccess")
+            .field("session", &self.session.name())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens a connection to store `name` and says hello.
+fn open(
+    access: &StoreAccess,
+    name: &str,
+    opts: &ClientOptions,
+    subscriber: bool,
+) -> Result<(Conn, Reply), StoreError> {
+    let me = WorkerId::try_from_random()
+        .map_err(|_| StoreError::InvalidConfig("no random source for the client's id"))?;
+    let connector = Connector::new(TransportConfig::new(me, access.token), NodeId::nil())
+        .with_session(&access.session, Arc::clone(&access.lookup))
+        .with_shm_options(opts.shm.clone());
+    let mut c = Conn {
+        conn: connector.connect_name(name)?,
+        encoder: Encoder::new(),
+        broken: false,
+    };
+    let welcome = c.call(
+        &Request::Hello {
+            version: STORE_PROTOCOL_VERSION,
+            pid: std::process::id(),
+            subscriber,
+        },
+        opts.reply_timeout,
+    )?;
+    Ok((c, welcome))
+}
+
+impl Conn {
+    fn send(&mut self, req: &Request) -> Result<(), StoreError> {
+        self.conn.send_message(&mut self.encoder, req)?;
+        Ok(())
+    }
+
+    fn recv(&mut self, timeout: Duration) -> Result<Reply, StoreError> {
+        match self
+            .conn
+            .recv_message_with::<Reply, _>(timeout, spec::deserialize::<Reply>)
+        {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(_)) => Err(StoreError::BadReply("reply does not decode")),
+            Err(crate::transport::RecvError::TimedOut) => Err(StoreError::TimedOut(timeout)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn call(&mut self, req: &Request, timeout: Duration) -> Result<Reply, StoreError> {
+        if self.broken {
+            return Err(StoreError::ConnectionBroken);
+        }
+        self.send(req)?;
+        match self.recv(timeout) {
+            Ok(Reply::Error(e)) => Err(e.to_error()),
+            Ok(r) => Ok(r),
+            Err(e) => {
+                self.broken = true;
+                Err(e)
+            }
+        }
+    }
+}
+
+impl StoreClient {
+    /// Connects to the store named `name` through `access` (the session,
+    /// its token and the registry the store published itself in) and maps
+    /// its arena. `StoreClient::connect` / `connect_with` (in the node
+    /// layer) fill `access` from the session's directory and token file.
+    ///
+    /// Errors: `Connect` (no such store, refused), `Shm` (the arena
+    /// segment does not open), `BadReply`.
+    pub fn connect_via(
+        access: StoreAccess,
+        name: &str,
+        opts: ClientOptions,
+    ) -> Result<Self, StoreError> {
+        let session = &access.session;
+        let (conn, welcome) = open(&access, name, &opts, false)?;
+        let Reply::Welcome {
+            arena_segment,
+            capacity,
+            fallback_dir,
+        } = welcome
+        else {
+            return Err(StoreError::BadReply("expected a welcome"));
+        };
+        let arena = Arc::new(Segment::open(session, &arena_segment, kind::STORE)?);
+        if (arena.payload_len() as u64) < capacity {
+            return Err(StoreError::BadReply("arena smaller than its capacity"));
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                conn: Mutex::new(conn),
+                pending: Mutex::new(Vec::new()),
+                arena,
+                fallback_dir: fallback_dir.map(PathBuf::from),
+                capacity,
+                access: access.clone(),
+                name: name.to_owned(),
+                opts,
+            }),
+        })
+    }
+
+    /// The arena's capacity in bytes.
+    pub fn capacity(&self) -> u64 {
+        self.inner.capacity
+    }
+
+    /// One request and its reply, flushing queued releases first and after.
+    fn call(&self, req: &Request, extra: Duration) -> Result<Reply, StoreError> {
+        let r = {
+            let mut c = lock(&self.inner.conn);
+            self.inner.flush_locked(&mut c);
+            c.call(req, self.inner.opts.reply_timeout.saturating_add(extra))
+        };
+        self.inner.flush_releases();
+        r
+    }
+
+    /// A reply of the wrong kind: the connection is out of step from now on.
+    fn bad_reply(&self, why: &'static str) -> StoreError {
+        lock(&self.inner.conn).broken = true;
+        StoreError::BadReply(why)
+    }
+
+    fn span(&self, o: &WireObject) -> Result<Span, StoreError> {
+        match &o.location {
+            WireLocation::Arena(offset) => Span::in_arena(&self.inner.arena, *offset, o.data_size),
+            WireLocation::Fallback(file) => match &self.inner.fallback_dir {
+                Some(dir) => Span::in_file(dir, file, o.data_size),
+                None => Err(StoreError::BadReply(
+                    "fallback object without a fallback directory",
+                )),
+            },
+        }
+    }
+
+    /// Creates object `id` of `data_size` bytes with `metadata` and lends
+    /// its data, zero-copy, for writing. The object is invisible to others
+    /// until [`ObjectBuilder::seal`]; dropping the builder unsealed (or
+    /// [`ObjectBuilder::abort`]) frees it. May evict least-recently-used
+    /// unheld objects to make room (see `docs/store.md`).
+    ///
+    /// Errors: `ObjectExists`, `ObjectInUse` (the id is deleted but still
+    /// held), `StoreFull`, `OutOfDisk`, `MetadataTooLarge`,
+    /// `ObjectTooLarge`, connection errors.
+    pub fn create(
+        &self,
+        id: ObjectId,
+        data_size: u64,
+        metadata: &[u8],
+    ) -> Result<ObjectBuilder, StoreError> {
+        let reply = self.call(
+            &Request::Create {
+                id,
+                data_size,
+                metadata: metadata.to_vec(),
+            },
+            Duration::ZERO,
+        )?;
+        let Reply::Object(o) = reply else {
+            return Err(self.bad_reply("expected an object"));
+        };
+        if o.id != id || o.data_size != data_size {
+            return Err(self.bad_reply("created object does not match"));
+        }
+        let span = match self.span(&o) {
+            Ok(s) => s,
+            Err(e) => {
+                self.inner.send_quiet(Request::Drop { id });
+                return Err(e);
+            }
+        };
+        Ok(ObjectBuilder {
+            client: self.clone(),
+            id,
+            metadata: o.metadata,
+            span: Some(span),
+        })
+    }
+
+    /// Creates `id`, copies `data` into it and seals it.
+    ///
+    /// Errors: as [`StoreClient::create`].
+    pub fn put(&self, id: ObjectId, data: &[u8], metadata: &[u8]) -> Result<(), StoreError> {
+        let mut b = self.create(id, data.len() as u64, metadata)?;
+        b.copy_from_slice(data);
+        b.seal().map(drop)
+    }
+
+    /// Waits until every object of `ids` is sealed or `timeout` passed
+    /// (`Duration::ZERO`: do not wait), then lends each sealed one as an
+    /// [`ObjectBuffer`] (`None` for the others, in the order of `ids`).
+    /// Each buffer holds a reference: the object is neither evicted nor
+    /// freed by a delete while it lives.
+    ///
+    /// Errors: `BadReply`, connection errors (`Transport(PeerDied)` when the
+    /// service died, also while waiting).
+    pub fn get(
+        &self,
+        ids: &[ObjectId],
+        timeout: Duration,
+    ) -> Result<Vec<Option<ObjectBuffer>>, StoreError> {
+        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        let reply = self.call(
+            &Request::Get {
+                ids: ids.to_vec(),
+                timeout_ms,
+            },
+            timeout,
+        )?;
+        let Reply::Objects(objs) = reply else {
+            return Err(self.bad_reply("expected objects"));
+        };
+        if objs.len() != ids.len() {
+            return Err(self.bad_reply("wrong number of objects"));
+        }
+        // Wrap every reference first, so each one is released even if a
+        // later one turns out bad.
+        let mut held = Vec::with_capacity(objs.len());
+        let mut bad = None;
+        for (o, want) in objs.into_iter().zip(ids) {
+            let Some(o) = o else {
+                held.push(None);
+                continue;
+            };
+            if o.id != *want {
+                // Not a reference we asked for: release it as named.
+                self.inner.send_quiet(Request::Release { id: o.id });
+                bad.get_or_insert(StoreError::BadReply("object ids out of order"));
+                held.push(None);
+                continue;
+            }
+            match self.span(&o) {
+                Ok(span) => held.push(Some(ObjectBuffer {
+                    client: Arc::clone(&self.inner),
+                    id: o.id,
+                    metadata: o.metadata,
+                    span,
+                })),
+                Err(e) => {
+                    self.inner.send_quiet(Request::Release { id: o.id });
+                    bad.get_or_insert(e);
+                    held.push(None);
+                }
+            }
+        }
+        match bad {
+            Some(e) => Err(e),
+            None => Ok(held),
+        }
+    }
+
+    /// Whether `id` is sealed and visible.
+    pub fn contains(&self, id: ObjectId) -> Result<bool, StoreError> {
+        match self.call(&Request::Contains { id }, Duration::ZERO)? {
+            Reply::Bool(b) => Ok(b),
+            _ => Err(self.bad_reply("expected a bool")),
+        }
+    }
+
+    /// Deletes each of `ids`: freed at once if nobody holds it, else hidden
+    /// and freed when the last buffer is dropped. Missing ids are not an
+    /// error.
+    ///
+    /// Errors: `ObjectNotSealed` (the first unsealed id; the others are
+    /// still deleted).
+    pub fn delete(&self, ids: &[ObjectId]) -> Result<(), StoreError> {
+        self.done(Request::Delete { ids: ids.to_vec() })
+    }
+
+    /// Evicts least-recently-used unheld sealed objects until at least
+    /// `bytes` are freed or none is left; returns the bytes freed (64-byte
+    /// rounded sizes).
+    pub fn evict(&self, bytes: u64) -> Result<u64, StoreError> {
+        match self.call(&Request::Evict { bytes }, Duration::ZERO)? {
+            Reply::Freed(n) => Ok(n),
+            _ => Err(self.bad_reply("expected a byte count")),
+        }
+    }
+
+    /// Marks `ids` as just used: each unheld one moves to the
+    /// most-recently-used end of the eviction order.
+    pub fn refresh(&self, ids: &[ObjectId]) -> Result<(), StoreError> {
+        self.done(Request::Refresh { ids: ids.to_vec() })
+    }
+
+    /// Pins `ids` (arguments of tasks queued on this node): a pinned object
+    /// is never evicted, until [`StoreClient::unpin`] or this client's
+    /// disconnection. Errors: `ObjectNotFound` (the first missing id;
+    /// earlier ones stay pinned).
+    pub fn pin(&self, ids: &[ObjectId]) -> Result<(), StoreError> {
+        self.done(Request::Pin { ids: ids.to_vec() })
+    }
+
+    /// Undoes [`StoreClient::pin`]. Errors: `ObjectNotFound` for an id this
+    /// client has not pinned.
+    pub fn unpin(&self, ids: &[ObjectId]) -> Result<(), StoreError> {
+        self.done(Request::Unpin { ids: ids.to_vec() })
+    }
+
+    /// Seals `id` by id (plasma's `Seal`): for objects this client created
+    /// whose [`ObjectBuilder`] is still alive elsewhere; usually call
+    /// [`ObjectBuilder::seal`]. Errors: `ObjectNotFound`,
+    /// `ObjectAlreadySealed`, `NotCreator`.
+    pub fn seal(&self, id: ObjectId) -> Result<(), StoreError> {
+        self.done(Request::Seal { id })
+    }
+
+    fn done(&self, req: Request) -> Result<(), StoreError> {
+        match self.call(&req, Duration::ZERO)? {
+            Reply::Done => Ok(()),
+            _ => Err(self.bad_reply("expected done")),
+        }
+    }
+
+    /// Opens a notification channel: first a `Sealed` for every object that
+    /// exists now, then every seal and every deletion (delete or eviction)
+    /// as it happens.
+    pub fn subscribe(&self) -> Result<Subscription, StoreError> {
+        let (conn, welcome) = open(&self.inner.access, &self.inner.name, &self.inner.opts, true)?;
+        if !matches!(welcome, Reply::Welcome { .. }) {
+            return Err(StoreError::BadReply("expected a welcome"));
+        }
+        Ok(Subscription { conn })
+    }
+}
+
+impl Inner {
+    /// Sends releases queued by other threads (connection lock held).
+    fn flush_locked(&self, c: &mut Conn) {
+        let ids = std::mem::take(&mut *lock(&self.pending));
+        for id in ids {
+            let _ = c.send(&Request::Release { id });
+        }
+    }
+
+    /// Sends queued releases if the connection is free (see
+    /// [`ObjectBuffer`]'s drop).
+    fn flush_releases(&self) {
+        while !lock(&self.pending).is_empty() {
+            match self.conn.try_lock() {
+                Ok(mut c) => self.flush_locked(&mut c),
+                Err(_) => return, // the holder flushes after its call
+            }
+        }
+    }
+
+    /// Sends a request that has no reply, now or (if another thread is
+    /// mid-call) right after that call. Failures are ignored: a dead
+    /// service has already let go of everything.
+    fn send_quiet(&self, req: Request) {
+        match (&req, self.conn.try_lock()) {
+            (_, Ok(mut c)) => {
+                let _ = c.send(&req);
+                return;
+            }
+            (Request::Release { id }, Err(_)) => lock(&self.pending).push(*id),
+            (_, Err(_)) => {
+                let mut c = lock(&self.conn);
+                let _ = c.send(&req);
+                return;
+            }
+        }
+        self.flush_releases();
+    }
+}
+
+/// A new object's data, lent for writing (zero-copy: the bytes are in the
+/// store's shared memory). Derefs to `[u8]` mutably.
+/// [`ObjectBuilder::seal`] publishes it; dropping it unsealed aborts it.
+pub struct ObjectBuilder {
+    client: StoreClient,
+    id: ObjectId,
+    metadata: Vec<u8>,
+    /// `None` once sealed or aborted.
+    span: Option<Span>,
+}
+
+impl std::fmt::Debug for ObjectBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectBuilder")
+            .field("id", &self.id)
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+impl ObjectBuilder {
+    /// The object's id.
+    pub fn id(&self) -> ObjectId {
+        self.id
+    }
+
+    /// The object's metadata.
+    pub fn metadata(&self) -> &[u8] {
+        &self.metadata
+    }
+
+    /// Seals the object: it becomes immutable and visible to `get`,
+    /// `contains` and subscribers. Returns the data as a read-only
+    /// [`ObjectBuffer`] that keeps the creator's reference (drop it to let
+    /// the object become evictable).
+    ///
+    /// Errors: `ObjectAlreadySealed` (sealed by id meanwhile), connection
+    /// errors. On error the builder is dropped (which aborts the object if
+    /// it is still unsealed).
+    pub fn seal(mut self) -> Result<ObjectBuffer, StoreError> {
+        self.client.seal(self.id)?;
+        let span = self.span.take().expect("a live builder has its span");
+        Ok(ObjectBuffer {
+            client: Arc::clone(&self.client.inner),
+            id: self.id,
+            metadata: std::mem::take(&mut self.metadata),
+            span,
+        })
+    }
+
+    /// Aborts the object: it is freed and its id may be created again.
+    ///
+    /// Errors: `ObjectAlreadySealed` (sealed by id meanwhile), connection
+    /// errors.
+    pub fn abort(mut self) -> Result<(), StoreError> {
+        self.span = None;
+        self.client.done(Request::Abort { id: self.id })
+    }
+}
+
+impl Deref for ObjectBuilder {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match &self.span {
+            // SAFETY: the span lies inside a live mapping (checked when it
+            // was made, kept alive by its backing); until sealed, only this
+            // builder writes the object (the store hands it to nobody else).
+            Some(s) => unsafe { std::slice::from_raw_parts(s.ptr, s.len) },
+            None => &[],
+        }
+    }
+}
+
+impl DerefMut for ObjectBuilder {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        match &self.span {
+            // SAFETY: as in `deref`; `&mut self` makes this the only view
+            // this process has of the unsealed object.
+            Some(s) => unsafe { std::slice::from_raw_parts_mut(s.ptr, s.len) },
+            None => &mut [],
+        }
+    }
+}
+
+impl Drop for ObjectBuilder {
+    fn drop(&mut self) {
+        if self.span.take().is_some() {
+            // Abort if still unsealed, else release the creator's reference.
+            self.client.inner.send_quiet(Request::Drop { id: self.id });
+        }
+    }
+}
+
+/// A sealed object's data, lent zero-copy from the store's shared memory.
+/// Derefs to `[u8]`; holds a reference that keeps the object from being
+/// evicted or freed, released on drop.
+///
+/// The store never changes a sealed object's bytes; a hostile process of
+/// the same user with the arena mapped could, which changes what this
+/// buffer reads but never makes it read outside the object.
+pub struct ObjectBuffer {
+    client: Arc<Inner>,
+    id: ObjectId,
+    metadata: Vec<u8>,
+    span: Span,
+}
+
+impl std::fmt::Debug for ObjectBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectBuffer")
+            .field("id", &self.id)
+            .field("len", &self.span.len)
+            .finish()
+    }
+}
+
+impl ObjectBuffer {
+    /// The object's id.
+    pub fn id(&self) -> ObjectId {
+        self.id
+    }
+
+    /// The object's metadata (a private copy).
+    pub fn metadata(&self) -> &[u8] {
+        &self.metadata
+    }
+}
+
+impl Deref for ObjectBuffer {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the span lies inside a live mapping (bounds checked when it
+        // was made; the backing keeps it mapped); sealed bytes are not
+        // written by the store or any well-behaved client.
+        unsafe { std::slice::from_raw_parts(self.span.ptr, self.span.len) }
+    }
+}
+
+impl AsRef<[u8]> for ObjectBuffer {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
+impl Drop for ObjectBuffer {
+    fn drop(&mut self) {
+        self.client.send_quiet(Request::Release { id: self.id });
+    }
+}
+
+/// Seal and delete notifications from a store ([`StoreClient::subscribe`]).
+pub struct Subscription {
+    conn: Conn,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription").finish()
+    }
+}
+
+impl Subscription {
+    /// The next notification, waiting at most `timeout`; `Ok(None)` when
+    /// none came. Errors: connection errors (the service died or stopped),
+    /// `BadReply`.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Notification>, StoreError> {
+        match self.conn.recv(timeout) {
+            Ok(Reply::Sealed {
+                id,
+                data_size,
+                metadata,
+            }) => Ok(Some(Notification::Sealed {
+                id,
+                data_size,
+                metadata,
+            })),
+            Ok(Reply::Deleted { id }) => Ok(Some(Notification::Deleted { id })),
+            Ok(_) => Err(StoreError::BadReply("expected a notification")),
+            Err(StoreError::TimedOut(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The fallback directory a client was told about (for tests and tools).
+impl StoreClient {
+    /// The service's fallback directory, if it has one.
+    pub fn fallback_dir(&self) -> Option<&Path> {
+        self.inner.fallback_dir.as_deref()
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn is<T: Send + Sync>() {}
+    is::<StoreClient>();
+    is::<ObjectBuffer>();
+    fn send<T: Send>() {}
+    send::<ObjectBuilder>();
+}

@@ -1,0 +1,180 @@
+//! The store's error type.
+
+use crate::ids::ObjectId;
+
+/// Everything a store operation can fail with. Each object error names the
+/// object and says why; the same variants come back from the service over
+/// the wire (`docs/store.md`, "Control protocol") and from the sans-I/O
+/// [`ObjectTable`](super::ObjectTable).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// `create` of an id that already names a live object (unsealed or
+    /// sealed).
+    #[error("object {id} already exists")]
+    ObjectExists {
+        /// The object.
+        id: ObjectId,
+    },
+    /// No live object has this id (never created, aborted, deleted or
+    /// evicted).
+    #[error("object {id} does not exist")]
+    ObjectNotFound {
+        /// The object.
+        id: ObjectId,
+    },
+    /// `seal` or `abort` of an object that is already sealed.
+    #[error("object {id} is already sealed")]
+    ObjectAlreadySealed {
+        /// The object.
+        id: ObjectId,
+    },
+    /// The operation needs a sealed object (e.g. `delete` of an object
+    /// that is still being written).
+    #[error("object {id} is not sealed yet")]
+    ObjectNotSealed {
+        /// The object.
+        id: ObjectId,
+    },
+    /// The id names an object that was deleted but is still held by
+    /// `holders` references; it can be created again once they are
+    /// released.
+    #[error("object {id} is deleted but still held by {holders} reference(s)")]
+    ObjectInUse {
+        /// The object.
+        id: ObjectId,
+        /// References (buffers and pins) still held by clients.
+        holders: u32,
+    },
+    /// `seal` or `abort` by a client that did not create the object.
+    #[error("object {id} was created by another client; only its creator may seal or abort it")]
+    NotCreator {
+        /// The object.
+        id: ObjectId,
+    },
+    /// The object does not fit the arena even after evicting everything
+    /// evictable, and no fallback directory is configured.
+    #[error(
+        "store full: object {id} needs {needed} bytes; the arena has {capacity} bytes of which \
+         {unevictable} are held, unsealed or pinned"
+    )]
+    StoreFull {
+        /// The object being created.
+        id: ObjectId,
+        /// Bytes it needs in the arena (data rounded up to 64).
+        needed: u64,
+        /// The arena's capacity in bytes.
+        capacity: u64,
+        /// Bytes occupied by objects that may not be evicted.
+        unevictable: u64,
+    },
+    /// The arena was full and the fallback file for the object could not be
+    /// created or reserved (the fallback directory's file system is full or
+    /// unusable).
+    #[error("out of disk: no room for the {size}-byte fallback file of object {id}")]
+    OutOfDisk {
+        /// The object being created.
+        id: ObjectId,
+        /// Bytes it needs.
+        size: u64,
+    },
+    /// The metadata is longer than [`MAX_METADATA_LEN`](super::MAX_METADATA_LEN).
+    #[error("metadata of object {id} is {len} bytes, more than the limit of {max}")]
+    MetadataTooLarge {
+        /// The object.
+        id: ObjectId,
+        /// Its metadata length.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// The data size is larger than the store can address.
+    #[error("object {id} of {size} bytes is larger than the limit of {max} bytes")]
+    ObjectTooLarge {
+        /// The object.
+        id: ObjectId,
+        /// Requested data size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// A store configuration value is unusable.
+    #[error("invalid store configuration: {0}")]
+    InvalidConfig(&'static str),
+    /// Reserving the arena's pages failed (e.g. the tmpfs holding the
+    /// session has less free space than the capacity asked for).
+    #[error("could not reserve {capacity} bytes for the store arena: {source}")]
+    ArenaReserve {
+        /// The capacity asked for, in bytes.
+        capacity: u64,
+        /// The OS error (`ENOSPC` when the file system is full).
+        #[source]
+        source: std::io::Error,
+    },
+    /// The service sent a reply that breaks the protocol (an offset or
+    /// length outside the arena, a reply of the wrong kind, a bad file
+    /// name); the client is unusable afterwards.
+    #[error("bad reply from the store service: {0}")]
+    BadReply(&'static str),
+    /// The client sent a request the service could not parse (reported to
+    /// a hostile or buggy client, which is then disconnected).
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    /// An earlier call on this client timed out or got a bad reply, so
+    /// replies can no longer be matched to requests: connect again.
+    #[error("the store connection is out of step after an earlier failed call; reconnect")]
+    ConnectionBroken,
+    /// The service did not answer within the client's reply timeout.
+    #[error("the store service did not answer within {0:?}")]
+    TimedOut(std::time::Duration),
+    /// Connecting to the service failed (no such store, refused).
+    #[error("connecting to the store")]
+    Connect(#[from] crate::transport::ConnectError),
+    /// Sending a request (or, on the service, a reply) failed;
+    /// [`SendError::PeerDied`](crate::transport::SendError::PeerDied) means
+    /// the other process died.
+    #[error("sending to the store")]
+    Send(#[from] crate::transport::SendError<crate::spec::EncodeError>),
+    /// Receiving a reply failed; [`RecvError::PeerDied`](crate::transport::RecvError::PeerDied)
+    /// means the service process died.
+    #[error("receiving from the store")]
+    Recv(#[from] crate::transport::RecvError),
+    /// Setting up the service's event loop failed.
+    #[error("store event loop: {0}")]
+    EventLoop(#[from] std::io::Error),
+    /// Creating or mapping the arena segment failed.
+    #[error("store arena segment: {0}")]
+    Shm(#[from] crate::shm::ShmError),
+    /// An operating-system call failed (e.g. mapping a fallback file).
+    #[error("store I/O: {op}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StoreError {
+    /// The object the error is about, if it is about one.
+    pub fn object_id(&self) -> Option<ObjectId> {
+        use StoreError::*;
+        match self {
+            ObjectExists { id }
+            | ObjectNotFound { id }
+            | ObjectAlreadySealed { id }
+            | ObjectNotSealed { id }
+            | ObjectInUse { id, .. }
+            | NotCreator { id }
+            | StoreFull { id, .. }
+            | OutOfDisk { id, .. }
+            | MetadataTooLarge { id, .. }
+            | ObjectTooLarge { id, .. } => Some(*id),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn io(op: &'static str, source: std::io::Error) -> Self {
+        StoreError::Io { op, source }
+    }
+}

@@ -1,0 +1,80 @@
+//! A plasma-like object store in shared memory.
+//!
+//! An object is created once in the store's arena (a shared-memory
+//! segment of the session), written in place, sealed, and then read by any
+//! process of the host without a copy. A [`StoreService`] (a thread you can
+//! embed in any process; a node process runs one per session) owns the
+//! arena and the [`ObjectTable`]; [`StoreClient`]s connect to it over
+//! shmwire connections (shared-memory rings), map the arena, and send it
+//! small rkyv control messages.
+//!
+//! # Map
+//!
+//! | type | role |
+//! | --- | --- |
+//! | [`StoreService`], [`StoreConfig`] | the service thread: arena, table, event loop |
+//! | [`StoreClient`], [`ClientOptions`] | `create`, `put`, `get`, `contains`, `delete`, `evict`, `refresh`, `pin`, `subscribe` |
+//! | [`ObjectBuilder`] | a created object's bytes, writable until [`ObjectBuilder::seal`]; dropped unsealed = aborted |
+//! | [`ObjectBuffer`] | a sealed object's bytes (zero-copy) and metadata; holds a reference until dropped |
+//! | [`Subscription`] | seal and delete [`Notification`]s; a late subscriber first hears the existing objects |
+//! | [`ObjectTable`] | the sans-I/O core: states, references, pins, deferred delete, LRU, plasma's eviction rule, fallback |
+//! | [`arena`] | the arena segment (pages reserved with `fallocate`) and the fallback files |
+//! | [`StoreError`] | every failure, naming the object and why |
+//!
+//! # Eviction
+//!
+//! Sealed objects that no client holds (no [`ObjectBuffer`], no pin) form
+//! an LRU list. A `create` that does not fit frees max(what is missing,
+//! 20 % of the capacity) from its least-recently-used end and retries, as
+//! plasma does; held, unsealed and pinned objects are never evicted. When
+//! nothing more can be evicted the object goes to a file of the fallback
+//! directory (if configured) or the create fails with
+//! [`StoreError::StoreFull`]. `docs/store.md` has the state diagram, the
+//! arena layout and the failure behaviour.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use shmwire::ids::ObjectId;
+//! use shmwire::shm::Session;
+//! use shmwire::store::{StoreClient, StoreConfig, StoreService, DEFAULT_STORE_NAME};
+//!
+//! let tmp = tempfile::tempdir()?;
+//! let session = Session::open_in(tmp.path().join("root"), "store-doc")?;
+//! let _store = StoreService::start(&session, StoreConfig::new(1 << 20))?;
+//!
+//! let client = StoreClient::connect(&session, DEFAULT_STORE_NAME)?;
+//! let id = ObjectId::from_random();
+//! let mut object = client.create(id, 5, b"meta")?; // writable, in shared memory
+//! object.copy_from_slice(b"hello");
+//! drop(object.seal()?); // immutable and visible from now on
+//!
+//! // Any process of the session: zero-copy read.
+//! let reader = StoreClient::connect(&session, DEFAULT_STORE_NAME)?;
+//! let got = reader.get(&[id], Duration::from_secs(1))?;
+//! let buffer = got[0].as_ref().expect("sealed");
+//! assert_eq!(&buffer[..], b"hello");
+//! assert_eq!(buffer.metadata(), b"meta");
+//! drop(got); // releases the reference
+//! reader.delete(&[id])?;
+//! # session.remove_all()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod arena;
+mod client;
+pub mod error;
+mod protocol;
+mod service;
+pub mod table;
+
+pub use client::{
+    ClientOptions, ObjectBuffer, ObjectBuilder, StoreAccess, StoreClient, Subscription,
+};
+pub use error::StoreError;
+pub use service::{StoreConfig, StoreService, DEFAULT_STORE_NAME};
+pub use table::{
+    footprint, ClientId, DeleteOutcome, Fallback, Location, Notification, ObjectState, ObjectTable,
+    ObjectView, TableStats, MAX_ARENA_CAPACITY, MAX_METADATA_LEN, MAX_OBJECT_SIZE, OBJECT_ALIGN,
+};

@@ -1,0 +1,331 @@
+//! The store's control messages (rkyv, validated on receipt like every
+//! shmwire message): a client sends [`Request`]s over a shmwire
+//! [`Connection`](crate::transport::Connection) and gets one [`Reply`] for
+//! each (`Release` and `Drop` are fire-and-forget); a subscriber's
+//! connection carries `Sealed` / `Deleted` replies pushed by the service.
+
+use super::error::StoreError;
+use super::table::{Location, Notification, ObjectView};
+use crate::ids::ObjectId;
+
+/// Version of this protocol, sent in `Hello`; a mismatch is refused.
+pub const STORE_PROTOCOL_VERSION: u32 = 1;
+
+/// Client → service.
+#[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[rkyv(derive(Debug))]
+pub enum Request {
+    /// First message of every connection. Reply: `Welcome`, then (for a
+    /// subscriber) a `Sealed` for every existing object.
+    Hello {
+        /// [`STORE_PROTOCOL_VERSION`].
+        version: u32,
+        /// The client's process id (informational).
+        pid: u32,
+        /// `true` for a notification-only connection.
+        subscriber: bool,
+    },
+    /// Create an unsealed object. Reply: `Object` or `Error`.
+    Create {
+        /// The object.
+        id: ObjectId,
+        /// Data size in bytes.
+        data_size: u64,
+        /// Metadata bytes.
+        metadata: Vec<u8>,
+    },
+    /// Seal an object this client created. Reply: `Done` or `Error`.
+    Seal {
+        /// The object.
+        id: ObjectId,
+    },
+    /// Abort an unsealed object this client created. Reply: `Done` or `Error`.
+    Abort {
+        /// The object.
+        id: ObjectId,
+    },
+    /// Let go of a builder: abort the object if unsealed, else release the
+    /// creator's reference. No reply.
+    Drop {
+        /// The object.
+        id: ObjectId,
+    },
+    /// Release one reference. No reply.
+    Release {
+        /// The object.
+        id: ObjectId,
+    },
+    /// Wait until every object is sealed or `timeout_ms` passed, then take a
+    /// reference on each that is. Reply: `Objects`.
+    Get {
+        /// The objects, in the order of the reply.
+        ids: Vec<ObjectId>,
+        /// Bound on the wait in milliseconds (0 = do not wait).
+        timeout_ms: u64,
+    },
+    /// Reply: `Bool`.
+    Contains {
+        /// The object.
+        id: ObjectId,
+    },
+    /// Reply: `Done` or the first `Error`.
+    Delete {
+        /// The objects.
+        ids: Vec<ObjectId>,
+    },
+    /// Reply: `Freed`.
+    Evict {
+        /// Bytes to free.
+        bytes: u64,
+    },
+    /// Reply: `Done`.
+    Refresh {
+        /// The objects.
+        ids: Vec<ObjectId>,
+    },
+    /// Reply: `Done` or the first `Error`.
+    Pin {
+        /// The objects.
+        ids: Vec<ObjectId>,
+    },
+    /// Reply: `Done` or the first `Error`.
+    Unpin {
+        /// The objects.
+        ids: Vec<ObjectId>,
+    },
+}
+
+/// Where an object lives, on the wire.
+#[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[rkyv(derive(Debug))]
+pub enum WireLocation {
+    /// Byte offset in the arena.
+    Arena(u64),
+    /// File name in the fallback directory.
+    Fallback(String),
+}
+
+/// An object handed to a client.
+#[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[rkyv(derive(Debug))]
+pub struct WireObject {
+    /// The object.
+    pub id: ObjectId,
+    /// Where its data lives.
+    pub location: WireLocation,
+    /// Data size in bytes.
+    pub data_size: u64,
+    /// Metadata.
+    pub metadata: Vec<u8>,
+}
+
+/// An error on the wire: a code and the fields of the [`StoreError`]
+/// variant it stands for.
+#[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[rkyv(derive(Debug))]
+pub struct WireError {
+    /// Which variant (see [`WireError::from_error`]).
+    pub code: u8,
+    /// The object.
+    pub id: ObjectId,
+    /// First numeric field of the variant (or 0).
+    pub a: u64,
+    /// Second numeric field (or 0).
+    pub b: u64,
+    /// Third numeric field (or 0).
+    pub c: u64,
+}
+
+/// Service → client.
+#[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[rkyv(derive(Debug))]
+pub enum Reply {
+    /// Answer to `Hello`.
+    Welcome {
+        /// Name of the arena segment in the session.
+        arena_segment: String,
+        /// Arena capacity in bytes.
+        capacity: u64,
+        /// The fallback directory, if one is configured.
+        fallback_dir: Option<String>,
+    },
+    /// A created object.
+    Object(WireObject),
+    /// Answer to `Get`, one entry per requested id.
+    Objects(Vec<Option<WireObject>>),
+    /// Success without data.
+    Done,
+    /// Answer to `Contains`.
+    Bool(bool),
+    /// Answer to `Evict`: bytes freed.
+    Freed(u64),
+    /// A failure.
+    Error(WireError),
+    /// Pushed to subscribers: an object was sealed (or already existed).
+    Sealed {
+        /// The object.
+        id: ObjectId,
+        /// Data size in bytes.
+        data_size: u64,
+        /// Metadata.
+        metadata: Vec<u8>,
+    },
+    /// Pushed to subscribers: an object was deleted or evicted.
+    Deleted {
+        /// The object.
+        id: ObjectId,
+    },
+}
+
+crate::spec::encoding::impl_message!(Request, Reply);
+
+impl From<&ObjectView> for WireObject {
+    fn from(v: &ObjectView) -> Self {
+        WireObject {
+            id: v.id,
+            location: match &v.location {
+                Location::Arena { offset } => WireLocation::Arena(*offset),
+                Location::Fallback { file } => WireLocation::Fallback(file.clone()),
+            },
+            data_size: v.data_size,
+            metadata: v.metadata.clone(),
+        }
+    }
+}
+
+impl From<Notification> for Reply {
+    fn from(n: Notification) -> Self {
+        match n {
+            Notification::Sealed {
+                id,
+                data_size,
+                metadata,
+            } => Reply::Sealed {
+                id,
+                data_size,
+                metadata,
+            },
+            Notification::Deleted { id } => Reply::Deleted { id },
+        }
+    }
+}
+
+const NIL: ObjectId = ObjectId::from_array([0xff; 28]);
+
+impl WireError {
+    /// Encodes an object error of the table; other errors (which the table
+    /// never returns) become `BadRequest`.
+    pub fn from_error(e: &StoreError) -> Self {
+        use StoreError::*;
+        let (code, id, a, b, c) = match *e {
+            ObjectExists { id } => (1, id, 0, 0, 0),
+            ObjectNotFound { id } => (2, id, 0, 0, 0),
+            ObjectAlreadySealed { id } => (3, id, 0, 0, 0),
+            ObjectNotSealed { id } => (4, id, 0, 0, 0),
+            ObjectInUse { id, holders } => (5, id, u64::from(holders), 0, 0),
+            NotCreator { id } => (6, id, 0, 0, 0),
+            StoreFull {
+                id,
+                needed,
+                capacity,
+                unevictable,
+            } => (7, id, needed, capacity, unevictable),
+            OutOfDisk { id, size } => (8, id, size, 0, 0),
+            MetadataTooLarge { id, len, max } => (9, id, len, max, 0),
+            ObjectTooLarge { id, size, max } => (10, id, size, max, 0),
+            _ => (0, NIL, 0, 0, 0),
+        };
+        WireError { code, id, a, b, c }
+    }
+
+    /// The [`StoreError`] this stands for (an unknown code is a bad reply).
+    pub fn to_error(&self) -> StoreError {
+        use StoreError::*;
+        let id = self.id;
+        match self.code {
+            1 => ObjectExists { id },
+            2 => ObjectNotFound { id },
+            3 => ObjectAlreadySealed { id },
+            4 => ObjectNotSealed { id },
+            5 => ObjectInUse {
+                id,
+                holders: u32::try_from(self.a).unwrap_or(u32::MAX),
+            },
+            6 => NotCreator { id },
+            7 => StoreFull {
+                id,
+                needed: self.a,
+                capacity: self.b,
+                unevictable: self.c,
+            },
+            8 => OutOfDisk { id, size: self.a },
+            9 => MetadataTooLarge {
+                id,
+                len: self.a,
+                max: self.b,
+            },
+            10 => ObjectTooLarge {
+                id,
+                size: self.a,
+                max: self.b,
+            },
+            0 => BadRequest("the service refused the request"),
+            _ => BadReply("unknown error code"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec;
+
+    #[test]
+    fn errors_round_trip_the_wire() {
+        let id = ObjectId::from_array([3; 28]);
+        let all = [
+            StoreError::ObjectExists { id },
+            StoreError::ObjectNotFound { id },
+            StoreError::ObjectAlreadySealed { id },
+            StoreError::ObjectNotSealed { id },
+            StoreError::ObjectInUse { id, holders: 4 },
+            StoreError::NotCreator { id },
+            StoreError::StoreFull {
+                id,
+                needed: 1,
+                capacity: 2,
+                unevictable: 3,
+            },
+            StoreError::OutOfDisk { id, size: 9 },
+            StoreError::MetadataTooLarge { id, len: 5, max: 4 },
+            StoreError::ObjectTooLarge {
+                id,
+                size: 5,
+                max: 4,
+            },
+        ];
+        for e in all {
+            let back = WireError::from_error(&e).to_error();
+            assert_eq!(format!("{e:?}"), format!("{back:?}"));
+        }
+    }
+
+    #[test]
+    fn messages_round_trip_and_garbage_is_refused() {
+        let req = Request::Get {
+            ids: vec![ObjectId::from_array([1; 28])],
+            timeout_ms: 5,
+        };
+        let bytes = spec::to_vec(&req).unwrap();
+        assert_eq!(spec::from_bytes::<Request>(&bytes).unwrap(), req);
+        let mut junk = spec::AlignedBytes::new();
+        junk.resize(bytes.len(), 0xAB);
+        assert!(spec::access::<Request>(&junk).is_err());
+        // Every truncation is refused, never a panic.
+        for n in 0..bytes.len() {
+            let mut cut = spec::AlignedBytes::new();
+            cut.extend_from_slice(&bytes[..n]);
+            let _ = spec::access::<Request>(&cut);
+        }
+    }
+}

@@ -1,0 +1,508 @@
+//! The store service: one thread that owns the arena and the
+//! [`ObjectTable`], accepts clients on a shmwire [`Listener`] registered in
+//! the session's directory under the store's name, and answers their
+//! requests from one [`Mux`] event loop. Embed it in any process
+//! ([`StoreService::start`]); a node process runs one per session.
+//!
+//! The loop never waits for one client: replies are sent with a short send
+//! timeout (a client that does not drain its ring is disconnected), blocking
+//! `get`s are parked with a deadline and answered when their objects are
+//! sealed or the deadline passes, and a client whose connection fails —
+//! death, close, a message that does not validate — is disconnected, which
+//! aborts its unsealed objects and releases its references.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::arena::{create_arena, FileFallback};
+use super::error::StoreError;
+use super::protocol::{Reply, Request, WireError, WireObject, STORE_PROTOCOL_VERSION};
+use super::table::{ClientId, ObjectTable, OBJECT_ALIGN};
+use crate::ids::{ObjectId, WorkerId};
+use crate::shm::{Segment, Session};
+use crate::spec::{self, Encoder};
+use crate::transport::{
+    AnyConnection, ListenOptions, Listener, MessageConnection, Mux, MuxEvent, PeerKey,
+    SessionToken, ShmOptions, TransportConfig, WorkerLookup,
+};
+use crate::wake::WaitStrategy;
+
+/// The name a store registers under by default in the session's directory.
+pub const DEFAULT_STORE_NAME: &str = "shmwire-store";
+
+/// How a [`StoreService`] is set up.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Arena capacity in bytes (rounded down to a multiple of 64; at most
+    /// 256 GiB). The pages are reserved at start.
+    pub capacity: u64,
+    /// Where objects go, as files, when the arena is full of objects that
+    /// cannot be evicted (`None`: such a create fails with `StoreFull`).
+    pub fallback_dir: Option<PathBuf>,
+    /// The name clients connect to (registered in the session directory).
+    pub name: String,
+    /// Bound on sending one reply or notification to a client whose ring
+    /// is full; the client is disconnected after it.
+    pub send_timeout: Duration,
+    /// Longest the event loop sleeps before it checks for shutdown and
+    /// expired `get`s.
+    pub tick: Duration,
+}
+
+impl StoreConfig {
+    /// An arena of `capacity` bytes, no fallback, [`DEFAULT_STORE_NAME`],
+    /// 200 ms send timeout, 20 ms tick.
+    pub fn new(capacity: u64) -> Self {
+        Self {
+            capacity,
+            fallback_dir: None,
+            name: DEFAULT_STORE_NAME.to_owned(),
+            send_timeout: Duration::from_millis(200),
+            tick: Duration::from_millis(20),
+        }
+    }
+
+    /// Sets the fallback directory.
+    pub fn fallback_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.fallback_dir = Some(dir.into());
+        self
+    }
+
+    /// Sets the name clients connect to.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+}
+
+/// A running store service (a thread of this process). Dropping it stops
+/// the service (as [`StoreService::shutdown`]).
+#[derive(Debug)]
+pub struct StoreService {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Result<(), StoreError>>>,
+    name: String,
+    arena_segment: String,
+}
+
+impl StoreService {
+    /// Starts a store in `session`: removes what dead processes left in the
+    /// session (a previous store's arena included: a restarted store starts
+    /// clean), creates and reserves the arena, listens under
+    /// `config.name`, and runs the event loop on a new thread.
+    ///
+    /// Errors: `InvalidConfig`, `ArenaReserve` (the file system cannot hold
+    /// the arena), `Shm`, `Transport` (the name is taken by a live store).
+    ///
+    /// `token` is the session's token and `directory` the registry the
+    /// service publishes itself in (under `config.name`);
+    /// `StoreService::start` (in the node layer) supplies the session's own.
+    pub fn start_with(
+        session: &Session,
+        token: SessionToken,
+        directory: &dyn WorkerLookup,
+        config: StoreConfig,
+    ) -> Result<Self, StoreError> {
+        let capacity = config.capacity / OBJECT_ALIGN * OBJECT_ALIGN;
+        let mut table = ObjectTable::new(capacity)?;
+        let fallback_dir = match &config.fallback_dir {
+            Some(d) => {
+                let fb = FileFallback::new(d)?;
+                let dir = fb.dir().to_owned();
+                table = table.with_fallback(Box::new(fb));
+                Some(dir)
+            }
+            None => None,
+        };
+        if let Err(e) = session.cleanup_stale() {
+            tracing::warn!(error = %e, "store: cleaning the session failed");
+        }
+        let worker_id = WorkerId::try_from_random()
+            .map_err(|_| StoreError::InvalidConfig("no random source for the store's id"))?;
+        let arena_segment = format!("store-{}-{}", std::process::id(), &worker_id.hex()[..8]);
+        let arena = create_arena(session, &arena_segment, capacity)?;
+        let mut tcfg = TransportConfig::new(worker_id, token);
+        tcfg.send_timeout = config.send_timeout;
+        let listener = Listener::bind(
+            session,
+            tcfg,
+            ListenOptions {
+                shm: Some(ShmOptions::with_wait(WaitStrategy::eventfd())),
+                tcp: None,
+                name: Some(config.name.clone()),
+            },
+            directory,
+        )?;
+        let mut mux = Mux::new()?;
+        mux.set_listener(listener)?;
+        let welcome = Reply::Welcome {
+            arena_segment: arena_segment.clone(),
+            capacity,
+            fallback_dir: fallback_dir.map(|d| d.to_string_lossy().into_owned()),
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut state = Service {
+            table,
+            mux,
+            clients: HashMap::new(),
+            next_client: 1,
+            parked: Vec::new(),
+            encoder: Encoder::new(),
+            welcome,
+            _arena: arena,
+            tick: config.tick,
+        };
+        let stop2 = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name(format!("store {}", config.name))
+            .spawn(move || state.run(&stop2))
+            .map_err(|e| StoreError::io("spawn the store thread", e))?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+            name: config.name,
+            arena_segment,
+        })
+    }
+
+    /// The name clients connect to.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The arena segment's name in the session.
+    pub fn arena_segment(&self) -> &str {
+        &self.arena_segment
+    }
+
+    /// Stops the service (within one tick) and waits for its thread. Its
+    /// clients' later calls fail with a transport error; the buffers they
+    /// hold stay readable (their mappings live on).
+    pub fn shutdown(mut self) -> Result<(), StoreError> {
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> Result<(), StoreError> {
+        // Relaxed: a flag polled each tick; nothing is published through it.
+        self.stop.store(true, Ordering::Relaxed);
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .unwrap_or(Err(StoreError::InvalidConfig("the store thread panicked"))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for StoreService {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop_and_join() {
+            tracing::warn!(error = %e, "store service stopped with an error");
+        }
+    }
+}
+
+struct Client {
+    id: ClientId,
+    greeted: bool,
+    subscriber: bool,
+}
+
+/// A `get` waiting for objects to be sealed.
+struct Parked {
+    key: PeerKey,
+    ids: Vec<ObjectId>,
+    deadline: Instant,
+}
+
+struct Service {
+    table: ObjectTable,
+    mux: Mux<AnyConnection>,
+    clients: HashMap<PeerKey, Client>,
+    next_client: ClientId,
+    parked: Vec<Parked>,
+    encoder: Encoder,
+    welcome: Reply,
+    /// Keeps the arena (and its name) alive while the service runs.
+    _arena: Arc<Segment>,
+    tick: Duration,
+}
+
+/// What to do after handling one request.
+enum Then {
+    Reply(Reply),
+    Nothing,
+    Park(Parked),
+    Drop,
+}
+
+impl Service {
+    fn run(&mut self, stop: &AtomicBool) -> Result<(), StoreError> {
+        let mut ready = Vec::new();
+        // Relaxed: see StoreService::stop_and_join.
+        while !stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            let wait = self
+                .parked
+                .iter()
+                .map(|p| p.deadline.saturating_duration_since(now))
+                .min()
+                .map_or(self.tick, |d| d.min(self.tick));
+            self.mux.wait(wait, &mut ready)?;
+            for ev in ready.drain(..) {
+                match ev {
+                    MuxEvent::Incoming => {
+                        for r in self.mux.accept_pending()? {
+                            match r {
+                                Ok(key) => {
+                                    let id = self.next_client;
+                                    self.next_client += 1;
+                                    self.clients.insert(
+                                        key,
+                                        Client {
+                                            id,
+                                            greeted: false,
+                                            subscriber: false,
+                                        },
+                                    );
+                                }
+                                Err(e) => tracing::debug!(error = %e, "store: refused a client"),
+                            }
+                        }
+                    }
+                    MuxEvent::Ready(key) => self.drain(key),
+                }
+            }
+            self.serve_parked(Instant::now());
+            self.notify();
+        }
+        Ok(())
+    }
+
+    /// Handles every request waiting on `key`'s connection.
+    fn drain(&mut self, key: PeerKey) {
+        loop {
+            let Some(conn) = self.mux.get_mut(key) else {
+                return;
+            };
+            let req = match conn.try_recv_message_with::<Request, _>(spec::deserialize::<Request>) {
+                Ok(None) => return,
+                Ok(Some(Ok(req))) => req,
+                Ok(Some(Err(e))) => {
+                    tracing::warn!(error = %e, "store: undecodable request, dropping the client");
+                    self.drop_client(key);
+                    return;
+                }
+                Err(e) => {
+                    if !matches!(e, crate::transport::RecvError::Closed) {
+                        tracing::debug!(error = %e, "store: client connection ended");
+                    }
+                    self.drop_client(key);
+                    return;
+                }
+            };
+            match self.handle(key, req) {
+                Then::Reply(r) => {
+                    if !self.send(key, &r) {
+                        return;
+                    }
+                }
+                Then::Nothing => {}
+                Then::Park(p) => self.parked.push(p),
+                Then::Drop => {
+                    self.drop_client(key);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, key: PeerKey, req: Request) -> Then {
+        let Some(client) = self.clients.get_mut(&key) else {
+            return Then::Drop;
+        };
+        let cid = client.id;
+        if !client.greeted {
+            return match req {
+                Request::Hello {
+                    version,
+                    subscriber,
+                    ..
+                } if version == STORE_PROTOCOL_VERSION => {
+                    client.greeted = true;
+                    client.subscriber = subscriber;
+                    let welcome = self.welcome.clone();
+                    if !self.send(key, &welcome) {
+                        return Then::Nothing;
+                    }
+                    if subscriber {
+                        for n in self.table.existing() {
+                            if !self.send(key, &Reply::from(n)) {
+                                return Then::Nothing;
+                            }
+                        }
+                    }
+                    Then::Nothing
+                }
+                _ => Then::Drop,
+            };
+        }
+        if client.subscriber {
+            // A subscriber's connection carries notifications only.
+            return Then::Drop;
+        }
+        let done = |r: Result<(), StoreError>| match r {
+            Ok(()) => Reply::Done,
+            Err(e) => Reply::Error(WireError::from_error(&e)),
+        };
+        match req {
+            Request::Hello { .. } => Then::Drop,
+            Request::Create {
+                id,
+                data_size,
+                metadata,
+            } => Then::Reply(match self.table.create(cid, id, data_size, metadata) {
+                Ok(v) => Reply::Object(WireObject::from(&v)),
+                Err(e) => Reply::Error(WireError::from_error(&e)),
+            }),
+            Request::Seal { id } => Then::Reply(done(self.table.seal(cid, id).map(|_| ()))),
+            Request::Abort { id } => Then::Reply(done(self.table.abort(cid, id))),
+            Request::Drop { id } => {
+                if let Err(StoreError::ObjectAlreadySealed { .. }) = self.table.abort(cid, id) {
+                    let _ = self.table.release(cid, id);
+                }
+                Then::Nothing
+            }
+            Request::Release { id } => {
+                if let Err(e) = self.table.release(cid, id) {
+                    tracing::debug!(error = %e, "store: bad release");
+                }
+                Then::Nothing
+            }
+            Request::Get { ids, timeout_ms } => {
+                let now = Instant::now();
+                let deadline = now
+                    .checked_add(Duration::from_millis(timeout_ms))
+                    .unwrap_or(now + Duration::from_secs(86_400 * 365));
+                let p = Parked { key, ids, deadline };
+                if timeout_ms == 0 || self.all_sealed(&p) {
+                    Then::Reply(self.answer_get(cid, &p.ids))
+                } else {
+                    Then::Park(p)
+                }
+            }
+            Request::Contains { id } => Then::Reply(Reply::Bool(self.table.contains(&id))),
+            Request::Delete { ids } => {
+                let mut first = Ok(());
+                for id in ids {
+                    if let Err(e) = self.table.delete(id) {
+                        if first.is_ok() {
+                            first = Err(e);
+                        }
+                    }
+                }
+                Then::Reply(done(first))
+            }
+            Request::Evict { bytes } => Then::Reply(Reply::Freed(self.table.evict(bytes))),
+            Request::Refresh { ids } => {
+                self.table.refresh(&ids);
+                Then::Reply(Reply::Done)
+            }
+            Request::Pin { ids } => {
+                let r = ids.iter().try_for_each(|id| self.table.pin(cid, *id));
+                Then::Reply(done(r))
+            }
+            Request::Unpin { ids } => {
+                let r = ids.iter().try_for_each(|id| self.table.unpin(cid, *id));
+                Then::Reply(done(r))
+            }
+        }
+    }
+
+    fn all_sealed(&self, p: &Parked) -> bool {
+        p.ids.iter().all(|id| self.table.contains(id))
+    }
+
+    /// Takes a reference on every requested object that is sealed now.
+    fn answer_get(&mut self, cid: ClientId, ids: &[ObjectId]) -> Reply {
+        Reply::Objects(
+            ids.iter()
+                .map(|id| self.table.get(cid, *id).map(|v| WireObject::from(&v)))
+                .collect(),
+        )
+    }
+
+    /// Answers every parked `get` whose objects are all sealed or whose
+    /// deadline passed.
+    fn serve_parked(&mut self, now: Instant) {
+        let mut i = 0;
+        while i < self.parked.len() {
+            if self.parked[i].deadline <= now || self.all_sealed(&self.parked[i]) {
+                let p = self.parked.swap_remove(i);
+                let Some(cid) = self.clients.get(&p.key).map(|c| c.id) else {
+                    continue;
+                };
+                let reply = self.answer_get(cid, &p.ids);
+                self.send(p.key, &reply);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Pushes the table's notifications to every subscriber.
+    fn notify(&mut self) {
+        let notes = self.table.drain_notifications();
+        if notes.is_empty() {
+            return;
+        }
+        let subs: Vec<PeerKey> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| c.subscriber)
+            .map(|(k, _)| *k)
+            .collect();
+        for n in notes {
+            let r = Reply::from(n);
+            for k in &subs {
+                if self.clients.contains_key(k) {
+                    self.send(*k, &r);
+                }
+            }
+        }
+    }
+
+    /// Sends `r` to `key`; a failure disconnects the client. Returns whether
+    /// it was sent.
+    fn send(&mut self, key: PeerKey, r: &Reply) -> bool {
+        let Some(conn) = self.mux.get_mut(key) else {
+            return false;
+        };
+        match conn.send_message(&mut self.encoder, r) {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::debug!(error = %e, "store: send failed, dropping the client");
+                self.drop_client(key);
+                false
+            }
+        }
+    }
+
+    /// Disconnects a client: its unsealed objects are aborted, its
+    /// references and pins released, its parked `get` forgotten.
+    fn drop_client(&mut self, key: PeerKey) {
+        if let Some(mut conn) = self.mux.remove(key) {
+            use crate::transport::Connection;
+            let _ = conn.close();
+        }
+        self.parked.retain(|p| p.key != key);
+        if let Some(c) = self.clients.remove(&key) {
+            let n = self.table.disconnect(c.id);
+            tracing::debug!(client = c.id, objects = n, "store: client gone");
+        }
+    }
+}

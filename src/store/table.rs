@@ -1,0 +1,1006 @@
+//! The sans-I/O object table: states, references, deferred deletion, the LRU
+//! and plasma's eviction rule, over an arena allocator that is pure
+//! bookkeeping (`offset-allocator`). No clocks, sockets or files: the
+//! [service](super::StoreService) feeds it requests and drains its
+//! [`Notification`]s; unit tests drive it directly.
+//!
+//! # States
+//!
+//! ```text
+//!  create ──► Unsealed ──seal──► Sealed ──delete (unheld) / evict──► gone
+//!               │                  │
+//!            abort /               └─delete (held)─► DeletePending ──last release──► gone
+//!        creator gone
+//!               ▼
+//!             gone
+//! ```
+//!
+//! A sealed object that no client holds (no reference, no pin) sits in the
+//! LRU list; only those are ever evicted.
+
+use std::collections::{BTreeMap, HashMap};
+
+use offset_allocator::{Allocation, Allocator};
+
+use super::error::StoreError;
+use crate::ids::ObjectId;
+
+/// Identifies a client (a connection) of the table.
+pub type ClientId = u64;
+
+/// Every object's data starts on a multiple of this many bytes in the arena
+/// and occupies a multiple of it (the allocator's unit).
+pub const OBJECT_ALIGN: u64 = 64;
+
+/// Largest metadata an object may carry, in bytes.
+pub const MAX_METADATA_LEN: usize = 64 * 1024;
+
+/// Largest arena the allocator addresses: `u32::MAX` units of 64 bytes
+/// (256 GiB minus 64 bytes).
+pub const MAX_ARENA_CAPACITY: u64 = (u32::MAX as u64) * OBJECT_ALIGN;
+
+/// Largest object data size accepted (1 TiB; fallback files may exceed the
+/// arena).
+pub const MAX_OBJECT_SIZE: u64 = 1 << 40;
+
+/// Where an object's data lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// In the shared arena, at this byte offset (a multiple of
+    /// [`OBJECT_ALIGN`]) from the start of the arena segment's payload.
+    Arena {
+        /// Byte offset in the arena.
+        offset: u64,
+    },
+    /// In a file of the fallback directory.
+    Fallback {
+        /// The file's name inside the fallback directory.
+        file: String,
+    },
+}
+
+/// What a client needs to map an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectView {
+    /// The object.
+    pub id: ObjectId,
+    /// Where its data lives.
+    pub location: Location,
+    /// Length of its data in bytes.
+    pub data_size: u64,
+    /// Its metadata.
+    pub metadata: Vec<u8>,
+}
+
+/// The lifecycle state of an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectState {
+    /// Created, being written by its creator; invisible to `get`.
+    Unsealed,
+    /// Immutable and visible.
+    Sealed,
+    /// Deleted while held: invisible, freed when the last holder releases.
+    DeletePending,
+}
+
+/// What subscribers hear.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notification {
+    /// The object was sealed (or, for a late subscriber, already exists).
+    Sealed {
+        /// The object.
+        id: ObjectId,
+        /// Its data size in bytes.
+        data_size: u64,
+        /// Its metadata.
+        metadata: Vec<u8>,
+    },
+    /// The object is gone (deleted or evicted).
+    Deleted {
+        /// The object.
+        id: ObjectId,
+    },
+}
+
+/// What [`ObjectTable::delete`] did with one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    /// Freed now.
+    Deleted,
+    /// Held by some client: invisible now, freed on the last release.
+    Deferred,
+    /// No such object (not an error).
+    Missing,
+}
+
+/// Allocates objects outside the arena when nothing more can be evicted
+/// (Ray's fallback allocator). The implementation does the I/O; the table
+/// only decides when.
+pub trait Fallback: Send {
+    /// Creates room for `size` bytes of object `id` and returns the file's
+    /// name in the fallback directory; [`StoreError::OutOfDisk`] when the
+    /// file system has no room.
+    fn allocate(&mut self, id: &ObjectId, size: u64) -> Result<String, StoreError>;
+    /// Frees a file returned by [`Fallback::allocate`].
+    fn free(&mut self, file: &str);
+}
+
+/// Counts of the table's contents, for tests and inspection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableStats {
+    /// Arena capacity in bytes.
+    pub capacity: u64,
+    /// Arena bytes allocated (footprints: data rounded up to 64 bytes).
+    pub used: u64,
+    /// Live objects (any state).
+    pub objects: usize,
+    /// Sealed objects that are visible.
+    pub sealed: usize,
+    /// Objects in the LRU list (sealed, unheld, evictable).
+    pub evictable: usize,
+    /// Objects living in fallback files.
+    pub fallback_objects: usize,
+}
+
+enum Slot {
+    Arena(Allocation),
+    Fallback(String),
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Hold {
+    refs: u32,
+    pins: u32,
+}
+
+struct Entry {
+    state: ObjectState,
+    creator: ClientId,
+    data_size: u64,
+    /// Arena bytes taken (0 for fallback objects).
+    footprint: u64,
+    metadata: Vec<u8>,
+    slot: Slot,
+    holders: HashMap<ClientId, Hold>,
+    /// Sum of refs and pins over all holders.
+    held: u32,
+    /// Key in the LRU map while evictable.
+    lru: Option<u64>,
+}
+
+impl Entry {
+    fn location(&self) -> Location {
+        match &self.slot {
+            Slot::Arena(a) => Location::Arena {
+                offset: u64::from(a.offset) * OBJECT_ALIGN,
+            },
+            Slot::Fallback(f) => Location::Fallback { file: f.clone() },
+        }
+    }
+
+    fn view(&self, id: ObjectId) -> ObjectView {
+        ObjectView {
+            id,
+            location: self.location(),
+            data_size: self.data_size,
+            metadata: self.metadata.clone(),
+        }
+    }
+}
+
+/// The object table. See the [module docs](self).
+pub struct ObjectTable {
+    alloc: Allocator,
+    capacity: u64,
+    used: u64,
+    objects: HashMap<ObjectId, Entry>,
+    /// LRU order: smallest key = least recently used.
+    lru: BTreeMap<u64, ObjectId>,
+    clock: u64,
+    fallback: Option<Box<dyn Fallback>>,
+    notifications: Vec<Notification>,
+}
+
+impl std::fmt::Debug for ObjectTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectTable")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// Bytes an object of `data_size` takes in the arena: rounded up to
+/// [`OBJECT_ALIGN`], at least one unit (so every object has its own offset).
+pub fn footprint(data_size: u64) -> u64 {
+    data_size.max(1).div_ceil(OBJECT_ALIGN) * OBJECT_ALIGN
+}
+
+impl ObjectTable {
+    /// A table over an arena of `capacity` bytes (a positive multiple of
+    /// [`OBJECT_ALIGN`], at most [`MAX_ARENA_CAPACITY`]).
+    pub fn new(capacity: u64) -> Result<Self, StoreError> {
+        if capacity == 0 || capacity % OBJECT_ALIGN != 0 || capacity > MAX_ARENA_CAPACITY {
+            return Err(StoreError::InvalidConfig(
+                "arena capacity must be a positive multiple of 64 bytes, at most 256 GiB",
+            ));
+        }
+        let units = u32::try_from(capacity / OBJECT_ALIGN).expect("checked above");
+        Ok(Self {
+            alloc: Allocator::with_max_allocs(units, units.clamp(16, 1 << 20)),
+            capacity,
+            used: 0,
+            objects: HashMap::new(),
+            lru: BTreeMap::new(),
+            clock: 0,
+            fallback: None,
+            notifications: Vec::new(),
+        })
+    }
+
+    /// Adds a fallback allocator, used when an object does not fit even after
+    /// evicting everything evictable.
+    pub fn with_fallback(mut self, fallback: Box<dyn Fallback>) -> Self {
+        self.fallback = Some(fallback);
+        self
+    }
+
+    /// The arena's capacity in bytes.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// Current counts.
+    pub fn stats(&self) -> TableStats {
+        TableStats {
+            capacity: self.capacity,
+            used: self.used,
+            objects: self.objects.len(),
+            sealed: self
+                .objects
+                .values()
+                .filter(|e| e.state == ObjectState::Sealed)
+                .count(),
+            evictable: self.lru.len(),
+            fallback_objects: self
+                .objects
+                .values()
+                .filter(|e| matches!(e.slot, Slot::Fallback(_)))
+                .count(),
+        }
+    }
+
+    /// The state of object `id`, if it is live.
+    pub fn state(&self, id: &ObjectId) -> Option<ObjectState> {
+        self.objects.get(id).map(|e| e.state)
+    }
+
+    /// References plus pins held on `id` by all clients (0 if missing).
+    pub fn holders(&self, id: &ObjectId) -> u32 {
+        self.objects.get(id).map_or(0, |e| e.held)
+    }
+
+    /// Where `id` lives, if it is live.
+    pub fn location(&self, id: &ObjectId) -> Option<Location> {
+        self.objects.get(id).map(Entry::location)
+    }
+
+    /// The evictable objects, least recently used first.
+    pub fn lru_order(&self) -> Vec<ObjectId> {
+        self.lru.values().copied().collect()
+    }
+
+    /// Takes the notifications produced since the last call (seals,
+    /// deletions, evictions), oldest first.
+    pub fn drain_notifications(&mut self) -> Vec<Notification> {
+        std::mem::take(&mut self.notifications)
+    }
+
+    /// A `Sealed` notification for every visible object: what a late
+    /// subscriber hears first.
+    pub fn existing(&self) -> Vec<Notification> {
+        self.objects
+            .iter()
+            .filter(|(_, e)| e.state == ObjectState::Sealed)
+            .map(|(id, e)| Notification::Sealed {
+                id: *id,
+                data_size: e.data_size,
+                metadata: e.metadata.clone(),
+            })
+            .collect()
+    }
+
+    /// Creates an unsealed object of `data_size` bytes for `client`, which
+    /// holds one reference to it. When the arena has no room, frees
+    /// max(what is missing, 20 % of the capacity) from the LRU end and
+    /// retries, as plasma does; when nothing more can be evicted, uses the
+    /// fallback (if any), else fails with [`StoreError::StoreFull`].
+    ///
+    /// Errors: `ObjectExists` (live id), `ObjectInUse` (deleted id still
+    /// held), `MetadataTooLarge`, `ObjectTooLarge`, `StoreFull`,
+    /// `OutOfDisk`.
+    pub fn create(
+        &mut self,
+        client: ClientId,
+        id: ObjectId,
+        data_size: u64,
+        metadata: Vec<u8>,
+    ) -> Result<ObjectView, StoreError> {
+        if let Some(e) = self.objects.get(&id) {
+            return Err(match e.state {
+                ObjectState::DeletePending => StoreError::ObjectInUse {
+                    id,
+                    holders: e.held,
+                },
+                _ => StoreError::ObjectExists { id },
+            });
+        }
+        if metadata.len() > MAX_METADATA_LEN {
+            return Err(StoreError::MetadataTooLarge {
+                id,
+                len: metadata.len() as u64,
+                max: MAX_METADATA_LEN as u64,
+            });
+        }
+        if data_size > MAX_OBJECT_SIZE {
+            return Err(StoreError::ObjectTooLarge {
+                id,
+                size: data_size,
+                max: MAX_OBJECT_SIZE,
+            });
+        }
+        let need = footprint(data_size);
+        let (slot, footprint) = self.place(id, need)?;
+        let mut holders = HashMap::new();
+        holders.insert(client, Hold { refs: 1, pins: 0 });
+        let entry = Entry {
+            state: ObjectState::Unsealed,
+            creator: client,
+            data_size,
+            footprint,
+            metadata,
+            slot,
+            holders,
+            held: 1,
+            lru: None,
+        };
+        let view = entry.view(id);
+        self.objects.insert(id, entry);
+        Ok(view)
+    }
+
+    /// Finds room for `need` arena bytes (evicting as plasma does) or a
+    /// fallback file. Returns the slot and the arena bytes it takes.
+    fn place(&mut self, id: ObjectId, need: u64) -> Result<(Slot, u64), StoreError> {
+        if need <= self.capacity {
+            let units = u32::try_from(need / OBJECT_ALIGN).expect("need <= capacity");
+            loop {
+                if let Some(a) = self.alloc.allocate(units) {
+                    self.used += need;
+                    return Ok((Slot::Arena(a), need));
+                }
+                // Missing bytes; at least one unit when only fragmentation
+                // is in the way.
+                let missing = need
+                    .saturating_sub(self.capacity - self.used)
+                    .max(OBJECT_ALIGN);
+                let target = missing.max(self.capacity / 5);
+                if self.evict_lru(target, true) == 0 {
+                    break;
+                }
+            }
+        }
+        match self.fallback.as_mut() {
+            Some(f) => Ok((Slot::Fallback(f.allocate(&id, need)?), 0)),
+            None => Err(StoreError::StoreFull {
+                id,
+                needed: need,
+                capacity: self.capacity,
+                unevictable: self.used - self.evictable_arena_bytes(),
+            }),
+        }
+    }
+
+    fn evictable_arena_bytes(&self) -> u64 {
+        self.lru
+            .values()
+            .filter_map(|id| self.objects.get(id))
+            .map(|e| e.footprint)
+            .sum()
+    }
+
+    /// Evicts from the LRU end until `target` bytes are freed (arena bytes
+    /// only when `arena_only`, which then skips fallback objects). Returns
+    /// the bytes freed.
+    fn evict_lru(&mut self, target: u64, arena_only: bool) -> u64 {
+        let mut victims = Vec::new();
+        let mut freed = 0u64;
+        for id in self.lru.values() {
+            if freed >= target {
+                break;
+            }
+            let e = &self.objects[id];
+            let bytes = match e.slot {
+                Slot::Arena(_) => e.footprint,
+                Slot::Fallback(_) if arena_only => continue,
+                Slot::Fallback(_) => footprint(e.data_size),
+            };
+            victims.push(*id);
+            freed += bytes;
+        }
+        for id in victims {
+            self.remove(id);
+        }
+        freed
+    }
+
+    /// Removes a live object, frees its space and announces its deletion
+    /// if it had been visible.
+    fn remove(&mut self, id: ObjectId) {
+        let Some(e) = self.objects.remove(&id) else {
+            return;
+        };
+        if let Some(k) = e.lru {
+            self.lru.remove(&k);
+        }
+        match e.slot {
+            Slot::Arena(a) => {
+                self.alloc.free(a);
+                self.used -= e.footprint;
+            }
+            Slot::Fallback(f) => {
+                if let Some(fb) = self.fallback.as_mut() {
+                    fb.free(&f);
+                }
+            }
+        }
+        if e.state != ObjectState::Unsealed {
+            self.notifications.push(Notification::Deleted { id });
+        }
+    }
+
+    fn lru_push(&mut self, id: ObjectId) {
+        self.clock += 1;
+        let key = self.clock;
+        if let Some(e) = self.objects.get_mut(&id) {
+            if let Some(old) = e.lru.replace(key) {
+                self.lru.remove(&old);
+            }
+            self.lru.insert(key, id);
+        }
+    }
+
+    fn lru_remove(&mut self, id: &ObjectId) {
+        if let Some(k) = self.objects.get_mut(id).and_then(|e| e.lru.take()) {
+            self.lru.remove(&k);
+        }
+    }
+
+    /// Called when an object's last holder let go.
+    fn unheld(&mut self, id: ObjectId) {
+        let Some(e) = self.objects.get(&id) else {
+            return;
+        };
+        match e.state {
+            ObjectState::Sealed => self.lru_push(id),
+            // Deferred delete, or an unsealed object its creator let go of
+            // without aborting: free it.
+            ObjectState::DeletePending | ObjectState::Unsealed => self.remove(id),
+        }
+    }
+
+    /// Seals `id` (only its creator may): it becomes immutable and visible,
+    /// and subscribers hear of it. The creator keeps its reference.
+    ///
+    /// Errors: `ObjectNotFound`, `ObjectAlreadySealed`, `NotCreator`.
+    pub fn seal(&mut self, client: ClientId, id: ObjectId) -> Result<ObjectView, StoreError> {
+        let e = self
+            .objects
+            .get_mut(&id)
+            .ok_or(StoreError::ObjectNotFound { id })?;
+        match e.state {
+            ObjectState::Unsealed => {}
+            ObjectState::Sealed => return Err(StoreError::ObjectAlreadySealed { id }),
+            ObjectState::DeletePending => return Err(StoreError::ObjectNotFound { id }),
+        }
+        if e.creator != client {
+            return Err(StoreError::NotCreator { id });
+        }
+        e.state = ObjectState::Sealed;
+        let view = e.view(id);
+        self.notifications.push(Notification::Sealed {
+            id,
+            data_size: view.data_size,
+            metadata: view.metadata.clone(),
+        });
+        if e.held == 0 {
+            self.lru_push(id);
+        }
+        Ok(view)
+    }
+
+    /// Aborts an unsealed object (only its creator may): it is freed and its
+    /// id can be created again.
+    ///
+    /// Errors: `ObjectNotFound`, `ObjectAlreadySealed`, `NotCreator`.
+    pub fn abort(&mut self, client: ClientId, id: ObjectId) -> Result<(), StoreError> {
+        let e = self
+            .objects
+            .get(&id)
+            .ok_or(StoreError::ObjectNotFound { id })?;
+        match e.state {
+            ObjectState::Unsealed => {}
+            ObjectState::Sealed => return Err(StoreError::ObjectAlreadySealed { id }),
+            ObjectState::DeletePending => return Err(StoreError::ObjectNotFound { id }),
+        }
+        if e.creator != client {
+            return Err(StoreError::NotCreator { id });
+        }
+        self.remove(id);
+        Ok(())
+    }
+
+    /// Takes a reference of `client` on `id` if it is sealed and visible
+    /// (`None` otherwise: missing, unsealed or deleted). A held object is
+    /// never evicted.
+    pub fn get(&mut self, client: ClientId, id: ObjectId) -> Option<ObjectView> {
+        let e = self.objects.get_mut(&id)?;
+        if e.state != ObjectState::Sealed {
+            return None;
+        }
+        e.holders.entry(client).or_default().refs += 1;
+        e.held += 1;
+        let view = e.view(id);
+        self.lru_remove(&id);
+        Some(view)
+    }
+
+    /// Whether `id` is sealed and visible.
+    pub fn contains(&self, id: &ObjectId) -> bool {
+        self.objects
+            .get(id)
+            .is_some_and(|e| e.state == ObjectState::Sealed)
+    }
+
+    /// Drops one reference of `client` on `id` (from `get` or `create`).
+    /// The last release of a deleted object frees it; of a sealed one puts
+    /// it at the most-recently-used end of the LRU; of an unsealed one (its
+    /// creator's) aborts it.
+    ///
+    /// Errors: `ObjectNotFound` if `client` holds no reference on `id`.
+    pub fn release(&mut self, client: ClientId, id: ObjectId) -> Result<(), StoreError> {
+        self.let_go(client, id, false)
+    }
+
+    /// Pins `id` for `client` ("argument of a task still queued here"): a
+    /// pinned object is never evicted. Errors: `ObjectNotFound`.
+    pub fn pin(&mut self, client: ClientId, id: ObjectId) -> Result<(), StoreError> {
+        let e = self
+            .objects
+            .get_mut(&id)
+            .filter(|e| e.state != ObjectState::DeletePending)
+            .ok_or(StoreError::ObjectNotFound { id })?;
+        e.holders.entry(client).or_default().pins += 1;
+        e.held += 1;
+        self.lru_remove(&id);
+        Ok(())
+    }
+
+    /// Undoes one [`ObjectTable::pin`]. Errors: `ObjectNotFound` if
+    /// `client` holds no pin on `id`.
+    pub fn unpin(&mut self, client: ClientId, id: ObjectId) -> Result<(), StoreError> {
+        self.let_go(client, id, true)
+    }
+
+    fn let_go(&mut self, client: ClientId, id: ObjectId, pin: bool) -> Result<(), StoreError> {
+        let e = self
+            .objects
+            .get_mut(&id)
+            .ok_or(StoreError::ObjectNotFound { id })?;
+        let hold = e
+            .holders
+            .get_mut(&client)
+            .ok_or(StoreError::ObjectNotFound { id })?;
+        let count = if pin { &mut hold.pins } else { &mut hold.refs };
+        if *count == 0 {
+            return Err(StoreError::ObjectNotFound { id });
+        }
+        *count -= 1;
+        if hold.refs == 0 && hold.pins == 0 {
+            e.holders.remove(&client);
+        }
+        e.held -= 1;
+        if e.held == 0 {
+            self.unheld(id);
+        }
+        Ok(())
+    }
+
+    /// Deletes `id`: freed now if nobody holds it, else made invisible and
+    /// freed on the last release. A missing id is not an error.
+    ///
+    /// Errors: `ObjectNotSealed` for an object still being written.
+    pub fn delete(&mut self, id: ObjectId) -> Result<DeleteOutcome, StoreError> {
+        let Some(e) = self.objects.get_mut(&id) else {
+            return Ok(DeleteOutcome::Missing);
+        };
+        match e.state {
+            ObjectState::Unsealed => Err(StoreError::ObjectNotSealed { id }),
+            ObjectState::DeletePending => Ok(DeleteOutcome::Deferred),
+            ObjectState::Sealed if e.held > 0 => {
+                e.state = ObjectState::DeletePending;
+                Ok(DeleteOutcome::Deferred)
+            }
+            ObjectState::Sealed => {
+                self.remove(id);
+                Ok(DeleteOutcome::Deleted)
+            }
+        }
+    }
+
+    /// Evicts least-recently-used unheld sealed objects until at least
+    /// `bytes` are freed or none is left; returns the bytes freed (arena
+    /// footprints; fallback objects count their rounded size).
+    pub fn evict(&mut self, bytes: u64) -> u64 {
+        self.evict_lru(bytes, false)
+    }
+
+    /// Moves each evictable object of `ids` to the most-recently-used end of
+    /// the LRU; other ids are ignored.
+    pub fn refresh(&mut self, ids: &[ObjectId]) {
+        for id in ids {
+            if self.objects.get(id).is_some_and(|e| e.lru.is_some()) {
+                self.lru_push(*id);
+            }
+        }
+    }
+
+    /// A client is gone (disconnected or dead): its unsealed objects are
+    /// aborted and its references and pins released. Returns how many
+    /// objects it had created-but-not-sealed or held.
+    pub fn disconnect(&mut self, client: ClientId) -> usize {
+        let mine: Vec<ObjectId> = self
+            .objects
+            .iter()
+            .filter(|(_, e)| {
+                e.holders.contains_key(&client)
+                    || (e.creator == client && e.state == ObjectState::Unsealed)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &mine {
+            let (abort, last) = match self.objects.get_mut(id) {
+                None => continue,
+                Some(e) if e.creator == client && e.state == ObjectState::Unsealed => (true, false),
+                Some(e) => match e.holders.remove(&client) {
+                    Some(h) => {
+                        e.held -= h.refs + h.pins;
+                        (false, e.held == 0)
+                    }
+                    None => (false, false),
+                },
+            };
+            if abort {
+                self.remove(*id);
+            } else if last {
+                self.unheld(*id);
+            }
+        }
+        mine.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn oid(n: u32) -> ObjectId {
+        let mut b = [0u8; 28];
+        b[..4].copy_from_slice(&n.to_le_bytes());
+        ObjectId::from_array(b)
+    }
+
+    const UNIT: u64 = 64 * 1024;
+
+    /// A table of ten 64 KiB slots, filled with ten sealed, released
+    /// objects 0..10 (0 the least recently used).
+    fn full_table() -> ObjectTable {
+        let mut t = ObjectTable::new(10 * UNIT).unwrap();
+        for i in 0..10 {
+            t.create(1, oid(i), UNIT, vec![]).unwrap();
+            t.seal(1, oid(i)).unwrap();
+            t.release(1, oid(i)).unwrap();
+        }
+        assert_eq!(t.stats().used, 10 * UNIT);
+        t
+    }
+
+    #[test]
+    fn twenty_percent_rule_evicts_the_two_oldest() {
+        let mut t = full_table();
+        t.drain_notifications();
+        // One more object of one slot: 20 % of the capacity is two objects,
+        // more than the one slot missing, so the two oldest go.
+        t.create(2, oid(100), UNIT, vec![]).unwrap();
+        assert!(!t.contains(&oid(0)));
+        assert!(!t.contains(&oid(1)));
+        for i in 2..10 {
+            assert!(t.contains(&oid(i)), "object {i}");
+        }
+        assert_eq!(
+            t.drain_notifications(),
+            vec![
+                Notification::Deleted { id: oid(0) },
+                Notification::Deleted { id: oid(1) }
+            ]
+        );
+        // One slot is still free: the next create evicts nothing.
+        t.create(2, oid(101), UNIT, vec![]).unwrap();
+        assert!(t.contains(&oid(2)));
+        assert_eq!(t.stats().used, 10 * UNIT);
+    }
+
+    #[test]
+    fn needed_beyond_twenty_percent_evicts_what_is_needed() {
+        let mut t = full_table();
+        // Four slots missing > 20 %: exactly the four oldest go.
+        t.create(2, oid(100), 4 * UNIT, vec![]).unwrap();
+        for i in 0..4 {
+            assert!(!t.contains(&oid(i)));
+        }
+        for i in 4..10 {
+            assert!(t.contains(&oid(i)));
+        }
+    }
+
+    #[test]
+    fn refresh_and_references_protect_from_eviction() {
+        let mut t = full_table();
+        t.refresh(&[oid(0)]);
+        let held = t.get(3, oid(1)).unwrap();
+        assert_eq!(held.data_size, UNIT);
+        t.pin(4, oid(2)).unwrap();
+        assert_eq!(t.lru_order()[..3], [oid(3), oid(4), oid(5)]);
+        t.create(2, oid(100), UNIT, vec![]).unwrap();
+        assert!(t.contains(&oid(0)) && t.contains(&oid(1)) && t.contains(&oid(2)));
+        assert!(!t.contains(&oid(3)) && !t.contains(&oid(4)));
+        // Released and unpinned objects become evictable again, at the MRU end.
+        t.release(3, oid(1)).unwrap();
+        t.unpin(4, oid(2)).unwrap();
+        assert_eq!(t.lru_order().last(), Some(&oid(2)));
+        assert!(matches!(
+            t.release(3, oid(1)),
+            Err(StoreError::ObjectNotFound { .. })
+        ));
+    }
+
+    #[test]
+    fn store_full_when_nothing_is_evictable() {
+        let mut t = ObjectTable::new(4 * UNIT).unwrap();
+        for i in 0..3 {
+            t.create(1, oid(i), UNIT, vec![]).unwrap();
+            t.seal(1, oid(i)).unwrap(); // still held by the creator
+        }
+        t.create(1, oid(3), UNIT, vec![]).unwrap(); // unsealed
+        match t.create(2, oid(9), 1, vec![]) {
+            Err(StoreError::StoreFull {
+                id,
+                needed,
+                capacity,
+                unevictable,
+            }) => {
+                assert_eq!(id, oid(9));
+                assert_eq!(needed, 64);
+                assert_eq!(capacity, 4 * UNIT);
+                assert_eq!(unevictable, 4 * UNIT);
+            }
+            other => panic!("expected StoreFull, got {other:?}"),
+        }
+        // Larger than the arena: StoreFull without evicting anything.
+        t.release(1, oid(0)).unwrap();
+        assert!(matches!(
+            t.create(2, oid(10), 5 * UNIT, vec![]),
+            Err(StoreError::StoreFull { .. })
+        ));
+        assert!(t.contains(&oid(0)));
+    }
+
+    struct FakeFallback {
+        files: Vec<String>,
+        budget: u64,
+    }
+
+    impl Fallback for FakeFallback {
+        fn allocate(&mut self, id: &ObjectId, size: u64) -> Result<String, StoreError> {
+            if size > self.budget {
+                return Err(StoreError::OutOfDisk { id: *id, size });
+            }
+            self.budget -= size;
+            let name = format!("f{}", self.files.len());
+            self.files.push(name.clone());
+            Ok(name)
+        }
+        fn free(&mut self, file: &str) {
+            self.files.retain(|f| f != file);
+        }
+    }
+
+    #[test]
+    fn fallback_when_nothing_can_be_evicted_then_out_of_disk() {
+        let mut t = ObjectTable::new(UNIT)
+            .unwrap()
+            .with_fallback(Box::new(FakeFallback {
+                files: vec![],
+                budget: 3 * UNIT,
+            }));
+        t.create(1, oid(0), UNIT, vec![]).unwrap();
+        let v = t.create(1, oid(1), 2 * UNIT, vec![7]).unwrap();
+        assert_eq!(v.location, Location::Fallback { file: "f0".into() });
+        assert_eq!(t.stats().fallback_objects, 1);
+        assert!(matches!(
+            t.create(1, oid(2), 2 * UNIT, vec![]),
+            Err(StoreError::OutOfDisk { .. })
+        ));
+        // The fallback object lives like any other; freeing it frees the file.
+        t.seal(1, oid(1)).unwrap();
+        t.release(1, oid(1)).unwrap();
+        assert_eq!(t.delete(oid(1)).unwrap(), DeleteOutcome::Deleted);
+        assert_eq!(t.stats().fallback_objects, 0);
+    }
+
+    #[test]
+    fn lifecycle_errors() {
+        let mut t = ObjectTable::new(UNIT).unwrap();
+        let v = t.create(1, oid(0), 100, vec![1, 2]).unwrap();
+        assert_eq!(v.location, Location::Arena { offset: 0 });
+        assert!(matches!(
+            t.create(2, oid(0), 1, vec![]),
+            Err(StoreError::ObjectExists { .. })
+        ));
+        assert!(!t.contains(&oid(0)));
+        assert!(t.get(2, oid(0)).is_none());
+        assert!(matches!(
+            t.seal(2, oid(0)),
+            Err(StoreError::NotCreator { .. })
+        ));
+        assert!(matches!(
+            t.delete(oid(0)),
+            Err(StoreError::ObjectNotSealed { .. })
+        ));
+        t.seal(1, oid(0)).unwrap();
+        assert!(matches!(
+            t.seal(1, oid(0)),
+            Err(StoreError::ObjectAlreadySealed { .. })
+        ));
+        assert!(matches!(
+            t.abort(1, oid(0)),
+            Err(StoreError::ObjectAlreadySealed { .. })
+        ));
+        assert!(matches!(
+            t.seal(1, oid(5)),
+            Err(StoreError::ObjectNotFound { .. })
+        ));
+        assert_eq!(t.delete(oid(5)).unwrap(), DeleteOutcome::Missing);
+        // Abort, then the same id again, repeatedly.
+        for _ in 0..3 {
+            t.create(1, oid(1), 10, vec![]).unwrap();
+            t.abort(1, oid(1)).unwrap();
+            assert_eq!(t.state(&oid(1)), None);
+        }
+        assert!(matches!(
+            t.create(1, oid(7), 2 * UNIT, vec![]),
+            Err(StoreError::StoreFull { .. })
+        ));
+        assert!(matches!(
+            t.create(1, oid(8), 1, vec![0; MAX_METADATA_LEN + 1]),
+            Err(StoreError::MetadataTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn deferred_delete_waits_for_the_last_reference() {
+        let mut t = ObjectTable::new(UNIT).unwrap();
+        t.create(1, oid(0), 10, vec![]).unwrap();
+        t.seal(1, oid(0)).unwrap();
+        t.get(2, oid(0)).unwrap();
+        t.get(2, oid(0)).unwrap();
+        t.drain_notifications();
+        assert_eq!(t.delete(oid(0)).unwrap(), DeleteOutcome::Deferred);
+        assert!(!t.contains(&oid(0)));
+        assert!(t.get(3, oid(0)).is_none());
+        assert!(matches!(
+            t.create(3, oid(0), 1, vec![]),
+            Err(StoreError::ObjectInUse { holders: 3, .. })
+        ));
+        t.release(1, oid(0)).unwrap();
+        t.release(2, oid(0)).unwrap();
+        assert_eq!(t.state(&oid(0)), Some(ObjectState::DeletePending));
+        assert!(t.drain_notifications().is_empty());
+        t.release(2, oid(0)).unwrap();
+        assert_eq!(t.state(&oid(0)), None);
+        assert_eq!(
+            t.drain_notifications(),
+            vec![Notification::Deleted { id: oid(0) }]
+        );
+        assert_eq!(t.stats().used, 0);
+        // The id is free again.
+        t.create(3, oid(0), 1, vec![]).unwrap();
+    }
+
+    #[test]
+    fn disconnect_aborts_unsealed_and_releases_references() {
+        let mut t = ObjectTable::new(UNIT).unwrap();
+        t.create(1, oid(0), 10, vec![]).unwrap(); // unsealed, by 1
+        t.create(2, oid(1), 10, vec![]).unwrap();
+        t.seal(2, oid(1)).unwrap();
+        t.get(1, oid(1)).unwrap();
+        t.get(1, oid(1)).unwrap();
+        t.pin(1, oid(1)).unwrap();
+        t.release(2, oid(1)).unwrap();
+        assert_eq!(t.holders(&oid(1)), 3);
+        assert_eq!(t.disconnect(1), 2);
+        assert_eq!(t.state(&oid(0)), None);
+        assert_eq!(t.holders(&oid(1)), 0);
+        assert_eq!(t.lru_order(), vec![oid(1)]);
+        assert_eq!(t.evict(1), 64);
+        assert_eq!(t.stats().used, 0);
+    }
+
+    #[test]
+    fn late_subscribers_hear_existing_objects_and_evict_counts_bytes() {
+        let mut t = ObjectTable::new(10 * UNIT).unwrap();
+        for i in 0..3 {
+            t.create(1, oid(i), 100, vec![i as u8]).unwrap();
+        }
+        t.seal(1, oid(0)).unwrap();
+        t.seal(1, oid(2)).unwrap();
+        let mut ex = t.existing();
+        ex.sort_by_key(|n| match n {
+            Notification::Sealed { id, .. } | Notification::Deleted { id } => *id,
+        });
+        assert_eq!(
+            ex,
+            vec![
+                Notification::Sealed {
+                    id: oid(0),
+                    data_size: 100,
+                    metadata: vec![0]
+                },
+                Notification::Sealed {
+                    id: oid(2),
+                    data_size: 100,
+                    metadata: vec![2]
+                }
+            ]
+        );
+        assert_eq!(t.evict(1 << 30), 0); // all held
+        t.release(1, oid(0)).unwrap();
+        t.release(1, oid(2)).unwrap();
+        assert_eq!(t.evict(1), 128);
+        assert!(!t.contains(&oid(0)) && t.contains(&oid(2)));
+        assert_eq!(t.evict(1 << 30), 128);
+        // Unsealed object 1 is never evicted.
+        assert_eq!(t.state(&oid(1)), Some(ObjectState::Unsealed));
+    }
+
+    #[test]
+    fn objects_are_aligned_and_disjoint() {
+        let mut t = ObjectTable::new(64 * UNIT).unwrap();
+        let mut spans = Vec::new();
+        for (i, size) in [1u64, 63, 64, 65, 1000, 4096, 0, 77777]
+            .into_iter()
+            .enumerate()
+        {
+            let v = t.create(1, oid(i as u32), size, vec![]).unwrap();
+            let Location::Arena { offset } = v.location else {
+                panic!("arena expected")
+            };
+            assert_eq!(offset % OBJECT_ALIGN, 0);
+            spans.push((offset, offset + footprint(size)));
+        }
+        spans.sort();
+        for w in spans.windows(2) {
+            assert!(w[0].1 <= w[1].0, "{w:?} overlap");
+        }
+        assert!(spans.last().unwrap().1 <= 64 * UNIT);
+    }
+}

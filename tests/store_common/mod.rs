@@ -1,0 +1,212 @@
+//! Helpers shared by the `store_*` integration tests: a private temporary
+//! session root per test (removed at the end), object ids, deterministic
+//! contents and checksums, and child processes that re-run the test binary.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use shmwire::ids::ObjectId;
+use shmwire::shm::Session;
+use shmwire::store::{StoreConfig, StoreService};
+
+/// Every wait in these tests is bounded by this (a hang guard, no timing
+/// assertion).
+pub const GUARD: Duration = Duration::from_secs(60);
+
+/// A test's own session under its own temporary root (in `/dev/shm` when
+/// there is one), removed when dropped.
+pub struct Env {
+    pub session: Session,
+    pub root: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new(test: &str) -> Env {
+        let base = if Path::new("/dev/shm").is_dir() {
+            PathBuf::from("/dev/shm")
+        } else {
+            std::env::temp_dir()
+        };
+        let root = tempfile::Builder::new()
+            .prefix("shmwire-store-test-")
+            .tempdir_in(base)
+            .unwrap();
+        // Session roots must be private (0700).
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let session = Session::open_in(root.path(), test).unwrap();
+        Env { session, root }
+    }
+
+    /// Opens the same session from a child (given the root path and name).
+    pub fn attach(root: &Path, test: &str) -> Session {
+        Session::open_in(root, test).unwrap()
+    }
+
+    /// Starts a store of `capacity` bytes in this session.
+    pub fn store(&self, capacity: u64) -> StoreService {
+        StoreService::start(&self.session, StoreConfig::new(capacity)).unwrap()
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = self.session.remove_all();
+    }
+}
+
+/// Object id `n` of test-run `tag`.
+pub fn oid(tag: u8, n: u32) -> ObjectId {
+    let mut b = [tag; 28];
+    b[..4].copy_from_slice(&n.to_le_bytes());
+    b[4..8].copy_from_slice(&std::process::id().to_le_bytes());
+    ObjectId::from_array(b)
+}
+
+/// Object id `n` with no pid in it (the same in parent and children).
+pub fn shared_oid(tag: u8, n: u32) -> ObjectId {
+    let mut b = [tag; 28];
+    b[..4].copy_from_slice(&n.to_le_bytes());
+    ObjectId::from_array(b)
+}
+
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// Deterministic contents of `len` bytes for `seed`.
+pub fn contents(seed: u64, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 8);
+    let mut x = mix(seed);
+    while out.len() < len {
+        x = mix(x);
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A checksum (FNV-1a, 64 bit).
+pub fn checksum(bytes: &[u8]) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x100_0000_01b3);
+    }
+    h
+}
+
+/// Spawns this test binary again to run test `test` as a child with
+/// `role` (passed in `SHMWIRE_STORE_CHILD`) and extra environment.
+pub fn spawn_child(test: &str, role: &str, env: &[(&str, String)]) -> Child {
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = Command::new(exe);
+    cmd.args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env("SHMWIRE_STORE_CHILD", role)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
+}
+
+/// The child role of this process, if it is a child.
+pub fn child_role() -> Option<String> {
+    std::env::var("SHMWIRE_STORE_CHILD").ok()
+}
+
+/// A variable the parent passed to the child.
+pub fn child_env(k: &str) -> String {
+    std::env::var(k).unwrap_or_else(|_| panic!("missing {k}"))
+}
+
+/// Waits for a child to exit, at most `GUARD` (killed then); returns
+/// whether it succeeded and its stdout.
+pub fn wait_child(mut c: Child) -> (bool, String) {
+    use std::io::Read;
+    let deadline = Instant::now() + GUARD;
+    loop {
+        if let Some(status) = c.try_wait().unwrap() {
+            let mut out = String::new();
+            if let Some(mut so) = c.stdout.take() {
+                let _ = so.read_to_string(&mut out);
+            }
+            return (status.success(), out);
+        }
+        if Instant::now() >= deadline {
+            let _ = c.kill();
+            let _ = c.wait();
+            panic!("child did not finish within {GUARD:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Polls `f` until it returns true or `GUARD` passes (then panics).
+pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + GUARD;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Reads the child's stdout on a thread; lines arrive on the receiver.
+pub fn stdout_lines(c: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let out = c.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits (at most `GUARD`) for a line containing `prefix` (the test
+/// harness may have printed on the same line); returns it from `prefix` on.
+pub fn expect_line(rx: &std::sync::mpsc::Receiver<String>, prefix: &str) -> String {
+    let deadline = Instant::now() + GUARD;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) if l.contains(prefix) => return l[l.find(prefix).unwrap()..].to_owned(),
+            Ok(_) => continue,
+            Err(e) => panic!("no {prefix:?} line from the child: {e}"),
+        }
+    }
+}
+
+/// Waits for a child whose stdout is already taken (at most `GUARD`).
+pub fn wait_status(c: &mut Child) -> bool {
+    let deadline = Instant::now() + GUARD;
+    loop {
+        if let Some(s) = c.try_wait().unwrap() {
+            return s.success();
+        }
+        if Instant::now() >= deadline {
+            let _ = c.kill();
+            let _ = c.wait();
+            panic!("child did not finish within {GUARD:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Kills a child with SIGKILL and reaps it.
+pub fn kill9(c: &mut Child) {
+    c.kill().unwrap();
+    c.wait().unwrap();
+}

@@ -1,0 +1,153 @@
+//! Hostile peers of the store: a client that sends garbage, one that
+//! scribbles over the whole arena, and a fallback directory that vanishes.
+//! Each may hurt itself, never the service or other clients.
+
+mod store_common;
+
+use std::time::Duration;
+
+use shmwire::ids::{NodeId, WorkerId};
+use shmwire::shm::{kind, Segment};
+use shmwire::store::{StoreClient, StoreConfig, StoreError, StoreService, DEFAULT_STORE_NAME};
+use shmwire::transport::{Connection, Connector, RecvError, TransportConfig};
+use store_common::{contents, eventually, oid, Env, GUARD};
+
+fn client(env: &Env) -> StoreClient {
+    StoreClient::connect(&env.session, DEFAULT_STORE_NAME).unwrap()
+}
+
+#[test]
+fn garbage_requests_drop_only_the_sender() {
+    let env = Env::new("garbage");
+    let _store = env.store(1 << 20);
+    let good = client(&env);
+    good.put(oid(1, 0), b"fine", b"").unwrap();
+    let token = shmwire::node::load_or_create_token(&env.session).unwrap();
+    for junk in [&b""[..], &[0xAB; 7][..], &[0u8; 64][..], &[0xff; 4096][..]] {
+        let mut raw = Connector::new(
+            TransportConfig::new(WorkerId::from_random(), token),
+            NodeId::nil(),
+        )
+        .with_session(
+            &env.session,
+            std::sync::Arc::new(shmwire::node::Directory::for_session(&env.session).unwrap()),
+        )
+        .connect_name(DEFAULT_STORE_NAME)
+        .unwrap();
+        raw.send(junk).unwrap();
+        // The service hangs up on it.
+        match raw.recv_timeout(GUARD) {
+            Err(RecvError::Closed | RecvError::PeerDied { .. }) => {}
+            other => panic!("expected the service to drop us, got {other:?}"),
+        };
+    }
+    // Everyone else is unaffected.
+    let got = good.get(&[oid(1, 0)], GUARD).unwrap();
+    assert_eq!(got[0].as_deref().unwrap(), b"fine");
+    good.put(oid(1, 1), b"still", b"").unwrap();
+}
+
+#[test]
+fn a_client_scribbling_over_the_arena_hurts_only_object_contents() {
+    let env = Env::new("scribble");
+    let store = env.store(1 << 20);
+    let a = client(&env);
+    let data = contents(3, 5000);
+    a.put(oid(2, 0), &data, b"m").unwrap();
+    // A hostile process maps the arena and overwrites all of it.
+    let seg = Segment::open(&env.session, store.arena_segment(), kind::STORE).unwrap();
+    // SAFETY: the payload is payload_len bytes of a live mapping;
+    // scribbling on shared memory is the point of the test.
+    unsafe { std::ptr::write_bytes(seg.payload_ptr(), 0xEE, seg.payload_len()) };
+    // The service keeps no state in the arena: everything still works, the
+    // object reads as scribbled (same length, same metadata), and new
+    // objects are correct.
+    let got = a.get(&[oid(2, 0)], GUARD).unwrap();
+    let buf = got[0].as_ref().unwrap();
+    assert_eq!(buf.len(), data.len());
+    assert_eq!(buf.metadata(), b"m");
+    assert!(buf.iter().all(|b| *b == 0xEE));
+    drop(got);
+    a.delete(&[oid(2, 0)]).unwrap();
+    let fresh = contents(4, 70_000);
+    a.put(oid(2, 1), &fresh, b"").unwrap();
+    let b = client(&env);
+    assert_eq!(
+        b.get(&[oid(2, 1)], GUARD).unwrap()[0].as_deref().unwrap(),
+        &fresh[..]
+    );
+}
+
+#[test]
+fn a_vanished_fallback_directory_gives_out_of_disk() {
+    let env = Env::new("outofdisk");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("fallback");
+    std::fs::create_dir(&dir).unwrap();
+    let _store =
+        StoreService::start(&env.session, StoreConfig::new(64 * 1024).fallback_dir(&dir)).unwrap();
+    let a = client(&env);
+    let _held = a.create(oid(3, 0), 64 * 1024, b"").unwrap();
+    std::fs::remove_dir(&dir).unwrap();
+    match a.create(oid(3, 1), 1000, b"") {
+        Err(StoreError::OutOfDisk { id, size }) => {
+            assert_eq!(id, oid(3, 1));
+            assert_eq!(size, 1024);
+        }
+        other => panic!("expected OutOfDisk, got {other:?}"),
+    }
+    // The store itself goes on.
+    drop(_held);
+    eventually("room after the abort", || {
+        a.create(oid(3, 1), 1000, b"").map(drop).is_ok()
+    });
+    assert!(a.get(&[oid(3, 0)], Duration::ZERO).unwrap()[0].is_none());
+}
+
+/// Unmounts the test's tmpfs when dropped.
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_tmpfs_is_a_typed_error_at_start_never_sigbus() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path().join("tiny");
+    std::fs::create_dir(&mnt).unwrap();
+    // Needs CAP_SYS_ADMIN (the project's machines and CI run as root);
+    // elsewhere there is no small file system to fill, so say so and stop.
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs"])
+        .arg(&mnt)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: cannot mount a 1 MiB tmpfs here (not root)");
+        return;
+    }
+    let _umount = Mount(mnt.clone());
+    let session = shmwire::shm::Session::open_in(mnt.join("root"), "full").unwrap();
+    match StoreService::start(&session, StoreConfig::new(4 << 20)) {
+        Err(StoreError::ArenaReserve { capacity, source }) => {
+            assert_eq!(capacity, 4 << 20);
+            assert_eq!(source.raw_os_error(), Some(28), "ENOSPC: {source}");
+        }
+        other => panic!("expected ArenaReserve, got {other:?}"),
+    }
+    // Nothing is left behind, and an arena that fits works to its last byte.
+    assert!(session.segment_names().unwrap().is_empty());
+    let store = StoreService::start(&session, StoreConfig::new(512 * 1024)).unwrap();
+    let a = StoreClient::connect(&session, DEFAULT_STORE_NAME).unwrap();
+    a.put(oid(4, 0), &contents(5, 512 * 1024), b"").unwrap();
+    let got = a.get(&[oid(4, 0)], GUARD).unwrap();
+    assert_eq!(got[0].as_deref().unwrap(), &contents(5, 512 * 1024)[..]);
+    drop(got);
+    drop(a);
+    store.shutdown().unwrap();
+    session.remove_all().unwrap();
+}

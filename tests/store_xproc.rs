@@ -1,0 +1,462 @@
+//! The store across real processes: the test binary re-runs itself as a
+//! child (`SHMWIRE_STORE_CHILD=<role>`), children and parent talk to one
+//! store service, and children are killed with SIGKILL where the test is
+//! about death. Every wait is bounded; each test has its own temporary
+//! session root.
+
+mod store_common;
+
+use std::time::{Duration, Instant};
+
+use shmwire::store::{StoreClient, StoreError, StoreService, DEFAULT_STORE_NAME};
+use store_common::*;
+
+const ROOT: &str = "SHMWIRE_STORE_ROOT";
+const SESSION: &str = "SHMWIRE_STORE_SESSION";
+
+fn child_session() -> shmwire::shm::Session {
+    Env::attach(std::path::Path::new(&child_env(ROOT)), &child_env(SESSION))
+}
+
+fn pass(env: &Env, session: &str) -> Vec<(&'static str, String)> {
+    vec![
+        (ROOT, env.root.path().display().to_string()),
+        (SESSION, session.to_owned()),
+    ]
+}
+
+fn connect(s: &shmwire::shm::Session) -> StoreClient {
+    StoreClient::connect(s, DEFAULT_STORE_NAME).unwrap()
+}
+
+#[test]
+fn objects_cross_processes_with_their_contents() {
+    const TEST: &str = "objects_cross_processes_with_their_contents";
+    if let Some(role) = child_role() {
+        let s = child_session();
+        let c = connect(&s);
+        assert_eq!(role, "writer-reader");
+        // Objects sealed by the parent, read here.
+        let ids: Vec<_> = (0..8).map(|i| shared_oid(1, i)).collect();
+        let got = c.get(&ids, GUARD).unwrap();
+        for (i, g) in got.iter().enumerate() {
+            let g = g.as_ref().expect("sealed by the parent");
+            assert_eq!(&g[..], &contents(i as u64, 1000 + i * 777)[..]);
+            assert_eq!(g.metadata(), format!("p{i}").as_bytes());
+        }
+        // Objects this child seals, slowly, while the parent waits for them.
+        for i in 0..8u32 {
+            std::thread::sleep(Duration::from_millis(5));
+            let data = contents(100 + u64::from(i), 5000 + i as usize);
+            let mut w = c.create(shared_oid(2, i), data.len() as u64, b"c").unwrap();
+            w.copy_from_slice(&data);
+            w.seal().unwrap();
+        }
+        println!("done");
+        return;
+    }
+    let env = Env::new("xproc");
+    let _store = env.store(4 << 20);
+    let c = connect(&env.session);
+    for i in 0..8u32 {
+        c.put(
+            shared_oid(1, i),
+            &contents(u64::from(i), 1000 + i as usize * 777),
+            format!("p{i}").as_bytes(),
+        )
+        .unwrap();
+    }
+    let child = spawn_child(TEST, "writer-reader", &pass(&env, "xproc"));
+    // Waits for objects another process seals later.
+    let ids: Vec<_> = (0..8).map(|i| shared_oid(2, i)).collect();
+    let got = c.get(&ids, GUARD).unwrap();
+    for (i, g) in got.iter().enumerate() {
+        let g = g.as_ref().expect("sealed by the child");
+        assert_eq!(checksum(g), checksum(&contents(100 + i as u64, 5000 + i)));
+        assert_eq!(g.metadata(), b"c");
+    }
+    let (ok, out) = wait_child(child);
+    assert!(ok && out.contains("done"), "child failed: {out}");
+}
+
+#[test]
+fn a_killed_client_releases_its_references_and_aborts_its_objects() {
+    const TEST: &str = "a_killed_client_releases_its_references_and_aborts_its_objects";
+    if child_role().is_some() {
+        let s = child_session();
+        let c = connect(&s);
+        let held = c.get(&[shared_oid(3, 0)], GUARD).unwrap();
+        assert!(held[0].is_some());
+        c.pin(&[shared_oid(3, 1)]).unwrap();
+        let _w = c.create(shared_oid(3, 2), 100, b"").unwrap();
+        println!("ready");
+        std::thread::sleep(GUARD);
+        unreachable!("killed by the parent");
+    }
+    let env = Env::new("killclient");
+    const SLOT: u64 = 64 * 1024;
+    let _store = env.store(4 * SLOT);
+    let c = connect(&env.session);
+    c.put(shared_oid(3, 0), &[1; SLOT as usize], b"").unwrap();
+    c.put(shared_oid(3, 1), &[2; SLOT as usize], b"").unwrap();
+    let mut child = spawn_child(TEST, "victim", &pass(&env, "killclient"));
+    let lines = stdout_lines(&mut child);
+    expect_line(&lines, "ready");
+    // While the child lives: its object is unsealed (exists), its held and
+    // pinned objects survive an evict-everything, a delete is deferred.
+    assert!(matches!(
+        c.create(shared_oid(3, 2), 1, b""),
+        Err(StoreError::ObjectExists { .. })
+    ));
+    assert_eq!(c.evict(u64::MAX).unwrap(), 0);
+    c.delete(&[shared_oid(3, 0)]).unwrap();
+    assert!(matches!(
+        c.create(shared_oid(3, 0), 1, b""),
+        Err(StoreError::ObjectInUse { .. })
+    ));
+    kill9(&mut child);
+    // The service notices the death: the reference and pin are released,
+    // the unsealed object aborted.
+    eventually("the dead client's objects released", || {
+        c.create(shared_oid(3, 2), 1, b"").map(drop).is_ok()
+    });
+    eventually("the deferred delete done", || {
+        c.create(shared_oid(3, 0), 1, b"").map(drop).is_ok()
+    });
+    assert_eq!(c.evict(u64::MAX).unwrap(), SLOT);
+    assert!(!c.contains(shared_oid(3, 1)).unwrap());
+}
+
+#[test]
+fn a_killed_service_fails_blocked_and_later_calls_and_restarts_clean() {
+    const TEST: &str = "a_killed_service_fails_blocked_and_later_calls_and_restarts_clean";
+    if child_role().is_some() {
+        let s = child_session();
+        let _store = StoreService::start(&s, shmwire::store::StoreConfig::new(1 << 20)).unwrap();
+        println!("ready");
+        std::thread::sleep(GUARD);
+        unreachable!("killed by the parent");
+    }
+    let env = Env::new("killservice");
+    let mut child = spawn_child(TEST, "service", &pass(&env, "killservice"));
+    let lines = stdout_lines(&mut child);
+    expect_line(&lines, "ready");
+    let c = connect(&env.session);
+    c.put(shared_oid(4, 0), b"before", b"").unwrap();
+    let held = c.get(&[shared_oid(4, 0)], GUARD).unwrap();
+    // A get blocked on a missing object when the service dies.
+    let blocked = {
+        let c = c.clone();
+        std::thread::spawn(move || {
+            let t = Instant::now();
+            let r = c.get(&[shared_oid(4, 1)], GUARD);
+            (r.map(|v| v.len()), t.elapsed())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    let killed = Instant::now();
+    kill9(&mut child);
+    let (r, _) = blocked.join().unwrap();
+    assert!(
+        matches!(
+            r,
+            Err(StoreError::Recv(_) | StoreError::Send(_) | StoreError::Connect(_))
+        ),
+        "blocked get: {r:?}"
+    );
+    assert!(killed.elapsed() < Duration::from_secs(5));
+    // Later calls fail too, promptly.
+    let t = Instant::now();
+    assert!(c.contains(shared_oid(4, 0)).is_err());
+    assert!(c.put(shared_oid(4, 2), b"x", b"").is_err());
+    assert!(t.elapsed() < Duration::from_secs(5));
+    // Held data stays readable.
+    assert_eq!(held[0].as_deref().unwrap(), b"before");
+    drop(held);
+    // A new service in the same session starts clean.
+    let _store = env.store(1 << 20);
+    let c2 = connect(&env.session);
+    assert!(!c2.contains(shared_oid(4, 0)).unwrap());
+    c2.put(shared_oid(4, 0), b"after", b"").unwrap();
+    let arenas = env
+        .session
+        .segment_names()
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.starts_with("store-"))
+        .count();
+    assert_eq!(arenas, 1, "the dead service's arena was cleaned up");
+}
+
+/// Seconds each stress child runs (`SHMWIRE_STORE_STRESS_SECS`, default 3;
+/// the 10 s run: `SHMWIRE_STORE_STRESS_SECS=10`).
+fn stress_secs() -> u64 {
+    std::env::var("SHMWIRE_STORE_STRESS_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3)
+}
+
+const WORKERS: u32 = 4;
+
+/// The id of object `i` of stress worker `w`.
+fn stress_id(w: u32, i: u32) -> shmwire::ids::ObjectId {
+    let mut b = [0x5a; 28];
+    b[..4].copy_from_slice(&w.to_le_bytes());
+    b[4..8].copy_from_slice(&i.to_le_bytes());
+    shmwire::ids::ObjectId::from_array(b)
+}
+
+fn stress_len(w: u32, i: u32) -> usize {
+    // 1 B … ~48 KiB, mixed.
+    let h = checksum(&[w as u8, i as u8, (i >> 8) as u8, (i >> 16) as u8]);
+    match h % 8 {
+        0 => (h >> 8) as usize % 48_000,
+        1..=3 => (h >> 8) as usize % 4096,
+        _ => 1 + (h >> 8) as usize % 256,
+    }
+}
+
+fn stress_child() {
+    let s = child_session();
+    let me: u32 = child_env("SHMWIRE_STORE_WORKER").parse().unwrap();
+    let c = connect(&s);
+    let until = Instant::now() + Duration::from_secs(stress_secs());
+    let (mut puts, mut verified, mut missing) = (0u64, 0u64, 0u64);
+    let mut i = 0u32;
+    // Buffers held across an iteration, so deletes and evictions meet held
+    // objects.
+    let mut kept = Vec::new();
+    // Our last (up to) ten objects: pinned, so none may be lost.
+    let mut mine: std::collections::VecDeque<(u32, u64)> = Default::default();
+    let mut lost_checks = 0u64;
+    while Instant::now() < until {
+        // Create and seal one object; its checksum rides in the metadata.
+        let data = contents(u64::from(me) << 32 | u64::from(i), stress_len(me, i));
+        match c.put(stress_id(me, i), &data, &checksum(&data).to_le_bytes()) {
+            Ok(()) => {
+                puts += 1;
+                c.pin(&[stress_id(me, i)]).unwrap();
+                mine.push_back((i, checksum(&data)));
+            }
+            Err(StoreError::StoreFull { .. }) => {}
+            Err(e) => panic!("put {me}/{i}: {e}"),
+        }
+        // Read a few objects of every worker (they may be gone: deleted or
+        // evicted), checking every byte against the checksum.
+        let ids: Vec<_> = (0..WORKERS)
+            .flat_map(|w| (0..3).map(move |k| stress_id(w, i.saturating_sub(k * 7))))
+            .collect();
+        let got = c.get(&ids, Duration::ZERO).unwrap();
+        for (id, g) in ids.iter().zip(&got) {
+            match g {
+                Some(buf) => {
+                    let sum = u64::from_le_bytes(buf.metadata().try_into().unwrap());
+                    assert_eq!(checksum(buf), sum, "object {id} corrupted");
+                    verified += 1;
+                }
+                None => missing += 1,
+            }
+        }
+        // Hold this round's buffers through the next round, half the time.
+        kept.clear();
+        if i % 2 == 1 {
+            kept = got;
+        }
+        // Every pinned object of ours is still there, intact.
+        let ids: Vec<_> = mine.iter().map(|(k, _)| stress_id(me, *k)).collect();
+        let got = c.get(&ids, Duration::ZERO).unwrap();
+        for ((k, sum), g) in mine.iter().zip(&got) {
+            let g = g
+                .as_ref()
+                .unwrap_or_else(|| panic!("pinned object {me}/{k} lost"));
+            assert_eq!(checksum(g), *sum, "pinned object {me}/{k} corrupted");
+            lost_checks += 1;
+        }
+        drop(got);
+        // Unpin and delete our oldest.
+        if mine.len() >= 10 {
+            let (k, _) = mine.pop_front().unwrap();
+            c.unpin(&[stress_id(me, k)]).unwrap();
+            c.delete(&[stress_id(me, k)]).unwrap();
+        }
+        i += 1;
+    }
+    println!("stats {me} puts={puts} verified={verified} missing={missing} kept={lost_checks}");
+}
+
+#[test]
+fn stress_four_processes_create_read_delete_without_corruption() {
+    const TEST: &str = "stress_four_processes_create_read_delete_without_corruption";
+    if child_role().is_some() {
+        stress_child();
+        return;
+    }
+    let env = Env::new("stress");
+    // Small enough that eviction happens all the time.
+    let _store = env.store(1 << 20);
+    let mut children: Vec<_> = (0..WORKERS)
+        .map(|w| {
+            let mut e = pass(&env, "stress");
+            e.push(("SHMWIRE_STORE_WORKER", w.to_string()));
+            spawn_child(TEST, "stress", &e)
+        })
+        .collect();
+    let mut outs = Vec::new();
+    for c in children.drain(..) {
+        let (ok, out) = wait_child(c);
+        assert!(ok, "stress child failed: {out}");
+        outs.push(out);
+    }
+    let mut total_verified = 0u64;
+    for out in &outs {
+        let line = out
+            .lines()
+            .find_map(|l| l.find("stats ").map(|at| &l[at..]))
+            .unwrap_or_else(|| panic!("no stats line in {out:?}"));
+        eprintln!("{}", line.trim());
+        let field = |k: &str| -> u64 {
+            line.split_whitespace()
+                .find_map(|f| f.strip_prefix(k))
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        assert!(field("puts=") > 0);
+        total_verified += field("verified=");
+    }
+    assert!(total_verified > 0);
+    // Everything the children held was released when they exited.
+    let c = connect(&env.session);
+    c.evict(u64::MAX).unwrap();
+    c.put(stress_id(99, 0), &vec![7; 900 * 1024], b"").unwrap();
+}
+
+#[test]
+fn plasma_behaviours_against_a_service_in_another_process() {
+    const TEST: &str = "plasma_behaviours_against_a_service_in_another_process";
+    const SLOT: u64 = 64 * 1024;
+    if let Some(role) = child_role() {
+        let s = child_session();
+        if role == "service" {
+            let _store =
+                StoreService::start(&s, shmwire::store::StoreConfig::new(10 * SLOT)).unwrap();
+            println!("ready");
+            // Serves until the parent kills it (or the hang guard ends it).
+            std::thread::sleep(GUARD);
+            return;
+        }
+        // role "holder": holds object 1 until told to stop (its stdin
+        // closes), then exits normally.
+        let c = connect(&s);
+        let held = c.get(&[shared_oid(6, 1)], GUARD).unwrap();
+        assert!(held[0].is_some());
+        println!("holding");
+        std::thread::sleep(Duration::from_millis(400));
+        drop(held);
+        println!("released");
+        return;
+    }
+    let env = Env::new("plasma");
+    let mut service = spawn_child(TEST, "service", &pass(&env, "plasma"));
+    let lines = stdout_lines(&mut service);
+    expect_line(&lines, "ready");
+    let c = connect(&env.session);
+    let mut sub = c.subscribe().unwrap();
+    for i in 0..10 {
+        c.put(
+            shared_oid(6, i),
+            &contents(u64::from(i), SLOT as usize),
+            b"",
+        )
+        .unwrap();
+    }
+    // Another process holds object 1; we refresh object 0.
+    let mut holder = spawn_child(TEST, "holder", &pass(&env, "plasma"));
+    let hl = stdout_lines(&mut holder);
+    expect_line(&hl, "holding");
+    c.refresh(&[shared_oid(6, 0)]).unwrap();
+    // One more object: 20 % = two objects go, the oldest unprotected ones.
+    c.put(shared_oid(6, 100), &[9; SLOT as usize], b"").unwrap();
+    for (i, present) in [(0, true), (1, true), (2, false), (3, false), (4, true)] {
+        assert_eq!(c.contains(shared_oid(6, i)).unwrap(), present, "object {i}");
+    }
+    // Delete of the held object is deferred until the holder lets go.
+    c.delete(&[shared_oid(6, 1)]).unwrap();
+    assert!(matches!(
+        c.create(shared_oid(6, 1), 1, b""),
+        Err(StoreError::ObjectInUse { .. })
+    ));
+    expect_line(&hl, "released");
+    assert!(wait_status(&mut holder));
+    eventually("the deferred delete", || {
+        c.create(shared_oid(6, 1), 1, b"").map(drop).is_ok()
+    });
+    // The subscriber saw the seals, then the two evictions and the delete.
+    let mut sealed = 0;
+    let mut deleted = Vec::new();
+    while deleted.len() < 3 {
+        match sub.recv_timeout(GUARD).unwrap().expect("a notification") {
+            shmwire::store::Notification::Sealed { .. } => sealed += 1,
+            shmwire::store::Notification::Deleted { id } => deleted.push(id),
+        }
+    }
+    assert_eq!(sealed, 11);
+    assert_eq!(
+        deleted,
+        [shared_oid(6, 2), shared_oid(6, 3), shared_oid(6, 1)]
+    );
+    kill9(&mut service);
+}
+
+#[test]
+fn a_stopped_service_times_out_and_the_client_refuses_to_go_out_of_step() {
+    const TEST: &str = "a_stopped_service_times_out_and_the_client_refuses_to_go_out_of_step";
+    if child_role().is_some() {
+        let s = child_session();
+        let _store = StoreService::start(&s, shmwire::store::StoreConfig::new(1 << 20)).unwrap();
+        println!("ready");
+        std::thread::sleep(GUARD);
+        return;
+    }
+    let env = Env::new("stopped");
+    let mut service = spawn_child(TEST, "service", &pass(&env, "stopped"));
+    let lines = stdout_lines(&mut service);
+    expect_line(&lines, "ready");
+    let opts = shmwire::store::ClientOptions {
+        reply_timeout: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let c = StoreClient::connect_with(&env.session, DEFAULT_STORE_NAME, opts).unwrap();
+    c.put(shared_oid(7, 0), b"x", b"").unwrap();
+    let pid = rustix::process::Pid::from_raw(service.id() as i32).unwrap();
+    // A live service that does not answer: bounded by the reply timeout.
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
+    // SIGSTOP takes effect asynchronously: wait until every thread stopped.
+    let task_dir = format!("/proc/{}/task", service.id());
+    eventually("the service stopped", || {
+        std::fs::read_dir(&task_dir).unwrap().all(|t| {
+            let stat = std::fs::read_to_string(t.unwrap().path().join("stat")).unwrap_or_default();
+            // The state follows the parenthesised command name.
+            stat.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('T'))
+        })
+    });
+    let t = Instant::now();
+    assert!(matches!(
+        c.contains(shared_oid(7, 0)),
+        Err(StoreError::TimedOut(_))
+    ));
+    assert!(t.elapsed() < Duration::from_secs(5));
+    rustix::process::kill_process(pid, rustix::process::Signal::CONT).unwrap();
+    // The late reply must not answer the next request.
+    assert!(matches!(
+        c.contains(shared_oid(7, 0)),
+        Err(StoreError::ConnectionBroken)
+    ));
+    // A new connection works.
+    let c2 = connect(&env.session);
+    assert!(c2.contains(shared_oid(7, 0)).unwrap());
+    kill9(&mut service);
+}
