@@ -19,6 +19,7 @@
 //! | [`wake`] | how a side waits: spin, yield, futex, eventfd | [`WaitStrategy`](wake::WaitStrategy), [`Waiter`](wake::Waiter) |
 //! | [`transport`] | duplex connections over shm or TCP, the directory, one event loop for many peers | [`Connection`](transport::Connection), [`Listener`](transport::Listener), [`Connector`](transport::Connector), [`Mux`](transport::Mux) |
 //! | [`ordering`] | Ray's actor-task sequence numbers, both sides | [`ActorSubmitQueue`](ordering::ActorSubmitQueue), [`ActorSchedulingQueue`](ordering::ActorSchedulingQueue), [`NormalSchedulingQueue`](ordering::NormalSchedulingQueue) |
+//! | `worker` | the CoreWorker analogue: registry, actors, tasks, `get`/`wait`, pending tasks, stats | `worker::Worker`, `worker::CoreWorker`, `worker::ActorHandle`, `worker::ObjectRef` |
 //!
 //! `docs/` in the repository explains the message layout, the memory layout,
 //! every atomic ordering pair and the wake-up handshake, the transport's
@@ -90,3 +91,6 @@ pub mod sync;
 #[cfg(not(shmwire_loom))]
 pub mod transport;
 pub mod wake;
+// The worker runtime sits on the transport.
+#[cfg(not(shmwire_loom))]
+pub mod worker;
