@@ -25,8 +25,8 @@ use crate::spec::{
     TaskArg, TaskSpecBuilder,
 };
 use crate::transport::{
-    AnyConnection, Connection, Connector, MessageConnection, Mux, MuxEvent, PeerKey,
-    SessionToken, ShmOptions, TransportConfig, TransportError, TransportKind,
+    AnyConnection, Connection, Connector, MessageConnection, Mux, MuxEvent, PeerKey, SessionToken,
+    ShmOptions, TransportConfig, TransportError, TransportKind,
 };
 
 use super::registry::CONSTRUCTOR_NAME;
@@ -72,6 +72,24 @@ pub struct ActorHandle {
 }
 
 impl ActorHandle {
+    /// A handle to actor `actor_id` of class `module_path::class_name`
+    /// living on worker `worker_id`, as another caller received it (Ray
+    /// passes serialized handles between workers); attach it with
+    /// [`CoreWorker::register_actor`] before calling it.
+    pub fn new(
+        actor_id: ActorId,
+        worker_id: WorkerId,
+        module_path: impl Into<String>,
+        class_name: impl Into<String>,
+    ) -> Self {
+        Self {
+            actor_id,
+            worker_id,
+            module_path: module_path.into(),
+            class_name: class_name.into(),
+        }
+    }
+
     /// The actor's id.
     pub fn actor_id(&self) -> ActorId {
         self.actor_id
@@ -527,26 +545,39 @@ impl CoreWorker {
                 return Err(WorkerError::TimedOut("the actor creation task vanished"))
             }
         }
+        let handle = ActorHandle::new(actor_id, worker, module_path, class_name);
+        self.register_actor(&handle, max_task_retries)?;
+        Ok(handle)
+    }
+
+    /// Attaches a handle to an actor created elsewhere (Ray's
+    /// `AddActorHandle` when a handle is deserialized): connects to its
+    /// worker and starts this caller's own submit queue for it, with actor
+    /// counters from 0. A handle already known is left as it is.
+    pub fn register_actor(
+        &mut self,
+        actor: &ActorHandle,
+        max_task_retries: i32,
+    ) -> Result<(), WorkerError> {
+        if self.actors.contains_key(&actor.actor_id) {
+            return Ok(());
+        }
+        self.ensure_conn(actor.worker_id)?;
         let mut queue = ActorSubmitQueue::new();
         let evs = queue.connect();
         debug_assert!(evs.is_empty());
         self.actors.insert(
-            actor_id,
+            actor.actor_id,
             ActorEntry {
-                worker,
+                worker: actor.worker_id,
                 queue,
                 next_counter: 0,
-                cursor: ObjectId::for_actor_handle(actor_id),
+                cursor: ObjectId::for_actor_handle(actor.actor_id),
                 max_task_retries,
                 finished: BTreeMap::new(),
             },
         );
-        Ok(ActorHandle {
-            actor_id,
-            worker_id: worker,
-            module_path: module_path.to_owned(),
-            class_name: class_name.to_owned(),
-        })
+        Ok(())
     }
 
     /// Calls `method` on `actor` (Ray's `SubmitActorTask`): builds the spec,
@@ -657,7 +688,10 @@ impl CoreWorker {
         for ev in evs {
             match ev {
                 SubmitEvent::Send(r) => self.send_actor(actor_id, r),
-                SubmitEvent::Completed { actor_counter, task } => {
+                SubmitEvent::Completed {
+                    actor_counter,
+                    task,
+                } => {
                     let result = match reply.take() {
                         Some((t, result)) if t == task => Some(result),
                         other => {
@@ -947,7 +981,8 @@ impl CoreWorker {
                             {
                                 self.send_normal(task_id);
                             } else if let Some(p) = self.tasks.finish(&task_id) {
-                                self.objects.insert(p.request.task_spec.return_id(0), result);
+                                self.objects
+                                    .insert(p.request.task_spec.return_id(0), result);
                             }
                         }
                     }

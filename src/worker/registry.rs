@@ -283,7 +283,10 @@ pub struct ActorClass<S> {
     module_path: String,
     name: String,
     constructor: Box<dyn Fn(&Args<'_>) -> Result<S, AppError> + Send + Sync>,
-    methods: Vec<(String, Box<dyn Fn(&mut S, &Args<'_>) -> TaskResult + Send + Sync>)>,
+    methods: Vec<(
+        String,
+        Box<dyn Fn(&mut S, &Args<'_>) -> TaskResult + Send + Sync>,
+    )>,
 }
 
 impl<S> fmt::Debug for ActorClass<S> {
@@ -530,7 +533,10 @@ mod tests {
             let spec = TaskSpecBuilder::new(d.clone()).build_normal_task();
             let bytes = spec::to_vec(&spec).unwrap();
             let a = spec::access::<spec::TaskSpec>(&bytes).unwrap();
-            assert_eq!(FunctionKey::of(&d), FunctionKey::of_archived(&a.function_descriptor));
+            assert_eq!(
+                FunctionKey::of(&d),
+                FunctionKey::of_archived(&a.function_descriptor)
+            );
         }
         // Field boundaries matter.
         assert_ne!(
@@ -549,12 +555,13 @@ mod tests {
         assert!(r
             .register_function(FunctionDescriptor::rust("m", "", "double"), |_| Ok(vec![]))
             .is_err());
-        r.register_actor_class(
-            ActorClass::new("m", "Counter", |_| Ok(0i64)).method("add", |s, a| {
+        r.register_actor_class(ActorClass::new("m", "Counter", |_| Ok(0i64)).method(
+            "add",
+            |s, a| {
                 *s += a.i64(0)?;
                 Ok(s.to_le_bytes().to_vec())
-            }),
-        )
+            },
+        ))
         .unwrap();
         assert_eq!(r.len(), 3);
         let spec = TaskSpecBuilder::new(FunctionDescriptor::rust("m", "", "double"))
@@ -567,7 +574,8 @@ mod tests {
             panic!("not a function")
         };
         assert_eq!(f(&Args::new(&a.args)).unwrap(), 42i64.to_le_bytes());
-        let unknown = TaskSpecBuilder::new(FunctionDescriptor::rust("m", "", "triple")).build_normal_task();
+        let unknown =
+            TaskSpecBuilder::new(FunctionDescriptor::rust("m", "", "triple")).build_normal_task();
         let bytes = spec::to_vec(&unknown).unwrap();
         let a = spec::access::<spec::TaskSpec>(&bytes).unwrap();
         assert!(r.lookup(&a.function_descriptor).is_none());

@@ -506,7 +506,8 @@ impl Executor {
         let task_id = req.task_spec.task_id;
         if req.intended_worker_id != self.me {
             // Ray's HandleWrongRecipient.
-            self.stats.record(self.slot_refused, Duration::ZERO, Duration::ZERO);
+            self.stats
+                .record(self.slot_refused, Duration::ZERO, Duration::ZERO);
             out.push(Outgoing {
                 target: Target::Peer(key),
                 reply: status_reply(
@@ -688,9 +689,7 @@ impl Executor {
                     }
                     EntryKind::Method { class, .. } if spec.is_actor_task() => {
                         match self.actor.as_mut() {
-                            Some(a)
-                                if Some(a.actor_id) == spec.actor_id() && a.class == *class =>
-                            {
+                            Some(a) if Some(a.actor_id) == spec.actor_id() && a.class == *class => {
                                 Ok(e.call_method(a.state.as_mut(), &args).unwrap_or_else(|| {
                                     Err(AppError::new("registry entry is not a method"))
                                 }))

@@ -156,7 +156,11 @@ mod tests {
         s.record(a, Duration::from_micros(1), Duration::from_micros(30));
         s.record(99, Duration::ZERO, Duration::ZERO);
         let snap = s.snapshot();
-        assert_eq!(snap.handlers.len(), 1, "handlers that never ran are left out");
+        assert_eq!(
+            snap.handlers.len(),
+            1,
+            "handlers that never ran are left out"
+        );
         let h = snap.handler("A.f").unwrap();
         assert_eq!(h.count, 2);
         assert_eq!(h.cum_queueing, Duration::from_micros(4));

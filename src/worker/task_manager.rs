@@ -180,7 +180,11 @@ mod tests {
     use crate::ids::JobId;
 
     fn tid(n: u64) -> TaskId {
-        TaskId::for_normal_task(JobId::from_int(1), TaskId::for_driver_task(JobId::from_int(1)), n)
+        TaskId::for_normal_task(
+            JobId::from_int(1),
+            TaskId::for_driver_task(JobId::from_int(1)),
+            n,
+        )
     }
 
     #[test]
