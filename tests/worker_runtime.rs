@@ -50,7 +50,10 @@ fn ordered_actor_calls_from_several_callers_at_once() {
             let actor = actor.clone();
             let s = &s;
             scope.spawn(move || {
-                let mut me = s.driver();
+                // The last caller comes over TCP.
+                let mut opts = CoreWorkerOptions::new(s.node);
+                opts.force_tcp = caller == CALLERS - 1;
+                let mut me = CoreWorker::new(&s.session, opts).unwrap();
                 me.register_actor(&actor, 0).unwrap();
                 // Windows of 100 calls in flight.
                 for base in (0..CALLS).step_by(100) {

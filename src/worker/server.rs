@@ -29,7 +29,7 @@ use crate::spec::{
 };
 use crate::transport::{
     AnyConnection, Connection, ListenOptions, Listener, MessageConnection, Mux, MuxEvent, PeerKey,
-    SessionToken, ShmOptions, TransportConfig, TransportError,
+    SessionToken, ShmOptions, TransportConfig, TransportError, TransportKind,
 };
 
 use super::registry::{AppError, Args, EntryKind, FunctionRegistry, TaskResult};
@@ -64,6 +64,12 @@ pub struct WorkerOptions {
     pub max_direct_call_object_size: usize,
     /// Spin instead of sleeping in `epoll` while idle (one core busy).
     pub spin: bool,
+    /// How long a reply may wait for room in a caller's connection (a
+    /// caller that stopped reading). After that the caller's connection is
+    /// closed; replies to its actor tasks stay in the reply cache for when
+    /// it reconnects and re-sends. This bounds how long one stopped caller
+    /// can hold up the others (default 1 s).
+    pub reply_timeout: Duration,
 }
 
 impl WorkerOptions {
@@ -79,6 +85,7 @@ impl WorkerOptions {
             reorder_wait: DEFAULT_REORDER_WAIT,
             max_direct_call_object_size: MAX_DIRECT_CALL_OBJECT_SIZE,
             spin: false,
+            reply_timeout: Duration::from_secs(1),
         }
     }
 }
@@ -150,6 +157,8 @@ pub struct Worker {
     encoder: Encoder,
     outbox: Vec<Outgoing>,
     dead: Vec<PeerKey>,
+    /// TCP connections written to since the last flush.
+    unflushed: Vec<PeerKey>,
     address: Address,
 }
 
@@ -173,9 +182,11 @@ impl Worker {
         registry: Arc<FunctionRegistry>,
     ) -> Result<Self, WorkerError> {
         let token = SessionToken::load_or_create(session.dir())?;
+        let mut config = TransportConfig::new(options.worker_id, token);
+        config.send_timeout = options.reply_timeout;
         let listener = Listener::bind(
             session,
-            TransportConfig::new(options.worker_id, token),
+            config,
             ListenOptions {
                 shm: options.shm.clone(),
                 tcp: options.tcp,
@@ -213,6 +224,7 @@ impl Worker {
             encoder: Encoder::new(),
             outbox: Vec::new(),
             dead: Vec::new(),
+            unflushed: Vec::new(),
             address,
         })
     }
@@ -272,6 +284,7 @@ impl Worker {
         self.ready = ready;
         self.exec.tick(Instant::now(), &mut self.outbox);
         self.flush();
+        self.flush_tcp();
         self.reap();
         Ok(())
     }
@@ -356,6 +369,9 @@ impl Worker {
             };
             if let Some(key) = key {
                 if let Some(conn) = self.mux.get_mut(key) {
+                    if conn.kind() == TransportKind::Tcp && !self.unflushed.contains(&key) {
+                        self.unflushed.push(key);
+                    }
                     if let Err(e) = conn.send_message(&mut self.encoder, &o.reply) {
                         // The reply stays in the cache (if it has one) for a
                         // re-sent request after the caller reconnects.
@@ -373,6 +389,18 @@ impl Worker {
             }
         }
         self.outbox = outbox;
+    }
+
+    /// Hands buffered TCP replies to the kernel (bounded by the reply timeout).
+    fn flush_tcp(&mut self) {
+        while let Some(key) = self.unflushed.pop() {
+            if let Some(conn) = self.mux.get_mut(key) {
+                if let Err(e) = conn.flush() {
+                    tracing::debug!(error = %e, ?key, "flush failed");
+                    self.dead.push(key);
+                }
+            }
+        }
     }
 
     fn reap(&mut self) {
