@@ -277,16 +277,16 @@ struct Class {
     constructor: Constructor,
 }
 
+type TypedConstructor<S> = Box<dyn Fn(&Args<'_>) -> Result<S, AppError> + Send + Sync>;
+type TypedMethod<S> = Box<dyn Fn(&mut S, &Args<'_>) -> TaskResult + Send + Sync>;
+
 /// An actor class under construction: its constructor and methods, typed by
 /// the actor's state `S` (Ray's actor class; `S` plays the Python instance).
 pub struct ActorClass<S> {
     module_path: String,
     name: String,
-    constructor: Box<dyn Fn(&Args<'_>) -> Result<S, AppError> + Send + Sync>,
-    methods: Vec<(
-        String,
-        Box<dyn Fn(&mut S, &Args<'_>) -> TaskResult + Send + Sync>,
-    )>,
+    constructor: TypedConstructor<S>,
+    methods: Vec<(String, TypedMethod<S>)>,
 }
 
 impl<S> fmt::Debug for ActorClass<S> {
