@@ -501,3 +501,75 @@ fn normal_task_fails_with_worker_died_when_its_worker_is_gone() {
     }
     assert_eq!(driver.num_pending_tasks(), 0);
 }
+
+#[test]
+fn a_caller_that_stops_reading_does_not_stall_the_others() {
+    maybe_run_worker();
+    let s = TestSession::new("stopped");
+    let worker = s.spawn_worker("a_caller_that_stops_reading_does_not_stall_the_others", 2);
+    // Caller A floods the worker with requests and never reads a reply.
+    let flood = {
+        let token = SessionToken::load_or_create(s.session.dir()).unwrap();
+        let mut conn = Connector::new(
+            TransportConfig::new(shmwire::ids::WorkerId::from_random(), token),
+            s.node,
+        )
+        .with_session(&s.session)
+        .unwrap()
+        .connect_worker(&worker.id)
+        .unwrap();
+        let id = worker.id;
+        std::thread::spawn(move || {
+            let mut enc = Encoder::new();
+            let mut sent = 0u64;
+            for n in 0..200_000u64 {
+                let req = PushTaskRequest {
+                    intended_worker_id: id,
+                    task_spec: TaskSpecBuilder::new(FunctionDescriptor::rust(MODULE, "", "square"))
+                        .parent(
+                            shmwire::ids::TaskId::for_driver_task(shmwire::ids::JobId::from_int(9)),
+                            n,
+                        )
+                        .arg(i64_arg(3))
+                        .num_returns(1)
+                        .build_normal_task(),
+                    sequence_number: -1,
+                    client_processed_up_to: -1,
+                    resource_mapping: Vec::new(),
+                };
+                if conn.send_push_task(&mut enc, &req).is_err() {
+                    break;
+                }
+                sent += 1;
+            }
+            sent
+        })
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    // Caller B keeps getting answers; a stall is bounded by the worker's
+    // reply timeout (1 s), after which A's connection is closed.
+    let mut driver = s.driver();
+    let mut worst = Duration::ZERO;
+    for x in 0..200i64 {
+        let t = Instant::now();
+        let r = driver
+            .submit_task(
+                worker.id,
+                FunctionDescriptor::rust(MODULE, "", "square"),
+                vec![i64_arg(x)],
+                TaskOptions::default(),
+            )
+            .unwrap();
+        assert_eq!(get_i64(&mut driver, &r), x * x);
+        worst = worst.max(t.elapsed());
+    }
+    let sent = flood.join().unwrap();
+    assert!(
+        sent < 200_000,
+        "the flooding caller was cut off (sent {sent})"
+    );
+    assert!(worst < Duration::from_secs(3), "worst round trip {worst:?}");
+    eprintln!("stopped caller cut off after {sent} requests; worst other round trip {worst:?}");
+    drop(driver);
+    worker.wait_success();
+}

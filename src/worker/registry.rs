@@ -463,6 +463,13 @@ impl FunctionRegistry {
         self.find(&archived_parts(d))
     }
 
+    /// The index of the entry registered under an archived descriptor (its
+    /// registration order, also its slot in the worker's statistics), found
+    /// the way the worker dispatches: no allocation.
+    pub fn lookup_index(&self, d: &ArchivedFunctionDescriptor) -> Option<usize> {
+        self.lookup(d).map(|e| e.index)
+    }
+
     /// `true` if `descriptor` is registered (as a function, constructor or method).
     pub fn contains(&self, descriptor: &FunctionDescriptor) -> bool {
         self.find(&parts(descriptor)).is_some()

@@ -367,7 +367,9 @@ impl Worker {
                 Target::Peer(k) => Some(k),
                 Target::Caller(w) => self.exec.callers.get(&w).and_then(|c| c.current),
             };
-            if let Some(key) = key {
+            // A connection found dead in this batch gets nothing more (each
+            // attempt could wait the reply timeout again).
+            if let Some(key) = key.filter(|k| !self.dead.contains(k)) {
                 if let Some(conn) = self.mux.get_mut(key) {
                     if conn.kind() == TransportKind::Tcp && !self.unflushed.contains(&key) {
                         self.unflushed.push(key);
