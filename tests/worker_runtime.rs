@@ -573,3 +573,49 @@ fn a_caller_that_stops_reading_does_not_stall_the_others() {
     drop(driver);
     worker.wait_success();
 }
+
+#[test]
+fn normal_tasks_retry_after_a_broken_connection_or_fail_without_retries() {
+    maybe_run_worker();
+    let s = TestSession::new("retry");
+    let worker = s.spawn_worker(
+        "normal_tasks_retry_after_a_broken_connection_or_fail_without_retries",
+        3,
+    );
+    let mut driver = s.driver();
+    let submit = |driver: &mut CoreWorker, x: i64, max_retries: i32| {
+        driver
+            .submit_task(
+                worker.id,
+                FunctionDescriptor::rust(MODULE, "", "square"),
+                vec![i64_arg(x)],
+                TaskOptions { max_retries },
+            )
+            .unwrap()
+    };
+    let retried: Vec<ObjectRef> = (0..20).map(|x| submit(&mut driver, x, 1)).collect();
+    driver.reset_connection(worker.id);
+    let values = driver.get(&retried, GUARD).unwrap();
+    for (x, v) in values.iter().enumerate() {
+        assert_eq!(as_i64(v), (x * x) as i64);
+    }
+    // Without retries, a task whose reply was lost with the connection fails
+    // (its outcome is unknown to the caller) and is not left pending.
+    let once: Vec<ObjectRef> = (0..20).map(|x| submit(&mut driver, x, 0)).collect();
+    driver.reset_connection(worker.id);
+    for r in &once {
+        match driver.get(std::slice::from_ref(r), GUARD) {
+            Ok(_) => panic!("a reply arrived on a connection that was closed before reading"),
+            Err(GetError::Task {
+                error: TaskError::WorkerDied { worker_id, .. },
+                ..
+            }) => {
+                assert_eq!(worker_id, worker.id)
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(driver.num_pending_tasks(), 0);
+    drop(driver);
+    worker.wait_success();
+}
