@@ -44,6 +44,10 @@ pub const MAX_DIRECT_CALL_OBJECT_SIZE: usize = 100 * 1024;
 /// `ErrorType::TASK_EXECUTION_EXCEPTION`); its data is the message in UTF-8.
 pub const APP_ERROR_METADATA: &[u8] = b"TASK_EXECUTION_EXCEPTION";
 
+/// Frames taken from one connection per event-loop turn before the others
+/// get their turn.
+const DRAIN_BUDGET: usize = 1024;
+
 /// How a [`Worker`] listens and behaves.
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
@@ -331,10 +335,16 @@ impl Worker {
         Ok(())
     }
 
-    /// Receives everything `key` has buffered, handling each request as it
-    /// comes and sending its replies before the next receive.
+    /// Receives what `key` has buffered (at most [`DRAIN_BUDGET`] frames per
+    /// turn, so one busy caller cannot starve the others; the mux reports a
+    /// connection with frames left again), handling each request as it comes
+    /// and sending its replies before the next receive. Stops at once when
+    /// the connection is found dead.
     fn drain(&mut self, key: PeerKey) {
-        loop {
+        for _ in 0..DRAIN_BUDGET {
+            if self.dead.contains(&key) {
+                return;
+            }
             let Some(conn) = self.mux.get_mut(key) else {
                 return;
             };
