@@ -25,6 +25,7 @@
 //! | [`ordering`] | Ray's actor-task sequence numbers, both sides | [`ActorSubmitQueue`](ordering::ActorSubmitQueue), [`ActorSchedulingQueue`](ordering::ActorSchedulingQueue), [`NormalSchedulingQueue`](ordering::NormalSchedulingQueue) |
 //! | [`store`] | plasma-like object store: an arena in shared memory, create/seal/get zero-copy, LRU eviction, fallback files, dead-client cleanup | [`StoreService`](store::StoreService), [`StoreClient`](store::StoreClient), [`ObjectBuilder`](store::ObjectBuilder), [`ObjectBuffer`](store::ObjectBuffer), [`ObjectTable`](store::ObjectTable) |
 //! | [`node`] | a host's session: the directory of workers, the session token | [`Directory`](node::Directory), [`load_or_create_token`](node::load_or_create_token) |
+//! | [`worker`] | the CoreWorker analogue: registry, actors, tasks, `get`/`wait`, pending tasks, stats | [`Worker`](worker::Worker), [`CoreWorker`](worker::CoreWorker), [`ActorHandle`](worker::ActorHandle), [`ObjectRef`](worker::ObjectRef) |
 //!
 //! `docs/` in the repository explains the message layout, the memory layout,
 //! every atomic ordering pair and the wake-up handshake, the transport's
@@ -101,3 +102,6 @@ pub(crate) mod sys;
 #[cfg(not(shmwire_loom))]
 pub mod transport;
 pub mod wake;
+// The worker runtime sits on the transport.
+#[cfg(not(shmwire_loom))]
+pub mod worker;

@@ -9,10 +9,14 @@
 //!   stores the task under its `seq_no` and runs one scheduling pass.
 //! * A scheduling pass rejects every buffered task below `next` ("client cancelled stale
 //!   rpc"), then executes the head while it is exactly `next` and its dependencies are
-//!   ready, then re-arms or cancels the reorder timer: the timer is armed (to
-//!   `now + reorder_wait`, counted afresh on every pass, exactly as Ray's
-//!   `wait_timer_.expires_from_now`) only when the head is *ready* but not `next` (a gap);
-//!   a head whose dependencies are not ready holds the line with no timer.
+//!   ready, then arms or cancels the reorder timer: the timer runs only while the head is
+//!   *ready* but not `next` (a gap); a head whose dependencies are not ready holds the
+//!   line with no timer. The wait counts from when the gap at `next` first appeared:
+//!   later arrivals behind the same gap do not re-arm it (Ray's receiver originally
+//!   re-armed `wait_timer_.expires_from_now` on every pass, so a caller sending one task
+//!   every 10 s kept a 30 s gap open forever; Ray has since changed its receiver the same
+//!   way). Only when `next` moves (the gap closed or was skipped) does a new gap get a
+//!   fresh wait.
 //! * When the timer expires, every buffered task is rejected in `seq_no` order and `next`
 //!   moves past the highest of them (`next = max(next, seq_no + 1)`).
 //!
@@ -142,6 +146,8 @@ pub struct ActorSchedulingQueue<T> {
     pending: BTreeMap<i64, Buffered<T>>,
     /// Ray's `wait_timer_`: `Some(deadline)` while armed.
     wait_deadline: Option<Instant>,
+    /// The `next_seq_no` the armed timer waits for: the gap it measures.
+    wait_gap: i64,
     /// Decisions made but not yet returned by `poll`, in the order they were made.
     decided: VecDeque<Decision<T>>,
 }
@@ -161,6 +167,7 @@ impl<T> ActorSchedulingQueue<T> {
             next_seq_no: 0,
             pending: BTreeMap::new(),
             wait_deadline: None,
+            wait_gap: 0,
             decided: VecDeque::new(),
         }
     }
@@ -307,10 +314,14 @@ impl<T> ActorSchedulingQueue<T> {
             });
             self.next_seq_no = seq_no.saturating_add(1);
         }
-        // No timeout for dependency waits; otherwise (re)arm the timer from now.
+        // No timeout for dependency waits; otherwise arm the timer when the gap at
+        // `next` first appears and leave it alone while that same gap stays open.
         match self.pending.first_key_value() {
             Some((_, head)) if head.deps_ready => {
-                self.wait_deadline = Some(now + self.reorder_wait);
+                if self.wait_deadline.is_none() || self.wait_gap != self.next_seq_no {
+                    self.wait_deadline = Some(now + self.reorder_wait);
+                    self.wait_gap = self.next_seq_no;
+                }
             }
             _ => self.wait_deadline = None,
         }
@@ -353,22 +364,53 @@ mod tests {
     }
 
     #[test]
-    fn timer_is_rearmed_on_every_pass() {
+    fn timer_counts_from_when_the_gap_first_appeared() {
         let t0 = Instant::now();
         let w = Duration::from_secs(10);
         let mut q = ActorSchedulingQueue::new(w);
         q.add(2, -1, 2, true, t0);
         assert_eq!(q.next_timeout(), Some(t0 + w));
-        // A later arrival re-arms from its own `now`, as Ray's expires_from_now does.
+        // A later arrival behind the same gap does not push the deadline out.
         q.add(3, -1, 3, true, t0 + Duration::from_secs(5));
-        assert_eq!(q.next_timeout(), Some(t0 + Duration::from_secs(15)));
-        assert!(q.poll(t0 + Duration::from_secs(12)).is_empty());
-        let ds = q.poll_decisions(t0 + Duration::from_secs(15));
+        assert_eq!(q.next_timeout(), Some(t0 + w));
+        assert!(q.poll(t0 + Duration::from_secs(9)).is_empty());
+        let ds = q.poll_decisions(t0 + w);
         assert_eq!(seqs(&ds), vec![(2, false), (3, false)]);
         assert!(ds
             .iter()
             .all(|d| d.reject_reason == Some(RejectReason::ReorderTimeout)));
         assert_eq!(q.next_seq_no(), 4);
+    }
+
+    #[test]
+    fn a_slow_caller_cannot_keep_a_gap_open() {
+        // One task every 7 s behind a missing seq 0, with a 10 s wait: the gap still
+        // times out 10 s after it appeared.
+        let t0 = Instant::now();
+        let w = Duration::from_secs(10);
+        let mut q = ActorSchedulingQueue::new(w);
+        for k in 1..=3i64 {
+            let at = t0 + Duration::from_secs(7 * (k as u64 - 1));
+            q.add(k, -1, k, true, at);
+        }
+        // The third add (t = 14 s) fired the timer first (due at 10 s).
+        let ds = q.poll_decisions(t0 + Duration::from_secs(14));
+        assert_eq!(seqs(&ds), vec![(1, false), (2, false), (3, true)]);
+    }
+
+    #[test]
+    fn a_new_gap_gets_a_fresh_wait() {
+        let t0 = Instant::now();
+        let w = Duration::from_secs(10);
+        let mut q = ActorSchedulingQueue::new(w);
+        q.add(1, -1, 1, true, t0);
+        q.add(3, -1, 3, true, t0 + Duration::from_secs(1));
+        assert_eq!(q.next_timeout(), Some(t0 + w));
+        // Seq 0 closes the first gap at 4 s; 0 and 1 run; seq 2 is the new gap.
+        let t4 = t0 + Duration::from_secs(4);
+        q.add(0, -1, 0, true, t4);
+        assert_eq!(seqs(&q.poll_decisions(t4)), vec![(0, true), (1, true)]);
+        assert_eq!(q.next_timeout(), Some(t4 + w));
     }
 
     #[test]

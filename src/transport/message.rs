@@ -78,6 +78,21 @@ pub trait MessageConnection: Connection {
         self.send_with(len, |buf| encoder.encode_into(msg, buf))
     }
 
+    /// [`MessageConnection::send_message`] that never waits
+    /// ([`Connection::try_send_with`]): when the peer has no room the
+    /// message is queued on this connection, within its bound, and
+    /// [`SendError::QueueFull`] says the peer is not reading. A server
+    /// replying to many callers uses this so that one caller that stops
+    /// reading delays no other.
+    fn try_send_message<M: Message>(
+        &mut self,
+        encoder: &mut Encoder,
+        msg: &M,
+    ) -> Result<usize, SendError<EncodeError>> {
+        let len = encoder.encoded_len(msg).map_err(SendError::Encode)?;
+        self.try_send_with(len, |buf| encoder.encode_into(msg, buf))
+    }
+
     /// Receives the next frame as a private snapshot
     /// ([`Connection::recv_private_timeout`]: on shared memory a copy into a
     /// reusable connection-private buffer, on TCP the receive buffer),

@@ -1,0 +1,72 @@
+//! Two-process actor ping-pong: the driver creates a `Pong` actor in a
+//! worker process and calls `ping(x)` one call at a time; the actor answers
+//! `x + 1` and counts the calls. Prints calls per second and the median and
+//! p99 round trip; exits 0 only when every reply checked.
+//!
+//! `cargo run --release --example actor_ping_pong [calls]`
+
+mod support;
+
+use std::time::Instant;
+
+use shmwire::worker::{ActorClass, CoreWorker, CoreWorkerOptions, FunctionRegistry};
+use support::{as_i64, i64_arg, Cluster, Result, TIMEOUT};
+
+fn registry() -> FunctionRegistry {
+    let mut r = FunctionRegistry::new();
+    r.register_actor_class(
+        ActorClass::new("ping_pong", "Pong", |_| Ok(0i64))
+            .method("ping", |calls: &mut i64, args| {
+                *calls += 1;
+                Ok((args.i64(0)? + 1).to_le_bytes().to_vec())
+            })
+            .method("calls", |calls: &mut i64, _| {
+                Ok(calls.to_le_bytes().to_vec())
+            }),
+    )
+    .expect("fresh registry");
+    r
+}
+
+fn main() -> Result<()> {
+    support::maybe_serve(registry);
+    let calls: i64 = std::env::args()
+        .nth(1)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(20_000);
+    let mut cluster = Cluster::new("ping-pong")?;
+    let worker = cluster.spawn_worker(1)?;
+    let mut driver = CoreWorker::new(&cluster.session, CoreWorkerOptions::new(cluster.node))?;
+    let pong = driver.create_actor(worker, "ping_pong", "Pong", vec![], 0)?;
+    let mut rtts = Vec::with_capacity(calls as usize);
+    let start = Instant::now();
+    for x in 0..calls {
+        let t = Instant::now();
+        let r = driver.submit_actor_task(&pong, "ping", vec![i64_arg(x)])?;
+        let v = driver.get(std::slice::from_ref(&r), TIMEOUT)?;
+        rtts.push(t.elapsed());
+        if as_i64(&v[0])? != x + 1 {
+            return Err(format!("ping({x}) answered {}", as_i64(&v[0])?).into());
+        }
+        driver.free(&[r]);
+    }
+    let elapsed = start.elapsed();
+    let r = driver.submit_actor_task(&pong, "calls", vec![])?;
+    let n = as_i64(&driver.get(&[r], TIMEOUT)?[0])?;
+    if n != calls {
+        return Err(format!("the actor counted {n} calls, expected {calls}").into());
+    }
+    rtts.sort();
+    let pct = |p: f64| rtts[((rtts.len() as f64 - 1.0) * p) as usize];
+    println!(
+        "{calls} sync actor calls in {elapsed:?}: {:.0} calls/s, round trip p50 {:?}, p99 {:?}",
+        calls as f64 / elapsed.as_secs_f64(),
+        pct(0.5),
+        pct(0.99)
+    );
+    drop(driver);
+    cluster.wait_all()?;
+    println!("ok: every reply checked");
+    Ok(())
+}

@@ -1,0 +1,129 @@
+//! Shared by the worker examples: start worker processes by re-executing the
+//! example itself (`<exe> __worker <session> <worker id> <node id> <callers>`),
+//! serve in them, and clean up (kill, reap, remove the session) on drop.
+
+#![allow(dead_code)]
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shmwire::ids::{NodeId, WorkerId};
+use shmwire::node::Directory;
+use shmwire::shm::Session;
+use shmwire::worker::{FunctionRegistry, Worker, WorkerOptions};
+
+/// Bound on every wait of the examples.
+pub const TIMEOUT: Duration = Duration::from_secs(60);
+
+pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// If this process was started as a worker, serves with `registry()` and
+/// exits; otherwise returns.
+pub fn maybe_serve(registry: impl FnOnce() -> FunctionRegistry) {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) != Some("__worker") || args.len() != 6 {
+        return;
+    }
+    let run = || -> Result<()> {
+        let session = Session::open(&args[2])?;
+        let id: WorkerId = args[3].parse()?;
+        let node: NodeId = args[4].parse()?;
+        let callers: u64 = args[5].parse()?;
+        let mut worker =
+            Worker::bind(&session, WorkerOptions::new(id, node), Arc::new(registry()))?;
+        worker.serve_callers(callers, TIMEOUT)?;
+        Ok(())
+    };
+    std::process::exit(match run() {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("worker: {e}");
+            1
+        }
+    });
+}
+
+/// The driver's session and its worker processes.
+pub struct Cluster {
+    pub session: Session,
+    pub node: NodeId,
+    pub workers: Vec<(WorkerId, Child)>,
+}
+
+impl Cluster {
+    /// A fresh session named after the example and this process.
+    pub fn new(example: &str) -> Result<Self> {
+        let session = Session::open(&format!("{example}-{}", std::process::id()))?;
+        Ok(Self {
+            session,
+            node: NodeId::from_random(),
+            workers: Vec::new(),
+        })
+    }
+
+    /// Starts a worker process serving `callers` connections and waits until
+    /// it is registered in the session's directory.
+    pub fn spawn_worker(&mut self, callers: u64) -> Result<WorkerId> {
+        let id = WorkerId::from_random();
+        let child = Command::new(std::env::current_exe()?)
+            .args([
+                "__worker",
+                self.session.name(),
+                &id.to_string(),
+                &self.node.to_string(),
+                &callers.to_string(),
+            ])
+            .stdin(Stdio::null())
+            .spawn()?;
+        self.workers.push((id, child));
+        let dir = Directory::for_session(&self.session)?;
+        let deadline = Instant::now() + TIMEOUT;
+        while dir.lookup(&id).is_err() {
+            if Instant::now() > deadline {
+                return Err("a worker never registered".into());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(id)
+    }
+
+    /// Waits (bounded) for every worker to exit successfully.
+    pub fn wait_all(&mut self) -> Result<()> {
+        let deadline = Instant::now() + TIMEOUT;
+        for (id, child) in &mut self.workers {
+            loop {
+                if let Some(status) = child.try_wait()? {
+                    if !status.success() {
+                        return Err(format!("worker {id} failed: {status}").into());
+                    }
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(format!("worker {id} did not exit").into());
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        self.workers.clear();
+        Ok(())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.workers {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = self.session.remove_all();
+    }
+}
+
+pub fn i64_arg(x: i64) -> shmwire::spec::TaskArg {
+    shmwire::spec::TaskArg::value(x.to_le_bytes().to_vec(), Vec::new())
+}
+
+pub fn as_i64(v: &[u8]) -> Result<i64> {
+    Ok(i64::from_le_bytes(v.try_into().map_err(|_| "not an i64")?))
+}

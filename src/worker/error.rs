@@ -1,0 +1,180 @@
+//! The worker layer's errors: [`TaskError`] (why one task produced no value),
+//! [`GetError`] (what `get` reports) and [`WorkerError`] (setting up,
+//! submitting, serving).
+
+use crate::ids::{ActorId, ObjectId, WorkerId};
+use crate::spec::EncodeError;
+use crate::spec::StatusCode;
+use crate::transport::{ConnectError, LookupError, RecvError, SendError};
+
+/// Why a task's return object holds an error instead of a value (Ray's error
+/// objects: `RayTaskError`, `ActorDiedError`, `WorkerCrashedError`, …).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TaskError {
+    /// The handler ran and returned an application error (Ray's
+    /// `is_application_level_error` / `RayTaskError`).
+    #[error("task {function} failed: {message}")]
+    Application {
+        /// The function's call string, e.g. `Counter.add`.
+        function: String,
+        /// The handler's message.
+        message: String,
+    },
+    /// The receiving worker has no function registered under the task's
+    /// descriptor (or no such actor class / method).
+    #[error("function {function} is not registered on the worker: {message}")]
+    FunctionNotFound {
+        /// The function's call string.
+        function: String,
+        /// The worker's explanation.
+        message: String,
+    },
+    /// The actor died (its process is gone) before the task replied (Ray's
+    /// `ACTOR_DIED`).
+    #[error("actor {actor_id} died before task {function} replied")]
+    ActorDied {
+        /// The actor.
+        actor_id: ActorId,
+        /// The function's call string.
+        function: String,
+    },
+    /// The actor could not be reached for this task and it has no retries
+    /// left (Ray's `ACTOR_UNAVAILABLE`).
+    #[error("actor {actor_id} unavailable for task {function} (no retries left)")]
+    ActorUnavailable {
+        /// The actor.
+        actor_id: ActorId,
+        /// The function's call string.
+        function: String,
+    },
+    /// The worker running a normal task died or its connection broke, and no
+    /// retries were left (Ray's `WORKER_DIED`).
+    #[error("worker {worker_id} died before task {function} replied")]
+    WorkerDied {
+        /// The worker.
+        worker_id: WorkerId,
+        /// The function's call string.
+        function: String,
+    },
+    /// The receiver cancelled the task before it ran.
+    #[error("task {function} was cancelled")]
+    Cancelled {
+        /// The function's call string.
+        function: String,
+    },
+    /// The return value is larger than `max_direct_call_object_size` and
+    /// would live in the object store, which this version does not have.
+    #[error(
+        "the return value of {function} has {size} bytes, above max_direct_call_object_size \
+         ({max} bytes); large objects need the object store"
+    )]
+    ObjectTooLarge {
+        /// The function's call string.
+        function: String,
+        /// The value's size in bytes.
+        size: u64,
+        /// The inline limit in bytes.
+        max: u64,
+    },
+    /// The worker refused the request or failed it outside the handler
+    /// (wrong recipient, stale request, no actor on that worker, …).
+    #[error("task {function} failed on the worker ({code:?}): {message}")]
+    System {
+        /// The function's call string.
+        function: String,
+        /// Ray's status code from the reply.
+        code: StatusCode,
+        /// The reply's status message.
+        message: String,
+    },
+}
+
+/// What [`CoreWorker::get`](crate::worker::CoreWorker::get) reports.
+#[derive(Debug, thiserror::Error)]
+pub enum GetError {
+    /// Not every object was ready within the timeout (Ray's `GetTimeoutError`).
+    #[error("get timed out: {ready} of {total} objects ready")]
+    TimedOut {
+        /// Objects that were ready.
+        ready: usize,
+        /// Objects asked for.
+        total: usize,
+    },
+    /// An object holds a task error.
+    #[error("object {object_id}: {error}")]
+    Task {
+        /// The object.
+        object_id: ObjectId,
+        /// The task's error.
+        #[source]
+        error: TaskError,
+    },
+    /// The object is not owned by this worker, or was freed.
+    #[error("object {0} is unknown to this worker (not owned here, or freed)")]
+    UnknownObject(ObjectId),
+    /// Driving the connections failed.
+    #[error(transparent)]
+    Worker(#[from] WorkerError),
+}
+
+/// Errors of the worker layer outside a single task's outcome.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// Connecting to a worker or listening failed.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// Sending a request or reply failed.
+    #[error(transparent)]
+    Send(#[from] SendError<EncodeError>),
+    /// Receiving failed.
+    #[error(transparent)]
+    Recv(#[from] RecvError),
+    /// Finding a worker in the directory failed.
+    #[error(transparent)]
+    Lookup(#[from] LookupError),
+    /// The event loop (its `poll`) failed.
+    #[error("event loop: {0}")]
+    EventLoop(#[from] std::io::Error),
+    /// The session's shared-memory directory failed.
+    #[error(transparent)]
+    Shm(#[from] crate::shm::ShmError),
+    /// The inline arguments of a task exceed `max_direct_call_object_size`
+    /// (large arguments need the object store, not available yet).
+    #[error(
+        "task arguments of {size} bytes exceed max_direct_call_object_size ({max} bytes); \
+         large arguments need the object store"
+    )]
+    ArgsTooLarge {
+        /// Inline argument bytes of the task.
+        size: u64,
+        /// The limit in bytes.
+        max: u64,
+    },
+    /// An argument is an object reference this worker does not own, or one
+    /// whose task failed.
+    #[error("argument object {object_id} cannot be resolved: {reason}")]
+    UnresolvedArgument {
+        /// The argument object.
+        object_id: ObjectId,
+        /// Why.
+        reason: String,
+    },
+    /// The actor handle names an actor this worker did not create.
+    #[error("unknown actor {0}")]
+    UnknownActor(ActorId),
+    /// The actor's creation task failed; no actor exists.
+    #[error("creating actor {actor_id} failed: {error}")]
+    ActorCreation {
+        /// The actor that was to be created.
+        actor_id: ActorId,
+        /// Why the creation task failed.
+        #[source]
+        error: TaskError,
+    },
+    /// A bounded wait ran out.
+    #[error("timed out: {0}")]
+    TimedOut(&'static str),
+    /// Reading or creating the session token failed.
+    #[error(transparent)]
+    Token(#[from] crate::node::TokenError),
+}

@@ -1,0 +1,60 @@
+//! The worker runtime: Ray's core-worker path as a library.
+//!
+//! | piece | type | Ray |
+//! | --- | --- | --- |
+//! | function registry | [`FunctionRegistry`], [`ActorClass`], [`Args`] | `FunctionActorManager` |
+//! | receiving worker | [`Worker`] | `CoreWorker::HandlePushTask`, the scheduling queues, `ExecuteTask` |
+//! | submitting worker | [`CoreWorker`], [`ActorHandle`], [`ObjectRef`] | `CoreWorker::SubmitActorTask` / `SubmitTask` / `CreateActor` / `Get` / `Wait`, `CoreWorkerDirectActorTaskSubmitter` |
+//! | pending tasks | [`TaskManager`] | `TaskManager` |
+//! | statistics | [`EventStats`], [`StatsSnapshot`] | `instrumented_io_context` / `EventStats` |
+//!
+//! `docs/worker.md` maps every step of Ray's actor-task path to this code.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use shmwire::ids::{NodeId, WorkerId};
+//! use shmwire::shm::Session;
+//! use shmwire::spec::TaskArg;
+//! use shmwire::worker::{ActorClass, CoreWorker, CoreWorkerOptions, FunctionRegistry, Worker,
+//!                       WorkerOptions};
+//!
+//! // In the worker process:
+//! let session = Session::open("example")?;
+//! let mut registry = FunctionRegistry::new();
+//! registry.register_actor_class(
+//!     ActorClass::new("app", "Counter", |_| Ok(0i64)).method("add", |total, args| {
+//!         *total += args.i64(0)?;
+//!         Ok(total.to_le_bytes().to_vec())
+//!     }),
+//! )?;
+//! let node = NodeId::from_random();
+//! let worker_id = WorkerId::from_random();
+//! let mut worker = Worker::bind(&session, WorkerOptions::new(worker_id, node), Arc::new(registry))?;
+//! # std::thread::spawn(move || worker.serve_callers(1, Duration::from_secs(60)));
+//!
+//! // In the driver process (same session, same node):
+//! let mut driver = CoreWorker::new(&session, CoreWorkerOptions::new(node))?;
+//! let counter = driver.create_actor(worker_id, "app", "Counter", vec![], 0)?;
+//! let r = driver.submit_actor_task(&counter, "add", vec![TaskArg::value(5i64.to_le_bytes().to_vec(), vec![])])?;
+//! let v = driver.get(&[r], Duration::from_secs(5))?;
+//! assert_eq!(v[0], 5i64.to_le_bytes());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod core;
+mod error;
+pub mod registry;
+mod server;
+pub mod stats;
+pub mod task_manager;
+
+pub use self::core::{ActorHandle, CoreWorker, CoreWorkerOptions, ObjectRef, TaskOptions};
+pub use error::{GetError, TaskError, WorkerError};
+pub use registry::{
+    ActorClass, AlreadyRegistered, AppError, ArgError, Args, FunctionKey, FunctionRegistry,
+    TaskResult, CONSTRUCTOR_NAME,
+};
+pub use server::{Worker, WorkerOptions, APP_ERROR_METADATA, MAX_DIRECT_CALL_OBJECT_SIZE};
+pub use stats::{EventStats, HandlerStats, StatsSnapshot};
+pub use task_manager::{PendingTask, ReplyMatch, TaskManager};

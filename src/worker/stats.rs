@@ -1,0 +1,173 @@
+//! Event-loop statistics in the spirit of Ray's `instrumented_io_context`
+//! (`src/ray/common/event_stats.h`): for each handler, how many times it
+//! ran, and its cumulative and maximum queueing time (from arrival to start)
+//! and execution time.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+/// Counters of one handler (Ray's `EventStats`), kept in nanoseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Counters {
+    count: u64,
+    cum_queue_ns: u64,
+    max_queue_ns: u64,
+    cum_exec_ns: u64,
+    max_exec_ns: u64,
+}
+
+/// One handler's figures in a [`StatsSnapshot`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandlerStats {
+    /// The handler's name (a function's call string, or an event-loop step
+    /// such as `Worker.HandlePushTask`).
+    pub name: String,
+    /// Times it ran.
+    pub count: u64,
+    /// Sum of the time its events waited before running.
+    pub cum_queueing: Duration,
+    /// Longest single wait.
+    pub max_queueing: Duration,
+    /// Sum of its run times.
+    pub cum_execution: Duration,
+    /// Longest single run.
+    pub max_execution: Duration,
+}
+
+impl HandlerStats {
+    /// Mean execution time (zero when it never ran).
+    pub fn mean_execution(&self) -> Duration {
+        if self.count == 0 {
+            Duration::ZERO
+        } else {
+            self.cum_execution / u32::try_from(self.count).unwrap_or(u32::MAX)
+        }
+    }
+}
+
+/// A structured copy of every handler's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// Handlers that ran at least once, in registration order.
+    pub handlers: Vec<HandlerStats>,
+}
+
+impl StatsSnapshot {
+    /// The handler called `name`, if it ran.
+    pub fn handler(&self, name: &str) -> Option<&HandlerStats> {
+        self.handlers.iter().find(|h| h.name == name)
+    }
+
+    /// A printable summary, one line per handler (Ray's `StatsString`).
+    pub fn stats_string(&self) -> String {
+        let total: u64 = self.handlers.iter().map(|h| h.count).sum();
+        let mut s = format!("Global stats: {total} total\n");
+        for h in &self.handlers {
+            let _ = writeln!(
+                s,
+                "\t{}: count {}, execution mean {:?} total {:?} max {:?}, queueing total {:?} max {:?}",
+                h.name,
+                h.count,
+                h.mean_execution(),
+                h.cum_execution,
+                h.max_execution,
+                h.cum_queueing,
+                h.max_queueing
+            );
+        }
+        s
+    }
+}
+
+/// Per-handler counters indexed by a slot number fixed when the handler is
+/// known (no allocation when recording).
+#[derive(Debug, Clone, Default)]
+pub struct EventStats {
+    names: Vec<String>,
+    counters: Vec<Counters>,
+}
+
+fn ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl EventStats {
+    /// No handlers yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a handler named `name`; returns its slot.
+    pub fn add_handler(&mut self, name: impl Into<String>) -> usize {
+        self.names.push(name.into());
+        self.counters.push(Counters::default());
+        self.names.len() - 1
+    }
+
+    /// Records one run of handler `slot` that waited `queueing` and ran
+    /// `execution`. An unknown slot is ignored.
+    pub fn record(&mut self, slot: usize, queueing: Duration, execution: Duration) {
+        if let Some(c) = self.counters.get_mut(slot) {
+            let (q, e) = (ns(queueing), ns(execution));
+            c.count += 1;
+            c.cum_queue_ns = c.cum_queue_ns.saturating_add(q);
+            c.max_queue_ns = c.max_queue_ns.max(q);
+            c.cum_exec_ns = c.cum_exec_ns.saturating_add(e);
+            c.max_exec_ns = c.max_exec_ns.max(e);
+        }
+    }
+
+    /// A structured copy (handlers that ran at least once).
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            handlers: self
+                .names
+                .iter()
+                .zip(&self.counters)
+                .filter(|(_, c)| c.count > 0)
+                .map(|(n, c)| HandlerStats {
+                    name: n.clone(),
+                    count: c.count,
+                    cum_queueing: Duration::from_nanos(c.cum_queue_ns),
+                    max_queueing: Duration::from_nanos(c.max_queue_ns),
+                    cum_execution: Duration::from_nanos(c.cum_exec_ns),
+                    max_execution: Duration::from_nanos(c.max_exec_ns),
+                })
+                .collect(),
+        }
+    }
+
+    /// [`StatsSnapshot::stats_string`] of the current counters.
+    pub fn stats_string(&self) -> String {
+        self.snapshot().stats_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_count_cumulative_and_max() {
+        let mut s = EventStats::new();
+        let a = s.add_handler("A.f");
+        let _idle = s.add_handler("B.g");
+        s.record(a, Duration::from_micros(3), Duration::from_micros(10));
+        s.record(a, Duration::from_micros(1), Duration::from_micros(30));
+        s.record(99, Duration::ZERO, Duration::ZERO);
+        let snap = s.snapshot();
+        assert_eq!(
+            snap.handlers.len(),
+            1,
+            "handlers that never ran are left out"
+        );
+        let h = snap.handler("A.f").unwrap();
+        assert_eq!(h.count, 2);
+        assert_eq!(h.cum_queueing, Duration::from_micros(4));
+        assert_eq!(h.max_queueing, Duration::from_micros(3));
+        assert_eq!(h.cum_execution, Duration::from_micros(40));
+        assert_eq!(h.max_execution, Duration::from_micros(30));
+        assert_eq!(h.mean_execution(), Duration::from_micros(20));
+        assert!(s.stats_string().contains("A.f: count 2"));
+    }
+}

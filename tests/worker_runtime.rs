@@ -1,0 +1,625 @@
+//! The worker runtime with real processes: each test's workers are child
+//! processes (this test binary re-executed with a role in the environment),
+//! each test has its own temporary session root, every wait is bounded and
+//! every child is reaped.
+
+mod worker_support;
+
+use std::time::{Duration, Instant};
+
+use shmwire::spec::{
+    self, Encoder, FunctionDescriptor, PushTaskReply, PushTaskRequest, StatusCode, TaskSpecBuilder,
+};
+use shmwire::transport::{Connector, MessageConnection, TransportConfig};
+use shmwire::worker::{
+    ActorHandle, CoreWorker, CoreWorkerOptions, GetError, ObjectRef, TaskError, TaskOptions,
+    WorkerError, MAX_DIRECT_CALL_OBJECT_SIZE,
+};
+use worker_support::{as_i64, i64_arg, maybe_run_worker, TestSession, GUARD, MODULE};
+
+fn get_i64(driver: &mut CoreWorker, r: &ObjectRef) -> i64 {
+    as_i64(&driver.get(std::slice::from_ref(r), GUARD).unwrap()[0])
+}
+
+fn task_error(driver: &mut CoreWorker, r: &ObjectRef) -> TaskError {
+    match driver.get(std::slice::from_ref(r), GUARD) {
+        Err(GetError::Task { object_id, error }) => {
+            assert_eq!(object_id, r.id());
+            error
+        }
+        other => panic!("expected a task error, got {other:?}"),
+    }
+}
+
+#[test]
+fn ordered_actor_calls_from_several_callers_at_once() {
+    maybe_run_worker();
+    let s = TestSession::new("callers");
+    const CALLERS: i64 = 3;
+    const CALLS: i64 = 2_000;
+    let worker = s.spawn_worker(
+        "ordered_actor_calls_from_several_callers_at_once",
+        1 + CALLERS as u64,
+    );
+    let mut creator = s.driver();
+    let actor = creator
+        .create_actor(worker.id, MODULE, "Sequencer", vec![], 0)
+        .unwrap();
+    std::thread::scope(|scope| {
+        for caller in 0..CALLERS {
+            let actor = actor.clone();
+            let s = &s;
+            scope.spawn(move || {
+                // The last caller comes over TCP.
+                let mut opts = CoreWorkerOptions::new(s.node);
+                opts.force_tcp = caller == CALLERS - 1;
+                let mut me = CoreWorker::new(&s.session, opts).unwrap();
+                me.register_actor(&actor, 0).unwrap();
+                // Windows of 100 calls in flight.
+                for base in (0..CALLS).step_by(100) {
+                    let refs: Vec<ObjectRef> = (base..base + 100)
+                        .map(|x| {
+                            me.submit_actor_task(&actor, "next", vec![i64_arg(caller), i64_arg(x)])
+                                .unwrap()
+                        })
+                        .collect();
+                    let values = me.get(&refs, GUARD).unwrap();
+                    for (i, v) in values.iter().enumerate() {
+                        assert_eq!(as_i64(v), base + i as i64, "caller {caller}");
+                    }
+                    me.free(&refs);
+                }
+                assert_eq!(me.num_pending_tasks(), 0);
+            });
+        }
+    });
+    drop(creator);
+    worker.wait_success();
+}
+
+#[test]
+fn normal_tasks_on_several_workers() {
+    maybe_run_worker();
+    let s = TestSession::new("normal");
+    let workers: Vec<_> = (0..3)
+        .map(|_| s.spawn_worker("normal_tasks_on_several_workers", 1))
+        .collect();
+    let mut driver = s.driver();
+    let refs: Vec<ObjectRef> = (0..300i64)
+        .map(|x| {
+            let w = workers[x as usize % workers.len()].id;
+            driver
+                .submit_task(
+                    w,
+                    FunctionDescriptor::rust(MODULE, "", "square"),
+                    vec![i64_arg(x)],
+                    TaskOptions::default(),
+                )
+                .unwrap()
+        })
+        .collect();
+    // `wait` reports at least the asked-for number once they are ready.
+    let (ready, not_ready) = driver.wait(&refs, 10, GUARD).unwrap();
+    assert_eq!(ready.len(), 10);
+    assert_eq!(ready.len() + not_ready.len(), refs.len());
+    let values = driver.get(&refs, GUARD).unwrap();
+    for (x, v) in values.iter().enumerate() {
+        assert_eq!(as_i64(v), (x * x) as i64);
+    }
+    // Each worker ran its share in its own process.
+    let pids: std::collections::HashSet<i64> = workers
+        .iter()
+        .map(|w| {
+            let r = driver
+                .submit_task(
+                    w.id,
+                    FunctionDescriptor::rust(MODULE, "", "pid"),
+                    vec![],
+                    TaskOptions::default(),
+                )
+                .unwrap();
+            get_i64(&mut driver, &r)
+        })
+        .collect();
+    assert_eq!(pids.len(), 3);
+    drop(driver);
+    for w in workers {
+        w.wait_success();
+    }
+}
+
+#[test]
+fn hundred_thousand_sequential_actor_calls() {
+    maybe_run_worker();
+    let s = TestSession::new("100k");
+    let worker = s.spawn_worker("hundred_thousand_sequential_actor_calls", 1);
+    let mut driver = s.driver();
+    let actor = driver
+        .create_actor(worker.id, MODULE, "Counter", vec![i64_arg(0)], 0)
+        .unwrap();
+    let start = Instant::now();
+    for i in 1..=100_000i64 {
+        let r = driver
+            .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+            .unwrap();
+        let v = driver.get(std::slice::from_ref(&r), GUARD).unwrap();
+        assert_eq!(as_i64(&v[0]), i);
+        driver.free(&[r]);
+    }
+    eprintln!("100000 sequential actor calls in {:?}", start.elapsed());
+    assert_eq!(driver.num_pending_tasks(), 0);
+    drop(driver);
+    worker.wait_success();
+}
+
+#[test]
+fn application_errors_propagate_with_function_and_message() {
+    maybe_run_worker();
+    let s = TestSession::new("apperr");
+    let worker = s.spawn_worker("application_errors_propagate_with_function_and_message", 1);
+    let mut driver = s.driver();
+    let actor = driver
+        .create_actor(worker.id, MODULE, "Counter", vec![i64_arg(10)], 0)
+        .unwrap();
+    let bad = driver
+        .submit_actor_task(&actor, "fail", vec![i64_arg(7)])
+        .unwrap();
+    let good = driver
+        .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+        .unwrap();
+    assert_eq!(
+        task_error(&mut driver, &bad),
+        TaskError::Application {
+            function: "Counter::fail".into(),
+            message: "boom 7".into()
+        }
+    );
+    // The actor survives its method's error.
+    assert_eq!(get_i64(&mut driver, &good), 11);
+    let normal = driver
+        .submit_task(
+            worker.id,
+            FunctionDescriptor::rust(MODULE, "", "fail"),
+            vec![i64_arg(3)],
+            TaskOptions::default(),
+        )
+        .unwrap();
+    let e = task_error(&mut driver, &normal);
+    assert_eq!(e.to_string(), "task fail failed: refusing 3");
+    // A bad argument is the handler's error too.
+    let no_arg = driver.submit_actor_task(&actor, "add", vec![]).unwrap();
+    assert!(matches!(
+        task_error(&mut driver, &no_arg),
+        TaskError::Application { message, .. } if message.contains("argument 0 missing")
+    ));
+    // Values above the inline limit fail with a size error (no object store yet).
+    let big = driver
+        .submit_actor_task(
+            &actor,
+            "big",
+            vec![i64_arg(MAX_DIRECT_CALL_OBJECT_SIZE as i64 + 1)],
+        )
+        .unwrap();
+    assert!(matches!(
+        task_error(&mut driver, &big),
+        TaskError::ObjectTooLarge { size, max, .. }
+            if size == MAX_DIRECT_CALL_OBJECT_SIZE as u64 + 1 && max == MAX_DIRECT_CALL_OBJECT_SIZE as u64
+    ));
+    let fits = driver
+        .submit_actor_task(
+            &actor,
+            "big",
+            vec![i64_arg(MAX_DIRECT_CALL_OBJECT_SIZE as i64)],
+        )
+        .unwrap();
+    assert_eq!(
+        driver.get(&[fits], GUARD).unwrap()[0].len(),
+        MAX_DIRECT_CALL_OBJECT_SIZE
+    );
+    let too_big_arg =
+        shmwire::spec::TaskArg::value(vec![0u8; MAX_DIRECT_CALL_OBJECT_SIZE + 1], vec![]);
+    assert!(matches!(
+        driver.submit_actor_task(&actor, "add", vec![too_big_arg]),
+        Err(WorkerError::ArgsTooLarge { .. })
+    ));
+    // Results pass as arguments by reference (inlined by their owner).
+    let total = driver.submit_actor_task(&actor, "get", vec![]).unwrap();
+    let sq = driver
+        .submit_task(
+            worker.id,
+            FunctionDescriptor::rust(MODULE, "", "square"),
+            vec![total.as_arg()],
+            TaskOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(get_i64(&mut driver, &sq), 121);
+    drop(driver);
+    worker.wait_success();
+}
+
+#[test]
+fn unknown_function_class_and_method_fail_the_task() {
+    maybe_run_worker();
+    let s = TestSession::new("unknown");
+    let worker = s.spawn_worker("unknown_function_class_and_method_fail_the_task", 1);
+    let mut driver = s.driver();
+    let r = driver
+        .submit_task(
+            worker.id,
+            FunctionDescriptor::rust(MODULE, "", "nope"),
+            vec![],
+            TaskOptions::default(),
+        )
+        .unwrap();
+    assert!(matches!(
+        task_error(&mut driver, &r),
+        TaskError::FunctionNotFound { function, .. } if function == "nope"
+    ));
+    // A Python descriptor nobody registered is routed the same way.
+    let r = driver
+        .submit_task(
+            worker.id,
+            FunctionDescriptor::python("m", "", "f", ""),
+            vec![],
+            TaskOptions::default(),
+        )
+        .unwrap();
+    assert!(matches!(
+        task_error(&mut driver, &r),
+        TaskError::FunctionNotFound { .. }
+    ));
+    match driver.create_actor(worker.id, MODULE, "NoSuchClass", vec![], 0) {
+        Err(WorkerError::ActorCreation {
+            error: TaskError::FunctionNotFound { .. },
+            ..
+        }) => {}
+        other => panic!("expected a failed creation, got {other:?}"),
+    }
+    match driver.create_actor(worker.id, MODULE, "Failing", vec![], 0) {
+        Err(WorkerError::ActorCreation {
+            error: TaskError::Application { message, .. },
+            ..
+        }) => {
+            assert_eq!(message, "constructor refuses")
+        }
+        other => panic!("expected a failed constructor, got {other:?}"),
+    }
+    let actor = driver
+        .create_actor(worker.id, MODULE, "Counter", vec![], 0)
+        .unwrap();
+    let r = driver.submit_actor_task(&actor, "nope", vec![]).unwrap();
+    assert!(matches!(
+        task_error(&mut driver, &r),
+        TaskError::FunctionNotFound { function, .. } if function == "Counter::nope"
+    ));
+    // A method of another class on this actor.
+    let alien = ActorHandle::new(actor.actor_id(), worker.id, MODULE, "Sequencer");
+    let other = driver
+        .submit_actor_task(&alien, "next", vec![i64_arg(0), i64_arg(0)])
+        .unwrap();
+    assert!(matches!(
+        task_error(&mut driver, &other),
+        TaskError::FunctionNotFound { .. }
+    ));
+    let ok = driver
+        .submit_actor_task(&actor, "add", vec![i64_arg(2)])
+        .unwrap();
+    assert_eq!(get_i64(&mut driver, &ok), 2);
+    drop(driver);
+    worker.wait_success();
+}
+
+#[test]
+fn wrong_recipient_and_garbage_are_refused() {
+    maybe_run_worker();
+    let s = TestSession::new("wrongrcpt");
+    let worker = s.spawn_worker("wrong_recipient_and_garbage_are_refused", 2);
+    let me = shmwire::ids::WorkerId::from_random();
+    let token = shmwire::node::load_or_create_token(&s.session).unwrap();
+    let mut conn = Connector::new(TransportConfig::new(me, token), s.node)
+        .with_session(
+            &s.session,
+            std::sync::Arc::new(shmwire::node::Directory::for_session(&s.session).unwrap()),
+        )
+        .connect_worker(&worker.id)
+        .unwrap();
+    let mut enc = Encoder::new();
+    let spec = TaskSpecBuilder::new(FunctionDescriptor::rust(MODULE, "", "square"))
+        .arg(i64_arg(9))
+        .num_returns(1)
+        .build_normal_task();
+    let mut req = PushTaskRequest {
+        intended_worker_id: shmwire::ids::WorkerId::from_random(),
+        task_spec: spec,
+        sequence_number: -1,
+        client_processed_up_to: -1,
+        resource_mapping: Vec::new(),
+    };
+    // `send_push_task` refuses locally; a hostile or confused peer sends it anyway.
+    assert!(conn.send_push_task(&mut enc, &req).is_err());
+    conn.send_message(&mut enc, &req).unwrap();
+    let (code, msg) = conn
+        .recv_message_with::<PushTaskReply, _>(GUARD, |r| {
+            (r.status.code, r.status.message.to_string())
+        })
+        .unwrap();
+    assert_eq!(code, StatusCode::Invalid);
+    assert!(msg.contains("wrong recipient"), "{msg}");
+    // The same connection keeps working for a request meant for the worker.
+    req.intended_worker_id = worker.id;
+    conn.send_push_task(&mut enc, &req).unwrap();
+    let v = conn
+        .recv_message_with::<PushTaskReply, _>(GUARD, |r| match &r.return_objects[0].value {
+            spec::ArchivedReturnValue::Inline(d) => as_i64(d.data.as_slice()),
+            spec::ArchivedReturnValue::InStore => panic!("inline expected"),
+        })
+        .unwrap();
+    assert_eq!(v, 81);
+    // Garbage is a hostile peer: that connection is closed, the worker lives on.
+    shmwire::transport::Connection::send(&mut conn, &[0xAB; 64]).unwrap();
+    let err = conn
+        .recv_message_with::<PushTaskReply, _>(GUARD, |_| ())
+        .unwrap_err();
+    assert!(err.is_fatal(), "{err}");
+    drop(conn);
+    let mut driver = s.driver();
+    let r = driver
+        .submit_task(
+            worker.id,
+            FunctionDescriptor::rust(MODULE, "", "square"),
+            vec![i64_arg(4)],
+            TaskOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(get_i64(&mut driver, &r), 16);
+    drop(driver);
+    worker.wait_success();
+}
+
+#[test]
+fn sigkill_of_the_actor_fails_every_pending_task() {
+    maybe_run_worker();
+    let s = TestSession::new("sigkill");
+    let mut worker = s.spawn_worker("sigkill_of_the_actor_fails_every_pending_task", 1);
+    let mut driver = s.driver();
+    let actor = driver
+        .create_actor(worker.id, MODULE, "Counter", vec![], 2)
+        .unwrap();
+    let refs: Vec<ObjectRef> = (0..500)
+        .map(|_| {
+            driver
+                .submit_actor_task(&actor, "slow_add", vec![i64_arg(1)])
+                .unwrap()
+        })
+        .collect();
+    // Some complete, then the actor's process is killed mid-stream.
+    assert_eq!(get_i64(&mut driver, &refs[9]), 10);
+    worker.kill();
+    let start = Instant::now();
+    let (mut ok, mut died) = (0, 0);
+    for (i, r) in refs.iter().enumerate() {
+        match driver.get(std::slice::from_ref(r), GUARD) {
+            Ok(v) => {
+                assert_eq!(
+                    as_i64(&v[0]),
+                    i as i64 + 1,
+                    "completed before the kill, in order"
+                );
+                assert_eq!(died, 0, "no success after a failure");
+                ok += 1;
+            }
+            Err(GetError::Task {
+                error: TaskError::ActorDied { actor_id, function },
+                ..
+            }) => {
+                assert_eq!(actor_id, actor.actor_id());
+                assert_eq!(function, "Counter::slow_add");
+                died += 1;
+            }
+            Err(e) => panic!("task {i}: {e}"),
+        }
+    }
+    assert!(ok >= 10 && died > 0, "ok {ok}, died {died}");
+    assert!(start.elapsed() < GUARD);
+    assert_eq!(driver.num_pending_tasks(), 0, "nothing left pending");
+    // Later calls fail at once.
+    let late = driver
+        .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+        .unwrap();
+    assert!(matches!(
+        task_error(&mut driver, &late),
+        TaskError::ActorDied { .. }
+    ));
+}
+
+#[test]
+fn broken_connection_to_a_live_actor_runs_each_task_once() {
+    maybe_run_worker();
+    let s = TestSession::new("reconnect");
+    // The creator's connection, then the one after the reset.
+    let worker = s.spawn_worker("broken_connection_to_a_live_actor_runs_each_task_once", 2);
+    let mut driver = s.driver();
+    let actor = driver
+        .create_actor(worker.id, MODULE, "Counter", vec![], 3)
+        .unwrap();
+    let refs: Vec<ObjectRef> = (0..50)
+        .map(|_| {
+            driver
+                .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+                .unwrap()
+        })
+        .collect();
+    // Let the actor execute them all while nobody reads the replies, then
+    // break the connection: every reply is lost with it.
+    std::thread::sleep(Duration::from_millis(300));
+    driver.reset_connection(worker.id);
+    let values = driver.get(&refs, GUARD).unwrap();
+    let totals: Vec<i64> = values.iter().map(|v| as_i64(v)).collect();
+    assert_eq!(
+        totals,
+        (1..=50).collect::<Vec<_>>(),
+        "each add ran exactly once, in order"
+    );
+    let r = driver.submit_actor_task(&actor, "get", vec![]).unwrap();
+    assert_eq!(get_i64(&mut driver, &r), 50);
+    drop(driver);
+    worker.wait_success();
+}
+
+#[test]
+fn normal_task_fails_with_worker_died_when_its_worker_is_gone() {
+    maybe_run_worker();
+    let s = TestSession::new("workerdied");
+    let mut worker = s.spawn_worker(
+        "normal_task_fails_with_worker_died_when_its_worker_is_gone",
+        1,
+    );
+    let mut driver = CoreWorker::new(&s.session, CoreWorkerOptions::new(s.node)).unwrap();
+    let r = driver
+        .submit_task(
+            worker.id,
+            FunctionDescriptor::rust(MODULE, "", "square"),
+            vec![i64_arg(3)],
+            TaskOptions { max_retries: 2 },
+        )
+        .unwrap();
+    assert_eq!(get_i64(&mut driver, &r), 9);
+    worker.kill();
+    // The next submission finds the connection dead (or the send fails), so
+    // the task fails once its retries find no live worker.
+    let r = driver.submit_task(
+        worker.id,
+        FunctionDescriptor::rust(MODULE, "", "square"),
+        vec![i64_arg(3)],
+        TaskOptions { max_retries: 2 },
+    );
+    match r {
+        Ok(r) => assert!(matches!(
+            task_error(&mut driver, &r),
+            TaskError::WorkerDied { .. }
+        )),
+        Err(WorkerError::Connect(_) | WorkerError::Lookup(_)) => {}
+        Err(e) => panic!("unexpected {e}"),
+    }
+    assert_eq!(driver.num_pending_tasks(), 0);
+}
+
+#[test]
+fn a_caller_that_stops_reading_does_not_stall_the_others() {
+    maybe_run_worker();
+    let s = TestSession::new("stopped");
+    let worker = s.spawn_worker("a_caller_that_stops_reading_does_not_stall_the_others", 2);
+    // Caller A floods the worker with requests and never reads a reply.
+    let flood = {
+        let token = shmwire::node::load_or_create_token(&s.session).unwrap();
+        let mut conn = Connector::new(
+            TransportConfig::new(shmwire::ids::WorkerId::from_random(), token),
+            s.node,
+        )
+        .with_session(
+            &s.session,
+            std::sync::Arc::new(shmwire::node::Directory::for_session(&s.session).unwrap()),
+        )
+        .connect_worker(&worker.id)
+        .unwrap();
+        let id = worker.id;
+        std::thread::spawn(move || {
+            let mut enc = Encoder::new();
+            let mut sent = 0u64;
+            for n in 0..200_000u64 {
+                let req = PushTaskRequest {
+                    intended_worker_id: id,
+                    task_spec: TaskSpecBuilder::new(FunctionDescriptor::rust(MODULE, "", "square"))
+                        .parent(
+                            shmwire::ids::TaskId::for_driver_task(shmwire::ids::JobId::from_int(9)),
+                            n,
+                        )
+                        .arg(i64_arg(3))
+                        .num_returns(1)
+                        .build_normal_task(),
+                    sequence_number: -1,
+                    client_processed_up_to: -1,
+                    resource_mapping: Vec::new(),
+                };
+                if conn.send_push_task(&mut enc, &req).is_err() {
+                    break;
+                }
+                sent += 1;
+            }
+            sent
+        })
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    // Caller B keeps getting answers; a stall is bounded by the worker's
+    // reply timeout (1 s), after which A's connection is closed.
+    let mut driver = s.driver();
+    let mut worst = Duration::ZERO;
+    for x in 0..200i64 {
+        let t = Instant::now();
+        let r = driver
+            .submit_task(
+                worker.id,
+                FunctionDescriptor::rust(MODULE, "", "square"),
+                vec![i64_arg(x)],
+                TaskOptions::default(),
+            )
+            .unwrap();
+        assert_eq!(get_i64(&mut driver, &r), x * x);
+        worst = worst.max(t.elapsed());
+    }
+    let sent = flood.join().unwrap();
+    assert!(
+        sent < 200_000,
+        "the flooding caller was cut off (sent {sent})"
+    );
+    assert!(worst < Duration::from_secs(3), "worst round trip {worst:?}");
+    eprintln!("stopped caller cut off after {sent} requests; worst other round trip {worst:?}");
+    drop(driver);
+    worker.wait_success();
+}
+
+#[test]
+fn normal_tasks_retry_after_a_broken_connection_or_fail_without_retries() {
+    maybe_run_worker();
+    let s = TestSession::new("retry");
+    let worker = s.spawn_worker(
+        "normal_tasks_retry_after_a_broken_connection_or_fail_without_retries",
+        3,
+    );
+    let mut driver = s.driver();
+    let submit = |driver: &mut CoreWorker, x: i64, max_retries: i32| {
+        driver
+            .submit_task(
+                worker.id,
+                FunctionDescriptor::rust(MODULE, "", "square"),
+                vec![i64_arg(x)],
+                TaskOptions { max_retries },
+            )
+            .unwrap()
+    };
+    let retried: Vec<ObjectRef> = (0..20).map(|x| submit(&mut driver, x, 1)).collect();
+    driver.reset_connection(worker.id);
+    let values = driver.get(&retried, GUARD).unwrap();
+    for (x, v) in values.iter().enumerate() {
+        assert_eq!(as_i64(v), (x * x) as i64);
+    }
+    // Without retries, a task whose reply was lost with the connection fails
+    // (its outcome is unknown to the caller) and is not left pending.
+    let once: Vec<ObjectRef> = (0..20).map(|x| submit(&mut driver, x, 0)).collect();
+    driver.reset_connection(worker.id);
+    for r in &once {
+        match driver.get(std::slice::from_ref(r), GUARD) {
+            Ok(_) => panic!("a reply arrived on a connection that was closed before reading"),
+            Err(GetError::Task {
+                error: TaskError::WorkerDied { worker_id, .. },
+                ..
+            }) => {
+                assert_eq!(worker_id, worker.id)
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(driver.num_pending_tasks(), 0);
+    drop(driver);
+    worker.wait_success();
+}

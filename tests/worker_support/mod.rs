@@ -1,0 +1,240 @@
+//! Shared by the `worker_*` integration tests: a temporary session root per
+//! test, worker child processes started by re-executing the test binary
+//! (killed and reaped on drop), and the functions those workers register.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shmwire::ids::{NodeId, WorkerId};
+use shmwire::node::Directory;
+use shmwire::shm::Session;
+use shmwire::spec::{FunctionDescriptor, TaskArg};
+use shmwire::transport::LookupError;
+use shmwire::worker::{
+    ActorClass, AppError, CoreWorker, CoreWorkerOptions, FunctionRegistry, Worker, WorkerOptions,
+};
+
+pub const ENV_ROLE: &str = "SHMWIRE_WORKER_TEST_ROLE";
+pub const ENV_ROOT: &str = "SHMWIRE_WORKER_TEST_ROOT";
+pub const ENV_SESSION: &str = "SHMWIRE_WORKER_TEST_SESSION";
+pub const ENV_ID: &str = "SHMWIRE_WORKER_TEST_ID";
+pub const ENV_NODE: &str = "SHMWIRE_WORKER_TEST_NODE";
+pub const ENV_CALLERS: &str = "SHMWIRE_WORKER_TEST_CALLERS";
+pub const MODULE: &str = "worker_tests";
+/// Bound on every wait of these tests.
+pub const GUARD: Duration = Duration::from_secs(60);
+
+pub fn i64_arg(x: i64) -> TaskArg {
+    TaskArg::value(x.to_le_bytes().to_vec(), Vec::new())
+}
+
+pub fn as_i64(v: &[u8]) -> i64 {
+    i64::from_le_bytes(v.try_into().expect("an 8-byte value"))
+}
+
+/// A session under its own temporary root.
+pub struct TestSession {
+    pub root: tempfile::TempDir,
+    pub session: Session,
+    pub node: NodeId,
+}
+
+impl TestSession {
+    pub fn new(name: &str) -> Self {
+        let root = tempfile::Builder::new()
+            .prefix("shmw")
+            .tempdir_in("/tmp")
+            .unwrap();
+        // The session root must be private to this user.
+        std::fs::set_permissions(
+            root.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
+        let session = Session::open_in(root.path(), name).unwrap();
+        Self {
+            root,
+            session,
+            node: NodeId::from_random(),
+        }
+    }
+
+    pub fn driver(&self) -> CoreWorker {
+        CoreWorker::new(&self.session, CoreWorkerOptions::new(self.node)).unwrap()
+    }
+
+    /// Starts a worker child process that serves `callers` connections.
+    pub fn spawn_worker(&self, test: &str, callers: u64) -> WorkerProcess {
+        let id = WorkerId::from_random();
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", test, "--nocapture", "--test-threads", "1"])
+            .env(ENV_ROLE, "worker")
+            .env(ENV_ROOT, self.root.path())
+            .env(ENV_SESSION, self.session.name())
+            .env(ENV_ID, id.to_string())
+            .env(ENV_NODE, self.node.to_string())
+            .env(ENV_CALLERS, callers.to_string())
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut p = WorkerProcess {
+            child: Some(child),
+            id,
+        };
+        p.wait_registered(&self.session);
+        p
+    }
+}
+
+impl Drop for TestSession {
+    fn drop(&mut self) {
+        let _ = self.session.remove_all();
+    }
+}
+
+/// A worker child; killed and reaped on drop unless waited for.
+pub struct WorkerProcess {
+    pub child: Option<Child>,
+    pub id: WorkerId,
+}
+
+impl WorkerProcess {
+    fn wait_registered(&mut self, session: &Session) {
+        let dir = Directory::for_session(session).unwrap();
+        let deadline = Instant::now() + GUARD;
+        loop {
+            match dir.lookup(&self.id) {
+                Ok(_) => return,
+                Err(LookupError::NoSuchWorker { .. }) if Instant::now() < deadline => {
+                    if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                        panic!("worker exited before registering: {status}");
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => panic!("worker never registered: {e}"),
+            }
+        }
+    }
+
+    /// Waits (bounded) for a clean exit.
+    pub fn wait_success(mut self) {
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + GUARD;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "worker failed: {status}");
+                return;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("worker did not exit");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The functions and actor classes every test worker serves.
+pub fn registry() -> FunctionRegistry {
+    let mut r = FunctionRegistry::new();
+    r.register_function(FunctionDescriptor::rust(MODULE, "", "square"), |a| {
+        let x = a.i64(0)?;
+        Ok((x * x).to_le_bytes().to_vec())
+    })
+    .unwrap();
+    r.register_function(FunctionDescriptor::rust(MODULE, "", "pid"), |_| {
+        Ok(i64::from(std::process::id()).to_le_bytes().to_vec())
+    })
+    .unwrap();
+    r.register_function(FunctionDescriptor::rust(MODULE, "", "fail"), |a| {
+        Err(AppError::new(format!("refusing {}", a.i64(0)?)))
+    })
+    .unwrap();
+    r.register_actor_class(
+        ActorClass::new(MODULE, "Counter", |a| Ok(a.i64(0).unwrap_or(0)))
+            .method("add", |total: &mut i64, a| {
+                *total += a.i64(0)?;
+                Ok(total.to_le_bytes().to_vec())
+            })
+            .method("slow_add", |total: &mut i64, a| {
+                std::thread::sleep(Duration::from_millis(2));
+                *total += a.i64(0)?;
+                Ok(total.to_le_bytes().to_vec())
+            })
+            .method("get", |total: &mut i64, _| Ok(total.to_le_bytes().to_vec()))
+            .method("fail", |_, a| {
+                Err(AppError::new(format!("boom {}", a.i64(0)?)))
+            })
+            .method("big", |_, a| Ok(vec![7u8; a.i64(0)? as usize])),
+    )
+    .unwrap();
+    // Checks that each caller's calls arrive in its submission order.
+    r.register_actor_class(
+        ActorClass::new(MODULE, "Sequencer", |_| Ok(HashMap::<i64, i64>::new())).method(
+            "next",
+            |last: &mut HashMap<i64, i64>, a| {
+                let (caller, x) = (a.i64(0)?, a.i64(1)?);
+                let prev = last.entry(caller).or_insert(-1);
+                if x != *prev + 1 {
+                    return Err(AppError::new(format!(
+                        "caller {caller}: got {x} after {prev}"
+                    )));
+                }
+                *prev = x;
+                Ok(x.to_le_bytes().to_vec())
+            },
+        ),
+    )
+    .unwrap();
+    r.register_actor_class(ActorClass::new(
+        MODULE,
+        "Failing",
+        |_| -> Result<(), AppError> { Err(AppError::new("constructor refuses")) },
+    ))
+    .unwrap();
+    r
+}
+
+/// If this process is a worker child, serve and exit; otherwise return.
+pub fn maybe_run_worker() {
+    if std::env::var(ENV_ROLE).as_deref() != Ok("worker") {
+        return;
+    }
+    let var = |k| std::env::var(k).unwrap();
+    let session = Session::open_in(var(ENV_ROOT), &var(ENV_SESSION)).unwrap();
+    let id: WorkerId = var(ENV_ID).parse().unwrap();
+    let node: NodeId = var(ENV_NODE).parse().unwrap();
+    let callers: u64 = var(ENV_CALLERS).parse().unwrap();
+    let mut worker =
+        Worker::bind(&session, WorkerOptions::new(id, node), Arc::new(registry())).unwrap();
+    let code = match worker.serve_callers(callers, GUARD) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("worker {id}: {e}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
