@@ -263,30 +263,31 @@ fn turn(
     for e in ev.clone() {
         match e {
             MuxEvent::Incoming => accepted.extend(mux.accept_pending().unwrap()),
-            MuxEvent::Ready(k) => loop {
-                let Some(c) = mux.get_mut(k) else { break };
-                let got = match c.try_recv() {
-                    Ok(Some(f)) => {
-                        buf.clear();
-                        buf.extend_from_slice(&f);
-                        Ok(true)
-                    }
-                    Ok(None) => Ok(false),
-                    Err(e) => Err(e),
-                };
-                match got {
-                    Ok(true) => on_frame(k, c, &buf),
-                    Ok(false) => break,
-                    Err(e) => {
-                        let fatal = e.is_fatal();
-                        on_end(k, e);
-                        if fatal {
-                            mux.remove(k);
-                            break;
+            MuxEvent::Ready(k) => {
+                while let Some(c) = mux.get_mut(k) {
+                    let got = match c.try_recv() {
+                        Ok(Some(f)) => {
+                            buf.clear();
+                            buf.extend_from_slice(&f);
+                            Ok(true)
+                        }
+                        Ok(None) => Ok(false),
+                        Err(e) => Err(e),
+                    };
+                    match got {
+                        Ok(true) => on_frame(k, c, &buf),
+                        Ok(false) => break,
+                        Err(e) => {
+                            let fatal = e.is_fatal();
+                            on_end(k, e);
+                            if fatal {
+                                mux.remove(k);
+                                break;
+                            }
                         }
                     }
                 }
-            },
+            }
         }
     }
     accepted
@@ -484,10 +485,7 @@ fn role_half_hello() {
 fn role_good_caller() {
     let s = child_session();
     let mut c = connect(30, &s, &arg());
-    assert_eq!(
-        round_trip(&mut c, b"hello from a real caller").as_nanos() > 0,
-        true
-    );
+    round_trip(&mut c, b"hello from a real caller");
     c.close().unwrap();
     say("OK");
 }

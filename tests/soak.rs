@@ -155,17 +155,14 @@ fn worker() {
         for e in ev.clone() {
             let k = match e {
                 MuxEvent::Incoming => {
-                    for r in mux.accept_pending().unwrap() {
-                        if let Ok(k) = r {
-                            next_seq.insert(k.0, 0);
-                        }
+                    for k in mux.accept_pending().unwrap().into_iter().flatten() {
+                        next_seq.insert(k.0, 0);
                     }
                     continue;
                 }
                 MuxEvent::Ready(k) => k,
             };
-            loop {
-                let Some(c) = mux.get_mut(k) else { break };
+            while let Some(c) = mux.get_mut(k) {
                 let got = match c.try_recv() {
                     Ok(Some(f)) => {
                         buf.clear();
