@@ -39,5 +39,8 @@ for target in $(cargo +nightly fuzz list); do
     "target/$triple/release/$target" "corpus/$target" \
         -artifact_prefix="artifacts/$target/" -max_total_time="$seconds" \
         -timeout=20 -detect_leaks=0 -print_final_stats=1
+    # The transport targets keep a session under $TMPDIR/shmwire-fuzz-<pid>
+    # for their process's life; remove the one this run left.
+    rm -rf "${TMPDIR:-/tmp}"/shmwire-fuzz-*
 done
 echo "== every target ran ${seconds}s without a crash"
