@@ -1366,20 +1366,16 @@ mod ice {
     type RrClient = Client<ipc::Service, Payload, (), Payload, ()>;
     type RrServer = Server<ipc::Service, Payload, (), Payload, ()>;
     type Pending = PendingResponse<ipc::Service, Payload, (), Payload, ()>;
+    type RrService = iceoryx2::service::port_factory::request_response::PortFactory<
+        ipc::Service,
+        Payload,
+        (),
+        Payload,
+        (),
+    >;
 
     /// Opens (or creates) the request-response service of one measurement.
-    fn rr_service(
-        base: &str,
-    ) -> BenchResult<(
-        Node<ipc::Service>,
-        iceoryx2::service::port_factory::request_response::PortFactory<
-            ipc::Service,
-            Payload,
-            (),
-            Payload,
-            (),
-        >,
-    )> {
+    fn rr_service(base: &str) -> BenchResult<(Node<ipc::Service>, RrService)> {
         set_log_level(LogLevel::Error);
         let node = NodeBuilder::new().create::<ipc::Service>().map_err(err)?;
         let name: ServiceName = format!("{base}/rr").as_str().try_into().map_err(err)?;
