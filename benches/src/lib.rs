@@ -179,7 +179,8 @@ pub fn run_mode<C: Case>(
     };
     let mut env = BenchEnv::new(session.clone(), launcher, placement.clone());
     let cases: Vec<C> = cases.into_iter().collect();
-    let progress = Progress::new(opts.progress, mode, cases.len());
+    // The limit alone is measured twice (see `run_interleaved`).
+    let progress = Progress::new(opts.progress, mode, cases.len().max(1));
     let result = run_interleaved(opts, &mut env, cases, &progress);
     progress.finish();
     restore_affinity(&saved);
@@ -297,6 +298,7 @@ pub(crate) fn run_interleaved<C: Case>(
         // The limit alone: a second measurement, so the run still says
         // whether the placement held.
         measure_limit(env, &mut limits)?;
+        progress.done_one();
     }
     let limit_iters = spin_iters * limits.len() as u64;
     let mut results = vec![CaseResult {
