@@ -2,7 +2,9 @@
 //! (PushTaskRequest-sized) through the `Connection` API between two
 //! processes — shared memory (spin, futex, eventfd) and shmwire's TCP —
 //! side by side in the same run with raw std TCP loopback, a raw Unix
-//! socket and the raw atomic limit measured right before each case
+//! socket, a pipe, a crossbeam channel, iceoryx2 request-response and
+//! publish-subscribe (with the `iceoryx2` feature) and the raw atomic limit
+//! measured right before each case
 //! (`cargo bench -p shmwire-bench --bench transport`).
 //!
 //! The echoing side is this bench binary re-executed with
@@ -16,7 +18,8 @@ use std::time::Duration;
 use shmwire_bench as bench;
 
 use bench::cases::{self, BenchEnv, CaseKind};
-use bench::transport::{TransportCase, TransportPair};
+use bench::transport::TransportCase;
+use bench::Case as _;
 use criterion::{BenchmarkId, Criterion};
 
 const CHILD_ENV: &str = "SHMWIRE_TRANSPORT_BENCH_CHILD";
@@ -46,7 +49,7 @@ fn transport(c: &mut Criterion, env: &mut BenchEnv, case: TransportCase) {
     if case.blocking() {
         g.sample_size(20);
     }
-    let mut pair = match TransportPair::start(case, env) {
+    let mut pair = match case.start(env) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("skipping {}: {e}", case.name());

@@ -71,6 +71,11 @@ pub enum CaseKind {
     /// `iceoryx2` cargo feature.
     #[cfg(feature = "iceoryx2")]
     Iceoryx2,
+    /// iceoryx2 request-response round trip of a `[u8; 256]` each way (one
+    /// service, the child a server answering every request, both sides
+    /// polling). Only with the `iceoryx2` cargo feature.
+    #[cfg(feature = "iceoryx2")]
+    Iceoryx2Rr,
 }
 
 /// Wait strategy of a ring round-trip case.
@@ -145,7 +150,9 @@ impl CaseKind {
             Self::RingThroughput(4096) => "ring/spin/throughput-4KiB",
             Self::RingThroughput(_) => "ring/spin/throughput-other",
             #[cfg(feature = "iceoryx2")]
-            Self::Iceoryx2 => "peer/iceoryx2/roundtrip",
+            Self::Iceoryx2 => "peer/iceoryx2-pubsub/roundtrip",
+            #[cfg(feature = "iceoryx2")]
+            Self::Iceoryx2Rr => "peer/iceoryx2-rr/roundtrip",
         }
     }
 
@@ -182,6 +189,8 @@ impl CaseKind {
             Self::RingThroughput(_) => "ring-sink",
             #[cfg(feature = "iceoryx2")]
             Self::Iceoryx2 => "iceoryx2",
+            #[cfg(feature = "iceoryx2")]
+            Self::Iceoryx2Rr => "iceoryx2-rr",
         }
     }
 }
@@ -204,7 +213,7 @@ pub fn measured_cases() -> Vec<CaseKind> {
         CaseKind::RingRoundtrip(RingWait::FutexSleep),
     ];
     #[cfg(feature = "iceoryx2")]
-    cases.push(CaseKind::Iceoryx2);
+    cases.extend([CaseKind::Iceoryx2, CaseKind::Iceoryx2Rr]);
     cases
 }
 
@@ -386,6 +395,8 @@ pub fn start(case: CaseKind, env: &mut BenchEnv) -> BenchResult<Box<dyn Pair>> {
         CaseKind::RingThroughput(payload) => Box::new(ThroughputPair::start(env, payload)?),
         #[cfg(feature = "iceoryx2")]
         CaseKind::Iceoryx2 => Box::new(ice::IcePair::start(env)?),
+        #[cfg(feature = "iceoryx2")]
+        CaseKind::Iceoryx2Rr => Box::new(ice::IceRrPair::start(env)?),
     })
 }
 
@@ -1170,18 +1181,24 @@ pub fn child_main<S: AsRef<str>>(words: &[S]) -> BenchResult<()> {
         "ring-sink" => ring_sink_child(&args),
         #[cfg(feature = "iceoryx2")]
         "iceoryx2" => ice::child(&args),
+        #[cfg(feature = "iceoryx2")]
+        "iceoryx2-rr" => ice::rr_child(&args),
         other => Err(format!("unknown bench child role {other:?}").into()),
     }
 }
 
 // ------------------------------------------------------------- iceoryx2 --
 
-/// The iceoryx2 peer: publish-subscribe ping-pong between the two processes
-/// over two services, each side spinning on `receive` (iceoryx2's own
-/// zero-copy shared-memory transport, measured by the same harness).
+/// The iceoryx2 peers: publish-subscribe ping-pong between the two processes
+/// over two services, and request-response over one service, each side
+/// spinning on `receive` (iceoryx2's own zero-copy shared-memory transport,
+/// measured by the same harness).
 #[cfg(feature = "iceoryx2")]
 mod ice {
+    use iceoryx2::pending_response::PendingResponse;
+    use iceoryx2::port::client::Client;
     use iceoryx2::port::publisher::Publisher;
+    use iceoryx2::port::server::Server;
     use iceoryx2::port::subscriber::Subscriber;
     use iceoryx2::prelude::*;
 
@@ -1337,6 +1354,153 @@ mod ice {
                     spins += 1;
                     if spins & SPIN_CHECK_MASK == 0 {
                         // The parent stops the child when the case ends.
+                        args.check_parent()?;
+                    }
+                    yield_if_long(spins);
+                    std::hint::spin_loop();
+                }
+            }
+        }
+    }
+
+    type RrClient = Client<ipc::Service, Payload, (), Payload, ()>;
+    type RrServer = Server<ipc::Service, Payload, (), Payload, ()>;
+    type Pending = PendingResponse<ipc::Service, Payload, (), Payload, ()>;
+    type RrService = iceoryx2::service::port_factory::request_response::PortFactory<
+        ipc::Service,
+        Payload,
+        (),
+        Payload,
+        (),
+    >;
+
+    /// Opens (or creates) the request-response service of one measurement.
+    fn rr_service(base: &str) -> BenchResult<(Node<ipc::Service>, RrService)> {
+        set_log_level(LogLevel::Error);
+        let node = NodeBuilder::new().create::<ipc::Service>().map_err(err)?;
+        let name: ServiceName = format!("{base}/rr").as_str().try_into().map_err(err)?;
+        let service = node
+            .service_builder(&name)
+            .request_response::<Payload, Payload>()
+            .open_or_create()
+            .map_err(err)?;
+        Ok((node, service))
+    }
+
+    fn request(client: &RrClient, seq: u64) -> BenchResult<Pending> {
+        let mut payload = [0u8; PAYLOAD];
+        payload[..8].copy_from_slice(&seq.to_le_bytes());
+        let req = client.loan_uninit().map_err(err)?;
+        req.write_payload(payload).send().map_err(err)
+    }
+
+    /// The measuring side of request-response: the client.
+    pub struct IceRrPair {
+        _node: Node<ipc::Service>,
+        client: RrClient,
+        seq: u64,
+        child: ChildProc,
+    }
+
+    impl IceRrPair {
+        pub fn start(env: &mut BenchEnv) -> BenchResult<Self> {
+            let fresh = env.fresh_name("iox2rr");
+            let base = format!("shmwire/{}/{fresh}", env.session.name());
+            let (node, service) = rr_service(&base)?;
+            let client = service.client_builder().create().map_err(err)?;
+            let mut child = env.spawn(
+                CaseKind::Iceoryx2Rr.role(),
+                &[("svc", base)],
+                Stdio::null(),
+                Stdio::null(),
+            )?;
+            // A request reaches only servers connected when it is sent:
+            // ask until one is answered.
+            let deadline = Instant::now() + Duration::from_secs(20);
+            'connect: loop {
+                if Instant::now() > deadline {
+                    return Err("iceoryx2 server did not connect".into());
+                }
+                child.check_alive()?;
+                let pending = request(&client, 0)?;
+                let wait = Instant::now() + Duration::from_millis(20);
+                while Instant::now() < wait {
+                    if pending.receive().map_err(err)?.is_some() {
+                        break 'connect;
+                    }
+                    std::thread::yield_now();
+                }
+            }
+            Ok(Self {
+                _node: node,
+                client,
+                seq: 0,
+                child,
+            })
+        }
+    }
+
+    impl Pair for IceRrPair {
+        fn run(&mut self, n: u64, hist: Option<&mut Histogram<u64>>) -> BenchResult<Duration> {
+            let client = &self.client;
+            let (seq, child) = (&mut self.seq, &mut self.child);
+            timed_loop(n, hist, |_| {
+                *seq += 1;
+                let pending = request(client, *seq)?;
+                let mut spins = 0u64;
+                loop {
+                    if let Some(response) = pending.receive().map_err(err)? {
+                        let got = u64::from_le_bytes(response.payload()[..8].try_into()?);
+                        if got != *seq {
+                            return Err("iceoryx2 response to the wrong request".into());
+                        }
+                        return Ok(());
+                    }
+                    spins += 1;
+                    if spins & SPIN_CHECK_MASK == 0 {
+                        child.check_alive()?;
+                    }
+                    yield_if_long(spins);
+                    std::hint::spin_loop();
+                }
+            })
+        }
+    }
+
+    impl Drop for IceRrPair {
+        fn drop(&mut self) {
+            // A request the server answers by exiting (see `rr_child`).
+            let _ = request(&self.client, STOP);
+        }
+    }
+
+    /// The answering side: every request's payload goes straight back as
+    /// its response, until a request carries [`STOP`].
+    pub fn rr_child(args: &ChildArgs) -> BenchResult<()> {
+        let (_node, service) = rr_service(args.get("svc")?)?;
+        let server: RrServer = service.server_builder().create().map_err(err)?;
+        let mut spins = 0u64;
+        loop {
+            match server.receive().map_err(err)? {
+                Some(active) => {
+                    let payload: Payload = *active.payload();
+                    let seq = u64::from_le_bytes(payload[..8].try_into()?);
+                    if seq == STOP {
+                        return Ok(());
+                    }
+                    let sent = active
+                        .loan_uninit()
+                        .map_err(err)
+                        .and_then(|r| r.write_payload(payload).send().map_err(err));
+                    // A connection ping (0) may have been given up already.
+                    if seq != 0 {
+                        sent?;
+                    }
+                    spins = 0;
+                }
+                None => {
+                    spins += 1;
+                    if spins & SPIN_CHECK_MASK == 0 {
                         args.check_parent()?;
                     }
                     yield_if_long(spins);

@@ -1,7 +1,9 @@
 //! shmwire's benchmark harness (`shmwire-bench`): the cross-process
 //! comparison of the ring ([`run`], `shmwire bench ring`) and of the
 //! transport ([`transport::run`], `shmwire bench transport`) against the
-//! physical limit and the usual peers, and the report as a table or JSON.
+//! physical limit and the usual peers, and the report as a table, JSON
+//! ([`to_json`]) or an SVG latency CDF ([`plot::write_cdf`]). The modes
+//! `shmwire bench` knows are listed once, in [`modes::MODES`].
 //! The `shmwire` binary (`cli/`) and the criterion benches
 //! (`benches/benches/`) both use it; the library does not depend on it.
 //!
@@ -15,6 +17,8 @@
 
 pub mod cases;
 pub mod harness;
+pub mod modes;
+pub mod plot;
 pub mod transport;
 
 use std::time::Duration;
@@ -37,11 +41,14 @@ pub const DEFAULT_SPIN_ITERS: u64 = 200_000;
 /// Default round trips per blocking case (sockets, pipes, channels, wake-ups).
 pub const DEFAULT_BLOCKING_ITERS: u64 = 20_000;
 
-/// Options of `shmwire bench ring`.
-#[derive(Clone, Debug)]
+/// Options of a `shmwire bench` mode.
+#[derive(Clone, Debug, Default)]
 pub struct Options {
     /// Round trips per case (overrides both defaults).
     pub iters: Option<u64>,
+    /// Show a progress line on stderr while the mode runs (only drawn when
+    /// stderr is a terminal).
+    pub progress: bool,
 }
 
 /// One measured case with its adjacent limit.
@@ -65,11 +72,16 @@ pub struct CaseResult {
     /// Whether the limits around the case agree (for the limit row: whether
     /// every limit measurement of the run saw the same placement).
     pub placement_stable: bool,
+    /// Every sample of the kept measurement (for the limit row: of all its
+    /// measurements), for latency plots.
+    pub hist: Histogram<u64>,
 }
 
-/// The whole run.
+/// The whole run of one mode.
 #[derive(Clone, Debug)]
 pub struct Report {
+    /// The mode's name (`limit`, `ring`, `transport`, …).
+    pub mode: &'static str,
     /// Machine facts.
     pub machine: MachineInfo,
     /// CPU placement.
@@ -135,26 +147,49 @@ fn measure<C: Case>(
     Ok((hist, elapsed))
 }
 
-/// Runs the comparison.
+/// Runs the ring comparison (`shmwire bench ring`).
 pub fn run(opts: &Options) -> BenchResult<Report> {
+    run_mode("ring", "bench", opts, cases::measured_cases())
+}
+
+/// Runs the limit alone (`shmwire bench limit`): the raw atomic ping-pong,
+/// measured twice so the run still shows whether the placement held.
+pub fn run_limit(opts: &Options) -> BenchResult<Report> {
+    run_mode("limit", "bench-limit", opts, std::iter::empty::<CaseKind>())
+}
+
+/// Runs mode `mode`: pins this process, opens the session
+/// `{session_tag}-{pid}`, measures `cases` between limit measurements
+/// ([`run_interleaved`]), restores the affinity and removes the session.
+pub fn run_mode<C: Case>(
+    mode: &'static str,
+    session_tag: &str,
+    opts: &Options,
+    cases: impl IntoIterator<Item = C>,
+) -> BenchResult<Report> {
     let machine = MachineInfo::collect();
     let mut placement = Placement::choose();
     let saved = current_affinity();
     placement.pin_parent();
-    let session = Session::open(&format!("bench-{}", std::process::id()))?;
+    let session = Session::open(&format!("{session_tag}-{}", std::process::id()))?;
     let launcher = Launcher {
         program: std::env::current_exe()?,
         args: vec![CHILD_SUBCOMMAND.to_owned()],
         env: Vec::new(),
     };
     let mut env = BenchEnv::new(session.clone(), launcher, placement.clone());
-    let result = run_cases(opts, &mut env);
+    let cases: Vec<C> = cases.into_iter().collect();
+    // The limit alone is measured twice (see `run_interleaved`).
+    let progress = Progress::new(opts.progress, mode, cases.len().max(1));
+    let result = run_interleaved(opts, &mut env, cases, &progress);
+    progress.finish();
     restore_affinity(&saved);
     // Our segments are gone already (creators unlink on drop); this removes
     // the lock file and the directory.
     let _ = session.remove_all();
     let (limits, cases) = result?;
     Ok(Report {
+        mode,
         machine,
         placement,
         limits,
@@ -164,8 +199,46 @@ pub fn run(opts: &Options) -> BenchResult<Report> {
 
 type Measured = (Vec<Summary>, Vec<CaseResult>);
 
-fn run_cases(opts: &Options, env: &mut BenchEnv) -> BenchResult<Measured> {
-    run_interleaved(opts, env, cases::measured_cases())
+/// The progress line on stderr: `bench ring [3/11] ring/eventfd/roundtrip`.
+/// Hidden unless asked for and stderr is a terminal, so piped output and
+/// tests never see it.
+pub struct Progress(indicatif::ProgressBar);
+
+impl Progress {
+    /// A progress line over `cases` cases of `mode` (hidden if `!show` or
+    /// stderr is not a terminal).
+    pub fn new(show: bool, mode: &str, cases: usize) -> Self {
+        use std::io::IsTerminal as _;
+        if !show || !std::io::stderr().is_terminal() {
+            return Self(indicatif::ProgressBar::hidden());
+        }
+        let bar = indicatif::ProgressBar::new(cases as u64 + 1);
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("bench {prefix} [{pos}/{len}] {elapsed} {msg}")
+        {
+            bar.set_style(style);
+        }
+        bar.set_prefix(mode.to_owned());
+        bar.enable_steady_tick(Duration::from_millis(200));
+        Self(bar)
+    }
+
+    /// A progress line that never draws.
+    pub fn hidden() -> Self {
+        Self(indicatif::ProgressBar::hidden())
+    }
+
+    fn measuring(&self, what: &str) {
+        self.0.set_message(what.to_owned());
+    }
+
+    fn done_one(&self) {
+        self.0.inc(1);
+    }
+
+    fn finish(&self) {
+        self.0.finish_and_clear();
+    }
 }
 
 /// Measures every case of `cases` between two measurements of the limit
@@ -180,6 +253,7 @@ pub(crate) fn run_interleaved<C: Case>(
     opts: &Options,
     env: &mut BenchEnv,
     cases: impl IntoIterator<Item = C>,
+    progress: &Progress,
 ) -> BenchResult<Measured> {
     let spin_iters = opts.iters.unwrap_or(DEFAULT_SPIN_ITERS);
     let blocking_iters = opts.iters.unwrap_or(DEFAULT_BLOCKING_ITERS);
@@ -187,6 +261,7 @@ pub(crate) fn run_interleaved<C: Case>(
     let mut limit_hist = new_histogram();
     let mut limit_total = Duration::ZERO;
     let mut measure_limit = |env: &mut BenchEnv, limits: &mut Vec<Summary>| {
+        progress.measuring(CaseKind::Limit.name());
         let (hist, elapsed) = measure(CaseKind::Limit, env, spin_iters)?;
         limit_hist.add(&hist).map_err(|e| format!("{e:?}"))?;
         limit_total += elapsed;
@@ -197,22 +272,33 @@ pub(crate) fn run_interleaved<C: Case>(
 
     let mut measured = Vec::new();
     let mut before = measure_limit(env, &mut limits)?;
+    progress.done_one();
+    let mut any = false;
     for case in cases {
+        any = true;
         let n = case.iterations(spin_iters, blocking_iters);
         let mut attempt = 1;
         loop {
+            progress.measuring(case.name());
             let (hist, elapsed) = measure(case, env, n)?;
             let s = Summary::new(&hist, n, elapsed);
             let after = measure_limit(env, &mut limits)?;
             let stable = same_placement(before.median_ns, after.median_ns);
             if stable || attempt == MAX_ATTEMPTS {
-                measured.push((case, s, before.median_ns, after.median_ns, attempt));
+                measured.push((case, s, hist, before.median_ns, after.median_ns, attempt));
                 before = after;
                 break;
             }
             before = after;
             attempt += 1;
         }
+        progress.done_one();
+    }
+    if !any {
+        // The limit alone: a second measurement, so the run still says
+        // whether the placement held.
+        measure_limit(env, &mut limits)?;
+        progress.done_one();
     }
     let limit_iters = spin_iters * limits.len() as u64;
     let mut results = vec![CaseResult {
@@ -224,8 +310,9 @@ pub(crate) fn run_interleaved<C: Case>(
         ratio_to_limit: 1.0,
         attempts: 1,
         placement_stable: placement_summary(&limits) != "mixed",
+        hist: limit_hist,
     }];
-    for (case, s, lb, la, attempts) in measured {
+    for (case, s, hist, lb, la, attempts) in measured {
         let adjacent = (lb + la) as f64 / 2.0;
         results.push(CaseResult {
             name: case.name(),
@@ -236,6 +323,7 @@ pub(crate) fn run_interleaved<C: Case>(
             limit_after_ns: la,
             attempts,
             placement_stable: same_placement(lb, la),
+            hist,
         });
     }
     Ok((limits, results))
@@ -271,6 +359,7 @@ fn round2(x: f64) -> f64 {
 pub fn to_json(r: &Report) -> Value {
     let m = &r.machine;
     json!({
+        "mode": r.mode,
         "machine": {
             "cpu_model": m.cpu_model,
             "cores": m.cores,
@@ -309,6 +398,7 @@ pub fn to_table(r: &Report) -> String {
     use std::fmt::Write as _;
     let m = &r.machine;
     let mut out = String::new();
+    let _ = writeln!(out, "bench {}", r.mode);
     let _ = writeln!(
         out,
         "machine: {} | {} CPUs | kernel {} | load {} | clock read {:.1} ns",

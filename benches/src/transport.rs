@@ -1,7 +1,9 @@
 //! `shmwire bench transport`: round trips of a 256-byte message (the size of
 //! a small `PushTaskRequest`) through the [`Connection`] API, two processes,
-//! beside raw TCP loopback and a raw Unix socket, each case preceded by a
-//! fresh measurement of the raw atomic limit (the host moves vCPUs between
+//! beside raw TCP loopback, a raw Unix socket, a pipe, a crossbeam channel
+//! between two threads and (with the `iceoryx2` feature) iceoryx2
+//! request-response and publish-subscribe on the same payload, each case
+//! preceded by a fresh measurement of the raw atomic limit (the host moves vCPUs between
 //! placements, so every ratio is taken against the limit measured next to
 //! it). The same cases run under criterion in `benches/benches/transport.rs`.
 //!
@@ -26,11 +28,8 @@ use shmwire::transport::{
 };
 use shmwire::wake::WaitStrategy;
 
-use super::cases::{self, BenchEnv, ChildProc, Pair};
-use super::harness::{
-    current_affinity, pin_current_thread, restore_affinity, timed_loop, BenchResult, MachineInfo,
-    Placement,
-};
+use super::cases::{self, BenchEnv, CaseKind, ChildProc, Pair};
+use super::harness::{pin_current_thread, timed_loop, BenchResult};
 
 /// Bytes per message.
 pub const PAYLOAD: usize = 256;
@@ -54,6 +53,9 @@ pub enum TransportCase {
     RawTcp,
     /// Raw Unix stream socket.
     Uds,
+    /// A peer shared with `bench ring` on the same 256-byte payload: pipe,
+    /// crossbeam channel, iceoryx2 request-response and publish-subscribe.
+    Peer(CaseKind),
 }
 
 impl TransportCase {
@@ -66,6 +68,12 @@ impl TransportCase {
             Self::Tcp,
             Self::RawTcp,
             Self::Uds,
+            Self::Peer(CaseKind::Pipe),
+            Self::Peer(CaseKind::Crossbeam),
+            #[cfg(feature = "iceoryx2")]
+            Self::Peer(CaseKind::Iceoryx2Rr),
+            #[cfg(feature = "iceoryx2")]
+            Self::Peer(CaseKind::Iceoryx2),
         ]
     }
 
@@ -78,14 +86,20 @@ impl TransportCase {
             Self::Tcp => "transport/tcp/roundtrip",
             Self::RawTcp => "peer/tcp-loopback/roundtrip",
             Self::Uds => "peer/uds/roundtrip",
+            Self::Peer(k) => k.name(),
         }
     }
 
     /// Whether a round trip goes through the kernel (fewer iterations).
     pub fn blocking(self) -> bool {
-        matches!(self, Self::Tcp | Self::RawTcp | Self::Uds)
+        match self {
+            Self::Peer(k) => k.blocking(),
+            _ => matches!(self, Self::Tcp | Self::RawTcp | Self::Uds),
+        }
     }
 
+    /// The `mode=` word of the echoing child ([`ECHO_ROLE`]); a
+    /// [`TransportCase::Peer`] has its own child role.
     fn mode(self) -> &'static str {
         match self {
             Self::ShmSpin => "shm-spin",
@@ -94,6 +108,7 @@ impl TransportCase {
             Self::Tcp => "tcp",
             Self::RawTcp => "raw-tcp",
             Self::Uds => "uds",
+            Self::Peer(_) => "peer",
         }
     }
 }
@@ -152,7 +167,9 @@ pub struct TransportPair {
 }
 
 impl TransportPair {
-    /// Starts `case`: listens, starts the echoing child, accepts it.
+    /// Starts `case`: listens, starts the echoing child, accepts it. A
+    /// [`TransportCase::Peer`] is not a pair of this kind: start it with
+    /// [`super::Case::start`].
     pub fn start(case: TransportCase, env: &mut BenchEnv) -> BenchResult<Self> {
         let token = SessionToken::random()?;
         let cfg = TransportConfig::new(SERVER, token);
@@ -190,6 +207,9 @@ impl TransportPair {
                 let (s, _) = l.accept()?;
                 let _ = std::fs::remove_file(&path);
                 (Side::Stream(Box::new(s)), child)
+            }
+            TransportCase::Peer(k) => {
+                return Err(format!("{} is started by Case::start", k.name()).into())
             }
         };
         let mut msg = [0u8; PAYLOAD];
@@ -310,29 +330,7 @@ pub fn child_main<S: AsRef<str>>(words: &[S]) -> BenchResult<()> {
 
 /// Runs the transport comparison (see the module docs).
 pub fn run(opts: &super::Options) -> BenchResult<super::Report> {
-    let machine = MachineInfo::collect();
-    let placement = Placement::choose();
-    let saved = current_affinity();
-    if let Some(cpu) = placement.parent_cpu {
-        pin_current_thread(cpu)?;
-    }
-    let session = Session::open(&format!("bench-transport-{}", std::process::id()))?;
-    let launcher = cases::Launcher {
-        program: std::env::current_exe()?,
-        args: vec![super::CHILD_SUBCOMMAND.to_owned()],
-        env: Vec::new(),
-    };
-    let mut env = BenchEnv::new(session.clone(), launcher, placement.clone());
-    let result = super::run_interleaved(opts, &mut env, TransportCase::all());
-    restore_affinity(&saved);
-    let _ = session.remove_all();
-    let (limits, cases) = result?;
-    Ok(super::Report {
-        machine,
-        placement,
-        limits,
-        cases,
-    })
+    super::run_mode("transport", "bench-transport", opts, TransportCase::all())
 }
 
 impl super::Case for TransportCase {
@@ -350,6 +348,9 @@ impl super::Case for TransportCase {
         }
     }
     fn start(self, env: &mut BenchEnv) -> BenchResult<Box<dyn Pair>> {
-        Ok(Box::new(TransportPair::start(self, env)?))
+        match self {
+            Self::Peer(k) => cases::start(k, env),
+            _ => Ok(Box::new(TransportPair::start(self, env)?)),
+        }
     }
 }

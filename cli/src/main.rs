@@ -2,8 +2,8 @@
 //!
 //! ```text
 //! shmwire demo [--tasks N] [--window W] [--transport both|shm|tcp] [--wait spin|park|eventfd]
-//! shmwire bench ring [--json] [--iters N]      cross-process ring comparison
-//! shmwire bench transport [--json] [--iters N] Connection round trips: shm, TCP, peers
+//! shmwire bench <limit|ring|transport|all> [--json] [--iters N] [--plot DIR]
+//!                                              shmwire and its peers in the same run
 //! shmwire cleanup (--session S | --all-stale) [--root DIR]
 //! shmwire inspect [--session S] [--root DIR]   segments and their headers
 //! ```
@@ -35,11 +35,10 @@ enum Command {
     /// Two worker processes trading Ray-style actor tasks over shared memory
     /// and TCP through every layer of shmwire (the main job).
     Demo(demo::DemoArgs),
-    /// Benchmarks.
-    Bench {
-        #[command(subcommand)]
-        what: BenchCommand,
-    },
+    /// Benchmarks: shmwire and its peers in the same run, two pinned
+    /// processes, each case next to a fresh measurement of the raw atomic
+    /// limit.
+    Bench(BenchArgs),
     /// Remove what dead processes left: in one session, or in every session
     /// under the root (and sessions nothing live is left in). Never removes
     /// a live process's files or anything shmwire did not make.
@@ -50,7 +49,7 @@ enum Command {
     /// The actor worker of `demo` (internal).
     #[command(name = demo::WORKER_SUBCOMMAND, hide = true)]
     DemoWorker(demo::WorkerArgs),
-    /// Child role of `bench ring` (internal).
+    /// Child role of `bench` (internal).
     #[command(name = bench::CHILD_SUBCOMMAND, hide = true)]
     BenchChild {
         /// `key=value` words set by the parent.
@@ -58,32 +57,38 @@ enum Command {
     },
 }
 
-/// What to benchmark.
-#[derive(Debug, Subcommand)]
-enum BenchCommand {
-    /// Round trips and throughput through the shared-memory ring, beside the
-    /// raw atomic limit and Unix socket / pipe / crossbeam peers.
-    Ring {
-        /// Print exactly one JSON document instead of a table.
-        #[arg(long)]
-        json: bool,
-        /// Round trips per case (default: 200000 for spinning cases, 20000
-        /// for blocking ones).
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-        iters: Option<u64>,
-    },
-    /// Round trips of a 256-byte message through the transport's
-    /// `Connection` API (shm spin/futex/eventfd, TCP) beside raw TCP loopback
-    /// and a Unix socket, each next to a fresh raw atomic limit.
-    Transport {
-        /// Print exactly one JSON document instead of a table.
-        #[arg(long)]
-        json: bool,
-        /// Round trips per case (default: 200000 for shared-memory cases,
-        /// 20000 for socket ones).
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-        iters: Option<u64>,
-    },
+/// Arguments of `shmwire bench`.
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = bench_modes_help())]
+struct BenchArgs {
+    /// What to measure (`all`: every mode in turn).
+    #[arg(value_name = "MODE", value_parser = clap::builder::PossibleValuesParser::new(bench::modes::names()))]
+    mode: String,
+    /// Print exactly one JSON document instead of a table (for `all`: one
+    /// document whose `modes` array holds each mode's document).
+    #[arg(long)]
+    json: bool,
+    /// Round trips per case (default: 200000 for spinning cases, 20000
+    /// for blocking ones).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    iters: Option<u64>,
+    /// Also write each mode's latency distribution (CDF, log-scale latency)
+    /// with every case on one chart to `DIR/<mode>.svg`.
+    #[arg(long, value_name = "DIR")]
+    plot: Option<PathBuf>,
+}
+
+/// The modes, one line each, for `shmwire bench --help`.
+fn bench_modes_help() -> String {
+    let mut out = String::from("Modes:\n");
+    for m in bench::modes::MODES {
+        out.push_str(&format!("  {:<10} {}\n", m.name, m.about));
+    }
+    out.push_str(&format!(
+        "  {:<10} every mode above, in turn\n",
+        bench::modes::ALL
+    ));
+    out
 }
 
 /// Arguments of `shmwire cleanup`.
@@ -113,20 +118,41 @@ struct InspectArgs {
 
 type CliResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
-fn run_bench(what: BenchCommand) -> CliResult {
-    let (report, json) = match what {
-        BenchCommand::Ring { json, iters } => (bench::run(&bench::Options { iters })?, json),
-        BenchCommand::Transport { json, iters } => {
-            (bench::transport::run(&bench::Options { iters })?, json)
-        }
+fn run_bench(args: BenchArgs) -> CliResult {
+    let modes = bench::modes::select(&args.mode)
+        .ok_or_else(|| format!("unknown bench mode {:?}", args.mode))?;
+    let opts = bench::Options {
+        iters: args.iters,
+        progress: true,
     };
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&bench::to_json(&report))?
-        );
-    } else {
-        print!("{}", bench::to_table(&report));
+    if let Some(dir) = &args.plot {
+        std::fs::create_dir_all(dir).map_err(|e| format!("--plot {}: {e}", dir.display()))?;
+    }
+    let mut docs = Vec::new();
+    for (i, mode) in modes.iter().enumerate() {
+        let report = (mode.run)(&opts)?;
+        if let Some(dir) = &args.plot {
+            let path = dir.join(format!("{}.svg", mode.name));
+            bench::plot::write_cdf(&report, &path)
+                .map_err(|e| format!("writing {}: {e}", path.display()))?;
+            eprintln!("wrote {}", path.display());
+        }
+        if args.json {
+            docs.push(bench::to_json(&report));
+        } else {
+            if i > 0 {
+                println!();
+            }
+            print!("{}", bench::to_table(&report));
+        }
+    }
+    if args.json {
+        let doc = if args.mode == bench::modes::ALL {
+            serde_json::json!({ "modes": docs })
+        } else {
+            docs.pop().ok_or("no report")?
+        };
+        println!("{}", serde_json::to_string_pretty(&doc)?);
     }
     Ok(())
 }
@@ -291,7 +317,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
         Command::DemoWorker(args) => return demo::worker_main(&args),
-        Command::Bench { what } => run_bench(what),
+        Command::Bench(args) => run_bench(args),
         Command::Cleanup(args) => run_cleanup(args),
         Command::Inspect(args) => run_inspect(args),
         Command::BenchChild { words } => bench::transport::child_main(&words),

@@ -63,3 +63,51 @@ pub fn check_cases<'a>(doc: &'a Value, required: &[&str], min_iters: u64) -> &'a
     }
     cases
 }
+
+/// Checks one mode's document (`bench <mode> --json`, or one entry of
+/// `bench all --json`'s `modes`): its `mode`, the machine and the cases.
+/// Returns the cases.
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub fn check_mode<'a>(
+    doc: &'a Value,
+    mode: &str,
+    required: &[&str],
+    min_iters: u64,
+) -> &'a Vec<Value> {
+    assert_eq!(doc["mode"].as_str(), Some(mode), "mode of {doc}");
+    check_machine(
+        doc,
+        &["cpu_model", "cores", "kernel", "pinned", "placement"],
+    );
+    check_cases(doc, required, min_iters)
+}
+
+/// Checks that `path` is a non-empty SVG naming every case of `cases`
+/// (the legend's text).
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub fn check_svg(path: &std::path::Path, cases: &[Value]) {
+    let svg = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(
+        svg.trim_start().starts_with("<svg") || svg.contains("<svg"),
+        "{}",
+        path.display()
+    );
+    assert!(
+        svg.trim_end().ends_with("</svg>"),
+        "{} is cut short",
+        path.display()
+    );
+    assert!(
+        svg.contains("<path") || svg.contains("<polyline"),
+        "{} draws no line",
+        path.display()
+    );
+    for c in cases {
+        let name = c["name"].as_str().unwrap();
+        assert!(
+            svg.contains(name),
+            "{} does not name case {name}",
+            path.display()
+        );
+    }
+}

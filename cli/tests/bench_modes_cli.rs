@@ -1,0 +1,118 @@
+//! `shmwire bench <limit|ring|transport|all> --json --plot DIR` on a tiny
+//! iteration count: each mode prints the JSON schema the other bench tests
+//! check (`bench all`: one document whose `modes` array holds one such
+//! document per mode) and writes `DIR/<mode>.svg`, a non-empty SVG that names
+//! every case of the mode.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+mod bench_schema;
+use bench_schema::{check_mode, check_svg};
+
+/// Case names each mode must report (more with the `iceoryx2` feature).
+fn required(mode: &str) -> Vec<&'static str> {
+    let mut v = vec!["limit/atomic-pingpong"];
+    match mode {
+        "ring" => v.extend([
+            "ring/spin/roundtrip",
+            "ring/futex/roundtrip",
+            "peer/uds/roundtrip",
+            "peer/pipe/roundtrip",
+            "peer/crossbeam/roundtrip",
+        ]),
+        "transport" => {
+            v.extend([
+                "transport/shm-spin/roundtrip",
+                "transport/tcp/roundtrip",
+                "peer/tcp-loopback/roundtrip",
+                "peer/uds/roundtrip",
+                "peer/pipe/roundtrip",
+                "peer/crossbeam/roundtrip",
+            ]);
+            if cfg!(feature = "iceoryx2") {
+                v.extend([
+                    "peer/iceoryx2-rr/roundtrip",
+                    "peer/iceoryx2-pubsub/roundtrip",
+                ]);
+            }
+        }
+        _ => {}
+    }
+    v
+}
+
+fn run(args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_shmwire"))
+        .args(args)
+        .output()
+        .expect("run shmwire");
+    assert!(
+        out.status.success(),
+        "shmwire {args:?} failed: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // Not a terminal: no progress line, nothing but the document.
+    serde_json::from_str(&stdout).expect("stdout is one JSON document")
+}
+
+#[test]
+fn bench_limit_json_and_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let plot = dir.path().join("plots");
+    let doc = run(&[
+        "bench",
+        "limit",
+        "--json",
+        "--iters",
+        "200",
+        "--plot",
+        plot.to_str().unwrap(),
+    ]);
+    let cases = check_mode(&doc, "limit", &required("limit"), 200);
+    assert_eq!(cases.len(), 1, "the limit alone: {cases:?}");
+    // Measured twice (so the run says whether the placement held).
+    assert_eq!(
+        doc["machine"]["limit_medians_ns"].as_array().unwrap().len(),
+        2
+    );
+    check_svg(&plot.join("limit.svg"), cases);
+}
+
+#[test]
+fn bench_all_runs_every_mode_with_plots() {
+    let dir = tempfile::tempdir().unwrap();
+    let doc = run(&[
+        "bench",
+        "all",
+        "--json",
+        "--iters",
+        "100",
+        "--plot",
+        dir.path().to_str().unwrap(),
+    ]);
+    let modes = doc["modes"].as_array().expect("modes array");
+    let names: Vec<&str> = modes.iter().map(|m| m["mode"].as_str().unwrap()).collect();
+    for mode in ["limit", "ring", "transport"] {
+        assert!(names.contains(&mode), "mode {mode} missing: {names:?}");
+    }
+    for m in modes {
+        let mode = m["mode"].as_str().unwrap();
+        let cases = check_mode(m, mode, &required(mode), 100);
+        check_svg(&dir.path().join(format!("{mode}.svg")), cases);
+    }
+}
+
+#[test]
+fn bench_unknown_mode_is_refused() {
+    let out = Command::new(env!("CARGO_BIN_EXE_shmwire"))
+        .args(["bench", "bogus", "--iters", "10"])
+        .output()
+        .expect("run shmwire");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("limit") && err.contains("all"), "{err}");
+}
