@@ -316,7 +316,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
-        Command::DemoWorker(args) => return demo::worker_main(&args),
+        Command::DemoWorker(args) => demo::run_worker(&args),
         Command::Bench(args) => run_bench(args),
         Command::Cleanup(args) => run_cleanup(args),
         Command::Inspect(args) => run_inspect(args),

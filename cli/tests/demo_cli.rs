@@ -33,8 +33,10 @@ fn demo_runs_both_transports_and_cleans_up() {
     let stdout = run_demo(&[]);
     assert!(stdout.contains("connected over Shm"), "{stdout}");
     assert!(stdout.contains("connected over Tcp"), "{stdout}");
+    // The demo's actor is a native (Rust) class: its descriptor renders
+    // the Rust way (`Counter::add()`; a Python one would be `Counter.add()`).
     assert!(
-        stdout.contains("default task name \"Counter.add()\""),
+        stdout.contains("default task name \"Counter::add()\""),
         "{stdout}"
     );
     // Each caller runs two phases adding 1..=300 (45150 each) to the same

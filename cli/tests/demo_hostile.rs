@@ -80,7 +80,6 @@ fn hello(token: [u8; 16], intended: WorkerId, wire: u8) -> Vec<u8> {
 }
 
 #[test]
-#[ignore = "demo rebuilt on the worker runtime"]
 fn demo_worker_survives_refused_hellos_and_reports_a_dead_driver() {
     if std::env::var(ROLE).as_deref() == Ok("driver") {
         return driver();
@@ -95,7 +94,7 @@ fn demo_worker_survives_refused_hellos_and_reports_a_dead_driver() {
         Command::new(env!("CARGO_BIN_EXE_shmwire"))
             .args(["__demo-worker", "--session", SESSION, "--worker"])
             .arg(me.to_string())
-            .args(["--wait", "park", "--connections", "2"])
+            .args(["--wait", "park", "--connections", "3"])
             .env(shmwire::shm::ROOT_ENV, &root)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -160,7 +159,6 @@ fn demo_worker_survives_refused_hellos_and_reports_a_dead_driver() {
             .args([
                 "--exact",
                 "demo_worker_survives_refused_hellos_and_reports_a_dead_driver",
-                "--include-ignored",
                 "--nocapture",
             ])
             .env(ROLE, "driver")

@@ -55,6 +55,8 @@ pub use registry::{
     ActorClass, AlreadyRegistered, AppError, ArgError, Args, FunctionKey, FunctionRegistry,
     TaskResult, CONSTRUCTOR_NAME,
 };
-pub use server::{Worker, WorkerOptions, APP_ERROR_METADATA, MAX_DIRECT_CALL_OBJECT_SIZE};
+pub use server::{
+    Worker, WorkerEvent, WorkerOptions, APP_ERROR_METADATA, MAX_DIRECT_CALL_OBJECT_SIZE, MAX_EVENTS,
+};
 pub use stats::{EventStats, HandlerStats, StatsSnapshot};
 pub use task_manager::{PendingTask, ReplyMatch, TaskManager};

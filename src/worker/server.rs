@@ -164,6 +164,35 @@ pub struct Worker {
     /// TCP connections written to since the last flush.
     unflushed: Vec<PeerKey>,
     address: Address,
+    /// What happened to callers since the last [`Worker::take_events`]
+    /// (bounded: the oldest are dropped beyond [`MAX_EVENTS`]).
+    events: std::collections::VecDeque<WorkerEvent>,
+}
+
+/// Most [`WorkerEvent`]s a worker keeps until they are taken.
+pub const MAX_EVENTS: usize = 1024;
+
+/// Something that happened to a worker's callers, for the application to
+/// report ([`Worker::take_events`]).
+#[derive(Debug)]
+pub enum WorkerEvent {
+    /// A caller's hello was refused (garbage, wrong token or worker, a
+    /// silent or dripping caller past the handshake deadline, too many
+    /// pending hellos); serving goes on.
+    Refused(crate::transport::ConnectError),
+    /// A caller connected.
+    Connected {
+        /// The caller's worker id.
+        caller: WorkerId,
+    },
+    /// A caller's connection ended.
+    Disconnected {
+        /// The caller's worker id.
+        caller: WorkerId,
+        /// `true` if it died (hang-up, reset, silence past the liveness
+        /// bound, stopped reading), `false` if it closed in order.
+        died: bool,
+    },
 }
 
 impl std::fmt::Debug for Worker {
@@ -231,6 +260,7 @@ impl Worker {
             dead: Vec::new(),
             unflushed: Vec::new(),
             address,
+            events: std::collections::VecDeque::new(),
         })
     }
 
@@ -328,12 +358,31 @@ impl Worker {
                     if let Some(c) = self.mux.get_mut(key) {
                         let caller = c.peer_worker_id();
                         self.exec.on_connect(key, caller);
+                        self.event(WorkerEvent::Connected { caller });
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "refused a caller"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "refused a caller");
+                    self.event(WorkerEvent::Refused(e));
+                }
             }
         }
         Ok(())
+    }
+
+    fn event(&mut self, e: WorkerEvent) {
+        if self.events.len() == MAX_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(e);
+    }
+
+    /// What happened to callers since the last call (refused hellos,
+    /// connections, disconnections with whether the caller died), oldest
+    /// first. A worker process reports them (`shmwire demo`'s worker prints
+    /// them).
+    pub fn take_events(&mut self) -> Vec<WorkerEvent> {
+        self.events.drain(..).collect()
     }
 
     /// Receives what `key` has buffered (at most [`DRAIN_BUDGET`] frames per
@@ -362,6 +411,11 @@ impl Worker {
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, ?key, "caller connection ended");
+                    if let Some(c) = self.mux.get_mut(key) {
+                        let caller = c.peer_worker_id();
+                        let died = !matches!(e, crate::transport::RecvError::Closed);
+                        self.event(WorkerEvent::Disconnected { caller, died });
+                    }
                     self.dead.push(key);
                     return;
                 }
@@ -398,7 +452,13 @@ impl Worker {
                                     | crate::transport::SendError::QueueFull { .. }
                             )
                         {
+                            let caller = conn.peer_worker_id();
                             self.dead.push(key);
+                            self.events
+                                .push_back(WorkerEvent::Disconnected { caller, died: true });
+                            if self.events.len() > MAX_EVENTS {
+                                self.events.pop_front();
+                            }
                         }
                     }
                 }
