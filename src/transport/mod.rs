@@ -167,6 +167,20 @@ pub(crate) fn check_send_len<E>(max_len: usize, peer_max: usize) -> Result<(), S
     Ok(())
 }
 
+/// Runs a frame encoder on `buf` (whose length is the frame's maximum) and
+/// checks the length it reports; every transport's send path uses it.
+pub(crate) fn run_encoder<E>(
+    buf: &mut [u8],
+    encode: impl FnOnce(&mut [u8]) -> Result<usize, E>,
+) -> Result<usize, SendError<E>> {
+    let len = buf.len();
+    let used = encode(buf).map_err(SendError::Encode)?;
+    if used > len {
+        return Err(SendError::EncoderOverrun { used, len });
+    }
+    Ok(used)
+}
+
 /// A duplex, ordered, reliable frame channel to one peer worker — the API
 /// shared by every transport.
 ///

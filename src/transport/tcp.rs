@@ -34,8 +34,8 @@ use super::accept::{
 use super::error::Ended;
 use super::handshake::{self, Hello, Wire};
 use super::{
-    check_send_len, ConnectError, Connection, RecvError, SendError, TransportConfig, TransportKind,
-    WorkerId,
+    check_send_len, run_encoder, ConnectError, Connection, RecvError, SendError, TransportConfig,
+    TransportKind, WorkerId,
 };
 
 /// Size of the TCP frame header.
@@ -491,14 +491,10 @@ impl TcpConnection {
     ) -> Result<usize, SendError<E>> {
         let at = self.wend;
         let buf = self.wbuf.as_mut_slice();
-        let n = encode(&mut buf[at + TCP_FRAME_HEADER..at + TCP_FRAME_HEADER + max_len])
-            .map_err(SendError::Encode)?;
-        if n > max_len {
-            return Err(SendError::EncoderOverrun {
-                used: n,
-                len: max_len,
-            });
-        }
+        let n = run_encoder(
+            &mut buf[at + TCP_FRAME_HEADER..at + TCP_FRAME_HEADER + max_len],
+            encode,
+        )?;
         buf[at..at + 4].copy_from_slice(&(n as u32).to_le_bytes());
         buf[at + 4..at + 8].copy_from_slice(&kind.to_le_bytes());
         buf[at + 8..at + 16].fill(0);

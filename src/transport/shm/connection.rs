@@ -17,8 +17,8 @@ use crate::spec::AlignedBytes;
 use crate::sys::fdpass::peer_connected;
 use crate::transport::error::Ended;
 use crate::transport::{
-    check_send_len, ConnectError, Connection, MuxConnection, RecvError, SendError, TransportConfig,
-    TransportKind, WorkerId,
+    check_send_len, run_encoder, ConnectError, Connection, MuxConnection, RecvError, SendError,
+    TransportConfig, TransportKind, WorkerId,
 };
 use crate::wake::{EventFd, Waiter};
 
@@ -368,13 +368,7 @@ impl Connection for ShmConnection {
                 return Err(e);
             }
         };
-        let n = encode(&mut grant).map_err(SendError::Encode)?;
-        if n > max_len {
-            return Err(SendError::EncoderOverrun {
-                used: n,
-                len: max_len,
-            });
-        }
+        let n = run_encoder(&mut grant, encode)?;
         // Publish only the bytes the encoder used: the frame's length is the
         // message's (n <= max_len, the grant's length, checked above).
         grant.commit(n);
@@ -393,13 +387,7 @@ impl Connection for ShmConnection {
             };
             match tx.reserve_with_kind(max_len, MESSAGE_KIND) {
                 Ok(mut grant) => {
-                    let n = encode(&mut grant).map_err(SendError::Encode)?;
-                    if n > max_len {
-                        return Err(SendError::EncoderOverrun {
-                            used: n,
-                            len: max_len,
-                        });
-                    }
+                    let n = run_encoder(&mut grant, encode)?;
                     grant.commit(n);
                     return Ok(n);
                 }
@@ -416,13 +404,7 @@ impl Connection for ShmConnection {
         }
         let mut frame = AlignedBytes::with_capacity(max_len);
         frame.resize(max_len, 0);
-        let n = encode(frame.as_mut_slice()).map_err(SendError::Encode)?;
-        if n > max_len {
-            return Err(SendError::EncoderOverrun {
-                used: n,
-                len: max_len,
-            });
-        }
+        let n = run_encoder(frame.as_mut_slice(), encode)?;
         frame.resize(n, 0);
         self.queued += n;
         self.queue.push_back(frame);
