@@ -142,6 +142,9 @@ pub fn run_worker(args: &WorkerArgs) -> DemoResult<()> {
     options.shm = Some(ShmOptions::with_wait(args.wait.strategy()));
     options.tcp = Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
     let mut worker = Worker::bind(&session, options, Arc::new(registry()))?;
+    // The driver that started us; if it dies (however) we are reparented,
+    // and serving on would only keep the session alive for nobody.
+    let parent = std::os::unix::process::parent_id();
     let mut died = 0u64;
     let deadline = Instant::now() + Duration::from_secs(3600);
     while !(worker.connections_accepted() >= args.connections && worker.num_connections() == 0) {
@@ -149,6 +152,10 @@ pub fn run_worker(args: &WorkerArgs) -> DemoResult<()> {
             return Err("the demo worker ran for an hour; giving up".into());
         }
         worker.run_once(Duration::from_millis(50))?;
+        if std::os::unix::process::parent_id() != parent {
+            eprintln!("demo worker: the driver (pid {parent}) died; exiting");
+            return Err("the driver died".into());
+        }
         for event in worker.take_events() {
             match event {
                 WorkerEvent::Refused(e) => eprintln!("demo worker: refused a caller: {e}"),

@@ -123,13 +123,10 @@ fn check_private_dir(path: &Path, hint: &'static str) -> Result<()> {
     Ok(())
 }
 
-/// Creates `path` (mode 0700) unless it exists, then checks it.
+/// Creates `path` (mode 0700) unless it exists, then checks it. Its parent
+/// must exist: shmwire never creates directories above a root (a mistyped
+/// `SHMWIRE_ROOT` is an error naming the path, not a new tree in `/`).
 fn ensure_private_dir(path: &Path, hint: &'static str) -> Result<()> {
-    if let Some(parent) = path.parent() {
-        if !parent.as_os_str().is_empty() && !parent.exists() {
-            fs::create_dir_all(parent).map_err(|e| ShmError::io("mkdir", parent, e))?;
-        }
-    }
     match fs::DirBuilder::new().mode(0o700).create(path) {
         Ok(()) => {
             // The umask may have removed bits we want; never adds any.
