@@ -153,41 +153,48 @@ pub(crate) trait Handshake {
 /// nothing, never past its deadline (a caller that sends one byte at a time
 /// gets no more time than one that sends nothing).
 pub(crate) fn drive_blocking<H: Handshake>(mut h: H) -> Result<H::Conn, super::ConnectError> {
-    use crate::sys::poll::{wait_fds, PollFlags};
     loop {
         if let Some(c) = h.advance()? {
             return Ok(c);
         }
-        let deadline = h.deadline();
-        if Instant::now() >= deadline {
-            return Err(super::ConnectError::TimedOut { during: "hello" });
-        }
-        wait_fds([(h.fd(), PollFlags::IN)], Some(deadline))
-            .map_err(super::ConnectError::io("poll"))?;
+        wait_readable(h.fd(), h.deadline(), "hello")?;
     }
 }
 
+/// Sleeps in `poll(2)` until `fd` is readable or `deadline` passes
+/// (`TimedOut` during `what` once it has).
+pub(crate) fn wait_readable(
+    fd: std::os::fd::BorrowedFd<'_>,
+    deadline: Instant,
+    what: &'static str,
+) -> Result<(), super::ConnectError> {
+    use crate::sys::poll::{wait_fds, PollFlags};
+    if Instant::now() >= deadline {
+        return Err(super::ConnectError::TimedOut { during: what });
+    }
+    wait_fds([(fd, PollFlags::IN)], Some(deadline)).map_err(super::ConnectError::io("poll"))?;
+    Ok(())
+}
+
 /// Reads one whole `what` from a non-blocking socket (the caller's side of
-/// a handshake), by one total `deadline`.
+/// a handshake), by one total `deadline`; `prefix` holds bytes of it already
+/// received (e.g. with descriptors attached).
 pub(crate) fn read_by_deadline<S>(
     stream: &S,
     what: &'static str,
     deadline: Instant,
+    mut prefix: &[u8],
 ) -> Result<(super::handshake::Fixed, Vec<u8>), super::ConnectError>
 where
     S: std::os::fd::AsFd,
     for<'a> &'a S: io::Read,
 {
-    use crate::sys::poll::{wait_fds, PollFlags};
+    use io::Read;
     let mut reader = HelloReader::new(what);
     loop {
-        if let Some(done) = reader.read_from(stream)? {
+        if let Some(done) = reader.read_from((&mut prefix).chain(stream))? {
             return Ok(done);
         }
-        if Instant::now() >= deadline {
-            return Err(super::ConnectError::TimedOut { during: what });
-        }
-        wait_fds([(stream.as_fd(), PollFlags::IN)], Some(deadline))
-            .map_err(super::ConnectError::io("poll"))?;
+        wait_readable(stream.as_fd(), deadline, what)?;
     }
 }

@@ -431,8 +431,9 @@ pub struct Listener {
     events: Events,
     shm: Option<ShmListener>,
     tcp: Option<TcpListener>,
-    shm_drained: bool,
-    tcp_drained: bool,
+    /// A handle on `poll`'s registry, for the pending hellos of
+    /// [`Listener::accept_timeout`].
+    registry: Option<mio::Registry>,
     pending: Vec<Option<Pending>>,
     max_pending: usize,
     ready: std::collections::VecDeque<Result<AnyConnection, ConnectError>>,
@@ -462,6 +463,10 @@ impl Listener {
         directory: &dyn WorkerLookup,
     ) -> Result<Self, ConnectError> {
         let poll = Poll::new().map_err(ConnectError::io("create poll"))?;
+        let registry = poll
+            .registry()
+            .try_clone()
+            .map_err(ConnectError::io("create poll"))?;
         let max_pending = config.max_pending_hellos.max(1);
         let mut endpoint = Endpoint::new(config.worker_id);
         endpoint.name = opts.name.clone();
@@ -501,8 +506,7 @@ impl Listener {
             events: Events::with_capacity(64),
             shm,
             tcp,
-            shm_drained: false,
-            tcp_drained: false,
+            registry: Some(registry),
             pending: Vec::new(),
             max_pending,
             ready: std::collections::VecDeque::new(),
@@ -542,72 +546,57 @@ impl Listener {
         token: impl Fn(usize) -> Token,
         out: &mut Vec<Result<AnyConnection, ConnectError>>,
     ) {
-        loop {
-            let started = match (self.shm.as_mut(), self.tcp.as_mut()) {
-                (Some(l), _) if !self.shm_drained => match l.try_accept() {
-                    Ok(Some(h)) => Some(Ok(Pending::Shm(h))),
-                    Ok(None) => {
-                        self.shm_drained = true;
-                        continue;
+        // Drain the shm socket, then the TCP one, each until it has no
+        // caller waiting (or fails in the kernel, e.g. out of descriptors:
+        // reported, and the pass moves on).
+        for shm in [true, false] {
+            loop {
+                let started = match (shm, self.shm.as_mut(), self.tcp.as_mut()) {
+                    (true, Some(l), _) => l.try_accept().map(|h| h.map(Pending::Shm)),
+                    (false, _, Some(l)) => l.try_accept().map(|h| h.map(Pending::Tcp)),
+                    _ => Ok(None),
+                };
+                let h = match started {
+                    Ok(Some(h)) => h,
+                    Ok(None) => break,
+                    Err(e) => {
+                        out.push(Err(e));
+                        break;
                     }
-                    Err(e) => Some(Err(e)),
-                },
-                (_, Some(l)) if !self.tcp_drained => match l.try_accept() {
-                    Ok(Some(h)) => Some(Ok(Pending::Tcp(h))),
-                    Ok(None) => {
-                        self.tcp_drained = true;
-                        continue;
-                    }
-                    Err(e) => Some(Err(e)),
-                },
-                _ => None,
-            };
-            let Some(started) = started else {
-                break;
-            };
-            match started {
-                Ok(h) if self.pending.iter().flatten().count() >= self.max_pending => {
+                };
+                if self.pending.iter().flatten().count() >= self.max_pending {
                     // Over the cap: this caller is dropped unheard.
                     drop(h);
                     self.stats.over_cap += 1;
                     out.push(Err(ConnectError::Refused {
                         reason: format!("{} hellos already pending", self.max_pending),
                     }));
+                    continue;
                 }
-                Ok(h) => {
-                    let slot = self
-                        .pending
-                        .iter()
-                        .position(Option::is_none)
-                        .unwrap_or(self.pending.len());
-                    let fd = h.fd().as_raw_fd();
-                    if let Err(e) = registry.register(
-                        &mut mio::unix::SourceFd(&fd),
-                        token(slot),
-                        Interest::READABLE,
-                    ) {
-                        out.push(Err(ConnectError::Io {
-                            op: "register pending hello",
-                            source: e,
-                        }));
-                        continue;
-                    }
-                    if slot == self.pending.len() {
-                        self.pending.push(Some(h));
-                    } else {
-                        self.pending[slot] = Some(h);
-                    }
+                let slot = self
+                    .pending
+                    .iter()
+                    .position(Option::is_none)
+                    .unwrap_or(self.pending.len());
+                let fd = h.fd().as_raw_fd();
+                if let Err(e) = registry.register(
+                    &mut mio::unix::SourceFd(&fd),
+                    token(slot),
+                    Interest::READABLE,
+                ) {
+                    out.push(Err(ConnectError::Io {
+                        op: "register pending hello",
+                        source: e,
+                    }));
+                    continue;
                 }
-                // An accept that failed in the kernel (e.g. out of file
-                // descriptors): report it and stop this pass.
-                Err(e) => {
-                    out.push(Err(e));
-                    break;
+                if slot == self.pending.len() {
+                    self.pending.push(Some(h));
+                } else {
+                    self.pending[slot] = Some(h);
                 }
             }
         }
-        self.shm_drained = false;
-        self.tcp_drained = false;
     }
 
     /// Advances every pending hello without blocking: finished ones become
@@ -711,18 +700,15 @@ impl Listener {
     pub fn accept_timeout(&mut self, timeout: Duration) -> Result<AnyConnection, ConnectError> {
         let deadline = Instant::now() + timeout;
         loop {
-            let registry = self
-                .poll
-                .registry()
-                .try_clone()
-                .map_err(ConnectError::io("poll"))?;
-            let mut done = self.accept_step(&registry, |slot| Token(PENDING_BASE + slot));
-            if !done.is_empty() {
-                // Keep the rest for the next call: only one is returned.
-                let first = done.remove(0);
-                self.ready.extend(done);
-                return first;
+            // Outcomes kept from an earlier pass go first, in order.
+            if let Some(r) = self.ready.pop_front() {
+                return r;
             }
+            // Taken out for the pass (the pass borrows `self` mutably).
+            let registry = self.registry.take().expect("present between passes");
+            let done = self.accept_step(&registry, |slot| Token(PENDING_BASE + slot));
+            self.registry = Some(registry);
+            self.ready.extend(done);
             if let Some(r) = self.ready.pop_front() {
                 return r;
             }

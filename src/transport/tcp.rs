@@ -244,7 +244,7 @@ pub fn connect_tcp(
     };
     write_fresh(&stream, &hello.encode(), "hello")?;
     // One deadline for the whole reply, however slowly it drips in.
-    let (fixed, ext) = read_by_deadline(&stream, "handshake reply", deadline)?;
+    let (fixed, ext) = read_by_deadline(&stream, "handshake reply", deadline, &[])?;
     let reply = handshake::Reply::from_parts(fixed, ext)?;
     handshake::check_reply(&reply, intended)?;
     TcpConnection::from_std(stream, reply.responder, reply.max_frame as usize, config)

@@ -68,11 +68,12 @@ pub struct WorkerOptions {
     pub max_direct_call_object_size: usize,
     /// Spin instead of sleeping in `epoll` while idle (one core busy).
     pub spin: bool,
-    /// How long a reply may wait for room in a caller's connection (a
-    /// caller that stopped reading). After that the caller's connection is
-    /// closed; replies to its actor tasks stay in the reply cache for when
-    /// it reconnects and re-sends. This bounds how long one stopped caller
-    /// can hold up the others (default 1 s).
+    /// The send timeout of the worker's connections
+    /// ([`TransportConfig::send_timeout`](crate::transport::TransportConfig::send_timeout)).
+    /// Replies themselves never wait: they are queued per caller up to
+    /// `send_queue_limit`, and a caller over it (one that stopped reading)
+    /// is cut off alone; its actor replies stay in the reply cache for when
+    /// it reconnects and re-sends (default 1 s).
     pub reply_timeout: Duration,
 }
 

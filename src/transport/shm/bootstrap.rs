@@ -2,7 +2,6 @@
 //! extensions (by named field), the ring segments, and the caller's side of
 //! the exchange ([`connect_shm`]).
 
-use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -14,8 +13,7 @@ use super::{ShmOptions, ACK, MIN_RING_CAPACITY};
 use crate::ring::{create_ring_anon, MappedStorage, Ring, RingSegmentError, MAX_CAPACITY};
 use crate::shm::{AnonSegment, Session};
 use crate::sys::fdpass::recv_with_fds;
-use crate::sys::poll::{wait_fds, PollFlags};
-use crate::transport::accept::{write_fresh, HelloReader};
+use crate::transport::accept::{read_by_deadline, wait_readable, write_fresh};
 use crate::transport::handshake::{self, Hello, Reply, Wire, FIXED_LEN};
 use crate::transport::{ConnectError, TransportConfig, WorkerId};
 use crate::wake::EventFd;
@@ -162,33 +160,20 @@ pub fn connect_shm(
     stream
         .set_nonblocking(true)
         .map_err(ConnectError::io("set socket options"))?;
-    let wait = |deadline: Instant| -> Result<(), ConnectError> {
-        if Instant::now() >= deadline {
-            return Err(ConnectError::TimedOut { during });
-        }
-        wait_fds([(stream.as_fd(), PollFlags::IN)], Some(deadline))
-            .map_err(ConnectError::io("poll"))?;
-        Ok(())
-    };
     let mut first = [0u8; FIXED_LEN];
     let (got, fds): (usize, Vec<OwnedFd>) = loop {
         match recv_with_fds(&stream, &mut first) {
             Ok(r) => break r,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => wait(deadline)?,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                wait_readable(stream.as_fd(), deadline, during)?
+            }
             Err(e) => return Err(ConnectError::from_handshake_io(e, during)),
         }
     };
     if got == 0 {
         return Err(ConnectError::PeerDied { during });
     }
-    let mut reader = HelloReader::new(during);
-    let mut rest = &first[..got];
-    let (fixed, ext) = loop {
-        if let Some(done) = reader.read_from((&mut rest).chain(&stream))? {
-            break done;
-        }
-        wait(deadline)?;
-    };
+    let (fixed, ext) = read_by_deadline(&stream, during, deadline, &first[..got])?;
     let reply = Reply::from_parts(fixed, ext)?;
     handshake::check_reply(&reply, intended)?;
 
