@@ -433,20 +433,7 @@ impl CoreWorker {
             .num_returns(1)
             .max_retries(options.max_retries)
             .build_normal_task();
-        let task_id = spec.task_id;
-        let object_id = spec.return_id(0);
-        let request = self.request(worker, spec);
-        self.tasks.add(
-            task_id,
-            Payload {
-                request,
-                function: name,
-                target: Target::Normal(worker),
-                request_id: None,
-            },
-            options.max_retries,
-        );
-        self.send_normal(task_id);
+        let object_id = self.push_to_worker(worker, spec, name, options.max_retries);
         Ok(ObjectRef {
             object_id,
             owner: self.address.clone(),
@@ -455,6 +442,32 @@ impl CoreWorker {
 
     /// Sends (or re-sends) a pending normal or creation task to its worker;
     /// a failed send is handled as the connection's loss.
+    /// Records a task bound for `worker` (normal or actor creation) as
+    /// pending and sends it; returns its first return object's id.
+    fn push_to_worker(
+        &mut self,
+        worker: WorkerId,
+        spec: crate::spec::TaskSpec,
+        function: String,
+        max_retries: i32,
+    ) -> ObjectId {
+        let task_id = spec.task_id;
+        let object_id = spec.return_id(0);
+        let request = self.request(worker, spec);
+        self.tasks.add(
+            task_id,
+            Payload {
+                request,
+                function,
+                target: Target::Normal(worker),
+                request_id: None,
+            },
+            max_retries,
+        );
+        self.send_normal(task_id);
+        object_id
+    }
+
     fn send_normal(&mut self, task_id: TaskId) {
         let Some(t) = self.tasks.get(&task_id) else {
             return;
@@ -513,20 +526,7 @@ impl CoreWorker {
                 max_concurrency: 1,
                 ..Default::default()
             });
-        let task_id = spec.task_id;
-        let object_id = spec.return_id(0);
-        let request = self.request(worker, spec);
-        self.tasks.add(
-            task_id,
-            Payload {
-                request,
-                function: name,
-                target: Target::Normal(worker),
-                request_id: None,
-            },
-            0,
-        );
-        self.send_normal(task_id);
+        let object_id = self.push_to_worker(worker, spec, name, 0);
         let oref = ObjectRef {
             object_id,
             owner: self.address.clone(),
