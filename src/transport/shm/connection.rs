@@ -141,6 +141,8 @@ fn copy_into(snap: &mut AlignedBytes, src: &[u8]) -> usize {
 }
 
 /// A data-path ring error as a receive error on the connection to `peer`.
+#[cold]
+#[inline(never)]
 fn recv_ring_err(peer: WorkerId, e: RingError) -> RecvError {
     match e {
         RingError::PeerDied => Ended::PeerDied(peer, None).recv_error(),
@@ -152,25 +154,29 @@ fn recv_ring_err(peer: WorkerId, e: RingError) -> RecvError {
 
 /// Checks a received ring frame (hostile input: the ring validated that it
 /// lies within the published bytes; its length must also respect the
-/// receiver's maximum, and its kind must be a message).
+/// receiver's maximum, and its kind must be a message). One branch on the
+/// hot path; the message is built out of line.
+#[inline(always)]
 fn check_frame<S: RingStorage>(frame: &ReadFrame<'_, S>, max_frame: usize) -> Result<(), String> {
-    if frame.kind() != MESSAGE_KIND {
-        return Err(format!(
-            "frame of unknown kind {:#x} ({} bytes)",
-            frame.kind(),
-            frame.len()
-        ));
-    }
-    if frame.len() > max_frame {
-        return Err(format!(
-            "frame of {} bytes exceeds the maximum of {max_frame}",
-            frame.len()
-        ));
+    if (frame.kind() != MESSAGE_KIND) | (frame.len() > max_frame) {
+        return Err(bad_frame(frame.kind(), frame.len(), max_frame));
     }
     Ok(())
 }
 
+/// What is wrong with a frame [`check_frame`] refused.
+#[cold]
+#[inline(never)]
+fn bad_frame(kind: u32, len: usize, max_frame: usize) -> String {
+    if kind != MESSAGE_KIND {
+        format!("frame of unknown kind {kind:#x} ({len} bytes)")
+    } else {
+        format!("frame of {len} bytes exceeds the maximum of {max_frame}")
+    }
+}
+
 /// Wraps a ring frame after checking it.
+#[inline(always)]
 fn wrap(frame: ReadFrame<'_, MappedStorage>, max_frame: usize) -> Result<ShmFrame<'_>, String> {
     check_frame(&frame, max_frame)?;
     Ok(ShmFrame { frame: Some(frame) })
@@ -239,6 +245,8 @@ impl ShmConnection {
     }
 
     /// A data-path ring error as a send error.
+    #[cold]
+    #[inline(never)]
     fn send_ring_err<E>(&self, e: RingError) -> SendError<E> {
         match e {
             RingError::PeerDied => self.dead().send_error(),
@@ -268,19 +276,40 @@ impl ShmConnection {
 
 impl ShmConnection {
     /// Checks that frames can still be sent: not closed, peer alive, the
-    /// peer's consumer still attached.
+    /// peer's consumer still attached. One branch on the hot path; the
+    /// error is built out of line.
+    #[inline(always)]
     fn check_sendable<E>(&self) -> Result<(), SendError<E>> {
+        // Non-short-circuit `&`: three loads, one branch.
+        let ok = matches!(self.state, State::Open)
+            & !self.live.is_dead()
+            & self.tx.as_ref().is_some_and(|tx| !tx.is_abandoned());
+        if ok {
+            Ok(())
+        } else {
+            Err(self.not_sendable())
+        }
+    }
+
+    /// Why [`check_sendable`](Self::check_sendable) refused.
+    #[cold]
+    #[inline(never)]
+    fn not_sendable<E>(&self) -> SendError<E> {
         if let Some(e) = self.ended() {
-            return Err(e.send_error());
+            return e.send_error();
         }
         if self.live.is_dead() {
-            return Err(self.dead().send_error());
+            return self.dead().send_error();
         }
         // The peer closed its end: nothing we send would be read.
-        match &self.tx {
-            Some(tx) if !tx.is_abandoned() => Ok(()),
-            _ => Err(SendError::Closed),
-        }
+        SendError::Closed
+    }
+
+    /// The receive error of a connection that is no longer open.
+    #[cold]
+    #[inline(never)]
+    fn ended_recv_error(&self) -> RecvError {
+        self.ended().map_or(RecvError::Closed, |e| e.recv_error())
     }
 
     /// Moves queued frames into the ring, in order: waiting for room (at
@@ -455,12 +484,13 @@ impl Connection for ShmConnection {
     }
 
     fn recv_timeout(&mut self, timeout: Duration) -> Result<ShmFrame<'_>, RecvError> {
-        if let Some(e) = self.ended() {
-            return Err(e.recv_error());
+        if !matches!(self.state, State::Open) {
+            return Err(self.ended_recv_error());
         }
         let max_frame = self.max_frame;
-        let peer = self.peer;
-        let rx = self.rx.as_mut().ok_or(RecvError::Closed)?;
+        let Some(rx) = self.rx.as_mut() else {
+            return Err(RecvError::Closed);
+        };
         // A relative deadline: a frame that is already there costs no clock
         // read.
         match rx.peek_blocking(&self.rx_waiter, timeout) {
@@ -471,7 +501,7 @@ impl Connection for ShmConnection {
                     Err(RecvError::Protocol { what: why })
                 }
             },
-            Err(e) => Err(recv_ring_err(peer, e)),
+            Err(e) => Err(recv_ring_err(self.peer, e)),
         }
     }
 
