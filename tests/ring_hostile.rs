@@ -108,36 +108,46 @@ impl Fixture {
     }
 }
 
-fn frame_header(len: u32, kind: u32) -> [u8; 16] {
+/// A frame header as it lies in the data region for a frame starting at
+/// ring position `pos`: the commit word (`pos + 1`), `len`, `kind`.
+fn frame_header(pos: u64, len: u32, kind: u32) -> [u8; 16] {
     let mut h = [0u8; 16];
-    h[..4].copy_from_slice(&len.to_le_bytes());
-    h[4..8].copy_from_slice(&kind.to_le_bytes());
+    h[..8].copy_from_slice(&(pos + 1).to_le_bytes());
+    h[8..12].copy_from_slice(&len.to_le_bytes());
+    h[12..].copy_from_slice(&kind.to_le_bytes());
     h
 }
 
 #[test]
-fn head_beyond_capacity() {
-    let mut f = fixture("head-cap");
-    f.push(10);
-    f.evil
-        .header()
-        .head
-        .0
-        .store(CAP as u64 * 3, Ordering::Relaxed);
-    f.assert_consumer_corrupt();
-    f.finish();
-}
-
-#[test]
-fn head_backwards_misaligned_and_huge() {
-    for (i, bad) in [0u64, 40 + 3, u64::MAX - 15].into_iter().enumerate() {
+fn bad_head_is_refused_by_a_half_attaching_later() {
+    // The data path does not read `head` (each frame announces itself), so
+    // a forged `head` disturbs nobody there; a consumer attaching later
+    // validates it.
+    for (i, bad) in [CAP as u64 * 3, 40 + 3, u64::MAX - 15]
+        .into_iter()
+        .enumerate()
+    {
         let mut f = fixture(&format!("head-bad{i}"));
         f.push(20); // head = 48
-        let fr = f.c.peek().unwrap().unwrap();
-        fr.release();
         f.evil.header().head.0.store(bad, Ordering::Relaxed);
-        f.assert_consumer_corrupt();
-        f.finish();
+        let fr = f.c.peek().unwrap().unwrap();
+        assert_eq!(fr.len(), 20);
+        fr.release();
+        assert!(f.c.peek().unwrap().is_none());
+        let Fixture {
+            _tmp,
+            session,
+            p,
+            c,
+            evil,
+        } = f;
+        drop(c);
+        let e = Ring::attach_consumer(evil.clone()).unwrap_err();
+        assert!(matches!(e, AttachError::Corrupt { .. }), "got {e:?}");
+        assert!(p.is_poisoned());
+        drop((p, evil));
+        assert!(session.segment_names().unwrap().is_empty());
+        session.remove_all().unwrap();
     }
 }
 
@@ -170,11 +180,27 @@ fn tail_ahead_of_head_and_backwards() {
 }
 
 #[test]
-fn frame_length_beyond_published_bytes() {
-    let mut f = fixture("len-published");
-    f.push(10);
-    f.poke_data(0, &frame_header(1000, 0));
+fn forged_commit_of_the_next_frame() {
+    // The peer forges the commit word of the frame after the one it
+    // published, with a length that crosses the end: Corrupt once the
+    // consumer gets there.
+    let mut f = fixture("forged-next");
+    f.push(10); // [0, 32)
+    f.poke_data(32, &frame_header(32, (CAP - 32) as u32, 0));
+    let fr = f.c.peek().unwrap().unwrap();
+    assert_eq!(fr.len(), 10);
+    fr.release();
     f.assert_consumer_corrupt();
+    f.finish();
+
+    // A commit word for another lap, or garbage: "not yet", never a frame,
+    // never a hang.
+    let mut f = fixture("forged-lap");
+    f.poke_data(0, &frame_header(CAP as u64, 10, 0));
+    assert!(!f.c.has_frames());
+    assert!(f.c.peek().unwrap().is_none());
+    f.push(10);
+    assert_eq!(f.c.peek().unwrap().unwrap().len(), 10);
     f.finish();
 }
 
@@ -182,7 +208,7 @@ fn frame_length_beyond_published_bytes() {
 fn frame_length_crossing_the_end() {
     let mut f = fixture("len-end");
     f.push(10);
-    f.poke_data(0, &frame_header(u32::MAX - 3, 7));
+    f.poke_data(0, &frame_header(0, u32::MAX - 3, 7));
     f.assert_consumer_corrupt();
     f.finish();
 }
@@ -192,7 +218,7 @@ fn bad_padding_frames() {
     // Padding that does not reach the end of the ring.
     let mut f = fixture("pad-short");
     f.push(100);
-    f.poke_data(0, &frame_header(16, PADDING_KIND));
+    f.poke_data(0, &frame_header(0, 16, PADDING_KIND));
     f.assert_consumer_corrupt();
     f.finish();
 
@@ -200,7 +226,7 @@ fn bad_padding_frames() {
     // producer; would otherwise let a hostile peer loop us).
     let mut f = fixture("pad-zero");
     f.push(100);
-    f.poke_data(0, &frame_header((CAP - 16) as u32, PADDING_KIND));
+    f.poke_data(0, &frame_header(0, (CAP - 16) as u32, PADDING_KIND));
     f.assert_consumer_corrupt();
     f.finish();
 }
@@ -280,6 +306,13 @@ enum Op {
     Reattach {
         consumer: bool,
     },
+    /// Hostile forged frame: at the offset of the published `tail` (where
+    /// the consumer polls next, unless it holds deferred releases), a
+    /// header whose commit word matches, with an arbitrary `len` and kind.
+    ForgeCommit {
+        len: u32,
+        padding: bool,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -290,6 +323,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0usize..HEADER_LEN + 1024, any::<[u8; 8]>())
             .prop_map(|(off, bytes)| Op::Scribble { off, bytes }),
         1 => any::<bool>().prop_map(|consumer| Op::Reattach { consumer }),
+        1 => (prop_oneof![0u32..1100, Just(u32::MAX), Just(u32::MAX - 15)], any::<bool>())
+            .prop_map(|(len, padding)| Op::ForgeCommit { len, padding }),
     ]
 }
 
@@ -357,6 +392,16 @@ fn run_ops(initial: &[u8], ops: &[Op]) {
                 s.read_raw(&mut snapshot);
                 let end = (off + 8).min(snapshot.len());
                 snapshot[*off..end].copy_from_slice(&bytes[..end - off]);
+                s.scribble(&snapshot);
+            }
+            Op::ForgeCommit { len, padding } => {
+                s.read_raw(&mut snapshot);
+                let tail = s.header().tail.0.load(Ordering::Relaxed);
+                let off = HEADER_LEN + (tail as usize & (CAP - 1) & !15);
+                snapshot[off..off + 8].copy_from_slice(&tail.wrapping_add(1).to_le_bytes());
+                snapshot[off + 8..off + 12].copy_from_slice(&len.to_le_bytes());
+                let kind = if *padding { PADDING_KIND } else { 3 };
+                snapshot[off + 12..off + 16].copy_from_slice(&kind.to_le_bytes());
                 s.scribble(&snapshot);
             }
             Op::Reattach { consumer } => {

@@ -21,8 +21,11 @@ use shmwire::wake::{EventFd, WaitStrategy, Waiter};
 
 use super::harness::{pin_current_thread, timed_loop, BenchResult, Placement};
 
-/// Payload of every round-trip case but the limit.
+/// Payload of every round-trip case but the limit and `RingSpin64`.
 pub const PAYLOAD: usize = 256;
+
+/// Payload of the small-frame ring round trip (`ring/spin/roundtrip-64B`).
+pub const SMALL_PAYLOAD: usize = 64;
 
 /// How many spin iterations pass between two liveness checks of the peer.
 const SPIN_CHECK_MASK: u64 = (1 << 16) - 1;
@@ -63,6 +66,10 @@ pub enum CaseKind {
     /// Two rings in segments (one each direction), 256-byte frames, both
     /// sides waiting with the given strategy.
     RingRoundtrip(RingWait),
+    /// Ring ping-pong like `RingRoundtrip(RingWait::Spin)` with a 64-byte
+    /// payload each way (a frame of 80 bytes: header and payload share the
+    /// first cache line).
+    RingSpin64,
     /// One ring, one-way frames of the given payload size, batched commits
     /// and releases, spinning.
     RingThroughput(usize),
@@ -145,6 +152,7 @@ impl CaseKind {
             Self::RingRoundtrip(RingWait::EventFd) => "ring/eventfd/roundtrip",
             Self::RingRoundtrip(RingWait::FutexSleep) => "ring/futex-sleep/roundtrip",
             Self::RingRoundtrip(RingWait::Poll) => "ring/poll/roundtrip",
+            Self::RingSpin64 => "ring/spin/roundtrip-64B",
             Self::RingThroughput(64) => "ring/spin/throughput-64B",
             Self::RingThroughput(256) => "ring/spin/throughput",
             Self::RingThroughput(4096) => "ring/spin/throughput-4KiB",
@@ -161,6 +169,7 @@ impl CaseKind {
         match self {
             Self::Limit => 0,
             Self::RingThroughput(p) => p,
+            Self::RingSpin64 => SMALL_PAYLOAD,
             _ => PAYLOAD,
         }
     }
@@ -185,7 +194,7 @@ impl CaseKind {
             Self::Uds => "uds",
             Self::Pipe => "pipe",
             Self::Crossbeam => "crossbeam",
-            Self::RingRoundtrip(_) => "ring-echo",
+            Self::RingRoundtrip(_) | Self::RingSpin64 => "ring-echo",
             Self::RingThroughput(_) => "ring-sink",
             #[cfg(feature = "iceoryx2")]
             Self::Iceoryx2 => "iceoryx2",
@@ -201,6 +210,7 @@ pub fn measured_cases() -> Vec<CaseKind> {
     #[allow(unused_mut)] // pushed to only with the iceoryx2 feature
     let mut cases = vec![
         CaseKind::RingRoundtrip(RingWait::Spin),
+        CaseKind::RingSpin64,
         CaseKind::RingRoundtrip(RingWait::Poll),
         CaseKind::RingRoundtrip(RingWait::Futex),
         CaseKind::RingRoundtrip(RingWait::EventFd),
@@ -391,7 +401,8 @@ pub fn start(case: CaseKind, env: &mut BenchEnv) -> BenchResult<Box<dyn Pair>> {
         CaseKind::Uds => Box::new(StreamPair::start_uds(env)?),
         CaseKind::Pipe => Box::new(StreamPair::start_pipe(env)?),
         CaseKind::Crossbeam => Box::new(CrossbeamPair::start(env)?),
-        CaseKind::RingRoundtrip(wait) => Box::new(RingPair::start(env, wait)?),
+        CaseKind::RingRoundtrip(wait) => Box::new(RingPair::start(env, wait, PAYLOAD)?),
+        CaseKind::RingSpin64 => Box::new(RingPair::start(env, RingWait::Spin, SMALL_PAYLOAD)?),
         CaseKind::RingThroughput(payload) => Box::new(ThroughputPair::start(env, payload)?),
         #[cfg(feature = "iceoryx2")]
         CaseKind::Iceoryx2 => Box::new(ice::IcePair::start(env)?),
@@ -744,14 +755,17 @@ fn take_std_owned(fd: i32) -> OwnedFd {
     OwnedFd::from(take_std_fd(fd))
 }
 
-/// Ring ping-pong: a 256-byte frame to the child on ring A, the child copies
-/// it into a frame on ring B, the parent reads it back.
+/// Ring ping-pong: a `payload`-byte frame (256, or 64 for `RingSpin64`) to
+/// the child on ring A, the child copies it into a frame on ring B, the
+/// parent reads it back.
 struct RingPair {
     /// Dropped first: closing ring A tells the child to exit.
     tx: Option<Producer<MappedStorage>>,
     rx: Consumer<MappedStorage>,
     waiter: Waiter,
     buf: [u8; PAYLOAD],
+    /// Bytes carried each way (at most `PAYLOAD`).
+    payload: usize,
     seq: u64,
     /// `RingWait::Poll`: spin on `peek` instead of `peek_blocking`.
     poll: bool,
@@ -788,7 +802,10 @@ fn poll_frame<'a>(
 }
 
 impl RingPair {
-    fn start(env: &mut BenchEnv, wait: RingWait) -> BenchResult<Self> {
+    fn start(env: &mut BenchEnv, wait: RingWait, payload: usize) -> BenchResult<Self> {
+        if !(8..=PAYLOAD).contains(&payload) {
+            return Err("ring round-trip payload must be 8..=256 bytes".into());
+        }
         let a = env.fresh_name("ring-a");
         let b = env.fresh_name("ring-b");
         let seg_a = create_ring_segment(&env.session, &a, RT_RING_CAPACITY)?;
@@ -824,6 +841,7 @@ impl RingPair {
             rx,
             waiter,
             buf: [0; PAYLOAD],
+            payload,
             seq: 0,
             poll: wait == RingWait::Poll,
             child,
@@ -838,25 +856,28 @@ impl Pair for RingPair {
             rx,
             waiter,
             buf,
+            payload,
             seq,
             child,
             poll,
             ..
         } = self;
+        let payload = *payload;
+        let buf = &mut buf[..payload];
         let deadline = Instant::now() + RING_DEADLINE;
         let r = timed_loop(n, hist, |_| {
             *seq += 1;
             buf[..8].copy_from_slice(&seq.to_le_bytes());
             // One frame in flight: the ring is never full here.
-            let mut grant = tx.reserve(PAYLOAD)?;
-            grant.copy_from_slice(&buf[..]);
+            let mut grant = tx.reserve(payload)?;
+            grant.copy_from_slice(buf);
             grant.commit_all();
             let frame = if *poll {
                 poll_frame(rx, child)?
             } else {
                 rx.peek_blocking(waiter, deadline)?
             };
-            if frame.len() != PAYLOAD {
+            if frame.len() != payload {
                 return Err("ring echo returned a frame of the wrong length".into());
             }
             buf.copy_from_slice(&frame);

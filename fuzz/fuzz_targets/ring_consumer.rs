@@ -4,6 +4,10 @@
 //! loop forever or read out of bounds: every violation is a
 //! `RingError::Corrupt` followed by `RingError::Poisoned`.
 //!
+//! One opcode forges a frame header whose commit word matches the
+//! consumer's next poll (the ring's frames announce themselves), so torn
+//! and forged frames are reached without guessing 8 matching bytes.
+//!
 //! Input format: byte 0 picks the capacity (64 << (b % 8)), bytes 1..=2 the
 //! length of the initial scribble, then the scribble, then a stream of
 //! one-byte opcodes with their operands.
@@ -89,7 +93,7 @@ fn shmwire_fuzz_ring(input: &[u8]) {
                 }
             }
             // Hostile peer: overwrite 8 bytes at an operand-chosen offset.
-            4 | 5 => {
+            4 => {
                 if ops.len() >= 10 {
                     let off = usize::from(u16::from_le_bytes([ops[0], ops[1]])) % (HEADER_LEN + cap);
                     let mut snapshot = snapshot(&storage, cap);
@@ -97,6 +101,25 @@ fn shmwire_fuzz_ring(input: &[u8]) {
                     snapshot[off..end].copy_from_slice(&ops[2..2 + (end - off)]);
                     storage.scribble(&snapshot);
                     ops = &ops[10..];
+                }
+            }
+            // Hostile peer: forge a header whose commit word matches where
+            // the consumer polls next (the published tail), with an
+            // operand-chosen length and kind (a torn or forged frame).
+            5 => {
+                if ops.len() >= 5 {
+                    let len = u32::from_le_bytes([ops[0], ops[1], ops[2], ops[3]]);
+                    let kind = if ops[4] & 1 != 0 { u32::MAX } else { u32::from(ops[4]) };
+                    let mut snapshot = snapshot(&storage, cap);
+                    let tail = u64::from_le_bytes(
+                        snapshot[TAIL_OFFSET..TAIL_OFFSET + 8].try_into().expect("8 bytes"),
+                    );
+                    let off = HEADER_LEN + (tail as usize & (cap - 1) & !15);
+                    snapshot[off..off + 8].copy_from_slice(&tail.wrapping_add(1).to_le_bytes());
+                    snapshot[off + 8..off + 12].copy_from_slice(&len.to_le_bytes());
+                    snapshot[off + 12..off + 16].copy_from_slice(&kind.to_le_bytes());
+                    storage.scribble(&snapshot);
+                    ops = &ops[5..];
                 }
             }
             // Flushes.
@@ -122,6 +145,9 @@ fn shmwire_fuzz_ring(input: &[u8]) {
     }
     std::hint::black_box(poisoned_seen);
 }
+
+/// Offset of `tail` in the ring header (line 2).
+const TAIL_OFFSET: usize = 256;
 
 /// The current bytes of header + data.
 fn snapshot(storage: &HeapStorage, cap: usize) -> Vec<u8> {

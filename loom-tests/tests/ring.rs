@@ -1,6 +1,6 @@
 //! Loom models of the ring's data path: push/pop, wrap with a padding frame,
 //! full ring back-pressure, empty ring, batched commit/release, partial
-//! commit.
+//! commit, a stale payload where a later frame starts, the readiness probe.
 //!
 //! Each model runs a producer and a consumer thread on heap storage with a
 //! 64-byte data region (the minimum), so every frame size used below forces
@@ -164,4 +164,61 @@ fn partial_commit_then_wrap() {
 fn wrap_twice_mixed_sizes() {
     // 32, 48 (padding + wrap), 32, 48 (padding + wrap again).
     run(&[1, 17, 1, 17], false, true);
+}
+
+#[test]
+fn stale_payload_is_not_a_commit() {
+    // Frame 1 fills the ring ([0, 64)); its payload holds, at ring offset
+    // 32, the commit value of the frame that will start at position 96
+    // (lap 1, offset 32). Frame 2 goes to [64, 96); when it is committed
+    // the producer has cleared the word at 96 (the next frame's commit
+    // word), so the consumer, having read frame 2, must see "empty" there
+    // until frame 3 is committed — never frame 1's stale bytes. (Under
+    // loom, payload bytes reach the commit atomics when a grant is
+    // committed: `DataRegion::touch_write`.) Without the clearing store in
+    // `Producer::seal` this model fails.
+    loom::model(|| {
+        let (mut p, mut c) = ring();
+        let t = thread::spawn(move || {
+            let mut g = p.reserve_with_kind(48, 1).unwrap();
+            g.fill(1);
+            g[16..24].copy_from_slice(&97u64.to_le_bytes());
+            g.commit_all();
+            push(&mut p, 1, 2, false);
+            push(&mut p, 1, 3, false);
+            p
+        });
+        loop {
+            if let Some(f) = c.peek().unwrap() {
+                assert_eq!((f.kind(), f.len()), (1, 48));
+                f.release();
+                break;
+            }
+            thread::yield_now();
+        }
+        pop(&mut c, 1, 2, false);
+        pop(&mut c, 1, 3, false);
+        drop(t.join().unwrap());
+    });
+}
+
+#[test]
+fn readiness_probe_then_peek() {
+    // has_frames is the same Acquire load of the next commit word as peek:
+    // once it says true, the frame's bytes are visible.
+    loom::model(|| {
+        let (mut p, mut c) = ring();
+        let t = thread::spawn(move || {
+            push(&mut p, 5, 9, false);
+            p
+        });
+        while !c.has_frames() {
+            thread::yield_now();
+        }
+        let f = c.peek().unwrap().expect("has_frames said a frame is there");
+        assert_eq!((f.kind(), f.len()), (9, 5));
+        assert!(f.iter().all(|b| *b == 9));
+        f.release();
+        drop(t.join().unwrap());
+    });
 }

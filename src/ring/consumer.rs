@@ -1,17 +1,19 @@
 //! The reading half of a ring: [`Consumer`] and the [`ReadFrame`] it lends.
 //!
-//! The consumer alone writes `tail`; it caches the producer's `head` and
-//! re-loads it only when the ring looks empty, and validates every index and
-//! frame header it reads (the producer may be hostile). See the
+//! The consumer alone writes `tail`. It learns of the next frame from the
+//! frame itself: the frame's first word (its commit word) equals its start
+//! position + 1 once the producer has written it, so an idle consumer polls
+//! the line the frame will arrive in and never reads the producer's `head`.
+//! It validates every frame header it reads (the producer may be hostile). See the
 //! [module docs](super) for the orderings and `docs/ring.md` for the
 //! protocol.
 
 use std::ops::Deref;
 
-use super::layout::{frame_total, frame_total_sat, FrameHeader};
+use super::layout::{commit_value, frame_total, frame_total_sat, FrameHeader, FRAME_INFO_OFFSET};
 use super::{
-    check_indices, header_poisoned, poison_header, Attached, NotSync, RingError, RingStorage,
-    FRAME_ALIGN, FRAME_HEADER_LEN, MAX_INDEX, PADDING_KIND, PREFETCH_BYTES,
+    header_poisoned, poison_header, Attached, NotSync, RingError, RingStorage, FRAME_HEADER_LEN,
+    PADDING_KIND, PREFETCH_BYTES,
 };
 use crate::sync::{spin_loop, Ordering};
 use crate::wake::{
@@ -26,8 +28,6 @@ pub struct Consumer<S: RingStorage> {
     tail: u64,
     /// Last value stored into the shared `tail`.
     published: u64,
-    /// Last `head` loaded from the header.
-    cached_head: u64,
     poisoned: bool,
     peer_eventfd: Option<EventFd>,
     _not_sync: NotSync,
@@ -39,7 +39,6 @@ impl<S: RingStorage> std::fmt::Debug for Consumer<S> {
             .field("cap", &self.cap)
             .field("tail", &self.tail)
             .field("published", &self.published)
-            .field("cached_head", &self.cached_head)
             .field("poisoned", &self.poisoned)
             .finish()
     }
@@ -63,7 +62,6 @@ impl<S: RingStorage> Consumer<S> {
             cap: a.cap,
             tail: a.tail,
             published: a.tail,
-            cached_head: a.head,
             poisoned: false,
             peer_eventfd: None,
             _not_sync: NotSync::default(),
@@ -92,9 +90,9 @@ impl<S: RingStorage> Consumer<S> {
     #[inline]
     pub fn is_abandoned(&self) -> bool {
         // Pairs with the Release store of producer_closed in
-        // `Drop for Producer`, made after its last publish of head: a caller
-        // that sees `true` and then loads head (as `on_empty` and
-        // `has_frames` do) sees every frame that will ever come.
+        // `Drop for Producer`, made after its last commit: a caller that
+        // sees `true` and then loads the next commit word (as `on_empty`
+        // does) sees every frame that will ever come.
         self.storage
             .header()
             .meta
@@ -104,22 +102,34 @@ impl<S: RingStorage> Consumer<S> {
             != 0
     }
 
-    /// A cheap readiness probe: whether the producer has published bytes
-    /// this consumer has not consumed yet (one fresh load of `head`, compared
-    /// with the local `tail`). Consumes nothing, validates nothing and
-    /// changes no state, so an event loop can ask it from `&self`.
+    /// A cheap readiness probe: whether the producer has committed the
+    /// frame at this consumer's `tail` (one fresh load of that frame's
+    /// commit word). Consumes nothing, validates nothing and changes no
+    /// state, so an event loop can ask it from `&self`.
     ///
     /// A hint: `true` may also mean a lone padding frame or a corrupt
-    /// `head` (then [`peek`](Self::peek) returns `Ok(None)` or the error);
-    /// `false` means no frame is waiting right now (`peek` returns
+    /// frame header (then [`peek`](Self::peek) returns `Ok(None)` or the
+    /// error); `false` means no frame is waiting right now (`peek` returns
     /// `Ok(None)`, or an error such as [`RingError::Closed`] after
     /// [`is_abandoned`](Self::is_abandoned)).
     #[inline]
     pub fn has_frames(&self) -> bool {
-        // Pairs with the Release store of head in Producer::flush (as the
-        // load in try_next does).
-        self.cached_head != self.tail
-            || self.storage.header().head.0.load(Ordering::Acquire) != self.tail
+        self.committed(self.tail as usize & (self.cap - 1))
+    }
+
+    /// Whether the frame at `tail` (at offset `off`) is committed: one
+    /// Acquire load of its commit word.
+    #[inline(always)]
+    fn committed(&self, off: usize) -> bool {
+        // SAFETY: off = tail & (cap - 1) is a multiple of 16 below cap (tail
+        // is 16-aligned: validated at attach, advanced by multiples of 16),
+        // so off + 8 <= cap <= data.len(); the word is only accessed
+        // atomically while it is a frame start (see Producer::seal).
+        // Acquire: pairs with the Release store of the commit word in
+        // Producer::flush / Producer::seal: the frame's header and payload
+        // (and the cleared commit word after it) are visible below.
+        let word = unsafe { self.storage.data().load_commit(off, Ordering::Acquire) };
+        word == commit_value(self.tail)
     }
 
     /// The next frame, if any, borrowed from the ring (zero copy).
@@ -253,69 +263,22 @@ impl<S: RingStorage> Consumer<S> {
         self.poison(RingError::Corrupt { what, value, limit })
     }
 
-    /// Re-loads `head` from the header and validates it.
-    fn reload_head(&mut self) -> Result<(), RingError> {
-        // Pairs with the Release store of head in Producer::flush: the frame
-        // bytes written before it are visible below.
-        let head = self.storage.header().head.0.load(Ordering::Acquire);
-        self.accept_head(head)
-    }
-
-    /// Validates a `head` just loaded from the header and caches it.
-    ///
-    /// Every check is folded into one branch and the error path is out of
-    /// line: this runs between the cache miss that brings the new `head`
-    /// and the frame's first read, and keeping that stretch short measurably
-    /// shortens the round trip (`docs/ring.md`, "Hot path"). The slow path
-    /// names the violation.
-    #[inline(always)]
-    fn accept_head(&mut self, head: u64) -> Result<(), RingError> {
-        // cached_head >= tail always holds, so `head >= cached_head` makes
-        // the wrapping difference the real one.
-        let bad = (head < self.cached_head)
-            | (head.wrapping_sub(self.tail) > self.cap as u64)
-            | (head > MAX_INDEX)
-            | (head % FRAME_ALIGN as u64 != 0);
-        if bad {
-            return Err(self.reject_head(head));
-        }
-        self.cached_head = head;
-        Ok(())
-    }
-
-    /// The slow path of [`accept_head`](Self::accept_head): which check
-    /// failed; poisons the ring.
-    #[cold]
-    #[inline(never)]
-    fn reject_head(&mut self, head: u64) -> RingError {
-        if head < self.cached_head {
-            return self.corrupt("head moved backwards", head, self.cached_head);
-        }
-        match check_indices(head, self.tail, self.cap as u64) {
-            Err(v) => self.poison(v.into()),
-            // Unreachable: accept_head's checks are check_indices' plus the
-            // backwards one; report it as corrupt rather than trust it.
-            Ok(()) => self.corrupt("head rejected", head, self.cached_head),
-        }
-    }
-
-    /// The ring looked empty (a fresh load of `head` found nothing new):
+    /// The ring looked empty (the next frame's commit word is not set):
     /// the rarer checks that need not run while frames are flowing.
-    /// `Ok(true)`: the producer closed and `head` moved meanwhile (parse
-    /// on); `Ok(false)`: nothing to read.
+    /// `Ok(true)`: the producer closed and the frame was committed
+    /// meanwhile (parse on); `Ok(false)`: nothing to read.
     #[inline(never)]
-    fn on_empty(&mut self) -> Result<bool, RingError> {
+    fn on_empty(&mut self, off: usize) -> Result<bool, RingError> {
         // Let the producer reuse what we released.
         self.flush();
         // is_abandoned's Acquire load pairs with the Release store in
-        // `Drop for Producer`, made after its last publish of head; re-load
-        // head after it.
+        // `Drop for Producer`, made after its last commit; re-load the
+        // commit word after it.
         if self.is_abandoned() {
-            self.reload_head()?;
-            if self.cached_head == self.tail {
-                return Err(RingError::Closed);
+            if self.committed(off) {
+                return Ok(true);
             }
-            return Ok(true);
+            return Err(RingError::Closed);
         }
         Ok(false)
     }
@@ -326,52 +289,39 @@ impl<S: RingStorage> Consumer<S> {
         // The poisoned flag sits on the header's read-mostly first line
         // (written only at init, attach, close and poisoning), so this is an
         // L1 hit on the fast path; it makes the peer's poisoning visible to
-        // every call, not only to index re-loads.
+        // every call, not only to the frames it writes.
         if self.poisoned || header_poisoned(self.storage.header()) {
             self.poisoned = true;
             return Err(RingError::Poisoned);
         }
         // At most two rounds: a padding frame is never at offset 0.
         for _ in 0..2 {
-            if self.cached_head == self.tail {
-                // Pairs with the Release store of head in Producer::flush:
-                // the frame bytes written before it are visible below.
-                let head = self.storage.header().head.0.load(Ordering::Acquire);
-                if head == self.tail {
-                    if !self.on_empty()? {
-                        return Ok(None);
-                    }
-                } else {
-                    self.accept_head(head)?;
-                }
-                // New bytes: fetch the next frame's lines (header and the
-                // start of its payload) in parallel rather than the header
-                // first, then the payload once its length is known. Bounded
-                // by what was published and the end of the region.
-                let off = self.tail as usize & (self.cap - 1);
-                let avail = (self.cached_head - self.tail) as usize;
-                self.storage
-                    .data()
-                    .prefetch(off, avail.min(self.cap - off).min(PREFETCH_BYTES));
-            }
-            // avail is a non-zero multiple of 16 (accept_head), so at least
-            // a frame header is readable.
-            let avail = self.cached_head - self.tail;
             let off = self.tail as usize & (self.cap - 1);
-            // SAFETY: off is a multiple of 16 (so of 8) below cap (a
-            // multiple of 16), so off + 8 <= off + 16 <= cap <= data.len();
-            // the bytes are published (avail >= 16) and not yet released, so
-            // the producer does not write them (a hostile one may, which
-            // only changes the value read).
-            let hdr = FrameHeader::from_word(unsafe { self.storage.data().read_u64_le(off) });
+            if !self.committed(off) && !self.on_empty(off)? {
+                return Ok(None);
+            }
+            // SAFETY: off is a multiple of 16 below cap, so off + 16 <= cap
+            // <= data.len(); the frame is committed and not yet released,
+            // so the producer does not write it (a hostile one may, which
+            // only changes the value read, once: one 8-byte load).
+            let hdr = FrameHeader::from_word(unsafe {
+                self.storage.data().read_u64_le(off + FRAME_INFO_OFFSET)
+            });
             let room = (self.cap - off) as u64;
             let total = frame_total_sat(hdr.len as u64);
-            // One branch for the padding frame and every violation (see
-            // accept_head for why); the common frame passes straight on.
-            if (hdr.kind == PADDING_KIND) | (total > room) | (total > avail) {
-                self.skip_padding_or_reject(off, hdr, avail)?;
+            // One branch for the padding frame and every violation (the
+            // code that names them is out of line); the common frame passes
+            // straight on.
+            if (hdr.kind == PADDING_KIND) | (total > room) {
+                self.skip_padding_or_reject(off, hdr)?;
                 continue;
             }
+            // The header line is here; fetch the payload's next lines in
+            // parallel rather than one after the other as the copy reaches
+            // them (bounded by the frame, which lies inside the region).
+            self.storage
+                .data()
+                .prefetch(off, (total as usize).min(PREFETCH_BYTES));
             return Ok(Some(FrameDesc {
                 off,
                 len: hdr.len as usize,
@@ -386,25 +336,17 @@ impl<S: RingStorage> Consumer<S> {
     /// `off`, or poisons the ring with the violation found.
     #[cold]
     #[inline(never)]
-    fn skip_padding_or_reject(
-        &mut self,
-        off: usize,
-        hdr: FrameHeader,
-        avail: u64,
-    ) -> Result<(), RingError> {
+    fn skip_padding_or_reject(&mut self, off: usize, hdr: FrameHeader) -> Result<(), RingError> {
         let len = hdr.len as usize;
         let room = self.cap - off;
         if hdr.kind != PADDING_KIND {
             // len <= u32::MAX, so no overflow on 64-bit.
             let total = frame_total(len).unwrap_or(usize::MAX);
-            if total > room {
-                return Err(self.corrupt(
-                    "frame crosses the end of the ring",
-                    total as u64,
-                    room as u64,
-                ));
-            }
-            return Err(self.corrupt("frame longer than published bytes", total as u64, avail));
+            return Err(self.corrupt(
+                "frame crosses the end of the ring",
+                total as u64,
+                room as u64,
+            ));
         }
         if off == 0 {
             return Err(self.corrupt("padding frame at offset 0", 0, 1));
@@ -414,13 +356,6 @@ impl<S: RingStorage> Consumer<S> {
                 "padding frame does not end at the end of the ring",
                 (len + FRAME_HEADER_LEN) as u64,
                 room as u64,
-            ));
-        }
-        if room as u64 > avail {
-            return Err(self.corrupt(
-                "padding frame longer than published bytes",
-                room as u64,
-                avail,
             ));
         }
         self.tail += room as u64;

@@ -10,7 +10,7 @@ pub const RING_MAGIC: u64 = 0x5348_4d57_5249_4e47; // "SHMWRING"
 
 /// Version of the ring layout; bumped on any change to [`RingHeader`] or the
 /// frame format.
-pub const RING_LAYOUT_VERSION: u32 = 1;
+pub const RING_LAYOUT_VERSION: u32 = 2;
 
 /// Size of a frame header in bytes; also the payload alignment.
 pub const FRAME_HEADER_LEN: usize = 16;
@@ -115,7 +115,20 @@ pub(crate) fn frame_total_sat(len: u64) -> u64 {
         .saturating_add(FRAME_HEADER_LEN as u64)
 }
 
-/// The 16-byte frame header, as copied out of (or into) the data region.
+/// Offset of the `len`/`kind` word in a frame header; the first 8 bytes are
+/// the commit word.
+pub(crate) const FRAME_INFO_OFFSET: usize = 8;
+
+/// The value of the commit word of a frame that starts at ring position
+/// `pos` (a byte counter like `head`/`tail`, below 2^63): `pos + 1`, never
+/// 0, and different for every lap over the same offset.
+#[inline(always)]
+pub(crate) fn commit_value(pos: u64) -> u64 {
+    pos + 1
+}
+
+/// The `len`/`kind` half of a frame header (bytes 8..16; bytes 0..8 are the
+/// commit word, written separately and last).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct FrameHeader {
     pub len: u32,
@@ -123,30 +136,20 @@ pub(crate) struct FrameHeader {
 }
 
 impl FrameHeader {
+    /// The little-endian word stored at [`FRAME_INFO_OFFSET`]: `len` in the
+    /// low half, `kind` in the high half.
     #[inline]
-    pub(crate) fn to_bytes(self) -> [u8; FRAME_HEADER_LEN] {
-        let mut b = [0u8; FRAME_HEADER_LEN];
-        b[0..4].copy_from_slice(&self.len.to_le_bytes());
-        b[4..8].copy_from_slice(&self.kind.to_le_bytes());
-        b
+    pub(crate) fn to_word(self) -> u64 {
+        u64::from(self.len) | (u64::from(self.kind) << 32)
     }
 
-    /// The header from its first 8 bytes read as one little-endian word
-    /// (`len` in the low half, `kind` in the high half); bytes 8..16 are
-    /// reserved (written as zero, never read).
+    /// The header from the word at [`FRAME_INFO_OFFSET`], read as one
+    /// little-endian load.
     #[inline]
     pub(crate) fn from_word(w: u64) -> Self {
         Self {
             len: w as u32,
             kind: (w >> 32) as u32,
-        }
-    }
-
-    #[cfg(test)]
-    pub(crate) fn from_bytes(b: [u8; FRAME_HEADER_LEN]) -> Self {
-        Self {
-            len: u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-            kind: u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
         }
     }
 }
@@ -182,9 +185,8 @@ mod tests {
         assert_eq!(frame_total_sat(u64::MAX), u64::MAX);
         assert!(frame_total_sat(u64::MAX - 15) > MAX_CAPACITY as u64);
         let h = FrameHeader { len: 7, kind: 9 };
-        assert_eq!(FrameHeader::from_bytes(h.to_bytes()), h);
-        let b = h.to_bytes();
-        let w = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
-        assert_eq!(FrameHeader::from_word(w), h);
+        assert_eq!(FrameHeader::from_word(h.to_word()), h);
+        assert_eq!(h.to_word().to_le_bytes(), [7, 0, 0, 0, 9, 0, 0, 0]);
+        assert_eq!(commit_value(0), 1);
     }
 }

@@ -6,18 +6,21 @@
 //! ```text
 //! +------------------- RingHeader (640 B, repr(C)) -------------------+
 //! | line 0: magic, capacity, version, poisoned, closed/attached flags  |
-//! | line 1: head  (bytes ever published, producer writes)             |
+//! | line 1: head  (bytes published, producer writes; attach reads)    |
 //! | line 2: tail  (bytes ever released,  consumer writes)             |
 //! | line 3: consumer wake slot  (sleeping flag, futex word)            |
 //! | line 4: producer wake slot  (sleeping flag, futex word)            |
 //! +------------------- data region (capacity = 2^k bytes) ------------+
-//! | [len u32|kind u32|reserved 8][payload, padded to 16] [hdr][...] ...|
+//! | [commit u64|len u32|kind u32][payload, padded to 16] [hdr][...] ...|
 //! +--------------------------------------------------------------------+
 //! ```
 //!
 //! Every frame starts at a 16-byte-aligned offset with a 16-byte header
-//! (`len`, `kind`, 8 reserved bytes), so payloads are 16-byte aligned and
-//! rkyv can read them in place. A frame never wraps: when it does not fit
+//! (a commit word, `len`, `kind`), so payloads are 16-byte aligned and
+//! rkyv can read them in place. The commit word of a frame that starts at
+//! ring position `p` is `p + 1` once the frame is complete: the producer
+//! stores it last, and the consumer polls it — each frame announces itself,
+//! so the consumer never reads the producer's `head` on the data path. A frame never wraps: when it does not fit
 //! before the end of the data region the producer first writes a *padding
 //! frame* ([`PADDING_KIND`]) that covers the rest of the region, and the
 //! frame starts at offset 0. `head` and `tail` are monotonically growing byte
@@ -33,13 +36,15 @@
 //! frame's length becomes `n`), or drops it (abort); the `_deferred` forms
 //! ([`commit_deferred`](WriteGrant::commit_deferred),
 //! [`commit_all_deferred`](WriteGrant::commit_all_deferred)) build a batch
-//! that [`Producer::flush`] publishes with one store of `head`. The consumer
+//! that [`Producer::flush`] publishes with one store (the commit word of the
+//! batch's first frame; later frames' commit words are written at once but
+//! cannot be reached before it). The consumer
 //! [`peek`](Consumer::peek)s a [`ReadFrame`] (a `&[u8]` borrowed from the
 //! ring: zero copy), then [`release`](ReadFrame::release)s it, or
 //! [`release_deferred`](ReadFrame::release_deferred)s a batch and publishes
-//! `tail` once with [`Consumer::flush`]. Each side caches the other's index
-//! and re-reads it only when the ring looks full (producer) or empty
-//! (consumer). A full ring is back-pressure ([`RingError::Full`] or a
+//! `tail` once with [`Consumer::flush`]. The producer caches `tail` and
+//! re-reads it only when the ring looks full, so it learns of freed room
+//! lazily, in batches; the consumer needs no index of the producer's. A full ring is back-pressure ([`RingError::Full`] or a
 //! blocking wait), never an overwrite.
 //!
 //! # Asking the ring, not its memory
@@ -75,18 +80,25 @@
 //! # Hot path
 //!
 //! A ping-pong of small frames costs cache-line transfers, not
-//! instructions. The consumer prefetches a newly published frame's lines
-//! (header and payload together, bounded by the published bytes) before
-//! reading its header, and the producer, after each publish, prefetches for
+//! instructions. An idle consumer spins on the line the next frame's header
+//! will arrive in, so learning of a frame and reading its start is one
+//! transfer; it then prefetches the frame's other lines together. The
+//! producer, after each publish, demotes the lines it published to the
+//! shared cache (`CLDEMOTE`, where the CPU has it) and prefetches for
 //! writing the free lines its next frame will use (skipping the line the
-//! consumer is about to read). Both are hints that read and write no value
+//! consumer is about to read). All are hints that read and write no value
 //! (see `docs/ring.md`, "Hot path").
 //!
 //! # Orderings
 //!
-//! - `Producer::flush` stores `head` with `Release`; it pairs with the
-//!   `Acquire` load of `head` in `Consumer::try_next` (and `Consumer::reload_head`), which makes the
-//!   frame bytes written before the store visible to the consumer.
+//! - A frame's commit word is stored with `Release` (by `Producer::seal`, or
+//!   by `Producer::flush` for a batch's first frame); it pairs with the
+//!   `Acquire` load of the commit word in `Consumer::try_next` /
+//!   [`Consumer::has_frames`], which makes the frame's bytes — and the 0
+//!   the producer stored (`Relaxed`) where the next frame's commit word
+//!   goes — visible to the consumer.
+//! - `Producer::flush` also stores `head` with `Release`, for `Ring::attach`
+//!   (`Acquire`) only.
 //! - `Consumer::flush` stores `tail` with `Release`; it pairs with the
 //!   `Acquire` load of `tail` in `Producer::reload_tail`, so the consumer's
 //!   reads of released bytes happen before the producer overwrites them.
@@ -94,23 +106,25 @@
 //!   flag implement the wake-up handshake (see [`crate::wake`]).
 //! - `Ring::init` stores `magic` last with `Release`; the `Acquire` load in
 //!   `attach_*` pairs with it.
-//! - `producer_closed` is stored with `Release` after the last publish of
-//!   `head`; the consumer loads it with `Acquire`
-//!   ([`Consumer::is_abandoned`]) and then re-loads `head`, so "closed and
+//! - `producer_closed` is stored with `Release` after the last commit; the
+//!   consumer loads it with `Acquire` ([`Consumer::is_abandoned`]) and then
+//!   re-loads the commit word at its `tail`, so "closed and
 //!   empty" really means no more frames. `consumer_closed` likewise
 //!   ([`Producer::is_abandoned`]).
 //! - A partial commit ([`WriteGrant::commit`]) adds no ordering: the
 //!   grant's bytes past the shorter frame were never published, so they
-//!   just become free room again behind the same `head` store.
+//!   just become free room again; the next commit word among them is
+//!   cleared like any other.
 //!
 //! # Hostile memory
 //!
 //! Everything read from the header or the data region is copied into a local
-//! once, validated, and only then used: `tail ≤ head`, `head − tail ≤
-//! capacity`, indices never move backwards, indices and frame lengths are
-//! multiples of 16 / within the data region / within `head − tail`, padding
-//! frames end exactly at the end of the region, the capacity matches the
-//! memory we attached to. A violation returns [`RingError::Corrupt`] (or
+//! once, validated, and only then used: at attach `tail ≤ head`, `head −
+//! tail ≤ capacity`, both multiples of 16; `tail` never moves backwards
+//! nor passes what the producer published; a commit word that is not
+//! exactly `tail + 1` is "not yet" (nothing is read); frames lie within the
+//! data region, padding frames end exactly at its end, the capacity matches
+//! the memory we attached to. A violation returns [`RingError::Corrupt`] (or
 //! [`AttachError::Corrupt`] when attaching) and poisons the ring (a flag in
 //! the header and in the half): every later call returns
 //! [`RingError::Poisoned`]. Bytes of a payload may still change under

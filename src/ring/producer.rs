@@ -1,13 +1,16 @@
 //! The writing half of a ring: [`Producer`] and its [`WriteGrant`].
 //!
-//! The producer alone writes `head` (and the frames behind it); it caches
-//! the consumer's `tail` and re-loads it only when the ring looks full. See
-//! the [module docs](super) for the orderings and `docs/ring.md` for the
-//! protocol.
+//! The producer alone writes the frames (each published by its own commit
+//! word, stored last) and `head`; it caches the consumer's `tail` and
+//! re-loads it only when the ring looks full. See the [module docs](super)
+//! for the orderings and `docs/ring.md` for the protocol.
 
 use std::ops::{Deref, DerefMut};
 
-use super::layout::{frame_total, frame_total_sat, FrameHeader};
+use super::layout::{
+    commit_value, frame_total, frame_total_sat, FrameHeader, FRAME_ALIGN, FRAME_INFO_OFFSET,
+};
+use super::storage::cldemote_supported;
 use super::{
     check_indices, header_poisoned, poison_header, Attached, NotSync, RingError, RingStorage,
     FRAME_HEADER_LEN, PADDING_KIND, PREFETCH_BYTES,
@@ -23,11 +26,17 @@ pub struct Producer<S: RingStorage> {
     cap: usize,
     /// Bytes written locally (committed or padding), published or not.
     head: u64,
-    /// Last value stored into the shared `head`.
+    /// Where the first frame not yet visible to the consumer starts (equal
+    /// to `head` when every frame is published). Its commit word is the
+    /// one deferred store of a batch: every later frame of the batch has
+    /// its commit word written already, but the consumer cannot reach them
+    /// before this one. Also the last value stored into the shared `head`.
     published: u64,
     /// Last `tail` loaded from the header.
     cached_tail: u64,
     poisoned: bool,
+    /// Whether to `CLDEMOTE` the lines just published (run-time detected).
+    demote: bool,
     peer_eventfd: Option<EventFd>,
     _not_sync: NotSync,
 }
@@ -55,6 +64,7 @@ impl<S: RingStorage> Producer<S> {
             published: a.head,
             cached_tail: a.tail,
             poisoned: false,
+            demote: cldemote_supported(),
             peer_eventfd: None,
             _not_sync: NotSync::default(),
         }
@@ -211,26 +221,87 @@ impl<S: RingStorage> Producer<S> {
         retract(&self.storage.header().producer_wake.0);
     }
 
-    /// Publishes deferred commits (stores `head` once) and wakes the consumer
-    /// if it sleeps.
+    /// Publishes deferred commits (one store: the commit word of the
+    /// batch's first frame) and wakes the consumer if it sleeps.
     #[inline]
     pub fn flush(&mut self) {
         if self.head != self.published {
-            // Pairs with the Acquire load of head in Consumer::try_next / reload_head:
-            // the frame bytes written before this store are visible to a
-            // consumer that loads the new head.
+            let first = self.published;
+            let off = first as usize & (self.cap - 1);
+            let data = self.storage.data();
+            // SAFETY: `first` is a frame start we wrote (16-aligned, below
+            // cap, so off + 8 <= cap); its commit word is ours to write until
+            // the consumer has read the frame, which it cannot do before
+            // this store.
+            // Release: pairs with the Acquire load of the commit word in
+            // Consumer::try_next (and has_frames): the frame's header and
+            // payload, every later frame of the batch (their commit words
+            // included) and the cleared commit word after the batch are
+            // visible to a consumer that sees this value.
+            unsafe { data.store_commit(off, commit_value(first), Ordering::Release) };
+            // Pairs with the Acquire load of head in Ring::attach: where a
+            // half attaching later (after a close) finds the end of the
+            // published frames. The consumer does not read it on the data
+            // path.
             self.storage
                 .header()
                 .head
                 .0
                 .store(self.head, Ordering::Release);
             self.published = self.head;
+            data.demote(
+                off,
+                ((self.head - first) as usize)
+                    .min(self.cap - off)
+                    .min(PREFETCH_BYTES),
+                self.demote,
+            );
             wake_peer(
                 &self.storage.header().consumer_wake.0,
                 self.peer_eventfd.as_ref(),
             );
             self.prefetch_next();
         }
+    }
+
+    /// Completes the frame at the local head (offset `off`, `total` bytes,
+    /// reserved by `try_reserve`): writes its `len`/`kind`, clears the
+    /// commit word of the frame that will follow it, and stores its own
+    /// commit word — unless it is the first frame of a batch, whose commit
+    /// word [`flush`](Self::flush) stores. Advances the local head.
+    #[inline(always)]
+    fn seal(&mut self, off: usize, hdr: FrameHeader, total: usize) {
+        let data = self.storage.data();
+        // SAFETY: off is a multiple of 16 below cap, so off + 16 <= cap; the
+        // frame [off, off + total) was found free and in bounds by
+        // try_reserve and we hold the producer exclusively.
+        unsafe { data.write_u64_le(off + FRAME_INFO_OFFSET, hdr.to_word()) };
+        let pos = self.head;
+        let next = pos + total as u64;
+        // The word where the next frame's commit will go may hold stale
+        // bytes (payload of an earlier lap, or of a grant's unused part
+        // after a partial commit) that could equal that frame's commit
+        // value. Clear it while it is free; if it is not (the ring is full
+        // up to `next`), it is the start of the frame at `cached_tail`, a
+        // commit word of the previous lap (`next − cap + 1`), which cannot
+        // match.
+        if next - self.cached_tail <= (self.cap - FRAME_ALIGN) as u64 {
+            let noff = next as usize & (self.cap - 1);
+            // SAFETY: noff is a multiple of 16 below cap; [next, next + 16)
+            // is free room (checked just above), which the consumer does not
+            // read.
+            // Relaxed: published by the Release store of this frame's (or
+            // its batch's first frame's) commit word, which comes after it.
+            unsafe { data.store_commit(noff, 0, Ordering::Relaxed) };
+        }
+        if pos != self.published {
+            // SAFETY: off is a frame start of ours (see above).
+            // Release: pairs with the Acquire load of this word in
+            // Consumer::try_next; the consumer reaches it only after the
+            // batch's first frame, whose commit `flush` stores later.
+            unsafe { data.store_commit(off, commit_value(pos), Ordering::Release) };
+        }
+        self.head = next;
     }
 
     /// After a publish: asks for write ownership of the lines the next
@@ -360,15 +431,13 @@ impl<S: RingStorage> Producer<S> {
                 return Ok(Some(off));
             }
             // Pad to the end of the data region; the frame goes to offset 0.
+            // [off, cap) is free: has_room checked that `contiguous` bytes
+            // past head are not in use by the consumer.
             let pad = FrameHeader {
                 len: (contiguous - FRAME_HEADER_LEN) as u32,
                 kind: PADDING_KIND,
             };
-            // SAFETY: off + 16 <= cap (off is a multiple of 16 below cap, a
-            // multiple of 16), and [off, cap) is free: has_room checked that
-            // `contiguous` bytes past head are not in use by the consumer.
-            unsafe { self.storage.data().write_bytes(off, &pad.to_bytes()) };
-            self.head += contiguous as u64;
+            self.seal(off, pad, contiguous);
         }
         // Unreachable in practice (second round has off == 0); treat as full.
         Ok(None)
@@ -449,14 +518,16 @@ impl<'a, S: RingStorage> WriteGrant<'a, S> {
         self.len
     }
 
-    /// Writes the header of a frame of `n <= len` payload bytes and advances
-    /// the local head by that frame's size; returns the producer.
+    /// Writes the header of a frame of `n <= len` payload bytes, commits it
+    /// (or leaves it as the first frame of a batch for `flush`) and
+    /// advances the local head by that frame's size; returns the producer.
     ///
     /// A shorter frame needs no new ordering: the grant's bytes past the
     /// frame were never published and lie beyond `head`, so they simply
-    /// become free room again (the next frame's header goes right after the
-    /// shorter frame, inside the old grant, and is published by the same
-    /// Release store of `head` as always).
+    /// become free room again. The next frame's commit word goes right
+    /// after the shorter frame, inside the old grant, where the caller may
+    /// have written payload bytes: `seal` clears it before this frame is
+    /// committed.
     #[inline]
     fn finish(self, n: usize) -> &'a mut Producer<S> {
         debug_assert!(n <= self.len);
@@ -464,17 +535,15 @@ impl<'a, S: RingStorage> WriteGrant<'a, S> {
             len: n as u32,
             kind: self.kind,
         };
-        let data = self.producer.storage.data();
         // Under loom: the payload was written through the grant up to now
         // (all of it may have been, whatever part is committed).
-        data.touch_write(self.off + FRAME_HEADER_LEN, self.len);
-        // SAFETY: the frame [off, off + frame_total(len)) was found free and
-        // in bounds by try_reserve, the header's 16 bytes are its first, and
-        // we hold the producer exclusively.
-        unsafe { data.write_bytes(self.off, &hdr.to_bytes()) };
+        self.producer
+            .storage
+            .data()
+            .touch_write(self.off + FRAME_HEADER_LEN, self.len);
         // n <= len, whose frame fitted the ring, so no overflow.
-        let total = frame_total(n).unwrap_or(FRAME_HEADER_LEN) as u64;
-        self.producer.head += total;
+        let total = frame_total(n).unwrap_or(FRAME_HEADER_LEN);
+        self.producer.seal(self.off, hdr, total);
         self.producer
     }
 

@@ -44,6 +44,11 @@ pub struct DataRegion {
     /// Under loom: one access-tracking cell per 16-byte chunk.
     #[cfg(shmwire_loom)]
     cells: Box<[crate::sync::UnsafeCell<()>]>,
+    /// Under loom: the commit word (first 8 bytes) of each 16-byte chunk, as
+    /// a loom atomic (loom's atomics cannot live in the byte buffer). Only
+    /// frame starts are ever accessed through them.
+    #[cfg(shmwire_loom)]
+    commits: Box<[crate::sync::AtomicU64]>,
 }
 
 impl fmt::Debug for DataRegion {
@@ -78,6 +83,10 @@ impl DataRegion {
             #[cfg(shmwire_loom)]
             cells: (0..len.div_ceil(FRAME_ALIGN))
                 .map(|_| crate::sync::UnsafeCell::new(()))
+                .collect(),
+            #[cfg(shmwire_loom)]
+            commits: (0..len.div_ceil(FRAME_ALIGN))
+                .map(|_| crate::sync::AtomicU64::new(0))
                 .collect(),
         }
     }
@@ -127,6 +136,77 @@ impl DataRegion {
         // region's base is 16-byte aligned); every bit pattern is a valid
         // `u64`.
         u64::from_le(unsafe { std::ptr::read_volatile(self.ptr.add(off).cast::<u64>()) })
+    }
+
+    /// The commit word of the frame that starts (or would start) at `off`:
+    /// the first 8 bytes of the 16-byte chunk there, as an atomic.
+    ///
+    /// # Safety
+    ///
+    /// - `off + 8 <= self.len()` and `off` is a multiple of 16;
+    /// - under the ring protocol, the word at `off` is only ever accessed
+    ///   atomically while the returned reference is used (plain writes to
+    ///   it happen only while it is not a frame start the peer may poll:
+    ///   payload of an earlier frame, ordered before by the ring's
+    ///   Release/Acquire pairs).
+    #[cfg(not(shmwire_loom))]
+    #[inline(always)]
+    unsafe fn commit_word(&self, off: usize) -> &crate::sync::AtomicU64 {
+        debug_assert!(off + 8 <= self.len && off % FRAME_ALIGN == 0);
+        // SAFETY: in bounds and 8-byte aligned by the caller's contract (the
+        // region's base is 16-byte aligned); `AtomicU64` has the size and
+        // alignment of `u64`, every bit pattern is valid, and the memory is
+        // valid for the region's lifetime, which bounds `&self`.
+        unsafe { &*self.ptr.add(off).cast::<crate::sync::AtomicU64>() }
+    }
+
+    /// Under loom: the chunk's commit-word atomic (see `commits`).
+    #[cfg(shmwire_loom)]
+    #[inline(always)]
+    unsafe fn commit_word(&self, off: usize) -> &crate::sync::AtomicU64 {
+        debug_assert!(off + 8 <= self.len && off % FRAME_ALIGN == 0);
+        &self.commits[off / FRAME_ALIGN]
+    }
+
+    /// Loads the commit word of the frame at `off` (see
+    /// [`commit_word`](Self::commit_word)) with ordering `ord`.
+    ///
+    /// # Safety
+    ///
+    /// As [`commit_word`](Self::commit_word).
+    #[inline(always)]
+    pub(crate) unsafe fn load_commit(&self, off: usize, ord: crate::sync::Ordering) -> u64 {
+        // SAFETY: forwarded contract.
+        unsafe { self.commit_word(off) }.load(ord)
+    }
+
+    /// Stores `value` into the commit word of the frame at `off` with
+    /// ordering `ord`.
+    ///
+    /// # Safety
+    ///
+    /// As [`commit_word`](Self::commit_word); the caller (the producer) owns
+    /// the word for writing under the ring protocol.
+    #[inline(always)]
+    pub(crate) unsafe fn store_commit(&self, off: usize, value: u64, ord: crate::sync::Ordering) {
+        // SAFETY: forwarded contract.
+        unsafe { self.commit_word(off) }.store(value, ord);
+    }
+
+    /// Writes `value` as the little-endian `u64` at `off` (one plain 8-byte
+    /// store).
+    ///
+    /// # Safety
+    ///
+    /// - `off + 8 <= self.len()` and `off` is a multiple of 8;
+    /// - the caller owns `[off, off + 8)` for writing under the ring protocol.
+    #[inline(always)]
+    pub(crate) unsafe fn write_u64_le(&self, off: usize, value: u64) {
+        debug_assert!(off + 8 <= self.len && off % 8 == 0);
+        self.track_write(off, 8);
+        // SAFETY: in bounds and 8-byte aligned by the caller's contract, and
+        // owned for writing.
+        unsafe { std::ptr::write(self.ptr.add(off).cast::<u64>(), value.to_le()) }
     }
 
     /// Copies `bytes` into the region at `off`.
@@ -235,17 +315,101 @@ impl DataRegion {
         let _ = (off, len, write);
     }
 
+    /// Hints the CPU to move the cache lines of `[off, off + len)` (clamped
+    /// to the region) from this core's private caches to the shared cache
+    /// (`CLDEMOTE`), so that the peer's next miss on them is served there
+    /// instead of by a snoop of this core. A hint only, like the prefetches:
+    /// it cannot fault, reads or writes no value and changes no state, so it
+    /// is sound for any range. `enabled` is [`cldemote_supported`]'s answer
+    /// (the instruction is a NOP on CPUs without it, but older assemblers
+    /// and emulators may not know that); a no-op under loom and off x86-64.
+    #[inline(always)]
+    pub(crate) fn demote(&self, off: usize, len: usize, enabled: bool) {
+        #[cfg(all(target_arch = "x86_64", not(shmwire_loom)))]
+        if enabled {
+            let end = off.saturating_add(len).min(self.len);
+            let mut at = off & !63;
+            while at < end {
+                // SAFETY: `at < self.len`, so the address is inside the
+                // region. `cldemote` (NP 0F 1C /0, a hint NOP where
+                // unsupported) never faults, changes no register or flag and
+                // reads or writes no memory value.
+                unsafe {
+                    std::arch::asm!(
+                        "cldemote [{0}]",
+                        in(reg) self.ptr.add(at),
+                        options(nostack, preserves_flags, readonly)
+                    );
+                }
+                at += 64;
+            }
+        }
+        #[cfg(not(all(target_arch = "x86_64", not(shmwire_loom))))]
+        let _ = (off, len, enabled);
+    }
+
     /// Records (under loom) that the caller is still reading `[off, off+len)`.
     #[inline(always)]
     pub(crate) fn touch_read(&self, off: usize, len: usize) {
         self.track_read(off, len);
     }
 
-    /// Records (under loom) that the caller is still writing `[off, off+len)`.
+    /// Records (under loom) that the caller is still writing `[off, off+len)`
+    /// (the producer, for a grant's payload, when it commits).
+    ///
+    /// Under loom the commit words live in separate atomics, so payload
+    /// bytes written through a grant would never reach them, unlike in real
+    /// memory, where a payload can leave any value (a later lap's commit
+    /// value included) where a later frame will start. To keep that hazard
+    /// in the model, the first 8 bytes of every chunk that starts inside
+    /// the range are copied into the chunk's commit atomic here (`Relaxed`:
+    /// plain stores in real memory).
     #[inline(always)]
     pub(crate) fn touch_write(&self, off: usize, len: usize) {
         self.track_write(off, len);
+        #[cfg(shmwire_loom)]
+        {
+            let end = off.saturating_add(len).min(self.len);
+            let mut at = off.next_multiple_of(FRAME_ALIGN);
+            while at + 8 <= end {
+                // SAFETY: at + 8 <= end <= len, 16-aligned (so 8-aligned) in
+                // the region; the producer owns the range for writing.
+                let v = unsafe { std::ptr::read(self.ptr.add(at).cast::<u64>()) };
+                self.commits[at / FRAME_ALIGN]
+                    .store(u64::from_le(v), crate::sync::Ordering::Relaxed);
+                at += FRAME_ALIGN;
+            }
+        }
     }
+}
+
+/// Whether this CPU implements `CLDEMOTE` (CPUID leaf 7, ECX bit 25),
+/// asked once per process; `false` off x86-64 and under loom.
+pub(crate) fn cldemote_supported() -> bool {
+    #[cfg(all(target_arch = "x86_64", not(shmwire_loom)))]
+    {
+        use std::sync::OnceLock;
+        static SUPPORTED: OnceLock<bool> = OnceLock::new();
+        *SUPPORTED.get_or_init(|| {
+            if std::env::var_os("SHMWIRE_NO_CLDEMOTE").is_some() {
+                return false;
+            }
+            // `__cpuid` is safe since Rust 1.87, `unsafe` in 1.85 (our MSRV).
+            #[allow(unused_unsafe)]
+            // SAFETY: `cpuid` exists on every x86-64 CPU; leaf 0 gives the
+            // highest supported leaf, checked before asking leaf 7.
+            let max = unsafe { std::arch::x86_64::__cpuid(0) }.eax;
+            if max < 7 {
+                return false;
+            }
+            #[allow(unused_unsafe)]
+            // SAFETY: leaf 7 is supported (max >= 7).
+            let leaf7 = unsafe { std::arch::x86_64::__cpuid_count(7, 0) };
+            leaf7.ecx & (1 << 25) != 0
+        })
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(shmwire_loom))))]
+    false
 }
 
 /// Heap-allocated ring memory, used by unit tests, loom models and

@@ -388,50 +388,120 @@ fn assert_corrupt_then_poisoned(c: &mut Consumer<HeapStorage>, p: &mut Producer<
     assert!(p.is_poisoned());
 }
 
-#[test]
-fn corrupt_head_beyond_capacity() {
-    let (mut p, mut c, s) = pair(256);
-    s.header().head.0.store(1 << 20, Ordering::Relaxed);
-    assert_corrupt_then_poisoned(&mut c, &mut p);
+/// A frame header as it lies in the data region: commit word, `len`,
+/// `kind`.
+fn frame_hdr(commit: u64, len: u32, kind: u32) -> [u8; 16] {
+    let mut hdr = [0u8; 16];
+    hdr[..8].copy_from_slice(&commit.to_le_bytes());
+    hdr[8..12].copy_from_slice(&len.to_le_bytes());
+    hdr[12..].copy_from_slice(&kind.to_le_bytes());
+    hdr
 }
 
 #[test]
-fn corrupt_head_backwards_and_misaligned() {
+fn corrupt_head_refused_at_attach() {
+    // The data path never reads `head` (the frames announce themselves);
+    // a half attaching later validates it.
+    for bad in [1u64 << 20, 7] {
+        let (p, c, s) = pair(256);
+        drop(c);
+        s.header().head.0.store(bad, Ordering::Relaxed);
+        assert!(matches!(
+            Ring::attach_consumer(s.clone()),
+            Err(AttachError::Corrupt { .. })
+        ));
+        assert!(p.is_poisoned());
+    }
+}
+
+#[test]
+fn corrupt_head_does_not_disturb_the_data_path() {
     let (mut p, mut c, s) = pair(256);
     push(&mut p, b"x", 0).unwrap();
-    assert!(pop(&mut c).is_some());
-    s.header().head.0.store(0, Ordering::Relaxed);
+    s.header().head.0.store(7, Ordering::Relaxed);
+    assert_eq!(pop(&mut c).unwrap().1, b"x");
+    assert!(pop(&mut c).is_none());
+    assert!(!c.is_poisoned());
+}
+
+#[test]
+fn forged_commit_words() {
+    // A commit word of another lap (or any other value) is "not yet":
+    // nothing is read, nothing hangs.
+    let (mut p, mut c, s) = pair(256);
+    scribble_data(&s, 0, &frame_hdr(257, 3, 0));
+    assert!(!c.has_frames());
+    assert!(pop(&mut c).is_none());
+    assert!(!c.is_poisoned());
+    // The producer's own frame over it is delivered.
+    push(&mut p, b"abc", 0).unwrap();
+    assert_eq!(pop(&mut c).unwrap().1, b"abc");
+
+    // A forged commit that matches, with a length beyond the end: Corrupt.
+    let (mut p, mut c, s) = pair(256);
+    scribble_data(&s, 0, &frame_hdr(1, 241, 0));
+    assert!(c.has_frames());
     assert_corrupt_then_poisoned(&mut c, &mut p);
 
-    let (mut p, mut c, s) = pair(256);
-    s.header().head.0.store(7, Ordering::Relaxed);
-    assert_corrupt_then_poisoned(&mut c, &mut p);
+    // A forged commit that matches, with a valid length: a frame of the
+    // peer's bytes (only bytes), then the ring goes on.
+    let (_p, mut c, s) = pair(256);
+    scribble_data(&s, 0, &frame_hdr(1, 5, 0));
+    assert_eq!(pop(&mut c).unwrap().1.len(), 5);
+    assert!(pop(&mut c).is_none());
 }
 
 #[test]
 fn corrupt_frame_lengths() {
-    // Frame longer than what was published.
-    let (mut p, mut c, s) = pair(256);
-    push(&mut p, b"abc", 0).unwrap();
-    let mut hdr = [0u8; 16];
-    hdr[..4].copy_from_slice(&200u32.to_le_bytes());
-    scribble_data(&s, 0, &hdr);
-    assert_corrupt_then_poisoned(&mut c, &mut p);
-
     // Frame crossing the end of the ring.
     let (mut p, mut c, s) = pair(256);
     push(&mut p, b"abc", 0).unwrap();
-    hdr[..4].copy_from_slice(&u32::MAX.to_le_bytes());
-    scribble_data(&s, 0, &hdr);
+    scribble_data(&s, 0, &frame_hdr(1, u32::MAX, 0));
+    assert_corrupt_then_poisoned(&mut c, &mut p);
+
+    let (mut p, mut c, s) = pair(256);
+    push(&mut p, b"abc", 0).unwrap();
+    scribble_data(&s, 0, &frame_hdr(1, 241, 7));
     assert_corrupt_then_poisoned(&mut c, &mut p);
 
     // Padding frame that does not end at the end of the ring.
     let (mut p, mut c, s) = pair(256);
     push(&mut p, &[0; 100], 0).unwrap();
-    hdr[..4].copy_from_slice(&16u32.to_le_bytes());
-    hdr[4..8].copy_from_slice(&PADDING_KIND.to_le_bytes());
-    scribble_data(&s, 0, &hdr);
+    scribble_data(&s, 0, &frame_hdr(1, 16, PADDING_KIND));
     assert_corrupt_then_poisoned(&mut c, &mut p);
+
+    // Padding frame at offset 0 (even one covering the whole ring).
+    let (mut p, mut c, s) = pair(256);
+    push(&mut p, &[0; 100], 0).unwrap();
+    scribble_data(&s, 0, &frame_hdr(1, 240, PADDING_KIND));
+    assert_corrupt_then_poisoned(&mut c, &mut p);
+}
+
+#[test]
+fn stale_payload_never_passes_for_a_commit() {
+    // A payload that holds, at the offset where a later lap's frame will
+    // start, exactly that frame's commit value: the producer clears the
+    // word before it publishes the frame in front of it, so the consumer
+    // never mistakes the stale bytes for a frame.
+    let (mut p, mut c, _s) = pair(256);
+    // Lap 0: one 240-byte frame at [0, 240) (a 256-byte frame fills the
+    // ring); its payload at ring offset 32 (payload byte 16) holds
+    // 256 + 32 + 1, the commit value of a frame at position 288.
+    let mut big = [0u8; 240];
+    big[16..24].copy_from_slice(&(256u64 + 32 + 1).to_le_bytes());
+    push(&mut p, &big, 0).unwrap();
+    assert_eq!(pop(&mut c).unwrap().1, big.to_vec());
+    // Lap 1: a partial commit of 16 bytes out of a 200-byte grant written
+    // with the same trick, then nothing more: position 288 must read empty.
+    let mut g = p.reserve(200).unwrap();
+    g.fill(0);
+    g[16..24].copy_from_slice(&(256u64 + 32 + 1).to_le_bytes());
+    g[0..16].copy_from_slice(&[9; 16]);
+    g.commit(16);
+    assert_eq!(pop(&mut c).unwrap().1, [9; 16].to_vec());
+    assert!(pop(&mut c).is_none());
+    assert!(!c.has_frames());
+    assert!(!c.is_poisoned());
 }
 
 #[test]
