@@ -152,7 +152,7 @@ impl StoreService {
             fallback_dir: fallback_dir.map(|d| d.to_string_lossy().into_owned()),
         };
         let stop = Arc::new(AtomicBool::new(false));
-        let snapshot = Arc::new(Mutex::new(StoreSnapshot::default()));
+        let snapshot = Arc::new(Mutex::new(table.snapshot(SNAPSHOT_OBJECTS)));
         let mut state = Service {
             table,
             mux,
@@ -181,9 +181,8 @@ impl StoreService {
     }
 
     /// The store's counts and its [`SNAPSHOT_OBJECTS`] largest objects, as
-    /// the service thread last published them (every 100 ms while it runs;
-    /// empty before its first turn). For inspection: never waits for the
-    /// service.
+    /// the service thread last published them (at start, then every 100 ms
+    /// while it runs). For inspection: never waits for the service.
     pub fn snapshot(&self) -> StoreSnapshot {
         self.snapshot
             .lock()
