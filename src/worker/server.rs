@@ -328,7 +328,7 @@ impl Worker {
         self.flush_tcp();
         self.reap();
         if let Some(area) = &mut self.area {
-            area.maybe_publish(&self.exec.stats, &mut self.mux);
+            area.maybe_publish(now, &self.exec.stats, &mut self.mux);
         }
         Ok(())
     }

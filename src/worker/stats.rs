@@ -177,9 +177,14 @@ impl PublishedStats {
         }
     }
 
-    /// Rewrites the area if [`PUBLISH_EVERY`] has passed.
-    pub(crate) fn maybe_publish(&mut self, stats: &EventStats, mux: &mut Mux<AnyConnection>) {
-        let now = Instant::now();
+    /// Rewrites the area if [`PUBLISH_EVERY`] has passed by `now` (the
+    /// event-loop turn's start: no extra clock read per turn).
+    pub(crate) fn maybe_publish(
+        &mut self,
+        now: Instant,
+        stats: &EventStats,
+        mux: &mut Mux<AnyConnection>,
+    ) {
         if self
             .last
             .is_some_and(|t| now.saturating_duration_since(t) < PUBLISH_EVERY)
