@@ -4,8 +4,11 @@
 //! shmwire demo [--tasks N] [--window W] [--transport both|shm|tcp] [--wait spin|park|eventfd]
 //! shmwire bench <limit|ring|transport|all> [--json] [--iters N] [--plot DIR]
 //!                                              shmwire and its peers in the same run
-//! shmwire cleanup (--session S | --all-stale) [--root DIR]
-//! shmwire inspect [--session S] [--root DIR]   segments and their headers
+//! shmwire node --session S [--store-capacity BYTES] [--fallback-dir DIR] [--listen ADDR] [--root DIR]
+//!                                              a host's session: store, liveness, cleanup, HTTP
+//! shmwire cleanup (--session S | --all-stale) [--dry-run] [--root DIR]
+//! shmwire inspect [--session S] [--json] [--root DIR]
+//!                                              sessions, workers, connections, store, handlers
 //! ```
 //!
 //! Each subcommand is one variant of [`Command`] with its own `run_*`
@@ -13,6 +16,8 @@
 //! [`main`].
 
 mod demo;
+mod inspect;
+mod node;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,12 +44,17 @@ enum Command {
     /// processes, each case next to a fresh measurement of the raw atomic
     /// limit.
     Bench(BenchArgs),
+    /// Run a host's session: its object store, the liveness and cleanup of
+    /// dead workers, an HTTP endpoint (`/health`, `/inspect`). Stops on
+    /// SIGINT/SIGTERM, removing its own files.
+    Node(NodeArgs),
     /// Remove what dead processes left: in one session, or in every session
     /// under the root (and sessions nothing live is left in). Never removes
     /// a live process's files or anything shmwire did not make.
     Cleanup(CleanupArgs),
-    /// List sessions (live or dead), or one session's processes, workers
-    /// and segments with their header fields.
+    /// List sessions (live or dead) with their workers, connections (ring
+    /// fill), store and per-handler statistics; with --session, also the
+    /// session's processes and segments with their header fields.
     Inspect(InspectArgs),
     /// The actor worker of `demo` (internal).
     #[command(name = demo::WORKER_SUBCOMMAND, hide = true)]
@@ -100,6 +110,9 @@ struct CleanupArgs {
     /// Clean up every session under the root.
     #[arg(long, conflicts_with = "session")]
     all_stale: bool,
+    /// Print what would be removed; remove nothing.
+    #[arg(long)]
+    dry_run: bool,
     /// Session root (default: $SHMWIRE_ROOT or /dev/shm/shmwire-<euid>).
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
@@ -108,12 +121,51 @@ struct CleanupArgs {
 /// Arguments of `shmwire inspect`.
 #[derive(Debug, clap::Args)]
 struct InspectArgs {
-    /// Session to inspect (default: list the sessions).
+    /// Session to inspect (default: every session).
     #[arg(long, value_name = "S")]
     session: Option<String>,
+    /// Print one JSON document (schema `shmwire-inspect/1`, docs/node.md).
+    #[arg(long)]
+    json: bool,
     /// Session root (default: $SHMWIRE_ROOT or /dev/shm/shmwire-<euid>).
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
+}
+
+/// Arguments of `shmwire node`.
+#[derive(Debug, clap::Args)]
+struct NodeArgs {
+    /// The session to run (created if missing).
+    #[arg(long, value_name = "NAME")]
+    session: String,
+    /// The store's arena in bytes (suffixes K, M, G: binary multiples).
+    #[arg(long, value_name = "BYTES", default_value = "64M", value_parser = parse_bytes)]
+    store_capacity: u64,
+    /// Where the store puts objects as files when the arena is full.
+    #[arg(long, value_name = "DIR")]
+    fallback_dir: Option<PathBuf>,
+    /// Address of the HTTP endpoint (`/health`, `/inspect`).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    listen: std::net::SocketAddr,
+    /// Session root (default: $SHMWIRE_ROOT or /dev/shm/shmwire-<euid>).
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+}
+
+/// `4096`, `64K`, `64M`, `1G` (binary multiples).
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let (digits, mult) = match s.as_bytes().last() {
+        Some(b'K' | b'k') => (&s[..s.len() - 1], 1u64 << 10),
+        Some(b'M' | b'm') => (&s[..s.len() - 1], 1 << 20),
+        Some(b'G' | b'g') => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{s:?} is not a size in bytes (e.g. 4096, 64K, 64M, 1G)"))
 }
 
 type CliResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
@@ -160,11 +212,13 @@ fn run_bench(args: BenchArgs) -> CliResult {
 /// One line (and the errors) of a session's cleanup report; whether it
 /// had errors.
 fn print_cleanup(name: &str, r: &shm::CleanupReport) -> bool {
+    let verb = if r.dry_run { "would remove" } else { "removed" };
     let mut line = format!(
-        "session {name}: removed {} stale segment(s) {:?}, {} dead lock file(s), {} other file(s) {:?}",
+        "session {name}: {verb} {} stale segment(s) {:?}, {} dead lock file(s) {:?}, {} other file(s) {:?}",
         r.removed_segments.len(),
         r.removed_segments,
         r.removed_lock_files.len(),
+        r.removed_lock_files,
         r.removed_other.len(),
         r.removed_other,
     );
@@ -199,9 +253,18 @@ fn run_cleanup(args: CleanupArgs) -> CliResult {
         // The root is checked like a session before anything in it is used.
         Session::scan_root(&root)?;
         let session = Session::attach_in(&root, &name)?;
-        failed |= print_cleanup(&name, &session.cleanup()?);
+        let report = if args.dry_run {
+            session.cleanup_dry_run()?
+        } else {
+            session.cleanup()?
+        };
+        failed |= print_cleanup(&name, &report);
     } else {
-        let done = Session::sweep_root(&root)?;
+        let done = if args.dry_run {
+            Session::sweep_root_dry_run(&root)?
+        } else {
+            Session::sweep_root(&root)?
+        };
         if done.sessions.is_empty() {
             println!("no sessions under {}", root.display());
         }
@@ -218,100 +281,6 @@ fn run_cleanup(args: CleanupArgs) -> CliResult {
     Ok(())
 }
 
-fn run_inspect(args: InspectArgs) -> CliResult {
-    let root = args.root.unwrap_or_else(shm::default_root);
-    let Some(name) = args.session else {
-        let scan = Session::scan_root(&root)?;
-        println!(
-            "root {}: {} session(s)",
-            root.display(),
-            scan.sessions.len()
-        );
-        for s in scan.sessions {
-            let line = Session::attach_in(&root, &s)
-                .and_then(|s| s.status())
-                .map(|st| {
-                    format!(
-                        "({}) {} segment(s), {} worker(s) ({} live), {} process(es) ({} live)",
-                        if st.is_live() { "live" } else { "dead" },
-                        st.segments,
-                        st.live_entries.len() + st.dead_entries.len(),
-                        st.live_entries.len(),
-                        st.live_owners.len() + st.dead_owners.len(),
-                        st.live_owners.len(),
-                    )
-                })
-                .unwrap_or_else(|e| format!("? ({e})"));
-            println!("  {s}  {line}");
-        }
-        for f in scan.foreign {
-            println!("  {f}: not a shmwire session, left alone");
-        }
-        return Ok(());
-    };
-    Session::scan_root(&root)?;
-    let session = Session::attach_in(&root, &name)?;
-    let status = session.status()?;
-    let infos = session.inspect()?;
-    println!(
-        "session {} ({}; {} segment(s))",
-        session.dir().display(),
-        if status.is_live() { "live" } else { "dead" },
-        infos.len()
-    );
-    for p in &status.live_owners {
-        println!("  process {p}: alive");
-    }
-    for p in &status.dead_owners {
-        println!("  process {p}: dead");
-    }
-    let workers = shmwire::node::Directory::for_session(&session)?.workers()?;
-    for w in workers {
-        let who = match &w.endpoint {
-            Some(e) => format!(
-                "{}{}",
-                e.worker_id,
-                e.name
-                    .as_deref()
-                    .map(|n| format!(" ({n})"))
-                    .unwrap_or_default()
-            ),
-            None => w.path.display().to_string(),
-        };
-        println!("  worker {who}: {}", if w.live { "alive" } else { "dead" });
-    }
-    for f in &status.foreign {
-        println!("  {f}: not made by shmwire, left alone");
-    }
-    for i in infos {
-        println!("  {}  {} bytes", i.name, i.file_size);
-        if let Some(h) = &i.header {
-            println!(
-                "    magic {:#018x} version {} kind {} total {} payload {}+{} init {:#x} creator pid {} tag {}",
-                h.magic,
-                h.version,
-                shm::kind::describe(h.kind),
-                h.total_size,
-                h.payload_offset,
-                h.payload_len,
-                h.init_state,
-                h.creator_pid,
-                h.creator_tag_str().unwrap_or("<none>")
-            );
-        }
-        let alive = match i.creator_alive {
-            Some(true) => "alive",
-            Some(false) => "dead (stale)",
-            None => "unknown",
-        };
-        println!(
-            "    creator {alive}; {}",
-            i.problem.as_deref().unwrap_or("valid")
-        );
-    }
-    Ok(())
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -319,7 +288,8 @@ fn main() -> ExitCode {
         Command::DemoWorker(args) => demo::run_worker(&args),
         Command::Bench(args) => run_bench(args),
         Command::Cleanup(args) => run_cleanup(args),
-        Command::Inspect(args) => run_inspect(args),
+        Command::Inspect(args) => inspect::run(args.session, args.json, args.root),
+        Command::Node(args) => node::run(args),
         Command::BenchChild { words } => bench::transport::child_main(&words),
     };
     match result {

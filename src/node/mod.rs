@@ -12,7 +12,12 @@
 //! - [`load_or_create_token`]: the session's shared secret, kept in the
 //!   session directory;
 //! - the object store wired to both: `StoreService::start(&session, …)`
-//!   and `StoreClient::connect(&session, name)` are defined here.
+//!   and `StoreClient::connect(&session, name)` are defined here;
+//! - [`Node`]: the host's service (`shmwire node`): the store, liveness and
+//!   cleanup of dead workers, an HTTP endpoint (`docs/node.md`);
+//! - [`StatsArea`] / [`read_area`]: the small statistics segment each
+//!   worker (and the node) publishes and `shmwire inspect` reads;
+//!   [`SessionReport`]: what `inspect --session` shows.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -36,8 +41,17 @@
 //! ```
 
 mod directory;
+pub mod inspect;
+mod service;
+pub mod stats_area;
 mod store;
 mod token;
 
 pub use directory::{Directory, Registration, WorkerStatus};
+pub use inspect::{SessionReport, WorkerReport};
+pub use service::{Node, NodeConfig, NodeError, TickReport, HTTP_TIMEOUT, NODE_NAME};
+pub use stats_area::{
+    area_name, read_area, AreaError, AreaRole, AreaSnapshot, ConnectionFigures, DeadWorker,
+    HandlerFigures, ObjectFigures, StatsArea, StoreFigures,
+};
 pub use token::{load_or_create_in, load_or_create_token, TokenError, TOKEN_FILE};

@@ -132,6 +132,16 @@ impl<S: RingStorage> Consumer<S> {
         word == commit_value(self.tail)
     }
 
+    /// Bytes published by the producer and not yet released by this
+    /// consumer, for inspection: one fresh load of `head`, clamped to the
+    /// capacity (the peer may have written anything there). Changes nothing.
+    pub fn fill(&self) -> usize {
+        // Acquire: pairs with the Release store of head in Producer::flush
+        // (as has_frames does); the value is only reported.
+        let head = self.storage.header().head.0.load(Ordering::Acquire);
+        (head.wrapping_sub(self.published) as usize).min(self.cap)
+    }
+
     /// The next frame, if any, borrowed from the ring (zero copy).
     ///
     /// `Ok(None)`: empty for now (deferred releases are published first).

@@ -319,6 +319,16 @@ impl<S: RingStorage> Producer<S> {
         }
     }
 
+    /// Bytes the consumer has not released yet (published frames and
+    /// padding), for inspection: one fresh load of `tail`, clamped to the
+    /// capacity (the peer may have written anything there). Changes nothing.
+    pub fn fill(&self) -> usize {
+        // Acquire: pairs with the Release store of tail in Consumer::flush
+        // (as the reload in reserve does); the value is only reported.
+        let tail = self.storage.header().tail.0.load(Ordering::Acquire);
+        (self.published.wrapping_sub(tail) as usize).min(self.cap)
+    }
+
     /// Bytes committed but not yet published.
     pub fn pending(&self) -> usize {
         (self.head - self.published) as usize

@@ -92,6 +92,9 @@ pub mod kind {
     pub const STORE: u32 = u32::from_le_bytes(*b"STOR");
     /// Benchmark scratch (`shmwire bench`).
     pub const BENCH: u32 = u32::from_le_bytes(*b"BNCH");
+    /// A process's published statistics (`node::StatsArea`: per-handler
+    /// figures, connections and their rings, the node's store).
+    pub const STATS: u32 = u32::from_le_bytes(*b"STAT");
     /// Tests and examples.
     pub const TEST: u32 = u32::from_le_bytes(*b"TEST");
 

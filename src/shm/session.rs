@@ -429,6 +429,9 @@ pub struct CleanupReport {
     /// Operations that failed, each naming the operation and the path; the
     /// pass went on with the other entries.
     pub errors: Vec<String>,
+    /// A dry run ([`Session::cleanup_dry_run`]): the `removed_*` lists and
+    /// `removed_dir` say what *would* be removed; nothing was.
+    pub dry_run: bool,
 }
 
 impl CleanupReport {
@@ -530,6 +533,27 @@ impl Owners {
                 Ok(true)
             }
         }
+    }
+}
+
+/// Removes `path` if it is still the file `held` has open (the sweep's
+/// removal of a dead owner's locked file); in a dry run, only says whether
+/// it would.
+fn remove_held(dry: bool, held: &File, path: &Path) -> io::Result<bool> {
+    if dry {
+        Ok(same_file(held, path))
+    } else {
+        remove_if_same(held, path)
+    }
+}
+
+/// Removes `path` (a dead owner's file named after it); in a dry run, only
+/// checks it is still there (`NotFound` otherwise, as a removal would say).
+fn remove_path(dry: bool, path: &Path) -> io::Result<()> {
+    if dry {
+        fs::symlink_metadata(path).map(|_| ())
+    } else {
+        fs::remove_file(path)
     }
 }
 
@@ -793,7 +817,7 @@ impl Session {
     /// `untagged_grace`. Safe to run concurrently with live processes and
     /// with other cleanups; per-file failures are listed in `errors`.
     pub fn cleanup_stale_with_grace(&self, untagged_grace: Duration) -> Result<CleanupReport> {
-        self.sweep(untagged_grace, false)
+        self.sweep(untagged_grace, false, false)
     }
 
     /// The pass [`Session::sweep_root`] runs on each session (`shmwire
@@ -801,7 +825,15 @@ impl Session {
     /// nothing live and nothing foreign is left, the token, the marker and
     /// the directory go too. Never removes a live process's files.
     pub fn cleanup(&self) -> Result<CleanupReport> {
-        self.sweep(UNTAGGED_GRACE, true)
+        self.sweep(UNTAGGED_GRACE, true, false)
+    }
+
+    /// What [`Session::cleanup`] would remove now, removing nothing (`shmwire
+    /// cleanup --dry-run`): the same pass, with every removal reported
+    /// instead of made (the report's `dry_run` is set). A dead owner's lock
+    /// is held only while it is looked at, as `inspect` does.
+    pub fn cleanup_dry_run(&self) -> Result<CleanupReport> {
+        self.sweep(UNTAGGED_GRACE, true, true)
     }
 
     /// Tears this process's part of the session down and cleans up the
@@ -815,12 +847,20 @@ impl Session {
     /// recreates the directory).
     pub fn remove_all(&self) -> Result<CleanupReport> {
         release_owner_lock(&self.dir);
-        self.sweep(Duration::ZERO, true)
+        self.sweep(Duration::ZERO, true, false)
     }
 
     /// The one cleanup pass over this session (see the module docs).
-    fn sweep(&self, untagged_grace: Duration, remove_dir: bool) -> Result<CleanupReport> {
-        let mut report = CleanupReport::default();
+    fn sweep(
+        &self,
+        untagged_grace: Duration,
+        remove_dir: bool,
+        dry: bool,
+    ) -> Result<CleanupReport> {
+        let mut report = CleanupReport {
+            dry_run: dry,
+            ..Default::default()
+        };
         let dir = &self.dir;
         let d = match open_dir(dir) {
             Ok(d) => d,
@@ -892,7 +932,7 @@ impl Session {
                 }
                 FileKind::OwnerLockTmp | FileKind::Entry => match probe_owner(&path) {
                     Ok(OwnerState::Live) => report.live_other.push(name),
-                    Ok(OwnerState::Dead(held)) => match remove_if_same(&held, &path) {
+                    Ok(OwnerState::Dead(held)) => match remove_held(dry, &held, &path) {
                         Ok(true) if matches!(kind, FileKind::Entry) => {
                             report.removed_other.push(name)
                         }
@@ -914,8 +954,10 @@ impl Session {
         // Pass 2: files owned by a lock.
         for (name, kind) in later {
             let r = match kind {
-                FileKind::Owned(stem) => self.sweep_owned(&mut owners, &stem, &name, &mut report),
-                _ => self.sweep_segment(&mut owners, &name, untagged_grace, &mut report),
+                FileKind::Owned(stem) => {
+                    self.sweep_owned(&mut owners, &stem, &name, dry, &mut report)
+                }
+                _ => self.sweep_segment(&mut owners, &name, untagged_grace, dry, &mut report),
             };
             if let Err(e) = r {
                 errors.push(e.to_string());
@@ -928,7 +970,7 @@ impl Session {
             let Some(held) = held else { continue };
             let name = lock_name(&stem);
             let path = dir.join(&name);
-            match remove_if_same(&held, &path) {
+            match remove_held(dry, &held, &path) {
                 Ok(true) => report.removed_lock_files.push(name),
                 Ok(false) => {}
                 Err(e) => errors.push(ShmError::io("unlink", &path, e).to_string()),
@@ -946,7 +988,7 @@ impl Session {
                     continue;
                 }
                 let path = dir.join(&name);
-                match fs::remove_file(&path) {
+                match remove_path(dry, &path) {
                     Ok(()) => report.removed_other.push(name),
                     Err(e) if e.kind() == ErrorKind::NotFound => {}
                     Err(e) => {
@@ -958,7 +1000,8 @@ impl Session {
                 }
             }
             if whole {
-                match fs::remove_dir(dir) {
+                let removed = if dry { Ok(()) } else { fs::remove_dir(dir) };
+                match removed {
                     Ok(()) => report.removed_dir = true,
                     Err(e) if e.kind() == ErrorKind::NotFound => report.vanished = true,
                     // Something appeared meanwhile (not a creator: they wait
@@ -979,6 +1022,7 @@ impl Session {
         owners: &mut Owners,
         stem: &str,
         name: &str,
+        dry: bool,
         report: &mut CleanupReport,
     ) -> Result<()> {
         let path = self.dir.join(name);
@@ -988,7 +1032,7 @@ impl Session {
         }
         // The stem is unique to one dead lock: nobody can make a new file
         // of this name, so removing by name removes only the dead owner's.
-        match fs::remove_file(&path) {
+        match remove_path(dry, &path) {
             Ok(()) => report.removed_other.push(name.to_owned()),
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => return Err(ShmError::io("unlink", path, e)),
@@ -1003,6 +1047,7 @@ impl Session {
         owners: &mut Owners,
         name: &str,
         untagged_grace: Duration,
+        dry: bool,
         report: &mut CleanupReport,
     ) -> Result<()> {
         let path = self.dir.join(name);
@@ -1050,7 +1095,7 @@ impl Session {
             report.live_segments.push(name.to_owned());
             return Ok(());
         }
-        match remove_if_same(&file, &path) {
+        match remove_held(dry, &file, &path) {
             Ok(true) => report.removed_segments.push(name.to_owned()),
             Ok(false) => {}
             Err(e) => return Err(ShmError::io("unlink", path, e)),
@@ -1117,7 +1162,17 @@ impl Session {
     /// attached or fails is reported in its `errors`; it never stops the
     /// pass over the others.
     pub fn sweep_root(root: impl AsRef<Path>) -> Result<RootCleanup> {
-        let root = root.as_ref();
+        Self::sweep_root_with(root.as_ref(), false)
+    }
+
+    /// What [`Session::sweep_root`] would remove now, removing nothing
+    /// (`shmwire cleanup --all-stale --dry-run`; see
+    /// [`Session::cleanup_dry_run`]).
+    pub fn sweep_root_dry_run(root: impl AsRef<Path>) -> Result<RootCleanup> {
+        Self::sweep_root_with(root.as_ref(), true)
+    }
+
+    fn sweep_root_with(root: &Path, dry: bool) -> Result<RootCleanup> {
         let scan = Self::scan_root(root)?;
         let mut out = RootCleanup {
             sessions: Vec::new(),
@@ -1125,7 +1180,7 @@ impl Session {
         };
         for name in scan.sessions {
             let report = match Self::attach_in(root, &name) {
-                Ok(s) => s.sweep(UNTAGGED_GRACE, true),
+                Ok(s) => s.sweep(UNTAGGED_GRACE, true, dry),
                 Err(e) => Err(e),
             };
             let report = match report {

@@ -73,8 +73,9 @@ pub use client::{
     ClientOptions, ObjectBuffer, ObjectBuilder, StoreAccess, StoreClient, Subscription,
 };
 pub use error::StoreError;
-pub use service::{StoreConfig, StoreService, DEFAULT_STORE_NAME};
+pub use service::{StoreConfig, StoreService, DEFAULT_STORE_NAME, SNAPSHOT_OBJECTS};
 pub use table::{
-    footprint, ClientId, DeleteOutcome, Fallback, Location, Notification, ObjectState, ObjectTable,
-    ObjectView, TableStats, MAX_ARENA_CAPACITY, MAX_METADATA_LEN, MAX_OBJECT_SIZE, OBJECT_ALIGN,
+    footprint, ClientId, DeleteOutcome, Fallback, Location, Notification, ObjectState,
+    ObjectSummary, ObjectTable, ObjectView, StoreSnapshot, TableStats, MAX_ARENA_CAPACITY,
+    MAX_METADATA_LEN, MAX_OBJECT_SIZE, OBJECT_ALIGN,
 };

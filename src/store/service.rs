@@ -14,14 +14,14 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::arena::{create_arena, FileFallback};
 use super::error::StoreError;
 use super::protocol::{Reply, Request, WireError, WireObject, STORE_PROTOCOL_VERSION};
-use super::table::{ClientId, ObjectTable, OBJECT_ALIGN};
+use super::table::{ClientId, ObjectTable, StoreSnapshot, OBJECT_ALIGN};
 use crate::ids::{ObjectId, WorkerId};
 use crate::shm::{Segment, Session};
 use crate::spec::{self, Encoder};
@@ -87,7 +87,14 @@ pub struct StoreService {
     thread: Option<JoinHandle<Result<(), StoreError>>>,
     name: String,
     arena_segment: String,
+    snapshot: Arc<Mutex<StoreSnapshot>>,
 }
+
+/// Largest objects kept in a [`StoreService::snapshot`].
+pub const SNAPSHOT_OBJECTS: usize = 32;
+
+/// How often the service refreshes its [`StoreService::snapshot`].
+const SNAPSHOT_EVERY: Duration = Duration::from_millis(100);
 
 impl StoreService {
     /// Starts a store in `session`: removes what dead processes left in the
@@ -145,6 +152,7 @@ impl StoreService {
             fallback_dir: fallback_dir.map(|d| d.to_string_lossy().into_owned()),
         };
         let stop = Arc::new(AtomicBool::new(false));
+        let snapshot = Arc::new(Mutex::new(table.snapshot(SNAPSHOT_OBJECTS)));
         let mut state = Service {
             table,
             mux,
@@ -155,6 +163,8 @@ impl StoreService {
             welcome,
             _arena: arena,
             tick: config.tick,
+            snapshot: Arc::clone(&snapshot),
+            snapshot_at: None,
         };
         let stop2 = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
@@ -166,7 +176,18 @@ impl StoreService {
             thread: Some(thread),
             name: config.name,
             arena_segment,
+            snapshot,
         })
+    }
+
+    /// The store's counts and its [`SNAPSHOT_OBJECTS`] largest objects, as
+    /// the service thread last published them (at start, then every 100 ms
+    /// while it runs). For inspection: never waits for the service.
+    pub fn snapshot(&self) -> StoreSnapshot {
+        self.snapshot
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The name clients connect to.
@@ -230,6 +251,9 @@ struct Service {
     /// Keeps the arena (and its name) alive while the service runs.
     _arena: Arc<Segment>,
     tick: Duration,
+    /// Where [`StoreService::snapshot`] reads, and when it was last written.
+    snapshot: Arc<Mutex<StoreSnapshot>>,
+    snapshot_at: Option<Instant>,
 }
 
 /// What to do after handling one request.
@@ -279,6 +303,7 @@ impl Service {
             }
             self.serve_parked(Instant::now());
             self.notify();
+            self.publish_snapshot();
         }
         Ok(())
     }
@@ -452,6 +477,20 @@ impl Service {
                 i += 1;
             }
         }
+    }
+
+    /// Refreshes [`StoreService::snapshot`] (at most every 100 ms).
+    fn publish_snapshot(&mut self) {
+        let now = Instant::now();
+        if self
+            .snapshot_at
+            .is_some_and(|t| now.saturating_duration_since(t) < SNAPSHOT_EVERY)
+        {
+            return;
+        }
+        self.snapshot_at = Some(now);
+        let snap = self.table.snapshot(SNAPSHOT_OBJECTS);
+        *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = snap;
     }
 
     /// Pushes the table's notifications to every subscriber.

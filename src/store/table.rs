@@ -83,6 +83,31 @@ pub enum ObjectState {
     DeletePending,
 }
 
+/// One object in a [`StoreSnapshot`] ([`ObjectTable::snapshot`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectSummary {
+    /// The object.
+    pub id: ObjectId,
+    /// Its state.
+    pub state: ObjectState,
+    /// Length of its data in bytes.
+    pub data_size: u64,
+    /// References plus pins held on it by all clients.
+    pub holders: u32,
+    /// Whether it lives in a fallback file rather than the arena.
+    pub fallback: bool,
+}
+
+/// The table's counts and its largest objects, for inspection
+/// ([`StoreService::snapshot`](crate::store::StoreService::snapshot)).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreSnapshot {
+    /// The counts.
+    pub stats: TableStats,
+    /// The largest objects, largest first (at most the number asked for).
+    pub largest: Vec<ObjectSummary>,
+}
+
 /// What subscribers hear.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notification {
@@ -266,6 +291,28 @@ impl ObjectTable {
                 .values()
                 .filter(|e| matches!(e.slot, Slot::Fallback(_)))
                 .count(),
+        }
+    }
+
+    /// The counts and the `max` largest objects, largest first (ties by
+    /// id), for inspection.
+    pub fn snapshot(&self, max: usize) -> StoreSnapshot {
+        let mut largest: Vec<ObjectSummary> = self
+            .objects
+            .iter()
+            .map(|(id, e)| ObjectSummary {
+                id: *id,
+                state: e.state,
+                data_size: e.data_size,
+                holders: e.held,
+                fallback: matches!(e.slot, Slot::Fallback(_)),
+            })
+            .collect();
+        largest.sort_by(|a, b| b.data_size.cmp(&a.data_size).then(a.id.cmp(&b.id)));
+        largest.truncate(max);
+        StoreSnapshot {
+            stats: self.stats(),
+            largest,
         }
     }
 

@@ -65,6 +65,17 @@ impl From<ShmConnection> for AnyConnection {
     }
 }
 
+impl AnyConnection {
+    /// How full its shared-memory rings are (`None` over TCP), for
+    /// inspection. Changes nothing.
+    pub fn ring_fill(&self) -> Option<super::RingFill> {
+        match self {
+            AnyConnection::Tcp(_) => None,
+            AnyConnection::Shm(c) => Some(c.ring_fill()),
+        }
+    }
+}
+
 impl Connection for AnyConnection {
     type Frame<'a> = AnyFrame<'a>;
 

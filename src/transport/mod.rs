@@ -96,6 +96,22 @@ pub enum TransportKind {
     Shm,
 }
 
+/// How full a shared-memory connection's two rings are, in bytes (see
+/// [`ShmConnection::ring_fill`]): what `shmwire inspect` shows per
+/// connection. Values are one fresh look at the peer's index, clamped to
+/// the capacity.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RingFill {
+    /// Bytes waiting in the ring this side reads.
+    pub rx_used: usize,
+    /// Capacity of the ring this side reads.
+    pub rx_capacity: usize,
+    /// Bytes this side wrote that the peer has not released yet.
+    pub tx_used: usize,
+    /// Capacity of the ring this side writes.
+    pub tx_capacity: usize,
+}
+
 /// Settings shared by a worker's listeners and the connections it opens.
 #[derive(Debug, Clone)]
 pub struct TransportConfig {

@@ -168,6 +168,9 @@ pub struct Worker {
     /// What happened to callers since the last [`Worker::take_events`]
     /// (bounded: the oldest are dropped beyond [`MAX_EVENTS`]).
     events: std::collections::VecDeque<WorkerEvent>,
+    /// Where `shmwire inspect` reads this worker's figures (`None` if the
+    /// segment could not be made: the worker serves without it).
+    area: Option<super::stats::PublishedStats>,
 }
 
 /// Most [`WorkerEvent`]s a worker keeps until they are taken.
@@ -229,6 +232,7 @@ impl Worker {
             &crate::node::Directory::for_session(session)?,
         )?;
         let address = listener.address(options.node_id);
+        let area = super::stats::PublishedStats::create(session, &options.worker_id);
         let mut mux = Mux::new()?;
         mux.set_spin(options.spin);
         mux.set_listener(listener)?;
@@ -262,6 +266,7 @@ impl Worker {
             unflushed: Vec::new(),
             address,
             events: std::collections::VecDeque::new(),
+            area,
         })
     }
 
@@ -322,6 +327,9 @@ impl Worker {
         self.flush();
         self.flush_tcp();
         self.reap();
+        if let Some(area) = &mut self.area {
+            area.maybe_publish(now, &self.exec.stats, &mut self.mux);
+        }
         Ok(())
     }
 

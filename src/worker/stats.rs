@@ -4,7 +4,11 @@
 //! and execution time.
 
 use std::fmt::Write as _;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use crate::node::{AreaRole, AreaSnapshot, ConnectionFigures, HandlerFigures, StatsArea};
+use crate::shm::Session;
+use crate::transport::{AnyConnection, Connection, Mux};
 
 /// Counters of one handler (Ray's `EventStats`), kept in nanoseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -140,6 +144,77 @@ impl EventStats {
     /// [`StatsSnapshot::stats_string`] of the current counters.
     pub fn stats_string(&self) -> String {
         self.snapshot().stats_string()
+    }
+}
+
+/// How often a worker rewrites its statistics area at most.
+pub const PUBLISH_EVERY: Duration = Duration::from_millis(50);
+
+/// A worker's statistics area (`node::StatsArea`): its per-handler figures
+/// and its connections with their rings' fill, rewritten by the event loop
+/// at most every [`PUBLISH_EVERY`], read by `shmwire inspect`.
+#[derive(Debug)]
+pub(crate) struct PublishedStats {
+    area: StatsArea,
+    last: Option<Instant>,
+    snap: AreaSnapshot,
+}
+
+impl PublishedStats {
+    /// The area of worker `id` in `session`; `None` (with a warning) if
+    /// the segment cannot be made — the worker then serves without it.
+    pub(crate) fn create(session: &Session, id: &crate::ids::WorkerId) -> Option<Self> {
+        match StatsArea::create(session, id) {
+            Ok(area) => Some(Self {
+                area,
+                last: None,
+                snap: AreaSnapshot::new(AreaRole::Worker),
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "worker: no statistics area");
+                None
+            }
+        }
+    }
+
+    /// Rewrites the area if [`PUBLISH_EVERY`] has passed by `now` (the
+    /// event-loop turn's start: no extra clock read per turn).
+    pub(crate) fn maybe_publish(
+        &mut self,
+        now: Instant,
+        stats: &EventStats,
+        mux: &mut Mux<AnyConnection>,
+    ) {
+        if self
+            .last
+            .is_some_and(|t| now.saturating_duration_since(t) < PUBLISH_EVERY)
+        {
+            return;
+        }
+        self.last = Some(now);
+        self.snap.handlers.clear();
+        for (name, c) in stats.names.iter().zip(&stats.counters) {
+            if c.count > 0 {
+                self.snap.handlers.push(HandlerFigures {
+                    name: name.clone(),
+                    count: c.count,
+                    cum_queue_ns: c.cum_queue_ns,
+                    max_queue_ns: c.max_queue_ns,
+                    cum_exec_ns: c.cum_exec_ns,
+                    max_exec_ns: c.max_exec_ns,
+                });
+            }
+        }
+        self.snap.connections.clear();
+        for (_, conn) in mux.iter_mut() {
+            self.snap.connections.push(ConnectionFigures {
+                peer: conn.peer_worker_id(),
+                transport: conn.kind(),
+                ring: conn.ring_fill(),
+                pending_send: conn.pending_send_bytes() as u64,
+            });
+        }
+        self.area.publish(&self.snap);
     }
 }
 

@@ -268,6 +268,17 @@ impl ShmConnection {
         &self.my_efd
     }
 
+    /// How full the two rings are right now, for inspection (see
+    /// [`RingFill`](crate::transport::RingFill)). Changes nothing.
+    pub fn ring_fill(&self) -> crate::transport::RingFill {
+        crate::transport::RingFill {
+            rx_used: self.rx.as_ref().map_or(0, |c| c.fill()),
+            rx_capacity: self.rx.as_ref().map_or(0, |c| c.capacity()),
+            tx_used: self.tx.as_ref().map_or(0, |p| p.fill()),
+            tx_capacity: self.tx.as_ref().map_or(0, |p| p.capacity()),
+        }
+    }
+
     /// Checks the peer's socket now (non-blocking). `false` once it is dead.
     pub fn peer_alive(&self) -> bool {
         self.live.check()

@@ -1,0 +1,727 @@
+//! `shmwire node`, `inspect` and `cleanup` with real processes (issue 13):
+//! a node and worker processes (this test binary re-executed in a role),
+//! a driver in the test process. Each test has its own private scratch
+//! root, reaps every child it starts and bounds every wait.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use shmwire::ids::{NodeId, ObjectId, WorkerId};
+use shmwire::shm::Session;
+use shmwire::spec::{FunctionDescriptor, TaskArg};
+use shmwire::store::{StoreClient, DEFAULT_STORE_NAME};
+use shmwire::worker::{
+    CoreWorker, CoreWorkerOptions, FunctionRegistry, TaskOptions, Worker, WorkerOptions,
+};
+
+const CHILD_ENV: &str = "SHMWIRE_NODE_TEST_CHILD";
+const READY: &str = "SHMWIRE-NODE-CHILD-READY";
+const MODULE: &str = "node_tests";
+/// Upper bound of any single wait.
+const GUARD: Duration = Duration::from_secs(30);
+
+// ------------------------------------------------------------------ helpers
+
+/// A private (0700) scratch directory on tmpfs when there is one; the
+/// session root is `<it>/root` (created by the first process that opens a
+/// session, so a test can check the root is left empty).
+fn scratch(test: &str) -> tempfile::TempDir {
+    let base = if Path::new("/dev/shm").is_dir() {
+        PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
+    };
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("swn-{}-{test}-", std::process::id()))
+        .tempdir_in(base)
+        .expect("scratch dir");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
+    dir
+}
+
+/// Runs the CLI with `--root root`, bounded; returns (success, stdout, stderr).
+fn shmwire(root: &Path, args: &[&str]) -> (bool, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shmwire"))
+        .args(args)
+        .arg("--root")
+        .arg(root)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run shmwire");
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + GUARD;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("shmwire {args:?} did not finish within {GUARD:?}");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    (
+        status.success(),
+        t_out.join().unwrap(),
+        t_err.join().unwrap(),
+    )
+}
+
+/// `inspect --json` (of one session), parsed.
+fn inspect_json(root: &Path, session: &str) -> Value {
+    let (ok, out, err) = shmwire(root, &["inspect", "--session", session, "--json"]);
+    assert!(ok, "{out}{err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+/// Ends the whole test process if a test makes no progress for two
+/// minutes; dropping it disarms it.
+struct Watchdog(Arc<AtomicBool>);
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+fn watchdog(test: &'static str) -> Watchdog {
+    let done = Arc::new(AtomicBool::new(false));
+    let d = done.clone();
+    std::thread::spawn(move || {
+        let end = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < end {
+            if d.load(Ordering::Relaxed) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!("{test}: not finished within 120 s");
+        std::process::exit(101);
+    });
+    Watchdog(done)
+}
+
+/// A child process, killed and reaped on every path out of the test.
+struct Kid(Child);
+
+impl Drop for Kid {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Kid {
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    fn sigkill(&mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+
+    /// Sends `signal` (`-TERM`, `-INT`) and waits (bounded) for a
+    /// successful exit.
+    fn signal_and_wait(&mut self, signal: &str) {
+        let st = Command::new("kill")
+            .args([signal, &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let deadline = Instant::now() + GUARD;
+        loop {
+            if let Some(st) = self.0.try_wait().unwrap() {
+                assert!(st.success(), "exit after {signal}: {st}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "no exit after {signal}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// Reads lines until one contains `marker`; returns the text after it.
+fn wait_for(out: &mut BufReader<ChildStdout>, marker: &str) -> String {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = out.read_line(&mut line).unwrap();
+        assert!(n > 0, "child exited before {marker}");
+        if let Some(at) = line.find(marker) {
+            return line[at + marker.len()..].trim().to_owned();
+        }
+    }
+}
+
+/// A running `shmwire node`, its HTTP address and every line it printed.
+struct NodeProc {
+    kid: Kid,
+    addr: String,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+fn start_node(root: &Path, session: &str) -> NodeProc {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shmwire"))
+        .args(["node", "--session", session, "--store-capacity", "1M"])
+        .arg("--root")
+        .arg(root)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("run shmwire node");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let kid = Kid(child);
+    let ready = wait_for(&mut out, "node ready:");
+    let addr = ready
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("http://"))
+        .expect(&ready)
+        .trim_end_matches(',')
+        .to_owned();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let l2 = lines.clone();
+    std::thread::spawn(move || {
+        for line in out.lines() {
+            let Ok(line) = line else { return };
+            l2.lock().unwrap().push(line);
+        }
+    });
+    NodeProc { kid, addr, lines }
+}
+
+/// `GET path` on the node's HTTP endpoint.
+fn http_get(addr: &str, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(GUARD)).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text
+}
+
+fn child_spec() -> Option<Vec<String>> {
+    std::env::var(CHILD_ENV)
+        .ok()
+        .map(|s| s.split('|').map(str::to_owned).collect())
+}
+
+fn worker_id(n: u8) -> WorkerId {
+    WorkerId::from_array([n; 28])
+}
+
+fn spawn_worker(root: &Path, session: &str, n: u8) -> Kid {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+        .env(
+            CHILD_ENV,
+            format!("worker|{}|{session}|{n}", root.display()),
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn worker");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let kid = Kid(child);
+    wait_for(&mut out, READY);
+    // Keep draining so the child never blocks on a full pipe.
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        let _ = out.read_to_string(&mut sink);
+    });
+    kid
+}
+
+/// Child role "worker": worker `n` named `w<n>` in session `sess`, serving
+/// `square` over shared memory and TCP until killed (at most 60 s).
+fn worker_role(root: &str, sess: &str, n: u8) {
+    let session = Session::open_in(root, sess).unwrap();
+    let mut registry = FunctionRegistry::new();
+    registry
+        .register_function(FunctionDescriptor::rust(MODULE, "", "square"), |args| {
+            let x = args.i64(0)?;
+            Ok((x * x).to_le_bytes().to_vec())
+        })
+        .unwrap();
+    let mut opts = WorkerOptions::new(worker_id(n), NodeId::from_random());
+    opts.name = Some(format!("w{n}"));
+    let mut worker = Worker::bind(&session, opts, Arc::new(registry)).unwrap();
+    println!("{READY}");
+    let end = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < end {
+        worker.run_once(Duration::from_millis(20)).unwrap();
+    }
+}
+
+/// The child roles of every test in this file; a no-op in the parent.
+#[test]
+fn child_entry() {
+    let Some(spec) = child_spec() else { return };
+    match spec[0].as_str() {
+        "worker" => worker_role(&spec[1], &spec[2], spec[3].parse().unwrap()),
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// Runs `square(x)` on worker `n`; its result.
+fn square(driver: &mut CoreWorker, n: u8, x: i64) -> Result<i64, String> {
+    let r = driver
+        .submit_task(
+            worker_id(n),
+            FunctionDescriptor::rust(MODULE, "", "square"),
+            vec![TaskArg::value(x.to_le_bytes().to_vec(), Vec::new())],
+            TaskOptions::default(),
+        )
+        .map_err(|e| e.to_string())?;
+    let v = driver
+        .get(&[r], Duration::from_secs(10))
+        .map_err(|e| e.to_string())?;
+    Ok(i64::from_le_bytes(v[0].as_slice().try_into().unwrap()))
+}
+
+fn names(dir: &Path) -> BTreeSet<String> {
+    fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether `name` in a session directory belongs to process `pid`
+/// (its lock, sockets, temporary files and segments carry `<pid>-`) or is
+/// the directory entry of worker `n`.
+fn owned_by(name: &str, pid: u32, n: u8) -> bool {
+    name.contains(&format!("-{pid}-"))
+        || name.starts_with(&format!("proc-{pid}-"))
+        || name.starts_with(&format!(".w-{}", worker_id(n)))
+}
+
+fn worker_json<'a>(doc: &'a Value, name: &str) -> Option<&'a Value> {
+    doc["sessions"][0]["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == name)
+}
+
+// ------------------------------------------------------------------ schema
+
+fn is_u64(v: &Value) -> bool {
+    v.is_u64()
+}
+
+fn opt_str(v: &Value) -> bool {
+    v.is_null() || v.is_string()
+}
+
+/// Checks every field of a `shmwire-inspect/1` document (docs/node.md).
+fn check_schema(doc: &Value) {
+    assert_eq!(doc["schema"], "shmwire-inspect/1", "{doc:#}");
+    assert!(doc["root"].is_string());
+    assert!(doc["foreign"].is_array() && doc["errors"].is_array());
+    for s in doc["sessions"].as_array().unwrap() {
+        assert!(s["name"].is_string() && s["dir"].is_string() && s["live"].is_boolean());
+        assert!(is_u64(&s["processes"]["live"]) && is_u64(&s["processes"]["dead"]));
+        assert!(is_u64(&s["segments"]) && opt_str(&s["node"]));
+        assert!(s["problems"].is_array());
+        for w in s["workers"].as_array().unwrap() {
+            assert!(w["worker_id"].as_str().unwrap().len() == 56, "{w}");
+            assert!(opt_str(&w["name"]) && is_u64(&w["pid"]));
+            assert!(w["live"].is_boolean() && w["removed_by_node"].is_boolean());
+            for t in w["transports"].as_array().unwrap() {
+                assert!(t == "shm" || t == "tcp", "{t}");
+            }
+            assert!(opt_str(&w["tcp"]) && opt_str(&w["stats_error"]));
+            assert!(w["stats_updated_unix_ms"].is_null() || is_u64(&w["stats_updated_unix_ms"]));
+            for c in w["connections"].as_array().unwrap() {
+                assert!(c["peer"].as_str().unwrap().len() == 56);
+                assert!(c["transport"] == "shm" || c["transport"] == "tcp");
+                for ring in [&c["rx_ring"], &c["tx_ring"]] {
+                    if !ring.is_null() {
+                        let (u, cap) = (
+                            ring["used"].as_u64().unwrap(),
+                            ring["capacity"].as_u64().unwrap(),
+                        );
+                        assert!(u <= cap && cap > 0, "{ring}");
+                    }
+                }
+                assert!(is_u64(&c["pending_send_bytes"]));
+            }
+            for h in w["handlers"].as_array().unwrap() {
+                assert!(h["name"].is_string());
+                for k in [
+                    "count",
+                    "queueing_mean_ns",
+                    "queueing_max_ns",
+                    "execution_mean_ns",
+                    "execution_max_ns",
+                ] {
+                    assert!(is_u64(&h[k]), "{k}: {h}");
+                }
+                assert!(h["queueing_mean_ns"].as_u64() <= h["queueing_max_ns"].as_u64());
+                assert!(h["execution_mean_ns"].as_u64() <= h["execution_max_ns"].as_u64());
+            }
+        }
+        let st = &s["store"];
+        if !st.is_null() {
+            for k in [
+                "capacity",
+                "used",
+                "objects",
+                "sealed",
+                "evictable",
+                "fallback_objects",
+            ] {
+                assert!(is_u64(&st[k]), "{k}: {st}");
+            }
+            let mut last = u64::MAX;
+            for o in st["largest"].as_array().unwrap() {
+                assert!(o["object_id"].as_str().unwrap().len() == 56);
+                let size = o["data_size"].as_u64().unwrap();
+                assert!(size <= last, "largest first: {st}");
+                last = size;
+                let state = o["state"].as_str().unwrap();
+                assert!(["unsealed", "sealed", "delete-pending"].contains(&state));
+                assert!(is_u64(&o["holders"]) && o["fallback"].is_boolean());
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------ tests
+
+/// A node, two workers and a driver: `inspect --json` (schema checked)
+/// shows the workers with their transports, the driver's connection with
+/// its rings' fill, the `square` handler's figures and the store's objects
+/// largest first. One worker is SIGKILLed: `inspect` calls it dead within a
+/// second, and the node removes exactly its files (lock, socket, entry,
+/// statistics segment) and nothing else; the other worker still serves.
+#[test]
+fn node_reports_and_cleans_up_a_killed_worker() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog = watchdog("node_reports_and_cleans_up_a_killed_worker");
+    let scratch = scratch("kill");
+    let root = scratch.path().join("root");
+    let mut node = start_node(&root, "n1");
+    let _w1 = spawn_worker(&root, "n1", 1);
+    let mut w2 = spawn_worker(&root, "n1", 2);
+    let session = Session::open_in(&root, "n1").unwrap();
+    let mut driver =
+        CoreWorker::new(&session, CoreWorkerOptions::new(NodeId::from_random())).unwrap();
+    for x in 0..20 {
+        assert_eq!(square(&mut driver, 1, x).unwrap(), x * x);
+    }
+    let store = StoreClient::connect(&session, DEFAULT_STORE_NAME).unwrap();
+    store
+        .put(ObjectId::from_array([1; 28]), &[7u8; 100], b"")
+        .unwrap();
+    store
+        .put(ObjectId::from_array([2; 28]), &[7u8; 1000], b"")
+        .unwrap();
+
+    // The figures arrive within the publishers' periods (50 / 100 ms).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let doc = loop {
+        let doc = inspect_json(&root, "n1");
+        let w1 = worker_json(&doc, "w1").cloned().unwrap_or_default();
+        let handler_done = w1["handlers"]
+            .as_array()
+            .is_some_and(|hs| hs.iter().any(|h| h["count"] == 20));
+        let conn = w1["connections"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["transport"] == "shm" && c["rx_ring"].is_object())
+        });
+        let objects = doc["sessions"][0]["store"]["objects"] == 2;
+        if handler_done && conn && objects {
+            break doc;
+        }
+        assert!(Instant::now() < deadline, "figures never arrived: {doc:#}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    check_schema(&doc);
+    let s = &doc["sessions"][0];
+    assert_eq!(s["live"], true);
+    assert!(s["node"].is_string());
+    let w1 = worker_json(&doc, "w1").unwrap();
+    assert_eq!(w1["live"], true);
+    assert_eq!(w1["transports"], serde_json::json!(["shm", "tcp"]));
+    let h = &w1["handlers"].as_array().unwrap()[0];
+    assert!(h["name"].as_str().unwrap().contains("square"), "{h}");
+    assert!(h["execution_max_ns"].as_u64().unwrap() > 0, "{h}");
+    assert_eq!(w1["connections"][0]["peer"], driver.worker_id().to_string());
+    let largest = &s["store"]["largest"];
+    assert_eq!(largest[0]["data_size"], 1000, "{largest}");
+    assert_eq!(largest[1]["data_size"], 100, "{largest}");
+    assert_eq!(largest[0]["state"], "sealed");
+    assert!(s["store"]["used"].as_u64().unwrap() >= 1100);
+    // The text form and the HTTP endpoint say the same.
+    let (ok, text, err) = shmwire(&root, &["inspect", "--session", "n1"]);
+    assert!(ok, "{err}");
+    assert!(
+        text.contains("(w1)") && text.contains("handler") && text.contains("rx ring"),
+        "{text}"
+    );
+    let health = http_get(&node.addr, "/health");
+    assert!(
+        health.starts_with("HTTP/1.0 200") && health.contains("ok n1"),
+        "{health}"
+    );
+    let page = http_get(&node.addr, "/inspect");
+    assert!(
+        page.contains("(w2)") && page.contains("store: capacity"),
+        "{page}"
+    );
+
+    // SIGKILL w2: dead within a second, its files (and only they) go.
+    let dir = root.join("n1");
+    let w2_pid = w2.pid();
+    let before = names(&dir);
+    assert!(before
+        .iter()
+        .any(|n| n.starts_with("stats-") && owned_by(n, w2_pid, 2)));
+    w2.sigkill();
+    let killed = Instant::now();
+    loop {
+        let doc = inspect_json(&root, "n1");
+        check_schema(&doc);
+        if worker_json(&doc, "w2").is_some_and(|w| w["live"] == false) {
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(1),
+            "w2 not reported dead within a second: {doc:#}"
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let after = loop {
+        let after = names(&dir);
+        if !after.iter().any(|n| owned_by(n, w2_pid, 2)) {
+            break after;
+        }
+        assert!(Instant::now() < deadline, "left: {after:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let removed: BTreeSet<_> = before.difference(&after).cloned().collect();
+    let expected: BTreeSet<_> = before
+        .iter()
+        .filter(|n| owned_by(n, w2_pid, 2))
+        .cloned()
+        .collect();
+    assert_eq!(removed, expected, "before {before:?}\nafter {after:?}");
+    assert!(
+        expected.len() >= 4,
+        "lock, socket, entry, statistics: {expected:?}"
+    );
+    // The node said so, and inspect still calls it dead (from the node).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !node
+        .lines
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("(w2)") && l.contains("died"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            node.lines.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let doc = inspect_json(&root, "n1");
+    let w2j = worker_json(&doc, "w2").unwrap();
+    assert_eq!(w2j["live"], false);
+    assert_eq!(w2j["removed_by_node"], true);
+    assert_eq!(w2j["pid"], w2_pid);
+    // The survivor serves on.
+    assert_eq!(square(&mut driver, 1, 9).unwrap(), 81);
+
+    drop((driver, store));
+    session.remove_all().unwrap();
+    node.kid.signal_and_wait("-TERM");
+}
+
+/// A node stopped by SIGTERM or SIGINT leaves nothing behind; a node
+/// SIGKILLed and started again under the same session works (its
+/// predecessor's entry, store and statistics are removed, the new store
+/// takes objects) and then stops cleanly too.
+#[test]
+fn node_signals_and_restart_after_sigkill() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog = watchdog("node_signals_and_restart_after_sigkill");
+    let scratch = scratch("sig");
+    let root = scratch.path().join("root");
+    for sig in ["-TERM", "-INT"] {
+        let mut node = start_node(&root, "n2");
+        assert!(root.join("n2").is_dir());
+        node.kid.signal_and_wait(sig);
+        assert!(
+            names(&root).is_empty(),
+            "after {sig}: {:?} / {:?}",
+            names(&root),
+            names(&root.join("n2"))
+        );
+    }
+    let mut first = start_node(&root, "n2");
+    let first_pid = first.kid.pid();
+    first.kid.sigkill();
+    let second = start_node(&root, "n2");
+    let doc = inspect_json(&root, "n2");
+    check_schema(&doc);
+    let node = worker_json(&doc, "shmwire-node").unwrap();
+    assert_eq!(node["live"], true);
+    assert_eq!(node["pid"], second.kid.pid());
+    let left: Vec<_> = names(&root.join("n2"))
+        .into_iter()
+        .filter(|n| n.contains(&first_pid.to_string()))
+        .collect();
+    assert!(left.is_empty(), "the killed node's files: {left:?}");
+    // The restarted store works, from another process too.
+    {
+        let session = Session::open_in(&root, "n2").unwrap();
+        let store = StoreClient::connect(&session, DEFAULT_STORE_NAME).unwrap();
+        store
+            .put(ObjectId::from_array([3; 28]), &[1u8; 64], b"")
+            .unwrap();
+        assert!(store.contains(ObjectId::from_array([3; 28])).unwrap());
+        drop(store);
+        session.remove_all().unwrap();
+    }
+    let mut second = second;
+    second.kid.signal_and_wait("-TERM");
+    assert!(names(&root).is_empty(), "{:?}", names(&root.join("n2")));
+}
+
+/// `cleanup --dry-run` lists a killed worker's files and removes nothing;
+/// `cleanup` then removes exactly them. Then `cleanup --session`,
+/// `cleanup --all-stale` and `--dry-run` run in a loop while workers start,
+/// serve and are killed: no cleanup run fails, and every live worker
+/// answers every call.
+#[test]
+fn cleanup_in_a_loop_never_breaks_live_workers() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog = watchdog("cleanup_in_a_loop_never_breaks_live_workers");
+    let scratch = scratch("loop");
+    let root = scratch.path().join("root");
+    let session = Session::open_in(&root, "n3").unwrap();
+    let dir = root.join("n3");
+    let mut driver =
+        CoreWorker::new(&session, CoreWorkerOptions::new(NodeId::from_random())).unwrap();
+    let _steady = spawn_worker(&root, "n3", 1);
+    let mut doomed = spawn_worker(&root, "n3", 2);
+    assert_eq!(square(&mut driver, 2, 3).unwrap(), 9);
+    let pid = doomed.pid();
+    doomed.sigkill();
+    let before = names(&dir);
+    let (ok, out, err) = shmwire(&root, &["cleanup", "--session", "n3", "--dry-run"]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("would remove"), "{out}");
+    assert_eq!(names(&dir), before, "a dry run removed something: {out}");
+    let doomed_files: Vec<_> = before.iter().filter(|n| owned_by(n, pid, 2)).collect();
+    for f in &doomed_files {
+        assert!(out.contains(f.as_str()), "{f} not listed: {out}");
+    }
+    let (ok, out, err) = shmwire(&root, &["cleanup", "--session", "n3"]);
+    assert!(ok, "{out}{err}");
+    let after = names(&dir);
+    let removed: Vec<_> = before.difference(&after).collect();
+    assert_eq!(removed, doomed_files, "{out}");
+
+    // The loop.
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let runs = Arc::new(AtomicUsize::new(0));
+    let cleaners: Vec<_> = [
+        vec!["cleanup", "--session", "n3"],
+        vec!["cleanup", "--all-stale"],
+        vec!["cleanup", "--all-stale", "--dry-run"],
+    ]
+    .into_iter()
+    .map(|args| {
+        let (stop, failures, runs, root) =
+            (stop.clone(), failures.clone(), runs.clone(), root.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let (ok, out, err) = shmwire(&root, &args);
+                runs.fetch_add(1, Ordering::Relaxed);
+                if !ok {
+                    failures
+                        .lock()
+                        .unwrap()
+                        .push(format!("{args:?}: {out}{err}"));
+                }
+            }
+        })
+    })
+    .collect();
+    let mut call_failures = Vec::new();
+    let mut prev: Option<Kid> = None;
+    for round in 0..6u8 {
+        let n = 10 + round;
+        let kid = spawn_worker(&root, "n3", n);
+        for x in 0..5 {
+            for w in [1, n] {
+                match square(&mut driver, w, x) {
+                    Ok(v) if v == x * x => {}
+                    other => call_failures.push(format!("round {round} worker {w}: {other:?}")),
+                }
+            }
+        }
+        if let Some(mut p) = prev.take() {
+            p.sigkill();
+        }
+        prev = Some(kid);
+    }
+    drop(prev);
+    // Keep calling the steady worker until the cleaners made enough runs.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while runs.load(Ordering::Relaxed) < 90 && Instant::now() < deadline {
+        if let Err(e) = square(&mut driver, 1, 4) {
+            call_failures.push(format!("steady worker: {e}"));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in cleaners {
+        c.join().unwrap();
+    }
+    let failures = failures.lock().unwrap();
+    eprintln!(
+        "{} cleanup runs, {} failed; {} failed calls",
+        runs.load(Ordering::Relaxed),
+        failures.len(),
+        call_failures.len()
+    );
+    assert!(runs.load(Ordering::Relaxed) >= 90);
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert!(call_failures.is_empty(), "{call_failures:#?}");
+    drop(driver);
+    session.remove_all().unwrap();
+}

@@ -1,0 +1,429 @@
+//! The node service: what `shmwire node --session S` runs for one host's
+//! session (see `docs/node.md`).
+//!
+//! - it registers itself in the session's [`Directory`] under
+//!   [`NODE_NAME`] (so a second node of the same session is refused while
+//!   this one lives, and `inspect` finds it and its TCP address);
+//! - it runs the session's object store ([`StoreService`]) under
+//!   [`DEFAULT_STORE_NAME`](crate::store::DEFAULT_STORE_NAME);
+//! - every [`NodeConfig::interval`] ([`Node::tick`]) it looks at the
+//!   directory, remembers each worker it sees dead, and runs the session's
+//!   cleanup pass ([`Session::cleanup_stale`], the one pass of issue 10),
+//!   which removes the dead workers' entries, sockets and segments (and
+//!   nothing of a live process);
+//! - it publishes its store's figures and the workers it saw die in its
+//!   statistics area ([`StatsArea`]), which `shmwire inspect` reads;
+//! - it serves plain HTTP/1.0 on its TCP address (127.0.0.1 unless told
+//!   otherwise): `GET /health` answers `ok <session> <pid>`, `GET /inspect`
+//!   the text of `shmwire inspect --session S`.
+//!
+//! [`Node::shutdown`] stops the store, removes the node's entry and
+//! segments, and runs [`Session::remove_all`], which removes the session
+//! directory too when no other process of it lives.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::inspect::SessionReport;
+use super::stats_area::{AreaRole, AreaSnapshot, DeadWorker, StatsArea, StoreFigures};
+use super::{Directory, Registration};
+use crate::ids::WorkerId;
+use crate::shm::{CleanupReport, Session, ShmError};
+use crate::store::{StoreConfig, StoreError, StoreService};
+use crate::transport::Endpoint;
+
+/// The name a node registers under in its session's directory.
+pub const NODE_NAME: &str = "shmwire-node";
+
+/// How long the HTTP endpoint waits for one client's request or for it to
+/// take the answer.
+pub const HTTP_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How a [`Node`] runs.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// The store's arena capacity in bytes.
+    pub store_capacity: u64,
+    /// Where the store puts objects as files when the arena is full of
+    /// objects it cannot evict (`None`: such a create fails).
+    pub fallback_dir: Option<PathBuf>,
+    /// Where the HTTP endpoint listens (default `127.0.0.1:0`, a free port).
+    pub listen: SocketAddr,
+    /// How often the node looks for dead workers and cleans up after them.
+    pub interval: Duration,
+}
+
+impl NodeConfig {
+    /// A store of `store_capacity` bytes, no fallback, `127.0.0.1:0`,
+    /// every 100 ms.
+    pub fn new(store_capacity: u64) -> Self {
+        Self {
+            store_capacity,
+            fallback_dir: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            interval: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Why a node could not start or stop.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The session (its directory, a segment, the cleanup pass).
+    #[error("session: {0}")]
+    Session(#[from] ShmError),
+    /// The directory: typically another node of this session is running.
+    #[error("directory: {0}")]
+    Directory(String),
+    /// The object store.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The HTTP endpoint.
+    #[error("listen on {addr}: {source}")]
+    Listen {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// What one [`Node::tick`] saw and did.
+#[derive(Debug, Default)]
+pub struct TickReport {
+    /// Workers seen dead for the first time.
+    pub died: Vec<DeadWorker>,
+    /// What the cleanup pass did.
+    pub cleanup: CleanupReport,
+}
+
+impl TickReport {
+    /// Whether the pass removed anything.
+    pub fn removed_anything(&self) -> bool {
+        let c = &self.cleanup;
+        !c.removed_segments.is_empty()
+            || !c.removed_lock_files.is_empty()
+            || !c.removed_other.is_empty()
+    }
+}
+
+/// A running node (see the module docs). Dropping it stops it as
+/// [`Node::shutdown`] does, ignoring errors.
+#[derive(Debug)]
+pub struct Node {
+    session: Session,
+    directory: Directory,
+    id: WorkerId,
+    store: Option<StoreService>,
+    registration: Option<Registration>,
+    area: Option<StatsArea>,
+    snap: AreaSnapshot,
+    addr: SocketAddr,
+    http_stop: Arc<AtomicBool>,
+    http: Option<JoinHandle<()>>,
+    config: NodeConfig,
+    /// Workers seen live in the last round: id → (pid, name), so a worker
+    /// that dies and whose entry a cleanup pass removes between two looks
+    /// is still reported.
+    known: HashMap<WorkerId, (u32, Option<String>)>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+impl Node {
+    /// Starts the node of `session`: cleans up what dead processes left
+    /// (a SIGKILLed predecessor node's entry, store arena and area
+    /// included), registers as [`NODE_NAME`] (refused while another node
+    /// of the session lives), starts the store, the HTTP endpoint and the
+    /// statistics area.
+    pub fn start(session: &Session, config: NodeConfig) -> Result<Self, NodeError> {
+        session.cleanup_stale()?;
+        let directory =
+            Directory::for_session(session).map_err(|e| NodeError::Directory(e.to_string()))?;
+        let id = WorkerId::try_from_random().map_err(|e| {
+            NodeError::Directory(format!("no random source for the node's id: {e}"))
+        })?;
+        let http = TcpListener::bind(config.listen).map_err(|source| NodeError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+        let addr = http.local_addr().map_err(|source| NodeError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+        let mut endpoint = Endpoint::new(id);
+        endpoint.name = Some(NODE_NAME.to_owned());
+        endpoint.tcp = Some(addr);
+        let registration = directory
+            .register(&endpoint)
+            .map_err(|e| NodeError::Directory(e.to_string()))?;
+        let mut store_config = StoreConfig::new(config.store_capacity);
+        if let Some(d) = &config.fallback_dir {
+            store_config = store_config.fallback_dir(d);
+        }
+        let store = StoreService::start(session, store_config)?;
+        let area = StatsArea::create(session, &id)?;
+        let http_stop = Arc::new(AtomicBool::new(false));
+        http.set_nonblocking(true)
+            .map_err(|source| NodeError::Listen { addr, source })?;
+        let (stop2, session2) = (Arc::clone(&http_stop), session.clone());
+        let http = std::thread::Builder::new()
+            .name("node http".into())
+            .spawn(move || serve_http(http, &session2, &stop2))
+            .map_err(|source| NodeError::Listen { addr, source })?;
+        let mut node = Self {
+            session: session.clone(),
+            directory,
+            id,
+            store: Some(store),
+            registration: Some(registration),
+            area: Some(area),
+            snap: AreaSnapshot::new(AreaRole::Node),
+            addr,
+            http_stop,
+            http: Some(http),
+            config,
+            known: HashMap::new(),
+        };
+        node.publish();
+        Ok(node)
+    }
+
+    /// The node's worker id in the directory.
+    pub fn id(&self) -> WorkerId {
+        self.id
+    }
+
+    /// The HTTP endpoint's address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The session.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The store service.
+    pub fn store(&self) -> Option<&StoreService> {
+        self.store.as_ref()
+    }
+
+    /// One round: notes the workers now dead, runs the cleanup pass (which
+    /// removes their entries, sockets and segments), republishes the area.
+    pub fn tick(&mut self) -> TickReport {
+        let mut report = TickReport::default();
+        let mut live = HashMap::new();
+        match self.directory.workers() {
+            Ok(ws) => {
+                for w in ws {
+                    let Some(ep) = w.endpoint else { continue };
+                    if w.live {
+                        live.insert(ep.worker_id, (ep.pid, ep.name));
+                    } else {
+                        self.note_dead(&mut report, ep.worker_id, ep.pid, ep.name);
+                    }
+                }
+            }
+            Err(e) => report.cleanup.errors.push(format!("list directory: {e}")),
+        }
+        let mut cleanup = match self.session.cleanup_stale() {
+            Ok(c) => c,
+            Err(e) => CleanupReport {
+                errors: vec![e.to_string()],
+                ..Default::default()
+            },
+        };
+        // Entries of workers seen live a moment ago that the pass removed:
+        // they died in between.
+        for name in &cleanup.removed_other {
+            let id = name
+                .strip_prefix(crate::shm::ENTRY_PREFIX)
+                .and_then(|n| n.strip_suffix(crate::shm::ENTRY_SUFFIX))
+                .and_then(|h| WorkerId::from_hex(h).ok());
+            let Some(id) = id else { continue };
+            let seen = live.remove(&id).or_else(|| self.known.get(&id).cloned());
+            if let Some((pid, name)) = seen {
+                self.note_dead(&mut report, id, pid, name);
+            }
+        }
+        self.known = live;
+        cleanup.errors.append(&mut report.cleanup.errors);
+        report.cleanup = cleanup;
+        self.publish();
+        report
+    }
+
+    /// Records worker `id` (process `pid`) as dead, once.
+    fn note_dead(&mut self, report: &mut TickReport, id: WorkerId, pid: u32, name: Option<String>) {
+        if self
+            .snap
+            .dead
+            .iter()
+            .any(|d| d.worker_id == id && d.pid == pid)
+        {
+            return;
+        }
+        let d = DeadWorker {
+            worker_id: id,
+            pid,
+            name,
+            seen_dead_unix_ms: now_ms(),
+        };
+        report.died.push(d.clone());
+        self.snap.dead.push(d);
+        let excess = self
+            .snap
+            .dead
+            .len()
+            .saturating_sub(super::stats_area::MAX_DEAD);
+        self.snap.dead.drain(..excess);
+    }
+
+    fn publish(&mut self) {
+        self.snap.store = self
+            .store
+            .as_ref()
+            .map(|s| StoreFigures::from(&s.snapshot()));
+        if let Some(a) = &mut self.area {
+            a.publish(&self.snap);
+        }
+    }
+
+    /// Runs [`Node::tick`] every [`NodeConfig::interval`] until `stop` is
+    /// set, handing each report to `on_tick`.
+    pub fn run(&mut self, stop: &AtomicBool, mut on_tick: impl FnMut(&TickReport)) {
+        // Relaxed: a flag polled each round; nothing is published through it.
+        while !stop.load(Ordering::Relaxed) {
+            let start = Instant::now();
+            let r = self.tick();
+            on_tick(&r);
+            let left = self.config.interval.saturating_sub(start.elapsed());
+            let end = Instant::now() + left;
+            while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+                std::thread::sleep(left.min(Duration::from_millis(10)));
+            }
+        }
+    }
+
+    /// Stops the node: the HTTP endpoint, the store (its arena segment is
+    /// removed), the area and the directory entry; then
+    /// [`Session::remove_all`] removes this process's lock and whatever
+    /// dead processes left, and the session directory when no other process
+    /// of it lives. Returns that pass's report.
+    pub fn shutdown(mut self) -> Result<CleanupReport, NodeError> {
+        self.stop_parts()?;
+        Ok(self.session.remove_all()?)
+    }
+
+    fn stop_parts(&mut self) -> Result<(), NodeError> {
+        // Relaxed: see `serve_http`.
+        self.http_stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.http.take() {
+            let _ = t.join();
+        }
+        let store = self.store.take().map(StoreService::shutdown);
+        self.area = None;
+        self.registration = None;
+        if let Some(r) = store {
+            r?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if self.http.is_some() || self.store.is_some() {
+            let _ = self.stop_parts();
+            let _ = self.session.remove_all();
+        }
+    }
+}
+
+/// The HTTP endpoint's loop: one client at a time, each bounded by
+/// [`HTTP_TIMEOUT`] per read and write (a slow client delays the next one,
+/// never the node's rounds, which run on another thread).
+fn serve_http(listener: TcpListener, session: &Session, stop: &AtomicBool) {
+    // Relaxed: a flag polled between accepts; it publishes nothing.
+    while !stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((s, _)) => {
+                if let Err(e) = answer(s, session) {
+                    tracing::debug!(error = %e, "node http: client failed");
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "node http: accept failed");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// Reads one request head (at most 4 KiB) and answers it.
+fn answer(mut s: TcpStream, session: &Session) -> io::Result<()> {
+    s.set_nonblocking(false)?;
+    s.set_read_timeout(Some(HTTP_TIMEOUT))?;
+    s.set_write_timeout(Some(HTTP_TIMEOUT))?;
+    let deadline = Instant::now() + HTTP_TIMEOUT;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 512];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
+        if head.len() > 4096 || Instant::now() > deadline {
+            return respond(
+                &mut s,
+                "400 Bad Request",
+                "request head too long or too slow\n",
+            );
+        }
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let line = head.split(|&b| b == b'\n').next().unwrap_or(&[]);
+    let line = String::from_utf8_lossy(line);
+    let mut words = line.split_whitespace();
+    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    if method != "GET" {
+        return respond(&mut s, "405 Method Not Allowed", "only GET\n");
+    }
+    match path {
+        "/health" => respond(
+            &mut s,
+            "200 OK",
+            &format!("ok {} {}\n", session.name(), std::process::id()),
+        ),
+        "/inspect" => match SessionReport::gather(session) {
+            Ok(r) => respond(&mut s, "200 OK", &r.to_string()),
+            Err(e) => respond(&mut s, "500 Internal Server Error", &format!("{e}\n")),
+        },
+        _ => respond(&mut s, "404 Not Found", "paths: /health /inspect\n"),
+    }
+}
+
+fn respond(s: &mut TcpStream, status: &str, body: &str) -> io::Result<()> {
+    let msg = format!(
+        "HTTP/1.0 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(msg.as_bytes())?;
+    s.flush()
+}

@@ -1,0 +1,131 @@
+//! The node layer's pieces in one process (issue 13): a ring's fill as a
+//! connection reports it, the store's snapshot, and `Node::tick` /
+//! `Node::shutdown` on a dead worker's entry. `cli/tests/node_cli.rs` runs
+//! the same with real processes through the CLI.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use shmwire::ids::{NodeId, ObjectId, WorkerId};
+use shmwire::node::{load_or_create_token, Directory, Node, NodeConfig, SessionReport};
+use shmwire::shm::{Session, ENTRY_PREFIX, ENTRY_SUFFIX};
+use shmwire::store::{ObjectState, ObjectTable};
+use shmwire::transport::{
+    Connection, Connector, Endpoint, ListenOptions, Listener, ShmOptions, TransportConfig,
+};
+
+fn scratch() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("swns")
+        .tempdir_in("/tmp")
+        .unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
+    dir
+}
+
+#[test]
+fn ring_fill_counts_bytes_not_yet_released() {
+    let tmp = scratch();
+    let session = Session::open_in(tmp.path().join("root"), "fill").unwrap();
+    let token = load_or_create_token(&session).unwrap();
+    let dir = Arc::new(Directory::for_session(&session).unwrap());
+    let server = WorkerId::from_array([1; 28]);
+    let mut listener = Listener::bind(
+        &session,
+        TransportConfig::new(server, token),
+        ListenOptions {
+            shm: Some(ShmOptions::default()),
+            ..Default::default()
+        },
+        dir.as_ref(),
+    )
+    .unwrap();
+    let connector = Connector::new(
+        TransportConfig::new(WorkerId::from_random(), token),
+        NodeId::from_random(),
+    )
+    .with_session(&session, dir.clone());
+    let caller = std::thread::spawn(move || connector.connect_worker(&server).unwrap());
+    let mut accepted = listener.accept_timeout(Duration::from_secs(10)).unwrap();
+    let mut conn = caller.join().unwrap();
+    let empty = conn.ring_fill().unwrap();
+    assert_eq!((empty.tx_used, empty.rx_used), (0, 0), "{empty:?}");
+    assert!(empty.tx_capacity > 0 && empty.rx_capacity > 0);
+    conn.send(&[7u8; 100]).unwrap();
+    let sent = conn.ring_fill().unwrap();
+    let got = accepted.ring_fill().unwrap();
+    // A 100-byte payload plus its frame header, 16-byte aligned.
+    assert!(sent.tx_used >= 100 && sent.tx_used <= 160, "{sent:?}");
+    assert_eq!(got.rx_used, sent.tx_used, "{got:?} / {sent:?}");
+    assert_eq!(got.rx_capacity, sent.tx_capacity);
+    let frame = accepted
+        .recv_timeout(Duration::from_secs(10))
+        .unwrap()
+        .to_vec();
+    assert_eq!(frame, [7u8; 100]);
+    drop((conn, accepted, listener));
+    session.remove_all().unwrap();
+}
+
+#[test]
+fn table_snapshot_lists_the_largest_objects_first() {
+    let mut t = ObjectTable::new(1 << 20).unwrap();
+    for (i, size) in [(1u8, 10u64), (2, 3000), (3, 500)] {
+        let id = ObjectId::from_array([i; 28]);
+        t.create(1, id, size, Vec::new()).unwrap();
+        if i != 3 {
+            t.seal(1, id).unwrap();
+        }
+    }
+    let snap = t.snapshot(2);
+    assert_eq!(snap.stats.objects, 3);
+    let sizes: Vec<_> = snap.largest.iter().map(|o| o.data_size).collect();
+    assert_eq!(sizes, [3000, 500]);
+    assert_eq!(snap.largest[0].state, ObjectState::Sealed);
+    assert_eq!(snap.largest[1].state, ObjectState::Unsealed);
+    // The creator of an unsealed object holds it.
+    assert_eq!(
+        snap.largest[1].holders,
+        t.holders(&ObjectId::from_array([3; 28]))
+    );
+}
+
+#[test]
+fn node_tick_reports_a_dead_worker_once_and_shutdown_leaves_nothing() {
+    let tmp = scratch();
+    let root = tmp.path().join("root");
+    let session = Session::open_in(&root, "tick").unwrap();
+    let mut node = Node::start(&session, NodeConfig::new(1 << 20)).unwrap();
+    // A dead worker's entry: a file nobody holds the lock of.
+    let mut e = Endpoint::new(WorkerId::from_array([9; 28]));
+    e.name = Some("gone".into());
+    e.pid = 4_000_000;
+    let entry = session
+        .dir()
+        .join(format!("{ENTRY_PREFIX}{}{ENTRY_SUFFIX}", e.worker_id));
+    fs::write(&entry, e.encode()).unwrap();
+    let r = node.tick();
+    assert_eq!(r.died.len(), 1, "{r:?}");
+    assert_eq!(r.died[0].worker_id, e.worker_id);
+    assert_eq!(r.died[0].name.as_deref(), Some("gone"));
+    assert_eq!(r.died[0].pid, 4_000_000);
+    assert!(r.removed_anything() && !entry.exists(), "{r:?}");
+    assert!(node.tick().died.is_empty(), "reported once");
+    // inspect knows it from the node's area.
+    let report = SessionReport::gather(&session).unwrap();
+    let w = report
+        .workers
+        .iter()
+        .find(|w| w.worker_id == e.worker_id)
+        .unwrap();
+    assert!(!w.live && w.removed_by_node && w.pid == 4_000_000);
+    assert_eq!(report.node, Some(node.id()));
+    assert_eq!(report.store.as_ref().unwrap().stats.capacity, 1 << 20);
+    // A second node of the session is refused while this one lives.
+    assert!(Node::start(&session, NodeConfig::new(1 << 20)).is_err());
+    let done = node.shutdown().unwrap();
+    assert!(done.removed_dir, "{done:?}");
+    assert!(!session.dir().exists());
+}
