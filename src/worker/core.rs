@@ -129,7 +129,12 @@ pub struct CoreWorkerOptions {
     pub shm: ShmOptions,
     /// Use TCP even for workers on this node.
     pub force_tcp: bool,
-    /// Spin instead of sleeping while waiting for replies.
+    /// Spin instead of sleeping while waiting for replies. Without it,
+    /// `get` and `wait` wait as `shm.wait` says: [`WaitStrategy::Spin`]
+    /// spins, a spin-then-sleep strategy spins for its window before
+    /// sleeping in `epoll`.
+    ///
+    /// [`WaitStrategy::Spin`]: crate::wake::WaitStrategy::Spin
     pub spin: bool,
     /// Largest inline argument total per task, in bytes
     /// ([`MAX_DIRECT_CALL_OBJECT_SIZE`]).
@@ -302,7 +307,12 @@ impl CoreWorker {
         .with_shm_options(options.shm.clone())
         .force_tcp(options.force_tcp);
         let mut mux = Mux::new()?;
-        mux.set_spin(options.spin);
+        // `get` / `wait` wait as the shm wait strategy says (spin, or spin
+        // for its window and then sleep), or spin throughout if asked.
+        mux.set_wait(options.shm.wait);
+        if options.spin {
+            mux.set_spin(true);
+        }
         let address = Address {
             node_id: options.node_id,
             ip_address: Ipv4Addr::LOCALHOST.to_string(),

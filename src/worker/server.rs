@@ -67,6 +67,9 @@ pub struct WorkerOptions {
     /// Largest return value sent inline, in bytes ([`MAX_DIRECT_CALL_OBJECT_SIZE`]).
     pub max_direct_call_object_size: usize,
     /// Spin instead of sleeping in `epoll` while idle (one core busy).
+    /// Without it the worker waits as `shm.wait` says:
+    /// [`WaitStrategy::Spin`](crate::wake::WaitStrategy::Spin) spins, a
+    /// spin-then-sleep strategy spins for its window before sleeping.
     pub spin: bool,
     /// The send timeout of the worker's connections
     /// ([`TransportConfig::send_timeout`](crate::transport::TransportConfig::send_timeout)).
@@ -230,7 +233,14 @@ impl Worker {
         )?;
         let address = listener.address(options.node_id);
         let mut mux = Mux::new()?;
-        mux.set_spin(options.spin);
+        // Idle waits follow the shm wait strategy (spin, or spin for its
+        // window and then sleep), or spin throughout if asked.
+        if let Some(shm) = &options.shm {
+            mux.set_wait(shm.wait);
+        }
+        if options.spin {
+            mux.set_spin(true);
+        }
         mux.set_listener(listener)?;
         let mut stats = EventStats::new();
         for i in 0..registry.len() {
