@@ -40,7 +40,8 @@ use super::{GetError, TaskError, WorkerError};
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ObjectRef {
     object_id: ObjectId,
-    owner: Address,
+    /// Shared with the owner (no copy of the address per reference).
+    owner: std::sync::Arc<Address>,
 }
 
 impl ObjectRef {
@@ -58,7 +59,7 @@ impl ObjectRef {
     /// inlines the value when it submits the task, as Ray's
     /// `LocalDependencyResolver` does for small objects it owns).
     pub fn as_arg(&self) -> TaskArg {
-        TaskArg::object_ref(self.object_id, self.owner.clone())
+        TaskArg::object_ref(self.object_id, (*self.owner).clone())
     }
 }
 
@@ -166,10 +167,16 @@ enum Target {
     Normal(WorkerId),
 }
 
+impl Payload {
+    /// The task's function as Ray's `CallString` (computed only for an error).
+    fn function(&self) -> String {
+        self.request.task_spec.function_descriptor.call_string()
+    }
+}
+
 #[derive(Debug)]
 struct Payload {
     request: PushTaskRequest,
-    function: String,
     target: Target,
     request_id: Option<RequestId>,
 }
@@ -197,6 +204,10 @@ pub struct CoreWorker {
     options: CoreWorkerOptions,
     connector: Connector,
     address: Address,
+    /// `address`, shared by every [`ObjectRef`] this worker hands out.
+    owner: std::sync::Arc<Address>,
+    /// Reused buffer of a submit queue's events (no allocation per call).
+    events: Vec<SubmitEvent<TaskId>>,
     driver_task: TaskId,
     task_counter: u64,
     mux: Mux<AnyConnection>,
@@ -239,7 +250,7 @@ fn send_request(
 /// the value or error of its first return object.
 fn outcome(
     reply: &ArchivedPushTaskReply,
-    function: &str,
+    payload: &Payload,
     max_inline: usize,
 ) -> (ordering::ReplyOutcome, Result<Vec<u8>, TaskError>) {
     let first = reply.return_objects.first();
@@ -248,7 +259,7 @@ fn outcome(
             return (
                 ordering::ReplyOutcome::Ok,
                 Err(TaskError::ObjectTooLarge {
-                    function: function.to_owned(),
+                    function: payload.function(),
                     size: o.size.to_native(),
                     max: max_inline as u64,
                 }),
@@ -267,12 +278,12 @@ fn outcome(
         };
         let err = if code == StatusCode::NotFound {
             TaskError::FunctionNotFound {
-                function: function.to_owned(),
+                function: payload.function(),
                 message,
             }
         } else {
             TaskError::Application {
-                function: function.to_owned(),
+                function: payload.function(),
                 message,
             }
         };
@@ -282,7 +293,7 @@ fn outcome(
         return (
             ordering::ReplyOutcome::Error,
             Err(TaskError::System {
-                function: function.to_owned(),
+                function: payload.function(),
                 code,
                 message: reply.status.message.as_str().to_owned(),
             }),
@@ -323,6 +334,8 @@ impl CoreWorker {
             driver_task: TaskId::for_driver_task(options.job_id),
             options,
             connector,
+            owner: std::sync::Arc::new(address.clone()),
+            events: Vec::new(),
             address,
             task_counter: 0,
             mux,
@@ -377,6 +390,17 @@ impl CoreWorker {
     /// to the step timeout) and checks the inline total against
     /// `max_direct_call_object_size`.
     fn resolve_args(&mut self, args: Vec<TaskArg>) -> Result<Vec<TaskArg>, WorkerError> {
+        if args.iter().all(|a| matches!(a, TaskArg::Value(_))) {
+            // Nothing to resolve: the caller's vector is used as it is.
+            let size: usize = args.iter().map(TaskArg::inline_bytes).sum();
+            if size > self.options.max_direct_call_object_size {
+                return Err(WorkerError::ArgsTooLarge {
+                    size: size as u64,
+                    max: self.options.max_direct_call_object_size as u64,
+                });
+            }
+            return Ok(args);
+        }
         let mut out = Vec::with_capacity(args.len());
         for a in args {
             match a {
@@ -385,7 +409,7 @@ impl CoreWorker {
                     let object_id = r.object_id;
                     let oref = ObjectRef {
                         object_id,
-                        owner: r.owner_address.clone(),
+                        owner: std::sync::Arc::new(r.owner_address.clone()),
                     };
                     let value = match self.get(&[oref], self.options.step_timeout) {
                         Ok(mut v) => v.pop().unwrap_or_default(),
@@ -434,7 +458,6 @@ impl CoreWorker {
         let args = self.resolve_args(args)?;
         self.ensure_conn(worker)?;
         let counter = self.next_parent_counter();
-        let name = function.call_string();
         let spec = TaskSpecBuilder::new(function)
             .job_id(self.options.job_id)
             .parent(self.driver_task, counter)
@@ -443,10 +466,10 @@ impl CoreWorker {
             .num_returns(1)
             .max_retries(options.max_retries)
             .build_normal_task();
-        let object_id = self.push_to_worker(worker, spec, name, options.max_retries);
+        let object_id = self.push_to_worker(worker, spec, options.max_retries);
         Ok(ObjectRef {
             object_id,
-            owner: self.address.clone(),
+            owner: std::sync::Arc::clone(&self.owner),
         })
     }
 
@@ -458,7 +481,6 @@ impl CoreWorker {
         &mut self,
         worker: WorkerId,
         spec: crate::spec::TaskSpec,
-        function: String,
         max_retries: i32,
     ) -> ObjectId {
         let task_id = spec.task_id;
@@ -468,7 +490,6 @@ impl CoreWorker {
             task_id,
             Payload {
                 request,
-                function,
                 target: Target::Normal(worker),
                 request_id: None,
             },
@@ -524,7 +545,6 @@ impl CoreWorker {
         let counter = self.next_parent_counter();
         let actor_id = ActorId::of(self.options.job_id, self.driver_task, counter);
         let function = FunctionDescriptor::rust(module_path, class_name, CONSTRUCTOR_NAME);
-        let name = function.call_string();
         let spec = TaskSpecBuilder::new(function)
             .job_id(self.options.job_id)
             .parent(self.driver_task, counter)
@@ -536,10 +556,10 @@ impl CoreWorker {
                 max_concurrency: 1,
                 ..Default::default()
             });
-        let object_id = self.push_to_worker(worker, spec, name, 0);
+        let object_id = self.push_to_worker(worker, spec, 0);
         let oref = ObjectRef {
             object_id,
-            owner: self.address.clone(),
+            owner: std::sync::Arc::clone(&self.owner),
         };
         let result = self.get(std::slice::from_ref(&oref), self.options.step_timeout);
         self.objects.remove(&object_id);
@@ -632,7 +652,6 @@ impl CoreWorker {
             .get_mut(&actor.actor_id)
             .ok_or(WorkerError::UnknownActor(actor.actor_id))?;
         let counter = entry.next_counter;
-        let name = function.call_string();
         let spec = TaskSpecBuilder::new(function)
             .job_id(self.options.job_id)
             .parent(self.driver_task, parent_counter)
@@ -667,24 +686,21 @@ impl CoreWorker {
             task_id,
             Payload {
                 request,
-                function: name,
                 target: Target::Actor(actor.actor_id),
                 request_id: None,
             },
             options.max_retries,
         );
-        let evs = match entry.queue.submit(meta, task_id, true) {
-            Ok(evs) => evs,
-            Err(e) => {
-                // Counters come from this handle only: cannot clash.
-                tracing::error!(error = %e, "actor submit queue refused a fresh counter");
-                Vec::new()
-            }
-        };
-        self.actor_events(actor.actor_id, evs, None);
+        let mut evs = std::mem::take(&mut self.events);
+        if let Err(e) = entry.queue.submit_into(meta, task_id, true, &mut evs) {
+            // Counters come from this handle only: cannot clash.
+            tracing::error!(error = %e, "actor submit queue refused a fresh counter");
+        }
+        self.actor_events(actor.actor_id, &mut evs, None);
+        self.events = evs;
         Ok(ObjectRef {
             object_id,
-            owner: self.address.clone(),
+            owner: std::sync::Arc::clone(&self.owner),
         })
     }
 
@@ -693,10 +709,10 @@ impl CoreWorker {
     fn actor_events(
         &mut self,
         actor_id: ActorId,
-        evs: Vec<SubmitEvent<TaskId>>,
+        evs: &mut Vec<SubmitEvent<TaskId>>,
         mut reply: Option<(TaskId, Result<Vec<u8>, TaskError>)>,
     ) {
-        for ev in evs {
+        for ev in evs.drain(..) {
             match ev {
                 SubmitEvent::Send(r) => self.send_actor(actor_id, r),
                 SubmitEvent::Completed {
@@ -727,7 +743,7 @@ impl CoreWorker {
                     let function = self
                         .tasks
                         .get(&task)
-                        .map(|t| t.payload.function.clone())
+                        .map(|t| t.payload.function())
                         .unwrap_or_default();
                     let err = from_reply.unwrap_or(match error {
                         TaskFailure::ActorDied => TaskError::ActorDied { actor_id, function },
@@ -777,7 +793,7 @@ impl CoreWorker {
         let object_id = payload.request.task_spec.return_id(0);
         let result = result.unwrap_or_else(|| {
             Err(TaskError::System {
-                function: payload.function.clone(),
+                function: payload.function(),
                 code: StatusCode::UnknownError,
                 message: "completed without a reply".into(),
             })
@@ -877,7 +893,7 @@ impl CoreWorker {
             .map(|(id, _)| *id)
             .collect();
         for actor_id in actors {
-            let evs = match self.actors.get_mut(&actor_id) {
+            let mut evs = match self.actors.get_mut(&actor_id) {
                 Some(a) => {
                     let mut evs = a.queue.disconnect(!alive);
                     if alive {
@@ -887,7 +903,7 @@ impl CoreWorker {
                 }
                 None => continue,
             };
-            self.actor_events(actor_id, evs, None);
+            self.actor_events(actor_id, &mut evs, None);
         }
         for task in lost {
             let normal = matches!(
@@ -911,7 +927,7 @@ impl CoreWorker {
                 p.request.task_spec.return_id(0),
                 Err(TaskError::WorkerDied {
                     worker_id: worker,
-                    function: p.function,
+                    function: p.function(),
                 }),
             );
         }
@@ -976,14 +992,15 @@ impl CoreWorker {
                     let Some(t) = self.tasks.get(&task_id) else {
                         continue;
                     };
-                    let (status, result) = outcome(reply, &t.payload.function, max_inline);
+                    let (status, result) = outcome(reply, &t.payload, max_inline);
                     match (t.payload.target, t.payload.request_id) {
                         (Target::Actor(actor_id), Some(rid)) => {
-                            let evs = match self.actors.get_mut(&actor_id) {
-                                Some(a) => a.queue.on_reply(rid, status),
-                                None => Vec::new(),
-                            };
-                            self.actor_events(actor_id, evs, Some((task_id, result)));
+                            let mut evs = std::mem::take(&mut self.events);
+                            if let Some(a) = self.actors.get_mut(&actor_id) {
+                                a.queue.on_reply_into(rid, status, &mut evs);
+                            }
+                            self.actor_events(actor_id, &mut evs, Some((task_id, result)));
+                            self.events = evs;
                         }
                         (Target::Actor(_), None) => {}
                         (Target::Normal(_), _) => {
@@ -1005,11 +1022,11 @@ impl CoreWorker {
                     if let Some((actor_id, rid, e)) = self.resends.get(&task_id).copied() {
                         if e == epoch {
                             self.resends.remove(&task_id);
-                            let evs = match self.actors.get_mut(&actor_id) {
+                            let mut evs = match self.actors.get_mut(&actor_id) {
                                 Some(a) => a.queue.on_reply(rid, ordering::ReplyOutcome::Ok),
                                 None => Vec::new(),
                             };
-                            self.actor_events(actor_id, evs, None);
+                            self.actor_events(actor_id, &mut evs, None);
                         }
                     } else {
                         tracing::debug!(%task_id, "ignoring a reply for no pending task");

@@ -155,7 +155,15 @@ struct Executor {
     slot_refused: usize,
     tasks_executed: u64,
     accepted: u64,
+    /// Reused buffer of a caller queue's decisions (no allocation per task).
+    deliveries: Vec<Delivery<Queued>>,
+    /// Replies already sent (and pruned from the reply cache), kept to be
+    /// filled again: a warm call builds its reply without allocating.
+    spare: Vec<PushTaskReply>,
 }
+
+/// Most spare replies an executor keeps.
+const MAX_SPARE_REPLIES: usize = 64;
 
 /// A worker process's receiving runtime (see the module docs).
 pub struct Worker {
@@ -264,6 +272,8 @@ impl Worker {
                 slot_refused,
                 tasks_executed: 0,
                 accepted: 0,
+                deliveries: Vec::new(),
+                spare: Vec::new(),
             },
             ready: Vec::new(),
             encoder: Encoder::new(),
@@ -474,10 +484,13 @@ impl Worker {
                     }
                 }
             }
-            if let Some((caller, counter)) = o.cache {
-                if let Some(cs) = self.exec.callers.get_mut(&caller) {
-                    cs.executed.insert(counter, o.reply);
+            match o.cache {
+                Some((caller, counter)) => {
+                    if let Some(cs) = self.exec.callers.get_mut(&caller) {
+                        cs.executed.insert(counter, o.reply);
+                    }
                 }
+                None => self.exec.recycle(o.reply),
             }
         }
         self.outbox = outbox;
@@ -695,7 +708,10 @@ impl Executor {
                 if *e.key() > bound {
                     break;
                 }
-                e.remove();
+                let reply = e.remove();
+                if self.spare.len() < MAX_SPARE_REPLIES {
+                    self.spare.push(reply);
+                }
             }
         }
         // Exactly when the queue decides this request at once (executes or
@@ -708,10 +724,12 @@ impl Executor {
             Queued::Owned(copy, now)
         };
         cs.queue.add(seq, cpu, item, true, now);
-        let decisions = cs.queue.poll(now);
-        for d in decisions {
+        let mut decisions = std::mem::take(&mut self.deliveries);
+        cs.queue.poll_into(now, &mut decisions);
+        for d in decisions.drain(..) {
             self.carry_out(caller, d, Some(req), out);
         }
+        self.deliveries = decisions;
         Ok(())
     }
 
@@ -857,7 +875,19 @@ impl Executor {
         reply
     }
 
-    fn value_reply(&self, task_id: TaskId, return_id: ObjectId, value: Vec<u8>) -> PushTaskReply {
+    /// Keeps a sent reply to be filled again (bounded).
+    fn recycle(&mut self, reply: PushTaskReply) {
+        if self.spare.len() < MAX_SPARE_REPLIES {
+            self.spare.push(reply);
+        }
+    }
+
+    fn value_reply(
+        &mut self,
+        task_id: TaskId,
+        return_id: ObjectId,
+        value: Vec<u8>,
+    ) -> PushTaskReply {
         let size = value.len() as u64;
         if value.len() > self.max_inline {
             // Above the inline limit a value belongs in the object store,
@@ -878,23 +908,30 @@ impl Executor {
             });
             return r;
         }
-        PushTaskReply {
-            task_id,
-            return_objects: vec![ReturnObject {
-                object_id: return_id,
-                value: ReturnValue::Inline(InlineData {
-                    data: value,
-                    metadata: Vec::new(),
-                }),
-                size,
-                nested_inlined_refs: Vec::new(),
-            }],
-            borrowed_refs: Vec::new(),
-            is_application_level_error: false,
-            worker_exiting: false,
-            task_stolen: false,
-            status: RpcStatus::ok(),
-        }
+        let object = ReturnObject {
+            object_id: return_id,
+            value: ReturnValue::Inline(InlineData {
+                data: value,
+                metadata: Vec::new(),
+            }),
+            size,
+            nested_inlined_refs: Vec::new(),
+        };
+        // A spare reply's vector of return objects is reused (no allocation
+        // once warm); every field is set again.
+        let mut reply = self
+            .spare
+            .pop()
+            .unwrap_or_else(|| status_reply(task_id, StatusCode::Ok, ""));
+        reply.task_id = task_id;
+        reply.return_objects.clear();
+        reply.return_objects.push(object);
+        reply.borrowed_refs.clear();
+        reply.is_application_level_error = false;
+        reply.worker_exiting = false;
+        reply.task_stolen = false;
+        reply.status = RpcStatus::ok();
+        reply
     }
 }
 
