@@ -187,8 +187,39 @@ struct Conn {
     kind: TransportKind,
 }
 
+/// How an actor created here comes back after its process died (Ray's
+/// `max_restarts`, the GCS re-running the creation task).
+struct Restarts {
+    /// The creation task, re-run as it was on each restart.
+    spec: crate::spec::TaskSpec,
+    /// Restarts left (`-1`: unlimited).
+    left: i32,
+    /// Workers to restart on, in order (Ray would lease one from a raylet).
+    standby: std::collections::VecDeque<WorkerId>,
+    /// Restarts so far (the incarnation).
+    count: u64,
+    /// The return object of the creation task of a restart in progress.
+    pending: Option<ObjectId>,
+}
+
+/// Options of [`CoreWorker::create_actor_with`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActorOptions {
+    /// Retries of each of its tasks whose request was lost (connection
+    /// broke, actor restarted); `-1` = unlimited (Ray's `max_task_retries`).
+    pub max_task_retries: i32,
+    /// How many times the actor is restarted after its process died;
+    /// `-1` = as long as `restart_workers` lasts (Ray's `max_restarts`).
+    pub max_restarts: i32,
+    /// Workers to restart it on, in order, each used once (shmwire has no
+    /// raylet to lease a fresh worker from).
+    pub restart_workers: Vec<WorkerId>,
+}
+
 struct ActorEntry {
     worker: WorkerId,
+    /// Set for actors created here with restarts.
+    restarts: Option<Restarts>,
     queue: ActorSubmitQueue<TaskId>,
     next_counter: u64,
     cursor: ObjectId,
@@ -540,6 +571,41 @@ impl CoreWorker {
         args: Vec<TaskArg>,
         max_task_retries: i32,
     ) -> Result<ActorHandle, WorkerError> {
+        self.create_actor_with(
+            worker,
+            module_path,
+            class_name,
+            args,
+            ActorOptions {
+                max_task_retries,
+                ..ActorOptions::default()
+            },
+        )
+    }
+
+    /// [`CoreWorker::create_actor`] with restarts: when the actor's process
+    /// dies (its connection breaks and its worker is gone from the
+    /// directory) and `max_restarts` allows, the creation task is run again
+    /// on the next of `restart_workers`; the actor's tasks then continue
+    /// there, in order. Tasks that were sent to the dead incarnation are
+    /// retried up to their `max_retries` (the new incarnation runs them
+    /// from a fresh constructor; replies from the old one, on an older
+    /// connection epoch, are ignored), those without retries left fail with
+    /// [`TaskError::ActorDied`]; tasks not yet sent wait for the restart.
+    /// Without restarts left (or if the restart's creation task fails) the
+    /// actor is dead and every pending and later task fails with `ActorDied`.
+    ///
+    /// # Errors
+    /// As [`CoreWorker::create_actor`].
+    pub fn create_actor_with(
+        &mut self,
+        worker: WorkerId,
+        module_path: &str,
+        class_name: &str,
+        args: Vec<TaskArg>,
+        options: ActorOptions,
+    ) -> Result<ActorHandle, WorkerError> {
+        let max_task_retries = options.max_task_retries;
         let args = self.resolve_args(args)?;
         self.ensure_conn(worker)?;
         let counter = self.next_parent_counter();
@@ -552,10 +618,18 @@ impl CoreWorker {
             .args(args)
             .build_actor_creation_task(ActorCreationTaskSpec {
                 actor_id,
+                max_actor_restarts: i64::from(options.max_restarts),
                 max_task_retries: i64::from(max_task_retries),
                 max_concurrency: 1,
                 ..Default::default()
             });
+        let restarts = (options.max_restarts != 0).then(|| Restarts {
+            spec: spec.clone(),
+            left: options.max_restarts.max(-1),
+            standby: options.restart_workers.iter().copied().collect(),
+            count: 0,
+            pending: None,
+        });
         let object_id = self.push_to_worker(worker, spec, 0);
         let oref = ObjectRef {
             object_id,
@@ -578,6 +652,9 @@ impl CoreWorker {
         }
         let handle = ActorHandle::new(actor_id, worker, module_path, class_name);
         self.register_actor(&handle, max_task_retries)?;
+        if let Some(a) = self.actors.get_mut(&actor_id) {
+            a.restarts = restarts;
+        }
         Ok(handle)
     }
 
@@ -601,6 +678,7 @@ impl CoreWorker {
             actor.actor_id,
             ActorEntry {
                 worker: actor.worker_id,
+                restarts: None,
                 queue,
                 next_counter: 0,
                 cursor: ObjectId::for_actor_handle(actor.actor_id),
@@ -813,6 +891,8 @@ impl CoreWorker {
         let worker = entry.worker;
         let starts = entry.queue.caller_starts_at();
         let stamp = |req: &mut PushTaskRequest| {
+            // The actor's worker now (another one after a restart).
+            req.intended_worker_id = worker;
             req.sequence_number = r.sequence_number;
             req.client_processed_up_to = r.client_processed_up_to;
             req.task_spec.skip_execution = r.skip_execution;
@@ -894,6 +974,21 @@ impl CoreWorker {
             .collect();
         for actor_id in actors {
             let mut evs = match self.actors.get_mut(&actor_id) {
+                Some(a) if !alive && a.restarts.as_ref().is_some_and(Restarts::can_restart) => {
+                    // The process died: restart it elsewhere. Tasks sent to
+                    // the dead incarnation without retries left died with it.
+                    let mut evs = a.queue.disconnect(false);
+                    for ev in &mut evs {
+                        if let SubmitEvent::Failed { error, .. } = ev {
+                            if *error == TaskFailure::ActorUnavailable {
+                                *error = TaskFailure::ActorDied;
+                            }
+                        }
+                    }
+                    self.actor_events(actor_id, &mut evs, None);
+                    self.start_restart(actor_id);
+                    continue;
+                }
                 Some(a) => {
                     let mut evs = a.queue.disconnect(!alive);
                     if alive {
@@ -914,6 +1009,91 @@ impl CoreWorker {
                 self.retry_or_fail_normal(task, alive);
             }
         }
+    }
+
+    /// Runs the creation task of `actor_id` again on its next standby
+    /// worker (one that cannot be reached is skipped); with none left the
+    /// actor is dead. The restart completes in [`Self::finish_restarts`].
+    fn start_restart(&mut self, actor_id: ActorId) {
+        loop {
+            let Some(a) = self.actors.get_mut(&actor_id) else {
+                return;
+            };
+            let Some(r) = a.restarts.as_mut().filter(|r| r.can_restart()) else {
+                let mut evs = a.queue.disconnect(true);
+                self.actor_events(actor_id, &mut evs, None);
+                return;
+            };
+            // `can_restart` holds: a standby worker is left.
+            let Some(worker) = r.standby.pop_front() else {
+                return;
+            };
+            if r.left > 0 {
+                r.left -= 1;
+            }
+            r.count += 1;
+            let (spec, count) = (r.spec.clone(), r.count);
+            if let Err(e) = self.ensure_conn(worker) {
+                tracing::warn!(error = %e, %actor_id, %worker, "standby worker unreachable");
+                continue;
+            }
+            tracing::info!(%actor_id, %worker, restart = count, "restarting the actor");
+            if let Some(a) = self.actors.get_mut(&actor_id) {
+                a.worker = worker;
+            }
+            let object_id = self.push_to_worker(worker, spec, 0);
+            if let Some(r) = self
+                .actors
+                .get_mut(&actor_id)
+                .and_then(|a| a.restarts.as_mut())
+            {
+                r.pending = Some(object_id);
+            }
+            return;
+        }
+    }
+
+    /// Completes the restarts whose creation task finished: the actor is
+    /// reachable again (its queued and retried tasks go out, in order) or,
+    /// if the creation failed, dead.
+    fn finish_restarts(&mut self) {
+        let done: Vec<(ActorId, ObjectId)> = self
+            .actors
+            .iter()
+            .filter_map(|(id, a)| Some((*id, a.restarts.as_ref()?.pending?)))
+            .filter(|(_, o)| self.objects.contains_key(o))
+            .collect();
+        for (actor_id, object_id) in done {
+            let result = self.objects.remove(&object_id);
+            let Some(a) = self.actors.get_mut(&actor_id) else {
+                continue;
+            };
+            if let Some(r) = a.restarts.as_mut() {
+                r.pending = None;
+            }
+            let mut evs = match result {
+                Some(Ok(_)) => a.queue.connect(),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, %actor_id, "actor restart failed");
+                    if a.restarts.as_ref().is_some_and(Restarts::can_restart) {
+                        self.start_restart(actor_id);
+                        continue;
+                    }
+                    a.queue.disconnect(true)
+                }
+                None => continue,
+            };
+            self.actor_events(actor_id, &mut evs, None);
+        }
+    }
+
+    /// How many times `actor` was restarted (its incarnation; 0 for an
+    /// actor not created here).
+    pub fn actor_restarts(&self, actor: &ActorHandle) -> u64 {
+        self.actors
+            .get(&actor.actor_id)
+            .and_then(|a| a.restarts.as_ref())
+            .map_or(0, |r| r.count)
     }
 
     fn retry_or_fail_normal(&mut self, task: TaskId, alive: bool) {
@@ -954,6 +1134,7 @@ impl CoreWorker {
         }
         self.ready = ready;
         self.handle_lost();
+        self.finish_restarts();
         Ok(())
     }
 
@@ -1118,5 +1299,12 @@ impl CoreWorker {
         for r in refs {
             self.objects.remove(&r.object_id);
         }
+    }
+}
+
+impl Restarts {
+    /// Whether another restart is allowed and a worker is left for it.
+    fn can_restart(&self) -> bool {
+        self.left != 0 && !self.standby.is_empty()
     }
 }
