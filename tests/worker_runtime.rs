@@ -12,8 +12,8 @@ use shmwire::spec::{
 };
 use shmwire::transport::{Connector, MessageConnection, TransportConfig};
 use shmwire::worker::{
-    ActorHandle, CoreWorker, CoreWorkerOptions, GetError, ObjectRef, TaskError, TaskOptions,
-    WorkerError, MAX_DIRECT_CALL_OBJECT_SIZE,
+    ActorHandle, ActorOptions, CoreWorker, CoreWorkerOptions, GetError, ObjectRef, TaskError,
+    TaskOptions, WorkerError, MAX_DIRECT_CALL_OBJECT_SIZE,
 };
 use worker_support::{as_i64, i64_arg, maybe_run_worker, TestSession, GUARD, MODULE};
 
@@ -430,6 +430,101 @@ fn sigkill_of_the_actor_fails_every_pending_task() {
         task_error(&mut driver, &late),
         TaskError::ActorDied { .. }
     ));
+}
+
+/// `max_restarts`: the actor's process is SIGKILLed mid-stream; the owner
+/// re-runs the creation task on the standby worker, tasks with a retry left
+/// run again there in order (from a fresh constructor), tasks without one
+/// fail with `ActorDied`, and nothing stays pending.
+#[test]
+fn sigkill_restarts_the_actor_on_a_standby_worker() {
+    maybe_run_worker();
+    let s = TestSession::new("restart");
+    let name = "sigkill_restarts_the_actor_on_a_standby_worker";
+    let mut first = s.spawn_worker(name, 1);
+    let standby = s.spawn_worker(name, 1);
+    let mut driver = s.driver();
+    let actor = driver
+        .create_actor_with(
+            first.id,
+            MODULE,
+            "Counter",
+            vec![],
+            ActorOptions {
+                max_task_retries: 0,
+                max_restarts: 1,
+                restart_workers: vec![standby.id],
+            },
+        )
+        .unwrap();
+    for i in 1..=3 {
+        let r = driver
+            .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+            .unwrap();
+        assert_eq!(get_i64(&mut driver, &r), i);
+    }
+    let retried: Vec<ObjectRef> = (0..40)
+        .map(|_| {
+            driver
+                .submit_actor_task_with(
+                    &actor,
+                    "slow_add",
+                    vec![i64_arg(1)],
+                    TaskOptions { max_retries: 1 },
+                )
+                .unwrap()
+        })
+        .collect();
+    let once: Vec<ObjectRef> = (0..10)
+        .map(|_| {
+            driver
+                .submit_actor_task(&actor, "slow_add", vec![i64_arg(1)])
+                .unwrap()
+        })
+        .collect();
+    // Mid-stream: the first slow call is done, 49 are not.
+    assert_eq!(get_i64(&mut driver, &retried[0]), 4);
+    first.kill();
+    let start = Instant::now();
+    // Every retried task succeeds: a prefix ran on the first incarnation
+    // (4, 5, ...), the rest again on the new one (1, 2, ... in order).
+    let values: Vec<i64> = retried.iter().map(|r| get_i64(&mut driver, r)).collect();
+    let k = values
+        .iter()
+        .enumerate()
+        .take_while(|(i, v)| **v == *i as i64 + 4)
+        .count();
+    assert!(k >= 1 && k < values.len(), "{values:?}");
+    for (i, v) in values.iter().enumerate().skip(k) {
+        assert_eq!(
+            *v,
+            (i - k) as i64 + 1,
+            "re-run in order on the new incarnation: {values:?}"
+        );
+    }
+    // Tasks without retries that were in flight died with the process.
+    let mut died = 0;
+    for r in &once {
+        match driver.get(std::slice::from_ref(r), GUARD) {
+            Err(GetError::Task {
+                error: TaskError::ActorDied { actor_id, .. },
+                ..
+            }) => {
+                assert_eq!(actor_id, actor.actor_id());
+                died += 1;
+            }
+            other => panic!("expected ActorDied, got {other:?}"),
+        }
+    }
+    assert_eq!(died, once.len());
+    assert!(start.elapsed() < GUARD);
+    assert_eq!(driver.actor_restarts(&actor), 1);
+    // The restarted actor serves new calls; its total counts the re-runs.
+    let r = driver.submit_actor_task(&actor, "get", vec![]).unwrap();
+    assert_eq!(get_i64(&mut driver, &r), (values.len() - k) as i64);
+    assert_eq!(driver.num_pending_tasks(), 0, "nothing left pending");
+    drop(driver);
+    standby.wait_success();
 }
 
 #[test]

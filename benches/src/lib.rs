@@ -1,6 +1,7 @@
 //! shmwire's benchmark harness (`shmwire-bench`): the cross-process
 //! comparison of the ring ([`run`], `shmwire bench ring`) and of the
-//! transport ([`transport::run`], `shmwire bench transport`) against the
+//! transport ([`transport::run`], `shmwire bench transport`) and of whole
+//! actor calls ([`actor_call::run`], `shmwire bench actor-call`) against the
 //! physical limit and the usual peers, and the report as a table, JSON
 //! ([`to_json`]) or an SVG latency CDF ([`plot::write_cdf`]). The modes
 //! `shmwire bench` knows are listed once, in [`modes::MODES`].
@@ -15,6 +16,7 @@
 //! it: the host moves vCPUs between placements for minutes at a time, and a
 //! ratio against a limit from another placement would mean nothing.
 
+pub mod actor_call;
 pub mod cases;
 pub mod harness;
 pub mod modes;
@@ -431,7 +433,7 @@ pub fn to_table(r: &Report) -> String {
     );
     let _ = writeln!(
         out,
-        "\n{:<28} {:>7} {:>9} {:>10} {:>10} {:>10} {:>13} {:>8} {:>15}",
+        "\n{:<36} {:>7} {:>9} {:>10} {:>10} {:>10} {:>13} {:>8} {:>15}",
         "case",
         "payload",
         "iters",
@@ -446,7 +448,7 @@ pub fn to_table(r: &Report) -> String {
         let s = &c.summary;
         let _ = writeln!(
             out,
-            "{:<28} {:>7} {:>9} {:>10} {:>10} {:>10} {:>13.0} {:>8.2} {:>15}{}",
+            "{:<36} {:>7} {:>9} {:>10} {:>10} {:>10} {:>13.0} {:>8.2} {:>15}{}",
             c.name,
             c.payload_bytes,
             s.iterations,

@@ -38,6 +38,12 @@ pub const MODES: &[Mode] = &[
                 publish-subscribe",
         run: super::transport::run,
     },
+    Mode {
+        name: "actor-call",
+        about: "whole actor calls through the worker runtime (sync on shm spin / park and \
+                TCP, pipelined 32 and 1000 in flight) beside the bare shm transport round trip",
+        run: super::actor_call::run,
+    },
 ];
 
 /// The pseudo-mode that runs every entry of [`MODES`].

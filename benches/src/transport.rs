@@ -263,8 +263,9 @@ impl Drop for TransportPair {
     }
 }
 
-/// Entry point of a bench child: plays [`ECHO_ROLE`] itself and hands every
-/// other role to the ring bench's children.
+/// Entry point of a bench child: plays [`ECHO_ROLE`] itself, hands
+/// [`WORKER_ROLE`](super::actor_call::WORKER_ROLE) to the actor-call bench
+/// and every other role to the ring bench's children.
 pub fn child_main<S: AsRef<str>>(words: &[S]) -> BenchResult<()> {
     let get = |key: &str| -> Option<&str> {
         words
@@ -272,6 +273,9 @@ pub fn child_main<S: AsRef<str>>(words: &[S]) -> BenchResult<()> {
             .map(|w| w.as_ref())
             .find_map(|w| w.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
     };
+    if get("role") == Some(super::actor_call::WORKER_ROLE) {
+        return super::actor_call::child_main(words);
+    }
     if get("role") != Some(ECHO_ROLE) {
         return cases::child_main(words);
     }

@@ -1,4 +1,4 @@
-//! `shmwire bench <limit|ring|transport|all> --json --plot DIR` on a tiny
+//! `shmwire bench <limit|ring|transport|actor-call|all> --json --plot DIR` on a tiny
 //! iteration count: each mode prints the JSON schema the other bench tests
 //! check (`bench all`: one document whose `modes` array holds one such
 //! document per mode) and writes `DIR/<mode>.svg`, a non-empty SVG that names
@@ -38,6 +38,14 @@ fn required(mode: &str) -> Vec<&'static str> {
                 ]);
             }
         }
+        "actor-call" => v.extend([
+            "transport/shm-spin/roundtrip",
+            "actor-call/shm-spin/sync",
+            "actor-call/shm-park/sync",
+            "actor-call/tcp/sync",
+            "actor-call/shm-spin/pipelined-32",
+            "actor-call/shm-spin/pipelined-1000",
+        ]),
         _ => {}
     }
     v
@@ -82,6 +90,42 @@ fn bench_limit_json_and_plot() {
     check_svg(&plot.join("limit.svg"), cases);
 }
 
+/// `bench actor-call`: every case named, each call's value checked by the
+/// bench itself (a wrong total fails the run), the pipelined cases run
+/// whole batches (1000 calls even with `--iters 200`), and `ops_per_s` of a
+/// pipelined case is calls per second (iterations / elapsed, so at least
+/// the rate one batch's median share implies, within a factor of 4).
+#[test]
+fn bench_actor_call_json_and_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let doc = run(&[
+        "bench",
+        "actor-call",
+        "--json",
+        "--iters",
+        "200",
+        "--plot",
+        dir.path().to_str().unwrap(),
+    ]);
+    let cases = check_mode(&doc, "actor-call", &required("actor-call"), 200);
+    assert_eq!(cases.len(), required("actor-call").len(), "{cases:?}");
+    for c in cases {
+        let name = c["name"].as_str().unwrap();
+        if name == "actor-call/shm-spin/pipelined-1000" {
+            assert_eq!(c["iterations"].as_u64(), Some(1000), "{c}");
+        }
+        if name.starts_with("actor-call/") {
+            assert_eq!(c["payload_bytes"].as_u64(), Some(8), "{c}");
+        }
+        if name.contains("/pipelined-") {
+            let implied = 1e9 / c["median_ns"].as_f64().unwrap();
+            let rate = c["ops_per_s"].as_f64().unwrap();
+            assert!(rate * 4.0 >= implied && rate <= implied * 4.0, "{c}");
+        }
+    }
+    check_svg(&dir.path().join("actor-call.svg"), cases);
+}
+
 #[test]
 fn bench_all_runs_every_mode_with_plots() {
     let dir = tempfile::tempdir().unwrap();
@@ -96,7 +140,7 @@ fn bench_all_runs_every_mode_with_plots() {
     ]);
     let modes = doc["modes"].as_array().expect("modes array");
     let names: Vec<&str> = modes.iter().map(|m| m["mode"].as_str().unwrap()).collect();
-    for mode in ["limit", "ring", "transport"] {
+    for mode in ["limit", "ring", "transport", "actor-call"] {
         assert!(names.contains(&mode), "mode {mode} missing: {names:?}");
     }
     for m in modes {

@@ -252,6 +252,13 @@ impl<T> ActorSchedulingQueue<T> {
             .collect()
     }
 
+    /// [`poll`](Self::poll) appending the deliveries to `out` (no allocation once
+    /// `out` has room: the receiver's hot path reuses one buffer).
+    pub fn poll_into(&mut self, now: Instant, out: &mut Vec<Delivery<T>>) {
+        self.fire_timer_if_due(now);
+        out.extend(self.decided.drain(..).map(|d| d.delivery));
+    }
+
     /// Like [`poll`](Self::poll), but each decision also carries its `seq_no` and, for a
     /// rejection, the [`RejectReason`].
     pub fn poll_decisions(&mut self, now: Instant) -> Vec<Decision<T>> {

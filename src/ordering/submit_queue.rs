@@ -333,13 +333,31 @@ impl<T: Clone> ActorSubmitQueue<T> {
         task: T,
         deps_resolved: bool,
     ) -> Result<Vec<SubmitEvent<T>>, SubmitError<T>> {
+        let mut out = Vec::new();
+        self.submit_into(meta, task, deps_resolved, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`submit`](Self::submit) appending its events to `out` (no allocation once
+    /// `out` has room: the hot path of a caller that reuses one buffer).
+    ///
+    /// # Errors
+    /// As [`submit`](Self::submit); `out` is left as it was.
+    pub fn submit_into(
+        &mut self,
+        meta: TaskMeta,
+        task: T,
+        deps_resolved: bool,
+        out: &mut Vec<SubmitEvent<T>>,
+    ) -> Result<(), SubmitError<T>> {
         let actor_counter = meta.actor_counter;
         if self.state == ActorState::Dead {
-            return Ok(vec![SubmitEvent::Failed {
+            out.push(SubmitEvent::Failed {
                 actor_counter,
                 task,
                 error: TaskFailure::ActorDied,
-            }]);
+            });
+            return Ok(());
         }
         if actor_counter < self.next_task_reply_position
             || self.out_of_order_completed.contains_key(&actor_counter)
@@ -365,11 +383,10 @@ impl<T: Clone> ActorSubmitQueue<T> {
                 retries_left: meta.max_retries,
             },
         );
-        let mut out = Vec::new();
         if deps_resolved {
-            self.send_pending_tasks(&mut out);
+            self.send_pending_tasks(out);
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The dependencies of the queued task `actor_counter` are resolved: send what can
@@ -447,26 +464,37 @@ impl<T: Clone> ActorSubmitQueue<T> {
     /// longer tracks are ignored (empty result).
     pub fn on_reply(&mut self, id: RequestId, status: ReplyOutcome) -> Vec<SubmitEvent<T>> {
         let mut out = Vec::new();
+        self.on_reply_into(id, status, &mut out);
+        out
+    }
+
+    /// [`on_reply`](Self::on_reply) appending its events to `out` (no allocation once
+    /// `out` has room).
+    pub fn on_reply_into(
+        &mut self,
+        id: RequestId,
+        status: ReplyOutcome,
+        out: &mut Vec<SubmitEvent<T>>,
+    ) {
         let tracked = matches!(
             self.in_flight.get(&id.actor_counter),
             Some(f) if f.serial == id.serial && f.on_wire
         );
         if !tracked {
             tracing::debug!(?id, "ignoring reply for a request no longer in flight");
-            return out;
+            return;
         }
         let Some(f) = self.in_flight.remove(&id.actor_counter) else {
-            return out;
+            return;
         };
         if !f.skip_queue {
             if let Some(conn) = self.conn.as_mut() {
                 conn.max_finished_seq_no = conn.max_finished_seq_no.max(f.sequence_number);
                 conn.bytes_in_flight = conn.bytes_in_flight.saturating_sub(f.size_bytes);
             }
-            self.send_requests(&mut out);
+            self.send_requests(out);
         }
-        self.handle_push_task_reply(f, status, &mut out);
-        out
+        self.handle_push_task_reply(f, status, out);
     }
 
     /// The actor's state.

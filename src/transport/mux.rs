@@ -88,6 +88,9 @@ pub struct Mux<C: MuxConnection> {
     /// Reported last time; reported again while a frame is still buffered.
     hot: Vec<PeerKey>,
     spin: bool,
+    /// Without `spin`: how long to spin over the connections before arming
+    /// the wake-ups and sleeping in `epoll`.
+    spin_window: Duration,
     /// Accepting in the same loop (only on a `Mux<AnyConnection>`).
     listener: Option<super::Listener>,
 }
@@ -113,6 +116,7 @@ impl<C: MuxConnection> Mux<C> {
             due: Vec::new(),
             hot: Vec::new(),
             spin: false,
+            spin_window: Duration::ZERO,
         })
     }
 
@@ -120,6 +124,25 @@ impl<C: MuxConnection> Mux<C> {
     /// latency, one core busy while waiting).
     pub fn set_spin(&mut self, spin: bool) {
         self.spin = spin;
+    }
+
+    /// Without [`Mux::set_spin`]: spin over the connections for `window`
+    /// before sleeping in `epoll` (a spin-then-park wait, as the ring's
+    /// [`WaitStrategy::SpinPark`](crate::wake::WaitStrategy::SpinPark)
+    /// does; a peer that answers within the window is never slept
+    /// through). Default zero: sleep at once.
+    pub fn set_spin_window(&mut self, window: Duration) {
+        self.spin_window = window;
+    }
+
+    /// Sets how [`Mux::wait`] waits from a transport wait strategy:
+    /// [`WaitStrategy::Spin`](crate::wake::WaitStrategy::Spin) spins
+    /// ([`Mux::set_spin`]); the others spin for their window, then sleep
+    /// ([`Mux::set_spin_window`]).
+    pub fn set_wait(&mut self, wait: crate::wake::WaitStrategy) {
+        let window = wait.spin();
+        self.spin = window == Duration::MAX;
+        self.spin_window = if self.spin { Duration::ZERO } else { window };
     }
 
     /// Adds a connection.
@@ -192,8 +215,7 @@ impl<C: MuxConnection> Mux<C> {
         let deadline = hello_due.map_or(deadline, |d| d.min(deadline));
         // Peers reported last time that still hold a buffered frame (the
         // caller did not drain them) and newly added ones.
-        let hot = std::mem::take(&mut self.hot);
-        for key in hot {
+        for &key in &self.hot {
             if self
                 .peers
                 .get(key.0)
@@ -203,6 +225,8 @@ impl<C: MuxConnection> Mux<C> {
                 push_unique(ready, key);
             }
         }
+        self.hot.clear();
+        let mut spun = false;
         loop {
             // Queued output goes out while we wait (whatever its size), and
             // periodic work (heartbeats, liveness) runs on time.
@@ -225,7 +249,10 @@ impl<C: MuxConnection> Mux<C> {
                     }
                     round = round.wrapping_add(1);
                     let expired = round % 64 == 0 && Instant::now() >= until;
-                    if !ready.is_empty() || round % 64 == 0 || expired {
+                    // Not on every hit: a frame found in a ring needs no
+                    // system call (hang-ups and TCP data are seen within
+                    // 64 rounds).
+                    if round % 64 == 0 || expired {
                         self.poll_events(Some(Duration::ZERO), ready)?;
                     }
                     if !ready.is_empty() || expired {
@@ -237,6 +264,34 @@ impl<C: MuxConnection> Mux<C> {
                     continue;
                 }
                 break;
+            }
+            // Spin-then-park: spin over the connections for the window
+            // (once per wait) before sleeping.
+            if !spun && !self.spin_window.is_zero() {
+                spun = true;
+                let spin_until = Instant::now() + self.spin_window;
+                let spin_until = spin_until.min(until);
+                let mut round: u32 = 0;
+                loop {
+                    for (i, c) in self.peers.iter().enumerate() {
+                        if c.as_ref().is_some_and(|c| c.ready_hint()) {
+                            push_unique(ready, PeerKey(i));
+                        }
+                    }
+                    round = round.wrapping_add(1);
+                    // As in spin mode: TCP data and hang-ups are seen by
+                    // epoll only, asked without blocking every 64 rounds.
+                    if ready.is_empty() && round % 64 == 0 {
+                        self.poll_events(Some(Duration::ZERO), ready)?;
+                    }
+                    if !ready.is_empty() || (round % 64 == 0 && Instant::now() >= spin_until) {
+                        break;
+                    }
+                    crate::sync::spin_loop();
+                }
+                if !ready.is_empty() {
+                    break;
+                }
             }
             // Arm every wake-up, then re-check: a frame that arrived in
             // between must not be slept through.
@@ -264,13 +319,11 @@ impl<C: MuxConnection> Mux<C> {
             MuxEvent::Ready(k) => self.peers.get(k.0).is_some_and(Option::is_some),
             MuxEvent::Incoming => true,
         });
-        self.hot = ready
-            .iter()
-            .filter_map(|e| match e {
-                MuxEvent::Ready(k) => Some(*k),
-                MuxEvent::Incoming => None,
-            })
-            .collect();
+        // Reuses the vector: no allocation per wait once warm.
+        self.hot.extend(ready.iter().filter_map(|e| match e {
+            MuxEvent::Ready(k) => Some(*k),
+            MuxEvent::Incoming => None,
+        }));
         Ok(())
     }
 }

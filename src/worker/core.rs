@@ -40,7 +40,8 @@ use super::{GetError, TaskError, WorkerError};
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ObjectRef {
     object_id: ObjectId,
-    owner: Address,
+    /// Shared with the owner (no copy of the address per reference).
+    owner: std::sync::Arc<Address>,
 }
 
 impl ObjectRef {
@@ -58,7 +59,7 @@ impl ObjectRef {
     /// inlines the value when it submits the task, as Ray's
     /// `LocalDependencyResolver` does for small objects it owns).
     pub fn as_arg(&self) -> TaskArg {
-        TaskArg::object_ref(self.object_id, self.owner.clone())
+        TaskArg::object_ref(self.object_id, (*self.owner).clone())
     }
 }
 
@@ -129,7 +130,12 @@ pub struct CoreWorkerOptions {
     pub shm: ShmOptions,
     /// Use TCP even for workers on this node.
     pub force_tcp: bool,
-    /// Spin instead of sleeping while waiting for replies.
+    /// Spin instead of sleeping while waiting for replies. Without it,
+    /// `get` and `wait` wait as `shm.wait` says: [`WaitStrategy::Spin`]
+    /// spins, a spin-then-sleep strategy spins for its window before
+    /// sleeping in `epoll`.
+    ///
+    /// [`WaitStrategy::Spin`]: crate::wake::WaitStrategy::Spin
     pub spin: bool,
     /// Largest inline argument total per task, in bytes
     /// ([`MAX_DIRECT_CALL_OBJECT_SIZE`]).
@@ -161,10 +167,16 @@ enum Target {
     Normal(WorkerId),
 }
 
+impl Payload {
+    /// The task's function as Ray's `CallString` (computed only for an error).
+    fn function(&self) -> String {
+        self.request.task_spec.function_descriptor.call_string()
+    }
+}
+
 #[derive(Debug)]
 struct Payload {
     request: PushTaskRequest,
-    function: String,
     target: Target,
     request_id: Option<RequestId>,
 }
@@ -175,8 +187,39 @@ struct Conn {
     kind: TransportKind,
 }
 
+/// How an actor created here comes back after its process died (Ray's
+/// `max_restarts`, the GCS re-running the creation task).
+struct Restarts {
+    /// The creation task, re-run as it was on each restart.
+    spec: crate::spec::TaskSpec,
+    /// Restarts left (`-1`: unlimited).
+    left: i32,
+    /// Workers to restart on, in order (Ray would lease one from a raylet).
+    standby: std::collections::VecDeque<WorkerId>,
+    /// Restarts so far (the incarnation).
+    count: u64,
+    /// The return object of the creation task of a restart in progress.
+    pending: Option<ObjectId>,
+}
+
+/// Options of [`CoreWorker::create_actor_with`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActorOptions {
+    /// Retries of each of its tasks whose request was lost (connection
+    /// broke, actor restarted); `-1` = unlimited (Ray's `max_task_retries`).
+    pub max_task_retries: i32,
+    /// How many times the actor is restarted after its process died;
+    /// `-1` = as long as `restart_workers` lasts (Ray's `max_restarts`).
+    pub max_restarts: i32,
+    /// Workers to restart it on, in order, each used once (shmwire has no
+    /// raylet to lease a fresh worker from).
+    pub restart_workers: Vec<WorkerId>,
+}
+
 struct ActorEntry {
     worker: WorkerId,
+    /// Set for actors created here with restarts.
+    restarts: Option<Restarts>,
     queue: ActorSubmitQueue<TaskId>,
     next_counter: u64,
     cursor: ObjectId,
@@ -192,6 +235,10 @@ pub struct CoreWorker {
     options: CoreWorkerOptions,
     connector: Connector,
     address: Address,
+    /// `address`, shared by every [`ObjectRef`] this worker hands out.
+    owner: std::sync::Arc<Address>,
+    /// Reused buffer of a submit queue's events (no allocation per call).
+    events: Vec<SubmitEvent<TaskId>>,
     driver_task: TaskId,
     task_counter: u64,
     mux: Mux<AnyConnection>,
@@ -234,7 +281,7 @@ fn send_request(
 /// the value or error of its first return object.
 fn outcome(
     reply: &ArchivedPushTaskReply,
-    function: &str,
+    payload: &Payload,
     max_inline: usize,
 ) -> (ordering::ReplyOutcome, Result<Vec<u8>, TaskError>) {
     let first = reply.return_objects.first();
@@ -243,7 +290,7 @@ fn outcome(
             return (
                 ordering::ReplyOutcome::Ok,
                 Err(TaskError::ObjectTooLarge {
-                    function: function.to_owned(),
+                    function: payload.function(),
                     size: o.size.to_native(),
                     max: max_inline as u64,
                 }),
@@ -262,12 +309,12 @@ fn outcome(
         };
         let err = if code == StatusCode::NotFound {
             TaskError::FunctionNotFound {
-                function: function.to_owned(),
+                function: payload.function(),
                 message,
             }
         } else {
             TaskError::Application {
-                function: function.to_owned(),
+                function: payload.function(),
                 message,
             }
         };
@@ -277,7 +324,7 @@ fn outcome(
         return (
             ordering::ReplyOutcome::Error,
             Err(TaskError::System {
-                function: function.to_owned(),
+                function: payload.function(),
                 code,
                 message: reply.status.message.as_str().to_owned(),
             }),
@@ -302,7 +349,12 @@ impl CoreWorker {
         .with_shm_options(options.shm.clone())
         .force_tcp(options.force_tcp);
         let mut mux = Mux::new()?;
-        mux.set_spin(options.spin);
+        // `get` / `wait` wait as the shm wait strategy says (spin, or spin
+        // for its window and then sleep), or spin throughout if asked.
+        mux.set_wait(options.shm.wait);
+        if options.spin {
+            mux.set_spin(true);
+        }
         let address = Address {
             node_id: options.node_id,
             ip_address: Ipv4Addr::LOCALHOST.to_string(),
@@ -313,6 +365,8 @@ impl CoreWorker {
             driver_task: TaskId::for_driver_task(options.job_id),
             options,
             connector,
+            owner: std::sync::Arc::new(address.clone()),
+            events: Vec::new(),
             address,
             task_counter: 0,
             mux,
@@ -367,6 +421,17 @@ impl CoreWorker {
     /// to the step timeout) and checks the inline total against
     /// `max_direct_call_object_size`.
     fn resolve_args(&mut self, args: Vec<TaskArg>) -> Result<Vec<TaskArg>, WorkerError> {
+        if args.iter().all(|a| matches!(a, TaskArg::Value(_))) {
+            // Nothing to resolve: the caller's vector is used as it is.
+            let size: usize = args.iter().map(TaskArg::inline_bytes).sum();
+            if size > self.options.max_direct_call_object_size {
+                return Err(WorkerError::ArgsTooLarge {
+                    size: size as u64,
+                    max: self.options.max_direct_call_object_size as u64,
+                });
+            }
+            return Ok(args);
+        }
         let mut out = Vec::with_capacity(args.len());
         for a in args {
             match a {
@@ -375,7 +440,7 @@ impl CoreWorker {
                     let object_id = r.object_id;
                     let oref = ObjectRef {
                         object_id,
-                        owner: r.owner_address.clone(),
+                        owner: std::sync::Arc::new(r.owner_address.clone()),
                     };
                     let value = match self.get(&[oref], self.options.step_timeout) {
                         Ok(mut v) => v.pop().unwrap_or_default(),
@@ -424,7 +489,6 @@ impl CoreWorker {
         let args = self.resolve_args(args)?;
         self.ensure_conn(worker)?;
         let counter = self.next_parent_counter();
-        let name = function.call_string();
         let spec = TaskSpecBuilder::new(function)
             .job_id(self.options.job_id)
             .parent(self.driver_task, counter)
@@ -433,10 +497,10 @@ impl CoreWorker {
             .num_returns(1)
             .max_retries(options.max_retries)
             .build_normal_task();
-        let object_id = self.push_to_worker(worker, spec, name, options.max_retries);
+        let object_id = self.push_to_worker(worker, spec, options.max_retries);
         Ok(ObjectRef {
             object_id,
-            owner: self.address.clone(),
+            owner: std::sync::Arc::clone(&self.owner),
         })
     }
 
@@ -448,7 +512,6 @@ impl CoreWorker {
         &mut self,
         worker: WorkerId,
         spec: crate::spec::TaskSpec,
-        function: String,
         max_retries: i32,
     ) -> ObjectId {
         let task_id = spec.task_id;
@@ -458,7 +521,6 @@ impl CoreWorker {
             task_id,
             Payload {
                 request,
-                function,
                 target: Target::Normal(worker),
                 request_id: None,
             },
@@ -509,12 +571,46 @@ impl CoreWorker {
         args: Vec<TaskArg>,
         max_task_retries: i32,
     ) -> Result<ActorHandle, WorkerError> {
+        self.create_actor_with(
+            worker,
+            module_path,
+            class_name,
+            args,
+            ActorOptions {
+                max_task_retries,
+                ..ActorOptions::default()
+            },
+        )
+    }
+
+    /// [`CoreWorker::create_actor`] with restarts: when the actor's process
+    /// dies (its connection breaks and its worker is gone from the
+    /// directory) and `max_restarts` allows, the creation task is run again
+    /// on the next of `restart_workers`; the actor's tasks then continue
+    /// there, in order. Tasks that were sent to the dead incarnation are
+    /// retried up to their `max_retries` (the new incarnation runs them
+    /// from a fresh constructor; replies from the old one, on an older
+    /// connection epoch, are ignored), those without retries left fail with
+    /// [`TaskError::ActorDied`]; tasks not yet sent wait for the restart.
+    /// Without restarts left (or if the restart's creation task fails) the
+    /// actor is dead and every pending and later task fails with `ActorDied`.
+    ///
+    /// # Errors
+    /// As [`CoreWorker::create_actor`].
+    pub fn create_actor_with(
+        &mut self,
+        worker: WorkerId,
+        module_path: &str,
+        class_name: &str,
+        args: Vec<TaskArg>,
+        options: ActorOptions,
+    ) -> Result<ActorHandle, WorkerError> {
+        let max_task_retries = options.max_task_retries;
         let args = self.resolve_args(args)?;
         self.ensure_conn(worker)?;
         let counter = self.next_parent_counter();
         let actor_id = ActorId::of(self.options.job_id, self.driver_task, counter);
         let function = FunctionDescriptor::rust(module_path, class_name, CONSTRUCTOR_NAME);
-        let name = function.call_string();
         let spec = TaskSpecBuilder::new(function)
             .job_id(self.options.job_id)
             .parent(self.driver_task, counter)
@@ -522,14 +618,22 @@ impl CoreWorker {
             .args(args)
             .build_actor_creation_task(ActorCreationTaskSpec {
                 actor_id,
+                max_actor_restarts: i64::from(options.max_restarts),
                 max_task_retries: i64::from(max_task_retries),
                 max_concurrency: 1,
                 ..Default::default()
             });
-        let object_id = self.push_to_worker(worker, spec, name, 0);
+        let restarts = (options.max_restarts != 0).then(|| Restarts {
+            spec: spec.clone(),
+            left: options.max_restarts.max(-1),
+            standby: options.restart_workers.iter().copied().collect(),
+            count: 0,
+            pending: None,
+        });
+        let object_id = self.push_to_worker(worker, spec, 0);
         let oref = ObjectRef {
             object_id,
-            owner: self.address.clone(),
+            owner: std::sync::Arc::clone(&self.owner),
         };
         let result = self.get(std::slice::from_ref(&oref), self.options.step_timeout);
         self.objects.remove(&object_id);
@@ -548,6 +652,9 @@ impl CoreWorker {
         }
         let handle = ActorHandle::new(actor_id, worker, module_path, class_name);
         self.register_actor(&handle, max_task_retries)?;
+        if let Some(a) = self.actors.get_mut(&actor_id) {
+            a.restarts = restarts;
+        }
         Ok(handle)
     }
 
@@ -571,6 +678,7 @@ impl CoreWorker {
             actor.actor_id,
             ActorEntry {
                 worker: actor.worker_id,
+                restarts: None,
                 queue,
                 next_counter: 0,
                 cursor: ObjectId::for_actor_handle(actor.actor_id),
@@ -622,7 +730,6 @@ impl CoreWorker {
             .get_mut(&actor.actor_id)
             .ok_or(WorkerError::UnknownActor(actor.actor_id))?;
         let counter = entry.next_counter;
-        let name = function.call_string();
         let spec = TaskSpecBuilder::new(function)
             .job_id(self.options.job_id)
             .parent(self.driver_task, parent_counter)
@@ -657,24 +764,21 @@ impl CoreWorker {
             task_id,
             Payload {
                 request,
-                function: name,
                 target: Target::Actor(actor.actor_id),
                 request_id: None,
             },
             options.max_retries,
         );
-        let evs = match entry.queue.submit(meta, task_id, true) {
-            Ok(evs) => evs,
-            Err(e) => {
-                // Counters come from this handle only: cannot clash.
-                tracing::error!(error = %e, "actor submit queue refused a fresh counter");
-                Vec::new()
-            }
-        };
-        self.actor_events(actor.actor_id, evs, None);
+        let mut evs = std::mem::take(&mut self.events);
+        if let Err(e) = entry.queue.submit_into(meta, task_id, true, &mut evs) {
+            // Counters come from this handle only: cannot clash.
+            tracing::error!(error = %e, "actor submit queue refused a fresh counter");
+        }
+        self.actor_events(actor.actor_id, &mut evs, None);
+        self.events = evs;
         Ok(ObjectRef {
             object_id,
-            owner: self.address.clone(),
+            owner: std::sync::Arc::clone(&self.owner),
         })
     }
 
@@ -683,10 +787,10 @@ impl CoreWorker {
     fn actor_events(
         &mut self,
         actor_id: ActorId,
-        evs: Vec<SubmitEvent<TaskId>>,
+        evs: &mut Vec<SubmitEvent<TaskId>>,
         mut reply: Option<(TaskId, Result<Vec<u8>, TaskError>)>,
     ) {
-        for ev in evs {
+        for ev in evs.drain(..) {
             match ev {
                 SubmitEvent::Send(r) => self.send_actor(actor_id, r),
                 SubmitEvent::Completed {
@@ -717,7 +821,7 @@ impl CoreWorker {
                     let function = self
                         .tasks
                         .get(&task)
-                        .map(|t| t.payload.function.clone())
+                        .map(|t| t.payload.function())
                         .unwrap_or_default();
                     let err = from_reply.unwrap_or(match error {
                         TaskFailure::ActorDied => TaskError::ActorDied { actor_id, function },
@@ -767,7 +871,7 @@ impl CoreWorker {
         let object_id = payload.request.task_spec.return_id(0);
         let result = result.unwrap_or_else(|| {
             Err(TaskError::System {
-                function: payload.function.clone(),
+                function: payload.function(),
                 code: StatusCode::UnknownError,
                 message: "completed without a reply".into(),
             })
@@ -787,6 +891,8 @@ impl CoreWorker {
         let worker = entry.worker;
         let starts = entry.queue.caller_starts_at();
         let stamp = |req: &mut PushTaskRequest| {
+            // The actor's worker now (another one after a restart).
+            req.intended_worker_id = worker;
             req.sequence_number = r.sequence_number;
             req.client_processed_up_to = r.client_processed_up_to;
             req.task_spec.skip_execution = r.skip_execution;
@@ -867,7 +973,22 @@ impl CoreWorker {
             .map(|(id, _)| *id)
             .collect();
         for actor_id in actors {
-            let evs = match self.actors.get_mut(&actor_id) {
+            let mut evs = match self.actors.get_mut(&actor_id) {
+                Some(a) if !alive && a.restarts.as_ref().is_some_and(Restarts::can_restart) => {
+                    // The process died: restart it elsewhere. Tasks sent to
+                    // the dead incarnation without retries left died with it.
+                    let mut evs = a.queue.disconnect(false);
+                    for ev in &mut evs {
+                        if let SubmitEvent::Failed { error, .. } = ev {
+                            if *error == TaskFailure::ActorUnavailable {
+                                *error = TaskFailure::ActorDied;
+                            }
+                        }
+                    }
+                    self.actor_events(actor_id, &mut evs, None);
+                    self.start_restart(actor_id);
+                    continue;
+                }
                 Some(a) => {
                     let mut evs = a.queue.disconnect(!alive);
                     if alive {
@@ -877,7 +998,7 @@ impl CoreWorker {
                 }
                 None => continue,
             };
-            self.actor_events(actor_id, evs, None);
+            self.actor_events(actor_id, &mut evs, None);
         }
         for task in lost {
             let normal = matches!(
@@ -888,6 +1009,91 @@ impl CoreWorker {
                 self.retry_or_fail_normal(task, alive);
             }
         }
+    }
+
+    /// Runs the creation task of `actor_id` again on its next standby
+    /// worker (one that cannot be reached is skipped); with none left the
+    /// actor is dead. The restart completes in [`Self::finish_restarts`].
+    fn start_restart(&mut self, actor_id: ActorId) {
+        loop {
+            let Some(a) = self.actors.get_mut(&actor_id) else {
+                return;
+            };
+            let Some(r) = a.restarts.as_mut().filter(|r| r.can_restart()) else {
+                let mut evs = a.queue.disconnect(true);
+                self.actor_events(actor_id, &mut evs, None);
+                return;
+            };
+            // `can_restart` holds: a standby worker is left.
+            let Some(worker) = r.standby.pop_front() else {
+                return;
+            };
+            if r.left > 0 {
+                r.left -= 1;
+            }
+            r.count += 1;
+            let (spec, count) = (r.spec.clone(), r.count);
+            if let Err(e) = self.ensure_conn(worker) {
+                tracing::warn!(error = %e, %actor_id, %worker, "standby worker unreachable");
+                continue;
+            }
+            tracing::info!(%actor_id, %worker, restart = count, "restarting the actor");
+            if let Some(a) = self.actors.get_mut(&actor_id) {
+                a.worker = worker;
+            }
+            let object_id = self.push_to_worker(worker, spec, 0);
+            if let Some(r) = self
+                .actors
+                .get_mut(&actor_id)
+                .and_then(|a| a.restarts.as_mut())
+            {
+                r.pending = Some(object_id);
+            }
+            return;
+        }
+    }
+
+    /// Completes the restarts whose creation task finished: the actor is
+    /// reachable again (its queued and retried tasks go out, in order) or,
+    /// if the creation failed, dead.
+    fn finish_restarts(&mut self) {
+        let done: Vec<(ActorId, ObjectId)> = self
+            .actors
+            .iter()
+            .filter_map(|(id, a)| Some((*id, a.restarts.as_ref()?.pending?)))
+            .filter(|(_, o)| self.objects.contains_key(o))
+            .collect();
+        for (actor_id, object_id) in done {
+            let result = self.objects.remove(&object_id);
+            let Some(a) = self.actors.get_mut(&actor_id) else {
+                continue;
+            };
+            if let Some(r) = a.restarts.as_mut() {
+                r.pending = None;
+            }
+            let mut evs = match result {
+                Some(Ok(_)) => a.queue.connect(),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, %actor_id, "actor restart failed");
+                    if a.restarts.as_ref().is_some_and(Restarts::can_restart) {
+                        self.start_restart(actor_id);
+                        continue;
+                    }
+                    a.queue.disconnect(true)
+                }
+                None => continue,
+            };
+            self.actor_events(actor_id, &mut evs, None);
+        }
+    }
+
+    /// How many times `actor` was restarted (its incarnation; 0 for an
+    /// actor not created here).
+    pub fn actor_restarts(&self, actor: &ActorHandle) -> u64 {
+        self.actors
+            .get(&actor.actor_id)
+            .and_then(|a| a.restarts.as_ref())
+            .map_or(0, |r| r.count)
     }
 
     fn retry_or_fail_normal(&mut self, task: TaskId, alive: bool) {
@@ -901,7 +1107,7 @@ impl CoreWorker {
                 p.request.task_spec.return_id(0),
                 Err(TaskError::WorkerDied {
                     worker_id: worker,
-                    function: p.function,
+                    function: p.function(),
                 }),
             );
         }
@@ -928,6 +1134,7 @@ impl CoreWorker {
         }
         self.ready = ready;
         self.handle_lost();
+        self.finish_restarts();
         Ok(())
     }
 
@@ -966,14 +1173,15 @@ impl CoreWorker {
                     let Some(t) = self.tasks.get(&task_id) else {
                         continue;
                     };
-                    let (status, result) = outcome(reply, &t.payload.function, max_inline);
+                    let (status, result) = outcome(reply, &t.payload, max_inline);
                     match (t.payload.target, t.payload.request_id) {
                         (Target::Actor(actor_id), Some(rid)) => {
-                            let evs = match self.actors.get_mut(&actor_id) {
-                                Some(a) => a.queue.on_reply(rid, status),
-                                None => Vec::new(),
-                            };
-                            self.actor_events(actor_id, evs, Some((task_id, result)));
+                            let mut evs = std::mem::take(&mut self.events);
+                            if let Some(a) = self.actors.get_mut(&actor_id) {
+                                a.queue.on_reply_into(rid, status, &mut evs);
+                            }
+                            self.actor_events(actor_id, &mut evs, Some((task_id, result)));
+                            self.events = evs;
                         }
                         (Target::Actor(_), None) => {}
                         (Target::Normal(_), _) => {
@@ -995,11 +1203,11 @@ impl CoreWorker {
                     if let Some((actor_id, rid, e)) = self.resends.get(&task_id).copied() {
                         if e == epoch {
                             self.resends.remove(&task_id);
-                            let evs = match self.actors.get_mut(&actor_id) {
+                            let mut evs = match self.actors.get_mut(&actor_id) {
                                 Some(a) => a.queue.on_reply(rid, ordering::ReplyOutcome::Ok),
                                 None => Vec::new(),
                             };
-                            self.actor_events(actor_id, evs, None);
+                            self.actor_events(actor_id, &mut evs, None);
                         }
                     } else {
                         tracing::debug!(%task_id, "ignoring a reply for no pending task");
@@ -1091,5 +1299,12 @@ impl CoreWorker {
         for r in refs {
             self.objects.remove(&r.object_id);
         }
+    }
+}
+
+impl Restarts {
+    /// Whether another restart is allowed and a worker is left for it.
+    fn can_restart(&self) -> bool {
+        self.left != 0 && !self.standby.is_empty()
     }
 }

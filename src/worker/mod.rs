@@ -49,7 +49,9 @@ mod server;
 pub mod stats;
 pub mod task_manager;
 
-pub use self::core::{ActorHandle, CoreWorker, CoreWorkerOptions, ObjectRef, TaskOptions};
+pub use self::core::{
+    ActorHandle, ActorOptions, CoreWorker, CoreWorkerOptions, ObjectRef, TaskOptions,
+};
 pub use error::{GetError, TaskError, WorkerError};
 pub use registry::{
     ActorClass, AlreadyRegistered, AppError, ArgError, Args, FunctionKey, FunctionRegistry,

@@ -67,6 +67,9 @@ pub struct WorkerOptions {
     /// Largest return value sent inline, in bytes ([`MAX_DIRECT_CALL_OBJECT_SIZE`]).
     pub max_direct_call_object_size: usize,
     /// Spin instead of sleeping in `epoll` while idle (one core busy).
+    /// Without it the worker waits as `shm.wait` says:
+    /// [`WaitStrategy::Spin`](crate::wake::WaitStrategy::Spin) spins, a
+    /// spin-then-sleep strategy spins for its window before sleeping.
     pub spin: bool,
     /// The send timeout of the worker's connections
     /// ([`TransportConfig::send_timeout`](crate::transport::TransportConfig::send_timeout)).
@@ -152,7 +155,15 @@ struct Executor {
     slot_refused: usize,
     tasks_executed: u64,
     accepted: u64,
+    /// Reused buffer of a caller queue's decisions (no allocation per task).
+    deliveries: Vec<Delivery<Queued>>,
+    /// Replies already sent (and pruned from the reply cache), kept to be
+    /// filled again: a warm call builds its reply without allocating.
+    spare: Vec<PushTaskReply>,
 }
+
+/// Most spare replies an executor keeps.
+const MAX_SPARE_REPLIES: usize = 64;
 
 /// A worker process's receiving runtime (see the module docs).
 pub struct Worker {
@@ -234,7 +245,14 @@ impl Worker {
         let address = listener.address(options.node_id);
         let area = super::stats::PublishedStats::create(session, &options.worker_id);
         let mut mux = Mux::new()?;
-        mux.set_spin(options.spin);
+        // Idle waits follow the shm wait strategy (spin, or spin for its
+        // window and then sleep), or spin throughout if asked.
+        if let Some(shm) = &options.shm {
+            mux.set_wait(shm.wait);
+        }
+        if options.spin {
+            mux.set_spin(true);
+        }
         mux.set_listener(listener)?;
         let mut stats = EventStats::new();
         for i in 0..registry.len() {
@@ -258,6 +276,8 @@ impl Worker {
                 slot_refused,
                 tasks_executed: 0,
                 accepted: 0,
+                deliveries: Vec::new(),
+                spare: Vec::new(),
             },
             ready: Vec::new(),
             encoder: Encoder::new(),
@@ -472,10 +492,13 @@ impl Worker {
                     }
                 }
             }
-            if let Some((caller, counter)) = o.cache {
-                if let Some(cs) = self.exec.callers.get_mut(&caller) {
-                    cs.executed.insert(counter, o.reply);
+            match o.cache {
+                Some((caller, counter)) => {
+                    if let Some(cs) = self.exec.callers.get_mut(&caller) {
+                        cs.executed.insert(counter, o.reply);
+                    }
                 }
+                None => self.exec.recycle(o.reply),
             }
         }
         self.outbox = outbox;
@@ -693,7 +716,10 @@ impl Executor {
                 if *e.key() > bound {
                     break;
                 }
-                e.remove();
+                let reply = e.remove();
+                if self.spare.len() < MAX_SPARE_REPLIES {
+                    self.spare.push(reply);
+                }
             }
         }
         // Exactly when the queue decides this request at once (executes or
@@ -706,10 +732,12 @@ impl Executor {
             Queued::Owned(copy, now)
         };
         cs.queue.add(seq, cpu, item, true, now);
-        let decisions = cs.queue.poll(now);
-        for d in decisions {
+        let mut decisions = std::mem::take(&mut self.deliveries);
+        cs.queue.poll_into(now, &mut decisions);
+        for d in decisions.drain(..) {
             self.carry_out(caller, d, Some(req), out);
         }
+        self.deliveries = decisions;
         Ok(())
     }
 
@@ -855,7 +883,19 @@ impl Executor {
         reply
     }
 
-    fn value_reply(&self, task_id: TaskId, return_id: ObjectId, value: Vec<u8>) -> PushTaskReply {
+    /// Keeps a sent reply to be filled again (bounded).
+    fn recycle(&mut self, reply: PushTaskReply) {
+        if self.spare.len() < MAX_SPARE_REPLIES {
+            self.spare.push(reply);
+        }
+    }
+
+    fn value_reply(
+        &mut self,
+        task_id: TaskId,
+        return_id: ObjectId,
+        value: Vec<u8>,
+    ) -> PushTaskReply {
         let size = value.len() as u64;
         if value.len() > self.max_inline {
             // Above the inline limit a value belongs in the object store,
@@ -876,23 +916,30 @@ impl Executor {
             });
             return r;
         }
-        PushTaskReply {
-            task_id,
-            return_objects: vec![ReturnObject {
-                object_id: return_id,
-                value: ReturnValue::Inline(InlineData {
-                    data: value,
-                    metadata: Vec::new(),
-                }),
-                size,
-                nested_inlined_refs: Vec::new(),
-            }],
-            borrowed_refs: Vec::new(),
-            is_application_level_error: false,
-            worker_exiting: false,
-            task_stolen: false,
-            status: RpcStatus::ok(),
-        }
+        let object = ReturnObject {
+            object_id: return_id,
+            value: ReturnValue::Inline(InlineData {
+                data: value,
+                metadata: Vec::new(),
+            }),
+            size,
+            nested_inlined_refs: Vec::new(),
+        };
+        // A spare reply's vector of return objects is reused (no allocation
+        // once warm); every field is set again.
+        let mut reply = self
+            .spare
+            .pop()
+            .unwrap_or_else(|| status_reply(task_id, StatusCode::Ok, ""));
+        reply.task_id = task_id;
+        reply.return_objects.clear();
+        reply.return_objects.push(object);
+        reply.borrowed_refs.clear();
+        reply.is_application_level_error = false;
+        reply.worker_exiting = false;
+        reply.task_stolen = false;
+        reply.status = RpcStatus::ok();
+        reply
     }
 }
 

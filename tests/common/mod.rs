@@ -51,13 +51,37 @@ pub struct Counting;
 
 thread_local! {
     static ALLOCS: Cell<u64> = const { Cell::new(0) };
+    /// The sizes of this thread's last 16 allocations (for a failing
+    /// "allocates nothing" test to say what it saw).
+    static SIZES: Cell<[usize; 16]> = const { Cell::new([0; 16]) };
+}
+
+fn note(size: usize) {
+    let _ = ALLOCS.try_with(|c| {
+        let n = c.get();
+        c.set(n + 1);
+        let _ = SIZES.try_with(|s| {
+            let mut a = s.get();
+            a[(n % 16) as usize] = size;
+            s.set(a);
+        });
+    });
+}
+
+/// The sizes in bytes of this thread's last allocations (up to 16, oldest
+/// first), to name what a hot path still allocates.
+pub fn last_alloc_sizes() -> Vec<usize> {
+    let n = allocs();
+    let a = SIZES.with(Cell::get);
+    let k = n.min(16);
+    (n - k..n).map(|i| a[(i % 16) as usize]).collect()
 }
 
 // SAFETY: every method forwards to the system allocator unchanged; the only
 // addition is a thread-local counter update, which does not allocate.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+        note(layout.size());
         // SAFETY: same contract as our caller's.
         unsafe { System.alloc(layout) }
     }
@@ -66,7 +90,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+        note(new_size);
         // SAFETY: same contract as our caller's.
         unsafe { System.realloc(ptr, layout, new_size) }
     }

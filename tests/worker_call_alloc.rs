@@ -1,0 +1,127 @@
+//! Allocations of a warm sync actor call, counted per thread by a global
+//! allocator (as `tests/spec_alloc.rs` does for encoding): the actor's
+//! `Worker` runs on one thread, the calling `CoreWorker` on another, both
+//! spinning on shared memory, in one process. The worker's side allocates
+//! only the handler's own return value; the caller's side still allocates
+//! (see the test's comments and docs/worker.md): the bound pins it.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use shmwire::ids::NodeId;
+use shmwire::spec::TaskArg;
+use shmwire::transport::ShmOptions;
+use shmwire::wake::WaitStrategy;
+use shmwire::worker::{
+    ActorClass, CoreWorker, CoreWorkerOptions, FunctionRegistry, Worker, WorkerOptions,
+};
+
+#[global_allocator]
+static GLOBAL: common::Counting = common::Counting;
+
+const WARM: u64 = 2_000;
+const MEASURED: u64 = 1_000;
+
+#[test]
+fn warm_sync_actor_call_allocations() {
+    let env = common::env("call-alloc");
+    let session = env.0.clone();
+    let node = NodeId::from_random();
+    let worker_id = common::id(7);
+    let mut registry = FunctionRegistry::new();
+    registry
+        .register_actor_class(ActorClass::new("alloc", "Counter", |_| Ok(0i64)).method(
+            "add",
+            |t: &mut i64, a| {
+                *t += a.i64(0)?;
+                Ok(t.to_le_bytes().to_vec())
+            },
+        ))
+        .unwrap();
+    let shm = ShmOptions::with_wait(WaitStrategy::Spin);
+    let mut wopts = WorkerOptions::new(worker_id, node);
+    wopts.shm = Some(shm.clone());
+    wopts.tcp = None;
+    let mut worker = Worker::bind(&session, wopts, Arc::new(registry)).unwrap();
+    let server_allocs = Arc::new(AtomicU64::new(u64::MAX));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (sa, st) = (Arc::clone(&server_allocs), Arc::clone(&stop));
+    let server = std::thread::spawn(move || {
+        // Creation task + warm calls, then the measured calls.
+        worker
+            .run_until(Duration::from_secs(30), |w| w.tasks_executed() > WARM)
+            .unwrap();
+        let before = common::allocs();
+        worker
+            .run_until(Duration::from_secs(30), |w| {
+                w.tasks_executed() >= 1 + WARM + MEASURED
+            })
+            .unwrap();
+        sa.store(common::allocs() - before, Ordering::SeqCst);
+        while !st.load(Ordering::SeqCst) {
+            worker.run_once(Duration::from_millis(5)).unwrap();
+        }
+    });
+    let mut copts = CoreWorkerOptions::new(node);
+    copts.shm = shm;
+    let mut driver = CoreWorker::new(&session, copts).unwrap();
+    let actor = driver
+        .create_actor(worker_id, "alloc", "Counter", vec![], 0)
+        .unwrap();
+    let call = |driver: &mut CoreWorker, expect: i64| {
+        let r = driver
+            .submit_actor_task(
+                &actor,
+                "add",
+                vec![TaskArg::value(1i64.to_le_bytes().to_vec(), Vec::new())],
+            )
+            .unwrap();
+        let v = driver
+            .get(std::slice::from_ref(&r), Duration::from_secs(10))
+            .unwrap();
+        assert_eq!(v[0], expect.to_le_bytes());
+        driver.free(std::slice::from_ref(&r));
+    };
+    for i in 1..=WARM {
+        call(&mut driver, i as i64);
+    }
+    let before = common::allocs();
+    for i in WARM + 1..=WARM + MEASURED {
+        call(&mut driver, i as i64);
+    }
+    let caller = common::allocs() - before;
+    let caller_sizes = common::last_alloc_sizes();
+    stop.store(true, Ordering::SeqCst);
+    drop(driver);
+    server.join().unwrap();
+    let server = server_allocs.load(Ordering::SeqCst);
+    // The counter works: a boxed value is one allocation.
+    let probe = common::allocs();
+    let b = std::hint::black_box(Box::new(caller));
+    assert_eq!(common::allocs() - probe, 1);
+    drop(b);
+    eprintln!(
+        "per warm call: caller {:.2} allocations, worker {:.2}",
+        caller as f64 / MEASURED as f64,
+        server as f64 / MEASURED as f64
+    );
+    // The worker: exactly the handler's own return value (a `Vec<u8>`, the
+    // `TaskResult` API); request, queue, reply and reply cache allocate
+    // nothing (the reply's vectors are recycled).
+    assert_eq!(server, MEASURED, "worker allocations per call != 1");
+    // The caller: 13 per call, 4 of them this test's own (the argument
+    // vector and its value, `get`'s result vector and the value's copy);
+    // the runtime's 9 are the owned `TaskSpec`'s strings (module, class and
+    // method of the descriptor, the default task name, the caller's IP
+    // address), its boxed and hashed parts and the returned value's copy
+    // out of the reply. Pinned here so none is added unnoticed.
+    assert!(
+        caller <= 13 * MEASURED,
+        "caller allocations per call: {} (last sizes {caller_sizes:?})",
+        caller as f64 / MEASURED as f64
+    );
+}
