@@ -38,6 +38,13 @@ pub const MODES: &[Mode] = &[
                 publish-subscribe",
         run: super::transport::run,
     },
+    Mode {
+        name: "store",
+        about: "object store from one client (service in another process): small put/get \
+                ops/s, 1 MiB and 64 MiB put beside memcpy of the same bytes, 64 MiB get \
+                beside 8-byte get",
+        run: super::store::run,
+    },
 ];
 
 /// The pseudo-mode that runs every entry of [`MODES`].

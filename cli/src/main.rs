@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! shmwire demo [--tasks N] [--window W] [--transport both|shm|tcp] [--wait spin|park|eventfd]
-//! shmwire bench <limit|ring|transport|all> [--json] [--iters N] [--plot DIR]
+//! shmwire bench <limit|ring|transport|store|all> [--json] [--iters N] [--plot DIR]
 //!                                              shmwire and its peers in the same run
 //! shmwire cleanup (--session S | --all-stale) [--root DIR]
 //! shmwire inspect [--session S] [--root DIR]   segments and their headers
