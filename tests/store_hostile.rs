@@ -1,6 +1,8 @@
 //! Hostile peers of the store: a client that sends garbage, one that
-//! scribbles over the whole arena, and a fallback directory that vanishes.
-//! Each may hurt itself, never the service or other clients.
+//! scribbles over the whole arena, a process that scribbles over the shared
+//! index, a client that scribbles over its own reference slots, and a
+//! fallback directory that vanishes. Each may hurt itself, never the
+//! service or other clients.
 
 mod store_common;
 
@@ -150,4 +152,170 @@ fn a_full_tmpfs_is_a_typed_error_at_start_never_sigbus() {
     drop(a);
     store.shutdown().unwrap();
     session.remove_all().unwrap();
+}
+
+/// Overwrites `len` bytes at byte `at` of a segment's payload.
+fn scribble(seg: &Segment, at: usize, bytes: &[u8]) {
+    assert!(at + bytes.len() <= seg.payload_len());
+    // SAFETY: the range lies inside the live mapping (asserted);
+    // scribbling on shared memory is the point of the test.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), seg.payload_ptr().add(at), bytes.len())
+    };
+}
+
+/// The whole payload of a segment.
+fn read_all(seg: &Segment) -> Vec<u8> {
+    let mut out = vec![0u8; seg.payload_len()];
+    // SAFETY: payload_len bytes of a live mapping, copied out.
+    unsafe { std::ptr::copy_nonoverlapping(seg.payload_ptr(), out.as_mut_ptr(), out.len()) };
+    out
+}
+
+/// A named way of scribbling on a segment.
+type Scribbler<'a> = (&'a str, Box<dyn Fn(&Segment) + 'a>);
+
+#[test]
+fn a_scribbled_index_gives_the_slow_path_never_wrong_data() {
+    const N: u32 = 24;
+    const ENTRY: usize = 128;
+    let env = Env::new("idxscribble");
+    let store = env.store(1 << 20);
+    let a = client(&env);
+    let b = client(&env);
+    assert!(b.uses_index(), "the fast path is on by default");
+    let data = |i: u32| contents(u64::from(i) + 40, 100 + i as usize * 37);
+    for i in 0..N {
+        a.put(oid(5, i), &data(i), &[i as u8; 3]).unwrap();
+    }
+    // Every object, its bytes and metadata; a missing one is missing.
+    let check = |c: &StoreClient| {
+        for i in 0..N {
+            let got = c.get(&[oid(5, i)], Duration::ZERO).unwrap();
+            let buf = got[0].as_ref().expect("a sealed object is found");
+            assert_eq!(&buf[..], &data(i)[..], "object {i}");
+            assert_eq!(buf.metadata(), &[i as u8; 3], "object {i}");
+            assert!(c.contains(oid(5, i)).unwrap());
+        }
+        assert!(c.get(&[oid(5, 999)], Duration::ZERO).unwrap()[0].is_none());
+        assert!(!c.contains(oid(5, 999)).unwrap());
+    };
+    check(&b);
+    // A hostile process opens the index for writing (clients themselves
+    // map it read-only) and scribbles on it in several ways.
+    let index_name = store.index_segment().expect("an index").to_owned();
+    let seg = Segment::open(&env.session, &index_name, kind::STORE_INDEX).unwrap();
+    let clean = read_all(&seg);
+    let entries = (clean.len() - ENTRY) / ENTRY;
+    let word = |e: usize, w: usize| ENTRY + e * ENTRY + w * 8;
+    let valid: Vec<usize> = (0..entries)
+        .filter(|e| clean[word(*e, 7)] == 1) // state byte: sealed
+        .collect();
+    assert!(valid.len() >= 2, "objects are published in the index");
+    let garbage = contents(99, clean.len());
+    let patterns: Vec<Scribbler<'_>> = vec![
+        (
+            "random bytes everywhere",
+            Box::new(|s| scribble(s, 0, &garbage)),
+        ),
+        (
+            "all zero",
+            Box::new(|s| scribble(s, 0, &vec![0; clean.len()])),
+        ),
+        (
+            "every seq stuck odd",
+            Box::new(|s| {
+                for e in 0..entries {
+                    let seq = u64::from_le_bytes(clean[word(e, 0)..word(e, 1)].try_into().unwrap());
+                    scribble(s, word(e, 0), &(seq | 1).to_le_bytes());
+                }
+            }),
+        ),
+        (
+            "entries moved one position on",
+            Box::new(|s| scribble(s, ENTRY + ENTRY, &clean[ENTRY..clean.len() - ENTRY])),
+        ),
+        (
+            "two objects' offsets and sizes swapped",
+            Box::new(|s| {
+                let (x, y) = (valid[0], valid[1]);
+                scribble(s, word(x, 5), &clean[word(y, 5)..word(y, 7)]);
+                scribble(s, word(y, 5), &clean[word(x, 5)..word(x, 7)]);
+            }),
+        ),
+        (
+            "offsets pointing outside the arena",
+            Box::new(|s| {
+                for e in &valid {
+                    scribble(s, word(*e, 5), &(u64::MAX - 63).to_le_bytes());
+                }
+            }),
+        ),
+        (
+            "header: heartbeat and state garbage",
+            Box::new(|s| scribble(s, 0, &garbage[..ENTRY])),
+        ),
+    ];
+    for (what, apply) in &patterns {
+        apply(&seg);
+        // Other clients (a new one too) still get every object right,
+        // through the service; bounded retries, no hang, no crash.
+        let t = std::time::Instant::now();
+        check(&b);
+        check(&client(&env));
+        assert!(t.elapsed() < GUARD, "{what}: took {:?}", t.elapsed());
+        scribble(&seg, 0, &clean);
+    }
+    // The service is unaffected and the index serves again once clean.
+    check(&b);
+    a.put(oid(5, 500), b"after", b"").unwrap();
+    assert_eq!(
+        b.get(&[oid(5, 500)], GUARD).unwrap()[0].as_deref().unwrap(),
+        b"after"
+    );
+}
+
+#[test]
+fn a_client_scribbling_its_own_slots_only_pins_objects_until_it_leaves() {
+    const SLOT: u64 = 64 * 1024;
+    let env = Env::new("slotscribble");
+    let _store = env.store(4 * SLOT);
+    let a = client(&env);
+    for i in 0..4 {
+        a.put(oid(6, i), &contents(u64::from(i), SLOT as usize), b"")
+            .unwrap();
+    }
+    let before: Vec<String> = env.session.segment_names().unwrap();
+    let hostile = client(&env);
+    // Its reference slots: the one slot segment that appeared with it.
+    let slots_name = env
+        .session
+        .segment_names()
+        .unwrap()
+        .into_iter()
+        .find(|n| n.starts_with("sref-") && !before.contains(n))
+        .expect("the new client's slot segment");
+    let slots = Segment::open(&env.session, &slots_name, kind::STORE_REFS).unwrap();
+    // Claims to hold everything.
+    scribble(&slots, 0, &vec![0xff; slots.payload_len()]);
+    // Like a client holding every buffer: nothing can be evicted...
+    assert!(matches!(
+        a.put(oid(6, 10), &contents(10, SLOT as usize), b""),
+        Err(StoreError::StoreFull { .. })
+    ));
+    // ...but nobody reads wrong data.
+    let b = client(&env);
+    for i in 0..4 {
+        let got = b.get(&[oid(6, i)], GUARD).unwrap();
+        assert_eq!(
+            got[0].as_deref().unwrap(),
+            &contents(u64::from(i), SLOT as usize)[..]
+        );
+    }
+    // Its claims end with its connection.
+    drop(slots);
+    drop(hostile);
+    eventually("room once the scribbler is gone", || {
+        a.put(oid(6, 10), &contents(10, SLOT as usize), b"").is_ok()
+    });
 }

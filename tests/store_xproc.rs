@@ -188,13 +188,13 @@ fn a_killed_service_fails_blocked_and_later_calls_and_restarts_clean() {
     assert_eq!(arenas, 1, "the dead service's arena was cleaned up");
 }
 
-/// Seconds each stress child runs (`SHMWIRE_STORE_STRESS_SECS`, default 3;
-/// the 10 s run: `SHMWIRE_STORE_STRESS_SECS=10`).
+/// Seconds each stress child runs (`SHMWIRE_STORE_STRESS_SECS`, default 10:
+/// the run; the four children run at the same time).
 fn stress_secs() -> u64 {
     std::env::var("SHMWIRE_STORE_STRESS_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(3)
+        .unwrap_or(10)
 }
 
 const WORKERS: u32 = 4;
@@ -443,11 +443,14 @@ fn a_stopped_service_times_out_and_the_client_refuses_to_go_out_of_step() {
                 .is_some_and(|r| r.trim_start().starts_with('T'))
         })
     });
+    // (A sealed object would still be answered from the shared index while
+    // the service's heartbeat is fresh; a missing one needs the service.)
     let t = Instant::now();
-    assert!(matches!(
-        c.contains(shared_oid(7, 0)),
-        Err(StoreError::TimedOut(_))
-    ));
+    let r = c.contains(shared_oid(7, 1));
+    if !matches!(r, Err(StoreError::TimedOut(_))) {
+        kill9(&mut service);
+        panic!("expected TimedOut, got {r:?}");
+    }
     assert!(t.elapsed() < Duration::from_secs(5));
     rustix::process::kill_process(pid, rustix::process::Signal::CONT).unwrap();
     // The late reply must not answer the next request.

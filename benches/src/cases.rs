@@ -357,8 +357,14 @@ impl ChildProc {
         Ok(self.child.as_ref().ok_or("child already reaped")?.id())
     }
 
+    /// The child's stdin, if it was started with a piped one (closing it
+    /// tells children that wait on it to stop).
+    pub fn take_stdin(&mut self) -> Option<std::process::ChildStdin> {
+        self.child.as_mut().and_then(|c| c.stdin.take())
+    }
+
     /// Errors if the child has exited (it should echo until told to stop).
-    fn check_alive(&mut self) -> BenchResult<()> {
+    pub(crate) fn check_alive(&mut self) -> BenchResult<()> {
         if let Some(c) = self.child.as_mut() {
             if let Some(status) = c.try_wait()? {
                 return Err(format!("bench child exited early: {status}").into());
@@ -1162,7 +1168,17 @@ impl ChildArgs {
         })
     }
 
-    fn get(&self, key: &str) -> BenchResult<&str> {
+    /// The session root the parent gave.
+    pub(crate) fn root(&self) -> &std::path::Path {
+        &self.root
+    }
+
+    /// The session name the parent gave.
+    pub(crate) fn session_name(&self) -> &str {
+        &self.session
+    }
+
+    pub(crate) fn get(&self, key: &str) -> BenchResult<&str> {
         self.rest
             .iter()
             .find(|(k, _)| k == key)
@@ -1200,6 +1216,7 @@ pub fn child_main<S: AsRef<str>>(words: &[S]) -> BenchResult<()> {
         "pipe" => stream_child(take_std_fd(0), take_std_fd(1)),
         "ring-echo" => ring_echo_child(&args),
         "ring-sink" => ring_sink_child(&args),
+        super::store::SERVICE_ROLE => super::store::child(&args),
         #[cfg(feature = "iceoryx2")]
         "iceoryx2" => ice::child(&args),
         #[cfg(feature = "iceoryx2")]

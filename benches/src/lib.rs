@@ -1,7 +1,8 @@
 //! shmwire's benchmark harness (`shmwire-bench`): the cross-process
 //! comparison of the ring ([`run`], `shmwire bench ring`) and of the
-//! transport ([`transport::run`], `shmwire bench transport`) and of whole
-//! actor calls ([`actor_call::run`], `shmwire bench actor-call`) against the
+//! transport ([`transport::run`], `shmwire bench transport`), of whole
+//! actor calls ([`actor_call::run`], `shmwire bench actor-call`) and of the
+//! object store ([`store::run`], `shmwire bench store`) against the
 //! physical limit and the usual peers, and the report as a table, JSON
 //! ([`to_json`]) or an SVG latency CDF ([`plot::write_cdf`]). The modes
 //! `shmwire bench` knows are listed once, in [`modes::MODES`].
@@ -21,6 +22,7 @@ pub mod cases;
 pub mod harness;
 pub mod modes;
 pub mod plot;
+pub mod store;
 pub mod transport;
 
 use std::time::Duration;

@@ -44,6 +44,13 @@ pub const MODES: &[Mode] = &[
                 TCP, pipelined 32 and 1000 in flight) beside the bare shm transport round trip",
         run: super::actor_call::run,
     },
+    Mode {
+        name: "store",
+        about: "object store from one client (service in another process): small put/get \
+                ops/s, 1 MiB and 64 MiB put beside memcpy of the same bytes, 64 MiB get \
+                beside 8-byte get",
+        run: super::store::run,
+    },
 ];
 
 /// The pseudo-mode that runs every entry of [`MODES`].

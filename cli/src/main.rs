@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! shmwire demo [--tasks N] [--window W] [--transport both|shm|tcp] [--wait spin|park|eventfd]
-//! shmwire bench <limit|ring|transport|actor-call|all> [--json] [--iters N] [--plot DIR]
+//! shmwire bench <limit|ring|transport|actor-call|store|all> [--json] [--iters N] [--plot DIR]
 //!                                              shmwire and its peers in the same run
 //! shmwire node --session S [--store-capacity BYTES] [--fallback-dir DIR] [--listen ADDR] [--root DIR]
 //!                                              a host's session: store, liveness, cleanup, HTTP

@@ -1,4 +1,4 @@
-//! `shmwire bench <limit|ring|transport|actor-call|all> --json --plot DIR` on a tiny
+//! `shmwire bench <limit|ring|transport|actor-call|store|all> --json --plot DIR` on a tiny
 //! iteration count: each mode prints the JSON schema the other bench tests
 //! check (`bench all`: one document whose `modes` array holds one such
 //! document per mode) and writes `DIR/<mode>.svg`, a non-empty SVG that names
@@ -45,6 +45,17 @@ fn required(mode: &str) -> Vec<&'static str> {
             "actor-call/tcp/sync",
             "actor-call/shm-spin/pipelined-32",
             "actor-call/shm-spin/pipelined-1000",
+        ]),
+        "store" => v.extend([
+            "store/put-8B",
+            "store/get-8B",
+            "store/put-1KiB",
+            "store/get-1KiB",
+            "store/put-1MiB",
+            "store/put-64MiB",
+            "store/get-64MiB",
+            "peer/memcpy-1MiB",
+            "peer/memcpy-64MiB",
         ]),
         _ => {}
     }
@@ -127,6 +138,26 @@ fn bench_actor_call_json_and_plot() {
 }
 
 #[test]
+fn bench_store_json_has_every_case() {
+    let doc = run(&["bench", "store", "--json", "--iters", "20"]);
+    let cases = check_mode(&doc, "store", &required("store"), 20);
+    // The store's cases and nothing else (besides the limit row).
+    assert_eq!(cases.len(), 1 + 9, "{cases:?}");
+    for c in cases {
+        let name = c["name"].as_str().unwrap();
+        let bytes = c["payload_bytes"].as_u64().unwrap();
+        let want = match name {
+            n if n.ends_with("-8B") => 8,
+            n if n.ends_with("-1KiB") => 1024,
+            n if n.ends_with("-1MiB") => 1 << 20,
+            n if n.ends_with("-64MiB") => 64 << 20,
+            _ => 0,
+        };
+        assert_eq!(bytes, want, "{name}");
+    }
+}
+
+#[test]
 fn bench_all_runs_every_mode_with_plots() {
     let dir = tempfile::tempdir().unwrap();
     let doc = run(&[
@@ -140,7 +171,7 @@ fn bench_all_runs_every_mode_with_plots() {
     ]);
     let modes = doc["modes"].as_array().expect("modes array");
     let names: Vec<&str> = modes.iter().map(|m| m["mode"].as_str().unwrap()).collect();
-    for mode in ["limit", "ring", "transport", "actor-call"] {
+    for mode in ["limit", "ring", "transport", "actor-call", "store"] {
         assert!(names.contains(&mode), "mode {mode} missing: {names:?}");
     }
     for m in modes {

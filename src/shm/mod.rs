@@ -90,6 +90,12 @@ pub mod kind {
     pub const RING: u32 = u32::from_le_bytes(*b"RING");
     /// The object store arena.
     pub const STORE: u32 = u32::from_le_bytes(*b"STOR");
+    /// The object store's index of sealed objects (written by the service,
+    /// mapped read-only by clients).
+    pub const STORE_INDEX: u32 = u32::from_le_bytes(*b"SIDX");
+    /// One store client's reference slots (written by that client, read by
+    /// the service).
+    pub const STORE_REFS: u32 = u32::from_le_bytes(*b"SREF");
     /// Benchmark scratch (`shmwire bench`).
     pub const BENCH: u32 = u32::from_le_bytes(*b"BNCH");
     /// A process's published statistics (`node::StatsArea`: per-handler

@@ -8,7 +8,7 @@ use std::ptr::{addr_of_mut, NonNull};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use memmap2::{MmapMut, MmapOptions};
+use memmap2::{Mmap, MmapMut, MmapOptions};
 
 use super::error::{Result, ShmError};
 use super::header::{
@@ -34,7 +34,7 @@ pub struct Segment {
     /// Start of the mapping (the header). Obtained from `map.as_mut_ptr()`.
     base: NonNull<u8>,
     /// Owns the mapping; unmapped on drop.
-    _map: MmapMut,
+    _map: Mapping,
     payload_len: usize,
     kind: u32,
     name: String,
@@ -45,7 +45,23 @@ pub struct Segment {
     unlinked: AtomicBool,
 }
 
-// SAFETY: `Segment` owns its mapping (`MmapMut` is Send + Sync); `base` only
+/// The mapping a [`Segment`] owns: read-write, or read-only
+/// ([`Segment::open_read_only`]).
+#[derive(Debug)]
+enum Mapping {
+    /// `PROT_READ | PROT_WRITE`, shared.
+    ReadWrite(#[allow(dead_code)] MmapMut),
+    /// `PROT_READ`, shared: a write through it faults.
+    ReadOnly(#[allow(dead_code)] Mmap),
+}
+
+impl Mapping {
+    fn is_read_only(&self) -> bool {
+        matches!(self, Mapping::ReadOnly(_))
+    }
+}
+
+// SAFETY: `Segment` owns its mapping (`MmapMut`/`Mmap` are Send + Sync); `base` only
 // points into that mapping, which lives as long as the `Segment`; all
 // accesses to the shared bytes go through raw pointers or atomics, so
 // moving or sharing the handle between threads adds no data race of its own.
@@ -186,7 +202,7 @@ impl Segment {
         Ok(UnpublishedSegment {
             seg: Segment {
                 base,
-                _map: map,
+                _map: Mapping::ReadWrite(map),
                 payload_len,
                 kind,
                 name: name.to_owned(),
@@ -231,10 +247,22 @@ impl Segment {
     /// mapped it makes our accesses beyond the new end raise `SIGBUS`; only
     /// processes of our own uid can do that (the file is 0600).
     pub fn open(session: &Session, name: &str, kind: u32) -> Result<Segment> {
+        Self::open_as(session, name, kind, false)
+    }
+
+    /// [`Segment::open`], but the file is opened `O_RDONLY` and mapped
+    /// `PROT_READ`: this process can read the segment and never write it (a
+    /// write through [`Segment::payload_ptr`] faults). For readers of state
+    /// that only its creator writes (the store's object index).
+    pub fn open_read_only(session: &Session, name: &str, kind: u32) -> Result<Segment> {
+        Self::open_as(session, name, kind, true)
+    }
+
+    fn open_as(session: &Session, name: &str, kind: u32, read_only: bool) -> Result<Segment> {
         let path = session.segment_path(name)?;
         let file = match OpenOptions::new()
             .read(true)
-            .write(true)
+            .write(!read_only)
             .custom_flags(nofollow())
             .open(&path)
         {
@@ -249,10 +277,16 @@ impl Segment {
             }
             Err(e) => return Err(ShmError::io("open", path, e)),
         };
-        Self::open_file(file, name, path, kind)
+        Self::open_file(file, name, path, kind, read_only)
     }
 
-    fn open_file(file: File, name: &str, path: PathBuf, kind: u32) -> Result<Segment> {
+    fn open_file(
+        file: File,
+        name: &str,
+        path: PathBuf,
+        kind: u32,
+        read_only: bool,
+    ) -> Result<Segment> {
         let md = file
             .metadata()
             .map_err(|e| ShmError::io("stat", &path, e))?;
@@ -294,11 +328,23 @@ impl Segment {
         }
         // ≤ 4096 + 2^40 (checked above), fits usize on 64-bit targets.
         let map_len = file_size as usize;
-        // SAFETY: we map exactly the file's current size, read-write shared;
-        // the contents are treated as hostile (raw pointers, atomics, checks).
-        let mut map = unsafe { MmapOptions::new().len(map_len).map_mut(&file) }
-            .map_err(|e| ShmError::io("mmap", &path, e))?;
-        let base = NonNull::new(map.as_mut_ptr()).expect("mmap never returns null");
+        let (map, base) = if read_only {
+            // SAFETY: we map exactly the file's current size, read-only
+            // shared; the contents are treated as hostile (raw pointers,
+            // atomics, checks) and never written through this mapping.
+            let map = unsafe { MmapOptions::new().len(map_len).map(&file) }
+                .map_err(|e| ShmError::io("mmap", &path, e))?;
+            let base = NonNull::new(map.as_ptr().cast_mut()).expect("mmap never returns null");
+            (Mapping::ReadOnly(map), base)
+        } else {
+            // SAFETY: we map exactly the file's current size, read-write
+            // shared; the contents are treated as hostile (raw pointers,
+            // atomics, checks).
+            let mut map = unsafe { MmapOptions::new().len(map_len).map_mut(&file) }
+                .map_err(|e| ShmError::io("mmap", &path, e))?;
+            let base = NonNull::new(map.as_mut_ptr()).expect("mmap never returns null");
+            (Mapping::ReadWrite(map), base)
+        };
         let hdr = base.as_ptr().cast::<SegmentHeader>();
         // SAFETY: the mapping is ≥ PAYLOAD_OFFSET bytes and page aligned, so
         // the header (128 bytes, align 8) lies inside it, aligned; an
@@ -362,9 +408,17 @@ impl Segment {
         }
     }
 
+    /// Whether this handle maps the segment read-only
+    /// ([`Segment::open_read_only`]): writing through
+    /// [`Segment::payload_ptr`] would fault.
+    pub fn is_read_only(&self) -> bool {
+        self._map.is_read_only()
+    }
+
     /// Start of the payload (page aligned). Valid for
     /// [`Segment::payload_len`] bytes while `self` lives. Other processes
-    /// may read and write these bytes concurrently.
+    /// may read and write these bytes concurrently. On a read-only handle
+    /// ([`Segment::is_read_only`]) only reads are allowed.
     pub fn payload_ptr(&self) -> *mut u8 {
         // SAFETY: the mapping is PAYLOAD_OFFSET + payload_len bytes long
         // (checked at create/open), so the offset stays inside it.

@@ -10,12 +10,15 @@
 
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::arena::Span;
 use super::error::StoreError;
+use super::index::{Lookup, STATE_SEALED};
 use super::protocol::{Reply, Request, WireLocation, WireObject, STORE_PROTOCOL_VERSION};
+use super::shared::{ClientIndex, IndexInfo};
 use super::table::Notification;
 use crate::ids::{NodeId, ObjectId, WorkerId};
 use crate::shm::{kind, Segment, Session};
@@ -24,6 +27,11 @@ use crate::transport::{
     AnyConnection, Connector, MessageConnection, SessionToken, ShmOptions, TransportConfig,
     WorkerLookup,
 };
+
+/// Largest `put` whose bytes travel in the request (one round trip; the
+/// service copies them into the arena). Larger ones are created, written
+/// in place and sealed (two round trips, no extra copy).
+pub const PUT_INLINE_MAX: usize = 16 * 1024;
 
 /// How a [`StoreClient`] connects.
 #[derive(Debug, Clone)]
@@ -61,7 +69,15 @@ struct Inner {
     conn: Mutex<Conn>,
     /// Releases of buffers dropped while another thread held `conn`.
     pending: Mutex<Vec<ObjectId>>,
+    /// The arena mapped read-only: what `get`'s buffers read.
     arena: Arc<Segment>,
+    /// The arena mapped read-write, opened by the first `create`.
+    arena_rw: Mutex<Option<Arc<Segment>>>,
+    /// The shared index and this client's reference slots (the fast path).
+    index: Option<ClientIndex>,
+    /// Set once a call failed on the connection (the service died or the
+    /// connection is out of step): the index is not used any more.
+    lost: AtomicBool,
     fallback_dir: Option<PathBuf>,
     capacity: u64,
     access: StoreAccess,
@@ -191,19 +207,48 @@ impl StoreClient {
             arena_segment,
             capacity,
             fallback_dir,
+            index,
         } = welcome
         else {
             return Err(StoreError::BadReply("expected a welcome"));
         };
-        let arena = Arc::new(Segment::open(session, &arena_segment, kind::STORE)?);
+        // Read-only: a client that only reads can never write the arena
+        // (a stray write through a buffer faults in that client alone).
+        let arena = Arc::new(Segment::open_read_only(
+            session,
+            &arena_segment,
+            kind::STORE,
+        )?);
         if (arena.payload_len() as u64) < capacity {
             return Err(StoreError::BadReply("arena smaller than its capacity"));
         }
+        let index = match index {
+            Some(w) => {
+                let info = IndexInfo {
+                    index_segment: w.segment,
+                    entries: w.entries,
+                    key: w.key,
+                    refs_segment: w.refs_segment,
+                };
+                match ClientIndex::open(session, &info) {
+                    Ok(ix) => Some(ix),
+                    Err(e) => {
+                        // No fast path; every call asks the service.
+                        tracing::warn!(error = %e, "store: the shared index does not open");
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 conn: Mutex::new(conn),
                 pending: Mutex::new(Vec::new()),
                 arena,
+                arena_rw: Mutex::new(None),
+                index,
+                lost: AtomicBool::new(false),
                 fallback_dir: fallback_dir.map(PathBuf::from),
                 capacity,
                 access: access.clone(),
@@ -218,21 +263,79 @@ impl StoreClient {
         self.inner.capacity
     }
 
+    /// Whether `get` and `contains` of sealed objects are served from the
+    /// shared index now (it is mapped, the service is live and no call
+    /// failed), without a round trip to the service.
+    pub fn uses_index(&self) -> bool {
+        self.live_index().is_some()
+    }
+
     /// One request and its reply, flushing queued releases first and after.
     fn call(&self, req: &Request, extra: Duration) -> Result<Reply, StoreError> {
         let r = {
             let mut c = lock(&self.inner.conn);
             self.inner.flush_locked(&mut c);
-            c.call(req, self.inner.opts.reply_timeout.saturating_add(extra))
+            let r = c.call(req, self.inner.opts.reply_timeout.saturating_add(extra));
+            if c.broken
+                || matches!(
+                    r,
+                    Err(StoreError::Send(_)
+                        | StoreError::Recv(_)
+                        | StoreError::Connect(_)
+                        | StoreError::ConnectionBroken)
+                )
+            {
+                // Relaxed: only stops later fast-path calls (a hint; the
+                // connection itself reports the failure to each call).
+                self.inner.lost.store(true, Ordering::Relaxed);
+            }
+            r
         };
         self.inner.flush_releases();
         r
+    }
+
+    /// The shared index, while the service is known to be serving.
+    fn live_index(&self) -> Option<&ClientIndex> {
+        let ix = self.inner.index.as_ref()?;
+        // Relaxed: see `call`.
+        if self.inner.lost.load(Ordering::Relaxed) || !ix.live() {
+            return None;
+        }
+        Some(ix)
     }
 
     /// A reply of the wrong kind: the connection is out of step from now on.
     fn bad_reply(&self, why: &'static str) -> StoreError {
         lock(&self.inner.conn).broken = true;
         StoreError::BadReply(why)
+    }
+
+    /// The arena mapped read-write (mapped on first use: clients that never
+    /// create never map it writable).
+    fn arena_rw(&self) -> Result<Arc<Segment>, StoreError> {
+        let mut rw = lock(&self.inner.arena_rw);
+        if let Some(a) = rw.as_ref() {
+            return Ok(Arc::clone(a));
+        }
+        let a = Arc::new(Segment::open(
+            &self.inner.access.session,
+            self.inner.arena.name(),
+            kind::STORE,
+        )?);
+        if a.payload_len() < self.inner.arena.payload_len() {
+            return Err(StoreError::BadReply("arena changed size"));
+        }
+        *rw = Some(Arc::clone(&a));
+        Ok(a)
+    }
+
+    /// The span of `o` to write (a created object: the read-write mapping).
+    fn span_rw(&self, o: &WireObject) -> Result<Span, StoreError> {
+        match &o.location {
+            WireLocation::Arena(offset) => Span::in_arena(&self.arena_rw()?, *offset, o.data_size),
+            WireLocation::Fallback(_) => self.span(o),
+        }
     }
 
     fn span(&self, o: &WireObject) -> Result<Span, StoreError> {
@@ -276,7 +379,7 @@ impl StoreClient {
         if o.id != id || o.data_size != data_size {
             return Err(self.bad_reply("created object does not match"));
         }
-        let span = match self.span(&o) {
+        let span = match self.span_rw(&o) {
             Ok(s) => s,
             Err(e) => {
                 self.inner.send_quiet(Request::Drop { id });
@@ -295,6 +398,15 @@ impl StoreClient {
     ///
     /// Errors: as [`StoreClient::create`].
     pub fn put(&self, id: ObjectId, data: &[u8], metadata: &[u8]) -> Result<(), StoreError> {
+        if data.len() <= PUT_INLINE_MAX {
+            // One round trip: the bytes travel in the request and the
+            // service writes them into the arena.
+            return self.done(Request::Put {
+                id,
+                data: data.to_vec(),
+                metadata: metadata.to_vec(),
+            });
+        }
         let mut b = self.create(id, data.len() as u64, metadata)?;
         b.copy_from_slice(data);
         b.seal().map(drop)
@@ -309,6 +421,75 @@ impl StoreClient {
     /// Errors: `BadReply`, connection errors (`Transport(PeerDied)` when the
     /// service died, also while waiting).
     pub fn get(
+        &self,
+        ids: &[ObjectId],
+        timeout: Duration,
+    ) -> Result<Vec<Option<ObjectBuffer>>, StoreError> {
+        let Some(ix) = self.live_index() else {
+            return self.get_from_service(ids, timeout);
+        };
+        // The fast path: every sealed, indexed object is taken from the
+        // shared index; only the others are asked of the service.
+        let mut out: Vec<Option<ObjectBuffer>> = Vec::with_capacity(ids.len());
+        let mut rest = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            let b = self.get_fast(ix, id);
+            if b.is_none() {
+                rest.push(i);
+            }
+            out.push(b);
+        }
+        if rest.is_empty() {
+            return Ok(out);
+        }
+        let ask: Vec<ObjectId> = rest.iter().map(|i| ids[*i]).collect();
+        // On error `out` drops, giving its references back.
+        let got = self.get_from_service(&ask, timeout)?;
+        for (i, b) in rest.into_iter().zip(got) {
+            out[i] = b;
+        }
+        Ok(out)
+    }
+
+    /// `id` through the shared index: a buffer if it is sealed and indexed
+    /// and its entry reads cleanly, else `None` (ask the service).
+    fn get_fast(&self, ix: &ClientIndex, id: &ObjectId) -> Option<ObjectBuffer> {
+        // A changed entry (evicted or deleted meanwhile) is looked up once
+        // more; then the service answers.
+        for _ in 0..2 {
+            let Lookup::Found(snap) = ix.lookup(id) else {
+                return None;
+            };
+            if snap.record.state != STATE_SEALED {
+                return None;
+            }
+            if !ix.try_acquire(&snap) {
+                continue;
+            }
+            let r = &snap.record;
+            return match Span::in_arena(&self.inner.arena, r.offset, r.data_size) {
+                Ok(span) => Some(ObjectBuffer {
+                    client: Arc::clone(&self.inner),
+                    id: *id,
+                    metadata: r.metadata().to_vec(),
+                    span,
+                    hold: Hold::Index(snap.pos),
+                }),
+                Err(_) => {
+                    // An entry that points outside the arena: not trusted.
+                    if ix.release(snap.pos) {
+                        self.inner.send_quiet(Request::Reap);
+                    }
+                    None
+                }
+            };
+        }
+        None
+    }
+
+    /// `get` answered by the service (parked there until the objects are
+    /// sealed or the timeout passes).
+    fn get_from_service(
         &self,
         ids: &[ObjectId],
         timeout: Duration,
@@ -349,6 +530,7 @@ impl StoreClient {
                     id: o.id,
                     metadata: o.metadata,
                     span,
+                    hold: Hold::Service,
                 })),
                 Err(e) => {
                     self.inner.send_quiet(Request::Release { id: o.id });
@@ -365,6 +547,13 @@ impl StoreClient {
 
     /// Whether `id` is sealed and visible.
     pub fn contains(&self, id: ObjectId) -> Result<bool, StoreError> {
+        if let Some(ix) = self.live_index() {
+            if let Lookup::Found(s) = ix.lookup(&id) {
+                if s.record.state == STATE_SEALED {
+                    return Ok(true);
+                }
+            }
+        }
         match self.call(&Request::Contains { id }, Duration::ZERO)? {
             Reply::Bool(b) => Ok(b),
             _ => Err(self.bad_reply("expected a bool")),
@@ -525,6 +714,7 @@ impl ObjectBuilder {
             id: self.id,
             metadata: std::mem::take(&mut self.metadata),
             span,
+            hold: Hold::Service,
         })
     }
 
@@ -583,6 +773,16 @@ pub struct ObjectBuffer {
     id: ObjectId,
     metadata: Vec<u8>,
     span: Span,
+    hold: Hold,
+}
+
+/// Where an [`ObjectBuffer`]'s reference is held.
+#[derive(Debug, Clone, Copy)]
+enum Hold {
+    /// In the service's table (released by a `Release` message).
+    Service,
+    /// In this client's reference slot for this index position.
+    Index(u32),
 }
 
 impl std::fmt::Debug for ObjectBuffer {
@@ -624,7 +824,16 @@ impl AsRef<[u8]> for ObjectBuffer {
 
 impl Drop for ObjectBuffer {
     fn drop(&mut self) {
-        self.client.send_quiet(Request::Release { id: self.id });
+        match self.hold {
+            Hold::Service => self.client.send_quiet(Request::Release { id: self.id }),
+            Hold::Index(pos) => {
+                let tell = self.client.index.as_ref().is_some_and(|ix| ix.release(pos));
+                if tell {
+                    // A delete may be waiting for this reference.
+                    self.client.send_quiet(Request::Reap);
+                }
+            }
+        }
     }
 }
 

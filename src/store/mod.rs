@@ -18,6 +18,7 @@
 //! | [`ObjectBuffer`] | a sealed object's bytes (zero-copy) and metadata; holds a reference until dropped |
 //! | [`Subscription`] | seal and delete [`Notification`]s; a late subscriber first hears the existing objects |
 //! | [`ObjectTable`] | the sans-I/O core: states, references, pins, deferred delete, LRU, plasma's eviction rule, fallback |
+//! | [`index`] | the shared index of sealed objects: `get` and `contains` without a round trip (seqlock entries, per-client reference slots; loom-checked) |
 //! | [`arena`] | the arena segment (pages reserved with `fallocate`) and the fallback files |
 //! | [`StoreError`] | every failure, naming the object and why |
 //!
@@ -62,20 +63,38 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#[cfg(not(shmwire_loom))]
 pub mod arena;
+#[cfg(not(shmwire_loom))]
 mod client;
+#[cfg(not(shmwire_loom))]
 pub mod error;
+pub mod index;
+#[cfg(not(shmwire_loom))]
 mod protocol;
+#[cfg(not(shmwire_loom))]
 mod service;
+#[cfg(not(shmwire_loom))]
+mod shared;
+#[cfg(not(shmwire_loom))]
 pub mod table;
 
+#[cfg(not(shmwire_loom))]
 pub use client::{
     ClientOptions, ObjectBuffer, ObjectBuilder, StoreAccess, StoreClient, Subscription,
+    PUT_INLINE_MAX,
 };
+#[cfg(not(shmwire_loom))]
 pub use error::StoreError;
-pub use service::{StoreConfig, StoreService, DEFAULT_STORE_NAME, SNAPSHOT_OBJECTS};
+#[cfg(not(shmwire_loom))]
+pub use service::{
+    default_index_entries, StoreConfig, StoreService, DEFAULT_STORE_NAME, SNAPSHOT_OBJECTS,
+};
+#[cfg(not(shmwire_loom))]
+pub use shared::DEFAULT_INDEX_ENTRIES;
+#[cfg(not(shmwire_loom))]
 pub use table::{
     footprint, ClientId, DeleteOutcome, Fallback, Location, Notification, ObjectState,
-    ObjectSummary, ObjectTable, ObjectView, StoreSnapshot, TableStats, MAX_ARENA_CAPACITY,
-    MAX_METADATA_LEN, MAX_OBJECT_SIZE, OBJECT_ALIGN,
+    ObjectSummary, ObjectTable, ObjectView, SharedIndex, StoreSnapshot, TableStats,
+    MAX_ARENA_CAPACITY, MAX_METADATA_LEN, MAX_OBJECT_SIZE, OBJECT_ALIGN,
 };

@@ -9,7 +9,7 @@ use super::table::{Location, Notification, ObjectView};
 use crate::ids::ObjectId;
 
 /// Version of this protocol, sent in `Hello`; a mismatch is refused.
-pub const STORE_PROTOCOL_VERSION: u32 = 1;
+pub const STORE_PROTOCOL_VERSION: u32 = 2;
 
 /// Client → service.
 #[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -25,6 +25,21 @@ pub enum Request {
         /// `true` for a notification-only connection.
         subscriber: bool,
     },
+    /// Create, fill with `data` and seal an object in one request (small
+    /// objects: the bytes travel in the message), then let go of it.
+    /// Reply: `Done` or `Error`.
+    Put {
+        /// The object.
+        id: ObjectId,
+        /// Its data.
+        data: Vec<u8>,
+        /// Metadata bytes.
+        metadata: Vec<u8>,
+    },
+    /// A reference taken through the shared index was given back on an
+    /// entry that is no longer plainly sealed (a delete may wait for it):
+    /// free what can be freed. No reply.
+    Reap,
     /// Create an unsealed object. Reply: `Object` or `Error`.
     Create {
         /// The object.
@@ -105,6 +120,20 @@ pub enum WireLocation {
     Fallback(String),
 }
 
+/// Where a client finds the shared index and its own reference slots.
+#[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[rkyv(derive(Debug))]
+pub struct WireIndex {
+    /// The index segment (mapped read-only).
+    pub segment: String,
+    /// Entries in it (a power of two).
+    pub entries: u32,
+    /// The key of the entries' check words.
+    pub key: u64,
+    /// This client's reference-slot segment.
+    pub refs_segment: String,
+}
+
 /// An object handed to a client.
 #[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 #[rkyv(derive(Debug))]
@@ -148,6 +177,9 @@ pub enum Reply {
         capacity: u64,
         /// The fallback directory, if one is configured.
         fallback_dir: Option<String>,
+        /// The shared index (absent for subscribers, or when the service
+        /// runs without one).
+        index: Option<WireIndex>,
     },
     /// A created object.
     Object(WireObject),

@@ -18,10 +18,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::arena::{create_arena, FileFallback};
+use super::arena::{create_arena, FileFallback, Span};
 use super::error::StoreError;
-use super::protocol::{Reply, Request, WireError, WireObject, STORE_PROTOCOL_VERSION};
-use super::table::{ClientId, ObjectTable, StoreSnapshot, OBJECT_ALIGN};
+use super::protocol::{Reply, Request, WireError, WireIndex, WireObject, STORE_PROTOCOL_VERSION};
+use super::shared::{IndexLiveness, ServiceIndex, DEFAULT_INDEX_ENTRIES};
+use super::table::{ClientId, Location, ObjectTable, StoreSnapshot, OBJECT_ALIGN};
 use crate::ids::{ObjectId, WorkerId};
 use crate::shm::{Segment, Session};
 use crate::spec::{self, Encoder};
@@ -33,6 +34,18 @@ use crate::wake::WaitStrategy;
 
 /// The name a store registers under by default in the session's directory.
 pub const DEFAULT_STORE_NAME: &str = "shmwire-store";
+
+/// The index size [`StoreConfig::new`] picks for an arena of `capacity`
+/// bytes: one entry per 4 KiB of arena, a power of two between 64 and
+/// [`DEFAULT_INDEX_ENTRIES`] (128 bytes each in the index, 8 bytes per
+/// client in its slots). More objects than entries are still served, by
+/// the service.
+pub fn default_index_entries(capacity: u64) -> u32 {
+    let want = (capacity / 4096).clamp(64, u64::from(DEFAULT_INDEX_ENTRIES));
+    u32::try_from(want.next_power_of_two())
+        .unwrap_or(DEFAULT_INDEX_ENTRIES)
+        .min(DEFAULT_INDEX_ENTRIES)
+}
 
 /// How a [`StoreService`] is set up.
 #[derive(Debug, Clone)]
@@ -51,6 +64,14 @@ pub struct StoreConfig {
     /// Longest the event loop sleeps before it checks for shutdown and
     /// expired `get`s.
     pub tick: Duration,
+    /// Entries of the shared index that clients read `get`s and
+    /// `contains` from without asking the service (a power of two; 0: no
+    /// index, every call is a round trip). See `docs/store.md`.
+    pub index_entries: u32,
+    /// After handling a request, the loop busy-polls its connections this
+    /// long before it sleeps, so back-to-back requests of a busy client
+    /// cost no wake-up (0: always sleep).
+    pub spin: Duration,
 }
 
 impl StoreConfig {
@@ -63,7 +84,16 @@ impl StoreConfig {
             name: DEFAULT_STORE_NAME.to_owned(),
             send_timeout: Duration::from_millis(200),
             tick: Duration::from_millis(20),
+            index_entries: default_index_entries(capacity),
+            spin: Duration::from_micros(100),
         }
+    }
+
+    /// Sets the number of shared-index entries (a power of two; 0: no
+    /// index).
+    pub fn index_entries(mut self, entries: u32) -> Self {
+        self.index_entries = entries;
+        self
     }
 
     /// Sets the fallback directory.
@@ -88,6 +118,7 @@ pub struct StoreService {
     name: String,
     arena_segment: String,
     snapshot: Arc<Mutex<StoreSnapshot>>,
+    index_segment: Option<String>,
 }
 
 /// Largest objects kept in a [`StoreService::snapshot`].
@@ -130,8 +161,25 @@ impl StoreService {
         }
         let worker_id = WorkerId::try_from_random()
             .map_err(|_| StoreError::InvalidConfig("no random source for the store's id"))?;
-        let arena_segment = format!("store-{}-{}", std::process::id(), &worker_id.hex()[..8]);
+        let tag = format!("{}-{}", std::process::id(), &worker_id.hex()[..8]);
+        let arena_segment = format!("store-{tag}");
         let arena = create_arena(session, &arena_segment, capacity)?;
+        let mut liveness = None;
+        let index_info = if config.index_entries > 0 {
+            let index = ServiceIndex::create(session, &tag, config.index_entries)?;
+            let info = (
+                index.segment_name().to_owned(),
+                index.entries(),
+                index.key(),
+            );
+            let mut l = index.liveness();
+            l.beat();
+            liveness = Some(l);
+            table = table.with_shared_index(Box::new(index));
+            Some(info)
+        } else {
+            None
+        };
         let mut tcfg = TransportConfig::new(worker_id, token);
         tcfg.send_timeout = config.send_timeout;
         let listener = Listener::bind(
@@ -146,10 +194,14 @@ impl StoreService {
         )?;
         let mut mux = Mux::new()?;
         mux.set_listener(listener)?;
+        let index_name = index_info.as_ref().map(|i| i.0.clone());
         let welcome = Reply::Welcome {
             arena_segment: arena_segment.clone(),
             capacity,
-            fallback_dir: fallback_dir.map(|d| d.to_string_lossy().into_owned()),
+            fallback_dir: fallback_dir
+                .as_ref()
+                .map(|d| d.to_string_lossy().into_owned()),
+            index: None,
         };
         let stop = Arc::new(AtomicBool::new(false));
         let snapshot = Arc::new(Mutex::new(table.snapshot(SNAPSHOT_OBJECTS)));
@@ -161,10 +213,14 @@ impl StoreService {
             parked: Vec::new(),
             encoder: Encoder::new(),
             welcome,
-            _arena: arena,
+            index: index_info,
+            liveness,
+            arena,
+            fallback_dir,
             tick: config.tick,
             snapshot: Arc::clone(&snapshot),
             snapshot_at: None,
+            spin: config.spin,
         };
         let stop2 = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
@@ -177,6 +233,7 @@ impl StoreService {
             name: config.name,
             arena_segment,
             snapshot,
+            index_segment: index_name,
         })
     }
 
@@ -198,6 +255,12 @@ impl StoreService {
     /// The arena segment's name in the session.
     pub fn arena_segment(&self) -> &str {
         &self.arena_segment
+    }
+
+    /// The shared index's segment name in the session (`None` when the
+    /// service runs without one).
+    pub fn index_segment(&self) -> Option<&str> {
+        self.index_segment.as_deref()
     }
 
     /// Stops the service (within one tick) and waits for its thread. Its
@@ -248,12 +311,18 @@ struct Service {
     parked: Vec<Parked>,
     encoder: Encoder,
     welcome: Reply,
-    /// Keeps the arena (and its name) alive while the service runs.
-    _arena: Arc<Segment>,
+    /// The shared index's segment, entries and check key, if there is one.
+    index: Option<(String, u32, u64)>,
+    /// The index's heartbeat and closed flag.
+    liveness: Option<IndexLiveness>,
+    /// The arena (kept alive, and written by `Put`).
+    arena: Arc<Segment>,
+    fallback_dir: Option<PathBuf>,
     tick: Duration,
     /// Where [`StoreService::snapshot`] reads, and when it was last written.
     snapshot: Arc<Mutex<StoreSnapshot>>,
     snapshot_at: Option<Instant>,
+    spin: Duration,
 }
 
 /// What to do after handling one request.
@@ -266,17 +335,40 @@ enum Then {
 
 impl Service {
     fn run(&mut self, stop: &AtomicBool) -> Result<(), StoreError> {
+        let r = self.serve(stop);
+        // Clients stop reading the index: their later calls go to the
+        // service's (closing) connection and fail.
+        if let Some(l) = &self.liveness {
+            l.close();
+        }
+        r
+    }
+
+    fn serve(&mut self, stop: &AtomicBool) -> Result<(), StoreError> {
         let mut ready = Vec::new();
+        let mut busy_until = Instant::now();
         // Relaxed: see StoreService::stop_and_join.
         while !stop.load(Ordering::Relaxed) {
             let now = Instant::now();
-            let wait = self
+            let mut wait = self
                 .parked
                 .iter()
                 .map(|p| p.deadline.saturating_duration_since(now))
                 .min()
                 .map_or(self.tick, |d| d.min(self.tick));
+            // Busy: poll without sleeping until the spin window closes.
+            let spinning = now < busy_until;
+            self.mux.set_spin(spinning);
+            if spinning {
+                wait = wait.min(busy_until - now);
+            }
             self.mux.wait(wait, &mut ready)?;
+            if let Some(l) = &mut self.liveness {
+                l.beat();
+            }
+            if !ready.is_empty() && !self.spin.is_zero() {
+                busy_until = Instant::now() + self.spin;
+            }
             for ev in ready.drain(..) {
                 match ev {
                     MuxEvent::Incoming => {
@@ -302,6 +394,9 @@ impl Service {
                 }
             }
             self.serve_parked(Instant::now());
+            // Deleted objects whose last index holders let go (normally
+            // announced by a `Reap` request; this is the backstop).
+            self.table.reap();
             self.notify();
             self.publish_snapshot();
         }
@@ -360,7 +455,28 @@ impl Service {
                 } if version == STORE_PROTOCOL_VERSION => {
                     client.greeted = true;
                     client.subscriber = subscriber;
-                    let welcome = self.welcome.clone();
+                    let mut welcome = self.welcome.clone();
+                    if let (false, Some((segment, entries, key)), Reply::Welcome { index, .. }) =
+                        (subscriber, &self.index, &mut welcome)
+                    {
+                        // This client's reference slots; without them it
+                        // simply has no fast path.
+                        let slots = match self.table.shared_index() {
+                            Some(s) => s.add_client(cid),
+                            None => Err(StoreError::InvalidConfig("no index")),
+                        };
+                        match slots {
+                            Ok(refs_segment) => {
+                                *index = Some(WireIndex {
+                                    segment: segment.clone(),
+                                    entries: *entries,
+                                    key: *key,
+                                    refs_segment,
+                                })
+                            }
+                            Err(e) => tracing::warn!(error = %e, "store: no reference slots"),
+                        }
+                    }
                     if !self.send(key, &welcome) {
                         return Then::Nothing;
                     }
@@ -386,6 +502,13 @@ impl Service {
         };
         match req {
             Request::Hello { .. } => Then::Drop,
+            Request::Put { id, data, metadata } => {
+                Then::Reply(done(self.put(cid, id, &data, metadata)))
+            }
+            Request::Reap => {
+                self.table.reap();
+                Then::Nothing
+            }
             Request::Create {
                 id,
                 data_size,
@@ -446,6 +569,42 @@ impl Service {
                 Then::Reply(done(r))
             }
         }
+    }
+
+    /// Creates `id`, copies `data` into it, seals it and lets go of the
+    /// creator's reference (the `Put` request).
+    fn put(
+        &mut self,
+        cid: ClientId,
+        id: ObjectId,
+        data: &[u8],
+        metadata: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let view = self.table.create(cid, id, data.len() as u64, metadata)?;
+        let span = match &view.location {
+            Location::Arena { offset } => Span::in_arena(&self.arena, *offset, view.data_size),
+            Location::Fallback { file } => match &self.fallback_dir {
+                Some(dir) => Span::in_file(dir, file, view.data_size),
+                None => Err(StoreError::BadRequest(
+                    "fallback object without a directory",
+                )),
+            },
+        };
+        let span = match span {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = self.table.abort(cid, id);
+                return Err(e);
+            }
+        };
+        debug_assert_eq!(span.len, data.len());
+        // SAFETY: the span is `data.len()` bytes inside a live mapping
+        // (checked by `Span`), just allocated to this unsealed object, which
+        // nobody else is handed until it is sealed below; `data` is a
+        // private buffer, so the two do not overlap.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), span.ptr, span.len) };
+        self.table.seal(cid, id)?;
+        self.table.release(cid, id)
     }
 
     fn all_sealed(&self, p: &Parked) -> bool {

@@ -150,6 +150,44 @@ pub trait Fallback: Send {
     fn free(&mut self, file: &str);
 }
 
+/// The shared index of sealed objects that clients read without asking the
+/// service (see `index.rs` and `docs/store.md`), as the table drives it.
+/// The implementation does the shared-memory work; the table decides when.
+/// Positions are the index's entry numbers.
+pub trait SharedIndex: Send {
+    /// Publishes a sealed arena object; returns its position, or `None`
+    /// when it is not indexed (metadata too long, no free position): then
+    /// only the service hands it out.
+    fn publish(
+        &mut self,
+        id: &ObjectId,
+        offset: u64,
+        data_size: u64,
+        metadata: &[u8],
+    ) -> Option<u32>;
+    /// Takes the entry back for eviction: `true` (cleared) when no client
+    /// holds the object through the index, `false` (entry left as it was)
+    /// when one does.
+    fn try_evict(&mut self, pos: u32) -> bool;
+    /// Hides the entry (a delete): no new reference can be taken through
+    /// it. `true` (cleared) when nobody holds it, `false` while someone does
+    /// (then [`SharedIndex::reap`] later).
+    fn retire(&mut self, pos: u32) -> bool;
+    /// Clears a retired entry once nobody holds it; whether it did.
+    fn reap(&mut self, pos: u32) -> bool;
+    /// Clears the entry at once.
+    fn clear(&mut self, pos: u32);
+    /// References and uses (acquisitions, wrapping) held through the index
+    /// at `pos`, summed over the clients.
+    fn holds(&self, pos: u32) -> (u64, u64);
+    /// Gives a new client its reference slots; returns what it needs to
+    /// find them (a segment name).
+    fn add_client(&mut self, client: ClientId) -> Result<String, StoreError>;
+    /// Forgets a client's slots: every reference it held through the index
+    /// is released.
+    fn remove_client(&mut self, client: ClientId);
+}
+
 /// Counts of the table's contents, for tests and inspection.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TableStats {
@@ -191,6 +229,10 @@ struct Entry {
     held: u32,
     /// Key in the LRU map while evictable.
     lru: Option<u64>,
+    /// Position in the shared index while published there.
+    index: Option<u32>,
+    /// The index's use count of `index` when last looked at (LRU).
+    uses_seen: u64,
 }
 
 impl Entry {
@@ -224,6 +266,10 @@ pub struct ObjectTable {
     clock: u64,
     fallback: Option<Box<dyn Fallback>>,
     notifications: Vec<Notification>,
+    shared: Option<Box<dyn SharedIndex>>,
+    /// Deleted objects no client holds through the table but some may
+    /// still hold through the index: freed by [`ObjectTable::reap`].
+    pending: Vec<ObjectId>,
 }
 
 impl std::fmt::Debug for ObjectTable {
@@ -259,7 +305,66 @@ impl ObjectTable {
             clock: 0,
             fallback: None,
             notifications: Vec::new(),
+            shared: None,
+            pending: Vec::new(),
         })
+    }
+
+    /// Adds the shared index: sealed arena objects are published there
+    /// and clients may hold them through it (their references count like
+    /// the table's own for eviction and deferred deletion).
+    pub fn with_shared_index(mut self, index: Box<dyn SharedIndex>) -> Self {
+        self.shared = Some(index);
+        self
+    }
+
+    /// The shared index, if any (the service adds and removes clients'
+    /// slots through it).
+    pub fn shared_index(&mut self) -> Option<&mut (dyn SharedIndex + 'static)> {
+        self.shared.as_deref_mut()
+    }
+
+    /// Whether `id` is held through the shared index.
+    fn index_held(&self, e: &Entry) -> bool {
+        match (e.index, self.shared.as_ref()) {
+            (Some(pos), Some(s)) => s.holds(pos).0 > 0,
+            _ => false,
+        }
+    }
+
+    /// Frees deleted objects whose last holders (through the index) let
+    /// go; returns how many. The service calls it when a client says it
+    /// released such an object, after a disconnect, and every tick.
+    pub fn reap(&mut self) -> usize {
+        if self.pending.is_empty() {
+            return 0;
+        }
+        let mut freed = 0;
+        for id in std::mem::take(&mut self.pending) {
+            let Some(e) = self.objects.get_mut(&id) else {
+                continue;
+            };
+            if e.state != ObjectState::DeletePending || e.held > 0 {
+                continue;
+            }
+            let done = match (e.index, self.shared.as_mut()) {
+                (Some(pos), Some(s)) => s.reap(pos),
+                _ => true,
+            };
+            if done {
+                e.index = None;
+                self.remove(id);
+                freed += 1;
+            } else {
+                self.pending.push(id);
+            }
+        }
+        freed
+    }
+
+    /// Objects waiting in [`ObjectTable::reap`]'s list.
+    pub fn pending_reaps(&self) -> usize {
+        self.pending.len()
     }
 
     /// Adds a fallback allocator, used when an object does not fit even after
@@ -321,9 +426,18 @@ impl ObjectTable {
         self.objects.get(id).map(|e| e.state)
     }
 
-    /// References plus pins held on `id` by all clients (0 if missing).
+    /// References plus pins held on `id` by all clients (0 if missing),
+    /// through the table and through the shared index.
     pub fn holders(&self, id: &ObjectId) -> u32 {
-        self.objects.get(id).map_or(0, |e| e.held)
+        self.objects.get(id).map_or(0, |e| self.held_total(e))
+    }
+
+    fn held_total(&self, e: &Entry) -> u32 {
+        let index = match (e.index, self.shared.as_ref()) {
+            (Some(pos), Some(s)) => u32::try_from(s.holds(pos).0).unwrap_or(u32::MAX),
+            _ => 0,
+        };
+        e.held.saturating_add(index)
     }
 
     /// Where `id` lives, if it is live.
@@ -376,7 +490,7 @@ impl ObjectTable {
             return Err(match e.state {
                 ObjectState::DeletePending => StoreError::ObjectInUse {
                     id,
-                    holders: e.held,
+                    holders: self.held_total(e),
                 },
                 _ => StoreError::ObjectExists { id },
             });
@@ -409,6 +523,8 @@ impl ObjectTable {
             holders,
             held: 1,
             lru: None,
+            index: None,
+            uses_seen: 0,
         };
         let view = entry.view(id);
         self.objects.insert(id, entry);
@@ -420,6 +536,7 @@ impl ObjectTable {
     fn place(&mut self, id: ObjectId, need: u64) -> Result<(Slot, u64), StoreError> {
         if need <= self.capacity {
             let units = u32::try_from(need / OBJECT_ALIGN).expect("need <= capacity");
+            let mut passes = 0;
             loop {
                 if let Some(a) = self.alloc.allocate(units) {
                     self.used += need;
@@ -431,7 +548,12 @@ impl ObjectTable {
                     .saturating_sub(self.capacity - self.used)
                     .max(OBJECT_ALIGN);
                 let target = missing.max(self.capacity / 5);
-                if self.evict_lru(target, true) == 0 {
+                // A pass that only gave objects read through the index a
+                // second chance frees nothing but makes progress; a few
+                // passes at most.
+                let (freed, moved) = self.evict_lru(target, true);
+                passes += 1;
+                if freed == 0 && (!moved || passes >= 3) {
                     break;
                 }
             }
@@ -451,33 +573,60 @@ impl ObjectTable {
         self.lru
             .values()
             .filter_map(|id| self.objects.get(id))
+            .filter(|e| !self.index_held(e))
             .map(|e| e.footprint)
             .sum()
     }
 
     /// Evicts from the LRU end until `target` bytes are freed (arena bytes
     /// only when `arena_only`, which then skips fallback objects). Returns
-    /// the bytes freed.
-    fn evict_lru(&mut self, target: u64, arena_only: bool) -> u64 {
+    /// the bytes freed and whether some object was moved to the
+    /// most-recently-used end instead.
+    ///
+    /// Objects published in the shared index may be held, or have been
+    /// read, by clients the table did not hear from: one held through the
+    /// index is skipped (moved to the MRU end, where it would be after its
+    /// release); one read since the table last looked gets a second chance
+    /// (moved to the MRU end) — plasma's LRU with reads that do not reach
+    /// the service.
+    fn evict_lru(&mut self, target: u64, arena_only: bool) -> (u64, bool) {
+        let order: Vec<ObjectId> = self.lru.values().copied().collect();
         let mut victims = Vec::new();
         let mut freed = 0u64;
-        for id in self.lru.values() {
+        let mut moved = false;
+        for id in order {
             if freed >= target {
                 break;
             }
-            let e = &self.objects[id];
+            let Some(e) = self.objects.get_mut(&id) else {
+                continue;
+            };
             let bytes = match e.slot {
                 Slot::Arena(_) => e.footprint,
                 Slot::Fallback(_) if arena_only => continue,
                 Slot::Fallback(_) => footprint(e.data_size),
             };
-            victims.push(*id);
+            if let (Some(pos), Some(shared)) = (e.index, self.shared.as_mut()) {
+                let (_, uses) = shared.holds(pos);
+                if uses != e.uses_seen {
+                    e.uses_seen = uses;
+                    self.lru_push(id);
+                    moved = true;
+                    continue;
+                }
+                if !shared.try_evict(pos) {
+                    self.lru_push(id);
+                    continue;
+                }
+                e.index = None;
+            }
+            victims.push(id);
             freed += bytes;
         }
         for id in victims {
             self.remove(id);
         }
-        freed
+        (freed, moved)
     }
 
     /// Removes a live object, frees its space and announces its deletion
@@ -488,6 +637,9 @@ impl ObjectTable {
         };
         if let Some(k) = e.lru {
             self.lru.remove(&k);
+        }
+        if let (Some(pos), Some(s)) = (e.index, self.shared.as_mut()) {
+            s.clear(pos);
         }
         match e.slot {
             Slot::Arena(a) => {
@@ -529,9 +681,13 @@ impl ObjectTable {
         };
         match e.state {
             ObjectState::Sealed => self.lru_push(id),
-            // Deferred delete, or an unsealed object its creator let go of
-            // without aborting: free it.
-            ObjectState::DeletePending | ObjectState::Unsealed => self.remove(id),
+            // Deferred delete: free it, unless clients still hold it
+            // through the index (then `reap` frees it later).
+            ObjectState::DeletePending => {
+                self.free_deleted(id);
+            }
+            // An unsealed object its creator let go of without aborting.
+            ObjectState::Unsealed => self.remove(id),
         }
     }
 
@@ -554,6 +710,14 @@ impl ObjectTable {
         }
         e.state = ObjectState::Sealed;
         let view = e.view(id);
+        if let (Slot::Arena(_), Location::Arena { offset }, Some(shared)) =
+            (&e.slot, &view.location, self.shared.as_mut())
+        {
+            e.index = shared.publish(&id, *offset, e.data_size, &e.metadata);
+            if let Some(pos) = e.index {
+                e.uses_seen = shared.holds(pos).1;
+            }
+        }
         self.notifications.push(Notification::Sealed {
             id,
             data_size: view.data_size,
@@ -673,22 +837,62 @@ impl ObjectTable {
         match e.state {
             ObjectState::Unsealed => Err(StoreError::ObjectNotSealed { id }),
             ObjectState::DeletePending => Ok(DeleteOutcome::Deferred),
-            ObjectState::Sealed if e.held > 0 => {
-                e.state = ObjectState::DeletePending;
-                Ok(DeleteOutcome::Deferred)
-            }
             ObjectState::Sealed => {
-                self.remove(id);
-                Ok(DeleteOutcome::Deleted)
+                e.state = ObjectState::DeletePending;
+                // Hidden from the index first: no new reference through it.
+                if let (Some(pos), Some(shared)) = (e.index, self.shared.as_mut()) {
+                    if shared.retire(pos) {
+                        e.index = None;
+                    }
+                }
+                let held = e.held;
+                self.lru_remove(&id);
+                if held > 0 {
+                    return Ok(DeleteOutcome::Deferred);
+                }
+                Ok(if self.free_deleted(id) {
+                    DeleteOutcome::Deleted
+                } else {
+                    DeleteOutcome::Deferred
+                })
             }
         }
+    }
+
+    /// Frees a deleted object nobody holds through the table, unless some
+    /// client still holds it through the index (then it waits for
+    /// [`ObjectTable::reap`]). Returns whether it was freed.
+    fn free_deleted(&mut self, id: ObjectId) -> bool {
+        let Some(e) = self.objects.get_mut(&id) else {
+            return false;
+        };
+        if let (Some(pos), Some(shared)) = (e.index, self.shared.as_mut()) {
+            if !shared.reap(pos) {
+                if !self.pending.contains(&id) {
+                    self.pending.push(id);
+                }
+                return false;
+            }
+            e.index = None;
+        }
+        self.lru_remove(&id);
+        self.remove(id);
+        true
     }
 
     /// Evicts least-recently-used unheld sealed objects until at least
     /// `bytes` are freed or none is left; returns the bytes freed (arena
     /// footprints; fallback objects count their rounded size).
     pub fn evict(&mut self, bytes: u64) -> u64 {
-        self.evict_lru(bytes, false)
+        let mut freed = 0;
+        for _ in 0..3 {
+            let (f, moved) = self.evict_lru(bytes.saturating_sub(freed), false);
+            freed += f;
+            if freed >= bytes || !moved {
+                break;
+            }
+        }
+        freed
     }
 
     /// Moves each evictable object of `ids` to the most-recently-used end of
@@ -705,6 +909,9 @@ impl ObjectTable {
     /// aborted and its references and pins released. Returns how many
     /// objects it had created-but-not-sealed or held.
     pub fn disconnect(&mut self, client: ClientId) -> usize {
+        if let Some(s) = self.shared.as_mut() {
+            s.remove_client(client);
+        }
         let mine: Vec<ObjectId> = self
             .objects
             .iter()
@@ -732,6 +939,7 @@ impl ObjectTable {
                 self.unheld(*id);
             }
         }
+        self.reap();
         mine.len()
     }
 }

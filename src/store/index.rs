@@ -1,0 +1,705 @@
+//! The shared object index: the fast path of `get` and `contains`.
+//!
+//! The service publishes every sealed arena object whose metadata fits
+//! inline ([`INLINE_METADATA`] bytes) into a hash table of fixed-size
+//! entries in its own segment (kind `SIDX`), which it alone writes and
+//! clients map **read-only**. Each client has its own segment of reference
+//! slots (kind `SREF`, one `u64` per index entry), which it alone writes and
+//! the service reads. A `get` of an indexed object reads the entry
+//! (seqlock), takes a reference in its own slot, re-checks the entry, and
+//! maps the object — no message to the service. Dropping the buffer gives
+//! the reference back in the slot.
+//!
+//! # Entry (16 words of 8 bytes, 128-byte aligned)
+//!
+//! | word | content |
+//! | --- | --- |
+//! | 0 | `seq`: even = stable, odd = being written (only the service writes) |
+//! | 1..=4 | the object id (28 bytes, zero padded) |
+//! | 5 | arena offset of the data |
+//! | 6 | data size |
+//! | 7 | state (low 8 bits: empty / sealed / delete pending) and metadata length (bits 8..16) |
+//! | 8..=14 | inline metadata (56 bytes) |
+//! | 15 | check word: a keyed mix of the key, the entry's position, `seq` and words 1..=14 |
+//!
+//! # Orderings (each pair named)
+//!
+//! * **Seqlock write** ([`IndexWords::write_entry`], service): `seq` odd
+//!   (Relaxed), `fence(SeqCst)` (acts as the seqlock's Release fence and as
+//!   the Dekker fence below), the words (Relaxed), `seq` even (Release).
+//! * **Seqlock read** ([`IndexWords::read_entry`], client): `seq` (Acquire —
+//!   pairs with the Release store of the even `seq`), the words (Relaxed),
+//!   `fence(Acquire)` (pairs with the writer's fence: if a word came from a
+//!   newer write, the second `seq` load sees that write's odd `seq` or
+//!   later), `seq` again (Relaxed). Equal and even: a consistent snapshot.
+//! * **Taking a reference** ([`IndexWords::try_acquire`], client) against
+//!   **retracting an entry** ([`IndexWords::try_evict`] /
+//!   [`IndexWords::retire`], service) is a Dekker pair: the client adds to
+//!   its slot, `fence(SeqCst)`, loads `seq`; the service stores a new `seq`,
+//!   `fence(SeqCst)`, loads every client's slot. By the fences' total order
+//!   at least one side sees the other: either the service sees the
+//!   reference (the object is held and stays), or the client sees the new
+//!   `seq` and gives its reference back without touching the object.
+//! * **Releasing** ([`release`], client): `fetch_sub` of the slot (Release —
+//!   pairs with the Acquire loads of the slots in [`holds`]: the client's
+//!   reads of the object happen before the service frees it), then
+//!   `fence(SeqCst)` and a load of the entry's state: against the service's
+//!   "mark pending, `fence(SeqCst)`, load the slots" of a delete, either the
+//!   service sees the released slot and frees the object itself, or the
+//!   client sees "delete pending" and tells the service (a `Reap` message).
+//!
+//! # Hostile input
+//!
+//! Clients cannot write the index through their mapping (read-only); a
+//! process that opens the file for writing anyway can make entries say
+//! anything. A reader therefore checks everything: a snapshot must be
+//! stable within [`READ_RETRIES`] reads (an entry whose `seq` stays odd or
+//! keeps moving costs at most that many reads, then the service answers),
+//! its check word must match (the key comes from the service over the
+//! private connection, so garbage, zeroed or moved entries fail), the id
+//! must be the one asked for, the state sealed, the metadata length at most
+//! [`INLINE_METADATA`], and the offset and size are checked against the
+//! arena before anything is mapped. A reader that fails any of this asks
+//! the service (the slow path), which never reads the index. The service
+//! never trusts the index either: it keeps each entry's `seq` and
+//! occupancy privately, and a slot's value only ever means "held" (a
+//! client that scribbles on its own slots can pin objects, as holding
+//! buffers would, and is released when it disconnects).
+
+use crate::sync::{fence, AtomicU64, Ordering};
+
+/// Words per entry.
+pub const ENTRY_WORDS: usize = 16;
+/// Bytes per entry (two cache lines).
+pub const ENTRY_BYTES: usize = ENTRY_WORDS * 8;
+/// Bytes of the index segment's header (before the first entry).
+pub const INDEX_HEADER_BYTES: usize = 128;
+/// Metadata of at most this many bytes is kept in the entry; objects with
+/// more are not indexed (served by the service).
+pub const INLINE_METADATA: usize = 56;
+/// Positions a lookup (and the service's insert) tries from the id's hash.
+pub const PROBES: u32 = 8;
+/// Reads of one entry before a reader gives up on it (then asks the service).
+pub const READ_RETRIES: u32 = 8;
+
+/// Magic word at the start of the index segment's payload.
+pub const INDEX_MAGIC: u64 = u64::from_le_bytes(*b"SWIDX\0\x01\0");
+
+/// An entry's state: free.
+pub const STATE_EMPTY: u64 = 0;
+/// An entry's state: a sealed, visible object.
+pub const STATE_SEALED: u64 = 1;
+/// An entry's state: deleted while held; no new references.
+pub const STATE_PENDING: u64 = 2;
+
+/// One reference in a slot (low 32 bits count references).
+pub const REF_ONE: u64 = 1;
+/// One use in a slot (high 32 bits count acquisitions, wrapping): lets the
+/// service see that an object was read since it last looked (LRU).
+pub const USE_ONE: u64 = 1 << 32;
+
+const W_SEQ: usize = 0;
+const W_ID: usize = 1;
+const W_OFFSET: usize = 5;
+const W_SIZE: usize = 6;
+const W_FLAGS: usize = 7;
+const W_META: usize = 8;
+const W_CHECK: usize = 15;
+
+/// An object id as the index stores it: 28 bytes in four little-endian
+/// words, the last 4 bytes zero.
+pub fn id_words(id: &[u8; 28]) -> [u64; 4] {
+    let mut b = [0u8; 32];
+    b[..28].copy_from_slice(id);
+    let w = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+    [w(0), w(1), w(2), w(3)]
+}
+
+#[inline]
+fn mix(h: u64, w: u64) -> u64 {
+    let h = (h ^ w).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    h ^ (h >> 31)
+}
+
+#[inline]
+fn finish(h: u64) -> u64 {
+    let h = (h ^ (h >> 29)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    h ^ (h >> 32)
+}
+
+/// The first position to probe for `id` in an index of `entries` entries
+/// (a power of two).
+pub fn home(key: u64, id: &[u64; 4], entries: u32) -> u32 {
+    let h = finish(id.iter().fold(key ^ 0x5157_4944_5848, |h, w| mix(h, *w)));
+    (h as u32) & (entries - 1)
+}
+
+/// The check word of an entry: a keyed mix of its position, `seq` and
+/// words 1..=14.
+pub fn check_word(key: u64, pos: u32, seq: u64, body: &[u64; 14]) -> u64 {
+    let h = body
+        .iter()
+        .fold(mix(key, u64::from(pos)) ^ seq, |h, w| mix(h, *w));
+    finish(h)
+}
+
+/// What the service publishes about an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record {
+    /// The object id ([`id_words`]).
+    pub id: [u64; 4],
+    /// Arena offset of its data.
+    pub offset: u64,
+    /// Its data size.
+    pub data_size: u64,
+    /// [`STATE_SEALED`] or [`STATE_PENDING`] ([`STATE_EMPTY`] clears).
+    pub state: u64,
+    /// Metadata length (≤ [`INLINE_METADATA`]).
+    pub meta_len: u8,
+    /// Inline metadata, zero padded.
+    pub meta: [u8; INLINE_METADATA],
+}
+
+impl Record {
+    /// An empty entry.
+    pub const EMPTY: Record = Record {
+        id: [0; 4],
+        offset: 0,
+        data_size: 0,
+        state: STATE_EMPTY,
+        meta_len: 0,
+        meta: [0; INLINE_METADATA],
+    };
+
+    /// A sealed object's record; `None` if the metadata does not fit.
+    pub fn sealed(id: &[u8; 28], offset: u64, data_size: u64, metadata: &[u8]) -> Option<Self> {
+        if metadata.len() > INLINE_METADATA {
+            return None;
+        }
+        let mut meta = [0u8; INLINE_METADATA];
+        meta[..metadata.len()].copy_from_slice(metadata);
+        Some(Record {
+            id: id_words(id),
+            offset,
+            data_size,
+            state: STATE_SEALED,
+            meta_len: metadata.len() as u8,
+            meta,
+        })
+    }
+
+    fn body(&self) -> [u64; 14] {
+        let mut b = [0u64; 14];
+        b[..4].copy_from_slice(&self.id);
+        b[W_OFFSET - 1] = self.offset;
+        b[W_SIZE - 1] = self.data_size;
+        b[W_FLAGS - 1] = self.state | (u64::from(self.meta_len) << 8);
+        for (i, chunk) in self.meta.chunks_exact(8).enumerate() {
+            b[W_META - 1 + i] = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        }
+        b
+    }
+
+    /// Decodes and validates words 1..=14 (state known, metadata length in
+    /// bounds); `None` for anything else.
+    fn from_body(b: &[u64; 14]) -> Option<Self> {
+        let flags = b[W_FLAGS - 1];
+        let state = flags & 0xff;
+        let meta_len = (flags >> 8) & 0xff;
+        if flags >> 16 != 0
+            || !matches!(state, STATE_EMPTY | STATE_SEALED | STATE_PENDING)
+            || meta_len as usize > INLINE_METADATA
+        {
+            return None;
+        }
+        let mut meta = [0u8; INLINE_METADATA];
+        for (i, chunk) in meta.chunks_exact_mut(8).enumerate() {
+            chunk.copy_from_slice(&b[W_META - 1 + i].to_le_bytes());
+        }
+        let mut id = [0u64; 4];
+        id.copy_from_slice(&b[..4]);
+        Some(Record {
+            id,
+            offset: b[W_OFFSET - 1],
+            data_size: b[W_SIZE - 1],
+            state,
+            meta_len: meta_len as u8,
+            meta,
+        })
+    }
+
+    /// The metadata bytes.
+    pub fn metadata(&self) -> &[u8] {
+        &self.meta[..usize::from(self.meta_len)]
+    }
+}
+
+/// A consistent, validated snapshot of one entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Its position.
+    pub pos: u32,
+    /// Its `seq` (even).
+    pub seq: u64,
+    /// Its contents.
+    pub record: Record,
+}
+
+/// What reading one entry gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryRead {
+    /// A stable snapshot whose check word matches.
+    Valid(Snapshot),
+    /// No stable snapshot within [`READ_RETRIES`] reads, or a check word,
+    /// state or length that does not match: ask the service.
+    Unusable,
+}
+
+/// What a lookup found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// The entry of the id (any state).
+    Found(Snapshot),
+    /// Every probed entry read cleanly and none holds the id.
+    Absent,
+    /// Some probed entry could not be read: ask the service.
+    Unknown,
+}
+
+/// The entries of an index: `entries × ENTRY_WORDS` words (a power of two
+/// entries), written by the service, read by clients.
+#[derive(Debug, Clone, Copy)]
+pub struct IndexWords<'a> {
+    words: &'a [AtomicU64],
+    entries: u32,
+    key: u64,
+}
+
+/// One client's reference slots: one word per index entry.
+#[derive(Debug, Clone, Copy)]
+pub struct RefSlots<'a> {
+    words: &'a [AtomicU64],
+}
+
+impl<'a> RefSlots<'a> {
+    /// Slots over `words` (one per index entry).
+    pub fn new(words: &'a [AtomicU64]) -> Self {
+        Self { words }
+    }
+
+    fn slot(&self, pos: u32) -> Option<&'a AtomicU64> {
+        self.words.get(pos as usize)
+    }
+}
+
+impl<'a> IndexWords<'a> {
+    /// The index over `words` with `entries` entries (a power of two, at
+    /// most `words.len() / ENTRY_WORDS`) and check key `key`; `None` if the
+    /// sizes do not fit.
+    pub fn new(words: &'a [AtomicU64], entries: u32, key: u64) -> Option<Self> {
+        if entries == 0
+            || !entries.is_power_of_two()
+            || (entries as usize).checked_mul(ENTRY_WORDS)? > words.len()
+        {
+            return None;
+        }
+        Some(Self {
+            words,
+            entries,
+            key,
+        })
+    }
+
+    /// Entries in the index.
+    pub fn entries(&self) -> u32 {
+        self.entries
+    }
+
+    fn entry(&self, pos: u32) -> &'a [AtomicU64] {
+        debug_assert!(pos < self.entries);
+        let start = pos as usize * ENTRY_WORDS;
+        &self.words[start..start + ENTRY_WORDS]
+    }
+
+    /// The positions probed for `id`, in order.
+    pub fn probes(&self, id: &[u64; 4]) -> impl Iterator<Item = u32> {
+        let h = home(self.key, id, self.entries);
+        let mask = self.entries - 1;
+        (0..PROBES.min(self.entries)).map(move |i| (h + i) & mask)
+    }
+
+    // ------------------------------------------------------------ reader --
+
+    /// Reads entry `pos` (a seqlock read, retried at most
+    /// [`READ_RETRIES`] times) and validates it.
+    pub fn read_entry(&self, pos: u32) -> EntryRead {
+        if pos >= self.entries {
+            return EntryRead::Unusable;
+        }
+        let e = self.entry(pos);
+        for _ in 0..READ_RETRIES {
+            // Acquire: pairs with the Release store of the even seq in
+            // write_entry, so the words of that write are visible below.
+            let s1 = e[W_SEQ].load(Ordering::Acquire);
+            if s1 & 1 == 1 {
+                crate::sync::spin_loop();
+                continue;
+            }
+            let mut body = [0u64; 14];
+            for (i, w) in body.iter_mut().enumerate() {
+                // Relaxed: validated by the seq re-check below.
+                *w = e[W_ID + i].load(Ordering::Relaxed);
+            }
+            let check = e[W_CHECK].load(Ordering::Relaxed);
+            // Acquire fence: pairs with the SeqCst fence after the odd seq
+            // store in write_entry; if any word above came from a newer
+            // write, the seq load below sees that write's odd seq or later.
+            fence(Ordering::Acquire);
+            let s2 = e[W_SEQ].load(Ordering::Relaxed);
+            if s1 != s2 {
+                crate::sync::spin_loop();
+                continue;
+            }
+            if check != check_word(self.key, pos, s1, &body) {
+                return EntryRead::Unusable;
+            }
+            return match Record::from_body(&body) {
+                Some(record) => EntryRead::Valid(Snapshot {
+                    pos,
+                    seq: s1,
+                    record,
+                }),
+                None => EntryRead::Unusable,
+            };
+        }
+        EntryRead::Unusable
+    }
+
+    /// Looks `id` up among its [`PROBES`] positions.
+    pub fn lookup(&self, id: &[u64; 4]) -> Lookup {
+        let mut clean = true;
+        for pos in self.probes(id) {
+            match self.read_entry(pos) {
+                EntryRead::Valid(s) if s.record.state != STATE_EMPTY && s.record.id == *id => {
+                    return Lookup::Found(s)
+                }
+                EntryRead::Valid(_) => {}
+                EntryRead::Unusable => clean = false,
+            }
+        }
+        if clean {
+            Lookup::Absent
+        } else {
+            Lookup::Unknown
+        }
+    }
+
+    /// Takes a reference on the sealed object of `snap` in `slots`: true
+    /// when the entry was unchanged afterwards (the object is held until
+    /// [`release`]); false when it changed (the reference is given back,
+    /// the object must not be touched).
+    pub fn try_acquire(&self, slots: &RefSlots<'_>, snap: &Snapshot) -> bool {
+        if snap.record.state != STATE_SEALED || snap.pos >= self.entries {
+            return false;
+        }
+        let Some(slot) = slots.slot(snap.pos) else {
+            return false;
+        };
+        // Relaxed: ordered by the SeqCst fence below.
+        slot.fetch_add(REF_ONE | USE_ONE, Ordering::Relaxed);
+        // SeqCst fence: pairs with the SeqCst fence in write_entry (called
+        // by try_evict / retire before they load the slots) — Dekker: the
+        // service sees this reference or we see its new seq.
+        fence(Ordering::SeqCst);
+        let now = self.entry(snap.pos)[W_SEQ].load(Ordering::Relaxed);
+        if now == snap.seq {
+            true
+        } else {
+            // Release: pairs with the Acquire loads in `holds`.
+            slot.fetch_sub(REF_ONE, Ordering::Release);
+            false
+        }
+    }
+
+    // ------------------------------------------------------------ writer --
+
+    /// Writes `record` into entry `pos` (service only): `seq` goes from
+    /// `old_seq` (the service's private copy, even) to `old_seq + 2`.
+    /// Returns the new seq.
+    pub fn write_entry(&self, pos: u32, old_seq: u64, record: &Record) -> u64 {
+        let e = self.entry(pos);
+        // Relaxed: the fence below orders it before the words.
+        e[W_SEQ].store(old_seq | 1, Ordering::Relaxed);
+        // SeqCst fence: the seqlock writer's Release fence (pairs with the
+        // Acquire fence in read_entry) and the Dekker fence of try_evict /
+        // retire (pairs with the SeqCst fences in try_acquire and release).
+        fence(Ordering::SeqCst);
+        let body = record.body();
+        for (i, w) in body.iter().enumerate() {
+            // Relaxed: published by the Release store of seq below.
+            e[W_ID + i].store(*w, Ordering::Relaxed);
+        }
+        let new_seq = (old_seq | 1) + 1;
+        e[W_CHECK].store(check_word(self.key, pos, new_seq, &body), Ordering::Relaxed);
+        // Release: pairs with the Acquire load of seq in read_entry.
+        e[W_SEQ].store(new_seq, Ordering::Release);
+        new_seq
+    }
+}
+
+/// References and uses held on entry `pos` over every client's slots:
+/// (sum of references, sum of uses, wrapping).
+pub fn holds<'s>(slots: impl IntoIterator<Item = RefSlots<'s>>, pos: u32) -> (u64, u64) {
+    let mut refs = 0u64;
+    let mut uses = 0u64;
+    for s in slots {
+        if let Some(w) = s.slot(pos) {
+            // Acquire: pairs with the Release fetch_sub in `release` (and
+            // the back-off in try_acquire): a client's reads of the object
+            // happen before we free it.
+            let v = w.load(Ordering::Acquire);
+            refs = refs.saturating_add(v & 0xffff_ffff);
+            uses = uses.wrapping_add(v >> 32);
+        }
+    }
+    (refs, uses)
+}
+
+/// Gives back a reference taken by [`IndexWords::try_acquire`] at `pos`;
+/// returns whether the service should be told (the entry is no longer
+/// plainly sealed: a delete may be waiting for this release).
+pub fn release(index: &IndexWords<'_>, slots: &RefSlots<'_>, pos: u32) -> bool {
+    let Some(slot) = slots.slot(pos) else {
+        return false;
+    };
+    // Release: pairs with the Acquire loads in `holds`.
+    slot.fetch_sub(REF_ONE, Ordering::Release);
+    if pos >= index.entries {
+        return false;
+    }
+    // SeqCst fence: pairs with the SeqCst fence in write_entry of a delete
+    // (retire): the service sees our release, or we see its pending state.
+    fence(Ordering::SeqCst);
+    let e = index.entry(pos);
+    let seq = e[W_SEQ].load(Ordering::Relaxed);
+    let flags = e[W_FLAGS].load(Ordering::Relaxed);
+    seq & 1 == 1 || flags & 0xff != STATE_SEALED
+}
+
+/// The service's side of the index: its private copy of every entry's
+/// `seq` and occupancy (it never reads them back from shared memory).
+#[derive(Debug, Clone)]
+pub struct IndexWriter {
+    seqs: Vec<u64>,
+    used: Vec<bool>,
+}
+
+impl IndexWriter {
+    /// A writer for `index`: writes an empty entry (with its check word)
+    /// into every position.
+    pub fn new(index: &IndexWords<'_>) -> Self {
+        let n = index.entries() as usize;
+        let mut w = Self {
+            seqs: vec![0; n],
+            used: vec![false; n],
+        };
+        for pos in 0..index.entries() {
+            w.clear(index, pos);
+        }
+        w
+    }
+
+    /// Publishes `record` in the first free probe position of its id;
+    /// `None` when all are taken (the object is not indexed).
+    pub fn publish(&mut self, index: &IndexWords<'_>, record: &Record) -> Option<u32> {
+        let pos = index.probes(&record.id).find(|p| !self.used[*p as usize])?;
+        self.used[pos as usize] = true;
+        let p = pos as usize;
+        self.seqs[p] = index.write_entry(pos, self.seqs[p], record);
+        Some(pos)
+    }
+
+    /// Takes entry `pos` back for eviction: the entry is retracted (`seq`
+    /// odd), the slots are checked, and then it is cleared (true: nobody
+    /// holds it) or restored as it was (false: held).
+    pub fn try_evict<'s>(
+        &mut self,
+        index: &IndexWords<'_>,
+        slots: impl IntoIterator<Item = RefSlots<'s>>,
+        pos: u32,
+        record: &Record,
+    ) -> bool {
+        let p = pos as usize;
+        let e = index.entry(pos);
+        // Relaxed store, then the SeqCst fence: the Dekker pair with
+        // try_acquire (its fetch_add, SeqCst fence, seq load).
+        e[W_SEQ].store(self.seqs[p] | 1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        let (refs, _) = holds(slots, pos);
+        if refs > 0 {
+            // Held: republish the same contents under a new seq (readers
+            // that saw the old seq retry).
+            self.seqs[p] = index.write_entry(pos, self.seqs[p], record);
+            return false;
+        }
+        self.clear(index, pos);
+        true
+    }
+
+    /// Hides entry `pos` (a delete): it becomes "delete pending" so no new
+    /// reference is taken, then the slots are checked; cleared (true) when
+    /// nobody holds it, else left pending (false) until [`Self::reap`].
+    pub fn retire<'s>(
+        &mut self,
+        index: &IndexWords<'_>,
+        slots: impl IntoIterator<Item = RefSlots<'s>>,
+        pos: u32,
+        record: &Record,
+    ) -> bool {
+        let p = pos as usize;
+        let pending = Record {
+            state: STATE_PENDING,
+            ..*record
+        };
+        // write_entry's SeqCst fence comes after the odd seq store, and the
+        // state word is written after it; the fence below orders the state
+        // store before the slot loads (Dekker pair with `release`).
+        self.seqs[p] = index.write_entry(pos, self.seqs[p], &pending);
+        fence(Ordering::SeqCst);
+        self.reap(index, slots, pos)
+    }
+
+    /// Clears a pending entry once no slot holds it; returns whether it did.
+    pub fn reap<'s>(
+        &mut self,
+        index: &IndexWords<'_>,
+        slots: impl IntoIterator<Item = RefSlots<'s>>,
+        pos: u32,
+    ) -> bool {
+        if holds(slots, pos).0 > 0 {
+            return false;
+        }
+        self.clear(index, pos);
+        true
+    }
+
+    /// Clears entry `pos` (free for another object).
+    pub fn clear(&mut self, index: &IndexWords<'_>, pos: u32) {
+        let p = pos as usize;
+        self.seqs[p] = index.write_entry(pos, self.seqs[p], &Record::EMPTY);
+        self.used[p] = false;
+    }
+}
+
+#[cfg(all(test, not(shmwire_loom)))]
+mod tests {
+    use super::*;
+
+    fn words(n: usize) -> Vec<AtomicU64> {
+        (0..n).map(|_| AtomicU64::new(0)).collect()
+    }
+
+    fn id(n: u8) -> [u8; 28] {
+        [n; 28]
+    }
+
+    #[test]
+    fn publish_lookup_acquire_release_evict() {
+        let iw = words(16 * ENTRY_WORDS);
+        let rw = words(16);
+        let idx = IndexWords::new(&iw, 16, 0x1234).unwrap();
+        let slots = RefSlots::new(&rw);
+        let mut w = IndexWriter::new(&idx);
+        let rec = Record::sealed(&id(1), 640, 10, b"meta").unwrap();
+        let pos = w.publish(&idx, &rec).unwrap();
+        let Lookup::Found(snap) = idx.lookup(&id_words(&id(1))) else {
+            panic!("not found")
+        };
+        assert_eq!(snap.record, rec);
+        assert_eq!(snap.record.metadata(), b"meta");
+        assert_eq!(idx.lookup(&id_words(&id(2))), Lookup::Absent);
+        assert!(idx.try_acquire(&slots, &snap));
+        // Held: eviction restores the entry; the old snapshot is stale.
+        assert!(!w.try_evict(&idx, [slots], pos, &rec));
+        assert!(!idx.try_acquire(&slots, &snap));
+        assert_eq!(holds([slots], pos).0, 1);
+        assert!(!release(&idx, &slots, pos));
+        assert!(w.try_evict(&idx, [slots], pos, &rec));
+        assert_eq!(idx.lookup(&id_words(&id(1))), Lookup::Absent);
+        // Delete while held: pending, then reaped after the release.
+        let pos = w.publish(&idx, &rec).unwrap();
+        let Lookup::Found(snap) = idx.lookup(&id_words(&id(1))) else {
+            panic!("not found")
+        };
+        assert!(idx.try_acquire(&slots, &snap));
+        assert!(!w.retire(&idx, [slots], pos, &rec));
+        let Lookup::Found(p) = idx.lookup(&id_words(&id(1))) else {
+            panic!("pending entry not found")
+        };
+        assert_eq!(p.record.state, STATE_PENDING);
+        assert!(!idx.try_acquire(&slots, &p));
+        assert!(
+            release(&idx, &slots, pos),
+            "the release must tell the service"
+        );
+        assert!(w.reap(&idx, [slots], pos));
+        assert_eq!(holds([slots], pos), (0, 3));
+    }
+
+    #[test]
+    fn scribbled_entries_are_unusable_never_found_wrongly() {
+        let iw = words(16 * ENTRY_WORDS);
+        let idx = IndexWords::new(&iw, 16, 77).unwrap();
+        let mut w = IndexWriter::new(&idx);
+        let rec = Record::sealed(&id(1), 64, 8, b"").unwrap();
+        let pos = w.publish(&idx, &rec).unwrap();
+        let base = pos as usize * ENTRY_WORDS;
+        // Any single changed word makes the entry unusable.
+        for word in 0..ENTRY_WORDS {
+            let old = iw[base + word].load(Ordering::Relaxed);
+            iw[base + word].store(old ^ 0x40, Ordering::Relaxed);
+            assert_eq!(
+                idx.lookup(&id_words(&id(1))),
+                Lookup::Unknown,
+                "word {word}"
+            );
+            iw[base + word].store(old, Ordering::Relaxed);
+        }
+        // A valid entry copied to another position fails its check there.
+        let other = (pos + 1) & 15;
+        for word in 0..ENTRY_WORDS {
+            let v = iw[base + word].load(Ordering::Relaxed);
+            iw[other as usize * ENTRY_WORDS + word].store(v, Ordering::Relaxed);
+        }
+        assert_eq!(idx.read_entry(other), EntryRead::Unusable);
+        // A seq stuck odd: bounded retries, then unusable.
+        iw[base].store(iw[base].load(Ordering::Relaxed) | 1, Ordering::Relaxed);
+        assert_eq!(idx.read_entry(pos), EntryRead::Unusable);
+        // The writer does not trust the memory: its next write fixes it.
+        w.clear(&idx, pos);
+        assert!(matches!(idx.read_entry(pos), EntryRead::Valid(_)));
+        // Out-of-range positions and sizes are refused.
+        assert_eq!(idx.read_entry(16), EntryRead::Unusable);
+        assert!(IndexWords::new(&iw, 32, 0).is_none());
+        assert!(IndexWords::new(&iw, 12, 0).is_none());
+        assert!(Record::sealed(&id(1), 0, 0, &[0; INLINE_METADATA + 1]).is_none());
+    }
+
+    #[test]
+    fn a_full_probe_window_leaves_objects_unindexed() {
+        let iw = words(8 * ENTRY_WORDS);
+        let idx = IndexWords::new(&iw, 8, 5).unwrap();
+        let mut w = IndexWriter::new(&idx);
+        for n in 0..8 {
+            assert!(w
+                .publish(&idx, &Record::sealed(&id(n), 0, 1, b"").unwrap())
+                .is_some());
+        }
+        assert!(w
+            .publish(&idx, &Record::sealed(&id(9), 0, 1, b"").unwrap())
+            .is_none());
+        for n in 0..8 {
+            assert!(matches!(idx.lookup(&id_words(&id(n))), Lookup::Found(_)));
+        }
+    }
+}
