@@ -29,8 +29,9 @@ use crate::transport::{
 };
 
 /// Largest `put` whose bytes travel in the request (one round trip; the
-/// service copies them into the arena). Larger ones are created, written
-/// in place and sealed (two round trips, no extra copy).
+/// service copies them into the arena), and at most a quarter of the
+/// connection's ring. Larger ones are created, written in place and sealed
+/// (two round trips, no extra copy).
 pub const PUT_INLINE_MAX: usize = 16 * 1024;
 
 /// How a [`StoreClient`] connects.
@@ -398,7 +399,9 @@ impl StoreClient {
     ///
     /// Errors: as [`StoreClient::create`].
     pub fn put(&self, id: ObjectId, data: &[u8], metadata: &[u8]) -> Result<(), StoreError> {
-        if data.len() <= PUT_INLINE_MAX {
+        // Small enough to travel in one request, also on a small ring.
+        let inline_max = PUT_INLINE_MAX.min(self.inner.opts.shm.ring_capacity / 4);
+        if data.len() <= inline_max {
             // One round trip: the bytes travel in the request and the
             // service writes them into the arena.
             return self.done(Request::Put {
