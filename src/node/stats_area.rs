@@ -21,13 +21,15 @@
 //!
 //! # Consistency and hostile memory
 //!
-//! The writer is a sequence lock: it makes the sequence odd (Relaxed store,
-//! then a Release fence), rewrites the words (Relaxed), and makes it even
-//! again (Release store). The reader never maps the segment: it copies it
-//! with `pread` (so a truncated file cannot raise `SIGBUS`) between two
+//! Neither side maps the segment (a same-user process may truncate the
+//! file, and a store or load through a truncated mapping raises `SIGBUS`).
+//! The writer builds the words privately and writes them with three
+//! `pwrite`s — the odd sequence word, every word (the copy's own sequence
+//! word odd too), the next even sequence word — so a truncated area is
+//! simply written again. The reader copies it with `pread` between two
 //! reads of the sequence and keeps the copy only when both are the same
 //! even value as the copy's own; it gives up after [`READ_TRIES`] torn
-//! copies. Then every field is checked — magic, version, counts within
+//! //! copies. Then every field is checked — magic, version, counts within
 //! their maxima, name lengths, UTF-8, enumerations, used ≤ capacity — and a
 //! violation is an [`AreaError::Invalid`], never a panic.
 
@@ -35,7 +37,7 @@ use std::fs::OpenOptions;
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;
-use std::sync::atomic::{fence, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::ids::{ObjectId, WorkerId};
@@ -272,7 +274,22 @@ fn now_ms() -> u64 {
 /// it is owned by the process's lock like every segment).
 #[derive(Debug)]
 pub struct StatsArea {
+    /// Owns the name (and removes the file on drop). Never written
+    /// through its mapping: a same-user process may truncate the file,
+    /// and a store into a truncated mapping raises `SIGBUS`.
     seg: Segment,
+    /// The segment's file, written with `pwrite` (a truncated file is
+    /// extended again, never a signal).
+    file: std::fs::File,
+    /// Where the payload starts in the file (bytes).
+    payload_offset: u64,
+    /// The words of the next publish, built privately (atomics only so
+    /// the word helpers take a shared slice; no other thread sees them).
+    words: Box<[AtomicU64]>,
+    /// `words` as little-endian bytes, for the `pwrite` (reused).
+    bytes: Vec<u8>,
+    /// The last even sequence value published.
+    seq: u64,
 }
 
 fn put_name(w: &[AtomicU64], name: &str) {
@@ -332,7 +349,25 @@ impl StatsArea {
             }
             Err(e) => return Err(e),
         };
-        Ok(Self { seg })
+        // The file by its name, right after we created it (O_NOFOLLOW: a
+        // link planted since is refused). A same-user process that swapped
+        // the file in this instant only gets our figures written into its
+        // own file.
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(crate::sys::fs::O_NOFOLLOW)
+            .open(seg.path())
+            .map_err(|e| ShmError::io("open statistics area", seg.path(), e))?;
+        let payload_offset = seg.header().payload_offset;
+        Ok(Self {
+            seg,
+            file,
+            payload_offset,
+            words: (0..AREA_WORDS).map(|_| AtomicU64::new(0)).collect(),
+            bytes: Vec::with_capacity(AREA_BYTES),
+            seq: 0,
+        })
     }
 
     /// The segment's name.
@@ -345,14 +380,11 @@ impl StatsArea {
     /// [`MAX_DEAD`] dead workers); `updated_unix_ms` is set to now. A few
     /// hundred relaxed stores: cheap enough to call every few milliseconds.
     pub fn publish(&mut self, snap: &AreaSnapshot) {
-        let w = self.seg.atomic_words();
-        let seq = w[SEQ].load(Ordering::Relaxed);
-        let seq = seq.wrapping_add(seq & 1); // even: never left odd by us
+        let w = &self.words[..];
+        let seq = self.seq;
+        // The copy carries the odd value: a reader that read the even one
+        // before this publish began sees its copy differ and retries.
         w[SEQ].store(seq.wrapping_add(1), Ordering::Relaxed);
-        // Release fence: pairs with the Acquire of a reader's second
-        // sequence read — a reader that saw any word below also sees the
-        // odd sequence and discards its copy.
-        fence(Ordering::Release);
         w[0].store(AREA_MAGIC, Ordering::Relaxed);
         w[1].store(AREA_VERSION, Ordering::Relaxed);
         w[3].store(u64::from(snap.pid), Ordering::Relaxed);
@@ -440,9 +472,29 @@ impl StatsArea {
             e[5].store(d.seen_dead_unix_ms, Ordering::Relaxed);
             put_name(&e[6..15], d.name.as_deref().unwrap_or(""));
         }
-        // Release: pairs with the Acquire first sequence read of a reader
-        // (it then sees every word written above).
-        w[SEQ].store(seq.wrapping_add(2), Ordering::Release);
+        self.write_out(seq);
+    }
+
+    /// Writes the built words to the file as a sequence lock made of three
+    /// `pwrite`s, in this order: the odd sequence word, every word (the
+    /// copy's own sequence word odd too), the next even sequence word. A
+    /// reader keeps a copy only when the sequence it read before and after
+    /// and the copy's own word are the same even value. Errors (a full
+    /// tmpfs, say) are ignored: the figures are advisory, the reader then
+    /// sees an old, torn or missing area and says so.
+    fn write_out(&mut self, seq: u64) {
+        self.bytes.clear();
+        for word in self.words.iter() {
+            self.bytes
+                .extend_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
+        }
+        let seq_at = self.payload_offset + (SEQ * 8) as u64;
+        let odd = seq.wrapping_add(1).to_le_bytes();
+        let even = seq.wrapping_add(2);
+        let _ = self.file.write_all_at(&odd, seq_at);
+        let _ = self.file.write_all_at(&self.bytes, self.payload_offset);
+        let _ = self.file.write_all_at(&even.to_le_bytes(), seq_at);
+        self.seq = even;
     }
 }
 
@@ -479,8 +531,18 @@ pub fn read_area(session: &Session, name: &str) -> Result<AreaSnapshot, AreaErro
     file.read_exact_at(&mut hb, 0)
         .map_err(io_err("read header", &path))?;
     let header = HeaderSnapshot::from_bytes(&hb);
-    if header.init_state != crate::shm::INIT_READY {
+    if header.init_state == crate::shm::INIT_UNINIT {
+        // Its creator is still writing it.
         return Err(AreaError::Busy(path));
+    }
+    if header.init_state != crate::shm::INIT_READY {
+        return Err(AreaError::Invalid {
+            path,
+            why: format!(
+                "segment header's init word is {:#x}, neither 0 nor READY",
+                header.init_state
+            ),
+        });
     }
     let payload_len =
         header
@@ -679,6 +741,17 @@ fn parse(buf: &[u8]) -> Result<AreaSnapshot, String> {
 mod tests {
     use super::*;
 
+    impl StatsArea {
+        /// Overwrites payload word `at` in the file; returns the old value.
+        fn poke(&self, at: usize, v: u64) -> u64 {
+            let off = self.payload_offset + (at * 8) as u64;
+            let mut old = [0u8; 8];
+            self.file.read_exact_at(&mut old, off).unwrap();
+            self.file.write_all_at(&v.to_le_bytes(), off).unwrap();
+            u64::from_le_bytes(old)
+        }
+    }
+
     fn sample() -> AreaSnapshot {
         let mut s = AreaSnapshot::new(AreaRole::Node);
         s.handlers.push(HandlerFigures {
@@ -748,8 +821,8 @@ mod tests {
         assert_eq!(got.dead, snap.dead);
         assert_eq!(got.role, AreaRole::Node);
 
-        // Hostile words: each is reported, none panics.
-        let words = area.seg.atomic_words();
+        // Hostile words, written into the file as another process would:
+        // each is reported, none panics.
         for (at, v) in [
             (6, (MAX_HANDLERS + 1) as u64),
             (HANDLERS_AT, 65),
@@ -761,17 +834,18 @@ mod tests {
             (1, 2),
             (0, 0),
         ] {
-            let old = words[at].swap(v, Ordering::Relaxed);
+            let old = area.poke(at, v);
             let e = read_area(&session, area.name()).unwrap_err();
             assert!(matches!(e, AreaError::Invalid { .. }), "word {at}: {e}");
-            words[at].store(old, Ordering::Relaxed);
+            area.poke(at, old);
         }
         // Bad UTF-8 in a name.
-        let old = words[HANDLERS_AT + 1].swap(u64::MAX, Ordering::Relaxed);
+        let old = area.poke(HANDLERS_AT + 1, u64::MAX);
         assert!(read_area(&session, area.name()).is_err());
-        words[HANDLERS_AT + 1].store(old, Ordering::Relaxed);
+        area.poke(HANDLERS_AT + 1, old);
         // Stuck odd sequence: busy, not a hang.
-        words[SEQ].fetch_add(1, Ordering::Relaxed);
+        let seq = area.poke(SEQ, 0);
+        area.poke(SEQ, seq + 1);
         assert!(matches!(
             read_area(&session, area.name()),
             Err(AreaError::Busy(_))
@@ -779,6 +853,15 @@ mod tests {
         // The writer recovers from it.
         area.publish(&snap);
         assert!(read_area(&session, area.name()).is_ok());
+        // A scribbled segment header is named as such, not "busy".
+        area.file.write_all_at(&[0xA5; 64], 0).unwrap();
+        let e = read_area(&session, area.name()).unwrap_err();
+        assert!(!matches!(e, AreaError::Busy(_)), "{e}");
+        // Truncated by another process: the writer keeps running (no
+        // SIGBUS) and the reader reports an error, never a panic.
+        area.file.set_len(0).unwrap();
+        area.publish(&snap);
+        assert!(read_area(&session, area.name()).is_err());
         assert!(matches!(
             read_area(&session, "stats-0-0000000000000000"),
             Err(AreaError::Missing(_))

@@ -425,22 +425,6 @@ impl Segment {
         unsafe { self.base.as_ptr().add(PAYLOAD_OFFSET) }
     }
 
-    /// The payload as 64-bit atomic words (`payload_len / 8` of them), for
-    /// small shared tables written and read word by word (a process's
-    /// statistics area). Other processes may change any word at any time:
-    /// treat what is loaded as hostile.
-    pub fn atomic_words(&self) -> &[std::sync::atomic::AtomicU64] {
-        let ptr = self.payload_ptr().cast::<std::sync::atomic::AtomicU64>();
-        debug_assert!(ptr.is_aligned(), "the payload is page aligned");
-        // SAFETY: the payload starts PAYLOAD_OFFSET (4096) bytes into a
-        // page-aligned mapping, so it is 8-byte aligned; `payload_len / 8`
-        // words lie inside the mapping, which lives as long as `self` (the
-        // borrow); `AtomicU64` has the layout of `u64` and every access
-        // through it is atomic, so concurrent writers in other processes
-        // cause no data race; any bit pattern is a valid `u64`.
-        unsafe { std::slice::from_raw_parts(ptr, self.payload_len / 8) }
-    }
-
     /// Payload length in bytes.
     pub fn payload_len(&self) -> usize {
         self.payload_len
