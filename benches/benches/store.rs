@@ -12,59 +12,45 @@
 
 #![allow(missing_docs)]
 
+mod common;
+
 use std::time::Duration;
 
 use shmwire_bench as bench;
 
-use bench::cases::{self, BenchEnv};
 use bench::store::{StoreCase, StoreOp};
 use bench::Case as _;
-use criterion::{BenchmarkId, Criterion, Throughput};
-
-const CHILD_ENV: &str = "SHMWIRE_STORE_BENCH_CHILD";
-
-fn store(c: &mut Criterion, env: &mut BenchEnv, case: StoreCase) {
-    let group = match case.op {
-        StoreOp::Put(n) | StoreOp::Memcpy(n) if n >= 1 << 20 => "store-bandwidth",
-        StoreOp::Get(_) => "store-get",
-        _ => "store-put",
-    };
-    let mut g = c.benchmark_group(group);
-    g.warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
-    if case.bytes() >= 64 << 20 && !matches!(case.op, StoreOp::Get(_)) {
-        g.sample_size(10);
-    }
-    if group == "store-bandwidth" {
-        g.throughput(Throughput::Bytes(case.bytes() as u64));
-    }
-    let mut pair = match case.start(env) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("skipping {}: {e}", case.name());
-            return;
-        }
-    };
-    g.bench_function(BenchmarkId::from_parameter(case.name()), |b| {
-        b.iter_custom(|iters| pair.run(iters, None).expect("store pair failed"))
-    });
-    g.finish();
-}
+use criterion::Throughput;
 
 fn main() {
-    if std::env::var_os(CHILD_ENV).is_some() {
-        let words: Vec<String> = std::env::args().skip(1).collect();
-        if let Err(e) = bench::cases::child_main(&words) {
-            eprintln!("store bench child: {e}");
-            std::process::exit(1);
-        }
-        return;
-    }
-    let mut setup = cases::CriterionEnv::new("store", CHILD_ENV).expect("bench setup");
-    let env = &mut setup.env;
-    let mut c = Criterion::default().configure_from_args();
-    for case in StoreCase::all(false) {
-        store(&mut c, env, case);
-    }
-    c.final_summary();
+    common::main_with(
+        "store",
+        "SHMWIRE_STORE_BENCH_CHILD",
+        bench::cases::child_main::<String>,
+        |c, env| {
+            for case in StoreCase::all(false) {
+                let group = match case.op {
+                    StoreOp::Put(n) | StoreOp::Memcpy(n) if n >= 1 << 20 => "store-bandwidth",
+                    StoreOp::Get(_) => "store-get",
+                    _ => "store-put",
+                };
+                common::bench_pair(
+                    c,
+                    group,
+                    case.name(),
+                    Duration::from_secs(3),
+                    1,
+                    || case.start(env),
+                    |g| {
+                        if case.bytes() >= 64 << 20 && !matches!(case.op, StoreOp::Get(_)) {
+                            g.sample_size(10);
+                        }
+                        if group == "store-bandwidth" {
+                            g.throughput(Throughput::Bytes(case.bytes() as u64));
+                        }
+                    },
+                );
+            }
+        },
+    );
 }

@@ -13,70 +13,37 @@
 
 #![allow(missing_docs)]
 
+mod common;
+
 use std::time::Duration;
 
 use shmwire_bench as bench;
 
-use bench::cases::{self, BenchEnv, CaseKind};
 use bench::transport::TransportCase;
 use bench::Case as _;
-use criterion::{BenchmarkId, Criterion};
-
-const CHILD_ENV: &str = "SHMWIRE_TRANSPORT_BENCH_CHILD";
-
-fn limit(c: &mut Criterion, env: &mut BenchEnv, k: usize) {
-    let mut g = c.benchmark_group("limit");
-    g.warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(2));
-    let mut pair = match cases::start(CaseKind::Limit, env) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("skipping the limit: {e}");
-            return;
-        }
-    };
-    let id = format!("{}/before-{k}", CaseKind::Limit.name());
-    g.bench_function(BenchmarkId::from_parameter(id), |b| {
-        b.iter_custom(|iters| pair.run(iters, None).expect("limit pair failed"))
-    });
-    g.finish();
-}
-
-fn transport(c: &mut Criterion, env: &mut BenchEnv, case: TransportCase) {
-    let mut g = c.benchmark_group("transport-roundtrip");
-    g.warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
-    if case.blocking() {
-        g.sample_size(20);
-    }
-    let mut pair = match case.start(env) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("skipping {}: {e}", case.name());
-            return;
-        }
-    };
-    g.bench_function(BenchmarkId::from_parameter(case.name()), |b| {
-        b.iter_custom(|iters| pair.run(iters, None).expect("transport pair failed"))
-    });
-    g.finish();
-}
 
 fn main() {
-    if std::env::var_os(CHILD_ENV).is_some() {
-        let words: Vec<String> = std::env::args().skip(1).collect();
-        if let Err(e) = bench::transport::child_main(&words) {
-            eprintln!("transport bench child: {e}");
-            std::process::exit(1);
-        }
-        return;
-    }
-    let mut setup = cases::CriterionEnv::new("transport", CHILD_ENV).expect("bench setup");
-    let env = &mut setup.env;
-    let mut c = Criterion::default().configure_from_args();
-    for (k, case) in TransportCase::all().into_iter().enumerate() {
-        limit(&mut c, env, k);
-        transport(&mut c, env, case);
-    }
-    c.final_summary();
+    common::main_with(
+        "transport",
+        "SHMWIRE_TRANSPORT_BENCH_CHILD",
+        bench::transport::child_main::<String>,
+        |c, env| {
+            for (k, case) in TransportCase::all().into_iter().enumerate() {
+                common::limit_before(c, env, k, Duration::from_secs(2));
+                common::bench_pair(
+                    c,
+                    "transport-roundtrip",
+                    case.name(),
+                    Duration::from_secs(3),
+                    1,
+                    || case.start(env),
+                    |g| {
+                        if case.blocking() {
+                            g.sample_size(20);
+                        }
+                    },
+                );
+            }
+        },
+    );
 }

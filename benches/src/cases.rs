@@ -256,7 +256,7 @@ pub struct BenchEnv {
 /// opens a per-process session and re-executes the bench binary with
 /// `child_env` set as the echoing side. Dropping it restores the affinity
 /// and removes the session.
-// Used by benches/benches/ring.rs and benches/benches/transport.rs; the CLI
+// Used by the criterion benches (benches/benches/common); the CLI
 // binary does not need it.
 pub struct CriterionEnv {
     /// The environment the cases start in.
