@@ -96,6 +96,35 @@ pub struct Report {
     pub cases: Vec<CaseResult>,
 }
 
+impl Report {
+    /// Each case's median as a ratio to every peer measured in the same run
+    /// on the same payload and of the same measure (round trip or one-way
+    /// throughput): `(peer name, case median / peer median)`, in report
+    /// order. Peers are the cases named `peer/…`; the limit and the peers
+    /// themselves get none.
+    pub fn ratios_to_peers(&self, case: &CaseResult) -> Vec<(&'static str, f64)> {
+        let is_throughput = |name: &str| name.contains("throughput");
+        if case.name.starts_with("peer/") || case.name.starts_with("limit/") {
+            return Vec::new();
+        }
+        self.cases
+            .iter()
+            .filter(|p| {
+                p.name.starts_with("peer/")
+                    && p.payload_bytes == case.payload_bytes
+                    && is_throughput(p.name) == is_throughput(case.name)
+                    && p.summary.median_ns > 0
+            })
+            .map(|p| {
+                (
+                    p.name,
+                    case.summary.median_ns as f64 / p.summary.median_ns as f64,
+                )
+            })
+            .collect()
+    }
+}
+
 /// Warm-up operations before a measurement of `n`.
 pub(crate) fn warmup_for(n: u64) -> u64 {
     (n / 10).clamp(n.min(100), 20_000)
@@ -359,6 +388,15 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
+/// `x` to three significant digits (peer ratios span 1e-5 to 1e3).
+fn round_sig3(x: f64) -> f64 {
+    if x <= 0.0 || !x.is_finite() {
+        return x;
+    }
+    let scale = 10f64.powi(2 - x.log10().floor() as i32);
+    (x * scale).round() / scale
+}
+
 /// The report as one JSON document.
 pub fn to_json(r: &Report) -> Value {
     let m = &r.machine;
@@ -388,6 +426,9 @@ pub fn to_json(r: &Report) -> Value {
             "max_ns": c.summary.max_ns,
             "ops_per_s": c.summary.ops_per_s.round(),
             "ratio_to_limit": round2(c.ratio_to_limit),
+            "ratio_to_peers": r.ratios_to_peers(c).into_iter()
+                .map(|(p, x)| (p.to_owned(), json!(round_sig3(x))))
+                .collect::<serde_json::Map<_, _>>(),
             "limit_before_ns": c.limit_before_ns,
             "limit_after_ns": c.limit_after_ns,
             "placement": placement_class(c.limit_before_ns),
@@ -466,6 +507,25 @@ pub fn to_table(r: &Report) -> String {
                 "  (placement moved)"
             }
         );
+    }
+    let with_peers: Vec<_> = r
+        .cases
+        .iter()
+        .map(|c| (c.name, r.ratios_to_peers(c)))
+        .filter(|(_, v)| !v.is_empty())
+        .collect();
+    if !with_peers.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nvs peers (case median / peer median, same run, same payload):"
+        );
+        for (name, ratios) in with_peers {
+            let cells: Vec<String> = ratios
+                .iter()
+                .map(|(p, x)| format!("{}={}", p.trim_start_matches("peer/"), round_sig3(*x)))
+                .collect();
+            let _ = writeln!(out, "{name:<36} {}", cells.join("  "));
+        }
     }
     let _ = writeln!(
         out,

@@ -45,6 +45,26 @@ fn bench_transport_json_schema() {
             assert_eq!(c["payload_bytes"].as_u64(), Some(256), "{name}");
             assert_eq!(c["iterations"].as_u64(), Some(200), "{name}");
         }
+        if name == "transport/shm-spin/roundtrip" {
+            // Every peer of the run, on the same 256 B payload.
+            let peers = c["ratio_to_peers"].as_object().unwrap();
+            for peer in ["peer/tcp-loopback/roundtrip", "peer/uds/roundtrip"] {
+                let x = peers[peer].as_f64().unwrap();
+                let own = c["median_ns"].as_f64().unwrap();
+                let theirs = doc["cases"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|p| p["name"] == peer)
+                    .unwrap()["median_ns"]
+                    .as_f64()
+                    .unwrap();
+                assert!(
+                    (x / (own / theirs) - 1.0).abs() < 0.01,
+                    "{name} vs {peer}: {x}"
+                );
+            }
+        }
     }
     // The run removed its session (segments, sockets, lock files).
     let session = shmwire::shm::default_root().join(format!("bench-transport-{pid}"));

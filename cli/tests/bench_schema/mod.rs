@@ -56,6 +56,16 @@ pub fn check_cases<'a>(doc: &'a Value, required: &[&str], min_iters: u64) -> &'a
             c["iterations"].as_u64().unwrap() >= min_iters,
             "{name}: {c}"
         );
+        let peers = c["ratio_to_peers"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{name}.ratio_to_peers not an object: {c}"));
+        for (peer, x) in peers {
+            assert!(peer.starts_with("peer/"), "{name}: {peer} is not a peer");
+            assert!(x.as_f64().is_some_and(|x| x > 0.0), "{name} vs {peer}: {x}");
+        }
+        if name.starts_with("limit/") || name.starts_with("peer/") {
+            assert!(peers.is_empty(), "{name} has peer ratios: {c}");
+        }
         if name.starts_with("limit/") {
             assert_eq!(c["payload_bytes"].as_u64(), Some(0), "{name}");
             assert_eq!(c["ratio_to_limit"].as_f64().unwrap(), 1.0, "{name}");
