@@ -10,7 +10,9 @@
 //! [`CoreWorker::get`] / [`CoreWorker::wait`] receive replies until their
 //! objects are ready or the timeout passes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashMapExt as _};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 

@@ -12,8 +12,8 @@
 //! same way as the Rust variant; a descriptor nobody registered fails the task
 //! with an application-visible error (see [`crate::worker::TaskError::FunctionNotFound`]).
 
+use foldhash::HashMap;
 use std::any::Any;
-use std::collections::HashMap;
 use std::fmt;
 
 use rkyv::vec::ArchivedVec;

@@ -18,7 +18,7 @@
 //! or fails it. Nothing is dropped silently: a task leaves the table only
 //! through [`TaskManager::finish`].
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt as _};
 
 use crate::ids::TaskId;
 
