@@ -4,8 +4,8 @@
 //! shmwire demo [--tasks N] [--window W] [--transport both|shm|tcp] [--wait spin|park|eventfd]
 //! shmwire bench <limit|ring|transport|actor-call|store|all> [--json] [--iters N] [--plot DIR]
 //!                                              shmwire and its peers in the same run
-//! shmwire node --session S [--store-capacity BYTES] [--fallback-dir DIR] [--listen ADDR] [--root DIR]
-//!                                              a host's session: store, liveness, cleanup, HTTP
+//! shmwire node --session S [--store-capacity BYTES] [--fallback-dir DIR] [--listen ADDR] [--object-listen ADDR] [--root DIR]
+//!                                              a host's session: store, liveness, cleanup, HTTP, object pulls
 //! shmwire cleanup (--session S | --all-stale) [--dry-run] [--root DIR]
 //! shmwire inspect [--session S] [--json] [--root DIR]
 //!                                              sessions, workers, connections, store, handlers
@@ -147,6 +147,10 @@ struct NodeArgs {
     /// Address of the HTTP endpoint (`/health`, `/inspect`).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
     listen: std::net::SocketAddr,
+    /// Address of the object endpoint, where other nodes pull this node's
+    /// objects (`StoreClient::pull`).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    object_listen: std::net::SocketAddr,
     /// Session root (default: $SHMWIRE_ROOT or /dev/shm/shmwire-<euid>).
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,

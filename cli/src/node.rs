@@ -49,6 +49,7 @@ pub fn run(args: NodeArgs) -> CliResult {
     let mut config = NodeConfig::new(args.store_capacity);
     config.fallback_dir = args.fallback_dir;
     config.listen = args.listen;
+    config.object_listen = args.object_listen;
     let mut node = match Node::start(&session, config) {
         Ok(n) => n,
         Err(e) => {
@@ -58,11 +59,13 @@ pub fn run(args: NodeArgs) -> CliResult {
         }
     };
     println!(
-        "{READY_LINE}: session {} ({}), node {}, http://{}, pid {}",
+        "{READY_LINE}: session {} ({}), node {}, http://{}, objects {}, pid {}",
         session.name(),
         session.dir().display(),
         node.id(),
         node.http_addr(),
+        node.object_addr()
+            .map_or_else(|| "none".to_owned(), |a| a.to_string()),
         std::process::id()
     );
     let _ = std::io::stdout().flush();

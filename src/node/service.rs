@@ -15,7 +15,10 @@
 //!   statistics area ([`StatsArea`]), which `shmwire inspect` reads;
 //! - it serves plain HTTP/1.0 on its TCP address (127.0.0.1 unless told
 //!   otherwise): `GET /health` answers `ok <session> <pid>`, `GET /inspect`
-//!   the text of `shmwire inspect --session S`.
+//!   the text of `shmwire inspect --session S`;
+//! - it serves pulls of its store's objects to other nodes
+//!   ([`PullServer`], Ray's object manager) on its object address
+//!   ([`NodeConfig::object_listen`], [`Node::object_addr`]).
 //!
 //! [`Node::shutdown`] stops the store, removes the node's entry and
 //! segments, and runs [`Session::remove_all`], which removes the session
@@ -35,7 +38,10 @@ use super::stats_area::{AreaRole, AreaSnapshot, DeadWorker, StatsArea, StoreFigu
 use super::{Directory, Registration};
 use crate::ids::WorkerId;
 use crate::shm::{CleanupReport, Session, ShmError};
-use crate::store::{StoreConfig, StoreError, StoreService};
+use crate::store::{
+    ClientOptions, PullServer, PullServerConfig, StoreClient, StoreConfig, StoreError,
+    StoreService, DEFAULT_STORE_NAME,
+};
 use crate::transport::Endpoint;
 
 /// The name a node registers under in its session's directory.
@@ -55,18 +61,23 @@ pub struct NodeConfig {
     pub fallback_dir: Option<PathBuf>,
     /// Where the HTTP endpoint listens (default `127.0.0.1:0`, a free port).
     pub listen: SocketAddr,
+    /// Where the object endpoint listens: other nodes pull this node's
+    /// objects from it ([`StoreClient::pull`]; default `127.0.0.1:0`, a
+    /// free port).
+    pub object_listen: SocketAddr,
     /// How often the node looks for dead workers and cleans up after them.
     pub interval: Duration,
 }
 
 impl NodeConfig {
-    /// A store of `store_capacity` bytes, no fallback, `127.0.0.1:0`,
-    /// every 100 ms.
+    /// A store of `store_capacity` bytes, no fallback, both endpoints on
+    /// `127.0.0.1:0`, every 100 ms.
     pub fn new(store_capacity: u64) -> Self {
         Self {
             store_capacity,
             fallback_dir: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            object_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             interval: Duration::from_millis(100),
         }
     }
@@ -122,6 +133,8 @@ pub struct Node {
     directory: Directory,
     id: WorkerId,
     store: Option<StoreService>,
+    /// Serves pulls of the store's objects; stopped before the store.
+    pull: Option<PullServer>,
     registration: Option<Registration>,
     area: Option<StatsArea>,
     snap: AreaSnapshot,
@@ -174,6 +187,19 @@ impl Node {
             store_config = store_config.fallback_dir(d);
         }
         let store = StoreService::start(session, store_config)?;
+        // The object endpoint reads the store through an ordinary client,
+        // whose references keep objects alive while they are sent. Its
+        // store is in this process, so a reply slower than a second means
+        // the node is broken: the event loop is not held longer.
+        let pull_client = StoreClient::connect_with(
+            session,
+            DEFAULT_STORE_NAME,
+            ClientOptions {
+                reply_timeout: Duration::from_secs(1),
+                ..ClientOptions::default()
+            },
+        )?;
+        let pull = PullServer::start(pull_client, PullServerConfig::new(config.object_listen))?;
         let area = StatsArea::create(session, &id)?;
         let http_stop = Arc::new(AtomicBool::new(false));
         http.set_nonblocking(true)
@@ -188,6 +214,7 @@ impl Node {
             directory,
             id,
             store: Some(store),
+            pull: Some(pull),
             registration: Some(registration),
             area: Some(area),
             snap: AreaSnapshot::new(AreaRole::Node),
@@ -209,6 +236,12 @@ impl Node {
     /// The HTTP endpoint's address.
     pub fn http_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The object endpoint's address: where other nodes pull this node's
+    /// objects ([`StoreClient::pull`]).
+    pub fn object_addr(&self) -> Option<SocketAddr> {
+        self.pull.as_ref().map(PullServer::addr)
     }
 
     /// The session.
@@ -333,6 +366,9 @@ impl Node {
         self.http_stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.http.take() {
             let _ = t.join();
+        }
+        if let Some(p) = self.pull.take() {
+            p.shutdown();
         }
         let store = self.store.take().map(StoreService::shutdown);
         self.area = None;

@@ -153,6 +153,110 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// Pull ([`StoreClient::pull`](super::StoreClient::pull)): the remote
+    /// node's object endpoint could not be reached (refused, no route).
+    #[error("pull of object {id} from {from}: cannot connect: {source}")]
+    RemoteUnreachable {
+        /// The object.
+        id: ObjectId,
+        /// The remote node's object endpoint.
+        from: std::net::SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Pull: the remote node has no sealed object of this id (still so at
+    /// the pull's deadline).
+    #[error("pull of object {id} from {from}: the remote node has no sealed object of that id")]
+    RemoteNotFound {
+        /// The object.
+        id: ObjectId,
+        /// The remote node's object endpoint.
+        from: std::net::SocketAddr,
+    },
+    /// Pull: the remote node is serving as many pulls as it allows (still
+    /// so at the pull's deadline).
+    #[error(
+        "pull of object {id} from {from}: the remote node is at its limit of concurrent pulls"
+    )]
+    RemoteBusy {
+        /// The object.
+        id: ObjectId,
+        /// The remote node's object endpoint.
+        from: std::net::SocketAddr,
+    },
+    /// Pull: the remote node could not serve the object (its own store
+    /// failed, or it did not understand the request).
+    #[error("pull of object {id} from {from}: the remote node failed to serve it")]
+    RemoteFailed {
+        /// The object.
+        id: ObjectId,
+        /// The remote node's object endpoint.
+        from: std::net::SocketAddr,
+    },
+    /// Pull: the transfer ended (closed or reset, e.g. the serving node
+    /// died) before all the declared bytes came; the local copy was
+    /// aborted.
+    #[error(
+        "pull of object {id} from {from}: the transfer ended after {received} of {declared} bytes"
+    )]
+    PullTruncated {
+        /// The object.
+        id: ObjectId,
+        /// The remote node's object endpoint.
+        from: std::net::SocketAddr,
+        /// Data bytes the remote declared.
+        declared: u64,
+        /// Data bytes received.
+        received: u64,
+    },
+    /// Pull: the remote sent more than the bytes it declared; the local
+    /// copy was aborted.
+    #[error("pull of object {id} from {from}: the remote sent more than the {declared} bytes it declared")]
+    PullOverrun {
+        /// The object.
+        id: ObjectId,
+        /// The remote node's object endpoint.
+        from: std::net::SocketAddr,
+        /// Data bytes the remote declared.
+        declared: u64,
+    },
+    /// Pull: the remote's reply breaks the pull protocol (wrong magic or
+    /// version, unknown status, oversized metadata, closed before its
+    /// header).
+    #[error("pull of object {id} from {from}: bad reply: {why}")]
+    PullProtocol {
+        /// The object.
+        id: ObjectId,
+        /// The remote node's object endpoint.
+        from: std::net::SocketAddr,
+        /// What was wrong.
+        why: &'static str,
+    },
+    /// Pull: not done within the caller's timeout (connecting, waiting for
+    /// the remote or for another local puller of the object, or the
+    /// transfer); a local copy being written was aborted.
+    #[error("pull of object {id} from {from}: not done within {timeout:?}")]
+    PullTimedOut {
+        /// The object.
+        id: ObjectId,
+        /// The remote node's object endpoint.
+        from: std::net::SocketAddr,
+        /// The caller's timeout.
+        timeout: std::time::Duration,
+    },
+    /// Pull: a socket error other than the ones above; the local copy was
+    /// aborted.
+    #[error("pull of object {id} from {from}: {source}")]
+    PullIo {
+        /// The object.
+        id: ObjectId,
+        /// The remote node's object endpoint.
+        from: std::net::SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl StoreError {
@@ -169,7 +273,16 @@ impl StoreError {
             | StoreFull { id, .. }
             | OutOfDisk { id, .. }
             | MetadataTooLarge { id, .. }
-            | ObjectTooLarge { id, .. } => Some(*id),
+            | ObjectTooLarge { id, .. }
+            | RemoteUnreachable { id, .. }
+            | RemoteNotFound { id, .. }
+            | RemoteBusy { id, .. }
+            | RemoteFailed { id, .. }
+            | PullTruncated { id, .. }
+            | PullOverrun { id, .. }
+            | PullProtocol { id, .. }
+            | PullTimedOut { id, .. }
+            | PullIo { id, .. } => Some(*id),
             _ => None,
         }
     }

@@ -17,6 +17,7 @@
 //! | [`ObjectBuilder`] | a created object's bytes, writable until [`ObjectBuilder::seal`]; dropped unsealed = aborted |
 //! | [`ObjectBuffer`] | a sealed object's bytes (zero-copy) and metadata; holds a reference until dropped |
 //! | [`Subscription`] | seal and delete [`Notification`]s; a late subscriber first hears the existing objects |
+//! | [`StoreClient::pull`], [`PullServer`] | remote pull: an object of another node's store copied into this one over TCP, in chunks, size checked (Ray's object manager pull) |
 //! | [`ObjectTable`] | the sans-I/O core: states, references, pins, deferred delete, LRU, plasma's eviction rule, fallback |
 //! | [`index`] | the shared index of sealed objects: `get` and `contains` without a round trip (seqlock entries, per-client reference slots; loom-checked) |
 //! | [`arena`] | the arena segment (pages reserved with `fallocate`) and the fallback files |
@@ -73,6 +74,8 @@ pub mod index;
 #[cfg(not(shmwire_loom))]
 mod protocol;
 #[cfg(not(shmwire_loom))]
+mod pull;
+#[cfg(not(shmwire_loom))]
 mod service;
 #[cfg(not(shmwire_loom))]
 mod shared;
@@ -86,6 +89,10 @@ pub use client::{
 };
 #[cfg(not(shmwire_loom))]
 pub use error::StoreError;
+#[cfg(not(shmwire_loom))]
+pub use pull::{
+    PullServer, PullServerConfig, DEFAULT_MAX_PULLS, PULL_CHUNK, PULL_PROTOCOL_VERSION,
+};
 #[cfg(not(shmwire_loom))]
 pub use service::{
     default_index_entries, StoreConfig, StoreService, DEFAULT_STORE_NAME, SNAPSHOT_OBJECTS,

@@ -1,0 +1,583 @@
+//! Remote pull between two `shmwire node` processes (issue 14, item 6):
+//! each node runs its own session and store; the test process is a client
+//! of both stores, puts objects through node A's store and pulls them into
+//! node B's store over B's client, from A's object endpoint. Hostile
+//! servers are TCP listeners of the test process. Each test has its own
+//! private scratch root, reaps every child it starts and bounds every
+//! wait.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shmwire::ids::ObjectId;
+use shmwire::shm::Session;
+use shmwire::store::{Notification, StoreClient, StoreError, DEFAULT_STORE_NAME};
+
+/// Upper bound of any single wait.
+const GUARD: Duration = Duration::from_secs(30);
+
+// ------------------------------------------------------------------ helpers
+
+/// A private (0700) scratch directory on tmpfs when there is one.
+fn scratch(test: &str) -> tempfile::TempDir {
+    let base = if Path::new("/dev/shm").is_dir() {
+        PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
+    };
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("swp-{}-{test}-", std::process::id()))
+        .tempdir_in(base)
+        .expect("scratch dir");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
+    dir
+}
+
+/// Ends the whole test process if a test makes no progress for two
+/// minutes; dropping it disarms it.
+struct Watchdog(Arc<AtomicBool>);
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+fn watchdog(test: &'static str) -> Watchdog {
+    let done = Arc::new(AtomicBool::new(false));
+    let d = done.clone();
+    std::thread::spawn(move || {
+        let end = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < end {
+            if d.load(Ordering::Relaxed) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!("{test}: not finished within 120 s");
+        std::process::exit(101);
+    });
+    Watchdog(done)
+}
+
+/// A child process, killed and reaped on every path out of the test.
+struct Kid(Child);
+
+impl Drop for Kid {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A running `shmwire node`: its process, session and object endpoint.
+struct NodeProc {
+    kid: Kid,
+    session: Session,
+    objects: SocketAddr,
+}
+
+impl NodeProc {
+    fn sigkill(&mut self) {
+        self.kid.0.kill().unwrap();
+        self.kid.0.wait().unwrap();
+    }
+
+    /// SIGTERM and a bounded wait for a clean exit.
+    fn stop(mut self) {
+        let st = Command::new("kill")
+            .args(["-TERM", &self.kid.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let deadline = Instant::now() + GUARD;
+        loop {
+            if let Some(st) = self.kid.0.try_wait().unwrap() {
+                assert!(st.success(), "node exit after SIGTERM: {st}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "node did not stop after SIGTERM");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn client(&self) -> StoreClient {
+        StoreClient::connect(&self.session, DEFAULT_STORE_NAME).expect("connect to the store")
+    }
+}
+
+/// Reads lines until one contains `marker`; returns the text after it.
+fn wait_for(out: &mut BufReader<ChildStdout>, marker: &str) -> String {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = out.read_line(&mut line).unwrap();
+        assert!(n > 0, "child exited before {marker}");
+        if let Some(at) = line.find(marker) {
+            return line[at + marker.len()..].trim().to_owned();
+        }
+    }
+}
+
+/// Starts `shmwire node` for session `name` with a `capacity` store and
+/// waits (bounded by the read of its ready line; a node that fails exits)
+/// until it serves.
+fn start_node(root: &Path, name: &str, capacity: &str) -> NodeProc {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shmwire"))
+        .args(["node", "--session", name, "--store-capacity", capacity])
+        .arg("--root")
+        .arg(root)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("run shmwire node");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let kid = Kid(child);
+    let ready = wait_for(&mut out, "node ready:");
+    let objects = ready
+        .split(", ")
+        .find_map(|w| w.strip_prefix("objects "))
+        .unwrap_or_else(|| panic!("no object address in {ready:?}"))
+        .parse()
+        .expect("object address");
+    // Keep draining so the node never blocks on a full pipe.
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        let _ = out.read_to_string(&mut sink);
+    });
+    let session = Session::open_in(root, name).unwrap();
+    NodeProc {
+        kid,
+        session,
+        objects,
+    }
+}
+
+/// Deterministic bytes of object `n`, `len` long.
+fn pattern(n: u64, len: usize) -> Vec<u8> {
+    let mut x = n.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// FNV-1a: a content checksum.
+fn checksum(b: &[u8]) -> u64 {
+    b.iter().fold(0xcbf2_9ce4_8422_2325, |h, &x| {
+        (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// An address nothing listens on.
+fn dead_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// The pulled copy's id is free again: not visible, and creatable.
+fn assert_left_nothing(b: &StoreClient, id: ObjectId) {
+    assert!(!b.contains(id).unwrap(), "{id} visible after a failed pull");
+    let got = b.get(&[id], Duration::ZERO).unwrap();
+    assert!(got[0].is_none());
+    b.put(id, b"again", b"")
+        .expect("create after a failed pull");
+    b.delete(&[id]).unwrap();
+}
+
+// ------------------------------------------------------------------ tests
+
+/// Small, empty and multi-chunk objects of node A pulled into node B's
+/// store: content and metadata match, a second pull is served locally, the
+/// copy behaves like a local object, a missing object is a typed error
+/// within the timeout, a later seal on A is waited for, two concurrent
+/// pullers of one object both get it, an unreachable node is a typed error.
+#[test]
+fn objects_pulled_between_two_nodes_become_local_objects() {
+    let _w = watchdog("objects_pulled_between_two_nodes_become_local_objects");
+    let dir = scratch("two");
+    let root = dir.path().join("root");
+    let node_a = start_node(&root, "pull-a", "64M");
+    let node_b = start_node(&root, "pull-b", "64M");
+    let a = node_a.client();
+    let b = node_b.client();
+
+    let big_len = 5 * (1 << 20) + 3;
+    let cases: Vec<(ObjectId, Vec<u8>, &[u8])> = vec![
+        (ObjectId::from_random(), pattern(1, 100), b"small"),
+        (ObjectId::from_random(), Vec::new(), b"empty"),
+        (ObjectId::from_random(), pattern(3, big_len), b"big"),
+        (ObjectId::from_random(), pattern(4, 300_000), &[7u8; 2000]),
+    ];
+    for (id, data, meta) in &cases {
+        a.put(*id, data, meta).unwrap();
+    }
+    for (id, data, meta) in &cases {
+        assert!(!b.contains(*id).unwrap());
+        let got = b
+            .pull(*id, node_a.objects, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("pull {id}: {e}"));
+        assert_eq!(got.len(), data.len());
+        assert_eq!(checksum(&got), checksum(data), "content of {id}");
+        assert_eq!(&got[..], &data[..]);
+        assert_eq!(got.metadata(), *meta);
+        drop(got);
+        assert!(b.contains(*id).unwrap());
+    }
+
+    // A second pull is served locally: it succeeds with the remote unreachable.
+    let (big, big_data, _) = &cases[2];
+    let again = b.pull(*big, dead_addr(), Duration::from_secs(1)).unwrap();
+    assert_eq!(checksum(&again), checksum(big_data));
+    drop(again);
+
+    // The copy is an ordinary object of B's store: another client of B
+    // gets it, a subscriber hears of it, deleting it on A does not touch
+    // it, deleting it on B removes it.
+    let b2 = node_b.client();
+    let mut sub = b2.subscribe().unwrap();
+    let mut heard = Vec::new();
+    while let Some(n) = sub.recv_timeout(Duration::from_millis(200)).unwrap() {
+        if let Notification::Sealed { id, data_size, .. } = n {
+            heard.push((id, data_size));
+        }
+    }
+    for (id, data, _) in &cases {
+        assert!(
+            heard.contains(&(*id, data.len() as u64)),
+            "{id} not announced to a late subscriber of B: {heard:?}"
+        );
+    }
+    a.delete(&[*big]).unwrap();
+    assert!(!a.contains(*big).unwrap());
+    let got = b2.get(&[*big], Duration::from_secs(1)).unwrap();
+    assert_eq!(
+        checksum(got[0].as_ref().expect("copy on B")),
+        checksum(big_data)
+    );
+    drop(got);
+    b.delete(&[*big]).unwrap();
+    assert!(!b2.contains(*big).unwrap());
+
+    // A missing object: a typed error, within the timeout.
+    let missing = ObjectId::from_random();
+    let t = Instant::now();
+    let e = b
+        .pull(missing, node_a.objects, Duration::from_millis(300))
+        .unwrap_err();
+    let took = t.elapsed();
+    assert!(
+        matches!(e, StoreError::RemoteNotFound { id, from } if id == missing && from == node_a.objects),
+        "{e}"
+    );
+    assert!(took >= Duration::from_millis(300), "gave up after {took:?}");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    assert!(!b.contains(missing).unwrap());
+
+    // An object sealed on A while B's pull waits.
+    let later = ObjectId::from_random();
+    let later_data = pattern(9, 2 * (1 << 20));
+    let (b_c, from) = (b.clone(), node_a.objects);
+    let puller = std::thread::spawn(move || {
+        b_c.pull(later, from, Duration::from_secs(10))
+            .map(|buf| checksum(&buf))
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    a.put(later, &later_data, b"later").unwrap();
+    assert_eq!(puller.join().unwrap().unwrap(), checksum(&later_data));
+
+    // Two clients of B pulling the same object at once both get it (one
+    // transfers, the other waits for its seal).
+    let both = ObjectId::from_random();
+    let both_data = pattern(10, 8 * (1 << 20));
+    a.put(both, &both_data, b"both").unwrap();
+    let pullers: Vec<_> = [node_b.client(), node_b.client()]
+        .into_iter()
+        .map(|c| {
+            std::thread::spawn(move || {
+                c.pull(both, from, Duration::from_secs(10))
+                    .map(|buf| checksum(&buf))
+            })
+        })
+        .collect();
+    for p in pullers {
+        assert_eq!(p.join().unwrap().unwrap(), checksum(&both_data));
+    }
+
+    // Nobody listening: a typed error at once.
+    let nowhere = dead_addr();
+    let e = b
+        .pull(ObjectId::from_random(), nowhere, Duration::from_secs(5))
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::RemoteUnreachable { from, .. } if from == nowhere),
+        "{e}"
+    );
+
+    drop((a, b, b2, sub));
+    node_a.session.remove_all().unwrap();
+    node_b.session.remove_all().unwrap();
+    node_a.stop();
+    node_b.stop();
+    assert!(
+        fs::read_dir(&root).unwrap().next().is_none(),
+        "root not empty"
+    );
+}
+
+/// Silent connections and pullers that do not read hold only their own
+/// connection: another pull of a multi-chunk object completes at once, and
+/// a silent connection is closed by the node after its request timeout.
+#[test]
+fn silent_and_slow_pullers_do_not_delay_other_pulls() {
+    let _w = watchdog("silent_and_slow_pullers_do_not_delay_other_pulls");
+    let dir = scratch("slow");
+    let root = dir.path().join("root");
+    let node_a = start_node(&root, "slow-a", "64M");
+    let node_b = start_node(&root, "slow-b", "64M");
+    let a = node_a.client();
+    let b = node_b.client();
+
+    let huge = ObjectId::from_random();
+    a.put(huge, &pattern(1, 24 << 20), b"").unwrap();
+    let wanted = ObjectId::from_random();
+    let wanted_data = pattern(2, 5 << 20);
+    a.put(wanted, &wanted_data, b"w").unwrap();
+
+    // Three silent connections; two that ask for the 24 MiB object and
+    // never read; one that sends half a request.
+    let mut silent: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(node_a.objects).unwrap())
+        .collect();
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(node_a.objects).unwrap();
+        let mut req = [0u8; 48];
+        req[0..4].copy_from_slice(b"SWPQ");
+        req[4..8].copy_from_slice(&1u32.to_le_bytes());
+        req[8..36].copy_from_slice(huge.as_bytes());
+        s.write_all(&req).unwrap();
+        stalled.push(s);
+    }
+    let mut half = TcpStream::connect(node_a.objects).unwrap();
+    half.write_all(b"SWPQ\x01\x00").unwrap();
+    silent.push(half);
+    std::thread::sleep(Duration::from_millis(100));
+
+    // A server that served connections one after the other would wait
+    // 1 s for each silent one and 5 s for each stalled one first.
+    let t = Instant::now();
+    let got = b
+        .pull(wanted, node_a.objects, Duration::from_secs(10))
+        .unwrap();
+    let took = t.elapsed();
+    assert_eq!(checksum(&got), checksum(&wanted_data));
+    assert!(took < Duration::from_millis(2500), "pull took {took:?}");
+    drop(got);
+
+    // The node drops the silent ones after its request timeout (1 s).
+    for s in &mut silent {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 64];
+        let t = Instant::now();
+        let n = s.read(&mut buf).unwrap_or(0);
+        assert_eq!(n, 0, "a silent puller got an answer");
+        assert!(t.elapsed() < Duration::from_secs(4), "not dropped in time");
+    }
+    // The stalled transfers hold references: deleting the object on A is
+    // deferred while they are open, so its id is still in use; once they
+    // close, the node releases the references and the id is free.
+    a.delete(&[huge]).unwrap();
+    assert!(!a.contains(huge).unwrap());
+    let e = a.put(huge, b"x", b"").unwrap_err();
+    assert!(matches!(e, StoreError::ObjectInUse { .. }), "{e}");
+    drop(stalled);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        match a.put(huge, b"x", b"") {
+            Ok(()) => break,
+            Err(StoreError::ObjectInUse { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("the closed pullers' references were not released: {e}"),
+        }
+    }
+
+    drop((a, b));
+    node_a.session.remove_all().unwrap();
+    node_b.session.remove_all().unwrap();
+    node_a.stop();
+    node_b.stop();
+}
+
+/// What a hostile server does after reading the request.
+#[derive(Clone, Copy, Debug)]
+enum Lie {
+    /// Declares 1 MiB, sends 1000 bytes and closes.
+    Short,
+    /// Declares 1000 bytes, sends 2000.
+    Long,
+    /// 32 bytes of garbage instead of a header.
+    Garbage,
+    /// Declares 1 MiB of metadata.
+    HugeMetadata,
+    /// Declares 2^41 bytes.
+    HugeData,
+    /// Declares 128 MiB (the pulling store has 16 MiB).
+    TooBigForTheStore,
+    /// Declares 1000 bytes, sends 500 and falls silent.
+    Stall,
+}
+
+fn header(status: u32, meta: u32, size: u64) -> Vec<u8> {
+    let mut h = Vec::with_capacity(32);
+    h.extend_from_slice(b"SWPA");
+    h.extend_from_slice(&1u32.to_le_bytes());
+    h.extend_from_slice(&status.to_le_bytes());
+    h.extend_from_slice(&meta.to_le_bytes());
+    h.extend_from_slice(&size.to_le_bytes());
+    h.extend_from_slice(&[0u8; 8]);
+    h
+}
+
+/// A one-connection server that reads a request and lies as told; it ends
+/// when the puller closes (bounded by GUARD).
+fn liar(lie: Lie) -> (SocketAddr, std::thread::JoinHandle<()>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let t = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(GUARD)).unwrap();
+        let mut req = [0u8; 48];
+        s.read_exact(&mut req).unwrap();
+        assert_eq!(&req[0..4], b"SWPQ");
+        let body: Vec<u8> = match lie {
+            Lie::Short => [header(0, 0, 1 << 20), vec![1; 1000]].concat(),
+            Lie::Long => [header(0, 0, 1000), vec![2; 2000]].concat(),
+            Lie::Garbage => pattern(77, 32),
+            Lie::HugeMetadata => header(0, 1 << 20, 10),
+            Lie::HugeData => header(0, 0, 1 << 41),
+            Lie::TooBigForTheStore => header(0, 0, 128 << 20),
+            Lie::Stall => [header(0, 0, 1000), vec![3; 500]].concat(),
+        };
+        let _ = s.write_all(&body);
+        if matches!(lie, Lie::Stall) {
+            // Silent until the puller gives up and closes.
+            let mut sink = [0u8; 16];
+            let _ = s.read(&mut sink);
+        }
+    });
+    (addr, t)
+}
+
+/// Servers that declare one size and send another, send garbage or
+/// impossible sizes, or fall silent: each pull fails with its typed error
+/// within the timeout, and the pulled object is not left behind in B's
+/// store (not visible, and its id can be created again).
+#[test]
+fn a_lying_server_fails_the_pull_and_leaves_nothing_behind() {
+    let _w = watchdog("a_lying_server_fails_the_pull_and_leaves_nothing_behind");
+    let dir = scratch("liar");
+    let root = dir.path().join("root");
+    let node_b = start_node(&root, "liar-b", "16M");
+    let b = node_b.client();
+    for lie in [
+        Lie::Short,
+        Lie::Long,
+        Lie::Garbage,
+        Lie::HugeMetadata,
+        Lie::HugeData,
+        Lie::TooBigForTheStore,
+        Lie::Stall,
+    ] {
+        let (addr, server) = liar(lie);
+        let id = ObjectId::from_random();
+        let t = Instant::now();
+        let e = b.pull(id, addr, Duration::from_millis(500)).unwrap_err();
+        assert!(
+            t.elapsed() < Duration::from_secs(3),
+            "{lie:?}: {:?}",
+            t.elapsed()
+        );
+        assert_eq!(e.object_id(), Some(id), "{lie:?}: {e}");
+        let ok = match lie {
+            Lie::Short => matches!(
+                e,
+                StoreError::PullTruncated { declared, received, from, .. }
+                    if declared == 1 << 20 && received == 1000 && from == addr
+            ),
+            Lie::Long => matches!(e, StoreError::PullOverrun { declared: 1000, .. }),
+            Lie::Garbage | Lie::HugeMetadata => matches!(e, StoreError::PullProtocol { .. }),
+            Lie::HugeData => {
+                matches!(e, StoreError::ObjectTooLarge { size, .. } if size == 1 << 41)
+            }
+            Lie::TooBigForTheStore => matches!(e, StoreError::StoreFull { .. }),
+            Lie::Stall => matches!(e, StoreError::PullTimedOut { .. }),
+        };
+        assert!(ok, "{lie:?}: {e}");
+        assert_left_nothing(&b, id);
+        server.join().unwrap();
+    }
+    drop(b);
+    node_b.session.remove_all().unwrap();
+    node_b.stop();
+}
+
+/// The serving node SIGKILLed in the middle of a 64 MiB transfer: the pull
+/// fails with a short transfer, the local copy is aborted, and the
+/// pulling node's store goes on working.
+#[test]
+fn the_serving_node_killed_mid_transfer_leaves_nothing_behind() {
+    let _w = watchdog("the_serving_node_killed_mid_transfer_leaves_nothing_behind");
+    let dir = scratch("kill");
+    let root = dir.path().join("root");
+    let mut node_a = start_node(&root, "kill-a", "128M");
+    let node_b = start_node(&root, "kill-b", "128M");
+    let a = node_a.client();
+    let b = node_b.client();
+    let id = ObjectId::from_random();
+    a.put(id, &pattern(5, 64 << 20), b"big").unwrap();
+    drop(a);
+
+    let from = node_a.objects;
+    let mut killed = false;
+    let e = b
+        .pull_with_progress(id, from, Duration::from_secs(20), |got, total| {
+            assert_eq!(total, 64 << 20);
+            if !killed {
+                assert!(got < total);
+                // At most a few MiB are in the sockets' buffers now.
+                node_a.sigkill();
+                killed = true;
+            }
+        })
+        .unwrap_err();
+    assert!(killed);
+    assert!(
+        matches!(
+            e,
+            StoreError::PullTruncated { declared, received, .. }
+                if declared == 64 << 20 && received < declared
+        ),
+        "{e}"
+    );
+    assert_left_nothing(&b, id);
+    // B's store still serves a full-size object.
+    b.put(id, &pattern(6, 64 << 20), b"").unwrap();
+    b.delete(&[id]).unwrap();
+    drop(b);
+    node_b.session.remove_all().unwrap();
+    node_a.session.remove_all().unwrap();
+    node_b.stop();
+}

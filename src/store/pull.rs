@@ -1,0 +1,891 @@
+//! Remote pull: copying a sealed object from another node's store into this
+//! node's store over TCP, as Ray's object manager does (`PullManager` asks a
+//! node that has the object; that node's `ObjectManager` reads it from its
+//! plasma store and sends it in chunks; the receiver creates the object in
+//! its own plasma store, writes the chunks into it and seals it).
+//!
+//! - **Serving side**: a [`PullServer`] (one per node; `shmwire node`
+//!   starts it, `docs/node.md`) listens on its own TCP address and answers
+//!   each pull from its store through an ordinary [`StoreClient`]: it takes
+//!   a reference on the sealed object (a `get` with timeout 0), so the
+//!   object can be neither evicted nor freed while it is sent, and writes
+//!   the bytes straight from the arena mapping to the socket, at most one
+//!   chunk ([`PULL_CHUNK`]) per connection per turn of its mio event loop.
+//!   Every connection is a state machine with its own deadline; a silent or
+//!   slow puller is dropped alone and never delays another
+//!   ([`PullServerConfig`]).
+//! - **Pulling side**: [`StoreClient::pull`] connects, reads the reply
+//!   header, checks the declared sizes, `create`s the object locally and
+//!   receives the bytes straight into the [`ObjectBuilder`]'s view of the
+//!   arena (no intermediate buffer), checks the peer sent exactly what it
+//!   declared, and seals. On any failure the local object is aborted.
+//!
+//! # Wire format (little endian)
+//!
+//! ```text
+//! request, puller → server (48 bytes):
+//!   magic "SWPQ" | version u32 = 1 | object id (28 bytes) | 12 × 0
+//! reply header, server → puller (32 bytes):
+//!   magic "SWPA" | version u32 = 1 | status u32 | metadata_len u32 | data_size u64 | 8 × 0
+//! then, when status = OK: metadata (metadata_len bytes), data (data_size bytes);
+//! then the server closes the connection.
+//! ```
+//!
+//! Statuses: 0 OK, 1 not found (no sealed object of that id now), 2 busy
+//! (the server is at its limit of concurrent pulls), 3 failed (a malformed
+//! request, or the serving store could not be asked).
+//!
+//! The transport's framed [`TcpConnection`](crate::transport::TcpConnection)
+//! is not used here: its handshake proves membership of one session (its
+//! token), while a pull goes between the stores of two nodes, each its own
+//! session; and the data needs no framing: its length is declared up front
+//! and the stream ends right after it.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use super::client::{ObjectBuffer, ObjectBuilder, StoreClient};
+use super::error::StoreError;
+use super::table::{MAX_METADATA_LEN, MAX_OBJECT_SIZE};
+use crate::ids::ObjectId;
+
+/// The pull protocol's version (in every request and reply header).
+pub const PULL_PROTOCOL_VERSION: u32 = 1;
+
+/// The largest piece of an object the server writes to one connection per
+/// turn of its event loop, and the puller reads per call: 1 MiB.
+pub const PULL_CHUNK: usize = 1 << 20;
+
+/// The default limit of pulls a [`PullServer`] serves at once.
+pub const DEFAULT_MAX_PULLS: usize = 64;
+
+const REQUEST_MAGIC: [u8; 4] = *b"SWPQ";
+const REPLY_MAGIC: [u8; 4] = *b"SWPA";
+const REQUEST_LEN: usize = 48;
+const HEADER_LEN: usize = 32;
+
+const STATUS_OK: u32 = 0;
+const STATUS_NOT_FOUND: u32 = 1;
+const STATUS_BUSY: u32 = 2;
+const STATUS_FAILED: u32 = 3;
+
+/// The longest a puller sleeps between two tries of a remote that does not
+/// have the object (yet) or is busy.
+const RETRY_MAX: Duration = Duration::from_millis(50);
+
+/// How long a puller that found another local client creating the object
+/// waits for that seal before it looks again (the other may have aborted).
+const LOCAL_WAIT_SLICE: Duration = Duration::from_millis(500);
+
+fn request_bytes(id: &ObjectId) -> [u8; REQUEST_LEN] {
+    let mut b = [0u8; REQUEST_LEN];
+    b[0..4].copy_from_slice(&REQUEST_MAGIC);
+    b[4..8].copy_from_slice(&PULL_PROTOCOL_VERSION.to_le_bytes());
+    b[8..36].copy_from_slice(id.as_bytes());
+    b
+}
+
+/// The id a request asks for, if it is a well-formed request.
+fn parse_request(b: &[u8; REQUEST_LEN]) -> Option<ObjectId> {
+    if b[0..4] != REQUEST_MAGIC
+        || b[4..8] != PULL_PROTOCOL_VERSION.to_le_bytes()
+        || b[36..].iter().any(|&x| x != 0)
+    {
+        return None;
+    }
+    ObjectId::from_bytes(&b[8..36]).ok()
+}
+
+fn header_bytes(status: u32, metadata_len: u32, data_size: u64) -> [u8; HEADER_LEN] {
+    let mut b = [0u8; HEADER_LEN];
+    b[0..4].copy_from_slice(&REPLY_MAGIC);
+    b[4..8].copy_from_slice(&PULL_PROTOCOL_VERSION.to_le_bytes());
+    b[8..12].copy_from_slice(&status.to_le_bytes());
+    b[12..16].copy_from_slice(&metadata_len.to_le_bytes());
+    b[16..24].copy_from_slice(&data_size.to_le_bytes());
+    b
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut w = [0u8; 4];
+    w.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(w)
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
+// ------------------------------------------------------------------ server
+
+/// How a [`PullServer`] runs.
+#[derive(Debug, Clone)]
+pub struct PullServerConfig {
+    /// Where it listens (a node's default: `127.0.0.1:0`, a free port).
+    pub listen: SocketAddr,
+    /// Pulls served at once; a connection beyond this gets the *busy*
+    /// status and is closed (default [`DEFAULT_MAX_PULLS`]).
+    pub max_pulls: usize,
+    /// How long a new connection may take to send its whole request
+    /// (default 1 s); a silent one is closed then. Also how long a
+    /// connection answered *busy* is given to close first (so the reply is
+    /// not lost to a reset).
+    pub request_timeout: Duration,
+    /// How long a transfer may make no progress (the puller does not read)
+    /// before it is closed and the object's reference released (default
+    /// 5 s).
+    pub stall_timeout: Duration,
+    /// Bytes written to one connection per turn of the loop (default
+    /// [`PULL_CHUNK`]), so one fast puller does not starve the others.
+    pub chunk: usize,
+}
+
+impl PullServerConfig {
+    /// Serves on `listen` with the defaults above.
+    pub fn new(listen: SocketAddr) -> Self {
+        Self {
+            listen,
+            max_pulls: DEFAULT_MAX_PULLS,
+            request_timeout: Duration::from_secs(1),
+            stall_timeout: Duration::from_secs(5),
+            chunk: PULL_CHUNK,
+        }
+    }
+}
+
+/// Serves pulls of the sealed objects of one store to other nodes (the
+/// serving half of Ray's object manager; see the module docs). Runs its own
+/// thread with a mio event loop; [`PullServer::shutdown`] or dropping it
+/// stops the thread and closes every connection (their references are
+/// released).
+#[derive(Debug)]
+pub struct PullServer {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+    thread: Option<JoinHandle<()>>,
+}
+
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
+const FIRST_PULL: usize = 2;
+
+impl PullServer {
+    /// Listens on `config.listen` and serves the objects of `store` (a
+    /// client of the local store; it holds the references of the objects
+    /// being sent). Each request costs one `get` with timeout 0 on it
+    /// (served from the shared index, or one round trip to the service,
+    /// bounded by the client's [`ClientOptions::reply_timeout`](super::ClientOptions)).
+    ///
+    /// Errors: `InvalidConfig` (`max_pulls` or `chunk` 0), `Io` (the
+    /// address cannot be bound, the event loop cannot be set up).
+    pub fn start(store: StoreClient, config: PullServerConfig) -> Result<Self, StoreError> {
+        if config.max_pulls == 0 || config.chunk == 0 {
+            return Err(StoreError::InvalidConfig(
+                "a pull server needs max_pulls and chunk above 0",
+            ));
+        }
+        let std_listener = std::net::TcpListener::bind(config.listen)
+            .map_err(|e| StoreError::io("listen for pulls", e))?;
+        let addr = std_listener
+            .local_addr()
+            .map_err(|e| StoreError::io("listen for pulls", e))?;
+        std_listener
+            .set_nonblocking(true)
+            .map_err(|e| StoreError::io("listen for pulls", e))?;
+        let mut listener = mio::net::TcpListener::from_std(std_listener);
+        let poll = Poll::new().map_err(|e| StoreError::io("pull server event loop", e))?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .map_err(|e| StoreError::io("pull server event loop", e))?;
+        let waker = Arc::new(
+            Waker::new(poll.registry(), WAKER)
+                .map_err(|e| StoreError::io("pull server event loop", e))?,
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut server = Server {
+            poll,
+            listener,
+            store,
+            config,
+            pulls: HashMap::new(),
+            ready: BTreeSet::new(),
+            next: FIRST_PULL,
+        };
+        let stop2 = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("store pull".into())
+            .spawn(move || server.run(&stop2))
+            .map_err(|e| StoreError::io("spawn the pull server thread", e))?;
+        Ok(Self {
+            addr,
+            stop,
+            waker,
+            thread: Some(thread),
+        })
+    }
+
+    /// The address it listens on (what pullers connect to).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops the thread; open transfers are cut (their pullers see a short
+    /// transfer) and their references released.
+    pub fn shutdown(mut self) {
+        self.stop_thread();
+    }
+
+    fn stop_thread(&mut self) {
+        // Relaxed: the waker's wake-up makes the loop look at the flag; the
+        // flag publishes nothing else.
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.waker.wake();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for PullServer {
+    fn drop(&mut self) {
+        self.stop_thread();
+    }
+}
+
+/// One connection being served.
+struct Pull {
+    stream: mio::net::TcpStream,
+    state: PullState,
+    /// Closed when this passes without progress.
+    deadline: Instant,
+}
+
+enum PullState {
+    /// Reading the 48-byte request.
+    Request { buf: [u8; REQUEST_LEN], got: usize },
+    /// Writing the header (and metadata), then the object's data.
+    Send {
+        head: Vec<u8>,
+        head_sent: usize,
+        /// The object (holding a reference); `None` for an error reply.
+        data: Option<ObjectBuffer>,
+        sent: usize,
+    },
+    /// A *busy* reply was written and the sending side shut: reads (and
+    /// drops) whatever the puller sends until it closes, so that closing
+    /// does not reset the connection before the puller read the reply.
+    Drain,
+}
+
+/// What one step on a connection came to.
+enum Step {
+    /// The socket would block: wait for its next readiness event.
+    Blocked,
+    /// Progress, and more to do: step again next turn.
+    More,
+    /// Finished or failed: close the connection.
+    Close,
+}
+
+struct Server {
+    poll: Poll,
+    listener: mio::net::TcpListener,
+    store: StoreClient,
+    config: PullServerConfig,
+    pulls: HashMap<usize, Pull>,
+    /// Connections that may make progress without a new event (edge
+    /// triggered readiness not yet drained).
+    ready: BTreeSet<usize>,
+    next: usize,
+}
+
+impl Server {
+    fn run(&mut self, stop: &AtomicBool) {
+        let mut events = Events::with_capacity(256);
+        // Relaxed: see `PullServer::stop_thread`.
+        while !stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            let timeout = if self.ready.is_empty() {
+                self.pulls
+                    .values()
+                    .map(|p| p.deadline.saturating_duration_since(now))
+                    .min()
+                    .unwrap_or(Duration::from_millis(100))
+                    .min(Duration::from_millis(100))
+            } else {
+                Duration::ZERO
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    tracing::warn!(error = %e, "store pull: poll failed");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                continue;
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.accept(),
+                    WAKER => {}
+                    Token(t) => {
+                        if self.pulls.contains_key(&t) {
+                            self.ready.insert(t);
+                        }
+                    }
+                }
+            }
+            // One step per ready connection per turn: fairness between
+            // pullers.
+            let turn: Vec<usize> = self.ready.iter().copied().collect();
+            for t in turn {
+                let Some(p) = self.pulls.get_mut(&t) else {
+                    self.ready.remove(&t);
+                    continue;
+                };
+                match step(p, &self.store, self.config.chunk, self.config.stall_timeout) {
+                    Step::Blocked => {
+                        self.ready.remove(&t);
+                    }
+                    Step::More => {}
+                    Step::Close => self.close(t),
+                }
+            }
+            let now = Instant::now();
+            let late: Vec<usize> = self
+                .pulls
+                .iter()
+                .filter(|(_, p)| p.deadline <= now)
+                .map(|(t, _)| *t)
+                .collect();
+            for t in late {
+                tracing::debug!(pull = t, "store pull: a puller made no progress in time");
+                self.close(t);
+            }
+        }
+        // Dropping the connections releases their references.
+        self.pulls.clear();
+    }
+
+    fn close(&mut self, t: usize) {
+        self.ready.remove(&t);
+        if let Some(mut p) = self.pulls.remove(&t) {
+            let _ = self.poll.registry().deregister(&mut p.stream);
+        }
+    }
+
+    /// Accepts every waiting connection (the listener is edge triggered).
+    fn accept(&mut self) {
+        loop {
+            let (mut stream, _) = match self.listener.accept() {
+                Ok(s) => s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    // E.g. out of file descriptors: the connection stays
+                    // queued; try again next turn.
+                    tracing::warn!(error = %e, "store pull: accept failed");
+                    return;
+                }
+            };
+            let draining = self
+                .pulls
+                .values()
+                .filter(|p| matches!(p.state, PullState::Drain))
+                .count();
+            let serving = self.pulls.len() - draining;
+            let busy = serving >= self.config.max_pulls;
+            if busy {
+                // A fresh socket's send buffer takes 32 bytes at once; if it
+                // does not, the puller just sees the connection close.
+                let _ = stream.write(&header_bytes(STATUS_BUSY, 0, 0));
+                let _ = stream.shutdown(Shutdown::Write);
+                if draining >= self.config.max_pulls {
+                    // Too many to wait for as well: close at once.
+                    continue;
+                }
+            }
+            let _ = stream.set_nodelay(true);
+            let t = self.next;
+            self.next = self.next.wrapping_add(1).max(FIRST_PULL);
+            if let Err(e) = self.poll.registry().register(
+                &mut stream,
+                Token(t),
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
+                tracing::warn!(error = %e, "store pull: register failed");
+                continue;
+            }
+            self.pulls.insert(
+                t,
+                Pull {
+                    stream,
+                    state: if busy {
+                        PullState::Drain
+                    } else {
+                        PullState::Request {
+                            buf: [0; REQUEST_LEN],
+                            got: 0,
+                        }
+                    },
+                    deadline: Instant::now() + self.config.request_timeout,
+                },
+            );
+            self.ready.insert(t);
+        }
+    }
+}
+
+/// The reply to a complete request: the header (+ metadata) and the object.
+fn answer(store: &StoreClient, req: &[u8; REQUEST_LEN]) -> (Vec<u8>, Option<ObjectBuffer>) {
+    let Some(id) = parse_request(req) else {
+        return (header_bytes(STATUS_FAILED, 0, 0).to_vec(), None);
+    };
+    match store.get(&[id], Duration::ZERO) {
+        Ok(mut v) => match v.pop().flatten() {
+            Some(b) => {
+                let meta = b.metadata();
+                // The store bounds metadata at 64 KiB, well inside a u32.
+                let Ok(meta_len) = u32::try_from(meta.len()) else {
+                    return (header_bytes(STATUS_FAILED, 0, 0).to_vec(), None);
+                };
+                let mut head = Vec::with_capacity(HEADER_LEN + meta.len());
+                head.extend_from_slice(&header_bytes(STATUS_OK, meta_len, b.len() as u64));
+                head.extend_from_slice(meta);
+                (head, Some(b))
+            }
+            None => (header_bytes(STATUS_NOT_FOUND, 0, 0).to_vec(), None),
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, object = %id, "store pull: the local store failed");
+            (header_bytes(STATUS_FAILED, 0, 0).to_vec(), None)
+        }
+    }
+}
+
+/// Advances one connection by at most one read of the request or one
+/// chunk of writing.
+fn step(p: &mut Pull, store: &StoreClient, chunk: usize, stall: Duration) -> Step {
+    match &mut p.state {
+        PullState::Drain => {
+            // A bounded amount per turn: a flooding peer does not hold
+            // the loop.
+            let mut sink = [0u8; 4096];
+            for _ in 0..16 {
+                match p.stream.read(&mut sink) {
+                    Ok(0) => return Step::Close,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Blocked,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return Step::Close,
+                }
+            }
+            Step::More
+        }
+        PullState::Request { buf, got } => {
+            while *got < REQUEST_LEN {
+                match p.stream.read(&mut buf[*got..]) {
+                    Ok(0) => return Step::Close,
+                    Ok(n) => *got += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Blocked,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return Step::Close,
+                }
+            }
+            let (head, data) = answer(store, buf);
+            p.state = PullState::Send {
+                head,
+                head_sent: 0,
+                data,
+                sent: 0,
+            };
+            p.deadline = Instant::now() + stall;
+            Step::More
+        }
+        PullState::Send {
+            head,
+            head_sent,
+            data,
+            sent,
+        } => {
+            let r = if *head_sent < head.len() {
+                p.stream.write(&head[*head_sent..]).map(|n| {
+                    *head_sent += n;
+                })
+            } else {
+                let bytes: &[u8] = data.as_deref().unwrap_or(&[]);
+                if *sent >= bytes.len() {
+                    // Everything is out: end the stream (the puller checks
+                    // nothing follows the data).
+                    let _ = p.stream.shutdown(Shutdown::Write);
+                    return Step::Close;
+                }
+                let end = bytes.len().min(sent.saturating_add(chunk));
+                p.stream.write(&bytes[*sent..end]).map(|n| {
+                    *sent += n;
+                })
+            };
+            match r {
+                Ok(()) => {
+                    p.deadline = Instant::now() + stall;
+                    Step::More
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Step::Blocked,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => Step::More,
+                Err(_) => Step::Close,
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------ puller
+
+/// What one try of a pull came to.
+enum Attempt {
+    Done(ObjectBuffer),
+    /// Worth trying again while time is left; this error if not.
+    Retry(StoreError),
+}
+
+/// The time left until `deadline`, or `PullTimedOut`.
+fn left(
+    id: ObjectId,
+    from: SocketAddr,
+    timeout: Duration,
+    deadline: Instant,
+) -> Result<Duration, StoreError> {
+    let l = deadline.saturating_duration_since(Instant::now());
+    if l.is_zero() {
+        return Err(StoreError::PullTimedOut { id, from, timeout });
+    }
+    Ok(l)
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+fn is_cut(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof
+    )
+}
+
+/// One pull connection, every read bounded by the pull's deadline.
+struct Wire {
+    stream: TcpStream,
+    id: ObjectId,
+    from: SocketAddr,
+    timeout: Duration,
+    deadline: Instant,
+}
+
+impl Wire {
+    /// One read of at most `buf.len()` bytes; `Ok(0)` at the end of the
+    /// stream.
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, ReadFail> {
+        loop {
+            let l = left(self.id, self.from, self.timeout, self.deadline).map_err(ReadFail::Err)?;
+            self.stream
+                .set_read_timeout(Some(l))
+                .map_err(ReadFail::Io)?;
+            match self.stream.read(buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_timeout(&e) => {}
+                Err(e) => return Err(ReadFail::Io(e)),
+            }
+        }
+    }
+
+    /// Fills `buf`; `Ok(false)` when the stream ended first.
+    fn read_full(&mut self, buf: &mut [u8]) -> Result<bool, ReadFail> {
+        let mut got = 0;
+        while got < buf.len() {
+            match self.read(&mut buf[got..])? {
+                0 => return Ok(false),
+                n => got += n,
+            }
+        }
+        Ok(true)
+    }
+
+    fn protocol(&self, why: &'static str) -> StoreError {
+        StoreError::PullProtocol {
+            id: self.id,
+            from: self.from,
+            why,
+        }
+    }
+
+    fn io(&self, source: io::Error) -> StoreError {
+        StoreError::PullIo {
+            id: self.id,
+            from: self.from,
+            source,
+        }
+    }
+}
+
+/// A failed read: the pull's own error (timed out) or the socket's.
+enum ReadFail {
+    Err(StoreError),
+    Io(io::Error),
+}
+
+impl StoreClient {
+    /// Gets object `id`, pulling it from the node whose object endpoint
+    /// ([`PullServer`], `shmwire node`'s `objects` address) is `from` when
+    /// this store does not have it: Ray's object manager pull. Returns the
+    /// local copy, which is an ordinary object of this store from then on
+    /// (`get`, `contains`, `delete`, eviction and notifications treat it
+    /// like any other); the returned buffer holds a reference to it.
+    ///
+    /// `timeout` bounds the whole call (connecting, waiting for the remote
+    /// to have the object sealed, the transfer). While the remote answers
+    /// *not found* (not created or not sealed yet) or *busy*, the pull is
+    /// tried again, 1 ms apart at first and at most 50 ms apart, until
+    /// `timeout`. If another client of this store is pulling (or creating)
+    /// the same object, this call waits for its seal instead (looking again
+    /// every 500 ms, in case that client gave up).
+    ///
+    /// The remote's declared sizes are checked before anything is created
+    /// (metadata at most 64 KiB, data at most the store's object limit; a
+    /// local arena too small gives `StoreFull` as `create` does), and the
+    /// bytes are received straight into the new object's shared memory. A
+    /// remote that sends fewer or more bytes than it declared, or garbage,
+    /// fails the pull, and the local object is aborted: nothing half
+    /// written is ever visible.
+    ///
+    /// Errors (each names the object and the remote): `RemoteUnreachable`,
+    /// `RemoteNotFound` and `RemoteBusy` (still so at the deadline),
+    /// `RemoteFailed`, `PullTruncated` (the stream ended or was reset
+    /// early, e.g. the serving node died), `PullOverrun`, `PullProtocol`,
+    /// `PullTimedOut`, `PullIo`; and the local store's `create` errors
+    /// (`StoreFull`, `ObjectInUse`, `ObjectTooLarge`, …) and connection
+    /// errors.
+    pub fn pull(
+        &self,
+        id: ObjectId,
+        from: SocketAddr,
+        timeout: Duration,
+    ) -> Result<ObjectBuffer, StoreError> {
+        self.pull_with_progress(id, from, timeout, |_, _| {})
+    }
+
+    /// [`StoreClient::pull`], calling `progress(received, total)` (bytes
+    /// of data) after each read of the transfer, at most [`PULL_CHUNK`]
+    /// bytes apart; the transfer waits while it runs.
+    pub fn pull_with_progress(
+        &self,
+        id: ObjectId,
+        from: SocketAddr,
+        timeout: Duration,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<ObjectBuffer, StoreError> {
+        let deadline = Instant::now() + timeout;
+        let mut pause = Duration::from_millis(1);
+        // Why the last try was not enough: what the caller hears if time
+        // runs out before the next one gets an answer.
+        let mut last: Option<StoreError> = None;
+        loop {
+            if let Some(b) = self.get(&[id], Duration::ZERO)?.pop().flatten() {
+                return Ok(b);
+            }
+            let err = match self.pull_once(id, from, timeout, deadline, &mut progress) {
+                Ok(Attempt::Done(b)) => return Ok(b),
+                Ok(Attempt::Retry(e)) => e,
+                Err(StoreError::PullTimedOut { .. }) if last.is_some() => {
+                    return Err(last.take().expect("checked"))
+                }
+                Err(e) => return Err(e),
+            };
+            let l = deadline.saturating_duration_since(Instant::now());
+            if l.is_zero() {
+                return Err(err);
+            }
+            last = Some(err);
+            std::thread::sleep(pause.min(l));
+            pause = (pause * 2).min(RETRY_MAX);
+        }
+    }
+
+    fn pull_once(
+        &self,
+        id: ObjectId,
+        from: SocketAddr,
+        timeout: Duration,
+        deadline: Instant,
+        progress: &mut impl FnMut(u64, u64),
+    ) -> Result<Attempt, StoreError> {
+        let l = left(id, from, timeout, deadline)?;
+        let stream = TcpStream::connect_timeout(&from, l).map_err(|source| {
+            if is_timeout(&source) {
+                StoreError::PullTimedOut { id, from, timeout }
+            } else {
+                StoreError::RemoteUnreachable { id, from, source }
+            }
+        })?;
+        let mut w = Wire {
+            stream,
+            id,
+            from,
+            timeout,
+            deadline,
+        };
+        let _ = w.stream.set_nodelay(true);
+        let l = left(id, from, timeout, deadline)?;
+        w.stream
+            .set_write_timeout(Some(l))
+            .and_then(|()| w.stream.write_all(&request_bytes(&id)))
+            .map_err(|e| {
+                if is_timeout(&e) {
+                    StoreError::PullTimedOut { id, from, timeout }
+                } else {
+                    w.io(e)
+                }
+            })?;
+        let fail = |w: &Wire, f: ReadFail| match f {
+            ReadFail::Err(e) => e,
+            ReadFail::Io(e) => w.io(e),
+        };
+        let mut head = [0u8; HEADER_LEN];
+        match w.read_full(&mut head) {
+            Ok(true) => {}
+            Ok(false) => return Err(w.protocol("the remote closed before its reply header")),
+            Err(ReadFail::Io(e)) if is_cut(&e) => {
+                return Err(w.protocol("the remote closed before its reply header"))
+            }
+            Err(f) => return Err(fail(&w, f)),
+        }
+        if head[0..4] != REPLY_MAGIC {
+            return Err(w.protocol("the reply header has the wrong magic"));
+        }
+        if head[4..8] != PULL_PROTOCOL_VERSION.to_le_bytes() {
+            return Err(w.protocol("the reply has another protocol version"));
+        }
+        if head[24..].iter().any(|&b| b != 0) {
+            return Err(w.protocol("the reply header's reserved bytes are not zero"));
+        }
+        let (status, meta_len, size) = (u32_at(&head, 8), u32_at(&head, 12), u64_at(&head, 16));
+        match status {
+            STATUS_OK => {}
+            STATUS_NOT_FOUND => return Ok(Attempt::Retry(StoreError::RemoteNotFound { id, from })),
+            STATUS_BUSY => return Ok(Attempt::Retry(StoreError::RemoteBusy { id, from })),
+            STATUS_FAILED => return Err(StoreError::RemoteFailed { id, from }),
+            _ => return Err(w.protocol("the reply has an unknown status")),
+        }
+        if meta_len as usize > MAX_METADATA_LEN {
+            return Err(w.protocol("the declared metadata is longer than 64 KiB"));
+        }
+        if size > MAX_OBJECT_SIZE {
+            return Err(StoreError::ObjectTooLarge {
+                id,
+                size,
+                max: MAX_OBJECT_SIZE,
+            });
+        }
+        let mut meta = vec![0u8; meta_len as usize];
+        match w.read_full(&mut meta) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(StoreError::PullTruncated {
+                    id,
+                    from,
+                    declared: size,
+                    received: 0,
+                })
+            }
+            Err(f) => return Err(fail(&w, f)),
+        }
+        let builder = match self.create(id, size, &meta) {
+            Ok(b) => b,
+            Err(StoreError::ObjectExists { .. }) => {
+                // Another local client is pulling or creating it: wait for
+                // its seal, in slices of `LOCAL_WAIT_SLICE` (it may abort
+                // instead: then the next try pulls it here).
+                drop(w);
+                let l = left(id, from, timeout, deadline)?.min(LOCAL_WAIT_SLICE);
+                return Ok(match self.get(&[id], l)?.pop().flatten() {
+                    Some(b) => Attempt::Done(b),
+                    None => Attempt::Retry(StoreError::PullTimedOut { id, from, timeout }),
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        let mut builder = builder;
+        match receive(&mut w, &mut builder, size, progress) {
+            // A failed seal drops the builder, which aborts the object.
+            Ok(()) => Ok(Attempt::Done(builder.seal()?)),
+            Err(e) => {
+                // Abort with a round trip, so the id is free again by the
+                // time the caller hears of the failure.
+                let _ = builder.abort();
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Receives the data into `builder` (chunk by chunk, straight into the
+/// arena) and checks the stream ends right after it.
+fn receive(
+    w: &mut Wire,
+    builder: &mut ObjectBuilder,
+    size: u64,
+    progress: &mut impl FnMut(u64, u64),
+) -> Result<(), StoreError> {
+    let (id, from) = (w.id, w.from);
+    // `create` handed out exactly `size` bytes; the check keeps every slice
+    // below in bounds whatever happened.
+    if builder.len() as u64 != size {
+        return Err(w.protocol("the local object has the wrong size"));
+    }
+    let len = builder.len();
+    let mut got = 0usize;
+    while got < len {
+        let end = len.min(got.saturating_add(PULL_CHUNK));
+        let truncated = StoreError::PullTruncated {
+            id,
+            from,
+            declared: size,
+            received: got as u64,
+        };
+        match w.read(&mut builder[got..end]) {
+            Ok(0) => return Err(truncated),
+            Ok(n) => got += n,
+            Err(ReadFail::Io(e)) if is_cut(&e) => return Err(truncated),
+            Err(ReadFail::Io(e)) => return Err(w.io(e)),
+            Err(ReadFail::Err(e)) => return Err(e),
+        }
+        progress(got as u64, size);
+    }
+    // The server closes right after the data: anything more is a protocol
+    // violation.
+    let mut extra = [0u8; 1];
+    match w.read(&mut extra) {
+        Ok(0) => Ok(()),
+        Err(ReadFail::Io(e)) if is_cut(&e) => Ok(()),
+        Ok(_) => Err(StoreError::PullOverrun {
+            id,
+            from,
+            declared: size,
+        }),
+        Err(ReadFail::Io(e)) => Err(w.io(e)),
+        Err(ReadFail::Err(e)) => Err(e),
+    }
+}

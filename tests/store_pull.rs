@@ -1,0 +1,140 @@
+//! The pull server's limits, in one process: two embedded stores in two
+//! sessions (each its own arena), a [`PullServer`] on the first with small
+//! limits, and raw TCP peers. `cli/tests/store_pull_cli.rs` runs the pull
+//! between two real `shmwire node` processes.
+
+mod store_common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use shmwire::store::{PullServer, PullServerConfig, StoreClient, StoreError, DEFAULT_STORE_NAME};
+use store_common::{checksum, contents, eventually, oid, Env, GUARD};
+
+fn client(env: &Env) -> StoreClient {
+    StoreClient::connect(&env.session, DEFAULT_STORE_NAME).unwrap()
+}
+
+fn config() -> PullServerConfig {
+    PullServerConfig::new("127.0.0.1:0".parse().unwrap())
+}
+
+fn request(id: &shmwire::ids::ObjectId) -> [u8; 48] {
+    let mut r = [0u8; 48];
+    r[0..4].copy_from_slice(b"SWPQ");
+    r[4..8].copy_from_slice(&1u32.to_le_bytes());
+    r[8..36].copy_from_slice(id.as_bytes());
+    r
+}
+
+/// Everything the server sends until it closes.
+fn read_all(s: &mut TcpStream) -> Vec<u8> {
+    s.set_read_timeout(Some(GUARD)).unwrap();
+    let mut v = Vec::new();
+    s.read_to_end(&mut v).unwrap();
+    v
+}
+
+#[test]
+fn many_small_chunks_arrive_whole() {
+    let (ea, eb) = (Env::new("pull-chunks-a"), Env::new("pull-chunks-b"));
+    let (_sa, _sb) = (ea.store(8 << 20), eb.store(8 << 20));
+    let mut cfg = config();
+    cfg.chunk = 1000;
+    let server = PullServer::start(client(&ea), cfg).unwrap();
+    let (a, b) = (client(&ea), client(&eb));
+    let data = contents(1, (1 << 20) + 7);
+    a.put(oid(1, 0), &data, b"m").unwrap();
+    let mut calls = 0;
+    let got = b
+        .pull_with_progress(oid(1, 0), server.addr(), GUARD, |got, total| {
+            assert!(got <= total);
+            calls += 1;
+        })
+        .unwrap();
+    assert_eq!(checksum(&got), checksum(&data));
+    assert_eq!(got.metadata(), b"m");
+    assert!(calls >= 2, "progress called {calls} times");
+    drop(got);
+    server.shutdown();
+}
+
+#[test]
+fn a_server_at_its_limit_answers_busy_and_frees_the_slot_when_a_puller_leaves() {
+    let (ea, eb) = (Env::new("pull-busy-a"), Env::new("pull-busy-b"));
+    let (_sa, _sb) = (ea.store(4 << 20), eb.store(4 << 20));
+    let mut cfg = config();
+    cfg.max_pulls = 1;
+    cfg.request_timeout = GUARD;
+    let server = PullServer::start(client(&ea), cfg).unwrap();
+    let (a, b) = (client(&ea), client(&eb));
+    a.put(oid(2, 0), b"payload", b"").unwrap();
+
+    let silent = TcpStream::connect(server.addr()).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let t = Instant::now();
+    let e = b
+        .pull(oid(2, 0), server.addr(), Duration::from_millis(300))
+        .unwrap_err();
+    assert!(matches!(e, StoreError::RemoteBusy { .. }), "{e}");
+    assert!(t.elapsed() < Duration::from_secs(2));
+    assert!(!b.contains(oid(2, 0)).unwrap());
+
+    // The slot is free once the silent peer leaves.
+    drop(silent);
+    let got = b.pull(oid(2, 0), server.addr(), GUARD).unwrap();
+    assert_eq!(&got[..], b"payload");
+}
+
+#[test]
+fn a_stalled_puller_is_dropped_and_its_reference_released() {
+    let env = Env::new("pull-stall");
+    let _s = env.store(16 << 20);
+    let mut cfg = config();
+    cfg.stall_timeout = Duration::from_millis(300);
+    let server = PullServer::start(client(&env), cfg).unwrap();
+    let a = client(&env);
+    let data = contents(3, 8 << 20);
+    a.put(oid(3, 0), &data, b"").unwrap();
+
+    let mut s = TcpStream::connect(server.addr()).unwrap();
+    s.write_all(&request(&oid(3, 0))).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    // Held by the transfer: the delete is deferred, the id still in use.
+    a.delete(&[oid(3, 0)]).unwrap();
+    let e = a.put(oid(3, 0), b"x", b"").unwrap_err();
+    assert!(matches!(e, StoreError::ObjectInUse { .. }), "{e}");
+    // No reading: after the stall timeout the server lets go.
+    eventually("the stalled transfer's reference released", || {
+        a.put(oid(3, 0), b"x", b"").is_ok()
+    });
+    // The puller then finds a short stream: header + part of the data.
+    let got = read_all(&mut s);
+    assert!(
+        got.len() >= 32 && got.len() < 32 + data.len(),
+        "{}",
+        got.len()
+    );
+    assert_eq!(&got[0..4], b"SWPA");
+}
+
+#[test]
+fn malformed_requests_get_the_failed_status_and_missing_objects_not_found() {
+    let env = Env::new("pull-bad-req");
+    let _s = env.store(1 << 20);
+    let server = PullServer::start(client(&env), config()).unwrap();
+
+    let mut bad = request(&oid(4, 0));
+    bad[0] = b'X';
+    let mut reserved = request(&oid(4, 0));
+    reserved[47] = 1;
+    for (req, status) in [(bad, 3u32), (reserved, 3), (request(&oid(4, 0)), 1)] {
+        let mut s = TcpStream::connect(server.addr()).unwrap();
+        s.write_all(&req).unwrap();
+        let got = read_all(&mut s);
+        assert_eq!(got.len(), 32, "{got:?}");
+        assert_eq!(&got[0..4], b"SWPA");
+        assert_eq!(u32::from_le_bytes(got[8..12].try_into().unwrap()), status);
+    }
+}
