@@ -50,7 +50,7 @@ pub mod stats;
 pub mod task_manager;
 
 pub use self::core::{
-    ActorHandle, ActorOptions, CoreWorker, CoreWorkerOptions, ObjectRef, TaskOptions,
+    ActorHandle, ActorOptions, CoreWorker, CoreWorkerOptions, ObjectRef, ObjectValue, TaskOptions,
 };
 pub use error::{GetError, TaskError, WorkerError};
 pub use registry::{
@@ -58,7 +58,8 @@ pub use registry::{
     TaskResult, CONSTRUCTOR_NAME,
 };
 pub use server::{
-    Worker, WorkerEvent, WorkerOptions, APP_ERROR_METADATA, MAX_DIRECT_CALL_OBJECT_SIZE, MAX_EVENTS,
+    Worker, WorkerEvent, WorkerOptions, APP_ERROR_METADATA, MAX_DIRECT_CALL_OBJECT_SIZE,
+    MAX_EVENTS, OBJECT_LOST_METADATA, OBJECT_STORE_ERROR_METADATA,
 };
 pub use stats::{EventStats, HandlerStats, StatsSnapshot};
 pub use task_manager::{PendingTask, ReplyMatch, TaskManager};
