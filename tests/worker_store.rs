@@ -150,9 +150,33 @@ fn large_arguments_and_returns_go_through_the_store() {
     driver.release_dropped_refs();
     assert!(!observer.contains(ids[0]).unwrap());
     assert_eq!(driver.num_pending_tasks(), 0);
-    // No visible object is left (the worker may still hold its reference on
-    // the last return until the caller disconnects: deleted, not yet freed).
+    // No visible object is left; the worker may still hold its references
+    // on the last returns (deleted, not yet freed) until the caller
+    // acknowledges their replies, which the next call does: then the store
+    // is empty while both processes still run.
     wait_sealed(&service, 0);
+    // A reference dropped before its task replied: the return is deleted
+    // as the reply arrives.
+    let early = transform(&mut driver, &actor, big_arg(60), 60);
+    let early_id = early.id();
+    drop(early);
+    for seed in [70, 71] {
+        let small = driver
+            .submit_actor_task(
+                &actor,
+                "transform",
+                vec![
+                    TaskArg::value(pattern(seed, 10), Vec::new()),
+                    i64_arg(seed as i64),
+                    i64_arg(0),
+                ],
+            )
+            .unwrap();
+        assert!(driver.get(&[small], GUARD).unwrap()[0].is_empty());
+    }
+    assert!(!observer.contains(early_id).unwrap());
+    assert_eq!(driver.num_pending_tasks(), 0);
+    wait_store_empty(&service);
 
     drop(driver);
     worker.wait_success();

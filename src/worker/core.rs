@@ -439,7 +439,21 @@ fn outcome(
                     }),
                 );
             };
-            let id = o.object_id;
+            // Only the task's own return id is fetched (and later deleted):
+            // a reply naming another object is not trusted.
+            let id = payload.request.task_spec.return_id(0);
+            if o.object_id != id {
+                return (
+                    ordering::ReplyOutcome::Ok,
+                    Err(TaskError::ObjectStore {
+                        function: payload.function(),
+                        message: format!(
+                            "the reply names object {} in the store, not the return {id}",
+                            o.object_id
+                        ),
+                    }),
+                );
+            }
             let fetched = store
                 .get(&[id], STORE_RETURN_FETCH)
                 .map(|mut v| v.pop().flatten());
@@ -804,7 +818,11 @@ impl CoreWorker {
         pinned: &mut Vec<ObjectId>,
     ) -> Result<(), WorkerError> {
         if let Some(store) = self.store.as_ref() {
-            store.pin(&[id])?;
+            if let Err(e) = store.pin(&[id]) {
+                // An object put for this task alone goes at once.
+                self.maybe_release(id);
+                return Err(e.into());
+            }
         }
         self.refs.entry(id).or_default().submitted += 1;
         pinned.push(id);

@@ -4,7 +4,8 @@
 //! | --- | --- | --- |
 //! | function registry | [`FunctionRegistry`], [`ActorClass`], [`Args`] | `FunctionActorManager` |
 //! | receiving worker | [`Worker`] | `CoreWorker::HandlePushTask`, the scheduling queues, `ExecuteTask` |
-//! | submitting worker | [`CoreWorker`], [`ActorHandle`], [`ObjectRef`] | `CoreWorker::SubmitActorTask` / `SubmitTask` / `CreateActor` / `Get` / `Wait`, `CoreWorkerDirectActorTaskSubmitter` |
+//! | submitting worker | [`CoreWorker`], [`ActorHandle`], [`ObjectRef`], [`ObjectValue`] | `CoreWorker::SubmitActorTask` / `SubmitTask` / `CreateActor` / `Put` / `Get` / `Wait`, `CoreWorkerDirectActorTaskSubmitter`, `ReferenceCounter` (simple form) |
+//! | large arguments and returns | [`CoreWorkerOptions::store`], [`WorkerOptions::store`] | plasma: `in_plasma` returns, by-reference arguments (`docs/worker.md`, "Large arguments and returns") |
 //! | pending tasks | [`TaskManager`] | `TaskManager` |
 //! | statistics | [`EventStats`], [`StatsSnapshot`] | `instrumented_io_context` / `EventStats` |
 //!
