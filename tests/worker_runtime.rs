@@ -192,7 +192,7 @@ fn application_errors_propagate_with_function_and_message() {
         task_error(&mut driver, &no_arg),
         TaskError::Application { message, .. } if message.contains("argument 0 missing")
     ));
-    // Values above the inline limit fail with a size error (no object store yet).
+    // Values above the inline limit fail with a size error (this worker has no object store).
     let big = driver
         .submit_actor_task(
             &actor,

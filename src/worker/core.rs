@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 
 use foldhash::{HashMap, HashMapExt as _};
 use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::ids::{ActorId, JobId, NodeId, ObjectId, TaskId, WorkerId};
@@ -26,24 +27,128 @@ use crate::spec::{
     ArchivedReturnValue, Encoder, FunctionDescriptor, PushTaskReply, PushTaskRequest, StatusCode,
     TaskArg, TaskSpecBuilder,
 };
+use crate::store::{ObjectBuffer, StoreClient};
 use crate::transport::{
     AnyConnection, Connection, Connector, MessageConnection, Mux, MuxEvent, PeerKey, SendError,
     ShmOptions, TransportConfig, TransportKind,
 };
 
 use super::registry::CONSTRUCTOR_NAME;
-use super::server::MAX_DIRECT_CALL_OBJECT_SIZE;
+use super::server::{
+    MAX_DIRECT_CALL_OBJECT_SIZE, OBJECT_LOST_METADATA, OBJECT_STORE_ERROR_METADATA,
+};
 use super::task_manager::{ReplyMatch, TaskManager};
 use super::{GetError, TaskError, WorkerError};
 
-/// A reference to a task's return object: its id and its owner's address
-/// (Ray's `ObjectRef`). The owner is the [`CoreWorker`] that submitted the
-/// task; only it can [`get`](CoreWorker::get) the value.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// A reference to a task's return object (or a `put` object): its id and
+/// its owner's address (Ray's `ObjectRef`). The owner is the [`CoreWorker`]
+/// that submitted the task; only it can [`get`](CoreWorker::get) the value.
+///
+/// With an object store ([`CoreWorkerOptions::store`]) references are
+/// counted, in a simple form of Ray's `ReferenceCounter`: clones share one
+/// local reference, and when the last clone is dropped (and no pending task
+/// of the owner uses the object as an argument) the owner forgets the value
+/// and deletes its store object, the next time it is called
+/// ([`CoreWorker::release_dropped_refs`]). Without a store the owner keeps
+/// values until [`CoreWorker::free`].
+#[derive(Clone)]
 pub struct ObjectRef {
     object_id: ObjectId,
     /// Shared with the owner (no copy of the address per reference).
-    owner: std::sync::Arc<Address>,
+    owner: Arc<Address>,
+    /// The local reference, shared by all clones (with a store only); held
+    /// for its `Drop`.
+    _token: Option<Arc<RefToken>>,
+}
+
+impl std::fmt::Debug for ObjectRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectRef")
+            .field("object_id", &self.object_id)
+            .field("owner", &self.owner)
+            .finish()
+    }
+}
+
+impl PartialEq for ObjectRef {
+    fn eq(&self, other: &Self) -> bool {
+        self.object_id == other.object_id && self.owner == other.owner
+    }
+}
+
+impl Eq for ObjectRef {}
+
+impl std::hash::Hash for ObjectRef {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.object_id.hash(state);
+        self.owner.hash(state);
+    }
+}
+
+/// The local reference of an [`ObjectRef`] and its clones: dropping the
+/// last one queues the id for its owner.
+struct RefToken {
+    id: ObjectId,
+    released: Arc<Mutex<Vec<ObjectId>>>,
+}
+
+impl Drop for RefToken {
+    fn drop(&mut self) {
+        self.released
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(self.id);
+    }
+}
+
+/// A value handed out by [`CoreWorker::get_buffers`]: inline bytes (a copy
+/// out of the reply) or a large object read zero-copy in the object
+/// store's shared memory (holding a store reference until dropped). Derefs
+/// to `[u8]`.
+#[derive(Debug)]
+pub enum ObjectValue {
+    /// A value that travelled inline (at most `max_direct_call_object_size`).
+    Inline(Vec<u8>),
+    /// A value in the object store.
+    Store(ObjectBuffer),
+}
+
+impl std::ops::Deref for ObjectValue {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Self::Inline(v) => v,
+            Self::Store(b) => b,
+        }
+    }
+}
+
+/// A ready object in the owner's memory store.
+enum Stored {
+    /// The bytes, copied out of the reply.
+    Inline(Vec<u8>),
+    /// The owner's reference on its store object (keeps it from eviction).
+    Store(ObjectBuffer),
+}
+
+impl Stored {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Inline(v) => v,
+            Self::Store(b) => b,
+        }
+    }
+}
+
+/// The owner's count of one object's references (with a store only).
+#[derive(Debug, Default, Clone, Copy)]
+struct RefState {
+    /// An [`ObjectRef`] (or a clone) is alive.
+    local: bool,
+    /// Pending tasks that pass it by reference (each holds a store pin).
+    submitted: u32,
+    /// It lives in the store: deleted there once unreferenced.
+    in_store: bool,
 }
 
 impl ObjectRef {
@@ -59,7 +164,9 @@ impl ObjectRef {
 
     /// This reference as a task argument (passed by reference; the owner
     /// inlines the value when it submits the task, as Ray's
-    /// `LocalDependencyResolver` does for small objects it owns).
+    /// `LocalDependencyResolver` does for small objects it owns, and keeps
+    /// an object that lives in the store by reference, pinned until the
+    /// task finishes).
     pub fn as_arg(&self) -> TaskArg {
         TaskArg::object_ref(self.object_id, (*self.owner).clone())
     }
@@ -144,6 +251,14 @@ pub struct CoreWorkerOptions {
     pub max_direct_call_object_size: usize,
     /// Bound on resolving a by-reference argument and on actor creation.
     pub step_timeout: Duration,
+    /// The session's object store (a client of its store service, e.g.
+    /// `StoreClient::connect(&session, DEFAULT_STORE_NAME)`). With it, an
+    /// argument above `max_direct_call_object_size` is put in the store and
+    /// passed by reference, return values the worker put there are read
+    /// from it, [`CoreWorker::put`] stores large values there, and
+    /// references are counted (see [`ObjectRef`]). Without it, such
+    /// arguments fail with [`WorkerError::ArgsTooLarge`]. Default `None`.
+    pub store: Option<StoreClient>,
 }
 
 impl CoreWorkerOptions {
@@ -159,9 +274,21 @@ impl CoreWorkerOptions {
             spin: false,
             max_direct_call_object_size: MAX_DIRECT_CALL_OBJECT_SIZE,
             step_timeout: Duration::from_secs(30),
+            store: None,
         }
     }
+
+    /// These options with `store` as the object store.
+    pub fn with_store(mut self, store: StoreClient) -> Self {
+        self.store = Some(store);
+        self
+    }
 }
+
+/// How long the owner waits for a return object the reply says is in the
+/// store (it was sealed before the reply was sent; the wait covers a retry
+/// that found an earlier attempt's object still being written).
+const STORE_RETURN_FETCH: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy)]
 enum Target {
@@ -181,6 +308,9 @@ struct Payload {
     request: PushTaskRequest,
     target: Target,
     request_id: Option<RequestId>,
+    /// Store objects owned here that the task takes by reference, each
+    /// pinned for the task until it finishes.
+    store_args: Vec<ObjectId>,
 }
 
 struct Conn {
@@ -238,7 +368,7 @@ pub struct CoreWorker {
     connector: Connector,
     address: Address,
     /// `address`, shared by every [`ObjectRef`] this worker hands out.
-    owner: std::sync::Arc<Address>,
+    owner: Arc<Address>,
     /// Reused buffer of a submit queue's events (no allocation per call).
     events: Vec<SubmitEvent<TaskId>>,
     driver_task: TaskId,
@@ -252,9 +382,18 @@ pub struct CoreWorker {
     tasks: TaskManager<Payload>,
     /// Requests re-sent with `skip_execution` for tasks already finished.
     resends: HashMap<TaskId, (ActorId, RequestId, u64)>,
-    objects: HashMap<ObjectId, Result<Vec<u8>, TaskError>>,
+    objects: HashMap<ObjectId, Result<Stored, TaskError>>,
     encoder: Encoder,
     lost: Vec<WorkerId>,
+    /// The object store (from the options).
+    store: Option<StoreClient>,
+    /// Reference counts of the objects this worker owns (with a store only).
+    refs: HashMap<ObjectId, RefState>,
+    /// Ids whose last [`ObjectRef`] was dropped, not yet processed.
+    released: Arc<Mutex<Vec<ObjectId>>>,
+    /// Ray's put index: object `i` put by this worker is
+    /// `ObjectId::from_index(root task, i)`, from 1.
+    put_index: u32,
 }
 
 impl std::fmt::Debug for CoreWorker {
@@ -280,14 +419,67 @@ fn send_request(
 }
 
 /// What a reply says about its task: the status for the ordering layer and
-/// the value or error of its first return object.
+/// the value or error of its first return object. A return in the store is
+/// fetched from `store` (the owner's reference is taken here, before any
+/// eviction could take it).
 fn outcome(
     reply: &ArchivedPushTaskReply,
     payload: &Payload,
     max_inline: usize,
-) -> (ordering::ReplyOutcome, Result<Vec<u8>, TaskError>) {
+    store: Option<&StoreClient>,
+) -> (ordering::ReplyOutcome, Result<Stored, TaskError>) {
     let first = reply.return_objects.first();
     if let Some(o) = first {
+        if matches!(o.value, ArchivedReturnValue::InStore) && reply.status.is_ok() {
+            let Some(store) = store else {
+                return (
+                    ordering::ReplyOutcome::Ok,
+                    Err(TaskError::ObjectTooLarge {
+                        function: payload.function(),
+                        size: o.size.to_native(),
+                        max: max_inline as u64,
+                    }),
+                );
+            };
+            // Only the task's own return id is fetched (and later deleted):
+            // a reply naming another object is not trusted.
+            let id = payload.request.task_spec.return_id(0);
+            if o.object_id != id {
+                return (
+                    ordering::ReplyOutcome::Ok,
+                    Err(TaskError::ObjectStore {
+                        function: payload.function(),
+                        message: format!(
+                            "the reply names object {} in the store, not the return {id}",
+                            o.object_id
+                        ),
+                    }),
+                );
+            }
+            let fetched = store
+                .get(&[id], STORE_RETURN_FETCH)
+                .map(|mut v| v.pop().flatten());
+            let result = match fetched {
+                Ok(Some(buf)) if buf.len() as u64 == o.size.to_native() => Ok(Stored::Store(buf)),
+                Ok(Some(buf)) => Err(TaskError::ObjectStore {
+                    function: payload.function(),
+                    message: format!(
+                        "return object {id} has {} bytes in the store, the reply says {}",
+                        buf.len(),
+                        o.size.to_native()
+                    ),
+                }),
+                Ok(None) => Err(TaskError::ObjectStore {
+                    function: payload.function(),
+                    message: format!("return object {id} is not in the object store"),
+                }),
+                Err(e) => Err(TaskError::ObjectStore {
+                    function: payload.function(),
+                    message: format!("fetching return object {id}: {e}"),
+                }),
+            };
+            return (ordering::ReplyOutcome::Ok, result);
+        }
         if matches!(o.value, ArchivedReturnValue::InStore) {
             return (
                 ordering::ReplyOutcome::Ok,
@@ -299,16 +491,41 @@ fn outcome(
             );
         }
     }
-    let inline = first.and_then(|o| match &o.value {
-        ArchivedReturnValue::Inline(d) => Some(d.data.as_slice()),
-        ArchivedReturnValue::InStore => None,
-    });
+    let (inline, metadata) = match first.map(|o| &o.value) {
+        Some(ArchivedReturnValue::Inline(d)) => (Some(d.data.as_slice()), d.metadata.as_slice()),
+        _ => (None, &[][..]),
+    };
     let code: StatusCode = reply.status.code;
     if reply.is_application_level_error {
         let message = match inline {
             Some(d) => String::from_utf8_lossy(d).into_owned(),
             None => reply.status.message.as_str().to_owned(),
         };
+        if metadata == OBJECT_LOST_METADATA {
+            let d = inline.unwrap_or_default();
+            let object_id = d
+                .get(..ObjectId::SIZE)
+                .and_then(|b| ObjectId::from_bytes(b).ok())
+                .unwrap_or_default();
+            let message = String::from_utf8_lossy(d.get(ObjectId::SIZE..).unwrap_or_default());
+            return (
+                ordering::ReplyOutcome::Ok,
+                Err(TaskError::ArgumentLost {
+                    function: payload.function(),
+                    object_id,
+                    message: message.into_owned(),
+                }),
+            );
+        }
+        if metadata == OBJECT_STORE_ERROR_METADATA {
+            return (
+                ordering::ReplyOutcome::Ok,
+                Err(TaskError::ObjectStore {
+                    function: payload.function(),
+                    message,
+                }),
+            );
+        }
         let err = if code == StatusCode::NotFound {
             TaskError::FunctionNotFound {
                 function: payload.function(),
@@ -334,7 +551,9 @@ fn outcome(
     }
     (
         ordering::ReplyOutcome::Ok,
-        Ok(inline.map(<[u8]>::to_vec).unwrap_or_default()),
+        Ok(Stored::Inline(
+            inline.map(<[u8]>::to_vec).unwrap_or_default(),
+        )),
     )
 }
 
@@ -364,10 +583,19 @@ impl CoreWorker {
             worker_id: options.worker_id,
         };
         Ok(Self {
-            driver_task: TaskId::for_driver_task(options.job_id),
+            // Ray's root task of a driver is `TaskID::ForDriverTask(job)`,
+            // one per job; here several CoreWorkers may share a job, so each
+            // gets its own root (`TaskID::ComputeDriverTaskId(worker id)`):
+            // the ids of its tasks, their return objects and its put objects
+            // then never collide with another caller's in the store.
+            driver_task: TaskId::compute_driver_task_id(options.worker_id),
+            store: options.store.clone(),
+            refs: HashMap::new(),
+            released: Arc::new(Mutex::new(Vec::new())),
+            put_index: 0,
             options,
             connector,
-            owner: std::sync::Arc::new(address.clone()),
+            owner: Arc::new(address.clone()),
             events: Vec::new(),
             address,
             task_counter: 0,
@@ -419,33 +647,103 @@ impl CoreWorker {
         self.task_counter
     }
 
-    /// Inlines by-reference arguments this worker owns (waiting for them up
-    /// to the step timeout) and checks the inline total against
-    /// `max_direct_call_object_size`.
-    fn resolve_args(&mut self, args: Vec<TaskArg>) -> Result<Vec<TaskArg>, WorkerError> {
+    /// Ray's `LocalDependencyResolver` plus the promotion of large
+    /// arguments to the store. By-reference arguments this worker owns are
+    /// waited for (up to the step timeout); a small one is inlined, one in
+    /// the store stays by reference. With a store and `promote`, an inline
+    /// argument is put in the store and passed by reference when it is
+    /// larger than `max_direct_call_object_size` or would take the task's
+    /// inline total above it (Ray's `task_rpc_inlined_bytes_limit` rule,
+    /// with the one limit); references owned elsewhere are passed on as
+    /// they are (the executing worker reads them from its store). Without a
+    /// store the inline total is checked ([`WorkerError::ArgsTooLarge`]).
+    ///
+    /// Returns the arguments and the store objects owned here that the task
+    /// takes by reference, each pinned once for it (undo with
+    /// [`Self::release_task_args`] if the task is not submitted).
+    fn resolve_args(
+        &mut self,
+        args: Vec<TaskArg>,
+        promote: bool,
+    ) -> Result<(Vec<TaskArg>, Vec<ObjectId>), WorkerError> {
+        let max = self.options.max_direct_call_object_size;
         if args.iter().all(|a| matches!(a, TaskArg::Value(_))) {
-            // Nothing to resolve: the caller's vector is used as it is.
             let size: usize = args.iter().map(TaskArg::inline_bytes).sum();
-            if size > self.options.max_direct_call_object_size {
+            if size <= max {
+                // Nothing to resolve: the caller's vector is used as it is.
+                return Ok((args, Vec::new()));
+            }
+            if self.store.is_none() || !promote {
                 return Err(WorkerError::ArgsTooLarge {
                     size: size as u64,
-                    max: self.options.max_direct_call_object_size as u64,
+                    max: max as u64,
                 });
             }
-            return Ok(args);
         }
         let mut out = Vec::with_capacity(args.len());
+        let mut pinned = Vec::new();
+        let r = self.resolve_each(args, promote, &mut out, &mut pinned);
+        if let Err(e) = r {
+            self.release_args(&pinned);
+            return Err(e);
+        }
+        let size: usize = out.iter().map(TaskArg::inline_bytes).sum();
+        if size > max {
+            self.release_args(&pinned);
+            return Err(WorkerError::ArgsTooLarge {
+                size: size as u64,
+                max: max as u64,
+            });
+        }
+        Ok((out, pinned))
+    }
+
+    fn resolve_each(
+        &mut self,
+        args: Vec<TaskArg>,
+        promote: bool,
+        out: &mut Vec<TaskArg>,
+        pinned: &mut Vec<ObjectId>,
+    ) -> Result<(), WorkerError> {
+        let max = self.options.max_direct_call_object_size;
+        let by_store = promote && self.store.is_some();
+        let mut inline_total = 0usize;
         for a in args {
             match a {
-                TaskArg::Value(v) => out.push(TaskArg::Value(v)),
+                TaskArg::Value(v) => {
+                    let size = v.data.len() + v.metadata.len();
+                    if by_store && (size > max || inline_total + size > max) {
+                        let id = self.put_in_store(&v.data, &v.metadata)?;
+                        self.refs.entry(id).or_default().in_store = true;
+                        self.pin_for_task(id, pinned)?;
+                        out.push(TaskArg::object_ref(id, (*self.owner).clone()));
+                    } else {
+                        inline_total += size;
+                        out.push(TaskArg::Value(v));
+                    }
+                }
+                TaskArg::ObjectRef(r) if r.owner_address.worker_id != self.options.worker_id => {
+                    if self.store.is_none() {
+                        return Err(WorkerError::UnresolvedArgument {
+                            object_id: r.object_id,
+                            reason: format!(
+                                "owned by worker {}, and this worker has no object store",
+                                r.owner_address.worker_id
+                            ),
+                        });
+                    }
+                    // Borrowed: the executing worker reads it from its store.
+                    out.push(TaskArg::ObjectRef(r));
+                }
                 TaskArg::ObjectRef(r) => {
                     let object_id = r.object_id;
                     let oref = ObjectRef {
                         object_id,
-                        owner: std::sync::Arc::new(r.owner_address.clone()),
+                        owner: Arc::clone(&self.owner),
+                        _token: None,
                     };
-                    let value = match self.get(&[oref], self.options.step_timeout) {
-                        Ok(mut v) => v.pop().unwrap_or_default(),
+                    match self.wait_ready(std::slice::from_ref(&oref), self.options.step_timeout) {
+                        Ok(()) => {}
                         Err(GetError::Worker(e)) => return Err(e),
                         Err(e) => {
                             return Err(WorkerError::UnresolvedArgument {
@@ -453,19 +751,201 @@ impl CoreWorker {
                                 reason: e.to_string(),
                             })
                         }
+                    }
+                    let value = match self.objects.get(&object_id) {
+                        Some(Ok(Stored::Store(_))) if by_store => None,
+                        Some(Ok(v)) => Some(v.bytes().to_vec()),
+                        Some(Err(e)) => {
+                            return Err(WorkerError::UnresolvedArgument {
+                                object_id,
+                                reason: e.to_string(),
+                            })
+                        }
+                        None => {
+                            return Err(WorkerError::UnresolvedArgument {
+                                object_id,
+                                reason: "freed".into(),
+                            })
+                        }
                     };
-                    out.push(TaskArg::value(value, Vec::new()));
+                    match value {
+                        Some(value) => {
+                            let size = value.len();
+                            if by_store && (size > max || inline_total + size > max) {
+                                // A small value owned here, promoted with the rest.
+                                let id = self.put_in_store(&value, &[])?;
+                                self.refs.entry(id).or_default().in_store = true;
+                                self.pin_for_task(id, pinned)?;
+                                out.push(TaskArg::object_ref(id, (*self.owner).clone()));
+                            } else {
+                                inline_total += size;
+                                out.push(TaskArg::value(value, Vec::new()));
+                            }
+                        }
+                        None => {
+                            self.pin_for_task(object_id, pinned)?;
+                            out.push(TaskArg::ObjectRef(r));
+                        }
+                    }
                 }
             }
         }
-        let size: usize = out.iter().map(TaskArg::inline_bytes).sum();
-        if size > self.options.max_direct_call_object_size {
+        Ok(())
+    }
+
+    /// Puts `data` into the store under the next put id (Ray's
+    /// `CoreWorker::Put`: `ObjectID::FromIndex(current task, put index)`)
+    /// and keeps the owner's reference on it in the memory store.
+    fn put_in_store(&mut self, data: &[u8], metadata: &[u8]) -> Result<ObjectId, WorkerError> {
+        let Some(store) = self.store.as_ref() else {
             return Err(WorkerError::ArgsTooLarge {
-                size: size as u64,
+                size: data.len() as u64,
                 max: self.options.max_direct_call_object_size as u64,
             });
+        };
+        self.put_index = self.put_index.wrapping_add(1).max(1);
+        let id = ObjectId::from_index(self.driver_task, self.put_index);
+        let mut b = store.create(id, data.len() as u64, metadata)?;
+        b.copy_from_slice(data);
+        let buf = b.seal()?;
+        self.objects.insert(id, Ok(Stored::Store(buf)));
+        Ok(id)
+    }
+
+    /// Pins `id` in the store for one task and counts the task as a
+    /// reference (Ray's submitted-task reference).
+    fn pin_for_task(
+        &mut self,
+        id: ObjectId,
+        pinned: &mut Vec<ObjectId>,
+    ) -> Result<(), WorkerError> {
+        if let Some(store) = self.store.as_ref() {
+            if let Err(e) = store.pin(&[id]) {
+                // An object put for this task alone goes at once.
+                self.maybe_release(id);
+                return Err(e.into());
+            }
         }
-        Ok(out)
+        self.refs.entry(id).or_default().submitted += 1;
+        pinned.push(id);
+        Ok(())
+    }
+
+    /// Undoes [`Self::pin_for_task`] for each of `ids` (the task finished,
+    /// or was never submitted) and frees what is no longer referenced.
+    fn release_args(&mut self, ids: &[ObjectId]) {
+        for id in ids {
+            if let Some(store) = self.store.as_ref() {
+                if let Err(e) = store.unpin(&[*id]) {
+                    tracing::debug!(error = %e, %id, "unpinning a task argument failed");
+                }
+            }
+            if let Some(st) = self.refs.get_mut(id) {
+                st.submitted = st.submitted.saturating_sub(1);
+            }
+            self.maybe_release(*id);
+        }
+    }
+
+    /// A finished task no longer references its arguments.
+    fn release_task_args(&mut self, payload: &Payload) {
+        if !payload.store_args.is_empty() {
+            let ids = payload.store_args.clone();
+            self.release_args(&ids);
+        }
+    }
+
+    /// Frees `id` if nothing references it any more: its value leaves the
+    /// memory store and, if it is in the object store, it is deleted there
+    /// (Ray's owner deleting an out-of-scope object).
+    fn maybe_release(&mut self, id: ObjectId) {
+        let Some(st) = self.refs.get(&id).copied() else {
+            return;
+        };
+        if st.local || st.submitted > 0 || self.owns_pending(id) {
+            return;
+        }
+        self.refs.remove(&id);
+        let removed = self.objects.remove(&id);
+        let in_store = st.in_store || matches!(removed, Some(Ok(Stored::Store(_))));
+        // Release the owner's reference before the delete, so that the
+        // delete frees the object at once if nobody else holds it.
+        drop(removed);
+        if in_store {
+            if let Some(store) = self.store.as_ref() {
+                if let Err(e) = store.delete(&[id]) {
+                    tracing::warn!(error = %e, %id, "deleting an unreferenced object failed");
+                }
+            }
+        }
+    }
+
+    /// Processes the [`ObjectRef`]s dropped since the last call: each
+    /// object whose last reference went away (and that no pending task
+    /// uses) is forgotten and deleted from the object store. Every submit,
+    /// `get`, `wait`, `put` and `free` does this first; call it to free
+    /// store memory while doing none of those. Returns how many references
+    /// were processed.
+    pub fn release_dropped_refs(&mut self) -> usize {
+        let ids = std::mem::take(&mut *self.released.lock().unwrap_or_else(|p| p.into_inner()));
+        for id in &ids {
+            if let Some(st) = self.refs.get_mut(id) {
+                st.local = false;
+            }
+            self.maybe_release(*id);
+        }
+        ids.len()
+    }
+
+    /// A reference to `object_id`, owned here; counted when a store is
+    /// configured.
+    fn new_ref(&mut self, object_id: ObjectId) -> ObjectRef {
+        let token = self.store.as_ref().map(|_| {
+            self.refs.entry(object_id).or_default().local = true;
+            Arc::new(RefToken {
+                id: object_id,
+                released: Arc::clone(&self.released),
+            })
+        });
+        ObjectRef {
+            object_id,
+            owner: Arc::clone(&self.owner),
+            _token: token,
+        }
+    }
+
+    /// Stores a task's outcome under `object_id` (and frees it at once if
+    /// every reference to it was dropped while the task ran).
+    fn store_result(&mut self, object_id: ObjectId, result: Result<Stored, TaskError>) {
+        if let (Some(st), Ok(Stored::Store(_))) = (self.refs.get_mut(&object_id), &result) {
+            st.in_store = true;
+        }
+        self.objects.insert(object_id, result);
+        self.maybe_release(object_id);
+    }
+
+    /// Puts `data` as a new object owned by this worker (Ray's `Put`) and
+    /// returns its reference. With a store, a value above
+    /// `max_direct_call_object_size` goes to the store under
+    /// `ObjectId::from_index(root task, put index)`; smaller ones (and all
+    /// without a store) stay in this worker's memory store. Passed as an
+    /// argument, a store object travels by reference, a small one inline.
+    ///
+    /// # Errors
+    /// [`WorkerError::Store`] (e.g. `StoreFull`).
+    pub fn put(&mut self, data: &[u8]) -> Result<ObjectRef, WorkerError> {
+        self.release_dropped_refs();
+        let id = if self.store.is_some() && data.len() > self.options.max_direct_call_object_size {
+            let id = self.put_in_store(data, &[])?;
+            self.refs.entry(id).or_default().in_store = true;
+            id
+        } else {
+            self.put_index = self.put_index.wrapping_add(1).max(1);
+            let id = ObjectId::from_index(self.driver_task, self.put_index);
+            self.objects.insert(id, Ok(Stored::Inline(data.to_vec())));
+            id
+        };
+        Ok(self.new_ref(id))
     }
 
     fn request(&self, intended: WorkerId, task_spec: spec::TaskSpec) -> PushTaskRequest {
@@ -488,8 +968,9 @@ impl CoreWorker {
         args: Vec<TaskArg>,
         options: TaskOptions,
     ) -> Result<ObjectRef, WorkerError> {
-        let args = self.resolve_args(args)?;
+        self.release_dropped_refs();
         self.ensure_conn(worker)?;
+        let (args, store_args) = self.resolve_args(args, true)?;
         let counter = self.next_parent_counter();
         let spec = TaskSpecBuilder::new(function)
             .job_id(self.options.job_id)
@@ -499,11 +980,10 @@ impl CoreWorker {
             .num_returns(1)
             .max_retries(options.max_retries)
             .build_normal_task();
-        let object_id = self.push_to_worker(worker, spec, options.max_retries);
-        Ok(ObjectRef {
-            object_id,
-            owner: std::sync::Arc::clone(&self.owner),
-        })
+        let object_id = spec.return_id(0);
+        let oref = self.new_ref(object_id);
+        self.push_to_worker(worker, spec, options.max_retries, store_args);
+        Ok(oref)
     }
 
     /// Sends (or re-sends) a pending normal or creation task to its worker;
@@ -515,6 +995,7 @@ impl CoreWorker {
         worker: WorkerId,
         spec: crate::spec::TaskSpec,
         max_retries: i32,
+        store_args: Vec<ObjectId>,
     ) -> ObjectId {
         let task_id = spec.task_id;
         let object_id = spec.return_id(0);
@@ -525,6 +1006,7 @@ impl CoreWorker {
                 request,
                 target: Target::Normal(worker),
                 request_id: None,
+                store_args,
             },
             max_retries,
         );
@@ -608,8 +1090,11 @@ impl CoreWorker {
         options: ActorOptions,
     ) -> Result<ActorHandle, WorkerError> {
         let max_task_retries = options.max_task_retries;
-        let args = self.resolve_args(args)?;
+        self.release_dropped_refs();
         self.ensure_conn(worker)?;
+        // Not promoted to the store: a restart re-runs the creation task
+        // with these arguments long after this call.
+        let (args, store_args) = self.resolve_args(args, false)?;
         let counter = self.next_parent_counter();
         let actor_id = ActorId::of(self.options.job_id, self.driver_task, counter);
         let function = FunctionDescriptor::rust(module_path, class_name, CONSTRUCTOR_NAME);
@@ -632,10 +1117,11 @@ impl CoreWorker {
             count: 0,
             pending: None,
         });
-        let object_id = self.push_to_worker(worker, spec, 0);
+        let object_id = self.push_to_worker(worker, spec, 0, store_args);
         let oref = ObjectRef {
             object_id,
-            owner: std::sync::Arc::clone(&self.owner),
+            owner: Arc::clone(&self.owner),
+            _token: None,
         };
         let result = self.get(std::slice::from_ref(&oref), self.options.step_timeout);
         self.objects.remove(&object_id);
@@ -724,13 +1210,17 @@ impl CoreWorker {
         args: Vec<TaskArg>,
         options: TaskOptions,
     ) -> Result<ObjectRef, WorkerError> {
-        let args = self.resolve_args(args)?;
+        self.release_dropped_refs();
+        if !self.actors.contains_key(&actor.actor_id) {
+            return Err(WorkerError::UnknownActor(actor.actor_id));
+        }
+        let (args, store_args) = self.resolve_args(args, true)?;
         let parent_counter = self.next_parent_counter();
         let function = actor.method_descriptor(method);
-        let entry = self
-            .actors
-            .get_mut(&actor.actor_id)
-            .ok_or(WorkerError::UnknownActor(actor.actor_id))?;
+        let Some(entry) = self.actors.get_mut(&actor.actor_id) else {
+            self.release_args(&store_args);
+            return Err(WorkerError::UnknownActor(actor.actor_id));
+        };
         let counter = entry.next_counter;
         let spec = TaskSpecBuilder::new(function)
             .job_id(self.options.job_id)
@@ -768,6 +1258,7 @@ impl CoreWorker {
                 request,
                 target: Target::Actor(actor.actor_id),
                 request_id: None,
+                store_args,
             },
             options.max_retries,
         );
@@ -776,12 +1267,10 @@ impl CoreWorker {
             // Counters come from this handle only: cannot clash.
             tracing::error!(error = %e, "actor submit queue refused a fresh counter");
         }
+        let oref = self.new_ref(object_id);
         self.actor_events(actor.actor_id, &mut evs, None);
         self.events = evs;
-        Ok(ObjectRef {
-            object_id,
-            owner: std::sync::Arc::clone(&self.owner),
-        })
+        Ok(oref)
     }
 
     /// Carries out what an actor's submit queue decided. `reply` is the
@@ -790,7 +1279,7 @@ impl CoreWorker {
         &mut self,
         actor_id: ActorId,
         evs: &mut Vec<SubmitEvent<TaskId>>,
-        mut reply: Option<(TaskId, Result<Vec<u8>, TaskError>)>,
+        mut reply: Option<(TaskId, Result<Stored, TaskError>)>,
     ) {
         for ev in evs.drain(..) {
             match ev {
@@ -864,12 +1353,13 @@ impl CoreWorker {
         actor_id: ActorId,
         counter: u64,
         task: TaskId,
-        result: Option<Result<Vec<u8>, TaskError>>,
+        result: Option<Result<Stored, TaskError>>,
     ) {
         let Some(payload) = self.tasks.finish(&task) else {
             // A skip_execution re-send of a task finished earlier.
             return;
         };
+        self.release_task_args(&payload);
         let object_id = payload.request.task_spec.return_id(0);
         let result = result.unwrap_or_else(|| {
             Err(TaskError::System {
@@ -878,7 +1368,7 @@ impl CoreWorker {
                 message: "completed without a reply".into(),
             })
         });
-        self.objects.insert(object_id, result);
+        self.store_result(object_id, result);
         if let Some(entry) = self.actors.get_mut(&actor_id) {
             if counter >= entry.queue.next_task_reply_position() {
                 entry.finished.insert(counter, payload.request);
@@ -1043,7 +1533,7 @@ impl CoreWorker {
             if let Some(a) = self.actors.get_mut(&actor_id) {
                 a.worker = worker;
             }
-            let object_id = self.push_to_worker(worker, spec, 0);
+            let object_id = self.push_to_worker(worker, spec, 0, Vec::new());
             if let Some(r) = self
                 .actors
                 .get_mut(&actor_id)
@@ -1104,8 +1594,9 @@ impl CoreWorker {
             return;
         }
         if let Some(p) = self.tasks.finish(&task) {
+            self.release_task_args(&p);
             let worker = p.request.intended_worker_id;
-            self.objects.insert(
+            self.store_result(
                 p.request.task_spec.return_id(0),
                 Err(TaskError::WorkerDied {
                     worker_id: worker,
@@ -1175,7 +1666,8 @@ impl CoreWorker {
                     let Some(t) = self.tasks.get(&task_id) else {
                         continue;
                     };
-                    let (status, result) = outcome(reply, &t.payload, max_inline);
+                    let (status, result) =
+                        outcome(reply, &t.payload, max_inline, self.store.as_ref());
                     match (t.payload.target, t.payload.request_id) {
                         (Target::Actor(actor_id), Some(rid)) => {
                             let mut evs = std::mem::take(&mut self.events);
@@ -1192,8 +1684,8 @@ impl CoreWorker {
                             {
                                 self.send_normal(task_id);
                             } else if let Some(p) = self.tasks.finish(&task_id) {
-                                self.objects
-                                    .insert(p.request.task_spec.return_id(0), result);
+                                self.release_task_args(&p);
+                                self.store_result(p.request.task_spec.return_id(0), result);
                             }
                         }
                     }
@@ -1221,8 +1713,71 @@ impl CoreWorker {
 
     /// Waits until every object in `refs` is ready, at most `timeout`, and
     /// returns their values in order (Ray's `Get`). The first object holding
-    /// a task error is reported as [`GetError::Task`].
+    /// a task error is reported as [`GetError::Task`]. A value in the object
+    /// store is copied out of it here; [`CoreWorker::get_buffers`] lends it
+    /// zero-copy instead.
     pub fn get(&mut self, refs: &[ObjectRef], timeout: Duration) -> Result<Vec<Vec<u8>>, GetError> {
+        self.release_dropped_refs();
+        self.wait_ready(refs, timeout)?;
+        refs.iter()
+            .map(|r| match self.objects.get(&r.object_id) {
+                Some(Ok(v)) => Ok(v.bytes().to_vec()),
+                Some(Err(e)) => Err(GetError::Task {
+                    object_id: r.object_id,
+                    error: e.clone(),
+                }),
+                None => Err(GetError::UnknownObject(r.object_id)),
+            })
+            .collect()
+    }
+
+    /// [`CoreWorker::get`] without copying values out of the object store:
+    /// each store object is lent as an [`ObjectValue::Store`] buffer in the
+    /// store's shared memory (a new store reference, released when the
+    /// buffer is dropped; the object is not deleted while it lives), an
+    /// inline value as a copy.
+    pub fn get_buffers(
+        &mut self,
+        refs: &[ObjectRef],
+        timeout: Duration,
+    ) -> Result<Vec<ObjectValue>, GetError> {
+        self.release_dropped_refs();
+        self.wait_ready(refs, timeout)?;
+        let mut out = Vec::with_capacity(refs.len());
+        for r in refs {
+            let v = match self.objects.get(&r.object_id) {
+                Some(Ok(Stored::Inline(v))) => ObjectValue::Inline(v.clone()),
+                Some(Ok(Stored::Store(b))) => {
+                    let store = self
+                        .store
+                        .as_ref()
+                        .ok_or(GetError::UnknownObject(r.object_id))?;
+                    // The owner holds a reference, so the object is there:
+                    // another reference through the shared index.
+                    let got = store
+                        .get(&[b.id()], Duration::ZERO)
+                        .map_err(|e| GetError::Worker(WorkerError::Store(e)))?;
+                    match got.into_iter().next().flatten() {
+                        Some(b) => ObjectValue::Store(b),
+                        None => return Err(GetError::UnknownObject(r.object_id)),
+                    }
+                }
+                Some(Err(e)) => {
+                    return Err(GetError::Task {
+                        object_id: r.object_id,
+                        error: e.clone(),
+                    })
+                }
+                None => return Err(GetError::UnknownObject(r.object_id)),
+            };
+            out.push(v);
+        }
+        Ok(out)
+    }
+
+    /// Receives replies until every object of `refs` is ready (value or
+    /// error), at most `timeout`.
+    fn wait_ready(&mut self, refs: &[ObjectRef], timeout: Duration) -> Result<(), GetError> {
         let deadline = Instant::now() + timeout;
         loop {
             let mut ready = 0;
@@ -1234,7 +1789,7 @@ impl CoreWorker {
                 }
             }
             if ready == refs.len() {
-                break;
+                return Ok(());
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -1245,16 +1800,6 @@ impl CoreWorker {
             }
             self.drive(left)?;
         }
-        refs.iter()
-            .map(|r| match self.objects.get(&r.object_id) {
-                Some(Ok(v)) => Ok(v.clone()),
-                Some(Err(e)) => Err(GetError::Task {
-                    object_id: r.object_id,
-                    error: e.clone(),
-                }),
-                None => Err(GetError::UnknownObject(r.object_id)),
-            })
-            .collect()
     }
 
     fn owns_pending(&self, object_id: ObjectId) -> bool {
@@ -1270,6 +1815,7 @@ impl CoreWorker {
         num_returns: usize,
         timeout: Duration,
     ) -> Result<(Vec<ObjectRef>, Vec<ObjectRef>), WorkerError> {
+        self.release_dropped_refs();
         let deadline = Instant::now() + timeout;
         let want = num_returns.min(refs.len());
         loop {
@@ -1295,11 +1841,49 @@ impl CoreWorker {
         Ok((ready, not_ready))
     }
 
-    /// Drops the values of `refs` from the memory store (Ray frees an
-    /// object when its last reference goes away; here the owner says when).
+    /// Drops the values of `refs` now (Ray's `ray.internal.free`): from the
+    /// memory store and, for store objects, from the object store too once
+    /// no pending task passes them as arguments. With a store, dropping the
+    /// last clone of an [`ObjectRef`] does the same (see [`ObjectRef`]);
+    /// without one, values stay until freed here.
     pub fn free(&mut self, refs: &[ObjectRef]) {
+        self.release_dropped_refs();
         for r in refs {
-            self.objects.remove(&r.object_id);
+            match self.refs.get_mut(&r.object_id) {
+                Some(st) => {
+                    st.local = false;
+                    self.maybe_release(r.object_id);
+                }
+                None => {
+                    self.objects.remove(&r.object_id);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for CoreWorker {
+    /// The owner is going away, so are its references (Ray frees an owner's
+    /// objects when it dies): its store objects are deleted (each is freed
+    /// once no other process holds it; the store drops this client's pins
+    /// when its connection closes).
+    fn drop(&mut self) {
+        let Some(store) = self.store.take() else {
+            return;
+        };
+        let ids: Vec<ObjectId> = self
+            .refs
+            .iter()
+            .filter(|(id, st)| {
+                st.in_store || matches!(self.objects.get(id), Some(Ok(Stored::Store(_))))
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        self.objects.clear();
+        if !ids.is_empty() {
+            if let Err(e) = store.delete(&ids) {
+                tracing::debug!(error = %e, "deleting the owner's store objects failed");
+            }
         }
     }
 }

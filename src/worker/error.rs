@@ -63,7 +63,8 @@ pub enum TaskError {
         function: String,
     },
     /// The return value is larger than `max_direct_call_object_size` and
-    /// would live in the object store, which this version does not have.
+    /// would live in the object store, but the executing worker (or the
+    /// caller) has none (`WorkerOptions::store` / `CoreWorkerOptions::store`).
     #[error(
         "the return value of {function} has {size} bytes, above max_direct_call_object_size \
          ({max} bytes); large objects need the object store"
@@ -75,6 +76,29 @@ pub enum TaskError {
         size: u64,
         /// The inline limit in bytes.
         max: u64,
+    },
+    /// A by-reference argument was not in the executing worker's object
+    /// store within its fetch timeout (deleted, evicted, never put, or on
+    /// another node), so the task did not run (Ray's `ObjectLostError` /
+    /// `ObjectFetchTimedOutError` for an argument).
+    #[error("argument object {object_id} of {function} is not in the object store: {message}")]
+    ArgumentLost {
+        /// The function's call string.
+        function: String,
+        /// The missing argument object.
+        object_id: ObjectId,
+        /// The worker's explanation.
+        message: String,
+    },
+    /// The object store failed while the task's arguments were fetched or
+    /// its return value was stored (e.g. `StoreFull` for a large return),
+    /// or the return object the reply names is gone from the store.
+    #[error("object store error for {function}: {message}")]
+    ObjectStore {
+        /// The function's call string.
+        function: String,
+        /// The store's error, as text.
+        message: String,
     },
     /// The worker refused the request or failed it outside the handler
     /// (wrong recipient, stale request, no actor on that worker, …).
@@ -139,7 +163,8 @@ pub enum WorkerError {
     #[error(transparent)]
     Shm(#[from] crate::shm::ShmError),
     /// The inline arguments of a task exceed `max_direct_call_object_size`
-    /// (large arguments need the object store, not available yet).
+    /// and the caller has no object store to put them in
+    /// (`CoreWorkerOptions::store`).
     #[error(
         "task arguments of {size} bytes exceed max_direct_call_object_size ({max} bytes); \
          large arguments need the object store"
@@ -174,6 +199,10 @@ pub enum WorkerError {
     /// A bounded wait ran out.
     #[error("timed out: {0}")]
     TimedOut(&'static str),
+    /// The object store failed while putting, pinning or reading an object
+    /// of this worker (e.g. `StoreFull` when a large argument is put).
+    #[error("object store: {0}")]
+    Store(#[from] crate::store::StoreError),
     /// Reading or creating the session token failed.
     #[error(transparent)]
     Token(#[from] crate::node::TokenError),

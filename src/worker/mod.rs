@@ -4,7 +4,8 @@
 //! | --- | --- | --- |
 //! | function registry | [`FunctionRegistry`], [`ActorClass`], [`Args`] | `FunctionActorManager` |
 //! | receiving worker | [`Worker`] | `CoreWorker::HandlePushTask`, the scheduling queues, `ExecuteTask` |
-//! | submitting worker | [`CoreWorker`], [`ActorHandle`], [`ObjectRef`] | `CoreWorker::SubmitActorTask` / `SubmitTask` / `CreateActor` / `Get` / `Wait`, `CoreWorkerDirectActorTaskSubmitter` |
+//! | submitting worker | [`CoreWorker`], [`ActorHandle`], [`ObjectRef`], [`ObjectValue`] | `CoreWorker::SubmitActorTask` / `SubmitTask` / `CreateActor` / `Put` / `Get` / `Wait`, `CoreWorkerDirectActorTaskSubmitter`, `ReferenceCounter` (simple form) |
+//! | large arguments and returns | [`CoreWorkerOptions::store`], [`WorkerOptions::store`] | plasma: `in_plasma` returns, by-reference arguments (`docs/worker.md`, "Large arguments and returns") |
 //! | pending tasks | [`TaskManager`] | `TaskManager` |
 //! | statistics | [`EventStats`], [`StatsSnapshot`] | `instrumented_io_context` / `EventStats` |
 //!
@@ -50,7 +51,7 @@ pub mod stats;
 pub mod task_manager;
 
 pub use self::core::{
-    ActorHandle, ActorOptions, CoreWorker, CoreWorkerOptions, ObjectRef, TaskOptions,
+    ActorHandle, ActorOptions, CoreWorker, CoreWorkerOptions, ObjectRef, ObjectValue, TaskOptions,
 };
 pub use error::{GetError, TaskError, WorkerError};
 pub use registry::{
@@ -58,7 +59,8 @@ pub use registry::{
     TaskResult, CONSTRUCTOR_NAME,
 };
 pub use server::{
-    Worker, WorkerEvent, WorkerOptions, APP_ERROR_METADATA, MAX_DIRECT_CALL_OBJECT_SIZE, MAX_EVENTS,
+    Worker, WorkerEvent, WorkerOptions, APP_ERROR_METADATA, MAX_DIRECT_CALL_OBJECT_SIZE,
+    MAX_EVENTS, OBJECT_LOST_METADATA, OBJECT_STORE_ERROR_METADATA,
 };
 pub use stats::{EventStats, HandlerStats, StatsSnapshot};
 pub use task_manager::{PendingTask, ReplyMatch, TaskManager};

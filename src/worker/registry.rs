@@ -19,6 +19,7 @@ use std::fmt;
 use rkyv::vec::ArchivedVec;
 
 use crate::spec::{ArchivedFunctionDescriptor, ArchivedTaskArg, FunctionDescriptor};
+use crate::store::ObjectBuffer;
 
 /// The function name under which an actor class's constructor is registered
 /// (Ray's Python actors use `__init__` as the creation task's function).
@@ -65,9 +66,9 @@ pub enum ArgError {
         /// How many arguments the task has.
         len: usize,
     },
-    /// The argument is an object reference: by-reference arguments need the
-    /// object store, which this version does not have (the submitter inlines
-    /// the values of objects it owns, so a well-formed task never has one).
+    /// The argument is an object reference that was not fetched: the
+    /// executing worker has no object store (`WorkerOptions::store`), so
+    /// by-reference arguments cannot be read.
     #[error("argument {index} is an object reference, which needs the object store")]
     ByReference {
         /// The argument's index.
@@ -86,10 +87,16 @@ pub enum ArgError {
 }
 
 /// A task's arguments, read in place from the validated archived request
-/// (no copy, no allocation).
+/// (no copy, no allocation). A by-reference argument (an object the caller
+/// put in the object store) reads the object's bytes in the store's shared
+/// memory, zero-copy: the executing worker fetched it before the handler
+/// runs and holds it until the handler returns.
 #[derive(Clone, Copy)]
 pub struct Args<'a> {
     args: &'a ArchivedVec<ArchivedTaskArg>,
+    /// By argument index: the store object of a by-reference argument
+    /// (empty when the task has none).
+    resolved: &'a [Option<ObjectBuffer>],
 }
 
 impl fmt::Debug for Args<'_> {
@@ -99,9 +106,23 @@ impl fmt::Debug for Args<'_> {
 }
 
 impl<'a> Args<'a> {
-    /// Wraps the archived argument list of a task.
+    /// Wraps the archived argument list of a task (by-reference arguments
+    /// unresolved: reading one is [`ArgError::ByReference`]).
     pub fn new(args: &'a ArchivedVec<ArchivedTaskArg>) -> Self {
-        Self { args }
+        Self {
+            args,
+            resolved: &[],
+        }
+    }
+
+    /// Wraps the archived argument list of a task whose by-reference
+    /// arguments were fetched from the object store: `resolved[i]` is the
+    /// object of argument `i` (`None` for inline arguments).
+    pub fn with_resolved(
+        args: &'a ArchivedVec<ArchivedTaskArg>,
+        resolved: &'a [Option<ObjectBuffer>],
+    ) -> Self {
+        Self { args, resolved }
     }
 
     /// Number of arguments.
@@ -114,7 +135,15 @@ impl<'a> Args<'a> {
         self.args.is_empty()
     }
 
-    /// The bytes of inline argument `index`.
+    fn by_ref(&self, index: usize) -> Result<&'a ObjectBuffer, ArgError> {
+        match self.resolved.get(index) {
+            Some(Some(b)) => Ok(b),
+            _ => Err(ArgError::ByReference { index }),
+        }
+    }
+
+    /// The bytes of argument `index`: inline in the request, or (passed by
+    /// reference) the object's data in the store's shared memory.
     pub fn bytes(&self, index: usize) -> Result<&'a [u8], ArgError> {
         match self.args.get(index) {
             None => Err(ArgError::Missing {
@@ -122,11 +151,11 @@ impl<'a> Args<'a> {
                 len: self.len(),
             }),
             Some(ArchivedTaskArg::Value(v)) => Ok(v.data.as_slice()),
-            Some(ArchivedTaskArg::ObjectRef(_)) => Err(ArgError::ByReference { index }),
+            Some(ArchivedTaskArg::ObjectRef(_)) => self.by_ref(index).map(|b| &b[..]),
         }
     }
 
-    /// The metadata of inline argument `index`.
+    /// The metadata of argument `index` (inline, or the store object's).
     pub fn metadata(&self, index: usize) -> Result<&'a [u8], ArgError> {
         match self.args.get(index) {
             None => Err(ArgError::Missing {
@@ -134,7 +163,7 @@ impl<'a> Args<'a> {
                 len: self.len(),
             }),
             Some(ArchivedTaskArg::Value(v)) => Ok(v.metadata.as_slice()),
-            Some(ArchivedTaskArg::ObjectRef(_)) => Err(ArgError::ByReference { index }),
+            Some(ArchivedTaskArg::ObjectRef(_)) => self.by_ref(index).map(ObjectBuffer::metadata),
         }
     }
 

@@ -4,7 +4,9 @@
 //! actor tasks with its own [`ActorSchedulingQueue`], runs normal tasks
 //! through a [`NormalSchedulingQueue`], executes every task on its one
 //! execution thread (the thread that calls [`Worker::run_once`]) by reading
-//! the validated archived spec, and replies inline.
+//! the validated archived spec, and replies inline — or, for a value above
+//! `max_direct_call_object_size`, through the object store
+//! ([`WorkerOptions::store`]), where by-reference arguments are read too.
 //!
 //! A task is read where it was validated — the connection's private snapshot
 //! of the frame — and executed before the next frame is received, with no
@@ -26,9 +28,11 @@ use crate::ordering::{
 };
 use crate::shm::Session;
 use crate::spec::{
-    self, Address, AlignedBytes, ArchivedPushTaskRequest, ArchivedTaskSpec, Encoder, InlineData,
-    PushTaskReply, PushTaskRequest, ReturnObject, ReturnValue, RpcStatus, StatusCode,
+    self, Address, AlignedBytes, ArchivedPushTaskRequest, ArchivedTaskArg, ArchivedTaskSpec,
+    Encoder, InlineData, PushTaskReply, PushTaskRequest, ReturnObject, ReturnValue, RpcStatus,
+    StatusCode,
 };
+use crate::store::{ObjectBuffer, StoreClient, StoreError};
 use crate::transport::{
     AnyConnection, Connection, ListenOptions, Listener, MessageConnection, Mux, MuxConnection,
     MuxEvent, PeerKey, ShmOptions, TransportConfig, TransportKind,
@@ -45,6 +49,16 @@ pub const MAX_DIRECT_CALL_OBJECT_SIZE: usize = 100 * 1024;
 /// Metadata of an application error object (Ray's
 /// `ErrorType::TASK_EXECUTION_EXCEPTION`); its data is the message in UTF-8.
 pub const APP_ERROR_METADATA: &[u8] = b"TASK_EXECUTION_EXCEPTION";
+
+/// Metadata of the error object of a task whose by-reference argument was
+/// not in the store (Ray's `ErrorType::OBJECT_LOST`); its data is the
+/// missing argument's 28-byte [`ObjectId`] followed by a UTF-8 message.
+pub const OBJECT_LOST_METADATA: &[u8] = b"OBJECT_LOST";
+
+/// Metadata of the error object of a task whose arguments or return value
+/// the object store failed on (e.g. `StoreFull` for a large return); its
+/// data is the store's error in UTF-8.
+pub const OBJECT_STORE_ERROR_METADATA: &[u8] = b"OBJECT_STORE_ERROR";
 
 /// Frames taken from one connection per event-loop turn before the others
 /// get their turn.
@@ -80,6 +94,25 @@ pub struct WorkerOptions {
     /// is cut off alone; its actor replies stay in the reply cache for when
     /// it reconnects and re-sends (default 1 s).
     pub reply_timeout: Duration,
+    /// The session's object store (a client of its store service, e.g.
+    /// `StoreClient::connect(&session, DEFAULT_STORE_NAME)`). With it,
+    /// by-reference arguments are read from the store (zero-copy) and return
+    /// values above `max_direct_call_object_size` are put there (the reply
+    /// marks them `ReturnValue::InStore`, Ray's `in_plasma`); without it such
+    /// values fail with `TaskError::ObjectTooLarge`. Default `None`.
+    pub store: Option<StoreClient>,
+    /// How long a by-reference argument is waited for in the store before
+    /// the task fails with `TaskError::ArgumentLost` (default 2 s). The
+    /// execution thread waits meanwhile; an argument put by its owner on
+    /// this node is sealed before the task is sent, so only a missing
+    /// object waits this long.
+    pub arg_fetch_timeout: Duration,
+    /// Longest time the worker keeps its reference on a return value it put
+    /// in the store, so that the object cannot be evicted before its owner
+    /// took its own reference (default 60 s). The reference is released
+    /// earlier when the caller acknowledges the reply (an actor task's
+    /// `client_processed_up_to` passes it) or disconnects.
+    pub store_return_hold: Duration,
 }
 
 impl WorkerOptions {
@@ -96,6 +129,9 @@ impl WorkerOptions {
             max_direct_call_object_size: MAX_DIRECT_CALL_OBJECT_SIZE,
             spin: false,
             reply_timeout: Duration::from_secs(1),
+            store: None,
+            arg_fetch_timeout: Duration::from_secs(2),
+            store_return_hold: Duration::from_secs(60),
         }
     }
 }
@@ -162,6 +198,33 @@ struct Executor {
     /// Replies already sent (and pruned from the reply cache), kept to be
     /// filled again: a warm call builds its reply without allocating.
     spare: Vec<PushTaskReply>,
+    /// Large arguments and returns (see [`WorkerOptions::store`]).
+    store: Option<StoreBridge>,
+}
+
+/// The executor's use of the object store: by-reference arguments fetched
+/// for the running task, and the references kept on returns put in the
+/// store until their owner has taken its own.
+struct StoreBridge {
+    client: StoreClient,
+    arg_fetch_timeout: Duration,
+    return_hold: Duration,
+    /// By argument index, the objects of the running task's by-reference
+    /// arguments (reused; emptied after each task, releasing them).
+    args: Vec<Option<ObjectBuffer>>,
+    /// The return just put by `value_reply`, until the caller of `execute`
+    /// files it under the (handshake-verified) caller.
+    new_hold: Option<ObjectBuffer>,
+    holds: Vec<ReturnHold>,
+}
+
+/// The worker's reference on a return object it put in the store.
+struct ReturnHold {
+    caller: WorkerId,
+    /// The actor counter of the task (`None` for a normal task).
+    counter: Option<u64>,
+    until: Instant,
+    _object: ObjectBuffer,
 }
 
 /// Most spare replies an executor keeps.
@@ -280,6 +343,14 @@ impl Worker {
                 accepted: 0,
                 deliveries: Vec::new(),
                 spare: Vec::new(),
+                store: options.store.map(|client| StoreBridge {
+                    client,
+                    arg_fetch_timeout: options.arg_fetch_timeout,
+                    return_hold: options.store_return_hold,
+                    args: Vec::new(),
+                    new_hold: None,
+                    holds: Vec::new(),
+                }),
             },
             ready: Vec::new(),
             encoder: Encoder::new(),
@@ -547,6 +618,38 @@ fn app_error_reply(
     message: String,
 ) -> PushTaskReply {
     let data = message.clone().into_bytes();
+    error_object_reply(task_id, return_id, code, APP_ERROR_METADATA, data, message)
+}
+
+/// The error object of a task whose arguments or return the store failed on.
+fn store_error_reply(task_id: TaskId, return_id: ObjectId, e: &StoreError) -> PushTaskReply {
+    let message = e.to_string();
+    let data = message.clone().into_bytes();
+    let code = match e {
+        StoreError::StoreFull { .. } | StoreError::OutOfDisk { .. } => StatusCode::OutOfMemory,
+        _ => StatusCode::IoError,
+    };
+    error_object_reply(
+        task_id,
+        return_id,
+        code,
+        OBJECT_STORE_ERROR_METADATA,
+        data,
+        message,
+    )
+}
+
+/// A reply whose return object is an error object (`metadata` says which
+/// kind) and that is flagged `is_application_level_error`, so the caller
+/// stores it as the task's outcome instead of retrying.
+fn error_object_reply(
+    task_id: TaskId,
+    return_id: ObjectId,
+    code: StatusCode,
+    metadata: &[u8],
+    data: Vec<u8>,
+    message: String,
+) -> PushTaskReply {
     let size = data.len() as u64;
     PushTaskReply {
         task_id,
@@ -554,7 +657,7 @@ fn app_error_reply(
             object_id: return_id,
             value: ReturnValue::Inline(InlineData {
                 data,
-                metadata: APP_ERROR_METADATA.to_vec(),
+                metadata: metadata.to_vec(),
             }),
             size,
             nested_inlined_refs: Vec::new(),
@@ -622,6 +725,12 @@ impl Executor {
                     cs.current = None;
                 }
             }
+            if !self.peers.values().any(|c| *c == caller) {
+                // The caller is gone: it holds its returns itself or never will.
+                if let Some(b) = &mut self.store {
+                    b.holds.retain(|h| h.caller != caller);
+                }
+            }
         }
     }
 
@@ -634,6 +743,9 @@ impl Executor {
 
     /// Fires expired reorder waits.
     fn tick(&mut self, now: Instant, out: &mut Vec<Outgoing>) {
+        if let Some(b) = &mut self.store {
+            b.holds.retain(|h| h.until > now);
+        }
         if self.next_timeout().is_none_or(|t| t > now) {
             return;
         }
@@ -688,6 +800,9 @@ impl Executor {
             self.normal.add(task_id, now);
             while let Some((_, arrived)) = self.normal.pop() {
                 let reply = self.execute(spec, arrived);
+                if let Some(&caller) = self.peers.get(&key) {
+                    self.file_return_hold(caller, None, now);
+                }
                 out.push(Outgoing {
                     target: Target::Peer(key),
                     reply,
@@ -722,6 +837,12 @@ impl Executor {
                 if self.spare.len() < MAX_SPARE_REPLIES {
                     self.spare.push(reply);
                 }
+            }
+            // So do the worker's references on those tasks' store returns:
+            // the caller holds its own since it processed the replies.
+            if let Some(b) = &mut self.store {
+                b.holds
+                    .retain(|h| h.caller != caller || h.counter.is_none_or(|c| c > bound));
             }
         }
         // Exactly when the queue decides this request at once (executes or
@@ -796,6 +917,7 @@ impl Executor {
             return;
         }
         let reply = self.execute(spec, arrived);
+        self.file_return_hold(caller, Some(counter), Instant::now());
         out.push(Outgoing {
             target: Target::Caller(caller),
             reply,
@@ -812,7 +934,11 @@ impl Executor {
         }
         let start = Instant::now();
         let return_id = spec.return_id(0);
-        let args = Args::new(&spec.args);
+        let resolved = match self.fetch_args(spec) {
+            Ok(r) => r,
+            Err(reply) => return reply,
+        };
+        let args = Args::with_resolved(&spec.args, &resolved);
         let registry = Arc::clone(&self.registry);
         let entry = registry.lookup(&spec.function_descriptor);
         let not_found = |why: &str| {
@@ -882,7 +1008,138 @@ impl Executor {
         self.stats
             .record(slot, start.saturating_duration_since(arrived), end - start);
         self.tasks_executed += 1;
+        self.return_args(resolved);
         reply
+    }
+
+    /// Fetches the running task's by-reference arguments from the store
+    /// (zero-copy buffers, by argument index), waiting at most
+    /// `arg_fetch_timeout`. Without by-reference arguments, or without a
+    /// store (the handler then reads `ArgError::ByReference`), nothing is
+    /// fetched and nothing allocated. A missing object or a store failure
+    /// is the task's error reply (`OBJECT_LOST` / `OBJECT_STORE_ERROR`).
+    fn fetch_args(
+        &mut self,
+        spec: &ArchivedTaskSpec,
+    ) -> Result<Vec<Option<ObjectBuffer>>, PushTaskReply> {
+        let Some(b) = self.store.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let mut out = std::mem::take(&mut b.args);
+        out.clear();
+        let ids: Vec<ObjectId> = spec
+            .args
+            .iter()
+            .filter_map(|a| match a {
+                ArchivedTaskArg::ObjectRef(r) => Some(r.object_id),
+                ArchivedTaskArg::Value(_) => None,
+            })
+            .collect();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let task_id = spec.task_id;
+        let return_id = spec.return_id(0);
+        let mut got = match b.client.get(&ids, b.arg_fetch_timeout) {
+            Ok(got) => got.into_iter(),
+            Err(e) => {
+                b.args = out;
+                return Err(store_error_reply(task_id, return_id, &e));
+            }
+        };
+        for a in spec.args.iter() {
+            match a {
+                ArchivedTaskArg::Value(_) => out.push(None),
+                ArchivedTaskArg::ObjectRef(r) => match got.next().flatten() {
+                    Some(buf) => out.push(Some(buf)),
+                    None => {
+                        out.clear();
+                        b.args = out;
+                        let message = format!(
+                            "not in the object store after {:?} (deleted, evicted, or never put)",
+                            b.arg_fetch_timeout
+                        );
+                        let mut data = r.object_id.as_bytes().to_vec();
+                        data.extend_from_slice(message.as_bytes());
+                        return Err(error_object_reply(
+                            task_id,
+                            return_id,
+                            StatusCode::KeyError,
+                            OBJECT_LOST_METADATA,
+                            data,
+                            message,
+                        ));
+                    }
+                },
+            }
+        }
+        Ok(out)
+    }
+
+    /// Releases the running task's argument objects and keeps the vector.
+    fn return_args(&mut self, mut resolved: Vec<Option<ObjectBuffer>>) {
+        if let Some(b) = self.store.as_mut() {
+            resolved.clear();
+            if b.args.capacity() < resolved.capacity() {
+                b.args = resolved;
+            }
+        }
+    }
+
+    /// Files the reference on the return `execute` just put in the store
+    /// (if any) under its caller, until acknowledged or `return_hold` passes.
+    fn file_return_hold(&mut self, caller: WorkerId, counter: Option<u64>, now: Instant) {
+        if let Some(b) = self.store.as_mut() {
+            if let Some(object) = b.new_hold.take() {
+                b.holds.push(ReturnHold {
+                    caller,
+                    counter,
+                    until: now + b.return_hold,
+                    _object: object,
+                });
+            }
+        }
+    }
+
+    /// Puts a return value above the inline limit into the store under its
+    /// return id (Ray's `AllocateReturnObject` + `SealReturnObject`) and
+    /// builds the reply that marks it `InStore`. A retried task whose return
+    /// already exists finds `ObjectExists`: as in Ray, the existing object
+    /// is the result. Any other store failure is the task's error object.
+    fn store_reply(&mut self, task_id: TaskId, return_id: ObjectId, value: &[u8]) -> PushTaskReply {
+        let Some(b) = self.store.as_mut() else {
+            return status_reply(task_id, StatusCode::Invalid, "no object store");
+        };
+        let size = value.len() as u64;
+        let held = match b.client.create(return_id, size, &[]) {
+            Ok(mut builder) => {
+                // The one copy of a large return: the handler's vector into
+                // shared memory.
+                builder.copy_from_slice(value);
+                match builder.seal() {
+                    Ok(buf) => Some(buf),
+                    Err(e) => return store_error_reply(task_id, return_id, &e),
+                }
+            }
+            Err(StoreError::ObjectExists { .. }) => {
+                // An earlier attempt of this task stored it (sealed, or being
+                // sealed: the owner's fetch waits for the seal).
+                b.client
+                    .get(&[return_id], Duration::ZERO)
+                    .ok()
+                    .and_then(|mut v| v.pop().flatten())
+            }
+            Err(e) => return store_error_reply(task_id, return_id, &e),
+        };
+        b.new_hold = held;
+        let mut r = status_reply(task_id, StatusCode::Ok, "");
+        r.return_objects.push(ReturnObject {
+            object_id: return_id,
+            value: ReturnValue::InStore,
+            size,
+            nested_inlined_refs: Vec::new(),
+        });
+        r
     }
 
     /// Keeps a sent reply to be filled again (bounded).
@@ -899,9 +1156,12 @@ impl Executor {
         value: Vec<u8>,
     ) -> PushTaskReply {
         let size = value.len() as u64;
+        if value.len() > self.max_inline && self.store.is_some() {
+            return self.store_reply(task_id, return_id, &value);
+        }
         if value.len() > self.max_inline {
             // Above the inline limit a value belongs in the object store,
-            // which does not exist yet: say so with its size.
+            // and this worker has none: say so with its size.
             let mut r = status_reply(
                 task_id,
                 StatusCode::NotImplemented,

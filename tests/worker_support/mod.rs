@@ -24,6 +24,10 @@ pub const ENV_SESSION: &str = "SHMWIRE_WORKER_TEST_SESSION";
 pub const ENV_ID: &str = "SHMWIRE_WORKER_TEST_ID";
 pub const ENV_NODE: &str = "SHMWIRE_WORKER_TEST_NODE";
 pub const ENV_CALLERS: &str = "SHMWIRE_WORKER_TEST_CALLERS";
+/// If set: the worker connects to the session's store of this name.
+pub const ENV_STORE: &str = "SHMWIRE_WORKER_TEST_STORE";
+/// If set: the worker's `arg_fetch_timeout` in milliseconds.
+pub const ENV_ARG_FETCH_MS: &str = "SHMWIRE_WORKER_TEST_ARG_FETCH_MS";
 pub const MODULE: &str = "worker_tests";
 /// Bound on every wait of these tests.
 pub const GUARD: Duration = Duration::from_secs(60);
@@ -69,8 +73,19 @@ impl TestSession {
 
     /// Starts a worker child process that serves `callers` connections.
     pub fn spawn_worker(&self, test: &str, callers: u64) -> WorkerProcess {
+        self.spawn_worker_env(test, callers, &[])
+    }
+
+    /// [`Self::spawn_worker`] with extra environment (e.g. [`ENV_STORE`]).
+    pub fn spawn_worker_env(
+        &self,
+        test: &str,
+        callers: u64,
+        env: &[(&str, &str)],
+    ) -> WorkerProcess {
         let id = WorkerId::from_random();
         let child = Command::new(std::env::current_exe().unwrap())
+            .envs(env.iter().copied())
             .args(["--exact", test, "--nocapture", "--test-threads", "1"])
             .env(ENV_ROLE, "worker")
             .env(ENV_ROOT, self.root.path())
@@ -190,6 +205,35 @@ pub fn registry() -> FunctionRegistry {
             .method("big", |_, a| Ok(vec![7u8; a.i64(0)? as usize])),
     )
     .unwrap();
+    // Large arguments and returns: checks argument 0 against the pattern
+    // of seed argument 1 and returns `len` (argument 2) bytes of the
+    // pattern of seed + 1; the state counts the bytes checked.
+    r.register_actor_class(ActorClass::new(MODULE, "Blob", |_| Ok(0u64)).method(
+        "transform",
+        |checked: &mut u64, a| {
+            let data = a.bytes(0)?;
+            let seed = a.i64(1)? as u64;
+            let len = a.i64(2)? as usize;
+            if let Some(i) = (0..data.len()).find(|&i| data[i] != pattern_byte(seed, i)) {
+                return Err(AppError::new(format!(
+                    "argument byte {i} of {} is {} (seed {seed})",
+                    data.len(),
+                    data[i]
+                )));
+            }
+            *checked += data.len() as u64;
+            Ok(pattern(seed + 1, len))
+        },
+    ))
+    .unwrap();
+    r.register_function(FunctionDescriptor::rust(MODULE, "", "big_fn"), |_| {
+        Ok(vec![9u8; 200_000])
+    })
+    .unwrap();
+    r.register_function(FunctionDescriptor::rust(MODULE, "", "len"), |a| {
+        Ok((a.bytes(0)?.len() as i64).to_le_bytes().to_vec())
+    })
+    .unwrap();
     // Checks that each caller's calls arrive in its submission order.
     r.register_actor_class(
         ActorClass::new(MODULE, "Sequencer", |_| Ok(HashMap::<i64, i64>::new())).method(
@@ -217,6 +261,19 @@ pub fn registry() -> FunctionRegistry {
     r
 }
 
+/// Byte `i` of the test pattern of `seed`.
+pub fn pattern_byte(seed: u64, i: usize) -> u8 {
+    ((i as u64)
+        .wrapping_mul(31)
+        .wrapping_add(seed.wrapping_mul(7))
+        % 251) as u8
+}
+
+/// `len` bytes of the test pattern of `seed`.
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    (0..len).map(|i| pattern_byte(seed, i)).collect()
+}
+
 /// If this process is a worker child, serve and exit; otherwise return.
 pub fn maybe_run_worker() {
     if std::env::var(ENV_ROLE).as_deref() != Ok("worker") {
@@ -227,8 +284,14 @@ pub fn maybe_run_worker() {
     let id: WorkerId = var(ENV_ID).parse().unwrap();
     let node: NodeId = var(ENV_NODE).parse().unwrap();
     let callers: u64 = var(ENV_CALLERS).parse().unwrap();
-    let mut worker =
-        Worker::bind(&session, WorkerOptions::new(id, node), Arc::new(registry())).unwrap();
+    let mut options = WorkerOptions::new(id, node);
+    if let Ok(name) = std::env::var(ENV_STORE) {
+        options.store = Some(shmwire::store::StoreClient::connect(&session, &name).unwrap());
+    }
+    if let Ok(ms) = std::env::var(ENV_ARG_FETCH_MS) {
+        options.arg_fetch_timeout = Duration::from_millis(ms.parse().unwrap());
+    }
+    let mut worker = Worker::bind(&session, options, Arc::new(registry())).unwrap();
     let code = match worker.serve_callers(callers, GUARD) {
         Ok(()) => 0,
         Err(e) => {

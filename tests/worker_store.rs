@@ -1,0 +1,453 @@
+//! Large task arguments and return values through the object store, with
+//! real processes: the store service runs embedded in the test process (the
+//! driver), the worker is a child process (this test binary re-executed)
+//! connected to the same store. Each test has its own session root; every
+//! wait is bounded; children are reaped.
+
+mod worker_support;
+
+use std::time::{Duration, Instant};
+
+use shmwire::ids::{ObjectId, WorkerId};
+use shmwire::spec::{
+    self, Address, Encoder, FunctionDescriptor, PushTaskReply, PushTaskRequest, StatusCode,
+    TaskArg, TaskSpecBuilder,
+};
+use shmwire::store::{StoreClient, StoreConfig, StoreError, StoreService, DEFAULT_STORE_NAME};
+use shmwire::transport::{Connector, MessageConnection, TransportConfig};
+use shmwire::worker::{
+    ActorHandle, CoreWorker, CoreWorkerOptions, GetError, ObjectRef, ObjectValue, TaskError,
+    TaskOptions, WorkerError, MAX_DIRECT_CALL_OBJECT_SIZE,
+};
+use worker_support::{
+    as_i64, i64_arg, maybe_run_worker, pattern, TestSession, ENV_ARG_FETCH_MS, ENV_STORE, GUARD,
+    MODULE,
+};
+
+const MIB: usize = 1 << 20;
+
+fn store_driver(s: &TestSession) -> CoreWorker {
+    let store = StoreClient::connect(&s.session, DEFAULT_STORE_NAME).unwrap();
+    CoreWorker::new(&s.session, CoreWorkerOptions::new(s.node).with_store(store)).unwrap()
+}
+
+fn task_error(driver: &mut CoreWorker, r: &ObjectRef) -> TaskError {
+    match driver.get(std::slice::from_ref(r), GUARD) {
+        Err(GetError::Task { object_id, error }) => {
+            assert_eq!(object_id, r.id());
+            error
+        }
+        other => panic!("expected a task error, got {other:?}"),
+    }
+}
+
+fn transform(driver: &mut CoreWorker, actor: &ActorHandle, arg: TaskArg, seed: i64) -> ObjectRef {
+    driver
+        .submit_actor_task(
+            actor,
+            "transform",
+            vec![arg, i64_arg(seed), i64_arg(2 * MIB as i64)],
+        )
+        .unwrap()
+}
+
+fn big_arg(seed: u64) -> TaskArg {
+    TaskArg::value(pattern(seed, MIB), Vec::new())
+}
+
+/// Waits (bounded) until the store holds no object at all.
+fn wait_store_empty(service: &StoreService) {
+    let deadline = Instant::now() + GUARD;
+    loop {
+        let stats = service.snapshot().stats;
+        if stats.objects == 0 && stats.used == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the store still holds objects: {stats:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn large_arguments_and_returns_go_through_the_store() {
+    maybe_run_worker();
+    let s = TestSession::new("wstore");
+    let service = StoreService::start(&s.session, StoreConfig::new(64 * MIB as u64)).unwrap();
+    let observer = StoreClient::connect(&s.session, DEFAULT_STORE_NAME).unwrap();
+    let worker = s.spawn_worker_env(
+        "large_arguments_and_returns_go_through_the_store",
+        1,
+        &[(ENV_STORE, DEFAULT_STORE_NAME)],
+    );
+    let mut driver = store_driver(&s);
+    let actor = driver
+        .create_actor(worker.id, MODULE, "Blob", vec![], 0)
+        .unwrap();
+
+    // One call: a 1 MiB argument (checked byte by byte by the handler,
+    // which reads it in the store's shared memory) and a 2 MiB return.
+    let r = transform(&mut driver, &actor, big_arg(1), 1);
+    let v = driver.get(std::slice::from_ref(&r), GUARD).unwrap();
+    assert_eq!(v[0], pattern(2, 2 * MIB));
+    // The return lives in the store under Ray's return id, and `get_buffers`
+    // lends it from there without a copy.
+    assert_eq!(r.id().object_index(), 1);
+    assert!(observer.contains(r.id()).unwrap());
+    match &driver.get_buffers(std::slice::from_ref(&r), GUARD).unwrap()[0] {
+        ObjectValue::Store(b) => {
+            assert_eq!(b.id(), r.id());
+            assert_eq!(&b[..], &pattern(2, 2 * MIB)[..]);
+        }
+        ObjectValue::Inline(_) => panic!("a 2 MiB return should be read from the store"),
+    }
+    // The argument object was deleted by its owner after the reply (no
+    // user reference to it): only the return is left.
+    wait_sealed(&service, 1);
+    assert!(observer.contains(r.id()).unwrap());
+
+    // Several calls in flight, then read.
+    let refs: Vec<ObjectRef> = (10..16)
+        .map(|seed| transform(&mut driver, &actor, big_arg(seed as u64), seed))
+        .collect();
+    let values = driver.get(&refs, GUARD).unwrap();
+    for (seed, v) in (10..16).zip(&values) {
+        assert_eq!(v.len(), 2 * MIB);
+        assert!(*v == pattern(seed + 1, 2 * MIB), "seed {seed}");
+    }
+    for r in &refs {
+        assert!(observer.contains(r.id()).unwrap());
+    }
+
+    // An object the user holds (`put`) is passed by reference to several
+    // calls and outlives them; it goes when its reference is dropped.
+    let held = driver.put(&pattern(40, MIB)).unwrap();
+    assert!(observer.contains(held.id()).unwrap());
+    let a = transform(&mut driver, &actor, held.as_arg(), 40);
+    let b = transform(&mut driver, &actor, held.as_arg(), 40);
+    let got = driver.get(&[a.clone(), b.clone()], GUARD).unwrap();
+    assert!(got[0] == pattern(41, 2 * MIB) && got[1] == pattern(41, 2 * MIB));
+    assert!(observer.contains(held.id()).unwrap());
+    let held_id = held.id();
+    drop(held);
+    driver.release_dropped_refs();
+    assert!(!observer.contains(held_id).unwrap());
+
+    // Dropping the references deletes the returns (clones share one
+    // reference: the object goes with the last).
+    let ids: Vec<ObjectId> = refs.iter().map(ObjectRef::id).collect();
+    let clone = refs[0].clone();
+    drop(refs);
+    driver.release_dropped_refs();
+    for id in &ids[1..] {
+        assert!(!observer.contains(*id).unwrap(), "{id} still in the store");
+    }
+    assert!(observer.contains(ids[0]).unwrap());
+    drop(clone);
+    drop((r, a, b));
+    driver.release_dropped_refs();
+    assert!(!observer.contains(ids[0]).unwrap());
+    assert_eq!(driver.num_pending_tasks(), 0);
+    // No visible object is left; the worker may still hold its references
+    // on the last returns (deleted, not yet freed) until the caller
+    // acknowledges their replies, which the next call does: then the store
+    // is empty while both processes still run.
+    wait_sealed(&service, 0);
+    // A reference dropped before its task replied: the return is deleted
+    // as the reply arrives.
+    let early = transform(&mut driver, &actor, big_arg(60), 60);
+    let early_id = early.id();
+    drop(early);
+    for seed in [70, 71] {
+        let small = driver
+            .submit_actor_task(
+                &actor,
+                "transform",
+                vec![
+                    TaskArg::value(pattern(seed, 10), Vec::new()),
+                    i64_arg(seed as i64),
+                    i64_arg(0),
+                ],
+            )
+            .unwrap();
+        assert!(driver.get(&[small], GUARD).unwrap()[0].is_empty());
+    }
+    assert!(!observer.contains(early_id).unwrap());
+    assert_eq!(driver.num_pending_tasks(), 0);
+    wait_store_empty(&service);
+
+    drop(driver);
+    worker.wait_success();
+    // Once the worker let go of its references too, nothing is left.
+    drop(observer);
+    wait_store_empty(&service);
+    service.shutdown().unwrap();
+}
+
+/// Waits (bounded) until the store counts `n` sealed, visible objects (its
+/// snapshot is refreshed every 100 ms).
+fn wait_sealed(service: &StoreService, n: usize) {
+    let deadline = Instant::now() + GUARD;
+    while service.snapshot().stats.sealed != n {
+        assert!(
+            Instant::now() < deadline,
+            "expected {n} sealed objects: {:?}",
+            service.snapshot().stats
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_missing_or_deleted_argument_object_fails_the_task() {
+    maybe_run_worker();
+    let s = TestSession::new("wlost");
+    let service = StoreService::start(&s.session, StoreConfig::new(16 * MIB as u64)).unwrap();
+    let worker = s.spawn_worker_env(
+        "a_missing_or_deleted_argument_object_fails_the_task",
+        1,
+        &[(ENV_STORE, DEFAULT_STORE_NAME), (ENV_ARG_FETCH_MS, "200")],
+    );
+    let mut driver = store_driver(&s);
+    let len = FunctionDescriptor::rust(MODULE, "", "len");
+    // An object another process owns and put in the store: passed on by
+    // reference, read by the worker.
+    let other = StoreClient::connect(&s.session, DEFAULT_STORE_NAME).unwrap();
+    let foreign_owner = Address {
+        worker_id: WorkerId::from_random(),
+        ..driver.address().clone()
+    };
+    let id = ObjectId::from_random();
+    other.put(id, &pattern(5, 300_000), b"m").unwrap();
+    let arg = TaskArg::object_ref(id, foreign_owner.clone());
+    let r = driver
+        .submit_task(
+            worker.id,
+            len.clone(),
+            vec![arg.clone()],
+            TaskOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(as_i64(&driver.get(&[r], GUARD).unwrap()[0]), 300_000);
+    // Deleted by its owner: the task fails with a typed error naming it,
+    // within the worker's fetch timeout (no hang).
+    other.delete(&[id]).unwrap();
+    let start = Instant::now();
+    let r = driver
+        .submit_task(worker.id, len.clone(), vec![arg], TaskOptions::default())
+        .unwrap();
+    match task_error(&mut driver, &r) {
+        TaskError::ArgumentLost {
+            object_id,
+            function,
+            ..
+        } => {
+            assert_eq!(object_id, id);
+            assert_eq!(function, "len");
+        }
+        e => panic!("expected ArgumentLost, got {e:?}"),
+    }
+    assert!(start.elapsed() < Duration::from_secs(10));
+    // Never put at all: the same.
+    let never = ObjectId::from_random();
+    let r = driver
+        .submit_task(
+            worker.id,
+            len.clone(),
+            vec![TaskArg::object_ref(never, foreign_owner)],
+            TaskOptions::default(),
+        )
+        .unwrap();
+    assert!(matches!(
+        task_error(&mut driver, &r),
+        TaskError::ArgumentLost { object_id, .. } if object_id == never
+    ));
+    // The worker goes on serving.
+    let r = driver
+        .submit_task(
+            worker.id,
+            len,
+            vec![TaskArg::value(vec![1, 2, 3], Vec::new())],
+            TaskOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(as_i64(&driver.get(&[r], GUARD).unwrap()[0]), 3);
+    drop(driver);
+    worker.wait_success();
+    drop(other);
+    wait_store_empty(&service);
+    service.shutdown().unwrap();
+}
+
+#[test]
+fn without_a_store_large_values_fail_with_the_size_error() {
+    maybe_run_worker();
+    let s = TestSession::new("wnostore");
+    let service = StoreService::start(&s.session, StoreConfig::new(16 * MIB as u64)).unwrap();
+    // The worker has no store; the first driver neither, the second has one.
+    let worker = s.spawn_worker_env(
+        "without_a_store_large_values_fail_with_the_size_error",
+        2,
+        &[],
+    );
+    let mut plain = s.driver();
+    let actor = plain
+        .create_actor(worker.id, MODULE, "Counter", vec![i64_arg(0)], 0)
+        .unwrap();
+    assert!(matches!(
+        plain.submit_actor_task(&actor, "add", vec![big_arg(1)]),
+        Err(WorkerError::ArgsTooLarge { size, max })
+            if size == MIB as u64 && max == MAX_DIRECT_CALL_OBJECT_SIZE as u64
+    ));
+    let big = plain
+        .submit_actor_task(&actor, "big", vec![i64_arg(2 * MIB as i64)])
+        .unwrap();
+    assert!(matches!(
+        task_error(&mut plain, &big),
+        TaskError::ObjectTooLarge { size, .. } if size == 2 * MIB as u64
+    ));
+
+    // A caller with a store sends the large argument by reference; the
+    // worker cannot read it, and says so.
+    let mut with_store = store_driver(&s);
+    with_store.register_actor(&actor, 0).unwrap();
+    let r = with_store
+        .submit_actor_task(&actor, "add", vec![big_arg(1)])
+        .unwrap();
+    assert!(matches!(
+        task_error(&mut with_store, &r),
+        TaskError::Application { message, .. } if message.contains("needs the object store")
+    ));
+    let big = with_store
+        .submit_actor_task(&actor, "big", vec![i64_arg(2 * MIB as i64)])
+        .unwrap();
+    assert!(matches!(
+        task_error(&mut with_store, &big),
+        TaskError::ObjectTooLarge { .. }
+    ));
+    drop((r, big));
+    drop(with_store);
+    drop(plain);
+    worker.wait_success();
+    wait_store_empty(&service);
+    service.shutdown().unwrap();
+}
+
+#[test]
+fn a_full_store_is_a_typed_error_at_submit_and_in_the_task() {
+    maybe_run_worker();
+    let s = TestSession::new("wfull");
+    let service = StoreService::start(&s.session, StoreConfig::new(4 * MIB as u64)).unwrap();
+    let worker = s.spawn_worker_env(
+        "a_full_store_is_a_typed_error_at_submit_and_in_the_task",
+        1,
+        &[(ENV_STORE, DEFAULT_STORE_NAME)],
+    );
+    let mut driver = store_driver(&s);
+    let actor = driver
+        .create_actor(worker.id, MODULE, "Counter", vec![i64_arg(0)], 0)
+        .unwrap();
+    // An argument that cannot fit: refused at submission, nothing sent.
+    let huge = TaskArg::value(vec![1u8; 8 * MIB], Vec::new());
+    match driver.submit_actor_task(&actor, "add", vec![huge]) {
+        Err(WorkerError::Store(StoreError::StoreFull { .. })) => {}
+        other => panic!("expected StoreFull at submit, got {other:?}"),
+    }
+    assert_eq!(driver.num_pending_tasks(), 0);
+    // A return that cannot fit: the task's error object says why.
+    let r = driver
+        .submit_actor_task(&actor, "big", vec![i64_arg(8 * MIB as i64)])
+        .unwrap();
+    match task_error(&mut driver, &r) {
+        TaskError::ObjectStore { function, message } => {
+            assert_eq!(function, "Counter::big");
+            assert!(message.contains("store full"), "{message}");
+        }
+        e => panic!("expected ObjectStore, got {e:?}"),
+    }
+    // One that fits still works.
+    let r = driver
+        .submit_actor_task(&actor, "big", vec![i64_arg(MIB as i64)])
+        .unwrap();
+    assert_eq!(driver.get(&[r], GUARD).unwrap()[0], vec![7u8; MIB]);
+    drop(driver);
+    worker.wait_success();
+    wait_store_empty(&service);
+    service.shutdown().unwrap();
+}
+
+#[test]
+fn a_retried_task_whose_return_exists_gets_the_existing_object() {
+    maybe_run_worker();
+    let s = TestSession::new("wretry");
+    let service = StoreService::start(&s.session, StoreConfig::new(16 * MIB as u64)).unwrap();
+    let worker = s.spawn_worker_env(
+        "a_retried_task_whose_return_exists_gets_the_existing_object",
+        2,
+        &[(ENV_STORE, DEFAULT_STORE_NAME)],
+    );
+    // The same request twice, as a retry after a lost reply re-sends it
+    // (same task id, so the same return id).
+    let me = WorkerId::from_random();
+    let token = shmwire::node::load_or_create_token(&s.session).unwrap();
+    let mut conn = Connector::new(TransportConfig::new(me, token), s.node)
+        .with_session(
+            &s.session,
+            std::sync::Arc::new(shmwire::node::Directory::for_session(&s.session).unwrap()),
+        )
+        .connect_worker(&worker.id)
+        .unwrap();
+    let mut enc = Encoder::new();
+    let spec = TaskSpecBuilder::new(FunctionDescriptor::rust(MODULE, "", "big_fn"))
+        .num_returns(1)
+        .build_normal_task();
+    let return_id = spec.return_id(0);
+    let req = PushTaskRequest {
+        intended_worker_id: worker.id,
+        task_spec: spec,
+        sequence_number: -1,
+        client_processed_up_to: -1,
+        resource_mapping: Vec::new(),
+    };
+    let observer = StoreClient::connect(&s.session, DEFAULT_STORE_NAME).unwrap();
+    for attempt in 0..2 {
+        conn.send_push_task(&mut enc, &req).unwrap();
+        let (code, id, in_store, size) = conn
+            .recv_message_with::<PushTaskReply, _>(GUARD, |r| {
+                let o = &r.return_objects[0];
+                (
+                    r.status.code,
+                    o.object_id,
+                    matches!(o.value, spec::ArchivedReturnValue::InStore),
+                    o.size.to_native(),
+                )
+            })
+            .unwrap();
+        assert_eq!(code, StatusCode::Ok, "attempt {attempt}");
+        assert_eq!(id, return_id);
+        assert!(in_store, "attempt {attempt}");
+        assert_eq!(size, 200_000);
+        let got = observer.get(&[return_id], GUARD).unwrap();
+        assert_eq!(&got[0].as_ref().unwrap()[..], &[9u8; 200_000][..]);
+    }
+    observer.delete(&[return_id]).unwrap();
+    drop(conn);
+    // A CoreWorker's normal task with a large return, for completeness.
+    let mut driver = store_driver(&s);
+    let r = driver
+        .submit_task(
+            worker.id,
+            FunctionDescriptor::rust(MODULE, "", "big_fn"),
+            vec![],
+            TaskOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(driver.get(&[r], GUARD).unwrap()[0], vec![9u8; 200_000]);
+    drop(driver);
+    worker.wait_success();
+    drop(observer);
+    wait_store_empty(&service);
+    service.shutdown().unwrap();
+}
