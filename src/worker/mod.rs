@@ -5,6 +5,7 @@
 //! | function registry | [`FunctionRegistry`], [`ActorClass`], [`Args`] | `FunctionActorManager` |
 //! | receiving worker | [`Worker`] | `CoreWorker::HandlePushTask`, the scheduling queues, `ExecuteTask` |
 //! | submitting worker | [`CoreWorker`], [`ActorHandle`], [`ObjectRef`] | `CoreWorker::SubmitActorTask` / `SubmitTask` / `CreateActor` / `Get` / `Wait`, `CoreWorkerDirectActorTaskSubmitter` |
+//! | threaded actors | `max_concurrency`, concurrency groups ([`ActorOptions`], [`ActorClass::method_in_group`]) | `ConcurrencyGroupManager`, `BoundedExecutor` |
 //! | pending tasks | [`TaskManager`] | `TaskManager` |
 //! | statistics | [`EventStats`], [`StatsSnapshot`] | `instrumented_io_context` / `EventStats` |
 //!
@@ -42,6 +43,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod concurrency;
 mod core;
 mod error;
 pub mod registry;
@@ -52,6 +54,7 @@ pub mod task_manager;
 pub use self::core::{
     ActorHandle, ActorOptions, CoreWorker, CoreWorkerOptions, ObjectRef, TaskOptions,
 };
+pub use concurrency::{MAX_ACTOR_THREADS, MAX_CONCURRENCY_GROUPS, MAX_GROUP_NAME_LEN};
 pub use error::{GetError, TaskError, WorkerError};
 pub use registry::{
     ActorClass, AlreadyRegistered, AppError, ArgError, Args, FunctionKey, FunctionRegistry,
