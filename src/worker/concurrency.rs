@@ -38,7 +38,7 @@ use std::any::Any;
 use std::collections::{HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -288,8 +288,10 @@ impl std::fmt::Debug for ActorPools {
 
 impl ActorPools {
     /// Starts the pools of an actor of class `class` with `config`; its
-    /// `state` moves behind the lock its type allows. `waker` wakes the
-    /// execution thread's mux when a task finishes.
+    /// `state` moves behind the lock its type allows. `waker`, once set,
+    /// wakes the execution thread's mux when a task finishes (the execution
+    /// thread sets it before it first collects: a task that finished
+    /// earlier is collected then).
     ///
     /// # Errors
     /// A thread could not be started (the ones started are joined).
@@ -298,7 +300,7 @@ impl ActorPools {
         state: ErasedState,
         class: usize,
         registry: &Arc<FunctionRegistry>,
-        waker: &MuxWaker,
+        waker: &Arc<OnceLock<MuxWaker>>,
     ) -> Result<Self, String> {
         let state = Arc::new(SharedState::new(state));
         let (tx, completions) = mpsc::channel();
@@ -337,7 +339,7 @@ impl ActorPools {
                     Arc::clone(&state),
                     Arc::clone(registry),
                     tx.clone(),
-                    waker.clone(),
+                    Arc::clone(waker),
                 );
                 let label = if pool.name.is_empty() {
                     "default"
@@ -455,7 +457,7 @@ fn pool_thread(
     state: &SharedState,
     registry: &FunctionRegistry,
     tx: &mpsc::Sender<Completion>,
-    waker: &MuxWaker,
+    waker: &OnceLock<MuxWaker>,
 ) {
     loop {
         let job = {
@@ -475,7 +477,15 @@ fn pool_thread(
             // The actor is gone and nobody collects: stop.
             return;
         }
-        waker.wake();
+        // After the send: if the waker is not set yet, the execution
+        // thread sets it before its next collect, which sees this one.
+        // SeqCst fence: pairs with the fence in `Worker::run_once` between
+        // setting the waker and collecting (either this get sees the waker
+        // or that collect sees the completion).
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        if let Some(w) = waker.get() {
+            w.wake();
+        }
     }
 }
 

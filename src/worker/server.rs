@@ -20,7 +20,7 @@
 use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::ids::{ActorId, NodeId, ObjectId, TaskId, WorkerId};
@@ -187,8 +187,10 @@ struct Executor {
     /// Replies already sent (and pruned from the reply cache), kept to be
     /// filled again: a warm call builds its reply without allocating.
     spare: Vec<PushTaskReply>,
-    /// Wakes the event loop when a threaded actor's task finished.
-    waker: MuxWaker,
+    /// Wakes the event loop when a threaded actor's task finished; set by
+    /// `Worker::run_once` once a threaded actor exists (a worker without one
+    /// has no waker in its mux: its loop is as it was).
+    waker: Arc<OnceLock<MuxWaker>>,
     /// Finished tasks of threaded actors, to be replied to (reused buffer).
     completed: Vec<Completion>,
 }
@@ -285,7 +287,6 @@ impl Worker {
             mux.set_spin(true);
         }
         mux.set_listener(listener)?;
-        let waker = mux.waker()?;
         let mut stats = EventStats::new();
         for i in 0..registry.len() {
             stats.add_handler(registry.name(i));
@@ -310,7 +311,7 @@ impl Worker {
                 accepted: 0,
                 deliveries: Vec::new(),
                 spare: Vec::new(),
-                waker,
+                waker: Arc::new(OnceLock::new()),
                 completed: Vec::new(),
             },
             ready: Vec::new(),
@@ -377,6 +378,14 @@ impl Worker {
             }
         }
         self.ready = ready;
+        if self.exec.is_threaded() && self.exec.waker.get().is_none() {
+            // Before the first collect: a task that finished before the
+            // waker existed is collected now, every later one wakes the mux.
+            let _ = self.exec.waker.set(self.mux.waker()?);
+            // Pairs with the fence in the pool threads between sending a
+            // completion and looking for the waker.
+            std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        }
         self.exec.collect(&mut self.outbox);
         self.exec.tick(Instant::now(), &mut self.outbox);
         self.flush();
@@ -954,6 +963,17 @@ impl Executor {
                 &pools.group_names(),
             )),
         }
+    }
+
+    /// `true` if the worker hosts a threaded actor.
+    fn is_threaded(&self) -> bool {
+        matches!(
+            self.actor,
+            Some(ActorInstance {
+                exec: ActorExec::Threaded(_),
+                ..
+            })
+        )
     }
 
     /// Replies to the tasks the pools finished (Ray's reply callback of a
