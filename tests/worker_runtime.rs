@@ -454,6 +454,7 @@ fn sigkill_restarts_the_actor_on_a_standby_worker() {
                 max_task_retries: 0,
                 max_restarts: 1,
                 restart_workers: vec![standby.id],
+                ..ActorOptions::default()
             },
         )
         .unwrap();

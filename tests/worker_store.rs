@@ -16,8 +16,8 @@ use shmwire::spec::{
 use shmwire::store::{StoreClient, StoreConfig, StoreError, StoreService, DEFAULT_STORE_NAME};
 use shmwire::transport::{Connector, MessageConnection, TransportConfig};
 use shmwire::worker::{
-    ActorHandle, CoreWorker, CoreWorkerOptions, GetError, ObjectRef, ObjectValue, TaskError,
-    TaskOptions, WorkerError, MAX_DIRECT_CALL_OBJECT_SIZE,
+    ActorHandle, ActorOptions, CoreWorker, CoreWorkerOptions, GetError, ObjectRef, ObjectValue,
+    TaskError, TaskOptions, WorkerError, MAX_DIRECT_CALL_OBJECT_SIZE,
 };
 use worker_support::{
     as_i64, i64_arg, maybe_run_worker, pattern, TestSession, ENV_ARG_FETCH_MS, ENV_STORE, GUARD,
@@ -450,4 +450,60 @@ fn a_retried_task_whose_return_exists_gets_the_existing_object() {
     drop(observer);
     wait_store_empty(&service);
     service.shutdown().unwrap();
+}
+
+/// A threaded actor (`max_concurrency` 2: its calls run on a pool thread)
+/// reads by-reference arguments and returns large values through the store
+/// like any actor, and the objects go when their references are dropped.
+#[test]
+fn a_threaded_actor_takes_and_returns_large_values_through_the_store() {
+    maybe_run_worker();
+    let s = TestSession::new("wstorepool");
+    let service = StoreService::start(&s.session, StoreConfig::new(64 * MIB as u64)).unwrap();
+    let worker = s.spawn_worker_env(
+        "a_threaded_actor_takes_and_returns_large_values_through_the_store",
+        1,
+        &[(ENV_STORE, DEFAULT_STORE_NAME)],
+    );
+    let mut driver = store_driver(&s);
+    let actor = driver
+        .create_actor_with(
+            worker.id,
+            MODULE,
+            "Blob",
+            vec![],
+            ActorOptions {
+                max_concurrency: 2,
+                ..ActorOptions::default()
+            },
+        )
+        .unwrap();
+    let refs: Vec<ObjectRef> = (1..5)
+        .map(|seed| transform(&mut driver, &actor, big_arg(seed as u64), seed))
+        .collect();
+    let values = driver.get(&refs, GUARD).unwrap();
+    for (seed, v) in (1..5).zip(&values) {
+        assert!(*v == pattern(seed + 1, 2 * MIB), "seed {seed}");
+    }
+    drop(refs);
+    drop(values);
+    // One more call acknowledges the replies above (the worker's holds go),
+    // then its own refs are dropped too.
+    let last = transform(&mut driver, &actor, i64_arg(0), 0);
+    assert!(matches!(
+        task_error(&mut driver, &last),
+        TaskError::Application { .. }
+    ));
+    drop(last);
+    driver.release_dropped_refs();
+    let deadline = Instant::now() + GUARD;
+    while service.snapshot().stats.sealed > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "left in the store: {:?}",
+            service.snapshot().stats
+        );
+        driver.release_dropped_refs();
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

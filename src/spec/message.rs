@@ -196,6 +196,25 @@ pub struct ConcurrencyGroup {
     pub function_descriptors: Vec<FunctionDescriptor>,
 }
 
+impl ConcurrencyGroup {
+    /// Group `name` of `max_concurrency` threads, no methods listed (they
+    /// join it through their class or per call).
+    pub fn new(name: impl Into<String>, max_concurrency: i32) -> Self {
+        Self {
+            name: name.into(),
+            max_concurrency,
+            function_descriptors: Vec::new(),
+        }
+    }
+
+    /// This group with `descriptor`'s method in it (Ray fills
+    /// `function_descriptors` from `@ray.method(concurrency_group=...)`).
+    pub fn with_method(mut self, descriptor: FunctionDescriptor) -> Self {
+        self.function_descriptors.push(descriptor);
+        self
+    }
+}
+
 /// Ray's `ActorCreationTaskSpec` (valid when the type is `ActorCreationTask`).
 #[derive(
     Debug, Clone, PartialEq, Eq, Hash, Default, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,

@@ -80,7 +80,7 @@ pub use error::{ConnectError, RecvError, SendError};
 pub use handshake::{SessionToken, PROTOCOL_VERSION};
 pub use lookup::{Endpoint, LookupError, PublishError, Published, WorkerLookup};
 pub use message::MessageConnection;
-pub use mux::{Mux, MuxConnection, MuxEvent, PeerKey};
+pub use mux::{Mux, MuxConnection, MuxEvent, MuxWaker, PeerKey};
 pub use shm::{connect_shm, ShmConnection, ShmFrame, ShmListener, ShmOptions};
 pub use tcp::{connect_tcp, TcpConnection, TcpFrame, TcpListener};
 

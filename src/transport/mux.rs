@@ -93,6 +93,48 @@ pub struct Mux<C: MuxConnection> {
     spin_window: Duration,
     /// Accepting in the same loop (only on a `Mux<AnyConnection>`).
     listener: Option<super::Listener>,
+    /// Set by [`Mux::waker`]: other threads end a wait through it.
+    woken: Option<std::sync::Arc<WakerShared>>,
+}
+
+/// What a [`MuxWaker`] shares with its [`Mux`].
+struct WakerShared {
+    /// A wake-up not yet seen by [`Mux::wait`].
+    pending: std::sync::atomic::AtomicBool,
+    /// The eventfd behind it (mio's `Waker`), for a mux asleep in `epoll`.
+    waker: mio::Waker,
+}
+
+/// Ends a [`Mux::wait`] from another thread (e.g. a worker's pool thread
+/// that finished a task). Cheap when called often: only the first wake-up
+/// after the mux last looked writes the eventfd.
+#[derive(Clone)]
+pub struct MuxWaker {
+    shared: std::sync::Arc<WakerShared>,
+}
+
+impl std::fmt::Debug for MuxWaker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MuxWaker").finish_non_exhaustive()
+    }
+}
+
+impl MuxWaker {
+    /// Makes the mux's current or next [`Mux::wait`] return (with whatever
+    /// it found, possibly nothing).
+    pub fn wake(&self) {
+        // SeqCst pairs with the swap in Mux::take_wake: a wait that saw
+        // `false` before sleeping is woken by the eventfd written here.
+        if !self
+            .shared
+            .pending
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            if let Err(e) = self.shared.waker.wake() {
+                tracing::warn!(error = %e, "waking the event loop failed");
+            }
+        }
+    }
 }
 
 impl<C: MuxConnection> std::fmt::Debug for Mux<C> {
@@ -117,7 +159,44 @@ impl<C: MuxConnection> Mux<C> {
             hot: Vec::new(),
             spin: false,
             spin_window: Duration::ZERO,
+            woken: None,
         })
+    }
+
+    /// A [`MuxWaker`] for this mux (made on the first call: one eventfd
+    /// registered in the poll; later calls hand out the same one). A wake-up
+    /// ends [`Mux::wait`] early, possibly with nothing ready.
+    ///
+    /// # Errors
+    /// Creating or registering the eventfd failed.
+    pub fn waker(&mut self) -> std::io::Result<MuxWaker> {
+        if let Some(shared) = &self.woken {
+            return Ok(MuxWaker {
+                shared: std::sync::Arc::clone(shared),
+            });
+        }
+        let shared = std::sync::Arc::new(WakerShared {
+            pending: std::sync::atomic::AtomicBool::new(false),
+            waker: mio::Waker::new(self.poll.registry(), WAKER_TOKEN)?,
+        });
+        self.woken = Some(std::sync::Arc::clone(&shared));
+        Ok(MuxWaker { shared })
+    }
+
+    /// Takes a pending wake-up (and clears it).
+    fn take_wake(&self) -> bool {
+        self.woken.as_ref().is_some_and(|w| {
+            // Pairs with the SeqCst swap in MuxWaker::wake.
+            w.pending.load(std::sync::atomic::Ordering::Relaxed)
+                && w.pending.swap(false, std::sync::atomic::Ordering::SeqCst)
+        })
+    }
+
+    /// `true` if a wake-up is pending (left set for `take_wake`).
+    fn wake_pending(&self) -> bool {
+        self.woken
+            .as_ref()
+            .is_some_and(|w| w.pending.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Spin over the connections instead of sleeping in `epoll` (lowest
@@ -231,7 +310,7 @@ impl<C: MuxConnection> Mux<C> {
             // Queued output goes out while we wait (whatever its size), and
             // periodic work (heartbeats, liveness) runs on time.
             let next_due = self.service(ready);
-            if !ready.is_empty() {
+            if !ready.is_empty() || self.take_wake() {
                 break;
             }
             // Wake for the next tick too, then go round again.
@@ -252,8 +331,13 @@ impl<C: MuxConnection> Mux<C> {
                     // Not on every hit: a frame found in a ring needs no
                     // system call (hang-ups and TCP data are seen within
                     // 64 rounds).
+                    // A wake-up from another thread is looked at as
+                    // rarely (the check costs nothing on a mux without one).
                     if round % 64 == 0 || expired {
                         self.poll_events(Some(Duration::ZERO), ready)?;
+                        if self.wake_pending() {
+                            break;
+                        }
                     }
                     if !ready.is_empty() || expired {
                         break;
@@ -283,13 +367,16 @@ impl<C: MuxConnection> Mux<C> {
                     // epoll only, asked without blocking every 64 rounds.
                     if ready.is_empty() && round % 64 == 0 {
                         self.poll_events(Some(Duration::ZERO), ready)?;
+                        if self.wake_pending() {
+                            break;
+                        }
                     }
                     if !ready.is_empty() || (round % 64 == 0 && Instant::now() >= spin_until) {
                         break;
                     }
                     crate::sync::spin_loop();
                 }
-                if !ready.is_empty() {
+                if !ready.is_empty() || self.take_wake() {
                     break;
                 }
             }
@@ -371,6 +458,10 @@ impl<C: MuxConnection> Mux<C> {
             Err(e) => return Err(e),
         }
         for ev in self.events.iter() {
+            if ev.token() == WAKER_TOKEN {
+                // The wait loop looks at the waker's flag itself.
+                continue;
+            }
             if ev.token() == LISTENER_TOKEN || ev.token().0 >= HELLO_BASE {
                 if !ready.contains(&MuxEvent::Incoming) {
                     ready.push(MuxEvent::Incoming);
@@ -389,6 +480,8 @@ impl<C: MuxConnection> Mux<C> {
 
 /// Token of the listener's descriptors (never a peer slot).
 const LISTENER_TOKEN: Token = Token(usize::MAX);
+/// Token of the [`MuxWaker`]'s eventfd (never a peer slot or a hello).
+const WAKER_TOKEN: Token = Token(usize::MAX - 1);
 /// Tokens of pending hellos' sockets: `HELLO_BASE + slot` (never a peer
 /// slot: a mux holds far fewer than 2^40 connections).
 const HELLO_BASE: usize = 1 << 40;
@@ -481,5 +574,53 @@ impl MuxConnection for super::TcpConnection {
 
     fn tick(&mut self, now: Instant) -> Option<Instant> {
         super::TcpConnection::tick(self, now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `MuxWaker` ends a long wait from another thread in every wait
+    /// mode (epoll sleep, spin, spin-then-sleep), and a wake-up that came
+    /// before the wait is not lost.
+    #[test]
+    fn a_waker_ends_the_wait_from_another_thread() {
+        for mode in 0..3 {
+            let mut mux: Mux<super::super::AnyConnection> = Mux::new().unwrap();
+            match mode {
+                1 => mux.set_spin(true),
+                2 => mux.set_spin_window(Duration::from_micros(80)),
+                _ => {}
+            }
+            let waker = mux.waker().unwrap();
+            let mut ready = Vec::new();
+            // Nothing pending: the wait runs to its timeout.
+            let t = Instant::now();
+            mux.wait(Duration::from_millis(30), &mut ready).unwrap();
+            assert!(t.elapsed() >= Duration::from_millis(30), "mode {mode}");
+            // Woken before the wait: returns at once.
+            waker.wake();
+            let t = Instant::now();
+            mux.wait(Duration::from_secs(10), &mut ready).unwrap();
+            assert!(t.elapsed() < Duration::from_secs(5), "mode {mode}");
+            // Woken while waiting.
+            let w = waker.clone();
+            let h = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                w.wake();
+            });
+            let t = Instant::now();
+            mux.wait(Duration::from_secs(10), &mut ready).unwrap();
+            let took = t.elapsed();
+            h.join().unwrap();
+            assert!(
+                took >= Duration::from_millis(40) && took < Duration::from_secs(5),
+                "mode {mode}: {took:?}"
+            );
+            assert!(ready.is_empty());
+            // The same waker again.
+            assert!(mux.waker().is_ok());
+        }
     }
 }

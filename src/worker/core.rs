@@ -179,6 +179,9 @@ pub struct ActorHandle {
     worker_id: WorkerId,
     module_path: String,
     class_name: String,
+    /// Concurrency group of the calls made through this handle (`""`: the
+    /// method's own group).
+    concurrency_group: String,
 }
 
 impl ActorHandle {
@@ -197,7 +200,26 @@ impl ActorHandle {
             worker_id,
             module_path: module_path.into(),
             class_name: class_name.into(),
+            concurrency_group: String::new(),
         }
+    }
+
+    /// This handle with its calls sent to concurrency group `group` of a
+    /// threaded actor, whatever group their method has (Ray's
+    /// `actor.method.options(concurrency_group=...)`); `""` restores the
+    /// method's own group. A group the actor did not define fails each call
+    /// with [`TaskError::UnknownConcurrencyGroup`].
+    pub fn with_concurrency_group(&self, group: impl Into<String>) -> Self {
+        Self {
+            concurrency_group: group.into(),
+            ..self.clone()
+        }
+    }
+
+    /// The concurrency group of calls through this handle (`""`: each
+    /// method's own).
+    pub fn concurrency_group(&self) -> &str {
+        &self.concurrency_group
     }
 
     /// The actor's id.
@@ -346,6 +368,23 @@ pub struct ActorOptions {
     /// Workers to restart it on, in order, each used once (shmwire has no
     /// raylet to lease a fresh worker from).
     pub restart_workers: Vec<WorkerId>,
+    /// Threads of the actor's default concurrency group: how many of its
+    /// tasks (those of no named group) may run at once (Ray's
+    /// `max_concurrency`; 0, the `Default`, means 1). With 1 and no groups
+    /// the actor runs its tasks one at a time, in each caller's submission
+    /// order, on the worker's execution thread; otherwise it is a threaded
+    /// actor whose tasks leave each caller's queue in order but may finish
+    /// out of order (`docs/worker.md`). At most
+    /// [`MAX_ACTOR_THREADS`](crate::worker::MAX_ACTOR_THREADS) threads in all.
+    pub max_concurrency: i32,
+    /// Named concurrency groups (Ray's `concurrency_groups={"io": 2}`):
+    /// each gets its own pool of `max_concurrency` threads. Methods join a
+    /// group through the class
+    /// ([`ActorClass::method_in_group`](crate::worker::ActorClass::method_in_group)),
+    /// through a group's `function_descriptors` here, or per call
+    /// ([`ActorHandle::with_concurrency_group`]).
+    /// Build one with [`ConcurrencyGroup::new`](crate::spec::ConcurrencyGroup::new).
+    pub concurrency_groups: Vec<crate::spec::ConcurrencyGroup>,
 }
 
 struct ActorEntry {
@@ -529,6 +568,12 @@ fn outcome(
         let err = if code == StatusCode::NotFound {
             TaskError::FunctionNotFound {
                 function: payload.function(),
+                message,
+            }
+        } else if code == StatusCode::KeyError {
+            TaskError::UnknownConcurrencyGroup {
+                function: payload.function(),
+                group: reply.status.message.as_str().to_owned(),
                 message,
             }
         } else {
@@ -1107,7 +1152,13 @@ impl CoreWorker {
                 actor_id,
                 max_actor_restarts: i64::from(options.max_restarts),
                 max_task_retries: i64::from(max_task_retries),
-                max_concurrency: 1,
+                // 0 (unset) is Ray's default of 1; the worker checks the rest.
+                max_concurrency: if options.max_concurrency == 0 {
+                    1
+                } else {
+                    options.max_concurrency
+                },
+                concurrency_groups: options.concurrency_groups.clone(),
                 ..Default::default()
             });
         let restarts = (options.max_restarts != 0).then(|| Restarts {
@@ -1229,6 +1280,7 @@ impl CoreWorker {
             .args(args)
             .num_returns(1)
             .max_retries(options.max_retries)
+            .concurrency_group_name(actor.concurrency_group.clone())
             .build_actor_task(ActorTaskTarget {
                 actor_id: actor.actor_id,
                 actor_counter: counter,

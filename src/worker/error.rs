@@ -29,6 +29,19 @@ pub enum TaskError {
         /// The worker's explanation.
         message: String,
     },
+    /// The call named a concurrency group the actor did not define (by
+    /// [`ActorHandle::with_concurrency_group`](crate::worker::ActorHandle::with_concurrency_group),
+    /// or its method's group from the class); the task did not run. (Ray
+    /// aborts the actor's worker in `ConcurrencyGroupManager::GetExecutor`.)
+    #[error("task {function}: {message}")]
+    UnknownConcurrencyGroup {
+        /// The function's call string.
+        function: String,
+        /// The group's name.
+        group: String,
+        /// The worker's explanation (names the groups the actor has).
+        message: String,
+    },
     /// The actor died (its process is gone) before the task replied (Ray's
     /// `ACTOR_DIED`).
     #[error("actor {actor_id} died before task {function} replied")]

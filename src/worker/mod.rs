@@ -6,6 +6,7 @@
 //! | receiving worker | [`Worker`] | `CoreWorker::HandlePushTask`, the scheduling queues, `ExecuteTask` |
 //! | submitting worker | [`CoreWorker`], [`ActorHandle`], [`ObjectRef`], [`ObjectValue`] | `CoreWorker::SubmitActorTask` / `SubmitTask` / `CreateActor` / `Put` / `Get` / `Wait`, `CoreWorkerDirectActorTaskSubmitter`, `ReferenceCounter` (simple form) |
 //! | large arguments and returns | [`CoreWorkerOptions::store`], [`WorkerOptions::store`] | plasma: `in_plasma` returns, by-reference arguments (`docs/worker.md`, "Large arguments and returns") |
+//! | threaded actors | `max_concurrency`, concurrency groups ([`ActorOptions`], [`ActorClass::method_in_group`]) | `ConcurrencyGroupManager`, `BoundedExecutor` |
 //! | pending tasks | [`TaskManager`] | `TaskManager` |
 //! | statistics | [`EventStats`], [`StatsSnapshot`] | `instrumented_io_context` / `EventStats` |
 //!
@@ -43,6 +44,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod concurrency;
 mod core;
 mod error;
 pub mod registry;
@@ -53,6 +55,7 @@ pub mod task_manager;
 pub use self::core::{
     ActorHandle, ActorOptions, CoreWorker, CoreWorkerOptions, ObjectRef, ObjectValue, TaskOptions,
 };
+pub use concurrency::{MAX_ACTOR_THREADS, MAX_CONCURRENCY_GROUPS, MAX_GROUP_NAME_LEN};
 pub use error::{GetError, TaskError, WorkerError};
 pub use registry::{
     ActorClass, AlreadyRegistered, AppError, ArgError, Args, FunctionKey, FunctionRegistry,

@@ -11,6 +11,13 @@
 //! wrong function. Python, Java and C++ descriptors are keyed and routed the
 //! same way as the Rust variant; a descriptor nobody registered fails the task
 //! with an application-visible error (see [`crate::worker::TaskError::FunctionNotFound`]).
+//!
+//! A method takes the actor's state as `&mut S` ([`ActorClass::method`]:
+//! it runs alone) or as `&S` ([`ActorClass::shared_method`], only for
+//! `S: Sync`: on a threaded actor it runs next to other shared methods).
+//! Methods may be assigned to a named concurrency group at class definition
+//! ([`ActorClass::method_in_group`], Ray's `@ray.method(concurrency_group=...)`);
+//! see `docs/worker.md` and [`crate::worker::ActorOptions`].
 
 use foldhash::HashMap;
 use std::any::Any;
@@ -182,8 +189,26 @@ impl<'a> Args<'a> {
 
 /// A handler for a normal (stateless) task.
 pub type FunctionHandler = Box<dyn Fn(&Args<'_>) -> TaskResult + Send + Sync>;
-type Constructor = Box<dyn Fn(&Args<'_>) -> Result<Box<dyn Any + Send>, AppError> + Send + Sync>;
-type Method = Box<dyn Fn(&mut (dyn Any + Send), &Args<'_>) -> TaskResult + Send + Sync>;
+type Constructor = Box<dyn Fn(&Args<'_>) -> Result<ErasedState, AppError> + Send + Sync>;
+type ExclusiveMethod = Box<dyn Fn(&mut dyn Any, &Args<'_>) -> TaskResult + Send + Sync>;
+type SharedMethod = Box<dyn Fn(&dyn Any, &Args<'_>) -> TaskResult + Send + Sync>;
+
+/// An actor's state as its constructor made it, with what the type
+/// allows: `Sync` state can be read by several threads at once.
+pub(crate) enum ErasedState {
+    /// `S: Send` only.
+    Send(Box<dyn Any + Send>),
+    /// `S: Send + Sync` (the class has shared methods).
+    Sync(Box<dyn Any + Send + Sync>),
+}
+
+/// A method as registered: exclusive (`&mut S`) or shared (`&S`).
+pub(crate) enum Method {
+    /// Needs the state alone.
+    Exclusive(ExclusiveMethod),
+    /// Reads the state; may run next to other shared methods.
+    Shared(SharedMethod),
+}
 
 /// The dispatch key of a descriptor: FNV-1a (64 bit) over its language tag and
 /// fields, each field followed by `0xFF` (a byte UTF-8 never contains, so
@@ -289,8 +314,16 @@ impl FunctionKey {
 /// What a registry entry runs.
 pub(crate) enum EntryKind {
     Function(FunctionHandler),
-    Constructor { class: usize },
-    Method { class: usize, method: Method },
+    Constructor {
+        class: usize,
+    },
+    Method {
+        class: usize,
+        method: Method,
+        /// The concurrency group the class assigned it to (`None`: the
+        /// default group).
+        group: Option<String>,
+    },
 }
 
 /// One registered descriptor.
@@ -307,15 +340,48 @@ struct Class {
 }
 
 type TypedConstructor<S> = Box<dyn Fn(&Args<'_>) -> Result<S, AppError> + Send + Sync>;
-type TypedMethod<S> = Box<dyn Fn(&mut S, &Args<'_>) -> TaskResult + Send + Sync>;
+
+/// A method of an [`ActorClass`] before registration, typed by the state.
+enum TypedMethod<S> {
+    Exclusive(TypedExclusive<S>),
+    Shared(TypedShared<S>),
+}
+
+type TypedExclusive<S> = Box<dyn Fn(&mut S, &Args<'_>) -> TaskResult + Send + Sync>;
+type TypedShared<S> = Box<dyn Fn(&S, &Args<'_>) -> TaskResult + Send + Sync>;
+
+/// One method of a class: name, handler, concurrency group.
+struct MethodDef<S> {
+    name: String,
+    f: TypedMethod<S>,
+    group: Option<String>,
+}
 
 /// An actor class under construction: its constructor and methods, typed by
 /// the actor's state `S` (Ray's actor class; `S` plays the Python instance).
+///
+/// Methods taking `&mut S` run alone; methods taking `&S`
+/// ([`ActorClass::shared_method`], for `S: Sync`) may run at the same time
+/// on a threaded actor (`max_concurrency > 1` or concurrency groups, see
+/// [`ActorOptions`](crate::worker::ActorOptions)): there an exclusive method
+/// holds the state's write lock, shared ones its read lock. An actor with
+/// `max_concurrency = 1` and no groups runs everything on the worker's
+/// execution thread without any lock.
 pub struct ActorClass<S> {
     module_path: String,
     name: String,
     constructor: TypedConstructor<S>,
-    methods: Vec<(String, TypedMethod<S>)>,
+    methods: Vec<MethodDef<S>>,
+    /// How the state is erased: `Sync` once a shared method was added.
+    erase: fn(S) -> ErasedState,
+}
+
+fn erase_send<S: Send + 'static>(s: S) -> ErasedState {
+    ErasedState::Send(Box::new(s))
+}
+
+fn erase_sync<S: Send + Sync + 'static>(s: S) -> ErasedState {
+    ErasedState::Sync(Box::new(s))
 }
 
 impl<S> fmt::Debug for ActorClass<S> {
@@ -341,16 +407,43 @@ impl<S: Send + 'static> ActorClass<S> {
             name: name.into(),
             constructor: Box::new(constructor),
             methods: Vec::new(),
+            erase: erase_send::<S>,
         }
     }
 
-    /// Adds method `name`.
+    /// Adds method `name`, which gets the state alone (`&mut S`), in the
+    /// actor's default concurrency group.
     pub fn method(
-        mut self,
+        self,
         name: impl Into<String>,
         f: impl Fn(&mut S, &Args<'_>) -> TaskResult + Send + Sync + 'static,
     ) -> Self {
-        self.methods.push((name.into(), Box::new(f)));
+        self.push(name.into(), TypedMethod::Exclusive(Box::new(f)), None)
+    }
+
+    /// [`ActorClass::method`] in concurrency group `group` (Ray's
+    /// `@ray.method(concurrency_group=...)`). The group's size comes from
+    /// the actor's creation ([`ActorOptions::concurrency_groups`]); a call
+    /// of this method on an actor that did not define `group` fails with
+    /// [`TaskError::UnknownConcurrencyGroup`].
+    ///
+    /// [`ActorOptions::concurrency_groups`]: crate::worker::ActorOptions::concurrency_groups
+    /// [`TaskError::UnknownConcurrencyGroup`]: crate::worker::TaskError::UnknownConcurrencyGroup
+    pub fn method_in_group(
+        self,
+        group: impl Into<String>,
+        name: impl Into<String>,
+        f: impl Fn(&mut S, &Args<'_>) -> TaskResult + Send + Sync + 'static,
+    ) -> Self {
+        self.push(
+            name.into(),
+            TypedMethod::Exclusive(Box::new(f)),
+            Some(group.into()),
+        )
+    }
+
+    fn push(mut self, name: String, f: TypedMethod<S>, group: Option<String>) -> Self {
+        self.methods.push(MethodDef { name, f, group });
         self
     }
 
@@ -358,6 +451,37 @@ impl<S: Send + 'static> ActorClass<S> {
     /// `Rust { module_path, type_name: name, function_name: "__init__" }`.
     pub fn creation_descriptor(&self) -> FunctionDescriptor {
         FunctionDescriptor::rust(&self.module_path, &self.name, CONSTRUCTOR_NAME)
+    }
+}
+
+impl<S: Send + Sync + 'static> ActorClass<S> {
+    /// Adds method `name`, which reads the state (`&S`): on a threaded actor
+    /// it runs concurrently with other shared methods, up to its group's
+    /// `max_concurrency` (Ray's threaded actors; Rust asks `S: Sync` for
+    /// it, where Ray leaves thread safety to the user).
+    pub fn shared_method(
+        mut self,
+        name: impl Into<String>,
+        f: impl Fn(&S, &Args<'_>) -> TaskResult + Send + Sync + 'static,
+    ) -> Self {
+        self.erase = erase_sync::<S>;
+        self.push(name.into(), TypedMethod::Shared(Box::new(f)), None)
+    }
+
+    /// [`ActorClass::shared_method`] in concurrency group `group` (see
+    /// [`ActorClass::method_in_group`]).
+    pub fn shared_method_in_group(
+        mut self,
+        group: impl Into<String>,
+        name: impl Into<String>,
+        f: impl Fn(&S, &Args<'_>) -> TaskResult + Send + Sync + 'static,
+    ) -> Self {
+        self.erase = erase_sync::<S>;
+        self.push(
+            name.into(),
+            TypedMethod::Shared(Box::new(f)),
+            Some(group.into()),
+        )
     }
 }
 
@@ -438,11 +562,12 @@ impl FunctionRegistry {
             name,
             constructor,
             methods,
+            erase,
         } = class;
         let ctor_desc = FunctionDescriptor::rust(&module_path, &name, CONSTRUCTOR_NAME);
         let method_descs: Vec<FunctionDescriptor> = methods
             .iter()
-            .map(|(m, _)| FunctionDescriptor::rust(&module_path, &name, m))
+            .map(|m| FunctionDescriptor::rust(&module_path, &name, &m.name))
             .collect();
         for d in std::iter::once(&ctor_desc).chain(&method_descs) {
             if self.find(&parts(d)).is_some() {
@@ -455,24 +580,32 @@ impl FunctionRegistry {
         let type_name = format!("{module_path}::{name}");
         self.classes.push(Class {
             name: type_name.clone(),
-            constructor: Box::new(move |args| {
-                constructor(args).map(|s| Box::new(s) as Box<dyn Any + Send>)
-            }),
+            constructor: Box::new(move |args| constructor(args).map(erase)),
         });
         self.insert(ctor_desc, EntryKind::Constructor { class: class_index })?;
-        for (d, (_, f)) in method_descs.into_iter().zip(methods) {
+        for (d, def) in method_descs.into_iter().zip(methods) {
             let type_name = type_name.clone();
-            let method: Method = Box::new(move |state, args| match state.downcast_mut::<S>() {
-                Some(s) => f(s, args),
-                None => Err(AppError::new(format!(
-                    "the actor's state is not a {type_name}"
-                ))),
-            });
+            let wrong = move || AppError::new(format!("the actor's state is not a {type_name}"));
+            let method = match def.f {
+                TypedMethod::Exclusive(f) => Method::Exclusive(Box::new(move |state, args| {
+                    match state.downcast_mut::<S>() {
+                        Some(s) => f(s, args),
+                        None => Err(wrong()),
+                    }
+                })),
+                TypedMethod::Shared(f) => Method::Shared(Box::new(move |state, args| match state
+                    .downcast_ref::<S>()
+                {
+                    Some(s) => f(s, args),
+                    None => Err(wrong()),
+                })),
+            };
             self.insert(
                 d,
                 EntryKind::Method {
                     class: class_index,
                     method,
+                    group: def.group,
                 },
             )?;
         }
@@ -499,6 +632,23 @@ impl FunctionRegistry {
         self.lookup(d).map(|e| e.index)
     }
 
+    /// The methods of class `class`: each entry's index and the concurrency
+    /// group the class assigned it to.
+    pub(crate) fn class_methods(
+        &self,
+        class: usize,
+    ) -> impl Iterator<Item = (usize, Option<&str>)> {
+        self.buckets
+            .values()
+            .flatten()
+            .filter_map(move |e| match &e.kind {
+                EntryKind::Method {
+                    class: c, group, ..
+                } if *c == class => Some((e.index, group.as_deref())),
+                _ => None,
+            })
+    }
+
     /// `true` if `descriptor` is registered (as a function, constructor or method).
     pub fn contains(&self, descriptor: &FunctionDescriptor) -> bool {
         self.find(&parts(descriptor)).is_some()
@@ -520,11 +670,7 @@ impl FunctionRegistry {
     }
 
     /// Runs class `class`'s constructor.
-    pub(crate) fn construct(
-        &self,
-        class: usize,
-        args: &Args<'_>,
-    ) -> Result<Box<dyn Any + Send>, AppError> {
+    pub(crate) fn construct(&self, class: usize, args: &Args<'_>) -> Result<ErasedState, AppError> {
         match self.classes.get(class) {
             Some(c) => (c.constructor)(args),
             None => Err(AppError::new("no such actor class")),
@@ -538,14 +684,17 @@ impl FunctionRegistry {
 }
 
 impl Entry {
-    /// Runs a method entry on `state`.
-    pub(crate) fn call_method(
-        &self,
-        state: &mut (dyn Any + Send),
-        args: &Args<'_>,
-    ) -> Option<TaskResult> {
+    /// Runs a method entry on `state`, owned by the calling thread.
+    pub(crate) fn call_method(&self, state: &mut dyn Any, args: &Args<'_>) -> Option<TaskResult> {
         match &self.kind {
-            EntryKind::Method { method, .. } => Some(method(state, args)),
+            EntryKind::Method {
+                method: Method::Exclusive(f),
+                ..
+            } => Some(f(state, args)),
+            EntryKind::Method {
+                method: Method::Shared(f),
+                ..
+            } => Some(f(state, args)),
             _ => None,
         }
     }

@@ -13,13 +13,18 @@
 //! owned copy of its spec. Only a task that must wait in its caller's queue
 //! (it arrived ahead of a missing sequence number) is copied once into an
 //! aligned buffer, validated again when its turn comes.
+//!
+//! A threaded actor (`max_concurrency > 1` or concurrency groups) is the
+//! exception: its released tasks are copied once and run on its groups'
+//! thread pools (`concurrency.rs`); the execution thread still orders,
+//! dispatches, and builds and sends their replies.
 
 use std::any::Any;
 use std::collections::BTreeMap;
 
 use foldhash::{HashMap, HashMapExt as _};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::ids::{ActorId, NodeId, ObjectId, TaskId, WorkerId};
@@ -35,10 +40,11 @@ use crate::spec::{
 use crate::store::{ObjectBuffer, StoreClient, StoreError};
 use crate::transport::{
     AnyConnection, Connection, ListenOptions, Listener, MessageConnection, Mux, MuxConnection,
-    MuxEvent, PeerKey, ShmOptions, TransportConfig, TransportKind,
+    MuxEvent, MuxWaker, PeerKey, ShmOptions, TransportConfig, TransportKind,
 };
 
-use super::registry::{AppError, Args, EntryKind, FunctionRegistry, TaskResult};
+use super::concurrency::{ActorPools, Completion, ConcurrencyConfig, Job};
+use super::registry::{AppError, Args, EntryKind, ErasedState, FunctionRegistry, TaskResult};
 use super::stats::{EventStats, StatsSnapshot};
 use super::WorkerError;
 
@@ -152,15 +158,43 @@ struct CallerState {
     /// The caller's live connection, if any.
     current: Option<PeerKey>,
     /// Replies of executed actor tasks not yet acknowledged by the caller,
-    /// by actor counter: a request re-sent after a broken connection is
-    /// answered from here instead of running twice.
-    executed: BTreeMap<u64, PushTaskReply>,
+    /// by actor counter, each with its send number (`sends` when it was
+    /// handed to the caller's connection): a request re-sent after a broken
+    /// connection is answered from here instead of running twice.
+    executed: BTreeMap<u64, (u64, PushTaskReply)>,
+    /// Replies cached for this caller so far (the send numbers).
+    sends: u64,
+    /// The highest send number the caller is known to have read: that of
+    /// the reply its `client_processed_up_to` named. A connection delivers
+    /// in order, so every reply sent before it was read too.
+    acked_send: u64,
 }
 
 struct ActorInstance {
     actor_id: ActorId,
     class: usize,
-    state: Box<dyn Any + Send>,
+    exec: ActorExec,
+}
+
+/// Where an actor's methods run.
+enum ActorExec {
+    /// `max_concurrency` 1, no groups: on the execution thread, on state
+    /// it owns (no lock).
+    Local(Box<dyn Any + Send>),
+    /// A threaded actor: on its groups' pools (`concurrency.rs`).
+    Threaded(ActorPools),
+}
+
+/// What to do with a released actor task of a threaded actor.
+enum Plan {
+    /// Not a threaded actor's method: [`Executor::execute`] handles it.
+    Inline,
+    /// Already in a pool (a re-sent duplicate): its reply will come.
+    Duplicate,
+    /// Refused before running (unknown concurrency group).
+    Fail(PushTaskReply),
+    /// Run on pool `pool`; `slot` is the method's entry.
+    Run { pool: usize, slot: usize },
 }
 
 enum Target {
@@ -198,6 +232,12 @@ struct Executor {
     /// Replies already sent (and pruned from the reply cache), kept to be
     /// filled again: a warm call builds its reply without allocating.
     spare: Vec<PushTaskReply>,
+    /// Wakes the event loop when a threaded actor's task finished; set by
+    /// `Worker::run_once` once a threaded actor exists (a worker without one
+    /// has no waker in its mux: its loop is as it was).
+    waker: Arc<OnceLock<MuxWaker>>,
+    /// Finished tasks of threaded actors, to be replied to (reused buffer).
+    completed: Vec<Completion>,
     /// Large arguments and returns (see [`WorkerOptions::store`]).
     store: Option<StoreBridge>,
 }
@@ -351,6 +391,8 @@ impl Worker {
                     new_hold: None,
                     holds: Vec::new(),
                 }),
+                waker: Arc::new(OnceLock::new()),
+                completed: Vec::new(),
             },
             ready: Vec::new(),
             encoder: Encoder::new(),
@@ -416,6 +458,15 @@ impl Worker {
             }
         }
         self.ready = ready;
+        if self.exec.is_threaded() && self.exec.waker.get().is_none() {
+            // Before the first collect: a task that finished before the
+            // waker existed is collected now, every later one wakes the mux.
+            let _ = self.exec.waker.set(self.mux.waker()?);
+            // Pairs with the fence in the pool threads between sending a
+            // completion and looking for the waker.
+            std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        }
+        self.exec.collect(&mut self.outbox);
         self.exec.tick(Instant::now(), &mut self.outbox);
         self.flush();
         self.flush_tcp();
@@ -568,7 +619,10 @@ impl Worker {
             match o.cache {
                 Some((caller, counter)) => {
                     if let Some(cs) = self.exec.callers.get_mut(&caller) {
-                        cs.executed.insert(counter, o.reply);
+                        cs.sends += 1;
+                        if let Some((_, old)) = cs.executed.insert(counter, (cs.sends, o.reply)) {
+                            self.exec.recycle(old);
+                        }
                     }
                 }
                 None => self.exec.recycle(o.reply),
@@ -597,6 +651,34 @@ impl Worker {
             self.exec.on_disconnect(key);
         }
     }
+}
+
+/// The statistics slot of a task refused before running: its method's entry
+/// (the registry was looked up before, so it is there).
+fn reply_slot(spec: &ArchivedTaskSpec, registry: &FunctionRegistry) -> usize {
+    registry
+        .lookup_index(&spec.function_descriptor)
+        .unwrap_or(0)
+}
+
+/// The error object of a call whose concurrency group the actor did not
+/// define: application-level, status `KeyError` with the group's name as its
+/// message (the caller's `TaskError::UnknownConcurrencyGroup`), data a
+/// sentence naming the group and the defined ones.
+fn unknown_group_reply(
+    task_id: TaskId,
+    return_id: ObjectId,
+    group: &str,
+    defined: &[&str],
+) -> PushTaskReply {
+    let mut reply = app_error_reply(
+        task_id,
+        return_id,
+        StatusCode::KeyError,
+        format!("concurrency group {group:?} is not defined on this actor (defined: {defined:?})"),
+    );
+    reply.status.message = group.to_owned();
+    reply
 }
 
 fn status_reply(task_id: TaskId, code: StatusCode, message: impl Into<String>) -> PushTaskReply {
@@ -693,6 +775,8 @@ impl Executor {
             queue: ActorSchedulingQueue::new(reorder_wait),
             current: None,
             executed: BTreeMap::new(),
+            sends: 0,
+            acked_send: 0,
         }
     }
 
@@ -825,15 +909,31 @@ impl Executor {
             .callers
             .entry(caller)
             .or_insert_with(|| Self::new_caller(wait));
-        // Replies the caller has processed (its contiguous prefix: one
-        // execution thread replies in sequence order) leave the cache.
+        // Replies the caller has processed leave the cache.
+        // `client_processed_up_to` is the highest sequence number the caller
+        // has a reply for (Ray's `max_finished_seq_no`). One execution
+        // thread replies in sequence order, so every reply up to it was
+        // read. A threaded actor replies out of order: a reply with a lower
+        // number may have been sent after the one named, and not read yet;
+        // there only replies sent no later than the named one go (a
+        // connection delivers in order).
         if cpu >= 0 {
             let bound = starts.saturating_add(cpu as u64);
+            let by_send_order = matches!(
+                self.actor,
+                Some(ActorInstance {
+                    exec: ActorExec::Threaded(_),
+                    ..
+                })
+            );
+            if let Some((sent, _)) = cs.executed.get(&bound) {
+                cs.acked_send = cs.acked_send.max(*sent);
+            }
             while let Some(e) = cs.executed.first_entry() {
-                if *e.key() > bound {
+                if *e.key() > bound || (by_send_order && e.get().0 > cs.acked_send) {
                     break;
                 }
-                let reply = e.remove();
+                let (_, reply) = e.remove();
                 if self.spare.len() < MAX_SPARE_REPLIES {
                     self.spare.push(reply);
                 }
@@ -841,13 +941,25 @@ impl Executor {
             // So do the worker's references on those tasks' store returns:
             // the caller holds its own since it processed the replies.
             if let Some(b) = &mut self.store {
-                b.holds
-                    .retain(|h| h.caller != caller || h.counter.is_none_or(|c| c > bound));
+                let executed = &cs.executed;
+                b.holds.retain(|h| {
+                    h.caller != caller
+                        || h.counter
+                            .is_none_or(|c| c > bound || executed.contains_key(&c))
+                });
             }
         }
         // Exactly when the queue decides this request at once (executes or
         // rejects it) it can stay in the snapshot; otherwise copy it.
-        let item = if decided_at_once(&cs.queue, seq, cpu) {
+        // A threaded actor's task goes to a pool: it needs its own copy.
+        let threaded = matches!(
+            self.actor,
+            Some(ActorInstance {
+                exec: ActorExec::Threaded(_),
+                ..
+            })
+        );
+        let item = if !threaded && decided_at_once(&cs.queue, seq, cpu) {
             Queued::Here(now)
         } else {
             let mut copy = AlignedBytes::with_capacity(bytes.len());
@@ -905,16 +1017,83 @@ impl Executor {
             .callers
             .get(&caller)
             .and_then(|c| c.executed.get(&counter))
-            .filter(|r| r.task_id == spec.task_id)
-            .cloned();
+            .filter(|(_, r)| r.task_id == spec.task_id)
+            .map(|(_, r)| r.clone());
         if let Some(reply) = cached {
-            // Executed before the connection broke: answer, do not run again.
+            // Executed before the connection broke: answer, do not run
+            // again; cached anew under its new send number.
             out.push(Outgoing {
                 target: Target::Caller(caller),
                 reply,
-                cache: None,
+                cache: Some((caller, counter)),
             });
             return;
+        }
+        match self.plan(caller, counter, spec) {
+            Plan::Inline => {}
+            Plan::Duplicate => return,
+            Plan::Fail(reply) => {
+                self.stats.record(
+                    reply_slot(spec, &self.registry),
+                    arrived.elapsed(),
+                    Duration::ZERO,
+                );
+                self.tasks_executed += 1;
+                out.push(Outgoing {
+                    target: Target::Caller(caller),
+                    reply,
+                    cache: Some((caller, counter)),
+                });
+                return;
+            }
+            Plan::Run { pool, slot } => {
+                let (task_id, return_id) = (spec.task_id, spec.return_id(0));
+                // By-reference arguments are fetched here (the store client
+                // is the execution thread's), then held by the job.
+                let resolved = match self.fetch_args(spec) {
+                    Ok(r) => r,
+                    Err(reply) => {
+                        self.stats.record(
+                            reply_slot(spec, &self.registry),
+                            arrived.elapsed(),
+                            Duration::ZERO,
+                        );
+                        self.tasks_executed += 1;
+                        out.push(Outgoing {
+                            target: Target::Caller(caller),
+                            reply,
+                            cache: Some((caller, counter)),
+                        });
+                        return;
+                    }
+                };
+                let Some(bytes) = owned else {
+                    // Unreachable: `on_request` copies every threaded
+                    // actor's task.
+                    tracing::error!("a threaded actor's task without its own copy");
+                    return;
+                };
+                if let Some(ActorInstance {
+                    exec: ActorExec::Threaded(pools),
+                    ..
+                }) = self.actor.as_mut()
+                {
+                    pools.submit(
+                        pool,
+                        Job {
+                            bytes,
+                            caller,
+                            counter,
+                            task_id,
+                            return_id,
+                            slot,
+                            arrived,
+                            resolved,
+                        },
+                    );
+                }
+                return;
+            }
         }
         let reply = self.execute(spec, arrived);
         self.file_return_hold(caller, Some(counter), Instant::now());
@@ -923,6 +1102,82 @@ impl Executor {
             reply,
             cache: (!spec.skip_execution).then_some((caller, counter)),
         });
+    }
+
+    /// Whether a released actor task runs on a pool of the threaded actor
+    /// this worker hosts (Ray's `ActorSchedulingQueue::ScheduleRequests` →
+    /// `pool_manager_->GetExecutor(group, function)`), and on which.
+    fn plan(&self, caller: WorkerId, counter: u64, spec: &ArchivedTaskSpec) -> Plan {
+        let Some(a) = &self.actor else {
+            return Plan::Inline;
+        };
+        let ActorExec::Threaded(pools) = &a.exec else {
+            return Plan::Inline;
+        };
+        if spec.skip_execution || spec.actor_id() != Some(a.actor_id) {
+            return Plan::Inline;
+        }
+        let Some(e) = self.registry.lookup(&spec.function_descriptor) else {
+            return Plan::Inline;
+        };
+        if !matches!(e.kind, EntryKind::Method { class, .. } if class == a.class) {
+            return Plan::Inline;
+        }
+        if pools.is_running(caller, counter, spec.task_id) {
+            return Plan::Duplicate;
+        }
+        match pools.route(e.index, spec.concurrency_group_name.as_str()) {
+            Ok(pool) => Plan::Run {
+                pool,
+                slot: e.index,
+            },
+            Err(group) => Plan::Fail(unknown_group_reply(
+                spec.task_id,
+                spec.return_id(0),
+                group,
+                &pools.group_names(),
+            )),
+        }
+    }
+
+    /// `true` if the worker hosts a threaded actor.
+    fn is_threaded(&self) -> bool {
+        matches!(
+            self.actor,
+            Some(ActorInstance {
+                exec: ActorExec::Threaded(_),
+                ..
+            })
+        )
+    }
+
+    /// Replies to the tasks the pools finished (Ray's reply callback of a
+    /// task run on a pool thread).
+    fn collect(&mut self, out: &mut Vec<Outgoing>) {
+        let mut done = std::mem::take(&mut self.completed);
+        if let Some(ActorInstance {
+            exec: ActorExec::Threaded(pools),
+            ..
+        }) = self.actor.as_mut()
+        {
+            pools.drain_into(&mut done);
+        }
+        for c in done.drain(..) {
+            let reply = match c.result {
+                Ok(value) => self.value_reply(c.task_id, c.return_id, value),
+                Err(app) => app_error_reply(c.task_id, c.return_id, StatusCode::Ok, app.message),
+            };
+            // A large return went to the store: hold it for its caller.
+            self.file_return_hold(c.caller, Some(c.counter), Instant::now());
+            self.stats.record(c.slot, c.queued, c.ran);
+            self.tasks_executed += 1;
+            out.push(Outgoing {
+                target: Target::Caller(c.caller),
+                reply,
+                cache: Some((c.caller, c.counter)),
+            });
+        }
+        self.completed = done;
     }
 
     /// Ray's `ExecuteTask`: looks the function up from the archived
@@ -956,12 +1211,39 @@ impl Executor {
                     EntryKind::Function(f) if spec.is_normal_task() => Ok(f(&args)),
                     EntryKind::Constructor { class } if spec.is_actor_creation_task() => {
                         let actor_id = spec.actor_id().unwrap_or_default();
-                        match registry.construct(*class, &args) {
-                            Ok(state) => {
+                        let config = match spec.actor_creation_task_spec.as_ref() {
+                            Some(c) => ConcurrencyConfig::from_spec(c, &registry),
+                            None => Err("an actor creation task without its spec".to_owned()),
+                        };
+                        let exec = config
+                            .map_err(|m| AppError::new(format!("invalid concurrency options: {m}")))
+                            .and_then(|config| {
+                                let state = registry.construct(*class, &args)?;
+                                if !config.is_threaded() {
+                                    return Ok(ActorExec::Local(match state {
+                                        ErasedState::Send(s) => s,
+                                        ErasedState::Sync(s) => s,
+                                    }));
+                                }
+                                ActorPools::start(&config, state, *class, &registry, &self.waker)
+                                    .map(ActorExec::Threaded)
+                                    .map_err(AppError::new)
+                            });
+                        match exec {
+                            Ok(exec) => {
+                                if let Some(ActorInstance {
+                                    exec: ActorExec::Threaded(old),
+                                    ..
+                                }) = self.actor.take()
+                                {
+                                    // Replaced: its queued tasks finish
+                                    // first and are replied to.
+                                    old.finish_into(&mut self.completed);
+                                }
                                 self.actor = Some(ActorInstance {
                                     actor_id,
                                     class: *class,
-                                    state,
+                                    exec,
                                 });
                                 for c in self.callers.values_mut() {
                                     c.executed.clear();
@@ -971,12 +1253,34 @@ impl Executor {
                             Err(app) => Ok(Err(app)),
                         }
                     }
-                    EntryKind::Method { class, .. } if spec.is_actor_task() => {
+                    EntryKind::Method { class, group, .. } if spec.is_actor_task() => {
                         match self.actor.as_mut() {
                             Some(a) if Some(a.actor_id) == spec.actor_id() && a.class == *class => {
-                                Ok(e.call_method(a.state.as_mut(), &args).unwrap_or_else(|| {
-                                    Err(AppError::new("registry entry is not a method"))
-                                }))
+                                match &mut a.exec {
+                                    // A non-threaded actor defines no
+                                    // groups: any group name is unknown.
+                                    ActorExec::Local(_)
+                                        if !spec.concurrency_group_name.is_empty()
+                                            || group.is_some() =>
+                                    {
+                                        let name = if spec.concurrency_group_name.is_empty() {
+                                            group.as_deref().unwrap_or_default()
+                                        } else {
+                                            spec.concurrency_group_name.as_str()
+                                        };
+                                        Err(unknown_group_reply(task_id, return_id, name, &[]))
+                                    }
+                                    ActorExec::Local(state) => {
+                                        Ok(e.call_method(state.as_mut(), &args).unwrap_or_else(
+                                            || Err(AppError::new("registry entry is not a method")),
+                                        ))
+                                    }
+                                    ActorExec::Threaded(_) => Err(status_reply(
+                                        task_id,
+                                        StatusCode::Invalid,
+                                        "a threaded actor's task reached the execution thread",
+                                    )),
+                                }
                             }
                             Some(a) if Some(a.actor_id) == spec.actor_id() => Err(not_found(
                                 &format!("not a method of {}", registry.class_name(a.class)),

@@ -1,0 +1,744 @@
+//! Threaded actors (`max_concurrency`, named concurrency groups) with real
+//! processes: each test's actors live in worker child processes (this test
+//! binary re-executed with a role in the environment, serving the `Gate`
+//! class below), every wait is bounded, every child is reaped and each test
+//! has its own session root.
+//!
+//! The handlers rendezvous and count inside the worker process: `meet`
+//! returns only once a second call with the same key has started (bounded),
+//! so two `meet`s complete only if two run at once; `track_*` record the
+//! most calls of their group ever running at the same time.
+
+mod worker_support;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use shmwire::ids::{NodeId, WorkerId};
+use shmwire::shm::Session;
+use shmwire::spec::ConcurrencyGroup;
+use shmwire::worker::{
+    ActorClass, ActorHandle, ActorOptions, AppError, Args, CoreWorker, CoreWorkerOptions,
+    FunctionRegistry, GetError, ObjectRef, TaskError, TaskResult, Worker, WorkerError,
+    WorkerOptions,
+};
+use worker_support::{
+    as_i64, i64_arg, TestSession, ENV_CALLERS, ENV_ID, ENV_NODE, ENV_ROLE, ENV_ROOT, ENV_SESSION,
+    GUARD, MODULE,
+};
+
+/// The state of a `Gate` actor: `Sync`, so its shared methods may run at
+/// once on a threaded actor.
+#[derive(Default)]
+struct Gate {
+    /// Rendezvous: calls started per key.
+    met: Mutex<HashMap<i64, i64>>,
+    met_cv: Condvar,
+    released: Mutex<bool>,
+    released_cv: Condvar,
+    /// Per tracker: (running now, most ever running at once).
+    trackers: Mutex<HashMap<&'static str, (i64, i64)>>,
+    /// `count_slow`: runs per key.
+    runs: Mutex<HashMap<i64, i64>>,
+    /// `next`: the last value seen (order check).
+    last: AtomicI64,
+    /// Set while an exclusive method runs (it must run alone).
+    exclusive: AtomicBool,
+}
+
+fn ms(a: &Args<'_>, i: usize) -> Result<Duration, AppError> {
+    Ok(Duration::from_millis(a.i64(i)?.max(0) as u64))
+}
+
+fn ok(x: i64) -> TaskResult {
+    Ok(x.to_le_bytes().to_vec())
+}
+
+impl Gate {
+    /// Returns once `2` calls with key `a[0]` have started, or fails after
+    /// `a[1]` ms.
+    fn meet(&self, a: &Args<'_>) -> TaskResult {
+        let (key, wait) = (a.i64(0)?, ms(a, 1)?);
+        let deadline = Instant::now() + wait;
+        let mut met = self.met.lock().unwrap();
+        *met.entry(key).or_insert(0) += 1;
+        self.met_cv.notify_all();
+        while met[&key] < 2 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(AppError::new(format!("meet {key}: no partner started")));
+            }
+            met = self.met_cv.wait_timeout(met, left).unwrap().0;
+        }
+        ok(met[&key])
+    }
+
+    /// Waits until `release` ran, at most `a[0]` ms.
+    fn block(&self, a: &Args<'_>) -> TaskResult {
+        let deadline = Instant::now() + ms(a, 0)?;
+        let mut r = self.released.lock().unwrap();
+        while !*r {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(AppError::new("never released"));
+            }
+            r = self.released_cv.wait_timeout(r, left).unwrap().0;
+        }
+        ok(1)
+    }
+
+    fn release(&self) -> TaskResult {
+        *self.released.lock().unwrap() = true;
+        self.released_cv.notify_all();
+        ok(0)
+    }
+
+    /// Counts itself as running under `name` for `a[0]` ms.
+    fn track(&self, name: &'static str, a: &Args<'_>) -> TaskResult {
+        {
+            let mut t = self.trackers.lock().unwrap();
+            let e = t.entry(name).or_insert((0, 0));
+            e.0 += 1;
+            e.1 = e.1.max(e.0);
+        }
+        if self.exclusive.load(Ordering::SeqCst) {
+            return Err(AppError::new("ran next to an exclusive method"));
+        }
+        std::thread::sleep(ms(a, 0)?);
+        let mut t = self.trackers.lock().unwrap();
+        t.get_mut(name).unwrap().0 -= 1;
+        ok(0)
+    }
+
+    fn max_seen(&self, which: i64) -> TaskResult {
+        let name = match which {
+            0 => "default",
+            1 => "io",
+            _ => "compute",
+        };
+        ok(self.trackers.lock().unwrap().get(name).map_or(0, |e| e.1))
+    }
+}
+
+fn gate_class() -> ActorClass<Gate> {
+    ActorClass::new(MODULE, "Gate", |_| Ok(Gate::default()))
+        .shared_method("meet", Gate::meet)
+        .shared_method_in_group("io", "meet_io", Gate::meet)
+        .shared_method_in_group("io", "block", Gate::block)
+        .shared_method("release", |g, _| g.release())
+        .shared_method("track_default", |g, a| g.track("default", a))
+        .shared_method_in_group("io", "track_io", |g, a| g.track("io", a))
+        .shared_method_in_group("compute", "track_compute", |g, a| g.track("compute", a))
+        .shared_method("max_seen", |g, a| g.max_seen(a.i64(0)?))
+        .shared_method_in_group("gpu", "on_gpu", |_, _| ok(0))
+        .shared_method("next", |g: &Gate, a| {
+            let x = a.i64(0)?;
+            let prev = g.last.swap(x, Ordering::SeqCst);
+            if x != prev + 1 {
+                return Err(AppError::new(format!("got {x} after {prev}")));
+            }
+            ok(x)
+        })
+        .shared_method("echo", |_, a| {
+            // Caller and value back, after a short pause so calls overlap.
+            std::thread::sleep(Duration::from_micros(200));
+            ok(a.i64(0)? * 1_000_000 + a.i64(1)?)
+        })
+        // Runs alone (write lock): no shared method may run meanwhile.
+        .shared_method("count_slow", |g: &Gate, a| {
+            // Counts the runs of key a[0], then takes a[1] ms.
+            let n = {
+                let mut runs = g.runs.lock().unwrap();
+                let n = runs.entry(a.i64(0)?).or_insert(0);
+                *n += 1;
+                *n
+            };
+            std::thread::sleep(ms(a, 1)?);
+            ok(n)
+        })
+        .method("exclusive", |g: &mut Gate, a| {
+            g.exclusive.store(true, Ordering::SeqCst);
+            std::thread::sleep(ms(a, 0)?);
+            g.exclusive.store(false, Ordering::SeqCst);
+            ok(0)
+        })
+}
+
+/// If this process is a worker child, serve the `Gate` class and exit.
+fn maybe_run_worker() {
+    if std::env::var(ENV_ROLE).as_deref() != Ok("worker") {
+        return;
+    }
+    let var = |k| std::env::var(k).unwrap();
+    let session = Session::open_in(var(ENV_ROOT), &var(ENV_SESSION)).unwrap();
+    let id: WorkerId = var(ENV_ID).parse().unwrap();
+    let node: NodeId = var(ENV_NODE).parse().unwrap();
+    let callers: u64 = var(ENV_CALLERS).parse().unwrap();
+    let mut registry = FunctionRegistry::new();
+    registry.register_actor_class(gate_class()).unwrap();
+    let mut worker =
+        Worker::bind(&session, WorkerOptions::new(id, node), Arc::new(registry)).unwrap();
+    let code = match worker.serve_callers(callers, GUARD) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("worker {id}: {e}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn gate(driver: &mut CoreWorker, worker: WorkerId, options: ActorOptions) -> ActorHandle {
+    driver
+        .create_actor_with(worker, MODULE, "Gate", vec![], options)
+        .unwrap()
+}
+
+fn call(driver: &mut CoreWorker, a: &ActorHandle, m: &str, args: &[i64]) -> ObjectRef {
+    driver
+        .submit_actor_task(a, m, args.iter().map(|&x| i64_arg(x)).collect())
+        .unwrap()
+}
+
+fn value(driver: &mut CoreWorker, r: &ObjectRef) -> Result<i64, TaskError> {
+    match driver.get(std::slice::from_ref(r), GUARD) {
+        Ok(v) => Ok(as_i64(&v[0])),
+        Err(GetError::Task { error, .. }) => Err(error),
+        Err(e) => panic!("get failed: {e}"),
+    }
+}
+
+fn groups(spec: &[(&str, i32)]) -> Vec<ConcurrencyGroup> {
+    spec.iter()
+        .map(|&(n, m)| ConcurrencyGroup::new(n, m))
+        .collect()
+}
+
+/// `max_concurrency = 2`: two calls that each wait for the other to start
+/// both complete. The same calls on an actor with `max_concurrency = 1`
+/// run one after the other: the first gives up waiting (bounded), then the
+/// second finds it started.
+#[test]
+fn max_concurrency_two_runs_two_calls_at_once() {
+    maybe_run_worker();
+    let s = TestSession::new("conc2");
+    let test = "max_concurrency_two_runs_two_calls_at_once";
+    let (w2, w1) = (s.spawn_worker(test, 1), s.spawn_worker(test, 1));
+    let mut driver = s.driver();
+    let two = gate(
+        &mut driver,
+        w2.id,
+        ActorOptions {
+            max_concurrency: 2,
+            ..ActorOptions::default()
+        },
+    );
+    for key in 0..20 {
+        let refs = [
+            call(&mut driver, &two, "meet", &[key, 20_000]),
+            call(&mut driver, &two, "meet", &[key, 20_000]),
+        ];
+        for r in &refs {
+            assert_eq!(value(&mut driver, r), Ok(2), "key {key}");
+        }
+    }
+    let one = gate(&mut driver, w1.id, ActorOptions::default());
+    let refs = [
+        call(&mut driver, &one, "meet", &[7, 300]),
+        call(&mut driver, &one, "meet", &[7, 300]),
+    ];
+    match value(&mut driver, &refs[0]) {
+        Err(TaskError::Application { message, .. }) => {
+            assert!(message.contains("no partner"), "{message}")
+        }
+        other => panic!("a lone meet must time out, got {other:?}"),
+    }
+    assert_eq!(value(&mut driver, &refs[1]), Ok(2));
+    drop(driver);
+    w2.wait_success();
+    w1.wait_success();
+}
+
+/// `max_concurrency = 1` (the default): calls run in submission order, a
+/// `Sync` class's shared methods included; and a one-thread group of a
+/// threaded actor keeps its calls in order too.
+#[test]
+fn max_concurrency_one_keeps_submission_order() {
+    maybe_run_worker();
+    let s = TestSession::new("conc1");
+    let test = "max_concurrency_one_keeps_submission_order";
+    let (wa, wb) = (s.spawn_worker(test, 1), s.spawn_worker(test, 1));
+    let mut driver = s.driver();
+    let plain = gate(&mut driver, wa.id, ActorOptions::default());
+    let refs: Vec<ObjectRef> = (1..=2_000)
+        .map(|x| call(&mut driver, &plain, "next", &[x]))
+        .collect();
+    for (i, r) in refs.iter().enumerate() {
+        assert_eq!(value(&mut driver, r), Ok(i as i64 + 1));
+    }
+    // Threaded (a default pool of 4), but `next` forced into group "seq"
+    // of one thread: still in order.
+    let threaded = gate(
+        &mut driver,
+        wb.id,
+        ActorOptions {
+            max_concurrency: 4,
+            concurrency_groups: groups(&[("seq", 1)]),
+            ..ActorOptions::default()
+        },
+    );
+    let seq = threaded.with_concurrency_group("seq");
+    let refs: Vec<ObjectRef> = (1..=2_000)
+        .map(|x| call(&mut driver, &seq, "next", &[x]))
+        .collect();
+    for (i, r) in refs.iter().enumerate() {
+        assert_eq!(value(&mut driver, r), Ok(i as i64 + 1));
+    }
+    drop(driver);
+    wa.wait_success();
+    wb.wait_success();
+}
+
+/// Groups {"io": 1, "compute": 2}: a call blocked in "io" does not delay
+/// calls in "compute" or the default group; no group ever runs more than
+/// its `max_concurrency`; a per-call group override moves a method to
+/// another pool; an exclusive (`&mut`) method runs alone.
+#[test]
+fn concurrency_groups_isolate_and_bound_their_calls() {
+    maybe_run_worker();
+    let s = TestSession::new("groups");
+    let w = s.spawn_worker("concurrency_groups_isolate_and_bound_their_calls", 1);
+    let mut driver = s.driver();
+    let a = gate(
+        &mut driver,
+        w.id,
+        ActorOptions {
+            concurrency_groups: groups(&[("io", 1), ("compute", 2)]),
+            ..ActorOptions::default()
+        },
+    );
+    let blocked = call(&mut driver, &a, "block", &[30_000]);
+    let start = Instant::now();
+    let mut refs = Vec::new();
+    for _ in 0..8 {
+        refs.push(call(&mut driver, &a, "track_compute", &[40]));
+    }
+    for _ in 0..4 {
+        refs.push(call(&mut driver, &a, "track_default", &[20]));
+    }
+    for r in &refs {
+        assert_eq!(value(&mut driver, r), Ok(0));
+    }
+    // 8 × 40 ms on 2 threads ≈ 160 ms; far below the 30 s block.
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    let (ready, _) = driver
+        .wait(std::slice::from_ref(&blocked), 1, Duration::ZERO)
+        .unwrap();
+    assert!(ready.is_empty(), "block returned before its release");
+    // A second "io" call queues behind the blocked one (one thread).
+    let io_queued = call(&mut driver, &a, "track_io", &[1]);
+    let (ready, _) = driver
+        .wait(
+            std::slice::from_ref(&io_queued),
+            1,
+            Duration::from_millis(200),
+        )
+        .unwrap();
+    assert!(
+        ready.is_empty(),
+        "io ran a second call next to the blocked one"
+    );
+    let released = call(&mut driver, &a, "release", &[]);
+    assert_eq!(value(&mut driver, &released), Ok(0));
+    assert_eq!(value(&mut driver, &blocked), Ok(1));
+    assert_eq!(value(&mut driver, &io_queued), Ok(0));
+    // "io" is bounded by 1 with several queued.
+    let refs: Vec<ObjectRef> = (0..4)
+        .map(|_| call(&mut driver, &a, "track_io", &[20]))
+        .collect();
+    for r in &refs {
+        assert_eq!(value(&mut driver, r), Ok(0));
+    }
+    let max = |d: &mut CoreWorker, which| {
+        let r = call(d, &a, "max_seen", &[which]);
+        value(d, &r).unwrap()
+    };
+    assert_eq!(max(&mut driver, 0), 1, "default group: max_concurrency 1");
+    assert_eq!(max(&mut driver, 1), 1, "io: max_concurrency 1");
+    assert_eq!(
+        max(&mut driver, 2),
+        2,
+        "compute: max_concurrency 2, reached"
+    );
+    // `meet` is a default-group method (one thread): sent to "compute"
+    // (two threads) per call, two of them meet.
+    let compute = a.with_concurrency_group("compute");
+    let refs = [
+        call(&mut driver, &compute, "meet", &[1, 20_000]),
+        call(&mut driver, &compute, "meet", &[1, 20_000]),
+    ];
+    for r in &refs {
+        assert_eq!(value(&mut driver, r), Ok(2));
+    }
+    // An exclusive method next to shared ones: `track` fails if it ever
+    // sees the exclusive one running.
+    let mut refs = vec![call(&mut driver, &a, "exclusive", &[50])];
+    for _ in 0..6 {
+        refs.push(call(&mut driver, &a, "track_compute", &[5]));
+        refs.push(call(&mut driver, &a, "track_io", &[5]));
+    }
+    for r in &refs {
+        assert_eq!(value(&mut driver, r), Ok(0));
+    }
+    drop(driver);
+    w.wait_success();
+}
+
+/// A group the actor did not define — named per call, or the class's
+/// group for a method — fails that task with a typed error; the actor
+/// keeps serving. Invalid options fail the creation.
+#[test]
+fn unknown_concurrency_group_is_a_typed_error() {
+    maybe_run_worker();
+    let s = TestSession::new("nogroup");
+    let test = "unknown_concurrency_group_is_a_typed_error";
+    let (wt, wp) = (s.spawn_worker(test, 1), s.spawn_worker(test, 1));
+    let mut driver = s.driver();
+    let threaded = gate(
+        &mut driver,
+        wt.id,
+        ActorOptions {
+            concurrency_groups: groups(&[("io", 1)]),
+            ..ActorOptions::default()
+        },
+    );
+    let plain = gate(&mut driver, wp.id, ActorOptions::default());
+    for a in [&threaded, &plain] {
+        let r = call(
+            &mut driver,
+            &a.with_concurrency_group("nope"),
+            "meet",
+            &[0, 1],
+        );
+        match value(&mut driver, &r) {
+            Err(TaskError::UnknownConcurrencyGroup {
+                function,
+                group,
+                message,
+            }) => {
+                assert_eq!(function, "Gate::meet");
+                assert_eq!(group, "nope");
+                assert!(message.contains("\"nope\""), "{message}");
+            }
+            other => panic!("expected UnknownConcurrencyGroup, got {other:?}"),
+        }
+        let r = call(&mut driver, a, "on_gpu", &[]);
+        assert!(
+            matches!(value(&mut driver, &r),
+                Err(TaskError::UnknownConcurrencyGroup { ref group, .. }) if group == "gpu"),
+            "the class's group gpu is not defined"
+        );
+        // Still serving.
+        let r = call(&mut driver, a, "release", &[]);
+        assert_eq!(value(&mut driver, &r), Ok(0));
+    }
+    // "io" is defined on the threaded actor only.
+    let r = call(&mut driver, &plain, "meet_io", &[0, 1]);
+    assert!(matches!(
+        value(&mut driver, &r),
+        Err(TaskError::UnknownConcurrencyGroup { .. })
+    ));
+    // Invalid options: the creation task fails, no actor.
+    for bad in [
+        ActorOptions {
+            max_concurrency: -1,
+            ..ActorOptions::default()
+        },
+        ActorOptions {
+            concurrency_groups: groups(&[("io", 1), ("io", 2)]),
+            ..ActorOptions::default()
+        },
+        ActorOptions {
+            concurrency_groups: groups(&[("io", 0)]),
+            ..ActorOptions::default()
+        },
+        ActorOptions {
+            max_concurrency: 1_000_000,
+            ..ActorOptions::default()
+        },
+    ] {
+        match driver.create_actor_with(wp.id, MODULE, "Gate", vec![], bad.clone()) {
+            Err(WorkerError::ActorCreation {
+                error: TaskError::Application { message, .. },
+                ..
+            }) => assert!(message.contains("invalid concurrency options"), "{message}"),
+            other => panic!("{bad:?}: expected a failed creation, got {other:?}"),
+        }
+    }
+    // The worker still hosts the plain actor.
+    let r = call(&mut driver, &plain, "release", &[]);
+    assert_eq!(value(&mut driver, &r), Ok(0));
+    drop(driver);
+    wt.wait_success();
+    wp.wait_success();
+}
+
+/// Several callers at once on a threaded actor (default pool of 4): every
+/// reply reaches its own caller with its own value.
+#[test]
+fn concurrent_replies_reach_their_callers() {
+    maybe_run_worker();
+    let s = TestSession::new("replies");
+    const CALLERS: i64 = 3;
+    let w = s.spawn_worker("concurrent_replies_reach_their_callers", 1 + CALLERS as u64);
+    let mut creator = s.driver();
+    let a = gate(
+        &mut creator,
+        w.id,
+        ActorOptions {
+            max_concurrency: 4,
+            ..ActorOptions::default()
+        },
+    );
+    std::thread::scope(|scope| {
+        for caller in 0..CALLERS {
+            let (a, s) = (a.clone(), &s);
+            scope.spawn(move || {
+                let mut opts = CoreWorkerOptions::new(s.node);
+                opts.force_tcp = caller == CALLERS - 1;
+                let mut me = CoreWorker::new(&s.session, opts).unwrap();
+                me.register_actor(&a, 0).unwrap();
+                for base in (0..600).step_by(100) {
+                    let refs: Vec<ObjectRef> = (base..base + 100)
+                        .map(|x| {
+                            me.submit_actor_task(&a, "echo", vec![i64_arg(caller), i64_arg(x)])
+                                .unwrap()
+                        })
+                        .collect();
+                    let values = me.get(&refs, GUARD).unwrap();
+                    for (i, v) in values.iter().enumerate() {
+                        assert_eq!(as_i64(v), caller * 1_000_000 + base + i as i64);
+                    }
+                    me.free(&refs);
+                }
+                assert_eq!(me.num_pending_tasks(), 0);
+            });
+        }
+    });
+    drop(creator);
+    w.wait_success();
+}
+
+/// SIGKILL of a threaded actor's process with calls running and queued in
+/// its pools: every pending task fails with `ActorDied` (no retries) and
+/// nothing stays pending.
+#[test]
+fn sigkill_of_a_threaded_actor_fails_every_pending_task() {
+    maybe_run_worker();
+    let s = TestSession::new("conckill");
+    let mut w = s.spawn_worker("sigkill_of_a_threaded_actor_fails_every_pending_task", 1);
+    let mut driver = s.driver();
+    let a = gate(
+        &mut driver,
+        w.id,
+        ActorOptions {
+            max_concurrency: 2,
+            concurrency_groups: groups(&[("io", 1)]),
+            ..ActorOptions::default()
+        },
+    );
+    let done = call(&mut driver, &a, "track_default", &[1]);
+    assert_eq!(value(&mut driver, &done), Ok(0));
+    let mut refs = vec![call(&mut driver, &a, "block", &[30_000])];
+    for _ in 0..50 {
+        refs.push(call(&mut driver, &a, "track_default", &[100]));
+        refs.push(call(&mut driver, &a, "track_io", &[100]));
+    }
+    std::thread::sleep(Duration::from_millis(150));
+    w.kill();
+    let start = Instant::now();
+    let mut died = 0;
+    for r in &refs {
+        match value(&mut driver, r) {
+            Ok(_) => {}
+            Err(TaskError::ActorDied { actor_id, .. }) => {
+                assert_eq!(actor_id, a.actor_id());
+                died += 1;
+            }
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert!(died > 0, "the blocked call at least dies");
+    assert!(start.elapsed() < GUARD);
+    assert_eq!(driver.num_pending_tasks(), 0, "nothing left pending");
+}
+
+/// Statistics stay per handler with tasks run on pools: the worker runs on
+/// a thread of this process so its counters can be read afterwards.
+#[test]
+fn stats_count_pool_tasks_per_handler() {
+    let s = TestSession::new("concstats");
+    let id = WorkerId::from_random();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server = {
+        let (session, node) = (s.session.clone(), s.node);
+        std::thread::spawn(move || {
+            let mut registry = FunctionRegistry::new();
+            registry.register_actor_class(gate_class()).unwrap();
+            let mut w =
+                Worker::bind(&session, WorkerOptions::new(id, node), Arc::new(registry)).unwrap();
+            tx.send(()).unwrap();
+            w.serve_callers(1, GUARD).unwrap();
+            w
+        })
+    };
+    rx.recv_timeout(GUARD).unwrap();
+    let mut driver = s.driver();
+    let a = gate(
+        &mut driver,
+        id,
+        ActorOptions {
+            max_concurrency: 3,
+            concurrency_groups: groups(&[("compute", 2)]),
+            ..ActorOptions::default()
+        },
+    );
+    let mut refs: Vec<ObjectRef> = (0..30)
+        .map(|_| call(&mut driver, &a, "track_compute", &[2]))
+        .collect();
+    refs.extend((0..20).map(|x| call(&mut driver, &a, "echo", &[0, x])));
+    let bad = call(&mut driver, &a.with_concurrency_group("x"), "echo", &[0, 0]);
+    driver.get(&refs, GUARD).unwrap();
+    assert!(driver.get(std::slice::from_ref(&bad), GUARD).is_err());
+    drop(driver);
+    let w = server.join().unwrap();
+    let snap = w.stats();
+    let track = snap.handler("Gate::track_compute").unwrap();
+    assert_eq!(track.count, 30);
+    assert!(
+        track.cum_execution >= Duration::from_millis(60),
+        "{track:?}"
+    );
+    assert!(track.max_execution <= track.cum_execution);
+    // 20 runs and the refused one.
+    assert_eq!(snap.handler("Gate::echo").map(|h| h.count), Some(21));
+    assert_eq!(w.tasks_executed(), 1 + 30 + 21);
+}
+
+/// A threaded actor replies out of order, and `client_processed_up_to` is the
+/// highest sequence number the caller has a reply for, not a contiguous
+/// prefix. Driven on the raw protocol so the interleaving is exact: task 0
+/// (slow) finishes after task 1 (fast); the caller acknowledges 1 only; the
+/// connection breaks before it read 0's reply. The re-sent task 0 must be
+/// answered from the reply cache, not run again (it was pruned with 1's
+/// acknowledgement when the cache was pruned by sequence number).
+#[test]
+fn threaded_actor_reply_read_out_of_order_is_not_run_twice_after_a_break() {
+    use shmwire::ids::ObjectId;
+    use shmwire::spec::{
+        ActorTaskTarget, Encoder, PushTaskReply, PushTaskRequest, StatusCode, TaskSpecBuilder,
+    };
+    use shmwire::transport::{Connector, MessageConnection, TransportConfig};
+
+    maybe_run_worker();
+    let s = TestSession::new("poolonce");
+    // The driver (creation), then the raw caller's two connections.
+    let worker = s.spawn_worker(
+        "threaded_actor_reply_read_out_of_order_is_not_run_twice_after_a_break",
+        3,
+    );
+    let mut driver = s.driver();
+    let actor = gate(
+        &mut driver,
+        worker.id,
+        ActorOptions {
+            max_concurrency: 2,
+            ..ActorOptions::default()
+        },
+    );
+    let me = WorkerId::from_array([0x7e; 28]);
+    let token = shmwire::node::load_or_create_token(&s.session).unwrap();
+    let directory: Arc<dyn shmwire::transport::WorkerLookup> =
+        Arc::new(shmwire::node::Directory::for_session(&s.session).unwrap());
+    let connect = || {
+        Connector::new(TransportConfig::new(me, token), s.node)
+            .with_session(&s.session, Arc::clone(&directory))
+            .connect_worker(&worker.id)
+            .unwrap()
+    };
+    let request = |counter: u64, cpu: i64, args: [i64; 2]| PushTaskRequest {
+        intended_worker_id: worker.id,
+        task_spec: TaskSpecBuilder::new(actor.method_descriptor("count_slow"))
+            .parent(
+                shmwire::ids::TaskId::compute_driver_task_id(me),
+                counter + 1,
+            )
+            .args(args.map(i64_arg))
+            .num_returns(1)
+            .build_actor_task(ActorTaskTarget {
+                actor_id: actor.actor_id(),
+                actor_counter: counter,
+                previous_cursor: ObjectId::for_actor_handle(actor.actor_id()),
+                caller_starts_at: 0,
+            }),
+        sequence_number: counter as i64,
+        client_processed_up_to: cpu,
+        resource_mapping: Vec::new(),
+    };
+    let value = |r: &shmwire::spec::ArchivedPushTaskReply| -> (StatusCode, Option<i64>) {
+        let v = match &r.return_objects.first().map(|o| &o.value) {
+            Some(shmwire::spec::ArchivedReturnValue::Inline(d)) => {
+                d.data.as_slice().try_into().ok().map(i64::from_le_bytes)
+            }
+            _ => None,
+        };
+        (r.status.code, v)
+    };
+    let mut enc = Encoder::new();
+    let mut conn = connect();
+    // Task 0: slow (300 ms); task 1: fast. 1's reply comes first.
+    conn.send_push_task(&mut enc, &request(0, -1, [100, 300]))
+        .unwrap();
+    conn.send_push_task(&mut enc, &request(1, -1, [101, 0]))
+        .unwrap();
+    let first = conn
+        .recv_message_with::<PushTaskReply, _>(GUARD, |r| (r.task_id, value(r)))
+        .unwrap();
+    assert_eq!(first.1, (StatusCode::Ok, Some(1)), "task 1 answers first");
+    // Task 0 finishes and its reply is sent (and cached); the caller does
+    // not read it, but acknowledges 1 with task 2.
+    std::thread::sleep(Duration::from_millis(600));
+    conn.send_push_task(&mut enc, &request(2, 1, [102, 0]))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    // The connection breaks with 0's and 2's replies unread.
+    drop(conn);
+    let mut conn = connect();
+    conn.send_push_task(&mut enc, &request(0, -1, [100, 0]))
+        .unwrap();
+    let again = conn
+        .recv_message_with::<PushTaskReply, _>(GUARD, |r| value(r))
+        .unwrap();
+    assert_eq!(
+        again,
+        (StatusCode::Ok, Some(1)),
+        "task 0 is answered from its first run, not run again"
+    );
+    drop(conn);
+    let r = driver
+        .submit_actor_task(&actor, "count_slow", vec![i64_arg(100), i64_arg(0)])
+        .unwrap();
+    assert_eq!(
+        as_i64(&driver.get(std::slice::from_ref(&r), GUARD).unwrap()[0]),
+        2,
+        "task 0's key ran once before this call"
+    );
+    drop(driver);
+    worker.wait_success();
+}
