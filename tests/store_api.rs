@@ -367,7 +367,11 @@ fn service_shutdown_fails_later_calls_and_restart_starts_clean() {
         .segment_names()
         .unwrap()
         .into_iter()
-        .filter(|n| ["store-", "sidx-", "sref-"].iter().any(|p| n.starts_with(p)))
+        .filter(|n| {
+            ["store-", "sidx-", "sref-"]
+                .iter()
+                .any(|p| n.starts_with(p))
+        })
         .count();
     assert_eq!(named, 0);
 }

@@ -185,7 +185,11 @@ fn a_killed_service_fails_blocked_and_later_calls_and_restarts_clean() {
         .segment_names()
         .unwrap()
         .into_iter()
-        .filter(|n| ["store-", "sidx-", "sref-"].iter().any(|p| n.starts_with(p)))
+        .filter(|n| {
+            ["store-", "sidx-", "sref-"]
+                .iter()
+                .any(|p| n.starts_with(p))
+        })
         .count();
     assert_eq!(named, 0);
 }

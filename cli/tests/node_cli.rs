@@ -786,7 +786,10 @@ fn silent_and_slow_http_clients_delay_nobody() {
     // The silent ones are answered 408 and closed after the deadline.
     for s in &mut silent {
         let (text, closed) = read_until_closed(s, Duration::from_secs(5));
-        assert!(text.starts_with("HTTP/1.0 408"), "silent client got {text:?}");
+        assert!(
+            text.starts_with("HTTP/1.0 408"),
+            "silent client got {text:?}"
+        );
         let after = closed - opened;
         assert!(
             after >= Duration::from_millis(450) && after < Duration::from_secs(3),
@@ -796,7 +799,10 @@ fn silent_and_slow_http_clients_delay_nobody() {
     drip_stop.store(true, Ordering::Relaxed);
     for d in drips {
         let text = d.join().unwrap();
-        assert!(text.starts_with("HTTP/1.0 408"), "dripping client got {text:?}");
+        assert!(
+            text.starts_with("HTTP/1.0 408"),
+            "dripping client got {text:?}"
+        );
     }
     // An over-long head: 400.
     {

@@ -155,9 +155,8 @@ fn accept_all(
         match listener.accept() {
             Ok((mut stream, _)) => {
                 let busy = conns.values().filter(|c| !c.closing).count();
-                let out = (busy >= HTTP_MAX_CONNECTIONS).then(|| {
-                    response("503 Service Unavailable", "too many open connections\n")
-                });
+                let out = (busy >= HTTP_MAX_CONNECTIONS)
+                    .then(|| response("503 Service Unavailable", "too many open connections\n"));
                 if let (Some(msg), true) = (&out, conns.len() >= 2 * HTTP_MAX_CONNECTIONS) {
                     // Not even room to linger: best effort, never waits (a
                     // fresh socket has room), then closed.
@@ -220,8 +219,8 @@ fn advance(c: &mut Conn, session: &Session) -> Step {
                 Err(_) => return Step::Close,
             }
         }
-        let complete = c.head.windows(4).any(|w| w == b"\r\n\r\n")
-            || c.head.windows(2).any(|w| w == b"\n\n");
+        let complete =
+            c.head.windows(4).any(|w| w == b"\r\n\r\n") || c.head.windows(2).any(|w| w == b"\n\n");
         let msg = if c.head.len() > MAX_HEAD {
             response("400 Bad Request", "request head over 4 KiB\n")
         } else if complete || (eof && !c.head.is_empty()) {

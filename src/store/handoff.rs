@@ -45,7 +45,9 @@ pub(crate) fn send(
     timeout: Duration,
 ) -> Result<(), StoreError> {
     if fds.len() > MAX_FDS {
-        return Err(StoreError::InvalidConfig("too many segments for one hand-off"));
+        return Err(StoreError::InvalidConfig(
+            "too many segments for one hand-off",
+        ));
     }
     let sock = socket(conn)?;
     let mut msg = [0u8; HANDOFF_LEN];

@@ -120,7 +120,8 @@ impl ServiceIndex {
         let name = format!("sidx-{tag}");
         let seg = AnonSegment::create(&name, index_len(entries))?;
         {
-            let h = words(&seg, 0, 2).ok_or(StoreError::InvalidConfig("index segment too small"))?;
+            let h =
+                words(&seg, 0, 2).ok_or(StoreError::InvalidConfig("index segment too small"))?;
             // Relaxed: no client has the segment yet (it is handed over
             // later, through a socket, which orders these stores).
             h[0].store(INDEX_MAGIC, Ordering::Relaxed);
@@ -376,7 +377,9 @@ impl ClientIndex {
             if h[0].load(Ordering::Relaxed) != INDEX_MAGIC
                 || h[1].load(Ordering::Relaxed) != u64::from(info.entries)
             {
-                return Err(StoreError::BadReply("index header does not match the welcome"));
+                return Err(StoreError::BadReply(
+                    "index header does not match the welcome",
+                ));
             }
         }
         Ok(Self {
