@@ -162,13 +162,21 @@ pub fn run_worker(args: &WorkerArgs) -> DemoResult<()> {
                 WorkerEvent::Connected { caller } => {
                     eprintln!("demo worker: caller {caller} connected")
                 }
-                WorkerEvent::Disconnected { caller, died: true } => {
+                WorkerEvent::Disconnected {
+                    caller,
+                    violation: Some(v),
+                    ..
+                } => eprintln!("demo worker: caller {caller} cut off: {v}"),
+                WorkerEvent::Disconnected {
+                    caller, died: true, ..
+                } => {
                     died += 1;
                     eprintln!("demo worker: caller {caller} died")
                 }
                 WorkerEvent::Disconnected {
                     caller,
                     died: false,
+                    ..
                 } => eprintln!("demo worker: caller {caller} closed"),
             }
         }

@@ -70,7 +70,11 @@ fn stderr_of(k: &mut Kid) -> String {
 fn assert_quiet_end(what: &str, status: ExitStatus, stderr: &str) {
     assert!(!stderr.contains("panicked"), "{what}: {stderr}");
     assert_eq!(status.signal(), None, "{what}: killed by a signal");
-    assert_eq!(status.code(), Some(0), "{what}: {status:?}, stderr {stderr}");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{what}: {status:?}, stderr {stderr}"
+    );
 }
 
 /// A live `shmwire node` of session `s` (so `inspect` and `cleanup` have
