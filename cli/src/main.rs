@@ -240,6 +240,12 @@ fn print_cleanup(name: &str, r: &shm::CleanupReport) -> Result<bool, out::Stdout
         r.live_segments.len() + r.live_other.len() + r.live_owners.len(),
         r.kept_untagged.len()
     ));
+    if !r.corrupt.is_empty() {
+        line.push_str(&format!(
+            "; of which corrupt (header failed validation, creator dead): {:?}",
+            r.corrupt
+        ));
+    }
     if !r.ignored.is_empty() {
         line.push_str(&format!("; left alone (not shmwire's): {:?}", r.ignored));
     }

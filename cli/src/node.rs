@@ -39,6 +39,25 @@ fn print_tick(r: &TickReport) -> Result<(), crate::out::StdoutError> {
     Ok(())
 }
 
+/// Why the session directory is still there after the node's last pass
+/// (or "removed"): only a live process is called one.
+fn kept_because(r: &shm::CleanupReport) -> String {
+    if r.removed_dir {
+        "removed".to_owned()
+    } else if r.has_live() {
+        "kept (other processes live)".to_owned()
+    } else if !r.ignored.is_empty() || !r.kept_untagged.is_empty() {
+        format!(
+            "kept (files shmwire did not make, left alone: {:?})",
+            r.ignored.iter().chain(&r.kept_untagged).collect::<Vec<_>>()
+        )
+    } else if !r.errors.is_empty() {
+        format!("kept (cleanup failed: {})", r.errors.join("; "))
+    } else {
+        "kept".to_owned()
+    }
+}
+
 /// Runs `shmwire node`.
 pub fn run(args: NodeArgs) -> CliResult {
     let root = args.root.unwrap_or_else(shm::default_root);
@@ -76,14 +95,7 @@ pub fn run(args: NodeArgs) -> CliResult {
     let report = node.shutdown()?;
     // Best effort: stdout may be closed by now (the node still stopped).
     let _ = crate::out::write(
-        format_args!(
-            "node stopped; session directory {}",
-            if report.removed_dir {
-                "removed"
-            } else {
-                "kept (other processes live)"
-            }
-        ),
+        format_args!("node stopped; session directory {}", kept_because(&report)),
         "\n",
     );
     Ok(())
