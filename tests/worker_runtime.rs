@@ -802,7 +802,7 @@ fn ring_scribble_child(role: &str) {
     // a byte on the bootstrap socket.
     let _ = shmwire::transport::Connection::send(&mut conn, &[1; 64]);
     if let shmwire::transport::AnyConnection::Shm(c) = &conn {
-        let _ = (&*c.socket()).write(b"x");
+        let _ = c.socket().write(b"x");
     }
     println!("SCRIBBLED");
     // Stay alive (the worker must not mistake this for a death) until the

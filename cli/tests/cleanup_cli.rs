@@ -1008,7 +1008,8 @@ fn scribbled_segment_of_a_dead_creator_is_removed_as_corrupt() {
     assert!(ok, "{text}");
     let seg_name = seg.file_name().unwrap().to_str().unwrap().to_owned();
     assert!(
-        text.contains("corrupt (header failed validation, creator dead)") && text.contains(&seg_name),
+        text.contains("corrupt (header failed validation, creator dead)")
+            && text.contains(&seg_name),
         "{text}"
     );
     assert!(!seg.exists());
@@ -1017,7 +1018,15 @@ fn scribbled_segment_of_a_dead_creator_is_removed_as_corrupt() {
 
     // A node that leaves a foreign file behind says why the directory stays.
     let mut node = Command::new(env!("CARGO_BIN_EXE_shmwire"))
-        .args(["node", "--session", "n-s", "--store-capacity", "1M", "--root", rs])
+        .args([
+            "node",
+            "--session",
+            "n-s",
+            "--store-capacity",
+            "1M",
+            "--root",
+            rs,
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
