@@ -9,10 +9,9 @@ mod store_common;
 use std::time::Duration;
 
 use shmwire::ids::{NodeId, WorkerId};
-use shmwire::shm::{kind, Segment};
 use shmwire::store::{StoreClient, StoreConfig, StoreError, StoreService, DEFAULT_STORE_NAME};
 use shmwire::transport::{Connection, Connector, RecvError, TransportConfig};
-use store_common::{contents, eventually, oid, Env, GUARD};
+use store_common::{contents, eventually, memfd_links, oid, open_memfd, Env, MemfdMap, GUARD};
 
 fn client(env: &Env) -> StoreClient {
     StoreClient::connect(&env.session, DEFAULT_STORE_NAME).unwrap()
@@ -56,8 +55,9 @@ fn a_client_scribbling_over_the_arena_hurts_only_object_contents() {
     let a = client(&env);
     let data = contents(3, 5000);
     a.put(oid(2, 0), &data, b"m").unwrap();
-    // A hostile process maps the arena and overwrites all of it.
-    let seg = Segment::open(&env.session, store.arena_segment(), kind::STORE).unwrap();
+    // A hostile process maps the arena (through /proc/<pid>/fd: it has no
+    // name) and overwrites all of it.
+    let seg = open_memfd(std::process::id(), store.arena_segment());
     // SAFETY: the payload is payload_len bytes of a live mapping;
     // scribbling on shared memory is the point of the test.
     unsafe { std::ptr::write_bytes(seg.payload_ptr(), 0xEE, seg.payload_len()) };
@@ -116,7 +116,7 @@ impl Drop for Mount {
 }
 
 #[test]
-fn a_full_tmpfs_is_a_typed_error_at_start_never_sigbus() {
+fn a_full_session_tmpfs_does_not_touch_the_memfd_arena() {
     let tmp = tempfile::tempdir().unwrap();
     let mnt = tmp.path().join("tiny");
     std::fs::create_dir(&mnt).unwrap();
@@ -134,28 +134,26 @@ fn a_full_tmpfs_is_a_typed_error_at_start_never_sigbus() {
     }
     let _umount = Mount(mnt.clone());
     let session = shmwire::shm::Session::open_in(mnt.join("root"), "full").unwrap();
-    match StoreService::start(&session, StoreConfig::new(4 << 20)) {
-        Err(StoreError::ArenaReserve { capacity, source }) => {
-            assert_eq!(capacity, 4 << 20);
-            assert_eq!(source.raw_os_error(), Some(28), "ENOSPC: {source}");
-        }
-        other => panic!("expected ArenaReserve, got {other:?}"),
-    }
-    // Nothing is left behind, and an arena that fits works to its last byte.
-    assert!(session.segment_names().unwrap().is_empty());
-    let store = StoreService::start(&session, StoreConfig::new(512 * 1024)).unwrap();
+    // The arena, index and slots are sealed memfds: they do not live in
+    // the session's (1 MiB) file system, and their pages are reserved when
+    // they are made, so a 4 MiB store starts there and is usable to its
+    // last byte (a memfd that cannot be reserved would be `ArenaReserve`
+    // at start, never SIGBUS later).
+    let store = StoreService::start(&session, StoreConfig::new(4 << 20)).unwrap();
     let a = StoreClient::connect(&session, DEFAULT_STORE_NAME).unwrap();
-    a.put(oid(4, 0), &contents(5, 512 * 1024), b"").unwrap();
+    a.put(oid(4, 0), &contents(5, 4 << 20), b"").unwrap();
     let got = a.get(&[oid(4, 0)], GUARD).unwrap();
-    assert_eq!(got[0].as_deref().unwrap(), &contents(5, 512 * 1024)[..]);
+    assert_eq!(got[0].as_deref().unwrap(), &contents(5, 4 << 20)[..]);
     drop(got);
     drop(a);
     store.shutdown().unwrap();
+    // No segment of the store ever had a name there.
+    assert!(session.segment_names().unwrap().is_empty());
     session.remove_all().unwrap();
 }
 
 /// Overwrites `len` bytes at byte `at` of a segment's payload.
-fn scribble(seg: &Segment, at: usize, bytes: &[u8]) {
+fn scribble(seg: &MemfdMap, at: usize, bytes: &[u8]) {
     assert!(at + bytes.len() <= seg.payload_len());
     // SAFETY: the range lies inside the live mapping (asserted);
     // scribbling on shared memory is the point of the test.
@@ -165,7 +163,7 @@ fn scribble(seg: &Segment, at: usize, bytes: &[u8]) {
 }
 
 /// The whole payload of a segment.
-fn read_all(seg: &Segment) -> Vec<u8> {
+fn read_all(seg: &MemfdMap) -> Vec<u8> {
     let mut out = vec![0u8; seg.payload_len()];
     // SAFETY: payload_len bytes of a live mapping, copied out.
     unsafe { std::ptr::copy_nonoverlapping(seg.payload_ptr(), out.as_mut_ptr(), out.len()) };
@@ -173,7 +171,7 @@ fn read_all(seg: &Segment) -> Vec<u8> {
 }
 
 /// A named way of scribbling on a segment.
-type Scribbler<'a> = (&'a str, Box<dyn Fn(&Segment) + 'a>);
+type Scribbler<'a> = (&'a str, Box<dyn Fn(&MemfdMap) + 'a>);
 
 #[test]
 fn a_scribbled_index_gives_the_slow_path_never_wrong_data() {
@@ -204,7 +202,7 @@ fn a_scribbled_index_gives_the_slow_path_never_wrong_data() {
     // A hostile process opens the index for writing (clients themselves
     // map it read-only) and scribbles on it in several ways.
     let index_name = store.index_segment().expect("an index").to_owned();
-    let seg = Segment::open(&env.session, &index_name, kind::STORE_INDEX).unwrap();
+    let seg = open_memfd(std::process::id(), &index_name);
     let clean = read_all(&seg);
     let entries = (clean.len() - ENTRY) / ENTRY;
     let word = |e: usize, w: usize| ENTRY + e * ENTRY + w * 8;
@@ -279,23 +277,27 @@ fn a_scribbled_index_gives_the_slow_path_never_wrong_data() {
 fn a_client_scribbling_its_own_slots_only_pins_objects_until_it_leaves() {
     const SLOT: u64 = 64 * 1024;
     let env = Env::new("slotscribble");
-    let _store = env.store(4 * SLOT);
+    let store = env.store(4 * SLOT);
+    // This store's slot memfds are labelled `sref-<tag>-<client>`.
+    let sref = format!(
+        "sref-{}-",
+        store.arena_segment().strip_prefix("store-").unwrap()
+    );
     let a = client(&env);
     for i in 0..4 {
         a.put(oid(6, i), &contents(u64::from(i), SLOT as usize), b"")
             .unwrap();
     }
-    let before: Vec<String> = env.session.segment_names().unwrap();
+    let me = std::process::id();
+    let before: Vec<String> = memfd_links(me, &sref).into_iter().map(|l| l.1).collect();
     let hostile = client(&env);
-    // Its reference slots: the one slot segment that appeared with it.
-    let slots_name = env
-        .session
-        .segment_names()
-        .unwrap()
+    // Its reference slots: the one slot memfd that appeared with it.
+    let slots_name = memfd_links(me, &sref)
         .into_iter()
-        .find(|n| n.starts_with("sref-") && !before.contains(n))
-        .expect("the new client's slot segment");
-    let slots = Segment::open(&env.session, &slots_name, kind::STORE_REFS).unwrap();
+        .map(|l| l.1)
+        .find(|n| !before.contains(n))
+        .expect("the new client's slot memfd");
+    let slots = open_memfd(me, &slots_name);
     // Claims to hold everything.
     scribble(&slots, 0, &vec![0xff; slots.payload_len()]);
     // Like a client holding every buffer: nothing can be evicted...

@@ -178,14 +178,20 @@ fn a_killed_service_fails_blocked_and_later_calls_and_restarts_clean() {
     let c2 = connect(&env.session);
     assert!(!c2.contains(shared_oid(4, 0)).unwrap());
     c2.put(shared_oid(4, 0), b"after", b"").unwrap();
-    let arenas = env
+    // The store's segments are memfds: none has a name in the session,
+    // and only the running service's arena is held by this process.
+    let named = env
         .session
         .segment_names()
         .unwrap()
         .into_iter()
-        .filter(|n| n.starts_with("store-"))
+        .filter(|n| {
+            ["store-", "sidx-", "sref-"]
+                .iter()
+                .any(|p| n.starts_with(p))
+        })
         .count();
-    assert_eq!(arenas, 1, "the dead service's arena was cleaned up");
+    assert_eq!(named, 0);
 }
 
 /// Seconds each stress child runs (`SHMWIRE_STORE_STRESS_SECS`, default 10:
@@ -461,5 +467,146 @@ fn a_stopped_service_times_out_and_the_client_refuses_to_go_out_of_step() {
     // A new connection works.
     let c2 = connect(&env.session);
     assert!(c2.contains(shared_oid(7, 0)).unwrap());
+    kill9(&mut service);
+}
+
+/// Truncates every regular file under `dir` (recursively) to 0 bytes, and
+/// tries to truncate every memfd of `pids` (through `/proc/<pid>/fd`);
+/// returns (files truncated, memfds refused, memfds truncated).
+fn truncate_everything(dir: &std::path::Path, pids: &[u32]) -> (usize, usize, usize) {
+    let mut files = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else if ft.is_file() {
+                if let Ok(f) = std::fs::OpenOptions::new().write(true).open(e.path()) {
+                    if f.set_len(0).is_ok() {
+                        files += 1;
+                    }
+                }
+            }
+        }
+    }
+    let (mut refused, mut truncated) = (0, 0);
+    for pid in pids {
+        for (path, _) in memfd_links(*pid, "") {
+            let Ok(f) = std::fs::OpenOptions::new().write(true).open(&path) else {
+                continue;
+            };
+            match f.set_len(0) {
+                Ok(()) => truncated += 1,
+                Err(e) if e.raw_os_error() == Some(1) => refused += 1, // EPERM: sealed
+                Err(e) => panic!("truncating {}: {e}", path.display()),
+            }
+        }
+    }
+    (files, refused, truncated)
+}
+
+#[test]
+fn truncating_every_session_file_and_memfd_kills_no_process() {
+    const TEST: &str = "truncating_every_session_file_and_memfd_kills_no_process";
+    if let Some(role) = child_role() {
+        let s = child_session();
+        match role.as_str() {
+            "service" => {
+                let _store =
+                    StoreService::start(&s, shmwire::store::StoreConfig::new(1 << 20)).unwrap();
+                println!("ready");
+                std::thread::sleep(GUARD);
+            }
+            "client" => {
+                // Writes, reads back and deletes objects for 3 s (small ones
+                // inline, large ones created in place through the arena),
+                // while the parent truncates everything it can find.
+                let c = connect(&s);
+                println!("connected");
+                let (mut ok, mut err) = (0u64, 0u64);
+                let end = Instant::now() + Duration::from_secs(3);
+                let mut i = 0u32;
+                while Instant::now() < end {
+                    let data = contents(u64::from(i), if i % 2 == 0 { 100 } else { 40_000 });
+                    let id = oid(12, i);
+                    let r = c.put(id, &data, b"m").and_then(|()| {
+                        let got = c.get(&[id], Duration::from_secs(1))?;
+                        let buf = got[0].as_ref().ok_or(StoreError::BadReply("missing"))?;
+                        assert_eq!(&buf[..], &data[..], "object {i} read back wrong");
+                        drop(got);
+                        c.delete(&[id])
+                    });
+                    match r {
+                        Ok(()) => ok += 1,
+                        Err(e) => {
+                            // A typed error, never a signal.
+                            if err == 0 {
+                                println!("first error: {e}");
+                            }
+                            err += 1;
+                        }
+                    }
+                    i += 1;
+                }
+                println!("done ok={ok} err={err}");
+            }
+            other => panic!("unknown role {other}"),
+        }
+        return;
+    }
+    use std::os::unix::process::ExitStatusExt;
+    let env = Env::new("truncate");
+    let mut service = spawn_child(TEST, "service", &pass(&env, "truncate"));
+    let sl = stdout_lines(&mut service);
+    expect_line(&sl, "ready");
+    let mut client = spawn_child(TEST, "client", &pass(&env, "truncate"));
+    let cl = stdout_lines(&mut client);
+    expect_line(&cl, "connected");
+    // A hostile process of the same user (this one): for a second, truncate
+    // every file of the session root (the session directory, its segments,
+    // the token, directory entries, locks) and every memfd of both.
+    let pids = [service.id(), client.id()];
+    let (mut files, mut refused, mut truncated) = (0, 0, 0);
+    let until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < until {
+        let (f, r, t) = truncate_everything(env.root.path(), &pids);
+        files += f;
+        refused += r;
+        truncated += t;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(files > 0, "the session has files to truncate");
+    assert!(refused >= 3, "the store's memfds were found ({refused})");
+    // Every memfd of the store and of the rings is sealed: none shrank.
+    assert_eq!(truncated, 0, "a memfd could be truncated");
+    let done = expect_line(&cl, "done ");
+    let status = {
+        let deadline = Instant::now() + GUARD;
+        loop {
+            if let Some(s) = client.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "client hangs");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    assert_eq!(status.signal(), None, "client died of a signal: {status:?}");
+    assert!(status.success(), "client failed: {status:?} ({done})");
+    let ok: u64 = done
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("ok="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(ok > 0, "operations went on: {done}");
+    // The service survived it all.
+    assert!(
+        service.try_wait().unwrap().is_none(),
+        "the store service died"
+    );
     kill9(&mut service);
 }

@@ -7,6 +7,8 @@ mod worker_support;
 
 use std::time::{Duration, Instant};
 
+use shmwire::ids::WorkerId;
+
 use shmwire::spec::{
     self, Encoder, FunctionDescriptor, PushTaskReply, PushTaskRequest, StatusCode, TaskSpecBuilder,
 };
@@ -718,4 +720,184 @@ fn normal_tasks_retry_after_a_broken_connection_or_fail_without_retries() {
     assert_eq!(driver.num_pending_tasks(), 0);
     drop(driver);
     worker.wait_success();
+}
+
+/// A caller's connection to `worker` and one `square(x)` round trip on it.
+fn square_over(conn: &mut shmwire::transport::AnyConnection, worker: WorkerId, x: i64) -> i64 {
+    let mut enc = Encoder::new();
+    let req = PushTaskRequest {
+        intended_worker_id: worker,
+        task_spec: TaskSpecBuilder::new(FunctionDescriptor::rust(MODULE, "", "square"))
+            .arg(i64_arg(x))
+            .num_returns(1)
+            .build_normal_task(),
+        sequence_number: -1,
+        client_processed_up_to: -1,
+        resource_mapping: Vec::new(),
+    };
+    conn.send_push_task(&mut enc, &req).unwrap();
+    conn.recv_message_with::<PushTaskReply, _>(GUARD, |r| match &r.return_objects[0].value {
+        spec::ArchivedReturnValue::Inline(d) => as_i64(d.data.as_slice()),
+        spec::ArchivedReturnValue::InStore => panic!("inline expected"),
+    })
+    .unwrap()
+}
+
+fn connect_caller(
+    s: &shmwire::shm::Session,
+    worker: WorkerId,
+) -> shmwire::transport::AnyConnection {
+    let token = shmwire::node::load_or_create_token(s).unwrap();
+    Connector::new(
+        TransportConfig::new(WorkerId::from_random(), token),
+        shmwire::ids::NodeId::nil(),
+    )
+    .with_session(
+        s,
+        std::sync::Arc::new(shmwire::node::Directory::for_session(s).unwrap()),
+    )
+    .connect_worker(&worker)
+    .unwrap()
+}
+
+/// The child roles of `a_scribbled_ring_is_reported_as_corruption_not_death`.
+fn ring_scribble_child(role: &str) {
+    use std::io::{Read, Write};
+    let var = |k| std::env::var(k).unwrap();
+    let s = shmwire::shm::Session::open_in(
+        var(worker_support::ENV_ROOT),
+        &var(worker_support::ENV_SESSION),
+    )
+    .unwrap();
+    let worker: WorkerId = var(worker_support::ENV_ID).parse().unwrap();
+    let mut conn = connect_caller(&s, worker);
+    assert_eq!(square_over(&mut conn, worker, 9), 81);
+    if role == "good" {
+        assert_eq!(square_over(&mut conn, worker, 5), 25);
+        println!("GOOD-OK");
+        return;
+    }
+    // Scribble the ring this caller writes (the worker reads it), found
+    // like a hostile process would: its memfd in /proc/self/fd.
+    let mut scribbled = 0;
+    for e in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        let Ok(t) = std::fs::read_link(e.path()) else {
+            continue;
+        };
+        if !t.to_string_lossy().starts_with("/memfd:shmwire-ring-c2s") {
+            continue;
+        }
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(e.path())
+            .unwrap();
+        // SAFETY: a shared mapping of a sealed memfd (it cannot shrink);
+        // scribbling on it is the point of the test.
+        let mut m = unsafe { memmap2::MmapMut::map_mut(&f) }.unwrap();
+        m.fill(0xFF);
+        scribbled += 1;
+    }
+    assert!(scribbled > 0, "no ring memfd found");
+    // Wake the worker: a frame (whatever the corrupt ring makes of it) and
+    // a byte on the bootstrap socket.
+    let _ = shmwire::transport::Connection::send(&mut conn, &[1; 64]);
+    if let shmwire::transport::AnyConnection::Shm(c) = &conn {
+        let _ = c.socket().write(b"x");
+    }
+    println!("SCRIBBLED");
+    // Stay alive (the worker must not mistake this for a death) until the
+    // parent closes our stdin.
+    let mut buf = [0u8; 1];
+    let _ = std::io::stdin().read(&mut buf);
+}
+
+#[test]
+fn a_scribbled_ring_is_reported_as_corruption_not_death() {
+    const TEST: &str = "a_scribbled_ring_is_reported_as_corruption_not_death";
+    if let Ok(role) = std::env::var(worker_support::ENV_ROLE) {
+        ring_scribble_child(&role);
+        return;
+    }
+    use shmwire::worker::{Worker, WorkerEvent, WorkerOptions};
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let s = TestSession::new("ringscribble");
+    let id = WorkerId::from_random();
+    let mut worker = Worker::bind(
+        &s.session,
+        WorkerOptions::new(id, s.node),
+        std::sync::Arc::new(worker_support::registry()),
+    )
+    .unwrap();
+    let spawn = |role: &str| {
+        let c = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", TEST, "--nocapture", "--test-threads", "1"])
+            .env(worker_support::ENV_ROLE, role)
+            .env(worker_support::ENV_ROOT, s.root.path())
+            .env(worker_support::ENV_SESSION, s.session.name())
+            .env(worker_support::ENV_ID, id.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut c = c;
+        let out = c.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        (worker_support::KillOnDrop(Some(c)), rx)
+    };
+    // Serves until `done` says so (bounded); collects the events.
+    fn serve_until(
+        worker: &mut Worker,
+        events: &mut Vec<WorkerEvent>,
+        mut done: impl FnMut(&[WorkerEvent]) -> bool,
+    ) {
+        let deadline = Instant::now() + GUARD;
+        while !done(events) {
+            assert!(Instant::now() < deadline, "timed out; events {events:?}");
+            worker.run_once(Duration::from_millis(10)).unwrap();
+            events.extend(worker.take_events());
+        }
+    }
+    let mut events = Vec::new();
+    let (mut hostile, hostile_out) = spawn("scribbler");
+    let mut scribbled = false;
+    serve_until(&mut worker, &mut events, |_| {
+        scribbled |= hostile_out
+            .try_recv()
+            .is_ok_and(|l| l.contains("SCRIBBLED"));
+        scribbled
+    });
+    serve_until(&mut worker, &mut events, |ev| {
+        ev.iter()
+            .any(|e| matches!(e, WorkerEvent::Disconnected { .. }))
+    });
+    let cut = events
+        .iter()
+        .find_map(|e| match e {
+            WorkerEvent::Disconnected {
+                died, violation, ..
+            } => Some((*died, violation.clone())),
+            _ => None,
+        })
+        .unwrap();
+    assert!(!cut.0, "reported as a death: {events:?}");
+    let v = cut.1.expect("a violation");
+    assert!(v.contains("corrupt"), "{v}");
+    // The scribbler is alive: it was cut off, not mistaken for dead.
+    assert!(hostile.0.as_mut().unwrap().try_wait().unwrap().is_none());
+    // Another caller is served as before.
+    let (_good, good_out) = spawn("good");
+    let mut ok = false;
+    serve_until(&mut worker, &mut events, |_| {
+        ok |= good_out.try_recv().is_ok_and(|l| l.contains("GOOD-OK"));
+        ok
+    });
+    drop(hostile.0.as_mut().unwrap().stdin.take());
+    hostile.wait_success();
 }

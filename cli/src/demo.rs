@@ -162,13 +162,21 @@ pub fn run_worker(args: &WorkerArgs) -> DemoResult<()> {
                 WorkerEvent::Connected { caller } => {
                     eprintln!("demo worker: caller {caller} connected")
                 }
-                WorkerEvent::Disconnected { caller, died: true } => {
+                WorkerEvent::Disconnected {
+                    caller,
+                    violation: Some(v),
+                    ..
+                } => eprintln!("demo worker: caller {caller} cut off: {v}"),
+                WorkerEvent::Disconnected {
+                    caller, died: true, ..
+                } => {
                     died += 1;
                     eprintln!("demo worker: caller {caller} died")
                 }
                 WorkerEvent::Disconnected {
                     caller,
                     died: false,
+                    ..
                 } => eprintln!("demo worker: caller {caller} closed"),
             }
         }
@@ -275,7 +283,7 @@ fn run_caller(
     }
     let elapsed = start.elapsed();
     let (p50, p99, p999) = percentiles(&mut rtts);
-    println!(
+    outln!(
         "  one at a time: {n} calls in {elapsed:.2?}, {:.0} calls/s, round trip p50 {p50:.2?} p99 {p99:.2?} p99.9 {p999:.2?}",
         n as f64 / elapsed.as_secs_f64()
     );
@@ -301,7 +309,7 @@ fn run_caller(
         checked += 1;
     }
     let elapsed = start.elapsed();
-    println!(
+    outln!(
         "  {} in flight: {n} calls in {elapsed:.2?}, {:.0} calls/s",
         args.window,
         n as f64 / elapsed.as_secs_f64()
@@ -337,7 +345,7 @@ pub fn run(args: &DemoArgs) -> DemoResult<()> {
         child: Some(child),
         session: session.clone(),
     };
-    println!(
+    outln!(
         "shmwire demo: driver pid {}, session {}",
         std::process::id(),
         session.dir().display()
@@ -356,7 +364,7 @@ pub fn run(args: &DemoArgs) -> DemoResult<()> {
             Err(e) => return Err(format!("the worker never registered: {e}").into()),
         }
     }
-    println!("actor worker {actor_worker} listening as {ACTOR_NAME:?}");
+    outln!("actor worker {actor_worker} listening as {ACTOR_NAME:?}");
 
     let node = NodeId::from_random();
     let mut actor: Option<ActorHandle> = None;
@@ -370,7 +378,7 @@ pub fn run(args: &DemoArgs) -> DemoResult<()> {
         let handle = match &actor {
             None => {
                 let h = caller.create_actor(actor_worker, MODULE, CLASS, vec![], 0)?;
-                println!("created actor {} on worker {actor_worker}", h.actor_id());
+                outln!("created actor {} on worker {actor_worker}", h.actor_id());
                 actor = Some(h.clone());
                 h
             }
@@ -384,7 +392,7 @@ pub fn run(args: &DemoArgs) -> DemoResult<()> {
         } else {
             format!("shared memory ({})", args.wait.as_str())
         };
-        println!(
+        outln!(
             "caller {}: connected over {} — {how}; default task name {:?}",
             i + 1,
             if tcp { "Tcp" } else { "Shm" },
@@ -396,7 +404,7 @@ pub fn run(args: &DemoArgs) -> DemoResult<()> {
         if got != total {
             return Err(format!("Counter.get() answered {got}, expected {total}").into());
         }
-        println!("  actor total after this caller: {total}");
+        outln!("  actor total after this caller: {total}");
         // Dropping the caller closes its connection in order.
         drop(caller);
     }
@@ -405,6 +413,6 @@ pub fn run(args: &DemoArgs) -> DemoResult<()> {
     if total != want {
         return Err(format!("actor total {total}, expected {want}").into());
     }
-    println!("ok: every reply arrived once, in order, with the expected running total");
+    outln!("ok: every reply arrived once, in order, with the expected running total");
     Ok(())
 }

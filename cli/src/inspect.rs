@@ -137,18 +137,18 @@ pub fn run(session: Option<String>, json: bool, root: Option<PathBuf>) -> CliRes
             "foreign": if session.is_some() { Vec::new() } else { scan.foreign },
             "errors": errors,
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        outln!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(());
     }
     if session.is_none() {
-        println!(
+        outln!(
             "root {}: {} session(s)",
             root.display(),
             scan.sessions.len()
         );
         for (_, r) in &reports {
             let live_workers = r.workers.iter().filter(|w| w.live).count();
-            println!(
+            outln!(
                 "  {}  ({}) {} segment(s), {} worker(s) ({} live), {} process(es) ({} live)",
                 r.name,
                 if r.live { "live" } else { "dead" },
@@ -160,35 +160,35 @@ pub fn run(session: Option<String>, json: bool, root: Option<PathBuf>) -> CliRes
             );
         }
         for e in &errors {
-            println!("  ? ({e})");
+            outln!("  ? ({e})");
         }
         for f in &scan.foreign {
-            println!("  {f}: not a shmwire session, left alone");
+            outln!("  {f}: not a shmwire session, left alone");
         }
         for (_, r) in reports.iter().filter(|(_, r)| r.live) {
-            println!();
-            print!("{r}");
+            outln!();
+            out!("{r}");
         }
         return Ok(());
     }
     let Some((session, report)) = reports.pop() else {
         return Ok(());
     };
-    print!("{report}");
+    out!("{report}");
     let status = session.status()?;
     for p in &status.live_owners {
-        println!("  process {p}: alive");
+        outln!("  process {p}: alive");
     }
     for p in &status.dead_owners {
-        println!("  process {p}: dead");
+        outln!("  process {p}: dead");
     }
     for f in &status.foreign {
-        println!("  {f}: not made by shmwire, left alone");
+        outln!("  {f}: not made by shmwire, left alone");
     }
     for i in session.inspect()? {
-        println!("  {}  {} bytes", i.name, i.file_size);
+        outln!("  {}  {} bytes", i.name, i.file_size);
         if let Some(h) = &i.header {
-            println!(
+            outln!(
                 "    magic {:#018x} version {} kind {} total {} payload {}+{} init {:#x} creator pid {} tag {}",
                 h.magic,
                 h.version,
@@ -206,7 +206,7 @@ pub fn run(session: Option<String>, json: bool, root: Option<PathBuf>) -> CliRes
             Some(false) => "dead (stale)",
             None => "unknown",
         };
-        println!(
+        outln!(
             "    creator {alive}; {}",
             i.problem.as_deref().unwrap_or("valid")
         );

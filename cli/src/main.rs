@@ -15,6 +15,9 @@
 //! function; add a subcommand by adding a variant and a match arm in
 //! [`main`].
 
+#[macro_use]
+mod out;
+
 mod demo;
 mod inspect;
 mod node;
@@ -28,7 +31,14 @@ use shmwire_bench as bench;
 
 /// shmwire: Ray-style tasks between worker processes over shared memory.
 #[derive(Debug, Parser)]
-#[command(name = "shmwire", version, about)]
+#[command(
+    name = "shmwire",
+    version,
+    about,
+    after_help = "A reader that closes stdout early (`shmwire demo | head -1`) ends any \
+                  subcommand quietly: it stops what it started and exits with status 0, \
+                  without a message (`node` stops as on SIGTERM at its next line of output)."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -197,9 +207,9 @@ fn run_bench(args: BenchArgs) -> CliResult {
             docs.push(bench::to_json(&report));
         } else {
             if i > 0 {
-                println!();
+                outln!();
             }
-            print!("{}", bench::to_table(&report));
+            out!("{}", bench::to_table(&report));
         }
     }
     if args.json {
@@ -208,14 +218,14 @@ fn run_bench(args: BenchArgs) -> CliResult {
         } else {
             docs.pop().ok_or("no report")?
         };
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        outln!("{}", serde_json::to_string_pretty(&doc)?);
     }
     Ok(())
 }
 
 /// One line (and the errors) of a session's cleanup report; whether it
 /// had errors.
-fn print_cleanup(name: &str, r: &shm::CleanupReport) -> bool {
+fn print_cleanup(name: &str, r: &shm::CleanupReport) -> Result<bool, out::StdoutError> {
     let verb = if r.dry_run { "would remove" } else { "removed" };
     let mut line = format!(
         "session {name}: {verb} {} stale segment(s) {:?}, {} dead lock file(s) {:?}, {} other file(s) {:?}",
@@ -234,6 +244,12 @@ fn print_cleanup(name: &str, r: &shm::CleanupReport) -> bool {
         r.live_segments.len() + r.live_other.len() + r.live_owners.len(),
         r.kept_untagged.len()
     ));
+    if !r.corrupt.is_empty() {
+        line.push_str(&format!(
+            "; of which corrupt (header failed validation, creator dead): {:?}",
+            r.corrupt
+        ));
+    }
     if !r.ignored.is_empty() {
         line.push_str(&format!("; left alone (not shmwire's): {:?}", r.ignored));
     }
@@ -243,11 +259,11 @@ fn print_cleanup(name: &str, r: &shm::CleanupReport) -> bool {
     if r.vanished {
         line.push_str("; vanished meanwhile");
     }
-    println!("{line}");
+    outln!("{line}");
     for e in &r.errors {
         eprintln!("shmwire: session {name}: {e}");
     }
-    !r.errors.is_empty()
+    Ok(!r.errors.is_empty())
 }
 
 fn run_cleanup(args: CleanupArgs) -> CliResult {
@@ -262,7 +278,7 @@ fn run_cleanup(args: CleanupArgs) -> CliResult {
         } else {
             session.cleanup()?
         };
-        failed |= print_cleanup(&name, &report);
+        failed |= print_cleanup(&name, &report)?;
     } else {
         let done = if args.dry_run {
             Session::sweep_root_dry_run(&root)?
@@ -270,13 +286,13 @@ fn run_cleanup(args: CleanupArgs) -> CliResult {
             Session::sweep_root(&root)?
         };
         if done.sessions.is_empty() {
-            println!("no sessions under {}", root.display());
+            outln!("no sessions under {}", root.display());
         }
         for (name, r) in &done.sessions {
-            failed |= print_cleanup(name, r);
+            failed |= print_cleanup(name, r)?;
         }
         for f in &done.foreign {
-            println!("left alone (not a shmwire session): {f}");
+            outln!("left alone (not a shmwire session): {f}");
         }
     }
     if failed {
@@ -298,6 +314,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of stdout closed it: a normal end (see `out`).
+        Err(e) if out::is_closed(e.as_ref()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("shmwire: {e}");
             ExitCode::FAILURE

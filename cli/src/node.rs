@@ -1,7 +1,6 @@
 //! `shmwire node --session S …`: parses, starts `shmwire::node::Node`,
 //! prints what each round did, and stops it on SIGINT/SIGTERM.
 
-use std::io::Write;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -13,9 +12,9 @@ use crate::{CliResult, NodeArgs};
 /// The line `shmwire node` prints once it serves (tests wait for it).
 pub const READY_LINE: &str = "node ready";
 
-fn print_tick(r: &TickReport) {
+fn print_tick(r: &TickReport) -> Result<(), crate::out::StdoutError> {
     for d in &r.died {
-        println!(
+        outln!(
             "worker {}{} (pid {}) died",
             d.worker_id,
             d.name
@@ -27,15 +26,36 @@ fn print_tick(r: &TickReport) {
     }
     let c = &r.cleanup;
     if r.removed_anything() {
-        println!(
+        outln!(
             "removed: segments {:?}, lock files {:?}, other {:?}",
-            c.removed_segments, c.removed_lock_files, c.removed_other
+            c.removed_segments,
+            c.removed_lock_files,
+            c.removed_other
         );
     }
     for e in &c.errors {
         eprintln!("shmwire node: cleanup: {e}");
     }
-    let _ = std::io::stdout().flush();
+    Ok(())
+}
+
+/// Why the session directory is still there after the node's last pass
+/// (or "removed"): only a live process is called one.
+fn kept_because(r: &shm::CleanupReport) -> String {
+    if r.removed_dir {
+        "removed".to_owned()
+    } else if r.has_live() {
+        "kept (other processes live)".to_owned()
+    } else if !r.ignored.is_empty() || !r.kept_untagged.is_empty() {
+        format!(
+            "kept (files shmwire did not make, left alone: {:?})",
+            r.ignored.iter().chain(&r.kept_untagged).collect::<Vec<_>>()
+        )
+    } else if !r.errors.is_empty() {
+        format!("kept (cleanup failed: {})", r.errors.join("; "))
+    } else {
+        "kept".to_owned()
+    }
 }
 
 /// Runs `shmwire node`.
@@ -58,7 +78,7 @@ pub fn run(args: NodeArgs) -> CliResult {
             return Err(e.into());
         }
     };
-    println!(
+    outln!(
         "{READY_LINE}: session {} ({}), node {}, http://{}, objects {}, pid {}",
         session.name(),
         session.dir().display(),
@@ -68,16 +88,18 @@ pub fn run(args: NodeArgs) -> CliResult {
             .map_or_else(|| "none".to_owned(), |a| a.to_string()),
         std::process::id()
     );
-    let _ = std::io::stdout().flush();
-    node.run(&stop, print_tick);
-    let report = node.shutdown()?;
-    println!(
-        "node stopped; session directory {}",
-        if report.removed_dir {
-            "removed"
-        } else {
-            "kept (other processes live)"
+    // A closed stdout ends the node as SIGTERM does (see `out`).
+    let stop2 = Arc::clone(&stop);
+    node.run(&stop, |r| {
+        if print_tick(r).is_err() {
+            stop2.store(true, std::sync::atomic::Ordering::Relaxed);
         }
+    });
+    let report = node.shutdown()?;
+    // Best effort: stdout may be closed by now (the node still stopped).
+    let _ = crate::out::write(
+        format_args!("node stopped; session directory {}", kept_because(&report)),
+        "\n",
     );
     Ok(())
 }

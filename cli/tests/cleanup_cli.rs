@@ -970,3 +970,78 @@ fn full_tmpfs_leaves_no_token_temp_and_names_the_path() {
         "left behind: {left}"
     );
 }
+
+/// A segment whose header another process scribbled: left alone while its
+/// creator (known from the pid in its name) lives, removed and reported as
+/// corrupt once it is dead, after which the session directory goes too.
+/// And a node whose session keeps only a foreign file says so, not "other
+/// processes live".
+#[test]
+fn scribbled_segment_of_a_dead_creator_is_removed_as_corrupt() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog = watchdog("scribbled_segment_of_a_dead_creator_is_removed_as_corrupt");
+    let root = scratch("corrupt");
+    let r = root.path();
+    let rs = r.to_str().unwrap();
+    let (mut kid, mut out) = spawn_role("child_entry", &format!("worker|{rs}|corrupt-s|3|three"));
+    wait_for(&mut out, READY);
+    let seg = r.join("corrupt-s").join(format!("seg-{}", kid.0.id()));
+    assert!(seg.is_file());
+    // Scribble the whole header (magic and creator tag).
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = fs::OpenOptions::new().write(true).open(&seg).unwrap();
+        f.seek(SeekFrom::Start(0)).unwrap();
+        f.write_all(&[0x5A; 512]).unwrap();
+    }
+    let (ok, text) = shmwire(r, &["cleanup", "--session", "corrupt-s"]);
+    assert!(ok, "{text}");
+    assert!(seg.exists(), "removed while its creator lives: {text}");
+    assert!(!text.contains("corrupt ("), "{text}");
+    kid.sigkill();
+    let (ok, text) = shmwire(r, &["cleanup", "--session", "corrupt-s", "--dry-run"]);
+    assert!(ok, "{text}");
+    assert!(seg.exists(), "a dry run removed it");
+    let (ok, text) = shmwire(r, &["cleanup", "--session", "corrupt-s"]);
+    assert!(ok, "{text}");
+    let seg_name = seg.file_name().unwrap().to_str().unwrap().to_owned();
+    assert!(
+        text.contains("corrupt (header failed validation, creator dead)")
+            && text.contains(&seg_name),
+        "{text}"
+    );
+    assert!(!seg.exists());
+    assert!(text.contains("and the session directory"), "{text}");
+    assert!(!r.join("corrupt-s").exists());
+
+    // A node that leaves a foreign file behind says why the directory stays.
+    let mut node = Command::new(env!("CARGO_BIN_EXE_shmwire"))
+        .args([
+            "node",
+            "--session",
+            "n-s",
+            "--store-capacity",
+            "1M",
+            "--root",
+            rs,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut nout = BufReader::new(node.stdout.take().unwrap());
+    let node = Kid(node);
+    wait_for(&mut nout, "node ready");
+    fs::write(r.join("n-s").join("seg-junk"), [7u8; 8192]).unwrap();
+    let st = Command::new("kill")
+        .args(["-TERM", &node.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let last = wait_for(&mut nout, "node stopped");
+    assert!(!last.contains("other processes live"), "{last}");
+    assert!(last.contains("seg-junk"), "{last}");
+    drop(node);
+}

@@ -725,3 +725,104 @@ fn cleanup_in_a_loop_never_breaks_live_workers() {
     drop(driver);
     session.remove_all().unwrap();
 }
+
+/// Reads everything a connection gets until EOF (bounded by `within`);
+/// returns the text and when the EOF came.
+fn read_until_closed(s: &mut std::net::TcpStream, within: Duration) -> (String, Instant) {
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut text = Vec::new();
+    let _ = s.read_to_end(&mut text);
+    (String::from_utf8_lossy(&text).into_owned(), Instant::now())
+}
+
+/// Silent and dripping (slow-loris) HTTP clients delay nobody: `/health`
+/// answers within a second while 20 silent and 5 dripping connections are
+/// open; each silent one gets `408` and is closed after `HTTP_TIMEOUT`
+/// (500 ms); an over-long head gets `400`; connections over the cap get
+/// `503` at once, and the endpoint serves again once they are gone.
+#[test]
+fn silent_and_slow_http_clients_delay_nobody() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog = watchdog("silent_and_slow_http_clients_delay_nobody");
+    let scratch = scratch("http");
+    let root = scratch.path().join("root");
+    let mut node = start_node(&root, "h1");
+    let addr = node.addr.clone();
+    let opened = Instant::now();
+    let mut silent: Vec<std::net::TcpStream> = (0..20)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    // Slow-loris: one byte of a valid head every 100 ms, on threads.
+    let drip_stop = Arc::new(AtomicBool::new(false));
+    let drips: Vec<_> = (0..5)
+        .map(|_| {
+            let (addr, stop) = (addr.clone(), drip_stop.clone());
+            std::thread::spawn(move || {
+                let mut s = std::net::TcpStream::connect(&addr).unwrap();
+                for b in b"GET /health HTTP/1.0\r\nX-Slow: yes\r\n\r\n" {
+                    if stop.load(Ordering::Relaxed) || s.write_all(&[*b]).is_err() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                let (text, _) = read_until_closed(&mut s, Duration::from_secs(5));
+                text
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(50));
+    for _ in 0..3 {
+        let t = Instant::now();
+        let text = http_get(&addr, "/health");
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "/health took {:?}",
+            t.elapsed()
+        );
+        assert!(text.starts_with("HTTP/1.0 200 OK"), "{text}");
+    }
+    // The silent ones are answered 408 and closed after the deadline.
+    for s in &mut silent {
+        let (text, closed) = read_until_closed(s, Duration::from_secs(5));
+        assert!(
+            text.starts_with("HTTP/1.0 408"),
+            "silent client got {text:?}"
+        );
+        let after = closed - opened;
+        assert!(
+            after >= Duration::from_millis(450) && after < Duration::from_secs(3),
+            "closed after {after:?}"
+        );
+    }
+    drip_stop.store(true, Ordering::Relaxed);
+    for d in drips {
+        let text = d.join().unwrap();
+        assert!(
+            text.starts_with("HTTP/1.0 408"),
+            "dripping client got {text:?}"
+        );
+    }
+    // An over-long head: 400.
+    {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        let _ = s.write_all(&[b'a'; 5000]);
+        let (text, _) = read_until_closed(&mut s, Duration::from_secs(5));
+        assert!(text.starts_with("HTTP/1.0 400"), "{text:?}");
+    }
+    // Over the cap: 503 at once; served again after the deadline frees them.
+    let hold: Vec<std::net::TcpStream> = (0..shmwire::node::HTTP_MAX_CONNECTIONS)
+        .map(|_| std::net::TcpStream::connect(&addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let t = Instant::now();
+    let text = http_get(&addr, "/health");
+    assert!(text.starts_with("HTTP/1.0 503"), "{text:?}");
+    assert!(t.elapsed() < Duration::from_secs(1));
+    std::thread::sleep(shmwire::node::HTTP_TIMEOUT + Duration::from_millis(300));
+    assert!(http_get(&addr, "/health").starts_with("HTTP/1.0 200 OK"));
+    drop(hold);
+    node.kid.signal_and_wait("-TERM");
+    assert!(names(&root).is_empty(), "{:?}", names(&root.join("h1")));
+}

@@ -41,6 +41,7 @@
 //! ```
 
 mod directory;
+mod http;
 pub mod inspect;
 mod service;
 pub mod stats_area;
@@ -49,7 +50,9 @@ mod token;
 
 pub use directory::{Directory, Registration, WorkerStatus};
 pub use inspect::{SessionReport, WorkerReport};
-pub use service::{Node, NodeConfig, NodeError, TickReport, HTTP_TIMEOUT, NODE_NAME};
+pub use service::{
+    Node, NodeConfig, NodeError, TickReport, HTTP_MAX_CONNECTIONS, HTTP_TIMEOUT, NODE_NAME,
+};
 pub use stats_area::{
     area_name, read_area, AreaError, AreaRole, AreaSnapshot, ConnectionFigures, DeadWorker,
     HandlerFigures, ObjectFigures, StatsArea, StoreFigures,

@@ -15,7 +15,9 @@
 //!   statistics area ([`StatsArea`]), which `shmwire inspect` reads;
 //! - it serves plain HTTP/1.0 on its TCP address (127.0.0.1 unless told
 //!   otherwise): `GET /health` answers `ok <session> <pid>`, `GET /inspect`
-//!   the text of `shmwire inspect --session S`;
+//!   the text of `shmwire inspect --session S`; every connection is a
+//!   state machine of one event loop with its own deadline
+//!   (`node::http`), so no client delays another;
 //! - it serves pulls of its store's objects to other nodes
 //!   ([`PullServer`], Ray's object manager) on its object address
 //!   ([`NodeConfig::object_listen`], [`Node::object_addr`]).
@@ -25,15 +27,14 @@
 //! directory too when no other process of it lives.
 
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io;
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::inspect::SessionReport;
 use super::stats_area::{AreaRole, AreaSnapshot, DeadWorker, StatsArea, StoreFigures};
 use super::{Directory, Registration};
 use crate::ids::WorkerId;
@@ -47,9 +48,7 @@ use crate::transport::Endpoint;
 /// The name a node registers under in its session's directory.
 pub const NODE_NAME: &str = "shmwire-node";
 
-/// How long the HTTP endpoint waits for one client's request or for it to
-/// take the answer.
-pub const HTTP_TIMEOUT: Duration = Duration::from_millis(500);
+pub use super::http::{HTTP_MAX_CONNECTIONS, HTTP_TIMEOUT};
 
 /// How a [`Node`] runs.
 #[derive(Debug, Clone)]
@@ -207,7 +206,7 @@ impl Node {
         let (stop2, session2) = (Arc::clone(&http_stop), session.clone());
         let http = std::thread::Builder::new()
             .name("node http".into())
-            .spawn(move || serve_http(http, &session2, &stop2))
+            .spawn(move || super::http::serve(http, &session2, &stop2))
             .map_err(|source| NodeError::Listen { addr, source })?;
         let mut node = Self {
             session: session.clone(),
@@ -387,79 +386,4 @@ impl Drop for Node {
             let _ = self.session.remove_all();
         }
     }
-}
-
-/// The HTTP endpoint's loop: one client at a time, each bounded by
-/// [`HTTP_TIMEOUT`] per read and write (a slow client delays the next one,
-/// never the node's rounds, which run on another thread).
-fn serve_http(listener: TcpListener, session: &Session, stop: &AtomicBool) {
-    // Relaxed: a flag polled between accepts; it publishes nothing.
-    while !stop.load(Ordering::Relaxed) {
-        match listener.accept() {
-            Ok((s, _)) => {
-                if let Err(e) = answer(s, session) {
-                    tracing::debug!(error = %e, "node http: client failed");
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "node http: accept failed");
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-    }
-}
-
-/// Reads one request head (at most 4 KiB) and answers it.
-fn answer(mut s: TcpStream, session: &Session) -> io::Result<()> {
-    s.set_nonblocking(false)?;
-    s.set_read_timeout(Some(HTTP_TIMEOUT))?;
-    s.set_write_timeout(Some(HTTP_TIMEOUT))?;
-    let deadline = Instant::now() + HTTP_TIMEOUT;
-    let mut head = Vec::new();
-    let mut buf = [0u8; 512];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
-        if head.len() > 4096 || Instant::now() > deadline {
-            return respond(
-                &mut s,
-                "400 Bad Request",
-                "request head too long or too slow\n",
-            );
-        }
-        let n = s.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        head.extend_from_slice(&buf[..n]);
-    }
-    let line = head.split(|&b| b == b'\n').next().unwrap_or(&[]);
-    let line = String::from_utf8_lossy(line);
-    let mut words = line.split_whitespace();
-    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-    if method != "GET" {
-        return respond(&mut s, "405 Method Not Allowed", "only GET\n");
-    }
-    match path {
-        "/health" => respond(
-            &mut s,
-            "200 OK",
-            &format!("ok {} {}\n", session.name(), std::process::id()),
-        ),
-        "/inspect" => match SessionReport::gather(session) {
-            Ok(r) => respond(&mut s, "200 OK", &r.to_string()),
-            Err(e) => respond(&mut s, "500 Internal Server Error", &format!("{e}\n")),
-        },
-        _ => respond(&mut s, "404 Not Found", "paths: /health /inspect\n"),
-    }
-}
-
-fn respond(s: &mut TcpStream, status: &str, body: &str) -> io::Result<()> {
-    let msg = format!(
-        "HTTP/1.0 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(msg.as_bytes())?;
-    s.flush()
 }

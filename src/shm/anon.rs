@@ -5,7 +5,7 @@ use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 
-use memmap2::{MmapMut, MmapOptions};
+use memmap2::{MmapOptions, MmapRaw};
 
 use super::error::{Result, ShmError};
 
@@ -19,10 +19,11 @@ use super::error::{Result, ShmError};
 #[derive(Debug)]
 pub struct AnonSegment {
     /// Owns the mapping (unmapped on drop); accessed through `ptr`.
-    _map: MmapMut,
+    _map: MmapRaw,
     ptr: NonNull<u8>,
     len: usize,
     fd: OwnedFd,
+    writable: bool,
 }
 
 // SAFETY: the mapping is plain shared memory accessed only through raw
@@ -53,7 +54,7 @@ impl AnonSegment {
                 ShmError::io("create sealed memfd", &path, e)
             }
         })?;
-        Self::map(fd, len, &path)
+        Self::map(fd, len, &path, true)
     }
 
     /// Maps a memfd received from a peer after checking that it is sealed
@@ -63,21 +64,57 @@ impl AnonSegment {
     /// [`ShmError::Io`] naming the check that failed (`InvalidData`: not
     /// sealed, wrong size).
     pub fn from_fd(fd: OwnedFd, len: usize) -> Result<Self> {
+        Self::from_fd_mode(fd, len, true)
+    }
+
+    /// [`AnonSegment::from_fd`], mapped `PROT_READ` when `writable` is
+    /// false (a stray write through the mapping then faults in this process
+    /// instead of changing the shared bytes). The same checks: a memfd
+    /// that is not sealed against shrinking and growing is refused, since
+    /// its holder could truncate it under the mapping (`SIGBUS`).
+    ///
+    /// # Errors
+    /// As [`AnonSegment::from_fd`].
+    pub fn from_fd_mode(fd: OwnedFd, len: usize, writable: bool) -> Result<Self> {
         let path = std::path::PathBuf::from("memfd:from-peer");
         crate::sys::memfd::check_sealed(&fd, len as u64)
             .map_err(|e| ShmError::io("check memfd seals", &path, e))?;
-        Self::map(fd, len, &path)
+        Self::map(fd, len, &path, writable)
     }
 
-    fn map(fd: OwnedFd, len: usize, path: &std::path::Path) -> Result<Self> {
+    /// Another mapping of the same memfd (e.g. a read-write one beside a
+    /// read-only one), sharing the bytes.
+    ///
+    /// # Errors
+    /// [`ShmError::Io`] when the descriptor cannot be duplicated or mapped.
+    pub fn remap(&self, writable: bool) -> Result<Self> {
+        let path = std::path::PathBuf::from("memfd:remap");
+        let fd = self
+            .fd
+            .try_clone()
+            .map_err(|e| ShmError::io("dup", &path, e))?;
+        Self::map(fd, self.len, &path, writable)
+    }
+
+    fn map(fd: OwnedFd, len: usize, path: &std::path::Path, writable: bool) -> Result<Self> {
         let file = File::from(fd.try_clone().map_err(|e| ShmError::io("dup", path, e))?);
+        let opts = {
+            let mut o = MmapOptions::new();
+            o.len(len);
+            o
+        };
         // SAFETY: the file is a memfd sealed against shrinking and growing
-        // (made so by `create`, checked by `from_fd`) and `len` bytes long,
-        // so every page of the mapping stays backed; other processes may map
-        // it too, which is the point: all accesses to the shared bytes go
-        // through raw pointers/atomics.
-        let mut map = unsafe { MmapOptions::new().len(len).map_mut(&file) }
-            .map_err(|e| ShmError::io("mmap", path, e))?;
+        // (made so by `create`, checked by `from_fd_mode`) and `len` bytes
+        // long, so every page of the mapping stays backed; other processes
+        // may map it too, which is the point: all accesses to the shared
+        // bytes go through raw pointers/atomics (a `MmapRaw` hands out no
+        // references).
+        let map = if writable {
+            opts.map_raw(&file)
+        } else {
+            opts.map_raw_read_only(&file)
+        }
+        .map_err(|e| ShmError::io("mmap", path, e))?;
         let ptr = NonNull::new(map.as_mut_ptr())
             .ok_or_else(|| ShmError::io("mmap", path, std::io::Error::other("null mapping")))?;
         Ok(Self {
@@ -85,10 +122,17 @@ impl AnonSegment {
             ptr,
             len,
             fd,
+            writable,
         })
     }
 
-    /// Start of the mapping (page aligned).
+    /// Whether the mapping is writable (`PROT_WRITE`).
+    pub fn is_writable(&self) -> bool {
+        self.writable
+    }
+
+    /// Start of the mapping (page aligned). Only loads may be made through
+    /// it when [`AnonSegment::is_writable`] is false.
     pub fn payload_ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
     }
@@ -101,5 +145,37 @@ impl AnonSegment {
     /// The memfd, to pass to a peer over `SCM_RIGHTS`.
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsealed_or_wrong_sized_memfds_are_refused() {
+        // Sealed and the right size: mapped, read-only or not.
+        let seg = AnonSegment::create("anon-test", 8192).unwrap();
+        let fd = seg.fd().try_clone_to_owned().unwrap();
+        let ro = AnonSegment::from_fd_mode(fd, 8192, false).unwrap();
+        assert!(!ro.is_writable());
+        assert!(seg.remap(true).unwrap().is_writable());
+        // Wrong size.
+        let fd = seg.fd().try_clone_to_owned().unwrap();
+        assert!(AnonSegment::from_fd_mode(fd, 4096, false).is_err());
+        // A memfd without seals: its holder could truncate it under us.
+        let raw = rustix::fs::memfd_create("unsealed", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        rustix::fs::ftruncate(&raw, 8192).unwrap();
+        let err = AnonSegment::from_fd_mode(raw, 8192, false).unwrap_err();
+        assert!(err.to_string().contains("not sealed"), "{err}");
+        // Sealed against shrinking only (growing allowed): still refused.
+        let raw = rustix::fs::memfd_create(
+            "shrink-only",
+            rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
+        )
+        .unwrap();
+        rustix::fs::ftruncate(&raw, 8192).unwrap();
+        rustix::fs::fcntl_add_seals(&raw, rustix::fs::SealFlags::SHRINK).unwrap();
+        assert!(AnonSegment::from_fd_mode(raw, 8192, true).is_err());
     }
 }

@@ -418,8 +418,14 @@ pub struct CleanupReport {
     /// temporary files).
     pub live_other: Vec<String>,
     /// Entries shmwire did not make (any name or type it does not create,
-    /// or a file without the segment magic), left alone, with their type.
+    /// or a file without the segment magic whose creator is unknown or
+    /// alive), left alone, with their type.
     pub ignored: Vec<String>,
+    /// Segment-named files that fail validation (bad magic: a scribbled
+    /// header) whose creator is known and dead — named by the header's
+    /// creator tag, or by the pid in the name (`<kind>-<pid>-…`) — removed
+    /// (also listed in `removed_segments`).
+    pub corrupt: Vec<String>,
     /// The session was being set up by a creator during the whole pass and
     /// was skipped (the next pass gets it).
     pub busy: bool,
@@ -1065,8 +1071,34 @@ impl Session {
         let header = read_header_file(&file).map_err(|e| ShmError::io("read", &path, e))?;
         let stale = match &header {
             Some(h) if h.magic != MAGIC => {
-                // Not made by shmwire.
-                report.ignored.push(name.to_owned());
+                // Fails validation: a scribbled header, or not shmwire's.
+                // Removed (as corrupt) only when its creator is known and
+                // dead: the header's creator tag if it survived, else the
+                // pid every segment name of shmwire carries second.
+                let dead = match h.creator_tag_str().filter(|t| is_lock_file_name(t)) {
+                    Some(tag) => {
+                        let stem = &tag[LOCK_PREFIX.len()..tag.len() - LOCK_SUFFIX.len()];
+                        Some(owners.is_dead(&self.dir, stem)?)
+                    }
+                    None => name
+                        .split('-')
+                        .nth(1)
+                        .and_then(|p| p.parse::<u32>().ok())
+                        .and_then(crate::sys::liveness::pid_exists)
+                        .map(|alive| !alive),
+                };
+                if dead != Some(true) {
+                    report.ignored.push(name.to_owned());
+                    return Ok(());
+                }
+                match remove_held(dry, &file, &path) {
+                    Ok(true) => {
+                        report.removed_segments.push(name.to_owned());
+                        report.corrupt.push(name.to_owned());
+                    }
+                    Ok(false) => {}
+                    Err(e) => return Err(ShmError::io("unlink", path, e)),
+                }
                 return Ok(());
             }
             Some(h) => match h.creator_tag_str().filter(|t| is_lock_file_name(t)) {

@@ -1,7 +1,8 @@
-//! Where object data lives: the arena segment (created with its pages
-//! reserved, so a full tmpfs is a typed error at start, never `SIGBUS`
-//! later), the fallback directory's files, and the client-side mappings of
-//! both with every offset and length checked.
+//! Where object data lives: the arena (a sealed memfd, created with its
+//! pages reserved, so a full tmpfs is a typed error at start, never
+//! `SIGBUS` later, and nobody can truncate it under a mapping), the
+//! fallback directory's files, and the client-side mappings of both with
+//! every offset and length checked.
 
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
@@ -13,34 +14,31 @@ use std::sync::Arc;
 use super::error::StoreError;
 use super::table::{Fallback, OBJECT_ALIGN};
 use crate::ids::ObjectId;
-use crate::shm::{kind, Segment, Session};
+use crate::shm::AnonSegment;
 
-/// Creates the arena segment `name` in `session` with a payload of
-/// `capacity` bytes, reserves every page of the file (`fallocate`), and
-/// publishes it. The payload is the arena: object offsets are relative to
-/// its start (page aligned, so 64-byte offsets are 64-byte aligned
-/// addresses).
+/// Creates the arena: a memfd of `capacity` bytes (labelled `name` in
+/// `/proc/<pid>/fd` listings only), every page reserved (`fallocate`),
+/// sealed against shrinking and growing, mapped read-write. The mapping is
+/// the arena: object offsets are relative to its start (page aligned, so
+/// 64-byte offsets are 64-byte aligned addresses). It has no name in the
+/// session: clients receive the descriptor over their connection
+/// (`super::handoff`).
 ///
-/// Errors: [`StoreError::ArenaReserve`] when the file system cannot hold
-/// the arena (`ENOSPC` on a full tmpfs), [`StoreError::Shm`] when the
-/// segment cannot be created.
-pub fn create_arena(
-    session: &Session,
-    name: &str,
-    capacity: u64,
-) -> Result<Arc<Segment>, StoreError> {
+/// Errors: [`StoreError::ArenaReserve`] when the memory cannot be reserved
+/// (`ENOSPC` on a full `/dev/shm`), [`StoreError::Shm`] otherwise.
+pub fn create_arena(name: &str, capacity: u64) -> Result<Arc<AnonSegment>, StoreError> {
     let len = usize::try_from(capacity)
         .map_err(|_| StoreError::InvalidConfig("capacity does not fit the address space"))?;
-    // The segment layer reserves every page at creation (`fallocate`):
-    // tmpfs allocates them now, so writes through any mapping can never
-    // fault for lack of space; a full file system is reported here.
-    let seg = Segment::create(session, name, len, kind::STORE).map_err(|e| match e {
+    // Every page is reserved at creation (`fallocate`): tmpfs allocates
+    // them now, so writes through any mapping can never fault for lack of
+    // space; a full file system is reported here.
+    let seg = AnonSegment::create(name, len).map_err(|e| match e {
         crate::shm::ShmError::OutOfSpace { source, .. } => {
             StoreError::ArenaReserve { capacity, source }
         }
         other => StoreError::Shm(other),
     })?;
-    Ok(Arc::new(seg.publish()))
+    Ok(Arc::new(seg))
 }
 
 /// The fallback allocator of the service: one file per object in a
@@ -126,8 +124,8 @@ pub(crate) fn valid_file_name(name: &str) -> bool {
 #[derive(Debug)]
 #[allow(dead_code)]
 pub(crate) enum Backing {
-    /// In the arena segment (mapped once per client).
-    Arena(Arc<Segment>),
+    /// In the arena (mapped once per client).
+    Arena(Arc<AnonSegment>),
     /// In a fallback file, mapped for this object.
     File(Arc<memmap2::MmapMut>),
     /// A zero-length object outside the arena: nothing to map.
@@ -156,7 +154,7 @@ impl Span {
     /// (hostile input) that the offset is 64-byte aligned and the whole span
     /// lies inside the arena.
     pub(crate) fn in_arena(
-        arena: &Arc<Segment>,
+        arena: &Arc<AnonSegment>,
         offset: u64,
         data_size: u64,
     ) -> Result<Self, StoreError> {
@@ -225,15 +223,9 @@ impl Span {
 mod tests {
     use super::*;
 
-    fn session(tmp: &tempfile::TempDir) -> Session {
-        Session::open_in(tmp.path().join("root"), "arena-test").unwrap()
-    }
-
     #[test]
     fn arena_spans_are_bounds_checked() {
-        let tmp = tempfile::tempdir().unwrap();
-        let s = session(&tmp);
-        let arena = create_arena(&s, "arena", 4096).unwrap();
+        let arena = create_arena("arena", 4096).unwrap();
         assert_eq!(arena.payload_len(), 4096);
         assert!(Span::in_arena(&arena, 0, 4096).is_ok());
         assert!(Span::in_arena(&arena, 4032, 64).is_ok());
@@ -254,8 +246,6 @@ mod tests {
                 "offset {offset} len {len}"
             );
         }
-        drop(arena);
-        s.remove_all().unwrap();
     }
 
     #[test]

@@ -21,7 +21,7 @@ use super::protocol::{Reply, Request, WireLocation, WireObject, STORE_PROTOCOL_V
 use super::shared::{ClientIndex, IndexInfo};
 use super::table::Notification;
 use crate::ids::{NodeId, ObjectId, WorkerId};
-use crate::shm::{kind, Segment, Session};
+use crate::shm::{AnonSegment, Session};
 use crate::spec::{self, Encoder};
 use crate::transport::{
     AnyConnection, Connector, MessageConnection, SessionToken, ShmOptions, TransportConfig,
@@ -71,9 +71,9 @@ struct Inner {
     /// Releases of buffers dropped while another thread held `conn`.
     pending: Mutex<Vec<ObjectId>>,
     /// The arena mapped read-only: what `get`'s buffers read.
-    arena: Arc<Segment>,
-    /// The arena mapped read-write, opened by the first `create`.
-    arena_rw: Mutex<Option<Arc<Segment>>>,
+    arena: Arc<AnonSegment>,
+    /// The arena mapped read-write, mapped by the first `create`.
+    arena_rw: Mutex<Option<Arc<AnonSegment>>>,
     /// The shared index and this client's reference slots (the fast path).
     index: Option<ClientIndex>,
     /// Set once a call failed on the connection (the service died or the
@@ -202,36 +202,42 @@ impl StoreClient {
         name: &str,
         opts: ClientOptions,
     ) -> Result<Self, StoreError> {
-        let session = &access.session;
         let (conn, welcome) = open(&access, name, &opts, false)?;
         let Reply::Welcome {
-            arena_segment,
             capacity,
             fallback_dir,
             index,
+            ..
         } = welcome
         else {
             return Err(StoreError::BadReply("expected a welcome"));
         };
+        // The segments came over the socket just before the welcome: the
+        // arena, then (with an index) the index and our slots.
+        let mut fds = super::handoff::recv(
+            &conn.conn,
+            if index.is_some() { 3 } else { 1 },
+            opts.reply_timeout,
+        )?
+        .into_iter();
+        let (Some(arena_fd), index_fds) = (fds.next(), (fds.next(), fds.next())) else {
+            return Err(StoreError::BadReply("no arena in the hand-off"));
+        };
+        let len = usize::try_from(capacity)
+            .ok()
+            .filter(|c| *c > 0 && *c as u64 <= super::MAX_ARENA_CAPACITY)
+            .ok_or(StoreError::BadReply("bad arena capacity"))?;
         // Read-only: a client that only reads can never write the arena
         // (a stray write through a buffer faults in that client alone).
-        let arena = Arc::new(Segment::open_read_only(
-            session,
-            &arena_segment,
-            kind::STORE,
-        )?);
-        if (arena.payload_len() as u64) < capacity {
-            return Err(StoreError::BadReply("arena smaller than its capacity"));
-        }
-        let index = match index {
-            Some(w) => {
+        // Refused unless sealed against shrinking: see `handoff`.
+        let arena = Arc::new(AnonSegment::from_fd_mode(arena_fd, len, false)?);
+        let index = match (index, index_fds) {
+            (Some(w), (Some(ix_fd), Some(refs_fd))) => {
                 let info = IndexInfo {
-                    index_segment: w.segment,
                     entries: w.entries,
                     key: w.key,
-                    refs_segment: w.refs_segment,
                 };
-                match ClientIndex::open(session, &info) {
+                match ClientIndex::open(ix_fd, refs_fd, &info) {
                     Ok(ix) => Some(ix),
                     Err(e) => {
                         // No fast path; every call asks the service.
@@ -240,7 +246,7 @@ impl StoreClient {
                     }
                 }
             }
-            None => None,
+            _ => None,
         };
         Ok(Self {
             inner: Arc::new(Inner {
@@ -314,19 +320,13 @@ impl StoreClient {
 
     /// The arena mapped read-write (mapped on first use: clients that never
     /// create never map it writable).
-    fn arena_rw(&self) -> Result<Arc<Segment>, StoreError> {
+    fn arena_rw(&self) -> Result<Arc<AnonSegment>, StoreError> {
         let mut rw = lock(&self.inner.arena_rw);
         if let Some(a) = rw.as_ref() {
             return Ok(Arc::clone(a));
         }
-        let a = Arc::new(Segment::open(
-            &self.inner.access.session,
-            self.inner.arena.name(),
-            kind::STORE,
-        )?);
-        if a.payload_len() < self.inner.arena.payload_len() {
-            return Err(StoreError::BadReply("arena changed size"));
-        }
+        // The same sealed memfd, mapped writable this time.
+        let a = Arc::new(self.inner.arena.remap(true)?);
         *rw = Some(Arc::clone(&a));
         Ok(a)
     }

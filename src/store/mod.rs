@@ -70,6 +70,8 @@ pub mod arena;
 mod client;
 #[cfg(not(shmwire_loom))]
 pub mod error;
+#[cfg(not(shmwire_loom))]
+mod handoff;
 pub mod index;
 #[cfg(not(shmwire_loom))]
 mod protocol;

@@ -9,7 +9,7 @@ use super::table::{Location, Notification, ObjectView};
 use crate::ids::ObjectId;
 
 /// Version of this protocol, sent in `Hello`; a mismatch is refused.
-pub const STORE_PROTOCOL_VERSION: u32 = 2;
+pub const STORE_PROTOCOL_VERSION: u32 = 3;
 
 /// Client → service.
 #[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -124,13 +124,14 @@ pub enum WireLocation {
 #[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 #[rkyv(derive(Debug))]
 pub struct WireIndex {
-    /// The index segment (mapped read-only).
+    /// A label of the index memfd (logs only: the memfd itself travels
+    /// over the connection's socket, see [`Reply::Welcome`]).
     pub segment: String,
     /// Entries in it (a power of two).
     pub entries: u32,
     /// The key of the entries' check words.
     pub key: u64,
-    /// This client's reference-slot segment.
+    /// A label of this client's reference-slot memfd (logs only).
     pub refs_segment: String,
 }
 
@@ -169,9 +170,13 @@ pub struct WireError {
 #[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 #[rkyv(derive(Debug))]
 pub enum Reply {
-    /// Answer to `Hello`.
+    /// Answer to `Hello`. Just before it, the service sends the
+    /// segments themselves over the connection's Unix socket (one
+    /// `SCM_RIGHTS` message, see [`super::handoff`]): the arena's sealed
+    /// memfd, then, with `index`, the index's and this client's slots'.
+    /// No segment of the store has a name in the session directory.
     Welcome {
-        /// Name of the arena segment in the session.
+        /// A label of the arena memfd (logs only).
         arena_segment: String,
         /// Arena capacity in bytes.
         capacity: u64,

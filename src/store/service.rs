@@ -21,10 +21,10 @@ use std::time::{Duration, Instant};
 use super::arena::{create_arena, FileFallback, Span};
 use super::error::StoreError;
 use super::protocol::{Reply, Request, WireError, WireIndex, WireObject, STORE_PROTOCOL_VERSION};
-use super::shared::{IndexLiveness, ServiceIndex, DEFAULT_INDEX_ENTRIES};
+use super::shared::{IndexLiveness, ServiceIndex, SlotOutbox, DEFAULT_INDEX_ENTRIES};
 use super::table::{ClientId, Location, ObjectTable, StoreSnapshot, OBJECT_ALIGN};
 use crate::ids::{ObjectId, WorkerId};
-use crate::shm::{Segment, Session};
+use crate::shm::{AnonSegment, Session};
 use crate::spec::{self, Encoder};
 use crate::transport::{
     AnyConnection, ListenOptions, Listener, MessageConnection, Mux, MuxEvent, PeerKey,
@@ -163,15 +163,17 @@ impl StoreService {
             .map_err(|_| StoreError::InvalidConfig("no random source for the store's id"))?;
         let tag = format!("{}-{}", std::process::id(), &worker_id.hex()[..8]);
         let arena_segment = format!("store-{tag}");
-        let arena = create_arena(session, &arena_segment, capacity)?;
+        let arena = create_arena(&arena_segment, capacity)?;
         let mut liveness = None;
         let index_info = if config.index_entries > 0 {
-            let index = ServiceIndex::create(session, &tag, config.index_entries)?;
-            let info = (
-                index.segment_name().to_owned(),
-                index.entries(),
-                index.key(),
-            );
+            let index = ServiceIndex::create(&tag, config.index_entries)?;
+            let info = IndexHandles {
+                label: index.segment_name(),
+                entries: index.entries(),
+                key: index.key(),
+                segment: index.segment(),
+                outbox: index.outbox(),
+            };
             let mut l = index.liveness();
             l.beat();
             liveness = Some(l);
@@ -194,7 +196,7 @@ impl StoreService {
         )?;
         let mut mux = Mux::new()?;
         mux.set_listener(listener)?;
-        let index_name = index_info.as_ref().map(|i| i.0.clone());
+        let index_name = index_info.as_ref().map(|i| i.label.clone());
         let welcome = Reply::Welcome {
             arena_segment: arena_segment.clone(),
             capacity,
@@ -218,6 +220,7 @@ impl StoreService {
             arena,
             fallback_dir,
             tick: config.tick,
+            send_timeout: config.send_timeout,
             snapshot: Arc::clone(&snapshot),
             snapshot_at: None,
             spin: config.spin,
@@ -252,13 +255,14 @@ impl StoreService {
         &self.name
     }
 
-    /// The arena segment's name in the session.
+    /// The arena memfd's label (`/proc/<pid>/fd` listings, logs): the
+    /// arena has no name in the session directory.
     pub fn arena_segment(&self) -> &str {
         &self.arena_segment
     }
 
-    /// The shared index's segment name in the session (`None` when the
-    /// service runs without one).
+    /// The shared index memfd's label (`None` when the service runs
+    /// without one).
     pub fn index_segment(&self) -> Option<&str> {
         self.index_segment.as_deref()
     }
@@ -311,18 +315,31 @@ struct Service {
     parked: Vec<Parked>,
     encoder: Encoder,
     welcome: Reply,
-    /// The shared index's segment, entries and check key, if there is one.
-    index: Option<(String, u32, u64)>,
+    /// The shared index, if there is one.
+    index: Option<IndexHandles>,
     /// The index's heartbeat and closed flag.
     liveness: Option<IndexLiveness>,
-    /// The arena (kept alive, and written by `Put`).
-    arena: Arc<Segment>,
+    /// The arena (kept alive, written by `Put`, handed to clients).
+    arena: Arc<AnonSegment>,
     fallback_dir: Option<PathBuf>,
     tick: Duration,
+    /// Bound on handing a new client its segments.
+    send_timeout: Duration,
     /// Where [`StoreService::snapshot`] reads, and when it was last written.
     snapshot: Arc<Mutex<StoreSnapshot>>,
     snapshot_at: Option<Instant>,
     spin: Duration,
+}
+
+/// What the service keeps of its shared index to welcome clients.
+struct IndexHandles {
+    label: String,
+    entries: u32,
+    key: u64,
+    /// The index memfd (handed to each client).
+    segment: Arc<AnonSegment>,
+    /// Each new client's slot memfd, left by `add_client`.
+    outbox: SlotOutbox,
 }
 
 /// What to do after handling one request.
@@ -456,7 +473,8 @@ impl Service {
                     client.greeted = true;
                     client.subscriber = subscriber;
                     let mut welcome = self.welcome.clone();
-                    if let (false, Some((segment, entries, key)), Reply::Welcome { index, .. }) =
+                    let mut slots_fd = None;
+                    if let (false, Some(ix), Reply::Welcome { index, .. }) =
                         (subscriber, &self.index, &mut welcome)
                     {
                         // This client's reference slots; without them it
@@ -465,17 +483,24 @@ impl Service {
                             Some(s) => s.add_client(cid),
                             None => Err(StoreError::InvalidConfig("no index")),
                         };
-                        match slots {
-                            Ok(refs_segment) => {
+                        match slots.map(|l| (l, ServiceIndex::take_slots(&ix.outbox, cid))) {
+                            Ok((refs_segment, Some(fd))) => {
+                                slots_fd = Some(fd);
                                 *index = Some(WireIndex {
-                                    segment: segment.clone(),
-                                    entries: *entries,
-                                    key: *key,
+                                    segment: ix.label.clone(),
+                                    entries: ix.entries,
+                                    key: ix.key,
                                     refs_segment,
                                 })
                             }
+                            Ok((_, None)) => tracing::warn!("store: no reference slot memfd"),
                             Err(e) => tracing::warn!(error = %e, "store: no reference slots"),
                         }
+                    }
+                    // The segments travel as sealed memfds over the
+                    // connection's socket, queued before the welcome.
+                    if !subscriber && !self.hand_over(key, slots_fd.as_ref()) {
+                        return Then::Drop;
                     }
                     if !self.send(key, &welcome) {
                         return Then::Nothing;
@@ -670,6 +695,28 @@ impl Service {
                 if self.clients.contains_key(k) {
                     self.send(*k, &r);
                 }
+            }
+        }
+    }
+
+    /// Sends a new client the arena memfd and, with `slots`, the index's
+    /// and its own reference slots' (see `super::handoff`). Returns whether
+    /// they were sent (the caller drops the client otherwise).
+    fn hand_over(&mut self, key: PeerKey, slots: Option<&std::os::fd::OwnedFd>) -> bool {
+        use std::os::fd::AsFd;
+        let Some(conn) = self.mux.get_mut(key) else {
+            return false;
+        };
+        let mut fds = vec![self.arena.fd()];
+        if let (Some(ix), Some(slots)) = (&self.index, slots) {
+            fds.push(ix.segment.fd());
+            fds.push(slots.as_fd());
+        }
+        match super::handoff::send(conn, &fds, self.send_timeout) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(error = %e, "store: could not hand over the segments");
+                false
             }
         }
     }

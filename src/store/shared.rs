@@ -2,8 +2,13 @@
 //! index segment it writes, every client's reference-slot segment it reads)
 //! and the client's [`ClientIndex`] (the index mapped read-only, its own
 //! slots read-write). The protocol itself is in [`super::index`].
+//!
+//! Both kinds of segment are sealed memfds (no name in the session: a
+//! same-user process cannot truncate them under a mapping); the service
+//! hands them to each client over its connection (`super::handoff`).
 
-use std::sync::Arc;
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex};
 
 use super::error::StoreError;
 use super::index::{
@@ -12,7 +17,7 @@ use super::index::{
 };
 use super::table::{ClientId, SharedIndex};
 use crate::ids::ObjectId;
-use crate::shm::{kind, Segment, Session};
+use crate::shm::AnonSegment;
 use crate::sync::{AtomicU64, Ordering};
 
 /// Most index entries [`super::StoreConfig::new`] picks (32 Ki: a 4 MiB
@@ -47,7 +52,7 @@ fn index_len(entries: u32) -> usize {
 
 /// `count` atomic words at byte `offset` of `seg`'s payload, after checking
 /// they lie inside it.
-fn words(seg: &Segment, offset: usize, count: usize) -> Option<&[AtomicU64]> {
+fn words(seg: &AnonSegment, offset: usize, count: usize) -> Option<&[AtomicU64]> {
     let end = count.checked_mul(8)?.checked_add(offset)?;
     if end > seg.payload_len() || offset % 8 != 0 {
         return None;
@@ -72,25 +77,30 @@ fn random_key() -> Result<u64, StoreError> {
     ))
 }
 
+/// Reference-slot memfds made by [`SharedIndex::add_client`], waiting for
+/// the service to hand them to their clients (taken by
+/// [`ServiceIndex::take_slots`]).
+pub type SlotOutbox = Arc<Mutex<Vec<(ClientId, OwnedFd)>>>;
+
 /// The service's side: the index segment (read-write, its only writer),
 /// its private `seq`s and records, and one reference-slot segment per
 /// client (created by the service at the client's hello, written by the
 /// client).
 pub struct ServiceIndex {
-    session: Session,
     tag: String,
-    index: Arc<Segment>,
+    index: Arc<AnonSegment>,
     entries: u32,
     key: u64,
     writer: IndexWriter,
     records: Vec<Record>,
-    clients: Vec<(ClientId, Segment)>,
+    clients: Vec<(ClientId, AnonSegment)>,
+    outbox: SlotOutbox,
 }
 
 impl std::fmt::Debug for ServiceIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServiceIndex")
-            .field("segment", &self.index.name())
+            .field("tag", &self.tag)
             .field("entries", &self.entries)
             .field("clients", &self.clients.len())
             .finish()
@@ -98,20 +108,26 @@ impl std::fmt::Debug for ServiceIndex {
 }
 
 impl ServiceIndex {
-    /// Creates index segment `sidx-<tag>` of `entries` entries (a power
-    /// of two) in `session`, every entry empty; clients' slot segments will
-    /// be `sref-<tag>-<client>`.
-    pub fn create(session: &Session, tag: &str, entries: u32) -> Result<Self, StoreError> {
+    /// Creates the index memfd (labelled `sidx-<tag>`) of `entries`
+    /// entries (a power of two), every entry empty; clients' slot memfds
+    /// are labelled `sref-<tag>-<client>`.
+    pub fn create(tag: &str, entries: u32) -> Result<Self, StoreError> {
         if entries == 0 || !entries.is_power_of_two() || entries > 1 << 22 {
             return Err(StoreError::InvalidConfig(
                 "index entries must be a power of two, at most 4 Mi",
             ));
         }
         let name = format!("sidx-{tag}");
-        let mut seg = Segment::create(session, &name, index_len(entries), kind::STORE_INDEX)?;
-        seg.payload_mut()[..8].copy_from_slice(&INDEX_MAGIC.to_le_bytes());
-        seg.payload_mut()[8..12].copy_from_slice(&entries.to_le_bytes());
-        let index = Arc::new(seg.publish());
+        let seg = AnonSegment::create(&name, index_len(entries))?;
+        {
+            let h =
+                words(&seg, 0, 2).ok_or(StoreError::InvalidConfig("index segment too small"))?;
+            // Relaxed: no client has the segment yet (it is handed over
+            // later, through a socket, which orders these stores).
+            h[0].store(INDEX_MAGIC, Ordering::Relaxed);
+            h[1].store(u64::from(entries), Ordering::Relaxed);
+        }
+        let index = Arc::new(seg);
         let key = random_key()?;
         let writer = {
             let w = words(&index, INDEX_HEADER_BYTES, entries as usize * ENTRY_WORDS)
@@ -121,7 +137,6 @@ impl ServiceIndex {
             IndexWriter::new(&iw)
         };
         Ok(Self {
-            session: session.clone(),
             tag: tag.to_owned(),
             index,
             entries,
@@ -129,12 +144,31 @@ impl ServiceIndex {
             writer,
             records: vec![Record::EMPTY; entries as usize],
             clients: Vec::new(),
+            outbox: Arc::new(Mutex::new(Vec::new())),
         })
     }
 
-    /// The index segment's name.
-    pub fn segment_name(&self) -> &str {
-        self.index.name()
+    /// The index segment's label (`/proc/<pid>/fd` listings and logs).
+    pub fn segment_name(&self) -> String {
+        format!("sidx-{}", self.tag)
+    }
+
+    /// The index memfd (to hand to clients).
+    pub fn segment(&self) -> Arc<AnonSegment> {
+        Arc::clone(&self.index)
+    }
+
+    /// Where [`SharedIndex::add_client`] leaves each new client's slot
+    /// memfd for the service to hand over.
+    pub fn outbox(&self) -> SlotOutbox {
+        Arc::clone(&self.outbox)
+    }
+
+    /// Takes the slot memfd made for `client` out of `outbox`.
+    pub fn take_slots(outbox: &SlotOutbox, client: ClientId) -> Option<OwnedFd> {
+        let mut o = outbox.lock().unwrap_or_else(|p| p.into_inner());
+        let i = o.iter().position(|(c, _)| *c == client)?;
+        Some(o.swap_remove(i).1)
     }
 
     /// Number of entries.
@@ -247,22 +281,26 @@ impl SharedIndex for ServiceIndex {
 
     fn add_client(&mut self, client: ClientId) -> Result<String, StoreError> {
         let name = format!("sref-{}-{client}", self.tag);
-        let seg = Segment::create(
-            &self.session,
-            &name,
-            self.entries as usize * 8,
-            kind::STORE_REFS,
-        )?
-        .publish();
+        let seg = AnonSegment::create(&name, self.entries as usize * 8)?;
+        let fd = seg
+            .fd()
+            .try_clone_to_owned()
+            .map_err(|e| StoreError::io("duplicate a slot memfd", e))?;
+        self.outbox
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((client, fd));
         self.clients.push((client, seg));
         Ok(name)
     }
 
     fn remove_client(&mut self, client: ClientId) {
-        // Dropping the segment unlinks it (we created it); the client's
-        // mapping outlives the name but we no longer read it: its
-        // references are released.
+        // Dropping our mapping and descriptor: the client's mapping lives
+        // on, but we no longer read it: its references are released.
         self.clients.retain(|(c, _)| *c != client);
+        if let Some(fd) = Self::take_slots(&self.outbox, client) {
+            drop(fd);
+        }
     }
 }
 
@@ -270,7 +308,7 @@ impl SharedIndex for ServiceIndex {
 /// refreshes while it runs and a state it sets to "closed" as it stops.
 #[derive(Debug)]
 pub struct IndexLiveness {
-    seg: Arc<Segment>,
+    seg: Arc<AnonSegment>,
     last: u64,
 }
 
@@ -299,20 +337,16 @@ impl IndexLiveness {
 /// What the client learns about the index in its welcome.
 #[derive(Debug, Clone)]
 pub struct IndexInfo {
-    /// The index segment's name.
-    pub index_segment: String,
     /// Entries.
     pub entries: u32,
     /// Check key.
     pub key: u64,
-    /// This client's reference-slot segment.
-    pub refs_segment: String,
 }
 
 /// The client's side: the index mapped read-only and its own slots.
 pub struct ClientIndex {
-    index: Arc<Segment>,
-    refs: Segment,
+    index: Arc<AnonSegment>,
+    refs: AnonSegment,
     entries: u32,
     key: u64,
 }
@@ -326,20 +360,27 @@ impl std::fmt::Debug for ClientIndex {
 }
 
 impl ClientIndex {
-    /// Maps the index (read-only) and this client's slots, checking their
-    /// sizes against `info` (from the service's welcome).
-    pub fn open(session: &Session, info: &IndexInfo) -> Result<Self, StoreError> {
+    /// Maps the index memfd (read-only) and this client's slot memfd
+    /// (both received from the service over the connection), after
+    /// checking that each is sealed against resizing and has the size
+    /// `info` (the welcome) implies. An unsealed descriptor is refused: its
+    /// holder could truncate it under the mapping.
+    pub fn open(index: OwnedFd, refs: OwnedFd, info: &IndexInfo) -> Result<Self, StoreError> {
         if info.entries == 0 || !info.entries.is_power_of_two() || info.entries > 1 << 22 {
             return Err(StoreError::BadReply("bad index geometry"));
         }
-        let index = Segment::open_read_only(session, &info.index_segment, kind::STORE_INDEX)?;
-        let refs = Segment::open(session, &info.refs_segment, kind::STORE_REFS)?;
-        if index.payload_len() < index_len(info.entries)
-            || refs.payload_len() < info.entries as usize * 8
+        let index = AnonSegment::from_fd_mode(index, index_len(info.entries), false)?;
+        let refs = AnonSegment::from_fd_mode(refs, info.entries as usize * 8, true)?;
         {
-            return Err(StoreError::BadReply(
-                "index or slots smaller than announced",
-            ));
+            let h = words(&index, 0, 2).ok_or(StoreError::BadReply("index too small"))?;
+            // Relaxed: written before the hand-off (ordered by the socket).
+            if h[0].load(Ordering::Relaxed) != INDEX_MAGIC
+                || h[1].load(Ordering::Relaxed) != u64::from(info.entries)
+            {
+                return Err(StoreError::BadReply(
+                    "index header does not match the welcome",
+                ));
+            }
         }
         Ok(Self {
             index: Arc::new(index),

@@ -101,3 +101,15 @@ pub(crate) fn remove_if_same(held: &File, path: &Path) -> io::Result<bool> {
         Err(e) => Err(e),
     }
 }
+
+/// Whether process `pid` exists (`kill(pid, 0)`: `ESRCH` is the only
+/// "no"; a process of another user, `EPERM`, exists). `None` for pids that
+/// name no single process (0, or beyond `i32`).
+pub(crate) fn pid_exists(pid: u32) -> Option<bool> {
+    let pid = rustix::process::Pid::from_raw(i32::try_from(pid).ok()?)?;
+    match rustix::process::test_kill_process(pid) {
+        Ok(()) => Some(true),
+        Err(rustix::io::Errno::SRCH) => Some(false),
+        Err(_) => Some(true),
+    }
+}

@@ -274,8 +274,9 @@ pub enum RecvError {
         /// What was wrong, naming the field and its value.
         what: String,
     },
-    /// The shared ring's state is corrupt or poisoned.
-    #[error("ring")]
+    /// The shared ring's state is corrupt or poisoned: the peer violated
+    /// the ring's protocol (or memory was scribbled), it did not die.
+    #[error("protocol violation on the shared ring: {0}")]
     Ring(#[source] RingError),
     /// A frame is not a valid message of the expected type (the connection
     /// stays usable).
@@ -304,6 +305,20 @@ pub enum RecvError {
 }
 
 impl RecvError {
+    /// What the peer did wrong, when this error means it violated the
+    /// protocol (corrupt or poisoned ring, broken framing) rather than
+    /// closed or died: the connection is over, but the peer may be alive.
+    pub fn violation(&self) -> Option<String> {
+        match self {
+            RecvError::Ring(e) => Some(format!("corrupt shared ring: {e}")),
+            RecvError::Protocol { what } => Some(format!("protocol violation: {what}")),
+            RecvError::FrameTooLarge { len, max } => {
+                Some(format!("frame of {len} bytes over the maximum of {max}"))
+            }
+            _ => None,
+        }
+    }
+
     /// `true` if the connection can deliver no more frames (as opposed to a
     /// failure of this one receive: time-out, bad message, wrong recipient).
     pub fn is_fatal(&self) -> bool {

@@ -1699,7 +1699,15 @@ impl CoreWorker {
                 Ok(Some(b)) => b,
                 Ok(None) => return,
                 Err(e) => {
-                    tracing::debug!(error = %e, %worker, "connection to worker ended");
+                    match e.violation() {
+                        // Not a death: the worker broke the protocol (or its
+                        // ring was scribbled). The connection is dropped and,
+                        // the worker being alive, tasks go on a new one.
+                        Some(v) => {
+                            tracing::warn!(%worker, violation = %v, "dropping the connection to a worker that broke the protocol")
+                        }
+                        None => tracing::debug!(error = %e, %worker, "connection to worker ended"),
+                    }
                     self.mark_lost(worker);
                     return;
                 }

@@ -310,8 +310,13 @@ pub enum WorkerEvent {
         /// The caller's worker id.
         caller: WorkerId,
         /// `true` if it died (hang-up, reset, silence past the liveness
-        /// bound, stopped reading), `false` if it closed in order.
+        /// bound, stopped reading), `false` if it closed in order or was
+        /// cut off for a `violation`.
         died: bool,
+        /// Set when the caller broke the protocol (a corrupt or poisoned
+        /// ring, broken framing; see `RecvError::violation`): the
+        /// connection was dropped, the caller did not die.
+        violation: Option<String>,
     },
 }
 
@@ -566,8 +571,17 @@ impl Worker {
                     tracing::debug!(error = %e, ?key, "caller connection ended");
                     if let Some(c) = self.mux.get_mut(key) {
                         let caller = c.peer_worker_id();
-                        let died = !matches!(e, crate::transport::RecvError::Closed);
-                        self.event(WorkerEvent::Disconnected { caller, died });
+                        let violation = e.violation();
+                        let died = violation.is_none()
+                            && !matches!(e, crate::transport::RecvError::Closed);
+                        if let Some(v) = &violation {
+                            tracing::warn!(%caller, violation = %v, "cutting off a caller that broke the protocol");
+                        }
+                        self.event(WorkerEvent::Disconnected {
+                            caller,
+                            died,
+                            violation,
+                        });
                     }
                     self.dead.push(key);
                     return;
@@ -607,8 +621,11 @@ impl Worker {
                         {
                             let caller = conn.peer_worker_id();
                             self.dead.push(key);
-                            self.events
-                                .push_back(WorkerEvent::Disconnected { caller, died: true });
+                            self.events.push_back(WorkerEvent::Disconnected {
+                                caller,
+                                died: true,
+                                violation: None,
+                            });
                             if self.events.len() > MAX_EVENTS {
                                 self.events.pop_front();
                             }

@@ -210,3 +210,59 @@ pub fn kill9(c: &mut Child) {
     c.kill().unwrap();
     c.wait().unwrap();
 }
+
+/// A store memfd opened the way a hostile process of the same user can:
+/// through `/proc/<pid>/fd/<n>` of a process holding it (the store's
+/// segments have no name in the session), mapped read-write. It can write
+/// every byte; the seals keep it from resizing the file.
+pub struct MemfdMap {
+    pub file: std::fs::File,
+    pub map: memmap2::MmapMut,
+}
+
+impl MemfdMap {
+    pub fn payload_ptr(&self) -> *mut u8 {
+        self.map.as_ptr() as *mut u8
+    }
+    pub fn payload_len(&self) -> usize {
+        self.map.len()
+    }
+}
+
+/// The `/proc/<pid>/fd` links of `pid` whose memfd label starts with
+/// `label` (e.g. `store-`, `sidx-`, `sref-`).
+pub fn memfd_links(pid: u32, label: &str) -> Vec<(PathBuf, String)> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return out;
+    };
+    for e in dir.flatten() {
+        if let Ok(t) = std::fs::read_link(e.path()) {
+            let t = t.to_string_lossy().into_owned();
+            if let Some(rest) = t.strip_prefix("/memfd:") {
+                if rest.starts_with(label) {
+                    out.push((e.path(), rest.trim_end_matches(" (deleted)").to_owned()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Opens (read-write) and maps the first memfd of `pid` whose label
+/// starts with `label`.
+pub fn open_memfd(pid: u32, label: &str) -> MemfdMap {
+    let (path, _) = memfd_links(pid, label)
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no memfd {label}* in /proc/{pid}/fd"));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    // SAFETY: a shared mapping of a memfd sealed against resizing (so it
+    // cannot fault); the test writes through raw pointers only.
+    let map = unsafe { memmap2::MmapMut::map_mut(&file) }.unwrap();
+    MemfdMap { file, map }
+}

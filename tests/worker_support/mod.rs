@@ -301,3 +301,35 @@ pub fn maybe_run_worker() {
     };
     std::process::exit(code);
 }
+
+/// A child process killed and reaped on every way out of a test.
+pub struct KillOnDrop(pub Option<Child>);
+
+impl KillOnDrop {
+    /// Waits (bounded) for a clean exit.
+    pub fn wait_success(&mut self) {
+        let mut child = self.0.take().unwrap();
+        let deadline = Instant::now() + GUARD;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success(), "child failed: {status}");
+                return;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("child did not exit");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! The node's HTTP/1.0 endpoint: one mio event loop on its own thread in
+//! which every connection is a small state machine (reading its request
+//! head, then writing its answer) with one total deadline. No client can
+//! delay another: a silent or dripping client only holds its own slot until
+//! its deadline, then gets `408 Request Timeout` and is closed; at most
+//! [`HTTP_MAX_CONNECTIONS`] requests are served at once, and a client over
+//! the cap gets `503 Service Unavailable` at once (STYLE habit 16). After
+//! its answer a connection's write side is shut and it lingers at most
+//! 200 ms, discarding what the client still sends, so the answer is not
+//! lost to a reset.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+
+use super::inspect::SessionReport;
+use crate::shm::Session;
+
+/// How long one client may take to send its request head, and then again
+/// to take the answer (one deadline each, not per read).
+pub const HTTP_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Most connections the endpoint holds open at once; the next one gets a
+/// `503` and is closed.
+pub const HTTP_MAX_CONNECTIONS: usize = 64;
+
+/// Longest request head accepted (`400` beyond it).
+const MAX_HEAD: usize = 4096;
+
+const LISTENER: Token = Token(0);
+
+/// How often the loop looks at the stop flag, at most.
+const STOP_CHECK: Duration = Duration::from_millis(50);
+
+/// How long a connection whose answer is written lingers, reading and
+/// discarding what the client still sends, before it is closed (closing
+/// with unread bytes would reset the connection and could lose the answer).
+const LINGER: Duration = Duration::from_millis(200);
+
+struct Conn {
+    stream: TcpStream,
+    head: Vec<u8>,
+    /// The answer, once decided, and how much of it is sent.
+    out: Option<(Vec<u8>, usize)>,
+    /// Answer written, write side shut: draining until EOF or deadline.
+    closing: bool,
+    deadline: Instant,
+}
+
+impl Conn {
+    fn new(stream: TcpStream, out: Option<Vec<u8>>) -> Self {
+        Self {
+            stream,
+            head: Vec::new(),
+            out: out.map(|m| (m, 0)),
+            closing: false,
+            deadline: Instant::now() + HTTP_TIMEOUT,
+        }
+    }
+}
+
+/// What one step of a connection leaves to do.
+enum Step {
+    Keep,
+    Close,
+}
+
+/// Serves until `stop` is set (checked at least every 50 ms).
+pub(super) fn serve(listener: TcpListener, session: &Session, stop: &AtomicBool) {
+    if let Err(e) = run(listener, session, stop) {
+        tracing::warn!(error = %e, "node http: the endpoint stopped");
+    }
+}
+
+fn run(listener: TcpListener, session: &Session, stop: &AtomicBool) -> io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let mut listener = mio::net::TcpListener::from_std(listener);
+    let mut poll = Poll::new()?;
+    poll.registry()
+        .register(&mut listener, LISTENER, Interest::READABLE)?;
+    let mut events = Events::with_capacity(128);
+    let mut conns: HashMap<Token, Conn> = HashMap::new();
+    let mut next = 1usize;
+    // Relaxed: a flag polled each turn; it publishes nothing.
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        let wait = conns
+            .values()
+            .map(|c| c.deadline.saturating_duration_since(now))
+            .min()
+            .map_or(STOP_CHECK, |d| d.min(STOP_CHECK));
+        match poll.poll(&mut events, Some(wait)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        for ev in events.iter() {
+            if ev.token() == LISTENER {
+                accept_all(&listener, &poll, &mut conns, &mut next);
+                continue;
+            }
+            let t = ev.token();
+            let step = match conns.get_mut(&t) {
+                Some(c) => advance(c, session),
+                None => continue,
+            };
+            if let Step::Close = step {
+                if let Some(mut c) = conns.remove(&t) {
+                    let _ = poll.registry().deregister(&mut c.stream);
+                }
+            }
+        }
+        // Deadlines: a head not complete in time gets 408; an answer not
+        // taken in time is dropped.
+        let now = Instant::now();
+        let expired: Vec<Token> = conns
+            .iter()
+            .filter(|(_, c)| c.deadline <= now)
+            .map(|(t, _)| *t)
+            .collect();
+        for t in expired {
+            let step = match conns.get_mut(&t) {
+                Some(c) if c.out.is_none() => {
+                    c.out = Some((
+                        response("408 Request Timeout", "request head not complete in time\n"),
+                        0,
+                    ));
+                    c.deadline = now + HTTP_TIMEOUT;
+                    write_out(c)
+                }
+                _ => Step::Close,
+            };
+            if let Step::Close = step {
+                if let Some(mut c) = conns.remove(&t) {
+                    let _ = poll.registry().deregister(&mut c.stream);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn accept_all(
+    listener: &mio::net::TcpListener,
+    poll: &Poll,
+    conns: &mut HashMap<Token, Conn>,
+    next: &mut usize,
+) {
+    loop {
+        match listener.accept() {
+            Ok((mut stream, _)) => {
+                let busy = conns.values().filter(|c| !c.closing).count();
+                let out = (busy >= HTTP_MAX_CONNECTIONS)
+                    .then(|| response("503 Service Unavailable", "too many open connections\n"));
+                if let (Some(msg), true) = (&out, conns.len() >= 2 * HTTP_MAX_CONNECTIONS) {
+                    // Not even room to linger: best effort, never waits (a
+                    // fresh socket has room), then closed.
+                    let _ = stream.write(msg);
+                    continue;
+                }
+                *next = next.wrapping_add(1).max(1);
+                let t = Token(*next);
+                if let Err(e) = poll.registry().register(
+                    &mut stream,
+                    t,
+                    Interest::READABLE | Interest::WRITABLE,
+                ) {
+                    tracing::debug!(error = %e, "node http: register");
+                    continue;
+                }
+                let mut c = Conn::new(stream, out);
+                if c.out.is_some() {
+                    if let Step::Close = write_out(&mut c) {
+                        let _ = poll.registry().deregister(&mut c.stream);
+                        continue;
+                    }
+                }
+                conns.insert(t, c);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                // e.g. EMFILE: leave the rest queued for the next turn.
+                tracing::warn!(error = %e, "node http: accept failed");
+                return;
+            }
+        }
+    }
+}
+
+/// Reads what is there (edge-triggered: until `WouldBlock`), decides the
+/// answer once the head is complete, and writes what the socket takes.
+fn advance(c: &mut Conn, session: &Session) -> Step {
+    if c.closing {
+        return drain(c);
+    }
+    if c.out.is_none() {
+        let mut buf = [0u8; 1024];
+        let mut eof = false;
+        loop {
+            match c.stream.read(&mut buf) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => {
+                    c.head.extend_from_slice(&buf[..n]);
+                    if c.head.len() > MAX_HEAD {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return Step::Close,
+            }
+        }
+        let complete =
+            c.head.windows(4).any(|w| w == b"\r\n\r\n") || c.head.windows(2).any(|w| w == b"\n\n");
+        let msg = if c.head.len() > MAX_HEAD {
+            response("400 Bad Request", "request head over 4 KiB\n")
+        } else if complete || (eof && !c.head.is_empty()) {
+            answer(&c.head, session)
+        } else if eof {
+            return Step::Close;
+        } else {
+            return Step::Keep;
+        };
+        c.out = Some((msg, 0));
+        c.deadline = Instant::now() + HTTP_TIMEOUT;
+    }
+    write_out(c)
+}
+
+/// Writes what the socket takes of the answer; once all is written, shuts
+/// the write side and lingers ([`LINGER`]).
+fn write_out(c: &mut Conn) -> Step {
+    let Some((msg, sent)) = c.out.as_mut() else {
+        return Step::Keep;
+    };
+    while *sent < msg.len() {
+        match c.stream.write(&msg[*sent..]) {
+            Ok(0) => return Step::Close,
+            Ok(n) => *sent += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Keep,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return Step::Close,
+        }
+    }
+    if c.stream.shutdown(std::net::Shutdown::Write).is_err() {
+        return Step::Close;
+    }
+    c.closing = true;
+    c.deadline = Instant::now() + LINGER;
+    drain(c)
+}
+
+/// Reads and discards until end of stream (close) or `WouldBlock` (keep).
+fn drain(c: &mut Conn) -> Step {
+    let mut buf = [0u8; 1024];
+    loop {
+        match c.stream.read(&mut buf) {
+            Ok(0) => return Step::Close,
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Keep,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return Step::Close,
+        }
+    }
+}
+
+/// The answer to a complete request head.
+fn answer(head: &[u8], session: &Session) -> Vec<u8> {
+    let line = head.split(|&b| b == b'\n').next().unwrap_or(&[]);
+    let line = String::from_utf8_lossy(line);
+    let mut words = line.split_whitespace();
+    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    if method != "GET" {
+        return response("405 Method Not Allowed", "only GET\n");
+    }
+    match path {
+        "/health" => response(
+            "200 OK",
+            &format!("ok {} {}\n", session.name(), std::process::id()),
+        ),
+        "/inspect" => match SessionReport::gather(session) {
+            Ok(r) => response("200 OK", &r.to_string()),
+            Err(e) => response("500 Internal Server Error", &format!("{e}\n")),
+        },
+        _ => response("404 Not Found", "paths: /health /inspect\n"),
+    }
+}
+
+fn response(status: &str, body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.0 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
