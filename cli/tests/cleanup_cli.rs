@@ -7,7 +7,7 @@ use std::fs;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,27 +17,15 @@ use shmwire::node::{load_or_create_token, Directory};
 use shmwire::shm::{kind, Segment, Session, ShmError};
 use shmwire::transport::{Connector, ListenOptions, Listener, ShmOptions, TransportConfig};
 
+mod proc_support;
+use proc_support::{wait_for, Kid};
+
 const CHILD_ENV: &str = "SHMWIRE_CLEANUP_CHILD";
 const READY: &str = "SHMWIRE-CHILD-READY";
 /// Upper bound of any single wait in these tests.
 const GUARD: Duration = Duration::from_secs(30);
 
 // ------------------------------------------------------------------ helpers
-
-/// A private (0700) scratch root on tmpfs when there is one.
-fn scratch(test: &str) -> tempfile::TempDir {
-    let base = if Path::new("/dev/shm").is_dir() {
-        PathBuf::from("/dev/shm")
-    } else {
-        std::env::temp_dir()
-    };
-    let dir = tempfile::Builder::new()
-        .prefix(&format!("swc-{}-{test}-", std::process::id()))
-        .tempdir_in(base)
-        .expect("scratch dir");
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
-    dir
-}
 
 /// Runs the CLI with `--root root` and a time bound; returns (success, output).
 fn shmwire(root: &Path, args: &[&str]) -> (bool, String) {
@@ -77,51 +65,6 @@ fn shmwire(root: &Path, args: &[&str]) -> (bool, String) {
     (status.success(), text)
 }
 
-/// Ends the whole test process if a test makes no progress for two minutes
-/// (a child that never says READY would otherwise block a read forever);
-/// dropping it at the end of the test disarms it.
-struct Watchdog(Arc<AtomicBool>);
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
-
-fn watchdog(test: &'static str) -> Watchdog {
-    let done = Arc::new(AtomicBool::new(false));
-    let d = done.clone();
-    std::thread::spawn(move || {
-        let end = Instant::now() + Duration::from_secs(120);
-        while Instant::now() < end {
-            if d.load(Ordering::Relaxed) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        eprintln!("{test}: not finished within 120 s");
-        std::process::exit(101);
-    });
-    Watchdog(done)
-}
-
-/// A child process, killed and reaped on every path out of the test.
-struct Kid(Child);
-
-impl Drop for Kid {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Kid {
-    fn sigkill(&mut self) {
-        self.0.kill().unwrap();
-        self.0.wait().unwrap();
-    }
-}
-
 /// Starts this test binary as a child in `role` (see `child_entry`).
 fn spawn_role(test: &str, spec: &str) -> (Kid, BufReader<ChildStdout>) {
     let mut child = Command::new(std::env::current_exe().unwrap())
@@ -132,19 +75,6 @@ fn spawn_role(test: &str, spec: &str) -> (Kid, BufReader<ChildStdout>) {
         .expect("spawn child");
     let out = BufReader::new(child.stdout.take().unwrap());
     (Kid(child), out)
-}
-
-/// Reads lines until one ends with `marker`; returns the text after it.
-fn wait_for(out: &mut BufReader<ChildStdout>, marker: &str) -> String {
-    let mut line = String::new();
-    loop {
-        line.clear();
-        let n = out.read_line(&mut line).unwrap();
-        assert!(n > 0, "child exited before {marker}");
-        if let Some(at) = line.find(marker) {
-            return line[at + marker.len()..].trim().to_owned();
-        }
-    }
 }
 
 fn child_spec() -> Option<Vec<String>> {
@@ -249,8 +179,9 @@ fn restarted_worker_is_reachable_after_predecessor_sigkill() {
     if child_spec().is_some() {
         return;
     }
-    let _watchdog = watchdog("restarted_worker_is_reachable_after_predecessor_sigkill");
-    let root = scratch("restart");
+    let _watchdog =
+        proc_support::watchdog("restarted_worker_is_reachable_after_predecessor_sigkill");
+    let root = proc_support::scratch("swc", "restart");
     let rs = root.path().to_str().unwrap();
     let session = Session::open_in(root.path(), "restart").unwrap();
     const ROUNDS: usize = 10;
@@ -323,8 +254,8 @@ fn kill_group(kid: &mut Kid, signal: &str) {
 /// its socket, entry and token. After: all 5 dead, 0 of 5 left.
 #[test]
 fn killed_demos_leave_nothing_after_cleanup() {
-    let _watchdog = watchdog("killed_demos_leave_nothing_after_cleanup");
-    let root = scratch("demo");
+    let _watchdog = proc_support::watchdog("killed_demos_leave_nothing_after_cleanup");
+    let root = proc_support::scratch("swc", "demo");
     let mut dirs = Vec::new();
     for i in 0..5 {
         let (mut kid, dir) = start_demo(root.path());
@@ -444,8 +375,8 @@ fn cleanup_races_with_session_creators() {
     if child_spec().is_some() {
         return;
     }
-    let _watchdog = watchdog("cleanup_races_with_session_creators");
-    let root = scratch("race");
+    let _watchdog = proc_support::watchdog("cleanup_races_with_session_creators");
+    let root = proc_support::scratch("swc", "race");
     let rs = root.path().to_str().unwrap().to_owned();
     // Sequential: open, clean up, then create things in the session.
     let mut seq_failures = Vec::new();
@@ -637,8 +568,8 @@ fn scratch_root_keeps_everything_not_made_by_shmwire() {
     if child_spec().is_some() {
         return;
     }
-    let _watchdog = watchdog("scratch_root_keeps_everything_not_made_by_shmwire");
-    let root = scratch("foreign");
+    let _watchdog = proc_support::watchdog("scratch_root_keeps_everything_not_made_by_shmwire");
+    let root = proc_support::scratch("swc", "foreign");
     let r = root.path();
     let rs = r.to_str().unwrap();
     let (_live, mut live_out) = spawn_role("child_entry", &format!("worker|{rs}|live-s|1|one"));
@@ -760,7 +691,7 @@ fn scratch_root_keeps_everything_not_made_by_shmwire() {
 /// every user; errors had no hint. After: passes.
 #[test]
 fn default_root_is_per_user_and_errors_name_shmwire_root() {
-    let _watchdog = watchdog("default_root_is_per_user_and_errors_name_shmwire_root");
+    let _watchdog = proc_support::watchdog("default_root_is_per_user_and_errors_name_shmwire_root");
     let euid = rustix::process::geteuid().as_raw();
     let out = Command::new(env!("CARGO_BIN_EXE_shmwire"))
         .arg("inspect")
@@ -772,7 +703,7 @@ fn default_root_is_per_user_and_errors_name_shmwire_root() {
         text.contains(&format!("/shmwire-{euid}")),
         "default root not per user: {text}"
     );
-    let scratch = scratch("uidroot");
+    let scratch = proc_support::scratch("swc", "uidroot");
     let open = scratch.path().join("open");
     fs::create_dir(&open).unwrap();
     fs::set_permissions(&open, fs::Permissions::from_mode(0o755)).unwrap();
@@ -816,8 +747,8 @@ fn cleanup_session_never_removes_live_files() {
     if child_spec().is_some() {
         return;
     }
-    let _watchdog = watchdog("cleanup_session_never_removes_live_files");
-    let root = scratch("livesess");
+    let _watchdog = proc_support::watchdog("cleanup_session_never_removes_live_files");
+    let root = proc_support::scratch("swc", "livesess");
     let rs = root.path().to_str().unwrap();
     let (mut live, mut out) = spawn_role("child_entry", &format!("worker|{rs}|s|3|three"));
     wait_for(&mut out, READY);
@@ -865,8 +796,8 @@ fn bootstrap_socket_is_0600() {
     if child_spec().is_some() {
         return;
     }
-    let _watchdog = watchdog("bootstrap_socket_is_0600");
-    let root = scratch("mode");
+    let _watchdog = proc_support::watchdog("bootstrap_socket_is_0600");
+    let root = proc_support::scratch("swc", "mode");
     let rs = root.path().to_str().unwrap();
     let mut child = Command::new("sh")
         .args([
@@ -924,8 +855,8 @@ fn full_tmpfs_leaves_no_token_temp_and_names_the_path() {
     if child_spec().is_some() {
         return;
     }
-    let _watchdog = watchdog("full_tmpfs_leaves_no_token_temp_and_names_the_path");
-    let base = scratch("full");
+    let _watchdog = proc_support::watchdog("full_tmpfs_leaves_no_token_temp_and_names_the_path");
+    let base = proc_support::scratch("swc", "full");
     let mnt = base.path().join("mnt");
     fs::create_dir(&mnt).unwrap();
     let script = "mount -t tmpfs -o size=16k,mode=0700 tmpfs \"$1\" || exit 77; \
@@ -981,8 +912,9 @@ fn scribbled_segment_of_a_dead_creator_is_removed_as_corrupt() {
     if child_spec().is_some() {
         return;
     }
-    let _watchdog = watchdog("scribbled_segment_of_a_dead_creator_is_removed_as_corrupt");
-    let root = scratch("corrupt");
+    let _watchdog =
+        proc_support::watchdog("scribbled_segment_of_a_dead_creator_is_removed_as_corrupt");
+    let root = proc_support::scratch("swc", "corrupt");
     let r = root.path();
     let rs = r.to_str().unwrap();
     let (mut kid, mut out) = spawn_role("child_entry", &format!("worker|{rs}|corrupt-s|3|three"));

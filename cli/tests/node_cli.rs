@@ -6,9 +6,8 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,6 +21,9 @@ use shmwire::worker::{
     CoreWorker, CoreWorkerOptions, FunctionRegistry, TaskOptions, Worker, WorkerOptions,
 };
 
+mod proc_support;
+use proc_support::{wait_for, Kid};
+
 const CHILD_ENV: &str = "SHMWIRE_NODE_TEST_CHILD";
 const READY: &str = "SHMWIRE-NODE-CHILD-READY";
 const MODULE: &str = "node_tests";
@@ -29,23 +31,6 @@ const MODULE: &str = "node_tests";
 const GUARD: Duration = Duration::from_secs(30);
 
 // ------------------------------------------------------------------ helpers
-
-/// A private (0700) scratch directory on tmpfs when there is one; the
-/// session root is `<it>/root` (created by the first process that opens a
-/// session, so a test can check the root is left empty).
-fn scratch(test: &str) -> tempfile::TempDir {
-    let base = if Path::new("/dev/shm").is_dir() {
-        PathBuf::from("/dev/shm")
-    } else {
-        std::env::temp_dir()
-    };
-    let dir = tempfile::Builder::new()
-        .prefix(&format!("swn-{}-{test}-", std::process::id()))
-        .tempdir_in(base)
-        .expect("scratch dir");
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
-    dir
-}
 
 /// Runs the CLI with `--root root`, bounded; returns (success, stdout, stderr).
 fn shmwire(root: &Path, args: &[&str]) -> (bool, String, String) {
@@ -95,53 +80,7 @@ fn inspect_json(root: &Path, session: &str) -> Value {
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
 
-/// Ends the whole test process if a test makes no progress for two
-/// minutes; dropping it disarms it.
-struct Watchdog(Arc<AtomicBool>);
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
-
-fn watchdog(test: &'static str) -> Watchdog {
-    let done = Arc::new(AtomicBool::new(false));
-    let d = done.clone();
-    std::thread::spawn(move || {
-        let end = Instant::now() + Duration::from_secs(120);
-        while Instant::now() < end {
-            if d.load(Ordering::Relaxed) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        eprintln!("{test}: not finished within 120 s");
-        std::process::exit(101);
-    });
-    Watchdog(done)
-}
-
-/// A child process, killed and reaped on every path out of the test.
-struct Kid(Child);
-
-impl Drop for Kid {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 impl Kid {
-    fn pid(&self) -> u32 {
-        self.0.id()
-    }
-
-    fn sigkill(&mut self) {
-        self.0.kill().unwrap();
-        self.0.wait().unwrap();
-    }
-
     /// Sends `signal` (`-TERM`, `-INT`) and waits (bounded) for a
     /// successful exit.
     fn signal_and_wait(&mut self, signal: &str) {
@@ -158,19 +97,6 @@ impl Kid {
             }
             assert!(Instant::now() < deadline, "no exit after {signal}");
             std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-}
-
-/// Reads lines until one contains `marker`; returns the text after it.
-fn wait_for(out: &mut BufReader<ChildStdout>, marker: &str) -> String {
-    let mut line = String::new();
-    loop {
-        line.clear();
-        let n = out.read_line(&mut line).unwrap();
-        assert!(n > 0, "child exited before {marker}");
-        if let Some(at) = line.find(marker) {
-            return line[at + marker.len()..].trim().to_owned();
         }
     }
 }
@@ -423,8 +349,8 @@ fn node_reports_and_cleans_up_a_killed_worker() {
     if child_spec().is_some() {
         return;
     }
-    let _watchdog = watchdog("node_reports_and_cleans_up_a_killed_worker");
-    let scratch = scratch("kill");
+    let _watchdog = proc_support::watchdog("node_reports_and_cleans_up_a_killed_worker");
+    let scratch = proc_support::scratch("swn", "kill");
     let root = scratch.path().join("root");
     let mut node = start_node(&root, "n1");
     let _w1 = spawn_worker(&root, "n1", 1);
@@ -574,8 +500,8 @@ fn node_signals_and_restart_after_sigkill() {
     if child_spec().is_some() {
         return;
     }
-    let _watchdog = watchdog("node_signals_and_restart_after_sigkill");
-    let scratch = scratch("sig");
+    let _watchdog = proc_support::watchdog("node_signals_and_restart_after_sigkill");
+    let scratch = proc_support::scratch("swn", "sig");
     let root = scratch.path().join("root");
     for sig in ["-TERM", "-INT"] {
         let mut node = start_node(&root, "n2");
@@ -628,8 +554,8 @@ fn cleanup_in_a_loop_never_breaks_live_workers() {
     if child_spec().is_some() {
         return;
     }
-    let _watchdog = watchdog("cleanup_in_a_loop_never_breaks_live_workers");
-    let scratch = scratch("loop");
+    let _watchdog = proc_support::watchdog("cleanup_in_a_loop_never_breaks_live_workers");
+    let scratch = proc_support::scratch("swn", "loop");
     let root = scratch.path().join("root");
     let session = Session::open_in(&root, "n3").unwrap();
     let dir = root.join("n3");
@@ -745,8 +671,8 @@ fn silent_and_slow_http_clients_delay_nobody() {
     if child_spec().is_some() {
         return;
     }
-    let _watchdog = watchdog("silent_and_slow_http_clients_delay_nobody");
-    let scratch = scratch("http");
+    let _watchdog = proc_support::watchdog("silent_and_slow_http_clients_delay_nobody");
+    let scratch = proc_support::scratch("swn", "http");
     let root = scratch.path().join("root");
     let mut node = start_node(&root, "h1");
     let addr = node.addr.clone();

@@ -5,37 +5,15 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+mod proc_support;
+use proc_support::Kid;
+
 const GUARD: Duration = Duration::from_secs(60);
-
-fn scratch(test: &str) -> tempfile::TempDir {
-    let base = if Path::new("/dev/shm").is_dir() {
-        PathBuf::from("/dev/shm")
-    } else {
-        std::env::temp_dir()
-    };
-    let dir = tempfile::Builder::new()
-        .prefix(&format!("swo-{}-{test}-", std::process::id()))
-        .tempdir_in(base)
-        .unwrap();
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
-    dir
-}
-
-/// Killed and reaped on every way out.
-struct Kid(Child);
-
-impl Drop for Kid {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 impl Kid {
     fn wait(&mut self) -> ExitStatus {
@@ -98,7 +76,7 @@ fn start_node(root: &Path) -> Kid {
 /// gone: its first write fails with EPIPE.
 #[test]
 fn every_subcommand_ends_quietly_when_stdout_is_closed() {
-    let dir = scratch("closed");
+    let dir = proc_support::scratch("swo", "closed");
     let root = dir.path().join("root");
     let mut node = start_node(&root);
     for args in [
@@ -132,7 +110,7 @@ fn every_subcommand_ends_quietly_when_stdout_is_closed() {
 /// demo's later lines hit EPIPE.
 #[test]
 fn demo_piped_into_head_ends_quietly() {
-    let dir = scratch("head");
+    let dir = proc_support::scratch("swo", "head");
     let root = dir.path().join("root");
     let mut c = shmwire(&root, &["demo", "--tasks", "2000"]);
     c.stdout(Stdio::piped());

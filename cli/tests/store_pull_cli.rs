@@ -7,75 +7,23 @@
 //! wait.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use shmwire::ids::ObjectId;
 use shmwire::shm::Session;
 use shmwire::store::{Notification, StoreClient, StoreError, DEFAULT_STORE_NAME};
 
+mod proc_support;
+use proc_support::{wait_for, Kid};
+
 /// Upper bound of any single wait.
 const GUARD: Duration = Duration::from_secs(30);
 
 // ------------------------------------------------------------------ helpers
-
-/// A private (0700) scratch directory on tmpfs when there is one.
-fn scratch(test: &str) -> tempfile::TempDir {
-    let base = if Path::new("/dev/shm").is_dir() {
-        PathBuf::from("/dev/shm")
-    } else {
-        std::env::temp_dir()
-    };
-    let dir = tempfile::Builder::new()
-        .prefix(&format!("swp-{}-{test}-", std::process::id()))
-        .tempdir_in(base)
-        .expect("scratch dir");
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
-    dir
-}
-
-/// Ends the whole test process if a test makes no progress for two
-/// minutes; dropping it disarms it.
-struct Watchdog(Arc<AtomicBool>);
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
-
-fn watchdog(test: &'static str) -> Watchdog {
-    let done = Arc::new(AtomicBool::new(false));
-    let d = done.clone();
-    std::thread::spawn(move || {
-        let end = Instant::now() + Duration::from_secs(120);
-        while Instant::now() < end {
-            if d.load(Ordering::Relaxed) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        eprintln!("{test}: not finished within 120 s");
-        std::process::exit(101);
-    });
-    Watchdog(done)
-}
-
-/// A child process, killed and reaped on every path out of the test.
-struct Kid(Child);
-
-impl Drop for Kid {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A running `shmwire node`: its process, session and object endpoint.
 struct NodeProc {
@@ -110,19 +58,6 @@ impl NodeProc {
 
     fn client(&self) -> StoreClient {
         StoreClient::connect(&self.session, DEFAULT_STORE_NAME).expect("connect to the store")
-    }
-}
-
-/// Reads lines until one contains `marker`; returns the text after it.
-fn wait_for(out: &mut BufReader<ChildStdout>, marker: &str) -> String {
-    let mut line = String::new();
-    loop {
-        line.clear();
-        let n = out.read_line(&mut line).unwrap();
-        assert!(n > 0, "child exited before {marker}");
-        if let Some(at) = line.find(marker) {
-            return line[at + marker.len()..].trim().to_owned();
-        }
     }
 }
 
@@ -205,8 +140,8 @@ fn assert_left_nothing(b: &StoreClient, id: ObjectId) {
 /// pullers of one object both get it, an unreachable node is a typed error.
 #[test]
 fn objects_pulled_between_two_nodes_become_local_objects() {
-    let _w = watchdog("objects_pulled_between_two_nodes_become_local_objects");
-    let dir = scratch("two");
+    let _w = proc_support::watchdog("objects_pulled_between_two_nodes_become_local_objects");
+    let dir = proc_support::scratch("swp", "two");
     let root = dir.path().join("root");
     let node_a = start_node(&root, "pull-a", "64M");
     let node_b = start_node(&root, "pull-b", "64M");
@@ -341,8 +276,8 @@ fn objects_pulled_between_two_nodes_become_local_objects() {
 /// a silent connection is closed by the node after its request timeout.
 #[test]
 fn silent_and_slow_pullers_do_not_delay_other_pulls() {
-    let _w = watchdog("silent_and_slow_pullers_do_not_delay_other_pulls");
-    let dir = scratch("slow");
+    let _w = proc_support::watchdog("silent_and_slow_pullers_do_not_delay_other_pulls");
+    let dir = proc_support::scratch("swp", "slow");
     let root = dir.path().join("root");
     let node_a = start_node(&root, "slow-a", "64M");
     let node_b = start_node(&root, "slow-b", "64M");
@@ -487,8 +422,8 @@ fn liar(lie: Lie) -> (SocketAddr, std::thread::JoinHandle<()>) {
 /// store (not visible, and its id can be created again).
 #[test]
 fn a_lying_server_fails_the_pull_and_leaves_nothing_behind() {
-    let _w = watchdog("a_lying_server_fails_the_pull_and_leaves_nothing_behind");
-    let dir = scratch("liar");
+    let _w = proc_support::watchdog("a_lying_server_fails_the_pull_and_leaves_nothing_behind");
+    let dir = proc_support::scratch("swp", "liar");
     let root = dir.path().join("root");
     let node_b = start_node(&root, "liar-b", "16M");
     let b = node_b.client();
@@ -539,8 +474,8 @@ fn a_lying_server_fails_the_pull_and_leaves_nothing_behind() {
 /// pulling node's store goes on working.
 #[test]
 fn the_serving_node_killed_mid_transfer_leaves_nothing_behind() {
-    let _w = watchdog("the_serving_node_killed_mid_transfer_leaves_nothing_behind");
-    let dir = scratch("kill");
+    let _w = proc_support::watchdog("the_serving_node_killed_mid_transfer_leaves_nothing_behind");
+    let dir = proc_support::scratch("swp", "kill");
     let root = dir.path().join("root");
     let mut node_a = start_node(&root, "kill-a", "128M");
     let node_b = start_node(&root, "kill-b", "128M");

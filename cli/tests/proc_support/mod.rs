@@ -1,0 +1,94 @@
+//! What the CLI's process tests share: a private scratch root, a watchdog
+//! that ends a stuck test process, a child that is killed and reaped on
+//! every way out, and reading a child's output up to a marker. Included
+//! with `mod proc_support;` by each test binary that needs it.
+#![allow(dead_code)] // not every test binary uses every helper
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A private (0700) scratch directory named `<tag>-<pid>-<test>-…`, on
+/// tmpfs when there is one; removed when dropped.
+pub fn scratch(tag: &str, test: &str) -> tempfile::TempDir {
+    let base = if Path::new("/dev/shm").is_dir() {
+        PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
+    };
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("{tag}-{}-{test}-", std::process::id()))
+        .tempdir_in(base)
+        .expect("scratch dir");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
+    dir
+}
+
+/// Ends the whole test process if a test makes no progress for two
+/// minutes; dropping it disarms it.
+pub struct Watchdog(Arc<AtomicBool>);
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Arms a [`Watchdog`] for `test`.
+pub fn watchdog(test: &'static str) -> Watchdog {
+    let done = Arc::new(AtomicBool::new(false));
+    let d = done.clone();
+    std::thread::spawn(move || {
+        let end = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < end {
+            if d.load(Ordering::Relaxed) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!("{test}: not finished within 120 s");
+        std::process::exit(101);
+    });
+    Watchdog(done)
+}
+
+/// A child process, killed and reaped on every path out of the test.
+pub struct Kid(pub Child);
+
+impl Drop for Kid {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Kid {
+    /// Its pid.
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// SIGKILL, then reap.
+    pub fn sigkill(&mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+/// Reads lines until one contains `marker`; returns the text after it.
+pub fn wait_for(out: &mut BufReader<ChildStdout>, marker: &str) -> String {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = out.read_line(&mut line).unwrap();
+        assert!(n > 0, "child exited before {marker}");
+        if let Some(at) = line.find(marker) {
+            return line[at + marker.len()..].trim().to_owned();
+        }
+    }
+}
