@@ -235,6 +235,7 @@ fn address(port: u16) -> Address {
         ip_address: "127.0.0.1".into(),
         port,
         worker_id: WorkerId::from_array([4; 28]),
+        object_manager_address: String::new(),
     }
 }
 
@@ -523,7 +524,7 @@ fn reply_round_trips() {
             },
             ReturnObject {
                 object_id: ObjectId::from_index(task, 2),
-                value: ReturnValue::InStore,
+                value: ReturnValue::InStore("10.0.0.7:40100".into()),
                 size: 10 << 20,
                 nested_inlined_refs: vec![ObjectReference::default()],
             },
@@ -543,10 +544,10 @@ fn reply_round_trips() {
     let a = spec::access::<PushTaskReply>(&bytes).unwrap();
     assert!(!a.status.is_ok());
     assert_eq!(a.status.code, StatusCode::Invalid);
-    assert!(matches!(
-        a.return_objects[1].value,
-        ArchivedReturnValue::InStore
-    ));
+    match &a.return_objects[1].value {
+        ArchivedReturnValue::InStore(endpoint) => assert_eq!(endpoint.as_str(), "10.0.0.7:40100"),
+        other => panic!("expected InStore, got {other:?}"),
+    }
     assert_eq!(spec::deserialize::<PushTaskReply>(a).unwrap(), reply);
 }
 
@@ -737,17 +738,20 @@ fn arb_arg() -> impl Strategy<Value = TaskArg> {
             prop::collection::vec(any::<u8>(), 0..8)
         )
             .prop_map(|(d, m)| TaskArg::value(d, m)),
-        (any::<[u8; 28]>(), any::<u16>(), arb_string()).prop_map(|(o, port, ip)| {
-            TaskArg::ObjectRef(Box::new(ObjectReference {
-                object_id: ObjectId::from_array(o),
-                owner_address: Address {
-                    ip_address: ip,
-                    port,
-                    ..Address::default()
-                },
-                call_site: "site".into(),
-            }))
-        }),
+        (any::<[u8; 28]>(), any::<u16>(), arb_string(), arb_string()).prop_map(
+            |(o, port, ip, objects)| {
+                TaskArg::ObjectRef(Box::new(ObjectReference {
+                    object_id: ObjectId::from_array(o),
+                    owner_address: Address {
+                        ip_address: ip,
+                        port,
+                        object_manager_address: objects,
+                        ..Address::default()
+                    },
+                    call_site: "site".into(),
+                }))
+            }
+        ),
     ]
 }
 

@@ -28,6 +28,7 @@ fn request(counter: u64) -> PushTaskRequest {
             ip_address: "127.0.0.1".into(),
             port: 4000,
             worker_id: WorkerId::from_array([2; 28]),
+            object_manager_address: String::new(),
         })
         .arg(TaskArg::value(vec![1, 2, 3, 4], b"m".to_vec()))
         .arg(TaskArg::object_ref(

@@ -353,7 +353,7 @@ fn wrong_recipient_and_garbage_are_refused() {
     let v = conn
         .recv_message_with::<PushTaskReply, _>(GUARD, |r| match &r.return_objects[0].value {
             spec::ArchivedReturnValue::Inline(d) => as_i64(d.data.as_slice()),
-            spec::ArchivedReturnValue::InStore => panic!("inline expected"),
+            spec::ArchivedReturnValue::InStore(_) => panic!("inline expected"),
         })
         .unwrap();
     assert_eq!(v, 81);
@@ -738,7 +738,7 @@ fn square_over(conn: &mut shmwire::transport::AnyConnection, worker: WorkerId, x
     conn.send_push_task(&mut enc, &req).unwrap();
     conn.recv_message_with::<PushTaskReply, _>(GUARD, |r| match &r.return_objects[0].value {
         spec::ArchivedReturnValue::Inline(d) => as_i64(d.data.as_slice()),
-        spec::ArchivedReturnValue::InStore => panic!("inline expected"),
+        spec::ArchivedReturnValue::InStore(_) => panic!("inline expected"),
     })
     .unwrap()
 }

@@ -420,7 +420,7 @@ fn a_retried_task_whose_return_exists_gets_the_existing_object() {
                 (
                     r.status.code,
                     o.object_id,
-                    matches!(o.value, spec::ArchivedReturnValue::InStore),
+                    matches!(o.value, spec::ArchivedReturnValue::InStore(_)),
                     o.size.to_native(),
                 )
             })

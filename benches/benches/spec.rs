@@ -31,6 +31,7 @@ fn typical_actor_request() -> PushTaskRequest {
             ip_address: "127.0.0.1".into(),
             port: 40_000,
             worker_id: WorkerId::from_array([2; 28]),
+            object_manager_address: String::new(),
         })
         .arg(TaskArg::value(
             vec![0x80, 0x05, 0x95, 0x03, 0x4b, 0x01, 0x2e, 0x00],

@@ -91,6 +91,14 @@ pub struct Address {
     pub port: u16,
     /// The worker.
     pub worker_id: WorkerId,
+    /// The object endpoint of the worker's node: `ip:port` of the
+    /// `PullServer` serving that node's object store (Ray's
+    /// `GcsNodeInfo.node_manager_address` + `object_manager_port`, found in
+    /// Ray through the GCS node table by `raylet_id`; here, without a GCS,
+    /// it travels with the address). Empty: the node serves no objects to
+    /// other nodes. A reader of an object owned by this worker that is not
+    /// in its own node's store pulls it from here (shmwire addition).
+    pub object_manager_address: String,
 }
 
 /// Ray's `ObjectReference`: an object id with its owner.
@@ -602,8 +610,13 @@ pub struct InlineData {
 pub enum ReturnValue {
     /// Small value carried in the reply.
     Inline(InlineData),
-    /// Large value put in the shared-memory object store (Ray's `in_plasma`).
-    InStore,
+    /// Large value put in the shared-memory object store of the executing
+    /// worker's node (Ray's `in_plasma`, with the node's location that Ray's
+    /// owner records from the lease). It carries that node's object
+    /// endpoint (`ip:port` of the `PullServer` of its store, empty if it
+    /// serves none): a caller on another node pulls the object from there
+    /// (see [`Address::object_manager_address`]).
+    InStore(String),
 }
 
 /// One return object of a reply (Ray's `ReturnObject`).

@@ -544,6 +544,7 @@ impl Listener {
             ip_address: tcp.ip().to_string(),
             port: tcp.port(),
             worker_id: self.endpoint.worker_id,
+            object_manager_address: String::new(),
         }
     }
 

@@ -27,8 +27,10 @@ use std::io::{self, Write};
 use super::{ConnectError, WorkerId};
 
 /// The protocol version spoken by this build.
-/// Version 2 added the TCP heartbeat frames (kinds 3 and 4).
-pub const PROTOCOL_VERSION: u16 = 2;
+/// Version 2 added the TCP heartbeat frames (kinds 3 and 4); version 3
+/// changed the task messages' layout (`Address::object_manager_address`,
+/// `ReturnValue::InStore(endpoint)`).
+pub const PROTOCOL_VERSION: u16 = 3;
 const MAGIC: [u8; 8] = *b"SHMWIRE\0";
 /// Length of the fixed part of a hello or reply.
 pub(crate) const FIXED_LEN: usize = 96;

@@ -216,6 +216,9 @@ pub(crate) struct Job {
     /// execution thread (by argument index; empty without any), held until
     /// the method returned.
     pub(crate) resolved: Vec<Option<ObjectBuffer>>,
+    /// Whether the caller is on another node (its return's copy here is
+    /// deleted when the hold ends).
+    pub(crate) caller_remote: bool,
 }
 
 /// A task a pool finished.
@@ -236,6 +239,8 @@ pub(crate) struct Completion {
     pub(crate) queued: Duration,
     /// From start to end.
     pub(crate) ran: Duration,
+    /// The job's `caller_remote`.
+    pub(crate) caller_remote: bool,
 }
 
 /// Which group runs a method.
@@ -532,6 +537,7 @@ fn run(job: Job, state: &SharedState, registry: &FunctionRegistry) -> Completion
         result,
         queued: start.saturating_duration_since(job.arrived),
         ran: end - start,
+        caller_remote: job.caller_remote,
     }
 }
 

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use foldhash::{HashMap, HashMapExt as _};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -281,6 +281,16 @@ pub struct CoreWorkerOptions {
     /// references are counted (see [`ObjectRef`]). Without it, such
     /// arguments fail with [`WorkerError::ArgsTooLarge`]. Default `None`.
     pub store: Option<StoreClient>,
+    /// The object endpoint of this node: the address of the
+    /// [`PullServer`](crate::store::PullServer) serving `store` to other
+    /// nodes (`shmwire node --object-listen`). It travels in this worker's
+    /// [`Address::object_manager_address`], so that a worker on another
+    /// node pulls the objects this worker passes by reference from here
+    /// (Ray's owner address + object manager); and a return marked
+    /// `InStore` with another endpoint than this one is pulled from there
+    /// into `store` ([`StoreClient::pull`]). Default `None`: by-reference
+    /// arguments can be read on this node only.
+    pub object_manager_address: Option<SocketAddr>,
 }
 
 impl CoreWorkerOptions {
@@ -297,12 +307,20 @@ impl CoreWorkerOptions {
             max_direct_call_object_size: MAX_DIRECT_CALL_OBJECT_SIZE,
             step_timeout: Duration::from_secs(30),
             store: None,
+            object_manager_address: None,
         }
     }
 
     /// These options with `store` as the object store.
     pub fn with_store(mut self, store: StoreClient) -> Self {
         self.store = Some(store);
+        self
+    }
+
+    /// These options with `addr` as the node's object endpoint (see
+    /// [`CoreWorkerOptions::object_manager_address`]).
+    pub fn with_object_manager_address(mut self, addr: SocketAddr) -> Self {
+        self.object_manager_address = Some(addr);
         self
     }
 }
@@ -457,19 +475,66 @@ fn send_request(
     Ok(conn.epoch)
 }
 
+/// Where the owner reads a return marked `InStore` from.
+struct ReturnFetch<'a> {
+    /// This node's store.
+    store: Option<&'a StoreClient>,
+    /// This node's object endpoint (`CoreWorkerOptions::object_manager_address`).
+    own_endpoint: Option<SocketAddr>,
+    /// Bound on pulling a return from another node's store.
+    pull_timeout: Duration,
+}
+
+impl ReturnFetch<'_> {
+    /// Reads return `id` from the local store, after pulling it there from
+    /// `endpoint` (the executing worker's node) if that is another node's
+    /// object endpoint. The buffer is the owner's reference.
+    fn fetch(
+        &self,
+        store: &StoreClient,
+        id: ObjectId,
+        endpoint: &str,
+    ) -> Result<Option<ObjectBuffer>, String> {
+        let remote = if endpoint.is_empty() {
+            None
+        } else {
+            let addr: SocketAddr = endpoint.parse().map_err(|_| {
+                format!("the reply names an invalid object endpoint {endpoint:?} for return object {id}")
+            })?;
+            (Some(addr) != self.own_endpoint).then_some(addr)
+        };
+        match remote {
+            // `pull` takes the local copy if there is one already.
+            Some(from) => store
+                .pull(id, from, self.pull_timeout)
+                .map(Some)
+                .map_err(|e| format!("pulling return object {id} from node {from}: {e}")),
+            None => store
+                .get(&[id], STORE_RETURN_FETCH)
+                .map(|mut v| v.pop().flatten())
+                .map_err(|e| format!("fetching return object {id}: {e}")),
+        }
+    }
+}
+
 /// What a reply says about its task: the status for the ordering layer and
 /// the value or error of its first return object. A return in the store is
-/// fetched from `store` (the owner's reference is taken here, before any
-/// eviction could take it).
+/// fetched from the local store, pulled there first if the reply places it
+/// in another node's store (the owner's reference is taken here, before any
+/// eviction could take it, and before the caller acknowledges the reply,
+/// which lets the executing worker release its copy).
 fn outcome(
     reply: &ArchivedPushTaskReply,
     payload: &Payload,
     max_inline: usize,
-    store: Option<&StoreClient>,
+    fetch: &ReturnFetch<'_>,
 ) -> (ordering::ReplyOutcome, Result<Stored, TaskError>) {
     let first = reply.return_objects.first();
     if let Some(o) = first {
-        if matches!(o.value, ArchivedReturnValue::InStore) && reply.status.is_ok() {
+        if let (ArchivedReturnValue::InStore(object_manager_address), true) =
+            (&o.value, reply.status.is_ok())
+        {
+            let store = fetch.store;
             let Some(store) = store else {
                 return (
                     ordering::ReplyOutcome::Ok,
@@ -495,9 +560,8 @@ fn outcome(
                     }),
                 );
             }
-            let fetched = store
-                .get(&[id], STORE_RETURN_FETCH)
-                .map(|mut v| v.pop().flatten());
+            let endpoint = object_manager_address.as_str();
+            let fetched = fetch.fetch(store, id, endpoint);
             let result = match fetched {
                 Ok(Some(buf)) if buf.len() as u64 == o.size.to_native() => Ok(Stored::Store(buf)),
                 Ok(Some(buf)) => Err(TaskError::ObjectStore {
@@ -508,18 +572,25 @@ fn outcome(
                         o.size.to_native()
                     ),
                 }),
+                Ok(None) if endpoint.is_empty() => Err(TaskError::ObjectStore {
+                    function: payload.function(),
+                    message: format!(
+                        "return object {id} is not in the local object store, and the executing \
+                         worker's node serves no object endpoint to pull it from"
+                    ),
+                }),
                 Ok(None) => Err(TaskError::ObjectStore {
                     function: payload.function(),
                     message: format!("return object {id} is not in the object store"),
                 }),
-                Err(e) => Err(TaskError::ObjectStore {
+                Err(message) => Err(TaskError::ObjectStore {
                     function: payload.function(),
-                    message: format!("fetching return object {id}: {e}"),
+                    message,
                 }),
             };
             return (ordering::ReplyOutcome::Ok, result);
         }
-        if matches!(o.value, ArchivedReturnValue::InStore) {
+        if matches!(o.value, ArchivedReturnValue::InStore(_)) {
             return (
                 ordering::ReplyOutcome::Ok,
                 Err(TaskError::ObjectTooLarge {
@@ -626,6 +697,10 @@ impl CoreWorker {
             ip_address: Ipv4Addr::LOCALHOST.to_string(),
             port: 0,
             worker_id: options.worker_id,
+            object_manager_address: options
+                .object_manager_address
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
         };
         Ok(Self {
             // Ray's root task of a driver is `TaskID::ForDriverTask(job)`,
@@ -1674,7 +1749,7 @@ impl CoreWorker {
         self.mux.wait(timeout, &mut ready)?;
         for ev in &ready {
             if let MuxEvent::Ready(key) = *ev {
-                self.drain(key);
+                self.drain(key, timeout);
             }
         }
         self.ready = ready;
@@ -1683,7 +1758,13 @@ impl CoreWorker {
         Ok(())
     }
 
-    fn drain(&mut self, key: PeerKey) {
+    /// `budget`: the time left to the `get` / `wait` receiving, the bound
+    /// on pulling a return from another node (at least
+    /// [`STORE_RETURN_FETCH`], at most `step_timeout`).
+    fn drain(&mut self, key: PeerKey, budget: Duration) {
+        let pull_timeout = budget
+            .max(STORE_RETURN_FETCH)
+            .min(self.options.step_timeout.max(STORE_RETURN_FETCH));
         let Some(&worker) = self.by_key.get(&key) else {
             return;
         };
@@ -1726,8 +1807,12 @@ impl CoreWorker {
                     let Some(t) = self.tasks.get(&task_id) else {
                         continue;
                     };
-                    let (status, result) =
-                        outcome(reply, &t.payload, max_inline, self.store.as_ref());
+                    let fetch = ReturnFetch {
+                        store: self.store.as_ref(),
+                        own_endpoint: self.options.object_manager_address,
+                        pull_timeout,
+                    };
+                    let (status, result) = outcome(reply, &t.payload, max_inline, &fetch);
                     match (t.payload.target, t.payload.request_id) {
                         (Target::Actor(actor_id), Some(rid)) => {
                             let mut evs = std::mem::take(&mut self.events);

@@ -119,6 +119,20 @@ pub struct WorkerOptions {
     /// earlier when the caller acknowledges the reply (an actor task's
     /// `client_processed_up_to` passes it) or disconnects.
     pub store_return_hold: Duration,
+    /// The object endpoint of this node: the address of the
+    /// [`PullServer`](crate::store::PullServer) serving `store` to other
+    /// nodes. Return values put in the store are marked
+    /// `ReturnValue::InStore(endpoint)` with it, so that a
+    /// caller on another node pulls them from here; the worker deletes such
+    /// a return from its store when its hold ends (the caller acknowledged
+    /// the reply, after pulling, or disconnected, or `store_return_hold`
+    /// passed). A by-reference argument whose owner's
+    /// [`Address::object_manager_address`] is another endpoint is pulled
+    /// from there into `store` before the task runs (within
+    /// `arg_fetch_timeout`) and deleted by this worker after the task,
+    /// unless it was in `store` already. Default `None`: returns are
+    /// readable on this node only.
+    pub object_manager_address: Option<SocketAddr>,
 }
 
 impl WorkerOptions {
@@ -138,6 +152,7 @@ impl WorkerOptions {
             store: None,
             arg_fetch_timeout: Duration::from_secs(2),
             store_return_hold: Duration::from_secs(60),
+            object_manager_address: None,
         }
     }
 }
@@ -256,6 +271,52 @@ struct StoreBridge {
     /// files it under the (handshake-verified) caller.
     new_hold: Option<ObjectBuffer>,
     holds: Vec<ReturnHold>,
+    /// This worker's node.
+    node_id: NodeId,
+    /// This node's object endpoint (`WorkerOptions::object_manager_address`).
+    endpoint: Option<SocketAddr>,
+    /// The same, as the `InStore` marker carries it (empty: none).
+    endpoint_str: String,
+    /// The running task's caller is on another node and this node serves
+    /// its objects: the caller pulls the return, and the worker deletes its
+    /// copy when the hold ends.
+    caller_remote: bool,
+    /// Arguments of the running task pulled from other nodes into the
+    /// store (deleted after the task).
+    pulled: Vec<ObjectId>,
+}
+
+impl StoreBridge {
+    /// Ends the holds `keep` rejects; the copies of returns pulled by
+    /// callers on other nodes are deleted (after the hold's reference is
+    /// released, so that the delete frees them at once if nobody else
+    /// reads them).
+    fn release_holds(&mut self, mut keep: impl FnMut(&ReturnHold) -> bool) {
+        let mut gone = Vec::new();
+        self.holds.retain(|h| {
+            let k = keep(h);
+            if !k && h.delete {
+                gone.push(h.object.id());
+            }
+            k
+        });
+        if !gone.is_empty() {
+            if let Err(e) = self.client.delete(&gone) {
+                tracing::warn!(error = %e, "deleting returns pulled by other nodes failed");
+            }
+        }
+    }
+
+    /// Deletes the arguments pulled for the task that just ran (their
+    /// buffers released already).
+    fn delete_pulled(&mut self) {
+        if !self.pulled.is_empty() {
+            if let Err(e) = self.client.delete(&self.pulled) {
+                tracing::warn!(error = %e, "deleting pulled arguments failed");
+            }
+            self.pulled.clear();
+        }
+    }
 }
 
 /// The worker's reference on a return object it put in the store.
@@ -264,7 +325,10 @@ struct ReturnHold {
     /// The actor counter of the task (`None` for a normal task).
     counter: Option<u64>,
     until: Instant,
-    _object: ObjectBuffer,
+    object: ObjectBuffer,
+    /// Delete the object when the hold ends (its caller, on another node,
+    /// pulled its own copy).
+    delete: bool,
 }
 
 /// Most spare replies an executor keeps.
@@ -352,7 +416,10 @@ impl Worker {
             },
             &crate::node::Directory::for_session(session)?,
         )?;
-        let address = listener.address(options.node_id);
+        let mut address = listener.address(options.node_id);
+        if let Some(a) = options.object_manager_address {
+            address.object_manager_address = a.to_string();
+        }
         let area = super::stats::PublishedStats::create(session, &options.worker_id);
         let mut mux = Mux::new()?;
         // Idle waits follow the shm wait strategy (spin, or spin for its
@@ -395,6 +462,14 @@ impl Worker {
                     args: Vec::new(),
                     new_hold: None,
                     holds: Vec::new(),
+                    node_id: options.node_id,
+                    endpoint: options.object_manager_address,
+                    endpoint_str: options
+                        .object_manager_address
+                        .map(|a| a.to_string())
+                        .unwrap_or_default(),
+                    caller_remote: false,
+                    pulled: Vec::new(),
                 }),
                 waker: Arc::new(OnceLock::new()),
                 completed: Vec::new(),
@@ -829,7 +904,7 @@ impl Executor {
             if !self.peers.values().any(|c| *c == caller) {
                 // The caller is gone: it holds its returns itself or never will.
                 if let Some(b) = &mut self.store {
-                    b.holds.retain(|h| h.caller != caller);
+                    b.release_holds(|h| h.caller != caller);
                 }
             }
         }
@@ -845,7 +920,9 @@ impl Executor {
     /// Fires expired reorder waits.
     fn tick(&mut self, now: Instant, out: &mut Vec<Outgoing>) {
         if let Some(b) = &mut self.store {
-            b.holds.retain(|h| h.until > now);
+            if b.holds.iter().any(|h| h.until <= now) {
+                b.release_holds(|h| h.until > now);
+            }
         }
         if self.next_timeout().is_none_or(|t| t > now) {
             return;
@@ -959,7 +1036,7 @@ impl Executor {
             // the caller holds its own since it processed the replies.
             if let Some(b) = &mut self.store {
                 let executed = &cs.executed;
-                b.holds.retain(|h| {
+                b.release_holds(|h| {
                     h.caller != caller
                         || h.counter
                             .is_none_or(|c| c > bound || executed.contains_key(&c))
@@ -1084,6 +1161,15 @@ impl Executor {
                         return;
                     }
                 };
+                // Pulled copies go as soon as the job's references drop (a
+                // store delete waits for the last holder).
+                let caller_remote = match self.store.as_mut() {
+                    Some(b) => {
+                        b.delete_pulled();
+                        b.caller_remote
+                    }
+                    None => false,
+                };
                 let Some(bytes) = owned else {
                     // Unreachable: `on_request` copies every threaded
                     // actor's task.
@@ -1106,6 +1192,7 @@ impl Executor {
                             slot,
                             arrived,
                             resolved,
+                            caller_remote,
                         },
                     );
                 }
@@ -1185,6 +1272,9 @@ impl Executor {
                 Err(app) => app_error_reply(c.task_id, c.return_id, StatusCode::Ok, app.message),
             };
             // A large return went to the store: hold it for its caller.
+            if let Some(b) = self.store.as_mut() {
+                b.caller_remote = c.caller_remote;
+            }
             self.file_return_hold(c.caller, Some(c.counter), Instant::now());
             self.stats.record(c.slot, c.queued, c.ran);
             self.tasks_executed += 1;
@@ -1335,10 +1425,14 @@ impl Executor {
 
     /// Fetches the running task's by-reference arguments from the store
     /// (zero-copy buffers, by argument index), waiting at most
-    /// `arg_fetch_timeout`. Without by-reference arguments, or without a
+    /// `arg_fetch_timeout` in all. An argument whose owner's object
+    /// endpoint is another node's is pulled from there into the store
+    /// first (and deleted after the task by `return_args`, unless it was
+    /// in the store already). Without by-reference arguments, or without a
     /// store (the handler then reads `ArgError::ByReference`), nothing is
-    /// fetched and nothing allocated. A missing object or a store failure
-    /// is the task's error reply (`OBJECT_LOST` / `OBJECT_STORE_ERROR`).
+    /// fetched and nothing allocated. A missing object, a failed pull or a
+    /// store failure is the task's error reply (`OBJECT_LOST` /
+    /// `OBJECT_STORE_ERROR`).
     fn fetch_args(
         &mut self,
         spec: &ArchivedTaskSpec,
@@ -1346,52 +1440,136 @@ impl Executor {
         let Some(b) = self.store.as_mut() else {
             return Ok(Vec::new());
         };
+        b.caller_remote = b.endpoint.is_some() && spec.caller_address.node_id != b.node_id;
         let mut out = std::mem::take(&mut b.args);
         out.clear();
-        let ids: Vec<ObjectId> = spec
+        if !spec
             .args
             .iter()
-            .filter_map(|a| match a {
-                ArchivedTaskArg::ObjectRef(r) => Some(r.object_id),
-                ArchivedTaskArg::Value(_) => None,
-            })
-            .collect();
-        if ids.is_empty() {
+            .any(|a| matches!(a, ArchivedTaskArg::ObjectRef(_)))
+        {
             return Ok(out);
         }
         let task_id = spec.task_id;
         let return_id = spec.return_id(0);
-        let mut got = match b.client.get(&ids, b.arg_fetch_timeout) {
+        let lost = |object_id: ObjectId, message: String| {
+            let mut data = object_id.as_bytes().to_vec();
+            data.extend_from_slice(message.as_bytes());
+            error_object_reply(
+                task_id,
+                return_id,
+                StatusCode::KeyError,
+                OBJECT_LOST_METADATA,
+                data,
+                message,
+            )
+        };
+        // Arguments owned on another node are pulled from its object
+        // endpoint first (Ray's object manager pull), into `out` by index.
+        let deadline = Instant::now() + b.arg_fetch_timeout;
+        let mut local = 0;
+        for a in spec.args.iter() {
+            let r = match a {
+                ArchivedTaskArg::Value(_) => {
+                    out.push(None);
+                    continue;
+                }
+                ArchivedTaskArg::ObjectRef(r) => r,
+            };
+            let id = r.object_id;
+            let endpoint = r.owner_address.object_manager_address.as_str();
+            let from = if endpoint.is_empty() {
+                None
+            } else {
+                match endpoint.parse::<SocketAddr>() {
+                    Ok(a) => (Some(a) != b.endpoint).then_some(a),
+                    Err(_) => {
+                        let message = format!(
+                            "its owner's address names an invalid object endpoint {endpoint:?}"
+                        );
+                        out.clear();
+                        b.args = out;
+                        b.delete_pulled();
+                        return Err(lost(id, message));
+                    }
+                }
+            };
+            let Some(from) = from else {
+                out.push(None);
+                local += 1;
+                continue;
+            };
+            let pulled = b.client.contains(id).and_then(|had| {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let buf = b.client.pull(id, from, left)?;
+                if !had {
+                    b.pulled.push(id);
+                }
+                Ok(buf)
+            });
+            match pulled {
+                Ok(buf) => out.push(Some(buf)),
+                Err(e) => {
+                    let message = format!(
+                        "pulling it from node {} (object endpoint {from}) failed: {e}",
+                        r.owner_address.node_id
+                    );
+                    out.clear();
+                    b.args = out;
+                    b.delete_pulled();
+                    return Err(lost(id, message));
+                }
+            }
+        }
+        if local == 0 {
+            return Ok(out);
+        }
+        let ids: Vec<ObjectId> = spec
+            .args
+            .iter()
+            .zip(&out)
+            .filter_map(|(a, got)| match a {
+                ArchivedTaskArg::ObjectRef(r) if got.is_none() => Some(r.object_id),
+                _ => None,
+            })
+            .collect();
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut got = match b.client.get(&ids, left) {
             Ok(got) => got.into_iter(),
             Err(e) => {
+                out.clear();
                 b.args = out;
+                b.delete_pulled();
                 return Err(store_error_reply(task_id, return_id, &e));
             }
         };
-        for a in spec.args.iter() {
-            match a {
-                ArchivedTaskArg::Value(_) => out.push(None),
-                ArchivedTaskArg::ObjectRef(r) => match got.next().flatten() {
-                    Some(buf) => out.push(Some(buf)),
-                    None => {
-                        out.clear();
-                        b.args = out;
-                        let message = format!(
-                            "not in the object store after {:?} (deleted, evicted, or never put)",
-                            b.arg_fetch_timeout
-                        );
-                        let mut data = r.object_id.as_bytes().to_vec();
-                        data.extend_from_slice(message.as_bytes());
-                        return Err(error_object_reply(
-                            task_id,
-                            return_id,
-                            StatusCode::KeyError,
-                            OBJECT_LOST_METADATA,
-                            data,
-                            message,
+        for (a, slot) in spec.args.iter().zip(out.iter_mut()) {
+            let ArchivedTaskArg::ObjectRef(r) = a else {
+                continue;
+            };
+            if slot.is_some() {
+                continue;
+            }
+            match got.next().flatten() {
+                Some(buf) => *slot = Some(buf),
+                None => {
+                    let mut message = format!(
+                        "not in the object store after {:?} (deleted, evicted, or never put)",
+                        b.arg_fetch_timeout
+                    );
+                    if r.owner_address.node_id != b.node_id
+                        && r.owner_address.object_manager_address.is_empty()
+                    {
+                        message.push_str(&format!(
+                            "; its owner is on node {}, which serves no object endpoint",
+                            r.owner_address.node_id
                         ));
                     }
-                },
+                    out.clear();
+                    b.args = out;
+                    b.delete_pulled();
+                    return Err(lost(r.object_id, message));
+                }
             }
         }
         Ok(out)
@@ -1401,6 +1579,7 @@ impl Executor {
     fn return_args(&mut self, mut resolved: Vec<Option<ObjectBuffer>>) {
         if let Some(b) = self.store.as_mut() {
             resolved.clear();
+            b.delete_pulled();
             if b.args.capacity() < resolved.capacity() {
                 b.args = resolved;
             }
@@ -1416,7 +1595,8 @@ impl Executor {
                     caller,
                     counter,
                     until: now + b.return_hold,
-                    _object: object,
+                    object,
+                    delete: b.caller_remote,
                 });
             }
         }
@@ -1456,7 +1636,7 @@ impl Executor {
         let mut r = status_reply(task_id, StatusCode::Ok, "");
         r.return_objects.push(ReturnObject {
             object_id: return_id,
-            value: ReturnValue::InStore,
+            value: ReturnValue::InStore(b.endpoint_str.clone()),
             size,
             nested_inlined_refs: Vec::new(),
         });
@@ -1493,7 +1673,7 @@ impl Executor {
             );
             r.return_objects.push(ReturnObject {
                 object_id: return_id,
-                value: ReturnValue::InStore,
+                value: ReturnValue::InStore(String::new()),
                 size,
                 nested_inlined_refs: Vec::new(),
             });

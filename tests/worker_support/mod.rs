@@ -28,6 +28,8 @@ pub const ENV_CALLERS: &str = "SHMWIRE_WORKER_TEST_CALLERS";
 pub const ENV_STORE: &str = "SHMWIRE_WORKER_TEST_STORE";
 /// If set: the worker's `arg_fetch_timeout` in milliseconds.
 pub const ENV_ARG_FETCH_MS: &str = "SHMWIRE_WORKER_TEST_ARG_FETCH_MS";
+/// Set: the worker's node object endpoint (`WorkerOptions::object_manager_address`).
+pub const ENV_OBJECT_ENDPOINT: &str = "SHMWIRE_WORKER_TEST_OBJECT_ENDPOINT";
 pub const MODULE: &str = "worker_tests";
 /// Bound on every wait of these tests.
 pub const GUARD: Duration = Duration::from_secs(60);
@@ -290,6 +292,9 @@ pub fn maybe_run_worker() {
     }
     if let Ok(ms) = std::env::var(ENV_ARG_FETCH_MS) {
         options.arg_fetch_timeout = Duration::from_millis(ms.parse().unwrap());
+    }
+    if let Ok(addr) = std::env::var(ENV_OBJECT_ENDPOINT) {
+        options.object_manager_address = Some(addr.parse().unwrap());
     }
     let mut worker = Worker::bind(&session, options, Arc::new(registry())).unwrap();
     let code = match worker.serve_callers(callers, GUARD) {

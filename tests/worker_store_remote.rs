@@ -1,0 +1,361 @@
+//! By-reference arguments and large returns across two nodes, with real
+//! processes: each "node" is a session with its own store service and
+//! `PullServer` on 127.0.0.1 (embedded in the test process); the caller
+//! (this process) uses node B's store and object endpoint, the actor worker
+//! is a child process on node A with A's store and object endpoint, called
+//! over TCP (its node id differs from the caller's). The worker directory
+//! and token of session A stand for the cluster's GCS. Every wait is
+//! bounded; children are reaped; each test removes its sessions.
+
+mod worker_support;
+
+use std::net::{SocketAddr, TcpListener};
+use std::time::{Duration, Instant};
+
+use shmwire::ids::NodeId;
+use shmwire::spec::TaskArg;
+use shmwire::store::{
+    PullServer, PullServerConfig, StoreClient, StoreConfig, StoreService, DEFAULT_STORE_NAME,
+};
+use shmwire::worker::{
+    ActorHandle, CoreWorker, CoreWorkerOptions, GetError, ObjectRef, ObjectValue, TaskError,
+};
+use worker_support::{
+    i64_arg, maybe_run_worker, pattern, TestSession, WorkerProcess, ENV_OBJECT_ENDPOINT, ENV_STORE,
+    GUARD, MODULE,
+};
+
+const MIB: usize = 1 << 20;
+
+/// A node: a session with its store service and object endpoint.
+struct Node {
+    s: TestSession,
+    service: StoreService,
+    pull: Option<PullServer>,
+}
+
+impl Node {
+    fn new(name: &str) -> Self {
+        let s = TestSession::new(name);
+        let service = StoreService::start(&s.session, StoreConfig::new(64 * MIB as u64)).unwrap();
+        let pull = PullServer::start(
+            StoreClient::connect(&s.session, DEFAULT_STORE_NAME).unwrap(),
+            PullServerConfig::new(SocketAddr::from(([127, 0, 0, 1], 0))),
+        )
+        .unwrap();
+        Self {
+            s,
+            service,
+            pull: Some(pull),
+        }
+    }
+
+    fn endpoint(&self) -> SocketAddr {
+        self.pull.as_ref().unwrap().addr()
+    }
+
+    fn client(&self) -> StoreClient {
+        StoreClient::connect(&self.s.session, DEFAULT_STORE_NAME).unwrap()
+    }
+
+    /// Waits (bounded) until the store holds exactly `n` objects.
+    fn wait_objects(&self, n: usize) {
+        let deadline = Instant::now() + GUARD;
+        loop {
+            let stats = self.service.snapshot().stats;
+            if stats.objects == n && (n > 0 || stats.used == 0) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {}: expected {n} objects, the store has {stats:?}",
+                self.s.session.name()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(p) = self.pull.take() {
+            p.shutdown();
+        }
+    }
+}
+
+/// An actor worker on node `a`, its store and (if `endpoint`) object endpoint.
+fn spawn_worker(a: &Node, test: &str, endpoint: Option<SocketAddr>) -> WorkerProcess {
+    let endpoint = endpoint.map(|e| e.to_string());
+    let mut env = vec![(ENV_STORE, DEFAULT_STORE_NAME)];
+    if let Some(e) = &endpoint {
+        env.push((ENV_OBJECT_ENDPOINT, e.as_str()));
+    }
+    a.s.spawn_worker_env(test, 1, &env)
+}
+
+/// The caller on node `b` (B's store, object endpoint `endpoint`), finding
+/// workers through node `a`'s directory.
+fn caller(a: &Node, b: &Node, endpoint: SocketAddr) -> CoreWorker {
+    let mut options = CoreWorkerOptions::new(b.s.node)
+        .with_store(b.client())
+        .with_object_manager_address(endpoint);
+    options.step_timeout = Duration::from_secs(10);
+    assert_ne!(b.s.node, a.s.node);
+    CoreWorker::new(&a.s.session, options).unwrap()
+}
+
+fn transform(
+    driver: &mut CoreWorker,
+    actor: &ActorHandle,
+    arg: TaskArg,
+    seed: i64,
+    len: usize,
+) -> ObjectRef {
+    driver
+        .submit_actor_task(
+            actor,
+            "transform",
+            vec![arg, i64_arg(seed), i64_arg(len as i64)],
+        )
+        .unwrap()
+}
+
+fn task_error(driver: &mut CoreWorker, r: &ObjectRef) -> TaskError {
+    match driver.get(std::slice::from_ref(r), GUARD) {
+        Err(GetError::Task { object_id, error }) => {
+            assert_eq!(object_id, r.id());
+            error
+        }
+        other => panic!("expected a task error, got {other:?}"),
+    }
+}
+
+/// An address on 127.0.0.1 where nothing listens.
+fn dead_endpoint() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+#[test]
+fn arguments_and_returns_are_pulled_across_nodes() {
+    maybe_run_worker();
+    let a = Node::new("xnode_a");
+    let b = Node::new("xnode_b");
+    let worker = spawn_worker(
+        &a,
+        "arguments_and_returns_are_pulled_across_nodes",
+        Some(a.endpoint()),
+    );
+    let mut driver = caller(&a, &b, b.endpoint());
+    assert_eq!(
+        driver.address().object_manager_address,
+        b.endpoint().to_string()
+    );
+    let actor = driver
+        .create_actor(worker.id, MODULE, "Blob", vec![], 0)
+        .unwrap();
+
+    // A 1 MiB argument, owned here and put in B's store: the worker pulls
+    // it from B and checks it byte by byte; its 2 MiB return is put in A's
+    // store, and `get` pulls it from A into B.
+    let arg = driver.put(&pattern(1, MIB)).unwrap();
+    assert!(b.client().contains(arg.id()).unwrap());
+    let r = transform(&mut driver, &actor, arg.as_arg(), 1, 2 * MIB);
+    let v = driver.get(std::slice::from_ref(&r), GUARD).unwrap();
+    assert_eq!(v[0], pattern(2, 2 * MIB));
+    // The pulled copy is a local object of B: lent from B's store.
+    match &driver.get_buffers(std::slice::from_ref(&r), GUARD).unwrap()[0] {
+        ObjectValue::Store(buf) => {
+            assert_eq!(buf.id(), r.id());
+            assert_eq!(&buf[..], &pattern(2, 2 * MIB)[..]);
+        }
+        ObjectValue::Inline(_) => panic!("a 2 MiB return should be read from the store"),
+    }
+    // B: the argument (still referenced) and the pulled return. A: the
+    // worker deleted its pulled copy of the argument after the task; the
+    // return is held until the caller acknowledges the reply.
+    b.wait_objects(2);
+    assert!(b.client().contains(r.id()).unwrap());
+    a.wait_objects(1);
+    assert!(a.client().contains(r.id()).unwrap());
+    assert!(!a.client().contains(arg.id()).unwrap());
+
+    // A second call (small, inline both ways) acknowledges the first reply:
+    // the worker releases and deletes its copy of the return in A.
+    let small = transform(
+        &mut driver,
+        &actor,
+        TaskArg::value(pattern(3, 8), vec![]),
+        3,
+        8,
+    );
+    assert_eq!(
+        driver.get(std::slice::from_ref(&small), GUARD).unwrap()[0],
+        pattern(4, 8)
+    );
+    // Dropping the references deletes the caller's objects in B.
+    drop((arg, r, small));
+    driver.release_dropped_refs();
+    b.wait_objects(0);
+    a.wait_objects(0);
+
+    // Several calls in flight, each argument pulled and each return pulled.
+    let args: Vec<ObjectRef> = (10..14)
+        .map(|seed| driver.put(&pattern(seed, MIB)).unwrap())
+        .collect();
+    let refs: Vec<ObjectRef> = args
+        .iter()
+        .zip(10..14)
+        .map(|(arg, seed)| transform(&mut driver, &actor, arg.as_arg(), seed, 2 * MIB))
+        .collect();
+    let values = driver.get(&refs, GUARD).unwrap();
+    for (seed, v) in (10..14).zip(&values) {
+        assert!(*v == pattern(seed as u64 + 1, 2 * MIB), "seed {seed}");
+    }
+    drop((args, refs, values));
+    driver.release_dropped_refs();
+    b.wait_objects(0);
+    // The caller disconnecting ends the worker's holds on the last returns.
+    drop(driver);
+    a.wait_objects(0);
+    drop(worker);
+}
+
+#[test]
+fn a_failed_pull_is_a_typed_error_within_the_timeout() {
+    maybe_run_worker();
+    let mut a = Node::new("xnode_fa");
+    let b = Node::new("xnode_fb");
+    let worker = spawn_worker(
+        &a,
+        "a_failed_pull_is_a_typed_error_within_the_timeout",
+        Some(a.endpoint()),
+    );
+    // The caller announces an object endpoint where nothing listens.
+    let dead = dead_endpoint();
+    let mut driver = caller(&a, &b, dead);
+    let actor = driver
+        .create_actor(worker.id, MODULE, "Blob", vec![], 0)
+        .unwrap();
+
+    // The worker cannot pull the argument: `ArgumentLost` naming the
+    // object and the node, well within `arg_fetch_timeout` (2 s).
+    let arg = driver.put(&pattern(1, MIB)).unwrap();
+    let start = Instant::now();
+    let r = transform(&mut driver, &actor, arg.as_arg(), 1, 8);
+    match task_error(&mut driver, &r) {
+        TaskError::ArgumentLost {
+            object_id, message, ..
+        } => {
+            assert_eq!(object_id, arg.id());
+            assert!(message.contains(&dead.to_string()), "{message}");
+            assert!(message.contains(&b.s.node.to_string()), "{message}");
+        }
+        other => panic!("expected ArgumentLost, got {other:?}"),
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+
+    // A return pulled from A works while A's pull server runs...
+    let ok = transform(
+        &mut driver,
+        &actor,
+        TaskArg::value(pattern(5, 8), vec![]),
+        5,
+        2 * MIB,
+    );
+    assert_eq!(
+        driver.get(std::slice::from_ref(&ok), GUARD).unwrap()[0],
+        pattern(6, 2 * MIB)
+    );
+    // ...and is a typed error once it is gone.
+    let a_endpoint = a.endpoint().to_string();
+    a.pull.take().unwrap().shutdown();
+    let start = Instant::now();
+    let r2 = transform(
+        &mut driver,
+        &actor,
+        TaskArg::value(pattern(7, 8), vec![]),
+        7,
+        2 * MIB,
+    );
+    match task_error(&mut driver, &r2) {
+        TaskError::ObjectStore { message, .. } => {
+            assert!(message.contains(&r2.id().to_string()), "{message}");
+            assert!(message.contains(&a_endpoint), "{message}");
+        }
+        other => panic!("expected ObjectStore, got {other:?}"),
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    // Node B keeps what the caller owns and nothing else.
+    drop((arg, r, ok, r2));
+    driver.release_dropped_refs();
+    b.wait_objects(0);
+    drop(driver);
+    drop(worker);
+}
+
+#[test]
+fn a_node_without_an_object_endpoint_is_a_typed_error() {
+    maybe_run_worker();
+    let a = Node::new("xnode_na");
+    let b = Node::new("xnode_nb");
+    // The worker's node serves no objects to other nodes.
+    let worker = spawn_worker(
+        &a,
+        "a_node_without_an_object_endpoint_is_a_typed_error",
+        None,
+    );
+    let mut driver = caller(&a, &b, b.endpoint());
+    let actor = driver
+        .create_actor(worker.id, MODULE, "Blob", vec![], 0)
+        .unwrap();
+    let start = Instant::now();
+    let r = transform(
+        &mut driver,
+        &actor,
+        TaskArg::value(pattern(1, 8), vec![]),
+        1,
+        2 * MIB,
+    );
+    match task_error(&mut driver, &r) {
+        TaskError::ObjectStore { message, .. } => {
+            assert!(message.contains(&r.id().to_string()), "{message}");
+            assert!(message.contains("serves no object endpoint"), "{message}");
+        }
+        other => panic!("expected ObjectStore, got {other:?}"),
+    }
+    assert!(start.elapsed() < Duration::from_secs(10));
+    // A by-reference argument owned by a caller whose node serves no
+    // endpoint either: `ArgumentLost` saying so.
+    let mut options = CoreWorkerOptions::new(NodeId::from_random()).with_store(b.client());
+    options.step_timeout = Duration::from_secs(10);
+    let mut plain = CoreWorker::new(&a.s.session, options).unwrap();
+    let actor2 = plain
+        .create_actor(worker.id, MODULE, "Blob", vec![], 0)
+        .unwrap();
+    let arg = plain.put(&pattern(2, MIB)).unwrap();
+    let r2 = transform(&mut plain, &actor2, arg.as_arg(), 2, 8);
+    match task_error(&mut plain, &r2) {
+        TaskError::ArgumentLost {
+            object_id, message, ..
+        } => {
+            assert_eq!(object_id, arg.id());
+            assert!(message.contains("serves no object endpoint"), "{message}");
+        }
+        other => panic!("expected ArgumentLost, got {other:?}"),
+    }
+    drop((r, r2, arg));
+    driver.release_dropped_refs();
+    plain.release_dropped_refs();
+    b.wait_objects(0);
+    drop((driver, plain, worker));
+}
