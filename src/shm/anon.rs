@@ -164,18 +164,11 @@ mod tests {
         let fd = seg.fd().try_clone_to_owned().unwrap();
         assert!(AnonSegment::from_fd_mode(fd, 4096, false).is_err());
         // A memfd without seals: its holder could truncate it under us.
-        let raw = rustix::fs::memfd_create("unsealed", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
-        rustix::fs::ftruncate(&raw, 8192).unwrap();
+        let raw = crate::sys::memfd::create_weakly_sealed("unsealed", 8192, false).unwrap();
         let err = AnonSegment::from_fd_mode(raw, 8192, false).unwrap_err();
         assert!(err.to_string().contains("not sealed"), "{err}");
         // Sealed against shrinking only (growing allowed): still refused.
-        let raw = rustix::fs::memfd_create(
-            "shrink-only",
-            rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
-        )
-        .unwrap();
-        rustix::fs::ftruncate(&raw, 8192).unwrap();
-        rustix::fs::fcntl_add_seals(&raw, rustix::fs::SealFlags::SHRINK).unwrap();
+        let raw = crate::sys::memfd::create_weakly_sealed("shrink-only", 8192, true).unwrap();
         assert!(AnonSegment::from_fd_mode(raw, 8192, true).is_err());
     }
 }

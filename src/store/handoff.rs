@@ -20,7 +20,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use super::error::StoreError;
-use crate::sys::fdpass::{recv_with_fds, send_with_fds, MAX_FDS};
+use crate::sys::fdpass::{recv_with_fds, send_plain, send_with_fds, MAX_FDS};
 use crate::sys::poll::{wait_fds, PollFlags};
 use crate::transport::AnyConnection;
 
@@ -59,8 +59,7 @@ pub(crate) fn send(
         let r = if sent == 0 {
             send_with_fds(sock, &msg, fds)
         } else {
-            rustix::net::send(sock, &msg[sent..], rustix::net::SendFlags::NOSIGNAL)
-                .map_err(std::io::Error::from)
+            send_plain(sock, &msg[sent..])
         };
         match r {
             Ok(n) => sent += n,

@@ -94,3 +94,15 @@ pub(crate) fn peer_connected(sock: BorrowedFd<'_>) -> bool {
         Err(_) => false,
     }
 }
+
+/// Sends `bytes` without descriptors (`send`, `MSG_NOSIGNAL`, `EINTR`
+/// retried); returns how many the kernel took.
+pub(crate) fn send_plain(sock: impl AsFd, bytes: &[u8]) -> io::Result<usize> {
+    loop {
+        match rustix::net::send(&sock, bytes, SendFlags::NOSIGNAL) {
+            Ok(n) => return Ok(n),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}

@@ -52,3 +52,16 @@ pub(crate) fn check_sealed(fd: impl AsFd, len: u64) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Test only: a memfd of `len` bytes carrying only `shrink_seal`'s seal
+/// (`F_SEAL_SHRINK` if true, none otherwise), as a careless or hostile
+/// peer would pass.
+#[cfg(test)]
+pub(crate) fn create_weakly_sealed(name: &str, len: u64, shrink_seal: bool) -> io::Result<OwnedFd> {
+    let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
+    rustix::fs::ftruncate(&fd, len)?;
+    if shrink_seal {
+        rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK)?;
+    }
+    Ok(fd)
+}
