@@ -203,16 +203,10 @@ impl Directory {
     /// Reads one entry, removing it if its owner is dead.
     fn probe(&self, path: &Path) -> Probe {
         match probe_owner(path) {
-            Ok(OwnerState::Live) => {
-                match fs::read_to_string(path)
-                    .ok()
-                    .as_deref()
-                    .and_then(Endpoint::decode)
-                {
-                    Some(e) => Probe::Live(e),
-                    None => Probe::Skip,
-                }
-            }
+            Ok(OwnerState::Live) => match read_entry(path).as_deref().and_then(Endpoint::decode) {
+                Some(e) => Probe::Live(e),
+                None => Probe::Skip,
+            },
             Ok(OwnerState::Dead(f)) => {
                 // Nobody holds the lock: the owner died. We hold it now;
                 // remove the entry if the name still points at the file we
@@ -297,19 +291,7 @@ impl Directory {
                 Ok(OwnerState::Dead(_)) => false,
                 Ok(OwnerState::Missing) | Err(_) => continue,
             };
-            // Entries are small `key=value` text; read without following a
-            // symlink or blocking on a FIFO.
-            let endpoint = fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(crate::sys::fs::O_NOFOLLOW | crate::sys::fs::O_NONBLOCK)
-                .open(&path)
-                .ok()
-                .and_then(|mut f| {
-                    let mut s = String::new();
-                    io::Read::read_to_string(&mut f, &mut s).ok().map(|_| s)
-                })
-                .as_deref()
-                .and_then(Endpoint::decode);
+            let endpoint = read_entry(&path).as_deref().and_then(Endpoint::decode);
             out.push(WorkerStatus {
                 path,
                 endpoint,
@@ -387,5 +369,42 @@ mod tests {
         fs::write(&path, e.encode()).unwrap();
         let _reg = d.register(&e).unwrap();
         assert_eq!(d.lookup_name("alpha").unwrap().worker_id, id(1));
+    }
+}
+
+/// Longest directory entry read, in bytes (a real one is a few hundred).
+pub const MAX_ENTRY_BYTES: u64 = 64 * 1024;
+
+/// Reads a directory entry (small `key=value` text) without following a
+/// symlink or blocking on a FIFO, and at most [`MAX_ENTRY_BYTES`]: a larger
+/// file (a same-user process can grow one to any size) is not an entry,
+/// and `None` — it costs neither memory nor time beyond that bound.
+fn read_entry(path: &Path) -> Option<String> {
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(crate::sys::fs::O_NOFOLLOW | crate::sys::fs::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    let mut s = String::new();
+    io::Read::read_to_string(&mut io::Read::take(f, MAX_ENTRY_BYTES + 1), &mut s).ok()?;
+    (s.len() as u64 <= MAX_ENTRY_BYTES).then_some(s)
+}
+
+#[cfg(test)]
+mod entry_bound_tests {
+    use super::*;
+
+    #[test]
+    fn an_oversized_entry_is_not_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.entry");
+        let f = fs::File::create(&path).unwrap();
+        // Sparse: 8 GiB long, no disk used.
+        f.set_len(8 << 30).unwrap();
+        let t = std::time::Instant::now();
+        assert_eq!(read_entry(&path), None);
+        assert!(t.elapsed() < std::time::Duration::from_secs(2));
+        fs::write(&path, "a=b\n").unwrap();
+        assert_eq!(read_entry(&path).as_deref(), Some("a=b\n"));
     }
 }
