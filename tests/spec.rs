@@ -855,3 +855,13 @@ proptest! {
         prop_assert_eq!(spec::deserialize::<TaskSpec>(a).unwrap(), spec);
     }
 }
+
+/// The archived root sizes `docs/messages.md` states (a layout change that
+/// moves them must update the page).
+#[test]
+fn archived_root_sizes_are_as_documented() {
+    use std::mem::size_of;
+    assert_eq!(size_of::<shmwire::spec::ArchivedPushTaskRequest>(), 496);
+    assert_eq!(size_of::<shmwire::spec::ArchivedTaskSpec>(), 440);
+    assert_eq!(size_of::<shmwire::spec::ArchivedAddress>(), 76);
+}

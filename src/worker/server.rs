@@ -1127,17 +1127,7 @@ impl Executor {
             Plan::Inline => {}
             Plan::Duplicate => return,
             Plan::Fail(reply) => {
-                self.stats.record(
-                    reply_slot(spec, &self.registry),
-                    arrived.elapsed(),
-                    Duration::ZERO,
-                );
-                self.tasks_executed += 1;
-                out.push(Outgoing {
-                    target: Target::Caller(caller),
-                    reply,
-                    cache: Some((caller, counter)),
-                });
+                self.fail_task(spec, arrived, caller, counter, reply, out);
                 return;
             }
             Plan::Run { pool, slot } => {
@@ -1147,17 +1137,7 @@ impl Executor {
                 let resolved = match self.fetch_args(spec) {
                     Ok(r) => r,
                     Err(reply) => {
-                        self.stats.record(
-                            reply_slot(spec, &self.registry),
-                            arrived.elapsed(),
-                            Duration::ZERO,
-                        );
-                        self.tasks_executed += 1;
-                        out.push(Outgoing {
-                            target: Target::Caller(caller),
-                            reply,
-                            cache: Some((caller, counter)),
-                        });
+                        self.fail_task(spec, arrived, caller, counter, reply, out);
                         return;
                     }
                 };
@@ -1253,6 +1233,31 @@ impl Executor {
                 ..
             })
         )
+    }
+
+    /// Answers an actor task that fails before it runs (`reply`: its error)
+    /// as if it ran: counted, recorded with no execution time, and cached
+    /// for a re-send.
+    fn fail_task(
+        &mut self,
+        spec: &ArchivedTaskSpec,
+        arrived: Instant,
+        caller: WorkerId,
+        counter: u64,
+        reply: PushTaskReply,
+        out: &mut Vec<Outgoing>,
+    ) {
+        self.stats.record(
+            reply_slot(spec, &self.registry),
+            arrived.elapsed(),
+            Duration::ZERO,
+        );
+        self.tasks_executed += 1;
+        out.push(Outgoing {
+            target: Target::Caller(caller),
+            reply,
+            cache: Some((caller, counter)),
+        });
     }
 
     /// Replies to the tasks the pools finished (Ray's reply callback of a
