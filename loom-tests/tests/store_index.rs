@@ -1,15 +1,37 @@
 //! Loom models of the store's shared index (`shmwire::store::index`): the
 //! seqlock between the service (the only writer of entries) and a reader
-//! (`lookup_races_clear`; a rewrite for another object is a clear then a
-//! publish, each the same seqlock write),
-//! and the Dekker pairs between a client taking or giving back a reference
-//! in its own slot and the service evicting or deleting the object.
+//! (`lookup_races_clear`, `get_races_publish`; a rewrite for another object
+//! is a clear then a publish, each the same seqlock write), and the Dekker
+//! pairs between a client taking or giving back a reference in its own slot
+//! and the service evicting or deleting the object.
+//!
+//! Every model is explored exhaustively (within `LOOM_MAX_PREEMPTIONS`, 2
+//! in CI): no duration or permutation cap. That is affordable because the
+//! models run the index's code on [`ModelEntry`] entries — `seq`, the first
+//! id word, the state word and the check word — instead of the store's 16
+//! words: the seqlock code is the same for every layout (only the number of
+//! data words between `seq` and the check word differs), and two data
+//! words are the least that lets a reader see a torn record.
+//!
+//! The ordering pairs and the models that exercise them:
+//!
+//! | pair | models |
+//! | --- | --- |
+//! | writer: `seq` odd → fence → words → `seq` even (Release) | `lookup_races_clear`, `get_races_publish`, `get_races_eviction` |
+//! | reader: `seq` (Acquire) → words → fence(Acquire) → `seq` re-check | `lookup_races_clear`, `get_races_publish`, `get_races_eviction` |
+//! | client: slot increment → fence → `seq` re-check, against the service's odd `seq` → fence → slot loads | `get_races_eviction` |
+//! | service: slot loads (Acquire) before the free, against the client's release (`fetch_sub` Release) | `get_races_eviction`, `delete_races_last_release` |
+//! | client: release → fence → state load, against the service's pending state → fence → slot loads | `delete_races_last_release` |
 //!
 //! The object's bytes are a loom `UnsafeCell`: the client reads them only
-//! while it holds a reference, the service "reuses" them (writes) only
-//! after it took the entry back. Loom's cell tracking fails the model if
-//! the two could ever race, and the asserts check that a reader never sees
-//! another object's bytes or fields under the id it asked for.
+//! while it holds a reference, the service writes them only before it
+//! publishes the entry or after it took the entry back. Loom's cell
+//! tracking fails the model if the two could ever race. The asserts check
+//! that a reader never sees another object's fields under the id it asked
+//! for, and never reads a torn record that passed the `seq` re-check: the
+//! check word would still turn such a read into `Lookup::Invalid` (the
+//! slow path), so the models fail on `Invalid`, which only a scribbler
+//! could cause, not the service.
 #![cfg(shmwire_loom)]
 
 use loom::cell::UnsafeCell;
@@ -17,23 +39,35 @@ use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use loom::sync::Arc;
 use loom::thread;
 use shmwire::store::index::{
-    id_words, release, IndexWords, IndexWriter, Lookup, Record, RefSlots, ENTRY_WORDS, STATE_SEALED,
+    release, EntryLayout, IndexWords, IndexWriter, Lookup, ModelEntry, Record, RefSlots,
+    STATE_SEALED,
 };
 
 const KEY: u64 = 0x5eed;
-
-/// Explores a seqlock model for at most a minute: a reader's 16-word
-/// snapshot can see each word from either side of a write, which makes
-/// the full space too large for CI. The Dekker model below
-/// (`delete_races_last_release`) is explored exhaustively.
-fn bounded(f: impl Fn() + Sync + Send + 'static) {
-    let mut b = loom::model::Builder::new();
-    if b.max_duration.is_none() {
-        b.max_duration = Some(std::time::Duration::from_secs(60));
-    }
-    b.check(f);
-}
 const ENTRIES: u32 = 1;
+
+/// Explores `f` exhaustively (bounded only by `LOOM_MAX_PREEMPTIONS`) and
+/// prints how many executions that took.
+fn explore(name: &str, f: impl Fn() + Sync + Send + 'static) {
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    let runs = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&runs);
+    let b = loom::model::Builder::new();
+    assert!(
+        b.max_duration.is_none() && b.max_permutations.is_none(),
+        "{name}: the store index models are explored exhaustively; unset LOOM_MAX_DURATION and LOOM_MAX_PERMUTATIONS"
+    );
+    let start = std::time::Instant::now();
+    b.check(move || {
+        counted.fetch_add(1, Relaxed);
+        f();
+    });
+    println!(
+        "{name}: {} executions, {:.1} s",
+        runs.load(Relaxed),
+        start.elapsed().as_secs_f64()
+    );
+}
 
 struct Shared {
     index: Vec<AtomicU64>,
@@ -43,18 +77,18 @@ struct Shared {
 }
 
 impl Shared {
-    fn new() -> Arc<Self> {
+    fn new(bytes: u64) -> Arc<Self> {
         Arc::new(Self {
-            index: (0..ENTRIES as usize * ENTRY_WORDS)
+            index: (0..ENTRIES as usize * ModelEntry::WORDS)
                 .map(|_| AtomicU64::new(0))
                 .collect(),
             slots: (0..ENTRIES).map(|_| AtomicU64::new(0)).collect(),
-            data: UnsafeCell::new(7),
+            data: UnsafeCell::new(bytes),
         })
     }
 
-    fn index(&self) -> IndexWords<'_> {
-        IndexWords::new(&self.index, ENTRIES, KEY).unwrap()
+    fn index(&self) -> IndexWords<'_, ModelEntry> {
+        IndexWords::with_layout(&self.index, ENTRIES, KEY).unwrap()
     }
 
     fn slots(&self) -> RefSlots<'_> {
@@ -62,18 +96,39 @@ impl Shared {
     }
 }
 
-fn record(id: u8, offset: u64) -> Record {
-    Record::sealed(&[id; 28], offset, 8, b"").unwrap()
+/// Object `id`'s record (what `ModelEntry` stores: the id's first word and
+/// the state).
+fn record(id: u8) -> Record {
+    let mut b = [0u8; 28];
+    b[0] = id;
+    Record::sealed(&b, 0, 0, b"").unwrap()
+}
+
+fn id(n: u8) -> [u64; 4] {
+    record(n).id
+}
+
+/// A lookup of object 1 by a client: `Invalid` (a torn read that passed
+/// the `seq` re-check) fails the model; a snapshot found must be object 1's.
+fn lookup_1(ix: &IndexWords<'_, ModelEntry>) -> Lookup {
+    let l = ix.lookup(&id(1));
+    match &l {
+        Lookup::Found(snap) => {
+            assert_eq!(snap.record, record(1), "object 1's fields")
+        }
+        Lookup::Invalid => panic!("a torn entry passed the seq re-check"),
+        Lookup::Absent | Lookup::Unknown => {}
+    }
+    l
 }
 
 /// Client: look up object 1, take a reference, read its bytes, give the
 /// reference back; returns whether it read.
 fn client_get(s: &Shared) -> bool {
     let ix = s.index();
-    let Lookup::Found(snap) = ix.lookup(&id_words(&[1; 28])) else {
+    let Lookup::Found(snap) = lookup_1(&ix) else {
         return false;
     };
-    assert_eq!(snap.record.offset, 64, "object 1's fields");
     if snap.record.state != STATE_SEALED || !ix.try_acquire(&s.slots(), &snap) {
         return false;
     }
@@ -84,17 +139,36 @@ fn client_get(s: &Shared) -> bool {
     true
 }
 
+/// A get racing the publication of a new object: the service writes the
+/// object's bytes (standing in for the producer, whose writes reach the
+/// service with its seal) and then publishes the entry; a client that finds
+/// the entry must see those bytes (the even `seq` Release → the reader's
+/// `seq` Acquire), and one that reads the entry mid-write must not find it.
+#[test]
+fn get_races_publish() {
+    explore("get_races_publish", || {
+        let s = Shared::new(0);
+        let mut w = IndexWriter::new(&s.index());
+        let s2 = Arc::clone(&s);
+        let t = thread::spawn(move || client_get(&s2));
+        // SAFETY (model): written before the entry is published.
+        s.data.with_mut(|p| unsafe { *p = 7 });
+        w.publish(&s.index(), &record(1)).unwrap();
+        t.join().unwrap();
+    });
+}
+
 /// A get racing an eviction: the service frees (writes) the bytes only when
 /// no reference is held; the client reads them only when it holds one.
 #[test]
 fn get_races_eviction() {
-    bounded(|| {
-        let s = Shared::new();
+    explore("get_races_eviction", || {
+        let s = Shared::new(7);
         let mut w = IndexWriter::new(&s.index());
-        let pos = w.publish(&s.index(), &record(1, 64)).unwrap();
+        let pos = w.publish(&s.index(), &record(1)).unwrap();
         let s2 = Arc::clone(&s);
         let t = thread::spawn(move || client_get(&s2));
-        if w.try_evict(&s.index(), [s.slots()], pos, &record(1, 64)) {
+        if w.try_evict(&s.index(), [s.slots()], pos, &record(1)) {
             // Reuse of the memory by another object.
             // SAFETY (model): written only after the entry was taken back.
             s.data.with_mut(|p| unsafe { *p = 99 });
@@ -103,23 +177,22 @@ fn get_races_eviction() {
     });
 }
 
-/// A reader racing the service clearing the entry (an eviction or delete
-/// that found no holder): the reader finds object 1 with object 1's
-/// fields, or nothing — never a torn mix of the two writes.
+/// A reader racing the service rewriting the entry for another object (a
+/// clear, then object 2's publish, each a seqlock write): the reader finds
+/// object 1 with object 1's fields, or not at all — never a torn mix of the
+/// writes, and never object 2 under object 1's id.
 #[test]
 fn lookup_races_clear() {
-    bounded(|| {
-        let s = Shared::new();
+    explore("lookup_races_clear", || {
+        let s = Shared::new(7);
         let mut w = IndexWriter::new(&s.index());
-        let pos = w.publish(&s.index(), &record(1, 64)).unwrap();
+        let pos = w.publish(&s.index(), &record(1)).unwrap();
         let s2 = Arc::clone(&s);
-        let t = thread::spawn(move || match s2.index().lookup(&id_words(&[1; 28])) {
-            Lookup::Found(snap) => {
-                assert_eq!(snap.record, record(1, 64));
-            }
-            Lookup::Absent | Lookup::Unknown => {}
+        let t = thread::spawn(move || {
+            lookup_1(&s2.index());
         });
         w.clear(&s.index(), pos);
+        assert_eq!(w.publish(&s.index(), &record(2)), Some(pos));
         t.join().unwrap();
     });
 }
@@ -130,12 +203,12 @@ fn lookup_races_clear() {
 /// object is freed exactly once and never while read.
 #[test]
 fn delete_races_last_release() {
-    loom::model(|| {
-        let s = Shared::new();
+    explore("delete_races_last_release", || {
+        let s = Shared::new(7);
         let mut w = IndexWriter::new(&s.index());
-        let pos = w.publish(&s.index(), &record(1, 64)).unwrap();
+        let pos = w.publish(&s.index(), &record(1)).unwrap();
         // The client holds a reference already.
-        let Lookup::Found(snap) = s.index().lookup(&id_words(&[1; 28])) else {
+        let Lookup::Found(snap) = s.index().lookup(&id(1)) else {
             panic!("published")
         };
         assert!(s.index().try_acquire(&s.slots(), &snap));
@@ -150,7 +223,7 @@ fn delete_races_last_release() {
                 told2.store(true, Ordering::Relaxed);
             }
         });
-        let mut freed = w.retire(&s.index(), [s.slots()], pos, &record(1, 64));
+        let mut freed = w.retire(&s.index(), [s.slots()], pos, &record(1));
         if freed {
             // SAFETY (model): freed, nobody holds it.
             s.data.with_mut(|p| unsafe { *p = 99 });
@@ -167,9 +240,6 @@ fn delete_races_last_release() {
             s.data.with_mut(|p| unsafe { *p = 99 });
         }
         // No new reference through a retired entry.
-        assert!(matches!(
-            s.index().lookup(&id_words(&[1; 28])),
-            Lookup::Absent
-        ));
+        assert!(matches!(s.index().lookup(&id(1)), Lookup::Absent));
     });
 }

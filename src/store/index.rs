@@ -70,6 +70,8 @@ use crate::sync::{fence, AtomicU64, Ordering};
 
 /// Words per entry.
 pub const ENTRY_WORDS: usize = 16;
+/// Words of a record's body (the entry's words 1..=14 in [`FullEntry`]).
+pub const BODY_WORDS: usize = 14;
 /// Bytes per entry (two cache lines).
 pub const ENTRY_BYTES: usize = ENTRY_WORDS * 8;
 /// Bytes of the index segment's header (before the first entry).
@@ -99,12 +101,69 @@ pub const REF_ONE: u64 = 1;
 pub const USE_ONE: u64 = 1 << 32;
 
 const W_SEQ: usize = 0;
-const W_ID: usize = 1;
 const W_OFFSET: usize = 5;
 const W_SIZE: usize = 6;
 const W_FLAGS: usize = 7;
 const W_META: usize = 8;
-const W_CHECK: usize = 15;
+
+/// Which words of a record's body an entry stores: the seqlock code
+/// ([`IndexWords::write_entry`], [`IndexWords::read_entry`]) is the same for
+/// every layout, only the number of data words between the `seq` word and
+/// the check word changes.
+///
+/// An entry of layout `L` is `L::WORDS` words: `seq`, then body word
+/// `L::STORED[i]` at word `1 + i`, then the check word. Body words a layout
+/// does not store read as zero; [`IndexWriter::publish`] refuses a record
+/// with a nonzero word there. The check word is computed over the whole
+/// body ([`check_word`]) in every layout.
+pub trait EntryLayout: Copy + std::fmt::Debug + 'static {
+    /// The stored body words (indices into the record's [`BODY_WORDS`]-word
+    /// body: 0..=3 id, 4 offset, 5 size, 6 state and metadata length,
+    /// 7..=13 metadata), in entry order. Must contain 6 (the state word,
+    /// which [`release`] reads on its own).
+    const STORED: &'static [usize];
+    /// Words per entry: `seq`, the stored words, the check word.
+    const WORDS: usize = Self::STORED.len() + 2;
+    /// Entry word of the state (body word 6).
+    const FLAGS_WORD: usize = 1 + stored_at(Self::STORED, W_FLAGS - 1);
+}
+
+/// Index of `body` in `stored`; a compile-time error for a layout that
+/// does not store it.
+const fn stored_at(stored: &[usize], body: usize) -> usize {
+    let mut i = 0;
+    while i < stored.len() {
+        if stored[i] == body {
+            return i;
+        }
+        i += 1;
+    }
+    panic!("an entry layout must store the state word")
+}
+
+/// The shared index's layout: all [`BODY_WORDS`] body words, in order
+/// ([`ENTRY_WORDS`] words per entry, the table at the top of this module).
+#[derive(Debug, Clone, Copy)]
+pub struct FullEntry;
+
+impl EntryLayout for FullEntry {
+    const STORED: &'static [usize] = &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13];
+}
+
+/// The loom models' layout (`loom-tests/tests/store_index.rs`): the first
+/// id word and the state word only — two data words between `seq` and the
+/// check word, which is the least that still lets a reader see a torn
+/// record (one word from each of two writes). The protocol's orderings do
+/// not depend on the number of data words; fewer words keep the model's
+/// state space small enough to explore exhaustively. Not used by the store.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelEntry;
+
+impl EntryLayout for ModelEntry {
+    const STORED: &'static [usize] = &[0, W_FLAGS - 1];
+}
+
+const _: () = assert!(FullEntry::WORDS == ENTRY_WORDS && FullEntry::FLAGS_WORD == W_FLAGS);
 
 /// An object id as the index stores it: 28 bytes in four little-endian
 /// words, the last 4 bytes zero.
@@ -136,7 +195,7 @@ pub fn home(key: u64, id: &[u64; 4], entries: u32) -> u32 {
 
 /// The check word of an entry: a keyed mix of its position, `seq` and
 /// words 1..=14.
-pub fn check_word(key: u64, pos: u32, seq: u64, body: &[u64; 14]) -> u64 {
+pub fn check_word(key: u64, pos: u32, seq: u64, body: &[u64; BODY_WORDS]) -> u64 {
     let h = body
         .iter()
         .fold(mix(key, u64::from(pos)) ^ seq, |h, w| mix(h, *w));
@@ -188,8 +247,8 @@ impl Record {
         })
     }
 
-    fn body(&self) -> [u64; 14] {
-        let mut b = [0u64; 14];
+    fn body(&self) -> [u64; BODY_WORDS] {
+        let mut b = [0u64; BODY_WORDS];
         b[..4].copy_from_slice(&self.id);
         b[W_OFFSET - 1] = self.offset;
         b[W_SIZE - 1] = self.data_size;
@@ -202,7 +261,7 @@ impl Record {
 
     /// Decodes and validates words 1..=14 (state known, metadata length in
     /// bounds); `None` for anything else.
-    fn from_body(b: &[u64; 14]) -> Option<Self> {
+    fn from_body(b: &[u64; BODY_WORDS]) -> Option<Self> {
         let flags = b[W_FLAGS - 1];
         let state = flags & 0xff;
         let meta_len = (flags >> 8) & 0xff;
@@ -232,6 +291,13 @@ impl Record {
     pub fn metadata(&self) -> &[u8] {
         &self.meta[..usize::from(self.meta_len)]
     }
+
+    /// Whether entries of layout `L` can hold this record (every body word
+    /// `L` does not store is zero; always true for [`FullEntry`]).
+    pub fn fits<L: EntryLayout>(&self) -> bool {
+        let b = self.body();
+        (0..BODY_WORDS).all(|i| b[i] == 0 || L::STORED.contains(&i))
+    }
 }
 
 /// A consistent, validated snapshot of one entry.
@@ -250,9 +316,15 @@ pub struct Snapshot {
 pub enum EntryRead {
     /// A stable snapshot whose check word matches.
     Valid(Snapshot),
-    /// No stable snapshot within [`READ_RETRIES`] reads, or a check word,
-    /// state or length that does not match: ask the service.
-    Unusable,
+    /// No stable snapshot within [`READ_RETRIES`] reads (`seq` odd or
+    /// moving: the service is writing it, or someone scribbles on it): ask
+    /// the service.
+    Unstable,
+    /// A stable snapshot whose check word, state or metadata length does
+    /// not match, or a position out of range: the entry was scribbled on
+    /// (with only the service writing, this never happens — a torn read is
+    /// caught by the `seq` re-check first): ask the service.
+    Invalid,
 }
 
 /// What a lookup found.
@@ -262,17 +334,22 @@ pub enum Lookup {
     Found(Snapshot),
     /// Every probed entry read cleanly and none holds the id.
     Absent,
-    /// Some probed entry could not be read: ask the service.
+    /// Some probed entry was [`EntryRead::Unstable`] (none invalid): ask
+    /// the service.
     Unknown,
+    /// Some probed entry was [`EntryRead::Invalid`]: ask the service.
+    Invalid,
 }
 
-/// The entries of an index: `entries × ENTRY_WORDS` words (a power of two
-/// entries), written by the service, read by clients.
+/// The entries of an index: `entries × L::WORDS` words (a power of two
+/// entries), written by the service, read by clients. The store uses
+/// [`FullEntry`] (the default); the loom models use [`ModelEntry`].
 #[derive(Debug, Clone, Copy)]
-pub struct IndexWords<'a> {
+pub struct IndexWords<'a, L: EntryLayout = FullEntry> {
     words: &'a [AtomicU64],
     entries: u32,
     key: u64,
+    layout: std::marker::PhantomData<L>,
 }
 
 /// One client's reference slots: one word per index entry.
@@ -293,13 +370,21 @@ impl<'a> RefSlots<'a> {
 }
 
 impl<'a> IndexWords<'a> {
-    /// The index over `words` with `entries` entries (a power of two, at
-    /// most `words.len() / ENTRY_WORDS`) and check key `key`; `None` if the
-    /// sizes do not fit.
+    /// The index over `words` with `entries` entries of [`ENTRY_WORDS`]
+    /// words (a power of two, at most `words.len() / ENTRY_WORDS`) and
+    /// check key `key`; `None` if the sizes do not fit.
     pub fn new(words: &'a [AtomicU64], entries: u32, key: u64) -> Option<Self> {
+        Self::with_layout(words, entries, key)
+    }
+}
+
+impl<'a, L: EntryLayout> IndexWords<'a, L> {
+    /// [`IndexWords::new`] with entries of layout `L` (`L::WORDS` words
+    /// each).
+    pub fn with_layout(words: &'a [AtomicU64], entries: u32, key: u64) -> Option<Self> {
         if entries == 0
             || !entries.is_power_of_two()
-            || (entries as usize).checked_mul(ENTRY_WORDS)? > words.len()
+            || (entries as usize).checked_mul(L::WORDS)? > words.len()
         {
             return None;
         }
@@ -307,6 +392,7 @@ impl<'a> IndexWords<'a> {
             words,
             entries,
             key,
+            layout: std::marker::PhantomData,
         })
     }
 
@@ -317,8 +403,8 @@ impl<'a> IndexWords<'a> {
 
     fn entry(&self, pos: u32) -> &'a [AtomicU64] {
         debug_assert!(pos < self.entries);
-        let start = pos as usize * ENTRY_WORDS;
-        &self.words[start..start + ENTRY_WORDS]
+        let start = pos as usize * L::WORDS;
+        &self.words[start..start + L::WORDS]
     }
 
     /// The positions probed for `id`, in order.
@@ -334,7 +420,7 @@ impl<'a> IndexWords<'a> {
     /// [`READ_RETRIES`] times) and validates it.
     pub fn read_entry(&self, pos: u32) -> EntryRead {
         if pos >= self.entries {
-            return EntryRead::Unusable;
+            return EntryRead::Invalid;
         }
         let e = self.entry(pos);
         for _ in 0..READ_RETRIES {
@@ -345,12 +431,12 @@ impl<'a> IndexWords<'a> {
                 crate::sync::spin_loop();
                 continue;
             }
-            let mut body = [0u64; 14];
-            for (i, w) in body.iter_mut().enumerate() {
+            let mut body = [0u64; BODY_WORDS];
+            for (i, b) in L::STORED.iter().enumerate() {
                 // Relaxed: validated by the seq re-check below.
-                *w = e[W_ID + i].load(Ordering::Relaxed);
+                body[*b] = e[1 + i].load(Ordering::Relaxed);
             }
-            let check = e[W_CHECK].load(Ordering::Relaxed);
+            let check = e[L::WORDS - 1].load(Ordering::Relaxed);
             // Acquire fence: pairs with the SeqCst fence after the odd seq
             // store in write_entry; if any word above came from a newer
             // write, the seq load below sees that write's odd seq or later.
@@ -361,7 +447,7 @@ impl<'a> IndexWords<'a> {
                 continue;
             }
             if check != check_word(self.key, pos, s1, &body) {
-                return EntryRead::Unusable;
+                return EntryRead::Invalid;
             }
             return match Record::from_body(&body) {
                 Some(record) => EntryRead::Valid(Snapshot {
@@ -369,29 +455,27 @@ impl<'a> IndexWords<'a> {
                     seq: s1,
                     record,
                 }),
-                None => EntryRead::Unusable,
+                None => EntryRead::Invalid,
             };
         }
-        EntryRead::Unusable
+        EntryRead::Unstable
     }
 
     /// Looks `id` up among its [`PROBES`] positions.
     pub fn lookup(&self, id: &[u64; 4]) -> Lookup {
-        let mut clean = true;
+        let mut unclean = Lookup::Absent;
         for pos in self.probes(id) {
             match self.read_entry(pos) {
                 EntryRead::Valid(s) if s.record.state != STATE_EMPTY && s.record.id == *id => {
                     return Lookup::Found(s)
                 }
                 EntryRead::Valid(_) => {}
-                EntryRead::Unusable => clean = false,
+                EntryRead::Unstable if unclean == Lookup::Absent => unclean = Lookup::Unknown,
+                EntryRead::Unstable => {}
+                EntryRead::Invalid => unclean = Lookup::Invalid,
             }
         }
-        if clean {
-            Lookup::Absent
-        } else {
-            Lookup::Unknown
-        }
+        unclean
     }
 
     /// Takes a reference on the sealed object of `snap` in `slots`: true
@@ -425,7 +509,9 @@ impl<'a> IndexWords<'a> {
 
     /// Writes `record` into entry `pos` (service only): `seq` goes from
     /// `old_seq` (the service's private copy, even) to `old_seq + 2`.
-    /// Returns the new seq.
+    /// Returns the new seq. Body words `L` does not store are not written
+    /// (the check word covers them, so a record that does not
+    /// [`Record::fits`] reads back as [`EntryRead::Invalid`]).
     pub fn write_entry(&self, pos: u32, old_seq: u64, record: &Record) -> u64 {
         let e = self.entry(pos);
         // Relaxed: the fence below orders it before the words.
@@ -435,12 +521,12 @@ impl<'a> IndexWords<'a> {
         // retire (pairs with the SeqCst fences in try_acquire and release).
         fence(Ordering::SeqCst);
         let body = record.body();
-        for (i, w) in body.iter().enumerate() {
+        for (i, b) in L::STORED.iter().enumerate() {
             // Relaxed: published by the Release store of seq below.
-            e[W_ID + i].store(*w, Ordering::Relaxed);
+            e[1 + i].store(body[*b], Ordering::Relaxed);
         }
         let new_seq = (old_seq | 1) + 1;
-        e[W_CHECK].store(check_word(self.key, pos, new_seq, &body), Ordering::Relaxed);
+        e[L::WORDS - 1].store(check_word(self.key, pos, new_seq, &body), Ordering::Relaxed);
         // Release: pairs with the Acquire load of seq in read_entry.
         e[W_SEQ].store(new_seq, Ordering::Release);
         new_seq
@@ -468,7 +554,7 @@ pub fn holds<'s>(slots: impl IntoIterator<Item = RefSlots<'s>>, pos: u32) -> (u6
 /// Gives back a reference taken by [`IndexWords::try_acquire`] at `pos`;
 /// returns whether the service should be told (the entry is no longer
 /// plainly sealed: a delete may be waiting for this release).
-pub fn release(index: &IndexWords<'_>, slots: &RefSlots<'_>, pos: u32) -> bool {
+pub fn release<L: EntryLayout>(index: &IndexWords<'_, L>, slots: &RefSlots<'_>, pos: u32) -> bool {
     let Some(slot) = slots.slot(pos) else {
         return false;
     };
@@ -482,7 +568,7 @@ pub fn release(index: &IndexWords<'_>, slots: &RefSlots<'_>, pos: u32) -> bool {
     fence(Ordering::SeqCst);
     let e = index.entry(pos);
     let seq = e[W_SEQ].load(Ordering::Relaxed);
-    let flags = e[W_FLAGS].load(Ordering::Relaxed);
+    let flags = e[L::FLAGS_WORD].load(Ordering::Relaxed);
     seq & 1 == 1 || flags & 0xff != STATE_SEALED
 }
 
@@ -497,7 +583,7 @@ pub struct IndexWriter {
 impl IndexWriter {
     /// A writer for `index`: writes an empty entry (with its check word)
     /// into every position.
-    pub fn new(index: &IndexWords<'_>) -> Self {
+    pub fn new<L: EntryLayout>(index: &IndexWords<'_, L>) -> Self {
         let n = index.entries() as usize;
         let mut w = Self {
             seqs: vec![0; n],
@@ -510,8 +596,16 @@ impl IndexWriter {
     }
 
     /// Publishes `record` in the first free probe position of its id;
-    /// `None` when all are taken (the object is not indexed).
-    pub fn publish(&mut self, index: &IndexWords<'_>, record: &Record) -> Option<u32> {
+    /// `None` when all are taken or the record does not [`Record::fits`]
+    /// `L` (the object is not indexed).
+    pub fn publish<L: EntryLayout>(
+        &mut self,
+        index: &IndexWords<'_, L>,
+        record: &Record,
+    ) -> Option<u32> {
+        if !record.fits::<L>() {
+            return None;
+        }
         let pos = index.probes(&record.id).find(|p| !self.used[*p as usize])?;
         self.used[pos as usize] = true;
         let p = pos as usize;
@@ -522,9 +616,9 @@ impl IndexWriter {
     /// Takes entry `pos` back for eviction: the entry is retracted (`seq`
     /// odd), the slots are checked, and then it is cleared (true: nobody
     /// holds it) or restored as it was (false: held).
-    pub fn try_evict<'s>(
+    pub fn try_evict<'s, L: EntryLayout>(
         &mut self,
-        index: &IndexWords<'_>,
+        index: &IndexWords<'_, L>,
         slots: impl IntoIterator<Item = RefSlots<'s>>,
         pos: u32,
         record: &Record,
@@ -549,9 +643,9 @@ impl IndexWriter {
     /// Hides entry `pos` (a delete): it becomes "delete pending" so no new
     /// reference is taken, then the slots are checked; cleared (true) when
     /// nobody holds it, else left pending (false) until [`Self::reap`].
-    pub fn retire<'s>(
+    pub fn retire<'s, L: EntryLayout>(
         &mut self,
-        index: &IndexWords<'_>,
+        index: &IndexWords<'_, L>,
         slots: impl IntoIterator<Item = RefSlots<'s>>,
         pos: u32,
         record: &Record,
@@ -570,9 +664,9 @@ impl IndexWriter {
     }
 
     /// Clears a pending entry once no slot holds it; returns whether it did.
-    pub fn reap<'s>(
+    pub fn reap<'s, L: EntryLayout>(
         &mut self,
-        index: &IndexWords<'_>,
+        index: &IndexWords<'_, L>,
         slots: impl IntoIterator<Item = RefSlots<'s>>,
         pos: u32,
     ) -> bool {
@@ -584,7 +678,7 @@ impl IndexWriter {
     }
 
     /// Clears entry `pos` (free for another object).
-    pub fn clear(&mut self, index: &IndexWords<'_>, pos: u32) {
+    pub fn clear<L: EntryLayout>(&mut self, index: &IndexWords<'_, L>, pos: u32) {
         let p = pos as usize;
         self.seqs[p] = index.write_entry(pos, self.seqs[p], &Record::EMPTY);
         self.used[p] = false;
@@ -660,7 +754,7 @@ mod tests {
             iw[base + word].store(old ^ 0x40, Ordering::Relaxed);
             assert_eq!(
                 idx.lookup(&id_words(&id(1))),
-                Lookup::Unknown,
+                Lookup::Invalid,
                 "word {word}"
             );
             iw[base + word].store(old, Ordering::Relaxed);
@@ -671,18 +765,56 @@ mod tests {
             let v = iw[base + word].load(Ordering::Relaxed);
             iw[other as usize * ENTRY_WORDS + word].store(v, Ordering::Relaxed);
         }
-        assert_eq!(idx.read_entry(other), EntryRead::Unusable);
+        assert_eq!(idx.read_entry(other), EntryRead::Invalid);
         // A seq stuck odd: bounded retries, then unusable.
         iw[base].store(iw[base].load(Ordering::Relaxed) | 1, Ordering::Relaxed);
-        assert_eq!(idx.read_entry(pos), EntryRead::Unusable);
+        assert_eq!(idx.read_entry(pos), EntryRead::Unstable);
+        assert_eq!(idx.lookup(&id_words(&id(1))), Lookup::Invalid);
+        // Unstable but nothing invalid (the copy cleared by the writer).
+        w.clear(&idx, other);
+        assert_eq!(idx.lookup(&id_words(&id(1))), Lookup::Unknown);
         // The writer does not trust the memory: its next write fixes it.
         w.clear(&idx, pos);
         assert!(matches!(idx.read_entry(pos), EntryRead::Valid(_)));
         // Out-of-range positions and sizes are refused.
-        assert_eq!(idx.read_entry(16), EntryRead::Unusable);
+        assert_eq!(idx.read_entry(16), EntryRead::Invalid);
         assert!(IndexWords::new(&iw, 32, 0).is_none());
         assert!(IndexWords::new(&iw, 12, 0).is_none());
         assert!(Record::sealed(&id(1), 0, 0, &[0; INLINE_METADATA + 1]).is_none());
+    }
+
+    /// The loom models' layout runs the same protocol on 4-word entries.
+    #[test]
+    fn the_model_layout_stores_two_body_words_and_refuses_the_rest() {
+        assert_eq!((ModelEntry::WORDS, ModelEntry::FLAGS_WORD), (4, 2));
+        let iw = words(4 * ModelEntry::WORDS);
+        let rw = words(4);
+        let idx = IndexWords::<ModelEntry>::with_layout(&iw, 4, 9).unwrap();
+        assert!(IndexWords::<ModelEntry>::with_layout(&iw, 8, 9).is_none());
+        let slots = RefSlots::new(&rw);
+        let mut w = IndexWriter::new(&idx);
+        let mut small = [0u8; 28];
+        small[0] = 1;
+        let rec = Record::sealed(&small, 0, 0, b"").unwrap();
+        assert!(rec.fits::<ModelEntry>() && rec.fits::<FullEntry>());
+        let big = Record::sealed(&small, 64, 0, b"").unwrap();
+        assert!(!big.fits::<ModelEntry>() && big.fits::<FullEntry>());
+        assert_eq!(w.publish(&idx, &big), None);
+        let pos = w.publish(&idx, &rec).unwrap();
+        let Lookup::Found(snap) = idx.lookup(&rec.id) else {
+            panic!("not found")
+        };
+        assert_eq!(snap.record, rec);
+        assert!(idx.try_acquire(&slots, &snap));
+        assert!(!w.retire(&idx, [slots], pos, &rec));
+        assert!(release(&idx, &slots, pos), "the state word is read");
+        assert!(w.reap(&idx, [slots], pos));
+        assert_eq!(idx.lookup(&rec.id), Lookup::Absent);
+        // A record written anyway loses its unstored words: its check word
+        // no longer matches.
+        let seq = idx.write_entry(pos, 100, &big);
+        assert_eq!(seq, 102);
+        assert_eq!(idx.read_entry(pos), EntryRead::Invalid);
     }
 
     #[test]
