@@ -32,6 +32,9 @@
 //! check word would still turn such a read into `Lookup::Invalid` (the
 //! slow path), so the models fail on `Invalid`, which only a scribbler
 //! could cause, not the service.
+//!
+//! Which weakened orderings make which model fail (and the three that
+//! pass, and why): docs/store.md, "Loom models".
 #![cfg(shmwire_loom)]
 
 use loom::cell::UnsafeCell;

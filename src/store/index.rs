@@ -25,8 +25,12 @@
 //! # Orderings (each pair named)
 //!
 //! * **Seqlock write** ([`IndexWords::write_entry`], service): `seq` odd
-//!   (Relaxed), `fence(SeqCst)` (acts as the seqlock's Release fence and as
-//!   the Dekker fence below), the words (Relaxed), `seq` even (Release).
+//!   (Relaxed), `fence(SeqCst)` (the seqlock's Release fence; Release would
+//!   do, the Dekker fences below are the service's next ones), the words
+//!   (Relaxed), `seq` even (Release). The number of words is the entry
+//!   layout's ([`EntryLayout`]): 14 plus the check word in the store
+//!   ([`FullEntry`]), 2 plus the check word in the loom models
+//!   ([`ModelEntry`]); the orderings are the same.
 //! * **Seqlock read** ([`IndexWords::read_entry`], client): `seq` (Acquire —
 //!   pairs with the Release store of the even `seq`), the words (Relaxed),
 //!   `fence(Acquire)` (pairs with the writer's fence: if a word came from a
@@ -517,8 +521,10 @@ impl<'a, L: EntryLayout> IndexWords<'a, L> {
         // Relaxed: the fence below orders it before the words.
         e[W_SEQ].store(old_seq | 1, Ordering::Relaxed);
         // SeqCst fence: the seqlock writer's Release fence (pairs with the
-        // Acquire fence in read_entry) and the Dekker fence of try_evict /
-        // retire (pairs with the SeqCst fences in try_acquire and release).
+        // Acquire fence in read_entry). Release would do: try_evict and
+        // retire each have their own SeqCst fence before loading the slots
+        // (the Dekker partners of try_acquire's and release's); the loom
+        // models pass with Release here.
         fence(Ordering::SeqCst);
         let body = record.body();
         for (i, b) in L::STORED.iter().enumerate() {
