@@ -260,28 +260,45 @@ fn store_full_when_everything_is_held() {
 fn fallback_directory_takes_what_does_not_fit() {
     let env = Env::new("fallback");
     let dir = tempfile::tempdir().unwrap();
-    let _store = StoreService::start(
+    let store = StoreService::start(
         &env.session,
         StoreConfig::new(2 * SLOT).fallback_dir(dir.path()),
     )
     .unwrap();
     let a = client(&env);
     let b = client(&env);
-    assert_eq!(a.fallback_dir(), Some(dir.path()));
     let held = a.create(oid(9, 0), 2 * SLOT, b"").unwrap();
     // Larger than the arena and nothing evictable: into a file.
     let data = contents(9, 3 * SLOT as usize + 5);
     a.put(oid(9, 1), &data, b"fb").unwrap();
+    // Created in place too (the creator writes through its descriptor).
+    let data2 = contents(10, 2 * SLOT as usize + 1);
+    let mut w = a.create(oid(9, 2), data2.len() as u64, b"fb2").unwrap();
+    w.copy_from_slice(&data2);
+    drop(w.seal().unwrap());
+    // The files have no name: the directory stays empty.
     let n_files = || std::fs::read_dir(dir.path()).unwrap().count();
-    assert_eq!(n_files(), 1);
-    let got = b.get(&[oid(9, 1)], GUARD).unwrap();
+    assert_eq!(n_files(), 0);
+    let got = b
+        .get(&[oid(9, 1), oid(9, 0), oid(9, 2)], Duration::ZERO)
+        .unwrap();
     let buf = got[0].as_ref().unwrap();
     assert_eq!(checksum(buf), checksum(&data));
     assert_eq!(buf.metadata(), b"fb");
-    drop(got);
+    assert!(got[1].is_none(), "unsealed");
+    assert_eq!(checksum(got[2].as_ref().unwrap()), checksum(&data2));
+    eventually("two fallback objects counted", || {
+        store.snapshot().stats.fallback_objects == 2
+    });
+    // Deleted while held: the bytes stay readable until dropped.
     drop(held);
-    a.delete(&[oid(9, 1)]).unwrap();
-    eventually("the fallback file removed", || n_files() == 0);
+    a.delete(&[oid(9, 1), oid(9, 2)]).unwrap();
+    assert_eq!(checksum(got[0].as_ref().unwrap()), checksum(&data));
+    drop(got);
+    eventually("the fallback files freed", || {
+        store.snapshot().stats.fallback_objects == 0
+    });
+    assert_eq!(n_files(), 0);
 }
 
 #[test]

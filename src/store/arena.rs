@@ -1,15 +1,16 @@
 //! Where object data lives: the arena (a sealed memfd, created with its
 //! pages reserved, so a full tmpfs is a typed error at start, never
 //! `SIGBUS` later, and nobody can truncate it under a mapping), the
-//! fallback directory's files, and the client-side mappings of both with
-//! every offset and length checked.
+//! fallback directory's unnamed files, and the client-side mappings of
+//! both with every offset, length and file checked.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::error::StoreError;
 use super::table::{Fallback, OBJECT_ALIGN};
@@ -41,18 +42,50 @@ pub fn create_arena(name: &str, capacity: u64) -> Result<Arc<AnonSegment>, Store
     Ok(Arc::new(seg))
 }
 
-/// The fallback allocator of the service: one file per object in a
-/// directory, created 0600, exclusive, its blocks reserved with
-/// `fallocate` so a full disk is [`StoreError::OutOfDisk`] at create time.
+/// The fallback allocator of the service: one file per object, created
+/// in the fallback directory **without a name** (`O_TMPFILE`, mode 0600),
+/// its blocks reserved with `fallocate` so a full disk is
+/// [`StoreError::OutOfDisk`] at create time, never `SIGBUS` later. The
+/// service keeps each file's descriptor for the object's life (in
+/// [`FallbackFiles`], under the token the table knows the object's slot
+/// by) and hands it to clients over their connection's socket
+/// (`super::handoff`); freeing the object closes it, and the file's
+/// blocks go once no client maps it any more.
+///
+/// A file system that refuses `O_TMPFILE` (`EOPNOTSUPP`, `EISDIR`,
+/// `EINVAL`) gets a file created exclusively (`O_CREAT | O_EXCL |
+/// O_NOFOLLOW`, 0600) and unlinked at once, before its blocks are
+/// reserved: it has a name for that moment only.
 #[derive(Debug)]
 pub struct FileFallback {
     dir: PathBuf,
+    files: FallbackFiles,
+    /// Try `O_TMPFILE` first (always, except in tests of the other way).
+    tmpfile: bool,
+    /// The descriptor limit in force (after raising it), for errors.
+    limit: u64,
+}
+
+/// The open fallback files of a [`FileFallback`], by token: shared with
+/// the service thread, which sends their descriptors and writes `Put`
+/// objects through them.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FallbackFiles(Arc<Mutex<HashMap<String, File>>>);
+
+impl FallbackFiles {
+    /// The map (one thread uses it: the service's; the lock is never
+    /// contended).
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, File>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 static FALLBACK_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl FileFallback {
-    /// Uses `dir`, which must exist and be a directory.
+    /// Uses `dir`, which must exist and be a directory. Raises this
+    /// process's soft `RLIMIT_NOFILE` to its hard limit (each fallback
+    /// object keeps a descriptor open).
     pub fn new(dir: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let dir = dir.into();
         if !dir.is_dir() {
@@ -60,23 +93,45 @@ impl FileFallback {
                 "the fallback directory does not exist or is not a directory",
             ));
         }
-        Ok(Self { dir })
+        Ok(Self {
+            dir,
+            files: FallbackFiles::default(),
+            tmpfile: true,
+            limit: crate::sys::fs::raise_nofile_limit(),
+        })
     }
 
     /// The directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
-}
 
-impl Fallback for FileFallback {
-    fn allocate(&mut self, id: &ObjectId, size: u64) -> Result<String, StoreError> {
-        for _ in 0..8 {
+    /// Fallback files open now.
+    pub fn open_files(&self) -> usize {
+        self.files.lock().len()
+    }
+
+    /// The files' descriptors, by token (for the service).
+    pub(crate) fn files(&self) -> FallbackFiles {
+        self.files.clone()
+    }
+
+    /// A new file without a name in the directory (see the type's docs).
+    fn create_unnamed(&self) -> std::io::Result<File> {
+        if self.tmpfile {
+            match crate::sys::fs::open_tmpfile(&self.dir) {
+                Ok(f) => return Ok(f),
+                Err(e) if crate::sys::fs::tmpfile_unsupported(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        loop {
             // Relaxed: only makes names distinct.
             let n = FALLBACK_COUNTER.fetch_add(1, Ordering::Relaxed);
-            let name = format!("shmwire-fb-{}-{n}", std::process::id());
-            let path = self.dir.join(&name);
-            let file = match OpenOptions::new()
+            let path = self
+                .dir
+                .join(format!(".shmwire-fb-{}-{n}", std::process::id()));
+            match OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create_new(true)
@@ -84,39 +139,49 @@ impl Fallback for FileFallback {
                 .custom_flags(crate::sys::fs::O_NOFOLLOW)
                 .open(&path)
             {
-                Ok(f) => f,
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "fallback file");
-                    return Err(StoreError::OutOfDisk { id: *id, size });
+                Ok(f) => {
+                    std::fs::remove_file(&path)?;
+                    return Ok(f);
                 }
-            };
-            if let Err(e) = crate::sys::fs::reserve(&file, size.max(1)) {
-                tracing::warn!(path = %path.display(), error = %e, "fallback fallocate");
-                let _ = std::fs::remove_file(&path);
-                return Err(StoreError::OutOfDisk { id: *id, size });
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
             }
-            return Ok(name);
-        }
-        Err(StoreError::OutOfDisk { id: *id, size })
-    }
-
-    fn free(&mut self, file: &str) {
-        if valid_file_name(file) {
-            let _ = std::fs::remove_file(self.dir.join(file));
         }
     }
 }
 
-/// Whether a fallback file name (from the service, untrusted) is a plain
-/// name of ours: `[A-Za-z0-9_.-]`, 1..=64 bytes, not starting with `.`.
-pub(crate) fn valid_file_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+impl Fallback for FileFallback {
+    fn allocate(&mut self, id: &ObjectId, size: u64) -> Result<String, StoreError> {
+        let file = match self.create_unnamed() {
+            Ok(f) => f,
+            Err(e) if crate::sys::fs::is_out_of_descriptors(&e) => {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "fallback file");
+                return Err(StoreError::OutOfDescriptors {
+                    id: *id,
+                    open: self.open_files() as u64,
+                    limit: self.limit,
+                });
+            }
+            Err(e) => {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "fallback file");
+                return Err(StoreError::OutOfDisk { id: *id, size });
+            }
+        };
+        if let Err(e) = crate::sys::fs::reserve(&file, size.max(1)) {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "fallback fallocate");
+            return Err(StoreError::OutOfDisk { id: *id, size });
+        }
+        // Relaxed: only makes tokens distinct.
+        let token = format!("fb-{}", FALLBACK_COUNTER.fetch_add(1, Ordering::Relaxed));
+        self.files.lock().insert(token.clone(), file);
+        Ok(token)
+    }
+
+    fn free(&mut self, token: &str) {
+        // Closing the last descriptor of an unnamed file frees it once no
+        // mapping is left.
+        self.files.lock().remove(token);
+    }
 }
 
 /// What keeps an object's bytes mapped in a client (held, never read: the
@@ -126,8 +191,9 @@ pub(crate) fn valid_file_name(name: &str) -> bool {
 pub(crate) enum Backing {
     /// In the arena (mapped once per client).
     Arena(Arc<AnonSegment>),
-    /// In a fallback file, mapped for this object.
-    File(Arc<memmap2::MmapMut>),
+    /// In a fallback file, mapped for this object (read-only for a
+    /// buffer `get` lent, read-write for a creator).
+    File(Arc<memmap2::MmapRaw>),
     /// A zero-length object outside the arena: nothing to map.
     Empty,
 }
@@ -177,14 +243,27 @@ impl Span {
         })
     }
 
-    /// Maps fallback file `file` of `dir` for `data_size` bytes, checking the
-    /// name (a plain file name, no path) and that the file is that long.
-    pub(crate) fn in_file(dir: &Path, file: &str, data_size: u64) -> Result<Self, StoreError> {
-        if !valid_file_name(file) {
-            return Err(StoreError::BadReply("bad fallback file name"));
-        }
+    /// Maps `data_size` bytes of the fallback file `file` (a descriptor
+    /// the service handed over: untrusted), read-write for a creator or
+    /// read-only, after checking (`fstat`) that it is a regular file at
+    /// least that long. The mapping outlives the descriptor, which the
+    /// caller may close.
+    pub(crate) fn in_file(file: &File, data_size: u64, writable: bool) -> Result<Self, StoreError> {
         let len = usize::try_from(data_size)
             .map_err(|_| StoreError::BadReply("object larger than the address space"))?;
+        let md = file
+            .metadata()
+            .map_err(|_| StoreError::BadReply("a fallback descriptor does not stat"))?;
+        if !md.is_file() {
+            return Err(StoreError::BadReply(
+                "a fallback descriptor is not a regular file",
+            ));
+        }
+        if md.len() < data_size {
+            return Err(StoreError::BadReply(
+                "fallback file shorter than its object",
+            ));
+        }
         if len == 0 {
             return Ok(Span {
                 ptr: std::ptr::NonNull::<u8>::dangling().as_ptr(),
@@ -192,25 +271,17 @@ impl Span {
                 _backing: Backing::Empty,
             });
         }
-        let f: File = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(crate::sys::fs::O_NOFOLLOW)
-            .open(dir.join(file))
-            .map_err(|e| StoreError::io("open a fallback file", e))?;
-        let md = f
-            .metadata()
-            .map_err(|e| StoreError::io("stat a fallback file", e))?;
-        if !md.is_file() || md.len() < data_size {
-            return Err(StoreError::BadReply(
-                "fallback file shorter than its object",
-            ));
+        let opts = {
+            let mut o = memmap2::MmapOptions::new();
+            o.len(len);
+            o
+        };
+        let map = if writable {
+            opts.map_raw(file)
+        } else {
+            opts.map_raw_read_only(file)
         }
-        // SAFETY: a shared read-write mapping of `len` bytes of a regular
-        // file at least that long; the bytes are only accessed through
-        // `Span` users, which treat them as shared memory.
-        let mut map = unsafe { memmap2::MmapOptions::new().len(len).map_mut(&f) }
-            .map_err(|e| StoreError::io("map a fallback file", e))?;
+        .map_err(|e| StoreError::io("map a fallback file", e))?;
         Ok(Span {
             ptr: map.as_mut_ptr(),
             len,
@@ -248,36 +319,55 @@ mod tests {
         }
     }
 
-    #[test]
-    fn fallback_files_are_checked_and_freed() {
-        let tmp = tempfile::tempdir().unwrap();
-        let mut fb = FileFallback::new(tmp.path()).unwrap();
+    /// Allocates a 10 000-byte fallback object in `fb`, checks that the
+    /// directory stays empty, maps it, frees it.
+    fn unnamed_fallback_round_trip(dir: &Path, mut fb: FileFallback) {
         let id = ObjectId::from_array([1; 28]);
-        let name = fb.allocate(&id, 10_000).unwrap();
-        assert!(valid_file_name(&name));
-        let path = tmp.path().join(&name);
-        assert!(std::fs::metadata(&path).unwrap().len() >= 10_000);
-        let span = Span::in_file(tmp.path(), &name, 10_000).unwrap();
-        assert_eq!(span.len, 10_000);
-        assert!(matches!(
-            Span::in_file(tmp.path(), &name, 10_001),
-            Err(StoreError::BadReply(_))
-        ));
-        for bad in ["", "../x", "a/b", ".hidden", &"x".repeat(65)] {
-            assert!(!valid_file_name(bad), "{bad:?}");
+        let token = fb.allocate(&id, 10_000).unwrap();
+        // No name anywhere: nothing in the directory.
+        assert_eq!(std::fs::read_dir(dir).unwrap().count(), 0);
+        assert_eq!(fb.open_files(), 1);
+        let files = fb.files();
+        let span = {
+            let map = files.lock();
+            let f = map.get(&token).unwrap();
+            assert!(f.metadata().unwrap().len() >= 10_000);
             assert!(matches!(
-                Span::in_file(tmp.path(), bad, 1),
+                Span::in_file(f, 10_001, false),
                 Err(StoreError::BadReply(_))
             ));
-        }
-        fb.free(&name);
-        assert!(!path.exists());
-        // The mapping outlives the file.
-        // SAFETY: the span is 10 000 bytes of a live shared mapping that
-        // nothing else writes during the test.
+            Span::in_file(f, 10_000, true).unwrap()
+        };
+        assert_eq!(span.len, 10_000);
+        // SAFETY: the span is 10 000 bytes of a live shared read-write
+        // mapping that nothing else uses during the test.
+        unsafe { std::ptr::write_bytes(span.ptr, 7, span.len) };
+        fb.free(&token);
+        assert_eq!(fb.open_files(), 0);
+        // The mapping outlives the descriptor.
+        // SAFETY: as above.
         let bytes = unsafe { std::slice::from_raw_parts(span.ptr, span.len) };
-        assert!(bytes.iter().all(|b| *b == 0));
+        assert!(bytes.iter().all(|b| *b == 7));
+        assert_eq!(std::fs::read_dir(dir).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn fallback_files_have_no_name_are_checked_and_freed() {
+        let tmp = tempfile::tempdir().unwrap();
+        unnamed_fallback_round_trip(tmp.path(), FileFallback::new(tmp.path()).unwrap());
+        // The way taken where the file system refuses O_TMPFILE: a named
+        // file unlinked at once.
+        let mut fb = FileFallback::new(tmp.path()).unwrap();
+        fb.tmpfile = false;
+        unnamed_fallback_round_trip(tmp.path(), fb);
+        // Only regular files map: a directory's descriptor is refused.
+        let d = File::open(tmp.path()).unwrap();
+        assert!(matches!(
+            Span::in_file(&d, 1, false),
+            Err(StoreError::BadReply(_))
+        ));
         // A directory that is gone: out of disk, not a panic.
+        let id = ObjectId::from_array([1; 28]);
         let gone = tmp.path().join("gone");
         std::fs::create_dir(&gone).unwrap();
         let mut fb = FileFallback::new(&gone).unwrap();

@@ -3,13 +3,16 @@
 //!
 //! Every reply is validated twice: as an rkyv message (bytecheck, on a
 //! private snapshot of the frame) and then semantically — an object's offset
-//! and length must lie inside the arena, a fallback file name must be a
-//! plain name in the configured directory — before anything is mapped or
-//! read. A bad reply is [`StoreError::BadReply`], never a panic or an
+//! and length must lie inside the arena; a reply naming fallback objects
+//! must come with exactly that many descriptors over the connection's
+//! socket, each a regular file at least as long as its object — before
+//! anything is mapped or read. A bad reply is [`StoreError::BadReply`]
+//! (and the connection is not used again), never a panic or an
 //! out-of-bounds access.
 
+use std::collections::VecDeque;
+use std::fs::File;
 use std::ops::{Deref, DerefMut};
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -79,7 +82,6 @@ struct Inner {
     /// Set once a call failed on the connection (the service died or the
     /// connection is out of step): the index is not used any more.
     lost: AtomicBool,
-    fallback_dir: Option<PathBuf>,
     capacity: u64,
     access: StoreAccess,
     name: String,
@@ -144,7 +146,7 @@ fn open(
         encoder: Encoder::new(),
         broken: false,
     };
-    let welcome = c.call(
+    let (welcome, _) = c.call(
         &Request::Hello {
             version: STORE_PROTOCOL_VERSION,
             pid: std::process::id(),
@@ -173,19 +175,46 @@ impl Conn {
         }
     }
 
-    fn call(&mut self, req: &Request, timeout: Duration) -> Result<Reply, StoreError> {
+    /// Sends `req` and waits at most `timeout` for its reply, then for the
+    /// fallback files' descriptors the reply names (queued on the socket
+    /// before it), also bounded by `timeout`: exactly as many as it names,
+    /// or the connection is broken (`BadReply`, `TimedOut`).
+    fn call(&mut self, req: &Request, timeout: Duration) -> Result<(Reply, Files), StoreError> {
         if self.broken {
             return Err(StoreError::ConnectionBroken);
         }
         self.send(req)?;
-        match self.recv(timeout) {
-            Ok(Reply::Error(e)) => Err(e.to_error()),
+        let r = self.recv(timeout).and_then(|r| {
+            let n = r.fallback_files().len();
+            if n == 0 {
+                return Ok((r, Files::default()));
+            }
+            let fds = super::handoff::recv(&self.conn, super::handoff::FALLBACK, n, timeout)?;
+            Ok((r, Files(fds.into_iter().map(File::from).collect())))
+        });
+        match r {
+            Ok((Reply::Error(e), _)) => Err(e.to_error()),
             Ok(r) => Ok(r),
             Err(e) => {
                 self.broken = true;
                 Err(e)
             }
         }
+    }
+}
+
+/// The fallback files that came with a reply, in its order (each closed
+/// when dropped; a mapping made from it outlives it).
+#[derive(Default)]
+struct Files(VecDeque<File>);
+
+impl Files {
+    /// The next fallback file (a reply naming more than came is refused
+    /// before this, in [`Conn::call`]).
+    fn next(&mut self) -> Result<File, StoreError> {
+        self.0.pop_front().ok_or(StoreError::BadReply(
+            "a fallback object without its descriptor",
+        ))
     }
 }
 
@@ -204,10 +233,7 @@ impl StoreClient {
     ) -> Result<Self, StoreError> {
         let (conn, welcome) = open(&access, name, &opts, false)?;
         let Reply::Welcome {
-            capacity,
-            fallback_dir,
-            index,
-            ..
+            capacity, index, ..
         } = welcome
         else {
             return Err(StoreError::BadReply("expected a welcome"));
@@ -216,6 +242,7 @@ impl StoreClient {
         // arena, then (with an index) the index and our slots.
         let mut fds = super::handoff::recv(
             &conn.conn,
+            super::handoff::SEGMENTS,
             if index.is_some() { 3 } else { 1 },
             opts.reply_timeout,
         )?
@@ -256,7 +283,6 @@ impl StoreClient {
                 arena_rw: Mutex::new(None),
                 index,
                 lost: AtomicBool::new(false),
-                fallback_dir: fallback_dir.map(PathBuf::from),
                 capacity,
                 access: access.clone(),
                 name: name.to_owned(),
@@ -279,6 +305,11 @@ impl StoreClient {
 
     /// One request and its reply, flushing queued releases first and after.
     fn call(&self, req: &Request, extra: Duration) -> Result<Reply, StoreError> {
+        self.call_files(req, extra).map(|(r, _)| r)
+    }
+
+    /// As [`StoreClient::call`], with the fallback files the reply names.
+    fn call_files(&self, req: &Request, extra: Duration) -> Result<(Reply, Files), StoreError> {
         let r = {
             let mut c = lock(&self.inner.conn);
             self.inner.flush_locked(&mut c);
@@ -331,23 +362,31 @@ impl StoreClient {
         Ok(a)
     }
 
-    /// The span of `o` to write (a created object: the read-write mapping).
-    fn span_rw(&self, o: &WireObject) -> Result<Span, StoreError> {
-        match &o.location {
-            WireLocation::Arena(offset) => Span::in_arena(&self.arena_rw()?, *offset, o.data_size),
-            WireLocation::Fallback(_) => self.span(o),
+    /// The span of `o` to write (a created object: read-write mappings).
+    /// `file` is the object's fallback file if it has one.
+    fn span_rw(&self, o: &WireObject, file: Option<File>) -> Result<Span, StoreError> {
+        match (&o.location, file) {
+            (WireLocation::Arena(offset), _) => {
+                Span::in_arena(&self.arena_rw()?, *offset, o.data_size)
+            }
+            (WireLocation::Fallback(_), Some(f)) => Span::in_file(&f, o.data_size, true),
+            (WireLocation::Fallback(_), None) => Err(StoreError::BadReply(
+                "a fallback object without its descriptor",
+            )),
         }
     }
 
-    fn span(&self, o: &WireObject) -> Result<Span, StoreError> {
-        match &o.location {
-            WireLocation::Arena(offset) => Span::in_arena(&self.inner.arena, *offset, o.data_size),
-            WireLocation::Fallback(file) => match &self.inner.fallback_dir {
-                Some(dir) => Span::in_file(dir, file, o.data_size),
-                None => Err(StoreError::BadReply(
-                    "fallback object without a fallback directory",
-                )),
-            },
+    /// The span of `o` to read (read-only mappings); `file` as in
+    /// [`StoreClient::span_rw`].
+    fn span(&self, o: &WireObject, file: Option<File>) -> Result<Span, StoreError> {
+        match (&o.location, file) {
+            (WireLocation::Arena(offset), _) => {
+                Span::in_arena(&self.inner.arena, *offset, o.data_size)
+            }
+            (WireLocation::Fallback(_), Some(f)) => Span::in_file(&f, o.data_size, false),
+            (WireLocation::Fallback(_), None) => Err(StoreError::BadReply(
+                "a fallback object without its descriptor",
+            )),
         }
     }
 
@@ -358,7 +397,8 @@ impl StoreClient {
     /// unheld objects to make room (see `docs/store.md`).
     ///
     /// Errors: `ObjectExists`, `ObjectInUse` (the id is deleted but still
-    /// held), `StoreFull`, `OutOfDisk`, `MetadataTooLarge`,
+    /// held), `StoreFull`, `OutOfDisk`, `OutOfDescriptors` (the service has
+    /// no descriptor left for a fallback file), `MetadataTooLarge`,
     /// `ObjectTooLarge`, connection errors.
     pub fn create(
         &self,
@@ -366,7 +406,7 @@ impl StoreClient {
         data_size: u64,
         metadata: &[u8],
     ) -> Result<ObjectBuilder, StoreError> {
-        let reply = self.call(
+        let (reply, mut files) = self.call_files(
             &Request::Create {
                 id,
                 data_size,
@@ -380,7 +420,11 @@ impl StoreClient {
         if o.id != id || o.data_size != data_size {
             return Err(self.bad_reply("created object does not match"));
         }
-        let span = match self.span_rw(&o) {
+        let file = match o.location {
+            WireLocation::Fallback(_) => files.next().ok(),
+            WireLocation::Arena(_) => None,
+        };
+        let span = match self.span_rw(&o, file) {
             Ok(s) => s,
             Err(e) => {
                 self.inner.send_quiet(Request::Drop { id });
@@ -498,7 +542,7 @@ impl StoreClient {
         timeout: Duration,
     ) -> Result<Vec<Option<ObjectBuffer>>, StoreError> {
         let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-        let reply = self.call(
+        let (reply, mut files) = self.call_files(
             &Request::Get {
                 ids: ids.to_vec(),
                 timeout_ms,
@@ -520,6 +564,11 @@ impl StoreClient {
                 held.push(None);
                 continue;
             };
+            // Taken in the reply's order whatever happens to the object.
+            let file = match o.location {
+                WireLocation::Fallback(_) => files.next().ok(),
+                WireLocation::Arena(_) => None,
+            };
             if o.id != *want {
                 // Not a reference we asked for: release it as named.
                 self.inner.send_quiet(Request::Release { id: o.id });
@@ -527,7 +576,7 @@ impl StoreClient {
                 held.push(None);
                 continue;
             }
-            match self.span(&o) {
+            match self.span(&o, file) {
                 Ok(span) => held.push(Some(ObjectBuffer {
                     client: Arc::clone(&self.inner),
                     id: o.id,
@@ -871,14 +920,6 @@ impl Subscription {
             Err(StoreError::TimedOut(_)) => Ok(None),
             Err(e) => Err(e),
         }
-    }
-}
-
-/// The fallback directory a client was told about (for tests and tools).
-impl StoreClient {
-    /// The service's fallback directory, if it has one.
-    pub fn fallback_dir(&self) -> Option<&Path> {
-        self.inner.fallback_dir.as_deref()
     }
 }
 

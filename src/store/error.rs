@@ -77,6 +77,24 @@ pub enum StoreError {
         /// Bytes it needs.
         size: u64,
     },
+    /// The arena was full and the object's fallback file could not be
+    /// opened because the store service is out of file descriptors: each
+    /// fallback object keeps one open for its life (`docs/store.md`,
+    /// "Fallback directory"). `open` fallback files are open now; `limit`
+    /// is the service's descriptor limit (`RLIMIT_NOFILE`, which it raised
+    /// to the hard limit at start). Free objects, or raise the hard limit.
+    #[error(
+        "out of file descriptors: the store cannot open a fallback file for object {id} \
+         ({open} fallback files open, descriptor limit {limit})"
+    )]
+    OutOfDescriptors {
+        /// The object being created.
+        id: ObjectId,
+        /// Fallback files the service holds open.
+        open: u64,
+        /// The service's descriptor limit (`u64::MAX`: unlimited).
+        limit: u64,
+    },
     /// The metadata is longer than [`MAX_METADATA_LEN`](super::MAX_METADATA_LEN).
     #[error("metadata of object {id} is {len} bytes, more than the limit of {max}")]
     MetadataTooLarge {
@@ -272,6 +290,7 @@ impl StoreError {
             | NotCreator { id }
             | StoreFull { id, .. }
             | OutOfDisk { id, .. }
+            | OutOfDescriptors { id, .. }
             | MetadataTooLarge { id, .. }
             | ObjectTooLarge { id, .. }
             | RemoteUnreachable { id, .. }

@@ -20,7 +20,8 @@
 //! | [`StoreClient::pull`], [`PullServer`] | remote pull: an object of another node's store copied into this one over TCP, in chunks, size checked (Ray's object manager pull) |
 //! | [`ObjectTable`] | the sans-I/O core: states, references, pins, deferred delete, LRU, plasma's eviction rule, fallback |
 //! | [`index`] | the shared index of sealed objects: `get` and `contains` without a round trip (seqlock entries, per-client reference slots; loom-checked) |
-//! | [`arena`] | the arena segment (pages reserved with `fallocate`) and the fallback files |
+//! | [`arena`] | the arena segment (pages reserved with `fallocate`) and the fallback directory's unnamed files |
+//! | [`Request`], [`Reply`] | the control messages a client and the service exchange (for tools and tests that speak the protocol raw) |
 //! | [`StoreError`] | every failure, naming the object and why |
 //!
 //! # Eviction
@@ -29,8 +30,9 @@
 //! an LRU list. A `create` that does not fit frees max(what is missing,
 //! 20 % of the capacity) from its least-recently-used end and retries, as
 //! plasma does; held, unsealed and pinned objects are never evicted. When
-//! nothing more can be evicted the object goes to a file of the fallback
-//! directory (if configured) or the create fails with
+//! nothing more can be evicted the object goes to an unnamed file of the
+//! fallback directory (if configured; its descriptor reaches clients over
+//! their connection, never its name) or the create fails with
 //! [`StoreError::StoreFull`]. `docs/store.md` has the state diagram, the
 //! arena layout and the failure behaviour.
 //!
@@ -91,6 +93,10 @@ pub use client::{
 };
 #[cfg(not(shmwire_loom))]
 pub use error::StoreError;
+#[cfg(not(shmwire_loom))]
+pub use protocol::{
+    Reply, Request, WireError, WireIndex, WireLocation, WireObject, STORE_PROTOCOL_VERSION,
+};
 #[cfg(not(shmwire_loom))]
 pub use pull::{
     PullServer, PullServerConfig, DEFAULT_MAX_PULLS, PULL_CHUNK, PULL_PROTOCOL_VERSION,

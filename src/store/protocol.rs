@@ -3,13 +3,20 @@
 //! [`Connection`](crate::transport::Connection) and gets one [`Reply`] for
 //! each (`Release` and `Drop` are fire-and-forget); a subscriber's
 //! connection carries `Sealed` / `Deleted` replies pushed by the service.
+//!
+//! Descriptors do not travel in these messages: the store's segments and
+//! the fallback files of objects named in a reply come over the
+//! connection's Unix socket just before the reply (`docs/store.md`,
+//! "Fallback directory"). The types are re-exported by `store` so tests
+//! and tools can speak the protocol raw (e.g. a client that never reads
+//! its socket).
 
 use super::error::StoreError;
 use super::table::{Location, Notification, ObjectView};
 use crate::ids::ObjectId;
 
 /// Version of this protocol, sent in `Hello`; a mismatch is refused.
-pub const STORE_PROTOCOL_VERSION: u32 = 3;
+pub const STORE_PROTOCOL_VERSION: u32 = 4;
 
 /// Client → service.
 #[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -116,7 +123,9 @@ pub enum Request {
 pub enum WireLocation {
     /// Byte offset in the arena.
     Arena(u64),
-    /// File name in the fallback directory.
+    /// A fallback file: the service's token for it (a label: the file has
+    /// no name). Its descriptor travels over the connection's socket just
+    /// before the reply (see [`Reply::Object`]).
     Fallback(String),
 }
 
@@ -172,7 +181,7 @@ pub struct WireError {
 pub enum Reply {
     /// Answer to `Hello`. Just before it, the service sends the
     /// segments themselves over the connection's Unix socket (one
-    /// `SCM_RIGHTS` message, see [`super::handoff`]): the arena's sealed
+    /// `SCM_RIGHTS` message, see `handoff.rs`): the arena's sealed
     /// memfd, then, with `index`, the index's and this client's slots'.
     /// No segment of the store has a name in the session directory.
     Welcome {
@@ -180,15 +189,17 @@ pub enum Reply {
         arena_segment: String,
         /// Arena capacity in bytes.
         capacity: u64,
-        /// The fallback directory, if one is configured.
-        fallback_dir: Option<String>,
         /// The shared index (absent for subscribers, or when the service
         /// runs without one).
         index: Option<WireIndex>,
     },
-    /// A created object.
+    /// A created object. If it lives in a fallback file, the file's
+    /// descriptor was sent over the connection's socket just before this
+    /// reply (one `SCM_RIGHTS` hand-off, magic `SWFALLB`, see
+    /// `handoff.rs`).
     Object(WireObject),
-    /// Answer to `Get`, one entry per requested id.
+    /// Answer to `Get`, one entry per requested id. The descriptors of the
+    /// entries in fallback files were sent just before, in this order.
     Objects(Vec<Option<WireObject>>),
     /// Success without data.
     Done,
@@ -226,6 +237,24 @@ impl From<&ObjectView> for WireObject {
             },
             data_size: v.data_size,
             metadata: v.metadata.clone(),
+        }
+    }
+}
+
+impl Reply {
+    /// The fallback tokens this reply names, in order: the descriptors
+    /// that travel with it.
+    pub(crate) fn fallback_files(&self) -> Vec<&str> {
+        fn one(o: &WireObject) -> Option<&str> {
+            match &o.location {
+                WireLocation::Fallback(t) => Some(t.as_str()),
+                WireLocation::Arena(_) => None,
+            }
+        }
+        match self {
+            Reply::Object(o) => one(o).into_iter().collect(),
+            Reply::Objects(v) => v.iter().flatten().filter_map(one).collect(),
+            _ => Vec::new(),
         }
     }
 }
@@ -270,6 +299,7 @@ impl WireError {
             OutOfDisk { id, size } => (8, id, size, 0, 0),
             MetadataTooLarge { id, len, max } => (9, id, len, max, 0),
             ObjectTooLarge { id, size, max } => (10, id, size, max, 0),
+            OutOfDescriptors { id, open, limit } => (11, id, open, limit, 0),
             _ => (0, NIL, 0, 0, 0),
         };
         WireError { code, id, a, b, c }
@@ -306,6 +336,11 @@ impl WireError {
                 size: self.a,
                 max: self.b,
             },
+            11 => OutOfDescriptors {
+                id,
+                open: self.a,
+                limit: self.b,
+            },
             0 => BadRequest("the service refused the request"),
             _ => BadReply("unknown error code"),
         }
@@ -334,6 +369,11 @@ mod tests {
                 unevictable: 3,
             },
             StoreError::OutOfDisk { id, size: 9 },
+            StoreError::OutOfDescriptors {
+                id,
+                open: 7,
+                limit: 64,
+            },
             StoreError::MetadataTooLarge { id, len: 5, max: 4 },
             StoreError::ObjectTooLarge {
                 id,

@@ -5,7 +5,9 @@
 //! ([`StoreService::start`]); a node process runs one per session.
 //!
 //! The loop never waits for one client: replies are sent with a short send
-//! timeout (a client that does not drain its ring is disconnected), blocking
+//! timeout (a client that does not drain its ring is disconnected), the
+//! descriptors of fallback files without waiting at all (a client whose
+//! socket is full is disconnected), blocking
 //! `get`s are parked with a deadline and answered when their objects are
 //! sealed or the deadline passes, and a client whose connection fails —
 //! death, close, a message that does not validate — is disconnected, which
@@ -18,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::arena::{create_arena, FileFallback, Span};
+use super::arena::{create_arena, FallbackFiles, FileFallback, Span};
 use super::error::StoreError;
 use super::protocol::{Reply, Request, WireError, WireIndex, WireObject, STORE_PROTOCOL_VERSION};
 use super::shared::{IndexLiveness, ServiceIndex, SlotOutbox, DEFAULT_INDEX_ENTRIES};
@@ -53,8 +55,11 @@ pub struct StoreConfig {
     /// Arena capacity in bytes (rounded down to a multiple of 64; at most
     /// 256 GiB). The pages are reserved at start.
     pub capacity: u64,
-    /// Where objects go, as files, when the arena is full of objects that
-    /// cannot be evicted (`None`: such a create fails with `StoreFull`).
+    /// Where objects go, as unnamed files (`O_TMPFILE`; their descriptors
+    /// reach clients over their connection), when the arena is full of
+    /// objects that cannot be evicted (`None`: such a create fails with
+    /// `StoreFull`). Setting it raises the process's soft descriptor limit
+    /// to its hard limit at start.
     pub fallback_dir: Option<PathBuf>,
     /// The name clients connect to (registered in the session directory).
     pub name: String,
@@ -147,12 +152,14 @@ impl StoreService {
     ) -> Result<Self, StoreError> {
         let capacity = config.capacity / OBJECT_ALIGN * OBJECT_ALIGN;
         let mut table = ObjectTable::new(capacity)?;
-        let fallback_dir = match &config.fallback_dir {
+        let fallback_files = match &config.fallback_dir {
             Some(d) => {
+                // Also raises the soft descriptor limit to the hard one:
+                // each fallback object keeps a descriptor open.
                 let fb = FileFallback::new(d)?;
-                let dir = fb.dir().to_owned();
+                let files = fb.files();
                 table = table.with_fallback(Box::new(fb));
-                Some(dir)
+                Some(files)
             }
             None => None,
         };
@@ -200,9 +207,6 @@ impl StoreService {
         let welcome = Reply::Welcome {
             arena_segment: arena_segment.clone(),
             capacity,
-            fallback_dir: fallback_dir
-                .as_ref()
-                .map(|d| d.to_string_lossy().into_owned()),
             index: None,
         };
         let stop = Arc::new(AtomicBool::new(false));
@@ -218,9 +222,8 @@ impl StoreService {
             index: index_info,
             liveness,
             arena,
-            fallback_dir,
+            fallback_files,
             tick: config.tick,
-            send_timeout: config.send_timeout,
             snapshot: Arc::clone(&snapshot),
             snapshot_at: None,
             spin: config.spin,
@@ -321,10 +324,10 @@ struct Service {
     liveness: Option<IndexLiveness>,
     /// The arena (kept alive, written by `Put`, handed to clients).
     arena: Arc<AnonSegment>,
-    fallback_dir: Option<PathBuf>,
+    /// The fallback objects' open files (their descriptors go to clients
+    /// with every reply naming them).
+    fallback_files: Option<FallbackFiles>,
     tick: Duration,
-    /// Bound on handing a new client its segments.
-    send_timeout: Duration,
     /// Where [`StoreService::snapshot`] reads, and when it was last written.
     snapshot: Arc<Mutex<StoreSnapshot>>,
     snapshot_at: Option<Instant>,
@@ -608,11 +611,13 @@ impl Service {
         let view = self.table.create(cid, id, data.len() as u64, metadata)?;
         let span = match &view.location {
             Location::Arena { offset } => Span::in_arena(&self.arena, *offset, view.data_size),
-            Location::Fallback { file } => match &self.fallback_dir {
-                Some(dir) => Span::in_file(dir, file, view.data_size),
-                None => Err(StoreError::BadRequest(
-                    "fallback object without a directory",
-                )),
+            Location::Fallback { file } => match self.fallback_files.as_ref().and_then(|f| {
+                f.lock()
+                    .get(file)
+                    .map(|f| Span::in_file(f, view.data_size, true))
+            }) {
+                Some(span) => span,
+                None => Err(StoreError::BadRequest("fallback object without its file")),
             },
         };
         let span = match span {
@@ -712,7 +717,7 @@ impl Service {
             fds.push(ix.segment.fd());
             fds.push(slots.as_fd());
         }
-        match super::handoff::send(conn, &fds, self.send_timeout) {
+        match super::handoff::send(conn, super::handoff::SEGMENTS, &fds) {
             Ok(()) => true,
             Err(e) => {
                 tracing::debug!(error = %e, "store: could not hand over the segments");
@@ -721,9 +726,40 @@ impl Service {
         }
     }
 
-    /// Sends `r` to `key`; a failure disconnects the client. Returns whether
-    /// it was sent.
+    /// Sends `r` to `key`, preceded on the connection's socket by the
+    /// descriptors of the fallback files it names (`super::handoff`),
+    /// never waiting for the socket; a failure of either disconnects the
+    /// client (a client that does not read its descriptors fills its
+    /// socket's buffer and is dropped here). Returns whether it was sent.
     fn send(&mut self, key: PeerKey, r: &Reply) -> bool {
+        let Some(conn) = self.mux.get_mut(key) else {
+            return false;
+        };
+        let tokens = r.fallback_files();
+        if !tokens.is_empty() {
+            let sent = match &self.fallback_files {
+                Some(files) => {
+                    use std::os::fd::AsFd;
+                    let files = files.lock();
+                    let fds: Option<Vec<_>> = tokens
+                        .iter()
+                        .map(|t| files.get(*t).map(|f| f.as_fd()))
+                        .collect();
+                    match fds {
+                        Some(fds) => super::handoff::send(conn, super::handoff::FALLBACK, &fds),
+                        None => Err(StoreError::BadRequest("a fallback object without its file")),
+                    }
+                }
+                None => Err(StoreError::BadRequest(
+                    "a fallback object without a fallback",
+                )),
+            };
+            if let Err(e) = sent {
+                tracing::debug!(error = %e, "store: could not hand over fallback files, dropping the client");
+                self.drop_client(key);
+                return false;
+            }
+        }
         let Some(conn) = self.mux.get_mut(key) else {
             return false;
         };

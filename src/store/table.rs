@@ -52,9 +52,11 @@ pub enum Location {
         /// Byte offset in the arena.
         offset: u64,
     },
-    /// In a file of the fallback directory.
+    /// In a file of the fallback directory (an unnamed file: the service
+    /// holds its descriptor).
     Fallback {
-        /// The file's name inside the fallback directory.
+        /// The fallback's token for the file (what [`Fallback::allocate`]
+        /// returned; not a path).
         file: String,
     },
 }
@@ -142,11 +144,14 @@ pub enum DeleteOutcome {
 /// (Ray's fallback allocator). The implementation does the I/O; the table
 /// only decides when.
 pub trait Fallback: Send {
-    /// Creates room for `size` bytes of object `id` and returns the file's
-    /// name in the fallback directory; [`StoreError::OutOfDisk`] when the
-    /// file system has no room.
+    /// Creates room for `size` bytes of object `id` and returns a token
+    /// naming the room to the implementation (not a path: the store's
+    /// `FileFallback` makes unnamed files and keeps their descriptors by
+    /// token); [`StoreError::OutOfDisk`] when the file system has no room,
+    /// [`StoreError::OutOfDescriptors`] when the process has no descriptor
+    /// left for it.
     fn allocate(&mut self, id: &ObjectId, size: u64) -> Result<String, StoreError>;
-    /// Frees a file returned by [`Fallback::allocate`].
+    /// Frees the room of a token returned by [`Fallback::allocate`].
     fn free(&mut self, file: &str);
 }
 
@@ -478,7 +483,7 @@ impl ObjectTable {
     ///
     /// Errors: `ObjectExists` (live id), `ObjectInUse` (deleted id still
     /// held), `MetadataTooLarge`, `ObjectTooLarge`, `StoreFull`,
-    /// `OutOfDisk`.
+    /// `OutOfDisk`, `OutOfDescriptors`.
     pub fn create(
         &mut self,
         client: ClientId,

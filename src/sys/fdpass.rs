@@ -23,6 +23,28 @@ pub(crate) fn send_with_fds(
     bytes: &[u8],
     fds: &[BorrowedFd<'_>],
 ) -> io::Result<usize> {
+    send_fds_flags(sock, bytes, fds, SendFlags::NOSIGNAL)
+}
+
+/// As [`send_with_fds`], but never waits, also on a blocking socket
+/// (`MSG_DONTWAIT`): a socket whose buffer is full gives `WouldBlock`
+/// (and so may a peer with too many descriptors in flight,
+/// `ETOOMANYREFS`, as an error of its own).
+#[cfg_attr(shmwire_loom, allow(dead_code))] // only the store uses it
+pub(crate) fn send_with_fds_now(
+    sock: impl AsFd,
+    bytes: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<usize> {
+    send_fds_flags(sock, bytes, fds, SendFlags::NOSIGNAL | SendFlags::DONTWAIT)
+}
+
+fn send_fds_flags(
+    sock: impl AsFd,
+    bytes: &[u8],
+    fds: &[BorrowedFd<'_>],
+    flags: SendFlags,
+) -> io::Result<usize> {
     debug_assert!(fds.len() <= MAX_FDS);
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
     let mut control = SendAncillaryBuffer::new(&mut space);
@@ -30,12 +52,7 @@ pub(crate) fn send_with_fds(
         return Err(io::Error::other("too many descriptors for one message"));
     }
     loop {
-        match rustix::net::sendmsg(
-            &sock,
-            &[IoSlice::new(bytes)],
-            &mut control,
-            SendFlags::NOSIGNAL,
-        ) {
+        match rustix::net::sendmsg(&sock, &[IoSlice::new(bytes)], &mut control, flags) {
             Ok(n) => return Ok(n),
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
@@ -92,17 +109,5 @@ pub(crate) fn peer_connected(sock: BorrowedFd<'_>) -> bool {
         }
         Ok(_) => true,
         Err(_) => false,
-    }
-}
-
-/// Sends `bytes` without descriptors (`send`, `MSG_NOSIGNAL`, `EINTR`
-/// retried); returns how many the kernel took.
-pub(crate) fn send_plain(sock: impl AsFd, bytes: &[u8]) -> io::Result<usize> {
-    loop {
-        match rustix::net::send(&sock, bytes, SendFlags::NOSIGNAL) {
-            Ok(n) => return Ok(n),
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
     }
 }

@@ -46,3 +46,66 @@ pub(crate) fn reserve(file: &File, len: u64) -> io::Result<()> {
 
 /// `errno` value of `ENOSPC` (no space left on the device).
 pub(crate) const ENOSPC: i32 = rustix::io::Errno::NOSPC.raw_os_error();
+
+/// Creates a regular file in directory `dir` that has no name at all
+/// (`open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600)`): nobody can open
+/// it by a path, only through a descriptor. Errors as the file system
+/// gives them; [`tmpfile_unsupported`] tells a file system that does not
+/// offer `O_TMPFILE` apart.
+#[cfg_attr(shmwire_loom, allow(dead_code))] // only the store uses it
+pub(crate) fn open_tmpfile(dir: &std::path::Path) -> io::Result<File> {
+    use rustix::fs::{Mode, OFlags};
+    loop {
+        match rustix::fs::open(
+            dir,
+            OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        ) {
+            Ok(fd) => return Ok(File::from(fd)),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Whether `e` (from [`open_tmpfile`]) says the file system does not
+/// support `O_TMPFILE` (`EOPNOTSUPP`, `EISDIR` on kernels that predate it,
+/// `EINVAL`), as opposed to a real failure (no room, no directory, no
+/// descriptors).
+#[cfg_attr(shmwire_loom, allow(dead_code))] // only the store uses it
+pub(crate) fn tmpfile_unsupported(e: &io::Error) -> bool {
+    use rustix::io::Errno;
+    [Errno::OPNOTSUPP, Errno::ISDIR, Errno::INVAL]
+        .iter()
+        .any(|x| e.raw_os_error() == Some(x.raw_os_error()))
+}
+
+/// Whether `e` is `EMFILE` or `ENFILE` (this process, or the system, is
+/// out of file descriptors).
+#[cfg_attr(shmwire_loom, allow(dead_code))] // only the store uses it
+pub(crate) fn is_out_of_descriptors(e: &io::Error) -> bool {
+    use rustix::io::Errno;
+    [Errno::MFILE, Errno::NFILE]
+        .iter()
+        .any(|x| e.raw_os_error() == Some(x.raw_os_error()))
+}
+
+/// Raises this process's soft `RLIMIT_NOFILE` to its hard limit (a process
+/// that keeps one descriptor per object needs many). Returns the soft
+/// limit in force afterwards (`u64::MAX`: unlimited); a refusal leaves the
+/// limit as it was.
+#[cfg_attr(shmwire_loom, allow(dead_code))] // only the store uses it
+pub(crate) fn raise_nofile_limit() -> u64 {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let now = getrlimit(Resource::Nofile);
+    if now.current != now.maximum {
+        let raised = Rlimit {
+            current: now.maximum,
+            maximum: now.maximum,
+        };
+        if setrlimit(Resource::Nofile, raised).is_err() {
+            return now.current.unwrap_or(u64::MAX);
+        }
+    }
+    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
+}

@@ -1,0 +1,482 @@
+//! The fallback directory across real processes: its files have no name
+//! (their descriptors reach clients over the connection's socket), so a
+//! process that truncates everything it can find kills nobody; a client
+//! that never reads its socket is dropped alone; a service out of
+//! descriptors says so. The test binary re-runs itself as a child
+//! (`SHMWIRE_STORE_CHILD=<role>`); every wait is bounded, children are
+//! reaped, each test has its own session root.
+
+mod store_common;
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use shmwire::ids::{NodeId, ObjectId, WorkerId};
+use shmwire::spec::{self, Encoder};
+use shmwire::store::{
+    Reply, Request, StoreClient, StoreConfig, StoreError, StoreService, DEFAULT_STORE_NAME,
+    STORE_PROTOCOL_VERSION,
+};
+use shmwire::transport::{Connector, MessageConnection, RecvError, TransportConfig};
+use store_common::*;
+
+const ROOT: &str = "SHMWIRE_STORE_ROOT";
+const SESSION: &str = "SHMWIRE_STORE_SESSION";
+const FALLBACK: &str = "SHMWIRE_STORE_FALLBACK";
+
+/// The arena of these tests: smaller than every object, so each one goes
+/// to a fallback file.
+const ARENA: u64 = 64 * 1024;
+
+fn pass(env: &Env, session: &str, fallback: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        (ROOT, env.root.path().display().to_string()),
+        (SESSION, session.to_owned()),
+        (FALLBACK, fallback.display().to_string()),
+    ]
+}
+
+fn child_session() -> shmwire::shm::Session {
+    Env::attach(Path::new(&child_env(ROOT)), &child_env(SESSION))
+}
+
+fn connect(s: &shmwire::shm::Session) -> StoreClient {
+    StoreClient::connect(s, DEFAULT_STORE_NAME).unwrap()
+}
+
+/// A fallback directory inside the test's root (removed with it).
+fn fallback_dir(env: &Env) -> PathBuf {
+    let d = env.root.path().join("fallback");
+    std::fs::create_dir(&d).unwrap();
+    d
+}
+
+fn fallback_store(s: &shmwire::shm::Session, dir: &Path) -> StoreService {
+    StoreService::start(s, StoreConfig::new(ARENA).fallback_dir(dir)).unwrap()
+}
+
+/// Object `i` of the truncation test and its contents (each larger than
+/// the arena).
+fn object(i: u32) -> (ObjectId, Vec<u8>) {
+    (
+        shared_oid(21, i),
+        contents(500 + u64::from(i), 100_000 + i as usize * 7919),
+    )
+}
+
+const OBJECTS: u32 = 16;
+
+/// Entries of `dir` (the fallback files would be there if they had names).
+fn entries(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |d| d.count())
+}
+
+/// Truncates every regular file under `dir` (recursively) to 0 bytes and
+/// every memfd of `pids` it can (through `/proc/<pid>/fd`; they are sealed,
+/// so none shrinks). Returns the files truncated.
+fn truncate_everything(dir: &Path, pids: &[u32]) -> usize {
+    let mut files = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else if ft.is_file() {
+                if let Ok(f) = std::fs::OpenOptions::new().write(true).open(e.path()) {
+                    if f.set_len(0).is_ok() {
+                        files += 1;
+                    }
+                }
+            }
+        }
+    }
+    for pid in pids {
+        for (path, _) in memfd_links(*pid, "") {
+            if let Ok(f) = std::fs::OpenOptions::new().write(true).open(&path) {
+                assert!(f.set_len(0).is_err(), "memfd {} shrank", path.display());
+            }
+        }
+    }
+    files
+}
+
+/// Descriptors `pid` holds on files of `dir` that have no name (an
+/// `O_TMPFILE` file reads as `<dir>/#<inode> (deleted)`).
+fn unnamed_files_held(pid: u32, dir: &Path) -> usize {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return 0;
+    };
+    let prefix = dir.display().to_string();
+    fds.flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .map(|t| t.to_string_lossy().into_owned())
+        .filter(|t| t.starts_with(&prefix) && t.ends_with(" (deleted)"))
+        .count()
+}
+
+/// Waits at most `GUARD` for `c` to exit; asserts it was not killed by a
+/// signal and succeeded.
+fn exits_cleanly(c: &mut Child, what: &str) {
+    let deadline = Instant::now() + GUARD;
+    let status = loop {
+        if let Some(s) = c.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() >= deadline {
+            kill9(c);
+            panic!("{what} hangs");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!(status.signal(), None, "{what} died of a signal: {status:?}");
+    assert!(status.success(), "{what} failed: {status:?}");
+}
+
+/// `ok=N` of a child's `done` line.
+fn count(line: &str, key: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key))
+        .unwrap_or_else(|| panic!("no {key} in {line:?}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn truncating_everything_while_fallback_objects_live_kills_no_process() {
+    const TEST: &str = "truncating_everything_while_fallback_objects_live_kills_no_process";
+    if let Some(role) = child_role() {
+        let s = child_session();
+        let dir = PathBuf::from(child_env(FALLBACK));
+        match role.as_str() {
+            "service" => {
+                let _store = fallback_store(&s, &dir);
+                println!("ready");
+                std::thread::sleep(GUARD);
+            }
+            "writer" => {
+                // Creates the objects in place (through the descriptors
+                // the service hands over) and holds them; then, for 3 s,
+                // creates, reads back and deletes more, while the parent
+                // truncates everything it can find.
+                let c = connect(&s);
+                let mut held = Vec::new();
+                for i in 0..OBJECTS {
+                    let (id, data) = object(i);
+                    let mut w = c.create(id, data.len() as u64, b"fb").unwrap();
+                    w.copy_from_slice(&data);
+                    held.push(w.seal().unwrap());
+                }
+                println!("sealed");
+                let (mut ok, mut err) = (0u64, 0u64);
+                let end = Instant::now() + Duration::from_secs(3);
+                let mut k = 0u32;
+                while Instant::now() < end {
+                    let data = contents(9000 + u64::from(k), 80_000 + k as usize % 5000);
+                    let id = shared_oid(22, k);
+                    let r = c.put(id, &data, b"").and_then(|()| {
+                        let got = c.get(&[id], Duration::from_secs(1))?;
+                        let buf = got[0].as_ref().ok_or(StoreError::BadReply("missing"))?;
+                        assert_eq!(checksum(buf), checksum(&data), "object {k} read back wrong");
+                        drop(got);
+                        c.delete(&[id])
+                    });
+                    match r {
+                        Ok(()) => ok += 1,
+                        Err(e) => {
+                            if err == 0 {
+                                println!("first error: {e}");
+                            }
+                            err += 1;
+                        }
+                    }
+                    for (i, b) in held.iter().enumerate() {
+                        assert_eq!(checksum(b), checksum(&object(i as u32).1), "held {i}");
+                    }
+                    k += 1;
+                }
+                println!("done ok={ok} err={err}");
+            }
+            "reader" => {
+                let c = connect(&s);
+                let ids: Vec<_> = (0..OBJECTS).map(|i| object(i).0).collect();
+                let sums: Vec<_> = (0..OBJECTS).map(|i| checksum(&object(i).1)).collect();
+                println!("reading");
+                let (mut ok, mut err) = (0u64, 0u64);
+                let end = Instant::now() + Duration::from_secs(3);
+                while Instant::now() < end {
+                    match c.get(&ids, Duration::from_secs(1)) {
+                        Ok(got) => {
+                            for (i, g) in got.iter().enumerate() {
+                                let g = g.as_ref().expect("held by the writer");
+                                assert_eq!(checksum(g), sums[i], "object {i} read wrong");
+                                assert_eq!(g.metadata(), b"fb");
+                            }
+                            ok += 1;
+                        }
+                        Err(e) => {
+                            if err == 0 {
+                                println!("first error: {e}");
+                            }
+                            err += 1;
+                        }
+                    }
+                }
+                println!("done ok={ok} err={err}");
+            }
+            other => panic!("unknown role {other}"),
+        }
+        return;
+    }
+    let env = Env::new("fbtruncate");
+    let dir = fallback_dir(&env);
+    let args = pass(&env, "fbtruncate", &dir);
+    let mut service = spawn_child(TEST, "service", &args);
+    expect_line(&stdout_lines(&mut service), "ready");
+    // Connected before the session's files (its token too) are truncated.
+    let c = connect(&env.session);
+    let mut writer = spawn_child(TEST, "writer", &args);
+    let wl = stdout_lines(&mut writer);
+    expect_line(&wl, "sealed");
+    let mut reader = spawn_child(TEST, "reader", &args);
+    let rl = stdout_lines(&mut reader);
+    expect_line(&rl, "reading");
+    // Every object lives in a fallback file: the service holds one
+    // unnamed file per object, and the directory shows none.
+    let held = unnamed_files_held(service.id(), &dir);
+    assert!(
+        held >= OBJECTS as usize,
+        "service holds {held} unnamed files"
+    );
+    assert_eq!(entries(&dir), 0, "a fallback file has a name");
+    // A hostile process of the same user (this one): for a second,
+    // truncate every file of the session root and of the fallback
+    // directory, and try every memfd of the three processes.
+    let pids = [service.id(), writer.id(), reader.id()];
+    let mut files = 0;
+    let until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < until {
+        files += truncate_everything(env.root.path(), &pids);
+        assert_eq!(entries(&dir), 0, "a fallback file has a name");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(files > 0, "the session has files to truncate");
+    let wdone = expect_line(&wl, "done ");
+    let rdone = expect_line(&rl, "done ");
+    exits_cleanly(&mut writer, "writer");
+    exits_cleanly(&mut reader, "reader");
+    assert!(
+        count(&wdone, "ok=") > 0 && count(&rdone, "ok=") > 0,
+        "{wdone} / {rdone}"
+    );
+    assert_eq!(count(&rdone, "err="), 0, "reader: {rdone}");
+    assert_eq!(count(&wdone, "err="), 0, "writer: {wdone}");
+    assert!(
+        service.try_wait().unwrap().is_none(),
+        "the store service died"
+    );
+    // Deleting the objects (the writer, which held them, is gone) closes
+    // their files in the service.
+    let ids: Vec<_> = (0..OBJECTS).map(|i| object(i).0).collect();
+    c.delete(&ids).unwrap();
+    let deadline = Instant::now() + GUARD;
+    while unnamed_files_held(service.id(), &dir) > 0 {
+        assert!(Instant::now() < deadline, "fallback files still open");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    kill9(&mut service);
+}
+
+/// A raw client speaking the store protocol: `get`s object `id` over and
+/// over, reading every reply from the ring but never its socket (where
+/// each reply's fallback descriptor waits). Returns the replies it read
+/// before the service dropped it, or `None` if it never was.
+fn never_read_descriptors(s: &shmwire::shm::Session, id: ObjectId) -> Option<u64> {
+    let token = shmwire::node::load_or_create_token(s).unwrap();
+    let mut conn = Connector::new(
+        TransportConfig::new(WorkerId::from_random(), token),
+        NodeId::nil(),
+    )
+    .with_session(
+        s,
+        std::sync::Arc::new(shmwire::node::Directory::for_session(s).unwrap()),
+    )
+    .connect_name(DEFAULT_STORE_NAME)
+    .unwrap();
+    let mut enc = Encoder::new();
+    let mut call = |req: &Request| -> Result<Reply, RecvError> {
+        if conn.send_message(&mut enc, req).is_err() {
+            return Err(RecvError::Closed);
+        }
+        conn.recv_message_with::<Reply, _>(GUARD, spec::deserialize::<Reply>)
+            .map(|r| r.unwrap())
+    };
+    let hello = Request::Hello {
+        version: STORE_PROTOCOL_VERSION,
+        pid: std::process::id(),
+        subscriber: false,
+    };
+    assert!(matches!(call(&hello), Ok(Reply::Welcome { .. })));
+    let get = Request::Get {
+        ids: vec![id],
+        timeout_ms: 0,
+    };
+    for n in 0..100_000u64 {
+        match call(&get) {
+            Ok(Reply::Objects(v)) => assert!(v[0].is_some(), "the object is there"),
+            Ok(other) => panic!("unexpected reply {other:?}"),
+            Err(RecvError::Closed | RecvError::PeerDied { .. }) => return Some(n),
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+    None
+}
+
+#[test]
+fn a_client_that_never_reads_its_descriptors_is_dropped_alone() {
+    const TEST: &str = "a_client_that_never_reads_its_descriptors_is_dropped_alone";
+    let x = shared_oid(23, 0);
+    let data = contents(23, 200_000);
+    if let Some(role) = child_role() {
+        let s = child_session();
+        match role.as_str() {
+            "hog" => match never_read_descriptors(&s, x) {
+                Some(n) => println!("dropped after={n}"),
+                None => panic!("the service never dropped a client that reads no descriptor"),
+            },
+            "reader" => {
+                // Gets (and checks) the object until told to stop (its
+                // stdin closes), then says how many it read.
+                let c = connect(&s);
+                println!("reading");
+                let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let stop2 = std::sync::Arc::clone(&stop);
+                std::thread::spawn(move || {
+                    let _ = std::io::Read::read(&mut std::io::stdin(), &mut [0u8; 1]);
+                    stop2.store(true, std::sync::atomic::Ordering::Relaxed);
+                });
+                let (mut ok, deadline) = (0u64, Instant::now() + GUARD);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline
+                {
+                    let got = c.get(&[x], Duration::ZERO).unwrap();
+                    assert_eq!(checksum(got[0].as_ref().unwrap()), checksum(&data));
+                    ok += 1;
+                }
+                println!("done ok={ok}");
+            }
+            other => panic!("unknown role {other}"),
+        }
+        return;
+    }
+    let env = Env::new("fbhog");
+    let dir = fallback_dir(&env);
+    let store = fallback_store(&env.session, &dir);
+    let a = connect(&env.session);
+    a.put(x, &data, b"").unwrap();
+    let args = pass(&env, "fbhog", &dir);
+    let mut reader = {
+        let exe = std::env::current_exe().unwrap();
+        let mut cmd = std::process::Command::new(exe);
+        cmd.args([TEST, "--exact", "--nocapture", "--test-threads=1"])
+            .env("SHMWIRE_STORE_CHILD", "reader")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped());
+        for (k, v) in &args {
+            cmd.env(k, v);
+        }
+        cmd.spawn().unwrap()
+    };
+    let rl = stdout_lines(&mut reader);
+    expect_line(&rl, "reading");
+    let mut hog = spawn_child(TEST, "hog", &args);
+    let hl = stdout_lines(&mut hog);
+    // The service drops the hog once its socket's buffer is full of
+    // descriptors it does not read...
+    let dropped = expect_line(&hl, "dropped after=");
+    exits_cleanly(&mut hog, "hog");
+    assert!(count(&dropped, "after=") > 0, "{dropped}");
+    // ...while the reader's gets go on, every one right.
+    let before = Instant::now();
+    std::thread::sleep(Duration::from_millis(100));
+    drop(reader.stdin.take());
+    let rdone = expect_line(&rl, "done ");
+    exits_cleanly(&mut reader, "reader");
+    assert!(count(&rdone, "ok=") > 0, "{rdone}");
+    assert!(before.elapsed() < GUARD);
+    // The hog's references went with it: a delete is not deferred by
+    // them, and the object's file is closed.
+    a.delete(&[x]).unwrap();
+    eventually("the hog's references released", || {
+        a.create(x, 1, b"").map(drop).is_ok()
+    });
+    eventually("no fallback object left", || {
+        store.snapshot().stats.fallback_objects == 0
+    });
+    assert_eq!(unnamed_files_held(std::process::id(), &dir), 0);
+}
+
+#[test]
+fn a_service_out_of_descriptors_says_so() {
+    const TEST: &str = "a_service_out_of_descriptors_says_so";
+    if child_role().is_some() {
+        let s = child_session();
+        let _store = fallback_store(&s, Path::new(&child_env(FALLBACK)));
+        println!("ready");
+        std::thread::sleep(GUARD);
+        return;
+    }
+    let env = Env::new("fbnofile");
+    let dir = fallback_dir(&env);
+    // The service runs with at most 64 descriptors (soft and hard: it
+    // cannot raise them), each fallback object keeping one.
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg("ulimit -n 64 && exec \"$0\" \"$@\"")
+        .arg(exe)
+        .args([TEST, "--exact", "--nocapture", "--test-threads=1"])
+        .env("SHMWIRE_STORE_CHILD", "service")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped());
+    for (k, v) in pass(&env, "fbnofile", &dir) {
+        cmd.env(k, v);
+    }
+    let mut service = cmd.spawn().unwrap();
+    expect_line(&stdout_lines(&mut service), "ready");
+    let c = connect(&env.session);
+    let mut made = Vec::new();
+    let err = loop {
+        let id = shared_oid(24, made.len() as u32);
+        match c.put(id, &contents(24, 70_000), b"") {
+            Ok(()) => made.push(id),
+            Err(e) => break e,
+        }
+        assert!(made.len() < 64, "64 fallback objects in 64 descriptors");
+    };
+    match err {
+        StoreError::OutOfDescriptors { id, open, limit } => {
+            assert_eq!(id, shared_oid(24, made.len() as u32));
+            assert_eq!(open, made.len() as u64);
+            assert_eq!(limit, 64);
+            assert!(open > 0);
+        }
+        other => panic!("expected OutOfDescriptors, got {other:?}"),
+    }
+    // Freeing objects closes their files: creates work again.
+    c.delete(&made[..2]).unwrap();
+    c.put(shared_oid(24, 1000), &contents(24, 70_000), b"")
+        .unwrap();
+    assert_eq!(
+        c.get(&[made[2]], Duration::ZERO).unwrap()[0]
+            .as_deref()
+            .map(checksum),
+        Some(checksum(&contents(24, 70_000)))
+    );
+    assert!(service.try_wait().unwrap().is_none(), "the service died");
+    kill9(&mut service);
+}
