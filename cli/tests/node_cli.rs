@@ -199,12 +199,34 @@ fn worker_role(root: &str, sess: &str, n: u8) {
     }
 }
 
+/// Child role "store-client": connects to the session's store, puts one
+/// object, prints the client's worker id after [`READY`], then holds the
+/// connection until a line (or end of file) arrives on stdin (at most
+/// 60 s) and exits normally, closing it.
+fn store_client_role(root: &str, sess: &str) {
+    let session = Session::open_in(root, sess).unwrap();
+    let store = StoreClient::connect(&session, DEFAULT_STORE_NAME).unwrap();
+    store
+        .put(ObjectId::from_array([9; 28]), &[3u8; 500], b"")
+        .unwrap();
+    println!("{READY}");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+        let _ = tx.send(());
+    });
+    let _ = rx.recv_timeout(Duration::from_secs(60));
+    drop(store);
+}
+
 /// The child roles of every test in this file; a no-op in the parent.
 #[test]
 fn child_entry() {
     let Some(spec) = child_spec() else { return };
     match spec[0].as_str() {
         "worker" => worker_role(&spec[1], &spec[2], spec[3].parse().unwrap()),
+        "store-client" => store_client_role(&spec[1], &spec[2]),
         other => panic!("unknown role {other}"),
     }
 }
@@ -262,6 +284,23 @@ fn opt_str(v: &Value) -> bool {
     v.is_null() || v.is_string()
 }
 
+/// Checks one `connections` element (of a worker or of the store).
+fn check_connection(c: &Value) {
+    assert!(c["peer"].as_str().unwrap().len() == 56, "{c}");
+    assert!(c["pid"].is_null() || is_u64(&c["pid"]), "{c}");
+    assert!(c["transport"] == "shm" || c["transport"] == "tcp");
+    for ring in [&c["rx_ring"], &c["tx_ring"]] {
+        if !ring.is_null() {
+            let (u, cap) = (
+                ring["used"].as_u64().unwrap(),
+                ring["capacity"].as_u64().unwrap(),
+            );
+            assert!(u <= cap && cap > 0, "{ring}");
+        }
+    }
+    assert!(is_u64(&c["pending_send_bytes"]));
+}
+
 /// Checks every field of a `shmwire-inspect/1` document (docs/node.md).
 fn check_schema(doc: &Value) {
     assert_eq!(doc["schema"], "shmwire-inspect/1", "{doc:#}");
@@ -282,18 +321,7 @@ fn check_schema(doc: &Value) {
             assert!(opt_str(&w["tcp"]) && opt_str(&w["stats_error"]));
             assert!(w["stats_updated_unix_ms"].is_null() || is_u64(&w["stats_updated_unix_ms"]));
             for c in w["connections"].as_array().unwrap() {
-                assert!(c["peer"].as_str().unwrap().len() == 56);
-                assert!(c["transport"] == "shm" || c["transport"] == "tcp");
-                for ring in [&c["rx_ring"], &c["tx_ring"]] {
-                    if !ring.is_null() {
-                        let (u, cap) = (
-                            ring["used"].as_u64().unwrap(),
-                            ring["capacity"].as_u64().unwrap(),
-                        );
-                        assert!(u <= cap && cap > 0, "{ring}");
-                    }
-                }
-                assert!(is_u64(&c["pending_send_bytes"]));
+                check_connection(c);
             }
             for h in w["handlers"].as_array().unwrap() {
                 assert!(h["name"].is_string());
@@ -331,6 +359,9 @@ fn check_schema(doc: &Value) {
                 let state = o["state"].as_str().unwrap();
                 assert!(["unsealed", "sealed", "delete-pending"].contains(&state));
                 assert!(is_u64(&o["holders"]) && o["fallback"].is_boolean());
+            }
+            for c in st["connections"].as_array().unwrap() {
+                check_connection(c);
             }
         }
     }
@@ -399,6 +430,7 @@ fn node_reports_and_cleans_up_a_killed_worker() {
     assert!(h["name"].as_str().unwrap().contains("square"), "{h}");
     assert!(h["execution_max_ns"].as_u64().unwrap() > 0, "{h}");
     assert_eq!(w1["connections"][0]["peer"], driver.worker_id().to_string());
+    assert_eq!(w1["connections"][0]["pid"], std::process::id(), "{w1}");
     let largest = &s["store"]["largest"];
     assert_eq!(largest[0]["data_size"], 1000, "{largest}");
     assert_eq!(largest[1]["data_size"], 100, "{largest}");
@@ -751,4 +783,84 @@ fn silent_and_slow_http_clients_delay_nobody() {
     drop(hold);
     node.kid.signal_and_wait("-TERM");
     assert!(names(&root).is_empty(), "{:?}", names(&root.join("h1")));
+}
+
+/// The store's clients are listed under the store (issue 13 item 2): a
+/// client process connected to the node's store appears in
+/// `inspect --json` under `store.connections` with its pid, transport and
+/// both rings' fill (and in the text form as a `client` line); once it
+/// exits it is gone from both.
+#[test]
+fn store_clients_are_listed_with_their_rings_and_go_when_they_exit() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog =
+        proc_support::watchdog("store_clients_are_listed_with_their_rings_and_go_when_they_exit");
+    let scratch = proc_support::scratch("swn", "storeconn");
+    let root = scratch.path().join("root");
+    let mut node = start_node(&root, "sc");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, format!("store-client|{}|sc", root.display()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn store client");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut client = Kid(child);
+    wait_for(&mut out, READY);
+    let pid = u64::from(client.pid());
+    let ours = |doc: &Value| -> Option<Value> {
+        doc["sessions"][0]["store"]["connections"]
+            .as_array()?
+            .iter()
+            .find(|c| c["pid"] == pid)
+            .cloned()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (doc, conn) = loop {
+        let doc = inspect_json(&root, "sc");
+        if let Some(c) = ours(&doc) {
+            break (doc, c);
+        }
+        assert!(Instant::now() < deadline, "client never listed: {doc:#}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    check_schema(&doc);
+    assert_eq!(conn["transport"], "shm", "{conn}");
+    assert!(conn["rx_ring"]["capacity"].as_u64().unwrap() > 0, "{conn}");
+    assert!(conn["tx_ring"]["capacity"].as_u64().unwrap() > 0, "{conn}");
+    // Listed once: under the store, not again under the node's entry.
+    let node_entry = worker_json(&doc, "shmwire-node").unwrap();
+    assert_eq!(node_entry["connections"], serde_json::json!([]), "{node_entry}");
+    let (ok, text, err) = shmwire(&root, &["inspect", "--session", "sc"]);
+    assert!(ok, "{err}");
+    assert!(
+        text.contains(&format!("(pid {pid}) over shm: rx ring")),
+        "{text}"
+    );
+
+    // The client exits normally: its connection goes.
+    writeln!(stdin, "bye").unwrap();
+    let deadline = Instant::now() + GUARD;
+    while client.0.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "store client did not exit");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let doc = inspect_json(&root, "sc");
+        if ours(&doc).is_none() {
+            check_schema(&doc);
+            break;
+        }
+        assert!(Instant::now() < deadline, "client still listed: {doc:#}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (_, text, _) = shmwire(&root, &["inspect", "--session", "sc"]);
+    assert!(!text.contains(&format!("(pid {pid})")), "{text}");
+    node.kid.signal_and_wait("-TERM");
+    assert!(names(&root.join("sc")).is_empty(), "leftovers");
 }

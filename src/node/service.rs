@@ -11,7 +11,8 @@
 //!   cleanup pass ([`Session::cleanup_stale`], the one pass of issue 10),
 //!   which removes the dead workers' entries, sockets and segments (and
 //!   nothing of a live process);
-//! - it publishes its store's figures and the workers it saw die in its
+//! - it publishes its store's figures, its store's client connections
+//!   (with their rings' fill) and the workers it saw die in its
 //!   statistics area ([`StatsArea`]), which `shmwire inspect` reads;
 //! - it serves plain HTTP/1.0 on its TCP address (127.0.0.1 unless told
 //!   otherwise): `GET /health` answers `ok <session> <pid>`, `GET /inspect`
@@ -35,7 +36,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::stats_area::{AreaRole, AreaSnapshot, DeadWorker, StatsArea, StoreFigures};
+use super::stats_area::{
+    AreaRole, AreaSnapshot, ConnectionFigures, DeadWorker, StatsArea, StoreFigures,
+};
 use super::{Directory, Registration};
 use crate::ids::WorkerId;
 use crate::shm::{CleanupReport, Session, ShmError};
@@ -325,10 +328,14 @@ impl Node {
     }
 
     fn publish(&mut self) {
-        self.snap.store = self
-            .store
+        let snap = self.store.as_ref().map(StoreService::snapshot);
+        // The node serves no task connections: its area's connections are
+        // its store service's clients.
+        self.snap.connections = snap
             .as_ref()
-            .map(|s| StoreFigures::from(&s.snapshot()));
+            .map(|s| s.clients.iter().map(ConnectionFigures::from).collect())
+            .unwrap_or_default();
+        self.snap.store = snap.as_ref().map(StoreFigures::from);
         if let Some(a) = &mut self.area {
             a.publish(&self.snap);
         }

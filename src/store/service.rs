@@ -22,12 +22,12 @@ use super::arena::{create_arena, FileFallback, Span};
 use super::error::StoreError;
 use super::protocol::{Reply, Request, WireError, WireIndex, WireObject, STORE_PROTOCOL_VERSION};
 use super::shared::{IndexLiveness, ServiceIndex, SlotOutbox, DEFAULT_INDEX_ENTRIES};
-use super::table::{ClientId, Location, ObjectTable, StoreSnapshot, OBJECT_ALIGN};
+use super::table::{ClientConnection, ClientId, Location, ObjectTable, StoreSnapshot, OBJECT_ALIGN};
 use crate::ids::{ObjectId, WorkerId};
 use crate::shm::{AnonSegment, Session};
 use crate::spec::{self, Encoder};
 use crate::transport::{
-    AnyConnection, ListenOptions, Listener, MessageConnection, Mux, MuxEvent, PeerKey,
+    AnyConnection, Connection, ListenOptions, Listener, MessageConnection, Mux, MuxEvent, PeerKey,
     SessionToken, ShmOptions, TransportConfig, WorkerLookup,
 };
 use crate::wake::WaitStrategy;
@@ -240,8 +240,9 @@ impl StoreService {
         })
     }
 
-    /// The store's counts and its [`SNAPSHOT_OBJECTS`] largest objects, as
-    /// the service thread last published them (at start, then every 100 ms
+    /// The store's counts, its [`SNAPSHOT_OBJECTS`] largest objects and
+    /// its client connections (with their rings' fill), as the service
+    /// thread last published them (at start, then every 100 ms
     /// while it runs). For inspection: never waits for the service.
     pub fn snapshot(&self) -> StoreSnapshot {
         self.snapshot
@@ -673,7 +674,16 @@ impl Service {
             return;
         }
         self.snapshot_at = Some(now);
-        let snap = self.table.snapshot(SNAPSHOT_OBJECTS);
+        let mut snap = self.table.snapshot(SNAPSHOT_OBJECTS);
+        for (_, conn) in self.mux.iter_mut() {
+            snap.clients.push(ClientConnection {
+                peer: conn.peer_worker_id(),
+                pid: conn.peer_pid(),
+                transport: conn.kind(),
+                ring: conn.ring_fill(),
+                pending_send: conn.pending_send_bytes() as u64,
+            });
+        }
         *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = snap;
     }
 

@@ -74,6 +74,16 @@ impl AnyConnection {
             AnyConnection::Shm(c) => Some(c.ring_fill()),
         }
     }
+
+    /// The peer's pid over shared memory (the kernel's `SO_PEERCRED` of
+    /// the bootstrap socket); `None` over TCP, whose peer may be on
+    /// another host. For inspection only.
+    pub fn peer_pid(&self) -> Option<u32> {
+        match self {
+            AnyConnection::Tcp(_) => None,
+            AnyConnection::Shm(c) => c.peer_pid(),
+        }
+    }
 }
 
 impl Connection for AnyConnection {

@@ -209,6 +209,7 @@ impl PublishedStats {
         for (_, conn) in mux.iter_mut() {
             self.snap.connections.push(ConnectionFigures {
                 peer: conn.peer_worker_id(),
+                pid: conn.peer_pid(),
                 transport: conn.kind(),
                 ring: conn.ring_fill(),
                 pending_send: conn.pending_send_bytes() as u64,
