@@ -109,6 +109,7 @@ fn worker_role(root: &str, sess: &str, n: u8, name: &str) {
             shm: Some(ShmOptions::default()),
             tcp: None,
             name: Some(name.to_owned()),
+            stats: None,
         },
         &dir,
     )
@@ -316,6 +317,7 @@ fn opener_role(root: &str, prefix: &str, iters: usize) {
                     shm: Some(ShmOptions::default()),
                     tcp: None,
                     name: None,
+                    stats: None,
                 },
                 &dir,
             )

@@ -864,3 +864,78 @@ fn store_clients_are_listed_with_their_rings_and_go_when_they_exit() {
     node.kid.signal_and_wait("-TERM");
     assert!(names(&root.join("sc")).is_empty(), "leftovers");
 }
+
+/// A live worker whose statistics area is missing is shown so (issue 13):
+/// one whose area file is removed while it lives is listed alive with
+/// `stats_error` "no statistics area: … is missing", in JSON and text; one
+/// started on a full tmpfs (root only: a 1 MiB tmpfs is mounted, skipped
+/// with a printed reason otherwise) runs without an area and `inspect`
+/// shows the reason it put in its directory entry (the file system is
+/// full).
+#[test]
+fn a_live_worker_without_its_statistics_area_is_shown() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog = proc_support::watchdog("a_live_worker_without_its_statistics_area_is_shown");
+    let scratch = proc_support::scratch("swn", "noarea");
+    let root = scratch.path().join("root");
+    let _w3 = spawn_worker(&root, "na", 3);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while worker_json(&inspect_json(&root, "na"), "w3").unwrap()["stats_updated_unix_ms"].is_null()
+    {
+        assert!(Instant::now() < deadline, "w3 never published");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let area = names(&root.join("na"))
+        .into_iter()
+        .find(|n| n.starts_with("stats-"))
+        .expect("w3's area");
+    fs::remove_file(root.join("na").join(&area)).unwrap();
+    let doc = inspect_json(&root, "na");
+    check_schema(&doc);
+    let w3 = worker_json(&doc, "w3").unwrap();
+    assert_eq!(w3["live"], true, "{w3}");
+    assert!(w3["stats_updated_unix_ms"].is_null(), "{w3}");
+    let e = w3["stats_error"].as_str().unwrap_or_default();
+    assert!(
+        e.starts_with("no statistics area:") && e.contains(&area) && e.contains("missing"),
+        "{w3}"
+    );
+    let (ok, text, err) = shmwire(&root, &["inspect", "--session", "na"]);
+    assert!(ok, "{err}");
+    assert!(text.contains(&format!("    {e}")), "{text}");
+    drop(_w3);
+
+    // A full tmpfs: the worker starts, without an area, and says why.
+    let fs = match proc_support::SmallTmpfs::mount("1m") {
+        Ok(fs) => fs,
+        Err(why) => {
+            eprintln!("SKIPPED (full tmpfs part): cannot mount a small tmpfs ({why})");
+            return;
+        }
+    };
+    let root = fs.path().join("root");
+    // The session and its token exist before the file system is full.
+    let session = Session::open_in(&root, "full").unwrap();
+    shmwire::node::load_or_create_token(&session).unwrap();
+    // Room for the worker's lock file and directory entry, not for its
+    // area (a segment of several pages, reserved when it is made).
+    fs.fill_leaving(12 << 10);
+    let w4 = spawn_worker(&root, "full", 4);
+    let doc = inspect_json(&root, "full");
+    check_schema(&doc);
+    let w = worker_json(&doc, "w4").unwrap();
+    assert_eq!(w["live"], true, "{w}");
+    assert!(w["stats_updated_unix_ms"].is_null(), "{w}");
+    let e = w["stats_error"].as_str().unwrap_or_default();
+    assert!(
+        e.starts_with("no statistics area:") && e.contains("file system is full"),
+        "{w}"
+    );
+    let (ok, text, err) = shmwire(&root, &["inspect", "--session", "full"]);
+    assert!(ok, "{err}");
+    assert!(text.contains("no statistics area:"), "{text}");
+    drop(w4);
+    drop(session);
+}

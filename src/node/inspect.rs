@@ -18,7 +18,7 @@ use super::Directory;
 use crate::ids::WorkerId;
 use crate::shm::{Session, ShmError};
 use crate::store::ObjectState;
-use crate::transport::TransportKind;
+use crate::transport::{StatsState, TransportKind};
 
 /// One worker of a [`SessionReport`].
 #[derive(Debug, Clone)]
@@ -39,7 +39,10 @@ pub struct WorkerReport {
     pub removed_by_node: bool,
     /// What its statistics area says (live workers that publish one).
     pub stats: Option<AreaSnapshot>,
-    /// Why its area could not be read, if it could not.
+    /// Why a live worker's area is not shown: `no statistics area: …`
+    /// (it could not make one and said why in its directory entry, or the
+    /// area it said it publishes is missing) or `statistics unreadable: …`
+    /// (the read or the validation failed).
     pub stats_error: Option<String>,
 }
 
@@ -88,10 +91,24 @@ impl SessionReport {
                 continue;
             };
             let (stats, stats_error) = if e.live {
-                match read_area(session, &area_name(ep.pid, &ep.worker_id)) {
-                    Ok(a) => (Some(a), None),
-                    Err(AreaError::Missing(_)) => (None, None),
-                    Err(err) => (None, Some(err.to_string())),
+                match (read_area(session, &area_name(ep.pid, &ep.worker_id)), &ep.stats) {
+                    (Ok(a), _) => (Some(a), None),
+                    // It said why it has none (e.g. a full tmpfs at start).
+                    (Err(AreaError::Missing(_)), Some(StatsState::Unavailable(why))) => {
+                        (None, Some(format!("no statistics area: {why}")))
+                    }
+                    // It said it publishes one: gone while it lives.
+                    (Err(AreaError::Missing(path)), Some(StatsState::Published)) => (
+                        None,
+                        Some(format!(
+                            "no statistics area: {} is missing (removed while the worker lives)",
+                            path.display()
+                        )),
+                    ),
+                    // A process that keeps none (a store service, a bare
+                    // listener).
+                    (Err(AreaError::Missing(_)), None) => (None, None),
+                    (Err(err), _) => (None, Some(format!("statistics unreadable: {err}"))),
                 }
             } else {
                 (None, None)
@@ -242,7 +259,7 @@ impl fmt::Display for SessionReport {
                 }
             )?;
             if let Some(e) = &w.stats_error {
-                writeln!(f, "    statistics unreadable: {e}")?;
+                writeln!(f, "    {e}")?;
             }
             let Some(s) = &w.stats else { continue };
             for c in &s.connections {

@@ -191,6 +191,7 @@ impl StoreService {
                 shm: Some(ShmOptions::with_wait(WaitStrategy::eventfd())),
                 tcp: None,
                 name: Some(config.name.clone()),
+                stats: None,
             },
             directory,
         )?;
