@@ -939,3 +939,59 @@ fn a_live_worker_without_its_statistics_area_is_shown() {
     drop(w4);
     drop(session);
 }
+
+/// One node per session by the kernel's lock, not by the entries (issue
+/// 13): with the live node's directory entry scribbled (and its lock
+/// file's text too), a second `shmwire node` of the session is refused
+/// with an error naming the live node's pid; after the first is SIGKILLed
+/// a new one starts (and cleans up the scribbled leftovers).
+#[test]
+fn a_second_node_is_refused_by_the_lock_whatever_the_entries_say() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog =
+        proc_support::watchdog("a_second_node_is_refused_by_the_lock_whatever_the_entries_say");
+    let scratch = proc_support::scratch("swn", "onenode");
+    let root = scratch.path().join("root");
+    let dir = root.join("one");
+    let mut first = start_node(&root, "one");
+    let entry = names(&dir)
+        .into_iter()
+        .find(|n| {
+            n.ends_with(".entry")
+                && fs::read_to_string(dir.join(n)).is_ok_and(|t| t.contains("name=shmwire-node"))
+        })
+        .expect("the node's entry");
+    fs::write(dir.join(&entry), [0xA5_u8; 300]).unwrap();
+    fs::write(dir.join(".node.lock"), "12345\n").unwrap();
+    let (ok, out, err) = shmwire(
+        &root,
+        &["node", "--session", "one", "--store-capacity", "1M"],
+    );
+    assert!(!ok, "a second node started: {out}{err}");
+    assert!(
+        err.contains("another node runs in session one")
+            && err.contains(&format!("pid {}", first.kid.pid())),
+        "{err}"
+    );
+    // The first node is untouched and still serves.
+    let health = http_get(&first.addr, "/health");
+    assert!(health.starts_with("HTTP/1.0 200"), "{health}");
+
+    // SIGKILL it: a new node starts in the same session.
+    first.kid.sigkill();
+    let mut second = start_node(&root, "one");
+    let doc = inspect_json(&root, "one");
+    check_schema(&doc);
+    assert!(doc["sessions"][0]["node"].is_string(), "{doc:#}");
+    assert!(!dir.join(&entry).exists(), "the dead node's entry stays");
+    assert!(
+        doc["sessions"][0]["store"]["capacity"].as_u64() > Some(0),
+        "{doc:#}"
+    );
+    let health = http_get(&second.addr, "/health");
+    assert!(health.starts_with("HTTP/1.0 200"), "{health}");
+    second.kid.signal_and_wait("-TERM");
+    assert!(names(&dir).is_empty(), "leftovers: {:?}", names(&dir));
+}

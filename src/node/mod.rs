@@ -43,6 +43,7 @@
 mod directory;
 mod http;
 pub mod inspect;
+mod node_lock;
 mod service;
 pub mod stats_area;
 mod store;
@@ -50,6 +51,7 @@ mod token;
 
 pub use directory::{Directory, Registration, WorkerStatus};
 pub use inspect::{SessionReport, WorkerReport};
+pub use node_lock::NodeLockError;
 pub use service::{
     Node, NodeConfig, NodeError, TickReport, HTTP_MAX_CONNECTIONS, HTTP_TIMEOUT, NODE_NAME,
 };

@@ -1,9 +1,11 @@
 //! The node service: what `shmwire node --session S` runs for one host's
 //! session (see `docs/node.md`).
 //!
+//! - it holds the session's node lock (`.node.lock`, an exclusive `flock`
+//!   for its life), so a second node of the session is refused by the
+//!   kernel while this one lives, whatever the files say;
 //! - it registers itself in the session's [`Directory`] under
-//!   [`NODE_NAME`] (so a second node of the same session is refused while
-//!   this one lives, and `inspect` finds it and its TCP address);
+//!   [`NODE_NAME`] (so `inspect` finds it and its TCP address);
 //! - it runs the session's object store ([`StoreService`]) under
 //!   [`DEFAULT_STORE_NAME`](crate::store::DEFAULT_STORE_NAME);
 //! - every [`NodeConfig::interval`] ([`Node::tick`]) it looks at the
@@ -91,9 +93,13 @@ pub enum NodeError {
     /// The session (its directory, a segment, the cleanup pass).
     #[error("session: {0}")]
     Session(#[from] ShmError),
-    /// The directory: typically another node of this session is running.
+    /// The directory (registering the node's entry).
     #[error("directory: {0}")]
     Directory(String),
+    /// The node lock: another node of this session runs (its pid named),
+    /// or the lock file could not be made.
+    #[error(transparent)]
+    Lock(#[from] super::node_lock::NodeLockError),
     /// The object store.
     #[error("store: {0}")]
     Store(#[from] StoreError),
@@ -138,6 +144,8 @@ pub struct Node {
     /// Serves pulls of the store's objects; stopped before the store.
     pull: Option<PullServer>,
     registration: Option<Registration>,
+    /// The session's node lock, held for the node's life.
+    lock: Option<super::node_lock::NodeLock>,
     area: Option<StatsArea>,
     snap: AreaSnapshot,
     addr: SocketAddr,
@@ -159,12 +167,17 @@ fn now_ms() -> u64 {
 
 impl Node {
     /// Starts the node of `session`: cleans up what dead processes left
-    /// (a SIGKILLed predecessor node's entry, store arena and area
-    /// included), registers as [`NODE_NAME`] (refused while another node
-    /// of the session lives), starts the store, the HTTP endpoint and the
+    /// (a SIGKILLed predecessor node's entry, lock, store arena and area
+    /// included), takes the session's node lock (`.node.lock`, an
+    /// exclusive `flock` held for the node's life: [`NodeError::Lock`]
+    /// naming the live node's pid while another node runs), registers as
+    /// [`NODE_NAME`], starts the store, the HTTP endpoint and the
     /// statistics area.
     pub fn start(session: &Session, config: NodeConfig) -> Result<Self, NodeError> {
         session.cleanup_stale()?;
+        // One node per session: the kernel's lock decides, not a file's
+        // content (a dead node's lock is free; the pass above removed it).
+        let lock = super::node_lock::NodeLock::acquire(session)?;
         let directory =
             Directory::for_session(session).map_err(|e| NodeError::Directory(e.to_string()))?;
         let id = WorkerId::try_from_random().map_err(|e| {
@@ -218,6 +231,7 @@ impl Node {
             store: Some(store),
             pull: Some(pull),
             registration: Some(registration),
+            lock: Some(lock),
             area: Some(area),
             snap: AreaSnapshot::new(AreaRole::Node),
             addr,
@@ -379,6 +393,9 @@ impl Node {
         let store = self.store.take().map(StoreService::shutdown);
         self.area = None;
         self.registration = None;
+        // Removed while held, then released: the pass that follows sees
+        // no live node.
+        self.lock = None;
         if let Some(r) = store {
             r?;
         }

@@ -13,6 +13,7 @@
 //! | a segment | the lock file named in its header's creator tag |
 //! | `.s-<stem>-<n>.sock`, `.tmp-<stem>-…` | `proc-<stem>.lock` (by name) |
 //! | `.w-<id>.entry` (node directory) | itself: held by its `Registration` |
+//! | `.node.lock` | itself: held by the session's node for its life |
 //! | `.token`, `.shmwire-session` | the session: go when nothing live remains |
 //!
 //! A file is removed only when its owner is dead, while the cleaner holds
@@ -792,7 +793,8 @@ impl Session {
                     list.push(name);
                 }
                 FileKind::Segment if regular => st.segments += 1,
-                FileKind::Marker | FileKind::Token | FileKind::OwnerLockTmp if regular => {}
+                FileKind::Marker | FileKind::Token | FileKind::OwnerLockTmp | FileKind::NodeLock
+                    if regular => {}
                 FileKind::Owned(_) if regular || md.file_type().is_socket() => {}
                 _ => st
                     .foreign
@@ -936,7 +938,7 @@ impl Session {
                         report.live_owners.push(name);
                     }
                 }
-                FileKind::OwnerLockTmp | FileKind::Entry => match probe_owner(&path) {
+                FileKind::OwnerLockTmp | FileKind::Entry | FileKind::NodeLock => match probe_owner(&path) {
                     Ok(OwnerState::Live) => report.live_other.push(name),
                     Ok(OwnerState::Dead(held)) => match remove_held(dry, &held, &path) {
                         Ok(true) if matches!(kind, FileKind::Entry) => {
