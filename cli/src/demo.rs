@@ -158,7 +158,9 @@ pub fn run_worker(args: &WorkerArgs) -> DemoResult<()> {
         }
         for event in worker.take_events() {
             match event {
-                WorkerEvent::Refused(e) => eprintln!("demo worker: refused a caller: {e}"),
+                WorkerEvent::Refused(e) => {
+                    eprintln!("demo worker: refused a caller: {}", crate::error_chain(&e))
+                }
                 WorkerEvent::Connected { caller } => {
                     eprintln!("demo worker: caller {caller} connected")
                 }
@@ -361,7 +363,11 @@ pub fn run(args: &DemoArgs) -> DemoResult<()> {
             Err(LookupError::NoSuchWorker { .. }) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(5))
             }
-            Err(e) => return Err(format!("the worker never registered: {e}").into()),
+            Err(e) => {
+                return Err(
+                    format!("the worker never registered: {}", crate::error_chain(&e)).into(),
+                )
+            }
         }
     }
     outln!("actor worker {actor_worker} listening as {ACTOR_NAME:?}");

@@ -125,7 +125,7 @@ pub fn run(session: Option<String>, json: bool, root: Option<PathBuf>) -> CliRes
             // With --session the session must be there; while listing, one
             // that vanished or is unreadable is reported and the rest shown.
             Err(e) if session.is_some() => return Err(e.into()),
-            Err(e) => errors.push(format!("{name}: {e}")),
+            Err(e) => errors.push(format!("{name}: {}", crate::error_chain(&e))),
         }
     }
     if json {

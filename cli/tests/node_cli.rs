@@ -834,7 +834,11 @@ fn store_clients_are_listed_with_their_rings_and_go_when_they_exit() {
     assert!(conn["tx_ring"]["capacity"].as_u64().unwrap() > 0, "{conn}");
     // Listed once: under the store, not again under the node's entry.
     let node_entry = worker_json(&doc, "shmwire-node").unwrap();
-    assert_eq!(node_entry["connections"], serde_json::json!([]), "{node_entry}");
+    assert_eq!(
+        node_entry["connections"],
+        serde_json::json!([]),
+        "{node_entry}"
+    );
     let (ok, text, err) = shmwire(&root, &["inspect", "--session", "sc"]);
     assert!(ok, "{err}");
     assert!(
@@ -994,4 +998,37 @@ fn a_second_node_is_refused_by_the_lock_whatever_the_entries_say() {
     assert!(health.starts_with("HTTP/1.0 200"), "{health}");
     second.kid.signal_and_wait("-TERM");
     assert!(names(&dir).is_empty(), "leftovers: {:?}", names(&dir));
+}
+
+/// Errors keep their cause (issue 13): a node started in a session whose
+/// file system is full (root only: a small tmpfs is mounted, skipped with a
+/// printed reason otherwise) fails, and its message carries the OS error
+/// behind it (`No space left on device`), not only "write entry …".
+#[test]
+fn a_failing_node_prints_the_os_error_behind_its_message() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog = proc_support::watchdog("a_failing_node_prints_the_os_error_behind_its_message");
+    let fs = match proc_support::SmallTmpfs::mount("1m") {
+        Ok(fs) => fs,
+        Err(why) => {
+            eprintln!("SKIPPED: cannot mount a small tmpfs ({why})");
+            return;
+        }
+    };
+    let root = fs.path().join("root");
+    let session = Session::open_in(&root, "full").unwrap();
+    shmwire::node::load_or_create_token(&session).unwrap();
+    fs.fill_leaving(0);
+    let (ok, out, err) = shmwire(
+        &root,
+        &["node", "--session", "full", "--store-capacity", "64K"],
+    );
+    assert!(!ok, "the node started on a full file system: {out}");
+    assert!(
+        err.starts_with("shmwire: ") && err.contains("No space left on device"),
+        "{err}"
+    );
+    drop(session);
 }

@@ -91,7 +91,10 @@ impl SessionReport {
                 continue;
             };
             let (stats, stats_error) = if e.live {
-                match (read_area(session, &area_name(ep.pid, &ep.worker_id)), &ep.stats) {
+                match (
+                    read_area(session, &area_name(ep.pid, &ep.worker_id)),
+                    &ep.stats,
+                ) {
                     (Ok(a), _) => (Some(a), None),
                     // It said why it has none (e.g. a full tmpfs at start).
                     (Err(AreaError::Missing(_)), Some(StatsState::Unavailable(why))) => {

@@ -93,9 +93,15 @@ pub enum NodeError {
     /// The session (its directory, a segment, the cleanup pass).
     #[error("session: {0}")]
     Session(#[from] ShmError),
-    /// The directory (registering the node's entry).
+    /// The directory: no random source for the node's id.
     #[error("directory: {0}")]
     Directory(String),
+    /// Opening the session's directory of workers.
+    #[error("directory: {0}")]
+    Lookup(#[from] crate::transport::LookupError),
+    /// Registering the node's entry (its OS error is the source).
+    #[error("directory: {0}")]
+    Register(#[from] crate::transport::PublishError),
     /// The node lock: another node of this session runs (its pid named),
     /// or the lock file could not be made.
     #[error(transparent)]
@@ -178,8 +184,7 @@ impl Node {
         // One node per session: the kernel's lock decides, not a file's
         // content (a dead node's lock is free; the pass above removed it).
         let lock = super::node_lock::NodeLock::acquire(session)?;
-        let directory =
-            Directory::for_session(session).map_err(|e| NodeError::Directory(e.to_string()))?;
+        let directory = Directory::for_session(session)?;
         let id = WorkerId::try_from_random().map_err(|e| {
             NodeError::Directory(format!("no random source for the node's id: {e}"))
         })?;
@@ -194,9 +199,7 @@ impl Node {
         let mut endpoint = Endpoint::new(id);
         endpoint.name = Some(NODE_NAME.to_owned());
         endpoint.tcp = Some(addr);
-        let registration = directory
-            .register(&endpoint)
-            .map_err(|e| NodeError::Directory(e.to_string()))?;
+        let registration = directory.register(&endpoint)?;
         let mut store_config = StoreConfig::new(config.store_capacity);
         if let Some(d) = &config.fallback_dir {
             store_config = store_config.fallback_dir(d);

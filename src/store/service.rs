@@ -22,7 +22,9 @@ use super::arena::{create_arena, FileFallback, Span};
 use super::error::StoreError;
 use super::protocol::{Reply, Request, WireError, WireIndex, WireObject, STORE_PROTOCOL_VERSION};
 use super::shared::{IndexLiveness, ServiceIndex, SlotOutbox, DEFAULT_INDEX_ENTRIES};
-use super::table::{ClientConnection, ClientId, Location, ObjectTable, StoreSnapshot, OBJECT_ALIGN};
+use super::table::{
+    ClientConnection, ClientId, Location, ObjectTable, StoreSnapshot, OBJECT_ALIGN,
+};
 use crate::ids::{ObjectId, WorkerId};
 use crate::shm::{AnonSegment, Session};
 use crate::spec::{self, Encoder};
