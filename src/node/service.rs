@@ -53,7 +53,7 @@ use crate::transport::Endpoint;
 /// The name a node registers under in its session's directory.
 pub const NODE_NAME: &str = "shmwire-node";
 
-pub use super::http::{HTTP_MAX_CONNECTIONS, HTTP_TIMEOUT};
+pub use super::http::{HTTP_MAX_CONNECTIONS, HTTP_TIMEOUT, INSPECT_QUEUE, INSPECT_TIMEOUT};
 
 /// How a [`Node`] runs.
 #[derive(Debug, Clone)]
