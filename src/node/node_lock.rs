@@ -17,7 +17,7 @@
 //! cleanup pass removes the file once its lock is free (`shm::session`).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, ErrorKind, Read};
+use std::io::{self, ErrorKind};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -190,6 +190,6 @@ fn same_file(file: &File, path: &Path) -> bool {
 /// The pid a holder wrote (at most 32 bytes read; anything else: `None`).
 fn read_pid(file: &File) -> Option<u32> {
     let mut buf = [0u8; 32];
-    let n = (&*file).take(32).read(&mut buf).ok()?;
+    let n = file.read_at(&mut buf, 0).ok()?;
     std::str::from_utf8(&buf[..n]).ok()?.trim().parse().ok()
 }
