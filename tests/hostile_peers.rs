@@ -112,6 +112,7 @@ fn listen(s: &Session, config: TransportConfig) -> Listener {
             shm: Some(shm_opts()),
             tcp: Some("127.0.0.1:0".parse().unwrap()),
             name: Some(SERVER.into()),
+            stats: None,
         },
         &Directory::for_session(s).unwrap(),
     )
@@ -764,6 +765,7 @@ fn role_tcp_server() {
             shm: None,
             tcp: Some("127.0.0.1:0".parse().unwrap()),
             name: Some(SERVER.into()),
+            stats: None,
         },
         &Directory::for_session(&s).unwrap(),
     )

@@ -138,6 +138,7 @@ fn worker() {
             shm: Some(shm_opts()),
             tcp: Some("127.0.0.1:0".parse().unwrap()),
             name: Some(format!("soak-{name}")),
+            stats: None,
         },
         &Directory::for_session(&s).unwrap(),
     )

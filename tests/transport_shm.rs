@@ -44,6 +44,7 @@ fn connector_routes_by_address_and_messages_flow() {
         shm: Some(ShmOptions::default()),
         tcp: Some("127.0.0.1:0".parse().unwrap()),
         name: Some("server".into()),
+        stats: None,
     };
     let mut listener = Listener::bind(s, cfg(1, s), opts, &dir(s)).unwrap();
     let addr = listener.address(node);
@@ -317,6 +318,7 @@ fn mux_accepts_in_the_same_loop() {
         shm: Some(ShmOptions::with_wait(WaitStrategy::eventfd())),
         tcp: Some("127.0.0.1:0".parse().unwrap()),
         name: None,
+        stats: None,
     };
     let listener = Listener::bind(s, cfg(1, s), opts, &dir(s)).unwrap();
     let addr = listener.address(node);

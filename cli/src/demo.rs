@@ -15,6 +15,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -135,7 +136,17 @@ fn registry() -> FunctionRegistry {
 /// reporting refused hellos and dead callers as it goes. Exits non-zero if
 /// a caller died.
 pub fn run_worker(args: &WorkerArgs) -> DemoResult<()> {
+    // SIGINT (a terminal's Ctrl-C reaches the driver and us) and SIGTERM
+    // end the loop like any error, so the way out below runs.
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))?;
+    }
     let session = Session::open(&args.session)?;
+    // Dropped after the worker: on every way out (done, error, signal, the
+    // driver's death) our lock goes and the pass removes what the dead
+    // left, the session directory too when we are the last one in it.
+    let _leave = LeaveSession(session.clone());
     let me: WorkerId = args.worker.parse()?;
     let mut options = WorkerOptions::new(me, NodeId::from_random());
     options.name = Some(ACTOR_NAME.to_string());
@@ -152,13 +163,20 @@ pub fn run_worker(args: &WorkerArgs) -> DemoResult<()> {
             return Err("the demo worker ran for an hour; giving up".into());
         }
         worker.run_once(Duration::from_millis(50))?;
+        // Relaxed: a flag polled each turn; it publishes nothing.
+        if stop.load(Ordering::Relaxed) {
+            eprintln!("demo worker: interrupted; exiting");
+            return Err("interrupted".into());
+        }
         if std::os::unix::process::parent_id() != parent {
             eprintln!("demo worker: the driver (pid {parent}) died; exiting");
             return Err("the driver died".into());
         }
         for event in worker.take_events() {
             match event {
-                WorkerEvent::Refused(e) => eprintln!("demo worker: refused a caller: {e}"),
+                WorkerEvent::Refused(e) => {
+                    eprintln!("demo worker: refused a caller: {}", crate::error_chain(&e))
+                }
                 WorkerEvent::Connected { caller } => {
                     eprintln!("demo worker: caller {caller} connected")
                 }
@@ -190,6 +208,15 @@ pub fn run_worker(args: &WorkerArgs) -> DemoResult<()> {
         return Err(format!("{died} caller(s) died before closing").into());
     }
     Ok(())
+}
+
+/// Leaves a session on drop ([`Session::remove_all`]).
+struct LeaveSession(Session);
+
+impl Drop for LeaveSession {
+    fn drop(&mut self) {
+        let _ = self.0.remove_all();
+    }
 }
 
 /// The worker child: killed and reaped (and the session removed) unless it
@@ -361,7 +388,11 @@ pub fn run(args: &DemoArgs) -> DemoResult<()> {
             Err(LookupError::NoSuchWorker { .. }) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(5))
             }
-            Err(e) => return Err(format!("the worker never registered: {e}").into()),
+            Err(e) => {
+                return Err(
+                    format!("the worker never registered: {}", crate::error_chain(&e)).into(),
+                )
+            }
         }
     }
     outln!("actor worker {actor_worker} listening as {ACTOR_NAME:?}");

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde_json::{json, Value};
 use shmwire::node::{
     inspect::{state_name, transport_name},
-    SessionReport, WorkerReport,
+    ConnectionFigures, SessionReport, WorkerReport,
 };
 use shmwire::shm::{self, Session};
 
@@ -16,6 +16,18 @@ use crate::CliResult;
 
 /// The `schema` field of the JSON document.
 pub const SCHEMA: &str = "shmwire-inspect/1";
+
+fn connection_json(c: &ConnectionFigures) -> Value {
+    let ring = |used: usize, cap: usize| json!({ "used": used, "capacity": cap });
+    json!({
+        "peer": c.peer.to_string(),
+        "pid": c.pid,
+        "transport": transport_name(c.transport),
+        "rx_ring": c.ring.map(|r| ring(r.rx_used, r.rx_capacity)),
+        "tx_ring": c.ring.map(|r| ring(r.tx_used, r.tx_capacity)),
+        "pending_send_bytes": c.pending_send,
+    })
+}
 
 fn worker_json(w: &WorkerReport) -> Value {
     let mut transports = Vec::new();
@@ -27,21 +39,7 @@ fn worker_json(w: &WorkerReport) -> Value {
     }
     let stats = w.stats.as_ref();
     let connections: Vec<Value> = stats
-        .map(|s| {
-            s.connections
-                .iter()
-                .map(|c| {
-                    let ring = |used: usize, cap: usize| json!({ "used": used, "capacity": cap });
-                    json!({
-                        "peer": c.peer.to_string(),
-                        "transport": transport_name(c.transport),
-                        "rx_ring": c.ring.map(|r| ring(r.rx_used, r.rx_capacity)),
-                        "tx_ring": c.ring.map(|r| ring(r.tx_used, r.tx_capacity)),
-                        "pending_send_bytes": c.pending_send,
-                    })
-                })
-                .collect()
-        })
+        .map(|s| s.connections.iter().map(connection_json).collect())
         .unwrap_or_default();
     let handlers: Vec<Value> = stats
         .map(|s| {
@@ -92,6 +90,7 @@ fn session_json(r: &SessionReport) -> Value {
                 "holders": o.holders,
                 "fallback": o.fallback,
             })).collect::<Vec<_>>(),
+            "connections": r.store_connections.iter().map(connection_json).collect::<Vec<_>>(),
         })
     });
     json!({
@@ -126,7 +125,7 @@ pub fn run(session: Option<String>, json: bool, root: Option<PathBuf>) -> CliRes
             // With --session the session must be there; while listing, one
             // that vanished or is unreadable is reported and the rest shown.
             Err(e) if session.is_some() => return Err(e.into()),
-            Err(e) => errors.push(format!("{name}: {e}")),
+            Err(e) => errors.push(format!("{name}: {}", crate::error_chain(&e))),
         }
     }
     if json {

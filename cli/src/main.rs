@@ -301,6 +301,27 @@ fn run_cleanup(args: CleanupArgs) -> CliResult {
     Ok(())
 }
 
+/// `err` with every cause behind it (`std::error::Error::source`), joined
+/// by `": "`: the one form in which the CLI prints an error, so an OS
+/// error (`No space left on device`, …) is never lost behind a message
+/// like "write entry …". A cause whose text the message already shows
+/// (errors that print their source themselves) is not repeated.
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut next = err.source();
+    // Bounded: a (buggy) cyclic chain must not loop forever.
+    for _ in 0..16 {
+        let Some(cause) = next else { break };
+        let t = cause.to_string();
+        if !t.is_empty() && !text.contains(&t) {
+            text.push_str(": ");
+            text.push_str(&t);
+        }
+        next = cause.source();
+    }
+    text
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -317,7 +338,7 @@ fn main() -> ExitCode {
         // The reader of stdout closed it: a normal end (see `out`).
         Err(e) if out::is_closed(e.as_ref()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("shmwire: {e}");
+            eprintln!("shmwire: {}", error_chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -109,6 +109,7 @@ fn worker_role(root: &str, sess: &str, n: u8, name: &str) {
             shm: Some(ShmOptions::default()),
             tcp: None,
             name: Some(name.to_owned()),
+            stats: None,
         },
         &dir,
     )
@@ -245,13 +246,16 @@ fn kill_group(kid: &mut Kid, signal: &str) {
 }
 
 /// Input 2: `shmwire demo` SIGKILLed or interrupted (SIGINT to its process
-/// group, as Ctrl-C does), five times; `inspect` must say the sessions and
-/// their workers are dead, and after `cleanup --all-stale` nothing of them
-/// remains (no segment, socket, entry, token, temporary file or directory).
+/// group, as Ctrl-C does), five times; `inspect` must say the sessions left
+/// and their workers are dead, and after `cleanup --all-stale` nothing of
+/// them remains (no segment, socket, entry, token, temporary file or
+/// directory). An interrupted demo's worker leaves its session itself
+/// (issue 13), so its directory is gone already, or dead if the driver
+/// still lived when the worker's last pass ran.
 ///
 /// Before the fix (measured): `inspect` called none of the 5 sessions dead
 /// (it printed only segment counts), and cleanup left each directory with
-/// its socket, entry and token. After: all 5 dead, 0 of 5 left.
+/// its socket, entry and token. After: all dead, 0 of 5 left.
 #[test]
 fn killed_demos_leave_nothing_after_cleanup() {
     let _watchdog = proc_support::watchdog("killed_demos_leave_nothing_after_cleanup");
@@ -262,27 +266,39 @@ fn killed_demos_leave_nothing_after_cleanup() {
         kill_group(&mut kid, if i % 2 == 0 { "-KILL" } else { "-INT" });
         dirs.push(dir);
     }
-    // The worker children were killed with their group; wait until their
-    // locks are released (the kernel does it when the process is gone).
+    // The worker children were killed with their group (or, interrupted,
+    // leave): wait until their locks are released (the kernel does it when
+    // the process is gone) and every directory still there is dead.
     let deadline = Instant::now() + GUARD;
     loop {
         let (ok, text) = shmwire(root.path(), &["inspect"]);
         assert!(ok, "{text}");
-        if text.matches("(dead)").count() >= 5 || Instant::now() > deadline {
+        let existing = dirs.iter().filter(|d| d.exists()).count();
+        let dead = text.matches("(dead)").count();
+        let settled = dead == existing && !text.contains("(live)");
+        if settled || Instant::now() > deadline {
             assert!(
-                text.matches("(dead)").count() == 5,
-                "inspect must call all five sessions dead:\n{text}"
+                settled && existing >= 3,
+                "inspect must call every session left ({existing}, the 3 killed ones at \
+                 least) dead:\n{text}"
             );
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    for d in &dirs {
+    for (i, d) in dirs.iter().enumerate() {
         let name = d.file_name().unwrap().to_str().unwrap();
         let (ok, text) = shmwire(root.path(), &["inspect", "--session", name]);
+        if !ok && !d.exists() {
+            continue; // an interrupted demo's worker finished leaving
+        }
         assert!(ok, "{text}");
-        assert!(text.contains("worker") && text.contains("dead"), "{text}");
         assert!(!text.contains("live"), "{text}");
+        // A killed demo's worker is listed dead; an interrupted one's
+        // removed its own entry on its way out.
+        if i % 2 == 0 {
+            assert!(text.contains("worker") && text.contains("dead"), "{text}");
+        }
     }
     let (ok, text) = shmwire(root.path(), &["cleanup", "--all-stale"]);
     assert!(ok, "{text}");
@@ -316,6 +332,7 @@ fn opener_role(root: &str, prefix: &str, iters: usize) {
                     shm: Some(ShmOptions::default()),
                     tcp: None,
                     name: None,
+                    stats: None,
                 },
                 &dir,
             )

@@ -74,3 +74,64 @@ fn demo_over_shm_with_every_wait_strategy() {
         );
     }
 }
+
+/// An interrupted demo worker leaves nothing (issue 13): `__demo-worker`
+/// started alone in a private root and stopped by SIGINT (a terminal's
+/// Ctrl-C), then another by SIGTERM, exits and its session directory is
+/// gone. Every wait is bounded; the child is killed and reaped on the way
+/// out.
+#[test]
+fn an_interrupted_demo_worker_removes_its_session() {
+    use std::time::{Duration, Instant};
+    let scratch = tempfile::tempdir().unwrap();
+    let root = scratch.path().join("root");
+    for (n, signal) in ["-INT", "-TERM"].into_iter().enumerate() {
+        let session = format!("intr{n}");
+        let child = Command::new(env!("CARGO_BIN_EXE_shmwire"))
+            .args(["__demo-worker", "--session", &session, "--worker"])
+            .arg("ab".repeat(28))
+            .env("SHMWIRE_ROOT", &root)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run the demo worker");
+        struct Reaped(std::process::Child);
+        impl Drop for Reaped {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let mut child = Reaped(child);
+        let dir = root.join(&session);
+        // Serving once its directory entry is there.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_dir(&dir).is_ok_and(|rd| {
+            rd.filter_map(Result::ok)
+                .any(|e| e.file_name().to_string_lossy().ends_with(".entry"))
+        }) {
+            assert!(Instant::now() < deadline, "the worker never registered");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let st = Command::new("kill")
+            .args([signal, &child.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(st) = child.0.try_wait().unwrap() {
+                break st;
+            }
+            assert!(Instant::now() < deadline, "no exit after {signal}");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut err).unwrap();
+        assert!(err.contains("interrupted"), "{status}: {err}");
+        assert!(
+            !dir.exists(),
+            "{signal} left {:?}",
+            std::fs::read_dir(&dir).map(|rd| rd.count())
+        );
+    }
+}

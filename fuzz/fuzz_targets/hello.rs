@@ -58,6 +58,7 @@ fn state() -> &'static Mutex<(Session, Listener)> {
                 shm: Some(small_rings()),
                 tcp: Some("127.0.0.1:0".parse().unwrap()),
                 name: None,
+                stats: None,
             },
             &Nowhere,
         )

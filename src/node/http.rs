@@ -8,11 +8,23 @@
 //! its answer a connection's write side is shut and it lingers at most
 //! 200 ms, discarding what the client still sends, so the answer is not
 //! lost to a reset.
+//!
+//! `GET /inspect` gathers the session's report, which reads every
+//! directory entry and statistics area and can take tens of milliseconds:
+//! it runs on a thread of its own (`node inspect`), never on the loop's,
+//! so it delays no `/health` and no other client. The loop hands it the
+//! waiting connections' tokens over a channel; it gathers once for all
+//! requests queued meanwhile, sends the answer back and wakes the loop
+//! (a `mio::Waker`). A connection waits for it at most
+//! [`INSPECT_TIMEOUT`] (then `503`); at most [`INSPECT_QUEUE`] wait at
+//! once (the next gets `503` at once).
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -33,6 +45,15 @@ pub const HTTP_MAX_CONNECTIONS: usize = 64;
 const MAX_HEAD: usize = 4096;
 
 const LISTENER: Token = Token(0);
+/// The inspect thread's wake-up of the loop (connection tokens start at 1
+/// and wrap long before reaching it).
+const WAKER: Token = Token(usize::MAX);
+
+/// Longest a `/inspect` request waits for its report (`503` after it).
+pub const INSPECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Most `/inspect` requests waiting for a report at once.
+pub const INSPECT_QUEUE: usize = 16;
 
 /// How often the loop looks at the stop flag, at most.
 const STOP_CHECK: Duration = Duration::from_millis(50);
@@ -49,6 +70,8 @@ struct Conn {
     out: Option<(Vec<u8>, usize)>,
     /// Answer written, write side shut: draining until EOF or deadline.
     closing: bool,
+    /// Waiting for the inspect thread's report.
+    inspecting: bool,
     deadline: Instant,
 }
 
@@ -59,6 +82,7 @@ impl Conn {
             head: Vec::new(),
             out: out.map(|m| (m, 0)),
             closing: false,
+            inspecting: false,
             deadline: Instant::now() + HTTP_TIMEOUT,
         }
     }
@@ -77,12 +101,69 @@ pub(super) fn serve(listener: TcpListener, session: &Session, stop: &AtomicBool)
     }
 }
 
+/// The inspect thread: gathers the report for every token queued, once per
+/// batch, and hands the answers back, waking the loop. Ends when the loop
+/// drops its sender.
+fn inspect_thread(
+    session: Session,
+    jobs: mpsc::Receiver<Token>,
+    done: mpsc::Sender<(Token, Vec<u8>)>,
+    waker: Arc<mio::Waker>,
+) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        batch.extend(jobs.try_iter());
+        let page = match SessionReport::gather(&session) {
+            Ok(r) => response("200 OK", &r.to_string()),
+            Err(e) => response("500 Internal Server Error", &format!("{e}\n")),
+        };
+        for t in batch {
+            if done.send((t, page.clone())).is_err() {
+                return;
+            }
+        }
+        if let Err(e) = waker.wake() {
+            tracing::warn!(error = %e, "node http: waking the loop");
+        }
+    }
+}
+
+/// The loop's side of the inspect thread.
+struct Inspector {
+    jobs: Option<mpsc::Sender<Token>>,
+    done: mpsc::Receiver<(Token, Vec<u8>)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Inspector {
+    fn drop(&mut self) {
+        // Its `recv` fails once the sender is gone; it finishes the
+        // report it may be gathering (bounded reads) and ends.
+        self.jobs = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 fn run(listener: TcpListener, session: &Session, stop: &AtomicBool) -> io::Result<()> {
     listener.set_nonblocking(true)?;
     let mut listener = mio::net::TcpListener::from_std(listener);
     let mut poll = Poll::new()?;
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)?;
+    let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER)?);
+    let (jobs_tx, jobs_rx) = mpsc::channel();
+    let (done_tx, done_rx) = mpsc::channel();
+    let (s2, w2) = (session.clone(), Arc::clone(&waker));
+    let thread = std::thread::Builder::new()
+        .name("node inspect".into())
+        .spawn(move || inspect_thread(s2, jobs_rx, done_tx, w2))?;
+    let inspector = Inspector {
+        jobs: Some(jobs_tx),
+        done: done_rx,
+        thread: Some(thread),
+    };
     let mut events = Events::with_capacity(128);
     let mut conns: HashMap<Token, Conn> = HashMap::new();
     let mut next = 1usize;
@@ -99,15 +180,39 @@ fn run(listener: TcpListener, session: &Session, stop: &AtomicBool) -> io::Resul
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
+        let mut answered = Vec::new();
         for ev in events.iter() {
             if ev.token() == LISTENER {
                 accept_all(&listener, &poll, &mut conns, &mut next);
                 continue;
             }
+            if ev.token() == WAKER {
+                answered.extend(inspector.done.try_iter());
+                continue;
+            }
             let t = ev.token();
+            let waiting = conns.values().filter(|c| c.inspecting).count();
             let step = match conns.get_mut(&t) {
-                Some(c) => advance(c, session),
+                Some(c) => advance(c, t, &inspector, waiting, session),
                 None => continue,
+            };
+            if let Step::Close = step {
+                if let Some(mut c) = conns.remove(&t) {
+                    let _ = poll.registry().deregister(&mut c.stream);
+                }
+            }
+        }
+        // Reports from the inspect thread: each waiting connection gets its
+        // answer (one that closed or timed out meanwhile is skipped).
+        for (t, page) in answered {
+            let step = match conns.get_mut(&t) {
+                Some(c) if c.inspecting => {
+                    c.inspecting = false;
+                    c.out = Some((page, 0));
+                    c.deadline = Instant::now() + HTTP_TIMEOUT;
+                    write_out(c)
+                }
+                _ => continue,
             };
             if let Step::Close = step {
                 if let Some(mut c) = conns.remove(&t) {
@@ -126,10 +231,16 @@ fn run(listener: TcpListener, session: &Session, stop: &AtomicBool) -> io::Resul
         for t in expired {
             let step = match conns.get_mut(&t) {
                 Some(c) if c.out.is_none() => {
-                    c.out = Some((
-                        response("408 Request Timeout", "request head not complete in time\n"),
-                        0,
-                    ));
+                    let msg = if c.inspecting {
+                        c.inspecting = false;
+                        response(
+                            "503 Service Unavailable",
+                            "inspect did not finish in time\n",
+                        )
+                    } else {
+                        response("408 Request Timeout", "request head not complete in time\n")
+                    };
+                    c.out = Some((msg, 0));
                     c.deadline = now + HTTP_TIMEOUT;
                     write_out(c)
                 }
@@ -194,10 +305,22 @@ fn accept_all(
 }
 
 /// Reads what is there (edge-triggered: until `WouldBlock`), decides the
-/// answer once the head is complete, and writes what the socket takes.
-fn advance(c: &mut Conn, session: &Session) -> Step {
+/// answer once the head is complete (`/inspect`: hands the token `t` to the
+/// inspect thread, `waiting` requests already queued there), and writes
+/// what the socket takes.
+fn advance(
+    c: &mut Conn,
+    t: Token,
+    inspector: &Inspector,
+    waiting: usize,
+    session: &Session,
+) -> Step {
     if c.closing {
         return drain(c);
+    }
+    if c.inspecting {
+        // Its answer comes from the inspect thread; nothing to read.
+        return Step::Keep;
     }
     if c.out.is_none() {
         let mut buf = [0u8; 1024];
@@ -224,7 +347,23 @@ fn advance(c: &mut Conn, session: &Session) -> Step {
         let msg = if c.head.len() > MAX_HEAD {
             response("400 Bad Request", "request head over 4 KiB\n")
         } else if complete || (eof && !c.head.is_empty()) {
-            answer(&c.head, session)
+            match answer(&c.head, session) {
+                Answer::Now(msg) => msg,
+                Answer::Inspect if waiting >= INSPECT_QUEUE => response(
+                    "503 Service Unavailable",
+                    "too many inspect requests waiting\n",
+                ),
+                Answer::Inspect => {
+                    let sent = inspector.jobs.as_ref().is_some_and(|j| j.send(t).is_ok());
+                    if !sent {
+                        response("500 Internal Server Error", "the inspect thread ended\n")
+                    } else {
+                        c.inspecting = true;
+                        c.deadline = Instant::now() + INSPECT_TIMEOUT;
+                        return Step::Keep;
+                    }
+                }
+            }
         } else if eof {
             return Step::Close;
         } else {
@@ -273,26 +412,31 @@ fn drain(c: &mut Conn) -> Step {
     }
 }
 
+/// What a complete request head gets.
+enum Answer {
+    /// This answer, at once.
+    Now(Vec<u8>),
+    /// The session's report, from the inspect thread.
+    Inspect,
+}
+
 /// The answer to a complete request head.
-fn answer(head: &[u8], session: &Session) -> Vec<u8> {
+fn answer(head: &[u8], session: &Session) -> Answer {
     let line = head.split(|&b| b == b'\n').next().unwrap_or(&[]);
     let line = String::from_utf8_lossy(line);
     let mut words = line.split_whitespace();
     let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
     if method != "GET" {
-        return response("405 Method Not Allowed", "only GET\n");
+        return Answer::Now(response("405 Method Not Allowed", "only GET\n"));
     }
-    match path {
+    Answer::Now(match path {
         "/health" => response(
             "200 OK",
             &format!("ok {} {}\n", session.name(), std::process::id()),
         ),
-        "/inspect" => match SessionReport::gather(session) {
-            Ok(r) => response("200 OK", &r.to_string()),
-            Err(e) => response("500 Internal Server Error", &format!("{e}\n")),
-        },
+        "/inspect" => return Answer::Inspect,
         _ => response("404 Not Found", "paths: /health /inspect\n"),
-    }
+    })
 }
 
 fn response(status: &str, body: &str) -> Vec<u8> {

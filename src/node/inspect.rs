@@ -11,12 +11,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::service::NODE_NAME;
-use super::stats_area::{area_name, read_area, AreaError, AreaSnapshot, StoreFigures};
+use super::stats_area::{
+    area_name, read_area, AreaError, AreaSnapshot, ConnectionFigures, StoreFigures,
+};
 use super::Directory;
 use crate::ids::WorkerId;
 use crate::shm::{Session, ShmError};
 use crate::store::ObjectState;
-use crate::transport::TransportKind;
+use crate::transport::{StatsState, TransportKind};
 
 /// One worker of a [`SessionReport`].
 #[derive(Debug, Clone)]
@@ -37,7 +39,10 @@ pub struct WorkerReport {
     pub removed_by_node: bool,
     /// What its statistics area says (live workers that publish one).
     pub stats: Option<AreaSnapshot>,
-    /// Why its area could not be read, if it could not.
+    /// Why a live worker's area is not shown: `no statistics area: …`
+    /// (it could not make one and said why in its directory entry, or the
+    /// area it said it publishes is missing) or `statistics unreadable: …`
+    /// (the read or the validation failed).
     pub stats_error: Option<String>,
 }
 
@@ -62,6 +67,10 @@ pub struct SessionReport {
     pub node: Option<WorkerId>,
     /// The node's store, as the node last published it.
     pub store: Option<StoreFigures>,
+    /// The node's store's client connections with their rings' fill (the
+    /// connections in the node's area; taken out of the node's
+    /// [`WorkerReport::stats`] so they are listed once).
+    pub store_connections: Vec<ConnectionFigures>,
     /// Entries that could not be read (each with its path).
     pub problems: Vec<String>,
 }
@@ -82,10 +91,27 @@ impl SessionReport {
                 continue;
             };
             let (stats, stats_error) = if e.live {
-                match read_area(session, &area_name(ep.pid, &ep.worker_id)) {
-                    Ok(a) => (Some(a), None),
-                    Err(AreaError::Missing(_)) => (None, None),
-                    Err(err) => (None, Some(err.to_string())),
+                match (
+                    read_area(session, &area_name(ep.pid, &ep.worker_id)),
+                    &ep.stats,
+                ) {
+                    (Ok(a), _) => (Some(a), None),
+                    // It said why it has none (e.g. a full tmpfs at start).
+                    (Err(AreaError::Missing(_)), Some(StatsState::Unavailable(why))) => {
+                        (None, Some(format!("no statistics area: {why}")))
+                    }
+                    // It said it publishes one: gone while it lives.
+                    (Err(AreaError::Missing(path)), Some(StatsState::Published)) => (
+                        None,
+                        Some(format!(
+                            "no statistics area: {} is missing (removed while the worker lives)",
+                            path.display()
+                        )),
+                    ),
+                    // A process that keeps none (a store service, a bare
+                    // listener).
+                    (Err(AreaError::Missing(_)), None) => (None, None),
+                    (Err(err), _) => (None, Some(format!("statistics unreadable: {err}"))),
                 }
             } else {
                 (None, None)
@@ -103,10 +129,17 @@ impl SessionReport {
             });
         }
         let node = workers
-            .iter()
+            .iter_mut()
             .find(|w| w.live && w.name.as_deref() == Some(NODE_NAME));
-        let node_id = node.map(|w| w.worker_id);
-        let node_area = node.and_then(|w| w.stats.clone());
+        let node_id = node.as_ref().map(|w| w.worker_id);
+        let store_connections = node
+            .and_then(|w| w.stats.as_mut())
+            .map(|a| std::mem::take(&mut a.connections))
+            .unwrap_or_default();
+        let node_area = workers
+            .iter()
+            .find(|w| Some(w.worker_id) == node_id)
+            .and_then(|w| w.stats.clone());
         let store = node_area.as_ref().and_then(|a| a.store.clone());
         for d in node_area.map(|a| a.dead).unwrap_or_default() {
             if workers.iter().any(|w| w.worker_id == d.worker_id) {
@@ -140,6 +173,7 @@ impl SessionReport {
             workers,
             node: node_id,
             store,
+            store_connections,
             problems,
         })
     }
@@ -164,6 +198,23 @@ pub fn transport_name(t: TransportKind) -> &'static str {
 
 fn dur(ns: u64) -> String {
     format!("{:?}", Duration::from_nanos(ns))
+}
+
+/// One connection line: `<what> <peer> (pid P) over shm: rx ring …`.
+fn write_connection(f: &mut fmt::Formatter<'_>, what: &str, c: &ConnectionFigures) -> fmt::Result {
+    write!(f, "{what} {}", c.peer)?;
+    if let Some(p) = c.pid {
+        write!(f, " (pid {p})")?;
+    }
+    write!(f, " over {}", transport_name(c.transport))?;
+    if let Some(r) = c.ring {
+        write!(
+            f,
+            ": rx ring {}/{} bytes, tx ring {}/{} bytes",
+            r.rx_used, r.rx_capacity, r.tx_used, r.tx_capacity
+        )?;
+    }
+    writeln!(f, "; {} bytes queued to send", c.pending_send)
 }
 
 impl fmt::Display for SessionReport {
@@ -211,24 +262,11 @@ impl fmt::Display for SessionReport {
                 }
             )?;
             if let Some(e) = &w.stats_error {
-                writeln!(f, "    statistics unreadable: {e}")?;
+                writeln!(f, "    {e}")?;
             }
             let Some(s) = &w.stats else { continue };
             for c in &s.connections {
-                write!(
-                    f,
-                    "    connection from {} over {}",
-                    c.peer,
-                    transport_name(c.transport)
-                )?;
-                if let Some(r) = c.ring {
-                    write!(
-                        f,
-                        ": rx ring {}/{} bytes, tx ring {}/{} bytes",
-                        r.rx_used, r.rx_capacity, r.tx_used, r.tx_capacity
-                    )?;
-                }
-                writeln!(f, "; {} bytes queued to send", c.pending_send)?;
+                write_connection(f, "    connection from", c)?;
             }
             for h in &s.handlers {
                 writeln!(
@@ -250,6 +288,9 @@ impl fmt::Display for SessionReport {
                 "  store: capacity {} bytes, used {} bytes, {} object(s) ({} sealed, {} evictable, {} in fallback files)",
                 s.capacity, s.used, s.objects, s.sealed, s.evictable, s.fallback_objects
             )?;
+            for c in &self.store_connections {
+                write_connection(f, "    client", c)?;
+            }
             for o in &st.largest {
                 writeln!(
                     f,

@@ -43,6 +43,7 @@
 mod directory;
 mod http;
 pub mod inspect;
+mod node_lock;
 mod service;
 pub mod stats_area;
 mod store;
@@ -50,8 +51,10 @@ mod token;
 
 pub use directory::{Directory, Registration, WorkerStatus};
 pub use inspect::{SessionReport, WorkerReport};
+pub use node_lock::NodeLockError;
 pub use service::{
-    Node, NodeConfig, NodeError, TickReport, HTTP_MAX_CONNECTIONS, HTTP_TIMEOUT, NODE_NAME,
+    Node, NodeConfig, NodeError, TickReport, HTTP_MAX_CONNECTIONS, HTTP_TIMEOUT, INSPECT_QUEUE,
+    INSPECT_TIMEOUT, NODE_NAME,
 };
 pub use stats_area::{
     area_name, read_area, AreaError, AreaRole, AreaSnapshot, ConnectionFigures, DeadWorker,

@@ -1,9 +1,11 @@
 //! The node service: what `shmwire node --session S` runs for one host's
 //! session (see `docs/node.md`).
 //!
+//! - it holds the session's node lock (`.node.lock`, an exclusive `flock`
+//!   for its life), so a second node of the session is refused by the
+//!   kernel while this one lives, whatever the files say;
 //! - it registers itself in the session's [`Directory`] under
-//!   [`NODE_NAME`] (so a second node of the same session is refused while
-//!   this one lives, and `inspect` finds it and its TCP address);
+//!   [`NODE_NAME`] (so `inspect` finds it and its TCP address);
 //! - it runs the session's object store ([`StoreService`]) under
 //!   [`DEFAULT_STORE_NAME`](crate::store::DEFAULT_STORE_NAME);
 //! - every [`NodeConfig::interval`] ([`Node::tick`]) it looks at the
@@ -11,7 +13,8 @@
 //!   cleanup pass ([`Session::cleanup_stale`], the one pass of issue 10),
 //!   which removes the dead workers' entries, sockets and segments (and
 //!   nothing of a live process);
-//! - it publishes its store's figures and the workers it saw die in its
+//! - it publishes its store's figures, its store's client connections
+//!   (with their rings' fill) and the workers it saw die in its
 //!   statistics area ([`StatsArea`]), which `shmwire inspect` reads;
 //! - it serves plain HTTP/1.0 on its TCP address (127.0.0.1 unless told
 //!   otherwise): `GET /health` answers `ok <session> <pid>`, `GET /inspect`
@@ -35,7 +38,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::stats_area::{AreaRole, AreaSnapshot, DeadWorker, StatsArea, StoreFigures};
+use super::stats_area::{
+    AreaRole, AreaSnapshot, ConnectionFigures, DeadWorker, StatsArea, StoreFigures,
+};
 use super::{Directory, Registration};
 use crate::ids::WorkerId;
 use crate::shm::{CleanupReport, Session, ShmError};
@@ -48,7 +53,7 @@ use crate::transport::Endpoint;
 /// The name a node registers under in its session's directory.
 pub const NODE_NAME: &str = "shmwire-node";
 
-pub use super::http::{HTTP_MAX_CONNECTIONS, HTTP_TIMEOUT};
+pub use super::http::{HTTP_MAX_CONNECTIONS, HTTP_TIMEOUT, INSPECT_QUEUE, INSPECT_TIMEOUT};
 
 /// How a [`Node`] runs.
 #[derive(Debug, Clone)]
@@ -88,9 +93,19 @@ pub enum NodeError {
     /// The session (its directory, a segment, the cleanup pass).
     #[error("session: {0}")]
     Session(#[from] ShmError),
-    /// The directory: typically another node of this session is running.
+    /// The directory: no random source for the node's id.
     #[error("directory: {0}")]
     Directory(String),
+    /// Opening the session's directory of workers.
+    #[error("directory: {0}")]
+    Lookup(#[from] crate::transport::LookupError),
+    /// Registering the node's entry (its OS error is the source).
+    #[error("directory: {0}")]
+    Register(#[from] crate::transport::PublishError),
+    /// The node lock: another node of this session runs (its pid named),
+    /// or the lock file could not be made.
+    #[error(transparent)]
+    Lock(#[from] super::node_lock::NodeLockError),
     /// The object store.
     #[error("store: {0}")]
     Store(#[from] StoreError),
@@ -135,6 +150,8 @@ pub struct Node {
     /// Serves pulls of the store's objects; stopped before the store.
     pull: Option<PullServer>,
     registration: Option<Registration>,
+    /// The session's node lock, held for the node's life.
+    lock: Option<super::node_lock::NodeLock>,
     area: Option<StatsArea>,
     snap: AreaSnapshot,
     addr: SocketAddr,
@@ -156,14 +173,18 @@ fn now_ms() -> u64 {
 
 impl Node {
     /// Starts the node of `session`: cleans up what dead processes left
-    /// (a SIGKILLed predecessor node's entry, store arena and area
-    /// included), registers as [`NODE_NAME`] (refused while another node
-    /// of the session lives), starts the store, the HTTP endpoint and the
+    /// (a SIGKILLed predecessor node's entry, lock, store arena and area
+    /// included), takes the session's node lock (`.node.lock`, an
+    /// exclusive `flock` held for the node's life: [`NodeError::Lock`]
+    /// naming the live node's pid while another node runs), registers as
+    /// [`NODE_NAME`], starts the store, the HTTP endpoint and the
     /// statistics area.
     pub fn start(session: &Session, config: NodeConfig) -> Result<Self, NodeError> {
         session.cleanup_stale()?;
-        let directory =
-            Directory::for_session(session).map_err(|e| NodeError::Directory(e.to_string()))?;
+        // One node per session: the kernel's lock decides, not a file's
+        // content (a dead node's lock is free; the pass above removed it).
+        let lock = super::node_lock::NodeLock::acquire(session)?;
+        let directory = Directory::for_session(session)?;
         let id = WorkerId::try_from_random().map_err(|e| {
             NodeError::Directory(format!("no random source for the node's id: {e}"))
         })?;
@@ -178,9 +199,7 @@ impl Node {
         let mut endpoint = Endpoint::new(id);
         endpoint.name = Some(NODE_NAME.to_owned());
         endpoint.tcp = Some(addr);
-        let registration = directory
-            .register(&endpoint)
-            .map_err(|e| NodeError::Directory(e.to_string()))?;
+        let registration = directory.register(&endpoint)?;
         let mut store_config = StoreConfig::new(config.store_capacity);
         if let Some(d) = &config.fallback_dir {
             store_config = store_config.fallback_dir(d);
@@ -215,6 +234,7 @@ impl Node {
             store: Some(store),
             pull: Some(pull),
             registration: Some(registration),
+            lock: Some(lock),
             area: Some(area),
             snap: AreaSnapshot::new(AreaRole::Node),
             addr,
@@ -325,10 +345,14 @@ impl Node {
     }
 
     fn publish(&mut self) {
-        self.snap.store = self
-            .store
+        let snap = self.store.as_ref().map(StoreService::snapshot);
+        // The node serves no task connections: its area's connections are
+        // its store service's clients.
+        self.snap.connections = snap
             .as_ref()
-            .map(|s| StoreFigures::from(&s.snapshot()));
+            .map(|s| s.clients.iter().map(ConnectionFigures::from).collect())
+            .unwrap_or_default();
+        self.snap.store = snap.as_ref().map(StoreFigures::from);
         if let Some(a) = &mut self.area {
             a.publish(&self.snap);
         }
@@ -372,6 +396,9 @@ impl Node {
         let store = self.store.take().map(StoreService::shutdown);
         self.area = None;
         self.registration = None;
+        // Removed while held, then released: the pass that follows sees
+        // no live node.
+        self.lock = None;
         if let Some(r) = store {
             r?;
         }

@@ -15,7 +15,7 @@
 //! | 10 | store present (0/1) · 11 capacity · 12 used · 13 objects · 14 sealed · 15 evictable · 16 fallback objects |
 //! | 17..32 | reserved (0) |
 //! | 32.. | [`MAX_HANDLERS`] handlers × 16: name length, name (64 bytes), count, queueing sum and max, execution sum and max (ns), 2 reserved |
-//! | then | [`MAX_CONNECTIONS`] connections × 12: peer id (28 bytes in 4 words), transport (1 shm, 2 TCP), ring figures present, rx used, rx capacity, tx used, tx capacity, bytes queued to send, reserved |
+//! | then | [`MAX_CONNECTIONS`] connections × 12: peer id (28 bytes in 4 words), transport (1 shm, 2 TCP), ring figures present, rx used, rx capacity, tx used, tx capacity, bytes queued to send, peer pid (0: unknown) |
 //! | then | [`MAX_OBJECTS`] objects × 8: id (4 words), state (1 unsealed, 2 sealed, 3 delete pending), data size, holders, in a fallback file (0/1) |
 //! | then | [`MAX_DEAD`] dead workers × 16: id (4 words), pid, when its death was seen (ms since the epoch), name length, name (64 bytes), reserved |
 //!
@@ -120,6 +120,9 @@ impl HandlerFigures {
 pub struct ConnectionFigures {
     /// The caller.
     pub peer: WorkerId,
+    /// The caller's pid (shared memory: the kernel's `SO_PEERCRED` of its
+    /// bootstrap socket; `None` over TCP or when unknown).
+    pub pid: Option<u32>,
     /// Its transport.
     pub transport: TransportKind,
     /// How full its rings are (shared memory only).
@@ -171,6 +174,18 @@ impl From<&StoreSnapshot> for StoreFigures {
     }
 }
 
+impl From<&crate::store::ClientConnection> for ConnectionFigures {
+    fn from(c: &crate::store::ClientConnection) -> Self {
+        Self {
+            peer: c.peer,
+            pid: c.pid,
+            transport: c.transport,
+            ring: c.ring,
+            pending_send: c.pending_send,
+        }
+    }
+}
+
 /// A worker whose death the node saw (its leftovers were then removed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadWorker {
@@ -195,7 +210,8 @@ pub struct AreaSnapshot {
     pub updated_unix_ms: u64,
     /// Per-handler figures (a worker's).
     pub handlers: Vec<HandlerFigures>,
-    /// Connections served (a worker's).
+    /// Connections served: a worker's callers, or the node's store
+    /// clients.
     pub connections: Vec<ConnectionFigures>,
     /// The store (the node's).
     pub store: Option<StoreFigures>,
@@ -450,6 +466,7 @@ impl StatsArea {
                 r.tx_used as u64,
                 r.tx_capacity as u64,
                 c.pending_send,
+                c.pid.map_or(0, u64::from),
             ]
             .into_iter()
             .enumerate()
@@ -670,6 +687,10 @@ fn parse(buf: &[u8]) -> Result<AreaSnapshot, String> {
             transport,
             ring,
             pending_send: word(at + 10),
+            pid: match word(at + 11) {
+                0 => None,
+                p => Some(u32::try_from(p).map_err(|_| format!("peer pid {p}"))?),
+            },
         });
     }
     let store = match word(10) {
@@ -768,6 +789,7 @@ mod tests {
         });
         s.connections.push(ConnectionFigures {
             peer: WorkerId::from_array([7; 28]),
+            pid: Some(4242),
             transport: TransportKind::Shm,
             ring: Some(RingFill {
                 rx_used: 16,
@@ -828,6 +850,7 @@ mod tests {
             (HANDLERS_AT, 65),
             (CONNS_AT + 4, 9),
             (CONNS_AT + 6, 1 << 40),
+            (CONNS_AT + 11, 1 << 40),
             (12, u64::MAX),
             (OBJECTS_AT + 4, 0),
             (4, 7),

@@ -81,6 +81,10 @@ pub const TOKEN_FILE: &str = ".token";
 pub const ENTRY_PREFIX: &str = ".w-";
 /// Suffix of a node directory entry.
 pub const ENTRY_SUFFIX: &str = ".entry";
+/// The node's lock (`node::Node`): held exclusively by the session's one
+/// node for its life, so a second node is refused by the kernel; removed
+/// by the cleanup pass once its lock is free.
+pub const NODE_LOCK_FILE: &str = ".node.lock";
 /// Tag of a bootstrap socket: `.s-<owner stem>-<n>.sock`.
 pub const SOCKET_TAG: &str = "s";
 /// Tag of a temporary file: `.tmp-<owner stem>-<what>-<n>`.
@@ -101,6 +105,8 @@ pub(crate) enum FileKind {
     OwnerLockTmp,
     /// `.w-<id>.entry`: a directory entry (self-locked).
     Entry,
+    /// [`NODE_LOCK_FILE`]: the node's lock (self-locked).
+    NodeLock,
     /// `.s-<stem>-…` or `.tmp-<stem>-…`: owned by `proc-<stem>.lock`.
     Owned(String),
     /// A segment name (ownership in its header).
@@ -136,6 +142,7 @@ pub(crate) fn classify(name: &str) -> FileKind {
     match name {
         SESSION_MARKER => return FileKind::Marker,
         TOKEN_FILE => return FileKind::Token,
+        NODE_LOCK_FILE => return FileKind::NodeLock,
         _ => {}
     }
     if let Some(stem) = name
@@ -242,6 +249,7 @@ mod tests {
         );
         assert_eq!(classify(".w-0a0b.entry"), FileKind::Entry);
         assert_eq!(classify(".token"), FileKind::Token);
+        assert_eq!(classify(".node.lock"), FileKind::NodeLock);
         assert_eq!(classify(".shmwire-session"), FileKind::Marker);
         assert_eq!(classify("ring-1-2-c2s"), FileKind::Segment);
         for foreign in [

@@ -13,6 +13,7 @@
 //! | a segment | the lock file named in its header's creator tag |
 //! | `.s-<stem>-<n>.sock`, `.tmp-<stem>-…` | `proc-<stem>.lock` (by name) |
 //! | `.w-<id>.entry` (node directory) | itself: held by its `Registration` |
+//! | `.node.lock` | itself: held by the session's node for its life |
 //! | `.token`, `.shmwire-session` | the session: go when nothing live remains |
 //!
 //! A file is removed only when its owner is dead, while the cleaner holds
@@ -792,7 +793,11 @@ impl Session {
                     list.push(name);
                 }
                 FileKind::Segment if regular => st.segments += 1,
-                FileKind::Marker | FileKind::Token | FileKind::OwnerLockTmp if regular => {}
+                FileKind::Marker
+                | FileKind::Token
+                | FileKind::OwnerLockTmp
+                | FileKind::NodeLock
+                    if regular => {}
                 FileKind::Owned(_) if regular || md.file_type().is_socket() => {}
                 _ => st
                     .foreign
@@ -936,22 +941,24 @@ impl Session {
                         report.live_owners.push(name);
                     }
                 }
-                FileKind::OwnerLockTmp | FileKind::Entry => match probe_owner(&path) {
-                    Ok(OwnerState::Live) => report.live_other.push(name),
-                    Ok(OwnerState::Dead(held)) => match remove_held(dry, &held, &path) {
-                        Ok(true) if matches!(kind, FileKind::Entry) => {
-                            report.removed_other.push(name)
+                FileKind::OwnerLockTmp | FileKind::Entry | FileKind::NodeLock => {
+                    match probe_owner(&path) {
+                        Ok(OwnerState::Live) => report.live_other.push(name),
+                        Ok(OwnerState::Dead(held)) => match remove_held(dry, &held, &path) {
+                            Ok(true) if matches!(kind, FileKind::Entry) => {
+                                report.removed_other.push(name)
+                            }
+                            Ok(true) => report.removed_lock_files.push(name),
+                            Ok(false) => {}
+                            Err(e) => errors.push(ShmError::io("unlink", &path, e).to_string()),
+                        },
+                        Ok(OwnerState::Missing) => {}
+                        Err(e) => {
+                            errors.push(ShmError::io("flock", &path, e).to_string());
+                            report.live_other.push(name);
                         }
-                        Ok(true) => report.removed_lock_files.push(name),
-                        Ok(false) => {}
-                        Err(e) => errors.push(ShmError::io("unlink", &path, e).to_string()),
-                    },
-                    Ok(OwnerState::Missing) => {}
-                    Err(e) => {
-                        errors.push(ShmError::io("flock", &path, e).to_string());
-                        report.live_other.push(name);
                     }
-                },
+                }
                 FileKind::Marker | FileKind::Token => session_files.push(name),
                 FileKind::Owned(_) | FileKind::Segment => later.push((name, kind)),
                 FileKind::Foreign => unreachable!("handled above"),

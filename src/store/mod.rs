@@ -109,7 +109,7 @@ pub use service::{
 pub use shared::DEFAULT_INDEX_ENTRIES;
 #[cfg(not(shmwire_loom))]
 pub use table::{
-    footprint, ClientId, DeleteOutcome, Fallback, Location, Notification, ObjectState,
-    ObjectSummary, ObjectTable, ObjectView, SharedIndex, StoreSnapshot, TableStats,
+    footprint, ClientConnection, ClientId, DeleteOutcome, Fallback, Location, Notification,
+    ObjectState, ObjectSummary, ObjectTable, ObjectView, SharedIndex, StoreSnapshot, TableStats,
     MAX_ARENA_CAPACITY, MAX_METADATA_LEN, MAX_OBJECT_SIZE, OBJECT_ALIGN,
 };

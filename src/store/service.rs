@@ -24,12 +24,14 @@ use super::arena::{create_arena, FallbackFiles, FileFallback, Span};
 use super::error::StoreError;
 use super::protocol::{Reply, Request, WireError, WireIndex, WireObject, STORE_PROTOCOL_VERSION};
 use super::shared::{IndexLiveness, ServiceIndex, SlotOutbox, DEFAULT_INDEX_ENTRIES};
-use super::table::{ClientId, Location, ObjectTable, StoreSnapshot, OBJECT_ALIGN};
+use super::table::{
+    ClientConnection, ClientId, Location, ObjectTable, StoreSnapshot, OBJECT_ALIGN,
+};
 use crate::ids::{ObjectId, WorkerId};
 use crate::shm::{AnonSegment, Session};
 use crate::spec::{self, Encoder};
 use crate::transport::{
-    AnyConnection, ListenOptions, Listener, MessageConnection, Mux, MuxEvent, PeerKey,
+    AnyConnection, Connection, ListenOptions, Listener, MessageConnection, Mux, MuxEvent, PeerKey,
     SessionToken, ShmOptions, TransportConfig, WorkerLookup,
 };
 use crate::wake::WaitStrategy;
@@ -198,6 +200,7 @@ impl StoreService {
                 shm: Some(ShmOptions::with_wait(WaitStrategy::eventfd())),
                 tcp: None,
                 name: Some(config.name.clone()),
+                stats: None,
             },
             directory,
         )?;
@@ -243,8 +246,9 @@ impl StoreService {
         })
     }
 
-    /// The store's counts and its [`SNAPSHOT_OBJECTS`] largest objects, as
-    /// the service thread last published them (at start, then every 100 ms
+    /// The store's counts, its [`SNAPSHOT_OBJECTS`] largest objects and
+    /// its client connections (with their rings' fill), as the service
+    /// thread last published them (at start, then every 100 ms
     /// while it runs). For inspection: never waits for the service.
     pub fn snapshot(&self) -> StoreSnapshot {
         self.snapshot
@@ -678,7 +682,16 @@ impl Service {
             return;
         }
         self.snapshot_at = Some(now);
-        let snap = self.table.snapshot(SNAPSHOT_OBJECTS);
+        let mut snap = self.table.snapshot(SNAPSHOT_OBJECTS);
+        for (_, conn) in self.mux.iter_mut() {
+            snap.clients.push(ClientConnection {
+                peer: conn.peer_worker_id(),
+                pid: conn.peer_pid(),
+                transport: conn.kind(),
+                ring: conn.ring_fill(),
+                pending_send: conn.pending_send_bytes() as u64,
+            });
+        }
         *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = snap;
     }
 

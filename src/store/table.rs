@@ -108,6 +108,27 @@ pub struct StoreSnapshot {
     pub stats: TableStats,
     /// The largest objects, largest first (at most the number asked for).
     pub largest: Vec<ObjectSummary>,
+    /// The service's client connections (filled by
+    /// [`StoreService::snapshot`](crate::store::StoreService::snapshot);
+    /// the table, which knows no connections, leaves it empty).
+    pub clients: Vec<ClientConnection>,
+}
+
+/// One client connection of a store service, for inspection (as a worker
+/// publishes the connections it serves; `docs/node.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientConnection {
+    /// The client's worker id (a `StoreClient` makes one per connection).
+    pub peer: crate::ids::WorkerId,
+    /// The client's pid (`SO_PEERCRED` of its bootstrap socket; `None` if
+    /// the kernel did not say).
+    pub pid: Option<u32>,
+    /// Its transport (the store accepts shared memory only).
+    pub transport: crate::transport::TransportKind,
+    /// How full its two rings are (bytes not yet released, and capacity).
+    pub ring: Option<crate::transport::RingFill>,
+    /// Bytes of replies queued to send, not yet in the ring.
+    pub pending_send: u64,
 }
 
 /// What subscribers hear.
@@ -423,6 +444,7 @@ impl ObjectTable {
         StoreSnapshot {
             stats: self.stats(),
             largest,
+            clients: Vec::new(),
         }
     }
 

@@ -1,5 +1,5 @@
-//! Descriptors over a Unix stream (`SCM_RIGHTS`), and the hang-up probe of
-//! a connected socket.
+//! Descriptors over a Unix stream (`SCM_RIGHTS`), the hang-up probe of a
+//! connected socket, and its peer's pid (`SO_PEERCRED`).
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
@@ -11,6 +11,14 @@ use rustix::net::{
     RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
     SendAncillaryMessage, SendFlags,
 };
+
+/// The pid of the process at the other end of a connected Unix socket, as
+/// the kernel recorded it when the connection was made (`SO_PEERCRED`);
+/// `None` if the kernel does not say.
+pub(crate) fn peer_pid(sock: impl AsFd) -> Option<u32> {
+    let cred = rustix::net::sockopt::socket_peercred(sock).ok()?;
+    u32::try_from(cred.pid.as_raw_nonzero().get()).ok()
+}
 
 /// Most descriptors one message carries.
 pub(crate) const MAX_FDS: usize = 4;

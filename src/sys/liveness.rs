@@ -102,6 +102,29 @@ pub(crate) fn remove_if_same(held: &File, path: &Path) -> io::Result<bool> {
     }
 }
 
+/// The pid of the process the kernel names as the holder of an exclusive
+/// `flock` on `file` (the `FLOCK … WRITE` line of `/proc/locks` for its
+/// device and inode; waiters, `->` lines, are skipped). `None` when no
+/// such lock is listed or `/proc/locks` cannot be read. The pid is the
+/// one that took the lock, in our pid namespace; for messages only.
+pub(crate) fn flock_holder(file: &File) -> Option<u32> {
+    let md = file.metadata().ok()?;
+    let dev = md.dev();
+    let key = format!(
+        "{:02x}:{:02x}:{}",
+        rustix::fs::major(dev),
+        rustix::fs::minor(dev),
+        md.ino()
+    );
+    let text = std::fs::read_to_string("/proc/locks").ok()?;
+    text.lines().find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        (f.len() >= 6 && f[1] == "FLOCK" && f[3] == "WRITE" && f[5] == key)
+            .then(|| f[4].parse().ok())
+            .flatten()
+    })
+}
+
 /// Whether process `pid` exists (`kill(pid, 0)`: `ESRCH` is the only
 /// "no"; a process of another user, `EPERM`, exists). `None` for pids that
 /// name no single process (0, or beyond `i32`).

@@ -74,6 +74,16 @@ impl AnyConnection {
             AnyConnection::Shm(c) => Some(c.ring_fill()),
         }
     }
+
+    /// The peer's pid over shared memory (the kernel's `SO_PEERCRED` of
+    /// the bootstrap socket); `None` over TCP, whose peer may be on
+    /// another host. For inspection only.
+    pub fn peer_pid(&self) -> Option<u32> {
+        match self {
+            AnyConnection::Tcp(_) => None,
+            AnyConnection::Shm(c) => c.peer_pid(),
+        }
+    }
 }
 
 impl Connection for AnyConnection {
@@ -379,6 +389,9 @@ pub struct ListenOptions {
     pub tcp: Option<SocketAddr>,
     /// Register under this name in the directory.
     pub name: Option<String>,
+    /// What the directory entry says about the process's statistics area
+    /// ([`Endpoint::stats`]; `None`: it keeps none).
+    pub stats: Option<super::StatsState>,
 }
 
 /// A caller's hello in progress, on either transport.
@@ -481,6 +494,7 @@ impl Listener {
         let max_pending = config.max_pending_hellos.max(1);
         let mut endpoint = Endpoint::new(config.worker_id);
         endpoint.name = opts.name.clone();
+        endpoint.stats = opts.stats.clone();
         let tcp = match opts.tcp {
             Some(addr) => {
                 let l = TcpListener::bind(addr, config.clone())?;

@@ -26,6 +26,41 @@ pub struct Endpoint {
     pub unix_socket: Option<PathBuf>,
     /// The TCP address it listens on.
     pub tcp: Option<SocketAddr>,
+    /// Whether it publishes a statistics area (`shmwire inspect` reads
+    /// it): `None` for a process that keeps none (a store service, a bare
+    /// listener), so a missing area is only an error when it says it has
+    /// one, or says why it has none.
+    pub stats: Option<StatsState>,
+}
+
+/// What an [`Endpoint`] says about its statistics area (`node::StatsArea`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatsState {
+    /// It publishes one (named after its pid and worker id).
+    Published,
+    /// It has none, and why (e.g. the error creating it on a full tmpfs);
+    /// at most [`MAX_STATS_REASON`] bytes, control characters replaced.
+    Unavailable(String),
+}
+
+/// Longest reason a [`StatsState::Unavailable`] keeps, in bytes.
+pub const MAX_STATS_REASON: usize = 512;
+
+impl StatsState {
+    /// An `Unavailable` of `reason`, cut at [`MAX_STATS_REASON`] bytes (at a
+    /// character boundary) with control characters (a newline would end
+    /// the entry's line) replaced by spaces.
+    pub fn unavailable(reason: &str) -> Self {
+        let clean: String = reason
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        let mut cut = clean.len().min(MAX_STATS_REASON);
+        while !clean.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        StatsState::Unavailable(clean[..cut].to_owned())
+    }
 }
 
 impl Endpoint {
@@ -37,11 +72,13 @@ impl Endpoint {
             pid: std::process::id(),
             unix_socket: None,
             tcp: None,
+            stats: None,
         }
     }
 
     /// The entry-file form: `key=value` lines (`worker_id`, `pid`, and
-    /// `name`, `unix`, `tcp` when set).
+    /// `name`, `unix`, `tcp`, `stats` when set; `stats` is `published` or
+    /// `unavailable:<reason>`).
     pub fn encode(&self) -> String {
         let mut s = format!("worker_id={}\npid={}\n", self.worker_id, self.pid);
         if let Some(n) = &self.name {
@@ -52,6 +89,15 @@ impl Endpoint {
         }
         if let Some(a) = &self.tcp {
             s += &format!("tcp={a}\n");
+        }
+        match &self.stats {
+            None => {}
+            Some(StatsState::Published) => s += "stats=published\n",
+            Some(StatsState::Unavailable(why)) => {
+                if let StatsState::Unavailable(why) = StatsState::unavailable(why) {
+                    s += &format!("stats=unavailable:{why}\n");
+                }
+            }
         }
         s
     }
@@ -67,6 +113,7 @@ impl Endpoint {
             pid: 0,
             unix_socket: None,
             tcp: None,
+            stats: None,
         };
         for line in text.lines() {
             let (k, v) = line.split_once('=')?;
@@ -76,6 +123,13 @@ impl Endpoint {
                 "name" => e.name = Some(v.to_owned()),
                 "unix" => e.unix_socket = Some(PathBuf::from(v)),
                 "tcp" => e.tcp = Some(v.parse().ok()?),
+                "stats" => {
+                    e.stats = Some(match v.strip_prefix("unavailable:") {
+                        Some(why) => StatsState::unavailable(why),
+                        None if v == "published" => StatsState::Published,
+                        None => return None,
+                    })
+                }
                 _ => {} // newer fields are ignored
             }
         }

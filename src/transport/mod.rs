@@ -78,7 +78,9 @@ pub use crate::ids::WorkerId;
 pub use any::{AcceptStats, AnyConnection, AnyFrame, Connector, ListenOptions, Listener};
 pub use error::{ConnectError, RecvError, SendError};
 pub use handshake::{SessionToken, PROTOCOL_VERSION};
-pub use lookup::{Endpoint, LookupError, PublishError, Published, WorkerLookup};
+pub use lookup::{
+    Endpoint, LookupError, PublishError, Published, StatsState, WorkerLookup, MAX_STATS_REASON,
+};
 pub use message::MessageConnection;
 pub use mux::{Mux, MuxConnection, MuxEvent, MuxWaker, PeerKey};
 pub use shm::{connect_shm, ShmConnection, ShmFrame, ShmListener, ShmOptions};

@@ -40,7 +40,7 @@ use crate::spec::{
 use crate::store::{ObjectBuffer, StoreClient, StoreError};
 use crate::transport::{
     AnyConnection, Connection, ListenOptions, Listener, MessageConnection, Mux, MuxConnection,
-    MuxEvent, MuxWaker, PeerKey, ShmOptions, TransportConfig, TransportKind,
+    MuxEvent, MuxWaker, PeerKey, ShmOptions, StatsState, TransportConfig, TransportKind,
 };
 
 use super::concurrency::{ActorPools, Completion, ConcurrencyConfig, Job};
@@ -406,6 +406,13 @@ impl Worker {
         let token = crate::node::load_or_create_token(session)?;
         let mut config = TransportConfig::new(options.worker_id, token);
         config.send_timeout = options.reply_timeout;
+        // The area first, so the directory entry can say whether there is
+        // one (and why not: `shmwire inspect` shows it).
+        let (area, stats_state) =
+            match super::stats::PublishedStats::create(session, &options.worker_id) {
+                Ok(a) => (Some(a), StatsState::Published),
+                Err(why) => (None, StatsState::unavailable(&why)),
+            };
         let listener = Listener::bind(
             session,
             config,
@@ -413,6 +420,7 @@ impl Worker {
                 shm: options.shm.clone(),
                 tcp: options.tcp,
                 name: options.name.clone(),
+                stats: Some(stats_state),
             },
             &crate::node::Directory::for_session(session)?,
         )?;
@@ -420,7 +428,6 @@ impl Worker {
         if let Some(a) = options.object_manager_address {
             address.object_manager_address = a.to_string();
         }
-        let area = super::stats::PublishedStats::create(session, &options.worker_id);
         let mut mux = Mux::new()?;
         // Idle waits follow the shm wait strategy (spin, or spin for its
         // window and then sleep), or spin throughout if asked.

@@ -161,18 +161,21 @@ pub(crate) struct PublishedStats {
 }
 
 impl PublishedStats {
-    /// The area of worker `id` in `session`; `None` (with a warning) if
-    /// the segment cannot be made — the worker then serves without it.
-    pub(crate) fn create(session: &Session, id: &crate::ids::WorkerId) -> Option<Self> {
+    /// The area of worker `id` in `session`; if the segment cannot be
+    /// made (a full tmpfs, say), a warning and the reason (the error's
+    /// text, which names the path and the OS error), which the worker puts in its directory entry
+    /// (`StatsState::Unavailable`, shown by `shmwire inspect`) and then
+    /// serves without an area.
+    pub(crate) fn create(session: &Session, id: &crate::ids::WorkerId) -> Result<Self, String> {
         match StatsArea::create(session, id) {
-            Ok(area) => Some(Self {
+            Ok(area) => Ok(Self {
                 area,
                 last: None,
                 snap: AreaSnapshot::new(AreaRole::Worker),
             }),
             Err(e) => {
                 tracing::warn!(error = %e, "worker: no statistics area");
-                None
+                Err(e.to_string())
             }
         }
     }
@@ -209,6 +212,7 @@ impl PublishedStats {
         for (_, conn) in mux.iter_mut() {
             self.snap.connections.push(ConnectionFigures {
                 peer: conn.peer_worker_id(),
+                pid: conn.peer_pid(),
                 transport: conn.kind(),
                 ring: conn.ring_fill(),
                 pending_send: conn.pending_send_bytes() as u64,

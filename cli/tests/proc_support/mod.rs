@@ -92,3 +92,52 @@ pub fn wait_for(out: &mut BufReader<ChildStdout>, marker: &str) -> String {
         }
     }
 }
+
+/// A small tmpfs mounted for a test (needs root, as in CI), unmounted
+/// (lazily) when dropped.
+pub struct SmallTmpfs(pub tempfile::TempDir);
+
+impl SmallTmpfs {
+    /// Mounts a tmpfs of `size` (`mount -o size=…`, e.g. `"2m"`) on a fresh
+    /// temporary directory; the error says why it could not (not root, no
+    /// `mount`).
+    pub fn mount(size: &str) -> Result<Self, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700")])
+            .arg("tmpfs")
+            .arg(dir.path())
+            .output()
+            .map_err(|e| format!("running mount: {e}"))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
+        }
+        Ok(Self(dir))
+    }
+
+    /// Its mount point.
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+
+    /// Fills it with a file `filler` until a write fails (full), then
+    /// gives `leave` bytes back (tmpfs frees the truncated pages).
+    pub fn fill_leaving(&self, leave: u64) {
+        use std::io::Write;
+        let path = self.path().join("filler");
+        let mut f = fs::File::create(&path).unwrap();
+        let chunk = vec![0xAB_u8; 4096];
+        while f.write_all(&chunk).is_ok() {}
+        let len = f.metadata().unwrap().len();
+        f.set_len(len.saturating_sub(leave)).unwrap();
+    }
+}
+
+impl Drop for SmallTmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.0.path())
+            .status();
+    }
+}

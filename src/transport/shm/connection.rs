@@ -74,6 +74,8 @@ pub struct ShmConnection {
     live: Arc<SocketLiveness>,
     my_efd: EventFd,
     peer: WorkerId,
+    /// The peer's pid (`SO_PEERCRED`, read once at the handshake).
+    peer_pid: Option<u32>,
     peer_max_frame: usize,
     max_frame: usize,
     send_timeout: Duration,
@@ -210,6 +212,7 @@ impl ShmConnection {
             dead: AtomicBool::new(false),
         });
         let peer_max_frame = peer_max_frame.min(tx.max_payload());
+        let peer_pid = crate::sys::fdpass::peer_pid(&sock);
         Ok(Self {
             tx_waiter: waiter(opts, &my_efd, &live),
             rx_waiter: waiter(opts, &my_efd, &live),
@@ -219,6 +222,7 @@ impl ShmConnection {
             live,
             my_efd,
             peer,
+            peer_pid,
             peer_max_frame,
             max_frame: config.max_frame_len,
             send_timeout: config.send_timeout,
@@ -277,6 +281,14 @@ impl ShmConnection {
             tx_used: self.tx.as_ref().map_or(0, |p| p.fill()),
             tx_capacity: self.tx.as_ref().map_or(0, |p| p.capacity()),
         }
+    }
+
+    /// The pid of the peer's process, as the kernel recorded it when its
+    /// bootstrap socket connected (`SO_PEERCRED`; `None` if the kernel
+    /// does not say). Informational: pids are reused, so liveness is never
+    /// decided by it.
+    pub fn peer_pid(&self) -> Option<u32> {
+        self.peer_pid
     }
 
     /// Checks the peer's socket now (non-blocking). `false` once it is dead.

@@ -1,0 +1,195 @@
+//! One node per session, by a kernel lock: the node holds an exclusive
+//! `flock` on [`NODE_LOCK_FILE`] in the session directory for its whole
+//! life. The kernel drops it when the node dies, however it dies, so the
+//! answer to "does a node run here?" never depends on what a file
+//! *says* — a scribbled directory entry can neither let a second node in
+//! nor keep a restarted one out. A refusal names the holder's pid as the
+//! kernel lists it (`/proc/locks`); the pid the holder wrote into the
+//! file is used only when the kernel's list does not name it.
+//!
+//! Taking it: open the file if it exists and try the lock (held: a node
+//! lives, unless a cleaner is probing it this instant — asked again for a
+//! short while); got it: the node before us died, and the file is ours if
+//! its name still names it (a cleaner may have removed it meanwhile: try
+//! again). Missing: make a locked temporary file (owned by this process's
+//! lock in the session, so cleanup removes it if we die) and `link` it to
+//! the name, which fails if another node made it first. The session's
+//! cleanup pass removes the file once its lock is free (`shm::session`).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, ErrorKind};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::shm::{temp_path_in, Session, ShmError, NODE_LOCK_FILE};
+use crate::sys::liveness::{flock_holder, remove_if_same, try_lock_exclusive};
+
+/// How long a held lock is asked again before a node is refused (a
+/// cleaner probing a dead node's lock holds it for a moment).
+const HELD_RETRIES: u32 = 25;
+
+/// Why the node lock was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeLockError {
+    /// Another node of the session lives: it holds the lock.
+    #[error("another node runs in session {session} ({}; it holds {})", pid_text(*pid), path.display())]
+    Held {
+        /// The session's name.
+        session: String,
+        /// The holder's pid: the kernel's (`/proc/locks`), else what the
+        /// lock file says (`None`: neither).
+        pid: Option<u32>,
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// The file system.
+    #[error(transparent)]
+    Io(#[from] ShmError),
+}
+
+fn pid_text(pid: Option<u32>) -> String {
+    match pid {
+        Some(p) => format!("pid {p}"),
+        None => "its pid unreadable".into(),
+    }
+}
+
+/// The held node lock; dropping it removes the file (while still holding
+/// the lock, so nobody takes a file that is about to go) and releases it.
+#[derive(Debug)]
+pub(crate) struct NodeLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl NodeLock {
+    /// Takes the lock of `session` (see the module docs).
+    pub(crate) fn acquire(session: &Session) -> Result<Self, NodeLockError> {
+        let dir = session.dir();
+        let path = dir.join(NODE_LOCK_FILE);
+        let io = |op: &'static str, p: &Path| {
+            let p = p.to_owned();
+            move |e: io::Error| NodeLockError::Io(ShmError::io(op, p, e))
+        };
+        let mut held = 0;
+        // Each turn either takes the lock or sees the file change under it
+        // (made, removed) or held; bounded.
+        for _ in 0..(HELD_RETRIES + 100) {
+            match OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(crate::sys::fs::O_NOFOLLOW | crate::sys::fs::O_NONBLOCK)
+                .open(&path)
+            {
+                Ok(file) => {
+                    if !file.metadata().map_err(io("stat", &path))?.is_file() {
+                        return Err(io("open node lock", &path)(io::Error::new(
+                            ErrorKind::InvalidInput,
+                            "not a regular file (remove it)",
+                        )));
+                    }
+                    if try_lock_exclusive(&file).map_err(io("flock", &path))? {
+                        if same_file(&file, &path) {
+                            let lock = Self { file, path };
+                            lock.write_pid();
+                            return Ok(lock);
+                        }
+                        // Removed by a cleaner after the open: again.
+                        continue;
+                    }
+                    held += 1;
+                    if held >= HELD_RETRIES {
+                        return Err(NodeLockError::Held {
+                            session: session.name().to_owned(),
+                            pid: flock_holder(&file).or_else(|| read_pid(&file)),
+                            path,
+                        });
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    if let Some(lock) = Self::create(dir, &path)? {
+                        return Ok(lock);
+                    }
+                }
+                Err(e) => return Err(io("open node lock", &path)(e)),
+            }
+        }
+        Err(io("take node lock", &path)(io::Error::new(
+            ErrorKind::WouldBlock,
+            "the lock file kept changing",
+        )))
+    }
+
+    /// Makes the file under a temporary name, locked, then links it to
+    /// `path`; `None` if another node linked one first.
+    fn create(dir: &Path, path: &Path) -> Result<Option<Self>, NodeLockError> {
+        let tmp = temp_path_in(dir, "node-lock")?;
+        let io = |op: &'static str, p: &Path| {
+            let p = p.to_owned();
+            move |e: io::Error| NodeLockError::Io(ShmError::io(op, p, e))
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(crate::sys::fs::O_NOFOLLOW)
+            .open(&tmp)
+            .map_err(io("create node lock", &tmp))?;
+        let result = (|| {
+            // Nobody else can hold a lock on a file we have just made.
+            if !try_lock_exclusive(&file).map_err(io("flock", &tmp))? {
+                return Err(io("flock", &tmp)(ErrorKind::WouldBlock.into()));
+            }
+            match fs::hard_link(&tmp, path) {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
+                Err(e) => Err(io("link node lock", path)(e)),
+            }
+        })();
+        let _ = fs::remove_file(&tmp);
+        match result {
+            Ok(true) => {
+                let lock = Self {
+                    file,
+                    path: path.to_owned(),
+                };
+                lock.write_pid();
+                Ok(Some(lock))
+            }
+            Ok(false) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes this process's pid into the file (for a refused node's
+    /// message; a failure, e.g. a full file system, only loses that).
+    fn write_pid(&self) {
+        let text = format!("{}\n", std::process::id());
+        let _ = self.file.set_len(0);
+        let _ = self.file.write_all_at(text.as_bytes(), 0);
+    }
+}
+
+impl Drop for NodeLock {
+    fn drop(&mut self) {
+        let _ = remove_if_same(&self.file, &self.path);
+    }
+}
+
+/// Whether `path` still names the file `file` has open.
+fn same_file(file: &File, path: &Path) -> bool {
+    match (file.metadata(), fs::symlink_metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// The pid a holder wrote (at most 32 bytes read; anything else: `None`).
+fn read_pid(file: &File) -> Option<u32> {
+    let mut buf = [0u8; 32];
+    let n = file.read_at(&mut buf, 0).ok()?;
+    std::str::from_utf8(&buf[..n]).ok()?.trim().parse().ok()
+}
