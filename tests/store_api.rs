@@ -304,13 +304,18 @@ fn fallback_directory_takes_what_does_not_fit() {
 #[test]
 fn fallback_on_a_missing_directory_is_refused_at_start() {
     let env = Env::new("fallbackbad");
-    assert!(matches!(
-        StoreService::start(
-            &env.session,
-            StoreConfig::new(SLOT).fallback_dir("/nonexistent/shmwire-store")
-        ),
-        Err(StoreError::InvalidConfig(_))
-    ));
+    match StoreService::start(
+        &env.session,
+        StoreConfig::new(SLOT).fallback_dir("/nonexistent/shmwire-store"),
+    ) {
+        Err(e @ StoreError::Io { .. }) => {
+            // The error names the directory (an attack found it did not).
+            let text = format!("{e}: {}", std::error::Error::source(&e).unwrap());
+            assert!(text.contains("/nonexistent/shmwire-store"), "{text}");
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("a missing fallback directory was accepted"),
+    }
 }
 
 #[test]

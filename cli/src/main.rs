@@ -174,12 +174,14 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
         Some(b'G' | b'g') => (&s[..s.len() - 1], 1 << 30),
         _ => (s, 1),
     };
-    digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .filter(|n| *n > 0)
-        .ok_or_else(|| format!("{s:?} is not a size in bytes (e.g. 4096, 64K, 64M, 1G)"))
+    match digits.parse::<u64>().ok().map(|n| n.checked_mul(mult)) {
+        Some(Some(0)) => Err(format!("{s:?}: the size must be above 0 bytes")),
+        Some(Some(n)) => Ok(n),
+        Some(None) => Err(format!("{s:?} is more bytes than 64 bits can count")),
+        None => Err(format!(
+            "{s:?} is not a size in bytes (e.g. 4096, 64K, 64M, 1G)"
+        )),
+    }
 }
 
 type CliResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;

@@ -1033,6 +1033,60 @@ fn a_failing_node_prints_the_os_error_behind_its_message() {
     drop(session);
 }
 
+/// Bad node arguments are refused with errors that say what and where
+/// (found by an attack: a zero capacity was "not a size", a missing
+/// fallback directory and a taken object port were not named).
+#[test]
+fn bad_node_arguments_name_what_is_wrong() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog = proc_support::watchdog("bad_node_arguments_name_what_is_wrong");
+    let scratch = proc_support::scratch("swn", "badargs");
+    let root = scratch.path().join("root");
+    let (ok, _, err) = shmwire(&root, &["node", "--session", "a", "--store-capacity", "0"]);
+    assert!(!ok && err.contains("must be above 0"), "{err}");
+    let missing = scratch.path().join("no-such-dir");
+    let missing = missing.to_str().unwrap();
+    let (ok, _, err) = shmwire(
+        &root,
+        &[
+            "node",
+            "--session",
+            "b",
+            "--store-capacity",
+            "1M",
+            "--fallback-dir",
+            missing,
+        ],
+    );
+    assert!(!ok && err.contains(missing), "{err}");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (ok, _, err) = shmwire(
+        &root,
+        &[
+            "node",
+            "--session",
+            "c",
+            "--store-capacity",
+            "1M",
+            "--object-listen",
+            &addr,
+        ],
+    );
+    assert!(!ok && err.contains(&addr), "{err}");
+    // Nothing of the refused nodes is left in the root.
+    for s in ["a", "b", "c"] {
+        let dir = root.join(s);
+        assert!(
+            !dir.exists() || names(&dir).is_empty(),
+            "{s}: {:?}",
+            names(&dir)
+        );
+    }
+}
+
 /// A store capacity above the host's available memory is refused at start
 /// with an error naming `MemAvailable`: the arena is a memfd, which no
 /// `/dev/shm` limit covers, so reserving it would not fail but wake the

@@ -117,11 +117,18 @@ impl FileFallback {
     /// Uses `dir`, which must exist and be a directory. Raises this
     /// process's soft `RLIMIT_NOFILE` to its hard limit (each fallback
     /// object keeps a descriptor open).
+    ///
+    /// Errors: [`StoreError::Io`] naming `dir` when it is missing or not a
+    /// directory.
     pub fn new(dir: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let dir = dir.into();
         if !dir.is_dir() {
-            return Err(StoreError::InvalidConfig(
-                "the fallback directory does not exist or is not a directory",
+            return Err(StoreError::io(
+                "use the fallback directory",
+                std::io::Error::new(
+                    ErrorKind::NotFound,
+                    format!("{} does not exist or is not a directory", dir.display()),
+                ),
             ));
         }
         Ok(Self {

@@ -194,8 +194,10 @@ impl PullServer {
                 "a pull server needs max_pulls and chunk above 0",
             ));
         }
-        let std_listener = std::net::TcpListener::bind(config.listen)
-            .map_err(|e| StoreError::io("listen for pulls", e))?;
+        let std_listener = std::net::TcpListener::bind(config.listen).map_err(|e| {
+            let named = std::io::Error::new(e.kind(), format!("{}: {e}", config.listen));
+            StoreError::io("listen for pulls", named)
+        })?;
         let addr = std_listener
             .local_addr()
             .map_err(|e| StoreError::io("listen for pulls", e))?;
