@@ -11,22 +11,11 @@ use std::time::{Duration, Instant};
 use shmwire::store::{StoreClient, StoreError, StoreService, DEFAULT_STORE_NAME};
 use store_common::*;
 
-const ROOT: &str = "SHMWIRE_STORE_ROOT";
-const SESSION: &str = "SHMWIRE_STORE_SESSION";
-
-fn child_session() -> shmwire::shm::Session {
-    Env::attach(std::path::Path::new(&child_env(ROOT)), &child_env(SESSION))
-}
-
 fn pass(env: &Env, session: &str) -> Vec<(&'static str, String)> {
     vec![
         (ROOT, env.root.path().display().to_string()),
         (SESSION, session.to_owned()),
     ]
-}
-
-fn connect(s: &shmwire::shm::Session) -> StoreClient {
-    StoreClient::connect(s, DEFAULT_STORE_NAME).unwrap()
 }
 
 #[test]
@@ -468,45 +457,6 @@ fn a_stopped_service_times_out_and_the_client_refuses_to_go_out_of_step() {
     let c2 = connect(&env.session);
     assert!(c2.contains(shared_oid(7, 0)).unwrap());
     kill9(&mut service);
-}
-
-/// Truncates every regular file under `dir` (recursively) to 0 bytes, and
-/// tries to truncate every memfd of `pids` (through `/proc/<pid>/fd`);
-/// returns (files truncated, memfds refused, memfds truncated).
-fn truncate_everything(dir: &std::path::Path, pids: &[u32]) -> (usize, usize, usize) {
-    let mut files = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let Ok(ft) = e.file_type() else { continue };
-            if ft.is_dir() {
-                stack.push(e.path());
-            } else if ft.is_file() {
-                if let Ok(f) = std::fs::OpenOptions::new().write(true).open(e.path()) {
-                    if f.set_len(0).is_ok() {
-                        files += 1;
-                    }
-                }
-            }
-        }
-    }
-    let (mut refused, mut truncated) = (0, 0);
-    for pid in pids {
-        for (path, _) in memfd_links(*pid, "") {
-            let Ok(f) = std::fs::OpenOptions::new().write(true).open(&path) else {
-                continue;
-            };
-            match f.set_len(0) {
-                Ok(()) => truncated += 1,
-                Err(e) if e.raw_os_error() == Some(1) => refused += 1, // EPERM: sealed
-                Err(e) => panic!("truncating {}: {e}", path.display()),
-            }
-        }
-    }
-    (files, refused, truncated)
 }
 
 #[test]

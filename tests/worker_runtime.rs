@@ -17,20 +17,10 @@ use shmwire::worker::{
     ActorHandle, ActorOptions, CoreWorker, CoreWorkerOptions, GetError, ObjectRef, TaskError,
     TaskOptions, WorkerError, MAX_DIRECT_CALL_OBJECT_SIZE,
 };
-use worker_support::{as_i64, i64_arg, maybe_run_worker, TestSession, GUARD, MODULE};
+use worker_support::{as_i64, i64_arg, maybe_run_worker, task_error, TestSession, GUARD, MODULE};
 
 fn get_i64(driver: &mut CoreWorker, r: &ObjectRef) -> i64 {
     as_i64(&driver.get(std::slice::from_ref(r), GUARD).unwrap()[0])
-}
-
-fn task_error(driver: &mut CoreWorker, r: &ObjectRef) -> TaskError {
-    match driver.get(std::slice::from_ref(r), GUARD) {
-        Err(GetError::Task { object_id, error }) => {
-            assert_eq!(object_id, r.id());
-            error
-        }
-        other => panic!("expected a task error, got {other:?}"),
-    }
 }
 
 #[test]

@@ -16,12 +16,12 @@ use shmwire::spec::{
 use shmwire::store::{StoreClient, StoreConfig, StoreError, StoreService, DEFAULT_STORE_NAME};
 use shmwire::transport::{Connector, MessageConnection, TransportConfig};
 use shmwire::worker::{
-    ActorHandle, ActorOptions, CoreWorker, CoreWorkerOptions, GetError, ObjectRef, ObjectValue,
-    TaskError, TaskOptions, WorkerError, MAX_DIRECT_CALL_OBJECT_SIZE,
+    ActorHandle, ActorOptions, CoreWorker, CoreWorkerOptions, ObjectRef, ObjectValue, TaskError,
+    TaskOptions, WorkerError, MAX_DIRECT_CALL_OBJECT_SIZE,
 };
 use worker_support::{
-    as_i64, i64_arg, maybe_run_worker, pattern, TestSession, ENV_ARG_FETCH_MS, ENV_STORE, GUARD,
-    MODULE,
+    as_i64, i64_arg, maybe_run_worker, pattern, task_error, TestSession, ENV_ARG_FETCH_MS,
+    ENV_STORE, GUARD, MODULE,
 };
 
 const MIB: usize = 1 << 20;
@@ -29,16 +29,6 @@ const MIB: usize = 1 << 20;
 fn store_driver(s: &TestSession) -> CoreWorker {
     let store = StoreClient::connect(&s.session, DEFAULT_STORE_NAME).unwrap();
     CoreWorker::new(&s.session, CoreWorkerOptions::new(s.node).with_store(store)).unwrap()
-}
-
-fn task_error(driver: &mut CoreWorker, r: &ObjectRef) -> TaskError {
-    match driver.get(std::slice::from_ref(r), GUARD) {
-        Err(GetError::Task { object_id, error }) => {
-            assert_eq!(object_id, r.id());
-            error
-        }
-        other => panic!("expected a task error, got {other:?}"),
-    }
 }
 
 fn transform(driver: &mut CoreWorker, actor: &ActorHandle, arg: TaskArg, seed: i64) -> ObjectRef {

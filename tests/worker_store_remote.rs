@@ -18,11 +18,11 @@ use shmwire::store::{
     PullServer, PullServerConfig, StoreClient, StoreConfig, StoreService, DEFAULT_STORE_NAME,
 };
 use shmwire::worker::{
-    ActorHandle, CoreWorker, CoreWorkerOptions, GetError, ObjectRef, ObjectValue, TaskError,
+    ActorHandle, CoreWorker, CoreWorkerOptions, ObjectRef, ObjectValue, TaskError,
 };
 use worker_support::{
-    i64_arg, maybe_run_worker, pattern, TestSession, WorkerProcess, ENV_OBJECT_ENDPOINT, ENV_STORE,
-    GUARD, MODULE,
+    i64_arg, maybe_run_worker, pattern, task_error, TestSession, WorkerProcess,
+    ENV_OBJECT_ENDPOINT, ENV_STORE, GUARD, MODULE,
 };
 
 const MIB: usize = 1 << 20;
@@ -119,16 +119,6 @@ fn transform(
             vec![arg, i64_arg(seed), i64_arg(len as i64)],
         )
         .unwrap()
-}
-
-fn task_error(driver: &mut CoreWorker, r: &ObjectRef) -> TaskError {
-    match driver.get(std::slice::from_ref(r), GUARD) {
-        Err(GetError::Task { object_id, error }) => {
-            assert_eq!(object_id, r.id());
-            error
-        }
-        other => panic!("expected a task error, got {other:?}"),
-    }
 }
 
 /// An address on 127.0.0.1 where nothing listens.

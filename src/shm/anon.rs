@@ -44,7 +44,11 @@ impl AnonSegment {
     pub fn create(tag: &str, len: usize) -> Result<Self> {
         let path = std::path::PathBuf::from(format!("memfd:{tag}"));
         let fd = crate::sys::memfd::create_sealed(tag, len as u64).map_err(|e| {
-            if e.raw_os_error() == Some(crate::sys::fs::ENOSPC) {
+            // ENOSPC: the shmem mount is full; OutOfMemory: more than the
+            // host's available memory was asked for (`create_sealed`).
+            if e.raw_os_error() == Some(crate::sys::fs::ENOSPC)
+                || e.kind() == std::io::ErrorKind::OutOfMemory
+            {
                 ShmError::OutOfSpace {
                     path: path.clone(),
                     len: len as u64,
@@ -151,6 +155,20 @@ impl AnonSegment {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// More than the host's available memory is `OutOfSpace` at once,
+    /// never a reservation that wakes the OOM killer (a memfd is not
+    /// limited by `/dev/shm`'s size). 1 PiB exceeds any host's memory.
+    #[test]
+    fn more_than_available_memory_is_out_of_space() {
+        match AnonSegment::create("too-big", 1 << 50) {
+            Err(ShmError::OutOfSpace { len, source, .. }) => {
+                assert_eq!(len, 1 << 50);
+                assert!(source.to_string().contains("MemAvailable"), "{source}");
+            }
+            other => panic!("expected OutOfSpace, got {other:?}"),
+        }
+    }
 
     #[test]
     fn unsealed_or_wrong_sized_memfds_are_refused() {

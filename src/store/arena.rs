@@ -28,8 +28,9 @@ use crate::shm::AnonSegment;
 /// A memfd lives on the kernel's internal shmem mount, which no size limit
 /// of `/dev/shm` covers: reserving more than the host's memory would not
 /// fail with `ENOSPC` but wake the OOM killer, which may kill any process
-/// of the host. The capacity is therefore checked first against
-/// `MemAvailable` of `/proc/meminfo` (when it can be read).
+/// of the host. Every sealed memfd (arena, index, rings) is therefore
+/// checked first against `MemAvailable` of `/proc/meminfo`
+/// (`sys::memfd::create_sealed`).
 ///
 /// Errors: [`StoreError::ArenaReserve`] when the memory cannot be reserved
 /// (`ENOMEM` naming `MemAvailable` when the capacity exceeds it, `ENOSPC`
@@ -37,20 +38,6 @@ use crate::shm::AnonSegment;
 pub fn create_arena(name: &str, capacity: u64) -> Result<Arc<AnonSegment>, StoreError> {
     let len = usize::try_from(capacity)
         .map_err(|_| StoreError::InvalidConfig("capacity does not fit the address space"))?;
-    if let Some(available) = mem_available() {
-        if capacity > available {
-            return Err(StoreError::ArenaReserve {
-                capacity,
-                source: std::io::Error::new(
-                    ErrorKind::OutOfMemory,
-                    format!(
-                        "the host has {available} bytes of memory available (MemAvailable \
-                         in /proc/meminfo); reserving more would wake the OOM killer"
-                    ),
-                ),
-            });
-        }
-    }
     // Every page is reserved at creation (`fallocate`): tmpfs allocates
     // them now, so writes through any mapping can never fault for lack of
     // space; a full file system is reported here.
@@ -61,16 +48,6 @@ pub fn create_arena(name: &str, capacity: u64) -> Result<Arc<AnonSegment>, Store
         other => StoreError::Shm(other),
     })?;
     Ok(Arc::new(seg))
-}
-
-/// `MemAvailable` of `/proc/meminfo`, in bytes; `None` when it cannot be
-/// read or parsed (then only the reservation itself can fail).
-fn mem_available() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let mut words = line["MemAvailable:".len()..].split_whitespace();
-    let kib: u64 = words.next()?.parse().ok()?;
-    (words.next() == Some("kB")).then(|| kib.saturating_mul(1024))
 }
 
 /// The fallback allocator of the service: one file per object, created

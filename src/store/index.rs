@@ -440,6 +440,7 @@ impl<'a, L: EntryLayout> IndexWords<'a, L> {
                 // Relaxed: validated by the seq re-check below.
                 body[*b] = e[1 + i].load(Ordering::Relaxed);
             }
+            // Relaxed: like the words, validated by the seq re-check.
             let check = e[L::WORDS - 1].load(Ordering::Relaxed);
             // Acquire fence: pairs with the SeqCst fence after the odd seq
             // store in write_entry; if any word above came from a newer
@@ -532,6 +533,7 @@ impl<'a, L: EntryLayout> IndexWords<'a, L> {
             e[1 + i].store(body[*b], Ordering::Relaxed);
         }
         let new_seq = (old_seq | 1) + 1;
+        // Relaxed: like the words, published by the Release store of seq.
         e[L::WORDS - 1].store(check_word(self.key, pos, new_seq, &body), Ordering::Relaxed);
         // Release: pairs with the Acquire load of seq in read_entry.
         e[W_SEQ].store(new_seq, Ordering::Release);
@@ -573,6 +575,8 @@ pub fn release<L: EntryLayout>(index: &IndexWords<'_, L>, slots: &RefSlots<'_>, 
     // (retire): the service sees our release, or we see its pending state.
     fence(Ordering::SeqCst);
     let e = index.entry(pos);
+    // Relaxed: ordered after our release by the SeqCst fence above (its
+    // partner is the fence after the odd seq store in write_entry).
     let seq = e[W_SEQ].load(Ordering::Relaxed);
     let flags = e[L::FLAGS_WORD].load(Ordering::Relaxed);
     seq & 1 == 1 || flags & 0xff != STATE_SEALED

@@ -20,6 +20,21 @@ fn required_seals() -> SealFlags {
 /// (`ENOSPC` here, never `SIGBUS` later). `name` only shows in
 /// `/proc/<pid>/fd` listings.
 pub(crate) fn create_sealed(name: &str, len: u64) -> io::Result<OwnedFd> {
+    // A memfd lives on the kernel's internal shmem mount, which no
+    // `/dev/shm` size limit covers: reserving more than the host's memory
+    // does not fail with ENOSPC but wakes the OOM killer, which may kill
+    // any process of the host. Refuse it first.
+    if let Some(available) = mem_available() {
+        if len > available {
+            return Err(io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                format!(
+                    "the host has {available} bytes of memory available (MemAvailable in \
+                     /proc/meminfo); reserving {len} would wake the OOM killer"
+                ),
+            ));
+        }
+    }
     let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
     rustix::fs::ftruncate(&fd, len)?;
     loop {
@@ -31,6 +46,16 @@ pub(crate) fn create_sealed(name: &str, len: u64) -> io::Result<OwnedFd> {
     }
     rustix::fs::fcntl_add_seals(&fd, required_seals())?;
     Ok(fd)
+}
+
+/// `MemAvailable` of `/proc/meminfo`, in bytes; `None` when it cannot be
+/// read or parsed (then only the reservation itself can fail).
+fn mem_available() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let mut words = line["MemAvailable:".len()..].split_whitespace();
+    let kib: u64 = words.next()?.parse().ok()?;
+    (words.next() == Some("kB")).then(|| kib.saturating_mul(1024))
 }
 
 /// Checks a memfd received from a peer: sealed against shrinking and

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use shmwire::ids::ObjectId;
 use shmwire::shm::Session;
-use shmwire::store::{StoreConfig, StoreService};
+use shmwire::store::{StoreClient, StoreConfig, StoreService, DEFAULT_STORE_NAME};
 
 /// Every wait in these tests is bounded by this (a hang guard, no timing
 /// assertion).
@@ -265,4 +265,59 @@ pub fn open_memfd(pid: u32, label: &str) -> MemfdMap {
     // cannot fault); the test writes through raw pointers only.
     let map = unsafe { memmap2::MmapMut::map_mut(&file) }.unwrap();
     MemfdMap { file, map }
+}
+
+/// Environment variables that pass a test's root and session to its
+/// children.
+pub const ROOT: &str = "SHMWIRE_STORE_ROOT";
+/// See [`ROOT`].
+pub const SESSION: &str = "SHMWIRE_STORE_SESSION";
+
+/// The session a child process was given through [`ROOT`] and [`SESSION`].
+pub fn child_session() -> Session {
+    Env::attach(Path::new(&child_env(ROOT)), &child_env(SESSION))
+}
+
+/// A client of the session's default store.
+pub fn connect(s: &Session) -> StoreClient {
+    StoreClient::connect(s, DEFAULT_STORE_NAME).unwrap()
+}
+
+/// Truncates every regular file under `dir` (recursively) to 0 bytes, and
+/// tries to truncate every memfd of `pids` (through `/proc/<pid>/fd`);
+/// returns (files truncated, memfds refused, memfds truncated).
+pub fn truncate_everything(dir: &Path, pids: &[u32]) -> (usize, usize, usize) {
+    let mut files = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else if ft.is_file() {
+                if let Ok(f) = std::fs::OpenOptions::new().write(true).open(e.path()) {
+                    if f.set_len(0).is_ok() {
+                        files += 1;
+                    }
+                }
+            }
+        }
+    }
+    let (mut refused, mut truncated) = (0, 0);
+    for pid in pids {
+        for (path, _) in memfd_links(*pid, "") {
+            let Ok(f) = std::fs::OpenOptions::new().write(true).open(&path) else {
+                continue;
+            };
+            match f.set_len(0) {
+                Ok(()) => truncated += 1,
+                Err(e) if e.raw_os_error() == Some(1) => refused += 1, // EPERM: sealed
+                Err(e) => panic!("truncating {}: {e}", path.display()),
+            }
+        }
+    }
+    (files, refused, truncated)
 }

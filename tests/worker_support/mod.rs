@@ -15,7 +15,8 @@ use shmwire::shm::Session;
 use shmwire::spec::{FunctionDescriptor, TaskArg};
 use shmwire::transport::LookupError;
 use shmwire::worker::{
-    ActorClass, AppError, CoreWorker, CoreWorkerOptions, FunctionRegistry, Worker, WorkerOptions,
+    ActorClass, AppError, CoreWorker, CoreWorkerOptions, FunctionRegistry, GetError, ObjectRef,
+    TaskError, Worker, WorkerOptions,
 };
 
 pub const ENV_ROLE: &str = "SHMWIRE_WORKER_TEST_ROLE";
@@ -336,5 +337,17 @@ impl Drop for KillOnDrop {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+/// The typed error of a task whose `get` must fail (asserts the error names
+/// `r`'s object).
+pub fn task_error(driver: &mut CoreWorker, r: &ObjectRef) -> TaskError {
+    match driver.get(std::slice::from_ref(r), GUARD) {
+        Err(GetError::Task { object_id, error }) => {
+            assert_eq!(object_id, r.id());
+            error
+        }
+        other => panic!("expected a task error, got {other:?}"),
     }
 }
