@@ -109,17 +109,8 @@ struct NodeProc {
 }
 
 fn start_node(root: &Path, session: &str) -> NodeProc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shmwire"))
-        .args(["node", "--session", session, "--store-capacity", "1M"])
-        .arg("--root")
-        .arg(root)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("run shmwire node");
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let kid = Kid(child);
-    let ready = wait_for(&mut out, "node ready:");
+    let (kid, out, ready) =
+        proc_support::spawn_node(root, &["--session", session, "--store-capacity", "1M"]);
     let addr = ready
         .split_whitespace()
         .find_map(|w| w.strip_prefix("http://"))

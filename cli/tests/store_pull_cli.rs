@@ -7,10 +7,10 @@
 //! wait.
 
 use std::fs;
-use std::io::{BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use shmwire::ids::ObjectId;
@@ -18,7 +18,7 @@ use shmwire::shm::Session;
 use shmwire::store::{Notification, StoreClient, StoreError, DEFAULT_STORE_NAME};
 
 mod proc_support;
-use proc_support::{wait_for, Kid};
+use proc_support::Kid;
 
 /// Upper bound of any single wait.
 const GUARD: Duration = Duration::from_secs(30);
@@ -65,17 +65,8 @@ impl NodeProc {
 /// waits (bounded by the read of its ready line; a node that fails exits)
 /// until it serves.
 fn start_node(root: &Path, name: &str, capacity: &str) -> NodeProc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_shmwire"))
-        .args(["node", "--session", name, "--store-capacity", capacity])
-        .arg("--root")
-        .arg(root)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("run shmwire node");
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let kid = Kid(child);
-    let ready = wait_for(&mut out, "node ready:");
+    let (kid, mut out, ready) =
+        proc_support::spawn_node(root, &["--session", name, "--store-capacity", capacity]);
     let objects = ready
         .split(", ")
         .find_map(|w| w.strip_prefix("objects "))

@@ -8,7 +8,7 @@ use std::fs;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -91,6 +91,26 @@ pub fn wait_for(out: &mut BufReader<ChildStdout>, marker: &str) -> String {
             return line[at + marker.len()..].trim().to_owned();
         }
     }
+}
+
+/// Starts `shmwire node <args> --root <root>` (stdout piped, stderr
+/// inherited) and reads its output up to the ready line; returns the
+/// child, its stdout (the caller must keep draining it so the node never
+/// blocks on a full pipe) and the ready line's text after `node ready:`.
+pub fn spawn_node(root: &Path, args: &[&str]) -> (Kid, BufReader<ChildStdout>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shmwire"))
+        .arg("node")
+        .args(args)
+        .arg("--root")
+        .arg(root)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("run shmwire node");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let kid = Kid(child);
+    let ready = wait_for(&mut out, "node ready:");
+    (kid, out, ready)
 }
 
 /// A small tmpfs mounted for a test (needs root, as in CI), unmounted
