@@ -398,6 +398,53 @@ fn typical_actor_request() -> PushTaskRequest {
     }
 }
 
+#[test]
+fn a_rebuilt_actor_call_equals_a_freshly_built_one() {
+    // The caller's hot path re-aims a finished call's spec at the next call
+    // (TaskSpecBuilder::rebuild_actor_task): the result must be exactly what
+    // the builder makes for that call, whatever the finished call carried.
+    let job = JobId::from_int(3);
+    let driver = TaskId::for_driver_task(job);
+    let actor = ActorId::of_with_nonce(job, driver, 0, 9);
+    let builder = |counter: u64, args: Vec<TaskArg>, retries: i32| {
+        TaskSpecBuilder::new(FunctionDescriptor::rust("app", "Counter", "add"))
+            .job_id(job)
+            .parent(driver, counter)
+            .caller_address(address(50_000))
+            .args(args)
+            .num_returns(1)
+            .max_retries(retries)
+            .concurrency_group_name("io")
+    };
+    let first_target = ActorTaskTarget::first(actor);
+    let mut recycled = builder(5, vec![TaskArg::value(vec![1; 300], b"m".to_vec())], 2)
+        .build_actor_task(first_target);
+    recycled.skip_execution = true; // as a re-send leaves it
+    let target = ActorTaskTarget {
+        actor_id: actor,
+        actor_counter: 41,
+        previous_cursor: recycled.actor_dummy_object_id().unwrap(),
+        caller_starts_at: 3,
+    };
+    let args = vec![
+        TaskArg::value(vec![7, 8], Vec::new()),
+        TaskArg::value(vec![9], b"x".to_vec()),
+    ];
+    let old = TaskSpecBuilder::rebuild_actor_task(
+        &mut recycled,
+        job,
+        driver,
+        44,
+        args.clone(),
+        -1,
+        target,
+    );
+    assert_eq!(old.len(), 1, "the previous arguments are handed back");
+    let fresh = builder(44, args, -1).build_actor_task(target);
+    assert_eq!(recycled, fresh);
+    assert_ne!(recycled.task_id, TaskId::nil());
+}
+
 fn big_spec(num_args: usize, blob: usize) -> TaskSpec {
     let job = JobId::from_int(77);
     let driver = TaskId::for_driver_task(job);
@@ -604,6 +651,35 @@ fn encode_rejects_small_and_misaligned_regions() {
             "offset {off}: {r:?}"
         );
     }
+}
+
+#[test]
+fn a_region_too_small_pass_measures_and_the_retry_is_byte_identical() {
+    // The one-pass send: a guessed reservation that is too short reports the
+    // exact length, and encoding again into that gives the same bytes as a
+    // fresh encoder (the failed pass leaves nothing behind).
+    let req = typical_actor_request();
+    let expected = spec::to_vec(&req).unwrap();
+    let mut enc = Encoder::new();
+    assert_eq!(enc.reserve_hint(usize::MAX), 256);
+    let mut region = AlignedBytes::new();
+    region.resize(expected.len() + 64, 0);
+    let needed = match enc.encode_into(&req, &mut region.as_mut_slice()[..64]) {
+        Err(EncodeError::RegionTooSmall {
+            capacity: 64,
+            needed,
+        }) => needed,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(needed, expected.len());
+    let n = enc
+        .encode_into(&req, &mut region.as_mut_slice()[..needed])
+        .unwrap();
+    assert_eq!(&region[..n], &expected[..]);
+    // The hint follows the last length, with slack, 16-aligned, capped.
+    let hint = enc.reserve_hint(usize::MAX);
+    assert!(hint >= needed && hint % 16 == 0, "hint {hint} for {needed}");
+    assert_eq!(enc.reserve_hint(100), 100);
 }
 
 #[test]

@@ -350,6 +350,47 @@ impl TaskSpecBuilder {
         spec
     }
 
+    /// What [`TaskSpecBuilder::build_actor_task`] derives from each call's
+    /// own inputs, written into `spec`, an actor task spec built by it
+    /// (or re-aimed by this before): task id (from `job`, `parent`,
+    /// `parent_counter` and the target's actor, as `build_actor_task`
+    /// computes it), parent task and counter, caller id (= the parent, as
+    /// a builder without [`TaskSpecBuilder::caller_id`] gives), arguments,
+    /// `max_retries`, the actor fields of `target`, and `skip_execution`
+    /// false. Everything else — descriptor, name, language, job, caller
+    /// address, returns, resources, runtime env, concurrency group — is
+    /// kept, so the spec of the next call of the same method through the
+    /// same handle is made without building, copying or allocating a
+    /// string: the caller's hot path (Ray's `SubmitActorTask` builds a
+    /// fresh protobuf each time; shmwire recycles the finished call's
+    /// spec). The result equals `build_actor_task` of a builder with the
+    /// same settings and these inputs (`tests/spec.rs`). Returns the
+    /// previous arguments.
+    pub fn rebuild_actor_task(
+        spec: &mut TaskSpec,
+        job: JobId,
+        parent: TaskId,
+        parent_counter: u64,
+        args: Vec<TaskArg>,
+        max_retries: i32,
+        target: ActorTaskTarget,
+    ) -> Vec<TaskArg> {
+        spec.task_id = TaskId::for_actor_task(job, parent, parent_counter, target.actor_id);
+        spec.parent_task_id = parent;
+        spec.parent_counter = parent_counter;
+        spec.caller_id = parent;
+        spec.max_retries = max_retries;
+        spec.skip_execution = false;
+        spec.actor_task_spec = Some(ActorTaskSpec {
+            actor_id: target.actor_id,
+            actor_creation_dummy_object_id: ObjectId::for_actor_handle(target.actor_id),
+            actor_counter: target.actor_counter,
+            previous_actor_task_dummy_object_id: target.previous_cursor,
+            caller_starts_at: target.caller_starts_at,
+        });
+        std::mem::replace(&mut spec.args, args)
+    }
+
     /// An actor creation task: `task_id = TaskId::for_actor_creation_task(actor)`,
     /// one return (the dummy object). `creation.actor_id` names the actor;
     /// derive it with [`ActorId::of`].

@@ -88,9 +88,10 @@ pub enum DecodeError {
     Invalid(String),
 }
 
-/// A [`Writer`] into a borrowed byte region that never writes past its end
-/// and remembers how far a failed write would have reached. With no region
-/// (`count_only`) it only counts.
+/// A [`Writer`] into a borrowed byte region that never writes past its end.
+/// From the first write that does not fit (or from the start, with no
+/// region: `count_only`) it only counts, so that one serialization pass
+/// yields either the encoded bytes or the exact length they need.
 pub struct RegionWriter<'a> {
     buf: &'a mut [u8],
     pos: usize,
@@ -127,14 +128,16 @@ impl Positional for RegionWriter<'_> {
 
 impl<E: rancor::Source> Writer<E> for RegionWriter<'_> {
     fn write(&mut self, bytes: &[u8]) -> Result<(), E> {
-        let end = self.pos.saturating_add(bytes.len());
-        if !self.count_only {
+        let Some(end) = self.pos.checked_add(bytes.len()) else {
+            return Err(E::new(RegionFull));
+        };
+        if !(self.count_only | self.overflow) {
             match self.buf.get_mut(self.pos..end) {
                 Some(dst) => dst.copy_from_slice(bytes),
-                None => {
-                    self.overflow = true;
-                    return Err(E::new(RegionFull));
-                }
+                // Counts on from here: the serializer only writes (never
+                // reads back), so the final position is the exact length
+                // the message needs, and no second pass is needed to learn it.
+                None => self.overflow = true,
             }
         }
         self.pos = end;
@@ -220,12 +223,16 @@ impl_message!(TaskSpec, PushTaskRequest, PushTaskReply);
 #[derive(Default)]
 pub struct Encoder {
     arena: Arena,
+    /// Length of the last message this encoder encoded (bytes): the basis
+    /// of [`Encoder::reserve_hint`].
+    last_len: usize,
 }
 
 impl fmt::Debug for Encoder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Encoder")
             .field("arena_capacity", &self.arena.capacity())
+            .field("last_len", &self.last_len)
             .finish()
     }
 }
@@ -235,7 +242,24 @@ impl Encoder {
     pub fn new() -> Self {
         Self {
             arena: Arena::new(),
+            last_len: 0,
         }
+    }
+
+    /// How many bytes to reserve for the next message when its length is not
+    /// known (bytes, a multiple of [`MESSAGE_ALIGN`], at most `max`): the last
+    /// encoded length plus an eighth and 64 bytes of slack, at least 256. A
+    /// stream of similar messages (the same call again, its reply) then
+    /// encodes in one pass straight into the reservation
+    /// ([`MessageConnection::send_message`](crate::transport::MessageConnection::send_message));
+    /// a message that does not fit fails with [`EncodeError::RegionTooSmall`]
+    /// carrying its exact length, and is encoded again into that.
+    pub fn reserve_hint(&self, max: usize) -> usize {
+        let guess = self
+            .last_len
+            .saturating_add(self.last_len / 8 + 64)
+            .max(256);
+        align16(guess).unwrap_or(usize::MAX).min(max)
     }
 
     /// Serializes `msg` into `region` (which must start 16-byte aligned) and
@@ -258,11 +282,18 @@ impl Encoder {
             overflow: false,
         };
         match msg.serialize_to(&mut writer, self.arena.acquire()) {
-            Ok(()) => Ok(writer.pos),
-            Err(_) if writer.overflow => {
-                // Error path only: measure the exact size for the caller.
-                let needed = self.encoded_len(msg)?;
-                Err(EncodeError::RegionTooSmall { capacity, needed })
+            Ok(()) => {
+                self.last_len = writer.pos;
+                if writer.overflow {
+                    // The writer counted on past the region's end: its
+                    // position is the exact length needed.
+                    Err(EncodeError::RegionTooSmall {
+                        capacity,
+                        needed: writer.pos,
+                    })
+                } else {
+                    Ok(writer.pos)
+                }
             }
             Err(err) => Err(EncodeError::Serialize(err.to_string())),
         }

@@ -68,14 +68,24 @@ fn for_me<R>(
 /// peers").
 pub trait MessageConnection: Connection {
     /// Encodes `msg` straight into the connection (the peer's ring on shared
-    /// memory): measures it, reserves exactly that, serializes in place.
+    /// memory) in one serialization pass: reserves
+    /// [`Encoder::reserve_hint`] bytes (the last message's length plus
+    /// slack), serializes in place and publishes only the bytes used. A
+    /// message longer than the reservation is not sent; the failed pass has
+    /// measured it, and it is encoded again into a reservation of exactly its
+    /// length. Returns the frame's length (bytes).
     fn send_message<M: Message>(
         &mut self,
         encoder: &mut Encoder,
         msg: &M,
     ) -> Result<usize, SendError<EncodeError>> {
-        let len = encoder.encoded_len(msg).map_err(SendError::Encode)?;
-        self.send_with(len, |buf| encoder.encode_into(msg, buf))
+        let guess = encoder.reserve_hint(self.max_send_len());
+        match self.send_with(guess, |buf| encoder.encode_into(msg, buf)) {
+            Err(SendError::Encode(EncodeError::RegionTooSmall { needed, .. })) => {
+                self.send_with(needed, |buf| encoder.encode_into(msg, buf))
+            }
+            other => other,
+        }
     }
 
     /// [`MessageConnection::send_message`] that never waits
@@ -84,13 +94,23 @@ pub trait MessageConnection: Connection {
     /// [`SendError::QueueFull`] says the peer is not reading. A server
     /// replying to many callers uses this so that one caller that stops
     /// reading delays no other.
+    ///
+    /// One serialization pass as in [`MessageConnection::send_message`]:
+    /// the guessed length is what must find room in the peer's ring (or in
+    /// the queue's bound); the frame itself, sent or queued, has the
+    /// message's exact length.
     fn try_send_message<M: Message>(
         &mut self,
         encoder: &mut Encoder,
         msg: &M,
     ) -> Result<usize, SendError<EncodeError>> {
-        let len = encoder.encoded_len(msg).map_err(SendError::Encode)?;
-        self.try_send_with(len, |buf| encoder.encode_into(msg, buf))
+        let guess = encoder.reserve_hint(self.max_send_len());
+        match self.try_send_with(guess, |buf| encoder.encode_into(msg, buf)) {
+            Err(SendError::Encode(EncodeError::RegionTooSmall { needed, .. })) => {
+                self.try_send_with(needed, |buf| encoder.encode_into(msg, buf))
+            }
+            other => other,
+        }
     }
 
     /// Receives the next frame as a private snapshot

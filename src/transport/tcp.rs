@@ -281,9 +281,9 @@ pub struct TcpConnection {
     queue_limit: usize,
     /// When the last byte arrived from the peer.
     last_heard: Instant,
-    /// A heartbeat was sent after `last_heard` (none more until it is
-    /// answered or the peer is declared dead).
-    pinged: bool,
+    /// When a heartbeat was sent after `last_heard` (none more until it
+    /// is answered or the peer is declared dead).
+    pinged: Option<Instant>,
     /// Silence after which the peer is dead; `None` disables heartbeats.
     liveness: Option<Duration>,
     send_timeout: Duration,
@@ -340,7 +340,7 @@ impl TcpConnection {
             wlimit: config.send_buffer_limit,
             queue_limit: config.send_queue_limit.max(config.send_buffer_limit),
             last_heard: Instant::now(),
-            pinged: false,
+            pinged: None,
             liveness: (!config.liveness_timeout.is_zero()).then_some(config.liveness_timeout),
             send_timeout: config.send_timeout,
             state: State::Open,
@@ -546,7 +546,7 @@ impl TcpConnection {
                 Ok(n) => {
                     self.rend += n;
                     self.last_heard = Instant::now();
-                    self.pinged = false;
+                    self.pinged = None;
                     return Ok(true);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
@@ -686,31 +686,42 @@ impl TcpConnection {
             .map(|_| ())
     }
 
-    /// The liveness check: a peer silent for the liveness timeout is dead;
-    /// one silent for a third of it is sent a heartbeat. Returns when to
-    /// check next (`None` when heartbeats are off or the connection ended).
+    /// The liveness check: a peer silent for a third of the liveness
+    /// timeout is sent a heartbeat; it is dead when it has been silent for
+    /// the whole timeout **and** has left a heartbeat unanswered for two
+    /// thirds of it. The second condition matters when nothing ticked for a
+    /// while (a sender busy for seconds in `send_with` never waits, so never
+    /// pings): silence that was never questioned is not death, the peer is
+    /// asked first. With regular ticks this is the plain rule (ping at 1/3,
+    /// dead at 1). Returns when to check next (`None` when heartbeats are off
+    /// or the connection ended).
     pub(crate) fn tick(&mut self, now: Instant) -> Option<Instant> {
         let liveness = self.liveness?;
         if !matches!(self.state, State::Open) {
             return None;
         }
         let silent = now.saturating_duration_since(self.last_heard);
-        if silent >= liveness {
-            let _ = self.die(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("no heartbeat from the peer for {silent:?}"),
-            ));
-            return None;
-        }
         let ping_at = liveness / 3;
-        if silent >= ping_at && !self.pinged {
-            self.pinged = self.try_control(KIND_PING).is_ok();
+        let answer_within = liveness - ping_at;
+        if let Some(at) = self.pinged {
+            let waited = now.saturating_duration_since(at);
+            if silent >= liveness && waited >= answer_within {
+                let _ = self.die(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no heartbeat from the peer for {silent:?} ({waited:?} after a ping)"),
+                ));
+                return None;
+            }
+            return Some((self.last_heard + liveness).max(at + answer_within));
         }
-        Some(if self.pinged || silent >= ping_at {
-            self.last_heard + liveness
-        } else {
-            self.last_heard + ping_at
-        })
+        if silent >= ping_at {
+            // A ping that finds no room (the peer reads nothing, our output
+            // is stuck behind it) counts as asked: the answer is as overdue.
+            let _ = self.try_control(KIND_PING);
+            self.pinged = Some(now);
+            return Some((self.last_heard + liveness).max(now + answer_within));
+        }
+        Some(self.last_heard + ping_at)
     }
 
     fn frame(&self, (start, len): (usize, usize)) -> TcpFrame<'_> {
