@@ -1290,7 +1290,7 @@ fn malformed_http_requests_get_400() {
 /// symbolic link gave `ELOOP` and a bare OS error) is never followed: the
 /// node is refused with an error naming the path, what it is and what to
 /// remove, the link's target is untouched, and once it is removed the
-/// next node starts. A directory there is named so too.
+/// next node starts. A directory and a FIFO there are named so too.
 #[test]
 fn a_node_lock_that_is_not_a_file_is_named_and_recoverable() {
     if child_spec().is_some() {
@@ -1324,6 +1324,14 @@ fn a_node_lock_that_is_not_a_file_is_named_and_recoverable() {
         "{err}"
     );
     fs::remove_dir(&lock).unwrap();
+    let st = Command::new("mkfifo").arg(&lock).status().unwrap();
+    assert!(st.success());
+    let (ok, _, err) = shmwire(&root, &args);
+    assert!(
+        !ok && err.contains(&format!("{path} is a FIFO")) && err.contains(&format!("(rm {path})")),
+        "{err}"
+    );
+    fs::remove_file(&lock).unwrap();
     // Removed as the error says: the next node starts and stops cleanly.
     let mut node = start_node(&root, "nl");
     assert!(http_get(&node.addr, "/health").starts_with("HTTP/1.0 200 OK"));

@@ -130,6 +130,12 @@ impl NodeLock {
         // Each turn either takes the lock or sees the file change under it
         // (made, removed) or held; bounded.
         for _ in 0..(HELD_RETRIES + 100) {
+            // Looked at before it is opened, so a device or FIFO put there
+            // is not even opened; the `fstat` below catches one put there
+            // between the two.
+            if let Some(what) = not_regular(&path) {
+                return Err(not_a_lock(what));
+            }
             match OpenOptions::new()
                 .read(true)
                 .write(true)
