@@ -1392,3 +1392,104 @@ fn a_removed_session_directory_stops_the_node() {
     );
     assert!(!dir.exists());
 }
+
+/// A cleanup error that lasts is printed once with its OS cause, not every
+/// round (found by an attack: the node repeated an error every 100 ms):
+/// a dead worker's entry made immutable (`chattr +i`: its unlink fails
+/// with `EPERM` every round; root and a file system with the flag, else
+/// skipped with a printed reason) gives one `cleanup: unlink …: Operation
+/// not permitted` line over ~1 s (10 rounds); once the flag is cleared,
+/// one `no errors any more` line and the entry is gone.
+#[test]
+fn a_lasting_cleanup_error_is_printed_once_with_its_cause() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog =
+        proc_support::watchdog("a_lasting_cleanup_error_is_printed_once_with_its_cause");
+    let scratch = proc_support::scratch("swn", "once");
+    let root = scratch.path().join("root");
+    let (mut kid, out, _) = proc_support::spawn_node_with(
+        &root,
+        &["--session", "o1", "--store-capacity", "1M"],
+        Stdio::piped(),
+    );
+    let err = kid.0.stderr.take().unwrap();
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let l2 = lines.clone();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(err).lines() {
+            let Ok(line) = line else { return };
+            l2.lock().unwrap().push(line);
+        }
+    });
+    std::thread::spawn(move || for _ in out.lines() {});
+    // A dead worker's entry: a regular file nobody holds a lock on.
+    let entry = root
+        .join("o1")
+        .join(format!(".w-{}.entry", worker_id(9).hex()));
+    fs::write(&entry, b"dead\n").unwrap();
+    let chattr = |flag: &str| {
+        Command::new("chattr")
+            .arg(flag)
+            .arg(&entry)
+            .output()
+            .map(|o| o.status.success())
+    };
+    if !matches!(chattr("+i"), Ok(true)) {
+        eprintln!("skipped: chattr +i failed (not root, or the file system has no such flag)");
+        let _ = fs::remove_file(&entry);
+        return;
+    }
+    // On every way out (a failed assertion too) the flag goes, so the
+    // scratch directory can be removed.
+    struct Mutable(std::path::PathBuf);
+    impl Drop for Mutable {
+        fn drop(&mut self) {
+            let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+        }
+    }
+    let _mutable = Mutable(entry.clone());
+    std::thread::sleep(Duration::from_millis(1000));
+    let unlink_errors = |lines: &[String]| {
+        lines
+            .iter()
+            .filter(|l| l.contains("cleanup: unlink") && l.contains(".entry"))
+            .count()
+    };
+    {
+        let l = lines.lock().unwrap();
+        assert_eq!(unlink_errors(&l), 1, "{l:#?}");
+        assert!(
+            l.iter()
+                .any(|l| l.contains("Operation not permitted (os error 1)")),
+            "{l:#?}"
+        );
+    }
+    assert!(matches!(chattr("-i"), Ok(true)));
+    let t = Instant::now();
+    while entry.exists()
+        || !lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("no errors any more"))
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "{:#?}",
+            lines.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let st = Command::new("kill")
+        .args(["-TERM", &kid.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(kid.0.wait().unwrap().success());
+    reader.join().unwrap();
+    let l = lines.lock().unwrap();
+    assert_eq!(unlink_errors(&l), 1, "{l:#?}");
+    assert!(names(&root).is_empty(), "{:?}", names(&root.join("o1")));
+}
