@@ -105,3 +105,25 @@ pub mod wake;
 // The worker runtime sits on the transport.
 #[cfg(not(shmwire_loom))]
 pub mod worker;
+
+/// `err` with every cause behind it ([`std::error::Error::source`]),
+/// joined by `": "`: the one form in which shmwire prints an error (the
+/// node's log, the CLI), so an OS error (`No such file or directory`, …)
+/// is never lost behind a message like "reading the worker directory …".
+/// A cause whose text the message already shows (errors that print their
+/// source themselves) is not repeated.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut next = err.source();
+    // Bounded: a (buggy) cyclic chain must not loop forever.
+    for _ in 0..16 {
+        let Some(cause) = next else { break };
+        let t = cause.to_string();
+        if !t.is_empty() && !text.contains(&t) {
+            text.push_str(": ");
+            text.push_str(&t);
+        }
+        next = cause.source();
+    }
+    text
+}

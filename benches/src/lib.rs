@@ -53,6 +53,25 @@ pub struct Options {
     /// Show a progress line on stderr while the mode runs (only drawn when
     /// stderr is a terminal).
     pub progress: bool,
+    /// Set (by a signal, `shmwire bench`) to end the run early: it is
+    /// looked at before each measurement, and a set flag ends the mode
+    /// with [`INTERRUPTED`] once the measurement running is over, after
+    /// the mode's children are stopped and its session is removed.
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+}
+
+/// The error of a run ended by [`Options::stop`].
+pub const INTERRUPTED: &str = "interrupted";
+
+impl Options {
+    /// `Err(INTERRUPTED)` once [`Options::stop`] is set.
+    fn check_stop(&self) -> BenchResult<()> {
+        // Relaxed: a flag polled between measurements; it publishes nothing.
+        match &self.stop {
+            Some(s) if s.load(std::sync::atomic::Ordering::Relaxed) => Err(INTERRUPTED.into()),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// One measured case with its adjacent limit.
@@ -168,16 +187,28 @@ impl Case for CaseKind {
 
 /// Starts `case`, warms up, then measures `n` operations; the child is
 /// stopped before this returns.
+/// [`Options::stop`] is looked at before the start and after the warmup;
+/// an error of a run whose stop is set (a Ctrl-C also reaches the child
+/// and ends it) is [`INTERRUPTED`].
 fn measure<C: Case>(
     case: C,
+    opts: &Options,
     env: &mut BenchEnv,
     n: u64,
 ) -> BenchResult<(Histogram<u64>, Duration)> {
-    let mut pair = case.start(env)?;
-    pair.run(warmup_for(n), None)?;
-    let mut hist = new_histogram();
-    let elapsed = pair.run(n, Some(&mut hist))?;
-    Ok((hist, elapsed))
+    opts.check_stop()?;
+    let result = (|| {
+        let mut pair = case.start(env)?;
+        pair.run(warmup_for(n), None)?;
+        opts.check_stop()?;
+        let mut hist = new_histogram();
+        let elapsed = pair.run(n, Some(&mut hist))?;
+        Ok((hist, elapsed))
+    })();
+    if result.is_err() {
+        opts.check_stop()?;
+    }
+    result
 }
 
 /// Runs the ring comparison (`shmwire bench ring`).
@@ -295,7 +326,7 @@ pub(crate) fn run_interleaved<C: Case>(
     let mut limit_total = Duration::ZERO;
     let mut measure_limit = |env: &mut BenchEnv, limits: &mut Vec<Summary>| {
         progress.measuring(CaseKind::Limit.name());
-        let (hist, elapsed) = measure(CaseKind::Limit, env, spin_iters)?;
+        let (hist, elapsed) = measure(CaseKind::Limit, opts, env, spin_iters)?;
         limit_hist.add(&hist).map_err(|e| format!("{e:?}"))?;
         limit_total += elapsed;
         let s = Summary::new(&hist, spin_iters, elapsed);
@@ -313,7 +344,7 @@ pub(crate) fn run_interleaved<C: Case>(
         let mut attempt = 1;
         loop {
             progress.measuring(case.name());
-            let (hist, elapsed) = measure(case, env, n)?;
+            let (hist, elapsed) = measure(case, opts, env, n)?;
             let s = Summary::new(&hist, n, elapsed);
             let after = measure_limit(env, &mut limits)?;
             let stable = same_placement(before.median_ns, after.median_ns);

@@ -15,10 +15,10 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::interrupt::{Interrupt, LeaveSession};
 use shmwire::ids::{NodeId, WorkerId};
 use shmwire::node::Directory;
 use shmwire::shm::Session;
@@ -136,12 +136,9 @@ fn registry() -> FunctionRegistry {
 /// reporting refused hellos and dead callers as it goes. Exits non-zero if
 /// a caller died.
 pub fn run_worker(args: &WorkerArgs) -> DemoResult<()> {
-    // SIGINT (a terminal's Ctrl-C reaches the driver and us) and SIGTERM
-    // end the loop like any error, so the way out below runs.
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))?;
-    }
+    // SIGINT (a terminal's Ctrl-C reaches the driver and us), SIGTERM and
+    // SIGHUP end the loop like any error, so the way out below runs.
+    let stop = Interrupt::register()?;
     let session = Session::open(&args.session)?;
     // Dropped after the worker: on every way out (done, error, signal, the
     // driver's death) our lock goes and the pass removes what the dead
@@ -163,8 +160,7 @@ pub fn run_worker(args: &WorkerArgs) -> DemoResult<()> {
             return Err("the demo worker ran for an hour; giving up".into());
         }
         worker.run_once(Duration::from_millis(50))?;
-        // Relaxed: a flag polled each turn; it publishes nothing.
-        if stop.load(Ordering::Relaxed) {
+        if stop.is_set() {
             eprintln!("demo worker: interrupted; exiting");
             return Err("interrupted".into());
         }
@@ -208,15 +204,6 @@ pub fn run_worker(args: &WorkerArgs) -> DemoResult<()> {
         return Err(format!("{died} caller(s) died before closing").into());
     }
     Ok(())
-}
-
-/// Leaves a session on drop ([`Session::remove_all`]).
-struct LeaveSession(Session);
-
-impl Drop for LeaveSession {
-    fn drop(&mut self) {
-        let _ = self.0.remove_all();
-    }
 }
 
 /// The worker child: killed and reaped (and the session removed) unless it

@@ -20,6 +20,7 @@ mod out;
 
 mod demo;
 mod inspect;
+mod interrupt;
 mod node;
 
 use std::path::PathBuf;
@@ -52,11 +53,13 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Benchmarks: shmwire and its peers in the same run, two pinned
     /// processes, each case next to a fresh measurement of the raw atomic
-    /// limit.
+    /// limit. SIGINT/SIGTERM/SIGHUP end the run after the measurement it is
+    /// in, removing its session.
     Bench(BenchArgs),
     /// Run a host's session: its object store, the liveness and cleanup of
     /// dead workers, an HTTP endpoint (`/health`, `/inspect`). Stops on
-    /// SIGINT/SIGTERM, removing its own files.
+    /// SIGINT/SIGTERM/SIGHUP, removing its own files; exits with an error
+    /// if its session directory is removed under it.
     Node(NodeArgs),
     /// Remove what dead processes left: in one session, or in every session
     /// under the root (and sessions nothing live is left in). Never removes
@@ -111,14 +114,17 @@ fn bench_modes_help() -> String {
     out
 }
 
-/// Arguments of `shmwire cleanup`.
+/// Arguments of `shmwire cleanup`: exactly one of `--session S` and
+/// `--all-stale` (one group, so the usage line and the error for neither or
+/// both name both forms).
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["session", "all_stale"])))]
 struct CleanupArgs {
     /// Clean up this session (its directory too, if nothing live is left).
-    #[arg(long, value_name = "S", required_unless_present = "all_stale")]
+    #[arg(long, value_name = "S")]
     session: Option<String>,
     /// Clean up every session under the root.
-    #[arg(long, conflicts_with = "session")]
+    #[arg(long)]
     all_stale: bool,
     /// Print what would be removed; remove nothing.
     #[arg(long)]
@@ -189,9 +195,13 @@ type CliResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 fn run_bench(args: BenchArgs) -> CliResult {
     let modes = bench::modes::select(&args.mode)
         .ok_or_else(|| format!("unknown bench mode {:?}", args.mode))?;
+    // A signal ends the run after the measurement it is in; the mode's
+    // way out stops its children and removes its session (`interrupt`).
+    let stop = interrupt::Interrupt::register()?;
     let opts = bench::Options {
         iters: args.iters,
         progress: true,
+        stop: Some(std::sync::Arc::clone(stop.flag())),
     };
     if let Some(dir) = &args.plot {
         std::fs::create_dir_all(dir).map_err(|e| format!("--plot {}: {e}", dir.display()))?;
@@ -303,26 +313,9 @@ fn run_cleanup(args: CleanupArgs) -> CliResult {
     Ok(())
 }
 
-/// `err` with every cause behind it (`std::error::Error::source`), joined
-/// by `": "`: the one form in which the CLI prints an error, so an OS
-/// error (`No space left on device`, …) is never lost behind a message
-/// like "write entry …". A cause whose text the message already shows
-/// (errors that print their source themselves) is not repeated.
-pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut next = err.source();
-    // Bounded: a (buggy) cyclic chain must not loop forever.
-    for _ in 0..16 {
-        let Some(cause) = next else { break };
-        let t = cause.to_string();
-        if !t.is_empty() && !text.contains(&t) {
-            text.push_str(": ");
-            text.push_str(&t);
-        }
-        next = cause.source();
-    }
-    text
-}
+/// How the CLI prints an error: with every cause behind it (one function
+/// for the library's log and the CLI).
+pub(crate) use shmwire::error_chain;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

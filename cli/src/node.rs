@@ -1,18 +1,28 @@
 //! `shmwire node --session S …`: parses, starts `shmwire::node::Node`,
-//! prints what each round did, and stops it on SIGINT/SIGTERM.
+//! prints what each round did, and stops it on SIGINT/SIGTERM/SIGHUP
+//! (`interrupt`). A cleanup error is printed when it first appears, not
+//! every round while it lasts; when it ends, a line says so.
 
-use std::sync::atomic::AtomicBool;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use shmwire::node::{Node, NodeConfig, TickReport};
 use shmwire::shm::{self, Session};
+
+use crate::interrupt::Interrupt;
 
 use crate::{CliResult, NodeArgs};
 
 /// The line `shmwire node` prints once it serves (tests wait for it).
 pub const READY_LINE: &str = "node ready";
 
-fn print_tick(r: &TickReport) -> Result<(), crate::out::StdoutError> {
+/// Prints round `r`: the workers that died, what was removed, and the
+/// cleanup errors not in `errors` (the last round's, replaced by this
+/// round's).
+fn print_tick(
+    r: &TickReport,
+    errors: &mut BTreeSet<String>,
+) -> Result<(), crate::out::StdoutError> {
     for d in &r.died {
         outln!(
             "worker {}{} (pid {}) died",
@@ -33,9 +43,14 @@ fn print_tick(r: &TickReport) -> Result<(), crate::out::StdoutError> {
             c.removed_other
         );
     }
-    for e in &c.errors {
-        eprintln!("shmwire node: cleanup: {e}");
+    let now: BTreeSet<String> = c.errors.iter().cloned().collect();
+    for e in now.difference(errors) {
+        eprintln!("shmwire node: cleanup: {e} (said once while it lasts)");
     }
+    if now.is_empty() && !errors.is_empty() {
+        eprintln!("shmwire node: cleanup: no errors any more");
+    }
+    *errors = now;
     Ok(())
 }
 
@@ -44,6 +59,8 @@ fn print_tick(r: &TickReport) -> Result<(), crate::out::StdoutError> {
 fn kept_because(r: &shm::CleanupReport) -> String {
     if r.removed_dir {
         "removed".to_owned()
+    } else if r.vanished {
+        "already gone (removed under the node while it ran)".to_owned()
     } else if r.has_live() {
         "kept (other processes live)".to_owned()
     } else if !r.ignored.is_empty() || !r.kept_untagged.is_empty() {
@@ -61,10 +78,7 @@ fn kept_because(r: &shm::CleanupReport) -> String {
 /// Runs `shmwire node`.
 pub fn run(args: NodeArgs) -> CliResult {
     let root = args.root.unwrap_or_else(shm::default_root);
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))?;
-    }
+    let stop = Interrupt::register()?;
     let session = Session::open_in(&root, &args.session)?;
     let mut config = NodeConfig::new(args.store_capacity);
     config.fallback_dir = args.fallback_dir;
@@ -89,9 +103,11 @@ pub fn run(args: NodeArgs) -> CliResult {
         std::process::id()
     );
     // A closed stdout ends the node as SIGTERM does (see `out`).
-    let stop2 = Arc::clone(&stop);
-    node.run(&stop, |r| {
-        if print_tick(r).is_err() {
+    let stop2 = Arc::clone(stop.flag());
+    let mut errors = BTreeSet::new();
+    // An error here: the session directory went (the node stops itself).
+    let ran = node.run(stop.flag(), |r| {
+        if print_tick(r, &mut errors).is_err() {
             stop2.store(true, std::sync::atomic::Ordering::Relaxed);
         }
     });
@@ -101,5 +117,5 @@ pub fn run(args: NodeArgs) -> CliResult {
         format_args!("node stopped; session directory {}", kept_because(&report)),
         "\n",
     );
-    Ok(())
+    Ok(ran?)
 }

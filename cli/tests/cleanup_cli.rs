@@ -994,3 +994,31 @@ fn scribbled_segment_of_a_dead_creator_is_removed_as_corrupt() {
     assert!(last.contains("seg-junk"), "{last}");
     drop(node);
 }
+
+/// `cleanup` with neither or both of `--session S` and `--all-stale` is
+/// refused, and the error and its usage line name both forms (found by an
+/// attack: the usage line named `--session` alone).
+#[test]
+fn cleanup_usage_names_every_form() {
+    let _watchdog = proc_support::watchdog("cleanup_usage_names_every_form");
+    let scratch = proc_support::scratch("swc", "usage");
+    let root = scratch.path().join("root");
+    for args in [
+        &["cleanup"][..],
+        &["cleanup", "--session", "x", "--all-stale"],
+    ] {
+        let (ok, text) = shmwire(&root, args);
+        assert!(!ok, "{args:?}: {text}");
+        let usage = text
+            .lines()
+            .find(|l| l.starts_with("Usage:"))
+            .unwrap_or_else(|| panic!("{args:?}: no usage line: {text}"));
+        assert!(
+            usage.contains("--session <S>|--all-stale"),
+            "{args:?}: {usage}"
+        );
+    }
+    let (ok, text) = shmwire(&root, &["cleanup"]);
+    assert!(!ok && text.contains("--all-stale"), "{text}");
+    assert!(!root.exists(), "a refused cleanup made {}", root.display());
+}

@@ -76,3 +76,59 @@ fn bench_ring_table_and_bad_args() {
         .expect("run shmwire");
     assert!(!bad.status.success(), "--iters 0 is refused");
 }
+
+/// An interrupted `shmwire bench` (SIGINT, SIGTERM, SIGHUP) removes its
+/// session (found by an attack: `bench-<pid>` was left behind): it stops
+/// after the measurement it is in, stops its child, removes the session
+/// and exits with status 1 and `interrupted`.
+#[test]
+fn an_interrupted_bench_removes_its_session() {
+    use std::time::{Duration, Instant};
+    let scratch = tempfile::tempdir().unwrap();
+    let root = scratch.path().join("root");
+    for signal in ["-INT", "-TERM", "-HUP"] {
+        let child = Command::new(env!("CARGO_BIN_EXE_shmwire"))
+            .args(["bench", "ring", "--iters", "2000"])
+            .env("SHMWIRE_ROOT", &root)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run shmwire bench");
+        struct Reaped(std::process::Child);
+        impl Drop for Reaped {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let mut child = Reaped(child);
+        let dir = root.join(format!("bench-{}", child.0.id()));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !dir.exists() {
+            assert!(Instant::now() < deadline, "the bench never made {dir:?}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let st = Command::new("kill")
+            .args([signal, &child.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(st) = child.0.try_wait().unwrap() {
+                break st;
+            }
+            assert!(Instant::now() < deadline, "no exit after {signal}");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut err).unwrap();
+        assert_eq!(status.code(), Some(1), "{signal}: {err}");
+        assert!(err.contains("shmwire: interrupted"), "{signal}: {err}");
+        assert!(
+            !dir.exists(),
+            "{signal} left {:?}",
+            std::fs::read_dir(&dir).map(|rd| rd.count())
+        );
+    }
+}

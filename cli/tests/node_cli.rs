@@ -514,7 +514,9 @@ fn node_reports_and_cleans_up_a_killed_worker() {
     node.kid.signal_and_wait("-TERM");
 }
 
-/// A node stopped by SIGTERM or SIGINT leaves nothing behind; a node
+/// A node stopped by SIGTERM, SIGINT or SIGHUP (a closed terminal; it
+/// left its files as SIGKILL does, found by an attack) leaves nothing
+/// behind; a node
 /// SIGKILLed and started again under the same session works (its
 /// predecessor's entry, store and statistics are removed, the new store
 /// takes objects) and then stops cleanly too.
@@ -526,7 +528,7 @@ fn node_signals_and_restart_after_sigkill() {
     let _watchdog = proc_support::watchdog("node_signals_and_restart_after_sigkill");
     let scratch = proc_support::scratch("swn", "sig");
     let root = scratch.path().join("root");
-    for sig in ["-TERM", "-INT"] {
+    for sig in ["-TERM", "-INT", "-HUP"] {
         let mut node = start_node(&root, "n2");
         assert!(root.join("n2").is_dir());
         node.kid.signal_and_wait(sig);
@@ -1052,6 +1054,24 @@ fn bad_node_arguments_name_what_is_wrong() {
         ],
     );
     assert!(!ok && err.contains(missing), "{err}");
+    // A directory where no file can be made (found by an attack: accepted
+    // at start): refused, naming it and the OS error.
+    let (ok, _, err) = shmwire(
+        &root,
+        &[
+            "node",
+            "--session",
+            "d",
+            "--store-capacity",
+            "1M",
+            "--fallback-dir",
+            "/proc",
+        ],
+    );
+    assert!(
+        !ok && err.contains("cannot create a file in /proc: ") && err.contains("(os error"),
+        "{err}"
+    );
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     let (ok, _, err) = shmwire(
@@ -1068,7 +1088,7 @@ fn bad_node_arguments_name_what_is_wrong() {
     );
     assert!(!ok && err.contains(&addr), "{err}");
     // Nothing of the refused nodes is left in the root.
-    for s in ["a", "b", "c"] {
+    for s in ["a", "b", "c", "d"] {
         let dir = root.join(s);
         assert!(
             !dir.exists() || names(&dir).is_empty(),
@@ -1208,4 +1228,268 @@ fn health_is_not_delayed_by_slow_inspects() {
     drop(held);
     node.kid.signal_and_wait("-TERM");
     assert!(names(&dir).is_empty(), "leftovers: {:?}", names(&dir));
+}
+
+/// Sends `request` (then half-closes), returns the whole answer.
+fn http_raw(addr: &str, request: &[u8]) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(request).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    read_until_closed(&mut s, Duration::from_secs(5)).0
+}
+
+/// A malformed request is a client error: `400`, not `405` (found by an
+/// attack: an empty request got `405`). Empty (half-closed at once, or an
+/// empty line), garbage, a missing or bad version, more words, an
+/// over-long line: each `400`. A well-formed request with another method
+/// still gets `405`; a client that connects and closes harms nothing.
+#[test]
+fn malformed_http_requests_get_400() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog = proc_support::watchdog("malformed_http_requests_get_400");
+    let scratch = proc_support::scratch("swn", "http400");
+    let root = scratch.path().join("root");
+    let mut node = start_node(&root, "h4");
+    let addr = node.addr.clone();
+    let long = format!("GET /{} HTTP/1.0\r\n\r\n", "x".repeat(5000));
+    for request in [
+        &b""[..],
+        b"\r\n\r\n",
+        b"\n\n",
+        b"garbage\r\n\r\n",
+        b"GET /health\r\n\r\n",
+        b"GET /health HTTX/1.0\r\n\r\n",
+        b"GET /health HTTP/1.0 more\r\n\r\n",
+        b"GET  /health HTTP/1.0\r\n\r\n",
+        b"G(T /health HTTP/1.0\r\n\r\n",
+        b"GET /he\x01alth HTTP/1.0\r\n\r\n",
+        b"GET /\xff HTTP/1.0\r\n\r\n",
+        long.as_bytes(),
+    ] {
+        let text = http_raw(&addr, request);
+        assert!(
+            text.starts_with("HTTP/1.0 400 Bad Request"),
+            "{:?} got {text:?}",
+            String::from_utf8_lossy(request)
+        );
+    }
+    assert!(http_raw(&addr, b"POST /health HTTP/1.0\r\n\r\n").starts_with("HTTP/1.0 405"));
+    assert!(http_raw(&addr, b"GET /health HTTP/1.1\n\n").starts_with("HTTP/1.0 200 OK"));
+    assert!(http_raw(&addr, b"GET /nothing HTTP/1.0\r\n\r\n").starts_with("HTTP/1.0 404"));
+    for _ in 0..5 {
+        drop(std::net::TcpStream::connect(&addr).unwrap());
+    }
+    assert!(http_get(&addr, "/health").starts_with("HTTP/1.0 200 OK"));
+    node.kid.signal_and_wait("-TERM");
+    assert!(names(&root).is_empty(), "{:?}", names(&root.join("h4")));
+}
+
+/// A `.node.lock` that is not a regular file (found by an attack: a
+/// symbolic link gave `ELOOP` and a bare OS error) is never followed: the
+/// node is refused with an error naming the path, what it is and what to
+/// remove, the link's target is untouched, and once it is removed the
+/// next node starts. A directory and a FIFO there are named so too.
+#[test]
+fn a_node_lock_that_is_not_a_file_is_named_and_recoverable() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog =
+        proc_support::watchdog("a_node_lock_that_is_not_a_file_is_named_and_recoverable");
+    let scratch = proc_support::scratch("swn", "nlock");
+    let root = scratch.path().join("root");
+    let session = Session::open_in(&root, "nl").unwrap();
+    let lock = root.join("nl").join(".node.lock");
+    let target = scratch.path().join("target");
+    fs::write(&target, b"precious\n").unwrap();
+    std::os::unix::fs::symlink(&target, &lock).unwrap();
+    let args = ["node", "--session", "nl", "--store-capacity", "1M"];
+    let (ok, _, err) = shmwire(&root, &args);
+    let path = lock.display().to_string();
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains(&format!("{path} is a symbolic link, not a node lock file"))
+            && err.contains(&format!("remove it (rm {path})")),
+        "{err}"
+    );
+    assert_eq!(fs::read(&target).unwrap(), b"precious\n");
+    assert!(lock.is_symlink(), "the refused node removed or replaced it");
+    fs::remove_file(&lock).unwrap();
+    fs::create_dir(&lock).unwrap();
+    let (ok, _, err) = shmwire(&root, &args);
+    assert!(
+        !ok && err.contains(&format!("{path} is a directory")) && err.contains("rm -r "),
+        "{err}"
+    );
+    fs::remove_dir(&lock).unwrap();
+    let st = Command::new("mkfifo").arg(&lock).status().unwrap();
+    assert!(st.success());
+    let (ok, _, err) = shmwire(&root, &args);
+    assert!(
+        !ok && err.contains(&format!("{path} is a FIFO")) && err.contains(&format!("(rm {path})")),
+        "{err}"
+    );
+    fs::remove_file(&lock).unwrap();
+    // Removed as the error says: the next node starts and stops cleanly.
+    let mut node = start_node(&root, "nl");
+    assert!(http_get(&node.addr, "/health").starts_with("HTTP/1.0 200 OK"));
+    node.kid.signal_and_wait("-TERM");
+    session.remove_all().unwrap();
+    assert!(names(&root).is_empty(), "{:?}", names(&root.join("nl")));
+}
+
+/// A node whose session directory is removed under it (found by an attack:
+/// it logged `cleanup: list directory: reading the worker directory …`
+/// without a cause every 100 ms, and on SIGTERM said the directory was
+/// "kept") stops by itself at its next round: exit status 1, one error
+/// naming the directory, no repeated cleanup errors, and a last line that
+/// says the directory is gone.
+#[test]
+fn a_removed_session_directory_stops_the_node() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog = proc_support::watchdog("a_removed_session_directory_stops_the_node");
+    let scratch = proc_support::scratch("swn", "gone");
+    let root = scratch.path().join("root");
+    let (mut kid, out, _) = proc_support::spawn_node_with(
+        &root,
+        &["--session", "g1", "--store-capacity", "1M"],
+        Stdio::piped(),
+    );
+    let mut err = kid.0.stderr.take().unwrap();
+    let dir = root.join("g1");
+    fs::remove_dir_all(&dir).unwrap();
+    let t = Instant::now();
+    let status = loop {
+        if let Some(st) = kid.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "the node did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let mut text = String::new();
+    err.read_to_string(&mut text).unwrap();
+    let rest: Vec<String> = out.lines().map_while(Result::ok).collect();
+    assert_eq!(status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!(
+            "the session directory {} was removed under the node",
+            dir.display()
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("cleanup:"), "{text}");
+    assert!(
+        rest.last()
+            .is_some_and(|l| l.contains("session directory already gone")),
+        "{rest:?}"
+    );
+    assert!(!dir.exists());
+}
+
+/// A cleanup error that lasts is printed once with its OS cause, not every
+/// round (found by an attack: the node repeated an error every 100 ms):
+/// a dead worker's entry made immutable (`chattr +i`: its unlink fails
+/// with `EPERM` every round; root and a file system with the flag, else
+/// skipped with a printed reason) gives one `cleanup: unlink …: Operation
+/// not permitted` line over ~1 s (10 rounds); once the flag is cleared,
+/// one `no errors any more` line and the entry is gone.
+#[test]
+fn a_lasting_cleanup_error_is_printed_once_with_its_cause() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog =
+        proc_support::watchdog("a_lasting_cleanup_error_is_printed_once_with_its_cause");
+    let scratch = proc_support::scratch("swn", "once");
+    let root = scratch.path().join("root");
+    let (mut kid, out, _) = proc_support::spawn_node_with(
+        &root,
+        &["--session", "o1", "--store-capacity", "1M"],
+        Stdio::piped(),
+    );
+    let err = kid.0.stderr.take().unwrap();
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let l2 = lines.clone();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(err).lines() {
+            let Ok(line) = line else { return };
+            l2.lock().unwrap().push(line);
+        }
+    });
+    std::thread::spawn(move || for _ in out.lines() {});
+    // A dead worker's entry: a regular file nobody holds a lock on.
+    let entry = root
+        .join("o1")
+        .join(format!(".w-{}.entry", worker_id(9).hex()));
+    fs::write(&entry, b"dead\n").unwrap();
+    let chattr = |flag: &str| {
+        Command::new("chattr")
+            .arg(flag)
+            .arg(&entry)
+            .output()
+            .map(|o| o.status.success())
+    };
+    if !matches!(chattr("+i"), Ok(true)) {
+        eprintln!("skipped: chattr +i failed (not root, or the file system has no such flag)");
+        let _ = fs::remove_file(&entry);
+        return;
+    }
+    // On every way out (a failed assertion too) the flag goes, so the
+    // scratch directory can be removed.
+    struct Mutable(std::path::PathBuf);
+    impl Drop for Mutable {
+        fn drop(&mut self) {
+            let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+        }
+    }
+    let _mutable = Mutable(entry.clone());
+    std::thread::sleep(Duration::from_millis(1000));
+    let unlink_errors = |lines: &[String]| {
+        lines
+            .iter()
+            .filter(|l| l.contains("cleanup: unlink") && l.contains(".entry"))
+            .count()
+    };
+    {
+        let l = lines.lock().unwrap();
+        assert_eq!(unlink_errors(&l), 1, "{l:#?}");
+        assert!(
+            l.iter()
+                .any(|l| l.contains("Operation not permitted (os error 1)")),
+            "{l:#?}"
+        );
+    }
+    assert!(matches!(chattr("-i"), Ok(true)));
+    let t = Instant::now();
+    while entry.exists()
+        || !lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("no errors any more"))
+    {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "{:#?}",
+            lines.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let st = Command::new("kill")
+        .args(["-TERM", &kid.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(kid.0.wait().unwrap().success());
+    reader.join().unwrap();
+    let l = lines.lock().unwrap();
+    assert_eq!(unlink_errors(&l), 1, "{l:#?}");
+    assert!(names(&root).is_empty(), "{:?}", names(&root.join("o1")));
 }

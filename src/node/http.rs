@@ -346,7 +346,10 @@ fn advance(
             c.head.windows(4).any(|w| w == b"\r\n\r\n") || c.head.windows(2).any(|w| w == b"\n\n");
         let msg = if c.head.len() > MAX_HEAD {
             response("400 Bad Request", "request head over 4 KiB\n")
-        } else if complete || (eof && !c.head.is_empty()) {
+        } else if complete || eof {
+            // A client that half-closes without sending a head (an empty
+            // request) gets `400` from `answer` too; one that closed fully
+            // reads nothing, and the write fails quietly.
             match answer(&c.head, session) {
                 Answer::Now(msg) => msg,
                 Answer::Inspect if waiting >= INSPECT_QUEUE => response(
@@ -364,8 +367,6 @@ fn advance(
                     }
                 }
             }
-        } else if eof {
-            return Step::Close;
         } else {
             return Step::Keep;
         };
@@ -420,12 +421,16 @@ enum Answer {
     Inspect,
 }
 
-/// The answer to a complete request head.
+/// The answer to a complete request head: `400` unless its first line is
+/// a request line ([`request_line`]), `405` unless its method is `GET`.
 fn answer(head: &[u8], session: &Session) -> Answer {
     let line = head.split(|&b| b == b'\n').next().unwrap_or(&[]);
-    let line = String::from_utf8_lossy(line);
-    let mut words = line.split_whitespace();
-    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let Some((method, path)) = request_line(line) else {
+        return Answer::Now(response(
+            "400 Bad Request",
+            "malformed request line (want: GET /path HTTP/1.x)\n",
+        ));
+    };
     if method != "GET" {
         return Answer::Now(response("405 Method Not Allowed", "only GET\n"));
     }
@@ -437,6 +442,27 @@ fn answer(head: &[u8], session: &Session) -> Answer {
         "/inspect" => return Answer::Inspect,
         _ => response("404 Not Found", "paths: /health /inspect\n"),
     })
+}
+
+/// `METHOD SP target SP HTTP/d.d` (a trailing CR dropped), the method a
+/// token (RFC 9110 `tchar`s), the target without control characters:
+/// `(method, target)`. Anything else — an empty line, garbage, a missing
+/// or bad version, more words, bytes that are not UTF-8 — is `None`.
+fn request_line(line: &[u8]) -> Option<(&str, &str)> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let line = std::str::from_utf8(line).ok()?;
+    let mut words = line.split(' ');
+    let (method, target, version) = (words.next()?, words.next()?, words.next()?);
+    let token = |w: &str| {
+        !w.is_empty()
+            && w.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    };
+    let version_ok = version.strip_prefix("HTTP/").is_some_and(
+        |v| matches!(v.as_bytes(), [a, b'.', b] if a.is_ascii_digit() && b.is_ascii_digit()),
+    );
+    let target_ok = !target.is_empty() && !target.bytes().any(|b| b.is_ascii_control());
+    (words.next().is_none() && token(method) && target_ok && version_ok).then_some((method, target))
 }
 
 fn response(status: &str, body: &str) -> Vec<u8> {

@@ -15,10 +15,19 @@
 //! lock in the session, so cleanup removes it if we die) and `link` it to
 //! the name, which fails if another node made it first. The session's
 //! cleanup pass removes the file once its lock is free (`shm::session`).
+//!
+//! The name is never followed (`O_NOFOLLOW`). Something other than a
+//! regular file under it (a symbolic link, a directory, a FIFO, …) is not
+//! replaced but refused ([`NodeLockError::NotALockFile`], naming the path
+//! and what to remove): no node makes such a thing, nobody can lock
+//! through it, so it cannot say whether a node lives — a live node's file
+//! may have been renamed away and this put in its place — and replacing it
+//! would race with another node replacing it too. Whoever made it decides;
+//! after `rm` the next node starts as usual.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind};
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -43,9 +52,49 @@ pub enum NodeLockError {
         /// The lock file.
         path: PathBuf,
     },
+    /// The lock's name holds something no node makes (see the module
+    /// docs): it is named, with what to do.
+    #[error(
+        "{} is {what}, not a node lock file (a node only ever makes a regular file there, \
+         and never follows this name); if no node of session {session} runs, remove it \
+         (rm {}{}) and start the node again",
+        path.display(),
+        if *what == "a directory" { "-r " } else { "" },
+        path.display()
+    )]
+    NotALockFile {
+        /// The session's name.
+        session: String,
+        /// What is there (`a symbolic link`, `a directory`, …).
+        what: &'static str,
+        /// The lock file's name.
+        path: PathBuf,
+    },
     /// The file system.
     #[error(transparent)]
     Io(#[from] ShmError),
+}
+
+/// What `path` is, if it exists and is not a regular file (not followed).
+fn not_regular(path: &Path) -> Option<&'static str> {
+    not_regular_type(fs::symlink_metadata(path).ok()?.file_type())
+}
+
+/// What a file of type `t` is, if not a regular file.
+fn not_regular_type(t: fs::FileType) -> Option<&'static str> {
+    Some(if t.is_file() {
+        return None;
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "a device file"
+    })
 }
 
 fn pid_text(pid: Option<u32>) -> String {
@@ -72,10 +121,21 @@ impl NodeLock {
             let p = p.to_owned();
             move |e: io::Error| NodeLockError::Io(ShmError::io(op, p, e))
         };
+        let not_a_lock = |what| NodeLockError::NotALockFile {
+            session: session.name().to_owned(),
+            what,
+            path: path.clone(),
+        };
         let mut held = 0;
         // Each turn either takes the lock or sees the file change under it
         // (made, removed) or held; bounded.
         for _ in 0..(HELD_RETRIES + 100) {
+            // Looked at before it is opened, so a device or FIFO put there
+            // is not even opened; the `fstat` below catches one put there
+            // between the two.
+            if let Some(what) = not_regular(&path) {
+                return Err(not_a_lock(what));
+            }
             match OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -83,11 +143,9 @@ impl NodeLock {
                 .open(&path)
             {
                 Ok(file) => {
-                    if !file.metadata().map_err(io("stat", &path))?.is_file() {
-                        return Err(io("open node lock", &path)(io::Error::new(
-                            ErrorKind::InvalidInput,
-                            "not a regular file (remove it)",
-                        )));
+                    let meta = file.metadata().map_err(io("stat", &path))?;
+                    if let Some(what) = not_regular_type(meta.file_type()) {
+                        return Err(not_a_lock(what));
                     }
                     if try_lock_exclusive(&file).map_err(io("flock", &path))? {
                         if same_file(&file, &path) {
@@ -113,7 +171,12 @@ impl NodeLock {
                         return Ok(lock);
                     }
                 }
-                Err(e) => return Err(io("open node lock", &path)(e)),
+                // A symbolic link (ELOOP under O_NOFOLLOW), a directory
+                // (EISDIR), …: named as such.
+                Err(e) => match not_regular(&path) {
+                    Some(what) => return Err(not_a_lock(what)),
+                    None => return Err(io("open node lock", &path)(e)),
+                },
             }
         }
         Err(io("take node lock", &path)(io::Error::new(

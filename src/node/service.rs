@@ -25,6 +25,13 @@
 //!   ([`PullServer`], Ray's object manager) on its object address
 //!   ([`NodeConfig::object_listen`], [`Node::object_addr`]).
 //!
+//! A node whose session directory is removed (or replaced) under it stops:
+//! its lock, entry and store socket went with the directory, so no worker
+//! can find it and a new node could start in a new directory of the same
+//! name — two nodes of one session. [`Node::tick`] notices it
+//! ([`TickReport::session_gone`]) and [`Node::run`] returns
+//! [`NodeError::SessionGone`].
+//!
 //! [`Node::shutdown`] stops the store, removes the node's entry and
 //! segments, and runs [`Session::remove_all`], which removes the session
 //! directory too when no other process of it lives.
@@ -32,6 +39,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -109,6 +117,17 @@ pub enum NodeError {
     /// The object store.
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// The session directory was removed or replaced while the node ran
+    /// (see the module docs).
+    #[error(
+        "the session directory {} was removed under the node (or replaced); stopping — \
+         start a new node for the session",
+        path.display()
+    )]
+    SessionGone {
+        /// The session directory.
+        path: PathBuf,
+    },
     /// The HTTP endpoint.
     #[error("listen on {addr}: {source}")]
     Listen {
@@ -125,8 +144,12 @@ pub enum NodeError {
 pub struct TickReport {
     /// Workers seen dead for the first time.
     pub died: Vec<DeadWorker>,
-    /// What the cleanup pass did.
+    /// What the cleanup pass did; its errors carry their causes
+    /// ([`crate::error_chain`]).
     pub cleanup: CleanupReport,
+    /// The session directory is gone or replaced: the round did nothing
+    /// else, and [`Node::run`] stops.
+    pub session_gone: bool,
 }
 
 impl TickReport {
@@ -158,6 +181,9 @@ pub struct Node {
     http_stop: Arc<AtomicBool>,
     http: Option<JoinHandle<()>>,
     config: NodeConfig,
+    /// The session directory's (device, inode) when the node started: a
+    /// directory that no longer has them is gone (`session_gone`).
+    dir_id: (u64, u64),
     /// Workers seen live in the last round: id → (pid, name), so a worker
     /// that dies and whose entry a cleanup pass removes between two looks
     /// is still reported.
@@ -184,6 +210,9 @@ impl Node {
         // One node per session: the kernel's lock decides, not a file's
         // content (a dead node's lock is free; the pass above removed it).
         let lock = super::node_lock::NodeLock::acquire(session)?;
+        let dir_id = std::fs::metadata(session.dir())
+            .map(|m| (m.dev(), m.ino()))
+            .map_err(|e| ShmError::io("stat", session.dir(), e))?;
         let directory = Directory::for_session(session)?;
         let id = WorkerId::try_from_random().map_err(|e| {
             NodeError::Directory(format!("no random source for the node's id: {e}"))
@@ -241,6 +270,7 @@ impl Node {
             http_stop,
             http: Some(http),
             config,
+            dir_id,
             known: HashMap::new(),
         };
         node.publish();
@@ -273,10 +303,21 @@ impl Node {
         self.store.as_ref()
     }
 
+    /// Whether the session directory is still the one the node started in.
+    fn session_dir_intact(&self) -> bool {
+        std::fs::metadata(self.session.dir()).is_ok_and(|m| (m.dev(), m.ino()) == self.dir_id)
+    }
+
     /// One round: notes the workers now dead, runs the cleanup pass (which
     /// removes their entries, sockets and segments), republishes the area.
+    /// If the session directory is gone or replaced, only says so
+    /// ([`TickReport::session_gone`]).
     pub fn tick(&mut self) -> TickReport {
         let mut report = TickReport::default();
+        if !self.session_dir_intact() {
+            report.session_gone = true;
+            return report;
+        }
         let mut live = HashMap::new();
         match self.directory.workers() {
             Ok(ws) => {
@@ -289,12 +330,15 @@ impl Node {
                     }
                 }
             }
-            Err(e) => report.cleanup.errors.push(format!("list directory: {e}")),
+            Err(e) => report
+                .cleanup
+                .errors
+                .push(format!("list directory: {}", crate::error_chain(&e))),
         }
         let mut cleanup = match self.session.cleanup_stale() {
             Ok(c) => c,
             Err(e) => CleanupReport {
-                errors: vec![e.to_string()],
+                errors: vec![crate::error_chain(&e)],
                 ..Default::default()
             },
         };
@@ -360,18 +404,32 @@ impl Node {
 
     /// Runs [`Node::tick`] every [`NodeConfig::interval`] until `stop` is
     /// set, handing each report to `on_tick`.
-    pub fn run(&mut self, stop: &AtomicBool, mut on_tick: impl FnMut(&TickReport)) {
+    ///
+    /// Errors: [`NodeError::SessionGone`] (after handing that round's
+    /// report) when the session directory was removed or replaced; the node
+    /// is still to be shut down.
+    pub fn run(
+        &mut self,
+        stop: &AtomicBool,
+        mut on_tick: impl FnMut(&TickReport),
+    ) -> Result<(), NodeError> {
         // Relaxed: a flag polled each round; nothing is published through it.
         while !stop.load(Ordering::Relaxed) {
             let start = Instant::now();
             let r = self.tick();
             on_tick(&r);
+            if r.session_gone {
+                return Err(NodeError::SessionGone {
+                    path: self.session.dir().to_owned(),
+                });
+            }
             let left = self.config.interval.saturating_sub(start.elapsed());
             let end = Instant::now() + left;
             while !stop.load(Ordering::Relaxed) && Instant::now() < end {
                 std::thread::sleep(left.min(Duration::from_millis(10)));
             }
         }
+        Ok(())
     }
 
     /// Stops the node: the HTTP endpoint, the store (its arena segment is

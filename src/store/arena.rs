@@ -91,12 +91,16 @@ impl FallbackFiles {
 static FALLBACK_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl FileFallback {
-    /// Uses `dir`, which must exist and be a directory. Raises this
-    /// process's soft `RLIMIT_NOFILE` to its hard limit (each fallback
-    /// object keeps a descriptor open).
+    /// Uses `dir`, which must exist, be a directory and take files: one
+    /// file is created there as objects' files will be (without a name, or
+    /// named and unlinked at once) and closed, so a directory where none
+    /// can be made (`/proc`, a read-only mount, no permission) is refused
+    /// now, not at the first full arena. Raises this process's soft
+    /// `RLIMIT_NOFILE` to its hard limit (each fallback object keeps a
+    /// descriptor open).
     ///
-    /// Errors: [`StoreError::Io`] naming `dir` when it is missing or not a
-    /// directory.
+    /// Errors: [`StoreError::Io`] naming `dir` when it is missing, not a
+    /// directory, or takes no file (with the OS error).
     pub fn new(dir: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let dir = dir.into();
         if !dir.is_dir() {
@@ -108,12 +112,23 @@ impl FileFallback {
                 ),
             ));
         }
-        Ok(Self {
+        let fb = Self {
             dir,
             files: FallbackFiles::default(),
             tmpfile: true,
             limit: crate::sys::fs::raise_nofile_limit(),
-        })
+        };
+        // The trial file: unnamed, so closing it frees it.
+        if let Err(e) = fb.create_unnamed() {
+            return Err(StoreError::io(
+                "use the fallback directory",
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot create a file in {}: {e}", fb.dir.display()),
+                ),
+            ));
+        }
+        Ok(fb)
     }
 
     /// The directory.

@@ -98,13 +98,23 @@ pub fn wait_for(out: &mut BufReader<ChildStdout>, marker: &str) -> String {
 /// child, its stdout (the caller must keep draining it so the node never
 /// blocks on a full pipe) and the ready line's text after `node ready:`.
 pub fn spawn_node(root: &Path, args: &[&str]) -> (Kid, BufReader<ChildStdout>, String) {
+    spawn_node_with(root, args, Stdio::inherit())
+}
+
+/// As [`spawn_node`], with the node's stderr going to `stderr` (e.g.
+/// `Stdio::piped()`, taken from `kid.0.stderr`).
+pub fn spawn_node_with(
+    root: &Path,
+    args: &[&str],
+    stderr: Stdio,
+) -> (Kid, BufReader<ChildStdout>, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_shmwire"))
         .arg("node")
         .args(args)
         .arg("--root")
         .arg(root)
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .expect("run shmwire node");
     let mut out = BufReader::new(child.stdout.take().unwrap());
