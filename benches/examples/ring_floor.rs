@@ -23,6 +23,10 @@
 //! cargo run --release -p shmwire-bench --example ring_floor [ROUNDS]
 //! ```
 //!
+//! `ring_floor --loopback N [PAYLOAD]` instead sends N frames through one
+//! ring in one thread (nothing waits), for counting the ring's instructions
+//! per frame with callgrind (difference of two N).
+//!
 //! `docs/PERFORMANCE.md` (issue 15 on an AMD EPYC) records the figures.
 
 use std::error::Error;
@@ -245,8 +249,37 @@ fn ring(session: &Session, tag: &str, payload: usize) -> Res<f64> {
     Ok(e.as_nanos() as f64 / N as f64)
 }
 
+/// `--loopback N`: N frames of `payload` bytes through one ring in one
+/// thread (reserve, copy in, commit, peek, copy out, release): the ring's
+/// own path with every frame already there, for counting instructions
+/// (`valgrind --tool=callgrind`, difference of two N).
+fn loopback(n: u64, payload: usize) -> Res<()> {
+    let (mut tx, mut rx) = Ring::heap(CAP)?;
+    let mut buf = vec![0u8; payload];
+    for s in 1..=n {
+        buf[..8].copy_from_slice(&s.to_le_bytes());
+        let mut g = tx.reserve(payload)?;
+        g.copy_from_slice(&buf);
+        g.commit_all();
+        let f = rx.peek()?.ok_or("loopback frame missing")?;
+        buf.copy_from_slice(&f);
+        f.release();
+        if buf[..8] != s.to_le_bytes() {
+            return Err("loopback returned the wrong frame".into());
+        }
+    }
+    Ok(())
+}
+
 fn main() -> Res<()> {
-    let rounds: usize = match std::env::args().nth(1) {
+    let mut args = std::env::args().skip(1);
+    let first = args.next();
+    if first.as_deref() == Some("--loopback") {
+        let n: u64 = args.next().ok_or("--loopback N [PAYLOAD]")?.parse()?;
+        let payload: usize = args.next().map_or(Ok(256), |s| s.parse())?;
+        return loopback(n, payload);
+    }
+    let rounds: usize = match first {
         Some(s) => s.parse()?,
         None => 5,
     };
