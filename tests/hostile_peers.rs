@@ -776,11 +776,18 @@ fn role_tcp_server() {
     // Services both connections (answers heartbeats) until stopped.
     let deadline = Instant::now() + GUARD * 2;
     while Instant::now() < deadline {
-        for c in conns.iter_mut() {
-            match c.recv_timeout(Duration::from_millis(50)) {
-                Ok(_) | Err(RecvError::TimedOut) => {}
-                Err(_) => return,
-            }
+        for (i, c) in conns.iter_mut().enumerate() {
+            let got = match c.recv_timeout(Duration::from_millis(50)) {
+                Ok(_) => true,
+                Err(RecvError::TimedOut) => false,
+                Err(e) => {
+                    eprintln!("tcp_server: connection {i} stops at {e:?}");
+                    return;
+                }
+            };
+            // Takes everything that arrived (a heartbeat queued behind
+            // frames is answered once they are read).
+            while got && matches!(c.try_recv(), Ok(Some(_))) {}
         }
     }
 }
@@ -811,6 +818,36 @@ fn input5_silent_tcp_peer_becomes_peer_died_within_the_liveness_bound() {
         match plain.recv_timeout(Duration::from_millis(100)) {
             Err(RecvError::TimedOut) => {}
             other => panic!("live peer reported {other:?}"),
+        }
+        let mut ev = Vec::new();
+        mux.wait(Duration::from_millis(10), &mut ev).unwrap();
+        if let Some(conn) = mux.get_mut(key) {
+            assert!(matches!(conn.try_recv(), Ok(None)));
+        }
+    }
+    // Busy sending for twice the bound, never receiving (so never pinging)
+    // while the peer, hearing us all the time, sends nothing either: the
+    // peer's silence is old but was never questioned. Waiting now must ask
+    // (ping) before it judges — the live peer answers — not declare it dead
+    // on the spot (what a TCP sender of a million frames did on a slow host).
+    let t = Instant::now();
+    while t.elapsed() < LIVENESS * 2 {
+        plain.send(b"busy").unwrap();
+        plain.flush().unwrap();
+        // The other connection stays serviced (the server stops at the
+        // first connection it loses).
+        let mut ev = Vec::new();
+        mux.wait(Duration::from_millis(1), &mut ev).unwrap();
+        if let Some(conn) = mux.get_mut(key) {
+            assert!(matches!(conn.try_recv(), Ok(None)));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let t = Instant::now();
+    while t.elapsed() < LIVENESS * 2 {
+        match plain.recv_timeout(Duration::from_millis(100)) {
+            Err(RecvError::TimedOut) => {}
+            other => panic!("a live peer silent while we were busy sending reported {other:?}"),
         }
         let mut ev = Vec::new();
         mux.wait(Duration::from_millis(10), &mut ev).unwrap();

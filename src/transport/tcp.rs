@@ -556,6 +556,17 @@ impl TcpConnection {
         }
     }
 
+    /// Whether the receive buffer holds a whole frame not yet taken.
+    fn buffered_frame_complete(&self) -> bool {
+        let avail = self.rend - self.rstart;
+        if avail < TCP_FRAME_HEADER {
+            return false;
+        }
+        let h = &self.rbuf.as_slice()[self.rstart..self.rstart + 4];
+        let len = u32::from_le_bytes(h.try_into().expect("4 bytes")) as usize;
+        avail >= TCP_FRAME_HEADER + pad16(len)
+    }
+
     /// Parses the next complete frame in the receive buffer: `(start, len)`.
     fn parse(&mut self) -> Result<Option<(usize, usize)>, RecvError> {
         {
@@ -706,6 +717,20 @@ impl TcpConnection {
         if let Some(at) = self.pinged {
             let waited = now.saturating_duration_since(at);
             if silent >= liveness && waited >= answer_within {
+                // `last_heard` moves when bytes are read from the socket,
+                // and this side reads only when its buffer holds no whole
+                // frame: a receiver working slowly through a backlog must
+                // not take its own lag for the peer's silence. With a whole
+                // frame still buffered the verdict waits until it is taken;
+                // otherwise what the kernel holds is read first.
+                if self.buffered_frame_complete() {
+                    return Some(now + answer_within);
+                }
+                match self.fill() {
+                    Ok(true) => return Some(self.last_heard + ping_at),
+                    Ok(false) => {}
+                    Err(_) => return None,
+                }
                 let _ = self.die(io::Error::new(
                     io::ErrorKind::TimedOut,
                     format!("no heartbeat from the peer for {silent:?} ({waited:?} after a ping)"),
