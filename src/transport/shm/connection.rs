@@ -261,7 +261,7 @@ impl ShmConnection {
         }
     }
 
-    /// The Unix socket (registered by the [`Mux`](super::Mux); its hang-up
+    /// The Unix socket (registered by the [`Mux`](crate::transport::Mux); its hang-up
     /// means the peer died).
     pub fn socket(&self) -> &UnixStream {
         &self.sock
