@@ -218,7 +218,7 @@ macro_rules! define_id {
         pub struct $name([u8; $len]);
 
         impl std::hash::Hash for $name {
-            /// Hashes one `u64` folded from the bytes ([`fold_id_bytes`]):
+            /// Hashes one `u64` folded from the bytes (`fold_id_bytes`):
             /// a hash map keyed by ids (the caller hashes several per call)
             /// then mixes 8 bytes instead of running a byte-slice hash over
             /// up to 28.

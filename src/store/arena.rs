@@ -55,7 +55,7 @@ pub fn create_arena(name: &str, capacity: u64) -> Result<Arc<AnonSegment>, Store
 /// its blocks reserved with `fallocate` so a full disk is
 /// [`StoreError::OutOfDisk`] at create time, never `SIGBUS` later. The
 /// service keeps each file's descriptor for the object's life (in
-/// [`FallbackFiles`], under the token the table knows the object's slot
+/// `FallbackFiles`, under the token the table knows the object's slot
 /// by) and hands it to clients over their connection's socket
 /// (`super::handoff`); freeing the object closes it, and the file's
 /// blocks go once no client maps it any more.

@@ -37,8 +37,8 @@
 //!   newer write, the second `seq` load sees that write's odd `seq` or
 //!   later), `seq` again (Relaxed). Equal and even: a consistent snapshot.
 //! * **Taking a reference** ([`IndexWords::try_acquire`], client) against
-//!   **retracting an entry** ([`IndexWords::try_evict`] /
-//!   [`IndexWords::retire`], service) is a Dekker pair: the client adds to
+//!   **retracting an entry** ([`IndexWriter::try_evict`] /
+//!   [`IndexWriter::retire`], service) is a Dekker pair: the client adds to
 //!   its slot, `fence(SeqCst)`, loads `seq`; the service stores a new `seq`,
 //!   `fence(SeqCst)`, loads every client's slot. By the fences' total order
 //!   at least one side sees the other: either the service sees the

@@ -64,7 +64,7 @@ enum State {
 }
 
 /// A shared-memory connection to a worker on this host. See the
-/// [module docs](self).
+/// module docs of `transport::shm` (and `docs/transport.md`).
 pub struct ShmConnection {
     tx: Option<Producer<MappedStorage>>,
     rx: Option<Consumer<MappedStorage>>,
