@@ -37,6 +37,9 @@ pub const ACTOR_NAME: &str = "demo-counter";
 /// The actor class's module and name.
 const MODULE: &str = "demo";
 const CLASS: &str = "Counter";
+/// Largest `--tasks` (the round trips of a phase are kept: 160 MB at most).
+const MAX_TASKS: u64 = 10_000_000;
+
 /// How long any single wait of the demo may take before it is an error.
 const STEP_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -45,8 +48,9 @@ type DemoResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 /// Options of `shmwire demo`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
-    /// Actor tasks per transport and phase.
-    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Actor tasks per transport and phase (at most 10,000,000: each
+    /// call's round trip is kept for the percentiles, 16 bytes a call).
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=MAX_TASKS))]
     pub tasks: u64,
     /// Calls kept in flight in the throughput phase.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=4096))]
@@ -162,7 +166,7 @@ pub fn run_worker(args: &WorkerArgs) -> DemoResult<()> {
         worker.run_once(Duration::from_millis(50))?;
         if stop.is_set() {
             eprintln!("demo worker: interrupted; exiting");
-            return Err("interrupted".into());
+            return Err(INTERRUPTED.into());
         }
         if std::os::unix::process::parent_id() != parent {
             eprintln!("demo worker: the driver (pid {parent}) died; exiting");
@@ -277,6 +281,7 @@ fn run_caller(
     caller: &mut CoreWorker,
     actor: &ActorHandle,
     args: &DemoArgs,
+    stop: &Interrupt,
     mut total: i64,
 ) -> DemoResult<i64> {
     let n = args.tasks as i64;
@@ -284,6 +289,9 @@ fn run_caller(
     let mut rtts = Vec::with_capacity(args.tasks as usize);
     let start = Instant::now();
     for x in 1..=n {
+        if stop.is_set() {
+            return Err(INTERRUPTED.into());
+        }
         let t = Instant::now();
         let r = caller.submit_actor_task(actor, "add", vec![i64_arg(x)])?;
         let v = caller.get(std::slice::from_ref(&r), STEP_TIMEOUT)?;
@@ -307,6 +315,9 @@ fn run_caller(
     let mut next = 1i64;
     let mut checked = 0i64;
     while checked < n {
+        if stop.is_set() {
+            return Err(INTERRUPTED.into());
+        }
         while next <= n && in_flight.len() < args.window as usize {
             let r = caller.submit_actor_task(actor, "add", vec![i64_arg(next)])?;
             in_flight.push_back((next, r));
@@ -332,7 +343,24 @@ fn run_caller(
 }
 
 /// Runs the demo (the driver side).
+/// What an interrupted demo (driver or worker) ends with.
+const INTERRUPTED: &str = "interrupted";
+
+/// Runs the demo. SIGINT, SIGTERM and SIGHUP stop it between calls (the
+/// worker process is stopped and the session removed on the way out, as on
+/// any error) and it fails with "interrupted" — also when the signal reached
+/// the worker first (a terminal's Ctrl-C reaches both) and the driver's
+/// call failed because of that.
 pub fn run(args: &DemoArgs) -> DemoResult<()> {
+    let stop = Interrupt::register()?;
+    let result = run_demo(args, &stop);
+    if result.is_err() && stop.is_set() {
+        return Err(INTERRUPTED.into());
+    }
+    result
+}
+
+fn run_demo(args: &DemoArgs, stop: &Interrupt) -> DemoResult<()> {
     let session_name = format!("demo-{}", std::process::id());
     let session = Session::open(&session_name)?;
     let actor_worker = WorkerId::from_random();
@@ -370,6 +398,9 @@ pub fn run(args: &DemoArgs) -> DemoResult<()> {
     let dir = Directory::for_session(&session)?;
     loop {
         worker.check_running()?;
+        if stop.is_set() {
+            return Err(INTERRUPTED.into());
+        }
         match dir.lookup_name(ACTOR_NAME) {
             Ok(_) => break,
             Err(LookupError::NoSuchWorker { .. }) if Instant::now() < deadline => {
@@ -416,7 +447,7 @@ pub fn run(args: &DemoArgs) -> DemoResult<()> {
             if tcp { "Tcp" } else { "Shm" },
             handle.method_descriptor("add").default_task_name()
         );
-        total = run_caller(&mut caller, &handle, args, total)?;
+        total = run_caller(&mut caller, &handle, args, stop, total)?;
         let r = caller.submit_actor_task(&handle, "get", vec![])?;
         let got = as_i64(&caller.get(std::slice::from_ref(&r), STEP_TIMEOUT)?[0])?;
         if got != total {

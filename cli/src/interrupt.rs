@@ -7,7 +7,8 @@
 //! process at once (status 1): the way out for a process stuck where it
 //! does not poll; what it leaves, `shmwire cleanup` removes.
 //!
-//! Used by `node`, `bench` and the demo's worker (`__demo-worker`).
+//! Used by `node`, `bench`, `demo` (the driver) and the demo's worker
+//! (`__demo-worker`).
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};

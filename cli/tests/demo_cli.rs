@@ -135,3 +135,79 @@ fn an_interrupted_demo_worker_removes_its_session() {
         );
     }
 }
+
+/// The demo's driver stopped by SIGTERM or SIGHUP (as `node` and `bench`
+/// are) stops its worker, removes its session and says so; a `--tasks`
+/// too large to keep every round trip is refused by the argument parser
+/// (it crashed with an allocation failure after starting the worker).
+#[test]
+fn an_interrupted_demo_removes_its_session_and_huge_task_counts_are_refused() {
+    use std::io::BufRead as _;
+    use std::time::{Duration, Instant};
+    let scratch = tempfile::tempdir().unwrap();
+    let root = scratch.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    for tasks in ["10000001", "18446744073709551615"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_shmwire"))
+            .args(["demo", "--tasks", tasks])
+            .env("SHMWIRE_ROOT", &root)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "--tasks {tasks}: {out:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--tasks"));
+    }
+    for signal in ["-TERM", "-HUP"] {
+        let child = Command::new(env!("CARGO_BIN_EXE_shmwire"))
+            .args(["demo", "--tasks", "10000000", "--transport", "shm"])
+            .env("SHMWIRE_ROOT", &root)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run the demo");
+        struct Reaped(std::process::Child);
+        impl Drop for Reaped {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let mut child = Reaped(child);
+        // Calling once the actor exists.
+        let mut out = std::io::BufReader::new(child.0.stdout.take().unwrap());
+        let mut line = String::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !line.contains("created actor") {
+            line.clear();
+            assert!(
+                out.read_line(&mut line).unwrap() > 0,
+                "the demo ended early"
+            );
+            assert!(Instant::now() < deadline, "no actor created");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let st = Command::new("kill")
+            .args([signal, &child.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(st) = child.0.try_wait().unwrap() {
+                break st;
+            }
+            assert!(Instant::now() < deadline, "no exit after {signal}");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut err).unwrap();
+        assert_eq!(status.code(), Some(1), "{signal}: {status}: {err}");
+        assert!(err.contains("interrupted"), "{signal}: {err}");
+        let left: Vec<_> = std::fs::read_dir(&root)
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.file_name())
+            .collect();
+        assert!(left.is_empty(), "{signal} left {left:?}");
+    }
+}

@@ -1340,6 +1340,44 @@ fn a_node_lock_that_is_not_a_file_is_named_and_recoverable() {
     assert!(names(&root).is_empty(), "{:?}", names(&root.join("nl")));
 }
 
+/// A session token that is a FIFO (found by an attack: the node blocked in
+/// `open` forever, and one SIGTERM did not end it) or a symlink is refused
+/// at once with an error naming what it is; nothing is followed or opened
+/// for good, and the node starts once it is removed.
+#[test]
+fn a_session_token_that_is_not_a_file_is_refused_not_waited_on() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog =
+        proc_support::watchdog("a_session_token_that_is_not_a_file_is_refused_not_waited_on");
+    let scratch = proc_support::scratch("swn", "tok");
+    let root = scratch.path().join("root");
+    let session = Session::open_in(&root, "tk").unwrap();
+    let token = root.join("tk").join(".token");
+    let path = token.display().to_string();
+    let args = ["node", "--session", "tk", "--store-capacity", "1M"];
+    let st = Command::new("mkfifo").arg(&token).status().unwrap();
+    assert!(st.success());
+    let (ok, _, err) = shmwire(&root, &args);
+    assert!(
+        !ok && err.contains(&format!("{path} is a FIFO, not a regular file")),
+        "{err}"
+    );
+    fs::remove_file(&token).unwrap();
+    let target = scratch.path().join("elsewhere");
+    fs::write(&target, [7u8; 16]).unwrap();
+    std::os::unix::fs::symlink(&target, &token).unwrap();
+    let (ok, _, err) = shmwire(&root, &args);
+    assert!(!ok && err.contains(&path), "{err}");
+    assert_eq!(fs::read(&target).unwrap(), [7u8; 16]);
+    fs::remove_file(&token).unwrap();
+    let mut node = start_node(&root, "tk");
+    assert!(http_get(&node.addr, "/health").starts_with("HTTP/1.0 200 OK"));
+    node.kid.signal_and_wait("-TERM");
+    session.remove_all().unwrap();
+}
+
 /// A node whose session directory is removed under it (found by an attack:
 /// it logged `cleanup: list directory: reading the worker directory …`
 /// without a cause every 100 ms, and on SIGTERM said the directory was

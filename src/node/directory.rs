@@ -380,14 +380,11 @@ pub const MAX_ENTRY_BYTES: u64 = 64 * 1024;
 /// file (a same-user process can grow one to any size) is not an entry,
 /// and `None` — it costs neither memory nor time beyond that bound.
 fn read_entry(path: &Path) -> Option<String> {
-    let f = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(crate::sys::fs::O_NOFOLLOW | crate::sys::fs::O_NONBLOCK)
-        .open(path)
-        .ok()?;
-    let mut s = String::new();
-    io::Read::read_to_string(&mut io::Read::take(f, MAX_ENTRY_BYTES + 1), &mut s).ok()?;
-    (s.len() as u64 <= MAX_ENTRY_BYTES).then_some(s)
+    let bytes = crate::sys::fs::read_small_regular(path, MAX_ENTRY_BYTES).ok()?;
+    if bytes.len() as u64 > MAX_ENTRY_BYTES {
+        return None;
+    }
+    String::from_utf8(bytes).ok()
 }
 
 #[cfg(test)]

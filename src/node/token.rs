@@ -55,7 +55,9 @@ pub fn load_or_create_token(session: &Session) -> Result<SessionToken, TokenErro
 pub fn load_or_create_in(dir: &Path) -> Result<SessionToken, TokenError> {
     let path = dir.join(TOKEN_FILE);
     loop {
-        match fs::read(&path) {
+        // Never follows, never blocks on a FIFO, refuses what is not a
+        // regular file (a FIFO here hung the node before).
+        match crate::sys::fs::read_small_regular(&path, 16) {
             Ok(b) if b.len() == 16 => {
                 let mut t = [0u8; 16];
                 t.copy_from_slice(&b);

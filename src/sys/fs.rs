@@ -13,6 +13,43 @@ pub(crate) const O_NONBLOCK: i32 = rustix::fs::OFlags::NONBLOCK.bits() as i32;
 /// path is a directory).
 pub(crate) const O_DIRECTORY: i32 = rustix::fs::OFlags::DIRECTORY.bits() as i32;
 
+/// Reads a small file of a session directory (a token, a directory entry)
+/// as hostile input: the name is not followed (`O_NOFOLLOW`: a symlink is
+/// `ELOOP`), opening never blocks (`O_NONBLOCK`: a FIFO put in its place
+/// would otherwise wait for a writer forever), anything but a regular file
+/// is refused (`InvalidData`, naming what it is), and at most `max + 1`
+/// bytes are read, so a file grown to any size costs no more (the caller
+/// tells a too-long file by its length).
+pub(crate) fn read_small_regular(path: &std::path::Path, max: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(O_NOFOLLOW | O_NONBLOCK)
+        .open(path)?;
+    let ft = f.metadata()?.file_type();
+    if !ft.is_file() {
+        let what = if ft.is_fifo() {
+            "a FIFO"
+        } else if ft.is_dir() {
+            "a directory"
+        } else if ft.is_socket() {
+            "a socket"
+        } else if ft.is_char_device() || ft.is_block_device() {
+            "a device"
+        } else {
+            "not a regular file"
+        };
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is {what}, not a regular file", path.display()),
+        ));
+    }
+    let mut out = Vec::new();
+    f.take(max.saturating_add(1)).read_to_end(&mut out)?;
+    Ok(out)
+}
+
 /// Whether `e` is `ENOTEMPTY` (`rmdir` of a directory that still holds
 /// entries).
 pub(crate) fn is_enotempty(e: &io::Error) -> bool {
