@@ -297,6 +297,26 @@ fn unknown_function_class_and_method_fail_the_task() {
         .submit_actor_task(&actor, "add", vec![i64_arg(2)])
         .unwrap();
     assert_eq!(get_i64(&mut driver, &ok), 2);
+    // More method names than the caller keeps call templates for (64 per
+    // actor): each unknown one fails alone, twice (a template's reuse and
+    // the specs built in full past the cap), and a known method called
+    // between and after them still answers right.
+    for round in 0..2 {
+        for i in 0..80 {
+            let r = driver
+                .submit_actor_task(&actor, &format!("made_up_{i}"), vec![])
+                .unwrap();
+            let want = format!("Counter::made_up_{i}");
+            assert!(matches!(
+                task_error(&mut driver, &r),
+                TaskError::FunctionNotFound { function, .. } if function == want
+            ));
+        }
+        let ok = driver
+            .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+            .unwrap();
+        assert_eq!(get_i64(&mut driver, &ok), 3 + round);
+    }
     drop(driver);
     worker.wait_success();
 }

@@ -448,6 +448,11 @@ struct CallTemplate {
 /// again when needed).
 const SPARE_REQUESTS: usize = 1024;
 
+/// Call templates kept per actor: methods called beyond the first this many
+/// (per handle class and concurrency group) have their specs built in full
+/// each time.
+const MAX_CALL_TEMPLATES: usize = 64;
+
 impl ActorEntry {
     /// The index of the call template of `method` through `actor`, if any.
     fn call_template(&self, actor: &ActorHandle, method: &str) -> Option<usize> {
@@ -1435,7 +1440,7 @@ impl CoreWorker {
                     options.max_retries,
                     target,
                 );
-                (i, request)
+                (Some(i), request)
             }
             None => {
                 let spec = TaskSpecBuilder::new(actor.method_descriptor(method))
@@ -1448,17 +1453,23 @@ impl CoreWorker {
                     .concurrency_group_name(actor.concurrency_group.clone())
                     .build_actor_task(target);
                 let request = new_request(entry.worker, spec);
-                let mut first = request.clone();
-                first.task_spec.args.clear();
-                entry.calls.push(CallTemplate {
-                    module_path: actor.module_path.clone(),
-                    class_name: actor.class_name.clone(),
-                    method: method.to_owned(),
-                    group: actor.concurrency_group.clone(),
-                    first,
-                    spare: Vec::new(),
-                });
-                (entry.calls.len() - 1, request)
+                // Templates for the first methods called (a caller that
+                // invents method names keeps building specs, not memory).
+                if entry.calls.len() < MAX_CALL_TEMPLATES {
+                    let mut first = request.clone();
+                    first.task_spec.args.clear();
+                    entry.calls.push(CallTemplate {
+                        module_path: actor.module_path.clone(),
+                        class_name: actor.class_name.clone(),
+                        method: method.to_owned(),
+                        group: actor.concurrency_group.clone(),
+                        first,
+                        spare: Vec::new(),
+                    });
+                    (Some(entry.calls.len() - 1), request)
+                } else {
+                    (None, request)
+                }
             }
         };
         let spec = &request.task_spec;
@@ -1476,7 +1487,7 @@ impl CoreWorker {
             Payload {
                 request,
                 target: Target::Actor(actor.actor_id),
-                call: Some(call),
+                call,
                 request_id: None,
                 store_args,
             },
