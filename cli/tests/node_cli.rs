@@ -1340,6 +1340,51 @@ fn a_node_lock_that_is_not_a_file_is_named_and_recoverable() {
     assert!(names(&root).is_empty(), "{:?}", names(&root.join("nl")));
 }
 
+/// A live worker's statistics area whose header's owner tag is rewritten
+/// to name a dead process (found by an attack: the node's cleanup then
+/// removed a live area for good) is kept: every shmwire segment name
+/// carries its creator's pid, and a tag that disagrees with a live named
+/// process decides nothing.
+#[test]
+fn a_live_area_with_a_rewritten_owner_tag_is_not_removed() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog = proc_support::watchdog("a_live_area_with_a_rewritten_owner_tag_is_not_removed");
+    let scratch = proc_support::scratch("swn", "tag");
+    let root = scratch.path().join("root");
+    let _w3 = spawn_worker(&root, "tg", 3);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while worker_json(&inspect_json(&root, "tg"), "w3").unwrap()["stats_updated_unix_ms"].is_null()
+    {
+        assert!(Instant::now() < deadline, "w3 never published");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let area = names(&root.join("tg"))
+        .into_iter()
+        .find(|n| n.starts_with("stats-"))
+        .expect("w3's area");
+    // The creator tag sits at bytes 48..112 of the header (NUL padded).
+    let mut tag = [0u8; 64];
+    let dead = b"proc-99999-deadbeef.lock";
+    tag[..dead.len()].copy_from_slice(dead);
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .open(root.join("tg").join(&area))
+        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &tag, 48).unwrap();
+    drop(f);
+    let (ok, out, err) = shmwire(&root, &["cleanup", "--session", "tg"]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        names(&root.join("tg")).contains(&area),
+        "the live area was removed: {out}"
+    );
+    let doc = inspect_json(&root, "tg");
+    let w3 = worker_json(&doc, "w3").unwrap();
+    assert_eq!(w3["live"], true, "{w3}");
+}
+
 /// A session token that is a FIFO (found by an attack: the node blocked in
 /// `open` forever, and one SIGTERM did not end it) or a symlink is refused
 /// at once with an error naming what it is; nothing is followed or opened

@@ -1111,7 +1111,16 @@ impl Session {
             Some(h) => match h.creator_tag_str().filter(|t| is_lock_file_name(t)) {
                 Some(tag) => {
                     let stem = &tag[LOCK_PREFIX.len()..tag.len() - LOCK_SUFFIX.len()];
-                    owners.is_dead(&self.dir, stem)?
+                    let dead = owners.is_dead(&self.dir, stem)?;
+                    if dead && renamed_owner_lives(name, stem) {
+                        // The tag names another process than the file's
+                        // name, and the named one lives: the header was
+                        // rewritten (a live node's area was removed this
+                        // way); a live process's file is kept.
+                        report.ignored.push(name.to_owned());
+                        return Ok(());
+                    }
+                    dead
                 }
                 // Magic but no valid tag: only a hostile writer makes that.
                 None => true,
@@ -1245,5 +1254,26 @@ impl Session {
     /// [`Session::sweep_root`], returning the per-session reports.
     pub fn cleanup_all_stale(root: impl AsRef<Path>) -> Result<Vec<(String, CleanupReport)>> {
         Ok(Self::sweep_root(root)?.sessions)
+    }
+}
+/// Whether segment `name`, named as shmwire names the segments it makes
+/// itself (`<kind>-<creator pid>-<suffix>`, e.g. `stats-<pid>-<hex>`),
+/// carries a pid that differs from the pid of the owner stem its header
+/// names (`<pid>-…`), and that process lives: then the header was
+/// rewritten, and the header's dead "owner" decides nothing. Names of other
+/// forms (an application's `Segment::create` names) are not read this way.
+fn renamed_owner_lives(name: &str, stem: &str) -> bool {
+    let mut parts = name.splitn(3, '-');
+    let (Some(_kind), Some(pid), Some(suffix)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    if suffix.is_empty() {
+        return false;
+    }
+    let name_pid = pid.parse::<u32>().ok();
+    let stem_pid = stem.split('-').next().and_then(|p| p.parse::<u32>().ok());
+    match (name_pid, stem_pid) {
+        (Some(n), Some(t)) if n != t => crate::sys::liveness::pid_exists(n) == Some(true),
+        _ => false,
     }
 }
