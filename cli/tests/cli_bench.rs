@@ -3,6 +3,8 @@
 
 use std::process::Command;
 
+mod proc_support;
+
 use serde_json::Value;
 
 mod bench_schema;
@@ -94,35 +96,14 @@ fn an_interrupted_bench_removes_its_session() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("run shmwire bench");
-        struct Reaped(std::process::Child);
-        impl Drop for Reaped {
-            fn drop(&mut self) {
-                let _ = self.0.kill();
-                let _ = self.0.wait();
-            }
-        }
-        let mut child = Reaped(child);
+        let mut child = proc_support::Kid(child);
         let dir = root.join(format!("bench-{}", child.0.id()));
         let deadline = Instant::now() + Duration::from_secs(30);
         while !dir.exists() {
             assert!(Instant::now() < deadline, "the bench never made {dir:?}");
             std::thread::sleep(Duration::from_millis(1));
         }
-        let st = Command::new("kill")
-            .args([signal, &child.0.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(st.success());
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let status = loop {
-            if let Some(st) = child.0.try_wait().unwrap() {
-                break st;
-            }
-            assert!(Instant::now() < deadline, "no exit after {signal}");
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        let mut err = String::new();
-        std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut err).unwrap();
+        let (status, err) = child.signal_and_collect(signal, Duration::from_secs(60));
         assert_eq!(status.code(), Some(1), "{signal}: {err}");
         assert!(err.contains("shmwire: interrupted"), "{signal}: {err}");
         assert!(

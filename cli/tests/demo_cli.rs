@@ -4,6 +4,8 @@
 
 use std::process::Command;
 
+mod proc_support;
+
 fn run_demo(extra: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_shmwire"))
         .args(["demo", "--tasks", "300", "--window", "8"])
@@ -94,14 +96,7 @@ fn an_interrupted_demo_worker_removes_its_session() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("run the demo worker");
-        struct Reaped(std::process::Child);
-        impl Drop for Reaped {
-            fn drop(&mut self) {
-                let _ = self.0.kill();
-                let _ = self.0.wait();
-            }
-        }
-        let mut child = Reaped(child);
+        let mut child = proc_support::Kid(child);
         let dir = root.join(&session);
         // Serving once its directory entry is there.
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -112,21 +107,7 @@ fn an_interrupted_demo_worker_removes_its_session() {
             assert!(Instant::now() < deadline, "the worker never registered");
             std::thread::sleep(Duration::from_millis(10));
         }
-        let st = Command::new("kill")
-            .args([signal, &child.0.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(st.success());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let status = loop {
-            if let Some(st) = child.0.try_wait().unwrap() {
-                break st;
-            }
-            assert!(Instant::now() < deadline, "no exit after {signal}");
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        let mut err = String::new();
-        std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut err).unwrap();
+        let (status, err) = child.signal_and_collect(signal, Duration::from_secs(10));
         assert!(err.contains("interrupted"), "{status}: {err}");
         assert!(
             !dir.exists(),
@@ -165,14 +146,7 @@ fn an_interrupted_demo_removes_its_session_and_huge_task_counts_are_refused() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("run the demo");
-        struct Reaped(std::process::Child);
-        impl Drop for Reaped {
-            fn drop(&mut self) {
-                let _ = self.0.kill();
-                let _ = self.0.wait();
-            }
-        }
-        let mut child = Reaped(child);
+        let mut child = proc_support::Kid(child);
         // Calling once the actor exists.
         let mut out = std::io::BufReader::new(child.0.stdout.take().unwrap());
         let mut line = String::new();
@@ -186,21 +160,7 @@ fn an_interrupted_demo_removes_its_session_and_huge_task_counts_are_refused() {
             assert!(Instant::now() < deadline, "no actor created");
         }
         std::thread::sleep(Duration::from_millis(200));
-        let st = Command::new("kill")
-            .args([signal, &child.0.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(st.success());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let status = loop {
-            if let Some(st) = child.0.try_wait().unwrap() {
-                break st;
-            }
-            assert!(Instant::now() < deadline, "no exit after {signal}");
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        let mut err = String::new();
-        std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut err).unwrap();
+        let (status, err) = child.signal_and_collect(signal, Duration::from_secs(20));
         assert_eq!(status.code(), Some(1), "{signal}: {status}: {err}");
         assert!(err.contains("interrupted"), "{signal}: {err}");
         let left: Vec<_> = std::fs::read_dir(&root)

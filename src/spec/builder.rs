@@ -45,6 +45,17 @@ pub struct ActorTaskTarget {
 }
 
 impl ActorTaskTarget {
+    /// The spec's actor fields for this target (Ray's `SetActorTaskSpec`).
+    fn actor_task_spec(&self) -> ActorTaskSpec {
+        ActorTaskSpec {
+            actor_id: self.actor_id,
+            actor_creation_dummy_object_id: ObjectId::for_actor_handle(self.actor_id),
+            actor_counter: self.actor_counter,
+            previous_actor_task_dummy_object_id: self.previous_cursor,
+            caller_starts_at: self.caller_starts_at,
+        }
+    }
+
     /// The first task (`actor_counter` 0) of a fresh handle to `actor_id`.
     pub fn first(actor_id: ActorId) -> Self {
         Self {
@@ -340,13 +351,7 @@ impl TaskSpecBuilder {
             task_id,
             num_returns,
         );
-        spec.actor_task_spec = Some(ActorTaskSpec {
-            actor_id: target.actor_id,
-            actor_creation_dummy_object_id: ObjectId::for_actor_handle(target.actor_id),
-            actor_counter: target.actor_counter,
-            previous_actor_task_dummy_object_id: target.previous_cursor,
-            caller_starts_at: target.caller_starts_at,
-        });
+        spec.actor_task_spec = Some(target.actor_task_spec());
         spec
     }
 
@@ -381,13 +386,7 @@ impl TaskSpecBuilder {
         spec.caller_id = parent;
         spec.max_retries = max_retries;
         spec.skip_execution = false;
-        spec.actor_task_spec = Some(ActorTaskSpec {
-            actor_id: target.actor_id,
-            actor_creation_dummy_object_id: ObjectId::for_actor_handle(target.actor_id),
-            actor_counter: target.actor_counter,
-            previous_actor_task_dummy_object_id: target.previous_cursor,
-            caller_starts_at: target.caller_starts_at,
-        });
+        spec.actor_task_spec = Some(target.actor_task_spec());
         std::mem::replace(&mut spec.args, args)
     }
 

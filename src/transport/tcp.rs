@@ -659,16 +659,7 @@ impl TcpConnection {
     /// `true` if a complete frame is already buffered (no syscall needed to
     /// receive it), or the connection has ended (its error is waiting).
     pub fn has_buffered_frame(&self) -> bool {
-        if !matches!(self.state, State::Open) {
-            return true;
-        }
-        let avail = self.rend - self.rstart;
-        if avail < TCP_FRAME_HEADER {
-            return false;
-        }
-        let h = &self.rbuf.as_slice()[self.rstart..self.rstart + 4];
-        let len = u32::from_le_bytes(h.try_into().expect("4 bytes")) as usize;
-        avail >= TCP_FRAME_HEADER + pad16(len)
+        !matches!(self.state, State::Open) || self.buffered_frame_complete()
     }
 
     /// Hands the kernel what it takes of the queued output, without

@@ -78,6 +78,37 @@ impl Kid {
         self.0.kill().unwrap();
         self.0.wait().unwrap();
     }
+
+    /// Sends `signal` (as `kill` spells it: `-TERM`), waits at most
+    /// `within` for the exit, and returns the status with what the child
+    /// wrote to its (piped) stderr.
+    pub fn signal_and_collect(
+        &mut self,
+        signal: &str,
+        within: std::time::Duration,
+    ) -> (std::process::ExitStatus, String) {
+        let st = std::process::Command::new("kill")
+            .args([signal, &self.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let deadline = std::time::Instant::now() + within;
+        let status = loop {
+            if let Some(st) = self.0.try_wait().unwrap() {
+                break st;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no exit after {signal}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        let mut err = String::new();
+        if let Some(mut e) = self.0.stderr.take() {
+            std::io::Read::read_to_string(&mut e, &mut err).unwrap();
+        }
+        (status, err)
+    }
 }
 
 /// Reads lines until one contains `marker`; returns the text after it.
