@@ -259,8 +259,9 @@ struct Executor {
     /// connection is drained, and at the end of every task run here. A task
     /// starts at it (its queueing time ends there), and the next request
     /// read after a task arrives at it, so a warm sync call reads the clock
-    /// once on this side (20–30 ns a read on the VMs measured) instead of
-    /// at arrival, start and end. What the approximation moves from
+    /// twice in the executor (drain, task end; 20–30 ns a read on the VMs
+    /// measured) instead of at arrival, start, end, return hold and tick,
+    /// plus once in `Mux::wait`. What the approximation moves from
     /// queueing to execution time is the dispatch of the task (validation,
     /// ordering, lookup): well under a microsecond.
     clock: Instant,
