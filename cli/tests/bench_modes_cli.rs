@@ -104,8 +104,12 @@ fn bench_limit_json_and_plot() {
 /// `bench actor-call`: every case named, each call's value checked by the
 /// bench itself (a wrong total fails the run), the pipelined cases run
 /// whole batches (1000 calls even with `--iters 200`), and `ops_per_s` of a
-/// pipelined case is calls per second (iterations / elapsed, so at least
-/// the rate one batch's median share implies, within a factor of 4).
+/// pipelined case is calls per second, not batches per second. The bounds
+/// hold whatever the machine's timing: batches are timed back to back and
+/// every sample is its batch's time / depth (rounded down), so the rate is
+/// 1 / the mean sample (within 1 ns); the mean of non-negative samples is at
+/// least half their median and at most their largest. A rate in batches/s
+/// is 32 or 1000 times too low, one counting each call as a batch too high.
 #[test]
 fn bench_actor_call_json_and_plot() {
     let dir = tempfile::tempdir().unwrap();
@@ -129,9 +133,12 @@ fn bench_actor_call_json_and_plot() {
             assert_eq!(c["payload_bytes"].as_u64(), Some(8), "{c}");
         }
         if name.contains("/pipelined-") {
-            let implied = 1e9 / c["median_ns"].as_f64().unwrap();
             let rate = c["ops_per_s"].as_f64().unwrap();
-            assert!(rate * 4.0 >= implied && rate <= implied * 4.0, "{c}");
+            let median = c["median_ns"].as_f64().unwrap();
+            let max = c["max_ns"].as_f64().unwrap();
+            // 1.01: the histogram keeps 3 significant digits of a sample.
+            assert!(rate <= 2.0 * 1.01e9 / median, "{c}");
+            assert!(rate * 1.01 * (max + 1.0) >= 1e9, "{c}");
         }
     }
     check_svg(&dir.path().join("actor-call.svg"), cases);
