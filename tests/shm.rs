@@ -314,10 +314,18 @@ fn corrupted_headers_give_typed_errors() {
     fs::set_permissions(other.path(), fs::Permissions::from_mode(0o600)).unwrap();
     Segment::open(&s, "perm", kind::TEST).unwrap();
     std::os::unix::fs::symlink(other.path(), s.dir().join("link")).unwrap();
-    assert!(matches!(
-        Segment::open(&s, "link", kind::TEST),
-        Err(ShmError::WrongFileType { .. })
-    ));
+    let err = Segment::open(&s, "link", kind::TEST).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ShmError::WrongFileType {
+                found: "a symbolic link (never followed)",
+                expected: "regular file",
+                ..
+            }
+        ),
+        "{err}"
+    );
     if rustix::process::geteuid().is_root() {
         // Only root can give a file away; elsewhere this part cannot run.
         let nobody = rustix::process::Uid::from_raw(65534);
@@ -383,6 +391,19 @@ fn sessions_are_listed_and_roots_are_private() {
         Session::open_in(&loose, "x"),
         Err(ShmError::InsecureMode { .. })
     ));
+    // A root that is a symbolic link (to a good directory) is not followed,
+    // and the error says it is a link (was "is not a directory").
+    let real = root.path().join("real");
+    fs::create_dir(&real).unwrap();
+    fs::set_permissions(&real, fs::Permissions::from_mode(0o700)).unwrap();
+    let link = root.path().join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let err = Session::open_in(&link, "x").unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("is a symbolic link (never followed), not a directory"),
+        "{err}"
+    );
 
     // The default root (SHMWIRE_ROOT or /dev/shm/shmwire).
     let d = Session::open(&format!("default-root-test-{}", std::process::id())).unwrap();

@@ -155,7 +155,7 @@ struct NodeArgs {
     #[arg(long, value_name = "NAME")]
     session: String,
     /// The store's arena in bytes (suffixes K, M, G: binary multiples).
-    #[arg(long, value_name = "BYTES", default_value = "64M", value_parser = parse_bytes)]
+    #[arg(long, value_name = "BYTES", default_value = "64M", value_parser = parse_store_capacity)]
     store_capacity: u64,
     /// Where the store puts objects as files when the arena is full.
     #[arg(long, value_name = "DIR")]
@@ -187,6 +187,22 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
         None => Err(format!(
             "{s:?} is not a size in bytes (e.g. 4096, 64K, 64M, 1G)"
         )),
+    }
+}
+
+/// [`parse_bytes`] within what the store's arena can be: at least one
+/// 64-byte unit, at most `MAX_ARENA_CAPACITY` (sizes between are rounded
+/// down to a multiple of 64 by the store).
+fn parse_store_capacity(s: &str) -> Result<u64, String> {
+    use shmwire::store::{MAX_ARENA_CAPACITY, OBJECT_ALIGN};
+    match parse_bytes(s)? {
+        n if n < OBJECT_ALIGN => Err(format!(
+            "{s:?}: the store's arena needs at least {OBJECT_ALIGN} bytes"
+        )),
+        n if n > MAX_ARENA_CAPACITY => Err(format!(
+            "{s:?}: the store's arena is at most {MAX_ARENA_CAPACITY} bytes (256 GiB - 64)"
+        )),
+        n => Ok(n),
     }
 }
 

@@ -1039,6 +1039,17 @@ fn bad_node_arguments_name_what_is_wrong() {
     let root = scratch.path().join("root");
     let (ok, _, err) = shmwire(&root, &["node", "--session", "a", "--store-capacity", "0"]);
     assert!(!ok && err.contains("must be above 0"), "{err}");
+    // Below one 64-byte unit or above the allocator's 256 GiB - 64 bytes:
+    // refused by the parser like 0 (was a runtime store error for 1 and
+    // 256G, whose message said "at most 256 GiB").
+    for cap in ["1", "63", "256G"] {
+        let (ok, _, err) = shmwire(&root, &["node", "--session", "a", "--store-capacity", cap]);
+        assert!(!ok && err.contains("--store-capacity"), "{cap}: {err}");
+        assert!(
+            err.contains("at least 64") || err.contains("at most 274877906880"),
+            "{err}"
+        );
+    }
     let missing = scratch.path().join("no-such-dir");
     let missing = missing.to_str().unwrap();
     let (ok, _, err) = shmwire(
@@ -1278,6 +1289,15 @@ fn malformed_http_requests_get_400() {
     assert!(http_raw(&addr, b"POST /health HTTP/1.0\r\n\r\n").starts_with("HTTP/1.0 405"));
     assert!(http_raw(&addr, b"GET /health HTTP/1.1\n\n").starts_with("HTTP/1.0 200 OK"));
     assert!(http_raw(&addr, b"GET /nothing HTTP/1.0\r\n\r\n").starts_with("HTTP/1.0 404"));
+    // A query names the same path; another major version is refused (was
+    // 404 and 200: found by an attack).
+    assert!(http_raw(&addr, b"GET /health?x=1 HTTP/1.0\r\n\r\n").starts_with("HTTP/1.0 200 OK"));
+    assert!(http_raw(&addr, b"GET /nothing?x HTTP/1.0\r\n\r\n").starts_with("HTTP/1.0 404"));
+    for v in ["0.9", "2.0", "9.9"] {
+        let request = format!("GET /health HTTP/{v}\r\n\r\n");
+        let text = http_raw(&addr, request.as_bytes());
+        assert!(text.starts_with("HTTP/1.0 505"), "HTTP/{v}: {text:?}");
+    }
     for _ in 0..5 {
         drop(std::net::TcpStream::connect(&addr).unwrap());
     }
@@ -1310,7 +1330,7 @@ fn a_node_lock_that_is_not_a_file_is_named_and_recoverable() {
     let path = lock.display().to_string();
     assert!(!ok, "{err}");
     assert!(
-        err.contains(&format!("{path} is a symbolic link, not a node lock file"))
+        err.contains(&format!("{path} is a symbolic link (never followed), not a node lock file"))
             && err.contains(&format!("remove it (rm {path})")),
         "{err}"
     );

@@ -422,18 +422,27 @@ enum Answer {
 }
 
 /// The answer to a complete request head: `400` unless its first line is
-/// a request line ([`request_line`]), `405` unless its method is `GET`.
+/// a request line ([`request_line`]), `505` unless its version is HTTP/1.x,
+/// `405` unless its method is `GET`. The path is the target up to a `?`
+/// (RFC 9112 §3.2: a query names the same resource here).
 fn answer(head: &[u8], session: &Session) -> Answer {
     let line = head.split(|&b| b == b'\n').next().unwrap_or(&[]);
-    let Some((method, path)) = request_line(line) else {
+    let Some((method, target, major)) = request_line(line) else {
         return Answer::Now(response(
             "400 Bad Request",
             "malformed request line (want: GET /path HTTP/1.x)\n",
         ));
     };
+    if major != b'1' {
+        return Answer::Now(response(
+            "505 HTTP Version Not Supported",
+            "only HTTP/1.x\n",
+        ));
+    }
     if method != "GET" {
         return Answer::Now(response("405 Method Not Allowed", "only GET\n"));
     }
+    let path = target.split_once('?').map_or(target, |(path, _query)| path);
     Answer::Now(match path {
         "/health" => response(
             "200 OK",
@@ -446,9 +455,10 @@ fn answer(head: &[u8], session: &Session) -> Answer {
 
 /// `METHOD SP target SP HTTP/d.d` (a trailing CR dropped), the method a
 /// token (RFC 9110 `tchar`s), the target without control characters:
-/// `(method, target)`. Anything else — an empty line, garbage, a missing
-/// or bad version, more words, bytes that are not UTF-8 — is `None`.
-fn request_line(line: &[u8]) -> Option<(&str, &str)> {
+/// `(method, target, major version digit)`. Anything else — an empty line,
+/// garbage, a missing or bad version, more words, bytes that are not
+/// UTF-8 — is `None`.
+fn request_line(line: &[u8]) -> Option<(&str, &str, u8)> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let line = std::str::from_utf8(line).ok()?;
     let mut words = line.split(' ');
@@ -458,11 +468,12 @@ fn request_line(line: &[u8]) -> Option<(&str, &str)> {
             && w.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
     };
-    let version_ok = version.strip_prefix("HTTP/").is_some_and(
-        |v| matches!(v.as_bytes(), [a, b'.', b] if a.is_ascii_digit() && b.is_ascii_digit()),
-    );
+    let major = match version.strip_prefix("HTTP/")?.as_bytes() {
+        &[a, b'.', b] if a.is_ascii_digit() && b.is_ascii_digit() => a,
+        _ => return None,
+    };
     let target_ok = !target.is_empty() && !target.bytes().any(|b| b.is_ascii_control());
-    (words.next().is_none() && token(method) && target_ok && version_ok).then_some((method, target))
+    (words.next().is_none() && token(method) && target_ok).then_some((method, target, major))
 }
 
 fn response(status: &str, body: &str) -> Vec<u8> {

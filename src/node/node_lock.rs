@@ -27,7 +27,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind};
-use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -82,19 +82,7 @@ fn not_regular(path: &Path) -> Option<&'static str> {
 
 /// What a file of type `t` is, if not a regular file.
 fn not_regular_type(t: fs::FileType) -> Option<&'static str> {
-    Some(if t.is_file() {
-        return None;
-    } else if t.is_symlink() {
-        "a symbolic link"
-    } else if t.is_dir() {
-        "a directory"
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_socket() {
-        "a socket"
-    } else {
-        "a device file"
-    })
+    (!t.is_file()).then(|| crate::sys::fs::file_type_name(t))
 }
 
 fn pid_text(pid: Option<u32>) -> String {

@@ -162,10 +162,13 @@ pub enum ShmError {
     },
     /// A path that should be a regular file (segment) or a directory
     /// (session, root) is something else, e.g. a symlink.
-    #[error("{path} is not a {expected}{hint}")]
+    #[error("{path} is {found}, not a {expected}{hint}")]
     WrongFileType {
         /// The offending path.
         path: PathBuf,
+        /// What it is: "a symbolic link (never followed)", "a regular
+        /// file", "a FIFO", …
+        found: &'static str,
         /// `"regular file"` or `"directory"`.
         expected: &'static str,
         /// What to do about it (empty, or a sentence naming `SHMWIRE_ROOT`

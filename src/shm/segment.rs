@@ -271,6 +271,7 @@ impl Segment {
             Err(e) if crate::sys::fs::is_eloop(&e) => {
                 return Err(ShmError::WrongFileType {
                     path,
+                    found: "a symbolic link (never followed)",
                     expected: "regular file",
                     hint: "",
                 })
@@ -293,6 +294,7 @@ impl Segment {
         if !md.file_type().is_file() {
             return Err(ShmError::WrongFileType {
                 path,
+                found: crate::sys::fs::file_type_name(md.file_type()),
                 expected: "regular file",
                 hint: "",
             });

@@ -101,6 +101,7 @@ fn check_private_dir(path: &Path, hint: &'static str) -> Result<()> {
     if !md.file_type().is_dir() {
         return Err(ShmError::WrongFileType {
             path: path.to_owned(),
+            found: crate::sys::fs::file_type_name(md.file_type()),
             expected: "directory",
             hint,
         });
@@ -208,6 +209,7 @@ fn ensure_marker(dir: &Path) -> Result<()> {
     if !md.is_file() {
         return Err(ShmError::WrongFileType {
             path,
+            found: crate::sys::fs::file_type_name(md.file_type()),
             expected: "regular file",
             hint: "",
         });

@@ -54,8 +54,10 @@ pub fn default_index_entries(capacity: u64) -> u32 {
 /// How a [`StoreService`] is set up.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
-    /// Arena capacity in bytes (rounded down to a multiple of 64; at most
-    /// 256 GiB). The pages are reserved at start.
+    /// Arena capacity in bytes (rounded down to a multiple of
+    /// [`OBJECT_ALIGN`] = 64; at least 64, at most [`MAX_ARENA_CAPACITY`] =
+    /// 256 GiB − 64 bytes, else `StoreError::InvalidConfig` at start). The
+    /// pages are reserved at start.
     pub capacity: u64,
     /// Where objects go, as unnamed files (`O_TMPFILE`; their descriptors
     /// reach clients over their connection), when the arena is full of

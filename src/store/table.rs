@@ -318,7 +318,7 @@ impl ObjectTable {
     pub fn new(capacity: u64) -> Result<Self, StoreError> {
         if capacity == 0 || capacity % OBJECT_ALIGN != 0 || capacity > MAX_ARENA_CAPACITY {
             return Err(StoreError::InvalidConfig(
-                "arena capacity must be a positive multiple of 64 bytes, at most 256 GiB",
+                "arena capacity must be a positive multiple of 64 bytes, at most 256 GiB - 64 bytes (274877906880)",
             ));
         }
         let units = u32::try_from(capacity / OBJECT_ALIGN).expect("checked above");

@@ -13,6 +13,27 @@ pub(crate) const O_NONBLOCK: i32 = rustix::fs::OFlags::NONBLOCK.bits() as i32;
 /// path is a directory).
 pub(crate) const O_DIRECTORY: i32 = rustix::fs::OFlags::DIRECTORY.bits() as i32;
 
+/// What a file is, for error messages: "a regular file", "a directory",
+/// "a symbolic link (never followed)", "a FIFO", "a socket", "a device".
+pub(crate) fn file_type_name(ft: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt as _;
+    if ft.is_file() {
+        "a regular file"
+    } else if ft.is_dir() {
+        "a directory"
+    } else if ft.is_symlink() {
+        "a symbolic link (never followed)"
+    } else if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_char_device() || ft.is_block_device() {
+        "a device"
+    } else {
+        "a file of an unknown kind"
+    }
+}
+
 /// Reads a small file of a session directory (a token, a directory entry)
 /// as hostile input: the name is not followed (`O_NOFOLLOW`: a symlink is
 /// `ELOOP`), opening never blocks (`O_NONBLOCK`: a FIFO put in its place
@@ -22,27 +43,20 @@ pub(crate) const O_DIRECTORY: i32 = rustix::fs::OFlags::DIRECTORY.bits() as i32;
 /// tells a too-long file by its length).
 pub(crate) fn read_small_regular(path: &std::path::Path, max: u64) -> io::Result<Vec<u8>> {
     use std::io::Read as _;
-    use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
+    use std::os::unix::fs::OpenOptionsExt as _;
     let f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(O_NOFOLLOW | O_NONBLOCK)
         .open(path)?;
     let ft = f.metadata()?.file_type();
     if !ft.is_file() {
-        let what = if ft.is_fifo() {
-            "a FIFO"
-        } else if ft.is_dir() {
-            "a directory"
-        } else if ft.is_socket() {
-            "a socket"
-        } else if ft.is_char_device() || ft.is_block_device() {
-            "a device"
-        } else {
-            "not a regular file"
-        };
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("{} is {what}, not a regular file", path.display()),
+            format!(
+                "{} is {}, not a regular file",
+                path.display(),
+                file_type_name(ft)
+            ),
         ));
     }
     let mut out = Vec::new();
