@@ -1330,8 +1330,9 @@ fn a_node_lock_that_is_not_a_file_is_named_and_recoverable() {
     let path = lock.display().to_string();
     assert!(!ok, "{err}");
     assert!(
-        err.contains(&format!("{path} is a symbolic link (never followed), not a node lock file"))
-            && err.contains(&format!("remove it (rm {path})")),
+        err.contains(&format!(
+            "{path} is a symbolic link (never followed), not a node lock file"
+        )) && err.contains(&format!("remove it (rm {path})")),
         "{err}"
     );
     assert_eq!(fs::read(&target).unwrap(), b"precious\n");
