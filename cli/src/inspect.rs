@@ -100,9 +100,24 @@ fn session_json(r: &SessionReport) -> Value {
         "processes": { "live": r.processes_live, "dead": r.processes_dead },
         "segments": r.segments,
         "node": r.node.map(|id| id.to_string()),
+        "node_running": r.node_running,
+        "node_pid": r.node_pid,
+        "node_error": r.node_error,
         "workers": r.workers.iter().map(worker_json).collect::<Vec<_>>(),
         "store": store,
+        "store_error": r.store_error,
         "problems": r.problems,
+        "unreadable_entries": r.unreadable.iter().map(|u| json!({
+            "path": u.path.display().to_string(),
+            "live": u.live,
+            "pid": u.pid,
+            "error": u.cause,
+            "node": u.node,
+        })).collect::<Vec<_>>(),
+        "refused": r.refused.iter().map(|(name, what)| json!({
+            "name": name,
+            "type": what,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -148,12 +163,19 @@ pub fn run(session: Option<String>, json: bool, root: Option<PathBuf>) -> CliRes
         for (_, r) in &reports {
             let live_workers = r.workers.iter().filter(|w| w.live).count();
             outln!(
-                "  {}  ({}) {} segment(s), {} worker(s) ({} live), {} process(es) ({} live)",
+                "  {}  ({}) {} segment(s), {} worker(s) ({} live){}, {} process(es) ({} live)",
                 r.name,
                 if r.live { "live" } else { "dead" },
                 r.segments,
                 r.workers.len(),
                 live_workers,
+                match r.unreadable.len() {
+                    0 => String::new(),
+                    n => format!(
+                        ", {n} unreadable directory entr{}",
+                        if n == 1 { "y" } else { "ies" }
+                    ),
+                },
                 r.processes_live + r.processes_dead,
                 r.processes_live,
             );
@@ -185,6 +207,11 @@ pub fn run(session: Option<String>, json: bool, root: Option<PathBuf>) -> CliRes
         outln!("  {f}: not made by shmwire, left alone");
     }
     for i in session.inspect()? {
+        // A segment-named file that is not a regular file is listed once,
+        // by the report above (or under the worker whose area it is).
+        if status.refused.iter().any(|(name, _)| *name == i.name) {
+            continue;
+        }
         outln!("  {}  {} bytes", i.name, i.file_size);
         if let Some(h) = &i.header {
             outln!(

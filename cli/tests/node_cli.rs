@@ -301,7 +301,33 @@ fn check_schema(doc: &Value) {
         assert!(s["name"].is_string() && s["dir"].is_string() && s["live"].is_boolean());
         assert!(is_u64(&s["processes"]["live"]) && is_u64(&s["processes"]["dead"]));
         assert!(is_u64(&s["segments"]) && opt_str(&s["node"]));
+        assert!(s["node_running"].is_boolean(), "{s}");
+        assert!(s["node_pid"].is_null() || is_u64(&s["node_pid"]), "{s}");
+        assert!(
+            opt_str(&s["node_error"]) && opt_str(&s["store_error"]),
+            "{s}"
+        );
+        // A node with a readable entry runs; `node_error` only without one.
+        if s["node"].is_string() {
+            assert!(
+                s["node_running"] == true && s["node_error"].is_null(),
+                "{s}"
+            );
+        }
+        // Store figures or why not, never both.
+        assert!(s["store"].is_null() || s["store_error"].is_null(), "{s}");
         assert!(s["problems"].is_array());
+        let unreadable = s["unreadable_entries"].as_array().unwrap();
+        assert_eq!(unreadable.len(), s["problems"].as_array().unwrap().len());
+        for u in unreadable {
+            assert!(u["path"].is_string() && u["error"].is_string(), "{u}");
+            assert!(u["live"].is_null() || u["live"].is_boolean(), "{u}");
+            assert!(u["pid"].is_null() || is_u64(&u["pid"]), "{u}");
+            assert!(u["node"].is_boolean(), "{u}");
+        }
+        for r in s["refused"].as_array().unwrap() {
+            assert!(r["name"].is_string() && r["type"].is_string(), "{r}");
+        }
         for w in s["workers"].as_array().unwrap() {
             assert!(w["worker_id"].as_str().unwrap().len() == 56, "{w}");
             assert!(opt_str(&w["name"]) && is_u64(&w["pid"]));
@@ -1596,4 +1622,316 @@ fn a_lasting_cleanup_error_is_printed_once_with_its_cause() {
     let l = lines.lock().unwrap();
     assert_eq!(unlink_errors(&l), 1, "{l:#?}");
     assert!(names(&root).is_empty(), "{:?}", names(&root.join("o1")));
+}
+
+/// The live node's directory entry file (the one naming `shmwire-node`).
+fn node_entry(dir: &Path) -> String {
+    names(dir)
+        .into_iter()
+        .find(|n| {
+            n.ends_with(".entry")
+                && fs::read_to_string(dir.join(n)).is_ok_and(|t| t.contains("name=shmwire-node"))
+        })
+        .expect("the node's entry")
+}
+
+/// Waits (bounded) until `inspect` shows the session's store figures.
+fn wait_for_store(root: &Path, session: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let doc = inspect_json(root, session);
+        if !doc["sessions"][0]["store"].is_null() {
+            return doc;
+        }
+        assert!(Instant::now() < deadline, "no store figures: {doc:#}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A live node whose directory entry is scribbled over (found by an
+/// attack: `inspect` said "node not running" while the node held
+/// `.node.lock`) is shown running, by its lock, with its entry named
+/// unreadable and why; its store figures are still found (its area, by
+/// the lock holder's pid). Once it is SIGKILLed it is not running.
+#[test]
+fn a_live_node_with_a_scribbled_entry_is_shown_running() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog = proc_support::watchdog("a_live_node_with_a_scribbled_entry_is_shown_running");
+    let scratch = proc_support::scratch("swn", "scrib");
+    let root = scratch.path().join("root");
+    let dir = root.join("sc");
+    let mut node = start_node(&root, "sc");
+    let pid = node.kid.pid();
+    wait_for_store(&root, "sc");
+    let entry = node_entry(&dir);
+    // Same file (the entry's lock stays held), garbage text.
+    fs::write(dir.join(&entry), [0xA5_u8; 300]).unwrap();
+
+    let doc = inspect_json(&root, "sc");
+    check_schema(&doc);
+    let s = &doc["sessions"][0];
+    assert_eq!(s["node_running"], true, "{s:#}");
+    assert_eq!(s["node_pid"], pid, "{s:#}");
+    assert!(s["node"].is_null(), "{s:#}");
+    let e = s["node_error"].as_str().unwrap_or_default();
+    assert!(
+        e.contains(".node.lock") && e.contains(&entry) && e.contains("unreadable: not UTF-8"),
+        "{s:#}"
+    );
+    let u = s["unreadable_entries"].as_array().unwrap();
+    assert_eq!(u.len(), 1, "{s:#}");
+    assert_eq!(u[0]["node"], true);
+    assert_eq!(u[0]["live"], true);
+    assert_eq!(u[0]["pid"], pid);
+    assert!(u[0]["path"].as_str().unwrap().ends_with(&entry));
+    assert!(s["store"]["capacity"].as_u64() > Some(0), "{s:#}");
+    let (ok, text, err) = shmwire(&root, &["inspect", "--session", "sc"]);
+    assert!(ok, "{err}");
+    let first = text.lines().next().unwrap();
+    assert!(
+        first.contains(&format!(
+            "node running (it holds {}",
+            dir.join(".node.lock").display()
+        )) && first.contains(&format!("pid {pid})"))
+            && first.contains(&entry)
+            && first.contains("not UTF-8"),
+        "{text}"
+    );
+    assert!(!text.contains("not running"), "{text}");
+    // Named once: in the first line, not again as a stray entry.
+    assert_eq!(text.matches(&entry).count(), 1, "{text}");
+    // The node's own /inspect says the same.
+    let http = http_get(&node.addr, "/inspect");
+    assert!(
+        http.contains("node running (") && !http.contains("not running"),
+        "{http}"
+    );
+
+    // Dead: the lock is free, the node is not running.
+    node.kid.sigkill();
+    let doc = inspect_json(&root, "sc");
+    check_schema(&doc);
+    let s = &doc["sessions"][0];
+    assert_eq!(s["node_running"], false, "{s:#}");
+    assert!(s["node_error"].is_null() && s["store"].is_null() && s["store_error"].is_null());
+    let u = s["unreadable_entries"].as_array().unwrap();
+    assert!(
+        u.len() == 1 && u[0]["live"] == false && u[0]["node"] == false,
+        "{s:#}"
+    );
+    let (ok, text, err) = shmwire(&root, &["inspect", "--session", "sc"]);
+    assert!(ok, "{err}");
+    assert!(
+        text.lines().next().unwrap().contains("node not running"),
+        "{text}"
+    );
+    assert!(text.contains("unreadable (its owner is dead)"), "{text}");
+}
+
+/// A live worker's corrupt directory entry (found by an attack: shown as
+/// if there were no such worker) is reported unreadable with the file and
+/// the cause, by `inspect` (text and JSON) and by a lookup of its id; a
+/// FIFO under its name likewise. An absent entry and a dead worker's are
+/// shown as before.
+#[test]
+fn a_corrupt_worker_entry_is_reported_unreadable_not_absent() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog =
+        proc_support::watchdog("a_corrupt_worker_entry_is_reported_unreadable_not_absent");
+    let scratch = proc_support::scratch("swn", "corrupt");
+    let root = scratch.path().join("root");
+    let dir = root.join("ce");
+    let w5 = spawn_worker(&root, "ce", 5);
+    let mut w6 = spawn_worker(&root, "ce", 6);
+    let entry = format!(".w-{}.entry", worker_id(5));
+    fs::write(dir.join(&entry), "worker_id=xyz\npid=1\n").unwrap();
+
+    let doc = inspect_json(&root, "ce");
+    check_schema(&doc);
+    let s = &doc["sessions"][0];
+    assert!(worker_json(&doc, "w5").is_none(), "{s:#}");
+    let u = s["unreadable_entries"].as_array().unwrap();
+    assert_eq!(u.len(), 1, "{s:#}");
+    assert!(u[0]["path"].as_str().unwrap().ends_with(&entry), "{s:#}");
+    assert_eq!(u[0]["live"], true);
+    assert_eq!(u[0]["pid"], w5.pid());
+    assert_eq!(u[0]["node"], false);
+    assert_eq!(u[0]["error"], "malformed worker_id value \"xyz\"");
+    let (ok, text, err) = shmwire(&root, &["inspect", "--session", "ce"]);
+    assert!(ok, "{err}");
+    let line = format!(
+        "  directory entry {} unreadable (held by live pid {}): malformed worker_id value \"xyz\"",
+        dir.join(&entry).display(),
+        w5.pid()
+    );
+    assert!(text.contains(&line), "{text}");
+    let (ok, text, err) = shmwire(&root, &["inspect"]);
+    assert!(ok, "{err}");
+    assert!(
+        text.contains("1 worker(s) (1 live), 1 unreadable directory entry,"),
+        "{text}"
+    );
+    // A lookup of its id says so too, not "no live worker".
+    let session = Session::attach_in(&root, "ce").unwrap();
+    let directory = shmwire::node::Directory::for_session(&session).unwrap();
+    match directory.lookup(&worker_id(5)) {
+        Err(e @ shmwire::transport::LookupError::Unreadable { .. }) => {
+            let m = e.to_string();
+            assert!(
+                m.contains(&entry) && m.contains("malformed worker_id"),
+                "{m}"
+            );
+        }
+        other => panic!("lookup of a live worker's corrupt entry: {other:?}"),
+    }
+
+    // A FIFO in its place: named as such, its lock not probed.
+    fs::remove_file(dir.join(&entry)).unwrap();
+    let st = Command::new("mkfifo")
+        .arg(dir.join(&entry))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let doc = inspect_json(&root, "ce");
+    check_schema(&doc);
+    let u = doc["sessions"][0]["unreadable_entries"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(u.len(), 1, "{doc:#}");
+    assert!(u[0]["live"].is_null() && u[0]["pid"].is_null(), "{doc:#}");
+    assert!(u[0]["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("a FIFO, not a regular file"));
+    let (ok, text, err) = shmwire(&root, &["inspect", "--session", "ce"]);
+    assert!(ok, "{err}");
+    assert!(
+        text.contains("unreadable (its lock cannot be probed): a FIFO"),
+        "{text}"
+    );
+
+    // Absent: not listed at all; dead: listed dead, as before.
+    fs::remove_file(dir.join(&entry)).unwrap();
+    w6.sigkill();
+    let doc = inspect_json(&root, "ce");
+    check_schema(&doc);
+    assert!(doc["sessions"][0]["unreadable_entries"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    assert!(worker_json(&doc, "w5").is_none());
+    assert_eq!(worker_json(&doc, "w6").unwrap()["live"], false, "{doc:#}");
+    assert!(matches!(
+        directory.lookup(&worker_id(5)),
+        Err(shmwire::transport::LookupError::NoSuchWorker { .. })
+    ));
+    drop(w5);
+}
+
+/// The node's statistics area removed while it runs (found by an attack:
+/// `inspect` silently dropped the store section): the store's figures
+/// are said to be unavailable, with why, in text and JSON.
+#[test]
+fn a_missing_node_area_says_the_store_figures_are_unavailable() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog =
+        proc_support::watchdog("a_missing_node_area_says_the_store_figures_are_unavailable");
+    let scratch = proc_support::scratch("swn", "noarea-node");
+    let root = scratch.path().join("root");
+    let dir = root.join("nn");
+    let mut node = start_node(&root, "nn");
+    let doc = wait_for_store(&root, "nn");
+    check_schema(&doc);
+    assert!(doc["sessions"][0]["store_error"].is_null(), "{doc:#}");
+    let area = names(&dir)
+        .into_iter()
+        .find(|n| n.starts_with(&format!("stats-{}-", node.kid.pid())))
+        .expect("the node's area");
+    fs::remove_file(dir.join(&area)).unwrap();
+    let doc = inspect_json(&root, "nn");
+    check_schema(&doc);
+    let s = &doc["sessions"][0];
+    assert!(s["node"].is_string() && s["store"].is_null(), "{s:#}");
+    let e = s["store_error"].as_str().unwrap_or_default();
+    assert!(
+        e.starts_with("no statistics area:") && e.contains(&area) && e.contains("missing"),
+        "{s:#}"
+    );
+    let node_w = worker_json(&doc, "shmwire-node").unwrap();
+    assert_eq!(node_w["stats_error"], e, "{node_w}");
+    let (ok, text, err) = shmwire(&root, &["inspect", "--session", "nn"]);
+    assert!(ok, "{err}");
+    assert!(
+        text.contains(&format!("  store: figures unavailable: {e}\n")),
+        "{text}"
+    );
+    node.kid.signal_and_wait("-TERM");
+}
+
+/// A FIFO named like a statistics area (found by an attack: listed twice
+/// by `inspect --session`) is listed once, as refused; one put in place of
+/// a live worker's area is named once, on that worker's line.
+#[test]
+fn a_fifo_named_like_a_statistics_area_is_listed_once() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog = proc_support::watchdog("a_fifo_named_like_a_statistics_area_is_listed_once");
+    let scratch = proc_support::scratch("swn", "fifo-area");
+    let root = scratch.path().join("root");
+    let dir = root.join("ff");
+    let w3 = spawn_worker(&root, "ff", 3);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while worker_json(&inspect_json(&root, "ff"), "w3").unwrap()["stats_updated_unix_ms"].is_null()
+    {
+        assert!(Instant::now() < deadline, "w3 never published");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stray = "stats-99999-0123456789abcdef";
+    let mkfifo = |p: &Path| assert!(Command::new("mkfifo").arg(p).status().unwrap().success());
+    mkfifo(&dir.join(stray));
+    let (ok, text, err) = shmwire(&root, &["inspect", "--session", "ff"]);
+    assert!(ok, "{err}");
+    assert_eq!(text.matches(stray).count(), 1, "{text}");
+    assert!(
+        text.contains(&format!(
+            "  {stray} (fifo): named like a segment but not a regular file: refused (not opened)"
+        )),
+        "{text}"
+    );
+    let (ok, text, err) = shmwire(&root, &["inspect"]);
+    assert!(ok, "{err}");
+    assert_eq!(text.matches(stray).count(), 1, "{text}");
+    let doc = inspect_json(&root, "ff");
+    check_schema(&doc);
+    let refused = doc["sessions"][0]["refused"].as_array().unwrap();
+    assert_eq!(refused.len(), 1, "{doc:#}");
+    assert_eq!(refused[0]["name"], stray);
+    assert_eq!(refused[0]["type"], "fifo");
+    fs::remove_file(dir.join(stray)).unwrap();
+
+    // A live worker's area replaced by a FIFO: on its line only.
+    let area = format!("stats-{}-{}", w3.pid(), &worker_id(3).hex()[..16]);
+    fs::remove_file(dir.join(&area)).unwrap();
+    mkfifo(&dir.join(&area));
+    let (ok, text, err) = shmwire(&root, &["inspect", "--session", "ff"]);
+    assert!(ok, "{err}");
+    assert_eq!(text.matches(&area).count(), 1, "{text}");
+    assert!(text.contains("    statistics unreadable: "), "{text}");
+    let doc = inspect_json(&root, "ff");
+    check_schema(&doc);
+    assert!(
+        doc["sessions"][0]["refused"].as_array().unwrap().is_empty(),
+        "{doc:#}"
+    );
+    let w = worker_json(&doc, "w3").unwrap();
+    assert!(w["stats_error"].as_str().unwrap().contains(&area), "{w}");
+    drop(w3);
 }

@@ -29,7 +29,9 @@ use std::time::Duration;
 
 use crate::ids::WorkerId;
 use crate::shm::{temp_path_in, ENTRY_PREFIX, ENTRY_SUFFIX};
-use crate::sys::liveness::{probe_owner, remove_if_same, try_lock_exclusive, OwnerState};
+use crate::sys::liveness::{
+    flock_holder, probe_owner, remove_if_same, try_lock_exclusive, OwnerState,
+};
 use crate::transport::{Endpoint, LookupError, PublishError, Published, WorkerLookup};
 
 /// The directory of one session: entry files with `flock` liveness (see
@@ -69,18 +71,30 @@ impl Drop for Registration {
 pub struct WorkerStatus {
     /// The entry file.
     pub path: PathBuf,
-    /// Its contents, if they parse.
-    pub endpoint: Option<Endpoint>,
-    /// Whether its worker lives (the entry's lock is held).
-    pub live: bool,
+    /// Its contents, or why they are not an entry (the read error — a
+    /// FIFO or a symbolic link under the name is one —, too long, not
+    /// UTF-8, or which line or field is malformed).
+    pub endpoint: Result<Endpoint, String>,
+    /// Whether its worker lives: `Some(true)` while the entry's lock is
+    /// held, `Some(false)` when nobody holds it (its owner died), `None`
+    /// when the lock could not be probed (the name is not a regular file:
+    /// nobody can hold a lock through it; `endpoint` then says why).
+    pub live: Option<bool>,
+    /// The pid the kernel lists as holding the entry's lock
+    /// (`/proc/locks`), for a live entry; `None` when dead or not listed.
+    /// It names the process behind an entry whose text is unreadable.
+    pub holder_pid: Option<u32>,
 }
 
 /// Outcome of probing one entry file.
 enum Probe {
     Live(Endpoint),
+    /// Its owner lives (the lock is held) but the entry is not readable:
+    /// the cause.
+    Unreadable(String),
     /// Dead owner: removed.
     Stale,
-    /// Unreadable or vanished meanwhile.
+    /// Vanished meanwhile, or not a lockable file.
     Skip,
 }
 
@@ -203,9 +217,9 @@ impl Directory {
     /// Reads one entry, removing it if its owner is dead.
     fn probe(&self, path: &Path) -> Probe {
         match probe_owner(path) {
-            Ok(OwnerState::Live) => match read_entry(path).as_deref().and_then(Endpoint::decode) {
-                Some(e) => Probe::Live(e),
-                None => Probe::Skip,
+            Ok(OwnerState::Live) => match read_entry(path) {
+                Ok(e) => Probe::Live(e),
+                Err(cause) => Probe::Unreadable(cause),
             },
             Ok(OwnerState::Dead(f)) => {
                 // Nobody holds the lock: the owner died. We hold it now;
@@ -221,11 +235,14 @@ impl Directory {
         }
     }
 
-    /// The live worker with this id.
+    /// The live worker with this id ([`LookupError::Unreadable`] when a
+    /// live process holds its entry but the entry cannot be read).
     pub fn lookup(&self, id: &WorkerId) -> Result<Endpoint, LookupError> {
-        match self.probe(&self.entry_path(id)) {
+        let path = self.entry_path(id);
+        match self.probe(&path) {
             Probe::Live(e) => Ok(e),
-            _ => Err(LookupError::NoSuchWorker {
+            Probe::Unreadable(cause) => Err(LookupError::Unreadable { path, cause }),
+            Probe::Stale | Probe::Skip => Err(LookupError::NoSuchWorker {
                 key: id.to_string(),
             }),
         }
@@ -286,16 +303,38 @@ impl Directory {
                 continue;
             }
             let path = ent.path();
-            let live = match probe_owner(&path) {
-                Ok(OwnerState::Live) => true,
-                Ok(OwnerState::Dead(_)) => false,
-                Ok(OwnerState::Missing) | Err(_) => continue,
+            let (live, holder_pid) = match probe_owner(&path) {
+                Ok(OwnerState::Live) => (
+                    true,
+                    // The lock is held: the kernel names its holder
+                    // (opened as the probe did: never follows, never
+                    // blocks on a FIFO swapped in meanwhile).
+                    OpenOptions::new()
+                        .read(true)
+                        .custom_flags(crate::sys::fs::O_NOFOLLOW | crate::sys::fs::O_NONBLOCK)
+                        .open(&path)
+                        .ok()
+                        .and_then(|f| flock_holder(&f)),
+                ),
+                Ok(OwnerState::Dead(_)) => (false, None),
+                Ok(OwnerState::Missing) => continue,
+                // Not a regular file (a FIFO, a symbolic link, …) or not
+                // openable: listed with why, never taken for absent.
+                Err(e) => {
+                    out.push(WorkerStatus {
+                        endpoint: Err(not_an_entry(&path, e)),
+                        path,
+                        live: None,
+                        holder_pid: None,
+                    });
+                    continue;
+                }
             };
-            let endpoint = read_entry(&path).as_deref().and_then(Endpoint::decode);
             out.push(WorkerStatus {
+                endpoint: read_entry(&path),
                 path,
-                endpoint,
-                live,
+                live: Some(live),
+                holder_pid,
             });
         }
         out.sort_by(|a, b| a.path.cmp(&b.path));
@@ -375,16 +414,45 @@ mod tests {
 /// Longest directory entry read, in bytes (a real one is a few hundred).
 pub const MAX_ENTRY_BYTES: u64 = 64 * 1024;
 
-/// Reads a directory entry (small `key=value` text) without following a
-/// symlink or blocking on a FIFO, and at most [`MAX_ENTRY_BYTES`]: a larger
-/// file (a same-user process can grow one to any size) is not an entry,
-/// and `None` — it costs neither memory nor time beyond that bound.
-fn read_entry(path: &Path) -> Option<String> {
-    let bytes = crate::sys::fs::read_small_regular(path, MAX_ENTRY_BYTES).ok()?;
+/// Reads and parses a directory entry (small `key=value` text) without
+/// following a symlink or blocking on a FIFO, and at most
+/// [`MAX_ENTRY_BYTES`]: a larger file (a same-user process can grow one to
+/// any size) is not an entry — it costs neither memory nor time beyond
+/// that bound. The error is the cause, for `inspect` and
+/// [`LookupError::Unreadable`]: the read error, too long, not UTF-8, or
+/// [`Endpoint::parse`]'s reason.
+fn read_entry(path: &Path) -> Result<Endpoint, String> {
+    let bytes = crate::sys::fs::read_small_regular(path, MAX_ENTRY_BYTES)
+        .map_err(|e| format!("read: {e}"))?;
     if bytes.len() as u64 > MAX_ENTRY_BYTES {
-        return None;
+        return Err(format!("longer than {MAX_ENTRY_BYTES} bytes"));
     }
-    String::from_utf8(bytes).ok()
+    let text = String::from_utf8(bytes)
+        .map_err(|e| format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))?;
+    Endpoint::parse(&text)
+}
+
+/// Why the entry name `path` could not be probed: what it is if not a
+/// regular file (`a FIFO, not a regular file`), else the error.
+fn not_an_entry(path: &Path, e: io::Error) -> String {
+    use std::os::unix::fs::FileTypeExt as _;
+    match fs::symlink_metadata(path).map(|m| m.file_type()) {
+        Ok(t) if !t.is_file() => {
+            let what = if t.is_symlink() {
+                "a symbolic link"
+            } else if t.is_dir() {
+                "a directory"
+            } else if t.is_fifo() {
+                "a FIFO"
+            } else if t.is_socket() {
+                "a socket"
+            } else {
+                "a device file"
+            };
+            format!("{what}, not a regular file (never opened, no lock to probe)")
+        }
+        _ => format!("probe its lock: {e}"),
+    }
 }
 
 #[cfg(test)]
@@ -399,9 +467,15 @@ mod entry_bound_tests {
         // Sparse: 8 GiB long, no disk used.
         f.set_len(8 << 30).unwrap();
         let t = std::time::Instant::now();
-        assert_eq!(read_entry(&path), None);
+        let err = read_entry(&path).unwrap_err();
+        assert!(err.contains("longer than"), "{err}");
         assert!(t.elapsed() < std::time::Duration::from_secs(2));
         fs::write(&path, "a=b\n").unwrap();
-        assert_eq!(read_entry(&path).as_deref(), Some("a=b\n"));
+        assert_eq!(read_entry(&path).unwrap_err(), "no worker_id line");
+        fs::write(&path, [0xA5_u8, 0xA5]).unwrap();
+        assert!(read_entry(&path).unwrap_err().starts_with("not UTF-8"));
+        let e = Endpoint::new(WorkerId::from_array([3; 28]));
+        fs::write(&path, e.encode()).unwrap();
+        assert_eq!(read_entry(&path), Ok(e));
     }
 }

@@ -10,13 +10,14 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::node_lock::{probe as probe_node_lock, NodeLockState};
 use super::service::NODE_NAME;
 use super::stats_area::{
-    area_name, read_area, AreaError, AreaSnapshot, ConnectionFigures, StoreFigures,
+    area_name, read_area, AreaError, AreaRole, AreaSnapshot, ConnectionFigures, StoreFigures,
 };
 use super::Directory;
 use crate::ids::WorkerId;
-use crate::shm::{Session, ShmError};
+use crate::shm::{Session, ShmError, NODE_LOCK_FILE};
 use crate::store::ObjectState;
 use crate::transport::{StatsState, TransportKind};
 
@@ -46,6 +47,39 @@ pub struct WorkerReport {
     pub stats_error: Option<String>,
 }
 
+/// A directory entry whose text could not be read or is not an entry
+/// (one of a [`SessionReport`]): never shown as an absent or dead worker.
+#[derive(Debug, Clone)]
+pub struct UnreadableEntry {
+    /// The entry file.
+    pub path: PathBuf,
+    /// Whether a live process holds its lock (`Some(true)`), nobody does
+    /// (`Some(false)`: its owner died; the cleanup pass removes it), or
+    /// the lock could not be probed (`None`: not a regular file).
+    pub live: Option<bool>,
+    /// The pid the kernel lists as holding its lock, if live.
+    pub pid: Option<u32>,
+    /// Why it is unreadable (the read error, too long, not UTF-8, which
+    /// line or field is malformed, or what the name is if not a file).
+    pub cause: String,
+    /// Whether it is taken for the live node's own entry (the node runs,
+    /// by its lock, with no readable entry, and the same pid holds this).
+    pub node: bool,
+}
+
+impl fmt::Display for UnreadableEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "directory entry {} unreadable ", self.path.display())?;
+        match (self.live, self.pid) {
+            (Some(true), Some(p)) => write!(f, "(held by live pid {p})")?,
+            (Some(true), None) => write!(f, "(held by a live process)")?,
+            (Some(false), _) => write!(f, "(its owner is dead)")?,
+            (None, _) => write!(f, "(its lock cannot be probed)")?,
+        }
+        write!(f, ": {}", self.cause)
+    }
+}
+
 /// One session, for `shmwire inspect --session S` (see the module docs).
 #[derive(Debug, Clone)]
 pub struct SessionReport {
@@ -63,16 +97,40 @@ pub struct SessionReport {
     pub segments: usize,
     /// The workers, live ones first, then by name and id.
     pub workers: Vec<WorkerReport>,
-    /// The live node's worker id, if a node runs.
+    /// The live node's worker id, if a node runs and its directory entry
+    /// is readable.
     pub node: Option<WorkerId>,
+    /// Whether a node runs: its directory entry is live, or a live
+    /// process holds the session's node lock (`.node.lock`) — so a node
+    /// whose entry was scribbled over still counts as running.
+    pub node_running: bool,
+    /// The running node's pid (its entry's, else the lock holder's).
+    pub node_pid: Option<u32>,
+    /// What keeps the node from being shown in full: its entry is
+    /// unreadable (path and cause) or missing while it holds the lock, or
+    /// `.node.lock` cannot tell (not a regular file, not readable).
+    pub node_error: Option<String>,
+    /// What `.node.lock` said.
+    pub node_lock: NodeLockState,
     /// The node's store, as the node last published it.
     pub store: Option<StoreFigures>,
+    /// Why a running node's store figures are not shown (`store` is
+    /// `None`): its statistics area is missing or unreadable, its entry
+    /// cannot name it, or it has published none yet.
+    pub store_error: Option<String>,
     /// The node's store's client connections with their rings' fill (the
     /// connections in the node's area; taken out of the node's
     /// [`WorkerReport::stats`] so they are listed once).
     pub store_connections: Vec<ConnectionFigures>,
-    /// Entries that could not be read (each with its path).
+    /// Entries that could not be read, as text (each with its path and
+    /// cause: `unreadable`'s entries).
     pub problems: Vec<String>,
+    /// Directory entries that could not be read, with why.
+    pub unreadable: Vec<UnreadableEntry>,
+    /// Segment-named entries that are not regular files (a FIFO named
+    /// `stats-…`, say): `(name, type)`, never opened. One that is a live
+    /// worker's area is reported under that worker instead, not here.
+    pub refused: Vec<(String, &'static str)>,
 }
 
 impl SessionReport {
@@ -84,17 +142,32 @@ impl SessionReport {
             .and_then(|d| d.workers())
             .map_err(|e| ShmError::io("list directory", session.dir(), std::io::Error::other(e)))?;
         let mut workers = Vec::new();
-        let mut problems = Vec::new();
+        let mut unreadable = Vec::new();
         for e in entries {
-            let Some(ep) = e.endpoint else {
-                problems.push(format!("{}: unreadable directory entry", e.path.display()));
-                continue;
+            let ep = match e.endpoint {
+                Ok(ep) => ep,
+                Err(cause) => {
+                    unreadable.push(UnreadableEntry {
+                        path: e.path,
+                        live: e.live,
+                        pid: e.holder_pid,
+                        cause,
+                        node: false,
+                    });
+                    continue;
+                }
             };
-            let (stats, stats_error) = if e.live {
-                match (
-                    read_area(session, &area_name(ep.pid, &ep.worker_id)),
-                    &ep.stats,
-                ) {
+            let is_node = ep.name.as_deref() == Some(NODE_NAME);
+            // A node always makes its area (it does not start without
+            // one), whatever an older node's entry says.
+            let said = match (&ep.stats, is_node) {
+                (None, true) => Some(StatsState::Published),
+                (s, _) => s.clone(),
+            };
+            // Read, so its lock was probed.
+            let live = e.live == Some(true);
+            let (stats, stats_error) = if live {
+                match (read_area(session, &area_name(ep.pid, &ep.worker_id)), &said) {
                     (Ok(a), _) => (Some(a), None),
                     // It said why it has none (e.g. a full tmpfs at start).
                     (Err(AreaError::Missing(_)), Some(StatsState::Unavailable(why))) => {
@@ -104,8 +177,9 @@ impl SessionReport {
                     (Err(AreaError::Missing(path)), Some(StatsState::Published)) => (
                         None,
                         Some(format!(
-                            "no statistics area: {} is missing (removed while the worker lives)",
-                            path.display()
+                            "no statistics area: {} is missing (removed while the {} lives)",
+                            path.display(),
+                            if is_node { "node" } else { "worker" }
                         )),
                     ),
                     // A process that keeps none (a store service, a bare
@@ -120,7 +194,7 @@ impl SessionReport {
                 worker_id: ep.worker_id,
                 name: ep.name,
                 pid: ep.pid,
-                live: e.live,
+                live,
                 shm: ep.unix_socket.is_some(),
                 tcp: ep.tcp,
                 removed_by_node: false,
@@ -132,15 +206,120 @@ impl SessionReport {
             .iter_mut()
             .find(|w| w.live && w.name.as_deref() == Some(NODE_NAME));
         let node_id = node.as_ref().map(|w| w.worker_id);
-        let store_connections = node
+        let entry_pid = node.as_ref().map(|w| w.pid);
+        let entry_stats_error = node.as_ref().and_then(|w| w.stats_error.clone());
+        let mut store_connections = node
             .and_then(|w| w.stats.as_mut())
             .map(|a| std::mem::take(&mut a.connections))
             .unwrap_or_default();
-        let node_area = workers
+        let mut node_area = workers
             .iter()
             .find(|w| Some(w.worker_id) == node_id)
             .and_then(|w| w.stats.clone());
+
+        // Whether a node runs is the lock's answer (a kernel lock, not a
+        // file's text), not only whether its entry reads.
+        let mut node_lock = probe_node_lock(session);
+        let lock_path = session.dir().join(NODE_LOCK_FILE);
+        let (node_running, node_pid, node_error, mut store_error) = if node_id.is_some() {
+            let store_error = match (&node_area, entry_stats_error) {
+                (_, Some(e)) => Some(e),
+                (Some(a), None) if a.store.is_none() => {
+                    Some("the node has not published its store's figures yet".to_owned())
+                }
+                _ => None,
+            };
+            (true, entry_pid, None, store_error)
+        } else {
+            // Held with no live entry of a node: asked again a few times,
+            // since a cleaner or another `inspect` probing a dead node's
+            // free lock holds it for a moment; a running node holds it
+            // every time.
+            for _ in 0..5 {
+                if !matches!(node_lock, NodeLockState::Held { .. }) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+                node_lock = probe_node_lock(session);
+            }
+            match &node_lock {
+                NodeLockState::Held { pid } => {
+                    // Its entry is among the unreadable ones its pid holds.
+                    let mine: Vec<usize> = (0..unreadable.len())
+                        .filter(|&i| {
+                            unreadable[i].live == Some(true)
+                                && pid.is_some()
+                                && unreadable[i].pid == *pid
+                        })
+                        .collect();
+                    let held = format!(
+                        "it holds {}{}",
+                        lock_path.display(),
+                        pid.map(|p| format!(", pid {p}")).unwrap_or_default()
+                    );
+                    let why = match mine.as_slice() {
+                        [i] => {
+                            unreadable[*i].node = true;
+                            format!(
+                                "its directory entry {} is unreadable: {}",
+                                unreadable[*i].path.display(),
+                                unreadable[*i].cause
+                            )
+                        }
+                        [] => "no readable directory entry of it is live (its entry is \
+                               missing or among the unreadable ones)"
+                            .to_owned(),
+                        _ => format!(
+                            "its directory entry is one of {} unreadable entries its pid holds",
+                            mine.len()
+                        ),
+                    };
+                    // Its area is named after its id, which only its entry
+                    // says: found by the pid instead (role node, same pid).
+                    node_area = pid.and_then(|p| find_node_area(session, p));
+                    let store_error = match &node_area {
+                        Some(a) if a.store.is_some() => None,
+                        Some(_) => {
+                            Some("the node has not published its store's figures yet".to_owned())
+                        }
+                        None => Some(format!(
+                            "no statistics area of the node found (looked for stats-{}-…: \
+                             the node's unreadable entry would name it)",
+                            pid.map_or_else(|| "<pid>".to_owned(), |p| p.to_string())
+                        )),
+                    };
+                    if let Some(a) = node_area.as_mut() {
+                        store_connections = std::mem::take(&mut a.connections);
+                    }
+                    (
+                        true,
+                        *pid,
+                        Some(format!("running ({held}) but {why}")),
+                        store_error,
+                    )
+                }
+                NodeLockState::Free | NodeLockState::Absent => (false, None, None, None),
+                NodeLockState::NotALockFile(what) => (
+                    false,
+                    None,
+                    Some(format!(
+                        "{} is {what}, not a node lock file: it cannot tell whether a node runs",
+                        lock_path.display()
+                    )),
+                    None,
+                ),
+                NodeLockState::Unreadable(e) => (
+                    false,
+                    None,
+                    Some(format!("cannot tell whether a node runs: {e}")),
+                    None,
+                ),
+            }
+        };
         let store = node_area.as_ref().and_then(|a| a.store.clone());
+        if store.is_some() {
+            store_error = None;
+        }
         for d in node_area.map(|a| a.dead).unwrap_or_default() {
             if workers.iter().any(|w| w.worker_id == d.worker_id) {
                 continue;
@@ -157,6 +336,19 @@ impl SessionReport {
                 stats_error: None,
             });
         }
+        // A refused file that is a live worker's area is already reported
+        // on that worker's line: listed once.
+        let refused = status
+            .refused
+            .iter()
+            .filter(|(name, _)| {
+                !workers
+                    .iter()
+                    .any(|w| w.stats_error.is_some() && area_name(w.pid, &w.worker_id) == *name)
+            })
+            .cloned()
+            .collect();
+        let problems = unreadable.iter().map(|u| u.to_string()).collect();
         workers.sort_by(|a, b| {
             b.live
                 .cmp(&a.live)
@@ -172,11 +364,32 @@ impl SessionReport {
             segments,
             workers,
             node: node_id,
+            node_running,
+            node_pid,
+            node_error,
+            node_lock,
             store,
+            store_error,
             store_connections,
             problems,
+            unreadable,
+            refused,
         })
     }
+}
+
+/// The node's area among `stats-<pid>-*` (its name's id part is the
+/// node's id, which only its entry says): the first that reads as a node's
+/// area of that pid.
+fn find_node_area(session: &Session, pid: u32) -> Option<AreaSnapshot> {
+    let prefix = format!("stats-{pid}-");
+    session
+        .segment_names()
+        .ok()?
+        .into_iter()
+        .filter(|n| n.starts_with(&prefix))
+        .filter_map(|n| read_area(session, &n).ok())
+        .find(|a| a.role == AreaRole::Node && a.pid == pid)
 }
 
 /// `"Sealed"` and so on.
@@ -227,9 +440,11 @@ impl fmt::Display for SessionReport {
             self.processes_live,
             self.processes_dead,
             self.segments,
-            match &self.node {
-                Some(id) => format!("{id}"),
-                None => "not running".into(),
+            match (&self.node, &self.node_error) {
+                (Some(id), _) => format!("{id}"),
+                (None, Some(e)) if self.node_running => e.clone(),
+                (None, Some(e)) => format!("unknown: {e}"),
+                (None, None) => "not running".into(),
             }
         )?;
         for w in &self.workers {
@@ -281,6 +496,9 @@ impl fmt::Display for SessionReport {
                 )?;
             }
         }
+        if let (None, Some(e)) = (&self.store, &self.store_error) {
+            writeln!(f, "  store: figures unavailable: {e}")?;
+        }
         if let Some(st) = &self.store {
             let s = &st.stats;
             writeln!(
@@ -303,8 +521,15 @@ impl fmt::Display for SessionReport {
                 )?;
             }
         }
-        for p in &self.problems {
-            writeln!(f, "  {p}")?;
+        // The node's own unreadable entry is named in the first line.
+        for u in self.unreadable.iter().filter(|u| !u.node) {
+            writeln!(f, "  {u}")?;
+        }
+        for (name, what) in &self.refused {
+            writeln!(
+                f,
+                "  {name} ({what}): named like a segment but not a regular file: refused (not opened), left alone"
+            )?;
         }
         Ok(())
     }

@@ -50,8 +50,8 @@ mod store;
 mod token;
 
 pub use directory::{Directory, Registration, WorkerStatus};
-pub use inspect::{SessionReport, WorkerReport};
-pub use node_lock::NodeLockError;
+pub use inspect::{SessionReport, UnreadableEntry, WorkerReport};
+pub use node_lock::{probe as probe_node_lock, NodeLockError, NodeLockState};
 pub use service::{
     Node, NodeConfig, NodeError, TickReport, HTTP_MAX_CONNECTIONS, HTTP_TIMEOUT, INSPECT_QUEUE,
     INSPECT_TIMEOUT, NODE_NAME,

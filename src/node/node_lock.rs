@@ -24,6 +24,11 @@
 //! may have been renamed away and this put in its place — and replacing it
 //! would race with another node replacing it too. Whoever made it decides;
 //! after `rm` the next node starts as usual.
+//!
+//! [`probe`] asks the same lock whether a node runs, for `shmwire
+//! inspect`: held by a live process means yes, whatever the node's
+//! directory entry says (a scribbled entry does not make a live node "not
+//! running").
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind};
@@ -89,6 +94,68 @@ fn pid_text(pid: Option<u32>) -> String {
     match pid {
         Some(p) => format!("pid {p}"),
         None => "its pid unreadable".into(),
+    }
+}
+
+/// What the session's node lock says about its node ([`probe`]): the one
+/// answer to "does a node run here?" that no file's content can falsify.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeLockState {
+    /// A live process holds the lock: a node runs. `pid`: the kernel's
+    /// holder (`/proc/locks`), else what the file says, else `None`.
+    Held {
+        /// The holder's pid, if known.
+        pid: Option<u32>,
+    },
+    /// The file is there and nobody holds its lock: its node died (the
+    /// cleanup pass removes it).
+    Free,
+    /// No lock file: no node runs (a node whose file was renamed or
+    /// removed under it is then known only from its directory entry).
+    Absent,
+    /// The name holds something no node makes (`a FIFO`, …): nobody can
+    /// lock through it, so it says nothing about a node.
+    NotALockFile(&'static str),
+    /// The file could not be opened or probed: the error.
+    Unreadable(String),
+}
+
+/// Probes `session`'s node lock without taking it from anyone: opened
+/// read-only, never followed, never blocking (a FIFO there is named, not
+/// opened); held by someone else means a node lives; free is taken for a
+/// moment only (as a cleaner's probe: a node starting meanwhile asks
+/// again, as taking the lock does) and released at once.
+pub fn probe(session: &Session) -> NodeLockState {
+    let path = session.dir().join(NODE_LOCK_FILE);
+    if let Some(what) = not_regular(&path) {
+        return NodeLockState::NotALockFile(what);
+    }
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(crate::sys::fs::O_NOFOLLOW | crate::sys::fs::O_NONBLOCK)
+        .open(&path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::NotFound => return NodeLockState::Absent,
+        Err(e) => {
+            return match not_regular(&path) {
+                Some(what) => NodeLockState::NotALockFile(what),
+                None => NodeLockState::Unreadable(format!("open {}: {e}", path.display())),
+            }
+        }
+    };
+    match file.metadata().map(|m| not_regular_type(m.file_type())) {
+        Ok(Some(what)) => return NodeLockState::NotALockFile(what),
+        Ok(None) => {}
+        Err(e) => return NodeLockState::Unreadable(format!("stat {}: {e}", path.display())),
+    }
+    match try_lock_exclusive(&file) {
+        // Dropping `file` releases it at once.
+        Ok(true) => NodeLockState::Free,
+        Ok(false) => NodeLockState::Held {
+            pid: flock_holder(&file).or_else(|| read_pid(&file)),
+        },
+        Err(e) => NodeLockState::Unreadable(format!("flock {}: {e}", path.display())),
     }
 }
 

@@ -225,9 +225,17 @@ impl Node {
             addr: config.listen,
             source,
         })?;
+        // Made before the node registers, as a worker's is, so its entry
+        // can say `stats=published`: `inspect` then reports a missing
+        // area (and with it the store's figures) as missing, not as a
+        // process that keeps none.
+        let mut area = StatsArea::create(session, &id)?;
+        // Readable from now on (role, pid), store figures to follow.
+        area.publish(&AreaSnapshot::new(AreaRole::Node));
         let mut endpoint = Endpoint::new(id);
         endpoint.name = Some(NODE_NAME.to_owned());
         endpoint.tcp = Some(addr);
+        endpoint.stats = Some(crate::transport::StatsState::Published);
         let registration = directory.register(&endpoint)?;
         let mut store_config = StoreConfig::new(config.store_capacity);
         if let Some(d) = &config.fallback_dir {
@@ -247,7 +255,6 @@ impl Node {
             },
         )?;
         let pull = PullServer::start(pull_client, PullServerConfig::new(config.object_listen))?;
-        let area = StatsArea::create(session, &id)?;
         let http_stop = Arc::new(AtomicBool::new(false));
         http.set_nonblocking(true)
             .map_err(|source| NodeError::Listen { addr, source })?;
@@ -322,11 +329,13 @@ impl Node {
         match self.directory.workers() {
             Ok(ws) => {
                 for w in ws {
-                    let Some(ep) = w.endpoint else { continue };
-                    if w.live {
-                        live.insert(ep.worker_id, (ep.pid, ep.name));
-                    } else {
-                        self.note_dead(&mut report, ep.worker_id, ep.pid, ep.name);
+                    let Ok(ep) = w.endpoint else { continue };
+                    match w.live {
+                        Some(true) => {
+                            live.insert(ep.worker_id, (ep.pid, ep.name));
+                        }
+                        Some(false) => self.note_dead(&mut report, ep.worker_id, ep.pid, ep.name),
+                        None => {}
                     }
                 }
             }

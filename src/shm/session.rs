@@ -481,8 +481,14 @@ pub struct SessionStatus {
     pub dead_entries: Vec<String>,
     /// Segment files.
     pub segments: usize,
-    /// Entries shmwire did not make, with their type.
+    /// Entries shmwire did not make, with their type (segment-named
+    /// ones that are not regular files are in `refused` instead).
     pub foreign: Vec<String>,
+    /// Segment-named entries that are not regular files (a FIFO, a
+    /// directory, a symbolic link, … named like a segment or a statistics
+    /// area): `(name, type)`. Never opened, left alone; each is listed
+    /// once, here, not also in `foreign`.
+    pub refused: Vec<(String, &'static str)>,
 }
 
 impl SessionStatus {
@@ -706,7 +712,8 @@ impl Session {
 
     /// Reads every segment-named file's header (without mapping, without
     /// blocking on a FIFO) for `shmwire inspect`. Files that are not
-    /// regular, or carry no shmwire magic, are listed with the problem.
+    /// regular (never opened: refused), or carry no shmwire magic, are
+    /// listed with the problem.
     pub fn inspect(&self) -> Result<Vec<SegmentInfo>> {
         let mut out = Vec::new();
         for name in self.segment_names()? {
@@ -721,7 +728,7 @@ impl Session {
                     header: None,
                     creator_alive: None,
                     problem: Some(format!(
-                        "a {}, not made by shmwire",
+                        "a {}, not a regular file: refused (not opened); not made by shmwire, left alone",
                         type_name(lmd.file_type())
                     )),
                 });
@@ -795,6 +802,7 @@ impl Session {
                     list.push(name);
                 }
                 FileKind::Segment if regular => st.segments += 1,
+                FileKind::Segment => st.refused.push((name, type_name(md.file_type()))),
                 FileKind::Marker
                 | FileKind::Token
                 | FileKind::OwnerLockTmp

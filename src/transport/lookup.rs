@@ -105,7 +105,23 @@ impl Endpoint {
     /// Parses [`Endpoint::encode`]'s form; `None` when a known field is
     /// malformed or `worker_id` is missing (unknown keys are ignored, so a
     /// newer writer's extra fields do not break an older reader).
+    /// [`Endpoint::parse`] says why.
     pub fn decode(text: &str) -> Option<Self> {
+        Self::parse(text).ok()
+    }
+
+    /// As [`Endpoint::decode`], with the reason a text is not an entry:
+    /// which line or field is malformed (values quoted, cut at 40 bytes),
+    /// or that `worker_id` is missing.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        fn quoted(v: &str) -> String {
+            let mut cut = v.len().min(40);
+            while !v.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            format!("{:?}{}", &v[..cut], if cut < v.len() { "…" } else { "" })
+        }
+        let bad = |k: &str, v: &str| format!("malformed {k} value {}", quoted(v));
         let mut worker_id = None;
         let mut e = Endpoint {
             worker_id: WorkerId::from_array([0; 28]),
@@ -115,26 +131,28 @@ impl Endpoint {
             tcp: None,
             stats: None,
         };
-        for line in text.lines() {
-            let (k, v) = line.split_once('=')?;
+        for (n, line) in text.lines().enumerate() {
+            let (k, v) = line
+                .split_once('=')
+                .ok_or_else(|| format!("line {} is not key=value: {}", n + 1, quoted(line)))?;
             match k {
-                "worker_id" => worker_id = Some(v.parse().ok()?),
-                "pid" => e.pid = v.parse().ok()?,
+                "worker_id" => worker_id = Some(v.parse().map_err(|_| bad(k, v))?),
+                "pid" => e.pid = v.parse().map_err(|_| bad(k, v))?,
                 "name" => e.name = Some(v.to_owned()),
                 "unix" => e.unix_socket = Some(PathBuf::from(v)),
-                "tcp" => e.tcp = Some(v.parse().ok()?),
+                "tcp" => e.tcp = Some(v.parse().map_err(|_| bad(k, v))?),
                 "stats" => {
                     e.stats = Some(match v.strip_prefix("unavailable:") {
                         Some(why) => StatsState::unavailable(why),
                         None if v == "published" => StatsState::Published,
-                        None => return None,
+                        None => return Err(bad(k, v)),
                     })
                 }
                 _ => {} // newer fields are ignored
             }
         }
-        e.worker_id = worker_id?;
-        Some(e)
+        e.worker_id = worker_id.ok_or_else(|| "no worker_id line".to_owned())?;
+        Ok(e)
     }
 }
 
@@ -154,6 +172,17 @@ pub enum LookupError {
         worker: WorkerId,
         /// What was missing.
         why: &'static str,
+    },
+    /// The worker's entry is there and its owner lives (it holds the
+    /// entry's lock), but the entry cannot be read or is not an entry:
+    /// not "no such worker" (it may be a live worker whose entry was
+    /// scribbled over).
+    #[error("the directory entry {path} of a live process is unreadable: {cause}")]
+    Unreadable {
+        /// The entry file.
+        path: PathBuf,
+        /// Why (the read error, or which line or field is malformed).
+        cause: String,
     },
     /// The registry could not be read.
     #[error("reading the worker directory {path}")]
