@@ -63,7 +63,23 @@ fn producer() -> Result<()> {
         }
         Ok(())
     })();
-    let status = child.wait()?;
+    // Bounded: the consumer gives up within its own 10 s deadline; after a
+    // failure here (e.g. it was stopped and the ring stayed full) it is
+    // killed at once, and SIGKILL ends even a stopped process.
+    if result.is_err() {
+        let _ = child.kill();
+    }
+    let reap_by = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() > reap_by {
+            let _ = child.kill();
+            break child.wait()?;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
     drop(producer);
     drop(segment); // the creator unlinks the segment
     session.remove_all()?;

@@ -38,7 +38,7 @@ pub fn maybe_serve(registry: impl FnOnce() -> FunctionRegistry) {
     std::process::exit(match run() {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("worker: {e}");
+            eprintln!("worker: {}", shmwire::error_chain(&*e));
             1
         }
     });
@@ -63,7 +63,8 @@ impl Cluster {
     }
 
     /// Starts a worker process serving `callers` connections and waits until
-    /// it is registered in the session's directory.
+    /// it is registered in the session's directory (an error at once if it
+    /// exits first: its own message is on stderr).
     pub fn spawn_worker(&mut self, callers: u64) -> Result<WorkerId> {
         let id = WorkerId::from_random();
         let child = Command::new(std::env::current_exe()?)
@@ -80,8 +81,12 @@ impl Cluster {
         let dir = Directory::for_session(&self.session)?;
         let deadline = Instant::now() + TIMEOUT;
         while dir.lookup(&id).is_err() {
+            let child = &mut self.workers.last_mut().expect("pushed above").1;
+            if let Some(status) = child.try_wait()? {
+                return Err(format!("worker {id} exited before registering: {status}").into());
+            }
             if Instant::now() > deadline {
-                return Err("a worker never registered".into());
+                return Err(format!("worker {id} did not register within {TIMEOUT:?}").into());
             }
             std::thread::sleep(Duration::from_millis(5));
         }

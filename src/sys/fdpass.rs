@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use rustix::event::PollFlags;
 use rustix::net::{
-    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
+    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendAncillaryBuffer,
     SendAncillaryMessage, SendFlags,
 };
 
@@ -70,8 +70,10 @@ fn send_fds_flags(
 
 /// Receives into `buf` (`recvmsg`, `MSG_CMSG_CLOEXEC`, `EINTR` retried):
 /// the byte count (0 at end of stream) and every descriptor that came
-/// with them (at most [`MAX_FDS`] are accepted; more are closed by the
-/// kernel's truncation).
+/// with them. Descriptors the kernel could not pass (`MSG_CTRUNC`: the
+/// peer sent more than [`MAX_FDS`], or this process is at its open-file
+/// limit) are an error naming both causes: the message is unusable
+/// without them, and "got 1 of 4 descriptors" would not say why.
 pub(crate) fn recv_with_fds(sock: impl AsFd, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
@@ -82,6 +84,16 @@ pub(crate) fn recv_with_fds(sock: impl AsFd, buf: &mut [u8]) -> io::Result<(usiz
             &mut control,
             RecvFlags::CMSG_CLOEXEC,
         ) {
+            Ok(m) if m.flags.contains(ReturnFlags::CTRUNC) => {
+                return Err(io::Error::other(format!(
+                    "descriptors sent with a message were cut off (MSG_CTRUNC): this process \
+                     is at its open-file limit (RLIMIT_NOFILE, `ulimit -n` {}) or the peer \
+                     sent more than {MAX_FDS}",
+                    rustix::process::getrlimit(rustix::process::Resource::Nofile)
+                        .current
+                        .map_or_else(|| "unlimited".to_owned(), |n| n.to_string())
+                )))
+            }
             Ok(m) => break m.bytes,
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(e.into()),

@@ -379,7 +379,10 @@ pub(crate) fn check_reply(reply: &Reply, intended: WorkerId) -> Result<(), Conne
             actual: reply.responder,
         }),
         Status::Refused => Err(ConnectError::Refused {
-            reason: "the listener refused the hello".into(),
+            reason: "the listener refused the hello: it could not set the connection up \
+                     (out of memory or descriptors, or a transport it does not serve); \
+                     its own log names the cause"
+                .into(),
         }),
     }
 }
