@@ -131,3 +131,33 @@ pub(crate) fn peer_connected(sock: BorrowedFd<'_>) -> bool {
         Err(_) => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixStream;
+
+    use super::*;
+
+    /// More descriptors than the receive buffer holds are cut off by the
+    /// kernel (`MSG_CTRUNC`, the same flag as at the open-file limit): an
+    /// error saying so, not a short list.
+    #[test]
+    fn descriptors_cut_off_by_the_kernel_are_an_error() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let extra: Vec<OwnedFd> = (0..MAX_FDS * 8)
+            .map(|_| rustix::io::dup(&a).unwrap())
+            .collect();
+        let borrowed: Vec<BorrowedFd<'_>> = extra.iter().map(|f| f.as_fd()).collect();
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS * 8))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        assert!(control.push(SendAncillaryMessage::ScmRights(&borrowed)));
+        rustix::net::sendmsg(&a, &[IoSlice::new(b"x")], &mut control, SendFlags::empty())
+            .unwrap();
+        let err = recv_with_fds(&b, &mut [0u8; 8]).unwrap_err();
+        assert!(err.to_string().contains("MSG_CTRUNC"), "{err}");
+        // Within the limit: the bytes and every descriptor.
+        send_with_fds(&a, b"y", &borrowed[..MAX_FDS]).unwrap();
+        let (n, fds) = recv_with_fds(&b, &mut [0u8; 8]).unwrap();
+        assert_eq!((n, fds.len()), (1, MAX_FDS));
+    }
+}
