@@ -37,8 +37,9 @@ use crate::shm::Session;
 /// to take the answer (one deadline each, not per read).
 pub const HTTP_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// Most connections the endpoint holds open at once; the next one gets a
-/// `503` and is closed.
+/// Most connections the endpoint holds open at once. The next one takes
+/// the slot of the oldest connection still waiting for its request head
+/// (which gets `503` and is closed); with none such, it gets `503` itself.
 pub const HTTP_MAX_CONNECTIONS: usize = 64;
 
 /// Longest request head accepted (`400` beyond it).
@@ -265,7 +266,10 @@ fn accept_all(
     loop {
         match listener.accept() {
             Ok((mut stream, _)) => {
-                let busy = conns.values().filter(|c| !c.closing).count();
+                let mut busy = conns.values().filter(|c| !c.closing).count();
+                if busy >= HTTP_MAX_CONNECTIONS && displace_oldest_idle(conns, poll) {
+                    busy -= 1;
+                }
                 let out = (busy >= HTTP_MAX_CONNECTIONS)
                     .then(|| response("503 Service Unavailable", "too many open connections\n"));
                 if let (Some(msg), true) = (&out, conns.len() >= 2 * HTTP_MAX_CONNECTIONS) {
@@ -302,6 +306,34 @@ fn accept_all(
             }
         }
     }
+}
+
+/// At the cap, a new connection takes the slot of the oldest one still
+/// waiting for its request head (answered `503` and closed): holding many
+/// silent connections open — from any local user, the port has no token —
+/// then cannot keep a prompt client such as a health check out, because
+/// every newcomer pushes the oldest holder out, and a client that sends its
+/// request at once is answered long before it becomes the oldest. Slots
+/// busy answering or waiting for an `/inspect` report are never taken.
+/// `false` when there is no such connection.
+fn displace_oldest_idle(conns: &mut HashMap<Token, Conn>, poll: &Poll) -> bool {
+    let oldest = conns
+        .iter()
+        .filter(|(_, c)| c.out.is_none() && !c.inspecting && !c.closing)
+        .min_by_key(|(_, c)| c.deadline)
+        .map(|(t, _)| *t);
+    let Some(t) = oldest else {
+        return false;
+    };
+    if let Some(mut c) = conns.remove(&t) {
+        // Best effort, never waits (an idle socket has room), then closed.
+        let _ = c.stream.write(&response(
+            "503 Service Unavailable",
+            "displaced: too many open connections, and this one sent no request\n",
+        ));
+        let _ = poll.registry().deregister(&mut c.stream);
+    }
+    true
 }
 
 /// Reads what is there (edge-triggered: until `WouldBlock`), decides the

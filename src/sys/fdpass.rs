@@ -151,8 +151,7 @@ mod tests {
         let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS * 8))];
         let mut control = SendAncillaryBuffer::new(&mut space);
         assert!(control.push(SendAncillaryMessage::ScmRights(&borrowed)));
-        rustix::net::sendmsg(&a, &[IoSlice::new(b"x")], &mut control, SendFlags::empty())
-            .unwrap();
+        rustix::net::sendmsg(&a, &[IoSlice::new(b"x")], &mut control, SendFlags::empty()).unwrap();
         let err = recv_with_fds(&b, &mut [0u8; 8]).unwrap_err();
         assert!(err.to_string().contains("MSG_CTRUNC"), "{err}");
         // Within the limit: the bytes and every descriptor.
