@@ -1022,3 +1022,50 @@ fn cleanup_usage_names_every_form() {
     assert!(!ok && text.contains("--all-stale"), "{text}");
     assert!(!root.exists(), "a refused cleanup made {}", root.display());
 }
+
+/// Something other than a lock file under a process's lock name (a symbolic
+/// link, a FIFO) is left alone and taken as a missing lock: the stem's
+/// sockets and temporary files go as for any dead owner (found by an
+/// attack: a symlinked `proc-1-deadbeef.lock` made `cleanup` fail with a raw
+/// `ELOOP` printed twice and keep the dead stem's files, unlisted).
+#[test]
+fn a_lock_name_that_is_not_a_lock_file_does_not_block_cleanup() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog = proc_support::watchdog("a_lock_name_that_is_not_a_lock_file");
+    let root = proc_support::scratch("swc", "notlock");
+    let r = root.path();
+    let dir = r.join("stray");
+    fs::create_dir(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+    old_file(&dir.join(".shmwire-session"), b"");
+    let target = r.join("precious");
+    fs::write(&target, b"keep\n").unwrap();
+    std::os::unix::fs::symlink(&target, dir.join("proc-1-deadbeef.lock")).unwrap();
+    mkfifo(&dir.join("proc-2-deadbeef.lock"));
+    let mut owned = Vec::new();
+    for stem in ["1-deadbeef", "2-deadbeef"] {
+        let sock = format!(".s-{stem}-1-00000000.sock");
+        drop(std::os::unix::net::UnixListener::bind(dir.join(&sock)).unwrap());
+        let tmp = format!(".tmp-{stem}-1-seg");
+        old_file(&dir.join(&tmp), b"x");
+        owned.extend([sock, tmp]);
+    }
+    for args in [
+        &["cleanup", "--session", "stray", "--dry-run"][..],
+        &["cleanup", "--session", "stray"],
+    ] {
+        let (ok, text) = shmwire(r, args);
+        assert!(ok, "{args:?}: {text}");
+        assert!(!text.contains("flock"), "{args:?}: {text}");
+    }
+    let left = names(&dir);
+    for name in &owned {
+        assert!(!left.contains(name), "{name} kept: {left:?}");
+    }
+    for name in ["proc-1-deadbeef.lock", "proc-2-deadbeef.lock"] {
+        assert!(left.iter().any(|n| n == name), "{name} removed: {left:?}");
+    }
+    assert_eq!(fs::read(&target).unwrap(), b"keep\n");
+}

@@ -534,7 +534,15 @@ impl Owners {
             return Ok(true);
         }
         let path = dir.join(lock_name(stem));
-        match probe_owner(&path).map_err(|e| ShmError::io("flock", &path, e))? {
+        // Something other than a lock file under the name (a symlink, a
+        // FIFO, …: never made by shmwire, left alone by the sweep) is no
+        // lock, as if the name were free: the owner's files go as for a
+        // missing lock, and the sweep does not stop at it.
+        let probed = match probe_owner(&path) {
+            Err(e) if crate::sys::liveness::is_not_a_lock_file(&e) => Ok(OwnerState::Missing),
+            other => other,
+        };
+        match probed.map_err(|e| ShmError::io("flock", &path, e))? {
             OwnerState::Live => {
                 self.live.insert(stem.to_owned());
                 Ok(false)

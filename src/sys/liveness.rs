@@ -83,6 +83,17 @@ pub(crate) fn probe_owner(path: &Path) -> io::Result<OwnerState> {
     }
 }
 
+/// Whether an error of [`probe_owner`] says the name holds no lock file of
+/// shmwire's at all — a symbolic link (`ELOOP`), a socket (`ENXIO`), a
+/// FIFO, directory or device (refused as not a regular file) — rather than
+/// that probing failed (`EACCES`, `EMFILE`, …). shmwire makes lock files
+/// only as regular files, so such a name is, for an owner, a missing lock.
+pub(crate) fn is_not_a_lock_file(e: &io::Error) -> bool {
+    super::fs::is_eloop(e)
+        || e.raw_os_error() == Some(rustix::io::Errno::NXIO.raw_os_error())
+        || (e.kind() == ErrorKind::InvalidInput && e.raw_os_error().is_none())
+}
+
 /// Removes `path` if it still names the file `held` has open — the dead
 /// owner's file we examined and hold (its lock, or the file itself), not a
 /// newcomer of the same name. `Ok(false)` if the name is gone or names
