@@ -127,3 +127,42 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     }
     text
 }
+
+/// `text` as it may go to a terminal: every control character except a
+/// newline and a tab written as its escape (`\u{1b}` for ESC, `\r`, …),
+/// so a name read from a session directory — a file name, a scribbled
+/// entry — cannot move the cursor, clear the screen or retitle the window
+/// of whoever reads shmwire's output. Text without such characters is
+/// returned as it is.
+pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod terminal_safe_tests {
+    #[test]
+    fn control_characters_are_escaped_and_plain_text_borrowed() {
+        let evil = "evil\x1b[2J\x1b[31mPWNED\x07\r\nline\ttab";
+        assert_eq!(
+            super::terminal_safe(evil),
+            "evil\\u{1b}[2J\\u{1b}[31mPWNED\\u{7}\\r\nline\ttab"
+        );
+        assert!(matches!(
+            super::terminal_safe("plain\ntext"),
+            std::borrow::Cow::Borrowed("plain\ntext")
+        ));
+        assert_eq!(super::terminal_safe("\u{9b}x"), "\\u{9b}x");
+    }
+}

@@ -289,7 +289,10 @@ fn print_cleanup(name: &str, r: &shm::CleanupReport) -> Result<bool, out::Stdout
     }
     outln!("{line}");
     for e in &r.errors {
-        eprintln!("shmwire: session {name}: {e}");
+        eprintln!(
+            "shmwire: session {name}: {}",
+            shmwire::terminal_safe(&e.to_string())
+        );
     }
     Ok(!r.errors.is_empty())
 }
@@ -349,7 +352,10 @@ fn main() -> ExitCode {
         // The reader of stdout closed it: a normal end (see `out`).
         Err(e) if out::is_closed(e.as_ref()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("shmwire: {}", error_chain(e.as_ref()));
+            eprintln!(
+                "shmwire: {}",
+                shmwire::terminal_safe(&error_chain(e.as_ref()))
+            );
             ExitCode::FAILURE
         }
     }

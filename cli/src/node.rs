@@ -45,7 +45,10 @@ fn print_tick(
     }
     let now: BTreeSet<String> = c.errors.iter().cloned().collect();
     for e in now.difference(errors) {
-        eprintln!("shmwire node: cleanup: {e} (said once while it lasts)");
+        eprintln!(
+            "shmwire node: cleanup: {} (said once while it lasts)",
+            shmwire::terminal_safe(&e.to_string())
+        );
     }
     if now.is_empty() && !errors.is_empty() {
         eprintln!("shmwire node: cleanup: no errors any more");

@@ -34,10 +34,14 @@ impl fmt::Display for StdoutError {
 
 impl std::error::Error for StdoutError {}
 
-/// Writes `args` (and `end`) to stdout and flushes.
+/// Writes `args` (and `end`) to stdout and flushes, control characters
+/// other than newlines and tabs escaped ([`shmwire::terminal_safe`]: names
+/// read from a session directory reach a terminal as text, never as
+/// escape sequences).
 pub fn write(args: fmt::Arguments<'_>, end: &str) -> Result<(), StdoutError> {
+    let text = args.to_string();
     let mut o = io::stdout().lock();
-    o.write_fmt(args)
+    o.write_all(shmwire::terminal_safe(&text).as_bytes())
         .and_then(|()| o.write_all(end.as_bytes()))
         .and_then(|()| o.flush())
         .map_err(|e| {

@@ -1978,3 +1978,51 @@ fn a_fifo_named_like_a_statistics_area_is_listed_once() {
     assert!(w["stats_error"].as_str().unwrap().contains(&area), "{w}");
     drop(w3);
 }
+
+/// Names read from a session directory never reach a terminal as escape
+/// sequences (found by an attack: a worker name `evil\x1b[2J…` went raw to
+/// `inspect`'s text, the node's lines and HTTP `/inspect`). An entry whose
+/// name holds control characters is malformed (listed unreadable, the
+/// value escaped); a file named with them is printed escaped; no output
+/// carries a raw ESC or BEL.
+#[test]
+fn names_with_control_characters_never_reach_a_terminal_raw() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog = proc_support::watchdog("names_with_control_characters");
+    let scratch = proc_support::scratch("swn", "ctlname");
+    let root = scratch.path().join("root");
+    let dir = root.join("cn");
+    let mut node = start_node(&root, "cn");
+    let id = WorkerId::from_array([0xAB; 28]);
+    let path = dir.join(format!(".w-{id}.entry"));
+    let f = fs::File::create(&path).unwrap();
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();
+    fs::write(
+        &path,
+        format!("worker_id={id}\npid=1\nname=evil\x1b[2J\x1b[31mPWNED\x07\n"),
+    )
+    .unwrap();
+    fs::write(dir.join("stray-\x1b[2J-file"), b"x").unwrap();
+    let raw = |text: &str| text.contains('\x1b') || text.contains('\x07');
+    let (ok, out, err) = shmwire(&root, &["inspect", "--session", "cn"]);
+    assert!(ok, "{err}");
+    assert!(!raw(&out) && !raw(&err), "{out:?} {err:?}");
+    assert!(
+        out.contains(&format!(".w-{id}.entry")) && out.contains("malformed name value"),
+        "{out}"
+    );
+    assert!(out.contains("stray-\\u{1b}[2J-file"), "{out}");
+    let (ok, out, err) = shmwire(&root, &["inspect"]);
+    assert!(ok && !raw(&out) && !raw(&err), "{out:?} {err:?}");
+    let page = http_get(&node.addr, "/inspect");
+    assert!(page.starts_with("HTTP/1.0 200") && !raw(&page), "{page:?}");
+    // Released: the node removes the dead entry; its line is escaped too.
+    drop(f);
+    std::thread::sleep(Duration::from_millis(1500));
+    node.kid.signal_and_wait("-TERM");
+    let lines = node.lines.lock().unwrap().join("\n");
+    assert!(!raw(&lines), "{lines:?}");
+    fs::remove_file(dir.join("stray-\x1b[2J-file")).unwrap();
+}

@@ -139,7 +139,7 @@ impl Directory {
             why,
         };
         if let Some(n) = &endpoint.name {
-            if n.is_empty() || n.len() > 255 || n.chars().any(|c| c.is_control()) {
+            if !crate::transport::valid_worker_name(n) {
                 return Err(refuse(format!("invalid worker name {n:?}")));
             }
         }

@@ -115,7 +115,7 @@ fn inspect_thread(
         let mut batch = vec![first];
         batch.extend(jobs.try_iter());
         let page = match SessionReport::gather(&session) {
-            Ok(r) => response("200 OK", &r.to_string()),
+            Ok(r) => response("200 OK", &crate::terminal_safe(&r.to_string())),
             Err(e) => response("500 Internal Server Error", &format!("{e}\n")),
         };
         for t in batch {

@@ -63,6 +63,14 @@ impl StatsState {
     }
 }
 
+/// Whether `name` may name a worker: 1 to 255 bytes, no control characters
+/// (a newline would end an entry's line; an escape sequence would reach
+/// every terminal that prints the name). Registration refuses other names
+/// and reading an entry refuses them as malformed, so no tool prints one.
+pub fn valid_worker_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 255 && !name.chars().any(char::is_control)
+}
+
 impl Endpoint {
     /// An endpoint for `worker_id` in this process with no addresses yet.
     pub fn new(worker_id: WorkerId) -> Self {
@@ -111,8 +119,10 @@ impl Endpoint {
     }
 
     /// As [`Endpoint::decode`], with the reason a text is not an entry:
-    /// which line or field is malformed (values quoted, cut at 40 bytes),
-    /// or that `worker_id` is missing.
+    /// which line or field is malformed (values quoted with control
+    /// characters escaped, cut at 40 bytes), or that `worker_id` is
+    /// missing. A `name` that [`valid_worker_name`] refuses and a `unix`
+    /// path that is empty or holds control characters are malformed.
     pub fn parse(text: &str) -> Result<Self, String> {
         fn quoted(v: &str) -> String {
             let mut cut = v.len().min(40);
@@ -138,8 +148,11 @@ impl Endpoint {
             match k {
                 "worker_id" => worker_id = Some(v.parse().map_err(|_| bad(k, v))?),
                 "pid" => e.pid = v.parse().map_err(|_| bad(k, v))?,
-                "name" => e.name = Some(v.to_owned()),
-                "unix" => e.unix_socket = Some(PathBuf::from(v)),
+                "name" if valid_worker_name(v) => e.name = Some(v.to_owned()),
+                "unix" if !v.is_empty() && !v.chars().any(char::is_control) => {
+                    e.unix_socket = Some(PathBuf::from(v))
+                }
+                "name" | "unix" => return Err(bad(k, v)),
                 "tcp" => e.tcp = Some(v.parse().map_err(|_| bad(k, v))?),
                 "stats" => {
                     e.stats = Some(match v.strip_prefix("unavailable:") {

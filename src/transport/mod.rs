@@ -79,7 +79,8 @@ pub use any::{AcceptStats, AnyConnection, AnyFrame, Connector, ListenOptions, Li
 pub use error::{ConnectError, RecvError, SendError};
 pub use handshake::{SessionToken, PROTOCOL_VERSION};
 pub use lookup::{
-    Endpoint, LookupError, PublishError, Published, StatsState, WorkerLookup, MAX_STATS_REASON,
+    valid_worker_name, Endpoint, LookupError, PublishError, Published, StatsState, WorkerLookup,
+    MAX_STATS_REASON,
 };
 pub use message::MessageConnection;
 pub use mux::{Mux, MuxConnection, MuxEvent, MuxWaker, PeerKey};
