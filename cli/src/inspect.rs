@@ -66,6 +66,7 @@ fn worker_json(w: &WorkerReport) -> Value {
         "removed_by_node": w.removed_by_node,
         "transports": transports,
         "tcp": w.tcp.map(|a| a.to_string()),
+        "http": w.http.map(|a| a.to_string()),
         "connections": connections,
         "handlers": handlers,
         "stats_updated_unix_ms": stats.map(|s| s.updated_unix_ms),

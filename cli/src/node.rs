@@ -63,7 +63,8 @@ fn kept_because(r: &shm::CleanupReport) -> String {
     if r.removed_dir {
         "removed".to_owned()
     } else if r.vanished {
-        "already gone (removed under the node while it ran)".to_owned()
+        "already gone from its path (removed, renamed or replaced under the node while it ran)"
+            .to_owned()
     } else if r.has_live() {
         "kept (other processes live)".to_owned()
     } else if !r.ignored.is_empty() || !r.kept_untagged.is_empty() {

@@ -34,8 +34,10 @@ pub struct WorkerReport {
     pub live: bool,
     /// Whether it accepts shared-memory callers (has a bootstrap socket).
     pub shm: bool,
-    /// The TCP address it listens on.
+    /// The TCP address it accepts shmwire connections on.
     pub tcp: Option<SocketAddr>,
+    /// The HTTP address it serves (the node's `/health`, `/inspect`).
+    pub http: Option<SocketAddr>,
     /// Known only from the node, which saw it die and removed its files.
     pub removed_by_node: bool,
     /// What its statistics area says (live workers that publish one).
@@ -197,6 +199,7 @@ impl SessionReport {
                 live,
                 shm: ep.unix_socket.is_some(),
                 tcp: ep.tcp,
+                http: ep.http,
                 removed_by_node: false,
                 stats,
                 stats_error,
@@ -331,6 +334,7 @@ impl SessionReport {
                 live: false,
                 shm: false,
                 tcp: None,
+                http: None,
                 removed_by_node: true,
                 stats: None,
                 stats_error: None,
@@ -454,6 +458,9 @@ impl fmt::Display for SessionReport {
             }
             if let Some(a) = w.tcp {
                 t.push(format!("tcp {a}"));
+            }
+            if let Some(a) = w.http {
+                t.push(format!("http {a}"));
             }
             writeln!(
                 f,

@@ -5,7 +5,8 @@
 //!   for its life), so a second node of the session is refused by the
 //!   kernel while this one lives, whatever the files say;
 //! - it registers itself in the session's [`Directory`] under
-//!   [`NODE_NAME`] (so `inspect` finds it and its TCP address);
+//!   [`NODE_NAME`] (so `inspect` finds it and its HTTP address, which its
+//!   entry gives as `http=`, not as a transport's `tcp=`);
 //! - it runs the session's object store ([`StoreService`]) under
 //!   [`DEFAULT_STORE_NAME`](crate::store::DEFAULT_STORE_NAME);
 //! - every [`NodeConfig::interval`] ([`Node::tick`]) it looks at the
@@ -120,7 +121,7 @@ pub enum NodeError {
     /// The session directory was removed or replaced while the node ran
     /// (see the module docs).
     #[error(
-        "the session directory {} was removed under the node (or replaced); stopping — \
+        "the session directory {} was removed, renamed or replaced under the node; stopping — \
          start a new node for the session",
         path.display()
     )]
@@ -234,7 +235,9 @@ impl Node {
         area.publish(&AreaSnapshot::new(AreaRole::Node));
         let mut endpoint = Endpoint::new(id);
         endpoint.name = Some(NODE_NAME.to_owned());
-        endpoint.tcp = Some(addr);
+        // Its HTTP port is no shmwire transport: `http=`, never `tcp=`
+        // (a connector resolving the node would have dialled HTTP).
+        endpoint.http = Some(addr);
         endpoint.stats = Some(crate::transport::StatsState::Published);
         let registration = directory.register(&endpoint)?;
         let mut store_config = StoreConfig::new(config.store_capacity);

@@ -118,22 +118,44 @@ pub(crate) fn remove_if_same(held: &File, path: &Path) -> io::Result<bool> {
 /// device and inode; waiters, `->` lines, are skipped). `None` when no
 /// such lock is listed or `/proc/locks` cannot be read. The pid is the
 /// one that took the lock, in our pid namespace; for messages only.
+/// Reads `/proc/locks` once per call: to ask about many files, read
+/// [`FlockHolders`] once.
 pub(crate) fn flock_holder(file: &File) -> Option<u32> {
-    let md = file.metadata().ok()?;
-    let dev = md.dev();
-    let key = format!(
-        "{:02x}:{:02x}:{}",
-        rustix::fs::major(dev),
-        rustix::fs::minor(dev),
-        md.ino()
-    );
-    let text = std::fs::read_to_string("/proc/locks").ok()?;
-    text.lines().find_map(|line| {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        (f.len() >= 6 && f[1] == "FLOCK" && f[3] == "WRITE" && f[5] == key)
-            .then(|| f[4].parse().ok())
-            .flatten()
-    })
+    FlockHolders::read()?.of(file)
+}
+
+/// One reading of `/proc/locks`: the holder of every exclusive `flock`,
+/// by device and inode, so asking about n files costs one read, not n.
+pub(crate) struct FlockHolders(std::collections::HashMap<String, u32>);
+
+impl FlockHolders {
+    /// `None` when `/proc/locks` cannot be read.
+    pub(crate) fn read() -> Option<Self> {
+        let text = std::fs::read_to_string("/proc/locks").ok()?;
+        let mut map = std::collections::HashMap::new();
+        for line in text.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() >= 6 && f[1] == "FLOCK" && f[3] == "WRITE" {
+                if let Ok(pid) = f[4].parse() {
+                    map.entry(f[5].to_owned()).or_insert(pid);
+                }
+            }
+        }
+        Some(Self(map))
+    }
+
+    /// The holder of an exclusive `flock` on `file`, as [`flock_holder`].
+    pub(crate) fn of(&self, file: &File) -> Option<u32> {
+        let md = file.metadata().ok()?;
+        let dev = md.dev();
+        let key = format!(
+            "{:02x}:{:02x}:{}",
+            rustix::fs::major(dev),
+            rustix::fs::minor(dev),
+            md.ino()
+        );
+        self.0.get(&key).copied()
+    }
 }
 
 /// Whether process `pid` exists (`kill(pid, 0)`: `ESRCH` is the only

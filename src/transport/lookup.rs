@@ -24,8 +24,12 @@ pub struct Endpoint {
     pub pid: u32,
     /// The Unix socket that bootstraps shared-memory connections.
     pub unix_socket: Option<PathBuf>,
-    /// The TCP address it listens on.
+    /// The TCP address it accepts shmwire connections on (what a
+    /// [`Connector`](super::Connector) dials).
     pub tcp: Option<SocketAddr>,
+    /// An HTTP address it serves (`/health`, `/inspect`: the node's), never
+    /// dialled as a transport. Entry line `http=ADDR`.
+    pub http: Option<SocketAddr>,
     /// Whether it publishes a statistics area (`shmwire inspect` reads
     /// it): `None` for a process that keeps none (a store service, a bare
     /// listener), so a missing area is only an error when it says it has
@@ -80,12 +84,13 @@ impl Endpoint {
             pid: std::process::id(),
             unix_socket: None,
             tcp: None,
+            http: None,
             stats: None,
         }
     }
 
     /// The entry-file form: `key=value` lines (`worker_id`, `pid`, and
-    /// `name`, `unix`, `tcp`, `stats` when set; `stats` is `published` or
+    /// `name`, `unix`, `tcp`, `http`, `stats` when set; `stats` is `published` or
     /// `unavailable:<reason>`).
     pub fn encode(&self) -> String {
         let mut s = format!("worker_id={}\npid={}\n", self.worker_id, self.pid);
@@ -97,6 +102,9 @@ impl Endpoint {
         }
         if let Some(a) = &self.tcp {
             s += &format!("tcp={a}\n");
+        }
+        if let Some(a) = &self.http {
+            s += &format!("http={a}\n");
         }
         match &self.stats {
             None => {}
@@ -139,6 +147,7 @@ impl Endpoint {
             pid: 0,
             unix_socket: None,
             tcp: None,
+            http: None,
             stats: None,
         };
         for (n, line) in text.lines().enumerate() {
@@ -154,6 +163,7 @@ impl Endpoint {
                 }
                 "name" | "unix" => return Err(bad(k, v)),
                 "tcp" => e.tcp = Some(v.parse().map_err(|_| bad(k, v))?),
+                "http" => e.http = Some(v.parse().map_err(|_| bad(k, v))?),
                 "stats" => {
                     e.stats = Some(match v.strip_prefix("unavailable:") {
                         Some(why) => StatsState::unavailable(why),
