@@ -209,6 +209,10 @@ impl MuxConnection for AnyConnection {
         }
     }
 
+    fn kernel_delivered(&self) -> bool {
+        matches!(self, AnyConnection::Tcp(_))
+    }
+
     fn prepare_sleep(&mut self) -> bool {
         match self {
             AnyConnection::Tcp(c) => c.prepare_sleep(),
