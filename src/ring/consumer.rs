@@ -12,7 +12,7 @@ use std::ops::Deref;
 
 use super::layout::{commit_value, frame_total, frame_total_sat, FrameHeader, FRAME_INFO_OFFSET};
 use super::{
-    audit_header, check_peer_settled, header_poisoned, peer_end, poison_header, poisoned_error,
+    audit_header, check_peer_settled, header_poisoned, on_poisoned, peer_end, poison_header,
     Attached, NotSync, PeerEnd, RingError, RingStorage, Side, FRAME_HEADER_LEN, PADDING_KIND,
     PREFETCH_BYTES,
 };
@@ -168,7 +168,7 @@ impl<S: RingStorage> Consumer<S> {
     /// [`RingError::Poisoned`]. Changes nothing else.
     pub fn audit(&mut self) -> Result<(), RingError> {
         if self.poisoned {
-            return Err(poisoned_error(self.storage.header()));
+            return Err(RingError::Poisoned);
         }
         let h = self.storage.header();
         if let Err(e) = audit_header(h, self.cap) {
@@ -176,6 +176,7 @@ impl<S: RingStorage> Consumer<S> {
                 self.poisoned = true;
                 return Err(e);
             }
+            // A garbage poisoned flag included: now set to 1.
             return Err(self.poison(e));
         }
         let settled = peer_end(
@@ -385,8 +386,7 @@ impl<S: RingStorage> Consumer<S> {
         // L1 hit on the fast path; it makes the peer's poisoning visible to
         // every call, not only to the frames it writes.
         if self.poisoned || header_poisoned(self.storage.header()) {
-            self.poisoned = true;
-            return Err(poisoned_error(self.storage.header()));
+            return Err(on_poisoned(&mut self.poisoned, self.storage.header()));
         }
         // At most two rounds: a padding frame is never at offset 0.
         for _ in 0..2 {

@@ -458,10 +458,30 @@ fn check_peer_settled(end: PeerEnd, seen: &mut bool, peer: Side) -> Result<(), V
 /// when it holds a value no side writes. Relaxed, as `header_poisoned`.
 #[cold]
 fn poisoned_error(h: &RingHeader) -> RingError {
-    match read_flag(&h.meta.0.poisoned, "poisoned flag is neither 0 nor 1", Ordering::Relaxed) {
+    match read_flag(
+        &h.meta.0.poisoned,
+        "poisoned flag is neither 0 nor 1",
+        Ordering::Relaxed,
+    ) {
         Err(v) => v.into(),
         Ok(_) => RingError::Poisoned,
     }
+}
+
+/// The error of a half that finds the ring poisoned (`local`: its own
+/// flag). The first time, [`poisoned_error`] (a garbage flag is a
+/// [`RingError::Corrupt`], and is then set to 1 like any poisoning); after
+/// that, [`RingError::Poisoned`] on every call.
+#[cold]
+fn on_poisoned(local: &mut bool, h: &RingHeader) -> RingError {
+    if std::mem::replace(local, true) {
+        return RingError::Poisoned;
+    }
+    let e = poisoned_error(h);
+    if matches!(e, RingError::Corrupt { .. }) {
+        poison_header(h);
+    }
+    e
 }
 
 /// The checks both halves run in [`Producer::audit`] / [`Consumer::audit`]
@@ -505,17 +525,35 @@ fn audit_header(h: &RingHeader, cap: usize) -> Result<(), RingError> {
         .into());
     }
     for (flag, what) in [
-        (&h.meta.0.producer_closed, "producer_closed is neither 0 nor 1"),
-        (&h.meta.0.consumer_closed, "consumer_closed is neither 0 nor 1"),
-        (&h.meta.0.producer_attached, "producer_attached is neither 0 nor 1"),
-        (&h.meta.0.consumer_attached, "consumer_attached is neither 0 nor 1"),
+        (
+            &h.meta.0.producer_closed,
+            "producer_closed is neither 0 nor 1",
+        ),
+        (
+            &h.meta.0.consumer_closed,
+            "consumer_closed is neither 0 nor 1",
+        ),
+        (
+            &h.meta.0.producer_attached,
+            "producer_attached is neither 0 nor 1",
+        ),
+        (
+            &h.meta.0.consumer_attached,
+            "consumer_attached is neither 0 nor 1",
+        ),
     ] {
         read_flag(flag, what, Ordering::Relaxed)?;
     }
     let all = u64::from(crate::wake::SLEEP_FUTEX | crate::wake::SLEEP_EVENTFD);
     for (slot, what) in [
-        (&h.consumer_wake.0, "consumer wake slot's sleeping word out of range"),
-        (&h.producer_wake.0, "producer wake slot's sleeping word out of range"),
+        (
+            &h.consumer_wake.0,
+            "consumer wake slot's sleeping word out of range",
+        ),
+        (
+            &h.producer_wake.0,
+            "producer wake slot's sleeping word out of range",
+        ),
     ] {
         let v = u64::from(slot.sleeping.load(Ordering::Relaxed));
         if v & !all != 0 {

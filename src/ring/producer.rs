@@ -12,8 +12,8 @@ use super::layout::{
 };
 use super::storage::cldemote_supported;
 use super::{
-    audit_header, check_indices, check_peer_settled, header_poisoned, peer_end, poison_header,
-    poisoned_error, Attached, NotSync, PeerEnd, RingError, RingStorage, Side, FRAME_HEADER_LEN,
+    audit_header, check_indices, check_peer_settled, header_poisoned, on_poisoned, peer_end,
+    poison_header, Attached, NotSync, PeerEnd, RingError, RingStorage, Side, FRAME_HEADER_LEN,
     PADDING_KIND, PREFETCH_BYTES,
 };
 use crate::sync::Ordering;
@@ -128,8 +128,7 @@ impl<S: RingStorage> Producer<S> {
     pub fn check_open(&mut self) -> Result<(), RingError> {
         let h = self.storage.header();
         if self.poisoned || header_poisoned(h) {
-            self.poisoned = true;
-            return Err(poisoned_error(h));
+            return Err(on_poisoned(&mut self.poisoned, h));
         }
         match peer_end(
             &h.meta.0.consumer_closed,
@@ -155,7 +154,7 @@ impl<S: RingStorage> Producer<S> {
     /// poisoned earlier gives [`RingError::Poisoned`].
     pub fn audit(&mut self) -> Result<(), RingError> {
         if self.poisoned {
-            return Err(poisoned_error(self.storage.header()));
+            return Err(RingError::Poisoned);
         }
         let h = self.storage.header();
         if let Err(e) = audit_header(h, self.cap) {
@@ -163,6 +162,7 @@ impl<S: RingStorage> Producer<S> {
                 self.poisoned = true;
                 return Err(e);
             }
+            // A garbage poisoned flag included: now set to 1.
             return Err(self.poison(e));
         }
         let settled = peer_end(
@@ -428,8 +428,7 @@ impl<S: RingStorage> Producer<S> {
     fn reload_tail(&mut self) -> Result<(), RingError> {
         let h = self.storage.header();
         if header_poisoned(h) {
-            self.poisoned = true;
-            return Err(poisoned_error(h));
+            return Err(on_poisoned(&mut self.poisoned, h));
         }
         // Pairs with the Release store of tail in Consumer::flush: the
         // consumer's reads of the released bytes happen before we reuse them.
@@ -483,8 +482,7 @@ impl<S: RingStorage> Producer<S> {
         // The same poisoned check as the fast path (which folds it into its
         // one branch), here to name the error.
         if self.poisoned || header_poisoned(self.storage.header()) {
-            self.poisoned = true;
-            return Err(poisoned_error(self.storage.header()));
+            return Err(on_poisoned(&mut self.poisoned, self.storage.header()));
         }
         let max = self.max_payload();
         let total = match frame_total(len) {

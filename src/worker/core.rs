@@ -1572,11 +1572,14 @@ impl CoreWorker {
                             })
                         }
                         (TaskFailure::ActorUnavailable, Some(w)) => {
-                            self.loss_error(w, function, |function| {
-                                TaskError::ActorUnavailable { actor_id, function }
+                            self.loss_error(w, function, |function| TaskError::ActorUnavailable {
+                                actor_id,
+                                function,
                             })
                         }
-                        (TaskFailure::ActorDied, None) => TaskError::ActorDied { actor_id, function },
+                        (TaskFailure::ActorDied, None) => {
+                            TaskError::ActorDied { actor_id, function }
+                        }
                         (TaskFailure::ActorUnavailable, None) => {
                             TaskError::ActorUnavailable { actor_id, function }
                         }

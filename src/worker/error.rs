@@ -74,7 +74,9 @@ pub enum TaskError {
     /// (`RecvError::violation` / `SendError::violation`) — before the task
     /// replied, and the task could not be re-sent. Not a death: the worker
     /// may well be alive (a new connection is tried for later tasks).
-    #[error("connection to worker {worker_id} cut off before task {function} replied: {violation}")]
+    #[error(
+        "connection to worker {worker_id} cut off before task {function} replied: {violation}"
+    )]
     ConnectionCutOff {
         /// The worker.
         worker_id: WorkerId,
