@@ -106,11 +106,14 @@
 //!   flag implement the wake-up handshake (see [`crate::wake`]).
 //! - `Ring::init` stores `magic` last with `Release`; the `Acquire` load in
 //!   `attach_*` pairs with it.
-//! - `producer_closed` is stored with `Release` after the last commit; the
-//!   consumer loads it with `Acquire` ([`Consumer::is_abandoned`]) and then
-//!   re-loads the commit word at its `tail`, so "closed and
-//!   empty" really means no more frames. `consumer_closed` likewise
-//!   ([`Producer::is_abandoned`]).
+//! - A half's `Drop` stores its `closed` flag (1) and then its `attached`
+//!   flag (0), both `Release`, after its last publish, then wakes the peer;
+//!   the peer (`peer_end`: the consumer's empty path, [`Producer::check_open`])
+//!   loads `attached` then `closed` with `Acquire`, and takes only that pair
+//!   for a close; the consumer then re-loads the commit word at its `tail`,
+//!   so "closed and empty" really means no more frames.
+//!   [`Consumer::is_abandoned`] / [`Producer::is_abandoned`] are hints (the
+//!   `closed` flag alone).
 //! - A partial commit ([`WriteGrant::commit`]) adds no ordering: the
 //!   grant's bytes past the shorter frame were never published, so they
 //!   just become free room again; the next commit word among them is
@@ -124,7 +127,10 @@
 //! nor passes what the producer published; a commit word that is not
 //! exactly `tail + 1` is "not yet" (nothing is read); frames lie within the
 //! data region, padding frames end exactly at its end, the capacity matches
-//! the memory we attached to. A violation returns [`RingError::Corrupt`] (or
+//! the memory we attached to; every flag is 0 or 1, and a close is only the
+//! pair a `Drop` leaves; [`Producer::audit`] / [`Consumer::audit`] check what
+//! the data path reads rarely or never (constants, the peer's flag pair,
+//! `head`, a published frame's commit word). A violation returns [`RingError::Corrupt`] (or
 //! [`AttachError::Corrupt`] when attaching) and poisons the ring (a flag in
 //! the header and in the half): every later call returns
 //! [`RingError::Poisoned`]. Bytes of a payload may still change under
