@@ -158,20 +158,15 @@ pub fn run_worker(args: &WorkerArgs) -> DemoResult<()> {
     // and serving on would only keep the session alive for nobody.
     let parent = std::os::unix::process::parent_id();
     let mut died = 0u64;
+    // A caller cut off for a violation (a corrupt shared ring) is alive and
+    // re-sends its calls on a new connection: wait for that one too.
+    let mut expected = args.connections;
     let deadline = Instant::now() + Duration::from_secs(3600);
-    while !(worker.connections_accepted() >= args.connections && worker.num_connections() == 0) {
+    while !(worker.connections_accepted() >= expected && worker.num_connections() == 0) {
         if Instant::now() >= deadline {
             return Err("the demo worker ran for an hour; giving up".into());
         }
         worker.run_once(Duration::from_millis(50))?;
-        if stop.is_set() {
-            eprintln!("demo worker: interrupted; exiting");
-            return Err(INTERRUPTED.into());
-        }
-        if std::os::unix::process::parent_id() != parent {
-            eprintln!("demo worker: the driver (pid {parent}) died; exiting");
-            return Err("the driver died".into());
-        }
         for event in worker.take_events() {
             match event {
                 WorkerEvent::Refused(e) => {
@@ -184,7 +179,10 @@ pub fn run_worker(args: &WorkerArgs) -> DemoResult<()> {
                     caller,
                     violation: Some(v),
                     ..
-                } => eprintln!("demo worker: caller {caller} cut off: {v}"),
+                } => {
+                    expected += 1;
+                    eprintln!("demo worker: caller {caller} cut off: {v}")
+                }
                 WorkerEvent::Disconnected {
                     caller, died: true, ..
                 } => {
@@ -198,6 +196,15 @@ pub fn run_worker(args: &WorkerArgs) -> DemoResult<()> {
                 } => eprintln!("demo worker: caller {caller} closed"),
             }
         }
+        // After the events: what happened before a signal is reported.
+        if stop.is_set() {
+            eprintln!("demo worker: interrupted; exiting");
+            return Err(INTERRUPTED.into());
+        }
+        if std::os::unix::process::parent_id() != parent {
+            eprintln!("demo worker: the driver (pid {parent}) died; exiting");
+            return Err("the driver died".into());
+        }
     }
     eprintln!(
         "demo worker: served {} tasks\n{}",
@@ -210,8 +217,14 @@ pub fn run_worker(args: &WorkerArgs) -> DemoResult<()> {
     Ok(())
 }
 
+/// How long a driver that fails gives its worker to exit by itself (it
+/// does once the driver's connections are gone and it served what it
+/// expected) before killing it, so the worker's own report of what ended
+/// the run (a caller cut off for a corrupt ring, say) is printed.
+const WORKER_GRACE: Duration = Duration::from_secs(1);
+
 /// The worker child: killed and reaped (and the session removed) unless it
-/// was waited for.
+/// was waited for — after [`WORKER_GRACE`] to exit by itself.
 struct WorkerProcess {
     child: Option<Child>,
     session: Session,
@@ -252,6 +265,10 @@ impl WorkerProcess {
 impl Drop for WorkerProcess {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let deadline = Instant::now() + WORKER_GRACE;
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
             let _ = child.kill();
             let _ = child.wait();
         }

@@ -336,7 +336,24 @@ fn run_cleanup(args: CleanupArgs) -> CliResult {
 /// for the library's log and the CLI).
 pub(crate) use shmwire::error_chain;
 
+/// With `RUST_LOG` set (e.g. `RUST_LOG=warn`), the library's `tracing`
+/// events at the levels it selects go to stderr (a protocol violation cut
+/// off by a worker or a caller is a warning). Without it nothing is
+/// installed, so the output is only what each subcommand prints.
+fn init_logging() {
+    if std::env::var_os("RUST_LOG").is_none() {
+        return;
+    }
+    let filter = tracing_subscriber::EnvFilter::from_default_env();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+}
+
 fn main() -> ExitCode {
+    init_logging();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),

@@ -171,3 +171,251 @@ fn an_interrupted_demo_removes_its_session_and_huge_task_counts_are_refused() {
         assert!(left.is_empty(), "{signal} left {left:?}");
     }
 }
+
+/// Byte offsets of a ring's header fields in its segment (the memfd
+/// `shmwire-ring-c2s` / `-s2c` starts with the header, `src/ring/layout.rs`).
+mod ring_field {
+    pub const MAGIC: u64 = 0;
+    pub const CAPACITY: u64 = 8;
+    pub const POISONED: u64 = 20;
+    pub const PRODUCER_CLOSED: u64 = 24;
+    pub const CONSUMER_CLOSED: u64 = 28;
+    pub const PRODUCER_ATTACHED: u64 = 32;
+    pub const CONSUMER_ATTACHED: u64 = 36;
+}
+
+/// Writes `bytes` at `offset` into the ring segment `ring` (`c2s`: the
+/// driver writes, the worker reads; `s2c`: the other way) of process `pid`,
+/// through its descriptor in `/proc/<pid>/fd` as a hostile process of the
+/// same user could (a write to a memfd changes the pages every mapping
+/// shares).
+fn scribble_ring(pid: u32, ring: &str, offset: u64, bytes: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let mut found = 0;
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+    {
+        let Ok(t) = std::fs::read_link(e.path()) else {
+            continue;
+        };
+        if !t
+            .to_string_lossy()
+            .starts_with(&format!("/memfd:shmwire-ring-{ring}"))
+        {
+            continue;
+        }
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(e.path())
+            .unwrap();
+        f.write_all_at(bytes, offset).unwrap();
+        found += 1;
+    }
+    assert_eq!(found, 1, "the driver maps one {ring} ring");
+}
+
+/// A few random bits from the clock and the pid (no RNG dependency here);
+/// the value is printed with any failure.
+fn random_u64(salt: u64) -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let mut x =
+        t ^ (u64::from(std::process::id()) << 32) ^ salt.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    // splitmix64's finaliser.
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// The attack on `shmwire demo` (docs/reliability.md, "corrupt ring memory
+/// was reported as a death"): while calls are in flight over shared
+/// memory, another process scribbles a header field of one of the
+/// driver's two rings — fields the producer reads (the consumer's closed
+/// and attached flags), fields the consumer reads (the
+/// producer's flags), fields both read (the poisoned flag, the magic, the
+/// capacity), random words over them, and the attacker's 0xff over bytes
+/// 8..1024. Each time both sides report the corruption: the worker prints
+/// "caller … cut off: corrupt shared ring: …" (never "died" or "closed"),
+/// the driver logs the warning (RUST_LOG=warn) and, if a call failed,
+/// fails with "cut off … corrupt shared ring", never "died"; a driver
+/// that re-sent its calls on a new connection and finished is fine too.
+#[test]
+fn a_scribbled_ring_header_is_reported_as_corruption_by_both_sides() {
+    use ring_field::*;
+    use std::io::BufRead as _;
+    use std::time::{Duration, Instant};
+    let _watchdog =
+        proc_support::watchdog("a_scribbled_ring_header_is_reported_as_corruption_by_both_sides");
+    let scratch = proc_support::scratch("cr", "scribble");
+    let root = scratch.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let r = |salt| random_u64(salt).to_le_bytes();
+    // A random word that is not a valid flag (0 or 1) in either half.
+    let bad_word = |salt| {
+        let w = random_u64(salt) | (1 << 33) | (1 << 1);
+        w.to_le_bytes()
+    };
+    let ff = vec![0xFFu8; 1024 - 8];
+    // (ring, offset, bytes, what): c2s is written by the driver (producer)
+    // and read by the worker (consumer); s2c the other way.
+    let variants: Vec<(&str, u64, Vec<u8>, &str)> = vec![
+        // Read by the producer: the consumer's flags.
+        (
+            "s2c",
+            CONSUMER_CLOSED,
+            1u32.to_le_bytes().to_vec(),
+            "worker's producer: consumer_closed = 1 (a fake close)",
+        ),
+        (
+            "c2s",
+            CONSUMER_ATTACHED,
+            0u32.to_le_bytes().to_vec(),
+            "driver's producer: consumer_attached = 0",
+        ),
+        (
+            "c2s",
+            CONSUMER_CLOSED,
+            0xdead_beefu32.to_le_bytes().to_vec(),
+            "driver's producer: consumer_closed garbage",
+        ),
+        // Read by the consumer: the producer's flags.
+        (
+            "c2s",
+            PRODUCER_CLOSED,
+            1u32.to_le_bytes().to_vec(),
+            "worker's consumer: producer_closed = 1 (a fake close)",
+        ),
+        (
+            "s2c",
+            PRODUCER_CLOSED,
+            1u32.to_le_bytes().to_vec(),
+            "driver's consumer: producer_closed = 1 (a fake close)",
+        ),
+        (
+            "s2c",
+            PRODUCER_ATTACHED,
+            0u32.to_le_bytes().to_vec(),
+            "driver's consumer: producer_attached = 0",
+        ),
+        // Read by both.
+        (
+            "c2s",
+            POISONED,
+            7u32.to_le_bytes().to_vec(),
+            "poisoned garbage",
+        ),
+        ("s2c", MAGIC, r(1).to_vec(), "magic"),
+        ("c2s", CAPACITY, r(2).to_vec(), "capacity"),
+        // Random words over the flags.
+        (
+            "s2c",
+            PRODUCER_CLOSED,
+            bad_word(3).to_vec(),
+            "random word over s2c's closed flags",
+        ),
+        (
+            "c2s",
+            PRODUCER_ATTACHED,
+            bad_word(4).to_vec(),
+            "random word over c2s's attached flags",
+        ),
+        (
+            "s2c",
+            POISONED - 4,
+            bad_word(5).to_vec(),
+            "random word over s2c's version and poisoned flag",
+        ),
+        // The attack as reported.
+        ("s2c", 8, ff.clone(), "0xff over s2c bytes 8..1024"),
+        ("c2s", 8, ff, "0xff over c2s bytes 8..1024"),
+    ];
+    for (ring, offset, bytes, what) in variants {
+        let child = Command::new(env!("CARGO_BIN_EXE_shmwire"))
+            .args([
+                "demo",
+                "--tasks",
+                "200000",
+                "--window",
+                "16",
+                "--transport",
+                "shm",
+            ])
+            .env("SHMWIRE_ROOT", &root)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run the demo");
+        let mut child = proc_support::Kid(child);
+        let mut out = std::io::BufReader::new(child.0.stdout.take().unwrap());
+        let mut stdout = String::new();
+        while !stdout.contains("connected over Shm") {
+            assert!(
+                out.read_line(&mut stdout).unwrap() > 0,
+                "{what}: the demo ended early"
+            );
+        }
+        // Calls are flowing (one at a time, then 16 in flight).
+        std::thread::sleep(Duration::from_millis(30));
+        scribble_ring(child.pid(), ring, offset, &bytes);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(st) = child.0.try_wait().unwrap() {
+                break st;
+            }
+            assert!(Instant::now() < deadline, "{what}: the demo did not end");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        std::io::Read::read_to_string(&mut out, &mut stdout).unwrap();
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut err).unwrap();
+        let ctx = format!(
+            "{what} ({ring} +{offset}: {bytes:02x?}): {status}\nstdout:\n{stdout}\nstderr:\n{err}"
+        );
+        // The worker: the caller cut off for the corruption, before any
+        // close or death (the caller's new connection, if it made one,
+        // closes in order afterwards).
+        let worker_lines: Vec<&str> = err
+            .lines()
+            .filter(|l| l.starts_with("demo worker: caller "))
+            .collect();
+        let cut = worker_lines
+            .iter()
+            .position(|l| l.contains(" cut off: corrupt shared ring: "));
+        assert!(cut.is_some(), "{ctx}");
+        assert!(
+            worker_lines[..cut.unwrap()]
+                .iter()
+                .all(|l| l.ends_with(" connected")),
+            "{ctx}"
+        );
+        assert!(!err.contains("died"), "{ctx}");
+        // The driver: the warning naming the violation.
+        assert!(
+            err.lines().any(|l| l.contains("WARN")
+                && l.contains("shmwire::worker::core")
+                && l.contains("violation=corrupt shared ring: ")),
+            "{ctx}"
+        );
+        // Failed naming the corruption, or re-sent and finished.
+        if status.success() {
+            assert!(stdout.contains("ok: every reply arrived once"), "{ctx}");
+        } else {
+            assert_eq!(status.code(), Some(1), "{ctx}");
+            let last = err
+                .lines()
+                .rfind(|l| l.starts_with("shmwire: "))
+                .unwrap_or("");
+            assert!(
+                last.contains(" cut off before task Counter::add replied: corrupt shared ring: "),
+                "{ctx}"
+            );
+        }
+        assert!(!session_dir(&stdout).exists(), "{ctx}: session left");
+    }
+}

@@ -12,8 +12,9 @@ use std::ops::Deref;
 
 use super::layout::{commit_value, frame_total, frame_total_sat, FrameHeader, FRAME_INFO_OFFSET};
 use super::{
-    header_poisoned, poison_header, Attached, NotSync, RingError, RingStorage, FRAME_HEADER_LEN,
-    PADDING_KIND, PREFETCH_BYTES,
+    audit_header, check_peer_settled, header_poisoned, on_poisoned, peer_end, poison_header,
+    Attached, NotSync, PeerEnd, RingError, RingStorage, Side, FRAME_HEADER_LEN, PADDING_KIND,
+    PREFETCH_BYTES,
 };
 use crate::sync::{spin_loop, Ordering};
 use crate::wake::{
@@ -29,6 +30,9 @@ pub struct Consumer<S: RingStorage> {
     /// Last value stored into the shared `tail`.
     published: u64,
     poisoned: bool,
+    /// Whether the last [`audit`](Self::audit) found the producer's flags
+    /// unsettled (see `check_peer_settled`).
+    unsettled: bool,
     peer_eventfd: Option<EventFd>,
     _not_sync: NotSync,
 }
@@ -63,6 +67,7 @@ impl<S: RingStorage> Consumer<S> {
             tail: a.tail,
             published: a.tail,
             poisoned: false,
+            unsettled: false,
             peer_eventfd: None,
             _not_sync: NotSync::default(),
         }
@@ -140,6 +145,79 @@ impl<S: RingStorage> Consumer<S> {
         // (as has_frames does); the value is only reported.
         let head = self.storage.header().head.0.load(Ordering::Acquire);
         (head.wrapping_sub(self.published) as usize).min(self.cap)
+    }
+
+    /// Checks the shared state this half reads rarely or never on the data
+    /// path (run periodically by a layer above, e.g. the shared-memory
+    /// transport's mux tick, at intervals far longer than a `Drop` takes and
+    /// only while the producer is known alive): the header's constants,
+    /// flags and wake slots (see `audit_header`); the producer's `closed`
+    /// and `attached` flags, which must be a settled pair (attached and
+    /// open, or closed and detached) by the second audit running; `head`,
+    /// and the commit word of the frame at
+    /// this consumer's `tail`. `head` (one Acquire load, pairing with the
+    /// Release store in `Producer::flush`) must be 16-aligned and within
+    /// one capacity of `tail` either way (the producer never publishes more
+    /// than a capacity past what was released, and the frames read so far
+    /// were published by a flush whose predecessor's `head` store is
+    /// visible); when it is past `tail`, the frame at `tail` was published
+    /// before that store, so its commit word must be `tail + 1` — anything
+    /// else was overwritten after publication (a wait for it would never
+    /// end). A violation poisons the ring and is returned as
+    /// [`RingError::Corrupt`]; a ring poisoned earlier gives
+    /// [`RingError::Poisoned`]. Changes nothing else.
+    pub fn audit(&mut self) -> Result<(), RingError> {
+        if self.poisoned {
+            return Err(RingError::Poisoned);
+        }
+        let h = self.storage.header();
+        if let Err(e) = audit_header(h, self.cap) {
+            if matches!(e, RingError::Poisoned) {
+                self.poisoned = true;
+                return Err(e);
+            }
+            // A garbage poisoned flag included: now set to 1.
+            return Err(self.poison(e));
+        }
+        let settled = peer_end(
+            &h.meta.0.producer_closed,
+            &h.meta.0.producer_attached,
+            Side::Producer,
+        )
+        .and_then(|end| check_peer_settled(end, &mut self.unsettled, Side::Producer));
+        if let Err(v) = settled {
+            return Err(self.poison(v.into()));
+        }
+        let cap = self.cap as u64;
+        let head = self.storage.header().head.0.load(Ordering::Acquire);
+        if head % FRAME_HEADER_LEN as u64 != 0 {
+            return Err(self.corrupt("head not 16-byte aligned", head, FRAME_HEADER_LEN as u64));
+        }
+        if head > self.tail.saturating_add(cap) {
+            return Err(self.corrupt("head more than a capacity past tail", head, self.tail + cap));
+        }
+        if head.saturating_add(cap) < self.tail {
+            return Err(self.corrupt(
+                "head more than a capacity behind tail",
+                head,
+                self.tail - cap,
+            ));
+        }
+        if head > self.tail && !self.committed(self.tail as usize & (self.cap - 1)) {
+            // SAFETY: as in `committed` (the same word, read again for the
+            // report).
+            let word = unsafe {
+                self.storage
+                    .data()
+                    .load_commit(self.tail as usize & (self.cap - 1), Ordering::Relaxed)
+            };
+            return Err(self.corrupt(
+                "commit word of a published frame overwritten",
+                word,
+                commit_value(self.tail),
+            ));
+        }
+        Ok(())
     }
 
     /// The next frame, if any, borrowed from the ring (zero copy).
@@ -281,16 +359,23 @@ impl<S: RingStorage> Consumer<S> {
     fn on_empty(&mut self, off: usize) -> Result<bool, RingError> {
         // Let the producer reuse what we released.
         self.flush();
-        // is_abandoned's Acquire load pairs with the Release store in
-        // `Drop for Producer`, made after its last commit; re-load the
-        // commit word after it.
-        if self.is_abandoned() {
-            if self.committed(off) {
-                return Ok(true);
-            }
-            return Err(RingError::Closed);
+        // `peer_end`'s Acquire load of producer_attached pairs with the
+        // Release store of 0 that ends `Drop for Producer`, after its last
+        // commit; re-load the commit word after it. Closed means closed and
+        // detached; a flag no side writes is a violation, not a close; any
+        // other pair is not a close (`audit` reports it if it lasts).
+        let h = self.storage.header();
+        let end = peer_end(
+            &h.meta.0.producer_closed,
+            &h.meta.0.producer_attached,
+            Side::Producer,
+        );
+        match end {
+            Ok(PeerEnd::Closed) if self.committed(off) => Ok(true),
+            Ok(PeerEnd::Closed) => Err(RingError::Closed),
+            Ok(_) => Ok(false),
+            Err(v) => Err(self.poison(v.into())),
         }
-        Ok(false)
     }
 
     /// Finds and validates the next frame, skipping padding.
@@ -301,8 +386,7 @@ impl<S: RingStorage> Consumer<S> {
         // L1 hit on the fast path; it makes the peer's poisoning visible to
         // every call, not only to the frames it writes.
         if self.poisoned || header_poisoned(self.storage.header()) {
-            self.poisoned = true;
-            return Err(RingError::Poisoned);
+            return Err(on_poisoned(&mut self.poisoned, self.storage.header()));
         }
         // At most two rounds: a padding frame is never at offset 0.
         for _ in 0..2 {
@@ -380,9 +464,12 @@ impl<S: RingStorage> Drop for Consumer<S> {
         // Pairs with the Acquire load of consumer_closed in
         // Producer::is_abandoned (called by Producer::reserve_blocking).
         h.meta.0.consumer_closed.store(1, Ordering::Release);
-        wake_peer(&h.producer_wake.0, self.peer_eventfd.as_ref());
-        // Pairs with the AcqRel compare_exchange in Ring::attach.
+        // Pairs with the AcqRel compare_exchange in Ring::attach, and with
+        // the Acquire load in `peer_end` (Producer::check_open): closed and
+        // detached means the consumer is gone. Before the wake-up, so the
+        // woken producer finds the pair settled.
         h.meta.0.consumer_attached.store(0, Ordering::Release);
+        wake_peer(&h.producer_wake.0, self.peer_eventfd.as_ref());
     }
 }
 

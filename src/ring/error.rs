@@ -110,8 +110,9 @@ pub enum RingError {
         /// The bound it violated.
         limit: u64,
     },
-    /// The ring was poisoned earlier (by either side) and cannot be used.
-    #[error("ring is poisoned")]
+    /// The ring was poisoned earlier (by either side, on finding its shared
+    /// state corrupt) and cannot be used.
+    #[error("ring is poisoned (a side found its shared state corrupt)")]
     Poisoned,
     /// The peer closed the ring cleanly (and, for a consumer, every frame
     /// has been consumed).

@@ -106,11 +106,14 @@
 //!   flag implement the wake-up handshake (see [`crate::wake`]).
 //! - `Ring::init` stores `magic` last with `Release`; the `Acquire` load in
 //!   `attach_*` pairs with it.
-//! - `producer_closed` is stored with `Release` after the last commit; the
-//!   consumer loads it with `Acquire` ([`Consumer::is_abandoned`]) and then
-//!   re-loads the commit word at its `tail`, so "closed and
-//!   empty" really means no more frames. `consumer_closed` likewise
-//!   ([`Producer::is_abandoned`]).
+//! - A half's `Drop` stores its `closed` flag (1) and then its `attached`
+//!   flag (0), both `Release`, after its last publish, then wakes the peer;
+//!   the peer (`peer_end`: the consumer's empty path, [`Producer::check_open`])
+//!   loads `attached` then `closed` with `Acquire`, and takes only that pair
+//!   for a close; the consumer then re-loads the commit word at its `tail`,
+//!   so "closed and empty" really means no more frames.
+//!   [`Consumer::is_abandoned`] / [`Producer::is_abandoned`] are hints (the
+//!   `closed` flag alone).
 //! - A partial commit ([`WriteGrant::commit`]) adds no ordering: the
 //!   grant's bytes past the shorter frame were never published, so they
 //!   just become free room again; the next commit word among them is
@@ -124,7 +127,10 @@
 //! nor passes what the producer published; a commit word that is not
 //! exactly `tail + 1` is "not yet" (nothing is read); frames lie within the
 //! data region, padding frames end exactly at its end, the capacity matches
-//! the memory we attached to. A violation returns [`RingError::Corrupt`] (or
+//! the memory we attached to; every flag is 0 or 1, and a close is only the
+//! pair a `Drop` leaves; [`Producer::audit`] / [`Consumer::audit`] check what
+//! the data path reads rarely or never (constants, the peer's flag pair,
+//! `head`, a published frame's commit word). A violation returns [`RingError::Corrupt`] (or
 //! [`AttachError::Corrupt`] when attaching) and poisons the ring (a flag in
 //! the header and in the half): every later call returns
 //! [`RingError::Poisoned`]. Bytes of a payload may still change under
@@ -178,7 +184,7 @@ pub use producer::{Producer, WriteGrant};
 pub use segment::{create_ring_anon, create_ring_segment, RingSegmentError};
 pub use storage::{DataRegion, HeapStorage, MappedStorage, RingStorage};
 
-use crate::sync::Ordering;
+use crate::sync::{AtomicU32, Ordering};
 use error::Violation;
 
 /// Makes a half `!Sync` (and keeps it `Send`).
@@ -357,6 +363,213 @@ fn check_indices(head: u64, tail: u64, cap: u64) -> Result<(), Violation> {
             value: head | tail,
             limit: FRAME_ALIGN as u64,
         });
+    }
+    Ok(())
+}
+
+/// Reads a 0/1 flag of the header's first line (`poisoned`, a `closed` or
+/// an `attached` flag): any other value is a violation, never taken as
+/// "set" (a scribbled closed flag must not pass for a clean close).
+#[inline]
+fn read_flag(flag: &AtomicU32, what: &'static str, order: Ordering) -> Result<bool, Violation> {
+    match flag.load(order) {
+        0 => Ok(false),
+        1 => Ok(true),
+        v => Err(Violation {
+            what,
+            value: u64::from(v),
+            limit: 1,
+        }),
+    }
+}
+
+/// Where the peer half is, as its `closed` and `attached` flags say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PeerEnd {
+    /// Attached and not closed.
+    Open,
+    /// Closed and detached: its `Drop` ran to the end, after its last
+    /// publish.
+    Closed,
+    /// Any other pair: not attached yet, in the middle of its `Drop`
+    /// (closed, still attached), or scribbled. Not a close: the data path
+    /// goes on; an audit that finds it twice running reports it
+    /// (`check_peer_settled`).
+    Unsettled {
+        /// The `closed` flag.
+        closed: bool,
+        /// The `attached` flag.
+        attached: bool,
+    },
+}
+
+/// Reads the peer's `closed` and `attached` flags (each 0 or 1, else a
+/// violation). `attached` is loaded first: its Acquire pairs with the
+/// Release store of 0 that ends the peer's `Drop`, made after its store of
+/// `closed` and its last publish, so a peer seen detached and closed has
+/// nothing more to publish and everything it published is visible.
+#[inline]
+fn peer_end(closed: &AtomicU32, attached: &AtomicU32, peer: Side) -> Result<PeerEnd, Violation> {
+    let (what_a, what_c) = match peer {
+        Side::Producer => (
+            "producer_attached is neither 0 nor 1",
+            "producer_closed is neither 0 nor 1",
+        ),
+        Side::Consumer => (
+            "consumer_attached is neither 0 nor 1",
+            "consumer_closed is neither 0 nor 1",
+        ),
+    };
+    let attached = read_flag(attached, what_a, Ordering::Acquire)?;
+    let closed = read_flag(closed, what_c, Ordering::Acquire)?;
+    Ok(match (closed, attached) {
+        (false, true) => PeerEnd::Open,
+        (true, false) => PeerEnd::Closed,
+        (closed, attached) => PeerEnd::Unsettled { closed, attached },
+    })
+}
+
+/// The audit's check of the peer's flags: a [`PeerEnd::Unsettled`] pair
+/// seen by two audits running (`seen` remembers the last one) is a
+/// violation — a `Drop` stores the two flags back to back, and a half
+/// attaches before its connection is set up. For a caller that audits at
+/// intervals far longer than that and only while the peer is alive.
+#[cold]
+fn check_peer_settled(end: PeerEnd, seen: &mut bool, peer: Side) -> Result<(), Violation> {
+    match end {
+        PeerEnd::Unsettled { closed, attached } => {
+            if std::mem::replace(seen, true) {
+                // Reported as (value: closed, limit: attached).
+                return Err(Violation {
+                    what: match (peer, closed) {
+                        (Side::Producer, true) => "producer closed but still attached",
+                        (Side::Producer, false) => "producer neither attached nor closed",
+                        (Side::Consumer, true) => "consumer closed but still attached",
+                        (Side::Consumer, false) => "consumer neither attached nor closed",
+                    },
+                    value: u64::from(closed),
+                    limit: u64::from(attached),
+                });
+            }
+            Ok(())
+        }
+        _ => {
+            *seen = false;
+            Ok(())
+        }
+    }
+}
+
+/// The poisoned flag as an error: `Poisoned` when a side set it, `Corrupt`
+/// when it holds a value no side writes. Relaxed, as `header_poisoned`.
+#[cold]
+fn poisoned_error(h: &RingHeader) -> RingError {
+    match read_flag(
+        &h.meta.0.poisoned,
+        "poisoned flag is neither 0 nor 1",
+        Ordering::Relaxed,
+    ) {
+        Err(v) => v.into(),
+        Ok(_) => RingError::Poisoned,
+    }
+}
+
+/// The error of a half that finds the ring poisoned (`local`: its own
+/// flag). The first time, [`poisoned_error`] (a garbage flag is a
+/// [`RingError::Corrupt`], and is then set to 1 like any poisoning); after
+/// that, [`RingError::Poisoned`] on every call.
+#[cold]
+fn on_poisoned(local: &mut bool, h: &RingHeader) -> RingError {
+    if std::mem::replace(local, true) {
+        return RingError::Poisoned;
+    }
+    let e = poisoned_error(h);
+    if matches!(e, RingError::Corrupt { .. }) {
+        poison_header(h);
+    }
+    e
+}
+
+/// The checks both halves run in [`Producer::audit`] / [`Consumer::audit`]
+/// on the header fields the data path reads rarely or never: the constants
+/// written at init (`magic`, `version`, `capacity`, which must still be what
+/// this half attached to), every 0/1 flag, and the wake slots' `sleeping`
+/// words (a bit set of `SLEEP_FUTEX | SLEEP_EVENTFD`). The poisoned flag is
+/// reported as [`poisoned_error`] does.
+#[cold]
+fn audit_header(h: &RingHeader, cap: usize) -> Result<(), RingError> {
+    if h.meta.0.poisoned.load(Ordering::Relaxed) != 0 {
+        return Err(poisoned_error(h));
+    }
+    // Relaxed loads throughout: each value is only compared with what it
+    // must be; no data is published through them.
+    let magic = h.meta.0.magic.load(Ordering::Relaxed);
+    if magic != RING_MAGIC {
+        return Err(Violation {
+            what: "magic overwritten",
+            value: magic,
+            limit: RING_MAGIC,
+        }
+        .into());
+    }
+    let version = h.meta.0.version.load(Ordering::Relaxed);
+    if version != RING_LAYOUT_VERSION {
+        return Err(Violation {
+            what: "layout version overwritten",
+            value: u64::from(version),
+            limit: u64::from(RING_LAYOUT_VERSION),
+        }
+        .into());
+    }
+    let found = h.meta.0.capacity.load(Ordering::Relaxed);
+    if found != cap as u64 {
+        return Err(Violation {
+            what: "capacity overwritten",
+            value: found,
+            limit: cap as u64,
+        }
+        .into());
+    }
+    for (flag, what) in [
+        (
+            &h.meta.0.producer_closed,
+            "producer_closed is neither 0 nor 1",
+        ),
+        (
+            &h.meta.0.consumer_closed,
+            "consumer_closed is neither 0 nor 1",
+        ),
+        (
+            &h.meta.0.producer_attached,
+            "producer_attached is neither 0 nor 1",
+        ),
+        (
+            &h.meta.0.consumer_attached,
+            "consumer_attached is neither 0 nor 1",
+        ),
+    ] {
+        read_flag(flag, what, Ordering::Relaxed)?;
+    }
+    let all = u64::from(crate::wake::SLEEP_FUTEX | crate::wake::SLEEP_EVENTFD);
+    for (slot, what) in [
+        (
+            &h.consumer_wake.0,
+            "consumer wake slot's sleeping word out of range",
+        ),
+        (
+            &h.producer_wake.0,
+            "producer wake slot's sleeping word out of range",
+        ),
+    ] {
+        let v = u64::from(slot.sleeping.load(Ordering::Relaxed));
+        if v & !all != 0 {
+            return Err(Violation {
+                what,
+                value: v,
+                limit: all,
+            }
+            .into());
+        }
     }
     Ok(())
 }

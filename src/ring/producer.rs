@@ -12,8 +12,9 @@ use super::layout::{
 };
 use super::storage::cldemote_supported;
 use super::{
-    check_indices, header_poisoned, poison_header, Attached, NotSync, RingError, RingStorage,
-    FRAME_HEADER_LEN, PADDING_KIND, PREFETCH_BYTES,
+    audit_header, check_indices, check_peer_settled, header_poisoned, on_poisoned, peer_end,
+    poison_header, Attached, NotSync, PeerEnd, RingError, RingStorage, Side, FRAME_HEADER_LEN,
+    PADDING_KIND, PREFETCH_BYTES,
 };
 use crate::sync::Ordering;
 use crate::wake::{
@@ -35,6 +36,9 @@ pub struct Producer<S: RingStorage> {
     /// Last `tail` loaded from the header.
     cached_tail: u64,
     poisoned: bool,
+    /// Whether the last [`audit`](Self::audit) found the consumer's flags
+    /// unsettled (see `check_peer_settled`).
+    unsettled: bool,
     /// Whether to `CLDEMOTE` the lines just published (run-time detected).
     demote: bool,
     peer_eventfd: Option<EventFd>,
@@ -64,6 +68,7 @@ impl<S: RingStorage> Producer<S> {
             published: a.head,
             cached_tail: a.tail,
             poisoned: false,
+            unsettled: false,
             demote: cldemote_supported(),
             peer_eventfd: None,
             _not_sync: NotSync::default(),
@@ -107,6 +112,69 @@ impl<S: RingStorage> Producer<S> {
             .consumer_closed
             .load(Ordering::Acquire)
             != 0
+    }
+
+    /// The validated form of [`is_abandoned`](Self::is_abandoned) and
+    /// [`is_poisoned`](Self::is_poisoned), for a layer that decides what a
+    /// refused send means: `Ok(())` while the ring is usable,
+    /// [`RingError::Closed`] when the consumer closed its end (its
+    /// `consumer_closed` flag set *and* `consumer_attached` cleared, as its
+    /// `Drop` leaves them), [`RingError::Poisoned`] when a side poisoned it,
+    /// and [`RingError::Corrupt`] (poisoning the ring) when `poisoned` or
+    /// one of those flags holds a value no side writes (neither 0 nor 1):
+    /// scribbled memory is never taken for a close. Any other pair of
+    /// flags (closed but still attached: a `Drop` half done, or a scribble)
+    /// is not a close; [`audit`](Self::audit) reports it if it lasts.
+    pub fn check_open(&mut self) -> Result<(), RingError> {
+        let h = self.storage.header();
+        if self.poisoned || header_poisoned(h) {
+            return Err(on_poisoned(&mut self.poisoned, h));
+        }
+        match peer_end(
+            &h.meta.0.consumer_closed,
+            &h.meta.0.consumer_attached,
+            Side::Consumer,
+        ) {
+            Ok(PeerEnd::Closed) => Err(RingError::Closed),
+            Ok(_) => Ok(()),
+            Err(v) => Err(self.poison(v.into())),
+        }
+    }
+
+    /// Checks the shared state this half reads rarely or never on the data
+    /// path (run periodically by a layer above, e.g. the shared-memory
+    /// transport's mux tick, at intervals far longer than a `Drop` takes and
+    /// only while the consumer is known alive): the header's constants,
+    /// flags and wake slots (see `audit_header`); the consumer's `closed`
+    /// and `attached` flags, which must be a settled pair (attached and
+    /// open, or closed and detached) by the second audit running; and
+    /// `tail` (re-loaded and validated as when the ring looks full: it may
+    /// not move backwards nor pass what was published). A violation
+    /// poisons the ring and is returned as [`RingError::Corrupt`]; a ring
+    /// poisoned earlier gives [`RingError::Poisoned`].
+    pub fn audit(&mut self) -> Result<(), RingError> {
+        if self.poisoned {
+            return Err(RingError::Poisoned);
+        }
+        let h = self.storage.header();
+        if let Err(e) = audit_header(h, self.cap) {
+            if matches!(e, RingError::Poisoned) {
+                self.poisoned = true;
+                return Err(e);
+            }
+            // A garbage poisoned flag included: now set to 1.
+            return Err(self.poison(e));
+        }
+        let settled = peer_end(
+            &h.meta.0.consumer_closed,
+            &h.meta.0.consumer_attached,
+            Side::Consumer,
+        )
+        .and_then(|end| check_peer_settled(end, &mut self.unsettled, Side::Consumer));
+        if let Err(v) = settled {
+            return Err(self.poison(v.into()));
+        }
+        self.reload_tail()
     }
 
     /// Reserves room for a frame with a `len`-byte payload (kind 0).
@@ -174,7 +242,8 @@ impl<S: RingStorage> Producer<S> {
                         // commits, must be visible before we sleep.
                         self.flush();
                         if self.is_abandoned() {
-                            return Err(RingError::Closed);
+                            // Closed, or a flag no side writes (corrupt).
+                            self.check_open()?;
                         }
                     }
                     r
@@ -359,8 +428,7 @@ impl<S: RingStorage> Producer<S> {
     fn reload_tail(&mut self) -> Result<(), RingError> {
         let h = self.storage.header();
         if header_poisoned(h) {
-            self.poisoned = true;
-            return Err(RingError::Poisoned);
+            return Err(on_poisoned(&mut self.poisoned, h));
         }
         // Pairs with the Release store of tail in Consumer::flush: the
         // consumer's reads of the released bytes happen before we reuse them.
@@ -414,8 +482,7 @@ impl<S: RingStorage> Producer<S> {
         // The same poisoned check as the fast path (which folds it into its
         // one branch), here to name the error.
         if self.poisoned || header_poisoned(self.storage.header()) {
-            self.poisoned = true;
-            return Err(RingError::Poisoned);
+            return Err(on_poisoned(&mut self.poisoned, self.storage.header()));
         }
         let max = self.max_payload();
         let total = match frame_total(len) {
@@ -476,9 +543,12 @@ impl<S: RingStorage> Drop for Producer<S> {
         // re-loads head): every frame published above is seen before
         // "closed".
         h.meta.0.producer_closed.store(1, Ordering::Release);
-        wake_peer(&h.consumer_wake.0, self.peer_eventfd.as_ref());
-        // Pairs with the AcqRel compare_exchange in Ring::attach.
+        // Pairs with the AcqRel compare_exchange in Ring::attach, and with
+        // the Acquire load in `peer_end` (Consumer::on_empty): closed and
+        // detached means nothing more comes. Before the wake-up, so the
+        // woken consumer finds the pair settled.
         h.meta.0.producer_attached.store(0, Ordering::Release);
+        wake_peer(&h.consumer_wake.0, self.peer_eventfd.as_ref());
     }
 }
 

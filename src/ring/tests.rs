@@ -742,3 +742,165 @@ fn halves_are_send() {
     needs_send::<Producer<MappedStorage>>();
     needs_send::<Consumer<MappedStorage>>();
 }
+
+/// A scribbled header is never a close: a `closed` flag set while its half
+/// is still attached is not one (the data path goes on; two audits running
+/// report it), a flag that is neither 0 nor 1 is `Corrupt` on the data path
+/// at once, and only the pair a `Drop` leaves is `Closed`.
+#[test]
+fn scribbled_flags_are_violations_not_closes() {
+    // The producer's flags, read by the consumer.
+    let (mut p, mut c, s) = pair(1024);
+    s.header()
+        .meta
+        .0
+        .producer_closed
+        .store(1, Ordering::Relaxed);
+    assert!(
+        c.peek().unwrap().is_none(),
+        "closed but attached: not a close"
+    );
+    c.audit().unwrap();
+    let e = c.audit().unwrap_err();
+    assert!(
+        matches!(e, RingError::Corrupt { what, .. } if what == "producer closed but still attached"),
+        "{e:?}"
+    );
+    assert_eq!(c.peek().unwrap_err(), RingError::Poisoned);
+    assert_eq!(p.check_open().unwrap_err(), RingError::Poisoned);
+
+    let (_p, mut c, s) = pair(1024);
+    s.header()
+        .meta
+        .0
+        .producer_closed
+        .store(0xdead_beef, Ordering::Relaxed);
+    let e = c.peek().unwrap_err();
+    assert!(
+        matches!(e, RingError::Corrupt { what, value: 0xdead_beef, .. } if what == "producer_closed is neither 0 nor 1"),
+        "{e:?}"
+    );
+
+    // The consumer's flags, read by the producer.
+    let (mut p, _c, s) = pair(1024);
+    s.header()
+        .meta
+        .0
+        .consumer_attached
+        .store(0, Ordering::Relaxed);
+    p.check_open().unwrap();
+    p.audit().unwrap();
+    let e = p.audit().unwrap_err();
+    assert!(
+        matches!(e, RingError::Corrupt { what, .. } if what == "consumer neither attached nor closed"),
+        "{e:?}"
+    );
+    let (mut p, _c, s) = pair(1024);
+    s.header()
+        .meta
+        .0
+        .consumer_closed
+        .store(2, Ordering::Relaxed);
+    assert!(matches!(
+        p.check_open().unwrap_err(),
+        RingError::Corrupt { value: 2, .. }
+    ));
+
+    // A garbage poisoned flag: Corrupt once (then set to 1), Poisoned after.
+    let (mut p, mut c, s) = pair(1024);
+    s.header().meta.0.poisoned.store(7, Ordering::Relaxed);
+    assert!(matches!(
+        p.reserve(8).unwrap_err(),
+        RingError::Corrupt { value: 7, .. }
+    ));
+    assert_eq!(s.header().meta.0.poisoned.load(Ordering::Relaxed), 1);
+    assert_eq!(p.reserve(8).unwrap_err(), RingError::Poisoned);
+    assert_eq!(c.peek().unwrap_err(), RingError::Poisoned);
+
+    // A real close is still one, both ways.
+    let (p, mut c, _s) = pair(1024);
+    drop(p);
+    assert_eq!(c.peek().unwrap_err(), RingError::Closed);
+    c.audit().unwrap();
+    c.audit().unwrap();
+    let (mut p, c, _s) = pair(1024);
+    drop(c);
+    assert_eq!(p.check_open().unwrap_err(), RingError::Closed);
+}
+
+/// The audits find what the data path never reads: the constants, `head`
+/// out of range, a published frame's commit word overwritten (a waiter
+/// would wait for it forever), `tail` moved backwards; a healthy ring
+/// passes.
+#[test]
+fn audits_find_what_the_data_path_never_reads() {
+    let (mut p, mut c, _s) = pair(1024);
+    push(&mut p, b"abc", 0).unwrap();
+    p.audit().unwrap();
+    c.audit().unwrap();
+    assert_eq!(pop(&mut c).unwrap().1, b"abc");
+    p.audit().unwrap();
+    c.audit().unwrap();
+
+    type Scribble = fn(&RingHeader);
+    let cases: [(Scribble, bool, &str); 5] = [
+        (
+            |h| h.meta.0.magic.store(1, Ordering::Relaxed),
+            true,
+            "magic overwritten",
+        ),
+        (
+            |h| h.meta.0.capacity.store(4096, Ordering::Relaxed),
+            false,
+            "capacity overwritten",
+        ),
+        (
+            |h| h.meta.0.version.store(9, Ordering::Relaxed),
+            true,
+            "layout version overwritten",
+        ),
+        (
+            |h| h.head.0.store(1 << 20, Ordering::Relaxed),
+            false,
+            "head more than a capacity past tail",
+        ),
+        (
+            |h| h.tail.0.store(0, Ordering::Relaxed),
+            true,
+            "tail moved backwards",
+        ),
+    ];
+    for (scribble, producer, want) in cases {
+        let (mut p, mut c, s) = pair(1024);
+        for _ in 0..3 {
+            push(&mut p, &[7; 100], 0).unwrap();
+            pop(&mut c).unwrap();
+        }
+        // The producer's cached `tail` catches up (an audit re-loads it).
+        p.audit().unwrap();
+        c.audit().unwrap();
+        scribble(s.header());
+        let e = if producer { p.audit() } else { c.audit() }.unwrap_err();
+        assert!(
+            matches!(e, RingError::Corrupt { what, .. } if what == want),
+            "{want}: {e:?}"
+        );
+        assert!(p.is_poisoned() && c.is_poisoned());
+    }
+
+    // A published frame whose commit word was overwritten.
+    let (mut p, mut c, s) = pair(1024);
+    push(&mut p, b"lost", 0).unwrap();
+    // SAFETY: offset 0 is the first frame's commit word, inside the data
+    // region; scribbling it is the point of the test.
+    unsafe { s.data().store_commit(0, 0xffff, Ordering::Relaxed) };
+    assert!(
+        c.peek().unwrap().is_none(),
+        "not yet, as far as the data path knows"
+    );
+    let e = c.audit().unwrap_err();
+    assert!(
+        matches!(e, RingError::Corrupt { what, value: 0xffff, limit: 1 } if what == "commit word of a published frame overwritten"),
+        "{e:?}"
+    );
+}

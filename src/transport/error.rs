@@ -226,6 +226,17 @@ impl SendError<Infallible> {
 }
 
 impl<E> SendError<E> {
+    /// What the peer (or the shared memory) did wrong, when this error means
+    /// the connection's shared state is corrupt or poisoned rather than
+    /// closed or dead (as [`RecvError::violation`]).
+    pub fn violation(&self) -> Option<String> {
+        match self {
+            SendError::Ring(e) => Some(format!("corrupt shared ring: {e}")),
+            SendError::Broken { what } => Some(format!("protocol violation: {what}")),
+            _ => None,
+        }
+    }
+
     /// `true` if the connection can carry no more frames (as opposed to a
     /// failure of this one send: encoder, size, time-out).
     pub fn is_fatal(&self) -> bool {

@@ -500,7 +500,13 @@ pub struct CoreWorker {
     /// Buffers of freed inline values, reused for the next replies' values.
     spare_values: Vec<Vec<u8>>,
     encoder: Encoder,
-    lost: Vec<WorkerId>,
+    /// Connections found broken, with the violation that broke each (if it
+    /// was one rather than a close or death), handled by `handle_lost`.
+    lost: Vec<(WorkerId, Option<String>)>,
+    /// While `on_connection_lost` handles a connection cut off for a
+    /// violation: its worker and the violation, which the tasks failed by
+    /// that loss report ([`TaskError::ConnectionCutOff`]) instead of a death.
+    cut_off: Option<(WorkerId, String)>,
     /// The object store (from the options).
     store: Option<StoreClient>,
     /// Reference counts of the objects this worker owns (with a store only).
@@ -532,6 +538,17 @@ fn new_request(intended: WorkerId, task_spec: spec::TaskSpec) -> Box<PushTaskReq
         client_processed_up_to: -1,
         resource_mapping: Vec::new(),
     })
+}
+
+/// The violation a failed send to `worker` reveals (a corrupt or poisoned
+/// shared ring: `SendError::violation`), logged as a warning like one a
+/// receive reveals.
+fn send_violation<E>(e: &SendError<E>, worker: WorkerId) -> Option<String> {
+    let v = e.violation();
+    if let Some(v) = &v {
+        tracing::warn!(%worker, violation = %v, "dropping the connection to a worker that broke the protocol");
+    }
+    v
 }
 
 fn send_request(
@@ -809,6 +826,7 @@ impl CoreWorker {
             spare_values: Vec::new(),
             encoder: Encoder::new(),
             lost: Vec::new(),
+            cut_off: None,
         })
     }
 
@@ -1222,7 +1240,7 @@ impl CoreWorker {
             }
             Err(e) => {
                 tracing::debug!(error = %e, %worker, "send failed");
-                self.mark_lost(worker);
+                self.mark_lost(worker, send_violation(&e, worker));
                 // Not sent: fail or retry along with the connection's tasks.
                 if !self.conns.contains_key(&worker) {
                     self.retry_or_fail_normal(task_id, false);
@@ -1545,12 +1563,27 @@ impl CoreWorker {
                         .get(&task)
                         .map(|t| t.payload.function())
                         .unwrap_or_default();
-                    let err = from_reply.unwrap_or(match error {
-                        TaskFailure::ActorDied => TaskError::ActorDied { actor_id, function },
-                        TaskFailure::ActorUnavailable => {
+                    let worker = self.actors.get(&actor_id).map(|a| a.worker);
+                    let err = from_reply.unwrap_or_else(|| match (error, worker) {
+                        (TaskFailure::ActorDied, Some(w)) => {
+                            self.loss_error(w, function, |function| TaskError::ActorDied {
+                                actor_id,
+                                function,
+                            })
+                        }
+                        (TaskFailure::ActorUnavailable, Some(w)) => {
+                            self.loss_error(w, function, |function| TaskError::ActorUnavailable {
+                                actor_id,
+                                function,
+                            })
+                        }
+                        (TaskFailure::ActorDied, None) => {
+                            TaskError::ActorDied { actor_id, function }
+                        }
+                        (TaskFailure::ActorUnavailable, None) => {
                             TaskError::ActorUnavailable { actor_id, function }
                         }
-                        TaskFailure::Cancelled => TaskError::Cancelled { function },
+                        (TaskFailure::Cancelled, _) => TaskError::Cancelled { function },
                     });
                     self.finish_actor_task(actor_id, actor_counter, task, Some(Err(err)));
                 }
@@ -1650,7 +1683,7 @@ impl CoreWorker {
         };
         if let Err(e) = sent {
             tracing::debug!(error = %e, %worker, "send to actor failed");
-            self.mark_lost(worker);
+            self.mark_lost(worker, send_violation(&e, worker));
         }
     }
 
@@ -1659,19 +1692,47 @@ impl CoreWorker {
     /// (those it already executed are answered from its reply cache, not
     /// run again) or fail (Ray's `DisconnectActor` / `ConnectActor`).
     pub fn reset_connection(&mut self, worker: WorkerId) {
-        self.mark_lost(worker);
+        self.mark_lost(worker, None);
         self.handle_lost();
     }
 
-    fn mark_lost(&mut self, worker: WorkerId) {
-        if !self.lost.contains(&worker) {
-            self.lost.push(worker);
+    /// Notes that the connection to `worker` broke, for `violation` when
+    /// it was cut off for one (the first one noted is kept).
+    fn mark_lost(&mut self, worker: WorkerId, violation: Option<String>) {
+        match self.lost.iter_mut().find(|(w, _)| *w == worker) {
+            Some((_, v)) => {
+                if v.is_none() {
+                    *v = violation;
+                }
+            }
+            None => self.lost.push((worker, violation)),
         }
     }
 
     fn handle_lost(&mut self) {
-        while let Some(worker) = self.lost.pop() {
+        while let Some((worker, violation)) = self.lost.pop() {
+            self.cut_off = violation.map(|v| (worker, v));
             self.on_connection_lost(worker);
+            self.cut_off = None;
+        }
+    }
+
+    /// The error of a task failed by the loss being handled: `failure`
+    /// (a death or unavailability), or [`TaskError::ConnectionCutOff`] when
+    /// the connection to `worker` was cut off for a violation.
+    fn loss_error(
+        &self,
+        worker: WorkerId,
+        function: String,
+        failure: impl FnOnce(String) -> TaskError,
+    ) -> TaskError {
+        match &self.cut_off {
+            Some((w, v)) if *w == worker => TaskError::ConnectionCutOff {
+                worker_id: worker,
+                function,
+                violation: v.clone(),
+            },
+            _ => failure(function),
         }
     }
 
@@ -1832,13 +1893,11 @@ impl CoreWorker {
         if let Some(p) = self.tasks.finish(&task) {
             self.release_task_args(&p);
             let worker = p.request.intended_worker_id;
-            self.store_result(
-                p.request.task_spec.return_id(0),
-                Err(TaskError::WorkerDied {
-                    worker_id: worker,
-                    function: p.function(),
-                }),
-            );
+            let err = self.loss_error(worker, p.function(), |function| TaskError::WorkerDied {
+                worker_id: worker,
+                function,
+            });
+            self.store_result(p.request.task_spec.return_id(0), Err(err));
         }
     }
 
@@ -1889,7 +1948,8 @@ impl CoreWorker {
                 Ok(Some(b)) => b,
                 Ok(None) => return,
                 Err(e) => {
-                    match e.violation() {
+                    let violation = e.violation();
+                    match &violation {
                         // Not a death: the worker broke the protocol (or its
                         // ring was scribbled). The connection is dropped and,
                         // the worker being alive, tasks go on a new one.
@@ -1898,7 +1958,7 @@ impl CoreWorker {
                         }
                         None => tracing::debug!(error = %e, %worker, "connection to worker ended"),
                     }
-                    self.mark_lost(worker);
+                    self.mark_lost(worker, violation);
                     return;
                 }
             };
@@ -1906,7 +1966,7 @@ impl CoreWorker {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(error = %e, %worker, "invalid reply: dropping the connection");
-                    self.mark_lost(worker);
+                    self.mark_lost(worker, Some(format!("invalid reply: {e}")));
                     return;
                 }
             };

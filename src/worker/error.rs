@@ -69,6 +69,22 @@ pub enum TaskError {
         /// The function's call string.
         function: String,
     },
+    /// The connection to the task's worker was cut off for a protocol
+    /// violation — a corrupt or poisoned shared ring, broken framing
+    /// (`RecvError::violation` / `SendError::violation`) — before the task
+    /// replied, and the task could not be re-sent. Not a death: the worker
+    /// may well be alive (a new connection is tried for later tasks).
+    #[error(
+        "connection to worker {worker_id} cut off before task {function} replied: {violation}"
+    )]
+    ConnectionCutOff {
+        /// The worker.
+        worker_id: WorkerId,
+        /// The function's call string.
+        function: String,
+        /// What was violated, e.g. `corrupt shared ring: …`.
+        violation: String,
+    },
     /// The receiver cancelled the task before it ran.
     #[error("task {function} was cancelled")]
     Cancelled {

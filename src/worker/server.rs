@@ -725,11 +725,17 @@ impl Worker {
                             )
                         {
                             let caller = conn.peer_worker_id();
+                            // A corrupt or poisoned ring is a violation, not
+                            // a death (as on the receiving side, `drain`).
+                            let violation = e.violation();
+                            if let Some(v) = &violation {
+                                tracing::warn!(%caller, violation = %v, "cutting off a caller that broke the protocol");
+                            }
                             self.dead.push(key);
                             self.events.push_back(WorkerEvent::Disconnected {
                                 caller,
-                                died: true,
-                                violation: None,
+                                died: violation.is_none(),
+                                violation,
                             });
                             if self.events.len() > MAX_EVENTS {
                                 self.events.pop_front();

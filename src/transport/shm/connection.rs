@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Interest, Token};
 
-use super::{ShmOptions, MESSAGE_KIND, TRY_RECV_CHECK_INTERVAL};
+use super::{ShmOptions, AUDIT_INTERVAL, MESSAGE_KIND, TRY_RECV_CHECK_INTERVAL};
 use crate::ring::{Consumer, MappedStorage, Producer, ReadFrame, RingError, RingStorage};
 use crate::spec::AlignedBytes;
 use crate::sys::fdpass::peer_connected;
@@ -91,6 +91,11 @@ pub struct ShmConnection {
     queued: usize,
     /// Bound on `queued`.
     queue_limit: usize,
+    /// The first violation of the rings' shared state found on this
+    /// connection (corrupt or poisoned ring, by either half, on the data
+    /// path or in an audit): from then on every receive and send reports
+    /// it, and a close or death seen afterwards is reported as it.
+    violation: Option<RingError>,
 }
 
 impl std::fmt::Debug for ShmConnection {
@@ -140,6 +145,42 @@ fn copy_into(snap: &mut AlignedBytes, src: &[u8]) -> usize {
     snap.clear();
     snap.extend_from_slice(src);
     src.len()
+}
+
+/// Keeps `e` as the connection's violation if it is one (corrupt or
+/// poisoned shared state) and none was kept before.
+#[cold]
+#[inline(never)]
+fn note_violation(violation: &mut Option<RingError>, e: &RingError) {
+    if violation.is_none() && matches!(e, RingError::Corrupt { .. } | RingError::Poisoned) {
+        *violation = Some(e.clone());
+    }
+}
+
+/// A connection's end as a receive reports it. A close or death seen while
+/// the connection's shared state is invalid anywhere — a violation kept
+/// earlier, or the sending ring poisoned (the peer found the ring it reads
+/// corrupt, then left) or failing its audit — is that violation: the ring
+/// memory broke the protocol, and the peer may be alive. Other errors pass.
+#[cold]
+#[inline(never)]
+fn end_or_violation(
+    tx: &mut Option<Producer<MappedStorage>>,
+    violation: &mut Option<RingError>,
+    e: RecvError,
+) -> RecvError {
+    if !matches!(e, RecvError::Closed | RecvError::PeerDied { .. }) {
+        return e;
+    }
+    if violation.is_none() {
+        if let Some(Err(v)) = tx.as_mut().map(|tx| tx.audit()) {
+            note_violation(violation, &v);
+        }
+    }
+    match violation {
+        Some(v) => RecvError::Ring(v.clone()),
+        None => e,
+    }
 }
 
 /// A data-path ring error as a receive error on the connection to `peer`.
@@ -233,6 +274,7 @@ impl ShmConnection {
             queue: VecDeque::new(),
             queued: 0,
             queue_limit: config.send_queue_limit,
+            violation: None,
         })
     }
 
@@ -248,10 +290,16 @@ impl ShmConnection {
         Ended::PeerDied(self.peer, None)
     }
 
-    /// A data-path ring error as a send error.
+    /// A data-path ring error as a send error (a violation is kept).
     #[cold]
     #[inline(never)]
-    fn send_ring_err<E>(&self, e: RingError) -> SendError<E> {
+    fn send_ring_err<E>(&mut self, e: RingError) -> SendError<E> {
+        note_violation(&mut self.violation, &e);
+        if let Some(v) = &self.violation {
+            if matches!(e, RingError::PeerDied | RingError::Closed) {
+                return SendError::Ring(v.clone());
+            }
+        }
         match e {
             RingError::PeerDied => self.dead().send_error(),
             RingError::Closed => SendError::Closed,
@@ -302,36 +350,76 @@ impl ShmConnection {
     /// peer's consumer still attached. One branch on the hot path; the
     /// error is built out of line.
     #[inline(always)]
-    fn check_sendable<E>(&self) -> Result<(), SendError<E>> {
-        // Non-short-circuit `&`: three loads, one branch.
+    fn check_sendable<E>(&mut self) -> Result<(), SendError<E>> {
+        // Non-short-circuit `&`: four loads, one branch.
         let ok = matches!(self.state, State::Open)
+            & self.violation.is_none()
             & !self.live.is_dead()
             & self.tx.as_ref().is_some_and(|tx| !tx.is_abandoned());
         if ok {
             Ok(())
         } else {
-            Err(self.not_sendable())
+            self.not_sendable()
         }
     }
 
-    /// Why [`check_sendable`](Self::check_sendable) refused.
+    /// The slow path of [`check_sendable`](Self::check_sendable): why it
+    /// refuses, or `Ok` when only the hint of the consumer's flag was set
+    /// and the ring's validated reading ([`Producer::check_open`]) says the
+    /// consumer has not closed (a close half done, or a scribbled flag the
+    /// audit reports if it lasts).
     #[cold]
     #[inline(never)]
-    fn not_sendable<E>(&self) -> SendError<E> {
+    fn not_sendable<E>(&mut self) -> Result<(), SendError<E>> {
         if let Some(e) = self.ended() {
-            return e.send_error();
+            return Err(e.send_error());
         }
-        if self.live.is_dead() {
-            return self.dead().send_error();
+        if let Some(v) = &self.violation {
+            return Err(SendError::Ring(v.clone()));
         }
-        // The peer closed its end: nothing we send would be read.
-        SendError::Closed
+        // The ring's validated reading of the consumer's flags: closed, or
+        // a value no side writes (a violation, never a close).
+        let open = match self.tx.as_mut() {
+            Some(tx) => tx.check_open(),
+            None => Err(RingError::Closed),
+        };
+        match open {
+            Err(e @ (RingError::Corrupt { .. } | RingError::Poisoned)) => {
+                Err(self.send_ring_err(e))
+            }
+            _ if self.live.is_dead() => Err(self.dead().send_error()),
+            Ok(()) => Ok(()),
+            // The peer closed its end: nothing we send would be read.
+            Err(_) => Err(SendError::Closed),
+        }
     }
 
-    /// The receive error of a connection that is no longer open.
+    /// Runs both halves' audits ([`Producer::audit`], [`Consumer::audit`])
+    /// and keeps the first violation found (the mux's tick, every
+    /// [`AUDIT_INTERVAL`]). Only while the peer's socket says it is alive:
+    /// a peer that died in the middle of closing its halves leaves their
+    /// flags unsettled, and its death is what a receive reports.
+    fn audit(&mut self) {
+        if self.violation.is_some() || !matches!(self.state, State::Open) || !self.live.check() {
+            return;
+        }
+        let found = match (self.tx.as_mut(), self.rx.as_mut()) {
+            (Some(tx), Some(rx)) => tx.audit().and_then(|()| rx.audit()),
+            _ => Ok(()),
+        };
+        if let Err(e) = found {
+            note_violation(&mut self.violation, &e);
+        }
+    }
+
+    /// The receive error of a connection that is no longer open (or holds
+    /// a violation).
     #[cold]
     #[inline(never)]
     fn ended_recv_error(&self) -> RecvError {
+        if let (Some(v), State::Open) = (&self.violation, &self.state) {
+            return RecvError::Ring(v.clone());
+        }
         self.ended().map_or(RecvError::Closed, |e| e.recv_error())
     }
 
@@ -476,8 +564,8 @@ impl Connection for ShmConnection {
     }
 
     fn try_recv(&mut self) -> Result<Option<ShmFrame<'_>>, RecvError> {
-        if let Some(e) = self.ended() {
-            return Err(e.recv_error());
+        if !matches!(self.state, State::Open) | self.violation.is_some() {
+            return Err(self.ended_recv_error());
         }
         // Decide about the peer's liveness *before* looking at the ring, so a
         // frame it published before dying is still returned below. With a
@@ -506,14 +594,25 @@ impl Connection for ShmConnection {
                     Err(RecvError::Protocol { what: why })
                 }
             },
-            Ok(None) if now_dead => Err(dead.recv_error()),
+            Ok(None) if now_dead => Err(end_or_violation(
+                &mut self.tx,
+                &mut self.violation,
+                dead.recv_error(),
+            )),
             Ok(None) => Ok(None),
-            Err(e) => Err(recv_ring_err(peer, e)),
+            Err(e) => {
+                note_violation(&mut self.violation, &e);
+                Err(end_or_violation(
+                    &mut self.tx,
+                    &mut self.violation,
+                    recv_ring_err(peer, e),
+                ))
+            }
         }
     }
 
     fn recv_timeout(&mut self, timeout: Duration) -> Result<ShmFrame<'_>, RecvError> {
-        if !matches!(self.state, State::Open) {
+        if !matches!(self.state, State::Open) | self.violation.is_some() {
             return Err(self.ended_recv_error());
         }
         let max_frame = self.max_frame;
@@ -530,7 +629,14 @@ impl Connection for ShmConnection {
                     Err(RecvError::Protocol { what: why })
                 }
             },
-            Err(e) => Err(recv_ring_err(self.peer, e)),
+            Err(e) => {
+                note_violation(&mut self.violation, &e);
+                Err(end_or_violation(
+                    &mut self.tx,
+                    &mut self.violation,
+                    recv_ring_err(self.peer, e),
+                ))
+            }
         }
     }
 
@@ -597,7 +703,10 @@ impl MuxConnection for ShmConnection {
             .rx
             .as_ref()
             .is_none_or(|rx| rx.has_frames() || rx.is_abandoned());
-        rx_ready || self.live.is_dead() || !matches!(self.state, State::Open)
+        rx_ready
+            || self.live.is_dead()
+            || self.violation.is_some()
+            || !matches!(self.state, State::Open)
     }
 
     fn prepare_sleep(&mut self) -> bool {
@@ -607,10 +716,19 @@ impl MuxConnection for ShmConnection {
         // The ring's announce / SeqCst fence / re-check handshake (the same
         // one its blocking waits use): either the re-check sees a frame, or
         // the peer's producer sees our flag and writes our eventfd.
-        match self.rx.as_mut() {
-            Some(rx) => matches!(rx.arm_eventfd(), Ok(true)),
+        match self.rx.as_mut().map(|rx| rx.arm_eventfd()) {
+            Some(Ok(armed)) => armed,
+            Some(Err(e)) => {
+                note_violation(&mut self.violation, &e);
+                false
+            }
             None => false,
         }
+    }
+
+    fn tick(&mut self, now: Instant) -> Option<Instant> {
+        self.audit();
+        Some(now + AUDIT_INTERVAL)
     }
 
     fn flush_pending(&mut self) -> bool {

@@ -89,6 +89,13 @@ pub const MIN_RING_CAPACITY: usize = 4096;
 pub const DEFAULT_RING_CAPACITY: usize = 1 << 20;
 /// How often a non-blocking receive on an empty ring checks the peer's socket.
 pub(crate) const TRY_RECV_CHECK_INTERVAL: Duration = Duration::from_millis(1);
+/// How often a connection in a [`Mux`](crate::transport::Mux) audits the
+/// shared state of its two rings (the mux's tick; see
+/// [`Producer::audit`](crate::ring::Producer::audit) and
+/// [`Consumer::audit`](crate::ring::Consumer::audit)): the fields the data
+/// path reads rarely or never, so a scribble there is found within this
+/// long even on an idle connection.
+pub(crate) const AUDIT_INTERVAL: Duration = Duration::from_millis(20);
 /// The caller's acknowledgement byte, sent once it has mapped both rings.
 const ACK: u8 = b'A';
 
