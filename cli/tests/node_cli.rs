@@ -2031,3 +2031,69 @@ fn names_with_control_characters_never_reach_a_terminal_raw() {
     assert!(!raw(&lines), "{lines:?}");
     fs::remove_file(dir.join("stray-\x1b[2J-file")).unwrap();
 }
+
+/// A node at its open-file limit keeps serving once descriptors free up
+/// (found by an attack: after a burst of 60 connections under `ulimit -n
+/// 44`, accepts failed with EMFILE, the edge-triggered listeners reported
+/// the still-queued connections never again, and `/health` and pulls timed
+/// out for good). Both endpoints retry their accepts every turn while
+/// connections stay queued.
+#[test]
+fn a_node_at_its_descriptor_limit_serves_again_after_a_burst() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog = proc_support::watchdog("a_node_at_its_descriptor_limit");
+    let scratch = proc_support::scratch("swn", "emfile");
+    let root = scratch.path().join("root");
+    fs::create_dir(&root).unwrap();
+    fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 48 && exec \"$0\" node --session em --store-capacity 64K --root \"$1\"")
+        .arg(env!("CARGO_BIN_EXE_shmwire"))
+        .arg(&root)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut kid = proc_support::Kid(child);
+    let mut out = BufReader::new(kid.0.stdout.take().unwrap());
+    let ready = proc_support::wait_for(&mut out, "node ready:");
+    let addr_of = |key: &str| {
+        ready
+            .split(", ")
+            .find_map(|w| w.strip_prefix(key))
+            .expect(&ready)
+            .trim_end_matches(',')
+            .to_owned()
+    };
+    let http = addr_of("http://");
+    let objects = addr_of("objects ");
+    for addr in [&http, &objects] {
+        let burst: Vec<_> = (0..60)
+            .filter_map(|_| std::net::TcpStream::connect(addr).ok())
+            .collect();
+        std::thread::sleep(Duration::from_millis(500));
+        drop(burst);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    for _ in 0..3 {
+        let t = Instant::now();
+        assert!(http_get(&http, "/health").starts_with("HTTP/1.0 200 OK"));
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    }
+    // The object endpoint answers a request again (any status byte).
+    let mut s = std::net::TcpStream::connect(&objects).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut req = b"SWPQ".to_vec();
+    req.extend_from_slice(&1u32.to_le_bytes());
+    req.extend_from_slice(&[0x11; 28]);
+    req.extend_from_slice(&[0; 12]);
+    s.write_all(&req).unwrap();
+    let mut b = [0u8; 1];
+    assert!(
+        s.read(&mut b).is_ok_and(|n| n == 1),
+        "no answer from the object endpoint"
+    );
+    kid.signal_and_wait("-TERM");
+}

@@ -168,6 +168,10 @@ fn run(listener: TcpListener, session: &Session, stop: &AtomicBool) -> io::Resul
     let mut events = Events::with_capacity(128);
     let mut conns: HashMap<Token, Conn> = HashMap::new();
     let mut next = 1usize;
+    // An accept failed (e.g. out of descriptors) with connections still
+    // queued: the edge-triggered listener reports no new event for them,
+    // so every turn (at most 50 ms apart) tries again until it drains.
+    let mut accept_failing = false;
     // Relaxed: a flag polled each turn; it publishes nothing.
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
@@ -182,9 +186,13 @@ fn run(listener: TcpListener, session: &Session, stop: &AtomicBool) -> io::Resul
             Err(e) => return Err(e),
         }
         let mut answered = Vec::new();
+        if accept_failing {
+            accept_failing = accept_all(&listener, &poll, &mut conns, &mut next, true);
+        }
         for ev in events.iter() {
             if ev.token() == LISTENER {
-                accept_all(&listener, &poll, &mut conns, &mut next);
+                accept_failing =
+                    accept_all(&listener, &poll, &mut conns, &mut next, accept_failing);
                 continue;
             }
             if ev.token() == WAKER {
@@ -257,12 +265,16 @@ fn run(listener: TcpListener, session: &Session, stop: &AtomicBool) -> io::Resul
     Ok(())
 }
 
+/// Accepts every queued connection; `true` when an accept failed with
+/// connections left queued (`failing`: it failed last turn too, so the
+/// failure is not logged again).
 fn accept_all(
     listener: &mio::net::TcpListener,
     poll: &Poll,
     conns: &mut HashMap<Token, Conn>,
     next: &mut usize,
-) {
+    failing: bool,
+) -> bool {
     loop {
         match listener.accept() {
             Ok((mut stream, _)) => {
@@ -297,12 +309,14 @@ fn accept_all(
                 }
                 conns.insert(t, c);
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 // e.g. EMFILE: leave the rest queued for the next turn.
-                tracing::warn!(error = %e, "node http: accept failed");
-                return;
+                if !failing {
+                    tracing::warn!(error = %e, "node http: accept failed");
+                }
+                return true;
             }
         }
     }

@@ -222,6 +222,7 @@ impl PullServer {
             pulls: HashMap::new(),
             ready: BTreeSet::new(),
             next: FIRST_PULL,
+            accept_failing: false,
         };
         let stop2 = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
@@ -309,6 +310,10 @@ struct Server {
     /// triggered readiness not yet drained).
     ready: BTreeSet<usize>,
     next: usize,
+    /// An accept failed (e.g. out of descriptors) with connections still
+    /// queued: the edge-triggered listener reports no new event for them,
+    /// so every turn tries again until the queue is empty.
+    accept_failing: bool,
 }
 
 impl Server {
@@ -333,6 +338,9 @@ impl Server {
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 continue;
+            }
+            if self.accept_failing {
+                self.accept();
             }
             for ev in events.iter() {
                 match ev.token() {
@@ -389,11 +397,18 @@ impl Server {
         loop {
             let (mut stream, _) = match self.listener.accept() {
                 Ok(s) => s,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.accept_failing = false;
+                    return;
+                }
                 Err(e) => {
                     // E.g. out of file descriptors: the connection stays
-                    // queued; try again next turn.
-                    tracing::warn!(error = %e, "store pull: accept failed");
+                    // queued; tried again every turn (at most 100 ms
+                    // apart), said once while it lasts.
+                    if !self.accept_failing {
+                        tracing::warn!(error = %e, "store pull: accept failed");
+                    }
+                    self.accept_failing = true;
                     return;
                 }
             };

@@ -55,7 +55,7 @@ pub fn default_index_entries(capacity: u64) -> u32 {
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     /// Arena capacity in bytes (rounded down to a multiple of
-    /// [`OBJECT_ALIGN`] = 64; at least 64, at most [`MAX_ARENA_CAPACITY`] =
+    /// [`OBJECT_ALIGN`] = 64; at least 64, at most [`MAX_ARENA_CAPACITY`](crate::store::MAX_ARENA_CAPACITY) =
     /// 256 GiB − 64 bytes, else `StoreError::InvalidConfig` at start). The
     /// pages are reserved at start.
     pub capacity: u64,
