@@ -12,9 +12,8 @@ use std::ops::Deref;
 
 use super::layout::{commit_value, frame_total, frame_total_sat, FrameHeader, FRAME_INFO_OFFSET};
 use super::{
-    audit_header, check_peer_settled, header_poisoned, on_poisoned, peer_end, poison_header,
-    Attached, NotSync, PeerEnd, RingError, RingStorage, Side, FRAME_HEADER_LEN, PADDING_KIND,
-    PREFETCH_BYTES,
+    audit_header, header_poisoned, on_poisoned, peer_end, poison_header, Attached, NotSync,
+    PeerEnd, RingError, RingStorage, Side, FRAME_HEADER_LEN, PADDING_KIND, PREFETCH_BYTES,
 };
 use crate::sync::{spin_loop, Ordering};
 use crate::wake::{
@@ -170,23 +169,20 @@ impl<S: RingStorage> Consumer<S> {
         if self.poisoned {
             return Err(RingError::Poisoned);
         }
-        let h = self.storage.header();
-        if let Err(e) = audit_header(h, self.cap) {
+        let audited = audit_header(
+            self.storage.header(),
+            self.cap,
+            Side::Producer,
+            &mut self.unsettled,
+        );
+        if let Err(e) = audited {
             if matches!(e, RingError::Poisoned) {
                 self.poisoned = true;
                 return Err(e);
             }
-            // A garbage poisoned flag included: now set to 1.
+            // A garbage poisoned flag or an unsettled close pair included:
+            // now poisoned.
             return Err(self.poison(e));
-        }
-        let settled = peer_end(
-            &h.meta.0.producer_closed,
-            &h.meta.0.producer_attached,
-            Side::Producer,
-        )
-        .and_then(|end| check_peer_settled(end, &mut self.unsettled, Side::Producer));
-        if let Err(v) = settled {
-            return Err(self.poison(v.into()));
         }
         let cap = self.cap as u64;
         let head = self.storage.header().head.0.load(Ordering::Acquire);

@@ -494,10 +494,18 @@ fn on_poisoned(local: &mut bool, h: &RingHeader) -> RingError {
 /// on the header fields the data path reads rarely or never: the constants
 /// written at init (`magic`, `version`, `capacity`, which must still be what
 /// this half attached to), every 0/1 flag, and the wake slots' `sleeping`
-/// words (a bit set of `SLEEP_FUTEX | SLEEP_EVENTFD`). The poisoned flag is
-/// reported as [`poisoned_error`] does.
+/// words (a bit set of `SLEEP_FUTEX | SLEEP_EVENTFD`), and the `peer`'s
+/// `closed`/`attached` pair, which must be settled by the second audit that
+/// sees it (`unsettled`: the half's memory of the first). The poisoned flag
+/// is reported as [`poisoned_error`] does: `RingError::Poisoned` means
+/// "poisoned earlier", any other error that the caller must poison now.
 #[cold]
-fn audit_header(h: &RingHeader, cap: usize) -> Result<(), RingError> {
+fn audit_header(
+    h: &RingHeader,
+    cap: usize,
+    peer: Side,
+    unsettled: &mut bool,
+) -> Result<(), RingError> {
     if h.meta.0.poisoned.load(Ordering::Relaxed) != 0 {
         return Err(poisoned_error(h));
     }
@@ -571,7 +579,13 @@ fn audit_header(h: &RingHeader, cap: usize) -> Result<(), RingError> {
             .into());
         }
     }
-    Ok(())
+    let (closed, attached) = match peer {
+        Side::Producer => (&h.meta.0.producer_closed, &h.meta.0.producer_attached),
+        Side::Consumer => (&h.meta.0.consumer_closed, &h.meta.0.consumer_attached),
+    };
+    peer_end(closed, attached, peer)
+        .and_then(|end| check_peer_settled(end, unsettled, peer))
+        .map_err(Into::into)
 }
 
 /// Whether either side poisoned the ring. Relaxed: the flag carries no

@@ -12,9 +12,8 @@ use super::layout::{
 };
 use super::storage::cldemote_supported;
 use super::{
-    audit_header, check_indices, check_peer_settled, header_poisoned, on_poisoned, peer_end,
-    poison_header, Attached, NotSync, PeerEnd, RingError, RingStorage, Side, FRAME_HEADER_LEN,
-    PADDING_KIND, PREFETCH_BYTES,
+    audit_header, check_indices, header_poisoned, on_poisoned, peer_end, poison_header, Attached,
+    NotSync, PeerEnd, RingError, RingStorage, Side, FRAME_HEADER_LEN, PADDING_KIND, PREFETCH_BYTES,
 };
 use crate::sync::Ordering;
 use crate::wake::{
@@ -156,23 +155,20 @@ impl<S: RingStorage> Producer<S> {
         if self.poisoned {
             return Err(RingError::Poisoned);
         }
-        let h = self.storage.header();
-        if let Err(e) = audit_header(h, self.cap) {
+        let audited = audit_header(
+            self.storage.header(),
+            self.cap,
+            Side::Consumer,
+            &mut self.unsettled,
+        );
+        if let Err(e) = audited {
             if matches!(e, RingError::Poisoned) {
                 self.poisoned = true;
                 return Err(e);
             }
-            // A garbage poisoned flag included: now set to 1.
+            // A garbage poisoned flag or an unsettled close pair included:
+            // now poisoned.
             return Err(self.poison(e));
-        }
-        let settled = peer_end(
-            &h.meta.0.consumer_closed,
-            &h.meta.0.consumer_attached,
-            Side::Consumer,
-        )
-        .and_then(|end| check_peer_settled(end, &mut self.unsettled, Side::Consumer));
-        if let Err(v) = settled {
-            return Err(self.poison(v.into()));
         }
         self.reload_tail()
     }
