@@ -168,6 +168,29 @@ fn application_errors_propagate_with_function_and_message() {
     );
     // The actor survives its method's error.
     assert_eq!(get_i64(&mut driver, &good), 11);
+    // A get that times out names what it still waits for.
+    let slow = driver
+        .submit_actor_task(&actor, "slow_add", vec![i64_arg(0)])
+        .unwrap();
+    let e = driver
+        .get(std::slice::from_ref(&slow), Duration::ZERO)
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(
+        matches!(
+            e,
+            GetError::TimedOut {
+                ready: 0,
+                total: 1,
+                ..
+            }
+        ) && text.contains(&slow.id().to_string())
+            && text.contains("Counter")
+            && text.contains("slow_add")
+            && text.contains(&format!("actor {}", actor.actor_id())),
+        "{text}"
+    );
+    assert_eq!(get_i64(&mut driver, &slow), 11);
     let normal = driver
         .submit_task(
             worker.id,

@@ -220,8 +220,10 @@ impl<S: RingStorage> Consumer<S> {
     ///
     /// `Ok(None)`: empty for now (deferred releases are published first).
     /// [`RingError::Closed`]: the producer closed cleanly and every frame
-    /// was consumed. [`RingError::Corrupt`]: hostile shared state (the ring
-    /// is now poisoned).
+    /// was consumed (a close found in a ring whose shared state fails
+    /// [`audit`](Self::audit) is that audit's error instead).
+    /// [`RingError::Corrupt`]: hostile shared state (the ring is now
+    /// poisoned).
     #[inline]
     pub fn peek(&mut self) -> Result<Option<ReadFrame<'_, S>>, RingError> {
         Ok(self.try_next()?.map(|desc| ReadFrame {
@@ -368,7 +370,10 @@ impl<S: RingStorage> Consumer<S> {
         );
         match end {
             Ok(PeerEnd::Closed) if self.committed(off) => Ok(true),
-            Ok(PeerEnd::Closed) => Err(RingError::Closed),
+            // A close is clean only in a ring whose shared state is whole:
+            // a peer that found the memory scribbled and left writes its
+            // close flags over the scribble (once per connection).
+            Ok(PeerEnd::Closed) => Err(self.audit().err().unwrap_or(RingError::Closed)),
             Ok(_) => Ok(false),
             Err(v) => Err(self.poison(v.into())),
         }

@@ -118,7 +118,9 @@ impl<S: RingStorage> Producer<S> {
     /// refused send means: `Ok(())` while the ring is usable,
     /// [`RingError::Closed`] when the consumer closed its end (its
     /// `consumer_closed` flag set *and* `consumer_attached` cleared, as its
-    /// `Drop` leaves them), [`RingError::Poisoned`] when a side poisoned it,
+    /// `Drop` leaves them, and the rest of the shared state passing
+    /// [`audit`](Self::audit), else that audit's error: a peer that found the
+    /// ring scribbled writes its close over the scribble), [`RingError::Poisoned`] when a side poisoned it,
     /// and [`RingError::Corrupt`] (poisoning the ring) when `poisoned` or
     /// one of those flags holds a value no side writes (neither 0 nor 1):
     /// scribbled memory is never taken for a close. Any other pair of
@@ -134,7 +136,8 @@ impl<S: RingStorage> Producer<S> {
             &h.meta.0.consumer_attached,
             Side::Consumer,
         ) {
-            Ok(PeerEnd::Closed) => Err(RingError::Closed),
+            // Clean only in a whole ring (see `Consumer::on_empty`).
+            Ok(PeerEnd::Closed) => Err(self.audit().err().unwrap_or(RingError::Closed)),
             Ok(_) => Ok(()),
             Err(v) => Err(self.poison(v.into())),
         }

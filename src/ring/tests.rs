@@ -828,6 +828,29 @@ fn scribbled_flags_are_violations_not_closes() {
     assert_eq!(p.check_open().unwrap_err(), RingError::Closed);
 }
 
+/// A peer that found the ring scribbled and left writes its close pair over
+/// the scribble: the other half reports the scribble, not a clean close,
+/// both ways (the header's capacity is the scribbled field here).
+#[test]
+fn a_close_written_over_a_scribbled_header_is_the_violation() {
+    let (p, mut c, s) = pair(1024);
+    s.header().meta.0.capacity.store(4096, Ordering::Relaxed);
+    drop(p);
+    assert!(
+        matches!(c.peek().unwrap_err(), RingError::Corrupt { .. }),
+        "a close over a scribble"
+    );
+    assert_eq!(c.peek().unwrap_err(), RingError::Poisoned);
+
+    let (mut p, c, s) = pair(1024);
+    s.header().meta.0.capacity.store(4096, Ordering::Relaxed);
+    drop(c);
+    assert!(
+        matches!(p.check_open().unwrap_err(), RingError::Corrupt { .. }),
+        "a close over a scribble"
+    );
+}
+
 /// The audits find what the data path never reads: the constants, `head`
 /// out of range, a published frame's commit word overwritten (a waiter
 /// would wait for it forever), `tail` moved backwards; a healthy ring

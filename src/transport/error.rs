@@ -231,7 +231,7 @@ impl<E> SendError<E> {
     /// closed or dead (as [`RecvError::violation`]).
     pub fn violation(&self) -> Option<String> {
         match self {
-            SendError::Ring(e) => Some(format!("corrupt shared ring: {e}")),
+            SendError::Ring(e) => Some(ring_violation(e)),
             SendError::Broken { what } => Some(format!("protocol violation: {what}")),
             _ => None,
         }
@@ -315,13 +315,28 @@ pub enum RecvError {
     },
 }
 
+/// A ring violation as [`RecvError::violation`] / [`SendError::violation`]
+/// word it: "corrupt shared ring: " and what was wrong, said once.
+fn ring_violation(e: &RingError) -> String {
+    match e {
+        RingError::Corrupt { what, value, limit } => {
+            format!("corrupt shared ring: {what} (value {value}, limit {limit})")
+        }
+        RingError::Poisoned => {
+            "corrupt shared ring: marked poisoned (by the other side, or whatever wrote its memory)"
+                .to_owned()
+        }
+        other => format!("corrupt shared ring: {other}"),
+    }
+}
+
 impl RecvError {
     /// What the peer did wrong, when this error means it violated the
     /// protocol (corrupt or poisoned ring, broken framing) rather than
     /// closed or died: the connection is over, but the peer may be alive.
     pub fn violation(&self) -> Option<String> {
         match self {
-            RecvError::Ring(e) => Some(format!("corrupt shared ring: {e}")),
+            RecvError::Ring(e) => Some(ring_violation(e)),
             RecvError::Protocol { what } => Some(format!("protocol violation: {what}")),
             RecvError::FrameTooLarge { len, max } => {
                 Some(format!("frame of {len} bytes over the maximum of {max}"))

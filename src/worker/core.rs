@@ -2126,9 +2126,33 @@ impl CoreWorker {
                 return Err(GetError::TimedOut {
                     ready,
                     total: refs.len(),
+                    waiting_for: self.describe_first_pending(refs),
                 });
             }
             self.drive(left)?;
+        }
+    }
+
+    /// The first of `refs` not ready, and the task behind it (for
+    /// [`GetError::TimedOut`]).
+    #[cold]
+    fn describe_first_pending(&self, refs: &[ObjectRef]) -> String {
+        let Some(r) = refs
+            .iter()
+            .find(|r| !self.objects.contains_key(&r.object_id))
+        else {
+            return "nothing (every object became ready)".to_owned();
+        };
+        match self.tasks.get(&r.object_id.task_id()) {
+            Some(p) => {
+                let p = &p.payload;
+                let to = match p.target {
+                    Target::Actor(a) => format!("actor {a}"),
+                    Target::Normal(w) => format!("worker {w}"),
+                };
+                format!("object {} of {} on {to}", r.object_id, p.function())
+            }
+            None => format!("object {}", r.object_id),
         }
     }
 

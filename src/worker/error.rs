@@ -146,12 +146,16 @@ pub enum TaskError {
 #[derive(Debug, thiserror::Error)]
 pub enum GetError {
     /// Not every object was ready within the timeout (Ray's `GetTimeoutError`).
-    #[error("get timed out: {ready} of {total} objects ready")]
+    #[error("get timed out: {ready} of {total} objects ready; still waiting for {waiting_for}")]
     TimedOut {
         /// Objects that were ready.
         ready: usize,
         /// Objects asked for.
         total: usize,
+        /// The first object not ready, and the task that would produce it:
+        /// its function (Ray's call string) and the actor or worker it
+        /// was sent to, e.g. `object 3f…01 of Counter.add on actor 9c…`.
+        waiting_for: String,
     },
     /// An object holds a task error.
     #[error("object {object_id}: {error}")]
