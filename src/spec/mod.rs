@@ -59,6 +59,7 @@ pub mod builder;
 pub mod encoding;
 pub mod function_descriptor;
 pub mod message;
+pub(crate) mod stamp;
 
 pub use builder::{ActorTaskTarget, TaskSpecBuilder};
 pub use encoding::{

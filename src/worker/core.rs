@@ -22,6 +22,7 @@ use crate::ordering::{
     self, ActorSubmitQueue, PushRequest, RequestId, SubmitEvent, TaskFailure, TaskMeta,
 };
 use crate::shm::Session;
+use crate::spec::stamp::RequestStamp;
 use crate::spec::{
     self, ActorCreationTaskSpec, ActorTaskTarget, Address, ArchivedPushTaskReply,
     ArchivedReturnValue, Encoder, FunctionDescriptor, PushTaskReply, PushTaskRequest, StatusCode,
@@ -441,7 +442,18 @@ struct CallTemplate {
     /// in their boxes, which go back into payloads as they are.
     #[allow(clippy::vec_box)]
     spare: Vec<Box<PushTaskRequest>>,
+    /// The encoding of a request of this template, re-stamped to send the
+    /// next ones (`spec::stamp`): made at the first send, replaced after
+    /// [`STAMP_MISSES`] requests in a row had arguments of another shape.
+    stamp: Option<RequestStamp>,
+    /// Requests in a row whose arguments did not fit `stamp`.
+    stamp_misses: u8,
 }
+
+/// Requests in a row of another argument shape after which a call
+/// template's stamp is made again from the latest one (a method whose
+/// argument sizes changed for good), while one odd call costs nothing.
+const STAMP_MISSES: u8 = 4;
 
 /// Finished requests kept per actor method for reuse: enough for the calls
 /// a pipelined caller keeps in flight (more are dropped, and allocated
@@ -560,6 +572,45 @@ fn send_request(
     let conn = conn.ok_or(SendError::Closed)?;
     let c = mux.get_mut(conn.key).ok_or(SendError::Closed)?;
     c.send_push_task(encoder, request)?;
+    Ok(conn.epoch)
+}
+
+/// [`send_request`] of a request of call template `template` (if any),
+/// written by re-stamping the template's [`RequestStamp`] when its
+/// arguments fit (no serialization pass), else encoded in full.
+fn send_stamped(
+    mux: &mut Mux<AnyConnection>,
+    encoder: &mut Encoder,
+    conn: Option<&Conn>,
+    request: &PushTaskRequest,
+    template: Option<&mut CallTemplate>,
+) -> Result<u64, SendError<crate::spec::EncodeError>> {
+    let Some(t) = template else {
+        return send_request(mux, encoder, conn, request);
+    };
+    let fits = t.stamp.as_ref().is_some_and(|s| s.fits(request));
+    if !fits {
+        t.stamp_misses = t.stamp_misses.saturating_add(1);
+        if t.stamp.is_some() && t.stamp_misses < STAMP_MISSES {
+            return send_request(mux, encoder, conn, request);
+        }
+        t.stamp = RequestStamp::new(encoder, request);
+    }
+    let Some(stamp) = t.stamp.as_ref() else {
+        return send_request(mux, encoder, conn, request);
+    };
+    t.stamp_misses = 0;
+    let conn = conn.ok_or(SendError::Closed)?;
+    let c = mux.get_mut(conn.key).ok_or(SendError::Closed)?;
+    // The recipient check `send_push_task` makes.
+    let peer = c.peer_worker_id();
+    if request.intended_worker_id != peer {
+        return Err(SendError::WrongRecipient {
+            intended: request.intended_worker_id,
+            actual: peer,
+        });
+    }
+    c.send_with(stamp.len(), |buf| stamp.write(request, buf))?;
     Ok(conn.epoch)
 }
 
@@ -1483,6 +1534,8 @@ impl CoreWorker {
                         group: actor.concurrency_group.clone(),
                         first,
                         spare: Vec::new(),
+                        stamp: None,
+                        stamp_misses: 0,
                     });
                     (Some(entry.calls.len() - 1), request)
                 } else {
@@ -1665,7 +1718,14 @@ impl CoreWorker {
         let sent = if let Some(t) = self.tasks.get_mut(&r.task) {
             stamp(&mut t.payload.request);
             t.payload.request_id = Some(r.id);
-            let sent = send_request(&mut self.mux, &mut self.encoder, conn, &t.payload.request);
+            let template = t.payload.call.and_then(|i| entry.calls.get_mut(i));
+            let sent = send_stamped(
+                &mut self.mux,
+                &mut self.encoder,
+                conn,
+                &t.payload.request,
+                template,
+            );
             if let Ok(epoch) = sent {
                 self.tasks.mark_sent(&r.task, epoch);
             }

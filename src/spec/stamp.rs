@@ -1,0 +1,290 @@
+//! Re-stamping an encoded actor-task request in place of encoding it again.
+//!
+//! An actor's calls of one method from one caller differ only in a few
+//! fixed-size fields (the ids and counters [`TaskSpecBuilder::rebuild_actor_task`]
+//! and the submitter write, the sequence numbers) and in their argument
+//! bytes. rkyv's layout depends only on the values' lengths, variants and
+//! `Option` tags, so two such requests whose arguments have the same shape
+//! encode to bytes that differ only at those fields. [`RequestStamp`] keeps
+//! one full encoding and where those fields lie in it; a later request of
+//! the same shape is written by copying the bytes and overwriting the fields
+//! (a `memcpy` and a dozen small stores instead of an rkyv serialization
+//! pass). Unit tests compare every stamped request with its full encoding.
+//!
+//! [`TaskSpecBuilder::rebuild_actor_task`]: super::TaskSpecBuilder::rebuild_actor_task
+
+use super::encoding::{access, AlignedBytes, EncodeError, Encoder};
+use super::message::{ArchivedPushTaskRequest, ArchivedTaskArg, PushTaskRequest, TaskArg};
+
+/// Byte offsets of the per-call fields in a stamp's bytes.
+#[derive(Debug, Clone, Copy)]
+struct Offsets {
+    intended_worker_id: usize,
+    sequence_number: usize,
+    client_processed_up_to: usize,
+    task_id: usize,
+    parent_task_id: usize,
+    parent_counter: usize,
+    caller_id: usize,
+    max_retries: usize,
+    skip_execution: usize,
+    actor_id: usize,
+    actor_creation_dummy_object_id: usize,
+    actor_counter: usize,
+    previous_actor_task_dummy_object_id: usize,
+    caller_starts_at: usize,
+}
+
+/// One inline argument's place and shape in a stamp's bytes.
+#[derive(Debug, Clone)]
+struct ArgShape {
+    /// Offset of the value's data bytes.
+    data: usize,
+    /// Their length.
+    len: usize,
+    /// The value's metadata (must be equal: it is not re-stamped).
+    metadata: Vec<u8>,
+}
+
+/// A full encoding of an actor-task [`PushTaskRequest`] and where its
+/// per-call fields lie (see the module docs).
+///
+/// Contract: a request written with [`RequestStamp::write`] must equal the
+/// request the stamp was made from in every field other than
+/// `intended_worker_id`, `sequence_number`, `client_processed_up_to`, the
+/// spec's `task_id`, `parent_task_id`, `parent_counter`, `caller_id`,
+/// `max_retries`, `skip_execution`, the fields of its `actor_task_spec`
+/// and its arguments' data bytes ([`RequestStamp::fits`] checks the
+/// arguments' shape). The worker runtime keeps one stamp per call template,
+/// whose requests differ in exactly those fields.
+#[derive(Debug)]
+pub(crate) struct RequestStamp {
+    bytes: AlignedBytes,
+    at: Offsets,
+    args: Vec<ArgShape>,
+}
+
+/// Offset of `field` within `base` (both in the same buffer).
+fn offset_of<T: ?Sized>(base: &[u8], field: &T) -> usize {
+    (field as *const T as *const u8 as usize) - (base.as_ptr() as usize)
+}
+
+impl RequestStamp {
+    /// Encodes `req` in full and records its per-call fields. `None` when it
+    /// is not an actor task, or has an argument passed by reference or with
+    /// nested references (those are always encoded in full).
+    pub(crate) fn new(encoder: &mut Encoder, req: &PushTaskRequest) -> Option<Self> {
+        let spec = &req.task_spec;
+        let inline_only = spec.args.iter().all(|a| match a {
+            TaskArg::Value(v) => v.nested_inlined_refs.is_empty(),
+            TaskArg::ObjectRef(_) => false,
+        });
+        if spec.actor_task_spec.is_none() || !inline_only {
+            return None;
+        }
+        let bytes = encoder.to_vec(req).ok()?;
+        let a: &ArchivedPushTaskRequest = access::<PushTaskRequest>(&bytes).ok()?;
+        let s = &a.task_spec;
+        let actor = s.actor_task_spec.as_ref()?;
+        let b = bytes.as_slice();
+        let at = Offsets {
+            intended_worker_id: offset_of(b, &a.intended_worker_id),
+            sequence_number: offset_of(b, &a.sequence_number),
+            client_processed_up_to: offset_of(b, &a.client_processed_up_to),
+            task_id: offset_of(b, &s.task_id),
+            parent_task_id: offset_of(b, &s.parent_task_id),
+            parent_counter: offset_of(b, &s.parent_counter),
+            caller_id: offset_of(b, &s.caller_id),
+            max_retries: offset_of(b, &s.max_retries),
+            skip_execution: offset_of(b, &s.skip_execution),
+            actor_id: offset_of(b, &actor.actor_id),
+            actor_creation_dummy_object_id: offset_of(b, &actor.actor_creation_dummy_object_id),
+            actor_counter: offset_of(b, &actor.actor_counter),
+            previous_actor_task_dummy_object_id: offset_of(
+                b,
+                &actor.previous_actor_task_dummy_object_id,
+            ),
+            caller_starts_at: offset_of(b, &actor.caller_starts_at),
+        };
+        let mut args = Vec::with_capacity(s.args.len());
+        for arg in s.args.iter() {
+            match arg {
+                ArchivedTaskArg::Value(v) => args.push(ArgShape {
+                    data: offset_of(b, v.data.as_slice()),
+                    len: v.data.len(),
+                    metadata: v.metadata.as_slice().to_vec(),
+                }),
+                ArchivedTaskArg::ObjectRef(_) => return None,
+            }
+        }
+        Some(Self { bytes, at, args })
+    }
+
+    /// The encoded length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether `req` can be written from this stamp: an actor task whose
+    /// arguments are inline values of the recorded lengths and metadata,
+    /// without nested references (the rest is the caller's contract).
+    pub(crate) fn fits(&self, req: &PushTaskRequest) -> bool {
+        let spec = &req.task_spec;
+        spec.actor_task_spec.is_some()
+            && spec.args.len() == self.args.len()
+            && spec.args.iter().zip(&self.args).all(|(a, shape)| match a {
+                TaskArg::Value(v) => {
+                    v.data.len() == shape.len
+                        && v.metadata == shape.metadata
+                        && v.nested_inlined_refs.is_empty()
+                }
+                TaskArg::ObjectRef(_) => false,
+            })
+    }
+
+    /// Writes `req`'s encoding into `out[..self.len()]`: the recorded bytes
+    /// with `req`'s per-call fields written over them. Returns the length,
+    /// or [`EncodeError::RegionTooSmall`]. `req` must [`fit`](Self::fits).
+    pub(crate) fn write(
+        &self,
+        req: &PushTaskRequest,
+        out: &mut [u8],
+    ) -> Result<usize, EncodeError> {
+        let n = self.bytes.len();
+        let Some(out) = out.get_mut(..n) else {
+            return Err(EncodeError::RegionTooSmall {
+                capacity: out.len(),
+                needed: n,
+            });
+        };
+        out.copy_from_slice(&self.bytes);
+        let put = |out: &mut [u8], at: usize, bytes: &[u8]| {
+            out[at..at + bytes.len()].copy_from_slice(bytes);
+        };
+        let s = &req.task_spec;
+        let at = &self.at;
+        put(
+            out,
+            at.intended_worker_id,
+            req.intended_worker_id.as_bytes(),
+        );
+        put(out, at.sequence_number, &req.sequence_number.to_le_bytes());
+        put(
+            out,
+            at.client_processed_up_to,
+            &req.client_processed_up_to.to_le_bytes(),
+        );
+        put(out, at.task_id, s.task_id.as_bytes());
+        put(out, at.parent_task_id, s.parent_task_id.as_bytes());
+        put(out, at.parent_counter, &s.parent_counter.to_le_bytes());
+        put(out, at.caller_id, s.caller_id.as_bytes());
+        put(out, at.max_retries, &s.max_retries.to_le_bytes());
+        put(out, at.skip_execution, &[u8::from(s.skip_execution)]);
+        if let Some(actor) = &s.actor_task_spec {
+            put(out, at.actor_id, actor.actor_id.as_bytes());
+            put(
+                out,
+                at.actor_creation_dummy_object_id,
+                actor.actor_creation_dummy_object_id.as_bytes(),
+            );
+            put(out, at.actor_counter, &actor.actor_counter.to_le_bytes());
+            put(
+                out,
+                at.previous_actor_task_dummy_object_id,
+                actor.previous_actor_task_dummy_object_id.as_bytes(),
+            );
+            put(
+                out,
+                at.caller_starts_at,
+                &actor.caller_starts_at.to_le_bytes(),
+            );
+        }
+        for (arg, shape) in s.args.iter().zip(&self.args) {
+            if let TaskArg::Value(v) = arg {
+                put(out, shape.data, &v.data);
+            }
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{ActorId, JobId, ObjectId, TaskId, WorkerId};
+    use crate::spec::{ActorTaskTarget, FunctionDescriptor, TaskSpecBuilder};
+
+    fn request(args: Vec<TaskArg>) -> PushTaskRequest {
+        let job = JobId::from_int(3);
+        let actor = ActorId::of(job, TaskId::for_driver_task(job), 1);
+        let spec = TaskSpecBuilder::new(FunctionDescriptor::rust("m", "C", "f"))
+            .job_id(job)
+            .parent(TaskId::for_driver_task(job), 7)
+            .args(args)
+            .num_returns(1)
+            .build_actor_task(ActorTaskTarget::first(actor));
+        PushTaskRequest {
+            intended_worker_id: WorkerId::from_random(),
+            task_spec: spec,
+            sequence_number: 0,
+            client_processed_up_to: -1,
+            resource_mapping: Vec::new(),
+        }
+    }
+
+    fn args(x: u64, meta: &[u8]) -> Vec<TaskArg> {
+        vec![
+            TaskArg::value(x.to_le_bytes().to_vec(), meta.to_vec()),
+            TaskArg::value(vec![x as u8; 33], Vec::new()),
+        ]
+    }
+
+    /// Every stamped request equals its full encoding, whatever its
+    /// per-call fields hold; other shapes do not fit.
+    #[test]
+    fn stamped_requests_equal_their_full_encoding() {
+        let mut enc = Encoder::new();
+        let first = request(args(1, b"fmt"));
+        let stamp = RequestStamp::new(&mut enc, &first).expect("an actor task");
+        let job = first.task_spec.job_id;
+        let mut buf = vec![0u8; stamp.len() + 64];
+        for i in 0..200u64 {
+            let mut req = request(Vec::new());
+            req.task_spec = first.task_spec.clone();
+            let actor = ActorId::of(job, TaskId::for_driver_task(job), i % 5);
+            let mut target = ActorTaskTarget::first(actor);
+            target.actor_counter = i * 7919;
+            target.previous_cursor = ObjectId::from_index(TaskId::for_driver_task(job), i as u32);
+            target.caller_starts_at = i / 3;
+            TaskSpecBuilder::rebuild_actor_task(
+                &mut req.task_spec,
+                job,
+                TaskId::for_driver_task(JobId::from_int(i as u32)),
+                i.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                args(i.wrapping_mul(31), b"fmt"),
+                (i as i32) - 100,
+                target,
+            );
+            req.intended_worker_id = WorkerId::from_random();
+            req.sequence_number = i as i64 * 3 - 1;
+            req.client_processed_up_to = i as i64 - 2;
+            req.task_spec.skip_execution = i % 2 == 0;
+            assert!(stamp.fits(&req));
+            let n = stamp.write(&req, &mut buf).unwrap();
+            let full = enc.to_vec(&req).unwrap();
+            assert_eq!(&buf[..n], full.as_slice(), "call {i}");
+        }
+        assert!(matches!(
+            stamp.write(&first, &mut buf[..8]),
+            Err(EncodeError::RegionTooSmall { .. })
+        ));
+        // Other shapes are encoded in full.
+        let mut other = first.clone();
+        other.task_spec.args = vec![TaskArg::value(vec![1u8; 9], Vec::new())];
+        assert!(!stamp.fits(&other));
+        other.task_spec.args = args(1, b"fmu");
+        assert!(!stamp.fits(&other));
+        other.task_spec.args = Vec::new();
+        assert!(!stamp.fits(&other));
+    }
+}
