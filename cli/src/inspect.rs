@@ -228,14 +228,12 @@ pub fn run(session: Option<String>, json: bool, root: Option<PathBuf>) -> CliRes
                 h.creator_tag_str().unwrap_or("<none>")
             );
         }
-        let alive = match i.creator_alive {
-            Some(true) => "alive",
-            Some(false) => "dead (stale)",
-            None => "unknown",
-        };
+        // The cleanup pass's own classification: what inspect says cleanup
+        // does is what it does.
         outln!(
-            "    creator {alive}; {}",
-            i.problem.as_deref().unwrap_or("valid")
+            "    {}; {}",
+            i.problem.as_deref().unwrap_or("valid"),
+            i.fate.describe()
         );
     }
     Ok(())

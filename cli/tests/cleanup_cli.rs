@@ -1069,3 +1069,95 @@ fn a_lock_name_that_is_not_a_lock_file_does_not_block_cleanup() {
     }
     assert_eq!(fs::read(&target).unwrap(), b"keep\n");
 }
+
+/// The lines `inspect --session` prints for segment `name` (its name line
+/// and the indented lines under it).
+fn segment_lines(text: &str, name: &str) -> String {
+    let mut lines = text
+        .lines()
+        .skip_while(|l| !l.starts_with(&format!("  {name}  ")));
+    let mut out = match lines.next() {
+        Some(l) => format!("{l}\n"),
+        None => panic!("segment {name} not listed: {text}"),
+    };
+    for l in lines.take_while(|l| l.starts_with("    ")) {
+        out.push_str(l);
+        out.push('\n');
+    }
+    out
+}
+
+/// `inspect` says what `cleanup` does with a segment whose header another
+/// process overwrote (found by an attack: `inspect` called a dead process's
+/// scribbled segment "no shmwire magic: not made by shmwire, left alone"
+/// while `cleanup` removed it as corrupt). Both use one classification
+/// (`shm::SegmentFate`): while its creator lives it is "corrupt, creator
+/// alive" and kept; once it is dead, "corrupt, creator dead: cleanup will
+/// remove it", and cleanup does; only a file whose creator cannot be named
+/// is "not made by shmwire, left alone", and cleanup leaves it.
+#[test]
+fn inspect_says_what_cleanup_does_with_a_scribbled_segment() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog = proc_support::watchdog("inspect_says_what_cleanup_does");
+    let root = proc_support::scratch("swc", "agree");
+    let r = root.path();
+    let rs = r.to_str().unwrap();
+    let (mut kid, mut out) = spawn_role("child_entry", &format!("worker|{rs}|agree-s|4|four"));
+    wait_for(&mut out, READY);
+    let seg_name = format!("seg-{}", kid.0.id());
+    let seg = r.join("agree-s").join(&seg_name);
+    std::os::unix::fs::FileExt::write_all_at(
+        &fs::OpenOptions::new().write(true).open(&seg).unwrap(),
+        &[0x5A; 512],
+        0,
+    )
+    .unwrap();
+    // No pid in its name, no creator tag: nobody can be named as its maker.
+    let junk = r.join("agree-s").join("junkseg");
+    fs::write(&junk, [7u8; 8192]).unwrap();
+    fs::set_permissions(&junk, fs::Permissions::from_mode(0o600)).unwrap();
+
+    let (ok, text) = shmwire(r, &["inspect", "--session", "agree-s"]);
+    assert!(ok, "{text}");
+    let lines = segment_lines(&text, &seg_name);
+    assert!(
+        lines.contains("corrupt, creator alive: kept while it lives")
+            && lines.contains("segment magic is 0x5a5a5a5a5a5a5a5a")
+            && !lines.contains("not made by shmwire"),
+        "{lines}"
+    );
+    assert!(
+        segment_lines(&text, "junkseg")
+            .contains("no creator known: not made by shmwire, left alone"),
+        "{text}"
+    );
+    let (ok, text) = shmwire(r, &["cleanup", "--session", "agree-s"]);
+    assert!(ok && seg.exists() && junk.exists(), "{text}");
+
+    kid.sigkill();
+    let (ok, text) = shmwire(r, &["inspect", "--session", "agree-s"]);
+    assert!(ok, "{text}");
+    let lines = segment_lines(&text, &seg_name);
+    assert!(
+        lines.contains("corrupt, creator dead: cleanup will remove it")
+            && !lines.contains("not made by shmwire")
+            && !lines.contains("left alone"),
+        "{lines}"
+    );
+    assert!(
+        segment_lines(&text, "junkseg").contains("not made by shmwire, left alone"),
+        "{text}"
+    );
+    // What inspect said is what cleanup does.
+    let (ok, text) = shmwire(r, &["cleanup", "--session", "agree-s"]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains(&format!(
+            "of which corrupt (header failed validation, creator dead): [\"{seg_name}\"]"
+        )) && text.contains("left alone (not shmwire's): [\"junkseg\"]"),
+        "{text}"
+    );
+    assert!(!seg.exists() && junk.exists(), "{text}");
+}

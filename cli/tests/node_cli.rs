@@ -2097,3 +2097,187 @@ fn a_node_at_its_descriptor_limit_serves_again_after_a_burst() {
     );
     kid.signal_and_wait("-TERM");
 }
+
+/// A statistics area whose segment header another process truncated,
+/// zeroed or scribbled, or whose file it grew (found by an attack: the
+/// writer regrew a truncated file but never rewrote its header, so the
+/// area stayed unreadable — "never stable over 100 reads" or invalid —
+/// until its process restarted) is readable again within a publish or
+/// two: each publish checks the header and the file's size and writes
+/// them again. Both a worker's area and the node's, each damage in turn.
+#[test]
+fn a_damaged_statistics_area_is_whole_again_after_the_next_publish() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog = proc_support::watchdog("a_damaged_statistics_area_is_whole_again");
+    let scratch = proc_support::scratch("swn", "heal-area");
+    let root = scratch.path().join("root");
+    let dir = root.join("ha");
+    let mut node = start_node(&root, "ha");
+    let w3 = spawn_worker(&root, "ha", 3);
+    wait_for_store(&root, "ha");
+    // Whole: the node's store figures and w3's figures, no error.
+    let whole = |doc: &Value| {
+        let s = &doc["sessions"][0];
+        let w = worker_json(doc, "w3");
+        !s["store"].is_null()
+            && s["store_error"].is_null()
+            && w.is_some_and(|w| {
+                w["stats_error"].is_null() && !w["stats_updated_unix_ms"].is_null()
+            })
+    };
+    let wait_whole = |what: &str| -> Duration {
+        let t0 = Instant::now();
+        loop {
+            let doc = inspect_json(&root, "ha");
+            if whole(&doc) {
+                return t0.elapsed();
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(3),
+                "{what}: still unreadable after 3 s: {doc:#}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    wait_whole("at start");
+    let area_of = |pid: u32| {
+        names(&dir)
+            .into_iter()
+            .find(|n| n.starts_with(&format!("stats-{pid}-")))
+            .unwrap_or_else(|| panic!("no area of {pid}"))
+    };
+    let areas = [area_of(node.kid.pid()), area_of(w3.pid())];
+    let total = fs::metadata(dir.join(&areas[0])).unwrap().len();
+    type Damage<'a> = (&'a str, &'a dyn Fn(&fs::File));
+    let damage: [Damage; 6] = [
+        ("truncated to 0", &|f| f.set_len(0).unwrap()),
+        ("truncated to 5 bytes", &|f| f.set_len(5).unwrap()),
+        ("header zeroed", &|f| {
+            std::os::unix::fs::FileExt::write_all_at(f, &[0; 128], 0).unwrap()
+        }),
+        ("header scribbled", &|f| {
+            std::os::unix::fs::FileExt::write_all_at(f, &[0xA5; 64], 0).unwrap()
+        }),
+        ("init word scribbled", &|f| {
+            std::os::unix::fs::FileExt::write_all_at(f, &[7; 4], 44).unwrap()
+        }),
+        ("grown", &|f| f.set_len(total + 8192).unwrap()),
+    ];
+    let mut slowest = Duration::ZERO;
+    for (what, hurt) in damage {
+        for area in &areas {
+            let f = fs::OpenOptions::new()
+                .write(true)
+                .open(dir.join(area))
+                .unwrap();
+            hurt(&f);
+            slowest = slowest.max(wait_whole(&format!("{area} {what}")));
+            assert_eq!(
+                fs::metadata(dir.join(area)).unwrap().len(),
+                total,
+                "{area} {what}"
+            );
+        }
+    }
+    eprintln!("slowest heal seen by inspect: {slowest:?}");
+    drop(w3);
+    node.kid.signal_and_wait("-TERM");
+}
+
+/// A session root whose path holds a control character or a byte that is
+/// not UTF-8 (found by an attack: `shmwire demo` under such a
+/// `SHMWIRE_ROOT` said "the worker never registered" after 21 s) is
+/// refused at once by every command that takes a root, with one message
+/// naming what is wrong, escaped (never a raw control character).
+#[test]
+fn a_root_path_with_control_characters_or_bad_utf8_is_refused_at_once() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let _watchdog = proc_support::watchdog("a_root_path_with_control_characters");
+    let scratch = proc_support::scratch("swn", "badroot");
+    let cases: [(&[u8], &str); 5] = [
+        (b"a\x1bb", "a control character (\\u{1b})"),
+        (b"new\nline", "a control character (\\n)"),
+        (b"del\x7f", "a control character (\\u{7f})"),
+        (b"x\xffy", "a byte that is not UTF-8 (\\xff)"),
+        (b"c1\xc2\x9b", "a control character (\\u{9b})"),
+    ];
+    let bin = env!("CARGO_BIN_EXE_shmwire");
+    for (bad, what) in cases {
+        let mut raw = scratch.path().as_os_str().as_bytes().to_vec();
+        raw.push(b'/');
+        raw.extend_from_slice(bad);
+        let root = std::path::PathBuf::from(OsStr::from_bytes(&raw));
+        // The directory exists, private: only its name is wrong.
+        fs::create_dir(&root).unwrap();
+        fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        let mut runs: Vec<(String, Command)> = Vec::new();
+        for args in [
+            &["node", "--session", "s", "--store-capacity", "1M"][..],
+            &["inspect"],
+            &["inspect", "--session", "s"],
+            &["cleanup", "--all-stale"],
+            &["cleanup", "--session", "s"],
+        ] {
+            let mut c = Command::new(bin);
+            c.args(args).arg("--root").arg(&root);
+            runs.push((args.join(" "), c));
+        }
+        for args in [
+            &["demo", "--tasks", "3"][..],
+            &["bench", "ring", "--iters", "10"],
+        ] {
+            let mut c = Command::new(bin);
+            c.args(args).env("SHMWIRE_ROOT", &root);
+            runs.push((format!("SHMWIRE_ROOT=… {}", args.join(" ")), c));
+        }
+        for (label, mut cmd) in runs {
+            let t0 = Instant::now();
+            let mut child = cmd
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut status = None;
+            while t0.elapsed() < Duration::from_secs(2) {
+                if let Some(st) = child.try_wait().unwrap() {
+                    status = Some(st);
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let Some(st) = status else {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{label} under {raw:?}: still running after 2 s");
+            };
+            let mut err = String::new();
+            let mut out = Vec::new();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            child.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+            assert!(!st.success(), "{label} under {raw:?}: {st} {err}");
+            assert!(
+                err.contains("session root") && err.contains("is refused") && err.contains(what),
+                "{label} under {raw:?}: {err:?}"
+            );
+            assert!(
+                !err.chars().any(|c| c.is_control() && c != '\n'),
+                "{label}: raw control character in {err:?}"
+            );
+            assert!(
+                !out.iter().any(|b| b.is_ascii_control() && *b != b'\n'),
+                "{label}: raw control character in stdout {out:?}"
+            );
+            // Nothing was made under the refused root.
+            assert_eq!(fs::read_dir(&root).unwrap().count(), 0, "{label}");
+        }
+    }
+}

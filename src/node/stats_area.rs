@@ -26,12 +26,18 @@
 //! The writer builds the words privately and writes them with three
 //! `pwrite`s — the odd sequence word, every word (the copy's own sequence
 //! word odd too), the next even sequence word — so a truncated area is
-//! simply written again. The reader copies it with `pread` between two
-//! reads of the sequence and keeps the copy only when both are the same
-//! even value as the copy's own; it gives up after [`READ_TRIES`] torn
-//! //! copies. Then every field is checked — magic, version, counts within
-//! their maxima, name lengths, UTF-8, enumerations, used ≤ capacity — and a
-//! violation is an [`AreaError::Invalid`], never a panic.
+//! simply written again. Before them, each publish reads the segment
+//! header back (one `pread` of its 128 bytes, one `fstat`) and, if another
+//! process truncated, zeroed or scribbled it (or grew the file), writes
+//! the header it created again: a damaged area is readable again after
+//! the writer's next publish (a worker's within
+//! `worker::stats::PUBLISH_EVERY`, 50 ms; a node's within its tick). The
+//! reader copies it with `pread` between two reads of the sequence and
+//! keeps the copy only when both are the same even value as the copy's
+//! own; it gives up after [`READ_TRIES`] torn copies. Then every field is
+//! checked — magic, version, counts within their maxima, name lengths,
+//! UTF-8, enumerations, used ≤ capacity — and a violation is an
+//! [`AreaError::Invalid`], never a panic.
 
 use std::fs::OpenOptions;
 use std::io;
@@ -306,6 +312,16 @@ pub struct StatsArea {
     bytes: Vec<u8>,
     /// The last even sequence value published.
     seq: u64,
+    /// The segment header as it was published (its byte image, from the
+    /// creator's snapshot): each publish compares the file's header with it and
+    /// writes it again when another process truncated, zeroed or
+    /// scribbled it.
+    header: [u8; HEADER_SIZE],
+    /// The file's size as created (header page + payload): a file grown
+    /// past it is cut back, one shrunk below it is written again.
+    total_size: u64,
+    /// A scratch copy of the file's header, read at each publish.
+    header_now: [u8; HEADER_SIZE],
 }
 
 fn put_name(w: &[AtomicU64], name: &str) {
@@ -375,7 +391,11 @@ impl StatsArea {
             .custom_flags(crate::sys::fs::O_NOFOLLOW)
             .open(seg.path())
             .map_err(|e| ShmError::io("open statistics area", seg.path(), e))?;
-        let payload_offset = seg.header().payload_offset;
+        let published = seg.header();
+        let payload_offset = published.payload_offset;
+        let total_size = published.total_size;
+        // The header as published (init word READY), to heal it from.
+        let header = published.to_bytes();
         Ok(Self {
             seg,
             file,
@@ -383,6 +403,9 @@ impl StatsArea {
             words: (0..AREA_WORDS).map(|_| AtomicU64::new(0)).collect(),
             bytes: Vec::with_capacity(AREA_BYTES),
             seq: 0,
+            header,
+            total_size,
+            header_now: [0u8; HEADER_SIZE],
         })
     }
 
@@ -394,7 +417,10 @@ impl StatsArea {
     /// Rewrites the area with `snap` (its first [`MAX_HANDLERS`] handlers,
     /// [`MAX_CONNECTIONS`] connections, [`MAX_OBJECTS`] objects and last
     /// [`MAX_DEAD`] dead workers); `updated_unix_ms` is set to now. A few
-    /// hundred relaxed stores: cheap enough to call every few milliseconds.
+    /// hundred relaxed stores and five system calls (a `pread` of the
+    /// segment header and an `fstat` that check it is still the one this
+    /// writer made — rewriting it if not — then three `pwrite`s): cheap
+    /// enough to call every few milliseconds.
     pub fn publish(&mut self, snap: &AreaSnapshot) {
         let w = &self.words[..];
         let seq = self.seq;
@@ -499,7 +525,12 @@ impl StatsArea {
     /// and the copy's own word are the same even value. Errors (a full
     /// tmpfs, say) are ignored: the figures are advisory, the reader then
     /// sees an old, torn or missing area and says so.
+    ///
+    /// First the segment header is healed ([`StatsArea::heal_header`]),
+    /// so an area another process truncated, zeroed or scribbled is
+    /// readable again after this publish.
     fn write_out(&mut self, seq: u64) {
+        self.heal_header();
         self.bytes.clear();
         for word in self.words.iter() {
             self.bytes
@@ -512,6 +543,34 @@ impl StatsArea {
         let _ = self.file.write_all_at(&self.bytes, self.payload_offset);
         let _ = self.file.write_all_at(&even.to_le_bytes(), seq_at);
         self.seq = even;
+    }
+
+    /// Puts the segment header and the file's size back as they were
+    /// created if another process changed them; returns whether anything
+    /// had to be rewritten. Costs two system calls when nothing changed
+    /// (a `pread` of the header's 128 bytes and an `fstat`): a file
+    /// truncated below the header, a zeroed or scribbled header get the
+    /// whole header written again (one `pwrite`); a file grown past its
+    /// size is cut back (`ftruncate`). A file shrunk elsewhere is extended
+    /// again by the payload's `pwrite`. Errors are ignored as in
+    /// [`StatsArea::write_out`].
+    fn heal_header(&mut self) -> bool {
+        let mut healed = false;
+        let intact = matches!(
+            self.file.read_at(&mut self.header_now, 0),
+            Ok(n) if n == HEADER_SIZE && self.header_now == self.header
+        );
+        if !intact {
+            let _ = self.file.write_all_at(&self.header, 0);
+            healed = true;
+        }
+        if let Ok(md) = self.file.metadata() {
+            if md.len() > self.total_size {
+                let _ = self.file.set_len(self.total_size);
+                healed = true;
+            }
+        }
+        healed
     }
 }
 
@@ -880,11 +939,43 @@ mod tests {
         area.file.write_all_at(&[0xA5; 64], 0).unwrap();
         let e = read_area(&session, area.name()).unwrap_err();
         assert!(!matches!(e, AreaError::Busy(_)), "{e}");
-        // Truncated by another process: the writer keeps running (no
-        // SIGBUS) and the reader reports an error, never a panic.
-        area.file.set_len(0).unwrap();
+        // ... and the next publish writes the header again: readable.
         area.publish(&snap);
-        assert!(read_area(&session, area.name()).is_err());
+        assert_eq!(read_area(&session, area.name()).unwrap().dead, snap.dead);
+        // An intact area costs no rewrite.
+        assert!(!area.heal_header());
+        // Truncated by another process (to nothing, into the header, into
+        // the payload), zeroed, or grown: the writer keeps running (no
+        // SIGBUS), the reader reports an error, never a panic, and the
+        // next publish makes the area whole again.
+        let total = area.total_size;
+        type Damage<'a> = (&'a str, &'a dyn Fn(&std::fs::File));
+        let damage: [Damage; 6] = [
+            ("truncated to 0", &|f| f.set_len(0).unwrap()),
+            ("truncated to 5 bytes", &|f| f.set_len(5).unwrap()),
+            ("truncated into the payload", &|f| f.set_len(5000).unwrap()),
+            ("header zeroed", &|f| {
+                f.write_all_at(&[0; HEADER_SIZE], 0).unwrap()
+            }),
+            ("init word scribbled", &|f| {
+                f.write_all_at(&[7; 4], 44).unwrap()
+            }),
+            ("grown", &|f| f.set_len(total + 4096).unwrap()),
+        ];
+        for (what, hurt) in damage {
+            hurt(&area.file);
+            assert!(read_area(&session, area.name()).is_err(), "{what}");
+            area.publish(&snap);
+            let got = read_area(&session, area.name())
+                .unwrap_or_else(|e| panic!("{what}: not healed: {e}"));
+            assert_eq!(got.handlers[0], snap.handlers[0], "{what}");
+            assert_eq!(area.file.metadata().unwrap().len(), total, "{what}");
+        }
+        assert_eq!(
+            HeaderSnapshot::from_bytes(&area.header),
+            area.seg.header(),
+            "the header image round-trips"
+        );
         assert!(matches!(
             read_area(&session, "stats-0-0000000000000000"),
             Err(AreaError::Missing(_))

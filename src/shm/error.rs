@@ -151,6 +151,24 @@ pub enum ShmError {
         /// when the path is a session root).
         hint: &'static str,
     },
+    /// The session root's path holds a control character or a byte that
+    /// is not UTF-8. Refused when a session is opened, attached or its root
+    /// scanned ([`check_root_path`](super::check_root_path)): such a path
+    /// would be printed raw or lossily and handed to other processes (a
+    /// worker, a node) that could not name it back.
+    #[error("session root {path} is refused: its path holds {what} at byte {at}{hint}")]
+    BadRootPath {
+        /// The path, escaped: control characters as `\u{..}` (`\n` …),
+        /// bytes that are not UTF-8 as `\xNN`; never printed raw.
+        path: String,
+        /// What was found, escaped as in `path` (`a control character
+        /// (\u{1b})`, `a byte that is not UTF-8 (\xff)`).
+        what: String,
+        /// Its byte offset in the path.
+        at: usize,
+        /// What to do about it (a sentence naming `SHMWIRE_ROOT`).
+        hint: &'static str,
+    },
     /// A directory under the root is not a shmwire session (it has no
     /// session marker); inspect and cleanup leave it alone.
     #[error("{path} is not a shmwire session directory (no {marker} marker)")]

@@ -127,6 +127,23 @@ impl HeaderSnapshot {
         }
     }
 
+    /// The byte image [`HeaderSnapshot::from_bytes`] decodes (the reserved
+    /// bytes zero), e.g. for a writer that rewrites a header another
+    /// process damaged with `pwrite` (`node::StatsArea`).
+    pub fn to_bytes(&self) -> [u8; HEADER_SIZE] {
+        let mut b = [0u8; HEADER_SIZE];
+        b[0..8].copy_from_slice(&self.magic.to_ne_bytes());
+        b[8..12].copy_from_slice(&self.version.to_ne_bytes());
+        b[12..16].copy_from_slice(&self.kind.to_ne_bytes());
+        b[16..24].copy_from_slice(&self.total_size.to_ne_bytes());
+        b[24..32].copy_from_slice(&self.payload_offset.to_ne_bytes());
+        b[32..40].copy_from_slice(&self.payload_len.to_ne_bytes());
+        b[40..44].copy_from_slice(&self.creator_pid.to_ne_bytes());
+        b[44..48].copy_from_slice(&self.init_state.to_ne_bytes());
+        b[48..48 + CREATOR_TAG_LEN].copy_from_slice(&self.creator_tag);
+        b
+    }
+
     /// Reads every field of the header at `hdr` with volatile loads.
     ///
     /// # Safety

@@ -66,6 +66,9 @@ pub const UNTAGGED_GRACE: Duration = Duration::from_secs(10);
 const ROOT_HINT: &str =
     " (this is the session root: set SHMWIRE_ROOT to a directory of your own with mode 0700)";
 
+/// Appended to [`ShmError::BadRootPath`].
+const ROOT_PATH_HINT: &str = " (this is the session root: name a directory whose path is printable UTF-8, with --root or SHMWIRE_ROOT)";
+
 /// How long a creator waits for a cleanup pass to release a session
 /// directory before it reports the directory busy.
 const SETUP_WAIT: Duration = Duration::from_secs(5);
@@ -93,6 +96,64 @@ pub fn default_root() -> PathBuf {
     } else {
         std::env::temp_dir().join(name)
     }
+}
+
+/// `bytes` as text for a message: control characters escaped as
+/// `char::escape_default` does (`\n`, `\u{1b}`), bytes that are not UTF-8
+/// as `\xNN`; everything else as it is.
+fn escape_path_bytes(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() {
+                out.extend(c.escape_default());
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// Refuses a session root whose path holds a control character (`\n`,
+/// `ESC`, DEL, a C1 control, …) or a byte that is not UTF-8, naming the
+/// first one found and its byte offset ([`ShmError::BadRootPath`], the
+/// path escaped). Every way into a root calls it first — [`Session::open_in`]
+/// (so [`Session::open`] and `$SHMWIRE_ROOT`), [`Session::attach_in`],
+/// [`Session::scan_root`] (so [`Session::sweep_root`]) — so every command
+/// that takes a root refuses such a path at once, the same way: a session
+/// under it would hand its workers and nodes paths they print raw or
+/// lossily (`shmwire demo` under such a root waited 21 s for a worker
+/// that never registered).
+pub fn check_root_path(root: &Path) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = root.as_os_str().as_bytes();
+    let mut at = 0;
+    for chunk in bytes.utf8_chunks() {
+        for (i, c) in chunk.valid().char_indices() {
+            if c.is_control() {
+                return Err(ShmError::BadRootPath {
+                    path: escape_path_bytes(bytes),
+                    what: format!("a control character ({})", c.escape_default()),
+                    at: at + i,
+                    hint: ROOT_PATH_HINT,
+                });
+            }
+        }
+        at += chunk.valid().len();
+        if let Some(b) = chunk.invalid().first() {
+            return Err(ShmError::BadRootPath {
+                path: escape_path_bytes(bytes),
+                what: format!("a byte that is not UTF-8 (\\x{b:02x})"),
+                at,
+                hint: ROOT_PATH_HINT,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Checks that `path` is a directory we own with no group/other access.
@@ -362,6 +423,16 @@ pub fn temp_path_in(dir: &Path, what: &str) -> Result<PathBuf> {
     Ok(dir.join(format!(".tmp-{what}-{}-{n}", std::process::id())))
 }
 
+/// [`read_header_file`] of a regular file of ours; `None` (nothing read)
+/// for anything else, which [`segment_fate`] leaves alone.
+fn read_ours(file: &File, md: &fs::Metadata) -> io::Result<Option<HeaderSnapshot>> {
+    if md.file_type().is_file() && md.uid() == euid() {
+        read_header_file(file)
+    } else {
+        Ok(None)
+    }
+}
+
 /// Reads the header of the segment file at `path` with `pread` (no mapping,
 /// so a truncated file cannot raise `SIGBUS`). `None` if the file is
 /// shorter than a header.
@@ -461,11 +532,174 @@ pub struct SegmentInfo {
     pub file_size: u64,
     /// The header, if the file is long enough to hold one.
     pub header: Option<HeaderSnapshot>,
-    /// `Some(true)` if the creator's lock is held, `Some(false)` if the
-    /// creator is dead, `None` if the header names no valid creator.
+    /// `Some(true)` if the creator lives, `Some(false)` if it is dead,
+    /// `None` if no creator can be named (`fate.creator_alive()`).
     pub creator_alive: Option<bool>,
     /// Why the segment would not open (any kind accepted), if it would not.
     pub problem: Option<String>,
+    /// What the cleanup pass does with it: the pass's own classification.
+    pub fate: SegmentFate,
+}
+
+/// What the cleanup pass does with a segment-named file, decided from one
+/// snapshot of its header, its owner and age, and its creator's liveness
+/// (`segment_fate`): the one classification the pass acts on
+/// ([`Session::cleanup_stale`] and its siblings) and `shmwire inspect`
+/// reports ([`Session::inspect`], [`SegmentInfo::fate`]), so the two never
+/// disagree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SegmentFate {
+    /// The creator its header's tag names lives: kept.
+    Live,
+    /// The creator its header's tag names is dead: removed.
+    Stale,
+    /// The shmwire magic but no valid creator tag (only a hostile writer
+    /// leaves that): removed.
+    Untagged,
+    /// The header's tag names a dead creator but the pid in the segment's
+    /// own name (`<kind>-<pid>-…`) is a live process: the header was
+    /// rewritten; kept.
+    RewrittenOwnerLives,
+    /// No shmwire magic (a scribbled header) and its creator — the
+    /// header's tag if it survived, else the pid in the name — is dead:
+    /// removed, reported as corrupt ([`CleanupReport::corrupt`]).
+    CorruptCreatorDead,
+    /// No shmwire magic and its creator (found as above) lives: kept
+    /// while it lives.
+    CorruptCreatorAlive,
+    /// No shmwire magic and no creator can be named (no tag, no pid in the
+    /// name): not made by shmwire, left alone ([`CleanupReport::ignored`]).
+    NotShmwire,
+    /// Not a regular file of ours (another user's, or not a regular file):
+    /// left alone.
+    NotOurs,
+    /// Shorter than a header and younger than the grace
+    /// ([`UNTAGGED_GRACE`]): kept for now.
+    ShortYoung,
+    /// Shorter than a header and older than the grace: removed.
+    ShortOld,
+    /// Its creator's lock could not be probed (an I/O error, reported as
+    /// the problem): the pass keeps it and reports the same error.
+    ProbeFailed,
+}
+
+impl SegmentFate {
+    /// Whether the cleanup pass removes the file.
+    pub fn removed(self) -> bool {
+        matches!(
+            self,
+            Self::Stale | Self::Untagged | Self::CorruptCreatorDead | Self::ShortOld
+        )
+    }
+
+    /// Whether the process that made the file lives: `Some(true)` /
+    /// `Some(false)`, `None` when no creator can be named.
+    pub fn creator_alive(self) -> Option<bool> {
+        match self {
+            Self::Live | Self::RewrittenOwnerLives | Self::CorruptCreatorAlive => Some(true),
+            Self::Stale | Self::CorruptCreatorDead => Some(false),
+            Self::Untagged
+            | Self::NotShmwire
+            | Self::NotOurs
+            | Self::ShortYoung
+            | Self::ShortOld
+            | Self::ProbeFailed => None,
+        }
+    }
+
+    /// What it is and what cleanup does with it, in a few words (as
+    /// `shmwire inspect` prints it).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Live => "creator alive: kept",
+            Self::Stale => "creator dead: cleanup will remove it",
+            Self::Untagged => "no valid creator tag: cleanup will remove it",
+            Self::RewrittenOwnerLives => {
+                "header names a dead creator, but the process its name carries lives (header rewritten): kept"
+            }
+            Self::CorruptCreatorDead => "corrupt, creator dead: cleanup will remove it",
+            Self::CorruptCreatorAlive => "corrupt, creator alive: kept while it lives",
+            Self::NotShmwire => "no creator known: not made by shmwire, left alone",
+            Self::NotOurs => "not a regular file of ours: left alone",
+            Self::ShortYoung => "too short for a header and young: kept for now",
+            Self::ShortOld => "too short for a header: cleanup will remove it",
+            Self::ProbeFailed => "creator's lock could not be probed: cleanup keeps it",
+        }
+    }
+}
+
+/// Classifies the segment-named file `name` in `dir` (see [`SegmentFate`])
+/// from its metadata `md` and one snapshot of its `header` (`None`: shorter
+/// than a header). Creators' liveness goes through `owners` (a dead one's
+/// lock stays held by it until it is dropped).
+fn segment_fate(
+    owners: &mut Owners,
+    dir: &Path,
+    name: &str,
+    md: &fs::Metadata,
+    header: Option<&HeaderSnapshot>,
+    untagged_grace: Duration,
+) -> Result<SegmentFate> {
+    if !md.file_type().is_file() || md.uid() != euid() {
+        return Ok(SegmentFate::NotOurs);
+    }
+    let tag_stem = |h: &HeaderSnapshot| {
+        h.creator_tag_str()
+            .filter(|t| is_lock_file_name(t))
+            .map(|t| t[LOCK_PREFIX.len()..t.len() - LOCK_SUFFIX.len()].to_owned())
+    };
+    Ok(match header {
+        Some(h) if h.magic != MAGIC => {
+            // Fails validation: a scribbled header, or not shmwire's.
+            // Corrupt (removed) only when its creator is known and dead:
+            // the header's creator tag if it survived, else the pid every
+            // segment name of shmwire carries second.
+            let dead = match tag_stem(h) {
+                Some(stem) => Some(owners.is_dead(dir, &stem)?),
+                None => name
+                    .split('-')
+                    .nth(1)
+                    .and_then(|p| p.parse::<u32>().ok())
+                    .and_then(crate::sys::liveness::pid_exists)
+                    .map(|alive| !alive),
+            };
+            match dead {
+                Some(true) => SegmentFate::CorruptCreatorDead,
+                Some(false) => SegmentFate::CorruptCreatorAlive,
+                None => SegmentFate::NotShmwire,
+            }
+        }
+        Some(h) => match tag_stem(h) {
+            Some(stem) => {
+                if !owners.is_dead(dir, &stem)? {
+                    SegmentFate::Live
+                } else if renamed_owner_lives(name, &stem) {
+                    // The tag names another process than the file's name,
+                    // and the named one lives: the header was rewritten (a
+                    // live node's area was removed this way); a live
+                    // process's file is kept.
+                    SegmentFate::RewrittenOwnerLives
+                } else {
+                    SegmentFate::Stale
+                }
+            }
+            // Magic but no valid tag: only a hostile writer makes that.
+            None => SegmentFate::Untagged,
+        },
+        None => {
+            // Too short for a header: an older build's half-made segment.
+            let age = md
+                .modified()
+                .ok()
+                .and_then(|m| SystemTime::now().duration_since(m).ok())
+                .unwrap_or(Duration::ZERO);
+            if age < untagged_grace {
+                SegmentFate::ShortYoung
+            } else {
+                SegmentFate::ShortOld
+            }
+        }
+    })
 }
 
 /// Liveness of one session, for `shmwire inspect` (nothing is changed).
@@ -612,12 +846,15 @@ impl Session {
 
     /// Opens (creating if needed, mode 0700) session `name` under `root`
     /// (also created 0700 if missing). Both must be directories owned by us
-    /// without group/other access.
+    /// without group/other access, and the root's path must hold no control
+    /// character and only UTF-8 ([`check_root_path`], checked first, before
+    /// anything is created).
     ///
     /// Takes this process's lock file in the session at once: from here on
     /// the session is live, and no cleanup removes it or anything of ours
     /// in it until this process exits (or calls [`Session::remove_all`]).
     pub fn open_in(root: impl AsRef<Path>, name: &str) -> Result<Self> {
+        check_root_path(root.as_ref())?;
         validate_session_name(name)?;
         let root = root.as_ref().to_owned();
         let dir = root.join(name);
@@ -631,8 +868,10 @@ impl Session {
 
     /// Attaches to an existing session without creating anything
     /// (`SessionNotFound` if it does not exist, `NotASession` if the
-    /// directory carries no session marker). Used by inspect/cleanup.
+    /// directory carries no session marker; a root refused by
+    /// [`check_root_path`] is `BadRootPath`). Used by inspect/cleanup.
     pub fn attach_in(root: impl AsRef<Path>, name: &str) -> Result<Self> {
+        check_root_path(root.as_ref())?;
         validate_session_name(name)?;
         let root = root.as_ref().to_owned();
         let dir = root.join(name);
@@ -719,11 +958,16 @@ impl Session {
     }
 
     /// Reads every segment-named file's header (without mapping, without
-    /// blocking on a FIFO) for `shmwire inspect`. Files that are not
-    /// regular (never opened: refused), or carry no shmwire magic, are
-    /// listed with the problem.
+    /// blocking on a FIFO) for `shmwire inspect`: each file with why it
+    /// would not open (if it would not: not a regular file — never opened,
+    /// refused —, too short, no shmwire magic, …) and what the cleanup pass
+    /// does with it ([`SegmentInfo::fate`], the pass's own
+    /// [`SegmentFate`]). A dead creator's lock is held only until this
+    /// returns, as in a dry run.
     pub fn inspect(&self) -> Result<Vec<SegmentInfo>> {
         let mut out = Vec::new();
+        // Dead creators' locks are held only until the end of this call.
+        let mut owners = Owners::default();
         for name in self.segment_names()? {
             let path = self.dir.join(&name);
             let Ok(lmd) = fs::symlink_metadata(&path) else {
@@ -739,6 +983,7 @@ impl Session {
                         "a {}, not a regular file: refused (not opened); not made by shmwire, left alone",
                         type_name(lmd.file_type())
                     )),
+                    fate: SegmentFate::NotOurs,
                 });
                 continue;
             }
@@ -746,26 +991,35 @@ impl Session {
             else {
                 continue;
             };
-            let file_size = file
+            let md = file
                 .metadata()
-                .map_err(|e| ShmError::io("stat", &path, e))?
-                .len();
-            let header = read_header_file(&file).map_err(|e| ShmError::io("read", &path, e))?;
-            let creator_alive = match header.as_ref().and_then(|h| h.creator_tag_str()) {
-                Some(tag) => match probe_owner(&self.dir.join(tag)) {
-                    Ok(OwnerState::Live) => Some(true),
-                    Ok(OwnerState::Dead(_)) | Ok(OwnerState::Missing) => Some(false),
-                    Err(_) => None,
-                },
-                None => None,
+                .map_err(|e| ShmError::io("stat", &path, e))?;
+            let file_size = md.len();
+            let header = read_ours(&file, &md).map_err(|e| ShmError::io("read", &path, e))?;
+            let fate = segment_fate(
+                &mut owners,
+                &self.dir,
+                &name,
+                &md,
+                header.as_ref(),
+                UNTAGGED_GRACE,
+            );
+            let (fate, probe_error) = match fate {
+                Ok(f) => (f, None),
+                // The pass would report the same error and keep the file.
+                Err(e) => (SegmentFate::ProbeFailed, Some(e.to_string())),
             };
-            let problem = match &header {
+            let problem = probe_error.or_else(|| match &header {
                 None => Some(format!(
                     "file of {file_size} bytes is shorter than a header"
                 )),
-                Some(h) if h.magic != MAGIC => {
-                    Some("no shmwire magic: not made by shmwire, left alone".into())
-                }
+                Some(h) if h.magic != MAGIC => Some(
+                    ShmError::BadMagic {
+                        found: h.magic,
+                        expected: MAGIC,
+                    }
+                    .to_string(),
+                ),
                 Some(h) if h.init_state == INIT_UNINIT => Some("not initialised yet".into()),
                 Some(h) if h.init_state != INIT_READY => Some(
                     ShmError::BadInitState {
@@ -775,13 +1029,14 @@ impl Session {
                     .to_string(),
                 ),
                 Some(h) => h.validate(h.kind, file_size).err().map(|e| e.to_string()),
-            };
+            });
             out.push(SegmentInfo {
                 name,
                 file_size,
                 header,
-                creator_alive,
+                creator_alive: fate.creator_alive(),
                 problem,
+                fate,
             });
         }
         Ok(out)
@@ -1089,92 +1344,53 @@ impl Session {
         let md = file
             .metadata()
             .map_err(|e| ShmError::io("stat", &path, e))?;
-        if !md.file_type().is_file() || md.uid() != euid() {
-            report.ignored.push(name.to_owned());
-            return Ok(());
-        }
-        let header = read_header_file(&file).map_err(|e| ShmError::io("read", &path, e))?;
-        let stale = match &header {
-            Some(h) if h.magic != MAGIC => {
-                // Fails validation: a scribbled header, or not shmwire's.
-                // Removed (as corrupt) only when its creator is known and
-                // dead: the header's creator tag if it survived, else the
-                // pid every segment name of shmwire carries second.
-                let dead = match h.creator_tag_str().filter(|t| is_lock_file_name(t)) {
-                    Some(tag) => {
-                        let stem = &tag[LOCK_PREFIX.len()..tag.len() - LOCK_SUFFIX.len()];
-                        Some(owners.is_dead(&self.dir, stem)?)
-                    }
-                    None => name
-                        .split('-')
-                        .nth(1)
-                        .and_then(|p| p.parse::<u32>().ok())
-                        .and_then(crate::sys::liveness::pid_exists)
-                        .map(|alive| !alive),
-                };
-                if dead != Some(true) {
-                    report.ignored.push(name.to_owned());
-                    return Ok(());
-                }
+        let header = read_ours(&file, &md).map_err(|e| ShmError::io("read", &path, e))?;
+        let fate = segment_fate(
+            owners,
+            &self.dir,
+            name,
+            &md,
+            header.as_ref(),
+            untagged_grace,
+        )?;
+        let list = match fate {
+            SegmentFate::Live => &mut report.live_segments,
+            SegmentFate::ShortYoung => &mut report.kept_untagged,
+            SegmentFate::RewrittenOwnerLives
+            | SegmentFate::CorruptCreatorAlive
+            | SegmentFate::NotShmwire
+            | SegmentFate::NotOurs
+            | SegmentFate::ProbeFailed => &mut report.ignored,
+            SegmentFate::Stale
+            | SegmentFate::Untagged
+            | SegmentFate::CorruptCreatorDead
+            | SegmentFate::ShortOld => {
                 match remove_held(dry, &file, &path) {
                     Ok(true) => {
                         report.removed_segments.push(name.to_owned());
-                        report.corrupt.push(name.to_owned());
+                        if fate == SegmentFate::CorruptCreatorDead {
+                            report.corrupt.push(name.to_owned());
+                        }
                     }
                     Ok(false) => {}
                     Err(e) => return Err(ShmError::io("unlink", path, e)),
                 }
                 return Ok(());
             }
-            Some(h) => match h.creator_tag_str().filter(|t| is_lock_file_name(t)) {
-                Some(tag) => {
-                    let stem = &tag[LOCK_PREFIX.len()..tag.len() - LOCK_SUFFIX.len()];
-                    let dead = owners.is_dead(&self.dir, stem)?;
-                    if dead && renamed_owner_lives(name, stem) {
-                        // The tag names another process than the file's
-                        // name, and the named one lives: the header was
-                        // rewritten (a live node's area was removed this
-                        // way); a live process's file is kept.
-                        report.ignored.push(name.to_owned());
-                        return Ok(());
-                    }
-                    dead
-                }
-                // Magic but no valid tag: only a hostile writer makes that.
-                None => true,
-            },
-            None => {
-                // Too short for a header: an older build's half-made segment.
-                let age = md
-                    .modified()
-                    .ok()
-                    .and_then(|m| SystemTime::now().duration_since(m).ok())
-                    .unwrap_or(Duration::ZERO);
-                if age < untagged_grace {
-                    report.kept_untagged.push(name.to_owned());
-                    return Ok(());
-                }
-                true
-            }
         };
-        if !stale {
-            report.live_segments.push(name.to_owned());
-            return Ok(());
-        }
-        match remove_held(dry, &file, &path) {
-            Ok(true) => report.removed_segments.push(name.to_owned()),
-            Ok(false) => {}
-            Err(e) => return Err(ShmError::io("unlink", path, e)),
-        }
+        debug_assert!(!fate.removed());
+        list.push(name.to_owned());
         Ok(())
     }
 
     /// The sessions under `root` and everything else there. The root must
     /// be a directory of ours without group/other access (the error names
-    /// it and `SHMWIRE_ROOT`); a missing root holds nothing. Entries are
+    /// it and `SHMWIRE_ROOT`) whose path passes [`check_root_path`]; a
+    /// missing root holds nothing. Entries are
     /// examined with `lstat` only: nothing is opened.
     pub fn scan_root(root: impl AsRef<Path>) -> Result<RootScan> {
         let root = root.as_ref();
+        check_root_path(root)?;
         match fs::symlink_metadata(root) {
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(RootScan::default()),
             _ => check_private_dir(root, ROOT_HINT)?,
