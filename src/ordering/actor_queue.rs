@@ -221,6 +221,19 @@ impl<T> ActorSchedulingQueue<T> {
             });
             return;
         }
+        if seq_no == self.next_seq_no && deps_ready && self.pending.is_empty() {
+            // The in-order arrival with nothing buffered (every task of a
+            // well-behaved caller): what the insert and scheduling pass
+            // below decide, without touching the map.
+            self.decided.push_back(Decision {
+                seq_no,
+                delivery: Delivery::Execute(task),
+                reject_reason: None,
+            });
+            self.next_seq_no = seq_no.saturating_add(1);
+            self.wait_deadline = None;
+            return;
+        }
         let replaced = self.pending.insert(seq_no, Buffered { task, deps_ready });
         if let Some(old) = replaced {
             self.decided.push_back(Decision {

@@ -11,9 +11,18 @@
 //! (a `memcpy` and a dozen small stores instead of an rkyv serialization
 //! pass). Unit tests compare every stamped request with its full encoding.
 //!
+//! The receiving side uses the same fact the other way round
+//! ([`KnownRequest`]): a request whose bytes equal an already validated one
+//! everywhere outside those fields — which hold only ids, integers and
+//! argument bytes, for which every value is valid, and one `bool`, checked
+//! to be 0 or 1 — is valid as that one was, and is read without a bytecheck
+//! pass (a masked comparison instead of walking every pointer and string).
+//!
 //! [`TaskSpecBuilder::rebuild_actor_task`]: super::TaskSpecBuilder::rebuild_actor_task
 
-use super::encoding::{access, AlignedBytes, EncodeError, Encoder};
+use super::encoding::{
+    access, access_unchecked, AlignedBytes, EncodeError, Encoder, MESSAGE_ALIGN,
+};
 use super::message::{ArchivedPushTaskRequest, ArchivedTaskArg, PushTaskRequest, TaskArg};
 
 /// Byte offsets of the per-call fields in a stamp's bytes.
@@ -69,25 +78,13 @@ fn offset_of<T: ?Sized>(base: &[u8], field: &T) -> usize {
     (field as *const T as *const u8 as usize) - (base.as_ptr() as usize)
 }
 
-impl RequestStamp {
-    /// Encodes `req` in full and records its per-call fields. `None` when it
-    /// is not an actor task, or has an argument passed by reference or with
-    /// nested references (those are always encoded in full).
-    pub(crate) fn new(encoder: &mut Encoder, req: &PushTaskRequest) -> Option<Self> {
-        let spec = &req.task_spec;
-        let inline_only = spec.args.iter().all(|a| match a {
-            TaskArg::Value(v) => v.nested_inlined_refs.is_empty(),
-            TaskArg::ObjectRef(_) => false,
-        });
-        if spec.actor_task_spec.is_none() || !inline_only {
-            return None;
-        }
-        let bytes = encoder.to_vec(req).ok()?;
-        let a: &ArchivedPushTaskRequest = access::<PushTaskRequest>(&bytes).ok()?;
+impl Offsets {
+    /// Where `a`'s per-call fields lie in `b` (the bytes `a` was accessed
+    /// from); `None` when `a` is not an actor task.
+    fn of(b: &[u8], a: &ArchivedPushTaskRequest) -> Option<Self> {
         let s = &a.task_spec;
         let actor = s.actor_task_spec.as_ref()?;
-        let b = bytes.as_slice();
-        let at = Offsets {
+        Some(Self {
             intended_worker_id: offset_of(b, &a.intended_worker_id),
             sequence_number: offset_of(b, &a.sequence_number),
             client_processed_up_to: offset_of(b, &a.client_processed_up_to),
@@ -105,7 +102,127 @@ impl RequestStamp {
                 &actor.previous_actor_task_dummy_object_id,
             ),
             caller_starts_at: offset_of(b, &actor.caller_starts_at),
+        })
+    }
+
+    /// Every per-call field as `(offset, length)`: all but `skip_execution`
+    /// are ids (byte arrays) and little-endian integers, valid whatever
+    /// their bytes.
+    fn spans(&self) -> [(usize, usize); 14] {
+        use crate::ids::{ActorId, ObjectId, TaskId, WorkerId};
+        [
+            (self.intended_worker_id, WorkerId::SIZE),
+            (self.sequence_number, 8),
+            (self.client_processed_up_to, 8),
+            (self.task_id, TaskId::SIZE),
+            (self.parent_task_id, TaskId::SIZE),
+            (self.parent_counter, 8),
+            (self.caller_id, TaskId::SIZE),
+            (self.max_retries, 4),
+            (self.skip_execution, 1),
+            (self.actor_id, ActorId::SIZE),
+            (self.actor_creation_dummy_object_id, ObjectId::SIZE),
+            (self.actor_counter, 8),
+            (self.previous_actor_task_dummy_object_id, ObjectId::SIZE),
+            (self.caller_starts_at, 8),
+        ]
+    }
+}
+
+/// A validated actor-task request a receiver keeps to recognise later
+/// requests of the same shape without validating them again (see the
+/// module docs). Its buffers are reused by [`KnownRequest::refill`].
+#[derive(Debug, Default)]
+pub(crate) struct KnownRequest {
+    bytes: AlignedBytes,
+    /// Byte ranges `[start, end)` where a request of this shape may differ,
+    /// sorted and disjoint.
+    varying: Vec<(usize, usize)>,
+    /// Offset of the spec's `skip_execution` byte (must be 0 or 1).
+    skip_execution: usize,
+}
+
+impl KnownRequest {
+    /// Keeps `bytes`, which [`access`] validated as `req` (the archived view
+    /// of these very bytes), reusing this value's buffers. `false` (and
+    /// nothing kept) when `req` is not an actor task.
+    pub(crate) fn refill(&mut self, bytes: &[u8], req: &ArchivedPushTaskRequest) -> bool {
+        self.bytes.clear();
+        self.varying.clear();
+        let Some(at) = Offsets::of(bytes, req) else {
+            return false;
         };
+        self.varying
+            .extend(at.spans().iter().map(|&(o, n)| (o, o + n)));
+        for arg in req.task_spec.args.iter() {
+            if let ArchivedTaskArg::Value(v) = arg {
+                let o = offset_of(bytes, v.data.as_slice());
+                self.varying.push((o, o + v.data.len()));
+            }
+        }
+        self.varying.sort_unstable();
+        self.skip_execution = at.skip_execution;
+        self.bytes.extend_from_slice(bytes);
+        true
+    }
+
+    /// `bytes` as a request, when they are as long as this one and equal to
+    /// it outside its varying ranges, and their `skip_execution` byte is 0
+    /// or 1: then they are valid as this one was (the rest is one
+    /// [`access`]-validated encoding, and the varying ranges hold values
+    /// every bit pattern of which is valid). `None` otherwise: validate in
+    /// full.
+    pub(crate) fn recognise<'a>(&self, bytes: &'a [u8]) -> Option<&'a ArchivedPushTaskRequest> {
+        let known = self.bytes.as_slice();
+        if known.is_empty()
+            || bytes.len() != known.len()
+            || bytes.as_ptr() as usize % MESSAGE_ALIGN != 0
+            || bytes.get(self.skip_execution).is_none_or(|&b| b > 1)
+        {
+            return None;
+        }
+        let mut from = 0;
+        for &(start, end) in &self.varying {
+            if bytes.get(from..start)? != known.get(from..start)? {
+                return None;
+            }
+            from = from.max(end);
+        }
+        if bytes.get(from..)? != known.get(from..)? {
+            return None;
+        }
+        // SAFETY: `bytes` is as long as `known`, 16-byte aligned, and equal
+        // to it outside `varying`; `known` is a copy of bytes `access`
+        // validated as a `PushTaskRequest`, so every relative pointer,
+        // length, tag and string of `bytes` is the validated one. Inside
+        // `varying` lie only the per-call fields (`Offsets::spans`: byte
+        // arrays and little-endian integers, valid for any bytes, and
+        // `skip_execution`, checked above to be a valid `bool`) and inline
+        // argument data (`u8`s): `bytes` is a valid archived request. The
+        // caller holds `bytes` borrowed for the result's lifetime (a private
+        // snapshot no other process writes).
+        Some(unsafe { access_unchecked::<PushTaskRequest>(bytes) })
+    }
+}
+
+impl RequestStamp {
+    /// Encodes `req` in full and records its per-call fields. `None` when it
+    /// is not an actor task, or has an argument passed by reference or with
+    /// nested references (those are always encoded in full).
+    pub(crate) fn new(encoder: &mut Encoder, req: &PushTaskRequest) -> Option<Self> {
+        let spec = &req.task_spec;
+        let inline_only = spec.args.iter().all(|a| match a {
+            TaskArg::Value(v) => v.nested_inlined_refs.is_empty(),
+            TaskArg::ObjectRef(_) => false,
+        });
+        if spec.actor_task_spec.is_none() || !inline_only {
+            return None;
+        }
+        let bytes = encoder.to_vec(req).ok()?;
+        let a: &ArchivedPushTaskRequest = access::<PushTaskRequest>(&bytes).ok()?;
+        let s = &a.task_spec;
+        let b = bytes.as_slice();
+        let at = Offsets::of(b, a)?;
         let mut args = Vec::with_capacity(s.args.len());
         for arg in s.args.iter() {
             match arg {
@@ -286,5 +403,85 @@ mod tests {
         assert!(!stamp.fits(&other));
         other.task_spec.args = Vec::new();
         assert!(!stamp.fits(&other));
+    }
+
+    /// A receiver recognises requests equal to a validated one outside the
+    /// per-call fields, and nothing else: every byte it lets vary can hold
+    /// any value in a valid request (but `skip_execution`, 0 or 1), and any
+    /// other byte changed is validated in full.
+    #[test]
+    fn known_requests_recognise_their_shape_and_nothing_else() {
+        let mut enc = Encoder::new();
+        let first = request(args(1, b"fmt"));
+        let bytes = enc.to_vec(&first).unwrap();
+        let mut known = KnownRequest::default();
+        assert!(known.recognise(&bytes).is_none(), "empty: knows nothing");
+        assert!(known.refill(&bytes, access::<PushTaskRequest>(&bytes).unwrap()));
+        let got = known.recognise(&bytes).expect("itself");
+        assert_eq!(got.task_spec.task_id, first.task_spec.task_id);
+
+        // Each varying byte may hold anything (skip_execution: 0 or 1).
+        let varying = known.varying.clone();
+        let mut copy = bytes.clone();
+        for &(start, end) in &varying {
+            for i in start..end {
+                if i == known.skip_execution {
+                    continue;
+                }
+                for v in [0u8, 0x7f, 0x80, 0xff] {
+                    copy.as_mut_slice()[i] = v;
+                    assert!(
+                        access::<PushTaskRequest>(&copy).is_ok(),
+                        "byte {i} = {v:#x}"
+                    );
+                    assert!(known.recognise(&copy).is_some(), "byte {i} = {v:#x}");
+                }
+            }
+        }
+        let mut copy = bytes.clone();
+        copy.as_mut_slice()[known.skip_execution] = 2;
+        assert!(known.recognise(&copy).is_none(), "a bool of 2");
+        assert!(access::<PushTaskRequest>(&copy).is_err());
+
+        // Any byte outside them changed: not recognised.
+        let inside = |i: usize| varying.iter().any(|&(s, e)| (s..e).contains(&i));
+        for i in (0..bytes.len()).filter(|&i| !inside(i)) {
+            let mut copy = bytes.clone();
+            copy.as_mut_slice()[i] ^= 0x5a;
+            assert!(known.recognise(&copy).is_none(), "byte {i} changed");
+        }
+        // Another length, another alignment: not recognised.
+        assert!(known.recognise(&bytes[..bytes.len() - 16]).is_none());
+        let mut shifted = AlignedBytes::new();
+        shifted.extend_from_slice(&[0u8; 8]);
+        shifted.extend_from_slice(&bytes);
+        assert!(known.recognise(&shifted[8..]).is_none());
+
+        // A stamped request of another call is recognised, and reads as its
+        // full validation does.
+        let stamp = RequestStamp::new(&mut enc, &first).unwrap();
+        let mut next = first.clone();
+        next.sequence_number = 41;
+        next.task_spec.parent_counter = 99;
+        next.task_spec.skip_execution = true;
+        next.task_spec.args = args(77, b"fmt");
+        let mut out = AlignedBytes::new();
+        out.resize(stamp.len(), 0);
+        stamp.write(&next, &mut out).unwrap();
+        let fast = known.recognise(&out).expect("same shape");
+        let full = access::<PushTaskRequest>(&out).unwrap();
+        assert_eq!(fast.sequence_number, full.sequence_number);
+        assert_eq!(fast.task_spec.parent_counter, 99);
+        assert!(bool::from(fast.task_spec.skip_execution));
+        assert_eq!(
+            crate::spec::from_bytes::<PushTaskRequest>(&out).unwrap(),
+            next
+        );
+        // Not an actor task: nothing kept.
+        let mut normal = first.clone();
+        normal.task_spec.actor_task_spec = None;
+        let nb = enc.to_vec(&normal).unwrap();
+        assert!(!known.refill(&nb, access::<PushTaskRequest>(&nb).unwrap()));
+        assert!(known.recognise(&bytes).is_none());
     }
 }

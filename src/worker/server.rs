@@ -32,6 +32,7 @@ use crate::ordering::{
     ActorSchedulingQueue, Delivery, NormalSchedulingQueue, DEFAULT_REORDER_WAIT, STALE_RPC_MESSAGE,
 };
 use crate::shm::Session;
+use crate::spec::stamp::KnownRequest;
 use crate::spec::{
     self, Address, AlignedBytes, ArchivedPushTaskRequest, ArchivedTaskArg, ArchivedTaskSpec,
     Encoder, InlineData, PushTaskReply, PushTaskRequest, ReturnObject, ReturnValue, RpcStatus,
@@ -228,11 +229,56 @@ struct Outgoing {
 
 /// Everything but the connections (so a request borrowed from a connection
 /// can be handled while the executor is borrowed mutably).
+/// The request shapes one connection sent last ([`KnownRequest`]s, at most
+/// [`KNOWN_SHAPES`], replaced in turn, their buffers reused: a caller
+/// alternating a few methods is recognised, one whose every request has
+/// another shape is validated in full each time).
+#[derive(Debug, Default)]
+struct KnownShapes {
+    shapes: Vec<KnownRequest>,
+    next: usize,
+}
+
+/// Request shapes kept per connection.
+const KNOWN_SHAPES: usize = 4;
+
+impl KnownShapes {
+    /// `bytes` (a private snapshot) as a request: recognised as one of the
+    /// known shapes, else validated in full ([`spec::access`]) and, if an
+    /// actor task, kept as a known shape.
+    fn access<'a>(
+        &mut self,
+        bytes: &'a [u8],
+    ) -> Result<&'a ArchivedPushTaskRequest, spec::DecodeError> {
+        if let Some(r) = self.shapes.iter().find_map(|k| k.recognise(bytes)) {
+            return Ok(r);
+        }
+        let r = spec::access::<PushTaskRequest>(bytes)?;
+        if r.task_spec.actor_task_spec.is_some() {
+            if self.shapes.len() < KNOWN_SHAPES {
+                let mut k = KnownRequest::default();
+                if k.refill(bytes, r) {
+                    self.shapes.push(k);
+                }
+            } else {
+                let i = self.next % KNOWN_SHAPES;
+                self.next = i + 1;
+                self.shapes[i].refill(bytes, r);
+            }
+        }
+        Ok(r)
+    }
+}
+
 struct Executor {
     me: WorkerId,
     registry: Arc<FunctionRegistry>,
     callers: HashMap<WorkerId, CallerState>,
     peers: HashMap<PeerKey, WorkerId>,
+    /// The actor-task requests each connection sent last, validated: a
+    /// request of one of their shapes is read without a bytecheck pass
+    /// (`spec::stamp::KnownRequest`).
+    known: HashMap<PeerKey, KnownShapes>,
     normal: NormalSchedulingQueue<TaskId, Instant>,
     actor: Option<ActorInstance>,
     reorder_wait: Duration,
@@ -461,6 +507,7 @@ impl Worker {
                 registry,
                 callers: HashMap::new(),
                 peers: HashMap::new(),
+                known: HashMap::new(),
                 normal: NormalSchedulingQueue::new(),
                 actor: None,
                 reorder_wait: options.reorder_wait,
@@ -931,6 +978,7 @@ impl Executor {
     }
 
     fn on_disconnect(&mut self, key: PeerKey) {
+        self.known.remove(&key);
         if let Some(caller) = self.peers.remove(&key) {
             if let Some(cs) = self.callers.get_mut(&caller) {
                 if cs.current == Some(key) {
@@ -995,7 +1043,7 @@ impl Executor {
         now: Instant,
         out: &mut Vec<Outgoing>,
     ) -> Result<(), spec::DecodeError> {
-        let req = spec::access::<PushTaskRequest>(bytes)?;
+        let req = self.known.entry(key).or_default().access(bytes)?;
         let task_id = req.task_spec.task_id;
         if req.intended_worker_id != self.me {
             // Ray's HandleWrongRecipient.
