@@ -20,10 +20,15 @@
 //!
 //! [`TaskSpecBuilder::rebuild_actor_task`]: super::TaskSpecBuilder::rebuild_actor_task
 
+use std::marker::PhantomData;
+
 use super::encoding::{
-    access, access_unchecked, AlignedBytes, EncodeError, Encoder, MESSAGE_ALIGN,
+    access, access_unchecked, AlignedBytes, EncodeError, Encoder, Message, MESSAGE_ALIGN,
 };
-use super::message::{ArchivedPushTaskRequest, ArchivedTaskArg, PushTaskRequest, TaskArg};
+use super::message::{
+    ArchivedPushTaskReply, ArchivedPushTaskRequest, ArchivedReturnValue, ArchivedTaskArg,
+    PushTaskReply, PushTaskRequest, TaskArg,
+};
 
 /// Byte offsets of the per-call fields in a stamp's bytes.
 #[derive(Debug, Clone, Copy)]
@@ -126,82 +131,6 @@ impl Offsets {
             (self.previous_actor_task_dummy_object_id, ObjectId::SIZE),
             (self.caller_starts_at, 8),
         ]
-    }
-}
-
-/// A validated actor-task request a receiver keeps to recognise later
-/// requests of the same shape without validating them again (see the
-/// module docs). Its buffers are reused by [`KnownRequest::refill`].
-#[derive(Debug, Default)]
-pub(crate) struct KnownRequest {
-    bytes: AlignedBytes,
-    /// Byte ranges `[start, end)` where a request of this shape may differ,
-    /// sorted and disjoint.
-    varying: Vec<(usize, usize)>,
-    /// Offset of the spec's `skip_execution` byte (must be 0 or 1).
-    skip_execution: usize,
-}
-
-impl KnownRequest {
-    /// Keeps `bytes`, which [`access`] validated as `req` (the archived view
-    /// of these very bytes), reusing this value's buffers. `false` (and
-    /// nothing kept) when `req` is not an actor task.
-    pub(crate) fn refill(&mut self, bytes: &[u8], req: &ArchivedPushTaskRequest) -> bool {
-        self.bytes.clear();
-        self.varying.clear();
-        let Some(at) = Offsets::of(bytes, req) else {
-            return false;
-        };
-        self.varying
-            .extend(at.spans().iter().map(|&(o, n)| (o, o + n)));
-        for arg in req.task_spec.args.iter() {
-            if let ArchivedTaskArg::Value(v) = arg {
-                let o = offset_of(bytes, v.data.as_slice());
-                self.varying.push((o, o + v.data.len()));
-            }
-        }
-        self.varying.sort_unstable();
-        self.skip_execution = at.skip_execution;
-        self.bytes.extend_from_slice(bytes);
-        true
-    }
-
-    /// `bytes` as a request, when they are as long as this one and equal to
-    /// it outside its varying ranges, and their `skip_execution` byte is 0
-    /// or 1: then they are valid as this one was (the rest is one
-    /// [`access`]-validated encoding, and the varying ranges hold values
-    /// every bit pattern of which is valid). `None` otherwise: validate in
-    /// full.
-    pub(crate) fn recognise<'a>(&self, bytes: &'a [u8]) -> Option<&'a ArchivedPushTaskRequest> {
-        let known = self.bytes.as_slice();
-        if known.is_empty()
-            || bytes.len() != known.len()
-            || bytes.as_ptr() as usize % MESSAGE_ALIGN != 0
-            || bytes.get(self.skip_execution).is_none_or(|&b| b > 1)
-        {
-            return None;
-        }
-        let mut from = 0;
-        for &(start, end) in &self.varying {
-            if bytes.get(from..start)? != known.get(from..start)? {
-                return None;
-            }
-            from = from.max(end);
-        }
-        if bytes.get(from..)? != known.get(from..)? {
-            return None;
-        }
-        // SAFETY: `bytes` is as long as `known`, 16-byte aligned, and equal
-        // to it outside `varying`; `known` is a copy of bytes `access`
-        // validated as a `PushTaskRequest`, so every relative pointer,
-        // length, tag and string of `bytes` is the validated one. Inside
-        // `varying` lie only the per-call fields (`Offsets::spans`: byte
-        // arrays and little-endian integers, valid for any bytes, and
-        // `skip_execution`, checked above to be a valid `bool`) and inline
-        // argument data (`u8`s): `bytes` is a valid archived request. The
-        // caller holds `bytes` borrowed for the result's lifetime (a private
-        // snapshot no other process writes).
-        Some(unsafe { access_unchecked::<PushTaskRequest>(bytes) })
     }
 }
 
@@ -325,6 +254,214 @@ impl RequestStamp {
     }
 }
 
+/// A message whose validated encodings a receiver keeps ([`Known`]): where
+/// an archived message's per-call fields lie.
+pub(crate) trait Shaped: Message {
+    /// Pushes onto `varying` the byte ranges (`[start, end)` offsets in
+    /// `b`, the bytes `a` was accessed from) of `a`'s per-call fields whose
+    /// every bit pattern is valid (ids, little-endian integers, `u8` data),
+    /// and onto `bools` the offsets of per-call `bool`s (valid as 0 or 1).
+    /// `false` when this message has no shape worth keeping.
+    fn varying(
+        b: &[u8],
+        a: &Self::Archived,
+        varying: &mut Vec<(usize, usize)>,
+        bools: &mut Vec<usize>,
+    ) -> bool;
+}
+
+impl Shaped for PushTaskRequest {
+    /// An actor task's per-call fields ([`Offsets::spans`]) and its inline
+    /// arguments' data.
+    fn varying(
+        b: &[u8],
+        a: &ArchivedPushTaskRequest,
+        varying: &mut Vec<(usize, usize)>,
+        bools: &mut Vec<usize>,
+    ) -> bool {
+        let Some(at) = Offsets::of(b, a) else {
+            return false;
+        };
+        for (o, n) in at.spans() {
+            if o == at.skip_execution {
+                bools.push(o);
+            } else {
+                varying.push((o, o + n));
+            }
+        }
+        for arg in a.task_spec.args.iter() {
+            if let ArchivedTaskArg::Value(v) = arg {
+                let o = offset_of(b, v.data.as_slice());
+                varying.push((o, o + v.data.len()));
+            }
+        }
+        true
+    }
+}
+
+impl Shaped for PushTaskReply {
+    /// The task id, and per return object its id, size and inline data.
+    fn varying(
+        b: &[u8],
+        a: &ArchivedPushTaskReply,
+        varying: &mut Vec<(usize, usize)>,
+        _bools: &mut Vec<usize>,
+    ) -> bool {
+        use crate::ids::{ObjectId, TaskId};
+        let o = offset_of(b, &a.task_id);
+        varying.push((o, o + TaskId::SIZE));
+        for r in a.return_objects.iter() {
+            let o = offset_of(b, &r.object_id);
+            varying.push((o, o + ObjectId::SIZE));
+            let o = offset_of(b, &r.size);
+            varying.push((o, o + 8));
+            if let ArchivedReturnValue::Inline(d) = &r.value {
+                let o = offset_of(b, d.data.as_slice());
+                varying.push((o, o + d.data.len()));
+            }
+        }
+        true
+    }
+}
+
+/// A validated message a receiver keeps to recognise later messages of the
+/// same shape without validating them again (see the module docs). Its
+/// buffers are reused by [`Known::refill`].
+#[derive(Debug)]
+pub(crate) struct Known<M> {
+    bytes: AlignedBytes,
+    /// Byte ranges `[start, end)` where a message of this shape may differ,
+    /// sorted; each `bool` in `bools` is one of them, of length 1.
+    varying: Vec<(usize, usize)>,
+    /// Offsets of per-call `bool`s (must be 0 or 1).
+    bools: Vec<usize>,
+    _message: PhantomData<fn() -> M>,
+}
+
+impl<M> Default for Known<M> {
+    fn default() -> Self {
+        Self {
+            bytes: AlignedBytes::new(),
+            varying: Vec::new(),
+            bools: Vec::new(),
+            _message: PhantomData,
+        }
+    }
+}
+
+/// A request shape (see [`Known`]).
+#[cfg(test)]
+type KnownRequest = Known<PushTaskRequest>;
+
+impl<M: Shaped> Known<M> {
+    /// Keeps `bytes`, which [`access`] validated as `msg` (the archived view
+    /// of these very bytes), reusing this value's buffers. `false` (and
+    /// nothing kept) when the message has no shape worth keeping.
+    pub(crate) fn refill(&mut self, bytes: &[u8], msg: &M::Archived) -> bool {
+        self.bytes.clear();
+        self.varying.clear();
+        self.bools.clear();
+        if !M::varying(bytes, msg, &mut self.varying, &mut self.bools) {
+            self.varying.clear();
+            self.bools.clear();
+            return false;
+        }
+        self.varying.extend(self.bools.iter().map(|&o| (o, o + 1)));
+        self.varying.sort_unstable();
+        self.bytes.extend_from_slice(bytes);
+        true
+    }
+
+    /// `bytes` as a message, when they are as long as the kept one, equal to
+    /// it outside its varying ranges, and every per-call `bool` is 0 or 1:
+    /// then they are valid as the kept one was (the rest is an
+    /// [`access`]-validated encoding, and the varying ranges hold values
+    /// every bit pattern of which is valid). `None` otherwise: validate in
+    /// full.
+    pub(crate) fn recognise<'a>(&self, bytes: &'a [u8]) -> Option<&'a M::Archived> {
+        let known = self.bytes.as_slice();
+        if known.is_empty()
+            || bytes.len() != known.len()
+            || bytes.as_ptr() as usize % MESSAGE_ALIGN != 0
+            || self
+                .bools
+                .iter()
+                .any(|&o| bytes.get(o).is_none_or(|&b| b > 1))
+        {
+            return None;
+        }
+        let mut from = 0;
+        for &(start, end) in &self.varying {
+            if bytes.get(from..start)? != known.get(from..start)? {
+                return None;
+            }
+            from = from.max(end);
+        }
+        if bytes.get(from..)? != known.get(from..)? {
+            return None;
+        }
+        // SAFETY: `bytes` is as long as `known`, 16-byte aligned, and equal
+        // to it outside `varying`; `known` is a copy of bytes `access`
+        // validated as an `M`, so every relative pointer, length, tag and
+        // string of `bytes` is the validated one. Inside `varying` lie only
+        // per-call fields whose every value is valid (`Shaped::varying`:
+        // byte arrays, little-endian integers, `u8` data) and `bool`s,
+        // checked above to be 0 or 1: `bytes` is a valid archived `M`. The
+        // caller holds `bytes` borrowed for the result's lifetime (a private
+        // snapshot no other process writes).
+        Some(unsafe { access_unchecked::<M>(bytes) })
+    }
+}
+
+/// The shapes one connection sent last ([`Known`]s, at most
+/// [`KNOWN_SHAPES`], replaced in turn, their buffers reused: a peer
+/// alternating a few shapes is recognised, one whose every message has
+/// another shape is validated in full each time).
+#[derive(Debug)]
+pub(crate) struct KnownShapes<M> {
+    shapes: Vec<Known<M>>,
+    next: usize,
+}
+
+impl<M> Default for KnownShapes<M> {
+    fn default() -> Self {
+        Self {
+            shapes: Vec::new(),
+            next: 0,
+        }
+    }
+}
+
+/// Shapes kept per connection.
+pub(crate) const KNOWN_SHAPES: usize = 4;
+
+impl<M: Shaped> KnownShapes<M> {
+    /// `bytes` (a private snapshot) as an `M`: recognised as one of the
+    /// known shapes, else validated in full ([`access`]) and kept as a
+    /// known shape (if it has one).
+    pub(crate) fn access<'a>(
+        &mut self,
+        bytes: &'a [u8],
+    ) -> Result<&'a M::Archived, super::DecodeError> {
+        if let Some(m) = self.shapes.iter().find_map(|k| k.recognise(bytes)) {
+            return Ok(m);
+        }
+        let m = access::<M>(bytes)?;
+        if self.shapes.len() < KNOWN_SHAPES {
+            let mut k = Known::default();
+            if k.refill(bytes, m) {
+                self.shapes.push(k);
+            }
+        } else {
+            let i = self.next % KNOWN_SHAPES;
+            if self.shapes[i].refill(bytes, m) {
+                self.next = i + 1;
+            }
+        }
+        Ok(m)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,6 +542,59 @@ mod tests {
         assert!(!stamp.fits(&other));
     }
 
+    /// A caller recognises replies equal to a validated one outside the
+    /// task id and the returns' ids, sizes and inline data, and nothing else.
+    #[test]
+    fn known_replies_recognise_their_shape_and_nothing_else() {
+        use crate::spec::{InlineData, ReturnObject, ReturnValue, RpcStatus};
+        let job = JobId::from_int(5);
+        let reply = |x: u8| PushTaskReply {
+            task_id: TaskId::for_driver_task(JobId::from_int(u32::from(x))),
+            return_objects: vec![ReturnObject {
+                object_id: ObjectId::from_index(TaskId::for_driver_task(job), u32::from(x)),
+                value: ReturnValue::Inline(InlineData {
+                    data: vec![x; 8],
+                    metadata: b"raw".to_vec(),
+                }),
+                size: u64::from(x) * 1000,
+                nested_inlined_refs: Vec::new(),
+            }],
+            borrowed_refs: Vec::new(),
+            is_application_level_error: false,
+            worker_exiting: false,
+            task_stolen: false,
+            status: RpcStatus::ok(),
+        };
+        let mut enc = Encoder::new();
+        let bytes = enc.to_vec(&reply(1)).unwrap();
+        let mut known = Known::<PushTaskReply>::default();
+        assert!(known.refill(&bytes, access::<PushTaskReply>(&bytes).unwrap()));
+        let other = enc.to_vec(&reply(200)).unwrap();
+        let got = known.recognise(&other).expect("same shape");
+        assert_eq!(
+            crate::spec::deserialize::<PushTaskReply>(got).unwrap(),
+            reply(200)
+        );
+        let varying = known.varying.clone();
+        let inside = |i: usize| varying.iter().any(|&(s, e)| (s..e).contains(&i));
+        for i in 0..bytes.len() {
+            let mut copy = bytes.clone();
+            copy.as_mut_slice()[i] ^= 0xa5;
+            if inside(i) {
+                assert!(access::<PushTaskReply>(&copy).is_ok(), "byte {i}");
+                assert!(known.recognise(&copy).is_some(), "byte {i}");
+            } else {
+                assert!(known.recognise(&copy).is_none(), "byte {i} changed");
+            }
+        }
+        // Another return length: another shape.
+        let mut longer = reply(1);
+        if let ReturnValue::Inline(d) = &mut longer.return_objects[0].value {
+            d.data.push(0);
+        }
+        assert!(known.recognise(&enc.to_vec(&longer).unwrap()).is_none());
+    }
+
     /// A receiver recognises requests equal to a validated one outside the
     /// per-call fields, and nothing else: every byte it lets vary can hold
     /// any value in a valid request (but `skip_execution`, 0 or 1), and any
@@ -425,7 +615,7 @@ mod tests {
         let mut copy = bytes.clone();
         for &(start, end) in &varying {
             for i in start..end {
-                if i == known.skip_execution {
+                if i == known.bools[0] {
                     continue;
                 }
                 for v in [0u8, 0x7f, 0x80, 0xff] {
@@ -439,7 +629,7 @@ mod tests {
             }
         }
         let mut copy = bytes.clone();
-        copy.as_mut_slice()[known.skip_execution] = 2;
+        copy.as_mut_slice()[known.bools[0]] = 2;
         assert!(known.recognise(&copy).is_none(), "a bool of 2");
         assert!(access::<PushTaskRequest>(&copy).is_err());
 

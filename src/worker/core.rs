@@ -22,7 +22,7 @@ use crate::ordering::{
     self, ActorSubmitQueue, PushRequest, RequestId, SubmitEvent, TaskFailure, TaskMeta,
 };
 use crate::shm::Session;
-use crate::spec::stamp::RequestStamp;
+use crate::spec::stamp::{KnownShapes, RequestStamp};
 use crate::spec::{
     self, ActorCreationTaskSpec, ActorTaskTarget, Address, ArchivedPushTaskReply,
     ArchivedReturnValue, Encoder, FunctionDescriptor, PushTaskReply, PushTaskRequest, StatusCode,
@@ -363,6 +363,9 @@ struct Conn {
     key: PeerKey,
     epoch: u64,
     kind: TransportKind,
+    /// The reply shapes this connection sent last, validated: a reply of
+    /// one of them is read without a bytecheck pass (`spec::stamp::Known`).
+    replies: KnownShapes<PushTaskReply>,
 }
 
 /// How an actor created here comes back after its process died (Ray's
@@ -905,7 +908,15 @@ impl CoreWorker {
         let key = self.mux.add(conn)?;
         let epoch = self.next_epoch;
         self.next_epoch += 1;
-        self.conns.insert(worker, Conn { key, epoch, kind });
+        self.conns.insert(
+            worker,
+            Conn {
+                key,
+                epoch,
+                kind,
+                replies: KnownShapes::default(),
+            },
+        );
         self.by_key.insert(key, worker);
         Ok(())
     }
@@ -2022,7 +2033,11 @@ impl CoreWorker {
                     return;
                 }
             };
-            let reply = match spec::access::<PushTaskReply>(bytes) {
+            let checked = match self.conns.get_mut(&worker) {
+                Some(c) => c.replies.access(bytes),
+                None => spec::access::<PushTaskReply>(bytes),
+            };
+            let reply = match checked {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(error = %e, %worker, "invalid reply: dropping the connection");

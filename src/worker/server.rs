@@ -32,7 +32,7 @@ use crate::ordering::{
     ActorSchedulingQueue, Delivery, NormalSchedulingQueue, DEFAULT_REORDER_WAIT, STALE_RPC_MESSAGE,
 };
 use crate::shm::Session;
-use crate::spec::stamp::KnownRequest;
+use crate::spec::stamp::KnownShapes;
 use crate::spec::{
     self, Address, AlignedBytes, ArchivedPushTaskRequest, ArchivedTaskArg, ArchivedTaskSpec,
     Encoder, InlineData, PushTaskReply, PushTaskRequest, ReturnObject, ReturnValue, RpcStatus,
@@ -229,47 +229,6 @@ struct Outgoing {
 
 /// Everything but the connections (so a request borrowed from a connection
 /// can be handled while the executor is borrowed mutably).
-/// The request shapes one connection sent last ([`KnownRequest`]s, at most
-/// [`KNOWN_SHAPES`], replaced in turn, their buffers reused: a caller
-/// alternating a few methods is recognised, one whose every request has
-/// another shape is validated in full each time).
-#[derive(Debug, Default)]
-struct KnownShapes {
-    shapes: Vec<KnownRequest>,
-    next: usize,
-}
-
-/// Request shapes kept per connection.
-const KNOWN_SHAPES: usize = 4;
-
-impl KnownShapes {
-    /// `bytes` (a private snapshot) as a request: recognised as one of the
-    /// known shapes, else validated in full ([`spec::access`]) and, if an
-    /// actor task, kept as a known shape.
-    fn access<'a>(
-        &mut self,
-        bytes: &'a [u8],
-    ) -> Result<&'a ArchivedPushTaskRequest, spec::DecodeError> {
-        if let Some(r) = self.shapes.iter().find_map(|k| k.recognise(bytes)) {
-            return Ok(r);
-        }
-        let r = spec::access::<PushTaskRequest>(bytes)?;
-        if r.task_spec.actor_task_spec.is_some() {
-            if self.shapes.len() < KNOWN_SHAPES {
-                let mut k = KnownRequest::default();
-                if k.refill(bytes, r) {
-                    self.shapes.push(k);
-                }
-            } else {
-                let i = self.next % KNOWN_SHAPES;
-                self.next = i + 1;
-                self.shapes[i].refill(bytes, r);
-            }
-        }
-        Ok(r)
-    }
-}
-
 struct Executor {
     me: WorkerId,
     registry: Arc<FunctionRegistry>,
@@ -278,7 +237,7 @@ struct Executor {
     /// The actor-task requests each connection sent last, validated: a
     /// request of one of their shapes is read without a bytecheck pass
     /// (`spec::stamp::KnownRequest`).
-    known: HashMap<PeerKey, KnownShapes>,
+    known: HashMap<PeerKey, KnownShapes<PushTaskRequest>>,
     normal: NormalSchedulingQueue<TaskId, Instant>,
     actor: Option<ActorInstance>,
     reorder_wait: Duration,
