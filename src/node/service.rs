@@ -149,7 +149,8 @@ pub enum NodeError {
         source: io::Error,
     },
     /// Fewer than [`NODE_SPARE_DESCRIPTORS`] descriptors were left once
-    /// everything was set up: the node would start and serve nobody.
+    /// everything was set up: the node would start and take no store
+    /// client, every cleanup round failing for want of a descriptor.
     #[error(
         "too few file descriptors: {spare} left to spare after starting, under the limit of \
          {limit} (RLIMIT_NOFILE, `ulimit -n`); the node needs at least {want} to serve its \
@@ -360,8 +361,8 @@ impl Node {
         let http = HttpEndpoint::start(http, session, Some(pull.health()))
             .map_err(|source| short(NodeError::Http { addr, source }))?;
         // Every endpoint is set up; the node must also have descriptors
-        // left to serve with, or it would say it is ready and answer
-        // nobody (each accept failing for want of one).
+        // left to serve with, or it would say it is ready and take no
+        // store client, its cleanup rounds failing for want of one.
         check_spare_descriptors(&lock)?;
         let mut node = Self {
             session: session.clone(),
