@@ -2050,7 +2050,7 @@ fn a_node_at_its_descriptor_limit_serves_again_after_a_burst() {
     fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     let child = Command::new("sh")
         .arg("-c")
-        .arg("ulimit -n 48 && exec \"$0\" node --session em --store-capacity 64K --root \"$1\"")
+        .arg("ulimit -n 64 && exec \"$0\" node --session em --store-capacity 64K --root \"$1\"")
         .arg(env!("CARGO_BIN_EXE_shmwire"))
         .arg(&root)
         .stdout(Stdio::piped())
@@ -2280,4 +2280,105 @@ fn a_root_path_with_control_characters_or_bad_utf8_is_refused_at_once() {
             assert_eq!(fs::read_dir(&root).unwrap().count(), 0, "{label}");
         }
     }
+}
+
+/// A node under a low descriptor limit (`ulimit -n` from 20 to 90, one
+/// by one, so that every step of its start runs out in turn: the store,
+/// the object endpoint, the HTTP endpoint, the spare descriptors it
+/// needs afterwards) either starts and answers `/health` with `200`, or
+/// exits non-zero at once naming the OS error or the limit, leaving no
+/// session directory. Before: under `ulimit -n` 36 to 40 the HTTP thread
+/// failed to make its event loop after the node printed `node ready`, and
+/// `/health` never answered.
+#[test]
+fn a_node_under_a_low_descriptor_limit_starts_whole_or_not_at_all() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog = proc_support::watchdog("a_node_under_a_low_descriptor_limit");
+    let scratch = proc_support::scratch("swn", "nofile");
+    let root = scratch.path().join("root");
+    fs::create_dir(&root).unwrap();
+    fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let mut started = Vec::new();
+    let mut refused: Vec<(u32, String)> = Vec::new();
+    for limit in 20..=90u32 {
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ulimit -n {limit} && exec \"$0\" node --session lim --store-capacity 64K \
+                 --root \"$1\""
+            ))
+            .arg(env!("CARGO_BIN_EXE_shmwire"))
+            .arg(&root)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut kid = proc_support::Kid(child);
+        let mut err = kid.0.stderr.take().unwrap();
+        let err_text = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        });
+        let mut out = BufReader::new(kid.0.stdout.take().unwrap());
+        let mut line = String::new();
+        // The ready line, or end of output: the node exited.
+        let _ = out.read_line(&mut line);
+        if let Some(ready) = line.strip_prefix("node ready: ") {
+            let http = ready
+                .split(", ")
+                .find_map(|w| w.strip_prefix("http://"))
+                .expect(ready)
+                .to_owned();
+            std::thread::spawn(move || {
+                let mut sink = String::new();
+                let _ = out.read_to_string(&mut sink);
+            });
+            let mut s = std::net::TcpStream::connect_timeout(
+                &http.parse().unwrap(),
+                Duration::from_secs(2),
+            )
+            .unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            s.write_all(b"GET /health HTTP/1.0\r\n\r\n").unwrap();
+            let mut answer = String::new();
+            let r = s.read_to_string(&mut answer);
+            assert!(
+                answer.starts_with("HTTP/1.0 200 OK"),
+                "ulimit -n {limit}: the node said it was ready and /health got {r:?} {answer:?}"
+            );
+            kid.signal_and_wait("-TERM");
+            started.push(limit);
+        } else {
+            let st = kid.0.wait().unwrap();
+            let text = err_text.join().unwrap();
+            assert!(!st.success(), "ulimit -n {limit}: {line}{text}");
+            assert!(
+                text.starts_with("shmwire: ")
+                    && (text.contains("Too many open files")
+                        || text.contains("descriptors")
+                        || text.contains("open-file limit")),
+                "ulimit -n {limit}: {text}"
+            );
+            refused.push((limit, text));
+        }
+        assert!(
+            !root.join("lim").exists(),
+            "ulimit -n {limit} left {:?}",
+            names(&root.join("lim"))
+        );
+    }
+    for (limit, text) in &refused {
+        eprintln!("ulimit -n {limit}: {}", text.trim_end());
+    }
+    eprintln!("started under ulimit -n {started:?}");
+    // Every step ran out at some limit: the last refusals are the spare
+    // check, before it the HTTP endpoint and the object endpoint.
+    let hit = |what: &str| refused.iter().any(|(_, t)| t.contains(what));
+    assert!(hit("too few file descriptors"), "{refused:?}");
+    assert!(hit("the HTTP endpoint on"), "{refused:?}");
+    assert!(hit("pull"), "{refused:?}");
+    assert!(!started.is_empty(), "{refused:?}");
 }

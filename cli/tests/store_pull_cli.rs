@@ -507,3 +507,307 @@ fn the_serving_node_killed_mid_transfer_leaves_nothing_behind() {
     node_a.session.remove_all().unwrap();
     node_b.stop();
 }
+
+/// The inodes of the ring memfds (`/memfd:shmwire-ring-…`) process `pid`
+/// has open, with the `/proc/<pid>/fd` path of each.
+fn ring_memfds(pid: u32) -> Vec<(u64, std::path::PathBuf)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    for e in fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
+        let Ok(t) = fs::read_link(e.path()) else {
+            continue;
+        };
+        if !t.to_string_lossy().starts_with("/memfd:shmwire-ring-") {
+            continue;
+        }
+        // The link followed: the memfd itself (shared by every process
+        // that maps the ring).
+        if let Ok(m) = fs::metadata(e.path()) {
+            out.push((m.ino(), e.path()));
+        }
+    }
+    out
+}
+
+/// Writes random bytes over both rings of node `pid`'s own store client
+/// (the ring memfds it has open that this process has not: this
+/// process's clients of the node share theirs with the node's store
+/// service), through the node's descriptors in `/proc/<pid>/fd`, as a
+/// hostile process of the same user could.
+fn scribble_pull_client_rings(pid: u32, salt: u64) {
+    use std::os::unix::fs::FileExt;
+    let mine: Vec<u64> = ring_memfds(std::process::id())
+        .into_iter()
+        .map(|(ino, _)| ino)
+        .collect();
+    let mut targets: Vec<(u64, std::path::PathBuf)> = ring_memfds(pid)
+        .into_iter()
+        .filter(|(ino, _)| !mine.contains(ino))
+        .collect();
+    targets.sort();
+    targets.dedup_by_key(|(ino, _)| *ino);
+    assert_eq!(
+        targets.len(),
+        2,
+        "the pull endpoint's client has two rings: {targets:?}"
+    );
+    for (n, (_, path)) in targets.iter().enumerate() {
+        let f = fs::OpenOptions::new().write(true).open(path).unwrap();
+        let len = f.metadata().unwrap().len();
+        f.write_all_at(&pattern(salt + n as u64, len as usize), 0)
+            .unwrap();
+    }
+}
+
+/// Sets process `pid`'s soft descriptor limit to `n` (its hard limit
+/// unchanged, so it can be raised again without privileges).
+fn set_nofile(pid: u32, n: u64) {
+    use rustix::process::{prlimit, Pid, Resource, Rlimit};
+    let limits = fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let hard = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(4))
+        .expect(&limits);
+    let pid = Pid::from_raw(pid as i32).unwrap();
+    prlimit(
+        Some(pid),
+        Resource::Nofile,
+        Rlimit {
+            current: Some(n),
+            maximum: hard.parse().ok(),
+        },
+    )
+    .unwrap();
+}
+
+/// The attack on the object endpoint: random bytes written over the rings
+/// of the node's own store client (the one its pull endpoint reads the
+/// store through). Before the fix every pull was answered *failed* for
+/// good while `/health` said ok. Now the endpoint notices the broken
+/// client, says so once (with the whole error chain) and connects a fresh
+/// one: pulls succeed again within 5 s with the right bytes. Then the
+/// same with the node's descriptor limit lowered so that no new client
+/// can connect: each pull fails at once with a typed error (never hangs),
+/// `/health` is `503` naming the object endpoint and the cause, a failed
+/// reconnect is said once; once the limit is raised again, pulls succeed
+/// within 5 s and `/health` is `200`.
+#[test]
+fn a_pull_endpoint_whose_store_rings_are_scribbled_reconnects() {
+    let _w = proc_support::watchdog("a_pull_endpoint_whose_store_rings_are_scribbled_reconnects");
+    let dir = proc_support::scratch("swp", "scribble");
+    let root = dir.path().join("root");
+    // Node A logs warnings (RUST_LOG), read here from its stderr.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shmwire"))
+        .args([
+            "node",
+            "--session",
+            "scr-a",
+            "--store-capacity",
+            "16M",
+            "--root",
+        ])
+        .arg(&root)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let err = child.stderr.take().unwrap();
+    let kid = Kid(child);
+    let ready = proc_support::wait_for(&mut out, "node ready:");
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        let _ = out.read_to_string(&mut sink);
+    });
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let log2 = log.clone();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(err).lines() {
+            let Ok(line) = line else { return };
+            let mut l = log2.lock().unwrap();
+            l.push_str(&line);
+            l.push('\n');
+        }
+    });
+    let said = |what: &str| {
+        log.lock()
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(what))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let objects: SocketAddr = ready
+        .split(", ")
+        .find_map(|w| w.strip_prefix("objects "))
+        .expect(&ready)
+        .parse()
+        .unwrap();
+    let http = ready
+        .split(", ")
+        .find_map(|w| w.strip_prefix("http://"))
+        .expect(&ready)
+        .to_owned();
+    let node_a = NodeProc {
+        kid,
+        session: Session::open_in(&root, "scr-a").unwrap(),
+        objects,
+    };
+    let pid = node_a.kid.pid();
+    let node_b = start_node(&root, "scr-b", "16M");
+    let a = node_a.client();
+    let b = node_b.client();
+    let health = || {
+        let mut s = TcpStream::connect(&http).unwrap();
+        s.set_read_timeout(Some(GUARD)).unwrap();
+        s.write_all(b"GET /health HTTP/1.0\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text
+    };
+
+    // Objects of A, put by this process; each pull takes a fresh one (a
+    // pulled object is local to B from then on).
+    let objs: Vec<(ObjectId, Vec<u8>)> = (0..200)
+        .map(|n| {
+            (
+                ObjectId::from_random(),
+                pattern(100 + n, 1000 + 97 * n as usize),
+            )
+        })
+        .collect();
+    for (id, data) in &objs {
+        a.put(*id, data, b"m").unwrap();
+    }
+    let mut next = objs.iter();
+    // Pulls until one succeeds (checked) within 5 s of `since`; each
+    // failure at once and typed.
+    let mut recover = |since: Instant, during: &dyn Fn()| {
+        let mut failures = Vec::new();
+        for (id, data) in next.by_ref() {
+            let t = Instant::now();
+            match b.pull(*id, node_a.objects, Duration::from_secs(3)) {
+                Ok(got) => {
+                    assert_eq!(got.len(), data.len());
+                    assert_eq!(checksum(&got), checksum(data), "content of {id}");
+                    assert_eq!(got.metadata(), b"m");
+                    return (since.elapsed(), failures);
+                }
+                Err(e) => {
+                    assert!(t.elapsed() < Duration::from_secs(2), "a pull hung: {e}");
+                    assert!(matches!(e, StoreError::RemoteFailed { .. }), "{e}");
+                    failures.push(e.to_string());
+                    during();
+                }
+            }
+            assert!(
+                since.elapsed() < Duration::from_secs(5),
+                "pulls did not recover within 5 s: {failures:?}; node log:\n{}",
+                log.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("ran out of objects");
+    };
+    let (took, failed) = recover(Instant::now(), &|| {});
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(took < Duration::from_secs(1));
+    assert!(health().starts_with("HTTP/1.0 200 OK"));
+
+    // 1. The rings scribbled: the next pull that needs the store service
+    // finds the client broken, and the endpoint connects a new one at once.
+    scribble_pull_client_rings(pid, 7000);
+    let scribbled = Instant::now();
+    // A pull of an object A does not have: the endpoint's client cannot
+    // answer it from the shared index, so it asks the store over the
+    // scribbled rings (before the fix, every later pull failed).
+    let t = Instant::now();
+    let e = b
+        .pull(
+            ObjectId::from_random(),
+            node_a.objects,
+            Duration::from_millis(300),
+        )
+        .unwrap_err();
+    assert!(t.elapsed() < Duration::from_secs(2), "a pull hung: {e}");
+    assert!(
+        matches!(
+            e,
+            StoreError::RemoteNotFound { .. } | StoreError::RemoteFailed { .. }
+        ),
+        "{e}"
+    );
+    let (took, failed) = recover(scribbled, &|| {});
+    eprintln!("recovered {took:?} after the scribble; failed pulls: {failed:?}");
+    let broke = said("store pull: the store client broke");
+    assert_eq!(broke.len(), 1, "{}", log.lock().unwrap());
+    assert!(broke[0].contains("corrupt ring"), "{}", broke[0]);
+    assert!(health().starts_with("HTTP/1.0 200 OK"), "{}", health());
+
+    // 2. Again, with the node's descriptor limit a few above what it has
+    // open: a pull's connection is accepted, a new store client cannot be
+    // made.
+    scribble_pull_client_rings(pid, 8000);
+    let scribbled = Instant::now();
+    // The store service audits its rings every 20 ms and cuts the client
+    // off, closing its side's descriptors; counted after that.
+    std::thread::sleep(Duration::from_millis(200));
+    let open = fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count() as u64;
+    set_nofile(pid, open + 2);
+    let e = b
+        .pull(
+            ObjectId::from_random(),
+            node_a.objects,
+            Duration::from_millis(300),
+        )
+        .unwrap_err();
+    assert!(matches!(e, StoreError::RemoteFailed { .. }), "{e}");
+    let h = health();
+    assert!(
+        h.starts_with("HTTP/1.0 503") && h.contains("object endpoint: its store client broke"),
+        "{h}"
+    );
+    assert!(h.contains("corrupt ring"), "{h}");
+    // Pulls fail at once while it lasts; the limit is raised after the
+    // first failures.
+    let restored = std::cell::Cell::new(None);
+    let (took, failed) = recover(scribbled, &|| {
+        if restored.get().is_none() && scribbled.elapsed() > Duration::from_millis(500) {
+            set_nofile(pid, open + 256);
+            restored.set(Some(Instant::now()));
+        }
+    });
+    let since_restored = restored.get().expect("no pull failed").elapsed();
+    eprintln!(
+        "outage: recovered {took:?} after the scribble, {since_restored:?} after the limit \
+         was raised; {} failed pulls",
+        failed.len()
+    );
+    assert!(
+        since_restored < Duration::from_millis(1500),
+        "{since_restored:?}"
+    );
+    assert!(health().starts_with("HTTP/1.0 200 OK"), "{}", health());
+    assert_eq!(said("store pull: the store client broke").len(), 2);
+    let retried = said("connecting a new store client failed");
+    assert_eq!(retried.len(), 1, "{}", log.lock().unwrap());
+    eprintln!("node log:\n{}", log.lock().unwrap());
+
+    // And stays recovered: an object put after the attacks.
+    let late = ObjectId::from_random();
+    let late_data = pattern(9, 3 << 20);
+    a.put(late, &late_data, b"").unwrap();
+    let got = b
+        .pull(late, node_a.objects, Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(checksum(&got), checksum(&late_data));
+    drop(got);
+    drop((a, b));
+    node_a.session.remove_all().unwrap();
+    node_b.session.remove_all().unwrap();
+    node_a.stop();
+    node_b.stop();
+}

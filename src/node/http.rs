@@ -18,6 +18,16 @@
 //! (a `mio::Waker`). A connection waits for it at most
 //! [`INSPECT_TIMEOUT`] (then `503`); at most [`INSPECT_QUEUE`] wait at
 //! once (the next gets `503` at once).
+//!
+//! `GET /health` answers `200` `ok <session> <pid>` while every endpoint
+//! of the node works, `503` naming the one that does not (the object
+//! endpoint while its store client is broken: [`PullHealth`]).
+//!
+//! [`HttpEndpoint::start`] makes everything the loop needs (the event
+//! loop, the listener's registration, the waker, the inspect thread)
+//! before the loop's thread runs: a failure (e.g. out of descriptors) is
+//! the node's start error, never an endpoint that stopped after the node
+//! said it was ready.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -32,6 +42,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::inspect::SessionReport;
 use crate::shm::Session;
+use crate::store::PullHealth;
 
 /// How long one client may take to send its request head, and then again
 /// to take the answer (one deadline each, not per read).
@@ -95,10 +106,54 @@ enum Step {
     Close,
 }
 
-/// Serves until `stop` is set (checked at least every 50 ms).
-pub(super) fn serve(listener: TcpListener, session: &Session, stop: &AtomicBool) {
-    if let Err(e) = run(listener, session, stop) {
-        tracing::warn!(error = %e, "node http: the endpoint stopped");
+/// The running endpoint: its loop's thread. Dropping it stops the loop
+/// (and the inspect thread) and waits for them.
+#[derive(Debug)]
+pub(super) struct HttpEndpoint {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HttpEndpoint {
+    /// Serves on `listener` (`/health` asks `pull` too, if given): makes
+    /// every resource the loop needs — the event loop, the listener's
+    /// registration, the waker, the inspect thread, the loop's thread —
+    /// here, so an error (e.g. `EMFILE`) is the caller's and nothing is
+    /// left running; the loop's thread itself makes nothing that can fail.
+    pub(super) fn start(
+        listener: TcpListener,
+        session: &Session,
+        pull: Option<PullHealth>,
+    ) -> io::Result<Self> {
+        let lp = Loop::new(listener, session, pull)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("node http".into())
+            .spawn(move || {
+                if let Err(e) = lp.run(&stop2) {
+                    tracing::warn!(error = %e, "node http: the endpoint stopped");
+                }
+            })?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the loop (within 50 ms) and waits for its thread.
+    pub(super) fn stop(&mut self) {
+        // Relaxed: a flag the loop polls each turn; it publishes nothing.
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for HttpEndpoint {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -147,24 +202,72 @@ impl Drop for Inspector {
     }
 }
 
-fn run(listener: TcpListener, session: &Session, stop: &AtomicBool) -> io::Result<()> {
-    listener.set_nonblocking(true)?;
-    let mut listener = mio::net::TcpListener::from_std(listener);
-    let mut poll = Poll::new()?;
-    poll.registry()
-        .register(&mut listener, LISTENER, Interest::READABLE)?;
-    let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER)?);
-    let (jobs_tx, jobs_rx) = mpsc::channel();
-    let (done_tx, done_rx) = mpsc::channel();
-    let (s2, w2) = (session.clone(), Arc::clone(&waker));
-    let thread = std::thread::Builder::new()
-        .name("node inspect".into())
-        .spawn(move || inspect_thread(s2, jobs_rx, done_tx, w2))?;
-    let inspector = Inspector {
-        jobs: Some(jobs_tx),
-        done: done_rx,
-        thread: Some(thread),
-    };
+/// Everything the loop runs with, made before its thread starts.
+struct Loop {
+    listener: mio::net::TcpListener,
+    poll: Poll,
+    inspector: Inspector,
+    session: Session,
+    pull: Option<PullHealth>,
+}
+
+impl Loop {
+    fn new(listener: TcpListener, session: &Session, pull: Option<PullHealth>) -> io::Result<Self> {
+        listener.set_nonblocking(true)?;
+        let mut listener = mio::net::TcpListener::from_std(listener);
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER)?);
+        let (jobs_tx, jobs_rx) = mpsc::channel();
+        let (done_tx, done_rx) = mpsc::channel();
+        let s2 = session.clone();
+        let thread = std::thread::Builder::new()
+            .name("node inspect".into())
+            .spawn(move || inspect_thread(s2, jobs_rx, done_tx, waker))?;
+        Ok(Self {
+            listener,
+            poll,
+            inspector: Inspector {
+                jobs: Some(jobs_tx),
+                done: done_rx,
+                thread: Some(thread),
+            },
+            session: session.clone(),
+            pull,
+        })
+    }
+
+    fn run(self, stop: &AtomicBool) -> io::Result<()> {
+        let Self {
+            listener,
+            mut poll,
+            inspector,
+            session,
+            pull,
+        } = self;
+        let health = Health {
+            session: &session,
+            pull: pull.as_ref(),
+        };
+        serve(&listener, &mut poll, &inspector, &health, stop)
+    }
+}
+
+/// What `/health` looks at.
+struct Health<'a> {
+    session: &'a Session,
+    pull: Option<&'a PullHealth>,
+}
+
+/// The loop: serves until `stop` is set (checked at least every 50 ms).
+fn serve(
+    listener: &mio::net::TcpListener,
+    poll: &mut Poll,
+    inspector: &Inspector,
+    health: &Health<'_>,
+    stop: &AtomicBool,
+) -> io::Result<()> {
     let mut events = Events::with_capacity(128);
     let mut conns: HashMap<Token, Conn> = HashMap::new();
     let mut next = 1usize;
@@ -187,12 +290,11 @@ fn run(listener: TcpListener, session: &Session, stop: &AtomicBool) -> io::Resul
         }
         let mut answered = Vec::new();
         if accept_failing {
-            accept_failing = accept_all(&listener, &poll, &mut conns, &mut next, true);
+            accept_failing = accept_all(listener, poll, &mut conns, &mut next, true);
         }
         for ev in events.iter() {
             if ev.token() == LISTENER {
-                accept_failing =
-                    accept_all(&listener, &poll, &mut conns, &mut next, accept_failing);
+                accept_failing = accept_all(listener, poll, &mut conns, &mut next, accept_failing);
                 continue;
             }
             if ev.token() == WAKER {
@@ -202,7 +304,7 @@ fn run(listener: TcpListener, session: &Session, stop: &AtomicBool) -> io::Resul
             let t = ev.token();
             let waiting = conns.values().filter(|c| c.inspecting).count();
             let step = match conns.get_mut(&t) {
-                Some(c) => advance(c, t, &inspector, waiting, session),
+                Some(c) => advance(c, t, inspector, waiting, health),
                 None => continue,
             };
             if let Step::Close = step {
@@ -359,7 +461,7 @@ fn advance(
     t: Token,
     inspector: &Inspector,
     waiting: usize,
-    session: &Session,
+    health: &Health<'_>,
 ) -> Step {
     if c.closing {
         return drain(c);
@@ -396,7 +498,7 @@ fn advance(
             // A client that half-closes without sending a head (an empty
             // request) gets `400` from `answer` too; one that closed fully
             // reads nothing, and the write fails quietly.
-            match answer(&c.head, session) {
+            match answer(&c.head, health) {
                 Answer::Now(msg) => msg,
                 Answer::Inspect if waiting >= INSPECT_QUEUE => response(
                     "503 Service Unavailable",
@@ -471,7 +573,7 @@ enum Answer {
 /// a request line ([`request_line`]), `505` unless its version is HTTP/1.x,
 /// `405` unless its method is `GET`. The path is the target up to a `?`
 /// (RFC 9112 §3.2: a query names the same resource here).
-fn answer(head: &[u8], session: &Session) -> Answer {
+fn answer(head: &[u8], health: &Health<'_>) -> Answer {
     let line = head.split(|&b| b == b'\n').next().unwrap_or(&[]);
     let Some((method, target, major)) = request_line(line) else {
         return Answer::Now(response(
@@ -490,10 +592,22 @@ fn answer(head: &[u8], session: &Session) -> Answer {
     }
     let path = target.split_once('?').map_or(target, |(path, _query)| path);
     Answer::Now(match path {
-        "/health" => response(
-            "200 OK",
-            &format!("ok {} {}\n", session.name(), std::process::id()),
-        ),
+        "/health" => match health.pull.and_then(PullHealth::problem) {
+            None => response(
+                "200 OK",
+                &format!("ok {} {}\n", health.session.name(), std::process::id()),
+            ),
+            Some(why) => response(
+                "503 Service Unavailable",
+                &format!(
+                    "unhealthy {} {}: object endpoint: its store client broke (connecting a new \
+                     one): {}\n",
+                    health.session.name(),
+                    std::process::id(),
+                    crate::terminal_safe(&why)
+                ),
+            ),
+        },
         "/inspect" => return Answer::Inspect,
         _ => response("404 Not Found", "paths: /health /inspect\n"),
     })

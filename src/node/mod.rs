@@ -54,7 +54,7 @@ pub use inspect::{SessionReport, UnreadableEntry, WorkerReport};
 pub use node_lock::{probe as probe_node_lock, NodeLockError, NodeLockState};
 pub use service::{
     Node, NodeConfig, NodeError, TickReport, HTTP_MAX_CONNECTIONS, HTTP_TIMEOUT, INSPECT_QUEUE,
-    INSPECT_TIMEOUT, NODE_NAME,
+    INSPECT_TIMEOUT, NODE_NAME, NODE_SPARE_DESCRIPTORS,
 };
 pub use stats_area::{
     area_name, read_area, AreaError, AreaRole, AreaSnapshot, ConnectionFigures, DeadWorker,

@@ -167,6 +167,15 @@ pub(crate) struct NodeLock {
     path: PathBuf,
 }
 
+impl std::os::fd::AsFd for NodeLock {
+    /// The lock file's descriptor (a duplicate closed again leaves the
+    /// lock held: a `flock` belongs to the open file, released when its
+    /// last descriptor closes).
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+}
+
 impl NodeLock {
     /// Takes the lock of `session` (see the module docs).
     pub(crate) fn acquire(session: &Session) -> Result<Self, NodeLockError> {

@@ -18,7 +18,8 @@
 //!   (with their rings' fill) and the workers it saw die in its
 //!   statistics area ([`StatsArea`]), which `shmwire inspect` reads;
 //! - it serves plain HTTP/1.0 on its TCP address (127.0.0.1 unless told
-//!   otherwise): `GET /health` answers `ok <session> <pid>`, `GET /inspect`
+//!   otherwise): `GET /health` answers `ok <session> <pid>` (`503` while
+//!   the object endpoint has no working store client), `GET /inspect`
 //!   the text of `shmwire inspect --session S`; every connection is a
 //!   state machine of one event loop with its own deadline
 //!   (`node::http`), so no client delays another;
@@ -43,10 +44,9 @@ use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::http::HttpEndpoint;
 use super::stats_area::{
     AreaRole, AreaSnapshot, ConnectionFigures, DeadWorker, StatsArea, StoreFigures,
 };
@@ -138,6 +138,86 @@ pub enum NodeError {
         #[source]
         source: io::Error,
     },
+    /// Setting up the HTTP endpoint's event loop, waker or threads (e.g.
+    /// out of descriptors).
+    #[error("the HTTP endpoint on {addr} could not be set up: {source}")]
+    Http {
+        /// Its address.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// Fewer than [`NODE_SPARE_DESCRIPTORS`] descriptors were left once
+    /// everything was set up: the node would start and take no store
+    /// client, every cleanup round failing for want of a descriptor.
+    #[error(
+        "too few file descriptors: {spare} left to spare after starting, under the limit of \
+         {limit} (RLIMIT_NOFILE, `ulimit -n`); the node needs at least {want} to serve its \
+         endpoints and store clients — raise the limit to {} or more",
+        limit.saturating_add((*want - *spare) as u64)
+    )]
+    Descriptors {
+        /// Descriptors that could still be opened.
+        spare: usize,
+        /// [`NODE_SPARE_DESCRIPTORS`].
+        want: usize,
+        /// The soft `RLIMIT_NOFILE` (`u64::MAX`: unlimited).
+        limit: u64,
+    },
+    /// A step of the start failed while fewer than
+    /// [`NODE_SPARE_DESCRIPTORS`] descriptors were left: the limit is the
+    /// cause, whatever the step's own error (the source) says — the store
+    /// refusing the node's own client reads "connection closed".
+    #[error(
+        "out of file descriptors while starting, under the limit of {limit} (RLIMIT_NOFILE, \
+         `ulimit -n`; the node needs what it sets up and {} more) — raise the limit",
+        NODE_SPARE_DESCRIPTORS
+    )]
+    StartOutOfDescriptors {
+        /// The soft `RLIMIT_NOFILE` (`u64::MAX`: unlimited).
+        limit: u64,
+        /// The step's error.
+        #[source]
+        source: Box<NodeError>,
+    },
+}
+
+/// Descriptors a node must still be able to open once it has set
+/// everything up, or it refuses to start ([`NodeError::Descriptors`]):
+/// one store client costs the node about 6 (its socket, two ring memfds,
+/// eventfds, its reference slots), a cleanup round up to 4 at once, each
+/// HTTP or pull connection 1. A floor that lets it answer `/health` and
+/// serve a client, not a capacity.
+pub const NODE_SPARE_DESCRIPTORS: usize = 16;
+
+/// [`NodeError::Descriptors`] unless [`NODE_SPARE_DESCRIPTORS`] more
+/// descriptors can be opened now (counted by duplicating `fd`, each
+/// duplicate closed again).
+fn check_spare_descriptors(fd: &impl std::os::fd::AsFd) -> Result<(), NodeError> {
+    let spare = crate::sys::fs::spare_descriptors(fd.as_fd(), NODE_SPARE_DESCRIPTORS);
+    if spare < NODE_SPARE_DESCRIPTORS {
+        return Err(NodeError::Descriptors {
+            spare,
+            want: NODE_SPARE_DESCRIPTORS,
+            limit: crate::sys::fs::nofile_limit(),
+        });
+    }
+    Ok(())
+}
+
+/// A start step's error `e`, or — when fewer than
+/// [`NODE_SPARE_DESCRIPTORS`] descriptors are left now (what the node set
+/// up before the step is still open) — [`NodeError::StartOutOfDescriptors`]
+/// with `e` as its cause.
+fn short_of_descriptors(fd: &impl std::os::fd::AsFd, e: NodeError) -> NodeError {
+    match check_spare_descriptors(fd) {
+        Ok(()) => e,
+        Err(_) => NodeError::StartOutOfDescriptors {
+            limit: crate::sys::fs::nofile_limit(),
+            source: Box::new(e),
+        },
+    }
 }
 
 /// What one [`Node::tick`] saw and did.
@@ -179,8 +259,7 @@ pub struct Node {
     area: Option<StatsArea>,
     snap: AreaSnapshot,
     addr: SocketAddr,
-    http_stop: Arc<AtomicBool>,
-    http: Option<JoinHandle<()>>,
+    http: Option<HttpEndpoint>,
     config: NodeConfig,
     /// The session directory's (device, inode) when the node started: a
     /// directory that no longer has them is gone (`session_gone`).
@@ -204,23 +283,39 @@ impl Node {
     /// included), takes the session's node lock (`.node.lock`, an
     /// exclusive `flock` held for the node's life: [`NodeError::Lock`]
     /// naming the live node's pid while another node runs), registers as
-    /// [`NODE_NAME`], starts the store, the HTTP endpoint and the
-    /// statistics area.
+    /// [`NODE_NAME`], starts the store, the object endpoint, the HTTP
+    /// endpoint and the statistics area.
+    ///
+    /// Each endpoint makes every resource it needs (listener, event loop,
+    /// waker, threads) in its own `start`, none in its thread, so a
+    /// returned node serves; then [`NODE_SPARE_DESCRIPTORS`] more
+    /// descriptors must be available ([`NodeError::Descriptors`]); a step
+    /// that fails while fewer are left is
+    /// [`NodeError::StartOutOfDescriptors`] with the step's error as its
+    /// cause. On any error what was made is dropped (the caller removes
+    /// the session's files: [`Session::remove_all`]).
     pub fn start(session: &Session, config: NodeConfig) -> Result<Self, NodeError> {
         session.cleanup_stale()?;
         // One node per session: the kernel's lock decides, not a file's
         // content (a dead node's lock is free; the pass above removed it).
         let lock = super::node_lock::NodeLock::acquire(session)?;
+        // Any step below that fails while the node is short of
+        // descriptors is reported as that (with the step's error as its
+        // cause): the step's own error may not say so (the store refusing
+        // the node's own client is "connection closed").
+        let short = |e: NodeError| short_of_descriptors(&lock, e);
         let dir_id = std::fs::metadata(session.dir())
             .map(|m| (m.dev(), m.ino()))
-            .map_err(|e| ShmError::io("stat", session.dir(), e))?;
-        let directory = Directory::for_session(session)?;
+            .map_err(|e| short(ShmError::io("stat", session.dir(), e).into()))?;
+        let directory = Directory::for_session(session).map_err(|e| short(e.into()))?;
         let id = WorkerId::try_from_random().map_err(|e| {
             NodeError::Directory(format!("no random source for the node's id: {e}"))
         })?;
-        let http = TcpListener::bind(config.listen).map_err(|source| NodeError::Listen {
-            addr: config.listen,
-            source,
+        let http = TcpListener::bind(config.listen).map_err(|source| {
+            short(NodeError::Listen {
+                addr: config.listen,
+                source,
+            })
         })?;
         let addr = http.local_addr().map_err(|source| NodeError::Listen {
             addr: config.listen,
@@ -230,7 +325,7 @@ impl Node {
         // can say `stats=published`: `inspect` then reports a missing
         // area (and with it the store's figures) as missing, not as a
         // process that keeps none.
-        let mut area = StatsArea::create(session, &id)?;
+        let mut area = StatsArea::create(session, &id).map_err(|e| short(e.into()))?;
         // Readable from now on (role, pid), store figures to follow.
         area.publish(&AreaSnapshot::new(AreaRole::Node));
         let mut endpoint = Endpoint::new(id);
@@ -239,12 +334,12 @@ impl Node {
         // (a connector resolving the node would have dialled HTTP).
         endpoint.http = Some(addr);
         endpoint.stats = Some(crate::transport::StatsState::Published);
-        let registration = directory.register(&endpoint)?;
+        let registration = directory.register(&endpoint).map_err(|e| short(e.into()))?;
         let mut store_config = StoreConfig::new(config.store_capacity);
         if let Some(d) = &config.fallback_dir {
             store_config = store_config.fallback_dir(d);
         }
-        let store = StoreService::start(session, store_config)?;
+        let store = StoreService::start(session, store_config).map_err(|e| short(e.into()))?;
         // The object endpoint reads the store through an ordinary client,
         // whose references keep objects alive while they are sent. Its
         // store is in this process, so a reply slower than a second means
@@ -256,16 +351,19 @@ impl Node {
                 reply_timeout: Duration::from_secs(1),
                 ..ClientOptions::default()
             },
-        )?;
-        let pull = PullServer::start(pull_client, PullServerConfig::new(config.object_listen))?;
-        let http_stop = Arc::new(AtomicBool::new(false));
-        http.set_nonblocking(true)
-            .map_err(|source| NodeError::Listen { addr, source })?;
-        let (stop2, session2) = (Arc::clone(&http_stop), session.clone());
-        let http = std::thread::Builder::new()
-            .name("node http".into())
-            .spawn(move || super::http::serve(http, &session2, &stop2))
-            .map_err(|source| NodeError::Listen { addr, source })?;
+        )
+        .map_err(|e| short(e.into()))?;
+        // Each endpoint makes every resource it needs (listener, event
+        // loop, waker, threads) in its `start`, none in its thread: a
+        // failure is the node's, before it says it is ready.
+        let pull = PullServer::start(pull_client, PullServerConfig::new(config.object_listen))
+            .map_err(|e| short(e.into()))?;
+        let http = HttpEndpoint::start(http, session, Some(pull.health()))
+            .map_err(|source| short(NodeError::Http { addr, source }))?;
+        // Every endpoint is set up; the node must also have descriptors
+        // left to serve with, or it would say it is ready and take no
+        // store client, its cleanup rounds failing for want of one.
+        check_spare_descriptors(&lock)?;
         let mut node = Self {
             session: session.clone(),
             directory,
@@ -277,7 +375,6 @@ impl Node {
             area: Some(area),
             snap: AreaSnapshot::new(AreaRole::Node),
             addr,
-            http_stop,
             http: Some(http),
             config,
             dir_id,
@@ -455,10 +552,8 @@ impl Node {
     }
 
     fn stop_parts(&mut self) -> Result<(), NodeError> {
-        // Relaxed: see `serve_http`.
-        self.http_stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.http.take() {
-            let _ = t.join();
+        if let Some(mut h) = self.http.take() {
+            h.stop();
         }
         if let Some(p) = self.pull.take() {
             p.shutdown();

@@ -82,6 +82,9 @@ struct Inner {
     /// Set once a call failed on the connection (the service died or the
     /// connection is out of step): the index is not used any more.
     lost: AtomicBool,
+    /// Set once a call found the connection unusable for good (see
+    /// [`StoreClient::is_broken`]).
+    broken: AtomicBool,
     capacity: u64,
     access: StoreAccess,
     name: String,
@@ -283,6 +286,7 @@ impl StoreClient {
                 arena_rw: Mutex::new(None),
                 index,
                 lost: AtomicBool::new(false),
+                broken: AtomicBool::new(false),
                 capacity,
                 access: access.clone(),
                 name: name.to_owned(),
@@ -294,6 +298,34 @@ impl StoreClient {
     /// The arena's capacity in bytes.
     pub fn capacity(&self) -> u64 {
         self.inner.capacity
+    }
+
+    /// Whether a call found this client's connection unusable for good:
+    /// the service died or cut the connection off, its rings failed
+    /// validation (a violation: someone wrote over them), or a reply went
+    /// missing or was bad, so replies can no longer be matched to
+    /// requests. Every later call that needs the service fails; connect
+    /// again ([`StoreClient::connect_again`]). `false` until a call found
+    /// out: a connection broken while no call used it is not noticed
+    /// here (calls served from the shared index use no connection).
+    pub fn is_broken(&self) -> bool {
+        // Relaxed: see `call_files`.
+        self.inner.broken.load(Ordering::Relaxed)
+    }
+
+    /// A new connection to the same store, with the same options, as
+    /// [`StoreClient::connect_via`] made this one (what the holder of a
+    /// broken client does, e.g. a [`PullServer`](super::PullServer)).
+    /// This client is left as it is; its buffers stay valid while they
+    /// live.
+    ///
+    /// Errors: those of [`StoreClient::connect_via`].
+    pub fn connect_again(&self) -> Result<Self, StoreError> {
+        Self::connect_via(
+            self.inner.access.clone(),
+            &self.inner.name,
+            self.inner.opts.clone(),
+        )
     }
 
     /// Whether `get` and `contains` of sealed objects are served from the
@@ -327,6 +359,18 @@ impl StoreClient {
                 // connection itself reports the failure to each call).
                 self.inner.lost.store(true, Ordering::Relaxed);
             }
+            let fatal = c.broken
+                || match &r {
+                    Err(StoreError::Send(e)) => e.is_fatal(),
+                    Err(StoreError::Recv(e)) => e.is_fatal(),
+                    Err(StoreError::ConnectionBroken) => true,
+                    _ => false,
+                };
+            if fatal {
+                // Relaxed: a flag read by `is_broken`; the connection
+                // itself reports the failure to each call.
+                self.inner.broken.store(true, Ordering::Relaxed);
+            }
             r
         };
         self.inner.flush_releases();
@@ -346,6 +390,8 @@ impl StoreClient {
     /// A reply of the wrong kind: the connection is out of step from now on.
     fn bad_reply(&self, why: &'static str) -> StoreError {
         lock(&self.inner.conn).broken = true;
+        // Relaxed: see `call_files`.
+        self.inner.broken.store(true, Ordering::Relaxed);
         StoreError::BadReply(why)
     }
 

@@ -13,7 +13,13 @@
 //!   chunk ([`PULL_CHUNK`]) per connection per turn of its mio event loop.
 //!   Every connection is a state machine with its own deadline; a silent or
 //!   slow puller is dropped alone and never delays another
-//!   ([`PullServerConfig`]).
+//!   ([`PullServerConfig`]). When that client breaks (the store cut it
+//!   off, its rings were written over, a reply went missing:
+//!   [`StoreClient::is_broken`]), the server says so once with the whole
+//!   error chain, connects a new client ([`StoreClient::connect_again`]:
+//!   at once, then at most every second while that fails) and asks again;
+//!   pulls that come while no client works get the *failed* status at
+//!   once, and [`PullServer::health`] names the failure meanwhile.
 //! - **Pulling side**: [`StoreClient::pull`] connects, reads the reply
 //!   header, checks the declared sizes, `create`s the object locally and
 //!   receives the bytes straight into the [`ObjectBuilder`]'s view of the
@@ -45,7 +51,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -162,6 +168,32 @@ impl PullServerConfig {
     }
 }
 
+/// The first pause between two attempts of a [`PullServer`] to connect a
+/// new store client after its client broke; it doubles up to
+/// [`PULL_RECONNECT_MAX`].
+pub const PULL_RECONNECT_FIRST: Duration = Duration::from_millis(10);
+
+/// The longest pause between two attempts to connect a new store client.
+pub const PULL_RECONNECT_MAX: Duration = Duration::from_secs(1);
+
+/// What a [`PullServer`] says of its store client ([`PullServer::health`];
+/// the node's `/health` asks it). Cheap to clone; clones share the state.
+#[derive(Debug, Clone, Default)]
+pub struct PullHealth(Arc<Mutex<Option<String>>>);
+
+impl PullHealth {
+    /// `None` while the server's store client works; else why it does not
+    /// (the error that broke it, with its causes), while the server
+    /// connects a new one.
+    pub fn problem(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set(&self, problem: Option<String>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = problem;
+    }
+}
+
 /// Serves pulls of the sealed objects of one store to other nodes (the
 /// serving half of Ray's object manager; see the module docs). Runs its own
 /// thread with a mio event loop; [`PullServer::shutdown`] or dropping it
@@ -170,6 +202,7 @@ impl PullServerConfig {
 #[derive(Debug)]
 pub struct PullServer {
     addr: SocketAddr,
+    health: PullHealth,
     stop: Arc<AtomicBool>,
     waker: Arc<Waker>,
     thread: Option<JoinHandle<()>>,
@@ -185,6 +218,12 @@ impl PullServer {
     /// being sent). Each request costs one `get` with timeout 0 on it
     /// (served from the shared index, or one round trip to the service,
     /// bounded by the client's [`ClientOptions::reply_timeout`](super::ClientOptions)).
+    /// A client that breaks is replaced by a new connection to the same
+    /// store ([`StoreClient::connect_again`]; see the module docs).
+    ///
+    /// Every resource the server needs (the listener, its event loop, the
+    /// loop's waker and the thread) is made here, so a failure is this
+    /// call's error, never a server that started and does not serve.
     ///
     /// Errors: `InvalidConfig` (`max_pulls` or `chunk` 0), `Io` (the
     /// address cannot be bound, the event loop cannot be set up).
@@ -214,10 +253,15 @@ impl PullServer {
                 .map_err(|e| StoreError::io("pull server event loop", e))?,
         );
         let stop = Arc::new(AtomicBool::new(false));
+        let health = PullHealth::default();
         let mut server = Server {
             poll,
             listener,
-            store,
+            store: Store {
+                client: store,
+                outage: None,
+                health: health.clone(),
+            },
             config,
             pulls: HashMap::new(),
             ready: BTreeSet::new(),
@@ -231,6 +275,7 @@ impl PullServer {
             .map_err(|e| StoreError::io("spawn the pull server thread", e))?;
         Ok(Self {
             addr,
+            health,
             stop,
             waker,
             thread: Some(thread),
@@ -240,6 +285,13 @@ impl PullServer {
     /// The address it listens on (what pullers connect to).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Whether its store client works, now and later (a handle that
+    /// outlives no server state: it just stops changing once the server
+    /// stops).
+    pub fn health(&self) -> PullHealth {
+        self.health.clone()
     }
 
     /// Stops the thread; open transfers are cut (their pullers see a short
@@ -300,10 +352,104 @@ enum Step {
     Close,
 }
 
+/// The server's store client, replaced by a new connection when it breaks.
+struct Store {
+    client: StoreClient,
+    /// Set while the client is broken and no new one connected yet.
+    outage: Option<Outage>,
+    health: PullHealth,
+}
+
+/// A broken store client not replaced yet.
+struct Outage {
+    /// When to try connecting again.
+    next_try: Instant,
+    /// The pause after the next failed try.
+    pause: Duration,
+    /// A failed try was reported (said once while the outage lasts).
+    said: bool,
+}
+
+impl Store {
+    /// The sealed object `id` (with a reference), `None` when there is no
+    /// such object now. A client found broken by this call is replaced
+    /// at once and the call made again on the new one; while none can be
+    /// connected, the error.
+    fn get(&mut self, id: ObjectId) -> Result<Option<ObjectBuffer>, StoreError> {
+        self.reconnect_if_due();
+        if self.outage.is_some() {
+            return Err(StoreError::ConnectionBroken);
+        }
+        match self.client.get(&[id], Duration::ZERO) {
+            Ok(mut v) => Ok(v.pop().flatten()),
+            Err(e) if self.client.is_broken() => {
+                let why = crate::error_chain(&e);
+                tracing::warn!(
+                    error = %why,
+                    "store pull: the store client broke; connecting a new one"
+                );
+                self.health.set(Some(why));
+                self.outage = Some(Outage {
+                    next_try: Instant::now(),
+                    pause: PULL_RECONNECT_FIRST,
+                    said: false,
+                });
+                self.reconnect_if_due();
+                if self.outage.is_some() {
+                    return Err(e);
+                }
+                self.client
+                    .get(&[id], Duration::ZERO)
+                    .map(|mut v| v.pop().flatten())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Tries to connect a new client if the old one is broken and the
+    /// pause since the last try is over.
+    fn reconnect_if_due(&mut self) {
+        let Some(o) = &mut self.outage else { return };
+        let now = Instant::now();
+        if now < o.next_try {
+            return;
+        }
+        match self.client.connect_again() {
+            Ok(c) => {
+                // The old client goes once the buffers of its transfers
+                // do; its connection's references with it.
+                self.client = c;
+                self.outage = None;
+                self.health.set(None);
+                tracing::info!("store pull: connected to the store again");
+            }
+            Err(e) => {
+                if !o.said {
+                    tracing::warn!(
+                        error = %crate::error_chain(&e),
+                        "store pull: connecting a new store client failed; trying again at most \
+                         every second (said once while it lasts)"
+                    );
+                    o.said = true;
+                }
+                o.next_try = now + o.pause;
+                o.pause = (o.pause * 2).min(PULL_RECONNECT_MAX);
+            }
+        }
+    }
+
+    /// How long the loop may sleep before the next try is due.
+    fn due_in(&self, now: Instant) -> Option<Duration> {
+        self.outage
+            .as_ref()
+            .map(|o| o.next_try.saturating_duration_since(now))
+    }
+}
+
 struct Server {
     poll: Poll,
     listener: mio::net::TcpListener,
-    store: StoreClient,
+    store: Store,
     config: PullServerConfig,
     pulls: HashMap<usize, Pull>,
     /// Connections that may make progress without a new event (edge
@@ -321,11 +467,15 @@ impl Server {
         let mut events = Events::with_capacity(256);
         // Relaxed: see `PullServer::stop_thread`.
         while !stop.load(Ordering::Relaxed) {
+            // A broken store client is replaced when its pause is over,
+            // also while no pull comes.
+            self.store.reconnect_if_due();
             let now = Instant::now();
             let timeout = if self.ready.is_empty() {
                 self.pulls
                     .values()
                     .map(|p| p.deadline.saturating_duration_since(now))
+                    .chain(self.store.due_in(now))
                     .min()
                     .unwrap_or(Duration::from_millis(100))
                     .min(Duration::from_millis(100))
@@ -361,7 +511,12 @@ impl Server {
                     self.ready.remove(&t);
                     continue;
                 };
-                match step(p, &self.store, self.config.chunk, self.config.stall_timeout) {
+                match step(
+                    p,
+                    &mut self.store,
+                    self.config.chunk,
+                    self.config.stall_timeout,
+                ) {
                     Step::Blocked => {
                         self.ready.remove(&t);
                     }
@@ -461,12 +616,12 @@ impl Server {
 }
 
 /// The reply to a complete request: the header (+ metadata) and the object.
-fn answer(store: &StoreClient, req: &[u8; REQUEST_LEN]) -> (Vec<u8>, Option<ObjectBuffer>) {
+fn answer(store: &mut Store, req: &[u8; REQUEST_LEN]) -> (Vec<u8>, Option<ObjectBuffer>) {
     let Some(id) = parse_request(req) else {
         return (header_bytes(STATUS_FAILED, 0, 0).to_vec(), None);
     };
-    match store.get(&[id], Duration::ZERO) {
-        Ok(mut v) => match v.pop().flatten() {
+    match store.get(id) {
+        Ok(got) => match got {
             Some(b) => {
                 let meta = b.metadata();
                 // The store bounds metadata at 64 KiB, well inside a u32.
@@ -481,7 +636,15 @@ fn answer(store: &StoreClient, req: &[u8; REQUEST_LEN]) -> (Vec<u8>, Option<Obje
             None => (header_bytes(STATUS_NOT_FOUND, 0, 0).to_vec(), None),
         },
         Err(e) => {
-            tracing::warn!(error = %e, object = %id, "store pull: the local store failed");
+            // A broken client was said once (`Store::get`); the pulls
+            // that come before a new one connects are not logged each.
+            if store.outage.is_none() {
+                tracing::warn!(
+                    error = %crate::error_chain(&e),
+                    object = %id,
+                    "store pull: the local store failed"
+                );
+            }
             (header_bytes(STATUS_FAILED, 0, 0).to_vec(), None)
         }
     }
@@ -489,7 +652,7 @@ fn answer(store: &StoreClient, req: &[u8; REQUEST_LEN]) -> (Vec<u8>, Option<Obje
 
 /// Advances one connection by at most one read of the request or one
 /// chunk of writing.
-fn step(p: &mut Pull, store: &StoreClient, chunk: usize, stall: Duration) -> Step {
+fn step(p: &mut Pull, store: &mut Store, chunk: usize, stall: Duration) -> Step {
     match &mut p.state {
         PullState::Drain => {
             // A bounded amount per turn: a flooding peer does not hold

@@ -141,6 +141,28 @@ pub(crate) fn is_out_of_descriptors(e: &io::Error) -> bool {
         .any(|x| e.raw_os_error() == Some(x.raw_os_error()))
 }
 
+/// How many more descriptors this process can open now, counted up to
+/// `want`: duplicates of `fd` are made until one fails (`EMFILE`, `ENFILE`)
+/// or `want` exist, then all closed again.
+#[cfg_attr(shmwire_loom, allow(dead_code))] // only the node uses it
+pub(crate) fn spare_descriptors(fd: std::os::fd::BorrowedFd<'_>, want: usize) -> usize {
+    let mut dups = Vec::with_capacity(want);
+    while dups.len() < want {
+        match rustix::io::fcntl_dupfd_cloexec(fd, 0) {
+            Ok(d) => dups.push(d),
+            Err(_) => break,
+        }
+    }
+    dups.len()
+}
+
+/// This process's soft `RLIMIT_NOFILE` (`u64::MAX`: unlimited).
+#[cfg_attr(shmwire_loom, allow(dead_code))] // only the node uses it
+pub(crate) fn nofile_limit() -> u64 {
+    use rustix::process::{getrlimit, Resource};
+    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
+}
+
 /// Raises this process's soft `RLIMIT_NOFILE` to its hard limit (a process
 /// that keeps one descriptor per object needs many). Returns the soft
 /// limit in force afterwards (`u64::MAX`: unlimited); a refusal leaves the
