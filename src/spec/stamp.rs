@@ -662,7 +662,7 @@ mod tests {
         let full = access::<PushTaskRequest>(&out).unwrap();
         assert_eq!(fast.sequence_number, full.sequence_number);
         assert_eq!(fast.task_spec.parent_counter, 99);
-        assert!(bool::from(fast.task_spec.skip_execution));
+        assert!(fast.task_spec.skip_execution);
         assert_eq!(
             crate::spec::from_bytes::<PushTaskRequest>(&out).unwrap(),
             next
