@@ -419,3 +419,98 @@ fn a_scribbled_ring_header_is_reported_as_corruption_by_both_sides() {
         assert!(!session_dir(&stdout).exists(), "{ctx}: session left");
     }
 }
+
+/// The attack on a request frame's bytes (found by a fresh attack after
+/// the header scribbles above were fixed): random bytes written over the
+/// data region of the driver's request ring (`c2s`, past its header) for up
+/// to a second while calls flow. A frame that no longer decodes made the
+/// worker drop the caller silently (no event, its rings closed cleanly),
+/// so the demo worker exited and the driver reported "actor … died".
+/// Now the worker cuts the caller off for the violation: it poisons both
+/// rings and says "caller … cut off: …"; nobody says "died".
+#[test]
+fn scribbled_request_frames_cut_the_caller_off_and_nobody_dies() {
+    use std::io::BufRead;
+    use std::os::unix::fs::FileExt;
+    use std::time::{Duration, Instant};
+    let _watchdog =
+        proc_support::watchdog("scribbled_request_frames_cut_the_caller_off_and_nobody_dies");
+    let scratch = proc_support::scratch("cr", "frames");
+    let root = scratch.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_shmwire"))
+        .args(["demo", "--tasks", "200000", "--transport", "shm"])
+        .env("SHMWIRE_ROOT", &root)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the demo");
+    let mut child = proc_support::Kid(child);
+    let mut out = std::io::BufReader::new(child.0.stdout.take().unwrap());
+    let mut stdout = String::new();
+    while !stdout.contains("connected over Shm") {
+        assert!(
+            out.read_line(&mut stdout).unwrap() > 0,
+            "the demo ended early"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(30));
+    // The driver's request ring, opened once through /proc.
+    let ring = std::fs::read_dir(format!("/proc/{}/fd", child.pid()))
+        .unwrap()
+        .flatten()
+        .find(|e| {
+            std::fs::read_link(e.path())
+                .is_ok_and(|t| t.to_string_lossy().starts_with("/memfd:shmwire-ring-c2s"))
+        })
+        .expect("the driver maps its c2s ring");
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(ring.path())
+        .unwrap();
+    let size = f.metadata().unwrap().len();
+    assert!(size > 8192, "ring of {size} bytes");
+    let start = Instant::now();
+    let mut i = 0u64;
+    while start.elapsed() < Duration::from_secs(1) && child.0.try_wait().unwrap().is_none() {
+        let x = random_u64(i);
+        let off = 4096 + x % (size - 4096 - 64);
+        let bytes: Vec<u8> = (0..8)
+            .flat_map(|k| random_u64(x ^ k).to_le_bytes())
+            .collect();
+        // The process may exit meanwhile: then the write fails, harmlessly.
+        let _ = f.write_all_at(&bytes, off);
+        i += 1;
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    drop(f);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(st) = child.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "the demo did not end");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    std::io::Read::read_to_string(&mut out, &mut stdout).unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut err).unwrap();
+    let ctx = format!("{i} scribbles: {status}\nstdout:\n{stdout}\nstderr:\n{err}");
+    assert!(!err.contains("died"), "{ctx}");
+    let worker_lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("demo worker: caller "))
+        .collect();
+    let cut = worker_lines.iter().position(|l| l.contains(" cut off: "));
+    assert!(cut.is_some(), "{ctx}");
+    assert!(
+        worker_lines[..cut.unwrap()]
+            .iter()
+            .all(|l| l.ends_with(" connected")),
+        "{ctx}"
+    );
+    assert!(!session_dir(&stdout).exists(), "{ctx}: session left");
+}

@@ -2382,3 +2382,62 @@ fn a_node_under_a_low_descriptor_limit_starts_whole_or_not_at_all() {
     assert!(hit("pull"), "{refused:?}");
     assert!(!started.is_empty(), "{refused:?}");
 }
+
+/// Found by a fresh attack: the node's last pass removed the session by
+/// its path, so a directory put in the session's place while the node ran
+/// (no session marker: not a session) had its files deleted and was
+/// removed; and a short file of the user's under a segment-like name
+/// (`notes.txt`) in a live session was deleted at once when the node
+/// stopped, though cleanup gives such header-less files `UNTAGGED_GRACE`.
+/// Now a pass never enters a directory without the marker, and the last
+/// pass keeps the same grace.
+#[test]
+fn the_last_pass_spares_a_replaced_directory_and_young_user_files() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog =
+        proc_support::watchdog("the_last_pass_spares_a_replaced_directory_and_young_user_files");
+    let scratch = proc_support::scratch("swn", "spare");
+    let root = scratch.path().join("root");
+
+    // A directory swapped in under the running node's session path.
+    let mut node = start_node(&root, "h");
+    let replacement = root.join("htmp");
+    fs::create_dir(&replacement).unwrap();
+    fs::write(replacement.join("myfile"), b"precious").unwrap();
+    fs::rename(root.join("h"), root.join("h2")).unwrap();
+    fs::rename(&replacement, root.join("h")).unwrap();
+    let _ = Command::new("kill")
+        .args(["-TERM", &node.kid.pid().to_string()])
+        .status();
+    let deadline = Instant::now() + GUARD;
+    while node.kid.0.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the node did not stop");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        fs::read(root.join("h").join("myfile")).unwrap(),
+        b"precious",
+        "{:?}",
+        node.lines.lock().unwrap()
+    );
+    // The renamed session is a dead session now: cleanup removes it.
+    let (ok, _, err) = shmwire(&root, &["cleanup", "--all-stale"]);
+    assert!(ok, "{err}");
+    assert!(!root.join("h2").exists());
+    assert!(root.join("h").join("myfile").exists());
+
+    // A young short file of the user's in the session when the node stops.
+    let mut node = start_node(&root, "q");
+    fs::write(root.join("q").join("notes.txt"), b"hi").unwrap();
+    node.kid.signal_and_wait("-TERM");
+    assert_eq!(
+        fs::read(root.join("q").join("notes.txt")).unwrap(),
+        b"hi",
+        "{:?}",
+        node.lines.lock().unwrap()
+    );
+    let lines = node.lines.lock().unwrap().join("\n");
+    assert!(lines.contains("notes.txt"), "{lines}");
+}

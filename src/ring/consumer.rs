@@ -146,6 +146,15 @@ impl<S: RingStorage> Consumer<S> {
         (head.wrapping_sub(self.published) as usize).min(self.cap)
     }
 
+    /// Poisons the ring (both halves see [`RingError::Poisoned`] from now
+    /// on): for a layer above that found what the peer wrote invalid (a
+    /// frame that does not decode) and cuts the connection off, so the
+    /// peer learns of a violation, not of a clean close.
+    pub fn cut_off(&mut self) {
+        self.poisoned = true;
+        poison_header(self.storage.header());
+    }
+
     /// Checks the shared state this half reads rarely or never on the data
     /// path (run periodically by a layer above, e.g. the shared-memory
     /// transport's mux tick, at intervals far longer than a `Drop` takes and

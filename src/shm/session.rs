@@ -1131,7 +1131,10 @@ impl Session {
     /// recreates the directory).
     pub fn remove_all(&self) -> Result<CleanupReport> {
         release_owner_lock(&self.dir);
-        self.sweep(Duration::ZERO, true, false)
+        // The same grace as every pass: a header-less file younger than
+        // `UNTAGGED_GRACE` may be another process's segment being made, or
+        // a file of the user's under a segment-like name.
+        self.sweep(UNTAGGED_GRACE, true, false)
     }
 
     /// The one cleanup pass over this session (see the module docs).
@@ -1166,7 +1169,11 @@ impl Session {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
-        if !same_file(&d, dir) {
+        // A directory without the marker is not a session (never
+        // entered), even at this session's path: the session's directory
+        // was renamed away or replaced under its processes (they then find
+        // their session gone from its path: `vanished`).
+        if !same_file(&d, dir) || !has_marker(dir) {
             report.vanished = true;
             return Ok(report);
         }

@@ -144,6 +144,13 @@ impl Connection for AnyConnection {
         }
     }
 
+    fn cut_off(&mut self) {
+        match self {
+            AnyConnection::Tcp(c) => c.cut_off(),
+            AnyConnection::Shm(c) => c.cut_off(),
+        }
+    }
+
     fn try_recv(&mut self) -> Result<Option<AnyFrame<'_>>, RecvError> {
         Ok(match self {
             AnyConnection::Tcp(c) => c.try_recv()?.map(AnyFrame::Tcp),

@@ -224,6 +224,15 @@ pub trait Connection {
     /// The largest payload the peer accepts.
     fn max_send_len(&self) -> usize;
 
+    /// Cuts the connection off for a violation this side found in what the
+    /// peer sent (a frame that does not decode): on shared memory both
+    /// rings are poisoned, so the peer's next receive or send reports a
+    /// violation (`RecvError::violation`) rather than a close when this side
+    /// then drops the connection; the connection itself reports the
+    /// violation from now on. Over TCP it does nothing (dropping the
+    /// connection closes the socket).
+    fn cut_off(&mut self) {}
+
     /// Sends one frame encoded in place: `encode` receives a 16-byte aligned
     /// buffer of exactly `max_len` bytes and returns how many it used. Nothing
     /// is sent if it fails. Waits (at most the send timeout) while the peer

@@ -672,8 +672,22 @@ impl Worker {
                     // task before it in this drain (`Executor::clock`).
                     let now = self.exec.clock;
                     if let Err(e) = self.exec.on_request(key, bytes, now, &mut self.outbox) {
-                        // A peer that sends garbage fails alone.
-                        tracing::warn!(error = %e, ?key, "closing a caller that sent an invalid request");
+                        // A peer that sends garbage fails alone, and is cut
+                        // off for a violation: on shared memory its rings
+                        // are poisoned, so it learns of the violation rather
+                        // than of a clean close (the frame may have been
+                        // scribbled by a third process: it may reconnect).
+                        let violation = format!("invalid request: {e}");
+                        if let Some(c) = self.mux.get_mut(key) {
+                            c.cut_off();
+                            let caller = c.peer_worker_id();
+                            tracing::warn!(%caller, violation = %violation, "cutting off a caller that broke the protocol");
+                            self.event(WorkerEvent::Disconnected {
+                                caller,
+                                died: false,
+                                violation: Some(violation),
+                            });
+                        }
                         self.dead.push(key);
                         return;
                     }

@@ -478,6 +478,16 @@ impl Connection for ShmConnection {
         TransportKind::Shm
     }
 
+    fn cut_off(&mut self) {
+        if let Some(tx) = self.tx.as_mut() {
+            tx.cut_off();
+        }
+        if let Some(rx) = self.rx.as_mut() {
+            rx.cut_off();
+        }
+        note_violation(&mut self.violation, &RingError::Poisoned);
+    }
+
     fn peer_worker_id(&self) -> WorkerId {
         self.peer
     }
