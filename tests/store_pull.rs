@@ -60,18 +60,37 @@ fn many_small_chunks_arrive_whole() {
     server.shutdown();
 }
 
+/// At its limit the server answers *busy* while every slot transfers an
+/// object, and frees the slot when that puller leaves; a slot held by a
+/// connection that has not sent its request is given to the newcomer (the
+/// waiting one gets *busy*): silent connections cannot lock pullers out.
 #[test]
 fn a_server_at_its_limit_answers_busy_and_frees_the_slot_when_a_puller_leaves() {
     let (ea, eb) = (Env::new("pull-busy-a"), Env::new("pull-busy-b"));
-    let (_sa, _sb) = (ea.store(4 << 20), eb.store(4 << 20));
+    let (_sa, _sb) = (ea.store(16 << 20), eb.store(4 << 20));
     let mut cfg = config();
     cfg.max_pulls = 1;
     cfg.request_timeout = GUARD;
     let server = PullServer::start(client(&ea), cfg).unwrap();
     let (a, b) = (client(&ea), client(&eb));
     a.put(oid(2, 0), b"payload", b"").unwrap();
+    let big = contents(2, 8 << 20);
+    a.put(oid(2, 1), &big, b"").unwrap();
 
-    let silent = TcpStream::connect(server.addr()).unwrap();
+    // A silent connection holds the one slot: the pull displaces it.
+    let mut silent = TcpStream::connect(server.addr()).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let got = b.pull(oid(2, 0), server.addr(), GUARD).unwrap();
+    assert_eq!(&got[..], b"payload");
+    drop(got);
+    b.delete(&[oid(2, 0)]).unwrap();
+    let answer = read_all(&mut silent);
+    assert_eq!(&answer[0..4], b"SWPA", "the displaced one is answered");
+    assert_eq!(answer.len(), 32, "a header alone (busy)");
+
+    // A transfer that the puller does not read holds the slot: busy.
+    let mut stalled = TcpStream::connect(server.addr()).unwrap();
+    stalled.write_all(&request(&oid(2, 1))).unwrap();
     std::thread::sleep(Duration::from_millis(50));
     let t = Instant::now();
     let e = b
@@ -81,8 +100,8 @@ fn a_server_at_its_limit_answers_busy_and_frees_the_slot_when_a_puller_leaves() 
     assert!(t.elapsed() < Duration::from_secs(2));
     assert!(!b.contains(oid(2, 0)).unwrap());
 
-    // The slot is free once the silent peer leaves.
-    drop(silent);
+    // The slot is free once the stalled puller leaves.
+    drop(stalled);
     let got = b.pull(oid(2, 0), server.addr(), GUARD).unwrap();
     assert_eq!(&got[..], b"payload");
 }

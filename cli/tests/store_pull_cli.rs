@@ -347,6 +347,74 @@ fn silent_and_slow_pullers_do_not_delay_other_pulls() {
     node_b.stop();
 }
 
+/// Found by the evening attack: a local process holding more silent
+/// connections than the endpoint serves at once (70 against 64), each
+/// reopened as the node times it out, kept every real pull at *busy*
+/// (77 of 77 over 4 s). At the cap a newcomer now displaces the connection
+/// that has waited longest for its request, as the HTTP endpoint does.
+#[test]
+fn silent_connections_at_the_cap_do_not_lock_pullers_out() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let _w = proc_support::watchdog("silent_connections_at_the_cap_do_not_lock_pullers_out");
+    let dir = proc_support::scratch("swp", "hog");
+    let root = dir.path().join("root");
+    let node_a = start_node(&root, "hog-a", "16M");
+    let node_b = start_node(&root, "hog-b", "16M");
+    let a = node_a.client();
+    let b = node_b.client();
+    let id = ObjectId::from_random();
+    let data = pattern(3, 4096);
+    a.put(id, &data, b"").unwrap();
+
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let addr = node_a.objects;
+    let hog = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let open = || {
+                let mut s = TcpStream::connect(addr).ok()?;
+                s.write_all(b"SW").ok()?;
+                s.set_nonblocking(true).ok()?;
+                Some(s)
+            };
+            let mut held: Vec<TcpStream> = (0..70).filter_map(|_| open()).collect();
+            while !stop.load(Ordering::Relaxed) {
+                // Reopen the ones the node closed (or answered).
+                held.retain_mut(|s| {
+                    let mut buf = [0u8; 64];
+                    matches!(s.read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+                });
+                while held.len() < 70 {
+                    match open() {
+                        Some(s) => held.push(s),
+                        None => break,
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let mut ok = 0;
+    for _ in 0..20 {
+        if let Ok(got) = b.pull(id, addr, Duration::from_secs(2)) {
+            assert_eq!(checksum(&got), checksum(&data));
+            ok += 1;
+            drop(got);
+            b.delete(&[id]).unwrap();
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    hog.join().unwrap();
+    assert!(ok >= 18, "{ok} of 20 pulls got through the hog");
+
+    drop((a, b));
+    node_a.session.remove_all().unwrap();
+    node_b.session.remove_all().unwrap();
+    node_a.stop();
+    node_b.stop();
+}
+
 /// What a hostile server does after reading the request.
 #[derive(Clone, Copy, Debug)]
 enum Lie {

@@ -138,8 +138,11 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 pub struct PullServerConfig {
     /// Where it listens (a node's default: `127.0.0.1:0`, a free port).
     pub listen: SocketAddr,
-    /// Pulls served at once; a connection beyond this gets the *busy*
-    /// status and is closed (default [`DEFAULT_MAX_PULLS`]).
+    /// Pulls served at once (default [`DEFAULT_MAX_PULLS`]). A connection
+    /// beyond this displaces the one that has waited longest without
+    /// sending its whole request, which gets the *busy* status and is
+    /// closed; when every connection is transferring, the newcomer gets
+    /// *busy*.
     pub max_pulls: usize,
     /// How long a new connection may take to send its whole request
     /// (default 1 s); a silent one is closed then. Also how long a
@@ -547,6 +550,34 @@ impl Server {
         }
     }
 
+    /// Answers *busy* to the connection that has waited longest without
+    /// sending its whole request (and drains it, or closes it when
+    /// `draining` already fills the drain set). `false` when every
+    /// connection has sent its request (transfers are never displaced).
+    fn displace_oldest_waiting(&mut self, draining: usize) -> bool {
+        let oldest = self
+            .pulls
+            .iter()
+            .filter(|(_, p)| matches!(p.state, PullState::Request { .. }))
+            .min_by_key(|(_, p)| p.deadline)
+            .map(|(t, _)| *t);
+        let Some(t) = oldest else {
+            return false;
+        };
+        if draining >= self.config.max_pulls {
+            self.close(t);
+            return true;
+        }
+        if let Some(p) = self.pulls.get_mut(&t) {
+            let _ = p.stream.write(&header_bytes(STATUS_BUSY, 0, 0));
+            let _ = p.stream.shutdown(Shutdown::Write);
+            p.state = PullState::Drain;
+            p.deadline = Instant::now() + self.config.request_timeout;
+        }
+        self.ready.insert(t);
+        true
+    }
+
     /// Accepts every waiting connection (the listener is edge triggered).
     fn accept(&mut self) {
         loop {
@@ -573,7 +604,14 @@ impl Server {
                 .filter(|p| matches!(p.state, PullState::Drain))
                 .count();
             let serving = self.pulls.len() - draining;
-            let busy = serving >= self.config.max_pulls;
+            let mut busy = serving >= self.config.max_pulls;
+            if busy {
+                // At the cap, the connection that has waited longest for
+                // its request gives way (answered *busy*), as the HTTP
+                // endpoint does: silent connections reopened as they time
+                // out would otherwise keep every real puller out.
+                busy = !self.displace_oldest_waiting(draining);
+            }
             if busy {
                 // A fresh socket's send buffer takes 32 bytes at once; if it
                 // does not, the puller just sees the connection close.
