@@ -422,8 +422,9 @@ fn a_scribbled_ring_header_is_reported_as_corruption_by_both_sides() {
 
 /// The attack on a request frame's bytes (found by a fresh attack after
 /// the header scribbles above were fixed): random bytes written over the
-/// data region of the driver's request ring (`c2s`, past its header) for up
-/// to a second while calls flow. A frame that no longer decodes made the
+/// payloads of the requests waiting in the driver's request ring (`c2s`)
+/// while the worker is stopped (`SIGSTOP`, then `SIGCONT`; frame headers
+/// left whole, so only the message fails to decode). A frame that no longer decodes made the
 /// worker drop the caller silently (no event, its rings closed cleanly),
 /// so the demo worker exited and the driver reported "actor … died".
 /// Now the worker cuts the caller off for the violation: it poisons both
@@ -471,21 +472,61 @@ fn scribbled_request_frames_cut_the_caller_off_and_nobody_dies() {
         .write(true)
         .open(ring.path())
         .unwrap();
-    let size = f.metadata().unwrap().len();
-    assert!(size > 8192, "ring of {size} bytes");
-    let start = Instant::now();
-    let mut i = 0u64;
-    while start.elapsed() < Duration::from_secs(1) && child.0.try_wait().unwrap().is_none() {
-        let x = random_u64(i);
-        let off = 4096 + x % (size - 4096 - 64);
-        let bytes: Vec<u8> = (0..8)
-            .flat_map(|k| random_u64(x ^ k).to_le_bytes())
-            .collect();
-        // The process may exit meanwhile: then the write fails, harmlessly.
-        let _ = f.write_all_at(&bytes, off);
-        i += 1;
-        std::thread::sleep(Duration::from_micros(200));
+    // The worker, the driver's child.
+    let worker: u32 = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.pid()))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .expect("the demo's worker")
+        .parse()
+        .unwrap();
+    let signal = |sig: &str| {
+        let _ = Command::new("kill")
+            .args([sig, &worker.to_string()])
+            .status();
+    };
+    let word = |off: u64| {
+        let mut b = [0u8; 8];
+        f.read_exact_at(&mut b, off).map(|()| u64::from_le_bytes(b))
+    };
+    // Header layout (src/ring/layout.rs): capacity at 8, head at 128, tail
+    // at 256, data from 640; a frame is a commit word, a (len, kind) word
+    // and the payload, 16-aligned.
+    const DATA: u64 = 640;
+    let mut cycles = 0;
+    let mut hit = 0;
+    // With the worker stopped, the requests the driver committed meanwhile
+    // wait in the ring, between the consumer's published `tail` and `head`:
+    // their payloads (not their frame headers) are overwritten with random
+    // bytes, then the worker goes on. A stop while it was working on a
+    // request finds only that one (already copied out): tried again.
+    while cycles < 20 && child.0.try_wait().unwrap().is_none() {
+        cycles += 1;
+        signal("-STOP");
+        std::thread::sleep(Duration::from_millis(60));
+        if let (Ok(cap), Ok(head), Ok(tail)) = (word(8), word(128), word(256)) {
+            let mut pos = tail;
+            while pos < head && cap.is_power_of_two() && head - tail <= cap {
+                let off = DATA + pos % cap;
+                let Ok(info) = word(off + 8) else { break };
+                let (len, kind) = (info & 0xffff_ffff, info >> 32);
+                if kind == u64::from(u32::MAX) {
+                    pos += cap - pos % cap; // padding to the end of the data
+                    continue;
+                }
+                let garbage: Vec<u8> = (0..len.div_ceil(8))
+                    .flat_map(|k| random_u64(pos ^ (k << 20) ^ cycles).to_le_bytes())
+                    .take(len as usize)
+                    .collect();
+                let _ = f.write_all_at(&garbage, off + 16);
+                hit += 1;
+                pos += 16 + len.div_ceil(16) * 16;
+            }
+        }
+        signal("-CONT");
+        std::thread::sleep(Duration::from_millis(60));
     }
+    let i = hit;
     drop(f);
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
@@ -498,7 +539,9 @@ fn scribbled_request_frames_cut_the_caller_off_and_nobody_dies() {
     std::io::Read::read_to_string(&mut out, &mut stdout).unwrap();
     let mut err = String::new();
     std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut err).unwrap();
-    let ctx = format!("{i} scribbles: {status}\nstdout:\n{stdout}\nstderr:\n{err}");
+    let ctx = format!(
+        "{i} frames scribbled in {cycles} stops: {status}\nstdout:\n{stdout}\nstderr:\n{err}"
+    );
     assert!(!err.contains("died"), "{ctx}");
     let worker_lines: Vec<&str> = err
         .lines()
