@@ -11,12 +11,14 @@
 //! (a `memcpy` and a dozen small stores instead of an rkyv serialization
 //! pass). Unit tests compare every stamped request with its full encoding.
 //!
-//! The receiving side uses the same fact the other way round
-//! ([`KnownRequest`]): a request whose bytes equal an already validated one
-//! everywhere outside those fields — which hold only ids, integers and
-//! argument bytes, for which every value is valid, and one `bool`, checked
-//! to be 0 or 1 — is valid as that one was, and is read without a bytecheck
-//! pass (a masked comparison instead of walking every pointer and string).
+//! The receiving side uses the same fact the other way round ([`Known`],
+//! kept per connection in a [`KnownShapes`]: requests on the worker, replies
+//! on the caller): a message whose bytes equal an already validated one
+//! everywhere outside its per-call fields ([`Shaped::varying`]) — which hold
+//! only ids, integers and argument or return bytes, for which every value is
+//! valid, and `bool`s, checked to be 0 or 1 — is valid as that one was, and
+//! is read without a bytecheck pass (a masked comparison instead of walking
+//! every pointer and string).
 //!
 //! [`TaskSpecBuilder::rebuild_actor_task`]: super::TaskSpecBuilder::rebuild_actor_task
 

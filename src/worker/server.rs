@@ -236,7 +236,7 @@ struct Executor {
     peers: HashMap<PeerKey, WorkerId>,
     /// The actor-task requests each connection sent last, validated: a
     /// request of one of their shapes is read without a bytecheck pass
-    /// (`spec::stamp::KnownRequest`).
+    /// (`spec::stamp::Known`).
     known: HashMap<PeerKey, KnownShapes<PushTaskRequest>>,
     normal: NormalSchedulingQueue<TaskId, Instant>,
     actor: Option<ActorInstance>,
