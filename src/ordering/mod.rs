@@ -57,6 +57,7 @@
 
 mod actor_queue;
 mod normal_queue;
+pub(crate) mod seq_map;
 mod submit_queue;
 
 pub use actor_queue::{

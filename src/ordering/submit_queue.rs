@@ -64,7 +64,9 @@
 //!   the `num_restarts` filter of stale connect/disconnect notifications belong to the
 //!   caller of this queue.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
+
+use super::seq_map::SeqMap;
 
 /// Ray's `kMaxBytesInFlight`: 16 MiB of requests in flight per connection.
 pub const MAX_BYTES_IN_FLIGHT: u64 = 16 * 1024 * 1024;
@@ -280,12 +282,12 @@ pub struct ActorSubmitQueue<T> {
     config: SubmitConfig,
     state: ActorState,
     /// Ray's `requests`: tasks not yet handed to a connection, by counter.
-    requests: BTreeMap<u64, Queued<T>>,
+    requests: SeqMap<Queued<T>>,
     /// Tasks handed to the connection (sent or in its send queue), by counter.
-    in_flight: BTreeMap<u64, InFlight<T>>,
+    in_flight: SeqMap<InFlight<T>>,
     /// Completed counters above `next_task_reply_position`, kept for a
     /// `skip_execution` re-send.
-    out_of_order_completed: BTreeMap<u64, (T, TaskMeta)>,
+    out_of_order_completed: SeqMap<(T, TaskMeta)>,
     next_send_position: u64,
     next_task_reply_position: u64,
     caller_starts_at: u64,
@@ -312,9 +314,9 @@ impl<T: Clone> ActorSubmitQueue<T> {
         Self {
             config,
             state: ActorState::Pending,
-            requests: BTreeMap::new(),
-            in_flight: BTreeMap::new(),
-            out_of_order_completed: BTreeMap::new(),
+            requests: SeqMap::new(),
+            in_flight: SeqMap::new(),
+            out_of_order_completed: SeqMap::new(),
             next_send_position: 0,
             next_task_reply_position: 0,
             caller_starts_at: 0,
@@ -360,15 +362,14 @@ impl<T: Clone> ActorSubmitQueue<T> {
             return Ok(());
         }
         if actor_counter < self.next_task_reply_position
-            || self.out_of_order_completed.contains_key(&actor_counter)
+            || self.out_of_order_completed.contains_key(actor_counter)
         {
             return Err(SubmitError::CounterCompleted {
                 actor_counter,
                 task,
             });
         }
-        if self.requests.contains_key(&actor_counter) || self.in_flight.contains_key(&actor_counter)
-        {
+        if self.requests.contains_key(actor_counter) || self.in_flight.contains_key(actor_counter) {
             return Err(SubmitError::CounterInUse {
                 actor_counter,
                 task,
@@ -393,7 +394,7 @@ impl<T: Clone> ActorSubmitQueue<T> {
     /// go now. Does nothing if the task is not queued (e.g. it already failed).
     pub fn dependencies_resolved(&mut self, actor_counter: u64) -> Vec<SubmitEvent<T>> {
         let mut out = Vec::new();
-        if let Some(q) = self.requests.get_mut(&actor_counter) {
+        if let Some(q) = self.requests.get_mut(actor_counter) {
             q.deps_resolved = true;
             self.send_pending_tasks(&mut out);
         }
@@ -477,14 +478,14 @@ impl<T: Clone> ActorSubmitQueue<T> {
         out: &mut Vec<SubmitEvent<T>>,
     ) {
         let tracked = matches!(
-            self.in_flight.get(&id.actor_counter),
+            self.in_flight.get(id.actor_counter),
             Some(f) if f.serial == id.serial && f.on_wire
         );
         if !tracked {
             tracing::debug!(?id, "ignoring reply for a request no longer in flight");
             return;
         }
-        let Some(f) = self.in_flight.remove(&id.actor_counter) else {
+        let Some(f) = self.in_flight.remove(id.actor_counter) else {
             return;
         };
         if !f.skip_queue {
@@ -566,14 +567,15 @@ impl<T: Clone> ActorSubmitQueue<T> {
         if self.conn.is_none() {
             return;
         }
-        while let Some(entry) = self.requests.first_entry() {
-            let counter = *entry.key();
-            if counter > self.next_send_position || !entry.get().deps_resolved {
+        while let Some((counter, first)) = self.requests.first() {
+            if counter > self.next_send_position || !first.deps_resolved {
                 break;
             }
             // If the task has been sent before, it skips the send queue.
             let skip_queue = counter < self.next_send_position;
-            let q = entry.remove();
+            let Some((_, q)) = self.requests.pop_first() else {
+                break;
+            };
             self.next_send_position = self.next_send_position.max(counter.saturating_add(1));
             let outgoing = Outgoing {
                 task: q.task,
@@ -670,7 +672,7 @@ impl<T: Clone> ActorSubmitQueue<T> {
             let Some(counter) = conn.send_queue.pop_front() else {
                 break;
             };
-            let Some(f) = self.in_flight.get(&counter) else {
+            let Some(f) = self.in_flight.get(counter) else {
                 continue;
             };
             conn.bytes_in_flight = conn.bytes_in_flight.saturating_add(f.size_bytes);
@@ -690,7 +692,7 @@ impl<T: Clone> ActorSubmitQueue<T> {
         client_processed_up_to: i64,
         out: &mut Vec<SubmitEvent<T>>,
     ) {
-        if let Some(f) = self.in_flight.get_mut(&counter) {
+        if let Some(f) = self.in_flight.get_mut(counter) {
             f.on_wire = true;
             out.push(SubmitEvent::Send(PushRequest {
                 id: RequestId {
@@ -800,11 +802,11 @@ impl<T: Clone> ActorSubmitQueue<T> {
             return;
         }
         self.out_of_order_completed.insert(counter, (task, meta));
-        while let Some(entry) = self.out_of_order_completed.first_entry() {
-            if *entry.key() != self.next_task_reply_position {
+        while let Some((first, _)) = self.out_of_order_completed.first() {
+            if first != self.next_task_reply_position {
                 break;
             }
-            entry.remove();
+            self.out_of_order_completed.pop_first();
             self.next_task_reply_position = self.next_task_reply_position.saturating_add(1);
         }
     }

@@ -10,8 +10,6 @@
 //! [`CoreWorker::get`] / [`CoreWorker::wait`] receive replies until their
 //! objects are ready or the timeout passes.
 
-use std::collections::BTreeMap;
-
 use foldhash::{HashMap, HashMapExt as _};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -19,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use crate::ids::{ActorId, JobId, NodeId, ObjectId, TaskId, WorkerId};
 use crate::ordering::{
-    self, ActorSubmitQueue, PushRequest, RequestId, SubmitEvent, TaskFailure, TaskMeta,
+    self, seq_map::SeqMap, ActorSubmitQueue, PushRequest, RequestId, SubmitEvent, TaskFailure,
+    TaskMeta,
 };
 use crate::shm::Session;
 use crate::spec::stamp::{KnownShapes, RequestStamp};
@@ -425,7 +424,7 @@ struct ActorEntry {
     /// Requests of tasks finished out of order (kept until
     /// `next_task_reply_position` passes them: a reconnect re-sends them
     /// with `skip_execution`), with the call template each came from.
-    finished: BTreeMap<u64, (Box<PushTaskRequest>, Option<usize>)>,
+    finished: SeqMap<(Box<PushTaskRequest>, Option<usize>)>,
     /// One entry per method (and handle class and concurrency group)
     /// called through this actor: its finished requests, recycled.
     calls: Vec<CallTemplate>,
@@ -1447,7 +1446,7 @@ impl CoreWorker {
                 next_counter: 0,
                 cursor: ObjectId::for_actor_handle(actor.actor_id),
                 max_task_retries,
-                finished: BTreeMap::new(),
+                finished: SeqMap::new(),
                 calls: Vec::new(),
             },
         );
@@ -1667,11 +1666,14 @@ impl CoreWorker {
         }
         if let Some(entry) = self.actors.get_mut(&actor_id) {
             let ntrp = entry.queue.next_task_reply_position();
-            while let Some(e) = entry.finished.first_entry() {
-                if *e.key() >= ntrp {
+            while entry
+                .finished
+                .first()
+                .is_some_and(|(counter, _)| counter < ntrp)
+            {
+                let Some((_, (request, call))) = entry.finished.pop_first() else {
                     break;
-                }
-                let (request, call) = e.remove();
+                };
                 entry.recycle(call, request);
             }
         }
@@ -1741,7 +1743,7 @@ impl CoreWorker {
                 self.tasks.mark_sent(&r.task, epoch);
             }
             sent
-        } else if let Some((req, _)) = entry.finished.get_mut(&r.id.actor_counter) {
+        } else if let Some((req, _)) = entry.finished.get_mut(r.id.actor_counter) {
             stamp(req);
             let sent = send_request(&mut self.mux, &mut self.encoder, conn, req);
             if let Ok(epoch) = sent {

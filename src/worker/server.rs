@@ -20,7 +20,6 @@
 //! dispatches, and builds and sends their replies.
 
 use std::any::Any;
-use std::collections::BTreeMap;
 
 use foldhash::{HashMap, HashMapExt as _};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -29,7 +28,8 @@ use std::time::{Duration, Instant};
 
 use crate::ids::{ActorId, NodeId, ObjectId, TaskId, WorkerId};
 use crate::ordering::{
-    ActorSchedulingQueue, Delivery, NormalSchedulingQueue, DEFAULT_REORDER_WAIT, STALE_RPC_MESSAGE,
+    seq_map::SeqMap, ActorSchedulingQueue, Delivery, NormalSchedulingQueue, DEFAULT_REORDER_WAIT,
+    STALE_RPC_MESSAGE,
 };
 use crate::shm::Session;
 use crate::spec::stamp::KnownShapes;
@@ -177,7 +177,7 @@ struct CallerState {
     /// by actor counter, each with its send number (`sends` when it was
     /// handed to the caller's connection): a request re-sent after a broken
     /// connection is answered from here instead of running twice.
-    executed: BTreeMap<u64, (u64, PushTaskReply)>,
+    executed: SeqMap<(u64, PushTaskReply)>,
     /// Replies cached for this caller so far (the send numbers).
     sends: u64,
     /// The highest send number the caller is known to have read: that of
@@ -922,7 +922,7 @@ impl Executor {
         CallerState {
             queue: ActorSchedulingQueue::new(reorder_wait),
             current: None,
-            executed: BTreeMap::new(),
+            executed: SeqMap::new(),
             sends: 0,
             acked_send: 0,
         }
@@ -1084,14 +1084,16 @@ impl Executor {
                     ..
                 })
             );
-            if let Some((sent, _)) = cs.executed.get(&bound) {
+            if let Some((sent, _)) = cs.executed.get(bound) {
                 cs.acked_send = cs.acked_send.max(*sent);
             }
-            while let Some(e) = cs.executed.first_entry() {
-                if *e.key() > bound || (by_send_order && e.get().0 > cs.acked_send) {
+            while let Some((counter, (sent, _))) = cs.executed.first() {
+                if counter > bound || (by_send_order && *sent > cs.acked_send) {
                     break;
                 }
-                let (_, reply) = e.remove();
+                let Some((_, (_, reply))) = cs.executed.pop_first() else {
+                    break;
+                };
                 if self.spare.len() < MAX_SPARE_REPLIES {
                     self.spare.push(reply);
                 }
@@ -1103,7 +1105,7 @@ impl Executor {
                 b.release_holds(|h| {
                     h.caller != caller
                         || h.counter
-                            .is_none_or(|c| c > bound || executed.contains_key(&c))
+                            .is_none_or(|c| c > bound || executed.contains_key(c))
                 });
             }
         }
@@ -1174,7 +1176,7 @@ impl Executor {
         let cached = self
             .callers
             .get(&caller)
-            .and_then(|c| c.executed.get(&counter))
+            .and_then(|c| c.executed.get(counter))
             .filter(|(_, r)| r.task_id == spec.task_id)
             .map(|(_, r)| r.clone());
         if let Some(reply) = cached {
