@@ -3,7 +3,11 @@
 //! `x + 1` and counts the calls. Prints calls per second and the median and
 //! p99 round trip; exits 0 only when every reply checked.
 //!
-//! `cargo run --release --example actor_ping_pong [calls]`
+//! `cargo run --release --example actor_ping_pong [calls] [depth]`
+//!
+//! With `depth` > 1 the calls are pipelined: `depth` submitted, then all of
+//! them awaited with one `get` (as `bench actor-call`'s `pipelined-32`);
+//! the round trip printed is then a batch's.
 
 mod support;
 
@@ -35,21 +39,37 @@ fn main() -> Result<()> {
         .map(|s| s.parse())
         .transpose()?
         .unwrap_or(20_000);
+    let depth: i64 = std::env::args()
+        .nth(2)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(1);
+    if calls < 1 || depth < 1 || calls % depth != 0 {
+        return Err(
+            format!("calls ({calls}) must be a positive multiple of depth ({depth})").into(),
+        );
+    }
     let mut cluster = Cluster::new("ping-pong")?;
     let worker = cluster.spawn_worker(1)?;
     let mut driver = CoreWorker::new(&cluster.session, CoreWorkerOptions::new(cluster.node))?;
     let pong = driver.create_actor(worker, "ping_pong", "Pong", vec![], 0)?;
-    let mut rtts = Vec::with_capacity(calls as usize);
+    let mut rtts = Vec::with_capacity((calls / depth) as usize);
+    let mut refs = Vec::with_capacity(depth as usize);
     let start = Instant::now();
-    for x in 0..calls {
+    for batch in 0..calls / depth {
         let t = Instant::now();
-        let r = driver.submit_actor_task(&pong, "ping", vec![i64_arg(x)])?;
-        let v = driver.get(std::slice::from_ref(&r), TIMEOUT)?;
-        rtts.push(t.elapsed());
-        if as_i64(&v[0])? != x + 1 {
-            return Err(format!("ping({x}) answered {}", as_i64(&v[0])?).into());
+        refs.clear();
+        for x in batch * depth..(batch + 1) * depth {
+            refs.push(driver.submit_actor_task(&pong, "ping", vec![i64_arg(x)])?);
         }
-        driver.free(&[r]);
+        let values = driver.get(&refs, TIMEOUT)?;
+        rtts.push(t.elapsed());
+        for (x, v) in (batch * depth..).zip(&values) {
+            if as_i64(v)? != x + 1 {
+                return Err(format!("ping({x}) answered {}", as_i64(v)?).into());
+            }
+        }
+        driver.free(&refs);
     }
     let elapsed = start.elapsed();
     let r = driver.submit_actor_task(&pong, "calls", vec![])?;
@@ -59,8 +79,13 @@ fn main() -> Result<()> {
     }
     rtts.sort();
     let pct = |p: f64| rtts[((rtts.len() as f64 - 1.0) * p) as usize];
+    let kind = if depth == 1 {
+        "sync".to_owned()
+    } else {
+        format!("pipelined ({depth} in flight)")
+    };
     println!(
-        "{calls} sync actor calls in {elapsed:?}: {:.0} calls/s, round trip p50 {:?}, p99 {:?}",
+        "{calls} {kind} actor calls in {elapsed:?}: {:.0} calls/s, round trip p50 {:?}, p99 {:?}",
         calls as f64 / elapsed.as_secs_f64(),
         pct(0.5),
         pct(0.99)
