@@ -60,6 +60,11 @@ impl<V> SeqMap<V> {
         self.live
     }
 
+    /// Whether the map has no entry.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
     /// The slot holding `key`: `Ok(index)`, or `Err(index)` where it would go.
     fn find(&self, key: u64) -> Result<usize, usize> {
         let (Some(&(first, _)), Some(&(last, _))) = (self.slots.front(), self.slots.back()) else {
@@ -214,6 +219,7 @@ mod tests {
 
     fn check(m: &SeqMap<u32>, b: &BTreeMap<u64, u32>) {
         assert_eq!(m.len(), b.len());
+        assert_eq!(m.is_empty(), b.is_empty());
         assert!(m
             .iter()
             .map(|(k, v)| (k, *v))

@@ -267,6 +267,25 @@ struct InFlight<T> {
     on_wire: bool,
 }
 
+impl<T: Clone> InFlight<T> {
+    /// Marks this request handed out and returns its `Send` event.
+    fn send(&mut self, counter: u64, client_processed_up_to: i64) -> SubmitEvent<T> {
+        self.on_wire = true;
+        SubmitEvent::Send(PushRequest {
+            id: RequestId {
+                actor_counter: counter,
+                serial: self.serial,
+            },
+            sequence_number: self.sequence_number,
+            client_processed_up_to,
+            skip_queue: self.skip_queue,
+            skip_execution: self.skip_execution,
+            size_bytes: self.size_bytes,
+            task: self.task.clone(),
+        })
+    }
+}
+
 /// Ray's `CoreWorkerClient` state for one connection.
 #[derive(Debug)]
 struct Connection {
@@ -359,6 +378,24 @@ impl<T: Clone> ActorSubmitQueue<T> {
                 task,
                 error: TaskFailure::ActorDied,
             });
+            return Ok(());
+        }
+        if deps_resolved
+            && actor_counter == self.next_send_position
+            && self.requests.is_empty()
+            && self.conn.is_some()
+        {
+            // In order with nothing queued: what queueing it and
+            // `send_pending_tasks` would do, without the queue. Counters below
+            // `next_send_position` are the only ones in flight or completed,
+            // so this one is neither.
+            self.next_send_position = actor_counter.saturating_add(1);
+            let outgoing = Outgoing {
+                task,
+                meta,
+                retries_left: meta.max_retries,
+            };
+            self.push_actor_task(outgoing, false, false, out);
             return Ok(());
         }
         if actor_counter < self.next_task_reply_position
@@ -477,17 +514,15 @@ impl<T: Clone> ActorSubmitQueue<T> {
         status: ReplyOutcome,
         out: &mut Vec<SubmitEvent<T>>,
     ) {
-        let tracked = matches!(
-            self.in_flight.get(id.actor_counter),
-            Some(f) if f.serial == id.serial && f.on_wire
-        );
-        if !tracked {
+        let Some(f) = self.in_flight.remove(id.actor_counter) else {
             tracing::debug!(?id, "ignoring reply for a request no longer in flight");
             return;
-        }
-        let Some(f) = self.in_flight.remove(id.actor_counter) else {
-            return;
         };
+        if f.serial != id.serial || !f.on_wire {
+            tracing::debug!(?id, "ignoring reply for a request no longer in flight");
+            self.in_flight.insert(id.actor_counter, f);
+            return;
+        }
         if !f.skip_queue {
             if let Some(conn) = self.conn.as_mut() {
                 conn.max_finished_seq_no = conn.max_finished_seq_no.max(f.sequence_number);
@@ -672,12 +707,11 @@ impl<T: Clone> ActorSubmitQueue<T> {
             let Some(counter) = conn.send_queue.pop_front() else {
                 break;
             };
-            let Some(f) = self.in_flight.get(counter) else {
+            let Some(f) = self.in_flight.get_mut(counter) else {
                 continue;
             };
             conn.bytes_in_flight = conn.bytes_in_flight.saturating_add(f.size_bytes);
-            let cpu = conn.max_finished_seq_no;
-            self.emit_send(counter, cpu, out);
+            out.push(f.send(counter, conn.max_finished_seq_no));
         }
         if let Some(conn) = self.conn.as_ref() {
             if !conn.send_queue.is_empty() {
@@ -693,19 +727,7 @@ impl<T: Clone> ActorSubmitQueue<T> {
         out: &mut Vec<SubmitEvent<T>>,
     ) {
         if let Some(f) = self.in_flight.get_mut(counter) {
-            f.on_wire = true;
-            out.push(SubmitEvent::Send(PushRequest {
-                id: RequestId {
-                    actor_counter: counter,
-                    serial: f.serial,
-                },
-                sequence_number: f.sequence_number,
-                client_processed_up_to,
-                skip_queue: f.skip_queue,
-                skip_execution: f.skip_execution,
-                size_bytes: f.size_bytes,
-                task: f.task.clone(),
-            }));
+            out.push(f.send(counter, client_processed_up_to));
         }
     }
 
@@ -799,6 +821,12 @@ impl<T: Clone> ActorSubmitQueue<T> {
     fn mark_seqno_completed(&mut self, task: T, meta: TaskMeta) {
         let counter = meta.actor_counter;
         if counter < self.next_task_reply_position {
+            return;
+        }
+        if counter == self.next_task_reply_position && self.out_of_order_completed.is_empty() {
+            // In order, nothing completed ahead of it: the loop below would
+            // take it straight back out.
+            self.next_task_reply_position = counter.saturating_add(1);
             return;
         }
         self.out_of_order_completed.insert(counter, (task, meta));

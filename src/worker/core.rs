@@ -1165,6 +1165,10 @@ impl CoreWorker {
     /// store memory while doing none of those. Returns how many references
     /// were processed.
     pub fn release_dropped_refs(&mut self) -> usize {
+        if self.store.is_none() {
+            // References are counted (tokens handed out) only with a store.
+            return 0;
+        }
         let ids = std::mem::take(&mut *self.released.lock().unwrap_or_else(|p| p.into_inner()));
         for id in &ids {
             if let Some(st) = self.refs.get_mut(id) {
@@ -1463,19 +1467,7 @@ impl CoreWorker {
         method: &str,
         args: Vec<TaskArg>,
     ) -> Result<ObjectRef, WorkerError> {
-        let retries = self
-            .actors
-            .get(&actor.actor_id)
-            .ok_or(WorkerError::UnknownActor(actor.actor_id))?
-            .max_task_retries;
-        self.submit_actor_task_with(
-            actor,
-            method,
-            args,
-            TaskOptions {
-                max_retries: retries,
-            },
-        )
+        self.submit_actor_call(actor, method, args, None)
     }
 
     /// [`CoreWorker::submit_actor_task`] with explicit options.
@@ -1485,6 +1477,18 @@ impl CoreWorker {
         method: &str,
         args: Vec<TaskArg>,
         options: TaskOptions,
+    ) -> Result<ObjectRef, WorkerError> {
+        self.submit_actor_call(actor, method, args, Some(options))
+    }
+
+    /// [`CoreWorker::submit_actor_task_with`]; `None` takes the actor's
+    /// `max_task_retries`.
+    fn submit_actor_call(
+        &mut self,
+        actor: &ActorHandle,
+        method: &str,
+        args: Vec<TaskArg>,
+        options: Option<TaskOptions>,
     ) -> Result<ObjectRef, WorkerError> {
         self.release_dropped_refs();
         if !self.actors.contains_key(&actor.actor_id) {
@@ -1497,6 +1501,9 @@ impl CoreWorker {
             self.release_args(&store_args);
             return Err(WorkerError::UnknownActor(actor.actor_id));
         };
+        let options = options.unwrap_or(TaskOptions {
+            max_retries: entry.max_task_retries,
+        });
         let counter = entry.next_counter;
         let target = ActorTaskTarget {
             actor_id: actor.actor_id,
@@ -1740,7 +1747,7 @@ impl CoreWorker {
                 template,
             );
             if let Ok(epoch) = sent {
-                self.tasks.mark_sent(&r.task, epoch);
+                t.mark_sent(epoch);
             }
             sent
         } else if let Some((req, _)) = entry.finished.get_mut(r.id.actor_counter) {

@@ -18,6 +18,8 @@
 //! or fails it. Nothing is dropped silently: a task leaves the table only
 //! through [`TaskManager::finish`].
 
+use std::collections::hash_map::Entry;
+
 use foldhash::{HashMap, HashMapExt as _};
 
 use crate::ids::TaskId;
@@ -41,6 +43,14 @@ impl<P> PendingTask<P> {
     /// The connection epoch of the current attempt, if it was sent.
     pub fn sent_on(&self) -> Option<u64> {
         self.sent_on
+    }
+
+    /// Records that the task went out on connection `epoch`; returns the
+    /// attempt number (1 for the first send).
+    pub fn mark_sent(&mut self, epoch: u64) -> u32 {
+        self.attempt = self.attempt.saturating_add(1);
+        self.sent_on = Some(epoch);
+        self.attempt
     }
 
     /// Retries still allowed (`-1` = unlimited).
@@ -85,28 +95,24 @@ impl<P> TaskManager<P> {
     /// (`-1` = unlimited). Returns `false` (and keeps the old entry) if the
     /// task id is already pending.
     pub fn add(&mut self, task_id: TaskId, payload: P, max_retries: i32) -> bool {
-        if self.tasks.contains_key(&task_id) {
-            return false;
+        match self.tasks.entry(task_id) {
+            Entry::Occupied(_) => false,
+            Entry::Vacant(v) => {
+                v.insert(PendingTask {
+                    payload,
+                    attempt: 0,
+                    sent_on: None,
+                    retries_left: max_retries.max(-1),
+                });
+                true
+            }
         }
-        self.tasks.insert(
-            task_id,
-            PendingTask {
-                payload,
-                attempt: 0,
-                sent_on: None,
-                retries_left: max_retries.max(-1),
-            },
-        );
-        true
     }
 
     /// Records that the task went out on connection `epoch`; returns the
     /// attempt number (1 for the first send), or `None` if it is not pending.
     pub fn mark_sent(&mut self, task_id: &TaskId, epoch: u64) -> Option<u32> {
-        let t = self.tasks.get_mut(task_id)?;
-        t.attempt = t.attempt.saturating_add(1);
-        t.sent_on = Some(epoch);
-        Some(t.attempt)
+        self.tasks.get_mut(task_id).map(|t| t.mark_sent(epoch))
     }
 
     /// Matches a reply for `task_id` that arrived on connection `epoch`.
