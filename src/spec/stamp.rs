@@ -256,6 +256,162 @@ impl RequestStamp {
     }
 }
 
+/// A full encoding of a value reply — one return object, inline, with no
+/// nested references — and where its per-call fields lie: the worker's
+/// counterpart of [`RequestStamp`]. Replies of one method whose values
+/// have the same length differ only in the task id, the return object's
+/// id, its size and its data bytes (the ranges [`Shaped::varying`] names
+/// for a reply), so such a reply is written by copying these bytes and
+/// overwriting those fields instead of an rkyv serialization pass.
+#[derive(Debug)]
+pub(crate) struct ReplyStamp {
+    bytes: AlignedBytes,
+    /// The reply the stamp was made from: [`ReplyStamp::fits`] compares
+    /// every field outside the per-call ones with it.
+    template: PushTaskReply,
+    /// Offsets of the task id, the return object's id, its size and its
+    /// data in `bytes`.
+    task_id: usize,
+    object_id: usize,
+    size: usize,
+    data: usize,
+}
+
+/// The single return object of `r` and its inline data, when `r` is a value
+/// reply (what a [`ReplyStamp`] covers).
+fn inline_return(
+    r: &PushTaskReply,
+) -> Option<(&super::message::ReturnObject, &super::message::InlineData)> {
+    match r.return_objects.as_slice() {
+        [o] if o.nested_inlined_refs.is_empty() => match &o.value {
+            super::message::ReturnValue::Inline(d) => Some((o, d)),
+            super::message::ReturnValue::InStore(_) => None,
+        },
+        _ => None,
+    }
+}
+
+impl ReplyStamp {
+    /// Encodes `reply` in full and records its per-call fields. `None`
+    /// unless it is a value reply (one inline return object without nested
+    /// references): errors, store returns and several returns are always
+    /// encoded in full.
+    pub(crate) fn new(encoder: &mut Encoder, reply: &PushTaskReply) -> Option<Self> {
+        inline_return(reply)?;
+        let bytes = encoder.to_vec(reply).ok()?;
+        let a: &ArchivedPushTaskReply = access::<PushTaskReply>(&bytes).ok()?;
+        let b = bytes.as_slice();
+        let [o] = a.return_objects.as_slice() else {
+            return None;
+        };
+        let ArchivedReturnValue::Inline(d) = &o.value else {
+            return None;
+        };
+        Some(Self {
+            task_id: offset_of(b, &a.task_id),
+            object_id: offset_of(b, &o.object_id),
+            size: offset_of(b, &o.size),
+            data: offset_of(b, d.data.as_slice()),
+            template: reply.clone(),
+            bytes,
+        })
+    }
+
+    /// The encoded length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether `reply` can be written from this stamp: a value reply whose
+    /// data is as long as the template's and whose every other field but
+    /// the task id, the return object's id and its size equals the
+    /// template's.
+    pub(crate) fn fits(&self, reply: &PushTaskReply) -> bool {
+        let (Some((o, d)), Some((to, td))) = (inline_return(reply), inline_return(&self.template))
+        else {
+            return false;
+        };
+        let t = &self.template;
+        d.data.len() == td.data.len()
+            && d.metadata == td.metadata
+            && o.nested_inlined_refs == to.nested_inlined_refs
+            && reply.borrowed_refs == t.borrowed_refs
+            && reply.is_application_level_error == t.is_application_level_error
+            && reply.worker_exiting == t.worker_exiting
+            && reply.task_stolen == t.task_stolen
+            && reply.status == t.status
+    }
+
+    /// Writes `reply`'s encoding into `out[..self.len()]`: the recorded
+    /// bytes with `reply`'s per-call fields written over them. Returns the
+    /// length, or [`EncodeError::RegionTooSmall`]. `reply` must
+    /// [`fit`](Self::fits) (one that does not is encoded as the template
+    /// with `reply`'s ids: the caller of `write` checks `fits` first).
+    pub(crate) fn write(
+        &self,
+        reply: &PushTaskReply,
+        out: &mut [u8],
+    ) -> Result<usize, EncodeError> {
+        let n = self.bytes.len();
+        let Some(out) = out.get_mut(..n) else {
+            return Err(EncodeError::RegionTooSmall {
+                capacity: out.len(),
+                needed: n,
+            });
+        };
+        out.copy_from_slice(&self.bytes);
+        let put = |out: &mut [u8], at: usize, bytes: &[u8]| {
+            if let Some(o) = out.get_mut(at..at + bytes.len()) {
+                o.copy_from_slice(bytes);
+            }
+        };
+        put(out, self.task_id, reply.task_id.as_bytes());
+        if let Some((o, d)) = inline_return(reply) {
+            put(out, self.object_id, o.object_id.as_bytes());
+            put(out, self.size, &o.size.to_le_bytes());
+            put(out, self.data, &d.data);
+        }
+        Ok(n)
+    }
+}
+
+/// Messages in a row of another shape after which a stamp is made again
+/// from the latest one (a method whose argument or return sizes changed for
+/// good), while one odd message costs nothing.
+pub(crate) const STAMP_MISSES: u8 = 4;
+
+/// The [`ReplyStamp`] a worker writes its value replies from: made at the
+/// first value reply, made again from the latest one after
+/// [`STAMP_MISSES`] value replies in a row did not fit it.
+#[derive(Debug, Default)]
+pub(crate) struct ReplyStamper {
+    stamp: Option<ReplyStamp>,
+    misses: u8,
+}
+
+impl ReplyStamper {
+    /// The stamp to write `reply` from, or `None`: encode it in full.
+    pub(crate) fn stamp_for(
+        &mut self,
+        encoder: &mut Encoder,
+        reply: &PushTaskReply,
+    ) -> Option<&ReplyStamp> {
+        if self.stamp.as_ref().is_some_and(|s| s.fits(reply)) {
+            self.misses = 0;
+            return self.stamp.as_ref();
+        }
+        // Only value replies can have a stamp; others do not count.
+        inline_return(reply)?;
+        self.misses = self.misses.saturating_add(1);
+        if self.stamp.is_some() && self.misses < STAMP_MISSES {
+            return None;
+        }
+        self.misses = 0;
+        self.stamp = ReplyStamp::new(encoder, reply);
+        self.stamp.as_ref()
+    }
+}
+
 /// A message whose validated encodings a receiver keeps ([`Known`]): where
 /// an archived message's per-call fields lie.
 pub(crate) trait Shaped: Message {
@@ -596,6 +752,65 @@ mod tests {
 
     /// A caller recognises replies equal to a validated one outside the
     /// task id and the returns' ids, sizes and inline data, and nothing else.
+    #[test]
+    fn stamped_replies_equal_their_full_encoding() {
+        use crate::spec::{InlineData, ReturnObject, ReturnValue, RpcStatus};
+        let job = JobId::from_int(9);
+        let reply = |i: u64, len: usize, meta: &[u8]| PushTaskReply {
+            task_id: TaskId::for_driver_task(JobId::from_int(i as u32)),
+            return_objects: vec![ReturnObject {
+                object_id: ObjectId::from_index(TaskId::for_driver_task(job), i as u32),
+                value: ReturnValue::Inline(InlineData {
+                    data: (0..len).map(|b| (b as u64 ^ i) as u8).collect(),
+                    metadata: meta.to_vec(),
+                }),
+                size: i.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                nested_inlined_refs: Vec::new(),
+            }],
+            borrowed_refs: Vec::new(),
+            is_application_level_error: false,
+            worker_exiting: false,
+            task_stolen: false,
+            status: RpcStatus::ok(),
+        };
+        let mut enc = Encoder::new();
+        for len in [0usize, 1, 8, 15, 16, 17, 100] {
+            let stamp = ReplyStamp::new(&mut enc, &reply(1, len, b"raw")).expect("a value reply");
+            let mut buf = vec![0u8; stamp.len() + 32];
+            for i in 0..100u64 {
+                let r = reply(i, len, b"raw");
+                assert!(stamp.fits(&r));
+                let n = stamp.write(&r, &mut buf).unwrap();
+                assert_eq!(
+                    &buf[..n],
+                    enc.to_vec(&r).unwrap().as_slice(),
+                    "len {len}, reply {i}"
+                );
+            }
+            // Anything else in the reply does not fit.
+            assert!(!stamp.fits(&reply(2, len + 1, b"raw")));
+            assert!(!stamp.fits(&reply(2, len, b"pickle")));
+            let mut app = reply(2, len, b"raw");
+            app.is_application_level_error = true;
+            assert!(!stamp.fits(&app));
+            let mut status = reply(2, len, b"raw");
+            status.status.message = "x".into();
+            assert!(!stamp.fits(&status));
+            let mut two = reply(2, len, b"raw");
+            two.return_objects.push(two.return_objects[0].clone());
+            assert!(!stamp.fits(&two));
+            let mut store = reply(2, len, b"raw");
+            store.return_objects[0].value = ReturnValue::InStore(String::new());
+            assert!(!stamp.fits(&store));
+            assert!(ReplyStamp::new(&mut enc, &store).is_none());
+            let short = &mut buf[..stamp.len() - 1];
+            assert!(matches!(
+                stamp.write(&reply(3, len, b"raw"), short),
+                Err(EncodeError::RegionTooSmall { .. })
+            ));
+        }
+    }
+
     #[test]
     fn known_replies_recognise_their_shape_and_nothing_else() {
         use crate::spec::{InlineData, ReturnObject, ReturnValue, RpcStatus};

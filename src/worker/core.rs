@@ -21,7 +21,7 @@ use crate::ordering::{
     TaskMeta,
 };
 use crate::shm::Session;
-use crate::spec::stamp::{KnownShapes, RequestStamp};
+use crate::spec::stamp::{KnownShapes, RequestStamp, STAMP_MISSES};
 use crate::spec::{
     self, ActorCreationTaskSpec, ActorTaskTarget, Address, ArchivedPushTaskReply,
     ArchivedReturnValue, Encoder, FunctionDescriptor, PushTaskReply, PushTaskRequest, StatusCode,
@@ -451,11 +451,6 @@ struct CallTemplate {
     /// Requests in a row whose arguments did not fit `stamp`.
     stamp_misses: u8,
 }
-
-/// Requests in a row of another argument shape after which a call
-/// template's stamp is made again from the latest one (a method whose
-/// argument sizes changed for good), while one odd call costs nothing.
-const STAMP_MISSES: u8 = 4;
 
 /// Finished requests kept per actor method for reuse: enough for the calls
 /// a pipelined caller keeps in flight (more are dropped, and allocated

@@ -32,7 +32,7 @@ use crate::ordering::{
     STALE_RPC_MESSAGE,
 };
 use crate::shm::Session;
-use crate::spec::stamp::KnownShapes;
+use crate::spec::stamp::{KnownShapes, ReplyStamper};
 use crate::spec::{
     self, Address, AlignedBytes, ArchivedPushTaskRequest, ArchivedTaskArg, ArchivedTaskSpec,
     Encoder, InlineData, PushTaskReply, PushTaskRequest, ReturnObject, ReturnValue, RpcStatus,
@@ -355,6 +355,9 @@ pub struct Worker {
     exec: Executor,
     ready: Vec<MuxEvent>,
     encoder: Encoder,
+    /// Value replies are written by re-stamping the last one's encoding
+    /// (`spec::stamp::ReplyStamp`), not serialized each time.
+    replies: ReplyStamper,
     outbox: Vec<Outgoing>,
     dead: Vec<PeerKey>,
     /// TCP connections written to since the last flush.
@@ -500,6 +503,7 @@ impl Worker {
             },
             ready: Vec::new(),
             encoder: Encoder::new(),
+            replies: ReplyStamper::default(),
             outbox: Vec::new(),
             dead: Vec::new(),
             unflushed: Vec::new(),
@@ -733,7 +737,13 @@ impl Worker {
                     }
                     // Never waits: a caller that stops reading gets its
                     // replies queued (bounded), then is cut off alone.
-                    if let Err(e) = conn.try_send_message(&mut self.encoder, &o.reply) {
+                    let sent = match self.replies.stamp_for(&mut self.encoder, &o.reply) {
+                        Some(stamp) => {
+                            conn.try_send_with(stamp.len(), |buf| stamp.write(&o.reply, buf))
+                        }
+                        None => conn.try_send_message(&mut self.encoder, &o.reply),
+                    };
+                    if let Err(e) = sent {
                         // The reply stays in the cache (if it has one) for a
                         // re-sent request after the caller reconnects.
                         tracing::debug!(error = %e, ?key, "reply not delivered");
