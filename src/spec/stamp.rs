@@ -9,7 +9,10 @@
 //! one full encoding and where those fields lie in it; a later request of
 //! the same shape is written by copying the bytes and overwriting the fields
 //! (a `memcpy` and a dozen small stores instead of an rkyv serialization
-//! pass). Unit tests compare every stamped request with its full encoding.
+//! pass). [`ReplyStamp`] does the same for the worker's value replies (one
+//! inline return object: the task id, the return's id, size and data vary).
+//! Unit tests compare every stamped request and reply with its full
+//! encoding.
 //!
 //! The receiving side uses the same fact the other way round ([`Known`],
 //! kept per connection in a [`KnownShapes`]: requests on the worker, replies
