@@ -2050,11 +2050,10 @@ impl CoreWorker {
                 }
             };
             let task_id = reply.task_id;
-            match self.tasks.match_reply(&task_id, epoch) {
-                ReplyMatch::Current(_) => {
-                    let Some(t) = self.tasks.get(&task_id) else {
-                        continue;
-                    };
+            // One lookup for a reply of the current attempt (the usual
+            // case); `match_reply` says what any other reply is.
+            match self.tasks.current(&task_id, epoch) {
+                Some(t) => {
                     let fetch = ReturnFetch {
                         store: self.store.as_ref(),
                         own_endpoint: self.options.object_manager_address,
@@ -2089,10 +2088,10 @@ impl CoreWorker {
                         }
                     }
                 }
-                ReplyMatch::Stale => {
+                None if self.tasks.match_reply(&task_id, epoch) != ReplyMatch::Unknown => {
                     tracing::debug!(%task_id, "ignoring the reply of an older attempt");
                 }
-                ReplyMatch::Unknown => {
+                None => {
                     if let Some((actor_id, rid, e)) = self.resends.get(&task_id).copied() {
                         if e == epoch {
                             self.resends.remove(&task_id);

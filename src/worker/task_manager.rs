@@ -115,6 +115,13 @@ impl<P> TaskManager<P> {
         self.tasks.get_mut(task_id).map(|t| t.mark_sent(epoch))
     }
 
+    /// The pending task a reply on connection `epoch` answers, when it is
+    /// of the task's current attempt ([`ReplyMatch::Current`]); `None`
+    /// otherwise ([`TaskManager::match_reply`] says why).
+    pub fn current(&self, task_id: &TaskId, epoch: u64) -> Option<&PendingTask<P>> {
+        self.tasks.get(task_id).filter(|t| t.sent_on == Some(epoch))
+    }
+
     /// Matches a reply for `task_id` that arrived on connection `epoch`.
     pub fn match_reply(&self, task_id: &TaskId, epoch: u64) -> ReplyMatch {
         match self.tasks.get(task_id) {
