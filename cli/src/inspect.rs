@@ -122,6 +122,15 @@ fn session_json(r: &SessionReport) -> Value {
     })
 }
 
+/// `" (it does not exist)"` when `root` is missing (a mistyped `--root` or
+/// `SHMWIRE_ROOT` reads as "no sessions" otherwise), else nothing.
+pub fn missing_note(root: &std::path::Path) -> &'static str {
+    match std::fs::symlink_metadata(root) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => " (it does not exist)",
+        _ => "",
+    }
+}
+
 /// Runs `shmwire inspect`.
 pub fn run(session: Option<String>, json: bool, root: Option<PathBuf>) -> CliResult {
     let root = root.unwrap_or_else(shm::default_root);
@@ -157,9 +166,10 @@ pub fn run(session: Option<String>, json: bool, root: Option<PathBuf>) -> CliRes
     }
     if session.is_none() {
         outln!(
-            "root {}: {} session(s)",
+            "root {}: {} session(s){}",
             root.display(),
-            scan.sessions.len()
+            scan.sessions.len(),
+            missing_note(&root)
         );
         for (_, r) in &reports {
             let live_workers = r.workers.iter().filter(|w| w.live).count();

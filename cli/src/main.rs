@@ -317,7 +317,11 @@ fn run_cleanup(args: CleanupArgs) -> CliResult {
             Session::sweep_root(&root)?
         };
         if done.sessions.is_empty() {
-            outln!("no sessions under {}", root.display());
+            outln!(
+                "no sessions under {}{}",
+                root.display(),
+                inspect::missing_note(&root)
+            );
         }
         for (name, r) in &done.sessions {
             failed |= print_cleanup(name, r)?;

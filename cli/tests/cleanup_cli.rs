@@ -1161,3 +1161,35 @@ fn inspect_says_what_cleanup_does_with_a_scribbled_segment() {
     );
     assert!(!seg.exists() && junk.exists(), "{text}");
 }
+
+/// A root that does not exist (a mistyped `--root` or `SHMWIRE_ROOT`) is
+/// still "no sessions" (exit 0: nothing to inspect or clean), but `inspect`
+/// and `cleanup` say that the root itself is missing; an existing, empty
+/// root does not get the note. Neither command creates the root.
+///
+/// Before: both printed the same as for an empty root ("0 session(s)",
+/// "no sessions under …").
+#[test]
+fn a_missing_root_is_named_as_missing() {
+    let _watchdog = proc_support::watchdog("a_missing_root_is_named_as_missing");
+    let scratch = proc_support::scratch("swc", "missing");
+    let missing = scratch.path().join("no-such-root");
+    let (ok, text) = shmwire(&missing, &["inspect"]);
+    assert!(ok, "{text}");
+    assert!(text.contains("0 session(s) (it does not exist)"), "{text}");
+    let (ok, text) = shmwire(&missing, &["cleanup", "--all-stale"]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("no sessions under") && text.contains("(it does not exist)"),
+        "{text}"
+    );
+    assert!(!missing.exists(), "a command created the root");
+    let empty = scratch.path().join("empty");
+    fs::create_dir(&empty).unwrap();
+    fs::set_permissions(&empty, fs::Permissions::from_mode(0o700)).unwrap();
+    for cmd in [&["inspect"][..], &["cleanup", "--all-stale"]] {
+        let (ok, text) = shmwire(&empty, cmd);
+        assert!(ok, "{text}");
+        assert!(!text.contains("does not exist"), "{cmd:?}: {text}");
+    }
+}

@@ -420,6 +420,126 @@ fn a_scribbled_ring_header_is_reported_as_corruption_by_both_sides() {
     }
 }
 
+/// A `shmwire demo --transport shm` run under a scratch root, with
+/// `RUST_LOG=warn`, for tests that write into its rings while it runs.
+struct ShmDemo {
+    child: proc_support::Kid,
+    out: std::io::BufReader<std::process::ChildStdout>,
+    stdout: String,
+}
+
+impl ShmDemo {
+    /// Starts the demo (`tasks` calls) and waits until it is connected
+    /// over shared memory.
+    fn start(root: &std::path::Path, tasks: &str) -> Self {
+        use std::io::BufRead;
+        let child = Command::new(env!("CARGO_BIN_EXE_shmwire"))
+            .args(["demo", "--tasks", tasks, "--transport", "shm"])
+            .env("SHMWIRE_ROOT", root)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run the demo");
+        let mut child = proc_support::Kid(child);
+        let mut out = std::io::BufReader::new(child.0.stdout.take().unwrap());
+        let mut stdout = String::new();
+        while !stdout.contains("connected over Shm") {
+            assert!(
+                out.read_line(&mut stdout).unwrap() > 0,
+                "the demo ended early"
+            );
+        }
+        Self { child, out, stdout }
+    }
+
+    /// The driver's ring whose memfd is named `shmwire-ring-{dir}` (`c2s`:
+    /// requests, `s2c`: replies), opened through /proc.
+    fn ring(&self, dir: &str) -> std::fs::File {
+        let name = format!("/memfd:shmwire-ring-{dir}");
+        let ring = std::fs::read_dir(format!("/proc/{}/fd", self.child.pid()))
+            .unwrap()
+            .flatten()
+            .find(|e| {
+                std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().starts_with(&name))
+            })
+            .expect("the driver maps the ring");
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(ring.path())
+            .unwrap()
+    }
+
+    /// The demo's worker process (the driver's child).
+    fn worker_pid(&self) -> u32 {
+        let pid = self.child.pid();
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .expect("the demo's worker")
+            .parse()
+            .unwrap()
+    }
+
+    fn running(&mut self) -> bool {
+        self.child.0.try_wait().unwrap().is_none()
+    }
+
+    /// Waits (at most 60 s) for the demo to end: its status, stdout, stderr.
+    fn finish(mut self) -> (std::process::ExitStatus, String, String) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let status = loop {
+            if let Some(st) = self.child.0.try_wait().unwrap() {
+                break st;
+            }
+            assert!(std::time::Instant::now() < deadline, "the demo did not end");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        std::io::Read::read_to_string(&mut self.out, &mut self.stdout).unwrap();
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut self.child.0.stderr.take().unwrap(), &mut err).unwrap();
+        (status, self.stdout, err)
+    }
+}
+
+/// `kill -SIG pid`.
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill").args([sig, &pid.to_string()]).status();
+}
+
+/// The frames waiting in `ring` between the consumer's `tail` and the
+/// producer's `head`, as (payload offset in the file, payload length).
+/// Header layout (src/ring/layout.rs): capacity at 8, head at 128, tail at
+/// 256, data from 640; a frame is a commit word, a (len, kind) word and the
+/// payload, 16-aligned; kind `u32::MAX` pads to the end of the data.
+fn waiting_frames(ring: &std::fs::File) -> Vec<(u64, u64)> {
+    use std::os::unix::fs::FileExt;
+    const DATA: u64 = 640;
+    let word = |off: u64| {
+        let mut b = [0u8; 8];
+        ring.read_exact_at(&mut b, off)
+            .map(|()| u64::from_le_bytes(b))
+    };
+    let mut frames = Vec::new();
+    if let (Ok(cap), Ok(head), Ok(tail)) = (word(8), word(128), word(256)) {
+        let mut pos = tail;
+        while pos < head && cap.is_power_of_two() && head - tail <= cap {
+            let off = DATA + pos % cap;
+            let Ok(info) = word(off + 8) else { break };
+            let (len, kind) = (info & 0xffff_ffff, info >> 32);
+            if kind == u64::from(u32::MAX) {
+                pos += cap - pos % cap;
+                continue;
+            }
+            frames.push((off + 16, len));
+            pos += 16 + len.div_ceil(16) * 16;
+        }
+    }
+    frames
+}
+
 /// The attack on a request frame's bytes (found by a fresh attack after
 /// the header scribbles above were fixed): random bytes written over the
 /// payloads of the requests waiting in the driver's request ring (`c2s`)
@@ -431,68 +551,18 @@ fn a_scribbled_ring_header_is_reported_as_corruption_by_both_sides() {
 /// rings and says "caller … cut off: …"; nobody says "died".
 #[test]
 fn scribbled_request_frames_cut_the_caller_off_and_nobody_dies() {
-    use std::io::BufRead;
     use std::os::unix::fs::FileExt;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     let _watchdog =
         proc_support::watchdog("scribbled_request_frames_cut_the_caller_off_and_nobody_dies");
     let scratch = proc_support::scratch("cr", "frames");
     let root = scratch.path().join("root");
     std::fs::create_dir(&root).unwrap();
     std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_shmwire"))
-        .args(["demo", "--tasks", "200000", "--transport", "shm"])
-        .env("SHMWIRE_ROOT", &root)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run the demo");
-    let mut child = proc_support::Kid(child);
-    let mut out = std::io::BufReader::new(child.0.stdout.take().unwrap());
-    let mut stdout = String::new();
-    while !stdout.contains("connected over Shm") {
-        assert!(
-            out.read_line(&mut stdout).unwrap() > 0,
-            "the demo ended early"
-        );
-    }
+    let mut demo = ShmDemo::start(&root, "200000");
     std::thread::sleep(Duration::from_millis(30));
-    // The driver's request ring, opened once through /proc.
-    let ring = std::fs::read_dir(format!("/proc/{}/fd", child.pid()))
-        .unwrap()
-        .flatten()
-        .find(|e| {
-            std::fs::read_link(e.path())
-                .is_ok_and(|t| t.to_string_lossy().starts_with("/memfd:shmwire-ring-c2s"))
-        })
-        .expect("the driver maps its c2s ring");
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(ring.path())
-        .unwrap();
-    // The worker, the driver's child.
-    let worker: u32 = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.pid()))
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .expect("the demo's worker")
-        .parse()
-        .unwrap();
-    let signal = |sig: &str| {
-        let _ = Command::new("kill")
-            .args([sig, &worker.to_string()])
-            .status();
-    };
-    let word = |off: u64| {
-        let mut b = [0u8; 8];
-        f.read_exact_at(&mut b, off).map(|()| u64::from_le_bytes(b))
-    };
-    // Header layout (src/ring/layout.rs): capacity at 8, head at 128, tail
-    // at 256, data from 640; a frame is a commit word, a (len, kind) word
-    // and the payload, 16-aligned.
-    const DATA: u64 = 640;
+    let f = demo.ring("c2s");
+    let worker = demo.worker_pid();
     let mut cycles = 0;
     let mut hit = 0;
     // With the worker stopped, the requests the driver committed meanwhile
@@ -500,45 +570,24 @@ fn scribbled_request_frames_cut_the_caller_off_and_nobody_dies() {
     // their payloads (not their frame headers) are overwritten with random
     // bytes, then the worker goes on. A stop while it was working on a
     // request finds only that one (already copied out): tried again.
-    while cycles < 20 && child.0.try_wait().unwrap().is_none() {
+    while cycles < 20 && demo.running() {
         cycles += 1;
-        signal("-STOP");
+        signal(worker, "-STOP");
         std::thread::sleep(Duration::from_millis(60));
-        if let (Ok(cap), Ok(head), Ok(tail)) = (word(8), word(128), word(256)) {
-            let mut pos = tail;
-            while pos < head && cap.is_power_of_two() && head - tail <= cap {
-                let off = DATA + pos % cap;
-                let Ok(info) = word(off + 8) else { break };
-                let (len, kind) = (info & 0xffff_ffff, info >> 32);
-                if kind == u64::from(u32::MAX) {
-                    pos += cap - pos % cap; // padding to the end of the data
-                    continue;
-                }
-                let garbage: Vec<u8> = (0..len.div_ceil(8))
-                    .flat_map(|k| random_u64(pos ^ (k << 20) ^ cycles).to_le_bytes())
-                    .take(len as usize)
-                    .collect();
-                let _ = f.write_all_at(&garbage, off + 16);
-                hit += 1;
-                pos += 16 + len.div_ceil(16) * 16;
-            }
+        for (off, len) in waiting_frames(&f) {
+            let garbage: Vec<u8> = (0..len.div_ceil(8))
+                .flat_map(|k| random_u64(off ^ (k << 20) ^ cycles).to_le_bytes())
+                .take(len as usize)
+                .collect();
+            let _ = f.write_all_at(&garbage, off);
+            hit += 1;
         }
-        signal("-CONT");
+        signal(worker, "-CONT");
         std::thread::sleep(Duration::from_millis(60));
     }
     let i = hit;
     drop(f);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(st) = child.0.try_wait().unwrap() {
-            break st;
-        }
-        assert!(Instant::now() < deadline, "the demo did not end");
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    std::io::Read::read_to_string(&mut out, &mut stdout).unwrap();
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut err).unwrap();
+    let (status, stdout, err) = demo.finish();
     let ctx = format!(
         "{i} frames scribbled in {cycles} stops: {status}\nstdout:\n{stdout}\nstderr:\n{err}"
     );
@@ -556,4 +605,110 @@ fn scribbled_request_frames_cut_the_caller_off_and_nobody_dies() {
         "{ctx}"
     );
     assert!(!session_dir(&stdout).exists(), "{ctx}: session left");
+}
+
+/// Input (a fresh attack, 2026-12-01 21:00): a reply whose return object's
+/// id or size was overwritten while the driver was stopped. Both are
+/// per-call fields that hold any value validly (ids, a little-endian
+/// integer), so validation passes, and the driver used to accept the reply
+/// as its task's: the demo said "ok". Now the caller checks a reply's
+/// returns against its task (`check_returns`: the task's own return ids, an
+/// inline size equal to the data's length) and drops the connection for the
+/// violation ("invalid reply to task …"); the calls are re-sent on a new
+/// connection and answered from the actor's reply cache (each ran once), or
+/// fail naming the cut-off. Nobody dies; no wrong value is accepted.
+#[test]
+fn replies_naming_another_object_or_size_are_refused() {
+    use shmwire::ids::{JobId, ObjectId, TaskId};
+    use shmwire::spec::{
+        ArchivedReturnValue, Encoder, InlineData, PushTaskReply, ReturnObject, ReturnValue,
+        RpcStatus,
+    };
+    use std::os::unix::fs::FileExt;
+    use std::time::Duration;
+    let _watchdog = proc_support::watchdog("replies_naming_another_object_or_size_are_refused");
+    // Where a value reply of the demo's shape (an 8-byte total) keeps its
+    // task id, return id and size: rkyv's layout depends only on lengths.
+    let task_id = TaskId::for_driver_task(JobId::from_int(1));
+    let model = PushTaskReply {
+        task_id,
+        return_objects: vec![ReturnObject {
+            object_id: ObjectId::from_index(task_id, 1),
+            value: ReturnValue::Inline(InlineData {
+                data: vec![0; 8],
+                metadata: Vec::new(),
+            }),
+            size: 8,
+            nested_inlined_refs: Vec::new(),
+        }],
+        borrowed_refs: Vec::new(),
+        is_application_level_error: false,
+        worker_exiting: false,
+        task_stolen: false,
+        status: RpcStatus::ok(),
+    };
+    let bytes = Encoder::new().to_vec(&model).unwrap();
+    let a = shmwire::spec::access::<PushTaskReply>(&bytes).unwrap();
+    let at = |p: *const u8| (p as usize - bytes.as_ptr() as usize) as u64;
+    let o = &a.return_objects[0];
+    assert!(matches!(o.value, ArchivedReturnValue::Inline(_)));
+    let (task_at, object_at, size_at) = (
+        at(a.task_id.as_bytes().as_ptr()),
+        at(o.object_id.as_bytes().as_ptr()),
+        at((&o.size as *const _) as *const u8),
+    );
+    let model_len = bytes.len() as u64;
+    for field in ["object id", "size"] {
+        let scratch = proc_support::scratch("cr", "replies");
+        let root = scratch.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+        let mut demo = ShmDemo::start(&root, "200000");
+        std::thread::sleep(Duration::from_millis(30));
+        let f = demo.ring("s2c");
+        let driver = demo.child.pid();
+        let (mut cycles, mut hit) = (0, 0);
+        // The driver stopped, the replies the worker wrote meanwhile wait in
+        // the ring; in each one of the model's length whose return id begins
+        // with its task id (the layout found), the field is changed.
+        while hit == 0 && cycles < 40 && demo.running() {
+            cycles += 1;
+            signal(driver, "-STOP");
+            std::thread::sleep(Duration::from_millis(40));
+            for (off, len) in waiting_frames(&f) {
+                let (mut task, mut object) = ([0u8; 24], [0u8; 24]);
+                if len != model_len
+                    || f.read_exact_at(&mut task, off + task_at).is_err()
+                    || f.read_exact_at(&mut object, off + object_at).is_err()
+                    || task != object
+                {
+                    continue;
+                }
+                let (at, new) = match field {
+                    "object id" => (object_at, vec![object[0] ^ 0x5a]),
+                    _ => (size_at, 0x5555_5555_5555_555du64.to_le_bytes().to_vec()),
+                };
+                if f.write_all_at(&new, off + at).is_ok() {
+                    hit += 1;
+                }
+            }
+            signal(driver, "-CONT");
+            std::thread::sleep(Duration::from_millis(40));
+        }
+        drop(f);
+        let (status, stdout, err) = demo.finish();
+        let ctx = format!(
+            "{field}: {hit} replies changed in {cycles} stops: {status}\nstdout:\n{stdout}\nstderr:\n{err}"
+        );
+        assert!(hit > 0, "no reply of the model's shape found: {ctx}");
+        assert!(err.contains("invalid reply to task "), "{ctx}");
+        assert!(!err.contains("died"), "{ctx}");
+        if status.success() {
+            assert!(stdout.contains("ok: every reply arrived once"), "{ctx}");
+        } else {
+            assert!(err.contains(" cut off before task "), "{ctx}");
+        }
+        assert!(!session_dir(&stdout).exists(), "{ctx}: session left");
+    }
 }

@@ -653,6 +653,40 @@ impl ReturnFetch<'_> {
     }
 }
 
+/// Checks a reply's return objects against its task: the `i`-th must be the
+/// task's return `i` (at most `num_returns` of them), and an inline one's
+/// `size` the length of its data, as the worker writes them. Validation (in
+/// full or by known shape) accepts any value in these per-call fields, so a
+/// reply that breaks this — a scribbled ring or a broken peer — is caught
+/// here, and the connection is dropped as for a reply that does not decode.
+fn check_returns(reply: &ArchivedPushTaskReply, spec: &spec::TaskSpec) -> Result<(), String> {
+    let n = reply.return_objects.len() as u64;
+    if n > spec.num_returns {
+        return Err(format!(
+            "{n} return objects for a task with {} returns",
+            spec.num_returns
+        ));
+    }
+    for (i, o) in (0..).zip(reply.return_objects.iter()) {
+        let want = spec.return_id(i);
+        if o.object_id != want {
+            return Err(format!(
+                "return object {i} is {}, not the task's return {want}",
+                o.object_id
+            ));
+        }
+        if let ArchivedReturnValue::Inline(d) = &o.value {
+            let (size, len) = (o.size.to_native(), d.data.len());
+            if size != len as u64 {
+                return Err(format!(
+                    "return object {want} says {size} bytes but carries {len}"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// What a reply says about its task: the status for the ordering layer and
 /// the value or error of its first return object. A return in the store is
 /// fetched from the local store, pulled there first if the reply places it
@@ -2054,6 +2088,14 @@ impl CoreWorker {
             // case); `match_reply` says what any other reply is.
             match self.tasks.current(&task_id, epoch) {
                 Some(t) => {
+                    if let Err(why) = check_returns(reply, &t.payload.request.task_spec) {
+                        tracing::warn!(%worker, %task_id, error = %why, "invalid reply: dropping the connection");
+                        self.mark_lost(
+                            worker,
+                            Some(format!("invalid reply to task {task_id}: {why}")),
+                        );
+                        return;
+                    }
                     let fetch = ReturnFetch {
                         store: self.store.as_ref(),
                         own_endpoint: self.options.object_manager_address,
