@@ -509,11 +509,13 @@ fn signal(pid: u32, sig: &str) {
     let _ = Command::new("kill").args([sig, &pid.to_string()]).status();
 }
 
-/// The frames waiting in `ring` between the consumer's `tail` and the
-/// producer's `head`, as (payload offset in the file, payload length).
-/// Header layout (src/ring/layout.rs): capacity at 8, head at 128, tail at
-/// 256, data from 640; a frame is a commit word, a (len, kind) word and the
-/// payload, 16-aligned; kind `u32::MAX` pads to the end of the data.
+/// The frames waiting in `ring` from the consumer's `tail` on — up to the
+/// producer's `head`, and past it while frames' commit words say they are
+/// published (the producer publishes `head` lazily) — as (payload offset in
+/// the file, payload length). Header layout (src/ring/layout.rs): capacity
+/// at 8, head at 128, tail at 256, data from 640; a frame is a commit word
+/// (its ring position + 1), a (len, kind) word and the payload, 16-aligned;
+/// kind `u32::MAX` pads to the end of the data.
 fn waiting_frames(ring: &std::fs::File) -> Vec<(u64, u64)> {
     use std::os::unix::fs::FileExt;
     const DATA: u64 = 640;
@@ -525,8 +527,12 @@ fn waiting_frames(ring: &std::fs::File) -> Vec<(u64, u64)> {
     let mut frames = Vec::new();
     if let (Ok(cap), Ok(head), Ok(tail)) = (word(8), word(128), word(256)) {
         let mut pos = tail;
-        while pos < head && cap.is_power_of_two() && head - tail <= cap {
+        let published = |pos: u64, off: u64| pos < head || word(off).is_ok_and(|c| c == pos + 1);
+        while cap.is_power_of_two() && head.wrapping_sub(tail) <= cap && pos - tail < cap {
             let off = DATA + pos % cap;
+            if !published(pos, off) {
+                break;
+            }
             let Ok(info) = word(off + 8) else { break };
             let (len, kind) = (info & 0xffff_ffff, info >> 32);
             if kind == u64::from(u32::MAX) {
@@ -711,4 +717,65 @@ fn replies_naming_another_object_or_size_are_refused() {
         }
         assert!(!session_dir(&stdout).exists(), "{ctx}: session left");
     }
+}
+
+/// Input (a fresh attack, 2026-12-01 21:00): a reply replayed over the next
+/// one waiting in the driver's reply ring (driver stopped, one reply frame's
+/// payload copied over the next of the same length). The copy is a valid
+/// reply, but for a task already finished: the caller ignores it (it cannot
+/// tell a replay from a late reply in general), and the task whose reply was
+/// overwritten never hears back. That still ends at `get`'s timeout, but the
+/// error now says why: "… (1 reply for no pending task came since it was
+/// submitted, and was ignored: replayed or corrupted?)", and the ignored
+/// reply is logged as a warning. Before: only "get timed out … still waiting for object …".
+#[test]
+fn a_replayed_reply_is_named_when_get_times_out() {
+    use std::os::unix::fs::FileExt;
+    use std::time::Duration;
+    let _watchdog = proc_support::watchdog("a_replayed_reply_is_named_when_get_times_out");
+    let scratch = proc_support::scratch("cr", "replay");
+    let root = scratch.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    // The sync phase first (one reply at a time), then the pipelined one.
+    let mut demo = ShmDemo::start(&root, "400000");
+    let f = demo.ring("s2c");
+    let driver = demo.child.pid();
+    let (mut cycles, mut hit) = (0, false);
+    // Until two replies of one length wait together (the pipelined phase).
+    while !hit && cycles < 400 && demo.running() {
+        cycles += 1;
+        signal(driver, "-STOP");
+        std::thread::sleep(Duration::from_millis(40));
+        let frames = waiting_frames(&f);
+        if let [(a, len_a), (b, len_b), ..] = frames[..] {
+            let mut payload = vec![0u8; len_a as usize];
+            if len_a == len_b && f.read_exact_at(&mut payload, a).is_ok() {
+                hit = f.write_all_at(&payload, b).is_ok();
+            }
+        }
+        signal(driver, "-CONT");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(f);
+    let (status, stdout, err) = demo.finish();
+    let ctx =
+        format!("replayed: {hit} in {cycles} stops: {status}\nstdout:\n{stdout}\nstderr:\n{err}");
+    assert!(hit, "no two replies waited together: {ctx}");
+    assert_eq!(status.code(), Some(1), "{ctx}");
+    assert!(
+        err.contains("ignoring a reply for no pending task"),
+        "{ctx}"
+    );
+    let last = err
+        .lines()
+        .rfind(|l| l.starts_with("shmwire: "))
+        .unwrap_or("");
+    assert!(
+        last.contains("get timed out")
+            && last.contains("1 reply for no pending task came since it was submitted"),
+        "{ctx}"
+    );
+    assert!(!err.contains("died"), "{ctx}");
+    assert!(!session_dir(&stdout).exists(), "{ctx}: session left");
 }

@@ -356,6 +356,9 @@ struct Payload {
     /// Store objects owned here that the task takes by reference, each
     /// pinned for the task until it finishes.
     store_args: Vec<ObjectId>,
+    /// `CoreWorker::stray_replies` when the task was submitted: a `get`
+    /// that times out on it names the stray replies that came since.
+    strays_at_submit: u64,
 }
 
 struct Conn {
@@ -525,6 +528,11 @@ pub struct CoreWorker {
     /// Ray's put index: object `i` put by this worker is
     /// `ObjectId::from_index(root task, i)`, from 1.
     put_index: u32,
+    /// Replies received for no pending task (nor a re-sent one): a replayed
+    /// or corrupted reply whose own task then never hears back. `get`'s
+    /// timeout names how many came since the task it waits for was
+    /// submitted.
+    stray_replies: u64,
 }
 
 impl std::fmt::Debug for CoreWorker {
@@ -890,6 +898,7 @@ impl CoreWorker {
             refs: HashMap::new(),
             released: Arc::new(Mutex::new(Vec::new())),
             put_index: 0,
+            stray_replies: 0,
             options,
             connector,
             owner: Arc::new(address.clone()),
@@ -1309,6 +1318,7 @@ impl CoreWorker {
                 call: None,
                 request_id: None,
                 store_args,
+                strays_at_submit: self.stray_replies,
             },
             max_retries,
         );
@@ -1607,6 +1617,7 @@ impl CoreWorker {
                 call,
                 request_id: None,
                 store_args,
+                strays_at_submit: self.stray_replies,
             },
             options.max_retries,
         );
@@ -2144,7 +2155,8 @@ impl CoreWorker {
                             self.actor_events(actor_id, &mut evs, None);
                         }
                     } else {
-                        tracing::debug!(%task_id, "ignoring a reply for no pending task");
+                        self.stray_replies += 1;
+                        tracing::warn!(%worker, %task_id, "ignoring a reply for no pending task");
                     }
                 }
             }
@@ -2270,7 +2282,17 @@ impl CoreWorker {
                     Target::Actor(a) => format!("actor {a}"),
                     Target::Normal(w) => format!("worker {w}"),
                 };
-                format!("object {} of {} on {to}", r.object_id, p.function())
+                let strays = match self.stray_replies - p.strays_at_submit {
+                    0 => String::new(),
+                    1 => " (1 reply for no pending task came since it was submitted, \
+                          and was ignored: replayed or corrupted?)"
+                        .to_owned(),
+                    n => format!(
+                        " ({n} replies for no pending task came since it was submitted, \
+                         and were ignored: replayed or corrupted?)"
+                    ),
+                };
+                format!("object {} of {} on {to}{strays}", r.object_id, p.function())
             }
             None => format!("object {}", r.object_id),
         }

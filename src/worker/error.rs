@@ -154,7 +154,11 @@ pub enum GetError {
         total: usize,
         /// The first object not ready, and the task that would produce it:
         /// its function (Ray's call string) and the actor or worker it
-        /// was sent to, e.g. `object 3f…01 of Counter.add on actor 9c…`.
+        /// was sent to, e.g. `object 3f…01 of Counter.add on actor 9c…`;
+        /// followed by `(N replies for no pending task came since it was
+        /// submitted, and were ignored: …)` when such replies arrived since
+        /// that task was submitted (a replayed or corrupted reply, whose
+        /// own task then never hears back).
         waiting_for: String,
     },
     /// An object holds a task error.
