@@ -246,8 +246,7 @@ fn random_u64(salt: u64) -> u64 {
 #[test]
 fn a_scribbled_ring_header_is_reported_as_corruption_by_both_sides() {
     use ring_field::*;
-    use std::io::BufRead as _;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     let _watchdog =
         proc_support::watchdog("a_scribbled_ring_header_is_reported_as_corruption_by_both_sides");
     let scratch = proc_support::scratch("cr", "scribble");
@@ -335,45 +334,11 @@ fn a_scribbled_ring_header_is_reported_as_corruption_by_both_sides() {
         ("c2s", 8, ff, "0xff over c2s bytes 8..1024"),
     ];
     for (ring, offset, bytes, what) in variants {
-        let child = Command::new(env!("CARGO_BIN_EXE_shmwire"))
-            .args([
-                "demo",
-                "--tasks",
-                "200000",
-                "--window",
-                "16",
-                "--transport",
-                "shm",
-            ])
-            .env("SHMWIRE_ROOT", &root)
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("run the demo");
-        let mut child = proc_support::Kid(child);
-        let mut out = std::io::BufReader::new(child.0.stdout.take().unwrap());
-        let mut stdout = String::new();
-        while !stdout.contains("connected over Shm") {
-            assert!(
-                out.read_line(&mut stdout).unwrap() > 0,
-                "{what}: the demo ended early"
-            );
-        }
+        let demo = ShmDemo::start(&root, &["--tasks", "200000", "--window", "16"]);
         // Calls are flowing (one at a time, then 16 in flight).
         std::thread::sleep(Duration::from_millis(30));
-        scribble_ring(child.pid(), ring, offset, &bytes);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let status = loop {
-            if let Some(st) = child.0.try_wait().unwrap() {
-                break st;
-            }
-            assert!(Instant::now() < deadline, "{what}: the demo did not end");
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        std::io::Read::read_to_string(&mut out, &mut stdout).unwrap();
-        let mut err = String::new();
-        std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut err).unwrap();
+        scribble_ring(demo.child.pid(), ring, offset, &bytes);
+        let (status, stdout, err) = demo.finish();
         let ctx = format!(
             "{what} ({ring} +{offset}: {bytes:02x?}): {status}\nstdout:\n{stdout}\nstderr:\n{err}"
         );
@@ -429,12 +394,13 @@ struct ShmDemo {
 }
 
 impl ShmDemo {
-    /// Starts the demo (`tasks` calls) and waits until it is connected
-    /// over shared memory.
-    fn start(root: &std::path::Path, tasks: &str) -> Self {
+    /// Starts the demo with `args` (`--tasks N`, …) and waits until it is
+    /// connected over shared memory.
+    fn start(root: &std::path::Path, args: &[&str]) -> Self {
         use std::io::BufRead;
         let child = Command::new(env!("CARGO_BIN_EXE_shmwire"))
-            .args(["demo", "--tasks", tasks, "--transport", "shm"])
+            .args(["demo", "--transport", "shm"])
+            .args(args)
             .env("SHMWIRE_ROOT", root)
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::piped())
@@ -565,7 +531,7 @@ fn scribbled_request_frames_cut_the_caller_off_and_nobody_dies() {
     let root = scratch.path().join("root");
     std::fs::create_dir(&root).unwrap();
     std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    let mut demo = ShmDemo::start(&root, "200000");
+    let mut demo = ShmDemo::start(&root, &["--tasks", "200000"]);
     std::thread::sleep(Duration::from_millis(30));
     let f = demo.ring("c2s");
     let worker = demo.worker_pid();
@@ -670,7 +636,7 @@ fn replies_naming_another_object_or_size_are_refused() {
         std::fs::create_dir(&root).unwrap();
         std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .unwrap();
-        let mut demo = ShmDemo::start(&root, "200000");
+        let mut demo = ShmDemo::start(&root, &["--tasks", "200000"]);
         std::thread::sleep(Duration::from_millis(30));
         let f = demo.ring("s2c");
         let driver = demo.child.pid();
@@ -738,7 +704,7 @@ fn a_replayed_reply_is_named_when_get_times_out() {
     std::fs::create_dir(&root).unwrap();
     std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     // The sync phase first (one reply at a time), then the pipelined one.
-    let mut demo = ShmDemo::start(&root, "400000");
+    let mut demo = ShmDemo::start(&root, &["--tasks", "400000"]);
     let f = demo.ring("s2c");
     let driver = demo.child.pid();
     let (mut cycles, mut hit) = (0, false);

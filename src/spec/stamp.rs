@@ -139,6 +139,32 @@ impl Offsets {
     }
 }
 
+/// Copies a stamp's recorded bytes to the front of `out`: their length and
+/// that part of `out`, to write the per-call fields over ([`put`]); or
+/// [`EncodeError::RegionTooSmall`].
+fn copy_template<'a>(
+    bytes: &[u8],
+    out: &'a mut [u8],
+) -> Result<(usize, &'a mut [u8]), EncodeError> {
+    let n = bytes.len();
+    let capacity = out.len();
+    let out = out.get_mut(..n).ok_or(EncodeError::RegionTooSmall {
+        capacity,
+        needed: n,
+    })?;
+    out.copy_from_slice(bytes);
+    Ok((n, out))
+}
+
+/// Writes `bytes` at offset `at` of a stamp's copy. The offsets come from
+/// the stamp's own encoding, so they lie inside it; one that did not would
+/// leave the template's bytes there (never a panic).
+fn put(out: &mut [u8], at: usize, bytes: &[u8]) {
+    if let Some(o) = out.get_mut(at..at.saturating_add(bytes.len())) {
+        o.copy_from_slice(bytes);
+    }
+}
+
 impl RequestStamp {
     /// Encodes `req` in full and records its per-call fields. `None` when it
     /// is not an actor task, or has an argument passed by reference or with
@@ -201,17 +227,7 @@ impl RequestStamp {
         req: &PushTaskRequest,
         out: &mut [u8],
     ) -> Result<usize, EncodeError> {
-        let n = self.bytes.len();
-        let Some(out) = out.get_mut(..n) else {
-            return Err(EncodeError::RegionTooSmall {
-                capacity: out.len(),
-                needed: n,
-            });
-        };
-        out.copy_from_slice(&self.bytes);
-        let put = |out: &mut [u8], at: usize, bytes: &[u8]| {
-            out[at..at + bytes.len()].copy_from_slice(bytes);
-        };
+        let (n, out) = copy_template(&self.bytes, out)?;
         let s = &req.task_spec;
         let at = &self.at;
         put(
@@ -355,19 +371,7 @@ impl ReplyStamp {
         reply: &PushTaskReply,
         out: &mut [u8],
     ) -> Result<usize, EncodeError> {
-        let n = self.bytes.len();
-        let Some(out) = out.get_mut(..n) else {
-            return Err(EncodeError::RegionTooSmall {
-                capacity: out.len(),
-                needed: n,
-            });
-        };
-        out.copy_from_slice(&self.bytes);
-        let put = |out: &mut [u8], at: usize, bytes: &[u8]| {
-            if let Some(o) = out.get_mut(at..at + bytes.len()) {
-                o.copy_from_slice(bytes);
-            }
-        };
+        let (n, out) = copy_template(&self.bytes, out)?;
         put(out, self.task_id, reply.task_id.as_bytes());
         if let Some((o, d)) = inline_return(reply) {
             put(out, self.object_id, o.object_id.as_bytes());
