@@ -144,6 +144,100 @@ fn hundred_thousand_sequential_actor_calls() {
     worker.wait_success();
 }
 
+/// The worker looks a function up once per request shape (the descriptor
+/// lies in a shape's fixed bytes): requests that differ only in their
+/// method's name (`add`, `big`, `fail`, `slow_add`: each name inline in the
+/// archived string, so the frames are equally long) and more shapes than a
+/// connection keeps (five against `KNOWN_SHAPES` = 4, so kept shapes are
+/// refilled) must each still run their own method, pipelined and in turn.
+#[test]
+fn methods_differing_only_in_name_run_their_own_across_refilled_shapes() {
+    maybe_run_worker();
+    let s = TestSession::new("shapes");
+    let worker = s.spawn_worker(
+        "methods_differing_only_in_name_run_their_own_across_refilled_shapes",
+        1,
+    );
+    let mut driver = s.driver();
+    let actor = driver
+        .create_actor(worker.id, MODULE, "Counter", vec![i64_arg(0)], 0)
+        .unwrap();
+    let mut total = 0;
+    for round in 0..6i64 {
+        let refs = [
+            driver.submit_actor_task(&actor, "add", vec![i64_arg(round)]),
+            driver.submit_actor_task(&actor, "big", vec![i64_arg(round + 1)]),
+            driver.submit_actor_task(&actor, "get", vec![]),
+            driver.submit_actor_task(&actor, "slow_add", vec![i64_arg(1)]),
+            driver.submit_actor_task(&actor, "fail", vec![i64_arg(round)]),
+        ]
+        .map(Result::unwrap);
+        total += round;
+        assert_eq!(get_i64(&mut driver, &refs[0]), total, "add, round {round}");
+        let big = driver.get(&refs[1..2], GUARD).unwrap();
+        assert_eq!(big[0], vec![7u8; round as usize + 1], "big, round {round}");
+        assert_eq!(get_i64(&mut driver, &refs[2]), total, "get, round {round}");
+        total += 1;
+        assert_eq!(
+            get_i64(&mut driver, &refs[3]),
+            total,
+            "slow_add, round {round}"
+        );
+        assert_eq!(
+            task_error(&mut driver, &refs[4]),
+            TaskError::Application {
+                function: "Counter::fail".into(),
+                message: format!("boom {round}"),
+            }
+        );
+        driver.free(&refs);
+    }
+    drop(driver);
+    worker.wait_success();
+}
+
+/// `get` of several refs: an unknown one fails at once even behind one
+/// still pending, and a timeout counts every ready ref, also those after
+/// the first one not ready.
+#[test]
+fn get_counts_every_ready_ref_and_fails_an_unknown_one_at_once() {
+    maybe_run_worker();
+    let s = TestSession::new("getready");
+    let worker = s.spawn_worker(
+        "get_counts_every_ready_ref_and_fails_an_unknown_one_at_once",
+        1,
+    );
+    let mut driver = s.driver();
+    let actor = driver
+        .create_actor(worker.id, MODULE, "Counter", vec![i64_arg(0)], 0)
+        .unwrap();
+    let first = driver
+        .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+        .unwrap();
+    assert_eq!(get_i64(&mut driver, &first), 1);
+    let slow = driver
+        .submit_actor_task(&actor, "slow_add", vec![i64_arg(1)])
+        .unwrap();
+    // `first` is ready on both sides of the pending `slow`.
+    let refs = [first.clone(), slow.clone(), first.clone()];
+    match driver.get(&refs, Duration::ZERO) {
+        Err(GetError::TimedOut { ready, total, .. }) => assert_eq!((ready, total), (2, 3)),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    // An object no longer known (freed) behind the pending one: refused
+    // at once, not after the timeout.
+    driver.free(std::slice::from_ref(&first));
+    let t = Instant::now();
+    match driver.get(&[slow.clone(), first.clone()], GUARD) {
+        Err(GetError::UnknownObject(id)) => assert_eq!(id, first.id()),
+        other => panic!("expected an unknown object, got {other:?}"),
+    }
+    assert!(t.elapsed() < GUARD / 2, "took {:?}", t.elapsed());
+    assert_eq!(get_i64(&mut driver, &slow), 2);
+    drop(driver);
+    worker.wait_success();
+}
+
 #[test]
 fn application_errors_propagate_with_function_and_message() {
     maybe_run_worker();

@@ -504,6 +504,10 @@ pub(crate) struct Known<M> {
     /// `bytes`, `0` inside `varying` (compared a word at a time, no branch
     /// per range).
     mask: Vec<u8>,
+    /// A value the receiver derived from this shape's fixed bytes (the
+    /// worker: the registry entry of the request's function descriptor),
+    /// cleared whenever the shape is refilled ([`KnownShapes::access_memo`]).
+    memo: Option<u32>,
     _message: PhantomData<fn() -> M>,
 }
 
@@ -514,6 +518,7 @@ impl<M> Default for Known<M> {
             varying: Vec::new(),
             bools: Vec::new(),
             mask: Vec::new(),
+            memo: None,
             _message: PhantomData,
         }
     }
@@ -528,6 +533,7 @@ impl<M: Shaped> Known<M> {
     /// of these very bytes), reusing this value's buffers. `false` (and
     /// nothing kept) when the message has no shape worth keeping.
     pub(crate) fn refill(&mut self, bytes: &[u8], msg: &M::Archived) -> bool {
+        self.memo = None;
         self.bytes.clear();
         self.varying.clear();
         self.bools.clear();
@@ -642,22 +648,45 @@ impl<M: Shaped> KnownShapes<M> {
         &mut self,
         bytes: &'a [u8],
     ) -> Result<&'a M::Archived, super::DecodeError> {
-        if let Some(m) = self.shapes.iter().find_map(|k| k.recognise(bytes)) {
-            return Ok(m);
+        self.access_memo(bytes).map(|(m, _)| m)
+    }
+
+    /// [`KnownShapes::access`], and the memo of the shape `bytes` have
+    /// (`None` when they are not kept as a shape): a value the receiver
+    /// derives from a message's fixed bytes — those outside the per-call
+    /// fields, equal for every message of the shape — once per shape
+    /// instead of once per message. Empty after the shape is (re)filled.
+    pub(crate) fn access_memo<'a>(
+        &mut self,
+        bytes: &'a [u8],
+    ) -> Result<(&'a M::Archived, Option<&mut Option<u32>>), super::DecodeError> {
+        let found = self
+            .shapes
+            .iter()
+            .enumerate()
+            .find_map(|(i, k)| k.recognise(bytes).map(|m| (i, m)));
+        if let Some((i, m)) = found {
+            return Ok((m, Some(&mut self.shapes[i].memo)));
         }
         let m = access::<M>(bytes)?;
-        if self.shapes.len() < KNOWN_SHAPES {
+        let slot = if self.shapes.len() < KNOWN_SHAPES {
             let mut k = Known::default();
             if k.refill(bytes, m) {
                 self.shapes.push(k);
+                self.shapes.last_mut()
+            } else {
+                None
             }
         } else {
             let i = self.next % KNOWN_SHAPES;
             if self.shapes[i].refill(bytes, m) {
                 self.next = i + 1;
+                Some(&mut self.shapes[i])
+            } else {
+                None
             }
-        }
-        Ok(m)
+        };
+        Ok((m, slot.map(|k| &mut k.memo)))
     }
 }
 
@@ -706,6 +735,59 @@ mod tests {
             TaskArg::value(x.to_le_bytes().to_vec(), meta.to_vec()),
             TaskArg::value(vec![x as u8; 33], Vec::new()),
         ]
+    }
+
+    /// A shape's memo stays with messages of that shape (whatever their
+    /// per-call fields hold), is empty for a message of another shape (here:
+    /// another function name of the same length) and after its slot is
+    /// refilled.
+    #[test]
+    fn a_shape_memo_follows_its_shape_and_is_cleared_on_refill() {
+        let mut enc = Encoder::new();
+        let named = |f: &str, x: u64| {
+            let mut r = request(args(x, b"fmt"));
+            r.task_spec.function_descriptor = FunctionDescriptor::rust("m", "C", f);
+            r.task_spec.task_id = TaskId::for_driver_task(JobId::from_int(x as u32));
+            r.sequence_number = x as i64;
+            r
+        };
+        let bytes = |enc: &mut Encoder, r: &PushTaskRequest| {
+            let v = enc.to_vec(r).unwrap();
+            let mut a = AlignedBytes::new();
+            a.extend_from_slice(&v);
+            a
+        };
+        let mut known = KnownShapes::<PushTaskRequest>::default();
+        let f1 = bytes(&mut enc, &named("f1", 1));
+        let (m, memo) = known.access_memo(f1.as_slice()).unwrap();
+        assert_eq!(m.sequence_number.to_native(), 1);
+        let memo = memo.expect("kept as a shape");
+        assert_eq!(*memo, None);
+        *memo = Some(11);
+        // Same shape, other per-call fields: the memo is there.
+        let f1b = bytes(&mut enc, &named("f1", 2));
+        let (m, memo) = known.access_memo(f1b.as_slice()).unwrap();
+        assert_eq!(m.sequence_number.to_native(), 2);
+        assert_eq!(memo.map(|m| *m), Some(Some(11)));
+        // Another name of the same length: another shape, no memo.
+        let f2 = bytes(&mut enc, &named("f2", 3));
+        assert_eq!(f2.len(), f1.len());
+        let (m, memo) = known.access_memo(f2.as_slice()).unwrap();
+        assert_eq!(m.sequence_number.to_native(), 3);
+        let memo = memo.expect("kept as a shape");
+        assert_eq!(*memo, None);
+        *memo = Some(22);
+        // Three more shapes: f1's slot (the first) is refilled by f5.
+        for (i, f) in ["f3", "f4", "f5"].into_iter().enumerate() {
+            let b = bytes(&mut enc, &named(f, 10 + i as u64));
+            let (_, memo) = known.access_memo(b.as_slice()).unwrap();
+            assert_eq!(memo.map(|m| *m), Some(None), "{f}");
+        }
+        let (_, memo) = known.access_memo(f2.as_slice()).unwrap();
+        assert_eq!(memo.map(|m| *m), Some(Some(22)));
+        // f1 comes back into a refilled slot: validated again, memo empty.
+        let (_, memo) = known.access_memo(f1.as_slice()).unwrap();
+        assert_eq!(memo.map(|m| *m), Some(None));
     }
 
     /// Every stamped request equals its full encoding, whatever its

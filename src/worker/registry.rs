@@ -489,7 +489,10 @@ impl<S: Send + Sync + 'static> ActorClass<S> {
 /// execution thread once built.
 #[derive(Default)]
 pub struct FunctionRegistry {
-    buckets: HashMap<FunctionKey, Vec<Entry>>,
+    /// By registration order (an entry's `index`).
+    entries: Vec<Entry>,
+    /// Indices into `entries` by the hash of their descriptor.
+    buckets: HashMap<FunctionKey, Vec<usize>>,
     classes: Vec<Class>,
     names: Vec<String>,
 }
@@ -531,11 +534,12 @@ impl FunctionRegistry {
         self.buckets
             .entry(FunctionKey::of(&descriptor))
             .or_default()
-            .push(Entry {
-                descriptor,
-                index,
-                kind,
-            });
+            .push(index);
+        self.entries.push(Entry {
+            descriptor,
+            index,
+            kind,
+        });
         Ok(())
     }
 
@@ -616,7 +620,13 @@ impl FunctionRegistry {
         self.buckets
             .get(&key_of(p))?
             .iter()
+            .filter_map(|&i| self.entries.get(i))
             .find(|e| parts(&e.descriptor) == *p)
+    }
+
+    /// The entry of index `index` (its registration order), if any.
+    pub(crate) fn entry(&self, index: usize) -> Option<&Entry> {
+        self.entries.get(index)
     }
 
     /// The entry for an archived descriptor: one hash over its bytes, one map
@@ -638,15 +648,12 @@ impl FunctionRegistry {
         &self,
         class: usize,
     ) -> impl Iterator<Item = (usize, Option<&str>)> {
-        self.buckets
-            .values()
-            .flatten()
-            .filter_map(move |e| match &e.kind {
-                EntryKind::Method {
-                    class: c, group, ..
-                } if *c == class => Some((e.index, group.as_deref())),
-                _ => None,
-            })
+        self.entries.iter().filter_map(move |e| match &e.kind {
+            EntryKind::Method {
+                class: c, group, ..
+            } if *c == class => Some((e.index, group.as_deref())),
+            _ => None,
+        })
     }
 
     /// `true` if `descriptor` is registered (as a function, constructor or method).

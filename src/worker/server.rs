@@ -45,7 +45,9 @@ use crate::transport::{
 };
 
 use super::concurrency::{ActorPools, Completion, ConcurrencyConfig, Job};
-use super::registry::{AppError, Args, EntryKind, ErasedState, FunctionRegistry, TaskResult};
+use super::registry::{
+    AppError, Args, Entry, EntryKind, ErasedState, FunctionRegistry, TaskResult,
+};
 use super::stats::{EventStats, StatsSnapshot};
 use super::WorkerError;
 
@@ -819,6 +821,20 @@ fn reply_slot(spec: &ArchivedTaskSpec, registry: &FunctionRegistry) -> usize {
         .unwrap_or(0)
 }
 
+/// The registry entry of `spec`'s function: entry `known` when the request's
+/// shape already named it (`Executor::on_request`), else looked up from the
+/// archived descriptor.
+fn function_entry<'r>(
+    registry: &'r FunctionRegistry,
+    spec: &ArchivedTaskSpec,
+    known: Option<usize>,
+) -> Option<&'r Entry> {
+    match known.and_then(|i| registry.entry(i)) {
+        Some(e) => Some(e),
+        None => registry.lookup(&spec.function_descriptor),
+    }
+}
+
 /// The error object of a call whose concurrency group the actor did not
 /// define: application-level, status `KeyError` with the group's name as its
 /// message (the caller's `TaskError::UnknownConcurrencyGroup`), data a
@@ -1013,7 +1029,7 @@ impl Executor {
                 None => continue,
             };
             for d in decisions {
-                self.carry_out(caller, d, None, out);
+                self.carry_out(caller, d, None, None, out);
             }
         }
     }
@@ -1026,7 +1042,21 @@ impl Executor {
         now: Instant,
         out: &mut Vec<Outgoing>,
     ) -> Result<(), spec::DecodeError> {
-        let req = self.known.entry(key).or_default().access(bytes)?;
+        let (req, memo) = self.known.entry(key).or_default().access_memo(bytes)?;
+        // The function's registry entry, looked up once per request shape:
+        // the descriptor lies in the shape's fixed bytes.
+        let func = match memo {
+            Some(Some(i)) => Some(*i as usize),
+            memo => {
+                let found = self
+                    .registry
+                    .lookup_index(&req.task_spec.function_descriptor);
+                if let (Some(slot), Some(i)) = (memo, found) {
+                    *slot = u32::try_from(i).ok();
+                }
+                found
+            }
+        };
         let task_id = req.task_spec.task_id;
         if req.intended_worker_id != self.me {
             // Ray's HandleWrongRecipient.
@@ -1051,7 +1081,7 @@ impl Executor {
             // Normal and actor creation tasks run FIFO (Ray's NormalSchedulingQueue).
             self.normal.add(task_id, now);
             while let Some((_, arrived)) = self.normal.pop() {
-                let reply = self.execute(spec, arrived);
+                let reply = self.execute(spec, arrived, func);
                 if let Some(&caller) = self.peers.get(&key) {
                     self.file_return_hold(caller, None, now);
                 }
@@ -1140,18 +1170,23 @@ impl Executor {
         let mut decisions = std::mem::take(&mut self.deliveries);
         cs.queue.poll_into(now, &mut decisions);
         for d in decisions.drain(..) {
-            self.carry_out(caller, d, Some(req), out);
+            self.carry_out(caller, d, Some(req), func, out);
         }
         self.deliveries = decisions;
         Ok(())
     }
 
     /// Executes or rejects one released actor task.
+    ///
+    /// `here` is the request just received, `func` its function's registry
+    /// entry if known (`on_request`); both are used only when `d` is that
+    /// request's (not one buffered earlier).
     fn carry_out(
         &mut self,
         caller: WorkerId,
         d: Delivery<Queued>,
         here: Option<&ArchivedPushTaskRequest>,
+        func: Option<usize>,
         out: &mut Vec<Outgoing>,
     ) {
         let execute = d.is_execute();
@@ -1159,6 +1194,7 @@ impl Executor {
             Queued::Here(t) => (None, t),
             Queued::Owned(b, t) => (Some(b), t),
         };
+        let func = if owned.is_some() { None } else { func };
         let req = match (&owned, here) {
             (Some(b), _) => match spec::access::<PushTaskRequest>(b) {
                 Ok(r) => r,
@@ -1199,7 +1235,7 @@ impl Executor {
             });
             return;
         }
-        match self.plan(caller, counter, spec) {
+        match self.plan(caller, counter, spec, func) {
             Plan::Inline => {}
             Plan::Duplicate => return,
             Plan::Fail(reply) => {
@@ -1255,7 +1291,7 @@ impl Executor {
                 return;
             }
         }
-        let reply = self.execute(spec, arrived);
+        let reply = self.execute(spec, arrived, func);
         self.file_return_hold(caller, Some(counter), self.clock);
         out.push(Outgoing {
             target: Target::Caller(caller),
@@ -1267,7 +1303,13 @@ impl Executor {
     /// Whether a released actor task runs on a pool of the threaded actor
     /// this worker hosts (Ray's `ActorSchedulingQueue::ScheduleRequests` →
     /// `pool_manager_->GetExecutor(group, function)`), and on which.
-    fn plan(&self, caller: WorkerId, counter: u64, spec: &ArchivedTaskSpec) -> Plan {
+    fn plan(
+        &self,
+        caller: WorkerId,
+        counter: u64,
+        spec: &ArchivedTaskSpec,
+        func: Option<usize>,
+    ) -> Plan {
         let Some(a) = &self.actor else {
             return Plan::Inline;
         };
@@ -1277,7 +1319,7 @@ impl Executor {
         if spec.skip_execution || spec.actor_id() != Some(a.actor_id) {
             return Plan::Inline;
         }
-        let Some(e) = self.registry.lookup(&spec.function_descriptor) else {
+        let Some(e) = function_entry(&self.registry, spec, func) else {
             return Plan::Inline;
         };
         if !matches!(e.kind, EntryKind::Method { class, .. } if class == a.class) {
@@ -1370,7 +1412,15 @@ impl Executor {
 
     /// Ray's `ExecuteTask`: looks the function up from the archived
     /// descriptor, runs it on the archived arguments, builds the reply.
-    fn execute(&mut self, spec: &ArchivedTaskSpec, arrived: Instant) -> PushTaskReply {
+    ///
+    /// `func` is the function's registry entry if the caller knows it
+    /// (`carry_out`).
+    fn execute(
+        &mut self,
+        spec: &ArchivedTaskSpec,
+        arrived: Instant,
+        func: Option<usize>,
+    ) -> PushTaskReply {
         let task_id = spec.task_id;
         if spec.skip_execution {
             return status_reply(task_id, StatusCode::Ok, "");
@@ -1384,7 +1434,7 @@ impl Executor {
         };
         let args = Args::with_resolved(&spec.args, &resolved);
         let registry = Arc::clone(&self.registry);
-        let entry = registry.lookup(&spec.function_descriptor);
+        let entry = function_entry(&registry, spec, func);
         let not_found = |why: &str| {
             app_error_reply(
                 task_id,

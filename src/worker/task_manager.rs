@@ -166,6 +166,11 @@ impl<P> TaskManager<P> {
         self.tasks.get(task_id)
     }
 
+    /// `true` if `task_id` is pending.
+    pub fn contains(&self, task_id: &TaskId) -> bool {
+        self.tasks.contains_key(task_id)
+    }
+
     /// The pending task, mutably.
     pub fn get_mut(&mut self, task_id: &TaskId) -> Option<&mut PendingTask<P>> {
         self.tasks.get_mut(task_id)
