@@ -851,12 +851,20 @@ fn input5_silent_tcp_peer_becomes_peer_died_within_the_liveness_bound() {
     // Frozen without closing: both connections report the death in time.
     server.signal(Signal::STOP);
     let t = Instant::now();
+    // Declared dead for its silence, and the error says so (it may only be
+    // stopped, as here): `stopped_answering` is the silence, at least the bound.
     match plain.recv_timeout(GUARD) {
-        Err(RecvError::PeerDied { .. }) => {}
+        Err(e @ RecvError::PeerDied { .. }) => {
+            let silent = e.stopped_answering().expect("a silence, not a hang-up");
+            assert!(silent >= LIVENESS, "{silent:?}");
+        }
         other => panic!("expected PeerDied, got {other:?}"),
     }
     let plain_after = t.elapsed();
-    assert!(matches!(plain.send(b"x"), Err(SendError::PeerDied { .. })));
+    match plain.send(b"x") {
+        Err(e @ SendError::PeerDied { .. }) => assert!(e.stopped_answering().is_some()),
+        other => panic!("expected PeerDied, got {other:?}"),
+    }
     let mut ev = Vec::new();
     let mux_after = loop {
         assert!(t.elapsed() < GUARD, "the mux never reported the death");
@@ -864,7 +872,10 @@ fn input5_silent_tcp_peer_becomes_peer_died_within_the_liveness_bound() {
         if ev.contains(&MuxEvent::Ready(key)) {
             match mux.get_mut(key).unwrap().try_recv() {
                 Ok(None) => continue,
-                Err(RecvError::PeerDied { .. }) => break t.elapsed(),
+                Err(e @ RecvError::PeerDied { .. }) => {
+                    assert!(e.stopped_answering().is_some(), "{e:?}");
+                    break t.elapsed();
+                }
                 other => panic!("expected PeerDied, got {other:?}"),
             }
         }

@@ -538,7 +538,12 @@ fn sigkill_of_the_actor_fails_every_pending_task() {
                 ok += 1;
             }
             Err(GetError::Task {
-                error: TaskError::ActorDied { actor_id, function },
+                error:
+                    TaskError::ActorDied {
+                        actor_id,
+                        function,
+                        stopped_answering: None,
+                    },
                 ..
             }) => {
                 assert_eq!(actor_id, actor.actor_id());
@@ -1027,4 +1032,106 @@ fn a_scribbled_ring_is_reported_as_corruption_not_death() {
     });
     drop(hostile.0.as_mut().unwrap().stdin.take());
     hostile.wait_success();
+}
+
+/// A TCP caller of the actor whose worker is `worker` (one `add` answered,
+/// so the connection is up).
+fn tcp_caller_with_actor(s: &TestSession, worker: WorkerId) -> (CoreWorker, ActorHandle) {
+    let mut opts = CoreWorkerOptions::new(s.node);
+    opts.force_tcp = true;
+    let mut driver = CoreWorker::new(&s.session, opts).unwrap();
+    let actor = driver
+        .create_actor(worker, MODULE, "Counter", vec![], 0)
+        .unwrap();
+    let r = driver
+        .submit_actor_task(&actor, "add", vec![i64_arg(5)])
+        .unwrap();
+    assert_eq!(get_i64(&mut driver, &r), 5);
+    (driver, actor)
+}
+
+/// Over TCP, an actor whose worker is only stopped (`SIGSTOP`) stops
+/// answering heartbeats: the caller declares it dead after the liveness
+/// bound (Ray's semantics: `ActorDied`), but the error says what it knows —
+/// "died or stopped answering (no heartbeat for …)" — not that it died.
+#[test]
+fn a_stopped_tcp_actor_is_reported_as_stopped_answering() {
+    maybe_run_worker();
+    let s = TestSession::new("stopped-tcp");
+    let mut worker = s.spawn_worker("a_stopped_tcp_actor_is_reported_as_stopped_answering", 1);
+    let (mut driver, actor) = tcp_caller_with_actor(&s, worker.id);
+    let pid = worker.child.as_ref().unwrap().id();
+    let rpid = rustix::process::Pid::from_raw(pid as i32).unwrap();
+    rustix::process::kill_process(rpid, rustix::process::Signal::STOP).unwrap();
+    // SIGSTOP takes effect asynchronously: wait until every thread stopped.
+    let task_dir = format!("/proc/{pid}/task");
+    let deadline = Instant::now() + GUARD;
+    while !std::fs::read_dir(&task_dir).unwrap().all(|t| {
+        let stat = std::fs::read_to_string(t.unwrap().path().join("stat")).unwrap_or_default();
+        // The state follows the parenthesised command name.
+        stat.rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('T'))
+    }) {
+        assert!(Instant::now() < deadline, "the worker never stopped");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let t = Instant::now();
+    let r = driver
+        .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+        .unwrap();
+    let err = task_error(&mut driver, &r);
+    let waited = t.elapsed();
+    // Resumed and killed before anything can fail, so it is never left
+    // stopped.
+    rustix::process::kill_process(rpid, rustix::process::Signal::CONT).unwrap();
+    worker.kill();
+    match &err {
+        TaskError::ActorDied {
+            actor_id,
+            stopped_answering: Some(silent),
+            ..
+        } => {
+            assert_eq!(*actor_id, actor.actor_id());
+            // The default liveness bound (TransportConfig): 5 s.
+            assert!(*silent >= Duration::from_secs(5), "{silent:?}");
+        }
+        other => panic!("expected ActorDied for a silent actor, got {other:?}"),
+    }
+    let text = err.to_string();
+    assert!(
+        text.contains("died or stopped answering (no heartbeat for"),
+        "{text}"
+    );
+    assert!(waited < GUARD, "{waited:?}");
+}
+
+/// Over TCP, a worker that really died (SIGKILL: its connection is reset
+/// or ends) is reported as having died, not as having stopped answering.
+#[test]
+fn a_killed_tcp_actor_is_reported_as_died() {
+    maybe_run_worker();
+    let s = TestSession::new("killed-tcp");
+    let mut worker = s.spawn_worker("a_killed_tcp_actor_is_reported_as_died", 1);
+    let (mut driver, actor) = tcp_caller_with_actor(&s, worker.id);
+    worker.kill();
+    let t = Instant::now();
+    let r = driver
+        .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+        .unwrap();
+    let err = task_error(&mut driver, &r);
+    assert!(
+        matches!(
+            err,
+            TaskError::ActorDied {
+                stopped_answering: None,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(text.contains(" died before task "), "{text}");
+    // Seen at once (end of stream), not after the liveness bound.
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
 }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use crate::interrupt::{Interrupt, LeaveSession};
 use shmwire::ids::{NodeId, WorkerId};
 use shmwire::node::Directory;
-use shmwire::shm::Session;
+use shmwire::shm::{self, Session};
 use shmwire::spec::TaskArg;
 use shmwire::transport::{LookupError, ShmOptions};
 use shmwire::wake::WaitStrategy;
@@ -223,11 +223,36 @@ pub fn run_worker(args: &WorkerArgs) -> DemoResult<()> {
 /// the run (a caller cut off for a corrupt ring, say) is printed.
 const WORKER_GRACE: Duration = Duration::from_secs(1);
 
-/// The worker child: killed and reaped (and the session removed) unless it
-/// was waited for — after [`WORKER_GRACE`] to exit by itself.
+/// The worker child: killed and reaped unless it was waited for — after
+/// [`WORKER_GRACE`] to exit by itself. (Declared after the [`DemoSession`],
+/// so dropped before it: the session is removed once the worker is gone.)
 struct WorkerProcess {
     child: Option<Child>,
+}
+
+/// The driver's session, removed on drop — on every way out of the demo,
+/// error and interrupt included ([`Session::remove_all`]: this process's
+/// files go, the session directory too when no other process of it lives)
+/// — and the session root, when the demo made it itself (a missing
+/// `SHMWIRE_ROOT` or default root): removed then if it is empty, so the
+/// demo leaves no empty root behind; a root that was there before is never
+/// removed.
+struct DemoSession {
     session: Session,
+    /// The root, when [`shm::ensure_root`] made it for this demo.
+    made_root: Option<std::path::PathBuf>,
+}
+
+impl Drop for DemoSession {
+    fn drop(&mut self) {
+        let _ = self.session.remove_all();
+        if let Some(root) = &self.made_root {
+            // `remove_dir` removes only an empty directory (ENOTEMPTY
+            // otherwise): a root another process put a session in since
+            // stays.
+            let _ = std::fs::remove_dir(root);
+        }
+    }
 }
 
 impl WorkerProcess {
@@ -272,7 +297,6 @@ impl Drop for WorkerProcess {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let _ = self.session.remove_all();
     }
 }
 
@@ -379,7 +403,21 @@ pub fn run(args: &DemoArgs) -> DemoResult<()> {
 
 fn run_demo(args: &DemoArgs, stop: &Interrupt) -> DemoResult<()> {
     let session_name = format!("demo-{}", std::process::id());
-    let session = Session::open(&session_name)?;
+    // The root is made here, not by `Session::open`, to know whether this
+    // demo made it (and so may remove it, empty, at the end).
+    let root = shm::default_root();
+    let made_root = shm::ensure_root(&root)?.then(|| root.clone());
+    let session = match Session::open_in(&root, &session_name) {
+        Ok(s) => s,
+        Err(e) => {
+            if let Some(root) = &made_root {
+                let _ = std::fs::remove_dir(root);
+            }
+            return Err(e.into());
+        }
+    };
+    let demo_session = DemoSession { session, made_root };
+    let session = &demo_session.session;
     let actor_worker = WorkerId::from_random();
     let transports: &[bool] = match args.transport {
         Transports::Both => &[false, true],
@@ -400,10 +438,7 @@ fn run_demo(args: &DemoArgs, stop: &Interrupt) -> DemoResult<()> {
         ])
         .stdin(Stdio::null())
         .spawn()?;
-    let mut worker = WorkerProcess {
-        child: Some(child),
-        session: session.clone(),
-    };
+    let mut worker = WorkerProcess { child: Some(child) };
     outln!(
         "shmwire demo: driver pid {}, session {}",
         std::process::id(),
@@ -412,7 +447,7 @@ fn run_demo(args: &DemoArgs, stop: &Interrupt) -> DemoResult<()> {
 
     // The worker registers in the directory once it listens.
     let deadline = Instant::now() + STEP_TIMEOUT;
-    let dir = Directory::for_session(&session)?;
+    let dir = Directory::for_session(session)?;
     loop {
         worker.check_running()?;
         if stop.is_set() {
@@ -440,7 +475,7 @@ fn run_demo(args: &DemoArgs, stop: &Interrupt) -> DemoResult<()> {
         options.shm = ShmOptions::with_wait(args.wait.strategy());
         options.force_tcp = tcp;
         options.step_timeout = STEP_TIMEOUT;
-        let mut caller = CoreWorker::new(&session, options)?;
+        let mut caller = CoreWorker::new(session, options)?;
         let handle = match &actor {
             None => {
                 let h = caller.create_actor(actor_worker, MODULE, CLASS, vec![], 0)?;

@@ -172,6 +172,65 @@ fn an_interrupted_demo_removes_its_session_and_huge_task_counts_are_refused() {
     }
 }
 
+/// The session root the demo made itself (`SHMWIRE_ROOT` naming a missing
+/// directory) is removed when the demo ends — done, or interrupted — and
+/// empty; a root that was there before stays.
+#[test]
+fn a_root_the_demo_made_is_removed_and_one_that_existed_stays() {
+    use std::io::BufRead as _;
+    use std::time::{Duration, Instant};
+    let scratch = tempfile::tempdir().unwrap();
+    let run = |root: &std::path::Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_shmwire"))
+            .args(["demo", "--tasks", "50", "--window", "4"])
+            .env("SHMWIRE_ROOT", root)
+            .output()
+            .expect("run shmwire demo");
+        assert!(out.status.success(), "{out:?}");
+    };
+    let missing = scratch.path().join("missing-root");
+    run(&missing);
+    assert!(!missing.exists(), "the demo left the root it made");
+    let existing = scratch.path().join("existing-root");
+    std::fs::create_dir(&existing).unwrap();
+    std::fs::set_permissions(
+        &existing,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    run(&existing);
+    assert!(existing.is_dir(), "the demo removed a root it did not make");
+    assert_eq!(std::fs::read_dir(&existing).unwrap().count(), 0);
+    // Interrupted (its error path): the root it made goes too.
+    let child = Command::new(env!("CARGO_BIN_EXE_shmwire"))
+        .args(["demo", "--tasks", "2000000", "--transport", "shm"])
+        .env("SHMWIRE_ROOT", &missing)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the demo");
+    let mut child = proc_support::Kid(child);
+    let mut out = std::io::BufReader::new(child.0.stdout.take().unwrap());
+    let mut line = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !line.contains("created actor") {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "the demo ended early"
+        );
+        assert!(Instant::now() < deadline, "no actor created");
+    }
+    assert!(missing.is_dir(), "the demo made its root");
+    let (status, err) = child.signal_and_collect("-TERM", Duration::from_secs(20));
+    assert_eq!(status.code(), Some(1), "{status}: {err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert!(
+        !missing.exists(),
+        "the interrupted demo left the root it made"
+    );
+}
+
 /// Byte offsets of a ring's header fields in its segment (the memfd
 /// `shmwire-ring-c2s` / `-s2c` starts with the header, `src/ring/layout.rs`).
 mod ring_field {

@@ -79,8 +79,9 @@ pub use name::{
 };
 pub use segment::{Segment, UnpublishedSegment};
 pub use session::{
-    check_root_path, default_root, owned_file_path_in, temp_path_in, CleanupReport, RootCleanup,
-    RootScan, SegmentFate, SegmentInfo, Session, SessionStatus, ROOT_ENV, UNTAGGED_GRACE,
+    check_root_path, default_root, ensure_root, owned_file_path_in, temp_path_in, CleanupReport,
+    RootCleanup, RootScan, SegmentFate, SegmentInfo, Session, SessionStatus, ROOT_ENV,
+    UNTAGGED_GRACE,
 };
 
 /// Payload kinds recorded in the segment header, so a ring is never opened

@@ -186,20 +186,35 @@ fn check_private_dir(path: &Path, hint: &'static str) -> Result<()> {
     Ok(())
 }
 
-/// Creates `path` (mode 0700) unless it exists, then checks it. Its parent
-/// must exist: shmwire never creates directories above a root (a mistyped
-/// `SHMWIRE_ROOT` is an error naming the path, not a new tree in `/`).
-fn ensure_private_dir(path: &Path, hint: &'static str) -> Result<()> {
-    match fs::DirBuilder::new().mode(0o700).create(path) {
+/// Creates `path` (mode 0700) unless it exists, then checks it; returns
+/// whether this call created it. Its parent must exist: shmwire never
+/// creates directories above a root (a mistyped `SHMWIRE_ROOT` is an error
+/// naming the path, not a new tree in `/`).
+fn ensure_private_dir(path: &Path, hint: &'static str) -> Result<bool> {
+    let created = match fs::DirBuilder::new().mode(0o700).create(path) {
         Ok(()) => {
             // The umask may have removed bits we want; never adds any.
             fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o700))
                 .map_err(|e| ShmError::io("chmod", path, e))?;
+            true
         }
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => false,
         Err(e) => return Err(ShmError::io("mkdir", path, e)),
-    }
-    check_private_dir(path, hint)
+    };
+    check_private_dir(path, hint)?;
+    Ok(created)
+}
+
+/// Creates the session root `root` (mode 0700) unless it exists, as
+/// [`Session::open_in`] would, and checks it (its path first, by
+/// [`check_root_path`]; then that it is a directory of this user's without
+/// group/other access). Returns whether this call created it — so a
+/// command that made a root for itself (`shmwire demo` under a missing
+/// `SHMWIRE_ROOT`) can remove it again when it is done and the root is
+/// empty, and never removes one that was there before.
+pub fn ensure_root(root: &Path) -> Result<bool> {
+    check_root_path(root)?;
+    ensure_private_dir(root, ROOT_HINT)
 }
 
 /// Opens a directory for `flock`, never following a symlink.
@@ -309,7 +324,23 @@ fn owner_lock(dir: &Path, root: Option<&Path>) -> Result<String> {
         if let Some(root) = root {
             ensure_private_dir(root, ROOT_HINT)?;
         }
-        ensure_private_dir(dir, "")?;
+        match ensure_private_dir(dir, "") {
+            Ok(_) => {}
+            // The root, just made or checked, was removed before the
+            // session directory was made in it (by a `shmwire demo` that
+            // had made it and left it empty): make it again.
+            Err(ShmError::Io {
+                op: "mkdir",
+                source,
+                ..
+            }) if root.is_some()
+                && source.kind() == ErrorKind::NotFound
+                && Instant::now() <= deadline =>
+            {
+                continue
+            }
+            Err(e) => return Err(e),
+        }
         let d = match open_dir(dir) {
             Ok(d) => d,
             // Removed between mkdir and open by a cleanup: make it again.

@@ -225,7 +225,45 @@ impl SendError<Infallible> {
     }
 }
 
+/// The source of a [`RecvError::PeerDied`] / [`SendError::PeerDied`] that
+/// TCP's liveness check declared (inside an [`io::Error`] of kind
+/// `TimedOut`): the peer answered no heartbeat for the liveness bound. It
+/// may be dead, or only stopped (`SIGSTOP`, a debugger) or unreachable —
+/// unlike a hang-up, reset or end of stream, which only a death (or an
+/// abort) causes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no heartbeat from the peer for {silent:?} ({after_ping:?} after a ping)")]
+pub(crate) struct NoHeartbeat {
+    /// Since the peer was last heard.
+    pub(crate) silent: std::time::Duration,
+    /// Since the unanswered heartbeat was sent.
+    pub(crate) after_ping: std::time::Duration,
+}
+
+/// The silence of a peer declared dead by the liveness check (see
+/// [`NoHeartbeat`]), from a `PeerDied` error's source.
+fn no_heartbeat(source: &Option<Arc<io::Error>>) -> Option<std::time::Duration> {
+    source
+        .as_deref()?
+        .get_ref()?
+        .downcast_ref::<NoHeartbeat>()
+        .map(|n| n.silent)
+}
+
 impl<E> SendError<E> {
+    /// How long the peer had been silent when it was declared dead because
+    /// it answered no heartbeat (TCP's liveness bound,
+    /// [`TransportConfig::liveness_timeout`](super::TransportConfig::liveness_timeout));
+    /// `None` for every other error, a death seen as a hang-up, reset or end
+    /// of stream included. Such a peer may be dead, or only stopped or
+    /// unreachable.
+    pub fn stopped_answering(&self) -> Option<std::time::Duration> {
+        match self {
+            SendError::PeerDied { source, .. } => no_heartbeat(source),
+            _ => None,
+        }
+    }
+
     /// What the peer (or the shared memory) did wrong, when this error means
     /// the connection's shared state is corrupt or poisoned rather than
     /// closed or dead (as [`RecvError::violation`]).
@@ -331,6 +369,16 @@ fn ring_violation(e: &RingError) -> String {
 }
 
 impl RecvError {
+    /// How long the peer had been silent when it was declared dead because
+    /// it answered no heartbeat; `None` for every other error (see
+    /// [`SendError::stopped_answering`]).
+    pub fn stopped_answering(&self) -> Option<std::time::Duration> {
+        match self {
+            RecvError::PeerDied { source, .. } => no_heartbeat(source),
+            _ => None,
+        }
+    }
+
     /// What the peer did wrong, when this error means it violated the
     /// protocol (corrupt or poisoned ring, broken framing) rather than
     /// closed or died: the connection is over, but the peer may be alive.

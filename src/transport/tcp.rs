@@ -722,9 +722,14 @@ impl TcpConnection {
                     Ok(false) => {}
                     Err(_) => return None,
                 }
+                // Typed, so the caller can tell "stopped answering" from a
+                // death seen as a hang-up (`RecvError::stopped_answering`).
                 let _ = self.die(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    format!("no heartbeat from the peer for {silent:?} ({waited:?} after a ping)"),
+                    super::error::NoHeartbeat {
+                        silent,
+                        after_ping: waited,
+                    },
                 ));
                 return None;
             }

@@ -520,6 +520,13 @@ pub struct CoreWorker {
     /// violation: its worker and the violation, which the tasks failed by
     /// that loss report ([`TaskError::ConnectionCutOff`]) instead of a death.
     cut_off: Option<(WorkerId, String)>,
+    /// Connections in `lost` that TCP's liveness check ended (the worker
+    /// answered no heartbeat; it may only be stopped), with the silence.
+    silent: Vec<(WorkerId, Duration)>,
+    /// While `on_connection_lost` handles such a connection: its worker and
+    /// the silence, which the deaths of the tasks it fails name
+    /// (`stopped_answering`).
+    stopped_answering: Option<(WorkerId, Duration)>,
     /// The object store (from the options).
     store: Option<StoreClient>,
     /// Reference counts of the objects this worker owns (with a store only).
@@ -919,6 +926,8 @@ impl CoreWorker {
             encoder: Encoder::new(),
             lost: Vec::new(),
             cut_off: None,
+            silent: Vec::new(),
+            stopped_answering: None,
         })
     }
 
@@ -1361,6 +1370,9 @@ impl CoreWorker {
             }
             Err(e) => {
                 tracing::debug!(error = %e, %worker, "send failed");
+                if let Some(silent) = e.stopped_answering() {
+                    self.note_silent(worker, silent);
+                }
                 self.mark_lost(worker, send_violation(&e, worker));
                 // Not sent: fail or retry along with the connection's tasks.
                 if !self.conns.contains_key(&worker) {
@@ -1693,20 +1705,24 @@ impl CoreWorker {
                     let worker = self.actors.get(&actor_id).map(|a| a.worker);
                     let err = from_reply.unwrap_or_else(|| match (error, worker) {
                         (TaskFailure::ActorDied, Some(w)) => {
-                            self.loss_error(w, function, |function| TaskError::ActorDied {
-                                actor_id,
-                                function,
+                            self.loss_error(w, function, |function, stopped_answering| {
+                                TaskError::ActorDied {
+                                    actor_id,
+                                    function,
+                                    stopped_answering,
+                                }
                             })
                         }
                         (TaskFailure::ActorUnavailable, Some(w)) => {
-                            self.loss_error(w, function, |function| TaskError::ActorUnavailable {
-                                actor_id,
-                                function,
+                            self.loss_error(w, function, |function, _| {
+                                TaskError::ActorUnavailable { actor_id, function }
                             })
                         }
-                        (TaskFailure::ActorDied, None) => {
-                            TaskError::ActorDied { actor_id, function }
-                        }
+                        (TaskFailure::ActorDied, None) => TaskError::ActorDied {
+                            actor_id,
+                            function,
+                            stopped_answering: None,
+                        },
                         (TaskFailure::ActorUnavailable, None) => {
                             TaskError::ActorUnavailable { actor_id, function }
                         }
@@ -1820,6 +1836,9 @@ impl CoreWorker {
         };
         if let Err(e) = sent {
             tracing::debug!(error = %e, %worker, "send to actor failed");
+            if let Some(silent) = e.stopped_answering() {
+                self.note_silent(worker, silent);
+            }
             self.mark_lost(worker, send_violation(&e, worker));
         }
     }
@@ -1846,22 +1865,38 @@ impl CoreWorker {
         }
     }
 
+    /// Notes that the connection to `worker` was declared dead because the
+    /// worker answered no heartbeat for `silent` (see `silent`).
+    fn note_silent(&mut self, worker: WorkerId, silent: Duration) {
+        if !self.silent.iter().any(|(w, _)| *w == worker) {
+            self.silent.push((worker, silent));
+        }
+    }
+
     fn handle_lost(&mut self) {
         while let Some((worker, violation)) = self.lost.pop() {
             self.cut_off = violation.map(|v| (worker, v));
+            self.stopped_answering = self
+                .silent
+                .iter()
+                .position(|(w, _)| *w == worker)
+                .map(|i| self.silent.swap_remove(i));
             self.on_connection_lost(worker);
             self.cut_off = None;
+            self.stopped_answering = None;
         }
     }
 
     /// The error of a task failed by the loss being handled: `failure`
-    /// (a death or unavailability), or [`TaskError::ConnectionCutOff`] when
-    /// the connection to `worker` was cut off for a violation.
+    /// (a death or unavailability; given how long `worker` had been silent
+    /// when the connection was declared dead for answering no heartbeat),
+    /// or [`TaskError::ConnectionCutOff`] when the connection to `worker`
+    /// was cut off for a violation.
     fn loss_error(
         &self,
         worker: WorkerId,
         function: String,
-        failure: impl FnOnce(String) -> TaskError,
+        failure: impl FnOnce(String, Option<Duration>) -> TaskError,
     ) -> TaskError {
         match &self.cut_off {
             Some((w, v)) if *w == worker => TaskError::ConnectionCutOff {
@@ -1869,7 +1904,13 @@ impl CoreWorker {
                 function,
                 violation: v.clone(),
             },
-            _ => failure(function),
+            _ => {
+                let silent = match self.stopped_answering {
+                    Some((w, d)) if w == worker => Some(d),
+                    _ => None,
+                };
+                failure(function, silent)
+            }
         }
     }
 
@@ -2030,9 +2071,12 @@ impl CoreWorker {
         if let Some(p) = self.tasks.finish(&task) {
             self.release_task_args(&p);
             let worker = p.request.intended_worker_id;
-            let err = self.loss_error(worker, p.function(), |function| TaskError::WorkerDied {
-                worker_id: worker,
-                function,
+            let err = self.loss_error(worker, p.function(), |function, stopped_answering| {
+                TaskError::WorkerDied {
+                    worker_id: worker,
+                    function,
+                    stopped_answering,
+                }
             });
             self.store_result(p.request.task_spec.return_id(0), Err(err));
         }
@@ -2094,6 +2138,9 @@ impl CoreWorker {
                             tracing::warn!(%worker, violation = %v, "dropping the connection to a worker that broke the protocol")
                         }
                         None => tracing::debug!(error = %e, %worker, "connection to worker ended"),
+                    }
+                    if let Some(silent) = e.stopped_answering() {
+                        self.note_silent(worker, silent);
                     }
                     self.mark_lost(worker, violation);
                     return;

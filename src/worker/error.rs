@@ -2,10 +2,26 @@
 //! [`GetError`] (what `get` reports) and [`WorkerError`] (setting up,
 //! submitting, serving).
 
+use std::time::Duration;
+
 use crate::ids::{ActorId, ObjectId, WorkerId};
 use crate::spec::EncodeError;
 use crate::spec::StatusCode;
 use crate::transport::{ConnectError, LookupError, RecvError, SendError};
+
+/// How a task's worker was lost, for [`TaskError::ActorDied`] and
+/// [`TaskError::WorkerDied`]: "died", or — when it was declared dead for
+/// answering no heartbeat — "died or stopped answering (no heartbeat for
+/// 5.0 s)": only the silence is known, not that the process is gone.
+fn how_lost(stopped_answering: &Option<Duration>) -> String {
+    match stopped_answering {
+        None => "died".to_string(),
+        Some(d) => format!(
+            "died or stopped answering (no heartbeat for {:.1} s)",
+            d.as_secs_f64()
+        ),
+    }
+}
 
 /// Why a task's return object holds an error instead of a value (Ray's error
 /// objects: `RayTaskError`, `ActorDiedError`, `WorkerCrashedError`, …).
@@ -43,13 +59,21 @@ pub enum TaskError {
         message: String,
     },
     /// The actor died (its process is gone) before the task replied (Ray's
-    /// `ACTOR_DIED`).
-    #[error("actor {actor_id} died before task {function} replied")]
+    /// `ACTOR_DIED`) — or, over TCP, it stopped answering heartbeats for the
+    /// liveness bound (`stopped_answering`), which Ray too treats as a death,
+    /// though the process may only be stopped or unreachable; the text then
+    /// says "died or stopped answering (no heartbeat for …)".
+    #[error("actor {actor_id} {} before task {function} replied", how_lost(.stopped_answering))]
     ActorDied {
         /// The actor.
         actor_id: ActorId,
         /// The function's call string.
         function: String,
+        /// The silence after which the connection was declared dead, when
+        /// the actor's worker stopped answering heartbeats (TCP's liveness
+        /// check) rather than hung up; `None` for a death seen as a hang-up,
+        /// reset or end of stream.
+        stopped_answering: Option<Duration>,
     },
     /// The actor could not be reached for this task and it has no retries
     /// left (Ray's `ACTOR_UNAVAILABLE`).
@@ -61,13 +85,17 @@ pub enum TaskError {
         function: String,
     },
     /// The worker running a normal task died or its connection broke, and no
-    /// retries were left (Ray's `WORKER_DIED`).
-    #[error("worker {worker_id} died before task {function} replied")]
+    /// retries were left (Ray's `WORKER_DIED`); as for
+    /// [`TaskError::ActorDied`], `stopped_answering` is set (and the text
+    /// says so) when it was declared dead for answering no heartbeat.
+    #[error("worker {worker_id} {} before task {function} replied", how_lost(.stopped_answering))]
     WorkerDied {
         /// The worker.
         worker_id: WorkerId,
         /// The function's call string.
         function: String,
+        /// See [`TaskError::ActorDied`]'s field of that name.
+        stopped_answering: Option<Duration>,
     },
     /// The connection to the task's worker was cut off for a protocol
     /// violation — a corrupt or poisoned shared ring, broken framing
