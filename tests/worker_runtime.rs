@@ -1053,7 +1053,7 @@ fn tcp_caller_with_actor(s: &TestSession, worker: WorkerId) -> (CoreWorker, Acto
 /// Over TCP, an actor whose worker is only stopped (`SIGSTOP`) stops
 /// answering heartbeats: the caller declares it dead after the liveness
 /// bound (Ray's semantics: `ActorDied`), but the error says what it knows —
-/// "died or stopped answering (no heartbeat for …)" — not that it died.
+/// "died or stopped answering (silent for …)" — not that it died.
 #[test]
 fn a_stopped_tcp_actor_is_reported_as_stopped_answering() {
     maybe_run_worker();
@@ -1100,7 +1100,7 @@ fn a_stopped_tcp_actor_is_reported_as_stopped_answering() {
     }
     let text = err.to_string();
     assert!(
-        text.contains("died or stopped answering (no heartbeat for"),
+        text.contains("died or stopped answering (silent for"),
         "{text}"
     );
     assert!(waited < GUARD, "{waited:?}");

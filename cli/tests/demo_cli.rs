@@ -512,6 +512,18 @@ impl ShmDemo {
         self.child.0.try_wait().unwrap().is_none()
     }
 
+    /// Reads the demo's stdout until a line contains `what`.
+    fn wait_for(&mut self, what: &str) {
+        use std::io::BufRead;
+        while !self.stdout.contains(what) {
+            assert!(
+                self.out.read_line(&mut self.stdout).unwrap() > 0,
+                "the demo ended before printing {what:?}: {}",
+                self.stdout
+            );
+        }
+    }
+
     /// Waits (at most 60 s) for the demo to end: its status, stdout, stderr.
     fn finish(mut self) -> (std::process::ExitStatus, String, String) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -802,5 +814,129 @@ fn a_replayed_reply_is_named_when_get_times_out() {
         "{ctx}"
     );
     assert!(!err.contains("died"), "{ctx}");
+    assert!(!session_dir(&stdout).exists(), "{ctx}: session left");
+}
+
+/// Input (a fresh attack, 2026-12-02 00:00): the kind of a request frame
+/// waiting in the driver's request ring (`c2s`) overwritten, while the
+/// worker was stopped, with a kind no sender writes (1, 0xf0). The worker
+/// refused the frame and dropped the connection without poisoning it: the
+/// driver saw a clean close, connected again, and failed its task as
+/// "actor … unavailable", with no word of a violation. Now a refused frame
+/// poisons both rings, as every other violation does: the worker says it
+/// cut the caller off for the frame, the driver warns that it dropped a
+/// worker that broke the protocol, and the tasks fail naming the cut-off.
+#[test]
+fn a_request_frame_of_an_unknown_kind_is_a_violation_on_both_sides() {
+    use std::os::unix::fs::FileExt;
+    use std::time::Duration;
+    let _watchdog =
+        proc_support::watchdog("a_request_frame_of_an_unknown_kind_is_a_violation_on_both_sides");
+    for kind in [1u32, 0xf0] {
+        let scratch = proc_support::scratch("ck", "kind");
+        let root = scratch.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+        let mut demo = ShmDemo::start(&root, &["--tasks", "200000", "--window", "64"]);
+        std::thread::sleep(Duration::from_millis(30));
+        let f = demo.ring("c2s");
+        let worker = demo.worker_pid();
+        let mut hit = false;
+        for _ in 0..20 {
+            if !demo.running() {
+                break;
+            }
+            signal(worker, "-STOP");
+            std::thread::sleep(Duration::from_millis(60));
+            // The frame's (len, kind) word ends 4 bytes before its payload.
+            if let Some(&(off, _)) = waiting_frames(&f).first() {
+                hit = f.write_all_at(&kind.to_le_bytes(), off - 4).is_ok();
+            }
+            signal(worker, "-CONT");
+            if hit {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(60));
+        }
+        drop(f);
+        let (status, stdout, err) = demo.finish();
+        let ctx = format!("kind {kind:#x}: {status}\nstdout:\n{stdout}\nstderr:\n{err}");
+        assert!(hit, "no waiting frame found: {ctx}");
+        assert!(
+            err.lines().any(|l| l.starts_with("demo worker: caller ")
+                && l.contains(&format!(
+                    " cut off: protocol violation: frame of unknown kind {kind:#x}"
+                ))),
+            "{ctx}"
+        );
+        assert!(
+            err.lines().any(|l| l.contains("WARN")
+                && l.contains("shmwire::worker::core")
+                && l.contains("violation=corrupt shared ring: ")),
+            "{ctx}"
+        );
+        assert!(
+            !err.contains("unavailable") && !err.contains("died"),
+            "{ctx}"
+        );
+        assert_eq!(status.code(), Some(1), "{ctx}");
+        let last = err
+            .lines()
+            .rfind(|l| l.starts_with("shmwire: "))
+            .unwrap_or("");
+        assert!(
+            last.contains(" cut off before task Counter::add replied: corrupt shared ring: "),
+            "{ctx}"
+        );
+        assert!(!session_dir(&stdout).exists(), "{ctx}: session left");
+    }
+}
+
+/// Input (the same attack): the worker stopped (`SIGSTOP`) while the
+/// driver's request ring was full (`--window 2000`). The driver's send
+/// waited out its send timeout (30 s); every later send on the broken
+/// connection waited out another, and the wait for replies its whole get
+/// timeout (20 s) before the loss was handled; the tasks then failed as
+/// "actor … died" after 55–90 s, though both processes lived. Now a
+/// connection once lost takes no more sends, a wait handles the loss
+/// before waiting, and the tasks fail after the send timeout and one
+/// handshake (≈ 35 s) naming the silence.
+#[test]
+fn a_stopped_shm_worker_behind_a_full_ring_fails_after_one_send_timeout() {
+    use std::time::{Duration, Instant};
+    let _watchdog = proc_support::watchdog(
+        "a_stopped_shm_worker_behind_a_full_ring_fails_after_one_send_timeout",
+    );
+    let scratch = proc_support::scratch("cs", "stop");
+    let root = scratch.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let mut demo = ShmDemo::start(&root, &["--tasks", "300000", "--window", "2000"]);
+    // Phase 2 (the window) starts after this line.
+    demo.wait_for("one at a time");
+    let worker = demo.worker_pid();
+    signal(worker, "-STOP");
+    let stopped = Instant::now();
+    let (status, stdout, err) = demo.finish();
+    let took = stopped.elapsed();
+    // The demo killed its stopped worker on the way out (SIGKILL ends a
+    // stopped process too); resume it in case it did not.
+    signal(worker, "-CONT");
+    let ctx = format!("after {took:?}: {status}\nstdout:\n{stdout}\nstderr:\n{err}");
+    assert_eq!(status.code(), Some(1), "{ctx}");
+    let last = err
+        .lines()
+        .rfind(|l| l.starts_with("shmwire: "))
+        .unwrap_or("");
+    assert!(
+        last.contains(
+            " died or stopped answering (silent for 30.0 s) before task Counter::add replied"
+        ),
+        "{ctx}"
+    );
+    // Send timeout 30 s + handshake 5 s, with room for a loaded machine;
+    // it was 55 s and more.
+    assert!(took < Duration::from_secs(48), "{ctx}");
     assert!(!session_dir(&stdout).exists(), "{ctx}: session left");
 }

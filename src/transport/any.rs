@@ -299,6 +299,11 @@ impl Connector {
         self
     }
 
+    /// The transport configuration connections opened from here use.
+    pub fn config(&self) -> &TransportConfig {
+        &self.config
+    }
+
     /// Sets the shared-memory options for connections opened from here.
     pub fn with_shm_options(mut self, opts: ShmOptions) -> Self {
         self.shm = opts;

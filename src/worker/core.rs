@@ -1359,24 +1359,29 @@ impl CoreWorker {
         let Target::Normal(worker) = t.payload.target else {
             return;
         };
-        match send_request(
-            &mut self.mux,
-            &mut self.encoder,
-            self.conns.get(&worker),
-            &t.payload.request,
-        ) {
+        let conn = self.conns.get(&worker);
+        let epoch = conn.map(|c| c.epoch);
+        // A connection already lost takes no more sends (see `send_actor`).
+        let sent = if self.lost.iter().any(|(w, _)| *w == worker) {
+            Err(SendError::Closed)
+        } else {
+            send_request(&mut self.mux, &mut self.encoder, conn, &t.payload.request)
+        };
+        match sent {
             Ok(epoch) => {
                 self.tasks.mark_sent(&task_id, epoch);
             }
             Err(e) => {
                 tracing::debug!(error = %e, %worker, "send failed");
-                if let Some(silent) = e.stopped_answering() {
-                    self.note_silent(worker, silent);
-                }
-                self.mark_lost(worker, send_violation(&e, worker));
-                // Not sent: fail or retry along with the connection's tasks.
-                if !self.conns.contains_key(&worker) {
-                    self.retry_or_fail_normal(task_id, false);
+                self.send_failed(worker, &e);
+                match epoch {
+                    // Not sent: its attempt goes with the lost connection,
+                    // retried or failed when the loss is handled
+                    // (`TaskManager::connection_lost`).
+                    Some(epoch) => {
+                        self.tasks.mark_sent(&task_id, epoch);
+                    }
+                    None => self.retry_or_fail_normal(task_id, false),
                 }
             }
         }
@@ -1796,6 +1801,13 @@ impl CoreWorker {
             return;
         };
         let worker = entry.worker;
+        if self.lost.iter().any(|(w, _)| *w == worker) {
+            // The connection broke (a send timed out, say) and is handled
+            // at the next drive: sending on it again could only wait out
+            // another send timeout. The submit queue re-sends the request
+            // on the new connection, or fails it with the actor.
+            return;
+        }
         let starts = entry.queue.caller_starts_at();
         let stamp = |req: &mut PushTaskRequest| {
             // The actor's worker now (another one after a restart).
@@ -1836,11 +1848,24 @@ impl CoreWorker {
         };
         if let Err(e) = sent {
             tracing::debug!(error = %e, %worker, "send to actor failed");
-            if let Some(silent) = e.stopped_answering() {
-                self.note_silent(worker, silent);
-            }
-            self.mark_lost(worker, send_violation(&e, worker));
+            self.send_failed(worker, &e);
         }
+    }
+
+    /// A send to `worker` failed with `e`: its connection is lost (and
+    /// handled at the next drive). A peer that answered no heartbeat (TCP)
+    /// or made no room in its ring for the whole send timeout (shared
+    /// memory) is noted as silent: the tasks that fail with it say it
+    /// died *or stopped answering*.
+    fn send_failed<E>(&mut self, worker: WorkerId, e: &SendError<E>) {
+        let silent = match e {
+            SendError::TimedOut => Some(self.connector.config().send_timeout),
+            e => e.stopped_answering(),
+        };
+        if let Some(silent) = silent {
+            self.note_silent(worker, silent);
+        }
+        self.mark_lost(worker, send_violation(e, worker));
     }
 
     /// Closes the connection to `worker` and handles it as broken: tasks
@@ -2085,6 +2110,16 @@ impl CoreWorker {
     /// Receives replies for at most `timeout` (returns early once something
     /// arrived); handles broken connections.
     fn drive(&mut self, timeout: Duration) -> Result<(), WorkerError> {
+        // Connections lost since the last drive (a send that failed or
+        // timed out) are handled before waiting: their replies would not
+        // come, and their tasks are re-sent on a new connection or fail now.
+        // What they failed is ready now: the caller looks again before
+        // waiting.
+        if !self.lost.is_empty() {
+            self.handle_lost();
+            self.finish_restarts();
+            return Ok(());
+        }
         for c in self.conns.values() {
             if c.kind == TransportKind::Tcp {
                 if let Some(conn) = self.mux.get_mut(c.key) {

@@ -11,13 +11,15 @@ use crate::transport::{ConnectError, LookupError, RecvError, SendError};
 
 /// How a task's worker was lost, for [`TaskError::ActorDied`] and
 /// [`TaskError::WorkerDied`]: "died", or — when it was declared dead for
-/// answering no heartbeat — "died or stopped answering (no heartbeat for
-/// 5.0 s)": only the silence is known, not that the process is gone.
+/// its silence (no heartbeat answered over TCP, no room made in its ring
+/// for the send timeout on shared memory) — "died or stopped answering
+/// (silent for 5.0 s)": only the silence is known, not that the process is
+/// gone.
 fn how_lost(stopped_answering: &Option<Duration>) -> String {
     match stopped_answering {
         None => "died".to_string(),
         Some(d) => format!(
-            "died or stopped answering (no heartbeat for {:.1} s)",
+            "died or stopped answering (silent for {:.1} s)",
             d.as_secs_f64()
         ),
     }
@@ -59,10 +61,12 @@ pub enum TaskError {
         message: String,
     },
     /// The actor died (its process is gone) before the task replied (Ray's
-    /// `ACTOR_DIED`) — or, over TCP, it stopped answering heartbeats for the
-    /// liveness bound (`stopped_answering`), which Ray too treats as a death,
-    /// though the process may only be stopped or unreachable; the text then
-    /// says "died or stopped answering (no heartbeat for …)".
+    /// `ACTOR_DIED`) — or it fell silent (`stopped_answering`: over TCP no
+    /// heartbeat answered for the liveness bound; on shared memory no room
+    /// made in its request ring for the send timeout) and could not be
+    /// reached again, which Ray too treats as a death, though the process
+    /// may only be stopped or unreachable; the text then says "died or
+    /// stopped answering (silent for …)".
     #[error("actor {actor_id} {} before task {function} replied", how_lost(.stopped_answering))]
     ActorDied {
         /// The actor.
@@ -70,9 +74,10 @@ pub enum TaskError {
         /// The function's call string.
         function: String,
         /// The silence after which the connection was declared dead, when
-        /// the actor's worker stopped answering heartbeats (TCP's liveness
-        /// check) rather than hung up; `None` for a death seen as a hang-up,
-        /// reset or end of stream.
+        /// the actor's worker stopped answering (TCP: no heartbeat answered
+        /// for the liveness bound; shared memory: no room made in its ring
+        /// for the send timeout) rather than hung up; `None` for a death
+        /// seen as a hang-up, reset or end of stream.
         stopped_answering: Option<Duration>,
     },
     /// The actor could not be reached for this task and it has no retries
@@ -87,7 +92,7 @@ pub enum TaskError {
     /// The worker running a normal task died or its connection broke, and no
     /// retries were left (Ray's `WORKER_DIED`); as for
     /// [`TaskError::ActorDied`], `stopped_answering` is set (and the text
-    /// says so) when it was declared dead for answering no heartbeat.
+    /// says so) when it was declared dead for its silence.
     #[error("worker {worker_id} {} before task {function} replied", how_lost(.stopped_answering))]
     WorkerDied {
         /// The worker.

@@ -68,6 +68,10 @@ enum State {
 pub struct ShmConnection {
     tx: Option<Producer<MappedStorage>>,
     rx: Option<Consumer<MappedStorage>>,
+    /// This side refused a frame the peer published (unknown kind, too
+    /// long): both rings are poisoned by the time it lets go of them
+    /// (`close`, drop).
+    refused: bool,
     tx_waiter: Waiter,
     rx_waiter: Waiter,
     sock: UnixStream,
@@ -259,6 +263,7 @@ impl ShmConnection {
             rx_waiter: waiter(opts, &my_efd, &live),
             tx: Some(tx),
             rx: Some(rx),
+            refused: false,
             sock,
             live,
             my_efd,
@@ -600,6 +605,17 @@ impl Connection for ShmConnection {
             Ok(Some(f)) => match wrap(f, max_frame) {
                 Ok(f) => Ok(Some(f)),
                 Err(why) => {
+                    // A frame that breaks the protocol (an unknown kind, a
+                    // length above the maximum: the peer's, or a third
+                    // process's scribble) breaks the connection, and is a
+                    // violation the peer must learn of, not a clean close:
+                    // our ring is poisoned now, the peer's when this side
+                    // lets go of it (`refused`: `rx` is lent out here).
+                    if let Some(tx) = self.tx.as_mut() {
+                        tx.cut_off();
+                    }
+                    note_violation(&mut self.violation, &RingError::Poisoned);
+                    self.refused = true;
                     self.state = State::Broken(why.clone());
                     Err(RecvError::Protocol { what: why })
                 }
@@ -635,6 +651,17 @@ impl Connection for ShmConnection {
             Ok(f) => match wrap(f, max_frame) {
                 Ok(f) => Ok(f),
                 Err(why) => {
+                    // A frame that breaks the protocol (an unknown kind, a
+                    // length above the maximum: the peer's, or a third
+                    // process's scribble) breaks the connection, and is a
+                    // violation the peer must learn of, not a clean close:
+                    // our ring is poisoned now, the peer's when this side
+                    // lets go of it (`refused`: `rx` is lent out here).
+                    if let Some(tx) = self.tx.as_mut() {
+                        tx.cut_off();
+                    }
+                    note_violation(&mut self.violation, &RingError::Poisoned);
+                    self.refused = true;
                     self.state = State::Broken(why.clone());
                     Err(RecvError::Protocol { what: why })
                 }
@@ -675,6 +702,9 @@ impl Connection for ShmConnection {
         if matches!(self.state, State::LocalClosed) {
             return Ok(());
         }
+        if self.refused {
+            self.cut_off();
+        }
         self.state = State::LocalClosed;
         // Dropping the halves sets the rings' closed flags (after publishing
         // everything) and wakes a sleeping peer.
@@ -682,6 +712,14 @@ impl Connection for ShmConnection {
         self.rx = None;
         let _ = self.sock.shutdown(std::net::Shutdown::Both);
         Ok(())
+    }
+}
+
+impl Drop for ShmConnection {
+    fn drop(&mut self) {
+        if self.refused {
+            self.cut_off();
+        }
     }
 }
 
