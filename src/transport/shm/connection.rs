@@ -229,6 +229,31 @@ fn wrap(frame: ReadFrame<'_, MappedStorage>, max_frame: usize) -> Result<ShmFram
     Ok(ShmFrame { frame: Some(frame) })
 }
 
+/// A received frame breaks the protocol (`why`: an unknown kind, a length
+/// above the maximum — the peer's doing, or a third process's scribble):
+/// the connection is broken, and the peer must learn of a violation, not
+/// of a clean close. Our ring (`tx`) is poisoned now; the peer's when this
+/// side lets go of it (`refused`: close, drop), as the caller of this lends
+/// `rx` out. Takes the connection's fields, not the connection, for that
+/// reason.
+#[cold]
+#[inline(never)]
+fn refuse_frame(
+    tx: &mut Option<Producer<MappedStorage>>,
+    violation: &mut Option<RingError>,
+    refused: &mut bool,
+    state: &mut State,
+    why: String,
+) -> RecvError {
+    if let Some(tx) = tx.as_mut() {
+        tx.cut_off();
+    }
+    note_violation(violation, &RingError::Poisoned);
+    *refused = true;
+    *state = State::Broken(why.clone());
+    RecvError::Protocol { what: why }
+}
+
 impl ShmConnection {
     #[allow(clippy::too_many_arguments)] // assembled once, by the handshake
     pub(super) fn assemble(
@@ -604,21 +629,13 @@ impl Connection for ShmConnection {
         match rx.peek() {
             Ok(Some(f)) => match wrap(f, max_frame) {
                 Ok(f) => Ok(Some(f)),
-                Err(why) => {
-                    // A frame that breaks the protocol (an unknown kind, a
-                    // length above the maximum: the peer's, or a third
-                    // process's scribble) breaks the connection, and is a
-                    // violation the peer must learn of, not a clean close:
-                    // our ring is poisoned now, the peer's when this side
-                    // lets go of it (`refused`: `rx` is lent out here).
-                    if let Some(tx) = self.tx.as_mut() {
-                        tx.cut_off();
-                    }
-                    note_violation(&mut self.violation, &RingError::Poisoned);
-                    self.refused = true;
-                    self.state = State::Broken(why.clone());
-                    Err(RecvError::Protocol { what: why })
-                }
+                Err(why) => Err(refuse_frame(
+                    &mut self.tx,
+                    &mut self.violation,
+                    &mut self.refused,
+                    &mut self.state,
+                    why,
+                )),
             },
             Ok(None) if now_dead => Err(end_or_violation(
                 &mut self.tx,
@@ -650,21 +667,13 @@ impl Connection for ShmConnection {
         match rx.peek_blocking(&self.rx_waiter, timeout) {
             Ok(f) => match wrap(f, max_frame) {
                 Ok(f) => Ok(f),
-                Err(why) => {
-                    // A frame that breaks the protocol (an unknown kind, a
-                    // length above the maximum: the peer's, or a third
-                    // process's scribble) breaks the connection, and is a
-                    // violation the peer must learn of, not a clean close:
-                    // our ring is poisoned now, the peer's when this side
-                    // lets go of it (`refused`: `rx` is lent out here).
-                    if let Some(tx) = self.tx.as_mut() {
-                        tx.cut_off();
-                    }
-                    note_violation(&mut self.violation, &RingError::Poisoned);
-                    self.refused = true;
-                    self.state = State::Broken(why.clone());
-                    Err(RecvError::Protocol { what: why })
-                }
+                Err(why) => Err(refuse_frame(
+                    &mut self.tx,
+                    &mut self.violation,
+                    &mut self.refused,
+                    &mut self.state,
+                    why,
+                )),
             },
             Err(e) => {
                 note_violation(&mut self.violation, &e);
