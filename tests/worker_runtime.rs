@@ -17,7 +17,9 @@ use shmwire::worker::{
     ActorHandle, ActorOptions, CoreWorker, CoreWorkerOptions, GetError, ObjectRef, TaskError,
     TaskOptions, WorkerError, MAX_DIRECT_CALL_OBJECT_SIZE,
 };
-use worker_support::{as_i64, i64_arg, maybe_run_worker, task_error, TestSession, GUARD, MODULE};
+use worker_support::{
+    as_i64, create_counter, i64_arg, maybe_run_worker, task_error, TestSession, GUARD, MODULE,
+};
 
 fn get_i64(driver: &mut CoreWorker, r: &ObjectRef) -> i64 {
     as_i64(&driver.get(std::slice::from_ref(r), GUARD).unwrap()[0])
@@ -126,9 +128,7 @@ fn hundred_thousand_sequential_actor_calls() {
     let s = TestSession::new("100k");
     let worker = s.spawn_worker("hundred_thousand_sequential_actor_calls", 1);
     let mut driver = s.driver();
-    let actor = driver
-        .create_actor(worker.id, MODULE, "Counter", vec![i64_arg(0)], 0)
-        .unwrap();
+    let actor = create_counter(&mut driver, worker.id, 0);
     let start = Instant::now();
     for i in 1..=100_000i64 {
         let r = driver
@@ -159,9 +159,7 @@ fn methods_differing_only_in_name_run_their_own_across_refilled_shapes() {
         1,
     );
     let mut driver = s.driver();
-    let actor = driver
-        .create_actor(worker.id, MODULE, "Counter", vec![i64_arg(0)], 0)
-        .unwrap();
+    let actor = create_counter(&mut driver, worker.id, 0);
     let mut total = 0;
     for round in 0..6i64 {
         let refs = [
@@ -208,9 +206,7 @@ fn get_counts_every_ready_ref_and_fails_an_unknown_one_at_once() {
         1,
     );
     let mut driver = s.driver();
-    let actor = driver
-        .create_actor(worker.id, MODULE, "Counter", vec![i64_arg(0)], 0)
-        .unwrap();
+    let actor = create_counter(&mut driver, worker.id, 0);
     let first = driver
         .submit_actor_task(&actor, "add", vec![i64_arg(1)])
         .unwrap();
@@ -244,9 +240,7 @@ fn application_errors_propagate_with_function_and_message() {
     let s = TestSession::new("apperr");
     let worker = s.spawn_worker("application_errors_propagate_with_function_and_message", 1);
     let mut driver = s.driver();
-    let actor = driver
-        .create_actor(worker.id, MODULE, "Counter", vec![i64_arg(10)], 0)
-        .unwrap();
+    let actor = create_counter(&mut driver, worker.id, 10);
     let bad = driver
         .submit_actor_task(&actor, "fail", vec![i64_arg(7)])
         .unwrap();

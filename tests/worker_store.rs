@@ -20,8 +20,8 @@ use shmwire::worker::{
     TaskOptions, WorkerError, MAX_DIRECT_CALL_OBJECT_SIZE,
 };
 use worker_support::{
-    as_i64, i64_arg, maybe_run_worker, pattern, task_error, TestSession, ENV_ARG_FETCH_MS,
-    ENV_STORE, GUARD, MODULE,
+    as_i64, create_counter, i64_arg, maybe_run_worker, pattern, task_error, TestSession,
+    ENV_ARG_FETCH_MS, ENV_STORE, GUARD, MODULE,
 };
 
 const MIB: usize = 1 << 20;
@@ -283,9 +283,7 @@ fn without_a_store_large_values_fail_with_the_size_error() {
         &[],
     );
     let mut plain = s.driver();
-    let actor = plain
-        .create_actor(worker.id, MODULE, "Counter", vec![i64_arg(0)], 0)
-        .unwrap();
+    let actor = create_counter(&mut plain, worker.id, 0);
     assert!(matches!(
         plain.submit_actor_task(&actor, "add", vec![big_arg(1)]),
         Err(WorkerError::ArgsTooLarge { size, max })
@@ -336,9 +334,7 @@ fn a_full_store_is_a_typed_error_at_submit_and_in_the_task() {
         &[(ENV_STORE, DEFAULT_STORE_NAME)],
     );
     let mut driver = store_driver(&s);
-    let actor = driver
-        .create_actor(worker.id, MODULE, "Counter", vec![i64_arg(0)], 0)
-        .unwrap();
+    let actor = create_counter(&mut driver, worker.id, 0);
     // An argument that cannot fit: refused at submission, nothing sent.
     let huge = TaskArg::value(vec![1u8; 8 * MIB], Vec::new());
     match driver.submit_actor_task(&actor, "add", vec![huge]) {

@@ -123,8 +123,7 @@ fn an_interrupted_demo_worker_removes_its_session() {
 /// (it crashed with an allocation failure after starting the worker).
 #[test]
 fn an_interrupted_demo_removes_its_session_and_huge_task_counts_are_refused() {
-    use std::io::BufRead as _;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     let scratch = tempfile::tempdir().unwrap();
     let root = scratch.path().join("root");
     std::fs::create_dir(&root).unwrap();
@@ -139,26 +138,8 @@ fn an_interrupted_demo_removes_its_session_and_huge_task_counts_are_refused() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("--tasks"));
     }
     for signal in ["-TERM", "-HUP"] {
-        let child = Command::new(env!("CARGO_BIN_EXE_shmwire"))
-            .args(["demo", "--tasks", "10000000", "--transport", "shm"])
-            .env("SHMWIRE_ROOT", &root)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("run the demo");
-        let mut child = proc_support::Kid(child);
         // Calling once the actor exists.
-        let mut out = std::io::BufReader::new(child.0.stdout.take().unwrap());
-        let mut line = String::new();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !line.contains("created actor") {
-            line.clear();
-            assert!(
-                out.read_line(&mut line).unwrap() > 0,
-                "the demo ended early"
-            );
-            assert!(Instant::now() < deadline, "no actor created");
-        }
+        let (mut child, _out) = demo_with_an_actor(&root, "10000000");
         std::thread::sleep(Duration::from_millis(200));
         let (status, err) = child.signal_and_collect(signal, Duration::from_secs(20));
         assert_eq!(status.code(), Some(1), "{signal}: {status}: {err}");
@@ -172,13 +153,46 @@ fn an_interrupted_demo_removes_its_session_and_huge_task_counts_are_refused() {
     }
 }
 
+/// `shmwire demo --transport shm --tasks <tasks>` under `root`, once it
+/// created its actor (at most 20 s): the child and its stdout, kept open
+/// (a closed stdout ends the demo quietly).
+fn demo_with_an_actor(
+    root: &std::path::Path,
+    tasks: &str,
+) -> (
+    proc_support::Kid,
+    std::io::BufReader<std::process::ChildStdout>,
+) {
+    use std::io::BufRead as _;
+    use std::time::{Duration, Instant};
+    let child = Command::new(env!("CARGO_BIN_EXE_shmwire"))
+        .args(["demo", "--tasks", tasks, "--transport", "shm"])
+        .env("SHMWIRE_ROOT", root)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the demo");
+    let mut child = proc_support::Kid(child);
+    let mut out = std::io::BufReader::new(child.0.stdout.take().unwrap());
+    let mut line = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !line.contains("created actor") {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "the demo ended early"
+        );
+        assert!(Instant::now() < deadline, "no actor created");
+    }
+    (child, out)
+}
+
 /// The session root the demo made itself (`SHMWIRE_ROOT` naming a missing
 /// directory) is removed when the demo ends — done, or interrupted — and
 /// empty; a root that was there before stays.
 #[test]
 fn a_root_the_demo_made_is_removed_and_one_that_existed_stays() {
-    use std::io::BufRead as _;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     let scratch = tempfile::tempdir().unwrap();
     let run = |root: &std::path::Path| {
         let out = Command::new(env!("CARGO_BIN_EXE_shmwire"))
@@ -202,25 +216,7 @@ fn a_root_the_demo_made_is_removed_and_one_that_existed_stays() {
     assert!(existing.is_dir(), "the demo removed a root it did not make");
     assert_eq!(std::fs::read_dir(&existing).unwrap().count(), 0);
     // Interrupted (its error path): the root it made goes too.
-    let child = Command::new(env!("CARGO_BIN_EXE_shmwire"))
-        .args(["demo", "--tasks", "2000000", "--transport", "shm"])
-        .env("SHMWIRE_ROOT", &missing)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run the demo");
-    let mut child = proc_support::Kid(child);
-    let mut out = std::io::BufReader::new(child.0.stdout.take().unwrap());
-    let mut line = String::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !line.contains("created actor") {
-        line.clear();
-        assert!(
-            out.read_line(&mut line).unwrap() > 0,
-            "the demo ended early"
-        );
-        assert!(Instant::now() < deadline, "no actor created");
-    }
+    let (mut child, _out) = demo_with_an_actor(&missing, "2000000");
     assert!(missing.is_dir(), "the demo made its root");
     let (status, err) = child.signal_and_collect("-TERM", Duration::from_secs(20));
     assert_eq!(status.code(), Some(1), "{status}: {err}");

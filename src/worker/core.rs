@@ -369,6 +369,18 @@ struct Conn {
     /// The reply shapes this connection sent last, validated: a reply of
     /// one of them is read without a bytecheck pass (`spec::stamp::Known`).
     replies: KnownShapes<PushTaskReply>,
+    /// Marked lost (`CoreWorker::mark_lost`: a send failed or timed out, a
+    /// receive ended), to be handled at the next drive: it takes no more
+    /// sends meanwhile ([`Conn::sendable`]), which could only wait out
+    /// another send timeout each.
+    lost: bool,
+}
+
+impl Conn {
+    /// `conn`, unless it is missing or marked lost: the connection to send on.
+    fn sendable(conn: Option<&Conn>) -> Result<&Conn, SendError<crate::spec::EncodeError>> {
+        conn.filter(|c| !c.lost).ok_or(SendError::Closed)
+    }
 }
 
 /// How an actor created here comes back after its process died (Ray's
@@ -582,7 +594,7 @@ fn send_request(
     conn: Option<&Conn>,
     request: &PushTaskRequest,
 ) -> Result<u64, SendError<crate::spec::EncodeError>> {
-    let conn = conn.ok_or(SendError::Closed)?;
+    let conn = Conn::sendable(conn)?;
     let c = mux.get_mut(conn.key).ok_or(SendError::Closed)?;
     c.send_push_task(encoder, request)?;
     Ok(conn.epoch)
@@ -613,7 +625,7 @@ fn send_stamped(
         return send_request(mux, encoder, conn, request);
     };
     t.stamp_misses = 0;
-    let conn = conn.ok_or(SendError::Closed)?;
+    let conn = Conn::sendable(conn)?;
     let c = mux.get_mut(conn.key).ok_or(SendError::Closed)?;
     // The recipient check `send_push_task` makes.
     let peer = c.peer_worker_id();
@@ -962,6 +974,7 @@ impl CoreWorker {
                 epoch,
                 kind,
                 replies: KnownShapes::default(),
+                lost: false,
             },
         );
         self.by_key.insert(key, worker);
@@ -1361,12 +1374,7 @@ impl CoreWorker {
         };
         let conn = self.conns.get(&worker);
         let epoch = conn.map(|c| c.epoch);
-        // A connection already lost takes no more sends (see `send_actor`).
-        let sent = if self.lost.iter().any(|(w, _)| *w == worker) {
-            Err(SendError::Closed)
-        } else {
-            send_request(&mut self.mux, &mut self.encoder, conn, &t.payload.request)
-        };
+        let sent = send_request(&mut self.mux, &mut self.encoder, conn, &t.payload.request);
         match sent {
             Ok(epoch) => {
                 self.tasks.mark_sent(&task_id, epoch);
@@ -1801,13 +1809,6 @@ impl CoreWorker {
             return;
         };
         let worker = entry.worker;
-        if self.lost.iter().any(|(w, _)| *w == worker) {
-            // The connection broke (a send timed out, say) and is handled
-            // at the next drive: sending on it again could only wait out
-            // another send timeout. The submit queue re-sends the request
-            // on the new connection, or fails it with the actor.
-            return;
-        }
         let starts = entry.queue.caller_starts_at();
         let stamp = |req: &mut PushTaskRequest| {
             // The actor's worker now (another one after a restart).
@@ -1880,6 +1881,11 @@ impl CoreWorker {
     /// Notes that the connection to `worker` broke, for `violation` when
     /// it was cut off for one (the first one noted is kept).
     fn mark_lost(&mut self, worker: WorkerId, violation: Option<String>) {
+        // Its sends fail at once from now on (`Conn::sendable`); the
+        // submit queue re-sends its actor requests on the new connection.
+        if let Some(c) = self.conns.get_mut(&worker) {
+            c.lost = true;
+        }
         match self.lost.iter_mut().find(|(w, _)| *w == worker) {
             Some((_, v)) => {
                 if v.is_none() {

@@ -15,8 +15,8 @@ use shmwire::shm::Session;
 use shmwire::spec::{FunctionDescriptor, TaskArg};
 use shmwire::transport::LookupError;
 use shmwire::worker::{
-    ActorClass, AppError, CoreWorker, CoreWorkerOptions, FunctionRegistry, GetError, ObjectRef,
-    TaskError, Worker, WorkerOptions,
+    ActorClass, ActorHandle, AppError, CoreWorker, CoreWorkerOptions, FunctionRegistry, GetError,
+    ObjectRef, TaskError, Worker, WorkerOptions,
 };
 
 pub const ENV_ROLE: &str = "SHMWIRE_WORKER_TEST_ROLE";
@@ -342,6 +342,14 @@ impl Drop for KillOnDrop {
 
 /// The typed error of a task whose `get` must fail (asserts the error names
 /// `r`'s object).
+/// A `Counter` actor (the test registry's, starting at `start`) created
+/// on `worker`.
+pub fn create_counter(driver: &mut CoreWorker, worker: WorkerId, start: i64) -> ActorHandle {
+    driver
+        .create_actor(worker, MODULE, "Counter", vec![i64_arg(start)], 0)
+        .unwrap()
+}
+
 pub fn task_error(driver: &mut CoreWorker, r: &ObjectRef) -> TaskError {
     match driver.get(std::slice::from_ref(r), GUARD) {
         Err(GetError::Task { object_id, error }) => {
