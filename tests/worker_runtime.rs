@@ -1129,3 +1129,74 @@ fn a_killed_tcp_actor_is_reported_as_died() {
     // Seen at once (end of stream), not after the liveness bound.
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
 }
+
+/// Ray's `actor.__ray_terminate__.remote()` (`CoreWorker::terminate_actor`):
+/// queued behind the caller's earlier calls, which all run and reply
+/// first (on a threaded actor too: its pools finish their queues); its own
+/// value is empty; the worker process then exits by itself
+/// (`Worker::serve_until_exit`), and the actor is not restarted on its
+/// standby worker though `max_restarts` allows it — a call submitted after
+/// the terminate, and one after the exit, fail with `ActorDied`.
+#[test]
+fn terminate_runs_after_earlier_calls_and_ends_the_worker_without_a_restart() {
+    maybe_run_worker();
+    let name = "terminate_runs_after_earlier_calls_and_ends_the_worker_without_a_restart";
+    for max_concurrency in [1, 2] {
+        let s = TestSession::new("terminate");
+        let worker = s.spawn_worker_env(name, 0, &[(worker_support::ENV_UNTIL_EXIT, "1")]);
+        let standby = s.spawn_worker(name, 1);
+        let mut driver = s.driver();
+        let actor = driver
+            .create_actor_with(
+                worker.id,
+                MODULE,
+                "Counter",
+                vec![],
+                ActorOptions {
+                    max_restarts: 1,
+                    restart_workers: vec![standby.id],
+                    max_concurrency,
+                    ..ActorOptions::default()
+                },
+            )
+            .unwrap();
+        let adds: Vec<ObjectRef> = (0..12)
+            .map(|_| {
+                driver
+                    .submit_actor_task(&actor, "slow_add", vec![i64_arg(1)])
+                    .unwrap()
+            })
+            .collect();
+        let terminate = driver.terminate_actor(&actor).unwrap();
+        let after = driver
+            .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+            .unwrap();
+        let done = driver.get(std::slice::from_ref(&terminate), GUARD).unwrap();
+        assert_eq!(
+            done,
+            vec![Vec::<u8>::new()],
+            "concurrency {max_concurrency}"
+        );
+        let mut totals: Vec<i64> = adds.iter().map(|r| get_i64(&mut driver, r)).collect();
+        totals.sort_unstable();
+        assert_eq!(
+            totals,
+            (1..=12).collect::<Vec<i64>>(),
+            "concurrency {max_concurrency}"
+        );
+        for r in [
+            after,
+            driver
+                .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+                .unwrap(),
+        ] {
+            match task_error(&mut driver, &r) {
+                TaskError::ActorDied { actor_id, .. } => assert_eq!(actor_id, actor.actor_id()),
+                other => panic!("concurrency {max_concurrency}: expected ActorDied, got {other:?}"),
+            }
+        }
+        // Exited by itself (status 0), and not restarted.
+        worker.wait_success();
+        assert_eq!(driver.actor_restarts(&actor), 0);
+    }
+}

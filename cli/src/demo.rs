@@ -61,6 +61,14 @@ pub struct DemoArgs {
     /// How each side waits on shared memory.
     #[arg(long, value_enum, default_value_t = WaitArg::Park)]
     pub wait: WaitArg,
+    /// The actor's `max_task_retries` (Ray's option, default 0 as Ray's):
+    /// how often a call lost with its connection is sent again on a new
+    /// one (`-1`: always). A call the actor already ran is answered from
+    /// its reply cache, not run twice, so a run that lost a connection to
+    /// a live worker still checks every total; with 0 such calls fail as
+    /// "actor … unavailable".
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true, value_parser = clap::value_parser!(i32).range(-1..))]
+    pub max_task_retries: i32,
 }
 
 /// Transport selection of the demo.
@@ -115,9 +123,6 @@ pub struct WorkerArgs {
     /// How to wait on shared memory.
     #[arg(long, value_enum, default_value_t = WaitArg::Park)]
     pub wait: WaitArg,
-    /// Exit once this many callers have connected and all are gone.
-    #[arg(long, default_value_t = 1)]
-    pub connections: u64,
 }
 
 /// The `Counter` actor class: `add(x)` adds to the total and answers it,
@@ -157,12 +162,15 @@ pub fn run_worker(args: &WorkerArgs) -> DemoResult<()> {
     // The driver that started us; if it dies (however) we are reparented,
     // and serving on would only keep the session alive for nobody.
     let parent = std::os::unix::process::parent_id();
-    let mut died = 0u64;
-    // A caller cut off for a violation (a corrupt shared ring) is alive and
-    // re-sends its calls on a new connection: wait for that one too.
-    let mut expected = args.connections;
+    // Callers whose connection ended without a close and that did not
+    // come back (one that lost its connection and reconnected is alive).
+    let mut died: Vec<WorkerId> = Vec::new();
+    // Until the driver terminates the actor (Ray's `__ray_terminate__`,
+    // after its last call) and the replies are out: not when the
+    // connections are gone, which a caller that lost its connection and
+    // reconnects would cut short.
     let deadline = Instant::now() + Duration::from_secs(3600);
-    while !(worker.connections_accepted() >= expected && worker.num_connections() == 0) {
+    while !worker.exited() {
         if Instant::now() >= deadline {
             return Err("the demo worker ran for an hour; giving up".into());
         }
@@ -173,20 +181,20 @@ pub fn run_worker(args: &WorkerArgs) -> DemoResult<()> {
                     eprintln!("demo worker: refused a caller: {}", crate::error_chain(&e))
                 }
                 WorkerEvent::Connected { caller } => {
+                    died.retain(|c| *c != caller);
                     eprintln!("demo worker: caller {caller} connected")
                 }
                 WorkerEvent::Disconnected {
                     caller,
                     violation: Some(v),
                     ..
-                } => {
-                    expected += 1;
-                    eprintln!("demo worker: caller {caller} cut off: {v}")
-                }
+                } => eprintln!("demo worker: caller {caller} cut off: {v}"),
                 WorkerEvent::Disconnected {
                     caller, died: true, ..
                 } => {
-                    died += 1;
+                    if !died.contains(&caller) {
+                        died.push(caller);
+                    }
                     eprintln!("demo worker: caller {caller} died")
                 }
                 WorkerEvent::Disconnected {
@@ -211,21 +219,21 @@ pub fn run_worker(args: &WorkerArgs) -> DemoResult<()> {
         worker.tasks_executed(),
         worker.stats_string()
     );
-    if died > 0 {
-        return Err(format!("{died} caller(s) died before closing").into());
+    if !died.is_empty() {
+        return Err(format!("{} caller(s) died before closing", died.len()).into());
     }
     Ok(())
 }
 
-/// How long a driver that fails gives its worker to exit by itself (it
-/// does once the driver's connections are gone and it served what it
-/// expected) before killing it, so the worker's own report of what ended
-/// the run (a caller cut off for a corrupt ring, say) is printed.
+/// How long a driver that fails (and so never terminates the actor) gives
+/// its worker, asked to stop by SIGTERM, to exit by itself before killing
+/// it: the worker then leaves its session in order and prints its report.
 const WORKER_GRACE: Duration = Duration::from_secs(1);
 
-/// The worker child: killed and reaped unless it was waited for — after
-/// [`WORKER_GRACE`] to exit by itself. (Declared after the [`DemoSession`],
-/// so dropped before it: the session is removed once the worker is gone.)
+/// The worker child: unless it was waited for, stopped by SIGTERM, killed
+/// after [`WORKER_GRACE`] if still there, and reaped. (Declared after the
+/// [`DemoSession`], so dropped before it: the session is removed once the
+/// worker is gone.)
 struct WorkerProcess {
     child: Option<Child>,
 }
@@ -280,7 +288,7 @@ impl WorkerProcess {
             if Instant::now() >= deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err("the worker did not exit after its callers closed".into());
+                return Err("the worker did not exit after its actor was terminated".into());
             }
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -290,6 +298,14 @@ impl WorkerProcess {
 impl Drop for WorkerProcess {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            if let Some(pid) = i32::try_from(child.id())
+                .ok()
+                .and_then(rustix::process::Pid::from_raw)
+            {
+                // Our own unreaped child: the pid cannot name another
+                // process yet.
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
             let deadline = Instant::now() + WORKER_GRACE;
             while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(5));
@@ -433,8 +449,6 @@ fn run_demo(args: &DemoArgs, stop: &Interrupt) -> DemoResult<()> {
             &actor_worker.to_string(),
             "--wait",
             args.wait.as_str(),
-            "--connections",
-            &transports.len().to_string(),
         ])
         .stdin(Stdio::null())
         .spawn()?;
@@ -478,13 +492,19 @@ fn run_demo(args: &DemoArgs, stop: &Interrupt) -> DemoResult<()> {
         let mut caller = CoreWorker::new(session, options)?;
         let handle = match &actor {
             None => {
-                let h = caller.create_actor(actor_worker, MODULE, CLASS, vec![], 0)?;
+                let h = caller.create_actor(
+                    actor_worker,
+                    MODULE,
+                    CLASS,
+                    vec![],
+                    args.max_task_retries,
+                )?;
                 outln!("created actor {} on worker {actor_worker}", h.actor_id());
                 actor = Some(h.clone());
                 h
             }
             Some(h) => {
-                caller.register_actor(h, 0)?;
+                caller.register_actor(h, args.max_task_retries)?;
                 h.clone()
             }
         };
@@ -506,6 +526,14 @@ fn run_demo(args: &DemoArgs, stop: &Interrupt) -> DemoResult<()> {
             return Err(format!("Counter.get() answered {got}, expected {total}").into());
         }
         outln!("  actor total after this caller: {total}");
+        if i + 1 == transports.len() {
+            // Its worker exits once this is answered (after every earlier
+            // call), and only then: a caller that lost its connection and
+            // came back is still served.
+            let r = caller.terminate_actor(&handle)?;
+            caller.get(std::slice::from_ref(&r), STEP_TIMEOUT)?;
+            outln!("terminated actor {}", handle.actor_id());
+        }
         // Dropping the caller closes its connection in order.
         drop(caller);
     }

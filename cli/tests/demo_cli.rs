@@ -427,10 +427,7 @@ fn a_scribbled_ring_header_is_reported_as_corruption_by_both_sides() {
             assert!(stdout.contains("ok: every reply arrived once"), "{ctx}");
         } else {
             assert_eq!(status.code(), Some(1), "{ctx}");
-            let last = err
-                .lines()
-                .rfind(|l| l.starts_with("shmwire: "))
-                .unwrap_or("");
+            let last = last_error(&err);
             assert!(
                 last.contains(" cut off before task Counter::add replied: corrupt shared ring: "),
                 "{ctx}"
@@ -452,9 +449,18 @@ impl ShmDemo {
     /// Starts the demo with `args` (`--tasks N`, …) and waits until it is
     /// connected over shared memory.
     fn start(root: &std::path::Path, args: &[&str]) -> Self {
+        Self::start_over(root, "shm", args)
+    }
+
+    /// [`ShmDemo::start`] over `transport` (`shm` or `tcp`).
+    fn start_over(root: &std::path::Path, transport: &str, args: &[&str]) -> Self {
         use std::io::BufRead;
+        let connected = match transport {
+            "tcp" => "connected over Tcp",
+            _ => "connected over Shm",
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_shmwire"))
-            .args(["demo", "--transport", "shm"])
+            .args(["demo", "--transport", transport])
             .args(args)
             .env("SHMWIRE_ROOT", root)
             .env("RUST_LOG", "warn")
@@ -465,7 +471,7 @@ impl ShmDemo {
         let mut child = proc_support::Kid(child);
         let mut out = std::io::BufReader::new(child.0.stdout.take().unwrap());
         let mut stdout = String::new();
-        while !stdout.contains("connected over Shm") {
+        while !stdout.contains(connected) {
             assert!(
                 out.read_line(&mut stdout).unwrap() > 0,
                 "the demo ended early"
@@ -535,6 +541,14 @@ impl ShmDemo {
         std::io::Read::read_to_string(&mut self.child.0.stderr.take().unwrap(), &mut err).unwrap();
         (status, self.stdout, err)
     }
+}
+
+/// The demo's last error line (`shmwire: …`; the driver's, which ends the
+/// run), or "" if none.
+fn last_error(err: &str) -> &str {
+    err.lines()
+        .rfind(|l| l.starts_with("shmwire: "))
+        .unwrap_or("")
 }
 
 /// `kill -SIG pid`.
@@ -800,10 +814,7 @@ fn a_replayed_reply_is_named_when_get_times_out() {
         err.contains("ignoring a reply for no pending task"),
         "{ctx}"
     );
-    let last = err
-        .lines()
-        .rfind(|l| l.starts_with("shmwire: "))
-        .unwrap_or("");
+    let last = last_error(&err);
     assert!(
         last.contains("get timed out")
             && last.contains("1 reply for no pending task came since it was submitted"),
@@ -877,10 +888,7 @@ fn a_request_frame_of_an_unknown_kind_is_a_violation_on_both_sides() {
             "{ctx}"
         );
         assert_eq!(status.code(), Some(1), "{ctx}");
-        let last = err
-            .lines()
-            .rfind(|l| l.starts_with("shmwire: "))
-            .unwrap_or("");
+        let last = last_error(&err);
         assert!(
             last.contains(" cut off before task Counter::add replied: corrupt shared ring: "),
             "{ctx}"
@@ -921,10 +929,7 @@ fn a_stopped_shm_worker_behind_a_full_ring_fails_after_one_send_timeout() {
     signal(worker, "-CONT");
     let ctx = format!("after {took:?}: {status}\nstdout:\n{stdout}\nstderr:\n{err}");
     assert_eq!(status.code(), Some(1), "{ctx}");
-    let last = err
-        .lines()
-        .rfind(|l| l.starts_with("shmwire: "))
-        .unwrap_or("");
+    let last = last_error(&err);
     assert!(
         last.contains(
             " died or stopped answering (silent for 30.0 s) before task Counter::add replied"
@@ -935,4 +940,72 @@ fn a_stopped_shm_worker_behind_a_full_ring_fails_after_one_send_timeout() {
     // it was 55 s and more.
     assert!(took < Duration::from_secs(48), "{ctx}");
     assert!(!session_dir(&stdout).exists(), "{ctx}: session left");
+}
+
+/// Input (the attack of 2026-12-01, narrowed down 2026-12-02): the worker
+/// stopped (`SIGSTOP`) past the caller's liveness bound, then resumed.
+/// The caller declares the connection dead, closes it and at once
+/// connects again; the resumed worker saw its old connection end with the
+/// new one still waiting, and as it decided "done" from connection counts
+/// (every expected caller connected once, none connected now) it exited
+/// under the reconnect: the calls failed as "actor … died". The worker now
+/// serves until the driver terminates its actor (`__ray_terminate__`), so
+/// the reconnected caller is served: with `--max-task-retries` the calls
+/// lost with the old connection go again and are answered once (the run
+/// ends "ok", the actor's total exact); without, they fail as Ray's do —
+/// "unavailable (no retries left)", the actor alive — and the worker, not
+/// gone, printed the caller's second connection. (Over TCP, whose liveness
+/// bound is 5 s; on shared memory the same happens after the 30 s send
+/// timeout behind a full ring.)
+#[test]
+fn a_caller_reconnecting_to_a_resumed_worker_is_served() {
+    use std::time::Duration;
+    let _watchdog = proc_support::watchdog("a_caller_reconnecting_to_a_resumed_worker_is_served");
+    let scratch = proc_support::scratch("rc", "resume");
+    let root = scratch.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    for retries in ["2", "0"] {
+        let mut demo = ShmDemo::start_over(
+            &root,
+            "tcp",
+            &[
+                "--tasks",
+                "30000",
+                "--window",
+                "2000",
+                "--max-task-retries",
+                retries,
+            ],
+        );
+        // Phase 2 (the window) starts after this line.
+        demo.wait_for("one at a time");
+        let worker = demo.worker_pid();
+        signal(worker, "-STOP");
+        // Past the 5 s liveness bound, within the 5 s handshake that follows.
+        std::thread::sleep(Duration::from_millis(6_500));
+        signal(worker, "-CONT");
+        let (status, stdout, err) = demo.finish();
+        let ctx = format!("retries {retries}: {status}\nstdout:\n{stdout}\nstderr:\n{err}");
+        let connected = err
+            .lines()
+            .filter(|l| l.starts_with("demo worker: caller ") && l.ends_with(" connected"))
+            .count();
+        assert_eq!(connected, 2, "{ctx}");
+        if retries == "2" {
+            assert!(status.success(), "{ctx}");
+            assert!(stdout.contains("terminated actor "), "{ctx}");
+            assert!(stdout.contains("ok: every reply arrived once"), "{ctx}");
+            // init, 2 × 30,000 adds, get, terminate: each ran once.
+            assert!(err.contains("demo worker: served 60003 tasks"), "{ctx}");
+        } else {
+            assert_eq!(status.code(), Some(1), "{ctx}");
+            let last = last_error(&err);
+            assert!(
+                last.contains(" unavailable for task Counter::add (no retries left)"),
+                "{ctx}"
+            );
+        }
+        assert!(!session_dir(&stdout).exists(), "{ctx}: session left");
+    }
 }

@@ -94,7 +94,7 @@ fn demo_worker_survives_refused_hellos_and_reports_a_dead_driver() {
         Command::new(env!("CARGO_BIN_EXE_shmwire"))
             .args(["__demo-worker", "--session", SESSION, "--worker"])
             .arg(me.to_string())
-            .args(["--wait", "park", "--connections", "3"])
+            .args(["--wait", "park"])
             .env(shmwire::shm::ROOT_ENV, &root)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

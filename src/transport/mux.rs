@@ -280,6 +280,14 @@ impl<C: MuxConnection> Mux<C> {
             .filter_map(|(i, c)| c.as_mut().map(|c| (PeerKey(i), c)))
     }
 
+    /// The connections, with their keys, read-only.
+    pub fn iter(&self) -> impl Iterator<Item = (PeerKey, &C)> {
+        self.peers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.as_ref().map(|c| (PeerKey(i), c)))
+    }
+
     /// How many connections it holds.
     pub fn len(&self) -> usize {
         self.peers.iter().filter(|c| c.is_some()).count()

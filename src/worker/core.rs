@@ -1562,6 +1562,28 @@ impl CoreWorker {
         self.submit_actor_call(actor, method, args, Some(options))
     }
 
+    /// Ends `actor` gracefully (Ray's `actor.__ray_terminate__.remote()`):
+    /// submits [`TERMINATE_METHOD`](crate::worker::TERMINATE_METHOD) as the
+    /// actor's next task, so every call this caller submitted before runs
+    /// and replies first. Its return is an empty value once the actor is
+    /// gone (`get` it to know the earlier calls all ran); the actor's
+    /// worker then exits ([`Worker::serve_until_exit`](crate::worker::Worker::serve_until_exit))
+    /// and is not restarted, whatever its `max_restarts`. Calls submitted
+    /// after it fail with [`TaskError::ActorDied`](crate::worker::TaskError::ActorDied)
+    /// when the worker's connection ends (Ray's `RayActorError`). Not
+    /// retried: a terminate that the connection lost fails the same way.
+    ///
+    /// # Errors
+    /// As [`CoreWorker::submit_actor_task`].
+    pub fn terminate_actor(&mut self, actor: &ActorHandle) -> Result<ObjectRef, WorkerError> {
+        self.submit_actor_call(
+            actor,
+            super::registry::TERMINATE_METHOD,
+            Vec::new(),
+            Some(TaskOptions { max_retries: 0 }),
+        )
+    }
+
     /// [`CoreWorker::submit_actor_task_with`]; `None` takes the actor's
     /// `max_task_retries`.
     fn submit_actor_call(
@@ -2199,7 +2221,7 @@ impl CoreWorker {
                     return;
                 }
             };
-            let task_id = reply.task_id;
+            let (task_id, exiting) = (reply.task_id, reply.worker_exiting);
             // One lookup for a reply of the current attempt (the usual
             // case); `match_reply` says what any other reply is.
             match self.tasks.current(&task_id, epoch) {
@@ -2228,6 +2250,13 @@ impl CoreWorker {
                         (Target::Actor(actor_id), Some(rid)) => {
                             let mut evs = std::mem::take(&mut self.events);
                             if let Some(a) = self.actors.get_mut(&actor_id) {
+                                if exiting {
+                                    // Terminated on purpose: not restarted
+                                    // when its connection ends.
+                                    if let Some(r) = a.restarts.as_mut() {
+                                        r.left = 0;
+                                    }
+                                }
                                 a.queue.on_reply_into(rid, status, &mut evs);
                             }
                             self.actor_events(actor_id, &mut evs, Some((task_id, result)));

@@ -59,7 +59,7 @@ pub use concurrency::{MAX_ACTOR_THREADS, MAX_CONCURRENCY_GROUPS, MAX_GROUP_NAME_
 pub use error::{GetError, TaskError, WorkerError};
 pub use registry::{
     ActorClass, AlreadyRegistered, AppError, ArgError, Args, FunctionKey, FunctionRegistry,
-    TaskResult, CONSTRUCTOR_NAME,
+    TaskResult, CONSTRUCTOR_NAME, TERMINATE_METHOD,
 };
 pub use server::{
     Worker, WorkerEvent, WorkerOptions, APP_ERROR_METADATA, MAX_DIRECT_CALL_OBJECT_SIZE,

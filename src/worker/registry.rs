@@ -32,6 +32,20 @@ use crate::store::ObjectBuffer;
 /// (Ray's Python actors use `__init__` as the creation task's function).
 pub const CONSTRUCTOR_NAME: &str = "__init__";
 
+/// The method every actor class answers without registering it: Ray's
+/// `actor.__ray_terminate__.remote()`, a graceful exit queued behind the
+/// caller's earlier calls (they run and reply first, in order). The worker
+/// replies to it with an empty value and `worker_exiting` set, drops the
+/// actor (a threaded actor's queued tasks finish and reply first), reads no
+/// further requests, and [`Worker::exited`](crate::worker::Worker::exited)
+/// turns true once every reply is handed to its transport; the worker
+/// process then exits. (Ray's reply carries a non-OK
+/// `IntentionalSystemExit` status, so `ray.get` of it raises; shmwire's
+/// `get` of it returns the empty value, so a caller knows its earlier calls
+/// all ran.) A class cannot register a method of this name
+/// ([`AlreadyRegistered`]).
+pub const TERMINATE_METHOD: &str = "__ray_terminate__";
+
 /// What a handler returns: the serialized return value (one return object),
 /// or an application error that the caller's `get` reports.
 pub type TaskResult = Result<Vec<u8>, AppError>;
@@ -324,6 +338,10 @@ pub(crate) enum EntryKind {
         /// default group).
         group: Option<String>,
     },
+    /// [`TERMINATE_METHOD`] of class `class`, registered with the class.
+    Terminate {
+        class: usize,
+    },
 }
 
 /// One registered descriptor.
@@ -554,9 +572,12 @@ impl FunctionRegistry {
     }
 
     /// Registers an actor class: its constructor under
-    /// [`ActorClass::creation_descriptor`] and each method under
-    /// `Rust { module_path, type_name: class, function_name: method }`.
-    /// Nothing is registered if any descriptor clashes.
+    /// [`ActorClass::creation_descriptor`], each method under
+    /// `Rust { module_path, type_name: class, function_name: method }`,
+    /// and the built-in [`TERMINATE_METHOD`] the same way.
+    /// Nothing is registered if any descriptor clashes (a method named
+    /// [`TERMINATE_METHOD`] or [`CONSTRUCTOR_NAME`] clashes with the class's
+    /// own).
     pub fn register_actor_class<S: Send + 'static>(
         &mut self,
         class: ActorClass<S>,
@@ -569,16 +590,25 @@ impl FunctionRegistry {
             erase,
         } = class;
         let ctor_desc = FunctionDescriptor::rust(&module_path, &name, CONSTRUCTOR_NAME);
+        let terminate_desc = FunctionDescriptor::rust(&module_path, &name, TERMINATE_METHOD);
         let method_descs: Vec<FunctionDescriptor> = methods
             .iter()
             .map(|m| FunctionDescriptor::rust(&module_path, &name, &m.name))
             .collect();
-        for d in std::iter::once(&ctor_desc).chain(&method_descs) {
-            if self.find(&parts(d)).is_some() {
+        // Against the registry and each other: a method named like the
+        // constructor, the built-in or another method clashes.
+        let mut seen = Vec::new();
+        for d in [&ctor_desc, &terminate_desc]
+            .into_iter()
+            .chain(&method_descs)
+        {
+            let p = parts(d);
+            if self.find(&p).is_some() || seen.contains(&p) {
                 return Err(AlreadyRegistered {
                     descriptor: d.to_string(),
                 });
             }
+            seen.push(p);
         }
         let class_index = self.classes.len();
         let type_name = format!("{module_path}::{name}");
@@ -613,6 +643,7 @@ impl FunctionRegistry {
                 },
             )?;
         }
+        self.insert(terminate_desc, EntryKind::Terminate { class: class_index })?;
         Ok(())
     }
 
@@ -755,7 +786,19 @@ mod tests {
             },
         ))
         .unwrap();
-        assert_eq!(r.len(), 3);
+        // double, Counter's constructor, add and the built-in terminate.
+        assert_eq!(r.len(), 4);
+        assert!(r.contains(&FunctionDescriptor::rust("m", "Counter", TERMINATE_METHOD)));
+        // A method named like the built-in, or twice, clashes; nothing of
+        // the class is registered then.
+        for clash in [TERMINATE_METHOD, "add"] {
+            let class = ActorClass::new("m", "Other", |_| Ok(0i64))
+                .method("add", |_, _| Ok(vec![]))
+                .method(clash, |_, _| Ok(vec![]));
+            let e = r.register_actor_class(class).unwrap_err();
+            assert!(e.descriptor.contains(clash), "{e}");
+            assert_eq!(r.len(), 4);
+        }
         let spec = TaskSpecBuilder::new(FunctionDescriptor::rust("m", "", "double"))
             .arg(TaskArg::value(21i64.to_le_bytes().to_vec(), Vec::new()))
             .build_normal_task();

@@ -260,6 +260,11 @@ struct Executor {
     waker: Arc<OnceLock<MuxWaker>>,
     /// Finished tasks of threaded actors, to be replied to (reused buffer).
     completed: Vec<Completion>,
+    /// The actor exited by [`TERMINATE_METHOD`](crate::worker::TERMINATE_METHOD): requests read from now on
+    /// are dropped unanswered (they fail with the connection when the
+    /// worker process exits, as Ray's do), and the worker is done once its
+    /// replies are out ([`Worker::exited`]).
+    exiting: bool,
     /// Large arguments and returns (see [`WorkerOptions::store`]).
     store: Option<StoreBridge>,
     /// The latest clock reading of the execution thread: taken when a
@@ -502,6 +507,7 @@ impl Worker {
                 }),
                 waker: Arc::new(OnceLock::new()),
                 completed: Vec::new(),
+                exiting: false,
             },
             ready: Vec::new(),
             encoder: Encoder::new(),
@@ -615,12 +621,38 @@ impl Worker {
     }
 
     /// Serves until at least `callers` connections were accepted and all of
-    /// them are gone (the usual life of a worker process in tests and
-    /// examples), at most `timeout`.
+    /// them are gone (the life of a worker process in tests and examples
+    /// whose callers never reconnect), at most `timeout`. A caller that
+    /// loses its connection (a send timeout, a missed heartbeat, a
+    /// violation) and reconnects after the count is reached finds the
+    /// worker gone; a worker whose callers may reconnect serves until its
+    /// actor is terminated instead ([`Worker::serve_until_exit`]).
     pub fn serve_callers(&mut self, callers: u64, timeout: Duration) -> Result<(), WorkerError> {
         self.run_until(timeout, |w| {
             w.connections_accepted() >= callers && w.num_connections() == 0
         })
+    }
+
+    /// `true` once the actor this worker hosts was terminated
+    /// ([`TERMINATE_METHOD`](crate::worker::TERMINATE_METHOD), Ray's `__ray_terminate__`) and every reply
+    /// was handed to its transport: nothing waits in the worker, and no
+    /// connection holds queued output. (A caller that stops reading is cut
+    /// off alone after the reply timeout, which ends its queued output.)
+    /// The worker process then exits (dropping the worker closes its
+    /// connections after what they carry is delivered).
+    pub fn exited(&self) -> bool {
+        self.exec.exiting
+            && self.outbox.is_empty()
+            && self.exec.completed.is_empty()
+            && self.mux.iter().all(|(_, c)| c.pending_send_bytes() == 0)
+    }
+
+    /// Serves until the hosted actor is terminated and its replies are out
+    /// ([`Worker::exited`]) — the life of an actor's worker process, which
+    /// its callers' reconnects cannot cut short — at most `timeout`
+    /// ([`WorkerError::TimedOut`] after it).
+    pub fn serve_until_exit(&mut self, timeout: Duration) -> Result<(), WorkerError> {
+        self.run_until(timeout, Worker::exited)
     }
 
     fn accept(&mut self) -> Result<(), WorkerError> {
@@ -1043,6 +1075,9 @@ impl Executor {
         out: &mut Vec<Outgoing>,
     ) -> Result<(), spec::DecodeError> {
         let (req, memo) = self.known.entry(key).or_default().access_memo(bytes)?;
+        if self.exiting {
+            return Ok(());
+        }
         // The function's registry entry, looked up once per request shape:
         // the descriptor lies in the shape's fixed bytes.
         let func = match memo {
@@ -1189,6 +1224,10 @@ impl Executor {
         func: Option<usize>,
         out: &mut Vec<Outgoing>,
     ) {
+        if self.exiting {
+            // Released behind the terminate: dropped, as the rest.
+            return;
+        }
         let execute = d.is_execute();
         let (owned, arrived) = match d.into_task() {
             Queued::Here(t) => (None, t),
@@ -1492,47 +1531,55 @@ impl Executor {
                             Err(app) => Ok(Err(app)),
                         }
                     }
-                    EntryKind::Method { class, group, .. } if spec.is_actor_task() => {
-                        match self.actor.as_mut() {
-                            Some(a) if Some(a.actor_id) == spec.actor_id() && a.class == *class => {
-                                match &mut a.exec {
-                                    // A non-threaded actor defines no
-                                    // groups: any group name is unknown.
-                                    ActorExec::Local(_)
-                                        if !spec.concurrency_group_name.is_empty()
-                                            || group.is_some() =>
-                                    {
-                                        let name = if spec.concurrency_group_name.is_empty() {
-                                            group.as_deref().unwrap_or_default()
-                                        } else {
-                                            spec.concurrency_group_name.as_str()
-                                        };
-                                        Err(unknown_group_reply(task_id, return_id, name, &[]))
-                                    }
-                                    ActorExec::Local(state) => {
-                                        Ok(e.call_method(state.as_mut(), &args).unwrap_or_else(
-                                            || Err(AppError::new("registry entry is not a method")),
-                                        ))
-                                    }
-                                    ActorExec::Threaded(_) => Err(status_reply(
-                                        task_id,
-                                        StatusCode::Invalid,
-                                        "a threaded actor's task reached the execution thread",
-                                    )),
+                    EntryKind::Terminate { class } if spec.is_actor_task() => {
+                        match self.the_actor(spec, *class, &not_found) {
+                            Err(reply) => Err(reply),
+                            Ok(_) => {
+                                // Ray's `__ray_terminate__`: the actor goes
+                                // (a threaded one's queued tasks run and
+                                // reply first), the worker after its replies.
+                                if let Some(ActorInstance {
+                                    exec: ActorExec::Threaded(pools),
+                                    ..
+                                }) = self.actor.take()
+                                {
+                                    pools.finish_into(&mut self.completed);
                                 }
+                                self.exiting = true;
+                                let mut reply = self.value_reply(task_id, return_id, Vec::new());
+                                reply.worker_exiting = true;
+                                Err(reply)
                             }
-                            Some(a) if Some(a.actor_id) == spec.actor_id() => Err(not_found(
-                                &format!("not a method of {}", registry.class_name(a.class)),
-                            )),
-                            _ => Err(status_reply(
-                                task_id,
-                                StatusCode::Invalid,
-                                format!(
-                                    "actor {} does not live on worker {}",
-                                    spec.actor_id().unwrap_or_default(),
-                                    self.me
-                                ),
-                            )),
+                        }
+                    }
+                    EntryKind::Method { class, group, .. } if spec.is_actor_task() => {
+                        match self.the_actor(spec, *class, &not_found) {
+                            Err(reply) => Err(reply),
+                            Ok(a) => match &mut a.exec {
+                                // A non-threaded actor defines no
+                                // groups: any group name is unknown.
+                                ActorExec::Local(_)
+                                    if !spec.concurrency_group_name.is_empty()
+                                        || group.is_some() =>
+                                {
+                                    let name = if spec.concurrency_group_name.is_empty() {
+                                        group.as_deref().unwrap_or_default()
+                                    } else {
+                                        spec.concurrency_group_name.as_str()
+                                    };
+                                    Err(unknown_group_reply(task_id, return_id, name, &[]))
+                                }
+                                ActorExec::Local(state) => {
+                                    Ok(e.call_method(state.as_mut(), &args).unwrap_or_else(|| {
+                                        Err(AppError::new("registry entry is not a method"))
+                                    }))
+                                }
+                                ActorExec::Threaded(_) => Err(status_reply(
+                                    task_id,
+                                    StatusCode::Invalid,
+                                    "a threaded actor's task reached the execution thread",
+                                )),
+                            },
                         }
                     }
                     _ => Err(not_found("registered for another kind of task")),
@@ -1554,6 +1601,33 @@ impl Executor {
         self.tasks_executed += 1;
         self.return_args(resolved);
         reply
+    }
+
+    /// The actor of an actor task, if this worker hosts it as an instance
+    /// of `class`; else the task's error reply (`not_found` builds the "not
+    /// a method" error).
+    fn the_actor(
+        &mut self,
+        spec: &ArchivedTaskSpec,
+        class: usize,
+        not_found: &dyn Fn(&str) -> PushTaskReply,
+    ) -> Result<&mut ActorInstance, PushTaskReply> {
+        match self.actor.as_mut() {
+            Some(a) if Some(a.actor_id) == spec.actor_id() && a.class == class => Ok(a),
+            Some(a) if Some(a.actor_id) == spec.actor_id() => Err(not_found(&format!(
+                "not a method of {}",
+                self.registry.class_name(a.class)
+            ))),
+            _ => Err(status_reply(
+                spec.task_id,
+                StatusCode::Invalid,
+                format!(
+                    "actor {} does not live on worker {}",
+                    spec.actor_id().unwrap_or_default(),
+                    self.me
+                ),
+            )),
+        }
     }
 
     /// Fetches the running task's by-reference arguments from the store

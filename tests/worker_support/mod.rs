@@ -31,6 +31,9 @@ pub const ENV_STORE: &str = "SHMWIRE_WORKER_TEST_STORE";
 pub const ENV_ARG_FETCH_MS: &str = "SHMWIRE_WORKER_TEST_ARG_FETCH_MS";
 /// Set: the worker's node object endpoint (`WorkerOptions::object_manager_address`).
 pub const ENV_OBJECT_ENDPOINT: &str = "SHMWIRE_WORKER_TEST_OBJECT_ENDPOINT";
+/// Set (to anything): the worker serves until its actor is terminated
+/// (`Worker::serve_until_exit`) instead of counting callers.
+pub const ENV_UNTIL_EXIT: &str = "SHMWIRE_WORKER_TEST_UNTIL_EXIT";
 pub const MODULE: &str = "worker_tests";
 /// Bound on every wait of these tests.
 pub const GUARD: Duration = Duration::from_secs(60);
@@ -298,7 +301,12 @@ pub fn maybe_run_worker() {
         options.object_manager_address = Some(addr.parse().unwrap());
     }
     let mut worker = Worker::bind(&session, options, Arc::new(registry())).unwrap();
-    let code = match worker.serve_callers(callers, GUARD) {
+    let served = if std::env::var_os(ENV_UNTIL_EXIT).is_some() {
+        worker.serve_until_exit(GUARD)
+    } else {
+        worker.serve_callers(callers, GUARD)
+    };
+    let code = match served {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("worker {id}: {e}");
