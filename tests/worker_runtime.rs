@@ -1200,3 +1200,99 @@ fn terminate_runs_after_earlier_calls_and_ends_the_worker_without_a_restart() {
         assert_eq!(driver.actor_restarts(&actor), 0);
     }
 }
+
+/// A caller that submits calls with large replies and then never reads
+/// them (the parent stops it): run by
+/// `a_terminated_worker_exits_though_another_caller_reads_no_replies`.
+fn stalled_caller_child() {
+    let var = |k| std::env::var(k).unwrap();
+    let session = shmwire::shm::Session::open_in(
+        var(worker_support::ENV_ROOT),
+        &var(worker_support::ENV_SESSION),
+    )
+    .unwrap();
+    let node: shmwire::ids::NodeId = var(worker_support::ENV_NODE).parse().unwrap();
+    let worker: WorkerId = var(worker_support::ENV_ID).parse().unwrap();
+    let actor_id: shmwire::ids::ActorId = var("SHMWIRE_TEST_ACTOR").parse().unwrap();
+    let mut me = CoreWorker::new(&session, CoreWorkerOptions::new(node)).unwrap();
+    let actor = ActorHandle::new(actor_id, worker, MODULE, "Counter");
+    me.register_actor(&actor, 0).unwrap();
+    // 40 replies of 60,000 bytes: more than its reply ring holds, so the
+    // worker queues the rest for it.
+    let refs: Vec<ObjectRef> = (0..40)
+        .map(|_| {
+            me.submit_actor_task(&actor, "big", vec![i64_arg(60_000)])
+                .unwrap()
+        })
+        .collect();
+    println!("SENT");
+    std::thread::sleep(GUARD);
+    drop(refs);
+}
+
+/// A terminated actor's worker does not wait for a caller that reads no
+/// replies (stopped, with replies queued for it beyond its ring): it exits
+/// within its reply timeout (1 s by default) after the terminate, as a
+/// death would end that caller's calls. (Without the bound it served on
+/// until its own 60 s limit.)
+#[test]
+fn a_terminated_worker_exits_though_another_caller_reads_no_replies() {
+    const TEST: &str = "a_terminated_worker_exits_though_another_caller_reads_no_replies";
+    maybe_run_worker();
+    if std::env::var(worker_support::ENV_ROLE).as_deref() == Ok("stalled-caller") {
+        stalled_caller_child();
+        return;
+    }
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let s = TestSession::new("terminate-stalled");
+    let mut worker = s.spawn_worker_env(TEST, 0, &[(worker_support::ENV_UNTIL_EXIT, "1")]);
+    let mut driver = s.driver();
+    let actor = create_counter(&mut driver, worker.id, 0);
+    let mut stalled = worker_support::KillOnDrop(Some(
+        Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", TEST, "--nocapture", "--test-threads", "1"])
+            .env(worker_support::ENV_ROLE, "stalled-caller")
+            .env(worker_support::ENV_ROOT, s.root.path())
+            .env(worker_support::ENV_SESSION, s.session.name())
+            .env(worker_support::ENV_NODE, s.node.to_string())
+            .env(worker_support::ENV_ID, worker.id.to_string())
+            .env("SHMWIRE_TEST_ACTOR", actor.actor_id().to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    let child = stalled.0.as_mut().unwrap();
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("SENT") {
+        assert!(out.read_line(&mut line).unwrap() > 0, "the caller ended");
+    }
+    // Its calls run (the worker is idle otherwise), then it is stopped
+    // with their replies unread.
+    std::thread::sleep(Duration::from_millis(300));
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
+    let t = driver.terminate_actor(&actor).unwrap();
+    driver.get(std::slice::from_ref(&t), GUARD).unwrap();
+    let since = Instant::now();
+    let mut child = worker.child.take().unwrap();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if since.elapsed() > Duration::from_secs(15) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the terminated worker still serves after 15 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let took = since.elapsed();
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::CONT);
+    assert!(status.success(), "{status}");
+    // The reply timeout (1 s) and the loop's turn, with room for a loaded
+    // machine.
+    assert!(took < Duration::from_secs(10), "{took:?}");
+}

@@ -260,11 +260,12 @@ struct Executor {
     waker: Arc<OnceLock<MuxWaker>>,
     /// Finished tasks of threaded actors, to be replied to (reused buffer).
     completed: Vec<Completion>,
-    /// The actor exited by [`TERMINATE_METHOD`](crate::worker::TERMINATE_METHOD): requests read from now on
-    /// are dropped unanswered (they fail with the connection when the
-    /// worker process exits, as Ray's do), and the worker is done once its
-    /// replies are out ([`Worker::exited`]).
-    exiting: bool,
+    /// When the actor exited by [`TERMINATE_METHOD`](crate::worker::TERMINATE_METHOD):
+    /// requests read from then on are dropped unanswered (they fail with the
+    /// connection when the worker process exits, as Ray's do), and the
+    /// worker is done once its replies are out, or the reply timeout after
+    /// this instant ([`Worker::exited`]).
+    exiting: Option<Instant>,
     /// Large arguments and returns (see [`WorkerOptions::store`]).
     store: Option<StoreBridge>,
     /// The latest clock reading of the execution thread: taken when a
@@ -373,6 +374,9 @@ pub struct Worker {
     /// What happened to callers since the last [`Worker::take_events`]
     /// (bounded: the oldest are dropped beyond [`MAX_EVENTS`]).
     events: std::collections::VecDeque<WorkerEvent>,
+    /// [`WorkerOptions::reply_timeout`]: also how long a terminated worker
+    /// waits for a caller to read its last replies ([`Worker::exited`]).
+    reply_timeout: Duration,
     /// Where `shmwire inspect` reads this worker's figures (`None` if the
     /// segment could not be made: the worker serves without it).
     area: Option<super::stats::PublishedStats>,
@@ -507,7 +511,7 @@ impl Worker {
                 }),
                 waker: Arc::new(OnceLock::new()),
                 completed: Vec::new(),
-                exiting: false,
+                exiting: None,
             },
             ready: Vec::new(),
             encoder: Encoder::new(),
@@ -517,6 +521,7 @@ impl Worker {
             unflushed: Vec::new(),
             address,
             events: std::collections::VecDeque::new(),
+            reply_timeout: options.reply_timeout,
             area,
         })
     }
@@ -634,17 +639,22 @@ impl Worker {
     }
 
     /// `true` once the actor this worker hosts was terminated
-    /// ([`TERMINATE_METHOD`](crate::worker::TERMINATE_METHOD), Ray's `__ray_terminate__`) and every reply
-    /// was handed to its transport: nothing waits in the worker, and no
-    /// connection holds queued output. (A caller that stops reading is cut
-    /// off alone after the reply timeout, which ends its queued output.)
-    /// The worker process then exits (dropping the worker closes its
-    /// connections after what they carry is delivered).
+    /// ([`TERMINATE_METHOD`](crate::worker::TERMINATE_METHOD), Ray's
+    /// `__ray_terminate__`) and every reply was handed to its transport:
+    /// nothing waits in the worker, and no connection holds queued output —
+    /// or, for a caller that does not read its replies, the reply timeout
+    /// ([`WorkerOptions::reply_timeout`]) passed since the terminate: its
+    /// unread replies are abandoned with the connection, as a death of the
+    /// worker would. The worker process then exits (dropping the worker
+    /// closes its connections after what their rings hold is delivered).
     pub fn exited(&self) -> bool {
-        self.exec.exiting
-            && self.outbox.is_empty()
+        let Some(since) = self.exec.exiting else {
+            return false;
+        };
+        self.outbox.is_empty()
             && self.exec.completed.is_empty()
-            && self.mux.iter().all(|(_, c)| c.pending_send_bytes() == 0)
+            && (self.mux.iter().all(|(_, c)| c.pending_send_bytes() == 0)
+                || since.elapsed() >= self.reply_timeout)
     }
 
     /// Serves until the hosted actor is terminated and its replies are out
@@ -1075,7 +1085,7 @@ impl Executor {
         out: &mut Vec<Outgoing>,
     ) -> Result<(), spec::DecodeError> {
         let (req, memo) = self.known.entry(key).or_default().access_memo(bytes)?;
-        if self.exiting {
+        if self.exiting.is_some() {
             return Ok(());
         }
         // The function's registry entry, looked up once per request shape:
@@ -1224,7 +1234,7 @@ impl Executor {
         func: Option<usize>,
         out: &mut Vec<Outgoing>,
     ) {
-        if self.exiting {
+        if self.exiting.is_some() {
             // Released behind the terminate: dropped, as the rest.
             return;
         }
@@ -1545,7 +1555,7 @@ impl Executor {
                                 {
                                     pools.finish_into(&mut self.completed);
                                 }
-                                self.exiting = true;
+                                self.exiting = Some(Instant::now());
                                 let mut reply = self.value_reply(task_id, return_id, Vec::new());
                                 reply.worker_exiting = true;
                                 Err(reply)
