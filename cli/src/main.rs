@@ -359,6 +359,13 @@ fn init_logging() {
 fn main() -> ExitCode {
     init_logging();
     let cli = Cli::parse();
+    // The demo's worker shares the driver's terminal: its lines, its
+    // failure too, say whose they are, and the driver's last `shmwire:`
+    // line is what ended the run.
+    let who = match cli.command {
+        Command::DemoWorker(_) => "demo worker",
+        _ => "shmwire",
+    };
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
         Command::DemoWorker(args) => demo::run_worker(&args),
@@ -374,7 +381,7 @@ fn main() -> ExitCode {
         Err(e) if out::is_closed(e.as_ref()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!(
-                "shmwire: {}",
+                "{who}: {}",
                 shmwire::terminal_safe(&error_chain(e.as_ref()))
             );
             ExitCode::FAILURE
