@@ -123,6 +123,11 @@ pub struct WorkerArgs {
     /// How to wait on shared memory.
     #[arg(long, value_enum, default_value_t = WaitArg::Park)]
     pub wait: WaitArg,
+    /// The driver's pid: the worker exits when it is no longer the
+    /// worker's parent (the driver died, however early). Default: the
+    /// parent the worker finds when it starts.
+    #[arg(long)]
+    pub driver_pid: Option<u32>,
 }
 
 /// The `Counter` actor class: `add(x)` adds to the total and answers it,
@@ -148,6 +153,13 @@ pub fn run_worker(args: &WorkerArgs) -> DemoResult<()> {
     // SIGINT (a terminal's Ctrl-C reaches the driver and us), SIGTERM and
     // SIGHUP end the loop like any error, so the way out below runs.
     let stop = Interrupt::register()?;
+    // The driver that started us; if it dies (however) we are reparented,
+    // and serving on would only keep the session alive for nobody. Named
+    // by the driver itself: a driver dead before we could read our parent
+    // would otherwise leave init as the parent watched.
+    let parent = args
+        .driver_pid
+        .unwrap_or_else(std::os::unix::process::parent_id);
     let session = Session::open(&args.session)?;
     // Dropped after the worker: on every way out (done, error, signal, the
     // driver's death) our lock goes and the pass removes what the dead
@@ -159,9 +171,6 @@ pub fn run_worker(args: &WorkerArgs) -> DemoResult<()> {
     options.shm = Some(ShmOptions::with_wait(args.wait.strategy()));
     options.tcp = Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
     let mut worker = Worker::bind(&session, options, Arc::new(registry()))?;
-    // The driver that started us; if it dies (however) we are reparented,
-    // and serving on would only keep the session alive for nobody.
-    let parent = std::os::unix::process::parent_id();
     // Callers whose connection ended without a close and that did not
     // come back (one that lost its connection and reconnected is alive).
     let mut died: Vec<WorkerId> = Vec::new();
@@ -449,6 +458,8 @@ fn run_demo(args: &DemoArgs, stop: &Interrupt) -> DemoResult<()> {
             &actor_worker.to_string(),
             "--wait",
             args.wait.as_str(),
+            "--driver-pid",
+            &std::process::id().to_string(),
         ])
         .stdin(Stdio::null())
         .spawn()?;

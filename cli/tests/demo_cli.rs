@@ -1009,3 +1009,71 @@ fn a_caller_reconnecting_to_a_resumed_worker_is_served() {
         assert!(!session_dir(&stdout).exists(), "{ctx}: session left");
     }
 }
+
+/// Input (a fresh attack, 2026-12-02): the demo's driver SIGKILLed within
+/// a millisecond of starting its worker. The worker took its parent as
+/// the driver to watch once it had opened its session; a driver already
+/// dead by then left init (pid 1) as the parent watched, and the orphan
+/// served on for an hour (the actor now ends only by the driver's
+/// terminate), its session files left. The driver now names itself
+/// (`--driver-pid`): here a shell starts the worker in the background and
+/// exits at once — the worker, orphaned before it ran a line, exits on
+/// its own within seconds, saying so, and leaves no session behind.
+#[test]
+fn a_demo_worker_whose_driver_died_before_it_started_exits() {
+    use std::time::{Duration, Instant};
+    let scratch = proc_support::scratch("or", "orphan");
+    let root = scratch.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let log = scratch.path().join("worker.log");
+    // `$$` is the shell: the worker's driver, gone once `echo` ran.
+    let script = format!(
+        "'{}' __demo-worker --session orphan --worker {} --driver-pid $$ >/dev/null 2>'{}' </dev/null & echo $!",
+        env!("CARGO_BIN_EXE_shmwire"),
+        "cd".repeat(28),
+        log.display()
+    );
+    let out = Command::new("sh")
+        .args(["-c", &script])
+        .env("SHMWIRE_ROOT", &root)
+        .output()
+        .expect("run sh");
+    let pid: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let proc_dir = std::path::PathBuf::from(format!("/proc/{pid}"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while proc_dir.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let alive = proc_dir.exists();
+    if alive {
+        signal(pid, "-KILL");
+    }
+    let err = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!alive, "the orphaned worker still serves after 20 s: {err}");
+    assert!(err.contains("the driver (pid "), "{err}");
+    assert!(!root.join("orphan").exists(), "session left: {err}");
+}
+
+/// Input (the same attack): a session root so long that the worker's Unix
+/// socket path does not fit a socket address. The error said only "path
+/// must be shorter than SUN_LEN"; it now names the path, its length and
+/// what to shorten.
+#[test]
+fn a_root_too_long_for_a_unix_socket_is_named() {
+    let scratch = proc_support::scratch("ln", "long");
+    let root = scratch.path().join("r".repeat(120));
+    let out = Command::new(env!("CARGO_BIN_EXE_shmwire"))
+        .args(["demo", "--tasks", "10", "--transport", "shm"])
+        .env("SHMWIRE_ROOT", &root)
+        .output()
+        .expect("run shmwire demo");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("a Unix socket address holds: use a shorter session root (SHMWIRE_ROOT)"),
+        "{err}"
+    );
+    assert!(err.contains(&*root.to_string_lossy()), "{err}");
+    assert!(!root.exists(), "the demo left the root it made: {err}");
+}

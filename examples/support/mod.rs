@@ -1,6 +1,7 @@
 //! Shared by the worker examples: start worker processes by re-executing the
-//! example itself (`<exe> __worker <session> <worker id> <node id> <callers>`),
-//! serve in them, and clean up (kill, reap, remove the session) on drop.
+//! example itself (`<exe> __worker <session> <worker id> <node id> <callers>
+//! <driver pid>`), serve in them until their callers are done or the driver
+//! died, and clean up (kill, reap, remove the session) on drop.
 
 #![allow(dead_code)]
 
@@ -22,7 +23,7 @@ pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 /// exits; otherwise returns.
 pub fn maybe_serve(registry: impl FnOnce() -> FunctionRegistry) {
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) != Some("__worker") || args.len() != 6 {
+    if args.get(1).map(String::as_str) != Some("__worker") || args.len() != 7 {
         return;
     }
     let run = || -> Result<()> {
@@ -30,9 +31,24 @@ pub fn maybe_serve(registry: impl FnOnce() -> FunctionRegistry) {
         let id: WorkerId = args[3].parse()?;
         let node: NodeId = args[4].parse()?;
         let callers: u64 = args[5].parse()?;
+        let driver: u32 = args[6].parse()?;
         let mut worker =
             Worker::bind(&session, WorkerOptions::new(id, node), Arc::new(registry()))?;
-        worker.serve_callers(callers, TIMEOUT)?;
+        // Done when the callers are; a driver that died (we were
+        // reparented; however early: it passed its own pid) never connects
+        // or closes, so waiting on would keep its session for nobody.
+        let mut orphaned = false;
+        worker.run_until(TIMEOUT, |w| {
+            orphaned = std::os::unix::process::parent_id() != driver;
+            orphaned || (w.connections_accepted() >= callers && w.num_connections() == 0)
+        })?;
+        if orphaned {
+            // What the dead driver left goes with our own files (the
+            // session directory too, once no worker of it lives).
+            drop(worker);
+            let _ = session.remove_all();
+            return Err(format!("the driver (pid {driver}) died").into());
+        }
         Ok(())
     };
     std::process::exit(match run() {
@@ -74,6 +90,7 @@ impl Cluster {
                 &id.to_string(),
                 &self.node.to_string(),
                 &callers.to_string(),
+                &std::process::id().to_string(),
             ])
             .stdin(Stdio::null())
             .spawn()?;

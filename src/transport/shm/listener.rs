@@ -73,6 +73,24 @@ impl ShmListener {
                 });
             }
         }
+        // `sun_path` holds 108 bytes with the terminating NUL: say which
+        // path is too long and what to shorten, not the kernel's SUN_LEN.
+        const SUN_PATH_MAX: usize = 107;
+        let len = path.as_os_str().len();
+        if len > SUN_PATH_MAX {
+            return Err(ConnectError::Io {
+                op: "bind Unix socket",
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!(
+                        "the socket path {} is {len} bytes, more than the {SUN_PATH_MAX} a Unix \
+                         socket address holds: use a shorter session root ({}) or session name",
+                        path.display(),
+                        crate::shm::ROOT_ENV
+                    ),
+                ),
+            });
+        }
         let mut listener =
             mio::net::UnixListener::bind(&path).map_err(ConnectError::io("bind Unix socket"))?;
         // 0600 like every other file of the session (bind applies the umask).
