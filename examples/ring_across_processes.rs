@@ -35,7 +35,14 @@ fn frame_len(i: u64) -> usize {
 
 fn main() -> Result<()> {
     match std::env::args().nth(1).as_deref() {
-        Some("consumer") => consumer(&std::env::args().nth(2).ok_or("session name")?),
+        Some("consumer") => {
+            let arg = |i| {
+                std::env::args()
+                    .nth(i)
+                    .ok_or("usage: consumer <session> <parent pid>")
+            };
+            consumer(&arg(2)?, arg(3)?.parse()?)
+        }
         _ => producer(),
     }
 }
@@ -46,7 +53,7 @@ fn producer() -> Result<()> {
     let segment = create_ring_segment(&session, SEGMENT, CAPACITY)?;
     let mut producer = Ring::attach_producer(MappedStorage::from_segment(Arc::clone(&segment))?)?;
     let mut child = Command::new(std::env::current_exe()?)
-        .args(["consumer", &name])
+        .args(["consumer", &name, &std::process::id().to_string()])
         .spawn()?;
     let child_pid = child.id();
     let waiter =
@@ -106,13 +113,26 @@ fn process_running(pid: u32) -> bool {
         .is_some_and(|rest| !rest.starts_with('Z') && !rest.starts_with('X'))
 }
 
-fn consumer(session_name: &str) -> Result<()> {
+/// The child: reads every frame and checks it. `parent` is the producer's
+/// pid, passed by the producer itself, so a producer that died before the
+/// child ran is noticed (a parent read here would be init's). On every way
+/// out the child removes its own session files (and those of a dead
+/// producer; the session directory too once nobody of it lives).
+fn consumer(session_name: &str, parent: i32) -> Result<()> {
     let session = Session::open(session_name)?;
-    let segment = Segment::open_timeout(&session, SEGMENT, kind::RING, Duration::from_secs(10))?;
+    let result = consume(&session, parent);
+    let _ = session.remove_all();
+    result
+}
+
+fn consume(session: &Session, parent: i32) -> Result<()> {
+    let segment = Segment::open_timeout(session, SEGMENT, kind::RING, Duration::from_secs(10))?;
     let mut consumer = Ring::attach_consumer(MappedStorage::from_segment(Arc::new(segment))?)?;
-    let parent = rustix::process::getppid();
-    let waiter = Waiter::new(WaitStrategy::spin_park())
-        .with_liveness(move || rustix::process::getppid() == parent);
+    let waiter = Waiter::new(WaitStrategy::spin_park()).with_liveness(move || {
+        rustix::process::getppid()
+            .map(rustix::process::Pid::as_raw_nonzero)
+            .is_some_and(|p| p.get() == parent)
+    });
     for i in 0..FRAMES {
         let frame = consumer.peek_blocking(&waiter, Instant::now() + Duration::from_secs(10))?;
         let seq = u64::from_le_bytes(frame[..8].try_into()?);

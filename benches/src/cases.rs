@@ -271,7 +271,8 @@ impl CriterionEnv {
         let saved = super::harness::current_affinity();
         placement.pin_parent();
         if let Some(note) = &placement.note {
-            eprintln!("{tag} bench: {note}");
+            // A closed stderr loses the note, never the run.
+            let _ = writeln!(std::io::stderr(), "{tag} bench: {note}");
         }
         let session = Session::open(&format!("criterion-{tag}-{}", std::process::id()))?;
         let launcher = Launcher {
@@ -1203,7 +1204,7 @@ pub fn child_main<S: AsRef<str>>(words: &[S]) -> BenchResult<()> {
         // The parent could pin itself, so this should work too; if not, the
         // run goes on unpinned on this side rather than failing.
         if let Err(e) = pin_current_thread(cpu) {
-            eprintln!("bench child: {e}; running unpinned");
+            let _ = writeln!(std::io::stderr(), "bench child: {e}; running unpinned");
         }
     }
     match args.role.as_str() {

@@ -26,8 +26,8 @@ use shmwire::spec::TaskArg;
 use shmwire::transport::{LookupError, ShmOptions};
 use shmwire::wake::WaitStrategy;
 use shmwire::worker::{
-    ActorClass, ActorHandle, CoreWorker, CoreWorkerOptions, FunctionRegistry, ObjectRef, Worker,
-    WorkerEvent, WorkerOptions,
+    ActorClass, ActorHandle, CoreWorker, CoreWorkerOptions, FunctionRegistry, GetError, ObjectRef,
+    Worker, WorkerEvent, WorkerOptions,
 };
 
 /// The hidden subcommand that runs the actor worker.
@@ -187,43 +187,45 @@ pub fn run_worker(args: &WorkerArgs) -> DemoResult<()> {
         for event in worker.take_events() {
             match event {
                 WorkerEvent::Refused(e) => {
-                    eprintln!("demo worker: refused a caller: {}", crate::error_chain(&e))
+                    errln!("demo worker: refused a caller: {}", crate::error_chain(&e))
                 }
                 WorkerEvent::Connected { caller } => {
                     died.retain(|c| *c != caller);
-                    eprintln!("demo worker: caller {caller} connected")
+                    errln!("demo worker: caller {caller} connected")
                 }
                 WorkerEvent::Disconnected {
                     caller,
                     violation: Some(v),
                     ..
-                } => eprintln!("demo worker: caller {caller} cut off: {v}"),
+                } => errln!("demo worker: caller {caller} cut off: {v}"),
                 WorkerEvent::Disconnected {
                     caller, died: true, ..
                 } => {
                     if !died.contains(&caller) {
                         died.push(caller);
                     }
-                    eprintln!("demo worker: caller {caller} died")
+                    errln!("demo worker: caller {caller} died")
                 }
                 WorkerEvent::Disconnected {
                     caller,
                     died: false,
                     ..
-                } => eprintln!("demo worker: caller {caller} closed"),
+                } => errln!("demo worker: caller {caller} closed"),
             }
         }
         // After the events: what happened before a signal is reported.
+        // (`main` prints the error as `demo worker: …`.)
         if stop.is_set() {
-            eprintln!("demo worker: interrupted; exiting");
             return Err(INTERRUPTED.into());
         }
         if std::os::unix::process::parent_id() != parent {
-            eprintln!("demo worker: the driver (pid {parent}) died; exiting");
-            return Err("the driver died".into());
+            return Err(format!(
+                "the driver (pid {parent}) is no longer our parent: it died; exiting"
+            )
+            .into());
         }
     }
-    eprintln!(
+    errln!(
         "demo worker: served {} tasks\n{}",
         worker.tasks_executed(),
         worker.stats_string()
@@ -325,6 +327,30 @@ impl Drop for WorkerProcess {
     }
 }
 
+/// How often a `get` that waits looks at the interrupt flag: a signal
+/// stops the demo within this even while a call cannot finish (its worker
+/// stopped), instead of after the whole [`STEP_TIMEOUT`].
+const STOP_POLL: Duration = Duration::from_millis(100);
+
+/// `caller.get` of `r`, at most [`STEP_TIMEOUT`] (then its own timeout
+/// error, naming what it waited for), waited in slices of [`STOP_POLL`]
+/// between which a signal ends it as "interrupted".
+fn get_one(caller: &mut CoreWorker, r: &ObjectRef, stop: &Interrupt) -> DemoResult<Vec<Vec<u8>>> {
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let slice = left.min(STOP_POLL);
+        match caller.get(std::slice::from_ref(r), slice) {
+            Err(GetError::TimedOut { .. }) if slice < left => {
+                if stop.is_set() {
+                    return Err(INTERRUPTED.into());
+                }
+            }
+            got => return Ok(got?),
+        }
+    }
+}
+
 /// Latency percentiles of one phase.
 fn percentiles(rtts: &mut [Duration]) -> (Duration, Duration, Duration) {
     rtts.sort_unstable();
@@ -360,7 +386,7 @@ fn run_caller(
         }
         let t = Instant::now();
         let r = caller.submit_actor_task(actor, "add", vec![i64_arg(x)])?;
-        let v = caller.get(std::slice::from_ref(&r), STEP_TIMEOUT)?;
+        let v = get_one(caller, &r, stop)?;
         rtts.push(t.elapsed());
         total += x;
         let got = as_i64(&v[0])?;
@@ -390,7 +416,7 @@ fn run_caller(
             next += 1;
         }
         let (x, r) = in_flight.pop_front().expect("a call in flight");
-        let v = caller.get(std::slice::from_ref(&r), STEP_TIMEOUT)?;
+        let v = get_one(caller, &r, stop)?;
         total += x;
         let got = as_i64(&v[0])?;
         if got != total {
@@ -532,7 +558,7 @@ fn run_demo(args: &DemoArgs, stop: &Interrupt) -> DemoResult<()> {
         );
         total = run_caller(&mut caller, &handle, args, stop, total)?;
         let r = caller.submit_actor_task(&handle, "get", vec![])?;
-        let got = as_i64(&caller.get(std::slice::from_ref(&r), STEP_TIMEOUT)?[0])?;
+        let got = as_i64(&get_one(&mut caller, &r, stop)?[0])?;
         if got != total {
             return Err(format!("Counter.get() answered {got}, expected {total}").into());
         }
@@ -542,7 +568,7 @@ fn run_demo(args: &DemoArgs, stop: &Interrupt) -> DemoResult<()> {
             // call), and only then: a caller that lost its connection and
             // came back is still served.
             let r = caller.terminate_actor(&handle)?;
-            caller.get(std::slice::from_ref(&r), STEP_TIMEOUT)?;
+            get_one(&mut caller, &r, stop)?;
             outln!("terminated actor {}", handle.actor_id());
         }
         // Dropping the caller closes its connection in order.

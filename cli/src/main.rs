@@ -229,7 +229,7 @@ fn run_bench(args: BenchArgs) -> CliResult {
             let path = dir.join(format!("{}.svg", mode.name));
             bench::plot::write_cdf(&report, &path)
                 .map_err(|e| format!("writing {}: {e}", path.display()))?;
-            eprintln!("wrote {}", path.display());
+            errln!("wrote {}", path.display());
         }
         if args.json {
             docs.push(bench::to_json(&report));
@@ -289,10 +289,7 @@ fn print_cleanup(name: &str, r: &shm::CleanupReport) -> Result<bool, out::Stdout
     }
     outln!("{line}");
     for e in &r.errors {
-        eprintln!(
-            "shmwire: session {name}: {}",
-            shmwire::terminal_safe(&e.to_string())
-        );
+        errln!("shmwire: session {name}: {e}");
     }
     Ok(!r.errors.is_empty())
 }
@@ -380,10 +377,7 @@ fn main() -> ExitCode {
         // The reader of stdout closed it: a normal end (see `out`).
         Err(e) if out::is_closed(e.as_ref()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!(
-                "{who}: {}",
-                shmwire::terminal_safe(&error_chain(e.as_ref()))
-            );
+            errln!("{who}: {}", error_chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }

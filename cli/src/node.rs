@@ -45,13 +45,13 @@ fn print_tick(
     }
     let now: BTreeSet<String> = c.errors.iter().cloned().collect();
     for e in now.difference(errors) {
-        eprintln!(
+        errln!(
             "shmwire node: cleanup: {} (said once while it lasts)",
             shmwire::terminal_safe(&e.to_string())
         );
     }
     if now.is_empty() && !errors.is_empty() {
-        eprintln!("shmwire node: cleanup: no errors any more");
+        errln!("shmwire node: cleanup: no errors any more");
     }
     *errors = now;
     Ok(())

@@ -10,6 +10,10 @@
 //! which prints from its rounds, stops as on SIGTERM.
 //! (`SIGPIPE` is not reset to its default action: the library's Unix
 //! sockets would then kill a worker whose peer hangs up.)
+//!
+//! Diagnostics go to stderr through [`errln!`], which never fails: a
+//! reader that closes stderr early (`shmwire demo 2>&1 >out | head -1`)
+//! loses the rest of them, and the run goes on (`eprintln!` would panic).
 
 use std::fmt;
 use std::io::{self, Write};
@@ -53,6 +57,16 @@ pub fn write(args: fmt::Arguments<'_>, end: &str) -> Result<(), StdoutError> {
         })
 }
 
+/// Writes `args` and a newline to stderr, control characters other than
+/// newlines and tabs escaped; a failed write (a closed stderr) is ignored.
+pub fn write_err(args: fmt::Arguments<'_>) {
+    let text = args.to_string();
+    let mut e = io::stderr().lock();
+    let _ = e
+        .write_all(shmwire::terminal_safe(&text).as_bytes())
+        .and_then(|()| e.write_all(b"\n"));
+}
+
 /// Whether `e` (as a subcommand returned it) is a closed stdout.
 pub fn is_closed(e: &(dyn std::error::Error + 'static)) -> bool {
     matches!(e.downcast_ref::<StdoutError>(), Some(StdoutError::Closed))
@@ -73,5 +87,13 @@ macro_rules! outln {
 macro_rules! out {
     ($($arg:tt)*) => {
         $crate::out::write(format_args!($($arg)*), "")?
+    };
+}
+
+/// `eprintln!` that never panics: a closed stderr loses the line
+/// ([`write_err`]).
+macro_rules! errln {
+    ($($arg:tt)*) => {
+        $crate::out::write_err(format_args!($($arg)*))
     };
 }

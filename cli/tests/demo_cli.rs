@@ -304,10 +304,7 @@ fn a_scribbled_ring_header_is_reported_as_corruption_by_both_sides() {
     use std::time::Duration;
     let _watchdog =
         proc_support::watchdog("a_scribbled_ring_header_is_reported_as_corruption_by_both_sides");
-    let scratch = proc_support::scratch("cr", "scribble");
-    let root = scratch.path().join("root");
-    std::fs::create_dir(&root).unwrap();
-    std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let (_scratch, root) = private_root("cr", "scribble");
     let r = |salt| random_u64(salt).to_le_bytes();
     // A random word that is not a valid flag (0 or 1) in either half.
     let bad_word = |salt| {
@@ -543,6 +540,16 @@ impl ShmDemo {
     }
 }
 
+/// A private (0700) session root in a scratch directory of its own; the
+/// directory goes when the guard drops.
+fn private_root(tag: &str, test: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let scratch = proc_support::scratch(tag, test);
+    let root = scratch.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    (scratch, root)
+}
+
 /// The demo's last error line (`shmwire: …`; the driver's, which ends the
 /// run), or "" if none.
 fn last_error(err: &str) -> &str {
@@ -608,10 +615,7 @@ fn scribbled_request_frames_cut_the_caller_off_and_nobody_dies() {
     use std::time::Duration;
     let _watchdog =
         proc_support::watchdog("scribbled_request_frames_cut_the_caller_off_and_nobody_dies");
-    let scratch = proc_support::scratch("cr", "frames");
-    let root = scratch.path().join("root");
-    std::fs::create_dir(&root).unwrap();
-    std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let (_scratch, root) = private_root("cr", "frames");
     let mut demo = ShmDemo::start(&root, &["--tasks", "200000"]);
     std::thread::sleep(Duration::from_millis(30));
     let f = demo.ring("c2s");
@@ -780,10 +784,7 @@ fn a_replayed_reply_is_named_when_get_times_out() {
     use std::os::unix::fs::FileExt;
     use std::time::Duration;
     let _watchdog = proc_support::watchdog("a_replayed_reply_is_named_when_get_times_out");
-    let scratch = proc_support::scratch("cr", "replay");
-    let root = scratch.path().join("root");
-    std::fs::create_dir(&root).unwrap();
-    std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let (_scratch, root) = private_root("cr", "replay");
     // The sync phase first (one reply at a time), then the pipelined one.
     let mut demo = ShmDemo::start(&root, &["--tasks", "400000"]);
     let f = demo.ring("s2c");
@@ -912,10 +913,7 @@ fn a_stopped_shm_worker_behind_a_full_ring_fails_after_one_send_timeout() {
     let _watchdog = proc_support::watchdog(
         "a_stopped_shm_worker_behind_a_full_ring_fails_after_one_send_timeout",
     );
-    let scratch = proc_support::scratch("cs", "stop");
-    let root = scratch.path().join("root");
-    std::fs::create_dir(&root).unwrap();
-    std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let (_scratch, root) = private_root("cs", "stop");
     let mut demo = ShmDemo::start(&root, &["--tasks", "300000", "--window", "2000"]);
     // Phase 2 (the window) starts after this line.
     demo.wait_for("one at a time");
@@ -961,10 +959,7 @@ fn a_stopped_shm_worker_behind_a_full_ring_fails_after_one_send_timeout() {
 fn a_caller_reconnecting_to_a_resumed_worker_is_served() {
     use std::time::Duration;
     let _watchdog = proc_support::watchdog("a_caller_reconnecting_to_a_resumed_worker_is_served");
-    let scratch = proc_support::scratch("rc", "resume");
-    let root = scratch.path().join("root");
-    std::fs::create_dir(&root).unwrap();
-    std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let (_scratch, root) = private_root("rc", "resume");
     for retries in ["2", "0"] {
         let mut demo = ShmDemo::start_over(
             &root,
@@ -1022,10 +1017,7 @@ fn a_caller_reconnecting_to_a_resumed_worker_is_served() {
 #[test]
 fn a_demo_worker_whose_driver_died_before_it_started_exits() {
     use std::time::{Duration, Instant};
-    let scratch = proc_support::scratch("or", "orphan");
-    let root = scratch.path().join("root");
-    std::fs::create_dir(&root).unwrap();
-    std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let (scratch, root) = private_root("or", "orphan");
     let log = scratch.path().join("worker.log");
     // `$$` is the shell: the worker's driver, gone once `echo` ran.
     let script = format!(
@@ -1076,4 +1068,72 @@ fn a_root_too_long_for_a_unix_socket_is_named() {
     );
     assert!(err.contains(&*root.to_string_lossy()), "{err}");
     assert!(!root.exists(), "the demo left the root it made: {err}");
+}
+
+/// Input (a fresh attack, 2026-12-02): the reader of the demo's stderr
+/// closes it early (`shmwire demo 2>&1 >out | head -1`). Every diagnostic
+/// line was an `eprintln!`, which panics on `EPIPE`: the worker died on its
+/// next line and the driver exited 101. Lines to a closed stderr are now
+/// lost and the run goes on: status 0, every reply checked.
+#[test]
+fn a_closed_stderr_loses_lines_not_the_run() {
+    use std::io::BufRead;
+    let scratch = proc_support::scratch("se", "stderr");
+    let root = scratch.path().join("root");
+    let out = scratch.path().join("stdout");
+    let child = Command::new(env!("CARGO_BIN_EXE_shmwire"))
+        .args(["demo", "--tasks", "3000"])
+        .env("SHMWIRE_ROOT", &root)
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the demo");
+    let mut child = proc_support::Kid(child);
+    // One line (the worker's first), then the reader goes.
+    let mut line = String::new();
+    let mut err = std::io::BufReader::new(child.0.stderr.take().unwrap());
+    assert!(err.read_line(&mut line).unwrap() > 0, "no stderr line");
+    drop(err);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(st) = child.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(std::time::Instant::now() < deadline, "the demo did not end");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let stdout = std::fs::read_to_string(&out).unwrap();
+    assert!(status.success(), "{status} (first line {line:?})\n{stdout}");
+    assert!(stdout.contains("ok: every reply arrived once"), "{stdout}");
+    assert!(!session_dir(&stdout).exists(), "session left");
+}
+
+/// Input (the same attack): SIGINT (or SIGTERM) to the driver while its
+/// worker is stopped. The driver's `get` waited out its whole 20 s timeout
+/// before it looked at the signal. It now waits in slices of 100 ms and
+/// stops within one: "interrupted", the stopped worker killed, the session
+/// removed.
+#[test]
+fn a_signal_stops_the_demo_while_its_worker_is_stopped() {
+    use std::time::{Duration, Instant};
+    let _watchdog = proc_support::watchdog("a_signal_stops_the_demo_while_its_worker_is_stopped");
+    let (_scratch, root) = private_root("si", "stopped");
+    for sig in ["-INT", "-TERM"] {
+        let demo = ShmDemo::start(&root, &["--tasks", "2000000"]);
+        let worker = demo.worker_pid();
+        signal(worker, "-STOP");
+        std::thread::sleep(Duration::from_millis(200));
+        let t = Instant::now();
+        signal(demo.child.pid(), sig);
+        let (status, stdout, err) = demo.finish();
+        let took = t.elapsed();
+        signal(worker, "-CONT");
+        let ctx = format!("{sig} after {took:?}: {status}\nstdout:\n{stdout}\nstderr:\n{err}");
+        assert_eq!(status.code(), Some(1), "{ctx}");
+        assert!(last_error(&err).contains("interrupted"), "{ctx}");
+        // A slice (100 ms), the worker's grace (1 s) and its kill, with
+        // room for a loaded machine; it was 21 s.
+        assert!(took < Duration::from_secs(6), "{ctx}");
+        assert!(!session_dir(&stdout).exists(), "{ctx}: session left");
+    }
 }

@@ -28,28 +28,12 @@ pub fn maybe_serve(registry: impl FnOnce() -> FunctionRegistry) {
     }
     let run = || -> Result<()> {
         let session = Session::open(&args[2])?;
-        let id: WorkerId = args[3].parse()?;
-        let node: NodeId = args[4].parse()?;
-        let callers: u64 = args[5].parse()?;
-        let driver: u32 = args[6].parse()?;
-        let mut worker =
-            Worker::bind(&session, WorkerOptions::new(id, node), Arc::new(registry()))?;
-        // Done when the callers are; a driver that died (we were
-        // reparented; however early: it passed its own pid) never connects
-        // or closes, so waiting on would keep its session for nobody.
-        let mut orphaned = false;
-        worker.run_until(TIMEOUT, |w| {
-            orphaned = std::os::unix::process::parent_id() != driver;
-            orphaned || (w.connections_accepted() >= callers && w.num_connections() == 0)
-        })?;
-        if orphaned {
-            // What the dead driver left goes with our own files (the
-            // session directory too, once no worker of it lives).
-            drop(worker);
-            let _ = session.remove_all();
-            return Err(format!("the driver (pid {driver}) died").into());
-        }
-        Ok(())
+        let served = serve(&session, &args, registry);
+        // On every way out our own files go (and what a dead driver left;
+        // the session directory too once no process of it lives): a driver
+        // killed mid-run cannot remove them for us.
+        let _ = session.remove_all();
+        served
     };
     std::process::exit(match run() {
         Ok(()) => 0,
@@ -58,6 +42,31 @@ pub fn maybe_serve(registry: impl FnOnce() -> FunctionRegistry) {
             1
         }
     });
+}
+
+/// Serves as `args` say until the callers are done or the driver died.
+fn serve(
+    session: &Session,
+    args: &[String],
+    registry: impl FnOnce() -> FunctionRegistry,
+) -> Result<()> {
+    let id: WorkerId = args[3].parse()?;
+    let node: NodeId = args[4].parse()?;
+    let callers: u64 = args[5].parse()?;
+    let driver: u32 = args[6].parse()?;
+    let mut worker = Worker::bind(session, WorkerOptions::new(id, node), Arc::new(registry()))?;
+    // Done when the callers are; a driver that died (we were
+    // reparented; however early: it passed its own pid) never connects
+    // or closes, so waiting on would keep its session for nobody.
+    let mut orphaned = false;
+    worker.run_until(TIMEOUT, |w| {
+        orphaned = std::os::unix::process::parent_id() != driver;
+        orphaned || (w.connections_accepted() >= callers && w.num_connections() == 0)
+    })?;
+    if orphaned {
+        return Err(format!("the driver (pid {driver}) died").into());
+    }
+    Ok(())
 }
 
 /// The driver's session and its worker processes.
