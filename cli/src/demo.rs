@@ -199,12 +199,21 @@ pub fn run_worker(args: &WorkerArgs) -> DemoResult<()> {
                     ..
                 } => errln!("demo worker: caller {caller} cut off: {v}"),
                 WorkerEvent::Disconnected {
-                    caller, died: true, ..
+                    caller,
+                    died: true,
+                    stopped_answering,
+                    ..
                 } => {
                     if !died.contains(&caller) {
                         died.push(caller);
                     }
-                    errln!("demo worker: caller {caller} died")
+                    match stopped_answering {
+                        Some(silent) => errln!(
+                            "demo worker: caller {caller} died or stopped answering (silent for {:.1} s)",
+                            silent.as_secs_f64()
+                        ),
+                        None => errln!("demo worker: caller {caller} died"),
+                    }
                 }
                 WorkerEvent::Disconnected {
                     caller,

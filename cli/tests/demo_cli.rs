@@ -1137,3 +1137,33 @@ fn a_signal_stops_the_demo_while_its_worker_is_stopped() {
         assert!(!session_dir(&stdout).exists(), "{ctx}: session left");
     }
 }
+
+/// Input (the second attack of 2026-12-02): the driver stopped (`SIGSTOP`)
+/// over TCP past the 5 s liveness bound. The worker declared its caller
+/// dead and said "caller … died" of a process that was only stopped; it
+/// now says what it knows — "died or stopped answering (silent for 5.x s)",
+/// as the caller's side does. The run then ends either way clearly: "ok",
+/// or the calls lost with the connection failing as "unavailable".
+#[test]
+fn a_stopped_tcp_caller_is_reported_as_stopped_answering() {
+    use std::time::Duration;
+    let _watchdog = proc_support::watchdog("a_stopped_tcp_caller_is_reported_as_stopped_answering");
+    let (_scratch, root) = private_root("sc", "caller");
+    let mut demo = ShmDemo::start_over(&root, "tcp", &["--tasks", "30000", "--window", "2000"]);
+    demo.wait_for("one at a time");
+    let driver = demo.child.pid();
+    signal(driver, "-STOP");
+    std::thread::sleep(Duration::from_millis(6_500));
+    signal(driver, "-CONT");
+    let (status, stdout, err) = demo.finish();
+    let ctx = format!("{status}\nstdout:\n{stdout}\nstderr:\n{err}");
+    assert!(
+        err.lines().any(|l| l.starts_with("demo worker: caller ")
+            && l.contains(" died or stopped answering (silent for ")),
+        "{ctx}"
+    );
+    if !status.success() {
+        assert!(last_error(&err).contains(" unavailable for task "), "{ctx}");
+    }
+    assert!(!session_dir(&stdout).exists(), "{ctx}: session left");
+}

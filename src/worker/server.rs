@@ -410,6 +410,11 @@ pub enum WorkerEvent {
         /// ring, broken framing; see `RecvError::violation`): the
         /// connection was dropped, the caller did not die.
         violation: Option<String>,
+        /// Set when the connection was declared dead because the caller
+        /// answered no heartbeat for this long (TCP's liveness bound): it
+        /// died *or stopped answering* — a stopped process looks the same
+        /// (`RecvError::stopped_answering`).
+        stopped_answering: Option<Duration>,
     },
 }
 
@@ -734,6 +739,7 @@ impl Worker {
                                 caller,
                                 died: false,
                                 violation: Some(violation),
+                                stopped_answering: None,
                             });
                         }
                         self.dead.push(key);
@@ -754,6 +760,7 @@ impl Worker {
                             caller,
                             died,
                             violation,
+                            stopped_answering: e.stopped_answering(),
                         });
                     }
                     self.dead.push(key);
@@ -810,6 +817,7 @@ impl Worker {
                                 caller,
                                 died: violation.is_none(),
                                 violation,
+                                stopped_answering: e.stopped_answering(),
                             });
                             if self.events.len() > MAX_EVENTS {
                                 self.events.pop_front();
