@@ -2441,3 +2441,62 @@ fn the_last_pass_spares_a_replaced_directory_and_young_user_files() {
     let lines = node.lines.lock().unwrap().join("\n");
     assert!(lines.contains("notes.txt"), "{lines}");
 }
+
+/// Input (a fresh attack, 2026-12-02): a copy of a live node's directory
+/// entry written under another worker's name, its `pid=` changed. The
+/// entry's `worker_id` was trusted over its file's name: the copy, whose
+/// lock nobody holds, was taken for the node's own entry and the node
+/// announced "worker <its own id> (shmwire-node) (pid 77777) died". An
+/// entry is now read only under its own worker's name (else unreadable,
+/// with the cause): no death is announced, the dead copy is removed, the
+/// node's own entry stays.
+#[test]
+fn a_forged_entry_under_another_name_announces_no_death() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog = proc_support::watchdog("a_forged_entry_under_another_name_announces_no_death");
+    let scratch = proc_support::scratch("fe", "forged");
+    let root = scratch.path().join("root");
+    let node = start_node(&root, "forge");
+    let dir = root.join("forge");
+    let own = names(&dir)
+        .into_iter()
+        .find(|n| n.starts_with(".w-") && n.ends_with(".entry"))
+        .expect("the node's entry");
+    let text = std::fs::read_to_string(dir.join(&own)).unwrap();
+    let forged_text: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("pid=") {
+                "pid=77777\n".to_string()
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    // A round reads the entries, then runs the cleanup pass; a copy that
+    // appears during the pass is removed unread. Twenty copies, each under
+    // a new name, each removed within the node's rounds (every 100 ms)
+    // before the next: most are read first.
+    for n in 0..20u8 {
+        let forged = format!(".w-{}.entry", worker_id(0x60 + n));
+        std::fs::write(dir.join(&forged), &forged_text).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while dir.join(&forged).exists() {
+            assert!(
+                Instant::now() < deadline,
+                "the forged entry was never removed"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let lines = node.lines.lock().unwrap().clone();
+    assert!(
+        !lines.iter().any(|l| l.contains(" died")),
+        "a death was announced: {lines:#?}"
+    );
+    assert!(dir.join(&own).exists(), "the node's own entry went");
+    drop(node);
+}

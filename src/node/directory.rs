@@ -427,8 +427,9 @@ pub const MAX_ENTRY_BYTES: u64 = 64 * 1024;
 /// [`MAX_ENTRY_BYTES`]: a larger file (a same-user process can grow one to
 /// any size) is not an entry — it costs neither memory nor time beyond
 /// that bound. The error is the cause, for `inspect` and
-/// [`LookupError::Unreadable`]: the read error, too long, not UTF-8, or
-/// [`Endpoint::parse`]'s reason.
+/// [`LookupError::Unreadable`]: the read error, too long, not UTF-8,
+/// [`Endpoint::parse`]'s reason, or a `worker_id` other than the one the
+/// file is named for.
 fn read_entry(path: &Path) -> Result<Endpoint, String> {
     let bytes = crate::sys::fs::read_small_regular(path, MAX_ENTRY_BYTES)
         .map_err(|e| format!("read: {e}"))?;
@@ -437,7 +438,23 @@ fn read_entry(path: &Path) -> Result<Endpoint, String> {
     }
     let text = String::from_utf8(bytes)
         .map_err(|e| format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))?;
-    Endpoint::parse(&text)
+    let endpoint = Endpoint::parse(&text)?;
+    // Read only under its own worker's name: a copied or forged entry
+    // would otherwise report the named worker's death, or point at
+    // another worker's sockets.
+    let named = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix(ENTRY_PREFIX))
+        .and_then(|n| n.strip_suffix(ENTRY_SUFFIX));
+    let own = endpoint.worker_id.to_string();
+    if named != Some(own.as_str()) {
+        return Err(format!(
+            "names worker {own}, but its file is named for {}",
+            named.map_or_else(|| "no worker".to_owned(), |n| format!("worker {n}"))
+        ));
+    }
+    Ok(endpoint)
 }
 
 /// Why the entry name `path` could not be probed: what it is if not a
@@ -484,6 +501,24 @@ mod entry_bound_tests {
         assert!(read_entry(&path).unwrap_err().starts_with("not UTF-8"));
         let e = Endpoint::new(WorkerId::from_array([3; 28]));
         fs::write(&path, e.encode()).unwrap();
-        assert_eq!(read_entry(&path), Ok(e));
+        // A valid entry is read only under its own worker's name.
+        let err = read_entry(&path).unwrap_err();
+        assert!(err.contains("its file is named for no worker"), "{err}");
+        let own = dir
+            .path()
+            .join(format!("{ENTRY_PREFIX}{}{ENTRY_SUFFIX}", e.worker_id));
+        fs::write(&own, e.encode()).unwrap();
+        assert_eq!(read_entry(&own), Ok(e.clone()));
+        // Copied under another worker's name: refused.
+        let other = WorkerId::from_array([4; 28]);
+        let forged = dir
+            .path()
+            .join(format!("{ENTRY_PREFIX}{other}{ENTRY_SUFFIX}"));
+        fs::write(&forged, e.encode()).unwrap();
+        let err = read_entry(&forged).unwrap_err();
+        assert!(
+            err.contains(&format!("but its file is named for worker {other}")),
+            "{err}"
+        );
     }
 }
