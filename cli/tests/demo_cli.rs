@@ -728,12 +728,15 @@ fn replies_naming_another_object_or_size_are_refused() {
         let (mut cycles, mut hit) = (0, 0);
         // The driver stopped, the replies the worker wrote meanwhile wait in
         // the ring; in each one of the model's length whose return id begins
-        // with its task id (the layout found), the field is changed.
+        // with its task id (the layout found), the field is changed — but
+        // not in the first: the driver may have been stopped while copying
+        // it out (its tail not yet published), and a change there would go
+        // unseen (a CI run once changed only that one).
         while hit == 0 && cycles < 40 && demo.running() {
             cycles += 1;
             signal(driver, "-STOP");
             std::thread::sleep(Duration::from_millis(40));
-            for (off, len) in waiting_frames(&f) {
+            for (off, len) in waiting_frames(&f).into_iter().skip(1) {
                 let (mut task, mut object) = ([0u8; 24], [0u8; 24]);
                 if len != model_len
                     || f.read_exact_at(&mut task, off + task_at).is_err()
