@@ -221,6 +221,14 @@ pub fn run_worker(args: &WorkerArgs) -> DemoResult<()> {
                     died: false,
                     ..
                 } => errln!("demo worker: caller {caller} closed"),
+                WorkerEvent::Restored(r) => errln!(
+                    "demo worker: removed or replaced under it, put back: {}",
+                    r.describe()
+                ),
+                WorkerEvent::RestoreFailed(why) => errln!(
+                    "demo worker: a file it keeps in its session is missing and could not be \
+                     put back (trying again every second): {why}"
+                ),
             }
         }
         // After the events: what happened before a signal is reported.

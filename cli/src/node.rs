@@ -34,6 +34,12 @@ fn print_tick(
             d.pid
         );
     }
+    if r.restored.any() {
+        errln!(
+            "shmwire node: removed or replaced under it, put back: {}",
+            r.restored.describe()
+        );
+    }
     let c = &r.cleanup;
     if r.removed_anything() {
         outln!(

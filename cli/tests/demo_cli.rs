@@ -732,7 +732,11 @@ fn replies_naming_another_object_or_size_are_refused() {
         // not in the first: the driver may have been stopped while copying
         // it out (its tail not yet published), and a change there would go
         // unseen (a CI run once changed only that one).
-        while hit == 0 && cycles < 40 && demo.running() {
+        // Bounded by the demo's end: while it calls one at a time only one
+        // reply waits (the first, skipped), so the stops must last into
+        // its pipelined part however slow the stopped sync part was (40
+        // stops did not always reach it).
+        while hit == 0 && cycles < 400 && demo.running() {
             cycles += 1;
             signal(driver, "-STOP");
             std::thread::sleep(Duration::from_millis(40));
@@ -763,7 +767,9 @@ fn replies_naming_another_object_or_size_are_refused() {
         );
         assert!(hit > 0, "no reply of the model's shape found: {ctx}");
         assert!(err.contains("invalid reply to task "), "{ctx}");
-        assert!(!err.contains("died"), "{ctx}");
+        // The driver lived to say how it ended (its worker may see the
+        // connection the driver dropped as a hang-up: "caller … died").
+        assert!(status.code().is_some(), "{ctx}");
         if status.success() {
             assert!(stdout.contains("ok: every reply arrived once"), "{ctx}");
         } else {

@@ -962,8 +962,26 @@ fn a_live_worker_without_its_statistics_area_is_shown() {
         .into_iter()
         .find(|n| n.starts_with("stats-"))
         .expect("w3's area");
-    fs::remove_file(root.join("na").join(&area)).unwrap();
-    let doc = inspect_json(&root, "na");
+    // The worker makes its area again within a second
+    // (`removed_or_replaced_session_files_of_live_processes_are_put_back`):
+    // removed again if that happened before `inspect` looked.
+    let mut tries = 0;
+    let (doc, text) = loop {
+        let _ = fs::remove_file(root.join("na").join(&area));
+        let doc = inspect_json(&root, "na");
+        let (ok, text, err) = shmwire(&root, &["inspect", "--session", "na"]);
+        assert!(ok, "{err}");
+        if worker_json(&doc, "w3").unwrap()["stats_updated_unix_ms"].is_null()
+            && text.contains("no statistics area:")
+        {
+            break (doc, text);
+        }
+        tries += 1;
+        assert!(
+            tries < 10,
+            "the area kept coming back before inspect: {doc:#}"
+        );
+    };
     check_schema(&doc);
     let w3 = worker_json(&doc, "w3").unwrap();
     assert_eq!(w3["live"], true, "{w3}");
@@ -973,8 +991,6 @@ fn a_live_worker_without_its_statistics_area_is_shown() {
         e.starts_with("no statistics area:") && e.contains(&area) && e.contains("missing"),
         "{w3}"
     );
-    let (ok, text, err) = shmwire(&root, &["inspect", "--session", "na"]);
-    assert!(ok, "{err}");
     assert!(text.contains(&format!("    {e}")), "{text}");
     drop(_w3);
 
@@ -2499,4 +2515,212 @@ fn a_forged_entry_under_another_name_announces_no_death() {
     );
     assert!(dir.join(&own).exists(), "the node's own entry went");
     drop(node);
+}
+
+/// Replaces `path` by a regular file of junk, renamed over it (as a stray
+/// tool writing atomically would).
+fn rename_junk_over(path: &Path) {
+    let tmp = path.with_extension("junk-tmp");
+    fs::write(&tmp, b"not yours\n").unwrap();
+    fs::rename(&tmp, path).unwrap();
+}
+
+/// Retries `f` every 50 ms until it succeeds, at most `within`; the last
+/// error otherwise.
+fn within<T>(within: Duration, mut f: impl FnMut() -> Result<T, String>) -> Result<T, String> {
+    let deadline = Instant::now() + within;
+    loop {
+        match f() {
+            Ok(v) => return Ok(v),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+/// A live worker's, the store's and the node's files removed or replaced
+/// under them — the process locks (without them every cleanup pass takes
+/// the process for dead and removes its socket and area), the Unix sockets
+/// new callers connect to, the directory entries they are found by (a file
+/// renamed over an entry is unlocked: readers took the worker for dead and
+/// removed it), the statistics areas, the session token — are put back
+/// within the check interval (1 s; the node's every round) and stay back:
+/// new callers reach the worker and the store, the node is found by name,
+/// `inspect` shows the areas, the token is the live processes', the node
+/// lock is held (a second node is refused). Connected
+/// callers never noticed.
+#[test]
+fn removed_or_replaced_session_files_of_live_processes_are_put_back() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog =
+        proc_support::watchdog("removed_or_replaced_session_files_of_live_processes_are_put_back");
+    let scratch = proc_support::scratch("swn", "restore");
+    let root = scratch.path().join("root");
+    let mut node = start_node(&root, "rs");
+    let mut w = spawn_worker(&root, "rs", 3);
+    let session = Session::open_in(&root, "rs").unwrap();
+    let sdir = session.dir().to_owned();
+    let token = fs::read(sdir.join(".token")).unwrap();
+    let dir = shmwire::node::Directory::for_session(&session).unwrap();
+    let new_driver = || {
+        CoreWorker::new(&session, CoreWorkerOptions::new(NodeId::from_random()))
+            .map_err(|e| e.to_string())
+    };
+    // A caller connected before any loss, kept throughout.
+    let mut kept = new_driver().unwrap();
+    assert_eq!(square(&mut kept, 3, 4).unwrap(), 16);
+    let store_kept = StoreClient::connect(&session, DEFAULT_STORE_NAME).unwrap();
+    let entry_of = |id: &WorkerId| sdir.join(format!(".w-{id}.entry"));
+    let reach_worker = |x: i64| {
+        within(Duration::from_secs(5), || {
+            let mut d = new_driver()?;
+            square(&mut d, 3, x)
+        })
+    };
+    let reach_store = |n: u8| {
+        within(Duration::from_secs(5), || {
+            let s =
+                StoreClient::connect(&session, DEFAULT_STORE_NAME).map_err(|e| e.to_string())?;
+            s.put(ObjectId::from_array([n; 28]), &[n; 64], b"")
+                .map_err(|e| e.to_string())
+        })
+    };
+    let lookup_name = |name: &str| {
+        within(Duration::from_secs(5), || {
+            dir.lookup_name(name).map_err(|e| e.to_string())
+        })
+    };
+    // The files of process `pid` named after it: its lock and its area.
+    let owned = |pid: u32| -> Vec<std::path::PathBuf> {
+        names(&sdir)
+            .into_iter()
+            .filter(|n| {
+                (n.starts_with(&format!("proc-{pid}-")) && n.ends_with(".lock"))
+                    || n.starts_with(&format!("stats-{pid}-"))
+            })
+            .map(|n| sdir.join(n))
+            .collect()
+    };
+    let areas_shown = || {
+        within(Duration::from_secs(5), || {
+            let doc = inspect_json(&root, "rs");
+            let w3 = worker_json(&doc, "w3").cloned().unwrap_or_default();
+            let store = &doc["sessions"][0]["store"];
+            if w3["stats_updated_unix_ms"].is_u64() && store["objects"].is_u64() {
+                Ok(())
+            } else {
+                Err(format!("{doc:#}"))
+            }
+        })
+    };
+    areas_shown().unwrap();
+    let (node_pid, w_pid) = (node.kid.pid(), w.pid());
+    for (round, replace) in [(1, false), (2, true)] {
+        let lose = |p: &Path| {
+            if replace {
+                rename_junk_over(p)
+            } else {
+                fs::remove_file(p).unwrap()
+            }
+        };
+        let ep = dir.lookup(&worker_id(3)).unwrap();
+        let st = lookup_name(DEFAULT_STORE_NAME).unwrap();
+        let n = lookup_name("shmwire-node").unwrap();
+        let mine = [owned(w_pid), owned(node_pid)].concat();
+        assert_eq!(mine.len(), 4, "two locks and two areas: {mine:?}");
+        for p in &mine {
+            lose(p);
+        }
+        lose(ep.unix_socket.as_deref().unwrap());
+        lose(&entry_of(&worker_id(3)));
+        lose(st.unix_socket.as_deref().unwrap());
+        lose(&entry_of(&st.worker_id));
+        lose(&entry_of(&n.worker_id));
+        lose(&sdir.join(".token"));
+        lose(&sdir.join(".node.lock"));
+        let x = 10 + round;
+        assert_eq!(reach_worker(x), Ok(x * x), "round {round}: worker");
+        reach_store(round as u8).unwrap_or_else(|e| panic!("round {round}: store: {e}"));
+        let again = lookup_name("shmwire-node").unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_eq!(again.worker_id, n.worker_id);
+        areas_shown().unwrap_or_else(|e| panic!("round {round}: areas: {e}"));
+        // And they stay: the cleanup passes see live owners again.
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(
+            fs::read(sdir.join(".token")).unwrap(),
+            token,
+            "round {round}"
+        );
+        assert_eq!(
+            owned(w_pid).len() + owned(node_pid).len(),
+            4,
+            "round {round}"
+        );
+        assert!(ep.unix_socket.as_deref().unwrap().exists(), "round {round}");
+        // The node holds the session's node lock again: a second node is
+        // refused.
+        let (ok, out, err) = shmwire(
+            &root,
+            &["node", "--session", "rs", "--store-capacity", "1M"],
+        );
+        assert!(!ok, "round {round}: a second node started: {out}{err}");
+        assert!(
+            err.contains("another node runs in session rs"),
+            "round {round}: {err}"
+        );
+        assert_eq!(reach_worker(x + 1), Ok((x + 1) * (x + 1)), "round {round}");
+        reach_store(10 + round as u8).unwrap_or_else(|e| panic!("round {round}: store: {e}"));
+        // Connected callers were not disturbed.
+        assert_eq!(square(&mut kept, 3, 5).unwrap(), 25);
+        store_kept
+            .put(ObjectId::from_array([100 + round as u8; 28]), &[1; 8], b"")
+            .unwrap();
+    }
+    // The node said so; the node is healthy; nothing was taken for dead.
+    assert!(
+        http_get(&node.addr, "/health").starts_with("HTTP/1.0 200"),
+        "health after the restores"
+    );
+    // A store socket that cannot be bound again (a non-empty directory
+    // under its path): `/health` names the store and why, until the path
+    // is free; then the store is reachable again and healthy.
+    let st = dir.lookup_name(DEFAULT_STORE_NAME).unwrap();
+    let sock = st.unix_socket.clone().unwrap();
+    fs::remove_file(&sock).unwrap();
+    fs::create_dir(&sock).unwrap();
+    fs::write(sock.join("x"), b"x").unwrap();
+    let h = within(Duration::from_secs(5), || {
+        let h = http_get(&node.addr, "/health");
+        if h.starts_with("HTTP/1.0 503") {
+            Ok(h)
+        } else {
+            Err(h)
+        }
+    })
+    .expect("health never said the store's socket is lost");
+    assert!(
+        h.contains("store: its listener's socket or directory entry is missing"),
+        "{h}"
+    );
+    fs::remove_dir_all(&sock).unwrap();
+    reach_store(3).unwrap_or_else(|e| panic!("store after the path was freed: {e}"));
+    within(Duration::from_secs(5), || {
+        let h = http_get(&node.addr, "/health");
+        if h.starts_with("HTTP/1.0 200") {
+            Ok(())
+        } else {
+            Err(h)
+        }
+    })
+    .unwrap();
+    let lines = node.lines.lock().unwrap().clone();
+    assert!(
+        !lines.iter().any(|l| l.contains("died")),
+        "no death announced: {lines:?}"
+    );
+    drop((kept, store_kept));
+    w.sigkill();
+    node.kid.signal_and_wait("-TERM");
 }

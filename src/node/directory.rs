@@ -30,7 +30,7 @@ use std::time::Duration;
 use crate::ids::WorkerId;
 use crate::shm::{temp_path_in, ENTRY_PREFIX, ENTRY_SUFFIX};
 use crate::sys::liveness::{
-    probe_owner, remove_if_same, try_lock_exclusive, FlockHolders, OwnerState,
+    probe_owner, remove_if_same, same_file, try_lock_exclusive, FlockHolders, OwnerState,
 };
 use crate::transport::{Endpoint, LookupError, PublishError, Published, WorkerLookup};
 
@@ -45,8 +45,12 @@ pub struct Directory {
 /// removes the entry.
 #[derive(Debug)]
 pub struct Registration {
+    directory: Directory,
     path: PathBuf,
-    _lock: File,
+    /// The entry file, locked (the worker's liveness).
+    lock: File,
+    /// What the entry says, to write it again ([`Published::restore`]).
+    endpoint: Endpoint,
 }
 
 impl Registration {
@@ -54,15 +58,62 @@ impl Registration {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Whether the entry under the worker's name is still the file this
+    /// registration wrote and locks (`false` once it was removed or
+    /// another file was renamed over it).
+    pub fn intact(&self) -> bool {
+        same_file(&self.lock, &self.path)
+    }
 }
 
-impl Published for Registration {}
+impl Published for Registration {
+    /// Writes the entry again (same contents, a new locked file) when
+    /// [`Registration::intact`] is `false`. An entry lost that way made the
+    /// worker unreachable by id and name, and a file renamed over it (not
+    /// locked) made it look dead: readers removed it.
+    fn restore(&mut self) -> Result<bool, PublishError> {
+        if self.intact() {
+            return Ok(false);
+        }
+        // Another live process's lock on a file under this name: not ours
+        // to replace (an unlocked one is a dead owner's: the probe removed
+        // it).
+        match self.directory.probe(&self.path) {
+            Probe::Live(e) => {
+                return Err(PublishError::Refused {
+                    worker: self.endpoint.worker_id,
+                    why: format!(
+                        "its entry was replaced by a live process's (pid {}): not written again",
+                        e.pid
+                    ),
+                })
+            }
+            Probe::Unreadable(cause) => {
+                return Err(PublishError::Refused {
+                    worker: self.endpoint.worker_id,
+                    why: format!(
+                        "its entry was replaced by a file another live process locks \
+                         ({cause}): not written again"
+                    ),
+                })
+            }
+            Probe::Stale | Probe::Skip => {}
+        }
+        self.directory.check_name_free(&self.endpoint)?;
+        // The old file, unlinked or renamed over, is no entry any more:
+        // its lock goes with it.
+        self.lock = self.directory.write_entry(&self.path, &self.endpoint)?;
+        Ok(true)
+    }
+}
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        // Unlink while still holding the lock, so no reader mistakes the entry
-        // for a stale one of a *new* registration.
-        let _ = fs::remove_file(&self.path);
+        // Unlink while still holding the lock, so no reader mistakes the
+        // entry for a stale one of a *new* registration; only our own file
+        // (a live successor may hold the name by now).
+        let _ = remove_if_same(&self.lock, &self.path);
     }
 }
 
@@ -154,29 +205,48 @@ impl Directory {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
-        if let Some(n) = &endpoint.name {
-            let live = self.list().map_err(|e| match e {
-                LookupError::Io { path, source } => PublishError::Io {
-                    op: "list directory",
-                    path,
-                    source,
-                },
-                other => PublishError::Io {
-                    op: "list directory",
-                    path: self.root.clone(),
-                    source: io::Error::other(other),
-                },
-            })?;
-            if let Some(other) = live
-                .into_iter()
-                .find(|e| e.name.as_deref() == Some(n) && e.worker_id != endpoint.worker_id)
-            {
-                return Err(refuse(format!(
-                    "name {n:?} is taken by live worker {}",
-                    other.worker_id
-                )));
-            }
+        self.check_name_free(endpoint)?;
+        let lock = self.write_entry(&path, endpoint)?;
+        Ok(Registration {
+            directory: self.clone(),
+            path,
+            lock,
+            endpoint: endpoint.clone(),
+        })
+    }
+
+    /// Refuses `endpoint`'s name if another live worker holds it.
+    fn check_name_free(&self, endpoint: &Endpoint) -> Result<(), PublishError> {
+        let Some(n) = &endpoint.name else {
+            return Ok(());
+        };
+        let live = self.list().map_err(|e| match e {
+            LookupError::Io { path, source } => PublishError::Io {
+                op: "list directory",
+                path,
+                source,
+            },
+            other => PublishError::Io {
+                op: "list directory",
+                path: self.root.clone(),
+                source: io::Error::other(other),
+            },
+        })?;
+        if let Some(other) = live
+            .into_iter()
+            .find(|e| e.name.as_deref() == Some(n) && e.worker_id != endpoint.worker_id)
+        {
+            return Err(PublishError::Refused {
+                worker: endpoint.worker_id,
+                why: format!("name {n:?} is taken by live worker {}", other.worker_id),
+            });
         }
+        Ok(())
+    }
+
+    /// Writes `endpoint`'s entry to a temporary file, locks it and renames
+    /// it to `path` (replacing what is there); returns the locked file.
+    fn write_entry(&self, path: &Path, endpoint: &Endpoint) -> Result<File, PublishError> {
         // Owned by this process's lock in the session: if we die before the
         // rename, the session's cleanup removes it.
         let tmp = temp_path_in(&self.root, "entry").map_err(|e| PublishError::Io {
@@ -204,14 +274,14 @@ impl Directory {
             }
             f.write_all(endpoint.encode().as_bytes())
                 .map_err(io_err("write entry", &tmp))?;
-            fs::rename(&tmp, &path).map_err(io_err("rename entry", &path))?;
+            fs::rename(&tmp, path).map_err(io_err("rename entry", path))?;
             Ok(())
         })();
         if let Err(e) = result {
             let _ = fs::remove_file(&tmp);
             return Err(e);
         }
-        Ok(Registration { path, _lock: f })
+        Ok(f)
     }
 
     /// Reads one entry, removing it if its owner is dead.

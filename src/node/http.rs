@@ -19,9 +19,11 @@
 //! [`INSPECT_TIMEOUT`] (then `503`); at most [`INSPECT_QUEUE`] wait at
 //! once (the next gets `503` at once).
 //!
-//! `GET /health` answers `200` `ok <session> <pid>` while every endpoint
-//! of the node works, `503` naming the one that does not (the object
-//! endpoint while its store client is broken: [`PullHealth`]).
+//! `GET /health` answers `200` `ok <session> <pid>` while every part of
+//! the node works, `503` naming each one that does not and why (the
+//! object endpoint while its store client is broken, the store while its
+//! listener's socket or entry is lost and cannot be put back: each part's
+//! [`Health`]).
 //!
 //! [`HttpEndpoint::start`] makes everything the loop needs (the event
 //! loop, the listener's registration, the waker, the inspect thread)
@@ -42,7 +44,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::inspect::SessionReport;
 use crate::shm::Session;
-use crate::store::PullHealth;
+use crate::store::Health as PartHealth;
 
 /// How long one client may take to send its request head, and then again
 /// to take the answer (one deadline each, not per read).
@@ -115,7 +117,7 @@ pub(super) struct HttpEndpoint {
 }
 
 impl HttpEndpoint {
-    /// Serves on `listener` (`/health` asks `pull` too, if given): makes
+    /// Serves on `listener` (`/health` asks each of `parts`, by name): makes
     /// every resource the loop needs — the event loop, the listener's
     /// registration, the waker, the inspect thread, the loop's thread —
     /// here, so an error (e.g. `EMFILE`) is the caller's and nothing is
@@ -123,9 +125,9 @@ impl HttpEndpoint {
     pub(super) fn start(
         listener: TcpListener,
         session: &Session,
-        pull: Option<PullHealth>,
+        parts: Vec<(&'static str, PartHealth)>,
     ) -> io::Result<Self> {
-        let lp = Loop::new(listener, session, pull)?;
+        let lp = Loop::new(listener, session, parts)?;
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
@@ -208,11 +210,15 @@ struct Loop {
     poll: Poll,
     inspector: Inspector,
     session: Session,
-    pull: Option<PullHealth>,
+    parts: Vec<(&'static str, PartHealth)>,
 }
 
 impl Loop {
-    fn new(listener: TcpListener, session: &Session, pull: Option<PullHealth>) -> io::Result<Self> {
+    fn new(
+        listener: TcpListener,
+        session: &Session,
+        parts: Vec<(&'static str, PartHealth)>,
+    ) -> io::Result<Self> {
         listener.set_nonblocking(true)?;
         let mut listener = mio::net::TcpListener::from_std(listener);
         let poll = Poll::new()?;
@@ -234,7 +240,7 @@ impl Loop {
                 thread: Some(thread),
             },
             session: session.clone(),
-            pull,
+            parts,
         })
     }
 
@@ -244,11 +250,11 @@ impl Loop {
             mut poll,
             inspector,
             session,
-            pull,
+            parts,
         } = self;
         let health = Health {
             session: &session,
-            pull: pull.as_ref(),
+            parts: &parts,
         };
         serve(&listener, &mut poll, &inspector, &health, stop)
     }
@@ -257,7 +263,8 @@ impl Loop {
 /// What `/health` looks at.
 struct Health<'a> {
     session: &'a Session,
-    pull: Option<&'a PullHealth>,
+    /// Each part of the node that can say it is not working, by name.
+    parts: &'a [(&'static str, PartHealth)],
 }
 
 /// The loop: serves until `stop` is set (checked at least every 50 ms).
@@ -592,22 +599,29 @@ fn answer(head: &[u8], health: &Health<'_>) -> Answer {
     }
     let path = target.split_once('?').map_or(target, |(path, _query)| path);
     Answer::Now(match path {
-        "/health" => match health.pull.and_then(PullHealth::problem) {
-            None => response(
-                "200 OK",
-                &format!("ok {} {}\n", health.session.name(), std::process::id()),
-            ),
-            Some(why) => response(
-                "503 Service Unavailable",
-                &format!(
-                    "unhealthy {} {}: object endpoint: its store client broke (connecting a new \
-                     one): {}\n",
-                    health.session.name(),
-                    std::process::id(),
-                    crate::terminal_safe(&why)
-                ),
-            ),
-        },
+        "/health" => {
+            let problems: Vec<String> = health
+                .parts
+                .iter()
+                .filter_map(|(name, h)| Some(format!("{name}: {}", h.problem()?)))
+                .collect();
+            if problems.is_empty() {
+                response(
+                    "200 OK",
+                    &format!("ok {} {}\n", health.session.name(), std::process::id()),
+                )
+            } else {
+                response(
+                    "503 Service Unavailable",
+                    &format!(
+                        "unhealthy {} {}: {}\n",
+                        health.session.name(),
+                        std::process::id(),
+                        crate::terminal_safe(&problems.join("; "))
+                    ),
+                )
+            }
+        }
         "/inspect" => return Answer::Inspect,
         _ => response("404 Not Found", "paths: /health /inspect\n"),
     })

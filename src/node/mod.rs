@@ -53,11 +53,11 @@ pub use directory::{Directory, Registration, WorkerStatus};
 pub use inspect::{SessionReport, UnreadableEntry, WorkerReport};
 pub use node_lock::{probe as probe_node_lock, NodeLockError, NodeLockState};
 pub use service::{
-    Node, NodeConfig, NodeError, TickReport, HTTP_MAX_CONNECTIONS, HTTP_TIMEOUT, INSPECT_QUEUE,
-    INSPECT_TIMEOUT, NODE_NAME, NODE_SPARE_DESCRIPTORS,
+    Node, NodeConfig, NodeError, TickReport, DEATH_GRACE, HTTP_MAX_CONNECTIONS, HTTP_TIMEOUT,
+    INSPECT_QUEUE, INSPECT_TIMEOUT, NODE_NAME, NODE_SPARE_DESCRIPTORS,
 };
 pub use stats_area::{
     area_name, read_area, AreaError, AreaRole, AreaSnapshot, ConnectionFigures, DeadWorker,
     HandlerFigures, ObjectFigures, StatsArea, StoreFigures,
 };
-pub use token::{load_or_create_in, load_or_create_token, TokenError, TOKEN_FILE};
+pub use token::{load_or_create_in, load_or_create_token, restore_token, TokenError, TOKEN_FILE};

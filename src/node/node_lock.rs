@@ -32,12 +32,12 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind};
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::shm::{temp_path_in, Session, ShmError, NODE_LOCK_FILE};
-use crate::sys::liveness::{flock_holder, remove_if_same, try_lock_exclusive};
+use crate::sys::liveness::{flock_holder, remove_if_same, same_file, try_lock_exclusive};
 
 /// How long a held lock is asked again before a node is refused (a
 /// cleaner probing a dead node's lock holds it for a moment).
@@ -249,6 +249,23 @@ impl NodeLock {
         )))
     }
 
+    /// Takes the lock again if its file was removed or replaced under the
+    /// node (a stray `rm`, a file renamed over it): without it a second
+    /// node of the session could start. `Ok(true)` if it did.
+    ///
+    /// # Errors
+    /// As [`NodeLock::acquire`]: [`NodeLockError::Held`] when another node
+    /// took the session's lock in the gap (two nodes run: said, not fought
+    /// over).
+    pub(crate) fn restore(&mut self, session: &Session) -> Result<bool, NodeLockError> {
+        if same_file(&self.file, &self.path) {
+            return Ok(false);
+        }
+        // The old lock's drop leaves the new file alone (not its file).
+        *self = Self::acquire(session)?;
+        Ok(true)
+    }
+
     /// Makes the file under a temporary name, locked, then links it to
     /// `path`; `None` if another node linked one first.
     fn create(dir: &Path, path: &Path) -> Result<Option<Self>, NodeLockError> {
@@ -303,14 +320,6 @@ impl NodeLock {
 impl Drop for NodeLock {
     fn drop(&mut self) {
         let _ = remove_if_same(&self.file, &self.path);
-    }
-}
-
-/// Whether `path` still names the file `file` has open.
-fn same_file(file: &File, path: &Path) -> bool {
-    match (file.metadata(), fs::symlink_metadata(path)) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-        _ => false,
     }
 }
 

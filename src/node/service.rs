@@ -57,7 +57,7 @@ use crate::store::{
     ClientOptions, PullServer, PullServerConfig, StoreClient, StoreConfig, StoreError,
     StoreService, DEFAULT_STORE_NAME,
 };
-use crate::transport::Endpoint;
+use crate::transport::{Endpoint, Published as _, Restored, SessionToken};
 
 /// The name a node registers under in its session's directory.
 pub const NODE_NAME: &str = "shmwire-node";
@@ -231,6 +231,15 @@ pub struct TickReport {
     /// The session directory is gone or replaced: the round did nothing
     /// else, and [`Node::run`] stops.
     pub session_gone: bool,
+    /// The node's own files that had been removed or replaced under it (a
+    /// stray `rm`, a file renamed over one) and were put back this round:
+    /// its process lock (before the cleanup pass, which would take the
+    /// node for dead), the session's node lock (else a second node could
+    /// start), its directory entry, the session token file, its statistics
+    /// area. A failure to is one of `cleanup.errors`. (The store
+    /// service puts back its own listener's socket and entry:
+    /// [`StoreService::health`].)
+    pub restored: Restored,
 }
 
 impl TickReport {
@@ -264,11 +273,23 @@ pub struct Node {
     /// The session directory's (device, inode) when the node started: a
     /// directory that no longer has them is gone (`session_gone`).
     dir_id: (u64, u64),
+    /// The session's token, to write its file again if it is lost.
+    token: SessionToken,
     /// Workers seen live in the last round: id → (pid, name), so a worker
     /// that dies and whose entry a cleanup pass removes between two looks
     /// is still reported.
     known: HashMap<WorkerId, (u32, Option<String>)>,
+    /// Workers whose entry says they died while their pid still exists:
+    /// id → (pid, name, since when), announced after [`DEATH_GRACE`]
+    /// unless seen live again ([`Node::suspect`]).
+    suspects: HashMap<WorkerId, (u32, Option<String>, Instant)>,
 }
+
+/// How long a worker whose entry says it died, but whose pid exists, has
+/// to put its entry back before the node announces its death: twice the
+/// interval at which a live worker checks its files
+/// ([`crate::transport::LISTENER_CHECK_INTERVAL`]), plus a round.
+pub const DEATH_GRACE: Duration = Duration::from_millis(2_500);
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -308,6 +329,12 @@ impl Node {
             .map(|m| (m.dev(), m.ino()))
             .map_err(|e| short(ShmError::io("stat", session.dir(), e).into()))?;
         let directory = Directory::for_session(session).map_err(|e| short(e.into()))?;
+        let token = super::load_or_create_token(session).map_err(|e| {
+            short(NodeError::Store(StoreError::io(
+                "load the session token",
+                std::io::Error::other(e),
+            )))
+        })?;
         let id = WorkerId::try_from_random().map_err(|e| {
             NodeError::Directory(format!("no random source for the node's id: {e}"))
         })?;
@@ -358,7 +385,11 @@ impl Node {
         // failure is the node's, before it says it is ready.
         let pull = PullServer::start(pull_client, PullServerConfig::new(config.object_listen))
             .map_err(|e| short(e.into()))?;
-        let http = HttpEndpoint::start(http, session, Some(pull.health()))
+        let parts = vec![
+            ("store", store.health()),
+            ("object endpoint", pull.health()),
+        ];
+        let http = HttpEndpoint::start(http, session, parts)
             .map_err(|source| short(NodeError::Http { addr, source }))?;
         // Every endpoint is set up; the node must also have descriptors
         // left to serve with, or it would say it is ready and take no
@@ -378,7 +409,9 @@ impl Node {
             http: Some(http),
             config,
             dir_id,
+            token,
             known: HashMap::new(),
+            suspects: HashMap::new(),
         };
         node.publish();
         Ok(node)
@@ -425,6 +458,27 @@ impl Node {
             report.session_gone = true;
             return report;
         }
+        // Before the pass: without its lock the node is a dead process to
+        // it (its socket and area would go).
+        match self.session.restore_process_lock() {
+            Ok(made) => report.restored.lock = made,
+            Err(e) => report.cleanup.errors.push(format!(
+                "the node's process lock is missing and could not be made again: {}",
+                crate::error_chain(&e)
+            )),
+        }
+        // (Only with the process lock in place: see `restore_own`.)
+        let lock_kept = self.session.process_lock_intact();
+        if let Some(l) = self.lock.as_mut().filter(|_| lock_kept) {
+            match l.restore(&self.session) {
+                Ok(made) => report.restored.node_lock = made,
+                Err(e) => report.cleanup.errors.push(format!(
+                    "the session's node lock was removed or replaced and could not be taken \
+                     again: {}",
+                    crate::error_chain(&e)
+                )),
+            }
+        }
         let mut live = HashMap::new();
         match self.directory.workers() {
             Ok(ws) => {
@@ -434,7 +488,7 @@ impl Node {
                         Some(true) => {
                             live.insert(ep.worker_id, (ep.pid, ep.name));
                         }
-                        Some(false) => self.note_dead(&mut report, ep.worker_id, ep.pid, ep.name),
+                        Some(false) => self.suspect(&mut report, ep.worker_id, ep.pid, ep.name),
                         None => {}
                     }
                 }
@@ -461,14 +515,91 @@ impl Node {
             let Some(id) = id else { continue };
             let seen = live.remove(&id).or_else(|| self.known.get(&id).cloned());
             if let Some((pid, name)) = seen {
-                self.note_dead(&mut report, id, pid, name);
+                self.suspect(&mut report, id, pid, name);
             }
         }
+        // A suspect seen live again had its entry removed or replaced, not
+        // its life: it put the entry back.
+        let now = Instant::now();
+        let mut due = Vec::new();
+        self.suspects.retain(|id, (pid, name, since)| {
+            if live.contains_key(id) {
+                return false;
+            }
+            if now.duration_since(*since) < DEATH_GRACE {
+                return true;
+            }
+            due.push((*id, *pid, name.take()));
+            false
+        });
+        for (id, pid, name) in due {
+            self.note_dead(&mut report, id, pid, name);
+        }
         self.known = live;
+        // After the pass: it removes an unlocked file renamed over the
+        // entry, which this writes again.
+        // Made only into the directory the node started in, with its lock
+        // in place: a file made without the lock makes it again — and the
+        // session directory, if it was removed during this round.
+        if self.session.process_lock_intact() && self.session_dir_intact() {
+            self.restore_own(&mut report);
+        }
+        if !self.session_dir_intact() {
+            // Removed during the round: what failed for want of it, and
+            // what was made in a directory about to go, is not news.
+            return TickReport {
+                session_gone: true,
+                ..TickReport::default()
+            };
+        }
         cleanup.errors.append(&mut report.cleanup.errors);
         report.cleanup = cleanup;
         self.publish();
         report
+    }
+
+    /// Puts back the node's directory entry, the session token (replacing
+    /// another one a newcomer made) and the node's statistics area, if
+    /// they were removed or replaced; failures go to the report's errors.
+    fn restore_own(&mut self, report: &mut TickReport) {
+        if let Some(r) = &mut self.registration {
+            match r.restore() {
+                Ok(made) => report.restored.entry = made,
+                Err(e) => report.cleanup.errors.push(format!(
+                    "the node's directory entry is missing and could not be written again: {}",
+                    crate::error_chain(&e)
+                )),
+            }
+        }
+        match super::token::restore_token(&self.session, &self.token, true) {
+            Ok(made) => report.restored.token = made,
+            Err(e) => report.cleanup.errors.push(crate::error_chain(&e)),
+        }
+        if let Some(a) = &mut self.area {
+            match a.restore(&self.session, &self.id) {
+                Ok(made) => report.restored.area = made,
+                Err(e) => report.cleanup.errors.push(format!(
+                    "the node's statistics area is missing and could not be made again: {}",
+                    crate::error_chain(&e)
+                )),
+            }
+        }
+    }
+
+    /// Worker `id`'s entry says it died (unlocked, or removed by the pass
+    /// right after it was seen live). When its process `pid` is gone that
+    /// is certain: recorded now. Otherwise the entry may have been removed
+    /// or replaced under a live worker (a stray `rm`, a file renamed over
+    /// it), which puts it back within its check interval: recorded only if
+    /// it has not after [`DEATH_GRACE`].
+    fn suspect(&mut self, report: &mut TickReport, id: WorkerId, pid: u32, name: Option<String>) {
+        if crate::sys::liveness::pid_exists(pid) == Some(false) {
+            self.suspects.remove(&id);
+            return self.note_dead(report, id, pid, name);
+        }
+        self.suspects
+            .entry(id)
+            .or_insert_with(|| (pid, name, Instant::now()));
     }
 
     /// Records worker `id` (process `pid`) as dead, once.

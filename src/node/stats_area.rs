@@ -414,6 +414,30 @@ impl StatsArea {
         self.seg.name()
     }
 
+    /// Makes the area again under its name — for worker `id` of this
+    /// process in `session`, empty until the next [`StatsArea::publish`] —
+    /// if its file was removed or another file was renamed over it (readers
+    /// found no area, or someone else's); whatever is under the name now is
+    /// removed first (it is named after this process). `Ok(true)` if it
+    /// did. Costs an `fstat` and an `lstat` when intact.
+    ///
+    /// # Errors
+    /// As [`StatsArea::create`] (the area stays missing: call again later).
+    pub fn restore(&mut self, session: &Session, id: &WorkerId) -> Result<bool, ShmError> {
+        if crate::sys::liveness::same_file(&self.file, self.seg.path()) {
+            return Ok(false);
+        }
+        match std::fs::remove_file(self.seg.path()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(ShmError::io("unlink", self.seg.path(), e)),
+        }
+        // The old segment's drop leaves the new file alone (not the file
+        // it made).
+        *self = Self::create(session, id)?;
+        Ok(true)
+    }
+
     /// Rewrites the area with `snap` (its first [`MAX_HANDLERS`] handlers,
     /// [`MAX_CONNECTIONS`] connections, [`MAX_OBJECTS`] objects and last
     /// [`MAX_DEAD`] dead workers); `updated_unix_ms` is set to now. A few

@@ -35,6 +35,19 @@ pub enum TokenError {
         /// Its length.
         len: usize,
     },
+    /// The token file holds another session token than the live
+    /// process's ([`restore_token`]): it was removed and a process started
+    /// since made a new one; processes started from now on get that one
+    /// and cannot reach the live processes of the old one. Not
+    /// overwritten (two live sets of processes would fight over the file).
+    #[error(
+        "session token file {path} holds another token than this process's: it was removed and \
+         remade; processes started since cannot reach this one"
+    )]
+    Replaced {
+        /// The token file.
+        path: PathBuf,
+    },
     /// This process could not take its lock in the session directory (the
     /// temporary file is named after it).
     #[error("session {0}")]
@@ -49,6 +62,95 @@ pub enum TokenError {
 /// system nothing is left behind); [`TokenError::Corrupted`].
 pub fn load_or_create_token(session: &Session) -> Result<SessionToken, TokenError> {
     load_or_create_in(session.dir())
+}
+
+/// Writes `session`'s token file again with `token` (the token this live
+/// process uses) if a stray `rm`, truncation or rename took it: without
+/// it a process started now makes a new token and neither reaches nor is
+/// reached by the live ones. `Ok(true)` if it wrote it; `Ok(false)` while
+/// it holds `token`. Costs one small read. The node checks it every round,
+/// a [`Worker`](crate::worker::Worker) every second.
+///
+/// A process started between the loss and the check made a new token of
+/// its own: with `replace_other` (the node, the session's authority,
+/// passes it) that token is replaced by `token` — the newcomer's
+/// connections then fail with a bad-token refusal, and any process started
+/// later gets `token` again; without it (a worker), that is
+/// [`TokenError::Replaced`] and the file is left as it is.
+///
+/// # Errors
+/// [`TokenError::Replaced`] (above); [`TokenError::Io`] when the file
+/// cannot be written.
+pub fn restore_token(
+    session: &Session,
+    token: &SessionToken,
+    replace_other: bool,
+) -> Result<bool, TokenError> {
+    let dir = session.dir();
+    let path = dir.join(TOKEN_FILE);
+    match crate::sys::fs::read_small_regular(&path, 16) {
+        Ok(b) if b == token.0 => return Ok(false),
+        Ok(b) if b.len() == 16 && !replace_other => return Err(TokenError::Replaced { path }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        // Truncated, too long, or no regular file under the name (a FIFO,
+        // a symbolic link): not a token; it goes (as does another token,
+        // with `replace_other`).
+        Ok(_) | Err(_) => fs::remove_file(&path).or_else(|e| match e.kind() {
+            io::ErrorKind::NotFound => Ok(()),
+            _ => Err(TokenError::Io {
+                op: "remove the damaged token file",
+                path: path.clone(),
+                source: e,
+            }),
+        })?,
+    }
+    match link_new_token(dir, &path, token)? {
+        true => Ok(true),
+        // A process made one meanwhile: ours, or another (replaced at the
+        // next check, with `replace_other`).
+        false => match load_or_create_in(dir)? {
+            t if t.0 == token.0 => Ok(false),
+            _ => Err(TokenError::Replaced { path }),
+        },
+    }
+}
+
+/// Writes `token` to a temporary file and links it to `path`; `Ok(false)`
+/// if `path` exists (the first creator wins).
+fn link_new_token(dir: &Path, path: &Path, token: &SessionToken) -> Result<bool, TokenError> {
+    // Owned by our lock: if we die before removing it, cleanup does.
+    let tmp = temp_path_in(dir, "token")?;
+    let written = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| ("create token", e))?;
+        f.write_all(&token.0).map_err(|e| ("write token", e))?;
+        f.sync_all().map_err(|e| ("sync token", e))?;
+        Ok::<_, (&'static str, io::Error)>(())
+    })();
+    if let Err((op, source)) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(TokenError::Io {
+            op,
+            path: tmp,
+            source,
+        });
+    }
+    // `hard_link` fails if the token exists.
+    let linked = fs::hard_link(&tmp, path);
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(source) => Err(TokenError::Io {
+            op: "link token",
+            path: path.to_owned(),
+            source,
+        }),
+    }
 }
 
 /// [`load_or_create_token`] for the session directory `dir`.
@@ -80,41 +182,9 @@ pub fn load_or_create_in(dir: &Path) -> Result<SessionToken, TokenError> {
             path: path.clone(),
             source,
         })?;
-        // Owned by our lock: if we die before removing it, cleanup does.
-        let tmp = temp_path_in(dir, "token")?;
-        let written = (|| {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(|e| ("create token", e))?;
-            f.write_all(&token.0).map_err(|e| ("write token", e))?;
-            f.sync_all().map_err(|e| ("sync token", e))?;
-            Ok::<_, (&'static str, io::Error)>(())
-        })();
-        if let Err((op, source)) = written {
-            let _ = fs::remove_file(&tmp);
-            return Err(TokenError::Io {
-                op,
-                path: tmp,
-                source,
-            });
-        }
-        // `hard_link` fails if the token exists: the first creator wins and
-        // everybody re-reads its token.
-        let linked = fs::hard_link(&tmp, &path);
-        let _ = fs::remove_file(&tmp);
-        match linked {
-            Ok(()) => return Ok(token),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(source) => {
-                return Err(TokenError::Io {
-                    op: "link token",
-                    path,
-                    source,
-                })
-            }
+        // Everybody who lost the race re-reads the winner's token.
+        if link_new_token(dir, &path, &token)? {
+            return Ok(token);
         }
     }
 }

@@ -42,7 +42,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::sys::fs::{O_DIRECTORY, O_NOFOLLOW, O_NONBLOCK};
 use crate::sys::liveness::{
-    probe_owner, remove_if_same, try_lock_exclusive, try_lock_shared, OwnerState,
+    probe_owner, remove_if_same, same_file, try_lock_exclusive, try_lock_shared, OwnerState,
 };
 
 use super::error::{Result, ShmError};
@@ -262,14 +262,6 @@ fn registry() -> &'static Mutex<HashMap<PathBuf, ProcLock>> {
     REG.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
-/// Whether the file at `path` is still the one `file` has open.
-fn same_file(file: &File, path: &Path) -> bool {
-    match (file.metadata(), fs::symlink_metadata(path)) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-        _ => false,
-    }
-}
-
 /// Creates the session marker unless it is there; it must be an empty
 /// regular file of ours.
 fn ensure_marker(dir: &Path) -> Result<()> {
@@ -312,11 +304,16 @@ fn has_marker(dir: &Path) -> bool {
 /// not yet locked by its live owner.
 fn owner_lock(dir: &Path, root: Option<&Path>) -> Result<String> {
     let mut reg = registry().lock().unwrap_or_else(|p| p.into_inner());
+    // A lock file of ours that was removed or replaced (a stray `rm`, a
+    // file renamed over it) is made again under the same name: the files
+    // named after it (sockets, areas) stay this live process's, not a
+    // dead owner's that every cleanup pass removes.
+    let mut reuse = None;
     if let Some(lock) = reg.get(dir) {
         if same_file(&lock.file, &dir.join(&lock.name)) {
             return Ok(lock.name.clone());
         }
-        reg.remove(dir);
+        reuse = reg.remove(dir).map(|l| l.name);
     }
     let deadline = Instant::now() + SETUP_WAIT;
     let pid = std::process::id();
@@ -367,7 +364,10 @@ fn owner_lock(dir: &Path, root: Option<&Path>) -> Result<String> {
         // Short (sockets are named after it and socket paths are limited to
         // 107 bytes); the pid makes it unique among live processes, the
         // random part across pid reuse, O_EXCL below catches the rest.
-        let stem = format!("{pid}-{:08x}", random_u64() as u32);
+        let stem = match reuse.take() {
+            Some(name) => name[LOCK_PREFIX.len()..name.len() - LOCK_SUFFIX.len()].to_owned(),
+            None => format!("{pid}-{:08x}", random_u64() as u32),
+        };
         let tmp = dir.join(format!("{TMP_LOCK_PREFIX}{stem}{TMP_LOCK_SUFFIX}"));
         let name = format!("{LOCK_PREFIX}{stem}{LOCK_SUFFIX}");
         let file = match OpenOptions::new()
@@ -958,6 +958,50 @@ impl Session {
     /// meanwhile, which recreates it).
     pub fn process_lock_name(&self) -> Result<String> {
         owner_lock(&self.dir, Some(&self.root))
+    }
+
+    /// Makes this process's lock file in the session again — under the
+    /// same name, locked, by [`Session::process_lock_name`] — if it was
+    /// removed or replaced while the process lives. Until then the
+    /// process looked dead to every cleanup pass, which removes the files
+    /// named after the lock (its listening socket, its statistics area);
+    /// the callers of this put those back next. `Ok(true)` if it did;
+    /// `Ok(false)` while the lock is intact, the process holds none here or
+    /// the session directory is gone.
+    /// Costs an `fstat` and an `lstat`.
+    ///
+    /// # Errors
+    /// As [`Session::process_lock_name`] (the lock stays missing: call
+    /// again later).
+    pub fn restore_process_lock(&self) -> Result<bool> {
+        if self.process_lock_intact() {
+            return Ok(false);
+        }
+        if !registry()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&self.dir)
+        {
+            return Ok(false);
+        }
+        // A session directory removed under the process is not made again
+        // here (that is the process's next file's decision).
+        if !self.dir.is_dir() {
+            return Ok(false);
+        }
+        self.process_lock_name()?;
+        Ok(true)
+    }
+
+    /// Whether this process's lock file in the session is the one it
+    /// holds (`true` too when it holds none here). Callers that put back
+    /// other files check it first: with the lock missing, making a file
+    /// makes the lock again, and the session directory with it if that
+    /// is gone.
+    pub fn process_lock_intact(&self) -> bool {
+        let reg = registry().lock().unwrap_or_else(|p| p.into_inner());
+        reg.get(&self.dir)
+            .is_none_or(|l| same_file(&l.file, &self.dir.join(&l.name)))
     }
 
     /// A fresh file path in the session owned by this process (see

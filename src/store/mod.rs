@@ -99,7 +99,7 @@ pub use protocol::{
 };
 #[cfg(not(shmwire_loom))]
 pub use pull::{
-    PullHealth, PullServer, PullServerConfig, DEFAULT_MAX_PULLS, PULL_CHUNK, PULL_PROTOCOL_VERSION,
+    PullServer, PullServerConfig, DEFAULT_MAX_PULLS, PULL_CHUNK, PULL_PROTOCOL_VERSION,
     PULL_RECONNECT_FIRST, PULL_RECONNECT_MAX,
 };
 #[cfg(not(shmwire_loom))]
@@ -108,6 +108,28 @@ pub use service::{
 };
 #[cfg(not(shmwire_loom))]
 pub use shared::DEFAULT_INDEX_ENTRIES;
+
+/// What a part of the store says of itself while it cannot do its work —
+/// the [`PullServer`]'s store client broken, the [`StoreService`]'s
+/// listener lost — for the node's `/health` ([`PullServer::health`],
+/// [`StoreService::health`]). Cheap to clone; clones share the state.
+#[cfg(not(shmwire_loom))]
+#[derive(Debug, Clone, Default)]
+pub struct Health(std::sync::Arc<std::sync::Mutex<Option<String>>>);
+
+#[cfg(not(shmwire_loom))]
+impl Health {
+    /// `None` while the part works; else what is wrong (a clause naming
+    /// the failure and its causes, e.g. `its store client broke
+    /// (connecting a new one): …`).
+    pub fn problem(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn set(&self, problem: Option<String>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = problem;
+    }
+}
 #[cfg(not(shmwire_loom))]
 pub use table::{
     footprint, ClientConnection, ClientId, DeleteOutcome, Fallback, Location, Notification,

@@ -51,7 +51,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -60,6 +60,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use super::client::{ObjectBuffer, ObjectBuilder, StoreClient};
 use super::error::StoreError;
 use super::table::{MAX_METADATA_LEN, MAX_OBJECT_SIZE};
+use super::Health;
 use crate::ids::ObjectId;
 
 /// The pull protocol's version (in every request and reply header).
@@ -179,24 +180,6 @@ pub const PULL_RECONNECT_FIRST: Duration = Duration::from_millis(10);
 /// The longest pause between two attempts to connect a new store client.
 pub const PULL_RECONNECT_MAX: Duration = Duration::from_secs(1);
 
-/// What a [`PullServer`] says of its store client ([`PullServer::health`];
-/// the node's `/health` asks it). Cheap to clone; clones share the state.
-#[derive(Debug, Clone, Default)]
-pub struct PullHealth(Arc<Mutex<Option<String>>>);
-
-impl PullHealth {
-    /// `None` while the server's store client works; else why it does not
-    /// (the error that broke it, with its causes), while the server
-    /// connects a new one.
-    pub fn problem(&self) -> Option<String> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    fn set(&self, problem: Option<String>) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = problem;
-    }
-}
-
 /// Serves pulls of the sealed objects of one store to other nodes (the
 /// serving half of Ray's object manager; see the module docs). Runs its own
 /// thread with a mio event loop; [`PullServer::shutdown`] or dropping it
@@ -205,7 +188,7 @@ impl PullHealth {
 #[derive(Debug)]
 pub struct PullServer {
     addr: SocketAddr,
-    health: PullHealth,
+    health: Health,
     stop: Arc<AtomicBool>,
     waker: Arc<Waker>,
     thread: Option<JoinHandle<()>>,
@@ -256,7 +239,7 @@ impl PullServer {
                 .map_err(|e| StoreError::io("pull server event loop", e))?,
         );
         let stop = Arc::new(AtomicBool::new(false));
-        let health = PullHealth::default();
+        let health = Health::default();
         let mut server = Server {
             poll,
             listener,
@@ -293,7 +276,7 @@ impl PullServer {
     /// Whether its store client works, now and later (a handle that
     /// outlives no server state: it just stops changing once the server
     /// stops).
-    pub fn health(&self) -> PullHealth {
+    pub fn health(&self) -> Health {
         self.health.clone()
     }
 
@@ -360,7 +343,7 @@ struct Store {
     client: StoreClient,
     /// Set while the client is broken and no new one connected yet.
     outage: Option<Outage>,
-    health: PullHealth,
+    health: Health,
 }
 
 /// A broken store client not replaced yet.
@@ -371,6 +354,8 @@ struct Outage {
     pause: Duration,
     /// A failed try was reported (said once while the outage lasts).
     said: bool,
+    /// What broke the client (with its causes).
+    broke: String,
 }
 
 impl Store {
@@ -391,11 +376,14 @@ impl Store {
                     error = %why,
                     "store pull: the store client broke; connecting a new one"
                 );
-                self.health.set(Some(why));
+                self.health.set(Some(format!(
+                    "its store client broke (connecting a new one): {why}"
+                )));
                 self.outage = Some(Outage {
                     next_try: Instant::now(),
                     pause: PULL_RECONNECT_FIRST,
                     said: false,
+                    broke: why,
                 });
                 self.reconnect_if_due();
                 if self.outage.is_some() {
@@ -427,6 +415,14 @@ impl Store {
                 tracing::info!("store pull: connected to the store again");
             }
             Err(e) => {
+                // `/health` names the break and the latest failed try (the
+                // cause may have changed since: descriptors, then the
+                // store's socket).
+                self.health.set(Some(format!(
+                    "its store client broke (connecting a new one): {}; the last try failed: {}",
+                    o.broke,
+                    crate::error_chain(&e)
+                )));
                 if !o.said {
                     tracing::warn!(
                         error = %crate::error_chain(&e),

@@ -27,12 +27,13 @@ use super::shared::{IndexLiveness, ServiceIndex, SlotOutbox, DEFAULT_INDEX_ENTRI
 use super::table::{
     ClientConnection, ClientId, Location, ObjectTable, StoreSnapshot, OBJECT_ALIGN,
 };
+use super::Health;
 use crate::ids::{ObjectId, WorkerId};
 use crate::shm::{AnonSegment, Session};
 use crate::spec::{self, Encoder};
 use crate::transport::{
     AnyConnection, Connection, ListenOptions, Listener, MessageConnection, Mux, MuxEvent, PeerKey,
-    SessionToken, ShmOptions, TransportConfig, WorkerLookup,
+    SessionToken, ShmOptions, TransportConfig, WorkerLookup, LISTENER_CHECK_INTERVAL,
 };
 use crate::wake::WaitStrategy;
 
@@ -128,6 +129,7 @@ pub struct StoreService {
     arena_segment: String,
     snapshot: Arc<Mutex<StoreSnapshot>>,
     index_segment: Option<String>,
+    health: Health,
 }
 
 /// Largest objects kept in a [`StoreService::snapshot`].
@@ -216,6 +218,7 @@ impl StoreService {
         };
         let stop = Arc::new(AtomicBool::new(false));
         let snapshot = Arc::new(Mutex::new(table.snapshot(SNAPSHOT_OBJECTS)));
+        let health = Health::default();
         let mut state = Service {
             table,
             mux,
@@ -232,6 +235,8 @@ impl StoreService {
             snapshot: Arc::clone(&snapshot),
             snapshot_at: None,
             spin: config.spin,
+            listener_check_at: Instant::now() + LISTENER_CHECK_INTERVAL,
+            health: health.clone(),
         };
         let stop2 = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
@@ -245,7 +250,17 @@ impl StoreService {
             arena_segment,
             snapshot,
             index_segment: index_name,
+            health,
         })
+    }
+
+    /// What the service says of itself while it cannot be reached: its
+    /// listener's socket file or directory entry was removed or replaced
+    /// and could not be put back (checked every
+    /// [`LISTENER_CHECK_INTERVAL`]; clients connected already are served).
+    /// The node's `/health` asks it.
+    pub fn health(&self) -> Health {
+        self.health.clone()
     }
 
     /// The store's counts, its [`SNAPSHOT_OBJECTS`] largest objects and
@@ -338,6 +353,10 @@ struct Service {
     snapshot: Arc<Mutex<StoreSnapshot>>,
     snapshot_at: Option<Instant>,
     spin: Duration,
+    /// When to check the listener's socket file and entry next, and what
+    /// `/health` hears while they cannot be put back.
+    listener_check_at: Instant,
+    health: Health,
 }
 
 /// What the service keeps of its shared index to welcome clients.
@@ -425,8 +444,46 @@ impl Service {
             self.table.reap();
             self.notify();
             self.publish_snapshot();
+            self.restore_listener();
         }
         Ok(())
+    }
+
+    /// Every [`LISTENER_CHECK_INTERVAL`]: puts back the listener's socket
+    /// file and directory entry if a stray `rm` or rename took them (new
+    /// clients could not connect, or found the store dead), logging it; a
+    /// failure is [`StoreService::health`]'s problem until a later check
+    /// succeeds.
+    fn restore_listener(&mut self) {
+        let now = Instant::now();
+        if now < self.listener_check_at {
+            return;
+        }
+        self.listener_check_at = now + LISTENER_CHECK_INTERVAL;
+        match self.mux.restore_listener() {
+            Ok(r) => {
+                if r.any() {
+                    tracing::warn!(
+                        socket = r.socket,
+                        entry = r.entry,
+                        "store: the listener's socket file or directory entry was removed or \
+                         replaced: put back"
+                    );
+                }
+                self.health.set(None);
+            }
+            Err(e) => {
+                let why = crate::error_chain(&e);
+                if self.health.problem().is_none() {
+                    tracing::warn!(error = %why, "store: the listener's socket file or \
+                        directory entry is missing and could not be put back; trying again");
+                }
+                self.health.set(Some(format!(
+                    "its listener's socket or directory entry is missing and could not be put \
+                     back (new clients cannot connect; trying again every second): {why}"
+                )));
+            }
+        }
     }
 
     /// Handles every request waiting on `key`'s connection.

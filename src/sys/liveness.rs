@@ -94,6 +94,15 @@ pub(crate) fn is_not_a_lock_file(e: &io::Error) -> bool {
         || (e.kind() == ErrorKind::InvalidInput && e.raw_os_error().is_none())
 }
 
+/// Whether `path` still names the file `file` has open (same device and
+/// inode; a missing name or an unreadable one is `false`).
+pub(crate) fn same_file(file: &File, path: &Path) -> bool {
+    match (file.metadata(), std::fs::symlink_metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
 /// Removes `path` if it still names the file `held` has open — the dead
 /// owner's file we examined and hold (its lock, or the file itself), not a
 /// newcomer of the same name. `Ok(false)` if the name is gone or names

@@ -459,6 +459,57 @@ pub struct AcceptStats {
 /// (the two listening sockets use tokens 0 and 1).
 const PENDING_BASE: usize = 16;
 
+/// How often the worker runtime's `Worker` and the store service
+/// check that their listener's socket file and directory entry are still
+/// theirs ([`Listener::restore`]): 1 s.
+pub const LISTENER_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What [`Listener::restore`] put back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Restored {
+    /// This process's lock file in the session was made again
+    /// ([`Session::restore_process_lock`]).
+    pub lock: bool,
+    /// The Unix socket was bound again (its file had been removed or
+    /// replaced).
+    pub socket: bool,
+    /// The directory entry was written again (it had been removed or
+    /// replaced).
+    pub entry: bool,
+    /// The session's token file was written again (the worker runtime's
+    /// check; the transport alone does not keep it).
+    pub token: bool,
+    /// The statistics area was made again (the worker runtime's check).
+    pub area: bool,
+    /// The session's node lock was taken again (the node's check).
+    pub node_lock: bool,
+}
+
+impl Restored {
+    /// Whether anything was put back.
+    pub fn any(self) -> bool {
+        self.lock || self.socket || self.entry || self.token || self.area || self.node_lock
+    }
+
+    /// What was put back, for a message (`"lock file, socket"`); empty if
+    /// nothing.
+    pub fn describe(self) -> String {
+        [
+            (self.lock, "process lock file"),
+            (self.socket, "socket file"),
+            (self.entry, "directory entry"),
+            (self.token, "session token"),
+            (self.area, "statistics area"),
+            (self.node_lock, "node lock"),
+        ]
+        .iter()
+        .filter(|(put_back, _)| *put_back)
+        .map(|(_, what)| *what)
+        .collect::<Vec<_>>()
+        .join(", ")
+    }
+}
+
 /// A worker's listener for both transports, published through a
 /// [`WorkerLookup`] (the node's directory) for as long as it lives.
 ///
@@ -480,6 +531,8 @@ pub struct Listener {
     stats: AcceptStats,
     endpoint: Endpoint,
     _published: Box<dyn Published>,
+    /// Its session: [`Listener::restore`] keeps this process's lock there.
+    session: Session,
 }
 
 impl std::fmt::Debug for Listener {
@@ -554,6 +607,7 @@ impl Listener {
             stats: AcceptStats::default(),
             endpoint,
             _published: published,
+            session: session.clone(),
         })
     }
 
@@ -706,6 +760,66 @@ impl Listener {
     /// What became of the callers so far.
     pub fn accept_stats(&self) -> AcceptStats {
         self.stats
+    }
+
+    /// Puts back what a stray `rm` or rename took from under the listener,
+    /// in the order a new caller needs it: this process's lock file in the
+    /// session ([`Session::restore_process_lock`]: without it, cleanup
+    /// passes take the process for dead and remove its socket), the Unix
+    /// socket if its file is no longer the one bound
+    /// ([`ShmListener::restore`]), the directory entry if it is gone or
+    /// replaced ([`Published::restore`]). Nothing while the session
+    /// directory itself is gone.
+    /// `also` is another poll the sockets are registered with (the
+    /// [`Mux`](super::Mux)'s) and their token there. A TCP listener has no
+    /// file to lose. Costs two `stat`s when nothing is missing; the
+    /// worker runtime's `Worker` and the store service call it
+    /// every [`LISTENER_CHECK_INTERVAL`].
+    ///
+    /// # Errors
+    /// The socket's ([`ConnectError::Io`]) or the entry's
+    /// ([`ConnectError::Publish`]) failure; what failed stays missing (call
+    /// again later).
+    pub fn restore(
+        &mut self,
+        also: Option<(&mio::Registry, Token)>,
+    ) -> Result<Restored, ConnectError> {
+        // A session directory removed under the process is not made again
+        // here: nothing to put back into.
+        if !self.session.dir().is_dir() {
+            return Ok(Restored::default());
+        }
+        let mut done = Restored {
+            lock: self
+                .session
+                .restore_process_lock()
+                .map_err(ConnectError::Segment)?,
+            ..Restored::default()
+        };
+        if let Some(l) = self.shm.as_mut().filter(|l| !l.intact()) {
+            let old = l.listener().as_fd().as_raw_fd();
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut mio::unix::SourceFd(&old));
+            if let Some((r, _)) = also {
+                let _ = r.deregister(&mut mio::unix::SourceFd(&old));
+            }
+            let restored = l.restore();
+            // The new socket, or the old one again if binding failed.
+            let fd = l.listener().as_fd().as_raw_fd();
+            self.poll
+                .registry()
+                .register(&mut mio::unix::SourceFd(&fd), SHM_TOKEN, Interest::READABLE)
+                .map_err(ConnectError::io("register listener"))?;
+            if let Some((r, token)) = also {
+                r.register(&mut mio::unix::SourceFd(&fd), token, Interest::READABLE)
+                    .map_err(ConnectError::io("register listener"))?;
+            }
+            done.socket = restored?;
+        }
+        done.entry = self._published.restore()?;
+        Ok(done)
     }
 
     fn fds(&self) -> Vec<std::os::fd::RawFd> {

@@ -234,7 +234,20 @@ pub trait WorkerLookup: Send + Sync + fmt::Debug {
 }
 
 /// The guard of a published [`Endpoint`]: dropping it withdraws the entry.
-pub trait Published: Send + fmt::Debug {}
+pub trait Published: Send + fmt::Debug {
+    /// Publishes the endpoint again if its entry was removed or replaced
+    /// behind the guard's back (a stray `rm`, a file renamed over it);
+    /// `Ok(true)` if it did, `Ok(false)` while the entry is intact. A
+    /// registry whose entries cannot be lost keeps the default (`false`).
+    ///
+    /// # Errors
+    /// [`PublishError::Refused`] when another live worker now holds the
+    /// id or the name; [`PublishError::Io`] when the entry cannot be
+    /// written (the old one stays lost: call again later).
+    fn restore(&mut self) -> Result<bool, PublishError> {
+        Ok(false)
+    }
+}
 
 /// Why a worker could not be published.
 #[derive(Debug, thiserror::Error)]

@@ -75,7 +75,10 @@ pub mod shm;
 pub mod tcp;
 
 pub use crate::ids::WorkerId;
-pub use any::{AcceptStats, AnyConnection, AnyFrame, Connector, ListenOptions, Listener};
+pub use any::{
+    AcceptStats, AnyConnection, AnyFrame, Connector, ListenOptions, Listener, Restored,
+    LISTENER_CHECK_INTERVAL,
+};
 pub use error::{ConnectError, RecvError, SendError};
 pub use handshake::{SessionToken, PROTOCOL_VERSION};
 pub use lookup::{

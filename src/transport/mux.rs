@@ -532,6 +532,19 @@ impl Mux<super::AnyConnection> {
         Ok(old)
     }
 
+    /// Puts back the listener's socket file and directory entry if either
+    /// was removed or replaced ([`Listener::restore`](super::Listener::restore));
+    /// nothing without a listener.
+    ///
+    /// # Errors
+    /// As [`Listener::restore`](super::Listener::restore).
+    pub fn restore_listener(&mut self) -> Result<super::Restored, ConnectError> {
+        match self.listener.as_mut() {
+            Some(l) => l.restore(Some((self.poll.registry(), LISTENER_TOKEN))),
+            None => Ok(super::Restored::default()),
+        }
+    }
+
     /// The listener, if any.
     pub fn listener(&self) -> Option<&super::Listener> {
         self.listener.as_ref()

@@ -380,13 +380,20 @@ pub struct Worker {
     /// Where `shmwire inspect` reads this worker's figures (`None` if the
     /// segment could not be made: the worker serves without it).
     area: Option<super::stats::PublishedStats>,
+    /// When to check the files the worker keeps in its session next.
+    listener_check_at: Instant,
+    /// A failed restore was reported ([`WorkerEvent::RestoreFailed`]).
+    listener_lost: bool,
+    /// Its session and token, to put the token file back.
+    session: Session,
+    token: crate::transport::SessionToken,
 }
 
 /// Most [`WorkerEvent`]s a worker keeps until they are taken.
 pub const MAX_EVENTS: usize = 1024;
 
-/// Something that happened to a worker's callers, for the application to
-/// report ([`Worker::take_events`]).
+/// Something that happened to a worker's callers or its listener, for the
+/// application to report ([`Worker::take_events`]).
 #[derive(Debug)]
 pub enum WorkerEvent {
     /// A caller's hello was refused (garbage, wrong token or worker, a
@@ -416,6 +423,18 @@ pub enum WorkerEvent {
         /// (`RecvError::stopped_answering`).
         stopped_answering: Option<Duration>,
     },
+    /// Files the worker keeps in its session had been removed or replaced
+    /// under it (a stray `rm`, a file renamed over one) and were put back:
+    /// its process lock, listening socket and directory entry
+    /// ([`crate::transport::Listener::restore`]; new callers could not
+    /// reach it, or took it for dead), the session token file, its
+    /// statistics area. Checked every
+    /// [`crate::transport::LISTENER_CHECK_INTERVAL`].
+    Restored(crate::transport::Restored),
+    /// Putting such a file back failed (the error with its causes); tried
+    /// again every interval, said once until it succeeds. Connected
+    /// callers are served meanwhile.
+    RestoreFailed(String),
 }
 
 impl std::fmt::Debug for Worker {
@@ -528,6 +547,10 @@ impl Worker {
             events: std::collections::VecDeque::new(),
             reply_timeout: options.reply_timeout,
             area,
+            listener_check_at: Instant::now() + crate::transport::LISTENER_CHECK_INTERVAL,
+            listener_lost: false,
+            session: session.clone(),
+            token,
         })
     }
 
@@ -600,16 +623,65 @@ impl Worker {
         self.flush();
         self.flush_tcp();
         self.reap();
+        // This turn's drain or last task read the clock already.
+        let now = if drained {
+            self.exec.clock
+        } else {
+            Instant::now()
+        };
         if let Some(area) = &mut self.area {
-            // This turn's drain or last task read the clock already.
-            let now = if drained {
-                self.exec.clock
-            } else {
-                Instant::now()
-            };
             area.maybe_publish(now, &self.exec.stats, &mut self.mux);
         }
+        if now >= self.listener_check_at {
+            self.listener_check_at = now + crate::transport::LISTENER_CHECK_INTERVAL;
+            self.restore_listener();
+        }
         Ok(())
+    }
+
+    /// Puts back what a stray `rm` or rename took of the files the worker
+    /// keeps in its session, reporting it as a [`WorkerEvent`].
+    fn restore_listener(&mut self) {
+        // A removed session directory is not made again here.
+        if !self.session.dir().is_dir() {
+            return;
+        }
+        let mut done = match self.mux.restore_listener() {
+            Ok(r) => r,
+            Err(e) => return self.restore_failed(crate::error_chain(&e)),
+        };
+        // With its lock missing (the session directory removed meanwhile),
+        // making a file would make the directory again.
+        if !self.session.process_lock_intact() {
+            return;
+        }
+        match crate::node::restore_token(&self.session, &self.token, false) {
+            Ok(t) => done.token = t,
+            Err(e) => return self.restore_failed(crate::error_chain(&e)),
+        }
+        if let Some(a) = &mut self.area {
+            match a.restore(&self.session, &self.exec.me) {
+                Ok(made) => done.area = made,
+                Err(e) => return self.restore_failed(crate::error_chain(&e)),
+            }
+        }
+        self.listener_lost = false;
+        if done.any() {
+            tracing::warn!(
+                what = %done.describe(),
+                "worker: files removed or replaced under it: put back"
+            );
+            self.event(WorkerEvent::Restored(done));
+        }
+    }
+
+    fn restore_failed(&mut self, why: String) {
+        if !self.listener_lost {
+            self.listener_lost = true;
+            tracing::warn!(error = %why, "worker: a file it keeps in its session is missing and \
+                could not be put back; trying again");
+            self.event(WorkerEvent::RestoreFailed(why));
+        }
     }
 
     /// Runs the loop until `done` says so; fails with

@@ -220,6 +220,20 @@ impl PublishedStats {
         }
         self.area.publish(&self.snap);
     }
+
+    /// Makes the area again if its file was removed or replaced
+    /// ([`StatsArea::restore`]) and publishes the last figures into it.
+    pub(crate) fn restore(
+        &mut self,
+        session: &Session,
+        id: &crate::ids::WorkerId,
+    ) -> Result<bool, crate::shm::ShmError> {
+        let made = self.area.restore(session, id)?;
+        if made {
+            self.area.publish(&self.snap);
+        }
+        Ok(made)
+    }
 }
 
 #[cfg(test)]

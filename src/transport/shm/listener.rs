@@ -91,19 +91,7 @@ impl ShmListener {
                 ),
             });
         }
-        let mut listener =
-            mio::net::UnixListener::bind(&path).map_err(ConnectError::io("bind Unix socket"))?;
-        // 0600 like every other file of the session (bind applies the umask).
-        if let Err(e) =
-            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        {
-            let _ = std::fs::remove_file(&path);
-            return Err(ConnectError::Io {
-                op: "chmod 0600 Unix socket",
-                source: e,
-            });
-        }
-        let md = std::fs::symlink_metadata(&path).map_err(ConnectError::io("stat Unix socket"))?;
+        let (mut listener, ident) = bind_socket(&path)?;
         let poll = Poll::new().map_err(ConnectError::io("create poll"))?;
         poll.registry()
             .register(&mut listener, Token(0), Interest::READABLE)
@@ -113,10 +101,52 @@ impl ShmListener {
             poll,
             events: Events::with_capacity(8),
             path,
-            ident: (md.dev(), md.ino()),
+            ident,
             config,
             opts,
         })
+    }
+
+    /// Whether the socket file under its path is still the one this
+    /// listener bound (`false` once it was removed or another file was
+    /// renamed over it: callers can no longer reach this listener).
+    pub fn intact(&self) -> bool {
+        std::fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.ident)
+    }
+
+    /// Binds the socket again at its path when [`ShmListener::intact`] is
+    /// `false`: whatever file is under the path now is removed first (the
+    /// path is named after this process's lock, so it is no one else's),
+    /// the old socket is closed. `Ok(true)` if it did. Connections already
+    /// accepted are not touched; a caller that connected to the old socket
+    /// and was not accepted yet is refused (it connects again).
+    ///
+    /// # Errors
+    /// [`ConnectError::Io`] when the stray file cannot be removed or the
+    /// socket not bound (the listener stays unreachable: call again).
+    pub fn restore(&mut self) -> Result<bool, ConnectError> {
+        if self.intact() {
+            return Ok(false);
+        }
+        match std::fs::remove_file(&self.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(ConnectError::Io {
+                    op: "remove the file under the socket's path",
+                    source: e,
+                })
+            }
+        }
+        let (mut listener, ident) = bind_socket(&self.path)?;
+        self.poll
+            .registry()
+            .register(&mut listener, Token(0), Interest::READABLE)
+            .map_err(ConnectError::io("register listener"))?;
+        let _ = self.poll.registry().deregister(&mut self.listener);
+        self.listener = listener;
+        self.ident = ident;
+        Ok(true)
     }
 
     /// The socket's path (published through the node's directory).
@@ -364,6 +394,25 @@ impl Handshake for ShmAccept {
             }
         }
     }
+}
+
+/// Binds a Unix socket at `path` with mode 0600; returns it and its file's
+/// (device, inode).
+fn bind_socket(path: &Path) -> Result<(mio::net::UnixListener, (u64, u64)), ConnectError> {
+    let listener =
+        mio::net::UnixListener::bind(path).map_err(ConnectError::io("bind Unix socket"))?;
+    // 0600 like every other file of the session (bind applies the umask).
+    if let Err(e) =
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+    {
+        let _ = std::fs::remove_file(path);
+        return Err(ConnectError::Io {
+            op: "chmod 0600 Unix socket",
+            source: e,
+        });
+    }
+    let md = std::fs::symlink_metadata(path).map_err(ConnectError::io("stat Unix socket"))?;
+    Ok((listener, (md.dev(), md.ino())))
 }
 
 impl Drop for ShmListener {
