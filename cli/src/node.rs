@@ -40,6 +40,12 @@ fn print_tick(
             r.restored.describe()
         );
     }
+    if r.store_restored.any() {
+        errln!(
+            "shmwire node: removed or replaced under its store, put back: {}",
+            r.store_restored.describe()
+        );
+    }
     let c = &r.cleanup;
     if r.removed_anything() {
         outln!(

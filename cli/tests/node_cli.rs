@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use shmwire::ids::{NodeId, ObjectId, WorkerId};
+use shmwire::node::DEATH_GRACE;
 use shmwire::shm::Session;
 use shmwire::spec::{FunctionDescriptor, TaskArg};
 use shmwire::store::{StoreClient, DEFAULT_STORE_NAME};
@@ -2678,6 +2679,24 @@ fn removed_or_replaced_session_files_of_live_processes_are_put_back() {
             .put(ObjectId::from_array([100 + round as u8; 28]), &[1; 8], b"")
             .unwrap();
     }
+    // A copy of the worker's entry naming another pid, renamed over it
+    // (unlocked, so it reads as dead): the pid the node saw in the locked
+    // entry decides (it exists), and the worker puts its entry back within
+    // the grace; no death is announced (checked below).
+    let e = entry_of(&worker_id(3));
+    let forged: String = fs::read_to_string(&e)
+        .unwrap()
+        .lines()
+        .map(|l| match l.strip_prefix("pid=") {
+            Some(_) => "pid=77777\n".to_owned(),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    let tmp = e.with_extension("forged");
+    fs::write(&tmp, forged).unwrap();
+    fs::rename(&tmp, &e).unwrap();
+    std::thread::sleep(DEATH_GRACE + Duration::from_millis(1000));
+    assert_eq!(reach_worker(7), Ok(49), "after the forged entry");
     // The node said so; the node is healthy; nothing was taken for dead.
     assert!(
         http_get(&node.addr, "/health").starts_with("HTTP/1.0 200"),
@@ -2723,4 +2742,111 @@ fn removed_or_replaced_session_files_of_live_processes_are_put_back() {
     drop((kept, store_kept));
     w.sigkill();
     node.kid.signal_and_wait("-TERM");
+}
+
+/// Found by the fresh attack on `e5d77c2`: with the live node's
+/// `.node.lock` and entries removed, a second node started, and both ran
+/// (the directory split between their stores). The kernel's lock decides:
+/// the node that finds its lock taken by another stops, saying so; one node
+/// serves the session. Made deterministic by stopping the first node while
+/// the second starts.
+#[test]
+fn a_node_that_lost_its_node_lock_to_another_stops() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog = proc_support::watchdog("a_node_that_lost_its_node_lock_to_another_stops");
+    let scratch = proc_support::scratch("swn", "twonodes");
+    let root = scratch.path().join("root");
+    let (mut first_kid, _out, _) = proc_support::spawn_node_with(
+        &root,
+        &["--session", "tn", "--store-capacity", "1M"],
+        Stdio::piped(),
+    );
+    let sdir = root.join("tn");
+    let stderr = first_kid.0.stderr.take();
+    let signal = |pid: u32, sig: &str| {
+        let st = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    signal(first_kid.pid(), "-STOP");
+    fs::remove_file(sdir.join(".node.lock")).unwrap();
+    for n in names(&sdir) {
+        if n.starts_with(".w-") {
+            fs::remove_file(sdir.join(n)).unwrap();
+        }
+    }
+    let second = start_node(&root, "tn");
+    signal(first_kid.pid(), "-CONT");
+    // The first stops on its next round, exit status 1, naming the cause.
+    let t = Instant::now();
+    let status = loop {
+        if let Some(st) = first_kid.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(t.elapsed() < GUARD, "the first node kept running");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(1));
+    if let Some(mut err) = stderr {
+        let mut text = String::new();
+        err.read_to_string(&mut text).unwrap();
+        assert!(
+            text.contains("the session's node lock was taken by another node"),
+            "{text}"
+        );
+    }
+    // The second serves the session alone, its store reachable.
+    assert!(http_get(&second.addr, "/health").starts_with("HTTP/1.0 200"));
+    let session = Session::open_in(&root, "tn").unwrap();
+    let store = within(Duration::from_secs(5), || {
+        StoreClient::connect(&session, DEFAULT_STORE_NAME).map_err(|e| e.to_string())
+    })
+    .unwrap();
+    store
+        .put(ObjectId::from_array([5; 28]), &[5; 64], b"")
+        .unwrap();
+    drop(store);
+    drop(session);
+    let mut kid = second.kid;
+    kid.signal_and_wait("-TERM");
+}
+
+/// Found by the fresh attack on `e5d77c2`: a worker whose session
+/// directory was removed put its files back into whatever came to be at
+/// the path — a symbolic link to a directory outside the root (its socket,
+/// token and entry were written there), or a new session's directory. A
+/// worker fills only the directory it made its lock in.
+#[test]
+fn a_worker_does_not_fill_a_replaced_session_directory() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog = proc_support::watchdog("a_worker_does_not_fill_a_replaced_session_directory");
+    let scratch = proc_support::scratch("swn", "replaced");
+    let root = scratch.path().join("root");
+    let victim = scratch.path().join("victim");
+    fs::create_dir(&victim).unwrap();
+    let _w = spawn_worker(&root, "rd", 3);
+    let sdir = root.join("rd");
+    fs::remove_dir_all(&sdir).unwrap();
+    std::os::unix::fs::symlink(&victim, &sdir).unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(
+        names(&victim).is_empty(),
+        "written through the link: {:?}",
+        names(&victim)
+    );
+    fs::remove_file(&sdir).unwrap();
+    fs::create_dir(&sdir).unwrap();
+    fs::set_permissions(&sdir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(
+        names(&sdir).is_empty(),
+        "moved into the new directory: {:?}",
+        names(&sdir)
+    );
 }

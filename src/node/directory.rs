@@ -78,8 +78,17 @@ impl Published for Registration {
         }
         // Another live process's lock on a file under this name: not ours
         // to replace (an unlocked one is a dead owner's: the probe removed
-        // it).
-        match self.directory.probe(&self.path) {
+        // it). A reader probing holds a dead file's lock for a moment,
+        // which looks live: asked again a few times, as `register` does.
+        let mut probe = self.directory.probe(&self.path);
+        for _ in 0..5 {
+            if !matches!(probe, Probe::Live(_) | Probe::Unreadable(_)) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+            probe = self.directory.probe(&self.path);
+        }
+        match probe {
             Probe::Live(e) => {
                 return Err(PublishError::Refused {
                     worker: self.endpoint.worker_id,

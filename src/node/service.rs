@@ -129,6 +129,18 @@ pub enum NodeError {
         /// The session directory.
         path: PathBuf,
     },
+    /// The session's node lock was removed or replaced while the node ran
+    /// and another node took it in the gap: the kernel's lock says that
+    /// node is the session's, so this one stops (two nodes would split
+    /// the directory between their stores).
+    #[error(
+        "the session's node lock was taken by another node while this one ran ({why}); stopping \
+         — that node is the session's now"
+    )]
+    NodeLockLost {
+        /// What taking it again said (the other node's pid).
+        why: String,
+    },
     /// The HTTP endpoint.
     #[error("listen on {addr}: {source}")]
     Listen {
@@ -240,6 +252,12 @@ pub struct TickReport {
     /// service puts back its own listener's socket and entry:
     /// [`StoreService::health`].)
     pub restored: Restored,
+    /// What the store service put back of its own (process lock, socket,
+    /// entry) since the last round.
+    pub store_restored: Restored,
+    /// The node lock was lost to another node ([`NodeError::NodeLockLost`]):
+    /// the round did nothing else, and [`Node::run`] stops.
+    pub node_lock_lost: Option<String>,
 }
 
 impl TickReport {
@@ -472,6 +490,11 @@ impl Node {
         if let Some(l) = self.lock.as_mut().filter(|_| lock_kept) {
             match l.restore(&self.session) {
                 Ok(made) => report.restored.node_lock = made,
+                // Another node holds it: that node is the session's.
+                Err(e @ super::node_lock::NodeLockError::Held { .. }) => {
+                    report.node_lock_lost = Some(crate::error_chain(&e));
+                    return report;
+                }
                 Err(e) => report.cleanup.errors.push(format!(
                     "the session's node lock was removed or replaced and could not be taken \
                      again: {}",
@@ -544,6 +567,9 @@ impl Node {
         if self.session.process_lock_intact() && self.session_dir_intact() {
             self.restore_own(&mut report);
         }
+        if let Some(st) = &self.store {
+            report.store_restored = st.take_restored();
+        }
         if !self.session_dir_intact() {
             // Removed during the round: what failed for want of it, and
             // what was made in a directory about to go, is not news.
@@ -593,6 +619,13 @@ impl Node {
     /// it), which puts it back within its check interval: recorded only if
     /// it has not after [`DEATH_GRACE`].
     fn suspect(&mut self, report: &mut TickReport, id: WorkerId, pid: u32, name: Option<String>) {
+        // An unlocked entry's pid is anybody's word (a copy renamed over a
+        // live worker's entry with another pid): the pid seen in its
+        // locked entry decides when there was one.
+        let (pid, name) = match (self.suspects.get(&id), self.known.get(&id)) {
+            (Some((p, n, _)), _) | (None, Some((p, n))) => (*p, n.clone()),
+            (None, None) => (pid, name),
+        };
         if crate::sys::liveness::pid_exists(pid) == Some(false) {
             self.suspects.remove(&id);
             return self.note_dead(report, id, pid, name);
@@ -645,7 +678,9 @@ impl Node {
     /// Runs [`Node::tick`] every [`NodeConfig::interval`] until `stop` is
     /// set, handing each report to `on_tick`.
     ///
-    /// Errors: [`NodeError::SessionGone`] (after handing that round's
+    /// Errors: [`NodeError::NodeLockLost`] (after handing that round's
+    /// report) when another node took the session's node lock;
+    /// [`NodeError::SessionGone`] (after handing that round's
     /// report) when the session directory was removed or replaced; the node
     /// is still to be shut down.
     pub fn run(
@@ -658,6 +693,9 @@ impl Node {
             let start = Instant::now();
             let r = self.tick();
             on_tick(&r);
+            if let Some(why) = r.node_lock_lost {
+                return Err(NodeError::NodeLockLost { why });
+            }
             if r.session_gone {
                 return Err(NodeError::SessionGone {
                     path: self.session.dir().to_owned(),

@@ -92,9 +92,21 @@ pub fn restore_token(
         Ok(b) if b == token.0 => return Ok(false),
         Ok(b) if b.len() == 16 && !replace_other => return Err(TokenError::Replaced { path }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        // A failure to read a file that may be the token (out of
+        // descriptors, a permission) removes nothing.
+        Err(e)
+            if !(e.kind() == io::ErrorKind::InvalidData
+                || crate::sys::liveness::is_not_a_lock_file(&e)) =>
+        {
+            return Err(TokenError::Io {
+                op: "read token",
+                path,
+                source: e,
+            })
+        }
         // Truncated, too long, or no regular file under the name (a FIFO,
-        // a symbolic link): not a token; it goes (as does another token,
-        // with `replace_other`).
+        // a directory, a symbolic link, a socket): not a token; it goes (as
+        // does another token, with `replace_other`).
         Ok(_) | Err(_) => fs::remove_file(&path).or_else(|e| match e.kind() {
             io::ErrorKind::NotFound => Ok(()),
             _ => Err(TokenError::Io {
@@ -186,5 +198,42 @@ pub fn load_or_create_in(dir: &Path) -> Result<SessionToken, TokenError> {
         if link_new_token(dir, &path, &token)? {
             return Ok(token);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_or_damaged_token_is_written_again_and_another_is_said() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        let session = Session::open_in(&root, "t").unwrap();
+        let token = load_or_create_token(&session).unwrap();
+        let path = session.dir().join(TOKEN_FILE);
+        assert!(!restore_token(&session, &token, false).unwrap(), "intact");
+        // Removed, truncated, a directory's worth of junk: written again.
+        fs::remove_file(&path).unwrap();
+        assert!(restore_token(&session, &token, false).unwrap());
+        assert_eq!(fs::read(&path).unwrap(), token.0);
+        fs::write(&path, b"short").unwrap();
+        assert!(restore_token(&session, &token, false).unwrap());
+        assert_eq!(fs::read(&path).unwrap(), token.0);
+        fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink("/dev/null", &path).unwrap();
+        assert!(restore_token(&session, &token, false).unwrap());
+        assert_eq!(fs::read(&path).unwrap(), token.0);
+        // Another valid token: said by a worker, replaced by the node.
+        fs::write(&path, [7u8; 16]).unwrap();
+        assert!(matches!(
+            restore_token(&session, &token, false),
+            Err(TokenError::Replaced { .. })
+        ));
+        assert_eq!(fs::read(&path).unwrap(), [7u8; 16]);
+        assert!(restore_token(&session, &token, true).unwrap());
+        assert_eq!(fs::read(&path).unwrap(), token.0);
+        assert_eq!(load_or_create_token(&session).unwrap().0, token.0);
+        session.remove_all().unwrap();
     }
 }

@@ -251,6 +251,9 @@ struct ProcLock {
     name: String,
     /// Holds the exclusive `flock` for as long as the process lives.
     file: File,
+    /// The session directory's (device, inode) when the lock was made in
+    /// it: a directory at the path that has others is not this one.
+    dir_ident: (u64, u64),
 }
 
 /// Process-global registry: session directory → our lock file there.
@@ -360,6 +363,10 @@ fn owner_lock(dir: &Path, root: Option<&Path>) -> Result<String> {
             // The cleanup removed the directory we locked: start over.
             continue;
         }
+        let dir_ident = d
+            .metadata()
+            .map(|m| (m.dev(), m.ino()))
+            .map_err(|e| ShmError::io("stat", dir, e))?;
         ensure_marker(dir)?;
         // Short (sockets are named after it and socket paths are limited to
         // 107 bytes); the pid makes it unique among live processes, the
@@ -410,6 +417,7 @@ fn owner_lock(dir: &Path, root: Option<&Path>) -> Result<String> {
             ProcLock {
                 name: name.clone(),
                 file,
+                dir_ident,
             },
         );
         return Ok(name);
@@ -967,30 +975,33 @@ impl Session {
     /// named after the lock (its listening socket, its statistics area);
     /// the callers of this put those back next. `Ok(true)` if it did;
     /// `Ok(false)` while the lock is intact, the process holds none here or
-    /// the session directory is gone.
+    /// the session directory is gone or replaced ([`Session::dir_intact`]).
     /// Costs an `fstat` and an `lstat`.
     ///
     /// # Errors
     /// As [`Session::process_lock_name`] (the lock stays missing: call
     /// again later).
     pub fn restore_process_lock(&self) -> Result<bool> {
-        if self.process_lock_intact() {
-            return Ok(false);
-        }
-        if !registry()
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(&self.dir)
-        {
-            return Ok(false);
-        }
-        // A session directory removed under the process is not made again
-        // here (that is the process's next file's decision).
-        if !self.dir.is_dir() {
+        // A session directory removed or replaced under the process (a
+        // new one, a symbolic link) is not made again or moved into here.
+        if self.process_lock_intact() || !self.dir_intact() {
             return Ok(false);
         }
         self.process_lock_name()?;
         Ok(true)
+    }
+
+    /// Whether the session directory at its path is still the one this
+    /// process made its lock in (same device and inode, not followed
+    /// through a symbolic link); `false` when it holds no lock here. Files
+    /// are put back only while it is: a session directory removed, or
+    /// replaced by another one or a link, is not this process's to fill.
+    pub fn dir_intact(&self) -> bool {
+        let reg = registry().lock().unwrap_or_else(|p| p.into_inner());
+        reg.get(&self.dir).is_some_and(|l| {
+            fs::symlink_metadata(&self.dir)
+                .is_ok_and(|m| m.is_dir() && (m.dev(), m.ino()) == l.dir_ident)
+        })
     }
 
     /// Whether this process's lock file in the session is the one it

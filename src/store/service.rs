@@ -33,7 +33,7 @@ use crate::shm::{AnonSegment, Session};
 use crate::spec::{self, Encoder};
 use crate::transport::{
     AnyConnection, Connection, ListenOptions, Listener, MessageConnection, Mux, MuxEvent, PeerKey,
-    SessionToken, ShmOptions, TransportConfig, WorkerLookup, LISTENER_CHECK_INTERVAL,
+    Restored, SessionToken, ShmOptions, TransportConfig, WorkerLookup, LISTENER_CHECK_INTERVAL,
 };
 use crate::wake::WaitStrategy;
 
@@ -130,6 +130,7 @@ pub struct StoreService {
     snapshot: Arc<Mutex<StoreSnapshot>>,
     index_segment: Option<String>,
     health: Health,
+    restored: Arc<Mutex<Restored>>,
 }
 
 /// Largest objects kept in a [`StoreService::snapshot`].
@@ -219,6 +220,7 @@ impl StoreService {
         let stop = Arc::new(AtomicBool::new(false));
         let snapshot = Arc::new(Mutex::new(table.snapshot(SNAPSHOT_OBJECTS)));
         let health = Health::default();
+        let restored = Arc::new(Mutex::new(Restored::default()));
         let mut state = Service {
             table,
             mux,
@@ -237,6 +239,7 @@ impl StoreService {
             spin: config.spin,
             listener_check_at: Instant::now() + LISTENER_CHECK_INTERVAL,
             health: health.clone(),
+            restored: Arc::clone(&restored),
         };
         let stop2 = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
@@ -251,6 +254,7 @@ impl StoreService {
             snapshot,
             index_segment: index_name,
             health,
+            restored,
         })
     }
 
@@ -261,6 +265,13 @@ impl StoreService {
     /// The node's `/health` asks it.
     pub fn health(&self) -> Health {
         self.health.clone()
+    }
+
+    /// What the service put back of its session files (process lock,
+    /// socket, entry) since the last call, after a stray `rm` or rename
+    /// took them; the node prints it.
+    pub fn take_restored(&self) -> Restored {
+        std::mem::take(&mut *self.restored.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// The store's counts, its [`SNAPSHOT_OBJECTS`] largest objects and
@@ -357,6 +368,9 @@ struct Service {
     /// `/health` hears while they cannot be put back.
     listener_check_at: Instant,
     health: Health,
+    /// What was put back since the owner last asked
+    /// ([`StoreService::take_restored`]).
+    restored: Arc<Mutex<Restored>>,
 }
 
 /// What the service keeps of its shared index to welcome clients.
@@ -460,29 +474,33 @@ impl Service {
             return;
         }
         self.listener_check_at = now + LISTENER_CHECK_INTERVAL;
-        match self.mux.restore_listener() {
-            Ok(r) => {
-                if r.any() {
-                    tracing::warn!(
-                        socket = r.socket,
-                        entry = r.entry,
-                        "store: the listener's socket file or directory entry was removed or \
-                         replaced: put back"
-                    );
-                }
-                self.health.set(None);
+        let (done, errors) = self.mux.restore_listener();
+        if done.any() {
+            tracing::warn!(
+                what = %done.describe(),
+                "store: files removed or replaced under it: put back"
+            );
+            let mut r = self.restored.lock().unwrap_or_else(|p| p.into_inner());
+            r.lock |= done.lock;
+            r.socket |= done.socket;
+            r.entry |= done.entry;
+        }
+        if errors.is_empty() {
+            self.health.set(None);
+        } else {
+            let why = errors
+                .iter()
+                .map(|e| crate::error_chain(e))
+                .collect::<Vec<_>>()
+                .join("; ");
+            if self.health.problem().is_none() {
+                tracing::warn!(error = %why, "store: a file it keeps in its session is missing \
+                    and could not be put back; trying again");
             }
-            Err(e) => {
-                let why = crate::error_chain(&e);
-                if self.health.problem().is_none() {
-                    tracing::warn!(error = %why, "store: the listener's socket file or \
-                        directory entry is missing and could not be put back; trying again");
-                }
-                self.health.set(Some(format!(
-                    "its listener's socket or directory entry is missing and could not be put \
-                     back (new clients cannot connect; trying again every second): {why}"
-                )));
-            }
+            self.health.set(Some(format!(
+                "its listener's socket or directory entry is missing and could not be put \
+                 back (new clients cannot connect; trying again every second): {why}"
+            )));
         }
     }
 

@@ -464,7 +464,10 @@ const PENDING_BASE: usize = 16;
 /// theirs ([`Listener::restore`]): 1 s.
 pub const LISTENER_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
-/// What [`Listener::restore`] put back.
+/// What was put back of the files a process keeps in its session, after
+/// a stray `rm` or rename took them: by [`Listener::restore`] (lock,
+/// socket, entry), by the worker runtime's `Worker` (also token and
+/// statistics area) and by the node's round (also the node lock).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Restored {
     /// This process's lock file in the session was made again
@@ -768,34 +771,37 @@ impl Listener {
     /// passes take the process for dead and remove its socket), the Unix
     /// socket if its file is no longer the one bound
     /// ([`ShmListener::restore`]), the directory entry if it is gone or
-    /// replaced ([`Published::restore`]). Nothing while the session
-    /// directory itself is gone.
-    /// `also` is another poll the sockets are registered with (the
-    /// [`Mux`](super::Mux)'s) and their token there. A TCP listener has no
-    /// file to lose. Costs two `stat`s when nothing is missing; the
-    /// worker runtime's `Worker` and the store service call it
-    /// every [`LISTENER_CHECK_INTERVAL`].
+    /// replaced ([`Published::restore`]). Each is tried whatever became of
+    /// the others. Nothing while the session directory is gone or replaced
+    /// ([`Session::dir_intact`]: a new directory or a link at its path is
+    /// not this process's to fill). `also` is another poll the sockets are
+    /// registered with (the [`Mux`](super::Mux)'s) and their token there.
+    /// A TCP listener has no file to lose. Costs six `stat`/`fstat` calls
+    /// when nothing is missing; the worker runtime's `Worker` and the
+    /// store service call it every [`LISTENER_CHECK_INTERVAL`].
     ///
-    /// # Errors
-    /// The socket's ([`ConnectError::Io`]) or the entry's
-    /// ([`ConnectError::Publish`]) failure; what failed stays missing (call
-    /// again later).
+    /// Returns what was put back and why each part that could not be
+    /// failed: the lock's ([`ConnectError::Segment`]), the socket's
+    /// ([`ConnectError::Io`]), the entry's ([`ConnectError::Publish`]);
+    /// what failed stays missing (call again later).
     pub fn restore(
         &mut self,
         also: Option<(&mio::Registry, Token)>,
-    ) -> Result<Restored, ConnectError> {
-        // A session directory removed under the process is not made again
-        // here: nothing to put back into.
-        if !self.session.dir().is_dir() {
-            return Ok(Restored::default());
+    ) -> (Restored, Vec<ConnectError>) {
+        let mut done = Restored::default();
+        let mut errors = Vec::new();
+        if !self.session.dir_intact() {
+            return (done, errors);
         }
-        let mut done = Restored {
-            lock: self
-                .session
-                .restore_process_lock()
-                .map_err(ConnectError::Segment)?,
-            ..Restored::default()
-        };
+        match self.session.restore_process_lock() {
+            Ok(made) => done.lock = made,
+            Err(e) => errors.push(ConnectError::Segment(e)),
+        }
+        // A file made without the lock would make it again, in whatever
+        // directory is at the path by then.
+        if !self.session.process_lock_intact() {
+            return (done, errors);
+        }
         if let Some(l) = self.shm.as_mut().filter(|l| !l.intact()) {
             let old = l.listener().as_fd().as_raw_fd();
             let _ = self
@@ -805,21 +811,31 @@ impl Listener {
             if let Some((r, _)) = also {
                 let _ = r.deregister(&mut mio::unix::SourceFd(&old));
             }
-            let restored = l.restore();
+            match l.restore() {
+                Ok(made) => done.socket = made,
+                Err(e) => errors.push(e),
+            }
             // The new socket, or the old one again if binding failed.
             let fd = l.listener().as_fd().as_raw_fd();
-            self.poll
-                .registry()
-                .register(&mut mio::unix::SourceFd(&fd), SHM_TOKEN, Interest::READABLE)
-                .map_err(ConnectError::io("register listener"))?;
+            let mut register = |r: &mio::Registry, token| {
+                if let Err(e) = r.register(&mut mio::unix::SourceFd(&fd), token, Interest::READABLE)
+                {
+                    errors.push(ConnectError::Io {
+                        op: "register listener",
+                        source: e,
+                    });
+                }
+            };
+            register(self.poll.registry(), SHM_TOKEN);
             if let Some((r, token)) = also {
-                r.register(&mut mio::unix::SourceFd(&fd), token, Interest::READABLE)
-                    .map_err(ConnectError::io("register listener"))?;
+                register(r, token);
             }
-            done.socket = restored?;
         }
-        done.entry = self._published.restore()?;
-        Ok(done)
+        match self._published.restore() {
+            Ok(made) => done.entry = made,
+            Err(e) => errors.push(e.into()),
+        }
+        (done, errors)
     }
 
     fn fds(&self) -> Vec<std::os::fd::RawFd> {

@@ -536,12 +536,12 @@ impl Mux<super::AnyConnection> {
     /// was removed or replaced ([`Listener::restore`](super::Listener::restore));
     /// nothing without a listener.
     ///
-    /// # Errors
-    /// As [`Listener::restore`](super::Listener::restore).
-    pub fn restore_listener(&mut self) -> Result<super::Restored, ConnectError> {
+    /// Returns what was put back and why each part that could not be
+    /// failed, as [`Listener::restore`](super::Listener::restore).
+    pub fn restore_listener(&mut self) -> (super::Restored, Vec<ConnectError>) {
         match self.listener.as_mut() {
             Some(l) => l.restore(Some((self.poll.registry(), LISTENER_TOKEN))),
-            None => Ok(super::Restored::default()),
+            None => (super::Restored::default(), Vec::new()),
         }
     }
 

@@ -640,38 +640,45 @@ impl Worker {
     }
 
     /// Puts back what a stray `rm` or rename took of the files the worker
-    /// keeps in its session, reporting it as a [`WorkerEvent`].
+    /// keeps in its session (each tried whatever became of the others),
+    /// reporting it as [`WorkerEvent`]s.
     fn restore_listener(&mut self) {
-        // A removed session directory is not made again here.
-        if !self.session.dir().is_dir() {
-            return;
+        // A session directory removed or replaced (a new one, a link) is
+        // not this worker's to fill.
+        if !self.session.dir_intact() {
+            return self.restore_failed(format!(
+                "its session directory {} was removed or replaced: nothing is put back \
+                 (new callers cannot reach this worker)",
+                self.session.dir().display()
+            ));
         }
-        let mut done = match self.mux.restore_listener() {
-            Ok(r) => r,
-            Err(e) => return self.restore_failed(crate::error_chain(&e)),
-        };
-        // With its lock missing (the session directory removed meanwhile),
-        // making a file would make the directory again.
-        if !self.session.process_lock_intact() {
-            return;
-        }
-        match crate::node::restore_token(&self.session, &self.token, false) {
-            Ok(t) => done.token = t,
-            Err(e) => return self.restore_failed(crate::error_chain(&e)),
-        }
-        if let Some(a) = &mut self.area {
-            match a.restore(&self.session, &self.exec.me) {
-                Ok(made) => done.area = made,
-                Err(e) => return self.restore_failed(crate::error_chain(&e)),
+        let (mut done, errors) = self.mux.restore_listener();
+        let mut errors: Vec<String> = errors.iter().map(|e| crate::error_chain(e)).collect();
+        // With its lock missing, making a file would make it again (in
+        // whatever directory is at the path by then).
+        if self.session.process_lock_intact() {
+            match crate::node::restore_token(&self.session, &self.token, false) {
+                Ok(t) => done.token = t,
+                Err(e) => errors.push(crate::error_chain(&e)),
+            }
+            if let Some(a) = &mut self.area {
+                match a.restore(&self.session, &self.exec.me) {
+                    Ok(made) => done.area = made,
+                    Err(e) => errors.push(crate::error_chain(&e)),
+                }
             }
         }
-        self.listener_lost = false;
         if done.any() {
             tracing::warn!(
                 what = %done.describe(),
                 "worker: files removed or replaced under it: put back"
             );
             self.event(WorkerEvent::Restored(done));
+        }
+        if errors.is_empty() {
+            self.listener_lost = false;
+        } else {
+            self.restore_failed(errors.join("; "));
         }
     }
 
