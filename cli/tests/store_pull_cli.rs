@@ -619,8 +619,15 @@ fn scribble_pull_client_rings(pid: u32, salt: u64) {
         2,
         "the pull endpoint's client has two rings: {targets:?}"
     );
-    for (n, (_, path)) in targets.iter().enumerate() {
-        let f = fs::OpenOptions::new().write(true).open(path).unwrap();
+    // Both opened before either is written: the first write can make the
+    // store service drop that connection and close its descriptors, the
+    // one listed for the second ring among them (a CI run failed opening
+    // it: "No such file or directory").
+    let files: Vec<fs::File> = targets
+        .iter()
+        .map(|(_, path)| fs::OpenOptions::new().write(true).open(path).unwrap())
+        .collect();
+    for (n, f) in files.iter().enumerate() {
         let len = f.metadata().unwrap().len();
         f.write_all_at(&pattern(salt + n as u64, len as usize), 0)
             .unwrap();
