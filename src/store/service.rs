@@ -452,13 +452,15 @@ impl Service {
                     MuxEvent::Ready(key) => self.drain(key),
                 }
             }
-            self.serve_parked(Instant::now());
+            // One clock read for the parked gets and the listener check.
+            let after = Instant::now();
+            self.serve_parked(after);
             // Deleted objects whose last index holders let go (normally
             // announced by a `Reap` request; this is the backstop).
             self.table.reap();
             self.notify();
             self.publish_snapshot();
-            self.restore_listener();
+            self.restore_listener(after);
         }
         Ok(())
     }
@@ -468,8 +470,7 @@ impl Service {
     /// clients could not connect, or found the store dead), logging it; a
     /// failure is [`StoreService::health`]'s problem until a later check
     /// succeeds.
-    fn restore_listener(&mut self) {
-        let now = Instant::now();
+    fn restore_listener(&mut self, now: Instant) {
         if now < self.listener_check_at {
             return;
         }

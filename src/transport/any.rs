@@ -494,7 +494,8 @@ impl Restored {
         self.lock || self.socket || self.entry || self.token || self.area || self.node_lock
     }
 
-    /// What was put back, for a message (`"lock file, socket"`); empty if
+    /// What was put back, for a message (`"process lock file, socket
+    /// file"`); empty if
     /// nothing.
     pub fn describe(self) -> String {
         [
