@@ -171,31 +171,6 @@ fn concat<const A: usize, const B: usize, const N: usize>(a: &[u8; A], b: &[u8; 
     out
 }
 
-/// Folds id bytes into one `u64` for [`Hash`](std::hash::Hash): each 8-byte
-/// little-endian word (the last one zero-padded) is mixed in by
-/// rotate, xor and multiply (FxHash's step), so that ids differing in any
-/// byte — also ids whose words are permutations of each other's — almost
-/// always fold differently. Equal ids fold equally (`Hash` agrees with
-/// `Eq`); the map's own hasher then mixes the result with its seed.
-#[inline]
-fn fold_id_bytes(bytes: &[u8]) -> u64 {
-    const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-    let mut h: u64 = bytes.len() as u64;
-    let mut words = bytes.chunks_exact(8);
-    for w in &mut words {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(w);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(a)).wrapping_mul(K);
-    }
-    let rest = words.remainder();
-    if !rest.is_empty() {
-        let mut a = [0u8; 8];
-        a[..rest.len()].copy_from_slice(rest);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(a)).wrapping_mul(K);
-    }
-    h
-}
-
 macro_rules! define_id {
     ($(#[$meta:meta])* $name:ident, $len:expr) => {
         $(#[$meta])*
@@ -218,12 +193,15 @@ macro_rules! define_id {
         pub struct $name([u8; $len]);
 
         impl std::hash::Hash for $name {
-            /// Hashes one `u64` folded from the bytes (`fold_id_bytes`):
-            /// a hash map keyed by ids (the caller hashes several per call)
-            /// then mixes 8 bytes instead of running a byte-slice hash over
-            /// up to 28.
+            /// Hashes every byte of the id with the map's own (seeded)
+            /// hasher. Ids reach maps from peers (a store client names its
+            /// objects, a caller its worker id), so the hash must not be
+            /// one a peer can make collide: an unkeyed fold to a `u64`
+            /// first would let a peer craft any number of ids with one
+            /// hash, whatever seed the map's hasher then adds, and turn
+            /// each of the map's operations into a scan.
             fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-                state.write_u64(fold_id_bytes(&self.0));
+                state.write(&self.0);
             }
         }
 
@@ -599,34 +577,31 @@ mod tests {
     }
 
     #[test]
-    fn the_hash_fold_tells_ids_apart() {
-        let base = ObjectId::from_array([0x5a; 28]);
-        let mut seen = std::collections::HashSet::new();
-        assert!(seen.insert(fold_id_bytes(base.as_bytes())));
-        // Any one byte changed, in any position, to several values.
-        for i in 0..28 {
-            for v in [0u8, 1, 0x80, 0xff] {
-                let mut b = base.to_array();
-                if b[i] == v {
-                    continue;
-                }
-                b[i] = v;
-                assert!(seen.insert(fold_id_bytes(&b)), "byte {i} = {v}");
+    fn ids_hand_all_their_bytes_to_the_maps_hasher() {
+        // The map's hasher is seeded; anything the id computes before it
+        // (a fold to a `u64`) would be unkeyed and so open to crafted
+        // collisions. Every byte goes to the hasher, nothing else.
+        #[derive(Default)]
+        struct Recorder(Vec<u8>);
+        impl std::hash::Hasher for Recorder {
+            fn finish(&self) -> u64 {
+                0
+            }
+            fn write(&mut self, bytes: &[u8]) {
+                self.0.extend_from_slice(bytes);
             }
         }
-        // Words swapped: not the same fold (a plain xor would collide).
-        let mut a = [0u8; 16];
-        a[..8].copy_from_slice(&1u64.to_le_bytes());
-        a[8..].copy_from_slice(&2u64.to_le_bytes());
-        let mut b = [0u8; 16];
-        b[..8].copy_from_slice(&2u64.to_le_bytes());
-        b[8..].copy_from_slice(&1u64.to_le_bytes());
-        assert_ne!(fold_id_bytes(&a), fold_id_bytes(&b));
-        // Return objects of one task (they differ in the index only).
-        let task = TaskId::for_driver_task(JobId::from_int(1));
-        let folds: std::collections::HashSet<u64> = (1..=1000)
-            .map(|i| fold_id_bytes(ObjectId::from_index(task, i).as_bytes()))
-            .collect();
-        assert_eq!(folds.len(), 1000);
+        fn written<T: std::hash::Hash>(id: &T) -> Vec<u8> {
+            let mut r = Recorder::default();
+            id.hash(&mut r);
+            r.0
+        }
+        let task = TaskId::for_driver_task(JobId::from_int(7));
+        let object = ObjectId::from_index(task, 3);
+        let worker = WorkerId::from_array([0x42; 28]);
+        assert_eq!(written(&object), object.as_bytes());
+        assert_eq!(written(&task), task.as_bytes());
+        assert_eq!(written(&worker), worker.as_bytes());
+        assert_eq!(written(&JobId::from_int(7)), JobId::from_int(7).as_bytes());
     }
 }

@@ -560,3 +560,76 @@ fn truncating_every_session_file_and_memfd_kills_no_process() {
     );
     kill9(&mut service);
 }
+
+/// Objects the colliding client fills the store with.
+const COLLIDERS: u32 = 40_000;
+/// Ids per `refresh` request of the colliding client (its ids again and
+/// again: each is one lookup in the service's object table).
+const COLLIDING_LOOKUPS: usize = 4_000;
+
+/// A client names its objects, so the ids in the service's object table
+/// are a peer's choice. One that picks ids built to collide under an
+/// unkeyed pre-hash (`fold_colliding_ids`) must not turn the table's
+/// lookups into scans: each of its requests would then hold the service
+/// (and every other client) for as long as it likes. The colliding client
+/// fills the store with 40,000 such objects, then asks for them 4,000 at a
+/// time in a loop; another client's calls meanwhile take what one of
+/// those requests takes when lookups are hash lookups (about a
+/// millisecond here), not the seconds that scans took (each of the
+/// colliding client's requests then compared 4,000 × 40,000 ids).
+#[test]
+fn ids_built_to_collide_do_not_stall_the_service() {
+    const TEST: &str = "ids_built_to_collide_do_not_stall_the_service";
+    if child_role().is_some() {
+        let s = child_session();
+        let c = connect(&s);
+        let ids = fold_colliding_ids(COLLIDERS);
+        let t = Instant::now();
+        for id in &ids {
+            c.put(*id, b"x", b"").unwrap();
+        }
+        println!("filled in {:?}", t.elapsed());
+        let lookups: Vec<_> = ids
+            .iter()
+            .copied()
+            .cycle()
+            .take(COLLIDING_LOOKUPS)
+            .collect();
+        let end = Instant::now() + GUARD;
+        let mut n = 0u64;
+        while Instant::now() < end {
+            let t = Instant::now();
+            c.refresh(&lookups).unwrap();
+            n += 1;
+            if n == 1 {
+                println!("first request took {:?}", t.elapsed());
+            }
+        }
+        return;
+    }
+    let env = Env::new("collide");
+    let _store = env.store(16 << 20);
+    let c = connect(&env.session);
+    let mut child = spawn_child(TEST, "collider", &pass(&env, "collide"));
+    let lines = stdout_lines(&mut child);
+    let filled = expect_line(&lines, "filled");
+    let first = expect_line(&lines, "first request");
+    let mut worst = Duration::ZERO;
+    for i in 0..50u32 {
+        let t = Instant::now();
+        let id = oid(9, i);
+        c.put(id, &contents(u64::from(i), 100), b"").unwrap();
+        let got = c.get(&[id], GUARD).unwrap();
+        assert_eq!(got[0].as_deref().unwrap(), &contents(u64::from(i), 100)[..]);
+        drop(got);
+        c.delete(&[id]).unwrap();
+        worst = worst.max(t.elapsed());
+    }
+    kill9(&mut child);
+    println!("{filled}; {first}; another client's slowest put+get+delete: {worst:?}");
+    assert!(
+        worst < Duration::from_millis(250),
+        "another client waited {worst:?} for a put, get and delete \
+         while a client looked up ids built to collide ({filled}; {first})"
+    );
+}

@@ -73,6 +73,41 @@ pub fn shared_oid(tag: u8, n: u32) -> ObjectId {
     ObjectId::from_array(b)
 }
 
+/// `n` object ids that all fold to one `u64` under an unkeyed
+/// word-by-word fold (FxHash's step: `h = (h.rotl(5) ^ word) * K`, from
+/// `h = len`) — the pre-hash shmwire's ids once fed their maps' hasher.
+/// Such a fold can be inverted word by word, so a hostile peer can make
+/// any number of ids that collide in any map hashing through it, whatever
+/// seed the map adds afterwards. Distinct in their first word.
+pub fn fold_colliding_ids(n: u32) -> Vec<ObjectId> {
+    const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+    // K is odd: its inverse modulo 2^64 by Newton's iteration.
+    let mut k_inv = K;
+    for _ in 0..6 {
+        k_inv = k_inv.wrapping_mul(2u64.wrapping_sub(K.wrapping_mul(k_inv)));
+    }
+    assert_eq!(K.wrapping_mul(k_inv), 1);
+    let step = |h: u64, w: u64| (h.rotate_left(5) ^ w).wrapping_mul(K);
+    // Every id's state after its third word is `target`.
+    let target = 0x0123_4567_89ab_cdefu64;
+    let w2 = 0x5a5a_5a5a_5a5a_5a5au64;
+    let tail = [0x77u8; 4];
+    (0..n)
+        .map(|i| {
+            let w1 = u64::from(i) | 0xc0de_0000_0000_0000;
+            let h2 = step(step(28, w1), w2);
+            let w3 = target.wrapping_mul(k_inv) ^ h2.rotate_left(5);
+            debug_assert_eq!(step(h2, w3), target);
+            let mut b = [0u8; 28];
+            b[..8].copy_from_slice(&w1.to_le_bytes());
+            b[8..16].copy_from_slice(&w2.to_le_bytes());
+            b[16..24].copy_from_slice(&w3.to_le_bytes());
+            b[24..].copy_from_slice(&tail);
+            ObjectId::from_array(b)
+        })
+        .collect()
+}
+
 fn mix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
