@@ -1296,3 +1296,108 @@ fn a_terminated_worker_exits_though_another_caller_reads_no_replies() {
     // machine.
     assert!(took < Duration::from_secs(10), "{took:?}");
 }
+
+/// Resident memory of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Replies each departing caller leaves unacknowledged: 8 of 64 KiB
+/// (512 KiB per caller in the worker's reply cache).
+const LEFT_REPLIES: usize = 8;
+const LEFT_REPLY_BYTES: i64 = 64 << 10;
+
+/// `n` callers, one after another, each its own `CoreWorker` (its own
+/// worker id) attaching to `actor`, calling it `LEFT_REPLIES` times
+/// pipelined and leaving (its connection closed) without a further request
+/// that would acknowledge the replies.
+fn callers_come_and_go(s: &TestSession, actor: &ActorHandle, n: u64) {
+    for c in 0..n {
+        let mut me = CoreWorker::new(&s.session, CoreWorkerOptions::new(s.node)).unwrap();
+        me.register_actor(actor, 0).unwrap();
+        let refs: Vec<ObjectRef> = (0..LEFT_REPLIES)
+            .map(|_| {
+                me.submit_actor_task(actor, "big", vec![i64_arg(LEFT_REPLY_BYTES)])
+                    .unwrap()
+            })
+            .collect();
+        let values = me.get(&refs, GUARD).unwrap();
+        assert!(
+            values.iter().all(|v| v.len() == LEFT_REPLY_BYTES as usize),
+            "caller {c}"
+        );
+    }
+}
+
+/// A worker remembers callers whose connections all ended (their reply
+/// cache answers re-sent requests), but not every caller it ever had:
+/// beyond `max_departed_callers` the one that left first is forgotten.
+/// 80 callers each leave 512 KiB of unacknowledged replies: kept for all of
+/// them, the worker grew by ≈ 41 MiB; with 4 remembered it grows by a few.
+#[test]
+fn departed_callers_beyond_the_limit_are_forgotten() {
+    maybe_run_worker();
+    let s = TestSession::new("departed");
+    const CALLERS: u64 = 80;
+    let worker = s.spawn_worker_env(
+        "departed_callers_beyond_the_limit_are_forgotten",
+        1 + CALLERS,
+        &[(worker_support::ENV_MAX_DEPARTED, "4")],
+    );
+    let pid = worker.child.as_ref().unwrap().id();
+    let mut creator = s.driver();
+    let actor = create_counter(&mut creator, worker.id, 0);
+    // Warm: the first callers' buffers are the worker's baseline.
+    callers_come_and_go(&s, &actor, 8);
+    let before = rss_kib(pid);
+    callers_come_and_go(&s, &actor, CALLERS - 8);
+    let grown = rss_kib(pid).saturating_sub(before);
+    assert!(
+        grown < 12 << 10,
+        "the worker grew by {grown} KiB for {} departed callers, 4 remembered",
+        CALLERS - 8
+    );
+    drop(creator);
+    worker.wait_success();
+}
+
+/// A departed caller is forgotten `departed_caller_ttl` after it left
+/// (looked at once a second) however few departed: callers that leave after
+/// the first ones were forgotten reuse their memory.
+#[test]
+fn departed_callers_are_forgotten_after_their_ttl() {
+    maybe_run_worker();
+    let s = TestSession::new("departedttl");
+    const BATCH: u64 = 40;
+    let worker = s.spawn_worker_env(
+        "departed_callers_are_forgotten_after_their_ttl",
+        1 + 2 * BATCH,
+        &[
+            (worker_support::ENV_MAX_DEPARTED, "1000"),
+            (worker_support::ENV_DEPARTED_TTL_MS, "1000"),
+        ],
+    );
+    let pid = worker.child.as_ref().unwrap().id();
+    let mut creator = s.driver();
+    let actor = create_counter(&mut creator, worker.id, 0);
+    let base = rss_kib(pid);
+    callers_come_and_go(&s, &actor, BATCH);
+    let first = rss_kib(pid);
+    // Past the TTL and the next once-a-second look.
+    std::thread::sleep(Duration::from_millis(2_200));
+    callers_come_and_go(&s, &actor, BATCH);
+    let second = rss_kib(pid);
+    let (a, b) = (first.saturating_sub(base), second.saturating_sub(first));
+    assert!(
+        b < a / 2,
+        "the first {BATCH} departed callers took {a} KiB, the next {BATCH} {b} KiB more: \
+         the first ones' replies were not forgotten after their TTL"
+    );
+    drop(creator);
+    worker.wait_success();
+}

@@ -62,8 +62,9 @@ pub use registry::{
     TaskResult, CONSTRUCTOR_NAME, TERMINATE_METHOD,
 };
 pub use server::{
-    Worker, WorkerEvent, WorkerOptions, APP_ERROR_METADATA, MAX_DIRECT_CALL_OBJECT_SIZE,
-    MAX_EVENTS, OBJECT_LOST_METADATA, OBJECT_STORE_ERROR_METADATA,
+    Worker, WorkerEvent, WorkerOptions, APP_ERROR_METADATA, DEPARTED_CALLER_TTL,
+    MAX_DEPARTED_CALLERS, MAX_DIRECT_CALL_OBJECT_SIZE, MAX_EVENTS, OBJECT_LOST_METADATA,
+    OBJECT_STORE_ERROR_METADATA,
 };
 pub use stats::{EventStats, HandlerStats, StatsSnapshot};
 pub use task_manager::{PendingTask, ReplyMatch, TaskManager};

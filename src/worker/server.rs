@@ -136,7 +136,29 @@ pub struct WorkerOptions {
     /// unless it was in `store` already. Default `None`: returns are
     /// readable on this node only.
     pub object_manager_address: Option<SocketAddr>,
+    /// How many departed callers — callers none of whose connections is
+    /// open any more — the worker remembers (default
+    /// [`MAX_DEPARTED_CALLERS`] = 64). It remembers a caller's actor
+    /// scheduling queue and the replies of executed tasks the caller has not
+    /// acknowledged (the reply cache), so that a caller that reconnects and
+    /// re-sends gets those replies instead of the tasks running twice. With
+    /// more departed callers than this, the one that left longest ago is
+    /// forgotten; a forgotten caller that comes back has its re-sent tasks
+    /// run again (at least once, as Ray's retried actor tasks). Without a
+    /// bound every caller that ever connected kept its last unacknowledged
+    /// replies (up to `max_direct_call_object_size` each) for the worker's
+    /// life. `0` forgets a caller as soon as its last connection ends.
+    pub max_departed_callers: usize,
+    /// Longest time a departed caller is remembered (default
+    /// [`DEPARTED_CALLER_TTL`] = 10 min), counted from the end of its last
+    /// connection; looked at once a second.
+    pub departed_caller_ttl: Duration,
 }
+
+/// Default [`WorkerOptions::max_departed_callers`].
+pub const MAX_DEPARTED_CALLERS: usize = 64;
+/// Default [`WorkerOptions::departed_caller_ttl`]: 10 minutes.
+pub const DEPARTED_CALLER_TTL: Duration = Duration::from_secs(600);
 
 impl WorkerOptions {
     /// Shared memory (default options) and TCP on `127.0.0.1:0`, Ray's
@@ -156,6 +178,8 @@ impl WorkerOptions {
             arg_fetch_timeout: Duration::from_secs(2),
             store_return_hold: Duration::from_secs(60),
             object_manager_address: None,
+            max_departed_callers: MAX_DEPARTED_CALLERS,
+            departed_caller_ttl: DEPARTED_CALLER_TTL,
         }
     }
 }
@@ -186,6 +210,9 @@ struct CallerState {
     /// the reply its `client_processed_up_to` named. A connection delivers
     /// in order, so every reply sent before it was read too.
     acked_send: u64,
+    /// When its last connection ended (the executor's clock then); `None`
+    /// while it has one.
+    departed: Option<Instant>,
 }
 
 struct ActorInstance {
@@ -260,6 +287,14 @@ struct Executor {
     waker: Arc<OnceLock<MuxWaker>>,
     /// Finished tasks of threaded actors, to be replied to (reused buffer).
     completed: Vec<Completion>,
+    /// At least the number of callers with `CallerState::departed` set (a
+    /// caller that came back is counted until the next `forget_departed`);
+    /// 0: nothing to forget, nothing looked at.
+    departed: usize,
+    /// [`WorkerOptions::max_departed_callers`].
+    max_departed: usize,
+    /// [`WorkerOptions::departed_caller_ttl`].
+    departed_ttl: Duration,
     /// When the actor exited by [`TERMINATE_METHOD`](crate::worker::TERMINATE_METHOD):
     /// requests read from then on are dropped unanswered (they fail with the
     /// connection when the worker process exits, as Ray's do), and the
@@ -535,6 +570,9 @@ impl Worker {
                 }),
                 waker: Arc::new(OnceLock::new()),
                 completed: Vec::new(),
+                departed: 0,
+                max_departed: options.max_departed_callers,
+                departed_ttl: options.departed_caller_ttl,
                 exiting: None,
             },
             ready: Vec::new(),
@@ -635,6 +673,7 @@ impl Worker {
         if now >= self.listener_check_at {
             self.listener_check_at = now + crate::transport::LISTENER_CHECK_INTERVAL;
             self.restore_listener();
+            self.exec.forget_departed(now);
         }
         Ok(())
     }
@@ -1080,6 +1119,7 @@ impl Executor {
             executed: SeqMap::new(),
             sends: 0,
             acked_send: 0,
+            departed: None,
         }
     }
 
@@ -1103,6 +1143,7 @@ impl Executor {
         }
         cs.queue = ActorSchedulingQueue::new(wait);
         cs.current = Some(key);
+        cs.departed = None;
     }
 
     fn on_disconnect(&mut self, key: PeerKey) {
@@ -1118,8 +1159,40 @@ impl Executor {
                 if let Some(b) = &mut self.store {
                     b.release_holds(|h| h.caller != caller);
                 }
+                if let Some(cs) = self.callers.get_mut(&caller) {
+                    cs.departed = Some(self.clock);
+                    self.departed += 1;
+                }
+                self.forget_departed(self.clock);
             }
         }
+    }
+
+    /// Forgets departed callers (their queue and reply cache) that left
+    /// `departed_ttl` ago or more, then, while more than `max_departed` are
+    /// left, the one that left first ([`WorkerOptions::max_departed_callers`]).
+    fn forget_departed(&mut self, now: Instant) {
+        if self.departed == 0 {
+            return;
+        }
+        let ttl = self.departed_ttl;
+        self.callers.retain(|_, cs| {
+            cs.departed
+                .is_none_or(|t| now.saturating_duration_since(t) < ttl)
+        });
+        let mut left: Vec<(Instant, WorkerId)> = self
+            .callers
+            .iter()
+            .filter_map(|(id, cs)| cs.departed.map(|t| (t, *id)))
+            .collect();
+        let over = left.len().saturating_sub(self.max_departed);
+        if over > 0 {
+            left.sort_unstable();
+            for (_, id) in left.drain(..over) {
+                self.callers.remove(&id);
+            }
+        }
+        self.departed = left.len();
     }
 
     fn next_timeout(&self) -> Option<Instant> {

@@ -34,6 +34,10 @@ pub const ENV_OBJECT_ENDPOINT: &str = "SHMWIRE_WORKER_TEST_OBJECT_ENDPOINT";
 /// Set (to anything): the worker serves until its actor is terminated
 /// (`Worker::serve_until_exit`) instead of counting callers.
 pub const ENV_UNTIL_EXIT: &str = "SHMWIRE_WORKER_TEST_UNTIL_EXIT";
+/// If set: the worker's `max_departed_callers`.
+pub const ENV_MAX_DEPARTED: &str = "SHMWIRE_WORKER_TEST_MAX_DEPARTED";
+/// If set: the worker's `departed_caller_ttl` in milliseconds.
+pub const ENV_DEPARTED_TTL_MS: &str = "SHMWIRE_WORKER_TEST_DEPARTED_TTL_MS";
 pub const MODULE: &str = "worker_tests";
 /// Bound on every wait of these tests.
 pub const GUARD: Duration = Duration::from_secs(60);
@@ -296,6 +300,12 @@ pub fn maybe_run_worker() {
     }
     if let Ok(ms) = std::env::var(ENV_ARG_FETCH_MS) {
         options.arg_fetch_timeout = Duration::from_millis(ms.parse().unwrap());
+    }
+    if let Ok(n) = std::env::var(ENV_MAX_DEPARTED) {
+        options.max_departed_callers = n.parse().unwrap();
+    }
+    if let Ok(ms) = std::env::var(ENV_DEPARTED_TTL_MS) {
+        options.departed_caller_ttl = Duration::from_millis(ms.parse().unwrap());
     }
     if let Ok(addr) = std::env::var(ENV_OBJECT_ENDPOINT) {
         options.object_manager_address = Some(addr.parse().unwrap());
