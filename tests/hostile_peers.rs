@@ -426,9 +426,11 @@ fn input1_silent_and_dripping_callers_do_not_slow_established_connections() {
     let root = Root::new();
     let s = &root.session;
     let mut config = cfg(1, s);
-    // Short hello deadline and a small cap, so the test sees both at work.
+    // Short hello deadline and a small cap (per transport: the attacker
+    // holds 6 TCP and 4 Unix-socket connections), so the test sees both at
+    // work.
     config.handshake_timeout = Duration::from_millis(800);
-    config.max_pending_hellos = 8;
+    config.max_pending_hellos = 4;
     let listener = listen(s, config);
     let ep = listener.endpoint().clone();
     let stop = Arc::new(AtomicBool::new(false));

@@ -1401,3 +1401,75 @@ fn departed_callers_are_forgotten_after_their_ttl() {
     drop(creator);
     worker.wait_success();
 }
+
+/// Connections that connect and never say a word hold a pending hello
+/// each. Before, 64 of them — on either transport, from anyone who could
+/// reach the TCP port (no token needed) — filled the worker's one cap, and
+/// every later caller was dropped unheard, shm callers too, for as long as
+/// the silent ones were re-opened. Now each transport has its own cap and
+/// the oldest pending hello makes room for a newcomer: with 128 silent TCP
+/// and 128 silent Unix-socket connections held, and more opened all along
+/// (the oldest closed), a caller of each transport gets in and is served.
+#[test]
+fn silent_connections_do_not_lock_callers_out() {
+    use std::os::unix::net::UnixStream;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    maybe_run_worker();
+    let s = TestSession::new("silent");
+    let worker = s.spawn_worker("silent_connections_do_not_lock_callers_out", 2);
+    let dir = shmwire::node::Directory::for_session(&s.session).unwrap();
+    let ep = dir.lookup(&worker.id).unwrap();
+    let (tcp, unix) = (ep.tcp.unwrap(), ep.unix_socket.unwrap());
+    const HELD: usize = 128;
+    let mut tcps: std::collections::VecDeque<_> = (0..HELD)
+        .map(|_| std::net::TcpStream::connect(tcp).unwrap())
+        .collect();
+    let mut unixes: std::collections::VecDeque<_> = (0..HELD)
+        .map(|_| UnixStream::connect(&unix).unwrap())
+        .collect();
+    // The worker has taken them all as pending hellos.
+    std::thread::sleep(Duration::from_millis(200));
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        // Re-opens a silent connection of each kind every 5 ms, closing the
+        // oldest (the flood keeps coming while the callers connect).
+        let flood = scope.spawn(|| {
+            let mut opened = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                tcps.pop_front();
+                tcps.push_back(std::net::TcpStream::connect(tcp).unwrap());
+                unixes.pop_front();
+                unixes.push_back(UnixStream::connect(&unix).unwrap());
+                opened += 2;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            opened
+        });
+        let t = Instant::now();
+        let mut creator = s.driver();
+        let actor = create_counter(&mut creator, worker.id, 0);
+        let r = creator
+            .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+            .unwrap();
+        assert_eq!(get_i64(&mut creator, &r), 1);
+        let shm_in = t.elapsed();
+        let mut opts = CoreWorkerOptions::new(s.node);
+        opts.force_tcp = true;
+        let mut remote = CoreWorker::new(&s.session, opts).unwrap();
+        remote.register_actor(&actor, 0).unwrap();
+        let r = remote
+            .submit_actor_task(&actor, "add", vec![i64_arg(2)])
+            .unwrap();
+        assert_eq!(get_i64(&mut remote, &r), 3);
+        let tcp_in = t.elapsed() - shm_in;
+        stop.store(true, Ordering::Relaxed);
+        let opened = flood.join().unwrap();
+        eprintln!(
+            "shm caller served after {shm_in:?}, TCP caller after {tcp_in:?}, \
+             {opened} silent connections opened meanwhile"
+        );
+        drop(remote);
+        drop(creator);
+    });
+    worker.wait_success();
+}

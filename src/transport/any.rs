@@ -451,7 +451,8 @@ pub struct AcceptStats {
     pub refused: u64,
     /// Hellos that did not complete within the handshake timeout.
     pub timed_out: u64,
-    /// Callers dropped unheard because the pending-hello cap was reached.
+    /// Pending hellos dropped for a newer caller of their transport (the
+    /// pending-hello cap was reached).
     pub over_cap: u64,
 }
 
@@ -519,8 +520,9 @@ impl Restored {
 ///
 /// Every caller's hello is a non-blocking state machine with one total
 /// deadline ([`TransportConfig::handshake_timeout`]); at most
-/// [`TransportConfig::max_pending_hellos`] run at once, and callers beyond
-/// that are dropped unheard ([`AcceptStats::over_cap`]).
+/// [`TransportConfig::max_pending_hellos`] run at once per transport, and a
+/// caller beyond that makes the oldest pending hello of its transport drop
+/// ([`AcceptStats::over_cap`]): silent connections cannot lock callers out.
 pub struct Listener {
     poll: Poll,
     events: Events,
@@ -636,10 +638,10 @@ impl Listener {
         }
     }
 
-    /// Starts the handshake of every caller waiting on either socket, up to
-    /// the cap on pending hellos (callers beyond it are dropped at once and
-    /// counted). Each new pending hello's socket is registered with
-    /// `registry` under `token(slot)`.
+    /// Starts the handshake of every caller waiting on either socket; at
+    /// the cap on pending hellos of its transport, the oldest of them is
+    /// dropped to make room (counted). Each new pending hello's socket is
+    /// registered with `registry` under `token(slot)`.
     fn start_pending(
         &mut self,
         registry: &mio::Registry,
@@ -664,14 +666,39 @@ impl Listener {
                         break;
                     }
                 };
-                if self.pending.iter().flatten().count() >= self.max_pending {
-                    // Over the cap: this caller is dropped unheard.
-                    drop(h);
-                    self.stats.over_cap += 1;
-                    out.push(Err(ConnectError::Refused {
-                        reason: format!("{} hellos already pending", self.max_pending),
-                    }));
-                    continue;
+                // At the cap of its transport, the oldest pending hello of
+                // that transport makes room (as the node's HTTP and object
+                // endpoints do): a caller that connects and stays silent
+                // holds a slot only until `max_pending` newer callers came,
+                // and a real caller's hello, which completes at once, is
+                // never the oldest. Each transport has its own cap: anyone
+                // who can reach the TCP port cannot crowd out the callers
+                // of the Unix socket (reachable by this user only).
+                let same = |p: &Pending| matches!(p, Pending::Shm(_)) == shm;
+                if self.pending.iter().flatten().filter(|p| same(p)).count() >= self.max_pending {
+                    let oldest = self
+                        .pending
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, p)| {
+                            p.as_ref().filter(|p| same(p)).map(|p| (p.deadline(), i))
+                        })
+                        .min()
+                        .map(|(_, i)| i);
+                    if let Some(old) = oldest.and_then(|i| self.pending[i].take()) {
+                        let _ =
+                            registry.deregister(&mut mio::unix::SourceFd(&old.fd().as_raw_fd()));
+                        drop(old);
+                        self.stats.over_cap += 1;
+                        out.push(Err(ConnectError::Refused {
+                            reason: format!(
+                                "a pending hello was dropped for a newer caller \
+                                 ({} {} hellos pending at most)",
+                                self.max_pending,
+                                if shm { "Unix-socket" } else { "TCP" }
+                            ),
+                        }));
+                    }
                 }
                 let slot = self
                     .pending

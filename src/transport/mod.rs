@@ -132,8 +132,10 @@ pub struct TransportConfig {
     /// Bound on connecting and on the whole hello exchange (one deadline
     /// per hello, however its bytes arrive).
     pub handshake_timeout: Duration,
-    /// Most hellos a [`Listener`] runs at once; callers beyond it are
-    /// dropped unheard (so silent sockets cannot pile up without bound).
+    /// Most hellos a [`Listener`] runs at once per transport (Unix socket,
+    /// TCP), so silent sockets cannot pile up without bound; a caller beyond
+    /// it makes the oldest pending hello of its transport drop, so they
+    /// cannot lock new callers out either.
     pub max_pending_hellos: usize,
     /// Bound on a send that waits for the peer to make room (back-pressure):
     /// it fails with [`SendError::TimedOut`] once the peer has taken

@@ -155,6 +155,10 @@ pub struct WorkerOptions {
     pub departed_caller_ttl: Duration,
 }
 
+/// Refused hellos are reported at most once per this interval (1 s), the
+/// rest counted into the next report ([`WorkerEvent::Refused`]).
+pub const REFUSAL_REPORT_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Default [`WorkerOptions::max_departed_callers`].
 pub const MAX_DEPARTED_CALLERS: usize = 64;
 /// Default [`WorkerOptions::departed_caller_ttl`]: 10 minutes.
@@ -417,6 +421,12 @@ pub struct Worker {
     area: Option<super::stats::PublishedStats>,
     /// When to check the files the worker keeps in its session next.
     listener_check_at: Instant,
+    /// Until when a refused hello is counted rather than reported (one
+    /// [`WorkerEvent::Refused`] a second at most: a flood of connections
+    /// would otherwise be a flood of events and log lines).
+    refusals_quiet_until: Instant,
+    /// Refused hellos counted and not reported since the last report.
+    refusals_unreported: u64,
     /// A failed restore was reported ([`WorkerEvent::RestoreFailed`]).
     listener_lost: bool,
     /// Its session and token, to put the token file back.
@@ -432,8 +442,10 @@ pub const MAX_EVENTS: usize = 1024;
 #[derive(Debug)]
 pub enum WorkerEvent {
     /// A caller's hello was refused (garbage, wrong token or worker, a
-    /// silent or dripping caller past the handshake deadline, too many
-    /// pending hellos); serving goes on.
+    /// silent or dripping caller past the handshake deadline, dropped for a
+    /// newer caller at the pending-hello cap); serving goes on. At most one
+    /// per [`REFUSAL_REPORT_INTERVAL`]: refusals in between are counted and
+    /// reported together as one `ConnectError::Refused` saying how many.
     Refused(crate::transport::ConnectError),
     /// A caller connected.
     Connected {
@@ -587,6 +599,8 @@ impl Worker {
             area,
             listener_check_at: Instant::now() + crate::transport::LISTENER_CHECK_INTERVAL,
             listener_lost: false,
+            refusals_quiet_until: Instant::now(),
+            refusals_unreported: 0,
             session: session.clone(),
             token,
         })
@@ -675,6 +689,7 @@ impl Worker {
             self.restore_listener();
             self.exec.forget_departed(now);
         }
+        self.report_refusals(now);
         Ok(())
     }
 
@@ -799,12 +814,38 @@ impl Worker {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "refused a caller");
-                    self.event(WorkerEvent::Refused(e));
+                    let now = Instant::now();
+                    if self.refusals_unreported == 0 && now >= self.refusals_quiet_until {
+                        self.refusals_quiet_until = now + REFUSAL_REPORT_INTERVAL;
+                        tracing::warn!(error = %e, "refused a caller");
+                        self.event(WorkerEvent::Refused(e));
+                    } else {
+                        tracing::debug!(error = %e, "refused a caller");
+                        self.refusals_unreported += 1;
+                    }
                 }
             }
         }
         Ok(())
+    }
+
+    /// Reports the refused hellos counted since the last report, as one
+    /// [`WorkerEvent::Refused`] (at most one a [`REFUSAL_REPORT_INTERVAL`]).
+    fn report_refusals(&mut self, now: Instant) {
+        if self.refusals_unreported == 0 || now < self.refusals_quiet_until {
+            return;
+        }
+        let n = std::mem::take(&mut self.refusals_unreported);
+        self.refusals_quiet_until = now + REFUSAL_REPORT_INTERVAL;
+        let e = crate::transport::ConnectError::Refused {
+            reason: format!(
+                "{n} more caller{} refused since the last report (refusals are reported \
+                 at most once a second; `Listener::accept_stats` counts them all)",
+                if n == 1 { " was" } else { "s were" }
+            ),
+        };
+        tracing::warn!(error = %e, "refused callers");
+        self.event(WorkerEvent::Refused(e));
     }
 
     fn event(&mut self, e: WorkerEvent) {
