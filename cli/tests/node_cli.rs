@@ -601,6 +601,52 @@ fn node_signals_and_restart_after_sigkill() {
     assert!(names(&root).is_empty(), "{:?}", names(&root.join("n2")));
 }
 
+/// The same signal delivered twice in a burst — GNU `timeout` sends SIGTERM
+/// to the process and then to its process group — stops the node as one
+/// does: it removes its session and says so. Before, the second copy, if it
+/// came after the handler of the first had run, ended the node at once with
+/// status 1, printing nothing and leaving every file of the session (the
+/// attack of 2026-12-02: `timeout 600 shmwire node` left its session; with
+/// the two kills 20 ms apart, as here, every time).
+#[test]
+fn a_signal_delivered_twice_stops_the_node_cleanly() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog = proc_support::watchdog("a_signal_delivered_twice_stops_the_node_cleanly");
+    let scratch = proc_support::scratch("swn", "twice");
+    let root = scratch.path().join("root");
+    for sig in [rustix::process::Signal::TERM, rustix::process::Signal::INT] {
+        let mut node = start_node(&root, "n3");
+        let pid = rustix::process::Pid::from_raw(node.kid.pid() as i32).unwrap();
+        rustix::process::kill_process(pid, sig).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let _ = rustix::process::kill_process(pid, sig);
+        let deadline = Instant::now() + GUARD;
+        let status = loop {
+            if let Some(st) = node.kid.0.try_wait().unwrap() {
+                break st;
+            }
+            assert!(Instant::now() < deadline, "no exit after two {sig:?}");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        // Its output thread has read everything once the pipe closed.
+        std::thread::sleep(Duration::from_millis(50));
+        let lines = node.lines.lock().unwrap().join("\n");
+        assert!(status.success(), "two {sig:?}: {status}; printed:\n{lines}");
+        assert!(
+            lines.contains("node stopped"),
+            "two {sig:?}; printed:\n{lines}"
+        );
+        assert!(
+            names(&root).is_empty(),
+            "two {sig:?} left {:?} / {:?}",
+            names(&root),
+            names(&root.join("n3"))
+        );
+    }
+}
+
 /// `cleanup --dry-run` lists a killed worker's files and removes nothing;
 /// `cleanup` then removes exactly them. Then `cleanup --session`,
 /// `cleanup --all-stale` and `--dry-run` run in a loop while workers start,
