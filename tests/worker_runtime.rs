@@ -1473,3 +1473,58 @@ fn silent_connections_do_not_lock_callers_out() {
     });
     worker.wait_success();
 }
+
+/// Silent connections at a worker's descriptor limit: with 24 descriptors
+/// to spare, 200 silent TCP connections take them all long before the cap
+/// on pending hellos. Before, a later caller waited in the kernel's queue
+/// until silent hellos reached their 5 s deadline, and its own handshake
+/// deadline (also 5 s) could run out first. Out of descriptors with a
+/// caller waiting, the oldest pending hellos now give their descriptors to
+/// it: a TCP caller gets in at once while the silent connections are held.
+/// (A shared-memory caller needs more descriptors than its socket for its
+/// rings; at the limit it may be refused — a clear error — see
+/// `docs/reliability.md`.)
+#[test]
+fn silent_connections_at_the_descriptor_limit_do_not_lock_callers_out() {
+    maybe_run_worker();
+    let s = TestSession::new("silentfd");
+    let worker = s.spawn_worker_env(
+        "silent_connections_at_the_descriptor_limit_do_not_lock_callers_out",
+        2,
+        &[(worker_support::ENV_SPARE_FDS, "24")],
+    );
+    let mut creator = s.driver();
+    let actor = create_counter(&mut creator, worker.id, 0);
+    let dir = shmwire::node::Directory::for_session(&s.session).unwrap();
+    let tcp = dir.lookup(&worker.id).unwrap().tcp.unwrap();
+    let held: Vec<_> = (0..200)
+        .filter_map(|_| std::net::TcpStream::connect(tcp).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    let mut opts = CoreWorkerOptions::new(s.node);
+    opts.force_tcp = true;
+    let mut remote = CoreWorker::new(&s.session, opts).unwrap();
+    remote.register_actor(&actor, 0).unwrap();
+    let r = remote
+        .submit_actor_task(&actor, "add", vec![i64_arg(2)])
+        .unwrap();
+    assert_eq!(get_i64(&mut remote, &r), 2);
+    let tcp_in = t.elapsed();
+    eprintln!(
+        "with {} silent connections held: TCP caller served after {tcp_in:?}",
+        held.len()
+    );
+    assert!(
+        tcp_in < Duration::from_secs(2),
+        "TCP caller served after {tcp_in:?}"
+    );
+    drop(held);
+    // The caller that was connected all along is still served.
+    let r = creator
+        .submit_actor_task(&actor, "add", vec![i64_arg(3)])
+        .unwrap();
+    assert_eq!(get_i64(&mut creator, &r), 5);
+    drop((remote, creator));
+    worker.wait_success();
+}

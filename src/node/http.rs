@@ -34,6 +34,7 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::TcpListener;
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -420,8 +421,21 @@ fn accept_all(
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            // Out of descriptors before the cap: the oldest connection still
+            // waiting for its request gives its descriptor to the next one,
+            // as at the cap. Under a low limit, silent connections would
+            // otherwise take every descriptor and leave later clients (a
+            // health check) unaccepted in the kernel's queue.
+            Err(e)
+                if crate::sys::fs::is_out_of_descriptors(&e)
+                    && crate::sys::poll::connection_waiting(listener.as_fd())
+                    && displace_oldest_idle(conns, poll) =>
+            {
+                continue
+            }
             Err(e) => {
-                // e.g. EMFILE: leave the rest queued for the next turn.
+                // e.g. EMFILE with nothing to displace: leave the rest
+                // queued for the next turn.
                 if !failing {
                     tracing::warn!(error = %e, "node http: accept failed");
                 }

@@ -50,6 +50,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -574,6 +575,30 @@ impl Server {
         true
     }
 
+    /// Closes the connection that has waited longest for its request, else
+    /// the oldest one draining after a *busy* (neither holds an object);
+    /// `false` if there is none.
+    fn close_oldest_idle(&mut self) -> bool {
+        let oldest = |drain: bool| {
+            self.pulls
+                .iter()
+                .filter(|(_, p)| match p.state {
+                    PullState::Request { .. } => !drain,
+                    PullState::Drain => drain,
+                    _ => false,
+                })
+                .min_by_key(|(_, p)| p.deadline)
+                .map(|(t, _)| *t)
+        };
+        match oldest(false).or_else(|| oldest(true)) {
+            Some(t) => {
+                self.close(t);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Accepts every waiting connection (the listener is edge triggered).
     fn accept(&mut self) {
         loop {
@@ -583,10 +608,22 @@ impl Server {
                     self.accept_failing = false;
                     return;
                 }
+                // Out of descriptors before the cap: the connection that
+                // has waited longest for its request (else the oldest one
+                // draining) is closed, giving its descriptor to the next,
+                // as at the cap; silent connections would otherwise take
+                // every descriptor under a low limit.
+                Err(e)
+                    if crate::sys::fs::is_out_of_descriptors(&e)
+                        && crate::sys::poll::connection_waiting(self.listener.as_fd())
+                        && self.close_oldest_idle() =>
+                {
+                    continue
+                }
                 Err(e) => {
-                    // E.g. out of file descriptors: the connection stays
-                    // queued; tried again every turn (at most 100 ms
-                    // apart), said once while it lasts.
+                    // E.g. out of file descriptors with nothing to close:
+                    // the connection stays queued; tried again every turn
+                    // (at most 100 ms apart), said once while it lasts.
                     if !self.accept_failing {
                         tracing::warn!(error = %e, "store pull: accept failed");
                     }

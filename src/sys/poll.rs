@@ -40,3 +40,14 @@ pub(crate) fn wait_fds<const N: usize>(
         }
     }
 }
+
+/// Whether a connection waits to be accepted on listening socket `fd` (it
+/// polls readable), looked at without waiting. Out of descriptors, Linux's
+/// `accept` fails with `EMFILE` whether or not one waits (the descriptor is
+/// allocated first), so an endpoint that makes room for a newcomer by
+/// closing an idle connection asks this first: with nobody waiting, it would
+/// close a connection for nothing — possibly one just accepted whose request
+/// is unread (its peer then sees a reset).
+pub(crate) fn connection_waiting(fd: BorrowedFd<'_>) -> bool {
+    wait_fds([(fd, PollFlags::IN)], Some(Instant::now())).is_ok_and(|[r]| r.contains(PollFlags::IN))
+}

@@ -451,10 +451,18 @@ pub struct AcceptStats {
     pub refused: u64,
     /// Hellos that did not complete within the handshake timeout.
     pub timed_out: u64,
-    /// Pending hellos dropped for a newer caller of their transport (the
-    /// pending-hello cap was reached).
+    /// Pending hellos dropped for a newer caller: of their transport, at
+    /// the pending-hello cap; of either, when the process was out of file
+    /// descriptors.
     pub over_cap: u64,
 }
+
+/// Pending hellos dropped after an accept pass that ran out of descriptors,
+/// so that the callers it accepted can finish their hellos: a
+/// shared-memory hello needs, besides its socket, two ring memfds, two
+/// eventfds and, while the rings are made, one more (`/proc/meminfo` is
+/// read to refuse rings larger than the memory available); one to spare.
+const ROOM_FOR_A_HELLO: usize = 6;
 
 /// Token range of the pending hellos' sockets in a listener's own poll
 /// (the two listening sockets use tokens 0 and 1).
@@ -649,8 +657,9 @@ impl Listener {
         out: &mut Vec<Result<AnyConnection, ConnectError>>,
     ) {
         // Drain the shm socket, then the TCP one, each until it has no
-        // caller waiting (or fails in the kernel, e.g. out of descriptors:
-        // reported, and the pass moves on).
+        // caller waiting (or fails in the kernel, e.g. out of descriptors
+        // with nothing to drop: reported, and the pass moves on).
+        let mut starved = false;
         for shm in [true, false] {
             loop {
                 let started = match (shm, self.shm.as_mut(), self.tcp.as_mut()) {
@@ -661,6 +670,25 @@ impl Listener {
                 let h = match started {
                     Ok(Some(h)) => h,
                     Ok(None) => break,
+                    // Out of descriptors with a caller waiting: the oldest
+                    // pending hello (of either transport: descriptors are
+                    // shared) gives its descriptor to it, as at the cap —
+                    // under a low limit, silent connections would otherwise
+                    // take every descriptor and leave callers in the
+                    // kernel's queue.
+                    Err(ConnectError::Io { source, .. })
+                        if crate::sys::fs::is_out_of_descriptors(&source)
+                            && self.connection_waiting(shm)
+                            && self.drop_oldest_pending(
+                                registry,
+                                |_| true,
+                                out,
+                                "out of file descriptors",
+                            ) =>
+                    {
+                        starved = true;
+                        continue;
+                    }
                     Err(e) => {
                         out.push(Err(e));
                         break;
@@ -674,31 +702,14 @@ impl Listener {
                 // never the oldest. Each transport has its own cap: anyone
                 // who can reach the TCP port cannot crowd out the callers
                 // of the Unix socket (reachable by this user only).
-                let same = |p: &Pending| matches!(p, Pending::Shm(_)) == shm;
+                let same = move |p: &Pending| matches!(p, Pending::Shm(_)) == shm;
                 if self.pending.iter().flatten().filter(|p| same(p)).count() >= self.max_pending {
-                    let oldest = self
-                        .pending
-                        .iter()
-                        .enumerate()
-                        .filter_map(|(i, p)| {
-                            p.as_ref().filter(|p| same(p)).map(|p| (p.deadline(), i))
-                        })
-                        .min()
-                        .map(|(_, i)| i);
-                    if let Some(old) = oldest.and_then(|i| self.pending[i].take()) {
-                        let _ =
-                            registry.deregister(&mut mio::unix::SourceFd(&old.fd().as_raw_fd()));
-                        drop(old);
-                        self.stats.over_cap += 1;
-                        out.push(Err(ConnectError::Refused {
-                            reason: format!(
-                                "a pending hello was dropped for a newer caller \
-                                 ({} {} hellos pending at most)",
-                                self.max_pending,
-                                if shm { "Unix-socket" } else { "TCP" }
-                            ),
-                        }));
-                    }
+                    let why = format!(
+                        "{} {} hellos pending at most",
+                        self.max_pending,
+                        if shm { "Unix-socket" } else { "TCP" }
+                    );
+                    self.drop_oldest_pending(registry, same, out, &why);
                 }
                 let slot = self
                     .pending
@@ -724,6 +735,57 @@ impl Listener {
                 }
             }
         }
+        // The callers accepted out of descriptors need more than their
+        // socket to finish a hello (a shared-memory one its rings' memfds
+        // and eventfds): the oldest pending hellos make that room too.
+        if starved {
+            for _ in 0..ROOM_FOR_A_HELLO {
+                self.drop_oldest_pending(registry, |_| true, out, "out of file descriptors");
+            }
+        }
+    }
+
+    /// Whether a caller waits on the listening socket of the Unix socket
+    /// (`shm`) or TCP ([`crate::sys::poll::connection_waiting`]).
+    fn connection_waiting(&self, shm: bool) -> bool {
+        let fd = match (shm, &self.shm, &self.tcp) {
+            (true, Some(l), _) => l.listener().as_fd().as_raw_fd(),
+            (false, _, Some(l)) => l.listener_fd(),
+            _ => return false,
+        };
+        // SAFETY: `fd` is the listening socket of `self.shm` or `self.tcp`,
+        // open for as long as `self` (borrowed here) lives.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        crate::sys::poll::connection_waiting(fd)
+    }
+
+    /// Drops the oldest pending hello that `which` selects, for a newer
+    /// caller (counted in [`AcceptStats::over_cap`], reported in `out` with
+    /// `why`); `false` if there is none.
+    fn drop_oldest_pending(
+        &mut self,
+        registry: &mio::Registry,
+        which: impl Fn(&Pending) -> bool,
+        out: &mut Vec<Result<AnyConnection, ConnectError>>,
+        why: &str,
+    ) -> bool {
+        let oldest = self
+            .pending
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.as_ref().filter(|p| which(p)).map(|p| (p.deadline(), i)))
+            .min()
+            .map(|(_, i)| i);
+        let Some(old) = oldest.and_then(|i| self.pending[i].take()) else {
+            return false;
+        };
+        let _ = registry.deregister(&mut mio::unix::SourceFd(&old.fd().as_raw_fd()));
+        drop(old);
+        self.stats.over_cap += 1;
+        out.push(Err(ConnectError::Refused {
+            reason: format!("a pending hello was dropped for a newer caller ({why})"),
+        }));
+        true
     }
 
     /// Advances every pending hello without blocking: finished ones become

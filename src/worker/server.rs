@@ -427,6 +427,8 @@ pub struct Worker {
     refusals_quiet_until: Instant,
     /// Refused hellos counted and not reported since the last report.
     refusals_unreported: u64,
+    /// The cause of the latest of them (in the next report).
+    refusals_latest: String,
     /// A failed restore was reported ([`WorkerEvent::RestoreFailed`]).
     listener_lost: bool,
     /// Its session and token, to put the token file back.
@@ -601,6 +603,7 @@ impl Worker {
             listener_lost: false,
             refusals_quiet_until: Instant::now(),
             refusals_unreported: 0,
+            refusals_latest: String::new(),
             session: session.clone(),
             token,
         })
@@ -822,6 +825,7 @@ impl Worker {
                     } else {
                         tracing::debug!(error = %e, "refused a caller");
                         self.refusals_unreported += 1;
+                        self.refusals_latest = crate::error_chain(&e);
                     }
                 }
             }
@@ -839,9 +843,10 @@ impl Worker {
         self.refusals_quiet_until = now + REFUSAL_REPORT_INTERVAL;
         let e = crate::transport::ConnectError::Refused {
             reason: format!(
-                "{n} more caller{} refused since the last report (refusals are reported \
-                 at most once a second; `Listener::accept_stats` counts them all)",
-                if n == 1 { " was" } else { "s were" }
+                "{n} more caller{} refused since the last report, the latest: {} (refusals \
+                 are reported at most once a second; `Listener::accept_stats` counts them all)",
+                if n == 1 { " was" } else { "s were" },
+                std::mem::take(&mut self.refusals_latest)
             ),
         };
         tracing::warn!(error = %e, "refused callers");

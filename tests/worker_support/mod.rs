@@ -38,6 +38,9 @@ pub const ENV_UNTIL_EXIT: &str = "SHMWIRE_WORKER_TEST_UNTIL_EXIT";
 pub const ENV_MAX_DEPARTED: &str = "SHMWIRE_WORKER_TEST_MAX_DEPARTED";
 /// If set: the worker's `departed_caller_ttl` in milliseconds.
 pub const ENV_DEPARTED_TTL_MS: &str = "SHMWIRE_WORKER_TEST_DEPARTED_TTL_MS";
+/// If set: once bound, the worker lowers its open-file limit to the
+/// descriptors it has open plus this many.
+pub const ENV_SPARE_FDS: &str = "SHMWIRE_WORKER_TEST_SPARE_FDS";
 pub const MODULE: &str = "worker_tests";
 /// Bound on every wait of these tests.
 pub const GUARD: Duration = Duration::from_secs(60);
@@ -311,6 +314,18 @@ pub fn maybe_run_worker() {
         options.object_manager_address = Some(addr.parse().unwrap());
     }
     let mut worker = Worker::bind(&session, options, Arc::new(registry())).unwrap();
+    if let Ok(spare) = std::env::var(ENV_SPARE_FDS) {
+        let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
+        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+        rustix::process::setrlimit(
+            rustix::process::Resource::Nofile,
+            rustix::process::Rlimit {
+                current: Some(open + spare.parse::<u64>().unwrap()),
+                maximum: limit.maximum,
+            },
+        )
+        .unwrap();
+    }
     let served = if std::env::var_os(ENV_UNTIL_EXIT).is_some() {
         worker.serve_until_exit(GUARD)
     } else {
