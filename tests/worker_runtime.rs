@@ -1402,6 +1402,20 @@ fn departed_callers_are_forgotten_after_their_ttl() {
     worker.wait_success();
 }
 
+/// A new caller over TCP attaches to `actor` and calls `add(x)`; the caller
+/// and the total it got back.
+fn tcp_caller_adds(s: &TestSession, actor: &ActorHandle, x: i64) -> (CoreWorker, i64) {
+    let mut opts = CoreWorkerOptions::new(s.node);
+    opts.force_tcp = true;
+    let mut remote = CoreWorker::new(&s.session, opts).unwrap();
+    remote.register_actor(actor, 0).unwrap();
+    let r = remote
+        .submit_actor_task(actor, "add", vec![i64_arg(x)])
+        .unwrap();
+    let total = get_i64(&mut remote, &r);
+    (remote, total)
+}
+
 /// Connections that connect and never say a word hold a pending hello
 /// each. Before, 64 of them — on either transport, from anyone who could
 /// reach the TCP port (no token needed) — filled the worker's one cap, and
@@ -1453,14 +1467,8 @@ fn silent_connections_do_not_lock_callers_out() {
             .unwrap();
         assert_eq!(get_i64(&mut creator, &r), 1);
         let shm_in = t.elapsed();
-        let mut opts = CoreWorkerOptions::new(s.node);
-        opts.force_tcp = true;
-        let mut remote = CoreWorker::new(&s.session, opts).unwrap();
-        remote.register_actor(&actor, 0).unwrap();
-        let r = remote
-            .submit_actor_task(&actor, "add", vec![i64_arg(2)])
-            .unwrap();
-        assert_eq!(get_i64(&mut remote, &r), 3);
+        let (remote, total) = tcp_caller_adds(&s, &actor, 2);
+        assert_eq!(total, 3);
         let tcp_in = t.elapsed() - shm_in;
         stop.store(true, Ordering::Relaxed);
         let opened = flood.join().unwrap();
@@ -1502,14 +1510,8 @@ fn silent_connections_at_the_descriptor_limit_do_not_lock_callers_out() {
         .collect();
     std::thread::sleep(Duration::from_millis(300));
     let t = Instant::now();
-    let mut opts = CoreWorkerOptions::new(s.node);
-    opts.force_tcp = true;
-    let mut remote = CoreWorker::new(&s.session, opts).unwrap();
-    remote.register_actor(&actor, 0).unwrap();
-    let r = remote
-        .submit_actor_task(&actor, "add", vec![i64_arg(2)])
-        .unwrap();
-    assert_eq!(get_i64(&mut remote, &r), 2);
+    let (remote, total) = tcp_caller_adds(&s, &actor, 2);
+    assert_eq!(total, 2);
     let tcp_in = t.elapsed();
     eprintln!(
         "with {} silent connections held: TCP caller served after {tcp_in:?}",
