@@ -50,10 +50,22 @@ fn main() -> Result<()> {
 fn producer() -> Result<()> {
     let name = format!("example-{}", std::process::id());
     let session = Session::open(&name)?;
-    let segment = create_ring_segment(&session, SEGMENT, CAPACITY)?;
+    // On every way out, failures included (e.g. a full /dev/shm when the
+    // ring is made), the session goes with what this process made in it.
+    let result = produce(&session, &name);
+    let removed = session.remove_all();
+    result?;
+    removed?;
+    Ok(())
+}
+
+/// The producer's run in `session` (named `name`); its ring segment is
+/// removed when it returns.
+fn produce(session: &Session, name: &str) -> Result<()> {
+    let segment = create_ring_segment(session, SEGMENT, CAPACITY)?;
     let mut producer = Ring::attach_producer(MappedStorage::from_segment(Arc::clone(&segment))?)?;
     let mut child = Command::new(std::env::current_exe()?)
-        .args(["consumer", &name, &std::process::id().to_string()])
+        .args(["consumer", name, &std::process::id().to_string()])
         .spawn()?;
     let child_pid = child.id();
     let waiter =
@@ -89,7 +101,6 @@ fn producer() -> Result<()> {
     };
     drop(producer);
     drop(segment); // the creator unlinks the segment
-    session.remove_all()?;
     result?;
     if !status.success() {
         return Err(format!("consumer failed: {status}").into());

@@ -1074,6 +1074,43 @@ fn a_live_worker_without_its_statistics_area_is_shown() {
     drop(session);
 }
 
+/// A start that fails for want of inodes takes back the session directory
+/// it made (found by the attack of 2026-12-02: with 1 inode left, a failed
+/// start left an empty directory — no marker, so not even `cleanup`
+/// removed it — and with 2, one holding only the marker; each failed run
+/// took another inode until nothing could start). With 1 to 4 inodes left
+/// under a session root, `shmwire node` fails with "No space left" and the
+/// root is as it was.
+#[test]
+fn a_start_out_of_inodes_leaves_no_session_directory() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog = proc_support::watchdog("a_start_out_of_inodes_leaves_no_session_directory");
+    for leave in 1..=4 {
+        let fs = match proc_support::SmallTmpfs::mount_opts("size=1m,nr_inodes=64") {
+            Ok(fs) => fs,
+            Err(why) => {
+                eprintln!("SKIPPED: cannot mount a small tmpfs ({why})");
+                return;
+            }
+        };
+        let root = fs.path().join("root");
+        fs::create_dir(&root).unwrap();
+        fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        fs.fill_inodes_leaving(leave);
+        let (ok, _, err) = shmwire(&root, &["node", "--session", "inodes"]);
+        assert!(!ok, "{leave} inodes left: the node started");
+        assert!(err.contains("No space left"), "{leave} inodes left: {err}");
+        assert!(
+            names(&root).is_empty(),
+            "{leave} inodes left: {err}; left behind {:?} / {:?}",
+            names(&root),
+            names(&root.join("inodes"))
+        );
+    }
+}
+
 /// One node per session by the kernel's lock, not by the entries (issue
 /// 13): with the live node's directory entry scribbled (and its lock
 /// file's text too), a second `shmwire node` of the session is refused

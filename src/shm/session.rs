@@ -324,8 +324,8 @@ fn owner_lock(dir: &Path, root: Option<&Path>) -> Result<String> {
         if let Some(root) = root {
             ensure_private_dir(root, ROOT_HINT)?;
         }
-        match ensure_private_dir(dir, "") {
-            Ok(_) => {}
+        let made = match ensure_private_dir(dir, "") {
+            Ok(made) => made,
             // The root, just made or checked, was removed before the
             // session directory was made in it (by a `shmwire demo` that
             // had made it and left it empty): make it again.
@@ -340,7 +340,7 @@ fn owner_lock(dir: &Path, root: Option<&Path>) -> Result<String> {
                 continue
             }
             Err(e) => return Err(e),
-        }
+        };
         let d = match open_dir(dir) {
             Ok(d) => d,
             // Removed between mkdir and open by a cleanup: make it again.
@@ -363,11 +363,21 @@ fn owner_lock(dir: &Path, root: Option<&Path>) -> Result<String> {
             // The cleanup removed the directory we locked: start over.
             continue;
         }
+        // A start that fails from here on (no inode or space left for the
+        // marker or the lock file) takes back the directory it made: each
+        // failed start would otherwise leave one, and an empty one (no
+        // marker) is not even cleanup's to remove.
+        let undo = |e: ShmError| {
+            if made {
+                remove_new_session_dir(&d, dir);
+            }
+            e
+        };
         let dir_ident = d
             .metadata()
             .map(|m| (m.dev(), m.ino()))
-            .map_err(|e| ShmError::io("stat", dir, e))?;
-        ensure_marker(dir)?;
+            .map_err(|e| undo(ShmError::io("stat", dir, e)))?;
+        ensure_marker(dir).map_err(undo)?;
         // Short (sockets are named after it and socket paths are limited to
         // 107 bytes); the pid makes it unique among live processes, the
         // random part across pid reuse, O_EXCL below catches the rest.
@@ -387,7 +397,7 @@ fn owner_lock(dir: &Path, root: Option<&Path>) -> Result<String> {
         {
             Ok(f) => f,
             Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(ShmError::io("create lock file", &tmp, e)),
+            Err(e) => return Err(undo(ShmError::io("create lock file", &tmp, e))),
         };
         // Nobody else locks a `.proc-*.lock.tmp` while we hold the
         // directory shared (cleanups look at them only under the exclusive
@@ -397,20 +407,20 @@ fn owner_lock(dir: &Path, root: Option<&Path>) -> Result<String> {
             Ok(true) => {}
             Ok(false) => {
                 let _ = fs::remove_file(&tmp);
-                return Err(ShmError::io(
+                return Err(undo(ShmError::io(
                     "flock",
                     &tmp,
                     io::Error::from(ErrorKind::WouldBlock),
-                ));
+                )));
             }
             Err(e) => {
                 let _ = fs::remove_file(&tmp);
-                return Err(e);
+                return Err(undo(e));
             }
         }
         if let Err(e) = fs::rename(&tmp, dir.join(&name)) {
             let _ = fs::remove_file(&tmp);
-            return Err(ShmError::io("rename lock file", &tmp, e));
+            return Err(undo(ShmError::io("rename lock file", &tmp, e)));
         }
         reg.insert(
             dir.to_owned(),
@@ -421,6 +431,19 @@ fn owner_lock(dir: &Path, root: Option<&Path>) -> Result<String> {
             },
         );
         return Ok(name);
+    }
+}
+
+/// Removes session directory `dir`, which this process just made and whose
+/// set-up failed, with the marker it may hold — only when no other process
+/// is in it: `d` (the directory, locked shared by this process) must take
+/// the exclusive lock, which every process in the session and every
+/// cleanup pass holds shared or exclusive. Best effort: anything else in
+/// the directory keeps it (`rmdir` refuses a non-empty one).
+fn remove_new_session_dir(d: &File, dir: &Path) {
+    if try_lock_exclusive(d).unwrap_or(false) {
+        let _ = fs::remove_file(dir.join(SESSION_MARKER));
+        let _ = fs::remove_dir(dir);
     }
 }
 

@@ -163,9 +163,15 @@ impl SmallTmpfs {
     /// temporary directory; the error says why it could not (not root, no
     /// `mount`).
     pub fn mount(size: &str) -> Result<Self, String> {
+        Self::mount_opts(&format!("size={size}"))
+    }
+
+    /// Mounts a tmpfs with options `opts` (`mount -o`, e.g.
+    /// `"size=1m,nr_inodes=16"`; mode 0700 is added).
+    pub fn mount_opts(opts: &str) -> Result<Self, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let out = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700")])
+            .args(["-t", "tmpfs", "-o", &format!("{opts},mode=0700")])
             .arg("tmpfs")
             .arg(dir.path())
             .output()
@@ -179,6 +185,19 @@ impl SmallTmpfs {
     /// Its mount point.
     pub fn path(&self) -> &Path {
         self.0.path()
+    }
+
+    /// Takes every inode left with empty files `inode-<n>`, then removes
+    /// `leave` of them, so exactly `leave` inodes are free.
+    pub fn fill_inodes_leaving(&self, leave: usize) {
+        let mut made = Vec::new();
+        while let Ok(f) = fs::File::create(self.path().join(format!("inode-{}", made.len()))) {
+            drop(f);
+            made.push(self.path().join(format!("inode-{}", made.len())));
+        }
+        for p in made.iter().rev().take(leave) {
+            fs::remove_file(p).unwrap();
+        }
     }
 
     /// Fills it with a file `filler` until a write fails (full), then
