@@ -95,7 +95,16 @@ fn kept_because(r: &shm::CleanupReport) -> String {
 pub fn run(args: NodeArgs) -> CliResult {
     let root = args.root.unwrap_or_else(shm::default_root);
     let stop = Interrupt::register()?;
-    let session = Session::open_in(&root, &args.session)?;
+    // The root is made here, not by `Session::open`, to know whether this
+    // node made it: a start that fails takes it back when it is empty
+    // (`remove_dir` refuses one another process put a session in since).
+    let made_root = shm::ensure_root(&root)?;
+    let forget_root = || {
+        if made_root {
+            let _ = std::fs::remove_dir(&root);
+        }
+    };
+    let session = Session::open_in(&root, &args.session).inspect_err(|_| forget_root())?;
     let mut config = NodeConfig::new(args.store_capacity);
     config.fallback_dir = args.fallback_dir;
     config.listen = args.listen;
@@ -105,6 +114,7 @@ pub fn run(args: NodeArgs) -> CliResult {
         Err(e) => {
             // Leave nothing of ours behind (another node may be running).
             let _ = session.remove_all();
+            forget_root();
             return Err(e.into());
         }
     };

@@ -1080,7 +1080,7 @@ fn a_live_worker_without_its_statistics_area_is_shown() {
 /// removed it — and with 2, one holding only the marker; each failed run
 /// took another inode until nothing could start). With 1 to 4 inodes left
 /// under a session root, `shmwire node` fails with "No space left" and the
-/// root is as it was.
+/// root is as it was; a root it made for itself is removed again.
 #[test]
 fn a_start_out_of_inodes_leaves_no_session_directory() {
     if child_spec().is_some() {
@@ -1107,6 +1107,18 @@ fn a_start_out_of_inodes_leaves_no_session_directory() {
             "{leave} inodes left: {err}; left behind {:?} / {:?}",
             names(&root),
             names(&root.join("inodes"))
+        );
+        // A root the failed start made goes too.
+        let missing = fs.path().join("new-root");
+        fs::remove_dir(&root).unwrap();
+        let (ok, _, err) = shmwire(&missing, &["node", "--session", "inodes"]);
+        assert!(
+            !ok && err.contains("No space left"),
+            "{leave} inodes left: {err}"
+        );
+        assert!(
+            !missing.exists(),
+            "{leave} inodes left: {err}; the root made stays"
         );
     }
 }

@@ -320,9 +320,12 @@ fn owner_lock(dir: &Path, root: Option<&Path>) -> Result<String> {
     }
     let deadline = Instant::now() + SETUP_WAIT;
     let pid = std::process::id();
+    // Whether this call made the root (then a failed setup takes it back
+    // too, when it is empty).
+    let mut made_root = false;
     loop {
         if let Some(root) = root {
-            ensure_private_dir(root, ROOT_HINT)?;
+            made_root |= ensure_private_dir(root, ROOT_HINT)?;
         }
         let made = match ensure_private_dir(dir, "") {
             Ok(made) => made,
@@ -370,6 +373,10 @@ fn owner_lock(dir: &Path, root: Option<&Path>) -> Result<String> {
         let undo = |e: ShmError| {
             if made {
                 remove_new_session_dir(&d, dir);
+                if let Some(root) = root.filter(|_| made_root) {
+                    // Refused unless empty (another session in it stays).
+                    let _ = fs::remove_dir(root);
+                }
             }
             e
         };
