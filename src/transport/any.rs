@@ -660,6 +660,9 @@ impl Listener {
         // caller waiting (or fails in the kernel, e.g. out of descriptors
         // with nothing to drop: reported, and the pass moves on).
         let mut starved = false;
+        // The deadline of the first hello started in this pass: every
+        // pending hello with an earlier one was started before it.
+        let mut first_new: Option<Instant> = None;
         for shm in [true, false] {
             loop {
                 let started = match (shm, self.shm.as_mut(), self.tcp.as_mut()) {
@@ -728,6 +731,7 @@ impl Listener {
                     }));
                     continue;
                 }
+                first_new.get_or_insert(h.deadline());
                 if slot == self.pending.len() {
                     self.pending.push(Some(h));
                 } else {
@@ -737,10 +741,12 @@ impl Listener {
         }
         // The callers accepted out of descriptors need more than their
         // socket to finish a hello (a shared-memory one its rings' memfds
-        // and eventfds): the oldest pending hellos make that room too.
-        if starved {
+        // and eventfds): the oldest hellos started before this pass make
+        // that room too (never one of those it was made for).
+        if let (true, Some(cut)) = (starved, first_new) {
             for _ in 0..ROOM_FOR_A_HELLO {
-                self.drop_oldest_pending(registry, |_| true, out, "out of file descriptors");
+                let older = |p: &Pending| p.deadline() < cut;
+                self.drop_oldest_pending(registry, older, out, "out of file descriptors");
             }
         }
     }
