@@ -1421,16 +1421,24 @@ fn tcp_caller_adds(s: &TestSession, actor: &ActorHandle, x: i64) -> (CoreWorker,
 /// reach the TCP port (no token needed) — filled the worker's one cap, and
 /// every later caller was dropped unheard, shm callers too, for as long as
 /// the silent ones were re-opened. Now each transport has its own cap and
-/// the oldest pending hello makes room for a newcomer: with 128 silent TCP
-/// and 128 silent Unix-socket connections held, and more opened all along
-/// (the oldest closed), a caller of each transport gets in and is served.
+/// the oldest pending hello that has sent nothing makes room for a
+/// newcomer: with 128 silent TCP and 128 silent Unix-socket connections
+/// held, and more opened as fast as the test can (the oldest closed), 41
+/// callers of each transport get in and are served. (The attack on
+/// 9af1b88: with only the oldest dropped, a real caller accepted in a burst
+/// of the flood was dropped before its hello, already sent, was read —
+/// 18 of 300 TCP callers refused.)
 #[test]
 fn silent_connections_do_not_lock_callers_out() {
     use std::os::unix::net::UnixStream;
     use std::sync::atomic::{AtomicBool, Ordering};
     maybe_run_worker();
     let s = TestSession::new("silent");
-    let worker = s.spawn_worker("silent_connections_do_not_lock_callers_out", 2);
+    const CALLERS: u64 = 40;
+    let worker = s.spawn_worker(
+        "silent_connections_do_not_lock_callers_out",
+        2 + 2 * CALLERS,
+    );
     let dir = shmwire::node::Directory::for_session(&s.session).unwrap();
     let ep = dir.lookup(&worker.id).unwrap();
     let (tcp, unix) = (ep.tcp.unwrap(), ep.unix_socket.unwrap());
@@ -1444,18 +1452,32 @@ fn silent_connections_do_not_lock_callers_out() {
     // The worker has taken them all as pending hellos.
     std::thread::sleep(Duration::from_millis(200));
     let stop = AtomicBool::new(false);
+    /// Stops the flood however the scope is left (a failed assertion
+    /// included: the scope waits for the flood thread).
+    struct StopOnDrop<'a>(&'a AtomicBool);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
     std::thread::scope(|scope| {
-        // Re-opens a silent connection of each kind every 5 ms, closing the
-        // oldest (the flood keeps coming while the callers connect).
+        let _stop = StopOnDrop(&stop);
+        // Re-opens a silent connection of each kind as fast as it can,
+        // closing the oldest (the flood keeps coming while the callers
+        // connect: a real caller accepted in a burst of it must not be the
+        // one dropped before its hello, already sent, is read).
         let flood = scope.spawn(|| {
             let mut opened = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 tcps.pop_front();
-                tcps.push_back(std::net::TcpStream::connect(tcp).unwrap());
+                if let Ok(c) = std::net::TcpStream::connect(tcp) {
+                    tcps.push_back(c);
+                }
                 unixes.pop_front();
-                unixes.push_back(UnixStream::connect(&unix).unwrap());
+                if let Ok(c) = UnixStream::connect(&unix) {
+                    unixes.push_back(c);
+                }
                 opened += 2;
-                std::thread::sleep(Duration::from_millis(5));
             }
             opened
         });
@@ -1470,6 +1492,23 @@ fn silent_connections_do_not_lock_callers_out() {
         let (remote, total) = tcp_caller_adds(&s, &actor, 2);
         assert_eq!(total, 3);
         let tcp_in = t.elapsed() - shm_in;
+        // More callers of each transport, one after another, each its own
+        // connection: every one gets in.
+        let mut expect = 3;
+        for i in 0..CALLERS as i64 {
+            let mut local = s.driver();
+            local
+                .register_actor(&actor, 0)
+                .unwrap_or_else(|e| panic!("shm caller {i}: {e}"));
+            let r = local
+                .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+                .unwrap();
+            expect += 1;
+            assert_eq!(get_i64(&mut local, &r), expect, "shm caller {i}");
+            let (_remote, total) = tcp_caller_adds(&s, &actor, 1);
+            expect += 1;
+            assert_eq!(total, expect, "TCP caller {i}");
+        }
         stop.store(true, Ordering::Relaxed);
         let opened = flood.join().unwrap();
         eprintln!(

@@ -454,23 +454,62 @@ fn accept_all(
 /// busy answering or waiting for an `/inspect` report are never taken.
 /// `false` when there is no such connection.
 fn displace_oldest_idle(conns: &mut HashMap<Token, Conn>, poll: &Poll) -> bool {
-    let oldest = conns
+    let mut idle: Vec<(Instant, Token)> = conns
         .iter()
         .filter(|(_, c)| c.out.is_none() && !c.inspecting && !c.closing)
-        .min_by_key(|(_, c)| c.deadline)
-        .map(|(t, _)| *t);
-    let Some(t) = oldest else {
+        .map(|(t, c)| (c.deadline, *t))
+        .collect();
+    idle.sort_unstable();
+    // A request that waits unread (its connection accepted in this burst,
+    // not read yet) is read now: the oldest that has still sent nothing
+    // goes; failing that, the oldest whose head is incomplete. A whole
+    // head stays, to be answered when its event comes.
+    let mut partial = None;
+    for &(_, t) in &idle {
+        let Some(c) = conns.get_mut(&t) else { continue };
+        read_waiting(c);
+        if c.head.is_empty() {
+            return displace(conns, t, poll);
+        }
+        if partial.is_none() && !head_complete(&c.head) && c.head.len() <= MAX_HEAD {
+            partial = Some(t);
+        }
+    }
+    partial.is_some_and(|t| displace(conns, t, poll))
+}
+
+/// Answers `503` to connection `t` (best effort, never waits: an idle
+/// socket has room) and closes it.
+fn displace(conns: &mut HashMap<Token, Conn>, t: Token, poll: &Poll) -> bool {
+    let Some(mut c) = conns.remove(&t) else {
         return false;
     };
-    if let Some(mut c) = conns.remove(&t) {
-        // Best effort, never waits (an idle socket has room), then closed.
-        let _ = c.stream.write(&response(
-            "503 Service Unavailable",
-            "displaced: too many open connections, and this one sent no request\n",
-        ));
-        let _ = poll.registry().deregister(&mut c.stream);
-    }
+    let _ = c.stream.write(&response(
+        "503 Service Unavailable",
+        "displaced: too many open connections, and this one sent no whole request\n",
+    ));
+    let _ = poll.registry().deregister(&mut c.stream);
     true
+}
+
+/// Whether `head` holds a whole request head (its blank line).
+fn head_complete(head: &[u8]) -> bool {
+    head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n")
+}
+
+/// Reads what `c`'s socket holds into its request head without blocking,
+/// up to just over [`MAX_HEAD`] (the rest, and an end of stream or error,
+/// is for its event to find: edge-triggered, it reads until `WouldBlock`).
+fn read_waiting(c: &mut Conn) {
+    let mut buf = [0u8; 1024];
+    while c.head.len() <= MAX_HEAD {
+        match c.stream.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => c.head.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        }
+    }
 }
 
 /// Reads what is there (edge-triggered: until `WouldBlock`), decides the
@@ -511,8 +550,7 @@ fn advance(
                 Err(_) => return Step::Close,
             }
         }
-        let complete =
-            c.head.windows(4).any(|w| w == b"\r\n\r\n") || c.head.windows(2).any(|w| w == b"\n\n");
+        let complete = head_complete(&c.head);
         let msg = if c.head.len() > MAX_HEAD {
             response("400 Bad Request", "request head over 4 KiB\n")
         } else if complete || eof {

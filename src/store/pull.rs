@@ -547,18 +547,38 @@ impl Server {
         }
     }
 
+    /// The connection to give way for a newcomer among those still reading
+    /// their request: the oldest that has sent nothing, else the oldest
+    /// with part of one — but never one whose bytes wait unread in its
+    /// socket (accepted in this burst, not read yet: its event will serve
+    /// it). `None` if there is none.
+    fn oldest_waiting(&self) -> Option<usize> {
+        let mut waiting: Vec<(Instant, usize, usize)> = self
+            .pulls
+            .iter()
+            .filter_map(|(t, p)| match p.state {
+                PullState::Request { got, .. } => Some((p.deadline, *t, got)),
+                _ => None,
+            })
+            .collect();
+        waiting.sort_unstable();
+        let unread = |t: &usize| {
+            self.pulls
+                .get(t)
+                .is_some_and(|p| p.stream.peek(&mut [0u8; 1]).is_ok_and(|n| n > 0))
+        };
+        let silent = waiting.iter().find(|(_, t, got)| *got == 0 && !unread(t));
+        silent
+            .or_else(|| waiting.iter().find(|(_, t, _)| !unread(t)))
+            .map(|&(_, t, _)| t)
+    }
+
     /// Answers *busy* to the connection that has waited longest without
     /// sending its whole request (and drains it, or closes it when
     /// `draining` already fills the drain set). `false` when every
     /// connection has sent its request (transfers are never displaced).
     fn displace_oldest_waiting(&mut self, draining: usize) -> bool {
-        let oldest = self
-            .pulls
-            .iter()
-            .filter(|(_, p)| matches!(p.state, PullState::Request { .. }))
-            .min_by_key(|(_, p)| p.deadline)
-            .map(|(t, _)| *t);
-        let Some(t) = oldest else {
+        let Some(t) = self.oldest_waiting() else {
             return false;
         };
         if draining >= self.config.max_pulls {
@@ -579,18 +599,14 @@ impl Server {
     /// the oldest one draining after a *busy* (neither holds an object);
     /// `false` if there is none.
     fn close_oldest_idle(&mut self) -> bool {
-        let oldest = |drain: bool| {
+        let oldest_draining = || {
             self.pulls
                 .iter()
-                .filter(|(_, p)| match p.state {
-                    PullState::Request { .. } => !drain,
-                    PullState::Drain => drain,
-                    _ => false,
-                })
+                .filter(|(_, p)| matches!(p.state, PullState::Drain))
                 .min_by_key(|(_, p)| p.deadline)
                 .map(|(t, _)| *t)
         };
-        match oldest(false).or_else(|| oldest(true)) {
+        match self.oldest_waiting().or_else(oldest_draining) {
             Some(t) => {
                 self.close(t);
                 true

@@ -64,6 +64,11 @@ impl HelloReader {
         }
     }
 
+    /// Whether any byte of the message has arrived.
+    pub(crate) fn heard(&self) -> bool {
+        self.have > 0 || self.fixed.is_some()
+    }
+
     /// Reads what `r` has without blocking. `Ok(Some(..))` once the whole
     /// message is in; `Ok(None)` when `r` has nothing more for now.
     ///
@@ -147,6 +152,9 @@ pub(crate) trait Handshake {
     /// Reads what is there and moves on; `Ok(Some(conn))` when done,
     /// `Ok(None)` when it needs more bytes.
     fn advance(&mut self) -> Result<Option<Self::Conn>, super::ConnectError>;
+    /// Whether the peer has sent anything yet (a listener making room
+    /// drops a silent hello before one that is under way).
+    fn heard(&self) -> bool;
 }
 
 /// Runs one handshake to its end, sleeping in `poll(2)` while its socket has

@@ -434,6 +434,13 @@ impl Handshake for Pending {
         }
     }
 
+    fn heard(&self) -> bool {
+        match self {
+            Pending::Tcp(h) => h.heard(),
+            Pending::Shm(h) => h.heard(),
+        }
+    }
+
     fn advance(&mut self) -> Result<Option<AnyConnection>, ConnectError> {
         match self {
             Pending::Tcp(h) => h.advance().map(|c| c.map(Into::into)),
@@ -765,9 +772,14 @@ impl Listener {
         crate::sys::poll::connection_waiting(fd)
     }
 
-    /// Drops the oldest pending hello that `which` selects, for a newer
-    /// caller (counted in [`AcceptStats::over_cap`], reported in `out` with
-    /// `why`); `false` if there is none.
+    /// Makes room for a newer caller among the pending hellos that `which`
+    /// selects, oldest first: each is advanced (a caller whose hello waits
+    /// unread in its socket — accepted in this pass, not yet read —
+    /// finishes now, or fails), and the first that has still sent nothing
+    /// is dropped (counted in [`AcceptStats::over_cap`], reported in `out`
+    /// with `why`); a hello under way is dropped only when every one is.
+    /// Finished and failed hellos go to `out` as [`Self::advance_pending`]
+    /// would put them, and leave room too. `false` if there was none.
     fn drop_oldest_pending(
         &mut self,
         registry: &mio::Registry,
@@ -775,14 +787,49 @@ impl Listener {
         out: &mut Vec<Result<AnyConnection, ConnectError>>,
         why: &str,
     ) -> bool {
-        let oldest = self
+        let mut order: Vec<(Instant, usize)> = self
             .pending
             .iter()
             .enumerate()
             .filter_map(|(i, p)| p.as_ref().filter(|p| which(p)).map(|p| (p.deadline(), i)))
-            .min()
-            .map(|(_, i)| i);
-        let Some(old) = oldest.and_then(|i| self.pending[i].take()) else {
+            .collect();
+        if order.is_empty() {
+            return false;
+        }
+        order.sort_unstable();
+        for &(_, i) in &order {
+            let Some(h) = self.pending[i].as_mut() else {
+                continue;
+            };
+            let fd = h.fd().as_raw_fd();
+            let result = match h.advance() {
+                Ok(None) if h.heard() => continue,
+                Ok(None) => {
+                    self.stats.over_cap += 1;
+                    Err(ConnectError::Refused {
+                        reason: format!(
+                            "a pending hello that sent nothing was dropped for a newer caller \
+                             ({why})"
+                        ),
+                    })
+                }
+                Ok(Some(c)) => {
+                    self.stats.accepted += 1;
+                    Ok(c)
+                }
+                Err(e) => {
+                    self.stats.refused += 1;
+                    Err(e)
+                }
+            };
+            self.pending[i] = None;
+            let _ = registry.deregister(&mut mio::unix::SourceFd(&fd));
+            out.push(result);
+            return true;
+        }
+        // Every one is under way: the oldest goes.
+        let (_, i) = order[0];
+        let Some(old) = self.pending[i].take() else {
             return false;
         };
         let _ = registry.deregister(&mut mio::unix::SourceFd(&old.fd().as_raw_fd()));

@@ -189,6 +189,10 @@ impl Handshake for TcpAccept {
         self.deadline
     }
 
+    fn heard(&self) -> bool {
+        self.reader.heard()
+    }
+
     fn advance(&mut self) -> Result<Option<TcpConnection>, ConnectError> {
         let stream = self.stream.as_ref().ok_or(ConnectError::Protocol {
             what: "handshake already finished".into(),

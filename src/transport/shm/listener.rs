@@ -328,6 +328,14 @@ impl Handshake for ShmAccept {
         self.deadline
     }
 
+    fn heard(&self) -> bool {
+        match &self.stage {
+            Stage::Hello(reader) => reader.heard(),
+            // Its hello was judged (the token was right): under way.
+            Stage::Ack(_) | Stage::Done => true,
+        }
+    }
+
     fn advance(&mut self) -> Result<Option<ShmConnection>, ConnectError> {
         loop {
             let stream = self.stream.as_ref().ok_or(ConnectError::Protocol {
