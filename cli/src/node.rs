@@ -55,18 +55,44 @@ fn print_tick(
             c.removed_other
         );
     }
-    let now: BTreeSet<String> = c.errors.iter().cloned().collect();
-    for e in now.difference(errors) {
+    let (new, over) = cleanup_errors_to_say(errors, &c.errors);
+    for e in new {
         errln!(
             "shmwire node: cleanup: {} (said once while it lasts)",
-            shmwire::terminal_safe(&e.to_string())
+            shmwire::terminal_safe(&e)
         );
     }
-    if now.is_empty() && !errors.is_empty() {
+    if over {
         errln!("shmwire node: cleanup: no errors any more");
     }
-    *errors = now;
     Ok(())
+}
+
+/// Most distinct cleanup errors remembered while errors last (beyond it, a
+/// new one is said and not remembered).
+const SAID_ERRORS_MAX: usize = 256;
+
+/// The errors of this round (`now`) not said since errors began (`said`,
+/// updated), and whether errors just ended (a round without any after
+/// some). Errors that take turns round after round — under a descriptor
+/// flood, listing, opening and reading fail in turn — are each said once
+/// while errors last, not again each time they come back.
+fn cleanup_errors_to_say(said: &mut BTreeSet<String>, now: &[String]) -> (Vec<String>, bool) {
+    if now.is_empty() {
+        let over = !said.is_empty();
+        said.clear();
+        return (Vec::new(), over);
+    }
+    let mut new = Vec::new();
+    for e in now {
+        if !said.contains(e) && !new.contains(e) {
+            new.push(e.clone());
+            if said.len() < SAID_ERRORS_MAX {
+                said.insert(e.clone());
+            }
+        }
+    }
+    (new, false)
 }
 
 /// Why the session directory is still there after the node's last pass
@@ -144,4 +170,43 @@ pub fn run(args: NodeArgs) -> CliResult {
         "\n",
     );
     Ok(ran?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cleanup_errors_that_take_turns_are_said_once_while_they_last() {
+        let mut said = BTreeSet::new();
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            cleanup_errors_to_say(&mut said, &s(&["a"])),
+            (s(&["a"]), false)
+        );
+        assert_eq!(
+            cleanup_errors_to_say(&mut said, &s(&["b"])),
+            (s(&["b"]), false)
+        );
+        // `a` and `b` come back in turn: nothing new to say.
+        assert_eq!(
+            cleanup_errors_to_say(&mut said, &s(&["a"])),
+            (s(&[]), false)
+        );
+        assert_eq!(
+            cleanup_errors_to_say(&mut said, &s(&["b", "a", "b"])),
+            (s(&[]), false)
+        );
+        assert_eq!(
+            cleanup_errors_to_say(&mut said, &s(&["c", "c"])),
+            (s(&["c"]), false)
+        );
+        // A round without errors ends them; `a` is said again after.
+        assert_eq!(cleanup_errors_to_say(&mut said, &[]), (s(&[]), true));
+        assert_eq!(cleanup_errors_to_say(&mut said, &[]), (s(&[]), false));
+        assert_eq!(
+            cleanup_errors_to_say(&mut said, &s(&["a"])),
+            (s(&["a"]), false)
+        );
+    }
 }
