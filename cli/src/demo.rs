@@ -128,6 +128,12 @@ pub struct WorkerArgs {
     /// parent the worker finds when it starts.
     #[arg(long)]
     pub driver_pid: Option<u32>,
+    /// The worker ids of the driver's callers (hex; repeated, one per
+    /// transport): only their deaths fail the worker's run. Any other
+    /// caller (a process with the session's token) that dies is reported
+    /// and the worker serves on. None given: every caller's death counts.
+    #[arg(long = "driver-caller")]
+    pub driver_callers: Vec<String>,
 }
 
 /// The `Counter` actor class: `add(x)` adds to the total and answers it,
@@ -148,7 +154,8 @@ fn registry() -> FunctionRegistry {
 
 /// The worker process: serves the actor until its callers are done,
 /// reporting refused hellos and dead callers as it goes. Exits non-zero if
-/// a caller died.
+/// one of the driver's callers (`--driver-caller`; every caller when none
+/// is named) died and did not come back.
 pub fn run_worker(args: &WorkerArgs) -> DemoResult<()> {
     // SIGINT (a terminal's Ctrl-C reaches the driver and us), SIGTERM and
     // SIGHUP end the loop like any error, so the way out below runs.
@@ -166,13 +173,23 @@ pub fn run_worker(args: &WorkerArgs) -> DemoResult<()> {
     // left, the session directory too when we are the last one in it.
     let _leave = LeaveSession(session.clone());
     let me: WorkerId = args.worker.parse()?;
+    let driver_callers = args
+        .driver_callers
+        .iter()
+        .map(|c| c.parse::<WorkerId>())
+        .collect::<Result<Vec<_>, _>>()?;
+    // Whose death fails the run: the driver's callers, or anyone's when
+    // they are not named.
+    let counts = |c: &WorkerId| driver_callers.is_empty() || driver_callers.contains(c);
     let mut options = WorkerOptions::new(me, NodeId::from_random());
     options.name = Some(ACTOR_NAME.to_string());
     options.shm = Some(ShmOptions::with_wait(args.wait.strategy()));
     options.tcp = Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
     let mut worker = Worker::bind(&session, options, Arc::new(registry()))?;
-    // Callers whose connection ended without a close and that did not
-    // come back (one that lost its connection and reconnected is alive).
+    // The driver's callers whose connection ended without a close and
+    // that did not come back (one that lost its connection and reconnected
+    // is alive). Another process with the token that connects and dies is
+    // its own affair: reported, not the demo's failure.
     let mut died: Vec<WorkerId> = Vec::new();
     // Until the driver terminates the actor (Ray's `__ray_terminate__`,
     // after its last call) and the replies are out: not when the
@@ -205,15 +222,20 @@ pub fn run_worker(args: &WorkerArgs) -> DemoResult<()> {
                     stopped_answering,
                     ..
                 } => {
-                    if !died.contains(&caller) {
-                        died.push(caller);
-                    }
+                    let whose = if counts(&caller) {
+                        if !died.contains(&caller) {
+                            died.push(caller);
+                        }
+                        ""
+                    } else {
+                        " (not the driver's; serving on)"
+                    };
                     match stopped_answering {
                         Some(silent) => errln!(
-                            "demo worker: caller {caller} died or stopped answering (silent for {:.1} s)",
+                            "demo worker: caller {caller} died or stopped answering (silent for {:.1} s){whose}",
                             silent.as_secs_f64()
                         ),
-                        None => errln!("demo worker: caller {caller} died"),
+                        None => errln!("demo worker: caller {caller} died{whose}"),
                     }
                 }
                 WorkerEvent::Disconnected {
@@ -254,7 +276,11 @@ pub fn run_worker(args: &WorkerArgs) -> DemoResult<()> {
         worker.stats_string()
     );
     if !died.is_empty() {
-        return Err(format!("{} caller(s) died before closing", died.len()).into());
+        return Err(format!(
+            "{} of the driver's caller(s) died before closing",
+            died.len()
+        )
+        .into());
     }
     Ok(())
 }
@@ -498,6 +524,9 @@ fn run_demo(args: &DemoArgs, stop: &Interrupt) -> DemoResult<()> {
         Transports::Shm => &[false],
         Transports::Tcp => &[true],
     };
+    // One caller per transport, with ids made here so the worker knows
+    // whose death fails the run (only the driver's).
+    let caller_ids: Vec<WorkerId> = transports.iter().map(|_| WorkerId::from_random()).collect();
     let child = Command::new(std::env::current_exe()?)
         .args([
             WORKER_SUBCOMMAND,
@@ -510,6 +539,11 @@ fn run_demo(args: &DemoArgs, stop: &Interrupt) -> DemoResult<()> {
             "--driver-pid",
             &std::process::id().to_string(),
         ])
+        .args(
+            caller_ids
+                .iter()
+                .flat_map(|id| ["--driver-caller".to_string(), id.to_string()]),
+        )
         .stdin(Stdio::null())
         .spawn()?;
     let mut worker = WorkerProcess { child: Some(child) };
@@ -549,6 +583,7 @@ fn run_demo(args: &DemoArgs, stop: &Interrupt) -> DemoResult<()> {
         options.shm = ShmOptions::with_wait(args.wait.strategy());
         options.force_tcp = tcp;
         options.step_timeout = STEP_TIMEOUT;
+        options.worker_id = caller_ids[i];
         let mut caller = CoreWorker::new(session, options)?;
         let handle = match &actor {
             None => {

@@ -1176,3 +1176,94 @@ fn a_stopped_tcp_caller_is_reported_as_stopped_answering() {
     }
     assert!(!session_dir(&stdout).exists(), "{ctx}: session left");
 }
+
+/// The role under which this test binary, run again, is the foreign
+/// caller of `a_foreign_caller_that_dies_does_not_fail_the_demo` (the
+/// variable names the demo's session).
+const FOREIGN_ROLE: &str = "SHMWIRE_DEMO_FOREIGN_CALLER";
+
+/// The foreign caller: a process of the same user with the session's token
+/// that connects to the demo's actor over shared memory, says so and waits
+/// to be killed.
+fn foreign_caller(session: &str) {
+    use shmwire::ids::{NodeId, WorkerId};
+    use shmwire::transport::{Connector, TransportConfig};
+    use std::io::Write as _;
+    let s = shmwire::shm::Session::open(session).unwrap();
+    let token = shmwire::node::load_or_create_token(&s).unwrap();
+    let dir = shmwire::node::Directory::for_session(&s).unwrap();
+    let _c = Connector::new(
+        TransportConfig::new(WorkerId::from_random(), token),
+        NodeId::from_random(),
+    )
+    .with_session(&s, std::sync::Arc::new(dir))
+    .connect_name("demo-counter")
+    .unwrap();
+    println!("@@CONNECTED");
+    std::io::stdout().flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(20));
+}
+
+/// Input (the second attack of 2026-12-02): another process of the same
+/// user, holding the session's token, connects to the demo's worker and
+/// dies (SIGKILL). Every reply of the driver is right, yet the demo
+/// exited 1 ("1 caller(s) died before closing"): the worker counted
+/// anyone's death as its own run's failure. Only the driver's callers'
+/// deaths count now; the stranger's is reported and the run ends "ok".
+#[test]
+fn a_foreign_caller_that_dies_does_not_fail_the_demo() {
+    use std::io::Read as _;
+    use std::time::{Duration, Instant};
+    if let Ok(session) = std::env::var(FOREIGN_ROLE) {
+        return foreign_caller(&session);
+    }
+    let _watchdog = proc_support::watchdog("a_foreign_caller_that_dies_does_not_fail_the_demo");
+    let (_scratch, root) = private_root("fc", "foreign");
+    let demo = ShmDemo::start(&root, &["--tasks", "20000"]);
+    let session = session_dir(&demo.stdout);
+    let name = session.file_name().unwrap().to_str().unwrap().to_owned();
+    // The driver waits (stopped) while the stranger comes and goes, so the
+    // worker sees the death before its actor is terminated.
+    let driver = demo.child.pid();
+    signal(driver, "-STOP");
+    let mut stranger = proc_support::Kid(
+        Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "a_foreign_caller_that_dies_does_not_fail_the_demo",
+                "--nocapture",
+            ])
+            .env(FOREIGN_ROLE, &name)
+            .env("SHMWIRE_ROOT", &root)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut out = stranger.0.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !String::from_utf8_lossy(&seen).contains("@@CONNECTED") {
+        assert!(Instant::now() < deadline, "the stranger never connected");
+        let mut b = [0u8; 256];
+        let n = out.read(&mut b).unwrap();
+        assert!(
+            n > 0,
+            "the stranger exited: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&b[..n]);
+    }
+    drop(stranger); // SIGKILL, reaped
+    std::thread::sleep(Duration::from_millis(1_000));
+    signal(driver, "-CONT");
+    let (status, stdout, err) = demo.finish();
+    let ctx = format!("{status}\nstdout:\n{stdout}\nstderr:\n{err}");
+    assert!(
+        err.lines().any(|l| l.starts_with("demo worker: caller ")
+            && l.contains(" died (not the driver's; serving on)")),
+        "{ctx}"
+    );
+    assert!(status.success(), "{ctx}");
+    assert!(stdout.contains("ok: every reply arrived once"), "{ctx}");
+    assert!(!session.exists(), "{ctx}: session left");
+}
