@@ -129,3 +129,120 @@ fn node_tick_reports_a_dead_worker_once_and_shutdown_leaves_nothing() {
     assert!(done.removed_dir, "{done:?}");
     assert!(!session.dir().exists());
 }
+
+/// The role under which this test binary, run again, is a process of the
+/// session in `idle_node_…` (the variable gives `<root>|<session>`).
+const MEMBER_ENV: &str = "SHMWIRE_NODE_SERVICE_MEMBER";
+
+/// A process of the session: opens it (so holds its process lock), says
+/// so, and waits to be killed (at most 30 s).
+fn member(spec: &str) {
+    use std::io::Write as _;
+    let (root, name) = spec.split_once('|').unwrap();
+    let _s = Session::open_in(root, name).unwrap();
+    println!("@@MEMBER");
+    std::io::stdout().flush().unwrap();
+    std::thread::sleep(Duration::from_secs(30));
+}
+
+/// An idle node runs a round only when something happens (or every
+/// `idle_interval`): here that interval is 30 s, yet the lock file of a
+/// session process that is `SIGKILL`ed goes within seconds (its pidfd
+/// woke the node), and the node's own entry, removed, is put back within
+/// seconds (the directory's inotify woke it). Without the watch both
+/// would wait for the 30 s round.
+#[test]
+fn an_idle_node_wakes_for_a_death_and_for_a_removed_file() {
+    use std::io::BufRead as _;
+    use std::process::{Command, Stdio};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc;
+    use std::time::Instant;
+    if let Ok(spec) = std::env::var(MEMBER_ENV) {
+        return member(&spec);
+    }
+    const BOUND: Duration = Duration::from_secs(10);
+    let tmp = scratch();
+    let root = tmp.path().join("root");
+    let session = Session::open_in(&root, "idle").unwrap();
+    let mut config = NodeConfig::new(1 << 20);
+    config.idle_interval = Duration::from_secs(30);
+    let mut node = Node::start(&session, config).unwrap();
+    let entry = session
+        .dir()
+        .join(format!("{ENTRY_PREFIX}{}{ENTRY_SUFFIX}", node.id()));
+    let stop = AtomicBool::new(false);
+    // Ends the node's loop on every way out of the scope below (a panic
+    // included), so the scope can join it.
+    struct StopGuard<'a>(&'a AtomicBool);
+    impl Drop for StopGuard<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let (tx, rx) = mpsc::channel::<(Vec<String>, bool)>();
+    std::thread::scope(|sc| {
+        let runner = sc.spawn(|| {
+            node.run(&stop, |r| {
+                let _ = tx.send((r.cleanup.removed_lock_files.clone(), r.restored.entry));
+            })
+        });
+        let _stop = StopGuard(&stop);
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "an_idle_node_wakes_for_a_death_and_for_a_removed_file",
+                "--nocapture",
+            ])
+            .env(MEMBER_ENV, format!("{}|idle", root.display()))
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("@@MEMBER") {
+            line.clear();
+            if out.read_line(&mut line).unwrap() == 0 {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the session member exited");
+            }
+        }
+        // Let the rounds its arrival caused pass: the node is idle now,
+        // its next round due in 30 s.
+        std::thread::sleep(Duration::from_millis(600));
+        while rx.try_recv().is_ok() {}
+        let t = Instant::now();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let prefix = format!("proc-{pid}-");
+        loop {
+            let left = BOUND.saturating_sub(t.elapsed());
+            let (removed, _) = rx.recv_timeout(left).unwrap_or_else(|_| {
+                panic!("the killed process's lock file was not removed within {BOUND:?}")
+            });
+            if removed.iter().any(|n| n.starts_with(&prefix)) {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(600));
+        while rx.try_recv().is_ok() {}
+        let t = Instant::now();
+        fs::remove_file(&entry).unwrap();
+        loop {
+            let left = BOUND.saturating_sub(t.elapsed());
+            let (_, restored) = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("the node's entry was not put back within {BOUND:?}"));
+            if restored {
+                break;
+            }
+        }
+        assert!(entry.exists());
+        drop(_stop);
+        runner.join().unwrap().unwrap();
+    });
+    let done = node.shutdown().unwrap();
+    assert!(done.removed_dir, "{done:?}");
+}

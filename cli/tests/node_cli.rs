@@ -3022,3 +3022,67 @@ fn a_worker_does_not_fill_a_replaced_session_directory() {
         names(&sdir)
     );
 }
+
+/// Read-type syscalls (`syscr` of `/proc/<pid>/io`) process `pid` made so far.
+fn read_syscalls(pid: u32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/io"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("syscr: "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// An idle node sleeps: with a worker in the session and nothing
+/// happening it runs a round once a second, not every 100 ms (its reads
+/// were ≈ 186 a second, now ≈ 20: `/proc/<pid>/io`; all its syscalls
+/// ≈ 1,260 a second, now ≈ 260, `strace -c -f`). It still hears of a
+/// worker's death at once — the release of the worker's locks is a change
+/// in the session directory (inotify) — and reports and cleans it up.
+#[test]
+fn an_idle_node_sleeps_and_still_reports_a_death() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog = proc_support::watchdog("an_idle_node_sleeps_and_still_reports_a_death");
+    let scratch = proc_support::scratch("swn", "idle");
+    let root = scratch.path().join("root");
+    let mut node = start_node(&root, "idle");
+    let mut w = spawn_worker(&root, "idle", 4);
+    let pid = node.kid.pid();
+    // Past the rounds the worker's arrival called for.
+    std::thread::sleep(Duration::from_millis(1_500));
+    let (r0, t0) = (read_syscalls(pid), Instant::now());
+    std::thread::sleep(Duration::from_secs(3));
+    let per_s = (read_syscalls(pid) - r0) as f64 / t0.elapsed().as_secs_f64();
+    assert!(
+        per_s < 60.0,
+        "an idle node made {per_s:.0} read syscalls a second"
+    );
+    let id = worker_id(4).to_string();
+    w.sigkill();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !node
+        .lines
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.starts_with(&format!("worker {id}")) && l.ends_with(" died"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no death reported: {:?}",
+            node.lines.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !names(&root.join("idle")).iter().any(|n| n.contains(&id)),
+        "the dead worker's entry is left: {:?}",
+        names(&root.join("idle"))
+    );
+    node.kid.signal_and_wait("-TERM");
+    assert!(names(&root).is_empty(), "{:?}", names(&root.join("idle")));
+}

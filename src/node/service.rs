@@ -78,13 +78,21 @@ pub struct NodeConfig {
     /// objects from it ([`StoreClient::pull`]; default `127.0.0.1:0`, a
     /// free port).
     pub object_listen: SocketAddr,
-    /// How often the node looks for dead workers and cleans up after them.
+    /// How often at most the node runs a round ([`Node::tick`]: looks for
+    /// dead workers and cleans up after them), and how often while the
+    /// last round found something to do or a death to confirm, or while
+    /// its watch cannot see every change (see [`Node::run`]).
     pub interval: Duration,
+    /// How often an idle node runs a round when no event called for one
+    /// (see [`Node::run`]): the bound for what no event reports, such as a
+    /// file scribbled through a shared mapping.
+    pub idle_interval: Duration,
 }
 
 impl NodeConfig {
     /// A store of `store_capacity` bytes, no fallback, both endpoints on
-    /// `127.0.0.1:0`, every 100 ms.
+    /// `127.0.0.1:0`, rounds at most every 100 ms and at least every
+    /// second.
     pub fn new(store_capacity: u64) -> Self {
         Self {
             store_capacity,
@@ -92,6 +100,7 @@ impl NodeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             object_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             interval: Duration::from_millis(100),
+            idle_interval: Duration::from_secs(1),
         }
     }
 }
@@ -661,6 +670,24 @@ impl Node {
         self.snap.dead.drain(..excess);
     }
 
+    /// Publishes the area again if the store's figures changed since the
+    /// last publish (between rounds; nothing is written while idle).
+    fn publish_store_changes(&mut self) {
+        let changed = self.store.as_ref().is_some_and(|st| {
+            let s = st.snapshot();
+            self.snap.store.as_ref() != Some(&StoreFigures::from(&s))
+                || self.snap.connections.iter().ne(s
+                    .clients
+                    .iter()
+                    .map(ConnectionFigures::from)
+                    .collect::<Vec<_>>()
+                    .iter())
+        });
+        if changed {
+            self.publish();
+        }
+    }
+
     fn publish(&mut self) {
         let snap = self.store.as_ref().map(StoreService::snapshot);
         // The node serves no task connections: its area's connections are
@@ -675,8 +702,23 @@ impl Node {
         }
     }
 
-    /// Runs [`Node::tick`] every [`NodeConfig::interval`] until `stop` is
-    /// set, handing each report to `on_tick`.
+    /// Runs [`Node::tick`] until `stop` is set, handing each report to
+    /// `on_tick`: a round when something happened in the session and
+    /// otherwise every [`NodeConfig::idle_interval`], never two closer
+    /// than [`NodeConfig::interval`].
+    ///
+    /// "Something happened" is a change in the session directory seen by
+    /// inotify: a file made, removed, renamed, closed after writing or
+    /// re-permissioned, the directory removed or moved. A process's death
+    /// is one: its lock files are open for writing, and the kernel releases
+    /// their locks when their last descriptor goes, which inotify reports
+    /// (`IN_CLOSE_WRITE`). A round every [`NodeConfig::interval`], as
+    /// without the watch, while the last round removed, put back or failed
+    /// anything, a death waits for [`DEATH_GRACE`], or inotify was refused.
+    /// Liveness is still judged by each round, from the kernel's locks.
+    /// Between rounds the store's figures and client connections are
+    /// published to the statistics area when they change (looked at every
+    /// 100 ms). `stop` is looked at every 100 ms.
     ///
     /// Errors: [`NodeError::NodeLockLost`] (after handing that round's
     /// report) when another node took the session's node lock;
@@ -688,6 +730,9 @@ impl Node {
         stop: &AtomicBool,
         mut on_tick: impl FnMut(&TickReport),
     ) -> Result<(), NodeError> {
+        /// How often `stop` and the store's figures are looked at.
+        const LOOK: Duration = Duration::from_millis(100);
+        let mut watch = super::watch::Watch::new(self.session.dir());
         // Relaxed: a flag polled each round; nothing is published through it.
         while !stop.load(Ordering::Relaxed) {
             let start = Instant::now();
@@ -701,10 +746,40 @@ impl Node {
                     path: self.session.dir().to_owned(),
                 });
             }
-            let left = self.config.interval.saturating_sub(start.elapsed());
-            let end = Instant::now() + left;
-            while !stop.load(Ordering::Relaxed) && Instant::now() < end {
-                std::thread::sleep(left.min(Duration::from_millis(10)));
+            let busy = !watch.complete()
+                || !self.suspects.is_empty()
+                || !r.died.is_empty()
+                || r.removed_anything()
+                || r.restored.any()
+                || r.store_restored.any()
+                || !r.cleanup.errors.is_empty()
+                || r.cleanup.busy;
+            let earliest = start + self.config.interval;
+            let due = if busy {
+                earliest
+            } else {
+                start + self.config.idle_interval.max(self.config.interval)
+            };
+            loop {
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                let now = Instant::now();
+                if now >= due {
+                    break;
+                }
+                let woke = watch.wait(due.min(now + LOOK));
+                self.publish_store_changes();
+                if woke {
+                    // Never two rounds closer than the interval (a burst
+                    // of events, or a process making files on purpose).
+                    let left = earliest.saturating_duration_since(Instant::now());
+                    if !left.is_zero() {
+                        std::thread::sleep(left.min(LOOK));
+                        continue;
+                    }
+                    break;
+                }
             }
         }
         Ok(())
