@@ -238,6 +238,8 @@ fn child_dispatch() -> bool {
         "tmpfs_victim" => role_tmpfs_victim(),
         "shm_victim" => role_shm_victim(),
         "corrupter" => role_corrupter(),
+        "heartbeat_flooder" => role_heartbeat_flooder(),
+        "tcp_victim" => role_tcp_victim(),
         other => panic!("unknown role {other}"),
     }
     std::process::exit(0);
@@ -1251,4 +1253,169 @@ fn input9_corrupted_message_error_says_what_was_wrong() {
         assert_eq!(seq, 2);
         c.send(b"bye").unwrap();
     }
+}
+
+// ---------------------------------------------------------------------------
+// Heartbeat floods (the attack of 2026-12-02): a caller with the token that
+// sends nothing but pings, and never reads, does not hold the loop
+// ---------------------------------------------------------------------------
+
+/// A TCP hello from worker `from` to `to` with the session's token.
+fn tcp_hello(token: [u8; 16], from: WorkerId, to: WorkerId) -> Vec<u8> {
+    let mut v = b"SHMWIRE\0".to_vec();
+    v.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+    v.extend_from_slice(&[1, 1]);
+    v.extend_from_slice(&(1u32 << 20).to_le_bytes());
+    v.extend_from_slice(from.as_bytes());
+    v.extend_from_slice(to.as_bytes());
+    v.extend_from_slice(&token);
+    v.extend_from_slice(&0u32.to_le_bytes());
+    v.extend_from_slice(&[0; 4]);
+    v
+}
+
+/// Says hello over TCP (argument: the server's address and this
+/// flooder's number), then writes empty ping frames (16 bytes: length 0,
+/// kind 3) as fast as the socket takes them and never reads; says how many
+/// it wrote when the server hangs up (or after 20 s).
+fn role_heartbeat_flooder() {
+    let a = arg();
+    let (addr, n) = a.split_once('|').unwrap();
+    let s = child_session();
+    let token = shmwire::node::load_or_create_token(&s).unwrap();
+    let mut t = TcpStream::connect(addr).unwrap();
+    t.write_all(&tcp_hello(
+        token.0,
+        wid(100 + n.parse::<u8>().unwrap()),
+        wid(1),
+    ))
+    .unwrap();
+    let mut ping = [0u8; 16];
+    ping[4..8].copy_from_slice(&3u32.to_le_bytes());
+    let burst: Vec<u8> = ping.iter().copied().cycle().take(16 * 4096).collect();
+    say("FLOODING");
+    let end = Instant::now() + Duration::from_secs(20);
+    let mut sent = 0u64;
+    while Instant::now() < end {
+        match t.write(&burst) {
+            Ok(k) => sent += k as u64 / 16,
+            Err(_) => {
+                say(format!("CUT {sent}"));
+                return;
+            }
+        }
+    }
+    say(format!("NOT-CUT {sent}"));
+}
+
+/// Round trips over TCP until told to stop; then says the worst one (ns)
+/// and how many it made.
+fn role_tcp_victim() {
+    let s = child_session();
+    let mut tcp = connect(30, &s, "tcp");
+    let payload = [9u8; 64];
+    for _ in 0..200 {
+        round_trip(&mut tcp, &payload);
+    }
+    say("WARM");
+    assert_eq!(hear(), "GO");
+    let (mut worst, mut n) = (Duration::ZERO, 0u64);
+    let end = Instant::now() + Duration::from_millis(1_500);
+    while Instant::now() < end {
+        worst = worst.max(round_trip(&mut tcp, &payload));
+        n += 1;
+    }
+    say(format!("WORST {} {n}", worst.as_nanos()));
+}
+
+/// Eight callers with the session's token flood a worker's loop with
+/// heartbeat pings and never read. Before, each ping was answered at once
+/// with its own `sendto` and one receive went through a connection's whole
+/// backlog, so the loop stayed on the flooders for seconds (60 of them
+/// delayed another caller's replies by 4.4 s). Now a receive parses at
+/// most `MAX_HEARTBEATS_PER_RECEIVE` heartbeats, answers them with one pong,
+/// and more in a row break the connection as a protocol violation: each
+/// flooder is cut off, and a TCP caller's round trips meanwhile stay
+/// short.
+#[test]
+fn input12_a_heartbeat_flood_is_cut_off_and_delays_nobody() {
+    if child_dispatch() {
+        return;
+    }
+    let root = Root::new();
+    let s = &root.session;
+    let listener = listen(s, cfg(1, s));
+    let tcp = listener.endpoint().tcp.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (errs_tx, errs) = mpsc::channel::<String>();
+    let st = stop.clone();
+    let mut mux = Mux::new().unwrap();
+    mux.set_listener(listener).unwrap();
+    let server = std::thread::spawn(move || {
+        let mut ev = Vec::new();
+        while !st.load(Ordering::Relaxed) {
+            turn(
+                &mut mux,
+                &mut ev,
+                Duration::from_millis(50),
+                |_, c, f| {
+                    let _ = c.try_send(f);
+                },
+                |_, e| {
+                    let _ = errs_tx.send(e.to_string());
+                },
+            );
+        }
+    });
+    // Stops and joins the server on every way out (a failed assertion too).
+    struct Server(Arc<AtomicBool>, Option<std::thread::JoinHandle<()>>);
+    impl Drop for Server {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+            if let Some(h) = self.1.take() {
+                let _ = h.join();
+            }
+        }
+    }
+    let _server = Server(stop, Some(server));
+    let test = "input12_a_heartbeat_flood_is_cut_off_and_delays_nobody";
+    let mut victim = Kid::spawn(test, "tcp_victim", &root.path(), "");
+    assert_eq!(victim.line(), "WARM");
+    let flooders: Vec<Kid> = (0..8)
+        .map(|i| {
+            Kid::spawn(
+                test,
+                "heartbeat_flooder",
+                &root.path(),
+                &format!("{tcp}|{i}"),
+            )
+        })
+        .collect();
+    for f in &flooders {
+        assert_eq!(f.line(), "FLOODING");
+    }
+    victim.tell("GO");
+    let worst = victim.line();
+    let ends: Vec<String> = flooders.iter().map(|f| f.line()).collect();
+    eprintln!("victim: {worst}; flooders: {ends:?}");
+    for e in &ends {
+        assert!(
+            e.starts_with("CUT "),
+            "a flooder was never cut off: {ends:?}"
+        );
+    }
+    let cut: Vec<String> = errs
+        .try_iter()
+        .filter(|e| e.contains("heartbeat"))
+        .collect();
+    assert!(cut.len() >= 8, "cut off for a heartbeat flood: {cut:?}");
+    let v: Vec<u64> = worst
+        .split(' ')
+        .skip(1)
+        .map(|x| x.parse().unwrap())
+        .collect();
+    assert!(v[1] > 0, "{worst}");
+    // Far below the seconds of before, with room for a loaded 2-core VM.
+    assert!(v[0] < 500_000_000, "the victim's worst round trip: {worst}");
+    assert!(victim.wait().success());
 }

@@ -48,7 +48,6 @@ mod service;
 pub mod stats_area;
 mod store;
 mod token;
-mod watch;
 
 pub use directory::{Directory, Registration, WorkerStatus};
 pub use inspect::{SessionReport, UnreadableEntry, WorkerReport};

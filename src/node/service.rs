@@ -732,7 +732,7 @@ impl Node {
     ) -> Result<(), NodeError> {
         /// How often `stop` and the store's figures are looked at.
         const LOOK: Duration = Duration::from_millis(100);
-        let mut watch = super::watch::Watch::new(self.session.dir());
+        let mut watch = crate::sys::dirwatch::DirWatch::new(self.session.dir());
         // Relaxed: a flag polled each round; nothing is published through it.
         while !stop.load(Ordering::Relaxed) {
             let start = Instant::now();

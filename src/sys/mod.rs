@@ -14,8 +14,11 @@
 //! | `memfd.rs` | sealed anonymous shared memory (ring memory passed over `SCM_RIGHTS`) |
 //! | `futex.rs` | shared futex wait/wake |
 //! | `eventfd.rs` | eventfd create/read/write/poll |
+//! | `dirwatch.rs` | an inotify watch on one directory (what wakes an idle node) |
 
 // Under loom only `create` is called (the modelled EventFd keeps a real fd).
+#[cfg(not(shmwire_loom))]
+pub(crate) mod dirwatch;
 #[cfg_attr(shmwire_loom, allow(dead_code))]
 pub(crate) mod eventfd;
 pub(crate) mod fdpass;

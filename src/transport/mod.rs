@@ -88,7 +88,7 @@ pub use lookup::{
 pub use message::MessageConnection;
 pub use mux::{Mux, MuxConnection, MuxEvent, MuxWaker, PeerKey};
 pub use shm::{connect_shm, ShmConnection, ShmFrame, ShmListener, ShmOptions};
-pub use tcp::{connect_tcp, TcpConnection, TcpFrame, TcpListener};
+pub use tcp::{connect_tcp, TcpConnection, TcpFrame, TcpListener, MAX_HEARTBEATS_PER_RECEIVE};
 
 /// Default largest frame a connection accepts: 16 MiB.
 pub const DEFAULT_MAX_FRAME_LEN: usize = 16 << 20;

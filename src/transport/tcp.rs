@@ -292,7 +292,24 @@ pub struct TcpConnection {
     liveness: Option<Duration>,
     send_timeout: Duration,
     state: State,
+    /// Heartbeat frames parsed since the current receive began (see
+    /// [`MAX_HEARTBEATS_PER_RECEIVE`]).
+    heartbeats: usize,
+    /// A ping was parsed and not answered yet: one pong answers every ping
+    /// of a receive, sent as the receive ends.
+    pong_owed: bool,
 }
+
+/// Most heartbeat frames (pings, pongs) one receive may parse. A peer
+/// pings only after a third of its liveness bound without hearing from us
+/// and declares us dead after the whole bound, so it has at most a few
+/// pings outstanding, and it pongs only our pings (one at a time). More is
+/// a flood — it used to hold the receiver's loop for seconds, answering
+/// each ping with its own `sendto` (the attack of 2026-12-02: 60
+/// connections of 400,000 pings each delayed another caller's replies by
+/// 4.4 s and failed the demo) — and breaks the connection as a protocol
+/// violation ([`RecvError::Protocol`]).
+pub const MAX_HEARTBEATS_PER_RECEIVE: usize = 64;
 
 impl std::fmt::Debug for TcpConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -348,6 +365,8 @@ impl TcpConnection {
             liveness: (!config.liveness_timeout.is_zero()).then_some(config.liveness_timeout),
             send_timeout: config.send_timeout,
             state: State::Open,
+            heartbeats: 0,
+            pong_owed: false,
         })
     }
 
@@ -572,8 +591,10 @@ impl TcpConnection {
     }
 
     /// Parses the next complete frame in the receive buffer: `(start, len)`.
+    /// Heartbeats are consumed on the way (a ping owes a pong: see
+    /// `answer_pings`), at most [`MAX_HEARTBEATS_PER_RECEIVE`] per receive.
     fn parse(&mut self) -> Result<Option<(usize, usize)>, RecvError> {
-        {
+        loop {
             let avail = self.rend - self.rstart;
             if avail < TCP_FRAME_HEADER {
                 if avail == 0 {
@@ -589,14 +610,21 @@ impl TcpConnection {
                 KIND_DATA => {}
                 KIND_PING | KIND_PONG if len == 0 => {
                     // Heartbeats never reach the application: a ping is
-                    // answered at once (best effort: a full queue means the
-                    // peer is not reading, and its own liveness check
-                    // decides).
+                    // answered once the receive ends (`answer_pings`: one
+                    // pong for all of them), never with a write each.
                     self.rstart += TCP_FRAME_HEADER;
-                    if kind == KIND_PING {
-                        let _ = self.try_control(KIND_PONG);
+                    self.heartbeats += 1;
+                    if self.heartbeats > MAX_HEARTBEATS_PER_RECEIVE {
+                        let why = format!(
+                            "worker {} sent more than {MAX_HEARTBEATS_PER_RECEIVE} heartbeat \
+                             frames in a row: a flood, not a heartbeat",
+                            self.peer
+                        );
+                        self.state = State::Broken(why.clone());
+                        return Err(RecvError::Protocol { what: why });
                     }
-                    return self.parse();
+                    self.pong_owed |= kind == KIND_PING;
+                    continue;
                 }
                 KIND_CLOSE if len == 0 => {
                     self.rstart += TCP_FRAME_HEADER;
@@ -636,7 +664,21 @@ impl TcpConnection {
                 self.rstart = 0;
                 self.rend = e - s;
             }
-            Ok(None)
+            return Ok(None);
+        }
+    }
+
+    /// Sends the pong owed for the pings of the receive that ends (best
+    /// effort: a full queue means the peer is not reading, and its own
+    /// liveness check decides). None while output is queued: those bytes
+    /// answer the ping as well (the peer counts any byte as heard).
+    fn answer_pings(&mut self) {
+        self.heartbeats = 0;
+        if std::mem::take(&mut self.pong_owed)
+            && self.wend == self.wstart
+            && matches!(self.state, State::Open)
+        {
+            let _ = self.try_control(KIND_PONG);
         }
     }
 
@@ -650,14 +692,23 @@ impl TcpConnection {
         if self.wend > self.wstart {
             self.flush_some().map_err(|e| e.recv_error())?;
         }
-        loop {
-            if let Some(f) = self.parse()? {
-                return Ok(Some(f));
+        let r = loop {
+            match self.parse() {
+                Ok(Some(f)) => break Ok(Some(f)),
+                Ok(None) => {}
+                Err(e) => break Err(e),
             }
-            if !read || !self.fill().map_err(|e| e.recv_error())? {
-                return Ok(None);
+            if !read {
+                break Ok(None);
             }
-        }
+            match self.fill() {
+                Ok(true) => {}
+                Ok(false) => break Ok(None),
+                Err(e) => break Err(e.recv_error()),
+            }
+        };
+        self.answer_pings();
+        r
     }
 
     /// `true` if a complete frame is already buffered (no syscall needed to

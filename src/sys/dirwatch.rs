@@ -1,30 +1,14 @@
-//! What wakes an idle node: a change in its session directory (inotify).
+//! A watch on one directory (inotify): what wakes an idle node.
 //!
-//! A node's round ([`Node::tick`](super::Node::tick)) lists the session
-//! directory, probes every lock in it and reads every entry: ≈ 100
-//! syscalls with nothing running, more per worker. Run every 100 ms
-//! whatever happens, an idle node made ≈ 1,260 syscalls a second. With
-//! this, [`Node::run`](super::Node::run) runs a round when something
-//! happened in the session directory, and otherwise every
-//! [`NodeConfig::idle_interval`](super::NodeConfig::idle_interval).
-//!
-//! A death is such a change. Every file whose lock says a process lives
-//! (its process lock, a worker's directory entry, the node lock) is held
-//! open for writing by its owner, and the kernel drops an `flock` when the
-//! last descriptor of the open file goes — the moment inotify reports
-//! `IN_CLOSE_WRITE` for that file. So the node hears of a process's end,
-//! however it ended, when its locks are released, without a descriptor
-//! per process (a pidfd would also fire for a process whose lock a child
-//! it forked still holds).
-//!
-//! The watch is a hint, never a judge: a round decides as before, by the
-//! kernel's locks, whether a process lives. The idle interval bounds what
-//! no event reports: a file scribbled through a shared mapping, a lock
-//! held by a descriptor opened read-only (nothing of shmwire's). When
-//! inotify is refused (out of descriptors or of inotify instances,
-//! `fs.inotify.max_user_instances`), [`Watch::complete`] is false and the
-//! node runs a round every [`NodeConfig::interval`](super::NodeConfig::interval),
-//! as it did without it.
+//! The node (`Node::run`) runs a round when something changes in its
+//! session directory, and otherwise rarely. A death is such a change:
+//! every file whose lock says a process lives (its process lock, a
+//! worker's directory entry, the node lock) is held open for writing by
+//! its owner, and the kernel drops an `flock` when the last descriptor of
+//! the open file goes — the moment inotify reports `IN_CLOSE_WRITE` for
+//! that file. So the node hears of a process's end, however it ended,
+//! when its locks are released, without a descriptor per process. The
+//! watch only wakes; liveness is judged by the locks.
 
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
@@ -54,15 +38,15 @@ fn dir_events() -> inotify::WatchFlags {
         | W::DONT_FOLLOW
 }
 
-/// The node's watch over its session directory (see the module docs).
+/// A watch over one directory (see the module docs).
 #[derive(Debug)]
-pub(crate) struct Watch {
+pub(crate) struct DirWatch {
     /// The inotify instance watching the session directory (`None`: it
     /// could not be made; the watch is incomplete).
     dir: Option<OwnedFd>,
 }
 
-impl Watch {
+impl DirWatch {
     /// A watch on the session directory `dir` (incomplete if inotify is
     /// refused; the error is logged at debug level).
     pub(crate) fn new(dir: &Path) -> Self {
@@ -136,7 +120,7 @@ mod tests {
     #[test]
     fn a_file_made_or_a_lock_released_in_the_directory_wakes_it() {
         let tmp = tempfile::tempdir().unwrap();
-        let mut w = Watch::new(tmp.path());
+        let mut w = DirWatch::new(tmp.path());
         assert!(w.complete());
         // Nothing happens: no wake-up.
         assert!(!w.wait(Instant::now() + Duration::from_millis(30)));
