@@ -1193,3 +1193,61 @@ fn a_missing_root_is_named_as_missing() {
         assert!(!text.contains("does not exist"), "{cmd:?}: {text}");
     }
 }
+
+/// Files whose names are not UTF-8 in a dead session (the attack of
+/// 2026-12-02: `proc-1-\xff.lock`, `stats-\xff\x01`). Before, the pass
+/// looked them up by a lossy copy of their name, found nothing, took the
+/// session for empty, removed its marker and failed to remove the
+/// directory — which was then no session for any later pass or `inspect`,
+/// and the files were reported nowhere. Now they are foreign: kept and
+/// listed, and the session stays a marked, dead session.
+#[test]
+fn names_that_are_not_utf8_are_foreign_and_the_session_stays_whole() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog =
+        proc_support::watchdog("names_that_are_not_utf8_are_foreign_and_the_session_stays_whole");
+    let root = proc_support::scratch("swc", "utf8");
+    let r = root.path();
+    let rs = r.to_str().unwrap();
+    let (mut kid, mut out) = spawn_role("child_entry", &format!("worker|{rs}|snu|4|four"));
+    wait_for(&mut out, READY);
+    kid.sigkill();
+    let dir = r.join("snu");
+    let odd = [
+        OsStr::from_bytes(b"proc-1-\xff.lock"),
+        OsStr::from_bytes(b"stats-\xff\x01"),
+    ];
+    for n in odd {
+        fs::write(dir.join(n), [7u8; 300]).unwrap();
+    }
+    for args in [
+        &["cleanup", "--all-stale", "--dry-run"][..],
+        &["cleanup", "--all-stale"],
+        &["cleanup", "--session", "snu"],
+    ] {
+        let (ok, text) = shmwire(r, args);
+        assert!(ok, "{args:?}: {text}");
+        assert!(text.contains("(name not UTF-8)"), "{args:?}: {text}");
+        assert!(
+            !text.contains("and the session directory"),
+            "{args:?}: {text}"
+        );
+        assert!(dir.join(".shmwire-session").is_file(), "{args:?}: {text}");
+        for n in odd {
+            assert!(dir.join(n).is_file(), "{args:?} removed {n:?}: {text}");
+        }
+    }
+    // Still a session for inspect, its dead worker's files gone.
+    let (ok, text) = shmwire(r, &["inspect"]);
+    assert!(ok, "{text}");
+    assert!(text.contains("snu"), "{text}");
+    assert!(
+        !names(&dir).iter().any(|n| n.starts_with(".w-")),
+        "{:?}",
+        names(&dir)
+    );
+}

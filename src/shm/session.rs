@@ -265,6 +265,14 @@ fn registry() -> &'static Mutex<HashMap<PathBuf, ProcLock>> {
     REG.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
+/// The names in a session directory: those that are UTF-8 (sorted), and
+/// the others, lossily (sorted; never ours).
+#[derive(Debug, Default)]
+struct DirNames {
+    utf8: Vec<String>,
+    not_utf8: Vec<String>,
+}
+
 /// Creates the session marker unless it is there; it must be an empty
 /// regular file of ours.
 fn ensure_marker(dir: &Path) -> Result<()> {
@@ -1052,15 +1060,22 @@ impl Session {
         owned_file_path_in(&self.dir, tag, suffix)
     }
 
-    fn read_dir_names(&self) -> Result<Vec<String>> {
+    fn read_dir_names(&self) -> Result<DirNames> {
         let rd = fs::read_dir(&self.dir).map_err(|e| ShmError::io("readdir", &self.dir, e))?;
-        let mut names = Vec::new();
+        let mut names = DirNames::default();
         for ent in rd {
             let ent = ent.map_err(|e| ShmError::io("readdir", &self.dir, e))?;
-            // Names that are not UTF-8 are not ours: report them lossily.
-            names.push(ent.file_name().to_string_lossy().into_owned());
+            match ent.file_name().into_string() {
+                Ok(n) => names.utf8.push(n),
+                // Not ours (shmwire makes only ASCII names), and not to be
+                // looked up by a lossy copy of its name: kept apart, so a
+                // pass counts it as foreign (before, it vanished from every
+                // list and the pass took the session for empty).
+                Err(n) => names.not_utf8.push(n.to_string_lossy().into_owned()),
+            }
         }
-        names.sort();
+        names.utf8.sort();
+        names.not_utf8.sort();
         Ok(names)
     }
 
@@ -1068,6 +1083,7 @@ impl Session {
     pub fn segment_names(&self) -> Result<Vec<String>> {
         Ok(self
             .read_dir_names()?
+            .utf8
             .into_iter()
             .filter(|n| validate_segment_name(n).is_ok())
             .collect())
@@ -1162,7 +1178,14 @@ impl Session {
     /// a probe of a dead lock holds it only for the probe).
     pub fn status(&self) -> Result<SessionStatus> {
         let mut st = SessionStatus::default();
-        for name in self.read_dir_names()? {
+        let names = self.read_dir_names()?;
+        st.foreign.extend(
+            names
+                .not_utf8
+                .iter()
+                .map(|n| format!("{n} (name not UTF-8)")),
+        );
+        for name in names.utf8 {
             let path = self.dir.join(&name);
             let Ok(md) = fs::symlink_metadata(&path) else {
                 continue;
@@ -1294,7 +1317,13 @@ impl Session {
             return Ok(report);
         }
         let names = match self.read_dir_names() {
-            Ok(n) => n,
+            Ok(n) => {
+                // Foreign whatever they are: the directory is not ours alone.
+                report
+                    .ignored
+                    .extend(n.not_utf8.iter().map(|n| format!("{n} (name not UTF-8)")));
+                n.utf8
+            }
             Err(ShmError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {
                 report.vanished = true;
                 return Ok(report);
@@ -1414,8 +1443,14 @@ impl Session {
                     Ok(()) => report.removed_dir = true,
                     Err(e) if e.kind() == ErrorKind::NotFound => report.vanished = true,
                     // Something appeared meanwhile (not a creator: they wait
-                    // for our lock); leave it.
-                    Err(e) if crate::sys::fs::is_enotempty(&e) => {}
+                    // for our lock); leave it, and the directory a marked,
+                    // dead session that a later pass judges again (an
+                    // unmarked one no pass enters).
+                    Err(e) if crate::sys::fs::is_enotempty(&e) => {
+                        if ensure_marker(dir).is_ok() {
+                            report.removed_other.retain(|n| n != SESSION_MARKER);
+                        }
+                    }
                     Err(e) => report
                         .errors
                         .push(ShmError::io("rmdir", dir, e).to_string()),
@@ -1526,8 +1561,16 @@ impl Session {
         let mut scan = RootScan::default();
         for ent in rd {
             let ent = ent.map_err(|e| ShmError::io("readdir", root, e))?;
-            let name = ent.file_name().to_string_lossy().into_owned();
             let path = root.join(ent.file_name());
+            let name = match ent.file_name().into_string() {
+                Ok(n) => n,
+                Err(n) => {
+                    // No session has such a name (`validate_session_name`).
+                    scan.foreign
+                        .push(format!("{} (name not UTF-8)", n.to_string_lossy()));
+                    continue;
+                }
+            };
             let Ok(md) = fs::symlink_metadata(&path) else {
                 continue; // vanished meanwhile
             };
