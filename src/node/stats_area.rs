@@ -31,7 +31,8 @@
 //! process truncated, zeroed or scribbled it (or grew the file), writes
 //! the header it created again: a damaged area is readable again after
 //! the writer's next publish (a worker's within
-//! `worker::stats::PUBLISH_EVERY`, 50 ms; a node's within its tick). The
+//! `worker::stats::REPUBLISH_IDLE_EVERY`, 1 s, sooner when its figures
+//! change; a node's within its next round). The
 //! reader copies it with `pread` between two reads of the sequence and
 //! keeps the copy only when both are the same even value as the copy's
 //! own; it gives up after [`READ_TRIES`] torn copies. Then every field is

@@ -147,17 +147,33 @@ impl EventStats {
     }
 }
 
-/// How often a worker rewrites its statistics area at most.
+/// How often a worker looks at its figures and rewrites its statistics
+/// area if they changed, at most.
 pub const PUBLISH_EVERY: Duration = Duration::from_millis(50);
 
+/// How often a worker rewrites its statistics area when its figures have
+/// not changed: each publish also repairs a header another process
+/// scribbled or truncated, so that is how long such damage lasts at most
+/// on an idle worker. (Rewriting every [`PUBLISH_EVERY`] whatever happened
+/// cost an idle worker ≈ 100 syscalls a second.)
+pub const REPUBLISH_IDLE_EVERY: Duration = Duration::from_secs(1);
+
 /// A worker's statistics area (`node::StatsArea`): its per-handler figures
-/// and its connections with their rings' fill, rewritten by the event loop
-/// at most every [`PUBLISH_EVERY`], read by `shmwire inspect`.
+/// and its connections with their rings' fill, looked at by the event loop
+/// at most every [`PUBLISH_EVERY`] and rewritten when they changed (and
+/// every [`REPUBLISH_IDLE_EVERY`] when they did not), read by `shmwire
+/// inspect`.
 #[derive(Debug)]
 pub(crate) struct PublishedStats {
     area: StatsArea,
+    /// When the figures were last looked at.
     last: Option<Instant>,
+    /// When the area was last rewritten.
+    written: Option<Instant>,
     snap: AreaSnapshot,
+    /// The figures being gathered, compared with `snap` (kept to reuse
+    /// its vectors).
+    next: AreaSnapshot,
 }
 
 impl PublishedStats {
@@ -171,7 +187,9 @@ impl PublishedStats {
             Ok(area) => Ok(Self {
                 area,
                 last: None,
+                written: None,
                 snap: AreaSnapshot::new(AreaRole::Worker),
+                next: AreaSnapshot::new(AreaRole::Worker),
             }),
             Err(e) => {
                 tracing::warn!(error = %e, "worker: no statistics area");
@@ -180,8 +198,10 @@ impl PublishedStats {
         }
     }
 
-    /// Rewrites the area if [`PUBLISH_EVERY`] has passed by `now` (the
-    /// event-loop turn's start: no extra clock read per turn).
+    /// Looks at the figures if [`PUBLISH_EVERY`] has passed by `now` (the
+    /// event-loop turn's start: no extra clock read per turn) and rewrites
+    /// the area if they changed or [`REPUBLISH_IDLE_EVERY`] has passed
+    /// since it was last written.
     pub(crate) fn maybe_publish(
         &mut self,
         now: Instant,
@@ -195,10 +215,11 @@ impl PublishedStats {
             return;
         }
         self.last = Some(now);
-        self.snap.handlers.clear();
+        let next = &mut self.next;
+        next.handlers.clear();
         for (name, c) in stats.names.iter().zip(&stats.counters) {
             if c.count > 0 {
-                self.snap.handlers.push(HandlerFigures {
+                next.handlers.push(HandlerFigures {
                     name: name.clone(),
                     count: c.count,
                     cum_queue_ns: c.cum_queue_ns,
@@ -208,9 +229,9 @@ impl PublishedStats {
                 });
             }
         }
-        self.snap.connections.clear();
+        next.connections.clear();
         for (_, conn) in mux.iter_mut() {
-            self.snap.connections.push(ConnectionFigures {
+            next.connections.push(ConnectionFigures {
                 peer: conn.peer_worker_id(),
                 pid: conn.peer_pid(),
                 transport: conn.kind(),
@@ -218,6 +239,16 @@ impl PublishedStats {
                 pending_send: conn.pending_send_bytes() as u64,
             });
         }
+        let unchanged =
+            next.handlers == self.snap.handlers && next.connections == self.snap.connections;
+        let recent = self
+            .written
+            .is_some_and(|t| now.saturating_duration_since(t) < REPUBLISH_IDLE_EVERY);
+        if unchanged && recent {
+            return;
+        }
+        std::mem::swap(&mut self.snap, &mut self.next);
+        self.written = Some(now);
         self.area.publish(&self.snap);
     }
 
