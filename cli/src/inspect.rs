@@ -68,7 +68,9 @@ fn worker_json(w: &WorkerReport) -> Value {
         "tcp": w.tcp.map(|a| a.to_string()),
         "http": w.http.map(|a| a.to_string()),
         "connections": connections,
+        "connections_unlisted": stats.map_or(0, |s| s.connections_unlisted),
         "handlers": handlers,
+        "handlers_unlisted": stats.map_or(0, |s| s.handlers_unlisted),
         "stats_updated_unix_ms": stats.map(|s| s.updated_unix_ms),
         "stats_error": w.stats_error,
     })
@@ -92,6 +94,7 @@ fn session_json(r: &SessionReport) -> Value {
                 "fallback": o.fallback,
             })).collect::<Vec<_>>(),
             "connections": r.store_connections.iter().map(connection_json).collect::<Vec<_>>(),
+            "connections_unlisted": r.store_connections_unlisted,
         })
     });
     json!({

@@ -338,6 +338,7 @@ fn check_schema(doc: &Value) {
             }
             assert!(opt_str(&w["tcp"]) && opt_str(&w["http"]) && opt_str(&w["stats_error"]));
             assert!(w["stats_updated_unix_ms"].is_null() || is_u64(&w["stats_updated_unix_ms"]));
+            assert!(is_u64(&w["connections_unlisted"]) && is_u64(&w["handlers_unlisted"]));
             for c in w["connections"].as_array().unwrap() {
                 check_connection(c);
             }
@@ -381,6 +382,7 @@ fn check_schema(doc: &Value) {
             for c in st["connections"].as_array().unwrap() {
                 check_connection(c);
             }
+            assert!(is_u64(&st["connections_unlisted"]), "{st}");
         }
     }
 }
@@ -3142,5 +3144,65 @@ fn an_idle_worker_does_not_rewrite_its_statistics_area() {
     }
     drop(driver);
     drop(w);
+    let _ = session.remove_all();
+}
+
+/// A statistics area lists at most `MAX_CONNECTIONS` (64) connections;
+/// `inspect` used to show 64 of a worker's 70 as if that were all (the
+/// attack of 2026-12-02: hostile connections could push real callers out
+/// of view unseen). The area now carries how many it did not list, and
+/// `inspect` says so in text and JSON.
+#[test]
+fn inspect_says_how_many_connections_it_does_not_list() {
+    use shmwire::node::stats_area::MAX_CONNECTIONS;
+    use shmwire::transport::{Connector, TransportConfig};
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog = proc_support::watchdog("inspect_says_how_many_connections_it_does_not_list");
+    let scratch = proc_support::scratch("swn", "unlisted");
+    let root = scratch.path().join("root");
+    let _w = spawn_worker(&root, "ul", 6);
+    let session = Session::open_in(&root, "ul").unwrap();
+    let token = shmwire::node::load_or_create_token(&session).unwrap();
+    let dir = Arc::new(shmwire::node::Directory::for_session(&session).unwrap());
+    let extra = 6;
+    let conns: Vec<_> = (0..MAX_CONNECTIONS + extra)
+        .map(|_| {
+            Connector::new(
+                TransportConfig::new(WorkerId::from_random(), token),
+                NodeId::from_random(),
+            )
+            .with_session(&session, dir.clone())
+            .force_tcp(true)
+            .connect_name("w6")
+            .unwrap()
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let doc = loop {
+        let doc = inspect_json(&root, "ul");
+        let w6 = worker_json(&doc, "w6").cloned().unwrap_or_default();
+        if w6["connections_unlisted"] == extra {
+            break doc;
+        }
+        assert!(Instant::now() < deadline, "never counted: {doc:#}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let w6 = worker_json(&doc, "w6").unwrap();
+    assert_eq!(
+        w6["connections"].as_array().unwrap().len(),
+        MAX_CONNECTIONS,
+        "{w6}"
+    );
+    let (ok, text, err) = shmwire(&root, &["inspect", "--session", "ul"]);
+    assert!(ok, "{err}");
+    assert!(
+        text.contains(&format!(
+            "… and {extra} more connection(s), not listed (an area lists {MAX_CONNECTIONS})"
+        )),
+        "{text}"
+    );
+    drop(conns);
     let _ = session.remove_all();
 }

@@ -14,6 +14,7 @@ use super::node_lock::{probe as probe_node_lock, NodeLockState};
 use super::service::NODE_NAME;
 use super::stats_area::{
     area_name, read_area, AreaError, AreaRole, AreaSnapshot, ConnectionFigures, StoreFigures,
+    MAX_CONNECTIONS, MAX_HANDLERS,
 };
 use super::Directory;
 use crate::ids::WorkerId;
@@ -124,6 +125,9 @@ pub struct SessionReport {
     /// connections in the node's area; taken out of the node's
     /// [`WorkerReport::stats`] so they are listed once).
     pub store_connections: Vec<ConnectionFigures>,
+    /// Store clients beyond those listed ([`AreaSnapshot::connections_unlisted`]
+    /// of the node's area).
+    pub store_connections_unlisted: u64,
     /// Entries that could not be read, as text (each with its path and
     /// cause: `unreadable`'s entries).
     pub problems: Vec<String>,
@@ -211,9 +215,14 @@ impl SessionReport {
         let node_id = node.as_ref().map(|w| w.worker_id);
         let entry_pid = node.as_ref().map(|w| w.pid);
         let entry_stats_error = node.as_ref().and_then(|w| w.stats_error.clone());
-        let mut store_connections = node
+        let (mut store_connections, mut store_connections_unlisted) = node
             .and_then(|w| w.stats.as_mut())
-            .map(|a| std::mem::take(&mut a.connections))
+            .map(|a| {
+                (
+                    std::mem::take(&mut a.connections),
+                    std::mem::take(&mut a.connections_unlisted),
+                )
+            })
             .unwrap_or_default();
         let mut node_area = workers
             .iter()
@@ -293,6 +302,7 @@ impl SessionReport {
                     };
                     if let Some(a) = node_area.as_mut() {
                         store_connections = std::mem::take(&mut a.connections);
+                        store_connections_unlisted = std::mem::take(&mut a.connections_unlisted);
                     }
                     (
                         true,
@@ -375,6 +385,7 @@ impl SessionReport {
             store,
             store_error,
             store_connections,
+            store_connections_unlisted,
             problems,
             unreadable,
             refused,
@@ -490,6 +501,13 @@ impl fmt::Display for SessionReport {
             for c in &s.connections {
                 write_connection(f, "    connection from", c)?;
             }
+            if s.connections_unlisted > 0 {
+                writeln!(
+                    f,
+                    "    … and {} more connection(s), not listed (an area lists {MAX_CONNECTIONS})",
+                    s.connections_unlisted
+                )?;
+            }
             for h in &s.handlers {
                 writeln!(
                     f,
@@ -500,6 +518,13 @@ impl fmt::Display for SessionReport {
                     dur(h.max_queue_ns),
                     dur(h.mean_exec_ns()),
                     dur(h.max_exec_ns)
+                )?;
+            }
+            if s.handlers_unlisted > 0 {
+                writeln!(
+                    f,
+                    "    … and {} more handler(s), not listed (an area lists {MAX_HANDLERS})",
+                    s.handlers_unlisted
                 )?;
             }
         }
@@ -515,6 +540,13 @@ impl fmt::Display for SessionReport {
             )?;
             for c in &self.store_connections {
                 write_connection(f, "    client", c)?;
+            }
+            if self.store_connections_unlisted > 0 {
+                writeln!(
+                    f,
+                    "    … and {} more client(s), not listed (an area lists {MAX_CONNECTIONS})",
+                    self.store_connections_unlisted
+                )?;
             }
             for o in &st.largest {
                 writeln!(

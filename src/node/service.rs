@@ -558,7 +558,12 @@ impl Node {
             if live.contains_key(id) {
                 return false;
             }
-            if now.duration_since(*since) < DEATH_GRACE {
+            // Still there and within the grace: wait. A pid that went
+            // meanwhile settles it at once (a process seen in the middle of
+            // exiting: locks released, not yet a zombie).
+            if now.duration_since(*since) < DEATH_GRACE
+                && crate::sys::liveness::pid_exists(*pid) != Some(false)
+            {
                 return true;
             }
             due.push((*id, *pid, name.take()));
@@ -626,7 +631,9 @@ impl Node {
     /// is certain: recorded now. Otherwise the entry may have been removed
     /// or replaced under a live worker (a stray `rm`, a file renamed over
     /// it), which puts it back within its check interval: recorded only if
-    /// it has not after [`DEATH_GRACE`].
+    /// it has not after [`DEATH_GRACE`] — or as soon as a later round finds
+    /// its pid gone (a process is seen in the middle of exiting, its locks
+    /// released before it is a zombie: the watch wakes the node then).
     fn suspect(&mut self, report: &mut TickReport, id: WorkerId, pid: u32, name: Option<String>) {
         // An unlocked entry's pid is anybody's word (a copy renamed over a
         // live worker's entry with another pid): the pid seen in its

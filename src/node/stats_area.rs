@@ -13,7 +13,8 @@
 //! | 3 | pid · 4 role (1 worker, 2 node) · 5 time of the update (ms since the epoch) |
 //! | 6 | handlers · 7 connections · 8 objects · 9 dead workers (counts) |
 //! | 10 | store present (0/1) · 11 capacity · 12 used · 13 objects · 14 sealed · 15 evictable · 16 fallback objects |
-//! | 17..32 | reserved (0) |
+//! | 17 | connections not listed (beyond [`MAX_CONNECTIONS`]) · 18 handlers not listed (beyond [`MAX_HANDLERS`]) |
+//! | 19..32 | reserved (0) |
 //! | 32.. | [`MAX_HANDLERS`] handlers × 16: name length, name (64 bytes), count, queueing sum and max, execution sum and max (ns), 2 reserved |
 //! | then | [`MAX_CONNECTIONS`] connections × 12: peer id (28 bytes in 4 words), transport (1 shm, 2 TCP), ring figures present, rx used, rx capacity, tx used, tx capacity, bytes queued to send, peer pid (0: unknown) |
 //! | then | [`MAX_OBJECTS`] objects × 8: id (4 words), state (1 unsealed, 2 sealed, 3 delete pending), data size, holders, in a fallback file (0/1) |
@@ -218,8 +219,15 @@ pub struct AreaSnapshot {
     /// Per-handler figures (a worker's).
     pub handlers: Vec<HandlerFigures>,
     /// Connections served: a worker's callers, or the node's store
-    /// clients.
+    /// clients. An area lists at most [`MAX_CONNECTIONS`].
     pub connections: Vec<ConnectionFigures>,
+    /// Connections beyond those listed: when read, how many the writer
+    /// served but could not list (`inspect` says so); when published, any
+    /// more to report than `connections` holds (usually 0).
+    pub connections_unlisted: u64,
+    /// Handlers beyond those listed (at most [`MAX_HANDLERS`]), as
+    /// `connections_unlisted`.
+    pub handlers_unlisted: u64,
     /// The store (the node's).
     pub store: Option<StoreFigures>,
     /// Workers seen dead, most recent last (the node's).
@@ -235,6 +243,8 @@ impl AreaSnapshot {
             updated_unix_ms: 0,
             handlers: Vec::new(),
             connections: Vec::new(),
+            connections_unlisted: 0,
+            handlers_unlisted: 0,
             store: None,
             dead: Vec::new(),
         }
@@ -472,6 +482,20 @@ impl StatsArea {
         w[7].store(conns.len() as u64, Ordering::Relaxed);
         w[8].store(objects.len() as u64, Ordering::Relaxed);
         w[9].store(dead.len() as u64, Ordering::Relaxed);
+        let unlisted =
+            |all: usize, listed: usize, more: u64| ((all - listed) as u64).saturating_add(more);
+        w[17].store(
+            unlisted(
+                snap.connections.len(),
+                conns.len(),
+                snap.connections_unlisted,
+            ),
+            Ordering::Relaxed,
+        );
+        w[18].store(
+            unlisted(snap.handlers.len(), handlers.len(), snap.handlers_unlisted),
+            Ordering::Relaxed,
+        );
         let st = snap.store.as_ref().map(|s| s.stats).unwrap_or_default();
         let store_words = [
             u64::from(snap.store.is_some()),
@@ -837,6 +861,8 @@ fn parse(buf: &[u8]) -> Result<AreaSnapshot, String> {
         updated_unix_ms: word(5),
         handlers,
         connections,
+        connections_unlisted: word(17),
+        handlers_unlisted: word(18),
         store,
         dead,
     })

@@ -167,14 +167,56 @@ impl FlockHolders {
     }
 }
 
-/// Whether process `pid` exists (`kill(pid, 0)`: `ESRCH` is the only
-/// "no"; a process of another user, `EPERM`, exists). `None` for pids that
+/// Whether process `pid` exists and has not exited (`kill(pid, 0)`:
+/// `ESRCH` is "no"; a process of another user, `EPERM`, exists). A zombie
+/// — exited, not yet reaped by its parent (state `Z` or `X` in
+/// `/proc/<pid>/stat`) — has not: it holds no lock and runs nothing, so a
+/// death seen the moment its locks were released is not mistaken for a
+/// live process whose entry was removed under it. `None` for pids that
 /// name no single process (0, or beyond `i32`).
 pub(crate) fn pid_exists(pid: u32) -> Option<bool> {
-    let pid = rustix::process::Pid::from_raw(i32::try_from(pid).ok()?)?;
-    match rustix::process::test_kill_process(pid) {
-        Ok(()) => Some(true),
+    let p = rustix::process::Pid::from_raw(i32::try_from(pid).ok()?)?;
+    match rustix::process::test_kill_process(p) {
         Err(rustix::io::Errno::SRCH) => Some(false),
-        Err(_) => Some(true),
+        _ => Some(!exited(pid)),
+    }
+}
+
+/// Whether `/proc/<pid>/stat` names an exited process (a zombie, `Z`, or
+/// one being reaped, `X`); `false` when it cannot be read.
+fn exited(pid: u32) -> bool {
+    // The state follows the last ')' (the command name may hold any byte,
+    // parentheses included).
+    std::fs::read(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.iter()
+            .rposition(|&b| b == b')')
+            .and_then(|i| s.get(i + 2))
+            .is_some_and(|&st| st == b'Z' || st == b'X')
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_zombie_does_not_exist_and_a_running_process_does() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        assert_eq!(pid_exists(pid), Some(true));
+        // Killed, not reaped: a zombie until `wait`.
+        child.kill().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !exited(pid) {
+            assert!(std::time::Instant::now() < deadline, "never a zombie");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(pid_exists(pid), Some(false));
+        child.wait().unwrap();
+        assert_eq!(pid_exists(std::process::id()), Some(true));
+        assert_eq!(pid_exists(0), None);
     }
 }
