@@ -2947,6 +2947,9 @@ fn a_node_that_lost_its_node_lock_to_another_stops() {
         assert!(st.success());
     };
     signal(first_kid.pid(), "-STOP");
+    // A group stop lands on each thread asynchronously: a round already
+    // running would put the node lock back under the removal below.
+    all_threads_stopped(first_kid.pid());
     fs::remove_file(sdir.join(".node.lock")).unwrap();
     for n in names(&sdir) {
         if n.starts_with(".w-") {
@@ -3205,4 +3208,29 @@ fn inspect_says_how_many_connections_it_does_not_list() {
     );
     drop(conns);
     let _ = session.remove_all();
+}
+
+/// Waits (at most 5 s) until every thread of `pid` is stopped (state `T`
+/// in `/proc/<pid>/task/*/stat`): `kill -STOP` returns before a busy
+/// thread of a multi-threaded process has stopped.
+fn all_threads_stopped(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let all = fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .flatten()
+            .all(|t| {
+                fs::read(t.path().join("stat")).is_ok_and(|s| {
+                    s.iter()
+                        .rposition(|&b| b == b')')
+                        .and_then(|i| s.get(i + 2))
+                        .is_some_and(|&st| st == b'T' || st == b't')
+                })
+            });
+        if all {
+            return;
+        }
+        assert!(Instant::now() < deadline, "process {pid} never stopped");
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
