@@ -3234,3 +3234,146 @@ fn all_threads_stopped(pid: u32) {
         std::thread::sleep(Duration::from_millis(2));
     }
 }
+
+/// Two faults found by the attack on `6bf9e1b`, with the node's rounds woken
+/// by changes in its session directory:
+/// - a junk file made and renamed over the node's process lock: the round
+///   the new file woke checked the lock (intact), the rename landed, and
+///   the pass that followed took the node's own stem for dead — it removed
+///   the node's statistics area and its store's socket (5 times of 5),
+///   then put them back. A process's own files are never dead to its own
+///   pass now (only its lock is put back);
+/// - the session marker removed: never put back, so `inspect` called the
+///   live session "directory without a session marker" and `cleanup` would
+///   not touch it. The node puts it back now.
+#[test]
+fn the_node_never_removes_its_own_files_and_puts_the_marker_back() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog =
+        proc_support::watchdog("the_node_never_removes_its_own_files_and_puts_the_marker_back");
+    let scratch = proc_support::scratch("swn", "ownfiles");
+    let root = scratch.path().join("root");
+    let mut node = start_node(&root, "of");
+    let dir = root.join("of");
+    let pid = node.kid.pid();
+    let lock = names(&dir)
+        .into_iter()
+        .find(|n| n.starts_with(&format!("proc-{pid}-")))
+        .expect("the node's process lock");
+    for i in 0..5 {
+        let junk = dir.join(format!("junk{i}"));
+        fs::write(&junk, b"junk").unwrap();
+        fs::rename(&junk, dir.join(&lock)).unwrap();
+        // Put back (the junk replaced by an empty lock file) within a
+        // round or two.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while fs::read(dir.join(&lock)).ok().as_deref() != Some(&b""[..]) {
+            assert!(
+                Instant::now() < deadline,
+                "the lock was not put back: {:?}",
+                node.lines.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let own = format!("-{pid}-");
+    let lines = node.lines.lock().unwrap().clone();
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.starts_with("removed:") && (l.contains(&own))),
+        "the node removed its own files: {lines:?}"
+    );
+    assert!(
+        names(&dir)
+            .iter()
+            .any(|n| n.starts_with(&format!("stats-{pid}-"))),
+        "{:?}",
+        names(&dir)
+    );
+    // The marker.
+    fs::remove_file(dir.join(".shmwire-session")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !dir.join(".shmwire-session").is_file() {
+        assert!(
+            Instant::now() < deadline,
+            "the marker was not put back: {:?}",
+            node.lines.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (ok, text, err) = shmwire(&root, &["inspect"]);
+    assert!(ok, "{err}");
+    assert!(!text.contains("without a session marker"), "{text}");
+    node.kid.signal_and_wait("-TERM");
+    assert!(names(&root).is_empty(), "{:?}", names(&dir));
+}
+
+/// Resident memory of process `pid` in KiB (`VmRSS`).
+fn rss_kib(pid: u32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// An idle TCP connection costs its worker little memory: its buffers
+/// start small and grow as frames need. Before, each started with its
+/// whole send buffer (256 KiB) and a 64 KiB receive buffer, zero-filled,
+/// so resident: ≈ 320 KiB per connection (the attack on `6bf9e1b`: 1,000
+/// idle connections with the token grew a worker to 332 MB).
+#[test]
+fn idle_tcp_connections_cost_a_worker_little_memory() {
+    use shmwire::transport::{Connector, TransportConfig};
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog = proc_support::watchdog("idle_tcp_connections_cost_a_worker_little_memory");
+    let scratch = proc_support::scratch("swn", "idlemem");
+    let root = scratch.path().join("root");
+    let w = spawn_worker(&root, "im", 7);
+    let session = Session::open_in(&root, "im").unwrap();
+    let token = shmwire::node::load_or_create_token(&session).unwrap();
+    let dir = Arc::new(shmwire::node::Directory::for_session(&session).unwrap());
+    let connect = || {
+        Connector::new(
+            TransportConfig::new(WorkerId::from_random(), token),
+            NodeId::from_random(),
+        )
+        .with_session(&session, dir.clone())
+        .force_tcp(true)
+        .connect_name("w7")
+        .unwrap()
+    };
+    // Warm: the worker's own allocations for its first callers.
+    let warm: Vec<_> = (0..8).map(|_| connect()).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let before = rss_kib(w.pid());
+    let n = 200;
+    let conns: Vec<_> = (0..n).map(|_| connect()).collect();
+    // Every one accepted (the handshake completes on the worker's side).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let doc = inspect_json(&root, "im");
+        let w7 = worker_json(&doc, "w7").cloned().unwrap_or_default();
+        let listed = w7["connections"].as_array().map_or(0, Vec::len) as u64;
+        if listed + w7["connections_unlisted"].as_u64().unwrap_or(0) >= n as u64 + 8 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not all accepted: {w7}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let per = (rss_kib(w.pid()).saturating_sub(before)) / n as u64;
+    eprintln!("{per} KiB resident per idle TCP connection");
+    assert!(per < 100, "{per} KiB resident per idle TCP connection");
+    drop((conns, warm));
+    let _ = session.remove_all();
+}

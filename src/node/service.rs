@@ -611,6 +611,13 @@ impl Node {
                 )),
             }
         }
+        match self.session.restore_marker() {
+            Ok(made) => report.restored.marker = made,
+            Err(e) => report.cleanup.errors.push(format!(
+                "the session marker is missing and could not be made again: {}",
+                crate::error_chain(&e)
+            )),
+        }
         match super::token::restore_token(&self.session, &self.token, true) {
             Ok(made) => report.restored.token = made,
             Err(e) => report.cleanup.errors.push(crate::error_chain(&e)),

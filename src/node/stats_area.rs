@@ -61,6 +61,10 @@ pub const AREA_VERSION: u64 = 1;
 pub const MAX_HANDLERS: usize = 64;
 /// Connections an area holds.
 pub const MAX_CONNECTIONS: usize = 64;
+/// Most connections or handlers an area may say it did not list (2^30,
+/// above Linux's largest descriptor limit): a larger count is a scribble,
+/// [`AreaError::Invalid`].
+pub const MAX_UNLISTED: usize = 1 << 30;
 /// Store objects an area holds (the largest).
 pub const MAX_OBJECTS: usize = 32;
 /// Dead workers a node's area remembers (the most recent).
@@ -739,6 +743,9 @@ fn parse(buf: &[u8]) -> Result<AreaSnapshot, String> {
     let n_conns = count(7, MAX_CONNECTIONS, "connection")?;
     let n_objects = count(8, MAX_OBJECTS, "object")?;
     let n_dead = count(9, MAX_DEAD, "dead worker")?;
+    // More than any process can hold descriptors for: a scribble.
+    let n_unlisted_conns = count(17, MAX_UNLISTED, "unlisted connection")? as u64;
+    let n_unlisted_handlers = count(18, MAX_UNLISTED, "unlisted handler")? as u64;
     let name = |at: usize| -> Result<String, String> {
         let len = usize::try_from(word(at))
             .ok()
@@ -861,8 +868,8 @@ fn parse(buf: &[u8]) -> Result<AreaSnapshot, String> {
         updated_unix_ms: word(5),
         handlers,
         connections,
-        connections_unlisted: word(17),
-        handlers_unlisted: word(18),
+        connections_unlisted: n_unlisted_conns,
+        handlers_unlisted: n_unlisted_handlers,
         store,
         dead,
     })
@@ -962,6 +969,8 @@ mod tests {
             (CONNS_AT + 6, 1 << 40),
             (CONNS_AT + 11, 1 << 40),
             (12, u64::MAX),
+            (17, 1_000_000_000_000),
+            (18, (MAX_UNLISTED + 1) as u64),
             (OBJECTS_AT + 4, 0),
             (4, 7),
             (1, 2),

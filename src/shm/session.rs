@@ -1042,6 +1042,46 @@ impl Session {
         })
     }
 
+    /// The pass's owner table, this process already in it as live while
+    /// it holds its lock here: whatever is found under its lock file's name
+    /// (a junk file renamed over it in the middle of a pass, before the
+    /// process puts its lock back), its own files are never dead to its own
+    /// pass (found by the attack on `6bf9e1b`: a rename over the node's
+    /// lock between its check and its pass made the node remove its own
+    /// statistics area and its store's socket). [`Session::remove_all`]
+    /// gives the lock up first, so its pass removes them.
+    fn owners_with_self(&self) -> Owners {
+        let mut owners = Owners::default();
+        let reg = registry().lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(stem) = reg.get(&self.dir).and_then(|l| {
+            l.name
+                .strip_prefix(LOCK_PREFIX)
+                .and_then(|n| n.strip_suffix(LOCK_SUFFIX))
+        }) {
+            owners.live.insert(stem.to_owned());
+        }
+        owners
+    }
+
+    /// Makes the session marker again if it was removed (a stray `rm`:
+    /// the directory is then no session to `inspect` or `cleanup`);
+    /// `Ok(true)` if it was made. Only into the directory this process made
+    /// its lock in, with that lock in place ([`Session::dir_intact`],
+    /// [`Session::process_lock_intact`]); otherwise `Ok(false)`.
+    ///
+    /// Errors: [`ShmError::Io`] (the create), [`ShmError::WrongFileType`]
+    /// (something else under the name).
+    pub fn restore_marker(&self) -> Result<bool> {
+        if !self.dir_intact() || !self.process_lock_intact() {
+            return Ok(false);
+        }
+        let path = self.dir.join(SESSION_MARKER);
+        if fs::symlink_metadata(&path).is_ok() {
+            return Ok(false);
+        }
+        ensure_marker(&self.dir).map(|()| true)
+    }
+
     /// Whether this process's lock file in the session is the one it
     /// holds (`true` too when it holds none here). Callers that put back
     /// other files check it first: with the lock missing, making a file
@@ -1099,7 +1139,7 @@ impl Session {
     pub fn inspect(&self) -> Result<Vec<SegmentInfo>> {
         let mut out = Vec::new();
         // Dead creators' locks are held only until the end of this call.
-        let mut owners = Owners::default();
+        let mut owners = self.owners_with_self();
         for name in self.segment_names()? {
             let path = self.dir.join(&name);
             let Ok(lmd) = fs::symlink_metadata(&path) else {
@@ -1331,7 +1371,7 @@ impl Session {
             Err(e) => return Err(e),
         };
 
-        let mut owners = Owners::default();
+        let mut owners = self.owners_with_self();
         let mut later = Vec::new();
         let mut session_files = Vec::new();
         let mut errors = Vec::new();

@@ -48,17 +48,18 @@ pub(crate) struct DirWatch {
 
 impl DirWatch {
     /// A watch on the session directory `dir` (incomplete if inotify is
-    /// refused; the error is logged at debug level).
+    /// refused; the error is logged as a warning).
     pub(crate) fn new(dir: &Path) -> Self {
         let inotify = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
             .and_then(|fd| inotify::add_watch(&fd, dir, dir_events()).map(|_| fd));
         let dir = match inotify {
             Ok(fd) => Some(fd),
             Err(e) => {
-                tracing::debug!(
+                tracing::warn!(
                     dir = %dir.display(),
                     error = %e,
-                    "no inotify watch on the session directory: a round every interval"
+                    "no inotify watch on the session directory (fs.inotify.max_user_instances \
+                     reached?): the node runs a round every interval instead of on changes"
                 );
                 None
             }

@@ -502,12 +502,22 @@ pub struct Restored {
     pub area: bool,
     /// The session's node lock was taken again (the node's check).
     pub node_lock: bool,
+    /// The session marker (`.shmwire-session`) was made again (the node's
+    /// check): without it `inspect` and `cleanup` take the live session
+    /// for a foreign directory.
+    pub marker: bool,
 }
 
 impl Restored {
     /// Whether anything was put back.
     pub fn any(self) -> bool {
-        self.lock || self.socket || self.entry || self.token || self.area || self.node_lock
+        self.lock
+            || self.socket
+            || self.entry
+            || self.token
+            || self.area
+            || self.node_lock
+            || self.marker
     }
 
     /// What was put back, for a message (`"process lock file, socket
@@ -521,6 +531,7 @@ impl Restored {
             (self.token, "session token"),
             (self.area, "statistics area"),
             (self.node_lock, "node lock"),
+            (self.marker, "session marker"),
         ]
         .iter()
         .filter(|(put_back, _)| *put_back)

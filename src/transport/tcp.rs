@@ -46,7 +46,15 @@ const KIND_CLOSE: u32 = 2;
 const KIND_PING: u32 = 3;
 /// Heartbeat answer (empty).
 const KIND_PONG: u32 = 4;
-const INITIAL_RECV_BUF: usize = 64 * 1024;
+const INITIAL_RECV_BUF: usize = 16 * 1024;
+
+/// The send buffer a connection starts with (it grows as frames need,
+/// queued bytes bounded by `send_queue_limit`). Both buffers are
+/// zero-filled, so every byte is resident: starting them at 64 KiB and the
+/// whole `send_buffer_limit` (256 KiB) made each idle TCP connection cost
+/// its worker ≈ 320 KiB (the attack on `6bf9e1b`: 1,000 idle connections
+/// with the token, 332 MB); now ≈ 20 KiB.
+const INITIAL_SEND_BUF: usize = 4 * 1024;
 
 /// `len` rounded up to 16. Frame lengths here are bounded by a `u32`
 /// maximum, far from overflowing.
@@ -355,7 +363,7 @@ impl TcpConnection {
             rbuf: zeroed(INITIAL_RECV_BUF.min(pad16(config.max_frame_len) + TCP_FRAME_HEADER)),
             rstart: 0,
             rend: 0,
-            wbuf: zeroed(config.send_buffer_limit),
+            wbuf: zeroed(INITIAL_SEND_BUF),
             wstart: 0,
             wend: 0,
             wlimit: config.send_buffer_limit,
@@ -448,10 +456,9 @@ impl TcpConnection {
     /// larger than the limit). Waits for the kernel if needed (back-pressure);
     /// on `TimedOut` nothing was written.
     fn reserve_write(&mut self, need: usize) -> Result<(), SendError> {
+        // Queues beyond the configured limit only for a frame larger than
+        // it (bounded by the peer's maximum frame, checked by the caller).
         let cap = self.wlimit.max(need);
-        // Grows beyond the configured limit only for a frame larger than it
-        // (bounded by the peer's maximum frame, checked by the caller).
-        grow_to(&mut self.wbuf, cap);
         if self.wend - self.wstart + need > cap {
             self.flush_until(cap - need)?;
         }
@@ -460,6 +467,8 @@ impl TcpConnection {
             self.wbuf.as_mut_slice().copy_within(s..e, 0);
             self.wend = e - s;
             self.wstart = 0;
+            // Grown as frames need (at most `cap` queued plus this frame).
+            grow_to(&mut self.wbuf, self.wend + need);
         }
         Ok(())
     }
