@@ -212,6 +212,11 @@ fn an_idle_node_wakes_for_a_death_and_for_a_removed_file() {
         // Let the rounds its arrival caused pass: the node is idle now,
         // its next round due in 30 s.
         std::thread::sleep(Duration::from_millis(600));
+        // A change makes a round; the death comes within the interval
+        // after it (the round it calls for waits for the interval, then
+        // runs: it once waited for the idle interval instead).
+        fs::write(session.dir().join("nudge"), b"").unwrap();
+        std::thread::sleep(Duration::from_millis(20));
         while rx.try_recv().is_ok() {}
         let t = Instant::now();
         child.kill().unwrap();
@@ -226,6 +231,7 @@ fn an_idle_node_wakes_for_a_death_and_for_a_removed_file() {
                 break;
             }
         }
+        fs::remove_file(session.dir().join("nudge")).unwrap();
         std::thread::sleep(Duration::from_millis(600));
         while rx.try_recv().is_ok() {}
         let t = Instant::now();

@@ -786,11 +786,17 @@ impl Node {
                 self.publish_store_changes();
                 if woke {
                     // Never two rounds closer than the interval (a burst
-                    // of events, or a process making files on purpose).
-                    let left = earliest.saturating_duration_since(Instant::now());
-                    if !left.is_zero() {
+                    // of events, or a process making files on purpose):
+                    // the round the event calls for waits for it.
+                    loop {
+                        if stop.load(Ordering::Relaxed) {
+                            return Ok(());
+                        }
+                        let left = earliest.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            break;
+                        }
                         std::thread::sleep(left.min(LOOK));
-                        continue;
                     }
                     break;
                 }
