@@ -297,10 +297,12 @@ fn turn(
 }
 
 /// An echo server in a thread of this process until `stop`; returns the
-/// listener's stats at the end.
+/// listener's stats at the end. Each connection's end (its error) goes to
+/// `ends`, if given.
 fn echo_server(
     listener: Listener,
     stop: Arc<AtomicBool>,
+    ends: Option<mpsc::Sender<String>>,
 ) -> std::thread::JoinHandle<shmwire::transport::AcceptStats> {
     let mut mux = Mux::new().unwrap();
     mux.set_listener(listener).unwrap();
@@ -314,7 +316,11 @@ fn echo_server(
                 |_, c, f| {
                     let _ = c.try_send(f);
                 },
-                |_, _| {},
+                |_, e| {
+                    if let Some(tx) = &ends {
+                        let _ = tx.send(e.to_string());
+                    }
+                },
             );
         }
         mux.listener().unwrap().accept_stats()
@@ -436,7 +442,7 @@ fn input1_silent_and_dripping_callers_do_not_slow_established_connections() {
     let listener = listen(s, config);
     let ep = listener.endpoint().clone();
     let stop = Arc::new(AtomicBool::new(false));
-    let server = echo_server(listener, stop.clone());
+    let server = echo_server(listener, stop.clone(), None);
     let test = "input1_silent_and_dripping_callers_do_not_slow_established_connections";
     let mut pinger = Kid::spawn(test, "pinger", &root.path(), "");
     let undisturbed = pinger.line();
@@ -1348,27 +1354,12 @@ fn input12_a_heartbeat_flood_is_cut_off_and_delays_nobody() {
     let tcp = listener.endpoint().tcp.unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let (errs_tx, errs) = mpsc::channel::<String>();
-    let st = stop.clone();
-    let mut mux = Mux::new().unwrap();
-    mux.set_listener(listener).unwrap();
-    let server = std::thread::spawn(move || {
-        let mut ev = Vec::new();
-        while !st.load(Ordering::Relaxed) {
-            turn(
-                &mut mux,
-                &mut ev,
-                Duration::from_millis(50),
-                |_, c, f| {
-                    let _ = c.try_send(f);
-                },
-                |_, e| {
-                    let _ = errs_tx.send(e.to_string());
-                },
-            );
-        }
-    });
+    let server = echo_server(listener, stop.clone(), Some(errs_tx));
     // Stops and joins the server on every way out (a failed assertion too).
-    struct Server(Arc<AtomicBool>, Option<std::thread::JoinHandle<()>>);
+    struct Server(
+        Arc<AtomicBool>,
+        Option<std::thread::JoinHandle<shmwire::transport::AcceptStats>>,
+    );
     impl Drop for Server {
         fn drop(&mut self) {
             self.0.store(true, Ordering::Relaxed);

@@ -3028,12 +3028,13 @@ fn a_worker_does_not_fill_a_replaced_session_directory() {
     );
 }
 
-/// Read-type syscalls (`syscr` of `/proc/<pid>/io`) process `pid` made so far.
-fn read_syscalls(pid: u32) -> u64 {
+/// Counter `field` of `/proc/<pid>/io` (`syscr`: read-type syscalls made
+/// so far, `syscw`: write-type).
+fn io_counter(pid: u32, field: &str) -> u64 {
     fs::read_to_string(format!("/proc/{pid}/io"))
         .unwrap()
         .lines()
-        .find_map(|l| l.strip_prefix("syscr: "))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(": "))
         .unwrap()
         .trim()
         .parse()
@@ -3059,9 +3060,9 @@ fn an_idle_node_sleeps_and_still_reports_a_death() {
     let pid = node.kid.pid();
     // Past the rounds the worker's arrival called for.
     std::thread::sleep(Duration::from_millis(1_500));
-    let (r0, t0) = (read_syscalls(pid), Instant::now());
+    let (r0, t0) = (io_counter(pid, "syscr"), Instant::now());
     std::thread::sleep(Duration::from_secs(3));
-    let per_s = (read_syscalls(pid) - r0) as f64 / t0.elapsed().as_secs_f64();
+    let per_s = (io_counter(pid, "syscr") - r0) as f64 / t0.elapsed().as_secs_f64();
     assert!(
         per_s < 60.0,
         "an idle node made {per_s:.0} read syscalls a second"
@@ -3092,18 +3093,6 @@ fn an_idle_node_sleeps_and_still_reports_a_death() {
     assert!(names(&root).is_empty(), "{:?}", names(&root.join("idle")));
 }
 
-/// Write-type syscalls (`syscw` of `/proc/<pid>/io`) process `pid` made so far.
-fn write_syscalls(pid: u32) -> u64 {
-    fs::read_to_string(format!("/proc/{pid}/io"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("syscw: "))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 /// An idle worker rewrites its statistics area only when its figures
 /// change, and once a second besides (each publish heals a damaged
 /// header), not every 50 ms whatever happened: ≈ 60 `pwrite`s a second
@@ -3119,9 +3108,9 @@ fn an_idle_worker_does_not_rewrite_its_statistics_area() {
     let root = scratch.path().join("root");
     let w = spawn_worker(&root, "iw", 5);
     std::thread::sleep(Duration::from_millis(500));
-    let (w0, t0) = (write_syscalls(w.pid()), Instant::now());
+    let (w0, t0) = (io_counter(w.pid(), "syscw"), Instant::now());
     std::thread::sleep(Duration::from_secs(2));
-    let per_s = (write_syscalls(w.pid()) - w0) as f64 / t0.elapsed().as_secs_f64();
+    let per_s = (io_counter(w.pid(), "syscw") - w0) as f64 / t0.elapsed().as_secs_f64();
     assert!(
         per_s < 20.0,
         "an idle worker made {per_s:.0} write syscalls a second"

@@ -687,23 +687,28 @@ impl Node {
     /// Publishes the area again if the store's figures changed since the
     /// last publish (between rounds; nothing is written while idle).
     fn publish_store_changes(&mut self) {
-        let changed = self.store.as_ref().is_some_and(|st| {
-            let s = st.snapshot();
-            self.snap.store.as_ref() != Some(&StoreFigures::from(&s))
-                || self.snap.connections.iter().ne(s
-                    .clients
-                    .iter()
-                    .map(ConnectionFigures::from)
-                    .collect::<Vec<_>>()
-                    .iter())
-        });
+        let Some(snap) = self.store.as_ref().map(StoreService::snapshot) else {
+            return;
+        };
+        let changed = self.snap.store.as_ref() != Some(&StoreFigures::from(&snap))
+            || !self.snap.connections.iter().eq(snap
+                .clients
+                .iter()
+                .map(ConnectionFigures::from)
+                .collect::<Vec<_>>()
+                .iter());
         if changed {
-            self.publish();
+            self.publish_snapshot(Some(snap));
         }
     }
 
     fn publish(&mut self) {
         let snap = self.store.as_ref().map(StoreService::snapshot);
+        self.publish_snapshot(snap);
+    }
+
+    /// Publishes the area with the store's snapshot `snap` (taken once).
+    fn publish_snapshot(&mut self, snap: Option<crate::store::StoreSnapshot>) {
         // The node serves no task connections: its area's connections are
         // its store service's clients.
         self.snap.connections = snap
