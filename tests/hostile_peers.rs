@@ -345,7 +345,11 @@ fn hello_prefix() -> Vec<u8> {
     let mut v = b"SHMWIRE\0".to_vec();
     v.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
     v.extend_from_slice(&[1, 1]);
-    v.resize(96, 0);
+    v.resize(88, 0);
+    // The extension: the 16-byte client secret.
+    v.extend_from_slice(&16u32.to_le_bytes());
+    v.extend_from_slice(&[0; 4]);
+    v.extend_from_slice(&[0x5e; 16]);
     v
 }
 
@@ -1066,8 +1070,10 @@ fn shm_hello(s: &Session, cap: u64) -> Vec<u8> {
     v.extend_from_slice(wid(70).as_bytes());
     v.extend_from_slice(wid(1).as_bytes());
     v.extend_from_slice(&token.0);
-    v.extend_from_slice(&8u32.to_le_bytes());
+    // The extension: the 16-byte client secret, then the ring capacity.
+    v.extend_from_slice(&24u32.to_le_bytes());
     v.extend_from_slice(&[0; 4]);
+    v.extend_from_slice(&[0x5e; 16]);
     v.extend_from_slice(&cap.to_le_bytes());
     v
 }
@@ -1275,8 +1281,10 @@ fn tcp_hello(token: [u8; 16], from: WorkerId, to: WorkerId) -> Vec<u8> {
     v.extend_from_slice(from.as_bytes());
     v.extend_from_slice(to.as_bytes());
     v.extend_from_slice(&token);
-    v.extend_from_slice(&0u32.to_le_bytes());
+    // The extension: the 16-byte client secret.
+    v.extend_from_slice(&16u32.to_le_bytes());
     v.extend_from_slice(&[0; 4]);
+    v.extend_from_slice(&[0x5e; 16]);
     v
 }
 

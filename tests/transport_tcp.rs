@@ -38,7 +38,10 @@ fn raw_hello(
     v.extend_from_slice(from.as_bytes());
     v.extend_from_slice(intended.as_bytes());
     v.extend_from_slice(&token);
-    v.extend_from_slice(&[0u8; 8]);
+    // The extension: the 16-byte client secret.
+    v.extend_from_slice(&16u32.to_le_bytes());
+    v.extend_from_slice(&[0u8; 4]);
+    v.extend_from_slice(&[0x5e; 16]);
     v
 }
 
@@ -193,6 +196,13 @@ fn back_pressure_bounds_the_send_buffer() {
     let mut c = connecting.join().unwrap();
     assert!(c.stream().nodelay().unwrap(), "TCP_NODELAY");
     assert!(s.stream().nodelay().unwrap(), "TCP_NODELAY");
+    // The accepting side knows the client's secret (this process's: both
+    // ends are here); the connecting side has none of the listener's.
+    assert_eq!(
+        s.peer_secret(),
+        Some(shmwire::transport::ClientSecret::of_this_process().unwrap())
+    );
+    assert_eq!(c.peer_secret(), None);
     // The receiver reads nothing: sends eventually time out instead of growing
     // the buffer without bound.
     let frame = vec![7u8; 16 * 1024];

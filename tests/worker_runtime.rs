@@ -1244,25 +1244,17 @@ fn a_terminated_worker_exits_though_another_caller_reads_no_replies() {
         return;
     }
     use std::io::BufRead;
-    use std::process::{Command, Stdio};
     let s = TestSession::new("terminate-stalled");
     let mut worker = s.spawn_worker_env(TEST, 0, &[(worker_support::ENV_UNTIL_EXIT, "1")]);
     let mut driver = s.driver();
     let actor = create_counter(&mut driver, worker.id, 0);
-    let mut stalled = worker_support::KillOnDrop(Some(
-        Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", TEST, "--nocapture", "--test-threads", "1"])
-            .env(worker_support::ENV_ROLE, "stalled-caller")
-            .env(worker_support::ENV_ROOT, s.root.path())
-            .env(worker_support::ENV_SESSION, s.session.name())
-            .env(worker_support::ENV_NODE, s.node.to_string())
-            .env(worker_support::ENV_ID, worker.id.to_string())
-            .env("SHMWIRE_TEST_ACTOR", actor.actor_id().to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    ));
+    let mut stalled = caller_child(
+        TEST,
+        "stalled-caller",
+        &s,
+        worker.id,
+        ("SHMWIRE_TEST_ACTOR", actor.actor_id().to_string()),
+    );
     let child = stalled.0.as_mut().unwrap();
     let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
     let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
@@ -1567,5 +1559,148 @@ fn silent_connections_at_the_descriptor_limit_do_not_lock_callers_out() {
         .unwrap();
     assert_eq!(get_i64(&mut creator, &r), 5);
     drop((remote, creator));
+    worker.wait_success();
+}
+
+/// The child role of `a_token_holder_claiming_a_callers_id_is_closed_and_the_caller_served_on`:
+/// connects to the worker under the victim's caller id (with the session's
+/// token, as any token holder can), says what became of the connection,
+/// and waits up to 5 s for a frame (a reply meant for the victim).
+fn impostor_child() {
+    let var = |k| std::env::var(k).unwrap();
+    let session = shmwire::shm::Session::open_in(
+        var(worker_support::ENV_ROOT),
+        &var(worker_support::ENV_SESSION),
+    )
+    .unwrap();
+    let worker: WorkerId = var(worker_support::ENV_ID).parse().unwrap();
+    let victim: WorkerId = var("SHMWIRE_TEST_VICTIM").parse().unwrap();
+    let token = shmwire::node::load_or_create_token(&session).unwrap();
+    let connected = Connector::new(
+        TransportConfig::new(victim, token),
+        shmwire::ids::NodeId::nil(),
+    )
+    .with_session(
+        &session,
+        std::sync::Arc::new(shmwire::node::Directory::for_session(&session).unwrap()),
+    )
+    .connect_worker(&worker);
+    let mut conn = match connected {
+        Ok(c) => c,
+        Err(e) => {
+            println!("REFUSED {e}");
+            return;
+        }
+    };
+    println!("CONNECTED");
+    use shmwire::transport::Connection;
+    match conn.recv_timeout(Duration::from_secs(5)) {
+        Ok(f) => println!("STOLE A FRAME of {} bytes", f.len()),
+        Err(e) => println!("ENDED {e}"),
+    };
+}
+
+/// This test binary re-executed as `role` of test `test` (a caller of
+/// `worker` in `s`'s session, with one more variable `extra`), its stdout
+/// piped; killed and reaped on drop.
+fn caller_child(
+    test: &str,
+    role: &str,
+    s: &TestSession,
+    worker: WorkerId,
+    extra: (&str, String),
+) -> worker_support::KillOnDrop {
+    use std::process::{Command, Stdio};
+    worker_support::KillOnDrop(Some(
+        Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", test, "--nocapture", "--test-threads", "1"])
+            .env(worker_support::ENV_ROLE, role)
+            .env(worker_support::ENV_ROOT, s.root.path())
+            .env(worker_support::ENV_SESSION, s.session.name())
+            .env(worker_support::ENV_NODE, s.node.to_string())
+            .env(worker_support::ENV_ID, worker.to_string())
+            .env(extra.0, extra.1)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ))
+}
+
+/// Worker ids are not secret (`shmwire inspect` lists them, a demo
+/// worker's command line names its driver's), so another process with the
+/// token can claim a live caller's id. The worker binds each caller's id
+/// to the client secret of the process that first used it: the
+/// claimant's connection is closed at once, and the real caller's calls
+/// go on in order with their replies. (Before, the claim restarted the
+/// caller's sequencing and moved its replies to the claimant's
+/// connection: the caller's next `get` waited out its timeout.)
+#[test]
+fn a_token_holder_claiming_a_callers_id_is_closed_and_the_caller_served_on() {
+    const TEST: &str = "a_token_holder_claiming_a_callers_id_is_closed_and_the_caller_served_on";
+    maybe_run_worker();
+    if std::env::var(worker_support::ENV_ROLE).as_deref() == Ok("impostor") {
+        impostor_child();
+        return;
+    }
+    use std::io::BufRead;
+    let s = TestSession::new("impostor");
+    let worker = s.spawn_worker(TEST, 1);
+    let mut driver = s.driver();
+    let actor = create_counter(&mut driver, worker.id, 0);
+    let first = driver
+        .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+        .unwrap();
+    assert_eq!(get_i64(&mut driver, &first), 1);
+    let mut impostor = caller_child(
+        TEST,
+        "impostor",
+        &s,
+        worker.id,
+        ("SHMWIRE_TEST_VICTIM", driver.worker_id().to_string()),
+    );
+    let child = impostor.0.as_mut().unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    // Its connect is answered (the handshake accepts the token); give the
+    // worker a turn to see the connection before calling on.
+    while !(line.contains("CONNECTED") || line.contains("REFUSED")) {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "the impostor ended: {lines:?}"
+        );
+        lines.push(line.clone());
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    // The real caller's calls, each with its bounded `get`.
+    for x in 2..=21 {
+        let r = driver
+            .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+            .unwrap();
+        let got = driver.get(std::slice::from_ref(&r), Duration::from_secs(10));
+        let v =
+            as_i64(&got.unwrap_or_else(|e| panic!("call {x}: {e}; impostor said {lines:?}"))[0]);
+        assert_eq!(v, x);
+    }
+    // The impostor's connection ended without a frame of the caller's.
+    loop {
+        line.clear();
+        if out.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        lines.push(line.clone());
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("ENDED") || l.starts_with("REFUSED")),
+        "{lines:?}"
+    );
+    assert!(!lines.iter().any(|l| l.contains("STOLE")), "{lines:?}");
+    drop(driver);
     worker.wait_success();
 }

@@ -68,10 +68,14 @@ fn hello(token: [u8; 16], intended: WorkerId, wire: u8) -> Vec<u8> {
     v.extend_from_slice(WorkerId::from_random().as_bytes());
     v.extend_from_slice(intended.as_bytes());
     v.extend_from_slice(&token);
+    // The 16-byte client secret, then (shm) the ring capacity.
     let ext: &[u8] = if wire == 2 {
-        &[0, 0, 1, 0, 0, 0, 0, 0]
+        &[
+            0x5e, 0x5e, 0x5e, 0x5e, 0x5e, 0x5e, 0x5e, 0x5e, 0x5e, 0x5e, 0x5e, 0x5e, 0x5e, 0x5e,
+            0x5e, 0x5e, 0, 0, 1, 0, 0, 0, 0, 0,
+        ]
     } else {
-        &[]
+        &[0x5e; 16]
     };
     v.extend_from_slice(&(ext.len() as u32).to_le_bytes());
     v.extend_from_slice(&[0; 4]);

@@ -28,7 +28,7 @@ pub fn session() -> Session {
 }
 
 /// A well-formed hello from worker 2 to worker 1 over `wire` (1 TCP, 2 shm)
-/// with extension `ext`.
+/// with transport extension `ext` (after the 16-byte client secret).
 pub fn hello(wire: u8, ext: &[u8]) -> Vec<u8> {
     let mut v = b"SHMWIRE\0".to_vec();
     v.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
@@ -37,8 +37,9 @@ pub fn hello(wire: u8, ext: &[u8]) -> Vec<u8> {
     v.extend_from_slice(wid(2).as_bytes());
     v.extend_from_slice(wid(1).as_bytes());
     v.extend_from_slice(&TOKEN.0);
-    v.extend_from_slice(&(ext.len() as u32).to_le_bytes());
+    v.extend_from_slice(&(16 + ext.len() as u32).to_le_bytes());
     v.extend_from_slice(&[0; 4]);
+    v.extend_from_slice(&[0x5e; 16]);
     v.extend_from_slice(ext);
     v
 }

@@ -66,6 +66,16 @@ impl From<ShmConnection> for AnyConnection {
 }
 
 impl AnyConnection {
+    /// The [`ClientSecret`](super::ClientSecret) the peer's hello
+    /// carried, on a connection it opened to us (`None` on a connection we
+    /// opened): what a worker binds a caller's id to.
+    pub fn peer_secret(&self) -> Option<super::ClientSecret> {
+        match self {
+            AnyConnection::Tcp(c) => c.peer_secret(),
+            AnyConnection::Shm(c) => c.peer_secret(),
+        }
+    }
+
     /// How full its shared-memory rings are (`None` over TCP), for
     /// inspection. Changes nothing.
     pub fn ring_fill(&self) -> Option<super::RingFill> {

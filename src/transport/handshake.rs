@@ -17,6 +17,10 @@
 //! | 88 | 4 | `ext_len` (≤ 4096) | same |
 //! | 92 | 4 | reserved, zero | same |
 //!
+//! A hello's extension starts with the sender's 16-byte [`ClientSecret`]
+//! (since version 4); the transport's own extension follows it. A reply's
+//! extension is the transport's alone.
+//!
 //! The first 12 bytes keep this meaning in every protocol version, so two
 //! versions can always tell each other apart and refuse cleanly.
 
@@ -29,8 +33,9 @@ use super::{ConnectError, WorkerId};
 /// The protocol version spoken by this build.
 /// Version 2 added the TCP heartbeat frames (kinds 3 and 4); version 3
 /// changed the task messages' layout (`Address::object_manager_address`,
-/// `ReturnValue::InStore(endpoint)`).
-pub const PROTOCOL_VERSION: u16 = 3;
+/// `ReturnValue::InStore(endpoint)`); version 4 put the sender's
+/// [`ClientSecret`] at the start of a hello's extension.
+pub const PROTOCOL_VERSION: u16 = 4;
 const MAGIC: [u8; 8] = *b"SHMWIRE\0";
 /// Length of the fixed part of a hello or reply.
 pub(crate) const FIXED_LEN: usize = 96;
@@ -85,13 +90,62 @@ impl SessionToken {
     }
 
     fn ct_eq(&self, other: &Self) -> bool {
-        self.0
-            .iter()
-            .zip(other.0.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+        ct_eq16(&self.0, &other.0)
     }
 }
+
+/// Whether two 16-byte secrets are equal, in time independent of where
+/// they differ.
+fn ct_eq16(a: &[u8; 16], b: &[u8; 16]) -> bool {
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+/// A random 16-byte value drawn once per process (from the kernel's random
+/// source, at its first connect) and sent in every hello the process
+/// makes. The token says a peer belongs to the session; the secret tells
+/// apart two peers that claim the same worker id: a worker binds each
+/// caller's id to the secret of the connection that first used it, for as
+/// long as it keeps that caller's state, and closes a connection that
+/// claims the id with another secret (`docs/transport.md`, "Handshake").
+/// A reconnect from the same process presents the same secret.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientSecret(pub [u8; 16]);
+
+impl std::fmt::Debug for ClientSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the secret itself.
+        f.write_str("ClientSecret(..)")
+    }
+}
+
+impl ClientSecret {
+    /// This process's secret, drawn at the first call.
+    ///
+    /// # Errors
+    /// The OS random source's failure (`getrandom(2)` unavailable), as
+    /// [`io::Error`].
+    pub fn of_this_process() -> io::Result<Self> {
+        static SECRET: std::sync::OnceLock<ClientSecret> = std::sync::OnceLock::new();
+        if let Some(s) = SECRET.get() {
+            return Ok(*s);
+        }
+        let mut b = [0u8; 16];
+        getrandom::fill(&mut b).map_err(io::Error::other)?;
+        // A racing thread's value wins as well as ours: one per process.
+        Ok(*SECRET.get_or_init(|| ClientSecret(b)))
+    }
+
+    /// Compares in constant time (a secret, like the token).
+    pub fn ct_eq(&self, other: &Self) -> bool {
+        ct_eq16(&self.0, &other.0)
+    }
+}
+
+/// Length of a [`ClientSecret`] at the start of a hello's extension.
+const SECRET_LEN: usize = 16;
 
 /// The reason a hello was refused, as carried in a reply's status byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +166,10 @@ pub(crate) struct Hello {
     pub from: WorkerId,
     pub intended: WorkerId,
     pub token: SessionToken,
+    /// The sender's secret (the first 16 bytes of the extension on the
+    /// wire).
+    pub secret: ClientSecret,
+    /// The transport's extension (after the secret).
     pub ext: Vec<u8>,
 }
 
@@ -193,6 +251,9 @@ impl Fixed {
 
 impl Hello {
     pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut ext = Vec::with_capacity(SECRET_LEN + self.ext.len());
+        ext.extend_from_slice(&self.secret.0);
+        ext.extend_from_slice(&self.ext);
         Fixed {
             version: PROTOCOL_VERSION,
             kind: KIND_HELLO,
@@ -201,9 +262,9 @@ impl Hello {
             sender: self.from,
             intended: self.intended,
             token: self.token.0,
-            ext_len: self.ext.len(),
+            ext_len: ext.len(),
         }
-        .encode(&self.ext)
+        .encode(&ext)
     }
 
     /// Builds a hello from its parsed fixed part and extension. A version
@@ -226,13 +287,24 @@ impl Hello {
                 })
             }
         };
+        if ext.len() < SECRET_LEN {
+            return Err(ConnectError::Protocol {
+                what: format!(
+                    "hello extension of {} bytes has no {SECRET_LEN}-byte client secret",
+                    ext.len()
+                ),
+            });
+        }
+        let mut secret = [0u8; SECRET_LEN];
+        secret.copy_from_slice(&ext[..SECRET_LEN]);
         Ok(Ok(Hello {
             wire,
             max_frame: f.max_frame,
             from: f.sender,
             intended: f.intended,
             token: SessionToken(f.token),
-            ext,
+            secret: ClientSecret(secret),
+            ext: ext[SECRET_LEN..].to_vec(),
         }))
     }
 }
@@ -404,6 +476,7 @@ mod tests {
             from: id(1),
             intended: id(2),
             token,
+            secret: ClientSecret([5; 16]),
             ext: vec![1, 2, 3],
         };
         let bytes = h.encode();
@@ -412,6 +485,8 @@ mod tests {
         assert_eq!(back.intended, id(2));
         assert_eq!(back.max_frame, 1234);
         assert_eq!(back.ext, vec![1, 2, 3]);
+        assert_eq!(back.secret, ClientSecret([5; 16]));
+        assert_eq!(&bytes[FIXED_LEN..FIXED_LEN + 16], &[5; 16]);
         let (reply, ok) = judge(Ok(back.clone()), id(2), &token, Wire::Tcp, 99);
         assert!(ok.is_ok());
         let r = read_reply(&mut &reply.encode()[..]).unwrap();
@@ -441,9 +516,17 @@ mod tests {
             from: id(1),
             intended: id(2),
             token: SessionToken([0; 16]),
+            secret: ClientSecret([0; 16]),
             ext: vec![],
         }
         .encode();
+        // A hello whose extension is too short for the secret.
+        let mut short = bytes[..FIXED_LEN + 15].to_vec();
+        short[88..92].copy_from_slice(&15u32.to_le_bytes());
+        assert!(matches!(
+            read_hello(&mut &short[..]),
+            Err(ConnectError::Protocol { what }) if what.contains("client secret")
+        ));
         bytes[8] = 77;
         assert_eq!(read_hello(&mut &bytes[..]).unwrap().unwrap_err(), 77);
         bytes[0] = b'X';

@@ -80,7 +80,7 @@ pub use any::{
     LISTENER_CHECK_INTERVAL,
 };
 pub use error::{ConnectError, RecvError, SendError};
-pub use handshake::{SessionToken, PROTOCOL_VERSION};
+pub use handshake::{ClientSecret, SessionToken, PROTOCOL_VERSION};
 pub use lookup::{
     valid_worker_name, Endpoint, LookupError, PublishError, Published, StatsState, WorkerLookup,
     MAX_STATS_REASON,

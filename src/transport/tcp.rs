@@ -32,7 +32,7 @@ use super::accept::{
     HelloReader,
 };
 use super::error::Ended;
-use super::handshake::{self, Hello, Wire};
+use super::handshake::{self, ClientSecret, Hello, Wire};
 use super::{
     check_send_len, run_encoder, ConnectError, Connection, RecvError, SendError, TransportConfig,
     TransportKind, WorkerId,
@@ -219,7 +219,10 @@ impl Handshake for TcpAccept {
         write_fresh(stream, &reply.encode(), "handshake reply")?;
         let hello = verdict?;
         let stream = self.stream.take().expect("checked above");
-        TcpConnection::from_std(stream, hello.from, hello.max_frame as usize, config).map(Some)
+        let mut conn =
+            TcpConnection::from_std(stream, hello.from, hello.max_frame as usize, config)?;
+        conn.peer_secret = Some(hello.secret);
+        Ok(Some(conn))
     }
 }
 
@@ -252,6 +255,8 @@ pub fn connect_tcp(
         from: config.worker_id,
         intended,
         token: config.token,
+        secret: ClientSecret::of_this_process()
+            .map_err(ConnectError::io("draw the client secret"))?,
         ext: Vec::new(),
     };
     write_fresh(&stream, &hello.encode(), "hello")?;
@@ -281,6 +286,9 @@ enum State {
 pub struct TcpConnection {
     stream: mio::net::TcpStream,
     peer: WorkerId,
+    /// The peer's [`ClientSecret`] when it connected to us (its hello's);
+    /// `None` on the connecting side.
+    peer_secret: Option<ClientSecret>,
     peer_max_frame: usize,
     max_frame: usize,
     rbuf: AlignedBytes,
@@ -358,6 +366,7 @@ impl TcpConnection {
         Ok(Self {
             stream: mio::net::TcpStream::from_std(stream),
             peer,
+            peer_secret: None,
             peer_max_frame,
             max_frame: config.max_frame_len,
             rbuf: zeroed(INITIAL_RECV_BUF.min(pad16(config.max_frame_len) + TCP_FRAME_HEADER)),
@@ -391,6 +400,12 @@ impl TcpConnection {
     /// The peer's address.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.stream.peer_addr()
+    }
+
+    /// The [`ClientSecret`] the peer's hello carried, on a connection it
+    /// opened to us (`None` on a connection we opened).
+    pub fn peer_secret(&self) -> Option<ClientSecret> {
+        self.peer_secret
     }
 
     fn ended(&self) -> Option<Ended> {

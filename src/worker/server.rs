@@ -40,8 +40,9 @@ use crate::spec::{
 };
 use crate::store::{ObjectBuffer, StoreClient, StoreError};
 use crate::transport::{
-    AnyConnection, Connection, ListenOptions, Listener, MessageConnection, Mux, MuxConnection,
-    MuxEvent, MuxWaker, PeerKey, ShmOptions, StatsState, TransportConfig, TransportKind,
+    AnyConnection, ClientSecret, Connection, ListenOptions, Listener, MessageConnection, Mux,
+    MuxConnection, MuxEvent, MuxWaker, PeerKey, ShmOptions, StatsState, TransportConfig,
+    TransportKind,
 };
 
 use super::concurrency::{ActorPools, Completion, ConcurrencyConfig, Job};
@@ -217,6 +218,10 @@ struct CallerState {
     /// When its last connection ended (the executor's clock then); `None`
     /// while it has one.
     departed: Option<Instant>,
+    /// The [`ClientSecret`] of the connection that first used this caller's
+    /// id: every later connection under the id must present it (see
+    /// [`Executor::on_connect`]).
+    secret: Option<ClientSecret>,
 }
 
 struct ActorInstance {
@@ -810,27 +815,42 @@ impl Worker {
         for r in self.mux.accept_pending()? {
             match r {
                 Ok(key) => {
-                    if let Some(c) = self.mux.get_mut(key) {
-                        let caller = c.peer_worker_id();
-                        self.exec.on_connect(key, caller);
+                    let Some(c) = self.mux.get_mut(key) else {
+                        continue;
+                    };
+                    let caller = c.peer_worker_id();
+                    if self.exec.on_connect(key, caller, c.peer_secret()) {
                         self.event(WorkerEvent::Connected { caller });
+                        continue;
                     }
-                }
-                Err(e) => {
-                    let now = Instant::now();
-                    if self.refusals_unreported == 0 && now >= self.refusals_quiet_until {
-                        self.refusals_quiet_until = now + REFUSAL_REPORT_INTERVAL;
-                        tracing::warn!(error = %e, "refused a caller");
-                        self.event(WorkerEvent::Refused(e));
-                    } else {
-                        tracing::debug!(error = %e, "refused a caller");
-                        self.refusals_unreported += 1;
-                        self.refusals_latest = crate::error_chain(&e);
+                    if let Some(mut c) = self.mux.remove(key) {
+                        let _ = c.close();
                     }
+                    self.refuse(crate::transport::ConnectError::Refused {
+                        reason: format!(
+                            "a connection claimed caller {caller}, which this worker serves                              under another client secret (another process that holds the                              token and uses that caller's id): closed"
+                        ),
+                    });
                 }
+                Err(e) => self.refuse(e),
             }
         }
         Ok(())
+    }
+
+    /// Reports a refused caller (at most one report a
+    /// [`REFUSAL_REPORT_INTERVAL`]; the rest are counted into the next).
+    fn refuse(&mut self, e: crate::transport::ConnectError) {
+        let now = Instant::now();
+        if self.refusals_unreported == 0 && now >= self.refusals_quiet_until {
+            self.refusals_quiet_until = now + REFUSAL_REPORT_INTERVAL;
+            tracing::warn!(error = %e, "refused a caller");
+            self.event(WorkerEvent::Refused(e));
+        } else {
+            tracing::debug!(error = %e, "refused a caller");
+            self.refusals_unreported += 1;
+            self.refusals_latest = crate::error_chain(&e);
+        }
     }
 
     /// Reports the refused hellos counted since the last report, as one
@@ -1158,7 +1178,7 @@ fn decided_at_once<T>(queue: &ActorSchedulingQueue<T>, seq: i64, cpu: i64) -> bo
 }
 
 impl Executor {
-    fn new_caller(reorder_wait: Duration) -> CallerState {
+    fn new_caller(reorder_wait: Duration, secret: Option<ClientSecret>) -> CallerState {
         CallerState {
             queue: ActorSchedulingQueue::new(reorder_wait),
             current: None,
@@ -1166,17 +1186,35 @@ impl Executor {
             sends: 0,
             acked_send: 0,
             departed: None,
+            secret,
         }
     }
 
-    fn on_connect(&mut self, key: PeerKey, caller: WorkerId) {
+    /// A new connection from `caller`, whose hello carried `secret`.
+    /// `false` (nothing changed) when the worker already keeps state for
+    /// that id under another secret: another process claims a caller's id
+    /// (ids are not secret: `shmwire inspect` lists them), and taking the
+    /// connection would restart that caller's sequencing and send its
+    /// replies to the claimant. The binding lasts as long as the caller's
+    /// state (until it is forgotten as departed: `max_departed_callers`,
+    /// `departed_caller_ttl`).
+    fn on_connect(&mut self, key: PeerKey, caller: WorkerId, secret: Option<ClientSecret>) -> bool {
+        if let Some(cs) = self.callers.get(&caller) {
+            // A state made without a connection's secret (none is known
+            // where a request creates it) is bound by the next connection.
+            if let Some(bound) = &cs.secret {
+                if !secret.is_some_and(|s| s.ct_eq(bound)) {
+                    return false;
+                }
+            }
+        }
         self.accepted += 1;
         self.peers.insert(key, caller);
         let wait = self.reorder_wait;
         let cs = self
             .callers
             .entry(caller)
-            .or_insert_with(|| Self::new_caller(wait));
+            .or_insert_with(|| Self::new_caller(wait, secret));
         // The submitter numbers each connection's requests from 0 again
         // (`caller_starts_at`), so the sequencing state restarts with the
         // connection; the reply cache (by actor counter) carries over.
@@ -1190,6 +1228,10 @@ impl Executor {
         cs.queue = ActorSchedulingQueue::new(wait);
         cs.current = Some(key);
         cs.departed = None;
+        if cs.secret.is_none() {
+            cs.secret = secret;
+        }
+        true
     }
 
     fn on_disconnect(&mut self, key: PeerKey) {
@@ -1357,7 +1399,7 @@ impl Executor {
         let cs = self
             .callers
             .entry(caller)
-            .or_insert_with(|| Self::new_caller(wait));
+            .or_insert_with(|| Self::new_caller(wait, None));
         // Replies the caller has processed leave the cache.
         // `client_processed_up_to` is the highest sequence number the caller
         // has a reply for (Ray's `max_finished_seq_no`). One execution

@@ -14,7 +14,7 @@ use crate::ring::{create_ring_anon, MappedStorage, Ring, RingSegmentError, MAX_C
 use crate::shm::{AnonSegment, Session};
 use crate::sys::fdpass::recv_with_fds;
 use crate::transport::accept::{read_by_deadline, wait_readable, write_fresh};
-use crate::transport::handshake::{self, Hello, Reply, Wire, FIXED_LEN};
+use crate::transport::handshake::{self, ClientSecret, Hello, Reply, Wire, FIXED_LEN};
 use crate::transport::{ConnectError, TransportConfig, WorkerId};
 use crate::wake::EventFd;
 
@@ -146,6 +146,8 @@ pub fn connect_shm(
         from: config.worker_id,
         intended,
         token: config.token,
+        secret: ClientSecret::of_this_process()
+            .map_err(ConnectError::io("draw the client secret"))?,
         ext: HelloExt {
             ring_capacity: cap as u64,
         }

@@ -16,6 +16,7 @@ use crate::ring::{Consumer, MappedStorage, Producer, ReadFrame, RingError, RingS
 use crate::spec::AlignedBytes;
 use crate::sys::fdpass::peer_connected;
 use crate::transport::error::Ended;
+use crate::transport::ClientSecret;
 use crate::transport::{
     check_send_len, run_encoder, ConnectError, Connection, MuxConnection, RecvError, SendError,
     TransportConfig, TransportKind, WorkerId,
@@ -78,6 +79,9 @@ pub struct ShmConnection {
     live: Arc<SocketLiveness>,
     my_efd: EventFd,
     peer: WorkerId,
+    /// The peer's [`ClientSecret`] when it connected to us (its hello's);
+    /// `None` on the connecting side.
+    pub(super) peer_secret: Option<ClientSecret>,
     /// The peer's pid (`SO_PEERCRED`, read once at the handshake).
     peer_pid: Option<u32>,
     peer_max_frame: usize,
@@ -293,6 +297,7 @@ impl ShmConnection {
             live,
             my_efd,
             peer,
+            peer_secret: None,
             peer_pid,
             peer_max_frame,
             max_frame: config.max_frame_len,
@@ -367,6 +372,12 @@ impl ShmConnection {
     /// decided by it.
     pub fn peer_pid(&self) -> Option<u32> {
         self.peer_pid
+    }
+
+    /// The [`ClientSecret`] the peer's hello carried, on a connection it
+    /// opened to us (`None` on a connection we opened).
+    pub fn peer_secret(&self) -> Option<ClientSecret> {
+        self.peer_secret
     }
 
     /// Checks the peer's socket now (non-blocking). `false` once it is dead.

@@ -381,7 +381,7 @@ impl Handshake for ShmAccept {
                     stream
                         .set_nonblocking(false)
                         .map_err(ConnectError::io("set socket options"))?;
-                    return ShmConnection::assemble(
+                    let mut conn = ShmConnection::assemble(
                         made.tx,
                         made.rx,
                         stream,
@@ -391,8 +391,9 @@ impl Handshake for ShmAccept {
                         made.hello.max_frame as usize,
                         &self.config,
                         &self.opts,
-                    )
-                    .map(Some);
+                    )?;
+                    conn.peer_secret = Some(made.hello.secret);
+                    return Ok(Some(conn));
                 }
                 Stage::Done => {
                     return Err(ConnectError::Protocol {
