@@ -1193,6 +1193,71 @@ fn input7_peer_cannot_resize_the_rings_we_map() {
     assert!(resized.is_empty(), "the caller resized {resized:?}");
 }
 
+/// A caller of the shm transport asks for the ring capacity (each
+/// direction) and the listener makes the rings: its memory. Asking for
+/// 1 GiB rings (the most a caller may name is 2 GiB) made a worker reserve
+/// 2 GiB per connection. The listener now makes at most its own
+/// `ShmOptions::max_ring_capacity` (64 MiB by default) and says so in the
+/// reply; a well-behaved caller that asked for more gets a working
+/// connection with the smaller rings.
+#[test]
+fn input14_a_caller_asking_for_huge_rings_gets_the_listeners_largest() {
+    if child_dispatch() {
+        return;
+    }
+    let root = Root::new();
+    let s = &root.session;
+    let test = "input14_a_caller_asking_for_huge_rings_gets_the_listeners_largest";
+    let mut victim = Kid::spawn(test, "shm_victim", &root.path(), "");
+    assert_eq!(victim.line(), "LISTENING");
+    let path = listener_socket(s, &wid(1));
+    let mut sock = UnixStream::connect(&path).unwrap();
+    sock.set_read_timeout(Some(GUARD)).unwrap();
+    sock.write_all(&shm_hello(s, 1 << 30)).unwrap();
+    let mut reply = vec![0u8; 4096];
+    let (mut got, fds) = recv_fds(&sock, &mut reply);
+    assert!(got >= 96, "short reply ({got} bytes)");
+    let ext_len = u32::from_le_bytes(reply[88..92].try_into().unwrap()) as usize;
+    while got < 96 + ext_len {
+        let n = sock.read(&mut reply[got..]).unwrap();
+        assert!(n > 0, "listener hung up");
+        got += n;
+    }
+    assert_eq!(reply[11], 0, "hello refused: status {}", reply[11]);
+    let made = u64::from_le_bytes(reply[96..104].try_into().unwrap());
+    assert_eq!(made, 64 << 20, "ring capacity the listener says it made");
+    // The two ring memfds (after the two eventfds) are of that size, not
+    // of the 1 GiB asked for.
+    assert_eq!(fds.len(), 4);
+    for fd in &fds[2..] {
+        let size = rustix::fs::fstat(fd).unwrap().st_size as u64;
+        assert!(
+            (64 << 20..(64 << 20) + (1 << 20)).contains(&size),
+            "ring memfd of {size} bytes"
+        );
+    }
+    sock.write_all(b"A").unwrap();
+    let first = victim.line();
+    assert!(first.starts_with("FIRST sent"), "{first}");
+    drop(fds);
+    drop(sock);
+    // A caller of the library that asks for 256 MiB rings gets 64 MiB ones
+    // and a connection that works.
+    let opts = ShmOptions {
+        ring_capacity: 256 << 20,
+        ..shm_opts()
+    };
+    let mut c = shmwire::transport::connect_shm(s, &path, wid(1), &cfg(2, s), &opts).unwrap();
+    let fill = c.ring_fill();
+    assert_eq!((fill.tx_capacity, fill.rx_capacity), (64 << 20, 64 << 20));
+    c.send(b"still serving").unwrap();
+    assert_eq!(&*c.recv_timeout(GUARD).unwrap(), b"still serving");
+    assert_eq!(victim.line(), "SECOND ok");
+    c.close().unwrap();
+    let status = victim.wait();
+    assert!(status.success(), "the listener died: {status}");
+}
+
 // ---------------------------------------------------------------------------
 // Input 9: a corrupted message's error says what was wrong
 // ---------------------------------------------------------------------------

@@ -75,6 +75,15 @@ impl ReplyExt {
 pub(super) const REPLY_FDS: usize = 4;
 
 /// Checks a requested ring capacity (hostile input on the listener's side).
+/// The largest ring capacity a listener with
+/// [`ShmOptions::max_ring_capacity`](super::ShmOptions::max_ring_capacity)
+/// `max` makes: `max` rounded down to a power of two within
+/// [`MIN_RING_CAPACITY`], [`MAX_CAPACITY`].
+pub(super) fn capacity_limit(max: usize) -> usize {
+    let max = max.clamp(MIN_RING_CAPACITY, MAX_CAPACITY);
+    1 << max.ilog2()
+}
+
 pub(super) fn check_capacity(cap: u64) -> Result<usize, ConnectError> {
     if !cap.is_power_of_two() || cap < MIN_RING_CAPACITY as u64 || cap > MAX_CAPACITY as u64 {
         return Err(ConnectError::Protocol {
@@ -180,14 +189,19 @@ pub fn connect_shm(
     handshake::check_reply(&reply, intended)?;
 
     let ext = ReplyExt::decode(&reply.ext)?;
-    if ext.ring_capacity != cap as u64 {
-        return Err(ConnectError::Protocol {
-            what: format!(
-                "listener made rings of {} bytes, asked for {cap}",
-                ext.ring_capacity
-            ),
-        });
-    }
+    // The listener makes what we asked for or, if smaller, its own
+    // largest (`ShmOptions::max_ring_capacity`); never more.
+    let cap = match check_capacity(ext.ring_capacity) {
+        Ok(made) if made <= cap => made,
+        _ => {
+            return Err(ConnectError::Protocol {
+                what: format!(
+                    "listener made rings of {} bytes, asked for {cap}",
+                    ext.ring_capacity
+                ),
+            })
+        }
+    };
     if fds.len() != REPLY_FDS {
         return Err(ConnectError::Protocol {
             what: format!(
@@ -231,6 +245,15 @@ pub fn connect_shm(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_listeners_limit_is_a_power_of_two_in_range() {
+        assert_eq!(capacity_limit(0), MIN_RING_CAPACITY);
+        assert_eq!(capacity_limit(5000), 4096);
+        assert_eq!(capacity_limit(64 << 20), 64 << 20);
+        assert_eq!(capacity_limit((64 << 20) + 1), 64 << 20);
+        assert_eq!(capacity_limit(usize::MAX), MAX_CAPACITY);
+    }
 
     #[test]
     fn extensions_round_trip_and_reject_garbage() {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
 
-use super::bootstrap::{check_capacity, create_rings, HelloExt, ReplyExt};
+use super::bootstrap::{capacity_limit, check_capacity, create_rings, HelloExt, ReplyExt};
 use super::connection::ShmConnection;
 use super::{socket_path, socket_suffix, ShmOptions, ACK};
 use crate::ring::{Consumer, MappedStorage, Producer, Ring};
@@ -265,7 +265,8 @@ impl ShmAccept {
             }
         };
         let cap = match HelloExt::decode(&hello.ext).and_then(|x| check_capacity(x.ring_capacity)) {
-            Ok(c) => c,
+            // The caller's choice, up to ours (the reply says which).
+            Ok(c) => c.min(capacity_limit(self.opts.max_ring_capacity)),
             Err(e) => return refuse(stream, &mut reply, e),
         };
         let setup = || -> Result<_, ConnectError> {

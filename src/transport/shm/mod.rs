@@ -87,6 +87,9 @@ use crate::wake::WaitStrategy;
 pub const MIN_RING_CAPACITY: usize = 4096;
 /// Default ring capacity (each direction).
 pub const DEFAULT_RING_CAPACITY: usize = 1 << 20;
+/// Default [`ShmOptions::max_ring_capacity`]: 64 MiB per ring (room for
+/// the default 16 MiB largest frame several times over).
+pub const DEFAULT_MAX_RING_CAPACITY: usize = 64 << 20;
 /// How often a non-blocking receive on an empty ring checks the peer's socket.
 pub(crate) const TRY_RECV_CHECK_INTERVAL: Duration = Duration::from_millis(1);
 /// How often a connection in a [`Mux`](crate::transport::Mux) audits the
@@ -109,20 +112,29 @@ pub struct ShmOptions {
     /// ([`WaitStrategy::EventFd`] blocks on this side's eventfd, which the
     /// handshake always exchanges).
     pub wait: WaitStrategy,
-    /// Capacity of each ring (power of two); the caller's choice is used for
-    /// both directions.
+    /// Capacity of each ring (power of two) this side asks for when it
+    /// connects; the listener makes both directions' rings of it, or of its
+    /// own [`max_ring_capacity`](Self::max_ring_capacity) if that is
+    /// smaller (the connection's largest frame shrinks to fit).
     pub ring_capacity: usize,
+    /// Largest ring capacity this side makes for a caller when it listens
+    /// (bytes, each direction; rounded down to a power of two, at least
+    /// [`MIN_RING_CAPACITY`]): the rings are the listener's memory, so a
+    /// caller's request (up to 2 GiB) must not decide how much of it one
+    /// connection reserves. Default [`DEFAULT_MAX_RING_CAPACITY`].
+    pub max_ring_capacity: usize,
     /// Interval between liveness checks of the peer while blocked.
     pub check_interval: Duration,
 }
 
 impl Default for ShmOptions {
-    /// Spin-then-park, the ring layer's default spin window, 1 MiB rings, 2 ms
-    /// liveness checks.
+    /// Spin-then-park, the ring layer's default spin window, 1 MiB rings
+    /// (at most 64 MiB made for a caller), 2 ms liveness checks.
     fn default() -> Self {
         Self {
             wait: WaitStrategy::spin_park(),
             ring_capacity: DEFAULT_RING_CAPACITY,
+            max_ring_capacity: DEFAULT_MAX_RING_CAPACITY,
             check_interval: Duration::from_millis(2),
         }
     }
