@@ -1117,6 +1117,31 @@ fn listener_socket(s: &Session, worker: &shmwire::ids::WorkerId) -> std::path::P
         .expect("the listener's socket")
 }
 
+/// A raw shm hello asking for `cap`-byte rings on the listener socket
+/// `path`: the socket, the whole accepting reply (fixed part and
+/// extension) and the descriptors that came with it. Panics on a refusal.
+fn raw_shm_hello(
+    s: &Session,
+    path: &Path,
+    cap: u64,
+) -> (UnixStream, Vec<u8>, Vec<std::os::fd::OwnedFd>) {
+    let mut sock = UnixStream::connect(path).unwrap();
+    sock.set_read_timeout(Some(GUARD)).unwrap();
+    sock.write_all(&shm_hello(s, cap)).unwrap();
+    let mut reply = vec![0u8; 4096];
+    let (mut got, fds) = recv_fds(&sock, &mut reply);
+    assert!(got >= 96, "short reply ({got} bytes)");
+    let ext_len = u32::from_le_bytes(reply[88..92].try_into().unwrap()) as usize;
+    while got < 96 + ext_len {
+        let n = sock.read(&mut reply[got..]).unwrap();
+        assert!(n > 0, "listener hung up");
+        got += n;
+    }
+    assert_eq!(reply[11], 0, "hello refused: status {}", reply[11]);
+    reply.truncate(got);
+    (sock, reply, fds)
+}
+
 #[test]
 fn input7_peer_cannot_resize_the_rings_we_map() {
     if child_dispatch() {
@@ -1131,19 +1156,7 @@ fn input7_peer_cannot_resize_the_rings_we_map() {
     // The hostile caller: a correct hello, then it attacks everything it
     // was given before acknowledging.
     let path = listener_socket(s, &wid(1));
-    let mut sock = UnixStream::connect(&path).unwrap();
-    sock.set_read_timeout(Some(GUARD)).unwrap();
-    sock.write_all(&shm_hello(s, 1 << 20)).unwrap();
-    let mut reply = vec![0u8; 4096];
-    let (mut got, fds) = recv_fds(&sock, &mut reply);
-    assert!(got >= 96, "short reply ({got} bytes)");
-    let ext_len = u32::from_le_bytes(reply[88..92].try_into().unwrap()) as usize;
-    while got < 96 + ext_len {
-        let n = sock.read(&mut reply[got..]).unwrap();
-        assert!(n > 0, "listener hung up");
-        got += n;
-    }
-    assert_eq!(reply[11], 0, "hello refused: status {}", reply[11]);
+    let (mut sock, _reply, fds) = raw_shm_hello(s, &path, 1 << 20);
     // While the hello is pending: nothing of the connection is visible by
     // name in the session.
     let visible: Vec<String> = s
@@ -1211,19 +1224,7 @@ fn input14_a_caller_asking_for_huge_rings_gets_the_listeners_largest() {
     let mut victim = Kid::spawn(test, "shm_victim", &root.path(), "");
     assert_eq!(victim.line(), "LISTENING");
     let path = listener_socket(s, &wid(1));
-    let mut sock = UnixStream::connect(&path).unwrap();
-    sock.set_read_timeout(Some(GUARD)).unwrap();
-    sock.write_all(&shm_hello(s, 1 << 30)).unwrap();
-    let mut reply = vec![0u8; 4096];
-    let (mut got, fds) = recv_fds(&sock, &mut reply);
-    assert!(got >= 96, "short reply ({got} bytes)");
-    let ext_len = u32::from_le_bytes(reply[88..92].try_into().unwrap()) as usize;
-    while got < 96 + ext_len {
-        let n = sock.read(&mut reply[got..]).unwrap();
-        assert!(n > 0, "listener hung up");
-        got += n;
-    }
-    assert_eq!(reply[11], 0, "hello refused: status {}", reply[11]);
+    let (mut sock, reply, fds) = raw_shm_hello(s, &path, 1 << 30);
     let made = u64::from_le_bytes(reply[96..104].try_into().unwrap());
     assert_eq!(made, 64 << 20, "ring capacity the listener says it made");
     // The two ring memfds (after the two eventfds) are of that size, not
