@@ -235,7 +235,19 @@ pub fn run_mode<C: Case>(
     let mut placement = Placement::choose();
     let saved = current_affinity();
     placement.pin_parent();
-    let session = Session::open(&format!("{session_tag}-{}", std::process::id()))?;
+    // The root is made here, not by `Session::open`, to know whether this
+    // run made it (and so removes it, if empty, at the end), as the demo does.
+    let root = shmwire::shm::default_root();
+    let made_root = shmwire::shm::ensure_root(&root)?;
+    let session = match Session::open_in(&root, &format!("{session_tag}-{}", std::process::id())) {
+        Ok(s) => s,
+        Err(e) => {
+            if made_root {
+                let _ = std::fs::remove_dir(&root);
+            }
+            return Err(e.into());
+        }
+    };
     let launcher = Launcher {
         program: std::env::current_exe()?,
         args: vec![CHILD_SUBCOMMAND.to_owned()],
@@ -251,6 +263,10 @@ pub fn run_mode<C: Case>(
     // Our segments are gone already (creators unlink on drop); this removes
     // the lock file and the directory.
     let _ = session.remove_all();
+    if made_root {
+        // Only if empty: another process may have started a session in it.
+        let _ = std::fs::remove_dir(&root);
+    }
     let (limits, cases) = result?;
     Ok(Report {
         mode,

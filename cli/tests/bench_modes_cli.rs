@@ -188,6 +188,38 @@ fn bench_all_runs_every_mode_with_plots() {
     }
 }
 
+/// A session root the bench made itself (`SHMWIRE_ROOT` naming a missing
+/// directory) is removed at the end, empty, as the demo's is; one that
+/// existed stays. (The bench used to leave the default root it made.)
+#[test]
+fn a_root_the_bench_made_is_removed_and_one_that_existed_stays() {
+    let scratch = tempfile::tempdir().unwrap();
+    let bench = |root: &std::path::Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_shmwire"))
+            .args(["bench", "limit", "--json", "--iters", "200"])
+            .env("SHMWIRE_ROOT", root)
+            .output()
+            .expect("run shmwire bench");
+        assert!(out.status.success(), "{out:?}");
+    };
+    let missing = scratch.path().join("missing-root");
+    bench(&missing);
+    assert!(!missing.exists(), "the bench left the root it made");
+    let existing = scratch.path().join("existing-root");
+    std::fs::create_dir(&existing).unwrap();
+    std::fs::set_permissions(
+        &existing,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    bench(&existing);
+    assert!(
+        existing.is_dir(),
+        "the bench removed a root it did not make"
+    );
+    assert_eq!(std::fs::read_dir(&existing).unwrap().count(), 0);
+}
+
 #[test]
 fn bench_unknown_mode_is_refused() {
     let out = Command::new(env!("CARGO_BIN_EXE_shmwire"))
