@@ -1204,7 +1204,10 @@ fn terminate_runs_after_earlier_calls_and_ends_the_worker_without_a_restart() {
 /// A caller that submits calls with large replies and then never reads
 /// them (the parent stops it): run by
 /// `a_terminated_worker_exits_though_another_caller_reads_no_replies`.
-fn stalled_caller_child() {
+/// In a caller child (`caller_child`): a `CoreWorker` of its own in the
+/// test's session, with the actor `SHMWIRE_TEST_ACTOR` of the worker
+/// registered.
+fn child_caller_of_actor() -> (CoreWorker, ActorHandle) {
     let var = |k| std::env::var(k).unwrap();
     let session = shmwire::shm::Session::open_in(
         var(worker_support::ENV_ROOT),
@@ -1217,6 +1220,11 @@ fn stalled_caller_child() {
     let mut me = CoreWorker::new(&session, CoreWorkerOptions::new(node)).unwrap();
     let actor = ActorHandle::new(actor_id, worker, MODULE, "Counter");
     me.register_actor(&actor, 0).unwrap();
+    (me, actor)
+}
+
+fn stalled_caller_child() {
+    let (mut me, actor) = child_caller_of_actor();
     // 40 replies of 60,000 bytes: more than its reply ring holds, so the
     // worker queues the rest for it.
     let refs: Vec<ObjectRef> = (0..40)
@@ -1625,6 +1633,107 @@ fn caller_child(
             .spawn()
             .unwrap(),
     ))
+}
+
+/// The child role of
+/// `callers_that_leave_holding_nothing_do_not_push_out_one_with_replies`:
+/// a caller that makes ten calls, leaves their replies unread and says its
+/// worker id (then waits to be killed).
+fn departing_caller_child() {
+    let (mut me, actor) = child_caller_of_actor();
+    let refs: Vec<ObjectRef> = (0..10)
+        .map(|_| {
+            me.submit_actor_task(&actor, "add", vec![i64_arg(1)])
+                .unwrap()
+        })
+        .collect();
+    // The calls run (the worker is idle otherwise); their replies stay
+    // in the worker's cache for this caller.
+    std::thread::sleep(Duration::from_millis(300));
+    println!("ID {}", me.worker_id());
+    std::thread::sleep(GUARD);
+    drop(refs);
+}
+
+/// A departed caller whose replies are still cached (so that its re-sent
+/// calls are answered once) is remembered, with its id's binding, even
+/// when more callers than `max_departed_callers` leave after it, if they
+/// leave holding no reply. Any token holder can connect and leave by the
+/// thousand; each such departure used to push the oldest departed caller
+/// out (found by an attack: the demo's driver stopped past the TCP
+/// liveness bound, then 70 connect-and-close hellos; on resuming, its
+/// re-sent calls ran twice, or another process had taken its id). Seen
+/// here through the binding: a claim on the departed caller's id is still
+/// closed after the churn.
+#[test]
+fn callers_that_leave_holding_nothing_do_not_push_out_one_with_replies() {
+    const TEST: &str = "callers_that_leave_holding_nothing_do_not_push_out_one_with_replies";
+    maybe_run_worker();
+    if std::env::var(worker_support::ENV_ROLE).as_deref() == Ok("departing-caller") {
+        departing_caller_child();
+        return;
+    }
+    use shmwire::transport::Connection;
+    use std::io::BufRead;
+    const CHURN: u64 = 8;
+    let s = TestSession::new("churn");
+    // The creator, the departing caller and the churners.
+    let worker = s.spawn_worker_env(TEST, 2 + CHURN, &[(worker_support::ENV_MAX_DEPARTED, "4")]);
+    let mut driver = s.driver();
+    let actor = create_counter(&mut driver, worker.id, 0);
+    let mut victim = caller_child(
+        TEST,
+        "departing-caller",
+        &s,
+        worker.id,
+        ("SHMWIRE_TEST_ACTOR", actor.actor_id().to_string()),
+    );
+    let child = victim.0.as_mut().unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    // (After libtest's "test … … " on the same line.)
+    let at = loop {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "the caller ended");
+        if let Some(at) = line.find("ID ") {
+            break at;
+        }
+    };
+    let victim_id: WorkerId = line[at + "ID ".len()..].trim().parse().unwrap();
+    // It departs with ten replies cached; then twice the limit of callers
+    // connect and leave without a call.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..CHURN {
+        drop(connect_caller(&s.session, worker.id));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // This process (another client secret) claims the departed caller's id:
+    // closed while the worker still keeps that caller.
+    let token = shmwire::node::load_or_create_token(&s.session).unwrap();
+    let mut claim = Connector::new(TransportConfig::new(victim_id, token), s.node)
+        .with_session(
+            &s.session,
+            std::sync::Arc::new(shmwire::node::Directory::for_session(&s.session).unwrap()),
+        )
+        .connect_worker(&worker.id)
+        .unwrap();
+    let r = claim.recv_timeout(Duration::from_secs(2)).map(|f| f.len());
+    assert!(
+        matches!(
+            r,
+            Err(shmwire::transport::RecvError::Closed
+                | shmwire::transport::RecvError::PeerDied { .. })
+        ),
+        "the claim on a departed caller with cached replies was served: {r:?}"
+    );
+    drop(claim);
+    // The counter saw the ten calls once.
+    let r = driver.submit_actor_task(&actor, "get", vec![]).unwrap();
+    assert_eq!(get_i64(&mut driver, &r), 10);
+    drop(driver);
+    worker.wait_success();
 }
 
 /// Worker ids are not secret (`shmwire inspect` lists them, a demo

@@ -828,7 +828,9 @@ impl Worker {
                     }
                     self.refuse(crate::transport::ConnectError::Refused {
                         reason: format!(
-                            "a connection claimed caller {caller}, which this worker serves                              under another client secret (another process that holds the                              token and uses that caller's id): closed"
+                            "a connection claimed caller {caller}, which this worker serves under another \
+                             client secret (another process that holds the token and uses that \
+                             caller's id): closed"
                         ),
                     });
                 }
@@ -1258,7 +1260,13 @@ impl Executor {
 
     /// Forgets departed callers (their queue and reply cache) that left
     /// `departed_ttl` ago or more, then, while more than `max_departed` are
-    /// left, the one that left first ([`WorkerOptions::max_departed_callers`]).
+    /// left, those holding no reply first, and among them and then among
+    /// the rest the one that left first
+    /// ([`WorkerOptions::max_departed_callers`]). A caller with cached
+    /// replies needs them to answer its re-sent requests once; one without
+    /// loses nothing but its id's binding. So callers that connect and
+    /// leave without a call (which any token holder can make by the
+    /// thousand) cannot push out one whose replies are still cached.
     fn forget_departed(&mut self, now: Instant) {
         if self.departed == 0 {
             return;
@@ -1268,15 +1276,17 @@ impl Executor {
             cs.departed
                 .is_none_or(|t| now.saturating_duration_since(t) < ttl)
         });
-        let mut left: Vec<(Instant, WorkerId)> = self
+        // (holds replies, left at, id): sorted, those holding none come
+        // first, each group oldest first.
+        let mut left: Vec<(bool, Instant, WorkerId)> = self
             .callers
             .iter()
-            .filter_map(|(id, cs)| cs.departed.map(|t| (t, *id)))
+            .filter_map(|(id, cs)| cs.departed.map(|t| (!cs.executed.is_empty(), t, *id)))
             .collect();
         let over = left.len().saturating_sub(self.max_departed);
         if over > 0 {
             left.sort_unstable();
-            for (_, id) in left.drain(..over) {
+            for (_, _, id) in left.drain(..over) {
                 self.callers.remove(&id);
             }
         }
