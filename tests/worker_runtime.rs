@@ -12,7 +12,7 @@ use shmwire::ids::WorkerId;
 use shmwire::spec::{
     self, Encoder, FunctionDescriptor, PushTaskReply, PushTaskRequest, StatusCode, TaskSpecBuilder,
 };
-use shmwire::transport::{Connector, MessageConnection, TransportConfig};
+use shmwire::transport::{ConnectError, Connector, MessageConnection, TransportConfig};
 use shmwire::worker::{
     ActorHandle, ActorOptions, CoreWorker, CoreWorkerOptions, GetError, ObjectRef, TaskError,
     TaskOptions, WorkerError, MAX_DIRECT_CALL_OBJECT_SIZE,
@@ -1673,7 +1673,6 @@ fn callers_that_leave_holding_nothing_do_not_push_out_one_with_replies() {
         departing_caller_child();
         return;
     }
-    use shmwire::transport::Connection;
     use std::io::BufRead;
     const CHURN: u64 = 8;
     let s = TestSession::new("churn");
@@ -1710,25 +1709,19 @@ fn callers_that_leave_holding_nothing_do_not_push_out_one_with_replies() {
     }
     std::thread::sleep(Duration::from_millis(300));
     // This process (another client secret) claims the departed caller's id:
-    // closed while the worker still keeps that caller.
+    // refused in the handshake while the worker still keeps that caller.
     let token = shmwire::node::load_or_create_token(&s.session).unwrap();
-    let mut claim = Connector::new(TransportConfig::new(victim_id, token), s.node)
+    let claim = Connector::new(TransportConfig::new(victim_id, token), s.node)
         .with_session(
             &s.session,
             std::sync::Arc::new(shmwire::node::Directory::for_session(&s.session).unwrap()),
         )
-        .connect_worker(&worker.id)
-        .unwrap();
-    let r = claim.recv_timeout(Duration::from_secs(2)).map(|f| f.len());
+        .connect_worker(&worker.id);
     assert!(
-        matches!(
-            r,
-            Err(shmwire::transport::RecvError::Closed
-                | shmwire::transport::RecvError::PeerDied { .. })
-        ),
-        "the claim on a departed caller with cached replies was served: {r:?}"
+        matches!(claim, Err(ConnectError::CallerIdInUse { caller, .. }) if caller == victim_id),
+        "the claim on a departed caller with cached replies was not refused: {:?}",
+        claim.map(|_| "connected")
     );
-    drop(claim);
     // The counter saw the ten calls once.
     let r = driver.submit_actor_task(&actor, "get", vec![]).unwrap();
     assert_eq!(get_i64(&mut driver, &r), 10);
@@ -1740,10 +1733,12 @@ fn callers_that_leave_holding_nothing_do_not_push_out_one_with_replies() {
 /// worker's command line names its driver's), so another process with the
 /// token can claim a live caller's id. The worker binds each caller's id
 /// to the client secret of the process that first used it: the
-/// claimant's connection is closed at once, and the real caller's calls
-/// go on in order with their replies. (Before, the claim restarted the
-/// caller's sequencing and moved its replies to the claimant's
-/// connection: the caller's next `get` waited out its timeout.)
+/// claimant's hello is refused (`ConnectError::CallerIdInUse`; a hello
+/// that raced the binding is closed after its handshake), and the real
+/// caller's calls go on in order with their replies. (Before, the claim
+/// restarted the caller's sequencing and moved its replies to the
+/// claimant's connection: the caller's next `get` waited out its
+/// timeout.)
 #[test]
 fn a_token_holder_claiming_a_callers_id_is_closed_and_the_caller_served_on() {
     const TEST: &str = "a_token_holder_claiming_a_callers_id_is_closed_and_the_caller_served_on";
@@ -1793,7 +1788,8 @@ fn a_token_holder_claiming_a_callers_id_is_closed_and_the_caller_served_on() {
             as_i64(&got.unwrap_or_else(|e| panic!("call {x}: {e}; impostor said {lines:?}"))[0]);
         assert_eq!(v, x);
     }
-    // The impostor's connection ended without a frame of the caller's.
+    // The impostor was refused in the handshake, naming why; it never got
+    // a frame of the caller's.
     loop {
         line.clear();
         if out.read_line(&mut line).unwrap() == 0 {
@@ -1806,10 +1802,69 @@ fn a_token_holder_claiming_a_callers_id_is_closed_and_the_caller_served_on() {
     assert!(
         lines
             .iter()
-            .any(|l| l.starts_with("ENDED") || l.starts_with("REFUSED")),
+            .any(|l| l.contains("REFUSED") && l.contains("another client secret")),
         "{lines:?}"
     );
     assert!(!lines.iter().any(|l| l.contains("STOLE")), "{lines:?}");
     drop(driver);
+    worker.wait_success();
+}
+
+/// A token holder that connects first under an id a caller will use (the
+/// demo's worker gets its driver's ids on its command line) holds that id:
+/// the caller's own connect is then refused in the handshake with an error
+/// that says so (`ConnectError::CallerIdInUse`), at once — not a stall, nor
+/// a connection closed after it was accepted (which made the caller
+/// reconnect thousands of times a second, found by an attack).
+#[test]
+fn a_caller_whose_id_was_taken_first_is_told_at_once() {
+    const TEST: &str = "a_caller_whose_id_was_taken_first_is_told_at_once";
+    maybe_run_worker();
+    if std::env::var(worker_support::ENV_ROLE).as_deref() == Ok("impostor") {
+        impostor_child();
+        return;
+    }
+    use std::io::BufRead;
+    let s = TestSession::new("preclaim");
+    let worker = s.spawn_worker(TEST, 1);
+    let taken = WorkerId::from_random();
+    let mut impostor = caller_child(
+        TEST,
+        "impostor",
+        &s,
+        worker.id,
+        ("SHMWIRE_TEST_VICTIM", taken.to_string()),
+    );
+    let child = impostor.0.as_mut().unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("CONNECTED") {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "the impostor ended");
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let mut options = CoreWorkerOptions::new(s.node);
+    options.worker_id = taken;
+    let mut caller = CoreWorker::new(&s.session, options).unwrap();
+    let since = Instant::now();
+    let r = caller.create_actor(worker.id, MODULE, "Counter", vec![], 0);
+    let e = r.map(|_| ()).unwrap_err();
+    assert!(
+        matches!(e, WorkerError::Connect(ConnectError::CallerIdInUse { caller, .. }) if caller == taken),
+        "{e}"
+    );
+    assert!(e.to_string().contains("another client secret"), "{e}");
+    assert!(
+        since.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        since.elapsed()
+    );
+    drop(caller);
+    // The impostor's connection ends (its 5 s wait, or the kill), then the
+    // worker is done.
+    if let Some(mut c) = impostor.0.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
     worker.wait_success();
 }

@@ -62,6 +62,22 @@ pub enum ConnectError {
         /// The peer's version.
         theirs: u16,
     },
+    /// The listener serves the worker id this side connects under for
+    /// another process (one that presented another
+    /// [`ClientSecret`](super::ClientSecret)): a worker binds each caller's
+    /// id to the first secret it saw with it (`docs/worker.md`, "Whose
+    /// caller state it is"). Connecting again under that id fails the same
+    /// way for as long as the worker keeps that caller.
+    #[error(
+        "worker {worker} serves caller {caller} for another process (another client secret): \
+         this process cannot connect under that worker id"
+    )]
+    CallerIdInUse {
+        /// The id this side claimed.
+        caller: WorkerId,
+        /// The worker that refused it.
+        worker: WorkerId,
+    },
     /// The listener refused the hello for another reason.
     #[error("connection refused: {reason}")]
     Refused {

@@ -9,7 +9,7 @@
 //! | 0 | 8 | magic `SHMWIRE\0` | same |
 //! | 8 | 2 | protocol version | responder's version |
 //! | 10 | 1 | kind = 1 | kind = 2 |
-//! | 11 | 1 | transport (1 TCP, 2 shm) | status (0 accepted, 1 wrong recipient, 2 bad token, 3 version mismatch, 4 refused) |
+//! | 11 | 1 | transport (1 TCP, 2 shm) | status (0 accepted, 1 wrong recipient, 2 bad token, 3 version mismatch, 4 refused, 5 caller id in use) |
 //! | 12 | 4 | largest frame the sender accepts | same |
 //! | 16 | 28 | sender's worker id | responder's worker id |
 //! | 44 | 28 | intended worker id | zero |
@@ -156,6 +156,9 @@ pub(crate) enum Status {
     BadToken = 2,
     VersionMismatch = 3,
     Refused = 4,
+    /// The listener serves the hello's sender id for another process
+    /// (another client secret; see `TransportConfig::admission`).
+    CallerIdInUse = 5,
 }
 
 /// A client's hello.
@@ -337,6 +340,7 @@ impl Reply {
             2 => Status::BadToken,
             3 => Status::VersionMismatch,
             4 => Status::Refused,
+            5 => Status::CallerIdInUse,
             other => {
                 return Err(ConnectError::Protocol {
                     what: format!("unknown handshake status {other}"),
@@ -403,6 +407,7 @@ pub(crate) fn judge(
     token: &SessionToken,
     wire: Wire,
     my_max_frame: u32,
+    admission: Option<&super::CallerAdmission>,
 ) -> (Reply, Result<Hello, ConnectError>) {
     let reply = |status| Reply {
         version: PROTOCOL_VERSION,
@@ -433,12 +438,23 @@ pub(crate) fn judge(
                 reason: format!("hello for transport {:?} on a {wire:?} listener", h.wire),
             }),
         ),
+        Ok(h) if admission.is_some_and(|a| !(a.0)(&h.from, &h.secret)) => (
+            reply(Status::CallerIdInUse),
+            Err(ConnectError::CallerIdInUse {
+                caller: h.from,
+                worker: me,
+            }),
+        ),
         Ok(h) => (reply(Status::Accepted), Ok(h)),
     }
 }
 
 /// Turns a refusal in a reply into the client's error.
-pub(crate) fn check_reply(reply: &Reply, intended: WorkerId) -> Result<(), ConnectError> {
+pub(crate) fn check_reply(
+    reply: &Reply,
+    me: WorkerId,
+    intended: WorkerId,
+) -> Result<(), ConnectError> {
     match reply.status {
         Status::Accepted if reply.version == PROTOCOL_VERSION => Ok(()),
         Status::Accepted | Status::VersionMismatch => Err(ConnectError::VersionMismatch {
@@ -455,6 +471,10 @@ pub(crate) fn check_reply(reply: &Reply, intended: WorkerId) -> Result<(), Conne
                      (out of memory or descriptors, or a transport it does not serve); \
                      its own log names the cause"
                 .into(),
+        }),
+        Status::CallerIdInUse => Err(ConnectError::CallerIdInUse {
+            caller: me,
+            worker: reply.responder,
         }),
     }
 }
@@ -487,23 +507,44 @@ mod tests {
         assert_eq!(back.ext, vec![1, 2, 3]);
         assert_eq!(back.secret, ClientSecret([5; 16]));
         assert_eq!(&bytes[FIXED_LEN..FIXED_LEN + 16], &[5; 16]);
-        let (reply, ok) = judge(Ok(back.clone()), id(2), &token, Wire::Tcp, 99);
+        let (reply, ok) = judge(Ok(back.clone()), id(2), &token, Wire::Tcp, 99, None);
         assert!(ok.is_ok());
         let r = read_reply(&mut &reply.encode()[..]).unwrap();
-        assert!(check_reply(&r, id(2)).is_ok());
+        assert!(check_reply(&r, id(1), id(2)).is_ok());
+
+        // An admission that refuses the sender's id with this secret.
+        let only_other = super::super::CallerAdmission(std::sync::Arc::new(
+            |id: &WorkerId, s: &ClientSecret| {
+                *id != WorkerId::from_array([1; 28]) || s.0 == [6; 16]
+            },
+        ));
+        let (reply, err) = judge(
+            Ok(back.clone()),
+            id(2),
+            &token,
+            Wire::Tcp,
+            99,
+            Some(&only_other),
+        );
+        assert!(matches!(err, Err(ConnectError::CallerIdInUse { caller, .. }) if caller == id(1)));
+        let r = read_reply(&mut &reply.encode()[..]).unwrap();
+        assert!(matches!(
+            check_reply(&r, id(1), id(2)),
+            Err(ConnectError::CallerIdInUse { caller, worker }) if caller == id(1) && worker == id(2)
+        ));
         assert_eq!(r.max_frame, 99);
 
-        let (reply, err) = judge(Ok(back.clone()), id(3), &token, Wire::Tcp, 99);
+        let (reply, err) = judge(Ok(back.clone()), id(3), &token, Wire::Tcp, 99, None);
         assert!(matches!(err, Err(ConnectError::WrongRecipient { .. })));
         let r = read_reply(&mut &reply.encode()[..]).unwrap();
         assert!(
-            matches!(check_reply(&r, id(2)), Err(ConnectError::WrongRecipient { actual, .. }) if actual == id(3))
+            matches!(check_reply(&r, id(1), id(2)), Err(ConnectError::WrongRecipient { actual, .. }) if actual == id(3))
         );
 
-        let (reply, err) = judge(Ok(back), id(2), &SessionToken([8; 16]), Wire::Tcp, 99);
+        let (reply, err) = judge(Ok(back), id(2), &SessionToken([8; 16]), Wire::Tcp, 99, None);
         assert!(matches!(err, Err(ConnectError::BadToken)));
         assert!(matches!(
-            check_reply(&reply, id(2)),
+            check_reply(&reply, id(1), id(2)),
             Err(ConnectError::BadToken)
         ));
     }

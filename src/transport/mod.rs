@@ -155,6 +155,30 @@ pub struct TransportConfig {
     /// off. (Shared memory needs none: the bootstrap socket's hang-up is
     /// the death signal.)
     pub liveness_timeout: Duration,
+    /// Whether a listener admits a hello from a caller id presenting a
+    /// client secret ([`CallerAdmission`]); `None` admits every hello that
+    /// passes the token, recipient and transport checks. A worker sets it
+    /// to refuse, in the handshake, a caller id it serves for another
+    /// process.
+    pub admission: Option<CallerAdmission>,
+}
+
+/// A listener's question about each hello that passed the token, recipient
+/// and transport checks: may caller `id`, presenting `secret`, connect?
+/// `false` answers the hello with "caller id in use" (status 5; the caller
+/// gets [`ConnectError::CallerIdInUse`]). Called on the accepting thread,
+/// once per hello; it must not block.
+#[derive(Clone)]
+pub struct CallerAdmission(pub std::sync::Arc<AdmitFn>);
+
+/// The question a [`CallerAdmission`] answers: may caller `id`, presenting
+/// `secret`, connect?
+pub type AdmitFn = dyn Fn(&WorkerId, &ClientSecret) -> bool + Send + Sync;
+
+impl std::fmt::Debug for CallerAdmission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CallerAdmission(..)")
+    }
 }
 
 impl TransportConfig {
@@ -171,6 +195,7 @@ impl TransportConfig {
             send_buffer_limit: 256 * 1024,
             send_queue_limit: 4 << 20,
             liveness_timeout: Duration::from_secs(5),
+            admission: None,
         }
     }
 

@@ -215,6 +215,7 @@ impl Handshake for TcpAccept {
             &config.token,
             Wire::Tcp,
             config.max_frame_u32(),
+            config.admission.as_ref(),
         );
         write_fresh(stream, &reply.encode(), "handshake reply")?;
         let hello = verdict?;
@@ -263,7 +264,7 @@ pub fn connect_tcp(
     // One deadline for the whole reply, however slowly it drips in.
     let (fixed, ext) = read_by_deadline(&stream, "handshake reply", deadline, &[])?;
     let reply = handshake::Reply::from_parts(fixed, ext)?;
-    handshake::check_reply(&reply, intended)?;
+    handshake::check_reply(&reply, config.worker_id, intended)?;
     TcpConnection::from_std(stream, reply.responder, reply.max_frame as usize, config)
 }
 

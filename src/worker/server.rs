@@ -40,9 +40,9 @@ use crate::spec::{
 };
 use crate::store::{ObjectBuffer, StoreClient, StoreError};
 use crate::transport::{
-    AnyConnection, ClientSecret, Connection, ListenOptions, Listener, MessageConnection, Mux,
-    MuxConnection, MuxEvent, MuxWaker, PeerKey, ShmOptions, StatsState, TransportConfig,
-    TransportKind,
+    AnyConnection, CallerAdmission, ClientSecret, Connection, ListenOptions, Listener,
+    MessageConnection, Mux, MuxConnection, MuxEvent, MuxWaker, PeerKey, ShmOptions, StatsState,
+    TransportConfig, TransportKind,
 };
 
 use super::concurrency::{ActorPools, Completion, ConcurrencyConfig, Job};
@@ -267,6 +267,11 @@ struct Outgoing {
 
 /// Everything but the connections (so a request borrowed from a connection
 /// can be handled while the executor is borrowed mutably).
+/// Each caller id the worker keeps state for, with the client secret it is
+/// bound to: [`Executor::callers`]' bindings, shared with the listener's
+/// admission check (which runs on the same thread, in the handshake).
+type Bindings = Arc<std::sync::Mutex<HashMap<WorkerId, ClientSecret>>>;
+
 struct Executor {
     me: WorkerId,
     registry: Arc<FunctionRegistry>,
@@ -300,6 +305,9 @@ struct Executor {
     /// caller that came back is counted until the next `forget_departed`);
     /// 0: nothing to forget, nothing looked at.
     departed: usize,
+    /// The bound secrets of `callers` (kept equal to theirs by
+    /// `on_connect` and `forget_departed`), for the handshake.
+    bindings: Bindings,
     /// [`WorkerOptions::max_departed_callers`].
     max_departed: usize,
     /// [`WorkerOptions::departed_caller_ttl`].
@@ -513,6 +521,16 @@ impl Worker {
         let token = crate::node::load_or_create_token(session)?;
         let mut config = TransportConfig::new(options.worker_id, token);
         config.send_timeout = options.reply_timeout;
+        // The handshake refuses a caller id bound to another process's
+        // secret, so the claimant learns why (`CallerIdInUse`) instead of
+        // seeing its connection closed; `Executor::on_connect` decides again
+        // for a hello judged before the binding was made.
+        let bindings: Bindings = Arc::default();
+        let bound = Arc::clone(&bindings);
+        config.admission = Some(CallerAdmission(Arc::new(move |id, secret| {
+            let map = bound.lock().unwrap_or_else(|e| e.into_inner());
+            map.get(id).is_none_or(|b| b.ct_eq(secret))
+        })));
         // The area first, so the directory entry can say whether there is
         // one (and why not: `shmwire inspect` shows it).
         let (area, stats_state) =
@@ -590,6 +608,7 @@ impl Worker {
                 waker: Arc::new(OnceLock::new()),
                 completed: Vec::new(),
                 departed: 0,
+                bindings,
                 max_departed: options.max_departed_callers,
                 departed_ttl: options.departed_caller_ttl,
                 exiting: None,
@@ -1233,6 +1252,12 @@ impl Executor {
         if cs.secret.is_none() {
             cs.secret = secret;
         }
+        if let Some(s) = cs.secret {
+            self.bindings
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(caller, s);
+        }
         true
     }
 
@@ -1272,9 +1297,15 @@ impl Executor {
             return;
         }
         let ttl = self.departed_ttl;
-        self.callers.retain(|_, cs| {
-            cs.departed
-                .is_none_or(|t| now.saturating_duration_since(t) < ttl)
+        let mut bindings = self.bindings.lock().unwrap_or_else(|e| e.into_inner());
+        self.callers.retain(|id, cs| {
+            let keep = cs
+                .departed
+                .is_none_or(|t| now.saturating_duration_since(t) < ttl);
+            if !keep {
+                bindings.remove(id);
+            }
+            keep
         });
         // (holds replies, left at, id): sorted, those holding none come
         // first, each group oldest first.
@@ -1288,6 +1319,7 @@ impl Executor {
             left.sort_unstable();
             for (_, _, id) in left.drain(..over) {
                 self.callers.remove(&id);
+                bindings.remove(&id);
             }
         }
         self.departed = left.len();

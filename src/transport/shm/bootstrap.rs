@@ -186,7 +186,7 @@ pub fn connect_shm(
     }
     let (fixed, ext) = read_by_deadline(&stream, during, deadline, &first[..got])?;
     let reply = Reply::from_parts(fixed, ext)?;
-    handshake::check_reply(&reply, intended)?;
+    handshake::check_reply(&reply, config.worker_id, intended)?;
 
     let ext = ReplyExt::decode(&reply.ext)?;
     // The listener makes what we asked for or, if smaller, its own

@@ -256,6 +256,7 @@ impl ShmAccept {
             &config.token,
             Wire::Shm,
             config.max_frame_u32(),
+            config.admission.as_ref(),
         );
         let hello = match verdict {
             Ok(h) => h,
