@@ -1868,3 +1868,70 @@ fn a_caller_whose_id_was_taken_first_is_told_at_once() {
     }
     worker.wait_success();
 }
+
+/// A caller that arrives while the worker is out of descriptors, with no
+/// pending hello to give one up (every descriptor held by an established
+/// connection), waits in the kernel's queue: `accept` failed, and the
+/// listening socket is edge-triggered, so nothing woke the worker for it
+/// again — the caller's handshake timed out (5 s) though descriptors came
+/// free at once (found by an attack: `ulimit -n 20` with `shmwire demo`).
+/// The listener now tries `accept` again every 20 ms while a caller waits.
+#[test]
+fn a_caller_left_waiting_by_a_failed_accept_gets_in_once_descriptors_free() {
+    maybe_run_worker();
+    let s = TestSession::new("emfile");
+    let worker = s.spawn_worker_env(
+        "a_caller_left_waiting_by_a_failed_accept_gets_in_once_descriptors_free",
+        0,
+        &[
+            (worker_support::ENV_SPARE_FDS, "12"),
+            (worker_support::ENV_UNTIL_EXIT, "1"),
+        ],
+    );
+    let mut driver = s.driver();
+    let actor = create_counter(&mut driver, worker.id, 0);
+    let dir = shmwire::node::Directory::for_session(&s.session).unwrap();
+    let tcp = dir.lookup(&worker.id).unwrap().tcp.unwrap();
+    let token = shmwire::node::load_or_create_token(&s.session).unwrap();
+    let config = move |handshake: Duration| {
+        let mut c = TransportConfig::new(WorkerId::from_random(), token);
+        c.handshake_timeout = handshake;
+        c
+    };
+    // Established TCP connections until the worker has no descriptor left.
+    let mut held = Vec::new();
+    let mut full = false;
+    for _ in 0..64 {
+        match shmwire::transport::connect_tcp(tcp, worker.id, &config(Duration::from_millis(300))) {
+            Ok(c) => held.push(c),
+            Err(_) => {
+                full = true;
+                break;
+            }
+        }
+    }
+    assert!(
+        full && held.len() >= 2,
+        "the worker never ran out ({} held)",
+        held.len()
+    );
+    let id = worker.id;
+    let waiting = std::thread::spawn(move || {
+        let t = Instant::now();
+        let r = shmwire::transport::connect_tcp(tcp, id, &config(Duration::from_secs(5)));
+        (r.map(drop), t.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    // Two descriptors come free.
+    held.truncate(held.len() - 2);
+    let (r, took) = waiting.join().unwrap();
+    r.unwrap_or_else(|e| panic!("the waiting caller: {e} after {took:?}"));
+    assert!(
+        took < Duration::from_secs(2),
+        "the waiting caller got in after {took:?}"
+    );
+    drop(held);
+    let t = driver.terminate_actor(&actor).unwrap();
+    driver.get(std::slice::from_ref(&t), GUARD).unwrap();
+    worker.wait_success();
+}

@@ -575,7 +575,18 @@ pub struct Listener {
     _published: Box<dyn Published>,
     /// Its session: [`Listener::restore`] keeps this process's lock there.
     session: Session,
+    /// When to try `accept` again: a pass left a caller in the kernel's
+    /// queue because `accept` failed (out of descriptors with no pending
+    /// hello to drop, out of memory). The listening sockets are
+    /// edge-triggered, so nothing else would wake a pass for that caller
+    /// before another one connects.
+    accept_retry: Option<Instant>,
 }
+
+/// How long after a failed `accept` with a caller waiting the listener tries
+/// again ([`Listener::next_hello_deadline`] wakes a [`Mux`](super::Mux) for
+/// it).
+const ACCEPT_RETRY: Duration = Duration::from_millis(20);
 
 impl std::fmt::Debug for Listener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -650,6 +661,7 @@ impl Listener {
             endpoint,
             _published: published,
             session: session.clone(),
+            accept_retry: None,
         })
     }
 
@@ -688,6 +700,7 @@ impl Listener {
         // caller waiting (or fails in the kernel, e.g. out of descriptors
         // with nothing to drop: reported, and the pass moves on).
         let mut starved = false;
+        self.accept_retry = None;
         // The deadline of the first hello started in this pass: every
         // pending hello with an earlier one was started before it.
         let mut first_new: Option<Instant> = None;
@@ -721,6 +734,11 @@ impl Listener {
                         continue;
                     }
                     Err(e) => {
+                        // A caller left waiting: try again soon (this
+                        // error is reported once per pass).
+                        if self.connection_waiting(shm) {
+                            self.accept_retry = Some(Instant::now() + ACCEPT_RETRY);
+                        }
                         out.push(Err(e));
                         break;
                     }
@@ -913,10 +931,16 @@ impl Listener {
         out
     }
 
-    /// The earliest deadline of a pending hello, if any (an event loop must
-    /// wake by then to expire it).
+    /// The earliest deadline of a pending hello, or the time to retry an
+    /// `accept` that failed with a caller waiting, if any (an event loop
+    /// must wake by then to run a pass).
     pub(crate) fn next_hello_deadline(&self) -> Option<Instant> {
-        self.pending.iter().flatten().map(|h| h.deadline()).min()
+        self.pending
+            .iter()
+            .flatten()
+            .map(|h| h.deadline())
+            .chain(self.accept_retry)
+            .min()
     }
 
     /// How many hellos are in progress.
