@@ -1935,3 +1935,48 @@ fn a_caller_left_waiting_by_a_failed_accept_gets_in_once_descriptors_free() {
     driver.get(std::slice::from_ref(&t), GUARD).unwrap();
     worker.wait_success();
 }
+
+/// A caller's lock file in the session, replaced under it (a junk file
+/// renamed over it), is put back while the caller receives: without it,
+/// `shmwire inspect` called the live process dead and `shmwire cleanup`
+/// removed its lock file "of a dead process" (found by an attack on the
+/// demo's driver, a caller only: workers already put theirs back).
+#[test]
+fn a_callers_lock_file_replaced_under_it_is_put_back() {
+    maybe_run_worker();
+    let s = TestSession::new("callerlock");
+    let worker = s.spawn_worker("a_callers_lock_file_replaced_under_it_is_put_back", 1);
+    let mut driver = s.driver();
+    let actor = create_counter(&mut driver, worker.id, 0);
+    let prefix = format!("proc-{}-", std::process::id());
+    let lock = std::fs::read_dir(s.session.dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".lock"))
+        })
+        .expect("this process's lock file");
+    let junk = s.session.dir().join("junk");
+    std::fs::write(&junk, b"junk").unwrap();
+    std::fs::rename(&junk, &lock).unwrap();
+    assert!(!s.session.process_lock_intact());
+    // Calls for a while (a check runs at most once a second).
+    let until = Instant::now() + Duration::from_secs(5);
+    let mut total = 0;
+    while Instant::now() < until && !s.session.process_lock_intact() {
+        let r = driver
+            .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+            .unwrap();
+        total = get_i64(&mut driver, &r);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        s.session.process_lock_intact(),
+        "the lock file was not put back ({total} calls)"
+    );
+    drop(driver);
+    worker.wait_success();
+}

@@ -539,6 +539,17 @@ pub struct CoreWorker {
     /// the silence, which the deaths of the tasks it fails name
     /// (`stopped_answering`).
     stopped_answering: Option<(WorkerId, Duration)>,
+    /// Its session, whose lock file of this process it puts back if a stray
+    /// `rm` or rename takes it (without it, `shmwire inspect` calls the
+    /// process dead and cleanup passes remove what it owns).
+    session: Session,
+    /// When to check that lock file next (every
+    /// [`LISTENER_CHECK_INTERVAL`](crate::transport::LISTENER_CHECK_INTERVAL),
+    /// while `get` / `wait` receive).
+    lock_check_at: Instant,
+    /// Receiving rounds so far (`drive`), to look at the clock for that
+    /// check only every so often while busy.
+    drives: u64,
     /// The object store (from the options).
     store: Option<StoreClient>,
     /// Reference counts of the objects this worker owns (with a store only).
@@ -940,6 +951,9 @@ impl CoreWorker {
             cut_off: None,
             silent: Vec::new(),
             stopped_answering: None,
+            session: session.clone(),
+            lock_check_at: Instant::now() + crate::transport::LISTENER_CHECK_INTERVAL,
+            drives: 0,
         })
     }
 
@@ -2157,6 +2171,9 @@ impl CoreWorker {
                 }
             }
         }
+        // No longer than a check interval, so an idle caller checks its
+        // lock file too.
+        let timeout = timeout.min(crate::transport::LISTENER_CHECK_INTERVAL);
         let mut ready = std::mem::take(&mut self.ready);
         self.mux.wait(timeout, &mut ready)?;
         for ev in &ready {
@@ -2164,10 +2181,37 @@ impl CoreWorker {
                 self.drain(key, timeout);
             }
         }
+        // The clock only after an idle wait or every 64 drives: a sync
+        // call drives once, and a clock read is ≈ 2 % of it.
+        self.drives = self.drives.wrapping_add(1);
+        if ready.is_empty() || self.drives % 64 == 0 {
+            self.check_lock_file();
+        }
         self.ready = ready;
         self.handle_lost();
         self.finish_restarts();
         Ok(())
+    }
+
+    /// Puts back this process's lock file in the session if a stray `rm`
+    /// or rename took it, at most once a
+    /// [`LISTENER_CHECK_INTERVAL`](crate::transport::LISTENER_CHECK_INTERVAL).
+    fn check_lock_file(&mut self) {
+        let now = Instant::now();
+        if now < self.lock_check_at {
+            return;
+        }
+        self.lock_check_at = now + crate::transport::LISTENER_CHECK_INTERVAL;
+        match self.session.restore_process_lock() {
+            Ok(true) => tracing::warn!(
+                session = %self.session.dir().display(),
+                "caller: this process's lock file was removed or replaced: put back"
+            ),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "caller: could not put back this process's lock file")
+            }
+        }
     }
 
     /// `budget`: the time left to the `get` / `wait` receiving, the bound
