@@ -1959,24 +1959,70 @@ fn a_callers_lock_file_replaced_under_it_is_put_back() {
                 .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".lock"))
         })
         .expect("this process's lock file");
+    let name = lock.file_name().unwrap().to_str().unwrap().to_owned();
+    // Calls for a while, then whether the lock is back (a check runs at
+    // most once a second).
+    let calls_until_intact = |d: &mut CoreWorker, what: &str| {
+        let until = Instant::now() + Duration::from_secs(5);
+        let mut total = 0;
+        while Instant::now() < until && !s.session.process_lock_intact() {
+            let r = d
+                .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+                .unwrap();
+            total = get_i64(d, &r);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            s.session.process_lock_intact(),
+            "{what}: the lock file was not put back ({total} calls)"
+        );
+        assert!(lock.is_file(), "{what}: not under its own name {name}");
+    };
     let junk = s.session.dir().join("junk");
     std::fs::write(&junk, b"junk").unwrap();
     std::fs::rename(&junk, &lock).unwrap();
     assert!(!s.session.process_lock_intact());
-    // Calls for a while (a check runs at most once a second).
-    let until = Instant::now() + Duration::from_secs(5);
-    let mut total = 0;
-    while Instant::now() < until && !s.session.process_lock_intact() {
+    calls_until_intact(&mut driver, "junk renamed over it");
+    // A directory at its path for 1.5 s, then gone: the attempts meanwhile
+    // fail, the next one after it puts the lock back (before, the first
+    // failure made the process forget its lock for good: found by the
+    // attack on `a345990`).
+    std::fs::remove_file(&lock).unwrap();
+    std::fs::create_dir(&lock).unwrap();
+    let until = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < until {
         let r = driver
             .submit_actor_task(&actor, "add", vec![i64_arg(1)])
             .unwrap();
-        total = get_i64(&mut driver, &r);
+        get_i64(&mut driver, &r);
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert!(
-        s.session.process_lock_intact(),
-        "the lock file was not put back ({total} calls)"
-    );
+    std::fs::remove_dir(&lock).unwrap();
+    calls_until_intact(&mut driver, "after a directory at its path");
+    // A directory at its temporary name (`.proc-<stem>.lock.tmp`): the
+    // lock comes back under its own name once that is gone, never under a
+    // new one (which made cleanup take the process's socket and area for a
+    // dead process's).
+    let tmp = s.session.dir().join(format!(".{name}.tmp"));
+    std::fs::create_dir(&tmp).unwrap();
+    std::fs::remove_file(&lock).unwrap();
+    let until = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < until {
+        let r = driver
+            .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+            .unwrap();
+        get_i64(&mut driver, &r);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let others: Vec<_> = std::fs::read_dir(s.session.dir())
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.starts_with(&prefix) && *n != name)
+        .collect();
+    assert!(others.is_empty(), "a lock under a new name: {others:?}");
+    std::fs::remove_dir(&tmp).unwrap();
+    calls_until_intact(&mut driver, "after a directory at its temporary name");
     drop(driver);
     worker.wait_success();
 }

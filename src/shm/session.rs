@@ -319,12 +319,18 @@ fn owner_lock(dir: &Path, root: Option<&Path>) -> Result<String> {
     // file renamed over it) is made again under the same name: the files
     // named after it (sockets, areas) stay this live process's, not a
     // dead owner's that every cleanup pass removes.
+    //
+    // The registry keeps the old entry until the new lock is in place: a
+    // failed attempt (a directory at the lock's path, say) leaves the lock
+    // missing and this process still knowing it, so the next call tries
+    // again (before, the entry was dropped first, and after one failure the
+    // process took the missing lock for intact and never put it back).
     let mut reuse = None;
     if let Some(lock) = reg.get(dir) {
         if same_file(&lock.file, &dir.join(&lock.name)) {
             return Ok(lock.name.clone());
         }
-        reuse = reg.remove(dir).map(|l| l.name);
+        reuse = Some(lock.name.clone());
     }
     let deadline = Instant::now() + SETUP_WAIT;
     let pid = std::process::id();
@@ -396,7 +402,7 @@ fn owner_lock(dir: &Path, root: Option<&Path>) -> Result<String> {
         // Short (sockets are named after it and socket paths are limited to
         // 107 bytes); the pid makes it unique among live processes, the
         // random part across pid reuse, O_EXCL below catches the rest.
-        let stem = match reuse.take() {
+        let stem = match &reuse {
             Some(name) => name[LOCK_PREFIX.len()..name.len() - LOCK_SUFFIX.len()].to_owned(),
             None => format!("{pid}-{:08x}", random_u64() as u32),
         };
@@ -411,7 +417,13 @@ fn owner_lock(dir: &Path, root: Option<&Path>) -> Result<String> {
             .open(&tmp)
         {
             Ok(f) => f,
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+            // A fresh stem taken: draw another. Never for a lock put back:
+            // its stem names the process's other files (socket, area), so
+            // something else at its temporary name fails this attempt (the
+            // caller tries again later) instead of giving the process a new
+            // stem, under which cleanup would take those files for a dead
+            // process's.
+            Err(e) if e.kind() == ErrorKind::AlreadyExists && reuse.is_none() => continue,
             Err(e) => return Err(undo(ShmError::io("create lock file", &tmp, e))),
         };
         // Nobody else locks a `.proc-*.lock.tmp` while we hold the
