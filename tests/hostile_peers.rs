@@ -1084,14 +1084,19 @@ fn recv_fds(sock: &UnixStream, buf: &mut [u8]) -> (usize, Vec<std::os::fd::Owned
     use std::mem::MaybeUninit;
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(16))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
-    let got = rustix::net::recvmsg(
-        sock,
-        &mut [std::io::IoSliceMut::new(buf)],
-        &mut control,
-        RecvFlags::CMSG_CLOEXEC,
-    )
-    .unwrap()
-    .bytes;
+    // Again after a signal (`EINTR`, seen once in CI while the listener
+    // made 64 MiB rings).
+    let got = loop {
+        match rustix::net::recvmsg(
+            sock,
+            &mut [std::io::IoSliceMut::new(&mut *buf)],
+            &mut control,
+            RecvFlags::CMSG_CLOEXEC,
+        ) {
+            Err(rustix::io::Errno::INTR) => continue,
+            r => break r.unwrap().bytes,
+        }
+    };
     let mut fds = Vec::new();
     for msg in control.drain() {
         if let RecvAncillaryMessage::ScmRights(rights) = msg {
@@ -1133,7 +1138,10 @@ fn raw_shm_hello(
     assert!(got >= 96, "short reply ({got} bytes)");
     let ext_len = u32::from_le_bytes(reply[88..92].try_into().unwrap()) as usize;
     while got < 96 + ext_len {
-        let n = sock.read(&mut reply[got..]).unwrap();
+        let n = match sock.read(&mut reply[got..]) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => r.unwrap(),
+        };
         assert!(n > 0, "listener hung up");
         got += n;
     }

@@ -265,13 +265,13 @@ struct Outgoing {
     cache: Option<(WorkerId, u64)>,
 }
 
-/// Everything but the connections (so a request borrowed from a connection
-/// can be handled while the executor is borrowed mutably).
 /// Each caller id the worker keeps state for, with the client secret it is
 /// bound to: [`Executor::callers`]' bindings, shared with the listener's
 /// admission check (which runs on the same thread, in the handshake).
 type Bindings = Arc<std::sync::Mutex<HashMap<WorkerId, ClientSecret>>>;
 
+/// Everything but the connections (so a request borrowed from a connection
+/// can be handled while the executor is borrowed mutably).
 struct Executor {
     me: WorkerId,
     registry: Arc<FunctionRegistry>,
