@@ -1251,7 +1251,6 @@ fn a_terminated_worker_exits_though_another_caller_reads_no_replies() {
         stalled_caller_child();
         return;
     }
-    use std::io::BufRead;
     let s = TestSession::new("terminate-stalled");
     let mut worker = s.spawn_worker_env(TEST, 0, &[(worker_support::ENV_UNTIL_EXIT, "1")]);
     let mut driver = s.driver();
@@ -1263,13 +1262,8 @@ fn a_terminated_worker_exits_though_another_caller_reads_no_replies() {
         worker.id,
         ("SHMWIRE_TEST_ACTOR", actor.actor_id().to_string()),
     );
-    let child = stalled.0.as_mut().unwrap();
-    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("SENT") {
-        assert!(out.read_line(&mut line).unwrap() > 0, "the caller ended");
-    }
+    let pid = rustix::process::Pid::from_raw(stalled.0.as_ref().unwrap().id() as i32).unwrap();
+    ChildLines::of(&mut stalled).until(&["SENT"]);
     // Its calls run (the worker is idle otherwise), then it is stopped
     // with their replies unread.
     std::thread::sleep(Duration::from_millis(300));
@@ -1673,7 +1667,6 @@ fn callers_that_leave_holding_nothing_do_not_push_out_one_with_replies() {
         departing_caller_child();
         return;
     }
-    use std::io::BufRead;
     const CHURN: u64 = 8;
     let s = TestSession::new("churn");
     // The creator, the departing caller and the churners.
@@ -1687,18 +1680,12 @@ fn callers_that_leave_holding_nothing_do_not_push_out_one_with_replies() {
         worker.id,
         ("SHMWIRE_TEST_ACTOR", actor.actor_id().to_string()),
     );
+    let line = ChildLines::of(&mut victim).until(&["ID "]);
+    let victim_id: WorkerId = line[line.find("ID ").unwrap() + "ID ".len()..]
+        .trim()
+        .parse()
+        .unwrap();
     let child = victim.0.as_mut().unwrap();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    // (After libtest's "test … … " on the same line.)
-    let at = loop {
-        line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0, "the caller ended");
-        if let Some(at) = line.find("ID ") {
-            break at;
-        }
-    };
-    let victim_id: WorkerId = line[at + "ID ".len()..].trim().parse().unwrap();
     // It departs with ten replies cached; then twice the limit of callers
     // connect and leave without a call.
     child.kill().unwrap();
@@ -1729,6 +1716,73 @@ fn callers_that_leave_holding_nothing_do_not_push_out_one_with_replies() {
     worker.wait_success();
 }
 
+/// The stdout of a `caller_child`, line by line, with every line read so
+/// far (for failure messages).
+struct ChildLines {
+    out: std::io::BufReader<std::process::ChildStdout>,
+    seen: Vec<String>,
+}
+
+impl ChildLines {
+    fn of(child: &mut worker_support::KillOnDrop) -> Self {
+        let c = child.0.as_mut().unwrap();
+        Self {
+            out: std::io::BufReader::new(c.stdout.take().unwrap()),
+            seen: Vec::new(),
+        }
+    }
+
+    /// The next line holding any of `needles` (after libtest's "test … … "
+    /// on the same line, maybe); panics if the child ends first.
+    fn until(&mut self, needles: &[&str]) -> String {
+        use std::io::BufRead;
+        loop {
+            let mut line = String::new();
+            assert!(
+                self.out.read_line(&mut line).unwrap() > 0,
+                "the child ended: {:?}",
+                self.seen
+            );
+            self.seen.push(line.clone());
+            if needles.iter().any(|n| line.contains(n)) {
+                return line;
+            }
+        }
+    }
+
+    /// Every line left, to the child's end.
+    fn rest(&mut self) -> &[String] {
+        use std::io::BufRead;
+        loop {
+            let mut line = String::new();
+            if self.out.read_line(&mut line).unwrap() == 0 {
+                return &self.seen;
+            }
+            self.seen.push(line);
+        }
+    }
+}
+
+/// `impostor_child` of test `test`, claiming `victim`'s id at `worker`,
+/// once it said whether it got in.
+fn spawn_impostor(
+    test: &str,
+    s: &TestSession,
+    worker: WorkerId,
+    victim: WorkerId,
+) -> (worker_support::KillOnDrop, ChildLines) {
+    let mut impostor = caller_child(
+        test,
+        "impostor",
+        s,
+        worker,
+        ("SHMWIRE_TEST_VICTIM", victim.to_string()),
+    );
+    let mut lines = ChildLines::of(&mut impostor);
+    lines.until(&["CONNECTED", "REFUSED"]);
+    (impostor, lines)
+}
+
 /// Worker ids are not secret (`shmwire inspect` lists them, a demo
 /// worker's command line names its driver's), so another process with the
 /// token can claim a live caller's id. The worker binds each caller's id
@@ -1747,7 +1801,6 @@ fn a_token_holder_claiming_a_callers_id_is_closed_and_the_caller_served_on() {
         impostor_child();
         return;
     }
-    use std::io::BufRead;
     let s = TestSession::new("impostor");
     let worker = s.spawn_worker(TEST, 1);
     let mut driver = s.driver();
@@ -1756,27 +1809,9 @@ fn a_token_holder_claiming_a_callers_id_is_closed_and_the_caller_served_on() {
         .submit_actor_task(&actor, "add", vec![i64_arg(1)])
         .unwrap();
     assert_eq!(get_i64(&mut driver, &first), 1);
-    let mut impostor = caller_child(
-        TEST,
-        "impostor",
-        &s,
-        worker.id,
-        ("SHMWIRE_TEST_VICTIM", driver.worker_id().to_string()),
-    );
-    let child = impostor.0.as_mut().unwrap();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut lines = Vec::new();
-    let mut line = String::new();
-    // Its connect is answered (the handshake accepts the token); give the
-    // worker a turn to see the connection before calling on.
-    while !(line.contains("CONNECTED") || line.contains("REFUSED")) {
-        line.clear();
-        assert!(
-            out.read_line(&mut line).unwrap() > 0,
-            "the impostor ended: {lines:?}"
-        );
-        lines.push(line.clone());
-    }
+    // Once it said what became of its connect, the worker gets a turn to
+    // see any connection before the calls go on.
+    let (mut impostor, mut lines) = spawn_impostor(TEST, &s, worker.id, driver.worker_id());
     std::thread::sleep(Duration::from_millis(200));
     // The real caller's calls, each with its bounded `get`.
     for x in 2..=21 {
@@ -1784,20 +1819,15 @@ fn a_token_holder_claiming_a_callers_id_is_closed_and_the_caller_served_on() {
             .submit_actor_task(&actor, "add", vec![i64_arg(1)])
             .unwrap();
         let got = driver.get(std::slice::from_ref(&r), Duration::from_secs(10));
-        let v =
-            as_i64(&got.unwrap_or_else(|e| panic!("call {x}: {e}; impostor said {lines:?}"))[0]);
+        let v = as_i64(
+            &got.unwrap_or_else(|e| panic!("call {x}: {e}; impostor said {:?}", lines.seen))[0],
+        );
         assert_eq!(v, x);
     }
     // The impostor was refused in the handshake, naming why; it never got
     // a frame of the caller's.
-    loop {
-        line.clear();
-        if out.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-        lines.push(line.clone());
-    }
-    let status = child.wait().unwrap();
+    let lines = lines.rest().to_vec();
+    let status = impostor.0.as_mut().unwrap().wait().unwrap();
     assert!(status.success(), "{status}");
     assert!(
         lines
@@ -1824,24 +1854,15 @@ fn a_caller_whose_id_was_taken_first_is_told_at_once() {
         impostor_child();
         return;
     }
-    use std::io::BufRead;
     let s = TestSession::new("preclaim");
     let worker = s.spawn_worker(TEST, 1);
     let taken = WorkerId::from_random();
-    let mut impostor = caller_child(
-        TEST,
-        "impostor",
-        &s,
-        worker.id,
-        ("SHMWIRE_TEST_VICTIM", taken.to_string()),
+    let (mut impostor, lines) = spawn_impostor(TEST, &s, worker.id, taken);
+    assert!(
+        lines.seen.iter().any(|l| l.contains("CONNECTED")),
+        "{:?}",
+        lines.seen
     );
-    let child = impostor.0.as_mut().unwrap();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("CONNECTED") {
-        line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0, "the impostor ended");
-    }
     std::thread::sleep(Duration::from_millis(100));
     let mut options = CoreWorkerOptions::new(s.node);
     options.worker_id = taken;

@@ -9,6 +9,7 @@ use std::process::Command;
 use serde_json::Value;
 
 mod bench_schema;
+mod proc_support;
 use bench_schema::{check_mode, check_svg};
 
 /// Case names each mode must report (more with the `iceoryx2` feature).
@@ -193,31 +194,7 @@ fn bench_all_runs_every_mode_with_plots() {
 /// existed stays. (The bench used to leave the default root it made.)
 #[test]
 fn a_root_the_bench_made_is_removed_and_one_that_existed_stays() {
-    let scratch = tempfile::tempdir().unwrap();
-    let bench = |root: &std::path::Path| {
-        let out = Command::new(env!("CARGO_BIN_EXE_shmwire"))
-            .args(["bench", "limit", "--json", "--iters", "200"])
-            .env("SHMWIRE_ROOT", root)
-            .output()
-            .expect("run shmwire bench");
-        assert!(out.status.success(), "{out:?}");
-    };
-    let missing = scratch.path().join("missing-root");
-    bench(&missing);
-    assert!(!missing.exists(), "the bench left the root it made");
-    let existing = scratch.path().join("existing-root");
-    std::fs::create_dir(&existing).unwrap();
-    std::fs::set_permissions(
-        &existing,
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    )
-    .unwrap();
-    bench(&existing);
-    assert!(
-        existing.is_dir(),
-        "the bench removed a root it did not make"
-    );
-    assert_eq!(std::fs::read_dir(&existing).unwrap().count(), 0);
+    proc_support::check_a_root_it_made_is_removed(&["bench", "limit", "--json", "--iters", "200"]);
 }
 
 #[test]

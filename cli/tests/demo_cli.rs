@@ -193,28 +193,8 @@ fn demo_with_an_actor(
 #[test]
 fn a_root_the_demo_made_is_removed_and_one_that_existed_stays() {
     use std::time::Duration;
-    let scratch = tempfile::tempdir().unwrap();
-    let run = |root: &std::path::Path| {
-        let out = Command::new(env!("CARGO_BIN_EXE_shmwire"))
-            .args(["demo", "--tasks", "50", "--window", "4"])
-            .env("SHMWIRE_ROOT", root)
-            .output()
-            .expect("run shmwire demo");
-        assert!(out.status.success(), "{out:?}");
-    };
-    let missing = scratch.path().join("missing-root");
-    run(&missing);
-    assert!(!missing.exists(), "the demo left the root it made");
-    let existing = scratch.path().join("existing-root");
-    std::fs::create_dir(&existing).unwrap();
-    std::fs::set_permissions(
-        &existing,
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    )
-    .unwrap();
-    run(&existing);
-    assert!(existing.is_dir(), "the demo removed a root it did not make");
-    assert_eq!(std::fs::read_dir(&existing).unwrap().count(), 0);
+    let (_scratch, missing) =
+        proc_support::check_a_root_it_made_is_removed(&["demo", "--tasks", "50", "--window", "4"]);
     // Interrupted (its error path): the root it made goes too.
     let (mut child, _out) = demo_with_an_actor(&missing, "2000000");
     assert!(missing.is_dir(), "the demo made its root");

@@ -221,3 +221,31 @@ impl Drop for SmallTmpfs {
             .status();
     }
 }
+
+/// Runs `shmwire` with `args` and `SHMWIRE_ROOT` naming first a missing
+/// directory, then an existing empty one (mode 0700), each run expected to
+/// succeed: a command whose session lives only as long as it runs makes a
+/// missing root itself and removes it again, empty; one that existed stays
+/// (and is left empty). Returns the scratch directory and the path of the
+/// missing root (for more checks on it).
+pub fn check_a_root_it_made_is_removed(args: &[&str]) -> (tempfile::TempDir, PathBuf) {
+    let scratch = tempfile::tempdir().unwrap();
+    let run = |root: &Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_shmwire"))
+            .args(args)
+            .env("SHMWIRE_ROOT", root)
+            .output()
+            .expect("run shmwire");
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    };
+    let missing = scratch.path().join("missing-root");
+    run(&missing);
+    assert!(!missing.exists(), "{args:?} left the root it made");
+    let existing = scratch.path().join("existing-root");
+    fs::create_dir(&existing).unwrap();
+    fs::set_permissions(&existing, fs::Permissions::from_mode(0o700)).unwrap();
+    run(&existing);
+    assert!(existing.is_dir(), "{args:?} removed a root it did not make");
+    assert_eq!(fs::read_dir(&existing).unwrap().count(), 0);
+    (scratch, missing)
+}
