@@ -143,8 +143,10 @@ pub struct WorkerOptions {
     /// scheduling queue and the replies of executed tasks the caller has not
     /// acknowledged (the reply cache), so that a caller that reconnects and
     /// re-sends gets those replies instead of the tasks running twice. With
-    /// more departed callers than this, the one that left longest ago is
-    /// forgotten; a forgotten caller that comes back has its re-sent tasks
+    /// more departed callers than this, those holding no cached reply are
+    /// forgotten first, then the one that left longest ago (so callers that
+    /// connect and leave without a call cannot push out one whose replies
+    /// are cached); a forgotten caller that comes back has its re-sent tasks
     /// run again (at least once, as Ray's retried actor tasks). Without a
     /// bound every caller that ever connected kept its last unacknowledged
     /// replies (up to `max_direct_call_object_size` each) for the worker's
