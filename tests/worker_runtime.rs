@@ -18,7 +18,8 @@ use shmwire::worker::{
     TaskOptions, WorkerError, MAX_DIRECT_CALL_OBJECT_SIZE,
 };
 use worker_support::{
-    as_i64, create_counter, i64_arg, maybe_run_worker, task_error, TestSession, GUARD, MODULE,
+    as_i64, create_counter, i64_arg, maybe_run_worker, task_error, TestSession, WorkerProcess,
+    GUARD, MODULE,
 };
 
 fn get_i64(driver: &mut CoreWorker, r: &ObjectRef) -> i64 {
@@ -2046,4 +2047,106 @@ fn a_callers_lock_file_replaced_under_it_is_put_back() {
     calls_until_intact(&mut driver, "after a directory at its temporary name");
     drop(driver);
     worker.wait_success();
+}
+
+/// A caller whose connection breaks while its worker's directory entry is
+/// replaced by an (unlocked) copy or removed waits for the worker to put
+/// its entry back, since the worker's process lives, instead of
+/// concluding the actor died from one failed lookup (found by an attack
+/// on `a345990`: the demo's driver, stopped past the liveness bound and
+/// continued after the entry was copied over, failed with "actor … died").
+/// A worker that stays unreachable is dead once the grace ends, and at
+/// once when its process is gone.
+#[test]
+fn a_caller_reconnecting_while_the_workers_entry_is_gone_waits_for_it() {
+    maybe_run_worker();
+    let s = TestSession::new("entrygone");
+    let worker = s.spawn_worker(
+        "a_caller_reconnecting_while_the_workers_entry_is_gone_waits_for_it",
+        3,
+    );
+    let mut driver = s.driver();
+    let actor = create_counter(&mut driver, worker.id, 0);
+    let entry = entry_path(&s, worker.id);
+    assert!(entry.is_file(), "the worker's entry {}", entry.display());
+    let add = |d: &mut CoreWorker, total: i64, what: &str| {
+        let r = d
+            .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+            .unwrap();
+        match d.get(std::slice::from_ref(&r), GUARD) {
+            Ok(v) => assert_eq!(as_i64(&v[0]), total, "{what}"),
+            Err(e) => panic!("{what}: {e}"),
+        }
+    };
+    add(&mut driver, 1, "before");
+    // An unlocked copy renamed over the entry: the lookup of the reconnect
+    // takes it for a dead worker's (and removes it).
+    let copy = s.session.dir().join("entry-copy");
+    std::fs::copy(&entry, &copy).unwrap();
+    std::fs::rename(&copy, &entry).unwrap();
+    driver.reset_connection(worker.id);
+    add(&mut driver, 2, "after the entry was replaced by a copy");
+    // Removed.
+    std::fs::remove_file(&entry).unwrap();
+    driver.reset_connection(worker.id);
+    add(&mut driver, 3, "after the entry was removed");
+    drop(driver);
+    worker.wait_success();
+
+    // A new worker and actor; `before` done to it, then the connection
+    // reset and a call made: the call's error and how long it took.
+    let dies_after = |before: &dyn Fn(&mut WorkerProcess)| {
+        let mut worker = s.spawn_worker(
+            "a_caller_reconnecting_while_the_workers_entry_is_gone_waits_for_it",
+            1,
+        );
+        let mut driver = s.driver();
+        let actor = create_counter(&mut driver, worker.id, 0);
+        before(&mut worker);
+        let t0 = Instant::now();
+        driver.reset_connection(worker.id);
+        let r = driver
+            .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+            .unwrap();
+        let e = task_error(&mut driver, &r);
+        let waited = t0.elapsed();
+        drop(driver);
+        worker.kill();
+        assert!(matches!(e, TaskError::ActorDied { .. }), "{e}");
+        waited
+    };
+    let signal = |sig: &str, pid: u32| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig}");
+    };
+    let grace = CoreWorkerOptions::new(s.node).reconnect_grace;
+    // Stopped, its entry removed: dead after the grace, no sooner
+    // (SIGKILL ends a stopped process too).
+    let waited = dies_after(&|w| {
+        signal("-STOP", w.child.as_ref().unwrap().id());
+        std::fs::remove_file(entry_path(&s, w.id)).unwrap();
+    });
+    assert!(
+        waited >= grace - Duration::from_millis(100) && waited < GUARD,
+        "declared dead after {waited:?}, the grace being {grace:?}"
+    );
+    // Killed: dead at once, not after the grace.
+    let waited = dies_after(&|w| w.kill());
+    assert!(
+        waited < grace,
+        "a worker whose process is gone is dead at once, not after {waited:?}"
+    );
+}
+
+/// The directory entry of worker `id` in `s`'s session.
+fn entry_path(s: &TestSession, id: WorkerId) -> std::path::PathBuf {
+    s.session.dir().join(format!(
+        "{}{id}{}",
+        shmwire::shm::ENTRY_PREFIX,
+        shmwire::shm::ENTRY_SUFFIX
+    ))
 }

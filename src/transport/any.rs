@@ -369,13 +369,25 @@ impl Connector {
 
     /// Connects to a worker of this node by id, through the directory.
     pub fn connect_worker(&self, id: &WorkerId) -> Result<AnyConnection, ConnectError> {
+        self.connect_worker_entry(id).map(|(conn, _)| conn)
+    }
+
+    /// [`Connector::connect_worker`], also returning the directory entry
+    /// it dialled (its [`Endpoint::pid`] says which process to watch if
+    /// the connection breaks).
+    pub fn connect_worker_entry(
+        &self,
+        id: &WorkerId,
+    ) -> Result<(AnyConnection, Endpoint), ConnectError> {
         let dir = self
             .directory
             .as_ref()
             .ok_or_else(|| LookupError::NoSuchWorker {
                 key: format!("{id} (no session directory)"),
             })?;
-        self.connect_endpoint(&dir.lookup(id)?)
+        let entry = dir.lookup(id)?;
+        let conn = self.connect_endpoint(&entry)?;
+        Ok((conn, entry))
     }
 
     /// Connects to a worker of this node by name, through the directory.

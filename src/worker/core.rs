@@ -292,7 +292,25 @@ pub struct CoreWorkerOptions {
     /// into `store` ([`StoreClient::pull`]). Default `None`: by-reference
     /// arguments can be read on this node only.
     pub object_manager_address: Option<SocketAddr>,
+    /// How long a worker whose connection broke, and that cannot be
+    /// reached again, is still tried while its process lives (its pid —
+    /// the kernel's `SO_PEERCRED` over shared memory, the directory
+    /// entry's over TCP — exists): every [`RECONNECT_RETRY`], counted from
+    /// the break. Its directory entry may be missing or replaced for a
+    /// moment (a stray `rm` or copy, which the worker puts back within a
+    /// [`LISTENER_CHECK_INTERVAL`](crate::transport::LISTENER_CHECK_INTERVAL)),
+    /// or it may be out of descriptors. Meanwhile its actors' tasks wait
+    /// as for a restart; past it, or as soon as the process is gone, the
+    /// worker is dead and its tasks fail (or restart the actor) as Ray's
+    /// do on a death. Default [`DEATH_GRACE`](crate::node::DEATH_GRACE)
+    /// (2.5 s), the node's own wait before it announces a death;
+    /// `Duration::ZERO` judges from the one reconnect attempt.
+    pub reconnect_grace: Duration,
 }
+
+/// How often a worker in its [`CoreWorkerOptions::reconnect_grace`] is
+/// tried again (50 ms).
+pub const RECONNECT_RETRY: Duration = Duration::from_millis(50);
 
 impl CoreWorkerOptions {
     /// Shared memory with default options, a random worker id, job 1,
@@ -309,6 +327,7 @@ impl CoreWorkerOptions {
             step_timeout: Duration::from_secs(30),
             store: None,
             object_manager_address: None,
+            reconnect_grace: crate::node::DEATH_GRACE,
         }
     }
 
@@ -374,6 +393,29 @@ struct Conn {
     /// sends meanwhile ([`Conn::sendable`]), which could only wait out
     /// another send timeout each.
     lost: bool,
+    /// The worker's process: the kernel's word over shared memory
+    /// (`SO_PEERCRED`), else its directory entry's; `None` if neither
+    /// names one. Watched if the connection breaks (`Unreachable`).
+    pid: Option<u32>,
+}
+
+/// A worker whose connection broke and that could not be reached again
+/// while its process lived: tried again every [`RECONNECT_RETRY`] until
+/// `until` ([`CoreWorkerOptions::reconnect_grace`]), then settled alive
+/// or dead (`CoreWorker::settle`).
+#[derive(Debug)]
+struct Unreachable {
+    pid: u32,
+    until: Instant,
+    next_try: Instant,
+    /// Normal tasks of the broken connection, retried or failed when the
+    /// worker is settled.
+    normal: Vec<TaskId>,
+    /// The violation the connection was cut off for, if it was.
+    cut_off: Option<String>,
+    /// How long the worker had been silent when the connection was
+    /// declared dead for answering no heartbeat, if it was.
+    silent: Option<Duration>,
 }
 
 impl Conn {
@@ -539,6 +581,8 @@ pub struct CoreWorker {
     /// the silence, which the deaths of the tasks it fails name
     /// (`stopped_answering`).
     stopped_answering: Option<(WorkerId, Duration)>,
+    /// Workers in their reconnect grace (see [`Unreachable`]).
+    unreachable: HashMap<WorkerId, Unreachable>,
     /// Its session, whose lock file of this process it puts back if a stray
     /// `rm` or rename takes it (without it, `shmwire inspect` calls the
     /// process dead and cleanup passes remove what it owns).
@@ -951,6 +995,7 @@ impl CoreWorker {
             cut_off: None,
             silent: Vec::new(),
             stopped_answering: None,
+            unreachable: HashMap::new(),
             session: session.clone(),
             lock_check_at: Instant::now() + crate::transport::LISTENER_CHECK_INTERVAL,
             drives: 0,
@@ -976,7 +1021,10 @@ impl CoreWorker {
         if self.conns.contains_key(&worker) {
             return Ok(());
         }
-        let conn = self.connector.connect_worker(&worker)?;
+        let (conn, entry) = self.connector.connect_worker_entry(&worker)?;
+        // The kernel's word (shared memory) before the entry's, which any
+        // process of this user could have written.
+        let pid = conn.peer_pid().or(Some(entry.pid)).filter(|&p| p != 0);
         let kind = conn.kind();
         let key = self.mux.add(conn)?;
         let epoch = self.next_epoch;
@@ -989,6 +1037,7 @@ impl CoreWorker {
                 kind,
                 replies: KnownShapes::default(),
                 lost: false,
+                pid,
             },
         );
         self.by_key.insert(key, worker);
@@ -1985,28 +2034,127 @@ impl CoreWorker {
         let Some(conn) = self.conns.remove(&worker) else {
             return;
         };
+        let since = Instant::now();
         self.by_key.remove(&conn.key);
         if let Some(mut c) = self.mux.remove(conn.key) {
             let _ = c.close();
         }
         let lost = self.tasks.connection_lost(conn.epoch);
         self.resends.retain(|_, (_, _, e)| *e != conn.epoch);
+        let mut normal: Vec<TaskId> = lost
+            .into_iter()
+            .filter(|task| {
+                matches!(
+                    self.tasks.get(task).map(|t| t.payload.target),
+                    Some(Target::Normal(_))
+                )
+            })
+            .collect();
+        // A grace already running (a connection made meanwhile broke too)
+        // keeps its end.
+        let earlier = self.unreachable.remove(&worker);
+        let until = earlier
+            .as_ref()
+            .map_or(since + self.options.reconnect_grace, |u| u.until);
+        if let Some(u) = earlier {
+            normal.extend(u.normal);
+        }
         // Alive (a directory entry whose owner holds its lock, and a
-        // handshake) or dead.
-        let alive = match self.ensure_conn(worker) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::info!(error = %e, %worker, "worker unreachable: failing its tasks");
-                false
-            }
+        // handshake); or its process lives, and it is tried again for the
+        // rest of its grace; or dead.
+        let e = match self.ensure_conn(worker) {
+            Ok(()) => return self.settle(worker, true, normal),
+            Err(e) => e,
         };
-        let actors: Vec<ActorId> = self
-            .actors
+        let pid = conn
+            .pid
+            .filter(|&p| crate::sys::liveness::pid_exists(p) == Some(true));
+        match pid {
+            Some(pid) if Instant::now() < until => {
+                tracing::info!(error = %e, %worker, pid, "worker unreachable but its process lives: trying again");
+                // Its actors' tasks wait as for a restart; those in flight
+                // are retried or fail as on any break.
+                for actor_id in self.actors_on(worker) {
+                    let Some(a) = self.actors.get_mut(&actor_id) else {
+                        continue;
+                    };
+                    let mut evs = a.queue.disconnect(false);
+                    self.actor_events(actor_id, &mut evs, None);
+                }
+                let u = Unreachable {
+                    pid,
+                    until,
+                    next_try: Instant::now() + RECONNECT_RETRY,
+                    normal,
+                    cut_off: self.cut_off.as_ref().map(|(_, v)| v.clone()),
+                    silent: self.stopped_answering.map(|(_, d)| d),
+                };
+                self.unreachable.insert(worker, u);
+            }
+            _ => {
+                tracing::info!(error = %e, %worker, "worker unreachable: failing its tasks");
+                self.settle(worker, false, normal);
+            }
+        }
+    }
+
+    /// The actors this caller knows on `worker`.
+    fn actors_on(&self, worker: WorkerId) -> Vec<ActorId> {
+        self.actors
             .iter()
             .filter(|(_, a)| a.worker == worker)
             .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Tries the workers in their reconnect grace that are due (from
+    /// `drive`): one reached again is alive; one whose process is gone, or
+    /// whose grace ran out, is dead.
+    fn retry_unreachable(&mut self) {
+        if self.unreachable.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let due: Vec<WorkerId> = self
+            .unreachable
+            .iter()
+            .filter(|(_, u)| u.next_try <= now)
+            .map(|(w, _)| *w)
             .collect();
-        for actor_id in actors {
+        for worker in due {
+            let reached = self.ensure_conn(worker);
+            let Some(u) = self.unreachable.get_mut(&worker) else {
+                continue;
+            };
+            let alive = match reached {
+                Ok(()) => true,
+                Err(e) => {
+                    let now = Instant::now();
+                    if now < u.until && crate::sys::liveness::pid_exists(u.pid) == Some(true) {
+                        u.next_try = now + RECONNECT_RETRY;
+                        continue;
+                    }
+                    tracing::info!(error = %e, %worker, "worker still unreachable: failing its tasks");
+                    false
+                }
+            };
+            let Some(u) = self.unreachable.remove(&worker) else {
+                continue;
+            };
+            self.cut_off = u.cut_off.map(|v| (worker, v));
+            self.stopped_answering = u.silent.map(|d| (worker, d));
+            self.settle(worker, alive, u.normal);
+            self.cut_off = None;
+            self.stopped_answering = None;
+        }
+    }
+
+    /// Decides the tasks of a worker whose connection broke: reached again
+    /// (`alive`), its actors' queued and retried tasks go out on the new
+    /// connection and `normal` tasks are retried; dead, its actors restart
+    /// where they can and every other task fails.
+    fn settle(&mut self, worker: WorkerId, alive: bool, normal: Vec<TaskId>) {
+        for actor_id in self.actors_on(worker) {
             let mut evs = match self.actors.get_mut(&actor_id) {
                 Some(a) if !alive && a.restarts.as_ref().is_some_and(Restarts::can_restart) => {
                     // The process died: restart it elsewhere. Tasks sent to
@@ -2034,14 +2182,8 @@ impl CoreWorker {
             };
             self.actor_events(actor_id, &mut evs, None);
         }
-        for task in lost {
-            let normal = matches!(
-                self.tasks.get(&task).map(|t| t.payload.target),
-                Some(Target::Normal(_))
-            );
-            if normal {
-                self.retry_or_fail_normal(task, alive);
-            }
+        for task in normal {
+            self.retry_or_fail_normal(task, alive);
         }
     }
 
@@ -2173,7 +2315,10 @@ impl CoreWorker {
         }
         // No longer than a check interval, so an idle caller checks its
         // lock file too.
-        let timeout = timeout.min(crate::transport::LISTENER_CHECK_INTERVAL);
+        let mut timeout = timeout.min(crate::transport::LISTENER_CHECK_INTERVAL);
+        if let Some(next) = self.unreachable.values().map(|u| u.next_try).min() {
+            timeout = timeout.min(next.saturating_duration_since(Instant::now()));
+        }
         let mut ready = std::mem::take(&mut self.ready);
         self.mux.wait(timeout, &mut ready)?;
         for ev in &ready {
@@ -2189,6 +2334,7 @@ impl CoreWorker {
         }
         self.ready = ready;
         self.handle_lost();
+        self.retry_unreachable();
         self.finish_restarts();
         Ok(())
     }

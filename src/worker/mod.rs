@@ -54,6 +54,7 @@ pub mod task_manager;
 
 pub use self::core::{
     ActorHandle, ActorOptions, CoreWorker, CoreWorkerOptions, ObjectRef, ObjectValue, TaskOptions,
+    RECONNECT_RETRY,
 };
 pub use concurrency::{MAX_ACTOR_THREADS, MAX_CONCURRENCY_GROUPS, MAX_GROUP_NAME_LEN};
 pub use error::{GetError, TaskError, WorkerError};
