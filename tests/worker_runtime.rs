@@ -12,7 +12,9 @@ use shmwire::ids::WorkerId;
 use shmwire::spec::{
     self, Encoder, FunctionDescriptor, PushTaskReply, PushTaskRequest, StatusCode, TaskSpecBuilder,
 };
-use shmwire::transport::{ConnectError, Connector, MessageConnection, TransportConfig};
+use shmwire::transport::{
+    ConnectError, Connection as _, Connector, MessageConnection, TransportConfig,
+};
 use shmwire::worker::{
     ActorHandle, ActorOptions, CoreWorker, CoreWorkerOptions, GetError, ObjectRef, TaskError,
     TaskOptions, WorkerError, MAX_DIRECT_CALL_OBJECT_SIZE,
@@ -874,6 +876,11 @@ fn connect_caller(
     s: &shmwire::shm::Session,
     worker: WorkerId,
 ) -> shmwire::transport::AnyConnection {
+    caller_connector(s).connect_worker(&worker).unwrap()
+}
+
+/// A connector of a new caller id in `s`, through its directory.
+fn caller_connector(s: &shmwire::shm::Session) -> Connector {
     let token = shmwire::node::load_or_create_token(s).unwrap();
     Connector::new(
         TransportConfig::new(WorkerId::from_random(), token),
@@ -883,8 +890,6 @@ fn connect_caller(
         s,
         std::sync::Arc::new(shmwire::node::Directory::for_session(s).unwrap()),
     )
-    .connect_worker(&worker)
-    .unwrap()
 }
 
 /// The child roles of `a_scribbled_ring_is_reported_as_corruption_not_death`.
@@ -2149,4 +2154,69 @@ fn entry_path(s: &TestSession, id: WorkerId) -> std::path::PathBuf {
         shmwire::shm::ENTRY_PREFIX,
         shmwire::shm::ENTRY_SUFFIX
     ))
+}
+
+/// The rings of all the connections a worker accepts stay within its
+/// `ShmOptions::max_ring_memory`: a caller whose rings would not fit gets
+/// smaller ones, then none (refused in the handshake), and a connection's
+/// share comes back when it ends. Before, each same-user caller decided
+/// what the worker reserved: the attack on `a345990` took 2 GiB of the
+/// host's memory with 16 connections asking for the largest rings (sealed
+/// memfds, not in the worker's `VmRSS`).
+#[test]
+fn a_workers_connections_hold_no_more_ring_memory_than_its_budget() {
+    maybe_run_worker();
+    let s = TestSession::new("ringbudget");
+    // 1.25 MiB: two connections with 256 KiB rings (512 KiB each, both
+    // directions), a third with 128 KiB ones, then none.
+    let worker = s.spawn_worker_env(
+        "a_workers_connections_hold_no_more_ring_memory_than_its_budget",
+        4,
+        &[(worker_support::ENV_RING_MEMORY, "1310720")],
+    );
+    let connector = caller_connector(&s.session).with_shm_options(shmwire::transport::ShmOptions {
+        ring_capacity: 256 << 10,
+        ..Default::default()
+    });
+    let capacity = |c: &shmwire::transport::AnyConnection| {
+        let fill = c.ring_fill().expect("a shared-memory connection");
+        assert_eq!(fill.tx_capacity, fill.rx_capacity);
+        fill.tx_capacity
+    };
+    let mut held = Vec::new();
+    for (i, want) in [(1, 256 << 10), (2, 256 << 10), (3, 128 << 10)] {
+        let mut c = connector.connect_worker(&worker.id).unwrap();
+        assert_eq!(capacity(&c), want, "rings of connection {i}");
+        assert_eq!(square_over(&mut c, worker.id, i), i * i);
+        held.push(c);
+    }
+    match connector.connect_worker(&worker.id) {
+        Err(ConnectError::Refused { reason }) => {
+            assert!(reason.contains("max_ring_memory"), "{reason}")
+        }
+        Err(e) => panic!("expected a refusal, got {e}"),
+        Ok(c) => panic!("a fourth connection with {} byte rings", capacity(&c)),
+    }
+    // A connection's share comes back when the worker drops it (at once
+    // when it sees the close; 10 s is far more).
+    let mut first = held.remove(0);
+    first.close().unwrap();
+    drop(first);
+    let until = Instant::now() + Duration::from_secs(10);
+    let mut c = loop {
+        match connector.connect_worker(&worker.id) {
+            Ok(c) => break c,
+            Err(ConnectError::Refused { .. }) if Instant::now() < until => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => panic!("after a connection ended: {e}"),
+        }
+    };
+    assert_eq!(capacity(&c), 256 << 10, "rings after one connection ended");
+    assert_eq!(square_over(&mut c, worker.id, 7), 49);
+    c.close().unwrap();
+    for mut h in held {
+        h.close().unwrap();
+    }
+    worker.wait_success();
 }

@@ -468,7 +468,8 @@ pub(crate) fn check_reply(
         }),
         Status::Refused => Err(ConnectError::Refused {
             reason: "the listener refused the hello: it could not set the connection up \
-                     (out of memory or descriptors, or a transport it does not serve); \
+                     (out of memory or descriptors, its connections' rings at its \
+                     ShmOptions::max_ring_memory, or a transport it does not serve); \
                      its own log names the cause"
                 .into(),
         }),

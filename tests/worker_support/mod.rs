@@ -41,6 +41,8 @@ pub const ENV_DEPARTED_TTL_MS: &str = "SHMWIRE_WORKER_TEST_DEPARTED_TTL_MS";
 /// If set: once bound, the worker lowers its open-file limit to the
 /// descriptors it has open plus this many.
 pub const ENV_SPARE_FDS: &str = "SHMWIRE_WORKER_TEST_SPARE_FDS";
+/// If set: the worker's `ShmOptions::max_ring_memory` in bytes.
+pub const ENV_RING_MEMORY: &str = "SHMWIRE_WORKER_TEST_RING_MEMORY";
 pub const MODULE: &str = "worker_tests";
 /// Bound on every wait of these tests.
 pub const GUARD: Duration = Duration::from_secs(60);
@@ -309,6 +311,11 @@ pub fn maybe_run_worker() {
     }
     if let Ok(ms) = std::env::var(ENV_DEPARTED_TTL_MS) {
         options.departed_caller_ttl = Duration::from_millis(ms.parse().unwrap());
+    }
+    if let Ok(n) = std::env::var(ENV_RING_MEMORY) {
+        if let Some(shm) = options.shm.as_mut() {
+            shm.max_ring_memory = n.parse().unwrap();
+        }
     }
     if let Ok(addr) = std::env::var(ENV_OBJECT_ENDPOINT) {
         options.object_manager_address = Some(addr.parse().unwrap());

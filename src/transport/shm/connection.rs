@@ -82,6 +82,9 @@ pub struct ShmConnection {
     /// The peer's [`ClientSecret`] when it connected to us (its hello's);
     /// `None` on the connecting side.
     pub(super) peer_secret: Option<ClientSecret>,
+    /// The listener side's share of its listener's ring memory
+    /// (`ShmOptions::max_ring_memory`), given back when this drops.
+    pub(super) ring_charge: Option<super::listener::RingCharge>,
     /// The peer's pid (`SO_PEERCRED`, read once at the handshake).
     peer_pid: Option<u32>,
     peer_max_frame: usize,
@@ -298,6 +301,7 @@ impl ShmConnection {
             my_efd,
             peer,
             peer_secret: None,
+            ring_charge: None,
             peer_pid,
             peer_max_frame,
             max_frame: config.max_frame_len,

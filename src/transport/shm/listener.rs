@@ -7,13 +7,14 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
 
 use super::bootstrap::{capacity_limit, check_capacity, create_rings, HelloExt, ReplyExt};
 use super::connection::ShmConnection;
-use super::{socket_path, socket_suffix, ShmOptions, ACK};
+use super::{socket_path, socket_suffix, ShmOptions, ACK, MIN_RING_CAPACITY};
 use crate::ring::{Consumer, MappedStorage, Producer, Ring};
 use crate::shm::Session;
 use crate::sys::fdpass::send_with_fds;
@@ -34,6 +35,66 @@ pub struct ShmListener {
     ident: (u64, u64),
     config: TransportConfig,
     opts: ShmOptions,
+    /// The memory its connections' rings hold ([`ShmOptions::max_ring_memory`]).
+    budget: Arc<RingBudget>,
+}
+
+/// The ring memory of a listener's connections, against
+/// [`ShmOptions::max_ring_memory`]. A mutex, not an atomic: it is taken
+/// once per handshake and once per connection's end.
+#[derive(Debug)]
+pub(crate) struct RingBudget {
+    limit: usize,
+    used: Mutex<usize>,
+}
+
+impl RingBudget {
+    fn new(limit: usize) -> Arc<Self> {
+        Arc::new(Self {
+            limit,
+            used: Mutex::new(0),
+        })
+    }
+
+    /// Charges the rings of one connection: `asked` bytes each (a power of
+    /// two), or the largest power of two that fits what is left; `None`
+    /// when not even two [`MIN_RING_CAPACITY`] rings do.
+    fn charge(self: &Arc<Self>, asked: usize) -> Option<(usize, RingCharge)> {
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        let left = self.limit.saturating_sub(*used) / 2;
+        if left < MIN_RING_CAPACITY {
+            return None;
+        }
+        let cap = asked.min(1 << left.ilog2());
+        *used += 2 * cap;
+        Some((
+            cap,
+            RingCharge {
+                budget: Arc::clone(self),
+                bytes: 2 * cap,
+            },
+        ))
+    }
+
+    /// Bytes charged now.
+    fn used(&self) -> usize {
+        *self.used.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// One connection's rings in its listener's [`RingBudget`]; given back on
+/// drop (the connection's listener side dropped, or its handshake failed).
+#[derive(Debug)]
+pub(crate) struct RingCharge {
+    budget: Arc<RingBudget>,
+    bytes: usize,
+}
+
+impl Drop for RingCharge {
+    fn drop(&mut self) {
+        let mut used = self.budget.used.lock().unwrap_or_else(|p| p.into_inner());
+        *used = used.saturating_sub(self.bytes);
+    }
 }
 
 impl std::fmt::Debug for ShmListener {
@@ -102,9 +163,16 @@ impl ShmListener {
             events: Events::with_capacity(8),
             path,
             ident,
+            budget: RingBudget::new(opts.max_ring_memory),
             config,
             opts,
         })
+    }
+
+    /// Bytes of ring memory its connections (and handshakes under way)
+    /// hold now, against [`ShmOptions::max_ring_memory`].
+    pub fn ring_memory(&self) -> usize {
+        self.budget.used()
     }
 
     /// Whether the socket file under its path is still the one this
@@ -199,6 +267,7 @@ impl ShmListener {
             stage: Stage::Hello(HelloReader::new("hello")),
             config: self.config.clone(),
             opts: self.opts.clone(),
+            budget: Arc::clone(&self.budget),
         })
     }
 }
@@ -220,6 +289,7 @@ struct Made {
     my_efd: EventFd,
     peer_efd: EventFd,
     hello: Hello,
+    charge: RingCharge,
 }
 
 /// The listener's side of a shared-memory hello on one accepted socket,
@@ -234,6 +304,7 @@ pub(crate) struct ShmAccept {
     stage: Stage,
     config: TransportConfig,
     opts: ShmOptions,
+    budget: Arc<RingBudget>,
 }
 
 impl std::fmt::Debug for ShmAccept {
@@ -265,10 +336,25 @@ impl ShmAccept {
                 return Err(e);
             }
         };
-        let cap = match HelloExt::decode(&hello.ext).and_then(|x| check_capacity(x.ring_capacity)) {
+        let asked = match HelloExt::decode(&hello.ext).and_then(|x| check_capacity(x.ring_capacity))
+        {
             // The caller's choice, up to ours (the reply says which).
             Ok(c) => c.min(capacity_limit(self.opts.max_ring_capacity)),
             Err(e) => return refuse(stream, &mut reply, e),
+        };
+        // Within what all connections' rings may hold: smaller rings, or
+        // none.
+        let Some((cap, charge)) = self.budget.charge(asked) else {
+            let e = ConnectError::Refused {
+                reason: format!(
+                    "the rings of this listener's connections hold {} of its {} bytes \
+                     (ShmOptions::max_ring_memory): no room for a connection",
+                    self.budget.used(),
+                    self.budget.limit
+                ),
+            };
+            tracing::warn!(error = %e, caller = %hello.from, "shm hello refused");
+            return refuse(stream, &mut reply, e);
         };
         let setup = || -> Result<_, ConnectError> {
             let rings = create_rings(cap)?;
@@ -307,6 +393,7 @@ impl ShmAccept {
             my_efd,
             peer_efd,
             hello,
+            charge,
         })
     }
 }
@@ -395,6 +482,7 @@ impl Handshake for ShmAccept {
                         &self.opts,
                     )?;
                     conn.peer_secret = Some(made.hello.secret);
+                    conn.ring_charge = Some(made.charge);
                     return Ok(Some(conn));
                 }
                 Stage::Done => {

@@ -90,6 +90,10 @@ pub const DEFAULT_RING_CAPACITY: usize = 1 << 20;
 /// Default [`ShmOptions::max_ring_capacity`]: 64 MiB per ring (room for
 /// the default 16 MiB largest frame several times over).
 pub const DEFAULT_MAX_RING_CAPACITY: usize = 64 << 20;
+/// Default [`ShmOptions::max_ring_memory`]: 1 GiB of rings for all the
+/// connections of one listener (512 callers at the default 1 MiB rings,
+/// eight at the 64 MiB largest).
+pub const DEFAULT_MAX_RING_MEMORY: usize = 1 << 30;
 /// How often a non-blocking receive on an empty ring checks the peer's socket.
 pub(crate) const TRY_RECV_CHECK_INTERVAL: Duration = Duration::from_millis(1);
 /// How often a connection in a [`Mux`](crate::transport::Mux) audits the
@@ -123,18 +127,32 @@ pub struct ShmOptions {
     /// caller's request (up to 2 GiB) must not decide how much of it one
     /// connection reserves. Default [`DEFAULT_MAX_RING_CAPACITY`].
     pub max_ring_capacity: usize,
+    /// Most memory the rings of all connections a listener made may hold
+    /// at once (bytes, both directions counted; each connection's is given
+    /// back when the listener's side of it drops). A caller whose rings
+    /// would not fit gets smaller ones (the largest power of two that
+    /// fits, down to [`MIN_RING_CAPACITY`]; its largest frame shrinks to
+    /// fit) or, with less than two of those left, is refused in the
+    /// handshake ([`ConnectError::Refused`](crate::transport::ConnectError::Refused)).
+    /// The rings are sealed memfds that the listener's `VmRSS` does not
+    /// show, so without this a same-user caller holding connections open
+    /// decided how much of the host's memory the worker reserved.
+    /// Default [`DEFAULT_MAX_RING_MEMORY`].
+    pub max_ring_memory: usize,
     /// Interval between liveness checks of the peer while blocked.
     pub check_interval: Duration,
 }
 
 impl Default for ShmOptions {
     /// Spin-then-park, the ring layer's default spin window, 1 MiB rings
-    /// (at most 64 MiB made for a caller), 2 ms liveness checks.
+    /// (at most 64 MiB made for a caller, 1 GiB for all of a listener's),
+    /// 2 ms liveness checks.
     fn default() -> Self {
         Self {
             wait: WaitStrategy::spin_park(),
             ring_capacity: DEFAULT_RING_CAPACITY,
             max_ring_capacity: DEFAULT_MAX_RING_CAPACITY,
+            max_ring_memory: DEFAULT_MAX_RING_MEMORY,
             check_interval: Duration::from_millis(2),
         }
     }
