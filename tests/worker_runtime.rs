@@ -1636,9 +1636,10 @@ fn caller_child(
 }
 
 /// The child role of
-/// `callers_that_leave_holding_nothing_do_not_push_out_one_with_replies`:
-/// a caller that makes ten calls, leaves their replies unread and says its
-/// worker id (then waits to be killed).
+/// `churning_callers_do_not_push_out_a_live_processs_caller_with_replies`:
+/// a caller that makes ten calls, leaves their replies unread, says its
+/// worker id, then (unless it is killed first) closes its connection and
+/// says so, and waits to be killed: a live process whose caller departed.
 fn departing_caller_child() {
     let (mut me, actor) = child_caller_of_actor();
     let refs: Vec<ObjectRef> = (0..10)
@@ -1651,73 +1652,99 @@ fn departing_caller_child() {
     // in the worker's cache for this caller.
     std::thread::sleep(Duration::from_millis(300));
     println!("ID {}", me.worker_id());
-    std::thread::sleep(GUARD);
+    std::thread::sleep(Duration::from_millis(300));
     drop(refs);
+    drop(me);
+    println!("LEFT");
+    std::thread::sleep(GUARD);
 }
 
 /// A departed caller whose replies are still cached (so that its re-sent
-/// calls are answered once) is remembered, with its id's binding, even
-/// when more callers than `max_departed_callers` leave after it, if they
-/// leave holding no reply. Any token holder can connect and leave by the
-/// thousand; each such departure used to push the oldest departed caller
-/// out (found by an attack: the demo's driver stopped past the TCP
-/// liveness bound, then 70 connect-and-close hellos; on resuming, its
-/// re-sent calls ran twice, or another process had taken its id). Seen
-/// here through the binding: a claim on the departed caller's id is still
-/// closed after the churn.
+/// calls are answered once) is remembered, with its id's binding, when
+/// more callers than `max_departed_callers` leave after it from another
+/// process, whether they leave holding nothing or replies of their own;
+/// one whose process is gone is forgotten first. Any token holder can
+/// connect and leave by the thousand; each such departure used to push
+/// the oldest departed caller out (found by attacks: the demo's driver
+/// stopped past the TCP liveness bound, then 70 connect-and-close hellos,
+/// or 64 callers of one call each; on resuming, its re-sent calls ran
+/// twice, or another process had taken its id). Seen here through the
+/// binding: a claim on the live caller's id is still refused after the
+/// churn, and one on the dead caller's id is let in.
 #[test]
-fn callers_that_leave_holding_nothing_do_not_push_out_one_with_replies() {
-    const TEST: &str = "callers_that_leave_holding_nothing_do_not_push_out_one_with_replies";
+fn churning_callers_do_not_push_out_a_live_processs_caller_with_replies() {
+    const TEST: &str = "churning_callers_do_not_push_out_a_live_processs_caller_with_replies";
     maybe_run_worker();
     if std::env::var(worker_support::ENV_ROLE).as_deref() == Ok("departing-caller") {
         departing_caller_child();
         return;
     }
-    const CHURN: u64 = 8;
+    const CHURN: u64 = 4;
     let s = TestSession::new("churn");
-    // The creator, the departing caller and the churners.
-    let worker = s.spawn_worker_env(TEST, 2 + CHURN, &[(worker_support::ENV_MAX_DEPARTED, "4")]);
+    // The creator, the two departing callers, the churners, the claim let in.
+    let worker = s.spawn_worker_env(
+        TEST,
+        3 + 2 * CHURN + 1,
+        &[(worker_support::ENV_MAX_DEPARTED, "4")],
+    );
     let mut driver = s.driver();
     let actor = create_counter(&mut driver, worker.id, 0);
-    let mut victim = caller_child(
-        TEST,
-        "departing-caller",
-        &s,
-        worker.id,
-        ("SHMWIRE_TEST_ACTOR", actor.actor_id().to_string()),
-    );
-    let line = ChildLines::of(&mut victim).until(&["ID "]);
-    let victim_id: WorkerId = line[line.find("ID ").unwrap() + "ID ".len()..]
-        .trim()
-        .parse()
-        .unwrap();
-    let child = victim.0.as_mut().unwrap();
-    // It departs with ten replies cached; then twice the limit of callers
-    // connect and leave without a call.
+    let departing = || {
+        let mut child = caller_child(
+            TEST,
+            "departing-caller",
+            &s,
+            worker.id,
+            ("SHMWIRE_TEST_ACTOR", actor.actor_id().to_string()),
+        );
+        let mut lines = ChildLines::of(&mut child);
+        let line = lines.until(&["ID "]);
+        let id: WorkerId = line[line.find("ID ").unwrap() + "ID ".len()..]
+            .trim()
+            .parse()
+            .unwrap();
+        (child, lines, id)
+    };
+    // One departs with ten replies cached, its process alive; another
+    // with as many, its process killed.
+    let (_live, mut live_lines, live_id) = departing();
+    live_lines.until(&["LEFT"]);
+    let (mut dead, _, dead_id) = departing();
+    let child = dead.0.as_mut().unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
     std::thread::sleep(Duration::from_millis(300));
+    // Then twice the limit of callers from this process leave: half
+    // without a call, half holding replies of their own.
     for _ in 0..CHURN {
         drop(connect_caller(&s.session, worker.id));
     }
+    callers_come_and_go(&s, &actor, CHURN);
     std::thread::sleep(Duration::from_millis(300));
-    // This process (another client secret) claims the departed caller's id:
-    // refused in the handshake while the worker still keeps that caller.
+    // This process (another client secret) claims the departed callers'
+    // ids: refused in the handshake while the worker keeps that caller.
     let token = shmwire::node::load_or_create_token(&s.session).unwrap();
-    let claim = Connector::new(TransportConfig::new(victim_id, token), s.node)
-        .with_session(
-            &s.session,
-            std::sync::Arc::new(shmwire::node::Directory::for_session(&s.session).unwrap()),
-        )
-        .connect_worker(&worker.id);
+    let claim = |id: WorkerId| {
+        Connector::new(TransportConfig::new(id, token), s.node)
+            .with_session(
+                &s.session,
+                std::sync::Arc::new(shmwire::node::Directory::for_session(&s.session).unwrap()),
+            )
+            .connect_worker(&worker.id)
+    };
+    let on_live = claim(live_id);
     assert!(
-        matches!(claim, Err(ConnectError::CallerIdInUse { caller, .. }) if caller == victim_id),
-        "the claim on a departed caller with cached replies was not refused: {:?}",
-        claim.map(|_| "connected")
+        matches!(on_live, Err(ConnectError::CallerIdInUse { caller, .. }) if caller == live_id),
+        "the claim on a live process's departed caller with cached replies was not refused: {:?}",
+        on_live.map(|_| "connected")
     );
-    // The counter saw the ten calls once.
+    match claim(dead_id) {
+        Ok(mut c) => c.close().unwrap(),
+        Err(e) => panic!("the dead process's caller was kept over the churn: {e}"),
+    }
+    // The counter saw the twenty calls once.
     let r = driver.submit_actor_task(&actor, "get", vec![]).unwrap();
-    assert_eq!(get_i64(&mut driver, &r), 10);
+    assert_eq!(get_i64(&mut driver, &r), 20);
     drop(driver);
     worker.wait_success();
 }

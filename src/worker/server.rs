@@ -143,10 +143,16 @@ pub struct WorkerOptions {
     /// scheduling queue and the replies of executed tasks the caller has not
     /// acknowledged (the reply cache), so that a caller that reconnects and
     /// re-sends gets those replies instead of the tasks running twice. With
-    /// more departed callers than this, those holding no cached reply are
-    /// forgotten first, then the one that left longest ago (so callers that
-    /// connect and leave without a call cannot push out one whose replies
-    /// are cached); a forgotten caller that comes back has its re-sent tasks
+    /// more departed callers than this, they are forgotten in this order:
+    /// those whose process is gone (its pid, from the kernel's
+    /// `SO_PEERCRED` over shared memory, no longer exists: nobody will
+    /// re-send under that id); then those of the process that left the
+    /// most departed callers (a process claiming many ids pays for them
+    /// itself; over TCP the process is unknown and counts as one); then
+    /// those holding no cached reply; then the one that left longest ago.
+    /// So callers that connect and leave, with or without a call, cannot
+    /// push out a live process's one caller whose replies are cached; a
+    /// forgotten caller that comes back has its re-sent tasks
     /// run again (at least once, as Ray's retried actor tasks). Without a
     /// bound every caller that ever connected kept its last unacknowledged
     /// replies (up to `max_direct_call_object_size` each) for the worker's
@@ -224,6 +230,10 @@ struct CallerState {
     /// id: every later connection under the id must present it (see
     /// [`Executor::on_connect`]).
     secret: Option<ClientSecret>,
+    /// The process of its last connection (`SO_PEERCRED` over shared
+    /// memory; `None` over TCP), which decides who is forgotten first
+    /// (`Executor::forget_departed`).
+    pid: Option<u32>,
 }
 
 struct ActorInstance {
@@ -840,7 +850,10 @@ impl Worker {
                         continue;
                     };
                     let caller = c.peer_worker_id();
-                    if self.exec.on_connect(key, caller, c.peer_secret()) {
+                    if self
+                        .exec
+                        .on_connect(key, caller, c.peer_secret(), c.peer_pid())
+                    {
                         self.event(WorkerEvent::Connected { caller });
                         continue;
                     }
@@ -1210,6 +1223,7 @@ impl Executor {
             acked_send: 0,
             departed: None,
             secret,
+            pid: None,
         }
     }
 
@@ -1221,7 +1235,13 @@ impl Executor {
     /// replies to the claimant. The binding lasts as long as the caller's
     /// state (until it is forgotten as departed: `max_departed_callers`,
     /// `departed_caller_ttl`).
-    fn on_connect(&mut self, key: PeerKey, caller: WorkerId, secret: Option<ClientSecret>) -> bool {
+    fn on_connect(
+        &mut self,
+        key: PeerKey,
+        caller: WorkerId,
+        secret: Option<ClientSecret>,
+        pid: Option<u32>,
+    ) -> bool {
         if let Some(cs) = self.callers.get(&caller) {
             // A state made without a connection's secret (none is known
             // where a request creates it) is bound by the next connection.
@@ -1251,6 +1271,7 @@ impl Executor {
         cs.queue = ActorSchedulingQueue::new(wait);
         cs.current = Some(key);
         cs.departed = None;
+        cs.pid = pid;
         if cs.secret.is_none() {
             cs.secret = secret;
         }
@@ -1287,13 +1308,14 @@ impl Executor {
 
     /// Forgets departed callers (their queue and reply cache) that left
     /// `departed_ttl` ago or more, then, while more than `max_departed` are
-    /// left, those holding no reply first, and among them and then among
-    /// the rest the one that left first
-    /// ([`WorkerOptions::max_departed_callers`]). A caller with cached
-    /// replies needs them to answer its re-sent requests once; one without
-    /// loses nothing but its id's binding. So callers that connect and
-    /// leave without a call (which any token holder can make by the
-    /// thousand) cannot push out one whose replies are still cached.
+    /// left, in the order of [`WorkerOptions::max_departed_callers`]: those
+    /// whose process is gone, those of the process with the most departed
+    /// callers, those holding no reply, the one that left first. A caller
+    /// with cached replies needs them to answer its re-sent requests once;
+    /// one without loses nothing but its id's binding; one whose process is
+    /// gone loses nothing. So callers that connect and leave (which any
+    /// token holder can make by the thousand, each making a call) cannot
+    /// push out a live process's one caller whose replies are still cached.
     fn forget_departed(&mut self, now: Instant) {
         if self.departed == 0 {
             return;
@@ -1309,20 +1331,52 @@ impl Executor {
             }
             keep
         });
-        // (holds replies, left at, id): sorted, those holding none come
-        // first, each group oldest first.
-        let mut left: Vec<(bool, Instant, WorkerId)> = self
+        self.departed = self
+            .callers
+            .values()
+            .filter(|cs| cs.departed.is_some())
+            .count();
+        let over = self.departed.saturating_sub(self.max_departed);
+        if over == 0 {
+            return;
+        }
+        // Departed callers per process (one each where it is unknown).
+        let mut per_pid: HashMap<u32, usize> = HashMap::new();
+        for cs in self.callers.values().filter(|cs| cs.departed.is_some()) {
+            if let Some(p) = cs.pid {
+                *per_pid.entry(p).or_default() += 1;
+            }
+        }
+        let mut alive: HashMap<u32, bool> = HashMap::new();
+        // Sorted, the first go: (process lives, Reverse(its departed
+        // callers), holds replies, left at, id).
+        let mut left: Vec<_> = self
             .callers
             .iter()
-            .filter_map(|(id, cs)| cs.departed.map(|t| (!cs.executed.is_empty(), t, *id)))
+            .filter_map(|(id, cs)| {
+                let t = cs.departed?;
+                let (lives, crowd) = match cs.pid {
+                    Some(p) => (
+                        *alive
+                            .entry(p)
+                            .or_insert_with(|| crate::sys::liveness::pid_exists(p) != Some(false)),
+                        per_pid.get(&p).copied().unwrap_or(1),
+                    ),
+                    None => (true, 1),
+                };
+                Some((
+                    lives,
+                    std::cmp::Reverse(crowd),
+                    !cs.executed.is_empty(),
+                    t,
+                    *id,
+                ))
+            })
             .collect();
-        let over = left.len().saturating_sub(self.max_departed);
-        if over > 0 {
-            left.sort_unstable();
-            for (_, _, id) in left.drain(..over) {
-                self.callers.remove(&id);
-                bindings.remove(&id);
-            }
+        left.sort_unstable();
+        for (.., id) in left.drain(..over) {
+            self.callers.remove(&id);
+            bindings.remove(&id);
         }
         self.departed = left.len();
     }
