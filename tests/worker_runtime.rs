@@ -2118,9 +2118,18 @@ fn a_caller_reconnecting_while_the_workers_entry_is_gone_waits_for_it() {
     std::fs::rename(&copy, &entry).unwrap();
     driver.reset_connection(worker.id);
     add(&mut driver, 2, "after the entry was replaced by a copy");
-    // Removed.
+    // Removed; a normal task submitted meanwhile waits for the worker too.
     std::fs::remove_file(&entry).unwrap();
     driver.reset_connection(worker.id);
+    let square = driver
+        .submit_task(
+            worker.id,
+            FunctionDescriptor::rust(MODULE, "", "square"),
+            vec![i64_arg(5)],
+            TaskOptions::default(),
+        )
+        .expect("a task for a worker in its reconnect grace is taken");
+    assert_eq!(get_i64(&mut driver, &square), 25);
     add(&mut driver, 3, "after the entry was removed");
     drop(driver);
     worker.wait_success();

@@ -300,7 +300,8 @@ pub struct CoreWorkerOptions {
     /// moment (a stray `rm` or copy, which the worker puts back within a
     /// [`LISTENER_CHECK_INTERVAL`](crate::transport::LISTENER_CHECK_INTERVAL)),
     /// or it may be out of descriptors. Meanwhile its actors' tasks wait
-    /// as for a restart; past it, or as soon as the process is gone, the
+    /// as for a restart, and normal tasks submitted to it wait to be sent
+    /// ([`CoreWorker::submit_task`] does not fail for it); past it, or as soon as the process is gone, the
     /// worker is dead and its tasks fail (or restart the actor) as Ray's
     /// do on a death. Default [`DEATH_GRACE`](crate::node::DEATH_GRACE)
     /// (2.5 s), the node's own wait before it announces a death;
@@ -411,6 +412,9 @@ struct Unreachable {
     /// Normal tasks of the broken connection, retried or failed when the
     /// worker is settled.
     normal: Vec<TaskId>,
+    /// Normal tasks submitted to it meanwhile, sent (not retried: they
+    /// never went out) or failed when it is settled.
+    unsent: Vec<TaskId>,
     /// The violation the connection was cut off for, if it was.
     cut_off: Option<String>,
     /// How long the worker had been silent when the connection was
@@ -1381,7 +1385,11 @@ impl CoreWorker {
         options: TaskOptions,
     ) -> Result<ObjectRef, WorkerError> {
         self.release_dropped_refs();
-        self.ensure_conn(worker)?;
+        // A worker in its reconnect grace takes the task when it is
+        // reached again (or fails it with the others if it is not).
+        if !self.unreachable.contains_key(&worker) {
+            self.ensure_conn(worker)?;
+        }
         let (args, store_args) = self.resolve_args(args, true)?;
         let counter = self.next_parent_counter();
         let spec = TaskSpecBuilder::new(function)
@@ -1424,7 +1432,10 @@ impl CoreWorker {
             },
             max_retries,
         );
-        self.send_normal(task_id);
+        match self.unreachable.get_mut(&worker) {
+            Some(u) if !self.conns.contains_key(&worker) => u.unsent.push(task_id),
+            _ => self.send_normal(task_id),
+        }
         object_id
     }
 
@@ -2056,14 +2067,16 @@ impl CoreWorker {
         let until = earlier
             .as_ref()
             .map_or(since + self.options.reconnect_grace, |u| u.until);
+        let mut unsent = Vec::new();
         if let Some(u) = earlier {
             normal.extend(u.normal);
+            unsent = u.unsent;
         }
         // Alive (a directory entry whose owner holds its lock, and a
         // handshake); or its process lives, and it is tried again for the
         // rest of its grace; or dead.
         let e = match self.ensure_conn(worker) {
-            Ok(()) => return self.settle(worker, true, normal),
+            Ok(()) => return self.settle(worker, true, normal, unsent),
             Err(e) => e,
         };
         let pid = conn
@@ -2086,6 +2099,7 @@ impl CoreWorker {
                     until,
                     next_try: Instant::now() + RECONNECT_RETRY,
                     normal,
+                    unsent,
                     cut_off: self.cut_off.as_ref().map(|(_, v)| v.clone()),
                     silent: self.stopped_answering.map(|(_, d)| d),
                 };
@@ -2093,7 +2107,7 @@ impl CoreWorker {
             }
             _ => {
                 tracing::info!(error = %e, %worker, "worker unreachable: failing its tasks");
-                self.settle(worker, false, normal);
+                self.settle(worker, false, normal, unsent);
             }
         }
     }
@@ -2143,7 +2157,7 @@ impl CoreWorker {
             };
             self.cut_off = u.cut_off.map(|v| (worker, v));
             self.stopped_answering = u.silent.map(|d| (worker, d));
-            self.settle(worker, alive, u.normal);
+            self.settle(worker, alive, u.normal, u.unsent);
             self.cut_off = None;
             self.stopped_answering = None;
         }
@@ -2151,9 +2165,9 @@ impl CoreWorker {
 
     /// Decides the tasks of a worker whose connection broke: reached again
     /// (`alive`), its actors' queued and retried tasks go out on the new
-    /// connection and `normal` tasks are retried; dead, its actors restart
-    /// where they can and every other task fails.
-    fn settle(&mut self, worker: WorkerId, alive: bool, normal: Vec<TaskId>) {
+    /// connection, `normal` tasks are retried and `unsent` ones sent; dead,
+    /// its actors restart where they can and every other task fails.
+    fn settle(&mut self, worker: WorkerId, alive: bool, normal: Vec<TaskId>, unsent: Vec<TaskId>) {
         for actor_id in self.actors_on(worker) {
             let mut evs = match self.actors.get_mut(&actor_id) {
                 Some(a) if !alive && a.restarts.as_ref().is_some_and(Restarts::can_restart) => {
@@ -2184,6 +2198,13 @@ impl CoreWorker {
         }
         for task in normal {
             self.retry_or_fail_normal(task, alive);
+        }
+        for task in unsent {
+            if alive {
+                self.send_normal(task);
+            } else {
+                self.retry_or_fail_normal(task, false);
+            }
         }
     }
 
