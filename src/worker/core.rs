@@ -301,9 +301,9 @@ pub struct CoreWorkerOptions {
     /// [`LISTENER_CHECK_INTERVAL`](crate::transport::LISTENER_CHECK_INTERVAL)),
     /// or it may be out of descriptors. Meanwhile its actors' tasks wait
     /// as for a restart, and normal tasks submitted to it wait to be sent
-    /// ([`CoreWorker::submit_task`] does not fail for it); past it, or as soon as the process is gone, the
-    /// worker is dead and its tasks fail (or restart the actor) as Ray's
-    /// do on a death. Default [`DEATH_GRACE`](crate::node::DEATH_GRACE)
+    /// ([`CoreWorker::submit_task`] does not fail for it); past it, or as
+    /// soon as the process is gone, the worker is dead and its tasks fail
+    /// (or restart the actor) as Ray's do on a death. Default [`DEATH_GRACE`](crate::node::DEATH_GRACE)
     /// (2.5 s), the node's own wait before it announces a death;
     /// `Duration::ZERO` judges from the one reconnect attempt.
     pub reconnect_grace: Duration,
