@@ -415,6 +415,41 @@ fn sessions_are_listed_and_roots_are_private() {
     d.remove_all().unwrap();
 }
 
+/// A process that made the session root (it was missing) removes it with
+/// its last session there (`Session::remove_all`), once empty; a root that
+/// was there before stays, and so does one holding another session (an
+/// example run under the default root left an empty
+/// `/dev/shm/shmwire-<uid>` behind).
+#[test]
+fn a_root_this_process_made_goes_with_its_last_session() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o700)).unwrap();
+    // Made here: gone after the last of two sessions in it.
+    let made = tmp.path().join("made");
+    let a = Session::open_in(&made, "a").unwrap();
+    let b = Session::open_in(&made, "b").unwrap();
+    a.remove_all().unwrap();
+    assert!(made.is_dir(), "removed while session b was in it");
+    b.remove_all().unwrap();
+    assert!(!made.exists(), "the root this process made was left behind");
+    // There before: stays.
+    let existing = tmp.path().join("existing");
+    fs::create_dir(&existing).unwrap();
+    fs::set_permissions(&existing, fs::Permissions::from_mode(0o700)).unwrap();
+    let c = Session::open_in(&existing, "c").unwrap();
+    c.remove_all().unwrap();
+    assert!(
+        existing.is_dir(),
+        "a root that was there before was removed"
+    );
+    // Made here, but holding a file of someone else's: stays.
+    let shared = tmp.path().join("shared");
+    let d = Session::open_in(&shared, "d").unwrap();
+    fs::write(shared.join("someone-elses"), b"x").unwrap();
+    d.remove_all().unwrap();
+    assert!(shared.join("someone-elses").is_file());
+}
+
 /// Child role: create segments `<prefix>-0`, `<prefix>-1` in the session
 /// named by the environment, say READY, then wait to be killed.
 #[test]

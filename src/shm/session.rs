@@ -265,6 +265,16 @@ fn registry() -> &'static Mutex<HashMap<PathBuf, ProcLock>> {
     REG.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
+/// Session roots this process made (opening a session in a missing root):
+/// [`Session::remove_all`] removes such a root once it is empty, so a
+/// process that made one leaves none behind (an example run under the
+/// default root left an empty `/dev/shm/shmwire-<uid>`). A root that was
+/// there before is never removed.
+fn made_roots() -> &'static Mutex<std::collections::HashSet<PathBuf>> {
+    static MADE: OnceLock<Mutex<std::collections::HashSet<PathBuf>>> = OnceLock::new();
+    MADE.get_or_init(|| Mutex::new(std::collections::HashSet::new()))
+}
+
 /// The names in a session directory: those that are UTF-8 (sorted), and
 /// the others, lossily (sorted; never ours).
 #[derive(Debug, Default)]
@@ -457,6 +467,12 @@ fn owner_lock(dir: &Path, root: Option<&Path>) -> Result<String> {
                 dir_ident,
             },
         );
+        if let Some(root) = root.filter(|_| made_root) {
+            made_roots()
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(root.to_owned());
+        }
         return Ok(name);
     }
 }
@@ -1319,13 +1335,23 @@ impl Session {
     /// and nothing foreign is left in it. Files of other live processes
     /// are never removed. Processes that still map a segment keep their
     /// mapping; a later use of this `Session` takes a new lock file (and
-    /// recreates the directory).
+    /// recreates the directory). If this process made the session root
+    /// (opening a session in a missing root), the root goes too once it is
+    /// empty; a root that was there before is never removed.
     pub fn remove_all(&self) -> Result<CleanupReport> {
         release_owner_lock(&self.dir);
         // The same grace as every pass: a header-less file younger than
         // `UNTAGGED_GRACE` may be another process's segment being made, or
         // a file of the user's under a segment-like name.
-        self.sweep(UNTAGGED_GRACE, true, false)
+        let report = self.sweep(UNTAGGED_GRACE, true, false)?;
+        let mut made = made_roots().lock().unwrap_or_else(|p| p.into_inner());
+        // `remove_dir` removes only an empty directory: a root holding
+        // another session (of this process or another) stays, and the
+        // last of this process's sessions in it removes it.
+        if made.contains(&self.root) && fs::remove_dir(&self.root).is_ok() {
+            made.remove(&self.root);
+        }
+        Ok(report)
     }
 
     /// The one cleanup pass over this session (see the module docs).
