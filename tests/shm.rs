@@ -432,6 +432,12 @@ fn a_root_this_process_made_goes_with_its_last_session() {
     assert!(made.is_dir(), "removed while session b was in it");
     b.remove_all().unwrap();
     assert!(!made.exists(), "the root this process made was left behind");
+    // A later use of the session makes it again, and the next teardown
+    // removes it again.
+    b.process_lock_name().unwrap();
+    assert!(b.dir().is_dir());
+    b.remove_all().unwrap();
+    assert!(!made.exists());
     // There before: stays.
     let existing = tmp.path().join("existing");
     fs::create_dir(&existing).unwrap();

@@ -342,6 +342,18 @@ fn owner_lock(dir: &Path, root: Option<&Path>) -> Result<String> {
         }
         reuse = Some(lock.name.clone());
     }
+    // A root this process made may be gone with its last session
+    // (`Session::remove_all`): a later use makes it again.
+    let made_parent = match root {
+        Some(_) => None,
+        None => dir.parent().map(Path::to_path_buf).filter(|p| {
+            made_roots()
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(p)
+        }),
+    };
+    let root = root.or(made_parent.as_deref());
     let deadline = Instant::now() + SETUP_WAIT;
     let pid = std::process::id();
     // Whether this call made the root (then a failed setup takes it back
@@ -1344,12 +1356,16 @@ impl Session {
         // `UNTAGGED_GRACE` may be another process's segment being made, or
         // a file of the user's under a segment-like name.
         let report = self.sweep(UNTAGGED_GRACE, true, false)?;
-        let mut made = made_roots().lock().unwrap_or_else(|p| p.into_inner());
         // `remove_dir` removes only an empty directory: a root holding
         // another session (of this process or another) stays, and the
-        // last of this process's sessions in it removes it.
-        if made.contains(&self.root) && fs::remove_dir(&self.root).is_ok() {
-            made.remove(&self.root);
+        // last of this process's sessions in it removes it. It stays in the
+        // set: a later use of a session in it makes it again.
+        if made_roots()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&self.root)
+        {
+            let _ = fs::remove_dir(&self.root);
         }
         Ok(report)
     }
