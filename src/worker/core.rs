@@ -1823,8 +1823,12 @@ impl CoreWorker {
                             })
                         }
                         (TaskFailure::ActorUnavailable, Some(w)) => {
-                            self.loss_error(w, function, |function, _| {
-                                TaskError::ActorUnavailable { actor_id, function }
+                            self.loss_error(w, function, |function, stopped_answering| {
+                                TaskError::ActorUnavailable {
+                                    actor_id,
+                                    function,
+                                    stopped_answering,
+                                }
                             })
                         }
                         (TaskFailure::ActorDied, None) => TaskError::ActorDied {
@@ -1832,9 +1836,11 @@ impl CoreWorker {
                             function,
                             stopped_answering: None,
                         },
-                        (TaskFailure::ActorUnavailable, None) => {
-                            TaskError::ActorUnavailable { actor_id, function }
-                        }
+                        (TaskFailure::ActorUnavailable, None) => TaskError::ActorUnavailable {
+                            actor_id,
+                            function,
+                            stopped_answering: None,
+                        },
                         (TaskFailure::Cancelled, _) => TaskError::Cancelled { function },
                     });
                     self.finish_actor_task(actor_id, actor_counter, task, Some(Err(err)));

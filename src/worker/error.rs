@@ -15,6 +15,16 @@ use crate::transport::{ConnectError, LookupError, RecvError, SendError};
 /// for the send timeout on shared memory) — "died or stopped answering
 /// (silent for 5.0 s)": only the silence is known, not that the process is
 /// gone.
+fn how_broken(stopped_answering: &Option<Duration>) -> String {
+    match stopped_answering {
+        None => "lost".to_string(),
+        Some(d) => format!(
+            "declared dead: the actor stopped answering (silent for {:.1} s)",
+            d.as_secs_f64()
+        ),
+    }
+}
+
 fn how_lost(stopped_answering: &Option<Duration>) -> String {
     match stopped_answering {
         None => "died".to_string(),
@@ -81,13 +91,20 @@ pub enum TaskError {
         stopped_answering: Option<Duration>,
     },
     /// The actor could not be reached for this task and it has no retries
-    /// left (Ray's `ACTOR_UNAVAILABLE`).
-    #[error("actor {actor_id} unavailable for task {function} (no retries left)")]
+    /// left (Ray's `ACTOR_UNAVAILABLE`): the connection it was sent on
+    /// broke before its reply, though the actor may live on. The text names
+    /// the silence when the connection was declared dead for it.
+    #[error(
+        "actor {actor_id} unavailable for task {function} (connection {}; no retries left)",
+        how_broken(.stopped_answering)
+    )]
     ActorUnavailable {
         /// The actor.
         actor_id: ActorId,
         /// The function's call string.
         function: String,
+        /// See [`TaskError::ActorDied`]'s field of that name.
+        stopped_answering: Option<Duration>,
     },
     /// The worker running a normal task died or its connection broke, and no
     /// retries were left (Ray's `WORKER_DIED`); as for
