@@ -1618,6 +1618,17 @@ fn caller_child(
     worker: WorkerId,
     extra: (&str, String),
 ) -> worker_support::KillOnDrop {
+    caller_child_env(test, role, s, worker, &[extra])
+}
+
+/// [`caller_child`] with any number of extra variables.
+fn caller_child_env(
+    test: &str,
+    role: &str,
+    s: &TestSession,
+    worker: WorkerId,
+    extra: &[(&str, String)],
+) -> worker_support::KillOnDrop {
     use std::process::{Command, Stdio};
     worker_support::KillOnDrop(Some(
         Command::new(std::env::current_exe().unwrap())
@@ -1627,7 +1638,7 @@ fn caller_child(
             .env(worker_support::ENV_SESSION, s.session.name())
             .env(worker_support::ENV_NODE, s.node.to_string())
             .env(worker_support::ENV_ID, worker.to_string())
-            .env(extra.0, extra.1)
+            .envs(extra.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
@@ -1689,12 +1700,12 @@ fn churning_callers_do_not_push_out_a_live_processs_caller_with_replies() {
     );
     let mut driver = s.driver();
     let actor = create_counter(&mut driver, worker.id, 0);
-    let departing = || {
+    let departing = |worker: WorkerId, actor: &ActorHandle| {
         let mut child = caller_child(
             TEST,
             "departing-caller",
             &s,
-            worker.id,
+            worker,
             ("SHMWIRE_TEST_ACTOR", actor.actor_id().to_string()),
         );
         let mut lines = ChildLines::of(&mut child);
@@ -1707,13 +1718,17 @@ fn churning_callers_do_not_push_out_a_live_processs_caller_with_replies() {
     };
     // One departs with ten replies cached, its process alive; another
     // with as many, its process killed.
-    let (_live, mut live_lines, live_id) = departing();
-    live_lines.until(&["LEFT"]);
-    let (mut dead, _, dead_id) = departing();
-    let child = dead.0.as_mut().unwrap();
-    child.kill().unwrap();
-    child.wait().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let live_and_dead = |worker: WorkerId, actor: &ActorHandle| {
+        let (live, mut live_lines, live_id) = departing(worker, actor);
+        live_lines.until(&["LEFT"]);
+        let (mut dead, _, dead_id) = departing(worker, actor);
+        let child = dead.0.as_mut().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        (live, live_id, dead_id)
+    };
+    let (_live, live_id, dead_id) = live_and_dead(worker.id, &actor);
     // Then twice the limit of callers from this process leave: half
     // without a call, half holding replies of their own.
     for _ in 0..CHURN {
@@ -1724,27 +1739,41 @@ fn churning_callers_do_not_push_out_a_live_processs_caller_with_replies() {
     // This process (another client secret) claims the departed callers'
     // ids: refused in the handshake while the worker keeps that caller.
     let token = shmwire::node::load_or_create_token(&s.session).unwrap();
-    let claim = |id: WorkerId| {
+    let claim = |id: WorkerId, worker: WorkerId| {
         Connector::new(TransportConfig::new(id, token), s.node)
             .with_session(
                 &s.session,
                 std::sync::Arc::new(shmwire::node::Directory::for_session(&s.session).unwrap()),
             )
-            .connect_worker(&worker.id)
+            .connect_worker(&worker)
     };
-    let on_live = claim(live_id);
-    assert!(
-        matches!(on_live, Err(ConnectError::CallerIdInUse { caller, .. }) if caller == live_id),
-        "the claim on a live process's departed caller with cached replies was not refused: {:?}",
-        on_live.map(|_| "connected")
-    );
-    match claim(dead_id) {
+    let refused = |id: WorkerId, worker: WorkerId| {
+        let on_live = claim(id, worker);
+        assert!(
+            matches!(on_live, Err(ConnectError::CallerIdInUse { caller, .. }) if caller == id),
+            "the claim on a live process's departed caller with cached replies was not \
+             refused: {:?}",
+            on_live.map(|_| "connected")
+        );
+    };
+    refused(live_id, worker.id);
+    // The dead process's id is free (`a_caller_id_whose_process_is_gone_is_free`).
+    match claim(dead_id, worker.id) {
         Ok(mut c) => c.close().unwrap(),
-        Err(e) => panic!("the dead process's caller was kept over the churn: {e}"),
+        Err(e) => panic!("the dead process's caller id was not free: {e}"),
     }
     // The counter saw the twenty calls once.
     let r = driver.submit_actor_task(&actor, "get", vec![]).unwrap();
     assert_eq!(get_i64(&mut driver, &r), 20);
+    drop(driver);
+    worker.wait_success();
+    // Only one remembered: the live process's caller, though it left
+    // first, outlasts the dead one's.
+    let worker = s.spawn_worker_env(TEST, 3, &[(worker_support::ENV_MAX_DEPARTED, "1")]);
+    let mut driver = s.driver();
+    let actor = create_counter(&mut driver, worker.id, 0);
+    let (_live, live_id, _) = live_and_dead(worker.id, &actor);
+    refused(live_id, worker.id);
     drop(driver);
     worker.wait_success();
 }
@@ -2254,5 +2283,101 @@ fn a_workers_connections_hold_no_more_ring_memory_than_its_budget() {
     for mut h in held {
         h.close().unwrap();
     }
+    worker.wait_success();
+}
+
+/// The child role of `a_caller_id_whose_process_is_gone_is_free`: a caller
+/// under the id in `SHMWIRE_TEST_CALLER_ID` that adds 1 five times, says
+/// each total, then waits to be killed.
+fn fixed_id_caller_child() {
+    let var = |k| std::env::var(k).unwrap();
+    let session = shmwire::shm::Session::open_in(
+        var(worker_support::ENV_ROOT),
+        &var(worker_support::ENV_SESSION),
+    )
+    .unwrap();
+    let node: shmwire::ids::NodeId = var(worker_support::ENV_NODE).parse().unwrap();
+    let worker: WorkerId = var(worker_support::ENV_ID).parse().unwrap();
+    let actor_id: shmwire::ids::ActorId = var("SHMWIRE_TEST_ACTOR").parse().unwrap();
+    let mut options = CoreWorkerOptions::new(node);
+    options.worker_id = var("SHMWIRE_TEST_CALLER_ID").parse().unwrap();
+    let mut me = CoreWorker::new(&session, options).unwrap();
+    let actor = ActorHandle::new(actor_id, worker, MODULE, "Counter");
+    match me.register_actor(&actor, 0) {
+        Ok(()) => {}
+        Err(e) => {
+            println!("REFUSED {e}");
+            std::thread::sleep(GUARD);
+            return;
+        }
+    }
+    for _ in 0..5 {
+        let r = me
+            .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+            .unwrap();
+        println!("TOTAL {}", get_i64(&mut me, &r));
+    }
+    println!("DONE");
+    std::thread::sleep(GUARD);
+}
+
+/// A process restarted under its caller id (a caller that chose its
+/// `CoreWorkerOptions::worker_id`) is served once the old process is gone,
+/// as a new caller: its calls run (the old process's cached replies, for
+/// the same actor counters, are not handed to it), and the worker goes on.
+/// Before, the id stayed bound to the dead process's client secret until
+/// the worker forgot it (`departed_caller_ttl`, 10 min): the new process
+/// was refused with `CallerIdInUse`. A live process's id stays its own
+/// (`a_token_holder_claiming_a_callers_id_is_closed_and_the_caller_served_on`).
+#[test]
+fn a_caller_id_whose_process_is_gone_is_free() {
+    const TEST: &str = "a_caller_id_whose_process_is_gone_is_free";
+    maybe_run_worker();
+    if std::env::var(worker_support::ENV_ROLE).as_deref() == Ok("fixed-id-caller") {
+        fixed_id_caller_child();
+        return;
+    }
+    let s = TestSession::new("restarted");
+    // The creator and the two incarnations of the caller.
+    let worker = s.spawn_worker(TEST, 3);
+    let mut driver = s.driver();
+    let actor = create_counter(&mut driver, worker.id, 0);
+    let id = WorkerId::from_random();
+    let incarnation = || {
+        let mut child = caller_child_env(
+            TEST,
+            "fixed-id-caller",
+            &s,
+            worker.id,
+            &[
+                ("SHMWIRE_TEST_ACTOR", actor.actor_id().to_string()),
+                ("SHMWIRE_TEST_CALLER_ID", id.to_string()),
+            ],
+        );
+        let mut lines = ChildLines::of(&mut child);
+        lines.until(&["DONE", "REFUSED"]);
+        let totals: Vec<i64> = lines
+            .seen
+            .iter()
+            .filter_map(|l| l.split("TOTAL ").nth(1))
+            .map(|t| t.trim().parse().unwrap())
+            .collect();
+        let c = child.0.as_mut().unwrap();
+        c.kill().unwrap();
+        c.wait().unwrap();
+        // Time for the worker to see the connection end (a new process
+        // under the id before then is closed once and reconnects).
+        std::thread::sleep(Duration::from_millis(300));
+        (totals, lines.seen.clone())
+    };
+    let (first, seen) = incarnation();
+    assert_eq!(first, [1, 2, 3, 4, 5], "{seen:?}");
+    let (second, seen) = incarnation();
+    assert_eq!(
+        second,
+        [6, 7, 8, 9, 10],
+        "the restarted process under the same id: {seen:?}"
+    );
+    drop(driver);
     worker.wait_success();
 }

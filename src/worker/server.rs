@@ -278,9 +278,17 @@ struct Outgoing {
 }
 
 /// Each caller id the worker keeps state for, with the client secret it is
-/// bound to: [`Executor::callers`]' bindings, shared with the listener's
-/// admission check (which runs on the same thread, in the handshake).
-type Bindings = Arc<std::sync::Mutex<HashMap<WorkerId, ClientSecret>>>;
+/// bound to and the pid of the process that last connected under it (over
+/// shared memory): [`Executor::callers`]' bindings, shared with the
+/// listener's admission check (which runs on the same thread, in the
+/// handshake).
+type Bindings = Arc<std::sync::Mutex<HashMap<WorkerId, (ClientSecret, Option<u32>)>>>;
+
+/// Whether the process `pid` that held a caller id is known to be gone
+/// (`false` when it lives or is unknown: over TCP).
+fn owner_gone(pid: Option<u32>) -> bool {
+    pid.is_some_and(|p| crate::sys::liveness::pid_exists(p) == Some(false))
+}
 
 /// Everything but the connections (so a request borrowed from a connection
 /// can be handled while the executor is borrowed mutably).
@@ -541,7 +549,10 @@ impl Worker {
         let bound = Arc::clone(&bindings);
         config.admission = Some(CallerAdmission(Arc::new(move |id, secret| {
             let map = bound.lock().unwrap_or_else(|e| e.into_inner());
-            map.get(id).is_none_or(|b| b.ct_eq(secret))
+            // Another secret is let on to `on_connect` only when the
+            // id's process is gone (a process restarted under its id).
+            map.get(id)
+                .is_none_or(|(b, pid)| b.ct_eq(secret) || owner_gone(*pid))
         })));
         // The area first, so the directory entry can say whether there is
         // one (and why not: `shmwire inspect` shows it).
@@ -1234,7 +1245,9 @@ impl Executor {
     /// connection would restart that caller's sequencing and send its
     /// replies to the claimant. The binding lasts as long as the caller's
     /// state (until it is forgotten as departed: `max_departed_callers`,
-    /// `departed_caller_ttl`).
+    /// `departed_caller_ttl`), or until the caller departed and the process
+    /// of its last connection is gone (over shared memory, where the pid is
+    /// the kernel's): then a new process under the id is a new caller.
     fn on_connect(
         &mut self,
         key: PeerKey,
@@ -1247,7 +1260,21 @@ impl Executor {
             // where a request creates it) is bound by the next connection.
             if let Some(bound) = &cs.secret {
                 if !secret.is_some_and(|s| s.ct_eq(bound)) {
-                    return false;
+                    // Another process. Its id's process gone (it departed
+                    // and its pid no longer exists), the id is free: a new
+                    // process under it is a new caller, without the old
+                    // one's sequencing or reply cache (whose replies
+                    // answer counters this one never sent). Otherwise it
+                    // is a claim on a live caller's id.
+                    let free = cs.departed.is_some()
+                        && !self.peers.values().any(|c| *c == caller)
+                        && owner_gone(cs.pid);
+                    if !free {
+                        return false;
+                    }
+                    tracing::info!(%caller, "caller id of a process that is gone taken by a new process: its old state is forgotten");
+                    self.callers.remove(&caller);
+                    self.departed = self.departed.saturating_sub(1);
                 }
             }
         }
@@ -1279,7 +1306,7 @@ impl Executor {
             self.bindings
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(caller, s);
+                .insert(caller, (s, pid));
         }
         true
     }
