@@ -237,6 +237,7 @@ fn child_dispatch() -> bool {
         "tcp_server" => role_tcp_server(),
         "tmpfs_victim" => role_tmpfs_victim(),
         "shm_victim" => role_shm_victim(),
+        "budget_victim" => role_budget_victim(),
         "corrupter" => role_corrupter(),
         "heartbeat_flooder" => role_heartbeat_flooder(),
         "tcp_victim" => role_tcp_victim(),
@@ -1265,6 +1266,101 @@ fn input14_a_caller_asking_for_huge_rings_gets_the_listeners_largest() {
     c.close().unwrap();
     let status = victim.wait();
     assert!(status.success(), "the listener died: {status}");
+}
+
+/// The listener of `input15`: a ring budget of 1 MiB; accepts callers one
+/// at a time (each served until it hangs up) and says what became of each
+/// hello and what the rings hold then.
+fn role_budget_victim() {
+    let s = child_session();
+    let opts = ShmOptions {
+        max_ring_memory: 1 << 20,
+        ..shm_opts()
+    };
+    let mut l = ShmListener::bind(&s, cfg(1, &s), opts).unwrap();
+    say("LISTENING");
+    for _ in 0..6 {
+        match l.accept_timeout(GUARD) {
+            Ok(mut c) => {
+                let _ = c.recv_timeout(GUARD);
+                drop(c);
+                say(format!("ENDED {}", l.ring_memory()));
+            }
+            Err(e) => say(format!("FAILED {} {e}", l.ring_memory())),
+        }
+    }
+    // The seventh: this side ends it first, the caller still there (it
+    // may read its last frames): the rings linger, charged, then go.
+    let mut c = l.accept_timeout(GUARD).unwrap();
+    c.send(b"last words").unwrap();
+    drop(c);
+    say(format!("LINGERING {}", l.ring_memory()));
+    assert_eq!(hear(), "LOOKED");
+    std::thread::sleep(Duration::from_millis(2_200));
+    say(format!("GONE {}", l.ring_memory()));
+}
+
+/// A caller of the shm transport is handed the rings' sealed memfds; one
+/// that keeps them and hangs up — without acknowledging, or after — kept
+/// their memory, while the listener gave the connection's share of its
+/// ring budget (`ShmOptions::max_ring_memory`) back: the attack on
+/// `fd2ff2d` held 3 GiB (three times the budget) in 0.3 s by repeating it.
+/// The listener now discards the rings' memory (punches it out of the
+/// memfds, which the seals allow) before it gives their share back: the
+/// descriptors the caller keeps hold no memory, and the budget still
+/// comes back for the next caller.
+#[test]
+fn input15_a_caller_keeping_the_ring_memfds_holds_no_memory_after_it_leaves() {
+    if child_dispatch() {
+        return;
+    }
+    let root = Root::new();
+    let s = &root.session;
+    let test = "input15_a_caller_keeping_the_ring_memfds_holds_no_memory_after_it_leaves";
+    let mut victim = Kid::spawn(test, "budget_victim", &root.path(), "");
+    assert_eq!(victim.line(), "LISTENING");
+    let path = listener_socket(s, &wid(1));
+    let mut kept = Vec::new();
+    // Six callers asking for 256 KiB rings (512 KiB a connection, the
+    // budget holding two): three leave without acknowledging, three after.
+    for i in 0..6 {
+        let (mut sock, reply, fds) = raw_shm_hello(s, &path, 256 << 10);
+        let made = u64::from_le_bytes(reply[96..104].try_into().unwrap());
+        assert_eq!(made, 256 << 10, "caller {i}: the budget did not come back");
+        if i >= 3 {
+            sock.write_all(b"A").unwrap();
+        }
+        drop(sock);
+        let line = victim.line();
+        assert!(
+            line.starts_with("ENDED 0") || line.starts_with("FAILED 0 "),
+            "caller {i}: {line}"
+        );
+        kept.extend(fds.into_iter().skip(2));
+    }
+    // What the kept memfds still hold.
+    let held = |fds: &[std::os::fd::OwnedFd]| -> u64 {
+        fds.iter()
+            .map(|fd| rustix::fs::fstat(fd).unwrap().st_blocks as u64 * 512)
+            .sum()
+    };
+    assert_eq!(held(&kept), 0, "the rings' memory outlived the connections");
+    // A connection the listener ends first, the caller still there: its
+    // rings stay whole (its last frame readable) and charged for
+    // `RING_LINGER` (2 s), then go.
+    let (mut sock, _, fds) = raw_shm_hello(s, &path, 256 << 10);
+    sock.write_all(b"A").unwrap();
+    let line = victim.line();
+    assert_eq!(line, format!("LINGERING {}", 512 << 10));
+    let rings: Vec<_> = fds.into_iter().skip(2).collect();
+    assert!(
+        held(&rings) > 0,
+        "discarded while the caller may still read"
+    );
+    victim.tell("LOOKED");
+    assert_eq!(victim.line(), "GONE 0");
+    assert_eq!(held(&rings), 0, "the lingering rings were not discarded");
+    drop(sock);
 }
 
 // ---------------------------------------------------------------------------

@@ -130,6 +130,24 @@ impl AnonSegment {
         })
     }
 
+    /// Gives the memory of every page back to the host, keeping the size
+    /// ([`crate::sys::memfd::discard`]): for memory that peers were handed
+    /// and may still hold. Every mapping of it (this one too) reads zeros
+    /// afterwards.
+    ///
+    /// # Errors
+    /// [`ShmError::Io`] when the kernel refuses (not expected for a memfd
+    /// shmwire made).
+    pub fn discard(&self) -> Result<()> {
+        crate::sys::memfd::discard(&self.fd, self.len as u64).map_err(|e| {
+            ShmError::io(
+                "fallocate (punch hole)",
+                std::path::Path::new("memfd:ring"),
+                e,
+            )
+        })
+    }
+
     /// Whether the mapping is writable (`PROT_WRITE`).
     pub fn is_writable(&self) -> bool {
         self.writable

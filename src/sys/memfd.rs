@@ -48,6 +48,32 @@ pub(crate) fn create_sealed(name: &str, len: u64) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// Frees every page of a memfd of `len` bytes, keeping its size
+/// (`fallocate(PUNCH_HOLE | KEEP_SIZE)`, allowed under shmwire's seals,
+/// which forbid resizing, not writing): the memory goes back to the host
+/// whoever else still holds the descriptor or a mapping of it. Such a
+/// holder then reads zeros, and a page it writes again is allocated (and
+/// charged) to it.
+pub(crate) fn discard(fd: impl AsFd, len: u64) -> io::Result<()> {
+    // Whole pages: a partial last page would only be zeroed, not freed.
+    // 64 KiB covers every page size Linux uses; past the end of the file
+    // there is nothing to punch.
+    const ANY_PAGE: u64 = 64 << 10;
+    let len = len.div_ceil(ANY_PAGE) * ANY_PAGE;
+    loop {
+        match rustix::fs::fallocate(
+            &fd,
+            rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
+            0,
+            len,
+        ) {
+            Ok(()) => return Ok(()),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// `MemAvailable` of `/proc/meminfo`, in bytes; `None` when it cannot be
 /// read or parsed (then only the reservation itself can fail).
 fn mem_available() -> Option<u64> {

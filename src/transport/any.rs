@@ -976,7 +976,9 @@ impl Listener {
     /// ([`Session::dir_intact`]: a new directory or a link at its path is
     /// not this process's to fill). `also` is another poll the sockets are
     /// registered with (the [`Mux`](super::Mux)'s) and their token there.
-    /// A TCP listener has no file to lose. Costs six `stat`/`fstat` calls
+    /// A TCP listener has no file to lose. Also discards the shm rings of
+    /// ended connections whose linger is over
+    /// ([`ShmListener::ring_memory`]). Costs six `stat`/`fstat` calls
     /// when nothing is missing; the worker runtime's `Worker` and the
     /// store service call it every [`LISTENER_CHECK_INTERVAL`].
     ///
@@ -988,6 +990,10 @@ impl Listener {
         &mut self,
         also: Option<(&mio::Registry, Token)>,
     ) -> (Restored, Vec<ConnectError>) {
+        // Whatever else is missing: rings lingering past their time go.
+        if let Some(l) = &self.shm {
+            l.discard_lingering_rings();
+        }
         let mut done = Restored::default();
         let mut errors = Vec::new();
         if !self.session.dir_intact() {

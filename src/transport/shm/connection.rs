@@ -744,6 +744,17 @@ impl Drop for ShmConnection {
         if self.refused {
             self.cut_off();
         }
+        // The listener's side: the rings' memory goes back to the host now
+        // if the peer hung up, else after it had time to read its last
+        // frames (`RingCharge::end`).
+        if let Some(charge) = self.ring_charge.take() {
+            // The ring ends first: their detaching writes the rings'
+            // headers, which must not fault pages back in after the
+            // discard.
+            drop(self.tx.take());
+            drop(self.rx.take());
+            charge.end(!crate::sys::fdpass::peer_connected(self.sock.as_fd()));
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use super::bootstrap::{capacity_limit, check_capacity, create_rings, HelloExt, R
 use super::connection::ShmConnection;
 use super::{socket_path, socket_suffix, ShmOptions, ACK, MIN_RING_CAPACITY};
 use crate::ring::{Consumer, MappedStorage, Producer, Ring};
-use crate::shm::Session;
+use crate::shm::{AnonSegment, Session};
 use crate::sys::fdpass::send_with_fds;
 use crate::transport::accept::{
     accept_within, drive_blocking, try_accept, write_fresh, Handshake, HelloReader,
@@ -39,61 +39,139 @@ pub struct ShmListener {
     budget: Arc<RingBudget>,
 }
 
+/// How long the rings of a connection the listener's side ended first
+/// stay whole (and charged) for the peer to read its last frames, e.g. the
+/// reply to an actor's terminate, before their memory is discarded (2 s).
+pub(crate) const RING_LINGER: Duration = Duration::from_secs(2);
+
 /// The ring memory of a listener's connections, against
-/// [`ShmOptions::max_ring_memory`]. A mutex, not an atomic: it is taken
-/// once per handshake and once per connection's end.
+/// [`ShmOptions::max_ring_memory`]. A connection's rings are charged from
+/// its hello until their memory is discarded ([`AnonSegment::discard`]),
+/// not merely until the connection ends: the caller was handed the memfds
+/// and may keep them (and the memory) after hanging up. A mutex, not an
+/// atomic: it is taken once per handshake and once per connection's end.
 #[derive(Debug)]
 pub(crate) struct RingBudget {
     limit: usize,
-    used: Mutex<usize>,
+    state: Mutex<BudgetState>,
+}
+
+#[derive(Debug, Default)]
+struct BudgetState {
+    /// Bytes charged: rings live or lingering.
+    used: usize,
+    /// Rings of connections ended by this side while the peer was still
+    /// there, discarded (and refunded) at their deadline.
+    lingering: Vec<(Instant, [Arc<AnonSegment>; 2], usize)>,
+}
+
+impl BudgetState {
+    /// Discards the lingering rings whose deadline passed.
+    fn reap(&mut self, now: Instant) {
+        let mut refund = 0;
+        self.lingering.retain(|(until, rings, bytes)| {
+            if *until > now {
+                return true;
+            }
+            discard(rings);
+            refund += bytes;
+            false
+        });
+        self.used = self.used.saturating_sub(refund);
+    }
+}
+
+/// Gives both rings' memory back to the host (logged if refused, which a
+/// memfd shmwire made does not do).
+fn discard(rings: &[Arc<AnonSegment>; 2]) {
+    for r in rings {
+        if let Err(e) = r.discard() {
+            tracing::warn!(error = %e, "could not discard a connection's ring memory");
+        }
+    }
 }
 
 impl RingBudget {
     fn new(limit: usize) -> Arc<Self> {
         Arc::new(Self {
             limit,
-            used: Mutex::new(0),
+            state: Mutex::new(BudgetState::default()),
         })
     }
 
-    /// Charges the rings of one connection: `asked` bytes each (a power of
-    /// two), or the largest power of two that fits what is left; `None`
+    fn state(&self) -> std::sync::MutexGuard<'_, BudgetState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reserves the rings of one connection: `asked` bytes each (a power
+    /// of two), or the largest power of two that fits what is left; `None`
     /// when not even two [`MIN_RING_CAPACITY`] rings do.
-    fn charge(self: &Arc<Self>, asked: usize) -> Option<(usize, RingCharge)> {
-        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
-        let left = self.limit.saturating_sub(*used) / 2;
+    fn reserve(&self, asked: usize) -> Option<usize> {
+        let mut st = self.state();
+        st.reap(Instant::now());
+        let left = self.limit.saturating_sub(st.used) / 2;
         if left < MIN_RING_CAPACITY {
             return None;
         }
         let cap = asked.min(1 << left.ilog2());
-        *used += 2 * cap;
-        Some((
-            cap,
-            RingCharge {
-                budget: Arc::clone(self),
-                bytes: 2 * cap,
-            },
-        ))
+        st.used += 2 * cap;
+        Some(cap)
     }
 
-    /// Bytes charged now.
+    /// Gives back a reservation whose rings were never made.
+    fn unreserve(&self, cap: usize) {
+        let mut st = self.state();
+        st.used = st.used.saturating_sub(2 * cap);
+    }
+
+    /// Bytes charged now (lingering rings past their deadline discarded
+    /// first).
     fn used(&self) -> usize {
-        *self.used.lock().unwrap_or_else(|p| p.into_inner())
+        let mut st = self.state();
+        st.reap(Instant::now());
+        st.used
     }
 }
 
-/// One connection's rings in its listener's [`RingBudget`]; given back on
-/// drop (the connection's listener side dropped, or its handshake failed).
+/// One connection's rings in its listener's [`RingBudget`]. Ended with
+/// [`RingCharge::end`] by the connection; dropped otherwise (a handshake
+/// that failed after the rings were made: no peer will read them), it
+/// discards the rings at once.
 #[derive(Debug)]
 pub(crate) struct RingCharge {
     budget: Arc<RingBudget>,
     bytes: usize,
+    rings: Option<[Arc<AnonSegment>; 2]>,
+}
+
+impl RingCharge {
+    /// The listener's side of the connection ends. A peer that hung up
+    /// reads nothing more: the rings are discarded now. A peer still there
+    /// may read its last frames: the rings linger, charged, for
+    /// [`RING_LINGER`].
+    pub(crate) fn end(mut self, peer_gone: bool) {
+        let Some(rings) = self.rings.take() else {
+            return;
+        };
+        if peer_gone {
+            discard(&rings);
+            let mut st = self.budget.state();
+            st.used = st.used.saturating_sub(self.bytes);
+        } else {
+            let mut st = self.budget.state();
+            st.lingering
+                .push((Instant::now() + RING_LINGER, rings, self.bytes));
+        }
+    }
 }
 
 impl Drop for RingCharge {
     fn drop(&mut self) {
-        let mut used = self.budget.used.lock().unwrap_or_else(|p| p.into_inner());
-        *used = used.saturating_sub(self.bytes);
+        if let Some(rings) = self.rings.take() {
+            discard(&rings);
+            let mut st = self.budget.state();
+            st.used = st.used.saturating_sub(self.bytes);
+        }
     }
 }
 
@@ -169,10 +247,19 @@ impl ShmListener {
         })
     }
 
-    /// Bytes of ring memory its connections (and handshakes under way)
-    /// hold now, against [`ShmOptions::max_ring_memory`].
+    /// Bytes of ring memory its connections (handshakes under way, and
+    /// connections it ended lingering for [`RING_LINGER`]) hold now,
+    /// against [`ShmOptions::max_ring_memory`]. Also discards the lingering
+    /// rings whose time is up (the worker calls it every
+    /// [`LISTENER_CHECK_INTERVAL`](crate::transport::LISTENER_CHECK_INTERVAL)).
     pub fn ring_memory(&self) -> usize {
         self.budget.used()
+    }
+
+    /// Discards the rings of connections it ended whose
+    /// [`RING_LINGER`] is over (from [`Listener::restore`](crate::transport::Listener::restore)).
+    pub(crate) fn discard_lingering_rings(&self) {
+        self.budget.state().reap(Instant::now());
     }
 
     /// Whether the socket file under its path is still the one this
@@ -344,7 +431,7 @@ impl ShmAccept {
         };
         // Within what all connections' rings may hold: smaller rings, or
         // none.
-        let Some((cap, charge)) = self.budget.charge(asked) else {
+        let Some(cap) = self.budget.reserve(asked) else {
             let e = ConnectError::Refused {
                 reason: format!(
                     "the rings of this listener's connections hold {} of its {} bytes \
@@ -367,7 +454,17 @@ impl ShmAccept {
         let (rings, rx, tx, my_efd, peer_efd) = match setup() {
             Ok(v) => v,
             // Tell the caller instead of just hanging up.
-            Err(e) => return refuse(stream, &mut reply, e),
+            Err(e) => {
+                self.budget.unreserve(cap);
+                return refuse(stream, &mut reply, e);
+            }
+        };
+        // From here the rings are charged until discarded, whatever
+        // becomes of the handshake.
+        let charge = RingCharge {
+            budget: Arc::clone(&self.budget),
+            bytes: 2 * cap,
+            rings: Some([Arc::clone(&rings.c2s_seg), Arc::clone(&rings.s2c_seg)]),
         };
         reply.ext = ReplyExt {
             ring_capacity: cap as u64,

@@ -128,8 +128,11 @@ pub struct ShmOptions {
     /// connection reserves. Default [`DEFAULT_MAX_RING_CAPACITY`].
     pub max_ring_capacity: usize,
     /// Most memory the rings of all connections a listener made may hold
-    /// at once (bytes, both directions counted; each connection's is given
-    /// back when the listener's side of it drops). A caller whose rings
+    /// at once (bytes, both directions counted). A connection's share is
+    /// given back once its rings' memory is discarded (punched out of the
+    /// memfds, whoever still holds them): when the listener's side of it
+    /// drops after the peer hung up (or its handshake failed), else 2 s
+    /// later. A caller whose rings
     /// would not fit gets smaller ones (the largest power of two that
     /// fits, down to [`MIN_RING_CAPACITY`]; its largest frame shrinks to
     /// fit) or, with less than two of those left, is refused in the
