@@ -1648,12 +1648,13 @@ fn caller_child_env(
 
 /// The child role of
 /// `churning_callers_do_not_push_out_a_live_processs_caller_with_replies`:
-/// a caller that makes ten calls, leaves their replies unread, says its
+/// a caller that makes ten calls (or `SHMWIRE_TEST_CALLS`), leaves their replies unread, says its
 /// worker id, then (unless it is killed first) closes its connection and
 /// says so, and waits to be killed: a live process whose caller departed.
 fn departing_caller_child() {
     let (mut me, actor) = child_caller_of_actor();
-    let refs: Vec<ObjectRef> = (0..10)
+    let calls: usize = std::env::var("SHMWIRE_TEST_CALLS").map_or(10, |n| n.parse().unwrap());
+    let refs: Vec<ObjectRef> = (0..calls)
         .map(|_| {
             me.submit_actor_task(&actor, "add", vec![i64_arg(1)])
                 .unwrap()
@@ -1774,6 +1775,37 @@ fn churning_callers_do_not_push_out_a_live_processs_caller_with_replies() {
     let actor = create_counter(&mut driver, worker.id, 0);
     let (_live, live_id, _) = live_and_dead(worker.id, &actor);
     refused(live_id, worker.id);
+    drop(driver);
+    worker.wait_success();
+    // Four remembered; after the live caller of ten calls, five callers
+    // of one call each leave, each from a live process of its own (the
+    // attack on `fd2ff2d` used 64): those that ran fewer tasks go first.
+    let worker = s.spawn_worker_env(TEST, 7, &[(worker_support::ENV_MAX_DEPARTED, "4")]);
+    let mut driver = s.driver();
+    let actor = create_counter(&mut driver, worker.id, 0);
+    let (live, mut live_lines, live_id) = departing(worker.id, &actor);
+    live_lines.until(&["LEFT"]);
+    let mut churners = Vec::new();
+    for _ in 0..5 {
+        let mut child = caller_child_env(
+            TEST,
+            "departing-caller",
+            &s,
+            worker.id,
+            &[
+                ("SHMWIRE_TEST_ACTOR", actor.actor_id().to_string()),
+                ("SHMWIRE_TEST_CALLS", "1".to_string()),
+            ],
+        );
+        // Its output read on to the end: a closed pipe would end it.
+        let mut lines = ChildLines::of(&mut child);
+        lines.until(&["LEFT"]);
+        churners.push((child, lines));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    refused(live_id, worker.id);
+    drop(churners);
+    drop(live);
     drop(driver);
     worker.wait_success();
 }

@@ -149,9 +149,11 @@ pub struct WorkerOptions {
     /// re-send under that id); then those of the process that left the
     /// most departed callers (a process claiming many ids pays for them
     /// itself; over TCP the process is unknown and counts as one); then
-    /// those holding no cached reply; then the one that left longest ago.
-    /// So callers that connect and leave, with or without a call, cannot
-    /// push out a live process's one caller whose replies are cached; a
+    /// those holding no cached reply; then those that ran the fewest
+    /// actor tasks here; then the one that left longest ago. So callers
+    /// that connect and leave, with or without a call, cannot push out a
+    /// live process's one caller whose replies are cached, unless each of
+    /// them, from a process of its own, ran as many tasks as it did; a
     /// forgotten caller that comes back has its re-sent tasks
     /// run again (at least once, as Ray's retried actor tasks). Without a
     /// bound every caller that ever connected kept its last unacknowledged
@@ -1337,7 +1339,8 @@ impl Executor {
     /// `departed_ttl` ago or more, then, while more than `max_departed` are
     /// left, in the order of [`WorkerOptions::max_departed_callers`]: those
     /// whose process is gone, those of the process with the most departed
-    /// callers, those holding no reply, the one that left first. A caller
+    /// callers, those holding no reply, those that ran the fewest tasks
+    /// here, the one that left first. A caller
     /// with cached replies needs them to answer its re-sent requests once;
     /// one without loses nothing but its id's binding; one whose process is
     /// gone loses nothing. So callers that connect and leave (which any
@@ -1376,7 +1379,7 @@ impl Executor {
         }
         let mut alive: HashMap<u32, bool> = HashMap::new();
         // Sorted, the first go: (process lives, Reverse(its departed
-        // callers), holds replies, left at, id).
+        // callers), holds replies, tasks it ran here, left at, id).
         let mut left: Vec<_> = self
             .callers
             .iter()
@@ -1395,6 +1398,7 @@ impl Executor {
                     lives,
                     std::cmp::Reverse(crowd),
                     !cs.executed.is_empty(),
+                    cs.sends,
                     t,
                     *id,
                 ))
