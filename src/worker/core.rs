@@ -2154,7 +2154,19 @@ impl CoreWorker {
                         u.next_try = now + RECONNECT_RETRY;
                         continue;
                     }
-                    tracing::info!(error = %e, %worker, "worker still unreachable: failing its tasks");
+                    if crate::sys::liveness::pid_exists(u.pid) == Some(true) {
+                        // Not a death the caller saw: say why it is taken
+                        // for one.
+                        tracing::warn!(
+                            error = %e,
+                            %worker,
+                            pid = u.pid,
+                            grace = ?self.options.reconnect_grace,
+                            "the worker's process lives but could not be reached again within the reconnect grace: its tasks fail as if it died"
+                        );
+                    } else {
+                        tracing::info!(error = %e, %worker, "worker still unreachable, its process gone: failing its tasks");
+                    }
                     false
                 }
             };
