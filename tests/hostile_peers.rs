@@ -1291,8 +1291,12 @@ fn role_budget_victim() {
     }
     // The seventh: this side ends it first, the caller still there (it
     // may read its last frames): the rings linger, charged, then go.
+    // Closed as a worker closes one it cuts off (the socket's own shutdown
+    // must not be taken for the peer's hang-up: found by the attack on
+    // `0e3edad`, the rings were discarded at once).
     let mut c = l.accept_timeout(GUARD).unwrap();
     c.send(b"last words").unwrap();
+    c.close().unwrap();
     drop(c);
     say(format!("LINGERING {}", l.ring_memory()));
     assert_eq!(hear(), "LOOKED");

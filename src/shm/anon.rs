@@ -131,7 +131,7 @@ impl AnonSegment {
     }
 
     /// Gives the memory of every page back to the host, keeping the size
-    /// ([`crate::sys::memfd::discard`]): for memory that peers were handed
+    /// (`fallocate(PUNCH_HOLE)`): for memory that peers were handed
     /// and may still hold. Every mapping of it (this one too) reads zeros
     /// afterwards.
     ///

@@ -182,22 +182,61 @@ pub(crate) fn pid_exists(pid: u32) -> Option<bool> {
     }
 }
 
-/// Whether `/proc/<pid>/stat` names an exited process (a zombie, `Z`, or
-/// one being reaped, `X`); `false` when it cannot be read.
+/// Whether `pid` names an exited process: its leader a zombie (`Z`) or
+/// being reaped (`X`) in `/proc/<pid>/stat`, and no other thread of it
+/// alive (`/proc/<pid>/task`). A leader that ended with `pthread_exit` /
+/// `SYS_exit` while other threads run shows `Z` too, though the process
+/// lives on (found by the attack on `0e3edad`: such a caller's id was taken
+/// for a dead process's). `false` when it cannot be read.
 fn exited(pid: u32) -> bool {
-    // The state follows the last ')' (the command name may hold any byte,
-    // parentheses included).
-    std::fs::read(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        s.iter()
-            .rposition(|&b| b == b')')
-            .and_then(|i| s.get(i + 2))
-            .is_some_and(|&st| st == b'Z' || st == b'X')
-    })
+    let state = |path: String| std::fs::read(path).ok().and_then(|s| stat_state(&s));
+    if !state(format!("/proc/{pid}/stat")).is_some_and(gone_state) {
+        return false;
+    }
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return true;
+    };
+    let mut states = tasks.flatten().filter_map(|t| {
+        state(format!(
+            "/proc/{pid}/task/{}/stat",
+            t.file_name().to_string_lossy()
+        ))
+    });
+    all_gone(&mut states)
+}
+
+/// The state letter of a `/proc/.../stat` line: it follows the last ')'
+/// (the command name may hold any byte, parentheses included).
+fn stat_state(stat: &[u8]) -> Option<u8> {
+    stat.iter()
+        .rposition(|&b| b == b')')
+        .and_then(|i| stat.get(i + 2))
+        .copied()
+}
+
+/// A thread state of an exited thread (zombie or being reaped).
+fn gone_state(st: u8) -> bool {
+    st == b'Z' || st == b'X'
+}
+
+/// Whether every thread state is that of an exited thread.
+fn all_gone(mut states: impl Iterator<Item = u8>) -> bool {
+    states.all(gone_state)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zombie_leader_with_a_live_thread_is_alive() {
+        // The leader's and each task's state, as `exited` reads them.
+        assert_eq!(stat_state(b"12 (a) b)) Z 1 2"), Some(b'Z'));
+        assert!(all_gone([b'Z'].into_iter()));
+        assert!(all_gone([b'Z', b'X'].into_iter()));
+        assert!(!all_gone([b'Z', b'S'].into_iter()));
+        assert!(!all_gone([b'Z', b'R', b'Z'].into_iter()));
+    }
 
     #[test]
     fn a_zombie_does_not_exist_and_a_running_process_does() {

@@ -85,6 +85,9 @@ pub struct ShmConnection {
     /// The listener side's share of its listener's ring memory
     /// (`ShmOptions::max_ring_memory`), given back when this drops.
     pub(super) ring_charge: Option<super::listener::RingCharge>,
+    /// Whether the peer had hung up when this side closed (`close`): the
+    /// socket's own shutdown looks like a hang-up afterwards.
+    peer_left_first: bool,
     /// The peer's pid (`SO_PEERCRED`, read once at the handshake).
     peer_pid: Option<u32>,
     peer_max_frame: usize,
@@ -302,6 +305,7 @@ impl ShmConnection {
             peer,
             peer_secret: None,
             ring_charge: None,
+            peer_left_first: false,
             peer_pid,
             peer_max_frame,
             max_frame: config.max_frame_len,
@@ -734,6 +738,9 @@ impl Connection for ShmConnection {
         // everything) and wakes a sleeping peer.
         self.tx = None;
         self.rx = None;
+        // Whether the peer is still there, asked before our own shutdown,
+        // which the socket reports as a hang-up too (`RingCharge::end`).
+        self.peer_left_first = !crate::sys::fdpass::peer_connected(self.sock.as_fd());
         let _ = self.sock.shutdown(std::net::Shutdown::Both);
         Ok(())
     }
@@ -753,7 +760,12 @@ impl Drop for ShmConnection {
             // discard.
             drop(self.tx.take());
             drop(self.rx.take());
-            charge.end(!crate::sys::fdpass::peer_connected(self.sock.as_fd()));
+            let peer_gone = if matches!(self.state, State::LocalClosed) {
+                self.peer_left_first
+            } else {
+                !crate::sys::fdpass::peer_connected(self.sock.as_fd())
+            };
+            charge.end(peer_gone);
         }
     }
 }

@@ -248,7 +248,7 @@ impl ShmListener {
     }
 
     /// Bytes of ring memory its connections (handshakes under way, and
-    /// connections it ended lingering for [`RING_LINGER`]) hold now,
+    /// connections it ended lingering for `RING_LINGER`, 2 s) hold now,
     /// against [`ShmOptions::max_ring_memory`]. Also discards the lingering
     /// rings whose time is up (the worker calls it every
     /// [`LISTENER_CHECK_INTERVAL`](crate::transport::LISTENER_CHECK_INTERVAL)).
