@@ -604,16 +604,26 @@ fn ring_memfds(pid: u32) -> Vec<(u64, std::path::PathBuf)> {
 /// hostile process of the same user could.
 fn scribble_pull_client_rings(pid: u32, salt: u64) {
     use std::os::unix::fs::FileExt;
-    let mine: Vec<u64> = ring_memfds(std::process::id())
-        .into_iter()
-        .map(|(ino, _)| ino)
-        .collect();
-    let mut targets: Vec<(u64, std::path::PathBuf)> = ring_memfds(pid)
-        .into_iter()
-        .filter(|(ino, _)| !mine.contains(ino))
-        .collect();
-    targets.sort();
-    targets.dedup_by_key(|(ino, _)| *ino);
+    // The rings of a connection the store service cut off before linger
+    // there for `RING_LINGER` (2 s) in case its peer still reads them,
+    // then go at the service's next check (every second): wait for them.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let targets = loop {
+        let mine: Vec<u64> = ring_memfds(std::process::id())
+            .into_iter()
+            .map(|(ino, _)| ino)
+            .collect();
+        let mut targets: Vec<(u64, std::path::PathBuf)> = ring_memfds(pid)
+            .into_iter()
+            .filter(|(ino, _)| !mine.contains(ino))
+            .collect();
+        targets.sort();
+        targets.dedup_by_key(|(ino, _)| *ino);
+        if targets.len() <= 2 || std::time::Instant::now() > deadline {
+            break targets;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
     assert_eq!(
         targets.len(),
         2,
