@@ -734,15 +734,24 @@ impl Connection for ShmConnection {
             self.cut_off();
         }
         self.state = State::LocalClosed;
+        // Whether the peer is done, asked before our own shutdown, which
+        // the socket reports as a hang-up too (`RingCharge::end`).
+        self.peer_left_first = self.peer_done();
         // Dropping the halves sets the rings' closed flags (after publishing
         // everything) and wakes a sleeping peer.
         self.tx = None;
         self.rx = None;
-        // Whether the peer is still there, asked before our own shutdown,
-        // which the socket reports as a hang-up too (`RingCharge::end`).
-        self.peer_left_first = !crate::sys::fdpass::peer_connected(self.sock.as_fd());
         let _ = self.sock.shutdown(std::net::Shutdown::Both);
         Ok(())
+    }
+}
+
+impl ShmConnection {
+    /// Whether the peer will read nothing more from us: it let go of its
+    /// end of our sending ring (its consumer closed), or hung up.
+    fn peer_done(&self) -> bool {
+        self.tx.as_ref().is_some_and(|t| t.is_abandoned())
+            || !crate::sys::fdpass::peer_connected(self.sock.as_fd())
     }
 }
 
@@ -758,13 +767,13 @@ impl Drop for ShmConnection {
             // The ring ends first: their detaching writes the rings'
             // headers, which must not fault pages back in after the
             // discard.
-            drop(self.tx.take());
-            drop(self.rx.take());
             let peer_gone = if matches!(self.state, State::LocalClosed) {
                 self.peer_left_first
             } else {
-                !crate::sys::fdpass::peer_connected(self.sock.as_fd())
+                self.peer_done()
             };
+            drop(self.tx.take());
+            drop(self.rx.take());
             charge.end(peer_gone);
         }
     }
