@@ -415,6 +415,9 @@ struct Unreachable {
     /// Normal tasks submitted to it meanwhile, sent (not retried: they
     /// never went out) or failed when it is settled.
     unsent: Vec<TaskId>,
+    /// Its actors' tasks in flight without retries left, failed when it is
+    /// settled: unavailable if it lives, dead if not.
+    failed: Vec<(ActorId, SubmitEvent<TaskId>)>,
     /// The violation the connection was cut off for, if it was.
     cut_off: Option<String>,
     /// How long the worker had been silent when the connection was
@@ -2074,15 +2077,20 @@ impl CoreWorker {
             .as_ref()
             .map_or(since + self.options.reconnect_grace, |u| u.until);
         let mut unsent = Vec::new();
+        let mut held_failed = Vec::new();
         if let Some(u) = earlier {
             normal.extend(u.normal);
             unsent = u.unsent;
+            held_failed = u.failed;
         }
         // Alive (a directory entry whose owner holds its lock, and a
         // handshake); or its process lives, and it is tried again for the
         // rest of its grace; or dead.
         let e = match self.ensure_conn(worker) {
-            Ok(()) => return self.settle(worker, true, normal, unsent),
+            Ok(()) => {
+                self.fail_held(held_failed, true);
+                return self.settle(worker, true, normal, unsent);
+            }
             Err(e) => e,
         };
         let pid = conn
@@ -2092,12 +2100,21 @@ impl CoreWorker {
             Some(pid) if Instant::now() < until => {
                 tracing::info!(error = %e, %worker, pid, "worker unreachable but its process lives: trying again");
                 // Its actors' tasks wait as for a restart; those in flight
-                // are retried or fail as on any break.
+                // are retried, or fail when the worker is settled (as
+                // unavailable if it lives, as dead if not).
+                let mut failed = held_failed;
                 for actor_id in self.actors_on(worker) {
                     let Some(a) = self.actors.get_mut(&actor_id) else {
                         continue;
                     };
                     let mut evs = a.queue.disconnect(false);
+                    evs.retain(|ev| match ev {
+                        SubmitEvent::Failed { .. } => {
+                            failed.push((actor_id, ev.clone()));
+                            false
+                        }
+                        _ => true,
+                    });
                     self.actor_events(actor_id, &mut evs, None);
                 }
                 let u = Unreachable {
@@ -2106,6 +2123,7 @@ impl CoreWorker {
                     next_try: Instant::now() + RECONNECT_RETRY,
                     normal,
                     unsent,
+                    failed,
                     cut_off: self.cut_off.as_ref().map(|(_, v)| v.clone()),
                     silent: self.stopped_answering.map(|(_, d)| d),
                 };
@@ -2113,8 +2131,22 @@ impl CoreWorker {
             }
             _ => {
                 tracing::info!(error = %e, %worker, "worker unreachable: failing its tasks");
+                self.fail_held(held_failed, false);
                 self.settle(worker, false, normal, unsent);
             }
+        }
+    }
+
+    /// Fails the actor tasks held through a reconnect grace: as unavailable
+    /// when the worker was reached again, as dead when it was not.
+    fn fail_held(&mut self, held: Vec<(ActorId, SubmitEvent<TaskId>)>, alive: bool) {
+        for (actor_id, mut ev) in held {
+            if let SubmitEvent::Failed { error, .. } = &mut ev {
+                if !alive && *error == TaskFailure::ActorUnavailable {
+                    *error = TaskFailure::ActorDied;
+                }
+            }
+            self.actor_events(actor_id, &mut vec![ev], None);
         }
     }
 
@@ -2175,6 +2207,7 @@ impl CoreWorker {
             };
             self.cut_off = u.cut_off.map(|v| (worker, v));
             self.stopped_answering = u.silent.map(|d| (worker, d));
+            self.fail_held(u.failed, alive);
             self.settle(worker, alive, u.normal, u.unsent);
             self.cut_off = None;
             self.stopped_answering = None;

@@ -747,10 +747,11 @@ impl Connection for ShmConnection {
 }
 
 impl ShmConnection {
-    /// Whether the peer will read nothing more from us: it let go of its
-    /// end of our sending ring (its consumer closed), or hung up.
+    /// Whether the peer will read nothing more from us: it let go of an end
+    /// of its rings (a connection closes both), or hung up.
     fn peer_done(&self) -> bool {
         self.tx.as_ref().is_some_and(|t| t.is_abandoned())
+            || self.rx.as_ref().is_some_and(|r| r.is_abandoned())
             || !crate::sys::fdpass::peer_connected(self.sock.as_fd())
     }
 }
