@@ -1214,6 +1214,15 @@ fn terminate_runs_after_earlier_calls_and_ends_the_worker_without_a_restart() {
 /// test's session, with the actor `SHMWIRE_TEST_ACTOR` of the worker
 /// registered.
 fn child_caller_of_actor() -> (CoreWorker, ActorHandle) {
+    let (session, options, actor) = child_caller_parts();
+    let mut me = CoreWorker::new(&session, options).unwrap();
+    me.register_actor(&actor, 0).unwrap();
+    (me, actor)
+}
+
+/// What a caller child of these tests is given in its environment: the
+/// session, its options (a fresh caller id on the node) and the actor.
+fn child_caller_parts() -> (shmwire::shm::Session, CoreWorkerOptions, ActorHandle) {
     let var = |k| std::env::var(k).unwrap();
     let session = shmwire::shm::Session::open_in(
         var(worker_support::ENV_ROOT),
@@ -1223,10 +1232,8 @@ fn child_caller_of_actor() -> (CoreWorker, ActorHandle) {
     let node: shmwire::ids::NodeId = var(worker_support::ENV_NODE).parse().unwrap();
     let worker: WorkerId = var(worker_support::ENV_ID).parse().unwrap();
     let actor_id: shmwire::ids::ActorId = var("SHMWIRE_TEST_ACTOR").parse().unwrap();
-    let mut me = CoreWorker::new(&session, CoreWorkerOptions::new(node)).unwrap();
     let actor = ActorHandle::new(actor_id, worker, MODULE, "Counter");
-    me.register_actor(&actor, 0).unwrap();
-    (me, actor)
+    (session, CoreWorkerOptions::new(node), actor)
 }
 
 fn stalled_caller_child() {
@@ -2322,19 +2329,12 @@ fn a_workers_connections_hold_no_more_ring_memory_than_its_budget() {
 /// under the id in `SHMWIRE_TEST_CALLER_ID` that adds 1 five times, says
 /// each total, then waits to be killed.
 fn fixed_id_caller_child() {
-    let var = |k| std::env::var(k).unwrap();
-    let session = shmwire::shm::Session::open_in(
-        var(worker_support::ENV_ROOT),
-        &var(worker_support::ENV_SESSION),
-    )
-    .unwrap();
-    let node: shmwire::ids::NodeId = var(worker_support::ENV_NODE).parse().unwrap();
-    let worker: WorkerId = var(worker_support::ENV_ID).parse().unwrap();
-    let actor_id: shmwire::ids::ActorId = var("SHMWIRE_TEST_ACTOR").parse().unwrap();
-    let mut options = CoreWorkerOptions::new(node);
-    options.worker_id = var("SHMWIRE_TEST_CALLER_ID").parse().unwrap();
+    let (session, mut options, actor) = child_caller_parts();
+    options.worker_id = std::env::var("SHMWIRE_TEST_CALLER_ID")
+        .unwrap()
+        .parse()
+        .unwrap();
     let mut me = CoreWorker::new(&session, options).unwrap();
-    let actor = ActorHandle::new(actor_id, worker, MODULE, "Counter");
     match me.register_actor(&actor, 0) {
         Ok(()) => {}
         Err(e) => {

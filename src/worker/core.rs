@@ -2388,8 +2388,12 @@ impl CoreWorker {
         // No longer than a check interval, so an idle caller checks its
         // lock file too.
         let mut timeout = timeout.min(crate::transport::LISTENER_CHECK_INTERVAL);
-        if let Some(next) = self.unreachable.values().map(|u| u.next_try).min() {
-            timeout = timeout.min(next.saturating_duration_since(Instant::now()));
+        // A worker in its reconnect grace is tried when due (the clock is
+        // read only then).
+        if !self.unreachable.is_empty() {
+            if let Some(next) = self.unreachable.values().map(|u| u.next_try).min() {
+                timeout = timeout.min(next.saturating_duration_since(Instant::now()));
+            }
         }
         let mut ready = std::mem::take(&mut self.ready);
         self.mux.wait(timeout, &mut ready)?;

@@ -15,24 +15,29 @@ use crate::transport::{ConnectError, LookupError, RecvError, SendError};
 /// for the send timeout on shared memory) — "died or stopped answering
 /// (silent for 5.0 s)": only the silence is known, not that the process is
 /// gone.
+fn how_lost(stopped_answering: &Option<Duration>) -> String {
+    match stopped_answering {
+        None => "died".to_string(),
+        Some(d) => format!("died or stopped answering ({})", silent_for(*d)),
+    }
+}
+
+/// How the connection of a [`TaskError::ActorUnavailable`] task broke:
+/// "lost", or "declared dead: the actor stopped answering (silent for
+/// 5.0 s)".
 fn how_broken(stopped_answering: &Option<Duration>) -> String {
     match stopped_answering {
         None => "lost".to_string(),
         Some(d) => format!(
-            "declared dead: the actor stopped answering (silent for {:.1} s)",
-            d.as_secs_f64()
+            "declared dead: the actor stopped answering ({})",
+            silent_for(*d)
         ),
     }
 }
 
-fn how_lost(stopped_answering: &Option<Duration>) -> String {
-    match stopped_answering {
-        None => "died".to_string(),
-        Some(d) => format!(
-            "died or stopped answering (silent for {:.1} s)",
-            d.as_secs_f64()
-        ),
-    }
+/// "silent for 5.0 s".
+fn silent_for(d: Duration) -> String {
+    format!("silent for {:.1} s", d.as_secs_f64())
 }
 
 /// Why a task's return object holds an error instead of a value (Ray's error
