@@ -34,6 +34,7 @@ use super::message::{
     ArchivedPushTaskReply, ArchivedPushTaskRequest, ArchivedReturnValue, ArchivedTaskArg,
     PushTaskReply, PushTaskRequest, TaskArg,
 };
+use super::same_bytes;
 
 /// Byte offsets of the per-call fields in a stamp's bytes.
 #[derive(Debug, Clone, Copy)]
@@ -212,7 +213,7 @@ impl RequestStamp {
             && spec.args.iter().zip(&self.args).all(|(a, shape)| match a {
                 TaskArg::Value(v) => {
                     v.data.len() == shape.len
-                        && v.metadata == shape.metadata
+                        && same_bytes(&v.metadata, &shape.metadata)
                         && v.nested_inlined_refs.is_empty()
                 }
                 TaskArg::ObjectRef(_) => false,
@@ -352,13 +353,14 @@ impl ReplyStamp {
         };
         let t = &self.template;
         d.data.len() == td.data.len()
-            && d.metadata == td.metadata
+            && same_bytes(&d.metadata, &td.metadata)
             && o.nested_inlined_refs == to.nested_inlined_refs
             && reply.borrowed_refs == t.borrowed_refs
             && reply.is_application_level_error == t.is_application_level_error
             && reply.worker_exiting == t.worker_exiting
             && reply.task_stolen == t.task_stolen
-            && reply.status == t.status
+            && reply.status.code == t.status.code
+            && same_bytes(reply.status.message.as_bytes(), t.status.message.as_bytes())
     }
 
     /// Writes `reply`'s encoding into `out[..self.len()]`: the recorded

@@ -22,6 +22,7 @@ use crate::ordering::{
     TaskMeta,
 };
 use crate::shm::Session;
+use crate::spec::same_bytes;
 use crate::spec::stamp::{KnownShapes, RequestStamp, STAMP_MISSES};
 use crate::spec::{
     self, ActorCreationTaskSpec, ActorTaskTarget, Address, ArchivedPushTaskReply,
@@ -531,10 +532,10 @@ impl ActorEntry {
     /// The index of the call template of `method` through `actor`, if any.
     fn call_template(&self, actor: &ActorHandle, method: &str) -> Option<usize> {
         self.calls.iter().position(|c| {
-            c.method == method
-                && c.group == actor.concurrency_group
-                && c.class_name == actor.class_name
-                && c.module_path == actor.module_path
+            same_bytes(c.method.as_bytes(), method.as_bytes())
+                && same_bytes(c.group.as_bytes(), actor.concurrency_group.as_bytes())
+                && same_bytes(c.class_name.as_bytes(), actor.class_name.as_bytes())
+                && same_bytes(c.module_path.as_bytes(), actor.module_path.as_bytes())
         })
     }
 
