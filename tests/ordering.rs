@@ -551,6 +551,62 @@ fn reconnect_resends_in_flight_tasks_with_skip_queue() {
     assert_eq!(q.next_task_reply_position(), 5);
 }
 
+/// An actor given up on as unreachable (its process lives): the tasks
+/// waiting for a connection fail as unavailable, the actor is not dead, and
+/// a later connection starts past them (its receiver waits for none).
+#[test]
+fn queued_tasks_fail_unavailable_and_a_later_connection_starts_past_them() {
+    let mut q = ActorSubmitQueue::new();
+    q.connect();
+    let mut reqs = Vec::new();
+    for c in 0..2 {
+        reqs.extend(sends(&q.submit(meta(c), c as u32, true).unwrap()));
+    }
+    for r in &reqs {
+        q.on_reply(r.id, ReplyOutcome::Ok);
+    }
+    assert!(q.disconnect(false).is_empty(), "nothing was in flight");
+    for c in 2..5 {
+        assert!(q.submit(meta(c), c as u32, true).unwrap().is_empty());
+    }
+    let failed = q.fail_queued_unavailable();
+    assert_eq!(
+        failed,
+        (2..5)
+            .map(|c| SubmitEvent::Failed {
+                actor_counter: c,
+                task: c as u32,
+                error: TaskFailure::ActorUnavailable,
+            })
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(q.state(), ActorState::Restarting, "not dead");
+    assert_eq!(q.next_task_reply_position(), 5);
+    assert!(
+        q.submit(meta(5), 5, true).unwrap().is_empty(),
+        "queued again until a connection"
+    );
+    let out = sends(&q.connect());
+    assert_eq!(q.caller_starts_at(), 5);
+    let sent: Vec<_> = out
+        .iter()
+        .map(|r| (r.id.actor_counter, r.sequence_number, r.skip_execution))
+        .collect();
+    assert_eq!(sent, vec![(5, 0, false)]);
+    let order: Vec<_> = receive_all(&mut ActorSchedulingQueue::new(WAIT), &out, Instant::now())
+        .iter()
+        .map(|r| r.id.actor_counter)
+        .collect();
+    assert_eq!(
+        order,
+        vec![5],
+        "the new connection's receiver waits for nothing"
+    );
+    // A dead actor's queue ignores it.
+    q.disconnect(true);
+    assert!(q.fail_queued_unavailable().is_empty());
+}
+
 #[test]
 fn restart_resends_out_of_order_completed_tasks_with_skip_execution() {
     let mut q = ActorSubmitQueue::new();

@@ -2155,8 +2155,10 @@ fn a_callers_lock_file_replaced_under_it_is_put_back() {
 /// concluding the actor died from one failed lookup (found by an attack
 /// on `a345990`: the demo's driver, stopped past the liveness bound and
 /// continued after the entry was copied over, failed with "actor … died").
-/// A worker that stays unreachable is dead once the grace ends, and at
-/// once when its process is gone.
+/// A worker that stays unreachable while its process lives is given up on
+/// once the grace ends — its waiting tasks fail as unavailable, not dead,
+/// and it is reached again once it answers (attack on `fd2ff2d`: it was
+/// reported dead for good) — and is dead at once when its process is gone.
 #[test]
 fn a_caller_reconnecting_while_the_workers_entry_is_gone_waits_for_it() {
     maybe_run_worker();
@@ -2233,16 +2235,70 @@ fn a_caller_reconnecting_while_the_workers_entry_is_gone_waits_for_it() {
         assert!(ok, "kill {sig}");
     };
     let grace = CoreWorkerOptions::new(s.node).reconnect_grace;
-    // Stopped, its entry removed: dead after the grace, no sooner
-    // (SIGKILL ends a stopped process too).
-    let waited = dies_after(&|w| {
-        signal("-STOP", w.child.as_ref().unwrap().id());
-        std::fs::remove_file(entry_path(&s, w.id)).unwrap();
-    });
+    // Stopped, its entry removed: after the grace, no sooner, an actor
+    // task and a normal task waiting for it fail as unavailable, naming the
+    // live process; the actor is not dead. Resumed, the worker puts its
+    // entry back, and the next calls reach it again (before, it was
+    // reported dead for good).
+    let worker = s.spawn_worker(
+        "a_caller_reconnecting_while_the_workers_entry_is_gone_waits_for_it",
+        2,
+    );
+    let pid = worker.child.as_ref().unwrap().id();
+    let mut driver = s.driver();
+    let actor = create_counter(&mut driver, worker.id, 0);
+    signal("-STOP", pid);
+    std::fs::remove_file(entry_path(&s, worker.id)).unwrap();
+    let t0 = Instant::now();
+    driver.reset_connection(worker.id);
+    let r = driver
+        .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+        .unwrap();
+    let square = driver
+        .submit_task(
+            worker.id,
+            FunctionDescriptor::rust(MODULE, "", "square"),
+            vec![i64_arg(6)],
+            TaskOptions::default(),
+        )
+        .expect("a task for a worker in its reconnect grace is taken");
+    let names_the_process = |why: &str| why.contains(&format!("(pid {pid}) lives"));
+    match task_error(&mut driver, &r) {
+        TaskError::ActorUnavailable {
+            unreachable: Some(why),
+            ..
+        } if names_the_process(&why) => {}
+        e => panic!("expected the actor unavailable, its process named: {e}"),
+    }
+    let waited = t0.elapsed();
     assert!(
         waited >= grace - Duration::from_millis(100) && waited < GUARD,
-        "declared dead after {waited:?}, the grace being {grace:?}"
+        "given up on after {waited:?}, the grace being {grace:?}"
     );
+    match task_error(&mut driver, &square) {
+        TaskError::WorkerUnavailable { reason, .. } if names_the_process(&reason) => {}
+        e => panic!("expected the worker unavailable, its process named: {e}"),
+    }
+    signal("-CONT", pid);
+    let r = driver
+        .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+        .unwrap();
+    assert_eq!(
+        get_i64(&mut driver, &r),
+        1,
+        "after the worker was resumed (the failed call never ran)"
+    );
+    let square = driver
+        .submit_task(
+            worker.id,
+            FunctionDescriptor::rust(MODULE, "", "square"),
+            vec![i64_arg(7)],
+            TaskOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(get_i64(&mut driver, &square), 49);
+    drop(driver);
+    worker.wait_success();
     // Killed: dead at once, not after the grace.
     let waited = dies_after(&|w| w.kill());
     assert!(

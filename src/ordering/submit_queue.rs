@@ -496,6 +496,33 @@ impl<T: Clone> ActorSubmitQueue<T> {
         out
     }
 
+    /// Every queued task — waiting for a connection, or for its
+    /// dependencies — fails with [`TaskFailure::ActorUnavailable`] and counts
+    /// as completed for the ordering (as a task whose retries ran out does,
+    /// so a later connection starts past it); the state is unchanged, and
+    /// later submissions queue again. For an actor that could not be reached
+    /// for as long as its caller waits, though it may live on (Ray fails
+    /// the tasks of an unreachable actor with `ACTOR_UNAVAILABLE` and keeps
+    /// the actor). Nothing is in flight then: call after
+    /// [`disconnect`](Self::disconnect)`(false)`. Ignored on a dead actor.
+    pub fn fail_queued_unavailable(&mut self) -> Vec<SubmitEvent<T>> {
+        let mut out = Vec::new();
+        if self.state == ActorState::Dead {
+            return out;
+        }
+        for (actor_counter, q) in std::mem::take(&mut self.requests) {
+            out.push(SubmitEvent::Failed {
+                actor_counter,
+                task: q.task.clone(),
+                error: TaskFailure::ActorUnavailable,
+            });
+            // Never to be sent: the next task goes out after it.
+            self.next_send_position = self.next_send_position.max(actor_counter.saturating_add(1));
+            self.mark_seqno_completed(q.task, q.meta);
+        }
+        out
+    }
+
     /// A reply (or a definitive failure) for a request handed out in
     /// [`SubmitEvent::Send`]. Frees its bytes, sends what the byte budget now allows,
     /// then completes, fails or retries the task. Replies for requests the queue no

@@ -302,9 +302,14 @@ pub struct CoreWorkerOptions {
     /// [`LISTENER_CHECK_INTERVAL`](crate::transport::LISTENER_CHECK_INTERVAL)),
     /// or it may be out of descriptors. Meanwhile its actors' tasks wait
     /// as for a restart, and normal tasks submitted to it wait to be sent
-    /// ([`CoreWorker::submit_task`] does not fail for it); past it, or as
-    /// soon as the process is gone, the worker is dead and its tasks fail
-    /// (or restart the actor) as Ray's do on a death. Default [`DEATH_GRACE`](crate::node::DEATH_GRACE)
+    /// ([`CoreWorker::submit_task`] does not fail for it). As soon as the
+    /// process is gone the worker is dead and its tasks fail (or restart
+    /// the actor) as Ray's do on a death. Past the grace with the process
+    /// still there, the worker is given up on, not taken for dead: the
+    /// tasks waiting for it fail with [`TaskError::ActorUnavailable`]
+    /// (its `unreachable` says why) or [`TaskError::WorkerUnavailable`],
+    /// its actors are kept (not restarted elsewhere), and the next task
+    /// for it tries to reach it again, with a new grace. Default [`DEATH_GRACE`](crate::node::DEATH_GRACE)
     /// (2.5 s), the node's own wait before it announces a death;
     /// `Duration::ZERO` judges from the one reconnect attempt.
     pub reconnect_grace: Duration,
@@ -404,7 +409,8 @@ struct Conn {
 /// A worker whose connection broke and that could not be reached again
 /// while its process lived: tried again every [`RECONNECT_RETRY`] until
 /// `until` ([`CoreWorkerOptions::reconnect_grace`]), then settled alive
-/// or dead (`CoreWorker::settle`).
+/// or dead (`CoreWorker::settle`), or given up on if its process still
+/// lives (`CoreWorker::give_up`).
 #[derive(Debug)]
 struct Unreachable {
     pid: u32,
@@ -591,6 +597,16 @@ pub struct CoreWorker {
     stopped_answering: Option<(WorkerId, Duration)>,
     /// Workers in their reconnect grace (see [`Unreachable`]).
     unreachable: HashMap<WorkerId, Unreachable>,
+    /// Workers given up on at the end of their grace though their process
+    /// lived (by pid): their tasks failed as unavailable, their actors are
+    /// not dead; the next task for one tries to reach it again
+    /// (`reach_again`).
+    unavailable: HashMap<WorkerId, u32>,
+    /// While such a worker's tasks are failed: the worker and why it was
+    /// given up on, which their errors give
+    /// ([`TaskError::ActorUnavailable`]'s `unreachable`,
+    /// [`TaskError::WorkerUnavailable`]).
+    given_up: Option<(WorkerId, String)>,
     /// Its session, whose lock file of this process it puts back if a stray
     /// `rm` or rename takes it (without it, `shmwire inspect` calls the
     /// process dead and cleanup passes remove what it owns).
@@ -1004,6 +1020,8 @@ impl CoreWorker {
             silent: Vec::new(),
             stopped_answering: None,
             unreachable: HashMap::new(),
+            unavailable: HashMap::new(),
+            given_up: None,
             session: session.clone(),
             lock_check_at: Instant::now() + crate::transport::LISTENER_CHECK_INTERVAL,
             drives: 0,
@@ -1389,6 +1407,7 @@ impl CoreWorker {
         options: TaskOptions,
     ) -> Result<ObjectRef, WorkerError> {
         self.release_dropped_refs();
+        self.reach_again(worker);
         // A worker in its reconnect grace takes the task when it is
         // reached again (or fails it with the others if it is not).
         if !self.unreachable.contains_key(&worker) {
@@ -1523,6 +1542,7 @@ impl CoreWorker {
     ) -> Result<ActorHandle, WorkerError> {
         let max_task_retries = options.max_task_retries;
         self.release_dropped_refs();
+        self.reach_again(worker);
         self.ensure_conn(worker)?;
         // Not promoted to the store: a restart re-runs the creation task
         // with these arguments long after this call.
@@ -1596,6 +1616,7 @@ impl CoreWorker {
         if self.actors.contains_key(&actor.actor_id) {
             return Ok(());
         }
+        self.reach_again(actor.worker_id);
         self.ensure_conn(actor.worker_id)?;
         let mut queue = ActorSubmitQueue::new();
         let evs = queue.connect();
@@ -1672,8 +1693,11 @@ impl CoreWorker {
         options: Option<TaskOptions>,
     ) -> Result<ObjectRef, WorkerError> {
         self.release_dropped_refs();
-        if !self.actors.contains_key(&actor.actor_id) {
+        let Some(worker) = self.actors.get(&actor.actor_id).map(|a| a.worker) else {
             return Err(WorkerError::UnknownActor(actor.actor_id));
+        };
+        if !self.unavailable.is_empty() {
+            self.reach_again(worker);
         }
         let (args, store_args) = self.resolve_args(args, true)?;
         let parent_counter = self.next_parent_counter();
@@ -1827,11 +1851,13 @@ impl CoreWorker {
                             })
                         }
                         (TaskFailure::ActorUnavailable, Some(w)) => {
+                            let unreachable = self.given_up_reason(w);
                             self.loss_error(w, function, |function, stopped_answering| {
                                 TaskError::ActorUnavailable {
                                     actor_id,
                                     function,
                                     stopped_answering,
+                                    unreachable,
                                 }
                             })
                         }
@@ -1844,6 +1870,7 @@ impl CoreWorker {
                             actor_id,
                             function,
                             stopped_answering: None,
+                            unreachable: None,
                         },
                         (TaskFailure::Cancelled, _) => TaskError::Cancelled { function },
                     });
@@ -2179,24 +2206,27 @@ impl CoreWorker {
             let Some(u) = self.unreachable.get_mut(&worker) else {
                 continue;
             };
+            let mut given_up = None;
             let alive = match reached {
                 Ok(()) => true,
                 Err(e) => {
                     let now = Instant::now();
-                    if now < u.until && crate::sys::liveness::pid_exists(u.pid) == Some(true) {
+                    let lives = crate::sys::liveness::pid_exists(u.pid) == Some(true);
+                    if now < u.until && lives {
                         u.next_try = now + RECONNECT_RETRY;
                         continue;
                     }
-                    if crate::sys::liveness::pid_exists(u.pid) == Some(true) {
-                        // Not a death the caller saw: say why it is taken
-                        // for one.
-                        tracing::warn!(
-                            error = %e,
-                            %worker,
-                            pid = u.pid,
-                            grace = ?self.options.reconnect_grace,
-                            "the worker's process lives but could not be reached again within the reconnect grace: its tasks fail as if it died"
+                    if lives {
+                        // Not a death: its tasks fail as unavailable, its
+                        // actors stay, and a later task tries again.
+                        let why = format!(
+                            "its process (pid {}) lives but was not reached again within {:.1} s: {}",
+                            u.pid,
+                            self.options.reconnect_grace.as_secs_f64(),
+                            crate::error_chain(&e)
                         );
+                        tracing::warn!(%worker, reason = %why, "giving up on an unreachable worker: its tasks fail as unavailable");
+                        given_up = Some(why);
                     } else {
                         tracing::info!(error = %e, %worker, "worker still unreachable, its process gone: failing its tasks");
                     }
@@ -2208,10 +2238,85 @@ impl CoreWorker {
             };
             self.cut_off = u.cut_off.map(|v| (worker, v));
             self.stopped_answering = u.silent.map(|d| (worker, d));
-            self.fail_held(u.failed, alive);
-            self.settle(worker, alive, u.normal, u.unsent);
+            match given_up {
+                Some(why) => {
+                    self.given_up = Some((worker, why));
+                    self.fail_held(u.failed, true);
+                    self.give_up(worker, u.pid, u.normal, u.unsent);
+                    self.given_up = None;
+                }
+                None => {
+                    self.fail_held(u.failed, alive);
+                    self.settle(worker, alive, u.normal, u.unsent);
+                }
+            }
             self.cut_off = None;
             self.stopped_answering = None;
+        }
+    }
+
+    /// Why `worker`'s tasks are being failed as given up on, if they are.
+    fn given_up_reason(&self, worker: WorkerId) -> Option<String> {
+        match &self.given_up {
+            Some((w, why)) if *w == worker => Some(why.clone()),
+            _ => None,
+        }
+    }
+
+    /// Gives up on `worker` (process `pid`), unreachable to the end of its
+    /// grace though its process lives: its actors' queued tasks and its
+    /// `normal` and `unsent` tasks fail as unavailable (Ray's
+    /// `ACTOR_UNAVAILABLE`), its actors are neither dead nor restarted
+    /// elsewhere (their process lives), and the next task for it tries to
+    /// reach it again (`reach_again`).
+    fn give_up(&mut self, worker: WorkerId, pid: u32, normal: Vec<TaskId>, unsent: Vec<TaskId>) {
+        for actor_id in self.actors_on(worker) {
+            let Some(a) = self.actors.get_mut(&actor_id) else {
+                continue;
+            };
+            let mut evs = a.queue.fail_queued_unavailable();
+            self.actor_events(actor_id, &mut evs, None);
+        }
+        for task in normal.into_iter().chain(unsent) {
+            self.retry_or_fail_normal(task, false);
+        }
+        self.unavailable.insert(worker, pid);
+    }
+
+    /// A task for `worker`, given up on as unreachable: tries to reach it
+    /// again. Reached, its actors' queues connect; its process still
+    /// living, a new reconnect grace starts (the task waits in it); gone,
+    /// it is dead (its actors restart or die). Nothing for other workers.
+    fn reach_again(&mut self, worker: WorkerId) {
+        let Some(pid) = self.unavailable.remove(&worker) else {
+            return;
+        };
+        match self.ensure_conn(worker) {
+            Ok(()) => {
+                tracing::info!(%worker, "an unavailable worker was reached again");
+                self.settle(worker, true, Vec::new(), Vec::new());
+            }
+            Err(e) if crate::sys::liveness::pid_exists(pid) == Some(true) => {
+                tracing::info!(error = %e, %worker, pid, "an unavailable worker is still unreachable: trying again");
+                let now = Instant::now();
+                self.unreachable.insert(
+                    worker,
+                    Unreachable {
+                        pid,
+                        until: now + self.options.reconnect_grace,
+                        next_try: now + RECONNECT_RETRY,
+                        normal: Vec::new(),
+                        unsent: Vec::new(),
+                        failed: Vec::new(),
+                        cut_off: None,
+                        silent: None,
+                    },
+                );
+            }
+            Err(e) => {
+                tracing::info!(error = %e, %worker, "an unavailable worker's process is gone: it is dead");
+                self.settle(worker, false, Vec::new(), Vec::new());
+            }
         }
     }
 
@@ -2353,13 +2458,20 @@ impl CoreWorker {
         if let Some(p) = self.tasks.finish(&task) {
             self.release_task_args(&p);
             let worker = p.request.intended_worker_id;
-            let err = self.loss_error(worker, p.function(), |function, stopped_answering| {
-                TaskError::WorkerDied {
+            let err = match self.given_up_reason(worker) {
+                Some(reason) => TaskError::WorkerUnavailable {
                     worker_id: worker,
-                    function,
-                    stopped_answering,
-                }
-            });
+                    function: p.function(),
+                    reason,
+                },
+                None => self.loss_error(worker, p.function(), |function, stopped_answering| {
+                    TaskError::WorkerDied {
+                        worker_id: worker,
+                        function,
+                        stopped_answering,
+                    }
+                }),
+            };
             self.store_result(p.request.task_spec.return_id(0), Err(err));
         }
     }

@@ -24,14 +24,20 @@ fn how_lost(stopped_answering: &Option<Duration>) -> String {
 
 /// How the connection of a [`TaskError::ActorUnavailable`] task broke:
 /// "lost", or "declared dead: the actor stopped answering (silent for
-/// 5.0 s)".
-fn how_broken(stopped_answering: &Option<Duration>) -> String {
-    match stopped_answering {
+/// 5.0 s)"; then, if the actor's worker was given up on, why
+/// ("; its process (pid 42) lives but was not reached again within 2.5 s:
+/// …").
+fn how_broken(stopped_answering: &Option<Duration>, unreachable: &Option<String>) -> String {
+    let broke = match stopped_answering {
         None => "lost".to_string(),
         Some(d) => format!(
             "declared dead: the actor stopped answering ({})",
             silent_for(*d)
         ),
+    };
+    match unreachable {
+        None => broke,
+        Some(why) => format!("{broke}; {why}"),
     }
 }
 
@@ -97,11 +103,16 @@ pub enum TaskError {
     },
     /// The actor could not be reached for this task and it has no retries
     /// left (Ray's `ACTOR_UNAVAILABLE`): the connection it was sent on
-    /// broke before its reply, though the actor may live on. The text names
-    /// the silence when the connection was declared dead for it.
+    /// broke before its reply, though the actor may live on — or the task
+    /// waited for a connection to an actor whose worker's process lived but
+    /// could not be reached again within the caller's
+    /// [`reconnect_grace`](crate::worker::CoreWorkerOptions::reconnect_grace)
+    /// (`unreachable`). The actor is not taken for dead: a later task tries
+    /// to reach it again. The text names the silence when the connection
+    /// was declared dead for it, and why the worker was given up on.
     #[error(
         "actor {actor_id} unavailable for task {function} (connection {}; no retries left)",
-        how_broken(.stopped_answering)
+        how_broken(.stopped_answering, .unreachable)
     )]
     ActorUnavailable {
         /// The actor.
@@ -110,6 +121,11 @@ pub enum TaskError {
         function: String,
         /// See [`TaskError::ActorDied`]'s field of that name.
         stopped_answering: Option<Duration>,
+        /// When the actor's worker was given up on for this task though its
+        /// process lived: why, e.g. "its process (pid 42) lives but was not
+        /// reached again within 2.5 s: no worker … in the directory".
+        /// `None` when the task failed with its connection.
+        unreachable: Option<String>,
     },
     /// The worker running a normal task died or its connection broke, and no
     /// retries were left (Ray's `WORKER_DIED`); as for
@@ -123,6 +139,23 @@ pub enum TaskError {
         function: String,
         /// See [`TaskError::ActorDied`]'s field of that name.
         stopped_answering: Option<Duration>,
+    },
+    /// The worker of a normal task lost its connection and could not be
+    /// reached again within the caller's
+    /// [`reconnect_grace`](crate::worker::CoreWorkerOptions::reconnect_grace),
+    /// though its process lived: the task failed without being sent again
+    /// (its retries are for a worker that answers; at-least-once, it may
+    /// have run). Not a death: a later task tries to reach the worker
+    /// again. (Ray would lease another worker; shmwire's caller names it.)
+    #[error("worker {worker_id} unavailable for task {function}: {reason}")]
+    WorkerUnavailable {
+        /// The worker.
+        worker_id: WorkerId,
+        /// The function's call string.
+        function: String,
+        /// Why, e.g. "connection lost; its process (pid 42) lives but was
+        /// not reached again within 2.5 s: …".
+        reason: String,
     },
     /// The connection to the task's worker was cut off for a protocol
     /// violation — a corrupt or poisoned shared ring, broken framing
