@@ -99,3 +99,27 @@ pub use message::{
     Resource, ResourceId, ResourceMapEntry, ReturnObject, ReturnValue, RpcStatus, RuntimeEnv,
     StatusCode, TaskArg, TaskSpec, TaskType,
 };
+
+#[cfg(test)]
+mod tests {
+    use super::same_bytes;
+
+    /// `same_bytes` is slice equality, empty and dangling slices included.
+    #[test]
+    fn same_bytes_is_equality() {
+        let empty_vec: Vec<u8> = Vec::new();
+        let empty_string = String::new();
+        let cases: [(&[u8], &[u8]); 7] = [
+            (&empty_vec, &[]),
+            (empty_string.as_bytes(), &empty_vec),
+            (b"a", b"a"),
+            (b"a", b"b"),
+            (b"a", b""),
+            (b"", b"a"),
+            (b"concurrency group", b"concurrency group"),
+        ];
+        for (a, b) in cases {
+            assert_eq!(same_bytes(a, b), a == b, "{a:?} vs {b:?}");
+        }
+    }
+}
