@@ -1696,9 +1696,7 @@ impl CoreWorker {
         let Some(worker) = self.actors.get(&actor.actor_id).map(|a| a.worker) else {
             return Err(WorkerError::UnknownActor(actor.actor_id));
         };
-        if !self.unavailable.is_empty() {
-            self.reach_again(worker);
-        }
+        self.reach_again(worker);
         let (args, store_args) = self.resolve_args(args, true)?;
         let parent_counter = self.next_parent_counter();
         let (job, driver_task) = (self.options.job_id, self.driver_task);
@@ -2288,6 +2286,10 @@ impl CoreWorker {
     /// living, a new reconnect grace starts (the task waits in it); gone,
     /// it is dead (its actors restart or die). Nothing for other workers.
     fn reach_again(&mut self, worker: WorkerId) {
+        // On every submission: no lookup while no worker is given up on.
+        if self.unavailable.is_empty() {
+            return;
+        }
         let Some(pid) = self.unavailable.remove(&worker) else {
             return;
         };
@@ -2458,7 +2460,10 @@ impl CoreWorker {
         if let Some(p) = self.tasks.finish(&task) {
             self.release_task_args(&p);
             let worker = p.request.intended_worker_id;
-            let err = match self.given_up_reason(worker) {
+            // A violation first (as for actor tasks), then the reason it
+            // was given up on, else a death.
+            let cut_off = matches!(&self.cut_off, Some((w, _)) if *w == worker);
+            let err = match self.given_up_reason(worker).filter(|_| !cut_off) {
                 Some(reason) => TaskError::WorkerUnavailable {
                     worker_id: worker,
                     function: p.function(),
