@@ -10,7 +10,7 @@ mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shmwire::ids::NodeId;
 use shmwire::spec::TaskArg;
@@ -49,12 +49,29 @@ fn warm_sync_actor_call_allocations() {
     let mut worker = Worker::bind(&session, wopts, Arc::new(registry)).unwrap();
     let server_allocs = Arc::new(AtomicU64::new(u64::MAX));
     let stop = Arc::new(AtomicBool::new(false));
-    let (sa, st) = (Arc::clone(&server_allocs), Arc::clone(&stop));
+    let settled = Arc::new(AtomicBool::new(false));
+    let server_slack = Arc::new(AtomicU64::new(0));
+    let (sa, st, se, se2) = (
+        Arc::clone(&server_allocs),
+        Arc::clone(&stop),
+        Arc::clone(&settled),
+        Arc::clone(&server_slack),
+    );
     let server = std::thread::spawn(move || {
         // Creation task + warm calls, then the measured calls.
         worker
             .run_until(Duration::from_secs(30), |w| w.tasks_executed() > WARM)
             .unwrap();
+        // Past two publishes of the statistics area (every 50 ms), so the
+        // one that first names `add` (and allocates its name, once) is not
+        // counted; a later publish allocates nothing. Before, a slow run
+        // (CI under load) counted that publish: 1,002 allocations.
+        let settle = Instant::now() + Duration::from_millis(120);
+        while Instant::now() < settle {
+            worker.run_once(Duration::from_millis(5)).unwrap();
+        }
+        se.store(true, Ordering::SeqCst);
+        let t0 = Instant::now();
         let before = common::allocs();
         worker
             .run_until(Duration::from_secs(30), |w| {
@@ -62,6 +79,7 @@ fn warm_sync_actor_call_allocations() {
             })
             .unwrap();
         sa.store(common::allocs() - before, Ordering::SeqCst);
+        se2.store(housekeeping_slack(t0.elapsed()), Ordering::SeqCst);
         while !st.load(Ordering::SeqCst) {
             worker.run_once(Duration::from_millis(5)).unwrap();
         }
@@ -89,11 +107,16 @@ fn warm_sync_actor_call_allocations() {
     for i in 1..=WARM {
         call(&mut driver, i as i64);
     }
+    while !settled.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let t0 = Instant::now();
     let before = common::allocs();
     for i in WARM + 1..=WARM + MEASURED {
         call(&mut driver, i as i64);
     }
     let caller = common::allocs() - before;
+    let caller_slack = housekeeping_slack(t0.elapsed());
     let caller_sizes = common::last_alloc_sizes();
     stop.store(true, Ordering::SeqCst);
     drop(driver);
@@ -112,15 +135,30 @@ fn warm_sync_actor_call_allocations() {
     // The worker: exactly the handler's own return value (a `Vec<u8>`, the
     // `TaskResult` API); request, queue, reply and reply cache allocate
     // nothing (the reply's vectors are recycled).
-    assert_eq!(server, MEASURED, "worker allocations per call != 1");
+    let server_slack = server_slack.load(Ordering::SeqCst);
+    assert!(
+        (MEASURED..=MEASURED + server_slack).contains(&server),
+        "worker allocations per call != 1: {server} for {MEASURED} calls \
+         (housekeeping slack {server_slack})"
+    );
     // The caller: the runtime allocates nothing; the 4 per call are this
     // test's own (the argument vector and its value, `get`'s result vector
     // and the value's copy). The spec is a finished call's re-aimed
     // (`TaskSpecBuilder::rebuild_actor_task`) and the reply's value lands
     // in a freed value's buffer.
     assert!(
-        caller <= 4 * MEASURED,
+        caller <= 4 * MEASURED + caller_slack,
         "caller allocations per call: {} (last sizes {caller_sizes:?})",
         caller as f64 / MEASURED as f64
     );
+}
+
+/// Allocations allowed on a side for its once-a-second housekeeping (the
+/// worker's listener and file checks, the caller's lock-file check:
+/// paths, a few each) over a measured window of `elapsed`: 8 per started
+/// second, since a round can fall into any window. A warm run takes
+/// ≈ 10 ms; loaded runs (CI beside other work) took up to seconds and
+/// counted housekeeping as calls. A per-call allocation adds 1,000.
+fn housekeeping_slack(elapsed: Duration) -> u64 {
+    8 * (elapsed.as_secs() + 1)
 }

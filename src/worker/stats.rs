@@ -216,19 +216,29 @@ impl PublishedStats {
         }
         self.last = Some(now);
         let next = &mut self.next;
-        next.handlers.clear();
+        // Figures are written over the last publish's (their names'
+        // buffers reused): a warm publish allocates nothing, so the serving
+        // loop does not (`tests/worker_call_alloc.rs`).
+        let mut n = 0;
         for (name, c) in stats.names.iter().zip(&stats.counters) {
             if c.count > 0 {
-                next.handlers.push(HandlerFigures {
-                    name: name.clone(),
-                    count: c.count,
-                    cum_queue_ns: c.cum_queue_ns,
-                    max_queue_ns: c.max_queue_ns,
-                    cum_exec_ns: c.cum_exec_ns,
-                    max_exec_ns: c.max_exec_ns,
-                });
+                put_figures(
+                    &mut next.handlers,
+                    n,
+                    &HandlerFigures {
+                        name: String::new(),
+                        count: c.count,
+                        cum_queue_ns: c.cum_queue_ns,
+                        max_queue_ns: c.max_queue_ns,
+                        cum_exec_ns: c.cum_exec_ns,
+                        max_exec_ns: c.max_exec_ns,
+                    },
+                    name,
+                );
+                n += 1;
             }
         }
+        next.handlers.truncate(n);
         next.connections.clear();
         for (_, conn) in mux.iter_mut() {
             next.connections.push(ConnectionFigures {
@@ -247,7 +257,15 @@ impl PublishedStats {
         if unchanged && recent {
             return;
         }
-        std::mem::swap(&mut self.snap, &mut self.next);
+        // Copied, not swapped: `next` keeps its warm buffers.
+        for (i, h) in self.next.handlers.iter().enumerate() {
+            put_figures(&mut self.snap.handlers, i, h, &h.name);
+        }
+        self.snap.handlers.truncate(self.next.handlers.len());
+        self.snap.connections.clear();
+        self.snap
+            .connections
+            .extend_from_slice(&self.next.connections);
         self.written = Some(now);
         self.area.publish(&self.snap);
     }
@@ -264,6 +282,27 @@ impl PublishedStats {
             self.area.publish(&self.snap);
         }
         Ok(made)
+    }
+}
+
+/// Sets `v[i]` to `figures` named `name` (`figures.name` is not read),
+/// reusing the name buffer of the entry there; pushes when `i` is
+/// `v.len()`.
+fn put_figures(v: &mut Vec<HandlerFigures>, i: usize, figures: &HandlerFigures, name: &str) {
+    match v.get_mut(i) {
+        Some(slot) => {
+            let mut kept = std::mem::take(&mut slot.name);
+            kept.clear();
+            kept.push_str(name);
+            *slot = HandlerFigures {
+                name: kept,
+                ..*figures
+            };
+        }
+        None => v.push(HandlerFigures {
+            name: name.to_owned(),
+            ..*figures
+        }),
     }
 }
 
