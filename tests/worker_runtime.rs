@@ -1051,9 +1051,12 @@ fn tcp_caller_with_actor(s: &TestSession, worker: WorkerId) -> (CoreWorker, Acto
 }
 
 /// Over TCP, an actor whose worker is only stopped (`SIGSTOP`) stops
-/// answering heartbeats: the caller declares it dead after the liveness
-/// bound (Ray's semantics: `ActorDied`), but the error says what it knows —
-/// "died or stopped answering (silent for …)" — not that it died.
+/// answering heartbeats: the caller declares the connection dead after the
+/// liveness bound, cannot reach the worker again (the handshake times out),
+/// and, its process living, gives it up as unavailable — not dead (it was
+/// `ActorDied` until the attack on `24d9191`): the error says both, "the
+/// actor stopped answering (silent for …)" and "its process (pid …)
+/// lives but was not reached again".
 #[test]
 fn a_stopped_tcp_actor_is_reported_as_stopped_answering() {
     maybe_run_worker();
@@ -1087,20 +1090,22 @@ fn a_stopped_tcp_actor_is_reported_as_stopped_answering() {
     rustix::process::kill_process(rpid, rustix::process::Signal::CONT).unwrap();
     worker.kill();
     match &err {
-        TaskError::ActorDied {
+        TaskError::ActorUnavailable {
             actor_id,
             stopped_answering: Some(silent),
+            unreachable: Some(why),
             ..
         } => {
             assert_eq!(*actor_id, actor.actor_id());
             // The default liveness bound (TransportConfig): 5 s.
             assert!(*silent >= Duration::from_secs(5), "{silent:?}");
+            assert!(why.contains(&format!("(pid {pid}) lives")), "{why}");
         }
-        other => panic!("expected ActorDied for a silent actor, got {other:?}"),
+        other => panic!("expected ActorUnavailable for a stopped actor, got {other:?}"),
     }
     let text = err.to_string();
     assert!(
-        text.contains("died or stopped answering (silent for"),
+        text.contains("the actor stopped answering (silent for"),
         "{text}"
     );
     assert!(waited < GUARD, "{waited:?}");
@@ -2235,19 +2240,32 @@ fn a_caller_reconnecting_while_the_workers_entry_is_gone_waits_for_it() {
         assert!(ok, "kill {sig}");
     };
     let grace = CoreWorkerOptions::new(s.node).reconnect_grace;
+    // A worker (serving two connections) with a counter actor, stopped.
+    let stopped_worker = || {
+        let worker = s.spawn_worker(
+            "a_caller_reconnecting_while_the_workers_entry_is_gone_waits_for_it",
+            2,
+        );
+        let pid = worker.child.as_ref().unwrap().id();
+        let mut driver = s.driver();
+        let actor = create_counter(&mut driver, worker.id, 0);
+        signal("-STOP", pid);
+        (worker, pid, driver, actor)
+    };
+    // `e` is the actor given up on, naming its live process `pid`.
+    let given_up = |e: TaskError, pid: u32| match e {
+        TaskError::ActorUnavailable {
+            unreachable: Some(why),
+            ..
+        } if why.contains(&format!("(pid {pid}) lives")) => {}
+        e => panic!("expected the actor unavailable, its process named: {e}"),
+    };
     // Stopped, its entry removed: after the grace, no sooner, an actor
     // task and a normal task waiting for it fail as unavailable, naming the
     // live process; the actor is not dead. Resumed, the worker puts its
     // entry back, and the next calls reach it again (before, it was
     // reported dead for good).
-    let worker = s.spawn_worker(
-        "a_caller_reconnecting_while_the_workers_entry_is_gone_waits_for_it",
-        2,
-    );
-    let pid = worker.child.as_ref().unwrap().id();
-    let mut driver = s.driver();
-    let actor = create_counter(&mut driver, worker.id, 0);
-    signal("-STOP", pid);
+    let (worker, pid, mut driver, actor) = stopped_worker();
     std::fs::remove_file(entry_path(&s, worker.id)).unwrap();
     let t0 = Instant::now();
     driver.reset_connection(worker.id);
@@ -2262,21 +2280,15 @@ fn a_caller_reconnecting_while_the_workers_entry_is_gone_waits_for_it() {
             TaskOptions::default(),
         )
         .expect("a task for a worker in its reconnect grace is taken");
-    let names_the_process = |why: &str| why.contains(&format!("(pid {pid}) lives"));
-    match task_error(&mut driver, &r) {
-        TaskError::ActorUnavailable {
-            unreachable: Some(why),
-            ..
-        } if names_the_process(&why) => {}
-        e => panic!("expected the actor unavailable, its process named: {e}"),
-    }
+    given_up(task_error(&mut driver, &r), pid);
     let waited = t0.elapsed();
     assert!(
         waited >= grace - Duration::from_millis(100) && waited < GUARD,
         "given up on after {waited:?}, the grace being {grace:?}"
     );
     match task_error(&mut driver, &square) {
-        TaskError::WorkerUnavailable { reason, .. } if names_the_process(&reason) => {}
+        TaskError::WorkerUnavailable { reason, .. }
+            if reason.contains(&format!("(pid {pid}) lives")) => {}
         e => panic!("expected the worker unavailable, its process named: {e}"),
     }
     signal("-CONT", pid);
@@ -2297,6 +2309,23 @@ fn a_caller_reconnecting_while_the_workers_entry_is_gone_waits_for_it() {
         )
         .unwrap();
     assert_eq!(get_i64(&mut driver, &square), 49);
+    drop(driver);
+    worker.wait_success();
+    // Stopped, its entry left alone: the reconnect's handshake waits out its
+    // own timeout (5 s), longer than the grace, on a live process: given up
+    // on too, not dead (attack on `24d9191`: "actor … died"), and served
+    // once resumed.
+    let (worker, pid, mut driver, actor) = stopped_worker();
+    driver.reset_connection(worker.id);
+    let r = driver
+        .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+        .unwrap();
+    given_up(task_error(&mut driver, &r), pid);
+    signal("-CONT", pid);
+    let r = driver
+        .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+        .unwrap();
+    assert_eq!(get_i64(&mut driver, &r), 1, "after the worker was resumed");
     drop(driver);
     worker.wait_success();
     // Killed: dead at once, not after the grace.

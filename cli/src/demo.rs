@@ -248,7 +248,7 @@ pub fn run_worker(args: &WorkerArgs) -> DemoResult<()> {
                     r.describe()
                 ),
                 WorkerEvent::RestoreFailed(why) => errln!(
-                    "demo worker: a file it keeps in its session is missing and could not be \
+                    "demo worker: a file it keeps in its session is missing or replaced and could not be \
                      put back (trying again every second): {why}"
                 ),
             }

@@ -917,10 +917,12 @@ fn a_stopped_shm_worker_behind_a_full_ring_fails_after_one_send_timeout() {
     let ctx = format!("after {took:?}: {status}\nstdout:\n{stdout}\nstderr:\n{err}");
     assert_eq!(status.code(), Some(1), "{ctx}");
     let last = last_error(&err);
+    // Declared dead for its silence, not reached again, its process
+    // living: unavailable, not dead (it said "died or stopped answering"
+    // until the attack on `24d9191`).
     assert!(
-        last.contains(
-            " died or stopped answering (silent for 30.0 s) before task Counter::add replied"
-        ),
+        last.contains(" unavailable for task Counter::add (connection declared dead: the actor stopped answering (silent for 30.0 s); its process (pid ")
+            && last.contains(") lives but was not reached again"),
         "{ctx}"
     );
     // Send timeout 30 s + handshake 5 s, with room for a loaded machine;

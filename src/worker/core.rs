@@ -2155,12 +2155,37 @@ impl CoreWorker {
                 };
                 self.unreachable.insert(worker, u);
             }
-            _ => {
+            // The reconnect itself outlasted the grace (a stopped worker
+            // whose socket still accepts: the handshake's own timeout),
+            // and the process lives: given up on, not dead.
+            Some(pid) => {
+                let why = self.give_up_reason(pid, until, &e);
+                tracing::warn!(%worker, reason = %why, "giving up on an unreachable worker: its tasks fail as unavailable");
+                self.given_up = Some((worker, why));
+                self.fail_held(held_failed, true);
+                self.give_up(worker, pid, normal, unsent);
+                self.given_up = None;
+            }
+            None => {
                 tracing::info!(error = %e, %worker, "worker unreachable: failing its tasks");
                 self.fail_held(held_failed, false);
                 self.settle(worker, false, normal, unsent);
             }
         }
+    }
+
+    /// Why a worker (process `pid`, grace ending at `until`) is given up
+    /// on: "its process (pid 42) lives but was not reached again in 5.0 s
+    /// (reconnect grace 2.5 s): <the last connect error>".
+    fn give_up_reason(&self, pid: u32, until: Instant, e: &WorkerError) -> String {
+        let grace = self.options.reconnect_grace;
+        let broke = until.checked_sub(grace).unwrap_or(until);
+        format!(
+            "its process (pid {pid}) lives but was not reached again in {:.1} s (reconnect grace {:.1} s): {}",
+            broke.elapsed().as_secs_f64(),
+            grace.as_secs_f64(),
+            crate::error_chain(e)
+        )
     }
 
     /// Fails the actor tasks held through a reconnect grace: as unavailable
@@ -2217,12 +2242,8 @@ impl CoreWorker {
                     if lives {
                         // Not a death: its tasks fail as unavailable, its
                         // actors stay, and a later task tries again.
-                        let why = format!(
-                            "its process (pid {}) lives but was not reached again within {:.1} s: {}",
-                            u.pid,
-                            self.options.reconnect_grace.as_secs_f64(),
-                            crate::error_chain(&e)
-                        );
+                        let (pid, until) = (u.pid, u.until);
+                        let why = self.give_up_reason(pid, until, &e);
                         tracing::warn!(%worker, reason = %why, "giving up on an unreachable worker: its tasks fail as unavailable");
                         given_up = Some(why);
                     } else {
@@ -2272,7 +2293,10 @@ impl CoreWorker {
             let Some(a) = self.actors.get_mut(&actor_id) else {
                 continue;
             };
-            let mut evs = a.queue.fail_queued_unavailable();
+            // Tasks in flight (when given up on at the break itself) are
+            // queued for a retry or fail; then every queued one fails.
+            let mut evs = a.queue.disconnect(false);
+            evs.extend(a.queue.fail_queued_unavailable());
             self.actor_events(actor_id, &mut evs, None);
         }
         for task in normal.into_iter().chain(unsent) {

@@ -24,9 +24,10 @@ fn how_lost(stopped_answering: &Option<Duration>) -> String {
 
 /// How the connection of a [`TaskError::ActorUnavailable`] task broke:
 /// "lost", or "declared dead: the actor stopped answering (silent for
-/// 5.0 s)"; then, if the actor's worker was given up on, why
-/// ("; its process (pid 42) lives but was not reached again within 2.5 s:
-/// …").
+/// 5.0 s)"; then why the task got no further try: "no retries left", or,
+/// when the actor's worker was given up on, why ("its process (pid 42)
+/// lives but was not reached again in 5.0 s (reconnect grace 2.5 s): …":
+/// retries, even unlimited ones, need a worker that answers).
 fn how_broken(stopped_answering: &Option<Duration>, unreachable: &Option<String>) -> String {
     let broke = match stopped_answering {
         None => "lost".to_string(),
@@ -36,7 +37,7 @@ fn how_broken(stopped_answering: &Option<Duration>, unreachable: &Option<String>
         ),
     };
     match unreachable {
-        None => broke,
+        None => format!("{broke}; no retries left"),
         Some(why) => format!("{broke}; {why}"),
     }
 }
@@ -85,9 +86,9 @@ pub enum TaskError {
     /// `ACTOR_DIED`) — or it fell silent (`stopped_answering`: over TCP no
     /// heartbeat answered for the liveness bound; on shared memory no room
     /// made in its request ring for the send timeout) and could not be
-    /// reached again, which Ray too treats as a death, though the process
-    /// may only be stopped or unreachable; the text then says "died or
-    /// stopped answering (silent for …)".
+    /// reached again, its process gone or unknown; the text then says
+    /// "died or stopped answering (silent for …)". (A silent actor whose
+    /// process lives is [`TaskError::ActorUnavailable`], not dead.)
     #[error("actor {actor_id} {} before task {function} replied", how_lost(.stopped_answering))]
     ActorDied {
         /// The actor.
@@ -111,7 +112,7 @@ pub enum TaskError {
     /// to reach it again. The text names the silence when the connection
     /// was declared dead for it, and why the worker was given up on.
     #[error(
-        "actor {actor_id} unavailable for task {function} (connection {}; no retries left)",
+        "actor {actor_id} unavailable for task {function} (connection {})",
         how_broken(.stopped_answering, .unreachable)
     )]
     ActorUnavailable {

@@ -791,7 +791,7 @@ impl Worker {
     fn restore_failed(&mut self, why: String) {
         if !self.listener_lost {
             self.listener_lost = true;
-            tracing::warn!(error = %why, "worker: a file it keeps in its session is missing and \
+            tracing::warn!(error = %why, "worker: a file it keeps in its session is missing or replaced and \
                 could not be put back; trying again");
             self.event(WorkerEvent::RestoreFailed(why));
         }
