@@ -2316,11 +2316,20 @@ fn a_caller_reconnecting_while_the_workers_entry_is_gone_waits_for_it() {
     // on too, not dead (attack on `24d9191`: "actor … died"), and served
     // once resumed.
     let (worker, pid, mut driver, actor) = stopped_worker();
+    let t0 = Instant::now();
     driver.reset_connection(worker.id);
     let r = driver
         .submit_actor_task(&actor, "add", vec![i64_arg(1)])
         .unwrap();
     given_up(task_error(&mut driver, &r), pid);
+    // Each reconnect's handshake is bounded by what is left of its grace
+    // (at least 1 s): the break's, `reach_again`'s, the new grace's last
+    // try, ≈ 6–7 s; with the 5 s handshake timeout each it took 15 s.
+    let waited = t0.elapsed();
+    assert!(
+        waited < grace * 2 + Duration::from_secs(4),
+        "given up on after {waited:?}"
+    );
     signal("-CONT", pid);
     let r = driver
         .submit_actor_task(&actor, "add", vec![i64_arg(1)])

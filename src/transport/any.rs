@@ -390,6 +390,22 @@ impl Connector {
         Ok((conn, entry))
     }
 
+    /// [`Connector::connect_worker_entry`] with the handshake bounded by
+    /// `timeout` as well as by [`TransportConfig::handshake_timeout`]: a
+    /// reconnect within a grace waits no longer than the grace has left.
+    pub fn connect_worker_entry_within(
+        &self,
+        id: &WorkerId,
+        timeout: Duration,
+    ) -> Result<(AnyConnection, Endpoint), ConnectError> {
+        if timeout >= self.config.handshake_timeout {
+            return self.connect_worker_entry(id);
+        }
+        let mut bounded = self.clone();
+        bounded.config.handshake_timeout = timeout;
+        bounded.connect_worker_entry(id)
+    }
+
     /// Connects to a worker of this node by name, through the directory.
     pub fn connect_name(&self, name: &str) -> Result<AnyConnection, ConnectError> {
         let dir = self

@@ -309,7 +309,9 @@ pub struct CoreWorkerOptions {
     /// tasks waiting for it fail with [`TaskError::ActorUnavailable`]
     /// (its `unreachable` says why) or [`TaskError::WorkerUnavailable`],
     /// its actors are kept (not restarted elsewhere), and the next task
-    /// for it tries to reach it again, with a new grace. Default [`DEATH_GRACE`](crate::node::DEATH_GRACE)
+    /// for it tries to reach it again, with a new grace. Each reconnect's
+    /// handshake waits at most what is left of the grace (at least 1 s),
+    /// and the caller waits with it. Default [`DEATH_GRACE`](crate::node::DEATH_GRACE)
     /// (2.5 s), the node's own wait before it announces a death;
     /// `Duration::ZERO` judges from the one reconnect attempt.
     pub reconnect_grace: Duration,
@@ -318,6 +320,10 @@ pub struct CoreWorkerOptions {
 /// How often a worker in its [`CoreWorkerOptions::reconnect_grace`] is
 /// tried again (50 ms).
 pub const RECONNECT_RETRY: Duration = Duration::from_millis(50);
+
+/// The shortest handshake a reconnect attempt allows, whatever is left of
+/// the grace (a reconnect's handshake is bounded by the grace's rest).
+const RECONNECT_HANDSHAKE_FLOOR: Duration = Duration::from_secs(1);
 
 impl CoreWorkerOptions {
     /// Shared memory with default options, a random worker id, job 1,
@@ -1044,10 +1050,26 @@ impl CoreWorker {
     }
 
     fn ensure_conn(&mut self, worker: WorkerId) -> Result<(), WorkerError> {
+        self.ensure_conn_within(worker, Duration::MAX)
+    }
+
+    /// [`Self::ensure_conn`] with the handshake bounded by `timeout` too
+    /// (at least `RECONNECT_HANDSHAKE_FLOOR`, 1 s, so that a loaded but
+    /// live worker can answer): a reconnect within a grace blocks the
+    /// caller about as long as the grace has left, not the whole
+    /// handshake timeout (5 s against a stopped worker whose socket still
+    /// accepts).
+    fn ensure_conn_within(
+        &mut self,
+        worker: WorkerId,
+        timeout: Duration,
+    ) -> Result<(), WorkerError> {
         if self.conns.contains_key(&worker) {
             return Ok(());
         }
-        let (conn, entry) = self.connector.connect_worker_entry(&worker)?;
+        let (conn, entry) = self
+            .connector
+            .connect_worker_entry_within(&worker, timeout.max(RECONNECT_HANDSHAKE_FLOOR))?;
         // The kernel's word (shared memory) before the entry's, which any
         // process of this user could have written.
         let pid = conn.peer_pid().or(Some(entry.pid)).filter(|&p| p != 0);
@@ -2112,7 +2134,7 @@ impl CoreWorker {
         // Alive (a directory entry whose owner holds its lock, and a
         // handshake); or its process lives, and it is tried again for the
         // rest of its grace; or dead.
-        let e = match self.ensure_conn(worker) {
+        let e = match self.ensure_conn_within(worker, until.saturating_duration_since(since)) {
             Ok(()) => {
                 self.fail_held(held_failed, true);
                 return self.settle(worker, true, normal, unsent);
@@ -2225,7 +2247,11 @@ impl CoreWorker {
             .map(|(w, _)| *w)
             .collect();
         for worker in due {
-            let reached = self.ensure_conn(worker);
+            let left = self
+                .unreachable
+                .get(&worker)
+                .map_or(Duration::ZERO, |u| u.until.saturating_duration_since(now));
+            let reached = self.ensure_conn_within(worker, left);
             let Some(u) = self.unreachable.get_mut(&worker) else {
                 continue;
             };
@@ -2317,7 +2343,7 @@ impl CoreWorker {
         let Some(pid) = self.unavailable.remove(&worker) else {
             return;
         };
-        match self.ensure_conn(worker) {
+        match self.ensure_conn_within(worker, self.options.reconnect_grace) {
             Ok(()) => {
                 tracing::info!(%worker, "an unavailable worker was reached again");
                 self.settle(worker, true, Vec::new(), Vec::new());
