@@ -153,10 +153,11 @@ fn warm_sync_actor_call_allocations() {
     );
 }
 
-/// Allocations allowed on a side for its once-a-second housekeeping (the
-/// worker's listener and file checks, the caller's lock-file check:
-/// paths, a few each) over a measured window of `elapsed`: 8 per started
-/// second, since a round can fall into any window. A warm run takes
+/// Allocations allowed on a side for what it does once a second, not per
+/// call (the worker's checks of the files it keeps in its session, the
+/// caller's of its lock file; ≈ 3 a second measured on a run that took
+/// 24 s) over a measured window of `elapsed`: 8 per started second, since
+/// a round can fall into any window. A warm run takes
 /// ≈ 10 ms; loaded runs (CI beside other work) took up to seconds and
 /// counted housekeeping as calls. A per-call allocation adds 1,000.
 fn housekeeping_slack(elapsed: Duration) -> u64 {

@@ -28,6 +28,20 @@ fn get_i64(driver: &mut CoreWorker, r: &ObjectRef) -> i64 {
     as_i64(&driver.get(std::slice::from_ref(r), GUARD).unwrap()[0])
 }
 
+/// Submits the normal task `square(x)` to `worker`.
+fn submit_square(
+    driver: &mut CoreWorker,
+    worker: WorkerId,
+    x: i64,
+) -> Result<ObjectRef, shmwire::worker::WorkerError> {
+    driver.submit_task(
+        worker,
+        FunctionDescriptor::rust(MODULE, "", "square"),
+        vec![i64_arg(x)],
+        TaskOptions::default(),
+    )
+}
+
 #[test]
 fn ordered_actor_calls_from_several_callers_at_once() {
     maybe_run_worker();
@@ -489,14 +503,7 @@ fn wrong_recipient_and_garbage_are_refused() {
     assert!(err.is_fatal(), "{err}");
     drop(conn);
     let mut driver = s.driver();
-    let r = driver
-        .submit_task(
-            worker.id,
-            FunctionDescriptor::rust(MODULE, "", "square"),
-            vec![i64_arg(4)],
-            TaskOptions::default(),
-        )
-        .unwrap();
+    let r = submit_square(&mut driver, worker.id, 4).unwrap();
     assert_eq!(get_i64(&mut driver, &r), 16);
     drop(driver);
     worker.wait_success();
@@ -2196,13 +2203,7 @@ fn a_caller_reconnecting_while_the_workers_entry_is_gone_waits_for_it() {
     // Removed; a normal task submitted meanwhile waits for the worker too.
     std::fs::remove_file(&entry).unwrap();
     driver.reset_connection(worker.id);
-    let square = driver
-        .submit_task(
-            worker.id,
-            FunctionDescriptor::rust(MODULE, "", "square"),
-            vec![i64_arg(5)],
-            TaskOptions::default(),
-        )
+    let square = submit_square(&mut driver, worker.id, 5)
         .expect("a task for a worker in its reconnect grace is taken");
     assert_eq!(get_i64(&mut driver, &square), 25);
     add(&mut driver, 3, "after the entry was removed");
@@ -2272,13 +2273,7 @@ fn a_caller_reconnecting_while_the_workers_entry_is_gone_waits_for_it() {
     let r = driver
         .submit_actor_task(&actor, "add", vec![i64_arg(1)])
         .unwrap();
-    let square = driver
-        .submit_task(
-            worker.id,
-            FunctionDescriptor::rust(MODULE, "", "square"),
-            vec![i64_arg(6)],
-            TaskOptions::default(),
-        )
+    let square = submit_square(&mut driver, worker.id, 6)
         .expect("a task for a worker in its reconnect grace is taken");
     given_up(task_error(&mut driver, &r), pid);
     let waited = t0.elapsed();
@@ -2300,14 +2295,7 @@ fn a_caller_reconnecting_while_the_workers_entry_is_gone_waits_for_it() {
         1,
         "after the worker was resumed (the failed call never ran)"
     );
-    let square = driver
-        .submit_task(
-            worker.id,
-            FunctionDescriptor::rust(MODULE, "", "square"),
-            vec![i64_arg(7)],
-            TaskOptions::default(),
-        )
-        .unwrap();
+    let square = submit_square(&mut driver, worker.id, 7).unwrap();
     assert_eq!(get_i64(&mut driver, &square), 49);
     drop(driver);
     worker.wait_success();

@@ -99,7 +99,7 @@ pub enum AreaRole {
 }
 
 /// One handler's figures (Ray's `EventStats`), in nanoseconds.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct HandlerFigures {
     /// The handler's name.
     pub name: String,
@@ -113,6 +113,25 @@ pub struct HandlerFigures {
     pub cum_exec_ns: u64,
     /// Longest execution time.
     pub max_exec_ns: u64,
+}
+
+impl Clone for HandlerFigures {
+    fn clone(&self) -> Self {
+        let mut c = Self::default();
+        c.clone_from(self);
+        c
+    }
+
+    /// Reuses `self.name`'s buffer, so a `Vec::clone_from` of warm figures
+    /// allocates nothing (the worker publishes them from its serving loop).
+    fn clone_from(&mut self, source: &Self) {
+        self.name.clone_from(&source.name);
+        self.count = source.count;
+        self.cum_queue_ns = source.cum_queue_ns;
+        self.max_queue_ns = source.max_queue_ns;
+        self.cum_exec_ns = source.cum_exec_ns;
+        self.max_exec_ns = source.max_exec_ns;
+    }
 }
 
 impl HandlerFigures {

@@ -2182,11 +2182,7 @@ impl CoreWorker {
             // and the process lives: given up on, not dead.
             Some(pid) => {
                 let why = self.give_up_reason(pid, until, &e);
-                tracing::warn!(%worker, reason = %why, "giving up on an unreachable worker: its tasks fail as unavailable");
-                self.given_up = Some((worker, why));
-                self.fail_held(held_failed, true);
-                self.give_up(worker, pid, normal, unsent);
-                self.given_up = None;
+                self.give_up(worker, pid, why, held_failed, normal, unsent);
             }
             None => {
                 tracing::info!(error = %e, %worker, "worker unreachable: failing its tasks");
@@ -2269,9 +2265,7 @@ impl CoreWorker {
                         // Not a death: its tasks fail as unavailable, its
                         // actors stay, and a later task tries again.
                         let (pid, until) = (u.pid, u.until);
-                        let why = self.give_up_reason(pid, until, &e);
-                        tracing::warn!(%worker, reason = %why, "giving up on an unreachable worker: its tasks fail as unavailable");
-                        given_up = Some(why);
+                        given_up = Some(self.give_up_reason(pid, until, &e));
                     } else {
                         tracing::info!(error = %e, %worker, "worker still unreachable, its process gone: failing its tasks");
                     }
@@ -2284,12 +2278,7 @@ impl CoreWorker {
             self.cut_off = u.cut_off.map(|v| (worker, v));
             self.stopped_answering = u.silent.map(|d| (worker, d));
             match given_up {
-                Some(why) => {
-                    self.given_up = Some((worker, why));
-                    self.fail_held(u.failed, true);
-                    self.give_up(worker, u.pid, u.normal, u.unsent);
-                    self.given_up = None;
-                }
+                Some(why) => self.give_up(worker, u.pid, why, u.failed, u.normal, u.unsent),
                 None => {
                     self.fail_held(u.failed, alive);
                     self.settle(worker, alive, u.normal, u.unsent);
@@ -2309,12 +2298,24 @@ impl CoreWorker {
     }
 
     /// Gives up on `worker` (process `pid`), unreachable to the end of its
-    /// grace though its process lives: its actors' queued tasks and its
-    /// `normal` and `unsent` tasks fail as unavailable (Ray's
-    /// `ACTOR_UNAVAILABLE`), its actors are neither dead nor restarted
-    /// elsewhere (their process lives), and the next task for it tries to
-    /// reach it again (`reach_again`).
-    fn give_up(&mut self, worker: WorkerId, pid: u32, normal: Vec<TaskId>, unsent: Vec<TaskId>) {
+    /// grace though its process lives (`why`, from `give_up_reason`): the
+    /// actor tasks `held` through the grace, its actors' queued tasks and
+    /// its `normal` and `unsent` tasks fail as unavailable (Ray's
+    /// `ACTOR_UNAVAILABLE`), their errors saying why; its actors are
+    /// neither dead nor restarted elsewhere (their process lives), and the
+    /// next task for it tries to reach it again (`reach_again`).
+    fn give_up(
+        &mut self,
+        worker: WorkerId,
+        pid: u32,
+        why: String,
+        held: Vec<(ActorId, SubmitEvent<TaskId>)>,
+        normal: Vec<TaskId>,
+        unsent: Vec<TaskId>,
+    ) {
+        tracing::warn!(%worker, reason = %why, "giving up on an unreachable worker: its tasks fail as unavailable");
+        self.given_up = Some((worker, why));
+        self.fail_held(held, true);
         for actor_id in self.actors_on(worker) {
             let Some(a) = self.actors.get_mut(&actor_id) else {
                 continue;
@@ -2328,6 +2329,7 @@ impl CoreWorker {
         for task in normal.into_iter().chain(unsent) {
             self.retry_or_fail_normal(task, false);
         }
+        self.given_up = None;
         self.unavailable.insert(worker, pid);
     }
 
@@ -2557,7 +2559,8 @@ impl CoreWorker {
         // lock file too.
         let mut timeout = timeout.min(crate::transport::LISTENER_CHECK_INTERVAL);
         // A worker in its reconnect grace is tried when due (the clock is
-        // read only then).
+        // read only then). `is_empty` first: on every sync call, and a map
+        // that once held entries is scanned whole by `values()`.
         if !self.unreachable.is_empty() {
             if let Some(next) = self.unreachable.values().map(|u| u.next_try).min() {
                 timeout = timeout.min(next.saturating_duration_since(Instant::now()));

@@ -124,8 +124,9 @@ pub enum TaskError {
         stopped_answering: Option<Duration>,
         /// When the actor's worker was given up on for this task though its
         /// process lived: why, e.g. "its process (pid 42) lives but was not
-        /// reached again within 2.5 s: no worker … in the directory".
-        /// `None` when the task failed with its connection.
+        /// reached again in 2.5 s (reconnect grace 2.5 s): no live worker …
+        /// in the directory". `None` when the task failed with its
+        /// connection.
         unreachable: Option<String>,
     },
     /// The worker running a normal task died or its connection broke, and no
@@ -154,8 +155,9 @@ pub enum TaskError {
         worker_id: WorkerId,
         /// The function's call string.
         function: String,
-        /// Why, e.g. "connection lost; its process (pid 42) lives but was
-        /// not reached again within 2.5 s: …".
+        /// Why, e.g. "its process (pid 42) lives but was not reached again
+        /// in 2.5 s (reconnect grace 2.5 s): timed out during the handshake
+        /// reply".
         reason: String,
     },
     /// The connection to the task's worker was cut off for a protocol

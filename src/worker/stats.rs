@@ -222,19 +222,16 @@ impl PublishedStats {
         let mut n = 0;
         for (name, c) in stats.names.iter().zip(&stats.counters) {
             if c.count > 0 {
-                put_figures(
-                    &mut next.handlers,
-                    n,
-                    &HandlerFigures {
-                        name: String::new(),
-                        count: c.count,
-                        cum_queue_ns: c.cum_queue_ns,
-                        max_queue_ns: c.max_queue_ns,
-                        cum_exec_ns: c.cum_exec_ns,
-                        max_exec_ns: c.max_exec_ns,
-                    },
-                    name,
-                );
+                if n == next.handlers.len() {
+                    next.handlers.push(HandlerFigures::default());
+                }
+                let h = &mut next.handlers[n];
+                h.name.clone_from(name);
+                h.count = c.count;
+                h.cum_queue_ns = c.cum_queue_ns;
+                h.max_queue_ns = c.max_queue_ns;
+                h.cum_exec_ns = c.cum_exec_ns;
+                h.max_exec_ns = c.max_exec_ns;
                 n += 1;
             }
         }
@@ -257,15 +254,10 @@ impl PublishedStats {
         if unchanged && recent {
             return;
         }
-        // Copied, not swapped: `next` keeps its warm buffers.
-        for (i, h) in self.next.handlers.iter().enumerate() {
-            put_figures(&mut self.snap.handlers, i, h, &h.name);
-        }
-        self.snap.handlers.truncate(self.next.handlers.len());
-        self.snap.connections.clear();
-        self.snap
-            .connections
-            .extend_from_slice(&self.next.connections);
+        // Copied, not swapped: both keep their warm buffers
+        // (`HandlerFigures::clone_from` reuses the names').
+        self.snap.handlers.clone_from(&self.next.handlers);
+        self.snap.connections.clone_from(&self.next.connections);
         self.written = Some(now);
         self.area.publish(&self.snap);
     }
@@ -282,27 +274,6 @@ impl PublishedStats {
             self.area.publish(&self.snap);
         }
         Ok(made)
-    }
-}
-
-/// Sets `v[i]` to `figures` named `name` (`figures.name` is not read),
-/// reusing the name buffer of the entry there; pushes when `i` is
-/// `v.len()`.
-fn put_figures(v: &mut Vec<HandlerFigures>, i: usize, figures: &HandlerFigures, name: &str) {
-    match v.get_mut(i) {
-        Some(slot) => {
-            let mut kept = std::mem::take(&mut slot.name);
-            kept.clear();
-            kept.push_str(name);
-            *slot = HandlerFigures {
-                name: kept,
-                ..*figures
-            };
-        }
-        None => v.push(HandlerFigures {
-            name: name.to_owned(),
-            ..*figures
-        }),
     }
 }
 
