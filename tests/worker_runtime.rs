@@ -2303,7 +2303,11 @@ fn a_caller_reconnecting_while_the_workers_entry_is_gone_waits_for_it() {
     // own timeout (5 s), longer than the grace, on a live process: given up
     // on too, not dead (attack on `24d9191`: "actor … died"), and served
     // once resumed.
+    // Its listen backlog filled by another process of the user, so that a
+    // blocking connect would wait for as long as the worker is stopped
+    // (attack on `e99056a`: the caller blocked for the whole stop).
     let (worker, pid, mut driver, actor) = stopped_worker();
+    let backlog = fill_backlog(&s, worker.id);
     let t0 = Instant::now();
     driver.reset_connection(worker.id);
     let r = driver
@@ -2318,6 +2322,7 @@ fn a_caller_reconnecting_while_the_workers_entry_is_gone_waits_for_it() {
         waited < grace * 2 + Duration::from_secs(4),
         "given up on after {waited:?}"
     );
+    drop(backlog);
     signal("-CONT", pid);
     let r = driver
         .submit_actor_task(&actor, "add", vec![i64_arg(1)])
@@ -2331,6 +2336,35 @@ fn a_caller_reconnecting_while_the_workers_entry_is_gone_waits_for_it() {
         waited < grace,
         "a worker whose process is gone is dead at once, not after {waited:?}"
     );
+}
+
+/// Fills the listen backlog of the Unix socket named in worker `id`'s
+/// directory entry (its process stopped: nobody accepts); the sockets
+/// returned keep it full.
+fn fill_backlog(s: &TestSession, id: WorkerId) -> Vec<rustix::fd::OwnedFd> {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let entry = std::fs::read_to_string(entry_path(s, id)).unwrap();
+    let path = entry
+        .lines()
+        .find_map(|l| l.strip_prefix("unix="))
+        .expect("a Unix socket in the entry");
+    let addr = SocketAddrUnix::new(path).unwrap();
+    let mut held = Vec::new();
+    loop {
+        let fd = rustix::net::socket_with(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap();
+        match rustix::net::connect(&fd, &addr) {
+            Ok(()) => held.push(fd),
+            Err(rustix::io::Errno::AGAIN) => return held,
+            Err(e) => panic!("connect to {path}: {e}"),
+        }
+        assert!(held.len() < 100_000, "the backlog never filled");
+    }
 }
 
 /// The directory entry of worker `id` in `s`'s session.

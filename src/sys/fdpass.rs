@@ -132,6 +132,47 @@ pub(crate) fn peer_connected(sock: BorrowedFd<'_>) -> bool {
     }
 }
 
+/// Connects a Unix stream socket to `path` by `deadline`. A blocking
+/// `connect(2)` to a listener whose backlog is full waits until the
+/// listener accepts — without end if it is stopped (`SIGSTOP`) and another
+/// process of the user filled its backlog (found by the attack on
+/// `e99056a`: a caller blocked for the whole stop, `SIGTERM` unheard).
+/// Here the socket is non-blocking: a full backlog is `EAGAIN`, tried again
+/// every millisecond until `deadline` (then `TimedOut`). The stream
+/// returned is blocking.
+pub(crate) fn unix_connect_by(
+    path: &std::path::Path,
+    deadline: Instant,
+) -> io::Result<std::os::unix::net::UnixStream> {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let addr = SocketAddrUnix::new(path)?;
+    let fd = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+        None,
+    )?;
+    loop {
+        match rustix::net::connect(&fd, &addr) {
+            Ok(()) => break,
+            Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the listener's backlog stayed full",
+                    ));
+                }
+                std::thread::sleep((deadline - now).min(std::time::Duration::from_millis(1)));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let stream = std::os::unix::net::UnixStream::from(fd);
+    stream.set_nonblocking(false)?;
+    Ok(stream)
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::net::UnixStream;

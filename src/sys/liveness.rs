@@ -182,46 +182,49 @@ pub(crate) fn pid_exists(pid: u32) -> Option<bool> {
     }
 }
 
-/// Whether `pid` names an exited process: its leader a zombie (`Z`) or
-/// being reaped (`X`) in `/proc/<pid>/stat`, and no other thread of it
-/// alive (`/proc/<pid>/task`). A leader that ended with `pthread_exit` /
+/// Whether `pid` names an exited process: its leader exiting, a zombie
+/// (`Z`) or being reaped (`X`) in `/proc/<pid>/stat` ([`stat_gone`]), and
+/// no other thread of it alive (`/proc/<pid>/task`). A leader that ended with `pthread_exit` /
 /// `SYS_exit` while other threads run shows `Z` too, though the process
 /// lives on (found by the attack on `0e3edad`: such a caller's id was taken
 /// for a dead process's). `false` when it cannot be read.
 fn exited(pid: u32) -> bool {
-    let state = |path: String| std::fs::read(path).ok().and_then(|s| stat_state(&s));
-    if !state(format!("/proc/{pid}/stat")).is_some_and(gone_state) {
+    let state = |path: String| std::fs::read(path).ok().and_then(|s| stat_gone(&s));
+    if state(format!("/proc/{pid}/stat")) != Some(true) {
         return false;
     }
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return true;
     };
-    let mut states = tasks.flatten().filter_map(|t| {
+    let mut gone = tasks.flatten().filter_map(|t| {
         state(format!(
             "/proc/{pid}/task/{}/stat",
             t.file_name().to_string_lossy()
         ))
     });
-    all_gone(&mut states)
+    gone.all(|g| g)
 }
 
-/// The state letter of a `/proc/.../stat` line: it follows the last ')'
-/// (the command name may hold any byte, parentheses included).
-fn stat_state(stat: &[u8]) -> Option<u8> {
-    stat.iter()
-        .rposition(|&b| b == b')')
-        .and_then(|i| stat.get(i + 2))
-        .copied()
-}
+/// `PF_EXITING` in the flags field of `/proc/.../stat`: set when the
+/// thread enters `do_exit`, before its files are closed.
+const PF_EXITING: u64 = 0x4;
 
-/// A thread state of an exited thread (zombie or being reaped).
-fn gone_state(st: u8) -> bool {
-    st == b'Z' || st == b'X'
-}
-
-/// Whether every thread state is that of an exited thread.
-fn all_gone(mut states: impl Iterator<Item = u8>) -> bool {
-    states.all(gone_state)
+/// Whether the thread of a `/proc/.../stat` line has exited or is
+/// exiting: state `Z` (zombie) or `X` (being reaped), or `PF_EXITING` in
+/// its flags. A killed process closes its sockets inside `do_exit`, before
+/// it becomes a zombie: a caller woken by that close (a refused connect)
+/// saw it as alive (found by the attack on `e99056a`: a `SIGKILL`ed worker
+/// given up on as "unavailable … its process lives"). The fields follow
+/// the last ')' (the command name may hold any byte, parentheses
+/// included): state, then the flags as the seventh.
+fn stat_gone(stat: &[u8]) -> Option<bool> {
+    let rest = &stat[stat.iter().rposition(|&b| b == b')')? + 1..];
+    let mut fields = rest
+        .split(u8::is_ascii_whitespace)
+        .filter(|f| !f.is_empty());
+    let state = *fields.next()?.first()?;
+    let flags: u64 = std::str::from_utf8(fields.nth(5)?).ok()?.parse().ok()?;
+    Some(state == b'Z' || state == b'X' || flags & PF_EXITING != 0)
 }
 
 #[cfg(test)]
@@ -230,12 +233,17 @@ mod tests {
 
     #[test]
     fn a_zombie_leader_with_a_live_thread_is_alive() {
-        // The leader's and each task's state, as `exited` reads them.
-        assert_eq!(stat_state(b"12 (a) b)) Z 1 2"), Some(b'Z'));
-        assert!(all_gone([b'Z'].into_iter()));
-        assert!(all_gone([b'Z', b'X'].into_iter()));
-        assert!(!all_gone([b'Z', b'S'].into_iter()));
-        assert!(!all_gone([b'Z', b'R', b'Z'].into_iter()));
+        // The leader's and each task's state, as `exited` reads them (the
+        // flags are the field after tpgid).
+        let line = |state: &str, flags: u64| format!("12 (a) b)) {state} 1 12 12 0 -1 {flags} 0 0");
+        assert_eq!(stat_gone(line("Z", 0x400000).as_bytes()), Some(true));
+        assert_eq!(stat_gone(line("X", 0x400000).as_bytes()), Some(true));
+        assert_eq!(stat_gone(line("S", 0x400000).as_bytes()), Some(false));
+        assert_eq!(stat_gone(line("R", 0x400000).as_bytes()), Some(false));
+        // Killed, inside `do_exit`: still `R` or `D`, but exiting.
+        assert_eq!(stat_gone(line("R", 0x400004).as_bytes()), Some(true));
+        assert_eq!(stat_gone(line("D", 0x400044).as_bytes()), Some(true));
+        assert_eq!(stat_gone(b"12 (a) R"), None, "too short");
     }
 
     #[test]

@@ -3,7 +3,6 @@
 //! the exchange ([`connect_shm`]).
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,7 +11,7 @@ use super::connection::ShmConnection;
 use super::{ShmOptions, ACK, MIN_RING_CAPACITY};
 use crate::ring::{create_ring_anon, MappedStorage, Ring, RingSegmentError, MAX_CAPACITY};
 use crate::shm::{AnonSegment, Session};
-use crate::sys::fdpass::recv_with_fds;
+use crate::sys::fdpass::{recv_with_fds, unix_connect_by};
 use crate::transport::accept::{read_by_deadline, wait_readable, write_fresh};
 use crate::transport::handshake::{self, ClientSecret, Hello, Reply, Wire, FIXED_LEN};
 use crate::transport::{ConnectError, TransportConfig, WorkerId};
@@ -141,11 +140,20 @@ pub fn connect_shm(
     opts: &ShmOptions,
 ) -> Result<ShmConnection, ConnectError> {
     let cap = check_capacity(opts.ring_capacity as u64)?;
-    let stream = UnixStream::connect(socket).map_err(|e| ConnectError::NoListener {
-        worker: intended,
-        address: socket.display().to_string(),
-        source: e,
-    })?;
+    // Bounded like the rest of the hello: a stopped listener with a full
+    // backlog would hold a blocking connect for as long as it is stopped.
+    let stream =
+        unix_connect_by(socket, Instant::now() + config.handshake_timeout).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::TimedOut {
+                ConnectError::TimedOut { during: "connect" }
+            } else {
+                ConnectError::NoListener {
+                    worker: intended,
+                    address: socket.display().to_string(),
+                    source: e,
+                }
+            }
+        })?;
     stream
         .set_write_timeout(Some(config.handshake_timeout))
         .map_err(ConnectError::io("set socket options"))?;
