@@ -431,6 +431,72 @@ impl ActorId {
     }
 }
 
+/// The hashed part of a child task's id: the first
+/// [`TaskId::UNIQUE_BYTES`] bytes of `SHA-256(job ‖ parent ‖ counter)`,
+/// which [`TaskId::for_actor_task`] and [`TaskId::for_normal_task`] put
+/// before the actor id. It does not depend on the task's actor, so a
+/// submitter can hash its next counter ahead of the submission — while it
+/// waits for a reply — and finish the id when it knows the target
+/// (`CoreWorker` does; the hash is ≈ 55 ns of a sync actor call here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ChildTaskHash {
+    job_id: JobId,
+    parent_task_id: TaskId,
+    parent_task_counter: u64,
+    unique: [u8; TaskId::UNIQUE_BYTES],
+}
+
+impl ChildTaskHash {
+    /// Hashes `(job_id, parent_task_id, parent_task_counter)` (Ray's
+    /// `GenerateUniqueBytes` without extra bytes).
+    pub fn new(job_id: JobId, parent_task_id: TaskId, parent_task_counter: u64) -> Self {
+        Self {
+            job_id,
+            parent_task_id,
+            parent_task_counter,
+            unique: generate_unique_bytes::<{ TaskId::UNIQUE_BYTES }>(
+                &job_id,
+                &parent_task_id,
+                parent_task_counter,
+                0,
+            ),
+        }
+    }
+
+    /// Whether this is the hash of `(job_id, parent_task_id,
+    /// parent_task_counter)`.
+    pub fn is_for(&self, job_id: JobId, parent_task_id: TaskId, parent_task_counter: u64) -> bool {
+        self.parent_task_counter == parent_task_counter
+            && self.parent_task_id == parent_task_id
+            && self.job_id == job_id
+    }
+
+    /// The job hashed.
+    pub fn job_id(&self) -> JobId {
+        self.job_id
+    }
+
+    /// The parent task hashed.
+    pub fn parent_task_id(&self) -> TaskId {
+        self.parent_task_id
+    }
+
+    /// The parent's task counter hashed.
+    pub fn parent_task_counter(&self) -> u64 {
+        self.parent_task_counter
+    }
+
+    /// The actor task's id (as [`TaskId::for_actor_task`]).
+    pub fn actor_task(&self, actor_id: ActorId) -> TaskId {
+        TaskId(concat(&self.unique, &actor_id.0))
+    }
+
+    /// The normal task's id (as [`TaskId::for_normal_task`]).
+    pub fn normal_task(&self) -> TaskId {
+        TaskId(concat(&self.unique, &ActorId::nil_from_job(self.job_id).0))
+    }
+}
+
 impl TaskId {
     /// Number of unique (hashed) bytes before the actor id.
     pub const UNIQUE_BYTES: usize = 8;
@@ -452,8 +518,7 @@ impl TaskId {
         parent_task_counter: u64,
         actor_id: ActorId,
     ) -> Self {
-        let unique = generate_unique_bytes::<8>(&job_id, &parent_task_id, parent_task_counter, 0);
-        Self(concat(&unique, &actor_id.0))
+        ChildTaskHash::new(job_id, parent_task_id, parent_task_counter).actor_task(actor_id)
     }
 
     /// Ray's `TaskID::ForNormalTask`: hash(job, parent, counter)\[..8\] + nil actor of `job_id`.
@@ -462,8 +527,7 @@ impl TaskId {
         parent_task_id: TaskId,
         parent_task_counter: u64,
     ) -> Self {
-        let unique = generate_unique_bytes::<8>(&job_id, &parent_task_id, parent_task_counter, 0);
-        Self(concat(&unique, &ActorId::nil_from_job(job_id).0))
+        ChildTaskHash::new(job_id, parent_task_id, parent_task_counter).normal_task()
     }
 
     /// Ray's `TaskID::FromRandom(job_id)`: 20 random bytes + `job_id`.

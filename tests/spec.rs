@@ -3,7 +3,9 @@
 
 use proptest::prelude::*;
 
-use shmwire::ids::{ActorId, JobId, NodeId, ObjectId, PlacementGroupId, TaskId, WorkerId};
+use shmwire::ids::{
+    ActorId, ChildTaskHash, JobId, NodeId, ObjectId, PlacementGroupId, TaskId, WorkerId,
+};
 use shmwire::spec::{
     self, ActorCreationTaskSpec, ActorTaskTarget, Address, AlignedBytes, ArchivedReturnValue,
     ArchivedTaskArg, DecodeError, EncodeError, Encoder, FunctionDescriptor, InlineData,
@@ -440,9 +442,23 @@ fn a_rebuilt_actor_call_equals_a_freshly_built_one() {
         target,
     );
     assert_eq!(old.len(), 1, "the previous arguments are handed back");
-    let fresh = builder(44, args, -1).build_actor_task(target);
+    let fresh = builder(44, args.clone(), -1).build_actor_task(target);
     assert_eq!(recycled, fresh);
     assert_ne!(recycled.task_id, TaskId::nil());
+
+    // With the id's hash computed ahead (as the caller does while it waits
+    // for a reply): the same spec.
+    let child = ChildTaskHash::new(job, driver, 44);
+    assert!(child.is_for(job, driver, 44));
+    assert!(!child.is_for(job, driver, 45));
+    assert!(!child.is_for(JobId::from_int(4), driver, 44));
+    let mut hashed = builder(5, Vec::new(), 2).build_actor_task(first_target);
+    TaskSpecBuilder::rebuild_actor_task_hashed(&mut hashed, &child, args, -1, target);
+    assert_eq!(hashed, fresh);
+    assert_eq!(
+        child.normal_task(),
+        TaskId::for_normal_task(job, driver, 44)
+    );
 }
 
 fn big_spec(num_args: usize, blob: usize) -> TaskSpec {

@@ -22,7 +22,7 @@
 //! * return ids are never stored: [`TaskSpec::return_id`]`(i)` is
 //!   `ObjectId::from_index(task_id, i + 1)`.
 
-use crate::ids::{ActorId, JobId, ObjectId, PlacementGroupId, TaskId};
+use crate::ids::{ActorId, ChildTaskHash, JobId, ObjectId, PlacementGroupId, TaskId};
 
 use super::message::{
     ActorCreationTaskSpec, ActorTaskSpec, Address, Resource, RuntimeEnv, TaskArg, TaskSpec,
@@ -380,9 +380,28 @@ impl TaskSpecBuilder {
         max_retries: i32,
         target: ActorTaskTarget,
     ) -> Vec<TaskArg> {
-        spec.task_id = TaskId::for_actor_task(job, parent, parent_counter, target.actor_id);
+        let child = ChildTaskHash::new(job, parent, parent_counter);
+        Self::rebuild_actor_task_hashed(spec, &child, args, max_retries, target)
+    }
+
+    /// [`TaskSpecBuilder::rebuild_actor_task`] with the task id's hash
+    /// computed beforehand: `child` names the job, parent and counter (and
+    /// holds their hash), so the task id is `child.actor_task(actor)` and
+    /// the spec is the same as `rebuild_actor_task(spec,
+    /// child.job_id(), child.parent_task_id(), child.parent_task_counter(),
+    /// ..)` gives. A submitter hashes its next counter while it waits
+    /// ([`ChildTaskHash`]).
+    pub fn rebuild_actor_task_hashed(
+        spec: &mut TaskSpec,
+        child: &ChildTaskHash,
+        args: Vec<TaskArg>,
+        max_retries: i32,
+        target: ActorTaskTarget,
+    ) -> Vec<TaskArg> {
+        let parent = child.parent_task_id();
+        spec.task_id = child.actor_task(target.actor_id);
         spec.parent_task_id = parent;
-        spec.parent_counter = parent_counter;
+        spec.parent_counter = child.parent_task_counter();
         spec.caller_id = parent;
         spec.max_retries = max_retries;
         spec.skip_execution = false;

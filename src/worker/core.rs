@@ -16,7 +16,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::ids::{ActorId, JobId, NodeId, ObjectId, TaskId, WorkerId};
+use crate::ids::{ActorId, ChildTaskHash, JobId, NodeId, ObjectId, TaskId, WorkerId};
 use crate::ordering::{
     self, seq_map::SeqMap, ActorSubmitQueue, PushRequest, RequestId, SubmitEvent, TaskFailure,
     TaskMeta,
@@ -31,8 +31,8 @@ use crate::spec::{
 };
 use crate::store::{ObjectBuffer, StoreClient};
 use crate::transport::{
-    AnyConnection, Connection, Connector, MessageConnection, Mux, MuxEvent, PeerKey, SendError,
-    ShmOptions, TransportConfig, TransportKind,
+    AnyConnection, Connection, Connector, MessageConnection, Mux, MuxConnection, MuxEvent, PeerKey,
+    SendError, ShmOptions, TransportConfig, TransportKind,
 };
 
 use super::registry::CONSTRUCTOR_NAME;
@@ -574,6 +574,10 @@ pub struct CoreWorker {
     events: Vec<SubmitEvent<TaskId>>,
     driver_task: TaskId,
     task_counter: u64,
+    /// The id hash of the next counter, computed after an actor task was
+    /// sent — while the caller waits for its reply — for the next actor
+    /// task to take (`child_hash`).
+    next_child: Option<ChildTaskHash>,
     mux: Mux<AnyConnection>,
     ready: Vec<MuxEvent>,
     conns: HashMap<WorkerId, Conn>,
@@ -1010,6 +1014,7 @@ impl CoreWorker {
             events: Vec::new(),
             address,
             task_counter: 0,
+            next_child: None,
             mux,
             ready: Vec::new(),
             conns: HashMap::new(),
@@ -1095,6 +1100,26 @@ impl CoreWorker {
     fn next_parent_counter(&mut self) -> u64 {
         self.task_counter += 1;
         self.task_counter
+    }
+
+    /// The id hash of this worker's child task `counter`: the one hashed
+    /// ahead (`prepare_next_child`) if it is that counter's, else hashed now.
+    fn child_hash(&mut self, counter: u64) -> ChildTaskHash {
+        let (job, parent) = (self.options.job_id, self.driver_task);
+        match self.next_child.take() {
+            Some(c) if c.is_for(job, parent, counter) => c,
+            _ => ChildTaskHash::new(job, parent, counter),
+        }
+    }
+
+    /// Hashes the next counter's task id now, off the critical path of a
+    /// sync call (its request is on its way; the caller will wait).
+    fn prepare_next_child(&mut self) {
+        let next = self.task_counter + 1;
+        let (job, parent) = (self.options.job_id, self.driver_task);
+        if !self.next_child.is_some_and(|c| c.is_for(job, parent, next)) {
+            self.next_child = Some(ChildTaskHash::new(job, parent, next));
+        }
     }
 
     /// Ray's `LocalDependencyResolver` plus the promotion of large
@@ -1721,6 +1746,7 @@ impl CoreWorker {
         self.reach_again(worker);
         let (args, store_args) = self.resolve_args(args, true)?;
         let parent_counter = self.next_parent_counter();
+        let child = self.child_hash(parent_counter);
         let (job, driver_task) = (self.options.job_id, self.driver_task);
         let Some(entry) = self.actors.get_mut(&actor.actor_id) else {
             self.release_args(&store_args);
@@ -1742,11 +1768,9 @@ impl CoreWorker {
             Some(i) => {
                 let c = &mut entry.calls[i];
                 let mut request = c.spare.pop().unwrap_or_else(|| c.first.clone());
-                TaskSpecBuilder::rebuild_actor_task(
+                TaskSpecBuilder::rebuild_actor_task_hashed(
                     &mut request.task_spec,
-                    job,
-                    driver_task,
-                    parent_counter,
+                    &child,
                     args,
                     options.max_retries,
                     target,
@@ -1786,6 +1810,13 @@ impl CoreWorker {
             }
         };
         let spec = &request.task_spec;
+        // The id hashed ahead must be this counter's (tests run with debug
+        // assertions, and mix normal tasks, which take counters too).
+        debug_assert_eq!(
+            spec.task_id,
+            TaskId::for_actor_task(job, driver_task, parent_counter, actor.actor_id),
+            "an actor task's id hashed for another counter"
+        );
         entry.next_counter += 1;
         entry.cursor = spec.actor_dummy_object_id().unwrap_or(entry.cursor);
         let task_id = spec.task_id;
@@ -1815,6 +1846,7 @@ impl CoreWorker {
         let oref = self.new_ref(object_id);
         self.actor_events(actor.actor_id, &mut evs, None);
         self.events = evs;
+        self.prepare_next_child();
         Ok(oref)
     }
 
@@ -2621,12 +2653,26 @@ impl CoreWorker {
             return;
         };
         let max_inline = self.options.max_direct_call_object_size;
+        let mut received = false;
         loop {
             let Some(conn) = self.mux.get_mut(key) else {
                 return;
             };
+            // After a frame, a shared-memory ring that shows no next one is
+            // done without the empty receive, which reads the clock for its
+            // liveness check (≈ 40 ns of a sync call's path). Its end is
+            // not missed: a hang-up or death makes the mux report the
+            // connection again (epoll, ticks), and that drain's first
+            // receive reports it. TCP is read until it would block: its
+            // readiness is edge-triggered.
+            if received && conn.kind() == TransportKind::Shm && !conn.ready_hint() {
+                return;
+            }
             let bytes = match conn.try_recv_private() {
-                Ok(Some(b)) => b,
+                Ok(Some(b)) => {
+                    received = true;
+                    b
+                }
                 Ok(None) => return,
                 Err(e) => {
                     let violation = e.violation();

@@ -944,13 +944,19 @@ impl Worker {
     /// the connection is found dead.
     fn drain(&mut self, key: PeerKey) {
         self.exec.clock = Instant::now();
-        for _ in 0..DRAIN_BUDGET {
+        for turn in 0..DRAIN_BUDGET {
             if self.dead.contains(&key) {
                 return;
             }
             let Some(conn) = self.mux.get_mut(key) else {
                 return;
             };
+            // After a frame, a ring showing no next one is done without an
+            // empty receive (as the caller's `CoreWorker::drain`, which says
+            // why nothing is missed); TCP is read until it would block.
+            if turn > 0 && conn.kind() == TransportKind::Shm && !conn.ready_hint() {
+                return;
+            }
             match conn.try_recv_private() {
                 Ok(None) => return,
                 Ok(Some(bytes)) => {
