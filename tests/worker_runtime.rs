@@ -2232,14 +2232,7 @@ fn a_caller_reconnecting_while_the_workers_entry_is_gone_waits_for_it() {
         assert!(matches!(e, TaskError::ActorDied { .. }), "{e}");
         waited
     };
-    let signal = |sig: &str, pid: u32| {
-        let ok = std::process::Command::new("kill")
-            .args([sig, &pid.to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {sig}");
-    };
+    let signal = send_signal;
     let grace = CoreWorkerOptions::new(s.node).reconnect_grace;
     // A worker (serving two connections) with a counter actor, stopped.
     let stopped_worker = || {
@@ -2315,8 +2308,9 @@ fn a_caller_reconnecting_while_the_workers_entry_is_gone_waits_for_it() {
         .unwrap();
     given_up(task_error(&mut driver, &r), pid);
     // Each reconnect's handshake is bounded by what is left of its grace
-    // (at least 1 s): the break's, `reach_again`'s, the new grace's last
-    // try, ≈ 6–7 s; with the 5 s handshake timeout each it took 15 s.
+    // (at least 1 s) and runs on its own thread: given up on when the
+    // break's attempt ends, ≈ 2.5 s; with a blocking attempt bounded so it
+    // took 6–7 s, with the 5 s handshake timeout each 15 s.
     let waited = t0.elapsed();
     assert!(
         waited < grace * 2 + Duration::from_secs(4),
@@ -2336,6 +2330,82 @@ fn a_caller_reconnecting_while_the_workers_entry_is_gone_waits_for_it() {
         waited < grace,
         "a worker whose process is gone is dead at once, not after {waited:?}"
     );
+}
+
+/// While a caller tries to reach a stopped worker again — its socket
+/// accepts, so each handshake waits until its deadline — the caller's
+/// calls to another worker are served as usual: each attempt runs on a
+/// thread of its own. Before, each attempt blocked the caller for up to
+/// what was left of the grace, at least 1 s (at the break, at each retry,
+/// at `reach_again`): `reset_connection` alone took the whole 2.5 s grace.
+#[test]
+fn a_stopped_worker_holds_up_no_call_to_another_worker() {
+    maybe_run_worker();
+    let s = TestSession::new("stopother");
+    let mut stopped = s.spawn_worker("a_stopped_worker_holds_up_no_call_to_another_worker", 2);
+    let other = s.spawn_worker("a_stopped_worker_holds_up_no_call_to_another_worker", 1);
+    let pid = stopped.child.as_ref().unwrap().id();
+    let mut driver = s.driver();
+    let a = create_counter(&mut driver, stopped.id, 0);
+    let b = create_counter(&mut driver, other.id, 0);
+    let signal = |sig: &str| send_signal(sig, pid);
+    signal("-STOP");
+    let grace = CoreWorkerOptions::new(s.node).reconnect_grace;
+    let t0 = Instant::now();
+    driver.reset_connection(stopped.id);
+    let broke = t0.elapsed();
+    let waiting = driver
+        .submit_actor_task(&a, "add", vec![i64_arg(1)])
+        .unwrap();
+    // Calls to the other worker through most of the grace, each checked.
+    let (mut calls, mut slowest) = (0, Duration::ZERO);
+    while t0.elapsed() < grace - Duration::from_millis(500) {
+        let t = Instant::now();
+        let r = driver
+            .submit_actor_task(&b, "add", vec![i64_arg(1)])
+            .unwrap();
+        calls += 1;
+        assert_eq!(get_i64(&mut driver, &r), calls);
+        slowest = slowest.max(t.elapsed());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        broke < Duration::from_millis(500),
+        "handling the break took {broke:?}: the caller waited for the reconnect"
+    );
+    assert!(
+        calls >= 10 && slowest < Duration::from_millis(500),
+        "{calls} calls to the other worker during the grace, the slowest {slowest:?}"
+    );
+    // The stopped worker's task still fails as unavailable after the
+    // grace, naming its live process.
+    match task_error(&mut driver, &waiting) {
+        TaskError::ActorUnavailable {
+            unreachable: Some(why),
+            ..
+        } if why.contains(&format!("(pid {pid}) lives")) => {}
+        e => panic!("expected the actor unavailable, its process named: {e}"),
+    }
+    assert!(t0.elapsed() >= grace - Duration::from_millis(100));
+    signal("-CONT");
+    // Resumed: the next call reaches it again, the failed one never ran.
+    let r = driver
+        .submit_actor_task(&a, "add", vec![i64_arg(1)])
+        .unwrap();
+    assert_eq!(get_i64(&mut driver, &r), 1, "after the worker was resumed");
+    drop(driver);
+    other.wait_success();
+    stopped.kill();
+}
+
+/// Sends signal `sig` (`-STOP`, `-CONT`) to process `pid` with kill(1).
+fn send_signal(sig: &str, pid: u32) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} {pid}");
 }
 
 /// Fills the listen backlog of the Unix socket named in worker `id`'s

@@ -13,7 +13,7 @@
 use foldhash::{HashMap, HashMapExt as _};
 use std::collections::hash_map::Entry as MapEntry;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::ids::{ActorId, ChildTaskHash, JobId, NodeId, ObjectId, TaskId, WorkerId};
@@ -31,8 +31,8 @@ use crate::spec::{
 };
 use crate::store::{ObjectBuffer, StoreClient};
 use crate::transport::{
-    AnyConnection, Connection, Connector, MessageConnection, Mux, MuxConnection, MuxEvent, PeerKey,
-    SendError, ShmOptions, TransportConfig, TransportKind,
+    AnyConnection, ConnectError, Connection, Connector, Endpoint, MessageConnection, Mux,
+    MuxConnection, MuxEvent, PeerKey, SendError, ShmOptions, TransportConfig, TransportKind,
 };
 
 use super::registry::CONSTRUCTOR_NAME;
@@ -311,7 +311,9 @@ pub struct CoreWorkerOptions {
     /// its actors are kept (not restarted elsewhere), and the next task
     /// for it tries to reach it again, with a new grace. Each reconnect's
     /// handshake waits at most what is left of the grace (at least 1 s),
-    /// and the caller waits with it. Default [`DEATH_GRACE`](crate::node::DEATH_GRACE)
+    /// on a thread of its own: the caller goes on with its other workers
+    /// meanwhile (a stopped worker whose socket still accepts holds up
+    /// only its own tasks). Default [`DEATH_GRACE`](crate::node::DEATH_GRACE)
     /// (2.5 s), the node's own wait before it announces a death;
     /// `Duration::ZERO` judges from the one reconnect attempt.
     pub reconnect_grace: Duration,
@@ -419,9 +421,15 @@ struct Conn {
 /// lives (`CoreWorker::give_up`).
 #[derive(Debug)]
 struct Unreachable {
-    pid: u32,
+    /// Its process, if known (shared memory: `SO_PEERCRED`, or its
+    /// directory entry): only a living one earns more tries than the first
+    /// and a give-up instead of a death.
+    pid: Option<u32>,
     until: Instant,
+    /// When the next attempt starts (none runs meanwhile).
     next_try: Instant,
+    /// The attempt under way, if one is.
+    attempt: Option<Attempt>,
     /// Normal tasks of the broken connection, retried or failed when the
     /// worker is settled.
     normal: Vec<TaskId>,
@@ -436,6 +444,21 @@ struct Unreachable {
     /// How long the worker had been silent when the connection was
     /// declared dead for answering no heartbeat, if it was.
     silent: Option<Duration>,
+}
+
+/// What a reconnect attempt yields: the connection and the directory
+/// entry it dialled.
+type Reached = Result<(AnyConnection, Endpoint), ConnectError>;
+
+/// A reconnect attempt on a thread of its own (`CoreWorker::start_attempt`),
+/// so that the caller goes on serving its other connections while a
+/// worker that accepts but does not answer (stopped) holds the handshake
+/// for up to what is left of its grace (at least
+/// [`RECONNECT_HANDSHAKE_FLOOR`]). The thread sends its result and wakes
+/// the caller's mux; `drive` collects it (`retry_unreachable`).
+#[derive(Debug)]
+struct Attempt {
+    result: mpsc::Receiver<Reached>,
 }
 
 impl Conn {
@@ -1072,9 +1095,19 @@ impl CoreWorker {
         if self.conns.contains_key(&worker) {
             return Ok(());
         }
-        let (conn, entry) = self
+        let reached = self
             .connector
-            .connect_worker_entry_within(&worker, timeout.max(RECONNECT_HANDSHAKE_FLOOR))?;
+            .connect_worker_entry_within(&worker, timeout.max(RECONNECT_HANDSHAKE_FLOOR));
+        self.adopt(worker, reached)
+    }
+
+    /// Takes the connection an attempt made to `worker` into the mux (or
+    /// drops it if one was made meanwhile), or returns its error.
+    fn adopt(&mut self, worker: WorkerId, reached: Reached) -> Result<(), WorkerError> {
+        let (conn, entry) = reached?;
+        if self.conns.contains_key(&worker) {
+            return Ok(());
+        }
         // The kernel's word (shared memory) before the entry's, which any
         // process of this user could have written.
         let pid = conn.peer_pid().or(Some(entry.pid)).filter(|&p| p != 0);
@@ -1095,6 +1128,43 @@ impl CoreWorker {
         );
         self.by_key.insert(key, worker);
         Ok(())
+    }
+
+    /// Starts an attempt to reach `worker` again, its handshake bounded by
+    /// `timeout` (at least [`RECONNECT_HANDSHAKE_FLOOR`]), on a thread of
+    /// its own (see [`Attempt`]). Where no thread can be started, the
+    /// attempt fails with that error (and is tried again as any other).
+    fn start_attempt(&mut self, worker: WorkerId, timeout: Duration) -> Attempt {
+        let (tx, result) = mpsc::sync_channel(1);
+        let failed = tx.clone();
+        let connector = self.connector.clone();
+        let timeout = timeout.max(RECONNECT_HANDSHAKE_FLOOR);
+        let waker = match self.mux.waker() {
+            Ok(w) => Some(w),
+            Err(e) => {
+                // Then the attempt is collected when the mux wakes for
+                // something else, at the latest after a check interval.
+                tracing::warn!(error = %e, "no mux waker for a reconnect attempt");
+                None
+            }
+        };
+        let spawned = std::thread::Builder::new()
+            .name("shmwire-reconnect".into())
+            .spawn(move || {
+                let reached = connector.connect_worker_entry_within(&worker, timeout);
+                // The caller may have gone: then the connection is dropped.
+                let _ = tx.send(reached);
+                if let Some(w) = waker {
+                    w.wake();
+                }
+            });
+        if let Err(e) = spawned {
+            let _ = failed.send(Err(ConnectError::Io {
+                op: "start a reconnect thread",
+                source: e,
+            }));
+        }
+        Attempt { result }
     }
 
     fn next_parent_counter(&mut self) -> u64 {
@@ -2157,71 +2227,48 @@ impl CoreWorker {
             .as_ref()
             .map_or(since + self.options.reconnect_grace, |u| u.until);
         let mut unsent = Vec::new();
-        let mut held_failed = Vec::new();
+        let mut failed = Vec::new();
         if let Some(u) = earlier {
             normal.extend(u.normal);
             unsent = u.unsent;
-            held_failed = u.failed;
+            failed = u.failed;
         }
-        // Alive (a directory entry whose owner holds its lock, and a
-        // handshake); or its process lives, and it is tried again for the
-        // rest of its grace; or dead.
-        let e = match self.ensure_conn_within(worker, until.saturating_duration_since(since)) {
-            Ok(()) => {
-                self.fail_held(held_failed, true);
-                return self.settle(worker, true, normal, unsent);
-            }
-            Err(e) => e,
-        };
-        let pid = conn
-            .pid
-            .filter(|&p| crate::sys::liveness::pid_exists(p) == Some(true));
-        match pid {
-            Some(pid) if Instant::now() < until => {
-                tracing::info!(error = %e, %worker, pid, "worker unreachable but its process lives: trying again");
-                // Its actors' tasks wait as for a restart; those in flight
-                // are retried, or fail when the worker is settled (as
-                // unavailable if it lives, as dead if not).
-                let mut failed = held_failed;
-                for actor_id in self.actors_on(worker) {
-                    let Some(a) = self.actors.get_mut(&actor_id) else {
-                        continue;
-                    };
-                    let mut evs = a.queue.disconnect(false);
-                    evs.retain(|ev| match ev {
-                        SubmitEvent::Failed { .. } => {
-                            failed.push((actor_id, ev.clone()));
-                            false
-                        }
-                        _ => true,
-                    });
-                    self.actor_events(actor_id, &mut evs, None);
+        // Its actors' tasks wait as for a restart; those in flight are
+        // retried, or fail when the worker is settled (as unavailable if it
+        // lives, as dead if not).
+        for actor_id in self.actors_on(worker) {
+            let Some(a) = self.actors.get_mut(&actor_id) else {
+                continue;
+            };
+            let mut evs = a.queue.disconnect(false);
+            evs.retain(|ev| match ev {
+                SubmitEvent::Failed { .. } => {
+                    failed.push((actor_id, ev.clone()));
+                    false
                 }
-                let u = Unreachable {
-                    pid,
-                    until,
-                    next_try: Instant::now() + RECONNECT_RETRY,
-                    normal,
-                    unsent,
-                    failed,
-                    cut_off: self.cut_off.as_ref().map(|(_, v)| v.clone()),
-                    silent: self.stopped_answering.map(|(_, d)| d),
-                };
-                self.unreachable.insert(worker, u);
-            }
-            // The reconnect itself outlasted the grace (a stopped worker
-            // whose socket still accepts: the handshake's own timeout),
-            // and the process lives: given up on, not dead.
-            Some(pid) => {
-                let why = self.give_up_reason(pid, until, &e);
-                self.give_up(worker, pid, why, held_failed, normal, unsent);
-            }
-            None => {
-                tracing::info!(error = %e, %worker, "worker unreachable: failing its tasks");
-                self.fail_held(held_failed, false);
-                self.settle(worker, false, normal, unsent);
-            }
+                _ => true,
+            });
+            self.actor_events(actor_id, &mut evs, None);
         }
+        // Reached again (a directory entry whose owner holds its lock, and
+        // a handshake): alive; else tried again while its process lives,
+        // for the rest of the grace; else dead (`retry_unreachable`). The
+        // attempt runs on its own thread: a stopped worker whose socket
+        // still accepts holds its handshake, not this caller.
+        tracing::debug!(%worker, "connection to a worker lost: reaching it again");
+        let attempt = self.start_attempt(worker, until.saturating_duration_since(since));
+        let u = Unreachable {
+            pid: conn.pid,
+            until,
+            next_try: since,
+            attempt: Some(attempt),
+            normal,
+            unsent,
+            failed,
+            cut_off: self.cut_off.as_ref().map(|(_, v)| v.clone()),
+            silent: self.stopped_answering.map(|(_, d)| d),
+        };
+        self.unreachable.insert(worker, u);
     }
 
     /// Why a worker (process `pid`, grace ending at `until`) is given up
@@ -2260,26 +2307,58 @@ impl CoreWorker {
             .collect()
     }
 
-    /// Tries the workers in their reconnect grace that are due (from
-    /// `drive`): one reached again is alive; one whose process is gone, or
-    /// whose grace ran out, is dead.
+    /// Starts the attempts to reach workers in their reconnect grace that
+    /// are due, and decides those whose attempt ended (from `drive`): one
+    /// reached again is alive; one whose process lives is tried again until
+    /// its grace ends, then given up on; one whose process is gone (or
+    /// unknown) is dead.
     fn retry_unreachable(&mut self) {
         if self.unreachable.is_empty() {
             return;
         }
         let now = Instant::now();
-        let due: Vec<WorkerId> = self
+        let due: Vec<(WorkerId, Duration)> = self
             .unreachable
             .iter()
-            .filter(|(_, u)| u.next_try <= now)
-            .map(|(w, _)| *w)
+            .filter(|(_, u)| u.attempt.is_none() && u.next_try <= now)
+            .map(|(w, u)| (*w, u.until.saturating_duration_since(now)))
             .collect();
-        for worker in due {
-            let left = self
-                .unreachable
-                .get(&worker)
-                .map_or(Duration::ZERO, |u| u.until.saturating_duration_since(now));
-            let reached = self.ensure_conn_within(worker, left);
+        for (worker, left) in due {
+            let attempt = self.start_attempt(worker, left);
+            if let Some(u) = self.unreachable.get_mut(&worker) {
+                u.attempt = Some(attempt);
+            }
+        }
+        // A worker reached meanwhile by another way (a `create_actor`) is
+        // taken as reached: its attempt's connection, if any, is dropped.
+        let conns = &self.conns;
+        let ended: Vec<(WorkerId, Option<Reached>)> = self
+            .unreachable
+            .iter_mut()
+            .filter_map(|(w, u)| {
+                if conns.contains_key(w) {
+                    u.attempt = None;
+                    return Some((*w, None));
+                }
+                let r = match u.attempt.as_ref()?.result.try_recv() {
+                    Ok(r) => r,
+                    Err(mpsc::TryRecvError::Empty) => return None,
+                    Err(mpsc::TryRecvError::Disconnected) => Err(ConnectError::Io {
+                        op: "reconnect",
+                        source: std::io::Error::other(
+                            "the attempt's thread ended without a result",
+                        ),
+                    }),
+                };
+                u.attempt = None;
+                Some((*w, Some(r)))
+            })
+            .collect();
+        for (worker, reached) in ended {
+            let reached = match reached {
+                Some(r) => self.adopt(worker, r),
+                None => Ok(()),
+            };
             let Some(u) = self.unreachable.get_mut(&worker) else {
                 continue;
             };
@@ -2288,18 +2367,24 @@ impl CoreWorker {
                 Ok(()) => true,
                 Err(e) => {
                     let now = Instant::now();
-                    let lives = crate::sys::liveness::pid_exists(u.pid) == Some(true);
-                    if now < u.until && lives {
-                        u.next_try = now + RECONNECT_RETRY;
-                        continue;
-                    }
-                    if lives {
+                    let lives = u
+                        .pid
+                        .filter(|&p| crate::sys::liveness::pid_exists(p) == Some(true));
+                    match lives {
+                        Some(_) if now < u.until => {
+                            tracing::debug!(error = %e, %worker, "worker unreachable but its process lives: trying again");
+                            u.next_try = now + RECONNECT_RETRY;
+                            continue;
+                        }
                         // Not a death: its tasks fail as unavailable, its
                         // actors stay, and a later task tries again.
-                        let (pid, until) = (u.pid, u.until);
-                        given_up = Some(self.give_up_reason(pid, until, &e));
-                    } else {
-                        tracing::info!(error = %e, %worker, "worker still unreachable, its process gone: failing its tasks");
+                        Some(pid) => {
+                            let until = u.until;
+                            given_up = Some(self.give_up_reason(pid, until, &e));
+                        }
+                        None => {
+                            tracing::info!(error = %e, %worker, "worker unreachable, its process gone: failing its tasks")
+                        }
                     }
                     false
                 }
@@ -2309,9 +2394,11 @@ impl CoreWorker {
             };
             self.cut_off = u.cut_off.map(|v| (worker, v));
             self.stopped_answering = u.silent.map(|d| (worker, d));
-            match given_up {
-                Some(why) => self.give_up(worker, u.pid, why, u.failed, u.normal, u.unsent),
-                None => {
+            match (given_up, u.pid) {
+                (Some(why), Some(pid)) => {
+                    self.give_up(worker, pid, why, u.failed, u.normal, u.unsent)
+                }
+                _ => {
                     self.fail_held(u.failed, alive);
                     self.settle(worker, alive, u.normal, u.unsent);
                 }
@@ -2377,33 +2464,26 @@ impl CoreWorker {
         let Some(pid) = self.unavailable.remove(&worker) else {
             return;
         };
-        match self.ensure_conn_within(worker, self.options.reconnect_grace) {
-            Ok(()) => {
-                tracing::info!(%worker, "an unavailable worker was reached again");
-                self.settle(worker, true, Vec::new(), Vec::new());
-            }
-            Err(e) if crate::sys::liveness::pid_exists(pid) == Some(true) => {
-                tracing::info!(error = %e, %worker, pid, "an unavailable worker is still unreachable: trying again");
-                let now = Instant::now();
-                self.unreachable.insert(
-                    worker,
-                    Unreachable {
-                        pid,
-                        until: now + self.options.reconnect_grace,
-                        next_try: now + RECONNECT_RETRY,
-                        normal: Vec::new(),
-                        unsent: Vec::new(),
-                        failed: Vec::new(),
-                        cut_off: None,
-                        silent: None,
-                    },
-                );
-            }
-            Err(e) => {
-                tracing::info!(error = %e, %worker, "an unavailable worker's process is gone: it is dead");
-                self.settle(worker, false, Vec::new(), Vec::new());
-            }
-        }
+        // A new grace, its first attempt under way (on its own thread): the
+        // task waits in it, as for a broken connection.
+        tracing::info!(%worker, pid, "a task for an unavailable worker: reaching it again");
+        let now = Instant::now();
+        let grace = self.options.reconnect_grace;
+        let attempt = self.start_attempt(worker, grace);
+        self.unreachable.insert(
+            worker,
+            Unreachable {
+                pid: Some(pid),
+                until: now + grace,
+                next_try: now,
+                attempt: Some(attempt),
+                normal: Vec::new(),
+                unsent: Vec::new(),
+                failed: Vec::new(),
+                cut_off: None,
+                silent: None,
+            },
+        );
     }
 
     /// Decides the tasks of a worker whose connection broke: reached again
@@ -2594,7 +2674,14 @@ impl CoreWorker {
         // read only then). `is_empty` first: on every sync call, and a map
         // that once held entries is scanned whole by `values()`.
         if !self.unreachable.is_empty() {
-            if let Some(next) = self.unreachable.values().map(|u| u.next_try).min() {
+            // One whose attempt is under way wakes the mux when it ends.
+            if let Some(next) = self
+                .unreachable
+                .values()
+                .filter(|u| u.attempt.is_none())
+                .map(|u| u.next_try)
+                .min()
+            {
                 timeout = timeout.min(next.saturating_duration_since(Instant::now()));
             }
         }
