@@ -32,18 +32,31 @@ fn registry() -> FunctionRegistry {
     r
 }
 
+/// How to run it (printed for `--help`, and with a bad argument).
+const USAGE: &str =
+    "usage: actor_ping_pong [calls (default 20000)] [depth (default 1: one call at a time)]";
+
+/// Positional argument `n` as a number, `default` when absent; a bad one
+/// ends the process with the usage (exit status 2).
+fn number_arg(n: usize, name: &str, default: i64) -> i64 {
+    match std::env::args().nth(n).map(|s| (s.parse(), s)) {
+        None => default,
+        Some((Ok(v), _)) => v,
+        Some((Err(e), s)) => {
+            eprintln!("actor_ping_pong: {name} {s:?}: {e}\n{USAGE}");
+            std::process::exit(2);
+        }
+    }
+}
+
 fn main() -> Result<()> {
     support::maybe_serve(registry);
-    let calls: i64 = std::env::args()
-        .nth(1)
-        .map(|s| s.parse())
-        .transpose()?
-        .unwrap_or(20_000);
-    let depth: i64 = std::env::args()
-        .nth(2)
-        .map(|s| s.parse())
-        .transpose()?
-        .unwrap_or(1);
+    if std::env::args().skip(1).any(|a| a == "-h" || a == "--help") {
+        println!("{USAGE}");
+        return Ok(());
+    }
+    let calls = number_arg(1, "calls", 20_000);
+    let depth = number_arg(2, "depth", 1);
     if calls < 1 || depth < 1 || calls % depth != 0 {
         return Err(
             format!("calls ({calls}) must be a positive multiple of depth ({depth})").into(),

@@ -50,6 +50,7 @@ const TASKS: i64 = 4_000;
 
 fn main() -> Result<()> {
     support::maybe_serve(registry);
+    support::no_arguments("usage: fan_out (no arguments): spreads collatz_steps(n) over four worker processes and checks every result");
     let mut cluster = Cluster::new("fan-out")?;
     let workers: Vec<_> = (0..WORKERS)
         .map(|_| cluster.spawn_worker(1))

@@ -31,6 +31,7 @@ const ITEMS: i64 = 1_000;
 
 fn main() -> Result<()> {
     support::maybe_serve(registry);
+    support::no_arguments("usage: pipeline (no arguments): sends items through three Stage actors in three worker processes and checks every output");
     let mut cluster = Cluster::new("pipeline")?;
     let workers: Vec<_> = (0..STAGES.len())
         .map(|_| cluster.spawn_worker(1))

@@ -2962,10 +2962,18 @@ fn a_node_that_lost_its_node_lock_to_another_stops() {
             .unwrap();
         assert!(st.success());
     };
+    // Stopped outside a cleanup pass: one stopped inside it holds the
+    // session directory's lock, and the second node could not join the
+    // session until the first went on (it times out after 5 s: a flake of
+    // the whole suite under load). Our shared lock waits for a pass to end
+    // and keeps the next from starting until the node is stopped.
+    let dir_lock = fs::File::open(&sdir).unwrap();
+    rustix::fs::flock(&dir_lock, rustix::fs::FlockOperation::LockShared).unwrap();
     signal(first_kid.pid(), "-STOP");
     // A group stop lands on each thread asynchronously: a round already
     // running would put the node lock back under the removal below.
     all_threads_stopped(first_kid.pid());
+    drop(dir_lock);
     fs::remove_file(sdir.join(".node.lock")).unwrap();
     for n in names(&sdir) {
         if n.starts_with(".w-") {

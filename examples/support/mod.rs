@@ -19,6 +19,21 @@ pub const TIMEOUT: Duration = Duration::from_secs(60);
 
 pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
+/// For a driver that takes no arguments (after [`maybe_serve`]): `-h` or
+/// `--help` prints `usage` and exits 0; any other argument prints it to
+/// stderr and exits 2.
+pub fn no_arguments(usage: &str) {
+    let Some(arg) = std::env::args().nth(1) else {
+        return;
+    };
+    if arg == "-h" || arg == "--help" {
+        println!("{usage}");
+        std::process::exit(0);
+    }
+    eprintln!("unexpected argument {arg:?}\n{usage}");
+    std::process::exit(2);
+}
+
 /// If this process was started as a worker, serves with `registry()` and
 /// exits; otherwise returns.
 pub fn maybe_serve(registry: impl FnOnce() -> FunctionRegistry) {
