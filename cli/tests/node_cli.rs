@@ -582,11 +582,21 @@ fn node_signals_and_restart_after_sigkill() {
     assert_eq!(node["http"], second.addr.as_str(), "{node}");
     assert!(node["tcp"].is_null(), "{node}");
     assert_eq!(node["transports"], serde_json::json!([]), "{node}");
-    let left: Vec<_> = names(&root.join("n2"))
-        .into_iter()
-        .filter(|n| n.contains(&first_pid.to_string()))
-        .collect();
-    assert!(left.is_empty(), "the killed node's files: {left:?}");
+    // Removed by the new node's cleanup rounds, the first of which may
+    // still be to come when it reports ready (CI of `b31f5da` under load
+    // found the entry and statistics area still there).
+    within(Duration::from_secs(5), || {
+        let left: Vec<_> = names(&root.join("n2"))
+            .into_iter()
+            .filter(|n| n.contains(&first_pid.to_string()))
+            .collect();
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("the killed node's files: {left:?}"))
+        }
+    })
+    .unwrap();
     // The restarted store works, from another process too.
     {
         let session = Session::open_in(&root, "n2").unwrap();
