@@ -461,6 +461,24 @@ struct Attempt {
     result: mpsc::Receiver<Reached>,
 }
 
+impl Unreachable {
+    /// A grace ending at `until` for a worker of process `pid`, its first
+    /// attempt under way, holding no task yet.
+    fn trying(pid: Option<u32>, until: Instant, attempt: Attempt) -> Self {
+        Self {
+            pid,
+            until,
+            next_try: until,
+            attempt: Some(attempt),
+            normal: Vec::new(),
+            unsent: Vec::new(),
+            failed: Vec::new(),
+            cut_off: None,
+            silent: None,
+        }
+    }
+}
+
 impl Conn {
     /// `conn`, unless it is missing or marked lost: the connection to send on.
     fn sendable(conn: Option<&Conn>) -> Result<&Conn, SendError<crate::spec::EncodeError>> {
@@ -1077,27 +1095,14 @@ impl CoreWorker {
         self.tasks.len()
     }
 
+    /// Connects to `worker` if not connected, waiting for the handshake
+    /// (at most the handshake timeout): a first connection, which the call
+    /// asked for. Reconnects run on their own threads (`start_attempt`).
     fn ensure_conn(&mut self, worker: WorkerId) -> Result<(), WorkerError> {
-        self.ensure_conn_within(worker, Duration::MAX)
-    }
-
-    /// [`Self::ensure_conn`] with the handshake bounded by `timeout` too
-    /// (at least `RECONNECT_HANDSHAKE_FLOOR`, 1 s, so that a loaded but
-    /// live worker can answer): a reconnect within a grace blocks the
-    /// caller about as long as the grace has left, not the whole
-    /// handshake timeout (5 s against a stopped worker whose socket still
-    /// accepts).
-    fn ensure_conn_within(
-        &mut self,
-        worker: WorkerId,
-        timeout: Duration,
-    ) -> Result<(), WorkerError> {
         if self.conns.contains_key(&worker) {
             return Ok(());
         }
-        let reached = self
-            .connector
-            .connect_worker_entry_within(&worker, timeout.max(RECONNECT_HANDSHAKE_FLOOR));
+        let reached = self.connector.connect_worker_entry(&worker);
         self.adopt(worker, reached)
     }
 
@@ -2258,15 +2263,12 @@ impl CoreWorker {
         tracing::debug!(%worker, "connection to a worker lost: reaching it again");
         let attempt = self.start_attempt(worker, until.saturating_duration_since(since));
         let u = Unreachable {
-            pid: conn.pid,
-            until,
-            next_try: since,
-            attempt: Some(attempt),
             normal,
             unsent,
             failed,
             cut_off: self.cut_off.as_ref().map(|(_, v)| v.clone()),
             silent: self.stopped_answering.map(|(_, d)| d),
+            ..Unreachable::trying(conn.pid, until, attempt)
         };
         self.unreachable.insert(worker, u);
     }
@@ -2470,20 +2472,8 @@ impl CoreWorker {
         let now = Instant::now();
         let grace = self.options.reconnect_grace;
         let attempt = self.start_attempt(worker, grace);
-        self.unreachable.insert(
-            worker,
-            Unreachable {
-                pid: Some(pid),
-                until: now + grace,
-                next_try: now,
-                attempt: Some(attempt),
-                normal: Vec::new(),
-                unsent: Vec::new(),
-                failed: Vec::new(),
-                cut_off: None,
-                silent: None,
-            },
-        );
+        self.unreachable
+            .insert(worker, Unreachable::trying(Some(pid), now + grace, attempt));
     }
 
     /// Decides the tasks of a worker whose connection broke: reached again
