@@ -184,6 +184,38 @@ fn not_a_shmwire_peer_and_silent_peer() {
     ));
 }
 
+/// TCP carries messages only: a shape frame is refused before anything is
+/// sent, and the connection goes on.
+#[test]
+fn tcp_refuses_shape_frames_and_goes_on() {
+    use shmwire::transport::FrameTag;
+    let mut l = TcpListener::bind_localhost(cfg(1)).unwrap();
+    let addr = l.local_addr().unwrap();
+    let ccfg = cfg(2);
+    let connecting = std::thread::spawn(move || connect_tcp(addr, id(1), &ccfg).unwrap());
+    let mut s = l.accept_timeout(GUARD).unwrap();
+    let mut c = connecting.join().unwrap();
+    assert!(!c.carries_tags());
+    for tag in [FrameTag::Shape(0), FrameTag::Delta(1)] {
+        let e = c
+            .send_tagged_with::<_, std::convert::Infallible>(tag, 8, |b| Ok(b.len()))
+            .unwrap_err();
+        assert!(matches!(e, SendError::Unsupported(_)), "{e}");
+    }
+    c.send_tagged_with::<_, std::convert::Infallible>(FrameTag::Message, 3, |b| {
+        b.copy_from_slice(b"abc");
+        Ok(3)
+    })
+    .unwrap();
+    c.flush().unwrap();
+    assert_eq!(&*s.recv_timeout(GUARD).unwrap(), b"abc");
+    assert_eq!(
+        s.try_recv_private_tagged().unwrap().map(|(t, _)| t),
+        None,
+        "only the message arrived"
+    );
+}
+
 #[test]
 fn back_pressure_bounds_the_send_buffer() {
     let mut l = TcpListener::bind_localhost(cfg(1)).unwrap();

@@ -509,6 +509,124 @@ fn wrong_recipient_and_garbage_are_refused() {
     worker.wait_success();
 }
 
+/// Shape frames a caller does not send (`FrameTag::Shape` / `Delta` on
+/// shared memory) are hostile input: a delta for a slot that holds no
+/// shape, one of the wrong length, a slot out of range, a shape that does
+/// not validate — each cuts that caller off with a violation, and the
+/// worker serves other callers (whose actor calls travel as deltas) on.
+#[test]
+fn hostile_shape_frames_cut_off_their_caller_alone() {
+    use shmwire::transport::FrameTag;
+    maybe_run_worker();
+    let s = TestSession::new("shapes");
+    let worker = s.spawn_worker("hostile_shape_frames_cut_off_their_caller_alone", 2);
+    let mut driver = s.driver();
+    let actor = worker_support::create_counter(&mut driver, worker.id, 0);
+    let mut enc = Encoder::new();
+    let encoded = |enc: &mut Encoder, req: &PushTaskRequest| {
+        let mut v = vec![0u8; enc.encoded_len(req).unwrap()];
+        let n = enc.encode_into(req, &mut v).unwrap();
+        v.truncate(n);
+        v
+    };
+    let actor_task = PushTaskRequest {
+        intended_worker_id: worker.id,
+        task_spec: TaskSpecBuilder::new(FunctionDescriptor::rust(MODULE, "Counter", "add"))
+            .arg(i64_arg(1))
+            .num_returns(1)
+            .build_actor_task(shmwire::spec::ActorTaskTarget::first(
+                shmwire::ids::ActorId::of(
+                    shmwire::ids::JobId::from_int(77),
+                    shmwire::ids::TaskId::for_driver_task(shmwire::ids::JobId::from_int(77)),
+                    1,
+                ),
+            )),
+        sequence_number: 0,
+        client_processed_up_to: -1,
+        resource_mapping: Vec::new(),
+    };
+    let normal_task = PushTaskRequest {
+        intended_worker_id: worker.id,
+        task_spec: TaskSpecBuilder::new(FunctionDescriptor::rust(MODULE, "", "square"))
+            .arg(i64_arg(9))
+            .num_returns(1)
+            .build_normal_task(),
+        sequence_number: -1,
+        client_processed_up_to: -1,
+        resource_mapping: Vec::new(),
+    };
+    let actor_bytes = encoded(&mut enc, &actor_task);
+    let normal_bytes = encoded(&mut enc, &normal_task);
+    // (what, the frames sent in order): the last is the violation.
+    type Frames = Vec<(FrameTag, Vec<u8>)>;
+    let cases: Vec<(&str, Frames)> = vec![
+        (
+            "a delta before any shape",
+            vec![(FrameTag::Delta(0), vec![0; 64])],
+        ),
+        (
+            "a delta of the wrong length",
+            vec![
+                (FrameTag::Shape(1), actor_bytes.clone()),
+                (FrameTag::Delta(1), vec![0; 1]),
+            ],
+        ),
+        (
+            "a delta for a slot whose message has no shape",
+            vec![
+                (FrameTag::Shape(2), normal_bytes.clone()),
+                (FrameTag::Delta(2), vec![0; 200]),
+            ],
+        ),
+        (
+            "a shape that does not validate",
+            vec![(FrameTag::Shape(3), vec![0xab; 96])],
+        ),
+        (
+            "a slot out of range",
+            vec![(FrameTag::Shape(4), normal_bytes.clone())],
+        ),
+        (
+            "a delta slot out of range",
+            vec![(FrameTag::Delta(200), vec![0; 8])],
+        ),
+    ];
+    for (what, frames) in cases {
+        let mut conn = connect_caller(&s.session, worker.id);
+        assert!(conn.carries_tags(), "shared memory carries tags");
+        for (tag, bytes) in &frames {
+            conn.send_tagged_with::<_, std::convert::Infallible>(*tag, bytes.len(), |b| {
+                b.copy_from_slice(bytes);
+                Ok(bytes.len())
+            })
+            .unwrap();
+        }
+        // Replies to the good frames may come first; then the cut-off.
+        let mut replies = 0;
+        let err = loop {
+            match conn.recv_message_with::<PushTaskReply, _>(GUARD, |_| ()) {
+                Ok(()) => replies += 1,
+                Err(e) => break e,
+            }
+            assert!(replies < frames.len(), "{what}: not cut off");
+        };
+        assert!(err.is_fatal(), "{what}: {err}");
+        assert!(err.violation().is_some(), "{what}: not a violation: {err}");
+        // The worker serves on: a sync actor call (sent as a delta once
+        // warm) and a normal task.
+        for _ in 0..3 {
+            let r = driver
+                .submit_actor_task(&actor, "add", vec![i64_arg(2)])
+                .unwrap();
+            get_i64(&mut driver, &r);
+        }
+        let r = submit_square(&mut driver, worker.id, 4).unwrap();
+        assert_eq!(get_i64(&mut driver, &r), 16, "{what}");
+    }
+    drop(driver);
+    worker.wait_success();
+}
+
 #[test]
 fn sigkill_of_the_actor_fails_every_pending_task() {
     maybe_run_worker();

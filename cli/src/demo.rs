@@ -53,7 +53,7 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=MAX_TASKS))]
     pub tasks: u64,
     /// Calls kept in flight in the throughput phase.
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=16384))]
     pub window: u64,
     /// Which transports to run.
     #[arg(long, value_enum, default_value_t = Transports::Both)]

@@ -903,7 +903,10 @@ fn a_stopped_shm_worker_behind_a_full_ring_fails_after_one_send_timeout() {
         "a_stopped_shm_worker_behind_a_full_ring_fails_after_one_send_timeout",
     );
     let (_scratch, root) = private_root("cs", "stop");
-    let mut demo = ShmDemo::start(&root, &["--tasks", "300000", "--window", "2000"]);
+    // A window whose requests overfill the 1 MiB ring: on shared memory a
+    // warm call's request is a delta frame of < 256 bytes (`docs/worker.md`,
+    // "Compact requests"), so even 4,096 of them fit.
+    let mut demo = ShmDemo::start(&root, &["--tasks", "300000", "--window", "16384"]);
     // Phase 2 (the window) starts after this line.
     demo.wait_for("one at a time");
     let worker = demo.worker_pid();

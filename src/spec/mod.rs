@@ -100,6 +100,11 @@ pub use message::{
     StatusCode, TaskArg, TaskSpec, TaskType,
 };
 
+/// Shapes a receiver keeps per connection at its sender's request
+/// (`transport::FrameTag::Shape`; `docs/worker.md`, "Compact requests"): a
+/// frame naming a slot at or above this is a protocol violation.
+pub const SHAPE_SLOTS: u8 = 4;
+
 #[cfg(test)]
 mod tests {
     use super::same_bytes;

@@ -35,6 +35,7 @@ use super::message::{
     PushTaskReply, PushTaskRequest, TaskArg,
 };
 use super::same_bytes;
+use super::{DecodeError, SHAPE_SLOTS};
 
 /// Byte offsets of the per-call fields in a stamp's bytes.
 #[derive(Debug, Clone, Copy)]
@@ -79,10 +80,25 @@ struct ArgShape {
 /// whose requests differ in exactly those fields.
 #[derive(Debug)]
 pub(crate) struct RequestStamp {
+    /// The encoding; its per-call fields hold the last request written
+    /// with [`RequestStamp::write_delta`] (every other write overwrites
+    /// them all).
     bytes: AlignedBytes,
     at: Offsets,
     args: Vec<ArgShape>,
+    /// This stamp's number, unique in the process: which stamp a
+    /// connection's shape slot holds.
+    id: u64,
+    /// The ranges a receiver keeping these bytes as a shape lets vary
+    /// ([`shape_ranges`]: computed by the same code from the same bytes);
+    /// empty when it would keep none.
+    delta: Vec<(usize, usize)>,
+    /// Their total length: a delta frame's (bytes).
+    delta_len: usize,
 }
+
+/// Numbers [`RequestStamp`]s.
+static NEXT_STAMP_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// Offset of `field` within `base` (both in the same buffer).
 fn offset_of<T: ?Sized>(base: &[u8], field: &T) -> usize {
@@ -195,7 +211,62 @@ impl RequestStamp {
                 ArchivedTaskArg::ObjectRef(_) => return None,
             }
         }
-        Some(Self { bytes, at, args })
+        let (mut delta, mut bools) = (Vec::new(), Vec::new());
+        if !shape_ranges::<PushTaskRequest>(b, a, &mut delta, &mut bools) {
+            delta.clear();
+        }
+        let delta_len = delta.iter().map(|&(start, end)| end - start).sum();
+        let id = NEXT_STAMP_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Some(Self {
+            bytes,
+            at,
+            args,
+            id,
+            delta,
+            delta_len,
+        })
+    }
+
+    /// This stamp's number (unique in the process).
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The length of this stamp's delta frames (bytes), or `None` when a
+    /// receiver keeps no shape of it (then requests go in full).
+    pub(crate) fn delta_len(&self) -> Option<usize> {
+        (!self.delta.is_empty()).then_some(self.delta_len)
+    }
+
+    /// Writes `req` as a delta of this stamp's bytes into
+    /// `out[..delta_len]`: `req`'s encoding ([`RequestStamp::write`]) cut
+    /// to the ranges a receiver keeping these bytes as a shape lets vary,
+    /// in order ([`Known::expand_into`] puts them back). Returns the
+    /// length, or [`EncodeError::RegionTooSmall`]. `req` must
+    /// [`fit`](Self::fits).
+    pub(crate) fn write_delta(
+        &mut self,
+        req: &PushTaskRequest,
+        out: &mut [u8],
+    ) -> Result<usize, EncodeError> {
+        let n = self.delta_len;
+        let capacity = out.len();
+        let out = out.get_mut(..n).ok_or(EncodeError::RegionTooSmall {
+            capacity,
+            needed: n,
+        })?;
+        // The per-call fields are stamped into the stamp's own bytes (they
+        // lie in the ranges, which every write overwrites), then gathered.
+        stamp_request(&self.at, &self.args, req, self.bytes.as_mut_slice());
+        let mut pos = 0;
+        for &(start, end) in &self.delta {
+            let len = end - start;
+            if let (Some(o), Some(i)) = (out.get_mut(pos..pos + len), self.bytes.get(start..end)) {
+                o.copy_from_slice(i);
+            }
+            pos += len;
+        }
+        Ok(n)
     }
 
     /// The encoded length in bytes.
@@ -229,50 +300,55 @@ impl RequestStamp {
         out: &mut [u8],
     ) -> Result<usize, EncodeError> {
         let (n, out) = copy_template(&self.bytes, out)?;
-        let s = &req.task_spec;
-        let at = &self.at;
-        put(
-            out,
-            at.intended_worker_id,
-            req.intended_worker_id.as_bytes(),
-        );
-        put(out, at.sequence_number, &req.sequence_number.to_le_bytes());
-        put(
-            out,
-            at.client_processed_up_to,
-            &req.client_processed_up_to.to_le_bytes(),
-        );
-        put(out, at.task_id, s.task_id.as_bytes());
-        put(out, at.parent_task_id, s.parent_task_id.as_bytes());
-        put(out, at.parent_counter, &s.parent_counter.to_le_bytes());
-        put(out, at.caller_id, s.caller_id.as_bytes());
-        put(out, at.max_retries, &s.max_retries.to_le_bytes());
-        put(out, at.skip_execution, &[u8::from(s.skip_execution)]);
-        if let Some(actor) = &s.actor_task_spec {
-            put(out, at.actor_id, actor.actor_id.as_bytes());
-            put(
-                out,
-                at.actor_creation_dummy_object_id,
-                actor.actor_creation_dummy_object_id.as_bytes(),
-            );
-            put(out, at.actor_counter, &actor.actor_counter.to_le_bytes());
-            put(
-                out,
-                at.previous_actor_task_dummy_object_id,
-                actor.previous_actor_task_dummy_object_id.as_bytes(),
-            );
-            put(
-                out,
-                at.caller_starts_at,
-                &actor.caller_starts_at.to_le_bytes(),
-            );
-        }
-        for (arg, shape) in s.args.iter().zip(&self.args) {
-            if let TaskArg::Value(v) = arg {
-                put(out, shape.data, &v.data);
-            }
-        }
+        stamp_request(&self.at, &self.args, req, out);
         Ok(n)
+    }
+}
+
+/// Writes `req`'s per-call fields and argument bytes at their offsets
+/// (`at`, `args`) in `out`, a copy of the stamp's bytes.
+fn stamp_request(at: &Offsets, args: &[ArgShape], req: &PushTaskRequest, out: &mut [u8]) {
+    let s = &req.task_spec;
+    put(
+        out,
+        at.intended_worker_id,
+        req.intended_worker_id.as_bytes(),
+    );
+    put(out, at.sequence_number, &req.sequence_number.to_le_bytes());
+    put(
+        out,
+        at.client_processed_up_to,
+        &req.client_processed_up_to.to_le_bytes(),
+    );
+    put(out, at.task_id, s.task_id.as_bytes());
+    put(out, at.parent_task_id, s.parent_task_id.as_bytes());
+    put(out, at.parent_counter, &s.parent_counter.to_le_bytes());
+    put(out, at.caller_id, s.caller_id.as_bytes());
+    put(out, at.max_retries, &s.max_retries.to_le_bytes());
+    put(out, at.skip_execution, &[u8::from(s.skip_execution)]);
+    if let Some(actor) = &s.actor_task_spec {
+        put(out, at.actor_id, actor.actor_id.as_bytes());
+        put(
+            out,
+            at.actor_creation_dummy_object_id,
+            actor.actor_creation_dummy_object_id.as_bytes(),
+        );
+        put(out, at.actor_counter, &actor.actor_counter.to_le_bytes());
+        put(
+            out,
+            at.previous_actor_task_dummy_object_id,
+            actor.previous_actor_task_dummy_object_id.as_bytes(),
+        );
+        put(
+            out,
+            at.caller_starts_at,
+            &actor.caller_starts_at.to_le_bytes(),
+        );
+    }
+    for (arg, shape) in s.args.iter().zip(args) {
+        if let TaskArg::Value(v) = arg {
+            put(out, shape.data, &v.data);
+        }
     }
 }
 
@@ -510,7 +586,39 @@ pub(crate) struct Known<M> {
     /// worker: the registry entry of the request's function descriptor),
     /// cleared whenever the shape is refilled ([`KnownShapes::access_memo`]).
     memo: Option<u32>,
+    /// Total length of the `varying` ranges: a delta's (bytes).
+    delta_len: usize,
     _message: PhantomData<fn() -> M>,
+}
+
+/// Fills `varying` with the byte ranges of `a` (the message `access`
+/// validated from `b`) in which a message of its shape may differ from it
+/// — [`Shaped::varying`]'s, with each per-call `bool` (listed in `bools`)
+/// as a range of its own — sorted, each checked to lie in `b`. `false`
+/// (and both emptied) when the message has no shape worth keeping or a
+/// range lies outside `b`. The receiver keeping a shape and the sender
+/// writing deltas of it ([`RequestStamp`]) both call this on the same
+/// bytes, so they agree on the ranges and their order.
+fn shape_ranges<M: Shaped>(
+    b: &[u8],
+    a: &M::Archived,
+    varying: &mut Vec<(usize, usize)>,
+    bools: &mut Vec<usize>,
+) -> bool {
+    varying.clear();
+    bools.clear();
+    let kept = M::varying(b, a, varying, bools) && {
+        varying.extend(bools.iter().map(|&o| (o, o + 1)));
+        varying.sort_unstable();
+        varying
+            .iter()
+            .all(|&(start, end)| start <= end && end <= b.len())
+    };
+    if !kept {
+        varying.clear();
+        bools.clear();
+    }
+    kept
 }
 
 impl<M> Default for Known<M> {
@@ -521,6 +629,7 @@ impl<M> Default for Known<M> {
             bools: Vec::new(),
             mask: Vec::new(),
             memo: None,
+            delta_len: 0,
             _message: PhantomData,
         }
     }
@@ -535,33 +644,91 @@ impl<M: Shaped> Known<M> {
     /// of these very bytes), reusing this value's buffers. `false` (and
     /// nothing kept) when the message has no shape worth keeping.
     pub(crate) fn refill(&mut self, bytes: &[u8], msg: &M::Archived) -> bool {
+        self.clear();
+        if !shape_ranges::<M>(bytes, msg, &mut self.varying, &mut self.bools) {
+            return false;
+        }
+        self.mask.resize(bytes.len(), 0xff);
+        for &(start, end) in &self.varying {
+            // In bounds: `shape_ranges` checked.
+            if let Some(m) = self.mask.get_mut(start..end) {
+                m.fill(0);
+            }
+            self.delta_len += end - start;
+        }
+        self.bytes.extend_from_slice(bytes);
+        true
+    }
+
+    /// Keeps no shape (nothing is recognised or expanded).
+    fn clear(&mut self) {
         self.memo = None;
         self.bytes.clear();
         self.varying.clear();
         self.bools.clear();
         self.mask.clear();
-        if !M::varying(bytes, msg, &mut self.varying, &mut self.bools) {
-            self.varying.clear();
-            self.bools.clear();
-            return false;
+        self.delta_len = 0;
+    }
+
+    /// Rebuilds a message of this shape from `delta` (its varying ranges'
+    /// bytes, in order: [`RequestStamp::write_delta`]) into `out`: this
+    /// shape's bytes with the ranges written over. Valid as the kept
+    /// message was when `delta` is exactly as long as the ranges and every
+    /// per-call `bool` in it is 0 or 1 (as [`Known::recognise`]); else
+    /// [`DecodeError::Invalid`] naming what is wrong (a peer that sent it
+    /// broke the protocol).
+    pub(crate) fn expand_into<'a>(
+        &self,
+        delta: &[u8],
+        out: &'a mut AlignedBytes,
+    ) -> Result<(&'a [u8], &'a M::Archived), DecodeError> {
+        let known = self.bytes.as_slice();
+        if known.is_empty() {
+            return Err(DecodeError::Invalid(
+                "a delta for a shape slot that holds no shape".into(),
+            ));
         }
-        self.varying.extend(self.bools.iter().map(|&o| (o, o + 1)));
-        self.varying.sort_unstable();
-        self.mask.resize(bytes.len(), 0xff);
+        if delta.len() != self.delta_len {
+            return Err(DecodeError::Invalid(format!(
+                "a delta of {} bytes for a shape whose varying bytes are {}",
+                delta.len(),
+                self.delta_len
+            )));
+        }
+        out.clear();
+        out.extend_from_slice(known);
+        let mut pos = 0;
         for &(start, end) in &self.varying {
-            match self.mask.get_mut(start..end) {
-                Some(m) => m.fill(0),
-                None => {
-                    // A range outside the message: `varying` is wrong; keep nothing.
-                    self.varying.clear();
-                    self.bools.clear();
-                    self.mask.clear();
-                    return false;
-                }
+            let len = end - start;
+            // In bounds: the ranges lie in `known` (`shape_ranges`), and
+            // their lengths add up to `delta`'s (checked above).
+            if let (Some(o), Some(d)) = (out.get_mut(start..end), delta.get(pos..pos + len)) {
+                o.copy_from_slice(d);
             }
+            pos += len;
         }
-        self.bytes.extend_from_slice(bytes);
-        true
+        let out: &'a AlignedBytes = out;
+        let bytes = out.as_slice();
+        if self
+            .bools
+            .iter()
+            .any(|&o| bytes.get(o).is_none_or(|&b| b > 1))
+        {
+            return Err(DecodeError::Invalid(
+                "a delta with a bool that is neither 0 nor 1".into(),
+            ));
+        }
+        // SAFETY: `bytes` is a copy of `known` (so as long, and 16-byte
+        // aligned: an `AlignedBytes`) with only the `varying` ranges
+        // overwritten; `known` is a copy of bytes `access` validated as an
+        // `M`, so every relative pointer, length, tag and string of `bytes`
+        // is the validated one. Inside `varying` lie only per-call fields
+        // whose every value is valid (`Shaped::varying`: byte arrays,
+        // little-endian integers, `u8` data) and `bool`s, checked above to
+        // be 0 or 1: `bytes` is a valid archived `M` (the argument of
+        // `Known::recognise`). `out` is this process's own buffer, borrowed
+        // for the result's lifetime.
+        Ok((bytes, unsafe { access_unchecked::<M>(bytes) }))
     }
 
     /// `bytes` as a message, when they are as long as the kept one, equal to
@@ -628,6 +795,9 @@ fn equal_where_masked(a: &[u8], b: &[u8], mask: &[u8]) -> bool {
 pub(crate) struct KnownShapes<M> {
     shapes: Vec<Known<M>>,
     next: usize,
+    /// The shapes the peer asked to be kept (`transport::FrameTag::Shape`), by
+    /// slot; grown to a slot when it is first used.
+    slots: Vec<Known<M>>,
 }
 
 impl<M> Default for KnownShapes<M> {
@@ -635,6 +805,7 @@ impl<M> Default for KnownShapes<M> {
         Self {
             shapes: Vec::new(),
             next: 0,
+            slots: Vec::new(),
         }
     }
 }
@@ -689,6 +860,79 @@ impl<M: Shaped> KnownShapes<M> {
             }
         };
         Ok((m, slot.map(|k| &mut k.memo)))
+    }
+}
+
+/// A received message's bytes, the message, and the memo of its shape
+/// (`None` when it is kept as none): what [`KnownShapes`] reads a frame as.
+pub(crate) type ShapeMessage<'a, 'k, M> = (
+    &'a [u8],
+    &'a <M as rkyv::Archive>::Archived,
+    Option<&'k mut Option<u32>>,
+);
+
+impl<M: Shaped> KnownShapes<M> {
+    /// `bytes` (a private snapshot of a `transport::FrameTag::Shape(slot)` frame)
+    /// validated in full as an `M`, and kept as shape `slot` (whatever it
+    /// held is replaced; it holds nothing if `bytes` have no shape): the
+    /// bytes, the message and the slot's memo (empty: the shape is new). A later
+    /// [`KnownShapes::expand`] of the slot rebuilds messages of this shape.
+    ///
+    /// # Errors
+    /// [`DecodeError`] when `bytes` are not a valid `M` (the slot is
+    /// emptied), or `slot` is not below [`SHAPE_SLOTS`].
+    pub(crate) fn keep<'a>(
+        &mut self,
+        slot: u8,
+        bytes: &'a [u8],
+    ) -> Result<ShapeMessage<'a, '_, M>, DecodeError> {
+        self.slot(slot)?.clear();
+        let m = access::<M>(bytes)?;
+        let k = self.slot(slot)?;
+        let kept = k.refill(bytes, m);
+        Ok((bytes, m, kept.then_some(&mut k.memo)))
+    }
+
+    /// [`KnownShapes::access_memo`] in the form of [`KnownShapes::keep`].
+    pub(crate) fn access_message<'a>(
+        &mut self,
+        bytes: &'a [u8],
+    ) -> Result<ShapeMessage<'a, '_, M>, DecodeError> {
+        let (m, memo) = self.access_memo(bytes)?;
+        Ok((bytes, m, memo))
+    }
+
+    /// The message a `transport::FrameTag::Delta(slot)` frame's `delta` (a
+    /// private snapshot) stands for, rebuilt into `out`
+    /// ([`Known::expand_into`]): its bytes (in `out`), the message and the
+    /// slot's memo.
+    ///
+    /// # Errors
+    /// [`DecodeError::Invalid`] when the slot holds no shape, `delta` does
+    /// not fit it, or `slot` is not below [`SHAPE_SLOTS`].
+    pub(crate) fn expand<'a>(
+        &mut self,
+        slot: u8,
+        delta: &[u8],
+        out: &'a mut AlignedBytes,
+    ) -> Result<ShapeMessage<'a, '_, M>, DecodeError> {
+        let k = self.slot(slot)?;
+        let (bytes, m) = k.expand_into(delta, out)?;
+        Ok((bytes, m, Some(&mut k.memo)))
+    }
+
+    /// Shape slot `slot`, grown to it if needed.
+    fn slot(&mut self, slot: u8) -> Result<&mut Known<M>, DecodeError> {
+        let i = usize::from(slot);
+        if slot >= SHAPE_SLOTS {
+            return Err(DecodeError::Invalid(format!(
+                "shape slot {slot} is not below {SHAPE_SLOTS}"
+            )));
+        }
+        if self.slots.len() <= i {
+            self.slots.resize_with(i + 1, Known::default);
+        }
+        Ok(&mut self.slots[i])
     }
 }
 
@@ -798,9 +1042,17 @@ mod tests {
     fn stamped_requests_equal_their_full_encoding() {
         let mut enc = Encoder::new();
         let first = request(args(1, b"fmt"));
-        let stamp = RequestStamp::new(&mut enc, &first).expect("an actor task");
+        let mut stamp = RequestStamp::new(&mut enc, &first).expect("an actor task");
         let job = first.task_spec.job_id;
         let mut buf = vec![0u8; stamp.len() + 64];
+        // The receiver's side of deltas: the first request kept as shape 2.
+        let mut known = KnownShapes::<PushTaskRequest>::default();
+        let n = stamp.write(&first, &mut buf).unwrap();
+        let kept = aligned(&buf[..n]);
+        assert!(known.keep(2, &kept).unwrap().2.is_some(), "kept as a shape");
+        let delta_len = stamp.delta_len().expect("deltas of an actor task");
+        assert!(delta_len < n / 2, "a delta of {delta_len} bytes for {n}");
+        let (mut delta, mut out) = (vec![0u8; delta_len + 16], AlignedBytes::new());
         for i in 0..200u64 {
             let mut req = request(Vec::new());
             req.task_spec = first.task_spec.clone();
@@ -826,7 +1078,18 @@ mod tests {
             let n = stamp.write(&req, &mut buf).unwrap();
             let full = enc.to_vec(&req).unwrap();
             assert_eq!(&buf[..n], full.as_slice(), "call {i}");
+            // As a delta of the kept shape, rebuilt by the receiver.
+            let d = stamp.write_delta(&req, &mut delta).unwrap();
+            assert_eq!(d, delta_len);
+            let (bytes, m, memo) = known.expand(2, &delta[..d], &mut out).unwrap();
+            assert_eq!(bytes, full.as_slice(), "delta of call {i}");
+            assert_eq!(m.sequence_number, req.sequence_number);
+            assert!(memo.is_some());
         }
+        assert!(matches!(
+            stamp.write_delta(&first, &mut delta[..delta_len - 1]),
+            Err(EncodeError::RegionTooSmall { .. })
+        ));
         assert!(matches!(
             stamp.write(&first, &mut buf[..8]),
             Err(EncodeError::RegionTooSmall { .. })
@@ -839,6 +1102,101 @@ mod tests {
         assert!(!stamp.fits(&other));
         other.task_spec.args = Vec::new();
         assert!(!stamp.fits(&other));
+    }
+
+    /// 16-byte aligned copy of `b` (as a private snapshot is).
+    fn aligned(b: &[u8]) -> AlignedBytes {
+        let mut a = AlignedBytes::new();
+        a.extend_from_slice(b);
+        a
+    }
+
+    /// A delta the kept shape cannot stand for is refused with an error,
+    /// never a panic, and leaves the slot as it was: none kept in the slot,
+    /// a slot out of range, a delta one byte short or long, a per-call
+    /// `bool` other than 0 or 1; a slot refilled with a message that has no
+    /// shape (a normal task) or fails validation keeps none.
+    #[test]
+    fn deltas_that_do_not_fit_their_shape_are_refused() {
+        let mut enc = Encoder::new();
+        let first = request(args(5, b""));
+        let mut stamp = RequestStamp::new(&mut enc, &first).unwrap();
+        let full = aligned(enc.to_vec(&first).unwrap().as_slice());
+        let delta_len = stamp.delta_len().unwrap();
+        let mut delta = vec![0u8; delta_len];
+        stamp.write_delta(&first, &mut delta).unwrap();
+        let mut known = KnownShapes::<PushTaskRequest>::default();
+        let mut out = AlignedBytes::new();
+        let refused = |known: &mut KnownShapes<PushTaskRequest>, slot, d: &[u8]| {
+            let mut out = AlignedBytes::new();
+            match known.expand(slot, d, &mut out) {
+                Err(DecodeError::Invalid(why)) => why,
+                other => panic!("expected a refusal, got {:?}", other.map(|r| r.0.len())),
+            }
+        };
+        assert!(refused(&mut known, 0, &delta).contains("holds no shape"));
+        assert!(refused(&mut known, SHAPE_SLOTS, &delta).contains("not below"));
+        assert!(known.keep(SHAPE_SLOTS, &full).is_err());
+        known.keep(0, &full).unwrap();
+        assert!(refused(&mut known, 0, &delta[1..]).contains("varying bytes are"));
+        let mut long = delta.clone();
+        long.push(0);
+        assert!(refused(&mut known, 0, &long).contains("varying bytes are"));
+        // Every byte that, set to 2, makes a bool invalid: exactly one (the
+        // spec's `skip_execution`), wherever the delta puts it.
+        let mut bool_bytes = 0;
+        for i in 0..delta_len {
+            let mut d = delta.clone();
+            d[i] = 2;
+            if known.expand(0, &d, &mut out).is_err() {
+                bool_bytes += 1;
+                assert!(refused(&mut known, 0, &d).contains("bool"));
+            }
+        }
+        assert_eq!(bool_bytes, 1);
+        // The slot still rebuilds a good delta.
+        assert_eq!(
+            known.expand(0, &delta, &mut out).unwrap().0,
+            full.as_slice()
+        );
+        // Refilled with a normal task (no shape), or with garbage: nothing kept.
+        let mut normal = first.clone();
+        normal.task_spec.actor_task_spec = None;
+        let normal = aligned(enc.to_vec(&normal).unwrap().as_slice());
+        assert!(known.keep(0, &normal).unwrap().2.is_none());
+        assert!(refused(&mut known, 0, &delta).contains("holds no shape"));
+        known.keep(1, &full).unwrap();
+        assert!(known.keep(1, &aligned(&[0xab; 64])).is_err());
+        assert!(refused(&mut known, 1, &delta).contains("holds no shape"));
+    }
+
+    proptest::proptest! {
+        /// Whatever bytes a delta of the right length holds, the request
+        /// rebuilt from it passes full validation (or is refused for a
+        /// `bool`): a hostile caller's delta cannot make the worker read an
+        /// invalid archive.
+        #[test]
+        fn any_delta_of_a_kept_shape_rebuilds_a_valid_request(
+            seed in proptest::collection::vec(proptest::num::u8::ANY, 1..64),
+            meta in proptest::collection::vec(proptest::num::u8::ANY, 0..5),
+        ) {
+            let mut enc = Encoder::new();
+            let first = request(args(seed[0] as u64, &meta));
+            let stamp = RequestStamp::new(&mut enc, &first).unwrap();
+            let full = aligned(enc.to_vec(&first).unwrap().as_slice());
+            let mut known = KnownShapes::<PushTaskRequest>::default();
+            known.keep(3, &full).unwrap();
+            let len = stamp.delta_len().unwrap();
+            let delta: Vec<u8> = (0..len).map(|i| seed[i % seed.len()] ^ (i as u8)).collect();
+            let mut out = AlignedBytes::new();
+            match known.expand(3, &delta, &mut out) {
+                Ok((bytes, _, _)) => {
+                    proptest::prop_assert!(access::<PushTaskRequest>(bytes).is_ok());
+                }
+                Err(DecodeError::Invalid(why)) => proptest::prop_assert!(why.contains("bool")),
+                Err(e) => proptest::prop_assert!(false, "unexpected {e}"),
+            }
+        }
     }
 
     /// A caller recognises replies equal to a validated one outside the

@@ -15,7 +15,7 @@ use super::accept::Handshake;
 use super::shm::{connect_shm, ShmAccept, ShmConnection, ShmFrame, ShmListener, ShmOptions};
 use super::tcp::{connect_tcp, TcpAccept, TcpConnection, TcpFrame, TcpListener};
 use super::{
-    ConnectError, Connection, Endpoint, LookupError, MuxConnection, Published, RecvError,
+    ConnectError, Connection, Endpoint, FrameTag, LookupError, MuxConnection, Published, RecvError,
     SendError, TransportConfig, TransportKind, WorkerId, WorkerLookup,
 };
 use crate::ids::NodeId;
@@ -140,6 +140,28 @@ impl Connection for AnyConnection {
         }
     }
 
+    fn carries_tags(&self) -> bool {
+        match self {
+            AnyConnection::Tcp(c) => c.carries_tags(),
+            AnyConnection::Shm(c) => c.carries_tags(),
+        }
+    }
+
+    fn send_tagged_with<F, E>(
+        &mut self,
+        tag: FrameTag,
+        max_len: usize,
+        encode: F,
+    ) -> Result<usize, SendError<E>>
+    where
+        F: FnOnce(&mut [u8]) -> Result<usize, E>,
+    {
+        match self {
+            AnyConnection::Tcp(c) => c.send_tagged_with(tag, max_len, encode),
+            AnyConnection::Shm(c) => c.send_tagged_with(tag, max_len, encode),
+        }
+    }
+
     fn pending_send_bytes(&self) -> usize {
         match self {
             AnyConnection::Tcp(c) => c.pending_send_bytes(),
@@ -186,6 +208,13 @@ impl Connection for AnyConnection {
         match self {
             AnyConnection::Tcp(c) => c.try_recv_private(),
             AnyConnection::Shm(c) => c.try_recv_private(),
+        }
+    }
+
+    fn try_recv_private_tagged(&mut self) -> Result<Option<(FrameTag, &[u8])>, RecvError> {
+        match self {
+            AnyConnection::Tcp(c) => c.try_recv_private_tagged(),
+            AnyConnection::Shm(c) => c.try_recv_private_tagged(),
         }
     }
 

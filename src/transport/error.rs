@@ -176,6 +176,10 @@ pub enum SendError<E = Infallible> {
         /// The connection's peer.
         actual: WorkerId,
     },
+    /// This transport does not carry what was asked (nothing was sent):
+    /// a [`FrameTag`](super::FrameTag) other than `Message` over TCP.
+    #[error("this connection does not carry {0}")]
+    Unsupported(&'static str),
     /// The peer took nothing for the whole send timeout (back-pressure).
     #[error("timed out waiting for the peer to make room")]
     TimedOut,
@@ -230,6 +234,7 @@ impl SendError<Infallible> {
             SendError::WrongRecipient { intended, actual } => {
                 SendError::WrongRecipient { intended, actual }
             }
+            SendError::Unsupported(what) => SendError::Unsupported(what),
             SendError::TimedOut => SendError::TimedOut,
             SendError::QueueFull { queued, limit } => SendError::QueueFull { queued, limit },
             SendError::Closed => SendError::Closed,

@@ -102,6 +102,25 @@ pub enum TransportKind {
     Shm,
 }
 
+/// What a frame carries besides its bytes. Every transport carries
+/// [`FrameTag::Message`]; the shape frames, with which a caller sends a
+/// repeated actor-task request as the bytes that changed since one the
+/// worker keeps (`docs/worker.md`, "Compact requests"), travel on shared
+/// memory only ([`Connection::carries_tags`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FrameTag {
+    /// A message.
+    Message,
+    /// A message that the receiver also keeps as shape `slot`
+    /// (`< SHAPE_SLOTS`), replacing what that slot held.
+    Shape(u8),
+    /// The bytes of a message of shape `slot` that may differ from it, in
+    /// the shape's order (the receiver rebuilds the message from them).
+    Delta(u8),
+}
+
+pub use crate::spec::SHAPE_SLOTS;
+
 /// How full a shared-memory connection's two rings are, in bytes (see
 /// [`ShmConnection::ring_fill`]): what `shmwire inspect` shows per
 /// connection. Values are one fresh look at the peer's index, clamped to
@@ -287,6 +306,33 @@ pub trait Connection {
     where
         F: FnOnce(&mut [u8]) -> Result<usize, E>;
 
+    /// Whether this connection carries [`FrameTag`]s other than
+    /// `Message` (shared memory does, TCP does not).
+    fn carries_tags(&self) -> bool {
+        false
+    }
+
+    /// [`Connection::send_with`] of a frame tagged `tag`.
+    ///
+    /// # Errors
+    /// As [`Connection::send_with`]; a tag other than `Message` on a
+    /// connection that does not [carry](Connection::carries_tags) tags
+    /// fails with [`SendError::Unsupported`] (nothing sent).
+    fn send_tagged_with<F, E>(
+        &mut self,
+        tag: FrameTag,
+        max_len: usize,
+        encode: F,
+    ) -> Result<usize, SendError<E>>
+    where
+        F: FnOnce(&mut [u8]) -> Result<usize, E>,
+    {
+        match tag {
+            FrameTag::Message => self.send_with(max_len, encode),
+            _ => Err(SendError::Unsupported("tagged frames")),
+        }
+    }
+
     /// [`Connection::try_send_with`] of a copy of `bytes`.
     fn try_send(&mut self, bytes: &[u8]) -> Result<(), SendError> {
         self.try_send_with::<_, std::convert::Infallible>(bytes.len(), |buf| {
@@ -339,8 +385,17 @@ pub trait Connection {
     /// `docs/transport.md`, "Hostile peers").
     fn recv_private_timeout(&mut self, timeout: Duration) -> Result<&[u8], RecvError>;
 
-    /// Non-blocking [`Connection::recv_private_timeout`].
+    /// Non-blocking [`Connection::recv_private_timeout`]. A frame tagged
+    /// other than [`FrameTag::Message`] is a violation here (see
+    /// [`Connection::try_recv_private_tagged`]).
     fn try_recv_private(&mut self) -> Result<Option<&[u8]>, RecvError>;
+
+    /// [`Connection::try_recv_private`] that also accepts shape frames and
+    /// says how the frame is tagged. A connection that does not
+    /// [carry](Connection::carries_tags) tags returns only `Message`s.
+    fn try_recv_private_tagged(&mut self) -> Result<Option<(FrameTag, &[u8])>, RecvError> {
+        Ok(self.try_recv_private()?.map(|b| (FrameTag::Message, b)))
+    }
 
     /// `true` if received frames lie in memory another process can write
     /// while they are borrowed (shared memory), `false` if they are private

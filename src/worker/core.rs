@@ -31,8 +31,9 @@ use crate::spec::{
 };
 use crate::store::{ObjectBuffer, StoreClient};
 use crate::transport::{
-    AnyConnection, ConnectError, Connection, Connector, Endpoint, MessageConnection, Mux,
+    AnyConnection, ConnectError, Connection, Connector, Endpoint, FrameTag, MessageConnection, Mux,
     MuxConnection, MuxEvent, PeerKey, SendError, ShmOptions, TransportConfig, TransportKind,
+    SHAPE_SLOTS,
 };
 
 use super::registry::CONSTRUCTOR_NAME;
@@ -412,6 +413,37 @@ struct Conn {
     /// (`SO_PEERCRED`), else its directory entry's; `None` if neither
     /// names one. Watched if the connection breaks (`Unreachable`).
     pid: Option<u32>,
+    /// Which request stamps the worker keeps in its shape slots for this
+    /// connection (`send_stamped`).
+    shapes: ShapeSlots,
+}
+
+/// The request stamps ([`RequestStamp::id`]) a connection's worker keeps
+/// in its shape slots ([`FrameTag::Shape`]), as this caller assigned them:
+/// the worker's table, mirrored (frames arrive in order, and only this
+/// caller's `Shape` frames change it). Slots are reused in turn.
+#[derive(Debug, Default)]
+struct ShapeSlots {
+    /// The stamp in each slot; 0 (no stamp's id) for none.
+    held: [u64; SHAPE_SLOTS as usize],
+    /// The slot the next new stamp goes to.
+    next: u8,
+}
+
+impl ShapeSlots {
+    /// The slot that holds stamp `id`.
+    fn slot_of(&self, id: u64) -> Option<u8> {
+        let i = self.held.iter().position(|&h| h == id)?;
+        u8::try_from(i).ok()
+    }
+
+    /// Stamp `id` is now in `slot` (sent as its `Shape`).
+    fn assign(&mut self, slot: u8, id: u64) {
+        if let Some(h) = self.held.get_mut(usize::from(slot)) {
+            *h = id;
+        }
+        self.next = (slot + 1) % SHAPE_SLOTS;
+    }
 }
 
 /// A worker whose connection broke and that could not be reached again
@@ -732,30 +764,34 @@ fn send_request(
 
 /// [`send_request`] of a request of call template `template` (if any),
 /// written by re-stamping the template's [`RequestStamp`] when its
-/// arguments fit (no serialization pass), else encoded in full.
+/// arguments fit (no serialization pass), else encoded in full. On a
+/// connection that carries [`FrameTag`]s (shared memory) a stamped request
+/// goes as a [`FrameTag::Delta`] of the stamp when the worker keeps it in a
+/// shape slot, else in full as a [`FrameTag::Shape`] that puts it in one
+/// (`docs/worker.md`, "Compact requests").
 fn send_stamped(
     mux: &mut Mux<AnyConnection>,
     encoder: &mut Encoder,
-    conn: Option<&Conn>,
+    conn: Option<&mut Conn>,
     request: &PushTaskRequest,
     template: Option<&mut CallTemplate>,
 ) -> Result<u64, SendError<crate::spec::EncodeError>> {
     let Some(t) = template else {
-        return send_request(mux, encoder, conn, request);
+        return send_request(mux, encoder, conn.map(|c| &*c), request);
     };
     let fits = t.stamp.as_ref().is_some_and(|s| s.fits(request));
     if !fits {
         t.stamp_misses = t.stamp_misses.saturating_add(1);
         if t.stamp.is_some() && t.stamp_misses < STAMP_MISSES {
-            return send_request(mux, encoder, conn, request);
+            return send_request(mux, encoder, conn.map(|c| &*c), request);
         }
         t.stamp = RequestStamp::new(encoder, request);
     }
-    let Some(stamp) = t.stamp.as_ref() else {
-        return send_request(mux, encoder, conn, request);
+    let Some(stamp) = t.stamp.as_mut() else {
+        return send_request(mux, encoder, conn.map(|c| &*c), request);
     };
     t.stamp_misses = 0;
-    let conn = Conn::sendable(conn)?;
+    let conn = conn.filter(|c| !c.lost).ok_or(SendError::Closed)?;
     let c = mux.get_mut(conn.key).ok_or(SendError::Closed)?;
     // The recipient check `send_push_task` makes.
     let peer = c.peer_worker_id();
@@ -765,7 +801,27 @@ fn send_stamped(
             actual: peer,
         });
     }
-    c.send_with(stamp.len(), |buf| stamp.write(request, buf))?;
+    match stamp.delta_len().filter(|_| c.carries_tags()) {
+        Some(delta_len) => match conn.shapes.slot_of(stamp.id()) {
+            Some(slot) => {
+                c.send_tagged_with(FrameTag::Delta(slot), delta_len, |buf| {
+                    stamp.write_delta(request, buf)
+                })?;
+            }
+            None => {
+                // A slot is assigned once its frame is sent: a send that
+                // failed leaves the table as the worker's is.
+                let slot = conn.shapes.next;
+                c.send_tagged_with(FrameTag::Shape(slot), stamp.len(), |buf| {
+                    stamp.write(request, buf)
+                })?;
+                conn.shapes.assign(slot, stamp.id());
+            }
+        },
+        None => {
+            c.send_with(stamp.len(), |buf| stamp.write(request, buf))?;
+        }
+    }
     Ok(conn.epoch)
 }
 
@@ -1129,6 +1185,7 @@ impl CoreWorker {
                 replies: KnownShapes::default(),
                 lost: false,
                 pid,
+                shapes: ShapeSlots::default(),
             },
         );
         self.by_key.insert(key, worker);
@@ -2080,7 +2137,7 @@ impl CoreWorker {
                 a.caller_starts_at = starts;
             }
         };
-        let conn = self.conns.get(&worker);
+        let conn = self.conns.get_mut(&worker);
         let sent = if let Some(t) = self.tasks.get_mut(&r.task) {
             stamp(&mut t.payload.request);
             t.payload.request_id = Some(r.id);
@@ -2098,7 +2155,7 @@ impl CoreWorker {
             sent
         } else if let Some((req, _)) = entry.finished.get_mut(r.id.actor_counter) {
             stamp(req);
-            let sent = send_request(&mut self.mux, &mut self.encoder, conn, req);
+            let sent = send_request(&mut self.mux, &mut self.encoder, conn.map(|c| &*c), req);
             if let Ok(epoch) = sent {
                 self.resends.insert(r.task, (actor_id, r.id, epoch));
             }

@@ -40,7 +40,7 @@ use crate::spec::{
 };
 use crate::store::{ObjectBuffer, StoreClient, StoreError};
 use crate::transport::{
-    AnyConnection, CallerAdmission, ClientSecret, Connection, ListenOptions, Listener,
+    AnyConnection, CallerAdmission, ClientSecret, Connection, FrameTag, ListenOptions, Listener,
     MessageConnection, Mux, MuxConnection, MuxEvent, MuxWaker, PeerKey, ShmOptions, StatsState,
     TransportConfig, TransportKind,
 };
@@ -428,6 +428,16 @@ struct ReturnHold {
     delete: bool,
 }
 
+/// A frame a caller sent, as [`Executor::on_request`] takes it.
+struct Frame<'a> {
+    /// How it is tagged.
+    tag: FrameTag,
+    /// Its bytes (a private snapshot).
+    bytes: &'a [u8],
+    /// Where a [`FrameTag::Delta`]'s request is rebuilt.
+    expanded: &'a mut AlignedBytes,
+}
+
 /// Most spare replies an executor keeps.
 const MAX_SPARE_REPLIES: usize = 64;
 
@@ -441,6 +451,8 @@ pub struct Worker {
     /// (`spec::stamp::ReplyStamp`), not serialized each time.
     replies: ReplyStamper,
     outbox: Vec<Outgoing>,
+    /// Requests sent as deltas of a kept shape are rebuilt here.
+    expanded: AlignedBytes,
     dead: Vec<PeerKey>,
     /// TCP connections written to since the last flush.
     unflushed: Vec<PeerKey>,
@@ -642,6 +654,7 @@ impl Worker {
             encoder: Encoder::new(),
             replies: ReplyStamper::default(),
             outbox: Vec::new(),
+            expanded: AlignedBytes::new(),
             dead: Vec::new(),
             unflushed: Vec::new(),
             address,
@@ -957,13 +970,18 @@ impl Worker {
             if turn > 0 && conn.kind() == TransportKind::Shm && !conn.ready_hint() {
                 return;
             }
-            match conn.try_recv_private() {
+            match conn.try_recv_private_tagged() {
                 Ok(None) => return,
-                Ok(Some(bytes)) => {
+                Ok(Some((tag, bytes))) => {
                     // Arrived at the drain's reading, or at the end of the
                     // task before it in this drain (`Executor::clock`).
                     let now = self.exec.clock;
-                    if let Err(e) = self.exec.on_request(key, bytes, now, &mut self.outbox) {
+                    let frame = Frame {
+                        tag,
+                        bytes,
+                        expanded: &mut self.expanded,
+                    };
+                    if let Err(e) = self.exec.on_request(key, frame, now, &mut self.outbox) {
                         // A peer that sends garbage fails alone, and is cut
                         // off for a violation: on shared memory its rings
                         // are poisoned, so it learns of the violation rather
@@ -1459,15 +1477,22 @@ impl Executor {
         }
     }
 
-    /// Ray's `HandlePushTask` for one validated frame.
+    /// Ray's `HandlePushTask` for one received frame: a request, validated
+    /// (or recognised as of a known shape), or rebuilt from a delta of a
+    /// shape the caller asked to be kept ([`FrameTag`]).
     fn on_request(
         &mut self,
         key: PeerKey,
-        bytes: &[u8],
+        frame: Frame<'_>,
         now: Instant,
         out: &mut Vec<Outgoing>,
     ) -> Result<(), spec::DecodeError> {
-        let (req, memo) = self.known.entry(key).or_default().access_memo(bytes)?;
+        let known = self.known.entry(key).or_default();
+        let (bytes, req, memo) = match frame.tag {
+            FrameTag::Message => known.access_message(frame.bytes)?,
+            FrameTag::Shape(slot) => known.keep(slot, frame.bytes)?,
+            FrameTag::Delta(slot) => known.expand(slot, frame.bytes, frame.expanded)?,
+        };
         if self.exiting.is_some() {
             return Ok(());
         }

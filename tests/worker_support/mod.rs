@@ -380,8 +380,6 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// The typed error of a task whose `get` must fail (asserts the error names
-/// `r`'s object).
 /// A `Counter` actor (the test registry's, starting at `start`) created
 /// on `worker`.
 pub fn create_counter(driver: &mut CoreWorker, worker: WorkerId, start: i64) -> ActorHandle {
@@ -390,6 +388,8 @@ pub fn create_counter(driver: &mut CoreWorker, worker: WorkerId, start: i64) -> 
         .unwrap()
 }
 
+/// The typed error of a task whose `get` must fail (asserts the error names
+/// `r`'s object).
 pub fn task_error(driver: &mut CoreWorker, r: &ObjectRef) -> TaskError {
     match driver.get(std::slice::from_ref(r), GUARD) {
         Err(GetError::Task { object_id, error }) => {

@@ -11,15 +11,17 @@ use std::time::{Duration, Instant};
 
 use mio::{Interest, Token};
 
-use super::{ShmOptions, AUDIT_INTERVAL, MESSAGE_KIND, TRY_RECV_CHECK_INTERVAL};
+use super::{
+    kind_tag, tag_kind, ShmOptions, AUDIT_INTERVAL, MESSAGE_KIND, TRY_RECV_CHECK_INTERVAL,
+};
 use crate::ring::{Consumer, MappedStorage, Producer, ReadFrame, RingError, RingStorage};
 use crate::spec::AlignedBytes;
 use crate::sys::fdpass::peer_connected;
 use crate::transport::error::Ended;
 use crate::transport::ClientSecret;
 use crate::transport::{
-    check_send_len, run_encoder, ConnectError, Connection, MuxConnection, RecvError, SendError,
-    TransportConfig, TransportKind, WorkerId,
+    check_send_len, run_encoder, ConnectError, Connection, FrameTag, MuxConnection, RecvError,
+    SendError, TransportConfig, TransportKind, WorkerId,
 };
 use crate::wake::{EventFd, Waiter};
 
@@ -211,32 +213,49 @@ fn recv_ring_err(peer: WorkerId, e: RingError) -> RecvError {
 
 /// Checks a received ring frame (hostile input: the ring validated that it
 /// lies within the published bytes; its length must also respect the
-/// receiver's maximum, and its kind must be a message). One branch on the
-/// hot path; the message is built out of line.
+/// receiver's maximum, and its kind must be a message — or, for a `tagged`
+/// receive, any [`FrameTag`] with a slot in range). Returns the frame's
+/// tag. One branch on the hot path (a message); the rest out of line.
 #[inline(always)]
-fn check_frame<S: RingStorage>(frame: &ReadFrame<'_, S>, max_frame: usize) -> Result<(), String> {
+fn check_frame<S: RingStorage>(
+    frame: &ReadFrame<'_, S>,
+    max_frame: usize,
+    tagged: bool,
+) -> Result<FrameTag, String> {
     if (frame.kind() != MESSAGE_KIND) | (frame.len() > max_frame) {
-        return Err(bad_frame(frame.kind(), frame.len(), max_frame));
+        return other_frame(frame.kind(), frame.len(), max_frame, tagged);
     }
-    Ok(())
+    Ok(FrameTag::Message)
 }
 
-/// What is wrong with a frame [`check_frame`] refused.
+/// [`check_frame`] of a frame that is not a message within the maximum:
+/// its tag, or what is wrong with it.
 #[cold]
 #[inline(never)]
-fn bad_frame(kind: u32, len: usize, max_frame: usize) -> String {
-    if kind != MESSAGE_KIND {
-        format!("frame of unknown kind {kind:#x} ({len} bytes)")
-    } else {
-        format!("frame of {len} bytes exceeds the maximum of {max_frame}")
+fn other_frame(kind: u32, len: usize, max_frame: usize, tagged: bool) -> Result<FrameTag, String> {
+    if len > max_frame {
+        return Err(format!(
+            "frame of {len} bytes exceeds the maximum of {max_frame}"
+        ));
+    }
+    match kind_tag(kind) {
+        Some(tag) if tagged => Ok(tag),
+        Some(tag) => Err(format!(
+            "frame tagged {tag:?} ({len} bytes) where only messages are read"
+        )),
+        None => Err(format!("frame of unknown kind {kind:#x} ({len} bytes)")),
     }
 }
 
-/// Wraps a ring frame after checking it.
+/// Wraps a ring frame after checking it ([`check_frame`]).
 #[inline(always)]
-fn wrap(frame: ReadFrame<'_, MappedStorage>, max_frame: usize) -> Result<ShmFrame<'_>, String> {
-    check_frame(&frame, max_frame)?;
-    Ok(ShmFrame { frame: Some(frame) })
+fn wrap(
+    frame: ReadFrame<'_, MappedStorage>,
+    max_frame: usize,
+    tagged: bool,
+) -> Result<(FrameTag, ShmFrame<'_>), String> {
+    let tag = check_frame(&frame, max_frame, tagged)?;
+    Ok((tag, ShmFrame { frame: Some(frame) }))
 }
 
 /// A received frame breaks the protocol (`why`: an unknown kind, a length
@@ -549,29 +568,23 @@ impl Connection for ShmConnection {
     where
         F: FnOnce(&mut [u8]) -> Result<usize, E>,
     {
-        self.check_sendable()?;
-        check_send_len(max_len, self.peer_max_frame)?;
-        if !self.queue.is_empty() {
-            // Earlier non-blocking sends go first.
-            self.drain_queue(true).map_err(SendError::widen)?;
-        }
-        let Some(tx) = self.tx.as_mut() else {
-            return Err(SendError::Closed);
-        };
-        // A relative deadline: a send that finds room at once reads no clock.
-        let grant = tx.reserve_blocking(max_len, MESSAGE_KIND, &self.tx_waiter, self.send_timeout);
-        let mut grant = match grant {
-            Ok(g) => g,
-            Err(e) => {
-                let e = self.send_ring_err(e);
-                return Err(e);
-            }
-        };
-        let n = run_encoder(&mut grant, encode)?;
-        // Publish only the bytes the encoder used: the frame's length is the
-        // message's (n <= max_len, the grant's length, checked above).
-        grant.commit(n);
-        Ok(n)
+        self.send_kind_with(MESSAGE_KIND, max_len, encode)
+    }
+
+    fn carries_tags(&self) -> bool {
+        true
+    }
+
+    fn send_tagged_with<F, E>(
+        &mut self,
+        tag: FrameTag,
+        max_len: usize,
+        encode: F,
+    ) -> Result<usize, SendError<E>>
+    where
+        F: FnOnce(&mut [u8]) -> Result<usize, E>,
+    {
+        self.send_kind_with(tag_kind(tag), max_len, encode)
     }
 
     fn try_send_with<F, E>(&mut self, max_len: usize, encode: F) -> Result<usize, SendError<E>>
@@ -609,7 +622,6 @@ impl Connection for ShmConnection {
         self.queue.push_back(frame);
         Ok(n)
     }
-
     fn pending_send_bytes(&self) -> usize {
         self.queued
     }
@@ -623,54 +635,7 @@ impl Connection for ShmConnection {
     }
 
     fn try_recv(&mut self) -> Result<Option<ShmFrame<'_>>, RecvError> {
-        if !matches!(self.state, State::Open) | self.violation.is_some() {
-            return Err(self.ended_recv_error());
-        }
-        // Decide about the peer's liveness *before* looking at the ring, so a
-        // frame it published before dying is still returned below. With a
-        // frame already committed there is nothing to decide (it is
-        // returned whatever the peer's fate), so the common case of a busy
-        // connection reads no clock (one read is ≈ 30 ns on a VM).
-        let waiting = self.rx.as_ref().is_some_and(|rx| rx.has_frames());
-        let now_dead = if waiting {
-            false
-        } else if self.force_check || self.last_check.elapsed() >= TRY_RECV_CHECK_INTERVAL {
-            self.force_check = false;
-            self.last_check = Instant::now();
-            !self.live.check()
-        } else {
-            self.live.is_dead()
-        };
-        let max_frame = self.max_frame;
-        let peer = self.peer;
-        let dead = self.dead();
-        let rx = self.rx.as_mut().ok_or(RecvError::Closed)?;
-        match rx.peek() {
-            Ok(Some(f)) => match wrap(f, max_frame) {
-                Ok(f) => Ok(Some(f)),
-                Err(why) => Err(refuse_frame(
-                    &mut self.tx,
-                    &mut self.violation,
-                    &mut self.refused,
-                    &mut self.state,
-                    why,
-                )),
-            },
-            Ok(None) if now_dead => Err(end_or_violation(
-                &mut self.tx,
-                &mut self.violation,
-                dead.recv_error(),
-            )),
-            Ok(None) => Ok(None),
-            Err(e) => {
-                note_violation(&mut self.violation, &e);
-                Err(end_or_violation(
-                    &mut self.tx,
-                    &mut self.violation,
-                    recv_ring_err(peer, e),
-                ))
-            }
-        }
+        Ok(self.try_recv_frame(false)?.map(|(_, f)| f))
     }
 
     fn recv_timeout(&mut self, timeout: Duration) -> Result<ShmFrame<'_>, RecvError> {
@@ -684,8 +649,8 @@ impl Connection for ShmConnection {
         // A relative deadline: a frame that is already there costs no clock
         // read.
         match rx.peek_blocking(&self.rx_waiter, timeout) {
-            Ok(f) => match wrap(f, max_frame) {
-                Ok(f) => Ok(f),
+            Ok(f) => match wrap(f, max_frame, false) {
+                Ok((_, f)) => Ok(f),
                 Err(why) => Err(refuse_frame(
                     &mut self.tx,
                     &mut self.violation,
@@ -722,6 +687,15 @@ impl Connection for ShmConnection {
         Ok(len?.map(|n| &self.snapshot.as_slice()[..n]))
     }
 
+    fn try_recv_private_tagged(&mut self) -> Result<Option<(FrameTag, &[u8])>, RecvError> {
+        let mut snap = std::mem::take(&mut self.snapshot);
+        let got = self
+            .try_recv_frame(true)
+            .map(|f| f.map(|(tag, f)| (tag, copy_into(&mut snap, &f))));
+        self.snapshot = snap;
+        Ok(got?.map(|(tag, n)| (tag, &self.snapshot.as_slice()[..n])))
+    }
+
     fn frames_shared(&self) -> bool {
         true
     }
@@ -747,6 +721,98 @@ impl Connection for ShmConnection {
 }
 
 impl ShmConnection {
+    /// [`Connection::try_recv`], accepting every [`FrameTag`] when
+    /// `tagged` (else only messages), and the frame's tag.
+    #[inline(always)]
+    fn try_recv_frame(
+        &mut self,
+        tagged: bool,
+    ) -> Result<Option<(FrameTag, ShmFrame<'_>)>, RecvError> {
+        if !matches!(self.state, State::Open) | self.violation.is_some() {
+            return Err(self.ended_recv_error());
+        }
+        // Decide about the peer's liveness *before* looking at the ring, so a
+        // frame it published before dying is still returned below. With a
+        // frame already committed there is nothing to decide (it is
+        // returned whatever the peer's fate), so the common case of a busy
+        // connection reads no clock (one read is ≈ 30 ns on a VM).
+        let waiting = self.rx.as_ref().is_some_and(|rx| rx.has_frames());
+        let now_dead = if waiting {
+            false
+        } else if self.force_check || self.last_check.elapsed() >= TRY_RECV_CHECK_INTERVAL {
+            self.force_check = false;
+            self.last_check = Instant::now();
+            !self.live.check()
+        } else {
+            self.live.is_dead()
+        };
+        let max_frame = self.max_frame;
+        let peer = self.peer;
+        let dead = self.dead();
+        let rx = self.rx.as_mut().ok_or(RecvError::Closed)?;
+        match rx.peek() {
+            Ok(Some(f)) => match wrap(f, max_frame, tagged) {
+                Ok(f) => Ok(Some(f)),
+                Err(why) => Err(refuse_frame(
+                    &mut self.tx,
+                    &mut self.violation,
+                    &mut self.refused,
+                    &mut self.state,
+                    why,
+                )),
+            },
+            Ok(None) if now_dead => Err(end_or_violation(
+                &mut self.tx,
+                &mut self.violation,
+                dead.recv_error(),
+            )),
+            Ok(None) => Ok(None),
+            Err(e) => {
+                note_violation(&mut self.violation, &e);
+                Err(end_or_violation(
+                    &mut self.tx,
+                    &mut self.violation,
+                    recv_ring_err(peer, e),
+                ))
+            }
+        }
+    }
+
+    /// [`Connection::send_with`] of a ring frame of `kind`.
+    fn send_kind_with<F, E>(
+        &mut self,
+        kind: u32,
+        max_len: usize,
+        encode: F,
+    ) -> Result<usize, SendError<E>>
+    where
+        F: FnOnce(&mut [u8]) -> Result<usize, E>,
+    {
+        self.check_sendable()?;
+        check_send_len(max_len, self.peer_max_frame)?;
+        if !self.queue.is_empty() {
+            // Earlier non-blocking sends go first.
+            self.drain_queue(true).map_err(SendError::widen)?;
+        }
+        let Some(tx) = self.tx.as_mut() else {
+            return Err(SendError::Closed);
+        };
+        // A relative deadline: a send that finds room at once reads no clock.
+        let grant = tx.reserve_blocking(max_len, kind, &self.tx_waiter, self.send_timeout);
+        let mut grant = match grant {
+            Ok(g) => g,
+            Err(e) => {
+                let e = self.send_ring_err(e);
+                return Err(e);
+            }
+        };
+        let n = run_encoder(&mut grant, encode)?;
+        // Publish only the bytes the encoder used: the frame's length is the
+        // message's (n <= max_len, the grant's length, checked above).
+        grant.commit(n);
+        Ok(n)
+    }
+
     /// Whether the peer will read nothing more from us: it let go of an end
     /// of its rings (a connection closes both), or hung up.
     fn peer_done(&self) -> bool {
@@ -859,24 +925,40 @@ mod tests {
 
     #[test]
     fn frame_length_and_kind_are_checked() {
+        use super::super::{DELTA_KIND, SHAPE_KIND};
         let (mut tx, mut rx) = Ring::heap(4096).unwrap();
-        // (reserved, committed, kind): the frame is the committed length.
-        for (reserved, used, kind) in [
-            (16usize, 16usize, MESSAGE_KIND),
-            (64, 20, MESSAGE_KIND),
-            (2000, 1000, MESSAGE_KIND),
-            (2000, 1001, MESSAGE_KIND),
-            (64, 20, 7),
+        // (reserved, committed, kind, the tag a tagged receive accepts):
+        // the frame is the committed length; an untagged receive accepts
+        // messages only, a tagged one a shape slot below SHAPE_SLOTS too.
+        let (msg, shape, delta) = (
+            Some(FrameTag::Message),
+            Some(FrameTag::Shape(3)),
+            Some(FrameTag::Delta(0)),
+        );
+        for (reserved, used, kind, tag) in [
+            (16usize, 16usize, MESSAGE_KIND, msg),
+            (64, 20, MESSAGE_KIND, msg),
+            (2000, 1000, MESSAGE_KIND, msg),
+            (2000, 1001, MESSAGE_KIND, None),
+            (64, 20, 7, None),
+            (64, 20, SHAPE_KIND + 3, shape),
+            (2000, 1001, SHAPE_KIND + 3, None),
+            (64, 20, SHAPE_KIND + 4, None),
+            (64, 20, DELTA_KIND, delta),
+            (64, 20, DELTA_KIND + 4, None),
+            (64, 20, DELTA_KIND + 256, None),
+            (64, 20, 0x7fff_ffff, None),
         ] {
             let g = tx.reserve_with_kind(reserved, kind).unwrap();
             g.commit(used);
             let f = rx.peek().unwrap().unwrap();
             assert_eq!(f.len(), used);
-            let ok = check_frame(&f, 1000).is_ok();
+            let why = format!("reserved {reserved} used {used} kind {kind:#x}");
+            assert_eq!(check_frame(&f, 1000, true).ok(), tag, "{why}");
             assert_eq!(
-                ok,
-                used <= 1000 && kind == MESSAGE_KIND,
-                "reserved {reserved} used {used} kind {kind}"
+                check_frame(&f, 1000, false).ok(),
+                tag.filter(|&t| t == FrameTag::Message),
+                "{why}"
             );
             f.release();
         }

@@ -23,7 +23,11 @@
 //! # Frames
 //!
 //! A message is one ring frame of kind [`MESSAGE_KIND`] whose payload is the
-//! message bytes, 16-byte aligned in shared memory. [`Connection::send_with`]
+//! message bytes, 16-byte aligned in shared memory. A caller's repeated
+//! actor-task requests may instead travel as [`FrameTag::Shape`] and
+//! [`FrameTag::Delta`] frames ([`SHAPE_KIND`], [`DELTA_KIND`] plus the
+//! slot; see [`FrameTag`]), which only the tagged receive
+//! ([`Connection::try_recv_private_tagged`]) accepts. [`Connection::send_with`]
 //! reserves `max_len` bytes in the peer's ring, the encoder writes straight
 //! into them, and the ring's partial commit (`WriteGrant::commit(n)`)
 //! publishes only the `n` bytes it used: the frame's length is the message
@@ -81,6 +85,7 @@ use crate::ids::WorkerId;
 use crate::shm::Session;
 #[cfg(doc)]
 use crate::transport::{Connection, RecvError, SendError};
+use crate::transport::{FrameTag, SHAPE_SLOTS};
 use crate::wake::WaitStrategy;
 
 /// Smallest ring capacity a caller may ask for.
@@ -106,8 +111,33 @@ pub(crate) const AUDIT_INTERVAL: Duration = Duration::from_millis(20);
 /// The caller's acknowledgement byte, sent once it has mapped both rings.
 const ACK: u8 = b'A';
 
-/// The ring frame kind of a message (the only kind this transport sends).
+/// The ring frame kind of a message ([`FrameTag::Message`]).
 pub const MESSAGE_KIND: u32 = 0;
+/// The ring frame kind of [`FrameTag::Shape`]`(slot)` is this plus `slot`.
+pub const SHAPE_KIND: u32 = 0x100;
+/// The ring frame kind of [`FrameTag::Delta`]`(slot)` is this plus `slot`.
+pub const DELTA_KIND: u32 = 0x200;
+
+/// The ring frame kind that carries `tag`.
+pub(crate) fn tag_kind(tag: FrameTag) -> u32 {
+    match tag {
+        FrameTag::Message => MESSAGE_KIND,
+        FrameTag::Shape(slot) => SHAPE_KIND + u32::from(slot),
+        FrameTag::Delta(slot) => DELTA_KIND + u32::from(slot),
+    }
+}
+
+/// The tag a ring frame of `kind` carries; `None` for a kind no sender
+/// writes (a violation), a slot number included (`< SHAPE_SLOTS`).
+pub(crate) fn kind_tag(kind: u32) -> Option<FrameTag> {
+    let slot = |base: u32| u8::try_from(kind - base).ok().filter(|&s| s < SHAPE_SLOTS);
+    match kind {
+        MESSAGE_KIND => Some(FrameTag::Message),
+        k if (SHAPE_KIND..DELTA_KIND).contains(&k) => slot(SHAPE_KIND).map(FrameTag::Shape),
+        k if k >= DELTA_KIND => slot(DELTA_KIND).map(FrameTag::Delta),
+        _ => None,
+    }
+}
 
 /// Settings of the shared-memory transport (one side).
 #[derive(Debug, Clone)]
