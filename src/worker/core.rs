@@ -446,6 +446,23 @@ impl ShapeSlots {
     }
 }
 
+/// A value reply of an actor task, stored, whose bookkeeping is deferred
+/// ([`CoreWorker::settle_replies`]).
+#[derive(Debug, Clone, Copy)]
+struct Unsettled {
+    actor_id: ActorId,
+    request: RequestId,
+    task: TaskId,
+}
+
+/// What a reply brought for a task the submit queue completes or fails.
+enum ReplyValue {
+    /// Its outcome, to store.
+    Fresh(Result<Stored, TaskError>),
+    /// A value already stored when the reply arrived (`Unsettled`).
+    Stored,
+}
+
 /// A worker whose connection broke and that could not be reached again
 /// while its process lived: tried again every [`RECONNECT_RETRY`] until
 /// `until` ([`CoreWorkerOptions::reconnect_grace`]), then settled alive
@@ -645,6 +662,12 @@ pub struct CoreWorker {
     owner: Arc<Address>,
     /// Reused buffer of a submit queue's events (no allocation per call).
     events: Vec<SubmitEvent<TaskId>>,
+    /// Actor tasks whose value reply is stored but whose bookkeeping (the
+    /// submit queue's `on_reply`, the pending entry, its request recycled)
+    /// waits for [`CoreWorker::settle_replies`]: before the next wait, the
+    /// next reply, or any call that looks at pending tasks — off a sync
+    /// call's path (`drain`).
+    unsettled: Vec<Unsettled>,
     driver_task: TaskId,
     task_counter: u64,
     /// The id hash of the next counter, computed after an actor task was
@@ -1109,6 +1132,7 @@ impl CoreWorker {
             connector,
             owner: Arc::new(address.clone()),
             events: Vec::new(),
+            unsettled: Vec::new(),
             address,
             task_counter: 0,
             next_child: None,
@@ -1148,7 +1172,8 @@ impl CoreWorker {
 
     /// Tasks submitted and not yet finished.
     pub fn num_pending_tasks(&self) -> usize {
-        self.tasks.len()
+        // Replies stored but not settled finished their tasks.
+        self.tasks.len().saturating_sub(self.unsettled.len())
     }
 
     /// Connects to `worker` if not connected, waiting for the handshake
@@ -1982,13 +2007,51 @@ impl CoreWorker {
         Ok(oref)
     }
 
+    /// The bookkeeping of the value replies `drain` stored at once
+    /// ([`Unsettled`]), in the order they came: the submit queue's
+    /// `on_reply` (which may send queued requests), the pending entry
+    /// finished, its request recycled. Runs when the caller waits again
+    /// (`drive`), before the next reply is read, and before a lost
+    /// connection, an unreachable worker or a restart is handled. Between,
+    /// the task still counts in flight for its submit queue (a request sent
+    /// meanwhile carries a `client_processed_up_to` one reply behind, which
+    /// only lets the worker skip less, and may wait for the byte budget)
+    /// and as pending in the task table (`num_pending_tasks` subtracts it;
+    /// its object is freed once settled if its references went meanwhile).
+    fn settle_replies(&mut self) {
+        if self.unsettled.is_empty() {
+            return;
+        }
+        let mut unsettled = std::mem::take(&mut self.unsettled);
+        for u in unsettled.drain(..) {
+            let mut evs = std::mem::take(&mut self.events);
+            match self.actors.get_mut(&u.actor_id) {
+                Some(a) => {
+                    a.queue
+                        .on_reply_into(u.request, ordering::ReplyOutcome::Ok, &mut evs);
+                    self.actor_events(u.actor_id, &mut evs, Some((u.task, ReplyValue::Stored)));
+                }
+                None => {
+                    if let Some(p) = self.tasks.finish(&u.task) {
+                        self.release_task_args(&p);
+                        self.maybe_release(p.request.task_spec.return_id(0));
+                    }
+                }
+            }
+            self.events = evs;
+        }
+        // Nothing above reads a connection, so nothing was added meanwhile.
+        debug_assert!(self.unsettled.is_empty());
+        self.unsettled = unsettled;
+    }
+
     /// Carries out what an actor's submit queue decided. `reply` is the
     /// outcome of the reply being processed (its task and result), if any.
     fn actor_events(
         &mut self,
         actor_id: ActorId,
         evs: &mut Vec<SubmitEvent<TaskId>>,
-        mut reply: Option<(TaskId, Result<Stored, TaskError>)>,
+        mut reply: Option<(TaskId, ReplyValue)>,
     ) {
         for ev in evs.drain(..) {
             match ev {
@@ -2012,7 +2075,17 @@ impl CoreWorker {
                     error,
                 } => {
                     let from_reply = match reply.take() {
-                        Some((t, Err(e))) if t == task => Some(e),
+                        Some((t, ReplyValue::Fresh(Err(e)))) if t == task => Some(e),
+                        Some((t, ReplyValue::Stored)) if t == task => {
+                            // Its value is stored: that reply stands.
+                            self.finish_actor_task(
+                                actor_id,
+                                actor_counter,
+                                task,
+                                Some(ReplyValue::Stored),
+                            );
+                            continue;
+                        }
                         other => {
                             reply = other;
                             None
@@ -2058,7 +2131,12 @@ impl CoreWorker {
                         },
                         (TaskFailure::Cancelled, _) => TaskError::Cancelled { function },
                     });
-                    self.finish_actor_task(actor_id, actor_counter, task, Some(Err(err)));
+                    self.finish_actor_task(
+                        actor_id,
+                        actor_counter,
+                        task,
+                        Some(ReplyValue::Fresh(Err(err))),
+                    );
                 }
                 SubmitEvent::Retrying {
                     actor_counter,
@@ -2094,7 +2172,7 @@ impl CoreWorker {
         actor_id: ActorId,
         counter: u64,
         task: TaskId,
-        result: Option<Result<Stored, TaskError>>,
+        result: Option<ReplyValue>,
     ) {
         let Some(payload) = self.tasks.finish(&task) else {
             // A skip_execution re-send of a task finished earlier.
@@ -2102,14 +2180,20 @@ impl CoreWorker {
         };
         self.release_task_args(&payload);
         let object_id = payload.request.task_spec.return_id(0);
-        let result = result.unwrap_or_else(|| {
-            Err(TaskError::System {
-                function: payload.function(),
-                code: StatusCode::UnknownError,
-                message: "completed without a reply".into(),
-            })
-        });
-        self.store_result(object_id, result);
+        match result {
+            Some(ReplyValue::Fresh(result)) => self.store_result(object_id, result),
+            // Stored while the task was pending, which kept it from being
+            // freed then.
+            Some(ReplyValue::Stored) => self.maybe_release(object_id),
+            None => self.store_result(
+                object_id,
+                Err(TaskError::System {
+                    function: payload.function(),
+                    code: StatusCode::UnknownError,
+                    message: "completed without a reply".into(),
+                }),
+            ),
+        }
         if let Some(entry) = self.actors.get_mut(&actor_id) {
             if counter >= entry.queue.next_task_reply_position() {
                 entry
@@ -2222,6 +2306,12 @@ impl CoreWorker {
     }
 
     fn handle_lost(&mut self) {
+        if self.lost.is_empty() {
+            return;
+        }
+        // A reply stored before the loss is settled first: its task is not
+        // in flight any more.
+        self.settle_replies();
         while let Some((worker, violation)) = self.lost.pop() {
             self.cut_off = violation.map(|v| (worker, v));
             self.stopped_answering = self
@@ -2375,6 +2465,7 @@ impl CoreWorker {
         if self.unreachable.is_empty() {
             return;
         }
+        self.settle_replies();
         let now = Instant::now();
         let due: Vec<(WorkerId, Duration)> = self
             .unreachable
@@ -2630,6 +2721,9 @@ impl CoreWorker {
             .filter_map(|(id, a)| Some((*id, a.restarts.as_ref()?.pending?)))
             .filter(|(_, o)| self.objects.contains_key(o))
             .collect();
+        if !done.is_empty() {
+            self.settle_replies();
+        }
         for (actor_id, object_id) in done {
             let result = self.objects.remove(&object_id);
             let Some(a) = self.actors.get_mut(&actor_id) else {
@@ -2695,6 +2789,7 @@ impl CoreWorker {
     /// Receives replies for at most `timeout` (returns early once something
     /// arrived); handles broken connections.
     fn drive(&mut self, timeout: Duration) -> Result<(), WorkerError> {
+        self.settle_replies();
         // Connections lost since the last drive (a send that failed or
         // timed out) are handled before waiting: their replies would not
         // come, and their tasks are re-sent on a new connection or fail now.
@@ -2802,6 +2897,14 @@ impl CoreWorker {
             if received && conn.kind() == TransportKind::Shm && !conn.ready_hint() {
                 return;
             }
+            if !self.unsettled.is_empty() {
+                // Another frame: the replies before it are settled first
+                // (they keep their order through the submit queue).
+                self.settle_replies();
+            }
+            let Some(conn) = self.mux.get_mut(key) else {
+                return;
+            };
             let bytes = match conn.try_recv_private() {
                 Ok(Some(b)) => {
                     received = true;
@@ -2864,6 +2967,25 @@ impl CoreWorker {
                         &mut self.spare_values,
                     );
                     match (t.payload.target, t.payload.request_id) {
+                        (Target::Actor(actor_id), Some(rid))
+                            if !exiting
+                                && status == ordering::ReplyOutcome::Ok
+                                && matches!(result, Ok(Stored::Inline(_)))
+                                && t.payload.store_args.is_empty() =>
+                        {
+                            // An inline value is handed out now; the rest
+                            // waits until the caller waits again (off a
+                            // sync call's path). Not when store objects
+                            // are involved: an idle caller would keep them
+                            // pinned.
+                            let object_id = t.payload.request.task_spec.return_id(0);
+                            self.store_result(object_id, result);
+                            self.unsettled.push(Unsettled {
+                                actor_id,
+                                request: rid,
+                                task: task_id,
+                            });
+                        }
                         (Target::Actor(actor_id), Some(rid)) => {
                             let mut evs = std::mem::take(&mut self.events);
                             if let Some(a) = self.actors.get_mut(&actor_id) {
@@ -2876,7 +2998,11 @@ impl CoreWorker {
                                 }
                                 a.queue.on_reply_into(rid, status, &mut evs);
                             }
-                            self.actor_events(actor_id, &mut evs, Some((task_id, result)));
+                            self.actor_events(
+                                actor_id,
+                                &mut evs,
+                                Some((task_id, ReplyValue::Fresh(result))),
+                            );
                             self.events = evs;
                         }
                         (Target::Actor(_), None) => {}
