@@ -2966,18 +2966,16 @@ impl CoreWorker {
                         &fetch,
                         &mut self.spare_values,
                     );
+                    // An inline value of an actor task is handed out now;
+                    // the rest waits until the caller waits again (off a
+                    // sync call's path). Not when store objects are
+                    // involved: an idle caller would keep them pinned.
+                    let settle_later = !exiting
+                        && status == ordering::ReplyOutcome::Ok
+                        && t.payload.store_args.is_empty()
+                        && matches!(&result, Ok(Stored::Inline(_)));
                     match (t.payload.target, t.payload.request_id) {
-                        (Target::Actor(actor_id), Some(rid))
-                            if !exiting
-                                && status == ordering::ReplyOutcome::Ok
-                                && matches!(result, Ok(Stored::Inline(_)))
-                                && t.payload.store_args.is_empty() =>
-                        {
-                            // An inline value is handed out now; the rest
-                            // waits until the caller waits again (off a
-                            // sync call's path). Not when store objects
-                            // are involved: an idle caller would keep them
-                            // pinned.
+                        (Target::Actor(actor_id), Some(rid)) if settle_later => {
                             let object_id = t.payload.request.task_spec.return_id(0);
                             self.store_result(object_id, result);
                             self.unsettled.push(Unsettled {
