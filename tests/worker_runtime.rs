@@ -818,6 +818,152 @@ fn broken_connection_to_a_live_actor_runs_each_task_once() {
     worker.wait_success();
 }
 
+/// Input (the attack of 2026-12-03): a caller that sends actor-task
+/// requests far ahead of a sequence number it never sends made the worker
+/// copy every one to wait out of order (2 GB of RSS after 3 M requests).
+/// The worker holds at most `MAX_BUFFERED_REQUEST_BYTES` for one caller:
+/// past it the caller is cut off for a violation, and others are served on.
+#[test]
+fn a_caller_flooding_out_of_order_requests_is_cut_off() {
+    use shmwire::worker::MAX_BUFFERED_REQUEST_BYTES;
+    maybe_run_worker();
+    let s = TestSession::new("ooflood");
+    let worker = s.spawn_worker("a_caller_flooding_out_of_order_requests_is_cut_off", 3);
+    let mut driver = s.driver();
+    let actor = worker_support::create_counter(&mut driver, worker.id, 0);
+    let mut conn = connect_caller(&s.session, worker.id);
+    let mut enc = Encoder::new();
+    let mut req = PushTaskRequest {
+        intended_worker_id: worker.id,
+        task_spec: TaskSpecBuilder::new(FunctionDescriptor::rust(MODULE, "Counter", "add"))
+            .arg(i64_arg(1))
+            .num_returns(1)
+            .build_actor_task(shmwire::spec::ActorTaskTarget::first(actor.actor_id())),
+        sequence_number: 0,
+        client_processed_up_to: -1,
+        resource_mapping: Vec::new(),
+    };
+    let len = enc.encoded_len(&req).unwrap();
+    let limit = MAX_BUFFERED_REQUEST_BYTES / len + 1;
+    // Beyond the bound, a ring's worth (1 MiB) of frames may still be taken
+    // before the cut-off shows on this side.
+    let slack = 4_000;
+    let mut sent = 0;
+    let start = Instant::now();
+    let err = loop {
+        // Sequence number 0 never comes.
+        req.sequence_number = 1_000 + sent as i64;
+        if let Err(e) = conn.send_push_task(&mut enc, &req) {
+            break e.to_string();
+        }
+        sent += 1;
+        if sent > limit + slack {
+            // Sent: the cut-off comes as a receive error.
+            match conn.recv_message_with::<PushTaskReply, _>(GUARD, |_| ()) {
+                Err(e) => break e.to_string(),
+                Ok(()) => panic!("a reply to a request waiting for sequence number 0"),
+            }
+        }
+        assert!(start.elapsed() < GUARD, "not cut off after {sent} requests");
+    };
+    assert!(
+        sent <= limit + slack,
+        "cut off after {sent} requests of {len} bytes, the bound is {limit}"
+    );
+    assert!(sent >= limit / 2, "cut off early, after {sent}: {err}");
+    let err = conn
+        .recv_message_with::<PushTaskReply, _>(GUARD, |_| ())
+        .map_or_else(|e| e, |()| panic!("a reply after the cut-off ({err})"));
+    assert!(err.is_fatal() && err.violation().is_some(), "{err}");
+    drop(conn);
+    // The worker serves the others on (and the flooder again, from a new
+    // connection: it was cut off, not banned).
+    for x in 1..=3 {
+        let r = driver
+            .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+            .unwrap();
+        assert_eq!(get_i64(&mut driver, &r), x);
+    }
+    let mut again = connect_caller(&s.session, worker.id);
+    assert_eq!(square_over(&mut again, worker.id, 7), 49);
+    drop(again);
+    drop(driver);
+    worker.wait_success();
+}
+
+/// A worker hosts one actor for its lifetime (as Ray's workers do): another
+/// caller's creation task for a second actor is refused and the hosted
+/// actor keeps its state (the attack of 2026-12-03 replaced a live demo's
+/// actor this way, and its driver then read wrong totals).
+#[test]
+fn a_worker_hosting_an_actor_refuses_another_creation() {
+    maybe_run_worker();
+    let s = TestSession::new("dedicated");
+    let worker = s.spawn_worker("a_worker_hosting_an_actor_refuses_another_creation", 2);
+    let mut driver = s.driver();
+    let actor = worker_support::create_counter(&mut driver, worker.id, 5);
+    let r = driver
+        .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+        .unwrap();
+    assert_eq!(get_i64(&mut driver, &r), 6);
+    let mut other = s.driver();
+    match other.create_actor(worker.id, MODULE, "Counter", vec![i64_arg(0)], 0) {
+        Err(WorkerError::ActorCreation {
+            error: TaskError::Application { message, .. },
+            ..
+        }) => assert!(message.contains("already hosts actor"), "{message}"),
+        other => panic!("expected a refused creation, got {other:?}"),
+    }
+    let r = driver
+        .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+        .unwrap();
+    assert_eq!(
+        get_i64(&mut driver, &r),
+        7,
+        "the hosted actor kept its state"
+    );
+    drop(other);
+    drop(driver);
+    worker.wait_success();
+}
+
+/// A sync call's value is handed out before its reply's bookkeeping
+/// (`docs/worker.md`, "Deviations"): a connection reset right after `get`
+/// must not treat that call as in flight — without retries it would fail
+/// it and store the failure over the value already handed out.
+#[test]
+fn a_value_handed_out_stays_through_a_reset_connection() {
+    maybe_run_worker();
+    let s = TestSession::new("handedout");
+    let worker = s.spawn_worker("a_value_handed_out_stays_through_a_reset_connection", 2);
+    let mut driver = s.driver();
+    let actor = driver
+        .create_actor(worker.id, MODULE, "Counter", vec![], 0)
+        .unwrap();
+    let mut refs = Vec::new();
+    for i in 1..=3 {
+        let r = driver
+            .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+            .unwrap();
+        assert_eq!(get_i64(&mut driver, &r), i);
+        refs.push(r);
+    }
+    assert_eq!(driver.num_pending_tasks(), 0);
+    driver.reset_connection(worker.id);
+    assert_eq!(driver.num_pending_tasks(), 0);
+    for (i, r) in refs.iter().enumerate() {
+        assert_eq!(
+            get_i64(&mut driver, r),
+            i as i64 + 1,
+            "call {i} after the reset"
+        );
+    }
+    let r = driver.submit_actor_task(&actor, "get", vec![]).unwrap();
+    assert_eq!(get_i64(&mut driver, &r), 3, "each add ran once");
+    drop(driver);
+    worker.wait_success();
+}
+
 #[test]
 fn normal_task_fails_with_worker_died_when_its_worker_is_gone() {
     maybe_run_worker();

@@ -329,9 +329,9 @@ fn a_node_without_an_object_endpoint_is_a_typed_error() {
     let mut options = CoreWorkerOptions::new(NodeId::from_random()).with_store(b.client());
     options.step_timeout = Duration::from_secs(10);
     let mut plain = CoreWorker::new(&a.s.session, options).unwrap();
-    let actor2 = plain
-        .create_actor(worker.id, MODULE, "Blob", vec![], 0)
-        .unwrap();
+    // Another caller of the same actor (a worker hosts one actor).
+    plain.register_actor(&actor, 0).unwrap();
+    let actor2 = actor.clone();
     let arg = plain.put(&pattern(2, MIB)).unwrap();
     let r2 = transform(&mut plain, &actor2, arg.as_arg(), 2, 8);
     match task_error(&mut plain, &r2) {

@@ -664,9 +664,8 @@ pub struct CoreWorker {
     events: Vec<SubmitEvent<TaskId>>,
     /// Actor tasks whose value reply is stored but whose bookkeeping (the
     /// submit queue's `on_reply`, the pending entry, its request recycled)
-    /// waits for [`CoreWorker::settle_replies`]: before the next wait, the
-    /// next reply, or any call that looks at pending tasks — off a sync
-    /// call's path (`drain`).
+    /// waits for [`CoreWorker::settle_replies`] — off a sync call's path
+    /// (`drain`).
     unsettled: Vec<Unsettled>,
     driver_task: TaskId,
     task_counter: u64,

@@ -170,6 +170,15 @@ pub struct WorkerOptions {
 /// rest counted into the next report ([`WorkerEvent::Refused`]).
 pub const REFUSAL_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Most bytes of one caller's actor-task requests a worker holds while
+/// they wait out of order for a missing sequence number (16 MiB, the
+/// caller's own byte budget in flight,
+/// [`MAX_BYTES_IN_FLIGHT`](crate::ordering::MAX_BYTES_IN_FLIGHT)): a caller
+/// whose next request would go beyond it is cut off for a violation (an
+/// honest caller's requests arrive in order on a connection, and only the
+/// ones it re-sends after a reconnect can wait).
+pub const MAX_BUFFERED_REQUEST_BYTES: usize = 16 << 20;
+
 /// Default [`WorkerOptions::max_departed_callers`].
 pub const MAX_DEPARTED_CALLERS: usize = 64;
 /// Default [`WorkerOptions::departed_caller_ttl`]: 10 minutes.
@@ -236,6 +245,9 @@ struct CallerState {
     /// memory; `None` over TCP), which decides who is forgotten first
     /// (`Executor::forget_departed`).
     pid: Option<u32>,
+    /// Bytes of its requests copied into `queue` (`Queued::Owned`) and not
+    /// yet carried out: at most [`MAX_BUFFERED_REQUEST_BYTES`].
+    buffered: usize,
 }
 
 struct ActorInstance {
@@ -1261,6 +1273,7 @@ impl Executor {
             departed: None,
             secret,
             pid: None,
+            buffered: 0,
         }
     }
 
@@ -1615,6 +1628,14 @@ impl Executor {
         let item = if !threaded && decided_at_once(&cs.queue, seq, cpu) {
             Queued::Here(now)
         } else {
+            if cs.buffered.saturating_add(bytes.len()) > MAX_BUFFERED_REQUEST_BYTES {
+                return Err(spec::DecodeError::Invalid(format!(
+                    "caller {caller} sent more than {MAX_BUFFERED_REQUEST_BYTES} bytes of requests that wait out of order ({} buffered, next expected sequence number {})",
+                    cs.queue.num_buffered(),
+                    cs.queue.next_seq_no()
+                )));
+            }
+            cs.buffered += bytes.len();
             let mut copy = AlignedBytes::with_capacity(bytes.len());
             copy.extend_from_slice(bytes);
             Queued::Owned(copy, now)
@@ -1642,6 +1663,11 @@ impl Executor {
         func: Option<usize>,
         out: &mut Vec<Outgoing>,
     ) {
+        if let Queued::Owned(b, _) = d.task() {
+            if let Some(cs) = self.callers.get_mut(&caller) {
+                cs.buffered = cs.buffered.saturating_sub(b.len());
+            }
+        }
         if self.exiting.is_some() {
             // Released behind the terminate: dropped, as the rest.
             return;
@@ -1905,15 +1931,32 @@ impl Executor {
             Some(e) => {
                 let outcome: Result<TaskResult, PushTaskReply> = match &e.kind {
                     EntryKind::Function(f) if spec.is_normal_task() => Ok(f(&args)),
+                    EntryKind::Constructor { .. }
+                        if spec.is_actor_creation_task()
+                            && self.actor.as_ref().map(|a| a.actor_id) == spec.actor_id() =>
+                    {
+                        // This actor's creation task again (re-sent after a
+                        // broken connection): created once, answered again.
+                        Err(status_reply(task_id, StatusCode::Ok, ""))
+                    }
                     EntryKind::Constructor { class } if spec.is_actor_creation_task() => {
                         let actor_id = spec.actor_id().unwrap_or_default();
                         let config = match spec.actor_creation_task_spec.as_ref() {
                             Some(c) => ConcurrencyConfig::from_spec(c, &registry),
                             None => Err("an actor creation task without its spec".to_owned()),
                         };
+                        let hosted = self.actor.as_ref().map(|a| a.actor_id);
                         let exec = config
                             .map_err(|m| AppError::new(format!("invalid concurrency options: {m}")))
                             .and_then(|config| {
+                                // A worker is dedicated to one actor (as Ray's
+                                // workers are): another's creation task, from
+                                // whichever caller, does not replace it.
+                                if let Some(hosted) = hosted {
+                                    return Err(AppError::new(format!(
+                                        "this worker already hosts actor {hosted}; a worker hosts one actor for its lifetime"
+                                    )));
+                                }
                                 let state = registry.construct(*class, &args)?;
                                 if !config.is_threaded() {
                                     return Ok(ActorExec::Local(match state {
@@ -1927,15 +1970,6 @@ impl Executor {
                             });
                         match exec {
                             Ok(exec) => {
-                                if let Some(ActorInstance {
-                                    exec: ActorExec::Threaded(old),
-                                    ..
-                                }) = self.actor.take()
-                                {
-                                    // Replaced: its queued tasks finish
-                                    // first and are replied to.
-                                    old.finish_into(&mut self.completed);
-                                }
                                 self.actor = Some(ActorInstance {
                                     actor_id,
                                     class: *class,
