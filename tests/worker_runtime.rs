@@ -818,6 +818,21 @@ fn broken_connection_to_a_live_actor_runs_each_task_once() {
     worker.wait_success();
 }
 
+/// A raw `Counter.add(1)` request for `actor` on `worker` (sequence number
+/// 0, nothing processed).
+fn add_request(worker: WorkerId, actor: &ActorHandle) -> PushTaskRequest {
+    PushTaskRequest {
+        intended_worker_id: worker,
+        task_spec: TaskSpecBuilder::new(FunctionDescriptor::rust(MODULE, "Counter", "add"))
+            .arg(i64_arg(1))
+            .num_returns(1)
+            .build_actor_task(shmwire::spec::ActorTaskTarget::first(actor.actor_id())),
+        sequence_number: 0,
+        client_processed_up_to: -1,
+        resource_mapping: Vec::new(),
+    }
+}
+
 /// Input (the attack of 2026-12-03): a caller that sends actor-task
 /// requests far ahead of a sequence number it never sends made the worker
 /// copy every one to wait out of order (2 GB of RSS after 3 M requests).
@@ -833,16 +848,7 @@ fn a_caller_flooding_out_of_order_requests_is_cut_off() {
     let actor = worker_support::create_counter(&mut driver, worker.id, 0);
     let mut conn = connect_caller(&s.session, worker.id);
     let mut enc = Encoder::new();
-    let mut req = PushTaskRequest {
-        intended_worker_id: worker.id,
-        task_spec: TaskSpecBuilder::new(FunctionDescriptor::rust(MODULE, "Counter", "add"))
-            .arg(i64_arg(1))
-            .num_returns(1)
-            .build_actor_task(shmwire::spec::ActorTaskTarget::first(actor.actor_id())),
-        sequence_number: 0,
-        client_processed_up_to: -1,
-        resource_mapping: Vec::new(),
-    };
+    let mut req = add_request(worker.id, &actor);
     let len = enc.encoded_len(&req).unwrap();
     let limit = MAX_BUFFERED_REQUEST_BYTES / len + 1;
     // Beyond the bound, a ring's worth (1 MiB) of frames may still be taken
@@ -887,6 +893,49 @@ fn a_caller_flooding_out_of_order_requests_is_cut_off() {
     let mut again = connect_caller(&s.session, worker.id);
     assert_eq!(square_over(&mut again, worker.id, 7), 49);
     drop(again);
+    drop(driver);
+    worker.wait_success();
+}
+
+/// Input (the re-attack of 2026-12-03): the bytes of a caller's waiting
+/// requests were counted on, though a new connection drops those requests
+/// (the caller re-sends them): after a few reconnects a caller holding
+/// nothing was cut off. Each connection of the same caller gets the whole
+/// `MAX_BUFFERED_REQUEST_BYTES` again.
+#[test]
+fn a_reconnected_caller_gets_its_whole_out_of_order_budget_again() {
+    use shmwire::worker::MAX_BUFFERED_REQUEST_BYTES;
+    maybe_run_worker();
+    let s = TestSession::new("oorenew");
+    let worker = s.spawn_worker(
+        "a_reconnected_caller_gets_its_whole_out_of_order_budget_again",
+        4,
+    );
+    let mut driver = s.driver();
+    let actor = worker_support::create_counter(&mut driver, worker.id, 0);
+    let connector = caller_connector(&s.session);
+    let mut enc = Encoder::new();
+    let mut req = add_request(worker.id, &actor);
+    let len = enc.encoded_len(&req).unwrap();
+    // 80 % of the bound per connection: three connections hold 2.4 times
+    // it in all.
+    let n = MAX_BUFFERED_REQUEST_BYTES / len * 4 / 5;
+    for round in 0..3 {
+        let mut conn = connector.connect_worker(&worker.id).unwrap();
+        for i in 0..n {
+            // Sequence number 0 never comes.
+            req.sequence_number = 1_000 + i as i64;
+            conn.send_push_task(&mut enc, &req)
+                .unwrap_or_else(|e| panic!("round {round}, request {i}: {e}"));
+        }
+        // Still served (a normal task bypasses the actor queue).
+        assert_eq!(square_over(&mut conn, worker.id, 5), 25, "round {round}");
+        drop(conn);
+    }
+    let r = driver
+        .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+        .unwrap();
+    assert_eq!(get_i64(&mut driver, &r), 1);
     drop(driver);
     worker.wait_success();
 }

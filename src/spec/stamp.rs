@@ -591,12 +591,22 @@ pub(crate) struct Known<M> {
     _message: PhantomData<fn() -> M>,
 }
 
+/// Largest message kept as a shape (64 KiB): a kept shape costs twice its
+/// length (its bytes and its mask) for as long as the connection lives, up
+/// to `KNOWN_SHAPES` + `SHAPE_SLOTS` of them per connection, so a peer
+/// sending large messages of ever new lengths must not make the receiver
+/// keep megabytes per idle connection (the attack of 2026-12-03 held
+/// ≈ 134 MB per TCP connection with 15 MB frames). A larger message is
+/// validated in full each time (its bytecheck does not grow with its
+/// argument bytes) and sent in full.
+pub(crate) const MAX_SHAPE_BYTES: usize = 64 << 10;
+
 /// Fills `varying` with the byte ranges of `a` (the message `access`
 /// validated from `b`) in which a message of its shape may differ from it
 /// — [`Shaped::varying`]'s, with each per-call `bool` (listed in `bools`)
 /// as a range of its own — sorted, each checked to lie in `b`. `false`
-/// (and both emptied) when the message has no shape worth keeping or a
-/// range lies outside `b`. The receiver keeping a shape and the sender
+/// (and both emptied) when the message has no shape worth keeping, is
+/// longer than [`MAX_SHAPE_BYTES`], or a range lies outside `b`. The receiver keeping a shape and the sender
 /// writing deltas of it ([`RequestStamp`]) both call this on the same
 /// bytes, so they agree on the ranges and their order.
 fn shape_ranges<M: Shaped>(
@@ -607,7 +617,7 @@ fn shape_ranges<M: Shaped>(
 ) -> bool {
     varying.clear();
     bools.clear();
-    let kept = M::varying(b, a, varying, bools) && {
+    let kept = b.len() <= MAX_SHAPE_BYTES && M::varying(b, a, varying, bools) && {
         varying.extend(bools.iter().map(|&o| (o, o + 1)));
         varying.sort_unstable();
         varying
@@ -1168,6 +1178,31 @@ mod tests {
         known.keep(1, &full).unwrap();
         assert!(known.keep(1, &aligned(&[0xab; 64])).is_err());
         assert!(refused(&mut known, 1, &delta).contains("holds no shape"));
+    }
+
+    /// A message longer than `MAX_SHAPE_BYTES` is kept as no shape, on
+    /// either side: the receiver neither recognises nor keeps it, the
+    /// sender's stamp makes no deltas of it (so the two agree).
+    #[test]
+    fn large_messages_are_kept_as_no_shape() {
+        let mut enc = Encoder::new();
+        for (len, kept) in [(MAX_SHAPE_BYTES - 1024, true), (MAX_SHAPE_BYTES, false)] {
+            let req = request(vec![TaskArg::value(vec![7u8; len], Vec::new())]);
+            let full = aligned(enc.to_vec(&req).unwrap().as_slice());
+            let stamp = RequestStamp::new(&mut enc, &req).unwrap();
+            assert_eq!(stamp.delta_len().is_some(), kept, "{} bytes", full.len());
+            let mut known = KnownShapes::<PushTaskRequest>::default();
+            assert_eq!(known.keep(0, &full).unwrap().2.is_some(), kept);
+            assert_eq!(known.access_memo(&full).unwrap().1.is_some(), kept);
+            // Not kept: nothing of it stays but the (empty) slot.
+            if !kept {
+                assert!(known
+                    .shapes
+                    .iter()
+                    .chain(&known.slots)
+                    .all(|k| k.bytes.is_empty() && k.mask.is_empty()));
+            }
+        }
     }
 
     proptest::proptest! {

@@ -1335,6 +1335,8 @@ impl Executor {
             );
         }
         cs.queue = ActorSchedulingQueue::new(wait);
+        // What it counted went with the old queue.
+        cs.buffered = 0;
         cs.current = Some(key);
         cs.departed = None;
         cs.pid = pid;
