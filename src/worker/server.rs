@@ -1627,10 +1627,13 @@ impl Executor {
                 ..
             })
         );
-        let item = if !threaded && decided_at_once(&cs.queue, seq, cpu) {
+        let at_once = decided_at_once(&cs.queue, seq, cpu);
+        let item = if !threaded && at_once {
             Queued::Here(now)
         } else {
-            if cs.buffered.saturating_add(bytes.len()) > MAX_BUFFERED_REQUEST_BYTES {
+            // Bounded when it waits (a threaded actor's task decided at once
+            // is only copied on its way to a pool).
+            if !at_once && cs.buffered.saturating_add(bytes.len()) > MAX_BUFFERED_REQUEST_BYTES {
                 return Err(spec::DecodeError::Invalid(format!(
                     "caller {caller} sent more than {MAX_BUFFERED_REQUEST_BYTES} bytes of requests that wait out of order ({} buffered, next expected sequence number {})",
                     cs.queue.num_buffered(),
