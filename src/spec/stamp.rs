@@ -216,6 +216,8 @@ impl RequestStamp {
             delta.clear();
         }
         let delta_len = delta.iter().map(|&(start, end)| end - start).sum();
+        // Relaxed: only the number's uniqueness matters; nothing else is
+        // published through the counter, so it has no partner.
         let id = NEXT_STAMP_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Some(Self {
             bytes,
@@ -896,9 +898,10 @@ impl<M: Shaped> KnownShapes<M> {
         slot: u8,
         bytes: &'a [u8],
     ) -> Result<ShapeMessage<'a, '_, M>, DecodeError> {
-        self.slot(slot)?.clear();
-        let m = access::<M>(bytes)?;
         let k = self.slot(slot)?;
+        // Emptied first: a shape that fails validation leaves none.
+        k.clear();
+        let m = access::<M>(bytes)?;
         let kept = k.refill(bytes, m);
         Ok((bytes, m, kept.then_some(&mut k.memo)))
     }
