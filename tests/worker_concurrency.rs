@@ -178,8 +178,11 @@ fn maybe_run_worker() {
     let callers: u64 = var(ENV_CALLERS).parse().unwrap();
     let mut registry = FunctionRegistry::new();
     registry.register_actor_class(gate_class()).unwrap();
-    let mut worker =
-        Worker::bind(&session, WorkerOptions::new(id, node), Arc::new(registry)).unwrap();
+    let mut options = WorkerOptions::new(id, node);
+    if let Ok(n) = std::env::var(worker_support::ENV_MAX_HELD) {
+        options.max_held_request_bytes = n.parse().unwrap();
+    }
+    let mut worker = Worker::bind(&session, options, Arc::new(registry)).unwrap();
     let code = match worker.serve_callers(callers, GUARD) {
         Ok(()) => 0,
         Err(e) => {
@@ -631,6 +634,53 @@ fn stats_count_pool_tasks_per_handler() {
     assert_eq!(w.tasks_executed(), 1 + 30 + 21);
 }
 
+/// A raw connection of caller `me` to `worker` (the protocol driven by
+/// hand).
+fn raw_caller(
+    s: &TestSession,
+    worker: WorkerId,
+    me: WorkerId,
+) -> shmwire::transport::AnyConnection {
+    let token = shmwire::node::load_or_create_token(&s.session).unwrap();
+    let directory: Arc<dyn shmwire::transport::WorkerLookup> =
+        Arc::new(shmwire::node::Directory::for_session(&s.session).unwrap());
+    shmwire::transport::Connector::new(shmwire::transport::TransportConfig::new(me, token), s.node)
+        .with_session(&s.session, directory)
+        .connect_worker(&worker)
+        .unwrap()
+}
+
+/// Caller `me`'s request for `method(args)` of `actor` on `worker`, its
+/// task number `counter` (each its own task id), sent with that sequence
+/// number and `client_processed_up_to` = `cpu`.
+fn gate_request(
+    (worker, actor, me): (WorkerId, &ActorHandle, WorkerId),
+    method: &str,
+    counter: u64,
+    cpu: i64,
+    args: &[i64],
+) -> shmwire::spec::PushTaskRequest {
+    shmwire::spec::PushTaskRequest {
+        intended_worker_id: worker,
+        task_spec: shmwire::spec::TaskSpecBuilder::new(actor.method_descriptor(method))
+            .parent(
+                shmwire::ids::TaskId::compute_driver_task_id(me),
+                counter + 1,
+            )
+            .args(args.iter().map(|&x| i64_arg(x)).collect::<Vec<_>>())
+            .num_returns(1)
+            .build_actor_task(shmwire::spec::ActorTaskTarget {
+                actor_id: actor.actor_id(),
+                actor_counter: counter,
+                previous_cursor: shmwire::ids::ObjectId::for_actor_handle(actor.actor_id()),
+                caller_starts_at: 0,
+            }),
+        sequence_number: counter as i64,
+        client_processed_up_to: cpu,
+        resource_mapping: Vec::new(),
+    }
+}
+
 /// A threaded actor replies out of order, and `client_processed_up_to` is the
 /// highest sequence number the caller has a reply for, not a contiguous
 /// prefix. Driven on the raw protocol so the interleaving is exact: task 0
@@ -640,11 +690,8 @@ fn stats_count_pool_tasks_per_handler() {
 /// acknowledgement when the cache was pruned by sequence number).
 #[test]
 fn threaded_actor_reply_read_out_of_order_is_not_run_twice_after_a_break() {
-    use shmwire::ids::ObjectId;
-    use shmwire::spec::{
-        ActorTaskTarget, Encoder, PushTaskReply, PushTaskRequest, StatusCode, TaskSpecBuilder,
-    };
-    use shmwire::transport::{Connector, MessageConnection, TransportConfig};
+    use shmwire::spec::{Encoder, PushTaskReply, StatusCode};
+    use shmwire::transport::MessageConnection;
 
     maybe_run_worker();
     let s = TestSession::new("poolonce");
@@ -663,33 +710,9 @@ fn threaded_actor_reply_read_out_of_order_is_not_run_twice_after_a_break() {
         },
     );
     let me = WorkerId::from_array([0x7e; 28]);
-    let token = shmwire::node::load_or_create_token(&s.session).unwrap();
-    let directory: Arc<dyn shmwire::transport::WorkerLookup> =
-        Arc::new(shmwire::node::Directory::for_session(&s.session).unwrap());
-    let connect = || {
-        Connector::new(TransportConfig::new(me, token), s.node)
-            .with_session(&s.session, Arc::clone(&directory))
-            .connect_worker(&worker.id)
-            .unwrap()
-    };
-    let request = |counter: u64, cpu: i64, args: [i64; 2]| PushTaskRequest {
-        intended_worker_id: worker.id,
-        task_spec: TaskSpecBuilder::new(actor.method_descriptor("count_slow"))
-            .parent(
-                shmwire::ids::TaskId::compute_driver_task_id(me),
-                counter + 1,
-            )
-            .args(args.map(i64_arg))
-            .num_returns(1)
-            .build_actor_task(ActorTaskTarget {
-                actor_id: actor.actor_id(),
-                actor_counter: counter,
-                previous_cursor: ObjectId::for_actor_handle(actor.actor_id()),
-                caller_starts_at: 0,
-            }),
-        sequence_number: counter as i64,
-        client_processed_up_to: cpu,
-        resource_mapping: Vec::new(),
+    let connect = || raw_caller(&s, worker.id, me);
+    let request = |counter: u64, cpu: i64, args: [i64; 2]| {
+        gate_request((worker.id, &actor, me), "count_slow", counter, cpu, &args)
     };
     let value = |r: &shmwire::spec::ArchivedPushTaskReply| -> (StatusCode, Option<i64>) {
         let v = match &r.return_objects.first().map(|o| &o.value) {
@@ -739,6 +762,80 @@ fn threaded_actor_reply_read_out_of_order_is_not_run_twice_after_a_break() {
         2,
         "task 0's key ran once before this call"
     );
+    drop(driver);
+    worker.wait_success();
+}
+
+/// Input (the attack of 2026-12-03): a threaded actor's pools queued the
+/// tasks given to them without a bound, each a copy of its request. They
+/// count in the worker's `max_held_request_bytes` with its callers' other
+/// request copies: a caller that keeps sending calls the pool cannot run
+/// yet is cut off (the one holding the most) when the worker goes over,
+/// and the actor serves its other callers on. (Here 256 KiB; the calls
+/// wait on the `io` pool's one thread, held by the first.)
+#[test]
+fn a_caller_flooding_a_threaded_actors_pool_is_cut_off_at_the_workers_budget() {
+    use shmwire::spec::{Encoder, PushTaskReply};
+    use shmwire::transport::MessageConnection;
+
+    maybe_run_worker();
+    let s = TestSession::new("poolbudget");
+    const BUDGET: usize = 256 << 10;
+    // The driver, then the flooder.
+    let worker = s.spawn_worker_env(
+        "a_caller_flooding_a_threaded_actors_pool_is_cut_off_at_the_workers_budget",
+        2,
+        &[(worker_support::ENV_MAX_HELD, &BUDGET.to_string())],
+    );
+    let mut driver = s.driver();
+    let actor = gate(
+        &mut driver,
+        worker.id,
+        ActorOptions {
+            max_concurrency: 2,
+            concurrency_groups: groups(&[("io", 1)]),
+            ..ActorOptions::default()
+        },
+    );
+    let me = WorkerId::from_array([0x5d; 28]);
+    let mut conn = raw_caller(&s, worker.id, me);
+    // In order, each its own task: `block` until released (60 s at most).
+    let request =
+        |counter: u64| gate_request((worker.id, &actor, me), "block", counter, -1, &[60_000]);
+    let mut enc = Encoder::new();
+    let len = enc.encoded_len(&request(0)).unwrap();
+    let limit = BUDGET / len + 1;
+    // Beyond it, a ring's worth (1 MiB) may still be taken before the
+    // cut-off shows on this side.
+    let slack = (1 << 20) / len + 1;
+    let mut sent = 0u64;
+    let start = Instant::now();
+    let err = loop {
+        if let Err(e) = conn.send_push_task(&mut enc, &request(sent)) {
+            break e.to_string();
+        }
+        sent += 1;
+        if sent as usize > limit + slack {
+            match conn.recv_message_with::<PushTaskReply, _>(GUARD, |_| ()) {
+                Err(e) => {
+                    assert!(e.is_fatal() && e.violation().is_some(), "{e}");
+                    break e.to_string();
+                }
+                Ok(()) => panic!("a reply to a blocked call"),
+            }
+        }
+        assert!(start.elapsed() < GUARD, "not cut off after {sent} calls");
+    };
+    assert!(
+        sent as usize >= limit / 2,
+        "cut off after {sent} calls of {len} bytes, the budget holds {limit}: {err}"
+    );
+    drop(conn);
+    // The actor's other caller is served on; the blocked calls end.
+    let r = call(&mut driver, &actor, "release", &[]);
+    assert_eq!(value(&mut driver, &r), Ok(0));
+    let r = call(&mut driver, &actor, "echo", &[3, 4]);
+    assert_eq!(value(&mut driver, &r), Ok(3_000_004));
     drop(driver);
     worker.wait_success();
 }

@@ -897,6 +897,69 @@ fn a_caller_flooding_out_of_order_requests_is_cut_off() {
     worker.wait_success();
 }
 
+/// Input (the re-attack of 2026-12-03): callers each under the per-caller
+/// bound add up (6 callers held +123 MB; TCP callers are not capped in
+/// number). The worker holds at most `max_held_request_bytes` of request
+/// copies for all its callers: past it, the caller holding the most is cut
+/// off and its waiting requests dropped, whoever sent the request that took
+/// it there; the others, and the actor's honest callers, are served on.
+/// (Here 1 MiB; each flooder holds 600 KiB at most, under the per-caller
+/// 16 MiB.)
+#[test]
+fn the_caller_holding_the_most_is_cut_off_when_the_worker_is_over_budget() {
+    maybe_run_worker();
+    let s = TestSession::new("heldbudget");
+    const BUDGET: usize = 1 << 20;
+    let worker = s.spawn_worker_env(
+        "the_caller_holding_the_most_is_cut_off_when_the_worker_is_over_budget",
+        3,
+        &[(worker_support::ENV_MAX_HELD, &BUDGET.to_string())],
+    );
+    let mut driver = s.driver();
+    let actor = worker_support::create_counter(&mut driver, worker.id, 0);
+    let mut enc = Encoder::new();
+    let mut req = add_request(worker.id, &actor);
+    let len = enc.encoded_len(&req).unwrap();
+    let n = (600 << 10) / len;
+    // Requests that wait for sequence number 0, which never comes.
+    let mut flood = |conn: &mut shmwire::transport::AnyConnection, from: usize| {
+        for i in from..from + n {
+            req.sequence_number = 1_000 + i as i64;
+            conn.send_push_task(&mut enc, &req)
+                .unwrap_or_else(|e| panic!("request {i}: {e}"));
+        }
+    };
+    let fatal = |conn: &mut shmwire::transport::AnyConnection, who: &str| {
+        let err = conn
+            .recv_message_with::<PushTaskReply, _>(GUARD, |_| ())
+            .map_or_else(|e| e, |()| panic!("{who}: a reply to a waiting request"));
+        assert!(err.is_fatal() && err.violation().is_some(), "{who}: {err}");
+    };
+    let mut first = connect_caller(&s.session, worker.id);
+    flood(&mut first, 0);
+    // Still served (a normal task bypasses the actor queue).
+    assert_eq!(square_over(&mut first, worker.id, 3), 9);
+    // The second goes over the budget with its own 600 KiB: the first,
+    // holding more, is cut off; the second is not.
+    let mut second = connect_caller(&s.session, worker.id);
+    flood(&mut second, 0);
+    assert_eq!(square_over(&mut second, worker.id, 4), 16);
+    fatal(&mut first, "the first flooder");
+    // Now the second holds the most: 600 KiB more go over the budget.
+    flood(&mut second, n);
+    fatal(&mut second, "the second flooder");
+    // The actor's caller was never held up.
+    for x in 1..=3 {
+        let r = driver
+            .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+            .unwrap();
+        assert_eq!(get_i64(&mut driver, &r), x);
+    }
+    drop((first, second));
+    drop(driver);
+    worker.wait_success();
+}
+
 /// Input (the re-attack of 2026-12-03): the bytes of a caller's waiting
 /// requests were counted on, though a new connection drops those requests
 /// (the caller re-sends them): after a few reconnects a caller holding

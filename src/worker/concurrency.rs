@@ -241,6 +241,9 @@ pub(crate) struct Completion {
     pub(crate) ran: Duration,
     /// The job's `caller_remote`.
     pub(crate) caller_remote: bool,
+    /// Bytes of the job's request copy (counted in the worker's held
+    /// bytes until the completion is collected).
+    pub(crate) held: usize,
 }
 
 /// Which group runs a method.
@@ -538,6 +541,7 @@ fn run(job: Job, state: &SharedState, registry: &FunctionRegistry) -> Completion
         queued: start.saturating_duration_since(job.arrived),
         ran: end - start,
         caller_remote: job.caller_remote,
+        held: job.bytes.len(),
     }
 }
 

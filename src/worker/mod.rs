@@ -65,7 +65,8 @@ pub use registry::{
 pub use server::{
     Worker, WorkerEvent, WorkerOptions, APP_ERROR_METADATA, DEPARTED_CALLER_TTL,
     MAX_BUFFERED_REQUEST_BYTES, MAX_DEPARTED_CALLERS, MAX_DIRECT_CALL_OBJECT_SIZE, MAX_EVENTS,
-    OBJECT_LOST_METADATA, OBJECT_STORE_ERROR_METADATA, REFUSAL_REPORT_INTERVAL,
+    MAX_HELD_REQUEST_BYTES, OBJECT_LOST_METADATA, OBJECT_STORE_ERROR_METADATA,
+    REFUSAL_REPORT_INTERVAL,
 };
 pub use stats::{EventStats, HandlerStats, StatsSnapshot};
 pub use task_manager::{PendingTask, ReplyMatch, TaskManager};

@@ -164,6 +164,13 @@ pub struct WorkerOptions {
     /// [`DEPARTED_CALLER_TTL`] = 10 min), counted from the end of its last
     /// connection; looked at once a second.
     pub departed_caller_ttl: Duration,
+    /// Most bytes of request copies the worker holds for all its callers
+    /// together (default [`MAX_HELD_REQUEST_BYTES`] = 256 MiB): requests
+    /// that wait out of order and a threaded actor's tasks queued on or
+    /// running in its pools. A copy that takes the total above it cuts off
+    /// the caller holding the most (its waiting requests are dropped: it
+    /// re-sends them on its next connection; its pool tasks finish).
+    pub max_held_request_bytes: usize,
 }
 
 /// Refused hellos are reported at most once per this interval (1 s), the
@@ -178,6 +185,10 @@ pub const REFUSAL_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 /// honest caller's requests arrive in order on a connection, and only the
 /// ones it re-sends after a reconnect can wait).
 pub const MAX_BUFFERED_REQUEST_BYTES: usize = 16 << 20;
+
+/// Default [`WorkerOptions::max_held_request_bytes`]: 256 MiB (sixteen
+/// callers at [`MAX_BUFFERED_REQUEST_BYTES`]).
+pub const MAX_HELD_REQUEST_BYTES: usize = 256 << 20;
 
 /// Default [`WorkerOptions::max_departed_callers`].
 pub const MAX_DEPARTED_CALLERS: usize = 64;
@@ -204,6 +215,7 @@ impl WorkerOptions {
             object_manager_address: None,
             max_departed_callers: MAX_DEPARTED_CALLERS,
             departed_caller_ttl: DEPARTED_CALLER_TTL,
+            max_held_request_bytes: MAX_HELD_REQUEST_BYTES,
         }
     }
 }
@@ -248,6 +260,12 @@ struct CallerState {
     /// Bytes of its requests copied into `queue` (`Queued::Owned`) and not
     /// yet carried out: at most [`MAX_BUFFERED_REQUEST_BYTES`].
     buffered: usize,
+    /// Bytes of its requests copied for a threaded actor's pools and not
+    /// yet finished there.
+    pooled: usize,
+    /// Cut off for holding the most when the worker's request copies went
+    /// over budget (`Executor::make_room`), until it connects again.
+    cut: bool,
 }
 
 struct ActorInstance {
@@ -346,6 +364,16 @@ struct Executor {
     max_departed: usize,
     /// [`WorkerOptions::departed_caller_ttl`].
     departed_ttl: Duration,
+    /// Bytes of request copies held for callers: the sum of their
+    /// `buffered` and `pooled` (and of pool tasks of callers since
+    /// forgotten, until they finish).
+    held: usize,
+    /// [`WorkerOptions::max_held_request_bytes`].
+    max_held: usize,
+    /// Callers to cut off for holding the most when `held` went above
+    /// `max_held` (`Executor::over_budget`); the worker ends their
+    /// connections after the frame that took it there.
+    evicted: Vec<WorkerId>,
     /// When the actor exited by [`TERMINATE_METHOD`](crate::worker::TERMINATE_METHOD):
     /// requests read from then on are dropped unanswered (they fail with the
     /// connection when the worker process exits, as Ray's do), and the
@@ -660,6 +688,9 @@ impl Worker {
                 bindings,
                 max_departed: options.max_departed_callers,
                 departed_ttl: options.departed_caller_ttl,
+                held: 0,
+                max_held: options.max_held_request_bytes,
+                evicted: Vec::new(),
                 exiting: None,
             },
             ready: Vec::new(),
@@ -993,25 +1024,17 @@ impl Worker {
                         bytes,
                         expanded: &mut self.expanded,
                     };
-                    if let Err(e) = self.exec.on_request(key, frame, now, &mut self.outbox) {
+                    let handled = self.exec.on_request(key, frame, now, &mut self.outbox);
+                    if !self.exec.evicted.is_empty() {
+                        self.cut_evicted();
+                    }
+                    if let Err(e) = handled {
                         // A peer that sends garbage fails alone, and is cut
                         // off for a violation: on shared memory its rings
                         // are poisoned, so it learns of the violation rather
                         // than of a clean close (the frame may have been
                         // scribbled by a third process: it may reconnect).
-                        let violation = format!("invalid request: {e}");
-                        if let Some(c) = self.mux.get_mut(key) {
-                            c.cut_off();
-                            let caller = c.peer_worker_id();
-                            tracing::warn!(%caller, violation = %violation, "cutting off a caller that broke the protocol");
-                            self.event(WorkerEvent::Disconnected {
-                                caller,
-                                died: false,
-                                violation: Some(violation),
-                                stopped_answering: None,
-                            });
-                        }
-                        self.dead.push(key);
+                        self.cut_off(key, format!("invalid request: {e}"));
                         return;
                     }
                 }
@@ -1038,6 +1061,43 @@ impl Worker {
             }
             self.flush();
         }
+    }
+
+    /// Ends the connections of the callers `Executor::make_room` cut off
+    /// for holding the most of the worker's request copies.
+    fn cut_evicted(&mut self) {
+        let mut evicted = std::mem::take(&mut self.exec.evicted);
+        for caller in evicted.drain(..) {
+            let Some(key) = self.exec.callers.get(&caller).and_then(|c| c.current) else {
+                continue;
+            };
+            if !self.dead.contains(&key) {
+                let violation = format!(
+                    "it held the most request copies (waiting out of order or queued for the actor's pools) when the worker's went over its budget of {} bytes (max_held_request_bytes)",
+                    self.exec.max_held
+                );
+                self.cut_off(key, violation);
+            }
+        }
+        self.exec.evicted = evicted;
+    }
+
+    /// Cuts off the caller on `key` for `violation` (on shared memory its
+    /// rings are poisoned, so it learns of a violation rather than of a
+    /// clean close), reports it, and ends the connection after this turn.
+    fn cut_off(&mut self, key: PeerKey, violation: String) {
+        if let Some(c) = self.mux.get_mut(key) {
+            c.cut_off();
+            let caller = c.peer_worker_id();
+            tracing::warn!(%caller, violation = %violation, "cutting off a caller that broke the protocol");
+            self.event(WorkerEvent::Disconnected {
+                caller,
+                died: false,
+                violation: Some(violation),
+                stopped_answering: None,
+            });
+        }
+        self.dead.push(key);
     }
 
     /// Sends the replies in the outbox.
@@ -1274,6 +1334,8 @@ impl Executor {
             secret,
             pid: None,
             buffered: 0,
+            pooled: 0,
+            cut: false,
         }
     }
 
@@ -1312,7 +1374,9 @@ impl Executor {
                         return false;
                     }
                     tracing::info!(%caller, "caller id of a process that is gone taken by a new process: its old state is forgotten");
-                    self.callers.remove(&caller);
+                    if let Some(old) = self.callers.remove(&caller) {
+                        self.held = self.held.saturating_sub(old.buffered);
+                    }
                     self.departed = self.departed.saturating_sub(1);
                 }
             }
@@ -1336,7 +1400,9 @@ impl Executor {
         }
         cs.queue = ActorSchedulingQueue::new(wait);
         // What it counted went with the old queue.
+        self.held = self.held.saturating_sub(cs.buffered);
         cs.buffered = 0;
+        cs.cut = false;
         cs.current = Some(key);
         cs.departed = None;
         cs.pid = pid;
@@ -1391,15 +1457,18 @@ impl Executor {
         }
         let ttl = self.departed_ttl;
         let mut bindings = self.bindings.lock().unwrap_or_else(|e| e.into_inner());
+        let mut freed = 0;
         self.callers.retain(|id, cs| {
             let keep = cs
                 .departed
                 .is_none_or(|t| now.saturating_duration_since(t) < ttl);
             if !keep {
                 bindings.remove(id);
+                freed += cs.buffered;
             }
             keep
         });
+        self.held = self.held.saturating_sub(freed);
         self.departed = self
             .callers
             .values()
@@ -1445,7 +1514,9 @@ impl Executor {
             .collect();
         left.sort_unstable();
         for (.., id) in left.drain(..over) {
-            self.callers.remove(&id);
+            if let Some(cs) = self.callers.remove(&id) {
+                self.held = self.held.saturating_sub(cs.buffered);
+            }
             bindings.remove(&id);
         }
         self.departed = left.len();
@@ -1640,10 +1711,13 @@ impl Executor {
                     cs.queue.next_seq_no()
                 )));
             }
-            cs.buffered += bytes.len();
+            self.make_room(caller, bytes.len())?;
             let mut copy = AlignedBytes::with_capacity(bytes.len());
             copy.extend_from_slice(bytes);
             Queued::Owned(copy, now)
+        };
+        let Some(cs) = self.callers.get_mut(&caller) else {
+            return Ok(());
         };
         cs.queue.add(seq, cpu, item, true, now);
         let mut decisions = std::mem::take(&mut self.deliveries);
@@ -1653,6 +1727,73 @@ impl Executor {
         }
         self.deliveries = decisions;
         Ok(())
+    }
+
+    /// Counts a copy of `len` bytes of `caller`'s request, held for it
+    /// (waiting out of order, or on its way to a pool), against the
+    /// worker's budget ([`WorkerOptions::max_held_request_bytes`]). While
+    /// the total would go above it, the caller holding the most (waiting
+    /// and pool copies, this one included) goes: its waiting requests are
+    /// dropped (a caller re-sends them on its next connection), and it is
+    /// cut off (`evicted`, ended by the worker after this frame; when that
+    /// is `caller` itself, the error ends it). Pool copies of callers cut
+    /// off this way stay until their tasks finish; an excess made only of
+    /// them cuts off nobody more. Looks at every caller only when over.
+    fn make_room(&mut self, caller: WorkerId, len: usize) -> Result<(), spec::DecodeError> {
+        while self.held.saturating_add(len) > self.max_held {
+            let own = self
+                .callers
+                .get(&caller)
+                .map_or(0, |cs| cs.buffered + cs.pooled)
+                + len;
+            let mut leaving = 0;
+            let mut other: Option<(WorkerId, usize)> = None;
+            for (id, cs) in &self.callers {
+                let holds = cs.buffered + cs.pooled;
+                if cs.cut {
+                    leaving += cs.pooled;
+                } else if *id != caller && holds > own && other.is_none_or(|(_, h)| holds > h) {
+                    other = Some((*id, holds));
+                }
+            }
+            match other {
+                Some((victim, holds)) => self.evict(victim, holds),
+                None if self.held.saturating_sub(leaving).saturating_add(len) <= self.max_held => {
+                    break
+                }
+                None => {
+                    let held = self.held;
+                    self.evict(caller, own - len);
+                    self.evicted.retain(|c| *c != caller);
+                    return Err(spec::DecodeError::Invalid(format!(
+                        "caller {caller} would hold {own} bytes of request copies (waiting out of order or queued for the actor's pools), the most of any caller, with the worker holding {held} bytes for its callers: over its budget of {} bytes (max_held_request_bytes)",
+                        self.max_held
+                    )));
+                }
+            }
+        }
+        if let Some(cs) = self.callers.get_mut(&caller) {
+            cs.buffered += len;
+            self.held += len;
+        }
+        Ok(())
+    }
+
+    /// Drops `caller`'s waiting requests for [`Self::make_room`] (`holds`:
+    /// what it held, for the report) and marks it cut off; a connected one
+    /// goes to `evicted` for the worker to end its connection.
+    fn evict(&mut self, caller: WorkerId, holds: usize) {
+        let Some(cs) = self.callers.get_mut(&caller) else {
+            return;
+        };
+        tracing::warn!(%caller, holds, budget = self.max_held, "the worker's request copies went over its budget: the caller holding the most is cut off");
+        self.held = self.held.saturating_sub(cs.buffered);
+        cs.buffered = 0;
+        cs.queue = ActorSchedulingQueue::new(self.reorder_wait);
+        cs.cut = true;
+        if cs.current.is_some() {
+            self.evicted.push(caller);
+        }
     }
 
     /// Executes or rejects one released actor task.
@@ -1671,6 +1812,7 @@ impl Executor {
         if let Queued::Owned(b, _) = d.task() {
             if let Some(cs) = self.callers.get_mut(&caller) {
                 cs.buffered = cs.buffered.saturating_sub(b.len());
+                self.held = self.held.saturating_sub(b.len());
             }
         }
         if self.exiting.is_some() {
@@ -1756,6 +1898,11 @@ impl Executor {
                     tracing::error!("a threaded actor's task without its own copy");
                     return;
                 };
+                // Held until the pool finished it (`collect`).
+                if let Some(cs) = self.callers.get_mut(&caller) {
+                    cs.pooled += bytes.len();
+                    self.held += bytes.len();
+                }
                 if let Some(ActorInstance {
                     exec: ActorExec::Threaded(pools),
                     ..
@@ -1878,6 +2025,10 @@ impl Executor {
             pools.drain_into(&mut done);
         }
         for c in done.drain(..) {
+            self.held = self.held.saturating_sub(c.held);
+            if let Some(cs) = self.callers.get_mut(&c.caller) {
+                cs.pooled = cs.pooled.saturating_sub(c.held);
+            }
             let reply = match c.result {
                 Ok(value) => self.value_reply(c.task_id, c.return_id, value),
                 Err(app) => app_error_reply(c.task_id, c.return_id, StatusCode::Ok, app.message),

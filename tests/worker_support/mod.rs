@@ -43,6 +43,8 @@ pub const ENV_DEPARTED_TTL_MS: &str = "SHMWIRE_WORKER_TEST_DEPARTED_TTL_MS";
 pub const ENV_SPARE_FDS: &str = "SHMWIRE_WORKER_TEST_SPARE_FDS";
 /// If set: the worker's `ShmOptions::max_ring_memory` in bytes.
 pub const ENV_RING_MEMORY: &str = "SHMWIRE_WORKER_TEST_RING_MEMORY";
+/// If set: the worker's `max_held_request_bytes`.
+pub const ENV_MAX_HELD: &str = "SHMWIRE_WORKER_TEST_MAX_HELD";
 pub const MODULE: &str = "worker_tests";
 /// Bound on every wait of these tests.
 pub const GUARD: Duration = Duration::from_secs(60);
@@ -316,6 +318,9 @@ pub fn maybe_run_worker() {
         if let Some(shm) = options.shm.as_mut() {
             shm.max_ring_memory = n.parse().unwrap();
         }
+    }
+    if let Ok(n) = std::env::var(ENV_MAX_HELD) {
+        options.max_held_request_bytes = n.parse().unwrap();
     }
     if let Ok(addr) = std::env::var(ENV_OBJECT_ENDPOINT) {
         options.object_manager_address = Some(addr.parse().unwrap());
