@@ -634,53 +634,6 @@ fn stats_count_pool_tasks_per_handler() {
     assert_eq!(w.tasks_executed(), 1 + 30 + 21);
 }
 
-/// A raw connection of caller `me` to `worker` (the protocol driven by
-/// hand).
-fn raw_caller(
-    s: &TestSession,
-    worker: WorkerId,
-    me: WorkerId,
-) -> shmwire::transport::AnyConnection {
-    let token = shmwire::node::load_or_create_token(&s.session).unwrap();
-    let directory: Arc<dyn shmwire::transport::WorkerLookup> =
-        Arc::new(shmwire::node::Directory::for_session(&s.session).unwrap());
-    shmwire::transport::Connector::new(shmwire::transport::TransportConfig::new(me, token), s.node)
-        .with_session(&s.session, directory)
-        .connect_worker(&worker)
-        .unwrap()
-}
-
-/// Caller `me`'s request for `method(args)` of `actor` on `worker`, its
-/// task number `counter` (each its own task id), sent with that sequence
-/// number and `client_processed_up_to` = `cpu`.
-fn gate_request(
-    (worker, actor, me): (WorkerId, &ActorHandle, WorkerId),
-    method: &str,
-    counter: u64,
-    cpu: i64,
-    args: &[i64],
-) -> shmwire::spec::PushTaskRequest {
-    shmwire::spec::PushTaskRequest {
-        intended_worker_id: worker,
-        task_spec: shmwire::spec::TaskSpecBuilder::new(actor.method_descriptor(method))
-            .parent(
-                shmwire::ids::TaskId::compute_driver_task_id(me),
-                counter + 1,
-            )
-            .args(args.iter().map(|&x| i64_arg(x)).collect::<Vec<_>>())
-            .num_returns(1)
-            .build_actor_task(shmwire::spec::ActorTaskTarget {
-                actor_id: actor.actor_id(),
-                actor_counter: counter,
-                previous_cursor: shmwire::ids::ObjectId::for_actor_handle(actor.actor_id()),
-                caller_starts_at: 0,
-            }),
-        sequence_number: counter as i64,
-        client_processed_up_to: cpu,
-        resource_mapping: Vec::new(),
-    }
-}
-
 /// A threaded actor replies out of order, and `client_processed_up_to` is the
 /// highest sequence number the caller has a reply for, not a contiguous
 /// prefix. Driven on the raw protocol so the interleaving is exact: task 0
@@ -710,9 +663,9 @@ fn threaded_actor_reply_read_out_of_order_is_not_run_twice_after_a_break() {
         },
     );
     let me = WorkerId::from_array([0x7e; 28]);
-    let connect = || raw_caller(&s, worker.id, me);
+    let connect = || worker_support::raw_caller(&s, worker.id, me);
     let request = |counter: u64, cpu: i64, args: [i64; 2]| {
-        gate_request((worker.id, &actor, me), "count_slow", counter, cpu, &args)
+        worker_support::actor_request((worker.id, &actor, me), "count_slow", counter, cpu, &args)
     };
     let value = |r: &shmwire::spec::ArchivedPushTaskReply| -> (StatusCode, Option<i64>) {
         let v = match &r.return_objects.first().map(|o| &o.value) {
@@ -798,10 +751,11 @@ fn a_caller_flooding_a_threaded_actors_pool_is_cut_off_at_the_workers_budget() {
         },
     );
     let me = WorkerId::from_array([0x5d; 28]);
-    let mut conn = raw_caller(&s, worker.id, me);
+    let mut conn = worker_support::raw_caller(&s, worker.id, me);
     // In order, each its own task: `block` until released (60 s at most).
-    let request =
-        |counter: u64| gate_request((worker.id, &actor, me), "block", counter, -1, &[60_000]);
+    let request = |counter: u64| {
+        worker_support::actor_request((worker.id, &actor, me), "block", counter, -1, &[60_000])
+    };
     let mut enc = Encoder::new();
     let len = enc.encoded_len(&request(0)).unwrap();
     let limit = BUDGET / len + 1;

@@ -960,6 +960,90 @@ fn the_caller_holding_the_most_is_cut_off_when_the_worker_is_over_budget() {
     worker.wait_success();
 }
 
+/// Input (the attack of 2026-12-03): a caller that never advances
+/// `client_processed_up_to` made the worker cache one reply per call for
+/// good. All callers' cached replies stay within `max_cached_reply_bytes`:
+/// beyond it the oldest of the caller caching the most are dropped. A task
+/// whose reply was dropped, re-sent after a reconnect, fails with an
+/// application error and does not run again; one whose reply is kept is
+/// answered from the cache. (Here 64 KiB against 1,000 calls of replies of
+/// a few hundred bytes, none acknowledged.)
+#[test]
+fn reply_caches_stay_within_the_budget_and_a_dropped_reply_is_not_run_again() {
+    use shmwire::worker::REPLY_DROPPED_MESSAGE;
+    maybe_run_worker();
+    let s = TestSession::new("replybudget");
+    // The driver, then the raw caller's two connections.
+    let worker = s.spawn_worker_env(
+        "reply_caches_stay_within_the_budget_and_a_dropped_reply_is_not_run_again",
+        3,
+        &[(worker_support::ENV_MAX_CACHED, "65536")],
+    );
+    let mut driver = s.driver();
+    let actor = worker_support::create_counter(&mut driver, worker.id, 0);
+    let me = WorkerId::from_array([0x3c; 28]);
+    // Each call its own task (`add(1)`), none acknowledged.
+    let request = |counter: u64| {
+        worker_support::actor_request((worker.id, &actor, me), "add", counter, -1, &[1])
+    };
+    // (application error, its message, the inline value)
+    let outcome = |r: &spec::ArchivedPushTaskReply| {
+        let v = match r.return_objects.first().map(|o| &o.value) {
+            Some(spec::ArchivedReturnValue::Inline(d)) if !r.is_application_level_error => {
+                Some(as_i64(d.data.as_slice()))
+            }
+            _ => None,
+        };
+        (
+            r.is_application_level_error,
+            r.status.message.to_string(),
+            v,
+        )
+    };
+    let mut enc = Encoder::new();
+    const N: u64 = 1_000;
+    let mut conn = worker_support::raw_caller(&s, worker.id, me);
+    for c in 0..N {
+        conn.send_push_task(&mut enc, &request(c)).unwrap();
+        let got = conn
+            .recv_message_with::<PushTaskReply, _>(GUARD, outcome)
+            .unwrap();
+        assert_eq!(got.2, Some(c as i64 + 1), "call {c}: {got:?}");
+    }
+    drop(conn);
+    // The connection broke with every reply unacknowledged: the caller
+    // re-sends its first and its last call (sequence numbers from 0 again).
+    let mut conn = worker_support::raw_caller(&s, worker.id, me);
+    conn.send_push_task(&mut enc, &request(0)).unwrap();
+    let first = conn
+        .recv_message_with::<PushTaskReply, _>(GUARD, outcome)
+        .unwrap();
+    assert_eq!(
+        first,
+        (true, REPLY_DROPPED_MESSAGE.to_owned(), None),
+        "the oldest reply went over the budget"
+    );
+    let mut last = request(N - 1);
+    last.sequence_number = 1;
+    conn.send_push_task(&mut enc, &last).unwrap();
+    let last = conn
+        .recv_message_with::<PushTaskReply, _>(GUARD, outcome)
+        .unwrap();
+    assert_eq!(
+        last.2,
+        Some(N as i64),
+        "the newest is answered from the cache: {last:?}"
+    );
+    drop(conn);
+    // Neither ran again: one more `add` makes N + 1.
+    let r = driver
+        .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+        .unwrap();
+    assert_eq!(get_i64(&mut driver, &r), N as i64 + 1);
+    drop(driver);
+    worker.wait_success();
+}
+
 /// Input (the re-attack of 2026-12-03): the bytes of a caller's waiting
 /// requests were counted on, though a new connection drops those requests
 /// (the caller re-sends them): after a few reconnects a caller holding

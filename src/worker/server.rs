@@ -171,6 +171,15 @@ pub struct WorkerOptions {
     /// the caller holding the most (its waiting requests are dropped: it
     /// re-sends them on its next connection; its pool tasks finish).
     pub max_held_request_bytes: usize,
+    /// Most bytes of cached replies (kept to answer a request re-sent after
+    /// a broken connection without running it again, until the caller's
+    /// `client_processed_up_to` passes them) the worker holds for all its
+    /// callers together, live and departed (default
+    /// [`MAX_CACHED_REPLY_BYTES`] = 256 MiB). Beyond it the oldest cached
+    /// replies of the caller holding the most are dropped; a request of
+    /// theirs re-sent later fails with an application error saying so
+    /// instead of running twice.
+    pub max_cached_reply_bytes: usize,
 }
 
 /// Refused hellos are reported at most once per this interval (1 s), the
@@ -189,6 +198,14 @@ pub const MAX_BUFFERED_REQUEST_BYTES: usize = 16 << 20;
 /// Default [`WorkerOptions::max_held_request_bytes`]: 256 MiB (sixteen
 /// callers at [`MAX_BUFFERED_REQUEST_BYTES`]).
 pub const MAX_HELD_REQUEST_BYTES: usize = 256 << 20;
+
+/// Default [`WorkerOptions::max_cached_reply_bytes`]: 256 MiB.
+pub const MAX_CACHED_REPLY_BYTES: usize = 256 << 20;
+
+/// The message of a re-sent actor task whose cached reply the worker
+/// dropped ([`WorkerOptions::max_cached_reply_bytes`]): it ran once and is
+/// not run again.
+pub const REPLY_DROPPED_MESSAGE: &str = "this task ran on the worker, but its reply was dropped to keep the worker's reply caches within max_cached_reply_bytes before the caller acknowledged it; it is not run again";
 
 /// Default [`WorkerOptions::max_departed_callers`].
 pub const MAX_DEPARTED_CALLERS: usize = 64;
@@ -216,6 +233,7 @@ impl WorkerOptions {
             max_departed_callers: MAX_DEPARTED_CALLERS,
             departed_caller_ttl: DEPARTED_CALLER_TTL,
             max_held_request_bytes: MAX_HELD_REQUEST_BYTES,
+            max_cached_reply_bytes: MAX_CACHED_REPLY_BYTES,
         }
     }
 }
@@ -266,6 +284,13 @@ struct CallerState {
     /// Cut off for holding the most when the worker's request copies went
     /// over budget (`Executor::make_room`), until it connects again.
     cut: bool,
+    /// Bytes of the replies in `executed` (`reply_bytes`).
+    cached: usize,
+    /// The highest actor counter whose cached reply was dropped to keep
+    /// the worker's reply caches within budget (`Executor::trim_replies`):
+    /// a re-sent request of a counter up to it that is not cached is not
+    /// run again.
+    dropped_through: Option<u64>,
 }
 
 struct ActorInstance {
@@ -370,6 +395,10 @@ struct Executor {
     held: usize,
     /// [`WorkerOptions::max_held_request_bytes`].
     max_held: usize,
+    /// Bytes of all callers' cached replies: the sum of their `cached`.
+    cached: usize,
+    /// [`WorkerOptions::max_cached_reply_bytes`].
+    max_cached: usize,
     /// Callers to cut off for holding the most when `held` went above
     /// `max_held` (`Executor::over_budget`); the worker ends their
     /// connections after the frame that took it there.
@@ -690,6 +719,8 @@ impl Worker {
                 departed_ttl: options.departed_caller_ttl,
                 held: 0,
                 max_held: options.max_held_request_bytes,
+                cached: 0,
+                max_cached: options.max_cached_reply_bytes,
                 evicted: Vec::new(),
                 exiting: None,
             },
@@ -1159,8 +1190,17 @@ impl Worker {
                 Some((caller, counter)) => {
                     if let Some(cs) = self.exec.callers.get_mut(&caller) {
                         cs.sends += 1;
+                        let bytes = reply_bytes(&o.reply);
+                        cs.cached += bytes;
+                        self.exec.cached += bytes;
                         if let Some((_, old)) = cs.executed.insert(counter, (cs.sends, o.reply)) {
+                            let bytes = reply_bytes(&old);
+                            cs.cached = cs.cached.saturating_sub(bytes);
+                            self.exec.cached = self.exec.cached.saturating_sub(bytes);
                             self.exec.recycle(old);
+                        }
+                        if self.exec.cached > self.exec.max_cached {
+                            self.exec.trim_replies();
                         }
                     }
                 }
@@ -1244,6 +1284,28 @@ fn status_reply(task_id: TaskId, code: StatusCode, message: impl Into<String>) -
         task_stolen: false,
         status: RpcStatus::new(code, message),
     }
+}
+
+/// The memory a cached reply holds, in bytes: the struct and its buffers'
+/// capacities (nested reference lists counted by their elements).
+fn reply_bytes(r: &PushTaskReply) -> usize {
+    use std::mem::size_of;
+    let returns: usize = r
+        .return_objects
+        .iter()
+        .map(|o| {
+            o.nested_inlined_refs.capacity() * size_of::<spec::ObjectReference>()
+                + match &o.value {
+                    spec::ReturnValue::Inline(d) => d.data.capacity() + d.metadata.capacity(),
+                    spec::ReturnValue::InStore(s) => s.capacity(),
+                }
+        })
+        .sum();
+    size_of::<PushTaskReply>()
+        + r.return_objects.capacity() * size_of::<spec::ReturnObject>()
+        + r.borrowed_refs.capacity() * size_of::<spec::ObjectReferenceCount>()
+        + r.status.message.capacity()
+        + returns
 }
 
 fn app_error_reply(
@@ -1336,6 +1398,8 @@ impl Executor {
             buffered: 0,
             pooled: 0,
             cut: false,
+            cached: 0,
+            dropped_through: None,
         }
     }
 
@@ -1376,6 +1440,7 @@ impl Executor {
                     tracing::info!(%caller, "caller id of a process that is gone taken by a new process: its old state is forgotten");
                     if let Some(old) = self.callers.remove(&caller) {
                         self.held = self.held.saturating_sub(old.buffered);
+                        self.cached = self.cached.saturating_sub(old.cached);
                     }
                     self.departed = self.departed.saturating_sub(1);
                 }
@@ -1457,7 +1522,7 @@ impl Executor {
         }
         let ttl = self.departed_ttl;
         let mut bindings = self.bindings.lock().unwrap_or_else(|e| e.into_inner());
-        let mut freed = 0;
+        let (mut freed, mut uncached) = (0, 0);
         self.callers.retain(|id, cs| {
             let keep = cs
                 .departed
@@ -1465,10 +1530,12 @@ impl Executor {
             if !keep {
                 bindings.remove(id);
                 freed += cs.buffered;
+                uncached += cs.cached;
             }
             keep
         });
         self.held = self.held.saturating_sub(freed);
+        self.cached = self.cached.saturating_sub(uncached);
         self.departed = self
             .callers
             .values()
@@ -1516,6 +1583,7 @@ impl Executor {
         for (.., id) in left.drain(..over) {
             if let Some(cs) = self.callers.remove(&id) {
                 self.held = self.held.saturating_sub(cs.buffered);
+                self.cached = self.cached.saturating_sub(cs.cached);
             }
             bindings.remove(&id);
         }
@@ -1673,6 +1741,9 @@ impl Executor {
                 let Some((_, (_, reply))) = cs.executed.pop_first() else {
                     break;
                 };
+                let bytes = reply_bytes(&reply);
+                cs.cached = cs.cached.saturating_sub(bytes);
+                self.cached = self.cached.saturating_sub(bytes);
                 if self.spare.len() < MAX_SPARE_REPLIES {
                     self.spare.push(reply);
                 }
@@ -1727,6 +1798,59 @@ impl Executor {
         }
         self.deliveries = decisions;
         Ok(())
+    }
+
+    /// Drops cached replies until all callers' together are within
+    /// [`WorkerOptions::max_cached_reply_bytes`]: each time the oldest (the
+    /// lowest actor counter) of the caller caching the most bytes, live or
+    /// departed, noting its counter (`CallerState::dropped_through`). An
+    /// honest caller has processed most of its oldest ones and only not
+    /// acknowledged them yet (it does so with its next request). Looks at
+    /// every caller only when over.
+    fn trim_replies(&mut self) {
+        while self.cached > self.max_cached {
+            let Some(cs) = self
+                .callers
+                .values_mut()
+                .filter(|cs| !cs.executed.is_empty())
+                .max_by_key(|cs| cs.cached)
+            else {
+                self.cached = 0;
+                return;
+            };
+            let Some((counter, (_, reply))) = cs.executed.pop_first() else {
+                return;
+            };
+            let bytes = reply_bytes(&reply);
+            cs.cached = cs.cached.saturating_sub(bytes);
+            cs.dropped_through = Some(cs.dropped_through.map_or(counter, |d| d.max(counter)));
+            self.cached = self.cached.saturating_sub(bytes);
+            tracing::debug!(
+                counter,
+                bytes,
+                "a cached reply dropped: the worker's reply caches are over budget"
+            );
+            self.recycle(reply);
+        }
+    }
+
+    /// Whether a re-sent request of `caller`'s task `counter` (not in its
+    /// reply cache) ran before and had its cached reply dropped
+    /// (`trim_replies`): a counter at or below the highest dropped one
+    /// whose task is not running in a pool. Tasks are released in counter
+    /// order, so a lower counter than one that ran was released before it.
+    fn reply_dropped(&self, caller: WorkerId, counter: u64, task_id: TaskId) -> bool {
+        let Some(through) = self.callers.get(&caller).and_then(|c| c.dropped_through) else {
+            return false;
+        };
+        let running = match &self.actor {
+            Some(ActorInstance {
+                exec: ActorExec::Threaded(pools),
+                ..
+            }) => pools.is_running(caller, counter, task_id),
+            _ => false,
+        };
+        counter <= through && !running
     }
 
     /// Counts a copy of `len` bytes of `caller`'s request, held for it
@@ -1862,6 +1986,26 @@ impl Executor {
                 target: Target::Caller(caller),
                 reply,
                 cache: Some((caller, counter)),
+            });
+            return;
+        }
+        if !spec.skip_execution && self.reply_dropped(caller, counter, spec.task_id) {
+            // Ran, and its reply went over the cache budget: failed, not
+            // run twice (and not cached: it holds nothing worth keeping).
+            self.stats.record(
+                reply_slot(spec, &self.registry),
+                arrived.elapsed(),
+                Duration::ZERO,
+            );
+            out.push(Outgoing {
+                target: Target::Caller(caller),
+                reply: app_error_reply(
+                    spec.task_id,
+                    spec.return_id(0),
+                    StatusCode::Ok,
+                    REPLY_DROPPED_MESSAGE.to_owned(),
+                ),
+                cache: None,
             });
             return;
         }
@@ -2133,7 +2277,9 @@ impl Executor {
                                 });
                                 for c in self.callers.values_mut() {
                                     c.executed.clear();
+                                    c.cached = 0;
                                 }
+                                self.cached = 0;
                                 Err(status_reply(task_id, StatusCode::Ok, ""))
                             }
                             Err(app) => Ok(Err(app)),

@@ -45,6 +45,8 @@ pub const ENV_SPARE_FDS: &str = "SHMWIRE_WORKER_TEST_SPARE_FDS";
 pub const ENV_RING_MEMORY: &str = "SHMWIRE_WORKER_TEST_RING_MEMORY";
 /// If set: the worker's `max_held_request_bytes`.
 pub const ENV_MAX_HELD: &str = "SHMWIRE_WORKER_TEST_MAX_HELD";
+/// If set: the worker's `max_cached_reply_bytes`.
+pub const ENV_MAX_CACHED: &str = "SHMWIRE_WORKER_TEST_MAX_CACHED";
 pub const MODULE: &str = "worker_tests";
 /// Bound on every wait of these tests.
 pub const GUARD: Duration = Duration::from_secs(60);
@@ -322,6 +324,9 @@ pub fn maybe_run_worker() {
     if let Ok(n) = std::env::var(ENV_MAX_HELD) {
         options.max_held_request_bytes = n.parse().unwrap();
     }
+    if let Ok(n) = std::env::var(ENV_MAX_CACHED) {
+        options.max_cached_reply_bytes = n.parse().unwrap();
+    }
     if let Ok(addr) = std::env::var(ENV_OBJECT_ENDPOINT) {
         options.object_manager_address = Some(addr.parse().unwrap());
     }
@@ -391,6 +396,53 @@ pub fn create_counter(driver: &mut CoreWorker, worker: WorkerId, start: i64) -> 
     driver
         .create_actor(worker, MODULE, "Counter", vec![i64_arg(start)], 0)
         .unwrap()
+}
+
+/// A raw connection of caller `me` to `worker` (the protocol driven by
+/// hand).
+pub fn raw_caller(
+    s: &TestSession,
+    worker: WorkerId,
+    me: WorkerId,
+) -> shmwire::transport::AnyConnection {
+    let token = shmwire::node::load_or_create_token(&s.session).unwrap();
+    let directory: Arc<dyn shmwire::transport::WorkerLookup> =
+        Arc::new(shmwire::node::Directory::for_session(&s.session).unwrap());
+    shmwire::transport::Connector::new(shmwire::transport::TransportConfig::new(me, token), s.node)
+        .with_session(&s.session, directory)
+        .connect_worker(&worker)
+        .unwrap()
+}
+
+/// Caller `me`'s request for `method(args)` of `actor` on `worker`, its
+/// task number `counter` (each its own task id), sent with that sequence
+/// number and `client_processed_up_to` = `cpu`.
+pub fn actor_request(
+    (worker, actor, me): (WorkerId, &ActorHandle, WorkerId),
+    method: &str,
+    counter: u64,
+    cpu: i64,
+    args: &[i64],
+) -> shmwire::spec::PushTaskRequest {
+    shmwire::spec::PushTaskRequest {
+        intended_worker_id: worker,
+        task_spec: shmwire::spec::TaskSpecBuilder::new(actor.method_descriptor(method))
+            .parent(
+                shmwire::ids::TaskId::compute_driver_task_id(me),
+                counter + 1,
+            )
+            .args(args.iter().map(|&x| i64_arg(x)).collect::<Vec<_>>())
+            .num_returns(1)
+            .build_actor_task(shmwire::spec::ActorTaskTarget {
+                actor_id: actor.actor_id(),
+                actor_counter: counter,
+                previous_cursor: shmwire::ids::ObjectId::for_actor_handle(actor.actor_id()),
+                caller_starts_at: 0,
+            }),
+        sequence_number: counter as i64,
+        client_processed_up_to: cpu,
+        resource_mapping: Vec::new(),
+    }
 }
 
 /// The typed error of a task whose `get` must fail (asserts the error names
