@@ -257,7 +257,8 @@ struct CallerState {
     /// by actor counter, each with its send number (`sends` when it was
     /// handed to the caller's connection): a request re-sent after a broken
     /// connection is answered from here instead of running twice.
-    executed: SeqMap<(u64, PushTaskReply)>,
+    /// The reply's `reply_bytes` ride along (counted in `cached`).
+    executed: SeqMap<(u64, usize, PushTaskReply)>,
     /// Replies cached for this caller so far (the send numbers).
     sends: u64,
     /// The highest send number the caller is known to have read: that of
@@ -399,6 +400,9 @@ struct Executor {
     cached: usize,
     /// [`WorkerOptions::max_cached_reply_bytes`].
     max_cached: usize,
+    /// Some cached reply was ever dropped (`trim_replies`): only then are
+    /// re-sent requests looked at for it (`reply_dropped`).
+    any_dropped: bool,
     /// Callers to cut off for holding the most when `held` went above
     /// `max_held` (`Executor::over_budget`); the worker ends their
     /// connections after the frame that took it there.
@@ -721,6 +725,7 @@ impl Worker {
                 max_held: options.max_held_request_bytes,
                 cached: 0,
                 max_cached: options.max_cached_reply_bytes,
+                any_dropped: false,
                 evicted: Vec::new(),
                 exiting: None,
             },
@@ -1193,8 +1198,9 @@ impl Worker {
                         let bytes = reply_bytes(&o.reply);
                         cs.cached += bytes;
                         self.exec.cached += bytes;
-                        if let Some((_, old)) = cs.executed.insert(counter, (cs.sends, o.reply)) {
-                            let bytes = reply_bytes(&old);
+                        if let Some((_, bytes, old)) =
+                            cs.executed.insert(counter, (cs.sends, bytes, o.reply))
+                        {
                             cs.cached = cs.cached.saturating_sub(bytes);
                             self.exec.cached = self.exec.cached.saturating_sub(bytes);
                             self.exec.recycle(old);
@@ -1731,17 +1737,16 @@ impl Executor {
                     ..
                 })
             );
-            if let Some((sent, _)) = cs.executed.get(bound) {
+            if let Some((sent, ..)) = cs.executed.get(bound) {
                 cs.acked_send = cs.acked_send.max(*sent);
             }
-            while let Some((counter, (sent, _))) = cs.executed.first() {
+            while let Some((counter, (sent, ..))) = cs.executed.first() {
                 if counter > bound || (by_send_order && *sent > cs.acked_send) {
                     break;
                 }
-                let Some((_, (_, reply))) = cs.executed.pop_first() else {
+                let Some((_, (_, bytes, reply))) = cs.executed.pop_first() else {
                     break;
                 };
-                let bytes = reply_bytes(&reply);
                 cs.cached = cs.cached.saturating_sub(bytes);
                 self.cached = self.cached.saturating_sub(bytes);
                 if self.spare.len() < MAX_SPARE_REPLIES {
@@ -1770,8 +1775,8 @@ impl Executor {
             })
         );
         let at_once = decided_at_once(&cs.queue, seq, cpu);
-        let item = if !threaded && at_once {
-            Queued::Here(now)
+        let (cs, item) = if !threaded && at_once {
+            (cs, Queued::Here(now))
         } else {
             // Bounded when it waits (a threaded actor's task decided at once
             // is only copied on its way to a pool).
@@ -1783,12 +1788,12 @@ impl Executor {
                 )));
             }
             self.make_room(caller, bytes.len())?;
+            let Some(cs) = self.callers.get_mut(&caller) else {
+                return Ok(());
+            };
             let mut copy = AlignedBytes::with_capacity(bytes.len());
             copy.extend_from_slice(bytes);
-            Queued::Owned(copy, now)
-        };
-        let Some(cs) = self.callers.get_mut(&caller) else {
-            return Ok(());
+            (cs, Queued::Owned(copy, now))
         };
         cs.queue.add(seq, cpu, item, true, now);
         let mut decisions = std::mem::take(&mut self.deliveries);
@@ -1818,12 +1823,12 @@ impl Executor {
                 self.cached = 0;
                 return;
             };
-            let Some((counter, (_, reply))) = cs.executed.pop_first() else {
+            let Some((counter, (_, bytes, reply))) = cs.executed.pop_first() else {
                 return;
             };
-            let bytes = reply_bytes(&reply);
             cs.cached = cs.cached.saturating_sub(bytes);
             cs.dropped_through = Some(cs.dropped_through.map_or(counter, |d| d.max(counter)));
+            self.any_dropped = true;
             self.cached = self.cached.saturating_sub(bytes);
             tracing::debug!(
                 counter,
@@ -1977,8 +1982,8 @@ impl Executor {
             .callers
             .get(&caller)
             .and_then(|c| c.executed.get(counter))
-            .filter(|(_, r)| r.task_id == spec.task_id)
-            .map(|(_, r)| r.clone());
+            .filter(|(_, _, r)| r.task_id == spec.task_id)
+            .map(|(_, _, r)| r.clone());
         if let Some(reply) = cached {
             // Executed before the connection broke: answer, do not run
             // again; cached anew under its new send number.
@@ -1989,7 +1994,10 @@ impl Executor {
             });
             return;
         }
-        if !spec.skip_execution && self.reply_dropped(caller, counter, spec.task_id) {
+        if self.any_dropped
+            && !spec.skip_execution
+            && self.reply_dropped(caller, counter, spec.task_id)
+        {
             // Ran, and its reply went over the cache budget: failed, not
             // run twice (and not cached: it holds nothing worth keeping).
             self.stats.record(
