@@ -960,6 +960,64 @@ fn the_caller_holding_the_most_is_cut_off_when_the_worker_is_over_budget() {
     worker.wait_success();
 }
 
+/// Input (the attack of 2026-12-03): nothing capped how many connections a
+/// worker accepts from token holders, each holding buffers and up to ≈ 1 MiB
+/// of kept shapes (TCP ones are not bounded by ring memory). A hello beyond
+/// `max_connections` is refused in the handshake with a reason, until a
+/// connection ends; the connections already there are served on. (Here 2:
+/// the driver and one caller, over TCP and shared memory.)
+#[test]
+fn a_hello_beyond_max_connections_is_refused_until_one_ends() {
+    use shmwire::transport::ConnectError;
+    maybe_run_worker();
+    let s = TestSession::new("maxconn");
+    // The driver, the first caller, the late one once there is room.
+    let worker = s.spawn_worker_env(
+        "a_hello_beyond_max_connections_is_refused_until_one_ends",
+        3,
+        &[(worker_support::ENV_MAX_CONNECTIONS, "2")],
+    );
+    let mut driver = s.driver();
+    let actor = worker_support::create_counter(&mut driver, worker.id, 0);
+    let mut first = connect_caller(&s.session, worker.id);
+    assert_eq!(square_over(&mut first, worker.id, 6), 36);
+    for tcp in [false, true] {
+        let late = caller_connector(&s.session).force_tcp(tcp);
+        match late.connect_worker(&worker.id) {
+            Err(ConnectError::Refused { reason }) => {
+                assert!(
+                    reason.contains("serves 2 connections, its max_connections"),
+                    "{reason}"
+                )
+            }
+            Err(e) => panic!("tcp {tcp}: refused for another reason: {e}"),
+            Ok(_) => panic!("tcp {tcp}: a third connection was accepted"),
+        }
+    }
+    // The two served on.
+    assert_eq!(square_over(&mut first, worker.id, 7), 49);
+    let r = driver
+        .submit_actor_task(&actor, "add", vec![i64_arg(2)])
+        .unwrap();
+    assert_eq!(get_i64(&mut driver, &r), 2);
+    // Room again once one ends (the worker notices within a turn).
+    drop(first);
+    let start = Instant::now();
+    let mut late = loop {
+        match caller_connector(&s.session).connect_worker(&worker.id) {
+            Ok(c) => break c,
+            Err(ConnectError::Refused { .. }) if start.elapsed() < GUARD => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => panic!("no room after a connection ended: {e}"),
+        }
+    };
+    assert_eq!(square_over(&mut late, worker.id, 8), 64);
+    drop(late);
+    drop(driver);
+    worker.wait_success();
+}
+
 /// Input (the attack of 2026-12-03): a caller that never advances
 /// `client_processed_up_to` made the worker cache one reply per call for
 /// good. All callers' cached replies stay within `max_cached_reply_bytes`:

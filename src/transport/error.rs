@@ -81,7 +81,9 @@ pub enum ConnectError {
     /// The listener refused the hello for another reason.
     #[error("connection refused: {reason}")]
     Refused {
-        /// Why (our own description; a remote refusal says only that).
+        /// Why: our own description, or the listener's (the reason its
+        /// refusing reply carried, or a list of likely causes if it sent
+        /// none).
         reason: String,
     },
     /// The handshake did not complete within the handshake timeout.

@@ -438,15 +438,33 @@ pub(crate) fn judge(
                 reason: format!("hello for transport {:?} on a {wire:?} listener", h.wire),
             }),
         ),
-        Ok(h) if admission.is_some_and(|a| !(a.0)(&h.from, &h.secret)) => (
-            reply(Status::CallerIdInUse),
-            Err(ConnectError::CallerIdInUse {
-                caller: h.from,
-                worker: me,
-            }),
-        ),
-        Ok(h) => (reply(Status::Accepted), Ok(h)),
+        Ok(h) => match admission.map_or(super::Admission::Admit, |a| (a.0)(&h.from, &h.secret)) {
+            super::Admission::Admit => (reply(Status::Accepted), Ok(h)),
+            super::Admission::CallerIdInUse => (
+                reply(Status::CallerIdInUse),
+                Err(ConnectError::CallerIdInUse {
+                    caller: h.from,
+                    worker: me,
+                }),
+            ),
+            super::Admission::Refused(reason) => {
+                let mut r = reply(Status::Refused);
+                r.ext = refusal_ext(&reason);
+                (r, Err(ConnectError::Refused { reason }))
+            }
+        },
     }
+}
+
+/// A refusing reply's extension: the reason, UTF-8, at most
+/// [`MAX_EXT_LEN`] bytes (cut at a character boundary), for the caller's
+/// [`ConnectError::Refused`].
+pub(crate) fn refusal_ext(reason: &str) -> Vec<u8> {
+    let mut end = reason.len().min(MAX_EXT_LEN);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason.as_bytes()[..end].to_vec()
 }
 
 /// Turns a refusal in a reply into the client's error.
@@ -466,11 +484,19 @@ pub(crate) fn check_reply(
             intended,
             actual: reply.responder,
         }),
+        // The listener's reason when it sent one (a peer's text, shown
+        // as such: at most `MAX_EXT_LEN` bytes, invalid UTF-8 replaced).
+        Status::Refused if !reply.ext.is_empty() => Err(ConnectError::Refused {
+            reason: format!(
+                "the listener refused the hello: {}",
+                String::from_utf8_lossy(&reply.ext)
+            ),
+        }),
         Status::Refused => Err(ConnectError::Refused {
             reason: "the listener refused the hello: it could not set the connection up \
                      (out of memory or descriptors, its connections' rings at its \
-                     ShmOptions::max_ring_memory, or a transport it does not serve); \
-                     its own log names the cause"
+                     ShmOptions::max_ring_memory, a worker at its max_connections, or a \
+                     transport it does not serve); its own log names the cause"
                 .into(),
         }),
         Status::CallerIdInUse => Err(ConnectError::CallerIdInUse {
@@ -516,7 +542,11 @@ mod tests {
         // An admission that refuses the sender's id with this secret.
         let only_other = super::super::CallerAdmission(std::sync::Arc::new(
             |id: &WorkerId, s: &ClientSecret| {
-                *id != WorkerId::from_array([1; 28]) || s.0 == [6; 16]
+                if *id != WorkerId::from_array([1; 28]) || s.0 == [6; 16] {
+                    super::super::Admission::Admit
+                } else {
+                    super::super::Admission::CallerIdInUse
+                }
             },
         ));
         let (reply, err) = judge(
@@ -528,6 +558,18 @@ mod tests {
             Some(&only_other),
         );
         assert!(matches!(err, Err(ConnectError::CallerIdInUse { caller, .. }) if caller == id(1)));
+        // An admission with no room: refused, its reason reported here.
+        let full =
+            super::super::CallerAdmission(std::sync::Arc::new(|_: &WorkerId, _: &ClientSecret| {
+                super::super::Admission::Refused("full".into())
+            }));
+        let (no_room, why) = judge(Ok(back.clone()), id(2), &token, Wire::Tcp, 99, Some(&full));
+        assert!(matches!(why, Err(ConnectError::Refused { reason }) if reason == "full"));
+        let r = read_reply(&mut &no_room.encode()[..]).unwrap();
+        assert!(matches!(
+            check_reply(&r, id(1), id(2)),
+            Err(ConnectError::Refused { .. })
+        ));
         let r = read_reply(&mut &reply.encode()[..]).unwrap();
         assert!(matches!(
             check_reply(&r, id(1), id(2)),

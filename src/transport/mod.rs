@@ -184,15 +184,27 @@ pub struct TransportConfig {
 
 /// A listener's question about each hello that passed the token, recipient
 /// and transport checks: may caller `id`, presenting `secret`, connect?
-/// `false` answers the hello with "caller id in use" (status 5; the caller
-/// gets [`ConnectError::CallerIdInUse`]). Called on the accepting thread,
-/// once per hello; it must not block.
+/// ([`Admission`]). Called on the accepting thread, once per hello; it must
+/// not block.
 #[derive(Clone)]
 pub struct CallerAdmission(pub std::sync::Arc<AdmitFn>);
 
 /// The question a [`CallerAdmission`] answers: may caller `id`, presenting
 /// `secret`, connect?
-pub type AdmitFn = dyn Fn(&WorkerId, &ClientSecret) -> bool + Send + Sync;
+pub type AdmitFn = dyn Fn(&WorkerId, &ClientSecret) -> Admission + Send + Sync;
+
+/// A [`CallerAdmission`]'s answer to a hello.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// The caller connects.
+    Admit,
+    /// The id is another process's: the hello is answered "caller id in
+    /// use" (status 5; the caller gets [`ConnectError::CallerIdInUse`]).
+    CallerIdInUse,
+    /// No room for this connection, for the reason given (the listener
+    /// reports it; the caller gets [`ConnectError::Refused`], status 4).
+    Refused(String),
+}
 
 impl std::fmt::Debug for CallerAdmission {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

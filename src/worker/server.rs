@@ -23,6 +23,7 @@ use std::any::Any;
 
 use foldhash::{HashMap, HashMapExt as _};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -40,9 +41,9 @@ use crate::spec::{
 };
 use crate::store::{ObjectBuffer, StoreClient, StoreError};
 use crate::transport::{
-    AnyConnection, CallerAdmission, ClientSecret, Connection, FrameTag, ListenOptions, Listener,
-    MessageConnection, Mux, MuxConnection, MuxEvent, MuxWaker, PeerKey, ShmOptions, StatsState,
-    TransportConfig, TransportKind,
+    Admission, AnyConnection, CallerAdmission, ClientSecret, Connection, FrameTag, ListenOptions,
+    Listener, MessageConnection, Mux, MuxConnection, MuxEvent, MuxWaker, PeerKey, ShmOptions,
+    StatsState, TransportConfig, TransportKind,
 };
 
 use super::concurrency::{ActorPools, Completion, ConcurrencyConfig, Job};
@@ -180,6 +181,15 @@ pub struct WorkerOptions {
     /// theirs re-sent later fails with an application error saying so
     /// instead of running twice.
     pub max_cached_reply_bytes: usize,
+    /// Most connections the worker serves at once, over both transports
+    /// (default [`MAX_CONNECTIONS`] = 1024): a hello beyond it is refused
+    /// in the handshake (the caller gets `ConnectError::Refused`; the
+    /// worker reports it as [`WorkerEvent::Refused`]) until one ends. Each
+    /// connection holds buffers and kept message shapes (up to ≈ 1 MiB), so
+    /// without a bound token holders could exhaust the worker's memory
+    /// with connections alone (shared-memory ones are also bounded by
+    /// their rings' `ShmOptions::max_ring_memory`).
+    pub max_connections: usize,
 }
 
 /// Refused hellos are reported at most once per this interval (1 s), the
@@ -198,6 +208,9 @@ pub const MAX_BUFFERED_REQUEST_BYTES: usize = 16 << 20;
 /// Default [`WorkerOptions::max_held_request_bytes`]: 256 MiB (sixteen
 /// callers at [`MAX_BUFFERED_REQUEST_BYTES`]).
 pub const MAX_HELD_REQUEST_BYTES: usize = 256 << 20;
+
+/// Default [`WorkerOptions::max_connections`].
+pub const MAX_CONNECTIONS: usize = 1024;
 
 /// Default [`WorkerOptions::max_cached_reply_bytes`]: 256 MiB.
 pub const MAX_CACHED_REPLY_BYTES: usize = 256 << 20;
@@ -234,6 +247,7 @@ impl WorkerOptions {
             departed_caller_ttl: DEPARTED_CALLER_TTL,
             max_held_request_bytes: MAX_HELD_REQUEST_BYTES,
             max_cached_reply_bytes: MAX_CACHED_REPLY_BYTES,
+            max_connections: MAX_CONNECTIONS,
         }
     }
 }
@@ -529,6 +543,11 @@ pub struct Worker {
     dead: Vec<PeerKey>,
     /// TCP connections written to since the last flush.
     unflushed: Vec<PeerKey>,
+    /// How many connections the mux holds, for the handshake's admission
+    /// (`WorkerOptions::max_connections`). Written by `accept` and `reap`
+    /// and read by the admission, all on the worker's thread (the
+    /// handshake runs in `Mux::accept_pending`): `Relaxed`, no partner.
+    connections: Arc<AtomicUsize>,
     address: Address,
     /// What happened to callers since the last [`Worker::take_events`]
     /// (bounded: the oldest are dropped beyond [`MAX_EVENTS`]).
@@ -634,12 +653,30 @@ impl Worker {
         // for a hello judged before the binding was made.
         let bindings: Bindings = Arc::default();
         let bound = Arc::clone(&bindings);
+        // Connections served now (`Worker::connections`, kept by `accept`
+        // and `reap`), against `max_connections`.
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (served, max_connections) = (Arc::clone(&connections), options.max_connections);
+        let me = options.worker_id;
         config.admission = Some(CallerAdmission(Arc::new(move |id, secret| {
+            let now = served.load(AtomicOrdering::Relaxed);
+            if now >= max_connections {
+                return Admission::Refused(format!(
+                    "worker {me} serves {now} connections, its max_connections: no room for \
+                     another until one ends"
+                ));
+            }
             let map = bound.lock().unwrap_or_else(|e| e.into_inner());
             // Another secret is let on to `on_connect` only when the
             // id's process is gone (a process restarted under its id).
-            map.get(id)
+            if map
+                .get(id)
                 .is_none_or(|(b, pid)| b.ct_eq(secret) || owner_gone(*pid))
+            {
+                Admission::Admit
+            } else {
+                Admission::CallerIdInUse
+            }
         })));
         // The area first, so the directory entry can say whether there is
         // one (and why not: `shmwire inspect` shows it).
@@ -735,6 +772,7 @@ impl Worker {
             outbox: Vec::new(),
             expanded: AlignedBytes::new(),
             dead: Vec::new(),
+            connections,
             unflushed: Vec::new(),
             address,
             events: std::collections::VecDeque::new(),
@@ -959,6 +997,8 @@ impl Worker {
                         .exec
                         .on_connect(key, caller, c.peer_secret(), c.peer_pid())
                     {
+                        self.connections
+                            .store(self.mux.len(), AtomicOrdering::Relaxed);
                         self.event(WorkerEvent::Connected { caller });
                         continue;
                     }
@@ -1229,12 +1269,17 @@ impl Worker {
     }
 
     fn reap(&mut self) {
+        if self.dead.is_empty() {
+            return;
+        }
         while let Some(key) = self.dead.pop() {
             if let Some(mut c) = self.mux.remove(key) {
                 let _ = c.close();
             }
             self.exec.on_disconnect(key);
         }
+        self.connections
+            .store(self.mux.len(), AtomicOrdering::Relaxed);
     }
 }
 

@@ -45,6 +45,8 @@ pub const ENV_SPARE_FDS: &str = "SHMWIRE_WORKER_TEST_SPARE_FDS";
 pub const ENV_RING_MEMORY: &str = "SHMWIRE_WORKER_TEST_RING_MEMORY";
 /// If set: the worker's `max_held_request_bytes`.
 pub const ENV_MAX_HELD: &str = "SHMWIRE_WORKER_TEST_MAX_HELD";
+/// If set: the worker's `max_connections`.
+pub const ENV_MAX_CONNECTIONS: &str = "SHMWIRE_WORKER_TEST_MAX_CONNECTIONS";
 /// If set: the worker's `max_cached_reply_bytes`.
 pub const ENV_MAX_CACHED: &str = "SHMWIRE_WORKER_TEST_MAX_CACHED";
 pub const MODULE: &str = "worker_tests";
@@ -323,6 +325,9 @@ pub fn maybe_run_worker() {
     }
     if let Ok(n) = std::env::var(ENV_MAX_HELD) {
         options.max_held_request_bytes = n.parse().unwrap();
+    }
+    if let Ok(n) = std::env::var(ENV_MAX_CONNECTIONS) {
+        options.max_connections = n.parse().unwrap();
     }
     if let Ok(n) = std::env::var(ENV_MAX_CACHED) {
         options.max_cached_reply_bytes = n.parse().unwrap();

@@ -499,6 +499,10 @@ impl ShmAccept {
 /// returns the refusal.
 fn refuse<T>(stream: &UnixStream, reply: &mut Reply, e: ConnectError) -> Result<T, ConnectError> {
     reply.status = Status::Refused;
+    reply.ext = match &e {
+        ConnectError::Refused { reason } => handshake::refusal_ext(reason),
+        other => handshake::refusal_ext(&other.to_string()),
+    };
     let _ = write_fresh(stream, &reply.encode(), "handshake reply");
     Err(e)
 }
