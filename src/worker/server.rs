@@ -544,9 +544,10 @@ pub struct Worker {
     /// TCP connections written to since the last flush.
     unflushed: Vec<PeerKey>,
     /// How many connections the mux holds, for the handshake's admission
-    /// (`WorkerOptions::max_connections`). Written by `accept` and `reap`
-    /// and read by the admission, all on the worker's thread (the
-    /// handshake runs in `Mux::accept_pending`): `Relaxed`, no partner.
+    /// (`WorkerOptions::max_connections`): counted up by the admission for
+    /// each hello it admits, set to the mux's count by `accept` and `reap`,
+    /// all on the worker's thread (the handshake runs in
+    /// `Mux::accept_pending`): `Relaxed`, no partner.
     connections: Arc<AtomicUsize>,
     address: Address,
     /// What happened to callers since the last [`Worker::take_events`]
@@ -653,8 +654,8 @@ impl Worker {
         // for a hello judged before the binding was made.
         let bindings: Bindings = Arc::default();
         let bound = Arc::clone(&bindings);
-        // Connections served now (`Worker::connections`, kept by `accept`
-        // and `reap`), against `max_connections`.
+        // Connections served now (`Worker::connections`, kept by the
+        // admission, `accept` and `reap`), against `max_connections`.
         let connections = Arc::new(AtomicUsize::new(0));
         let (served, max_connections) = (Arc::clone(&connections), options.max_connections);
         let me = options.worker_id;
@@ -673,6 +674,10 @@ impl Worker {
                 .get(id)
                 .is_none_or(|(b, pid)| b.ct_eq(secret) || owner_gone(*pid))
             {
+                // Counted at once: hellos finishing in the same accept
+                // pass see each other (`accept` and `reap` set the count
+                // to the mux's afterwards).
+                served.fetch_add(1, AtomicOrdering::Relaxed);
                 Admission::Admit
             } else {
                 Admission::CallerIdInUse
@@ -997,8 +1002,6 @@ impl Worker {
                         .exec
                         .on_connect(key, caller, c.peer_secret(), c.peer_pid())
                     {
-                        self.connections
-                            .store(self.mux.len(), AtomicOrdering::Relaxed);
                         self.event(WorkerEvent::Connected { caller });
                         continue;
                     }
@@ -1016,6 +1019,10 @@ impl Worker {
                 Err(e) => self.refuse(e),
             }
         }
+        // What the admission counted, made exact (a hello it admitted may
+        // have failed after, or been closed above).
+        self.connections
+            .store(self.mux.len(), AtomicOrdering::Relaxed);
         Ok(())
     }
 
