@@ -791,6 +791,20 @@ fn send_request(
 /// goes as a [`FrameTag::Delta`] of the stamp when the worker keeps it in a
 /// shape slot, else in full as a [`FrameTag::Shape`] that puts it in one
 /// (`docs/worker.md`, "Compact requests").
+/// Stamps what the submit queue decided for a send (`r`) into `req`: the
+/// actor's worker now (another one after a restart), the sequence number,
+/// `client_processed_up_to`, `skip_execution` and the queue's
+/// `caller_starts_at` (`starts`).
+fn stamp_push(req: &mut PushTaskRequest, worker: WorkerId, r: &PushRequest<TaskId>, starts: u64) {
+    req.intended_worker_id = worker;
+    req.sequence_number = r.sequence_number;
+    req.client_processed_up_to = r.client_processed_up_to;
+    req.task_spec.skip_execution = r.skip_execution;
+    if let Some(a) = req.task_spec.actor_task_spec.as_mut() {
+        a.caller_starts_at = starts;
+    }
+}
+
 fn send_stamped(
     mux: &mut Mux<AnyConnection>,
     encoder: &mut Encoder,
@@ -1982,22 +1996,59 @@ impl CoreWorker {
             inline_arg_bytes: spec.inline_arg_bytes() as u64,
             max_retries: options.max_retries,
         };
+        let mut evs = std::mem::take(&mut self.events);
+        if let Err(e) = entry.queue.submit_into(meta, task_id, true, &mut evs) {
+            // Counters come from this handle only: cannot clash.
+            tracing::error!(error = %e, "actor submit queue refused a fresh counter");
+        }
+        // The usual case: the queue sends this task at once, first. It goes
+        // out now, from the request in hand; the bookkeeping (the pending
+        // entry, the object reference, any later events) follows while it
+        // travels (the caller only waits after this returns).
+        let mut request = request;
+        let (mut request_id, mut sent) = (None, None);
+        if matches!(evs.first(), Some(SubmitEvent::Send(r)) if r.task == task_id) {
+            if let SubmitEvent::Send(r) = evs.remove(0) {
+                stamp_push(
+                    &mut request,
+                    entry.worker,
+                    &r,
+                    entry.queue.caller_starts_at(),
+                );
+                request_id = Some(r.id);
+                let template = call.and_then(|i| entry.calls.get_mut(i));
+                let conn = self.conns.get_mut(&entry.worker);
+                sent = Some(send_stamped(
+                    &mut self.mux,
+                    &mut self.encoder,
+                    conn,
+                    &request,
+                    template,
+                ));
+            }
+        }
+        let worker = entry.worker;
         self.tasks.add(
             task_id,
             Payload {
                 request,
                 target: Target::Actor(actor.actor_id),
                 call,
-                request_id: None,
+                request_id,
                 store_args,
                 strays_at_submit: self.stray_replies,
             },
             options.max_retries,
         );
-        let mut evs = std::mem::take(&mut self.events);
-        if let Err(e) = entry.queue.submit_into(meta, task_id, true, &mut evs) {
-            // Counters come from this handle only: cannot clash.
-            tracing::error!(error = %e, "actor submit queue refused a fresh counter");
+        match sent {
+            Some(Ok(epoch)) => {
+                self.tasks.mark_sent(&task_id, epoch);
+            }
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, %worker, "send to actor failed");
+                self.send_failed(worker, &e);
+            }
+            None => {}
         }
         let oref = self.new_ref(object_id);
         self.actor_events(actor.actor_id, &mut evs, None);
@@ -2210,16 +2261,7 @@ impl CoreWorker {
         };
         let worker = entry.worker;
         let starts = entry.queue.caller_starts_at();
-        let stamp = |req: &mut PushTaskRequest| {
-            // The actor's worker now (another one after a restart).
-            req.intended_worker_id = worker;
-            req.sequence_number = r.sequence_number;
-            req.client_processed_up_to = r.client_processed_up_to;
-            req.task_spec.skip_execution = r.skip_execution;
-            if let Some(a) = req.task_spec.actor_task_spec.as_mut() {
-                a.caller_starts_at = starts;
-            }
-        };
+        let stamp = |req: &mut PushTaskRequest| stamp_push(req, worker, &r, starts);
         let conn = self.conns.get_mut(&worker);
         let sent = if let Some(t) = self.tasks.get_mut(&r.task) {
             stamp(&mut t.payload.request);

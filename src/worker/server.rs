@@ -335,11 +335,23 @@ enum Plan {
     Run { pool: usize, slot: usize },
 }
 
+#[derive(Clone, Copy)]
 enum Target {
     /// The connection a request came in on.
     Peer(PeerKey),
     /// Whatever connection the caller has now.
     Caller(WorkerId),
+}
+
+/// The request `Executor::on_request` is handling, for `carry_out`.
+struct Here<'a> {
+    req: &'a ArchivedPushTaskRequest,
+    /// Its reply may be in the caller's reply cache (its counter's entry
+    /// is of its task: a re-send).
+    cached: bool,
+    /// Where its reply goes: the connection it came on when that is the
+    /// caller's current one, else the caller's current one.
+    reply_to: Target,
 }
 
 struct Outgoing {
@@ -1847,11 +1859,28 @@ impl Executor {
             copy.extend_from_slice(bytes);
             (cs, Queued::Owned(copy, now))
         };
+        // Looked at here, with the caller's state in hand: whether this
+        // request's reply is cached (a re-send), and where its reply goes
+        // (the connection it came on, when that is the caller's current
+        // one: no lookup when it is sent).
+        let counter = spec.actor_counter().unwrap_or(0);
+        let here = Here {
+            req,
+            cached: cs
+                .executed
+                .get(counter)
+                .is_some_and(|(_, _, r)| r.task_id == spec.task_id),
+            reply_to: if cs.current == Some(key) {
+                Target::Peer(key)
+            } else {
+                Target::Caller(caller)
+            },
+        };
         cs.queue.add(seq, cpu, item, true, now);
         let mut decisions = std::mem::take(&mut self.deliveries);
         cs.queue.poll_into(now, &mut decisions);
         for d in decisions.drain(..) {
-            self.carry_out(caller, d, Some(req), func, out);
+            self.carry_out(caller, d, Some(&here), func, out);
         }
         self.deliveries = decisions;
         Ok(())
@@ -1986,7 +2015,7 @@ impl Executor {
         &mut self,
         caller: WorkerId,
         d: Delivery<Queued>,
-        here: Option<&ArchivedPushTaskRequest>,
+        here: Option<&Here<'_>>,
         func: Option<usize>,
         out: &mut Vec<Outgoing>,
     ) {
@@ -2006,15 +2035,17 @@ impl Executor {
             Queued::Owned(b, t) => (Some(b), t),
         };
         let func = if owned.is_some() { None } else { func };
-        let req = match (&owned, here) {
+        // The request just received (`here`) says whether its reply is
+        // cached and where its reply goes; a buffered one is looked up.
+        let (req, may_be_cached, reply_to) = match (&owned, here) {
             (Some(b), _) => match spec::access::<PushTaskRequest>(b) {
-                Ok(r) => r,
+                Ok(r) => (r, true, Target::Caller(caller)),
                 Err(e) => {
                     tracing::error!(error = %e, "a buffered request no longer validates");
                     return;
                 }
             },
-            (None, Some(r)) => r,
+            (None, Some(h)) => (h.req, h.cached, h.reply_to),
             (None, None) => {
                 tracing::error!("a request left in a queue without its bytes");
                 return;
@@ -2033,6 +2064,7 @@ impl Executor {
         let cached = self
             .callers
             .get(&caller)
+            .filter(|_| may_be_cached)
             .and_then(|c| c.executed.get(counter))
             .filter(|(_, _, r)| r.task_id == spec.task_id)
             .map(|(_, _, r)| r.clone());
@@ -2133,7 +2165,7 @@ impl Executor {
         let reply = self.execute(spec, arrived, func);
         self.file_return_hold(caller, Some(counter), self.clock);
         out.push(Outgoing {
-            target: Target::Caller(caller),
+            target: reply_to,
             reply,
             cache: (!spec.skip_execution).then_some((caller, counter)),
         });
