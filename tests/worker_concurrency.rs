@@ -719,27 +719,35 @@ fn threaded_actor_reply_read_out_of_order_is_not_run_twice_after_a_break() {
     worker.wait_success();
 }
 
-/// Input (the attack of 2026-12-03): a threaded actor's pools queued the
-/// tasks given to them without a bound, each a copy of its request. They
-/// count in the worker's `max_held_request_bytes` with its callers' other
-/// request copies: a caller that keeps sending calls the pool cannot run
-/// yet is cut off (the one holding the most) when the worker goes over,
-/// and the actor serves its other callers on. (Here 256 KiB; the calls
-/// wait on the `io` pool's one thread, held by the first.)
+/// Input (the attacks of 2026-12-03): a threaded actor's pools queued the
+/// tasks given to them without a bound, each a copy of its request; then,
+/// with a budget that cut off the caller holding the most, many hostile ids
+/// got an honest caller cut off, each new id took another whole budget, and
+/// a forgotten flooder's tasks locked every caller out. Now a task that
+/// would take the worker's request copies above `max_held_request_bytes`
+/// is answered at once, in its turn, with `WORKER_BUSY_MESSAGE` (not run,
+/// nobody cut off); what the worker holds stays within the budget however
+/// many ids flood, and everyone is served again as the pools drain. (Here
+/// 8 MiB against 4 ids × 400 calls of 64 KiB = 100 MiB; the calls wait on
+/// the `io` pool's one thread for 20 ms each.)
 #[test]
-fn a_caller_flooding_a_threaded_actors_pool_is_cut_off_at_the_workers_budget() {
-    use shmwire::spec::{Encoder, PushTaskReply};
+fn calls_beyond_the_workers_budget_are_refused_as_busy_and_nobody_is_cut_off() {
+    use shmwire::spec::{Encoder, PushTaskReply, StatusCode, TaskArg};
     use shmwire::transport::MessageConnection;
+    use shmwire::worker::WORKER_BUSY_MESSAGE;
 
     maybe_run_worker();
     let s = TestSession::new("poolbudget");
-    const BUDGET: usize = 256 << 10;
-    // The driver, then the flooder.
+    const BUDGET: usize = 8 << 20;
+    const IDS: u8 = 4;
+    const CALLS: u64 = 400;
+    // The driver, then the flooders.
     let worker = s.spawn_worker_env(
-        "a_caller_flooding_a_threaded_actors_pool_is_cut_off_at_the_workers_budget",
-        2,
+        "calls_beyond_the_workers_budget_are_refused_as_busy_and_nobody_is_cut_off",
+        1 + u64::from(IDS),
         &[(worker_support::ENV_MAX_HELD, &BUDGET.to_string())],
     );
+    let pid = worker.child.as_ref().unwrap().id();
     let mut driver = s.driver();
     let actor = gate(
         &mut driver,
@@ -750,46 +758,71 @@ fn a_caller_flooding_a_threaded_actors_pool_is_cut_off_at_the_workers_budget() {
             ..ActorOptions::default()
         },
     );
-    let me = WorkerId::from_array([0x5d; 28]);
-    let mut conn = worker_support::raw_caller(&s, worker.id, me);
-    // In order, each its own task: `block` until released (60 s at most).
-    let request = |counter: u64| {
-        worker_support::actor_request((worker.id, &actor, me), "block", counter, -1, &[60_000])
+    let before = worker_support::rss_kib(pid);
+    // In order, each its own task: `block` for 20 ms, with 64 KiB of
+    // filler.
+    let request = |me: WorkerId, counter: u64| {
+        let mut r =
+            worker_support::actor_request((worker.id, &actor, me), "block", counter, -1, &[20]);
+        r.task_spec
+            .args
+            .push(TaskArg::value(vec![7; 64 << 10], Vec::new()));
+        r
     };
     let mut enc = Encoder::new();
-    let len = enc.encoded_len(&request(0)).unwrap();
-    let limit = BUDGET / len + 1;
-    // Beyond it, a ring's worth (1 MiB) may still be taken before the
-    // cut-off shows on this side.
-    let slack = (1 << 20) / len + 1;
-    let mut sent = 0u64;
-    let start = Instant::now();
-    let err = loop {
-        if let Err(e) = conn.send_push_task(&mut enc, &request(sent)) {
-            break e.to_string();
+    let mut floods = Vec::new();
+    let mut peak = 0;
+    for id in 0..IDS {
+        let me = WorkerId::from_array([0x50 + id; 28]);
+        let mut conn = worker_support::raw_caller(&s, worker.id, me);
+        for c in 0..CALLS {
+            conn.send_push_task(&mut enc, &request(me, c))
+                .unwrap_or_else(|e| panic!("id {id}, call {c}: {e}"));
         }
-        sent += 1;
-        if sent as usize > limit + slack {
-            match conn.recv_message_with::<PushTaskReply, _>(GUARD, |_| ()) {
-                Err(e) => {
-                    assert!(e.is_fatal() && e.violation().is_some(), "{e}");
-                    break e.to_string();
-                }
-                Ok(()) => panic!("a reply to a blocked call"),
+        peak = peak.max(worker_support::rss_kib(pid));
+        floods.push((me, conn));
+    }
+    let grown = peak.saturating_sub(before);
+    assert!(
+        grown < 40 << 10,
+        "the worker grew by {grown} KiB for 100 MiB of calls against an 8 MiB budget"
+    );
+    // Every call is answered: refused as busy, or run (its 20 ms wait
+    // ends unreleased); no connection is cut off.
+    for (id, (_, conn)) in floods.iter_mut().enumerate() {
+        let mut busy = 0;
+        for c in 0..CALLS {
+            let (code, message, app) = conn
+                .recv_message_with::<PushTaskReply, _>(GUARD, |r| {
+                    (
+                        r.status.code,
+                        r.status.message.to_string(),
+                        r.is_application_level_error,
+                    )
+                })
+                .unwrap_or_else(|e| panic!("id {id}, reply {c}: {e}"));
+            if code == StatusCode::OutOfMemory {
+                assert_eq!(message, WORKER_BUSY_MESSAGE);
+                busy += 1;
+            } else {
+                assert!(app, "id {id}, reply {c}: {code:?} {message}");
             }
         }
-        assert!(start.elapsed() < GUARD, "not cut off after {sent} calls");
-    };
-    assert!(
-        sent as usize >= limit / 2,
-        "cut off after {sent} calls of {len} bytes, the budget holds {limit}: {err}"
-    );
-    drop(conn);
-    // The actor's other caller is served on; the blocked calls end.
-    let r = call(&mut driver, &actor, "release", &[]);
-    assert_eq!(value(&mut driver, &r), Ok(0));
+        assert!(busy > 0, "id {id}: no call refused as busy");
+    }
+    // Drained: the flooders and the driver are served.
+    for (me, conn) in &mut floods {
+        let echo =
+            worker_support::actor_request((worker.id, &actor, *me), "echo", CALLS, -1, &[1, 2]);
+        conn.send_push_task(&mut enc, &echo).unwrap();
+        let v = conn
+            .recv_message_with::<PushTaskReply, _>(GUARD, |r| r.status.code)
+            .unwrap();
+        assert_eq!(v, StatusCode::Ok);
+    }
     let r = call(&mut driver, &actor, "echo", &[3, 4]);
     assert_eq!(value(&mut driver, &r), Ok(3_000_004));
+    drop(floods);
     drop(driver);
     worker.wait_success();
 }

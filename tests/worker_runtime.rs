@@ -820,6 +820,16 @@ fn broken_connection_to_a_live_actor_runs_each_task_once() {
 
 /// A raw `Counter.add(1)` request for `actor` on `worker` (sequence number
 /// 0, nothing processed).
+/// Gives `req` sequence number `seq` and the actor counter that goes with
+/// it on a connection whose `caller_starts_at` is 0 (the worker holds
+/// callers to counter = caller_starts_at + sequence number).
+fn at_seq(req: &mut PushTaskRequest, seq: i64) {
+    req.sequence_number = seq;
+    if let Some(a) = req.task_spec.actor_task_spec.as_mut() {
+        a.actor_counter = seq as u64;
+    }
+}
+
 fn add_request(worker: WorkerId, actor: &ActorHandle) -> PushTaskRequest {
     PushTaskRequest {
         intended_worker_id: worker,
@@ -858,7 +868,7 @@ fn a_caller_flooding_out_of_order_requests_is_cut_off() {
     let start = Instant::now();
     let err = loop {
         // Sequence number 0 never comes.
-        req.sequence_number = 1_000 + sent as i64;
+        at_seq(&mut req, 1_000 + sent as i64);
         if let Err(e) = conn.send_push_task(&mut enc, &req) {
             break e.to_string();
         }
@@ -900,18 +910,19 @@ fn a_caller_flooding_out_of_order_requests_is_cut_off() {
 /// Input (the re-attack of 2026-12-03): callers each under the per-caller
 /// bound add up (6 callers held +123 MB; TCP callers are not capped in
 /// number). The worker holds at most `max_held_request_bytes` of request
-/// copies for all its callers: past it, the caller holding the most is cut
-/// off and its waiting requests dropped, whoever sent the request that took
-/// it there; the others, and the actor's honest callers, are served on.
-/// (Here 1 MiB; each flooder holds 600 KiB at most, under the per-caller
-/// 16 MiB.)
+/// copies for all its callers: a request that would wait out of order with
+/// the worker at that budget cuts its sender off; what others hold stays,
+/// and the actor's callers are served on. (Here 1 MiB; each flooder sends
+/// 600 KiB, under the per-caller 16 MiB.) Cutting off the caller holding
+/// the most instead let many hostile ids get an honest caller cut off
+/// (attack of 2026-12-03 on `45a4e17`).
 #[test]
-fn the_caller_holding_the_most_is_cut_off_when_the_worker_is_over_budget() {
+fn a_request_waiting_out_of_order_over_the_workers_budget_cuts_off_its_sender() {
     maybe_run_worker();
     let s = TestSession::new("heldbudget");
     const BUDGET: usize = 1 << 20;
     let worker = s.spawn_worker_env(
-        "the_caller_holding_the_most_is_cut_off_when_the_worker_is_over_budget",
+        "a_request_waiting_out_of_order_over_the_workers_budget_cuts_off_its_sender",
         3,
         &[(worker_support::ENV_MAX_HELD, &BUDGET.to_string())],
     );
@@ -922,33 +933,28 @@ fn the_caller_holding_the_most_is_cut_off_when_the_worker_is_over_budget() {
     let len = enc.encoded_len(&req).unwrap();
     let n = (600 << 10) / len;
     // Requests that wait for sequence number 0, which never comes.
-    let mut flood = |conn: &mut shmwire::transport::AnyConnection, from: usize| {
-        for i in from..from + n {
-            req.sequence_number = 1_000 + i as i64;
-            conn.send_push_task(&mut enc, &req)
-                .unwrap_or_else(|e| panic!("request {i}: {e}"));
+    let mut flood = |conn: &mut shmwire::transport::AnyConnection| {
+        for i in 0..n {
+            at_seq(&mut req, 1_000 + i as i64);
+            if let Err(e) = conn.send_push_task(&mut enc, &req) {
+                return Some(e.to_string());
+            }
         }
-    };
-    let fatal = |conn: &mut shmwire::transport::AnyConnection, who: &str| {
-        let err = conn
-            .recv_message_with::<PushTaskReply, _>(GUARD, |_| ())
-            .map_or_else(|e| e, |()| panic!("{who}: a reply to a waiting request"));
-        assert!(err.is_fatal() && err.violation().is_some(), "{who}: {err}");
+        None
     };
     let mut first = connect_caller(&s.session, worker.id);
-    flood(&mut first, 0);
+    assert_eq!(flood(&mut first), None);
     // Still served (a normal task bypasses the actor queue).
     assert_eq!(square_over(&mut first, worker.id, 3), 9);
-    // The second goes over the budget with its own 600 KiB: the first,
-    // holding more, is cut off; the second is not.
+    // The second takes the worker over its budget: it is cut off.
     let mut second = connect_caller(&s.session, worker.id);
-    flood(&mut second, 0);
-    assert_eq!(square_over(&mut second, worker.id, 4), 16);
-    fatal(&mut first, "the first flooder");
-    // Now the second holds the most: 600 KiB more go over the budget.
-    flood(&mut second, n);
-    fatal(&mut second, "the second flooder");
-    // The actor's caller was never held up.
+    let _ = flood(&mut second);
+    let err = second
+        .recv_message_with::<PushTaskReply, _>(GUARD, |_| ())
+        .map_or_else(|e| e, |()| panic!("a reply to a waiting request"));
+    assert!(err.is_fatal() && err.violation().is_some(), "{err}");
+    // The first, holding its 600 KiB, is served on; so is the actor's caller.
+    assert_eq!(square_over(&mut first, worker.id, 4), 16);
     for x in 1..=3 {
         let r = driver
             .submit_actor_task(&actor, "add", vec![i64_arg(1)])
@@ -956,6 +962,86 @@ fn the_caller_holding_the_most_is_cut_off_when_the_worker_is_over_budget() {
         assert_eq!(get_i64(&mut driver, &r), x);
     }
     drop((first, second));
+    drop(driver);
+    worker.wait_success();
+}
+
+/// Input (the attack of 2026-12-03 on `45a4e17`): a caller that picks each
+/// request's actor counter (the reply cache's key) so that its reply goes
+/// into the middle of a long cache made each insertion shift the cache:
+/// 1.24 ms of the worker's loop per request, another caller's calls up to
+/// 2.5 s late. The worker holds callers to Ray's numbering (counter =
+/// `caller_starts_at` + sequence number, `caller_starts_at` fixed on a
+/// connection and never lower on the next): a request that breaks it cuts
+/// its sender off.
+#[test]
+fn an_actor_counter_off_its_sequence_number_cuts_off_its_sender() {
+    maybe_run_worker();
+    let s = TestSession::new("counters");
+    // The driver, then the four hostile connections.
+    let worker = s.spawn_worker(
+        "an_actor_counter_off_its_sequence_number_cuts_off_its_sender",
+        5,
+    );
+    let mut driver = s.driver();
+    let actor = worker_support::create_counter(&mut driver, worker.id, 0);
+    let mut enc = Encoder::new();
+    let cut_off = |conn: &mut shmwire::transport::AnyConnection, what: &str| {
+        let err = conn
+            .recv_message_with::<PushTaskReply, _>(GUARD, |_| ())
+            .map_or_else(|e| e, |()| panic!("{what}: answered"));
+        assert!(err.is_fatal() && err.violation().is_some(), "{what}: {err}");
+    };
+    let answered = |conn: &mut shmwire::transport::AnyConnection| {
+        conn.recv_message_with::<PushTaskReply, _>(GUARD, |_| ())
+            .unwrap()
+    };
+    let starts = |req: &mut PushTaskRequest, starts: u64, seq: i64| {
+        let a = req.task_spec.actor_task_spec.as_mut().unwrap();
+        a.caller_starts_at = starts;
+        a.actor_counter = starts + seq as u64;
+        req.sequence_number = seq;
+    };
+    // A counter that is not caller_starts_at + sequence number.
+    let mut conn = connect_caller(&s.session, worker.id);
+    let mut req = add_request(worker.id, &actor);
+    at_seq(&mut req, 0);
+    req.task_spec
+        .actor_task_spec
+        .as_mut()
+        .unwrap()
+        .actor_counter = 500;
+    conn.send_push_task(&mut enc, &req).unwrap();
+    cut_off(&mut conn, "counter off its sequence number");
+    // caller_starts_at changed on a connection.
+    let mut conn = connect_caller(&s.session, worker.id);
+    let mut req = add_request(worker.id, &actor);
+    starts(&mut req, 0, 0);
+    conn.send_push_task(&mut enc, &req).unwrap();
+    answered(&mut conn);
+    starts(&mut req, 10, 1);
+    conn.send_push_task(&mut enc, &req).unwrap();
+    cut_off(&mut conn, "caller_starts_at changed");
+    // caller_starts_at lower on a later connection of the same caller.
+    let connector = caller_connector(&s.session);
+    let mut req = add_request(worker.id, &actor);
+    starts(&mut req, 100, 0);
+    let mut conn = connector.connect_worker(&worker.id).unwrap();
+    conn.send_push_task(&mut enc, &req).unwrap();
+    answered(&mut conn);
+    drop(conn);
+    starts(&mut req, 50, 0);
+    let mut conn = connector.connect_worker(&worker.id).unwrap();
+    conn.send_push_task(&mut enc, &req).unwrap();
+    cut_off(&mut conn, "caller_starts_at went back");
+    drop(conn);
+    // The actor's caller never noticed (two `add(1)`s ran above).
+    for x in 1..=3 {
+        let r = driver
+            .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+            .unwrap();
+        assert_eq!(get_i64(&mut driver, &r), x + 2);
+    }
     drop(driver);
     worker.wait_success();
 }
@@ -1031,10 +1117,10 @@ fn reply_caches_stay_within_the_budget_and_a_dropped_reply_is_not_run_again() {
     use shmwire::worker::REPLY_DROPPED_MESSAGE;
     maybe_run_worker();
     let s = TestSession::new("replybudget");
-    // The driver, then the raw caller's two connections.
+    // The driver, then the raw caller's three connections.
     let worker = s.spawn_worker_env(
         "reply_caches_stay_within_the_budget_and_a_dropped_reply_is_not_run_again",
-        3,
+        4,
         &[(worker_support::ENV_MAX_CACHED, "65536")],
     );
     let mut driver = s.driver();
@@ -1081,8 +1167,17 @@ fn reply_caches_stay_within_the_budget_and_a_dropped_reply_is_not_run_again() {
         (true, REPLY_DROPPED_MESSAGE.to_owned(), None),
         "the oldest reply went over the budget"
     );
+    // The last on a connection of its own: sequence numbers count from
+    // caller_starts_at, fixed on a connection.
+    drop(conn);
+    let mut conn = worker_support::raw_caller(&s, worker.id, me);
     let mut last = request(N - 1);
-    last.sequence_number = 1;
+    last.sequence_number = 0;
+    last.task_spec
+        .actor_task_spec
+        .as_mut()
+        .unwrap()
+        .caller_starts_at = N - 1;
     conn.send_push_task(&mut enc, &last).unwrap();
     let last = conn
         .recv_message_with::<PushTaskReply, _>(GUARD, outcome)
@@ -1129,7 +1224,7 @@ fn a_reconnected_caller_gets_its_whole_out_of_order_budget_again() {
         let mut conn = connector.connect_worker(&worker.id).unwrap();
         for i in 0..n {
             // Sequence number 0 never comes.
-            req.sequence_number = 1_000 + i as i64;
+            at_seq(&mut req, 1_000 + i as i64);
             conn.send_push_task(&mut enc, &req)
                 .unwrap_or_else(|e| panic!("round {round}, request {i}: {e}"));
         }
@@ -1834,16 +1929,6 @@ fn a_terminated_worker_exits_though_another_caller_reads_no_replies() {
     assert!(took < Duration::from_secs(10), "{took:?}");
 }
 
-/// Resident memory of process `pid`, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 /// Replies each departing caller leaves unacknowledged: 8 of 64 KiB
 /// (512 KiB per caller in the worker's reply cache).
 const LEFT_REPLIES: usize = 8;
@@ -1891,9 +1976,9 @@ fn departed_callers_beyond_the_limit_are_forgotten() {
     let actor = create_counter(&mut creator, worker.id, 0);
     // Warm: the first callers' buffers are the worker's baseline.
     callers_come_and_go(&s, &actor, 8);
-    let before = rss_kib(pid);
+    let before = worker_support::rss_kib(pid);
     callers_come_and_go(&s, &actor, CALLERS - 8);
-    let grown = rss_kib(pid).saturating_sub(before);
+    let grown = worker_support::rss_kib(pid).saturating_sub(before);
     assert!(
         grown < 12 << 10,
         "the worker grew by {grown} KiB for {} departed callers, 4 remembered",
@@ -1922,13 +2007,13 @@ fn departed_callers_are_forgotten_after_their_ttl() {
     let pid = worker.child.as_ref().unwrap().id();
     let mut creator = s.driver();
     let actor = create_counter(&mut creator, worker.id, 0);
-    let base = rss_kib(pid);
+    let base = worker_support::rss_kib(pid);
     callers_come_and_go(&s, &actor, BATCH);
-    let first = rss_kib(pid);
+    let first = worker_support::rss_kib(pid);
     // Past the TTL and the next once-a-second look.
     std::thread::sleep(Duration::from_millis(2_200));
     callers_come_and_go(&s, &actor, BATCH);
-    let second = rss_kib(pid);
+    let second = worker_support::rss_kib(pid);
     let (a, b) = (first.saturating_sub(base), second.saturating_sub(first));
     assert!(
         b < a / 2,

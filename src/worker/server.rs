@@ -168,18 +168,20 @@ pub struct WorkerOptions {
     /// Most bytes of request copies the worker holds for all its callers
     /// together (default [`MAX_HELD_REQUEST_BYTES`] = 256 MiB): requests
     /// that wait out of order and a threaded actor's tasks queued on or
-    /// running in its pools. A copy that takes the total above it cuts off
-    /// the caller holding the most (its waiting requests are dropped: it
-    /// re-sends them on its next connection; its pool tasks finish).
+    /// running in its pools (counted until they finish, also when their
+    /// caller left). Beyond it a threaded actor's task is answered, in its
+    /// turn, with [`WORKER_BUSY_MESSAGE`] (status `OutOfMemory`; not run, so
+    /// the caller may retry it), and a request that would wait out of
+    /// order cuts its caller off (a violation).
     pub max_held_request_bytes: usize,
     /// Most bytes of cached replies (kept to answer a request re-sent after
     /// a broken connection without running it again, until the caller's
     /// `client_processed_up_to` passes them) the worker holds for all its
     /// callers together, live and departed (default
     /// [`MAX_CACHED_REPLY_BYTES`] = 256 MiB). Beyond it the oldest cached
-    /// replies of the caller holding the most are dropped; a request of
-    /// theirs re-sent later fails with an application error saying so
-    /// instead of running twice.
+    /// replies (sent first, whoever's) are dropped; a request of theirs
+    /// re-sent later fails with an application error saying so
+    /// ([`REPLY_DROPPED_MESSAGE`]) instead of running twice.
     pub max_cached_reply_bytes: usize,
     /// Most connections the worker serves at once, over both transports
     /// (default [`MAX_CONNECTIONS`] = 1024): a hello beyond it is refused
@@ -208,6 +210,12 @@ pub const MAX_BUFFERED_REQUEST_BYTES: usize = 16 << 20;
 /// Default [`WorkerOptions::max_held_request_bytes`]: 256 MiB (sixteen
 /// callers at [`MAX_BUFFERED_REQUEST_BYTES`]).
 pub const MAX_HELD_REQUEST_BYTES: usize = 256 << 20;
+
+/// The status message of an actor task a threaded actor's worker did not
+/// take because its request copies were at their budget
+/// ([`WorkerOptions::max_held_request_bytes`]; status `OutOfMemory`): not
+/// run, so the caller may retry it (`max_task_retries`).
+pub const WORKER_BUSY_MESSAGE: &str = "the worker is busy: its copies of requests queued for the actor's pools are at max_held_request_bytes; the task did not run";
 
 /// Default [`WorkerOptions::max_connections`].
 pub const MAX_CONNECTIONS: usize = 1024;
@@ -259,6 +267,10 @@ enum Queued {
     Here(Instant),
     /// A copy of a request that arrived ahead of its turn, and when it arrived.
     Owned(AlignedBytes, Instant),
+    /// A threaded actor's task that came when the worker's request copies
+    /// were at their budget (`WorkerOptions::max_held_request_bytes`):
+    /// answered in its turn with [`WORKER_BUSY_MESSAGE`], not run.
+    Busy(TaskId),
 }
 
 /// Per caller worker (Ray keys its actor scheduling queues by caller worker
@@ -268,12 +280,13 @@ struct CallerState {
     /// The caller's live connection, if any.
     current: Option<PeerKey>,
     /// Replies of executed actor tasks not yet acknowledged by the caller,
-    /// by actor counter, each with its send number (`sends` when it was
-    /// handed to the caller's connection): a request re-sent after a broken
+    /// by actor counter, each with its send number (`Executor::reply_seq`
+    /// when it was handed to the caller's connection; increasing for each
+    /// caller, and across callers): a request re-sent after a broken
     /// connection is answered from here instead of running twice.
     /// The reply's `reply_bytes` ride along (counted in `cached`).
     executed: SeqMap<(u64, usize, PushTaskReply)>,
-    /// Replies cached for this caller so far (the send numbers).
+    /// Replies cached for this caller so far.
     sends: u64,
     /// The highest send number the caller is known to have read: that of
     /// the reply its `client_processed_up_to` named. A connection delivers
@@ -296,9 +309,12 @@ struct CallerState {
     /// Bytes of its requests copied for a threaded actor's pools and not
     /// yet finished there.
     pooled: usize,
-    /// Cut off for holding the most when the worker's request copies went
-    /// over budget (`Executor::make_room`), until it connects again.
-    cut: bool,
+    /// The `caller_starts_at` of the current connection's actor requests
+    /// (`None` before its first).
+    conn_starts: Option<u64>,
+    /// The highest `caller_starts_at` it used: a later connection's is no
+    /// lower.
+    min_starts: u64,
     /// Bytes of the replies in `executed` (`reply_bytes`).
     cached: usize,
     /// The highest actor counter whose cached reply was dropped to keep
@@ -426,13 +442,12 @@ struct Executor {
     cached: usize,
     /// [`WorkerOptions::max_cached_reply_bytes`].
     max_cached: usize,
+    /// Send number of the latest cached reply, over all callers (each
+    /// cached reply keeps its own: `CallerState::executed`).
+    reply_seq: u64,
     /// Some cached reply was ever dropped (`trim_replies`): only then are
     /// re-sent requests looked at for it (`reply_dropped`).
     any_dropped: bool,
-    /// Callers to cut off for holding the most when `held` went above
-    /// `max_held` (`Executor::over_budget`); the worker ends their
-    /// connections after the frame that took it there.
-    evicted: Vec<WorkerId>,
     /// When the actor exited by [`TERMINATE_METHOD`](crate::worker::TERMINATE_METHOD):
     /// requests read from then on are dropped unanswered (they fail with the
     /// connection when the worker process exits, as Ray's do), and the
@@ -780,7 +795,7 @@ impl Worker {
                 cached: 0,
                 max_cached: options.max_cached_reply_bytes,
                 any_dropped: false,
-                evicted: Vec::new(),
+                reply_seq: 0,
                 exiting: None,
             },
             ready: Vec::new(),
@@ -1119,11 +1134,7 @@ impl Worker {
                         bytes,
                         expanded: &mut self.expanded,
                     };
-                    let handled = self.exec.on_request(key, frame, now, &mut self.outbox);
-                    if !self.exec.evicted.is_empty() {
-                        self.cut_evicted();
-                    }
-                    if let Err(e) = handled {
+                    if let Err(e) = self.exec.on_request(key, frame, now, &mut self.outbox) {
                         // A peer that sends garbage fails alone, and is cut
                         // off for a violation: on shared memory its rings
                         // are poisoned, so it learns of the violation rather
@@ -1156,25 +1167,6 @@ impl Worker {
             }
             self.flush();
         }
-    }
-
-    /// Ends the connections of the callers `Executor::make_room` cut off
-    /// for holding the most of the worker's request copies.
-    fn cut_evicted(&mut self) {
-        let mut evicted = std::mem::take(&mut self.exec.evicted);
-        for caller in evicted.drain(..) {
-            let Some(key) = self.exec.callers.get(&caller).and_then(|c| c.current) else {
-                continue;
-            };
-            if !self.dead.contains(&key) {
-                let violation = format!(
-                    "it held the most request copies (waiting out of order or queued for the actor's pools) when the worker's went over its budget of {} bytes (max_held_request_bytes)",
-                    self.exec.max_held
-                );
-                self.cut_off(key, violation);
-            }
-        }
-        self.exec.evicted = evicted;
     }
 
     /// Cuts off the caller on `key` for `violation` (on shared memory its
@@ -1254,11 +1246,13 @@ impl Worker {
                 Some((caller, counter)) => {
                     if let Some(cs) = self.exec.callers.get_mut(&caller) {
                         cs.sends += 1;
+                        self.exec.reply_seq += 1;
                         let bytes = reply_bytes(&o.reply);
                         cs.cached += bytes;
                         self.exec.cached += bytes;
-                        if let Some((_, bytes, old)) =
-                            cs.executed.insert(counter, (cs.sends, bytes, o.reply))
+                        if let Some((_, bytes, old)) = cs
+                            .executed
+                            .insert(counter, (self.exec.reply_seq, bytes, o.reply))
                         {
                             cs.cached = cs.cached.saturating_sub(bytes);
                             self.exec.cached = self.exec.cached.saturating_sub(bytes);
@@ -1467,7 +1461,8 @@ impl Executor {
             pid: None,
             buffered: 0,
             pooled: 0,
-            cut: false,
+            conn_starts: None,
+            min_starts: 0,
             cached: 0,
             dropped_through: None,
         }
@@ -1537,7 +1532,7 @@ impl Executor {
         // What it counted went with the old queue.
         self.held = self.held.saturating_sub(cs.buffered);
         cs.buffered = 0;
-        cs.cut = false;
+        cs.conn_starts = None;
         cs.current = Some(key);
         cs.departed = None;
         cs.pid = pid;
@@ -1784,6 +1779,25 @@ impl Executor {
             .callers
             .entry(caller)
             .or_insert_with(|| Self::new_caller(wait, None));
+        // The submitter numbers a connection's requests from its
+        // `caller_starts_at` (Ray's `PushActorTask`: sequence number =
+        // actor counter − caller_starts_at), which is fixed on a connection
+        // and never goes back (it is `next_task_reply_position`). Held to:
+        // the counter keys the reply cache, and counters a caller picks
+        // freely would make each insertion shift the whole cache.
+        let counter = spec.actor_counter().unwrap_or(0);
+        if seq < 0
+            || starts.checked_add(seq as u64) != Some(counter)
+            || cs.conn_starts.is_some_and(|s| s != starts)
+            || starts < cs.min_starts
+        {
+            return Err(spec::DecodeError::Invalid(format!(
+                "actor counter {counter} is not caller_starts_at {starts} + sequence number {seq}, or caller_starts_at changed on the connection (was {:?}) or went back (below {})",
+                cs.conn_starts, cs.min_starts
+            )));
+        }
+        cs.conn_starts = Some(starts);
+        cs.min_starts = starts;
         // Replies the caller has processed leave the cache.
         // `client_processed_up_to` is the highest sequence number the caller
         // has a reply for (Ray's `max_finished_seq_no`). One execution
@@ -1851,19 +1865,34 @@ impl Executor {
                     cs.queue.next_seq_no()
                 )));
             }
-            self.make_room(caller, bytes.len())?;
+            let room = self.make_room(caller, bytes.len());
             let Some(cs) = self.callers.get_mut(&caller) else {
                 return Ok(());
             };
-            let mut copy = AlignedBytes::with_capacity(bytes.len());
-            copy.extend_from_slice(bytes);
-            (cs, Queued::Owned(copy, now))
+            if room {
+                let mut copy = AlignedBytes::with_capacity(bytes.len());
+                copy.extend_from_slice(bytes);
+                (cs, Queued::Owned(copy, now))
+            } else if at_once {
+                // A threaded actor's task with the worker's copies at their
+                // budget: answered now, in its turn, with a retriable error
+                // (no copy, nothing held).
+                (cs, Queued::Busy(spec.task_id))
+            } else {
+                // Waiting out of order while the worker is full: no honest
+                // caller's requests wait but after a reconnect race, and a
+                // marker per request would be held without a bound.
+                return Err(spec::DecodeError::Invalid(format!(
+                    "caller {caller} sent a request that waits out of order (sequence number {seq}, next expected {}) while the worker's request copies are at their budget of {} bytes (max_held_request_bytes)",
+                    cs.queue.next_seq_no(),
+                    self.max_held
+                )));
+            }
         };
         // Looked at here, with the caller's state in hand: whether this
         // request's reply is cached (a re-send), and where its reply goes
         // (the connection it came on, when that is the caller's current
         // one: no lookup when it is sent).
-        let counter = spec.actor_counter().unwrap_or(0);
         let here = Here {
             req,
             cached: cs
@@ -1887,19 +1916,22 @@ impl Executor {
     }
 
     /// Drops cached replies until all callers' together are within
-    /// [`WorkerOptions::max_cached_reply_bytes`]: each time the oldest (the
-    /// lowest actor counter) of the caller caching the most bytes, live or
-    /// departed, noting its counter (`CallerState::dropped_through`). An
-    /// honest caller has processed most of its oldest ones and only not
-    /// acknowledged them yet (it does so with its next request). Looks at
-    /// every caller only when over.
+    /// [`WorkerOptions::max_cached_reply_bytes`]: each time the oldest one
+    /// (sent first; each caller's lowest actor counter is its oldest),
+    /// whoever's, live or departed, noting its counter
+    /// (`CallerState::dropped_through`). A caller that never acknowledges
+    /// holds the oldest replies; an honest one acknowledges its own with
+    /// its next request, so only newer ones of its are cached (many callers
+    /// that each cache a little cannot single it out, as dropping from the
+    /// caller caching the most did). Looks at every caller only when over.
     fn trim_replies(&mut self) {
         while self.cached > self.max_cached {
             let Some(cs) = self
                 .callers
                 .values_mut()
-                .filter(|cs| !cs.executed.is_empty())
-                .max_by_key(|cs| cs.cached)
+                .filter_map(|cs| Some((cs.executed.first()?.1 .0, cs)))
+                .min_by_key(|(sent, _)| *sent)
+                .map(|(_, cs)| cs)
             else {
                 self.cached = 0;
                 return;
@@ -1939,71 +1971,20 @@ impl Executor {
         counter <= through && !running
     }
 
-    /// Counts a copy of `len` bytes of `caller`'s request, held for it
-    /// (waiting out of order, or on its way to a pool), against the
-    /// worker's budget ([`WorkerOptions::max_held_request_bytes`]). While
-    /// the total would go above it, the caller holding the most (waiting
-    /// and pool copies, this one included) goes: its waiting requests are
-    /// dropped (a caller re-sends them on its next connection), and it is
-    /// cut off (`evicted`, ended by the worker after this frame; when that
-    /// is `caller` itself, the error ends it). Pool copies of callers cut
-    /// off this way stay until their tasks finish; an excess made only of
-    /// them cuts off nobody more. Looks at every caller only when over.
-    fn make_room(&mut self, caller: WorkerId, len: usize) -> Result<(), spec::DecodeError> {
-        while self.held.saturating_add(len) > self.max_held {
-            let own = self
-                .callers
-                .get(&caller)
-                .map_or(0, |cs| cs.buffered + cs.pooled)
-                + len;
-            let mut leaving = 0;
-            let mut other: Option<(WorkerId, usize)> = None;
-            for (id, cs) in &self.callers {
-                let holds = cs.buffered + cs.pooled;
-                if cs.cut {
-                    leaving += cs.pooled;
-                } else if *id != caller && holds > own && other.is_none_or(|(_, h)| holds > h) {
-                    other = Some((*id, holds));
-                }
-            }
-            match other {
-                Some((victim, holds)) => self.evict(victim, holds),
-                None if self.held.saturating_sub(leaving).saturating_add(len) <= self.max_held => {
-                    break
-                }
-                None => {
-                    let held = self.held;
-                    self.evict(caller, own - len);
-                    self.evicted.retain(|c| *c != caller);
-                    return Err(spec::DecodeError::Invalid(format!(
-                        "caller {caller} would hold {own} bytes of request copies (waiting out of order or queued for the actor's pools), the most of any caller, with the worker holding {held} bytes for its callers: over its budget of {} bytes (max_held_request_bytes)",
-                        self.max_held
-                    )));
-                }
-            }
+    /// Counts a copy of `len` bytes of a request held for a caller
+    /// (waiting out of order, or on its way to a pool) against the
+    /// worker's budget for all callers ([`WorkerOptions::max_held_request_bytes`]);
+    /// `false` (nothing counted) when it would go above it. Pool copies of
+    /// callers that left or were cut off count until their tasks finish.
+    fn make_room(&mut self, caller: WorkerId, len: usize) -> bool {
+        if self.held.saturating_add(len) > self.max_held {
+            return false;
         }
         if let Some(cs) = self.callers.get_mut(&caller) {
             cs.buffered += len;
             self.held += len;
         }
-        Ok(())
-    }
-
-    /// Drops `caller`'s waiting requests for [`Self::make_room`] (`holds`:
-    /// what it held, for the report) and marks it cut off; a connected one
-    /// goes to `evicted` for the worker to end its connection.
-    fn evict(&mut self, caller: WorkerId, holds: usize) {
-        let Some(cs) = self.callers.get_mut(&caller) else {
-            return;
-        };
-        tracing::warn!(%caller, holds, budget = self.max_held, "the worker's request copies went over its budget: the caller holding the most is cut off");
-        self.held = self.held.saturating_sub(cs.buffered);
-        cs.buffered = 0;
-        cs.queue = ActorSchedulingQueue::new(self.reorder_wait);
-        cs.cut = true;
-        if cs.current.is_some() {
-            self.evicted.push(caller);
-        }
+        true
     }
 
     /// Executes or rejects one released actor task.
@@ -2033,6 +2014,14 @@ impl Executor {
         let (owned, arrived) = match d.into_task() {
             Queued::Here(t) => (None, t),
             Queued::Owned(b, t) => (Some(b), t),
+            Queued::Busy(task_id) => {
+                out.push(Outgoing {
+                    target: Target::Caller(caller),
+                    reply: status_reply(task_id, StatusCode::OutOfMemory, WORKER_BUSY_MESSAGE),
+                    cache: None,
+                });
+                return;
+            }
         };
         let func = if owned.is_some() { None } else { func };
         // The request just received (`here`) says whether its reply is

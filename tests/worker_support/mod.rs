@@ -450,6 +450,16 @@ pub fn actor_request(
     }
 }
 
+/// The resident set of process `pid`, KiB (`VmRSS`).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
 /// The typed error of a task whose `get` must fail (asserts the error names
 /// `r`'s object).
 pub fn task_error(driver: &mut CoreWorker, r: &ObjectRef) -> TaskError {
