@@ -784,13 +784,6 @@ fn send_request(
     Ok(conn.epoch)
 }
 
-/// [`send_request`] of a request of call template `template` (if any),
-/// written by re-stamping the template's [`RequestStamp`] when its
-/// arguments fit (no serialization pass), else encoded in full. On a
-/// connection that carries [`FrameTag`]s (shared memory) a stamped request
-/// goes as a [`FrameTag::Delta`] of the stamp when the worker keeps it in a
-/// shape slot, else in full as a [`FrameTag::Shape`] that puts it in one
-/// (`docs/worker.md`, "Compact requests").
 /// Stamps what the submit queue decided for a send (`r`) into `req`: the
 /// actor's worker now (another one after a restart), the sequence number,
 /// `client_processed_up_to`, `skip_execution` and the queue's
@@ -805,6 +798,13 @@ fn stamp_push(req: &mut PushTaskRequest, worker: WorkerId, r: &PushRequest<TaskI
     }
 }
 
+/// [`send_request`] of a request of call template `template` (if any),
+/// written by re-stamping the template's [`RequestStamp`] when its
+/// arguments fit (no serialization pass), else encoded in full. On a
+/// connection that carries [`FrameTag`]s (shared memory) a stamped request
+/// goes as a [`FrameTag::Delta`] of the stamp when the worker keeps it in a
+/// shape slot, else in full as a [`FrameTag::Shape`] that puts it in one
+/// (`docs/worker.md`, "Compact requests").
 fn send_stamped(
     mux: &mut Mux<AnyConnection>,
     encoder: &mut Encoder,

@@ -309,11 +309,8 @@ struct CallerState {
     /// Bytes of its requests copied for a threaded actor's pools and not
     /// yet finished there.
     pooled: usize,
-    /// The `caller_starts_at` of the current connection's actor requests
-    /// (`None` before its first).
-    conn_starts: Option<u64>,
-    /// The highest `caller_starts_at` it used: a later connection's is no
-    /// lower.
+    /// The highest `caller_starts_at` its connections used: a later
+    /// connection's is no lower.
     min_starts: u64,
     /// Bytes of the replies in `executed` (`reply_bytes`).
     cached: usize,
@@ -396,7 +393,9 @@ struct Executor {
     me: WorkerId,
     registry: Arc<FunctionRegistry>,
     callers: HashMap<WorkerId, CallerState>,
-    peers: HashMap<PeerKey, WorkerId>,
+    /// Each connection's caller, and the `caller_starts_at` of its actor
+    /// requests (`None` before its first).
+    peers: HashMap<PeerKey, (WorkerId, Option<u64>)>,
     /// The actor-task requests each connection sent last, validated: a
     /// request of one of their shapes is read without a bytecheck pass
     /// (`spec::stamp::Known`).
@@ -1461,7 +1460,6 @@ impl Executor {
             pid: None,
             buffered: 0,
             pooled: 0,
-            conn_starts: None,
             min_starts: 0,
             cached: 0,
             dropped_through: None,
@@ -1497,7 +1495,7 @@ impl Executor {
                     // answer counters this one never sent). Otherwise it
                     // is a claim on a live caller's id.
                     let free = cs.departed.is_some()
-                        && !self.peers.values().any(|c| *c == caller)
+                        && !self.peers.values().any(|(c, _)| *c == caller)
                         && owner_gone(cs.pid);
                     if !free {
                         return false;
@@ -1512,7 +1510,7 @@ impl Executor {
             }
         }
         self.accepted += 1;
-        self.peers.insert(key, caller);
+        self.peers.insert(key, (caller, None));
         let wait = self.reorder_wait;
         let cs = self
             .callers
@@ -1532,7 +1530,6 @@ impl Executor {
         // What it counted went with the old queue.
         self.held = self.held.saturating_sub(cs.buffered);
         cs.buffered = 0;
-        cs.conn_starts = None;
         cs.current = Some(key);
         cs.departed = None;
         cs.pid = pid;
@@ -1550,13 +1547,13 @@ impl Executor {
 
     fn on_disconnect(&mut self, key: PeerKey) {
         self.known.remove(&key);
-        if let Some(caller) = self.peers.remove(&key) {
+        if let Some((caller, _)) = self.peers.remove(&key) {
             if let Some(cs) = self.callers.get_mut(&caller) {
                 if cs.current == Some(key) {
                     cs.current = None;
                 }
             }
-            if !self.peers.values().any(|c| *c == caller) {
+            if !self.peers.values().any(|(c, _)| *c == caller) {
                 // The caller is gone: it holds its returns itself or never will.
                 if let Some(b) = &mut self.store {
                     b.release_holds(|h| h.caller != caller);
@@ -1754,7 +1751,7 @@ impl Executor {
             self.normal.add(task_id, now);
             while let Some((_, arrived)) = self.normal.pop() {
                 let reply = self.execute(spec, arrived, func);
-                if let Some(&caller) = self.peers.get(&key) {
+                if let Some(&(caller, _)) = self.peers.get(&key) {
                     self.file_return_hold(caller, None, now);
                 }
                 out.push(Outgoing {
@@ -1765,39 +1762,47 @@ impl Executor {
             }
             return Ok(());
         }
-        let Some(&caller) = self.peers.get(&key) else {
+        let Some(peer) = self.peers.get_mut(&key) else {
             return Ok(());
         };
+        let caller = peer.0;
         let seq = req.sequence_number();
         let cpu = req.client_processed_up_to();
         let starts = spec
             .actor_task_spec
             .as_ref()
             .map_or(0, |a| a.caller_starts_at.to_native());
+        // The submitter numbers a connection's requests from its
+        // `caller_starts_at` (Ray's `PushActorTask`: sequence number =
+        // actor counter − caller_starts_at), which is fixed on a connection
+        // and never lower on a later one (it is `next_task_reply_position`).
+        // Held to: the counter keys the reply cache, and counters a caller
+        // picks freely would make each insertion shift the whole cache.
+        let counter = spec.actor_counter().unwrap_or(0);
+        let conn_starts = peer.1.replace(starts);
+        if seq < 0
+            || starts.checked_add(seq as u64) != Some(counter)
+            || conn_starts.is_some_and(|s| s != starts)
+        {
+            return Err(spec::DecodeError::Invalid(format!(
+                "actor counter {counter} is not caller_starts_at {starts} + sequence number {seq}, or caller_starts_at changed on the connection (was {conn_starts:?})"
+            )));
+        }
         let wait = self.reorder_wait;
         let cs = self
             .callers
             .entry(caller)
             .or_insert_with(|| Self::new_caller(wait, None));
-        // The submitter numbers a connection's requests from its
-        // `caller_starts_at` (Ray's `PushActorTask`: sequence number =
-        // actor counter − caller_starts_at), which is fixed on a connection
-        // and never goes back (it is `next_task_reply_position`). Held to:
-        // the counter keys the reply cache, and counters a caller picks
-        // freely would make each insertion shift the whole cache.
-        let counter = spec.actor_counter().unwrap_or(0);
-        if seq < 0
-            || starts.checked_add(seq as u64) != Some(counter)
-            || cs.conn_starts.is_some_and(|s| s != starts)
-            || starts < cs.min_starts
-        {
-            return Err(spec::DecodeError::Invalid(format!(
-                "actor counter {counter} is not caller_starts_at {starts} + sequence number {seq}, or caller_starts_at changed on the connection (was {:?}) or went back (below {})",
-                cs.conn_starts, cs.min_starts
-            )));
+        if conn_starts.is_none() {
+            // A connection's first: no lower than an earlier connection's.
+            if starts < cs.min_starts {
+                return Err(spec::DecodeError::Invalid(format!(
+                    "caller_starts_at {starts} on a new connection is below an earlier connection's {}",
+                    cs.min_starts
+                )));
+            }
+            cs.min_starts = starts;
         }
-        cs.conn_starts = Some(starts);
-        cs.min_starts = starts;
         // Replies the caller has processed leave the cache.
         // `client_processed_up_to` is the highest sequence number the caller
         // has a reply for (Ray's `max_finished_seq_no`). One execution
