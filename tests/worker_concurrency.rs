@@ -725,8 +725,8 @@ fn threaded_actor_reply_read_out_of_order_is_not_run_twice_after_a_break() {
 /// got an honest caller cut off, each new id took another whole budget, and
 /// a forgotten flooder's tasks locked every caller out. Now a task that
 /// would take the worker's request copies above `max_held_request_bytes`
-/// is answered at once, in its turn, with `WORKER_BUSY_MESSAGE` (not run,
-/// nobody cut off); what the worker holds stays within the budget however
+/// fails at once, in its turn, with `WORKER_BUSY_MESSAGE` (an application
+/// error: not run, nobody cut off); what the worker holds stays within the budget however
 /// many ids flood, and everyone is served again as the pools drain. (Here
 /// 8 MiB against 4 ids × 400 calls of 64 KiB = 100 MiB; the calls wait on
 /// the `io` pool's one thread for 20 ms each.)
@@ -801,11 +801,12 @@ fn calls_beyond_the_workers_budget_are_refused_as_busy_and_nobody_is_cut_off() {
                     )
                 })
                 .unwrap_or_else(|e| panic!("id {id}, reply {c}: {e}"));
-            if code == StatusCode::OutOfMemory {
-                assert_eq!(message, WORKER_BUSY_MESSAGE);
+            assert!(
+                app && code == StatusCode::Ok,
+                "id {id}, reply {c}: {code:?} {message}"
+            );
+            if message == WORKER_BUSY_MESSAGE {
                 busy += 1;
-            } else {
-                assert!(app, "id {id}, reply {c}: {code:?} {message}");
             }
         }
         assert!(busy > 0, "id {id}: no call refused as busy");
@@ -823,6 +824,106 @@ fn calls_beyond_the_workers_budget_are_refused_as_busy_and_nobody_is_cut_off() {
     let r = call(&mut driver, &actor, "echo", &[3, 4]);
     assert_eq!(value(&mut driver, &r), Ok(3_000_004));
     drop(floods);
+    drop(driver);
+    worker.wait_success();
+}
+
+/// Input (the re-attack of 2026-12-03 on `af025a4`): a call refused as busy
+/// was a system error the caller retried on the same connection, after its
+/// turn: stale, retried again, for ever with `max_task_retries = -1` (both
+/// processes spinning). Busy is the task's outcome now (an application
+/// error, not retried): the call fails at once, and the actor serves on.
+/// (Budget 256 KiB, held by four blocked calls of 64 KiB.)
+#[test]
+fn a_busy_call_fails_at_once_even_with_unlimited_retries() {
+    use shmwire::spec::{Encoder, PushTaskReply, TaskArg};
+    use shmwire::transport::MessageConnection;
+    use shmwire::worker::WORKER_BUSY_MESSAGE;
+
+    maybe_run_worker();
+    let s = TestSession::new("busyretry");
+    let worker = s.spawn_worker_env(
+        "a_busy_call_fails_at_once_even_with_unlimited_retries",
+        2,
+        &[(worker_support::ENV_MAX_HELD, &(256 << 10).to_string())],
+    );
+    let mut driver = s.driver();
+    let actor = gate(
+        &mut driver,
+        worker.id,
+        ActorOptions {
+            max_concurrency: 2,
+            max_task_retries: -1,
+            concurrency_groups: groups(&[("io", 1)]),
+            ..ActorOptions::default()
+        },
+    );
+    // Another caller fills the budget with `block` calls (500 ms each, one
+    // at a time on `io`) until one is refused.
+    let me = WorkerId::from_array([0x6b; 28]);
+    let mut conn = worker_support::raw_caller(&s, worker.id, me);
+    let mut enc = Encoder::new();
+    let mut sent = 0;
+    loop {
+        let mut r =
+            worker_support::actor_request((worker.id, &actor, me), "block", sent, -1, &[500]);
+        r.task_spec
+            .args
+            .push(TaskArg::value(vec![7; 64 << 10], Vec::new()));
+        conn.send_push_task(&mut enc, &r).unwrap();
+        sent += 1;
+        let busy = conn
+            .recv_message_with::<PushTaskReply, _>(Duration::from_millis(50), |r| {
+                r.status.message.as_str() == WORKER_BUSY_MESSAGE
+            })
+            .unwrap_or(false);
+        if busy {
+            break;
+        }
+        assert!(sent < 16, "no call refused with a 256 KiB budget");
+    }
+    // The driver's call (96 KiB) cannot fit: it fails at once as busy,
+    // though its handle retries for ever.
+    let start = Instant::now();
+    let r = driver
+        .submit_actor_task(
+            &actor,
+            "echo",
+            vec![
+                i64_arg(1),
+                i64_arg(2),
+                TaskArg::value(vec![1; 96 << 10], Vec::new()),
+            ],
+        )
+        .unwrap();
+    match value(&mut driver, &r) {
+        Err(TaskError::Application { message, .. }) => {
+            assert_eq!(message, WORKER_BUSY_MESSAGE)
+        }
+        other => panic!("expected the busy error, got {other:?}"),
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    // The blocked calls end (unreleased); then the actor serves the driver.
+    drop(conn);
+    let deadline = Instant::now() + GUARD;
+    loop {
+        let r = call(&mut driver, &actor, "echo", &[3, 4]);
+        match value(&mut driver, &r) {
+            Ok(v) => {
+                assert_eq!(v, 3_000_004);
+                break;
+            }
+            Err(TaskError::Application { message, .. }) if message == WORKER_BUSY_MESSAGE => {
+                assert!(Instant::now() < deadline, "still busy");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
     drop(driver);
     worker.wait_success();
 }

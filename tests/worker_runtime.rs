@@ -1104,6 +1104,76 @@ fn a_hello_beyond_max_connections_is_refused_until_one_ends() {
     worker.wait_success();
 }
 
+/// Input (the re-attack of 2026-12-03 on `af025a4`): hellos whose
+/// handshakes overlap were all admitted while the count lagged (a
+/// shared-memory hello is judged before its last step): 16 at once took a
+/// worker with `max_connections` 4 to 6, 64 to 10. However many come at
+/// once, at most `max_connections` are served. (Here 3: the driver and
+/// room for two; 12 callers connect at once and hold on.)
+#[test]
+fn simultaneous_hellos_do_not_take_a_worker_past_max_connections() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Barrier;
+    maybe_run_worker();
+    let s = TestSession::new("maxburst");
+    let worker = s.spawn_worker_env(
+        "simultaneous_hellos_do_not_take_a_worker_past_max_connections",
+        0,
+        &[
+            (worker_support::ENV_MAX_CONNECTIONS, "3"),
+            (worker_support::ENV_UNTIL_EXIT, "1"),
+        ],
+    );
+    let mut driver = s.driver();
+    let actor = worker_support::create_counter(&mut driver, worker.id, 0);
+    const CALLERS: usize = 12;
+    let (start, held) = (Barrier::new(CALLERS), Barrier::new(CALLERS));
+    let served = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..CALLERS {
+            scope.spawn(|| {
+                start.wait();
+                // Served: connected, and a call answered on the connection.
+                let conn = caller_connector(&s.session).connect_worker(&worker.id);
+                let answered = conn.ok().and_then(|mut c| {
+                    let mut enc = Encoder::new();
+                    let req = PushTaskRequest {
+                        intended_worker_id: worker.id,
+                        task_spec: TaskSpecBuilder::new(FunctionDescriptor::rust(
+                            MODULE, "", "square",
+                        ))
+                        .arg(i64_arg(3))
+                        .num_returns(1)
+                        .build_normal_task(),
+                        sequence_number: -1,
+                        client_processed_up_to: -1,
+                        resource_mapping: Vec::new(),
+                    };
+                    c.send_push_task(&mut enc, &req).ok()?;
+                    c.recv_message_with::<PushTaskReply, _>(Duration::from_secs(10), |_| ())
+                        .ok()?;
+                    Some(c)
+                });
+                if answered.is_some() {
+                    served.fetch_add(1, Ordering::SeqCst);
+                }
+                // Every connection that got in stays until all have tried.
+                held.wait();
+                drop(answered);
+            });
+        }
+    });
+    let served = served.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        (1..=2).contains(&served),
+        "{served} of {CALLERS} simultaneous callers served next to the driver, max_connections 3"
+    );
+    let end = driver.terminate_actor(&actor).unwrap();
+    driver.get(std::slice::from_ref(&end), GUARD).unwrap();
+    drop(driver);
+    worker.wait_success();
+}
+
 /// Input (the attack of 2026-12-03): a caller that never advances
 /// `client_processed_up_to` made the worker cache one reply per call for
 /// good. All callers' cached replies stay within `max_cached_reply_bytes`:

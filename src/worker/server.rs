@@ -211,10 +211,11 @@ pub const MAX_BUFFERED_REQUEST_BYTES: usize = 16 << 20;
 /// callers at [`MAX_BUFFERED_REQUEST_BYTES`]).
 pub const MAX_HELD_REQUEST_BYTES: usize = 256 << 20;
 
-/// The status message of an actor task a threaded actor's worker did not
-/// take because its request copies were at their budget
-/// ([`WorkerOptions::max_held_request_bytes`]; status `OutOfMemory`): not
-/// run, so the caller may retry it (`max_task_retries`).
+/// The message of an actor task a threaded actor's worker did not take
+/// because its request copies were at their budget
+/// ([`WorkerOptions::max_held_request_bytes`]): the task did not run and
+/// fails with this application error (`TaskError::Application`, not
+/// retried: a retry on the same connection would come after its turn).
 pub const WORKER_BUSY_MESSAGE: &str = "the worker is busy: its copies of requests queued for the actor's pools are at max_held_request_bytes; the task did not run";
 
 /// Default [`WorkerOptions::max_connections`].
@@ -226,7 +227,7 @@ pub const MAX_CACHED_REPLY_BYTES: usize = 256 << 20;
 /// The message of a re-sent actor task whose cached reply the worker
 /// dropped ([`WorkerOptions::max_cached_reply_bytes`]): it ran once and is
 /// not run again.
-pub const REPLY_DROPPED_MESSAGE: &str = "this task ran on the worker, but its reply was dropped to keep the worker's reply caches within max_cached_reply_bytes before the caller acknowledged it; it is not run again";
+pub const REPLY_DROPPED_MESSAGE: &str = "this task was answered by the worker (it ran, or failed before running), but its reply was dropped to keep the worker's reply caches within max_cached_reply_bytes before the caller acknowledged it; it is not run again";
 
 /// Default [`WorkerOptions::max_departed_callers`].
 pub const MAX_DEPARTED_CALLERS: usize = 64;
@@ -267,10 +268,6 @@ enum Queued {
     Here(Instant),
     /// A copy of a request that arrived ahead of its turn, and when it arrived.
     Owned(AlignedBytes, Instant),
-    /// A threaded actor's task that came when the worker's request copies
-    /// were at their budget (`WorkerOptions::max_held_request_bytes`):
-    /// answered in its turn with [`WORKER_BUSY_MESSAGE`], not run.
-    Busy(TaskId),
 }
 
 /// Per caller worker (Ray keys its actor scheduling queues by caller worker
@@ -359,6 +356,9 @@ enum Target {
 /// The request `Executor::on_request` is handling, for `carry_out`.
 struct Here<'a> {
     req: &'a ArchivedPushTaskRequest,
+    /// Its bytes (the connection's private snapshot), copied only if its
+    /// task goes to a threaded actor's pool.
+    bytes: &'a [u8],
     /// Its reply may be in the caller's reply cache (its counter's entry
     /// is of its task: a re-send).
     cached: bool,
@@ -575,6 +575,8 @@ pub struct Worker {
     /// all on the worker's thread (the handshake runs in
     /// `Mux::accept_pending`): `Relaxed`, no partner.
     connections: Arc<AtomicUsize>,
+    /// [`WorkerOptions::max_connections`].
+    max_connections: usize,
     address: Address,
     /// What happened to callers since the last [`Worker::take_events`]
     /// (bounded: the oldest are dropped beyond [`MAX_EVENTS`]).
@@ -804,6 +806,7 @@ impl Worker {
             expanded: AlignedBytes::new(),
             dead: Vec::new(),
             connections,
+            max_connections: options.max_connections,
             unflushed: Vec::new(),
             address,
             events: std::collections::VecDeque::new(),
@@ -1020,6 +1023,25 @@ impl Worker {
         for r in self.mux.accept_pending()? {
             match r {
                 Ok(key) => {
+                    // The admission refuses hellos beyond the limit with the
+                    // reason; hellos whose handshakes overlapped may still
+                    // pass it together (a shared-memory one is judged before
+                    // its last step): the limit itself holds here.
+                    if self.mux.len() > self.max_connections {
+                        if let Some(mut c) = self.mux.remove(key) {
+                            let caller = c.peer_worker_id();
+                            let _ = c.close();
+                            self.refuse(crate::transport::ConnectError::Refused {
+                                reason: format!(
+                                    "a connection of caller {caller} beyond max_connections \
+                                     ({}), admitted together with others: closed after its \
+                                     handshake",
+                                    self.max_connections
+                                ),
+                            });
+                        }
+                        continue;
+                    }
                     let Some(c) = self.mux.get_mut(key) else {
                         continue;
                     };
@@ -1848,22 +1870,14 @@ impl Executor {
             }
         }
         // Exactly when the queue decides this request at once (executes or
-        // rejects it) it can stay in the snapshot; otherwise copy it.
-        // A threaded actor's task goes to a pool: it needs its own copy.
-        let threaded = matches!(
-            self.actor,
-            Some(ActorInstance {
-                exec: ActorExec::Threaded(_),
-                ..
-            })
-        );
+        // rejects it) it can stay in the snapshot; otherwise copy it (a
+        // threaded actor's task is copied on its way to a pool, `carry_out`).
         let at_once = decided_at_once(&cs.queue, seq, cpu);
-        let (cs, item) = if !threaded && at_once {
+        let (cs, item) = if at_once {
             (cs, Queued::Here(now))
         } else {
-            // Bounded when it waits (a threaded actor's task decided at once
-            // is only copied on its way to a pool).
-            if !at_once && cs.buffered.saturating_add(bytes.len()) > MAX_BUFFERED_REQUEST_BYTES {
+            // Bounded, for the caller and for the worker.
+            if cs.buffered.saturating_add(bytes.len()) > MAX_BUFFERED_REQUEST_BYTES {
                 return Err(spec::DecodeError::Invalid(format!(
                     "caller {caller} sent more than {MAX_BUFFERED_REQUEST_BYTES} bytes of requests that wait out of order ({} buffered, next expected sequence number {})",
                     cs.queue.num_buffered(),
@@ -1878,11 +1892,6 @@ impl Executor {
                 let mut copy = AlignedBytes::with_capacity(bytes.len());
                 copy.extend_from_slice(bytes);
                 (cs, Queued::Owned(copy, now))
-            } else if at_once {
-                // A threaded actor's task with the worker's copies at their
-                // budget: answered now, in its turn, with a retriable error
-                // (no copy, nothing held).
-                (cs, Queued::Busy(spec.task_id))
             } else {
                 // Waiting out of order while the worker is full: no honest
                 // caller's requests wait but after a reconnect race, and a
@@ -1900,6 +1909,7 @@ impl Executor {
         // one: no lookup when it is sent).
         let here = Here {
             req,
+            bytes,
             cached: cs
                 .executed
                 .get(counter)
@@ -2019,27 +2029,19 @@ impl Executor {
         let (owned, arrived) = match d.into_task() {
             Queued::Here(t) => (None, t),
             Queued::Owned(b, t) => (Some(b), t),
-            Queued::Busy(task_id) => {
-                out.push(Outgoing {
-                    target: Target::Caller(caller),
-                    reply: status_reply(task_id, StatusCode::OutOfMemory, WORKER_BUSY_MESSAGE),
-                    cache: None,
-                });
-                return;
-            }
         };
         let func = if owned.is_some() { None } else { func };
         // The request just received (`here`) says whether its reply is
         // cached and where its reply goes; a buffered one is looked up.
-        let (req, may_be_cached, reply_to) = match (&owned, here) {
+        let (req, may_be_cached, reply_to, here_bytes) = match (&owned, here) {
             (Some(b), _) => match spec::access::<PushTaskRequest>(b) {
-                Ok(r) => (r, true, Target::Caller(caller)),
+                Ok(r) => (r, true, Target::Caller(caller), None),
                 Err(e) => {
                     tracing::error!(error = %e, "a buffered request no longer validates");
                     return;
                 }
             },
-            (None, Some(h)) => (h.req, h.cached, h.reply_to),
+            (None, Some(h)) => (h.req, h.cached, h.reply_to, Some(h.bytes)),
             (None, None) => {
                 tracing::error!("a request left in a queue without its bytes");
                 return;
@@ -2122,17 +2124,40 @@ impl Executor {
                     }
                     None => false,
                 };
-                let Some(bytes) = owned else {
-                    // Unreachable: `on_request` copies every threaded
-                    // actor's task.
-                    tracing::error!("a threaded actor's task without its own copy");
+                // The pool's own copy: the one made to wait (counted
+                // already), or a new one within the worker's budget; beyond
+                // it the task fails as busy, not run (an application error,
+                // cached as its outcome: a re-send is answered the same).
+                let busy = owned.is_none()
+                    && here_bytes
+                        .is_some_and(|src| self.held.saturating_add(src.len()) > self.max_held);
+                if busy {
+                    let reply = app_error_reply(
+                        task_id,
+                        return_id,
+                        StatusCode::Ok,
+                        WORKER_BUSY_MESSAGE.to_owned(),
+                    );
+                    self.fail_task(spec, arrived, caller, counter, reply, out);
                     return;
+                }
+                let bytes = match (owned, here_bytes) {
+                    (Some(b), _) => b,
+                    (None, Some(src)) => {
+                        let mut copy = AlignedBytes::with_capacity(src.len());
+                        copy.extend_from_slice(src);
+                        copy
+                    }
+                    (None, None) => {
+                        tracing::error!("a threaded actor's task without its bytes");
+                        return;
+                    }
                 };
                 // Held until the pool finished it (`collect`).
                 if let Some(cs) = self.callers.get_mut(&caller) {
                     cs.pooled += bytes.len();
-                    self.held += bytes.len();
                 }
+                self.held += bytes.len();
                 if let Some(ActorInstance {
                     exec: ActorExec::Threaded(pools),
                     ..
