@@ -1104,6 +1104,65 @@ fn a_hello_beyond_max_connections_is_refused_until_one_ends() {
     worker.wait_success();
 }
 
+/// Input (the re-attack of 2026-12-03 on `bb1e7ec`): one caller kept two
+/// connections open and numbered its requests from a low base on the first
+/// and a high one on the second, alternating: each reply went into the
+/// middle of its reply cache (≈ 740 µs of the worker's loop a request at
+/// 300,000 cached). A caller has one connection, as Ray's: a new one
+/// supersedes (closes) an older one still open, whose later requests do not
+/// run.
+#[test]
+fn a_callers_new_connection_supersedes_its_open_one() {
+    maybe_run_worker();
+    let s = TestSession::new("supersede");
+    // The driver and the caller's two connections.
+    let worker = s.spawn_worker("a_callers_new_connection_supersedes_its_open_one", 3);
+    let mut driver = s.driver();
+    let actor = worker_support::create_counter(&mut driver, worker.id, 0);
+    let mut enc = Encoder::new();
+    let request = |starts: u64, seq: i64| {
+        let mut r = add_request(worker.id, &actor);
+        let a = r.task_spec.actor_task_spec.as_mut().unwrap();
+        a.caller_starts_at = starts;
+        a.actor_counter = starts + seq as u64;
+        r.sequence_number = seq;
+        r
+    };
+    let total = |r: &spec::ArchivedPushTaskReply| match r.return_objects.first().map(|o| &o.value) {
+        Some(spec::ArchivedReturnValue::Inline(d)) => as_i64(d.data.as_slice()),
+        _ => panic!("no value"),
+    };
+    let connector = caller_connector(&s.session);
+    let mut first = connector.connect_worker(&worker.id).unwrap();
+    first.send_push_task(&mut enc, &request(0, 0)).unwrap();
+    let got = first
+        .recv_message_with::<PushTaskReply, _>(GUARD, total)
+        .unwrap();
+    assert_eq!(got, 1);
+    let mut second = connector.connect_worker(&worker.id).unwrap();
+    second
+        .send_push_task(&mut enc, &request(1 << 40, 0))
+        .unwrap();
+    let got = second
+        .recv_message_with::<PushTaskReply, _>(GUARD, total)
+        .unwrap();
+    assert_eq!(got, 2);
+    // The first is closed (not cut off for a violation); what it sends
+    // now does not run.
+    let _ = first.send_push_task(&mut enc, &request(0, 1));
+    let err = first
+        .recv_message_with::<PushTaskReply, _>(GUARD, total)
+        .map_or_else(|e| e, |v| panic!("the superseded connection answered {v}"));
+    assert!(err.violation().is_none(), "{err}");
+    let r = driver
+        .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+        .unwrap();
+    assert_eq!(get_i64(&mut driver, &r), 3);
+    drop((first, second));
+    drop(driver);
+    worker.wait_success();
+}
+
 /// Input (the re-attack of 2026-12-03 on `af025a4`): hellos whose
 /// handshakes overlap were all admitted while the count lagged (a
 /// shared-memory hello is judged before its last step): 16 at once took a

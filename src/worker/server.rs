@@ -437,6 +437,9 @@ struct Executor {
     held: usize,
     /// [`WorkerOptions::max_held_request_bytes`].
     max_held: usize,
+    /// Connections a newer connection of the same caller superseded
+    /// (`on_connect`), for the worker to close.
+    superseded: Vec<PeerKey>,
     /// Bytes of all callers' cached replies: the sum of their `cached`.
     cached: usize,
     /// [`WorkerOptions::max_cached_reply_bytes`].
@@ -793,6 +796,7 @@ impl Worker {
                 departed_ttl: options.departed_caller_ttl,
                 held: 0,
                 max_held: options.max_held_request_bytes,
+                superseded: Vec::new(),
                 cached: 0,
                 max_cached: options.max_cached_reply_bytes,
                 any_dropped: false,
@@ -1051,6 +1055,13 @@ impl Worker {
                         .on_connect(key, caller, c.peer_secret(), c.peer_pid())
                     {
                         self.event(WorkerEvent::Connected { caller });
+                        // Its older connection is read no more and closed
+                        // with this turn's dead ones.
+                        for old in self.exec.superseded.drain(..) {
+                            if !self.dead.contains(&old) {
+                                self.dead.push(old);
+                            }
+                        }
                         continue;
                     }
                     if let Some(mut c) = self.mux.remove(key) {
@@ -1552,6 +1563,13 @@ impl Executor {
         // What it counted went with the old queue.
         self.held = self.held.saturating_sub(cs.buffered);
         cs.buffered = 0;
+        // One connection per caller, as Ray's: the new one supersedes an
+        // older one still open (whose unread requests the caller re-sends
+        // on the new one); serving both let one caller number its requests
+        // from two bases at once (`on_request`).
+        if let Some(old) = cs.current.filter(|k| *k != key) {
+            self.superseded.push(old);
+        }
         cs.current = Some(key);
         cs.departed = None;
         cs.pid = pid;
