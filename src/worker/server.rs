@@ -1056,10 +1056,17 @@ impl Worker {
                     {
                         self.event(WorkerEvent::Connected { caller });
                         // Its older connection is read no more and closed
-                        // with this turn's dead ones.
-                        for old in self.exec.superseded.drain(..) {
+                        // with this turn's dead ones (reported as closed).
+                        let superseded = std::mem::take(&mut self.exec.superseded);
+                        for old in superseded {
                             if !self.dead.contains(&old) {
                                 self.dead.push(old);
+                                self.event(WorkerEvent::Disconnected {
+                                    caller,
+                                    died: false,
+                                    violation: None,
+                                    stopped_answering: None,
+                                });
                             }
                         }
                         continue;
