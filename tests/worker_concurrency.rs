@@ -199,6 +199,21 @@ fn gate(driver: &mut CoreWorker, worker: WorkerId, options: ActorOptions) -> Act
         .unwrap()
 }
 
+/// A `Gate` on `worker` with two threads by default and a one-thread `io`
+/// group, its calls retried `max_task_retries` times.
+fn io_gate(driver: &mut CoreWorker, worker: WorkerId, max_task_retries: i32) -> ActorHandle {
+    gate(
+        driver,
+        worker,
+        ActorOptions {
+            max_concurrency: 2,
+            max_task_retries,
+            concurrency_groups: groups(&[("io", 1)]),
+            ..ActorOptions::default()
+        },
+    )
+}
+
 fn call(driver: &mut CoreWorker, a: &ActorHandle, m: &str, args: &[i64]) -> ObjectRef {
     driver
         .submit_actor_task(a, m, args.iter().map(|&x| i64_arg(x)).collect())
@@ -547,15 +562,7 @@ fn sigkill_of_a_threaded_actor_fails_every_pending_task() {
     let s = TestSession::new("conckill");
     let mut w = s.spawn_worker("sigkill_of_a_threaded_actor_fails_every_pending_task", 1);
     let mut driver = s.driver();
-    let a = gate(
-        &mut driver,
-        w.id,
-        ActorOptions {
-            max_concurrency: 2,
-            concurrency_groups: groups(&[("io", 1)]),
-            ..ActorOptions::default()
-        },
-    );
+    let a = io_gate(&mut driver, w.id, 0);
     let done = call(&mut driver, &a, "track_default", &[1]);
     assert_eq!(value(&mut driver, &done), Ok(0));
     let mut refs = vec![call(&mut driver, &a, "block", &[30_000])];
@@ -749,15 +756,7 @@ fn calls_beyond_the_workers_budget_are_refused_as_busy_and_nobody_is_cut_off() {
     );
     let pid = worker.child.as_ref().unwrap().id();
     let mut driver = s.driver();
-    let actor = gate(
-        &mut driver,
-        worker.id,
-        ActorOptions {
-            max_concurrency: 2,
-            concurrency_groups: groups(&[("io", 1)]),
-            ..ActorOptions::default()
-        },
-    );
+    let actor = io_gate(&mut driver, worker.id, 0);
     let before = worker_support::rss_kib(pid);
     // In order, each its own task: `block` for 20 ms, with 64 KiB of
     // filler.
@@ -848,16 +847,7 @@ fn a_busy_call_fails_at_once_even_with_unlimited_retries() {
         &[(worker_support::ENV_MAX_HELD, &(256 << 10).to_string())],
     );
     let mut driver = s.driver();
-    let actor = gate(
-        &mut driver,
-        worker.id,
-        ActorOptions {
-            max_concurrency: 2,
-            max_task_retries: -1,
-            concurrency_groups: groups(&[("io", 1)]),
-            ..ActorOptions::default()
-        },
-    );
+    let actor = io_gate(&mut driver, worker.id, -1);
     // Another caller fills the budget with `block` calls (500 ms each, one
     // at a time on `io`) until one is refused.
     let me = WorkerId::from_array([0x6b; 28]);

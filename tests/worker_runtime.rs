@@ -1196,18 +1196,7 @@ fn simultaneous_hellos_do_not_take_a_worker_past_max_connections() {
                 let conn = caller_connector(&s.session).connect_worker(&worker.id);
                 let answered = conn.ok().and_then(|mut c| {
                     let mut enc = Encoder::new();
-                    let req = PushTaskRequest {
-                        intended_worker_id: worker.id,
-                        task_spec: TaskSpecBuilder::new(FunctionDescriptor::rust(
-                            MODULE, "", "square",
-                        ))
-                        .arg(i64_arg(3))
-                        .num_returns(1)
-                        .build_normal_task(),
-                        sequence_number: -1,
-                        client_processed_up_to: -1,
-                        resource_mapping: Vec::new(),
-                    };
+                    let req = square_request(worker.id, 3);
                     c.send_push_task(&mut enc, &req).ok()?;
                     c.recv_message_with::<PushTaskReply, _>(Duration::from_secs(10), |_| ())
                         .ok()?;
@@ -1601,9 +1590,9 @@ fn normal_tasks_retry_after_a_broken_connection_or_fail_without_retries() {
 }
 
 /// A caller's connection to `worker` and one `square(x)` round trip on it.
-fn square_over(conn: &mut shmwire::transport::AnyConnection, worker: WorkerId, x: i64) -> i64 {
-    let mut enc = Encoder::new();
-    let req = PushTaskRequest {
+/// A normal task `square(x)` for `worker`, as a raw request.
+fn square_request(worker: WorkerId, x: i64) -> PushTaskRequest {
+    PushTaskRequest {
         intended_worker_id: worker,
         task_spec: TaskSpecBuilder::new(FunctionDescriptor::rust(MODULE, "", "square"))
             .arg(i64_arg(x))
@@ -1612,8 +1601,13 @@ fn square_over(conn: &mut shmwire::transport::AnyConnection, worker: WorkerId, x
         sequence_number: -1,
         client_processed_up_to: -1,
         resource_mapping: Vec::new(),
-    };
-    conn.send_push_task(&mut enc, &req).unwrap();
+    }
+}
+
+fn square_over(conn: &mut shmwire::transport::AnyConnection, worker: WorkerId, x: i64) -> i64 {
+    let mut enc = Encoder::new();
+    conn.send_push_task(&mut enc, &square_request(worker, x))
+        .unwrap();
     conn.recv_message_with::<PushTaskReply, _>(GUARD, |r| match &r.return_objects[0].value {
         spec::ArchivedReturnValue::Inline(d) => as_i64(d.data.as_slice()),
         spec::ArchivedReturnValue::InStore(_) => panic!("inline expected"),

@@ -691,6 +691,8 @@ impl Worker {
         let (served, max_connections) = (Arc::clone(&connections), options.max_connections);
         let me = options.worker_id;
         config.admission = Some(CallerAdmission(Arc::new(move |id, secret| {
+            // Relaxed, no partner: written and read on the worker's thread
+            // only (`Worker::connections`).
             let now = served.load(AtomicOrdering::Relaxed);
             if now >= max_connections {
                 return Admission::Refused(format!(
@@ -2131,6 +2133,23 @@ impl Executor {
             }
             Plan::Run { pool, slot } => {
                 let (task_id, return_id) = (spec.task_id, spec.return_id(0));
+                // The pool's own copy: the one made to wait (counted
+                // already), or a new one within the worker's budget; beyond
+                // it the task fails as busy, not run (an application error,
+                // cached as its outcome: a re-send is answered the same).
+                let busy = owned.is_none()
+                    && here_bytes
+                        .is_some_and(|src| self.held.saturating_add(src.len()) > self.max_held);
+                if busy {
+                    let reply = app_error_reply(
+                        task_id,
+                        return_id,
+                        StatusCode::Ok,
+                        WORKER_BUSY_MESSAGE.to_owned(),
+                    );
+                    self.fail_task(spec, arrived, caller, counter, reply, out);
+                    return;
+                }
                 // By-reference arguments are fetched here (the store client
                 // is the execution thread's), then held by the job.
                 let resolved = match self.fetch_args(spec) {
@@ -2149,23 +2168,6 @@ impl Executor {
                     }
                     None => false,
                 };
-                // The pool's own copy: the one made to wait (counted
-                // already), or a new one within the worker's budget; beyond
-                // it the task fails as busy, not run (an application error,
-                // cached as its outcome: a re-send is answered the same).
-                let busy = owned.is_none()
-                    && here_bytes
-                        .is_some_and(|src| self.held.saturating_add(src.len()) > self.max_held);
-                if busy {
-                    let reply = app_error_reply(
-                        task_id,
-                        return_id,
-                        StatusCode::Ok,
-                        WORKER_BUSY_MESSAGE.to_owned(),
-                    );
-                    self.fail_task(spec, arrived, caller, counter, reply, out);
-                    return;
-                }
                 let bytes = match (owned, here_bytes) {
                     (Some(b), _) => b,
                     (None, Some(src)) => {
