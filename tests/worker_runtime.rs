@@ -1163,6 +1163,66 @@ fn a_callers_new_connection_supersedes_its_open_one() {
     worker.wait_success();
 }
 
+/// Input (the attack of 2026-12-03 on `742dfdb`): connections the worker
+/// ends itself, its peer still there (here a caller superseding its own
+/// connection 300 times), keep their rings for the peer's last frames.
+/// Unbounded, their descriptors (two memfds each) piled up to the worker's
+/// limit and every hello was refused until the linger passed. At most
+/// `MAX_LINGERING` (64) connections' rings linger, the oldest discarded
+/// first: with 200 descriptors to spare the churn leaves the worker
+/// serving, and it never holds more than the bound's 128 descriptors (and
+/// a few more for the live connections) above where it started.
+#[test]
+fn connections_the_worker_ends_fast_do_not_pile_up_its_descriptors() {
+    maybe_run_worker();
+    let s = TestSession::new("linger");
+    let worker = s.spawn_worker_env(
+        "connections_the_worker_ends_fast_do_not_pile_up_its_descriptors",
+        0,
+        &[
+            (worker_support::ENV_SPARE_FDS, "200"),
+            (worker_support::ENV_UNTIL_EXIT, "1"),
+        ],
+    );
+    let pid = worker.child.as_ref().unwrap().id();
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
+    };
+    let mut driver = s.driver();
+    let actor = worker_support::create_counter(&mut driver, worker.id, 0);
+    let before = fds();
+    let connector = caller_connector(&s.session);
+    let (mut most, mut open) = (before, None);
+    for i in 0..300u64 {
+        let mut c = connector
+            .connect_worker(&worker.id)
+            .unwrap_or_else(|e| panic!("connection {i} refused: {e}"));
+        assert_eq!(square_over(&mut c, worker.id, i as i64), (i * i) as i64);
+        // The one before was superseded (ended by the worker) while open.
+        drop(open.replace(c));
+        if i % 16 == 0 {
+            most = most.max(fds());
+        }
+    }
+    most = most.max(fds());
+    assert!(
+        most <= before + 2 * 64 + 16,
+        "the worker went from {before} to {most} descriptors"
+    );
+    drop(open);
+    // Still serving: a new caller's call is answered.
+    let r = driver
+        .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+        .unwrap();
+    assert_eq!(get_i64(&mut driver, &r), 1);
+    let end = driver.terminate_actor(&actor).unwrap();
+    driver.get(std::slice::from_ref(&end), GUARD).unwrap();
+    drop(driver);
+    worker.wait_success();
+}
+
 /// Input (the re-attack of 2026-12-03 on `af025a4`): hellos whose
 /// handshakes overlap were all admitted while the count lagged (a
 /// shared-memory hello is judged before its last step): 16 at once took a

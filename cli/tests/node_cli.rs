@@ -1710,8 +1710,7 @@ fn a_removed_session_directory_stops_the_node() {
     // says the directory is gone, never "kept".
     assert!(
         rest.last().is_some_and(|l| {
-            l.contains("session directory already gone")
-                || l.contains("session directory removed")
+            l.contains("session directory already gone") || l.contains("session directory removed")
         }),
         "{rest:?}"
     );

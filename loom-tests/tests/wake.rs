@@ -165,3 +165,41 @@ fn both_sides_block_futex() {
 fn batched_blocking_both_sides_futex() {
     three_frames_both_sides_block(true);
 }
+
+/// A producer sleeping for room while the consumer's releases are below
+/// its publish batch (`RELEASE_BATCH_DIVISOR`: a quarter of the capacity):
+/// `release()` of the first, small frame publishes nothing, so the
+/// producer may go to sleep on a `tail` that is behind; the consumer's
+/// next release crosses the batch and publishes (and wakes). Then the
+/// consumer sleeps for the producer's frame and the close.
+#[test]
+fn producer_sleeps_for_room_behind_a_lazy_release() {
+    loom::model(|| {
+        let (mut p, mut c) = Ring::heap(256).unwrap();
+        // 32 + 208 bytes of 256: a frame of 32 no longer fits.
+        let g = p.reserve(16).unwrap();
+        g.commit_all();
+        let g = p.reserve(192).unwrap();
+        g.commit_all();
+        let t = thread::spawn(move || {
+            let w = Waiter::new(park());
+            let f = c.peek().unwrap().expect("first prefilled frame");
+            assert_eq!(f.len(), 16);
+            // 32 bytes released, below the batch of 64: not published.
+            f.release();
+            let f = c.peek().unwrap().expect("second prefilled frame");
+            assert_eq!(f.len(), 192);
+            f.release();
+            let f = c.peek_blocking(&w, far()).unwrap();
+            assert_eq!(&*f, &[7]);
+            f.release();
+            assert_eq!(c.peek_blocking(&w, far()).unwrap_err(), RingError::Closed);
+        });
+        let w = Waiter::new(park());
+        let mut g = p.reserve_blocking(1, 0, &w, far()).unwrap();
+        g[0] = 7;
+        g.commit_all();
+        drop(p);
+        t.join().unwrap();
+    });
+}

@@ -28,6 +28,9 @@ pub struct Consumer<S: RingStorage> {
     tail: u64,
     /// Last value stored into the shared `tail`.
     published: u64,
+    /// Released bytes at which [`ReadFrame::release`] publishes `tail`
+    /// (a quarter of the capacity, [`RELEASE_BATCH_DIVISOR`]).
+    batch: u64,
     poisoned: bool,
     /// Whether the last [`audit`](Self::audit) found the producer's flags
     /// unsettled (see `check_peer_settled`).
@@ -47,6 +50,14 @@ impl<S: RingStorage> std::fmt::Debug for Consumer<S> {
     }
 }
 
+/// [`ReadFrame::release`] publishes `tail` once a `1 / RELEASE_BATCH_DIVISOR`
+/// share of the capacity (a quarter) was released since the last publish;
+/// below that the producer learns of the room when the consumer next finds
+/// the ring empty, flushes or is dropped. A round trip's release then
+/// publishes while its side waits for the answer, not between the frame's
+/// arrival and its answer.
+pub const RELEASE_BATCH_DIVISOR: usize = 4;
+
 /// Where a validated frame sits (no borrow, so wait loops can return it).
 #[derive(Debug, Clone, Copy)]
 struct FrameDesc {
@@ -65,6 +76,7 @@ impl<S: RingStorage> Consumer<S> {
             cap: a.cap,
             tail: a.tail,
             published: a.tail,
+            batch: (a.cap / RELEASE_BATCH_DIVISOR).max(1) as u64,
             poisoned: false,
             unsettled: false,
             peer_eventfd: None,
@@ -522,15 +534,27 @@ impl<S: RingStorage> ReadFrame<'_, S> {
         self.consumer.tail += self.desc.total as u64;
     }
 
-    /// Releases the frame and publishes `tail` now (waking a sleeping
-    /// producer).
+    /// Releases the frame; the producer learns of the room lazily, in
+    /// batches: `tail` is published (waking a producer
+    /// that sleeps for room) once a quarter of the capacity was released
+    /// since the last publish ([`RELEASE_BATCH_DIVISOR`]), and otherwise
+    /// when this consumer next finds the ring empty (any
+    /// [`peek`](Consumer::peek), [`peek_blocking`](Consumer::peek_blocking)
+    /// or [`arm_eventfd`](Consumer::arm_eventfd) that finds no frame), at
+    /// [`Consumer::flush`] and when it is dropped. A consumer that stops
+    /// looking at the ring while the producer may still need the room (an
+    /// event loop that polls only [`has_frames`](Consumer::has_frames))
+    /// calls [`Consumer::flush`] itself.
     #[inline]
     pub fn release(mut self) {
         self.advance();
-        self.consumer.flush();
+        let c = &mut *self.consumer;
+        if c.tail.wrapping_sub(c.published) >= c.batch {
+            c.flush();
+        }
     }
 
-    /// Releases the frame without publishing `tail`: publish a batch with
+    /// Releases the frame without publishing `tail` at all: publish with
     /// [`Consumer::flush`] (also done automatically when the ring looks
     /// empty and when the consumer is dropped).
     #[inline]

@@ -102,6 +102,13 @@
 //! - `Consumer::flush` stores `tail` with `Release`; it pairs with the
 //!   `Acquire` load of `tail` in `Producer::reload_tail`, so the consumer's
 //!   reads of released bytes happen before the producer overwrites them.
+//!   [`ReadFrame::release`] calls it only once a quarter of the capacity
+//!   was released since the last publish; an empty poll, an explicit
+//!   [`Consumer::flush`] and the consumer's drop publish the rest, so a
+//!   producer sleeping for room is woken by the consumer's next look at an
+//!   empty ring at the latest (the producer learns of room lazily; a
+//!   round trip's release is no longer between a frame's arrival and its
+//!   answer).
 //! - After each publish a `SeqCst` fence and a load of the peer's `sleeping`
 //!   flag implement the wake-up handshake (see [`crate::wake`]).
 //! - `Ring::init` stores `magic` last with `Release`; the `Acquire` load in
@@ -174,7 +181,7 @@ mod storage;
 use std::cell::Cell;
 use std::marker::PhantomData;
 
-pub use consumer::{Consumer, ReadFrame};
+pub use consumer::{Consumer, ReadFrame, RELEASE_BATCH_DIVISOR};
 pub use error::{AttachError, RingError, Side};
 pub use layout::{
     Line, RingHeader, RingMeta, FRAME_ALIGN, FRAME_HEADER_LEN, HEADER_LEN, MAX_CAPACITY,

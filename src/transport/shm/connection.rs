@@ -514,6 +514,7 @@ impl ShmConnection {
             grant.commit_all();
             self.queued -= len;
             self.queue.pop_front();
+            self.publish_released();
         }
         Ok(true)
     }
@@ -601,6 +602,7 @@ impl Connection for ShmConnection {
                 Ok(mut grant) => {
                     let n = run_encoder(&mut grant, encode)?;
                     grant.commit(n);
+                    self.publish_released();
                     return Ok(n);
                 }
                 Err(RingError::Full) => {}
@@ -810,7 +812,20 @@ impl ShmConnection {
         // Publish only the bytes the encoder used: the frame's length is the
         // message's (n <= max_len, the grant's length, checked above).
         grant.commit(n);
+        self.publish_released();
         Ok(n)
+    }
+
+    /// Tells the peer's producer of the room our receives freed (the ring
+    /// publishes released frames lazily, see `ReadFrame::release`): after
+    /// each of our own frames is committed, so it costs the round trip
+    /// nothing, and from the Mux's tick, so a connection the Mux only
+    /// probes (`ready_hint`) does not keep its peer short of room.
+    #[inline]
+    fn publish_released(&mut self) {
+        if let Some(rx) = self.rx.as_mut() {
+            rx.flush();
+        }
     }
 
     /// Whether the peer will read nothing more from us: it let go of an end
@@ -898,6 +913,7 @@ impl MuxConnection for ShmConnection {
     }
 
     fn tick(&mut self, now: Instant) -> Option<Instant> {
+        self.publish_released();
         self.audit();
         Some(now + AUDIT_INTERVAL)
     }

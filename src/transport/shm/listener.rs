@@ -2,6 +2,7 @@
 //! directory, and its half of the bootstrap (judge the hello, make the
 //! rings, pass the eventfds, wait for the acknowledgement).
 
+use std::collections::VecDeque;
 use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::MetadataExt;
@@ -44,6 +45,15 @@ pub struct ShmListener {
 /// reply to an actor's terminate, before their memory is discarded (2 s).
 pub(crate) const RING_LINGER: Duration = Duration::from_secs(2);
 
+/// At most this many ended connections' rings linger at once (two memfds
+/// and two mappings each): one more discards the oldest before its
+/// [`RING_LINGER`] is over. Without a bound, connections ended fast
+/// (a caller superseding its own connection again and again, fresh ids cut
+/// off for junk) piled their descriptors up to the process's limit, after
+/// which every hello was refused until the linger passed (attack on
+/// `742dfdb`).
+pub(crate) const MAX_LINGERING: usize = 64;
+
 /// The ring memory of a listener's connections, against
 /// [`ShmOptions::max_ring_memory`]. A connection's rings are charged from
 /// its hello until their memory is discarded ([`AnonSegment::discard`]),
@@ -61,8 +71,9 @@ struct BudgetState {
     /// Bytes charged: rings live or lingering.
     used: usize,
     /// Rings of connections ended by this side while the peer was still
-    /// there, discarded (and refunded) at their deadline.
-    lingering: Vec<(Instant, [Arc<AnonSegment>; 2], usize)>,
+    /// there, oldest first, discarded (and refunded) at their deadline or
+    /// when [`MAX_LINGERING`] newer ones came after them.
+    lingering: VecDeque<(Instant, [Arc<AnonSegment>; 2], usize)>,
 }
 
 impl BudgetState {
@@ -78,6 +89,21 @@ impl BudgetState {
             false
         });
         self.used = self.used.saturating_sub(refund);
+    }
+
+    /// Lets one more connection's rings linger: the oldest lingering ones
+    /// go first while [`MAX_LINGERING`] are already there.
+    fn linger(&mut self, rings: [Arc<AnonSegment>; 2], bytes: usize) {
+        let now = Instant::now();
+        self.reap(now);
+        while self.lingering.len() >= MAX_LINGERING {
+            let Some((_, old, old_bytes)) = self.lingering.pop_front() else {
+                break;
+            };
+            discard(&old);
+            self.used = self.used.saturating_sub(old_bytes);
+        }
+        self.lingering.push_back((now + RING_LINGER, rings, bytes));
     }
 }
 
@@ -148,7 +174,8 @@ impl RingCharge {
     /// The listener's side of the connection ends. A peer that hung up
     /// reads nothing more: the rings are discarded now. A peer still there
     /// may read its last frames: the rings linger, charged, for
-    /// [`RING_LINGER`].
+    /// [`RING_LINGER`] (or until [`MAX_LINGERING`] later ones push them
+    /// out).
     pub(crate) fn end(mut self, peer_gone: bool) {
         let Some(rings) = self.rings.take() else {
             return;
@@ -158,9 +185,7 @@ impl RingCharge {
             let mut st = self.budget.state();
             st.used = st.used.saturating_sub(self.bytes);
         } else {
-            let mut st = self.budget.state();
-            st.lingering
-                .push((Instant::now() + RING_LINGER, rings, self.bytes));
+            self.budget.state().linger(rings, self.bytes);
         }
     }
 }
