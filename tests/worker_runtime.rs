@@ -1163,6 +1163,51 @@ fn a_callers_new_connection_supersedes_its_open_one() {
     worker.wait_success();
 }
 
+/// Input (the attack of 2026-12-03 on `c901956`, high): an honest caller
+/// submitted 200 calls returning 100 KB each and then called `get` on all
+/// (Ray's `ray.get([a.f.remote() for _ in range(200)])`); it read nothing
+/// while submitting, the worker's replies piled up past its send queue
+/// (4 MiB plus the ring) and it ended the connection: "actor … died". The
+/// caller now reads waiting replies while it submits with tasks in
+/// flight: every value arrives, over shared memory and over TCP.
+#[test]
+fn a_batch_of_calls_with_large_replies_then_get_receives_every_reply() {
+    maybe_run_worker();
+    let s = TestSession::new("batchget");
+    const CALLS: usize = 200;
+    const BYTES: i64 = 100_000;
+    for tcp in [false, true] {
+        // One actor per worker: a worker for each transport.
+        let worker = s.spawn_worker(
+            "a_batch_of_calls_with_large_replies_then_get_receives_every_reply",
+            1,
+        );
+        let mut opts = CoreWorkerOptions::new(s.node);
+        opts.force_tcp = tcp;
+        let mut driver = CoreWorker::new(&s.session, opts).unwrap();
+        let actor = worker_support::create_counter(&mut driver, worker.id, 0);
+        let refs: Vec<ObjectRef> = (0..CALLS)
+            .map(|_| {
+                driver
+                    .submit_actor_task(&actor, "big", vec![i64_arg(BYTES)])
+                    .unwrap()
+            })
+            .collect();
+        let values = driver
+            .get(&refs, GUARD)
+            .unwrap_or_else(|e| panic!("tcp {tcp}: {e}"));
+        assert_eq!(values.len(), CALLS);
+        assert!(
+            values
+                .iter()
+                .all(|v| v.len() == BYTES as usize && v[0] == 7),
+            "tcp {tcp}: a value of the wrong size"
+        );
+        drop(driver);
+        worker.wait_success();
+    }
+}
+
 /// Input (the attack of 2026-12-03 on `742dfdb`): connections the worker
 /// ends itself, its peer still there (here a caller superseding its own
 /// connection 300 times), keep their rings for the peer's last frames.

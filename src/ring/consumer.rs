@@ -29,7 +29,7 @@ pub struct Consumer<S: RingStorage> {
     /// Last value stored into the shared `tail`.
     published: u64,
     /// Released bytes at which [`ReadFrame::release`] publishes `tail`
-    /// (a quarter of the capacity, [`RELEASE_BATCH_DIVISOR`]).
+    /// (a quarter of the capacity, at most [`RELEASE_BATCH_MAX`]).
     batch: u64,
     poisoned: bool,
     /// Whether the last [`audit`](Self::audit) found the producer's flags
@@ -51,12 +51,21 @@ impl<S: RingStorage> std::fmt::Debug for Consumer<S> {
 }
 
 /// [`ReadFrame::release`] publishes `tail` once a `1 / RELEASE_BATCH_DIVISOR`
-/// share of the capacity (a quarter) was released since the last publish;
-/// below that the producer learns of the room when the consumer next finds
-/// the ring empty, flushes or is dropped. A round trip's release then
-/// publishes while its side waits for the answer, not between the frame's
-/// arrival and its answer.
+/// share of the capacity (a quarter), but at most [`RELEASE_BATCH_MAX`]
+/// bytes, was released since the last publish; below that the producer
+/// learns of the room when the consumer next finds the ring empty, flushes
+/// or is dropped. A round trip's release then publishes while its side
+/// waits for the answer, not between the frame's arrival and its answer.
 pub const RELEASE_BATCH_DIVISOR: usize = 4;
+
+/// The most released room (bytes) a consumer keeps from its producer
+/// between publishes: 4 KiB. A consumer that goes busy right after a
+/// release (a worker running a long task inline) withholds less than this,
+/// whatever the frame's size: a frame of 4 KiB or more is published as it
+/// is released (an attack on `c901956` found a quarter ring — 256 KiB of
+/// a 1 MiB ring — withheld during such a task, which blocked the caller's
+/// next large send until the task ended).
+pub const RELEASE_BATCH_MAX: usize = 4096;
 
 /// Where a validated frame sits (no borrow, so wait loops can return it).
 #[derive(Debug, Clone, Copy)]
@@ -76,7 +85,7 @@ impl<S: RingStorage> Consumer<S> {
             cap: a.cap,
             tail: a.tail,
             published: a.tail,
-            batch: (a.cap / RELEASE_BATCH_DIVISOR).max(1) as u64,
+            batch: (a.cap / RELEASE_BATCH_DIVISOR).clamp(1, RELEASE_BATCH_MAX) as u64,
             poisoned: false,
             unsettled: false,
             peer_eventfd: None,
@@ -536,8 +545,9 @@ impl<S: RingStorage> ReadFrame<'_, S> {
 
     /// Releases the frame; the producer learns of the room lazily, in
     /// batches: `tail` is published (waking a producer
-    /// that sleeps for room) once a quarter of the capacity was released
-    /// since the last publish ([`RELEASE_BATCH_DIVISOR`]), and otherwise
+    /// that sleeps for room) once a quarter of the capacity, at most 4 KiB,
+    /// was released since the last publish ([`RELEASE_BATCH_DIVISOR`],
+    /// [`RELEASE_BATCH_MAX`]), and otherwise
     /// when this consumer next finds the ring empty (any
     /// [`peek`](Consumer::peek), [`peek_blocking`](Consumer::peek_blocking)
     /// or [`arm_eventfd`](Consumer::arm_eventfd) that finds no frame), at

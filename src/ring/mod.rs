@@ -103,7 +103,7 @@
 //!   `Acquire` load of `tail` in `Producer::reload_tail`, so the consumer's
 //!   reads of released bytes happen before the producer overwrites them.
 //!   [`ReadFrame::release`] calls it only once a quarter of the capacity
-//!   was released since the last publish; an empty poll, an explicit
+//!   (at most 4 KiB) was released since the last publish; an empty poll, an explicit
 //!   [`Consumer::flush`] and the consumer's drop publish the rest, so a
 //!   producer sleeping for room is woken by the consumer's next look at an
 //!   empty ring at the latest (the producer learns of room lazily; a
@@ -181,7 +181,7 @@ mod storage;
 use std::cell::Cell;
 use std::marker::PhantomData;
 
-pub use consumer::{Consumer, ReadFrame, RELEASE_BATCH_DIVISOR};
+pub use consumer::{Consumer, ReadFrame, RELEASE_BATCH_DIVISOR, RELEASE_BATCH_MAX};
 pub use error::{AttachError, RingError, Side};
 pub use layout::{
     Line, RingHeader, RingMeta, FRAME_ALIGN, FRAME_HEADER_LEN, HEADER_LEN, MAX_CAPACITY,

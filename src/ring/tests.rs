@@ -927,3 +927,35 @@ fn audits_find_what_the_data_path_never_reads() {
         "{e:?}"
     );
 }
+
+/// Releases reach the producer in batches of a quarter ring, at most
+/// `RELEASE_BATCH_MAX` (4 KiB): a small frame's release is published only
+/// when the consumer next finds the ring empty (or flushes); a frame of
+/// 4 KiB or more is published as it is released, so a consumer that goes
+/// busy right after it withholds nothing of it.
+#[test]
+fn releases_are_published_in_batches_of_at_most_4_kib() {
+    use super::RELEASE_BATCH_MAX;
+    let (mut p, mut c, _s) = pair(64 * 1024);
+    // 4 KiB frame + 16-byte header, then small frames filling the rest.
+    let big = RELEASE_BATCH_MAX;
+    push(&mut p, &vec![1; big], 0).unwrap();
+    let small = 48; // 64 bytes a frame
+    while p.reserve(small).is_ok() {
+        push(&mut p, &[2; 48], 0).unwrap();
+    }
+    assert_eq!(p.reserve(small).unwrap_err(), RingError::Full);
+    // The big one: published at its release, the producer has room at once.
+    let f = c.peek().unwrap().unwrap();
+    assert_eq!(f.len(), big);
+    f.release();
+    assert!(p.reserve(big).is_ok(), "a 4 KiB release was withheld");
+    // Small ones below the batch: not published until the ring looks empty.
+    let mut p_full = || p.reserve(big + 64).is_err();
+    assert!(p_full());
+    let f = c.peek().unwrap().unwrap();
+    f.release();
+    assert!(p_full(), "one small release was published at once");
+    c.flush();
+    assert!(!p_full(), "flush did not publish");
+}

@@ -723,6 +723,9 @@ pub struct CoreWorker {
     /// Receiving rounds so far (`drive`), to look at the clock for that
     /// check only every so often while busy.
     drives: u64,
+    /// Submits that found tasks in flight on a TCP connection
+    /// (`read_replies_while_submitting` reads at every 16th).
+    submits_reading: u64,
     /// The object store (from the options).
     store: Option<StoreClient>,
     /// Reference counts of the objects this worker owns (with a store only).
@@ -1170,6 +1173,7 @@ impl CoreWorker {
             session: session.clone(),
             lock_check_at: Instant::now() + crate::transport::LISTENER_CHECK_INTERVAL,
             drives: 0,
+            submits_reading: 0,
         })
     }
 
@@ -1643,6 +1647,7 @@ impl CoreWorker {
         let object_id = spec.return_id(0);
         let oref = self.new_ref(object_id);
         self.push_to_worker(worker, spec, options.max_retries, store_args);
+        self.read_replies_while_submitting(worker);
         Ok(oref)
     }
 
@@ -2054,7 +2059,41 @@ impl CoreWorker {
         self.actor_events(actor.actor_id, &mut evs, None);
         self.events = evs;
         self.prepare_next_child();
+        self.read_replies_while_submitting(worker);
         Ok(oref)
+    }
+
+    /// Reads the replies `worker` already sent while the caller goes on
+    /// submitting (never waits). Ray's core worker reads replies on its own
+    /// I/O thread; this one reads them when the caller waits (`get`,
+    /// `wait`) — and, with more than one task in flight, here: a caller
+    /// that submitted a batch before its `get` read nothing until then,
+    /// and the worker, its replies piling up past its send queue
+    /// (`send_queue_limit`, 4 MiB, plus the ring), ended the connection
+    /// (attack on `c901956`: 200 calls returning 100 KB each, then `get`:
+    /// "actor … died"). A sync call (one task in flight) skips it, so it
+    /// costs that path nothing; over TCP (no cheap readiness probe: the
+    /// bytes sit in the kernel) it reads at every 16th such submit.
+    fn read_replies_while_submitting(&mut self, worker: WorkerId) {
+        if self.num_pending_tasks() < 2 {
+            return;
+        }
+        let Some(key) = self.conns.get(&worker).filter(|c| !c.lost).map(|c| c.key) else {
+            return;
+        };
+        let Some(conn) = self.mux.get_mut(key) else {
+            return;
+        };
+        let ready = match conn.kind() {
+            TransportKind::Shm => conn.ready_hint(),
+            TransportKind::Tcp => {
+                self.submits_reading = self.submits_reading.wrapping_add(1);
+                self.submits_reading % 16 == 0 || conn.ready_hint()
+            }
+        };
+        if ready {
+            self.drain(key, Duration::ZERO);
+        }
     }
 
     /// The bookkeeping of the value replies `drain` stored at once
