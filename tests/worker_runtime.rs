@@ -1208,6 +1208,52 @@ fn a_batch_of_calls_with_large_replies_then_get_receives_every_reply() {
     }
 }
 
+/// Input (the attack of 2026-12-03 on `c901956`, medium): a worker short
+/// of ring memory (`ShmOptions::max_ring_memory`) grants smaller rings; an
+/// honest caller given 8 KiB ones created its actor, then failed its first
+/// 50 KB call as "connection lost". A caller refuses rings shrunk below
+/// what a call at the inline limit needs, naming why; one whose inline
+/// limit fits them is served.
+#[test]
+fn rings_too_small_for_a_call_at_the_inline_limit_are_refused_naming_why() {
+    maybe_run_worker();
+    let s = TestSession::new("smallrings");
+    // 256 KiB of ring memory: 128 KiB rings at most (a caller asks 1 MiB).
+    let worker = s.spawn_worker_env(
+        "rings_too_small_for_a_call_at_the_inline_limit_are_refused_naming_why",
+        0,
+        &[
+            (worker_support::ENV_RING_MEMORY, "262144"),
+            (worker_support::ENV_UNTIL_EXIT, "1"),
+        ],
+    );
+    let mut refused = s.driver();
+    match refused.create_actor(worker.id, MODULE, "Counter", vec![i64_arg(0)], 0) {
+        Err(shmwire::worker::WorkerError::Connect(ConnectError::Refused { reason })) => {
+            assert!(
+                reason.contains("max_ring_memory") && reason.contains("inline limit"),
+                "{reason}"
+            );
+        }
+        Err(e) => panic!("refused for another reason: {e}"),
+        Ok(_) => panic!("an actor created over rings too small for its calls"),
+    }
+    drop(refused);
+    // 32 KiB inline: 96 KiB frames needed, 128 KiB rings do.
+    let mut opts = CoreWorkerOptions::new(s.node);
+    opts.max_direct_call_object_size = 32 << 10;
+    let mut driver = CoreWorker::new(&s.session, opts).unwrap();
+    let actor = worker_support::create_counter(&mut driver, worker.id, 0);
+    let r = driver
+        .submit_actor_task(&actor, "big", vec![i64_arg(30_000)])
+        .unwrap();
+    assert_eq!(driver.get(&[r], GUARD).unwrap()[0].len(), 30_000);
+    let end = driver.terminate_actor(&actor).unwrap();
+    driver.get(std::slice::from_ref(&end), GUARD).unwrap();
+    drop(driver);
+    worker.wait_success();
+}
+
 /// Input (the attack of 2026-12-03 on `742dfdb`): connections the worker
 /// ends itself, its peer still there (here a caller superseding its own
 /// connection 300 times), keep their rings for the peer's last frames.

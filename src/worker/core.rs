@@ -366,6 +366,12 @@ impl CoreWorkerOptions {
 /// that found an earlier attempt's object still being written).
 const STORE_RETURN_FETCH: Duration = Duration::from_secs(1);
 
+/// Bytes of a request besides its inline arguments that a connection's
+/// frames must have room for (the spec's ids, descriptor, options; 64 KiB
+/// is far more than they take): with `max_direct_call_object_size` the
+/// smallest frame a caller accepts from shrunk rings (`check_frames`).
+const CALL_FRAME_HEADROOM: usize = 64 << 10;
+
 #[derive(Debug, Clone, Copy)]
 enum Target {
     Actor(ActorId),
@@ -1211,6 +1217,7 @@ impl CoreWorker {
         if self.conns.contains_key(&worker) {
             return Ok(());
         }
+        self.check_frames(&conn)?;
         // The kernel's word (shared memory) before the entry's, which any
         // process of this user could have written.
         let pid = conn.peer_pid().or(Some(entry.pid)).filter(|&p| p != 0);
@@ -1232,6 +1239,40 @@ impl CoreWorker {
         );
         self.by_key.insert(key, worker);
         Ok(())
+    }
+
+    /// Refuses a shared-memory connection whose rings the worker shrank
+    /// below what this caller asked (a listener short of ring memory,
+    /// `ShmOptions::max_ring_memory`, grants the largest rings that fit)
+    /// when they cannot carry a call at the inline limit
+    /// (`max_direct_call_object_size` plus [`CALL_FRAME_HEADROOM`] for the
+    /// rest of the request): the caller is told why here, instead of its
+    /// first large call failing as a lost connection (attack on
+    /// `c901956`: 8 KiB rings, a 50 KB argument, "connection lost").
+    fn check_frames(&self, conn: &AnyConnection) -> Result<(), WorkerError> {
+        let Some(fill) = conn.ring_fill() else {
+            return Ok(());
+        };
+        let asked = self.options.shm.ring_capacity;
+        let need = self
+            .options
+            .max_direct_call_object_size
+            .saturating_add(CALL_FRAME_HEADROOM);
+        let can = conn.max_send_len();
+        if fill.tx_capacity >= asked || can >= need {
+            return Ok(());
+        }
+        Err(WorkerError::Connect(ConnectError::Refused {
+            reason: format!(
+                "worker {} granted {} byte rings (this caller asked for {asked}; its \
+                 ShmOptions::max_ring_memory is short): frames of at most {can} bytes, \
+                 less than the {need} a call at the inline limit needs \
+                 (max_direct_call_object_size {} + {CALL_FRAME_HEADROOM})",
+                conn.peer_worker_id(),
+                fill.tx_capacity,
+                self.options.max_direct_call_object_size,
+            ),
+        }))
     }
 
     /// Starts an attempt to reach `worker` again, its handshake bounded by
