@@ -372,10 +372,6 @@ const STORE_RETURN_FETCH: Duration = Duration::from_secs(1);
 /// smallest frame a caller accepts from shrunk rings (`check_frames`).
 const CALL_FRAME_HEADROOM: usize = 64 << 10;
 
-/// A caller submitting with tasks in flight reads the replies waiting at
-/// every 32nd submit (`read_replies_while_submitting`).
-const READ_WHILE_SUBMITTING_EVERY: u64 = 32;
-
 #[derive(Debug, Clone, Copy)]
 enum Target {
     Actor(ActorId),
@@ -733,9 +729,6 @@ pub struct CoreWorker {
     /// Receiving rounds so far (`drive`), to look at the clock for that
     /// check only every so often while busy.
     drives: u64,
-    /// Submits that found tasks in flight (`read_replies_while_submitting`
-    /// reads at every [`READ_WHILE_SUBMITTING_EVERY`]th).
-    submits_reading: u64,
     /// The object store (from the options).
     store: Option<StoreClient>,
     /// Reference counts of the objects this worker owns (with a store only).
@@ -1183,7 +1176,6 @@ impl CoreWorker {
             session: session.clone(),
             lock_check_at: Instant::now() + crate::transport::LISTENER_CHECK_INTERVAL,
             drives: 0,
-            submits_reading: 0,
         })
     }
 
@@ -1245,14 +1237,16 @@ impl CoreWorker {
         Ok(())
     }
 
-    /// Refuses a shared-memory connection whose rings the worker shrank
-    /// below what this caller asked (a listener short of ring memory,
-    /// `ShmOptions::max_ring_memory`, grants the largest rings that fit)
-    /// when they cannot carry a call at the inline limit
-    /// (`max_direct_call_object_size` plus [`CALL_FRAME_HEADROOM`] for the
-    /// rest of the request): the caller is told why here, instead of its
-    /// first large call failing as a lost connection (attack on
-    /// `c901956`: 8 KiB rings, a 50 KB argument, "connection lost").
+    /// Refuses a shared-memory connection whose rings cannot carry a call
+    /// at the inline limit (`max_direct_call_object_size` plus
+    /// [`CALL_FRAME_HEADROOM`] for the rest of the request): rings the
+    /// worker shrank (a listener short of ring memory,
+    /// `ShmOptions::max_ring_memory`, grants the largest that fit; its
+    /// `max_ring_capacity` caps any), or small ones this caller asked for.
+    /// The caller is told why here, instead of its first large call
+    /// failing as a lost connection (attack on `c901956`: 8 KiB rings, a
+    /// 50 KB argument, "connection lost"; re-attack on `82d7ce8`: 64 KiB
+    /// rings the caller asked for).
     #[inline(never)]
     fn check_frames(&self, conn: &AnyConnection) -> Result<(), WorkerError> {
         let Some(fill) = conn.ring_fill() else {
@@ -1264,14 +1258,20 @@ impl CoreWorker {
             .max_direct_call_object_size
             .saturating_add(CALL_FRAME_HEADROOM);
         let can = conn.max_send_len();
-        if fill.tx_capacity >= asked || can >= need {
+        if can >= need {
             return Ok(());
         }
+        let why = if fill.tx_capacity < asked {
+            "the worker granted less: its ShmOptions::max_ring_memory is short, or its \
+             max_ring_capacity is lower"
+        } else {
+            "this caller asked for them: raise ShmOptions::ring_capacity or lower \
+             max_direct_call_object_size"
+        };
         Err(WorkerError::Connect(ConnectError::Refused {
             reason: format!(
-                "worker {} granted {} byte rings (this caller asked for {asked}; its \
-                 ShmOptions::max_ring_memory is short): frames of at most {can} bytes, \
-                 less than the {need} a call at the inline limit needs \
+                "worker {} gave {} byte rings (asked: {asked}; {why}): frames of at most \
+                 {can} bytes, less than the {need} a call at the inline limit needs \
                  (max_direct_call_object_size {} + {CALL_FRAME_HEADROOM})",
                 conn.peer_worker_id(),
                 fill.tx_capacity,
@@ -1693,9 +1693,6 @@ impl CoreWorker {
         let object_id = spec.return_id(0);
         let oref = self.new_ref(object_id);
         self.push_to_worker(worker, spec, options.max_retries, store_args);
-        if self.num_pending_tasks() > 1 {
-            self.read_replies_while_submitting(worker);
-        }
         Ok(oref)
     }
 
@@ -2107,49 +2104,7 @@ impl CoreWorker {
         self.actor_events(actor.actor_id, &mut evs, None);
         self.events = evs;
         self.prepare_next_child();
-        if self.num_pending_tasks() > 1 {
-            self.read_replies_while_submitting(worker);
-        }
         Ok(oref)
-    }
-
-    /// Reads the replies `worker` already sent while the caller goes on
-    /// submitting (never waits). Ray's core worker reads replies on its own
-    /// I/O thread; this one reads them when the caller waits (`get`,
-    /// `wait`) — and, with more than one task in flight, here: a caller
-    /// that submitted a batch before its `get` read nothing until then,
-    /// and the worker, its replies piling up past its send queue
-    /// (`send_queue_limit`, 4 MiB, plus the ring), ended the connection
-    /// (attack on `c901956`: 200 calls returning 100 KB each, then `get`:
-    /// "actor … died"). It reads at every
-    /// [`READ_WHILE_SUBMITTING_EVERY`]th submit that finds tasks in
-    /// flight (the caller checks that first); a sync call (one task in
-    /// flight) never calls it, so it costs that path nothing.
-    #[inline(never)]
-    fn read_replies_while_submitting(&mut self, worker: WorkerId) {
-        let Some(key) = self.conns.get(&worker).filter(|c| !c.lost).map(|c| c.key) else {
-            return;
-        };
-        let Some(conn) = self.mux.get_mut(key) else {
-            return;
-        };
-        // Every 32nd: at most 32 replies of at most the inline limit
-        // (3.2 MB at 100 KiB) come between two reads, within the worker's
-        // queue; reading at every submit made pipelined calls 10–35 %
-        // slower (the reply ring's lines pulled away from the worker
-        // while it writes them).
-        self.submits_reading = self.submits_reading.wrapping_add(1);
-        if self.submits_reading % READ_WHILE_SUBMITTING_EVERY != 0 {
-            return;
-        }
-        let ready = match conn.kind() {
-            TransportKind::Shm => conn.ready_hint(),
-            // No cheap probe: the bytes sit in the kernel.
-            TransportKind::Tcp => true,
-        };
-        if ready {
-            self.drain(key, Duration::ZERO);
-        }
     }
 
     /// The bookkeeping of the value replies `drain` stored at once

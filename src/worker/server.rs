@@ -1245,12 +1245,35 @@ impl Worker {
                     }
                     // Never waits: a caller that stops reading gets its
                     // replies queued (bounded), then is cut off alone.
-                    let sent = match self.replies.stamp_for(&mut self.encoder, &o.reply) {
+                    let mut sent = match self.replies.stamp_for(&mut self.encoder, &o.reply) {
                         Some(stamp) => {
                             conn.try_send_with(stamp.len(), |buf| stamp.write(&o.reply, buf))
                         }
                         None => conn.try_send_message(&mut self.encoder, &o.reply),
                     };
+                    if let Err(crate::transport::SendError::FrameTooLarge { len, max }) = sent {
+                        // A reply the connection's frames cannot carry (a
+                        // caller that asked for small rings): the caller
+                        // gets an error naming the sizes, not a silence
+                        // until its timeout (re-attack on `82d7ce8`).
+                        let message = format!(
+                            "the reply of task {} is {len} bytes, more than the {max} this \
+                             caller's connection carries in a frame (its ring capacity): \
+                             ask for larger rings (ShmOptions::ring_capacity) or return \
+                             less inline (max_direct_call_object_size)",
+                            o.reply.task_id
+                        );
+                        let refusal = match o.reply.return_objects.first() {
+                            Some(r) => app_error_reply(
+                                o.reply.task_id,
+                                r.object_id,
+                                StatusCode::Invalid,
+                                message,
+                            ),
+                            None => status_reply(o.reply.task_id, StatusCode::Invalid, message),
+                        };
+                        sent = conn.try_send_message(&mut self.encoder, &refusal);
+                    }
                     if let Err(e) = sent {
                         // The reply stays in the cache (if it has one) for a
                         // re-sent request after the caller reconnects.
