@@ -369,7 +369,8 @@ const STORE_RETURN_FETCH: Duration = Duration::from_secs(1);
 /// Bytes of a request besides its inline arguments that a connection's
 /// frames must have room for (the spec's ids, descriptor, options; 64 KiB
 /// is far more than they take): with `max_direct_call_object_size` the
-/// smallest frame a caller accepts from shrunk rings (`check_frames`).
+/// smallest frame a caller accepts on a shared-memory connection
+/// (`check_frames`).
 const CALL_FRAME_HEADROOM: usize = 64 << 10;
 
 #[derive(Debug, Clone, Copy)]

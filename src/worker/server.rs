@@ -1256,22 +1256,7 @@ impl Worker {
                         // caller that asked for small rings): the caller
                         // gets an error naming the sizes, not a silence
                         // until its timeout (re-attack on `82d7ce8`).
-                        let message = format!(
-                            "the reply of task {} is {len} bytes, more than the {max} this \
-                             caller's connection carries in a frame (its ring capacity): \
-                             ask for larger rings (ShmOptions::ring_capacity) or return \
-                             less inline (max_direct_call_object_size)",
-                            o.reply.task_id
-                        );
-                        let refusal = match o.reply.return_objects.first() {
-                            Some(r) => app_error_reply(
-                                o.reply.task_id,
-                                r.object_id,
-                                StatusCode::Invalid,
-                                message,
-                            ),
-                            None => status_reply(o.reply.task_id, StatusCode::Invalid, message),
-                        };
+                        let refusal = too_large_reply(&o.reply, len, max);
                         sent = conn.try_send_message(&mut self.encoder, &refusal);
                     }
                     if let Err(e) = sent {
@@ -1434,6 +1419,24 @@ fn reply_bytes(r: &PushTaskReply) -> usize {
         + r.borrowed_refs.capacity() * size_of::<spec::ObjectReferenceCount>()
         + r.status.message.capacity()
         + returns
+}
+
+/// The error that replaces a reply of `len` bytes its caller's frames
+/// (at most `max` bytes) cannot carry: an application error on its first
+/// return, naming the sizes and what to change.
+#[cold]
+#[inline(never)]
+fn too_large_reply(reply: &PushTaskReply, len: usize, max: usize) -> PushTaskReply {
+    let message = format!(
+        "the reply of task {} is {len} bytes, more than the {max} this caller's connection \
+         carries in a frame (its ring capacity): ask for larger rings \
+         (ShmOptions::ring_capacity) or return less inline (max_direct_call_object_size)",
+        reply.task_id
+    );
+    match reply.return_objects.first() {
+        Some(r) => app_error_reply(reply.task_id, r.object_id, StatusCode::Invalid, message),
+        None => status_reply(reply.task_id, StatusCode::Invalid, message),
+    }
 }
 
 fn app_error_reply(
