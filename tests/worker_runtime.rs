@@ -1167,8 +1167,10 @@ fn a_callers_new_connection_supersedes_its_open_one() {
 /// of ring memory (`ShmOptions::max_ring_memory`) grants smaller rings; an
 /// honest caller given 8 KiB ones created its actor, then failed its first
 /// 50 KB call as "connection lost". A caller refuses rings shrunk below
-/// what a call at the inline limit needs, naming why; one whose inline
-/// limit fits them is served.
+/// what a call at the inline limit needs, naming why — and small rings it
+/// asked for itself (the re-attack on `82d7ce8`); one whose inline limit
+/// fits them is served; a reply too large for a raw caller's frames comes
+/// back as an application error naming the sizes.
 #[test]
 fn rings_too_small_for_a_call_at_the_inline_limit_are_refused_naming_why() {
     maybe_run_worker();
