@@ -24,6 +24,33 @@ use worker_support::{
     GUARD, MODULE,
 };
 
+/// Ends `actor` gracefully (every earlier call answered first), drops the
+/// driver and waits (bounded) for its worker to exit cleanly.
+fn terminate_and_wait(mut driver: CoreWorker, actor: &ActorHandle, worker: WorkerProcess) {
+    let end = driver.terminate_actor(actor).unwrap();
+    driver.get(std::slice::from_ref(&end), GUARD).unwrap();
+    drop(driver);
+    worker.wait_success();
+}
+
+/// Retries `attempt` while the worker refuses it for its ring budget (a
+/// refused connection's rings come back once the worker sees it closed:
+/// at once when idle, later under load), at most 10 s.
+fn while_no_ring_room<T>(mut attempt: impl FnMut() -> Result<T, ConnectError>) -> T {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        match attempt() {
+            Ok(v) => return v,
+            Err(ConnectError::Refused { reason })
+                if reason.contains("no room for a connection") && Instant::now() < until =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("refused for another reason: {e}"),
+        }
+    }
+}
+
 fn get_i64(driver: &mut CoreWorker, r: &ObjectRef) -> i64 {
     as_i64(&driver.get(std::slice::from_ref(r), GUARD).unwrap()[0])
 }
@@ -1217,18 +1244,14 @@ fn rings_too_small_for_a_call_at_the_inline_limit_are_refused_naming_why() {
     let mut opts = CoreWorkerOptions::new(s.node);
     opts.max_direct_call_object_size = 32 << 10;
     let mut driver = CoreWorker::new(&s.session, opts).unwrap();
-    let until = Instant::now() + Duration::from_secs(10);
-    let actor = loop {
-        match driver.create_actor(worker.id, MODULE, "Counter", vec![i64_arg(0)], 0) {
-            Ok(a) => break a,
-            Err(shmwire::worker::WorkerError::Connect(ConnectError::Refused { reason }))
-                if reason.contains("no room for a connection") && Instant::now() < until =>
-            {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(e) => panic!("the fitting caller was refused: {e}"),
-        }
-    };
+    let actor = while_no_ring_room(|| {
+        driver
+            .create_actor(worker.id, MODULE, "Counter", vec![i64_arg(0)], 0)
+            .map_err(|e| match e {
+                shmwire::worker::WorkerError::Connect(c) => c,
+                e => panic!("the fitting caller failed: {e}"),
+            })
+    });
     let r = driver
         .submit_actor_task(&actor, "big", vec![i64_arg(30_000)])
         .unwrap();
@@ -1240,17 +1263,7 @@ fn rings_too_small_for_a_call_at_the_inline_limit_are_refused_naming_why() {
         ring_capacity: 64 << 10,
         ..Default::default()
     });
-    let mut raw = loop {
-        match connector.connect_worker(&worker.id) {
-            Ok(c) => break c,
-            Err(ConnectError::Refused { reason })
-                if reason.contains("no room for a connection") && Instant::now() < until =>
-            {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(e) => panic!("the raw caller was refused: {e}"),
-        }
-    };
+    let mut raw = while_no_ring_room(|| connector.connect_worker(&worker.id));
     let me = WorkerId::from_array([0x5a; 28]);
     let big = worker_support::actor_request((worker.id, &actor, me), "big", 0, -1, &[90_000]);
     raw.send_push_task(&mut Encoder::new(), &big).unwrap();
@@ -1268,10 +1281,7 @@ fn rings_too_small_for_a_call_at_the_inline_limit_are_refused_naming_why() {
         .unwrap();
     assert!(app_error && text.contains("more than the"), "{text}");
     drop(raw);
-    let end = driver.terminate_actor(&actor).unwrap();
-    driver.get(std::slice::from_ref(&end), GUARD).unwrap();
-    drop(driver);
-    worker.wait_success();
+    terminate_and_wait(driver, &actor, worker);
 }
 
 /// Input (the attack of 2026-12-03 on `742dfdb`): connections the worker
@@ -1328,10 +1338,7 @@ fn connections_the_worker_ends_fast_do_not_pile_up_its_descriptors() {
         .submit_actor_task(&actor, "add", vec![i64_arg(1)])
         .unwrap();
     assert_eq!(get_i64(&mut driver, &r), 1);
-    let end = driver.terminate_actor(&actor).unwrap();
-    driver.get(std::slice::from_ref(&end), GUARD).unwrap();
-    drop(driver);
-    worker.wait_success();
+    terminate_and_wait(driver, &actor, worker);
 }
 
 /// Input (the re-attack of 2026-12-03 on `af025a4`): hellos whose
@@ -1387,10 +1394,7 @@ fn simultaneous_hellos_do_not_take_a_worker_past_max_connections() {
         (1..=2).contains(&served),
         "{served} of {CALLERS} simultaneous callers served next to the driver, max_connections 3"
     );
-    let end = driver.terminate_actor(&actor).unwrap();
-    driver.get(std::slice::from_ref(&end), GUARD).unwrap();
-    drop(driver);
-    worker.wait_success();
+    terminate_and_wait(driver, &actor, worker);
 }
 
 /// Input (the attack of 2026-12-03): a caller that never advances
