@@ -16,7 +16,7 @@ pub use std::sync::atomic::{
     fence, AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering,
 };
 #[cfg(not(shmwire_loom))]
-pub use std::sync::{Arc, Condvar, Mutex};
+pub use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 #[cfg(not(shmwire_loom))]
 pub use std::{hint::spin_loop, thread};
 
@@ -25,7 +25,7 @@ pub use loom::sync::atomic::{
     fence, AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering,
 };
 #[cfg(shmwire_loom)]
-pub use loom::sync::{Arc, Condvar, Mutex};
+pub use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
 #[cfg(shmwire_loom)]
 pub use loom::{hint::spin_loop, thread};
 

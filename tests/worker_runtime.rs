@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use shmwire::ids::WorkerId;
 
 use shmwire::spec::{
-    self, Encoder, FunctionDescriptor, PushTaskReply, PushTaskRequest, StatusCode, TaskSpecBuilder,
+    self, Encoder, FunctionDescriptor, PushTaskReply, PushTaskRequest, StatusCode, TaskArg,
+    TaskSpecBuilder,
 };
 use shmwire::transport::{
     ConnectError, Connection as _, Connector, MessageConnection, TransportConfig,
@@ -1718,6 +1719,164 @@ fn a_caller_that_stops_reading_does_not_stall_the_others() {
     worker.wait_success();
 }
 
+/// Ray's `ray.get([a.big.remote() for _ in range(200)])` against two
+/// actors at once, over shared memory and over TCP: 400 replies of 100 KB
+/// (40 MB, ten times a worker's reply queue) are produced faster than the
+/// caller, still submitting, reads them. Each worker holds back its
+/// caller's requests while its replies are queued (the caller reads them in
+/// `get`), so every call succeeds on its first connection: the workers
+/// serve one connection each and exit after it, so a caller cut off for
+/// "not reading" (what the workers did before: their 4 MiB send queue
+/// overflowed) would fail its calls as the actor died. Found by the attack
+/// on `c901956`.
+#[test]
+fn a_caller_slow_to_read_its_replies_is_held_back_not_cut_off() {
+    maybe_run_worker();
+    for tcp in [false, true] {
+        let s = TestSession::new(if tcp { "heldtcp" } else { "heldshm" });
+        let test = "a_caller_slow_to_read_its_replies_is_held_back_not_cut_off";
+        let workers = [s.spawn_worker(test, 1), s.spawn_worker(test, 1)];
+        let mut opts = CoreWorkerOptions::new(s.node);
+        opts.force_tcp = tcp;
+        let mut driver = CoreWorker::new(&s.session, opts).unwrap();
+        let actors: Vec<ActorHandle> = workers
+            .iter()
+            .map(|w| create_counter(&mut driver, w.id, 0))
+            .collect();
+        let len = 100_000i64;
+        let mut refs = Vec::new();
+        for _ in 0..200 {
+            for a in &actors {
+                refs.push(
+                    driver
+                        .submit_actor_task(a, "big", vec![i64_arg(len)])
+                        .unwrap(),
+                );
+            }
+        }
+        let values = driver
+            .get(&refs, GUARD)
+            .unwrap_or_else(|e| panic!("tcp {tcp}: {e}"));
+        assert_eq!(values.len(), 400);
+        for v in &values {
+            assert!(
+                v.len() == len as usize && v.iter().all(|&b| b == 7),
+                "tcp {tcp}"
+            );
+        }
+        for a in &actors {
+            assert_eq!(driver.actor_restarts(a), 0);
+        }
+        let [w0, w1] = workers;
+        let end: Vec<ObjectRef> = actors
+            .iter()
+            .map(|a| driver.terminate_actor(a).unwrap())
+            .collect();
+        driver.get(&end, GUARD).unwrap();
+        drop(driver);
+        w0.wait_success();
+        w1.wait_success();
+    }
+}
+
+/// The other half of the same flow control: a caller whose requests meet
+/// a full ring — 150 calls with 20 KB arguments over 256 KiB rings, each
+/// returning 100 KB, so the worker holds the caller back after a few and
+/// stops reading — queues them on its connection instead of blocking in
+/// the send (where it would read no reply, the worker would wait for it,
+/// and after the worker's reply timeout it was cut off: "actor … died"),
+/// and hands them over while `get` reads the replies. Every call succeeds
+/// on its first connection (the worker serves one and exits).
+#[test]
+fn a_caller_whose_requests_meet_a_held_back_ring_queues_them() {
+    maybe_run_worker();
+    for tcp in [false, true] {
+        let s = TestSession::new(if tcp { "qtcp" } else { "qshm" });
+        let worker = s.spawn_worker(
+            "a_caller_whose_requests_meet_a_held_back_ring_queues_them",
+            1,
+        );
+        let mut opts = CoreWorkerOptions::new(s.node);
+        opts.force_tcp = tcp;
+        opts.shm.ring_capacity = 256 << 10;
+        let mut driver = CoreWorker::new(&s.session, opts).unwrap();
+        let actor = driver
+            .create_actor(worker.id, MODULE, "Blob", vec![], 0)
+            .unwrap();
+        let refs: Vec<ObjectRef> = (0..150i64)
+            .map(|seed| {
+                let arg = TaskArg::value(worker_support::pattern(seed as u64, 20_000), Vec::new());
+                driver
+                    .submit_actor_task(
+                        &actor,
+                        "transform",
+                        vec![arg, i64_arg(seed), i64_arg(100_000)],
+                    )
+                    .unwrap()
+            })
+            .collect();
+        let values = driver
+            .get(&refs, GUARD)
+            .unwrap_or_else(|e| panic!("tcp {tcp}: {e}"));
+        for (seed, v) in values.iter().enumerate() {
+            assert!(
+                *v == worker_support::pattern(seed as u64 + 1, 100_000),
+                "tcp {tcp}: seed {seed}"
+            );
+        }
+        assert_eq!(driver.actor_restarts(&actor), 0);
+        terminate_and_wait(driver, &actor, worker);
+    }
+}
+
+/// Requests queued for a worker that takes none of them (it was stopped,
+/// `SIGSTOP`, with the caller's ring full) fail as a silent worker's after
+/// the caller's send timeout (`CoreWorkerOptions::send_timeout`, 2 s here)
+/// — what a send blocked on the full ring found before requests were
+/// queued — rather than waiting out the whole `get`.
+#[test]
+fn queued_requests_a_stopped_worker_takes_none_of_fail_as_silent() {
+    maybe_run_worker();
+    let s = TestSession::new("qstop");
+    let worker = s.spawn_worker(
+        "queued_requests_a_stopped_worker_takes_none_of_fail_as_silent",
+        1,
+    );
+    let mut opts = CoreWorkerOptions::new(s.node);
+    opts.shm.ring_capacity = 256 << 10;
+    opts.send_timeout = Duration::from_secs(2);
+    opts.reconnect_grace = Duration::ZERO;
+    let mut driver = CoreWorker::new(&s.session, opts).unwrap();
+    let actor = driver
+        .create_actor(worker.id, MODULE, "Blob", vec![], 0)
+        .unwrap();
+    let pid = worker.child.as_ref().unwrap().id();
+    send_signal("-STOP", pid);
+    let t = Instant::now();
+    // 3 MB of requests: the 256 KiB ring takes a dozen, the rest queue.
+    let refs: Vec<ObjectRef> = (0..150i64)
+        .map(|seed| {
+            let arg = TaskArg::value(worker_support::pattern(seed as u64, 20_000), Vec::new());
+            driver
+                .submit_actor_task(&actor, "transform", vec![arg, i64_arg(seed), i64_arg(8)])
+                .unwrap()
+        })
+        .collect();
+    let submitted = t.elapsed();
+    let err = driver.get(&refs, GUARD).unwrap_err().to_string();
+    let took = t.elapsed();
+    send_signal("-CONT", pid);
+    assert!(
+        submitted < Duration::from_secs(1),
+        "submits queued, not blocked: {submitted:?}"
+    );
+    assert!(
+        err.contains("stopped answering (silent for 2.0 s)") && err.contains("unavailable"),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(20), "{took:?}: {err}");
+}
+
 #[test]
 fn normal_tasks_retry_after_a_broken_connection_or_fail_without_retries() {
     maybe_run_worker();
@@ -1966,6 +2125,34 @@ fn tcp_caller_with_actor(s: &TestSession, worker: WorkerId) -> (CoreWorker, Acto
         .unwrap();
     assert_eq!(get_i64(&mut driver, &r), 5);
     (driver, actor)
+}
+
+/// Over TCP, a task that runs longer than the liveness timeout (5 s) on
+/// the worker's loop thread — a one-thread actor's method, Ray's default —
+/// succeeds: the worker's heartbeat helper writes heartbeats on its TCP
+/// callers' connections while the task runs
+/// (`transport::heartbeat`). Before, the caller heard nothing for the
+/// whole task and failed it as "stopped answering" (found by the attack on
+/// `742dfdb`; over shared memory the same call succeeded). The caller's
+/// next call on the same connection works too.
+#[test]
+fn a_tcp_task_longer_than_the_liveness_timeout_succeeds() {
+    maybe_run_worker();
+    let s = TestSession::new("longtcp");
+    let worker = s.spawn_worker("a_tcp_task_longer_than_the_liveness_timeout_succeeds", 1);
+    let (mut driver, actor) = tcp_caller_with_actor(&s, worker.id);
+    let t = Instant::now();
+    let r = driver
+        .submit_actor_task(&actor, "sleep_ms", vec![i64_arg(7_000)])
+        .unwrap();
+    assert_eq!(get_i64(&mut driver, &r), 5);
+    assert!(t.elapsed() >= Duration::from_secs(7));
+    let r = driver
+        .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+        .unwrap();
+    assert_eq!(get_i64(&mut driver, &r), 6);
+    assert_eq!(driver.actor_restarts(&actor), 0);
+    terminate_and_wait(driver, &actor, worker);
 }
 
 /// Over TCP, an actor whose worker is only stopped (`SIGSTOP`) stops

@@ -140,6 +140,21 @@ impl Connection for AnyConnection {
         }
     }
 
+    fn try_send_tagged_with<F, E>(
+        &mut self,
+        tag: FrameTag,
+        max_len: usize,
+        encode: F,
+    ) -> Result<usize, SendError<E>>
+    where
+        F: FnOnce(&mut [u8]) -> Result<usize, E>,
+    {
+        match self {
+            AnyConnection::Tcp(c) => c.try_send_tagged_with(tag, max_len, encode),
+            AnyConnection::Shm(c) => c.try_send_tagged_with(tag, max_len, encode),
+        }
+    }
+
     fn carries_tags(&self) -> bool {
         match self {
             AnyConnection::Tcp(c) => c.carries_tags(),
@@ -296,6 +311,13 @@ impl MuxConnection for AnyConnection {
         match self {
             AnyConnection::Tcp(c) => c.note_event(),
             AnyConnection::Shm(c) => c.note_event(),
+        }
+    }
+
+    fn has_ended(&self) -> bool {
+        match self {
+            AnyConnection::Tcp(c) => c.has_ended(),
+            AnyConnection::Shm(c) => c.has_ended(),
         }
     }
 }

@@ -68,6 +68,7 @@ mod accept;
 mod any;
 mod error;
 pub mod handshake;
+pub mod heartbeat;
 mod lookup;
 mod message;
 mod mux;
@@ -136,6 +137,9 @@ pub struct RingFill {
     /// Capacity of the ring this side writes.
     pub tx_capacity: usize,
 }
+
+/// Default [`TransportConfig::send_timeout`]: 30 s.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Settings shared by a worker's listeners and the connections it opens.
 #[derive(Debug, Clone)]
@@ -222,7 +226,7 @@ impl TransportConfig {
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             handshake_timeout: Duration::from_secs(5),
             max_pending_hellos: 64,
-            send_timeout: Duration::from_secs(30),
+            send_timeout: DEFAULT_SEND_TIMEOUT,
             send_buffer_limit: 256 * 1024,
             send_queue_limit: 4 << 20,
             liveness_timeout: Duration::from_secs(5),
@@ -341,6 +345,28 @@ pub trait Connection {
     {
         match tag {
             FrameTag::Message => self.send_with(max_len, encode),
+            _ => Err(SendError::Unsupported("tagged frames")),
+        }
+    }
+
+    /// [`Connection::try_send_with`] of a frame tagged `tag` (queued with
+    /// its tag when the peer has no room).
+    ///
+    /// # Errors
+    /// As [`Connection::try_send_with`]; a tag other than `Message` on a
+    /// connection that does not [carry](Connection::carries_tags) tags
+    /// fails with [`SendError::Unsupported`] (nothing sent).
+    fn try_send_tagged_with<F, E>(
+        &mut self,
+        tag: FrameTag,
+        max_len: usize,
+        encode: F,
+    ) -> Result<usize, SendError<E>>
+    where
+        F: FnOnce(&mut [u8]) -> Result<usize, E>,
+    {
+        match tag {
+            FrameTag::Message => self.try_send_with(max_len, encode),
             _ => Err(SendError::Unsupported("tagged frames")),
         }
     }

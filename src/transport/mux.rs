@@ -65,6 +65,14 @@ pub trait MuxConnection: Connection {
     fn tick(&mut self, _now: Instant) -> Option<Instant> {
         None
     }
+    /// `true` once the connection is known to have ended (peer death, a
+    /// violation, a close) without a system call: a [held](Mux::hold)
+    /// connection is reported ready for that alone. A TCP peer's hang-up
+    /// is seen by reading, so a held TCP connection learns of it when its
+    /// queued output fails or its liveness tick gives up.
+    fn has_ended(&self) -> bool {
+        false
+    }
 }
 
 /// Identifies a connection inside a [`Mux`].
@@ -93,6 +101,10 @@ pub struct Mux<C: MuxConnection> {
     writing: Vec<bool>,
     /// Per slot: the connection's next `tick`.
     due: Vec<Option<Instant>>,
+    /// Per slot: its receive side is held ([`Mux::hold`]).
+    held: Vec<bool>,
+    /// Some slot is held (the spin loops look at `held` only then).
+    any_held: bool,
     /// Reported last time; reported again while a frame is still buffered.
     hot: Vec<PeerKey>,
     spin: bool,
@@ -164,6 +176,8 @@ impl<C: MuxConnection> Mux<C> {
             peers: Vec::new(),
             writing: Vec::new(),
             due: Vec::new(),
+            held: Vec::new(),
+            any_held: false,
             hot: Vec::new(),
             spin: false,
             spin_window: Duration::ZERO,
@@ -248,10 +262,12 @@ impl<C: MuxConnection> Mux<C> {
             self.peers.push(Some(conn));
             self.writing.push(false);
             self.due.push(due);
+            self.held.push(false);
         } else {
             self.peers[slot] = Some(conn);
             self.writing[slot] = false;
             self.due[slot] = due;
+            self.held[slot] = false;
         }
         let key = PeerKey(slot);
         // It may already hold frames that arrived before registration.
@@ -264,7 +280,53 @@ impl<C: MuxConnection> Mux<C> {
         let mut conn = self.peers.get_mut(key.0)?.take()?;
         let _ = conn.deregister(self.poll.registry());
         self.hot.retain(|k| *k != key);
+        self.held[key.0] = false;
+        self.any_held = self.held.contains(&true);
         Some(conn)
+    }
+
+    /// Holds back the receive side of `key`: while the connection has
+    /// output queued (the peer is slow to read what it was sent), the mux
+    /// neither reports it ready nor arms its wake-up for frames, so its
+    /// frames wait in its ring or socket and its peer's sends meet a full
+    /// ring or socket (flow control, as TCP's window: a worker whose
+    /// replies to a caller pile up stops reading that caller's requests).
+    /// Its queued output is still handed over while the mux waits; once
+    /// all of it is — or handing it over failed — the hold ends and the
+    /// connection is reported ready, to be received from until
+    /// [`Connection::try_recv`] returns `Ok(None)` (which also re-arms
+    /// TCP's edge-triggered readiness). A connection that
+    /// [ended](MuxConnection::has_ended) is reported at once. Holding a
+    /// connection with nothing queued ends the hold at the next wait.
+    pub fn hold(&mut self, key: PeerKey) {
+        if let Some(h) = self.held.get_mut(key.0) {
+            *h = true;
+            self.any_held = true;
+            self.hot.retain(|k| *k != key);
+        }
+    }
+
+    /// `true` while [`Mux::hold`] holds `key`.
+    pub fn is_held(&self, key: PeerKey) -> bool {
+        self.held.get(key.0).copied().unwrap_or(false)
+    }
+
+    /// Reports every connection with something to receive: a frame, or for
+    /// a held one only its end.
+    #[inline(always)]
+    fn scan(&self, ready: &mut Vec<MuxEvent>) {
+        for (i, c) in self.peers.iter().enumerate() {
+            if let Some(c) = c {
+                let has = if self.any_held && self.held[i] {
+                    c.has_ended()
+                } else {
+                    c.ready_hint()
+                };
+                if has {
+                    push_unique(ready, PeerKey(i));
+                }
+            }
+        }
     }
 
     /// The connection under `key`.
@@ -318,11 +380,12 @@ impl<C: MuxConnection> Mux<C> {
         // Peers reported last time that still hold a buffered frame (the
         // caller did not drain them) and newly added ones.
         for &key in &self.hot {
-            if self
-                .peers
-                .get(key.0)
-                .and_then(Option::as_ref)
-                .is_some_and(|c| c.ready_hint())
+            if !self.is_held(key)
+                && self
+                    .peers
+                    .get(key.0)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|c| c.ready_hint())
             {
                 push_unique(ready, key);
             }
@@ -347,11 +410,7 @@ impl<C: MuxConnection> Mux<C> {
                 let mut round: u32 = 0;
                 let kernel_fed = self.peers.iter().flatten().any(|c| c.kernel_delivered());
                 loop {
-                    for (i, c) in self.peers.iter().enumerate() {
-                        if c.as_ref().is_some_and(|c| c.ready_hint()) {
-                            push_unique(ready, PeerKey(i));
-                        }
-                    }
+                    self.scan(ready);
                     round = round.wrapping_add(1);
                     let expired = round % 64 == 0 && Instant::now() >= until;
                     // Not on every hit: a frame found in a ring needs no
@@ -386,11 +445,7 @@ impl<C: MuxConnection> Mux<C> {
                 let spin_until = spin_until.min(until);
                 let mut round: u32 = 0;
                 loop {
-                    for (i, c) in self.peers.iter().enumerate() {
-                        if c.as_ref().is_some_and(|c| c.ready_hint()) {
-                            push_unique(ready, PeerKey(i));
-                        }
-                    }
+                    self.scan(ready);
                     round = round.wrapping_add(1);
                     // As in spin mode: TCP data and hang-ups are seen by
                     // epoll only, asked without blocking every 64 rounds.
@@ -413,7 +468,10 @@ impl<C: MuxConnection> Mux<C> {
             // between must not be slept through.
             for (i, c) in self.peers.iter_mut().enumerate() {
                 if let Some(c) = c {
-                    if !c.prepare_sleep() {
+                    // A held connection's frames do not wake us (its end
+                    // still does: hang-ups and ticks are not armed here).
+                    let held = self.held[i];
+                    if (held && c.has_ended()) || (!held && !c.prepare_sleep()) {
                         push_unique(ready, PeerKey(i));
                     }
                 }
@@ -461,15 +519,28 @@ impl<C: MuxConnection> Mux<C> {
                     self.writing[i] = still;
                 }
             }
+            if self.held[i] && (c.pending_send_bytes() == 0 || !self.writing[i]) {
+                // Its output was handed over (or cannot be: the receive
+                // reports why): the hold ends.
+                self.held[i] = false;
+                push_unique(ready, PeerKey(i));
+            }
             if self.due[i].is_some_and(|d| d <= now) {
                 self.due[i] = c.tick(now);
-                if c.ready_hint() {
+                if if self.held[i] {
+                    c.has_ended()
+                } else {
+                    c.ready_hint()
+                } {
                     push_unique(ready, PeerKey(i));
                 }
             }
             if let Some(d) = self.due[i] {
                 next = Some(next.map_or(d, |n: Instant| n.min(d)));
             }
+        }
+        if self.any_held {
+            self.any_held = self.held.contains(&true);
         }
         next
     }
@@ -499,6 +570,11 @@ impl<C: MuxConnection> Mux<C> {
             let key = PeerKey(ev.token().0);
             if let Some(Some(c)) = self.peers.get_mut(key.0) {
                 c.note_event();
+                // A held connection's event is its peer making room (the
+                // next `service` flushes) or its end.
+                if self.held[key.0] && !c.has_ended() {
+                    continue;
+                }
             }
             push_unique(ready, key);
         }
@@ -619,6 +695,10 @@ impl MuxConnection for super::TcpConnection {
 
     fn tick(&mut self, now: Instant) -> Option<Instant> {
         super::TcpConnection::tick(self, now)
+    }
+
+    fn has_ended(&self) -> bool {
+        self.ended().is_some()
     }
 }
 

@@ -46,6 +46,14 @@ const KIND_CLOSE: u32 = 2;
 const KIND_PING: u32 = 3;
 /// Heartbeat answer (empty).
 const KIND_PONG: u32 = 4;
+
+/// An empty [`KIND_PONG`] frame: what a heartbeat helper writes
+/// (`heartbeat.rs`); the peer counts it as heard and owes no answer.
+pub(crate) fn heartbeat_frame() -> [u8; TCP_FRAME_HEADER] {
+    let mut f = [0u8; TCP_FRAME_HEADER];
+    f[4..8].copy_from_slice(&KIND_PONG.to_le_bytes());
+    f
+}
 const INITIAL_RECV_BUF: usize = 16 * 1024;
 
 /// The send buffer a connection starts with (it grows as frames need,
@@ -307,6 +315,9 @@ pub struct TcpConnection {
     pinged: Option<Instant>,
     /// Silence after which the peer is dead; `None` disables heartbeats.
     liveness: Option<Duration>,
+    /// Set once registered for a helper's heartbeats (`heartbeat_beat`):
+    /// `true` while the write buffer is empty.
+    boundary: Option<crate::sync::Arc<crate::sync::AtomicBool>>,
     send_timeout: Duration,
     state: State,
     /// Heartbeat frames parsed since the current receive began (see
@@ -385,7 +396,26 @@ impl TcpConnection {
             state: State::Open,
             heartbeats: 0,
             pong_owed: false,
+            boundary: None,
         })
+    }
+
+    /// Registers this connection for heartbeats written by a helper thread
+    /// while its owner is away ([`super::heartbeat::Heartbeats`]): its
+    /// socket and a flag it keeps `true` while its write buffer is empty
+    /// (the stream is at a frame boundary).
+    pub fn heartbeat_beat(&mut self) -> super::heartbeat::Beat {
+        use std::os::fd::AsRawFd as _;
+        let flag = self
+            .boundary
+            .get_or_insert_with(|| crate::sync::Arc::new(crate::sync::AtomicBool::new(false)));
+        // Relaxed: read by the helper only after the owner's handoff
+        // (`Heartbeats::away`, Release).
+        flag.store(self.wstart == self.wend, crate::sync::Ordering::Relaxed);
+        super::heartbeat::Beat {
+            fd: self.stream.as_raw_fd(),
+            boundary: crate::sync::Arc::clone(flag),
+        }
     }
 
     /// The underlying mio stream (to register it with a `Poll`; the
@@ -409,7 +439,7 @@ impl TcpConnection {
         self.peer_secret
     }
 
-    fn ended(&self) -> Option<Ended> {
+    pub(super) fn ended(&self) -> Option<Ended> {
         match &self.state {
             State::Open => None,
             State::PeerClosed | State::LocalClosed => Some(Ended::Closed),
@@ -441,6 +471,10 @@ impl TcpConnection {
         if self.wstart == self.wend {
             self.wstart = 0;
             self.wend = 0;
+            if let Some(b) = &self.boundary {
+                // Relaxed: see `heartbeat_beat`.
+                b.store(true, crate::sync::Ordering::Relaxed);
+            }
         }
         Ok(())
     }
@@ -548,6 +582,10 @@ impl TcpConnection {
         buf[at + 8..at + 16].fill(0);
         buf[at + TCP_FRAME_HEADER + n..at + TCP_FRAME_HEADER + pad16(n)].fill(0);
         self.wend = at + TCP_FRAME_HEADER + pad16(n);
+        if let Some(b) = &self.boundary {
+            // Relaxed: see `heartbeat_beat`.
+            b.store(false, crate::sync::Ordering::Relaxed);
+        }
         // Committed: hand what the kernel takes now, never wait here (a
         // failure to write is remembered in the state and reported next time,
         // except a dead peer, which is reported at once).

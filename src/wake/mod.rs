@@ -55,6 +55,7 @@
 //! answers within that window is never put to sleep.
 
 mod eventfd;
+pub mod handoff;
 mod park;
 mod slot;
 

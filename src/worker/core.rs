@@ -318,6 +318,17 @@ pub struct CoreWorkerOptions {
     /// (2.5 s), the node's own wait before it announces a death;
     /// `Duration::ZERO` judges from the one reconnect attempt.
     pub reconnect_grace: Duration,
+    /// How long a worker may take none of what this caller sends it before
+    /// it is declared silent (`TaskError::ActorUnavailable` /
+    /// `WorkerUnavailable` naming the silence, or a retry): requests that
+    /// meet a full ring or socket are queued on the connection without
+    /// waiting (so `get` and `wait` read replies meanwhile), and a worker
+    /// that takes none of them for this long — stopped, or in one long
+    /// task — is silent; a send that finds the queue itself full
+    /// (`TransportConfig::send_queue_limit`, 4 MiB) waits at most this
+    /// long. Default
+    /// [`DEFAULT_SEND_TIMEOUT`](crate::transport::DEFAULT_SEND_TIMEOUT) (30 s).
+    pub send_timeout: Duration,
 }
 
 /// How often a worker in its [`CoreWorkerOptions::reconnect_grace`] is
@@ -344,6 +355,7 @@ impl CoreWorkerOptions {
             store: None,
             object_manager_address: None,
             reconnect_grace: crate::node::DEATH_GRACE,
+            send_timeout: crate::transport::DEFAULT_SEND_TIMEOUT,
         }
     }
 
@@ -423,6 +435,9 @@ struct Conn {
     /// Which request stamps the worker keeps in its shape slots for this
     /// connection (`send_stamped`).
     shapes: ShapeSlots,
+    /// While requests are queued on it (`send_or_queue`): the fewest
+    /// queued bytes seen and when they last fell (`CoreWorker::check_queued`).
+    queued: Option<(usize, Instant)>,
 }
 
 /// The request stamps ([`RequestStamp::id`]) a connection's worker keeps
@@ -787,8 +802,38 @@ fn send_request(
 ) -> Result<u64, SendError<crate::spec::EncodeError>> {
     let conn = Conn::sendable(conn)?;
     let c = mux.get_mut(conn.key).ok_or(SendError::Closed)?;
-    c.send_push_task(encoder, request)?;
+    // The recipient check `send_push_task` makes.
+    let peer = c.peer_worker_id();
+    if request.intended_worker_id != peer {
+        return Err(SendError::WrongRecipient {
+            intended: request.intended_worker_id,
+            actual: peer,
+        });
+    }
+    match c.try_send_message(encoder, request) {
+        Err(SendError::QueueFull { .. }) => c.send_push_task(encoder, request)?,
+        r => r?,
+    };
     Ok(conn.epoch)
+}
+
+/// Sends a frame without waiting: when the worker has no room for it (its
+/// ring or socket is full: it runs a long task, or holds this caller back
+/// until it reads its replies) the frame is queued on the connection and
+/// handed over as the caller's next sends and waits (`get`, `wait`) find
+/// room, while those waits read replies — so a caller never blocks in a
+/// send that only its own reading would unblock. Only a full queue
+/// (`TransportConfig::send_queue_limit`) waits, at most the send timeout.
+fn send_or_queue<E>(
+    c: &mut AnyConnection,
+    tag: FrameTag,
+    len: usize,
+    mut encode: impl FnMut(&mut [u8]) -> Result<usize, E>,
+) -> Result<usize, SendError<E>> {
+    match c.try_send_tagged_with(tag, len, &mut encode) {
+        Err(SendError::QueueFull { .. }) => c.send_tagged_with(tag, len, encode),
+        r => r,
+    }
 }
 
 /// Stamps what the submit queue decided for a send (`r`) into `req`: the
@@ -847,7 +892,7 @@ fn send_stamped(
     match stamp.delta_len().filter(|_| c.carries_tags()) {
         Some(delta_len) => match conn.shapes.slot_of(stamp.id()) {
             Some(slot) => {
-                c.send_tagged_with(FrameTag::Delta(slot), delta_len, |buf| {
+                send_or_queue(c, FrameTag::Delta(slot), delta_len, |buf| {
                     stamp.write_delta(request, buf)
                 })?;
             }
@@ -855,14 +900,16 @@ fn send_stamped(
                 // A slot is assigned once its frame is sent: a send that
                 // failed leaves the table as the worker's is.
                 let slot = conn.shapes.next;
-                c.send_tagged_with(FrameTag::Shape(slot), stamp.len(), |buf| {
+                send_or_queue(c, FrameTag::Shape(slot), stamp.len(), |buf| {
                     stamp.write(request, buf)
                 })?;
                 conn.shapes.assign(slot, stamp.id());
             }
         },
         None => {
-            c.send_with(stamp.len(), |buf| stamp.write(request, buf))?;
+            send_or_queue(c, FrameTag::Message, stamp.len(), |buf| {
+                stamp.write(request, buf)
+            })?;
         }
     }
     Ok(conn.epoch)
@@ -1112,13 +1159,12 @@ impl CoreWorker {
     pub fn new(session: &Session, options: CoreWorkerOptions) -> Result<Self, WorkerError> {
         let token = crate::node::load_or_create_token(session)?;
         let directory = crate::node::Directory::for_session(session)?;
-        let connector = Connector::new(
-            TransportConfig::new(options.worker_id, token),
-            options.node_id,
-        )
-        .with_session(session, std::sync::Arc::new(directory))
-        .with_shm_options(options.shm.clone())
-        .force_tcp(options.force_tcp);
+        let mut config = TransportConfig::new(options.worker_id, token);
+        config.send_timeout = options.send_timeout;
+        let connector = Connector::new(config, options.node_id)
+            .with_session(session, std::sync::Arc::new(directory))
+            .with_shm_options(options.shm.clone())
+            .force_tcp(options.force_tcp);
         let mut mux = Mux::new()?;
         // `get` / `wait` wait as the shm wait strategy says (spin, or spin
         // for its window and then sleep), or spin throughout if asked.
@@ -1232,6 +1278,7 @@ impl CoreWorker {
                 lost: false,
                 pid,
                 shapes: ShapeSlots::default(),
+                queued: None,
             },
         );
         self.by_key.insert(key, worker);
@@ -2892,12 +2939,13 @@ impl CoreWorker {
             self.finish_restarts();
             return Ok(());
         }
+        // What the kernel takes now, without waiting (the wait below
+        // hands over the rest while it reads replies: a worker holding this
+        // caller back until it reads them must not meet a blocked flush).
         for c in self.conns.values() {
             if c.kind == TransportKind::Tcp {
                 if let Some(conn) = self.mux.get_mut(c.key) {
-                    if let Err(e) = conn.flush() {
-                        tracing::debug!(error = %e, "flush failed");
-                    }
+                    conn.flush_pending();
                 }
             }
         }
@@ -2931,12 +2979,49 @@ impl CoreWorker {
         self.drives = self.drives.wrapping_add(1);
         if ready.is_empty() || self.drives % 64 == 0 {
             self.check_lock_file();
+            self.check_queued();
         }
         self.ready = ready;
         self.handle_lost();
         self.retry_unreachable();
         self.finish_restarts();
         Ok(())
+    }
+
+    /// Declares silent a worker that took none of the requests queued for it
+    /// (`send_or_queue`) for the send timeout — what a send blocked on its
+    /// full ring found before requests were queued: its tasks fail as
+    /// unavailable or are retried, as after a timed-out send. Looked at on
+    /// idle waits and every 64th drive, so at most a
+    /// [`LISTENER_CHECK_INTERVAL`](crate::transport::LISTENER_CHECK_INTERVAL)
+    /// late.
+    fn check_queued(&mut self) {
+        let limit = self.connector.config().send_timeout;
+        let mut now = None;
+        let mut silent = Vec::new();
+        for (worker, c) in self.conns.iter_mut() {
+            let pending = match self.mux.get_mut(c.key) {
+                Some(m) if !c.lost => m.pending_send_bytes(),
+                _ => 0,
+            };
+            if pending == 0 {
+                c.queued = None;
+                continue;
+            }
+            let now = *now.get_or_insert_with(Instant::now);
+            match c.queued {
+                Some((fewest, since)) if pending >= fewest => {
+                    if now.saturating_duration_since(since) >= limit {
+                        silent.push(*worker);
+                    }
+                }
+                _ => c.queued = Some((pending, now)),
+            }
+        }
+        for worker in silent {
+            tracing::debug!(%worker, "the worker took none of the queued requests for the send timeout");
+            self.send_failed(worker, &SendError::<std::convert::Infallible>::TimedOut);
+        }
     }
 
     /// Puts back this process's lock file in the session if a stray `rm`

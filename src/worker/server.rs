@@ -40,6 +40,7 @@ use crate::spec::{
     StatusCode,
 };
 use crate::store::{ObjectBuffer, StoreClient, StoreError};
+use crate::transport::heartbeat::Heartbeats;
 use crate::transport::{
     Admission, AnyConnection, CallerAdmission, ClientSecret, Connection, FrameTag, ListenOptions,
     Listener, MessageConnection, Mux, MuxConnection, MuxEvent, MuxWaker, PeerKey, ShmOptions,
@@ -100,10 +101,14 @@ pub struct WorkerOptions {
     pub spin: bool,
     /// The send timeout of the worker's connections
     /// ([`TransportConfig::send_timeout`](crate::transport::TransportConfig::send_timeout)).
-    /// Replies themselves never wait: they are queued per caller up to
-    /// `send_queue_limit`, and a caller over it (one that stopped reading)
-    /// is cut off alone; its actor replies stay in the reply cache for when
-    /// it reconnects and re-sends (default 1 s).
+    /// Replies themselves never wait: they are queued per caller. Once a
+    /// caller's queued replies pass a quarter of `send_queue_limit` (1 MiB
+    /// by default) the worker reads no more of its requests until it has
+    /// read them (its sends then wait for room, as on a full socket: flow
+    /// control, not a failure). A caller that reads none of its queued
+    /// replies for this long, or whose queue still reaches
+    /// `send_queue_limit`, is cut off alone; its actor replies stay in the
+    /// reply cache for when it reconnects and re-sends (default 1 s).
     pub reply_timeout: Duration,
     /// The session's object store (a client of its store service, e.g.
     /// `StoreClient::connect(&session, DEFAULT_STORE_NAME)`). With it,
@@ -572,6 +577,20 @@ pub struct Worker {
     dead: Vec<PeerKey>,
     /// TCP connections written to since the last flush.
     unflushed: Vec<PeerKey>,
+    /// Queued reply bytes past which a caller's requests are left unread
+    /// until it reads its replies ([`Mux::hold`]): a quarter of the
+    /// connections' `send_queue_limit` (1 MiB by default), so replies to
+    /// requests read before the hold (a threaded actor's tasks in its
+    /// pools, requests released from a reorder wait) still fit the queue.
+    hold_back: usize,
+    /// The connections held back, each with its fewest queued bytes seen
+    /// and when they last fell (`Worker::check_held`).
+    held: Vec<(PeerKey, usize, Instant)>,
+    /// Heartbeats on TCP callers' connections while a task runs on this
+    /// thread (`None` without a TCP listener, or if its thread could not
+    /// start: a task longer than the liveness timeout then fails its TCP
+    /// callers as before).
+    heartbeats: Option<Heartbeats>,
     /// How many connections the mux holds, for the handshake's admission
     /// (`WorkerOptions::max_connections`): counted up by the admission for
     /// each hello it admits, set to the mux's count by `accept` and `reap`,
@@ -679,6 +698,20 @@ impl Worker {
         let token = crate::node::load_or_create_token(session)?;
         let mut config = TransportConfig::new(options.worker_id, token);
         config.send_timeout = options.reply_timeout;
+        let hold_back = config.send_queue_limit / 4;
+        let heartbeats = match options.tcp {
+            Some(_) if !config.liveness_timeout.is_zero() => {
+                match Heartbeats::start(config.liveness_timeout / 3) {
+                    Ok(h) => Some(h),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "worker: no heartbeat thread: TCP callers of tasks \
+                            longer than the liveness timeout will take it for dead");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
         // The handshake refuses a caller id bound to another process's
         // secret, so the claimant learns why (`CallerIdInUse`) instead of
         // seeing its connection closed; `Executor::on_connect` decides again
@@ -814,6 +847,9 @@ impl Worker {
             connections,
             max_connections: options.max_connections,
             unflushed: Vec::new(),
+            hold_back,
+            held: Vec::new(),
+            heartbeats,
             address,
             events: std::collections::VecDeque::new(),
             reply_timeout: options.reply_timeout,
@@ -867,10 +903,14 @@ impl Worker {
     /// reorder wait expires sooner) for callers, requests or hang-ups,
     /// accepts, receives, executes and replies to everything that is ready.
     pub fn run_once(&mut self, timeout: Duration) -> Result<(), WorkerError> {
-        let timeout = match self.exec.next_timeout() {
+        let mut timeout = match self.exec.next_timeout() {
             Some(t) => timeout.min(t.saturating_duration_since(Instant::now())),
             None => timeout,
         };
+        if let Some(since) = self.held.iter().map(|h| h.2).min() {
+            let due = since + self.reply_timeout;
+            timeout = timeout.min(due.saturating_duration_since(Instant::now()));
+        }
         let mut ready = std::mem::take(&mut self.ready);
         self.mux.wait(timeout, &mut ready)?;
         let mut drained = false;
@@ -896,6 +936,9 @@ impl Worker {
         self.exec.tick(&mut self.outbox);
         self.flush();
         self.flush_tcp();
+        if !self.held.is_empty() {
+            self.check_held(Instant::now());
+        }
         self.reap();
         // This turn's drain or last task read the clock already.
         let now = if drained {
@@ -1057,6 +1100,11 @@ impl Worker {
                         .on_connect(key, caller, c.peer_secret(), c.peer_pid())
                     {
                         self.event(WorkerEvent::Connected { caller });
+                        if let (Some(h), Some(AnyConnection::Tcp(t))) =
+                            (self.heartbeats.as_mut(), self.mux.get_mut(key))
+                        {
+                            h.add(key, t.heartbeat_beat());
+                        }
                         // Its older connection is read no more and closed
                         // with this turn's dead ones (reported as closed).
                         let superseded = std::mem::take(&mut self.exec.superseded);
@@ -1164,6 +1212,15 @@ impl Worker {
             if turn > 0 && conn.kind() == TransportKind::Shm && !conn.ready_hint() {
                 return;
             }
+            // A caller slow to read its replies: its requests wait (in its
+            // ring or socket, where its own sends meet the back-pressure)
+            // until it read them, rather than its replies piling up past
+            // the send queue (an ended connection is read for its end).
+            let pending = conn.pending_send_bytes();
+            if pending > self.hold_back && !conn.has_ended() {
+                self.hold(key, pending);
+                return;
+            }
             match conn.try_recv_private_tagged() {
                 Ok(None) => return,
                 Ok(Some((tag, bytes))) => {
@@ -1175,7 +1232,14 @@ impl Worker {
                         bytes,
                         expanded: &mut self.expanded,
                     };
-                    if let Err(e) = self.exec.on_request(key, frame, now, &mut self.outbox) {
+                    // A task may run long on this thread: its TCP callers
+                    // hear heartbeats from the helper meanwhile.
+                    let left = self.heartbeats.as_mut().is_some_and(Heartbeats::away);
+                    let handled = self.exec.on_request(key, frame, now, &mut self.outbox);
+                    if let Some(h) = self.heartbeats.as_mut() {
+                        h.back(left);
+                    }
+                    if let Err(e) = handled {
                         // A peer that sends garbage fails alone, and is cut
                         // off for a violation: on shared memory its rings
                         // are poisoned, so it learns of the violation rather
@@ -1207,6 +1271,62 @@ impl Worker {
                 }
             }
             self.flush();
+        }
+    }
+
+    /// Holds back the receive side of `key`, whose queued replies are
+    /// `pending` bytes ([`Mux::hold`]; `Worker::check_held` watches it).
+    #[cold]
+    fn hold(&mut self, key: PeerKey, pending: usize) {
+        self.mux.hold(key);
+        // A hold that ended and began again made progress: counted afresh.
+        let now = self.exec.clock;
+        match self.held.iter_mut().find(|h| h.0 == key) {
+            Some(h) => *h = (key, pending, now),
+            None => self.held.push((key, pending, now)),
+        }
+    }
+
+    /// Forgets the holds the mux ended and cuts off a held caller that read
+    /// none of its queued replies for `reply_timeout` (it stopped reading,
+    /// or is blocked sending requests the worker will not read meanwhile:
+    /// after a reconnect its re-sent actor tasks are answered from the
+    /// reply cache).
+    #[cold]
+    fn check_held(&mut self, now: Instant) {
+        let mut i = 0;
+        while i < self.held.len() {
+            let (key, fewest, since) = self.held[i];
+            let pending = match self.mux.get_mut(key) {
+                Some(c) if !self.dead.contains(&key) => c.pending_send_bytes(),
+                _ => {
+                    self.held.swap_remove(i);
+                    continue;
+                }
+            };
+            if !self.mux.is_held(key) {
+                self.held.swap_remove(i);
+                continue;
+            }
+            if pending < fewest {
+                self.held[i] = (key, pending, now);
+            } else if now.saturating_duration_since(since) >= self.reply_timeout {
+                self.held.swap_remove(i);
+                let caller = self.mux.get_mut(key).map(|c| c.peer_worker_id());
+                if let Some(caller) = caller {
+                    tracing::warn!(%caller, queued = pending, "cutting off a caller that read none of its \
+                        replies for the reply timeout");
+                    self.event(WorkerEvent::Disconnected {
+                        caller,
+                        died: true,
+                        violation: None,
+                        stopped_answering: None,
+                    });
+                }
+                self.dead.push(key);
+                continue;
+            }
+            i += 1;
         }
     }
 
@@ -1335,6 +1455,9 @@ impl Worker {
             return;
         }
         while let Some(key) = self.dead.pop() {
+            if let Some(h) = self.heartbeats.as_mut() {
+                h.remove(key);
+            }
             if let Some(mut c) = self.mux.remove(key) {
                 let _ = c.close();
             }

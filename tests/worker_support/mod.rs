@@ -220,6 +220,10 @@ pub fn registry() -> FunctionRegistry {
                 Ok(total.to_le_bytes().to_vec())
             })
             .method("get", |total: &mut i64, _| Ok(total.to_le_bytes().to_vec()))
+            .method("sleep_ms", |total: &mut i64, a| {
+                std::thread::sleep(Duration::from_millis(a.i64(0)? as u64));
+                Ok(total.to_le_bytes().to_vec())
+            })
             .method("fail", |_, a| {
                 Err(AppError::new(format!("boom {}", a.i64(0)?)))
             })

@@ -102,7 +102,7 @@ pub struct ShmConnection {
     snapshot: AlignedBytes,
     /// Frames [`Connection::try_send_with`] could not put in the full ring
     /// yet, in order (each its encoded bytes).
-    queue: VecDeque<AlignedBytes>,
+    queue: VecDeque<(u32, AlignedBytes)>,
     /// Bytes in `queue`.
     queued: usize,
     /// Bound on `queued`.
@@ -495,15 +495,15 @@ impl ShmConnection {
     /// most the send timeout per frame) when `wait`, else only as far as
     /// there is room now. `Ok(true)` when the queue is empty.
     fn drain_queue(&mut self, wait: bool) -> Result<bool, SendError> {
-        while let Some(front) = self.queue.front() {
-            let len = front.len();
+        while let Some((kind, front)) = self.queue.front() {
+            let (kind, len) = (*kind, front.len());
             let Some(tx) = self.tx.as_mut() else {
                 return Err(SendError::Closed);
             };
             let grant = if wait {
-                tx.reserve_blocking(len, MESSAGE_KIND, &self.tx_waiter, self.send_timeout)
+                tx.reserve_blocking(len, kind, &self.tx_waiter, self.send_timeout)
             } else {
-                tx.reserve_with_kind(len, MESSAGE_KIND)
+                tx.reserve_with_kind(len, kind)
             };
             let mut grant = match grant {
                 Ok(g) => g,
@@ -519,6 +519,49 @@ impl ShmConnection {
         Ok(true)
     }
 
+    /// [`Connection::try_send_with`] of a frame of `kind`.
+    fn try_send_kind_with<F, E>(
+        &mut self,
+        kind: u32,
+        max_len: usize,
+        encode: F,
+    ) -> Result<usize, SendError<E>>
+    where
+        F: FnOnce(&mut [u8]) -> Result<usize, E>,
+    {
+        self.check_sendable()?;
+        check_send_len(max_len, self.peer_max_frame)?;
+        if self.drain_queue(false).map_err(SendError::widen)? {
+            let Some(tx) = self.tx.as_mut() else {
+                return Err(SendError::Closed);
+            };
+            match tx.reserve_with_kind(max_len, kind) {
+                Ok(mut grant) => {
+                    let n = run_encoder(&mut grant, encode)?;
+                    grant.commit(n);
+                    self.publish_released();
+                    return Ok(n);
+                }
+                Err(RingError::Full) => {}
+                Err(e) => return Err(self.send_ring_err(e)),
+            }
+        }
+        // No room in the ring: queue a copy, within the bound.
+        if self.queued + max_len > self.queue_limit {
+            return Err(SendError::QueueFull {
+                queued: self.queued,
+                limit: self.queue_limit,
+            });
+        }
+        let mut frame = AlignedBytes::with_capacity(max_len);
+        frame.resize(max_len, 0);
+        let n = run_encoder(frame.as_mut_slice(), encode)?;
+        frame.resize(n, 0);
+        self.queued += n;
+        self.queue.push_back((kind, frame));
+        Ok(n)
+    }
+
     /// The Mux's flush: moves what fits of the queue into the ring and, if
     /// something is still queued, asks the peer to wake this side's eventfd
     /// when it frees room. `true` while output is still queued.
@@ -528,7 +571,7 @@ impl ShmConnection {
                 Ok(true) | Err(_) => return false,
                 Ok(false) => {}
             }
-            let len = self.queue.front().map_or(0, AlignedBytes::len);
+            let len = self.queue.front().map_or(0, |(_, f)| f.len());
             match self.tx.as_mut().map(|tx| tx.arm_eventfd(len)) {
                 // Armed: the peer's next release wakes us.
                 Some(Ok(true)) => return true,
@@ -592,38 +635,21 @@ impl Connection for ShmConnection {
     where
         F: FnOnce(&mut [u8]) -> Result<usize, E>,
     {
-        self.check_sendable()?;
-        check_send_len(max_len, self.peer_max_frame)?;
-        if self.drain_queue(false).map_err(SendError::widen)? {
-            let Some(tx) = self.tx.as_mut() else {
-                return Err(SendError::Closed);
-            };
-            match tx.reserve_with_kind(max_len, MESSAGE_KIND) {
-                Ok(mut grant) => {
-                    let n = run_encoder(&mut grant, encode)?;
-                    grant.commit(n);
-                    self.publish_released();
-                    return Ok(n);
-                }
-                Err(RingError::Full) => {}
-                Err(e) => return Err(self.send_ring_err(e)),
-            }
-        }
-        // No room in the ring: queue a copy, within the bound.
-        if self.queued + max_len > self.queue_limit {
-            return Err(SendError::QueueFull {
-                queued: self.queued,
-                limit: self.queue_limit,
-            });
-        }
-        let mut frame = AlignedBytes::with_capacity(max_len);
-        frame.resize(max_len, 0);
-        let n = run_encoder(frame.as_mut_slice(), encode)?;
-        frame.resize(n, 0);
-        self.queued += n;
-        self.queue.push_back(frame);
-        Ok(n)
+        self.try_send_kind_with(MESSAGE_KIND, max_len, encode)
     }
+
+    fn try_send_tagged_with<F, E>(
+        &mut self,
+        tag: FrameTag,
+        max_len: usize,
+        encode: F,
+    ) -> Result<usize, SendError<E>>
+    where
+        F: FnOnce(&mut [u8]) -> Result<usize, E>,
+    {
+        self.try_send_kind_with(tag_kind(tag), max_len, encode)
+    }
+
     fn pending_send_bytes(&self) -> usize {
         self.queued
     }
@@ -883,16 +909,9 @@ impl MuxConnection for ShmConnection {
     }
 
     fn ready_hint(&self) -> bool {
-        // The ring's own probes: a published frame, or a peer that closed
-        // its end (a receive then reports it).
-        let rx_ready = self
-            .rx
-            .as_ref()
-            .is_none_or(|rx| rx.has_frames() || rx.is_abandoned());
-        rx_ready
-            || self.live.is_dead()
-            || self.violation.is_some()
-            || !matches!(self.state, State::Open)
+        // The ring's own probe for a published frame, then the end (a
+        // receive reports it).
+        self.rx.as_ref().is_some_and(|rx| rx.has_frames()) || self.has_ended()
     }
 
     fn prepare_sleep(&mut self) -> bool {
@@ -920,6 +939,15 @@ impl MuxConnection for ShmConnection {
 
     fn flush_pending(&mut self) -> bool {
         self.flush_queued()
+    }
+
+    #[inline]
+    fn has_ended(&self) -> bool {
+        // A peer that closed its end of the ring, or one found dead.
+        self.rx.as_ref().is_none_or(|rx| rx.is_abandoned())
+            || self.live.is_dead()
+            || self.violation.is_some()
+            || !matches!(self.state, State::Open)
     }
 
     fn note_event(&mut self) {

@@ -1,0 +1,144 @@
+//! Heartbeats for a thread's TCP connections while the thread is away.
+//!
+//! A TCP peer is declared dead when it hears nothing for the liveness
+//! timeout (`TransportConfig::liveness_timeout`, 5 s), and only the thread
+//! that owns a connection reads and answers it. A worker runs a one-thread
+//! actor's tasks and normal tasks on its loop thread (Ray's default), so a
+//! task longer than the timeout left its TCP callers without a word and
+//! they took it for dead ("stopped answering"), though over shared memory
+//! the same call succeeded. Ray answers health checks on gRPC threads of
+//! their own; here a [`Heartbeats`] helper thread writes a heartbeat on
+//! each registered connection while its owner has been away (running a
+//! task) for longer than a heartbeat period — the owner lends them with
+//! [`crate::wake::handoff`], so the two never write one socket at once.
+//!
+//! The helper writes only at a frame boundary (the connection's own write
+//! buffer is empty: [`Beat::boundary`]) and only when the kernel holds none
+//! of the connection's output (`TIOCOUTQ` is 0: the 16 bytes then take a
+//! fresh socket buffer, all or nothing), so its frame never splits one of
+//! the owner's. The heartbeat is a `PONG`: the peer counts it as heard and
+//! owes no answer. A stopped process writes none (its helper is stopped
+//! too), so a stopped worker is still found out.
+
+use std::os::fd::{BorrowedFd, RawFd};
+use std::time::Duration;
+
+use crate::sync::{Arc, AtomicBool, Ordering};
+use crate::wake::handoff::{handoff, Owner};
+
+use super::PeerKey;
+
+/// One connection's registration with a [`Heartbeats`]
+/// ([`TcpConnection::heartbeat_beat`](super::TcpConnection::heartbeat_beat)).
+#[derive(Debug, Clone)]
+pub struct Beat {
+    /// Its socket.
+    pub fd: RawFd,
+    /// `true` while the connection's own write buffer is empty (the stream
+    /// is at a frame boundary), kept by the connection.
+    pub boundary: Arc<AtomicBool>,
+}
+
+/// The owner's side: a helper thread writing heartbeats on the owner's
+/// registered TCP connections while it is away (see the module docs).
+#[derive(Debug)]
+pub struct Heartbeats {
+    owner: Owner<Beat>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    helper: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Heartbeats {
+    /// Starts the helper thread, which looks every `period` (a third of the
+    /// liveness timeout: the peer pings after a third of silence and gives
+    /// up after the whole timeout) and writes a heartbeat on each
+    /// registered connection when the owner has been away since its
+    /// previous look.
+    ///
+    /// # Errors
+    /// The thread could not be started.
+    pub fn start(period: Duration) -> std::io::Result<Self> {
+        let (owner, mut helper) = handoff::<Beat>();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = std::sync::Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("shmwire-heartbeats".into())
+            .spawn(move || {
+                // Relaxed: a flag; `Drop` unparks the thread after setting it.
+                while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::park_timeout(period);
+                    helper.look(|b| {
+                        // Relaxed: written by the owner before it left
+                        // (the handoff's Release / Acquire orders it).
+                        if b.boundary.load(Ordering::Relaxed) {
+                            // SAFETY: the owner keeps a registered socket
+                            // open until it removes it, which it does only
+                            // while it holds its connections; `look` runs
+                            // this only while the owner is away.
+                            write_heartbeat(unsafe { BorrowedFd::borrow_raw(b.fd) });
+                        }
+                    });
+                }
+            })?;
+        Ok(Self {
+            owner,
+            stop,
+            helper: Some(thread),
+        })
+    }
+
+    /// Registers the connection under `key`. Call while holding the
+    /// connections (not between [`Heartbeats::away`] and
+    /// [`Heartbeats::back`]); its socket must stay open until
+    /// [`Heartbeats::remove`].
+    pub fn add(&mut self, key: PeerKey, beat: Beat) {
+        self.owner.add(key.0, beat);
+    }
+
+    /// Forgets the connection under `key` (before its socket closes).
+    pub fn remove(&mut self, key: PeerKey) {
+        self.owner.remove(key.0);
+    }
+
+    /// The owner leaves its connections to the helper (e.g. to run a
+    /// task); free without registered connections. Returns whether it
+    /// left: pass that to [`Heartbeats::back`].
+    #[inline]
+    pub fn away(&mut self) -> bool {
+        self.owner.away()
+    }
+
+    /// The owner takes its connections back, waiting while the helper
+    /// finishes a heartbeat (a few system calls).
+    #[inline]
+    pub fn back(&mut self, left: bool) {
+        self.owner.back(left);
+    }
+}
+
+impl Drop for Heartbeats {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(h) = self.helper.take() {
+            h.thread().unpark();
+            let _ = h.join();
+        }
+    }
+}
+
+/// Writes one empty `PONG` frame on `fd` if the kernel holds none of the
+/// connection's output (so the 16 bytes go whole or not at all).
+fn write_heartbeat(fd: BorrowedFd<'_>) {
+    if !matches!(crate::sys::tcp::unsent_bytes(fd), Ok(0)) {
+        return;
+    }
+    let frame = super::tcp::heartbeat_frame();
+    match crate::sys::tcp::send_now(fd, &frame) {
+        Ok(n) if n == frame.len() => {}
+        Ok(n) => tracing::warn!(
+            written = n,
+            "a heartbeat was split: the peer will see a broken frame"
+        ),
+        Err(e) => tracing::debug!(error = %e, "heartbeat not written"),
+    }
+}
