@@ -24,7 +24,7 @@ use std::os::fd::{BorrowedFd, RawFd};
 use std::time::Duration;
 
 use crate::sync::{Arc, AtomicBool, Ordering};
-use crate::wake::handoff::{handoff, Owner};
+use crate::wake::handoff::{handoff, Lent, Owner};
 
 use super::PeerKey;
 
@@ -113,6 +113,13 @@ impl Heartbeats {
     #[inline]
     pub fn back(&mut self, left: bool) {
         self.owner.back(left);
+    }
+
+    /// [`Heartbeats::away`] until the guard drops, also by a panic
+    /// unwinding through the task ([`Heartbeats::back`] then).
+    #[inline]
+    pub fn lend(&mut self) -> Lent<'_, Beat> {
+        self.owner.lend()
     }
 }
 

@@ -141,6 +141,31 @@ impl<R> Owner<R> {
     }
 }
 
+/// The owner's absence from [`Owner::lend`] to its drop: it comes back when
+/// the guard drops, also if what it did meanwhile panicked (so the helper
+/// never acts beside an owner that unwound and carried on).
+#[derive(Debug)]
+pub struct Lent<'a, R> {
+    owner: &'a mut Owner<R>,
+    left: bool,
+}
+
+impl<R> Drop for Lent<'_, R> {
+    #[inline]
+    fn drop(&mut self) {
+        self.owner.back(self.left);
+    }
+}
+
+impl<R> Owner<R> {
+    /// [`Owner::away`] until the returned guard drops ([`Owner::back`]).
+    #[inline]
+    pub fn lend(&mut self) -> Lent<'_, R> {
+        let left = self.away();
+        Lent { owner: self, left }
+    }
+}
+
 impl<R> Helper<R> {
     /// One look: if the owner is away in the same absence as at the last
     /// look, takes the resources, calls `act` on each registered one, and
@@ -212,5 +237,23 @@ mod tests {
         owner.remove(1);
         owner.remove(2);
         assert!(!owner.away());
+    }
+
+    /// A lent absence ends when its guard drops, also by a panic.
+    #[test]
+    fn a_panic_in_the_absence_still_brings_the_owner_back() {
+        let (mut owner, mut helper) = handoff::<u32>();
+        owner.add(1, 10);
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _lent = owner.lend();
+            helper.look(|_| {});
+            panic!("the task");
+        }));
+        assert!(panicked.is_err());
+        helper.look(|_| panic!("the owner came back"));
+        helper.look(|_| panic!("the owner came back"));
+        let lent = owner.lend();
+        drop(lent);
+        helper.look(|_| panic!("the owner came back"));
     }
 }

@@ -1234,11 +1234,9 @@ impl Worker {
                     };
                     // A task may run long on this thread: its TCP callers
                     // hear heartbeats from the helper meanwhile.
-                    let left = self.heartbeats.as_mut().is_some_and(Heartbeats::away);
+                    let lent = self.heartbeats.as_mut().map(Heartbeats::lend);
                     let handled = self.exec.on_request(key, frame, now, &mut self.outbox);
-                    if let Some(h) = self.heartbeats.as_mut() {
-                        h.back(left);
-                    }
+                    drop(lent);
                     if let Err(e) = handled {
                         // A peer that sends garbage fails alone, and is cut
                         // off for a violation: on shared memory its rings
