@@ -238,6 +238,7 @@ fn child_dispatch() -> bool {
         "tmpfs_victim" => role_tmpfs_victim(),
         "shm_victim" => role_shm_victim(),
         "budget_victim" => role_budget_victim(),
+        "churn_victim" => role_churn_victim(),
         "corrupter" => role_corrupter(),
         "heartbeat_flooder" => role_heartbeat_flooder(),
         "tcp_victim" => role_tcp_victim(),
@@ -1264,6 +1265,66 @@ fn input14_a_caller_asking_for_huge_rings_gets_the_listeners_largest() {
     assert_eq!(&*c.recv_timeout(GUARD).unwrap(), b"still serving");
     assert_eq!(victim.line(), "SECOND ok");
     c.close().unwrap();
+    let status = victim.wait();
+    assert!(status.success(), "the listener died: {status}");
+}
+
+/// The listener of `input16`: accepts five callers, each dropped at once
+/// (the caller hangs up too), saying what each hello came to.
+fn role_churn_victim() {
+    let s = child_session();
+    let mut l = ShmListener::bind(&s, cfg(1, &s), shm_opts()).unwrap();
+    say("LISTENING");
+    for _ in 0..5 {
+        match l.accept_timeout(GUARD) {
+            Ok(c) => {
+                drop(c);
+                say("ACCEPTED");
+            }
+            Err(e) => say(format!("REFUSED {e}")),
+        }
+    }
+}
+
+/// (2026-12-03, the attack on `c901956`) A token holder connecting and
+/// hanging up in a loop, each hello asking for the largest rings (64 MiB
+/// each way), made the listener's thread — a worker's loop — reserve and
+/// discard 128 MiB per hello (≈ 18 ms): an honest caller's sync calls went
+/// from ≈ 1 µs to an 11 ms median. Rings above the default 1 MiB are now
+/// made for one connection a second on average, two in a burst
+/// (`ShmOptions::max_ring_capacity`); beyond that a hello gets 1 MiB rings
+/// and its reply says so — the thread's cost per hello is then that of a
+/// default connection.
+#[test]
+fn input16_hellos_churning_the_largest_rings_get_default_ones_beyond_one_a_second() {
+    if child_dispatch() {
+        return;
+    }
+    let root = Root::new();
+    let s = &root.session;
+    let test = "input16_hellos_churning_the_largest_rings_get_default_ones_beyond_one_a_second";
+    let mut victim = Kid::spawn(test, "churn_victim", &root.path(), "");
+    assert_eq!(victim.line(), "LISTENING");
+    let path = listener_socket(s, &wid(1));
+    let mut made = Vec::new();
+    for i in 0..5 {
+        if i == 4 {
+            // The bucket refills at one largest connection a second.
+            std::thread::sleep(Duration::from_millis(1100));
+        }
+        let (mut sock, reply, fds) = raw_shm_hello(s, &path, 64 << 20);
+        // The caller's acknowledgement: the handshake is complete.
+        sock.write_all(b"A").unwrap();
+        made.push(u64::from_le_bytes(reply[96..104].try_into().unwrap()) >> 20);
+        // The ring memfds are as large as the reply says.
+        let size = rustix::fs::fstat(&fds[3]).unwrap().st_size as u64;
+        assert!(size >> 20 == made[i] || size >> 20 == made[i] + 1, "{size}");
+        drop(fds);
+        drop(sock);
+        assert_eq!(victim.line(), "ACCEPTED");
+    }
+    // MiB per ring: two in the burst, then default-sized, then one again.
+    assert_eq!(made, [64, 64, 1, 1, 64]);
     let status = victim.wait();
     assert!(status.success(), "the listener died: {status}");
 }

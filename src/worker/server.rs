@@ -1296,7 +1296,14 @@ impl Worker {
         while i < self.held.len() {
             let (key, fewest, since) = self.held[i];
             let pending = match self.mux.get_mut(key) {
-                Some(c) if !self.dead.contains(&key) => c.pending_send_bytes(),
+                Some(c) if !self.dead.contains(&key) => {
+                    // Hand over first what the caller made room for: it may
+                    // have read while this thread ran a long task and
+                    // flushed nothing (re-attack on `7c06c53`: a held
+                    // caller was cut off after another caller's 9 s task).
+                    c.flush_pending();
+                    c.pending_send_bytes()
+                }
                 _ => {
                     self.held.swap_remove(i);
                     continue;

@@ -63,6 +63,10 @@ pub(crate) const MAX_LINGERING: usize = 64;
 #[derive(Debug)]
 pub(crate) struct RingBudget {
     limit: usize,
+    /// Bytes of rings above [`super::DEFAULT_RING_CAPACITY`] made per
+    /// second at most, on average (see [`RingBudget::reserve`]); twice that
+    /// in a burst.
+    large_rate: usize,
     state: Mutex<BudgetState>,
 }
 
@@ -74,6 +78,9 @@ struct BudgetState {
     /// there, oldest first, discarded (and refunded) at their deadline or
     /// when [`MAX_LINGERING`] newer ones came after them.
     lingering: VecDeque<(Instant, [Arc<AnonSegment>; 2], usize)>,
+    /// The bytes of large rings that may be made now (a token bucket:
+    /// `large_rate` a second, up to twice that), as of when; `None`: full.
+    large: Option<(Instant, usize)>,
 }
 
 impl BudgetState {
@@ -118,9 +125,10 @@ fn discard(rings: &[Arc<AnonSegment>; 2]) {
 }
 
 impl RingBudget {
-    fn new(limit: usize) -> Arc<Self> {
+    fn new(limit: usize, large_rate: usize) -> Arc<Self> {
         Arc::new(Self {
             limit,
+            large_rate,
             state: Mutex::new(BudgetState::default()),
         })
     }
@@ -132,15 +140,46 @@ impl RingBudget {
     /// Reserves the rings of one connection: `asked` bytes each (a power
     /// of two), or the largest power of two that fits what is left; `None`
     /// when not even two [`MIN_RING_CAPACITY`] rings do.
+    ///
+    /// Making a ring reserves (zeroes) its memory on the accepting thread —
+    /// a worker's loop — and discarding it at the connection's end gives it
+    /// back, ≈ 18 ms for two 64 MiB rings: a token holder connecting and
+    /// hanging up in a loop with the largest rings took an honest caller's
+    /// sync calls from ≈ 1 µs to an 11 ms median (attack on `c901956`). So
+    /// rings above [`super::DEFAULT_RING_CAPACITY`] (1 MiB) are made for at
+    /// most `large_rate` bytes (both directions) a second — twice the
+    /// listener's `max_ring_capacity`: one connection with the largest
+    /// rings a second, two in a burst; beyond it a connection gets
+    /// default-sized rings (the reply says so, as for any smaller grant).
     fn reserve(&self, asked: usize) -> Option<usize> {
+        let now = Instant::now();
         let mut st = self.state();
-        st.reap(Instant::now());
+        st.reap(now);
         let left = self.limit.saturating_sub(st.used) / 2;
         if left < MIN_RING_CAPACITY {
             return None;
         }
+        let mut asked = asked;
+        let large = super::DEFAULT_RING_CAPACITY;
+        let burst = 2 * self.large_rate;
+        let tokens = match st.large {
+            None => burst,
+            Some((at, tokens)) => {
+                let refill = now.saturating_duration_since(at).as_nanos() * self.large_rate as u128
+                    / 1_000_000_000;
+                usize::try_from(refill)
+                    .unwrap_or(usize::MAX)
+                    .saturating_add(tokens)
+                    .min(burst)
+            }
+        };
+        if asked > large && 2 * asked > tokens {
+            asked = large;
+        }
         let cap = asked.min(1 << left.ilog2());
         st.used += 2 * cap;
+        let spent = if cap > large { 2 * cap } else { 0 };
+        st.large = Some((now, tokens - spent));
         Some(cap)
     }
 
@@ -266,7 +305,10 @@ impl ShmListener {
             events: Events::with_capacity(8),
             path,
             ident,
-            budget: RingBudget::new(opts.max_ring_memory),
+            budget: RingBudget::new(
+                opts.max_ring_memory,
+                2 * capacity_limit(opts.max_ring_capacity),
+            ),
             config,
             opts,
         })

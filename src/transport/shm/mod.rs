@@ -155,7 +155,15 @@ pub struct ShmOptions {
     /// (bytes, each direction; rounded down to a power of two, at least
     /// [`MIN_RING_CAPACITY`]): the rings are the listener's memory, so a
     /// caller's request (up to 2 GiB) must not decide how much of it one
-    /// connection reserves. Default [`DEFAULT_MAX_RING_CAPACITY`].
+    /// connection reserves. Default [`DEFAULT_MAX_RING_CAPACITY`]. Rings
+    /// above [`DEFAULT_RING_CAPACITY`] are made for at most one connection
+    /// of this size a second on average, two in a burst (twice this many
+    /// bytes per second, both directions): making and discarding them
+    /// costs the accepting thread
+    /// milliseconds (≈ 18 ms for two 64 MiB rings), so callers churning
+    /// connections with large rings would stall it; beyond that a
+    /// connection gets [`DEFAULT_RING_CAPACITY`] rings (the handshake's
+    /// reply says so).
     pub max_ring_capacity: usize,
     /// Most memory the rings of all connections a listener made may hold
     /// at once (bytes, both directions counted). A connection's share is
