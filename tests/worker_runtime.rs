@@ -1830,53 +1830,68 @@ fn a_caller_whose_requests_meet_a_held_back_ring_queues_them() {
 }
 
 /// A caller held back (its replies to 60 calls of 100 KB queued) that
-/// reads them while the worker runs another caller's 2.5 s task inline is
-/// not cut off: the worker's loop flushed nothing during the task, and
-/// judged the held caller by its queue alone, unchanged for longer than
-/// the reply timeout (1 s) — so it was cut off as "reading none of its
-/// replies" and its calls failed ("connection lost; no retries left",
-/// re-attack on `7c06c53`). The worker now hands over what the caller
-/// made room for before judging.
+/// reads them while the worker runs another caller's long task inline is
+/// served, over shared memory and TCP (re-attack on `7c06c53`):
+/// - the worker's loop flushed nothing during the task and judged the held
+///   caller by its queue alone, unchanged for longer than the reply
+///   timeout (1 s): it was cut off as "reading none of its replies" and
+///   its calls failed ("connection lost; no retries left"). The worker now
+///   hands over what the caller made room for before judging;
+/// - over TCP, with the task (6.5 s) longer than the liveness timeout, the
+///   heartbeat helper wrote nothing — it wrote only on an empty write
+///   buffer — so the caller heard nothing after reading what the kernel
+///   held and declared the worker dead ("stopped answering"). The helper
+///   now flushes the queued replies itself and then writes its heartbeat.
 #[test]
 fn a_held_caller_reading_during_another_callers_long_task_is_not_cut_off() {
     maybe_run_worker();
-    let s = TestSession::new("heldlong");
-    let worker = s.spawn_worker(
-        "a_held_caller_reading_during_another_callers_long_task_is_not_cut_off",
-        2,
-    );
-    let mut c1 = s.driver();
-    let actor = create_counter(&mut c1, worker.id, 0);
-    let refs: Vec<ObjectRef> = (0..60)
-        .map(|_| {
-            c1.submit_actor_task(&actor, "big", vec![i64_arg(100_000)])
-                .unwrap()
-        })
-        .collect();
-    let (s_ref, a2) = (&s, actor.clone());
-    let long = std::thread::scope(|scope| {
-        let c2 = scope.spawn(move || {
-            let mut c2 = s_ref.driver();
-            c2.register_actor(&a2, 0).unwrap();
-            let r = c2
-                .submit_actor_task(&a2, "sleep_ms", vec![i64_arg(2_500)])
-                .unwrap();
-            let v = c2
-                .get(std::slice::from_ref(&r), GUARD)
-                .map(|v| as_i64(&v[0]));
-            drop(c2);
-            v
+    for tcp in [false, true] {
+        let s = TestSession::new(if tcp { "heldlongtcp" } else { "heldlong" });
+        let worker = s.spawn_worker(
+            "a_held_caller_reading_during_another_callers_long_task_is_not_cut_off",
+            2,
+        );
+        let driver = || {
+            let mut opts = CoreWorkerOptions::new(s.node);
+            opts.force_tcp = tcp;
+            CoreWorker::new(&s.session, opts).unwrap()
+        };
+        let mut c1 = driver();
+        let actor = create_counter(&mut c1, worker.id, 0);
+        let refs: Vec<ObjectRef> = (0..60)
+            .map(|_| {
+                c1.submit_actor_task(&actor, "big", vec![i64_arg(100_000)])
+                    .unwrap()
+            })
+            .collect();
+        let long_ms = if tcp { 6_500 } else { 2_500 };
+        let a2 = actor.clone();
+        let long = std::thread::scope(|scope| {
+            let c2 = scope.spawn(|| {
+                let mut c2 = driver();
+                c2.register_actor(&a2, 0).unwrap();
+                let r = c2
+                    .submit_actor_task(&a2, "sleep_ms", vec![i64_arg(long_ms)])
+                    .unwrap();
+                let v = c2
+                    .get(std::slice::from_ref(&r), GUARD)
+                    .map(|v| as_i64(&v[0]));
+                drop(c2);
+                v
+            });
+            // The worker is held back on this caller; it reads (in `get`)
+            // while the other caller's task runs.
+            std::thread::sleep(Duration::from_millis(300));
+            let values = c1
+                .get(&refs, GUARD)
+                .unwrap_or_else(|e| panic!("tcp {tcp}: {e}"));
+            assert!(values.iter().all(|v| v.len() == 100_000));
+            c2.join().unwrap()
         });
-        // The worker is held back on this caller; it reads (in `get`)
-        // while the other caller's task runs.
-        std::thread::sleep(Duration::from_millis(300));
-        let values = c1.get(&refs, GUARD).unwrap_or_else(|e| panic!("{e}"));
-        assert!(values.iter().all(|v| v.len() == 100_000));
-        c2.join().unwrap()
-    });
-    assert_eq!(long.unwrap(), 0);
-    assert_eq!(c1.actor_restarts(&actor), 0);
-    terminate_and_wait(c1, &actor, worker);
+        assert_eq!(long.unwrap(), 0, "tcp {tcp}");
+        assert_eq!(c1.actor_restarts(&actor), 0);
+        terminate_and_wait(c1, &actor, worker);
+    }
 }
 
 /// Requests queued for a worker that takes none of them (it was stopped,

@@ -15,7 +15,7 @@
 //! | `futex.rs` | shared futex wait/wake |
 //! | `eventfd.rs` | eventfd create/read/write/poll |
 //! | `dirwatch.rs` | an inotify watch on one directory (what wakes an idle node) |
-//! | `tcp.rs` | a TCP socket's output the kernel holds (`TIOCOUTQ`), a `send` that never waits (heartbeats written beside the socket's owner) |
+//! | `tcp.rs` | a `send` that never waits and raises no `SIGPIPE` (heartbeats written beside the socket's owner) |
 
 // Under loom only `create` is called (the modelled EventFd keeps a real fd).
 #[cfg(not(shmwire_loom))]

@@ -12,20 +12,23 @@
 //! task) for longer than a heartbeat period — the owner lends them with
 //! [`crate::wake::handoff`], so the two never write one socket at once.
 //!
-//! The helper writes only at a frame boundary (the connection's own write
-//! buffer is empty: [`Beat::boundary`]) and only when the kernel holds none
-//! of the connection's output (`TIOCOUTQ` is 0: the 16 bytes then take a
-//! fresh socket buffer, all or nothing), so its frame never splits one of
-//! the owner's. The heartbeat is a `PONG`: the peer counts it as heard and
-//! owes no answer. A stopped process writes none (its helper is stopped
-//! too), so a stopped worker is still found out.
+//! The helper works on the connection's own write buffer
+//! ([`TcpConnection`](super::TcpConnection)'s, behind a lock the owner
+//! takes uncontended): it hands the kernel what the buffer holds — replies
+//! queued for a caller slow to read them keep flowing while the task runs —
+//! and, once the buffer is empty, appends a heartbeat there and writes it,
+//! so a heartbeat always starts at a frame boundary. It is a `PONG`: the
+//! peer counts it as heard and owes no answer. A stopped process writes
+//! none (its helper is stopped too), so a stopped worker is still found
+//! out.
 
 use std::os::fd::{BorrowedFd, RawFd};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::sync::{Arc, AtomicBool, Ordering};
 use crate::wake::handoff::{handoff, Lent, Owner};
 
+use super::tcp::WriteBuf;
 use super::PeerKey;
 
 /// One connection's registration with a [`Heartbeats`]
@@ -34,9 +37,8 @@ use super::PeerKey;
 pub struct Beat {
     /// Its socket.
     pub fd: RawFd,
-    /// `true` while the connection's own write buffer is empty (the stream
-    /// is at a frame boundary), kept by the connection.
-    pub boundary: Arc<AtomicBool>,
+    /// Its write buffer (shared with the connection).
+    pub write: Arc<Mutex<WriteBuf>>,
 }
 
 /// The owner's side: a helper thread writing heartbeats on the owner's
@@ -68,15 +70,11 @@ impl Heartbeats {
                 while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
                     std::thread::park_timeout(period);
                     helper.look(|b| {
-                        // Relaxed: written by the owner before it left
-                        // (the handoff's Release / Acquire orders it).
-                        if b.boundary.load(Ordering::Relaxed) {
-                            // SAFETY: the owner keeps a registered socket
-                            // open until it removes it, which it does only
-                            // while it holds its connections; `look` runs
-                            // this only while the owner is away.
-                            write_heartbeat(unsafe { BorrowedFd::borrow_raw(b.fd) });
-                        }
+                        // SAFETY: the owner keeps a registered socket open
+                        // until it removes it, which it does only while it
+                        // holds its connections; `look` runs this only
+                        // while the owner is away.
+                        beat(unsafe { BorrowedFd::borrow_raw(b.fd) }, &b.write);
                     });
                 }
             })?;
@@ -133,19 +131,41 @@ impl Drop for Heartbeats {
     }
 }
 
-/// Writes one empty `PONG` frame on `fd` if the kernel holds none of the
-/// connection's output (so the 16 bytes go whole or not at all).
-fn write_heartbeat(fd: BorrowedFd<'_>) {
-    if !matches!(crate::sys::tcp::unsent_bytes(fd), Ok(0)) {
+/// Most bytes a helper lets a connection's write buffer hold when it
+/// appends a heartbeat (a connection whose peer takes nothing gets none:
+/// its queued frames are heard first once it reads).
+const HEARTBEAT_ROOM: usize = 64 << 10;
+
+/// Flushes the connection's queued frames to its socket `fd` as far as the
+/// kernel takes them, then, if none are left, writes a heartbeat.
+fn beat(fd: BorrowedFd<'_>, write: &Mutex<WriteBuf>) {
+    // Never waits: the owner, away, holds no lock.
+    let Ok(mut w) = write.try_lock() else {
+        return;
+    };
+    let mut out = Socket(fd);
+    if let Err(e) = w.flush_some(&mut out) {
+        // The owner finds out at its next write or read.
+        tracing::debug!(error = %e, "heartbeat helper: write failed");
         return;
     }
-    let frame = super::tcp::heartbeat_frame();
-    match crate::sys::tcp::send_now(fd, &frame) {
-        Ok(n) if n == frame.len() => {}
-        Ok(n) => tracing::warn!(
-            written = n,
-            "a heartbeat was split: the peer will see a broken frame"
-        ),
-        Err(e) => tracing::debug!(error = %e, "heartbeat not written"),
+    if w.pending() == 0 {
+        w.append_heartbeat(HEARTBEAT_ROOM);
+        if let Err(e) = w.flush_some(&mut out) {
+            tracing::debug!(error = %e, "heartbeat not written");
+        }
+    }
+}
+
+/// A socket written without waiting and without `SIGPIPE`.
+struct Socket<'a>(BorrowedFd<'a>);
+
+impl std::io::Write for Socket<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        crate::sys::tcp::send_now(self.0, bytes)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }

@@ -46,14 +46,6 @@ const KIND_CLOSE: u32 = 2;
 const KIND_PING: u32 = 3;
 /// Heartbeat answer (empty).
 const KIND_PONG: u32 = 4;
-
-/// An empty [`KIND_PONG`] frame: what a heartbeat helper writes
-/// (`heartbeat.rs`); the peer counts it as heard and owes no answer.
-pub(crate) fn heartbeat_frame() -> [u8; TCP_FRAME_HEADER] {
-    let mut f = [0u8; TCP_FRAME_HEADER];
-    f[4..8].copy_from_slice(&KIND_PONG.to_le_bytes());
-    f
-}
 const INITIAL_RECV_BUF: usize = 16 * 1024;
 
 /// The send buffer a connection starts with (it grows as frames need,
@@ -290,6 +282,83 @@ enum State {
     Broken(String),
 }
 
+/// A connection's frames written and not yet taken by the kernel:
+/// `buf[start..end]`, whole frames from `start`'s frame on (a frame the
+/// kernel took part of is finished before any other byte).
+#[derive(Debug)]
+pub struct WriteBuf {
+    buf: AlignedBytes,
+    start: usize,
+    end: usize,
+}
+
+impl WriteBuf {
+    /// Bytes not yet taken by the kernel.
+    pub(crate) fn pending(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Writes as much as `out` (the socket) takes, without waiting.
+    pub(crate) fn flush_some(&mut self, mut out: impl Write) -> io::Result<()> {
+        while self.start < self.end {
+            match out.write(&self.buf.as_slice()[self.start..self.end]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.start += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        Ok(())
+    }
+
+    /// Makes room for `need` contiguous bytes at the end.
+    fn make_room(&mut self, need: usize) {
+        if self.buf.len() - self.end < need {
+            let (s, e) = (self.start, self.end);
+            self.buf.as_mut_slice().copy_within(s..e, 0);
+            self.end = e - s;
+            self.start = 0;
+            grow_to(&mut self.buf, self.end + need);
+        }
+    }
+
+    /// Encodes one frame of `kind` at the end (which has room for its
+    /// `max_len` payload: `make_room`); returns the payload's length.
+    fn append<E>(
+        &mut self,
+        kind: u32,
+        max_len: usize,
+        encode: impl FnOnce(&mut [u8]) -> Result<usize, E>,
+    ) -> Result<usize, SendError<E>> {
+        let at = self.end;
+        let buf = self.buf.as_mut_slice();
+        let n = run_encoder(
+            &mut buf[at + TCP_FRAME_HEADER..at + TCP_FRAME_HEADER + max_len],
+            encode,
+        )?;
+        buf[at..at + 4].copy_from_slice(&(n as u32).to_le_bytes());
+        buf[at + 4..at + 8].copy_from_slice(&kind.to_le_bytes());
+        buf[at + 8..at + 16].fill(0);
+        buf[at + TCP_FRAME_HEADER + n..at + TCP_FRAME_HEADER + pad16(n)].fill(0);
+        self.end = at + TCP_FRAME_HEADER + pad16(n);
+        Ok(n)
+    }
+
+    /// Appends an empty heartbeat (`PONG`: the peer counts it as heard and
+    /// owes no answer) if the queue holds fewer than `limit` bytes.
+    pub(crate) fn append_heartbeat(&mut self, limit: usize) {
+        if self.pending() + TCP_FRAME_HEADER <= limit {
+            self.make_room(TCP_FRAME_HEADER);
+            let _ = self.append::<std::convert::Infallible>(KIND_PONG, 0, |_| Ok(0));
+        }
+    }
+}
+
 /// A TCP connection to one peer worker. See the [module docs](self) for the
 /// frame format.
 pub struct TcpConnection {
@@ -303,9 +372,11 @@ pub struct TcpConnection {
     rbuf: AlignedBytes,
     rstart: usize,
     rend: usize,
-    wbuf: AlignedBytes,
-    wstart: usize,
-    wend: usize,
+    /// Frames written and not yet taken by the kernel. Behind a lock only
+    /// because a heartbeat helper (`heartbeat_beat`) flushes it and appends
+    /// heartbeats while this connection's owner runs a long task; the
+    /// owner's own lock is never contended otherwise.
+    w: std::sync::Arc<std::sync::Mutex<WriteBuf>>,
     wlimit: usize,
     queue_limit: usize,
     /// When the last byte arrived from the peer.
@@ -315,9 +386,6 @@ pub struct TcpConnection {
     pinged: Option<Instant>,
     /// Silence after which the peer is dead; `None` disables heartbeats.
     liveness: Option<Duration>,
-    /// Set once registered for a helper's heartbeats (`heartbeat_beat`):
-    /// `true` while the write buffer is empty.
-    boundary: Option<crate::sync::Arc<crate::sync::AtomicBool>>,
     send_timeout: Duration,
     state: State,
     /// Heartbeat frames parsed since the current receive began (see
@@ -384,9 +452,11 @@ impl TcpConnection {
             rbuf: zeroed(INITIAL_RECV_BUF.min(pad16(config.max_frame_len) + TCP_FRAME_HEADER)),
             rstart: 0,
             rend: 0,
-            wbuf: zeroed(INITIAL_SEND_BUF),
-            wstart: 0,
-            wend: 0,
+            w: std::sync::Arc::new(std::sync::Mutex::new(WriteBuf {
+                buf: zeroed(INITIAL_SEND_BUF),
+                start: 0,
+                end: 0,
+            })),
             wlimit: config.send_buffer_limit,
             queue_limit: config.send_queue_limit.max(config.send_buffer_limit),
             last_heard: Instant::now(),
@@ -396,26 +466,31 @@ impl TcpConnection {
             state: State::Open,
             heartbeats: 0,
             pong_owed: false,
-            boundary: None,
         })
     }
 
     /// Registers this connection for heartbeats written by a helper thread
     /// while its owner is away ([`super::heartbeat::Heartbeats`]): its
-    /// socket and a flag it keeps `true` while its write buffer is empty
-    /// (the stream is at a frame boundary).
+    /// socket and its write buffer, which the helper flushes and appends a
+    /// heartbeat to.
     pub fn heartbeat_beat(&mut self) -> super::heartbeat::Beat {
         use std::os::fd::AsRawFd as _;
-        let flag = self
-            .boundary
-            .get_or_insert_with(|| crate::sync::Arc::new(crate::sync::AtomicBool::new(false)));
-        // Relaxed: read by the helper only after the owner's handoff
-        // (`Heartbeats::away`, Release).
-        flag.store(self.wstart == self.wend, crate::sync::Ordering::Relaxed);
         super::heartbeat::Beat {
             fd: self.stream.as_raw_fd(),
-            boundary: crate::sync::Arc::clone(flag),
+            write: std::sync::Arc::clone(&self.w),
         }
+    }
+
+    /// The write buffer (locked: uncontended unless a heartbeat helper is
+    /// at it, see `heartbeat_beat`; a poisoned lock still holds whole
+    /// frames: the buffer is changed only between them).
+    fn wb(&self) -> std::sync::MutexGuard<'_, WriteBuf> {
+        self.w.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Bytes written and not yet taken by the kernel.
+    fn pending(&self) -> usize {
+        self.wb().pending()
     }
 
     /// The underlying mio stream (to register it with a `Poll`; the
@@ -456,27 +531,12 @@ impl TcpConnection {
 
     /// Writes as much of the write buffer as the kernel takes, without blocking.
     fn flush_some(&mut self) -> Result<(), Ended> {
-        while self.wstart < self.wend {
-            match self
-                .stream
-                .write(&self.wbuf.as_slice()[self.wstart..self.wend])
-            {
-                Ok(0) => return Err(self.die(io::ErrorKind::WriteZero.into())),
-                Ok(n) => self.wstart += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(self.die(e)),
-            }
-        }
-        if self.wstart == self.wend {
-            self.wstart = 0;
-            self.wend = 0;
-            if let Some(b) = &self.boundary {
-                // Relaxed: see `heartbeat_beat`.
-                b.store(true, crate::sync::Ordering::Relaxed);
-            }
-        }
-        Ok(())
+        let r = self
+            .w
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .flush_some(&self.stream);
+        r.map_err(|e| self.die(e))
     }
 
     /// Flushes until at most `keep` bytes are pending (back-pressure). Fails
@@ -484,9 +544,9 @@ impl TcpConnection {
     fn flush_until(&mut self, keep: usize) -> Result<(), SendError> {
         let mut deadline = Instant::now() + self.send_timeout;
         loop {
-            let before = self.wend - self.wstart;
+            let before = self.pending();
             self.flush_some().map_err(|e| e.send_error())?;
-            let after = self.wend - self.wstart;
+            let after = self.pending();
             if after <= keep {
                 return Ok(());
             }
@@ -509,17 +569,11 @@ impl TcpConnection {
         // Queues beyond the configured limit only for a frame larger than
         // it (bounded by the peer's maximum frame, checked by the caller).
         let cap = self.wlimit.max(need);
-        if self.wend - self.wstart + need > cap {
+        if self.pending() + need > cap {
             self.flush_until(cap - need)?;
         }
-        if self.wbuf.len() - self.wend < need {
-            let (s, e) = (self.wstart, self.wend);
-            self.wbuf.as_mut_slice().copy_within(s..e, 0);
-            self.wend = e - s;
-            self.wstart = 0;
-            // Grown as frames need (at most `cap` queued plus this frame).
-            grow_to(&mut self.wbuf, self.wend + need);
-        }
+        // Grown as frames need (at most `cap` queued plus this frame).
+        self.wb().make_room(need);
         Ok(())
     }
 
@@ -535,20 +589,14 @@ impl TcpConnection {
         // Hand over what the kernel takes first, so the bound counts only
         // what really waits.
         self.flush_some().map_err(|e| e.send_error())?;
-        let queued = self.wend - self.wstart;
+        let queued = self.pending();
         if queued + need > self.queue_limit.max(need) {
             return Err(SendError::QueueFull {
                 queued,
                 limit: self.queue_limit,
             });
         }
-        if self.wbuf.len() - self.wend < need {
-            let (s, e) = (self.wstart, self.wend);
-            self.wbuf.as_mut_slice().copy_within(s..e, 0);
-            self.wend = e - s;
-            self.wstart = 0;
-            grow_to(&mut self.wbuf, self.wend + need);
-        }
+        self.wb().make_room(need);
         self.write_frame(KIND_DATA, max_len, encode)
     }
 
@@ -571,21 +619,7 @@ impl TcpConnection {
         max_len: usize,
         encode: impl FnOnce(&mut [u8]) -> Result<usize, E>,
     ) -> Result<usize, SendError<E>> {
-        let at = self.wend;
-        let buf = self.wbuf.as_mut_slice();
-        let n = run_encoder(
-            &mut buf[at + TCP_FRAME_HEADER..at + TCP_FRAME_HEADER + max_len],
-            encode,
-        )?;
-        buf[at..at + 4].copy_from_slice(&(n as u32).to_le_bytes());
-        buf[at + 4..at + 8].copy_from_slice(&kind.to_le_bytes());
-        buf[at + 8..at + 16].fill(0);
-        buf[at + TCP_FRAME_HEADER + n..at + TCP_FRAME_HEADER + pad16(n)].fill(0);
-        self.wend = at + TCP_FRAME_HEADER + pad16(n);
-        if let Some(b) = &self.boundary {
-            // Relaxed: see `heartbeat_beat`.
-            b.store(false, crate::sync::Ordering::Relaxed);
-        }
+        let n = self.wb().append(kind, max_len, encode)?;
         // Committed: hand what the kernel takes now, never wait here (a
         // failure to write is remembered in the state and reported next time,
         // except a dead peer, which is reported at once).
@@ -738,7 +772,7 @@ impl TcpConnection {
     fn answer_pings(&mut self) {
         self.heartbeats = 0;
         if std::mem::take(&mut self.pong_owed)
-            && self.wend == self.wstart
+            && self.pending() == 0
             && matches!(self.state, State::Open)
         {
             let _ = self.try_control(KIND_PONG);
@@ -752,7 +786,7 @@ impl TcpConnection {
         if let Some(e) = self.ended() {
             return Err(e.recv_error());
         }
-        if self.wend > self.wstart {
+        if self.pending() > 0 {
             self.flush_some().map_err(|e| e.recv_error())?;
         }
         let r = loop {
@@ -783,25 +817,19 @@ impl TcpConnection {
     /// Hands the kernel what it takes of the queued output, without
     /// waiting; `true` while output is still queued.
     pub(crate) fn flush_queued(&mut self) -> bool {
-        self.flush_some().is_ok() && self.wend > self.wstart
+        self.flush_some().is_ok() && self.pending() > 0
     }
 
     /// Queues an empty control frame (heartbeat) without waiting.
     fn try_control(&mut self, kind: u32) -> Result<(), SendError> {
-        let queued = self.wend - self.wstart;
+        let queued = self.pending();
         if queued + TCP_FRAME_HEADER > self.queue_limit {
             return Err(SendError::QueueFull {
                 queued,
                 limit: self.queue_limit,
             });
         }
-        if self.wbuf.len() - self.wend < TCP_FRAME_HEADER {
-            let (s, e) = (self.wstart, self.wend);
-            self.wbuf.as_mut_slice().copy_within(s..e, 0);
-            self.wend = e - s;
-            self.wstart = 0;
-            grow_to(&mut self.wbuf, self.wend + TCP_FRAME_HEADER);
-        }
+        self.wb().make_room(TCP_FRAME_HEADER);
         self.write_frame::<std::convert::Infallible>(kind, 0, |_| Ok(0))
             .map(|_| ())
     }
@@ -908,7 +936,7 @@ impl Connection for TcpConnection {
     }
 
     fn pending_send_bytes(&self) -> usize {
-        self.wend - self.wstart
+        self.pending()
     }
 
     fn flush(&mut self) -> Result<(), SendError> {
@@ -943,7 +971,7 @@ impl Connection for TcpConnection {
                 }
             }
             let mut want = PollFlags::IN;
-            if self.wend > self.wstart {
+            if self.pending() > 0 {
                 want |= PollFlags::OUT;
             }
             let until = next_tick.map_or(deadline, |t| t.min(deadline));
@@ -992,13 +1020,15 @@ impl Drop for TcpConnection {
         // Best effort, never blocking: tell the peer this is an orderly close
         // if the close frame fits in the socket buffer right now.
         if matches!(self.state, State::Open) {
-            let room = self.wbuf.len() - self.wend >= TCP_FRAME_HEADER;
+            let room = {
+                let mut w = self.wb();
+                let room = w.buf.len() - w.end >= TCP_FRAME_HEADER;
+                if room {
+                    let _ = w.append::<std::convert::Infallible>(KIND_CLOSE, 0, |_| Ok(0));
+                }
+                room
+            };
             if room {
-                let at = self.wend;
-                let buf = self.wbuf.as_mut_slice();
-                buf[at..at + 16].fill(0);
-                buf[at + 4..at + 8].copy_from_slice(&KIND_CLOSE.to_le_bytes());
-                self.wend += TCP_FRAME_HEADER;
                 let _ = self.flush_some();
             }
             let _ = self.stream.shutdown(Shutdown::Write);
