@@ -3450,6 +3450,15 @@ impl Drop for CoreWorker {
     /// once no other process holds it; the store drops this client's pins
     /// when its connection closes).
     fn drop(&mut self) {
+        // Requests still queued behind a full ring or socket
+        // (`send_or_queue`) go as far as the worker takes them now; the
+        // rest are dropped with the connections, as an owner's pending
+        // tasks are when it dies.
+        for (_, c) in self.mux.iter_mut() {
+            if c.pending_send_bytes() > 0 {
+                c.flush_pending();
+            }
+        }
         let Some(store) = self.store.take() else {
             return;
         };
