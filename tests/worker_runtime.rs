@@ -1894,6 +1894,114 @@ fn a_held_caller_reading_during_another_callers_long_task_is_not_cut_off() {
     }
 }
 
+/// Three TCP callers that send 100 calls of 100 KB each and read nothing
+/// are held back, then cut off after the reply timeout — without holding up
+/// the worker's loop: closing a TCP connection in order handed the kernel
+/// its queued replies first, waiting up to the reply timeout (1 s) per
+/// caller, one after another, while every other caller waited (re-attack
+/// on `71e1ecb`: ten such callers stalled a healthy caller's call for
+/// 7.5 s and it failed). The worker now drops such connections without
+/// waiting; a healthy caller's sync calls meanwhile stay far below a
+/// second.
+#[test]
+fn cutting_off_tcp_callers_that_read_nothing_does_not_stall_the_loop() {
+    maybe_run_worker();
+    let s = TestSession::new("cutnow");
+    let worker = s.spawn_worker_env(
+        "cutting_off_tcp_callers_that_read_nothing_does_not_stall_the_loop",
+        1,
+        &[(worker_support::ENV_UNTIL_EXIT, "1")],
+    );
+    let mut driver = s.driver();
+    let actor = create_counter(&mut driver, worker.id, 0);
+    let token = shmwire::node::load_or_create_token(&s.session).unwrap();
+    let mut silent = Vec::new();
+    for _ in 0..3 {
+        let me = WorkerId::from_random();
+        let mut conn = Connector::new(TransportConfig::new(me, token), s.node)
+            .with_session(
+                &s.session,
+                std::sync::Arc::new(shmwire::node::Directory::for_session(&s.session).unwrap()),
+            )
+            .force_tcp(true)
+            .connect_worker(&worker.id)
+            .unwrap();
+        let mut enc = Encoder::new();
+        for n in 0..100u64 {
+            let req =
+                worker_support::actor_request((worker.id, &actor, me), "big", n, -1, &[100_000]);
+            conn.send_push_task(&mut enc, &req).unwrap();
+        }
+        silent.push(conn);
+    }
+    // Held, then cut off after 1 s; the sync calls span all of it.
+    let mut worst = Duration::ZERO;
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(4) {
+        let t = Instant::now();
+        let r = driver
+            .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+            .unwrap();
+        driver.get(std::slice::from_ref(&r), GUARD).unwrap();
+        worst = worst.max(t.elapsed());
+    }
+    eprintln!("worst sync call beside three cut-off TCP callers: {worst:?}");
+    assert!(
+        worst < Duration::from_millis(900),
+        "worst sync call {worst:?}"
+    );
+    drop(silent);
+    terminate_and_wait(driver, &actor, worker);
+}
+
+/// A panic in a task run on the worker's loop — a normal task's function,
+/// a one-thread actor's method — is that task's application error, as a
+/// threaded actor's was: before, it unwound through the loop and the
+/// worker process died with every caller's tasks (re-attack on `71e1ecb`).
+/// The worker and the actor serve on.
+#[test]
+fn a_panicking_task_is_an_application_error_not_a_dead_worker() {
+    maybe_run_worker();
+    let s = TestSession::new("panic");
+    let worker = s.spawn_worker(
+        "a_panicking_task_is_an_application_error_not_a_dead_worker",
+        1,
+    );
+    let mut driver = s.driver();
+    let actor = create_counter(&mut driver, worker.id, 10);
+    let normal = driver
+        .submit_task(
+            worker.id,
+            FunctionDescriptor::rust(MODULE, "", "panic"),
+            vec![i64_arg(3)],
+            TaskOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(
+        task_error(&mut driver, &normal),
+        TaskError::Application {
+            function: "panic".into(),
+            message: "the handler panicked: refusing 3".into()
+        }
+    );
+    let method = driver
+        .submit_actor_task(&actor, "panic", vec![i64_arg(4)])
+        .unwrap();
+    assert_eq!(
+        task_error(&mut driver, &method),
+        TaskError::Application {
+            function: "Counter::panic".into(),
+            message: "the handler panicked: boom 4".into()
+        }
+    );
+    let r = driver
+        .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+        .unwrap();
+    assert_eq!(get_i64(&mut driver, &r), 11);
+    assert_eq!(driver.actor_restarts(&actor), 0);
+    terminate_and_wait(driver, &actor, worker);
+}
+
 /// Requests queued for a worker that takes none of them (it was stopped,
 /// `SIGSTOP`, with the caller's ring full) fail as a silent worker's after
 /// the caller's send timeout (`CoreWorkerOptions::send_timeout`, 2 s here)

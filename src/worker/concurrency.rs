@@ -545,7 +545,7 @@ fn run(job: Job, state: &SharedState, registry: &FunctionRegistry) -> Completion
     }
 }
 
-fn panic_message(p: &(dyn Any + Send)) -> &str {
+pub(super) fn panic_message(p: &(dyn Any + Send)) -> &str {
     if let Some(s) = p.downcast_ref::<&str>() {
         s
     } else if let Some(s) = p.downcast_ref::<String>() {

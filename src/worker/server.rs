@@ -1077,9 +1077,9 @@ impl Worker {
                     // pass it together (a shared-memory one is judged before
                     // its last step): the limit itself holds here.
                     if self.mux.len() > self.max_connections {
-                        if let Some(mut c) = self.mux.remove(key) {
+                        if let Some(c) = self.mux.remove(key) {
                             let caller = c.peer_worker_id();
-                            let _ = c.close();
+                            close_now(c);
                             self.refuse(crate::transport::ConnectError::Refused {
                                 reason: format!(
                                     "a connection of caller {caller} beyond max_connections \
@@ -1121,8 +1121,8 @@ impl Worker {
                         }
                         continue;
                     }
-                    if let Some(mut c) = self.mux.remove(key) {
-                        let _ = c.close();
+                    if let Some(c) = self.mux.remove(key) {
+                        close_now(c);
                     }
                     self.refuse(crate::transport::ConnectError::Refused {
                         reason: format!(
@@ -1463,13 +1463,43 @@ impl Worker {
             if let Some(h) = self.heartbeats.as_mut() {
                 h.remove(key);
             }
-            if let Some(mut c) = self.mux.remove(key) {
-                let _ = c.close();
+            if let Some(c) = self.mux.remove(key) {
+                close_now(c);
             }
             self.exec.on_disconnect(key);
         }
         self.connections
             .store(self.mux.len(), AtomicOrdering::Relaxed);
+    }
+}
+
+/// Runs a handler on the execution thread; a panic becomes the task's
+/// application error ("the handler panicked: …"), as on a threaded actor's
+/// pools (`concurrency.rs`) and as Ray turns a task's exception into an
+/// error object: before, it unwound through the worker's loop and the
+/// process died with every caller's tasks (re-attack on `71e1ecb`). An
+/// actor whose method panicked keeps its state as the panic left it.
+fn guarded<T>(run: impl FnOnce() -> Result<T, AppError>) -> Result<T, AppError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(|panic| {
+        Err(AppError::new(format!(
+            "the handler panicked: {}",
+            super::concurrency::panic_message(&*panic)
+        )))
+    })
+}
+
+/// Ends a connection without waiting: the worker's loop serves every other
+/// caller. Over TCP an orderly `close` hands the kernel every queued frame
+/// first, waiting up to the send timeout (the reply timeout, 1 s) for a
+/// caller that reads nothing — one such wait per caller cut off, in a row
+/// (re-attack on `71e1ecb`: ten stopped callers stalled another caller's
+/// calls for 7.5 s, and it failed); dropping the connection sends the close
+/// frame only if it fits now and shuts the socket down. A caller cut off
+/// loses its queued replies; its actor replies stay in the reply cache.
+/// Shared memory's `close` never waits.
+fn close_now(mut c: AnyConnection) {
+    if let AnyConnection::Shm(shm) = &mut c {
+        let _ = shm.close();
     }
 }
 
@@ -2522,7 +2552,7 @@ impl Executor {
             None => (self.slot_unknown, not_found("not registered")),
             Some(e) => {
                 let outcome: Result<TaskResult, PushTaskReply> = match &e.kind {
-                    EntryKind::Function(f) if spec.is_normal_task() => Ok(f(&args)),
+                    EntryKind::Function(f) if spec.is_normal_task() => Ok(guarded(|| f(&args))),
                     EntryKind::Constructor { .. }
                         if spec.is_actor_creation_task()
                             && self.actor.as_ref().map(|a| a.actor_id) == spec.actor_id() =>
@@ -2549,7 +2579,7 @@ impl Executor {
                                         "this worker already hosts actor {hosted}; a worker hosts one actor for its lifetime"
                                     )));
                                 }
-                                let state = registry.construct(*class, &args)?;
+                                let state = guarded(|| registry.construct(*class, &args))?;
                                 if !config.is_threaded() {
                                     return Ok(ActorExec::Local(match state {
                                         ErasedState::Send(s) => s,
@@ -2615,11 +2645,11 @@ impl Executor {
                                     };
                                     Err(unknown_group_reply(task_id, return_id, name, &[]))
                                 }
-                                ActorExec::Local(state) => {
-                                    Ok(e.call_method(state.as_mut(), &args).unwrap_or_else(|| {
+                                ActorExec::Local(state) => Ok(guarded(|| {
+                                    e.call_method(state.as_mut(), &args).unwrap_or_else(|| {
                                         Err(AppError::new("registry entry is not a method"))
-                                    }))
-                                }
+                                    })
+                                })),
                                 ActorExec::Threaded(_) => Err(status_reply(
                                     task_id,
                                     StatusCode::Invalid,

@@ -204,6 +204,10 @@ pub fn registry() -> FunctionRegistry {
         Ok(i64::from(std::process::id()).to_le_bytes().to_vec())
     })
     .unwrap();
+    r.register_function(FunctionDescriptor::rust(MODULE, "", "panic"), |a| {
+        panic!("refusing {}", a.i64(0)?)
+    })
+    .unwrap();
     r.register_function(FunctionDescriptor::rust(MODULE, "", "fail"), |a| {
         Err(AppError::new(format!("refusing {}", a.i64(0)?)))
     })
@@ -220,6 +224,7 @@ pub fn registry() -> FunctionRegistry {
                 Ok(total.to_le_bytes().to_vec())
             })
             .method("get", |total: &mut i64, _| Ok(total.to_le_bytes().to_vec()))
+            .method("panic", |_, a| panic!("boom {}", a.i64(0)?))
             .method("sleep_ms", |total: &mut i64, a| {
                 std::thread::sleep(Duration::from_millis(a.i64(0)? as u64));
                 Ok(total.to_le_bytes().to_vec())
