@@ -2271,10 +2271,14 @@ fn silent_connections_at_the_descriptor_limit_do_not_shut_the_endpoints() {
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
             // Every one answered `200` (the flood, as fast as this process
             // can open connections, may delay each by up to about a second
-            // on 2 cores: it competes for the node's accept loop).
+            // on 2 cores: it competes for the node's accept loop). Bounded
+            // at 10 s: on 2026-12-03 single answers took 5.1–6.1 s here,
+            // three times in eight runs (twice in full parallel test runs,
+            // once alone) — the 5 s bound was flaky; shut out, as before
+            // the fix, the requests are never answered.
             for (answer, took) in &answers {
                 assert!(answer.starts_with("HTTP/1.0 200 OK"), "{addr}: {answer}");
-                assert!(*took < Duration::from_secs(5), "{addr}: {took:?}");
+                assert!(*took < Duration::from_secs(10), "{addr}: {took:?}");
             }
         });
         assert!(
