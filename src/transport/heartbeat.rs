@@ -86,9 +86,8 @@ impl Heartbeats {
     }
 
     /// Registers the connection under `key`. Call while holding the
-    /// connections (not between [`Heartbeats::away`] and
-    /// [`Heartbeats::back`]); its socket must stay open until
-    /// [`Heartbeats::remove`].
+    /// connections (not while a [`Heartbeats::lend`] guard lives); its
+    /// socket must stay open until [`Heartbeats::remove`].
     pub fn add(&mut self, key: PeerKey, beat: Beat) {
         self.owner.add(key.0, beat);
     }
@@ -98,23 +97,9 @@ impl Heartbeats {
         self.owner.remove(key.0);
     }
 
-    /// The owner leaves its connections to the helper (e.g. to run a
-    /// task); free without registered connections. Returns whether it
-    /// left: pass that to [`Heartbeats::back`].
-    #[inline]
-    pub fn away(&mut self) -> bool {
-        self.owner.away()
-    }
-
-    /// The owner takes its connections back, waiting while the helper
-    /// finishes a heartbeat (a few system calls).
-    #[inline]
-    pub fn back(&mut self, left: bool) {
-        self.owner.back(left);
-    }
-
-    /// [`Heartbeats::away`] until the guard drops, also by a panic
-    /// unwinding through the task ([`Heartbeats::back`] then).
+    /// Leaves the connections to the helper (e.g. to run a task; free
+    /// without registered connections) until the guard drops — also by a
+    /// panic unwinding through the task ([`Owner::lend`]).
     #[inline]
     pub fn lend(&mut self) -> Lent<'_, Beat> {
         self.owner.lend()

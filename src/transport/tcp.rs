@@ -327,14 +327,15 @@ impl WriteBuf {
         }
     }
 
-    /// Encodes one frame of `kind` at the end (which has room for its
-    /// `max_len` payload: `make_room`); returns the payload's length.
+    /// Encodes one frame of `kind` at the end (growing the buffer for its
+    /// `max_len` payload); returns the payload's length.
     fn append<E>(
         &mut self,
         kind: u32,
         max_len: usize,
         encode: impl FnOnce(&mut [u8]) -> Result<usize, E>,
     ) -> Result<usize, SendError<E>> {
+        self.make_room(TCP_FRAME_HEADER + pad16(max_len));
         let at = self.end;
         let buf = self.buf.as_mut_slice();
         let n = run_encoder(
@@ -353,7 +354,6 @@ impl WriteBuf {
     /// owes no answer) if the queue holds fewer than `limit` bytes.
     pub(crate) fn append_heartbeat(&mut self, limit: usize) {
         if self.pending() + TCP_FRAME_HEADER <= limit {
-            self.make_room(TCP_FRAME_HEADER);
             let _ = self.append::<std::convert::Infallible>(KIND_PONG, 0, |_| Ok(0));
         }
     }
@@ -572,8 +572,8 @@ impl TcpConnection {
         if self.pending() + need > cap {
             self.flush_until(cap - need)?;
         }
-        // Grown as frames need (at most `cap` queued plus this frame).
-        self.wb().make_room(need);
+        // The buffer grows as frames need (`WriteBuf::append`: at most
+        // `cap` queued plus this frame).
         Ok(())
     }
 
@@ -587,16 +587,18 @@ impl TcpConnection {
     ) -> Result<usize, SendError<E>> {
         let need = TCP_FRAME_HEADER + pad16(max_len);
         // Hand over what the kernel takes first, so the bound counts only
-        // what really waits.
-        self.flush_some().map_err(|e| e.send_error())?;
-        let queued = self.pending();
+        // what really waits (one lock for both).
+        let flushed = {
+            let mut w = self.wb();
+            w.flush_some(&self.stream).map(|()| w.pending())
+        };
+        let queued = flushed.map_err(|e| self.die(e).send_error())?;
         if queued + need > self.queue_limit.max(need) {
             return Err(SendError::QueueFull {
                 queued,
                 limit: self.queue_limit,
             });
         }
-        self.wb().make_room(need);
         self.write_frame(KIND_DATA, max_len, encode)
     }
 
@@ -619,11 +621,15 @@ impl TcpConnection {
         max_len: usize,
         encode: impl FnOnce(&mut [u8]) -> Result<usize, E>,
     ) -> Result<usize, SendError<E>> {
-        let n = self.wb().append(kind, max_len, encode)?;
         // Committed: hand what the kernel takes now, never wait here (a
         // failure to write is remembered in the state and reported next time,
-        // except a dead peer, which is reported at once).
-        self.flush_some().map_err(|e| e.send_error())?;
+        // except a dead peer, which is reported at once). One lock for both.
+        let (n, flushed) = {
+            let mut w = self.wb();
+            let n = w.append(kind, max_len, encode)?;
+            (n, w.flush_some(&self.stream))
+        };
+        flushed.map_err(|e| self.die(e).send_error())?;
         Ok(n)
     }
 
@@ -829,7 +835,6 @@ impl TcpConnection {
                 limit: self.queue_limit,
             });
         }
-        self.wb().make_room(TCP_FRAME_HEADER);
         self.write_frame::<std::convert::Infallible>(kind, 0, |_| Ok(0))
             .map(|_| ())
     }
