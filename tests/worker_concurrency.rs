@@ -132,6 +132,8 @@ fn gate_class() -> ActorClass<Gate> {
         .shared_method_in_group("io", "track_io", |g, a| g.track("io", a))
         .shared_method_in_group("compute", "track_compute", |g, a| g.track("compute", a))
         .shared_method("max_seen", |g, a| g.max_seen(a.i64(0)?))
+        // `a[0]` bytes of 7s.
+        .shared_method("big", |_, a| Ok(vec![7u8; a.i64(0)?.max(0) as usize]))
         .shared_method_in_group("gpu", "on_gpu", |_, _| ok(0))
         .shared_method("next", |g: &Gate, a| {
             let x = a.i64(0)?;
@@ -916,4 +918,55 @@ fn a_busy_call_fails_at_once_even_with_unlimited_retries() {
     }
     drop(driver);
     worker.wait_success();
+}
+
+/// Input (the attack on `7c06c53`): a threaded actor (`max_concurrency`
+/// 4) given 200 calls that each return 100 KB, then `get` — 20 MB of
+/// replies from tasks the worker had all read into its pools before the
+/// first reply was queued, five times its 4 MiB send queue: the caller was
+/// cut off ("connection lost" in 16 ms over shared memory). The worker now
+/// reads no more of a caller's requests while its tasks in the pools would
+/// fill the queue with their replies (as it holds back a caller whose
+/// replies pile up on one thread): every call succeeds on the first
+/// connection (the worker serves one), over shared memory and TCP, and
+/// the actor never restarted.
+#[test]
+fn a_burst_of_large_returns_from_a_threaded_actor_is_flow_controlled() {
+    maybe_run_worker();
+    for tcp in [false, true] {
+        let s = TestSession::new(if tcp { "poolflowtcp" } else { "poolflowshm" });
+        let worker = s.spawn_worker(
+            "a_burst_of_large_returns_from_a_threaded_actor_is_flow_controlled",
+            1,
+        );
+        let mut opts = CoreWorkerOptions::new(s.node);
+        opts.force_tcp = tcp;
+        let mut driver = CoreWorker::new(&s.session, opts).unwrap();
+        let actor = gate(
+            &mut driver,
+            worker.id,
+            ActorOptions {
+                max_concurrency: 4,
+                ..ActorOptions::default()
+            },
+        );
+        let len = 100_000;
+        let refs: Vec<ObjectRef> = (0..200)
+            .map(|_| call(&mut driver, &actor, "big", &[len]))
+            .collect();
+        let values = driver
+            .get(&refs, GUARD)
+            .unwrap_or_else(|e| panic!("tcp {tcp}: {e}"));
+        assert_eq!(values.len(), 200);
+        for v in &values {
+            assert!(
+                v.len() == len as usize && v.iter().all(|&b| b == 7),
+                "tcp {tcp}: a reply of {} bytes",
+                v.len()
+            );
+        }
+        assert_eq!(driver.actor_restarts(&actor), 0, "tcp {tcp}");
+        drop(driver);
+        worker.wait_success();
+    }
 }

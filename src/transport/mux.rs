@@ -101,8 +101,11 @@ pub struct Mux<C: MuxConnection> {
     writing: Vec<bool>,
     /// Per slot: the connection's next `tick`.
     due: Vec<Option<Instant>>,
-    /// Per slot: its receive side is held ([`Mux::hold`]).
+    /// Per slot: its receive side is held ([`Mux::hold`], [`Mux::pause`]).
     held: Vec<bool>,
+    /// Per slot: held until [`Mux::resume`] ([`Mux::pause`]), whatever its
+    /// output.
+    paused: Vec<bool>,
     /// Some slot is held (the spin loops look at `held` only then).
     any_held: bool,
     /// Reported last time; reported again while a frame is still buffered.
@@ -177,6 +180,7 @@ impl<C: MuxConnection> Mux<C> {
             writing: Vec::new(),
             due: Vec::new(),
             held: Vec::new(),
+            paused: Vec::new(),
             any_held: false,
             hot: Vec::new(),
             spin: false,
@@ -263,11 +267,13 @@ impl<C: MuxConnection> Mux<C> {
             self.writing.push(false);
             self.due.push(due);
             self.held.push(false);
+            self.paused.push(false);
         } else {
             self.peers[slot] = Some(conn);
             self.writing[slot] = false;
             self.due[slot] = due;
             self.held[slot] = false;
+            self.paused[slot] = false;
         }
         let key = PeerKey(slot);
         // It may already hold frames that arrived before registration.
@@ -281,6 +287,7 @@ impl<C: MuxConnection> Mux<C> {
         let _ = conn.deregister(self.poll.registry());
         self.hot.retain(|k| *k != key);
         self.held[key.0] = false;
+        self.paused[key.0] = false;
         self.any_held = self.held.contains(&true);
         Some(conn)
     }
@@ -306,9 +313,37 @@ impl<C: MuxConnection> Mux<C> {
         }
     }
 
-    /// `true` while [`Mux::hold`] holds `key`.
+    /// `true` while [`Mux::hold`] or [`Mux::pause`] holds `key`.
     pub fn is_held(&self, key: PeerKey) -> bool {
         self.held.get(key.0).copied().unwrap_or(false)
+    }
+
+    /// Holds back the receive side of `key` as [`Mux::hold`] does, but
+    /// until [`Mux::resume`], whatever its output: for a receiver whose
+    /// own work on what it read from the peer must shrink first (a
+    /// worker's pools busy with a caller's tasks whose replies would not
+    /// fit its send queue). Its end is still reported at once.
+    pub fn pause(&mut self, key: PeerKey) {
+        if let Some(p) = self.paused.get_mut(key.0) {
+            *p = true;
+            self.hold(key);
+        }
+    }
+
+    /// Ends [`Mux::pause`] on `key`: it is held as [`Mux::hold`] holds it
+    /// until its queued output is handed over (at once when there is none),
+    /// then reported ready, to be received from until
+    /// [`Connection::try_recv`] returns `Ok(None)` (re-arming TCP's
+    /// edge-triggered readiness).
+    pub fn resume(&mut self, key: PeerKey) {
+        if let Some(p) = self.paused.get_mut(key.0) {
+            *p = false;
+        }
+    }
+
+    /// `true` while [`Mux::pause`] holds `key`.
+    pub fn is_paused(&self, key: PeerKey) -> bool {
+        self.paused.get(key.0).copied().unwrap_or(false)
     }
 
     /// Reports every connection with something to receive: a frame, or for
@@ -519,7 +554,8 @@ impl<C: MuxConnection> Mux<C> {
                     self.writing[i] = still;
                 }
             }
-            if self.held[i] && (c.pending_send_bytes() == 0 || !self.writing[i]) {
+            if self.held[i] && !self.paused[i] && (c.pending_send_bytes() == 0 || !self.writing[i])
+            {
                 // Its output was handed over (or cannot be: the receive
                 // reports why): the hold ends.
                 self.held[i] = false;

@@ -219,6 +219,11 @@ pub(crate) struct Job {
     /// Whether the caller is on another node (its return's copy here is
     /// deleted when the hold ends).
     pub(crate) caller_remote: bool,
+    /// The bytes its reply is expected to take in its caller's send queue
+    /// (counted for the caller until the completion is collected: the
+    /// worker reads no more of a caller's requests while its pools' replies
+    /// would not fit).
+    pub(crate) expected: usize,
 }
 
 /// A task a pool finished.
@@ -244,6 +249,8 @@ pub(crate) struct Completion {
     /// Bytes of the job's request copy (counted in the worker's held
     /// bytes until the completion is collected).
     pub(crate) held: usize,
+    /// The job's `expected`.
+    pub(crate) expected: usize,
 }
 
 /// Which group runs a method.
@@ -406,6 +413,11 @@ impl ActorPools {
         self.pools.iter().skip(1).map(|p| p.name.as_str()).collect()
     }
 
+    /// Threads of all the pools together (each group's `max_concurrency`).
+    pub(crate) fn threads(&self) -> usize {
+        self.pools.iter().map(|p| p.max_concurrency).sum()
+    }
+
     /// `true` if task `task_id` of `caller` with `counter` is in a pool now.
     pub(crate) fn is_running(&self, caller: WorkerId, counter: u64, task_id: TaskId) -> bool {
         self.running.get(&(caller, counter)) == Some(&task_id)
@@ -542,6 +554,7 @@ fn run(job: Job, state: &SharedState, registry: &FunctionRegistry) -> Completion
         ran: end - start,
         caller_remote: job.caller_remote,
         held: job.bytes.len(),
+        expected: job.expected,
     }
 }
 

@@ -311,6 +311,12 @@ struct CallerState {
     /// Bytes of its requests copied for a threaded actor's pools and not
     /// yet finished there.
     pooled: usize,
+    /// Its tasks in a threaded actor's pools, not yet collected.
+    pooled_tasks: usize,
+    /// The send-queue bytes their replies are expected to take
+    /// (`Job::expected`): the worker reads no more of the caller's requests
+    /// while they would not fit (`Executor::pools_full`).
+    pooled_expected: usize,
     /// The highest `caller_starts_at` its connections used: a later
     /// connection's is no lower.
     min_starts: u64,
@@ -442,6 +448,14 @@ struct Executor {
     held: usize,
     /// [`WorkerOptions::max_held_request_bytes`].
     max_held: usize,
+    /// By registry entry, the most bytes one of its replies took
+    /// (`reply_bytes`; 0 before its first on a pool): what a reply of the
+    /// next task of the method is expected to take.
+    reply_est: Vec<usize>,
+    /// The send-queue room a caller's tasks in the pools may expect to fill:
+    /// `send_queue_limit` less the queued bytes at which the caller is held
+    /// back (`Worker::hold_back`).
+    pool_room: usize,
     /// Connections a newer connection of the same caller superseded
     /// (`on_connect`), for the worker to close.
     superseded: Vec<PeerKey>,
@@ -586,6 +600,10 @@ pub struct Worker {
     /// The connections held back, each with its fewest queued bytes seen
     /// and when they last fell (`Worker::check_held`).
     held: Vec<(PeerKey, usize, Instant)>,
+    /// The connections paused while their caller's tasks fill the
+    /// threaded actor's pools (`Executor::pools_full`), resumed as they
+    /// finish (`Worker::resume_paused`).
+    paused: Vec<PeerKey>,
     /// Heartbeats on TCP callers' connections while a task runs on this
     /// thread (`None` without a TCP listener, or if its thread could not
     /// start: a task longer than the liveness timeout then fails its TCP
@@ -699,6 +717,7 @@ impl Worker {
         let mut config = TransportConfig::new(options.worker_id, token);
         config.send_timeout = options.reply_timeout;
         let hold_back = config.send_queue_limit / 4;
+        let pool_room = config.send_queue_limit - hold_back;
         let heartbeats = match options.tcp {
             Some(_) if !config.liveness_timeout.is_zero() => {
                 match Heartbeats::start(config.liveness_timeout / 3) {
@@ -831,6 +850,8 @@ impl Worker {
                 departed_ttl: options.departed_caller_ttl,
                 held: 0,
                 max_held: options.max_held_request_bytes,
+                reply_est: Vec::new(),
+                pool_room,
                 superseded: Vec::new(),
                 cached: 0,
                 max_cached: options.max_cached_reply_bytes,
@@ -849,6 +870,7 @@ impl Worker {
             unflushed: Vec::new(),
             hold_back,
             held: Vec::new(),
+            paused: Vec::new(),
             heartbeats,
             address,
             events: std::collections::VecDeque::new(),
@@ -933,6 +955,9 @@ impl Worker {
             std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
         }
         self.exec.collect(&mut self.outbox);
+        if !self.paused.is_empty() {
+            self.resume_paused();
+        }
         self.exec.tick(&mut self.outbox);
         self.flush();
         self.flush_tcp();
@@ -1221,6 +1246,12 @@ impl Worker {
                 self.hold(key, pending);
                 return;
             }
+            // Likewise while its tasks in a threaded actor's pools would
+            // fill the rest of the queue with their replies.
+            if self.exec.is_threaded() && self.exec.pools_full(key) && !conn.has_ended() {
+                self.pause(key);
+                return;
+            }
             match conn.try_recv_private_tagged() {
                 Ok(None) => return,
                 Ok(Some((tag, bytes))) => {
@@ -1285,6 +1316,32 @@ impl Worker {
         }
     }
 
+    /// Pauses the receive side of `key` until its caller's tasks in the
+    /// pools shrink ([`Mux::pause`], `Worker::resume_paused`).
+    #[cold]
+    fn pause(&mut self, key: PeerKey) {
+        self.mux.pause(key);
+        if !self.paused.contains(&key) {
+            self.paused.push(key);
+        }
+    }
+
+    /// Resumes the paused connections whose callers' tasks in the pools
+    /// shrank enough (`Executor::pools_resume`), or that are gone.
+    #[cold]
+    fn resume_paused(&mut self) {
+        let mut i = 0;
+        while i < self.paused.len() {
+            let key = self.paused[i];
+            if self.exec.pools_resume(key) {
+                self.mux.resume(key);
+                self.paused.swap_remove(i);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
     /// Forgets the holds the mux ended and cuts off a held caller that read
     /// none of its queued replies for `reply_timeout` (it stopped reading,
     /// or is blocked sending requests the worker will not read meanwhile:
@@ -1309,7 +1366,9 @@ impl Worker {
                     continue;
                 }
             };
-            if !self.mux.is_held(key) {
+            // A connection paused for the pools' sake (and not for queued
+            // replies of its own) waits for the pools, not for its caller.
+            if !self.mux.is_held(key) || (self.mux.is_paused(key) && pending <= self.hold_back) {
                 self.held.swap_remove(i);
                 continue;
             }
@@ -1686,6 +1745,8 @@ impl Executor {
             pid: None,
             buffered: 0,
             pooled: 0,
+            pooled_tasks: 0,
+            pooled_expected: 0,
             min_starts: 0,
             cached: 0,
             dropped_through: None,
@@ -2365,8 +2426,11 @@ impl Executor {
                     }
                 };
                 // Held until the pool finished it (`collect`).
+                let expected = self.reply_estimate(slot);
                 if let Some(cs) = self.callers.get_mut(&caller) {
                     cs.pooled += bytes.len();
+                    cs.pooled_tasks += 1;
+                    cs.pooled_expected += expected;
                 }
                 self.held += bytes.len();
                 if let Some(ActorInstance {
@@ -2386,6 +2450,7 @@ impl Executor {
                             arrived,
                             resolved,
                             caller_remote,
+                            expected,
                         },
                     );
                 }
@@ -2443,6 +2508,63 @@ impl Executor {
         }
     }
 
+    /// The send-queue bytes a reply of registry entry `slot` is expected to
+    /// take: the most one of its replies took so far; before its first, the
+    /// most an inline value can take (`max_direct_call_object_size`, larger
+    /// ones go to the store) and 1 KiB besides.
+    fn reply_estimate(&self, slot: usize) -> usize {
+        match self.reply_est.get(slot) {
+            Some(&e) if e > 0 => e,
+            _ => self.max_inline.saturating_add(1 << 10),
+        }
+    }
+
+    /// Whether the caller on `key` has as many tasks in the threaded
+    /// actor's pools as their replies may fill of its send queue (one more
+    /// reply of the largest size expected would not fit `pool_room`), and at
+    /// least as many as the pools have threads (so that tasks that wait for
+    /// each other, up to the actor's concurrency, are all read). The worker
+    /// then reads no more of its requests until the pools finished some
+    /// (`Worker::drain`, `Mux::pause`): a burst of calls with large returns
+    /// to a threaded actor is flow-controlled as on one thread, instead of
+    /// its replies overflowing the queue and the caller being cut off
+    /// (attack on `7c06c53`: 200 calls returning 100 KB each, `max_concurrency` 4).
+    fn pools_full(&self, key: PeerKey) -> bool {
+        let Some(ActorInstance {
+            exec: ActorExec::Threaded(pools),
+            ..
+        }) = &self.actor
+        else {
+            return false;
+        };
+        let Some(cs) = self.peers.get(&key).and_then(|p| self.callers.get(&p.0)) else {
+            return false;
+        };
+        cs.pooled_tasks >= pools.threads()
+            && cs
+                .pooled_expected
+                .saturating_add(self.max_inline.saturating_add(1 << 10))
+                > self.pool_room
+    }
+
+    /// Whether a caller paused by `pools_full` on `key` is read again: its
+    /// pools' replies expected to fill at most half of `pool_room` (so that
+    /// each pause is followed by many reads), or fewer of its tasks in the
+    /// pools than they have threads, or the connection or the actor gone.
+    fn pools_resume(&self, key: PeerKey) -> bool {
+        let Some(ActorInstance {
+            exec: ActorExec::Threaded(pools),
+            ..
+        }) = &self.actor
+        else {
+            return true;
+        };
+        let Some(cs) = self.peers.get(&key).and_then(|p| self.callers.get(&p.0)) else {
+            return true;
+        };
+        cs.pooled_tasks < pools.threads() || cs.pooled_expected <= self.pool_room / 2
+    }
+
     /// `true` if the worker hosts a threaded actor.
     fn is_threaded(&self) -> bool {
         matches!(
@@ -2494,11 +2616,20 @@ impl Executor {
             self.held = self.held.saturating_sub(c.held);
             if let Some(cs) = self.callers.get_mut(&c.caller) {
                 cs.pooled = cs.pooled.saturating_sub(c.held);
+                cs.pooled_tasks = cs.pooled_tasks.saturating_sub(1);
+                cs.pooled_expected = cs.pooled_expected.saturating_sub(c.expected);
             }
             let reply = match c.result {
                 Ok(value) => self.value_reply(c.task_id, c.return_id, value),
                 Err(app) => app_error_reply(c.task_id, c.return_id, StatusCode::Ok, app.message),
             };
+            // What the method's next reply is expected to take.
+            let bytes = reply_bytes(&reply);
+            if self.reply_est.len() <= c.slot {
+                self.reply_est.resize(c.slot + 1, 0);
+            }
+            let est = &mut self.reply_est[c.slot];
+            *est = (*est).max(bytes);
             // A large return went to the store: hold it for its caller.
             if let Some(b) = self.store.as_mut() {
                 b.caller_remote = c.caller_remote;
