@@ -1649,7 +1649,12 @@ fn normal_task_fails_with_worker_died_when_its_worker_is_gone() {
 fn a_caller_that_stops_reading_does_not_stall_the_others() {
     maybe_run_worker();
     let s = TestSession::new("stopped");
-    let worker = s.spawn_worker("a_caller_that_stops_reading_does_not_stall_the_others", 2);
+    // Cut off after 1 s of reading nothing (30 s by default).
+    let worker = s.spawn_worker_env(
+        "a_caller_that_stops_reading_does_not_stall_the_others",
+        2,
+        &[(worker_support::ENV_UNREAD_MS, "1000")],
+    );
     // Caller A floods the worker with requests and never reads a reply.
     let flood = {
         let token = shmwire::node::load_or_create_token(&s.session).unwrap();
@@ -1894,6 +1899,54 @@ fn a_held_caller_reading_during_another_callers_long_task_is_not_cut_off() {
     }
 }
 
+/// Input (the attack on `71e1ecb`): a caller that submits 60 normal tasks
+/// returning 100 KB each, computes for a while (here 3 s, beyond the
+/// worker's reply timeout of 1 s and below TCP's 5 s liveness bound), then
+/// calls `get` — Ray's driver working between `remote()` and `ray.get`.
+/// The worker held the caller back (its replies passed a quarter of the
+/// send queue) and cut it off after 1 s of reading nothing: 50 of 60 tasks
+/// failed as "worker died" over shared memory, 10 of 60 over TCP (no
+/// retries by default). A held caller now keeps its replies for
+/// `unread_reply_timeout` (30 s): every task succeeds on the first
+/// connection (the worker serves one), over shared memory and TCP.
+#[test]
+fn a_caller_busy_between_submit_and_get_keeps_its_replies() {
+    maybe_run_worker();
+    for tcp in [false, true] {
+        let s = TestSession::new(if tcp { "busytcp" } else { "busyshm" });
+        let worker = s.spawn_worker("a_caller_busy_between_submit_and_get_keeps_its_replies", 1);
+        let mut opts = CoreWorkerOptions::new(s.node);
+        opts.force_tcp = tcp;
+        let mut driver = CoreWorker::new(&s.session, opts).unwrap();
+        let len = 100_000i64;
+        let refs: Vec<ObjectRef> = (0..60)
+            .map(|_| {
+                driver
+                    .submit_task(
+                        worker.id,
+                        FunctionDescriptor::rust(MODULE, "", "fill"),
+                        vec![i64_arg(len)],
+                        TaskOptions::default(),
+                    )
+                    .unwrap()
+            })
+            .collect();
+        // The application's own work: the CoreWorker is not called.
+        std::thread::sleep(Duration::from_secs(3));
+        let values = driver
+            .get(&refs, GUARD)
+            .unwrap_or_else(|e| panic!("tcp {tcp}: {e}"));
+        for v in &values {
+            assert!(
+                v.len() == len as usize && v.iter().all(|&b| b == 7),
+                "tcp {tcp}"
+            );
+        }
+        drop(driver);
+        worker.wait_success();
+    }
+}
+
 /// Three TCP callers that send 100 calls of 100 KB each and read nothing
 /// are held back, then cut off after the reply timeout — without holding up
 /// the worker's loop: closing a TCP connection in order handed the kernel
@@ -1910,7 +1963,11 @@ fn cutting_off_tcp_callers_that_read_nothing_does_not_stall_the_loop() {
     let worker = s.spawn_worker_env(
         "cutting_off_tcp_callers_that_read_nothing_does_not_stall_the_loop",
         1,
-        &[(worker_support::ENV_UNTIL_EXIT, "1")],
+        &[
+            (worker_support::ENV_UNTIL_EXIT, "1"),
+            // Cut off after 1 s of reading nothing (30 s by default).
+            (worker_support::ENV_UNREAD_MS, "1000"),
+        ],
     );
     let mut driver = s.driver();
     let actor = create_counter(&mut driver, worker.id, 0);

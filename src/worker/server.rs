@@ -105,11 +105,27 @@ pub struct WorkerOptions {
     /// caller's queued replies pass a quarter of `send_queue_limit` (1 MiB
     /// by default) the worker reads no more of its requests until it has
     /// read them (its sends then wait for room, as on a full socket: flow
-    /// control, not a failure). A caller that reads none of its queued
-    /// replies for this long, or whose queue still reaches
-    /// `send_queue_limit`, is cut off alone; its actor replies stay in the
-    /// reply cache for when it reconnects and re-sends (default 1 s).
+    /// control, not a failure); one that reads none of them for
+    /// [`WorkerOptions::unread_reply_timeout`], or whose queue still
+    /// reaches `send_queue_limit`, is cut off alone, its actor replies kept
+    /// in the reply cache for when it reconnects and re-sends. This
+    /// timeout is also how long a terminated worker waits for its callers
+    /// to read their last replies (default 1 s).
     pub reply_timeout: Duration,
+    /// How long a caller held back for its unread replies (above) may read
+    /// none of them before it is cut off (default 30 s, as a caller's
+    /// [`CoreWorkerOptions::send_timeout`](crate::worker::CoreWorkerOptions::send_timeout)
+    /// for a worker that takes none of its requests). A held caller costs
+    /// the worker its queued replies (at most `send_queue_limit`, 4 MiB)
+    /// and delays nobody else, so the bound is about memory, not latency:
+    /// a caller busy with its own work between submitting and `get`
+    /// (Ray's driver computing while its tasks run) keeps its replies for
+    /// this long. Was the reply timeout (1 s), which cut such a caller off
+    /// and failed its normal tasks as "worker died" (attack on `71e1ecb`:
+    /// 60 calls of 100 KB, 1.5 s of computing, then `get`: 50 of 60 failed).
+    /// A dead caller is found sooner: its connection ends (shared memory:
+    /// its process is gone; TCP: hang-up or the liveness bound).
+    pub unread_reply_timeout: Duration,
     /// The session's object store (a client of its store service, e.g.
     /// `StoreClient::connect(&session, DEFAULT_STORE_NAME)`). With it,
     /// by-reference arguments are read from the store (zero-copy) and return
@@ -253,6 +269,7 @@ impl WorkerOptions {
             max_direct_call_object_size: MAX_DIRECT_CALL_OBJECT_SIZE,
             spin: false,
             reply_timeout: Duration::from_secs(1),
+            unread_reply_timeout: Duration::from_secs(30),
             store: None,
             arg_fetch_timeout: Duration::from_secs(2),
             store_return_hold: Duration::from_secs(60),
@@ -624,6 +641,8 @@ pub struct Worker {
     /// [`WorkerOptions::reply_timeout`]: also how long a terminated worker
     /// waits for a caller to read its last replies ([`Worker::exited`]).
     reply_timeout: Duration,
+    /// [`WorkerOptions::unread_reply_timeout`] (`Worker::check_held`).
+    unread_reply_timeout: Duration,
     /// Where `shmwire inspect` reads this worker's figures (`None` if the
     /// segment could not be made: the worker serves without it).
     area: Option<super::stats::PublishedStats>,
@@ -875,6 +894,7 @@ impl Worker {
             address,
             events: std::collections::VecDeque::new(),
             reply_timeout: options.reply_timeout,
+            unread_reply_timeout: options.unread_reply_timeout,
             area,
             listener_check_at: Instant::now() + crate::transport::LISTENER_CHECK_INTERVAL,
             listener_lost: false,
@@ -930,7 +950,7 @@ impl Worker {
             None => timeout,
         };
         if let Some(since) = self.held.iter().map(|h| h.2).min() {
-            let due = since + self.reply_timeout;
+            let due = since + self.unread_reply_timeout;
             timeout = timeout.min(due.saturating_duration_since(Instant::now()));
         }
         let mut ready = std::mem::take(&mut self.ready);
@@ -1343,7 +1363,7 @@ impl Worker {
     }
 
     /// Forgets the holds the mux ended and cuts off a held caller that read
-    /// none of its queued replies for `reply_timeout` (it stopped reading,
+    /// none of its queued replies for `unread_reply_timeout` (it stopped reading,
     /// or is blocked sending requests the worker will not read meanwhile:
     /// after a reconnect its re-sent actor tasks are answered from the
     /// reply cache).
@@ -1374,7 +1394,7 @@ impl Worker {
             }
             if pending < fewest {
                 self.held[i] = (key, pending, now);
-            } else if now.saturating_duration_since(since) >= self.reply_timeout {
+            } else if now.saturating_duration_since(since) >= self.unread_reply_timeout {
                 self.held.swap_remove(i);
                 let caller = self.mux.get_mut(key).map(|c| c.peer_worker_id());
                 if let Some(caller) = caller {

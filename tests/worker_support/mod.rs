@@ -49,6 +49,8 @@ pub const ENV_MAX_HELD: &str = "SHMWIRE_WORKER_TEST_MAX_HELD";
 pub const ENV_MAX_CONNECTIONS: &str = "SHMWIRE_WORKER_TEST_MAX_CONNECTIONS";
 /// If set: the worker's `max_cached_reply_bytes`.
 pub const ENV_MAX_CACHED: &str = "SHMWIRE_WORKER_TEST_MAX_CACHED";
+/// If set: the worker's `unread_reply_timeout` in milliseconds.
+pub const ENV_UNREAD_MS: &str = "SHMWIRE_WORKER_TEST_UNREAD_MS";
 pub const MODULE: &str = "worker_tests";
 /// Bound on every wait of these tests.
 pub const GUARD: Duration = Duration::from_secs(60);
@@ -260,6 +262,11 @@ pub fn registry() -> FunctionRegistry {
         Ok(vec![9u8; 200_000])
     })
     .unwrap();
+    // `a[0]` bytes of 7s.
+    r.register_function(FunctionDescriptor::rust(MODULE, "", "fill"), |a| {
+        Ok(vec![7u8; a.i64(0)?.max(0) as usize])
+    })
+    .unwrap();
     r.register_function(FunctionDescriptor::rust(MODULE, "", "len"), |a| {
         Ok((a.bytes(0)?.len() as i64).to_le_bytes().to_vec())
     })
@@ -340,6 +347,9 @@ pub fn maybe_run_worker() {
     }
     if let Ok(n) = std::env::var(ENV_MAX_CACHED) {
         options.max_cached_reply_bytes = n.parse().unwrap();
+    }
+    if let Ok(ms) = std::env::var(ENV_UNREAD_MS) {
+        options.unread_reply_timeout = Duration::from_millis(ms.parse().unwrap());
     }
     if let Ok(addr) = std::env::var(ENV_OBJECT_ENDPOINT) {
         options.object_manager_address = Some(addr.parse().unwrap());
