@@ -1900,15 +1900,18 @@ fn a_held_caller_reading_during_another_callers_long_task_is_not_cut_off() {
 }
 
 /// Input (the attack on `71e1ecb`): a caller that submits 60 normal tasks
-/// returning 100 KB each, computes for a while (here 3 s, beyond the
-/// worker's reply timeout of 1 s and below TCP's 5 s liveness bound), then
-/// calls `get` — Ray's driver working between `remote()` and `ray.get`.
-/// The worker held the caller back (its replies passed a quarter of the
-/// send queue) and cut it off after 1 s of reading nothing: 50 of 60 tasks
-/// failed as "worker died" over shared memory, 10 of 60 over TCP (no
-/// retries by default). A held caller now keeps its replies for
-/// `unread_reply_timeout` (30 s): every task succeeds on the first
-/// connection (the worker serves one), over shared memory and TCP.
+/// returning 100 KB each, computes for a while (3 s, beyond the worker's
+/// reply timeout of 1 s), then calls `get` — Ray's driver working between
+/// `remote()` and `ray.get`; over TCP it then works 7 s more with nothing
+/// pending, beyond the 5 s liveness bound. The worker held the caller back (its replies
+/// passed a quarter of the send queue) and cut it off after 1 s of reading
+/// nothing: 50 of 60 tasks failed as "worker died" over shared memory, 10
+/// of 60 over TCP (no retries by default); over TCP a caller making no
+/// call for 5 s answered no ping and was closed as silent. A held caller
+/// now keeps its replies for `unread_reply_timeout` (30 s), and the
+/// `CoreWorker`'s heartbeat helper speaks for it while the application
+/// makes no call: every task succeeds on the first connection (the worker
+/// serves one).
 #[test]
 fn a_caller_busy_between_submit_and_get_keeps_its_replies() {
     maybe_run_worker();
@@ -1942,6 +1945,27 @@ fn a_caller_busy_between_submit_and_get_keeps_its_replies() {
                 "tcp {tcp}"
             );
         }
+        if tcp {
+            // Nothing pending now: the worker's pings go unanswered by the
+            // application for 7 s, beyond the 5 s liveness bound (a caller
+            // held back is not judged by it; an idle one is).
+            std::thread::sleep(Duration::from_secs(7));
+        }
+        // The same connection serves on: a worker that closed it would have
+        // been done with its one caller (over TCP the replies can all sit
+        // in the kernel's buffers by then, so only this call tells).
+        let r = driver
+            .submit_task(
+                worker.id,
+                FunctionDescriptor::rust(MODULE, "", "fill"),
+                vec![i64_arg(8)],
+                TaskOptions::default(),
+            )
+            .unwrap();
+        let v = driver
+            .get(&[r], GUARD)
+            .unwrap_or_else(|e| panic!("tcp {tcp}, the call after: {e}"));
+        assert_eq!(v[0], vec![7u8; 8]);
         drop(driver);
         worker.wait_success();
     }

@@ -116,6 +116,120 @@ impl Drop for Heartbeats {
     }
 }
 
+/// Heartbeats on an owner's TCP connections while it makes no calls on
+/// them — the caller's side of [`Heartbeats`]: an application's
+/// [`CoreWorker`](crate::worker::CoreWorker) is used only when the
+/// application calls it (it has no I/O thread, unlike Ray's core worker),
+/// so a driver busy with its own work for the liveness timeout (5 s) heard
+/// no ping and answered none, and its workers closed its connections
+/// (its held-back replies with them). A helper thread looks every period;
+/// if the owner marked no activity ([`IdleHeartbeats::active`]) since its
+/// previous look, it does what [`Heartbeats`]' helper does on each
+/// registered connection: hands the kernel the queued frames, and once
+/// none are left writes a `PONG`.
+///
+/// Unlike [`Heartbeats`] there is no hand-off: the owner is away at
+/// unknown times (between the application's calls), and the helper only
+/// *writes*, as the owner does, under the connection's write-buffer lock
+/// (it never waits for it: a busy owner is heard anyway). The socket's
+/// lifetime is guarded by the registration: the owner
+/// [removes](IdleHeartbeats::remove) a connection before closing it, and
+/// removing waits for a look in progress.
+#[derive(Debug)]
+pub struct IdleHeartbeats {
+    shared: Arc<IdleShared>,
+    helper: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Debug, Default)]
+struct IdleShared {
+    /// The registered connections, by key; locked by the helper for a
+    /// whole look.
+    beats: Mutex<Vec<(usize, Beat)>>,
+    /// Bumped by the owner at each activity. Relaxed: the helper compares
+    /// it with its previous look only (no data is published through it).
+    activity: std::sync::atomic::AtomicU64,
+    /// Set to end the helper (`Drop`, which also unparks it). Relaxed: a
+    /// flag, no data behind it.
+    stop: std::sync::atomic::AtomicBool,
+}
+
+impl IdleHeartbeats {
+    /// Starts the helper thread, looking every `period` (a third of the
+    /// liveness timeout, as [`Heartbeats::start`]).
+    ///
+    /// # Errors
+    /// The thread could not be started.
+    pub fn start(period: Duration) -> std::io::Result<Self> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let shared = Arc::new(IdleShared::default());
+        let seen = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("shmwire-idle-beats".into())
+            .spawn(move || {
+                let mut last = seen.activity.load(Relaxed);
+                while !seen.stop.load(Relaxed) {
+                    std::thread::park_timeout(period);
+                    let now = seen.activity.load(Relaxed);
+                    if now == last {
+                        let beats = seen.beats.lock().unwrap_or_else(|e| e.into_inner());
+                        for (_, b) in beats.iter() {
+                            // SAFETY: the owner removes a connection from
+                            // `beats` (waiting for this lock) before its
+                            // socket closes, so `fd` is open while the lock
+                            // is held.
+                            beat(unsafe { BorrowedFd::borrow_raw(b.fd) }, &b.write);
+                        }
+                    }
+                    last = now;
+                }
+            })?;
+        Ok(Self {
+            shared,
+            helper: Some(thread),
+        })
+    }
+
+    /// Registers the connection under `key`; its socket must stay open
+    /// until [`IdleHeartbeats::remove`].
+    pub fn add(&self, key: PeerKey, beat: Beat) {
+        let mut beats = self.shared.beats.lock().unwrap_or_else(|e| e.into_inner());
+        beats.retain(|(k, _)| *k != key.0);
+        beats.push((key.0, beat));
+    }
+
+    /// Forgets the connection under `key` (before its socket closes; waits
+    /// for a look in progress).
+    pub fn remove(&self, key: PeerKey) {
+        self.shared
+            .beats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(k, _)| *k != key.0);
+    }
+
+    /// Marks the owner active (it reads and writes its connections itself):
+    /// no heartbeat at the helper's next look. One relaxed store.
+    #[inline]
+    pub fn active(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let a = &self.shared.activity;
+        a.store(a.load(Relaxed).wrapping_add(1), Relaxed);
+    }
+}
+
+impl Drop for IdleHeartbeats {
+    fn drop(&mut self) {
+        self.shared
+            .stop
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(h) = self.helper.take() {
+            h.thread().unpark();
+            let _ = h.join();
+        }
+    }
+}
+
 /// Most bytes a helper lets a connection's write buffer hold when it
 /// appends a heartbeat (a connection whose peer takes nothing gets none:
 /// its queued frames are heard first once it reads).

@@ -30,6 +30,7 @@ use crate::spec::{
     TaskArg, TaskSpecBuilder,
 };
 use crate::store::{ObjectBuffer, StoreClient};
+use crate::transport::heartbeat::IdleHeartbeats;
 use crate::transport::{
     AnyConnection, ConnectError, Connection, Connector, Endpoint, FrameTag, MessageConnection, Mux,
     MuxConnection, MuxEvent, PeerKey, SendError, ShmOptions, TransportConfig, TransportKind,
@@ -745,6 +746,15 @@ pub struct CoreWorker {
     /// Receiving rounds so far (`drive`), to look at the clock for that
     /// check only every so often while busy.
     drives: u64,
+    /// Heartbeats on the TCP connections while the application makes no
+    /// call (`None` until the first TCP connection, or if its thread could
+    /// not start: such a caller's connections are then closed by workers
+    /// after the liveness timeout without a call, and made again at the
+    /// next). Stopped first on drop, before the sockets close.
+    heartbeats: Option<IdleHeartbeats>,
+    /// Its period: a third of the connections' liveness timeout (zero:
+    /// liveness off, no heartbeats).
+    heartbeat_period: Duration,
     /// The object store (from the options).
     store: Option<StoreClient>,
     /// Reference counts of the objects this worker owns (with a store only).
@@ -1161,6 +1171,7 @@ impl CoreWorker {
         let directory = crate::node::Directory::for_session(session)?;
         let mut config = TransportConfig::new(options.worker_id, token);
         config.send_timeout = options.send_timeout;
+        let heartbeat_period = config.liveness_timeout / 3;
         let connector = Connector::new(config, options.node_id)
             .with_session(session, std::sync::Arc::new(directory))
             .with_shm_options(options.shm.clone())
@@ -1223,6 +1234,8 @@ impl CoreWorker {
             session: session.clone(),
             lock_check_at: Instant::now() + crate::transport::LISTENER_CHECK_INTERVAL,
             drives: 0,
+            heartbeats: None,
+            heartbeat_period,
         })
     }
 
@@ -1266,6 +1279,9 @@ impl CoreWorker {
         let pid = conn.peer_pid().or(Some(entry.pid)).filter(|&p| p != 0);
         let kind = conn.kind();
         let key = self.mux.add(conn)?;
+        if kind == TransportKind::Tcp {
+            self.beat_on(key);
+        }
         let epoch = self.next_epoch;
         self.next_epoch += 1;
         self.conns.insert(
@@ -1283,6 +1299,31 @@ impl CoreWorker {
         );
         self.by_key.insert(key, worker);
         Ok(())
+    }
+
+    /// Registers the TCP connection under `key` for heartbeats while the
+    /// application makes no call (Ray's core worker answers from an I/O
+    /// thread of its own; this one has none): without them a driver busy
+    /// for the liveness timeout (5 s) between submitting and `get` was
+    /// closed by its workers as silent. The helper thread starts with the
+    /// first TCP connection.
+    #[cold]
+    fn beat_on(&mut self, key: PeerKey) {
+        if self.heartbeat_period.is_zero() {
+            return;
+        }
+        if self.heartbeats.is_none() {
+            match IdleHeartbeats::start(self.heartbeat_period) {
+                Ok(h) => self.heartbeats = Some(h),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no heartbeat thread: TCP connections are closed by workers after the liveness timeout without a call");
+                    return;
+                }
+            }
+        }
+        if let (Some(h), Some(AnyConnection::Tcp(t))) = (&self.heartbeats, self.mux.get_mut(key)) {
+            h.add(key, t.heartbeat_beat());
+        }
     }
 
     /// Refuses a shared-memory connection whose rings cannot carry a call
@@ -2497,6 +2538,9 @@ impl CoreWorker {
         };
         let since = Instant::now();
         self.by_key.remove(&conn.key);
+        if let Some(h) = &self.heartbeats {
+            h.remove(conn.key);
+        }
         if let Some(mut c) = self.mux.remove(conn.key) {
             let _ = c.close();
         }
@@ -2928,6 +2972,9 @@ impl CoreWorker {
     /// Receives replies for at most `timeout` (returns early once something
     /// arrived); handles broken connections.
     fn drive(&mut self, timeout: Duration) -> Result<(), WorkerError> {
+        if let Some(h) = &self.heartbeats {
+            h.active();
+        }
         self.settle_replies();
         // Connections lost since the last drive (a send that failed or
         // timed out) are handled before waiting: their replies would not
@@ -3450,6 +3497,8 @@ impl Drop for CoreWorker {
     /// once no other process holds it; the store drops this client's pins
     /// when its connection closes).
     fn drop(&mut self) {
+        // The heartbeat helper ends before any socket closes.
+        self.heartbeats = None;
         // Requests still queued behind a full ring or socket
         // (`send_or_queue`) go as far as the worker takes them now; the
         // rest are dropped with the connections, as an owner's pending
