@@ -2413,6 +2413,59 @@ fn a_tcp_task_longer_than_the_liveness_timeout_succeeds() {
     terminate_and_wait(driver, &actor, worker);
 }
 
+/// Input (the attack on `71e1ecb`): a new caller's first connection to a
+/// worker whose loop runs a task longer than the handshake timeout (5 s):
+/// the hello went unanswered (handshakes ran on the loop) and the call
+/// failed with "timed out during the handshake reply"; Ray's gRPC threads
+/// take the connection whatever the task, and the call waits its turn.
+/// The worker's helper thread now accepts callers while a task runs: the
+/// second caller connects during A's 6 s task (within about 3.5 s: the
+/// helper acts in an absence it saw at two looks a third of the handshake
+/// timeout apart), and its call to the same actor returns after A's task,
+/// over shared memory and TCP.
+#[test]
+fn a_new_caller_reaches_a_worker_in_a_task_longer_than_the_handshake_timeout() {
+    const TEST: &str = "a_new_caller_reaches_a_worker_in_a_task_longer_than_the_handshake_timeout";
+    maybe_run_worker();
+    for tcp in [false, true] {
+        let s = TestSession::new(if tcp { "lateconntcp" } else { "lateconnshm" });
+        let worker = s.spawn_worker(TEST, 2);
+        let caller = || {
+            let mut opts = CoreWorkerOptions::new(s.node);
+            opts.force_tcp = tcp;
+            CoreWorker::new(&s.session, opts).unwrap()
+        };
+        let mut a = caller();
+        let actor = create_counter(&mut a, worker.id, 0);
+        let t0 = Instant::now();
+        let long = a
+            .submit_actor_task(&actor, "sleep_ms", vec![i64_arg(6_000)])
+            .unwrap();
+        // The task has begun (its request was taken) before B says hello.
+        std::thread::sleep(Duration::from_millis(300));
+        let mut b = caller();
+        // Connects: the handshake runs during A's task.
+        b.register_actor(&actor, 0)
+            .unwrap_or_else(|e| panic!("tcp {tcp}: B's connection: {e}"));
+        let r = b
+            .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+            .unwrap_or_else(|e| panic!("tcp {tcp}: B's first call: {e}"));
+        let v = b
+            .get(std::slice::from_ref(&r), GUARD)
+            .unwrap_or_else(|e| panic!("tcp {tcp}: B's call: {e}"));
+        assert_eq!(as_i64(&v[0]), 1, "tcp {tcp}");
+        // Run after A's task, in the actor's order.
+        assert!(
+            t0.elapsed() >= Duration::from_millis(5_900),
+            "tcp {tcp}: B's call returned {:?} after A's 6 s task began",
+            t0.elapsed()
+        );
+        assert_eq!(get_i64(&mut a, &long), 0, "tcp {tcp}");
+        drop(b);
+        terminate_and_wait(a, &actor, worker);
+    }
+}
+
 /// Over TCP, an actor whose worker is only stopped (`SIGSTOP`) stops
 /// answering heartbeats: the caller declares the connection dead after the
 /// liveness bound, cannot reach the worker again (the handshake times out),

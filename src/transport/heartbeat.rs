@@ -28,8 +28,9 @@ use std::time::Duration;
 
 use crate::wake::handoff::{handoff, Lent, Owner};
 
+use super::mux::{hello_token, SharedListener};
 use super::tcp::WriteBuf;
-use super::PeerKey;
+use super::{AnyConnection, ConnectError, PeerKey};
 
 /// One connection's registration with a [`Heartbeats`]
 /// ([`TcpConnection::heartbeat_beat`](super::TcpConnection::heartbeat_beat)).
@@ -42,12 +43,77 @@ pub struct Beat {
 }
 
 /// The owner's side: a helper thread writing heartbeats on the owner's
-/// registered TCP connections while it is away (see the module docs).
+/// registered TCP connections while it is away (see the module docs), and
+/// accepting callers for it meanwhile if given its listener
+/// ([`Heartbeats::start_accepting`]).
 #[derive(Debug)]
 pub struct Heartbeats {
     owner: Owner<Beat>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     helper: Option<std::thread::JoinHandle<()>>,
+    accept: Option<Arc<AwayAccept>>,
+}
+
+/// Accepting callers while the owner is away: a worker's handshakes run on
+/// its loop thread (`Mux::accept_pending`), so a new caller's hello, or a
+/// reconnect, during a task longer than the handshake timeout (5 s) went
+/// unanswered and failed ("timed out during the handshake reply") — Ray's
+/// gRPC threads take the connection whatever the task. The helper, in an
+/// absence it saw at two looks, runs the listener's accept passes itself
+/// (under the listener's lock, which the owner takes only when back) and
+/// keeps the connections it made for the owner, writing heartbeats on the
+/// TCP ones meanwhile; the owner adds them to its mux when back
+/// ([`Heartbeats::take_accepted`]).
+#[derive(Debug)]
+struct AwayAccept {
+    listener: SharedListener,
+    /// The owner's mux's poll, where hello sockets are registered.
+    registry: mio::Registry,
+    /// Connections made (or hellos refused) while the owner was away.
+    handed: Mutex<Vec<Result<AnyConnection, ConnectError>>>,
+    /// `handed` is not empty. `Release` when set (after the push, under
+    /// the lock), `Acquire` by the owner's swap; the lock orders the list
+    /// itself, the flag only spares the owner the lock.
+    any: std::sync::atomic::AtomicBool,
+}
+
+/// How long one accept turn of the helper steps pending hellos (a
+/// handshake takes several steps, the caller answering in between).
+const ACCEPT_TURN: Duration = Duration::from_millis(250);
+
+impl AwayAccept {
+    /// Accept passes until no hello is pending or [`ACCEPT_TURN`] passed;
+    /// then heartbeats on the TCP connections made and not yet taken.
+    fn turn(&self) {
+        let start = std::time::Instant::now();
+        loop {
+            // The owner came back and accepts itself: its turn.
+            let Ok(mut l) = self.listener.try_lock() else {
+                break;
+            };
+            let done = l.accept_step(&self.registry, hello_token);
+            let pending = l.pending_hellos();
+            drop(l);
+            if !done.is_empty() {
+                let mut handed = self.handed.lock().unwrap_or_else(|e| e.into_inner());
+                handed.extend(done);
+                self.any.store(true, std::sync::atomic::Ordering::Release);
+            }
+            if pending == 0 || start.elapsed() >= ACCEPT_TURN {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let mut handed = self.handed.lock().unwrap_or_else(|e| e.into_inner());
+        for c in handed.iter_mut() {
+            if let Ok(AnyConnection::Tcp(t)) = c {
+                let b = t.heartbeat_beat();
+                // SAFETY: the connection is in `handed`, locked: its socket
+                // is open while the lock is held.
+                beat(unsafe { BorrowedFd::borrow_raw(b.fd) }, &b.write);
+            }
+        }
+    }
 }
 
 impl Heartbeats {
@@ -60,29 +126,78 @@ impl Heartbeats {
     /// # Errors
     /// The thread could not be started.
     pub fn start(period: Duration) -> std::io::Result<Self> {
-        let (owner, mut helper) = handoff::<Beat>();
+        Self::spawn(period, None)
+    }
+
+    /// [`Heartbeats::start`], the helper also accepting callers with
+    /// `listener` (registering hello sockets with `registry`, the owner's
+    /// mux's: [`Mux::shared_listener`](super::Mux::shared_listener)) while
+    /// the owner is away — every absence is then lent, registered
+    /// connections or not.
+    ///
+    /// # Errors
+    /// The thread could not be started.
+    pub fn start_accepting(
+        period: Duration,
+        listener: SharedListener,
+        registry: mio::Registry,
+    ) -> std::io::Result<Self> {
+        Self::spawn(
+            period,
+            Some(Arc::new(AwayAccept {
+                listener,
+                registry,
+                handed: Mutex::new(Vec::new()),
+                any: std::sync::atomic::AtomicBool::new(false),
+            })),
+        )
+    }
+
+    fn spawn(period: Duration, accept: Option<Arc<AwayAccept>>) -> std::io::Result<Self> {
+        let (mut owner, mut helper) = handoff::<Beat>();
+        if accept.is_some() {
+            owner.lend_always();
+        }
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stopped = std::sync::Arc::clone(&stop);
+        let accepting = accept.clone();
         let thread = std::thread::Builder::new()
             .name("shmwire-heartbeats".into())
             .spawn(move || {
                 // Relaxed: a flag; `Drop` unparks the thread after setting it.
                 while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
                     std::thread::park_timeout(period);
-                    helper.look(|b| {
+                    let away = helper.look(|b| {
                         // SAFETY: the owner keeps a registered socket open
                         // until it removes it, which it does only while it
                         // holds its connections; `look` runs this only
                         // while the owner is away.
                         beat(unsafe { BorrowedFd::borrow_raw(b.fd) }, &b.write);
                     });
+                    if let (true, Some(a)) = (away, &accepting) {
+                        a.turn();
+                    }
                 }
             })?;
         Ok(Self {
             owner,
             stop,
             helper: Some(thread),
+            accept,
         })
+    }
+
+    /// The connections the helper made while the owner was away (and the
+    /// hellos it refused), for the owner to add to its mux — then
+    /// [`Mux::refresh_hello_deadline`](super::Mux::refresh_hello_deadline).
+    /// One relaxed load when there are none.
+    #[inline]
+    pub fn take_accepted(&self) -> Option<Vec<Result<AnyConnection, ConnectError>>> {
+        let a = self.accept.as_ref()?;
+        if !a.any.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
+        Some(take_handed(a))
     }
 
     /// Registers the connection under `key`. Call while holding the
@@ -228,6 +343,14 @@ impl Drop for IdleHeartbeats {
             let _ = h.join();
         }
     }
+}
+
+#[cold]
+fn take_handed(a: &AwayAccept) -> Vec<Result<AnyConnection, ConnectError>> {
+    let mut handed = a.handed.lock().unwrap_or_else(|e| e.into_inner());
+    // Acquire: pairs with the helper's Release store after its push.
+    a.any.swap(false, std::sync::atomic::Ordering::Acquire);
+    std::mem::take(&mut *handed)
 }
 
 /// Most bytes a helper lets a connection's write buffer hold when it

@@ -87,7 +87,9 @@ pub use lookup::{
     MAX_STATS_REASON,
 };
 pub use message::MessageConnection;
-pub use mux::{Mux, MuxConnection, MuxEvent, MuxWaker, PeerKey};
+pub use mux::{
+    hello_token, lock_listener, Mux, MuxConnection, MuxEvent, MuxWaker, PeerKey, SharedListener,
+};
 pub use shm::{connect_shm, ShmConnection, ShmFrame, ShmListener, ShmOptions};
 pub use tcp::{connect_tcp, TcpConnection, TcpFrame, TcpListener, MAX_HEARTBEATS_PER_RECEIVE};
 

@@ -114,8 +114,14 @@ pub struct Mux<C: MuxConnection> {
     /// Without `spin`: how long to spin over the connections before arming
     /// the wake-ups and sleeping in `epoll`.
     spin_window: Duration,
-    /// Accepting in the same loop (only on a `Mux<AnyConnection>`).
-    listener: Option<super::Listener>,
+    /// Accepting in the same loop (only on a `Mux<AnyConnection>`); shared
+    /// with a helper that accepts while this thread is away
+    /// ([`Mux::shared_listener`]), which is why it sits behind a lock.
+    listener: Option<SharedListener>,
+    /// The listener's earliest hello deadline, as of its last accept pass
+    /// here ([`Mux::refresh_hello_deadline`] after a helper's): each wait
+    /// reads it without the lock.
+    hello_due: Option<Instant>,
     /// Set by [`Mux::waker`]: other threads end a wait through it.
     woken: Option<std::sync::Arc<WakerShared>>,
 }
@@ -175,6 +181,7 @@ impl<C: MuxConnection> Mux<C> {
         Ok(Self {
             poll: Poll::new()?,
             listener: None,
+            hello_due: None,
             events: Events::with_capacity(256),
             peers: Vec::new(),
             writing: Vec::new(),
@@ -407,7 +414,7 @@ impl<C: MuxConnection> Mux<C> {
         let deadline = start + timeout;
         // A pending hello's deadline ends the wait too: the caller's
         // `accept_pending` then expires it.
-        let hello_due = self.listener.as_ref().and_then(|l| l.next_hello_deadline());
+        let hello_due = self.hello_due;
         if hello_due.is_some_and(|d| d <= start) {
             ready.push(MuxEvent::Incoming);
         }
@@ -637,11 +644,46 @@ impl Mux<super::AnyConnection> {
     ) -> std::io::Result<Option<super::Listener>> {
         let old = self.listener.take();
         if let Some(l) = &old {
-            l.deregister(self.poll.registry())?;
+            lock_listener(l).deregister(self.poll.registry())?;
         }
         listener.register(self.poll.registry(), LISTENER_TOKEN)?;
-        self.listener = Some(listener);
-        Ok(old)
+        self.hello_due = listener.next_hello_deadline();
+        self.listener = Some(std::sync::Arc::new(std::sync::Mutex::new(listener)));
+        // The old one back, unless a helper still shares it.
+        Ok(old
+            .and_then(|l| std::sync::Arc::try_unwrap(l).ok())
+            .map(|m| {
+                m.into_inner()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+            }))
+    }
+
+    /// The listener, shared, and a handle on this mux's poll — for a helper
+    /// thread that accepts callers while this mux's thread is away (in a
+    /// long task: `transport::heartbeat::Heartbeats`), with
+    /// [`Listener::accept_step`](super::Listener) and [`hello_token`]. The
+    /// connections it makes are [added](Mux::add) here by this thread later,
+    /// which then calls [`Mux::refresh_hello_deadline`].
+    ///
+    /// # Errors
+    /// Cloning the poll's registry failed (an OS error).
+    pub fn shared_listener(&self) -> std::io::Result<Option<(SharedListener, Registry)>> {
+        match &self.listener {
+            Some(l) => Ok(Some((
+                std::sync::Arc::clone(l),
+                self.poll.registry().try_clone()?,
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    /// Reads the listener's earliest hello deadline again (after a helper
+    /// accepted with it, [`Mux::shared_listener`]).
+    pub fn refresh_hello_deadline(&mut self) {
+        self.hello_due = self
+            .listener
+            .as_ref()
+            .and_then(|l| lock_listener(l).next_hello_deadline());
     }
 
     /// Puts back the listener's socket file and directory entry if either
@@ -651,15 +693,16 @@ impl Mux<super::AnyConnection> {
     /// Returns what was put back and why each part that could not be
     /// failed, as [`Listener::restore`](super::Listener::restore).
     pub fn restore_listener(&mut self) -> (super::Restored, Vec<ConnectError>) {
-        match self.listener.as_mut() {
-            Some(l) => l.restore(Some((self.poll.registry(), LISTENER_TOKEN))),
+        match self.listener.as_ref() {
+            Some(l) => lock_listener(l).restore(Some((self.poll.registry(), LISTENER_TOKEN))),
             None => (super::Restored::default(), Vec::new()),
         }
     }
 
-    /// The listener, if any.
-    pub fn listener(&self) -> Option<&super::Listener> {
-        self.listener.as_ref()
+    /// The listener, if any (locked while the guard lives: a helper
+    /// accepting with it waits).
+    pub fn listener(&self) -> Option<std::sync::MutexGuard<'_, super::Listener>> {
+        self.listener.as_ref().map(|l| lock_listener(l))
     }
 
     /// Accepts every caller waiting on the listener (the event is
@@ -672,10 +715,15 @@ impl Mux<super::AnyConnection> {
     /// The outer error is a failure to add an accepted connection to the
     /// poll (an OS error).
     pub fn accept_pending(&mut self) -> std::io::Result<Vec<Result<PeerKey, ConnectError>>> {
-        let Some(l) = self.listener.as_mut() else {
+        let Some(l) = self.listener.as_ref() else {
             return Ok(Vec::new());
         };
-        let done = l.accept_step(self.poll.registry(), |slot| Token(HELLO_BASE + slot));
+        let done = {
+            let mut l = lock_listener(l);
+            let done = l.accept_step(self.poll.registry(), hello_token);
+            self.hello_due = l.next_hello_deadline();
+            done
+        };
         let mut out = Vec::with_capacity(done.len());
         for r in done {
             out.push(match r {
@@ -685,6 +733,23 @@ impl Mux<super::AnyConnection> {
         }
         Ok(out)
     }
+}
+
+/// A [`Listener`](super::Listener) shared by a [`Mux`] and a helper thread
+/// that accepts with it while the mux's thread is away
+/// ([`Mux::shared_listener`]).
+pub type SharedListener = std::sync::Arc<std::sync::Mutex<super::Listener>>;
+
+/// Locks a shared listener (a poisoned lock still holds a listener whose
+/// pending hellos are each whole: a pass changes them one at a time).
+pub fn lock_listener(l: &SharedListener) -> std::sync::MutexGuard<'_, super::Listener> {
+    l.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The poll token of the listener's pending hello in `slot` (as
+/// [`Mux::accept_pending`] registers them).
+pub fn hello_token(slot: usize) -> Token {
+    Token(HELLO_BASE + slot)
 }
 
 fn push_unique(ready: &mut Vec<MuxEvent>, key: PeerKey) {

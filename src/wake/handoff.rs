@@ -50,6 +50,8 @@ pub struct Owner<R> {
     count: usize,
     /// The owner's absences so far (its own copy of `absence`).
     absences: u64,
+    /// Lend even with nothing registered ([`Owner::lend_always`]).
+    always: bool,
 }
 
 /// The helper's side of a [`handoff`].
@@ -75,6 +77,7 @@ pub fn handoff<R>() -> (Owner<R>, Helper<R>) {
         shared,
         count: 0,
         absences: 0,
+        always: false,
     };
     (owner, helper)
 }
@@ -106,12 +109,19 @@ impl<R> Owner<R> {
         self.count = items.len();
     }
 
+    /// Makes every absence a lending one, also with no resource registered
+    /// (a helper with work of its own to do while the owner is away: a
+    /// worker's accepting of callers, `transport::heartbeat::Heartbeats`).
+    pub fn lend_always(&mut self) {
+        self.always = true;
+    }
+
     /// Leaves the resources to the helper. Costs two stores when some are
     /// registered, one compare otherwise. Returns whether it left: pass
     /// that to [`Owner::back`].
     #[inline]
     pub fn away(&mut self) -> bool {
-        if self.count == 0 {
+        if self.count == 0 && !self.always {
             return false;
         }
         self.absences = self.absences.wrapping_add(1);
@@ -171,16 +181,17 @@ impl<R> Helper<R> {
     /// look, takes the resources, calls `act` on each registered one, and
     /// hands them back. `act` runs only while the owner is away and cannot
     /// come back; the owner waits for it in [`Owner::back`], so it should
-    /// be short (a few system calls that never block).
-    pub fn look(&mut self, mut act: impl FnMut(&R)) {
+    /// be short (a few system calls that never block). Returns whether it
+    /// acted (the owner was away in the same absence at both looks).
+    pub fn look(&mut self, mut act: impl FnMut(&R)) -> bool {
         let seen = self.seen.take();
         if self.shared.state.load(Ordering::Relaxed) != AWAY {
-            return;
+            return false;
         }
         let now = self.shared.absence.load(Ordering::Relaxed);
         if seen != Some(now) {
             self.seen = Some(now);
-            return;
+            return false;
         }
         // Acquire: pairs with the owner's Release store in `away`.
         if self
@@ -189,7 +200,7 @@ impl<R> Helper<R> {
             .compare_exchange(AWAY, ACTING, Ordering::Acquire, Ordering::Relaxed)
             .is_err()
         {
-            return;
+            return false;
         }
         // (Had the owner come back and left again between the loads, the
         // action is still due: it was away at both looks.)
@@ -199,6 +210,7 @@ impl<R> Helper<R> {
         self.seen = Some(now);
         // Release: pairs with the owner's Acquire CAS in `back`.
         self.shared.state.store(AWAY, Ordering::Release);
+        true
     }
 }
 

@@ -737,19 +737,14 @@ impl Worker {
         config.send_timeout = options.reply_timeout;
         let hold_back = config.send_queue_limit / 4;
         let pool_room = config.send_queue_limit - hold_back;
-        let heartbeats = match options.tcp {
-            Some(_) if !config.liveness_timeout.is_zero() => {
-                match Heartbeats::start(config.liveness_timeout / 3) {
-                    Ok(h) => Some(h),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "worker: no heartbeat thread: TCP callers of tasks \
-                            longer than the liveness timeout will take it for dead");
-                        None
-                    }
-                }
-            }
-            _ => None,
-        };
+        // The helper's period: a third of the liveness timeout (its
+        // heartbeats) and of the handshake timeout (a caller's hello during
+        // a long task is answered within two periods and a turn).
+        let helper_period = [config.liveness_timeout, config.handshake_timeout]
+            .into_iter()
+            .filter(|d| !d.is_zero())
+            .min()
+            .map_or(Duration::from_secs(1), |d| d / 3);
         // The handshake refuses a caller id bound to another process's
         // secret, so the claimant learns why (`CallerIdInUse`) instead of
         // seeing its connection closed; `Executor::on_connect` decides again
@@ -762,8 +757,10 @@ impl Worker {
         let (served, max_connections) = (Arc::clone(&connections), options.max_connections);
         let me = options.worker_id;
         config.admission = Some(CallerAdmission(Arc::new(move |id, secret| {
-            // Relaxed, no partner: written and read on the worker's thread
-            // only (`Worker::connections`).
+            // Relaxed, no partner: a count, written and read on the
+            // worker's thread and on its helper's while a task runs there
+            // (`Heartbeats::start_accepting`), never both at once (the
+            // listener's lock), read again by `accept` and `reap`.
             let now = served.load(AtomicOrdering::Relaxed);
             if now >= max_connections {
                 return Admission::Refused(format!(
@@ -819,6 +816,22 @@ impl Worker {
             mux.set_spin(true);
         }
         mux.set_listener(listener)?;
+        // Heartbeats on TCP callers' connections, and callers accepted,
+        // while a task runs on this thread.
+        let heartbeats = match mux.shared_listener() {
+            Ok(Some((l, registry))) => {
+                match Heartbeats::start_accepting(helper_period, l, registry) {
+                    Ok(h) => Some(h),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "worker: no helper thread: during a task longer \
+                            than the liveness timeout its TCP callers take it for dead, and new \
+                            callers time out in the handshake");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
         let mut stats = EventStats::new();
         for i in 0..registry.len() {
             stats.add_handler(registry.name(i));
@@ -955,6 +968,7 @@ impl Worker {
         }
         let mut ready = std::mem::take(&mut self.ready);
         self.mux.wait(timeout, &mut ready)?;
+        self.adopt_accepted();
         let mut drained = false;
         for ev in &ready {
             match *ev {
@@ -1115,6 +1129,47 @@ impl Worker {
 
     fn accept(&mut self) -> Result<(), WorkerError> {
         for r in self.mux.accept_pending()? {
+            self.admit(r);
+        }
+        // What the admission counted, made exact (a hello it admitted may
+        // have failed after, or been closed above).
+        self.connections
+            .store(self.mux.len(), AtomicOrdering::Relaxed);
+        Ok(())
+    }
+
+    /// Adds the connections the helper made while a task ran on this thread
+    /// (`Heartbeats::start_accepting`), if any.
+    #[inline]
+    fn adopt_accepted(&mut self) {
+        let Some(made) = self.heartbeats.as_ref().and_then(Heartbeats::take_accepted) else {
+            return;
+        };
+        self.adopt(made);
+    }
+
+    #[cold]
+    fn adopt(&mut self, made: Vec<Result<AnyConnection, crate::transport::ConnectError>>) {
+        for r in made {
+            match r {
+                Ok(c) => match self.mux.add(c) {
+                    Ok(key) => self.admit(Ok(key)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a caller accepted during a task could not be added")
+                    }
+                },
+                Err(e) => self.admit(Err(e)),
+            }
+        }
+        self.mux.refresh_hello_deadline();
+        self.connections
+            .store(self.mux.len(), AtomicOrdering::Relaxed);
+    }
+
+    /// Takes a connection the listener made (`Ok`: its key in the mux) or
+    /// reports a refused hello.
+    fn admit(&mut self, r: Result<PeerKey, crate::transport::ConnectError>) {
+        {
             match r {
                 Ok(key) => {
                     // The admission refuses hellos beyond the limit with the
@@ -1134,10 +1189,10 @@ impl Worker {
                                 ),
                             });
                         }
-                        continue;
+                        return;
                     }
                     let Some(c) = self.mux.get_mut(key) else {
-                        continue;
+                        return;
                     };
                     let caller = c.peer_worker_id();
                     if self
@@ -1164,7 +1219,7 @@ impl Worker {
                                 });
                             }
                         }
-                        continue;
+                        return;
                     }
                     if let Some(c) = self.mux.remove(key) {
                         close_now(c);
@@ -1180,11 +1235,6 @@ impl Worker {
                 Err(e) => self.refuse(e),
             }
         }
-        // What the admission counted, made exact (a hello it admitted may
-        // have failed after, or been closed above).
-        self.connections
-            .store(self.mux.len(), AtomicOrdering::Relaxed);
-        Ok(())
     }
 
     /// Reports a refused caller (at most one report a
@@ -1288,6 +1338,8 @@ impl Worker {
                     let lent = self.heartbeats.as_mut().map(Heartbeats::lend);
                     let handled = self.exec.on_request(key, frame, now, &mut self.outbox);
                     drop(lent);
+                    // Callers the helper accepted meanwhile.
+                    self.adopt_accepted();
                     if let Err(e) = handled {
                         // A peer that sends garbage fails alone, and is cut
                         // off for a violation: on shared memory its rings
