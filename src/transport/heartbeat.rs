@@ -10,7 +10,12 @@
 //! their own; here a [`Heartbeats`] helper thread writes a heartbeat on
 //! each registered connection while its owner has been away (running a
 //! task) for longer than a heartbeat period — the owner lends them with
-//! [`crate::wake::handoff`], so the two never write one socket at once.
+//! [`crate::wake::handoff`] (a worker lends each turn of its loop that
+//! runs tasks): the helper acts only in an absence it saw at two looks, and
+//! never while the owner adds or removes connections (so a registered
+//! socket is open). Both sides write a connection only under its write
+//! buffer's lock, whole frames at a time (the owner's replies during a
+//! lent turn too), so their frames never interleave.
 //!
 //! The helper works on the connection's own write buffer
 //! ([`TcpConnection`](super::TcpConnection)'s, behind a lock the owner

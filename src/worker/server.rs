@@ -1292,7 +1292,24 @@ impl Worker {
     /// connection with frames left again), handling each request as it comes
     /// and sending its replies before the next receive. Stops at once when
     /// the connection is found dead.
+    ///
+    /// A task may run long on this thread: the whole turn is lent to the
+    /// helper (`Heartbeats::lend`, one store out and one CAS back a turn,
+    /// not a task), which meanwhile writes heartbeats on TCP callers'
+    /// connections (under their write buffers' locks, as this thread's
+    /// replies) and accepts new callers; those are added after the turn.
     fn drain(&mut self, key: PeerKey) {
+        let mut helper = self.heartbeats.take();
+        {
+            let _lent = helper.as_mut().map(Heartbeats::lend);
+            self.drain_lent(key);
+        }
+        self.heartbeats = helper;
+        self.adopt_accepted();
+    }
+
+    /// [`Worker::drain`]'s turn (`self.heartbeats` taken out meanwhile).
+    fn drain_lent(&mut self, key: PeerKey) {
         self.exec.clock = Instant::now();
         for turn in 0..DRAIN_BUDGET {
             if self.dead.contains(&key) {
@@ -1333,13 +1350,7 @@ impl Worker {
                         bytes,
                         expanded: &mut self.expanded,
                     };
-                    // A task may run long on this thread: its TCP callers
-                    // hear heartbeats from the helper meanwhile.
-                    let lent = self.heartbeats.as_mut().map(Heartbeats::lend);
                     let handled = self.exec.on_request(key, frame, now, &mut self.outbox);
-                    drop(lent);
-                    // Callers the helper accepted meanwhile.
-                    self.adopt_accepted();
                     if let Err(e) = handled {
                         // A peer that sends garbage fails alone, and is cut
                         // off for a violation: on shared memory its rings
