@@ -970,3 +970,43 @@ fn a_burst_of_large_returns_from_a_threaded_actor_is_flow_controlled() {
         worker.wait_success();
     }
 }
+
+/// Input (the attack on `f2248e9`): over TCP, a caller paused because its
+/// tasks fill a threaded actor's pools (above) heard nothing from the
+/// worker between replies — a paused connection is not read, so its pings
+/// went unanswered — and once no reply came for the 5 s liveness bound it
+/// took the live worker for dead: 40 calls of 7 s to a `max_concurrency` 4
+/// actor failed as "stopped answering" at 12 s. The worker now writes
+/// heartbeats on paused TCP connections. Here 40 calls of 6 s on 4
+/// threads (paused after 30: methods that have not replied yet count as
+/// the largest inline reply); the first three rounds (18 s) succeed, then
+/// the worker is killed rather than waited for.
+#[test]
+fn a_caller_paused_longer_than_the_liveness_timeout_is_not_taken_for_dead() {
+    maybe_run_worker();
+    let s = TestSession::new("pausedtcp");
+    let mut worker = s.spawn_worker(
+        "a_caller_paused_longer_than_the_liveness_timeout_is_not_taken_for_dead",
+        1,
+    );
+    let mut opts = CoreWorkerOptions::new(s.node);
+    opts.force_tcp = true;
+    let mut driver = CoreWorker::new(&s.session, opts).unwrap();
+    let actor = gate(
+        &mut driver,
+        worker.id,
+        ActorOptions {
+            max_concurrency: 4,
+            ..ActorOptions::default()
+        },
+    );
+    let refs: Vec<ObjectRef> = (0..40)
+        .map(|_| call(&mut driver, &actor, "track_default", &[6_000]))
+        .collect();
+    for (i, r) in refs.iter().take(12).enumerate() {
+        assert_eq!(value(&mut driver, r), Ok(0), "call {i}");
+    }
+    assert_eq!(driver.actor_restarts(&actor), 0);
+    drop(driver);
+    worker.kill();
+}

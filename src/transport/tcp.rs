@@ -469,6 +469,30 @@ impl TcpConnection {
         })
     }
 
+    /// Writes a heartbeat (an empty `PONG`: the peer counts it as heard and
+    /// owes no answer) after what is queued, without waiting: hands the
+    /// kernel what it takes of the queued frames and, once none are left,
+    /// appends the heartbeat and writes it. For an owner that receives
+    /// nothing from a connection for a while on purpose (a worker pausing a
+    /// caller, [`Mux::pause`](super::Mux::pause)), and so answers none of
+    /// its pings.
+    pub fn heartbeat(&mut self) {
+        let r = {
+            let mut w = self.wb();
+            match w.flush_some(&self.stream) {
+                Ok(()) if w.pending() == 0 => {
+                    w.append_heartbeat(TCP_FRAME_HEADER);
+                    w.flush_some(&self.stream)
+                }
+                r => r,
+            }
+        };
+        if let Err(e) = r {
+            // Seen at the owner's next receive.
+            let _ = self.die(e);
+        }
+    }
+
     /// Registers this connection for heartbeats written by a helper thread
     /// while its owner is away ([`super::heartbeat::Heartbeats`]): its
     /// socket and its write buffer, which the helper flushes and appends a

@@ -621,6 +621,14 @@ pub struct Worker {
     /// threaded actor's pools (`Executor::pools_full`), resumed as they
     /// finish (`Worker::resume_paused`).
     paused: Vec<PeerKey>,
+    /// When the paused TCP connections get their next heartbeat: a paused
+    /// connection is not read, so its caller's pings go unanswered, and a
+    /// caller that hears nothing for the liveness timeout (5 s) takes the
+    /// worker for dead (attack on `f2248e9`: 40 calls of 7 s to a
+    /// `max_concurrency` 4 actor over TCP failed as "stopped answering").
+    paused_beat_at: Instant,
+    /// Their period: a third of the liveness timeout.
+    paused_beat_every: Duration,
     /// Heartbeats on TCP callers' connections while a task runs on this
     /// thread (`None` without a TCP listener, or if its thread could not
     /// start: a task longer than the liveness timeout then fails its TCP
@@ -903,6 +911,8 @@ impl Worker {
             hold_back,
             held: Vec::new(),
             paused: Vec::new(),
+            paused_beat_at: Instant::now(),
+            paused_beat_every: helper_period,
             heartbeats,
             address,
             events: std::collections::VecDeque::new(),
@@ -965,6 +975,12 @@ impl Worker {
         if let Some(since) = self.held.iter().map(|h| h.2).min() {
             let due = since + self.unread_reply_timeout;
             timeout = timeout.min(due.saturating_duration_since(Instant::now()));
+        }
+        if !self.paused.is_empty() {
+            timeout = timeout.min(
+                self.paused_beat_at
+                    .saturating_duration_since(Instant::now()),
+            );
         }
         let mut ready = std::mem::take(&mut self.ready);
         self.mux.wait(timeout, &mut ready)?;
@@ -1413,6 +1429,15 @@ impl Worker {
     /// shrank enough (`Executor::pools_resume`), or that are gone.
     #[cold]
     fn resume_paused(&mut self) {
+        let now = Instant::now();
+        if now >= self.paused_beat_at {
+            self.paused_beat_at = now + self.paused_beat_every;
+            for &key in &self.paused {
+                if let Some(AnyConnection::Tcp(t)) = self.mux.get_mut(key) {
+                    t.heartbeat();
+                }
+            }
+        }
         let mut i = 0;
         while i < self.paused.len() {
             let key = self.paused[i];
