@@ -1185,71 +1185,69 @@ impl Worker {
     /// Takes a connection the listener made (`Ok`: its key in the mux) or
     /// reports a refused hello.
     fn admit(&mut self, r: Result<PeerKey, crate::transport::ConnectError>) {
-        {
-            match r {
-                Ok(key) => {
-                    // The admission refuses hellos beyond the limit with the
-                    // reason; hellos whose handshakes overlapped may still
-                    // pass it together (a shared-memory one is judged before
-                    // its last step): the limit itself holds here.
-                    if self.mux.len() > self.max_connections {
-                        if let Some(c) = self.mux.remove(key) {
-                            let caller = c.peer_worker_id();
-                            close_now(c);
-                            self.refuse(crate::transport::ConnectError::Refused {
-                                reason: format!(
-                                    "a connection of caller {caller} beyond max_connections \
+        match r {
+            Ok(key) => {
+                // The admission refuses hellos beyond the limit with the
+                // reason; hellos whose handshakes overlapped may still
+                // pass it together (a shared-memory one is judged before
+                // its last step): the limit itself holds here.
+                if self.mux.len() > self.max_connections {
+                    if let Some(c) = self.mux.remove(key) {
+                        let caller = c.peer_worker_id();
+                        close_now(c);
+                        self.refuse(crate::transport::ConnectError::Refused {
+                            reason: format!(
+                                "a connection of caller {caller} beyond max_connections \
                                      ({}), admitted together with others: closed after its \
                                      handshake",
-                                    self.max_connections
-                                ),
+                                self.max_connections
+                            ),
+                        });
+                    }
+                    return;
+                }
+                let Some(c) = self.mux.get_mut(key) else {
+                    return;
+                };
+                let caller = c.peer_worker_id();
+                if self
+                    .exec
+                    .on_connect(key, caller, c.peer_secret(), c.peer_pid())
+                {
+                    self.event(WorkerEvent::Connected { caller });
+                    if let (Some(h), Some(AnyConnection::Tcp(t))) =
+                        (self.heartbeats.as_mut(), self.mux.get_mut(key))
+                    {
+                        h.add(key, t.heartbeat_beat());
+                    }
+                    // Its older connection is read no more and closed
+                    // with this turn's dead ones (reported as closed).
+                    let superseded = std::mem::take(&mut self.exec.superseded);
+                    for old in superseded {
+                        if !self.dead.contains(&old) {
+                            self.dead.push(old);
+                            self.event(WorkerEvent::Disconnected {
+                                caller,
+                                died: false,
+                                violation: None,
+                                stopped_answering: None,
                             });
                         }
-                        return;
                     }
-                    let Some(c) = self.mux.get_mut(key) else {
-                        return;
-                    };
-                    let caller = c.peer_worker_id();
-                    if self
-                        .exec
-                        .on_connect(key, caller, c.peer_secret(), c.peer_pid())
-                    {
-                        self.event(WorkerEvent::Connected { caller });
-                        if let (Some(h), Some(AnyConnection::Tcp(t))) =
-                            (self.heartbeats.as_mut(), self.mux.get_mut(key))
-                        {
-                            h.add(key, t.heartbeat_beat());
-                        }
-                        // Its older connection is read no more and closed
-                        // with this turn's dead ones (reported as closed).
-                        let superseded = std::mem::take(&mut self.exec.superseded);
-                        for old in superseded {
-                            if !self.dead.contains(&old) {
-                                self.dead.push(old);
-                                self.event(WorkerEvent::Disconnected {
-                                    caller,
-                                    died: false,
-                                    violation: None,
-                                    stopped_answering: None,
-                                });
-                            }
-                        }
-                        return;
-                    }
-                    if let Some(c) = self.mux.remove(key) {
-                        close_now(c);
-                    }
-                    self.refuse(crate::transport::ConnectError::Refused {
+                    return;
+                }
+                if let Some(c) = self.mux.remove(key) {
+                    close_now(c);
+                }
+                self.refuse(crate::transport::ConnectError::Refused {
                         reason: format!(
                             "a connection claimed caller {caller}, which this worker serves under another \
                              client secret (another process that holds the token and uses that \
                              caller's id): closed"
                         ),
                     });
-                }
-                Err(e) => self.refuse(e),
             }
+            Err(e) => self.refuse(e),
         }
     }
 
