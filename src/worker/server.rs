@@ -2621,7 +2621,7 @@ impl Executor {
     fn reply_estimate(&self, slot: usize) -> usize {
         match self.reply_est.get(slot) {
             Some(&e) if e > 0 => e,
-            _ => self.max_inline.saturating_add(1 << 10),
+            _ => self.largest_inline_reply(),
         }
     }
 
@@ -2636,21 +2636,11 @@ impl Executor {
     /// its replies overflowing the queue and the caller being cut off
     /// (attack on `7c06c53`: 200 calls returning 100 KB each, `max_concurrency` 4).
     fn pools_full(&self, key: PeerKey) -> bool {
-        let Some(ActorInstance {
-            exec: ActorExec::Threaded(pools),
-            ..
-        }) = &self.actor
-        else {
-            return false;
-        };
-        let Some(cs) = self.peers.get(&key).and_then(|p| self.callers.get(&p.0)) else {
-            return false;
-        };
-        cs.pooled_tasks >= pools.threads()
-            && cs
-                .pooled_expected
-                .saturating_add(self.max_inline.saturating_add(1 << 10))
-                > self.pool_room
+        self.pooled_by(key)
+            .is_some_and(|(threads, tasks, expected)| {
+                tasks >= threads
+                    && expected.saturating_add(self.largest_inline_reply()) > self.pool_room
+            })
     }
 
     /// Whether a caller paused by `pools_full` on `key` is read again: its
@@ -2658,17 +2648,32 @@ impl Executor {
     /// each pause is followed by many reads), or fewer of its tasks in the
     /// pools than they have threads, or the connection or the actor gone.
     fn pools_resume(&self, key: PeerKey) -> bool {
+        self.pooled_by(key)
+            .is_none_or(|(threads, tasks, expected)| {
+                tasks < threads || expected <= self.pool_room / 2
+            })
+    }
+
+    /// For the caller on `key` of a threaded actor: the pools' threads, its
+    /// tasks in them and the send-queue bytes their replies are expected to
+    /// take (`None`: no threaded actor, or the connection or caller gone).
+    fn pooled_by(&self, key: PeerKey) -> Option<(usize, usize, usize)> {
         let Some(ActorInstance {
             exec: ActorExec::Threaded(pools),
             ..
         }) = &self.actor
         else {
-            return true;
+            return None;
         };
-        let Some(cs) = self.peers.get(&key).and_then(|p| self.callers.get(&p.0)) else {
-            return true;
-        };
-        cs.pooled_tasks < pools.threads() || cs.pooled_expected <= self.pool_room / 2
+        let cs = self.callers.get(&self.peers.get(&key)?.0)?;
+        Some((pools.threads(), cs.pooled_tasks, cs.pooled_expected))
+    }
+
+    /// The most send-queue bytes an inline reply can take:
+    /// `max_direct_call_object_size` (larger values go to the store) and
+    /// 1 KiB besides.
+    fn largest_inline_reply(&self) -> usize {
+        self.max_inline.saturating_add(1 << 10)
     }
 
     /// `true` if the worker hosts a threaded actor.
