@@ -105,6 +105,13 @@ pub mod wake;
 // The worker runtime sits on the transport.
 #[cfg(not(shmwire_loom))]
 pub mod worker;
+/// Under `shmwire_loom` only the owner's reference counting (modelled in
+/// `loom-tests/tests/ref_count.rs`).
+#[cfg(shmwire_loom)]
+pub mod worker {
+    #[path = "ref_count.rs"]
+    pub mod ref_count;
+}
 
 /// `err` with every cause behind it ([`std::error::Error::source`]),
 /// joined by `": "`: the one form in which shmwire prints an error (the

@@ -3998,3 +3998,82 @@ fn a_caller_id_whose_process_is_gone_is_free() {
     drop(driver);
     worker.wait_success();
 }
+
+/// Without an object store an `ObjectRef`'s value goes when its last clone
+/// is dropped, as Ray's reference counting frees out-of-scope objects: for
+/// actor and normal tasks, references dropped after `get`, before their
+/// replies came, on another thread, or outlived by a clone. Before, a
+/// caller that never called `free` kept every value.
+#[test]
+fn dropped_object_refs_free_their_values_without_a_store() {
+    maybe_run_worker();
+    let s = TestSession::new("droprefs");
+    let worker = s.spawn_worker("dropped_object_refs_free_their_values_without_a_store", 1);
+    let mut driver = s.driver();
+    let a = create_counter(&mut driver, worker.id, 0);
+    let add = |driver: &mut CoreWorker| {
+        driver
+            .submit_actor_task(&a, "add", vec![i64_arg(1)])
+            .unwrap()
+    };
+    // Dropped after `get`, over and over (each call reuses the last one's
+    // reference token): the memory store keeps none of them.
+    for i in 1..=2_000 {
+        let r = add(&mut driver);
+        assert_eq!(get_i64(&mut driver, &r), i);
+    }
+    // The last call's value goes at the next call (its reply's bookkeeping
+    // is settled only then).
+    driver.release_dropped_refs();
+    assert!(
+        driver.num_objects() <= 1,
+        "{} values kept after their references went",
+        driver.num_objects()
+    );
+    // Dropped before their replies came: each value goes as it comes.
+    for _ in 0..50 {
+        drop(add(&mut driver));
+    }
+    let last = add(&mut driver);
+    assert_eq!(get_i64(&mut driver, &last), 2_051);
+    assert_eq!(driver.num_objects(), 1, "only the held reference's value");
+    // A clone keeps the value; its drop on another thread frees it.
+    let clone = last.clone();
+    drop(last);
+    driver.release_dropped_refs();
+    assert_eq!(get_i64(&mut driver, &clone), 2_051, "the clone's value");
+    std::thread::spawn(move || drop(clone)).join().unwrap();
+    assert_eq!(driver.release_dropped_refs(), 1);
+    // Normal tasks alike; a reference freed while a clone lives: the value
+    // is gone at once, and dropping them afterwards releases nothing twice.
+    for x in 0..200 {
+        let r = submit_square(&mut driver, worker.id, x).unwrap();
+        assert_eq!(get_i64(&mut driver, &r), x * x);
+        assert_eq!(driver.num_objects(), 1, "the held reference's value only");
+    }
+    let r = add(&mut driver);
+    let kept = r.clone();
+    assert_eq!(get_i64(&mut driver, &r), 2_052);
+    assert_eq!(driver.num_objects(), 1);
+    driver.free(std::slice::from_ref(&r));
+    assert_eq!(driver.num_objects(), 0, "freed at once, a clone alive");
+    drop(r);
+    // The freed reference's token is still held by `kept`: not reused.
+    let next = add(&mut driver);
+    drop(kept);
+    driver.release_dropped_refs();
+    assert_eq!(
+        get_i64(&mut driver, &next),
+        2_053,
+        "beside a freed reference's clone"
+    );
+    drop(next);
+    let after = add(&mut driver);
+    assert_eq!(get_i64(&mut driver, &after), 2_054);
+    drop(after);
+    let last = add(&mut driver);
+    assert_eq!(get_i64(&mut driver, &last), 2_055);
+    assert_eq!(driver.num_objects(), 1, "only the held reference's value");
+    drop(last);
+    terminate_and_wait(driver, &a, worker);
+}

@@ -13,7 +13,7 @@
 use foldhash::{HashMap, HashMapExt as _};
 use std::collections::hash_map::Entry as MapEntry;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use crate::ids::{ActorId, ChildTaskHash, JobId, NodeId, ObjectId, TaskId, WorkerId};
@@ -37,6 +37,7 @@ use crate::transport::{
     SHAPE_SLOTS,
 };
 
+use super::ref_count::{LocalRef, RefCounter};
 use super::registry::CONSTRUCTOR_NAME;
 use super::server::{
     MAX_DIRECT_CALL_OBJECT_SIZE, OBJECT_LOST_METADATA, OBJECT_STORE_ERROR_METADATA,
@@ -48,35 +49,32 @@ use super::{GetError, TaskError, WorkerError};
 /// its owner's address (Ray's `ObjectRef`). The owner is the [`CoreWorker`]
 /// that submitted the task; only it can [`get`](CoreWorker::get) the value.
 ///
-/// With an object store ([`CoreWorkerOptions::store`]) references are
-/// counted, in a simple form of Ray's `ReferenceCounter`: clones share one
-/// local reference, and when the last clone is dropped (and no pending task
-/// of the owner uses the object as an argument) the owner forgets the value
-/// and deletes its store object, the next time it is called
-/// ([`CoreWorker::release_dropped_refs`]). Without a store the owner keeps
-/// values until [`CoreWorker::free`].
+/// References are counted, in a simple form of Ray's `ReferenceCounter`:
+/// clones share one local reference, and when the last clone is dropped
+/// (and no pending task of the owner uses the object as an argument) the
+/// owner forgets the value — and deletes its store object, with a store
+/// ([`CoreWorkerOptions::store`]) — the next time it is called
+/// ([`CoreWorker::release_dropped_refs`]). [`CoreWorker::free`] forgets a
+/// value at once, whatever references remain.
 #[derive(Clone)]
 pub struct ObjectRef {
-    object_id: ObjectId,
-    /// Shared with the owner (no copy of the address per reference).
-    owner: Arc<Address>,
-    /// The local reference, shared by all clones (with a store only); held
-    /// for its `Drop`.
-    _token: Option<Arc<RefToken>>,
+    /// The id, and the local reference shared by all clones (whose token
+    /// holds the owner's address: no copy of it per reference).
+    local: LocalRef<ObjectId, Arc<Address>>,
 }
 
 impl std::fmt::Debug for ObjectRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ObjectRef")
-            .field("object_id", &self.object_id)
-            .field("owner", &self.owner)
+            .field("object_id", &self.id())
+            .field("owner", self.local.owner())
             .finish()
     }
 }
 
 impl PartialEq for ObjectRef {
     fn eq(&self, other: &Self) -> bool {
-        self.object_id == other.object_id && self.owner == other.owner
+        self.id() == other.id() && self.local.owner() == other.local.owner()
     }
 }
 
@@ -84,24 +82,8 @@ impl Eq for ObjectRef {}
 
 impl std::hash::Hash for ObjectRef {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.object_id.hash(state);
-        self.owner.hash(state);
-    }
-}
-
-/// The local reference of an [`ObjectRef`] and its clones: dropping the
-/// last one queues the id for its owner.
-struct RefToken {
-    id: ObjectId,
-    released: Arc<Mutex<Vec<ObjectId>>>,
-}
-
-impl Drop for RefToken {
-    fn drop(&mut self) {
-        self.released
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(self.id);
+        self.id().hash(state);
+        self.local.owner().hash(state);
     }
 }
 
@@ -144,7 +126,7 @@ impl Stored {
     }
 }
 
-/// The owner's count of one object's references (with a store only).
+/// The owner's count of one object's references.
 #[derive(Debug, Default, Clone, Copy)]
 struct RefState {
     /// An [`ObjectRef`] (or a clone) is alive.
@@ -155,15 +137,33 @@ struct RefState {
     in_store: bool,
 }
 
+/// What [`CoreWorker`]'s waits take: an [`ObjectRef`], or an id the owner
+/// waits for itself (no reference counted).
+trait Referent {
+    fn id(&self) -> ObjectId;
+}
+
+impl Referent for ObjectRef {
+    fn id(&self) -> ObjectId {
+        self.local.id()
+    }
+}
+
+impl Referent for ObjectId {
+    fn id(&self) -> ObjectId {
+        *self
+    }
+}
+
 impl ObjectRef {
     /// The object's id (`ObjectId::from_index(task_id, 1)` for the first return).
     pub fn id(&self) -> ObjectId {
-        self.object_id
+        self.local.id()
     }
 
     /// The owner's address.
     pub fn owner_address(&self) -> &Address {
-        &self.owner
+        self.local.owner()
     }
 
     /// This reference as a task argument (passed by reference; the owner
@@ -172,7 +172,7 @@ impl ObjectRef {
     /// an object that lives in the store by reference, pinned until the
     /// task finishes).
     pub fn as_arg(&self) -> TaskArg {
-        TaskArg::object_ref(self.object_id, (*self.owner).clone())
+        TaskArg::object_ref(self.id(), Address::clone(self.local.owner()))
     }
 }
 
@@ -681,8 +681,6 @@ pub struct CoreWorker {
     options: CoreWorkerOptions,
     connector: Connector,
     address: Address,
-    /// `address`, shared by every [`ObjectRef`] this worker hands out.
-    owner: Arc<Address>,
     /// Reused buffer of a submit queue's events (no allocation per call).
     events: Vec<SubmitEvent<TaskId>>,
     /// Actor tasks whose value reply is stored but whose bookkeeping (the
@@ -757,10 +755,14 @@ pub struct CoreWorker {
     heartbeat_period: Duration,
     /// The object store (from the options).
     store: Option<StoreClient>,
-    /// Reference counts of the objects this worker owns (with a store only).
+    /// Reference counts of the objects this worker owns.
     refs: HashMap<ObjectId, RefState>,
-    /// Ids whose last [`ObjectRef`] was dropped, not yet processed.
-    released: Arc<Mutex<Vec<ObjectId>>>,
+    /// The local references handed out ([`ObjectRef`]s): their counts,
+    /// and the ids whose last clone was dropped.
+    ref_counter: RefCounter<ObjectId, Arc<Address>>,
+    /// Ids taken from `ref_counter`, being processed (kept for its
+    /// capacity).
+    released: Vec<ObjectId>,
     /// Ray's put index: object `i` put by this worker is
     /// `ObjectId::from_index(root task, i)`, from 1.
     put_index: u32,
@@ -1161,6 +1163,7 @@ fn outcome(
 /// Freed inline values kept to receive later ones: at most this many, each
 /// of at most [`SPARE_VALUE_BYTES`] capacity.
 const SPARE_VALUES: usize = 1024;
+
 /// See [`SPARE_VALUES`].
 const SPARE_VALUE_BYTES: usize = 4096;
 
@@ -1202,12 +1205,12 @@ impl CoreWorker {
             driver_task: TaskId::compute_driver_task_id(options.worker_id),
             store: options.store.clone(),
             refs: HashMap::new(),
-            released: Arc::new(Mutex::new(Vec::new())),
+            ref_counter: RefCounter::new(Arc::new(address.clone())),
+            released: Vec::new(),
             put_index: 0,
             stray_replies: 0,
             options,
             connector,
-            owner: Arc::new(address.clone()),
             events: Vec::new(),
             unsettled: Vec::new(),
             address,
@@ -1253,6 +1256,15 @@ impl CoreWorker {
     pub fn num_pending_tasks(&self) -> usize {
         // Replies stored but not settled finished their tasks.
         self.tasks.len().saturating_sub(self.unsettled.len())
+    }
+
+    /// How many values (or task errors) this worker's memory store holds:
+    /// the objects it owns that are ready and still referenced (a value
+    /// goes when the last clone of its [`ObjectRef`] is dropped — counted
+    /// at the next call, or [`CoreWorker::release_dropped_refs`] — or on
+    /// [`CoreWorker::free`]).
+    pub fn num_objects(&self) -> usize {
+        self.objects.len()
     }
 
     /// Connects to `worker` if not connected, waiting for the handshake
@@ -1500,7 +1512,7 @@ impl CoreWorker {
                         let id = self.put_in_store(&v.data, &v.metadata)?;
                         self.refs.entry(id).or_default().in_store = true;
                         self.pin_for_task(id, pinned)?;
-                        out.push(TaskArg::object_ref(id, (*self.owner).clone()));
+                        out.push(TaskArg::object_ref(id, self.address.clone()));
                     } else {
                         inline_total += size;
                         out.push(TaskArg::Value(v));
@@ -1521,12 +1533,9 @@ impl CoreWorker {
                 }
                 TaskArg::ObjectRef(r) => {
                     let object_id = r.object_id;
-                    let oref = ObjectRef {
-                        object_id,
-                        owner: Arc::clone(&self.owner),
-                        _token: None,
-                    };
-                    match self.wait_ready(std::slice::from_ref(&oref), self.options.step_timeout) {
+                    match self
+                        .wait_ready(std::slice::from_ref(&object_id), self.options.step_timeout)
+                    {
                         Ok(()) => {}
                         Err(GetError::Worker(e)) => return Err(e),
                         Err(e) => {
@@ -1560,7 +1569,7 @@ impl CoreWorker {
                                 let id = self.put_in_store(&value, &[])?;
                                 self.refs.entry(id).or_default().in_store = true;
                                 self.pin_for_task(id, pinned)?;
-                                out.push(TaskArg::object_ref(id, (*self.owner).clone()));
+                                out.push(TaskArg::object_ref(id, self.address.clone()));
                             } else {
                                 inline_total += size;
                                 out.push(TaskArg::value(value, Vec::new()));
@@ -1676,35 +1685,58 @@ impl CoreWorker {
     /// `get`, `wait`, `put` and `free` does this first; call it to free
     /// store memory while doing none of those. Returns how many references
     /// were processed.
+    #[inline]
     pub fn release_dropped_refs(&mut self) -> usize {
-        if self.store.is_none() {
-            // References are counted (tokens handed out) only with a store.
+        // Called three times per sync call: the usual nothing-to-do is one
+        // load, inlined.
+        if !self.ref_counter.has_released() {
             return 0;
         }
-        let ids = std::mem::take(&mut *self.released.lock().unwrap_or_else(|p| p.into_inner()));
-        for id in &ids {
-            if let Some(st) = self.refs.get_mut(id) {
-                st.local = false;
-            }
-            self.maybe_release(*id);
-        }
-        ids.len()
+        self.process_released_refs()
     }
 
-    /// A reference to `object_id`, owned here; counted when a store is
-    /// configured.
+    /// [`Self::release_dropped_refs`] once something was released.
+    #[inline(never)]
+    fn process_released_refs(&mut self) -> usize {
+        let mut ids = std::mem::take(&mut self.released);
+        let n = self.ref_counter.take_released(&mut ids);
+        for id in ids.drain(..) {
+            match self.refs.get_mut(&id) {
+                Some(st) => {
+                    st.local = false;
+                    self.maybe_release(id);
+                }
+                None if self.store.is_none() => self.release_untracked(id),
+                None => {}
+            }
+        }
+        self.released = ids;
+        n
+    }
+
+    /// Without a store, objects have a [`RefState`] only once their last
+    /// reference went while their task was pending (`new_ref` makes none:
+    /// nothing on a sync call's path needs it). Such an object is dropped
+    /// now, or — its task pending — marked unreferenced, which drops its
+    /// value when the task finishes (`store_result`, `maybe_release`).
+    fn release_untracked(&mut self, id: ObjectId) {
+        if self.owns_pending(id) {
+            self.refs.insert(id, RefState::default());
+        } else {
+            let removed = self.objects.remove(&id);
+            self.recycle_value(removed);
+        }
+    }
+
+    /// A reference to `object_id`, owned here and counted (in `refs` with
+    /// a store, which counts pins too; by its token alone without one).
     fn new_ref(&mut self, object_id: ObjectId) -> ObjectRef {
-        let token = self.store.as_ref().map(|_| {
+        if self.store.is_some() {
             self.refs.entry(object_id).or_default().local = true;
-            Arc::new(RefToken {
-                id: object_id,
-                released: Arc::clone(&self.released),
-            })
-        });
+        }
+        // A sync call's reference reuses the last call's token.
         ObjectRef {
-            object_id,
-            owner: Arc::clone(&self.owner),
-            _token: token,
+            local: self.ref_counter.new_ref(object_id),
         }
     }
 
@@ -1932,13 +1964,13 @@ impl CoreWorker {
             pending: None,
         });
         let object_id = self.push_to_worker(worker, spec, 0, store_args);
-        let oref = ObjectRef {
-            object_id,
-            owner: Arc::clone(&self.owner),
-            _token: None,
-        };
-        let result = self.get(std::slice::from_ref(&oref), self.options.step_timeout);
-        self.objects.remove(&object_id);
+        let result = self
+            .wait_ready(std::slice::from_ref(&object_id), self.options.step_timeout)
+            .and_then(|()| match self.objects.remove(&object_id) {
+                Some(Ok(_)) => Ok(()),
+                Some(Err(error)) => Err(GetError::Task { object_id, error }),
+                None => Err(GetError::UnknownObject(object_id)),
+            });
         match result {
             Ok(_) => {}
             Err(GetError::Task { error, .. }) => {
@@ -3271,13 +3303,13 @@ impl CoreWorker {
         self.release_dropped_refs();
         self.wait_ready(refs, timeout)?;
         refs.iter()
-            .map(|r| match self.objects.get(&r.object_id) {
+            .map(|r| match self.objects.get(&r.id()) {
                 Some(Ok(v)) => Ok(v.bytes().to_vec()),
                 Some(Err(e)) => Err(GetError::Task {
-                    object_id: r.object_id,
+                    object_id: r.id(),
                     error: e.clone(),
                 }),
-                None => Err(GetError::UnknownObject(r.object_id)),
+                None => Err(GetError::UnknownObject(r.id())),
             })
             .collect()
     }
@@ -3296,13 +3328,10 @@ impl CoreWorker {
         self.wait_ready(refs, timeout)?;
         let mut out = Vec::with_capacity(refs.len());
         for r in refs {
-            let v = match self.objects.get(&r.object_id) {
+            let v = match self.objects.get(&r.id()) {
                 Some(Ok(Stored::Inline(v))) => ObjectValue::Inline(v.clone()),
                 Some(Ok(Stored::Store(b))) => {
-                    let store = self
-                        .store
-                        .as_ref()
-                        .ok_or(GetError::UnknownObject(r.object_id))?;
+                    let store = self.store.as_ref().ok_or(GetError::UnknownObject(r.id()))?;
                     // The owner holds a reference, so the object is there:
                     // another reference through the shared index.
                     let got = store
@@ -3310,16 +3339,16 @@ impl CoreWorker {
                         .map_err(|e| GetError::Worker(WorkerError::Store(e)))?;
                     match got.into_iter().next().flatten() {
                         Some(b) => ObjectValue::Store(b),
-                        None => return Err(GetError::UnknownObject(r.object_id)),
+                        None => return Err(GetError::UnknownObject(r.id())),
                     }
                 }
                 Some(Err(e)) => {
                     return Err(GetError::Task {
-                        object_id: r.object_id,
+                        object_id: r.id(),
                         error: e.clone(),
                     })
                 }
-                None => return Err(GetError::UnknownObject(r.object_id)),
+                None => return Err(GetError::UnknownObject(r.id())),
             };
             out.push(v);
         }
@@ -3328,7 +3357,7 @@ impl CoreWorker {
 
     /// Receives replies until every object of `refs` is ready (value or
     /// error), at most `timeout`.
-    fn wait_ready(&mut self, refs: &[ObjectRef], timeout: Duration) -> Result<(), GetError> {
+    fn wait_ready<R: Referent>(&mut self, refs: &[R], timeout: Duration) -> Result<(), GetError> {
         // The clock is read once on the way in (not when everything is
         // ready at once), and the first round waits the whole `timeout`
         // without reading it again: a read costs 20–30 ns on the VMs
@@ -3345,15 +3374,15 @@ impl CoreWorker {
         loop {
             let mut next_unready = None;
             for (i, r) in refs.iter().enumerate().skip(first_unready) {
-                match self.objects.get(&r.object_id) {
+                match self.objects.get(&r.id()) {
                     Some(_) => {}
-                    None if self.owns_pending(r.object_id) => {
+                    None if self.owns_pending(r.id()) => {
                         next_unready.get_or_insert(i);
                         if !whole {
                             break;
                         }
                     }
-                    None => return Err(GetError::UnknownObject(r.object_id)),
+                    None => return Err(GetError::UnknownObject(r.id())),
                 }
             }
             whole = false;
@@ -3372,7 +3401,7 @@ impl CoreWorker {
                 return Err(GetError::TimedOut {
                     ready: refs
                         .iter()
-                        .filter(|r| self.objects.contains_key(&r.object_id))
+                        .filter(|r| self.objects.contains_key(&r.id()))
                         .count(),
                     total: refs.len(),
                     waiting_for: self.describe_first_pending(refs),
@@ -3385,14 +3414,11 @@ impl CoreWorker {
     /// The first of `refs` not ready, and the task behind it (for
     /// [`GetError::TimedOut`]).
     #[cold]
-    fn describe_first_pending(&self, refs: &[ObjectRef]) -> String {
-        let Some(r) = refs
-            .iter()
-            .find(|r| !self.objects.contains_key(&r.object_id))
-        else {
+    fn describe_first_pending<R: Referent>(&self, refs: &[R]) -> String {
+        let Some(r) = refs.iter().find(|r| !self.objects.contains_key(&r.id())) else {
             return "nothing (every object became ready)".to_owned();
         };
-        match self.tasks.get(&r.object_id.task_id()) {
+        match self.tasks.get(&r.id().task_id()) {
             Some(p) => {
                 let p = &p.payload;
                 let to = match p.target {
@@ -3409,9 +3435,9 @@ impl CoreWorker {
                          and were ignored: replayed or corrupted?)"
                     ),
                 };
-                format!("object {} of {} on {to}{strays}", r.object_id, p.function())
+                format!("object {} of {} on {to}{strays}", r.id(), p.function())
             }
-            None => format!("object {}", r.object_id),
+            None => format!("object {}", r.id()),
         }
     }
 
@@ -3434,7 +3460,7 @@ impl CoreWorker {
         loop {
             let n = refs
                 .iter()
-                .filter(|r| self.objects.contains_key(&r.object_id))
+                .filter(|r| self.objects.contains_key(&r.id()))
                 .count();
             let left = deadline.saturating_duration_since(Instant::now());
             if n >= want || left.is_zero() {
@@ -3445,7 +3471,7 @@ impl CoreWorker {
         let mut ready = Vec::new();
         let mut not_ready = Vec::new();
         for r in refs {
-            if ready.len() < want && self.objects.contains_key(&r.object_id) {
+            if ready.len() < want && self.objects.contains_key(&r.id()) {
                 ready.push(r.clone());
             } else {
                 not_ready.push(r.clone());
@@ -3456,24 +3482,30 @@ impl CoreWorker {
 
     /// Drops the values of `refs` now (Ray's `ray.internal.free`): from the
     /// memory store and, for store objects, from the object store too once
-    /// no pending task passes them as arguments. With a store, dropping the
-    /// last clone of an [`ObjectRef`] does the same (see [`ObjectRef`]);
-    /// without one, values stay until freed here.
+    /// no pending task passes them as arguments, whatever clones of the
+    /// references remain. Dropping the last clone of an [`ObjectRef`] does
+    /// the same (see [`ObjectRef`]).
     pub fn free(&mut self, refs: &[ObjectRef]) {
         self.release_dropped_refs();
         for r in refs {
-            match self.refs.entry(r.object_id) {
+            // Its last drop then has nothing to queue.
+            self.ref_counter.free(&r.local);
+            match self.refs.entry(r.id()) {
                 MapEntry::Occupied(mut e) => {
                     // `maybe_release`, with the entry in hand.
                     let st = e.get_mut();
                     st.local = false;
-                    if st.submitted == 0 && !self.tasks.contains(&r.object_id.task_id()) {
+                    if st.submitted == 0 && !self.tasks.contains(&r.id().task_id()) {
                         let st = e.remove();
-                        self.forget(r.object_id, st);
+                        self.forget(r.id(), st);
                     }
                 }
-                MapEntry::Vacant(_) => {
-                    let removed = self.objects.remove(&r.object_id);
+                MapEntry::Vacant(e) => {
+                    let removed = self.objects.remove(&r.id());
+                    if removed.is_none() && self.tasks.contains(&r.id().task_id()) {
+                        // Its task is pending: its value goes when it comes.
+                        e.insert(RefState::default());
+                    }
                     self.recycle_value(removed);
                 }
             }

@@ -47,6 +47,7 @@
 mod concurrency;
 mod core;
 mod error;
+pub mod ref_count;
 pub mod registry;
 mod server;
 pub mod stats;
