@@ -2466,6 +2466,146 @@ fn a_new_caller_reaches_a_worker_in_a_task_longer_than_the_handshake_timeout() {
     }
 }
 
+/// The child role of
+/// `callers_that_leave_during_a_long_task_give_their_places_back`: a
+/// caller that, once the file `SHMWIRE_TEST_GO` appears, attaches to the
+/// actor `SHMWIRE_TEST_ACTOR` (its hello answered), says so and waits to
+/// be killed.
+fn leaving_caller_child() {
+    let (session, options, actor) = child_caller_parts();
+    let mut me = CoreWorker::new(&session, options).unwrap();
+    println!("READY");
+    let go = std::path::PathBuf::from(std::env::var("SHMWIRE_TEST_GO").unwrap());
+    let until = Instant::now() + GUARD;
+    while !go.exists() {
+        assert!(Instant::now() < until, "never told to connect");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    me.register_actor(&actor, 0).unwrap();
+    println!("CONNECTED");
+    std::thread::sleep(GUARD);
+}
+
+/// Input (the attack on `6eadd2c`, low): the worker's helper accepts
+/// callers during a long task and keeps their connections for the loop;
+/// each counted against `max_connections` until the task ended, though its
+/// caller had left — three callers connecting and leaving during a 12 s
+/// task shut out a fourth ("serves 4 connections", one open). At its limit
+/// the admission now drops the kept connections whose callers left and
+/// gives their places back: here, with `max_connections` 5, the driver's
+/// and four callers that connect during the driver's 6 s task and leave
+/// (TCP closed, TCP reset, shared memory closed, a caller process killed),
+/// four more callers are admitted during the same task, and a call of one
+/// returns after it.
+#[test]
+fn callers_that_leave_during_a_long_task_give_their_places_back() {
+    const TEST: &str = "callers_that_leave_during_a_long_task_give_their_places_back";
+    maybe_run_worker();
+    if std::env::var(worker_support::ENV_ROLE).as_deref() == Ok("leaving-caller") {
+        leaving_caller_child();
+        return;
+    }
+    let s = TestSession::new("leftintask");
+    let worker = s.spawn_worker_env(
+        TEST,
+        0,
+        &[
+            (worker_support::ENV_MAX_CONNECTIONS, "5"),
+            (worker_support::ENV_UNTIL_EXIT, "1"),
+        ],
+    );
+    let mut a = s.driver();
+    let actor = create_counter(&mut a, worker.id, 0);
+    // The caller process, started now and told to connect during the task
+    // (a process's start would eat into it).
+    let go = s.root.path().join("go");
+    let mut child = caller_child_env(
+        TEST,
+        "leaving-caller",
+        &s,
+        worker.id,
+        &[
+            ("SHMWIRE_TEST_ACTOR", actor.actor_id().to_string()),
+            ("SHMWIRE_TEST_GO", go.display().to_string()),
+        ],
+    );
+    let mut lines = ChildLines::of(&mut child);
+    lines.until(&["READY"]);
+    let t0 = Instant::now();
+    let long = a
+        .submit_actor_task(&actor, "sleep_ms", vec![i64_arg(6_000)])
+        .unwrap();
+    // The task has begun (its request was taken) before the hellos.
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(&go, b"").unwrap();
+    // Three callers here, at once (the helper answers them in one accept
+    // turn), each leaving as soon as its hello is answered.
+    std::thread::scope(|scope| {
+        for (tcp, reset) in [(true, false), (true, true), (false, false)] {
+            let connector = caller_connector(&s.session).force_tcp(tcp);
+            let worker = worker.id;
+            scope.spawn(move || {
+                let conn = connector
+                    .connect_worker(&worker)
+                    .unwrap_or_else(|e| panic!("tcp {tcp} reset {reset}: {e}"));
+                if let (true, shmwire::transport::AnyConnection::Tcp(t)) = (reset, &conn) {
+                    // Closed with a reset, not in order.
+                    rustix::net::sockopt::set_socket_linger(t.stream(), Some(Duration::ZERO))
+                        .unwrap();
+                }
+                drop(conn);
+            });
+        }
+    });
+    lines.until(&["CONNECTED"]);
+    drop(child);
+    // The worker's side of a shared-memory hello ends when the helper
+    // reads the caller's acknowledgement, at its next accept step (a
+    // millisecond later): a connection it finishes in the step that judges
+    // a newcomer is not kept yet, so counts there, gone or not.
+    std::thread::sleep(Duration::from_millis(100));
+    // Four more during the same task, at once: every place given back (a
+    // kind of leaving not noticed would leave one of them refused).
+    let mut b = CoreWorker::new(&s.session, CoreWorkerOptions::new(s.node)).unwrap();
+    let others = std::thread::scope(|scope| {
+        let others: Vec<_> = [true, false, true]
+            .map(|tcp| {
+                let connector = caller_connector(&s.session).force_tcp(tcp);
+                let worker = worker.id;
+                scope.spawn(move || connector.connect_worker(&worker))
+            })
+            .into_iter()
+            .collect();
+        b.register_actor(&actor, 0)
+            .unwrap_or_else(|e| panic!("no room for a caller after four left: {e}"));
+        others
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap()
+                    .unwrap_or_else(|e| panic!("no room for a caller after four left: {e}"))
+            })
+            .collect::<Vec<_>>()
+    });
+    let connected = t0.elapsed();
+    assert!(
+        connected < Duration::from_millis(6_000),
+        "the callers connected {connected:?} after the 6 s task was submitted, not during it"
+    );
+    let r = b
+        .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+        .unwrap();
+    assert_eq!(get_i64(&mut b, &r), 1);
+    assert!(
+        t0.elapsed() >= Duration::from_millis(5_900),
+        "a late caller's call returned {:?} after the 6 s task began",
+        t0.elapsed()
+    );
+    assert_eq!(get_i64(&mut a, &long), 0);
+    drop((b, others));
+    terminate_and_wait(a, &actor, worker);
+}
+
 /// Over TCP, an actor whose worker is only stopped (`SIGSTOP`) stops
 /// answering heartbeats: the caller declares the connection dead after the
 /// liveness bound, cannot reach the worker again (the handshake times out),

@@ -94,6 +94,22 @@ impl AnyConnection {
             AnyConnection::Shm(c) => c.peer_pid(),
         }
     }
+
+    /// Whether this connection is over: [ended](MuxConnection::has_ended),
+    /// or its peer gone — it closed, reset or died — as the kernel says now
+    /// of the socket whose hang-up ends the connection (TCP: the stream;
+    /// shared memory: the bootstrap socket, closed with the peer's
+    /// process), without waiting and consuming nothing (`poll`, a readable
+    /// socket peeked at). For a connection nobody reads yet: a worker's
+    /// helper keeps the callers it accepted during a task for the worker's
+    /// loop (`heartbeat::KeptConnections`), unread until the task ends.
+    pub(crate) fn peer_gone(&self) -> bool {
+        let sock = match self {
+            AnyConnection::Tcp(c) => c.stream().as_fd(),
+            AnyConnection::Shm(c) => c.socket().as_fd(),
+        };
+        self.has_ended() || !crate::sys::fdpass::peer_connected(sock)
+    }
 }
 
 impl Connection for AnyConnection {

@@ -75,11 +75,44 @@ struct AwayAccept {
     /// The owner's mux's poll, where hello sockets are registered.
     registry: mio::Registry,
     /// Connections made (or hellos refused) while the owner was away.
-    handed: Mutex<Vec<Result<AnyConnection, ConnectError>>>,
-    /// `handed` is not empty. `Release` when set (after the push, under
+    kept: Arc<KeptConnections>,
+}
+
+/// The connections a [`Heartbeats`] helper made while its owner was away
+/// (and the hellos it refused), kept for the owner until it takes them
+/// ([`Heartbeats::take_accepted`]). The owner makes it and shares it with
+/// its listener's admission ([`Heartbeats::start_accepting`]): each of
+/// these connections passed the admission, so counts against the owner's
+/// limit until the owner adds it to its mux after the task — and one whose
+/// caller left meanwhile kept its place until then, unless the admission
+/// gives it back first ([`KeptConnections::drop_ended`]).
+#[derive(Debug, Default)]
+pub struct KeptConnections {
+    /// Locked by the helper to add to it (and to write heartbeats), by the
+    /// owner to take it, by the admission to drop the ended ones.
+    list: Mutex<Vec<Result<AnyConnection, ConnectError>>>,
+    /// `list` is not empty. `Release` when set (after the push, under
     /// the lock), `Acquire` by the owner's swap; the lock orders the list
-    /// itself, the flag only spares the owner the lock.
+    /// itself, the flag only spares the owner the lock. Left set by
+    /// [`KeptConnections::drop_ended`]: the owner's next take finds what
+    /// is left, maybe nothing.
     any: std::sync::atomic::AtomicBool,
+}
+
+impl KeptConnections {
+    /// Drops the kept connections that are over — their callers closed
+    /// them, reset them or died: one mechanism for all, the kernel's word
+    /// on each connection's socket without waiting
+    /// ([`AnyConnection::peer_gone`]) — and returns how many, whose places
+    /// the admission gives back. What such a caller sent goes unread with
+    /// it, as its replies would (its connection is gone). A poll per kept
+    /// connection: called by the admission only at its limit.
+    pub fn drop_ended(&self) -> usize {
+        let mut list = self.list.lock().unwrap_or_else(|e| e.into_inner());
+        let before = list.len();
+        list.retain(|c| !c.as_ref().is_ok_and(AnyConnection::peer_gone));
+        before - list.len()
+    }
 }
 
 /// How long one accept turn of the helper steps pending hellos (a
@@ -100,21 +133,26 @@ impl AwayAccept {
             let pending = l.pending_hellos();
             drop(l);
             if !done.is_empty() {
-                let mut handed = self.handed.lock().unwrap_or_else(|e| e.into_inner());
-                handed.extend(done);
-                self.any.store(true, std::sync::atomic::Ordering::Release);
+                let mut kept = self.kept.list.lock().unwrap_or_else(|e| e.into_inner());
+                kept.extend(done);
+                // Release: pairs with the owner's Acquire swap in
+                // `take_kept`.
+                self.kept
+                    .any
+                    .store(true, std::sync::atomic::Ordering::Release);
             }
             if pending == 0 || start.elapsed() >= ACCEPT_TURN {
                 break;
             }
             std::thread::sleep(Duration::from_millis(1));
         }
-        let mut handed = self.handed.lock().unwrap_or_else(|e| e.into_inner());
-        for c in handed.iter_mut() {
+        let mut kept = self.kept.list.lock().unwrap_or_else(|e| e.into_inner());
+        for c in kept.iter_mut() {
             if let Ok(AnyConnection::Tcp(t)) = c {
                 let b = t.heartbeat_beat();
-                // SAFETY: the connection is in `handed`, locked: its socket
-                // is open while the lock is held.
+                // SAFETY: the connection is in `kept`, locked: its socket
+                // is open while the lock is held (`drop_ended` drops one
+                // under the same lock).
                 beat(unsafe { BorrowedFd::borrow_raw(b.fd) }, &b.write);
             }
         }
@@ -138,7 +176,9 @@ impl Heartbeats {
     /// `listener` (registering hello sockets with `registry`, the owner's
     /// mux's: [`Mux::shared_listener`](super::Mux::shared_listener)) while
     /// the owner is away — every absence is then lent, registered
-    /// connections or not.
+    /// connections or not. It keeps the connections it makes in `kept`
+    /// (shared with the listener's admission, which may drop the ended
+    /// ones) until the owner takes them.
     ///
     /// # Errors
     /// The thread could not be started.
@@ -146,14 +186,14 @@ impl Heartbeats {
         period: Duration,
         listener: SharedListener,
         registry: mio::Registry,
+        kept: Arc<KeptConnections>,
     ) -> std::io::Result<Self> {
         Self::spawn(
             period,
             Some(Arc::new(AwayAccept {
                 listener,
                 registry,
-                handed: Mutex::new(Vec::new()),
-                any: std::sync::atomic::AtomicBool::new(false),
+                kept,
             })),
         )
     }
@@ -198,11 +238,12 @@ impl Heartbeats {
     /// One relaxed load when there are none.
     #[inline]
     pub fn take_accepted(&self) -> Option<Vec<Result<AnyConnection, ConnectError>>> {
-        let a = self.accept.as_ref()?;
+        let a = &self.accept.as_ref()?.kept;
+        // Relaxed: a hint; `take_kept`'s swap is the acquiring look.
         if !a.any.load(std::sync::atomic::Ordering::Relaxed) {
             return None;
         }
-        Some(take_handed(a))
+        Some(take_kept(a))
     }
 
     /// Registers the connection under `key`. Call while holding the
@@ -351,11 +392,11 @@ impl Drop for IdleHeartbeats {
 }
 
 #[cold]
-fn take_handed(a: &AwayAccept) -> Vec<Result<AnyConnection, ConnectError>> {
-    let mut handed = a.handed.lock().unwrap_or_else(|e| e.into_inner());
+fn take_kept(a: &KeptConnections) -> Vec<Result<AnyConnection, ConnectError>> {
+    let mut kept = a.list.lock().unwrap_or_else(|e| e.into_inner());
     // Acquire: pairs with the helper's Release store after its push.
     a.any.swap(false, std::sync::atomic::Ordering::Acquire);
-    std::mem::take(&mut *handed)
+    std::mem::take(&mut *kept)
 }
 
 /// Most bytes a helper lets a connection's write buffer hold when it

@@ -40,7 +40,7 @@ use crate::spec::{
     StatusCode,
 };
 use crate::store::{ObjectBuffer, StoreClient, StoreError};
-use crate::transport::heartbeat::Heartbeats;
+use crate::transport::heartbeat::{Heartbeats, KeptConnections};
 use crate::transport::{
     Admission, AnyConnection, CallerAdmission, ClientSecret, Connection, FrameTag, ListenOptions,
     Listener, MessageConnection, Mux, MuxConnection, MuxEvent, MuxWaker, PeerKey, ShmOptions,
@@ -636,9 +636,11 @@ pub struct Worker {
     heartbeats: Option<Heartbeats>,
     /// How many connections the mux holds, for the handshake's admission
     /// (`WorkerOptions::max_connections`): counted up by the admission for
-    /// each hello it admits, set to the mux's count by `accept` and `reap`,
-    /// all on the worker's thread (the handshake runs in
-    /// `Mux::accept_pending`): `Relaxed`, no partner.
+    /// each hello it admits (the handshake runs in `Mux::accept_pending`,
+    /// or on the helper's thread during a task), down by it for the
+    /// helper's kept connections that ended (`KeptConnections::drop_ended`),
+    /// set to the mux's count by `accept`, `adopt` and `reap`: `Relaxed`,
+    /// no partner (a count: nothing is published through it).
     connections: Arc<AtomicUsize>,
     /// [`WorkerOptions::max_connections`].
     max_connections: usize,
@@ -760,16 +762,39 @@ impl Worker {
         let bindings: Bindings = Arc::default();
         let bound = Arc::clone(&bindings);
         // Connections served now (`Worker::connections`, kept by the
-        // admission, `accept` and `reap`), against `max_connections`.
+        // admission, `accept`, `adopt` and `reap`), against
+        // `max_connections`; and those the helper makes during a task,
+        // kept for the loop, which count until it adds them.
         let connections = Arc::new(AtomicUsize::new(0));
+        let kept = Arc::new(KeptConnections::default());
         let (served, max_connections) = (Arc::clone(&connections), options.max_connections);
+        let waiting = Arc::clone(&kept);
         let me = options.worker_id;
         config.admission = Some(CallerAdmission(Arc::new(move |id, secret| {
-            // Relaxed, no partner: a count, written and read on the
-            // worker's thread and on its helper's while a task runs there
-            // (`Heartbeats::start_accepting`), never both at once (the
-            // listener's lock), read again by `accept` and `reap`.
-            let now = served.load(AtomicOrdering::Relaxed);
+            // Relaxed, no partner: a count, nothing published through it.
+            // The admission changes it under the listener's lock, on the
+            // worker's thread or on its helper's while a task runs there
+            // (`Heartbeats::start_accepting`); the loop sets it to the
+            // mux's count (`accept`, `adopt`, `reap`), maybe during a
+            // helper's accept step begun before the loop came back: each
+            // change is one atomic operation (a give-back stops at zero).
+            let mut now = served.load(AtomicOrdering::Relaxed);
+            if now >= max_connections {
+                // At the limit, the connections the helper made during a
+                // task and keeps for the loop whose callers left since
+                // (closed, reset, died) give their places back first:
+                // before, they counted until the task ended (the attack
+                // on `6eadd2c`: three callers connecting and leaving
+                // during a long task shut out a fourth).
+                let gone = waiting.drop_ended();
+                if gone > 0 {
+                    let less = |n: usize| Some(n.saturating_sub(gone));
+                    let was = served
+                        .fetch_update(AtomicOrdering::Relaxed, AtomicOrdering::Relaxed, less)
+                        .unwrap_or_else(|n| n);
+                    now = was.saturating_sub(gone);
+                }
+            }
             if now >= max_connections {
                 return Admission::Refused(format!(
                     "worker {me} serves {now} connections, its max_connections: no room for \
@@ -828,7 +853,7 @@ impl Worker {
         // while a task runs on this thread.
         let heartbeats = match mux.shared_listener() {
             Ok(Some((l, registry))) => {
-                match Heartbeats::start_accepting(helper_period, l, registry) {
+                match Heartbeats::start_accepting(helper_period, l, registry, kept) {
                     Ok(h) => Some(h),
                     Err(e) => {
                         tracing::warn!(error = %e, "worker: no helper thread: during a task longer \
