@@ -103,7 +103,7 @@ impl KeptConnections {
     /// Drops the kept connections that are over — their callers closed
     /// them, reset them or died: one mechanism for all, the kernel's word
     /// on each connection's socket without waiting
-    /// ([`AnyConnection::peer_gone`]) — and returns how many, whose places
+    /// (`AnyConnection::peer_gone`) — and returns how many, whose places
     /// the admission gives back. What such a caller sent goes unread with
     /// it, as its replies would (its connection is gone). A poll per kept
     /// connection: called by the admission only at its limit.
