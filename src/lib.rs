@@ -113,6 +113,21 @@ pub mod worker {
     pub mod ref_count;
 }
 
+/// `start + after`, saturating: an `after` too large for the clock (e.g.
+/// `Duration::MAX`, "no limit") gives a deadline a century away instead of
+/// the panic of `Instant + Duration` overflowing. Every deadline made from
+/// a caller's timeout or a configured duration goes through it.
+pub(crate) fn deadline_after(
+    start: std::time::Instant,
+    after: std::time::Duration,
+) -> std::time::Instant {
+    const CENTURY: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 86_400);
+    start
+        .checked_add(after)
+        .or_else(|| start.checked_add(CENTURY))
+        .unwrap_or(start)
+}
+
 /// `err` with every cause behind it ([`std::error::Error::source`]),
 /// joined by `": "`: the one form in which shmwire prints an error (the
 /// node's log, the CLI), so an OS error (`No such file or directory`, …)

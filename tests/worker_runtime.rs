@@ -4217,3 +4217,53 @@ fn dropped_object_refs_free_their_values_without_a_store() {
     drop(last);
     terminate_and_wait(driver, &a, worker);
 }
+
+/// `Duration::MAX` as a timeout means "no limit": `get`, `wait` and a
+/// worker's `run_until` wait as long as it takes (here: a 200 ms task, and
+/// a worker run in this process for two turns). Before, each made its
+/// deadline as `Instant::now() + timeout` and panicked with "overflow when
+/// adding duration to instant" (fresh attack on `94ab1e2`); every deadline
+/// made from a caller's timeout or a configured duration now saturates
+/// (`deadline_after`).
+#[test]
+fn a_timeout_of_duration_max_means_no_limit() {
+    maybe_run_worker();
+    let s = TestSession::new("maxtimeout");
+    let worker = s.spawn_worker("a_timeout_of_duration_max_means_no_limit", 1);
+    let mut driver = s.driver();
+    let a = create_counter(&mut driver, worker.id, 0);
+    let slow = |driver: &mut CoreWorker| {
+        driver
+            .submit_actor_task(&a, "sleep_ms", vec![i64_arg(200)])
+            .unwrap()
+    };
+    let r = slow(&mut driver);
+    let t = Instant::now();
+    assert_eq!(
+        as_i64(&driver.get(std::slice::from_ref(&r), Duration::MAX).unwrap()[0]),
+        0
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(150),
+        "get returned before the task ran"
+    );
+    let r = slow(&mut driver);
+    let (ready, not_ready) = driver
+        .wait(std::slice::from_ref(&r), 1, Duration::MAX)
+        .unwrap();
+    assert_eq!((ready.len(), not_ready.len()), (1, 0));
+    // A worker of this process, served for two turns with no limit.
+    let mut opts = shmwire::worker::WorkerOptions::new(WorkerId::from_random(), s.node);
+    opts.tcp = None;
+    let registry = std::sync::Arc::new(worker_support::registry());
+    let mut local = shmwire::worker::Worker::bind(&s.session, opts, registry).unwrap();
+    let mut turns = 0;
+    local
+        .run_until(Duration::MAX, |_| {
+            turns += 1;
+            turns > 2
+        })
+        .unwrap();
+    drop(local);
+    terminate_and_wait(driver, &a, worker);
+}

@@ -339,7 +339,7 @@ impl<T> ActorSchedulingQueue<T> {
         match self.pending.first_key_value() {
             Some((_, head)) if head.deps_ready => {
                 if self.wait_deadline.is_none() || self.wait_gap != self.next_seq_no {
-                    self.wait_deadline = Some(now + self.reorder_wait);
+                    self.wait_deadline = Some(crate::deadline_after(now, self.reorder_wait));
                     self.wait_gap = self.next_seq_no;
                 }
             }

@@ -393,7 +393,7 @@ impl Segment {
         kind: u32,
         timeout: Duration,
     ) -> Result<Segment> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::deadline_after(Instant::now(), timeout);
         let mut pause = Duration::from_micros(100);
         loop {
             match Self::open(session, name, kind) {

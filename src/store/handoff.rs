@@ -95,7 +95,7 @@ pub(crate) fn recv(
     timeout: Duration,
 ) -> Result<Vec<OwnedFd>, StoreError> {
     let sock = socket(conn).map_err(|_| StoreError::BadReply("store connection is not shm"))?;
-    let deadline = Instant::now() + timeout;
+    let deadline = crate::deadline_after(Instant::now(), timeout);
     let mut out = Vec::with_capacity(expect.min(1024));
     while out.len() < expect {
         let mut buf = [0u8; HANDOFF_LEN];

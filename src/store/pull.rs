@@ -589,7 +589,7 @@ impl Server {
             let _ = p.stream.write(&header_bytes(STATUS_BUSY, 0, 0));
             let _ = p.stream.shutdown(Shutdown::Write);
             p.state = PullState::Drain;
-            p.deadline = Instant::now() + self.config.request_timeout;
+            p.deadline = crate::deadline_after(Instant::now(), self.config.request_timeout);
         }
         self.ready.insert(t);
         true
@@ -694,7 +694,7 @@ impl Server {
                             got: 0,
                         }
                     },
-                    deadline: Instant::now() + self.config.request_timeout,
+                    deadline: crate::deadline_after(Instant::now(), self.config.request_timeout),
                 },
             );
             self.ready.insert(t);
@@ -773,7 +773,7 @@ fn step(p: &mut Pull, store: &mut Store, chunk: usize, stall: Duration) -> Step 
                 data,
                 sent: 0,
             };
-            p.deadline = Instant::now() + stall;
+            p.deadline = crate::deadline_after(Instant::now(), stall);
             Step::More
         }
         PullState::Send {
@@ -801,7 +801,7 @@ fn step(p: &mut Pull, store: &mut Store, chunk: usize, stall: Duration) -> Step 
             };
             match r {
                 Ok(()) => {
-                    p.deadline = Instant::now() + stall;
+                    p.deadline = crate::deadline_after(Instant::now(), stall);
                     Step::More
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => Step::Blocked,
@@ -964,7 +964,7 @@ impl StoreClient {
         timeout: Duration,
         mut progress: impl FnMut(u64, u64),
     ) -> Result<ObjectBuffer, StoreError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::deadline_after(Instant::now(), timeout);
         let mut pause = Duration::from_millis(1);
         // Why the last try was not enough: what the caller hears if time
         // runs out before the next one gets an answer.

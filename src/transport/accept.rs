@@ -28,7 +28,7 @@ pub(crate) fn accept_within<S>(
     timeout: Duration,
     mut accept: impl FnMut() -> io::Result<S>,
 ) -> io::Result<Option<S>> {
-    let deadline = Instant::now() + timeout;
+    let deadline = crate::deadline_after(Instant::now(), timeout);
     loop {
         if let Some(s) = try_accept(&mut accept)? {
             return Ok(Some(s));

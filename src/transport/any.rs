@@ -1159,7 +1159,7 @@ impl Listener {
     /// up no other), each within the handshake timeout. Refused hellos are
     /// reported as their errors.
     pub fn accept_timeout(&mut self, timeout: Duration) -> Result<AnyConnection, ConnectError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::deadline_after(Instant::now(), timeout);
         loop {
             // Outcomes kept from an earlier pass go first, in order.
             if let Some(r) = self.ready.pop_front() {

@@ -411,7 +411,7 @@ impl<C: MuxConnection> Mux<C> {
         // `service` round (a clock read costs 20–30 ns on the VMs measured,
         // as much as a quarter of a shm round trip).
         let start = Instant::now();
-        let deadline = start + timeout;
+        let deadline = crate::deadline_after(start, timeout);
         // A pending hello's deadline ends the wait too: the caller's
         // `accept_pending` then expires it.
         let hello_due = self.hello_due;

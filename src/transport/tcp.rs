@@ -180,7 +180,7 @@ impl TcpAccept {
         Ok(Self {
             stream: Some(stream),
             reader: HelloReader::new("hello"),
-            deadline: Instant::now() + config.handshake_timeout,
+            deadline: crate::deadline_after(Instant::now(), config.handshake_timeout),
             config: config.clone(),
         })
     }
@@ -245,7 +245,7 @@ pub fn connect_tcp(
             },
         },
     )?;
-    let deadline = Instant::now() + config.handshake_timeout;
+    let deadline = crate::deadline_after(Instant::now(), config.handshake_timeout);
     stream
         .set_nodelay(true)
         .and_then(|()| stream.set_nonblocking(true))
@@ -980,7 +980,7 @@ impl Connection for TcpConnection {
     }
 
     fn recv_timeout(&mut self, timeout: Duration) -> Result<TcpFrame<'_>, RecvError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::deadline_after(Instant::now(), timeout);
         // The first round only looks at the buffer: in request / reply the
         // answer is rarely in the kernel yet, so a speculative `read` would
         // cost a system call; `poll` then `read` does it in two, like a

@@ -2835,8 +2835,10 @@ impl CoreWorker {
         let now = Instant::now();
         let grace = self.options.reconnect_grace;
         let attempt = self.start_attempt(worker, grace);
-        self.unreachable
-            .insert(worker, Unreachable::trying(Some(pid), now + grace, attempt));
+        self.unreachable.insert(
+            worker,
+            Unreachable::trying(Some(pid), crate::deadline_after(now, grace), attempt),
+        );
     }
 
     /// Decides the tasks of a worker whose connection broke: reached again
@@ -3392,7 +3394,7 @@ impl CoreWorker {
             first_unready = next;
             let left = match deadline {
                 None => {
-                    deadline = Some(Instant::now() + timeout);
+                    deadline = Some(crate::deadline_after(Instant::now(), timeout));
                     timeout
                 }
                 Some(d) => d.saturating_duration_since(Instant::now()),
@@ -3455,7 +3457,7 @@ impl CoreWorker {
         timeout: Duration,
     ) -> Result<(Vec<ObjectRef>, Vec<ObjectRef>), WorkerError> {
         self.release_dropped_refs();
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::deadline_after(Instant::now(), timeout);
         let want = num_returns.min(refs.len());
         loop {
             let n = refs

@@ -1117,7 +1117,7 @@ impl Worker {
         timeout: Duration,
         mut done: impl FnMut(&Worker) -> bool,
     ) -> Result<(), WorkerError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::deadline_after(Instant::now(), timeout);
         while !done(self) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -1454,7 +1454,7 @@ impl Worker {
     fn resume_paused(&mut self) {
         let now = Instant::now();
         if now >= self.paused_beat_at {
-            self.paused_beat_at = now + self.paused_beat_every;
+            self.paused_beat_at = crate::deadline_after(now, self.paused_beat_every);
             for &key in &self.paused {
                 if let Some(AnyConnection::Tcp(t)) = self.mux.get_mut(key) {
                     t.heartbeat();
@@ -3016,7 +3016,7 @@ impl Executor {
         };
         // Arguments owned on another node are pulled from its object
         // endpoint first (Ray's object manager pull), into `out` by index.
-        let deadline = Instant::now() + b.arg_fetch_timeout;
+        let deadline = crate::deadline_after(Instant::now(), b.arg_fetch_timeout);
         let mut local = 0;
         for a in spec.args.iter() {
             let r = match a {
@@ -3144,7 +3144,7 @@ impl Executor {
                 b.holds.push(ReturnHold {
                     caller,
                     counter,
-                    until: now + b.return_hold,
+                    until: crate::deadline_after(now, b.return_hold),
                     object,
                     delete: b.caller_remote,
                 });

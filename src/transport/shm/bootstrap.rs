@@ -142,18 +142,21 @@ pub fn connect_shm(
     let cap = check_capacity(opts.ring_capacity as u64)?;
     // Bounded like the rest of the hello: a stopped listener with a full
     // backlog would hold a blocking connect for as long as it is stopped.
-    let stream =
-        unix_connect_by(socket, Instant::now() + config.handshake_timeout).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::TimedOut {
-                ConnectError::TimedOut { during: "connect" }
-            } else {
-                ConnectError::NoListener {
-                    worker: intended,
-                    address: socket.display().to_string(),
-                    source: e,
-                }
+    let stream = unix_connect_by(
+        socket,
+        crate::deadline_after(Instant::now(), config.handshake_timeout),
+    )
+    .map_err(|e| {
+        if e.kind() == std::io::ErrorKind::TimedOut {
+            ConnectError::TimedOut { during: "connect" }
+        } else {
+            ConnectError::NoListener {
+                worker: intended,
+                address: socket.display().to_string(),
+                source: e,
             }
-        })?;
+        }
+    })?;
     stream
         .set_write_timeout(Some(config.handshake_timeout))
         .map_err(ConnectError::io("set socket options"))?;
@@ -175,7 +178,7 @@ pub fn connect_shm(
     // One deadline for the whole reply, however slowly it drips in. Its
     // first bytes carry the eventfds.
     let during = "handshake reply";
-    let deadline = Instant::now() + config.handshake_timeout;
+    let deadline = crate::deadline_after(Instant::now(), config.handshake_timeout);
     stream
         .set_nonblocking(true)
         .map_err(ConnectError::io("set socket options"))?;

@@ -417,7 +417,7 @@ impl ShmListener {
             .map_err(ConnectError::io("set socket options"))?;
         Ok(ShmAccept {
             stream: Some(stream),
-            deadline: Instant::now() + self.config.handshake_timeout,
+            deadline: crate::deadline_after(Instant::now(), self.config.handshake_timeout),
             stage: Stage::Hello(HelloReader::new("hello")),
             config: self.config.clone(),
             opts: self.opts.clone(),
