@@ -2606,6 +2606,71 @@ fn callers_that_leave_during_a_long_task_give_their_places_back() {
     terminate_and_wait(a, &actor, worker);
 }
 
+/// What callers that leave during a long task held goes back during the
+/// task, not only their places: with ring memory for four connections
+/// (`ShmOptions::max_ring_memory` 8 MiB, 2 MiB a connection) and the
+/// driver holding one, three callers connect over shared memory and leave
+/// during the driver's 6 s task; a newcomer is then admitted during the
+/// same task. Before (fresh attack on `94ab1e2`), kept connections were
+/// dropped only when the admission was at `max_connections`: the rings of
+/// the callers that left stayed charged, and the newcomer was refused "no
+/// room for a connection's rings" until the task ended. The worker's
+/// helper now drops them at each of its turns.
+#[test]
+fn callers_that_leave_during_a_long_task_give_their_ring_memory_back() {
+    const TEST: &str = "callers_that_leave_during_a_long_task_give_their_ring_memory_back";
+    maybe_run_worker();
+    let s = TestSession::new("leftrings");
+    let worker = s.spawn_worker_env(
+        TEST,
+        0,
+        &[
+            (worker_support::ENV_RING_MEMORY, "8388608"),
+            (worker_support::ENV_UNTIL_EXIT, "1"),
+        ],
+    );
+    let mut a = s.driver();
+    let actor = create_counter(&mut a, worker.id, 0);
+    let t0 = Instant::now();
+    let long = a
+        .submit_actor_task(&actor, "sleep_ms", vec![i64_arg(6_000)])
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // Three callers at once, each leaving as soon as its hello is answered
+    // (the helper answers them at its first turn into the task).
+    std::thread::scope(|scope| {
+        for _ in 0..3 {
+            let connector = caller_connector(&s.session);
+            let worker = worker.id;
+            scope.spawn(move || drop(connector.connect_worker(&worker).unwrap()));
+        }
+    });
+    // A newcomer: refused while their rings are charged, admitted once the
+    // helper dropped their connections (its next turn), during the task.
+    let connector = caller_connector(&s.session);
+    let mut refusals = 0;
+    let admitted = loop {
+        match connector.connect_worker(&worker.id) {
+            Ok(c) => break c,
+            Err(ConnectError::Refused { reason })
+                if reason.contains("ring") && t0.elapsed() < Duration::from_millis(5_800) =>
+            {
+                refusals += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("the newcomer was not admitted during the task: {e}"),
+        }
+    };
+    let connected = t0.elapsed();
+    assert!(
+        connected < Duration::from_millis(5_900),
+        "admitted {connected:?} after the 6 s task began ({refusals} refusals), not during it"
+    );
+    drop(admitted);
+    assert_eq!(get_i64(&mut a, &long), 0);
+    terminate_and_wait(a, &actor, worker);
+}
+
 /// Over TCP, an actor whose worker is only stopped (`SIGSTOP`) stops
 /// answering heartbeats: the caller declares the connection dead after the
 /// liveness bound, cannot reach the worker again (the handshake times out),

@@ -86,7 +86,7 @@ struct AwayAccept {
 /// limit until the owner adds it to its mux after the task — and one whose
 /// caller left meanwhile kept its place until then, unless the admission
 /// gives it back first ([`KeptConnections::drop_ended`]).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct KeptConnections {
     /// Locked by the helper to add to it (and to write heartbeats), by the
     /// owner to take it, by the admission to drop the ended ones.
@@ -97,21 +97,49 @@ pub struct KeptConnections {
     /// [`KeptConnections::drop_ended`]: the owner's next take finds what
     /// is left, maybe nothing.
     any: std::sync::atomic::AtomicBool,
+    /// The owner's count of the connections it serves and will serve
+    /// (its admission's, against its `max_connections`): each kept
+    /// connection counts in it; one dropped here gives its place back.
+    places: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl KeptConnections {
+    /// An empty list whose connections count in `places`.
+    pub fn new(places: Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        Self {
+            list: Mutex::new(Vec::new()),
+            any: std::sync::atomic::AtomicBool::new(false),
+            places,
+        }
+    }
+
     /// Drops the kept connections that are over — their callers closed
     /// them, reset them or died: one mechanism for all, the kernel's word
     /// on each connection's socket without waiting
-    /// (`AnyConnection::peer_gone`) — and returns how many, whose places
-    /// the admission gives back. What such a caller sent goes unread with
-    /// it, as its replies would (its connection is gone). A poll per kept
-    /// connection: called by the admission only at its limit.
+    /// (`AnyConnection::peer_gone`) — gives their places back and returns
+    /// how many. Everything such a connection held goes with it: its place,
+    /// its descriptors, its rings' memory (refunded to the listener's
+    /// budget). What such a caller sent goes unread with it, as its replies
+    /// would (its connection is gone). A poll per kept connection: the
+    /// helper calls it at each of its turns, the admission at its limit.
     pub fn drop_ended(&self) -> usize {
         let mut list = self.list.lock().unwrap_or_else(|e| e.into_inner());
         let before = list.len();
         list.retain(|c| !c.as_ref().is_ok_and(AnyConnection::peer_gone));
-        before - list.len()
+        let gone = before - list.len();
+        drop(list);
+        if gone > 0 {
+            // Relaxed, no partner: a count, nothing published through it
+            // (the owner sets it to its mux's count when it takes the
+            // list); a give-back stops at zero.
+            let less = |n: usize| Some(n.saturating_sub(gone));
+            let _ = self.places.fetch_update(
+                std::sync::atomic::Ordering::Relaxed,
+                std::sync::atomic::Ordering::Relaxed,
+                less,
+            );
+        }
+        gone
     }
 }
 
@@ -123,6 +151,10 @@ impl AwayAccept {
     /// Accept passes until no hello is pending or [`ACCEPT_TURN`] passed;
     /// then heartbeats on the TCP connections made and not yet taken.
     fn turn(&self) {
+        // Callers that left since the last turn give back what their
+        // connections hold (places, descriptors, ring memory) now, not
+        // when the owner's task ends: newcomers may need it.
+        self.kept.drop_ended();
         let start = std::time::Instant::now();
         loop {
             // The owner came back and accepts itself: its turn.

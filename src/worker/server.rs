@@ -766,7 +766,7 @@ impl Worker {
         // `max_connections`; and those the helper makes during a task,
         // kept for the loop, which count until it adds them.
         let connections = Arc::new(AtomicUsize::new(0));
-        let kept = Arc::new(KeptConnections::default());
+        let kept = Arc::new(KeptConnections::new(Arc::clone(&connections)));
         let (served, max_connections) = (Arc::clone(&connections), options.max_connections);
         let waiting = Arc::clone(&kept);
         let me = options.worker_id;
@@ -786,13 +786,8 @@ impl Worker {
                 // before, they counted until the task ended (the attack
                 // on `6eadd2c`: three callers connecting and leaving
                 // during a long task shut out a fourth).
-                let gone = waiting.drop_ended();
-                if gone > 0 {
-                    let less = |n: usize| Some(n.saturating_sub(gone));
-                    let was = served
-                        .fetch_update(AtomicOrdering::Relaxed, AtomicOrdering::Relaxed, less)
-                        .unwrap_or_else(|n| n);
-                    now = was.saturating_sub(gone);
+                if waiting.drop_ended() > 0 {
+                    now = served.load(AtomicOrdering::Relaxed);
                 }
             }
             if now >= max_connections {
