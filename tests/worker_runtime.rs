@@ -4332,3 +4332,38 @@ fn a_timeout_of_duration_max_means_no_limit() {
     drop(local);
     terminate_and_wait(driver, &a, worker);
 }
+
+/// A reference is its owner's alone: another `CoreWorker` neither reads nor
+/// frees it, even one given the same worker id (a cloned
+/// `CoreWorkerOptions`), whose objects then have the same ids. Before
+/// (fresh attack on `94ab1e2`), `get` and `free` went by the id only:
+/// `b.get(&a_ref)` returned B's value for A's reference and `b.free(&a_ref)`
+/// freed B's own.
+#[test]
+fn another_owners_reference_is_neither_read_nor_freed() {
+    let s = TestSession::new("twoowners");
+    let opts = CoreWorkerOptions::new(s.node);
+    let mut a = CoreWorker::new(&s.session, opts.clone()).unwrap();
+    let mut b = CoreWorker::new(&s.session, opts).unwrap();
+    let a_ref = a.put(b"alpha").unwrap();
+    let b_ref = b.put(b"beta").unwrap();
+    assert_eq!(
+        a_ref.id(),
+        b_ref.id(),
+        "one worker id, one put index: one object id"
+    );
+    match b.get(std::slice::from_ref(&a_ref), GUARD) {
+        Err(GetError::UnknownObject(id)) => assert_eq!(id, a_ref.id()),
+        other => panic!("B read A's reference: {other:?}"),
+    }
+    b.free(std::slice::from_ref(&a_ref));
+    assert_eq!(
+        b.get(std::slice::from_ref(&b_ref), GUARD).unwrap(),
+        [b"beta".to_vec()]
+    );
+    assert_eq!(
+        a.get(std::slice::from_ref(&a_ref), GUARD).unwrap(),
+        [b"alpha".to_vec()]
+    );
+    assert_eq!((a.num_objects(), b.num_objects()), (1, 1));
+}

@@ -141,17 +141,25 @@ struct RefState {
 /// waits for itself (no reference counted).
 trait Referent {
     fn id(&self) -> ObjectId;
+    /// Made by `owner` (an id the owner waits for itself: yes).
+    fn owned_by(&self, owner: &RefCounter<ObjectId, Arc<Address>>) -> bool;
 }
 
 impl Referent for ObjectRef {
     fn id(&self) -> ObjectId {
         self.local.id()
     }
+    fn owned_by(&self, owner: &RefCounter<ObjectId, Arc<Address>>) -> bool {
+        owner.owns(&self.local)
+    }
 }
 
 impl Referent for ObjectId {
     fn id(&self) -> ObjectId {
         *self
+    }
+    fn owned_by(&self, _: &RefCounter<ObjectId, Arc<Address>>) -> bool {
+        true
     }
 }
 
@@ -3377,6 +3385,11 @@ impl CoreWorker {
             let mut next_unready = None;
             for (i, r) in refs.iter().enumerate().skip(first_unready) {
                 match self.objects.get(&r.id()) {
+                    // Another owner's reference, whatever its id (two
+                    // owners given one worker id make the same ids).
+                    _ if whole && !r.owned_by(&self.ref_counter) => {
+                        return Err(GetError::UnknownObject(r.id()))
+                    }
                     Some(_) => {}
                     None if self.owns_pending(r.id()) => {
                         next_unready.get_or_insert(i);
@@ -3482,7 +3495,8 @@ impl CoreWorker {
         Ok((ready, not_ready))
     }
 
-    /// Drops the values of `refs` now (Ray's `ray.internal.free`): from the
+    /// Drops the values of `refs` now (Ray's `ray.internal.free`; references
+    /// another `CoreWorker` made are left alone): from the
     /// memory store and, for store objects, from the object store too once
     /// no pending task passes them as arguments, whatever clones of the
     /// references remain. Dropping the last clone of an [`ObjectRef`] does
@@ -3490,8 +3504,11 @@ impl CoreWorker {
     pub fn free(&mut self, refs: &[ObjectRef]) {
         self.release_dropped_refs();
         for r in refs {
-            // Its last drop then has nothing to queue.
-            self.ref_counter.free(&r.local);
+            // Its last drop then has nothing to queue. Another owner's
+            // reference is not this one's to free (even with the same id).
+            if !self.ref_counter.free(&r.local) {
+                continue;
+            }
             match self.refs.entry(r.id()) {
                 MapEntry::Occupied(mut e) => {
                     // `maybe_release`, with the entry in hand.

@@ -259,14 +259,21 @@ impl<I: Copy, O: Clone> RefCounter<I, O> {
         LocalRef { id, token }
     }
 
+    /// Whether this owner made `r` (a reference from another owner, even
+    /// one with the same id, is not its to read or free).
+    #[inline]
+    pub fn owns(&self, r: &LocalRef<I, O>) -> bool {
+        Arc::ptr_eq(&r.token().queue, &self.queue)
+    }
+
     /// Marks `r`'s object as forgotten by the owner: the drop that ends its
     /// count queues no id. Returns `false` (and marks nothing) for a
     /// reference this owner did not make.
     pub fn free(&mut self, r: &LocalRef<I, O>) -> bool {
-        let t = r.token();
-        if !Arc::ptr_eq(&t.queue, &self.queue) {
+        if !self.owns(r) {
             return false;
         }
+        let t = r.token();
         // `Relaxed`: `r` is a live clone, so the count is not zero, and the
         // drop that ends it (a read-modify-write after this one in the
         // state's modification order) reads the flags.
