@@ -117,6 +117,7 @@ pub mod worker {
 /// `Duration::MAX`, "no limit") gives a deadline a century away instead of
 /// the panic of `Instant + Duration` overflowing. Every deadline made from
 /// a caller's timeout or a configured duration goes through it.
+#[inline]
 pub(crate) fn deadline_after(
     start: std::time::Instant,
     after: std::time::Duration,

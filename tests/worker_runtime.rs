@@ -4283,8 +4283,9 @@ fn dropped_object_refs_free_their_values_without_a_store() {
     terminate_and_wait(driver, &a, worker);
 }
 
-/// `Duration::MAX` as a timeout means "no limit": `get`, `wait` and a
-/// worker's `run_until` wait as long as it takes (here: a 200 ms task, and
+/// `Duration::MAX` as a timeout means "no limit": `get`, `wait`, a
+/// worker's `run_until` and the configured step and send timeouts wait as
+/// long as it takes (here: a 200 ms task, and
 /// a worker run in this process for two turns). Before, each made its
 /// deadline as `Instant::now() + timeout` and panicked with "overflow when
 /// adding duration to instant" (fresh attack on `94ab1e2`); every deadline
@@ -4295,7 +4296,12 @@ fn a_timeout_of_duration_max_means_no_limit() {
     maybe_run_worker();
     let s = TestSession::new("maxtimeout");
     let worker = s.spawn_worker("a_timeout_of_duration_max_means_no_limit", 1);
-    let mut driver = s.driver();
+    // Configured durations too: the driver's step (the actor's creation
+    // waits on it) and its sends.
+    let mut opts = CoreWorkerOptions::new(s.node);
+    opts.step_timeout = Duration::MAX;
+    opts.send_timeout = Duration::MAX;
+    let mut driver = CoreWorker::new(&s.session, opts).unwrap();
     let a = create_counter(&mut driver, worker.id, 0);
     let slow = |driver: &mut CoreWorker| {
         driver

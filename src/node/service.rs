@@ -773,11 +773,11 @@ impl Node {
                 || r.store_restored.any()
                 || !r.cleanup.errors.is_empty()
                 || r.cleanup.busy;
-            let earliest = start + self.config.interval;
+            let earliest = crate::deadline_after(start, self.config.interval);
             let due = if busy {
                 earliest
             } else {
-                start + self.config.idle_interval.max(self.config.interval)
+                crate::deadline_after(start, self.config.idle_interval.max(self.config.interval))
             };
             loop {
                 if stop.load(Ordering::Relaxed) {

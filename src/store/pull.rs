@@ -432,7 +432,7 @@ impl Store {
                     );
                     o.said = true;
                 }
-                o.next_try = now + o.pause;
+                o.next_try = crate::deadline_after(now, o.pause);
                 o.pause = (o.pause * 2).min(PULL_RECONNECT_MAX);
             }
         }

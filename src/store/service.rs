@@ -426,7 +426,7 @@ impl Service {
                 l.beat();
             }
             if !ready.is_empty() && !self.spin.is_zero() {
-                busy_until = Instant::now() + self.spin;
+                busy_until = crate::deadline_after(Instant::now(), self.spin);
             }
             for ev in ready.drain(..) {
                 match ev {

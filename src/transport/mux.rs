@@ -483,7 +483,7 @@ impl<C: MuxConnection> Mux<C> {
             // (once per wait) before sleeping.
             if !spun && !self.spin_window.is_zero() {
                 spun = true;
-                let spin_until = Instant::now() + self.spin_window;
+                let spin_until = crate::deadline_after(Instant::now(), self.spin_window);
                 let spin_until = spin_until.min(until);
                 let mut round: u32 = 0;
                 loop {

@@ -566,7 +566,7 @@ impl TcpConnection {
     /// Flushes until at most `keep` bytes are pending (back-pressure). Fails
     /// with `TimedOut` once the peer has taken nothing for the send timeout.
     fn flush_until(&mut self, keep: usize) -> Result<(), SendError> {
-        let mut deadline = Instant::now() + self.send_timeout;
+        let mut deadline = crate::deadline_after(Instant::now(), self.send_timeout);
         loop {
             let before = self.pending();
             self.flush_some().map_err(|e| e.send_error())?;
@@ -575,7 +575,7 @@ impl TcpConnection {
                 return Ok(());
             }
             if after < before {
-                deadline = Instant::now() + self.send_timeout;
+                deadline = crate::deadline_after(Instant::now(), self.send_timeout);
             }
             let [rev] = wait_fds([(self.stream.as_fd(), PollFlags::OUT)], Some(deadline))
                 .map_err(|source| SendError::Io { op: "poll", source })?;

@@ -359,7 +359,8 @@ impl Waiter {
                     let end = *spin_end.get_or_insert_with(|| {
                         now.checked_add(spin).unwrap_or(deadline).min(deadline)
                     });
-                    let check = next_check.get_or_insert(now + self.check_interval);
+                    let check =
+                        next_check.get_or_insert(crate::deadline_after(now, self.check_interval));
                     if let Some(v) = self.periodic(now, check, &mut poll) {
                         return v;
                     }
@@ -372,7 +373,8 @@ impl Waiter {
                 }
             }
         }
-        let mut next_check = next_check.unwrap_or_else(|| Instant::now() + self.check_interval);
+        let mut next_check = next_check
+            .unwrap_or_else(|| crate::deadline_after(Instant::now(), self.check_interval));
 
         // Phase 2: yield or sleep.
         loop {
@@ -419,7 +421,7 @@ impl Waiter {
         if now < *next_check {
             return None;
         }
-        *next_check = now + self.check_interval;
+        *next_check = crate::deadline_after(now, self.check_interval);
         if self.peer_alive() {
             return None;
         }

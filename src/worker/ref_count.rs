@@ -13,7 +13,7 @@
 //! reference costs one atomic read-modify-write to free and one to drop
 //! (what an `Arc` clone and drop would).
 //!
-//! ## Protocol (a token's `state`: [`FREED`], [`HELD`], live clones)
+//! ## Protocol (a token's `state`: `FREED`, `HELD`, live clones)
 //! A token is alive while it has clones or the owner holds it (in a list of
 //! its own: spare, freed, or queued to it); whoever ends the last of these
 //! frees it (only after the owner is gone: the owner reuses tokens).
@@ -47,11 +47,11 @@ use std::ptr::NonNull;
 use crate::sync::{fence, Arc, AtomicBool, AtomicU32, Mutex, Ordering};
 
 /// A token's state: the count of live clones.
-pub const USERS: u32 = HELD - 1;
+const USERS: u32 = HELD - 1;
 /// A token's state: the owner keeps it in its freed list.
-pub const HELD: u32 = 1 << 30;
+const HELD: u32 = 1 << 30;
 /// A token's state: the owner forgot the object.
-pub const FREED: u32 = 1 << 31;
+const FREED: u32 = 1 << 31;
 
 /// Tokens kept for reuse, per list (queued back, freed).
 const SPARE_TOKENS: usize = 1024;

@@ -772,20 +772,21 @@ impl Worker {
         let me = options.worker_id;
         config.admission = Some(CallerAdmission(Arc::new(move |id, secret| {
             // Relaxed, no partner: a count, nothing published through it.
-            // The admission changes it under the listener's lock, on the
+            // The admission raises it under the listener's lock, on the
             // worker's thread or on its helper's while a task runs there
-            // (`Heartbeats::start_accepting`); the loop sets it to the
-            // mux's count (`accept`, `adopt`, `reap`), maybe during a
-            // helper's accept step begun before the loop came back: each
-            // change is one atomic operation (a give-back stops at zero).
+            // (`Heartbeats::start_accepting`); the helper's turns and the
+            // admission at its limit lower it for kept connections that
+            // ended (`KeptConnections::drop_ended`); the loop sets it to
+            // the mux's count (`accept`, `adopt`, `reap`), maybe during a
+            // helper's step begun before the loop came back: each change
+            // is one atomic operation (a give-back stops at zero).
             let mut now = served.load(AtomicOrdering::Relaxed);
             if now >= max_connections {
                 // At the limit, the connections the helper made during a
-                // task and keeps for the loop whose callers left since
-                // (closed, reset, died) give their places back first:
-                // before, they counted until the task ended (the attack
-                // on `6eadd2c`: three callers connecting and leaving
-                // during a long task shut out a fourth).
+                // task and keeps for the loop whose callers left since its
+                // last turn (closed, reset, died) give their places back
+                // first (the attack on `6eadd2c`: three callers connecting
+                // and leaving during a long task shut out a fourth).
                 if waiting.drop_ended() > 0 {
                     now = served.load(AtomicOrdering::Relaxed);
                 }
