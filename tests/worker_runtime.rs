@@ -4362,6 +4362,16 @@ fn another_owners_reference_is_neither_read_nor_freed() {
         Err(GetError::UnknownObject(id)) => assert_eq!(id, a_ref.id()),
         other => panic!("B read A's reference: {other:?}"),
     }
+    // Nor waits on it: its value never comes to B, so it counts as ready
+    // at once (before: B waited out the whole timeout).
+    let t = Instant::now();
+    let (ready, _) = b.wait(std::slice::from_ref(&a_ref), 1, GUARD).unwrap();
+    assert_eq!(ready.len(), 1);
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "waited {:?}",
+        t.elapsed()
+    );
     b.free(std::slice::from_ref(&a_ref));
     assert_eq!(
         b.get(std::slice::from_ref(&b_ref), GUARD).unwrap(),

@@ -3456,13 +3456,26 @@ impl CoreWorker {
         }
     }
 
+    /// `r` is ready for [`CoreWorker::wait`]: its value or error is here,
+    /// or none will ever come (another owner's reference, or one freed or
+    /// unknown here: `get` then fails at once with
+    /// [`GetError::UnknownObject`]).
+    fn settled(&self, r: &ObjectRef) -> bool {
+        self.objects.contains_key(&r.id())
+            || !self.ref_counter.owns(&r.local)
+            || !self.owns_pending(r.id())
+    }
+
     fn owns_pending(&self, object_id: ObjectId) -> bool {
         self.tasks.contains(&object_id.task_id())
     }
 
     /// Waits until `num_returns` of `refs` are ready (value or error), at
     /// most `timeout`; returns `(ready, not_ready)` in the order of `refs`
-    /// (Ray's `Wait`; `ready` holds at most `num_returns`).
+    /// (Ray's `Wait`; `ready` holds at most `num_returns`). A reference
+    /// whose value will never come here — freed, or another `CoreWorker`'s
+    /// — counts as ready at once (its `get` fails with
+    /// [`GetError::UnknownObject`]), not as a wait to the timeout.
     pub fn wait(
         &mut self,
         refs: &[ObjectRef],
@@ -3473,10 +3486,7 @@ impl CoreWorker {
         let deadline = crate::deadline_after(Instant::now(), timeout);
         let want = num_returns.min(refs.len());
         loop {
-            let n = refs
-                .iter()
-                .filter(|r| self.objects.contains_key(&r.id()))
-                .count();
+            let n = refs.iter().filter(|r| self.settled(r)).count();
             let left = deadline.saturating_duration_since(Instant::now());
             if n >= want || left.is_zero() {
                 break;
@@ -3486,7 +3496,7 @@ impl CoreWorker {
         let mut ready = Vec::new();
         let mut not_ready = Vec::new();
         for r in refs {
-            if ready.len() < want && self.objects.contains_key(&r.id()) {
+            if ready.len() < want && self.settled(r) {
                 ready.push(r.clone());
             } else {
                 not_ready.push(r.clone());
