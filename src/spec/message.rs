@@ -492,7 +492,10 @@ pub struct PushTaskRequest {
     /// Per-caller sequence number, from 0; -1 disables ordering.
     pub sequence_number: i64,
     /// The caller has processed replies up to this seqno; requests at or
-    /// below it are stale and rejected.
+    /// below it are stale and rejected. On a normal (or actor creation)
+    /// task's request, which has no sequence number, shmwire uses it to
+    /// acknowledge the normal-task replies processed on the connection:
+    /// the index (from 0) of the last one, -1 for none (Ray leaves it -1).
     pub client_processed_up_to: i64,
     /// Resource instances assigned to the executing worker.
     pub resource_mapping: Vec<ResourceMapEntry>,

@@ -447,6 +447,12 @@ struct Conn {
     /// While requests are queued on it (`send_or_queue`): the fewest
     /// queued bytes seen and when they last fell (`CoreWorker::check_queued`).
     queued: Option<(usize, Instant)>,
+    /// Replies to normal and actor creation tasks processed on it (the
+    /// owner's reference on a return in the store taken): the next such
+    /// request acknowledges them to the worker in its
+    /// `client_processed_up_to` (as the count's last index), which lets the
+    /// worker release its references on their returns (`send_normal`).
+    normal_replies: u64,
 }
 
 /// The request stamps ([`RequestStamp::id`]) a connection's worker keeps
@@ -1315,6 +1321,7 @@ impl CoreWorker {
                 pid,
                 shapes: ShapeSlots::default(),
                 queued: None,
+                normal_replies: 0,
             },
         );
         self.by_key.insert(key, worker);
@@ -1859,13 +1866,21 @@ impl CoreWorker {
     }
 
     fn send_normal(&mut self, task_id: TaskId) {
-        let Some(t) = self.tasks.get(&task_id) else {
+        let Some(t) = self.tasks.get_mut(&task_id) else {
             return;
         };
         let Target::Normal(worker) = t.payload.target else {
             return;
         };
         let conn = self.conns.get(&worker);
+        // A normal task has no sequence number; its request acknowledges
+        // the normal-task replies this connection delivered and this caller
+        // processed (their index, from 0, on the connection; -1: none), so
+        // the worker releases its references on their store returns. A
+        // shmwire use of Ray's field: Ray's owner pins through the raylet
+        // instead (`docs/worker.md`, "Object references").
+        t.payload.request.client_processed_up_to = conn.map_or(-1, |c| c.normal_replies as i64 - 1);
+        let t = &*t;
         let epoch = conn.map(|c| c.epoch);
         let sent = send_request(&mut self.mux, &mut self.encoder, conn, &t.payload.request);
         match sent {
@@ -3271,6 +3286,9 @@ impl CoreWorker {
                         }
                         (Target::Actor(_), None) => {}
                         (Target::Normal(_), _) => {
+                            if let Some(c) = self.conns.get_mut(&worker) {
+                                c.normal_replies += 1;
+                            }
                             if status == ordering::ReplyOutcome::Error
                                 && self.tasks.take_retry(&task_id)
                             {

@@ -143,7 +143,13 @@ pub struct WorkerOptions {
     /// in the store, so that the object cannot be evicted before its owner
     /// took its own reference (default 60 s). The reference is released
     /// earlier when the caller acknowledges the reply (an actor task's
-    /// `client_processed_up_to` passes it) or disconnects.
+    /// `client_processed_up_to` passes it; a normal task's, the
+    /// `client_processed_up_to` of the caller's next normal request on the
+    /// same connection, which counts that connection's normal-task replies
+    /// from 0), when the connection it came on ends, when the owner has
+    /// deleted the object already (looked at once a second, and before a
+    /// return that does not fit is reported), or when the caller
+    /// disconnects.
     pub store_return_hold: Duration,
     /// The object endpoint of this node: the address of the
     /// [`PullServer`](crate::store::PullServer) serving `store` to other
@@ -421,9 +427,8 @@ struct Executor {
     me: WorkerId,
     registry: Arc<FunctionRegistry>,
     callers: HashMap<WorkerId, CallerState>,
-    /// Each connection's caller, and the `caller_starts_at` of its actor
-    /// requests (`None` before its first).
-    peers: HashMap<PeerKey, (WorkerId, Option<u64>)>,
+    /// Each connection's caller and what the executor counts on it.
+    peers: HashMap<PeerKey, Peer>,
     /// The actor-task requests each connection sent last, validated: a
     /// request of one of their shapes is read without a bytecheck pass
     /// (`spec::stamp::Known`).
@@ -533,7 +538,14 @@ struct StoreBridge {
     /// Arguments of the running task pulled from other nodes into the
     /// store (deleted after the task).
     pulled: Vec<ObjectId>,
+    /// When the holds are next looked at for returns their owners deleted
+    /// (`release_deleted`, once every [`HOLD_SWEEP_INTERVAL`]).
+    next_sweep: Instant,
 }
+
+/// How often the worker looks for holds on returns their owners have
+/// deleted already (besides when a return does not fit).
+const HOLD_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 impl StoreBridge {
     /// Ends the holds `keep` rejects; the copies of returns pulled by
@@ -556,6 +568,29 @@ impl StoreBridge {
         }
     }
 
+    /// Ends the holds on returns the store no longer shows (their owner
+    /// took its reference and deleted the object already: it is freed once
+    /// unheld), whose caller never acknowledged the reply — it sent no
+    /// further request of the kind that acknowledges it, or is idle.
+    /// Returns whether any ended. One store lookup per hold (a call to the
+    /// service for a deleted object), so run once a second and when a
+    /// return does not fit. Holds on returns pulled by another node are
+    /// left alone: this store's copy stays visible until they end.
+    fn release_deleted(&mut self) -> bool {
+        let client = &self.client;
+        let gone: Vec<bool> = self
+            .holds
+            .iter()
+            .map(|h| !h.delete && matches!(client.contains(h.object.id()), Ok(false)))
+            .collect();
+        if !gone.contains(&true) {
+            return false;
+        }
+        let mut each = gone.into_iter();
+        self.release_holds(|_| !each.next().unwrap_or(false));
+        true
+    }
+
     /// Deletes the arguments pulled for the task that just ran (their
     /// buffers released already).
     fn delete_pulled(&mut self) {
@@ -568,11 +603,34 @@ impl StoreBridge {
     }
 }
 
+/// A connection's caller, as the executor knows it.
+struct Peer {
+    caller: WorkerId,
+    /// The `caller_starts_at` of its actor requests (`None` before its
+    /// first).
+    starts: Option<u64>,
+    /// Replies to normal and actor creation tasks sent on it (each one's
+    /// index is the count before it). Its caller acknowledges them by index
+    /// in its next such request's `client_processed_up_to`.
+    normal_replies: u64,
+}
+
+/// Which reply acknowledges a [`ReturnHold`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum HoldFor {
+    /// An actor task's: its actor counter, passed by the caller's
+    /// `client_processed_up_to` on any connection.
+    Actor(u64),
+    /// A normal or actor creation task's: its reply's index on connection
+    /// `conn`, passed by the `client_processed_up_to` of that connection's
+    /// next normal request (the hold ends with the connection too).
+    Normal { conn: PeerKey, reply: u64 },
+}
+
 /// The worker's reference on a return object it put in the store.
 struct ReturnHold {
     caller: WorkerId,
-    /// The actor counter of the task (`None` for a normal task).
-    counter: Option<u64>,
+    of: HoldFor,
     until: Instant,
     object: ObjectBuffer,
     /// Delete the object when the hold ends (its caller, on another node,
@@ -902,6 +960,7 @@ impl Worker {
                         .unwrap_or_default(),
                     caller_remote: false,
                     pulled: Vec::new(),
+                    next_sweep: Instant::now(),
                 }),
                 waker: Arc::new(OnceLock::new()),
                 completed: Vec::new(),
@@ -1909,7 +1968,7 @@ impl Executor {
                     // answer counters this one never sent). Otherwise it
                     // is a claim on a live caller's id.
                     let free = cs.departed.is_some()
-                        && !self.peers.values().any(|(c, _)| *c == caller)
+                        && !self.peers.values().any(|p| p.caller == caller)
                         && owner_gone(cs.pid);
                     if !free {
                         return false;
@@ -1924,7 +1983,14 @@ impl Executor {
             }
         }
         self.accepted += 1;
-        self.peers.insert(key, (caller, None));
+        self.peers.insert(
+            key,
+            Peer {
+                caller,
+                starts: None,
+                normal_replies: 0,
+            },
+        );
         let wait = self.reorder_wait;
         let cs = self
             .callers
@@ -1968,13 +2034,19 @@ impl Executor {
 
     fn on_disconnect(&mut self, key: PeerKey) {
         self.known.remove(&key);
-        if let Some((caller, _)) = self.peers.remove(&key) {
+        if let Some(Peer { caller, .. }) = self.peers.remove(&key) {
             if let Some(cs) = self.callers.get_mut(&caller) {
                 if cs.current == Some(key) {
                     cs.current = None;
                 }
             }
-            if !self.peers.values().any(|(c, _)| *c == caller) {
+            // The normal tasks' replies on it were processed or never will
+            // be: a normal task whose reply was lost is retried, not
+            // answered from a cache.
+            if let Some(b) = &mut self.store {
+                b.release_holds(|h| !matches!(h.of, HoldFor::Normal { conn, .. } if conn == key));
+            }
+            if !self.peers.values().any(|p| p.caller == caller) {
                 // The caller is gone: it holds its returns itself or never will.
                 if let Some(b) = &mut self.store {
                     b.release_holds(|h| h.caller != caller);
@@ -2093,6 +2165,10 @@ impl Executor {
             if b.holds.iter().any(|h| h.until <= now) {
                 b.release_holds(|h| h.until > now);
             }
+            if now >= b.next_sweep && !b.holds.is_empty() {
+                b.next_sweep = crate::deadline_after(now, HOLD_SWEEP_INTERVAL);
+                b.release_deleted();
+            }
         }
         if self.next_timeout().is_none_or(|t| t > now) {
             return;
@@ -2148,10 +2224,27 @@ impl Executor {
             }
         };
         let task_id = req.task_spec.task_id;
+        let normal = !req.task_spec.is_actor_task();
+        if normal {
+            // Its caller acknowledges the normal-task replies it processed
+            // on this connection (`HoldFor::Normal`).
+            let cpu = req.client_processed_up_to();
+            if let (Ok(upto), Some(b)) = (u64::try_from(cpu), self.store.as_mut()) {
+                b.release_holds(|h| {
+                    !matches!(h.of, HoldFor::Normal { conn, reply } if conn == key && reply <= upto)
+                });
+            }
+        }
         if req.intended_worker_id != self.me {
             // Ray's HandleWrongRecipient.
             self.stats
                 .record(self.slot_refused, Duration::ZERO, Duration::ZERO);
+            if normal {
+                // A reply its caller counts.
+                if let Some(p) = self.peers.get_mut(&key) {
+                    p.normal_replies += 1;
+                }
+            }
             out.push(Outgoing {
                 target: Target::Peer(key),
                 reply: status_reply(
@@ -2167,13 +2260,19 @@ impl Executor {
             return Ok(());
         }
         let spec = &req.task_spec;
-        if !spec.is_actor_task() {
+        if normal {
             // Normal and actor creation tasks run FIFO (Ray's NormalSchedulingQueue).
             self.normal.add(task_id, now);
             while let Some((_, arrived)) = self.normal.pop() {
                 let reply = self.execute(spec, arrived, func);
-                if let Some(&(caller, _)) = self.peers.get(&key) {
-                    self.file_return_hold(caller, None, now);
+                if let Some(p) = self.peers.get_mut(&key) {
+                    let of = HoldFor::Normal {
+                        conn: key,
+                        reply: p.normal_replies,
+                    };
+                    p.normal_replies += 1;
+                    let caller = p.caller;
+                    self.file_return_hold(caller, of, now);
                 }
                 out.push(Outgoing {
                     target: Target::Peer(key),
@@ -2186,7 +2285,7 @@ impl Executor {
         let Some(peer) = self.peers.get_mut(&key) else {
             return Ok(());
         };
-        let caller = peer.0;
+        let caller = peer.caller;
         let seq = req.sequence_number();
         let cpu = req.client_processed_up_to();
         let starts = spec
@@ -2200,7 +2299,7 @@ impl Executor {
         // Held to: the counter keys the reply cache, and counters a caller
         // picks freely would make each insertion shift the whole cache.
         let counter = spec.actor_counter().unwrap_or(0);
-        let conn_starts = peer.1.replace(starts);
+        let conn_starts = peer.starts.replace(starts);
         if seq < 0
             || starts.checked_add(seq as u64) != Some(counter)
             || conn_starts.is_some_and(|s| s != starts)
@@ -2261,10 +2360,11 @@ impl Executor {
             // the caller holds its own since it processed the replies.
             if let Some(b) = &mut self.store {
                 let executed = &cs.executed;
-                b.release_holds(|h| {
-                    h.caller != caller
-                        || h.counter
-                            .is_none_or(|c| c > bound || executed.contains_key(c))
+                b.release_holds(|h| match h.of {
+                    HoldFor::Actor(c) => {
+                        h.caller != caller || c > bound || executed.contains_key(c)
+                    }
+                    HoldFor::Normal { .. } => true,
                 });
             }
         }
@@ -2585,7 +2685,7 @@ impl Executor {
             }
         }
         let reply = self.execute(spec, arrived, func);
-        self.file_return_hold(caller, Some(counter), self.clock);
+        self.file_return_hold(caller, HoldFor::Actor(counter), self.clock);
         out.push(Outgoing {
             target: reply_to,
             reply,
@@ -2686,7 +2786,7 @@ impl Executor {
         else {
             return None;
         };
-        let cs = self.callers.get(&self.peers.get(&key)?.0)?;
+        let cs = self.callers.get(&self.peers.get(&key)?.caller)?;
         Some((pools.threads(), cs.pooled_tasks, cs.pooled_expected))
     }
 
@@ -2766,7 +2866,7 @@ impl Executor {
             if let Some(b) = self.store.as_mut() {
                 b.caller_remote = c.caller_remote;
             }
-            self.file_return_hold(c.caller, Some(c.counter), Instant::now());
+            self.file_return_hold(c.caller, HoldFor::Actor(c.counter), Instant::now());
             self.stats.record(c.slot, c.queued, c.ran);
             self.tasks_executed += 1;
             out.push(Outgoing {
@@ -3134,12 +3234,12 @@ impl Executor {
 
     /// Files the reference on the return `execute` just put in the store
     /// (if any) under its caller, until acknowledged or `return_hold` passes.
-    fn file_return_hold(&mut self, caller: WorkerId, counter: Option<u64>, now: Instant) {
+    fn file_return_hold(&mut self, caller: WorkerId, of: HoldFor, now: Instant) {
         if let Some(b) = self.store.as_mut() {
             if let Some(object) = b.new_hold.take() {
                 b.holds.push(ReturnHold {
                     caller,
-                    counter,
+                    of,
                     until: crate::deadline_after(now, b.return_hold),
                     object,
                     delete: b.caller_remote,
@@ -3158,7 +3258,17 @@ impl Executor {
             return status_reply(task_id, StatusCode::Invalid, "no object store");
         };
         let size = value.len() as u64;
-        let held = match b.client.create(return_id, size, &[]) {
+        let created = match b.client.create(return_id, size, &[]) {
+            // Room held for returns their owners deleted already is made
+            // free first.
+            Err(StoreError::StoreFull { .. } | StoreError::OutOfDisk { .. })
+                if b.release_deleted() =>
+            {
+                b.client.create(return_id, size, &[])
+            }
+            r => r,
+        };
+        let held = match created {
             Ok(mut builder) => {
                 // The one copy of a large return: the handler's vector into
                 // shared memory.
