@@ -4339,25 +4339,29 @@ fn a_timeout_of_duration_max_means_no_limit() {
     terminate_and_wait(driver, &a, worker);
 }
 
-/// A reference is its owner's alone: another `CoreWorker` neither reads nor
-/// frees it, even one given the same worker id (a cloned
-/// `CoreWorkerOptions`), whose objects then have the same ids. Before
-/// (fresh attack on `94ab1e2`), `get` and `free` went by the id only:
-/// `b.get(&a_ref)` returned B's value for A's reference and `b.free(&a_ref)`
-/// freed B's own.
+/// A worker id is one live `CoreWorker`'s: a second one made from the same
+/// (cloned) `CoreWorkerOptions` is refused with an error naming the id, and
+/// the id is free again once the first is dropped. Before (fresh attack on
+/// `94ab1e2`), both ran: they superseded each other's connections at every
+/// worker (each call failed "actor unavailable") and shared object ids, and
+/// `b.get(&a_ref)` returned B's value for A's reference (`b.free(&a_ref)`
+/// freed B's own). A reference is its owner's alone besides: another
+/// `CoreWorker` neither reads, waits on nor frees it.
 #[test]
 fn another_owners_reference_is_neither_read_nor_freed() {
     let s = TestSession::new("twoowners");
     let opts = CoreWorkerOptions::new(s.node);
     let mut a = CoreWorker::new(&s.session, opts.clone()).unwrap();
-    let mut b = CoreWorker::new(&s.session, opts).unwrap();
+    match CoreWorker::new(&s.session, opts.clone()) {
+        Err(e @ WorkerError::WorkerIdInUse(_)) => {
+            assert!(matches!(e, WorkerError::WorkerIdInUse(id) if id == a.worker_id()));
+            assert!(e.to_string().contains(&a.worker_id().to_string()), "{e}");
+        }
+        other => panic!("a second CoreWorker under A's id: {other:?}"),
+    }
+    let mut b = CoreWorker::new(&s.session, CoreWorkerOptions::new(s.node)).unwrap();
     let a_ref = a.put(b"alpha").unwrap();
     let b_ref = b.put(b"beta").unwrap();
-    assert_eq!(
-        a_ref.id(),
-        b_ref.id(),
-        "one worker id, one put index: one object id"
-    );
     match b.get(std::slice::from_ref(&a_ref), GUARD) {
         Err(GetError::UnknownObject(id)) => assert_eq!(id, a_ref.id()),
         other => panic!("B read A's reference: {other:?}"),
@@ -4382,4 +4386,49 @@ fn another_owners_reference_is_neither_read_nor_freed() {
         [b"alpha".to_vec()]
     );
     assert_eq!((a.num_objects(), b.num_objects()), (1, 1));
+    drop(a_ref);
+    drop(a);
+    // A's id is free again.
+    let again = CoreWorker::new(&s.session, opts).unwrap();
+    drop(again);
+}
+
+/// `free` forgets an object for every clone of its reference: a clone's
+/// `get` fails `UnknownObject` and its `wait` counts it ready at once, also
+/// when the task was still pending at the `free` and its reply comes after.
+/// Before (fresh attack on `94ab1e2`), the clone's `get` of a freed pending
+/// actor task's reference waited for the reply and returned the value.
+#[test]
+fn a_freed_reference_is_read_through_none_of_its_clones() {
+    maybe_run_worker();
+    let s = TestSession::new("freedclone");
+    let worker = s.spawn_worker("a_freed_reference_is_read_through_none_of_its_clones", 1);
+    let mut driver = s.driver();
+    let a = create_counter(&mut driver, worker.id, 0);
+    for round in 0..20 {
+        let r = driver
+            .submit_actor_task(&a, "add", vec![i64_arg(1)])
+            .unwrap();
+        let clone = r.clone();
+        // Pending (the reply has not been read) in most rounds; read
+        // already in the others.
+        if round % 2 == 1 {
+            driver.wait(std::slice::from_ref(&r), 1, GUARD).unwrap();
+        }
+        driver.free(std::slice::from_ref(&r));
+        match driver.get(std::slice::from_ref(&clone), GUARD) {
+            Err(GetError::UnknownObject(id)) => assert_eq!(id, r.id()),
+            other => panic!("round {round}: read a freed reference: {other:?}"),
+        }
+        let t = Instant::now();
+        let (ready, _) = driver.wait(std::slice::from_ref(&clone), 1, GUARD).unwrap();
+        assert_eq!(ready.len(), 1, "round {round}");
+        assert!(t.elapsed() < Duration::from_secs(1), "round {round}");
+    }
+    // The calls ran all the same, in order.
+    let r = driver
+        .submit_actor_task(&a, "add", vec![i64_arg(1)])
+        .unwrap();
+    assert_eq!(get_i64(&mut driver, &r), 21);
+    terminate_and_wait(driver, &a, worker);
 }

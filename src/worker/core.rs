@@ -141,7 +141,8 @@ struct RefState {
 /// waits for itself (no reference counted).
 trait Referent {
     fn id(&self) -> ObjectId;
-    /// Made by `owner` (an id the owner waits for itself: yes).
+    /// Made by `owner` and not freed (an id the owner waits for itself:
+    /// yes).
     fn owned_by(&self, owner: &RefCounter<ObjectId, Arc<Address>>) -> bool;
 }
 
@@ -150,7 +151,7 @@ impl Referent for ObjectRef {
         self.local.id()
     }
     fn owned_by(&self, owner: &RefCounter<ObjectId, Arc<Address>>) -> bool {
-        owner.owns(&self.local)
+        owner.holds(&self.local)
     }
 }
 
@@ -263,7 +264,11 @@ pub struct TaskOptions {
 /// Settings of a [`CoreWorker`].
 #[derive(Debug, Clone)]
 pub struct CoreWorkerOptions {
-    /// This worker's id (callers' scheduling queues on the workers are keyed by it).
+    /// This worker's id (callers' scheduling queues on the workers are keyed
+    /// by it). One live `CoreWorker` per id in a process: a clone of these
+    /// options makes a second one fail [`WorkerError::WorkerIdInUse`]
+    /// until the first is dropped; give each its own
+    /// (`WorkerId::from_random()`, as [`CoreWorkerOptions::new`] does).
     pub worker_id: WorkerId,
     /// The node it runs on (workers of the same node are reached over shm).
     pub node_id: NodeId,
@@ -767,6 +772,9 @@ pub struct CoreWorker {
     /// Its period: a third of the connections' liveness timeout (zero:
     /// liveness off, no heartbeats).
     heartbeat_period: Duration,
+    /// This worker id's claim in this process (`IdClaim`), given up when
+    /// the worker is dropped.
+    _claim: IdClaim,
     /// The object store (from the options).
     store: Option<StoreClient>,
     /// Reference counts of the objects this worker owns.
@@ -1181,9 +1189,45 @@ const SPARE_VALUES: usize = 1024;
 /// See [`SPARE_VALUES`].
 const SPARE_VALUE_BYTES: usize = 4096;
 
+/// The worker ids of this process's live [`CoreWorker`]s. A worker id is a
+/// caller's identity at every worker it calls (its connections, actor
+/// sequencing and reply cache are keyed by it, as Ray keys them by the
+/// caller's worker id): two live `CoreWorker`s under one id — made from one
+/// cloned [`CoreWorkerOptions`] — would supersede each other's connections
+/// and share object ids, so the second is refused.
+static LIVE_WORKER_IDS: std::sync::Mutex<Vec<WorkerId>> = std::sync::Mutex::new(Vec::new());
+
+/// A worker id claimed in [`LIVE_WORKER_IDS`], released when dropped.
+#[derive(Debug)]
+struct IdClaim(WorkerId);
+
+impl IdClaim {
+    fn new(id: WorkerId) -> Result<Self, WorkerError> {
+        let mut live = LIVE_WORKER_IDS.lock().unwrap_or_else(|e| e.into_inner());
+        if live.contains(&id) {
+            return Err(WorkerError::WorkerIdInUse(id));
+        }
+        live.push(id);
+        Ok(Self(id))
+    }
+}
+
+impl Drop for IdClaim {
+    fn drop(&mut self) {
+        let mut live = LIVE_WORKER_IDS.lock().unwrap_or_else(|e| e.into_inner());
+        live.retain(|id| *id != self.0);
+    }
+}
+
 impl CoreWorker {
     /// A caller in `session` (whose directory finds the workers of this node).
+    ///
+    /// Errors: [`WorkerError::WorkerIdInUse`] while another `CoreWorker` of
+    /// this process has `options.worker_id` (give each its own: see
+    /// [`CoreWorkerOptions::new`]); the session's token or directory, or the
+    /// event loop, failing.
     pub fn new(session: &Session, options: CoreWorkerOptions) -> Result<Self, WorkerError> {
+        let claim = IdClaim::new(options.worker_id)?;
         let token = crate::node::load_or_create_token(session)?;
         let directory = crate::node::Directory::for_session(session)?;
         let mut config = TransportConfig::new(options.worker_id, token);
@@ -1253,6 +1297,7 @@ impl CoreWorker {
             drives: 0,
             heartbeats: None,
             heartbeat_period,
+            _claim: claim,
         })
     }
 
@@ -3403,8 +3448,9 @@ impl CoreWorker {
             let mut next_unready = None;
             for (i, r) in refs.iter().enumerate().skip(first_unready) {
                 match self.objects.get(&r.id()) {
-                    // Another owner's reference, whatever its id (two
-                    // owners given one worker id make the same ids).
+                    // Another owner's reference, whatever its id, or a
+                    // freed one (its value, if it came before it settles,
+                    // is not to be read).
                     _ if whole && !r.owned_by(&self.ref_counter) => {
                         return Err(GetError::UnknownObject(r.id()))
                     }
@@ -3480,7 +3526,7 @@ impl CoreWorker {
     /// [`GetError::UnknownObject`]).
     fn settled(&self, r: &ObjectRef) -> bool {
         self.objects.contains_key(&r.id())
-            || !self.ref_counter.owns(&r.local)
+            || !self.ref_counter.holds(&r.local)
             || !self.owns_pending(r.id())
     }
 

@@ -272,6 +272,14 @@ pub enum GetError {
 /// Errors of the worker layer outside a single task's outcome.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
+    /// Another live `CoreWorker` of this process has this worker id (both
+    /// made from one cloned `CoreWorkerOptions`, say): a worker id is a
+    /// caller's identity at every worker it calls, so two would supersede
+    /// each other's connections and share object ids.
+    #[error(
+        "worker id {0} is in use by another live CoreWorker of this process: give each CoreWorker its own worker_id (CoreWorkerOptions::new draws a random one)"
+    )]
+    WorkerIdInUse(WorkerId),
     /// Connecting to a worker or listening failed.
     #[error(transparent)]
     Connect(#[from] ConnectError),

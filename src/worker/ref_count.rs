@@ -266,6 +266,16 @@ impl<I: Copy, O: Clone> RefCounter<I, O> {
         Arc::ptr_eq(&r.token().queue, &self.queue)
     }
 
+    /// Whether `r` is this owner's ([`RefCounter::owns`]) and not freed
+    /// ([`RefCounter::free`] of any of its clones): its value may be read.
+    #[inline]
+    pub fn holds(&self, r: &LocalRef<I, O>) -> bool {
+        // `Relaxed`: only this owner sets FREED (`free`, on `&mut self`),
+        // so a set bit is this thread's own earlier write; and `r` being a
+        // live clone, the token is not reused (which clears it) meanwhile.
+        self.owns(r) && r.token().state.load(Ordering::Relaxed) & FREED == 0
+    }
+
     /// Marks `r`'s object as forgotten by the owner: the drop that ends its
     /// count queues no id. Returns `false` (and marks nothing) for a
     /// reference this owner did not make.
