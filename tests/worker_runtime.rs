@@ -2671,6 +2671,122 @@ fn callers_that_leave_during_a_long_task_give_their_ring_memory_back() {
     terminate_and_wait(a, &actor, worker);
 }
 
+/// The descriptors a process holds now (`/proc/<pid>/fd`).
+fn descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(Iterator::count)
+        .unwrap_or(0)
+}
+
+/// Callers that connect and leave in a loop during a long task are each
+/// admitted at once and give their descriptors back within the task, over
+/// shared memory and TCP alike, whether they leave at once or after
+/// holding their connections a little. Before (the attack on `b87cb39`),
+/// the worker's helper took a turn only every heartbeat period (1.7 s) and
+/// stood in for the loop only after two of them: the first newcomer into
+/// a task waited 2.8 s, later ones 1.3–1.7 s about every 100; and a turn
+/// stepped hellos for up to 250 ms, keeping the ≈ 100 connections it
+/// finished (five descriptors each over shared memory) until its next
+/// turn — 549 cycles took the worker from 22 to 1,155 descriptors.
+#[test]
+fn callers_that_connect_and_leave_in_a_loop_during_a_long_task_are_admitted_and_let_go_at_once() {
+    const TEST: &str =
+        "callers_that_connect_and_leave_in_a_loop_during_a_long_task_are_admitted_and_let_go_at_once";
+    maybe_run_worker();
+    let s = TestSession::new("churnintask");
+    let worker = s.spawn_worker_env(TEST, 0, &[(worker_support::ENV_UNTIL_EXIT, "1")]);
+    let pid = worker.child.as_ref().unwrap().id();
+    let mut a = s.driver();
+    let actor = create_counter(&mut a, worker.id, 0);
+    let r = a
+        .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+        .unwrap();
+    assert_eq!(get_i64(&mut a, &r), 1);
+    let base = descriptors(pid);
+    let t0 = Instant::now();
+    let long = a
+        .submit_actor_task(&actor, "sleep_ms", vec![i64_arg(8_000)])
+        .unwrap();
+    // The task has begun (its request was taken).
+    std::thread::sleep(Duration::from_millis(300));
+    // Two callers' threads at once, so that hellos are under way nearly
+    // all the time: one connecting over shared memory and leaving at once,
+    // the other over TCP and shared memory in turn, leaving at once or
+    // holding its connections by fours first; each for 250 cycles or
+    // until 4.5 s into the task. Meanwhile the worker's descriptors are
+    // counted.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let churn = |mix: &[(bool, bool)]| {
+        let shm = caller_connector(&s.session);
+        let tcp = caller_connector(&s.session).force_tcp(true);
+        let (mut cycles, mut slowest, mut held) = (0, Duration::ZERO, Vec::new());
+        'churn: while cycles < 250 && t0.elapsed() < Duration::from_millis(4_800) {
+            for &(over_tcp, hold) in mix {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break 'churn;
+                }
+                let t = Instant::now();
+                let conn = if over_tcp { &tcp } else { &shm }
+                    .connect_worker(&worker.id)
+                    .unwrap_or_else(|e| {
+                        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                        panic!("cycle {cycles} at {:?} into the task: {e}", t0.elapsed())
+                    });
+                slowest = slowest.max(t.elapsed());
+                cycles += 1;
+                if hold {
+                    held.push(conn);
+                    if held.len() >= 4 {
+                        held.clear();
+                    }
+                } else {
+                    drop(conn);
+                }
+            }
+        }
+        (cycles, slowest)
+    };
+    let (mut cycles, mut slowest, mut peak) = (0, Duration::ZERO, base);
+    std::thread::scope(|scope| {
+        let churners = [
+            scope.spawn(|| churn(&[(false, false)])),
+            scope.spawn(|| churn(&[(true, false), (false, true), (true, true)])),
+        ];
+        while !churners.iter().all(|c| c.is_finished()) {
+            peak = peak.max(descriptors(pid));
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        for c in churners {
+            let (n, slow) = c.join().unwrap();
+            cycles += n;
+            slowest = slowest.max(slow);
+        }
+    });
+    let during = t0.elapsed();
+    eprintln!(
+        "{cycles} cycles in {during:?} into the task: slowest admission {slowest:?}, \
+         descriptors {base} -> at most {peak}"
+    );
+    assert!(
+        during < Duration::from_millis(7_500),
+        "the churn outlasted the task ({during:?})"
+    );
+    // A kept connection holds one descriptor over TCP and five over
+    // shared memory (socket, two rings, two wake descriptors); 500 cycles
+    // kept until the task ends, or for a quarter second each, would add
+    // several hundred.
+    assert!(
+        peak <= base + 200,
+        "{cycles} cycles during the task took the worker from {base} to {peak} descriptors"
+    );
+    assert!(
+        slowest < Duration::from_secs(1),
+        "a newcomer during the task waited {slowest:?} to be admitted ({cycles} cycles)"
+    );
+    assert_eq!(get_i64(&mut a, &long), 1);
+    terminate_and_wait(a, &actor, worker);
+}
+
 /// Over TCP, an actor whose worker is only stopped (`SIGSTOP`) stops
 /// answering heartbeats: the caller declares the connection dead after the
 /// liveness bound, cannot reach the worker again (the handshake times out),

@@ -64,8 +64,9 @@ pub struct Heartbeats {
 /// reconnect, during a task longer than the handshake timeout (5 s) went
 /// unanswered and failed ("timed out during the handshake reply") — Ray's
 /// gRPC threads take the connection whatever the task. The helper, in an
-/// absence it saw at two looks, runs the listener's accept passes itself
-/// (under the listener's lock, which the owner takes only when back) and
+/// absence it saw at two looks ([`LOOK`] apart), runs the listener's accept
+/// passes itself at turns every [`SERVE`] (under the listener's lock,
+/// which the owner takes only when back) and
 /// keeps the connections it made for the owner, writing heartbeats on the
 /// TCP ones meanwhile; the owner adds them to its mux when back
 /// ([`Heartbeats::take_accepted`]).
@@ -121,7 +122,8 @@ impl KeptConnections {
     /// its descriptors, its rings' memory (refunded to the listener's
     /// budget). What such a caller sent goes unread with it, as its replies
     /// would (its connection is gone). A poll per kept connection: the
-    /// helper calls it at each of its turns, the admission at its limit.
+    /// helper calls it at each of its turns (every 10 ms while it stands
+    /// in for its owner), the admission at its limit.
     pub fn drop_ended(&self) -> usize {
         let mut list = self.list.lock().unwrap_or_else(|e| e.into_inner());
         let before = list.len();
@@ -143,23 +145,55 @@ impl KeptConnections {
     }
 }
 
+/// How often a helper that accepts callers looks whether its owner is away
+/// (at most; its heartbeat period if shorter). It stands in for the owner
+/// in an absence it saw at two looks, so one at least this long: newcomers
+/// wait that much for a long task, not up to two heartbeat periods (3.3 s
+/// at the default liveness timeout: the attack on `b87cb39` measured
+/// 2.8 s for the first connect into a task).
+const LOOK: Duration = Duration::from_millis(100);
+
+/// While the helper stands in for its away owner, the longest it waits
+/// between two turns: callers come and go at the pace of connections, not
+/// of liveness. Each turn begins by dropping the kept connections whose
+/// callers left ([`KeptConnections::drop_ended`]), so what they hold
+/// (place, descriptors, ring memory) is back within about this long, and
+/// a newcomer's hello is taken up within about this long.
+const SERVE: Duration = Duration::from_millis(10);
+
 /// How long one accept turn of the helper steps pending hellos (a
-/// handshake takes several steps, the caller answering in between).
-const ACCEPT_TURN: Duration = Duration::from_millis(250);
+/// handshake takes several steps, the caller answering in between); hellos
+/// still pending then get the next turn a [`STEP`] later, after the kept
+/// connections were looked at again. Before, a turn stepped for up to
+/// 250 ms while hellos kept coming, and the connections it finished
+/// meanwhile — of callers connecting and leaving in a loop, ≈ 100 a turn,
+/// five descriptors each over shared memory — stayed until the next turn.
+const ACCEPT_TURN: Duration = SERVE;
+
+/// At most this many refused hellos are kept for the owner's report while
+/// it is away (the oldest go first; the listener's `accept_stats` counts
+/// them all).
+const MAX_KEPT_REFUSALS: usize = 16;
+
+/// Between two accept steps while hellos are pending.
+const STEP: Duration = Duration::from_millis(1);
 
 impl AwayAccept {
-    /// Accept passes until no hello is pending or [`ACCEPT_TURN`] passed;
-    /// then heartbeats on the TCP connections made and not yet taken.
-    fn turn(&self) {
+    /// Drops the kept connections whose callers left, then runs accept
+    /// passes until no hello is pending or [`ACCEPT_TURN`] passed; then,
+    /// if `beat_now`, heartbeats on the TCP connections made and not yet
+    /// taken. Returns whether hellos are still pending (the next turn is
+    /// due a [`STEP`] later, not a [`SERVE`]).
+    fn turn(&self, beat_now: bool) -> bool {
         // Callers that left since the last turn give back what their
         // connections hold (places, descriptors, ring memory) now, not
         // when the owner's task ends: newcomers may need it.
         self.kept.drop_ended();
         let start = std::time::Instant::now();
-        loop {
+        let pending = loop {
             // The owner came back and accepts itself: its turn.
             let Ok(mut l) = self.listener.try_lock() else {
-                break;
+                return false;
             };
             let done = l.accept_step(&self.registry, hello_token);
             let pending = l.pending_hellos();
@@ -167,6 +201,19 @@ impl AwayAccept {
             if !done.is_empty() {
                 let mut kept = self.kept.list.lock().unwrap_or_else(|e| e.into_inner());
                 kept.extend(done);
+                // Refused hellos are kept only for the owner to report
+                // them (at most once a second, counted): the oldest go
+                // beyond `MAX_KEPT_REFUSALS`, so callers refused in a loop
+                // during a long task do not grow the list without bound.
+                let refused = kept.iter().filter(|c| c.is_err()).count();
+                let mut over = refused.saturating_sub(MAX_KEPT_REFUSALS);
+                if over > 0 {
+                    kept.retain(|c| {
+                        let drop_it = over > 0 && c.is_err();
+                        over -= usize::from(drop_it);
+                        !drop_it
+                    });
+                }
                 // Release: pairs with the owner's Acquire swap in
                 // `take_kept`.
                 self.kept
@@ -174,20 +221,23 @@ impl AwayAccept {
                     .store(true, std::sync::atomic::Ordering::Release);
             }
             if pending == 0 || start.elapsed() >= ACCEPT_TURN {
-                break;
+                break pending;
             }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let mut kept = self.kept.list.lock().unwrap_or_else(|e| e.into_inner());
-        for c in kept.iter_mut() {
-            if let Ok(AnyConnection::Tcp(t)) = c {
-                let b = t.heartbeat_beat();
-                // SAFETY: the connection is in `kept`, locked: its socket
-                // is open while the lock is held (`drop_ended` drops one
-                // under the same lock).
-                beat(unsafe { BorrowedFd::borrow_raw(b.fd) }, &b.write);
+            std::thread::sleep(STEP);
+        };
+        if beat_now {
+            let mut kept = self.kept.list.lock().unwrap_or_else(|e| e.into_inner());
+            for c in kept.iter_mut() {
+                if let Ok(AnyConnection::Tcp(t)) = c {
+                    let b = t.heartbeat_beat();
+                    // SAFETY: the connection is in `kept`, locked: its
+                    // socket is open while the lock is held (`drop_ended`
+                    // drops one under the same lock).
+                    beat(unsafe { BorrowedFd::borrow_raw(b.fd) }, &b.write);
+                }
             }
         }
+        pending > 0
     }
 }
 
@@ -208,7 +258,9 @@ impl Heartbeats {
     /// `listener` (registering hello sockets with `registry`, the owner's
     /// mux's: [`Mux::shared_listener`](super::Mux::shared_listener)) while
     /// the owner is away — every absence is then lent, registered
-    /// connections or not. It keeps the connections it makes in `kept`
+    /// connections or not. It then looks every 100 ms (or `period`, if
+    /// shorter) and, standing in for the owner, takes a turn every 10 ms
+    /// (1 ms while hellos are under way); its heartbeats keep `period`. It keeps the connections it makes in `kept`
     /// (shared with the listener's admission, which may drop the ended
     /// ones) until the owner takes them.
     ///
@@ -238,21 +290,54 @@ impl Heartbeats {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stopped = std::sync::Arc::clone(&stop);
         let accepting = accept.clone();
+        // Looks whether the owner is away: every heartbeat period without
+        // accepting; with, every `LOOK` (newcomers need a helper sooner
+        // than heartbeats do).
+        let look_every = if accept.is_some() {
+            period.min(LOOK)
+        } else {
+            period
+        };
+        // Heartbeats keep the liveness pace whatever the helper's: the
+        // first a period into an absence it saw, then every period (less
+        // half a look: a look a little early still writes them).
+        let beat_every = period.saturating_sub(look_every / 2);
         let thread = std::thread::Builder::new()
             .name("shmwire-heartbeats".into())
             .spawn(move || {
+                let mut wait = look_every;
+                // In an absence the helper watches: when its next
+                // heartbeats are due.
+                let mut next_beat: Option<std::time::Instant> = None;
                 // Relaxed: a flag; `Drop` unparks the thread after setting it.
                 while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
-                    std::thread::park_timeout(period);
+                    std::thread::park_timeout(wait);
+                    let now = std::time::Instant::now();
+                    let due = next_beat.is_some_and(|t| now >= t);
                     let away = helper.look(|b| {
-                        // SAFETY: the owner keeps a registered socket open
-                        // until it removes it, which it does only while it
-                        // holds its connections; `look` runs this only
-                        // while the owner is away.
-                        beat(unsafe { BorrowedFd::borrow_raw(b.fd) }, &b.write);
+                        if due {
+                            // SAFETY: the owner keeps a registered socket
+                            // open until it removes it, which it does only
+                            // while it holds its connections; `look` runs
+                            // this only while the owner is away.
+                            beat(unsafe { BorrowedFd::borrow_raw(b.fd) }, &b.write);
+                        }
                     });
-                    if let (true, Some(a)) = (away, &accepting) {
-                        a.turn();
+                    wait = look_every;
+                    if !away {
+                        // Owner there (nothing due), or the first sight
+                        // of an absence: its first heartbeats a period on.
+                        next_beat = helper.watching().then(|| now + beat_every);
+                        continue;
+                    }
+                    if due {
+                        next_beat = Some(now + beat_every);
+                    }
+                    if let Some(a) = &accepting {
+                        // Standing in for the owner: the next turn at the
+                        // pace of callers (`SERVE`), sooner while hellos
+                        // are under way.
+                        wait = if a.turn(due) { STEP } else { SERVE };
                     }
                 }
             })?;

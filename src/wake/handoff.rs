@@ -212,6 +212,12 @@ impl<R> Helper<R> {
         self.shared.state.store(AWAY, Ordering::Release);
         true
     }
+
+    /// Whether the last [`Helper::look`] found the owner away: the first
+    /// sight of an absence (no action yet) or one it acted in.
+    pub fn watching(&self) -> bool {
+        self.seen.is_some()
+    }
 }
 
 #[cfg(all(test, not(shmwire_loom)))]
@@ -232,14 +238,17 @@ mod tests {
         let mut acts = Vec::new();
         helper.look(|r| acts.push(*r));
         assert!(acts.is_empty(), "the owner holds its resources");
+        assert!(!helper.watching());
         let left = owner.away();
         helper.look(|_| panic!("first sight of the absence"));
+        assert!(helper.watching(), "the absence is seen");
         helper.look(|r| acts.push(*r));
         assert_eq!(acts, [10, 21]);
         helper.look(|r| acts.push(*r));
         assert_eq!(acts.len(), 4, "every look while the absence lasts");
         owner.back(left);
         helper.look(|_| panic!("the owner is back"));
+        assert!(!helper.watching());
         // Short absences between looks: never an action.
         for _ in 0..3 {
             let left = owner.away();

@@ -806,8 +806,9 @@ impl Worker {
         let hold_back = config.send_queue_limit / 4;
         let pool_room = config.send_queue_limit - hold_back;
         // The helper's period: a third of the liveness timeout (its
-        // heartbeats) and of the handshake timeout (a caller's hello during
-        // a long task is answered within two periods and a turn).
+        // heartbeats; also of the handshake timeout). It looks for a long
+        // task more often and accepts callers during one at turns of its
+        // own pace (`transport::heartbeat`: 100 ms, 10 ms).
         let helper_period = [config.liveness_timeout, config.handshake_timeout]
             .into_iter()
             .filter(|d| !d.is_zero())
