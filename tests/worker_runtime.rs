@@ -2787,6 +2787,61 @@ fn callers_that_connect_and_leave_in_a_loop_during_a_long_task_are_admitted_and_
     terminate_and_wait(a, &actor, worker);
 }
 
+/// A worker's session files that a stray `rm` takes during a long task —
+/// its directory entry and its socket — are put back during the task (by
+/// the helper standing in for the busy loop, within about a second), so
+/// newcomers over shared memory and TCP reach the worker before the task
+/// ends. Before (attack on `b87cb39`), they were put back only after the
+/// task: new callers failed "no live worker … in the directory" until then.
+#[test]
+fn a_workers_files_removed_during_a_long_task_are_put_back_during_it() {
+    const TEST: &str = "a_workers_files_removed_during_a_long_task_are_put_back_during_it";
+    maybe_run_worker();
+    let s = TestSession::new("filesintask");
+    let worker = s.spawn_worker_env(TEST, 0, &[(worker_support::ENV_UNTIL_EXIT, "1")]);
+    let mut a = s.driver();
+    let actor = create_counter(&mut a, worker.id, 0);
+    let entry = entry_path(&s, worker.id);
+    // Its socket: named after its process's lock file, ending in the
+    // id's first 8 hex digits.
+    let tail = format!("-{}.sock", &worker.id.to_string()[..8]);
+    let socket = std::fs::read_dir(s.session.dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(&tail))
+        .expect("the worker's socket");
+    assert!(entry.is_file() && socket.exists());
+    let long = a
+        .submit_actor_task(&actor, "sleep_ms", vec![i64_arg(6_000)])
+        .unwrap();
+    // The task has begun (its request was taken) and the helper stands in.
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::remove_file(&entry).unwrap();
+    std::fs::remove_file(&socket).unwrap();
+    let removed = Instant::now();
+    let shm = caller_connector(&s.session);
+    let tcp = caller_connector(&s.session).force_tcp(true);
+    for (name, c) in [("shared memory", &shm), ("TCP", &tcp)] {
+        let reached = loop {
+            match c.connect_worker(&worker.id) {
+                Ok(_) => break removed.elapsed(),
+                Err(e) => assert!(
+                    removed.elapsed() < Duration::from_secs(4),
+                    "over {name}, {:?} after the files were removed: {e}",
+                    removed.elapsed()
+                ),
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        eprintln!("over {name}: reached {reached:?} after the removal");
+    }
+    assert!(entry.is_file() && socket.exists());
+    // Still the same task: it has not ended yet.
+    assert!(removed.elapsed() < Duration::from_millis(5_000));
+    assert_eq!(get_i64(&mut a, &long), 0);
+    terminate_and_wait(a, &actor, worker);
+}
+
 /// Over TCP, an actor whose worker is only stopped (`SIGSTOP`) stops
 /// answering heartbeats: the caller declares the connection dead after the
 /// liveness bound, cannot reach the worker again (the handshake times out),

@@ -614,6 +614,19 @@ pub struct Restored {
 }
 
 impl Restored {
+    /// What either put back.
+    pub fn or(self, o: Restored) -> Restored {
+        Restored {
+            lock: self.lock || o.lock,
+            socket: self.socket || o.socket,
+            entry: self.entry || o.entry,
+            token: self.token || o.token,
+            area: self.area || o.area,
+            node_lock: self.node_lock || o.node_lock,
+            marker: self.marker || o.marker,
+        }
+    }
+
     /// Whether anything was put back.
     pub fn any(self) -> bool {
         self.lock

@@ -33,9 +33,9 @@ use std::time::Duration;
 
 use crate::wake::handoff::{handoff, Lent, Owner};
 
-use super::mux::{hello_token, SharedListener};
+use super::mux::{hello_token, SharedListener, LISTENER_TOKEN};
 use super::tcp::WriteBuf;
-use super::{AnyConnection, ConnectError, PeerKey};
+use super::{AnyConnection, ConnectError, PeerKey, Restored};
 
 /// One connection's registration with a [`Heartbeats`]
 /// ([`TcpConnection::heartbeat_beat`](super::TcpConnection::heartbeat_beat)).
@@ -77,6 +77,10 @@ struct AwayAccept {
     registry: mio::Registry,
     /// Connections made (or hellos refused) while the owner was away.
     kept: Arc<KeptConnections>,
+    /// What the helper put back of the listener's session files while
+    /// the owner was away ([`AwayAccept::restore`]), until the owner reports
+    /// it ([`Heartbeats::take_restored`]).
+    restored: Mutex<Restored>,
 }
 
 /// The connections a [`Heartbeats`] helper made while its owner was away
@@ -179,6 +183,29 @@ const MAX_KEPT_REFUSALS: usize = 16;
 const STEP: Duration = Duration::from_millis(1);
 
 impl AwayAccept {
+    /// Puts back what a stray `rm` or rename took of the listener's session
+    /// files — its socket, its directory entry, the process lock
+    /// ([`Listener::restore`](super::Listener::restore)) — as the owner does
+    /// every [`LISTENER_CHECK_INTERVAL`](super::LISTENER_CHECK_INTERVAL)
+    /// between tasks: so newcomers find the worker during a long task too.
+    /// What was put back waits for the owner's report; what failed is tried
+    /// again at the next interval (and by the owner when back, which
+    /// reports it).
+    fn restore(&self) {
+        let Ok(mut l) = self.listener.try_lock() else {
+            return;
+        };
+        let (done, errors) = l.restore(Some((&self.registry, LISTENER_TOKEN)));
+        drop(l);
+        if done.any() {
+            let mut r = self.restored.lock().unwrap_or_else(|e| e.into_inner());
+            *r = r.or(done);
+        }
+        for e in &errors {
+            tracing::debug!(error = %crate::error_chain(e), "helper: a session file of the listener could not be put back yet");
+        }
+    }
+
     /// Drops the kept connections whose callers left, then runs accept
     /// passes until no hello is pending or [`ACCEPT_TURN`] passed; then,
     /// if `beat_now`, heartbeats on the TCP connections made and not yet
@@ -260,7 +287,11 @@ impl Heartbeats {
     /// the owner is away — every absence is then lent, registered
     /// connections or not. It then looks every 100 ms (or `period`, if
     /// shorter) and, standing in for the owner, takes a turn every 10 ms
-    /// (1 ms while hellos are under way); its heartbeats keep `period`. It keeps the connections it makes in `kept`
+    /// (1 ms while hellos are under way); its heartbeats keep `period`.
+    /// Standing in, it also puts back the listener's session files a
+    /// stray `rm` took (socket, directory entry; once a
+    /// [`LISTENER_CHECK_INTERVAL`](super::LISTENER_CHECK_INTERVAL), as the
+    /// owner between tasks), reported through [`Heartbeats::take_restored`]. It keeps the connections it makes in `kept`
     /// (shared with the listener's admission, which may drop the ended
     /// ones) until the owner takes them.
     ///
@@ -278,6 +309,7 @@ impl Heartbeats {
                 listener,
                 registry,
                 kept,
+                restored: Mutex::new(Restored::default()),
             })),
         )
     }
@@ -306,6 +338,9 @@ impl Heartbeats {
             .name("shmwire-heartbeats".into())
             .spawn(move || {
                 let mut wait = look_every;
+                // In an absence it stands in: when the listener's session
+                // files are next looked at (`AwayAccept::restore`).
+                let mut next_restore: Option<std::time::Instant> = None;
                 // In an absence the helper watches: when its next
                 // heartbeats are due.
                 let mut next_beat: Option<std::time::Instant> = None;
@@ -334,6 +369,11 @@ impl Heartbeats {
                         next_beat = Some(now + beat_every);
                     }
                     if let Some(a) = &accepting {
+                        if next_restore.is_none_or(|t| now >= t) {
+                            a.restore();
+                            next_restore =
+                                Some(crate::deadline_after(now, super::LISTENER_CHECK_INTERVAL));
+                        }
                         // Standing in for the owner: the next turn at the
                         // pace of callers (`SERVE`), sooner while hellos
                         // are under way.
@@ -361,6 +401,15 @@ impl Heartbeats {
             return None;
         }
         Some(take_kept(a))
+    }
+
+    /// What the helper put back of the listener's session files while the
+    /// owner was away (see [`Heartbeats::start_accepting`]), since the last
+    /// call: for the owner to report.
+    pub fn take_restored(&self) -> Restored {
+        self.accept.as_ref().map_or(Restored::default(), |a| {
+            std::mem::take(&mut *a.restored.lock().unwrap_or_else(|e| e.into_inner()))
+        })
     }
 
     /// Registers the connection under `key`. Call while holding the

@@ -626,7 +626,7 @@ impl<C: MuxConnection> Mux<C> {
 }
 
 /// Token of the listener's descriptors (never a peer slot).
-const LISTENER_TOKEN: Token = Token(usize::MAX);
+pub(super) const LISTENER_TOKEN: Token = Token(usize::MAX);
 /// Token of the [`MuxWaker`]'s eventfd (never a peer slot or a hello).
 const WAKER_TOKEN: Token = Token(usize::MAX - 1);
 /// Tokens of pending hellos' sockets: `HELLO_BASE + slot` (never a peer

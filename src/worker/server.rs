@@ -1128,6 +1128,10 @@ impl Worker {
             ));
         }
         let (mut done, errors) = self.mux.restore_listener();
+        // With what the helper put back during a long task.
+        if let Some(h) = &self.heartbeats {
+            done = done.or(h.take_restored());
+        }
         let mut errors: Vec<String> = errors.iter().map(|e| crate::error_chain(e)).collect();
         // With its lock missing, making a file would make it again (in
         // whatever directory is at the path by then).
