@@ -596,3 +596,159 @@ fn returns_their_idle_owners_deleted_are_not_held_for_them() {
     worker.wait_success();
     service.shutdown().unwrap();
 }
+
+/// Set in the child that runs the store service of
+/// `a_store_that_stopped_answering_is_connected_to_again`.
+const ENV_STORE_CHILD: &str = "SHMWIRE_WORKER_TEST_STORE_CHILD";
+
+/// Stops `pid` (`SIGSTOP`) and waits until every thread of it stopped.
+fn stop_process(pid: u32) {
+    let p = rustix::process::Pid::from_raw(pid as i32).unwrap();
+    rustix::process::kill_process(p, rustix::process::Signal::STOP).unwrap();
+    let tasks = format!("/proc/{pid}/task");
+    let deadline = Instant::now() + GUARD;
+    while !std::fs::read_dir(&tasks).unwrap().all(|t| {
+        let stat = std::fs::read_to_string(t.unwrap().path().join("stat")).unwrap_or_default();
+        stat.rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('T'))
+    }) {
+        assert!(Instant::now() < deadline, "{pid} did not stop");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A store that stops answering (its process stopped past the clients'
+/// reply timeout) breaks the connections of the worker and of the caller
+/// that were waiting on it; once it answers again, both connect again at
+/// their next store work (within a second), and large returns and puts
+/// work again. Before (fresh attack on `3926ac7`), both clients stayed
+/// "out of step" for good: every large return of the worker failed for
+/// the rest of its life. Meanwhile a caller that does not use the store is
+/// not held up by it beyond the one task that waited on it.
+#[test]
+fn a_store_that_stopped_answering_is_connected_to_again() {
+    const TEST: &str = "a_store_that_stopped_answering_is_connected_to_again";
+    maybe_run_worker();
+    if std::env::var_os(ENV_STORE_CHILD).is_some() {
+        let session = shmwire::shm::Session::open_in(
+            std::env::var(worker_support::ENV_ROOT).unwrap(),
+            &std::env::var(worker_support::ENV_SESSION).unwrap(),
+        )
+        .unwrap();
+        let _store = StoreService::start(&session, StoreConfig::new(16 * MIB as u64)).unwrap();
+        println!("ready");
+        std::thread::sleep(GUARD);
+        return;
+    }
+    let s = TestSession::new("wstorestop");
+    let mut store = worker_support::KillOnDrop(Some(
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", TEST, "--nocapture", "--test-threads", "1"])
+            .env(ENV_STORE_CHILD, "1")
+            .env(worker_support::ENV_ROOT, s.root.path())
+            .env(worker_support::ENV_SESSION, s.session.name())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    let child = store.0.as_mut().unwrap();
+    let store_pid = child.id();
+    // Read until its "ready" (after the test harness's own lines); the
+    // pipe is kept open, so that its later output does not fail.
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("ready") {
+        line.clear();
+        let n = std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+        assert!(n > 0, "the store's process ended before it was ready");
+    }
+    let worker = s.spawn_worker_env(
+        TEST,
+        2,
+        &[
+            (ENV_STORE, DEFAULT_STORE_NAME),
+            (worker_support::ENV_STORE_REPLY_MS, "1000"),
+        ],
+    );
+    let opts = shmwire::store::ClientOptions {
+        reply_timeout: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let client = StoreClient::connect_with(&s.session, DEFAULT_STORE_NAME, opts).unwrap();
+    let mut a = CoreWorker::new(
+        &s.session,
+        CoreWorkerOptions::new(s.node).with_store(client),
+    )
+    .unwrap();
+    let mut b = s.driver();
+    let big = |a: &mut CoreWorker| {
+        let r = a
+            .submit_task(
+                worker.id,
+                FunctionDescriptor::rust(MODULE, "", "big_fn"),
+                vec![],
+                TaskOptions::default(),
+            )
+            .unwrap();
+        a.get(&[r], GUARD)
+    };
+    let square = |b: &mut CoreWorker| {
+        let t = Instant::now();
+        let r = b
+            .submit_task(
+                worker.id,
+                FunctionDescriptor::rust(MODULE, "", "square"),
+                vec![i64_arg(7)],
+                TaskOptions::default(),
+            )
+            .unwrap();
+        assert_eq!(as_i64(&b.get(&[r], GUARD).unwrap()[0]), 49);
+        t.elapsed()
+    };
+    assert_eq!(big(&mut a).unwrap()[0], vec![9u8; 200_000]);
+    square(&mut b);
+    stop_process(store_pid);
+    // Calls that need no store go on: the worker holds the first return
+    // (not acknowledged yet), and the loop's look at its holds reads the
+    // shared index only (asking the stopped store would hold up the loop).
+    // For 2.5 s: past the index's staleness (1 s), after which it tells
+    // nothing and only the service could.
+    let mut slowest = Duration::ZERO;
+    for _ in 0..50 {
+        slowest = slowest.max(square(&mut b));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        slowest < Duration::from_millis(500),
+        "a call that needs no store took {slowest:?} while the store was stopped"
+    );
+    // The worker's create and the caller's put wait out the reply timeout:
+    // their connections break.
+    match big(&mut a) {
+        Err(shmwire::worker::GetError::Task {
+            error: TaskError::ObjectStore { .. },
+            ..
+        }) => {}
+        other => panic!("a return while the store is stopped: {other:?}"),
+    }
+    assert!(a.put(&vec![1u8; 200_000]).is_err());
+    let p = rustix::process::Pid::from_raw(store_pid as i32).unwrap();
+    rustix::process::kill_process(p, rustix::process::Signal::CONT).unwrap();
+    // Connected again at the next store work, at most a second on.
+    std::thread::sleep(Duration::from_millis(1_100));
+    for i in 0..3 {
+        match big(&mut a) {
+            Ok(v) => assert_eq!(v[0], vec![9u8; 200_000]),
+            Err(e) => panic!("return {i} after the store came back: {e:?}"),
+        }
+        let r = a
+            .put(&vec![2u8; 200_000])
+            .expect("a put after the store came back");
+        assert_eq!(a.get(&[r], GUARD).unwrap()[0], vec![2u8; 200_000]);
+    }
+    drop(a);
+    drop(b);
+    worker.wait_success();
+}

@@ -43,6 +43,8 @@ pub struct ClientOptions {
     /// Bound on waiting for a reply, on top of a `get`'s own timeout. A dead
     /// service is noticed much sooner (its socket hangs up; see
     /// `docs/store.md`); this bounds a live service that stopped answering.
+    /// It bounds the connection's handshake too, where it is shorter than
+    /// the transport's (5 s).
     pub reply_timeout: Duration,
     /// The shared-memory connection's options (ring size, wait mode).
     pub shm: ShmOptions,
@@ -141,7 +143,11 @@ fn open(
 ) -> Result<(Conn, Reply), StoreError> {
     let me = WorkerId::try_from_random()
         .map_err(|_| StoreError::InvalidConfig("no random source for the client's id"))?;
-    let connector = Connector::new(TransportConfig::new(me, access.token), NodeId::nil())
+    let mut config = TransportConfig::new(me, access.token);
+    // The service's hello is a reply too: bounded alike (a stopped service
+    // holds a connect no longer than a call).
+    config.handshake_timeout = config.handshake_timeout.min(opts.reply_timeout);
+    let connector = Connector::new(config, NodeId::nil())
         .with_session(&access.session, Arc::clone(&access.lookup))
         .with_shm_options(opts.shm.clone());
     let mut c = Conn {
@@ -640,6 +646,23 @@ impl StoreClient {
         match bad {
             Some(e) => Err(e),
             None => Ok(held),
+        }
+    }
+
+    /// Whether the shared index shows `id` sealed and visible, without a
+    /// call to the service (so it never waits, whatever the service does):
+    /// `Some(true)` if it does, `Some(false)` if the index holds no entry
+    /// for `id` — an object that was there is then deleted (or evicted):
+    /// a delete takes it out of the index first; an object the index never
+    /// held (a fallback file, or a full index) reads `Some(false)` too —
+    /// and `None` when the index cannot tell (not mapped, the service gone,
+    /// an entry being rewritten or invalid, or `id` there in another
+    /// state).
+    pub fn indexed(&self, id: ObjectId) -> Option<bool> {
+        match self.live_index()?.lookup(&id) {
+            Lookup::Found(s) if s.record.state == STATE_SEALED => Some(true),
+            Lookup::Absent => Some(false),
+            _ => None,
         }
     }
 

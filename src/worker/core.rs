@@ -793,6 +793,8 @@ pub struct CoreWorker {
     /// timeout names how many came since the task it waits for was
     /// submitted.
     stray_replies: u64,
+    /// When a broken store client may next be replaced ([`heal_store`]).
+    store_heal_at: Instant,
 }
 
 impl std::fmt::Debug for CoreWorker {
@@ -947,6 +949,39 @@ fn send_stamped(
         }
     }
     Ok(conn.epoch)
+}
+
+/// How often a caller whose store connection broke tries to connect again
+/// (at a call that needs the store).
+const STORE_HEAL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Replaces a store client whose connection broke for good (a call timed
+/// out while the store was stopped, say: every later call would fail
+/// "out of step") by a new connection to the same store, at most once a
+/// [`STORE_HEAL_INTERVAL`] (`next` says when); called where the caller is
+/// about to use the store. Buffers of the old client stay valid while they
+/// live.
+fn heal_store(store: &mut Option<StoreClient>, next: &mut Instant) {
+    let Some(s) = store.as_ref() else {
+        return;
+    };
+    if !s.is_broken() {
+        return;
+    }
+    let now = Instant::now();
+    if now < *next {
+        return;
+    }
+    *next = crate::deadline_after(now, STORE_HEAL_INTERVAL);
+    match s.connect_again() {
+        Ok(c) => {
+            tracing::info!("caller: its object store connection broke; connected again");
+            *store = Some(c);
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "caller: connecting to the object store again failed")
+        }
+    }
 }
 
 /// Where the owner reads a return marked `InStore` from.
@@ -1267,6 +1302,7 @@ impl CoreWorker {
             released: Vec::new(),
             put_index: 0,
             stray_replies: 0,
+            store_heal_at: Instant::now(),
             options,
             connector,
             events: Vec::new(),
@@ -1650,6 +1686,7 @@ impl CoreWorker {
     /// `CoreWorker::Put`: `ObjectID::FromIndex(current task, put index)`)
     /// and keeps the owner's reference on it in the memory store.
     fn put_in_store(&mut self, data: &[u8], metadata: &[u8]) -> Result<ObjectId, WorkerError> {
+        heal_store(&mut self.store, &mut self.store_heal_at);
         let Some(store) = self.store.as_ref() else {
             return Err(WorkerError::ArgsTooLarge {
                 size: data.len() as u64,
@@ -1758,6 +1795,8 @@ impl CoreWorker {
     /// [`Self::release_dropped_refs`] once something was released.
     #[inline(never)]
     fn process_released_refs(&mut self) -> usize {
+        // Their store objects are deleted.
+        heal_store(&mut self.store, &mut self.store_heal_at);
         let mut ids = std::mem::take(&mut self.released);
         let n = self.ref_counter.take_released(&mut ids);
         for id in ids.drain(..) {
@@ -3280,6 +3319,12 @@ impl CoreWorker {
                         );
                         return;
                     }
+                    if matches!(
+                        reply.return_objects.first().map(|o| &o.value),
+                        Some(ArchivedReturnValue::InStore(_))
+                    ) {
+                        heal_store(&mut self.store, &mut self.store_heal_at);
+                    }
                     let fetch = ReturnFetch {
                         store: self.store.as_ref(),
                         own_endpoint: self.options.object_manager_address,
@@ -3399,6 +3444,7 @@ impl CoreWorker {
     ) -> Result<Vec<ObjectValue>, GetError> {
         self.release_dropped_refs();
         self.wait_ready(refs, timeout)?;
+        heal_store(&mut self.store, &mut self.store_heal_at);
         let mut out = Vec::with_capacity(refs.len());
         for r in refs {
             let v = match self.objects.get(&r.id()) {

@@ -147,9 +147,9 @@ pub struct WorkerOptions {
     /// `client_processed_up_to` of the caller's next normal request on the
     /// same connection, which counts that connection's normal-task replies
     /// from 0), when the connection it came on ends, when the owner has
-    /// deleted the object already (looked at once a second, and before a
-    /// return that does not fit is reported), or when the caller
-    /// disconnects.
+    /// deleted the object already (looked at once a second in the store's
+    /// shared index, and before a return that does not fit is reported),
+    /// or when the caller disconnects.
     pub store_return_hold: Duration,
     /// The object endpoint of this node: the address of the
     /// [`PullServer`](crate::store::PullServer) serving `store` to other
@@ -541,7 +541,13 @@ struct StoreBridge {
     /// When the holds are next looked at for returns their owners deleted
     /// (`release_deleted`, once every [`HOLD_SWEEP_INTERVAL`]).
     next_sweep: Instant,
+    /// When a broken `client` may next be replaced (`heal`).
+    next_heal: Instant,
 }
+
+/// How often a worker whose store connection broke tries to connect again
+/// (at a task that needs the store).
+const STORE_HEAL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How often the worker looks for holds on returns their owners have
 /// deleted already (besides when a return does not fit).
@@ -568,20 +574,59 @@ impl StoreBridge {
         }
     }
 
+    /// Replaces a client whose connection broke for good (a call timed
+    /// out while the store was stopped, say: every later call would fail)
+    /// by a new connection, at most once a [`STORE_HEAL_INTERVAL`]; called
+    /// before a task's store work, never from the loop's own turns (a
+    /// store that does not answer then holds up that task only). The holds
+    /// keep their buffers (and so the old connection's references) until
+    /// they end.
+    fn heal(&mut self) {
+        if !self.client.is_broken() {
+            return;
+        }
+        let now = Instant::now();
+        if now < self.next_heal {
+            return;
+        }
+        self.next_heal = crate::deadline_after(now, STORE_HEAL_INTERVAL);
+        match self.client.connect_again() {
+            Ok(c) => {
+                tracing::info!("worker: its object store connection broke; connected again");
+                self.client = c;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "worker: connecting to the object store again failed")
+            }
+        }
+    }
+
     /// Ends the holds on returns the store no longer shows (their owner
     /// took its reference and deleted the object already: it is freed once
     /// unheld), whose caller never acknowledged the reply — it sent no
     /// further request of the kind that acknowledges it, or is idle.
-    /// Returns whether any ended. One store lookup per hold (a call to the
-    /// service for a deleted object), so run once a second and when a
-    /// return does not fit. Holds on returns pulled by another node are
-    /// left alone: this store's copy stays visible until they end.
-    fn release_deleted(&mut self) -> bool {
+    /// Returns whether any ended. Each hold is looked up in the store's
+    /// shared index (no call to the service, so a stopped store holds up
+    /// nothing: the loop runs this once a second); with `ask_service`, as
+    /// before a return that does not fit is reported, a hold the index
+    /// cannot tell about is asked about. Holds on returns pulled by another
+    /// node are left alone: this store's copy stays visible until they
+    /// end.
+    fn release_deleted(&mut self, ask_service: bool) -> bool {
         let client = &self.client;
         let gone: Vec<bool> = self
             .holds
             .iter()
-            .map(|h| !h.delete && matches!(client.contains(h.object.id()), Ok(false)))
+            .map(|h| {
+                let id = h.object.id();
+                !h.delete
+                    && match (client.indexed(id), h.indexed) {
+                        // In the index when filed, out of it now: deleted.
+                        (Some(false), true) => true,
+                        (Some(true), _) => false,
+                        _ => ask_service && matches!(client.contains(id), Ok(false)),
+                    }
+            })
             .collect();
         if !gone.contains(&true) {
             return false;
@@ -636,6 +681,9 @@ struct ReturnHold {
     /// Delete the object when the hold ends (its caller, on another node,
     /// pulled its own copy).
     delete: bool,
+    /// The store's shared index showed the object when the hold was filed
+    /// (so its absence there later means it was deleted).
+    indexed: bool,
 }
 
 /// A frame a caller sent, as [`Executor::on_request`] takes it.
@@ -962,6 +1010,7 @@ impl Worker {
                     caller_remote: false,
                     pulled: Vec::new(),
                     next_sweep: Instant::now(),
+                    next_heal: Instant::now(),
                 }),
                 waker: Arc::new(OnceLock::new()),
                 completed: Vec::new(),
@@ -2172,7 +2221,7 @@ impl Executor {
             }
             if now >= b.next_sweep && !b.holds.is_empty() {
                 b.next_sweep = crate::deadline_after(now, HOLD_SWEEP_INTERVAL);
-                b.release_deleted();
+                b.release_deleted(false);
             }
         }
         if self.next_timeout().is_none_or(|t| t > now) {
@@ -3101,6 +3150,7 @@ impl Executor {
         {
             return Ok(out);
         }
+        b.heal();
         let task_id = spec.task_id;
         let return_id = spec.return_id(0);
         let lost = |object_id: ObjectId, message: String| {
@@ -3242,7 +3292,9 @@ impl Executor {
     fn file_return_hold(&mut self, caller: WorkerId, of: HoldFor, now: Instant) {
         if let Some(b) = self.store.as_mut() {
             if let Some(object) = b.new_hold.take() {
+                let indexed = b.client.indexed(object.id()) == Some(true);
                 b.holds.push(ReturnHold {
+                    indexed,
                     caller,
                     of,
                     until: crate::deadline_after(now, b.return_hold),
@@ -3263,11 +3315,12 @@ impl Executor {
             return status_reply(task_id, StatusCode::Invalid, "no object store");
         };
         let size = value.len() as u64;
+        b.heal();
         let created = match b.client.create(return_id, size, &[]) {
             // Room held for returns their owners deleted already is made
             // free first.
             Err(StoreError::StoreFull { .. } | StoreError::OutOfDisk { .. })
-                if b.release_deleted() =>
+                if b.release_deleted(true) =>
             {
                 b.client.create(return_id, size, &[])
             }

@@ -27,6 +27,8 @@ pub const ENV_NODE: &str = "SHMWIRE_WORKER_TEST_NODE";
 pub const ENV_CALLERS: &str = "SHMWIRE_WORKER_TEST_CALLERS";
 /// If set: the worker connects to the session's store of this name.
 pub const ENV_STORE: &str = "SHMWIRE_WORKER_TEST_STORE";
+/// If set: the reply timeout of the worker's store client, in milliseconds.
+pub const ENV_STORE_REPLY_MS: &str = "SHMWIRE_WORKER_TEST_STORE_REPLY_MS";
 /// If set: the worker's `arg_fetch_timeout` in milliseconds.
 pub const ENV_ARG_FETCH_MS: &str = "SHMWIRE_WORKER_TEST_ARG_FETCH_MS";
 /// Set: the worker's node object endpoint (`WorkerOptions::object_manager_address`).
@@ -323,7 +325,12 @@ pub fn maybe_run_worker() {
     let callers: u64 = var(ENV_CALLERS).parse().unwrap();
     let mut options = WorkerOptions::new(id, node);
     if let Ok(name) = std::env::var(ENV_STORE) {
-        options.store = Some(shmwire::store::StoreClient::connect(&session, &name).unwrap());
+        let mut opts = shmwire::store::ClientOptions::default();
+        if let Ok(ms) = std::env::var(ENV_STORE_REPLY_MS) {
+            opts.reply_timeout = Duration::from_millis(ms.parse().unwrap());
+        }
+        options.store =
+            Some(shmwire::store::StoreClient::connect_with(&session, &name, opts).unwrap());
     }
     if let Ok(ms) = std::env::var(ENV_ARG_FETCH_MS) {
         options.arg_fetch_timeout = Duration::from_millis(ms.parse().unwrap());
