@@ -2857,20 +2857,7 @@ fn a_stopped_tcp_actor_is_reported_as_stopped_answering() {
     let (mut driver, actor) = tcp_caller_with_actor(&s, worker.id);
     let pid = worker.child.as_ref().unwrap().id();
     let rpid = rustix::process::Pid::from_raw(pid as i32).unwrap();
-    rustix::process::kill_process(rpid, rustix::process::Signal::STOP).unwrap();
-    // SIGSTOP takes effect asynchronously: wait until every thread stopped.
-    let task_dir = format!("/proc/{pid}/task");
-    let deadline = Instant::now() + GUARD;
-    while !std::fs::read_dir(&task_dir).unwrap().all(|t| {
-        let stat = std::fs::read_to_string(t.unwrap().path().join("stat")).unwrap_or_default();
-        // The state follows the parenthesised command name.
-        stat.rsplit(')')
-            .next()
-            .is_some_and(|r| r.trim_start().starts_with('T'))
-    }) {
-        assert!(Instant::now() < deadline, "the worker never stopped");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    worker_support::stop_process(pid);
     let t = Instant::now();
     let r = driver
         .submit_actor_task(&actor, "add", vec![i64_arg(1)])

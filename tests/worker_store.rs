@@ -601,23 +601,6 @@ fn returns_their_idle_owners_deleted_are_not_held_for_them() {
 /// `a_store_that_stopped_answering_is_connected_to_again`.
 const ENV_STORE_CHILD: &str = "SHMWIRE_WORKER_TEST_STORE_CHILD";
 
-/// Stops `pid` (`SIGSTOP`) and waits until every thread of it stopped.
-fn stop_process(pid: u32) {
-    let p = rustix::process::Pid::from_raw(pid as i32).unwrap();
-    rustix::process::kill_process(p, rustix::process::Signal::STOP).unwrap();
-    let tasks = format!("/proc/{pid}/task");
-    let deadline = Instant::now() + GUARD;
-    while !std::fs::read_dir(&tasks).unwrap().all(|t| {
-        let stat = std::fs::read_to_string(t.unwrap().path().join("stat")).unwrap_or_default();
-        stat.rsplit(')')
-            .next()
-            .is_some_and(|r| r.trim_start().starts_with('T'))
-    }) {
-        assert!(Instant::now() < deadline, "{pid} did not stop");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 /// A store that stops answering (its process stopped past the clients'
 /// reply timeout) breaks the connections of the worker and of the caller
 /// that were waiting on it; once it answers again, both connect again at
@@ -709,7 +692,7 @@ fn a_store_that_stopped_answering_is_connected_to_again() {
     };
     assert_eq!(big(&mut a).unwrap()[0], vec![9u8; 200_000]);
     square(&mut b);
-    stop_process(store_pid);
+    worker_support::stop_process(store_pid);
     // Calls that need no store go on: the worker holds the first return
     // (not acknowledged yet), and the loop's look at its holds reads the
     // shared index only (asking the stopped store would hold up the loop).
