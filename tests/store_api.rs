@@ -397,3 +397,20 @@ fn service_shutdown_fails_later_calls_and_restart_starts_clean() {
         .count();
     assert_eq!(named, 0);
 }
+
+/// Connecting where no store runs says so, naming the store (before, the
+/// error was the directory's "no live worker named …").
+#[test]
+fn connecting_where_no_store_runs_says_so() {
+    let env = Env::new("nostore");
+    match StoreClient::connect(&env.session, DEFAULT_STORE_NAME) {
+        Err(e @ StoreError::NotRunning { .. }) => {
+            let m = e.to_string();
+            assert!(
+                m.contains("no object store") && m.contains(DEFAULT_STORE_NAME),
+                "{m}"
+            );
+        }
+        other => panic!("expected NotRunning, got {:?}", other.map(|_| ())),
+    }
+}

@@ -419,6 +419,21 @@ fn a_retried_task_whose_return_exists_gets_the_existing_object() {
         assert_eq!(&got[0].as_ref().unwrap()[..], &[9u8; 200_000][..]);
     }
     observer.delete(&[return_id]).unwrap();
+    // The worker's references on it (one per attempt; the second taken
+    // through the shared index, which then marks the entry deleted rather
+    // than removing it) end within about a second of the delete, the
+    // caller still connected and silent. Before (attack on `6f1b12f`),
+    // the second one lasted `store_return_hold` (60 s).
+    std::thread::sleep(Duration::from_millis(300));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while service.snapshot().stats.objects > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "a retried task's deleted return is still held: {:?}",
+            service.snapshot().stats
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     drop(conn);
     // A CoreWorker's normal task with a large return, for completeness.
     let mut driver = store_driver(&s);
@@ -625,31 +640,36 @@ fn a_store_that_stopped_answering_is_connected_to_again() {
         return;
     }
     let s = TestSession::new("wstorestop");
-    let mut store = worker_support::KillOnDrop(Some(
-        std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", TEST, "--nocapture", "--test-threads", "1"])
-            .env(ENV_STORE_CHILD, "1")
-            .env(worker_support::ENV_ROOT, s.root.path())
-            .env(worker_support::ENV_SESSION, s.session.name())
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
-    ));
-    let child = store.0.as_mut().unwrap();
-    let store_pid = child.id();
-    // Read until its "ready" (after the test harness's own lines); the
-    // pipe is kept open, so that its later output does not fail.
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("ready") {
-        line.clear();
-        let n = std::io::BufRead::read_line(&mut out, &mut line).unwrap();
-        assert!(n > 0, "the store's process ended before it was ready");
-    }
+    // The store's process, once ready, and its output (kept open, so
+    // that its later output does not fail).
+    let start_store = || {
+        let mut store = worker_support::KillOnDrop(Some(
+            std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", TEST, "--nocapture", "--test-threads", "1"])
+                .env(ENV_STORE_CHILD, "1")
+                .env(worker_support::ENV_ROOT, s.root.path())
+                .env(worker_support::ENV_SESSION, s.session.name())
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        ));
+        let child = store.0.as_mut().unwrap();
+        // Read until its "ready" (after the test harness's own lines).
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("ready") {
+            line.clear();
+            let n = std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+            assert!(n > 0, "the store's process ended before it was ready");
+        }
+        (store, out)
+    };
+    let (store, out) = start_store();
+    let store_pid = store.0.as_ref().unwrap().id();
     let worker = s.spawn_worker_env(
         TEST,
-        2,
+        3,
         &[
             (ENV_STORE, DEFAULT_STORE_NAME),
             (worker_support::ENV_STORE_REPLY_MS, "1000"),
@@ -692,6 +712,23 @@ fn a_store_that_stopped_answering_is_connected_to_again() {
     };
     assert_eq!(big(&mut a).unwrap()[0], vec![9u8; 200_000]);
     square(&mut b);
+    // A caller with the default client (30 s reply timeout) whose reply
+    // comes in while the store is stopped.
+    let client = StoreClient::connect(&s.session, DEFAULT_STORE_NAME).unwrap();
+    let mut c = CoreWorker::new(
+        &s.session,
+        CoreWorkerOptions::new(s.node).with_store(client),
+    )
+    .unwrap();
+    let late = c
+        .submit_task(
+            worker.id,
+            FunctionDescriptor::rust(MODULE, "", "big_fn"),
+            vec![],
+            TaskOptions::default(),
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
     worker_support::stop_process(store_pid);
     // Calls that need no store go on: the worker holds the first return
     // (not acknowledged yet), and the loop's look at its holds reads the
@@ -707,6 +744,17 @@ fn a_store_that_stopped_answering_is_connected_to_again() {
         slowest < Duration::from_millis(500),
         "a call that needs no store took {slowest:?} while the store was stopped"
     );
+    // Its `get` (the store's shared index stale by now: the service is
+    // asked) is bounded by about its own timeout, not the client's 30 s.
+    let t = Instant::now();
+    let r = c.get(std::slice::from_ref(&late), Duration::from_secs(1));
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "a get with a 1 s timeout took {:?} with the store stopped: {r:?}",
+        t.elapsed()
+    );
+    drop(late);
+    drop(c);
     // The worker's create and the caller's put wait out the reply timeout:
     // their connections break.
     match big(&mut a) {
@@ -731,6 +779,20 @@ fn a_store_that_stopped_answering_is_connected_to_again() {
             .expect("a put after the store came back");
         assert_eq!(a.get(&[r], GUARD).unwrap()[0], vec![2u8; 200_000]);
     }
+    // Killed, and another started under its name: the first return and
+    // the first put after it already work (the worker and the caller see
+    // the old one's socket hung up before they use it: `is_lost`). Before
+    // (attack on `6f1b12f`), the first failed "receiving from the store".
+    drop((store, out));
+    let (_store, _out) = start_store();
+    match big(&mut a) {
+        Ok(v) => assert_eq!(v[0], vec![9u8; 200_000]),
+        Err(e) => panic!("the first return from a new store: {e:?}"),
+    }
+    let r = a
+        .put(&vec![3u8; 200_000])
+        .expect("the first put to a new store");
+    assert_eq!(a.get(&[r], GUARD).unwrap()[0], vec![3u8; 200_000]);
     drop(a);
     drop(b);
     worker.wait_success();

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use super::arena::Span;
 use super::error::StoreError;
-use super::index::{Lookup, STATE_SEALED};
+use super::index::{Lookup, STATE_PENDING, STATE_SEALED};
 use super::protocol::{Reply, Request, WireLocation, WireObject, STORE_PROTOCOL_VERSION};
 use super::shared::{ClientIndex, IndexInfo};
 use super::table::Notification;
@@ -150,8 +150,16 @@ fn open(
     let connector = Connector::new(config, NodeId::nil())
         .with_session(&access.session, Arc::clone(&access.lookup))
         .with_shm_options(opts.shm.clone());
+    let conn = connector.connect_name(name).map_err(|e| match e {
+        crate::transport::ConnectError::Lookup(crate::transport::LookupError::NoSuchWorker {
+            ..
+        }) => StoreError::NotRunning {
+            name: name.to_owned(),
+        },
+        e => e.into(),
+    })?;
     let mut c = Conn {
-        conn: connector.connect_name(name)?,
+        conn,
         encoder: Encoder::new(),
         broken: false,
     };
@@ -319,6 +327,18 @@ impl StoreClient {
         self.inner.broken.load(Ordering::Relaxed)
     }
 
+    /// Whether this client needs a new connection: it is broken
+    /// ([`StoreClient::is_broken`]), or the service at its other end is
+    /// gone (its socket hung up: the service died; another may run by
+    /// now), which no call has found out yet. A `poll` of the socket, no
+    /// call: a live service that is stopped is not lost.
+    pub fn is_lost(&self) -> bool {
+        if self.is_broken() {
+            return true;
+        }
+        lock(&self.inner.conn).conn.peer_gone()
+    }
+
     /// A new connection to the same store, with the same options, as
     /// [`StoreClient::connect_via`] made this one (what the holder of a
     /// broken client does, e.g. a [`PullServer`](super::PullServer)).
@@ -348,10 +368,19 @@ impl StoreClient {
 
     /// As [`StoreClient::call`], with the fallback files the reply names.
     fn call_files(&self, req: &Request, extra: Duration) -> Result<(Reply, Files), StoreError> {
+        self.call_files_within(req, self.inner.opts.reply_timeout.saturating_add(extra))
+    }
+
+    /// As [`StoreClient::call_files`], waiting at most `bound` for the reply.
+    fn call_files_within(
+        &self,
+        req: &Request,
+        bound: Duration,
+    ) -> Result<(Reply, Files), StoreError> {
         let r = {
             let mut c = lock(&self.inner.conn);
             self.inner.flush_locked(&mut c);
-            let r = c.call(req, self.inner.opts.reply_timeout.saturating_add(extra));
+            let r = c.call(req, bound);
             if c.broken
                 || matches!(
                     r,
@@ -524,8 +553,26 @@ impl StoreClient {
         ids: &[ObjectId],
         timeout: Duration,
     ) -> Result<Vec<Option<ObjectBuffer>>, StoreError> {
+        self.get_within(ids, timeout, self.inner.opts.reply_timeout)
+    }
+
+    /// [`StoreClient::get`] with `reply_timeout` in place of the client's
+    /// [`ClientOptions::reply_timeout`] for this call (at most `timeout` +
+    /// `reply_timeout` in all, however the service fares): for a caller
+    /// with a deadline of its own. A reply that does not come within it
+    /// fails `TimedOut` and, as any, leaves the connection unusable
+    /// ([`StoreClient::is_broken`]).
+    ///
+    /// Errors: as [`StoreClient::get`].
+    pub fn get_within(
+        &self,
+        ids: &[ObjectId],
+        timeout: Duration,
+        reply_timeout: Duration,
+    ) -> Result<Vec<Option<ObjectBuffer>>, StoreError> {
+        let bound = reply_timeout.saturating_add(timeout);
         let Some(ix) = self.live_index() else {
-            return self.get_from_service(ids, timeout);
+            return self.get_from_service(ids, timeout, bound);
         };
         // The fast path: every sealed, indexed object is taken from the
         // shared index; only the others are asked of the service.
@@ -543,7 +590,7 @@ impl StoreClient {
         }
         let ask: Vec<ObjectId> = rest.iter().map(|i| ids[*i]).collect();
         // On error `out` drops, giving its references back.
-        let got = self.get_from_service(&ask, timeout)?;
+        let got = self.get_from_service(&ask, timeout, bound)?;
         for (i, b) in rest.into_iter().zip(got) {
             out[i] = b;
         }
@@ -588,18 +635,20 @@ impl StoreClient {
 
     /// `get` answered by the service (parked there until the objects are
     /// sealed or the timeout passes).
+    /// The service's `get` of `ids`, its reply waited for at most `bound`.
     fn get_from_service(
         &self,
         ids: &[ObjectId],
         timeout: Duration,
+        bound: Duration,
     ) -> Result<Vec<Option<ObjectBuffer>>, StoreError> {
         let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-        let (reply, mut files) = self.call_files(
+        let (reply, mut files) = self.call_files_within(
             &Request::Get {
                 ids: ids.to_vec(),
                 timeout_ms,
             },
-            timeout,
+            bound,
         )?;
         let Reply::Objects(objs) = reply else {
             return Err(self.bad_reply("expected objects"));
@@ -651,16 +700,18 @@ impl StoreClient {
 
     /// Whether the shared index shows `id` sealed and visible, without a
     /// call to the service (so it never waits, whatever the service does):
-    /// `Some(true)` if it does, `Some(false)` if the index holds no entry
-    /// for `id` — an object that was there is then deleted (or evicted):
-    /// a delete takes it out of the index first; an object the index never
-    /// held (a fallback file, or a full index) reads `Some(false)` too —
-    /// and `None` when the index cannot tell (not mapped, the service gone,
-    /// an entry being rewritten or invalid, or `id` there in another
-    /// state).
+    /// `Some(true)` if it does; `Some(false)` if its entry says deleted
+    /// (deleted while someone holds it through the index) or the index
+    /// holds no entry for `id` — an object that was there is then deleted
+    /// (or evicted): a delete takes it out of the index first; an object
+    /// the index never held (a fallback file, or a full index) reads
+    /// `Some(false)` too — and `None` when the index cannot tell (not
+    /// mapped, the service gone or stale, an entry being rewritten or
+    /// invalid).
     pub fn indexed(&self, id: ObjectId) -> Option<bool> {
         match self.live_index()?.lookup(&id) {
             Lookup::Found(s) if s.record.state == STATE_SEALED => Some(true),
+            Lookup::Found(s) if s.record.state == STATE_PENDING => Some(false),
             Lookup::Absent => Some(false),
             _ => None,
         }

@@ -144,7 +144,16 @@ pub enum StoreError {
     /// The service did not answer within the client's reply timeout.
     #[error("the store service did not answer within {0:?}")]
     TimedOut(std::time::Duration),
-    /// Connecting to the service failed (no such store, refused).
+    /// No store service of that name is registered (live) in the
+    /// session's directory.
+    #[error(
+        "no object store named {name:?} runs in this session (`shmwire node` starts one; in a program, `StoreService::start`)"
+    )]
+    NotRunning {
+        /// The store's name (`DEFAULT_STORE_NAME` for a node's).
+        name: String,
+    },
+    /// Connecting to the service failed otherwise (refused, timed out).
     #[error("connecting to the store")]
     Connect(#[from] crate::transport::ConnectError),
     /// Sending a request (or, on the service, a reply) failed;

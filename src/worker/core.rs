@@ -951,34 +951,39 @@ fn send_stamped(
     Ok(conn.epoch)
 }
 
-/// How often a caller whose store connection broke tries to connect again
-/// (at a call that needs the store).
+/// How long a caller whose store connection broke waits after a failed
+/// attempt to connect again before the next (at a call that needs the
+/// store).
 const STORE_HEAL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Replaces a store client whose connection broke for good (a call timed
 /// out while the store was stopped, say: every later call would fail
-/// "out of step") by a new connection to the same store, at most once a
-/// [`STORE_HEAL_INTERVAL`] (`next` says when); called where the caller is
+/// "out of step") or whose service is gone (killed; another may run now:
+/// `StoreClient::is_lost`) by a new connection to the same store — the next
+/// attempt a [`STORE_HEAL_INTERVAL`] after a failed one at the soonest
+/// (`next` says when); called where the caller is
 /// about to use the store. Buffers of the old client stay valid while they
 /// live.
 fn heal_store(store: &mut Option<StoreClient>, next: &mut Instant) {
     let Some(s) = store.as_ref() else {
         return;
     };
-    if !s.is_broken() {
+    if !s.is_lost() {
         return;
     }
     let now = Instant::now();
     if now < *next {
         return;
     }
-    *next = crate::deadline_after(now, STORE_HEAL_INTERVAL);
     match s.connect_again() {
         Ok(c) => {
             tracing::info!("caller: its object store connection broke; connected again");
             *store = Some(c);
         }
         Err(e) => {
+            // The next attempt a while on (a stopped store makes each wait
+            // out the handshake).
+            *next = crate::deadline_after(now, STORE_HEAL_INTERVAL);
             tracing::debug!(error = %e, "caller: connecting to the object store again failed")
         }
     }
@@ -990,7 +995,8 @@ struct ReturnFetch<'a> {
     store: Option<&'a StoreClient>,
     /// This node's object endpoint (`CoreWorkerOptions::object_manager_address`).
     own_endpoint: Option<SocketAddr>,
-    /// Bound on pulling a return from another node's store.
+    /// Bound on pulling a return from another node's store, and on the
+    /// local store's reply to a fetch.
     pull_timeout: Duration,
 }
 
@@ -1018,8 +1024,12 @@ impl ReturnFetch<'_> {
                 .pull(id, from, self.pull_timeout)
                 .map(Some)
                 .map_err(|e| format!("pulling return object {id} from node {from}: {e}")),
+            // The store's reply waited for as long as a pull (the time
+            // left to the caller's `get` or `wait`, at least 1 s), not the
+            // client's reply timeout (30 s by default): a stopped store
+            // holds up a `get` about its own timeout.
             None => store
-                .get(&[id], STORE_RETURN_FETCH)
+                .get_within(&[id], STORE_RETURN_FETCH, self.pull_timeout)
                 .map(|mut v| v.pop().flatten())
                 .map_err(|e| format!("fetching return object {id}: {e}")),
         }

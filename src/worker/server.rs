@@ -545,8 +545,9 @@ struct StoreBridge {
     next_heal: Instant,
 }
 
-/// How often a worker whose store connection broke tries to connect again
-/// (at a task that needs the store).
+/// How long a worker whose store connection broke waits after a failed
+/// attempt to connect again before the next (at a task that needs the
+/// store).
 const STORE_HEAL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How often the worker looks for holds on returns their owners have
@@ -576,26 +577,30 @@ impl StoreBridge {
 
     /// Replaces a client whose connection broke for good (a call timed
     /// out while the store was stopped, say: every later call would fail)
-    /// by a new connection, at most once a [`STORE_HEAL_INTERVAL`]; called
+    /// or whose service is gone (killed; another may run now:
+    /// [`StoreClient::is_lost`]) by a new connection — the next attempt
+    /// a [`STORE_HEAL_INTERVAL`] after a failed one at the soonest; called
     /// before a task's store work, never from the loop's own turns (a
     /// store that does not answer then holds up that task only). The holds
     /// keep their buffers (and so the old connection's references) until
     /// they end.
     fn heal(&mut self) {
-        if !self.client.is_broken() {
+        if !self.client.is_lost() {
             return;
         }
         let now = Instant::now();
         if now < self.next_heal {
             return;
         }
-        self.next_heal = crate::deadline_after(now, STORE_HEAL_INTERVAL);
         match self.client.connect_again() {
             Ok(c) => {
                 tracing::info!("worker: its object store connection broke; connected again");
                 self.client = c;
             }
             Err(e) => {
+                // The next attempt a while on (a stopped store makes each
+                // wait out the handshake).
+                self.next_heal = crate::deadline_after(now, STORE_HEAL_INTERVAL);
                 tracing::debug!(error = %e, "worker: connecting to the object store again failed")
             }
         }
