@@ -9,6 +9,8 @@
 //! in `cli/tests/demo_hostile.rs`. `docs/reliability.md` maps each input to
 //! its test.
 
+mod job_control;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
@@ -174,6 +176,11 @@ impl Kid {
 
     fn pid(&self) -> rustix::process::Pid {
         rustix::process::Pid::from_child(self.child.as_ref().unwrap())
+    }
+
+    /// Stops it (`SIGSTOP`), every thread (see `job_control`).
+    fn stop(&self) {
+        job_control::stop_process(self.child.as_ref().unwrap().id());
     }
 
     fn signal(&self, sig: rustix::process::Signal) {
@@ -670,8 +677,8 @@ fn input3_stopped_caller_fails_alone_while_others_get_replies() {
             }
         }
         if sent_lines >= 2 && steady.is_none() {
-            stall_tcp.signal(Signal::STOP);
-            stall_shm.signal(Signal::STOP);
+            stall_tcp.stop();
+            stall_shm.stop();
             steady = Some(Kid::spawn(test, "steady", &root.path(), ""));
         }
         if let Some(k) = &steady {
@@ -865,7 +872,7 @@ fn input5_silent_tcp_peer_becomes_peer_died_within_the_liveness_bound() {
     }
     quiet_for(&mut plain, &mut mux, LIVENESS * 2);
     // Frozen without closing: both connections report the death in time.
-    server.signal(Signal::STOP);
+    server.stop();
     let t = Instant::now();
     // Declared dead for its silence, and the error says so (it may only be
     // stopped, as here): `stopped_answering` is the silence, at least the bound.

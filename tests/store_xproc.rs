@@ -4,6 +4,7 @@
 //! about death. Every wait is bounded; each test has its own temporary
 //! session root.
 
+mod job_control;
 mod store_common;
 
 use std::time::{Duration, Instant};
@@ -424,20 +425,9 @@ fn a_stopped_service_times_out_and_the_client_refuses_to_go_out_of_step() {
     };
     let c = StoreClient::connect_with(&env.session, DEFAULT_STORE_NAME, opts).unwrap();
     c.put(shared_oid(7, 0), b"x", b"").unwrap();
-    let pid = rustix::process::Pid::from_raw(service.id() as i32).unwrap();
+    let pid = service.id();
     // A live service that does not answer: bounded by the reply timeout.
-    rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
-    // SIGSTOP takes effect asynchronously: wait until every thread stopped.
-    let task_dir = format!("/proc/{}/task", service.id());
-    eventually("the service stopped", || {
-        std::fs::read_dir(&task_dir).unwrap().all(|t| {
-            let stat = std::fs::read_to_string(t.unwrap().path().join("stat")).unwrap_or_default();
-            // The state follows the parenthesised command name.
-            stat.rsplit(')')
-                .next()
-                .is_some_and(|r| r.trim_start().starts_with('T'))
-        })
-    });
+    job_control::stop_process(pid);
     // (A sealed object would still be answered from the shared index while
     // the service's heartbeat is fresh; a missing one needs the service.)
     let t = Instant::now();
@@ -447,7 +437,7 @@ fn a_stopped_service_times_out_and_the_client_refuses_to_go_out_of_step() {
         panic!("expected TimedOut, got {r:?}");
     }
     assert!(t.elapsed() < Duration::from_secs(5));
-    rustix::process::kill_process(pid, rustix::process::Signal::CONT).unwrap();
+    job_control::continue_process(pid);
     // The late reply must not answer the next request.
     assert!(matches!(
         c.contains(shared_oid(7, 0)),

@@ -765,8 +765,7 @@ fn a_store_that_stopped_answering_is_connected_to_again() {
         other => panic!("a return while the store is stopped: {other:?}"),
     }
     assert!(a.put(&vec![1u8; 200_000]).is_err());
-    let p = rustix::process::Pid::from_raw(store_pid as i32).unwrap();
-    rustix::process::kill_process(p, rustix::process::Signal::CONT).unwrap();
+    worker_support::continue_process(store_pid);
     // Connected again at the next store work, at most a second on.
     std::thread::sleep(Duration::from_millis(1_100));
     for i in 0..3 {

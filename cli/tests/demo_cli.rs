@@ -609,7 +609,7 @@ fn scribbled_request_frames_cut_the_caller_off_and_nobody_dies() {
     // request finds only that one (already copied out): tried again.
     while cycles < 20 && demo.running() {
         cycles += 1;
-        signal(worker, "-STOP");
+        proc_support::stop_process(worker);
         std::thread::sleep(Duration::from_millis(60));
         for (off, len) in waiting_frames(&f) {
             let garbage: Vec<u8> = (0..len.div_ceil(8))
@@ -619,7 +619,7 @@ fn scribbled_request_frames_cut_the_caller_off_and_nobody_dies() {
             let _ = f.write_all_at(&garbage, off);
             hit += 1;
         }
-        signal(worker, "-CONT");
+        proc_support::continue_process(worker);
         std::thread::sleep(Duration::from_millis(60));
     }
     let i = hit;
@@ -718,7 +718,7 @@ fn replies_naming_another_object_or_size_are_refused() {
         // stops did not always reach it).
         while hit == 0 && cycles < 400 && demo.running() {
             cycles += 1;
-            signal(driver, "-STOP");
+            proc_support::stop_process(driver);
             std::thread::sleep(Duration::from_millis(40));
             for (off, len) in waiting_frames(&f).into_iter().skip(1) {
                 let (mut task, mut object) = ([0u8; 24], [0u8; 24]);
@@ -737,7 +737,7 @@ fn replies_naming_another_object_or_size_are_refused() {
                     hit += 1;
                 }
             }
-            signal(driver, "-CONT");
+            proc_support::continue_process(driver);
             std::thread::sleep(Duration::from_millis(40));
         }
         drop(f);
@@ -782,7 +782,7 @@ fn a_replayed_reply_is_named_when_get_times_out() {
     // Until two replies of one length wait together (the pipelined phase).
     while !hit && cycles < 400 && demo.running() {
         cycles += 1;
-        signal(driver, "-STOP");
+        proc_support::stop_process(driver);
         std::thread::sleep(Duration::from_millis(40));
         let frames = waiting_frames(&f);
         if let [(a, len_a), (b, len_b), ..] = frames[..] {
@@ -791,7 +791,7 @@ fn a_replayed_reply_is_named_when_get_times_out() {
                 hit = f.write_all_at(&payload, b).is_ok();
             }
         }
-        signal(driver, "-CONT");
+        proc_support::continue_process(driver);
         std::thread::sleep(Duration::from_millis(20));
     }
     drop(f);
@@ -844,7 +844,7 @@ fn a_request_frame_of_an_unknown_kind_is_a_violation_on_both_sides() {
             if !demo.running() {
                 break;
             }
-            signal(worker, "-STOP");
+            proc_support::stop_process(worker);
             std::thread::sleep(Duration::from_millis(60));
             // The frame's (len, kind) word ends 4 bytes before its payload.
             // Not the first waiting frame: the worker may have copied it
@@ -853,7 +853,7 @@ fn a_request_frame_of_an_unknown_kind_is_a_violation_on_both_sides() {
             if let Some(&(off, _)) = waiting_frames(&f).get(1) {
                 hit = f.write_all_at(&kind.to_le_bytes(), off - 4).is_ok();
             }
-            signal(worker, "-CONT");
+            proc_support::continue_process(worker);
             if hit {
                 break;
             }
@@ -919,13 +919,13 @@ fn a_stopped_shm_worker_behind_a_full_ring_fails_after_one_send_timeout() {
     // Phase 2 (the window) starts after this line.
     demo.wait_for("one at a time");
     let worker = demo.worker_pid();
-    signal(worker, "-STOP");
+    proc_support::stop_process(worker);
     let stopped = Instant::now();
     let (status, stdout, err) = demo.finish();
     let took = stopped.elapsed();
     // The demo killed its stopped worker on the way out (SIGKILL ends a
     // stopped process too); resume it in case it did not.
-    signal(worker, "-CONT");
+    proc_support::continue_process(worker);
     let ctx = format!("after {took:?}: {status}\nstdout:\n{stdout}\nstderr:\n{err}");
     assert_eq!(status.code(), Some(1), "{ctx}");
     let last = last_error(&err);
@@ -979,10 +979,10 @@ fn a_caller_reconnecting_to_a_resumed_worker_is_served() {
         // Phase 2 (the window) starts after this line.
         demo.wait_for("one at a time");
         let worker = demo.worker_pid();
-        signal(worker, "-STOP");
+        proc_support::stop_process(worker);
         // Past the 5 s liveness bound, within the 5 s handshake that follows.
         std::thread::sleep(Duration::from_millis(6_500));
-        signal(worker, "-CONT");
+        proc_support::continue_process(worker);
         let (status, stdout, err) = demo.finish();
         let ctx = format!("retries {retries}: {status}\nstdout:\n{stdout}\nstderr:\n{err}");
         let connected = err
@@ -1128,13 +1128,13 @@ fn a_signal_stops_the_demo_while_its_worker_is_stopped() {
     for sig in ["-INT", "-TERM"] {
         let demo = ShmDemo::start(&root, &["--tasks", "2000000"]);
         let worker = demo.worker_pid();
-        signal(worker, "-STOP");
+        proc_support::stop_process(worker);
         std::thread::sleep(Duration::from_millis(200));
         let t = Instant::now();
         signal(demo.child.pid(), sig);
         let (status, stdout, err) = demo.finish();
         let took = t.elapsed();
-        signal(worker, "-CONT");
+        proc_support::continue_process(worker);
         let ctx = format!("{sig} after {took:?}: {status}\nstdout:\n{stdout}\nstderr:\n{err}");
         assert_eq!(status.code(), Some(1), "{ctx}");
         assert!(last_error(&err).contains("interrupted"), "{ctx}");
@@ -1159,9 +1159,9 @@ fn a_stopped_tcp_caller_is_reported_as_stopped_answering() {
     let mut demo = ShmDemo::start_over(&root, "tcp", &["--tasks", "30000", "--window", "2000"]);
     demo.wait_for("one at a time");
     let driver = demo.child.pid();
-    signal(driver, "-STOP");
+    proc_support::stop_process(driver);
     std::thread::sleep(Duration::from_millis(6_500));
-    signal(driver, "-CONT");
+    proc_support::continue_process(driver);
     let (status, stdout, err) = demo.finish();
     let ctx = format!("{status}\nstdout:\n{stdout}\nstderr:\n{err}");
     assert!(
@@ -1223,7 +1223,7 @@ fn a_foreign_caller_that_dies_does_not_fail_the_demo() {
     // The driver waits (stopped) while the stranger comes and goes, so the
     // worker sees the death before its actor is terminated.
     let driver = demo.child.pid();
-    signal(driver, "-STOP");
+    proc_support::stop_process(driver);
     let mut stranger = proc_support::Kid(
         Command::new(std::env::current_exe().unwrap())
             .args([
@@ -1253,7 +1253,7 @@ fn a_foreign_caller_that_dies_does_not_fail_the_demo() {
     }
     drop(stranger); // SIGKILL, reaped
     std::thread::sleep(Duration::from_millis(1_000));
-    signal(driver, "-CONT");
+    proc_support::continue_process(driver);
     let (status, stdout, err) = demo.finish();
     let ctx = format!("{status}\nstdout:\n{stdout}\nstderr:\n{err}");
     assert!(

@@ -2975,13 +2975,6 @@ fn a_node_that_lost_its_node_lock_to_another_stops() {
     );
     let sdir = root.join("tn");
     let stderr = first_kid.0.stderr.take();
-    let signal = |pid: u32, sig: &str| {
-        let st = Command::new("kill")
-            .args([sig, &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(st.success());
-    };
     // Stopped outside a cleanup pass: one stopped inside it holds the
     // session directory's lock, and the second node could not join the
     // session until the first went on (it times out after 5 s: a flake of
@@ -2989,10 +2982,10 @@ fn a_node_that_lost_its_node_lock_to_another_stops() {
     // and keeps the next from starting until the node is stopped.
     let dir_lock = fs::File::open(&sdir).unwrap();
     rustix::fs::flock(&dir_lock, rustix::fs::FlockOperation::LockShared).unwrap();
-    signal(first_kid.pid(), "-STOP");
     // A group stop lands on each thread asynchronously: a round already
-    // running would put the node lock back under the removal below.
-    all_threads_stopped(first_kid.pid());
+    // running would put the node lock back under the removal below, so
+    // this waits until every thread stopped.
+    proc_support::stop_process(first_kid.pid());
     drop(dir_lock);
     fs::remove_file(sdir.join(".node.lock")).unwrap();
     for n in names(&sdir) {
@@ -3001,7 +2994,7 @@ fn a_node_that_lost_its_node_lock_to_another_stops() {
         }
     }
     let second = start_node(&root, "tn");
-    signal(first_kid.pid(), "-CONT");
+    proc_support::continue_process(first_kid.pid());
     // The first stops on its next round, exit status 1, naming the cause.
     let t = Instant::now();
     let status = loop {
@@ -3241,31 +3234,6 @@ fn inspect_says_how_many_connections_it_does_not_list() {
     );
     drop(conns);
     let _ = session.remove_all();
-}
-
-/// Waits (at most 5 s) until every thread of `pid` is stopped (state `T`
-/// in `/proc/<pid>/task/*/stat`): `kill -STOP` returns before a busy
-/// thread of a multi-threaded process has stopped.
-fn all_threads_stopped(pid: u32) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let all = fs::read_dir(format!("/proc/{pid}/task"))
-            .unwrap()
-            .flatten()
-            .all(|t| {
-                fs::read(t.path().join("stat")).is_ok_and(|s| {
-                    s.iter()
-                        .rposition(|&b| b == b')')
-                        .and_then(|i| s.get(i + 2))
-                        .is_some_and(|&st| st == b'T' || st == b't')
-                })
-            });
-        if all {
-            return;
-        }
-        assert!(Instant::now() < deadline, "process {pid} never stopped");
-        std::thread::sleep(Duration::from_millis(2));
-    }
 }
 
 /// Two faults found by the attack on `6bf9e1b`, with the node's rounds woken

@@ -498,21 +498,7 @@ pub fn task_error(driver: &mut CoreWorker, r: &ObjectRef) -> TaskError {
     }
 }
 
-/// Stops `pid` (`SIGSTOP`) and waits (bounded) until every thread of it
-/// stopped: the signal takes effect asynchronously.
-pub fn stop_process(pid: u32) {
-    let p = rustix::process::Pid::from_raw(pid as i32).unwrap();
-    rustix::process::kill_process(p, rustix::process::Signal::STOP).unwrap();
-    let tasks = format!("/proc/{pid}/task");
-    let deadline = Instant::now() + GUARD;
-    while !std::fs::read_dir(&tasks).unwrap().all(|t| {
-        let stat = std::fs::read_to_string(t.unwrap().path().join("stat")).unwrap_or_default();
-        // The state follows the parenthesised command name.
-        stat.rsplit(')')
-            .next()
-            .is_some_and(|r| r.trim_start().starts_with('T'))
-    }) {
-        assert!(Instant::now() < deadline, "{pid} did not stop");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
+#[path = "../job_control/mod.rs"]
+mod job_control;
+#[allow(unused_imports)] // not every test binary stops a process
+pub use job_control::{continue_process, stop_process};

@@ -4,6 +4,11 @@
 //! with `mod proc_support;` by each test binary that needs it.
 #![allow(dead_code)] // not every test binary uses every helper
 
+#[path = "../../../tests/job_control/mod.rs"]
+mod job_control;
+#[allow(unused_imports)] // not every test binary stops a process
+pub use job_control::{continue_process, stop_process};
+
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
