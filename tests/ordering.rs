@@ -554,6 +554,91 @@ fn reconnect_resends_in_flight_tasks_with_skip_queue() {
 /// An actor given up on as unreachable (its process lives): the tasks
 /// waiting for a connection fail as unavailable, the actor is not dead, and
 /// a later connection starts past them (its receiver waits for none).
+/// Ray retries a task failed as `ACTOR_UNAVAILABLE` while its
+/// `max_retries` allows: at each give-up a queued task with retries left
+/// uses one and stays queued (`-1`: every time), one without fails, and
+/// the kept ones go out in counter order on the next connection, the
+/// receiver waiting for none of the failed.
+#[test]
+fn queued_tasks_with_retries_left_stay_through_a_give_up() {
+    let mut q = ActorSubmitQueue::new();
+    q.connect();
+    assert!(q.disconnect(false).is_empty());
+    let retries = |c: u64, max_retries: i32| TaskMeta {
+        max_retries,
+        ..meta(c)
+    };
+    for (c, r) in [(0, 0), (1, 1), (2, -1), (3, 2)] {
+        assert!(q.submit(retries(c, r), c as u32, true).unwrap().is_empty());
+    }
+    let first = q.fail_or_retry_queued_unavailable();
+    assert_eq!(
+        first,
+        vec![
+            SubmitEvent::Failed {
+                actor_counter: 0,
+                task: 0,
+                error: TaskFailure::ActorUnavailable,
+            },
+            SubmitEvent::Retrying {
+                actor_counter: 1,
+                retries_left: 0,
+            },
+            SubmitEvent::Retrying {
+                actor_counter: 2,
+                retries_left: -1,
+            },
+            SubmitEvent::Retrying {
+                actor_counter: 3,
+                retries_left: 1,
+            },
+        ]
+    );
+    assert_eq!(q.num_queued(), 3);
+    let second = q.fail_or_retry_queued_unavailable();
+    assert_eq!(
+        second,
+        vec![
+            SubmitEvent::Failed {
+                actor_counter: 1,
+                task: 1,
+                error: TaskFailure::ActorUnavailable,
+            },
+            SubmitEvent::Retrying {
+                actor_counter: 2,
+                retries_left: -1,
+            },
+            SubmitEvent::Retrying {
+                actor_counter: 3,
+                retries_left: 0,
+            },
+        ]
+    );
+    for _ in 0..5 {
+        q.fail_or_retry_queued_unavailable();
+    }
+    assert_eq!(q.num_queued(), 1, "only the task retried forever is left");
+    assert_eq!(q.state(), ActorState::Restarting, "not dead");
+    let out = sends(&q.connect());
+    // The failed task 3 completed ahead of 2 goes out again with
+    // `skip_execution` (Ray's `ResendOutOfOrderCompletedTasks`), so the
+    // receiver's sequence has no gap; 2 is the only one that runs.
+    let sent: Vec<_> = out
+        .iter()
+        .map(|r| (r.id.actor_counter, r.skip_execution))
+        .collect();
+    assert_eq!(sent, vec![(3, true), (2, false)]);
+    let order: Vec<_> = receive_all(&mut ActorSchedulingQueue::new(WAIT), &out, Instant::now())
+        .iter()
+        .map(|r| (r.id.actor_counter, r.skip_execution))
+        .collect();
+    assert_eq!(
+        order,
+        vec![(2, false), (3, true)],
+        "the receiver waits for none of the failed"
+    );
+}
+
 #[test]
 fn queued_tasks_fail_unavailable_and_a_later_connection_starts_past_them() {
     let mut q = ActorSubmitQueue::new();
@@ -569,7 +654,7 @@ fn queued_tasks_fail_unavailable_and_a_later_connection_starts_past_them() {
     for c in 2..5 {
         assert!(q.submit(meta(c), c as u32, true).unwrap().is_empty());
     }
-    let failed = q.fail_queued_unavailable();
+    let failed = q.fail_or_retry_queued_unavailable();
     assert_eq!(
         failed,
         (2..5)
@@ -604,7 +689,7 @@ fn queued_tasks_fail_unavailable_and_a_later_connection_starts_past_them() {
     );
     // A dead actor's queue ignores it.
     q.disconnect(true);
-    assert!(q.fail_queued_unavailable().is_empty());
+    assert!(q.fail_or_retry_queued_unavailable().is_empty());
 }
 
 #[test]

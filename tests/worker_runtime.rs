@@ -2109,7 +2109,7 @@ fn queued_requests_a_stopped_worker_takes_none_of_fail_as_silent() {
         .create_actor(worker.id, MODULE, "Blob", vec![], 0)
         .unwrap();
     let pid = worker.child.as_ref().unwrap().id();
-    send_signal("-STOP", pid);
+    worker_support::stop_process(pid);
     let t = Instant::now();
     // 3 MB of requests: the 256 KiB ring takes a dozen, the rest queue.
     let refs: Vec<ObjectRef> = (0..150i64)
@@ -2123,7 +2123,7 @@ fn queued_requests_a_stopped_worker_takes_none_of_fail_as_silent() {
     let submitted = t.elapsed();
     let err = driver.get(&refs, GUARD).unwrap_err().to_string();
     let took = t.elapsed();
-    send_signal("-CONT", pid);
+    worker_support::continue_process(pid);
     assert!(
         submitted < Duration::from_secs(1),
         "submits queued, not blocked: {submitted:?}"
@@ -2856,7 +2856,6 @@ fn a_stopped_tcp_actor_is_reported_as_stopped_answering() {
     let mut worker = s.spawn_worker("a_stopped_tcp_actor_is_reported_as_stopped_answering", 1);
     let (mut driver, actor) = tcp_caller_with_actor(&s, worker.id);
     let pid = worker.child.as_ref().unwrap().id();
-    let rpid = rustix::process::Pid::from_raw(pid as i32).unwrap();
     worker_support::stop_process(pid);
     let t = Instant::now();
     let r = driver
@@ -2866,7 +2865,7 @@ fn a_stopped_tcp_actor_is_reported_as_stopped_answering() {
     let waited = t.elapsed();
     // Resumed and killed before anything can fail, so it is never left
     // stopped.
-    rustix::process::kill_process(rpid, rustix::process::Signal::CONT).unwrap();
+    worker_support::continue_process(pid);
     worker.kill();
     match &err {
         TaskError::ActorUnavailable {
@@ -3059,12 +3058,12 @@ fn a_terminated_worker_exits_though_another_caller_reads_no_replies() {
         worker.id,
         ("SHMWIRE_TEST_ACTOR", actor.actor_id().to_string()),
     );
-    let pid = rustix::process::Pid::from_raw(stalled.0.as_ref().unwrap().id() as i32).unwrap();
+    let pid = stalled.0.as_ref().unwrap().id();
     ChildLines::of(&mut stalled).until(&["SENT"]);
     // Its calls run (the worker is idle otherwise), then it is stopped
     // with their replies unread.
     std::thread::sleep(Duration::from_millis(300));
-    rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
+    worker_support::stop_process(pid);
     let t = driver.terminate_actor(&actor).unwrap();
     driver.get(std::slice::from_ref(&t), GUARD).unwrap();
     let since = Instant::now();
@@ -3081,7 +3080,7 @@ fn a_terminated_worker_exits_though_another_caller_reads_no_replies() {
         std::thread::sleep(Duration::from_millis(10));
     };
     let took = since.elapsed();
-    let _ = rustix::process::kill_process(pid, rustix::process::Signal::CONT);
+    worker_support::continue_process(pid);
     assert!(status.success(), "{status}");
     // The reply timeout (1 s) and the loop's turn, with room for a loaded
     // machine.
@@ -3994,7 +3993,6 @@ fn a_caller_reconnecting_while_the_workers_entry_is_gone_waits_for_it() {
         assert!(matches!(e, TaskError::ActorDied { .. }), "{e}");
         waited
     };
-    let signal = send_signal;
     let grace = CoreWorkerOptions::new(s.node).reconnect_grace;
     // A worker (serving two connections) with a counter actor, stopped.
     let stopped_worker = || {
@@ -4005,7 +4003,7 @@ fn a_caller_reconnecting_while_the_workers_entry_is_gone_waits_for_it() {
         let pid = worker.child.as_ref().unwrap().id();
         let mut driver = s.driver();
         let actor = create_counter(&mut driver, worker.id, 0);
-        signal("-STOP", pid);
+        worker_support::stop_process(pid);
         (worker, pid, driver, actor)
     };
     // `e` is the actor given up on, naming its live process `pid`.
@@ -4041,7 +4039,7 @@ fn a_caller_reconnecting_while_the_workers_entry_is_gone_waits_for_it() {
             if reason.contains(&format!("(pid {pid}) lives")) => {}
         e => panic!("expected the worker unavailable, its process named: {e}"),
     }
-    signal("-CONT", pid);
+    worker_support::continue_process(pid);
     let r = driver
         .submit_actor_task(&actor, "add", vec![i64_arg(1)])
         .unwrap();
@@ -4079,7 +4077,7 @@ fn a_caller_reconnecting_while_the_workers_entry_is_gone_waits_for_it() {
         "given up on after {waited:?}"
     );
     drop(backlog);
-    signal("-CONT", pid);
+    worker_support::continue_process(pid);
     let r = driver
         .submit_actor_task(&actor, "add", vec![i64_arg(1)])
         .unwrap();
@@ -4110,8 +4108,7 @@ fn a_stopped_worker_holds_up_no_call_to_another_worker() {
     let mut driver = s.driver();
     let a = create_counter(&mut driver, stopped.id, 0);
     let b = create_counter(&mut driver, other.id, 0);
-    let signal = |sig: &str| send_signal(sig, pid);
-    signal("-STOP");
+    worker_support::stop_process(pid);
     let grace = CoreWorkerOptions::new(s.node).reconnect_grace;
     let t0 = Instant::now();
     driver.reset_connection(stopped.id);
@@ -4149,7 +4146,7 @@ fn a_stopped_worker_holds_up_no_call_to_another_worker() {
         e => panic!("expected the actor unavailable, its process named: {e}"),
     }
     assert!(t0.elapsed() >= grace - Duration::from_millis(100));
-    signal("-CONT");
+    worker_support::continue_process(pid);
     // Resumed: the next call reaches it again, the failed one never ran.
     let r = driver
         .submit_actor_task(&a, "add", vec![i64_arg(1)])
@@ -4160,14 +4157,80 @@ fn a_stopped_worker_holds_up_no_call_to_another_worker() {
     stopped.kill();
 }
 
-/// Sends signal `sig` (`-STOP`, `-CONT`) to process `pid` with kill(1).
-fn send_signal(sig: &str, pid: u32) {
-    let ok = std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill {sig} {pid}");
+/// Ray retries a task failed as `ACTOR_UNAVAILABLE` while its retries
+/// allow (the attack on `e99056a`: with `--max-task-retries -1` every task
+/// of a worker given up on failed at once). A stopped worker, its
+/// connection broken: each give-up (one reconnect grace, 2.5 s) uses one
+/// retry of every task waiting for it — an actor task of an actor with
+/// `max_task_retries = -1` and a normal task with `max_retries = 1` wait
+/// through the first, one with `max_retries = 0` fails there; the normal
+/// task with one retry fails at the second. Resumed, the actor task runs
+/// once and the worker serves on.
+#[test]
+fn tasks_with_retries_left_wait_for_a_worker_given_up_on() {
+    maybe_run_worker();
+    let s = TestSession::new("retrygiveup");
+    let mut worker = s.spawn_worker("tasks_with_retries_left_wait_for_a_worker_given_up_on", 2);
+    let pid = worker.child.as_ref().unwrap().id();
+    let mut driver = s.driver();
+    let actor = driver
+        .create_actor(worker.id, MODULE, "Counter", vec![i64_arg(0)], -1)
+        .unwrap();
+    let grace = CoreWorkerOptions::new(s.node).reconnect_grace;
+    worker_support::stop_process(pid);
+    let t0 = Instant::now();
+    driver.reset_connection(worker.id);
+    let forever = driver
+        .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+        .unwrap();
+    let square = |driver: &mut CoreWorker, max_retries: i32| {
+        driver
+            .submit_task(
+                worker.id,
+                FunctionDescriptor::rust(MODULE, "", "square"),
+                vec![i64_arg(3)],
+                TaskOptions { max_retries },
+            )
+            .unwrap()
+    };
+    let (never, once) = (square(&mut driver, 0), square(&mut driver, 1));
+    assert!(matches!(
+        task_error(&mut driver, &never),
+        TaskError::WorkerUnavailable { .. }
+    ));
+    let first = t0.elapsed();
+    assert!(first >= grace - Duration::from_millis(100), "{first:?}");
+    let pending = |driver: &mut CoreWorker, r: &ObjectRef| {
+        driver
+            .wait(std::slice::from_ref(r), 1, Duration::ZERO)
+            .unwrap()
+            .0
+            .is_empty()
+    };
+    assert!(pending(&mut driver, &forever), "given up on once");
+    assert!(pending(&mut driver, &once), "given up on once");
+    assert!(matches!(
+        task_error(&mut driver, &once),
+        TaskError::WorkerUnavailable { .. }
+    ));
+    let second = t0.elapsed();
+    assert!(
+        second >= first + grace - Duration::from_millis(100),
+        "its retry waited a grace: {first:?}, then {second:?}"
+    );
+    assert!(pending(&mut driver, &forever), "given up on twice");
+    worker_support::continue_process(pid);
+    assert_eq!(as_i64(&driver.get(&[forever], GUARD).unwrap()[0]), 1);
+    let next = driver
+        .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+        .unwrap();
+    assert_eq!(
+        as_i64(&driver.get(&[next], GUARD).unwrap()[0]),
+        2,
+        "the waiting task ran once"
+    );
+    drop(driver);
+    worker.kill();
 }
 
 /// Fills the listen backlog of the Unix socket named in worker `id`'s

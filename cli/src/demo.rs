@@ -63,7 +63,8 @@ pub struct DemoArgs {
     pub wait: WaitArg,
     /// The actor's `max_task_retries` (Ray's option, default 0 as Ray's):
     /// how often a call lost with its connection is sent again on a new
-    /// one (`-1`: always). A call the actor already ran is answered from
+    /// one, or waits another reconnect grace for a worker that lives but
+    /// cannot be reached (`-1`: always). A call the actor already ran is answered from
     /// its reply cache, not run twice, so a run that lost a connection to
     /// a live worker still checks every total; with 0 such calls fail as
     /// "actor … unavailable".

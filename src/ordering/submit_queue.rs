@@ -496,21 +496,36 @@ impl<T: Clone> ActorSubmitQueue<T> {
         out
     }
 
-    /// Every queued task — waiting for a connection, or for its
-    /// dependencies — fails with [`TaskFailure::ActorUnavailable`] and counts
-    /// as completed for the ordering (as a task whose retries ran out does,
-    /// so a later connection starts past it); the state is unchanged, and
-    /// later submissions queue again. For an actor that could not be reached
-    /// for as long as its caller waits, though it may live on (Ray fails
-    /// the tasks of an unreachable actor with `ACTOR_UNAVAILABLE` and keeps
-    /// the actor). Nothing is in flight then: call after
-    /// [`disconnect`](Self::disconnect)`(false)`. Ignored on a dead actor.
-    pub fn fail_queued_unavailable(&mut self) -> Vec<SubmitEvent<T>> {
+    /// Ray's `FailOrRetryPendingTask` with `ACTOR_UNAVAILABLE`, for every
+    /// queued task — waiting for a connection, or for its dependencies —
+    /// of an actor that could not be reached for as long as its caller
+    /// waits, though it may live on (Ray fails or retries the tasks of an
+    /// unreachable actor and keeps the actor). A task with retries left
+    /// (`max_retries`; `-1` = forever) uses one and stays queued
+    /// ([`SubmitEvent::Retrying`]): the caller tries to reach the actor
+    /// again for it. Any other fails with [`TaskFailure::ActorUnavailable`]
+    /// and counts as completed for the ordering (as a task whose retries
+    /// ran out does, so a later connection starts past it). The state is
+    /// unchanged, and later submissions queue again. Nothing is in flight
+    /// then: call after [`disconnect`](Self::disconnect)`(false)`. Ignored
+    /// on a dead actor.
+    pub fn fail_or_retry_queued_unavailable(&mut self) -> Vec<SubmitEvent<T>> {
         let mut out = Vec::new();
         if self.state == ActorState::Dead {
             return out;
         }
-        for (actor_counter, q) in std::mem::take(&mut self.requests) {
+        for (actor_counter, mut q) in std::mem::take(&mut self.requests) {
+            if q.retries_left != 0 {
+                if q.retries_left > 0 {
+                    q.retries_left -= 1;
+                }
+                out.push(SubmitEvent::Retrying {
+                    actor_counter,
+                    retries_left: q.retries_left,
+                });
+                self.requests.insert(actor_counter, q);
+                continue;
+            }
             out.push(SubmitEvent::Failed {
                 actor_counter,
                 task: q.task.clone(),

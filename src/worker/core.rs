@@ -256,8 +256,10 @@ impl ActorHandle {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TaskOptions {
     /// Retries after the request failed (connection broke, request
-    /// refused); `-1` = unlimited. Default 0. Application errors are not
-    /// retried (Ray's `retry_exceptions = false`).
+    /// refused, or its worker given up on as unreachable for a
+    /// [`CoreWorkerOptions::reconnect_grace`], each grace one retry);
+    /// `-1` = unlimited. Default 0. Application errors are not retried
+    /// (Ray's `retry_exceptions = false`).
     pub max_retries: i32,
 }
 
@@ -320,11 +322,15 @@ pub struct CoreWorkerOptions {
     /// ([`CoreWorker::submit_task`] does not fail for it). As soon as the
     /// process is gone the worker is dead and its tasks fail (or restart
     /// the actor) as Ray's do on a death. Past the grace with the process
-    /// still there, the worker is given up on, not taken for dead: the
-    /// tasks waiting for it fail with [`TaskError::ActorUnavailable`]
-    /// (its `unreachable` says why) or [`TaskError::WorkerUnavailable`],
-    /// its actors are kept (not restarted elsewhere), and the next task
-    /// for it tries to reach it again, with a new grace. Each reconnect's
+    /// still there, the worker is given up on, not taken for dead: each
+    /// task waiting for it uses a retry if it has one left
+    /// ([`ActorOptions::max_task_retries`], [`TaskOptions::max_retries`];
+    /// `-1` = forever) and waits in a new grace that starts at once, as
+    /// Ray retries `ACTOR_UNAVAILABLE` tasks; the others fail with
+    /// [`TaskError::ActorUnavailable`] (its `unreachable` says why) or
+    /// [`TaskError::WorkerUnavailable`]. Its actors are kept (not restarted
+    /// elsewhere), and the next task for it tries to reach it again, with
+    /// a new grace. Each reconnect's
     /// handshake waits at most what is left of the grace (at least 1 s),
     /// on a thread of its own: the caller goes on with its other workers
     /// meanwhile (a stopped worker whose socket still accepts holds up
@@ -596,7 +602,10 @@ struct Restarts {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ActorOptions {
     /// Retries of each of its tasks whose request was lost (connection
-    /// broke, actor restarted); `-1` = unlimited (Ray's `max_task_retries`).
+    /// broke, actor restarted) or whose worker was given up on as
+    /// unreachable for a [`CoreWorkerOptions::reconnect_grace`] (each
+    /// grace one retry, as Ray retries `ACTOR_UNAVAILABLE`); `-1` =
+    /// unlimited (Ray's `max_task_retries`).
     pub max_task_retries: i32,
     /// How many times the actor is restarted after its process died;
     /// `-1` = as long as `restart_workers` lasts (Ray's `max_restarts`).
@@ -2900,11 +2909,15 @@ impl CoreWorker {
 
     /// Gives up on `worker` (process `pid`), unreachable to the end of its
     /// grace though its process lives (`why`, from `give_up_reason`): the
-    /// actor tasks `held` through the grace, its actors' queued tasks and
-    /// its `normal` and `unsent` tasks fail as unavailable (Ray's
-    /// `ACTOR_UNAVAILABLE`), their errors saying why; its actors are
-    /// neither dead nor restarted elsewhere (their process lives), and the
-    /// next task for it tries to reach it again (`reach_again`).
+    /// actor tasks `held` through the grace (no retries left) fail as
+    /// unavailable (Ray's `ACTOR_UNAVAILABLE`), their errors saying why;
+    /// its actors' queued tasks and its `normal` and `unsent` tasks use a
+    /// retry if they have one left (`max_retries`, `-1` = forever; Ray
+    /// retries `ACTOR_UNAVAILABLE` tasks) and wait in a new grace, which
+    /// starts at once, or fail as unavailable. Its actors are neither dead
+    /// nor restarted elsewhere (their process lives); with nothing left
+    /// waiting, the next task for it tries to reach it again
+    /// (`reach_again`).
     fn give_up(
         &mut self,
         worker: WorkerId,
@@ -2914,24 +2927,54 @@ impl CoreWorker {
         normal: Vec<TaskId>,
         unsent: Vec<TaskId>,
     ) {
-        tracing::warn!(%worker, reason = %why, "giving up on an unreachable worker: its tasks fail as unavailable");
+        tracing::warn!(%worker, reason = %why, "giving up on an unreachable worker: its tasks fail as unavailable or use a retry");
         self.given_up = Some((worker, why));
         self.fail_held(held, true);
+        let mut retrying = false;
         for actor_id in self.actors_on(worker) {
             let Some(a) = self.actors.get_mut(&actor_id) else {
                 continue;
             };
             // Tasks in flight (when given up on at the break itself) are
-            // queued for a retry or fail; then every queued one fails.
+            // queued for a retry or fail; then every queued one uses a
+            // retry or fails.
             let mut evs = a.queue.disconnect(false);
-            evs.extend(a.queue.fail_queued_unavailable());
+            evs.extend(a.queue.fail_or_retry_queued_unavailable());
+            retrying |= a.queue.num_queued() > 0;
             self.actor_events(actor_id, &mut evs, None);
         }
+        // Normal tasks the same way: one with retries left uses it here
+        // and waits in the next grace as unsent (sent when the worker is
+        // reached, without using another).
+        let mut kept = Vec::new();
         for task in normal.into_iter().chain(unsent) {
-            self.retry_or_fail_normal(task, false);
+            if self.tasks.take_retry(&task) {
+                kept.push(task);
+            } else {
+                self.retry_or_fail_normal(task, false);
+            }
         }
         self.given_up = None;
-        self.unavailable.insert(worker, pid);
+        if retrying || !kept.is_empty() {
+            // Ray retries `ACTOR_UNAVAILABLE` tasks while `max_retries`
+            // allows: each grace counts as one retry, the next starts now.
+            tracing::info!(%worker, pid, "tasks with retries left wait for an unreachable worker: reaching it again");
+            let grace = self.options.reconnect_grace;
+            let attempt = self.start_attempt(worker, grace);
+            self.unreachable.insert(
+                worker,
+                Unreachable {
+                    unsent: kept,
+                    ..Unreachable::trying(
+                        Some(pid),
+                        crate::deadline_after(Instant::now(), grace),
+                        attempt,
+                    )
+                },
+            );
+        } else {
+            self.unavailable.insert(worker, pid);
+        }
     }
 
     /// A task for `worker`, given up on as unreachable: tries to reach it
