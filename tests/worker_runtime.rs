@@ -4209,11 +4209,23 @@ fn tasks_with_retries_left_wait_for_a_worker_given_up_on() {
     };
     assert!(pending(&mut driver, &forever), "given up on once");
     assert!(pending(&mut driver, &once), "given up on once");
-    assert!(matches!(
-        task_error(&mut driver, &once),
-        TaskError::WorkerUnavailable { .. }
-    ));
+    // Its reason gives the worker's time unreachable, from the break over
+    // both graces.
+    let reason = match task_error(&mut driver, &once) {
+        TaskError::WorkerUnavailable { reason, .. } => reason,
+        e => panic!("expected the worker unavailable: {e}"),
+    };
     let second = t0.elapsed();
+    let said: f64 = reason
+        .split("not reached again in ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no time in {reason:?}"));
+    assert!(
+        said >= 2.0 * grace.as_secs_f64() - 0.2,
+        "{reason:?} after {second:?}"
+    );
     assert!(
         second >= first + grace - Duration::from_millis(100),
         "its retry waited a grace: {first:?}, then {second:?}"

@@ -64,7 +64,8 @@ pub struct DemoArgs {
     /// The actor's `max_task_retries` (Ray's option, default 0 as Ray's):
     /// how often a call lost with its connection is sent again on a new
     /// one, or waits another reconnect grace for a worker that lives but
-    /// cannot be reached (`-1`: always). A call the actor already ran is answered from
+    /// cannot be reached (`-1`: always; the demo still waits at most 20 s
+    /// for any one reply, so a worker stopped longer fails the run). A call the actor already ran is answered from
     /// its reply cache, not run twice, so a run that lost a connection to
     /// a live worker still checks every total; with 0 such calls fail as
     /// "actor … unavailable".

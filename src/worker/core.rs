@@ -328,9 +328,11 @@ pub struct CoreWorkerOptions {
     /// `-1` = forever) and waits in a new grace that starts at once, as
     /// Ray retries `ACTOR_UNAVAILABLE` tasks; the others fail with
     /// [`TaskError::ActorUnavailable`] (its `unreachable` says why) or
-    /// [`TaskError::WorkerUnavailable`]. Its actors are kept (not restarted
-    /// elsewhere), and the next task for it tries to reach it again, with
-    /// a new grace. Each reconnect's
+    /// [`TaskError::WorkerUnavailable`], their reason giving how long the
+    /// worker has been unreachable. A task submitted during a grace waits
+    /// only the rest of it (0 to the whole grace). Its actors are kept (not
+    /// restarted elsewhere), and the next task for it tries to reach it
+    /// again, with a new grace. Each reconnect's
     /// handshake waits at most what is left of the grace (at least 1 s),
     /// on a thread of its own: the caller goes on with its other workers
     /// meanwhile (a stopped worker whose socket still accepts holds up
@@ -523,6 +525,12 @@ struct Unreachable {
     /// and a give-up instead of a death.
     pid: Option<u32>,
     until: Instant,
+    /// Since when it has been unreachable: the break, or the first grace
+    /// of a run of graces that its tasks' retries keep going (`give_up`).
+    since: Instant,
+    /// Give-ups in that run so far (the first is logged as a warning, the
+    /// others only at debug level).
+    give_ups: u32,
     /// When the next attempt starts (none runs meanwhile).
     next_try: Instant,
     /// The attempt under way, if one is.
@@ -558,6 +566,17 @@ struct Attempt {
     result: mpsc::Receiver<Reached>,
 }
 
+/// A worker given up on (`CoreWorker::give_up`): its process, why, and
+/// the run of graces it ends ([`Unreachable::since`],
+/// [`Unreachable::give_ups`]).
+#[derive(Debug)]
+struct GivenUp {
+    pid: u32,
+    why: String,
+    since: Instant,
+    give_ups: u32,
+}
+
 impl Unreachable {
     /// A grace ending at `until` for a worker of process `pid`, its first
     /// attempt under way, holding no task yet.
@@ -565,6 +584,8 @@ impl Unreachable {
         Self {
             pid,
             until,
+            since: Instant::now(),
+            give_ups: 0,
             next_try: until,
             attempt: Some(attempt),
             normal: Vec::new(),
@@ -2719,6 +2740,9 @@ impl CoreWorker {
         let until = earlier
             .as_ref()
             .map_or(since + self.options.reconnect_grace, |u| u.until);
+        let (unreachable_since, give_ups) = earlier
+            .as_ref()
+            .map_or((since, 0), |u| (u.since, u.give_ups));
         let mut unsent = Vec::new();
         let mut failed = Vec::new();
         if let Some(u) = earlier {
@@ -2756,17 +2780,20 @@ impl CoreWorker {
             failed,
             cut_off: self.cut_off.as_ref().map(|(_, v)| v.clone()),
             silent: self.stopped_answering.map(|(_, d)| d),
+            since: unreachable_since,
+            give_ups,
             ..Unreachable::trying(conn.pid, until, attempt)
         };
         self.unreachable.insert(worker, u);
     }
 
-    /// Why a worker (process `pid`, grace ending at `until`) is given up
+    /// Why a worker (process `pid`, unreachable since `broke`) is given up
     /// on: "its process (pid 42) lives but was not reached again in 5.0 s
-    /// (reconnect grace 2.5 s): <the last connect error>".
-    fn give_up_reason(&self, pid: u32, until: Instant, e: &WorkerError) -> String {
+    /// (reconnect grace 2.5 s): <the last connect error>". The time is the
+    /// worker's, from the break, over every grace its tasks' retries kept
+    /// going; a task that joined a grace late waited less.
+    fn give_up_reason(&self, pid: u32, broke: Instant, e: &WorkerError) -> String {
         let grace = self.options.reconnect_grace;
-        let broke = until.checked_sub(grace).unwrap_or(until);
         format!(
             "its process (pid {pid}) lives but was not reached again in {:.1} s (reconnect grace {:.1} s): {}",
             broke.elapsed().as_secs_f64(),
@@ -2870,8 +2897,8 @@ impl CoreWorker {
                         // Not a death: its tasks fail as unavailable, its
                         // actors stay, and a later task tries again.
                         Some(pid) => {
-                            let until = u.until;
-                            given_up = Some(self.give_up_reason(pid, until, &e));
+                            let broke = u.since;
+                            given_up = Some(self.give_up_reason(pid, broke, &e));
                         }
                         None => {
                             tracing::info!(error = %e, %worker, "worker unreachable, its process gone: failing its tasks")
@@ -2886,9 +2913,18 @@ impl CoreWorker {
             self.cut_off = u.cut_off.map(|v| (worker, v));
             self.stopped_answering = u.silent.map(|d| (worker, d));
             match (given_up, u.pid) {
-                (Some(why), Some(pid)) => {
-                    self.give_up(worker, pid, why, u.failed, u.normal, u.unsent)
-                }
+                (Some(why), Some(pid)) => self.give_up(
+                    worker,
+                    GivenUp {
+                        pid,
+                        why,
+                        since: u.since,
+                        give_ups: u.give_ups,
+                    },
+                    u.failed,
+                    u.normal,
+                    u.unsent,
+                ),
                 _ => {
                     self.fail_held(u.failed, alive);
                     self.settle(worker, alive, u.normal, u.unsent);
@@ -2921,13 +2957,24 @@ impl CoreWorker {
     fn give_up(
         &mut self,
         worker: WorkerId,
-        pid: u32,
-        why: String,
+        g: GivenUp,
         held: Vec<(ActorId, SubmitEvent<TaskId>)>,
         normal: Vec<TaskId>,
         unsent: Vec<TaskId>,
     ) {
-        tracing::warn!(%worker, reason = %why, "giving up on an unreachable worker: its tasks fail as unavailable or use a retry");
+        let GivenUp {
+            pid,
+            why,
+            since,
+            give_ups,
+        } = g;
+        // Once per run of graces: a worker stopped for an hour with tasks
+        // retried forever is given up on 1,440 times.
+        if give_ups == 0 {
+            tracing::warn!(%worker, reason = %why, "giving up on an unreachable worker: its tasks fail as unavailable or use a retry");
+        } else {
+            tracing::debug!(%worker, reason = %why, give_ups, "giving up on an unreachable worker again");
+        }
         self.given_up = Some((worker, why));
         self.fail_held(held, true);
         let mut retrying = false;
@@ -2957,14 +3004,20 @@ impl CoreWorker {
         self.given_up = None;
         if retrying || !kept.is_empty() {
             // Ray retries `ACTOR_UNAVAILABLE` tasks while `max_retries`
-            // allows: each grace counts as one retry, the next starts now.
-            tracing::info!(%worker, pid, "tasks with retries left wait for an unreachable worker: reaching it again");
+            // allows: each grace counts as one retry, the next starts now
+            // (a task that joins it late waits only its rest, as one that
+            // joins the grace after a break does).
+            if give_ups == 0 {
+                tracing::info!(%worker, pid, "tasks with retries left wait for an unreachable worker: reaching it again");
+            }
             let grace = self.options.reconnect_grace;
             let attempt = self.start_attempt(worker, grace);
             self.unreachable.insert(
                 worker,
                 Unreachable {
                     unsent: kept,
+                    since,
+                    give_ups: give_ups.saturating_add(1),
                     ..Unreachable::trying(
                         Some(pid),
                         crate::deadline_after(Instant::now(), grace),
