@@ -566,17 +566,6 @@ struct Attempt {
     result: mpsc::Receiver<Reached>,
 }
 
-/// A worker given up on (`CoreWorker::give_up`): its process, why, and
-/// the run of graces it ends ([`Unreachable::since`],
-/// [`Unreachable::give_ups`]).
-#[derive(Debug)]
-struct GivenUp {
-    pid: u32,
-    why: String,
-    since: Instant,
-    give_ups: u32,
-}
-
 impl Unreachable {
     /// A grace ending at `until` for a worker of process `pid`, its first
     /// attempt under way, holding no task yet.
@@ -2907,24 +2896,13 @@ impl CoreWorker {
                     false
                 }
             };
-            let Some(u) = self.unreachable.remove(&worker) else {
+            let Some(mut u) = self.unreachable.remove(&worker) else {
                 continue;
             };
-            self.cut_off = u.cut_off.map(|v| (worker, v));
+            self.cut_off = u.cut_off.take().map(|v| (worker, v));
             self.stopped_answering = u.silent.map(|d| (worker, d));
             match (given_up, u.pid) {
-                (Some(why), Some(pid)) => self.give_up(
-                    worker,
-                    GivenUp {
-                        pid,
-                        why,
-                        since: u.since,
-                        give_ups: u.give_ups,
-                    },
-                    u.failed,
-                    u.normal,
-                    u.unsent,
-                ),
+                (Some(why), Some(pid)) => self.give_up(worker, pid, why, u),
                 _ => {
                     self.fail_held(u.failed, alive);
                     self.settle(worker, alive, u.normal, u.unsent);
@@ -2944,30 +2922,18 @@ impl CoreWorker {
     }
 
     /// Gives up on `worker` (process `pid`), unreachable to the end of its
-    /// grace though its process lives (`why`, from `give_up_reason`): the
-    /// actor tasks `held` through the grace (no retries left) fail as
-    /// unavailable (Ray's `ACTOR_UNAVAILABLE`), their errors saying why;
-    /// its actors' queued tasks and its `normal` and `unsent` tasks use a
-    /// retry if they have one left (`max_retries`, `-1` = forever; Ray
+    /// grace `u` though its process lives (`why`, from `give_up_reason`):
+    /// the actor tasks held through the grace (`u.failed`: no retries
+    /// left) fail as unavailable (Ray's `ACTOR_UNAVAILABLE`), their errors
+    /// saying why; its actors' queued tasks and its normal tasks (`u.normal`,
+    /// `u.unsent`) use a retry if they have one left (`max_retries`, `-1` = forever; Ray
     /// retries `ACTOR_UNAVAILABLE` tasks) and wait in a new grace, which
     /// starts at once, or fail as unavailable. Its actors are neither dead
     /// nor restarted elsewhere (their process lives); with nothing left
     /// waiting, the next task for it tries to reach it again
     /// (`reach_again`).
-    fn give_up(
-        &mut self,
-        worker: WorkerId,
-        g: GivenUp,
-        held: Vec<(ActorId, SubmitEvent<TaskId>)>,
-        normal: Vec<TaskId>,
-        unsent: Vec<TaskId>,
-    ) {
-        let GivenUp {
-            pid,
-            why,
-            since,
-            give_ups,
-        } = g;
+    fn give_up(&mut self, worker: WorkerId, pid: u32, why: String, u: Unreachable) {
+        let (since, give_ups) = (u.since, u.give_ups);
         // Once per run of graces: a worker stopped for an hour with tasks
         // retried forever is given up on 1,440 times.
         if give_ups == 0 {
@@ -2976,7 +2942,7 @@ impl CoreWorker {
             tracing::debug!(%worker, reason = %why, give_ups, "giving up on an unreachable worker again");
         }
         self.given_up = Some((worker, why));
-        self.fail_held(held, true);
+        self.fail_held(u.failed, true);
         let mut retrying = false;
         for actor_id in self.actors_on(worker) {
             let Some(a) = self.actors.get_mut(&actor_id) else {
@@ -2994,7 +2960,7 @@ impl CoreWorker {
         // and waits in the next grace as unsent (sent when the worker is
         // reached, without using another).
         let mut kept = Vec::new();
-        for task in normal.into_iter().chain(unsent) {
+        for task in u.normal.into_iter().chain(u.unsent) {
             if self.tasks.take_retry(&task) {
                 kept.push(task);
             } else {
@@ -3010,19 +2976,14 @@ impl CoreWorker {
             if give_ups == 0 {
                 tracing::info!(%worker, pid, "tasks with retries left wait for an unreachable worker: reaching it again");
             }
-            let grace = self.options.reconnect_grace;
-            let attempt = self.start_attempt(worker, grace);
+            let grace = self.new_grace(worker, pid);
             self.unreachable.insert(
                 worker,
                 Unreachable {
                     unsent: kept,
                     since,
                     give_ups: give_ups.saturating_add(1),
-                    ..Unreachable::trying(
-                        Some(pid),
-                        crate::deadline_after(Instant::now(), grace),
-                        attempt,
-                    )
+                    ..grace
                 },
             );
         } else {
@@ -3045,13 +3006,17 @@ impl CoreWorker {
         // A new grace, its first attempt under way (on its own thread): the
         // task waits in it, as for a broken connection.
         tracing::info!(%worker, pid, "a task for an unavailable worker: reaching it again");
-        let now = Instant::now();
+        let grace = self.new_grace(worker, pid);
+        self.unreachable.insert(worker, grace);
+    }
+
+    /// A whole reconnect grace for `worker` (process `pid`) from now, its
+    /// first attempt under way (on its own thread), holding no task yet.
+    fn new_grace(&mut self, worker: WorkerId, pid: u32) -> Unreachable {
         let grace = self.options.reconnect_grace;
+        let until = crate::deadline_after(Instant::now(), grace);
         let attempt = self.start_attempt(worker, grace);
-        self.unreachable.insert(
-            worker,
-            Unreachable::trying(Some(pid), crate::deadline_after(now, grace), attempt),
-        );
+        Unreachable::trying(Some(pid), until, attempt)
     }
 
     /// Decides the tasks of a worker whose connection broke: reached again

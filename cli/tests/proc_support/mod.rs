@@ -7,7 +7,7 @@
 #[path = "../../../tests/job_control/mod.rs"]
 mod job_control;
 #[allow(unused_imports)] // not every test binary stops a process
-pub use job_control::{continue_process, stop_process};
+pub use job_control::{continue_process, stop_if_running, stop_process};
 
 use std::fs;
 use std::io::{BufRead, BufReader};
