@@ -10,7 +10,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -59,6 +59,12 @@ pub enum CaseKind {
     Limit,
     /// A Unix stream socket pair between the two processes.
     Uds,
+    /// The bare wake-up mechanism under `RingRoundtrip(FutexSleep)`: a
+    /// 256-byte mailbox each way in a shared segment, signalled by a shared
+    /// `FUTEX_WAKE` after every message and waited for by `FUTEX_WAIT`
+    /// (with a timeout, as every wait that must notice a dead peer has) —
+    /// no ring, no sleep handshake, no spinning.
+    Futex,
     /// Two pipes between the two processes.
     Pipe,
     /// Two bounded crossbeam channels between two pinned threads.
@@ -145,6 +151,7 @@ impl CaseKind {
         match self {
             Self::Limit => "limit/atomic-pingpong",
             Self::Uds => "peer/uds/roundtrip",
+            Self::Futex => "peer/futex/roundtrip",
             Self::Pipe => "peer/pipe/roundtrip",
             Self::Crossbeam => "peer/crossbeam/roundtrip",
             Self::RingRoundtrip(RingWait::Spin) => "ring/spin/roundtrip",
@@ -178,7 +185,22 @@ impl CaseKind {
     pub fn blocking(self) -> bool {
         matches!(
             self,
-            Self::Uds | Self::Pipe | Self::Crossbeam | Self::RingRoundtrip(RingWait::FutexSleep)
+            Self::Uds
+                | Self::Futex
+                | Self::Pipe
+                | Self::Crossbeam
+                | Self::RingRoundtrip(RingWait::FutexSleep)
+        )
+    }
+
+    /// Whether the case is measured in turns with the other alternating
+    /// cases next to it (`run_interleaved`): the sleeping round trips whose
+    /// ratios issue 15 sets (`ring/futex-sleep` against the Unix socket) and
+    /// the bare futex under it, so host drift between them is not a ratio.
+    pub fn alternates(self) -> bool {
+        matches!(
+            self,
+            Self::Uds | Self::Futex | Self::RingRoundtrip(RingWait::FutexSleep)
         )
     }
 
@@ -192,6 +214,7 @@ impl CaseKind {
         match self {
             Self::Limit => "limit",
             Self::Uds => "uds",
+            Self::Futex => "futex",
             Self::Pipe => "pipe",
             Self::Crossbeam => "crossbeam",
             Self::RingRoundtrip(_) | Self::RingSpin64 => "ring-echo",
@@ -217,10 +240,15 @@ pub fn measured_cases() -> Vec<CaseKind> {
         CaseKind::RingThroughput(256),
         CaseKind::RingThroughput(64),
         CaseKind::RingThroughput(4096),
+        // The three sleeping round trips back to back: they alternate
+        // (`CaseKind::alternates`), measured in turns, so the sleep path is
+        // compared with its mechanism and with a socket under the same host
+        // conditions (wake-up costs drift by ±10 % over seconds on a VM).
         CaseKind::Uds,
+        CaseKind::Futex,
+        CaseKind::RingRoundtrip(RingWait::FutexSleep),
         CaseKind::Pipe,
         CaseKind::Crossbeam,
-        CaseKind::RingRoundtrip(RingWait::FutexSleep),
     ];
     #[cfg(feature = "iceoryx2")]
     cases.extend([CaseKind::Iceoryx2, CaseKind::Iceoryx2Rr]);
@@ -406,6 +434,7 @@ pub fn start(case: CaseKind, env: &mut BenchEnv) -> BenchResult<Box<dyn Pair>> {
     Ok(match case {
         CaseKind::Limit => Box::new(LimitPair::start(env)?),
         CaseKind::Uds => Box::new(StreamPair::start_uds(env)?),
+        CaseKind::Futex => Box::new(FutexPair::start(env)?),
         CaseKind::Pipe => Box::new(StreamPair::start_pipe(env)?),
         CaseKind::Crossbeam => Box::new(CrossbeamPair::start(env)?),
         CaseKind::RingRoundtrip(wait) => Box::new(RingPair::start(env, wait, PAYLOAD)?),
@@ -543,6 +572,224 @@ fn limit_child(args: &ChildArgs) -> BenchResult<()> {
         }
         // pairs with the Acquire load of pong in LimitPair::run.
         pong.store(v, Ordering::Release);
+        last = v;
+    }
+}
+
+// ---------------------------------------------------------------- futex --
+
+/// Layout of the futex mailbox segment: the two futex words on their own
+/// cache lines, then a 256-byte message buffer each way.
+const FUTEX_PING: usize = 0;
+const FUTEX_PONG: usize = 128;
+const FUTEX_PING_BUF: usize = 256;
+const FUTEX_PONG_BUF: usize = FUTEX_PING_BUF + PAYLOAD;
+const FUTEX_SEG_LEN: usize = FUTEX_PONG_BUF + PAYLOAD;
+
+/// `ping` value that tells the futex child to stop.
+const FUTEX_STOP: u32 = u32::MAX;
+
+/// How long one `FUTEX_WAIT` of the futex case sleeps before the waiter
+/// checks that its peer is alive: the ring's own slice
+/// ([`shmwire::wake::DEFAULT_CHECK_INTERVAL`]), so both arm the same timer.
+const FUTEX_SLICE: Duration = shmwire::wake::DEFAULT_CHECK_INTERVAL;
+
+/// Slices without an answer before a futex-case wait gives up (60 s; only
+/// a hang guard).
+const FUTEX_MAX_SLICES: u32 = 30_000;
+
+/// The futex mailbox segment's words and buffers.
+struct FutexMailbox {
+    ping: *const AtomicU32,
+    pong: *const AtomicU32,
+    ping_buf: *mut u8,
+    pong_buf: *mut u8,
+}
+
+impl FutexMailbox {
+    /// # Safety
+    /// - `seg` must have at least [`FUTEX_SEG_LEN`] payload bytes and
+    ///   outlive the returned value.
+    /// - Each buffer may be written only by its side (`ping_buf` by the
+    ///   parent, `pong_buf` by the child) and only while the other side is
+    ///   not reading it, which the protocol ensures: a buffer is read after
+    ///   the Acquire load that sees its word's new value and written again
+    ///   only after the answer to it arrived.
+    unsafe fn of(seg: &Segment) -> Self {
+        debug_assert!(seg.payload_len() >= FUTEX_SEG_LEN);
+        let base = seg.payload_ptr();
+        // SAFETY: every offset is < FUTEX_SEG_LEN ≤ the payload length
+        // (caller), the payload is page aligned, so both words are 4-byte
+        // aligned; AtomicU32 is valid for any bit pattern.
+        unsafe {
+            Self {
+                ping: base.add(FUTEX_PING).cast::<AtomicU32>(),
+                pong: base.add(FUTEX_PONG).cast::<AtomicU32>(),
+                ping_buf: base.add(FUTEX_PING_BUF),
+                pong_buf: base.add(FUTEX_PONG_BUF),
+            }
+        }
+    }
+
+    fn ping(&self) -> &AtomicU32 {
+        // SAFETY: in bounds and aligned (`of`); the segment outlives `self`.
+        unsafe { &*self.ping }
+    }
+
+    fn pong(&self) -> &AtomicU32 {
+        // SAFETY: as in `ping`.
+        unsafe { &*self.pong }
+    }
+}
+
+/// Sleeps until `word` differs from `seen` and returns its new value;
+/// `alive` is asked after every [`FUTEX_SLICE`] without a change.
+fn futex_wait_change(
+    word: &AtomicU32,
+    seen: u32,
+    mut alive: impl FnMut() -> BenchResult<()>,
+) -> BenchResult<u32> {
+    let slice = rustix::thread::futex::Timespec {
+        tv_sec: 0,
+        tv_nsec: FUTEX_SLICE.as_nanos() as _,
+    };
+    let mut slices = 0u32;
+    loop {
+        // pairs with the Release store of the word by the peer.
+        let v = word.load(Ordering::Acquire);
+        if v != seen {
+            return Ok(v);
+        }
+        // Returns at once if the word no longer holds `seen`; EAGAIN and
+        // EINTR mean "look again", as a wake-up does.
+        let slept = rustix::thread::futex::wait(
+            word,
+            rustix::thread::futex::Flags::empty(),
+            seen,
+            Some(&slice),
+        );
+        if let Err(rustix::io::Errno::TIMEDOUT) = slept {
+            alive()?;
+            slices += 1;
+            if slices > FUTEX_MAX_SLICES {
+                return Err("futex peer stopped answering".into());
+            }
+        }
+    }
+}
+
+/// Publishes `v` in `word` and wakes the peer sleeping on it.
+fn futex_post(word: &AtomicU32, v: u32) -> BenchResult<()> {
+    // pairs with the Acquire load in the peer's `futex_wait_change`.
+    word.store(v, Ordering::Release);
+    rustix::thread::futex::wake(word, rustix::thread::futex::Flags::empty(), 1)?;
+    Ok(())
+}
+
+/// The bare futex round trip (`peer/futex/roundtrip`): the parent writes
+/// 256 bytes to the ping buffer, publishes the sequence number in `ping`
+/// and wakes the child; the child copies the message to the pong buffer,
+/// publishes it in `pong` and wakes the parent.
+struct FutexPair {
+    seg: Arc<Segment>,
+    seq: u32,
+    child: ChildProc,
+}
+
+impl FutexPair {
+    fn start(env: &mut BenchEnv) -> BenchResult<Self> {
+        let name = env.fresh_name("futex");
+        let seg =
+            Segment::create_with(&env.session, &name, 4096, kind::BENCH, |_: &mut [u8]| {
+                Ok::<_, ShmError>(())
+            })?;
+        let child = env.spawn(
+            CaseKind::Futex.role(),
+            &[("seg", name)],
+            Stdio::null(),
+            Stdio::null(),
+        )?;
+        Ok(Self {
+            seg: Arc::new(seg),
+            seq: 0,
+            child,
+        })
+    }
+}
+
+impl Pair for FutexPair {
+    fn run(&mut self, n: u64, hist: Option<&mut Histogram<u64>>) -> BenchResult<Duration> {
+        let seg = Arc::clone(&self.seg);
+        // SAFETY: 4096-byte payload ≥ FUTEX_SEG_LEN; `seg` outlives `mb`;
+        // this side writes only the ping buffer, after the answer to the
+        // previous message arrived.
+        let mb = unsafe { FutexMailbox::of(&seg) };
+        let child = &mut self.child;
+        let seq = &mut self.seq;
+        let mut buf = [0u8; PAYLOAD];
+        timed_loop(n, hist, |_| {
+            // Never FUTEX_STOP, never 0 (the words' initial value).
+            *seq = if *seq >= FUTEX_STOP - 1 { 1 } else { *seq + 1 };
+            let s = *seq;
+            buf[..4].copy_from_slice(&s.to_le_bytes());
+            // SAFETY: the ping buffer is PAYLOAD bytes in the segment; the
+            // child reads it only after our Release store of `s` below and
+            // has answered the previous message (see `FutexMailbox::of`).
+            unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), mb.ping_buf, PAYLOAD) };
+            futex_post(mb.ping(), s)?;
+            let mut seen = mb.pong().load(Ordering::Acquire);
+            while seen != s {
+                seen = futex_wait_change(mb.pong(), seen, || child.check_alive())?;
+            }
+            // SAFETY: the child wrote the pong buffer before its Release
+            // store of `s`, which our Acquire load saw; it does not write it
+            // again before our next message.
+            unsafe { std::ptr::copy_nonoverlapping(mb.pong_buf, buf.as_mut_ptr(), PAYLOAD) };
+            if buf[..4] != s.to_le_bytes() {
+                return Err("futex echo returned the wrong payload".into());
+            }
+            Ok(())
+        })
+    }
+}
+
+impl Drop for FutexPair {
+    fn drop(&mut self) {
+        // SAFETY: as in `run`.
+        let mb = unsafe { FutexMailbox::of(&self.seg) };
+        let _ = futex_post(mb.ping(), FUTEX_STOP);
+    }
+}
+
+fn futex_child(args: &ChildArgs) -> BenchResult<()> {
+    let session = Session::attach_in(&args.root, &args.session)?;
+    let seg = Segment::open_timeout(
+        &session,
+        args.get("seg")?,
+        kind::BENCH,
+        Duration::from_secs(10),
+    )?;
+    if seg.payload_len() < FUTEX_SEG_LEN {
+        return Err("futex segment too small".into());
+    }
+    // SAFETY: length checked just above; `seg` outlives `mb`; this side
+    // writes only the pong buffer, after the parent's message arrived.
+    let mb = unsafe { FutexMailbox::of(&seg) };
+    let mut buf = [0u8; PAYLOAD];
+    let mut last = 0u32;
+    loop {
+        let v = futex_wait_change(mb.ping(), last, || args.check_parent())?;
+        if v == FUTEX_STOP {
+            return Ok(());
+        }
+        // SAFETY: the parent wrote the ping buffer before its Release store
+        // of `v` (seen by our Acquire load) and waits for our answer before
+        // writing it again; we write the pong buffer before publishing `v`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(mb.ping_buf, buf.as_mut_ptr(), PAYLOAD);
+            std::ptr::copy_nonoverlapping(buf.as_ptr(), mb.pong_buf, PAYLOAD);
+        }
+        futex_post(mb.pong(), v)?;
         last = v;
     }
 }
@@ -1209,6 +1456,7 @@ pub fn child_main<S: AsRef<str>>(words: &[S]) -> BenchResult<()> {
     }
     match args.role.as_str() {
         "limit" => limit_child(&args),
+        "futex" => futex_child(&args),
         "uds" => {
             let sock = take_std_fd(0);
             let tx = sock.try_clone()?;

@@ -161,6 +161,11 @@ pub trait Case: Copy {
     fn iterations(self, spin_iters: u64, blocking_iters: u64) -> u64;
     /// Starts the case: segments/sockets, the echoing child.
     fn start(self, env: &mut BenchEnv) -> BenchResult<Box<dyn Pair>>;
+    /// Whether the case is measured in turns with the alternating cases
+    /// next to it in the run (see [`run_interleaved`]). Default: no.
+    fn alternates(self) -> bool {
+        false
+    }
 }
 
 impl Case for CaseKind {
@@ -183,27 +188,58 @@ impl Case for CaseKind {
     fn start(self, env: &mut BenchEnv) -> BenchResult<Box<dyn Pair>> {
         start(self, env)
     }
+    fn alternates(self) -> bool {
+        CaseKind::alternates(self)
+    }
 }
 
-/// Starts `case`, warms up, then measures `n` operations; the child is
-/// stopped before this returns.
-/// [`Options::stop`] is looked at before the start and after the warmup;
-/// an error of a run whose stop is set (a Ctrl-C also reaches the child
-/// and ends it) is [`INTERRUPTED`].
+/// How many turns the cases of an alternating group take (see
+/// [`run_interleaved`]): each measures a tenth of its operations per turn.
+const TURNS: u64 = 10;
+
+/// Unrecorded operations a case of an alternating group runs at the start
+/// of each of its turns, so the switch from the other cases is not in its
+/// samples.
+const TURN_WARMUP: u64 = 50;
+
+/// Starts every case of `group`, warms each up, then measures `n`
+/// operations of each (`case.iterations`): all of them at once for a group
+/// of one; in [`TURNS`] turns, case after case, for a group of alternating
+/// cases, so they see the same host conditions. Returns each case's
+/// histogram and measured time; the children are stopped before this
+/// returns. [`Options::stop`] is looked at before the start and after the
+/// warmup; an error of a run whose stop is set (a Ctrl-C also reaches the
+/// children and ends them) is [`INTERRUPTED`].
 fn measure<C: Case>(
-    case: C,
+    group: &[C],
     opts: &Options,
     env: &mut BenchEnv,
-    n: u64,
-) -> BenchResult<(Histogram<u64>, Duration)> {
+    n: impl Fn(C) -> u64,
+) -> BenchResult<Vec<(Histogram<u64>, Duration)>> {
     opts.check_stop()?;
     let result = (|| {
-        let mut pair = case.start(env)?;
-        pair.run(warmup_for(n), None)?;
+        let mut pairs = Vec::with_capacity(group.len());
+        for &case in group {
+            let mut pair = case.start(env)?;
+            pair.run(warmup_for(n(case)), None)?;
+            pairs.push(pair);
+        }
         opts.check_stop()?;
-        let mut hist = new_histogram();
-        let elapsed = pair.run(n, Some(&mut hist))?;
-        Ok((hist, elapsed))
+        let turns = if group.len() > 1 { TURNS } else { 1 };
+        let mut out: Vec<_> = group
+            .iter()
+            .map(|_| (new_histogram(), Duration::ZERO))
+            .collect();
+        for turn in 0..turns {
+            for ((pair, &case), (hist, elapsed)) in pairs.iter_mut().zip(group).zip(&mut out) {
+                let share = n(case) / turns + u64::from(turn < n(case) % turns);
+                if turns > 1 {
+                    pair.run(TURN_WARMUP.min(share), None)?;
+                }
+                *elapsed += pair.run(share, Some(hist))?;
+            }
+        }
+        Ok(out)
     })();
     if result.is_err() {
         opts.check_stop()?;
@@ -326,9 +362,13 @@ impl Progress {
 /// counts only when the limits on both sides of it saw the same placement;
 /// otherwise the vCPUs moved during it and it is measured again (at most
 /// [`MAX_ATTEMPTS`] times, then the last is kept, flagged by `attempts` and
-/// `placement_stable`). Returns every limit measurement and the results: the
-/// limit over all its measurements first, then each case with its ratio to
-/// the mean of its two adjacent limits.
+/// `placement_stable`). Consecutive alternating cases ([`Case::alternates`]:
+/// `bench ring`'s sleeping round trips) are measured as one group between
+/// two limits, in [`TURNS`] turns (a tenth of each case, case after case),
+/// so a ratio between them is not a drift of the host between two moments.
+/// Returns every limit measurement and the results: the limit over all its
+/// measurements first, then each case with its ratio to the mean of its two
+/// adjacent limits.
 pub(crate) fn run_interleaved<C: Case>(
     opts: &Options,
     env: &mut BenchEnv,
@@ -342,37 +382,45 @@ pub(crate) fn run_interleaved<C: Case>(
     let mut limit_total = Duration::ZERO;
     let mut measure_limit = |env: &mut BenchEnv, limits: &mut Vec<Summary>| {
         progress.measuring(CaseKind::Limit.name());
-        let (hist, elapsed) = measure(CaseKind::Limit, opts, env, spin_iters)?;
+        let (hist, elapsed) = measure(&[CaseKind::Limit], opts, env, |_| spin_iters)?
+            .pop()
+            .ok_or("no limit measurement")?;
         limit_hist.add(&hist).map_err(|e| format!("{e:?}"))?;
         limit_total += elapsed;
         let s = Summary::new(&hist, spin_iters, elapsed);
         limits.push(s.clone());
         BenchResult::Ok(s)
     };
+    let n = |case: C| case.iterations(spin_iters, blocking_iters);
 
     let mut measured = Vec::new();
     let mut before = measure_limit(env, &mut limits)?;
     progress.done_one();
-    let mut any = false;
-    for case in cases {
-        any = true;
-        let n = case.iterations(spin_iters, blocking_iters);
+    let cases: Vec<C> = cases.into_iter().collect();
+    let any = !cases.is_empty();
+    for group in groups(&cases) {
         let mut attempt = 1;
         loop {
-            progress.measuring(case.name());
-            let (hist, elapsed) = measure(case, opts, env, n)?;
-            let s = Summary::new(&hist, n, elapsed);
+            progress.measuring(&match group {
+                [one] => one.name().to_owned(),
+                [first, rest @ ..] => format!("{} and {} more, in turns", first.name(), rest.len()),
+                [] => String::new(),
+            });
+            let runs = measure(group, opts, env, n)?;
             let after = measure_limit(env, &mut limits)?;
             let stable = same_placement(before.median_ns, after.median_ns);
             if stable || attempt == MAX_ATTEMPTS {
-                measured.push((case, s, hist, before.median_ns, after.median_ns, attempt));
+                for (&case, (hist, elapsed)) in group.iter().zip(runs) {
+                    let s = Summary::new(&hist, n(case), elapsed);
+                    measured.push((case, s, hist, before.median_ns, after.median_ns, attempt));
+                    progress.done_one();
+                }
                 before = after;
                 break;
             }
             before = after;
             attempt += 1;
         }
-        progress.done_one();
     }
     if !any {
         // The limit alone: a second measurement, so the run still says
@@ -407,6 +455,25 @@ pub(crate) fn run_interleaved<C: Case>(
         });
     }
     Ok((limits, results))
+}
+
+/// `cases` cut into measurement groups, in order: each maximal run of
+/// consecutive alternating cases ([`Case::alternates`]) is one group, every
+/// other case a group of its own.
+fn groups<C: Case>(cases: &[C]) -> Vec<&[C]> {
+    let mut out = Vec::new();
+    let mut rest = cases;
+    while let Some(first) = rest.first() {
+        let len = if first.alternates() {
+            rest.iter().take_while(|c| c.alternates()).count()
+        } else {
+            1
+        };
+        let (group, tail) = rest.split_at(len);
+        out.push(group);
+        rest = tail;
+    }
+    out
 }
 
 /// Measurements of one case before giving up on a stable placement.

@@ -28,7 +28,7 @@ pub const MODES: &[Mode] = &[
     Mode {
         name: "ring",
         about: "ring round trips (spin, poll, futex, eventfd) and throughput beside the limit, \
-                Unix socket, pipe, crossbeam and iceoryx2 peers",
+                Unix socket, bare futex, pipe, crossbeam and iceoryx2 peers",
         run: super::run,
     },
     Mode {

@@ -19,7 +19,9 @@ fn required(mode: &str) -> Vec<&'static str> {
         "ring" => v.extend([
             "ring/spin/roundtrip",
             "ring/futex/roundtrip",
+            "ring/futex-sleep/roundtrip",
             "peer/uds/roundtrip",
+            "peer/futex/roundtrip",
             "peer/pipe/roundtrip",
             "peer/crossbeam/roundtrip",
         ]),

@@ -17,7 +17,9 @@ const REQUIRED_CASES: &[&str] = &[
     "ring/futex/roundtrip",
     "ring/eventfd/roundtrip",
     "ring/spin/throughput",
+    "ring/futex-sleep/roundtrip",
     "peer/uds/roundtrip",
+    "peer/futex/roundtrip",
     "peer/pipe/roundtrip",
     "peer/crossbeam/roundtrip",
 ];
