@@ -34,6 +34,34 @@ const SPIN_CHECK_MASK: u64 = (1 << 16) - 1;
 /// (≥ 65536 spins each: many seconds; only a hang guard).
 const MAX_CHECKS: u32 = 200_000;
 
+/// How long a measuring side waits for one answer of its child before the
+/// run fails (a stopped or hung child; a dead one is found at once): only
+/// a hang guard, far above any round trip. `SHMWIRE_BENCH_STALL_SECS`
+/// overrides it (for tests of the guard itself).
+pub const STALL: Duration = Duration::from_secs(60);
+
+/// [`STALL`], or `SHMWIRE_BENCH_STALL_SECS` if set to a whole number of
+/// seconds (read once).
+pub fn stall() -> Duration {
+    static STALL_OF_RUN: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *STALL_OF_RUN.get_or_init(|| {
+        std::env::var("SHMWIRE_BENCH_STALL_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(STALL, Duration::from_secs)
+    })
+}
+
+/// The error of a measuring side whose child answered nothing for
+/// [`stall()`].
+fn stall_error() -> Box<dyn std::error::Error + Send + Sync> {
+    format!(
+        "the echoing child answered nothing for {} s (stopped or hung)",
+        stall().as_secs()
+    )
+    .into()
+}
+
 /// Fruitless spins after which a spinning side yields its CPU once.
 const YIELD_MASK: u64 = (1 << 12) - 1;
 
@@ -409,7 +437,8 @@ impl Drop for ChildProc {
             return;
         };
         let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
+        // A stopped child (job control) cannot exit by itself: not waited for.
+        while Instant::now() < deadline && !is_stopped(c.id()) {
             match c.try_wait() {
                 Ok(Some(_)) => return,
                 Ok(None) => std::thread::sleep(Duration::from_millis(1)),
@@ -419,6 +448,19 @@ impl Drop for ChildProc {
         let _ = c.kill();
         let _ = c.wait();
     }
+}
+
+/// Whether process `pid` is stopped (state `T` or `t` in
+/// `/proc/<pid>/stat`); `false` if that cannot be read.
+fn is_stopped(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the command name, which is in parentheses and may
+    // itself hold ") ".
+    stat.rsplit_once(") ")
+        .and_then(|(_, rest)| rest.chars().next())
+        .is_some_and(|state| matches!(state, 'T' | 't'))
 }
 
 /// The measuring side of a running case.
@@ -594,10 +636,6 @@ const FUTEX_STOP: u32 = u32::MAX;
 /// ([`shmwire::wake::DEFAULT_CHECK_INTERVAL`]), so both arm the same timer.
 const FUTEX_SLICE: Duration = shmwire::wake::DEFAULT_CHECK_INTERVAL;
 
-/// Slices without an answer before a futex-case wait gives up (60 s; only
-/// a hang guard).
-const FUTEX_MAX_SLICES: u32 = 30_000;
-
 /// The futex mailbox segment's words and buffers.
 struct FutexMailbox {
     ping: *const AtomicU32,
@@ -643,17 +681,21 @@ impl FutexMailbox {
 }
 
 /// Sleeps until `word` differs from `seen` and returns its new value;
-/// `alive` is asked after every [`FUTEX_SLICE`] without a change.
+/// `alive` is asked after every [`FUTEX_SLICE`] without a change, and once
+/// `stall` has passed without one the wait fails ([`stall_error`]; `None`:
+/// waits as long as `alive` says yes — the child, which waits for its
+/// parent). The clock is read only when a slice ends without a change.
 fn futex_wait_change(
     word: &AtomicU32,
     seen: u32,
+    stall: Option<Duration>,
     mut alive: impl FnMut() -> BenchResult<()>,
 ) -> BenchResult<u32> {
     let slice = rustix::thread::futex::Timespec {
         tv_sec: 0,
         tv_nsec: FUTEX_SLICE.as_nanos() as _,
     };
-    let mut slices = 0u32;
+    let mut since: Option<Instant> = None;
     loop {
         // pairs with the Release store of the word by the peer.
         let v = word.load(Ordering::Acquire);
@@ -662,18 +704,23 @@ fn futex_wait_change(
         }
         // Returns at once if the word no longer holds `seen`; EAGAIN and
         // EINTR mean "look again", as a wake-up does.
-        let slept = rustix::thread::futex::wait(
+        match rustix::thread::futex::wait(
             word,
             rustix::thread::futex::Flags::empty(),
             seen,
             Some(&slice),
-        );
-        if let Err(rustix::io::Errno::TIMEDOUT) = slept {
-            alive()?;
-            slices += 1;
-            if slices > FUTEX_MAX_SLICES {
-                return Err("futex peer stopped answering".into());
+        ) {
+            Ok(()) | Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {}
+            Err(rustix::io::Errno::TIMEDOUT) => {
+                alive()?;
+                let now = Instant::now();
+                let first =
+                    *since.get_or_insert_with(|| now.checked_sub(FUTEX_SLICE).unwrap_or(now));
+                if stall.is_some_and(|s| now.duration_since(first) >= s) {
+                    return Err(stall_error());
+                }
             }
+            Err(e) => return Err(format!("FUTEX_WAIT: {e}").into()),
         }
     }
 }
@@ -727,6 +774,7 @@ impl Pair for FutexPair {
         let child = &mut self.child;
         let seq = &mut self.seq;
         let mut buf = [0u8; PAYLOAD];
+        let stall = stall();
         timed_loop(n, hist, |_| {
             // Never FUTEX_STOP, never 0 (the words' initial value).
             *seq = if *seq >= FUTEX_STOP - 1 { 1 } else { *seq + 1 };
@@ -739,7 +787,7 @@ impl Pair for FutexPair {
             futex_post(mb.ping(), s)?;
             let mut seen = mb.pong().load(Ordering::Acquire);
             while seen != s {
-                seen = futex_wait_change(mb.pong(), seen, || child.check_alive())?;
+                seen = futex_wait_change(mb.pong(), seen, Some(stall), || child.check_alive())?;
             }
             // SAFETY: the child wrote the pong buffer before its Release
             // store of `s`, which our Acquire load saw; it does not write it
@@ -778,7 +826,7 @@ fn futex_child(args: &ChildArgs) -> BenchResult<()> {
     let mut buf = [0u8; PAYLOAD];
     let mut last = 0u32;
     loop {
-        let v = futex_wait_change(mb.ping(), last, || args.check_parent())?;
+        let v = futex_wait_change(mb.ping(), last, None, || args.check_parent())?;
         if v == FUTEX_STOP {
             return Ok(());
         }
@@ -802,7 +850,76 @@ struct StreamPair {
     rx: File,
     buf: [u8; PAYLOAD],
     seq: u64,
+    watchdog: Watchdog,
     _child: ChildProc,
+}
+
+/// What a [`Watchdog`] and its pair share.
+#[derive(Default)]
+struct WatchState {
+    /// Round trips done (the pair counts, the watchdog looks).
+    beats: AtomicU64,
+    /// A run is in progress (only then does silence count).
+    busy: std::sync::atomic::AtomicBool,
+    /// The watchdog killed the child.
+    fired: std::sync::atomic::AtomicBool,
+    /// The pair is gone: the watchdog ends.
+    done: std::sync::atomic::AtomicBool,
+}
+
+/// Kills a child that answers nothing for [`stall()`] while its pair runs, so
+/// a measuring side blocked in a plain `read` (sockets, pipes: no deadline
+/// without a syscall per round trip more) gets end-of-file and an error
+/// instead of waiting for ever. Looks once a second; the pair's cost is one
+/// relaxed add per round trip.
+struct Watchdog {
+    state: Arc<WatchState>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watchdog {
+    fn start(pid: u32) -> BenchResult<Self> {
+        let state = Arc::new(WatchState::default());
+        let shared = Arc::clone(&state);
+        let stall = stall();
+        let thread = std::thread::Builder::new()
+            .name("bench-watchdog".into())
+            .spawn(move || {
+                // Relaxed everywhere: flags and a counter looked at once a
+                // second; they publish no other data.
+                let mut last = 0;
+                let mut silent_since = Instant::now();
+                while !shared.done.load(Ordering::Relaxed) {
+                    std::thread::park_timeout(Duration::from_secs(1));
+                    let beats = shared.beats.load(Ordering::Relaxed);
+                    if beats != last || !shared.busy.load(Ordering::Relaxed) {
+                        last = beats;
+                        silent_since = Instant::now();
+                    } else if silent_since.elapsed() >= stall {
+                        shared.fired.store(true, Ordering::Relaxed);
+                        if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+                            let _ =
+                                rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                        }
+                        return;
+                    }
+                }
+            })?;
+        Ok(Self {
+            state,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.state.done.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
 }
 
 impl StreamPair {
@@ -829,6 +946,7 @@ impl StreamPair {
             rx,
             buf: [0; PAYLOAD],
             seq: 0,
+            watchdog: Watchdog::start(child.pid()?)?,
             _child: child,
         })
     }
@@ -848,6 +966,7 @@ impl StreamPair {
             rx: File::from(parent_rx),
             buf: [0; PAYLOAD],
             seq: 0,
+            watchdog: Watchdog::start(child.pid()?)?,
             _child: child,
         })
     }
@@ -856,18 +975,32 @@ impl StreamPair {
 impl Pair for StreamPair {
     fn run(&mut self, n: u64, hist: Option<&mut Histogram<u64>>) -> BenchResult<Duration> {
         let Self {
-            tx, rx, buf, seq, ..
+            tx,
+            rx,
+            buf,
+            seq,
+            watchdog,
+            ..
         } = self;
-        timed_loop(n, hist, |_| {
+        let state = &watchdog.state;
+        // Relaxed: see `Watchdog`.
+        state.busy.store(true, Ordering::Relaxed);
+        let r = timed_loop(n, hist, |_| {
             *seq += 1;
             buf[..8].copy_from_slice(&seq.to_le_bytes());
             tx.write_all(&buf[..])?;
             rx.read_exact(&mut buf[..])?;
+            state.beats.fetch_add(1, Ordering::Relaxed);
             if buf[..8] != seq.to_le_bytes() {
                 return Err("stream echo returned the wrong payload".into());
             }
             Ok(())
-        })
+        });
+        state.busy.store(false, Ordering::Relaxed);
+        if r.is_err() && state.fired.load(Ordering::Relaxed) {
+            return Err(format!("{}; killed it", stall_error()).into());
+        }
+        r
     }
 }
 
@@ -973,8 +1106,9 @@ const ACK_RING_CAPACITY: usize = 4096;
 const TP_BATCH: u64 = 32;
 /// Frame kind of the throughput case's "tell me when you have it all" frame.
 const SYNC_KIND: u32 = 1;
-/// Deadline of the blocking ring calls: only a hang guard (the liveness
-/// checks find a dead peer long before); renewed by the children.
+/// Deadline of the children's blocking ring calls, renewed when it passes:
+/// a child waits for its parent as long as the parent lives (the liveness
+/// checks find a dead one); the measuring side waits [`STALL`] per answer.
 const RING_DEADLINE: Duration = Duration::from_secs(600);
 
 /// A ring view of a segment; the view keeps the segment mapped.
@@ -1118,7 +1252,7 @@ impl Pair for RingPair {
         } = self;
         let payload = *payload;
         let buf = &mut buf[..payload];
-        let deadline = Instant::now() + RING_DEADLINE;
+        let stall = stall();
         let r = timed_loop(n, hist, |_| {
             *seq += 1;
             buf[..8].copy_from_slice(&seq.to_le_bytes());
@@ -1129,7 +1263,12 @@ impl Pair for RingPair {
             let frame = if *poll {
                 poll_frame(rx, child)?
             } else {
-                rx.peek_blocking(waiter, deadline)?
+                // A relative deadline: resolved at the wait's first clock
+                // read, so a quick answer reads no clock.
+                match rx.peek_blocking(waiter, stall) {
+                    Err(RingError::TimedOut) => return Err(stall_error()),
+                    other => other?,
+                }
             };
             if frame.len() != payload {
                 return Err("ring echo returned a frame of the wrong length".into());
@@ -1265,7 +1404,13 @@ impl Pair for ThroughputPair {
             ..
         } = self;
         let mut hist = hist;
-        let deadline = Instant::now() + RING_DEADLINE;
+        // Each blocking call waits at most `stall` (relative: no clock read
+        // unless it waits).
+        let stall = stall();
+        let stalled = |e: RingError| match e {
+            RingError::TimedOut => stall_error(),
+            e => e.into(),
+        };
         let start = Instant::now();
         let mut prev = start;
         let mut sent = 0u64;
@@ -1274,7 +1419,9 @@ impl Pair for ThroughputPair {
                 let batch = TP_BATCH.min(n - sent);
                 for _ in 0..batch {
                     *seq += 1;
-                    let mut grant = tx.reserve_blocking(src.len(), 0, waiter, deadline)?;
+                    let mut grant = tx
+                        .reserve_blocking(src.len(), 0, waiter, stall)
+                        .map_err(stalled)?;
                     grant[..8].copy_from_slice(&seq.to_le_bytes());
                     grant[8..].copy_from_slice(&src[8..]);
                     grant.commit_all_deferred();
@@ -1289,10 +1436,12 @@ impl Pair for ThroughputPair {
                 }
             }
             // Ask the child to confirm it consumed everything up to `seq`.
-            let mut grant = tx.reserve_blocking(8, SYNC_KIND, waiter, deadline)?;
+            let mut grant = tx
+                .reserve_blocking(8, SYNC_KIND, waiter, stall)
+                .map_err(stalled)?;
             grant.copy_from_slice(&seq.to_le_bytes());
             grant.commit_all();
-            let frame = ack.peek_blocking(waiter, deadline)?;
+            let frame = ack.peek_blocking(waiter, stall).map_err(stalled)?;
             let ok = frame.len() == 8 && frame[..] == seq.to_le_bytes();
             frame.release();
             if !ok {
@@ -1438,7 +1587,7 @@ impl ChildArgs {
     fn check_parent(&self) -> BenchResult<()> {
         let ppid = rustix::process::getppid().map(|p| p.as_raw_pid() as u32);
         if ppid != Some(self.ppid) {
-            return Err("bench parent died".into());
+            return Err("its parent, the measuring process, is gone; exiting".into());
         }
         Ok(())
     }
@@ -1454,7 +1603,7 @@ pub fn child_main<S: AsRef<str>>(words: &[S]) -> BenchResult<()> {
             let _ = writeln!(std::io::stderr(), "bench child: {e}; running unpinned");
         }
     }
-    match args.role.as_str() {
+    let r = match args.role.as_str() {
         "limit" => limit_child(&args),
         "futex" => futex_child(&args),
         "uds" => {
@@ -1471,7 +1620,9 @@ pub fn child_main<S: AsRef<str>>(words: &[S]) -> BenchResult<()> {
         #[cfg(feature = "iceoryx2")]
         "iceoryx2-rr" => ice::rr_child(&args),
         other => Err(format!("unknown bench child role {other:?}").into()),
-    }
+    };
+    // Its stderr is the user's: say whose message it is.
+    r.map_err(|e| format!("bench child (role={}): {e}", args.role).into())
 }
 
 // ------------------------------------------------------------- iceoryx2 --

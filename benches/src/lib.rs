@@ -197,54 +197,46 @@ impl Case for CaseKind {
 /// [`run_interleaved`]): each measures a tenth of its operations per turn.
 const TURNS: u64 = 10;
 
-/// Unrecorded operations a case of an alternating group runs at the start
-/// of each of its turns, so the switch from the other cases is not in its
-/// samples.
-const TURN_WARMUP: u64 = 50;
-
-/// Starts every case of `group`, warms each up, then measures `n`
-/// operations of each (`case.iterations`): all of them at once for a group
-/// of one; in [`TURNS`] turns, case after case, for a group of alternating
-/// cases, so they see the same host conditions. Returns each case's
-/// histogram and measured time; the children are stopped before this
-/// returns. [`Options::stop`] is looked at before the start and after the
-/// warmup; an error of a run whose stop is set (a Ctrl-C also reaches the
-/// children and ends them) is [`INTERRUPTED`].
+/// Measures `n` operations of each case of `group` (`case.iterations`),
+/// each after a warmup: a group of one at once; a group of alternating
+/// cases in [`TURNS`] turns, case after case, each turn on a freshly
+/// started pair (so no case's child sits idle, waking for its liveness
+/// checks, while another case is measured), so they see the same host
+/// conditions. Returns each case's histogram and measured time; every child
+/// is stopped before this returns. [`Options::stop`] is looked at before
+/// each start and after each warmup; an error of a run whose stop is set (a
+/// Ctrl-C also reaches the children and ends them) is [`INTERRUPTED`].
 fn measure<C: Case>(
     group: &[C],
     opts: &Options,
     env: &mut BenchEnv,
     n: impl Fn(C) -> u64,
 ) -> BenchResult<Vec<(Histogram<u64>, Duration)>> {
-    opts.check_stop()?;
-    let result = (|| {
-        let mut pairs = Vec::with_capacity(group.len());
-        for &case in group {
-            let mut pair = case.start(env)?;
-            pair.run(warmup_for(n(case)), None)?;
-            pairs.push(pair);
-        }
-        opts.check_stop()?;
-        let turns = if group.len() > 1 { TURNS } else { 1 };
-        let mut out: Vec<_> = group
-            .iter()
-            .map(|_| (new_histogram(), Duration::ZERO))
-            .collect();
-        for turn in 0..turns {
-            for ((pair, &case), (hist, elapsed)) in pairs.iter_mut().zip(group).zip(&mut out) {
-                let share = n(case) / turns + u64::from(turn < n(case) % turns);
-                if turns > 1 {
-                    pair.run(TURN_WARMUP.min(share), None)?;
+    let turns = if group.len() > 1 { TURNS } else { 1 };
+    let mut out: Vec<_> = group
+        .iter()
+        .map(|_| (new_histogram(), Duration::ZERO))
+        .collect();
+    for turn in 0..turns {
+        for (&case, (hist, elapsed)) in group.iter().zip(&mut out) {
+            let share = n(case) / turns + u64::from(turn < n(case) % turns);
+            opts.check_stop()?;
+            let result = (|| {
+                let mut pair = case.start(env)?;
+                pair.run(warmup_for(share), None)?;
+                opts.check_stop()?;
+                pair.run(share, Some(hist))
+            })();
+            match result {
+                Ok(t) => *elapsed += t,
+                Err(e) => {
+                    opts.check_stop()?;
+                    return Err(e);
                 }
-                *elapsed += pair.run(share, Some(hist))?;
             }
         }
-        Ok(out)
-    })();
-    if result.is_err() {
-        opts.check_stop()?;
     }
-    result
+    Ok(out)
 }
 
 /// Runs the ring comparison (`shmwire bench ring`).
@@ -364,8 +356,9 @@ impl Progress {
 /// [`MAX_ATTEMPTS`] times, then the last is kept, flagged by `attempts` and
 /// `placement_stable`). Consecutive alternating cases ([`Case::alternates`]:
 /// `bench ring`'s sleeping round trips) are measured as one group between
-/// two limits, in [`TURNS`] turns (a tenth of each case, case after case),
-/// so a ratio between them is not a drift of the host between two moments.
+/// two limits, in [`TURNS`] turns (a tenth of each case, case after case,
+/// see [`measure`]), so a ratio between them is not a drift of the host
+/// between two moments.
 /// Returns every limit measurement and the results: the limit over all its
 /// measurements first, then each case with its ratio to the mean of its two
 /// adjacent limits.
@@ -428,7 +421,7 @@ pub(crate) fn run_interleaved<C: Case>(
         measure_limit(env, &mut limits)?;
         progress.done_one();
     }
-    let limit_iters = spin_iters * limits.len() as u64;
+    let limit_iters = spin_iters.saturating_mul(limits.len() as u64);
     let mut results = vec![CaseResult {
         name: CaseKind::Limit.name(),
         payload_bytes: 0,

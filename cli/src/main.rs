@@ -91,8 +91,8 @@ struct BenchArgs {
     /// document whose `modes` array holds each mode's document).
     #[arg(long)]
     json: bool,
-    /// Round trips per case (default: 200000 for spinning cases, 20000
-    /// for blocking ones).
+    /// Round trips per case, at least 1 (default: 200000 for spinning
+    /// cases, 20000 for blocking ones).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     iters: Option<u64>,
     /// Also write each mode's latency distribution (CDF, log-scale latency)

@@ -115,3 +115,98 @@ fn an_interrupted_bench_removes_its_session() {
         );
     }
 }
+
+/// Pids of this user's `__bench-child` processes of `role` under `root`
+/// whose arguments also hold `extra` (if given).
+fn bench_children(root: &std::path::Path, role: &str, extra: Option<&str>) -> Vec<u32> {
+    let root_arg = format!("root={}", root.display());
+    let role_arg = format!("role={role}");
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        let has = |want: &str| args.contains(&want.as_bytes());
+        if has("__bench-child") && has(&role_arg) && has(&root_arg) && extra.is_none_or(has) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// A stopped echoing child (stopped, not dead: nothing tells the measuring
+/// side) fails the run once it has answered nothing for the stall bound
+/// (`SHMWIRE_BENCH_STALL_SECS`, 60 s by default), with an error that says
+/// so: the Unix-socket case (a plain `read`, guarded by a watchdog that
+/// kills the child), the bare futex case and a ring case. The bench then
+/// removes its session and leaves no process. Before, a stopped socket
+/// child held the bench for ever and a ring child for 10 minutes.
+#[test]
+fn a_stopped_bench_child_fails_the_run_after_the_stall_bound() {
+    use std::time::{Duration, Instant};
+    for (role, extra) in [
+        ("uds", None),
+        ("futex", None),
+        ("ring-echo", Some("wait=futex-sleep")),
+    ] {
+        let scratch = tempfile::tempdir().unwrap();
+        let root = scratch.path().join("root");
+        let child = Command::new(env!("CARGO_BIN_EXE_shmwire"))
+            .args(["bench", "ring", "--iters", "200000"])
+            .env("SHMWIRE_ROOT", &root)
+            .env("SHMWIRE_BENCH_STALL_SECS", "2")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run shmwire bench");
+        let mut bench = proc_support::Kid(child);
+        // Each turn of the sleeping cases lasts about a second here; stop
+        // the first child of `role` found while it still runs.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let stopped = loop {
+            assert!(Instant::now() < deadline, "{role}: no running child found");
+            if let Some(&pid) = bench_children(&root, role, extra).first() {
+                if proc_support::stop_if_running(pid) {
+                    break pid;
+                }
+            }
+            assert!(
+                bench.0.try_wait().unwrap().is_none(),
+                "{role}: the bench ended before its child could be stopped"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        let t0 = Instant::now();
+        let status = loop {
+            if let Some(st) = bench.0.try_wait().unwrap() {
+                break st;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "{role}: the bench still waits {:?} after its child {stopped} stopped",
+                t0.elapsed()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut err = String::new();
+        if let Some(mut e) = bench.0.stderr.take() {
+            std::io::Read::read_to_string(&mut e, &mut err).unwrap();
+        }
+        assert_eq!(status.code(), Some(1), "{role}: {err}");
+        assert!(
+            err.contains("the echoing child answered nothing for 2 s"),
+            "{role}: {err}"
+        );
+        let session = root.join(format!("bench-{}", bench.pid()));
+        assert!(!session.exists(), "{role}: the session was left");
+        assert!(
+            bench_children(&root, role, None).is_empty(),
+            "{role}: a child was left"
+        );
+        println!("{role}: the run failed {:?} after the stop", t0.elapsed());
+    }
+}
