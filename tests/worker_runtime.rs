@@ -4665,3 +4665,62 @@ fn a_freed_reference_is_read_through_none_of_its_clones() {
     assert_eq!(get_i64(&mut driver, &r), 21);
     terminate_and_wait(driver, &a, worker);
 }
+
+/// `get` and `wait` read the replies that arrived before they report a
+/// timeout, also with a timeout of zero: a reply sitting in the caller's
+/// ring is taken, not reported missing (the attack on `fdd9462` found
+/// `shmwire demo`'s driver, stopped past its reply wait, failing "get timed
+/// out" on a reply it had: it then asked `get` with the time left, zero,
+/// and `get` returned without reading). A reply that has not come is still
+/// a timeout at once.
+#[test]
+fn get_and_wait_read_replies_that_came_before_a_timeout_of_zero() {
+    maybe_run_worker();
+    let s = TestSession::new("zero-timeout");
+    let worker = s.spawn_worker(
+        "get_and_wait_read_replies_that_came_before_a_timeout_of_zero",
+        1,
+    );
+    let mut driver = s.driver();
+    let actor = create_counter(&mut driver, worker.id, 0);
+    // The actor is up and its connection established.
+    let r = driver
+        .submit_actor_task(&actor, "add", vec![i64_arg(0)])
+        .unwrap();
+    driver.get(std::slice::from_ref(&r), GUARD).unwrap();
+
+    // Its reply arrives while nothing reads it.
+    let r = driver
+        .submit_actor_task(&actor, "add", vec![i64_arg(5)])
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let v = driver
+        .get(std::slice::from_ref(&r), Duration::ZERO)
+        .expect("get with a timeout of zero, the reply in the ring");
+    assert_eq!(as_i64(&v[0]), 5);
+
+    let r = driver
+        .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let (ready, not_ready) = driver
+        .wait(std::slice::from_ref(&r), 1, Duration::ZERO)
+        .unwrap();
+    assert_eq!((ready.len(), not_ready.len()), (1, 0));
+    assert_eq!(as_i64(&driver.get(&ready, Duration::ZERO).unwrap()[0]), 6);
+
+    // A reply that cannot have come yet: a timeout, at once.
+    let r = driver
+        .submit_actor_task(&actor, "sleep_ms", vec![i64_arg(500)])
+        .unwrap();
+    let t = Instant::now();
+    match driver.get(std::slice::from_ref(&r), Duration::ZERO) {
+        Err(GetError::TimedOut {
+            ready: 0, total: 1, ..
+        }) => {}
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    driver.get(std::slice::from_ref(&r), GUARD).unwrap();
+    terminate_and_wait(driver, &actor, worker);
+}

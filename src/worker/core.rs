@@ -3484,7 +3484,11 @@ impl CoreWorker {
     }
 
     /// Waits until every object in `refs` is ready, at most `timeout`, and
-    /// returns their values in order (Ray's `Get`). The first object holding
+    /// returns their values in order (Ray's `Get`). Replies that arrived
+    /// are always read before a timeout is reported, also with a `timeout`
+    /// of zero and after this process was stopped past its deadline
+    /// ([`GetError::TimedOut`] then means none of them was there). The
+    /// first object holding
     /// a task error is reported as [`GetError::Task`]. A value in the object
     /// store is copied out of it here; [`CoreWorker::get_buffers`] lends it
     /// zero-copy instead.
@@ -3546,7 +3550,12 @@ impl CoreWorker {
     }
 
     /// Receives replies until every object of `refs` is ready (value or
-    /// error), at most `timeout`.
+    /// error), at most `timeout`. Before it reports a timeout it looks once
+    /// more without waiting (`drive(0)`): a reply that came while this
+    /// caller could not run — stopped, descheduled past its deadline, or
+    /// asked with a timeout of zero — is taken, not reported missing (Ray's
+    /// `get` sees what its I/O thread received meanwhile; the ring's waits
+    /// poll once more the same way).
     fn wait_ready<R: Referent>(&mut self, refs: &[R], timeout: Duration) -> Result<(), GetError> {
         // The clock is read once on the way in (not when everything is
         // ready at once), and the first round waits the whole `timeout`
@@ -3561,6 +3570,7 @@ impl CoreWorker {
         let mut deadline: Option<Instant> = None;
         let mut first_unready = 0;
         let mut whole = true;
+        let mut looked_last = false;
         loop {
             let mut next_unready = None;
             for (i, r) in refs.iter().enumerate().skip(first_unready) {
@@ -3593,6 +3603,12 @@ impl CoreWorker {
                 }
                 Some(d) => d.saturating_duration_since(Instant::now()),
             };
+            if left.is_zero() && !looked_last {
+                // One look without waiting before a timeout (see above).
+                looked_last = true;
+                self.drive(Duration::ZERO)?;
+                continue;
+            }
             if left.is_zero() {
                 return Err(GetError::TimedOut {
                     ready: refs
@@ -3653,7 +3669,9 @@ impl CoreWorker {
 
     /// Waits until `num_returns` of `refs` are ready (value or error), at
     /// most `timeout`; returns `(ready, not_ready)` in the order of `refs`
-    /// (Ray's `Wait`; `ready` holds at most `num_returns`). A reference
+    /// (Ray's `Wait`; `ready` holds at most `num_returns`). Replies that
+    /// arrived are read before the timeout ends it, as in
+    /// [`CoreWorker::get`]. A reference
     /// whose value will never come here — freed, or another `CoreWorker`'s
     /// — counts as ready at once (its `get` fails with
     /// [`GetError::UnknownObject`]), not as a wait to the timeout.
@@ -3666,12 +3684,16 @@ impl CoreWorker {
         self.release_dropped_refs();
         let deadline = crate::deadline_after(Instant::now(), timeout);
         let want = num_returns.min(refs.len());
+        let mut looked_last = false;
         loop {
             let n = refs.iter().filter(|r| self.settled(r)).count();
             let left = deadline.saturating_duration_since(Instant::now());
-            if n >= want || left.is_zero() {
+            if n >= want || (left.is_zero() && looked_last) {
                 break;
             }
+            // At the deadline, one look without waiting (as in
+            // `wait_ready`).
+            looked_last = left.is_zero();
             self.drive(left)?;
         }
         let mut ready = Vec::new();
