@@ -410,7 +410,7 @@ pub struct ChildProc {
 
 impl ChildProc {
     /// The child's pid.
-    fn pid(&self) -> BenchResult<u32> {
+    pub(crate) fn pid(&self) -> BenchResult<u32> {
         Ok(self.child.as_ref().ok_or("child already reaped")?.id())
     }
 
@@ -871,14 +871,15 @@ struct WatchState {
 /// a measuring side blocked in a plain `read` (sockets, pipes: no deadline
 /// without a syscall per round trip more) gets end-of-file and an error
 /// instead of waiting for ever. Looks once a second; the pair's cost is one
-/// relaxed add per round trip.
-struct Watchdog {
+/// relaxed add per round trip ([`Watchdog::beat`]).
+pub(crate) struct Watchdog {
     state: Arc<WatchState>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Watchdog {
-    fn start(pid: u32) -> BenchResult<Self> {
+    /// Watches the child `pid`.
+    pub(crate) fn start(pid: u32) -> BenchResult<Self> {
         let state = Arc::new(WatchState::default());
         let shared = Arc::clone(&state);
         let stall = stall();
@@ -909,6 +910,30 @@ impl Watchdog {
             state,
             thread: Some(thread),
         })
+    }
+}
+
+impl Watchdog {
+    /// Runs the measurement `f`, during which a child silent for
+    /// [`stall()`] — no [`Watchdog::beat`] — is killed; `f`'s error after
+    /// such a kill becomes the stall error.
+    pub(crate) fn guard<T>(&self, f: impl FnOnce() -> BenchResult<T>) -> BenchResult<T> {
+        // Relaxed: see `Watchdog::start`.
+        self.state.busy.store(true, Ordering::Relaxed);
+        let r = f();
+        self.state.busy.store(false, Ordering::Relaxed);
+        if r.is_err() && self.state.fired.load(Ordering::Relaxed) {
+            return Err(format!("{}; killed it", stall_error()).into());
+        }
+        r
+    }
+
+    /// One answer came (called by the measuring side inside
+    /// [`Watchdog::guard`]).
+    #[inline]
+    pub(crate) fn beat(&self) {
+        // Relaxed: a counter the watchdog compares once a second.
+        self.state.beats.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -982,25 +1007,19 @@ impl Pair for StreamPair {
             watchdog,
             ..
         } = self;
-        let state = &watchdog.state;
-        // Relaxed: see `Watchdog`.
-        state.busy.store(true, Ordering::Relaxed);
-        let r = timed_loop(n, hist, |_| {
-            *seq += 1;
-            buf[..8].copy_from_slice(&seq.to_le_bytes());
-            tx.write_all(&buf[..])?;
-            rx.read_exact(&mut buf[..])?;
-            state.beats.fetch_add(1, Ordering::Relaxed);
-            if buf[..8] != seq.to_le_bytes() {
-                return Err("stream echo returned the wrong payload".into());
-            }
-            Ok(())
-        });
-        state.busy.store(false, Ordering::Relaxed);
-        if r.is_err() && state.fired.load(Ordering::Relaxed) {
-            return Err(format!("{}; killed it", stall_error()).into());
-        }
-        r
+        watchdog.guard(|| {
+            timed_loop(n, hist, |_| {
+                *seq += 1;
+                buf[..8].copy_from_slice(&seq.to_le_bytes());
+                tx.write_all(&buf[..])?;
+                rx.read_exact(&mut buf[..])?;
+                watchdog.beat();
+                if buf[..8] != seq.to_le_bytes() {
+                    return Err("stream echo returned the wrong payload".into());
+                }
+                Ok(())
+            })
+        })
     }
 }
 

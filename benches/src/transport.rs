@@ -17,7 +17,7 @@ use std::net::TcpStream;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use shmwire::ids::WorkerId;
@@ -28,7 +28,7 @@ use shmwire::transport::{
 };
 use shmwire::wake::WaitStrategy;
 
-use super::cases::{self, BenchEnv, CaseKind, ChildProc, Pair};
+use super::cases::{self, BenchEnv, CaseKind, ChildProc, Pair, Watchdog};
 use super::harness::{pin_current_thread, timed_loop, BenchResult};
 
 /// Bytes per message.
@@ -150,7 +150,35 @@ fn spawn(env: &BenchEnv, extra: &[(&str, String)]) -> BenchResult<ChildProc> {
 #[allow(clippy::large_enum_variant)] // one per bench case, never moved in the loop
 enum Side {
     Conn(AnyConnection),
-    Stream(Box<dyn ReadWrite>),
+    /// A raw socket, its plain reads guarded by a watchdog on the child.
+    Stream(Box<dyn ReadWrite>, Watchdog),
+}
+
+/// Accepts the child's connection through `accept` (on a non-blocking
+/// listener), waiting at most [`CONNECT_TIMEOUT`] (or the shorter
+/// [`cases::stall`]); fails at once if the child exits first.
+fn accept_child<S>(
+    child: &mut ChildProc,
+    mut accept: impl FnMut() -> std::io::Result<S>,
+) -> BenchResult<S> {
+    let bound = CONNECT_TIMEOUT.min(cases::stall());
+    let deadline = Instant::now() + bound;
+    loop {
+        match accept() {
+            Ok(s) => return Ok(s),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e.into()),
+        }
+        child.check_alive()?;
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "the echoing child did not connect within {} s (stopped or hung)",
+                bound.as_secs()
+            )
+            .into());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 trait ReadWrite: Read + Write {}
@@ -189,11 +217,14 @@ impl TransportPair {
             }
             TransportCase::RawTcp => {
                 let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+                l.set_nonblocking(true)?;
                 extra.push(("addr", l.local_addr()?.to_string()));
-                let child = spawn(env, &extra)?;
-                let (s, _) = l.accept()?;
+                let mut child = spawn(env, &extra)?;
+                let (s, _) = accept_child(&mut child, || l.accept())?;
+                s.set_nonblocking(false)?;
                 s.set_nodelay(true)?;
-                (Side::Stream(Box::new(s)), child)
+                let watchdog = Watchdog::start(child.pid()?)?;
+                (Side::Stream(Box::new(s), watchdog), child)
             }
             TransportCase::Uds => {
                 let path = env
@@ -202,11 +233,15 @@ impl TransportPair {
                     .join(format!(".bench-uds-{}.sock", std::process::id()));
                 let _ = std::fs::remove_file(&path);
                 let l = UnixListener::bind(&path)?;
+                l.set_nonblocking(true)?;
                 extra.push(("addr", path.display().to_string()));
-                let child = spawn(env, &extra)?;
-                let (s, _) = l.accept()?;
+                let mut child = spawn(env, &extra)?;
+                let accepted = accept_child(&mut child, || l.accept());
                 let _ = std::fs::remove_file(&path);
-                (Side::Stream(Box::new(s)), child)
+                let (s, _) = accepted?;
+                s.set_nonblocking(false)?;
+                let watchdog = Watchdog::start(child.pid()?)?;
+                (Side::Stream(Box::new(s), watchdog), child)
             }
             TransportCase::Peer(k) => {
                 return Err(format!("{} is started by Case::start", k.name()).into())
@@ -240,10 +275,13 @@ impl TransportPair {
                 }
                 Ok(())
             }),
-            Side::Stream(s) => timed_loop(n, hist, |_| {
-                s.write_all(msg)?;
-                s.read_exact(buf)?;
-                Ok(())
+            Side::Stream(s, watchdog) => watchdog.guard(|| {
+                timed_loop(n, hist, |_| {
+                    s.write_all(msg)?;
+                    s.read_exact(buf)?;
+                    watchdog.beat();
+                    Ok(())
+                })
             }),
         }
     }

@@ -142,21 +142,25 @@ fn bench_children(root: &std::path::Path, role: &str, extra: Option<&str>) -> Ve
 /// side) fails the run once it has answered nothing for the stall bound
 /// (`SHMWIRE_BENCH_STALL_SECS`, 60 s by default), with an error that says
 /// so: the Unix-socket case (a plain `read`, guarded by a watchdog that
-/// kills the child), the bare futex case and a ring case. The bench then
-/// removes its session and leaves no process. Before, a stopped socket
-/// child held the bench for ever and a ring child for 10 minutes.
+/// kills the child), the bare futex case, a ring case, and `bench
+/// transport`'s raw Unix socket. The bench then removes its session and
+/// leaves no process. Before, a stopped socket child held the bench for
+/// ever and a ring child for 10 minutes.
 #[test]
 fn a_stopped_bench_child_fails_the_run_after_the_stall_bound() {
     use std::time::{Duration, Instant};
-    for (role, extra) in [
-        ("uds", None),
-        ("futex", None),
-        ("ring-echo", Some("wait=futex-sleep")),
+    // (mode, child role, one more argument of the child, how long it runs
+    // before it is stopped: the transport child connects first).
+    for (mode, role, extra, settle) in [
+        ("ring", "uds", None, 0),
+        ("ring", "futex", None, 0),
+        ("ring", "ring-echo", Some("wait=futex-sleep"), 0),
+        ("transport", "transport-echo", Some("mode=uds"), 100),
     ] {
         let scratch = tempfile::tempdir().unwrap();
         let root = scratch.path().join("root");
         let child = Command::new(env!("CARGO_BIN_EXE_shmwire"))
-            .args(["bench", "ring", "--iters", "200000"])
+            .args(["bench", mode, "--iters", "20000"])
             .env("SHMWIRE_ROOT", &root)
             .env("SHMWIRE_BENCH_STALL_SECS", "2")
             .stdout(std::process::Stdio::null())
@@ -164,12 +168,13 @@ fn a_stopped_bench_child_fails_the_run_after_the_stall_bound() {
             .spawn()
             .expect("run shmwire bench");
         let mut bench = proc_support::Kid(child);
-        // Each turn of the sleeping cases lasts about a second here; stop
-        // the first child of `role` found while it still runs.
+        // Each turn of the sleeping cases lasts ≈ 0.1 s here (a fresh child
+        // each); stop the first child of `role` found while it still runs.
         let deadline = Instant::now() + Duration::from_secs(120);
         let stopped = loop {
             assert!(Instant::now() < deadline, "{role}: no running child found");
             if let Some(&pid) = bench_children(&root, role, extra).first() {
+                std::thread::sleep(Duration::from_millis(settle));
                 if proc_support::stop_if_running(pid) {
                     break pid;
                 }
