@@ -30,9 +30,43 @@ pub const SMALL_PAYLOAD: usize = 64;
 /// How many spin iterations pass between two liveness checks of the peer.
 const SPIN_CHECK_MASK: u64 = (1 << 16) - 1;
 
-/// How many liveness checks a single wait may take before it gives up
-/// (≥ 65536 spins each: many seconds; only a hang guard).
-const MAX_CHECKS: u32 = 200_000;
+/// The measuring side's guard in a spin loop waiting for one answer:
+/// yields the CPU now and then ([`yield_if_long`]) and, every
+/// `SPIN_CHECK_MASK + 1` spins, checks that the child lives and fails the
+/// wait once it has lasted [`stall()`] (the clock is read only then).
+pub(crate) struct SpinWait {
+    spins: u64,
+    since: Option<Instant>,
+    stall: Duration,
+}
+
+impl SpinWait {
+    /// A wait that has not spun yet.
+    pub(crate) fn new() -> Self {
+        Self {
+            spins: 0,
+            since: None,
+            stall: stall(),
+        }
+    }
+
+    /// One fruitless poll: spins, and now and then yields, checks the
+    /// child (`alive`) and the stall bound.
+    #[inline]
+    pub(crate) fn spin(&mut self, alive: impl FnOnce() -> BenchResult<()>) -> BenchResult<()> {
+        std::hint::spin_loop();
+        self.spins += 1;
+        yield_if_long(self.spins);
+        if self.spins & SPIN_CHECK_MASK == 0 {
+            alive()?;
+            let now = Instant::now();
+            if now.duration_since(*self.since.get_or_insert(now)) >= self.stall {
+                return Err(stall_error());
+            }
+        }
+        Ok(())
+    }
+}
 
 /// How long a measuring side waits for one answer of its child before the
 /// run fails (a stopped or hung child; a dead one is found at once): only
@@ -551,20 +585,10 @@ impl Pair for LimitPair {
             let s = *seq;
             // pairs with the Acquire load of ping in limit_child.
             ping.store(s, Ordering::Release);
-            let mut spins = 0u64;
-            let mut checks = 0u32;
+            let mut wait = SpinWait::new();
             // pairs with the Release store of pong in limit_child.
             while pong.load(Ordering::Acquire) != s {
-                std::hint::spin_loop();
-                spins += 1;
-                yield_if_long(spins);
-                if spins & SPIN_CHECK_MASK == 0 {
-                    child.check_alive()?;
-                    checks += 1;
-                    if checks > MAX_CHECKS {
-                        return Err("limit child stopped answering".into());
-                    }
-                }
+                wait.spin(|| child.check_alive())?;
             }
             Ok(())
         })
@@ -1185,8 +1209,7 @@ fn poll_frame<'a>(
     rx: &'a mut Consumer<MappedStorage>,
     child: &mut ChildProc,
 ) -> BenchResult<shmwire::ring::ReadFrame<'a, MappedStorage>> {
-    let mut spins = 0u64;
-    let mut checks = 0u32;
+    let mut wait = SpinWait::new();
     // A dropped `ReadFrame` stays in the ring, so the frame found by the
     // first `peek` is returned by the second (two calls because returning
     // the first borrow from inside the loop does not pass the borrow checker).
@@ -1195,16 +1218,7 @@ fn poll_frame<'a>(
         if found {
             return Ok(rx.peek()?.expect("frame seen a moment ago"));
         }
-        std::hint::spin_loop();
-        spins += 1;
-        yield_if_long(spins);
-        if spins & SPIN_CHECK_MASK == 0 {
-            child.check_alive()?;
-            checks += 1;
-            if checks > MAX_CHECKS {
-                return Err("ring peer stopped answering".into());
-            }
-        }
+        wait.spin(|| child.check_alive())?;
     }
 }
 
@@ -1758,7 +1772,7 @@ mod ice {
             timed_loop(n, hist, |_| {
                 *seq += 1;
                 send(publisher, *seq)?;
-                let mut spins = 0u64;
+                let mut wait = SpinWait::new();
                 loop {
                     if let Some(sample) = subscriber.receive().map_err(err)? {
                         let got = u64::from_le_bytes(sample.payload()[..8].try_into()?);
@@ -1768,12 +1782,7 @@ mod ice {
                         // A late echo of a connection ping: skip it.
                         continue;
                     }
-                    spins += 1;
-                    if spins & SPIN_CHECK_MASK == 0 {
-                        child.check_alive()?;
-                    }
-                    yield_if_long(spins);
-                    std::hint::spin_loop();
+                    wait.spin(|| child.check_alive())?;
                 }
             })
         }
@@ -1904,7 +1913,7 @@ mod ice {
             timed_loop(n, hist, |_| {
                 *seq += 1;
                 let pending = request(client, *seq)?;
-                let mut spins = 0u64;
+                let mut wait = SpinWait::new();
                 loop {
                     if let Some(response) = pending.receive().map_err(err)? {
                         let got = u64::from_le_bytes(response.payload()[..8].try_into()?);
@@ -1913,12 +1922,7 @@ mod ice {
                         }
                         return Ok(());
                     }
-                    spins += 1;
-                    if spins & SPIN_CHECK_MASK == 0 {
-                        child.check_alive()?;
-                    }
-                    yield_if_long(spins);
-                    std::hint::spin_loop();
+                    wait.spin(|| child.check_alive())?;
                 }
             })
         }

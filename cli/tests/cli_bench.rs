@@ -142,25 +142,34 @@ fn bench_children(root: &std::path::Path, role: &str, extra: Option<&str>) -> Ve
 /// side) fails the run once it has answered nothing for the stall bound
 /// (`SHMWIRE_BENCH_STALL_SECS`, 60 s by default), with an error that says
 /// so: the Unix-socket case (a plain `read`, guarded by a watchdog that
-/// kills the child), the bare futex case, a ring case, and `bench
-/// transport`'s raw Unix socket. The bench then removes its session and
+/// kills the child), the bare futex case, a ring case, `bench
+/// transport`'s raw Unix socket and the spinning limit. The bench then removes its session and
 /// leaves no process. Before, a stopped socket child held the bench for
 /// ever and a ring child for 10 minutes.
 #[test]
 fn a_stopped_bench_child_fails_the_run_after_the_stall_bound() {
     use std::time::{Duration, Instant};
-    // (mode, child role, one more argument of the child, how long it runs
-    // before it is stopped: the transport child connects first).
-    for (mode, role, extra, settle) in [
-        ("ring", "uds", None, 0),
-        ("ring", "futex", None, 0),
-        ("ring", "ring-echo", Some("wait=futex-sleep"), 0),
-        ("transport", "transport-echo", Some("mode=uds"), 100),
+    // (mode, its --iters, child role, one more argument of the child, how
+    // long it runs before it is stopped: the transport child connects
+    // first).
+    for (mode, iters, role, extra, settle) in [
+        ("ring", "20000", "uds", None, 0),
+        ("ring", "20000", "futex", None, 0),
+        ("ring", "20000", "ring-echo", Some("wait=futex-sleep"), 0),
+        (
+            "transport",
+            "20000",
+            "transport-echo",
+            Some("mode=uds"),
+            100,
+        ),
+        // A spinning measuring side: seconds per limit measurement.
+        ("limit", "20000000", "limit", None, 0),
     ] {
         let scratch = tempfile::tempdir().unwrap();
         let root = scratch.path().join("root");
         let child = Command::new(env!("CARGO_BIN_EXE_shmwire"))
-            .args(["bench", mode, "--iters", "20000"])
+            .args(["bench", mode, "--iters", iters])
             .env("SHMWIRE_ROOT", &root)
             .env("SHMWIRE_BENCH_STALL_SECS", "2")
             .stdout(std::process::Stdio::null())
@@ -206,8 +215,12 @@ fn a_stopped_bench_child_fails_the_run_after_the_stall_bound() {
             err.contains("the echoing child answered nothing for 2 s"),
             "{role}: {err}"
         );
-        let session = root.join(format!("bench-{}", bench.pid()));
-        assert!(!session.exists(), "{role}: the session was left");
+        // Its session (`bench-<pid>`, `bench-limit-<pid>`, …) is gone, and
+        // with it the root the bench made.
+        let left: Vec<_> = std::fs::read_dir(&root)
+            .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{role}: left {left:?}");
         assert!(
             bench_children(&root, role, None).is_empty(),
             "{role}: a child was left"
