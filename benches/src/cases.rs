@@ -41,12 +41,13 @@ pub(crate) struct SpinWait {
 }
 
 impl SpinWait {
-    /// A wait that has not spun yet.
-    pub(crate) fn new() -> Self {
+    /// A wait that has not spun yet, failing after `stall` (the run's
+    /// [`stall()`], read once per run, not per answer).
+    pub(crate) fn new(stall: Duration) -> Self {
         Self {
             spins: 0,
             since: None,
-            stall: stall(),
+            stall,
         }
     }
 
@@ -580,12 +581,13 @@ impl Pair for LimitPair {
         let (ping, pong) = unsafe { limit_words(&seg) };
         let child = &mut self.child;
         let seq = &mut self.seq;
+        let stall = stall();
         timed_loop(n, hist, |_| {
             *seq += 1;
             let s = *seq;
             // pairs with the Acquire load of ping in limit_child.
             ping.store(s, Ordering::Release);
-            let mut wait = SpinWait::new();
+            let mut wait = SpinWait::new(stall);
             // pairs with the Release store of pong in limit_child.
             while pong.load(Ordering::Acquire) != s {
                 wait.spin(|| child.check_alive())?;
@@ -1204,12 +1206,13 @@ struct RingPair {
 }
 
 /// Spins on `peek` until a frame arrives, checking the child every
-/// 65536 polls.
+/// 65536 polls, at most `stall` ([`SpinWait`]).
 fn poll_frame<'a>(
     rx: &'a mut Consumer<MappedStorage>,
     child: &mut ChildProc,
+    stall: Duration,
 ) -> BenchResult<shmwire::ring::ReadFrame<'a, MappedStorage>> {
-    let mut wait = SpinWait::new();
+    let mut wait = SpinWait::new(stall);
     // A dropped `ReadFrame` stays in the ring, so the frame found by the
     // first `peek` is returned by the second (two calls because returning
     // the first borrow from inside the loop does not pass the borrow checker).
@@ -1294,7 +1297,7 @@ impl Pair for RingPair {
             grant.copy_from_slice(buf);
             grant.commit_all();
             let frame = if *poll {
-                poll_frame(rx, child)?
+                poll_frame(rx, child, stall)?
             } else {
                 // A relative deadline: resolved at the wait's first clock
                 // read, so a quick answer reads no clock.
@@ -1769,10 +1772,11 @@ mod ice {
         fn run(&mut self, n: u64, hist: Option<&mut Histogram<u64>>) -> BenchResult<Duration> {
             let (publisher, subscriber) = (&self.publisher, &self.subscriber);
             let (seq, child) = (&mut self.seq, &mut self.child);
+            let stall = stall();
             timed_loop(n, hist, |_| {
                 *seq += 1;
                 send(publisher, *seq)?;
-                let mut wait = SpinWait::new();
+                let mut wait = SpinWait::new(stall);
                 loop {
                     if let Some(sample) = subscriber.receive().map_err(err)? {
                         let got = u64::from_le_bytes(sample.payload()[..8].try_into()?);
@@ -1910,10 +1914,11 @@ mod ice {
         fn run(&mut self, n: u64, hist: Option<&mut Histogram<u64>>) -> BenchResult<Duration> {
             let client = &self.client;
             let (seq, child) = (&mut self.seq, &mut self.child);
+            let stall = stall();
             timed_loop(n, hist, |_| {
                 *seq += 1;
                 let pending = request(client, *seq)?;
-                let mut wait = SpinWait::new();
+                let mut wait = SpinWait::new(stall);
                 loop {
                     if let Some(response) = pending.receive().map_err(err)? {
                         let got = u64::from_le_bytes(response.payload()[..8].try_into()?);
