@@ -220,6 +220,12 @@ fn measure<C: Case>(
     for turn in 0..turns {
         for (&case, (hist, elapsed)) in group.iter().zip(&mut out) {
             let share = n(case) / turns + u64::from(turn < n(case) % turns);
+            if share == 0 && turn > 0 {
+                // `--iters` below the number of turns: nothing to measure in
+                // this turn (a pair started and dropped at once would leave
+                // its child waiting for a segment already gone).
+                continue;
+            }
             opts.check_stop()?;
             let result = (|| {
                 let mut pair = case.start(env)?;

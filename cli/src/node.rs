@@ -164,6 +164,8 @@ pub fn run(args: NodeArgs) -> CliResult {
         }
     });
     let report = node.shutdown()?;
+    // The root too, if this node made it and nothing else is in it now.
+    forget_root();
     // Best effort: stdout may be closed by now (the node still stopped).
     let _ = crate::out::write(
         format_args!("node stopped; session directory {}", kept_because(&report)),

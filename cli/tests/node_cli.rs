@@ -3378,3 +3378,35 @@ fn idle_tcp_connections_cost_a_worker_little_memory() {
     drop((conns, warm));
     let _ = session.remove_all();
 }
+
+/// A node stopped by a signal removes the root it made (now empty), as
+/// `demo` and `bench` do, and keeps one that existed (attack on `fcd9365`:
+/// the README says it leaves nothing of its own).
+#[test]
+fn a_stopped_node_removes_the_root_it_made() {
+    let scratch = tempfile::tempdir().unwrap();
+    let missing = scratch.path().join("missing-root");
+    let existing = scratch.path().join("existing-root");
+    std::fs::create_dir(&existing).unwrap();
+    std::fs::set_permissions(
+        &existing,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    for root in [&missing, &existing] {
+        let (mut kid, mut out, _) =
+            proc_support::spawn_node(root, &["--session", "made-root", "--store-capacity", "4M"]);
+        let drain = std::thread::spawn(move || {
+            let mut rest = String::new();
+            let _ = std::io::Read::read_to_string(&mut out, &mut rest);
+        });
+        let (status, _) = kid.signal_and_collect("-TERM", std::time::Duration::from_secs(30));
+        assert!(status.success(), "{status}");
+        drain.join().unwrap();
+        if root == &missing {
+            assert!(!missing.exists(), "the node left the root it made");
+        } else {
+            assert_eq!(std::fs::read_dir(&existing).unwrap().count(), 0);
+        }
+    }
+}
