@@ -3487,7 +3487,7 @@ impl CoreWorker {
     /// returns their values in order (Ray's `Get`). Replies that arrived
     /// are always read before a timeout is reported, also with a `timeout`
     /// of zero and after this process was stopped past its deadline
-    /// ([`GetError::TimedOut`] then means none of them was there). The
+    /// ([`GetError::TimedOut`] then means a reply had not come). The
     /// first object holding
     /// a task error is reported as [`GetError::Task`]. A value in the object
     /// store is copied out of it here; [`CoreWorker::get_buffers`] lends it
