@@ -553,24 +553,21 @@ unsafe fn limit_words(seg: &Segment) -> (&AtomicU64, &AtomicU64) {
     }
 }
 
+/// Creates a fresh one-page bench segment for `case` and starts its child
+/// with the segment's name (`seg=`): the limit and the futex mailbox.
+fn start_page_case(env: &mut BenchEnv, case: CaseKind) -> BenchResult<(Arc<Segment>, ChildProc)> {
+    let name = env.fresh_name(case.role());
+    let seg = Segment::create_with(&env.session, &name, 4096, kind::BENCH, |_: &mut [u8]| {
+        Ok::<_, ShmError>(())
+    })?;
+    let child = env.spawn(case.role(), &[("seg", name)], Stdio::null(), Stdio::null())?;
+    Ok((Arc::new(seg), child))
+}
+
 impl LimitPair {
     fn start(env: &mut BenchEnv) -> BenchResult<Self> {
-        let name = env.fresh_name("limit");
-        let seg =
-            Segment::create_with(&env.session, &name, 4096, kind::BENCH, |_: &mut [u8]| {
-                Ok::<_, ShmError>(())
-            })?;
-        let child = env.spawn(
-            CaseKind::Limit.role(),
-            &[("seg", name)],
-            Stdio::null(),
-            Stdio::null(),
-        )?;
-        Ok(Self {
-            seg: Arc::new(seg),
-            seq: 0,
-            child,
-        })
+        let (seg, child) = start_page_case(env, CaseKind::Limit)?;
+        Ok(Self { seg, seq: 0, child })
     }
 }
 
@@ -771,22 +768,8 @@ struct FutexPair {
 
 impl FutexPair {
     fn start(env: &mut BenchEnv) -> BenchResult<Self> {
-        let name = env.fresh_name("futex");
-        let seg =
-            Segment::create_with(&env.session, &name, 4096, kind::BENCH, |_: &mut [u8]| {
-                Ok::<_, ShmError>(())
-            })?;
-        let child = env.spawn(
-            CaseKind::Futex.role(),
-            &[("seg", name)],
-            Stdio::null(),
-            Stdio::null(),
-        )?;
-        Ok(Self {
-            seg: Arc::new(seg),
-            seq: 0,
-            child,
-        })
+        let (seg, child) = start_page_case(env, CaseKind::Futex)?;
+        Ok(Self { seg, seq: 0, child })
     }
 }
 
