@@ -543,14 +543,25 @@ fn signal(pid: u32, sig: &str) {
     let _ = Command::new("kill").args([sig, &pid.to_string()]).status();
 }
 
+/// A frame waiting in a ring (see [`waiting_frames`]).
+#[derive(Clone, Copy, Debug)]
+struct Frame {
+    /// Its ring position (monotonic; the commit word holds it + 1).
+    pos: u64,
+    /// Its payload's offset in the ring's file.
+    off: u64,
+    /// Its payload's length, bytes.
+    len: u64,
+}
+
 /// The frames waiting in `ring` from the consumer's `tail` on — up to the
 /// producer's `head`, and past it while frames' commit words say they are
-/// published (the producer publishes `head` lazily) — as (payload offset in
-/// the file, payload length). Header layout (src/ring/layout.rs): capacity
-/// at 8, head at 128, tail at 256, data from 640; a frame is a commit word
-/// (its ring position + 1), a (len, kind) word and the payload, 16-aligned;
-/// kind `u32::MAX` pads to the end of the data.
-fn waiting_frames(ring: &std::fs::File) -> Vec<(u64, u64)> {
+/// published (the producer publishes `head` lazily) — and the position
+/// where the published frames end. Header layout (src/ring/layout.rs):
+/// capacity at 8, head at 128, tail at 256, data from 640; a frame is a
+/// commit word (its ring position + 1), a (len, kind) word and the
+/// payload, 16-aligned; kind `u32::MAX` pads to the end of the data.
+fn ring_frames(ring: &std::fs::File) -> (Vec<Frame>, u64) {
     use std::os::unix::fs::FileExt;
     const DATA: u64 = 640;
     let word = |off: u64| {
@@ -559,24 +570,68 @@ fn waiting_frames(ring: &std::fs::File) -> Vec<(u64, u64)> {
             .map(|()| u64::from_le_bytes(b))
     };
     let mut frames = Vec::new();
-    if let (Ok(cap), Ok(head), Ok(tail)) = (word(8), word(128), word(256)) {
-        let mut pos = tail;
-        let published = |pos: u64, off: u64| pos < head || word(off).is_ok_and(|c| c == pos + 1);
-        while cap.is_power_of_two() && head.wrapping_sub(tail) <= cap && pos - tail < cap {
-            let off = DATA + pos % cap;
-            if !published(pos, off) {
-                break;
-            }
-            let Ok(info) = word(off + 8) else { break };
-            let (len, kind) = (info & 0xffff_ffff, info >> 32);
-            if kind == u64::from(u32::MAX) {
-                pos += cap - pos % cap;
-                continue;
-            }
-            frames.push((off + 16, len));
-            pos += 16 + len.div_ceil(16) * 16;
+    let (Ok(cap), Ok(head), Ok(tail)) = (word(8), word(128), word(256)) else {
+        return (frames, 0);
+    };
+    let mut pos = tail;
+    let published = |pos: u64, off: u64| pos < head || word(off).is_ok_and(|c| c == pos + 1);
+    while cap.is_power_of_two() && head.wrapping_sub(tail) <= cap && pos - tail < cap {
+        let off = DATA + pos % cap;
+        if !published(pos, off) {
+            break;
         }
+        let Ok(info) = word(off + 8) else { break };
+        let (len, kind) = (info & 0xffff_ffff, info >> 32);
+        if kind == u64::from(u32::MAX) {
+            pos += cap - pos % cap;
+            continue;
+        }
+        frames.push(Frame {
+            pos,
+            off: off + 16,
+            len,
+        });
+        pos += 16 + len.div_ceil(16) * 16;
     }
+    (frames, pos)
+}
+
+/// The frames waiting in `ring` ([`ring_frames`]).
+fn waiting_frames(ring: &std::fs::File) -> Vec<Frame> {
+    ring_frames(ring).0
+}
+
+/// Stops `consumer`, the process that reads `ring`, such that its peer
+/// `producer` then publishes frames into `ring` that the consumer cannot
+/// have seen, and returns the ring position where they begin (the
+/// `mark` of [`unseen_frames`]); `None` if either process ended first.
+/// The producer is stopped first, the consumer given 30 ms to read (and
+/// answer) all it was sent, then stopped, and the producer resumed: it
+/// goes on with the answers (a worker answers the requests it found, a
+/// driver sends more calls for the replies it found).
+///
+/// A test that changes a waiting frame changes only such frames, or its
+/// change may go unseen: a stopped consumer may already have read (copied
+/// out) frames it has not released yet, and CI runs failed so, changing
+/// the first waiting frame, or the second (a consumer reads a batch
+/// before it releases it). Stopping only the consumer and taking what
+/// came since found nothing when the consumer was the slower side (the
+/// driver's window full when it stopped).
+fn stop_consumer(consumer: u32, producer: u32, ring: &std::fs::File) -> Option<u64> {
+    if !proc_support::stop_if_running(producer) {
+        return None;
+    }
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    let mark = proc_support::stop_if_running(consumer).then(|| ring_frames(ring).1);
+    proc_support::continue_process(producer);
+    mark
+}
+
+/// The frames waiting in `ring` that its consumer, stopped at `mark`
+/// ([`stop_consumer`]), cannot have seen: those published since.
+fn unseen_frames(ring: &std::fs::File, mark: u64) -> Vec<Frame> {
+    let mut frames = waiting_frames(ring);
+    frames.retain(|f| f.pos >= mark);
     frames
 }
 
@@ -597,21 +652,20 @@ fn scribbled_request_frames_cut_the_caller_off_and_nobody_dies() {
         proc_support::watchdog("scribbled_request_frames_cut_the_caller_off_and_nobody_dies");
     let (_scratch, root) = private_root("cr", "frames");
     let mut demo = ShmDemo::start(&root, &["--tasks", "200000"]);
-    std::thread::sleep(Duration::from_millis(30));
     let f = demo.ring("c2s");
-    let worker = demo.worker_pid();
+    let (driver, worker) = (demo.child.pid(), demo.worker_pid());
     let mut cycles = 0;
     let mut hit = 0;
     // With the worker stopped, the requests the driver committed meanwhile
-    // wait in the ring, between the consumer's published `tail` and `head`:
-    // their payloads (not their frame headers) are overwritten with random
-    // bytes, then the worker goes on. A stop while it was working on a
-    // request finds only that one (already copied out): tried again.
+    // wait in the ring: their payloads (not their frame headers) are
+    // overwritten with random bytes, then the worker goes on.
     while cycles < 20 && demo.running() {
         cycles += 1;
-        proc_support::stop_process(worker);
+        let Some(mark) = stop_consumer(worker, driver, &f) else {
+            break;
+        };
         std::thread::sleep(Duration::from_millis(60));
-        for (off, len) in waiting_frames(&f) {
+        for Frame { off, len, .. } in unseen_frames(&f, mark) {
             let garbage: Vec<u8> = (0..len.div_ceil(8))
                 .flat_map(|k| random_u64(off ^ (k << 20) ^ cycles).to_le_bytes())
                 .take(len as usize)
@@ -702,28 +756,22 @@ fn replies_naming_another_object_or_size_are_refused() {
         std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .unwrap();
         let mut demo = ShmDemo::start(&root, &["--tasks", "200000"]);
-        std::thread::sleep(Duration::from_millis(30));
         let f = demo.ring("s2c");
-        let driver = demo.child.pid();
+        let (driver, worker) = (demo.child.pid(), demo.worker_pid());
         let (mut cycles, mut hit) = (0, 0);
         // The driver stopped, the replies the worker wrote meanwhile wait in
         // the ring; in each one of the model's length whose return id begins
-        // with its task id (the layout found), the field is changed — but
-        // not in the first: the driver may have been stopped while copying
-        // it out (its tail not yet published), and a change there would go
-        // unseen (a CI run once changed only that one).
-        // Bounded by the demo's end: while it calls one at a time only one
-        // reply waits (the first, skipped), so the stops must last into
-        // its pipelined part however slow the stopped sync part was (40
-        // stops did not always reach it).
-        while hit == 0 && cycles < 400 && demo.running() {
+        // with its task id (the layout found), the field is changed. Only in
+        // replies the driver cannot have read ([`unseen_frames`]): a change
+        // to one it had copied out went unseen in a CI run.
+        while hit == 0 && cycles < 100 && demo.running() {
             cycles += 1;
             // It may end on its own between the look and the stop.
-            if !proc_support::stop_if_running(driver) {
+            let Some(mark) = stop_consumer(driver, worker, &f) else {
                 break;
-            }
+            };
             std::thread::sleep(Duration::from_millis(40));
-            for (off, len) in waiting_frames(&f).into_iter().skip(1) {
+            for Frame { off, len, .. } in unseen_frames(&f, mark) {
                 let (mut task, mut object) = ([0u8; 24], [0u8; 24]);
                 if len != model_len
                     || f.read_exact_at(&mut task, off + task_at).is_err()
@@ -762,9 +810,9 @@ fn replies_naming_another_object_or_size_are_refused() {
     }
 }
 
-/// Input (a fresh attack, 2026-12-01 21:00): a reply replayed over the next
+/// Input (a fresh attack, 2026-12-01 21:00): a reply replayed over another
 /// one waiting in the driver's reply ring (driver stopped, one reply frame's
-/// payload copied over the next of the same length). The copy is a valid
+/// payload copied over another of the same length). The copy is a valid
 /// reply, but for a task already finished: the caller ignores it (it cannot
 /// tell a replay from a late reply in general), and the task whose reply was
 /// overwritten never hears back. That still ends at `get`'s timeout, but the
@@ -777,21 +825,29 @@ fn a_replayed_reply_is_named_when_get_times_out() {
     use std::time::Duration;
     let _watchdog = proc_support::watchdog("a_replayed_reply_is_named_when_get_times_out");
     let (_scratch, root) = private_root("cr", "replay");
-    // The sync phase first (one reply at a time), then the pipelined one.
-    let mut demo = ShmDemo::start(&root, &["--tasks", "400000"]);
+    let mut demo = ShmDemo::start(&root, &["--tasks", "200000"]);
+    // Two replies wait together only with calls in flight: the second,
+    // pipelined phase.
+    demo.wait_for("one at a time");
     let f = demo.ring("s2c");
-    let driver = demo.child.pid();
+    let (driver, worker) = (demo.child.pid(), demo.worker_pid());
     let (mut cycles, mut hit) = (0, false);
-    // Until two replies of one length wait together (the pipelined phase).
-    while !hit && cycles < 400 && demo.running() {
+    // Another waiting reply of its length is copied over one the stopped
+    // driver cannot have read yet ([`unseen_frames`]; a copy over one it
+    // had read went unseen in a CI run: the demo said "ok").
+    while !hit && cycles < 100 && demo.running() {
         cycles += 1;
-        proc_support::stop_process(driver);
+        let Some(mark) = stop_consumer(driver, worker, &f) else {
+            break;
+        };
         std::thread::sleep(Duration::from_millis(40));
         let frames = waiting_frames(&f);
-        if let [(a, len_a), (b, len_b), ..] = frames[..] {
-            let mut payload = vec![0u8; len_a as usize];
-            if len_a == len_b && f.read_exact_at(&mut payload, a).is_ok() {
-                hit = f.write_all_at(&payload, b).is_ok();
+        let target = frames.iter().find(|b| b.pos >= mark);
+        let source = target.and_then(|b| frames.iter().find(|a| a.pos != b.pos && a.len == b.len));
+        if let (Some(a), Some(b)) = (source, target) {
+            let mut payload = vec![0u8; a.len as usize];
+            if f.read_exact_at(&mut payload, a.off).is_ok() {
+                hit = f.write_all_at(&payload, b.off).is_ok();
             }
         }
         proc_support::continue_process(driver);
@@ -839,22 +895,25 @@ fn a_request_frame_of_an_unknown_kind_is_a_violation_on_both_sides() {
         std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .unwrap();
         let mut demo = ShmDemo::start(&root, &["--tasks", "200000", "--window", "64"]);
-        std::thread::sleep(Duration::from_millis(30));
         let f = demo.ring("c2s");
-        let worker = demo.worker_pid();
+        let (driver, worker) = (demo.child.pid(), demo.worker_pid());
         let mut hit = false;
         for _ in 0..20 {
             // It may end on its own between the look and the stop.
-            if !demo.running() || !proc_support::stop_if_running(worker) {
+            let Some(mark) = demo
+                .running()
+                .then(|| stop_consumer(worker, driver, &f))
+                .flatten()
+            else {
                 break;
-            }
+            };
             std::thread::sleep(Duration::from_millis(60));
-            // The frame's (len, kind) word ends 4 bytes before its payload.
-            // Not the first waiting frame: the worker may have copied it
-            // already when it stopped, before releasing it (as the
-            // scribbling test above skips it).
-            if let Some(&(off, _)) = waiting_frames(&f).get(1) {
-                hit = f.write_all_at(&kind.to_le_bytes(), off - 4).is_ok();
+            // The frame's (len, kind) word ends 4 bytes before its payload;
+            // in a frame the worker cannot have read yet ([`unseen_frames`]:
+            // CI runs changed the first or second waiting frame, read
+            // already, and the demo said "ok").
+            if let Some(frame) = unseen_frames(&f, mark).first() {
+                hit = f.write_all_at(&kind.to_le_bytes(), frame.off - 4).is_ok();
             }
             proc_support::continue_process(worker);
             if hit {
