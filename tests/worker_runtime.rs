@@ -2842,6 +2842,76 @@ fn a_workers_files_removed_during_a_long_task_are_put_back_during_it() {
     terminate_and_wait(a, &actor, worker);
 }
 
+/// A worker's directory entry changed in place — the same file (inode),
+/// its bytes overwritten — is put back within about a second: random
+/// bytes of the same length, the file emptied, and a valid entry naming
+/// another pid and TCP port. Before (attack on `fcd9365`), the check
+/// compared only the file, so the entry stayed garbage (or wrong) for as
+/// long as the worker lived, and new callers could not reach it by id.
+#[test]
+fn a_workers_entry_changed_in_place_is_put_back() {
+    use std::io::{Seek, Write};
+    const TEST: &str = "a_workers_entry_changed_in_place_is_put_back";
+    maybe_run_worker();
+    let s = TestSession::new("entryinplace");
+    let worker = s.spawn_worker_env(TEST, 0, &[(worker_support::ENV_UNTIL_EXIT, "1")]);
+    let entry = entry_path(&s, worker.id);
+    let original = std::fs::read(&entry).unwrap();
+    let text = String::from_utf8(original.clone()).unwrap();
+    let forged: String = text
+        .lines()
+        .map(|l| match l.split_once('=') {
+            Some(("pid", _)) => "pid=1".to_owned(),
+            Some(("tcp", _)) => "tcp=127.0.0.1:9".to_owned(),
+            _ => l.to_owned(),
+        })
+        .map(|l| l + "\n")
+        .collect();
+    assert_ne!(forged, text);
+    let random: Vec<u8> = (0..original.len())
+        .map(|i| (i as u8).wrapping_mul(151).wrapping_add(7) | 0x80)
+        .collect();
+    let shm = caller_connector(&s.session);
+    let tcp = caller_connector(&s.session).force_tcp(true);
+    for (what, bytes) in [
+        ("random bytes", random),
+        ("nothing", Vec::new()),
+        ("another pid and port", forged.into_bytes()),
+    ] {
+        let inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&entry).unwrap());
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&entry)
+            .unwrap();
+        f.set_len(0).unwrap();
+        f.rewind().unwrap();
+        f.write_all(&bytes).unwrap();
+        drop(f);
+        let changed = Instant::now();
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&entry).unwrap()),
+            inode,
+            "{what}: changed in place"
+        );
+        while std::fs::read(&entry).ok().as_deref() != Some(&original[..]) {
+            assert!(
+                changed.elapsed() < Duration::from_secs(5),
+                "{what}: the entry still says {:?}",
+                std::fs::read(&entry).map(|b| String::from_utf8_lossy(&b).into_owned())
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("{what}: put back after {:?}", changed.elapsed());
+        for (name, c) in [("shared memory", &shm), ("TCP", &tcp)] {
+            c.connect_worker(&worker.id)
+                .unwrap_or_else(|e| panic!("{what}: over {name}: {e}"));
+        }
+    }
+    let mut a = s.driver();
+    let actor = create_counter(&mut a, worker.id, 0);
+    terminate_and_wait(a, &actor, worker);
+}
+
 /// Over TCP, an actor whose worker is only stopped (`SIGSTOP`) stops
 /// answering heartbeats: the caller declares the connection dead after the
 /// liveness bound, cannot reach the worker again (the handshake times out),

@@ -51,6 +51,8 @@ pub struct Registration {
     lock: File,
     /// What the entry says, to write it again ([`Published::restore`]).
     endpoint: Endpoint,
+    /// `endpoint` encoded: the entry file's exact contents.
+    encoded: String,
 }
 
 impl Registration {
@@ -60,10 +62,31 @@ impl Registration {
     }
 
     /// Whether the entry under the worker's name is still the file this
-    /// registration wrote and locks (`false` once it was removed or
-    /// another file was renamed over it).
+    /// registration wrote and locks, holding what it wrote (`false` once it
+    /// was removed, another file was renamed over it, or its bytes were
+    /// changed in place). Costs a `stat` and a `pread` of the entry (a few
+    /// hundred bytes).
     pub fn intact(&self) -> bool {
-        same_file(&self.lock, &self.path)
+        same_file(&self.lock, &self.path) && self.contents_intact()
+    }
+
+    /// Whether the locked file holds exactly what this registration wrote
+    /// (a read error counts as changed: the entry is written again).
+    fn contents_intact(&self) -> bool {
+        use std::os::unix::fs::FileExt;
+        let want = self.encoded.as_bytes();
+        // One byte more than the entry, to see a file that grew.
+        let mut got = vec![0u8; want.len() + 1];
+        let mut n = 0;
+        while n < got.len() {
+            match self.lock.read_at(&mut got[n..], n as u64) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+        &got[..n] == want
     }
 }
 
@@ -71,10 +94,21 @@ impl Published for Registration {
     /// Writes the entry again (same contents, a new locked file) when
     /// [`Registration::intact`] is `false`. An entry lost that way made the
     /// worker unreachable by id and name, and a file renamed over it (not
-    /// locked) made it look dead: readers removed it.
+    /// locked) made it look dead: readers removed it. An entry whose bytes
+    /// were changed in place (still this registration's locked file) read
+    /// as garbage, or as another worker's address, for as long as the
+    /// worker lived.
     fn restore(&mut self) -> Result<bool, PublishError> {
-        if self.intact() {
-            return Ok(false);
+        if same_file(&self.lock, &self.path) {
+            if self.contents_intact() {
+                return Ok(false);
+            }
+            // Our own file, changed in place: its lock is ours (a probe
+            // would find it live and refuse), so it is replaced at once by
+            // a new locked file with what it should say.
+            self.directory.check_name_free(&self.endpoint)?;
+            self.lock = self.directory.write_entry(&self.path, &self.endpoint)?;
+            return Ok(true);
         }
         // Another live process's lock on a file under this name: not ours
         // to replace (an unlocked one is a dead owner's: the probe removed
@@ -221,6 +255,7 @@ impl Directory {
             path,
             lock,
             endpoint: endpoint.clone(),
+            encoded: endpoint.encode(),
         })
     }
 
