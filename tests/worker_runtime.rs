@@ -2959,6 +2959,69 @@ fn a_stopped_tcp_actor_is_reported_as_stopped_answering() {
     assert!(waited < GUARD, "{waited:?}");
 }
 
+/// The same for a normal task: over TCP, a stopped worker's normal task
+/// fails as unavailable, and the error says the connection was declared
+/// dead for the worker's silence, as an actor task's does. Before (attack
+/// on `71e1ecb`), it said only "… lives but was not reached again …:
+/// timed out during the handshake reply".
+#[test]
+fn a_stopped_tcp_workers_normal_task_is_reported_as_stopped_answering() {
+    maybe_run_worker();
+    let s = TestSession::new("stopped-tcp-normal");
+    let mut worker = s.spawn_worker(
+        "a_stopped_tcp_workers_normal_task_is_reported_as_stopped_answering",
+        1,
+    );
+    let mut opts = CoreWorkerOptions::new(s.node);
+    opts.force_tcp = true;
+    let mut driver = CoreWorker::new(&s.session, opts).unwrap();
+    let square = |driver: &mut CoreWorker| {
+        driver
+            .submit_task(
+                worker.id,
+                FunctionDescriptor::rust(MODULE, "", "square"),
+                vec![i64_arg(3)],
+                TaskOptions { max_retries: 0 },
+            )
+            .unwrap()
+    };
+    let warm = square(&mut driver);
+    assert_eq!(get_i64(&mut driver, &warm), 9);
+    let pid = worker.child.as_ref().unwrap().id();
+    worker_support::stop_process(pid);
+    let t = Instant::now();
+    let r = square(&mut driver);
+    let err = task_error(&mut driver, &r);
+    let waited = t.elapsed();
+    worker_support::continue_process(pid);
+    worker.kill();
+    match &err {
+        TaskError::WorkerUnavailable {
+            worker_id, reason, ..
+        } => {
+            assert_eq!(*worker_id, worker.id);
+            let silent: f64 = reason
+                .strip_prefix("connection declared dead: the worker stopped answering (silent for ")
+                .and_then(|r| r.split(' ').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no silence in {reason:?}"));
+            // The default liveness bound (TransportConfig): 5 s.
+            assert!(silent >= 5.0, "{reason}");
+            assert!(
+                reason.contains(&format!("s); its process (pid {pid}) lives")),
+                "{reason}"
+            );
+        }
+        other => panic!("expected WorkerUnavailable naming the silence, got {other:?}"),
+    }
+    let text = err.to_string();
+    assert!(
+        text.contains(": connection declared dead: the worker stopped answering (silent for"),
+        "{text}"
+    );
+    assert!(waited < GUARD, "{waited:?}");
+}
+
 /// Over TCP, a worker that really died (SIGKILL: its connection is reset
 /// or ends) is reported as having died, not as having stopped answering.
 #[test]

@@ -2690,13 +2690,17 @@ impl CoreWorker {
                 function,
                 violation: v.clone(),
             },
-            _ => {
-                let silent = match self.stopped_answering {
-                    Some((w, d)) if w == worker => Some(d),
-                    _ => None,
-                };
-                failure(function, silent)
-            }
+            _ => failure(function, self.silence_of(worker)),
+        }
+    }
+
+    /// How long `worker` had been silent when its connection, whose loss
+    /// is being handled, was declared dead for answering no heartbeat
+    /// (`None`: it broke otherwise, or another worker's loss is handled).
+    fn silence_of(&self, worker: WorkerId) -> Option<Duration> {
+        match self.stopped_answering {
+            Some((w, d)) if w == worker => Some(d),
+            _ => None,
         }
     }
 
@@ -3167,7 +3171,10 @@ impl CoreWorker {
                 Some(reason) => TaskError::WorkerUnavailable {
                     worker_id: worker,
                     function: p.function(),
-                    reason,
+                    reason: match self.silence_of(worker) {
+                        Some(d) => super::error::declared_dead(d) + &reason,
+                        None => reason,
+                    },
                 },
                 None => self.loss_error(worker, p.function(), |function, stopped_answering| {
                     TaskError::WorkerDied {

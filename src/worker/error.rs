@@ -42,6 +42,16 @@ fn how_broken(stopped_answering: &Option<Duration>, unreachable: &Option<String>
     }
 }
 
+/// For a [`TaskError::WorkerUnavailable`]'s reason, when its connection was
+/// declared dead for the worker's silence: "connection declared dead: the
+/// worker stopped answering (silent for 5.0 s); ".
+pub(crate) fn declared_dead(silent: Duration) -> String {
+    format!(
+        "connection declared dead: the worker stopped answering ({}); ",
+        silent_for(silent)
+    )
+}
+
 /// "silent for 5.0 s".
 fn silent_for(d: Duration) -> String {
     format!("silent for {:.1} s", d.as_secs_f64())
@@ -157,7 +167,12 @@ pub enum TaskError {
         function: String,
         /// Why, e.g. "its process (pid 42) lives but was not reached again
         /// in 2.5 s (reconnect grace 2.5 s): timed out during the handshake
-        /// reply".
+        /// reply". When the connection was declared dead for the worker's
+        /// silence (a stopped process: no heartbeat answered over TCP, no
+        /// room made in its ring on shared memory), it says so first, as
+        /// [`TaskError::ActorUnavailable`]'s text does: "connection
+        /// declared dead: the worker stopped answering (silent for 5.0 s);
+        /// its process (pid 42) lives …".
         reason: String,
     },
     /// The connection to the task's worker was cut off for a protocol
