@@ -603,7 +603,10 @@ impl Drop for LimitPair {
     }
 }
 
-fn limit_child(args: &ChildArgs) -> BenchResult<()> {
+/// The child's side of [`start_page_case`]: opens the one-page segment
+/// the parent made, refusing one shorter than `min_len` bytes (`what`
+/// names the case in the error).
+fn open_page_case(args: &ChildArgs, min_len: usize, what: &str) -> BenchResult<Segment> {
     let session = Session::attach_in(&args.root, &args.session)?;
     let seg = Segment::open_timeout(
         &session,
@@ -611,10 +614,16 @@ fn limit_child(args: &ChildArgs) -> BenchResult<()> {
         kind::BENCH,
         Duration::from_secs(10),
     )?;
-    if seg.payload_len() < PONG_OFFSET + 8 {
-        return Err("limit segment too small".into());
+    if seg.payload_len() < min_len {
+        return Err(format!("{what} segment too small").into());
     }
-    // SAFETY: checked the payload length just above; `seg` outlives them.
+    Ok(seg)
+}
+
+fn limit_child(args: &ChildArgs) -> BenchResult<()> {
+    let seg = open_page_case(args, PONG_OFFSET + 8, "limit")?;
+    // SAFETY: `open_page_case` checked the payload length; `seg` outlives
+    // them.
     let (ping, pong) = unsafe { limit_words(&seg) };
     let mut last = 0u64;
     loop {
@@ -819,17 +828,8 @@ impl Drop for FutexPair {
 }
 
 fn futex_child(args: &ChildArgs) -> BenchResult<()> {
-    let session = Session::attach_in(&args.root, &args.session)?;
-    let seg = Segment::open_timeout(
-        &session,
-        args.get("seg")?,
-        kind::BENCH,
-        Duration::from_secs(10),
-    )?;
-    if seg.payload_len() < FUTEX_SEG_LEN {
-        return Err("futex segment too small".into());
-    }
-    // SAFETY: length checked just above; `seg` outlives `mb`; this side
+    let seg = open_page_case(args, FUTEX_SEG_LEN, "futex")?;
+    // SAFETY: length checked by `open_page_case`; `seg` outlives `mb`; this side
     // writes only the pong buffer, after the parent's message arrived.
     let mb = unsafe { FutexMailbox::of(&seg) };
     let mut buf = [0u8; PAYLOAD];
