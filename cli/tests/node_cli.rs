@@ -150,11 +150,21 @@ fn worker_id(n: u8) -> WorkerId {
 }
 
 fn spawn_worker(root: &Path, session: &str, n: u8) -> Kid {
+    spawn_worker_with(
+        root,
+        session,
+        n,
+        shmwire::transport::DEFAULT_MAX_RECEIVE_MEMORY,
+    )
+}
+
+/// [`spawn_worker`] with its `WorkerOptions::max_receive_memory` (bytes).
+fn spawn_worker_with(root: &Path, session: &str, n: u8, receive_memory: usize) -> Kid {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
         .env(
             CHILD_ENV,
-            format!("worker|{}|{session}|{n}", root.display()),
+            format!("worker|{}|{session}|{n}|{receive_memory}", root.display()),
         )
         .stdout(Stdio::piped())
         .spawn()
@@ -171,8 +181,9 @@ fn spawn_worker(root: &Path, session: &str, n: u8) -> Kid {
 }
 
 /// Child role "worker": worker `n` named `w<n>` in session `sess`, serving
-/// `square` over shared memory and TCP until killed (at most 60 s).
-fn worker_role(root: &str, sess: &str, n: u8) {
+/// `square` over shared memory and TCP until killed (at most 60 s), its TCP
+/// connections' receive memory `receive_memory` bytes.
+fn worker_role(root: &str, sess: &str, n: u8, receive_memory: usize) {
     let session = Session::open_in(root, sess).unwrap();
     let mut registry = FunctionRegistry::new();
     registry
@@ -183,6 +194,7 @@ fn worker_role(root: &str, sess: &str, n: u8) {
         .unwrap();
     let mut opts = WorkerOptions::new(worker_id(n), NodeId::from_random());
     opts.name = Some(format!("w{n}"));
+    opts.max_receive_memory = receive_memory;
     let mut worker = Worker::bind(&session, opts, Arc::new(registry)).unwrap();
     println!("{READY}");
     let end = Instant::now() + Duration::from_secs(60);
@@ -217,7 +229,12 @@ fn store_client_role(root: &str, sess: &str) {
 fn child_entry() {
     let Some(spec) = child_spec() else { return };
     match spec[0].as_str() {
-        "worker" => worker_role(&spec[1], &spec[2], spec[3].parse().unwrap()),
+        "worker" => worker_role(
+            &spec[1],
+            &spec[2],
+            spec[3].parse().unwrap(),
+            spec[4].parse().unwrap(),
+        ),
         "store-client" => store_client_role(&spec[1], &spec[2]),
         other => panic!("unknown role {other}"),
     }
@@ -3376,6 +3393,131 @@ fn idle_tcp_connections_cost_a_worker_little_memory() {
     eprintln!("{per} KiB resident per idle TCP connection");
     assert!(per < 100, "{per} KiB resident per idle TCP connection");
     drop((conns, warm));
+    let _ = session.remove_all();
+}
+
+/// Writes all of `bytes` raw to `conn`'s (non-blocking) stream, at most
+/// 10 s; `false` if the peer closed or reset it first.
+fn write_all_nb(conn: &shmwire::transport::TcpConnection, mut bytes: &[u8]) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut w = conn.stream();
+    while !bytes.is_empty() {
+        match w.write(bytes) {
+            Ok(0) => return false,
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(Instant::now() < deadline, "the peer took nothing for 10 s");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// Whether the peer closed or reset `conn`'s stream within `within`
+/// (what it sends meanwhile, heartbeats, is read raw and dropped).
+fn closed_within(conn: &shmwire::transport::TcpConnection, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    let mut r = conn.stream();
+    let mut buf = [0u8; 4096];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return true,
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Input (the attack on `e65c959`, high): callers with the session token
+/// each open a TCP connection, announce a frame of 16 MiB (the default
+/// `max_frame_len`) and send all but 64 bytes of it. The worker grew its
+/// receive buffer to 16 MiB on each (64 connections: 1,057 MB; at its 1,024
+/// connections, 16 GiB). Now the connections a listener accepted share
+/// `max_receive_memory` (here 40 MiB): the connection whose frame would
+/// pass it is cut off alone, the worker's memory stays within it, another
+/// caller's calls go on, and a connection that ends gives its share back.
+#[test]
+fn unfinished_large_tcp_frames_stay_within_the_receive_memory() {
+    use shmwire::transport::{connect_tcp, TcpConnection, TransportConfig};
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog =
+        proc_support::watchdog("unfinished_large_tcp_frames_stay_within_the_receive_memory");
+    let scratch = proc_support::scratch("swn", "recvmem");
+    let root = scratch.path().join("root");
+    const BUDGET: usize = 40 << 20;
+    const FRAME: usize = 16 << 20;
+    let w = spawn_worker_with(&root, "rm", 8, BUDGET);
+    let session = Session::open_in(&root, "rm").unwrap();
+    let token = shmwire::node::load_or_create_token(&session).unwrap();
+    let addr = shmwire::node::Directory::for_session(&session)
+        .unwrap()
+        .lookup(&worker_id(8))
+        .unwrap()
+        .tcp
+        .expect("the worker listens on TCP");
+    let mut opts = CoreWorkerOptions::new(NodeId::from_random());
+    opts.force_tcp = true;
+    let mut driver = CoreWorker::new(&session, opts).unwrap();
+    assert_eq!(square(&mut driver, 8, 3), Ok(9));
+    std::thread::sleep(Duration::from_millis(200));
+    let before = rss_kib(w.pid());
+    // A frame header (length, kind 1 = data, 8 zero bytes), then all but
+    // the last 64 bytes of its payload.
+    let mut header = [0u8; 16];
+    header[..4].copy_from_slice(&(FRAME as u32).to_le_bytes());
+    header[4..8].copy_from_slice(&1u32.to_le_bytes());
+    let payload = vec![7u8; FRAME - 64];
+    let unfinished = || -> TcpConnection {
+        // A caller id of its own: a caller's new connection replaces its
+        // old one.
+        let config = TransportConfig::new(WorkerId::from_random(), token);
+        let c = connect_tcp(addr, worker_id(8), &config).unwrap();
+        // A write may fail once the worker has cut the connection off.
+        let _ = write_all_nb(&c, &header) && write_all_nb(&c, &payload);
+        c
+    };
+    // Two fit (16 MiB each), not four. Which are cut off depends on the
+    // order in which the worker reads them (their bytes wait in the
+    // kernel meanwhile): the one whose buffer would grow past what is left.
+    let conns: Vec<TcpConnection> = (0..4).map(|_| unfinished()).collect();
+    let cut: Vec<bool> = conns
+        .iter()
+        .map(|c| closed_within(c, Duration::from_millis(1000)))
+        .collect();
+    let grew_kib = rss_kib(w.pid()).saturating_sub(before);
+    let kept = cut.iter().filter(|c| !**c).count();
+    assert!((1..=2).contains(&kept), "cut off: {cut:?}");
+    // Without the budget: 4 × 16 MiB = 64 MiB.
+    assert!(
+        grew_kib < (BUDGET as u64 >> 10) + 8 * 1024,
+        "the worker grew by {grew_kib} KiB, its budget being {} KiB",
+        BUDGET >> 10
+    );
+    // The others' calls go on meanwhile.
+    assert_eq!(square(&mut driver, 8, 4), Ok(16));
+    // Connections that end give their shares back: two frames of 16 MiB
+    // fit again (the worker notices the ends at its next turn).
+    drop(conns);
+    std::thread::sleep(Duration::from_millis(300));
+    let again: Vec<TcpConnection> = (0..2).map(|_| unfinished()).collect();
+    for c in &again {
+        assert!(
+            !closed_within(c, Duration::from_millis(500)),
+            "a frame that fits after the others ended was cut off"
+        );
+    }
+    drop((again, driver));
     let _ = session.remove_all();
 }
 

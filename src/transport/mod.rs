@@ -96,6 +96,12 @@ pub use tcp::{connect_tcp, TcpConnection, TcpFrame, TcpListener, MAX_HEARTBEATS_
 /// Default largest frame a connection accepts: 16 MiB.
 pub const DEFAULT_MAX_FRAME_LEN: usize = 16 << 20;
 
+/// Default [`TransportConfig::max_receive_memory`]: 1 GiB of receive
+/// buffers grown for large frames, for all the TCP connections one
+/// listener accepted (as [`shm::DEFAULT_MAX_RING_MEMORY`] bounds their
+/// rings on shared memory).
+pub const DEFAULT_MAX_RECEIVE_MEMORY: usize = 1 << 30;
+
 /// Which transport a connection uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TransportKind {
@@ -172,6 +178,18 @@ pub struct TransportConfig {
     /// Most bytes [`Connection::try_send_with`] queues for a peer that does
     /// not read before it fails with [`SendError::QueueFull`].
     pub send_queue_limit: usize,
+    /// TCP: most bytes all the connections one [`TcpListener`] accepted
+    /// may hold in receive buffers beyond the 16 KiB each starts with
+    /// (default [`DEFAULT_MAX_RECEIVE_MEMORY`], 1 GiB). A buffer grows as
+    /// a large frame arrives, up to `max_frame_len`, and goes back to
+    /// 16 KiB once empty if it grew past 1 MiB. A connection whose frame
+    /// would grow its buffer beyond what is left is cut off (its receive
+    /// fails with [`RecvError::Protocol`], naming the budget), not the
+    /// others: callers with the session token could otherwise make a
+    /// worker hold `max_frame_len` per connection, 16 GiB for 1,024
+    /// connections sending unfinished frames. Connections this side opens
+    /// ([`connect_tcp`]) are not counted.
+    pub max_receive_memory: usize,
     /// TCP: a peer from which nothing (not even a heartbeat answer) arrives
     /// for this long is reported dead ([`RecvError::PeerDied`]); after a
     /// third of it a heartbeat is sent. Heartbeats are answered whenever the
@@ -220,7 +238,8 @@ impl std::fmt::Debug for CallerAdmission {
 
 impl TransportConfig {
     /// Defaults: 16 MiB frames, 5 s handshake, 64 pending hellos, 30 s send
-    /// timeout, 256 KiB TCP write buffer, 4 MiB send queue, 5 s TCP liveness.
+    /// timeout, 256 KiB TCP write buffer, 4 MiB send queue, 1 GiB of TCP
+    /// receive memory per listener, 5 s TCP liveness.
     pub fn new(worker_id: WorkerId, token: SessionToken) -> Self {
         Self {
             worker_id,
@@ -231,6 +250,7 @@ impl TransportConfig {
             send_timeout: DEFAULT_SEND_TIMEOUT,
             send_buffer_limit: 256 * 1024,
             send_queue_limit: 4 << 20,
+            max_receive_memory: DEFAULT_MAX_RECEIVE_MEMORY,
             liveness_timeout: Duration::from_secs(5),
             admission: None,
         }

@@ -21,6 +21,8 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::spec::{align16, AlignedBytes};
@@ -77,6 +79,47 @@ fn grow_to(buf: &mut AlignedBytes, len: usize) {
     }
 }
 
+/// A receive buffer grown past this is put back to its first size once it
+/// holds nothing (its growth given back to the [`ReceiveBudget`]); smaller
+/// ones are kept, so frames up to 1 MiB cost no growth after the first.
+const SHRINK_RECV_ABOVE: usize = 1 << 20;
+
+/// The receive memory shared by the connections one [`TcpListener`]
+/// accepted ([`TransportConfig::max_receive_memory`]): each connection
+/// takes the bytes by which its receive buffer grows beyond its first
+/// size, and gives them back when the buffer shrinks or the connection
+/// drops. A plain counter: nothing is published through it (`Relaxed`).
+#[derive(Debug)]
+pub(crate) struct ReceiveBudget {
+    /// Bytes not taken.
+    left: AtomicUsize,
+    /// The whole budget, for messages.
+    max: usize,
+}
+
+impl ReceiveBudget {
+    fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self {
+            left: AtomicUsize::new(max),
+            max,
+        })
+    }
+
+    /// Takes `n` bytes if that many are left.
+    fn take(&self, n: usize) -> bool {
+        self.left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(n)
+            })
+            .is_ok()
+    }
+
+    /// Gives back `n` bytes taken before.
+    fn give(&self, n: usize) {
+        self.left.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
 /// A TCP listener for one worker: accepts connections, runs the hello (session
 /// token, protocol version, intended worker) and hands out
 /// [`TcpConnection`]s.
@@ -85,6 +128,8 @@ pub struct TcpListener {
     poll: Poll,
     events: Events,
     config: TransportConfig,
+    /// Shared by the connections accepted here.
+    budget: Arc<ReceiveBudget>,
 }
 
 impl std::fmt::Debug for TcpListener {
@@ -109,6 +154,7 @@ impl TcpListener {
             inner,
             poll,
             events: Events::with_capacity(8),
+            budget: ReceiveBudget::new(config.max_receive_memory),
             config,
         })
     }
@@ -134,7 +180,9 @@ impl TcpListener {
     /// handshake (non-blocking); `Ok(None)` if none is pending.
     pub(crate) fn try_accept(&mut self) -> Result<Option<TcpAccept>, ConnectError> {
         match try_accept(|| self.inner.accept()).map_err(ConnectError::io("accept"))? {
-            Some((stream, _)) => TcpAccept::new(stream.into(), &self.config).map(Some),
+            Some((stream, _)) => {
+                TcpAccept::new(stream.into(), &self.config, &self.budget).map(Some)
+            }
             None => Ok(None),
         }
     }
@@ -155,7 +203,9 @@ impl TcpListener {
         match accept_within(&mut self.poll, &mut self.events, timeout, || inner.accept())
             .map_err(ConnectError::io("accept"))?
         {
-            Some((stream, _peer)) => drive_blocking(TcpAccept::new(stream.into(), &self.config)?),
+            Some((stream, _peer)) => {
+                drive_blocking(TcpAccept::new(stream.into(), &self.config, &self.budget)?)
+            }
             None => Err(ConnectError::TimedOut { during: "accept" }),
         }
     }
@@ -169,10 +219,15 @@ pub(crate) struct TcpAccept {
     reader: HelloReader,
     deadline: Instant,
     config: TransportConfig,
+    budget: Arc<ReceiveBudget>,
 }
 
 impl TcpAccept {
-    fn new(stream: std::net::TcpStream, config: &TransportConfig) -> Result<Self, ConnectError> {
+    fn new(
+        stream: std::net::TcpStream,
+        config: &TransportConfig,
+        budget: &Arc<ReceiveBudget>,
+    ) -> Result<Self, ConnectError> {
         stream
             .set_nonblocking(true)
             .and_then(|()| stream.set_nodelay(true))
@@ -182,6 +237,7 @@ impl TcpAccept {
             reader: HelloReader::new("hello"),
             deadline: crate::deadline_after(Instant::now(), config.handshake_timeout),
             config: config.clone(),
+            budget: Arc::clone(budget),
         })
     }
 }
@@ -220,8 +276,13 @@ impl Handshake for TcpAccept {
         write_fresh(stream, &reply.encode(), "handshake reply")?;
         let hello = verdict?;
         let stream = self.stream.take().expect("checked above");
-        let mut conn =
-            TcpConnection::from_std(stream, hello.from, hello.max_frame as usize, config)?;
+        let mut conn = TcpConnection::from_std(
+            stream,
+            hello.from,
+            hello.max_frame as usize,
+            config,
+            Some(Arc::clone(&self.budget)),
+        )?;
         conn.peer_secret = Some(hello.secret);
         Ok(Some(conn))
     }
@@ -265,7 +326,13 @@ pub fn connect_tcp(
     let (fixed, ext) = read_by_deadline(&stream, "handshake reply", deadline, &[])?;
     let reply = handshake::Reply::from_parts(fixed, ext)?;
     handshake::check_reply(&reply, config.worker_id, intended)?;
-    TcpConnection::from_std(stream, reply.responder, reply.max_frame as usize, config)
+    TcpConnection::from_std(
+        stream,
+        reply.responder,
+        reply.max_frame as usize,
+        config,
+        None,
+    )
 }
 
 /// Why a connection can no longer carry frames.
@@ -372,6 +439,12 @@ pub struct TcpConnection {
     rbuf: AlignedBytes,
     rstart: usize,
     rend: usize,
+    /// The receive buffer's first size.
+    rbuf_base: usize,
+    /// Its listener's receive memory (`None` on the connecting side), and
+    /// the bytes this connection took from it (`rbuf`'s growth).
+    budget: Option<Arc<ReceiveBudget>>,
+    charged: usize,
     /// Frames written and not yet taken by the kernel. Behind a lock only
     /// because a heartbeat helper (`heartbeat_beat`) flushes it and appends
     /// heartbeats while this connection's owner runs a long task; the
@@ -436,7 +509,9 @@ impl TcpConnection {
         peer: WorkerId,
         peer_max_frame: usize,
         config: &TransportConfig,
+        budget: Option<Arc<ReceiveBudget>>,
     ) -> Result<Self, ConnectError> {
+        let rbuf_base = INITIAL_RECV_BUF.min(pad16(config.max_frame_len) + TCP_FRAME_HEADER);
         (|| {
             stream.set_read_timeout(None)?;
             stream.set_write_timeout(None)?;
@@ -449,9 +524,12 @@ impl TcpConnection {
             peer_secret: None,
             peer_max_frame,
             max_frame: config.max_frame_len,
-            rbuf: zeroed(INITIAL_RECV_BUF.min(pad16(config.max_frame_len) + TCP_FRAME_HEADER)),
+            rbuf: zeroed(rbuf_base),
             rstart: 0,
             rend: 0,
+            rbuf_base,
+            budget,
+            charged: 0,
             w: std::sync::Arc::new(std::sync::Mutex::new(WriteBuf {
                 buf: zeroed(INITIAL_SEND_BUF),
                 start: 0,
@@ -545,6 +623,22 @@ impl TcpConnection {
             State::Dead(source) => Some(Ended::PeerDied(self.peer, source.clone())),
             State::Broken(why) => Some(Ended::Broken(why.clone())),
         }
+    }
+
+    /// Cuts the connection off: its partly received frame would take more
+    /// of the listener's receive memory (`max` bytes in all) than is left.
+    fn over_budget(&mut self, max: usize) -> Ended {
+        let len = self.rbuf.as_slice()[self.rstart..self.rstart + 4]
+            .try_into()
+            .map_or(0, u32::from_le_bytes);
+        let why = format!(
+            "a frame of {len} bytes from worker {} needs more receive memory than the \
+             {max} bytes all this listener's TCP connections may hold \
+             (TransportConfig::max_receive_memory) have left",
+            self.peer
+        );
+        self.state = State::Broken(why.clone());
+        Ended::Broken(why)
     }
 
     fn die(&mut self, e: io::Error) -> Ended {
@@ -660,6 +754,15 @@ impl TcpConnection {
     /// Reads what the kernel has into the receive buffer. `Ok(true)` if bytes
     /// arrived, `Ok(false)` on `WouldBlock`.
     fn fill(&mut self) -> Result<bool, Ended> {
+        if self.rstart == self.rend && self.rbuf.len() > SHRINK_RECV_ABOVE {
+            // Empty after a large frame: back to the first size, its growth
+            // given back (a caller that once sent 16 MiB does not keep them).
+            self.rbuf = zeroed(self.rbuf_base);
+            (self.rstart, self.rend) = (0, 0);
+            if let Some(b) = &self.budget {
+                b.give(std::mem::take(&mut self.charged));
+            }
+        }
         if self.rend == self.rbuf.len() {
             // Only called when no complete frame is buffered; make room.
             if self.rstart > 0 {
@@ -670,14 +773,19 @@ impl TcpConnection {
             } else {
                 // A frame (already checked against the maximum in `parse`)
                 // larger than the buffer: grow by doubling as it arrives,
-                // never beyond the largest legal frame.
+                // never beyond the largest legal frame, nor beyond what the
+                // listener's receive memory has left.
                 let cap = self.rbuf.len();
-                grow_to(
-                    &mut self.rbuf,
-                    (cap * 2)
-                        .min(TCP_FRAME_HEADER + pad16(self.max_frame))
-                        .max(cap + 16),
-                );
+                let new = (cap * 2)
+                    .min(TCP_FRAME_HEADER + pad16(self.max_frame))
+                    .max(cap + 16);
+                if let Some(b) = &self.budget {
+                    if !b.take(new - cap) {
+                        return Err(self.over_budget(b.max));
+                    }
+                    self.charged += new - cap;
+                }
+                grow_to(&mut self.rbuf, new);
             }
         }
         loop {
@@ -1046,6 +1154,9 @@ impl Connection for TcpConnection {
 
 impl Drop for TcpConnection {
     fn drop(&mut self) {
+        if let Some(b) = &self.budget {
+            b.give(self.charged);
+        }
         // Best effort, never blocking: tell the peer this is an orderly close
         // if the close frame fits in the socket buffer right now.
         if matches!(self.state, State::Open) {

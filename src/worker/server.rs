@@ -219,6 +219,16 @@ pub struct WorkerOptions {
     /// with connections alone (shared-memory ones are also bounded by
     /// their rings' `ShmOptions::max_ring_memory`).
     pub max_connections: usize,
+    /// Most bytes the worker's TCP connections hold together in receive
+    /// buffers grown for large frames
+    /// ([`TransportConfig::max_receive_memory`](crate::transport::TransportConfig::max_receive_memory),
+    /// default [`DEFAULT_MAX_RECEIVE_MEMORY`](crate::transport::DEFAULT_MAX_RECEIVE_MEMORY),
+    /// 1 GiB): a caller whose frame would need more than is left is cut
+    /// off alone (the worker reports it as
+    /// [`WorkerEvent::Disconnected`] with the reason), so callers sending
+    /// unfinished 16 MiB frames on many connections cannot exhaust the
+    /// worker's memory.
+    pub max_receive_memory: usize,
 }
 
 /// Refused hellos are reported at most once per this interval (1 s), the
@@ -285,6 +295,7 @@ impl WorkerOptions {
             max_held_request_bytes: MAX_HELD_REQUEST_BYTES,
             max_cached_reply_bytes: MAX_CACHED_REPLY_BYTES,
             max_connections: MAX_CONNECTIONS,
+            max_receive_memory: crate::transport::DEFAULT_MAX_RECEIVE_MEMORY,
         }
     }
 }
@@ -856,6 +867,7 @@ impl Worker {
         let token = crate::node::load_or_create_token(session)?;
         let mut config = TransportConfig::new(options.worker_id, token);
         config.send_timeout = options.reply_timeout;
+        config.max_receive_memory = options.max_receive_memory;
         let hold_back = config.send_queue_limit / 4;
         let pool_room = config.send_queue_limit - hold_back;
         // The helper's period: a third of the liveness timeout (its
