@@ -3521,6 +3521,56 @@ fn unfinished_large_tcp_frames_stay_within_the_receive_memory() {
     let _ = session.remove_all();
 }
 
+/// Input (the attack on `e65c959`, medium): `shmwire node --root dir`, a
+/// relative root. The session's paths were relative to the node's current
+/// directory, and so were the Unix socket paths published in its
+/// directory entries: a client of the session started in another
+/// directory, given the same root as an absolute path, found the store
+/// and could not connect ("no worker … listens at dir/s/.s-….sock"). A
+/// relative root is now made absolute when the session is opened.
+#[test]
+fn a_relative_root_publishes_paths_any_directory_reaches() {
+    let _watchdog = proc_support::watchdog("a_relative_root_publishes_paths_any_directory_reaches");
+    let scratch = proc_support::scratch("swn", "relroot");
+    let child = Command::new(env!("CARGO_BIN_EXE_shmwire"))
+        .args(["node", "--session", "rel", "--store-capacity", "4M"])
+        .args(["--root", "relative-root"])
+        .current_dir(scratch.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run shmwire node");
+    let mut kid = Kid(child);
+    let mut out = BufReader::new(kid.0.stdout.take().unwrap());
+    wait_for(&mut out, "node ready:");
+    let root = scratch.path().join("relative-root");
+    let entries: Vec<String> = fs::read_dir(root.join("rel"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".entry"))
+        .map(|e| fs::read_to_string(e.path()).unwrap())
+        .collect();
+    let sockets: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("unix=")))
+        .collect();
+    assert!(!sockets.is_empty(), "no socket published: {entries:?}");
+    for unix in sockets {
+        assert!(unix.starts_with('/'), "a relative socket path: {unix}");
+    }
+    // This process's current directory is not the node's.
+    let session = Session::open_in(&root, "rel").unwrap();
+    let store = StoreClient::connect(&session, DEFAULT_STORE_NAME)
+        .unwrap_or_else(|e| panic!("from another directory: {e}"));
+    store
+        .put(ObjectId::from_array([4; 28]), &[1u8; 64], b"")
+        .unwrap();
+    drop(store);
+    drop(session);
+    let (status, err) = kid.signal_and_collect("-TERM", Duration::from_secs(20));
+    assert!(status.success(), "{status}: {err}");
+}
+
 /// A node stopped by a signal removes the root it made (now empty), as
 /// `demo` and `bench` do, and keeps one that existed (attack on `fcd9365`:
 /// the README says it leaves nothing of its own).

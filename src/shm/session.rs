@@ -156,6 +156,24 @@ pub fn check_root_path(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `root` checked ([`check_root_path`]) and made absolute (the current
+/// directory prefixed to a relative one, nothing resolved): every path a
+/// session publishes — a worker's Unix socket in its directory entry — is
+/// then reachable from any process, whatever its current directory
+/// (before, `--root dir` published `dir/…` paths that a process started
+/// elsewhere could not connect to).
+fn absolute_root(root: &Path) -> Result<PathBuf> {
+    check_root_path(root)?;
+    if root.is_absolute() {
+        return Ok(root.to_owned());
+    }
+    let abs =
+        std::path::absolute(root).map_err(|e| ShmError::io("make the root absolute", root, e))?;
+    // The current directory's part is checked too.
+    check_root_path(&abs)?;
+    Ok(abs)
+}
+
 /// Checks that `path` is a directory we own with no group/other access.
 fn check_private_dir(path: &Path, hint: &'static str) -> Result<()> {
     let md = fs::symlink_metadata(path).map_err(|e| ShmError::io("stat", path, e))?;
@@ -965,15 +983,16 @@ impl Session {
     /// (also created 0700 if missing). Both must be directories owned by us
     /// without group/other access, and the root's path must hold no control
     /// character and only UTF-8 ([`check_root_path`], checked first, before
-    /// anything is created).
+    /// anything is created). A relative root is made absolute (the current
+    /// directory prefixed: [`Session::root`] and every path the session
+    /// publishes are absolute).
     ///
     /// Takes this process's lock file in the session at once: from here on
     /// the session is live, and no cleanup removes it or anything of ours
     /// in it until this process exits (or calls [`Session::remove_all`]).
     pub fn open_in(root: impl AsRef<Path>, name: &str) -> Result<Self> {
-        check_root_path(root.as_ref())?;
+        let root = absolute_root(root.as_ref())?;
         validate_session_name(name)?;
-        let root = root.as_ref().to_owned();
         let dir = root.join(name);
         owner_lock(&dir, Some(&root))?;
         Ok(Self {
@@ -988,9 +1007,8 @@ impl Session {
     /// directory carries no session marker; a root refused by
     /// [`check_root_path`] is `BadRootPath`). Used by inspect/cleanup.
     pub fn attach_in(root: impl AsRef<Path>, name: &str) -> Result<Self> {
-        check_root_path(root.as_ref())?;
+        let root = absolute_root(root.as_ref())?;
         validate_session_name(name)?;
-        let root = root.as_ref().to_owned();
         let dir = root.join(name);
         match fs::symlink_metadata(&dir) {
             Ok(_) => {}
