@@ -159,6 +159,9 @@ fn registry() -> FunctionRegistry {
 /// one of the driver's callers (`--driver-caller`; every caller when none
 /// is named) died and did not come back.
 pub fn run_worker(args: &WorkerArgs) -> DemoResult<()> {
+    // Its serving loop prints (callers connecting, refused, gone); a reader
+    // that stops reading must not stop it.
+    crate::out::background();
     // SIGINT (a terminal's Ctrl-C reaches the driver and us), SIGTERM and
     // SIGHUP end the loop like any error, so the way out below runs.
     let stop = Interrupt::register()?;

@@ -372,13 +372,28 @@ fn main() -> ExitCode {
         Command::Node(args) => node::run(args),
         Command::BenchChild { words } => bench::transport::child_main(&words),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
+    let ok = match result {
+        Ok(()) => true,
         // The reader of stdout closed it: a normal end (see `out`).
-        Err(e) if out::is_closed(e.as_ref()) => ExitCode::SUCCESS,
+        Err(e) if out::is_closed(e.as_ref()) => true,
         Err(e) => {
             errln!("{who}: {}", error_chain(e.as_ref()));
-            ExitCode::FAILURE
+            false
         }
+    };
+    // What a long-running loop's output thread still holds (`out::background`),
+    // written or, for a reader that does not read, given up after a while.
+    let ok = match out::finish(out::FINISH_WAIT) {
+        Some(e @ out::StdoutError::Io(_)) if ok => {
+            errln!("{who}: {e}");
+            out::finish(out::FINISH_WAIT);
+            false
+        }
+        _ => ok,
+    };
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }

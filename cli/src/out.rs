@@ -14,9 +14,165 @@
 //! Diagnostics go to stderr through [`errln!`], which never fails: a
 //! reader that closes stderr early (`shmwire demo 2>&1 >out | head -1`)
 //! loses the rest of them, and the run goes on (`eprintln!` would panic).
+//!
+//! A long-running loop (`shmwire node`, the demo's worker) first calls
+//! [`background`]: from then on its lines go, in order, through a queue of
+//! at most [`QUEUE_BYTES`] to a thread that writes them, so a reader that
+//! is alive but stops reading (a stalled log shipper, `| less` left
+//! paused) holds up that thread, never the loop. Before (the attack on
+//! `e65c959`), the node's loop blocked in `write(2)` for good: no more
+//! cleanup rounds, and SIGTERM never acted on. Lines that find the queue
+//! full are dropped and counted ("… lines of output dropped"); a stdout
+//! error the thread meets is returned by the next [`outln!`], or by
+//! [`finish`], which `main` calls before it exits and which waits for the
+//! queue at most a bounded time.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, Write};
+use std::sync::{Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Most bytes of lines waiting for the output thread ([`background`]).
+pub const QUEUE_BYTES: usize = 1 << 20;
+
+/// How long [`finish`] waits for the output thread to write what waits.
+pub const FINISH_WAIT: Duration = Duration::from_secs(5);
+
+/// Lines waiting for the output thread.
+#[derive(Default)]
+struct Pending {
+    /// (to stderr, bytes), in the order written.
+    lines: VecDeque<(bool, Vec<u8>)>,
+    bytes: usize,
+    /// Lines dropped for a full queue since the thread last said so.
+    dropped: u64,
+    /// The thread is writing a line.
+    writing: bool,
+    /// The first error writing to stdout (kind, text).
+    stdout_error: Option<(io::ErrorKind, String)>,
+}
+
+/// The output thread's queue and its two signals.
+struct Background {
+    pending: Mutex<Pending>,
+    /// Lines were queued.
+    queued: Condvar,
+    /// A line was written.
+    written: Condvar,
+}
+
+static BACKGROUND: OnceLock<&'static Background> = OnceLock::new();
+
+impl Background {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `bytes` (whole lines) for stdout or stderr; returns the
+    /// stdout error the thread met, if any.
+    fn push(&self, to_stderr: bool, bytes: Vec<u8>) -> Result<(), StdoutError> {
+        let mut p = self.lock();
+        if let Some((kind, text)) = &p.stdout_error {
+            if !to_stderr {
+                return Err(StdoutError::from_io(io::Error::new(*kind, text.clone())));
+            }
+        }
+        if p.bytes + bytes.len() > QUEUE_BYTES {
+            p.dropped += 1;
+            return Ok(());
+        }
+        p.bytes += bytes.len();
+        p.lines.push_back((to_stderr, bytes));
+        self.queued.notify_one();
+        Ok(())
+    }
+
+    /// The output thread: writes the queued lines, in order, as the
+    /// readers take them.
+    fn run(&self) {
+        loop {
+            let (to_stderr, bytes, dropped) = {
+                let mut p = self.lock();
+                while p.lines.is_empty() {
+                    p = self.queued.wait(p).unwrap_or_else(|e| e.into_inner());
+                }
+                let (to_stderr, bytes) = p.lines.pop_front().expect("not empty");
+                p.bytes -= bytes.len();
+                p.writing = true;
+                (to_stderr, bytes, std::mem::take(&mut p.dropped))
+            };
+            if dropped > 0 {
+                let _ = io::stderr().write_all(
+                    format!(
+                        "shmwire: {dropped} lines of output dropped: they were not read \
+                         (more than {QUEUE_BYTES} bytes waited)\n"
+                    )
+                    .as_bytes(),
+                );
+            }
+            let result = if to_stderr {
+                let _ = io::stderr().lock().write_all(&bytes);
+                Ok(())
+            } else {
+                let mut o = io::stdout().lock();
+                o.write_all(&bytes).and_then(|()| o.flush())
+            };
+            let mut p = self.lock();
+            p.writing = false;
+            if let Err(e) = result {
+                p.stdout_error
+                    .get_or_insert_with(|| (e.kind(), e.to_string()));
+                // What waits for stdout goes nowhere.
+                p.lines.retain(|(to_stderr, _)| *to_stderr);
+                p.bytes = p.lines.iter().map(|(_, b)| b.len()).sum();
+            }
+            self.written.notify_all();
+        }
+    }
+}
+
+/// From here on, this process's lines ([`outln!`], [`out!`], [`errln!`])
+/// are written by a thread of their own (see the module docs). Call once,
+/// at the start of a long-running loop; later calls do nothing.
+pub fn background() {
+    BACKGROUND.get_or_init(|| {
+        let b: &'static Background = Box::leak(Box::new(Background {
+            pending: Mutex::new(Pending::default()),
+            queued: Condvar::new(),
+            written: Condvar::new(),
+        }));
+        std::thread::Builder::new()
+            .name("shmwire-output".into())
+            .spawn(move || b.run())
+            .expect("spawn the output thread");
+        b
+    });
+}
+
+/// Waits at most `within` for the output thread ([`background`]) to
+/// write what waits (what a stalled reader keeps waiting is then given
+/// up), and returns the stdout error it met, if any; `None` without
+/// [`background`].
+pub fn finish(within: Duration) -> Option<StdoutError> {
+    let b = BACKGROUND.get()?;
+    let deadline = Instant::now() + within;
+    let mut p = b.lock();
+    while !p.lines.is_empty() || p.writing {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        p = b
+            .written
+            .wait_timeout(p, left)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+    p.stdout_error
+        .as_ref()
+        .map(|(kind, text)| StdoutError::from_io(io::Error::new(*kind, text.clone())))
+}
 
 /// Writing to stdout failed.
 #[derive(Debug)]
@@ -38,29 +194,44 @@ impl fmt::Display for StdoutError {
 
 impl std::error::Error for StdoutError {}
 
+impl StdoutError {
+    fn from_io(e: io::Error) -> Self {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            StdoutError::Closed
+        } else {
+            StdoutError::Io(e)
+        }
+    }
+}
+
 /// Writes `args` (and `end`) to stdout and flushes, control characters
 /// other than newlines and tabs escaped ([`shmwire::terminal_safe`]: names
 /// read from a session directory reach a terminal as text, never as
 /// escape sequences).
 pub fn write(args: fmt::Arguments<'_>, end: &str) -> Result<(), StdoutError> {
     let text = args.to_string();
+    if let Some(b) = BACKGROUND.get() {
+        let mut bytes = shmwire::terminal_safe(&text).into_owned().into_bytes();
+        bytes.extend_from_slice(end.as_bytes());
+        return b.push(false, bytes);
+    }
     let mut o = io::stdout().lock();
     o.write_all(shmwire::terminal_safe(&text).as_bytes())
         .and_then(|()| o.write_all(end.as_bytes()))
         .and_then(|()| o.flush())
-        .map_err(|e| {
-            if e.kind() == io::ErrorKind::BrokenPipe {
-                StdoutError::Closed
-            } else {
-                StdoutError::Io(e)
-            }
-        })
+        .map_err(StdoutError::from_io)
 }
 
 /// Writes `args` and a newline to stderr, control characters other than
 /// newlines and tabs escaped; a failed write (a closed stderr) is ignored.
 pub fn write_err(args: fmt::Arguments<'_>) {
     let text = args.to_string();
+    if let Some(b) = BACKGROUND.get() {
+        let mut bytes = shmwire::terminal_safe(&text).into_owned().into_bytes();
+        bytes.push(b'\n');
+        let _ = b.push(true, bytes);
+        return;
+    }
     let mut e = io::stderr().lock();
     let _ = e
         .write_all(shmwire::terminal_safe(&text).as_bytes())

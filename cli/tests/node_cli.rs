@@ -3571,6 +3571,50 @@ fn a_relative_root_publishes_paths_any_directory_reaches() {
     assert!(status.success(), "{status}: {err}");
 }
 
+/// Input (the attack on `e65c959`, medium): a node whose stdout reader is
+/// alive but stops reading. One long report (30,000 empty files with
+/// segment-like names, removed by a round after 10 s: a line of ≈ 330 KB)
+/// filled the pipe, and the node's loop blocked in `write(2)` for good:
+/// no more rounds, SIGTERM never acted on, `/health` still "ok". Now its
+/// lines go through an output thread (`out::background`): the loop goes
+/// on, SIGTERM stops the node, and it exits after a bounded wait for its
+/// output, its session removed.
+#[test]
+fn a_node_whose_output_is_not_read_still_stops_on_sigterm() {
+    let _watchdog =
+        proc_support::watchdog("a_node_whose_output_is_not_read_still_stops_on_sigterm");
+    let scratch = proc_support::scratch("swn", "stalled-out");
+    let root = scratch.path().join("root");
+    let (mut kid, out, _) = proc_support::spawn_node_with(
+        &root,
+        &["--session", "quiet", "--store-capacity", "4M"],
+        Stdio::piped(),
+    );
+    // Its stdout is not read from here on (`out` is kept: not closed).
+    let dir = root.join("quiet");
+    for i in 0..30_000 {
+        fs::File::create(dir.join(format!("u{i:06}"))).unwrap();
+    }
+    let junk = || {
+        fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with('u'))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while junk() > 0 {
+        assert!(Instant::now() < deadline, "{} junk files left", junk());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The round that removed them has printed them (or is printing them).
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, err) = kid.signal_and_collect("-TERM", Duration::from_secs(15));
+    assert!(status.success(), "{status}: {err}");
+    assert!(!dir.exists(), "session left: {err}");
+    drop(out);
+}
+
 /// A node stopped by a signal removes the root it made (now empty), as
 /// `demo` and `bench` do, and keeps one that existed (attack on `fcd9365`:
 /// the README says it leaves nothing of its own).
