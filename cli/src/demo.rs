@@ -507,7 +507,15 @@ pub fn run(args: &DemoArgs) -> DemoResult<()> {
 }
 
 fn run_demo(args: &DemoArgs, stop: &Interrupt) -> DemoResult<()> {
-    let session_name = format!("demo-{}", std::process::id());
+    // The pid alone is not unique where roots are shared across pid
+    // namespaces (containers sharing /dev/shm run their drivers under the
+    // same small pids: the attack on `e65c959` had two demos share
+    // `demo-1`, and the second fail): a random part too.
+    let session_name = format!(
+        "demo-{}-{}",
+        std::process::id(),
+        &WorkerId::from_random().to_string()[..8]
+    );
     // The root is made here, not by `Session::open`, to know whether this
     // demo made it (and so may remove it, empty, at the end).
     let root = shm::default_root();

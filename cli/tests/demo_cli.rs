@@ -1327,3 +1327,46 @@ fn a_foreign_caller_that_dies_does_not_fail_the_demo() {
     assert!(stdout.contains("ok: every reply arrived once"), "{ctx}");
     assert!(!session.exists(), "{ctx}: session left");
 }
+
+/// Input (the attack on `e65c959`, low): two demos in pid namespaces of
+/// their own (`unshare -pf`: each driver is pid 1), started together on
+/// one root, as containers sharing `/dev/shm` run them. Both named their
+/// session `demo-1`: they shared one directory and one token, the second's
+/// worker could not take the name `demo-counter`, and that demo failed "no
+/// live worker … in the directory". A demo's session name now holds a
+/// random part besides the pid: both end `ok`, in sessions of their own.
+/// (Needs `unshare` and the right to make pid namespaces, as CI has as
+/// root; the test says so and fails without them.)
+#[test]
+fn demos_in_pid_namespaces_of_their_own_share_a_root() {
+    let _watchdog = proc_support::watchdog("demos_in_pid_namespaces_of_their_own_share_a_root");
+    let (_scratch, root) = private_root("cn", "pidns");
+    let start = || {
+        Command::new("unshare")
+            .args(["-pf", "--mount-proc"])
+            .arg(env!("CARGO_BIN_EXE_shmwire"))
+            .args(["demo", "--transport", "shm", "--tasks", "100000"])
+            .env("SHMWIRE_ROOT", &root)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("unshare (util-linux) runs the demo in a pid namespace")
+    };
+    let (a, b) = (start(), start());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let mut sessions = Vec::new();
+    for out in [a, b] {
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let ctx = format!(
+            "{}\nstdout:\n{stdout}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{ctx}");
+        assert!(stdout.contains("shmwire demo: driver pid 1,"), "{ctx}");
+        let dir = session_dir(&stdout);
+        assert!(!dir.exists(), "{ctx}: session left");
+        sessions.push(dir);
+    }
+    assert_ne!(sessions[0], sessions[1]);
+}
