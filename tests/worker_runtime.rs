@@ -2912,6 +2912,43 @@ fn a_workers_entry_changed_in_place_is_put_back() {
     terminate_and_wait(a, &actor, worker);
 }
 
+/// A session's `.token` rewritten in place (the same file, 16 other
+/// bytes) in a session without a node: the worker puts its token back
+/// within about a second, and new callers reach it. Before (attack on
+/// `e65c959`), a worker took any other 16 bytes for a token another
+/// process had made ("removed and remade") and left them: every new
+/// caller was refused for a bad token for the worker's life.
+#[test]
+fn a_token_rewritten_in_place_is_put_back_by_its_worker() {
+    use std::os::unix::fs::{FileExt, MetadataExt};
+    const TEST: &str = "a_token_rewritten_in_place_is_put_back_by_its_worker";
+    maybe_run_worker();
+    let s = TestSession::new("tokeninplace");
+    let worker = s.spawn_worker_env(TEST, 0, &[(worker_support::ENV_UNTIL_EXIT, "1")]);
+    let path = s.session.dir().join(shmwire::node::TOKEN_FILE);
+    let original = std::fs::read(&path).unwrap();
+    let inode = std::fs::metadata(&path).unwrap().ino();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .write_all_at(&[0x5a; 16], 0)
+        .unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().ino(), inode);
+    let changed = Instant::now();
+    while std::fs::read(&path).unwrap() != original {
+        assert!(
+            changed.elapsed() < Duration::from_secs(5),
+            "the token file still holds other bytes"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A caller that reads the token now reaches the worker.
+    let mut a = s.driver();
+    let actor = create_counter(&mut a, worker.id, 0);
+    terminate_and_wait(a, &actor, worker);
+}
+
 /// Over TCP, an actor whose worker is only stopped (`SIGSTOP`) stops
 /// answering heartbeats: the caller declares the connection dead after the
 /// liveness bound, cannot reach the worker again (the handshake times out),

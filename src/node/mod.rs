@@ -60,4 +60,6 @@ pub use stats_area::{
     area_name, read_area, AreaError, AreaRole, AreaSnapshot, ConnectionFigures, DeadWorker,
     HandlerFigures, ObjectFigures, StatsArea, StoreFigures,
 };
-pub use token::{load_or_create_in, load_or_create_token, restore_token, TokenError, TOKEN_FILE};
+pub use token::{
+    load_or_create_in, load_or_create_token, restore_token, TokenError, TokenFile, TOKEN_FILE,
+};

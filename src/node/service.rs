@@ -302,6 +302,8 @@ pub struct Node {
     dir_id: (u64, u64),
     /// The session's token, to write its file again if it is lost.
     token: SessionToken,
+    /// The token file found holding it.
+    token_file: super::TokenFile,
     /// Workers seen live in the last round: id → (pid, name), so a worker
     /// that dies and whose entry a cleanup pass removes between two looks
     /// is still reported.
@@ -436,6 +438,7 @@ impl Node {
             http: Some(http),
             config,
             dir_id,
+            token_file: super::TokenFile::of(session),
             token,
             known: HashMap::new(),
             suspects: HashMap::new(),
@@ -618,7 +621,7 @@ impl Node {
                 crate::error_chain(&e)
             )),
         }
-        match super::token::restore_token(&self.session, &self.token, true) {
+        match super::token::restore_token(&self.session, &self.token, true, &mut self.token_file) {
             Ok(made) => report.restored.token = made,
             Err(e) => report.cleanup.errors.push(crate::error_chain(&e)),
         }

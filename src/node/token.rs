@@ -64,6 +64,34 @@ pub fn load_or_create_token(session: &Session) -> Result<SessionToken, TokenErro
     load_or_create_in(session.dir())
 }
 
+/// The token file a process found holding its token, kept open (one
+/// descriptor), so that [`restore_token`] tells a token rewritten in place
+/// — the same file, other bytes: damage — from a token another process
+/// made (always a new file, linked into place). Kept open, the file's
+/// inode cannot be reused by a newcomer's while its name is gone.
+/// [`TokenFile::default`] knows no file.
+#[derive(Debug, Default)]
+pub struct TokenFile(Option<fs::File>);
+
+impl TokenFile {
+    /// The token file of `session` as it is now (call right after
+    /// [`load_or_create_token`]).
+    pub fn of(session: &Session) -> Self {
+        Self::open(&session.dir().join(TOKEN_FILE))
+    }
+
+    fn open(path: &Path) -> Self {
+        Self(crate::sys::fs::open_regular(path).ok())
+    }
+
+    /// Whether `path` still names this file.
+    fn is(&self, path: &Path) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|f| crate::sys::liveness::same_file(f, path))
+    }
+}
+
 /// Writes `session`'s token file again with `token` (the token this live
 /// process uses) if a stray `rm`, truncation or rename took it: without
 /// it a process started now makes a new token and neither reaches nor is
@@ -76,7 +104,12 @@ pub fn load_or_create_token(session: &Session) -> Result<SessionToken, TokenErro
 /// passes it) that token is replaced by `token` — the newcomer's
 /// connections then fail with a bad-token refusal, and any process started
 /// later gets `token` again; without it (a worker), that is
-/// [`TokenError::Replaced`] and the file is left as it is.
+/// [`TokenError::Replaced`] and the file is left as it is — unless it is
+/// still `file`, the file this process found holding `token`, with other
+/// bytes written over them in place: damage, not another token, written
+/// again (before, a worker called it "removed and remade" and every new
+/// caller was refused for a bad token for the worker's life). `file` is
+/// updated to the file written.
 ///
 /// # Errors
 /// [`TokenError::Replaced`] (above); [`TokenError::Io`] when the file
@@ -85,12 +118,15 @@ pub fn restore_token(
     session: &Session,
     token: &SessionToken,
     replace_other: bool,
+    file: &mut TokenFile,
 ) -> Result<bool, TokenError> {
     let dir = session.dir();
     let path = dir.join(TOKEN_FILE);
     match crate::sys::fs::read_small_regular(&path, 16) {
         Ok(b) if b == token.0 => return Ok(false),
-        Ok(b) if b.len() == 16 && !replace_other => return Err(TokenError::Replaced { path }),
+        Ok(b) if b.len() == 16 && !replace_other && !file.is(&path) => {
+            return Err(TokenError::Replaced { path })
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         // A failure to read a file that may be the token (out of
         // descriptors, a permission) removes nothing.
@@ -117,7 +153,10 @@ pub fn restore_token(
         })?,
     }
     match link_new_token(dir, &path, token)? {
-        true => Ok(true),
+        true => {
+            *file = TokenFile::open(&path);
+            Ok(true)
+        }
         // A process made one meanwhile: ours, or another (replaced at the
         // next check, with `replace_other`).
         false => match load_or_create_in(dir)? {
@@ -211,27 +250,37 @@ mod tests {
         let root = tmp.path().join("root");
         let session = Session::open_in(&root, "t").unwrap();
         let token = load_or_create_token(&session).unwrap();
+        let mut file = TokenFile::of(&session);
         let path = session.dir().join(TOKEN_FILE);
-        assert!(!restore_token(&session, &token, false).unwrap(), "intact");
+        let restore =
+            |file: &mut TokenFile, replace| restore_token(&session, &token, replace, file);
+        assert!(!restore(&mut file, false).unwrap(), "intact");
         // Removed, truncated, a directory's worth of junk: written again.
         fs::remove_file(&path).unwrap();
-        assert!(restore_token(&session, &token, false).unwrap());
+        assert!(restore(&mut file, false).unwrap());
         assert_eq!(fs::read(&path).unwrap(), token.0);
         fs::write(&path, b"short").unwrap();
-        assert!(restore_token(&session, &token, false).unwrap());
+        assert!(restore(&mut file, false).unwrap());
         assert_eq!(fs::read(&path).unwrap(), token.0);
         fs::remove_file(&path).unwrap();
         std::os::unix::fs::symlink("/dev/null", &path).unwrap();
-        assert!(restore_token(&session, &token, false).unwrap());
+        assert!(restore(&mut file, false).unwrap());
         assert_eq!(fs::read(&path).unwrap(), token.0);
-        // Another valid token: said by a worker, replaced by the node.
+        // Sixteen other bytes written over ours in place (the same file):
+        // damage, written again.
+        fs::write(&path, [9u8; 16]).unwrap();
+        assert!(restore(&mut file, false).unwrap());
+        assert_eq!(fs::read(&path).unwrap(), token.0);
+        // Another valid token in a new file (as another process makes
+        // one): said by a worker, replaced by the node.
+        fs::remove_file(&path).unwrap();
         fs::write(&path, [7u8; 16]).unwrap();
         assert!(matches!(
-            restore_token(&session, &token, false),
+            restore(&mut file, false),
             Err(TokenError::Replaced { .. })
         ));
         assert_eq!(fs::read(&path).unwrap(), [7u8; 16]);
-        assert!(restore_token(&session, &token, true).unwrap());
+        assert!(restore(&mut file, true).unwrap());
         assert_eq!(fs::read(&path).unwrap(), token.0);
         assert_eq!(load_or_create_token(&session).unwrap().0, token.0);
         session.remove_all().unwrap();

@@ -43,6 +43,16 @@ pub(crate) fn file_type_name(ft: std::fs::FileType) -> &'static str {
 /// tells a too-long file by its length).
 pub(crate) fn read_small_regular(path: &std::path::Path, max: u64) -> io::Result<Vec<u8>> {
     use std::io::Read as _;
+    let f = open_regular(path)?;
+    let mut out = Vec::new();
+    f.take(max.saturating_add(1)).read_to_end(&mut out)?;
+    Ok(out)
+}
+
+/// Opens `path` for reading as [`read_small_regular`] does: never
+/// following a symbolic link, never blocking, refusing anything but a
+/// regular file (`InvalidData`, naming what it is).
+pub(crate) fn open_regular(path: &std::path::Path) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt as _;
     let f = std::fs::OpenOptions::new()
         .read(true)
@@ -59,9 +69,7 @@ pub(crate) fn read_small_regular(path: &std::path::Path, max: u64) -> io::Result
             ),
         ));
     }
-    let mut out = Vec::new();
-    f.take(max.saturating_add(1)).read_to_end(&mut out)?;
-    Ok(out)
+    Ok(f)
 }
 
 /// Whether `e` is `ENOTEMPTY` (`rmdir` of a directory that still holds

@@ -793,6 +793,8 @@ pub struct Worker {
     /// Its session and token, to put the token file back.
     session: Session,
     token: crate::transport::SessionToken,
+    /// The token file found holding `token`.
+    token_file: crate::node::TokenFile,
 }
 
 /// Most [`WorkerEvent`]s a worker keeps until they are taken.
@@ -865,6 +867,7 @@ impl Worker {
         registry: Arc<FunctionRegistry>,
     ) -> Result<Self, WorkerError> {
         let token = crate::node::load_or_create_token(session)?;
+        let token_file = crate::node::TokenFile::of(session);
         let mut config = TransportConfig::new(options.worker_id, token);
         config.send_timeout = options.reply_timeout;
         config.max_receive_memory = options.max_receive_memory;
@@ -1073,6 +1076,7 @@ impl Worker {
             refusals_latest: String::new(),
             session: session.clone(),
             token,
+            token_file,
         })
     }
 
@@ -1202,7 +1206,12 @@ impl Worker {
         // With its lock missing, making a file would make it again (in
         // whatever directory is at the path by then).
         if self.session.process_lock_intact() {
-            match crate::node::restore_token(&self.session, &self.token, false) {
+            match crate::node::restore_token(
+                &self.session,
+                &self.token,
+                false,
+                &mut self.token_file,
+            ) {
                 Ok(t) => done.token = t,
                 Err(e) => errors.push(crate::error_chain(&e)),
             }
