@@ -2949,6 +2949,32 @@ fn a_token_rewritten_in_place_is_put_back_by_its_worker() {
     terminate_and_wait(a, &actor, worker);
 }
 
+/// A session's marker removed in a session without a node: its worker
+/// makes it again within about a second. Before (attack on `e65c959`),
+/// only the node did, so a demo's session directory and its `.token` were
+/// left for good (`cleanup` never enters an unmarked directory).
+#[test]
+fn a_removed_session_marker_is_put_back_by_a_worker() {
+    const TEST: &str = "a_removed_session_marker_is_put_back_by_a_worker";
+    maybe_run_worker();
+    let s = TestSession::new("markergone");
+    let worker = s.spawn_worker_env(TEST, 0, &[(worker_support::ENV_UNTIL_EXIT, "1")]);
+    let marker = s.session.dir().join(shmwire::shm::SESSION_MARKER);
+    assert!(marker.is_file());
+    std::fs::remove_file(&marker).unwrap();
+    let removed = Instant::now();
+    while !marker.is_file() {
+        assert!(
+            removed.elapsed() < Duration::from_secs(5),
+            "the marker was not put back"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut a = s.driver();
+    let actor = create_counter(&mut a, worker.id, 0);
+    terminate_and_wait(a, &actor, worker);
+}
+
 /// Over TCP, an actor whose worker is only stopped (`SIGSTOP`) stops
 /// answering heartbeats: the caller declares the connection dead after the
 /// liveness bound, cannot reach the worker again (the handshake times out),

@@ -608,8 +608,8 @@ pub struct Restored {
     /// The session's node lock was taken again (the node's check).
     pub node_lock: bool,
     /// The session marker (`.shmwire-session`) was made again (the node's
-    /// check): without it `inspect` and `cleanup` take the live session
-    /// for a foreign directory.
+    /// and the worker runtime's check): without it `inspect` and `cleanup`
+    /// take the live session for a foreign directory.
     pub marker: bool,
 }
 

@@ -1206,6 +1206,13 @@ impl Worker {
         // With its lock missing, making a file would make it again (in
         // whatever directory is at the path by then).
         if self.session.process_lock_intact() {
+            // The marker too (before, only the node put it back: a session
+            // without one, the demo's, was left for good once its marker
+            // was removed, as `cleanup` never enters an unmarked directory).
+            match self.session.restore_marker() {
+                Ok(made) => done.marker |= made,
+                Err(e) => errors.push(crate::error_chain(&e)),
+            }
             match crate::node::restore_token(
                 &self.session,
                 &self.token,
