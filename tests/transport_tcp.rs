@@ -373,3 +373,64 @@ fn directory_entry_of_killed_worker_is_removed() {
     let _reg = d.register(&imposter).unwrap();
     assert_eq!(d.lookup_name("doomed").unwrap().worker_id, id(78));
 }
+
+/// The TCP receive memory (`TransportConfig::max_receive_memory`) is held by
+/// frames being received, never by idle connections (the re-attack on
+/// `8744a0d`: buffers of up to 1 MiB were kept and charged, so 16 idle
+/// callers that had sent 700 KB each held a 16 MiB budget, and every other
+/// caller's large frame was cut off). Here: a 2 MiB budget, four
+/// connections that each received a whole 700 KB frame, then a fifth whose
+/// 1.5 MiB frame still arrives; and a frame past what is left is refused,
+/// naming the budget.
+#[test]
+fn idle_connections_hold_none_of_the_receive_memory() {
+    let mut lcfg = cfg(1);
+    lcfg.max_receive_memory = 2 << 20;
+    let mut l = TcpListener::bind_localhost(lcfg).unwrap();
+    let addr = l.local_addr().unwrap();
+    let mut accepted = Vec::new();
+    let mut clients = Vec::new();
+    let mut pair = |n: u8| {
+        let ccfg = cfg(n);
+        let connecting = std::thread::spawn(move || connect_tcp(addr, id(1), &ccfg).unwrap());
+        let s = l.accept_timeout(GUARD).unwrap();
+        (s, connecting.join().unwrap())
+    };
+    for n in 2..6 {
+        let (mut s, mut c) = pair(n);
+        let t = std::thread::spawn(move || {
+            c.send(&vec![9u8; 700_000]).unwrap();
+            c.flush().unwrap();
+            c
+        });
+        assert_eq!(s.recv_timeout(GUARD).unwrap().len(), 700_000);
+        clients.push(t.join().unwrap());
+        // The next look finds it empty: its buffer goes back, its share too.
+        assert!(s.try_recv().unwrap().is_none());
+        accepted.push(s);
+    }
+    let (mut s, mut c) = pair(6);
+    let t = std::thread::spawn(move || {
+        c.send(&vec![9u8; 1_500_000]).unwrap();
+        c.flush().unwrap();
+        c
+    });
+    assert_eq!(s.recv_timeout(GUARD).unwrap().len(), 1_500_000);
+    clients.push(t.join().unwrap());
+    // Past what is left (2 MiB less the 256 KiB each may keep uncharged,
+    // with the 1.5 MiB one still held until its next look): refused.
+    let (mut s2, mut c2) = pair(7);
+    let t = std::thread::spawn(move || {
+        let _ = c2.send(&vec![9u8; 3_000_000]);
+        let _ = c2.flush();
+        c2
+    });
+    match s2.recv_timeout(GUARD) {
+        Err(RecvError::Protocol { what }) => {
+            assert!(what.contains("max_receive_memory"), "{what}")
+        }
+        other => panic!("expected the frame refused for the budget, got {other:?}"),
+    }
+    drop(t.join().unwrap());
+    drop((s, accepted, clients));
+}

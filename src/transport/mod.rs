@@ -179,10 +179,12 @@ pub struct TransportConfig {
     /// not read before it fails with [`SendError::QueueFull`].
     pub send_queue_limit: usize,
     /// TCP: most bytes all the connections one [`TcpListener`] accepted
-    /// may hold in receive buffers beyond the 16 KiB each starts with
-    /// (default [`DEFAULT_MAX_RECEIVE_MEMORY`], 1 GiB). A buffer grows as
-    /// a large frame arrives, up to `max_frame_len`, and goes back to
-    /// 16 KiB once empty if it grew past 1 MiB. A connection whose frame
+    /// may hold in receive buffers beyond 256 KiB each (default
+    /// [`DEFAULT_MAX_RECEIVE_MEMORY`], 1 GiB). A buffer starts at 16 KiB,
+    /// grows as a large frame arrives, up to `max_frame_len`, and goes back
+    /// to 16 KiB once empty if it grew past 256 KiB (one of at most 256 KiB
+    /// is kept uncharged: idle connections hold none of the budget, and at
+    /// most `max_connections` × 256 KiB in all). A connection whose frame
     /// would grow its buffer beyond what is left is cut off (its receive
     /// fails with [`RecvError::Protocol`], naming the budget), not the
     /// others: callers with the session token could otherwise make a

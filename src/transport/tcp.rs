@@ -79,10 +79,22 @@ fn grow_to(buf: &mut AlignedBytes, len: usize) {
     }
 }
 
-/// A receive buffer grown past this is put back to its first size once it
-/// holds nothing (its growth given back to the [`ReceiveBudget`]); smaller
-/// ones are kept, so frames up to 1 MiB cost no growth after the first.
-const SHRINK_RECV_ABOVE: usize = 1 << 20;
+/// A receive buffer may grow to this without taking from the
+/// [`ReceiveBudget`], and is kept at its size once it holds nothing, so
+/// frames up to 256 KiB (an inline argument is at most 100 KiB) cost no
+/// growth after the first; a buffer grown past it goes back to its first
+/// size once it holds nothing, giving its share back. So only frames being
+/// received hold the budget, never idle connections (the attack on
+/// `8744a0d`: with 1 MiB kept and charged, 16 idle callers that had sent
+/// 700 KB each held a 16 MiB budget, and every other caller's large frame
+/// was cut off); what idle connections keep is bounded by
+/// `max_connections` × 256 KiB.
+const RECV_FREE: usize = 256 << 10;
+
+/// The part of a receive buffer of `len` bytes charged to its budget.
+fn recv_charge(len: usize) -> usize {
+    len.saturating_sub(RECV_FREE)
+}
 
 /// The receive memory shared by the connections one [`TcpListener`]
 /// accepted ([`TransportConfig::max_receive_memory`]): each connection
@@ -754,7 +766,7 @@ impl TcpConnection {
     /// Reads what the kernel has into the receive buffer. `Ok(true)` if bytes
     /// arrived, `Ok(false)` on `WouldBlock`.
     fn fill(&mut self) -> Result<bool, Ended> {
-        if self.rstart == self.rend && self.rbuf.len() > SHRINK_RECV_ABOVE {
+        if self.rstart == self.rend && self.rbuf.len() > RECV_FREE {
             // Empty after a large frame: back to the first size, its growth
             // given back (a caller that once sent 16 MiB does not keep them).
             self.rbuf = zeroed(self.rbuf_base);
@@ -779,11 +791,12 @@ impl TcpConnection {
                 let new = (cap * 2)
                     .min(TCP_FRAME_HEADER + pad16(self.max_frame))
                     .max(cap + 16);
-                if let Some(b) = &self.budget {
-                    if !b.take(new - cap) {
+                let need = recv_charge(new) - recv_charge(cap);
+                if let (Some(b), true) = (&self.budget, need > 0) {
+                    if !b.take(need) {
                         return Err(self.over_budget(b.max));
                     }
-                    self.charged += new - cap;
+                    self.charged += need;
                 }
                 grow_to(&mut self.rbuf, new);
             }
