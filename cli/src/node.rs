@@ -161,7 +161,9 @@ pub fn run(args: NodeArgs) -> CliResult {
     let mut errors = BTreeSet::new();
     // An error here: the session directory went (the node stops itself).
     let ran = node.run(stop.flag(), |r| {
-        if print_tick(r, &mut errors).is_err() {
+        // A closed stdout found by the output thread after the last line
+        // was queued: stopped at this round, not at the next line.
+        if print_tick(r, &mut errors).is_err() || crate::out::stdout_failed() {
             stop2.store(true, std::sync::atomic::Ordering::Relaxed);
         }
     });

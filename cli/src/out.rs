@@ -78,7 +78,10 @@ impl Background {
                 return Err(StdoutError::from_io(io::Error::new(*kind, text.clone())));
             }
         }
-        if p.bytes + bytes.len() > QUEUE_BYTES {
+        // One line larger than the queue is taken when the queue is empty
+        // (a removal report of many names, to a reader that reads): what is
+        // bounded is what waits behind a reader that does not.
+        if p.bytes > 0 && p.bytes + bytes.len() > QUEUE_BYTES {
             p.dropped += 1;
             return Ok(());
         }
@@ -105,8 +108,8 @@ impl Background {
             if dropped > 0 {
                 let _ = io::stderr().write_all(
                     format!(
-                        "shmwire: {dropped} lines of output dropped: they were not read \
-                         (more than {QUEUE_BYTES} bytes waited)\n"
+                        "shmwire: {dropped} lines of output dropped: more than \
+                         {QUEUE_BYTES} bytes waited for the reader to take them\n"
                     )
                     .as_bytes(),
                 );
@@ -148,6 +151,16 @@ pub fn background() {
             .expect("spawn the output thread");
         b
     });
+}
+
+/// Whether the output thread ([`background`]) met an error writing to
+/// stdout (its reader closed it, say): a loop that prints rarely looks at
+/// this each turn, to stop as its next line would (`false` without
+/// [`background`]).
+pub fn stdout_failed() -> bool {
+    BACKGROUND
+        .get()
+        .is_some_and(|b| b.lock().stdout_error.is_some())
 }
 
 /// Waits at most `within` for the output thread ([`background`]) to

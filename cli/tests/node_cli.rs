@@ -3527,15 +3527,21 @@ fn unfinished_large_tcp_frames_stay_within_the_receive_memory() {
 /// directory entries: a client of the session started in another
 /// directory, given the same root as an absolute path, found the store
 /// and could not connect ("no worker … listens at dir/s/.s-….sock"). A
-/// relative root is now made absolute when the session is opened.
+/// relative root is now made absolute when the session is opened, and
+/// resolved where it exists: here `../relative-root`, from a directory
+/// renamed while the node runs (re-attack on `8744a0d`: with the path
+/// only prefixed, the node then took its session directory for removed
+/// and stopped).
 #[test]
 fn a_relative_root_publishes_paths_any_directory_reaches() {
     let _watchdog = proc_support::watchdog("a_relative_root_publishes_paths_any_directory_reaches");
     let scratch = proc_support::scratch("swn", "relroot");
+    let cwd = scratch.path().join("cwd");
+    fs::create_dir(&cwd).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_shmwire"))
         .args(["node", "--session", "rel", "--store-capacity", "4M"])
-        .args(["--root", "relative-root"])
-        .current_dir(scratch.path())
+        .args(["--root", "../relative-root"])
+        .current_dir(&cwd)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -3543,6 +3549,7 @@ fn a_relative_root_publishes_paths_any_directory_reaches() {
     let mut kid = Kid(child);
     let mut out = BufReader::new(kid.0.stdout.take().unwrap());
     wait_for(&mut out, "node ready:");
+    fs::rename(&cwd, scratch.path().join("cwd-renamed")).unwrap();
     let root = scratch.path().join("relative-root");
     let entries: Vec<String> = fs::read_dir(root.join("rel"))
         .unwrap()
@@ -3567,6 +3574,9 @@ fn a_relative_root_publishes_paths_any_directory_reaches() {
         .unwrap();
     drop(store);
     drop(session);
+    // Its rounds (every second) still find its session directory.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(kid.0.try_wait().unwrap().is_none(), "the node stopped");
     let (status, err) = kid.signal_and_collect("-TERM", Duration::from_secs(20));
     assert!(status.success(), "{status}: {err}");
 }

@@ -123,7 +123,14 @@ pub fn restore_token(
     let dir = session.dir();
     let path = dir.join(TOKEN_FILE);
     match crate::sys::fs::read_small_regular(&path, 16) {
-        Ok(b) if b == token.0 => return Ok(false),
+        Ok(b) if b == token.0 => {
+            // Our token in another file (copied and renamed over ours):
+            // that file is the one to keep from now on.
+            if !file.is(&path) {
+                *file = TokenFile::open(&path);
+            }
+            return Ok(false);
+        }
         Ok(b) if b.len() == 16 && !replace_other && !file.is(&path) => {
             return Err(TokenError::Replaced { path })
         }
@@ -269,6 +276,16 @@ mod tests {
         // Sixteen other bytes written over ours in place (the same file):
         // damage, written again.
         fs::write(&path, [9u8; 16]).unwrap();
+        assert!(restore(&mut file, false).unwrap());
+        assert_eq!(fs::read(&path).unwrap(), token.0);
+        // Our token copied into a new file renamed over ours: that file is
+        // the one kept from now on, so damage to it is written again too
+        // (re-attack on `8744a0d`: it was taken for another token).
+        let copy = session.dir().join("token-copy");
+        fs::write(&copy, token.0).unwrap();
+        fs::rename(&copy, &path).unwrap();
+        assert!(!restore(&mut file, false).unwrap());
+        fs::write(&path, [8u8; 16]).unwrap();
         assert!(restore(&mut file, false).unwrap());
         assert_eq!(fs::read(&path).unwrap(), token.0);
         // Another valid token in a new file (as another process makes

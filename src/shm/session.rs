@@ -156,8 +156,10 @@ pub fn check_root_path(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `root` checked ([`check_root_path`]) and made absolute (the current
-/// directory prefixed to a relative one, nothing resolved): every path a
+/// `root` checked ([`check_root_path`]) and, if relative, made absolute:
+/// resolved (`canonicalize`) where it exists — the root, else its parent —
+/// so that a `..` in it or the current directory renamed later does not
+/// move it, else the current directory prefixed. Every path a
 /// session publishes — a worker's Unix socket in its directory entry — is
 /// then reachable from any process, whatever its current directory
 /// (before, `--root dir` published `dir/…` paths that a process started
@@ -167,8 +169,24 @@ fn absolute_root(root: &Path) -> Result<PathBuf> {
     if root.is_absolute() {
         return Ok(root.to_owned());
     }
-    let abs =
-        std::path::absolute(root).map_err(|e| ShmError::io("make the root absolute", root, e))?;
+    // Resolved where it exists (a `..` or the current directory renamed
+    // later must not move it): the root itself, else its parent.
+    let resolved = fs::canonicalize(root).or_else(|e| match (root.parent(), root.file_name()) {
+        (Some(p), Some(n)) if e.kind() == ErrorKind::NotFound => {
+            let p = if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            };
+            fs::canonicalize(p).map(|p| p.join(n))
+        }
+        _ => Err(e),
+    });
+    let abs = match resolved {
+        Ok(p) => p,
+        Err(_) => std::path::absolute(root)
+            .map_err(|e| ShmError::io("make the root absolute", root, e))?,
+    };
     // The current directory's part is checked too.
     check_root_path(&abs)?;
     Ok(abs)
