@@ -2970,6 +2970,26 @@ fn a_removed_session_marker_is_put_back_by_a_worker() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    // Replaced by a FIFO, then by an empty directory: no marker either.
+    for replace in ["fifo", "dir"] {
+        std::fs::remove_file(&marker).unwrap();
+        match replace {
+            "fifo" => assert!(std::process::Command::new("mkfifo")
+                .arg(&marker)
+                .status()
+                .unwrap()
+                .success()),
+            _ => std::fs::create_dir(&marker).unwrap(),
+        }
+        let replaced = Instant::now();
+        while !marker.is_file() {
+            assert!(
+                replaced.elapsed() < Duration::from_secs(5),
+                "a {replace} under the marker's name was left"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
     let mut a = s.driver();
     let actor = create_counter(&mut a, worker.id, 0);
     terminate_and_wait(a, &actor, worker);

@@ -1140,7 +1140,9 @@ impl Session {
     }
 
     /// Makes the session marker again if it was removed (a stray `rm`:
-    /// the directory is then no session to `inspect` or `cleanup`);
+    /// the directory is then no session to `inspect` or `cleanup`) or
+    /// replaced by something that is not a regular file (a FIFO, a
+    /// symbolic link, an empty directory: removed first);
     /// `Ok(true)` if it was made. Only into the directory this process made
     /// its lock in, with that lock in place ([`Session::dir_intact`],
     /// [`Session::process_lock_intact`]); otherwise `Ok(false)`.
@@ -1152,9 +1154,17 @@ impl Session {
             return Ok(false);
         }
         let path = self.dir.join(SESSION_MARKER);
-        if fs::symlink_metadata(&path).is_ok() {
-            return Ok(false);
-        }
+        // Something else under its name (a FIFO, a symbolic link, an empty
+        // directory) is no marker to `inspect` and `cleanup` either: it
+        // goes (re-attack on `8744a0d`: it was taken for the marker).
+        let gone = match fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_file() => return Ok(false),
+            Ok(m) if m.file_type().is_dir() => fs::remove_dir(&path),
+            Ok(_) => fs::remove_file(&path),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        };
+        gone.map_err(|e| ShmError::io("remove what replaced the session marker", &path, e))?;
         ensure_marker(&self.dir).map(|()| true)
     }
 

@@ -287,7 +287,9 @@ impl ShmListener {
                     std::io::ErrorKind::InvalidInput,
                     format!(
                         "the socket path {} is {len} bytes, more than the {SUN_PATH_MAX} a Unix \
-                         socket address holds: use a shorter session root ({}) or session name",
+                         socket address holds: use a shorter session root ({}) or session name \
+                         (a relative root counts with the directory it was given in: sessions \
+                         make it absolute)",
                         path.display(),
                         crate::shm::ROOT_ENV
                     ),
