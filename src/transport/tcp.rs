@@ -98,9 +98,10 @@ fn recv_charge(len: usize) -> usize {
 
 /// The receive memory shared by the connections one [`TcpListener`]
 /// accepted ([`TransportConfig::max_receive_memory`]): each connection
-/// takes the bytes by which its receive buffer grows beyond its first
-/// size, and gives them back when the buffer shrinks or the connection
-/// drops. A plain counter: nothing is published through it (`Relaxed`).
+/// takes the bytes by which its receive buffer grows beyond [`RECV_FREE`]
+/// (256 KiB), and gives them back when the buffer shrinks or the
+/// connection drops. A plain counter: nothing is published through it
+/// (`Relaxed`).
 #[derive(Debug)]
 pub(crate) struct ReceiveBudget {
     /// Bytes not taken.
