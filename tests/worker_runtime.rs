@@ -2842,6 +2842,20 @@ fn a_workers_files_removed_during_a_long_task_are_put_back_during_it() {
     terminate_and_wait(a, &actor, worker);
 }
 
+/// Waits (at most 5 s, looking every 20 ms) until `done` says a file a
+/// worker keeps is back; how long it took. Panics naming `what`.
+fn wait_put_back(what: &str, mut done: impl FnMut() -> bool) -> Duration {
+    let since = Instant::now();
+    while !done() {
+        assert!(
+            since.elapsed() < Duration::from_secs(5),
+            "{what}: not put back within 5 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    since.elapsed()
+}
+
 /// A worker's directory entry changed in place — the same file (inode),
 /// its bytes overwritten — is put back within about a second: random
 /// bytes of the same length, the file emptied, and a valid entry naming
@@ -2887,21 +2901,15 @@ fn a_workers_entry_changed_in_place_is_put_back() {
         f.rewind().unwrap();
         f.write_all(&bytes).unwrap();
         drop(f);
-        let changed = Instant::now();
         assert_eq!(
             std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&entry).unwrap()),
             inode,
             "{what}: changed in place"
         );
-        while std::fs::read(&entry).ok().as_deref() != Some(&original[..]) {
-            assert!(
-                changed.elapsed() < Duration::from_secs(5),
-                "{what}: the entry still says {:?}",
-                std::fs::read(&entry).map(|b| String::from_utf8_lossy(&b).into_owned())
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!("{what}: put back after {:?}", changed.elapsed());
+        let took = wait_put_back(&format!("the entry changed to {what}"), || {
+            std::fs::read(&entry).ok().as_deref() == Some(&original[..])
+        });
+        eprintln!("{what}: put back after {took:?}");
         for (name, c) in [("shared memory", &shm), ("TCP", &tcp)] {
             c.connect_worker(&worker.id)
                 .unwrap_or_else(|e| panic!("{what}: over {name}: {e}"));
@@ -2935,14 +2943,9 @@ fn a_token_rewritten_in_place_is_put_back_by_its_worker() {
         .write_all_at(&[0x5a; 16], 0)
         .unwrap();
     assert_eq!(std::fs::metadata(&path).unwrap().ino(), inode);
-    let changed = Instant::now();
-    while std::fs::read(&path).unwrap() != original {
-        assert!(
-            changed.elapsed() < Duration::from_secs(5),
-            "the token file still holds other bytes"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_put_back("the token file rewritten in place", || {
+        std::fs::read(&path).unwrap() == original
+    });
     // A caller that reads the token now reaches the worker.
     let mut a = s.driver();
     let actor = create_counter(&mut a, worker.id, 0);
@@ -2962,14 +2965,7 @@ fn a_removed_session_marker_is_put_back_by_a_worker() {
     let marker = s.session.dir().join(shmwire::shm::SESSION_MARKER);
     assert!(marker.is_file());
     std::fs::remove_file(&marker).unwrap();
-    let removed = Instant::now();
-    while !marker.is_file() {
-        assert!(
-            removed.elapsed() < Duration::from_secs(5),
-            "the marker was not put back"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_put_back("the removed marker", || marker.is_file());
     // Replaced by a FIFO, then by an empty directory: no marker either.
     for replace in ["fifo", "dir"] {
         std::fs::remove_file(&marker).unwrap();
@@ -2981,14 +2977,9 @@ fn a_removed_session_marker_is_put_back_by_a_worker() {
                 .success()),
             _ => std::fs::create_dir(&marker).unwrap(),
         }
-        let replaced = Instant::now();
-        while !marker.is_file() {
-            assert!(
-                replaced.elapsed() < Duration::from_secs(5),
-                "a {replace} under the marker's name was left"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_put_back(&format!("the marker replaced by a {replace}"), || {
+            marker.is_file()
+        });
     }
     let mut a = s.driver();
     let actor = create_counter(&mut a, worker.id, 0);
