@@ -623,3 +623,92 @@ fn ids_built_to_collide_do_not_stall_the_service() {
          while a client looked up ids built to collide ({filled}; {first})"
     );
 }
+
+/// Kills and reaps a child however the test ends (a failed assertion
+/// included).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A process of the same user floods the store's Unix socket with silent
+/// connections, keeping 300 open and replacing the oldest as fast as it
+/// can: the listener holds at most `max_pending_hellos` (64) pending
+/// hellos and drops the oldest that has sent nothing for each newcomer. A
+/// client whose process was descheduled between its `connect` and its
+/// hello's `write` is such a one; it is now tried again within the
+/// handshake timeout instead of failing "the peer hung up during the
+/// hello" (the attack on `e65c959` saw 7–22 % of `StoreClient::connect`s
+/// fail so). Every connect here gets in and its objects round-trip.
+#[test]
+fn a_flood_of_silent_connections_fails_no_store_connect() {
+    const TEST: &str = "a_flood_of_silent_connections_fails_no_store_connect";
+    const CLIENTS: u32 = 40;
+    const HELD: usize = 300;
+    if let Some(role) = child_role() {
+        let s = child_session();
+        if role == "service" {
+            let _store =
+                StoreService::start(&s, shmwire::store::StoreConfig::new(1 << 20)).unwrap();
+            println!("ready");
+            // Serves until the parent kills it (or the hang guard ends it).
+            std::thread::sleep(GUARD);
+            return;
+        }
+        // role "flood": until the parent kills it (or the hang guard).
+        let dir = shmwire::node::Directory::for_session(&s).unwrap();
+        let socket = dir
+            .lookup_name(DEFAULT_STORE_NAME)
+            .unwrap()
+            .unix_socket
+            .unwrap();
+        let mut held = std::collections::VecDeque::new();
+        let (t, mut opened) = (Instant::now(), 0u64);
+        while t.elapsed() < GUARD {
+            if held.len() >= HELD {
+                held.pop_front();
+            }
+            match std::os::unix::net::UnixStream::connect(&socket) {
+                Ok(c) => {
+                    held.push_back(c);
+                    opened += 1;
+                    if opened == HELD as u64 {
+                        println!("flooding");
+                    }
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+        return;
+    }
+    let env = Env::new("flood");
+    let mut service = KillOnDrop(spawn_child(TEST, "service", &pass(&env, "flood")));
+    expect_line(&stdout_lines(&mut service.0), "ready");
+    let mut flood = KillOnDrop(spawn_child(TEST, "flood", &pass(&env, "flood")));
+    expect_line(&stdout_lines(&mut flood.0), "flooding");
+    let (mut failed, mut slowest) = (Vec::new(), Duration::ZERO);
+    for i in 0..CLIENTS {
+        let t = Instant::now();
+        match StoreClient::connect(&env.session, DEFAULT_STORE_NAME) {
+            Ok(c) => {
+                slowest = slowest.max(t.elapsed());
+                let id = oid(8, i);
+                c.put(id, &contents(u64::from(i), 1000), b"").unwrap();
+                let got = c.get(&[id], GUARD).unwrap();
+                assert_eq!(got[0].as_deref().unwrap(), contents(u64::from(i), 1000));
+            }
+            Err(e) => failed.push(format!("client {i} after {:?}: {e}", t.elapsed())),
+        }
+    }
+    drop(flood);
+    eprintln!("slowest connect under the flood: {slowest:?}");
+    assert!(
+        failed.is_empty(),
+        "{} of {CLIENTS} store connects failed under the flood: {failed:#?}",
+        failed.len()
+    );
+}

@@ -3403,6 +3403,66 @@ fn tcp_caller_adds(s: &TestSession, actor: &ActorHandle, x: i64) -> (CoreWorker,
     (remote, total)
 }
 
+/// A listener that hangs up on a hello before answering it (as one at its
+/// cap on pending hellos does to a caller whose hello has not arrived yet
+/// when newer callers come: the attack on `e65c959` saw 7–22 % of store
+/// connects fail so under a flood) is tried again within the handshake
+/// timeout. Here a proxy in front of a worker's TCP port hangs up on the
+/// first two connections unread, then passes the bytes through: the
+/// connect gets in on its third try, to the worker behind the proxy.
+#[test]
+fn a_hello_the_listener_hung_up_on_is_tried_again() {
+    use std::io::Read;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    maybe_run_worker();
+    let s = TestSession::new("hungup");
+    let worker = s.spawn_worker("a_hello_the_listener_hung_up_on_is_tried_again", 1);
+    let dir = shmwire::node::Directory::for_session(&s.session).unwrap();
+    let target = dir.lookup(&worker.id).unwrap().tcp.unwrap();
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let at = proxy.local_addr().unwrap();
+    let tries = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&tries);
+    std::thread::spawn(move || {
+        for c in proxy.incoming() {
+            let Ok(c) = c else { return };
+            if counted.fetch_add(1, Ordering::Relaxed) < 2 {
+                // Hung up on unread: the caller's hello is never answered.
+                drop(c);
+                continue;
+            }
+            let Ok(w) = std::net::TcpStream::connect(target) else {
+                return;
+            };
+            for (mut from, mut to) in [(c.try_clone().unwrap(), w.try_clone().unwrap()), (w, c)] {
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n @ 1..) = from.read(&mut buf) {
+                        if std::io::Write::write_all(&mut to, &buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = to.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        }
+    });
+    let token = shmwire::node::load_or_create_token(&s.session).unwrap();
+    let config = TransportConfig::new(WorkerId::from_random(), token);
+    let t = Instant::now();
+    let conn = shmwire::transport::connect_tcp(at, worker.id, &config)
+        .unwrap_or_else(|e| panic!("the connect failed after {:?}: {e}", t.elapsed()));
+    assert_eq!(conn.peer_worker_id(), worker.id);
+    assert_eq!(tries.load(Ordering::Relaxed), 3);
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "the connect took {:?}",
+        t.elapsed()
+    );
+    drop(conn);
+    worker.wait_success();
+}
+
 /// Connections that connect and never say a word hold a pending hello
 /// each. Before, 64 of them — on either transport, from anyone who could
 /// reach the TCP port (no token needed) — filled the worker's one cap, and

@@ -279,10 +279,11 @@ fn serve(
     let mut events = Events::with_capacity(128);
     let mut conns: HashMap<Token, Conn> = HashMap::new();
     let mut next = 1usize;
-    // An accept failed (e.g. out of descriptors) with connections still
-    // queued: the edge-triggered listener reports no new event for them,
-    // so every turn (at most 50 ms apart) tries again until it drains.
-    let mut accept_failing = false;
+    // Connections left queued by the last turn: the edge-triggered
+    // listener reports no new event for them, so the next turn accepts
+    // again — at once after a turn that took its most, within 50 ms after
+    // an accept failed (e.g. out of descriptors), until the queue drains.
+    let mut queued = Queued::Nothing;
     // Relaxed: a flag polled each turn; it publishes nothing.
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
@@ -291,18 +292,40 @@ fn serve(
             .map(|c| c.deadline.saturating_duration_since(now))
             .min()
             .map_or(STOP_CHECK, |d| d.min(STOP_CHECK));
+        let wait = if queued == Queued::More {
+            Duration::ZERO
+        } else {
+            wait
+        };
         match poll.poll(&mut events, Some(wait)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
         let mut answered = Vec::new();
-        if accept_failing {
-            accept_failing = accept_all(listener, poll, &mut conns, &mut next, true);
+        let mut accepted = false;
+        if queued != Queued::Nothing {
+            queued = accept_all(
+                listener,
+                poll,
+                &mut conns,
+                &mut next,
+                queued == Queued::Failing,
+            );
+            accepted = true;
         }
         for ev in events.iter() {
             if ev.token() == LISTENER {
-                accept_failing = accept_all(listener, poll, &mut conns, &mut next, accept_failing);
+                if !accepted {
+                    queued = accept_all(
+                        listener,
+                        poll,
+                        &mut conns,
+                        &mut next,
+                        queued == Queued::Failing,
+                    );
+                    accepted = true;
+                }
                 continue;
             }
             if ev.token() == WAKER {
@@ -375,17 +398,32 @@ fn serve(
     Ok(())
 }
 
-/// Accepts every queued connection; `true` when an accept failed with
-/// connections left queued (`failing`: it failed last turn too, so the
-/// failure is not logged again).
+/// What [`accept_all`] left in the kernel's queue for the next turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Queued {
+    /// Nothing: the next connection comes with an event.
+    Nothing,
+    /// An accept failed with connections left (e.g. out of descriptors):
+    /// tried again every turn.
+    Failing,
+    /// The turn took its [`HTTP_MAX_CONNECTIONS`]: the next turn comes at
+    /// once, after the connections already open had theirs.
+    More,
+}
+
+/// Accepts the queued connections, at most [`HTTP_MAX_CONNECTIONS`] in one
+/// turn (more would only displace connections accepted in the same turn,
+/// and a flood re-opening connections as fast as they are accepted would
+/// hold the loop for good); says what it left queued (`failing`: an accept
+/// failed last turn too, so the failure is not logged again).
 fn accept_all(
     listener: &mio::net::TcpListener,
     poll: &Poll,
     conns: &mut HashMap<Token, Conn>,
     next: &mut usize,
     failing: bool,
-) -> bool {
-    loop {
+) -> Queued {
+    for _ in 0..HTTP_MAX_CONNECTIONS {
         match listener.accept() {
             Ok((mut stream, _)) => {
                 let mut busy = conns.values().filter(|c| !c.closing).count();
@@ -419,7 +457,7 @@ fn accept_all(
                 }
                 conns.insert(t, c);
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Queued::Nothing,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             // Out of descriptors before the cap: the oldest connection still
             // waiting for its request gives its descriptor to the next one,
@@ -439,9 +477,14 @@ fn accept_all(
                 if !failing {
                     tracing::warn!(error = %e, "node http: accept failed");
                 }
-                return true;
+                return Queued::Failing;
             }
         }
+    }
+    if crate::sys::poll::connection_waiting(listener.as_fd()) {
+        Queued::More
+    } else {
+        Queued::Nothing
     }
 }
 
@@ -708,4 +751,34 @@ fn response(status: &str, body: &str) -> Vec<u8> {
         body.len()
     )
     .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One turn takes at most [`HTTP_MAX_CONNECTIONS`] connections and
+    /// says more are queued; the next takes the rest. (A turn that drained
+    /// the queue was held for good by a flood faster than the loop.)
+    #[test]
+    fn a_turn_accepts_at_most_its_cap() {
+        let listener = mio::net::TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let poll = Poll::new().unwrap();
+        let clients: Vec<_> = (0..HTTP_MAX_CONNECTIONS + 10)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        let (mut conns, mut next) = (HashMap::new(), 0);
+        assert_eq!(
+            accept_all(&listener, &poll, &mut conns, &mut next, false),
+            Queued::More
+        );
+        assert_eq!(next, HTTP_MAX_CONNECTIONS);
+        assert_eq!(
+            accept_all(&listener, &poll, &mut conns, &mut next, false),
+            Queued::Nothing
+        );
+        assert_eq!(next, HTTP_MAX_CONNECTIONS + 10);
+        drop(clients);
+    }
 }

@@ -254,6 +254,7 @@ impl PullServer {
             ready: BTreeSet::new(),
             next: FIRST_PULL,
             accept_failing: false,
+            accept_more: false,
         };
         let stop2 = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
@@ -460,6 +461,9 @@ struct Server {
     /// queued: the edge-triggered listener reports no new event for them,
     /// so every turn tries again until the queue is empty.
     accept_failing: bool,
+    /// The last turn took its most (`max_pulls`) with connections still
+    /// queued: the next turn comes at once and accepts again.
+    accept_more: bool,
 }
 
 impl Server {
@@ -471,7 +475,7 @@ impl Server {
             // also while no pull comes.
             self.store.reconnect_if_due();
             let now = Instant::now();
-            let timeout = if self.ready.is_empty() {
+            let timeout = if self.ready.is_empty() && !self.accept_more {
                 self.pulls
                     .values()
                     .map(|p| p.deadline.saturating_duration_since(now))
@@ -489,12 +493,17 @@ impl Server {
                 }
                 continue;
             }
-            if self.accept_failing {
+            let mut accepted = self.accept_failing || self.accept_more;
+            if accepted {
                 self.accept();
             }
             for ev in events.iter() {
                 match ev.token() {
-                    LISTENER => self.accept(),
+                    LISTENER if !accepted => {
+                        self.accept();
+                        accepted = true;
+                    }
+                    LISTENER => {}
                     WAKER => {}
                     Token(t) => {
                         if self.pulls.contains_key(&t) {
@@ -615,9 +624,15 @@ impl Server {
         }
     }
 
-    /// Accepts every waiting connection (the listener is edge triggered).
+    /// Accepts the waiting connections (the listener is edge triggered),
+    /// at most `max_pulls` in one turn: more would only displace
+    /// connections accepted in the same turn, and a flood re-opening
+    /// connections as fast as they are accepted would hold the loop for
+    /// good. With more waiting, `accept_more` makes the next turn come at
+    /// once and accept again.
     fn accept(&mut self) {
-        loop {
+        self.accept_more = false;
+        for _ in 0..self.config.max_pulls.max(1) {
             let (mut stream, _) = match self.listener.accept() {
                 Ok(s) => s,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -699,6 +714,7 @@ impl Server {
             );
             self.ready.insert(t);
         }
+        self.accept_more = crate::sys::poll::connection_waiting(self.listener.as_fd());
     }
 }
 

@@ -667,6 +667,9 @@ impl Restored {
 /// [`TransportConfig::max_pending_hellos`] run at once per transport, and a
 /// caller beyond that makes the oldest pending hello of its transport drop
 /// ([`AcceptStats::over_cap`]): silent connections cannot lock callers out.
+/// One accept pass takes at most that many callers per transport (the next
+/// pass is due at once), so a flood of connections cannot hold the thread
+/// that accepts away from the connections it serves.
 pub struct Listener {
     poll: Poll,
     events: Events,
@@ -685,7 +688,9 @@ pub struct Listener {
     session: Session,
     /// When to try `accept` again: a pass left a caller in the kernel's
     /// queue because `accept` failed (out of descriptors with no pending
-    /// hello to drop, out of memory). The listening sockets are
+    /// hello to drop, out of memory; in [`ACCEPT_RETRY`]) or because it had
+    /// taken `max_pending` callers of that transport (at once). The
+    /// listening sockets are
     /// edge-triggered, so nothing else would wake a pass for that caller
     /// before another one connects.
     accept_retry: Option<Instant>,
@@ -813,7 +818,21 @@ impl Listener {
         // pending hello with an earlier one was started before it.
         let mut first_new: Option<Instant> = None;
         for shm in [true, false] {
+            // At most `max_pending` callers of a transport per pass: more
+            // would only displace hellos started in this very pass before
+            // their first read, and a flood re-opening connections as fast
+            // as they are accepted would hold the pass (and the thread that
+            // serves the connections) for good. The rest wait for the next
+            // pass, due at once.
+            let mut budget = self.max_pending;
             loop {
+                if budget == 0 {
+                    if self.connection_waiting(shm) {
+                        self.accept_retry = Some(Instant::now());
+                    }
+                    break;
+                }
+                budget -= 1;
                 let started = match (shm, self.shm.as_mut(), self.tcp.as_mut()) {
                     (true, Some(l), _) => l.try_accept().map(|h| h.map(Pending::Shm)),
                     (false, _, Some(l)) => l.try_accept().map(|h| h.map(Pending::Tcp)),

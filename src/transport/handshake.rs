@@ -467,6 +467,51 @@ pub(crate) fn refusal_ext(reason: &str) -> Vec<u8> {
     reason.as_bytes()[..end].to_vec()
 }
 
+/// The first pause before a hello the listener hung up on goes again
+/// ([`retry_dropped_hellos`]); each later one doubles, up to
+/// [`MAX_RETRY_PAUSE`].
+const FIRST_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
+/// The longest pause between two tries of a dropped hello.
+const MAX_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Runs `attempt` (one connect and hello, bounded by the deadline it is
+/// given) and runs it again, after a pause of 1 ms doubling up to 50 ms,
+/// while the listener hung up before answering ([`ConnectError::PeerDied`]
+/// during the hello or its reply) and `timeout` has time left: one deadline
+/// for all tries.
+///
+/// A listener hangs up on a hello it has not read when it has to make room:
+/// at its cap on pending hellos a newer caller displaces the oldest that has
+/// sent nothing, and a caller whose process was descheduled between its
+/// `connect` and its hello's `write` is that one while a flood of silent
+/// connections comes in (`docs/reliability.md`). Every other refusal is an
+/// answer (`Refused`, `BadToken`, …) and returned at once; a listener that
+/// is gone refuses the `connect` itself (`NoListener`), so a dead worker is
+/// not waited for.
+pub(crate) fn retry_dropped_hellos<C>(
+    timeout: std::time::Duration,
+    mut attempt: impl FnMut(std::time::Instant) -> Result<C, ConnectError>,
+) -> Result<C, ConnectError> {
+    let now = std::time::Instant::now();
+    let deadline = crate::deadline_after(now, timeout);
+    let mut pause = FIRST_RETRY_PAUSE;
+    loop {
+        match attempt(deadline) {
+            Err(ConnectError::PeerDied { during })
+                if std::time::Instant::now() + pause < deadline =>
+            {
+                tracing::debug!(
+                    during,
+                    "the listener hung up before answering the hello: trying again"
+                );
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(MAX_RETRY_PAUSE);
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Turns a refusal in a reply into the client's error.
 pub(crate) fn check_reply(
     reply: &Reply,

@@ -301,25 +301,49 @@ impl Handshake for TcpAccept {
     }
 }
 
-/// Opens a TCP connection to the worker `intended` listening at `addr`.
+/// Opens a TCP connection to the worker `intended` listening at `addr`,
+/// within [`TransportConfig::handshake_timeout`] in all.
+///
+/// A listener that hangs up before answering the hello (it dropped a hello
+/// it had not read yet to make room for newer callers) is tried again
+/// within that time.
+///
+/// # Errors
+/// [`ConnectError::NoListener`] when nobody listens at `addr`; the
+/// refusals of the hello (`BadToken`, `WrongRecipient`, `VersionMismatch`,
+/// `Refused`); `TimedOut` when the time is up; `PeerDied` when the listener
+/// still hung up on the last try; `Protocol` for a malformed reply.
 pub fn connect_tcp(
     addr: SocketAddr,
     intended: WorkerId,
     config: &TransportConfig,
 ) -> Result<TcpConnection, ConnectError> {
-    let stream = std::net::TcpStream::connect_timeout(&addr, config.handshake_timeout).map_err(
-        |e| match e.kind() {
-            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
-                ConnectError::TimedOut { during: "connect" }
-            }
-            _ => ConnectError::NoListener {
-                worker: intended,
-                address: addr.to_string(),
-                source: e,
-            },
+    handshake::retry_dropped_hellos(config.handshake_timeout, |deadline| {
+        connect_tcp_once(addr, intended, config, deadline)
+    })
+}
+
+/// One try of [`connect_tcp`], done by `deadline`.
+fn connect_tcp_once(
+    addr: SocketAddr,
+    intended: WorkerId,
+    config: &TransportConfig,
+    deadline: Instant,
+) -> Result<TcpConnection, ConnectError> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(ConnectError::TimedOut { during: "connect" });
+    }
+    let stream = std::net::TcpStream::connect_timeout(&addr, left).map_err(|e| match e.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
+            ConnectError::TimedOut { during: "connect" }
+        }
+        _ => ConnectError::NoListener {
+            worker: intended,
+            address: addr.to_string(),
+            source: e,
         },
-    )?;
-    let deadline = crate::deadline_after(Instant::now(), config.handshake_timeout);
+    })?;
     stream
         .set_nodelay(true)
         .and_then(|()| stream.set_nonblocking(true))

@@ -125,13 +125,19 @@ pub(super) fn create_rings(cap: usize) -> Result<NewRings, ConnectError> {
 }
 
 /// Opens a shared-memory connection to the worker `intended` listening on
-/// the Unix socket `socket` of `session`.
+/// the Unix socket `socket` of `session`, within
+/// [`TransportConfig::handshake_timeout`] in all.
+///
+/// A listener that hangs up before answering the hello (it dropped a hello
+/// it had not read yet to make room for newer callers, e.g. under a flood of
+/// silent connections) is tried again within that time.
 ///
 /// # Errors
 /// [`ConnectError::NoListener`] when nobody listens there; the refusals of
 /// the hello (`BadToken`, `WrongRecipient`, `VersionMismatch`, `Refused`);
-/// `TimedOut` / `PeerDied` during the exchange; `Protocol` for a malformed
-/// reply; `Segment` / `Ring` when the listener's rings cannot be opened.
+/// `TimedOut` when the time is up; `PeerDied` when the listener still hung
+/// up on the last try; `Protocol` for a malformed reply; `Segment` / `Ring`
+/// when the listener's rings cannot be opened.
 pub fn connect_shm(
     _session: &Session,
     socket: &Path,
@@ -140,13 +146,23 @@ pub fn connect_shm(
     opts: &ShmOptions,
 ) -> Result<ShmConnection, ConnectError> {
     let cap = check_capacity(opts.ring_capacity as u64)?;
+    handshake::retry_dropped_hellos(config.handshake_timeout, |deadline| {
+        connect_shm_once(socket, intended, config, opts, cap, deadline)
+    })
+}
+
+/// One try of [`connect_shm`] for rings of `cap` bytes, done by `deadline`.
+fn connect_shm_once(
+    socket: &Path,
+    intended: WorkerId,
+    config: &TransportConfig,
+    opts: &ShmOptions,
+    cap: usize,
+    deadline: Instant,
+) -> Result<ShmConnection, ConnectError> {
     // Bounded like the rest of the hello: a stopped listener with a full
     // backlog would hold a blocking connect for as long as it is stopped.
-    let stream = unix_connect_by(
-        socket,
-        crate::deadline_after(Instant::now(), config.handshake_timeout),
-    )
-    .map_err(|e| {
+    let stream = unix_connect_by(socket, deadline).map_err(|e| {
         if e.kind() == std::io::ErrorKind::TimedOut {
             ConnectError::TimedOut { during: "connect" }
         } else {
@@ -157,8 +173,12 @@ pub fn connect_shm(
             }
         }
     })?;
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(ConnectError::TimedOut { during: "hello" });
+    }
     stream
-        .set_write_timeout(Some(config.handshake_timeout))
+        .set_write_timeout(Some(left))
         .map_err(ConnectError::io("set socket options"))?;
     let hello = Hello {
         wire: Wire::Shm,
@@ -178,7 +198,6 @@ pub fn connect_shm(
     // One deadline for the whole reply, however slowly it drips in. Its
     // first bytes carry the eventfds.
     let during = "handshake reply";
-    let deadline = crate::deadline_after(Instant::now(), config.handshake_timeout);
     stream
         .set_nonblocking(true)
         .map_err(ConnectError::io("set socket options"))?;
