@@ -314,10 +314,26 @@ fn a_client_scribbling_its_own_slots_only_pins_objects_until_it_leaves() {
             &contents(u64::from(i), SLOT as usize)[..]
         );
     }
-    // Its claims end with its connection.
+    // Its client puts every slot back from its private tally (it holds
+    // nothing)...
+    assert_eq!(
+        hostile.repair_reference_slots(),
+        slots.payload_len() / 8,
+        "every slot differed"
+    );
+    assert_eq!(hostile.repair_reference_slots(), 0, "nothing left to do");
+    eventually("room once the slots are put back", || {
+        a.put(oid(6, 10), &contents(10, SLOT as usize), b"").is_ok()
+    });
+    // ...and its claims end with its connection.
+    scribble(&slots, 0, &vec![0xff; slots.payload_len()]);
+    assert!(matches!(
+        a.put(oid(6, 11), &contents(11, SLOT as usize), b""),
+        Err(StoreError::StoreFull { .. })
+    ));
     drop(slots);
     drop(hostile);
     eventually("room once the scribbler is gone", || {
-        a.put(oid(6, 10), &contents(10, SLOT as usize), b"").is_ok()
+        a.put(oid(6, 11), &contents(11, SLOT as usize), b"").is_ok()
     });
 }

@@ -1622,39 +1622,45 @@ fn a_live_area_with_a_rewritten_owner_tag_is_not_removed() {
 }
 
 /// A session token that is a FIFO (found by an attack: the node blocked in
-/// `open` forever, and one SIGTERM did not end it) or a symlink is refused
-/// at once with an error naming what it is; nothing is followed or opened
-/// for good, and the node starts once it is removed.
+/// `open` forever, and one SIGTERM did not end it) or a symlink is never
+/// opened for good or followed. With nobody in the session putting it back
+/// — the test process has the session open, a live process that keeps no
+/// token — a starting node waits `TOKEN_REPAIR_WAIT` (3 s) for it, then
+/// replaces it with a new token and starts (before, every start failed,
+/// naming the file, until someone removed it by hand; the re-attack on
+/// `8744a0d`). The link's target is never touched.
 #[test]
-fn a_session_token_that_is_not_a_file_is_refused_not_waited_on() {
+fn a_session_token_that_is_not_a_file_is_replaced_not_waited_on() {
     if child_spec().is_some() {
         return;
     }
     let _watchdog =
-        proc_support::watchdog("a_session_token_that_is_not_a_file_is_refused_not_waited_on");
+        proc_support::watchdog("a_session_token_that_is_not_a_file_is_replaced_not_waited_on");
     let scratch = proc_support::scratch("swn", "tok");
     let root = scratch.path().join("root");
     let session = Session::open_in(&root, "tk").unwrap();
     let token = root.join("tk").join(".token");
-    let path = token.display().to_string();
-    let args = ["node", "--session", "tk", "--store-capacity", "1M"];
     let st = Command::new("mkfifo").arg(&token).status().unwrap();
     assert!(st.success());
-    let (ok, _, err) = shmwire(&root, &args);
+    let t = Instant::now();
+    let mut node = start_node(&root, "tk");
+    assert!(http_get(&node.addr, "/health").starts_with("HTTP/1.0 200 OK"));
     assert!(
-        !ok && err.contains(&format!("{path} is a FIFO, not a regular file")),
-        "{err}"
+        t.elapsed() >= Duration::from_secs(3),
+        "replaced without waiting for the live process: {:?}",
+        t.elapsed()
     );
-    fs::remove_file(&token).unwrap();
+    let md = fs::symlink_metadata(&token).unwrap();
+    assert!(md.is_file() && md.len() == 16, "{md:?}");
+    node.kid.signal_and_wait("-TERM");
+    let _ = fs::remove_file(&token);
     let target = scratch.path().join("elsewhere");
     fs::write(&target, [7u8; 16]).unwrap();
     std::os::unix::fs::symlink(&target, &token).unwrap();
-    let (ok, _, err) = shmwire(&root, &args);
-    assert!(!ok && err.contains(&path), "{err}");
-    assert_eq!(fs::read(&target).unwrap(), [7u8; 16]);
-    fs::remove_file(&token).unwrap();
     let mut node = start_node(&root, "tk");
     assert!(http_get(&node.addr, "/health").starts_with("HTTP/1.0 200 OK"));
+    assert!(fs::symlink_metadata(&token).unwrap().is_file());
+    assert_eq!(fs::read(&target).unwrap(), [7u8; 16]);
     node.kid.signal_and_wait("-TERM");
     session.remove_all().unwrap();
 }
@@ -2306,6 +2312,75 @@ fn silent_connections_at_the_descriptor_limit_do_not_shut_the_endpoints() {
         );
     }
     kid.signal_and_wait("-TERM");
+}
+
+/// Another process of the same user writes into the node's own store
+/// client's reference slots (the object endpoint's client, which lives as
+/// long as the node; its slot memfd is reachable through
+/// `/proc/<node pid>/fd`), claiming a reference on every index entry.
+/// Before, every object deleted afterwards stayed "delete-pending" for the
+/// node's life and the store filled (the attack on `e65c959`: one write,
+/// then every put "store full"). The node now puts its client's slots back
+/// from the client's private tally every second: the deletes complete and
+/// the room comes back.
+#[test]
+fn reference_slots_written_by_another_process_are_put_back_by_the_node() {
+    use std::os::unix::fs::FileExt;
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog = proc_support::watchdog("reference_slots_written_by_another_process");
+    let scratch = proc_support::scratch("swn", "sref");
+    let root = scratch.path().join("root");
+    let mut node = start_node(&root, "sr");
+    // The node's slot memfds (the service's copies and its client's: one
+    // client so far, the node's own).
+    let mut written = 0;
+    for e in fs::read_dir(format!("/proc/{}/fd", node.kid.pid()))
+        .unwrap()
+        .flatten()
+    {
+        let Ok(target) = fs::read_link(e.path()) else {
+            continue;
+        };
+        if !target.to_string_lossy().starts_with("/memfd:sref-") {
+            continue;
+        }
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(e.path())
+            .unwrap();
+        let len = f.metadata().unwrap().len() as usize;
+        let one: Vec<u8> = (0..len).map(|i| u8::from(i % 8 == 0)).collect();
+        f.write_all_at(&one, 0).unwrap();
+        written += 1;
+    }
+    assert!(written > 0, "no reference slot memfd in the node");
+    let session = Session::open_in(&root, "sr").unwrap();
+    let store = StoreClient::connect(&session, DEFAULT_STORE_NAME).unwrap();
+    const SIZE: usize = 200 << 10;
+    for i in 0..4u8 {
+        let id = ObjectId::from_array([i + 1; 28]);
+        store.put(id, &vec![i; SIZE], b"").unwrap();
+        store.delete(&[id]).unwrap();
+    }
+    // The four deletes complete once the node has put its slots back: an
+    // object that needs the room of all four then fits.
+    let big = ObjectId::from_array([42; 28]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match store.put(big, &vec![7u8; 4 * SIZE], b"") {
+            Ok(()) => break,
+            Err(e) => assert!(
+                Instant::now() < deadline,
+                "the deleted objects never freed their room: {e}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(store);
+    node.kid.signal_and_wait("-TERM");
 }
 
 /// A node at its open-file limit keeps serving once descriptors free up

@@ -22,6 +22,7 @@
 //! | client: slot increment → fence → `seq` re-check, against the service's odd `seq` → fence → slot loads | `get_races_eviction` |
 //! | service: slot loads (Acquire) before the free, against the client's release (`fetch_sub` Release) | `get_races_eviction`, `delete_races_last_release` |
 //! | client: release → fence → state load, against the service's pending state → fence → slot loads | `delete_races_last_release` |
+//! | client: repair of a raised slot (store Release) → fence → state load, against the same | `delete_races_repair_of_a_raised_slot` |
 //!
 //! The object's bytes are a loom `UnsafeCell`: the client reads them only
 //! while it holds a reference, the service writes them only before it
@@ -42,8 +43,8 @@ use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use loom::sync::Arc;
 use loom::thread;
 use shmwire::store::index::{
-    release, EntryLayout, IndexWords, IndexWriter, Lookup, ModelEntry, Record, RefSlots,
-    STATE_SEALED,
+    release, repair_slot, EntryLayout, IndexWords, IndexWriter, Lookup, ModelEntry, Record,
+    RefSlots, STATE_SEALED,
 };
 
 const KEY: u64 = 0x5eed;
@@ -243,6 +244,50 @@ fn delete_races_last_release() {
             s.data.with_mut(|p| unsafe { *p = 99 });
         }
         // No new reference through a retired entry.
+        assert!(matches!(s.index().lookup(&id(1)), Lookup::Absent));
+    });
+}
+
+/// A delete racing the repair of a slot another process raised (the client
+/// holds nothing; the slot says one reference): as with the last release,
+/// either the service sees the repaired slot and frees the object itself,
+/// or the client sees the pending delete and tells the service, whose reap
+/// then frees it. The object is freed exactly once.
+#[test]
+fn delete_races_repair_of_a_raised_slot() {
+    explore("delete_races_repair_of_a_raised_slot", || {
+        let s = Shared::new(7);
+        let mut w = IndexWriter::new(&s.index());
+        let pos = w.publish(&s.index(), &record(1)).unwrap();
+        // Another process wrote one reference into the client's slot.
+        // Relaxed: before the threads start (spawn orders it).
+        s.slots[pos as usize].store(1, Ordering::Relaxed);
+        let told = Arc::new(AtomicBool::new(false));
+        let (s2, told2) = (Arc::clone(&s), Arc::clone(&told));
+        let t = thread::spawn(move || {
+            let tell = repair_slot(&s2.index(), &s2.slots(), pos, 0);
+            assert!(tell.is_some(), "the slot differed from the tally");
+            if tell == Some(true) {
+                // Relaxed: joined below.
+                told2.store(true, Ordering::Relaxed);
+            }
+        });
+        let mut freed = w.retire(&s.index(), [s.slots()], pos, &record(1));
+        if freed {
+            // SAFETY (model): freed, nobody holds it.
+            s.data.with_mut(|p| unsafe { *p = 99 });
+        }
+        t.join().unwrap();
+        if !freed {
+            assert!(
+                told.load(Ordering::Relaxed),
+                "a held delete must hear of the repair"
+            );
+            freed = w.reap(&s.index(), [s.slots()], pos);
+            assert!(freed, "nobody holds it any more");
+            // SAFETY (model): freed, nobody holds it.
+            s.data.with_mut(|p| unsafe { *p = 99 });
+        }
         assert!(matches!(s.index().lookup(&id(1)), Lookup::Absent));
     });
 }

@@ -57,11 +57,84 @@ pub enum TokenError {
 /// Reads the token of `session`, creating it (exclusively: concurrent
 /// callers agree on one token) if it does not exist yet.
 ///
+/// A damaged token file — not 16 bytes, or a FIFO, a symbolic link or
+/// anything else that is not a regular file under its name; never a
+/// creation in progress, which links a whole file into place — is waited
+/// for while other processes of the session live (they put it back within
+/// about a second: the node every round, a [`Worker`](crate::worker::Worker)
+/// every second), at most [`TOKEN_REPAIR_WAIT`]. If nobody did, or nobody
+/// lives, the damage is removed and a new token made, under the session
+/// directory's exclusive lock (one replacer at a time), with a warning
+/// (before, every start failed until someone removed the file by hand).
+/// A directory under the name is left: it may hold someone's files.
+///
 /// # Errors
 /// [`TokenError::Io`] naming the path and the operation (on a full file
-/// system nothing is left behind); [`TokenError::Corrupted`].
+/// system nothing is left behind); [`TokenError::Corrupted`] or the
+/// `InvalidData` [`TokenError::Io`] of damage that could not be replaced
+/// (a directory, the session's lock held by a cleanup pass throughout).
 pub fn load_or_create_token(session: &Session) -> Result<SessionToken, TokenError> {
-    load_or_create_in(session.dir())
+    match load_or_create_in(session.dir()) {
+        Err(e) if is_damage(&e) => replace_damage(session, e),
+        r => r,
+    }
+}
+
+/// How long [`load_or_create_token`] waits for the live processes of a
+/// session to put its damaged token file back before replacing it: 3 s.
+pub const TOKEN_REPAIR_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Whether `e` says the token file is damaged (wrong length, not a
+/// regular file, a symbolic link) rather than unreadable.
+fn is_damage(e: &TokenError) -> bool {
+    match e {
+        TokenError::Corrupted { .. } => true,
+        TokenError::Io { source, .. } => {
+            source.kind() == io::ErrorKind::InvalidData || crate::sys::fs::is_eloop(source)
+        }
+        _ => false,
+    }
+}
+
+/// [`load_or_create_token`] after `first`, a damaged token file.
+fn replace_damage(session: &Session, first: TokenError) -> Result<SessionToken, TokenError> {
+    let dir = session.dir();
+    if session.others_live() {
+        let deadline = std::time::Instant::now() + TOKEN_REPAIR_WAIT;
+        while std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            match load_or_create_in(dir) {
+                Err(e) if is_damage(&e) => {}
+                r => return r,
+            }
+        }
+    }
+    let Some(_locked) = session.lock_dir_exclusive()? else {
+        return Err(first);
+    };
+    // Again under the lock: another process may have replaced it first.
+    match load_or_create_in(dir) {
+        Err(e) if is_damage(&e) => {}
+        r => return r,
+    }
+    let path = dir.join(TOKEN_FILE);
+    let removed = match fs::symlink_metadata(&path) {
+        Ok(m) if m.is_dir() => return Err(first),
+        Ok(_) => fs::remove_file(&path),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    };
+    removed.map_err(|source| TokenError::Io {
+        op: "remove the damaged token",
+        path: path.clone(),
+        source,
+    })?;
+    tracing::warn!(
+        path = %path.display(),
+        damage = %first,
+        "the session token file was damaged and nobody put it back: replaced with a new token"
+    );
+    load_or_create_in(dir)
 }
 
 /// The token file a process found holding its token, kept open (one
@@ -250,6 +323,30 @@ pub fn load_or_create_in(dir: &Path) -> Result<SessionToken, TokenError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn damage_nobody_puts_back_is_replaced() {
+        let tmp = tempfile::tempdir().unwrap();
+        let session = Session::open_in(tmp.path().join("root"), "d").unwrap();
+        let path = session.dir().join(TOKEN_FILE);
+        // Nobody else lives in the session: replaced at once.
+        fs::write(&path, b"short").unwrap();
+        let t = load_or_create_token(&session).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), t.0);
+        fs::remove_file(&path).unwrap();
+        let made = std::process::Command::new("mkfifo").arg(&path).status();
+        assert!(made.unwrap().success());
+        let t = load_or_create_token(&session).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), t.0);
+        // A directory may hold someone's files: left, an error.
+        fs::remove_file(&path).unwrap();
+        fs::create_dir(&path).unwrap();
+        fs::write(path.join("keep"), b"x").unwrap();
+        assert!(load_or_create_token(&session).is_err());
+        assert!(path.join("keep").exists());
+        fs::remove_dir_all(&path).unwrap();
+        assert_eq!(load_or_create_token(&session).unwrap().0.len(), 16);
+    }
 
     #[test]
     fn a_lost_or_damaged_token_is_written_again_and_another_is_said() {

@@ -1168,6 +1168,36 @@ impl Session {
         ensure_marker(&self.dir).map(|()| true)
     }
 
+    /// Takes the session directory's exclusive `flock` (the one a cleanup
+    /// pass holds; creators hold it shared while they set up), waiting at
+    /// most [`SWEEP_WAIT`]; the lock goes with the returned file.
+    /// `Ok(None)` if it stayed taken that long.
+    pub(crate) fn lock_dir_exclusive(&self) -> Result<Option<File>> {
+        let d = open_dir(&self.dir).map_err(|e| ShmError::io("open", &self.dir, e))?;
+        let deadline = Instant::now() + SWEEP_WAIT;
+        loop {
+            if try_lock_exclusive(&d).map_err(|e| ShmError::io("flock", &self.dir, e))? {
+                return Ok(Some(d));
+            }
+            if Instant::now() > deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Whether a process other than this one holds its lock in the session
+    /// now ([`Session::status`]'s live owners, this process's own lock
+    /// left out). `false` if the directory cannot be read.
+    pub(crate) fn others_live(&self) -> bool {
+        let mine = self.process_lock_name().ok();
+        self.status().is_ok_and(|st| {
+            st.live_owners
+                .iter()
+                .any(|n| Some(n.as_str()) != mine.as_deref())
+        })
+    }
+
     /// Whether this process's lock file in the session is the one it
     /// holds (`true` too when it holds none here). Callers that put back
     /// other files check it first: with the lock missing, making a file
@@ -1491,6 +1521,10 @@ impl Session {
             let ours = match &kind {
                 FileKind::Owned(_) => ft.is_file() || ft.is_socket(),
                 FileKind::Foreign => false,
+                // Whatever took the token's name (a FIFO, a link: never
+                // followed) goes with the session, as the token would;
+                // a directory may hold someone's files and stays.
+                FileKind::Token => !ft.is_dir(),
                 _ => ft.is_file(),
             };
             if !ours {

@@ -354,6 +354,43 @@ impl StoreClient {
         )
     }
 
+    /// Puts this client's reference slots back to what it holds, if
+    /// another process wrote into them (their memfd can be opened through
+    /// `/proc/<pid>/fd` by the same user): each slot says to the service
+    /// how many references this client holds on an index entry, and a
+    /// raised one would keep that object from being freed after a delete
+    /// for as long as this client lives. The client keeps its own tally in
+    /// private memory and writes every slot that differs back to it
+    /// (a lowered count is raised again too), then tells the service when
+    /// a pending delete may now complete. The node's object endpoint and
+    /// every [`Worker`](crate::worker::Worker) with a store call this about
+    /// once a second; a long-lived client of an application can do the
+    /// same.
+    ///
+    /// Costs a scan of 8 bytes per index entry (256 KiB with the most
+    /// entries a default store has,
+    /// [`DEFAULT_INDEX_ENTRIES`](crate::store::DEFAULT_INDEX_ENTRIES)),
+    /// during which this client's `get`s through the index wait. Returns
+    /// how many slots were put back (0 without an index: nothing to
+    /// repair; also logged as a warning when above 0).
+    pub fn repair_reference_slots(&self) -> usize {
+        let Some(ix) = self.inner.index.as_ref() else {
+            return 0;
+        };
+        let (fixed, tell) = ix.repair();
+        if fixed > 0 {
+            tracing::warn!(
+                store = %self.inner.name,
+                slots = fixed,
+                "another process wrote into this store client's reference slots: put back"
+            );
+        }
+        if tell {
+            self.inner.send_quiet(Request::Reap);
+        }
+        fixed
+    }
+
     /// Whether `get` and `contains` of sealed objects are served from the
     /// shared index now (it is mapped, the service is live and no call
     /// failed), without a round trip to the service.

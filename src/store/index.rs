@@ -51,6 +51,11 @@
 //!   "mark pending, `fence(SeqCst)`, load the slots" of a delete, either the
 //!   service sees the released slot and frees the object itself, or the
 //!   client sees "delete pending" and tells the service (a `Reap` message).
+//! * **Repairing a slot** ([`repair_slot`], client, excluding its own takes
+//!   and releases): the slot is stored back to the client's private tally
+//!   (Release, as a release's `fetch_sub`); a lowered count is followed by
+//!   the same `fence(SeqCst)` and state load as a release, against the
+//!   same delete.
 //!
 //! # Hostile input
 //!
@@ -67,8 +72,10 @@
 //! the service (the slow path), which never reads the index. The service
 //! never trusts the index either: it keeps each entry's `seq` and
 //! occupancy privately, and a slot's value only ever means "held" (a
-//! client that scribbles on its own slots can pin objects, as holding
-//! buffers would, and is released when it disconnects).
+//! process that scribbles on a client's slots can pin objects, as holding
+//! buffers would, until that client repairs its slots from its private
+//! tally — [`repair_slot`], every second in the node and in workers — or
+//! disconnects).
 
 use crate::sync::{fence, AtomicU64, Ordering};
 
@@ -568,6 +575,44 @@ pub fn release<L: EntryLayout>(index: &IndexWords<'_, L>, slots: &RefSlots<'_>, 
     };
     // Release: pairs with the Acquire loads in `holds`.
     slot.fetch_sub(REF_ONE, Ordering::Release);
+    pending_after_release(index, pos)
+}
+
+/// Puts this client's own slot at `pos` back to `refs` references, what
+/// its private tally says it holds, when the slot's count (its low 32 bits)
+/// says otherwise — a process that can open the slot memfd
+/// (`/proc/<pid>/fd`) wrote into it. The uses (high 32 bits) are kept.
+/// `None` if the slot already says `refs` (or `pos` is out of range);
+/// else whether the service should be told, as after [`release`] (the
+/// count went down and the entry is not plainly sealed: a delete may be
+/// waiting for it).
+///
+/// The caller must be the slot's only writer meanwhile (no
+/// [`IndexWords::try_acquire`] or [`release`] of this client in flight:
+/// either would be counted twice or lost).
+pub fn repair_slot<L: EntryLayout>(
+    index: &IndexWords<'_, L>,
+    slots: &RefSlots<'_>,
+    pos: u32,
+    refs: u32,
+) -> Option<bool> {
+    let slot = slots.slot(pos)?;
+    // Relaxed: this client is the slot's only writer (the caller's
+    // exclusion); a scribbler's value is what is being replaced.
+    let v = slot.load(Ordering::Relaxed);
+    let had = v & 0xffff_ffff;
+    if had == u64::from(refs) {
+        return None;
+    }
+    // Release: as the fetch_sub in `release`, pairs with the Acquire loads
+    // in `holds`.
+    slot.store((v & !0xffff_ffff) | u64::from(refs), Ordering::Release);
+    Some(had > u64::from(refs) && pending_after_release(index, pos))
+}
+
+/// After a slot's count at `pos` went down: whether the entry is no longer
+/// plainly sealed (a delete may be waiting for the count).
+fn pending_after_release<L: EntryLayout>(index: &IndexWords<'_, L>, pos: u32) -> bool {
     if pos >= index.entries {
         return false;
     }

@@ -255,6 +255,7 @@ impl PullServer {
             next: FIRST_PULL,
             accept_failing: false,
             accept_more: false,
+            repair_at: Instant::now(),
         };
         let stop2 = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
@@ -464,6 +465,9 @@ struct Server {
     /// The last turn took its most (`max_pulls`) with connections still
     /// queued: the next turn comes at once and accepts again.
     accept_more: bool,
+    /// When to put back the store client's reference slots next
+    /// ([`StoreClient::repair_reference_slots`], every second).
+    repair_at: Instant,
 }
 
 impl Server {
@@ -474,6 +478,15 @@ impl Server {
             // A broken store client is replaced when its pause is over,
             // also while no pull comes.
             self.store.reconnect_if_due();
+            // This client lives as long as the node: reference slots
+            // another process wrote into are put back (else every object
+            // they raised stays after its delete, and the store fills).
+            if Instant::now() >= self.repair_at {
+                self.repair_at = Instant::now() + crate::transport::LISTENER_CHECK_INTERVAL;
+                if self.store.outage.is_none() {
+                    self.store.client.repair_reference_slots();
+                }
+            }
             let now = Instant::now();
             let timeout = if self.ready.is_empty() && !self.accept_more {
                 self.pulls

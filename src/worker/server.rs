@@ -1179,6 +1179,11 @@ impl Worker {
             self.listener_check_at = now + crate::transport::LISTENER_CHECK_INTERVAL;
             self.restore_listener();
             self.exec.forget_departed(now);
+            // Reference slots another process wrote into are put back
+            // (else every object they raised stays after its delete).
+            if let Some(b) = &self.exec.store {
+                b.client.repair_reference_slots();
+            }
         }
         self.report_refusals(now);
         Ok(())
