@@ -22,7 +22,8 @@
 //! | client: slot increment → fence → `seq` re-check, against the service's odd `seq` → fence → slot loads | `get_races_eviction` |
 //! | service: slot loads (Acquire) before the free, against the client's release (`fetch_sub` Release) | `get_races_eviction`, `delete_races_last_release` |
 //! | client: release → fence → state load, against the service's pending state → fence → slot loads | `delete_races_last_release` |
-//! | client: repair of a raised slot (store Release) → fence → state load, against the same | `delete_races_repair_of_a_raised_slot` |
+//! | client: repair of a raised slot (compare-exchange Release) → fence → state load, against the same | `delete_races_repair_of_a_raised_slot` |
+//! | client: tally raised → slot `fetch_add` (Release), against the repair's slot load (Acquire) → tally load; slot `fetch_sub` → tally decrement (Release), against the repair's tally load (Acquire) → compare-exchange | `repair_races_take_and_release` |
 //!
 //! The object's bytes are a loom `UnsafeCell`: the client reads them only
 //! while it holds a reference, the service writes them only before it
@@ -39,12 +40,12 @@
 #![cfg(shmwire_loom)]
 
 use loom::cell::UnsafeCell;
-use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use loom::sync::Arc;
 use loom::thread;
 use shmwire::store::index::{
-    release, repair_slot, EntryLayout, IndexWords, IndexWriter, Lookup, ModelEntry, Record,
-    RefSlots, STATE_SEALED,
+    release, release_counted, repair_slot, EntryLayout, IndexWords, IndexWriter, Lookup,
+    ModelEntry, Record, RefSlots, Tally, STATE_SEALED,
 };
 
 const KEY: u64 = 0x5eed;
@@ -76,6 +77,8 @@ fn explore(name: &str, f: impl Fn() + Sync + Send + 'static) {
 struct Shared {
     index: Vec<AtomicU64>,
     slots: Vec<AtomicU64>,
+    /// The client's private tally (`repair_races_take_and_release`).
+    tally: Vec<AtomicU32>,
     /// The object's bytes in the arena.
     data: UnsafeCell<u64>,
 }
@@ -87,6 +90,7 @@ impl Shared {
                 .map(|_| AtomicU64::new(0))
                 .collect(),
             slots: (0..ENTRIES).map(|_| AtomicU64::new(0)).collect(),
+            tally: (0..ENTRIES).map(|_| AtomicU32::new(0)).collect(),
             data: UnsafeCell::new(bytes),
         })
     }
@@ -97,6 +101,10 @@ impl Shared {
 
     fn slots(&self) -> RefSlots<'_> {
         RefSlots::new(&self.slots)
+    }
+
+    fn tally(&self) -> Tally<'_> {
+        Tally::new(&self.tally)
     }
 }
 
@@ -265,7 +273,7 @@ fn delete_races_repair_of_a_raised_slot() {
         let told = Arc::new(AtomicBool::new(false));
         let (s2, told2) = (Arc::clone(&s), Arc::clone(&told));
         let t = thread::spawn(move || {
-            let tell = repair_slot(&s2.index(), &s2.slots(), pos, 0);
+            let tell = repair_slot(&s2.index(), &s2.slots(), &s2.tally(), pos);
             assert!(tell.is_some(), "the slot differed from the tally");
             if tell == Some(true) {
                 // Relaxed: joined below.
@@ -289,5 +297,61 @@ fn delete_races_repair_of_a_raised_slot() {
             s.data.with_mut(|p| unsafe { *p = 99 });
         }
         assert!(matches!(s.index().lookup(&id(1)), Lookup::Absent));
+    });
+}
+
+/// The client's own take, read and release of an object racing a repair
+/// of its slot (which another process raised by 2 before) while the
+/// service deletes the object: the repair never lowers the slot below the
+/// reference the client holds (else the service could free the object
+/// while it is read — loom's cell tracking fails the model), and once the
+/// client let go and a repair ran, the object is freed.
+#[test]
+fn repair_races_take_and_release() {
+    explore("repair_races_take_and_release", || {
+        let s = Shared::new(7);
+        let mut w = IndexWriter::new(&s.index());
+        let pos = w.publish(&s.index(), &record(1)).unwrap();
+        // Relaxed: before the threads start (spawn orders it).
+        s.slots[pos as usize].store(2, Ordering::Relaxed);
+        let Lookup::Found(snap) = s.index().lookup(&id(1)) else {
+            panic!("published")
+        };
+        let s2 = Arc::clone(&s);
+        let client = thread::spawn(move || {
+            if s2
+                .index()
+                .try_acquire_counted(&s2.slots(), &s2.tally(), &snap)
+            {
+                // SAFETY (model): read while holding the reference.
+                let v = s2.data.with(|p| unsafe { *p });
+                assert_eq!(v, 7);
+                release_counted(&s2.index(), &s2.slots(), &s2.tally(), snap.pos);
+            }
+        });
+        let s3 = Arc::clone(&s);
+        let repair = thread::spawn(move || {
+            repair_slot(&s3.index(), &s3.slots(), &s3.tally(), pos);
+        });
+        let freed = w.retire(&s.index(), [s.slots()], pos, &record(1));
+        if freed {
+            // SAFETY (model): freed, nobody holds it.
+            s.data.with_mut(|p| unsafe { *p = 99 });
+        }
+        client.join().unwrap();
+        repair.join().unwrap();
+        if !freed {
+            // Whatever the race left, one more repair with nobody taking
+            // brings the slot down to the tally, now 0.
+            repair_slot(&s.index(), &s.slots(), &s.tally(), pos);
+            // Relaxed: every thread joined.
+            assert_eq!(
+                s.slots[pos as usize].load(Ordering::Relaxed) & 0xffff_ffff,
+                0
+            );
+            assert!(w.reap(&s.index(), [s.slots()], pos), "nobody holds it");
+            // SAFETY (model): freed, nobody holds it.
+            s.data.with_mut(|p| unsafe { *p = 99 });
+        }
     });
 }

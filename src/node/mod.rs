@@ -62,4 +62,5 @@ pub use stats_area::{
 };
 pub use token::{
     load_or_create_in, load_or_create_token, restore_token, TokenError, TokenFile, TOKEN_FILE,
+    TOKEN_REPAIR_WAIT,
 };

@@ -355,24 +355,25 @@ impl StoreClient {
     }
 
     /// Puts this client's reference slots back to what it holds, if
-    /// another process wrote into them (their memfd can be opened through
+    /// another process raised them (their memfd can be opened through
     /// `/proc/<pid>/fd` by the same user): each slot says to the service
     /// how many references this client holds on an index entry, and a
     /// raised one would keep that object from being freed after a delete
     /// for as long as this client lives. The client keeps its own tally in
-    /// private memory and writes every slot that differs back to it
-    /// (a lowered count is raised again too), then tells the service when
-    /// a pending delete may now complete. The node's object endpoint and
-    /// every [`Worker`](crate::worker::Worker) with a store call this about
-    /// once a second; a long-lived client of an application can do the
-    /// same.
+    /// private memory and lowers every slot above it back to it, lock-free
+    /// (its `get`s go on meanwhile; `store::index::repair_slot`), then
+    /// tells the service when a pending delete may now complete. A slot
+    /// lowered below the tally is left (a take or release in flight looks
+    /// the same; the buffers it guards are this client's own). The node's
+    /// object endpoint and every [`Worker`](crate::worker::Worker) with a
+    /// store call this every second; a long-lived client of an application
+    /// can do the same.
     ///
-    /// Costs a scan of 8 bytes per index entry (256 KiB with the most
+    /// Costs a scan of 12 bytes per index entry (384 KiB with the most
     /// entries a default store has,
-    /// [`DEFAULT_INDEX_ENTRIES`](crate::store::DEFAULT_INDEX_ENTRIES)),
-    /// during which this client's `get`s through the index wait. Returns
-    /// how many slots were put back (0 without an index: nothing to
-    /// repair; also logged as a warning when above 0).
+    /// [`DEFAULT_INDEX_ENTRIES`](crate::store::DEFAULT_INDEX_ENTRIES)).
+    /// Returns how many slots were put back (0 without an index: nothing
+    /// to repair; also logged as a warning when above 0).
     pub fn repair_reference_slots(&self) -> usize {
         let Some(ix) = self.inner.index.as_ref() else {
             return 0;

@@ -51,11 +51,14 @@
 //!   "mark pending, `fence(SeqCst)`, load the slots" of a delete, either the
 //!   service sees the released slot and frees the object itself, or the
 //!   client sees "delete pending" and tells the service (a `Reap` message).
-//! * **Repairing a slot** ([`repair_slot`], client, excluding its own takes
-//!   and releases): the slot is stored back to the client's private tally
-//!   (Release, as a release's `fetch_sub`); a lowered count is followed by
-//!   the same `fence(SeqCst)` and state load as a release, against the
-//!   same delete.
+//! * **Repairing a slot** ([`repair_slot`], client, concurrently with its
+//!   own takes and releases): the client also counts its references in a
+//!   private [`Tally`], raised before the slot (the slot's increment is
+//!   Release) and lowered after it (Release); the repair loads the slot
+//!   (Acquire) then the tally (Acquire) and, when the slot is above the
+//!   tally, compare-exchanges it down to it (Release, as a release's
+//!   `fetch_sub`), then the same `fence(SeqCst)` and state load as a
+//!   release, against the same delete.
 //!
 //! # Hostile input
 //!
@@ -77,7 +80,7 @@
 //! tally — [`repair_slot`], every second in the node and in workers — or
 //! disconnects).
 
-use crate::sync::{fence, AtomicU64, Ordering};
+use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
 
 /// Words per entry.
 pub const ENTRY_WORDS: usize = 16;
@@ -380,6 +383,25 @@ impl<'a> RefSlots<'a> {
     }
 }
 
+/// A client's private tally of the references it holds at each index
+/// entry (one count per entry, in the client's own memory, which no other
+/// process can write): what [`repair_slot`] puts its shared slot back to.
+#[derive(Debug, Clone, Copy)]
+pub struct Tally<'a> {
+    counts: &'a [AtomicU32],
+}
+
+impl<'a> Tally<'a> {
+    /// The tally over `counts` (one per index entry).
+    pub fn new(counts: &'a [AtomicU32]) -> Self {
+        Self { counts }
+    }
+
+    fn count(&self, pos: u32) -> Option<&'a AtomicU32> {
+        self.counts.get(pos as usize)
+    }
+}
+
 impl<'a> IndexWords<'a> {
     /// The index over `words` with `entries` entries of [`ENTRY_WORDS`]
     /// words (a power of two, at most `words.len() / ENTRY_WORDS`) and
@@ -501,8 +523,11 @@ impl<'a, L: EntryLayout> IndexWords<'a, L> {
         let Some(slot) = slots.slot(snap.pos) else {
             return false;
         };
-        // Relaxed: ordered by the SeqCst fence below.
-        slot.fetch_add(REF_ONE | USE_ONE, Ordering::Relaxed);
+        // Release: pairs with the Acquire slot load in `repair_slot` (a
+        // repair that sees this reference sees the tally raised before it,
+        // `try_acquire_counted`); towards the service, ordered by the
+        // SeqCst fence below.
+        slot.fetch_add(REF_ONE | USE_ONE, Ordering::Release);
         // SeqCst fence: pairs with the SeqCst fence in write_entry (called
         // by try_evict / retire before they load the slots) — Dekker: the
         // service sees this reference or we see its new seq.
@@ -515,6 +540,33 @@ impl<'a, L: EntryLayout> IndexWords<'a, L> {
             slot.fetch_sub(REF_ONE, Ordering::Release);
             false
         }
+    }
+
+    /// [`IndexWords::try_acquire`], the reference also counted in the
+    /// client's `tally`: raised before the slot, lowered again after the
+    /// slot's back-off, so the tally is never below what the slot honestly
+    /// says and a [`repair_slot`] running meanwhile never lowers the slot
+    /// below the references held. Give it back with [`release_counted`].
+    pub fn try_acquire_counted(
+        &self,
+        slots: &RefSlots<'_>,
+        tally: &Tally<'_>,
+        snap: &Snapshot,
+    ) -> bool {
+        let Some(n) = tally.count(snap.pos) else {
+            return false;
+        };
+        // Relaxed: published by the slot's Release fetch_add in
+        // try_acquire, which comes after it.
+        n.fetch_add(1, Ordering::Relaxed);
+        if self.try_acquire(slots, snap) {
+            return true;
+        }
+        // Release: pairs with the Acquire tally load in `repair_slot`: a
+        // repair that sees this decrement sees the slot's back-off before
+        // it (and its compare-exchange then fails on it).
+        n.fetch_sub(1, Ordering::Release);
+        false
     }
 
     // ------------------------------------------------------------ writer --
@@ -578,36 +630,69 @@ pub fn release<L: EntryLayout>(index: &IndexWords<'_, L>, slots: &RefSlots<'_>, 
     pending_after_release(index, pos)
 }
 
-/// Puts this client's own slot at `pos` back to `refs` references, what
-/// its private tally says it holds, when the slot's count (its low 32 bits)
-/// says otherwise — a process that can open the slot memfd
-/// (`/proc/<pid>/fd`) wrote into it. The uses (high 32 bits) are kept.
-/// `None` if the slot already says `refs` (or `pos` is out of range);
-/// else whether the service should be told, as after [`release`] (the
-/// count went down and the entry is not plainly sealed: a delete may be
-/// waiting for it).
+/// [`release`] of a reference taken by [`IndexWords::try_acquire_counted`]:
+/// the slot first, then the tally.
+pub fn release_counted<L: EntryLayout>(
+    index: &IndexWords<'_, L>,
+    slots: &RefSlots<'_>,
+    tally: &Tally<'_>,
+    pos: u32,
+) -> bool {
+    let tell = release(index, slots, pos);
+    if let Some(n) = tally.count(pos) {
+        // Release: pairs with the Acquire tally load in `repair_slot` (a
+        // repair that sees this decrement sees the slot's before it).
+        n.fetch_sub(1, Ordering::Release);
+    }
+    tell
+}
+
+/// Lowers this client's slot at `pos` to what its private `tally` says it
+/// holds, when the slot's count (its low 32 bits) is above it: a process
+/// that can open the slot memfd (`/proc/<pid>/fd`) raised it, and the
+/// service would keep every object deleted at that entry for as long as
+/// this client lives. The uses (high 32 bits) are kept. `Some(tell)` when it
+/// lowered the slot, `tell` as after [`release`] (the entry is not plainly
+/// sealed: a delete may be waiting for the count); `None` when there was
+/// nothing to do, or the slot changed meanwhile (a take or release: the
+/// next repair looks again).
 ///
-/// The caller must be the slot's only writer meanwhile (no
-/// [`IndexWords::try_acquire`] or [`release`] of this client in flight:
-/// either would be counted twice or lost).
+/// Runs concurrently with this client's own takes and releases (the
+/// `_counted` ones) and never lowers a slot below the references held:
+/// the tally is raised before the slot and lowered after it, so honestly
+/// the slot is never above the tally; a slot seen raised comes with the
+/// tally raised before it (the slot's Release increment, this Acquire
+/// load), a tally seen lowered with the slot's decrement before it (the
+/// tally's Release decrement, this Acquire load, and the compare-exchange
+/// then fails on the decremented slot); and every take adds a use to the
+/// slot word, so a word seen again is the same state (no ABA short of 2³²
+/// takes in between). A slot *below* the tally is left: a take or release
+/// in flight looks the same.
 pub fn repair_slot<L: EntryLayout>(
     index: &IndexWords<'_, L>,
     slots: &RefSlots<'_>,
+    tally: &Tally<'_>,
     pos: u32,
-    refs: u32,
 ) -> Option<bool> {
     let slot = slots.slot(pos)?;
-    // Relaxed: this client is the slot's only writer (the caller's
-    // exclusion); a scribbler's value is what is being replaced.
-    let v = slot.load(Ordering::Relaxed);
-    let had = v & 0xffff_ffff;
-    if had == u64::from(refs) {
+    let n = tally.count(pos)?;
+    // Acquire: pairs with the Release fetch_add in try_acquire (above).
+    let v = slot.load(Ordering::Acquire);
+    // Acquire: pairs with the Release tally decrements (above).
+    let want = u64::from(n.load(Ordering::Acquire));
+    if v & 0xffff_ffff <= want {
         return None;
     }
     // Release: as the fetch_sub in `release`, pairs with the Acquire loads
-    // in `holds`.
-    slot.store((v & !0xffff_ffff) | u64::from(refs), Ordering::Release);
-    Some(had > u64::from(refs) && pending_after_release(index, pos))
+    // in `holds`. Failure Relaxed: nothing is read from the new value.
+    slot.compare_exchange(
+        v,
+        (v & !0xffff_ffff) | want,
+        Ordering::Release,
+        Ordering::Relaxed,
+    )
+    .ok()?;
+    Some(pending_after_release(index, pos))
 }
 
 /// After a slot's count at `pos` went down: whether the entry is no longer

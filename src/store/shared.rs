@@ -12,13 +12,13 @@ use std::sync::{Arc, Mutex};
 
 use super::error::StoreError;
 use super::index::{
-    holds, id_words, release, IndexWords, IndexWriter, Lookup, Record, RefSlots, Snapshot,
-    ENTRY_BYTES, ENTRY_WORDS, INDEX_HEADER_BYTES, INDEX_MAGIC,
+    holds, id_words, release_counted, IndexWords, IndexWriter, Lookup, Record, RefSlots, Snapshot,
+    Tally, ENTRY_BYTES, ENTRY_WORDS, INDEX_HEADER_BYTES, INDEX_MAGIC,
 };
 use super::table::{ClientId, SharedIndex};
 use crate::ids::ObjectId;
 use crate::shm::AnonSegment;
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// Most index entries [`super::StoreConfig::new`] picks (32 Ki: a 4 MiB
 /// index, 256 KiB of slots per client).
@@ -349,14 +349,11 @@ pub struct ClientIndex {
     refs: AnonSegment,
     entries: u32,
     key: u64,
-    /// What this client holds at each entry, in private memory: the slots
-    /// are what the service reads, and anyone who opens their memfd can
-    /// write them; [`ClientIndex::repair`] puts them back to this.
-    held: Box<[std::sync::atomic::AtomicU32]>,
-    /// Taken shared by every take and release (slot and tally change
-    /// together), exclusively by [`ClientIndex::repair`] (which then sees
-    /// the two agree unless someone else wrote the slots).
-    guard: std::sync::RwLock<()>,
+    /// What this client holds at each entry, in private memory (a
+    /// [`Tally`]): the slots are what the service reads, and anyone who
+    /// opens their memfd can write them; [`ClientIndex::repair`] lowers
+    /// them back to this.
+    held: Box<[AtomicU32]>,
 }
 
 impl std::fmt::Debug for ClientIndex {
@@ -395,10 +392,7 @@ impl ClientIndex {
             refs,
             entries: info.entries,
             key: info.key,
-            held: (0..info.entries)
-                .map(|_| std::sync::atomic::AtomicU32::new(0))
-                .collect(),
-            guard: std::sync::RwLock::new(()),
+            held: (0..info.entries).map(|_| AtomicU32::new(0)).collect(),
         })
     }
 
@@ -438,50 +432,33 @@ impl ClientIndex {
     /// Takes a reference on the object of `snap` (see
     /// [`IndexWords::try_acquire`]).
     pub fn try_acquire(&self, snap: &Snapshot) -> bool {
-        let _shared = self.guard.read().unwrap_or_else(|e| e.into_inner());
         let (iw, slots) = self.views();
-        let took = iw.try_acquire(&slots, snap);
-        if took {
-            if let Some(n) = self.held.get(snap.pos as usize) {
-                // Relaxed: private; the guard orders it against `repair`.
-                n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-        }
-        took
+        iw.try_acquire_counted(&slots, &Tally::new(&self.held), snap)
     }
 
     /// Gives back a reference at `pos`; true if the service should be told.
     pub fn release(&self, pos: u32) -> bool {
-        let _shared = self.guard.read().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = self.held.get(pos as usize) {
-            // Relaxed: as in `try_acquire`.
-            n.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        }
         let (iw, slots) = self.views();
-        release(&iw, &slots, pos)
+        release_counted(&iw, &slots, &Tally::new(&self.held), pos)
     }
 
-    /// Puts every slot of this client whose count differs from what the
+    /// Lowers every slot of this client whose count is above what the
     /// client holds (its private tally) back to that count
-    /// ([`repair_slot`](super::index::repair_slot)): a process that opened
-    /// the slot memfd through `/proc/<pid>/fd` and wrote into it would
-    /// otherwise pin every object whose slot it raised for as long as this
-    /// client lives (their deletes never complete, the store fills).
-    /// Takes and releases wait meanwhile (a scan of 8 bytes per index
-    /// entry: 256 KiB with a default store's most entries).
+    /// ([`repair_slot`](super::index::repair_slot), lock-free: takes and
+    /// releases go on meanwhile): a process that opened the slot memfd
+    /// through `/proc/<pid>/fd` and raised it would otherwise pin every
+    /// object deleted at those entries for as long as this client lives.
+    /// A scan of 8 + 4 bytes per index entry (384 KiB with a default
+    /// store's most entries).
     ///
-    /// Returns how many slots were put back and whether the service should
-    /// be told (a count went down under a pending delete: send
-    /// `Request::Reap`).
+    /// Returns how many slots were lowered and whether the service should
+    /// be told (a pending delete may now complete: send `Request::Reap`).
     pub fn repair(&self) -> (usize, bool) {
-        let _only = self.guard.write().unwrap_or_else(|e| e.into_inner());
         let (iw, slots) = self.views();
+        let tally = Tally::new(&self.held);
         let (mut fixed, mut tell) = (0, false);
-        for (pos, n) in (0u32..).zip(self.held.iter()) {
-            // Relaxed: the exclusive guard orders it after every take and
-            // release.
-            let want = n.load(std::sync::atomic::Ordering::Relaxed);
-            if let Some(t) = super::index::repair_slot(&iw, &slots, pos, want) {
+        for pos in 0..self.entries {
+            if let Some(t) = super::index::repair_slot(&iw, &slots, &tally, pos) {
                 fixed += 1;
                 tell |= t;
             }
