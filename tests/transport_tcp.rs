@@ -434,3 +434,45 @@ fn idle_connections_hold_none_of_the_receive_memory() {
     drop(t.join().unwrap());
     drop((s, accepted, clients));
 }
+
+/// A listener that hangs up on every hello unread is tried a few times
+/// (a shmwire listener at its cap drops a hello it had not read; the
+/// caller tries again) — at most 8, within a fraction of a second, not for
+/// the whole handshake timeout with the token sent a hundred times (the
+/// attack on `de6e82d`). One that hangs up in the middle of its reply had
+/// started to answer: a protocol error at once, not tried again.
+#[test]
+fn a_listener_that_always_hangs_up_is_tried_a_few_times_only() {
+    for partial in [false, true] {
+        let fake = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = fake.local_addr().unwrap();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = std::sync::Arc::clone(&accepted);
+        std::thread::spawn(move || {
+            for c in fake.incoming() {
+                let Ok(mut c) = c else { return };
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if partial {
+                    let mut hello = [0u8; 96];
+                    let _ = c.read_exact(&mut hello);
+                    let _ = c.write_all(b"SHMWIRE\0\x04");
+                }
+            }
+        });
+        let t = Instant::now();
+        let r = connect_tcp(addr, id(1), &cfg(2));
+        let took = t.elapsed();
+        let tries = accepted.load(std::sync::atomic::Ordering::Relaxed);
+        if partial {
+            assert!(
+                matches!(r, Err(ConnectError::Protocol { ref what }) if what.contains("middle")),
+                "{r:?}"
+            );
+            assert_eq!(tries, 1);
+        } else {
+            assert!(matches!(r, Err(ConnectError::PeerDied { .. })), "{r:?}");
+            assert!((2..=8).contains(&tries), "{tries} tries");
+        }
+        assert!(took < Duration::from_secs(2), "{took:?}");
+    }
+}

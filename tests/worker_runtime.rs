@@ -3403,6 +3403,81 @@ fn tcp_caller_adds(s: &TestSession, actor: &ActorHandle, x: i64) -> (CoreWorker,
     (remote, total)
 }
 
+/// A flood of connections to a worker's TCP port (each sends one byte and
+/// is kept until 300 newer ones came; no token needed) keeps every accept
+/// pass taking its most, the next due at once. Before, each such pass
+/// ended the worker's wait before epoll was asked, so an established TCP
+/// caller's requests were read only when the flood paused: calls of
+/// 1.6–5.5 s instead of milliseconds (the attack on `de6e82d`). Now every
+/// wait also looks at the connections: the caller's calls stay fast.
+#[test]
+fn a_connection_flood_does_not_starve_established_tcp_callers() {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    maybe_run_worker();
+    let s = TestSession::new("floodtcp");
+    let worker = s.spawn_worker(
+        "a_connection_flood_does_not_starve_established_tcp_callers",
+        2,
+    );
+    let mut creator = s.driver();
+    let actor = create_counter(&mut creator, worker.id, 0);
+    let (mut remote, total) = tcp_caller_adds(&s, &actor, 1);
+    assert_eq!(total, 1);
+    let dir = shmwire::node::Directory::for_session(&s.session).unwrap();
+    let tcp = dir.lookup(&worker.id).unwrap().tcp.unwrap();
+    let stop = AtomicBool::new(false);
+    const FLOOD_CONNECT: Duration = Duration::from_millis(2);
+    let (slowest, calls, opened) = std::thread::scope(|scope| {
+        let flood = scope.spawn(|| {
+            let mut held = std::collections::VecDeque::new();
+            let mut opened = 0u64;
+            let end = Instant::now() + Duration::from_secs(30);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+                if held.len() >= 300 {
+                    held.pop_front();
+                }
+                // Bounded: a connect that finds the worker's accept queue
+                // full would wait for the SYN's retransmission (1 s).
+                if let Ok(mut c) = std::net::TcpStream::connect_timeout(&tcp, FLOOD_CONNECT) {
+                    let _ = c.write_all(b"S");
+                    held.push_back(c);
+                    opened += 1;
+                }
+            }
+            opened
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        let (mut slowest, mut calls, mut expect) = (Duration::ZERO, 0, 1);
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(3) {
+            let c = Instant::now();
+            let r = remote
+                .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+                .unwrap();
+            expect += 1;
+            assert_eq!(get_i64(&mut remote, &r), expect);
+            slowest = slowest.max(c.elapsed());
+            calls += 1;
+            // A call now and then, as an interactive caller makes them:
+            // the flood has a core to itself meanwhile.
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        stop.store(true, Ordering::Relaxed);
+        (slowest, calls, flood.join().unwrap())
+    });
+    eprintln!(
+        "{calls} TCP calls under the flood ({opened} connections opened), slowest {slowest:?}"
+    );
+    assert!(
+        slowest < Duration::from_secs(1),
+        "a TCP call took {slowest:?} under the flood ({calls} calls)"
+    );
+    drop(remote);
+    drop(creator);
+    worker.wait_success();
+}
+
 /// A listener that hangs up on a hello before answering it (as one at its
 /// cap on pending hellos does to a caller whose hello has not arrived yet
 /// when newer callers come: the attack on `e65c959` saw 7–22 % of store

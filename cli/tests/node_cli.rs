@@ -236,6 +236,8 @@ fn child_entry() {
             spec[4].parse().unwrap(),
         ),
         "store-client" => store_client_role(&spec[1], &spec[2]),
+        // Makes the session (its directory, marker, token) and exits.
+        "open-session" => drop(Session::open_in(&spec[1], &spec[2]).unwrap()),
         other => panic!("unknown role {other}"),
     }
 }
@@ -1623,12 +1625,15 @@ fn a_live_area_with_a_rewritten_owner_tag_is_not_removed() {
 
 /// A session token that is a FIFO (found by an attack: the node blocked in
 /// `open` forever, and one SIGTERM did not end it) or a symlink is never
-/// opened for good or followed. With nobody in the session putting it back
-/// — the test process has the session open, a live process that keeps no
-/// token — a starting node waits `TOKEN_REPAIR_WAIT` (3 s) for it, then
-/// replaces it with a new token and starts (before, every start failed,
-/// naming the file, until someone removed it by hand; the re-attack on
-/// `8744a0d`). The link's target is never touched.
+/// opened for good or followed. While another process of the session lives
+/// — here the test process, which keeps no token — a starting node waits
+/// `TOKEN_REPAIR_WAIT` (3 s) for it to be put back and then refuses to
+/// start, saying so: a new token would cut every process started from now
+/// on off from the live ones (the attack on `de6e82d` split a session so).
+/// With nobody in the session, the node replaces the damage at once and
+/// starts (before, every start failed, naming the file, until someone
+/// removed it by hand; the re-attack on `8744a0d`). A link's target is
+/// never touched.
 #[test]
 fn a_session_token_that_is_not_a_file_is_replaced_not_waited_on() {
     if child_spec().is_some() {
@@ -1638,31 +1643,39 @@ fn a_session_token_that_is_not_a_file_is_replaced_not_waited_on() {
         proc_support::watchdog("a_session_token_that_is_not_a_file_is_replaced_not_waited_on");
     let scratch = proc_support::scratch("swn", "tok");
     let root = scratch.path().join("root");
-    let session = Session::open_in(&root, "tk").unwrap();
     let token = root.join("tk").join(".token");
+    let args = ["node", "--session", "tk", "--store-capacity", "1M"];
+    // A live process that keeps no token: refused after the wait.
+    let session = Session::open_in(&root, "tk").unwrap();
+    let target = scratch.path().join("elsewhere");
+    fs::write(&target, [7u8; 16]).unwrap();
+    std::os::unix::fs::symlink(&target, &token).unwrap();
+    let t = Instant::now();
+    let (ok, _, err) = shmwire(&root, &args);
+    assert!(
+        !ok && err.contains(&token.display().to_string()) && err.contains("did not put it back"),
+        "{err}"
+    );
+    assert!(t.elapsed() >= Duration::from_secs(3), "{:?}", t.elapsed());
+    assert_eq!(fs::read(&target).unwrap(), [7u8; 16]);
+    session.remove_all().unwrap();
+    // Nobody lives in the session (its one process has exited): the
+    // damage is replaced at once.
+    let made = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, format!("open-session|{}|tk", root.display()))
+        .status()
+        .unwrap();
+    assert!(made.success());
     let st = Command::new("mkfifo").arg(&token).status().unwrap();
     assert!(st.success());
     let t = Instant::now();
     let mut node = start_node(&root, "tk");
     assert!(http_get(&node.addr, "/health").starts_with("HTTP/1.0 200 OK"));
-    assert!(
-        t.elapsed() >= Duration::from_secs(3),
-        "replaced without waiting for the live process: {:?}",
-        t.elapsed()
-    );
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
     let md = fs::symlink_metadata(&token).unwrap();
     assert!(md.is_file() && md.len() == 16, "{md:?}");
     node.kid.signal_and_wait("-TERM");
-    let _ = fs::remove_file(&token);
-    let target = scratch.path().join("elsewhere");
-    fs::write(&target, [7u8; 16]).unwrap();
-    std::os::unix::fs::symlink(&target, &token).unwrap();
-    let mut node = start_node(&root, "tk");
-    assert!(http_get(&node.addr, "/health").starts_with("HTTP/1.0 200 OK"));
-    assert!(fs::symlink_metadata(&token).unwrap().is_file());
-    assert_eq!(fs::read(&target).unwrap(), [7u8; 16]);
-    node.kid.signal_and_wait("-TERM");
-    session.remove_all().unwrap();
 }
 
 /// A node whose session directory is removed under it (found by an attack:

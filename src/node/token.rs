@@ -52,6 +52,19 @@ pub enum TokenError {
     /// temporary file is named after it).
     #[error("session {0}")]
     Session(#[from] ShmError),
+    /// The token file is damaged and the live processes of the session,
+    /// which hold the token, did not put it back within
+    /// [`TOKEN_REPAIR_WAIT`] (one busy in a long task, or stopped): a new
+    /// token would cut every process started from now on off from them.
+    #[error(
+        "{damage}; other processes of the session live and did not put it back within {:?} \
+         (busy or stopped?): try again, or stop them first",
+        TOKEN_REPAIR_WAIT
+    )]
+    Damaged {
+        /// What is wrong with the file.
+        damage: Box<TokenError>,
+    },
 }
 
 /// Reads the token of `session`, creating it (exclusively: concurrent
@@ -60,19 +73,23 @@ pub enum TokenError {
 /// A damaged token file — not 16 bytes, or a FIFO, a symbolic link or
 /// anything else that is not a regular file under its name; never a
 /// creation in progress, which links a whole file into place — is waited
-/// for while other processes of the session live (they put it back within
-/// about a second: the node every round, a [`Worker`](crate::worker::Worker)
-/// every second), at most [`TOKEN_REPAIR_WAIT`]. If nobody did, or nobody
-/// lives, the damage is removed and a new token made, under the session
+/// for while other processes of the session live (they hold the token and
+/// put it back within about a second: the node every round, a
+/// [`Worker`](crate::worker::Worker) every second), at most
+/// [`TOKEN_REPAIR_WAIT`]; if they do not, the damage stays theirs (a new
+/// token would split the session: they would refuse every caller started
+/// from now on) and the error says so. With nobody else in the session the
+/// damage is removed at once and a new token made, under the session
 /// directory's exclusive lock (one replacer at a time), with a warning
-/// (before, every start failed until someone removed the file by hand).
-/// A directory under the name is left: it may hold someone's files.
+/// (before, every start failed until someone removed the file by hand). A
+/// directory under the name is left: it may hold someone's files.
 ///
 /// # Errors
 /// [`TokenError::Io`] naming the path and the operation (on a full file
 /// system nothing is left behind); [`TokenError::Corrupted`] or the
 /// `InvalidData` [`TokenError::Io`] of damage that could not be replaced
-/// (a directory, the session's lock held by a cleanup pass throughout).
+/// (a directory, the session's lock held by a cleanup pass throughout);
+/// [`TokenError::Damaged`] when live processes did not put it back.
 pub fn load_or_create_token(session: &Session) -> Result<SessionToken, TokenError> {
     match load_or_create_in(session.dir()) {
         Err(e) if is_damage(&e) => replace_damage(session, e),
@@ -81,7 +98,8 @@ pub fn load_or_create_token(session: &Session) -> Result<SessionToken, TokenErro
 }
 
 /// How long [`load_or_create_token`] waits for the live processes of a
-/// session to put its damaged token file back before replacing it: 3 s.
+/// session to put its damaged token file back (then fails with
+/// [`TokenError::Damaged`]): 3 s.
 pub const TOKEN_REPAIR_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Whether `e` says the token file is damaged (wrong length, not a
@@ -108,14 +126,23 @@ fn replace_damage(session: &Session, first: TokenError) -> Result<SessionToken, 
                 r => return r,
             }
         }
+        return Err(TokenError::Damaged {
+            damage: Box::new(first),
+        });
     }
     let Some(_locked) = session.lock_dir_exclusive()? else {
         return Err(first);
     };
-    // Again under the lock: another process may have replaced it first.
+    // Again under the lock: another process may have replaced it first,
+    // or started meanwhile (its token is theirs to put back).
     match load_or_create_in(dir) {
         Err(e) if is_damage(&e) => {}
         r => return r,
+    }
+    if session.others_live() {
+        return Err(TokenError::Damaged {
+            damage: Box::new(first),
+        });
     }
     let path = dir.join(TOKEN_FILE);
     let removed = match fs::symlink_metadata(&path) {

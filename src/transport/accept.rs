@@ -200,8 +200,18 @@ where
     use io::Read;
     let mut reader = HelloReader::new(what);
     loop {
-        if let Some(done) = reader.read_from((&mut prefix).chain(stream))? {
-            return Ok(done);
+        match reader.read_from((&mut prefix).chain(stream)) {
+            Ok(Some(done)) => return Ok(done),
+            Ok(None) => {}
+            // Hung up after part of it: the peer had started to answer,
+            // so this is no hello dropped unread (which a caller tries
+            // again, `handshake::retry_dropped_hellos`) but a broken one.
+            Err(super::ConnectError::PeerDied { .. }) if reader.heard() => {
+                return Err(super::ConnectError::Protocol {
+                    what: format!("the peer hung up in the middle of its {what}"),
+                })
+            }
+            Err(e) => return Err(e),
         }
         wait_readable(stream.as_fd(), deadline, what)?;
     }

@@ -473,12 +473,19 @@ pub(crate) fn refusal_ext(reason: &str) -> Vec<u8> {
 const FIRST_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
 /// The longest pause between two tries of a dropped hello.
 const MAX_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+/// How many times [`retry_dropped_hellos`] tries at most (≈ 115 ms of
+/// pauses in all): a caller displaced by a flood gets in within a few
+/// tries; a listener that hangs up on every hello is not a shmwire
+/// listener making room, and is not sent the session token again and again.
+const MAX_HELLO_TRIES: u32 = 8;
 
 /// Runs `attempt` (one connect and hello, bounded by the deadline it is
 /// given) and runs it again, after a pause of 1 ms doubling up to 50 ms,
-/// while the listener hung up before answering ([`ConnectError::PeerDied`]
-/// during the hello or its reply) and `timeout` has time left: one deadline
-/// for all tries.
+/// while the listener hung up before answering anything
+/// ([`ConnectError::PeerDied`] during the hello or before the first byte of
+/// its reply; a reply cut short is a `Protocol` error, not tried again),
+/// at most [`MAX_HELLO_TRIES`] times and while `timeout` has time left:
+/// one deadline for all tries.
 ///
 /// A listener hangs up on a hello it has not read when it has to make room:
 /// at its cap on pending hellos a newer caller displaces the oldest that has
@@ -495,17 +502,20 @@ pub(crate) fn retry_dropped_hellos<C>(
     let now = std::time::Instant::now();
     let deadline = crate::deadline_after(now, timeout);
     let mut pause = FIRST_RETRY_PAUSE;
+    let mut tries = 1;
     loop {
         match attempt(deadline) {
-            Err(ConnectError::PeerDied { during })
-                if std::time::Instant::now() + pause < deadline =>
-            {
+            Err(ConnectError::PeerDied {
+                during: during @ ("hello" | "handshake reply"),
+            }) if tries < MAX_HELLO_TRIES && std::time::Instant::now() + pause < deadline => {
                 tracing::debug!(
                     during,
+                    tries,
                     "the listener hung up before answering the hello: trying again"
                 );
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(MAX_RETRY_PAUSE);
+                tries += 1;
             }
             r => return r,
         }

@@ -417,6 +417,14 @@ impl<C: MuxConnection> Mux<C> {
         let hello_due = self.hello_due;
         if hello_due.is_some_and(|d| d <= start) {
             ready.push(MuxEvent::Incoming);
+            // The connections get their turn in this same wait: a pass due
+            // at once again and again (a flood of callers, each pass taking
+            // its most) would otherwise end every wait here, before epoll
+            // is asked, and leave every TCP connection's data unread (the
+            // attack on `de6e82d`: calls of 1.6–5.5 s, no `epoll_wait` in
+            // 3 s).
+            self.scan(ready);
+            self.poll_events(Some(Duration::ZERO), ready)?;
         }
         let deadline = hello_due.map_or(deadline, |d| d.min(deadline));
         // Peers reported last time that still hold a buffered frame (the
