@@ -1653,7 +1653,7 @@ fn a_session_token_that_is_not_a_file_is_replaced_not_waited_on() {
     let t = Instant::now();
     let (ok, _, err) = shmwire(&root, &args);
     assert!(
-        !ok && err.contains(&token.display().to_string()) && err.contains("did not put it back"),
+        !ok && err.contains(&token.display().to_string()) && err.contains("none put it back"),
         "{err}"
     );
     assert!(t.elapsed() >= Duration::from_secs(3), "{:?}", t.elapsed());

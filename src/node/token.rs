@@ -57,8 +57,9 @@ pub enum TokenError {
     /// [`TOKEN_REPAIR_WAIT`] (one busy in a long task, or stopped): a new
     /// token would cut every process started from now on off from them.
     #[error(
-        "{damage}; other processes of the session live and did not put it back within {:?} \
-         (busy or stopped?): try again, or stop them first",
+        "{damage}; other processes of the session live and none put it back within {:?} (a \
+         worker or node busy or stopped, a program that keeps no token, or others starting \
+         at the same time): try again, or stop them first",
         TOKEN_REPAIR_WAIT
     )]
     Damaged {
@@ -119,11 +120,19 @@ fn replace_damage(session: &Session, first: TokenError) -> Result<SessionToken, 
     let dir = session.dir();
     if session.others_live() {
         let deadline = std::time::Instant::now() + TOKEN_REPAIR_WAIT;
+        let path = dir.join(TOKEN_FILE);
         while std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(50));
-            match load_or_create_in(dir) {
-                Err(e) if is_damage(&e) => {}
-                r => return r,
+            // Only read: a name missing for a moment is being put back by
+            // its owner, never ours to fill (the re-attack on `3bad844`: a
+            // starter that created a token then split the session).
+            match crate::sys::fs::read_small_regular(&path, 16) {
+                Ok(b) if b.len() == 16 => {
+                    let mut t = [0u8; 16];
+                    t.copy_from_slice(&b);
+                    return Ok(SessionToken(t));
+                }
+                _ => {}
             }
         }
         return Err(TokenError::Damaged {
@@ -248,16 +257,14 @@ pub fn restore_token(
             })
         }
         // Truncated, too long, or no regular file under the name (a FIFO,
-        // a directory, a symbolic link, a socket): not a token; it goes (as
-        // does another token, with `replace_other`).
-        Ok(_) | Err(_) => fs::remove_file(&path).or_else(|e| match e.kind() {
-            io::ErrorKind::NotFound => Ok(()),
-            _ => Err(TokenError::Io {
-                op: "remove the damaged token file",
-                path: path.clone(),
-                source: e,
-            }),
-        })?,
+        // a symbolic link, a socket; a directory makes the rename fail):
+        // not a token; ours takes its place in one step (as it does of
+        // another token, with `replace_other`).
+        Ok(_) | Err(_) => {
+            rename_new_token(dir, &path, token)?;
+            *file = TokenFile::open(&path);
+            return Ok(true);
+        }
     }
     match link_new_token(dir, &path, token)? {
         true => {
@@ -276,7 +283,40 @@ pub fn restore_token(
 /// Writes `token` to a temporary file and links it to `path`; `Ok(false)`
 /// if `path` exists (the first creator wins).
 fn link_new_token(dir: &Path, path: &Path, token: &SessionToken) -> Result<bool, TokenError> {
-    // Owned by our lock: if we die before removing it, cleanup does.
+    let tmp = temp_token(dir, token)?;
+    // `hard_link` fails if the token exists.
+    let linked = fs::hard_link(&tmp, path);
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(source) => Err(TokenError::Io {
+            op: "link token",
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Puts `token` in place of the damaged file at `path` in one step
+/// (`rename` over it): the name is never missing meanwhile, so a process
+/// starting then never makes a token of its own (the re-attack on
+/// `3bad844` split a session in the window of a remove-then-link).
+fn rename_new_token(dir: &Path, path: &Path, token: &SessionToken) -> Result<(), TokenError> {
+    let tmp = temp_token(dir, token)?;
+    fs::rename(&tmp, path).map_err(|source| {
+        let _ = fs::remove_file(&tmp);
+        TokenError::Io {
+            op: "put the token in place of the damaged file",
+            path: path.to_owned(),
+            source,
+        }
+    })
+}
+
+/// A new file in `dir` holding `token`, synced (a temporary name owned by
+/// this process's lock: if it dies before it is gone, cleanup removes it).
+fn temp_token(dir: &Path, token: &SessionToken) -> Result<PathBuf, TokenError> {
     let tmp = temp_path_in(dir, "token")?;
     let written = (|| {
         let mut f = OpenOptions::new()
@@ -297,18 +337,7 @@ fn link_new_token(dir: &Path, path: &Path, token: &SessionToken) -> Result<bool,
             source,
         });
     }
-    // `hard_link` fails if the token exists.
-    let linked = fs::hard_link(&tmp, path);
-    let _ = fs::remove_file(&tmp);
-    match linked {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-        Err(source) => Err(TokenError::Io {
-            op: "link token",
-            path: path.to_owned(),
-            source,
-        }),
-    }
+    Ok(tmp)
 }
 
 /// [`load_or_create_token`] for the session directory `dir`.
