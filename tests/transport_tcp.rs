@@ -451,6 +451,8 @@ fn a_listener_that_always_hangs_up_is_tried_a_few_times_only() {
         std::thread::spawn(move || {
             for c in fake.incoming() {
                 let Ok(mut c) = c else { return };
+                // Relaxed: a count, read after the connect returned (its
+                // accepts happened before the listener's hang-ups it saw).
                 counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if partial {
                     let mut hello = [0u8; 96];
@@ -462,6 +464,7 @@ fn a_listener_that_always_hangs_up_is_tried_a_few_times_only() {
         let t = Instant::now();
         let r = connect_tcp(addr, id(1), &cfg(2));
         let took = t.elapsed();
+        // Relaxed: see the increment.
         let tries = accepted.load(std::sync::atomic::Ordering::Relaxed);
         if partial {
             assert!(

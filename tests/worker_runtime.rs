@@ -3433,6 +3433,7 @@ fn a_connection_flood_does_not_starve_established_tcp_callers() {
             let mut held = std::collections::VecDeque::new();
             let mut opened = 0u64;
             let end = Instant::now() + Duration::from_secs(30);
+            // Relaxed: a stop flag; the scope's join orders the rest.
             while !stop.load(Ordering::Relaxed) && Instant::now() < end {
                 if held.len() >= 300 {
                     held.pop_front();
@@ -3501,6 +3502,7 @@ fn a_hello_the_listener_hung_up_on_is_tried_again() {
     std::thread::spawn(move || {
         for c in proxy.incoming() {
             let Ok(c) = c else { return };
+            // Relaxed: a count, read once the connect returned.
             if counted.fetch_add(1, Ordering::Relaxed) < 2 {
                 // Hung up on unread: the caller's hello is never answered.
                 drop(c);

@@ -4,6 +4,7 @@
 //! connected to the same store. Each test has its own session root; every
 //! wait is bounded; children are reaped.
 
+mod slot_scribble;
 mod worker_support;
 
 use std::time::{Duration, Instant};
@@ -805,7 +806,6 @@ fn a_store_that_stopped_answering_is_connected_to_again() {
 /// deletes complete and their room comes back.
 #[test]
 fn reference_slots_written_by_another_process_are_put_back_by_the_worker() {
-    use std::os::unix::fs::FileExt;
     maybe_run_worker();
     let s = TestSession::new("wsref");
     let service = StoreService::start(&s.session, StoreConfig::new(4 * MIB as u64)).unwrap();
@@ -818,49 +818,15 @@ fn reference_slots_written_by_another_process_are_put_back_by_the_worker() {
     let actor = create_counter(&mut driver, worker.id, 0);
     // The worker's one store client's slots (its only `sref-` memfd).
     let pid = worker.child.as_ref().unwrap().id();
-    let mut written = 0;
-    for e in std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .flatten()
-    {
-        let Ok(target) = std::fs::read_link(e.path()) else {
-            continue;
-        };
-        if !target.to_string_lossy().starts_with("/memfd:sref-") {
-            continue;
-        }
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(e.path())
-            .unwrap();
-        let len = f.metadata().unwrap().len() as usize;
-        let one: Vec<u8> = (0..len).map(|i| u8::from(i % 8 == 0)).collect();
-        f.write_all_at(&one, 0).unwrap();
-        written += 1;
-    }
-    assert_eq!(written, 1, "the worker's store client's slot memfd");
+    assert_eq!(
+        slot_scribble::raise_reference_slots(pid),
+        1,
+        "the worker's store client's slot memfd"
+    );
     let store = StoreClient::connect(&s.session, DEFAULT_STORE_NAME).unwrap();
-    for i in 0..4u8 {
-        let id = ObjectId::from_array([i + 1; 28]);
-        store.put(id, &vec![i; MIB / 2], b"").unwrap();
-        store.delete(&[id]).unwrap();
-    }
-    // Freed once the worker has put its slots back (within seconds): an
-    // object that needs their room then fits. (The service's snapshot
-    // lags: its counts are no proof.)
+    // Freed once the worker has put its slots back (within seconds).
     let big = ObjectId::from_array([42; 28]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match store.put(big, &vec![7u8; 3 * MIB], b"") {
-            Ok(()) => break,
-            Err(e) => assert!(
-                Instant::now() < deadline,
-                "the deleted objects never freed their room: {e}"
-            ),
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    slot_scribble::deletes_free_their_room(&store, 6, MIB / 2, big);
     store.delete(&[big]).unwrap();
     wait_store_empty(&service);
     drop(store);

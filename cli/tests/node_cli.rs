@@ -23,6 +23,8 @@ use shmwire::worker::{
 };
 
 mod proc_support;
+#[path = "../../tests/slot_scribble/mod.rs"]
+mod slot_scribble;
 use proc_support::{wait_for, Kid};
 
 const CHILD_ENV: &str = "SHMWIRE_NODE_TEST_CHILD";
@@ -2338,7 +2340,6 @@ fn silent_connections_at_the_descriptor_limit_do_not_shut_the_endpoints() {
 /// the room comes back.
 #[test]
 fn reference_slots_written_by_another_process_are_put_back_by_the_node() {
-    use std::os::unix::fs::FileExt;
     if child_spec().is_some() {
         return;
     }
@@ -2348,50 +2349,15 @@ fn reference_slots_written_by_another_process_are_put_back_by_the_node() {
     let mut node = start_node(&root, "sr");
     // The node's slot memfds (the service's copies and its client's: one
     // client so far, the node's own).
-    let mut written = 0;
-    for e in fs::read_dir(format!("/proc/{}/fd", node.kid.pid()))
-        .unwrap()
-        .flatten()
-    {
-        let Ok(target) = fs::read_link(e.path()) else {
-            continue;
-        };
-        if !target.to_string_lossy().starts_with("/memfd:sref-") {
-            continue;
-        }
-        let f = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(e.path())
-            .unwrap();
-        let len = f.metadata().unwrap().len() as usize;
-        let one: Vec<u8> = (0..len).map(|i| u8::from(i % 8 == 0)).collect();
-        f.write_all_at(&one, 0).unwrap();
-        written += 1;
-    }
-    assert!(written > 0, "no reference slot memfd in the node");
+    assert!(
+        slot_scribble::raise_reference_slots(node.kid.pid()) > 0,
+        "no reference slot memfd in the node"
+    );
     let session = Session::open_in(&root, "sr").unwrap();
     let store = StoreClient::connect(&session, DEFAULT_STORE_NAME).unwrap();
-    const SIZE: usize = 200 << 10;
-    for i in 0..4u8 {
-        let id = ObjectId::from_array([i + 1; 28]);
-        store.put(id, &vec![i; SIZE], b"").unwrap();
-        store.delete(&[id]).unwrap();
-    }
     // The four deletes complete once the node has put its slots back: an
     // object that needs the room of all four then fits.
-    let big = ObjectId::from_array([42; 28]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match store.put(big, &vec![7u8; 4 * SIZE], b"") {
-            Ok(()) => break,
-            Err(e) => assert!(
-                Instant::now() < deadline,
-                "the deleted objects never freed their room: {e}"
-            ),
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    slot_scribble::deletes_free_their_room(&store, 4, 200 << 10, ObjectId::from_array([42; 28]));
     drop(store);
     node.kid.signal_and_wait("-TERM");
 }

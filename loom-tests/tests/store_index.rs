@@ -40,7 +40,7 @@
 #![cfg(shmwire_loom)]
 
 use loom::cell::UnsafeCell;
-use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use loom::sync::Arc;
 use loom::thread;
 use shmwire::store::index::{
@@ -224,36 +224,45 @@ fn delete_races_last_release() {
             panic!("published")
         };
         assert!(s.index().try_acquire(&s.slots(), &snap));
-        let told = Arc::new(AtomicBool::new(false));
-        let (s2, told2) = (Arc::clone(&s), Arc::clone(&told));
-        let t = thread::spawn(move || {
+        let s2 = Arc::clone(&s);
+        let client = thread::spawn(move || {
             // SAFETY (model): read while holding the reference.
             let v = s2.data.with(|p| unsafe { *p });
             assert_eq!(v, 7);
-            if release(&s2.index(), &s2.slots(), snap.pos) {
-                // Relaxed: joined below.
-                told2.store(true, Ordering::Relaxed);
-            }
+            release(&s2.index(), &s2.slots(), snap.pos)
         });
-        let mut freed = w.retire(&s.index(), [s.slots()], pos, &record(1));
-        if freed {
-            // SAFETY (model): freed, nobody holds it.
-            s.data.with_mut(|p| unsafe { *p = 99 });
-        }
-        t.join().unwrap();
-        if !freed {
-            assert!(
-                told.load(Ordering::Relaxed),
-                "a held delete must hear of the last release"
-            );
-            freed = w.reap(&s.index(), [s.slots()], pos);
-            assert!(freed, "nobody holds it any more");
-            // SAFETY (model): freed, nobody holds it.
-            s.data.with_mut(|p| unsafe { *p = 99 });
-        }
-        // No new reference through a retired entry.
-        assert!(matches!(s.index().lookup(&id(1)), Lookup::Absent));
+        delete_while(&s, &mut w, pos, client, "last release");
     });
+}
+
+/// The service deletes object 1 at `pos` while `client` (a thread that
+/// returns whether it told the service) lets go of it: the object is freed
+/// exactly once, never while read — by the delete itself, or by the reap
+/// the client's word asks for — and no new reference is taken through the
+/// retired entry.
+fn delete_while(
+    s: &Shared,
+    w: &mut IndexWriter,
+    pos: u32,
+    client: thread::JoinHandle<bool>,
+    what: &str,
+) {
+    let freed = w.retire(&s.index(), [s.slots()], pos, &record(1));
+    if freed {
+        // SAFETY (model): freed, nobody holds it.
+        s.data.with_mut(|p| unsafe { *p = 99 });
+    }
+    let told = client.join().unwrap();
+    if !freed {
+        assert!(told, "a held delete must hear of the {what}");
+        assert!(
+            w.reap(&s.index(), [s.slots()], pos),
+            "nobody holds it any more"
+        );
+        // SAFETY (model): freed, nobody holds it.
+        s.data.with_mut(|p| unsafe { *p = 99 });
+    }
+    assert!(matches!(s.index().lookup(&id(1)), Lookup::Absent));
 }
 
 /// A delete racing the repair of a slot another process raised (the client
@@ -270,33 +279,13 @@ fn delete_races_repair_of_a_raised_slot() {
         // Another process wrote one reference into the client's slot.
         // Relaxed: before the threads start (spawn orders it).
         s.slots[pos as usize].store(1, Ordering::Relaxed);
-        let told = Arc::new(AtomicBool::new(false));
-        let (s2, told2) = (Arc::clone(&s), Arc::clone(&told));
-        let t = thread::spawn(move || {
+        let s2 = Arc::clone(&s);
+        let client = thread::spawn(move || {
             let tell = repair_slot(&s2.index(), &s2.slots(), &s2.tally(), pos);
             assert!(tell.is_some(), "the slot differed from the tally");
-            if tell == Some(true) {
-                // Relaxed: joined below.
-                told2.store(true, Ordering::Relaxed);
-            }
+            tell == Some(true)
         });
-        let mut freed = w.retire(&s.index(), [s.slots()], pos, &record(1));
-        if freed {
-            // SAFETY (model): freed, nobody holds it.
-            s.data.with_mut(|p| unsafe { *p = 99 });
-        }
-        t.join().unwrap();
-        if !freed {
-            assert!(
-                told.load(Ordering::Relaxed),
-                "a held delete must hear of the repair"
-            );
-            freed = w.reap(&s.index(), [s.slots()], pos);
-            assert!(freed, "nobody holds it any more");
-            // SAFETY (model): freed, nobody holds it.
-            s.data.with_mut(|p| unsafe { *p = 99 });
-        }
-        assert!(matches!(s.index().lookup(&id(1)), Lookup::Absent));
+        delete_while(&s, &mut w, pos, client, "repair");
     });
 }
 

@@ -303,29 +303,14 @@ fn serve(
             Err(e) => return Err(e),
         }
         let mut answered = Vec::new();
-        let mut accepted = false;
-        if queued != Queued::Nothing {
-            queued = accept_all(
-                listener,
-                poll,
-                &mut conns,
-                &mut next,
-                queued == Queued::Failing,
-            );
-            accepted = true;
+        // One accept turn at most: for new callers, or for those the last
+        // turn left queued.
+        if queued != Queued::Nothing || events.iter().any(|ev| ev.token() == LISTENER) {
+            let failing = queued == Queued::Failing;
+            queued = accept_all(listener, poll, &mut conns, &mut next, failing);
         }
         for ev in events.iter() {
             if ev.token() == LISTENER {
-                if !accepted {
-                    queued = accept_all(
-                        listener,
-                        poll,
-                        &mut conns,
-                        &mut next,
-                        queued == Queued::Failing,
-                    );
-                    accepted = true;
-                }
                 continue;
             }
             if ev.token() == WAKER {

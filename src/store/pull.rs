@@ -506,16 +506,16 @@ impl Server {
                 }
                 continue;
             }
-            let mut accepted = self.accept_failing || self.accept_more;
-            if accepted {
+            // One accept turn at most: for new callers, or for those the
+            // last turn left queued.
+            if self.accept_failing
+                || self.accept_more
+                || events.iter().any(|ev| ev.token() == LISTENER)
+            {
                 self.accept();
             }
             for ev in events.iter() {
                 match ev.token() {
-                    LISTENER if !accepted => {
-                        self.accept();
-                        accepted = true;
-                    }
                     LISTENER => {}
                     WAKER => {}
                     Token(t) => {

@@ -264,25 +264,9 @@ impl MemfdMap {
     }
 }
 
-/// The `/proc/<pid>/fd` links of `pid` whose memfd label starts with
-/// `label` (e.g. `store-`, `sidx-`, `sref-`).
-pub fn memfd_links(pid: u32, label: &str) -> Vec<(PathBuf, String)> {
-    let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return out;
-    };
-    for e in dir.flatten() {
-        if let Ok(t) = std::fs::read_link(e.path()) {
-            let t = t.to_string_lossy().into_owned();
-            if let Some(rest) = t.strip_prefix("/memfd:") {
-                if rest.starts_with(label) {
-                    out.push((e.path(), rest.trim_end_matches(" (deleted)").to_owned()));
-                }
-            }
-        }
-    }
-    out
-}
+#[path = "../slot_scribble/mod.rs"]
+mod slot_scribble;
+pub use slot_scribble::memfd_links;
 
 /// Opens (read-write) and maps the first memfd of `pid` whose label
 /// starts with `label`.
