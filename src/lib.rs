@@ -158,13 +158,41 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 /// of whoever reads shmwire's output. Text without such characters is
 /// returned as it is.
 pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
-    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
-    if !text.chars().any(unsafe_char) {
+    escape_controls(text, |c| c.is_control() && c != '\n' && c != '\t')
+}
+
+/// `name` — one name or value read from a session directory or a shared
+/// statistics area (a file name, a handler's name), to be put inside a
+/// line — with *every* control character escaped, a newline and a tab
+/// too (`\n`, `\t`), so it stays on its line: a file named
+/// `"x\n  process 1-…: alive"` cannot add a line of its own to `shmwire
+/// inspect` or a cleanup report. A name that is not UTF-8 has each byte
+/// of its invalid sequences written as `\xNN` (not replaced with `�`,
+/// which would make two names look alike). Plain names are returned as
+/// they are.
+pub fn one_line<S: AsRef<std::ffi::OsStr> + ?Sized>(name: &S) -> std::borrow::Cow<'_, str> {
+    let bytes = name.as_ref().as_encoded_bytes();
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        return escape_controls(text, char::is_control);
+    }
+    let mut out = String::with_capacity(bytes.len() + 16);
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(&escape_controls(chunk.valid(), char::is_control));
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// `text` with every character `escape` picks written as its escape.
+fn escape_controls(text: &str, escape: impl Fn(char) -> bool) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(&escape) {
         return std::borrow::Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 16);
     for c in text.chars() {
-        if unsafe_char(c) {
+        if escape(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
@@ -187,5 +215,23 @@ mod terminal_safe_tests {
             std::borrow::Cow::Borrowed("plain\ntext")
         ));
         assert_eq!(super::terminal_safe("\u{9b}x"), "\\u{9b}x");
+    }
+
+    #[test]
+    fn one_line_escapes_newlines_and_bytes_that_are_not_utf8() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        assert!(matches!(
+            super::one_line(OsStr::new("proc-1-ab.lock")),
+            std::borrow::Cow::Borrowed("proc-1-ab.lock")
+        ));
+        assert_eq!(
+            super::one_line(OsStr::new("x\n  process 1: alive\t\x1b")),
+            "x\\n  process 1: alive\\t\\u{1b}"
+        );
+        assert_eq!(
+            super::one_line(OsStr::from_bytes(b"a\xff\xfe\nb\xc3\xa9")),
+            "a\\xff\\xfe\\nb\u{e9}"
+        );
     }
 }

@@ -1251,3 +1251,54 @@ fn names_that_are_not_utf8_are_foreign_and_the_session_stays_whole() {
         names(&dir)
     );
 }
+
+/// Names with a newline (or other control characters, or bytes that are
+/// not UTF-8) in a session and in the root stay on their line in every
+/// report: a file named `"x\n  process …: alive"` could otherwise add a
+/// line of its own to `inspect`, and a name that is not UTF-8 was printed
+/// lossily (two such names looked alike).
+#[test]
+fn names_with_newlines_stay_on_their_line() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog = proc_support::watchdog("names_with_newlines_stay_on_their_line");
+    let root = proc_support::scratch("swc", "nl");
+    let r = root.path();
+    let rs = r.to_str().unwrap();
+    let (mut kid, mut out) = spawn_role("child_entry", &format!("worker|{rs}|snl|5|five"));
+    wait_for(&mut out, READY);
+    kid.sigkill();
+    let dir = r.join("snl");
+    let forged = "  process 9-deadbeef: alive";
+    fs::write(dir.join(format!("x\n{forged}")), b"not ours").unwrap();
+    fs::write(dir.join(OsStr::from_bytes(b"y\n\xff\xfe")), b"not ours").unwrap();
+    fs::create_dir(r.join("r\nsnl  (live)")).unwrap();
+    for args in [
+        &["inspect"][..],
+        &["inspect", "--session", "snl"],
+        &["cleanup", "--all-stale", "--dry-run"],
+        &["cleanup", "--all-stale"],
+    ] {
+        let (ok, text) = shmwire(r, args);
+        assert!(ok, "{args:?}: {text}");
+        for line in text.lines() {
+            assert!(
+                !line.starts_with(forged)
+                    && !line.starts_with("snl  (live)")
+                    && !line.starts_with('\u{fffd}'),
+                "{args:?}: a name made its own line {line:?}:\n{text}"
+            );
+        }
+    }
+    let (_, text) = shmwire(r, &["inspect", "--session", "snl"]);
+    assert!(
+        text.contains(r"x\n  process 9-deadbeef: alive (regular file): not made by shmwire")
+            && text.contains(r"y\n\xff\xfe (name not UTF-8)"),
+        "{text}"
+    );
+    let (_, text) = shmwire(r, &["inspect"]);
+    assert!(text.contains(r"r\nsnl  (live) (directory"), "{text}");
+}

@@ -512,7 +512,7 @@ impl fmt::Display for SessionReport {
                 writeln!(
                     f,
                     "    handler {}: count {}, queueing mean {} max {}, execution mean {} max {}",
-                    h.name,
+                    crate::one_line(&h.name),
                     h.count,
                     dur(h.mean_queue_ns()),
                     dur(h.max_queue_ns),

@@ -37,11 +37,12 @@ pub enum ShmError {
         reason: &'static str,
     },
     /// An operating-system call failed.
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {}: {source}", crate::one_line(.path))]
     Io {
         /// The operation that failed (`"open"`, `"ftruncate"`, `"mmap"`, …).
         op: &'static str,
-        /// The file or directory it was applied to.
+        /// The file or directory it was applied to (in the message on one
+        /// line: [`crate::one_line`]).
         path: PathBuf,
         /// The OS error.
         #[source]
