@@ -165,6 +165,12 @@ pub fn run_worker(args: &WorkerArgs) -> DemoResult<()> {
     // SIGINT (a terminal's Ctrl-C reaches the driver and us), SIGTERM and
     // SIGHUP end the loop like any error, so the way out below runs.
     let stop = Interrupt::register()?;
+    // SIGUSR1 is the driver ending the run early ([`END_RUN`]): its own
+    // failure, or its reader closing stdout (`shmwire demo | head -1`),
+    // which it reports or takes for a normal end itself; we leave by the
+    // same way out, without a line ("interrupted" here misled).
+    let ended = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    signal_hook::flag::register(END_RUN, Arc::clone(&ended))?;
     // The driver that started us; if it dies (however) we are reparented,
     // and serving on would only keep the session alive for nobody. Named
     // by the driver itself: a driver dead before we could read our parent
@@ -260,6 +266,9 @@ pub fn run_worker(args: &WorkerArgs) -> DemoResult<()> {
         }
         // After the events: what happened before a signal is reported.
         // (`main` prints the error as `demo worker: …`.)
+        if ended.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
         if stop.is_set() {
             return Err(INTERRUPTED.into());
         }
@@ -291,11 +300,17 @@ pub fn run_worker(args: &WorkerArgs) -> DemoResult<()> {
 }
 
 /// How long a driver that fails (and so never terminates the actor) gives
-/// its worker, asked to stop by SIGTERM, to exit by itself before killing
-/// it: the worker then leaves its session in order and prints its report.
+/// its worker, asked to stop by [`END_RUN`], to exit by itself before
+/// killing it: the worker then leaves its session in order.
 const WORKER_GRACE: Duration = Duration::from_secs(1);
 
-/// The worker child: unless it was waited for, stopped by SIGTERM, killed
+/// The signal by which a driver that ends early (it failed, or its stdout
+/// was closed) stops its worker: the worker leaves quietly — the driver
+/// says what ended the run (SIGINT, SIGTERM and SIGHUP from anyone else
+/// still end the worker as "interrupted").
+const END_RUN: i32 = signal_hook::consts::SIGUSR1;
+
+/// The worker child: unless it was waited for, stopped by [`END_RUN`], killed
 /// after [`WORKER_GRACE`] if still there, and reaped. (Declared after the
 /// [`DemoSession`], so dropped before it: the session is removed once the
 /// worker is gone.)
@@ -369,7 +384,7 @@ impl Drop for WorkerProcess {
             {
                 // Our own unreaped child: the pid cannot name another
                 // process yet.
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::USR1);
             }
             let deadline = Instant::now() + WORKER_GRACE;
             while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
