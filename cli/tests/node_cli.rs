@@ -3577,6 +3577,101 @@ fn unfinished_large_tcp_frames_stay_within_the_receive_memory() {
     let _ = session.remove_all();
 }
 
+/// Whether the peer closed or reset `conn`'s stream, looked at now
+/// (what it sent, heartbeats, is read raw and dropped).
+fn closed_now(conn: &shmwire::transport::TcpConnection) -> bool {
+    let mut r = conn.stream();
+    let mut buf = [0u8; 4096];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return true,
+        }
+    }
+}
+
+/// Input (known limit of the re-attack on `8744a0d`): token holders that
+/// send all but the last bytes of 16 MiB frames and then drip a byte now
+/// and then (so their connections stay alive) held the listener's receive
+/// memory for as long as they dripped, and every other caller's frame over
+/// 256 KiB was cut off meanwhile. Now a frame unfinished for longer than
+/// the grace (the liveness bound, 5 s) loses its memory to a connection
+/// that needs it, the stalest first: the newcomer's frame is kept, one
+/// dripper is cut off.
+#[test]
+fn a_stale_unfinished_frame_gives_its_receive_memory_to_a_new_one() {
+    use shmwire::transport::{connect_tcp, TcpConnection, TransportConfig};
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog =
+        proc_support::watchdog("a_stale_unfinished_frame_gives_its_receive_memory_to_a_new_one");
+    let scratch = proc_support::scratch("swn", "stalefr");
+    let root = scratch.path().join("root");
+    const BUDGET: usize = 40 << 20;
+    const FRAME: usize = 16 << 20;
+    let _worker = spawn_worker_with(&root, "sf", 9, BUDGET);
+    let session = Session::open_in(&root, "sf").unwrap();
+    let token = shmwire::node::load_or_create_token(&session).unwrap();
+    let addr = shmwire::node::Directory::for_session(&session)
+        .unwrap()
+        .lookup(&worker_id(9))
+        .unwrap()
+        .tcp
+        .expect("the worker listens on TCP");
+    let mut header = [0u8; 16];
+    header[..4].copy_from_slice(&(FRAME as u32).to_le_bytes());
+    header[4..8].copy_from_slice(&1u32.to_le_bytes());
+    let payload = vec![7u8; FRAME - 64];
+    let unfinished = || -> TcpConnection {
+        let config = TransportConfig::new(WorkerId::from_random(), token);
+        let c = connect_tcp(addr, worker_id(9), &config).unwrap();
+        assert!(write_all_nb(&c, &header) && write_all_nb(&c, &payload));
+        c
+    };
+    // A byte into each dripper's frame (it stays alive: any byte is heard);
+    // which of them are cut off.
+    let drip = |conns: &[TcpConnection]| -> Vec<bool> {
+        conns
+            .iter()
+            .map(|c| closed_now(c) || !matches!(c.stream().write(&[7]), Ok(1)))
+            .collect()
+    };
+    let drippers = vec![unfinished(), unfinished()];
+    // Past the grace (5 s), dripping: both keep their 16 MiB.
+    let until = Instant::now() + Duration::from_millis(6_000);
+    while Instant::now() < until {
+        assert_eq!(
+            drip(&drippers),
+            [false, false],
+            "a dripper was cut off early"
+        );
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    // 8 MiB are left; the newcomer needs 16: one stale frame gives way.
+    let newcomer = unfinished();
+    let mut cut = vec![false, false];
+    let until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < until && !cut.iter().any(|c| *c) {
+        std::thread::sleep(Duration::from_millis(200));
+        cut = drip(&drippers);
+    }
+    assert!(
+        !closed_within(&newcomer, Duration::from_millis(500)),
+        "the newcomer's frame was cut off: the stale frames kept their memory"
+    );
+    assert_eq!(
+        cut.iter().filter(|c| **c).count(),
+        1,
+        "one stale dripper gives way, not {cut:?}"
+    );
+    drop((drippers, newcomer));
+    let _ = session.remove_all();
+}
+
 /// Input (the attack on `e65c959`, medium): `shmwire node --root dir`, a
 /// relative root. The session's paths were relative to the node's current
 /// directory, and so were the Unix socket paths published in its

@@ -185,12 +185,17 @@ pub struct TransportConfig {
     /// to 16 KiB once empty if it grew past 256 KiB (one of at most 256 KiB
     /// is kept uncharged: idle connections hold none of the budget, and at
     /// most `max_connections` × 256 KiB in all). A connection whose frame
-    /// would grow its buffer beyond what is left is cut off (its receive
-    /// fails with [`RecvError::Protocol`], naming the budget), not the
-    /// others: callers with the session token could otherwise make a
-    /// worker hold `max_frame_len` per connection, 16 GiB for 1,024
-    /// connections sending unfinished frames. Connections this side opens
-    /// ([`connect_tcp`]) are not counted.
+    /// would grow its buffer beyond what is left takes back the shares of
+    /// connections whose unfinished frames have held theirs longer than
+    /// `liveness_timeout` (5 s when heartbeats are off) and longer than its
+    /// own, oldest first, when that makes room (those are cut off at their
+    /// next receive or liveness check); otherwise it is cut off itself
+    /// (its receive fails with [`RecvError::Protocol`], naming the budget),
+    /// not the others: callers with the session token could otherwise make
+    /// a worker hold `max_frame_len` per connection, 16 GiB for 1,024
+    /// connections sending unfinished frames, or keep every other caller's
+    /// large frames out by dripping into theirs. Connections this side
+    /// opens ([`connect_tcp`]) are not counted.
     pub max_receive_memory: usize,
     /// TCP: a peer from which nothing (not even a heartbeat answer) arrives
     /// for this long is reported dead ([`RecvError::PeerDied`]); after a

@@ -21,7 +21,7 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -96,40 +96,200 @@ fn recv_charge(len: usize) -> usize {
     len.saturating_sub(RECV_FREE)
 }
 
+/// How long an unfinished frame may hold receive memory before a
+/// connection that needs the memory may take it back ([`ReceiveBudget`]):
+/// the liveness bound (a peer is given as long to finish a frame as to
+/// say anything at all), 5 s when heartbeats are off.
+fn frame_grace(config: &TransportConfig) -> Duration {
+    if config.liveness_timeout.is_zero() {
+        Duration::from_secs(5)
+    } else {
+        config.liveness_timeout
+    }
+}
+
 /// The receive memory shared by the connections one [`TcpListener`]
 /// accepted ([`TransportConfig::max_receive_memory`]): each connection
 /// takes the bytes by which its receive buffer grows beyond [`RECV_FREE`]
 /// (256 KiB), and gives them back when the buffer shrinks or the
-/// connection drops. A plain counter: nothing is published through it
-/// (`Relaxed`).
+/// connection drops.
+///
+/// When a connection needs more than is left, the **stalest frames lose**:
+/// the shares of connections whose unfinished frame has held its memory
+/// longer than the grace ([`TransportConfig::liveness_timeout`], 5 s when
+/// heartbeats are off) — counted from the frame's first charged byte, or
+/// from the last frame the connection finished — and longer than the
+/// needing connection's own, are taken back, oldest first, when that makes
+/// room; each such connection is then cut off at its next receive or
+/// liveness check. Otherwise the needing connection is cut off. Before,
+/// the needing one always was: token holders dripping a byte a second into
+/// unfinished 16 MiB frames kept every other caller's frames over 256 KiB
+/// out for as long as they dripped (`docs/reliability.md`).
+///
+/// Behind a lock: only connections receiving frames over 256 KiB use it,
+/// at each doubling of their buffer and each frame they finish.
 #[derive(Debug)]
 pub(crate) struct ReceiveBudget {
-    /// Bytes not taken.
-    left: AtomicUsize,
     /// The whole budget, for messages.
     max: usize,
+    /// How long a frame may hold its memory before a connection that
+    /// needs it may take it back.
+    grace: Duration,
+    next_id: AtomicU64,
+    inner: std::sync::Mutex<BudgetInner>,
+}
+
+#[derive(Debug)]
+struct BudgetInner {
+    /// Bytes not taken.
+    left: usize,
+    /// The connections holding a share (`charged > 0`).
+    holders: Vec<Holder>,
+}
+
+#[derive(Debug)]
+struct Holder {
+    id: u64,
+    charged: usize,
+    /// When its unfinished frame began holding memory, or when it last
+    /// finished a frame.
+    since: Instant,
+    revoked: Arc<AtomicBool>,
+}
+
+/// One connection's claim on a [`ReceiveBudget`].
+#[derive(Debug)]
+pub(crate) struct Share {
+    budget: Arc<ReceiveBudget>,
+    id: u64,
+    /// Set when another connection that needed the memory took this one's
+    /// share back (under the budget's lock, which also did the
+    /// accounting); read by this connection at its next receive or
+    /// liveness check, which then cuts it off. A flag only: nothing else is
+    /// published through it (`Relaxed`).
+    revoked: Arc<AtomicBool>,
+}
+
+/// Why a [`ReceiveBudget`] gave no more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Short {
+    /// Not enough is left, nor held by staler frames.
+    Over,
+    /// This connection's own share was taken back.
+    Revoked,
 }
 
 impl ReceiveBudget {
-    fn new(max: usize) -> Arc<Self> {
+    fn new(max: usize, grace: Duration) -> Arc<Self> {
         Arc::new(Self {
-            left: AtomicUsize::new(max),
             max,
+            grace,
+            next_id: AtomicU64::new(0),
+            inner: std::sync::Mutex::new(BudgetInner {
+                left: max,
+                holders: Vec::new(),
+            }),
         })
     }
 
-    /// Takes `n` bytes if that many are left.
-    fn take(&self, n: usize) -> bool {
-        self.left
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
-                left.checked_sub(n)
-            })
-            .is_ok()
+    fn lock(&self) -> std::sync::MutexGuard<'_, BudgetInner> {
+        // The accounting is whole after every statement that panics not.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Gives back `n` bytes taken before.
-    fn give(&self, n: usize) {
-        self.left.fetch_add(n, Ordering::Relaxed);
+    /// A new connection's claim (holding nothing yet).
+    fn share(self: &Arc<Self>) -> Share {
+        Share {
+            budget: Arc::clone(self),
+            // Relaxed: a unique number, nothing published with it.
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            revoked: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+impl Share {
+    /// Takes `need` more bytes for this connection's unfinished frame (see
+    /// [`ReceiveBudget`] for who loses when too few are left).
+    fn take(&self, need: usize, now: Instant) -> Result<(), Short> {
+        let b = &self.budget;
+        let mut g = b.lock();
+        if self.revoked.load(Ordering::Relaxed) {
+            return Err(Short::Revoked);
+        }
+        let mine = g.holders.iter().find(|h| h.id == self.id).map(|h| h.since);
+        if g.left < need {
+            let my_since = mine.unwrap_or(now);
+            let stale = |h: &Holder| {
+                h.id != self.id
+                    && h.since < my_since
+                    && now.saturating_duration_since(h.since) >= b.grace
+            };
+            let reclaimable: usize = g
+                .holders
+                .iter()
+                .filter(|h| stale(h))
+                .map(|h| h.charged)
+                .sum();
+            if g.left.saturating_add(reclaimable) < need {
+                return Err(Short::Over);
+            }
+            g.holders.sort_by_key(|h| h.since);
+            let mut i = 0;
+            while g.left < need && i < g.holders.len() {
+                if stale(&g.holders[i]) {
+                    let h = g.holders.remove(i);
+                    g.left += h.charged;
+                    h.revoked.store(true, Ordering::Relaxed);
+                    tracing::warn!(
+                        bytes = h.charged,
+                        held_for = ?now.saturating_duration_since(h.since),
+                        "a TCP connection's unfinished frame lost its receive memory to one that needed it"
+                    );
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        g.left -= need;
+        match g.holders.iter_mut().find(|h| h.id == self.id) {
+            Some(h) => h.charged += need,
+            None => {
+                let revoked = Arc::clone(&self.revoked);
+                g.holders.push(Holder {
+                    id: self.id,
+                    charged: need,
+                    since: now,
+                    revoked,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// This connection finished a frame: the next one's time counts from
+    /// `now` (a connection receiving large frames back to back never gives
+    /// its share back in between).
+    fn frame_done(&self, now: Instant) {
+        let mut g = self.budget.lock();
+        if let Some(h) = g.holders.iter_mut().find(|h| h.id == self.id) {
+            h.since = now;
+        }
+    }
+
+    /// Gives back everything this connection holds (its buffer went back
+    /// to its first size, or it ends).
+    fn release(&self) {
+        let mut g = self.budget.lock();
+        if let Some(i) = g.holders.iter().position(|h| h.id == self.id) {
+            let h = g.holders.swap_remove(i);
+            g.left += h.charged;
+        }
+    }
+
+    /// Whether another connection took this one's share back.
+    fn revoked(&self) -> bool {
+        self.revoked.load(Ordering::Relaxed)
     }
 }
 
@@ -167,7 +327,7 @@ impl TcpListener {
             inner,
             poll,
             events: Events::with_capacity(8),
-            budget: ReceiveBudget::new(config.max_receive_memory),
+            budget: ReceiveBudget::new(config.max_receive_memory, frame_grace(&config)),
             config,
         })
     }
@@ -294,7 +454,7 @@ impl Handshake for TcpAccept {
             hello.from,
             hello.max_frame as usize,
             config,
-            Some(Arc::clone(&self.budget)),
+            Some(self.budget.share()),
         )?;
         conn.peer_secret = Some(hello.secret);
         Ok(Some(conn))
@@ -478,9 +638,10 @@ pub struct TcpConnection {
     rend: usize,
     /// The receive buffer's first size.
     rbuf_base: usize,
-    /// Its listener's receive memory (`None` on the connecting side), and
-    /// the bytes this connection took from it (`rbuf`'s growth).
-    budget: Option<Arc<ReceiveBudget>>,
+    /// Its claim on its listener's receive memory (`None` on the
+    /// connecting side), and the bytes it took (`rbuf`'s growth; 0 again
+    /// once given back or taken back).
+    share: Option<Share>,
     charged: usize,
     /// Frames written and not yet taken by the kernel. Behind a lock only
     /// because a heartbeat helper (`heartbeat_beat`) flushes it and appends
@@ -546,7 +707,7 @@ impl TcpConnection {
         peer: WorkerId,
         peer_max_frame: usize,
         config: &TransportConfig,
-        budget: Option<Arc<ReceiveBudget>>,
+        share: Option<Share>,
     ) -> Result<Self, ConnectError> {
         let rbuf_base = INITIAL_RECV_BUF.min(pad16(config.max_frame_len) + TCP_FRAME_HEADER);
         (|| {
@@ -565,7 +726,7 @@ impl TcpConnection {
             rstart: 0,
             rend: 0,
             rbuf_base,
-            budget,
+            share,
             charged: 0,
             w: std::sync::Arc::new(std::sync::Mutex::new(WriteBuf {
                 buf: zeroed(INITIAL_SEND_BUF),
@@ -664,18 +825,47 @@ impl TcpConnection {
 
     /// Cuts the connection off: its partly received frame would take more
     /// of the listener's receive memory (`max` bytes in all) than is left.
-    fn over_budget(&mut self, max: usize) -> Ended {
+    fn over_budget(&mut self, short: Short) -> Ended {
         let len = self.rbuf.as_slice()[self.rstart..self.rstart + 4]
             .try_into()
             .map_or(0, u32::from_le_bytes);
-        let why = format!(
-            "a frame of {len} bytes from worker {} needs more receive memory than the \
-             {max} bytes all this listener's TCP connections may hold \
-             (TransportConfig::max_receive_memory) have left",
-            self.peer
-        );
+        let (max, grace) = self
+            .share
+            .as_ref()
+            .map_or((0, Duration::ZERO), |s| (s.budget.max, s.budget.grace));
+        let why = match short {
+            Short::Over => format!(
+                "a frame of {len} bytes from worker {} needs more receive memory than the \
+                 {max} bytes all this listener's TCP connections may hold \
+                 (TransportConfig::max_receive_memory) have left",
+                self.peer
+            ),
+            Short::Revoked => format!(
+                "a frame of {len} bytes from worker {} held receive memory unfinished for \
+                 longer than {grace:?} while another connection needed it (all this \
+                 listener's TCP connections may hold {max} bytes: \
+                 TransportConfig::max_receive_memory); it was taken back",
+                self.peer
+            ),
+        };
+        // The memory goes now, and its share with it (already given back
+        // when taken back).
+        if let Some(s) = &self.share {
+            s.release();
+        }
+        self.charged = 0;
+        self.rbuf = zeroed(self.rbuf_base);
+        (self.rstart, self.rend) = (0, 0);
         self.state = State::Broken(why.clone());
         Ended::Broken(why)
+    }
+
+    /// Cuts the connection off if another took its share back.
+    fn check_revoked(&mut self) -> Result<(), Ended> {
+        match &self.share {
+            Some(s) if self.charged > 0 && s.revoked() => Err(self.over_budget(Short::Revoked)),
+            _ => Ok(()),
+        }
     }
 
     fn die(&mut self, e: io::Error) -> Ended {
@@ -791,14 +981,16 @@ impl TcpConnection {
     /// Reads what the kernel has into the receive buffer. `Ok(true)` if bytes
     /// arrived, `Ok(false)` on `WouldBlock`.
     fn fill(&mut self) -> Result<bool, Ended> {
+        self.check_revoked()?;
         if self.rstart == self.rend && self.rbuf.len() > RECV_FREE {
             // Empty after a large frame: back to the first size, its growth
             // given back (a caller that once sent 16 MiB does not keep them).
             self.rbuf = zeroed(self.rbuf_base);
             (self.rstart, self.rend) = (0, 0);
-            if let Some(b) = &self.budget {
-                b.give(std::mem::take(&mut self.charged));
+            if let Some(s) = &self.share {
+                s.release();
             }
+            self.charged = 0;
         }
         if self.rend == self.rbuf.len() {
             // Only called when no complete frame is buffered; make room.
@@ -817,9 +1009,9 @@ impl TcpConnection {
                     .min(TCP_FRAME_HEADER + pad16(self.max_frame))
                     .max(cap + 16);
                 let need = recv_charge(new) - recv_charge(cap);
-                if let (Some(b), true) = (&self.budget, need > 0) {
-                    if !b.take(need) {
-                        return Err(self.over_budget(b.max));
+                if let (Some(s), true) = (&self.share, need > 0) {
+                    if let Err(short) = s.take(need, Instant::now()) {
+                        return Err(self.over_budget(short));
                     }
                     self.charged += need;
                 }
@@ -927,6 +1119,13 @@ impl TcpConnection {
             if avail >= total {
                 let start = self.rstart + TCP_FRAME_HEADER;
                 self.rstart += total;
+                if self.charged > 0 {
+                    if let Some(s) = &self.share {
+                        // The peer delivered: its next frame's time
+                        // starts now.
+                        s.frame_done(self.last_heard);
+                    }
+                }
                 return Ok(Some((start, len)));
             }
             // Incomplete: make sure the frame will fit once it has arrived, by
@@ -1019,6 +1218,11 @@ impl TcpConnection {
     /// dead at 1). Returns when to check next (`None` when heartbeats are off
     /// or the connection ended).
     pub(crate) fn tick(&mut self, now: Instant) -> Option<Instant> {
+        // A share taken back goes with its memory even while the peer is
+        // silent.
+        if self.check_revoked().is_err() {
+            return None;
+        }
         let liveness = self.liveness?;
         if !matches!(self.state, State::Open) {
             return None;
@@ -1192,8 +1396,8 @@ impl Connection for TcpConnection {
 
 impl Drop for TcpConnection {
     fn drop(&mut self) {
-        if let Some(b) = &self.budget {
-            b.give(self.charged);
+        if let Some(s) = &self.share {
+            s.release();
         }
         // Best effort, never blocking: tell the peer this is an orderly close
         // if the close frame fits in the socket buffer right now.
@@ -1211,5 +1415,48 @@ impl Drop for TcpConnection {
             }
             let _ = self.stream.shutdown(Shutdown::Write);
         }
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::{ReceiveBudget, Short};
+    use std::time::{Duration, Instant};
+
+    /// The stalest frames lose, and only to a connection whose own frame
+    /// is younger; a share taken back is refused more.
+    #[test]
+    fn the_stalest_frames_give_way_to_a_younger_one() {
+        let b = ReceiveBudget::new(10, Duration::from_secs(1));
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let (a, old, young, late) = (b.share(), b.share(), b.share(), b.share());
+        a.take(5, at(0)).unwrap();
+        old.take(3, at(100)).unwrap();
+        young.take(1, at(900)).unwrap();
+        // 1 left; nothing held past the grace yet.
+        assert_eq!(late.take(4, at(950)), Err(Short::Over));
+        // At 1.05 s only `a` is stale (held 1.05 s): it gives way, `old`
+        // (0.95 s) does not.
+        late.take(4, at(1_050)).unwrap();
+        assert!(a.revoked() && !old.revoked() && !young.revoked());
+        assert_eq!(a.take(1, at(1_060)), Err(Short::Revoked));
+        // `old` finished a frame: its time starts again (1.1 s). It needs
+        // 3 with 2 left: `young` (since 0.9 s) is older, but not stale
+        // before 1.9 s; `late` is older too, but stale only at 2.05 s.
+        old.frame_done(at(1_100));
+        assert_eq!(old.take(3, at(1_500)), Err(Short::Over));
+        old.take(3, at(2_000)).unwrap();
+        assert!(young.revoked() && !late.revoked());
+        // A connection never takes from one younger than itself: `late`
+        // (since 1.05 s) needs 1, none left, and only `old` (since 1.1 s)
+        // holds any.
+        assert_eq!(late.take(1, at(5_000)), Err(Short::Over));
+        // Given back on release.
+        old.release();
+        late.take(6, at(5_000)).unwrap();
+        late.release();
+        let g = b.lock();
+        assert_eq!((g.left, g.holders.len()), (10, 0));
     }
 }
