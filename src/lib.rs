@@ -164,20 +164,25 @@ pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
 /// `name` — one name or value read from a session directory or a shared
 /// statistics area (a file name, a handler's name), to be put inside a
 /// line — with *every* control character escaped, a newline and a tab
-/// too (`\n`, `\t`), so it stays on its line: a file named
+/// too (`\n`, `\t`), and a backslash (`\\`), so it stays on its line and
+/// no two names print alike: a file named
 /// `"x\n  process 1-…: alive"` cannot add a line of its own to `shmwire
 /// inspect` or a cleanup report. A name that is not UTF-8 has each byte
 /// of its invalid sequences written as `\xNN` (not replaced with `�`,
 /// which would make two names look alike). Plain names are returned as
 /// they are.
 pub fn one_line<S: AsRef<std::ffi::OsStr> + ?Sized>(name: &S) -> std::borrow::Cow<'_, str> {
+    // A backslash is written `\\` too: `\n` and `\xff` in the result then
+    // only ever stand for a newline and a byte (the attack on `1563086`:
+    // a name with a real backslash-n printed like one with a newline).
+    let escape = |c: char| c.is_control() || c == '\\';
     let bytes = name.as_ref().as_encoded_bytes();
     if let Ok(text) = std::str::from_utf8(bytes) {
-        return escape_controls(text, char::is_control);
+        return escape_controls(text, escape);
     }
     let mut out = String::with_capacity(bytes.len() + 16);
     for chunk in bytes.utf8_chunks() {
-        out.push_str(&escape_controls(chunk.valid(), char::is_control));
+        out.push_str(&escape_controls(chunk.valid(), escape));
         for b in chunk.invalid() {
             out.push_str(&format!("\\x{b:02x}"));
         }
@@ -233,5 +238,7 @@ mod terminal_safe_tests {
             super::one_line(OsStr::from_bytes(b"a\xff\xfe\nb\xc3\xa9")),
             "a\\xff\\xfe\\nb\u{e9}"
         );
+        // A name spelling an escape out differs from the one it spells.
+        assert_eq!(super::one_line(OsStr::new("a\\xff\\n")), "a\\\\xff\\\\n");
     }
 }

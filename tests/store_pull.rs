@@ -157,3 +157,153 @@ fn malformed_requests_get_the_failed_status_and_missing_objects_not_found() {
         assert_eq!(u32::from_le_bytes(got[8..12].try_into().unwrap()), status);
     }
 }
+
+/// Child role `SHMWIRE_SLOW_PULLER=addr|id-hex|bytes-per-second|rcvbuf`:
+/// asks `addr` for the object and reads the reply at that pace, its
+/// receive buffer `rcvbuf` bytes (0: the system's); prints `read N` when
+/// the stream ends.
+fn slow_puller(spec: &str) {
+    let mut parts = spec.split('|');
+    let addr: std::net::SocketAddr = parts.next().unwrap().parse().unwrap();
+    let id = shmwire::ids::ObjectId::from_hex(parts.next().unwrap()).unwrap();
+    let rate: usize = parts.next().unwrap().parse().unwrap();
+    let rcvbuf: usize = parts.next().unwrap().parse().unwrap();
+    let mut s = TcpStream::connect(addr).unwrap();
+    if rcvbuf > 0 {
+        rustix::net::sockopt::set_socket_recv_buffer_size(&s, rcvbuf).unwrap();
+    }
+    s.write_all(&request(&id)).unwrap();
+    s.set_read_timeout(Some(GUARD)).unwrap();
+    const CHUNK: usize = 8 << 10;
+    let pause = Duration::from_secs_f64(CHUNK as f64 / rate as f64);
+    let mut buf = vec![0u8; CHUNK];
+    let mut total = 0usize;
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => total += n,
+        }
+        std::thread::sleep(pause);
+    }
+    println!("read {total}");
+}
+
+/// A slow puller in a child process (see `slow_puller`), killed and reaped
+/// on drop.
+struct SlowPuller {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl SlowPuller {
+    fn start(
+        test: &str,
+        addr: std::net::SocketAddr,
+        id: shmwire::ids::ObjectId,
+        rate: usize,
+        rcvbuf: usize,
+    ) -> Self {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", test, "--nocapture", "--test-threads=1"])
+            .env(
+                "SHMWIRE_SLOW_PULLER",
+                format!("{addr}|{id}|{rate}|{rcvbuf}"),
+            )
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = store_common::stdout_lines(&mut child);
+        Self { child, lines }
+    }
+
+    /// The bytes it read once the server ended the stream.
+    fn read(&self) -> usize {
+        store_common::expect_line(&self.lines, "read ")["read ".len()..]
+            .trim()
+            .parse()
+            .unwrap()
+    }
+}
+
+impl Drop for SlowPuller {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Input (the attack on `1563086`, medium): a puller reading steadily but
+/// slowly drains the kernel's send queue (megabytes; the server may write
+/// again only once a third of it is free) for longer than the stall
+/// timeout, and was cut off part way as stalled (at 256 KiB/s every pull
+/// larger than the send queue failed, with the default 5 s). Now what the
+/// puller's TCP acknowledges counts as progress. Here, scaled down: a
+/// 300 ms stall timeout, a puller reading 2 MiB/s through a 256 KiB
+/// receive buffer (its acknowledgements come every ≈ 125 ms, the server's
+/// writes ≈ 0.7 s apart): the whole 8 MiB arrives (before: ≈ 4.5 MB).
+#[test]
+fn a_slow_steady_puller_gets_the_whole_object() {
+    const TEST: &str = "a_slow_steady_puller_gets_the_whole_object";
+    if let Ok(spec) = std::env::var("SHMWIRE_SLOW_PULLER") {
+        slow_puller(&spec);
+        return;
+    }
+    let env = Env::new("pull-slow");
+    let _s = env.store(16 << 20);
+    let mut cfg = config();
+    cfg.stall_timeout = Duration::from_millis(300);
+    let server = PullServer::start(client(&env), cfg).unwrap();
+    let a = client(&env);
+    const SIZE: usize = 8 << 20;
+    a.put(oid(9, 0), &contents(9, SIZE), b"").unwrap();
+    let p = SlowPuller::start(TEST, server.addr(), oid(9, 0), 2 << 20, 256 << 10);
+    assert_eq!(p.read(), 32 + SIZE, "the whole reply: header and object");
+}
+
+/// Input (the attack on `1563086`, medium): one process opening a
+/// transfer on every slot (`max_pulls`) and reading each slowly kept every
+/// other puller out (*busy*) for as long as it liked. Now a newcomer at the
+/// cap displaces the slowest transfer that has run for the stall timeout
+/// at less than `displace_below` (1 MiB/s): the pull gets in, a slow one
+/// is cut short.
+#[test]
+fn slow_transfers_on_every_slot_give_way_to_a_newcomer() {
+    const TEST: &str = "slow_transfers_on_every_slot_give_way_to_a_newcomer";
+    if let Ok(spec) = std::env::var("SHMWIRE_SLOW_PULLER") {
+        slow_puller(&spec);
+        return;
+    }
+    let (ea, eb) = (Env::new("pull-hog-a"), Env::new("pull-hog-b"));
+    let (_sa, _sb) = (ea.store(32 << 20), eb.store(4 << 20));
+    let mut cfg = config();
+    cfg.max_pulls = 2;
+    cfg.stall_timeout = Duration::from_millis(300);
+    let server = PullServer::start(client(&ea), cfg).unwrap();
+    let (a, b) = (client(&ea), client(&eb));
+    const BIG: usize = 8 << 20;
+    a.put(oid(10, 0), &contents(10, BIG), b"").unwrap();
+    a.put(oid(10, 2), &contents(11, BIG), b"").unwrap();
+    a.put(oid(10, 1), b"payload", b"").unwrap();
+    // Two transfers at 64 KiB/s: 2 minutes each.
+    let _hogs = [
+        SlowPuller::start(TEST, server.addr(), oid(10, 0), 64 << 10, 0),
+        SlowPuller::start(TEST, server.addr(), oid(10, 2), 64 << 10, 0),
+    ];
+    std::thread::sleep(Duration::from_millis(600));
+    let got = b
+        .pull(oid(10, 1), server.addr(), Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("the newcomer was kept out: {e}"));
+    assert_eq!(&got[..], b"payload");
+    // One of them was closed: its object's reference went with it (what
+    // the kernel had queued still reaches the puller), the other still
+    // holds its own.
+    a.delete(&[oid(10, 0), oid(10, 2)]).unwrap();
+    eventually("one slow transfer's reference released", || {
+        a.put(oid(10, 0), b"x", b"").is_ok() || a.put(oid(10, 2), b"x", b"").is_ok()
+    });
+    let in_use = [oid(10, 0), oid(10, 2)]
+        .iter()
+        .filter(|id| matches!(a.put(**id, b"x", b""), Err(StoreError::ObjectInUse { .. })))
+        .count();
+    assert_eq!(in_use, 1, "exactly one slow transfer gives way");
+}

@@ -479,3 +479,113 @@ fn a_listener_that_always_hangs_up_is_tried_a_few_times_only() {
         assert!(took < Duration::from_secs(2), "{took:?}");
     }
 }
+
+/// The listener's worker id in `a_slow_link_is_not_a_dead_peer` (the
+/// same in both processes).
+const SLOW_LINK_WORKER: WorkerId = WorkerId::from_array([71; 28]);
+
+/// Child role of `a_slow_link_is_not_a_dead_peer`: a listener whose
+/// connections are declared dead after 1 s of silence; it answers each
+/// frame with its length (8 bytes) until the caller closes.
+fn slow_link_listener() {
+    let mut config = TransportConfig::new(SLOW_LINK_WORKER, SessionToken([42; 16]));
+    config.liveness_timeout = Duration::from_secs(1);
+    let mut l = TcpListener::bind_localhost(config).unwrap();
+    println!("{}", l.local_addr().unwrap());
+    let mut c = l.accept_timeout(GUARD).unwrap();
+    loop {
+        let len = match c.recv_timeout(GUARD) {
+            Ok(f) => f.len() as u64,
+            Err(_) => return,
+        };
+        c.send(&len.to_le_bytes()).unwrap();
+    }
+}
+
+/// A relay from `from` to `to` moving at most `rate` bytes a second, its
+/// receive buffer small (so the sender's TCP is acknowledged as the relay
+/// reads, as over a slow link); ends when either side does.
+fn paced_copy(mut from: TcpStream, mut to: TcpStream, rate: usize) {
+    const CHUNK: usize = 8 << 10;
+    let mut buf = vec![0u8; CHUNK];
+    let pause = Duration::from_secs_f64(CHUNK as f64 / rate as f64);
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+        std::thread::sleep(pause);
+    }
+    let _ = to.shutdown(std::net::Shutdown::Write);
+}
+
+/// Input (the attack on `1563086`, high): over a slow link (here 256 KiB/s,
+/// a 2 Mbit/s link), a frame that takes the link longer than the liveness
+/// bound to carry made its sender declare the live receiver dead: the
+/// sender's ping waited behind the frame, so the peer could not answer it
+/// in time (a 4 MiB frame and a 5 s bound: `PeerDied` after 5 s; over
+/// 2 Mbit/s no frame above ≈ 1.2 MiB got through). Now the verdict waits
+/// while the peer's TCP acknowledges more of our output. Here 768 KiB (3 s
+/// on the link) against a 1 s bound, the receiver in another process.
+#[test]
+fn a_slow_link_is_not_a_dead_peer() {
+    if std::env::var_os("SHMWIRE_SLOW_LINK_CHILD").is_some() {
+        slow_link_listener();
+        return;
+    }
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "a_slow_link_is_not_a_dead_peer", "--nocapture"])
+        .env("SHMWIRE_SLOW_LINK_CHILD", "1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let _child = Reap(child);
+    let target: std::net::SocketAddr = loop {
+        let mut line = String::new();
+        assert!(
+            std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0,
+            "the child ended before listening"
+        );
+        if let Ok(a) = line.trim().parse() {
+            break a;
+        }
+    };
+    let relay = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    rustix::net::sockopt::set_socket_recv_buffer_size(&relay, 32 << 10).unwrap();
+    let relay_addr = relay.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let Ok((caller, _)) = relay.accept() else {
+            return;
+        };
+        let Ok(upstream) = TcpStream::connect(target) else {
+            return;
+        };
+        let (c2, u2) = (caller.try_clone().unwrap(), upstream.try_clone().unwrap());
+        std::thread::spawn(move || paced_copy(u2, c2, 1 << 20));
+        paced_copy(caller, upstream, 256 << 10);
+    });
+    let mut config = cfg(72);
+    config.liveness_timeout = Duration::from_secs(1);
+    let mut c = connect_tcp(relay_addr, SLOW_LINK_WORKER, &config).unwrap();
+    const FRAME: usize = 768 << 10;
+    let t = Instant::now();
+    c.send(&vec![5u8; FRAME]).unwrap();
+    let reply = c.recv_timeout(Duration::from_secs(20)).map(|f| f.to_vec());
+    let took = t.elapsed();
+    let reply = reply.unwrap_or_else(|e| panic!("after {took:?}: {e}"));
+    assert_eq!(reply, (FRAME as u64).to_le_bytes(), "after {took:?}");
+    // It did cross a slow link (≈ 3 s), not a fast one.
+    assert!(took > Duration::from_secs(2), "{took:?}");
+    let _ = c.close();
+}

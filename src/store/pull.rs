@@ -153,12 +153,27 @@ pub struct PullServerConfig {
     pub request_timeout: Duration,
     /// How long a transfer may make no progress (the puller does not read)
     /// before it is closed and the object's reference released (default
-    /// 5 s).
+    /// 5 s). Progress is a write, or more of the reply acknowledged by the
+    /// puller's TCP (a slow puller draining the kernel's send queue).
     pub stall_timeout: Duration,
     /// Bytes written to one connection per turn of the loop (default
     /// [`PULL_CHUNK`]), so one fast puller does not starve the others.
     pub chunk: usize,
+    /// When every one of the `max_pulls` slots is transferring, a newcomer
+    /// displaces the slowest transfer that has run for at least
+    /// `stall_timeout` at fewer than this many bytes a second (acknowledged
+    /// by the puller's TCP; default [`DEFAULT_DISPLACE_BELOW`], 1 MiB/s):
+    /// it is closed, its object's reference released, and its puller sees
+    /// the transfer cut short. Without it one process reading 64 slow
+    /// transfers held every slot for as long as it liked (the attack on
+    /// `1563086`: every other node's pull answered *busy*). 0: transfers
+    /// are never displaced.
+    pub displace_below: u64,
 }
+
+/// Default [`PullServerConfig::displace_below`]: 1 MiB/s. Holding every
+/// slot then costs a puller 64 MiB/s of reading.
+pub const DEFAULT_DISPLACE_BELOW: u64 = 1 << 20;
 
 impl PullServerConfig {
     /// Serves on `listen` with the defaults above.
@@ -169,6 +184,7 @@ impl PullServerConfig {
             request_timeout: Duration::from_secs(1),
             stall_timeout: Duration::from_secs(5),
             chunk: PULL_CHUNK,
+            displace_below: DEFAULT_DISPLACE_BELOW,
         }
     }
 }
@@ -312,6 +328,42 @@ struct Pull {
     state: PullState,
     /// Closed when this passes without progress.
     deadline: Instant,
+    /// Bytes of the reply the puller's TCP had acknowledged when its
+    /// deadline last passed ([`Pull::took_more`]).
+    acked: usize,
+    /// When the connection came, then when its transfer began.
+    since: Instant,
+}
+
+impl Pull {
+    /// Whether the puller's TCP acknowledged more of the reply since the
+    /// last look: a slow puller still reading the kernel's send queue (up
+    /// to ≈ 4 MiB, refilled only after a third of it drained) makes no
+    /// write possible for longer than the stall timeout, and is not a
+    /// stalled one (the attack on `1563086`: every pull at 256 KiB/s failed
+    /// part way, "the transfer ended after 4161536 of 8388608 bytes").
+    fn took_more(&mut self) -> bool {
+        let Some(acked) = self.acknowledged() else {
+            return false;
+        };
+        let more = acked > self.acked;
+        self.acked = acked;
+        more
+    }
+
+    /// Bytes of the reply the puller's TCP acknowledged (what the kernel
+    /// took less what it still holds); `None` before the transfer or if
+    /// the kernel does not say.
+    fn acknowledged(&self) -> Option<usize> {
+        let PullState::Send {
+            head_sent, sent, ..
+        } = &self.state
+        else {
+            return None;
+        };
+        let queued = crate::sys::tcp::unacknowledged(self.stream.as_fd()).ok()?;
+        Some((head_sent + sent).saturating_sub(queued))
+    }
 }
 
 enum PullState {
@@ -547,11 +599,18 @@ impl Server {
                 }
             }
             let now = Instant::now();
+            let stall = self.config.stall_timeout;
             let late: Vec<usize> = self
                 .pulls
-                .iter()
+                .iter_mut()
                 .filter(|(_, p)| p.deadline <= now)
-                .map(|(t, _)| *t)
+                .filter_map(|(t, p)| {
+                    if p.took_more() {
+                        p.deadline = crate::deadline_after(now, stall);
+                        return None;
+                    }
+                    Some(*t)
+                })
                 .collect();
             for t in late {
                 tracing::debug!(pull = t, "store pull: a puller made no progress in time");
@@ -614,6 +673,36 @@ impl Server {
             p.deadline = crate::deadline_after(Instant::now(), self.config.request_timeout);
         }
         self.ready.insert(t);
+        true
+    }
+
+    /// Closes the slowest transfer that has run for at least the stall
+    /// timeout at fewer than `displace_below` bytes a second, if any
+    /// ([`PullServerConfig::displace_below`]).
+    fn displace_slowest_transfer(&mut self) -> bool {
+        let below = self.config.displace_below as f64;
+        let now = Instant::now();
+        let slowest = self
+            .pulls
+            .iter()
+            .filter_map(|(t, p)| {
+                let ran = now.saturating_duration_since(p.since);
+                if ran < self.config.stall_timeout {
+                    return None;
+                }
+                let rate = p.acknowledged()? as f64 / ran.as_secs_f64();
+                (rate < below).then_some((rate, *t))
+            })
+            .min_by(|a, b| a.0.total_cmp(&b.0));
+        let Some((rate, t)) = slowest else {
+            return false;
+        };
+        tracing::debug!(
+            pull = t,
+            bytes_per_s = rate,
+            "store pull: the slowest transfer gives way to a newcomer"
+        );
+        self.close(t);
         true
     }
 
@@ -686,8 +775,9 @@ impl Server {
                 // At the cap, the connection that has waited longest for
                 // its request gives way (answered *busy*), as the HTTP
                 // endpoint does: silent connections reopened as they time
-                // out would otherwise keep every real puller out.
-                busy = !self.displace_oldest_waiting(draining);
+                // out would otherwise keep every real puller out; else the
+                // slowest long transfer (`displace_below`).
+                busy = !self.displace_oldest_waiting(draining) && !self.displace_slowest_transfer();
             }
             if busy {
                 // A fresh socket's send buffer takes 32 bytes at once; if it
@@ -723,6 +813,8 @@ impl Server {
                         }
                     },
                     deadline: crate::deadline_after(Instant::now(), self.config.request_timeout),
+                    acked: 0,
+                    since: Instant::now(),
                 },
             );
             self.ready.insert(t);
@@ -802,7 +894,8 @@ fn step(p: &mut Pull, store: &mut Store, chunk: usize, stall: Duration) -> Step 
                 data,
                 sent: 0,
             };
-            p.deadline = crate::deadline_after(Instant::now(), stall);
+            p.since = Instant::now();
+            p.deadline = crate::deadline_after(p.since, stall);
             Step::More
         }
         PullState::Send {

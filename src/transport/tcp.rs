@@ -554,6 +554,10 @@ pub struct WriteBuf {
     buf: AlignedBytes,
     start: usize,
     end: usize,
+    /// Bytes the kernel took in all (for [`TcpConnection`]'s liveness
+    /// check: less what the kernel still holds, what the peer
+    /// acknowledged).
+    written: u64,
 }
 
 impl WriteBuf {
@@ -567,7 +571,10 @@ impl WriteBuf {
         while self.start < self.end {
             match out.write(&self.buf.as_slice()[self.start..self.end]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.start += n,
+                Ok(n) => {
+                    self.start += n;
+                    self.written += n as u64;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
@@ -655,6 +662,9 @@ pub struct TcpConnection {
     /// When a heartbeat was sent after `last_heard` (none more until it
     /// is answered or the peer is declared dead).
     pinged: Option<Instant>,
+    /// How much of our output the peer had acknowledged when that ping was
+    /// sent, or when the verdict was last put off ([`Self::acked`]).
+    acked_at_ping: Option<u64>,
     /// Silence after which the peer is dead; `None` disables heartbeats.
     liveness: Option<Duration>,
     send_timeout: Duration,
@@ -732,11 +742,13 @@ impl TcpConnection {
                 buf: zeroed(INITIAL_SEND_BUF),
                 start: 0,
                 end: 0,
+                written: 0,
             })),
             wlimit: config.send_buffer_limit,
             queue_limit: config.send_queue_limit.max(config.send_buffer_limit),
             last_heard: Instant::now(),
             pinged: None,
+            acked_at_ping: None,
             liveness: (!config.liveness_timeout.is_zero()).then_some(config.liveness_timeout),
             send_timeout: config.send_timeout,
             state: State::Open,
@@ -1208,6 +1220,16 @@ impl TcpConnection {
             .map(|_| ())
     }
 
+    /// Bytes of our output the peer's TCP has acknowledged: what the
+    /// kernel took from us less what it still holds
+    /// ([`crate::sys::tcp::unacknowledged`]); `None` if the kernel does
+    /// not say.
+    fn acked(&self) -> Option<u64> {
+        let written = self.wb().written;
+        let queued = crate::sys::tcp::unacknowledged(self.stream.as_fd()).ok()?;
+        written.checked_sub(u64::try_from(queued).ok()?)
+    }
+
     /// The liveness check: a peer silent for a third of the liveness
     /// timeout is sent a heartbeat; it is dead when it has been silent for
     /// the whole timeout **and** has left a heartbeat unanswered for two
@@ -1247,6 +1269,20 @@ impl TcpConnection {
                     Ok(false) => {}
                     Err(_) => return None,
                 }
+                // Our own output may stand between the ping and the peer
+                // (a 4 MiB frame takes 16 s on a 2 Mbit/s link; the attack
+                // on `1563086` had live receivers declared dead after 5 s):
+                // while the peer's TCP acknowledges more of it, the peer
+                // takes what we send and may not have seen the ping yet.
+                // The answer is waited for again from now. A peer that is
+                // stopped stops acknowledging once its receive buffer is
+                // full, and one gone or cut off at once.
+                let acked = self.acked();
+                if acked.is_some() && acked > self.acked_at_ping {
+                    self.acked_at_ping = acked;
+                    self.pinged = Some(now);
+                    return Some(now + answer_within);
+                }
                 // Typed, so the caller can tell "stopped answering" from a
                 // death seen as a hang-up (`RecvError::stopped_answering`).
                 let _ = self.die(io::Error::new(
@@ -1265,6 +1301,7 @@ impl TcpConnection {
             // is stuck behind it) counts as asked: the answer is as overdue.
             let _ = self.try_control(KIND_PING);
             self.pinged = Some(now);
+            self.acked_at_ping = self.acked();
             return Some((self.last_heard + liveness).max(now + answer_within));
         }
         Some(self.last_heard + ping_at)
