@@ -163,9 +163,10 @@ pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
 
 /// `name` — one name or value read from a session directory or a shared
 /// statistics area (a file name, a handler's name), to be put inside a
-/// line — with *every* control character escaped, a newline and a tab
-/// too (`\n`, `\t`), and a backslash (`\\`), so it stays on its line and
-/// no two names print alike: a file named
+/// line — with every character but printable ASCII and the space escaped
+/// (`\n`, `\t`, `\u{202e}`, …) and a backslash too (`\\`), so it stays
+/// on its line, nothing in it turns the rest of the line around, and no
+/// two names print alike: a file named
 /// `"x\n  process 1-…: alive"` cannot add a line of its own to `shmwire
 /// inspect` or a cleanup report. A name that is not UTF-8 has each byte
 /// of its invalid sequences written as `\xNN` (not replaced with `�`,
@@ -175,7 +176,12 @@ pub fn one_line<S: AsRef<std::ffi::OsStr> + ?Sized>(name: &S) -> std::borrow::Co
     // A backslash is written `\\` too: `\n` and `\xff` in the result then
     // only ever stand for a newline and a byte (the attack on `1563086`:
     // a name with a real backslash-n printed like one with a newline).
-    let escape = |c: char| c.is_control() || c == '\\';
+    // And every character outside printable ASCII: invisible ones (U+200B),
+    // bidirectional overrides (U+202E reversed the rest of the line), line
+    // separators (U+2028) and letters that look like ASCII ones (Cyrillic
+    // `а`) would make names print alike or move what follows them (the
+    // attack on `58273f5`). shmwire's own names are ASCII.
+    let escape = |c: char| !(c.is_ascii_graphic() || c == ' ') || c == '\\';
     let bytes = name.as_ref().as_encoded_bytes();
     if let Ok(text) = std::str::from_utf8(bytes) {
         return escape_controls(text, escape);
@@ -236,7 +242,12 @@ mod terminal_safe_tests {
         );
         assert_eq!(
             super::one_line(OsStr::from_bytes(b"a\xff\xfe\nb\xc3\xa9")),
-            "a\\xff\\xfe\\nb\u{e9}"
+            "a\\xff\\xfe\\nb\\u{e9}"
+        );
+        // Invisible, reordering and look-alike characters are escaped.
+        assert_eq!(
+            super::one_line(OsStr::new("seg\u{200b}A x\u{202e}y \u{2028} \u{430}")),
+            "seg\\u{200b}A x\\u{202e}y \\u{2028} \\u{430}"
         );
         // A name spelling an escape out differs from the one it spells.
         assert_eq!(super::one_line(OsStr::new("a\\xff\\n")), "a\\\\xff\\\\n");

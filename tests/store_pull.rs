@@ -175,15 +175,17 @@ fn slow_puller(spec: &str) {
     s.write_all(&request(&id)).unwrap();
     s.set_read_timeout(Some(GUARD)).unwrap();
     const CHUNK: usize = 8 << 10;
-    let pause = Duration::from_secs_f64(CHUNK as f64 / rate as f64);
     let mut buf = vec![0u8; CHUNK];
     let mut total = 0usize;
+    let start = Instant::now();
     loop {
         match s.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => total += n,
         }
-        std::thread::sleep(pause);
+        // Kept to `rate` from the start, whatever each read got.
+        let due = start + Duration::from_secs_f64(total as f64 / rate as f64);
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
     }
     println!("read {total}");
 }
@@ -306,4 +308,40 @@ fn slow_transfers_on_every_slot_give_way_to_a_newcomer() {
         .filter(|id| matches!(a.put(**id, b"x", b""), Err(StoreError::ObjectInUse { .. })))
         .count();
     assert_eq!(in_use, 1, "exactly one slow transfer gives way");
+}
+
+/// Input (the attack on `58273f5`, medium): with acknowledgements counted
+/// as progress, a puller reading a few KiB every few seconds kept its
+/// object's reference — the object unevictable, deleted or not — for
+/// hours; four such pullers made every put on a 32 MiB node fail
+/// `StoreFull`. A transfer now moves only if its puller acknowledges at
+/// least 64 KiB a stall timeout: this one (16 KiB/s through a small
+/// receive buffer: an acknowledgement about every second, 48 KiB in the
+/// 3 s stall timeout) is closed and its object freed.
+#[test]
+fn a_trickling_puller_is_cut_off_and_its_object_released() {
+    const TEST: &str = "a_trickling_puller_is_cut_off_and_its_object_released";
+    if let Ok(spec) = std::env::var("SHMWIRE_SLOW_PULLER") {
+        slow_puller(&spec);
+        return;
+    }
+    let env = Env::new("pull-trickle");
+    let _s = env.store(16 << 20);
+    let mut cfg = config();
+    cfg.stall_timeout = Duration::from_secs(3);
+    let server = PullServer::start(client(&env), cfg).unwrap();
+    let a = client(&env);
+    a.put(oid(11, 0), &contents(11, 8 << 20), b"").unwrap();
+    let p = SlowPuller::start(TEST, server.addr(), oid(11, 0), 16 << 10, 1 << 10);
+    std::thread::sleep(Duration::from_millis(100));
+    a.delete(&[oid(11, 0)]).unwrap();
+    let t = Instant::now();
+    while a.put(oid(11, 0), b"x", b"").is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(12),
+            "the trickling puller still holds its object"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(p);
 }

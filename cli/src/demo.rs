@@ -259,8 +259,8 @@ pub fn run_worker(args: &WorkerArgs) -> DemoResult<()> {
                     r.describe()
                 ),
                 WorkerEvent::RestoreFailed(why) => errln!(
-                    "demo worker: a file it keeps in its session is missing or replaced and could not be \
-                     put back (trying again every second): {why}"
+                    "demo worker: a file it keeps in its session could not be checked or put back \
+                     (trying again every second): {why}"
                 ),
             }
         }

@@ -1370,3 +1370,40 @@ fn demos_in_pid_namespaces_of_their_own_share_a_root() {
     }
     assert_ne!(sessions[0], sessions[1]);
 }
+
+/// Input (the attack on `58273f5`, low): the demo under `ulimit -n 16`.
+/// Its worker cannot `accept` its one caller (out of descriptors) and
+/// tried again every 10 ms, reporting each failure as another refused
+/// caller ("101 more callers were refused since the last report", every
+/// second), and a token it could not read as "missing or replaced". Now
+/// the failure is said once while it lasts, and what could not be read as
+/// "could not be checked". The run still fails (bounded), leaving nothing.
+#[test]
+fn out_of_descriptors_the_demo_worker_says_so_once() {
+    let scratch = proc_support::scratch("fd", "nofile");
+    let root = scratch.path().join("root");
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            "ulimit -n 16 && exec \"$0\" demo --tasks 20 --transport shm",
+        ])
+        .arg(env!("CARGO_BIN_EXE_shmwire"))
+        .env("SHMWIRE_ROOT", &root)
+        .output()
+        .expect("run shmwire demo");
+    let err = String::from_utf8_lossy(&out.stderr);
+    // Descriptors may run out elsewhere first on another kernel or libc;
+    // what is checked is how a failing `accept` is reported.
+    let accepts = err.matches("accept: Too many open files").count();
+    assert!(
+        accepts <= 1,
+        "{accepts} reports of one failing accept:\n{err}"
+    );
+    assert!(!err.contains("more callers were refused"), "{err}");
+    assert!(!err.contains("missing or replaced"), "{err}");
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        !root.exists() || std::fs::read_dir(&root).unwrap().next().is_none(),
+        "the demo left files: {err}"
+    );
+}

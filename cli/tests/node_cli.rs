@@ -3598,9 +3598,11 @@ fn closed_now(conn: &shmwire::transport::TcpConnection) -> bool {
 /// and then (so their connections stay alive) held the listener's receive
 /// memory for as long as they dripped, and every other caller's frame over
 /// 256 KiB was cut off meanwhile. Now a frame unfinished for longer than
-/// the grace (the liveness bound, 5 s) loses its memory to a connection
-/// that needs it, the stalest first: the newcomer's frame is kept, one
-/// dripper is cut off.
+/// the grace (the liveness bound, 5 s) without 64 KiB arriving in it loses
+/// its memory to a connection that needs it, the stalest first: the
+/// newcomer's frame is kept and the dripper is cut off — not the honest
+/// sender whose older 16 MiB frame is still arriving at ≈ 320 KiB/s (the
+/// attack on `58273f5`: such a frame lost to a newer one on age alone).
 #[test]
 fn a_stale_unfinished_frame_gives_its_receive_memory_to_a_new_one() {
     use shmwire::transport::{connect_tcp, TcpConnection, TransportConfig};
@@ -3625,50 +3627,50 @@ fn a_stale_unfinished_frame_gives_its_receive_memory_to_a_new_one() {
     let mut header = [0u8; 16];
     header[..4].copy_from_slice(&(FRAME as u32).to_le_bytes());
     header[4..8].copy_from_slice(&1u32.to_le_bytes());
-    let payload = vec![7u8; FRAME - 64];
-    let unfinished = || -> TcpConnection {
+    // A connection that sent the header and `sent` bytes of the frame.
+    let started = |sent: usize| -> TcpConnection {
         let config = TransportConfig::new(WorkerId::from_random(), token);
         let c = connect_tcp(addr, worker_id(9), &config).unwrap();
-        assert!(write_all_nb(&c, &header) && write_all_nb(&c, &payload));
+        assert!(write_all_nb(&c, &header) && write_all_nb(&c, &vec![7u8; sent]));
         c
     };
-    // A byte into each dripper's frame (it stays alive: any byte is heard);
-    // which of them are cut off.
-    let drip = |conns: &[TcpConnection]| -> Vec<bool> {
-        conns
-            .iter()
-            .map(|c| closed_now(c) || !matches!(c.stream().write(&[7]), Ok(1)))
-            .collect()
+    // Whether the worker cut `c` off; else `more` bytes into its frame.
+    let feed = |c: &TcpConnection, more: usize| -> bool {
+        closed_now(c) || !write_all_nb(c, &vec![7u8; more])
     };
-    let drippers = vec![unfinished(), unfinished()];
-    // Past the grace (5 s), dripping: both keep their 16 MiB.
+    // The honest sender first (the oldest frame), then the dripper.
+    let honest = started(8 << 20);
+    let dripper = started(FRAME - 64);
+    // Past the grace (5 s): the honest frame keeps arriving (128 KiB every
+    // 400 ms), the dripper drips (a byte every 400 ms: alive, stale).
     let until = Instant::now() + Duration::from_millis(6_000);
     while Instant::now() < until {
-        assert_eq!(
-            drip(&drippers),
-            [false, false],
-            "a dripper was cut off early"
+        assert!(
+            !feed(&honest, 128 << 10),
+            "the honest sender was cut off early"
         );
+        assert!(!feed(&dripper, 1), "the dripper was cut off early");
         std::thread::sleep(Duration::from_millis(400));
     }
-    // 8 MiB are left; the newcomer needs 16: one stale frame gives way.
-    let newcomer = unfinished();
-    let mut cut = vec![false, false];
+    // 8 MiB are left; the newcomer needs 16: the stale frame gives way.
+    let newcomer = started(FRAME - 64);
+    let (mut honest_cut, mut dripper_cut) = (false, false);
     let until = Instant::now() + Duration::from_secs(4);
-    while Instant::now() < until && !cut.iter().any(|c| *c) {
+    while Instant::now() < until && !dripper_cut {
         std::thread::sleep(Duration::from_millis(200));
-        cut = drip(&drippers);
+        honest_cut |= feed(&honest, 64 << 10);
+        dripper_cut |= feed(&dripper, 1);
     }
     assert!(
         !closed_within(&newcomer, Duration::from_millis(500)),
-        "the newcomer's frame was cut off: the stale frames kept their memory"
+        "the newcomer's frame was cut off: the stale frame kept its memory"
     );
-    assert_eq!(
-        cut.iter().filter(|c| **c).count(),
-        1,
-        "one stale dripper gives way, not {cut:?}"
+    assert!(dripper_cut, "the stale dripper kept its memory");
+    assert!(
+        !honest_cut && !feed(&honest, 1),
+        "the honest sender, its frame still arriving, lost its memory"
     );
-    drop((drippers, newcomer));
+    drop((honest, dripper, newcomer));
     let _ = session.remove_all();
 }
 

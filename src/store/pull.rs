@@ -153,8 +153,8 @@ pub struct PullServerConfig {
     pub request_timeout: Duration,
     /// How long a transfer may make no progress (the puller does not read)
     /// before it is closed and the object's reference released (default
-    /// 5 s). Progress is a write, or more of the reply acknowledged by the
-    /// puller's TCP (a slow puller draining the kernel's send queue).
+    /// 5 s). Progress is a write, or 64 KiB more of the reply acknowledged
+    /// by the puller's TCP (a slow puller draining the kernel's send queue).
     pub stall_timeout: Duration,
     /// Bytes written to one connection per turn of the loop (default
     /// [`PULL_CHUNK`]), so one fast puller does not starve the others.
@@ -335,9 +335,15 @@ struct Pull {
     since: Instant,
 }
 
+/// The least a puller's TCP must acknowledge in a stall timeout for the
+/// transfer to count as moving (64 KiB: ≈ 13 KB/s at the default 5 s).
+/// Any progress at all would let a puller pin its object (and a slot) for
+/// days by reading a kilobyte every few seconds.
+const MIN_PROGRESS: usize = 64 << 10;
+
 impl Pull {
-    /// Whether the puller's TCP acknowledged more of the reply since the
-    /// last look: a slow puller still reading the kernel's send queue (up
+    /// Whether the puller's TCP acknowledged at least [`MIN_PROGRESS`]
+    /// more of the reply since the last look: a slow puller still reading the kernel's send queue (up
     /// to ≈ 4 MiB, refilled only after a third of it drained) makes no
     /// write possible for longer than the stall timeout, and is not a
     /// stalled one (the attack on `1563086`: every pull at 256 KiB/s failed
@@ -346,7 +352,7 @@ impl Pull {
         let Some(acked) = self.acknowledged() else {
             return false;
         };
-        let more = acked > self.acked;
+        let more = acked >= self.acked.saturating_add(MIN_PROGRESS);
         self.acked = acked;
         more
     }

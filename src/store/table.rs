@@ -94,7 +94,8 @@ pub struct ObjectSummary {
     pub state: ObjectState,
     /// Length of its data in bytes.
     pub data_size: u64,
-    /// References plus pins held on it by all clients.
+    /// References plus pins held on it by all clients, through the
+    /// service and through the shared index.
     pub holders: u32,
     /// Whether it lives in a fallback file rather than the arena.
     pub fallback: bool,
@@ -225,7 +226,8 @@ pub struct TableStats {
     pub objects: usize,
     /// Sealed objects that are visible.
     pub sealed: usize,
-    /// Objects in the LRU list (sealed, unheld, evictable).
+    /// Objects eviction may take: sealed, held by no client, neither
+    /// through the service nor through the shared index.
     pub evictable: usize,
     /// Objects living in fallback files.
     pub fallback_objects: usize,
@@ -416,7 +418,12 @@ impl ObjectTable {
                 .values()
                 .filter(|e| e.state == ObjectState::Sealed)
                 .count(),
-            evictable: self.lru.len(),
+            // Not those held through the index (eviction skips them).
+            evictable: self
+                .lru
+                .values()
+                .filter(|id| self.objects.get(id).is_some_and(|e| !self.index_held(e)))
+                .count(),
             fallback_objects: self
                 .objects
                 .values()
@@ -435,7 +442,10 @@ impl ObjectTable {
                 id: *id,
                 state: e.state,
                 data_size: e.data_size,
-                holders: e.held,
+                // Through the index too: the object endpoint's transfers
+                // and every client's lock-free gets (before, inspect showed
+                // objects pinned by slow pullers with 0 holders).
+                holders: self.held_total(e),
                 fallback: matches!(e.slot, Slot::Fallback(_)),
             })
             .collect();

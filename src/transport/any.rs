@@ -694,6 +694,12 @@ pub struct Listener {
     /// edge-triggered, so nothing else would wake a pass for that caller
     /// before another one connects.
     accept_retry: Option<Instant>,
+    /// `accept` failed at the last try, on the shm or the TCP socket: its
+    /// error was reported then and is not again (one report while it
+    /// lasts, not one a pass — the attack on `58273f5`: under
+    /// `ulimit -n 16` one queued caller was reported as ≈ 100 refused
+    /// callers a second).
+    accept_failing: [bool; 2],
 }
 
 /// How long after a failed `accept` with a caller waiting the listener tries
@@ -775,6 +781,7 @@ impl Listener {
             _published: published,
             session: session.clone(),
             accept_retry: None,
+            accept_failing: [false; 2],
         })
     }
 
@@ -838,6 +845,9 @@ impl Listener {
                     (false, _, Some(l)) => l.try_accept().map(|h| h.map(Pending::Tcp)),
                     _ => Ok(None),
                 };
+                if started.is_ok() {
+                    self.accept_failing[usize::from(shm)] = false;
+                }
                 let h = match started {
                     Ok(Some(h)) => h,
                     Ok(None) => break,
@@ -861,12 +871,17 @@ impl Listener {
                         continue;
                     }
                     Err(e) => {
-                        // A caller left waiting: try again soon (this
-                        // error is reported once per pass).
+                        // A caller left waiting: try again soon, and say
+                        // so once while it lasts. (Out of descriptors,
+                        // `accept` fails before it looks at the queue: with
+                        // nobody waiting, nobody was refused.)
                         if self.connection_waiting(shm) {
                             self.accept_retry = Some(Instant::now() + ACCEPT_RETRY);
+                            if !std::mem::replace(&mut self.accept_failing[usize::from(shm)], true)
+                            {
+                                out.push(Err(e));
+                            }
                         }
-                        out.push(Err(e));
                         break;
                     }
                 };

@@ -96,6 +96,12 @@ fn recv_charge(len: usize) -> usize {
     len.saturating_sub(RECV_FREE)
 }
 
+/// Bytes a connection holding receive memory must receive for its frame
+/// to count as moving again ([`ReceiveBudget`]): 64 KiB, so a frame is
+/// stale only if it arrives slower than 64 KiB a grace period (≈ 13 KB/s
+/// at 5 s).
+const FRAME_PROGRESS: usize = 64 << 10;
+
 /// How long an unfinished frame may hold receive memory before a
 /// connection that needs the memory may take it back ([`ReceiveBudget`]):
 /// the liveness bound (a peer is given as long to finish a frame as to
@@ -117,8 +123,9 @@ fn frame_grace(config: &TransportConfig) -> Duration {
 /// When a connection needs more than is left, the **stalest frames lose**:
 /// the shares of connections whose unfinished frame has held its memory
 /// longer than the grace ([`TransportConfig::liveness_timeout`], 5 s when
-/// heartbeats are off) — counted from the frame's first charged byte, or
-/// from the last frame the connection finished — and longer than the
+/// heartbeats are off) — counted from the frame's first charged byte, the
+/// last frame the connection finished, or the last [`FRAME_PROGRESS`]
+/// bytes it received, whichever came last — and longer than the
 /// needing connection's own, are taken back, oldest first, when that makes
 /// room; each such connection is then cut off at its next receive or
 /// liveness check. Otherwise the needing connection is cut off. Before,
@@ -152,7 +159,7 @@ struct Holder {
     id: u64,
     charged: usize,
     /// When its unfinished frame began holding memory, or when it last
-    /// finished a frame.
+    /// finished a frame or received [`FRAME_PROGRESS`] more.
     since: Instant,
     revoked: Arc<AtomicBool>,
 }
@@ -267,9 +274,9 @@ impl Share {
         Ok(())
     }
 
-    /// This connection finished a frame: the next one's time counts from
-    /// `now` (a connection receiving large frames back to back never gives
-    /// its share back in between).
+    /// This connection finished a frame, or received [`FRAME_PROGRESS`]
+    /// more of one: its time counts from `now` (a connection receiving
+    /// large frames back to back never gives its share back in between).
     fn frame_done(&self, now: Instant) {
         let mut g = self.budget.lock();
         if let Some(h) = g.holders.iter_mut().find(|h| h.id == self.id) {
@@ -650,6 +657,9 @@ pub struct TcpConnection {
     /// once given back or taken back).
     share: Option<Share>,
     charged: usize,
+    /// Bytes received since this connection's share was last marked as
+    /// moving ([`FRAME_PROGRESS`]).
+    frame_progress: usize,
     /// Frames written and not yet taken by the kernel. Behind a lock only
     /// because a heartbeat helper (`heartbeat_beat`) flushes it and appends
     /// heartbeats while this connection's owner runs a long task; the
@@ -662,9 +672,11 @@ pub struct TcpConnection {
     /// When a heartbeat was sent after `last_heard` (none more until it
     /// is answered or the peer is declared dead).
     pinged: Option<Instant>,
-    /// How much of our output the peer had acknowledged when that ping was
-    /// sent, or when the verdict was last put off ([`Self::acked`]).
-    acked_at_ping: Option<u64>,
+    /// Where that ping stands in our output (the bytes queued before it,
+    /// in all), and how much of our output the peer had acknowledged when
+    /// it was sent or when the verdict was last put off ([`Self::acked`]);
+    /// `None` if the kernel did not say.
+    ping_mark: Option<(u64, u64)>,
     /// Silence after which the peer is dead; `None` disables heartbeats.
     liveness: Option<Duration>,
     send_timeout: Duration,
@@ -738,6 +750,7 @@ impl TcpConnection {
             rbuf_base,
             share,
             charged: 0,
+            frame_progress: 0,
             w: std::sync::Arc::new(std::sync::Mutex::new(WriteBuf {
                 buf: zeroed(INITIAL_SEND_BUF),
                 start: 0,
@@ -748,7 +761,7 @@ impl TcpConnection {
             queue_limit: config.send_queue_limit.max(config.send_buffer_limit),
             last_heard: Instant::now(),
             pinged: None,
-            acked_at_ping: None,
+            ping_mark: None,
             liveness: (!config.liveness_timeout.is_zero()).then_some(config.liveness_timeout),
             send_timeout: config.send_timeout,
             state: State::Open,
@@ -838,8 +851,14 @@ impl TcpConnection {
     /// Cuts the connection off: its partly received frame would take more
     /// of the listener's receive memory (`max` bytes in all) than is left.
     fn over_budget(&mut self, short: Short) -> Ended {
-        let len = self.rbuf.as_slice()[self.rstart..self.rstart + 4]
-            .try_into()
+        // The unfinished frame's length, if its header is in (a share taken
+        // back is found at any time, also between frames).
+        let len = self
+            .rbuf
+            .as_slice()
+            .get(self.rstart..self.rstart + 4)
+            .filter(|_| self.rend >= self.rstart + 4)
+            .and_then(|b| b.try_into().ok())
             .map_or(0, u32::from_le_bytes);
         let (max, grace) = self
             .share
@@ -866,6 +885,7 @@ impl TcpConnection {
             s.release();
         }
         self.charged = 0;
+        self.frame_progress = 0;
         self.rbuf = zeroed(self.rbuf_base);
         (self.rstart, self.rend) = (0, 0);
         self.state = State::Broken(why.clone());
@@ -1003,6 +1023,7 @@ impl TcpConnection {
                 s.release();
             }
             self.charged = 0;
+            self.frame_progress = 0;
         }
         if self.rend == self.rbuf.len() {
             // Only called when no complete frame is buffered; make room.
@@ -1047,6 +1068,19 @@ impl TcpConnection {
                     self.rend += n;
                     self.last_heard = Instant::now();
                     self.pinged = None;
+                    if self.charged > 0 {
+                        // A large frame that keeps arriving is not stale
+                        // (the attack on `58273f5`: a 4 MiB frame at
+                        // 256 KiB/s lost its memory to a newer one); one
+                        // dripped a byte at a time is.
+                        self.frame_progress += n;
+                        if self.frame_progress >= FRAME_PROGRESS {
+                            self.frame_progress = 0;
+                            if let Some(s) = &self.share {
+                                s.frame_done(self.last_heard);
+                            }
+                        }
+                    }
                     return Ok(true);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
@@ -1272,16 +1306,20 @@ impl TcpConnection {
                 // Our own output may stand between the ping and the peer
                 // (a 4 MiB frame takes 16 s on a 2 Mbit/s link; the attack
                 // on `1563086` had live receivers declared dead after 5 s):
-                // while the peer's TCP acknowledges more of it, the peer
-                // takes what we send and may not have seen the ping yet.
-                // The answer is waited for again from now. A peer that is
-                // stopped stops acknowledging once its receive buffer is
-                // full, and one gone or cut off at once.
-                let acked = self.acked();
-                if acked.is_some() && acked > self.acked_at_ping {
-                    self.acked_at_ping = acked;
-                    self.pinged = Some(now);
-                    return Some(now + answer_within);
+                // while what was queued before the ping had not all reached
+                // the peer at the last look, and its TCP has acknowledged
+                // more since, the peer is taking it and may not have seen
+                // the ping yet: the answer is waited for again from now.
+                // Only output queued before the ping counts — a stopped
+                // peer whose kernel still takes the requests sent after it
+                // is found as before — and a stopped peer stops
+                // acknowledging once its receive buffer is full.
+                if let (Some((before_ping, mark)), Some(acked)) = (self.ping_mark, self.acked()) {
+                    if mark < before_ping && acked > mark {
+                        self.ping_mark = Some((before_ping, acked));
+                        self.pinged = Some(now);
+                        return Some(now + answer_within);
+                    }
                 }
                 // Typed, so the caller can tell "stopped answering" from a
                 // death seen as a hang-up (`RecvError::stopped_answering`).
@@ -1299,9 +1337,13 @@ impl TcpConnection {
         if silent >= ping_at {
             // A ping that finds no room (the peer reads nothing, our output
             // is stuck behind it) counts as asked: the answer is as overdue.
+            let before_ping = {
+                let w = self.wb();
+                w.written + w.pending() as u64
+            };
             let _ = self.try_control(KIND_PING);
             self.pinged = Some(now);
-            self.acked_at_ping = self.acked();
+            self.ping_mark = self.acked().map(|acked| (before_ping, acked));
             return Some((self.last_heard + liveness).max(now + answer_within));
         }
         Some(self.last_heard + ping_at)
