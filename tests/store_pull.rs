@@ -332,16 +332,23 @@ fn a_trickling_puller_is_cut_off_and_its_object_released() {
     let server = PullServer::start(client(&env), cfg).unwrap();
     let a = client(&env);
     a.put(oid(11, 0), &contents(11, 8 << 20), b"").unwrap();
+    // And one reading 2 KiB/s through a 4 KiB receive buffer: each read
+    // lets the server write a few KiB (the re-attack on `9192950`: every
+    // write moved the deadline, and it was never cut off).
+    a.put(oid(11, 1), &contents(12, 8 << 20), b"").unwrap();
     let p = SlowPuller::start(TEST, server.addr(), oid(11, 0), 16 << 10, 1 << 10);
+    let q = SlowPuller::start(TEST, server.addr(), oid(11, 1), 1365, 4 << 10);
     std::thread::sleep(Duration::from_millis(100));
-    a.delete(&[oid(11, 0)]).unwrap();
+    a.delete(&[oid(11, 0), oid(11, 1)]).unwrap();
     let t = Instant::now();
-    while a.put(oid(11, 0), b"x", b"").is_err() {
-        assert!(
-            t.elapsed() < Duration::from_secs(12),
-            "the trickling puller still holds its object"
-        );
-        std::thread::sleep(Duration::from_millis(20));
+    for id in [oid(11, 0), oid(11, 1)] {
+        while a.put(id, b"x", b"").is_err() {
+            assert!(
+                t.elapsed() < Duration::from_secs(12),
+                "a trickling puller still holds its object {id}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
-    drop(p);
+    drop((p, q));
 }

@@ -621,6 +621,17 @@ fn a_stopped_peer_is_found_while_frames_are_still_sent_to_it() {
     assert_eq!(c.recv_timeout(GUARD).unwrap().len(), 8);
     let pid = rustix::process::Pid::from_raw(child.0.id() as i32).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
+    // Stopped for sure before the first frame goes (else it may answer it).
+    let stat = format!("/proc/{}/stat", child.0.id());
+    let since = Instant::now();
+    while !std::fs::read_to_string(&stat).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('T'))
+    }) {
+        assert!(since.elapsed() < GUARD, "the child never stopped");
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let t = Instant::now();
     let e = loop {
         assert!(t.elapsed() < Duration::from_secs(10), "never found dead");

@@ -333,6 +333,9 @@ struct Pull {
     acked: usize,
     /// When the connection came, then when its transfer began.
     since: Instant,
+    /// Bytes of the reply written when the deadline was last moved by a
+    /// write.
+    written_mark: usize,
 }
 
 /// The least a puller's TCP must acknowledge in a stall timeout for the
@@ -821,6 +824,7 @@ impl Server {
                     deadline: crate::deadline_after(Instant::now(), self.config.request_timeout),
                     acked: 0,
                     since: Instant::now(),
+                    written_mark: 0,
                 },
             );
             self.ready.insert(t);
@@ -929,7 +933,14 @@ fn step(p: &mut Pull, store: &mut Store, chunk: usize, stall: Duration) -> Step 
             };
             match r {
                 Ok(()) => {
-                    p.deadline = crate::deadline_after(Instant::now(), stall);
+                    // Progress only by `MIN_PROGRESS` at a time: a puller
+                    // with a tiny window lets a few KiB be written every
+                    // few seconds (the re-attack on `9192950`: a 1 KB/s
+                    // puller was never cut off).
+                    if *head_sent + *sent >= p.written_mark + MIN_PROGRESS {
+                        p.written_mark = *head_sent + *sent;
+                        p.deadline = crate::deadline_after(Instant::now(), stall);
+                    }
                     Step::More
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => Step::Blocked,

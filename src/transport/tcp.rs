@@ -677,6 +677,9 @@ pub struct TcpConnection {
     /// it was sent or when the verdict was last put off ([`Self::acked`]);
     /// `None` if the kernel did not say.
     ping_mark: Option<(u64, u64)>,
+    /// Whether that ping found room in the send queue (one that did not is
+    /// queued at a later check).
+    ping_queued: bool,
     /// Silence after which the peer is dead; `None` disables heartbeats.
     liveness: Option<Duration>,
     send_timeout: Duration,
@@ -762,6 +765,7 @@ impl TcpConnection {
             last_heard: Instant::now(),
             pinged: None,
             ping_mark: None,
+            ping_queued: false,
             liveness: (!config.liveness_timeout.is_zero()).then_some(config.liveness_timeout),
             send_timeout: config.send_timeout,
             state: State::Open,
@@ -1254,6 +1258,18 @@ impl TcpConnection {
             .map(|_| ())
     }
 
+    /// Queues a ping (if it fits: [`Self::try_control`]) and marks where
+    /// it stands in our output and what the peer had acknowledged then.
+    fn ping_once(&mut self, now: Instant) {
+        let before_ping = {
+            let w = self.wb();
+            w.written + w.pending() as u64
+        };
+        self.ping_queued = self.try_control(KIND_PING).is_ok();
+        self.pinged = Some(now);
+        self.ping_mark = self.acked().map(|acked| (before_ping, acked));
+    }
+
     /// Bytes of our output the peer's TCP has acknowledged: what the
     /// kernel took from us less what it still holds
     /// ([`crate::sys::tcp::unacknowledged`]); `None` if the kernel does
@@ -1315,7 +1331,18 @@ impl TcpConnection {
                 // is found as before — and a stopped peer stops
                 // acknowledging once its receive buffer is full.
                 if let (Some((before_ping, mark)), Some(acked)) = (self.ping_mark, self.acked()) {
-                    if mark < before_ping && acked > mark {
+                    if !self.ping_queued {
+                        // The ping found the queue full (the re-attack on
+                        // `9192950`: then the peer, still taking our frames
+                        // at the link's rate, was declared dead once the
+                        // output before the ping's place was taken). While
+                        // the peer takes our output it is alive; the ping
+                        // goes out once it fits.
+                        if acked > mark {
+                            self.ping_once(now);
+                            return Some(now + answer_within);
+                        }
+                    } else if mark < before_ping && acked > mark {
                         self.ping_mark = Some((before_ping, acked));
                         self.pinged = Some(now);
                         return Some(now + answer_within);
@@ -1336,14 +1363,9 @@ impl TcpConnection {
         }
         if silent >= ping_at {
             // A ping that finds no room (the peer reads nothing, our output
-            // is stuck behind it) counts as asked: the answer is as overdue.
-            let before_ping = {
-                let w = self.wb();
-                w.written + w.pending() as u64
-            };
-            let _ = self.try_control(KIND_PING);
-            self.pinged = Some(now);
-            self.ping_mark = self.acked().map(|acked| (before_ping, acked));
+            // is stuck behind it) counts as asked, and is queued at a later
+            // check once it fits.
+            self.ping_once(now);
             return Some((self.last_heard + liveness).max(now + answer_within));
         }
         Some(self.last_heard + ping_at)
@@ -1417,11 +1439,22 @@ impl Connection for TcpConnection {
         let mut read = false;
         let mut next_tick = self.tick(Instant::now());
         loop {
+            let heard = self.last_heard;
             if let Some(f) = self.poll_frame(read)? {
                 return Ok(self.frame(f));
             }
             read = true;
             let now = Instant::now();
+            // Bytes came (a pong): the next ping is due a third of the
+            // bound after them, not when the check planned before them
+            // (the re-attack on `58273f5`: a peer stopped right after a
+            // pong was pinged 1.7 s late and found dead after 6.7 s).
+            if self.last_heard != heard && next_tick.is_some() {
+                next_tick = self.tick(now);
+                if let Some(e) = self.ended() {
+                    return Err(e.recv_error());
+                }
+            }
             if next_tick.is_some_and(|t| now >= t) {
                 next_tick = self.tick(now);
                 if let Some(e) = self.ended() {
