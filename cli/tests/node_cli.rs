@@ -3513,15 +3513,7 @@ fn unfinished_large_tcp_frames_stay_within_the_receive_memory() {
     let root = scratch.path().join("root");
     const BUDGET: usize = 40 << 20;
     const FRAME: usize = 16 << 20;
-    let w = spawn_worker_with(&root, "rm", 8, BUDGET);
-    let session = Session::open_in(&root, "rm").unwrap();
-    let token = shmwire::node::load_or_create_token(&session).unwrap();
-    let addr = shmwire::node::Directory::for_session(&session)
-        .unwrap()
-        .lookup(&worker_id(8))
-        .unwrap()
-        .tcp
-        .expect("the worker listens on TCP");
+    let (w, session, token, addr) = tcp_worker_with_budget(&root, "rm", 8, BUDGET);
     let mut opts = CoreWorkerOptions::new(NodeId::from_random());
     opts.force_tcp = true;
     let mut driver = CoreWorker::new(&session, opts).unwrap();
@@ -3530,9 +3522,7 @@ fn unfinished_large_tcp_frames_stay_within_the_receive_memory() {
     let before = rss_kib(w.pid());
     // A frame header (length, kind 1 = data, 8 zero bytes), then all but
     // the last 64 bytes of its payload.
-    let mut header = [0u8; 16];
-    header[..4].copy_from_slice(&(FRAME as u32).to_le_bytes());
-    header[4..8].copy_from_slice(&1u32.to_le_bytes());
+    let header = data_frame_header(FRAME);
     let payload = vec![7u8; FRAME - 64];
     let unfinished = || -> TcpConnection {
         // A caller id of its own: a caller's new connection replaces its
@@ -3577,6 +3567,41 @@ fn unfinished_large_tcp_frames_stay_within_the_receive_memory() {
     let _ = session.remove_all();
 }
 
+/// A worker (`spawn_worker_with`) whose TCP connections share
+/// `receive_memory` bytes, its session, the session's token and its TCP
+/// address.
+fn tcp_worker_with_budget(
+    root: &Path,
+    session: &str,
+    n: u8,
+    receive_memory: usize,
+) -> (
+    Kid,
+    Session,
+    shmwire::transport::SessionToken,
+    std::net::SocketAddr,
+) {
+    let worker = spawn_worker_with(root, session, n, receive_memory);
+    let session = Session::open_in(root, session).unwrap();
+    let token = shmwire::node::load_or_create_token(&session).unwrap();
+    let addr = shmwire::node::Directory::for_session(&session)
+        .unwrap()
+        .lookup(&worker_id(n))
+        .unwrap()
+        .tcp
+        .expect("the worker listens on TCP");
+    (worker, session, token, addr)
+}
+
+/// A TCP data frame's header (length, kind 1 = data, 8 zero bytes) for a
+/// frame of `len` bytes.
+fn data_frame_header(len: usize) -> [u8; 16] {
+    let mut header = [0u8; 16];
+    header[..4].copy_from_slice(&(len as u32).to_le_bytes());
+    header[4..8].copy_from_slice(&1u32.to_le_bytes());
+    header
+}
+
 /// Whether the peer closed or reset `conn`'s stream, looked at now
 /// (what it sent, heartbeats, is read raw and dropped).
 fn closed_now(conn: &shmwire::transport::TcpConnection) -> bool {
@@ -3615,18 +3640,8 @@ fn a_stale_unfinished_frame_gives_its_receive_memory_to_a_new_one() {
     let root = scratch.path().join("root");
     const BUDGET: usize = 40 << 20;
     const FRAME: usize = 16 << 20;
-    let _worker = spawn_worker_with(&root, "sf", 9, BUDGET);
-    let session = Session::open_in(&root, "sf").unwrap();
-    let token = shmwire::node::load_or_create_token(&session).unwrap();
-    let addr = shmwire::node::Directory::for_session(&session)
-        .unwrap()
-        .lookup(&worker_id(9))
-        .unwrap()
-        .tcp
-        .expect("the worker listens on TCP");
-    let mut header = [0u8; 16];
-    header[..4].copy_from_slice(&(FRAME as u32).to_le_bytes());
-    header[4..8].copy_from_slice(&1u32.to_le_bytes());
+    let (_worker, session, token, addr) = tcp_worker_with_budget(&root, "sf", 9, BUDGET);
+    let header = data_frame_header(FRAME);
     // A connection that sent the header and `sent` bytes of the frame.
     let started = |sent: usize| -> TcpConnection {
         let config = TransportConfig::new(WorkerId::from_random(), token);

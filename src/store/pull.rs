@@ -153,8 +153,9 @@ pub struct PullServerConfig {
     pub request_timeout: Duration,
     /// How long a transfer may make no progress (the puller does not read)
     /// before it is closed and the object's reference released (default
-    /// 5 s). Progress is a write, or 64 KiB more of the reply acknowledged
-    /// by the puller's TCP (a slow puller draining the kernel's send queue).
+    /// 5 s). Progress is 64 KiB more of the reply written, or 64 KiB more
+    /// acknowledged by the puller's TCP (a slow puller draining the
+    /// kernel's send queue).
     pub stall_timeout: Duration,
     /// Bytes written to one connection per turn of the loop (default
     /// [`PULL_CHUNK`]), so one fast puller does not starve the others.
