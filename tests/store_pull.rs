@@ -332,9 +332,12 @@ fn a_trickling_puller_is_cut_off_and_its_object_released() {
     let server = PullServer::start(client(&env), cfg).unwrap();
     let a = client(&env);
     a.put(oid(11, 0), &contents(11, 8 << 20), b"").unwrap();
-    // And one reading 2 KiB/s through a 4 KiB receive buffer: each read
-    // lets the server write a few KiB (the re-attack on `9192950`: every
-    // write moved the deadline, and it was never cut off).
+    // And one reading 1.3 KB/s through a 4 KiB receive buffer (the
+    // re-attack on `9192950`, where each of the node's writes of a few KiB
+    // moved the deadline, and it was never cut off). Here the server's
+    // first writes fill 1.7–3 MiB of its kernel send buffer and it writes
+    // nothing more in the test's time, so only the acknowledgement floor is
+    // exercised, not the write path.
     a.put(oid(11, 1), &contents(12, 8 << 20), b"").unwrap();
     let p = SlowPuller::start(TEST, server.addr(), oid(11, 0), 16 << 10, 1 << 10);
     let q = SlowPuller::start(TEST, server.addr(), oid(11, 1), 1365, 4 << 10);

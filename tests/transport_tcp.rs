@@ -484,12 +484,20 @@ fn a_listener_that_always_hangs_up_is_tried_a_few_times_only() {
 /// same in both processes).
 const SLOW_LINK_WORKER: WorkerId = WorkerId::from_array([71; 28]);
 
-/// Child role of `a_slow_link_is_not_a_dead_peer`: a listener whose
-/// connections are declared dead after 1 s of silence; it answers each
-/// frame with its length (8 bytes) until the caller closes.
+/// Child roles of the slow-link tests, chosen by the value of
+/// `SHMWIRE_SLOW_LINK_CHILD`: a listener whose connection is declared dead
+/// after 1 s of silence and that answers each frame with its length
+/// (8 bytes) until the caller closes (`echo`); the same answering no frame,
+/// a silent reader (`sink`); the echo with its own heartbeats off, so that
+/// it sends nothing unasked and its only bytes while idle are the pongs
+/// to the caller's pings (`pong-only`).
 fn slow_link_listener() {
+    let mode = std::env::var("SHMWIRE_SLOW_LINK_CHILD").unwrap();
     let mut config = TransportConfig::new(SLOW_LINK_WORKER, SessionToken([42; 16]));
-    config.liveness_timeout = Duration::from_secs(1);
+    config.liveness_timeout = match mode.as_str() {
+        "pong-only" => Duration::ZERO,
+        _ => Duration::from_secs(1),
+    };
     let mut l = TcpListener::bind_localhost(config).unwrap();
     println!("{}", l.local_addr().unwrap());
     let mut c = l.accept_timeout(GUARD).unwrap();
@@ -498,14 +506,22 @@ fn slow_link_listener() {
             Ok(f) => f.len() as u64,
             Err(_) => return,
         };
-        c.send(&len.to_le_bytes()).unwrap();
+        if mode != "sink" {
+            c.send(&len.to_le_bytes()).unwrap();
+        }
     }
 }
 
 /// A relay from `from` to `to` moving at most `rate` bytes a second, its
 /// receive buffer small (so the sender's TCP is acknowledged as the relay
-/// reads, as over a slow link); ends when either side does.
-fn paced_copy(mut from: TcpStream, mut to: TcpStream, rate: usize) {
+/// reads, as over a slow link); counts what it moved in `moved`; ends when
+/// either side does.
+fn paced_copy(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    rate: usize,
+    moved: &std::sync::atomic::AtomicU64,
+) {
     const CHUNK: usize = 8 << 10;
     let mut buf = vec![0u8; CHUNK];
     let pause = Duration::from_secs_f64(CHUNK as f64 / rate as f64);
@@ -517,19 +533,42 @@ fn paced_copy(mut from: TcpStream, mut to: TcpStream, rate: usize) {
         if to.write_all(&buf[..n]).is_err() {
             break;
         }
+        moved.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         std::thread::sleep(pause);
     }
     let _ = to.shutdown(std::net::Shutdown::Write);
 }
 
-/// Input (the attack on `1563086`, high): over a slow link (here 256 KiB/s,
-/// a 2 Mbit/s link), a frame that takes the link longer than the liveness
-/// bound to carry made its sender declare the live receiver dead: the
-/// sender's ping waited behind the frame, so the peer could not answer it
-/// in time (a 4 MiB frame and a 5 s bound: `PeerDied` after 5 s; over
-/// 2 Mbit/s no frame above ≈ 1.2 MiB got through). Now the verdict waits
-/// while the peer's TCP acknowledges more of our output. Here 768 KiB (3 s
-/// on the link) against a 1 s bound, the receiver in another process.
+/// A slow link to `target` for one connection: the address to connect to,
+/// and the count of bytes it carried towards `target`. `up` and `down`
+/// are its rates towards and from `target`, in bytes a second.
+fn slow_link(
+    target: std::net::SocketAddr,
+    up: usize,
+    down: usize,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    let relay = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    rustix::net::sockopt::set_socket_recv_buffer_size(&relay, 32 << 10).unwrap();
+    let addr = relay.local_addr().unwrap();
+    let carried = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let moved = std::sync::Arc::clone(&carried);
+    std::thread::spawn(move || {
+        let Ok((caller, _)) = relay.accept() else {
+            return;
+        };
+        let Ok(upstream) = TcpStream::connect(target) else {
+            return;
+        };
+        let (c2, u2) = (caller.try_clone().unwrap(), upstream.try_clone().unwrap());
+        std::thread::spawn(move || paced_copy(u2, c2, down, &Default::default()));
+        paced_copy(caller, upstream, up, &moved);
+    });
+    (addr, carried)
+}
+
 /// A child process killed and reaped on drop.
 struct Reap(std::process::Child);
 
@@ -540,12 +579,12 @@ impl Drop for Reap {
     }
 }
 
-/// Starts `test` of this binary as the `slow_link_listener` child; its
-/// address.
-fn start_slow_link_listener(test: &str) -> (Reap, std::net::SocketAddr) {
+/// Starts `test` of this binary as the `slow_link_listener` child in
+/// `mode`; its address.
+fn start_slow_link_listener(test: &str, mode: &str) -> (Reap, std::net::SocketAddr) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", test, "--nocapture"])
-        .env("SHMWIRE_SLOW_LINK_CHILD", "1")
+        .env("SHMWIRE_SLOW_LINK_CHILD", mode)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -564,27 +603,22 @@ fn start_slow_link_listener(test: &str) -> (Reap, std::net::SocketAddr) {
     (child, addr)
 }
 
+/// Input (the attack on `1563086`, high): over a slow link (here 256 KiB/s,
+/// a 2 Mbit/s link), a frame that takes the link longer than the liveness
+/// bound to carry made its sender declare the live receiver dead: the
+/// sender's ping waited behind the frame, so the peer could not answer it
+/// in time (a 4 MiB frame and a 5 s bound: `PeerDied` after 5 s; over
+/// 2 Mbit/s no frame above ≈ 1.2 MiB got through). Now the verdict waits
+/// while the peer's TCP acknowledges more of our output. Here 768 KiB (3 s
+/// on the link) against a 1 s bound, the receiver in another process.
 #[test]
 fn a_slow_link_is_not_a_dead_peer() {
     if std::env::var_os("SHMWIRE_SLOW_LINK_CHILD").is_some() {
         slow_link_listener();
         return;
     }
-    let (_child, target) = start_slow_link_listener("a_slow_link_is_not_a_dead_peer");
-    let relay = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    rustix::net::sockopt::set_socket_recv_buffer_size(&relay, 32 << 10).unwrap();
-    let relay_addr = relay.local_addr().unwrap();
-    std::thread::spawn(move || {
-        let Ok((caller, _)) = relay.accept() else {
-            return;
-        };
-        let Ok(upstream) = TcpStream::connect(target) else {
-            return;
-        };
-        let (c2, u2) = (caller.try_clone().unwrap(), upstream.try_clone().unwrap());
-        std::thread::spawn(move || paced_copy(u2, c2, 1 << 20));
-        paced_copy(caller, upstream, 256 << 10);
-    });
+    let (_child, target) = start_slow_link_listener("a_slow_link_is_not_a_dead_peer", "echo");
+    let (relay_addr, _) = slow_link(target, 256 << 10, 1 << 20);
     let mut config = cfg(72);
     config.liveness_timeout = Duration::from_secs(1);
     let mut c = connect_tcp(relay_addr, SLOW_LINK_WORKER, &config).unwrap();
@@ -600,6 +634,137 @@ fn a_slow_link_is_not_a_dead_peer() {
     let _ = c.close();
 }
 
+/// Input (the re-check of `9192950`, medium): a sender that keeps its send
+/// queue full towards a live peer behind a slow link. Its ping found the
+/// queue full and was never sent; once the output queued before the ping's
+/// place had been acknowledged, the peer — still taking frames at the
+/// link's rate, and silent because it owes no answers — was declared dead
+/// (38 s into a full 4 MiB queue at 256 KiB/s). Now, while the peer takes
+/// our output, the ping is queued again at each check until it fits. Here
+/// a 64 KiB queue of empty frames (so that a full queue has no room for
+/// the ping either), 32 KiB of kernel send buffer, a 64 KiB/s link and a
+/// 1 s bound: before the fix, `PeerDied` after 1–4 s; the test keeps the
+/// queue full for 8 s.
+#[test]
+fn a_ping_that_found_the_send_queue_full_goes_out_once_it_fits() {
+    const TEST: &str = "a_ping_that_found_the_send_queue_full_goes_out_once_it_fits";
+    if std::env::var_os("SHMWIRE_SLOW_LINK_CHILD").is_some() {
+        slow_link_listener();
+        return;
+    }
+    let (_child, target) = start_slow_link_listener(TEST, "sink");
+    let (relay_addr, carried) = slow_link(target, 256 << 10, 1 << 20);
+    let mut config = cfg(74);
+    config.liveness_timeout = Duration::from_secs(1);
+    config.send_queue_limit = 64 << 10;
+    let mut c = connect_tcp(relay_addr, SLOW_LINK_WORKER, &config).unwrap();
+    rustix::net::sockopt::set_socket_send_buffer_size(c.stream(), 16 << 10).unwrap();
+    let t = Instant::now();
+    let (mut frames, mut full) = (0u64, 0u64);
+    while t.elapsed() < Duration::from_secs(8) {
+        loop {
+            match c.try_send(&[]) {
+                Ok(()) => frames += 1,
+                Err(SendError::QueueFull { .. }) => {
+                    full += 1;
+                    break;
+                }
+                Err(e) => panic!("after {:?} and {frames} frames: {e}", t.elapsed()),
+            }
+        }
+        // Short waits: the queue is refilled before the kernel takes much.
+        match c.recv_timeout(Duration::from_millis(2)) {
+            Err(RecvError::TimedOut) => {}
+            Err(e) => panic!(
+                "declared dead after {:?} ({frames} frames sent, the link carried {} bytes): {e}",
+                t.elapsed(),
+                carried.load(std::sync::atomic::Ordering::Relaxed),
+                e = shmwire::error_chain(&e)
+            ),
+            Ok(f) => panic!("the sink answered {} bytes", f.len()),
+        }
+    }
+    // The queue was full all along, and the peer kept taking it.
+    assert!(full > 1_000, "{full}");
+    let carried = carried.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(carried > 200 << 10, "{carried}");
+}
+
+/// Input (the re-check of `9192950`, low): a peer that answers a ping and
+/// then says nothing more (stopped right after its pong). The caller,
+/// waiting in one `recv_timeout`, kept the check it had planned before
+/// the pong and pinged a third of the bound late: the peer was found dead
+/// 4/3 of the bound after its last byte (6.7 s with a 5 s bound). Now the
+/// next check is planned from the bytes that arrive: dead one bound after
+/// them. Here a relay forwards the peer's bytes until the test arms it,
+/// then one more read (the pong to the caller's next ping: the peer's own
+/// heartbeats are off), then nothing; the bound is 1.5 s.
+#[test]
+fn a_peer_silent_after_its_pong_is_found_one_bound_after_it() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    const TEST: &str = "a_peer_silent_after_its_pong_is_found_one_bound_after_it";
+    if std::env::var_os("SHMWIRE_SLOW_LINK_CHILD").is_some() {
+        slow_link_listener();
+        return;
+    }
+    let (_child, target) = start_slow_link_listener(TEST, "pong-only");
+    let relay = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let relay_addr = relay.local_addr().unwrap();
+    let armed = Arc::new(AtomicBool::new(false));
+    let last_forwarded: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let (arm, last) = (Arc::clone(&armed), Arc::clone(&last_forwarded));
+    std::thread::spawn(move || {
+        let Ok((mut caller, _)) = relay.accept() else {
+            return;
+        };
+        let Ok(mut upstream) = TcpStream::connect(target) else {
+            return;
+        };
+        let (mut c2, mut u2) = (caller.try_clone().unwrap(), upstream.try_clone().unwrap());
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut c2, &mut u2);
+        });
+        let mut buf = [0u8; 4096];
+        let mut forwarding = true;
+        loop {
+            let n = match upstream.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            if forwarding {
+                let was_armed = arm.load(Ordering::Acquire);
+                if caller.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+                *last.lock().unwrap() = Some(Instant::now());
+                forwarding = !was_armed;
+            }
+        }
+    });
+    let mut config = cfg(75);
+    let bound = Duration::from_millis(1_500);
+    config.liveness_timeout = bound;
+    let mut c = connect_tcp(relay_addr, SLOW_LINK_WORKER, &config).unwrap();
+    c.send(&[1u8; 100]).unwrap();
+    assert_eq!(c.recv_timeout(GUARD).unwrap().len(), 8);
+    armed.store(true, Ordering::Release);
+    let e = match c.recv_timeout(Duration::from_secs(10)) {
+        Ok(f) => panic!("an idle peer sent {} bytes", f.len()),
+        Err(e) => e,
+    };
+    let found = Instant::now();
+    let last = last_forwarded.lock().unwrap().expect("nothing forwarded");
+    let after = found.duration_since(last);
+    assert!(e.to_string().contains("died"), "{e}");
+    // One bound after the last byte, with room for the checks' timers;
+    // before the fix 4/3 of it (2 s).
+    assert!(
+        after > bound - Duration::from_millis(100) && after < bound + Duration::from_millis(250),
+        "found {after:?} after the peer's last byte: {e}"
+    );
+}
+
 /// The other side of `a_slow_link_is_not_a_dead_peer`: only output queued
 /// *before* a ping may put off the verdict. A stopped peer whose kernel
 /// still takes (and acknowledges) the small frames sent to it after the
@@ -613,7 +778,7 @@ fn a_stopped_peer_is_found_while_frames_are_still_sent_to_it() {
         slow_link_listener();
         return;
     }
-    let (child, addr) = start_slow_link_listener(TEST);
+    let (child, addr) = start_slow_link_listener(TEST, "echo");
     let mut config = cfg(73);
     config.liveness_timeout = Duration::from_secs(1);
     let mut c = connect_tcp(addr, SLOW_LINK_WORKER, &config).unwrap();
