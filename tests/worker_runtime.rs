@@ -693,6 +693,7 @@ fn sigkill_of_the_actor_fails_every_pending_task() {
                         actor_id,
                         function,
                         stopped_answering: None,
+                        restart_failed: None,
                     },
                 ..
             }) => {
@@ -810,6 +811,77 @@ fn sigkill_restarts_the_actor_on_a_standby_worker() {
     assert_eq!(driver.num_pending_tasks(), 0, "nothing left pending");
     drop(driver);
     standby.wait_success();
+}
+
+/// Input (the attack on `82d7ce8`, low): an actor restarted onto a standby
+/// worker that refuses the connection (here its rings are too small for a
+/// call at the inline limit) was reported "died" with the refusal's reason
+/// only in the log. Its tasks now fail with `ActorDied` naming the failed
+/// restart and why.
+#[test]
+fn a_failed_restart_is_named_in_actor_died() {
+    maybe_run_worker();
+    let s = TestSession::new("restart-refused");
+    let name = "a_failed_restart_is_named_in_actor_died";
+    let mut first = s.spawn_worker(name, 1);
+    // 384 KiB of ring memory: 128 KiB rings at most, refused by the caller.
+    let standby = s.spawn_worker_env(name, 1, &[(worker_support::ENV_RING_MEMORY, "393216")]);
+    let mut driver = s.driver();
+    let actor = driver
+        .create_actor_with(
+            first.id,
+            MODULE,
+            "Counter",
+            vec![],
+            ActorOptions {
+                // The call below, lost with the first incarnation, waits
+                // for the restart.
+                max_task_retries: 1,
+                max_restarts: 1,
+                restart_workers: vec![standby.id],
+                ..ActorOptions::default()
+            },
+        )
+        .unwrap();
+    let r = driver
+        .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+        .unwrap();
+    assert_eq!(get_i64(&mut driver, &r), 1);
+    first.kill();
+    let r = driver
+        .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+        .unwrap();
+    let err = task_error(&mut driver, &r);
+    match &err {
+        TaskError::ActorDied {
+            actor_id,
+            restart_failed: Some(why),
+            ..
+        } => {
+            assert_eq!(*actor_id, actor.actor_id());
+            assert!(
+                why.starts_with(&format!("restart 1 on worker {}: ", standby.id))
+                    && why.contains("max_ring_memory"),
+                "{why}"
+            );
+        }
+        other => panic!("expected ActorDied naming the failed restart, got {other:?}"),
+    }
+    let text = err.to_string();
+    assert!(
+        text.contains(" replied; its restart failed: restart 1 on worker "),
+        "{text}"
+    );
+    // A later call finds the actor dead, and says why as well.
+    let r = driver
+        .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+        .unwrap();
+    let later = task_error(&mut driver, &r).to_string();
+    assert!(
+        later.contains("; its restart failed: restart 1 on worker "),
+        "{later}"
+    );
+    assert_eq!(driver.num_pending_tasks(), 0, "nothing left pending");
 }
 
 #[test]

@@ -606,6 +606,11 @@ struct Restarts {
     count: u64,
     /// The return object of the creation task of a restart in progress.
     pending: Option<ObjectId>,
+    /// Why the last restart failed (its standby worker could not be
+    /// reached, or the creation task failed there), until one succeeds:
+    /// named by the [`TaskError::ActorDied`] of tasks that fail for want of
+    /// an incarnation.
+    failed: Option<String>,
 }
 
 /// Options of [`CoreWorker::create_actor_with`].
@@ -2098,6 +2103,7 @@ impl CoreWorker {
             standby: options.restart_workers.iter().copied().collect(),
             count: 0,
             pending: None,
+            failed: None,
         });
         let object_id = self.push_to_worker(worker, spec, 0, store_args);
         let result = self
@@ -2454,6 +2460,10 @@ impl CoreWorker {
                         .map(|t| t.payload.function())
                         .unwrap_or_default();
                     let worker = self.actors.get(&actor_id).map(|a| a.worker);
+                    let restart_failed = self
+                        .actors
+                        .get(&actor_id)
+                        .and_then(|a| a.restarts.as_ref()?.failed.clone());
                     let err = from_reply.unwrap_or_else(|| match (error, worker) {
                         (TaskFailure::ActorDied, Some(w)) => {
                             self.loss_error(w, function, |function, stopped_answering| {
@@ -2461,6 +2471,7 @@ impl CoreWorker {
                                     actor_id,
                                     function,
                                     stopped_answering,
+                                    restart_failed,
                                 }
                             })
                         }
@@ -2479,6 +2490,7 @@ impl CoreWorker {
                             actor_id,
                             function,
                             stopped_answering: None,
+                            restart_failed: None,
                         },
                         (TaskFailure::ActorUnavailable, None) => TaskError::ActorUnavailable {
                             actor_id,
@@ -3092,6 +3104,16 @@ impl CoreWorker {
             let (spec, count) = (r.spec.clone(), r.count);
             if let Err(e) = self.ensure_conn(worker) {
                 tracing::warn!(error = %e, %actor_id, %worker, "standby worker unreachable");
+                if let Some(r) = self
+                    .actors
+                    .get_mut(&actor_id)
+                    .and_then(|a| a.restarts.as_mut())
+                {
+                    r.failed = Some(format!(
+                        "restart {count} on worker {worker}: {}",
+                        crate::error_chain(&e)
+                    ));
+                }
                 continue;
             }
             tracing::info!(%actor_id, %worker, restart = count, "restarting the actor");
@@ -3128,8 +3150,18 @@ impl CoreWorker {
             let Some(a) = self.actors.get_mut(&actor_id) else {
                 continue;
             };
+            let count = a.restarts.as_ref().map_or(0, |r| r.count);
             if let Some(r) = a.restarts.as_mut() {
                 r.pending = None;
+                if let Some(Err(e)) = &result {
+                    r.failed = Some(format!(
+                        "restart {count} on worker {}: the creation task failed: {}",
+                        a.worker,
+                        crate::error_chain(e)
+                    ));
+                } else if result.is_some() {
+                    r.failed = None;
+                }
             }
             let mut evs = match result {
                 Some(Ok(_)) => a.queue.connect(),

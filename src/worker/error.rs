@@ -22,6 +22,15 @@ fn how_lost(stopped_answering: &Option<Duration>) -> String {
     }
 }
 
+/// "; its restart failed: …" for a [`TaskError::ActorDied`] whose last
+/// restart failed, else nothing.
+fn restart_failure(failed: &Option<String>) -> String {
+    match failed {
+        None => String::new(),
+        Some(why) => format!("; its restart failed: {why}"),
+    }
+}
+
 /// How the connection of a [`TaskError::ActorUnavailable`] task broke:
 /// "lost", or "declared dead: the actor stopped answering (silent for
 /// 5.0 s)"; then why the task got no further try: "no retries left", or,
@@ -99,7 +108,11 @@ pub enum TaskError {
     /// reached again, its process gone or unknown; the text then says
     /// "died or stopped answering (silent for …)". (A silent actor whose
     /// process lives is [`TaskError::ActorUnavailable`], not dead.)
-    #[error("actor {actor_id} {} before task {function} replied", how_lost(.stopped_answering))]
+    #[error(
+        "actor {actor_id} {} before task {function} replied{}",
+        how_lost(.stopped_answering),
+        restart_failure(.restart_failed)
+    )]
     ActorDied {
         /// The actor.
         actor_id: ActorId,
@@ -111,6 +124,15 @@ pub enum TaskError {
         /// for the send timeout) rather than hung up; `None` for a death
         /// seen as a hang-up, reset or end of stream.
         stopped_answering: Option<Duration>,
+        /// Why the actor has no incarnation to run the task, when its last
+        /// restart failed ([`ActorOptions::max_restarts`](crate::worker::ActorOptions::max_restarts)):
+        /// e.g. "restart 1 on worker …: connect: refused: … max_ring_memory …"
+        /// (its standby worker could not be reached; each standby is tried
+        /// in turn, the last one's reason is kept) or "restart 1 on worker
+        /// …: the creation task failed: …". The text adds "; its restart
+        /// failed: …". `None` when no restart was tried or the last one
+        /// succeeded.
+        restart_failed: Option<String>,
     },
     /// The actor could not be reached for this task and it has no retries
     /// left (Ray's `ACTOR_UNAVAILABLE`): the connection it was sent on
