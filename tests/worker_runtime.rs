@@ -1717,6 +1717,64 @@ fn normal_task_fails_with_worker_died_when_its_worker_is_gone() {
     assert_eq!(driver.num_pending_tasks(), 0);
 }
 
+/// Input (the attack on `4b2e27d`, medium): a shared-memory caller that
+/// the worker cut off for reading none of its replies, back after the
+/// worker had discarded the connection's rings (`RING_LINGER`, 2 s, after
+/// the cut-off), got "corrupt shared ring: magic overwritten (value 0, …)"
+/// — `TaskError::ConnectionCutOff` — for every task: the punched memory
+/// reads as zeros, and a zero magic looked like a scribble. With the peer
+/// gone and the rings reading as discarded, the connection has ended: the
+/// tasks fail as over a connection lost (`ActorUnavailable`, the actor's
+/// process alive), and a new call reaches the actor again.
+#[test]
+fn a_caller_back_after_its_rings_were_discarded_sees_its_connection_lost() {
+    maybe_run_worker();
+    let s = TestSession::new("discarded");
+    // Cut off after 1 s of reading nothing (30 s by default).
+    let worker = s.spawn_worker_env(
+        "a_caller_back_after_its_rings_were_discarded_sees_its_connection_lost",
+        2,
+        &[(worker_support::ENV_UNREAD_MS, "1000")],
+    );
+    let mut driver = s.driver();
+    let actor = create_counter(&mut driver, worker.id, 0);
+    let refs: Vec<ObjectRef> = (0..100)
+        .map(|_| {
+            driver
+                .submit_actor_task(&actor, "big", vec![i64_arg(60_000)])
+                .unwrap()
+        })
+        .collect();
+    // Held back, cut off after 1 s, the rings discarded 2 s later.
+    std::thread::sleep(Duration::from_millis(4_500));
+    let (mut ok, mut lost) = (0, 0);
+    for r in &refs {
+        match driver.get(std::slice::from_ref(r), GUARD) {
+            Ok(v) => {
+                assert_eq!(v[0].len(), 60_000);
+                ok += 1;
+            }
+            Err(GetError::Task {
+                error:
+                    TaskError::ActorUnavailable {
+                        stopped_answering: None,
+                        ..
+                    },
+                ..
+            }) => lost += 1,
+            Err(e) => panic!("after {ok} replies and {lost} lost: {e}"),
+        }
+    }
+    assert!(lost > 0, "the caller was never cut off ({ok} replies)");
+    let r = driver
+        .submit_actor_task(&actor, "big", vec![i64_arg(10)])
+        .unwrap();
+    assert_eq!(
+        driver.get(std::slice::from_ref(&r), GUARD).unwrap()[0].len(),
+        10
+    );
+}
+
 #[test]
 fn a_caller_that_stops_reading_does_not_stall_the_others() {
     maybe_run_worker();

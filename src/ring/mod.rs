@@ -603,9 +603,25 @@ fn header_poisoned(h: &RingHeader) -> bool {
 }
 
 fn poison_header(h: &RingHeader) {
+    // A discarded ring is left as it is: the write would only put a page
+    // of memory back into a memfd its owner gave back.
+    if header_discarded(h) {
+        return;
+    }
     // Relaxed: the flag carries no data; the peer checks it whenever it
     // re-loads our index.
     h.meta.0.poisoned.store(1, Ordering::Relaxed);
+}
+
+/// Whether the ring's memory reads as discarded: the constants written at
+/// init (magic, layout version, capacity) all zero, as a memfd reads once
+/// its owner punched its pages out (`fallocate(PUNCH_HOLE)`: a listener
+/// discards the rings of a connection it ended, after
+/// `transport::shm::listener::RING_LINGER`). Relaxed loads: only compared.
+fn header_discarded(h: &RingHeader) -> bool {
+    h.meta.0.magic.load(Ordering::Relaxed) == 0
+        && h.meta.0.version.load(Ordering::Relaxed) == 0
+        && h.meta.0.capacity.load(Ordering::Relaxed) == 0
 }
 
 #[cfg(all(test, not(shmwire_loom)))]

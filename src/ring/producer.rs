@@ -96,6 +96,14 @@ impl<S: RingStorage> Producer<S> {
         self.poisoned || header_poisoned(self.storage.header())
     }
 
+    /// Whether the ring's memory reads as given back by its owner (the
+    /// constants written at init all zero: what a punched memfd reads as).
+    /// A layer that knows the peer has gone reports the errors of such a
+    /// ring as the connection's end, not as corruption.
+    pub(crate) fn memory_discarded(&self) -> bool {
+        super::header_discarded(self.storage.header())
+    }
+
     /// Whether the consumer closed its end (dropped its half): nothing
     /// committed from now on will be read. A hint for layers above (a
     /// transport refusing to send); [`reserve_blocking`](Self::reserve_blocking)

@@ -173,6 +173,31 @@ fn note_violation(violation: &mut Option<RingError>, e: &RingError) {
     }
 }
 
+/// A ring error of a connection whose peer has gone and whose rings' memory
+/// reads as discarded is the connection's end ([`RingError::Closed`]), not
+/// corruption: a listener that ends a connection (a caller cut off for not
+/// reading its replies, say) discards its rings' memory
+/// `RING_LINGER` later, and every header field then reads 0, the
+/// magic included (the attack on `4b2e27d`: a caller back after 40 s got
+/// "corrupt shared ring: magic overwritten (value 0, …)" for each of its
+/// tasks). Both conditions: a peer alive with a zeroed ring is a violation
+/// as before. (A peer able to zero the ring could as well have closed it.)
+#[cold]
+#[inline(never)]
+fn after_discard(
+    e: RingError,
+    tx: &Option<Producer<MappedStorage>>,
+    live: &SocketLiveness,
+) -> RingError {
+    let discarded = matches!(e, RingError::Corrupt { .. } | RingError::Poisoned)
+        && tx.as_ref().is_some_and(Producer::memory_discarded)
+        && !live.check();
+    if discarded {
+        return RingError::Closed;
+    }
+    e
+}
+
 /// A connection's end as a receive reports it. A close or death seen while
 /// the connection's shared state is invalid anywhere — a violation kept
 /// earlier, or the sending ring poisoned (the peer found the ring it reads
@@ -182,6 +207,7 @@ fn note_violation(violation: &mut Option<RingError>, e: &RingError) {
 #[inline(never)]
 fn end_or_violation(
     tx: &mut Option<Producer<MappedStorage>>,
+    live: &SocketLiveness,
     violation: &mut Option<RingError>,
     e: RecvError,
 ) -> RecvError {
@@ -190,7 +216,7 @@ fn end_or_violation(
     }
     if violation.is_none() {
         if let Some(Err(v)) = tx.as_mut().map(|tx| tx.audit()) {
-            note_violation(violation, &v);
+            note_violation(violation, &after_discard(v, tx, live));
         }
     }
     match violation {
@@ -356,6 +382,7 @@ impl ShmConnection {
     #[cold]
     #[inline(never)]
     fn send_ring_err<E>(&mut self, e: RingError) -> SendError<E> {
+        let e = after_discard(e, &self.tx, &self.live);
         note_violation(&mut self.violation, &e);
         if let Some(v) = &self.violation {
             if matches!(e, RingError::PeerDied | RingError::Closed) {
@@ -688,9 +715,11 @@ impl Connection for ShmConnection {
                 )),
             },
             Err(e) => {
+                let e = after_discard(e, &self.tx, &self.live);
                 note_violation(&mut self.violation, &e);
                 Err(end_or_violation(
                     &mut self.tx,
+                    &self.live,
                     &mut self.violation,
                     recv_ring_err(self.peer, e),
                 ))
@@ -791,14 +820,17 @@ impl ShmConnection {
             },
             Ok(None) if now_dead => Err(end_or_violation(
                 &mut self.tx,
+                &self.live,
                 &mut self.violation,
                 dead.recv_error(),
             )),
             Ok(None) => Ok(None),
             Err(e) => {
+                let e = after_discard(e, &self.tx, &self.live);
                 note_violation(&mut self.violation, &e);
                 Err(end_or_violation(
                     &mut self.tx,
+                    &self.live,
                     &mut self.violation,
                     recv_ring_err(peer, e),
                 ))
@@ -924,6 +956,7 @@ impl MuxConnection for ShmConnection {
         match self.rx.as_mut().map(|rx| rx.arm_eventfd()) {
             Some(Ok(armed)) => armed,
             Some(Err(e)) => {
+                let e = after_discard(e, &self.tx, &self.live);
                 note_violation(&mut self.violation, &e);
                 false
             }
