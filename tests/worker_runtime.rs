@@ -1717,6 +1717,76 @@ fn normal_task_fails_with_worker_died_when_its_worker_is_gone() {
     assert_eq!(driver.num_pending_tasks(), 0);
 }
 
+/// Input (the attack on `4b2e27d`, medium): a caller that only submits —
+/// Ray's `actor.log.remote(x)` in a loop, the references dropped, or normal
+/// tasks whose results it means to get later — never read a reply: the
+/// worker held it back once its replies queued up, the caller's requests
+/// piled up in its memory (7.5 GB in 40 s) and it was cut off after the
+/// worker's `unread_reply_timeout` (only 15,474 of 6.2 M calls ran; a
+/// normal task's submit blocked 30 s on the full queue). Now a submission
+/// that finds the caller behind reads replies first (`keep_up`). Here the
+/// worker cuts off a caller after 1 s of unread replies; the caller
+/// submits for 3 s without a `get`: every actor call ran exactly once (the
+/// counter says so) and every normal task's value arrives.
+#[test]
+fn a_caller_that_only_submits_reads_its_replies_as_it_goes() {
+    maybe_run_worker();
+    let s = TestSession::new("fire-and-forget");
+    let worker = s.spawn_worker_env(
+        "a_caller_that_only_submits_reads_its_replies_as_it_goes",
+        2,
+        &[(worker_support::ENV_UNREAD_MS, "1000")],
+    );
+    let mut driver = s.driver();
+    let actor = create_counter(&mut driver, worker.id, 0);
+    let t = Instant::now();
+    let (mut calls, mut most_pending) = (0i64, 0);
+    while t.elapsed() < Duration::from_secs(3) {
+        for _ in 0..1_000 {
+            let r = driver
+                .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+                .unwrap();
+            drop(r);
+            calls += 1;
+        }
+        most_pending = most_pending.max(driver.num_pending_tasks());
+    }
+    let r = driver.submit_actor_task(&actor, "get", vec![]).unwrap();
+    assert_eq!(get_i64(&mut driver, &r), calls, "every call ran once");
+    assert_eq!(driver.num_pending_tasks(), 0);
+    eprintln!("{calls} actor calls submitted in 3 s, at most {most_pending} pending");
+    // Normal tasks, their results got only at the end.
+    let t = Instant::now();
+    let mut refs = Vec::new();
+    let mut slowest = Duration::ZERO;
+    while t.elapsed() < Duration::from_secs(3) {
+        let x = refs.len() as i64;
+        let s = Instant::now();
+        refs.push(
+            driver
+                .submit_task(
+                    worker.id,
+                    FunctionDescriptor::rust(MODULE, "", "square"),
+                    vec![i64_arg(x)],
+                    TaskOptions::default(),
+                )
+                .unwrap(),
+        );
+        slowest = slowest.max(s.elapsed());
+    }
+    for (x, r) in refs.iter().enumerate() {
+        let x = x as i64;
+        assert_eq!(get_i64(&mut driver, r), x * x, "task {x} of {}", refs.len());
+    }
+    eprintln!(
+        "{} normal tasks submitted in 3 s, the slowest submit {slowest:?}",
+        refs.len()
+    );
+    // Bounded by the send timeout at worst; here well under the worker's
+    // 1 s cut-off.
+    assert!(slowest < Duration::from_secs(1), "{slowest:?}");
+}
+
 /// Input (the attack on `4b2e27d`, medium): a shared-memory caller that
 /// the worker cut off for reading none of its replies, back after the
 /// worker had discarded the connection's rings (`RING_LINGER`, 2 s, after

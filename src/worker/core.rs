@@ -787,6 +787,12 @@ pub struct CoreWorker {
     /// Receiving rounds so far (`drive`), to look at the clock for that
     /// check only every so often while busy.
     drives: u64,
+    /// The last submission found this caller behind a worker — its request
+    /// not sent at once (held by the submit queue's byte budget, waiting
+    /// for a restart) or requests queued on the connection (its ring or
+    /// socket full): the next submission reads replies first
+    /// ([`CoreWorker::keep_up`]).
+    behind: bool,
     /// Heartbeats on the TCP connections while the application makes no
     /// call (`None` until the first TCP connection, or if its thread could
     /// not start: such a caller's connections are then closed by workers
@@ -895,6 +901,10 @@ fn send_or_queue<E>(
         r => r,
     }
 }
+
+/// One round of [`CoreWorker::keep_up`]'s wait for a connection's queued
+/// requests to fall to 7/8 of its limit.
+const KEEP_UP_WAIT: Duration = Duration::from_millis(1);
 
 /// Stamps what the submit queue decided for a send (`r`) into `req`: the
 /// actor's worker now (another one after a restart), the sequence number,
@@ -1365,6 +1375,7 @@ impl CoreWorker {
             session: session.clone(),
             lock_check_at: Instant::now() + crate::transport::LISTENER_CHECK_INTERVAL,
             drives: 0,
+            behind: false,
             heartbeats: None,
             heartbeat_period,
             _claim: claim,
@@ -1927,6 +1938,9 @@ impl CoreWorker {
         args: Vec<TaskArg>,
         options: TaskOptions,
     ) -> Result<ObjectRef, WorkerError> {
+        if self.behind {
+            self.keep_up();
+        }
         self.release_dropped_refs();
         self.reach_again(worker);
         // A worker in its reconnect grace takes the task when it is
@@ -1947,6 +1961,7 @@ impl CoreWorker {
         let object_id = spec.return_id(0);
         let oref = self.new_ref(object_id);
         self.push_to_worker(worker, spec, options.max_retries, store_args);
+        self.behind = self.queued_for(worker) > 0;
         Ok(oref)
     }
 
@@ -2222,6 +2237,9 @@ impl CoreWorker {
         args: Vec<TaskArg>,
         options: Option<TaskOptions>,
     ) -> Result<ObjectRef, WorkerError> {
+        if self.behind {
+            self.keep_up();
+        }
         self.release_dropped_refs();
         let Some(worker) = self.actors.get(&actor.actor_id).map(|a| a.worker) else {
             return Err(WorkerError::UnknownActor(actor.actor_id));
@@ -2331,6 +2349,7 @@ impl CoreWorker {
                 request_id = Some(r.id);
                 let template = call.and_then(|i| entry.calls.get_mut(i));
                 let conn = self.conns.get_mut(&entry.worker);
+                let key = conn.as_ref().map(|c| c.key);
                 sent = Some(send_stamped(
                     &mut self.mux,
                     &mut self.encoder,
@@ -2338,8 +2357,14 @@ impl CoreWorker {
                     &request,
                     template,
                 ));
+                // Queued behind a full ring or socket: behind.
+                self.behind = key
+                    .and_then(|k| self.mux.get_mut(k))
+                    .is_some_and(|c| c.pending_send_bytes() > 0);
             }
         }
+        // Not sent at once (the byte budget, a restart): behind.
+        self.behind |= request_id.is_none();
         let worker = entry.worker;
         self.tasks.add(
             task_id,
@@ -2368,6 +2393,55 @@ impl CoreWorker {
         self.events = evs;
         self.prepare_next_child();
         Ok(oref)
+    }
+
+    /// Bytes of requests queued on the connection to `worker` (its ring or
+    /// socket full); 0 without a usable connection.
+    fn queued_for(&mut self, worker: WorkerId) -> usize {
+        let Some(key) = self.conns.get(&worker).filter(|c| !c.lost).map(|c| c.key) else {
+            return 0;
+        };
+        self.mux.get_mut(key).map_or(0, |c| c.pending_send_bytes())
+    }
+
+    /// Reads replies while submitting, when the previous submission found
+    /// this caller behind ([`CoreWorker::behind`]): one round of `drive`
+    /// without waiting (replies read and settled, which frees the submit
+    /// queues' byte budget and sends what waited for it; queued requests
+    /// handed over), then, while a connection's queued requests pass 7/8
+    /// of `TransportConfig::send_queue_limit` (the next request might not
+    /// fit, and its send would wait without reading: requests carry at most
+    /// the inline limit, far below the last eighth), rounds of 1 ms, at
+    /// most the send timeout. A caller that only submits — Ray's
+    /// `actor.log.remote(x)` in a loop, the references dropped, nothing got
+    /// — otherwise read no reply: its worker held it back, its requests
+    /// piled up in its memory without bound (7.5 GB in 40 s, the attack on
+    /// `4b2e27d`) and it was cut off after `unread_reply_timeout`; a normal
+    /// task's send blocked on the full queue for the send timeout while the
+    /// worker waited for the caller to read. Costs nothing while a caller
+    /// keeps up (one flag read per submission).
+    #[cold]
+    #[inline(never)]
+    fn keep_up(&mut self) {
+        self.behind = false;
+        let _ = self.drive(Duration::ZERO);
+        let limit = self.connector.config().send_queue_limit;
+        let nearly_full = limit - limit / 8;
+        let bound = self.connector.config().send_timeout;
+        let start = Instant::now();
+        while start.elapsed() < bound {
+            let most = self
+                .conns
+                .values()
+                .filter(|c| !c.lost)
+                .filter_map(|c| self.mux.get_mut(c.key).map(|m| m.pending_send_bytes()))
+                .max()
+                .unwrap_or(0);
+            if most <= nearly_full {
+                break;
+            }
+            let _ = self.drive(KEEP_UP_WAIT);
+        }
     }
 
     /// The bookkeeping of the value replies `drain` stored at once
