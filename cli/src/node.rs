@@ -73,10 +73,13 @@ fn print_tick(
 const SAID_ERRORS_MAX: usize = 256;
 
 /// The errors of this round (`now`) not said since errors began (`said`,
-/// updated), and whether errors just ended (a round without any after
-/// some). Errors that take turns round after round — under a descriptor
-/// flood, listing, opening and reading fail in turn — are each said once
-/// while errors last, not again each time they come back.
+/// updated with their [`error_shape`]s), and whether errors just ended (a
+/// round without any after some). Errors that take turns round after round
+/// — under a descriptor flood, listing, opening and reading fail in turn —
+/// are each said once while errors last, not again each time they come
+/// back; so are errors that differ only in numbers (a full disk failed each
+/// round's write of a new temporary file, `.tmp-<pid>-<lock>-<n>-entry`,
+/// and the node said so ten times a second: the attack on `4b2e27d`).
 fn cleanup_errors_to_say(said: &mut BTreeSet<String>, now: &[String]) -> (Vec<String>, bool) {
     if now.is_empty() {
         let over = !said.is_empty();
@@ -84,15 +87,36 @@ fn cleanup_errors_to_say(said: &mut BTreeSet<String>, now: &[String]) -> (Vec<St
         return (Vec::new(), over);
     }
     let mut new = Vec::new();
+    let mut shapes = BTreeSet::new();
     for e in now {
-        if !said.contains(e) && !new.contains(e) {
+        let shape = error_shape(e);
+        if !said.contains(&shape) && shapes.insert(shape.clone()) {
             new.push(e.clone());
             if said.len() < SAID_ERRORS_MAX {
-                said.insert(e.clone());
+                said.insert(shape);
             }
         }
     }
     (new, false)
+}
+
+/// `e` with each run of ASCII digits written `#`: errors that differ only
+/// in a counter, a pid or a size have one shape.
+fn error_shape(e: &str) -> String {
+    let mut shape = String::with_capacity(e.len());
+    let mut digits = false;
+    for c in e.chars() {
+        if c.is_ascii_digit() {
+            if !digits {
+                shape.push('#');
+            }
+            digits = true;
+        } else {
+            shape.push(c);
+            digits = false;
+        }
+    }
+    shape
 }
 
 /// Why the session directory is still there after the node's last pass
@@ -214,5 +238,23 @@ mod tests {
             cleanup_errors_to_say(&mut said, &s(&["a"])),
             (s(&["a"]), false)
         );
+    }
+
+    #[test]
+    fn errors_that_differ_only_in_numbers_are_one() {
+        let mut said = BTreeSet::new();
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let e = |n: u32| format!("write entry /r/s/.tmp-30376-0de70b8d-{n}-entry: No space left");
+        assert_eq!(
+            cleanup_errors_to_say(&mut said, &[e(7), e(8)]),
+            (vec![e(7)], false)
+        );
+        assert_eq!(cleanup_errors_to_say(&mut said, &[e(9)]), (s(&[]), false));
+        // Another error still is.
+        assert_eq!(
+            cleanup_errors_to_say(&mut said, &s(&["write token: No space left"])),
+            (s(&["write token: No space left"]), false)
+        );
+        assert_eq!(error_shape("a12b3c"), "a#b#c");
     }
 }

@@ -1107,6 +1107,78 @@ fn a_live_worker_without_its_statistics_area_is_shown() {
     drop(session);
 }
 
+/// Input (the attack on `4b2e27d`, low): on a full disk, a node whose
+/// directory entry and session marker were removed failed to write them
+/// again each round, and said so each round ("… said once while it
+/// lasts", 34 lines in 3 s): each error named the new temporary file of
+/// its round. Errors that differ only in numbers are now one error, said
+/// once while errors last (root only: a 2 MiB tmpfs is mounted, skipped
+/// with a printed reason otherwise); once there is room again the node
+/// puts everything back and says the errors are over.
+#[test]
+fn a_full_disk_is_said_once_while_it_lasts() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog = proc_support::watchdog("a_full_disk_is_said_once_while_it_lasts");
+    let fs = match proc_support::SmallTmpfs::mount("2m") {
+        Ok(fs) => fs,
+        Err(why) => {
+            eprintln!("SKIPPED: cannot mount a small tmpfs ({why})");
+            return;
+        }
+    };
+    let root = fs.path().join("root");
+    let (mut kid, _out, _ready) = proc_support::spawn_node_with(
+        &root,
+        &["--session", "full", "--store-capacity", "1M"],
+        Stdio::piped(),
+    );
+    let err = BufReader::new(kid.0.stderr.take().unwrap());
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let l2 = lines.clone();
+    std::thread::spawn(move || {
+        for line in err.lines() {
+            let Ok(line) = line else { return };
+            l2.lock().unwrap().push(line);
+        }
+    });
+    fs.fill_leaving(0);
+    let dir = root.join("full");
+    for n in names(&dir) {
+        if n.ends_with(".entry") || n == ".shmwire-session" {
+            fs::remove_file(dir.join(n)).unwrap();
+        }
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let said: Vec<String> = lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("said once while it lasts"))
+        .cloned()
+        .collect();
+    assert!(
+        !said.is_empty() && said.iter().any(|l| l.contains("No space left")),
+        "{said:#?}"
+    );
+    // One line per error: the entry, the marker (and at most a couple more).
+    assert!(said.len() <= 4, "{} lines: {said:#?}", said.len());
+    fs::remove_file(fs.path().join("filler")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !lines
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("cleanup: no errors any more"))
+    {
+        assert!(Instant::now() < deadline, "{:#?}", lines.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(dir.join(".shmwire-session").exists());
+    kid.signal_and_wait("-TERM");
+}
+
 /// A start that fails for want of inodes takes back the session directory
 /// it made (found by the attack of 2026-12-02: with 1 inode left, a failed
 /// start left an empty directory — no marker, so not even `cleanup`
