@@ -141,6 +141,27 @@ fn normal_tasks_on_several_workers() {
     let (ready, not_ready) = driver.wait(&refs, 10, GUARD).unwrap();
     assert_eq!(ready.len(), 10);
     assert_eq!(ready.len() + not_ready.len(), refs.len());
+    // As Ray's `ray.wait`: more than given, or a reference twice, is an
+    // error at once (the attack on `4b2e27d`: it waited for all of them).
+    for (refs, n, says) in [
+        (
+            &refs[..3],
+            4,
+            "num_returns 4 is more than the 3 references given",
+        ),
+        (
+            &[refs[0].clone(), refs[1].clone(), refs[0].clone()][..],
+            1,
+            "is given twice",
+        ),
+    ] {
+        let t = Instant::now();
+        match driver.wait(refs, n, GUARD) {
+            Err(WorkerError::InvalidWait(why)) => assert!(why.contains(says), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(t.elapsed() < Duration::from_secs(1));
+    }
     let values = driver.get(&refs, GUARD).unwrap();
     for (x, v) in values.iter().enumerate() {
         assert_eq!(as_i64(v), (x * x) as i64);

@@ -3788,15 +3788,34 @@ impl CoreWorker {
     /// whose value will never come here — freed, or another `CoreWorker`'s
     /// — counts as ready at once (its `get` fails with
     /// [`GetError::UnknownObject`]), not as a wait to the timeout.
+    ///
+    /// # Errors
+    /// [`WorkerError::InvalidWait`] when `num_returns` exceeds
+    /// `refs.len()` or a reference is given twice (as Ray's `ray.wait`);
+    /// what receiving replies meets ([`WorkerError::EventLoop`]).
     pub fn wait(
         &mut self,
         refs: &[ObjectRef],
         num_returns: usize,
         timeout: Duration,
     ) -> Result<(Vec<ObjectRef>, Vec<ObjectRef>), WorkerError> {
+        if num_returns > refs.len() {
+            return Err(WorkerError::InvalidWait(format!(
+                "num_returns {num_returns} is more than the {} references given",
+                refs.len()
+            )));
+        }
+        let mut ids: Vec<ObjectId> = refs.iter().map(ObjectRef::id).collect();
+        ids.sort_unstable();
+        if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+            return Err(WorkerError::InvalidWait(format!(
+                "object {} is given twice (the references must be unique)",
+                w[0]
+            )));
+        }
         self.release_dropped_refs();
         let deadline = crate::deadline_after(Instant::now(), timeout);
-        let want = num_returns.min(refs.len());
+        let want = num_returns;
         let mut looked_last = false;
         loop {
             let n = refs.iter().filter(|r| self.settled(r)).count();

@@ -372,6 +372,13 @@ pub enum WorkerError {
     /// A bounded wait ran out.
     #[error("timed out: {0}")]
     TimedOut(&'static str),
+    /// [`CoreWorker::wait`](crate::worker::CoreWorker::wait) was asked for
+    /// more references than it was given, or given one twice (Ray's
+    /// `ray.wait` raises `ValueError` for both: "num_returns cannot be
+    /// greater than the number of objects provided", "Wait requires a list
+    /// of unique object refs").
+    #[error("wait: {0}")]
+    InvalidWait(String),
     /// The object store failed while putting, pinning or reading an object
     /// of this worker (e.g. `StoreFull` when a large argument is put).
     #[error("object store: {0}")]
