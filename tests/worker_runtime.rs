@@ -1808,6 +1808,182 @@ fn a_caller_that_only_submits_reads_its_replies_as_it_goes() {
     assert!(slowest < Duration::from_secs(1), "{slowest:?}");
 }
 
+/// Inputs (the re-attack on `e8dcebb`, high): (1) over TCP, pipelined
+/// normal tasks with 100 KB arguments failed as "worker … died" with the
+/// worker alive — the send buffer, compacted after the kernel took part of
+/// a frame, put the next payload off its 16-byte alignment and the encode
+/// failed `Misaligned`, which was taken for a broken connection; and the
+/// caller read no reply while submitting, each unread task keeping its
+/// 100 KB request (2.3 GB in 4 s). (2) A caller submitting fire-and-forget
+/// normal tasks to a worker that is then SIGKILLed never handled the loss
+/// (nothing was queued, so it was not "behind"): 1.8 M tasks pending, 3 GB,
+/// in 10 s. Now every 64th normal submission and every one after a loss
+/// reads replies first.
+#[test]
+fn pipelined_normal_tasks_over_tcp_and_a_killed_worker_while_submitting() {
+    maybe_run_worker();
+    let s = TestSession::new("ff-normal");
+    let name = "pipelined_normal_tasks_over_tcp_and_a_killed_worker_while_submitting";
+    let worker = s.spawn_worker(name, 1);
+    let mut opts = CoreWorkerOptions::new(s.node);
+    opts.force_tcp = true;
+    let mut driver = CoreWorker::new(&s.session, opts).unwrap();
+    let len = |driver: &mut CoreWorker, w: WorkerId, n: usize| {
+        driver.submit_task(
+            w,
+            FunctionDescriptor::rust(MODULE, "", "len"),
+            vec![TaskArg::value(vec![7; n], Vec::new())],
+            TaskOptions::default(),
+        )
+    };
+    let refs: Vec<ObjectRef> = (0..2_000)
+        .map(|_| len(&mut driver, worker.id, 100_000).unwrap())
+        .collect();
+    let most_pending = driver.num_pending_tasks();
+    for r in &refs {
+        assert_eq!(get_i64(&mut driver, r), 100_000);
+    }
+    // Read as it went: far fewer than 2,000 unread at the end.
+    assert!(most_pending < 1_000, "{most_pending} pending");
+    drop(refs);
+    drop(driver);
+
+    let mut doomed = s.spawn_worker(name, 1);
+    let mut driver = s.driver();
+    let t = Instant::now();
+    let mut killed_at = None;
+    while t.elapsed() < Duration::from_secs(2) {
+        if killed_at.is_none() && t.elapsed() > Duration::from_millis(500) {
+            doomed.kill();
+            killed_at = Some(driver.num_pending_tasks());
+        }
+        let _ = len(&mut driver, doomed.id, 64);
+    }
+    let pending = driver.num_pending_tasks();
+    assert!(killed_at.is_some());
+    // Before: every task submitted after the kill stayed pending (≈ 400,000
+    // a second here).
+    assert!(pending < 10_000, "{pending} pending after the kill");
+    drop(worker);
+}
+
+/// Input (the re-attack on `e8dcebb`, medium): calls fired and forgotten at
+/// an actor whose process died (no restarts) each failed at once but kept
+/// their request (≈ 1 KB a call, 1.2 GB after 1.5 M calls): a request is
+/// kept after its task finished out of order, for a re-send, until the
+/// actor's reply position passes it — which a dead actor's never does.
+/// Here 300,000 calls after the death: the caller's memory stays flat.
+#[test]
+fn calls_at_a_dead_actor_keep_nothing() {
+    maybe_run_worker();
+    let s = TestSession::new("dead-ff");
+    let mut worker = s.spawn_worker("calls_at_a_dead_actor_keep_nothing", 1);
+    let mut driver = s.driver();
+    let actor = create_counter(&mut driver, worker.id, 0);
+    let r = driver
+        .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+        .unwrap();
+    assert_eq!(get_i64(&mut driver, &r), 1);
+    worker.kill();
+    let r = driver
+        .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+        .unwrap();
+    assert!(matches!(
+        task_error(&mut driver, &r),
+        TaskError::ActorDied { .. }
+    ));
+    let rss = || {
+        std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+            .unwrap()
+    };
+    // Warm: the first few thousand grow what is reused later.
+    for _ in 0..10_000 {
+        drop(driver.submit_actor_task(&actor, "add", vec![i64_arg(1)]));
+    }
+    let before = rss();
+    for _ in 0..300_000 {
+        drop(driver.submit_actor_task(&actor, "add", vec![i64_arg(1)]));
+    }
+    let grown = rss().saturating_sub(before);
+    assert!(grown < 50_000, "{grown} kB more after 300,000 calls");
+    assert_eq!(driver.num_pending_tasks(), 0);
+}
+
+/// A caller whose requests to one worker pile up (the worker stopped,
+/// its ring full, 20 KB requests queued past 7/8 of the 4 MiB queue) keeps
+/// submitting to another worker without waiting: a submission reads
+/// replies first when the caller is behind (`keep_up`), but waits only for
+/// the connection it goes to (the fresh look at `keep_up`: a version that
+/// waited for every connection held each submission to the healthy worker
+/// up to the send timeout).
+#[test]
+fn a_stopped_worker_holds_up_no_submission_to_another() {
+    maybe_run_worker();
+    let s = TestSession::new("keepup-two");
+    let name = "a_stopped_worker_holds_up_no_submission_to_another";
+    let stopped = s.spawn_worker(name, 1);
+    let healthy = s.spawn_worker(name, 1);
+    let mut opts = CoreWorkerOptions::new(s.node);
+    opts.shm.ring_capacity = 256 << 10;
+    opts.send_timeout = Duration::from_secs(3);
+    opts.reconnect_grace = Duration::ZERO;
+    let mut driver = CoreWorker::new(&s.session, opts).unwrap();
+    let submit = |driver: &mut CoreWorker, w: WorkerId, arg: Vec<u8>| {
+        driver
+            .submit_task(
+                w,
+                FunctionDescriptor::rust(MODULE, "", "len"),
+                vec![TaskArg::value(arg, Vec::new())],
+                TaskOptions::default(),
+            )
+            .unwrap()
+    };
+    // Both connections up before the stop.
+    for w in [stopped.id, healthy.id] {
+        let r = submit(&mut driver, w, vec![1; 8]);
+        assert_eq!(get_i64(&mut driver, &r), 8);
+    }
+    let pid = stopped.child.as_ref().unwrap().id();
+    worker_support::stop_process(pid);
+    let (mut slowest, mut to_healthy) = (Duration::ZERO, Vec::new());
+    // Up to 4.4 MB for the stopped worker: past 7/8 of its queue, after
+    // which a submission to it waits (reading replies) until the send
+    // timeout declares it silent: then this stops.
+    let mut waited_for_stopped = false;
+    for _ in 0..220 {
+        let t = Instant::now();
+        let r = driver.submit_task(
+            stopped.id,
+            FunctionDescriptor::rust(MODULE, "", "len"),
+            vec![TaskArg::value(vec![2; 20_000], Vec::new())],
+            TaskOptions::default(),
+        );
+        if r.is_err() || t.elapsed() > Duration::from_millis(500) {
+            waited_for_stopped = true;
+            break;
+        }
+        let t = Instant::now();
+        to_healthy.push(submit(&mut driver, healthy.id, vec![3; 16]));
+        slowest = slowest.max(t.elapsed());
+    }
+    worker_support::continue_process(pid);
+    assert!(
+        slowest < Duration::from_secs(1),
+        "a submission to the healthy worker waited {slowest:?}"
+    );
+    assert!(
+        waited_for_stopped,
+        "the stopped worker's queue never filled"
+    );
+    for r in &to_healthy {
+        assert_eq!(get_i64(&mut driver, r), 16);
+    }
+}
+
 /// Input (the attack on `4b2e27d`, medium): a shared-memory caller that
 /// the worker cut off for reading none of its replies, back after the
 /// worker had discarded the connection's rings (`RING_LINGER`, 2 s, after

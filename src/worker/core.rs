@@ -793,6 +793,9 @@ pub struct CoreWorker {
     /// socket full): the next submission reads replies first
     /// ([`CoreWorker::keep_up`]).
     behind: bool,
+    /// Normal tasks submitted so far: every [`NORMAL_SUBMITS_PER_READ`]th
+    /// reads replies first ([`CoreWorker::keep_up`]).
+    normal_submits: u64,
     /// Heartbeats on the TCP connections while the application makes no
     /// call (`None` until the first TCP connection, or if its thread could
     /// not start: such a caller's connections are then closed by workers
@@ -901,6 +904,13 @@ fn send_or_queue<E>(
         r => r,
     }
 }
+
+/// A submission of a normal task after this many reads replies first
+/// ([`CoreWorker::keep_up`]): a caller that submits without `get` keeps at
+/// most about this many replies unread beyond what its worker is behind.
+/// (Actor tasks are bounded by their submit queue's byte budget, and a sync
+/// actor call makes no system call for this.)
+const NORMAL_SUBMITS_PER_READ: u64 = 64;
 
 /// One round of [`CoreWorker::keep_up`]'s wait for a connection's queued
 /// requests to fall to 7/8 of its limit.
@@ -1376,6 +1386,7 @@ impl CoreWorker {
             lock_check_at: Instant::now() + crate::transport::LISTENER_CHECK_INTERVAL,
             drives: 0,
             behind: false,
+            normal_submits: 0,
             heartbeats: None,
             heartbeat_period,
             _claim: claim,
@@ -1939,7 +1950,7 @@ impl CoreWorker {
         options: TaskOptions,
     ) -> Result<ObjectRef, WorkerError> {
         if self.behind {
-            self.keep_up();
+            self.keep_up(worker);
         }
         self.release_dropped_refs();
         self.reach_again(worker);
@@ -1961,7 +1972,14 @@ impl CoreWorker {
         let object_id = spec.return_id(0);
         let oref = self.new_ref(object_id);
         self.push_to_worker(worker, spec, options.max_retries, store_args);
-        self.behind = self.queued_for(worker) > 0;
+        // Behind: requests queued, a connection lost (its tasks wait for
+        // the loss to be handled), or replies to read — over TCP a worker
+        // takes requests as fast as they come, so only its replies pile up
+        // (unread, each keeping its task's request, arguments and all).
+        self.normal_submits = self.normal_submits.wrapping_add(1);
+        self.behind = self.normal_submits % NORMAL_SUBMITS_PER_READ == 0
+            || !self.lost.is_empty()
+            || self.queued_for(worker) > 0;
         Ok(oref)
     }
 
@@ -2238,7 +2256,9 @@ impl CoreWorker {
         options: Option<TaskOptions>,
     ) -> Result<ObjectRef, WorkerError> {
         if self.behind {
-            self.keep_up();
+            if let Some(worker) = self.actors.get(&actor.actor_id).map(|a| a.worker) {
+                self.keep_up(worker);
+            }
         }
         self.release_dropped_refs();
         let Some(worker) = self.actors.get(&actor.actor_id).map(|a| a.worker) else {
@@ -2363,8 +2383,9 @@ impl CoreWorker {
                     .is_some_and(|c| c.pending_send_bytes() > 0);
             }
         }
-        // Not sent at once (the byte budget, a restart): behind.
-        self.behind |= request_id.is_none();
+        // Not sent at once (the byte budget, a restart), or a connection
+        // lost: behind.
+        self.behind |= request_id.is_none() | !self.lost.is_empty();
         let worker = entry.worker;
         self.tasks.add(
             task_id,
@@ -2404,15 +2425,17 @@ impl CoreWorker {
         self.mux.get_mut(key).map_or(0, |c| c.pending_send_bytes())
     }
 
-    /// Reads replies while submitting, when the previous submission found
-    /// this caller behind ([`CoreWorker::behind`]): one round of `drive`
-    /// without waiting (replies read and settled, which frees the submit
-    /// queues' byte budget and sends what waited for it; queued requests
-    /// handed over), then, while a connection's queued requests pass 7/8
-    /// of `TransportConfig::send_queue_limit` (the next request might not
-    /// fit, and its send would wait without reading: requests carry at most
-    /// the inline limit, far below the last eighth), rounds of 1 ms, at
-    /// most the send timeout. A caller that only submits — Ray's
+    /// Reads replies while submitting to `worker`, when the previous
+    /// submission found this caller behind ([`CoreWorker::behind`]): one
+    /// round of `drive` without waiting (replies read and settled, which
+    /// frees the submit queues' byte budget and sends what waited for it;
+    /// queued requests handed over), then, while the requests queued on
+    /// `worker`'s connection pass 7/8 of `TransportConfig::send_queue_limit`
+    /// (the next request might not fit, and its send would wait without
+    /// reading: requests carry at most the inline limit, far below the
+    /// last eighth), rounds of 1 ms, at most the send timeout. Only the
+    /// connection the submission goes to is waited for: a worker that takes
+    /// nothing (stopped) holds up no submission to another. A caller that only submits — Ray's
     /// `actor.log.remote(x)` in a loop, the references dropped, nothing got
     /// — otherwise read no reply: its worker held it back, its requests
     /// piled up in its memory without bound (7.5 GB in 40 s, the attack on
@@ -2422,24 +2445,14 @@ impl CoreWorker {
     /// keeps up (one flag read per submission).
     #[cold]
     #[inline(never)]
-    fn keep_up(&mut self) {
+    fn keep_up(&mut self, worker: WorkerId) {
         self.behind = false;
         let _ = self.drive(Duration::ZERO);
         let limit = self.connector.config().send_queue_limit;
         let nearly_full = limit - limit / 8;
         let bound = self.connector.config().send_timeout;
         let start = Instant::now();
-        while start.elapsed() < bound {
-            let most = self
-                .conns
-                .values()
-                .filter(|c| !c.lost)
-                .filter_map(|c| self.mux.get_mut(c.key).map(|m| m.pending_send_bytes()))
-                .max()
-                .unwrap_or(0);
-            if most <= nearly_full {
-                break;
-            }
+        while self.queued_for(worker) > nearly_full && start.elapsed() < bound {
             let _ = self.drive(KEEP_UP_WAIT);
         }
     }
@@ -2597,10 +2610,11 @@ impl CoreWorker {
         }
         if let Some(entry) = self.actors.get_mut(&actor_id) {
             let ntrp = entry.queue.next_task_reply_position();
+            let dead = entry.queue.state() == ordering::ActorState::Dead;
             while entry
                 .finished
                 .first()
-                .is_some_and(|(counter, _)| counter < ntrp)
+                .is_some_and(|(counter, _)| dead || counter < ntrp)
             {
                 let Some((_, (request, call))) = entry.finished.pop_first() else {
                     break;
@@ -2638,7 +2652,13 @@ impl CoreWorker {
             ),
         }
         if let Some(entry) = self.actors.get_mut(&actor_id) {
-            if counter >= entry.queue.next_task_reply_position() {
+            // Kept for a re-send only while the actor can be reached again:
+            // a dead actor's reply position never moves on, and each of its
+            // failed calls kept its request (≈ 1 KB a call fired and
+            // forgotten at a dead actor, the re-attack on `e8dcebb`).
+            if counter >= entry.queue.next_task_reply_position()
+                && entry.queue.state() != ordering::ActorState::Dead
+            {
                 entry
                     .finished
                     .insert(counter, (payload.request, payload.call));

@@ -189,14 +189,24 @@ fn after_discard(
     tx: &Option<Producer<MappedStorage>>,
     live: &SocketLiveness,
 ) -> RingError {
-    let discarded = matches!(e, RingError::Corrupt { .. } | RingError::Poisoned)
-        && tx.as_ref().is_some_and(Producer::memory_discarded)
-        && !live.check();
-    if discarded {
+    if discarded(&e, tx, live) {
         return RingError::Closed;
     }
     e
 }
+
+/// Whether `e` is what [`after_discard`] takes for the connection's end.
+fn discarded(e: &RingError, tx: &Option<Producer<MappedStorage>>, live: &SocketLiveness) -> bool {
+    matches!(e, RingError::Corrupt { .. } | RingError::Poisoned)
+        && tx.as_ref().is_some_and(Producer::memory_discarded)
+        && !live.check()
+}
+
+/// Why a receive reports the end of a connection whose rings read as
+/// discarded ([`after_discard`]).
+const DISCARDED: &str = "it ended the connection and gave its rings' memory back (they read \
+     as zeros: a listener does so when it ends a connection — cutting off a caller that \
+     reads no replies, or one that broke the protocol)";
 
 /// A connection's end as a receive reports it. A close or death seen while
 /// the connection's shared state is invalid anywhere — a violation kept
@@ -216,7 +226,19 @@ fn end_or_violation(
     }
     if violation.is_none() {
         if let Some(Err(v)) = tx.as_mut().map(|tx| tx.audit()) {
-            note_violation(violation, &after_discard(v, tx, live));
+            if discarded(&v, tx, live) {
+                // Said, as nothing else tells the connection's end from a
+                // death: the memory is gone, so whatever the peer found
+                // (or did) before can no longer be read.
+                return match e {
+                    RecvError::PeerDied { peer, source: None } => RecvError::PeerDied {
+                        peer,
+                        source: Some(Arc::new(std::io::Error::other(DISCARDED))),
+                    },
+                    e => e,
+                };
+            }
+            note_violation(violation, &v);
         }
     }
     match violation {
