@@ -789,9 +789,9 @@ pub struct CoreWorker {
     drives: u64,
     /// The last submission found this caller behind a worker — its request
     /// not sent at once (held by the submit queue's byte budget, waiting
-    /// for a restart) or requests queued on the connection (its ring or
-    /// socket full): the next submission reads replies first
-    /// ([`CoreWorker::keep_up`]).
+    /// for a restart), requests queued on the connection (its ring or
+    /// socket full), a connection lost — or was every 64th normal task's:
+    /// the next submission reads replies first ([`CoreWorker::keep_up`]).
     behind: bool,
     /// Normal tasks submitted so far: every [`NORMAL_SUBMITS_PER_READ`]th
     /// reads replies first ([`CoreWorker::keep_up`]).

@@ -909,10 +909,19 @@ impl ShmConnection {
     }
 
     /// Whether the peer will read nothing more from us: it let go of an end
-    /// of its rings (a connection closes both), or hung up.
+    /// of its rings (a connection closes both), or hung up. After a
+    /// violation the rings' flags are not believed, only the socket: a
+    /// scribbled flag read as "let go" had the listener discard the rings
+    /// at once, so the peer, still there, read zeros where the poisoned
+    /// flag was and could only report its connection's end, not the
+    /// corruption (CI on `ed85971`:
+    /// `demo_cli::a_scribbled_ring_header_is_reported_as_corruption_by_both_sides`);
+    /// now they linger for it as after any other cut-off.
     fn peer_done(&self) -> bool {
-        self.tx.as_ref().is_some_and(|t| t.is_abandoned())
-            || self.rx.as_ref().is_some_and(|r| r.is_abandoned())
+        let flags_trusted = self.violation.is_none() && !self.refused;
+        (flags_trusted
+            && (self.tx.as_ref().is_some_and(|t| t.is_abandoned())
+                || self.rx.as_ref().is_some_and(|r| r.is_abandoned())))
             || !crate::sys::fdpass::peer_connected(self.sock.as_fd())
     }
 }
