@@ -100,20 +100,33 @@ fn cleanup_errors_to_say(said: &mut BTreeSet<String>, now: &[String]) -> (Vec<St
     (new, false)
 }
 
-/// `e` with each run of ASCII digits written `#`: errors that differ only
-/// in a counter, a pid or a size have one shape.
+/// `e` with each word that holds a `/` (a path) written `<path>` and each
+/// run of ASCII digits written `#`: errors that differ only in a file's
+/// name, a counter, a pid or a size have one shape (a temporary file is
+/// named `.tmp-<pid>-<token>-<n>-entry` while the session's marker is
+/// there and `.tmp-entry-<pid>-<n>` while it is not: one full disk was
+/// said once per form).
 fn error_shape(e: &str) -> String {
     let mut shape = String::with_capacity(e.len());
-    let mut digits = false;
-    for c in e.chars() {
-        if c.is_ascii_digit() {
-            if !digits {
-                shape.push('#');
+    for (i, word) in e.split(' ').enumerate() {
+        if i > 0 {
+            shape.push(' ');
+        }
+        if word.contains('/') {
+            shape.push_str("<path>");
+            continue;
+        }
+        let mut digits = false;
+        for c in word.chars() {
+            if c.is_ascii_digit() {
+                if !digits {
+                    shape.push('#');
+                }
+                digits = true;
+            } else {
+                shape.push(c);
+                digits = false;
             }
-            digits = true;
-        } else {
-            shape.push(c);
-            digits = false;
         }
     }
     shape
@@ -255,6 +268,19 @@ mod tests {
             cleanup_errors_to_say(&mut said, &s(&["write token: No space left"])),
             (s(&["write token: No space left"]), false)
         );
+        // Nor another temporary-name form of the same file's error.
+        assert_eq!(
+            cleanup_errors_to_say(
+                &mut said,
+                &s(&["write entry /r/s/.tmp-entry-30376-12: No space left"])
+            ),
+            (s(&[]), false)
+        );
         assert_eq!(error_shape("a12b3c"), "a#b#c");
+        assert_eq!(
+            error_shape("create 3 /a/b-1: x 2"),
+            error_shape("create 4 /c/.d: x 5")
+        );
+        assert_ne!(error_shape("create /a: x"), error_shape("write /a: x"));
     }
 }

@@ -687,15 +687,31 @@ fn scribbled_request_frames_cut_the_caller_off_and_nobody_dies() {
         .lines()
         .filter(|l| l.starts_with("demo worker: caller "))
         .collect();
-    let cut = worker_lines.iter().position(|l| l.contains(" cut off: "));
-    assert!(cut.is_some(), "{ctx}");
+    assert!(!session_dir(&stdout).exists(), "{ctx}: session left");
+    let Some(cut) = worker_lines.iter().position(|l| l.contains(" cut off: ")) else {
+        // The one outcome without a cut-off (CI on `d631471`, 1 frame
+        // scribbled in 20 stops): every scribbled frame was a compact
+        // request's delta, whose bytes are per-call fields that hold any
+        // value validly, with its `skip_execution` byte landing on 0 or 1
+        // (2 in 256 a frame). Such a request is valid — payload bytes are
+        // not checksummed (docs/reliability.md) — so the worker runs a task
+        // of a random id and replies; the driver has no such task pending
+        // and its `get` times out naming the stray reply. Accepted only as
+        // that: no cut-off and no death, the stray reply named.
+        assert!(
+            worker_lines.iter().all(|l| l.ends_with(" connected"))
+                && err.contains("for no pending task came since it was submitted"),
+            "{ctx}"
+        );
+        eprintln!("no cut-off: the scribbles made valid requests\n{ctx}");
+        return;
+    };
     assert!(
-        worker_lines[..cut.unwrap()]
+        worker_lines[..cut]
             .iter()
             .all(|l| l.ends_with(" connected")),
         "{ctx}"
     );
-    assert!(!session_dir(&stdout).exists(), "{ctx}: session left");
 }
 
 /// Input (a fresh attack, 2026-12-01 21:00): a reply whose return object's

@@ -1162,8 +1162,16 @@ fn a_full_disk_is_said_once_while_it_lasts() {
         !said.is_empty() && said.iter().any(|l| l.contains("No space left")),
         "{said:#?}"
     );
-    // One line per error: the entry, the marker (and at most a couple more).
+    // One line per error: the entry once (whatever its temporary file's
+    // name), the marker (and at most a couple more).
     assert!(said.len() <= 4, "{} lines: {said:#?}", said.len());
+    assert_eq!(
+        said.iter()
+            .filter(|l| l.contains("directory entry"))
+            .count(),
+        1,
+        "{said:#?}"
+    );
     fs::remove_file(fs.path().join("filler")).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while !lines

@@ -2455,6 +2455,18 @@ impl CoreWorker {
         while self.queued_for(worker) > nearly_full && start.elapsed() < bound {
             let _ = self.drive(KEEP_UP_WAIT);
         }
+        // Still behind while any connection holds queued requests: a
+        // submission to `worker` after one to another worker whose queue
+        // is still full waits for that one then (before, a submission to B
+        // cleared the flag that A's full queue had set, and the next one
+        // to A was sent without reading).
+        self.behind = self.conns.values().any(|c| {
+            !c.lost
+                && self
+                    .mux
+                    .get_mut(c.key)
+                    .is_some_and(|m| m.pending_send_bytes() > 0)
+        });
     }
 
     /// The bookkeeping of the value replies `drain` stored at once

@@ -173,29 +173,51 @@ fn note_violation(violation: &mut Option<RingError>, e: &RingError) {
     }
 }
 
-/// A ring error of a connection whose peer has gone and whose rings' memory
-/// reads as discarded is the connection's end ([`RingError::Closed`]), not
-/// corruption: a listener that ends a connection (a caller cut off for not
-/// reading its replies, say) discards its rings' memory
-/// `RING_LINGER` later, and every header field then reads 0, the
-/// magic included (the attack on `4b2e27d`: a caller back after 40 s got
-/// "corrupt shared ring: magic overwritten (value 0, …)" for each of its
-/// tasks). Both conditions: a peer alive with a zeroed ring is a violation
-/// as before. (A peer able to zero the ring could as well have closed it.)
+/// A ring error found on the data path, judged once for every path that
+/// meets one (send, receive, arming a wake-up): a violation is kept
+/// ([`note_violation`]); a ring error of a connection whose peer has gone
+/// and whose rings' memory reads as discarded is the connection's end
+/// ([`RingError::Closed`]), not corruption: a listener that ends a
+/// connection (a caller cut off for not reading its replies, say) discards
+/// its rings' memory `RING_LINGER` later, and every header field then
+/// reads 0, the magic included (the attack on `4b2e27d`: a caller back
+/// after 40 s got "corrupt shared ring: magic overwritten (value 0, …)"
+/// for each of its tasks). Both conditions: a peer alive with a zeroed
+/// ring is a violation as before. (A peer able to zero the ring could as
+/// well have closed it.)
 #[cold]
 #[inline(never)]
-fn after_discard(
+fn judge_ring_err(
     e: RingError,
     tx: &Option<Producer<MappedStorage>>,
     live: &SocketLiveness,
+    violation: &mut Option<RingError>,
 ) -> RingError {
-    if discarded(&e, tx, live) {
-        return RingError::Closed;
-    }
+    let e = if discarded(&e, tx, live) {
+        RingError::Closed
+    } else {
+        e
+    };
+    note_violation(violation, &e);
     e
 }
 
-/// Whether `e` is what [`after_discard`] takes for the connection's end.
+/// A data-path ring error met by a receive, as the receive's error
+/// ([`judge_ring_err`], then [`end_or_violation`]).
+#[cold]
+#[inline(never)]
+fn recv_ring_failure(
+    tx: &mut Option<Producer<MappedStorage>>,
+    live: &SocketLiveness,
+    violation: &mut Option<RingError>,
+    peer: WorkerId,
+    e: RingError,
+) -> RecvError {
+    let e = judge_ring_err(e, tx, live, violation);
+    end_or_violation(tx, live, violation, recv_ring_err(peer, e))
+}
+
+/// Whether `e` is what [`judge_ring_err`] takes for the connection's end.
 fn discarded(e: &RingError, tx: &Option<Producer<MappedStorage>>, live: &SocketLiveness) -> bool {
     matches!(e, RingError::Corrupt { .. } | RingError::Poisoned)
         && tx.as_ref().is_some_and(Producer::memory_discarded)
@@ -203,7 +225,7 @@ fn discarded(e: &RingError, tx: &Option<Producer<MappedStorage>>, live: &SocketL
 }
 
 /// Why a receive reports the end of a connection whose rings read as
-/// discarded ([`after_discard`]).
+/// discarded ([`judge_ring_err`]).
 const DISCARDED: &str = "it ended the connection and gave its rings' memory back (they read \
      as zeros: a listener does so when it ends a connection — cutting off a caller that \
      reads no replies, or one that broke the protocol)";
@@ -404,8 +426,7 @@ impl ShmConnection {
     #[cold]
     #[inline(never)]
     fn send_ring_err<E>(&mut self, e: RingError) -> SendError<E> {
-        let e = after_discard(e, &self.tx, &self.live);
-        note_violation(&mut self.violation, &e);
+        let e = judge_ring_err(e, &self.tx, &self.live, &mut self.violation);
         if let Some(v) = &self.violation {
             if matches!(e, RingError::PeerDied | RingError::Closed) {
                 return SendError::Ring(v.clone());
@@ -736,16 +757,13 @@ impl Connection for ShmConnection {
                     why,
                 )),
             },
-            Err(e) => {
-                let e = after_discard(e, &self.tx, &self.live);
-                note_violation(&mut self.violation, &e);
-                Err(end_or_violation(
-                    &mut self.tx,
-                    &self.live,
-                    &mut self.violation,
-                    recv_ring_err(self.peer, e),
-                ))
-            }
+            Err(e) => Err(recv_ring_failure(
+                &mut self.tx,
+                &self.live,
+                &mut self.violation,
+                self.peer,
+                e,
+            )),
         }
     }
 
@@ -847,16 +865,13 @@ impl ShmConnection {
                 dead.recv_error(),
             )),
             Ok(None) => Ok(None),
-            Err(e) => {
-                let e = after_discard(e, &self.tx, &self.live);
-                note_violation(&mut self.violation, &e);
-                Err(end_or_violation(
-                    &mut self.tx,
-                    &self.live,
-                    &mut self.violation,
-                    recv_ring_err(peer, e),
-                ))
-            }
+            Err(e) => Err(recv_ring_failure(
+                &mut self.tx,
+                &self.live,
+                &mut self.violation,
+                peer,
+                e,
+            )),
         }
     }
 
@@ -987,8 +1002,7 @@ impl MuxConnection for ShmConnection {
         match self.rx.as_mut().map(|rx| rx.arm_eventfd()) {
             Some(Ok(armed)) => armed,
             Some(Err(e)) => {
-                let e = after_discard(e, &self.tx, &self.live);
-                note_violation(&mut self.violation, &e);
+                judge_ring_err(e, &self.tx, &self.live, &mut self.violation);
                 false
             }
             None => false,
