@@ -2021,7 +2021,16 @@ fn a_live_node_with_a_scribbled_entry_is_shown_running() {
         "{http}"
     );
 
-    // Dead: the lock is free, the node is not running.
+    // Dead: the lock is free, the node is not running. Stopped first and
+    // scribbled again: the node puts its entry back every round, and under
+    // load one round fell between the scribble above and the kill (the
+    // entry was whole again when inspected).
+    let stopped = Command::new("kill")
+        .args(["-STOP", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    fs::write(dir.join(&entry), [0xA5_u8; 300]).unwrap();
     node.kid.sigkill();
     let doc = inspect_json(&root, "sc");
     check_schema(&doc);
