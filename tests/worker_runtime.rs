@@ -5465,3 +5465,217 @@ fn get_and_wait_read_replies_that_came_before_a_timeout_of_zero() {
     driver.get(std::slice::from_ref(&r), GUARD).unwrap();
     terminate_and_wait(driver, &actor, worker);
 }
+
+/// Input (the attack on `25f0350`, high): a request longer than a frame
+/// the connection carries — a method name of 1 MB, 50,000 one-byte
+/// arguments (50 KB, under the inline limit), a class name of 1 MB. Its
+/// send failed `FrameTooLarge`, which was taken for a broken connection:
+/// every call in flight on it failed "worker … died" / "connection lost"
+/// with the worker alive, and with retries the request was re-sent on each
+/// new connection and broke it again (101,939 reconnects in 120 s, no call
+/// completed). Now a request longer than every connection is checked to
+/// carry (`max_direct_call_object_size` + 64 KiB) is refused at submission
+/// (`WorkerError::RequestTooLarge`), before it is sequenced: the calls in
+/// flight and the later ones are answered, over shared memory and TCP.
+#[test]
+fn requests_no_connection_carries_are_refused_at_submission() {
+    maybe_run_worker();
+    let name = "requests_no_connection_carries_are_refused_at_submission";
+    let s = TestSession::new("too-long");
+    for tcp in [false, true] {
+        let worker = s.spawn_worker(name, 1);
+        let mut opts = CoreWorkerOptions::new(s.node);
+        opts.force_tcp = tcp;
+        let mut driver = CoreWorker::new(&s.session, opts).unwrap();
+        let actor = driver
+            .create_actor_with(
+                worker.id,
+                MODULE,
+                "Counter",
+                vec![i64_arg(0)],
+                ActorOptions {
+                    max_task_retries: -1,
+                    ..ActorOptions::default()
+                },
+            )
+            .unwrap();
+        let in_flight: Vec<ObjectRef> = (0..20)
+            .map(|_| {
+                driver
+                    .submit_actor_task(&actor, "sleep_ms", vec![i64_arg(5)])
+                    .unwrap()
+            })
+            .collect();
+        let too_long = |r: Result<ObjectRef, WorkerError>| match r {
+            Err(WorkerError::RequestTooLarge { size, max }) => {
+                assert!(size > max && max >= MAX_DIRECT_CALL_OBJECT_SIZE as u64);
+            }
+            Err(e) => panic!("tcp {tcp}: {e}"),
+            Ok(r) => panic!("tcp {tcp}: submitted {r:?}"),
+        };
+        let long = "x".repeat(1 << 20);
+        let tiny: Vec<TaskArg> = (0..50_000)
+            .map(|i| TaskArg::value(vec![i as u8], vec![]))
+            .collect();
+        too_long(driver.submit_actor_task(&actor, &long, vec![]));
+        too_long(driver.submit_actor_task(&actor, "add", tiny.clone()));
+        too_long(driver.submit_task(
+            worker.id,
+            FunctionDescriptor::rust(MODULE, "", "square"),
+            tiny,
+            TaskOptions::default(),
+        ));
+        too_long(driver.submit_task(
+            worker.id,
+            FunctionDescriptor::rust(MODULE, "", &long),
+            vec![i64_arg(3)],
+            TaskOptions::default(),
+        ));
+        match driver.create_actor_with(worker.id, MODULE, &long, vec![], ActorOptions::default()) {
+            Err(WorkerError::RequestTooLarge { .. }) => {}
+            Err(e) => panic!("tcp {tcp}: {e}"),
+            Ok(_) => panic!("tcp {tcp}: created"),
+        }
+        // Nothing in flight was lost, and the actor goes on in order.
+        for r in &in_flight {
+            assert_eq!(get_i64(&mut driver, r), 0, "tcp {tcp}");
+        }
+        let r = driver
+            .submit_actor_task(&actor, "add", vec![i64_arg(7)])
+            .unwrap();
+        assert_eq!(get_i64(&mut driver, &r), 7, "tcp {tcp}");
+        let r = driver
+            .submit_task(
+                worker.id,
+                FunctionDescriptor::rust(MODULE, "", "square"),
+                vec![i64_arg(9)],
+                TaskOptions::default(),
+            )
+            .unwrap();
+        assert_eq!(get_i64(&mut driver, &r), 81, "tcp {tcp}");
+        driver.terminate_actor(&actor).ok();
+    }
+}
+
+/// Input (the attack on `25f0350`, low): a call through a handle naming an
+/// actor that does not live on its worker (a stale handle, or an actor id
+/// of another worker), made by a caller that already calls that worker's
+/// actor. The worker sequenced it as the caller's before finding the actor
+/// missing: its counters (another submit queue's, from 0) clashed with the
+/// caller's, the worker cut the caller off for a violation, and its healthy
+/// calls failed "corrupt shared ring: marked poisoned" (after a reconnect;
+/// before one, "client cancelled stale rpc"). Now such a call is refused
+/// first, as a wrong recipient is: it fails naming the actor and the
+/// worker, and nothing else does.
+#[test]
+fn a_call_for_an_actor_its_worker_does_not_host_fails_alone() {
+    maybe_run_worker();
+    let name = "a_call_for_an_actor_its_worker_does_not_host_fails_alone";
+    let s = TestSession::new("foreign");
+    for tcp in [false, true] {
+        // Two connections: the first and the one after the reset.
+        let worker = s.spawn_worker(name, 2);
+        let mut opts = CoreWorkerOptions::new(s.node);
+        opts.force_tcp = tcp;
+        let mut driver = CoreWorker::new(&s.session, opts).unwrap();
+        let actor = create_counter(&mut driver, worker.id, 0);
+        for reconnect in [false, true] {
+            if reconnect {
+                driver.reset_connection(worker.id);
+            }
+            for _ in 0..5 {
+                let r = driver
+                    .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+                    .unwrap();
+                get_i64(&mut driver, &r);
+            }
+            let in_flight: Vec<ObjectRef> = (0..20)
+                .map(|_| {
+                    driver
+                        .submit_actor_task(&actor, "sleep_ms", vec![i64_arg(2)])
+                        .unwrap()
+                })
+                .collect();
+            let other = shmwire::ids::ActorId::from_random();
+            let stale = ActorHandle::new(other, worker.id, MODULE, "Counter");
+            driver.register_actor(&stale, 0).unwrap();
+            let r = driver
+                .submit_actor_task(&stale, "add", vec![i64_arg(1)])
+                .unwrap();
+            let e = driver.get(std::slice::from_ref(&r), GUARD).unwrap_err();
+            let text = shmwire::error_chain(&e);
+            assert!(
+                text.contains(&format!(
+                    "actor {other} does not live on worker {}",
+                    worker.id
+                )),
+                "tcp {tcp}, reconnect {reconnect}: {text}"
+            );
+            for r in &in_flight {
+                let total = driver
+                    .get(std::slice::from_ref(r), GUARD)
+                    .unwrap_or_else(|e| {
+                        panic!(
+                            "tcp {tcp}, reconnect {reconnect}: {}",
+                            shmwire::error_chain(&e)
+                        )
+                    });
+                assert_eq!(as_i64(&total[0]), if reconnect { 10 } else { 5 });
+            }
+        }
+        driver.terminate_actor(&actor).ok();
+    }
+}
+
+/// Ray's `max_pending_calls`: with the actor's worker stopped, a caller
+/// that fires calls keeps at most that many pending; the next ones fail at
+/// once with `PendingCallsLimitExceeded` (nothing submitted, nothing kept),
+/// and once the worker goes on and the calls are answered there is room
+/// again. (The attack on `25f0350` found ≈ 600,000 calls, ≈ 1 GB, pending
+/// at a stopped worker without a limit, as Ray's default keeps them too.)
+#[test]
+fn max_pending_calls_bounds_what_a_stopped_actor_keeps() {
+    maybe_run_worker();
+    let name = "max_pending_calls_bounds_what_a_stopped_actor_keeps";
+    let s = TestSession::new("pending-max");
+    let worker = s.spawn_worker(name, 1);
+    let mut driver = s.driver();
+    let actor = driver
+        .create_actor_with(
+            worker.id,
+            MODULE,
+            "Counter",
+            vec![i64_arg(0)],
+            ActorOptions {
+                max_pending_calls: 50,
+                ..ActorOptions::default()
+            },
+        )
+        .unwrap();
+    let pid = worker.child.as_ref().unwrap().id();
+    worker_support::stop_process(pid);
+    let refs: Vec<ObjectRef> = (0..50)
+        .map(|_| {
+            driver
+                .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+                .unwrap()
+        })
+        .collect();
+    for _ in 0..3 {
+        match driver.submit_actor_task(&actor, "add", vec![i64_arg(1)]) {
+            Err(WorkerError::PendingCallsLimitExceeded { actor_id, max }) => {
+                assert_eq!((actor_id, max), (actor.actor_id(), 50));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(driver.num_pending_tasks(), 50);
+    worker_support::continue_process(pid);
+    for (i, r) in refs.iter().enumerate() {
+        assert_eq!(get_i64(&mut driver, r), i as i64 + 1);
+    }
+    let r = driver
+        .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+        .unwrap();
+    assert_eq!(get_i64(&mut driver, &r), 51);
+}

@@ -645,6 +645,16 @@ pub struct ActorOptions {
     /// ([`ActorHandle::with_concurrency_group`]).
     /// Build one with [`ConcurrencyGroup::new`](crate::spec::ConcurrencyGroup::new).
     pub concurrency_groups: Vec<crate::spec::ConcurrencyGroup>,
+    /// At most this many of its calls pending through this caller —
+    /// submitted and not yet finished (replied, failed or given up on) —
+    /// after which a call fails at once with
+    /// [`WorkerError::PendingCallsLimitExceeded`] (Ray's
+    /// `max_pending_calls` and `PendingCallsLimitExceeded`). 0 (the
+    /// `Default`) or negative: unlimited, as Ray's `-1`. Bounds what a
+    /// caller that fires and forgets keeps while the actor's worker is
+    /// stopped or slow (≈ 1 KB a call); a handle attached with
+    /// [`CoreWorker::register_actor`] has no limit.
+    pub max_pending_calls: i32,
 }
 
 struct ActorEntry {
@@ -655,6 +665,8 @@ struct ActorEntry {
     next_counter: u64,
     cursor: ObjectId,
     max_task_retries: i32,
+    /// [`ActorOptions::max_pending_calls`] (0: unlimited).
+    max_pending_calls: usize,
     /// Requests of tasks finished out of order (kept until
     /// `next_task_reply_position` passes them: a reconnect re-sends them
     /// with `skip_execution`), with the call template each came from.
@@ -697,6 +709,14 @@ const SPARE_REQUESTS: usize = 1024;
 const MAX_CALL_TEMPLATES: usize = 64;
 
 impl ActorEntry {
+    /// Its calls submitted through this caller and not finished: queued
+    /// (not yet handed to a connection) or in flight (sent, or waiting for
+    /// byte budget; a `skip_execution` re-send of a finished call counts
+    /// until it is answered).
+    fn pending_calls(&self) -> usize {
+        self.queue.num_queued() + self.queue.num_in_flight()
+    }
+
     /// The index of the call template of `method` through `actor`, if any.
     fn call_template(&self, actor: &ActorHandle, method: &str) -> Option<usize> {
         self.calls.iter().position(|c| {
@@ -850,6 +870,28 @@ fn new_request(intended: WorkerId, task_spec: spec::TaskSpec) -> Box<PushTaskReq
         client_processed_up_to: -1,
         resource_mapping: Vec::new(),
     })
+}
+
+/// Refuses a request that encodes to more than `max` bytes
+/// ([`WorkerError::RequestTooLarge`]); one counting pass of the encoder (no
+/// bytes written). Runs before a task is recorded or sequenced.
+#[cold]
+#[inline(never)]
+fn check_request_len(
+    encoder: &mut Encoder,
+    request: &PushTaskRequest,
+    max: usize,
+) -> Result<(), WorkerError> {
+    let size = encoder
+        .encoded_len(request)
+        .map_err(|e| WorkerError::Send(SendError::Encode(e)))?;
+    if size > max {
+        return Err(WorkerError::RequestTooLarge {
+            size: size as u64,
+            max: max as u64,
+        });
+    }
+    Ok(())
 }
 
 /// The violation a failed send to `worker` reveals (a corrupt or poisoned
@@ -1490,6 +1532,16 @@ impl CoreWorker {
         }
     }
 
+    /// The longest request a task may encode to: what every connection is
+    /// checked to carry ([`Self::check_frames`]), `max_direct_call_object_size`
+    /// plus [`CALL_FRAME_HEADROOM`]. Longer requests are refused at
+    /// submission ([`WorkerError::RequestTooLarge`]).
+    fn max_request_len(&self) -> usize {
+        self.options
+            .max_direct_call_object_size
+            .saturating_add(CALL_FRAME_HEADROOM)
+    }
+
     /// Refuses a shared-memory connection whose rings cannot carry a call
     /// at the inline limit (`max_direct_call_object_size` plus
     /// [`CALL_FRAME_HEADROOM`] for the rest of the request): rings the
@@ -1506,10 +1558,7 @@ impl CoreWorker {
             return Ok(());
         };
         let asked = self.options.shm.ring_capacity;
-        let need = self
-            .options
-            .max_direct_call_object_size
-            .saturating_add(CALL_FRAME_HEADROOM);
+        let need = self.max_request_len();
         let can = conn.max_send_len();
         if can >= need {
             return Ok(());
@@ -1969,15 +2018,24 @@ impl CoreWorker {
             .num_returns(1)
             .max_retries(options.max_retries)
             .build_normal_task();
-        let object_id = spec.return_id(0);
+        let request = new_request(worker, spec);
+        let max_len = self.max_request_len();
+        if let Err(e) = check_request_len(&mut self.encoder, &request, max_len) {
+            self.release_args(&store_args);
+            return Err(e);
+        }
+        let object_id = request.task_spec.return_id(0);
         let oref = self.new_ref(object_id);
-        self.push_to_worker(worker, spec, options.max_retries, store_args);
+        self.push_to_worker(worker, request, options.max_retries, store_args);
         // Behind: requests queued, a connection lost (its tasks wait for
         // the loss to be handled), or replies to read — over TCP a worker
         // takes requests as fast as they come, so only its replies pile up
         // (unread, each keeping its task's request, arguments and all).
         self.normal_submits = self.normal_submits.wrapping_add(1);
-        self.behind = self.normal_submits % NORMAL_SUBMITS_PER_READ == 0
+        // Added to, never cleared here: `keep_up` clears it only while no
+        // connection holds queued requests (a submission to another worker
+        // must not clear what a full queue set).
+        self.behind |= self.normal_submits % NORMAL_SUBMITS_PER_READ == 0
             || !self.lost.is_empty()
             || self.queued_for(worker) > 0;
         Ok(oref)
@@ -1990,13 +2048,12 @@ impl CoreWorker {
     fn push_to_worker(
         &mut self,
         worker: WorkerId,
-        spec: crate::spec::TaskSpec,
+        request: Box<PushTaskRequest>,
         max_retries: i32,
         store_args: Vec<ObjectId>,
     ) -> ObjectId {
-        let task_id = spec.task_id;
-        let object_id = spec.return_id(0);
-        let request = new_request(worker, spec);
+        let task_id = request.task_spec.task_id;
+        let object_id = request.task_spec.return_id(0);
         self.tasks.add(
             task_id,
             Payload {
@@ -2138,7 +2195,13 @@ impl CoreWorker {
             pending: None,
             failed: None,
         });
-        let object_id = self.push_to_worker(worker, spec, 0, store_args);
+        let request = new_request(worker, spec);
+        let max_len = self.max_request_len();
+        if let Err(e) = check_request_len(&mut self.encoder, &request, max_len) {
+            self.release_args(&store_args);
+            return Err(e);
+        }
+        let object_id = self.push_to_worker(worker, request, 0, store_args);
         let result = self
             .wait_ready(std::slice::from_ref(&object_id), self.options.step_timeout)
             .and_then(|()| match self.objects.remove(&object_id) {
@@ -2163,6 +2226,7 @@ impl CoreWorker {
         self.register_actor(&handle, max_task_retries)?;
         if let Some(a) = self.actors.get_mut(&actor_id) {
             a.restarts = restarts;
+            a.max_pending_calls = usize::try_from(options.max_pending_calls).unwrap_or(0);
         }
         Ok(handle)
     }
@@ -2193,6 +2257,7 @@ impl CoreWorker {
                 next_counter: 0,
                 cursor: ObjectId::for_actor_handle(actor.actor_id),
                 max_task_retries,
+                max_pending_calls: 0,
                 finished: SeqMap::new(),
                 calls: Vec::new(),
             },
@@ -2269,10 +2334,19 @@ impl CoreWorker {
         let parent_counter = self.next_parent_counter();
         let child = self.child_hash(parent_counter);
         let (job, driver_task) = (self.options.job_id, self.driver_task);
+        let max_len = self.max_request_len();
         let Some(entry) = self.actors.get_mut(&actor.actor_id) else {
             self.release_args(&store_args);
             return Err(WorkerError::UnknownActor(actor.actor_id));
         };
+        if entry.max_pending_calls > 0 && entry.pending_calls() >= entry.max_pending_calls {
+            let max = entry.max_pending_calls;
+            self.release_args(&store_args);
+            return Err(WorkerError::PendingCallsLimitExceeded {
+                actor_id: actor.actor_id,
+                max,
+            });
+        }
         let options = options.unwrap_or(TaskOptions {
             max_retries: entry.max_task_retries,
         });
@@ -2296,6 +2370,16 @@ impl CoreWorker {
                     options.max_retries,
                     target,
                 );
+                // Of a shape sent before: as long as that one. Else (new
+                // argument shapes, references) measured before it is
+                // sequenced: a request no connection carries would leave
+                // a gap in the actor's sequence.
+                if !c.stamp.as_ref().is_some_and(|s| s.fits(&request)) {
+                    if let Err(e) = check_request_len(&mut self.encoder, &request, max_len) {
+                        self.release_args(&store_args);
+                        return Err(e);
+                    }
+                }
                 (Some(i), request)
             }
             None => {
@@ -2309,6 +2393,11 @@ impl CoreWorker {
                     .concurrency_group_name(actor.concurrency_group.clone())
                     .build_actor_task(target);
                 let request = new_request(entry.worker, spec);
+                // Before a template keeps it (a method name of megabytes).
+                if let Err(e) = check_request_len(&mut self.encoder, &request, max_len) {
+                    self.release_args(&store_args);
+                    return Err(e);
+                }
                 // Templates for the first methods called (a caller that
                 // invents method names keeps building specs, not memory).
                 if entry.calls.len() < MAX_CALL_TEMPLATES {
@@ -2377,8 +2466,9 @@ impl CoreWorker {
                     &request,
                     template,
                 ));
-                // Queued behind a full ring or socket: behind.
-                self.behind = key
+                // Queued behind a full ring or socket: behind (added to,
+                // as in `submit_task`).
+                self.behind |= key
                     .and_then(|k| self.mux.get_mut(k))
                     .is_some_and(|c| c.pending_send_bytes() > 0);
             }
@@ -3226,7 +3316,9 @@ impl CoreWorker {
             if let Some(a) = self.actors.get_mut(&actor_id) {
                 a.worker = worker;
             }
-            let object_id = self.push_to_worker(worker, spec, 0, Vec::new());
+            // The creation request's length was checked when the actor
+            // was created.
+            let object_id = self.push_to_worker(worker, new_request(worker, spec), 0, Vec::new());
             if let Some(r) = self
                 .actors
                 .get_mut(&actor_id)

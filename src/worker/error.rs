@@ -348,6 +348,38 @@ pub enum WorkerError {
         /// The limit in bytes.
         max: u64,
     },
+    /// The actor has [`ActorOptions::max_pending_calls`](crate::worker::ActorOptions::max_pending_calls)
+    /// calls pending through this caller already (Ray's
+    /// `PendingCallsLimitExceeded`): nothing was submitted; wait for some
+    /// of them (`get` / `wait`) and call again.
+    #[error(
+        "actor {actor_id} has {max} calls pending through this caller, its max_pending_calls: \
+         wait for some of them before calling it again"
+    )]
+    PendingCallsLimitExceeded {
+        /// The actor.
+        actor_id: ActorId,
+        /// Its `max_pending_calls`.
+        max: usize,
+    },
+    /// The task's request encodes to more bytes than every connection is
+    /// guaranteed to carry in one frame: `max_direct_call_object_size`
+    /// plus 64 KiB for the rest of the request (names, options, each
+    /// argument's own fields), which the caller checks every connection
+    /// for when it connects. The function, class, method or concurrency
+    /// group names are too long, or there are too many arguments. Nothing
+    /// was submitted (before, such a request failed its send and was
+    /// taken for a broken connection: reconnected and re-sent for good,
+    /// the actor's other calls stuck behind it).
+    #[error(
+        "the task's request encodes to {size} bytes, more than the {max} every connection          carries (max_direct_call_object_size + 65536 for names, options and each          argument's fields): shorten the function, class or method names, or pass fewer          arguments (large values go through the object store)"
+    )]
+    RequestTooLarge {
+        /// Encoded bytes of the task's `PushTaskRequest`.
+        size: u64,
+        /// The limit in bytes.
+        max: u64,
+    },
     /// An argument is an object reference this worker does not own, or one
     /// whose task failed.
     #[error("argument object {object_id} cannot be resolved: {reason}")]

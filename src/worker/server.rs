@@ -2352,6 +2352,31 @@ impl Executor {
             return Ok(());
         }
         let spec = &req.task_spec;
+        // An actor task for an actor this worker does not host (a stale
+        // handle, one naming an actor that lives elsewhere) is refused
+        // before it is sequenced, as a wrong recipient is: its counters
+        // are another submit queue's, and held to this caller's sequence
+        // they read as a protocol violation and cut the caller off (the
+        // attack on `25f0350`: after a reconnect, "corrupt shared ring:
+        // marked poisoned" for the caller's healthy calls too).
+        if !normal && self.actor.as_ref().map(|a| a.actor_id) != spec.actor_id() {
+            self.stats
+                .record(self.slot_refused, Duration::ZERO, Duration::ZERO);
+            out.push(Outgoing {
+                target: Target::Peer(key),
+                reply: status_reply(
+                    task_id,
+                    StatusCode::Invalid,
+                    format!(
+                        "actor {} does not live on worker {}",
+                        spec.actor_id().unwrap_or_default(),
+                        self.me
+                    ),
+                ),
+                cache: None,
+            });
+            return Ok(());
+        }
         if normal {
             // Normal and actor creation tasks run FIFO (Ray's NormalSchedulingQueue).
             self.normal.add(task_id, now);
