@@ -5466,6 +5466,13 @@ fn get_and_wait_read_replies_that_came_before_a_timeout_of_zero() {
     terminate_and_wait(driver, &actor, worker);
 }
 
+/// A caller in `s` that connects over TCP (`tcp`) or shared memory.
+fn driver_over(s: &TestSession, tcp: bool) -> CoreWorker {
+    let mut opts = CoreWorkerOptions::new(s.node);
+    opts.force_tcp = tcp;
+    CoreWorker::new(&s.session, opts).unwrap()
+}
+
 /// Input (the attack on `25f0350`, high): a request longer than a frame
 /// the connection carries — a method name of 1 MB, 50,000 one-byte
 /// arguments (50 KB, under the inline limit), a class name of 1 MB. Its
@@ -5484,9 +5491,7 @@ fn requests_no_connection_carries_are_refused_at_submission() {
     let s = TestSession::new("too-long");
     for tcp in [false, true] {
         let worker = s.spawn_worker(name, 1);
-        let mut opts = CoreWorkerOptions::new(s.node);
-        opts.force_tcp = tcp;
-        let mut driver = CoreWorker::new(&s.session, opts).unwrap();
+        let mut driver = driver_over(&s, tcp);
         let actor = driver
             .create_actor_with(
                 worker.id,
@@ -5575,9 +5580,7 @@ fn a_call_for_an_actor_its_worker_does_not_host_fails_alone() {
     for tcp in [false, true] {
         // Two connections: the first and the one after the reset.
         let worker = s.spawn_worker(name, 2);
-        let mut opts = CoreWorkerOptions::new(s.node);
-        opts.force_tcp = tcp;
-        let mut driver = CoreWorker::new(&s.session, opts).unwrap();
+        let mut driver = driver_over(&s, tcp);
         let actor = create_counter(&mut driver, worker.id, 0);
         for reconnect in [false, true] {
             if reconnect {

@@ -2285,6 +2285,22 @@ impl Executor {
     /// Ray's `HandlePushTask` for one received frame: a request, validated
     /// (or recognised as of a known shape), or rebuilt from a delta of a
     /// shape the caller asked to be kept ([`FrameTag`]).
+    /// Refuses task `task_id` from the caller on `key` before it is
+    /// queued or sequenced (a wrong recipient, an actor not hosted here):
+    /// counted as refused, answered at once with `StatusCode::Invalid`
+    /// and `why`.
+    #[cold]
+    #[inline(never)]
+    fn refuse(&mut self, key: PeerKey, task_id: TaskId, why: String, out: &mut Vec<Outgoing>) {
+        self.stats
+            .record(self.slot_refused, Duration::ZERO, Duration::ZERO);
+        out.push(Outgoing {
+            target: Target::Peer(key),
+            reply: status_reply(task_id, StatusCode::Invalid, why),
+            cache: None,
+        });
+    }
+
     fn on_request(
         &mut self,
         key: PeerKey,
@@ -2329,26 +2345,17 @@ impl Executor {
         }
         if req.intended_worker_id != self.me {
             // Ray's HandleWrongRecipient.
-            self.stats
-                .record(self.slot_refused, Duration::ZERO, Duration::ZERO);
             if normal {
                 // A reply its caller counts.
                 if let Some(p) = self.peers.get_mut(&key) {
                     p.normal_replies += 1;
                 }
             }
-            out.push(Outgoing {
-                target: Target::Peer(key),
-                reply: status_reply(
-                    task_id,
-                    StatusCode::Invalid,
-                    format!(
-                        "wrong recipient: the request is for worker {} but reached worker {}",
-                        req.intended_worker_id, self.me
-                    ),
-                ),
-                cache: None,
-            });
+            let why = format!(
+                "wrong recipient: the request is for worker {} but reached worker {}",
+                req.intended_worker_id, self.me
+            );
+            self.refuse(key, task_id, why, out);
             return Ok(());
         }
         let spec = &req.task_spec;
@@ -2360,21 +2367,12 @@ impl Executor {
         // attack on `25f0350`: after a reconnect, "corrupt shared ring:
         // marked poisoned" for the caller's healthy calls too).
         if !normal && self.actor.as_ref().map(|a| a.actor_id) != spec.actor_id() {
-            self.stats
-                .record(self.slot_refused, Duration::ZERO, Duration::ZERO);
-            out.push(Outgoing {
-                target: Target::Peer(key),
-                reply: status_reply(
-                    task_id,
-                    StatusCode::Invalid,
-                    format!(
-                        "actor {} does not live on worker {}",
-                        spec.actor_id().unwrap_or_default(),
-                        self.me
-                    ),
-                ),
-                cache: None,
-            });
+            let why = format!(
+                "actor {} does not live on worker {}",
+                spec.actor_id().unwrap_or_default(),
+                self.me
+            );
+            self.refuse(key, task_id, why, out);
             return Ok(());
         }
         if normal {
