@@ -5681,4 +5681,88 @@ fn max_pending_calls_bounds_what_a_stopped_actor_keeps() {
         .submit_actor_task(&actor, "add", vec![i64_arg(1)])
         .unwrap();
     assert_eq!(get_i64(&mut driver, &r), 51);
+    // A call got is not pending (the re-attack on `b6412c6`: with
+    // `max_pending_calls` 1, the reply `get` returned was settled only at
+    // the next wait, so 49 of 50 submit-then-get calls were refused).
+    let one = s.spawn_worker(name, 1);
+    let single = driver
+        .create_actor_with(
+            one.id,
+            MODULE,
+            "Counter",
+            vec![i64_arg(0)],
+            ActorOptions {
+                max_pending_calls: 1,
+                ..ActorOptions::default()
+            },
+        )
+        .unwrap();
+    for i in 1..=200 {
+        let r = driver
+            .submit_actor_task(&single, "add", vec![i64_arg(1)])
+            .unwrap_or_else(|e| panic!("call {i}: {e}"));
+        assert_eq!(get_i64(&mut driver, &r), i);
+    }
+    for i in 0..200 {
+        let r = driver
+            .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+            .unwrap_or_else(|e| panic!("call {i}: {e}"));
+        assert_eq!(get_i64(&mut driver, &r), 52 + i);
+    }
+    // Fired and forgotten: a refused call is accepted again as soon as
+    // replies came, without a `get` (the submission reads them).
+    let deadline = Instant::now() + GUARD;
+    let (mut accepted, mut refused) = (0, 0);
+    while accepted < 500 {
+        match driver.submit_actor_task(&actor, "add", vec![i64_arg(1)]) {
+            Ok(_) => accepted += 1,
+            Err(WorkerError::PendingCallsLimitExceeded { .. }) => refused += 1,
+            Err(e) => panic!("{e}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{accepted} accepted, {refused} refused"
+        );
+    }
+    let r = driver
+        .submit_actor_task(&actor, "get", vec![])
+        .or_else(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            driver.submit_actor_task(&actor, "get", vec![])
+        })
+        .unwrap();
+    assert_eq!(get_i64(&mut driver, &r), 251 + 500);
+}
+
+/// Input (the re-attack on `b6412c6`, high): an inline limit above the
+/// worker's largest frame (`max_direct_call_object_size` 32 MiB against
+/// 16 MiB frames). The size check at submission let a 20 MB argument
+/// through over TCP (only shared-memory rings were checked at connect);
+/// its send broke the connection, the calls in flight failed with it and
+/// with retries it reconnected for good. Every connection is now held to
+/// carry a call at the inline limit: the caller is refused at connect,
+/// naming the largest frame, over TCP and over shared memory with rings
+/// large enough (64 MiB).
+#[test]
+fn an_inline_limit_above_the_largest_frame_is_refused_at_connect() {
+    maybe_run_worker();
+    let name = "an_inline_limit_above_the_largest_frame_is_refused_at_connect";
+    let s = TestSession::new("frame-limit");
+    // Two connections, each refused by the caller after its handshake.
+    let worker = s.spawn_worker(name, 2);
+    for tcp in [false, true] {
+        let mut opts = CoreWorkerOptions::new(s.node);
+        opts.force_tcp = tcp;
+        opts.max_direct_call_object_size = 32 << 20;
+        opts.shm.ring_capacity = 64 << 20;
+        let mut driver = CoreWorker::new(&s.session, opts).unwrap();
+        match driver.create_actor(worker.id, MODULE, "Counter", vec![i64_arg(0)], 0) {
+            Err(WorkerError::Connect(ConnectError::Refused { reason })) => assert!(
+                reason.contains("takes frames of at most 16777216 bytes (its largest frame"),
+                "tcp {tcp}: {reason}"
+            ),
+            Err(e) => panic!("tcp {tcp}: {e}"),
+            Ok(_) => panic!("tcp {tcp}: connected"),
+        }
+    }
 }

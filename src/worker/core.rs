@@ -1542,44 +1542,59 @@ impl CoreWorker {
             .saturating_add(CALL_FRAME_HEADROOM)
     }
 
-    /// Refuses a shared-memory connection whose rings cannot carry a call
-    /// at the inline limit (`max_direct_call_object_size` plus
-    /// [`CALL_FRAME_HEADROOM`] for the rest of the request): rings the
-    /// worker shrank (a listener short of ring memory,
-    /// `ShmOptions::max_ring_memory`, grants the largest that fit; its
-    /// `max_ring_capacity` caps any), or small ones this caller asked for.
-    /// The caller is told why here, instead of its first large call
-    /// failing as a lost connection (attack on `c901956`: 8 KiB rings, a
-    /// 50 KB argument, "connection lost"; re-attack on `82d7ce8`: 64 KiB
-    /// rings the caller asked for).
+    /// Refuses a connection whose frames cannot carry a call at the inline
+    /// limit (`max_direct_call_object_size` plus [`CALL_FRAME_HEADROOM`]
+    /// for the rest of the request). On shared memory: rings the worker
+    /// shrank (a listener short of ring memory, `ShmOptions::max_ring_memory`,
+    /// grants the largest that fit; its `max_ring_capacity` caps any), or
+    /// small ones this caller asked for. On either transport: an inline
+    /// limit above the worker's largest frame (16 MiB,
+    /// `TransportConfig::max_frame_len`). The caller is told why here,
+    /// instead of its first large call failing as a lost connection
+    /// (attack on `c901956`: 8 KiB rings, a 50 KB argument, "connection
+    /// lost"; re-attack on `82d7ce8`: 64 KiB rings the caller asked for;
+    /// re-attack on `b6412c6`: a 32 MiB inline limit over TCP, a 20 MB
+    /// argument broke the connection, with retries for good).
     #[inline(never)]
     fn check_frames(&self, conn: &AnyConnection) -> Result<(), WorkerError> {
-        let Some(fill) = conn.ring_fill() else {
-            return Ok(());
-        };
-        let asked = self.options.shm.ring_capacity;
         let need = self.max_request_len();
         let can = conn.max_send_len();
         if can >= need {
             return Ok(());
         }
-        let why = if fill.tx_capacity < asked {
-            "the worker granted less: its ShmOptions::max_ring_memory is short, or its \
-             max_ring_capacity is lower"
-        } else {
-            "this caller asked for them: raise ShmOptions::ring_capacity or lower \
-             max_direct_call_object_size"
-        };
-        Err(WorkerError::Connect(ConnectError::Refused {
-            reason: format!(
-                "worker {} gave {} byte rings (asked: {asked}; {why}): frames of at most \
-                 {can} bytes, less than the {need} a call at the inline limit needs \
-                 (max_direct_call_object_size {} + {CALL_FRAME_HEADROOM})",
+        let limit = self.options.max_direct_call_object_size;
+        // Rings too small for the frame, or (rings large enough, or TCP)
+        // the worker's largest frame.
+        let reason = match conn
+            .ring_fill()
+            .filter(|f| f.tx_capacity < need.saturating_add(16))
+        {
+            Some(fill) => {
+                let asked = self.options.shm.ring_capacity;
+                let why = if fill.tx_capacity < asked {
+                    "the worker granted less: its ShmOptions::max_ring_memory is short, or its \
+                     max_ring_capacity is lower"
+                } else {
+                    "this caller asked for them: raise ShmOptions::ring_capacity or lower \
+                     max_direct_call_object_size"
+                };
+                format!(
+                    "worker {} gave {} byte rings (asked: {asked}; {why}): frames of at most \
+                     {can} bytes, less than the {need} a call at the inline limit needs \
+                     (max_direct_call_object_size {limit} + {CALL_FRAME_HEADROOM})",
+                    conn.peer_worker_id(),
+                    fill.tx_capacity,
+                )
+            }
+            None => format!(
+                "worker {} takes frames of at most {can} bytes (its largest frame, \
+                 TransportConfig::max_frame_len), less than the {need} a call at the inline \
+                 limit needs (max_direct_call_object_size {limit} + {CALL_FRAME_HEADROOM}): \
+                 lower max_direct_call_object_size (large values go through the object store)",
                 conn.peer_worker_id(),
-                fill.tx_capacity,
-                self.options.max_direct_call_object_size,
             ),
-        }))
+        };
+        Err(WorkerError::Connect(ConnectError::Refused { reason }))
     }
 
     /// Starts an attempt to reach `worker` again, its handshake bounded by
@@ -2335,17 +2350,21 @@ impl CoreWorker {
         let child = self.child_hash(parent_counter);
         let (job, driver_task) = (self.options.job_id, self.driver_task);
         let max_len = self.max_request_len();
-        let Some(entry) = self.actors.get_mut(&actor.actor_id) else {
+        let Some(mut entry) = self.actors.get_mut(&actor.actor_id) else {
             self.release_args(&store_args);
             return Err(WorkerError::UnknownActor(actor.actor_id));
         };
         if entry.max_pending_calls > 0 && entry.pending_calls() >= entry.max_pending_calls {
-            let max = entry.max_pending_calls;
-            self.release_args(&store_args);
-            return Err(WorkerError::PendingCallsLimitExceeded {
-                actor_id: actor.actor_id,
-                max,
-            });
+            let room = self.pending_calls_room(actor.actor_id);
+            entry = match (room, self.actors.get_mut(&actor.actor_id)) {
+                (Ok(()), Some(entry)) => entry,
+                (room, _) => {
+                    self.release_args(&store_args);
+                    return Err(room
+                        .err()
+                        .unwrap_or(WorkerError::UnknownActor(actor.actor_id)));
+                }
+            };
         }
         let options = options.unwrap_or(TaskOptions {
             max_retries: entry.max_task_retries,
@@ -2513,6 +2532,27 @@ impl CoreWorker {
             return 0;
         };
         self.mux.get_mut(key).map_or(0, |c| c.pending_send_bytes())
+    }
+
+    /// Whether `actor_id`, at its `max_pending_calls`, has room for one more
+    /// call once the replies that came meanwhile are read and settled (a
+    /// reply `get` returned is settled only when the caller next waits,
+    /// and this caller has no thread that reads replies): the count is then
+    /// the calls still unanswered (re-attack on `b6412c6`: submit, `get`,
+    /// submit was refused — and refused for good without another `get`).
+    #[cold]
+    #[inline(never)]
+    fn pending_calls_room(&mut self, actor_id: ActorId) -> Result<(), WorkerError> {
+        let _ = self.drive(Duration::ZERO);
+        match self.actors.get(&actor_id) {
+            Some(a) if a.pending_calls() >= a.max_pending_calls => {
+                Err(WorkerError::PendingCallsLimitExceeded {
+                    actor_id,
+                    max: a.max_pending_calls,
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Reads replies while submitting to `worker`, when the previous

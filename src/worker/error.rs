@@ -372,7 +372,10 @@ pub enum WorkerError {
     /// taken for a broken connection: reconnected and re-sent for good,
     /// the actor's other calls stuck behind it).
     #[error(
-        "the task's request encodes to {size} bytes, more than the {max} every connection          carries (max_direct_call_object_size + 65536 for names, options and each          argument's fields): shorten the function, class or method names, or pass fewer          arguments (large values go through the object store)"
+        "the task's request encodes to {size} bytes, more than the {max} every connection \
+         carries (max_direct_call_object_size + 65536 for names, options and each \
+         argument's fields): shorten the function, class or method names, or pass fewer \
+         arguments (large values go through the object store)"
     )]
     RequestTooLarge {
         /// Encoded bytes of the task's `PushTaskRequest`.

@@ -1718,7 +1718,7 @@ impl Worker {
                         // caller that asked for small rings): the caller
                         // gets an error naming the sizes, not a silence
                         // until its timeout (re-attack on `82d7ce8`).
-                        let refusal = too_large_reply(&o.reply, len, max);
+                        let refusal = too_large_reply(&o.reply, len, max, conn.kind());
                         sent = conn.try_send_message(&mut self.encoder, &refusal);
                     }
                     if let Err(e) = sent {
@@ -1921,11 +1921,22 @@ fn reply_bytes(r: &PushTaskReply) -> usize {
 /// return, naming the sizes and what to change.
 #[cold]
 #[inline(never)]
-fn too_large_reply(reply: &PushTaskReply, len: usize, max: usize) -> PushTaskReply {
+fn too_large_reply(
+    reply: &PushTaskReply,
+    len: usize,
+    max: usize,
+    kind: TransportKind,
+) -> PushTaskReply {
+    let why = match kind {
+        TransportKind::Shm => {
+            "its ring capacity, or the largest frame the caller takes: ask for larger rings \
+             (ShmOptions::ring_capacity)"
+        }
+        TransportKind::Tcp => "the largest TCP frame the caller takes (max_frame_len)",
+    };
     let message = format!(
         "the reply of task {} is {len} bytes, more than the {max} this caller's connection \
-         carries in a frame (its ring capacity): ask for larger rings \
-         (ShmOptions::ring_capacity) or return less inline (max_direct_call_object_size)",
+         carries in a frame ({why}); return less inline (max_direct_call_object_size)",
         reply.task_id
     );
     match reply.return_objects.first() {
