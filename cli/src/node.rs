@@ -100,6 +100,32 @@ fn cleanup_errors_to_say(said: &mut BTreeSet<String>, now: &[String]) -> (Vec<St
     (new, false)
 }
 
+/// The warning for an endpoint (`what`, serving `serves`) that listens at
+/// `addr` beyond loopback, `None` on loopback: neither endpoint has a
+/// token (as Ray's object manager has none), so any host that reaches the
+/// address reads what it serves; and an unspecified address (`0.0.0.0`)
+/// is not one another node can pull from (the attack on `d7747d2`: the
+/// ready line said "objects 0.0.0.0:…", and nothing else).
+fn beyond_loopback(what: &str, addr: std::net::SocketAddr, serves: &str) -> Option<String> {
+    let ip = addr.ip();
+    if ip.is_loopback() {
+        return None;
+    }
+    let reach = if ip.is_unspecified() {
+        format!(
+            " (on every interface: other hosts reach it at this host's address and port {}, not \
+             at {addr})",
+            addr.port()
+        )
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "shmwire node: warning: the {what} listens at {addr}, beyond loopback{reach}, and has no \
+         token: any host that reaches it can read {serves}"
+    ))
+}
+
 /// `e` with each word that holds a `/` (a path) written `<path>` and each
 /// run of ASCII digits written `#`: errors that differ only in a file's
 /// name, a counter, a pid or a size have one shape (a temporary file is
@@ -193,6 +219,22 @@ pub fn run(args: NodeArgs) -> CliResult {
             .map_or_else(|| "none".to_owned(), |a| a.to_string()),
         std::process::id()
     );
+    for (what, addr, serves) in [
+        (
+            "object endpoint",
+            node.object_addr(),
+            "every sealed object of this node's store",
+        ),
+        (
+            "HTTP endpoint",
+            Some(node.http_addr()),
+            "/inspect: the session's processes, pids and paths",
+        ),
+    ] {
+        if let Some(warning) = addr.and_then(|a| beyond_loopback(what, a, serves)) {
+            errln!("{warning}");
+        }
+    }
     // A closed stdout ends the node as SIGTERM does (see `out`).
     let stop2 = Arc::clone(stop.flag());
     let mut errors = BTreeSet::new();
@@ -250,6 +292,25 @@ mod tests {
         assert_eq!(
             cleanup_errors_to_say(&mut said, &s(&["a"])),
             (s(&["a"]), false)
+        );
+    }
+
+    #[test]
+    fn endpoints_beyond_loopback_are_warned_of() {
+        let w = |a: &str| beyond_loopback("object endpoint", a.parse().unwrap(), "objects");
+        assert_eq!(w("127.0.0.1:5"), None);
+        assert_eq!(w("[::1]:5"), None);
+        let any = w("0.0.0.0:7").unwrap();
+        assert!(
+            any.contains("listens at 0.0.0.0:7, beyond loopback (on every interface")
+                && any.contains("port 7")
+                && any.contains("no token"),
+            "{any}"
+        );
+        let one = w("10.1.2.3:9").unwrap();
+        assert!(
+            one.contains("at 10.1.2.3:9, beyond loopback, and has no token"),
+            "{one}"
         );
     }
 

@@ -3913,3 +3913,44 @@ fn a_stopped_node_removes_the_root_it_made() {
         }
     }
 }
+
+/// Input (the attack on `d7747d2`, low): `--object-listen 0.0.0.0:0`. The
+/// ready line said "objects 0.0.0.0:<port>" — not an address another node
+/// can pull from — and nothing said that every sealed object was now
+/// served beyond loopback without a token. The node warns, once, for each
+/// endpoint that listens beyond loopback; on the loopback defaults it says
+/// nothing.
+#[test]
+fn an_endpoint_beyond_loopback_is_warned_of() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog = proc_support::watchdog("an_endpoint_beyond_loopback_is_warned_of");
+    let scratch = proc_support::scratch("swn", "wide");
+    let root = scratch.path().join("root");
+    for wide in [true, false] {
+        let mut args = vec!["--session", "wide", "--store-capacity", "1M"];
+        if wide {
+            args.extend(["--object-listen", "0.0.0.0:0"]);
+        }
+        let (mut kid, _out, ready) = proc_support::spawn_node_with(&root, &args, Stdio::piped());
+        let (status, err) = kid.signal_and_collect("-TERM", Duration::from_secs(20));
+        assert!(status.success(), "{status}: {err}");
+        let warned: Vec<&str> = err.lines().filter(|l| l.contains("warning:")).collect();
+        if wide {
+            let port = ready
+                .split(", ")
+                .find_map(|w| w.strip_prefix("objects 0.0.0.0:"))
+                .expect(&ready);
+            assert_eq!(warned.len(), 1, "{err}");
+            assert!(
+                warned[0].contains("object endpoint listens at 0.0.0.0:")
+                    && warned[0].contains(&format!("port {port}, not at"))
+                    && warned[0].contains("no token"),
+                "{err}"
+            );
+        } else {
+            assert!(warned.is_empty(), "{err}");
+        }
+    }
+}
