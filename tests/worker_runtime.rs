@@ -21,8 +21,8 @@ use shmwire::worker::{
     TaskOptions, WorkerError, MAX_DIRECT_CALL_OBJECT_SIZE,
 };
 use worker_support::{
-    as_i64, create_counter, i64_arg, maybe_run_worker, task_error, TestSession, WorkerProcess,
-    GUARD, MODULE,
+    as_i64, create_counter, create_counter_with, i64_arg, maybe_run_worker, task_error,
+    TestSession, WorkerProcess, GUARD, MODULE,
 };
 
 /// Ends `actor` gracefully (every earlier call answered first), drops the
@@ -5492,18 +5492,14 @@ fn requests_no_connection_carries_are_refused_at_submission() {
     for tcp in [false, true] {
         let worker = s.spawn_worker(name, 1);
         let mut driver = driver_over(&s, tcp);
-        let actor = driver
-            .create_actor_with(
-                worker.id,
-                MODULE,
-                "Counter",
-                vec![i64_arg(0)],
-                ActorOptions {
-                    max_task_retries: -1,
-                    ..ActorOptions::default()
-                },
-            )
-            .unwrap();
+        let actor = create_counter_with(
+            &mut driver,
+            worker.id,
+            ActorOptions {
+                max_task_retries: -1,
+                ..ActorOptions::default()
+            },
+        );
         let in_flight: Vec<ObjectRef> = (0..20)
             .map(|_| {
                 driver
@@ -5549,14 +5545,7 @@ fn requests_no_connection_carries_are_refused_at_submission() {
             .submit_actor_task(&actor, "add", vec![i64_arg(7)])
             .unwrap();
         assert_eq!(get_i64(&mut driver, &r), 7, "tcp {tcp}");
-        let r = driver
-            .submit_task(
-                worker.id,
-                FunctionDescriptor::rust(MODULE, "", "square"),
-                vec![i64_arg(9)],
-                TaskOptions::default(),
-            )
-            .unwrap();
+        let r = submit_square(&mut driver, worker.id, 9).unwrap();
         assert_eq!(get_i64(&mut driver, &r), 81, "tcp {tcp}");
         driver.terminate_actor(&actor).ok();
     }
@@ -5643,18 +5632,14 @@ fn max_pending_calls_bounds_what_a_stopped_actor_keeps() {
     let s = TestSession::new("pending-max");
     let worker = s.spawn_worker(name, 1);
     let mut driver = s.driver();
-    let actor = driver
-        .create_actor_with(
-            worker.id,
-            MODULE,
-            "Counter",
-            vec![i64_arg(0)],
-            ActorOptions {
-                max_pending_calls: 50,
-                ..ActorOptions::default()
-            },
-        )
-        .unwrap();
+    let actor = create_counter_with(
+        &mut driver,
+        worker.id,
+        ActorOptions {
+            max_pending_calls: 50,
+            ..ActorOptions::default()
+        },
+    );
     let pid = worker.child.as_ref().unwrap().id();
     worker_support::stop_process(pid);
     let refs: Vec<ObjectRef> = (0..50)
@@ -5685,18 +5670,14 @@ fn max_pending_calls_bounds_what_a_stopped_actor_keeps() {
     // `max_pending_calls` 1, the reply `get` returned was settled only at
     // the next wait, so 49 of 50 submit-then-get calls were refused).
     let one = s.spawn_worker(name, 1);
-    let single = driver
-        .create_actor_with(
-            one.id,
-            MODULE,
-            "Counter",
-            vec![i64_arg(0)],
-            ActorOptions {
-                max_pending_calls: 1,
-                ..ActorOptions::default()
-            },
-        )
-        .unwrap();
+    let single = create_counter_with(
+        &mut driver,
+        one.id,
+        ActorOptions {
+            max_pending_calls: 1,
+            ..ActorOptions::default()
+        },
+    );
     for i in 1..=200 {
         let r = driver
             .submit_actor_task(&single, "add", vec![i64_arg(1)])

@@ -200,6 +200,13 @@ impl Connection for AnyConnection {
         }
     }
 
+    fn pending_send_hint(&self) -> usize {
+        match self {
+            AnyConnection::Tcp(c) => c.pending_send_hint(),
+            AnyConnection::Shm(c) => c.pending_send_hint(),
+        }
+    }
+
     fn flush(&mut self) -> Result<(), SendError> {
         match self {
             AnyConnection::Tcp(c) => c.flush(),

@@ -413,6 +413,16 @@ pub trait Connection {
     /// kernel; shm: queued behind a full ring).
     fn pending_send_bytes(&self) -> usize;
 
+    /// [`Connection::pending_send_bytes`] as this side left it at its last
+    /// send or flush, read without a lock: for a check made after every
+    /// send on the hot path (a caller's "behind" flag). Over TCP a
+    /// heartbeat helper may have flushed (or written a heartbeat) since,
+    /// so it can be stale either way by what the helper did; on shared
+    /// memory it is exact. Default: `pending_send_bytes`.
+    fn pending_send_hint(&self) -> usize {
+        self.pending_send_bytes()
+    }
+
     /// Sends a copy of `bytes` as one frame.
     fn send(&mut self, bytes: &[u8]) -> Result<(), SendError> {
         self.send_with::<_, std::convert::Infallible>(bytes.len(), |buf| {

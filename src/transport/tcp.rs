@@ -567,6 +567,37 @@ pub struct WriteBuf {
     written: u64,
 }
 
+/// The owner's lock on its write buffer: as it ends, the pending bytes
+/// are stored for [`Connection::pending_send_hint`], so that a check after
+/// every send takes no lock.
+struct Wb<'a> {
+    w: std::sync::MutexGuard<'a, WriteBuf>,
+    hint: &'a std::sync::atomic::AtomicUsize,
+}
+
+impl std::ops::Deref for Wb<'_> {
+    type Target = WriteBuf;
+
+    fn deref(&self) -> &WriteBuf {
+        &self.w
+    }
+}
+
+impl std::ops::DerefMut for Wb<'_> {
+    fn deref_mut(&mut self) -> &mut WriteBuf {
+        &mut self.w
+    }
+}
+
+impl Drop for Wb<'_> {
+    fn drop(&mut self) {
+        // Relaxed: read by this connection's owner only, as a hint
+        // (`pending_send_hint`); the buffer itself is under the lock.
+        self.hint
+            .store(self.w.pending(), std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 impl WriteBuf {
     /// Bytes not yet taken by the kernel.
     pub(crate) fn pending(&self) -> usize {
@@ -673,6 +704,10 @@ pub struct TcpConnection {
     /// heartbeats while this connection's owner runs a long task; the
     /// owner's own lock is never contended otherwise.
     w: std::sync::Arc<std::sync::Mutex<WriteBuf>>,
+    /// `w`'s pending bytes as the owner's last access left them
+    /// ([`Connection::pending_send_hint`]), stored as each of its locks
+    /// ends (`Wb`).
+    pending_hint: std::sync::atomic::AtomicUsize,
     wlimit: usize,
     queue_limit: usize,
     /// When the last byte arrived from the peer.
@@ -768,6 +803,7 @@ impl TcpConnection {
                 end: 0,
                 written: 0,
             })),
+            pending_hint: std::sync::atomic::AtomicUsize::new(0),
             wlimit: config.send_buffer_limit,
             queue_limit: config.send_queue_limit.max(config.send_buffer_limit),
             last_heard: Instant::now(),
@@ -821,8 +857,11 @@ impl TcpConnection {
     /// The write buffer (locked: uncontended unless a heartbeat helper is
     /// at it, see `heartbeat_beat`; a poisoned lock still holds whole
     /// frames: the buffer is changed only between them).
-    fn wb(&self) -> std::sync::MutexGuard<'_, WriteBuf> {
-        self.w.lock().unwrap_or_else(|e| e.into_inner())
+    fn wb(&self) -> Wb<'_> {
+        Wb {
+            w: self.w.lock().unwrap_or_else(|e| e.into_inner()),
+            hint: &self.pending_hint,
+        }
     }
 
     /// Bytes written and not yet taken by the kernel.
@@ -1425,6 +1464,12 @@ impl Connection for TcpConnection {
 
     fn pending_send_bytes(&self) -> usize {
         self.pending()
+    }
+
+    fn pending_send_hint(&self) -> usize {
+        // Relaxed: a hint read by the owner that stored it (`Wb::drop`);
+        // no data hangs on it.
+        self.pending_hint.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn flush(&mut self) -> Result<(), SendError> {

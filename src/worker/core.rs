@@ -2486,10 +2486,11 @@ impl CoreWorker {
                     template,
                 ));
                 // Queued behind a full ring or socket: behind (added to,
-                // as in `submit_task`).
+                // as in `submit_task`). The hint takes no lock (TCP's
+                // write buffer has one, for its heartbeat helper).
                 self.behind |= key
                     .and_then(|k| self.mux.get_mut(k))
-                    .is_some_and(|c| c.pending_send_bytes() > 0);
+                    .is_some_and(|c| c.pending_send_hint() > 0);
             }
         }
         // Not sent at once (the byte budget, a restart), or a connection

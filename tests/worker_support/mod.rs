@@ -429,6 +429,17 @@ pub fn create_counter(driver: &mut CoreWorker, worker: WorkerId, start: i64) -> 
         .unwrap()
 }
 
+/// [`create_counter`] from 0 with `options`.
+pub fn create_counter_with(
+    driver: &mut CoreWorker,
+    worker: WorkerId,
+    options: shmwire::worker::ActorOptions,
+) -> ActorHandle {
+    driver
+        .create_actor_with(worker, MODULE, "Counter", vec![i64_arg(0)], options)
+        .unwrap()
+}
+
 /// A raw connection of caller `me` to `worker` (the protocol driven by
 /// hand).
 pub fn raw_caller(
