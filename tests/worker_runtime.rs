@@ -1992,7 +1992,10 @@ fn a_stopped_worker_holds_up_no_submission_to_another() {
 /// reads as zeros, and a zero magic looked like a scribble. With the peer
 /// gone and the rings reading as discarded, the connection has ended: the
 /// tasks fail as over a connection lost (`ActorUnavailable`, the actor's
-/// process alive), and a new call reaches the actor again.
+/// process alive), and a new call reaches the actor again. Since the
+/// worker says why it cuts a caller off (its farewell), they fail as
+/// `ConnectionCutOff` quoting it ("… said: this caller read none of its
+/// replies for 1s …"), not as a corruption either.
 #[test]
 fn a_caller_back_after_its_rings_were_discarded_sees_its_connection_lost() {
     maybe_run_worker();
@@ -2012,27 +2015,11 @@ fn a_caller_back_after_its_rings_were_discarded_sees_its_connection_lost() {
                 .unwrap()
         })
         .collect();
-    // Held back, cut off after 1 s, the rings discarded 2 s later.
+    // Held back, cut off after 1 s, the rings discarded 2 s later. The
+    // worker's farewell waits in the socket: the tasks say why the
+    // connection ended.
     std::thread::sleep(Duration::from_millis(4_500));
-    let (mut ok, mut lost) = (0, 0);
-    for r in &refs {
-        match driver.get(std::slice::from_ref(r), GUARD) {
-            Ok(v) => {
-                assert_eq!(v[0].len(), 60_000);
-                ok += 1;
-            }
-            Err(GetError::Task {
-                error:
-                    TaskError::ActorUnavailable {
-                        stopped_answering: None,
-                        ..
-                    },
-                ..
-            }) => lost += 1,
-            Err(e) => panic!("after {ok} replies and {lost} lost: {e}"),
-        }
-    }
-    assert!(lost > 0, "the caller was never cut off ({ok} replies)");
+    told_why_after_unread_replies(&mut driver, &refs, 60_000, "1s");
     let r = driver
         .submit_actor_task(&actor, "big", vec![i64_arg(10)])
         .unwrap();
@@ -2434,6 +2421,143 @@ fn cutting_off_tcp_callers_that_read_nothing_does_not_stall_the_loop() {
     );
     drop(silent);
     terminate_and_wait(driver, &actor, worker);
+}
+
+/// A caller the worker cuts off is told why (its farewell,
+/// `docs/transport.md`): a raw caller sends a frame that is no request, over
+/// shared memory and TCP. Before, over shared memory its next receive said
+/// only "corrupt shared ring: marked poisoned (by the other side, or
+/// whatever wrote its memory)", and over TCP "connection closed". Now both
+/// receives and later sends fail with `CutOff`, naming the worker and its
+/// reason; the worker serves on.
+#[test]
+fn a_caller_cut_off_is_told_why() {
+    use shmwire::transport::{RecvError, SendError};
+    maybe_run_worker();
+    let s = TestSession::new("farewell");
+    let worker = s.spawn_worker_env(
+        "a_caller_cut_off_is_told_why",
+        1,
+        &[(worker_support::ENV_UNTIL_EXIT, "1")],
+    );
+    let mut driver = s.driver();
+    let actor = create_counter(&mut driver, worker.id, 0);
+    for tcp in [false, true] {
+        let mut conn = worker_support::raw_caller_over(&s, worker.id, WorkerId::from_random(), tcp);
+        conn.send(&[0x5a; 48]).unwrap();
+        match conn.recv_timeout(GUARD).map(|f| f.len()) {
+            Err(RecvError::CutOff { peer, reason }) => {
+                assert_eq!(peer, worker.id, "tcp {tcp}");
+                assert!(
+                    reason.starts_with("invalid request: "),
+                    "tcp {tcp}: {reason}"
+                );
+            }
+            other => panic!("tcp {tcp}: expected the worker's farewell, got {other:?}"),
+        }
+        // Every later call says it too.
+        let again = conn
+            .recv_timeout(Duration::from_millis(100))
+            .map(|f| f.len());
+        assert!(
+            matches!(again, Err(RecvError::CutOff { .. })),
+            "tcp {tcp}: {again:?}"
+        );
+        let sent = conn.send(&[0; 16]);
+        match sent {
+            Err(SendError::CutOff { ref reason, .. }) => {
+                assert!(
+                    reason.starts_with("invalid request: "),
+                    "tcp {tcp}: {reason}"
+                )
+            }
+            other => panic!("tcp {tcp}: a send after the farewell: {other:?}"),
+        }
+        assert!(
+            sent.unwrap_err().violation().is_some_and(
+                |v| v.starts_with(&format!("worker {} said: invalid request", worker.id))
+            ),
+            "tcp {tcp}"
+        );
+    }
+    // The worker lives and serves on.
+    let r = driver
+        .submit_actor_task(&actor, "add", vec![i64_arg(5)])
+        .unwrap();
+    assert_eq!(get_i64(&mut driver, &r), 5);
+    terminate_and_wait(driver, &actor, worker);
+}
+
+/// `get`s each of `refs` (calls of a caller cut off for reading none of its
+/// replies for `timeout`, as `Duration`'s `Debug` says it): each is a value
+/// of `len` bytes or fails with `ConnectionCutOff` quoting the worker's
+/// farewell, and at least one fails.
+fn told_why_after_unread_replies(
+    driver: &mut CoreWorker,
+    refs: &[ObjectRef],
+    len: usize,
+    timeout: &str,
+) {
+    let said = format!(" said: this caller read none of its replies for {timeout}");
+    let (mut answered, mut told) = (0, 0);
+    for r in refs {
+        match driver.get(std::slice::from_ref(r), GUARD) {
+            Ok(v) => {
+                assert_eq!(v[0].len(), len);
+                answered += 1;
+            }
+            Err(GetError::Task {
+                error: TaskError::ConnectionCutOff { violation, .. },
+                ..
+            }) if violation.contains(&said) => told += 1,
+            Err(e) => panic!("after {answered} answered and {told} told why: {e}"),
+        }
+    }
+    assert!(
+        told > 0,
+        "{answered} of {} answered: nobody was cut off",
+        refs.len()
+    );
+}
+
+/// A caller cut off for reading none of its replies for the worker's
+/// `unread_reply_timeout` (0.5 s here) learns why when it comes back: its
+/// tasks that were not answered fail with `ConnectionCutOff` quoting the
+/// worker ("… said: this caller read none of its replies for 500ms …").
+/// Before, they failed as "worker … died" with the worker alive. Over
+/// shared memory only: over TCP the farewell would wait behind the replies
+/// the caller does not read, and is not sent (`Connection::farewell`).
+#[test]
+fn a_caller_cut_off_for_unread_replies_is_told_why() {
+    maybe_run_worker();
+    let s = TestSession::new("unreadwhy");
+    let worker = s.spawn_worker_env(
+        "a_caller_cut_off_for_unread_replies_is_told_why",
+        2,
+        &[(worker_support::ENV_UNREAD_MS, "500")],
+    );
+    let mut driver = s.driver();
+    let refs: Vec<ObjectRef> = (0..60)
+        .map(|_| {
+            driver
+                .submit_task(
+                    worker.id,
+                    FunctionDescriptor::rust(MODULE, "", "fill"),
+                    vec![i64_arg(100_000)],
+                    TaskOptions::default(),
+                )
+                .unwrap()
+        })
+        .collect();
+    // The application's own work, past the reply timeout: held back after
+    // a quarter of the reply queue, then cut off.
+    std::thread::sleep(Duration::from_secs(2));
+    told_why_after_unread_replies(&mut driver, &refs, 100_000, "500ms");
+    // The worker serves on: a new connection.
+    let r = submit_square(&mut driver, worker.id, 7).unwrap();
+    assert_eq!(get_i64(&mut driver, &r), 49);
+    drop(driver);
+    worker.wait_success();
 }
 
 /// A panic in a task run on the worker's loop — a normal task's function,

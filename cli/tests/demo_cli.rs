@@ -276,8 +276,10 @@ fn random_u64(salt: u64) -> u64 {
 /// 8..1024. Each time both sides report the corruption: the worker prints
 /// "caller … cut off: corrupt shared ring: …" (never "died" or "closed"),
 /// the driver logs the warning (RUST_LOG=warn) and, if a call failed,
-/// fails with "cut off … corrupt shared ring", never "died"; a driver
-/// that re-sent its calls on a new connection and finished is fine too.
+/// fails with "cut off … corrupt shared ring", never "died" (when the
+/// worker found it first, quoting the worker: "… said: corrupt shared
+/// ring: …"); a driver that re-sent its calls on a new connection and
+/// finished is fine too.
 #[test]
 fn a_scribbled_ring_header_is_reported_as_corruption_by_both_sides() {
     use ring_field::*;
@@ -381,9 +383,12 @@ fn a_scribbled_ring_header_is_reported_as_corruption_by_both_sides() {
             .lines()
             .filter(|l| l.starts_with("demo worker: caller "))
             .collect();
-        let cut = worker_lines
-            .iter()
-            .position(|l| l.contains(" cut off: corrupt shared ring: "));
+        // Found by the worker itself, or by the driver first, which said
+        // so as it dropped the connection (its farewell, quoted).
+        let cut = worker_lines.iter().position(|l| {
+            l.contains(" cut off: corrupt shared ring: ")
+                || (l.contains(" cut off: worker ") && l.contains(" said: corrupt shared ring: "))
+        });
         assert!(cut.is_some(), "{ctx}");
         assert!(
             worker_lines[..cut.unwrap()]
@@ -393,10 +398,13 @@ fn a_scribbled_ring_header_is_reported_as_corruption_by_both_sides() {
         );
         assert!(!err.contains("died"), "{ctx}");
         // The driver: the warning naming the violation.
+        // Found by the driver itself, or by the worker first, which said
+        // so as it cut the driver off (its farewell, quoted).
         assert!(
             err.lines().any(|l| l.contains("WARN")
                 && l.contains("shmwire::worker::core")
-                && l.contains("violation=corrupt shared ring: ")),
+                && (l.contains("violation=corrupt shared ring: ")
+                    || l.contains(" said: corrupt shared ring: "))),
             "{ctx}"
         );
         // Failed naming the corruption, or re-sent and finished.
@@ -406,7 +414,9 @@ fn a_scribbled_ring_header_is_reported_as_corruption_by_both_sides() {
             assert_eq!(status.code(), Some(1), "{ctx}");
             let last = last_error(&err);
             assert!(
-                last.contains(" cut off before task Counter::add replied: corrupt shared ring: "),
+                last.contains(" cut off before task Counter::add replied: corrupt shared ring: ")
+                    || (last.contains(" cut off before task Counter::add replied: worker ")
+                        && last.contains(" said: corrupt shared ring: ")),
                 "{ctx}"
             );
         }
@@ -814,6 +824,9 @@ fn replies_naming_another_object_or_size_are_refused() {
         );
         assert!(hit > 0, "no reply of the model's shape found: {ctx}");
         assert!(err.contains("invalid reply to task "), "{ctx}");
+        // The driver told the worker why it dropped the connection (its
+        // farewell): the worker's event quotes it.
+        assert!(err.contains(" said: invalid reply to task "), "{ctx}");
         // The driver lived to say how it ended (its worker may see the
         // connection the driver dropped as a hang-up: "caller … died").
         assert!(status.code().is_some(), "{ctx}");
@@ -898,6 +911,9 @@ fn a_replayed_reply_is_named_when_get_times_out() {
 /// poisons both rings, as every other violation does: the worker says it
 /// cut the caller off for the frame, the driver warns that it dropped a
 /// worker that broke the protocol, and the tasks fail naming the cut-off.
+/// Since the worker says why as it cuts a caller off (its farewell), the
+/// driver's warning and the tasks quote it: "worker … said: protocol
+/// violation: frame of unknown kind 0x1 …".
 #[test]
 fn a_request_frame_of_an_unknown_kind_is_a_violation_on_both_sides() {
     use std::os::unix::fs::FileExt;
@@ -948,10 +964,15 @@ fn a_request_frame_of_an_unknown_kind_is_a_violation_on_both_sides() {
                 ))),
             "{ctx}"
         );
+        // The driver: told why (the worker's farewell) as it found the
+        // poison the worker left.
         assert!(
             err.lines().any(|l| l.contains("WARN")
                 && l.contains("shmwire::worker::core")
-                && l.contains("violation=corrupt shared ring: ")),
+                && l.contains("the worker cut the connection off")
+                && l.contains(&format!(
+                    " said: protocol violation: frame of unknown kind {kind:#x}"
+                ))),
             "{ctx}"
         );
         assert!(
@@ -961,7 +982,10 @@ fn a_request_frame_of_an_unknown_kind_is_a_violation_on_both_sides() {
         assert_eq!(status.code(), Some(1), "{ctx}");
         let last = last_error(&err);
         assert!(
-            last.contains(" cut off before task Counter::add replied: corrupt shared ring: "),
+            last.contains(" cut off before task Counter::add replied: worker ")
+                && last.contains(&format!(
+                    " said: protocol violation: frame of unknown kind {kind:#x}"
+                )),
             "{ctx}"
         );
         assert!(!session_dir(&stdout).exists(), "{ctx}: session left");

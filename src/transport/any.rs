@@ -221,6 +221,13 @@ impl Connection for AnyConnection {
         }
     }
 
+    fn farewell(&mut self, reason: &str) {
+        match self {
+            AnyConnection::Tcp(c) => c.farewell(reason),
+            AnyConnection::Shm(c) => c.farewell(reason),
+        }
+    }
+
     fn try_recv(&mut self) -> Result<Option<AnyFrame<'_>>, RecvError> {
         Ok(match self {
             AnyConnection::Tcp(c) => c.try_recv()?.map(AnyFrame::Tcp),

@@ -212,6 +212,15 @@ pub enum SendError<E = Infallible> {
         /// What happened.
         what: String,
     },
+    /// The peer cut the connection off and said why (its farewell: see
+    /// [`RecvError::CutOff`]); nothing more can be sent.
+    #[error("worker {peer} cut the connection off: {reason}")]
+    CutOff {
+        /// The peer.
+        peer: WorkerId,
+        /// What it said (at most 512 bytes, made printable).
+        reason: String,
+    },
     /// The shared ring refused the frame (corrupt or poisoned shared state).
     #[error("ring")]
     Ring(#[source] RingError),
@@ -242,6 +251,7 @@ impl SendError<Infallible> {
             SendError::Closed => SendError::Closed,
             SendError::PeerDied { peer, source } => SendError::PeerDied { peer, source },
             SendError::Broken { what } => SendError::Broken { what },
+            SendError::CutOff { peer, reason } => SendError::CutOff { peer, reason },
             SendError::Ring(e) => SendError::Ring(e),
             SendError::Io { op, source } => SendError::Io { op, source },
         }
@@ -289,11 +299,13 @@ impl<E> SendError<E> {
 
     /// What the peer (or the shared memory) did wrong, when this error means
     /// the connection's shared state is corrupt or poisoned rather than
-    /// closed or dead (as [`RecvError::violation`]).
+    /// closed or dead (as [`RecvError::violation`]); for
+    /// [`SendError::CutOff`], what the peer said.
     pub fn violation(&self) -> Option<String> {
         match self {
             SendError::Ring(e) => Some(ring_violation(e)),
             SendError::Broken { what } => Some(format!("protocol violation: {what}")),
+            SendError::CutOff { peer, reason } => Some(said(*peer, reason)),
             _ => None,
         }
     }
@@ -306,6 +318,7 @@ impl<E> SendError<E> {
             SendError::Closed
                 | SendError::PeerDied { .. }
                 | SendError::Broken { .. }
+                | SendError::CutOff { .. }
                 | SendError::Ring(_)
                 | SendError::Io { .. }
         )
@@ -350,6 +363,19 @@ pub enum RecvError {
     /// the ring's protocol (or memory was scribbled), it did not die.
     #[error("protocol violation on the shared ring: {0}")]
     Ring(#[source] RingError),
+    /// The peer cut the connection off and said why: as it ended the
+    /// connection it sent a reason (a farewell, `docs/transport.md`) — this
+    /// side's request did not decode, this side read none of its replies
+    /// for the reply timeout, a frame broke the framing. Every frame it
+    /// completed before has been delivered; the peer may be alive (a caller
+    /// may connect again).
+    #[error("worker {peer} cut the connection off: {reason}")]
+    CutOff {
+        /// The peer.
+        peer: WorkerId,
+        /// What it said (at most 512 bytes, made printable).
+        reason: String,
+    },
     /// A frame is not a valid message of the expected type (the connection
     /// stays usable).
     #[error("invalid message")]
@@ -391,6 +417,12 @@ fn ring_violation(e: &RingError) -> String {
     }
 }
 
+/// A peer's farewell as [`RecvError::violation`] / [`SendError::violation`]
+/// word it: whose words they are, then the words.
+fn said(peer: WorkerId, reason: &str) -> String {
+    format!("worker {peer} said: {reason}")
+}
+
 impl RecvError {
     /// How long the peer had been silent when it was declared dead because
     /// it answered no heartbeat; `None` for every other error (see
@@ -405,6 +437,8 @@ impl RecvError {
     /// What the peer did wrong, when this error means it violated the
     /// protocol (corrupt or poisoned ring, broken framing) rather than
     /// closed or died: the connection is over, but the peer may be alive.
+    /// For [`RecvError::CutOff`], what the peer said this side did wrong
+    /// ("worker … said: …").
     pub fn violation(&self) -> Option<String> {
         match self {
             RecvError::Ring(e) => Some(ring_violation(e)),
@@ -412,6 +446,7 @@ impl RecvError {
             RecvError::FrameTooLarge { len, max } => {
                 Some(format!("frame of {len} bytes over the maximum of {max}"))
             }
+            RecvError::CutOff { peer, reason } => Some(said(*peer, reason)),
             _ => None,
         }
     }
@@ -425,6 +460,7 @@ impl RecvError {
                 | RecvError::PeerDied { .. }
                 | RecvError::FrameTooLarge { .. }
                 | RecvError::Protocol { .. }
+                | RecvError::CutOff { .. }
                 | RecvError::Ring(_)
                 | RecvError::Io { .. }
         )
@@ -442,6 +478,8 @@ pub(crate) enum Ended {
     PeerDied(WorkerId, Option<Arc<io::Error>>),
     /// The peer broke the protocol.
     Broken(String),
+    /// The peer cut it off and said why (its farewell).
+    CutOff(WorkerId, String),
 }
 
 impl Ended {
@@ -453,6 +491,10 @@ impl Ended {
                 source: source.clone(),
             },
             Ended::Broken(what) => SendError::Broken { what: what.clone() },
+            Ended::CutOff(peer, reason) => SendError::CutOff {
+                peer: *peer,
+                reason: reason.clone(),
+            },
         }
     }
 
@@ -464,6 +506,10 @@ impl Ended {
                 source: source.clone(),
             },
             Ended::Broken(what) => RecvError::Protocol { what: what.clone() },
+            Ended::CutOff(peer, reason) => RecvError::CutOff {
+                peer: *peer,
+                reason: reason.clone(),
+            },
         }
     }
 }

@@ -67,6 +67,7 @@ use std::time::Duration;
 mod accept;
 mod any;
 mod error;
+mod farewell;
 pub mod handshake;
 pub mod heartbeat;
 mod lookup;
@@ -324,8 +325,23 @@ pub trait Connection {
     /// violation (`RecvError::violation`) rather than a close when this side
     /// then drops the connection; the connection itself reports the
     /// violation from now on. Over TCP it does nothing (dropping the
-    /// connection closes the socket).
+    /// connection closes the socket). Say why first with
+    /// [`Connection::farewell`].
     fn cut_off(&mut self) {}
+
+    /// Tells the peer why this side is about to end the connection
+    /// (`reason`, at most 512 bytes are sent), so that the peer's next
+    /// receive or send fails with [`RecvError::CutOff`] /
+    /// [`SendError::CutOff`] naming it, once the connection has ended,
+    /// rather than with a bare close, death or violation. Best effort and
+    /// never waiting: over shared memory it is written to the bootstrap
+    /// socket; over TCP it is the close frame, sent only when no output is
+    /// queued (a caller that reads nothing gets none) — and the connection
+    /// is closed for sending then. Said once; later calls do nothing. The
+    /// default does nothing.
+    fn farewell(&mut self, reason: &str) {
+        let _ = reason;
+    }
 
     /// Sends one frame encoded in place: `encode` receives a 16-byte aligned
     /// buffer of exactly `max_len` bytes and returns how many it used. Nothing

@@ -9,7 +9,9 @@
 //! +-----------+-----------+-----------------+------------------------+-----------+
 //! ```
 //!
-//! `kind` is 1 for a data frame and 2 for an orderly close. Every frame
+//! `kind` is 1 for a data frame and 2 for a close: empty for an orderly
+//! close, or carrying the reason (UTF-8, at most 512 bytes) of a side that
+//! cut the connection off (its farewell, `transport::farewell`). Every frame
 //! occupies a multiple of 16 bytes, so a receive buffer that starts 16-byte
 //! aligned holds every payload 16-byte aligned: frames are handed out in place,
 //! without a copy, ready for rkyv's validated access. The sender encodes
@@ -34,6 +36,7 @@ use super::accept::{
     HelloReader,
 };
 use super::error::Ended;
+use super::farewell;
 use super::handshake::{self, ClientSecret, Hello, Wire};
 use super::{
     check_send_len, run_encoder, ConnectError, Connection, RecvError, SendError, TransportConfig,
@@ -551,6 +554,9 @@ enum State {
     Dead(Option<std::sync::Arc<io::Error>>),
     /// The peer broke the protocol.
     Broken(String),
+    /// The peer cut the connection off and said why (its close frame
+    /// carried a reason).
+    CutOff(String),
 }
 
 /// A connection's frames written and not yet taken by the kernel:
@@ -896,6 +902,7 @@ impl TcpConnection {
             State::PeerClosed | State::LocalClosed => Some(Ended::Closed),
             State::Dead(source) => Some(Ended::PeerDied(self.peer, source.clone())),
             State::Broken(why) => Some(Ended::Broken(why.clone())),
+            State::CutOff(reason) => Some(Ended::CutOff(self.peer, reason.clone())),
         }
     }
 
@@ -1193,6 +1200,17 @@ impl TcpConnection {
                     self.state = State::PeerClosed;
                     return Err(RecvError::Closed);
                 }
+                // A farewell: parsed below once whole.
+                KIND_CLOSE if len <= farewell::MAX_FAREWELL => {}
+                KIND_CLOSE => {
+                    let why = format!(
+                        "close frame of {len} bytes from worker {} (a reason has at most {})",
+                        self.peer,
+                        farewell::MAX_FAREWELL
+                    );
+                    self.state = State::Broken(why.clone());
+                    return Err(RecvError::Protocol { what: why });
+                }
                 other => {
                     let why = format!(
                         "frame of unknown kind {other} (len {len}) from worker {}",
@@ -1213,6 +1231,16 @@ impl TcpConnection {
                 });
             }
             let total = TCP_FRAME_HEADER + pad16(len);
+            if avail >= total && kind == KIND_CLOSE {
+                let start = self.rstart + TCP_FRAME_HEADER;
+                let reason = farewell::printable(&self.rbuf.as_slice()[start..start + len]);
+                self.rstart += total;
+                self.state = State::CutOff(reason.clone());
+                return Err(RecvError::CutOff {
+                    peer: self.peer,
+                    reason,
+                });
+            }
             if avail >= total {
                 let start = self.rstart + TCP_FRAME_HEADER;
                 self.rstart += total;
@@ -1430,6 +1458,33 @@ impl Connection for TcpConnection {
 
     fn kind(&self) -> TransportKind {
         TransportKind::Tcp
+    }
+
+    fn farewell(&mut self, reason: &str) {
+        if !matches!(self.state, State::Open) {
+            return;
+        }
+        let reason = farewell::clip(reason);
+        let queued = {
+            let mut w = self.wb();
+            // Only behind nothing: after queued output (a caller that reads
+            // nothing) it would wait for that caller.
+            let empty = w.pending() == 0;
+            if empty {
+                let _ = w.append::<std::convert::Infallible>(KIND_CLOSE, reason.len(), |buf| {
+                    buf.copy_from_slice(reason.as_bytes());
+                    Ok(reason.len())
+                });
+            }
+            !empty
+        };
+        if queued {
+            return;
+        }
+        let _ = self.flush_some();
+        // Nothing may follow the farewell; the peer reads it, then the end.
+        self.state = State::LocalClosed;
+        let _ = self.stream.shutdown(Shutdown::Write);
     }
 
     fn peer_worker_id(&self) -> WorkerId {

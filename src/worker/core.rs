@@ -899,8 +899,14 @@ fn check_request_len(
 /// receive reveals.
 fn send_violation<E>(e: &SendError<E>, worker: WorkerId) -> Option<String> {
     let v = e.violation();
-    if let Some(v) = &v {
-        tracing::warn!(%worker, violation = %v, "dropping the connection to a worker that broke the protocol");
+    match &v {
+        Some(v) if matches!(e, SendError::CutOff { .. }) => {
+            tracing::warn!(%worker, reason = %v, "the worker cut the connection off")
+        }
+        Some(v) => {
+            tracing::warn!(%worker, violation = %v, "dropping the connection to a worker that broke the protocol")
+        }
+        None => {}
     }
     v
 }
@@ -2876,6 +2882,16 @@ impl CoreWorker {
         self.handle_lost();
     }
 
+    /// Drops the connection (`key`) to `worker` for a `violation` this
+    /// caller found in what it sent, telling it why first
+    /// ([`Connection::farewell`]).
+    fn cut_off_worker(&mut self, key: PeerKey, worker: WorkerId, violation: String) {
+        if let Some(c) = self.mux.get_mut(key) {
+            c.farewell(&violation);
+        }
+        self.mark_lost(worker, Some(violation));
+    }
+
     /// Notes that the connection to `worker` broke, for `violation` when
     /// it was cut off for one (the first one noted is kept).
     fn mark_lost(&mut self, worker: WorkerId, violation: Option<String>) {
@@ -3628,10 +3644,16 @@ impl CoreWorker {
                 Err(e) => {
                     let violation = e.violation();
                     match &violation {
+                        // The worker cut this caller off and said why; the
+                        // tasks that fail with the connection say it.
+                        Some(v) if matches!(e, crate::transport::RecvError::CutOff { .. }) => {
+                            tracing::warn!(%worker, reason = %v, "the worker cut the connection off")
+                        }
                         // Not a death: the worker broke the protocol (or its
                         // ring was scribbled). The connection is dropped and,
                         // the worker being alive, tasks go on a new one.
                         Some(v) => {
+                            conn.farewell(v);
                             tracing::warn!(%worker, violation = %v, "dropping the connection to a worker that broke the protocol")
                         }
                         None => tracing::debug!(error = %e, %worker, "connection to worker ended"),
@@ -3651,7 +3673,7 @@ impl CoreWorker {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(error = %e, %worker, "invalid reply: dropping the connection");
-                    self.mark_lost(worker, Some(format!("invalid reply: {e}")));
+                    self.cut_off_worker(key, worker, format!("invalid reply: {e}"));
                     return;
                 }
             };
@@ -3662,9 +3684,10 @@ impl CoreWorker {
                 Some(t) => {
                     if let Err(why) = check_returns(reply, &t.payload.request.task_spec) {
                         tracing::warn!(%worker, %task_id, error = %why, "invalid reply: dropping the connection");
-                        self.mark_lost(
+                        self.cut_off_worker(
+                            key,
                             worker,
-                            Some(format!("invalid reply to task {task_id}: {why}")),
+                            format!("invalid reply to task {task_id}: {why}"),
                         );
                         return;
                     }

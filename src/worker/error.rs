@@ -197,11 +197,14 @@ pub enum TaskError {
         /// its process (pid 42) lives …".
         reason: String,
     },
-    /// The connection to the task's worker was cut off for a protocol
-    /// violation — a corrupt or poisoned shared ring, broken framing
-    /// (`RecvError::violation` / `SendError::violation`) — before the task
-    /// replied, and the task could not be re-sent. Not a death: the worker
-    /// may well be alive (a new connection is tried for later tasks).
+    /// The connection to the task's worker was cut off before the task
+    /// replied, and the task could not be re-sent: for a protocol violation
+    /// this caller found — a corrupt shared ring, broken framing
+    /// (`RecvError::violation` / `SendError::violation`) — or by the worker,
+    /// which said why as it cut the connection off (`RecvError::CutOff`: a
+    /// request that did not decode, replies this caller read none of for
+    /// the worker's `unread_reply_timeout`). Not a death: the worker may
+    /// well be alive (a new connection is tried for later tasks).
     #[error(
         "connection to worker {worker_id} cut off before task {function} replied: {violation}"
     )]
@@ -210,7 +213,9 @@ pub enum TaskError {
         worker_id: WorkerId,
         /// The function's call string.
         function: String,
-        /// What was violated, e.g. `corrupt shared ring: …`.
+        /// What was violated, e.g. `corrupt shared ring: …`, or what the
+        /// worker said, e.g. `worker … said: this caller read none of its
+        /// replies for 30s …`.
         violation: String,
     },
     /// The receiver cancelled the task before it ran.

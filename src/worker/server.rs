@@ -1552,10 +1552,21 @@ impl Worker {
                     if let Some(c) = self.mux.get_mut(key) {
                         let caller = c.peer_worker_id();
                         let violation = e.violation();
+                        let said = matches!(e, crate::transport::RecvError::CutOff { .. });
                         let died = violation.is_none()
                             && !matches!(e, crate::transport::RecvError::Closed);
-                        if let Some(v) = &violation {
-                            tracing::warn!(%caller, violation = %v, "cutting off a caller that broke the protocol");
+                        match &violation {
+                            Some(v) if said => {
+                                tracing::warn!(%caller, reason = %v, "a caller cut the connection off")
+                            }
+                            Some(v) => {
+                                // Told why (over TCP this side's framing
+                                // check found it; shared memory said so as
+                                // it refused the frame).
+                                c.farewell(v);
+                                tracing::warn!(%caller, violation = %v, "cutting off a caller that broke the protocol");
+                            }
+                            None => {}
                         }
                         self.event(WorkerEvent::Disconnected {
                             caller,
@@ -1654,7 +1665,14 @@ impl Worker {
                 self.held[i] = (key, pending, now);
             } else if now.saturating_duration_since(since) >= self.unread_reply_timeout {
                 self.held.swap_remove(i);
-                let caller = self.mux.get_mut(key).map(|c| c.peer_worker_id());
+                let caller = self.mux.get_mut(key).map(|c| {
+                    c.farewell(&format!(
+                        "this caller read none of its replies for {:?} ({pending} bytes queued; \
+                         WorkerOptions::unread_reply_timeout)",
+                        self.unread_reply_timeout
+                    ));
+                    c.peer_worker_id()
+                });
                 if let Some(caller) = caller {
                     tracing::warn!(%caller, queued = pending, "cutting off a caller that read none of its \
                         replies for the reply timeout");
@@ -1677,6 +1695,8 @@ impl Worker {
     /// clean close), reports it, and ends the connection after this turn.
     fn cut_off(&mut self, key: PeerKey, violation: String) {
         if let Some(c) = self.mux.get_mut(key) {
+            // Said first: the caller looks for it once it finds the poison.
+            c.farewell(&violation);
             c.cut_off();
             let caller = c.peer_worker_id();
             tracing::warn!(%caller, violation = %violation, "cutting off a caller that broke the protocol");
@@ -1738,6 +1758,11 @@ impl Worker {
                             let violation = e.violation();
                             if let Some(v) = &violation {
                                 tracing::warn!(%caller, violation = %v, "cutting off a caller that broke the protocol");
+                            }
+                            if !matches!(e, crate::transport::SendError::CutOff { .. }) {
+                                conn.farewell(&violation.clone().unwrap_or_else(|| {
+                                    format!("a reply could not be sent: {}", crate::error_chain(&e))
+                                }));
                             }
                             self.dead.push(key);
                             self.events.push_back(WorkerEvent::Disconnected {

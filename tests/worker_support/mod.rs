@@ -447,11 +447,22 @@ pub fn raw_caller(
     worker: WorkerId,
     me: WorkerId,
 ) -> shmwire::transport::AnyConnection {
+    raw_caller_over(s, worker, me, false)
+}
+
+/// [`raw_caller`] over TCP when `tcp`.
+pub fn raw_caller_over(
+    s: &TestSession,
+    worker: WorkerId,
+    me: WorkerId,
+    tcp: bool,
+) -> shmwire::transport::AnyConnection {
     let token = shmwire::node::load_or_create_token(&s.session).unwrap();
     let directory: Arc<dyn shmwire::transport::WorkerLookup> =
         Arc::new(shmwire::node::Directory::for_session(&s.session).unwrap());
     shmwire::transport::Connector::new(shmwire::transport::TransportConfig::new(me, token), s.node)
         .with_session(&s.session, directory)
+        .force_tcp(tcp)
         .connect_worker(&worker)
         .unwrap()
 }

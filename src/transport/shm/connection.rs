@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use mio::{Interest, Token};
@@ -18,6 +18,7 @@ use crate::ring::{Consumer, MappedStorage, Producer, ReadFrame, RingError, RingS
 use crate::spec::AlignedBytes;
 use crate::sys::fdpass::peer_connected;
 use crate::transport::error::Ended;
+use crate::transport::farewell;
 use crate::transport::ClientSecret;
 use crate::transport::{
     check_send_len, run_encoder, ConnectError, Connection, FrameTag, MuxConnection, RecvError,
@@ -26,10 +27,15 @@ use crate::transport::{
 use crate::wake::{EventFd, Waiter};
 
 /// Watches the peer's Unix socket: hang-up or EOF means the peer is gone.
+/// The socket also carries the peer's farewell, if it said why it ended the
+/// connection (`transport::farewell`).
 #[derive(Debug)]
 struct SocketLiveness {
     fd: OwnedFd,
     dead: AtomicBool,
+    /// The peer's farewell, once read (the socket carries nothing else
+    /// after the hello; read only when the connection has ended).
+    farewell: Mutex<Option<String>>,
 }
 
 impl SocketLiveness {
@@ -49,6 +55,71 @@ impl SocketLiveness {
     fn is_dead(&self) -> bool {
         self.dead.load(AtomicOrdering::Relaxed)
     }
+
+    /// The reason the peer gave as it ended the connection, if it sent one
+    /// (read without waiting; kept once read). Cold: asked only for an
+    /// error that ends the connection.
+    #[cold]
+    #[inline(never)]
+    fn farewell(&self) -> Option<String> {
+        let mut kept = self.farewell.lock().unwrap_or_else(PoisonError::into_inner);
+        if kept.is_none() {
+            let mut buf = [0u8; farewell::MAX_ENCODED];
+            let flags = rustix::net::RecvFlags::DONTWAIT;
+            if let Ok((n, _)) = rustix::net::recv(self.fd.as_fd(), &mut buf, flags) {
+                *kept = farewell::decode(&buf[..n.min(buf.len())]);
+            }
+        }
+        kept.clone()
+    }
+
+    /// `e` as the peer's farewell words it, when `e` is an end this side
+    /// knows no cause of — a close, a death, or the poison the peer leaves
+    /// as it cuts a connection off — and the peer said why
+    /// ([`RecvError::CutOff`]); else `e` (a corruption or a framing error
+    /// this side found itself is reported as found).
+    #[cold]
+    #[inline(never)]
+    fn said_recv(&self, peer: WorkerId, e: RecvError) -> RecvError {
+        if !matches!(
+            e,
+            RecvError::Closed | RecvError::PeerDied { .. } | RecvError::Ring(RingError::Poisoned)
+        ) {
+            return e;
+        }
+        match self.farewell() {
+            Some(reason) => RecvError::CutOff { peer, reason },
+            None => e,
+        }
+    }
+
+    /// [`SocketLiveness::said_recv`] of a send error.
+    #[cold]
+    #[inline(never)]
+    fn said_send<E>(&self, peer: WorkerId, e: SendError<E>) -> SendError<E> {
+        if !matches!(
+            e,
+            SendError::Closed | SendError::PeerDied { .. } | SendError::Ring(RingError::Poisoned)
+        ) {
+            return e;
+        }
+        match self.farewell() {
+            Some(reason) => SendError::CutOff { peer, reason },
+            None => e,
+        }
+    }
+}
+
+/// Writes `reason` on the bootstrap socket as this side's farewell, once
+/// (`sent`), without waiting (a socket without room now gets none).
+#[cold]
+#[inline(never)]
+fn send_farewell(sock: &UnixStream, reason: &str, sent: &mut bool) {
+    if std::mem::replace(sent, true) {
+        return;
+    }
+    let flags = rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL;
+    let _ = rustix::net::send(sock, &farewell::encode(reason), flags);
 }
 
 fn waiter(opts: &ShmOptions, my_efd: &EventFd, live: &Arc<SocketLiveness>) -> Waiter {
@@ -75,6 +146,9 @@ pub struct ShmConnection {
     /// long): both rings are poisoned by the time it lets go of them
     /// (`close`, drop).
     refused: bool,
+    /// This side told the peer why it ends the connection
+    /// ([`Connection::farewell`]; said once).
+    farewell_sent: bool,
     tx_waiter: Waiter,
     rx_waiter: Waiter,
     sock: UnixStream,
@@ -214,7 +288,7 @@ fn recv_ring_failure(
     e: RingError,
 ) -> RecvError {
     let e = judge_ring_err(e, tx, live, violation);
-    end_or_violation(tx, live, violation, recv_ring_err(peer, e))
+    end_or_violation(tx, live, violation, peer, recv_ring_err(peer, e))
 }
 
 /// Whether `e` is what [`judge_ring_err`] takes for the connection's end.
@@ -238,6 +312,18 @@ const DISCARDED: &str = "it ended the connection and gave its rings' memory back
 #[cold]
 #[inline(never)]
 fn end_or_violation(
+    tx: &mut Option<Producer<MappedStorage>>,
+    live: &SocketLiveness,
+    violation: &mut Option<RingError>,
+    peer: WorkerId,
+    e: RecvError,
+) -> RecvError {
+    let e = end_or_violation_unsaid(tx, live, violation, e);
+    live.said_recv(peer, e)
+}
+
+/// [`end_or_violation`] before the peer's farewell is looked for.
+fn end_or_violation_unsaid(
     tx: &mut Option<Producer<MappedStorage>>,
     live: &SocketLiveness,
     violation: &mut Option<RingError>,
@@ -337,13 +423,19 @@ fn wrap(
 /// reason.
 #[cold]
 #[inline(never)]
+#[allow(clippy::too_many_arguments)] // the connection's fields, lent apart
 fn refuse_frame(
     tx: &mut Option<Producer<MappedStorage>>,
     violation: &mut Option<RingError>,
     refused: &mut bool,
     state: &mut State,
+    sock: &UnixStream,
+    farewell_sent: &mut bool,
     why: String,
 ) -> RecvError {
+    // Said before the ring is poisoned: the peer looks for it once it
+    // finds the poison.
+    send_farewell(sock, &format!("protocol violation: {why}"), farewell_sent);
     if let Some(tx) = tx.as_mut() {
         tx.cut_off();
     }
@@ -379,6 +471,7 @@ impl ShmConnection {
                 .try_clone_to_owned()
                 .map_err(ConnectError::io("duplicate socket"))?,
             dead: AtomicBool::new(false),
+            farewell: Mutex::new(None),
         });
         let peer_max_frame = peer_max_frame.min(tx.max_payload());
         let peer_pid = crate::sys::fdpass::peer_pid(&sock);
@@ -388,6 +481,7 @@ impl ShmConnection {
             tx: Some(tx),
             rx: Some(rx),
             refused: false,
+            farewell_sent: false,
             sock,
             live,
             my_efd,
@@ -426,6 +520,13 @@ impl ShmConnection {
     #[cold]
     #[inline(never)]
     fn send_ring_err<E>(&mut self, e: RingError) -> SendError<E> {
+        let e = self.send_ring_err_unsaid(e);
+        self.live.said_send(self.peer, e)
+    }
+
+    /// [`ShmConnection::send_ring_err`] before the peer's farewell is
+    /// looked for.
+    fn send_ring_err_unsaid<E>(&mut self, e: RingError) -> SendError<E> {
         let e = judge_ring_err(e, &self.tx, &self.live, &mut self.violation);
         if let Some(v) = &self.violation {
             if matches!(e, RingError::PeerDied | RingError::Closed) {
@@ -509,6 +610,16 @@ impl ShmConnection {
     #[cold]
     #[inline(never)]
     fn not_sendable<E>(&mut self) -> Result<(), SendError<E>> {
+        let local = matches!(self.state, State::LocalClosed);
+        match self.not_sendable_unsaid() {
+            Err(e) if !local => Err(self.live.said_send(self.peer, e)),
+            r => r,
+        }
+    }
+
+    /// [`ShmConnection::not_sendable`] before the peer's farewell is
+    /// looked for.
+    fn not_sendable_unsaid<E>(&mut self) -> Result<(), SendError<E>> {
         if let Some(e) = self.ended() {
             return Err(e.send_error());
         }
@@ -555,10 +666,15 @@ impl ShmConnection {
     #[cold]
     #[inline(never)]
     fn ended_recv_error(&self) -> RecvError {
-        if let (Some(v), State::Open) = (&self.violation, &self.state) {
-            return RecvError::Ring(v.clone());
+        let e = match (&self.violation, &self.state) {
+            (Some(v), State::Open) => RecvError::Ring(v.clone()),
+            _ => self.ended().map_or(RecvError::Closed, |e| e.recv_error()),
+        };
+        // Not after our own close: the peer's words would answer it.
+        if matches!(self.state, State::LocalClosed) {
+            return e;
         }
-        self.ended().map_or(RecvError::Closed, |e| e.recv_error())
+        self.live.said_recv(self.peer, e)
     }
 
     /// Moves queued frames into the ring, in order: waiting for room (at
@@ -670,6 +786,10 @@ impl Connection for ShmConnection {
         note_violation(&mut self.violation, &RingError::Poisoned);
     }
 
+    fn farewell(&mut self, reason: &str) {
+        send_farewell(&self.sock, reason, &mut self.farewell_sent);
+    }
+
     fn peer_worker_id(&self) -> WorkerId {
         self.peer
     }
@@ -754,6 +874,8 @@ impl Connection for ShmConnection {
                     &mut self.violation,
                     &mut self.refused,
                     &mut self.state,
+                    &self.sock,
+                    &mut self.farewell_sent,
                     why,
                 )),
             },
@@ -855,6 +977,8 @@ impl ShmConnection {
                     &mut self.violation,
                     &mut self.refused,
                     &mut self.state,
+                    &self.sock,
+                    &mut self.farewell_sent,
                     why,
                 )),
             },
@@ -862,6 +986,7 @@ impl ShmConnection {
                 &mut self.tx,
                 &self.live,
                 &mut self.violation,
+                peer,
                 dead.recv_error(),
             )),
             Ok(None) => Ok(None),
