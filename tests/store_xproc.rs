@@ -712,3 +712,95 @@ fn a_flood_of_silent_connections_fails_no_store_connect() {
         failed.len()
     );
 }
+
+/// Input (the attack on `7c472c6`, medium): a `get` of about 3,500 or more
+/// ids of a service in another process, or of a few objects with large
+/// metadata, has an answer longer than one frame of the client's
+/// connection: the service could not send it and dropped the client
+/// ("receiving from the store: connection closed", and every later call
+/// "out of step"); a `delete` of 10,000 ids was refused as a frame too
+/// large. Now a request carries at most what a frame holds and the service
+/// answers the first part of a long list that fits, the client asking
+/// again for the rest: every call below succeeds, each object comes back
+/// whole, and the connection serves on. One object whose reply alone is
+/// too long for a small-ring client is `ReplyTooLarge`, nothing else fails.
+#[test]
+fn gets_and_deletes_longer_than_a_frame_keep_the_connection() {
+    const TEST: &str = "gets_and_deletes_longer_than_a_frame_keep_the_connection";
+    if child_role().is_some() {
+        let s = child_session();
+        let _store = StoreService::start(&s, shmwire::store::StoreConfig::new(16 << 20)).unwrap();
+        println!("ready");
+        std::thread::sleep(GUARD);
+        return;
+    }
+    let env = Env::new("longget");
+    let mut service = spawn_child(TEST, "service", &pass(&env, "longget"));
+    let lines = stdout_lines(&mut service);
+    expect_line(&lines, "ready");
+    let c = connect(&env.session);
+    // 12,000 ids, none there: more than a request or an answer carries.
+    let missing: Vec<_> = (0..12_000).map(|i| shared_oid(9, i)).collect();
+    for n in [4_000, 12_000] {
+        let got = c.get(&missing[..n], Duration::ZERO).unwrap();
+        assert_eq!(got.len(), n);
+        assert!(got.iter().all(Option::is_none));
+    }
+    // Objects with 60 KiB of metadata each: eight answers are 480 KiB.
+    let big: Vec<_> = (0..8).map(|i| shared_oid(10, i)).collect();
+    for (i, id) in big.iter().enumerate() {
+        c.put(*id, &contents(i as u64, 1000), &vec![i as u8; 60 << 10])
+            .unwrap();
+    }
+    // Asked of the service (metadata this long is not in the shared
+    // index), with 3,000 missing ids before them.
+    let mut mixed: Vec<_> = missing[..3_000].to_vec();
+    mixed.extend(&big);
+    let got = c.get(&mixed, Duration::ZERO).unwrap();
+    assert!(got[..3_000].iter().all(Option::is_none));
+    for (i, b) in got[3_000..].iter().enumerate() {
+        let b = b.as_ref().expect("sealed");
+        assert_eq!(&b[..], &contents(i as u64, 1000)[..]);
+        assert_eq!(b.metadata(), &vec![i as u8; 60 << 10][..]);
+    }
+    drop(got);
+    // Deletes, pins and refreshes of long lists.
+    c.refresh(&missing).unwrap();
+    c.delete(&missing).unwrap();
+    assert!(matches!(
+        c.pin(&missing),
+        Err(StoreError::ObjectNotFound { .. })
+    ));
+    // One object too long for a small-ring client's frame alone: refused,
+    // the connection serves on.
+    let small = shmwire::store::ClientOptions {
+        shm: shmwire::transport::ShmOptions {
+            ring_capacity: 64 << 10,
+            ..shmwire::store::ClientOptions::default().shm
+        },
+        ..Default::default()
+    };
+    let c3 = StoreClient::connect_with(&env.session, DEFAULT_STORE_NAME, small).unwrap();
+    c3.put(shared_oid(11, 0), b"x", b"m").unwrap();
+    // The most metadata an object may have: its answer alone is longer
+    // than a 64 KiB ring's frame.
+    let fat = shared_oid(11, 1);
+    c.put(fat, b"y", &vec![1; shmwire::store::MAX_METADATA_LEN])
+        .unwrap();
+    let r = c3.get(&[fat], Duration::ZERO);
+    assert!(
+        matches!(r, Err(StoreError::ReplyTooLarge { id, .. }) if id == fat),
+        "{r:?}"
+    );
+    let got = c3.get(&[shared_oid(11, 0)], Duration::ZERO).unwrap();
+    assert_eq!(&got[0].as_ref().unwrap()[..], b"x");
+    drop(got);
+    // Nothing left held: every big object deletes and frees at once.
+    c.delete(&big).unwrap();
+    c.delete(&[fat]).unwrap();
+    for client in [&c, &c3] {
+        assert!(!client.is_broken());
+    }
+    assert!(!c.contains(big[0]).unwrap() && !c.contains(fat).unwrap());
+    kill9(&mut service);
+}

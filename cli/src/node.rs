@@ -1,7 +1,8 @@
 //! `shmwire node --session S …`: parses, starts `shmwire::node::Node`,
 //! prints what each round did, and stops it on SIGINT/SIGTERM/SIGHUP
 //! (`interrupt`). A cleanup error is printed when it first appears, not
-//! every round while it lasts; when it ends, a line says so.
+//! every round while it lasts; when it ends, a line says so. So is a part
+//! of the node that became unhealthy (what `/health` reports).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -22,7 +23,25 @@ pub const READY_LINE: &str = "node ready";
 fn print_tick(
     r: &TickReport,
     errors: &mut BTreeSet<String>,
+    unhealthy: &mut BTreeSet<&'static str>,
 ) -> Result<(), crate::out::StdoutError> {
+    // A part that became unhealthy is said once (with its problem), and
+    // again when it is well: `/health` says it all along.
+    for (part, problem) in &r.unhealthy {
+        if unhealthy.insert(part) {
+            errln!(
+                "shmwire node: {part}: {} (said once while it lasts; /health answers 503)",
+                shmwire::terminal_safe(problem)
+            );
+        }
+    }
+    unhealthy.retain(|part| {
+        let still = r.unhealthy.iter().any(|(p, _)| p == part);
+        if !still {
+            errln!("shmwire node: {part}: healthy again");
+        }
+        still
+    });
     for d in &r.died {
         outln!(
             "worker {}{} (pid {}) died",
@@ -238,11 +257,12 @@ pub fn run(args: NodeArgs) -> CliResult {
     // A closed stdout ends the node as SIGTERM does (see `out`).
     let stop2 = Arc::clone(stop.flag());
     let mut errors = BTreeSet::new();
+    let mut unhealthy = BTreeSet::new();
     // An error here: the session directory went (the node stops itself).
     let ran = node.run(stop.flag(), |r| {
         // A closed stdout found by the output thread after the last line
         // was queued: stopped at this round, not at the next line.
-        if print_tick(r, &mut errors).is_err() || crate::out::stdout_failed() {
+        if print_tick(r, &mut errors, &mut unhealthy).is_err() || crate::out::stdout_failed() {
             stop2.store(true, std::sync::atomic::Ordering::Relaxed);
         }
     });

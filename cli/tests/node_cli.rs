@@ -2308,6 +2308,22 @@ fn names_with_control_characters_never_reach_a_terminal_raw() {
 /// `shmwire node --session <session>` under `ulimit -n <limit>` (with an
 /// object endpoint); its HTTP and object endpoint addresses.
 fn limited_node(root: &Path, session: &str, limit: u32) -> (proc_support::Kid, String, String) {
+    let (kid, http, objects, _) = limited_node_logged(root, session, limit);
+    (kid, http, objects)
+}
+
+/// [`limited_node`], with what the node writes on stderr (collected as
+/// it comes).
+fn limited_node_logged(
+    root: &Path,
+    session: &str,
+    limit: u32,
+) -> (
+    proc_support::Kid,
+    String,
+    String,
+    std::sync::Arc<std::sync::Mutex<String>>,
+) {
     fs::create_dir_all(root).unwrap();
     fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     let child = Command::new("sh")
@@ -2319,9 +2335,21 @@ fn limited_node(root: &Path, session: &str, limit: u32) -> (proc_support::Kid, S
         .arg(env!("CARGO_BIN_EXE_shmwire"))
         .arg(root)
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut kid = proc_support::Kid(child);
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let err = BufReader::new(kid.0.stderr.take().unwrap());
+    let log2 = std::sync::Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in err.lines().map_while(Result::ok) {
+            eprintln!("node: {line}");
+            let mut l = log2.lock().unwrap();
+            l.push_str(&line);
+            l.push('\n');
+        }
+    });
     let mut out = BufReader::new(kid.0.stdout.take().unwrap());
     let ready = proc_support::wait_for(&mut out, "node ready:");
     // Keeps draining its output (a full pipe would block the node).
@@ -2334,7 +2362,78 @@ fn limited_node(root: &Path, session: &str, limit: u32) -> (proc_support::Kid, S
             .trim_end_matches(',')
             .to_owned()
     };
-    (kid, addr_of("http://"), addr_of("objects "))
+    (kid, addr_of("http://"), addr_of("objects "), log)
+}
+
+/// Input (the attack on `7c472c6`, medium): a node whose store ran out of
+/// descriptors (`ulimit -n 1024`: at its 140th client) refused every new
+/// store client with "the listener refused the hello: ring segment" (or,
+/// under a lower limit, "peer worker … died"), logged nothing, and
+/// `/health` said 200. Now the refused client's error names the cause
+/// (… Too many open files), the node says so once ("shmwire node: store:
+/// it refuses new clients …", and its log warns with `RUST_LOG=warn`), and
+/// `/health` answers 503 naming it; once clients leave, a new one connects
+/// and the node says the store is healthy again. (The node also
+/// raises its soft limit to the hard one now; `ulimit -n` sets both.)
+#[test]
+fn a_store_out_of_descriptors_says_so_in_its_log_health_and_refusals() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog = proc_support::watchdog("a_store_out_of_descriptors_says_so");
+    let scratch = proc_support::scratch("swn", "emstore");
+    let root = scratch.path().join("root");
+    let (mut kid, http, _, log) = limited_node_logged(&root, "es", 64);
+    let session = Session::open_in(&root, "es").unwrap();
+    let mut clients = Vec::new();
+    let refusal = loop {
+        match StoreClient::connect(&session, DEFAULT_STORE_NAME) {
+            Ok(c) => clients.push(c),
+            Err(e) => break shmwire::error_chain(&e),
+        }
+        assert!(clients.len() < 60, "60 store clients under a limit of 64");
+    };
+    assert!(
+        refusal.contains("Too many open files"),
+        "after {} clients: {refusal}",
+        clients.len()
+    );
+    let health = http_get(&http, "/health");
+    assert!(
+        health.starts_with("HTTP/1.0 503") && health.contains("it refuses new clients"),
+        "{health}"
+    );
+    let until = Instant::now() + GUARD;
+    while !log
+        .lock()
+        .unwrap()
+        .contains("shmwire node: store: it refuses new clients")
+    {
+        assert!(
+            Instant::now() < until,
+            "no warning: {}",
+            log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Room again: a new client connects, and `/health` recovers.
+    clients.truncate(clients.len().saturating_sub(2));
+    let again = StoreClient::connect(&session, DEFAULT_STORE_NAME).unwrap();
+    again
+        .put(shmwire::ids::ObjectId::from_array([5; 28]), b"x", b"")
+        .unwrap();
+    let until = Instant::now() + GUARD;
+    while !http_get(&http, "/health").starts_with("HTTP/1.0 200")
+        || !log
+            .lock()
+            .unwrap()
+            .contains("shmwire node: store: healthy again")
+    {
+        assert!(Instant::now() < until, "/health stays 503");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop((again, clients));
+    kid.signal_and_wait("-TERM");
 }
 
 /// An object request to the endpoint at `objects`; whether any answer

@@ -206,7 +206,7 @@ pub enum NodeError {
 
 /// Descriptors a node must still be able to open once it has set
 /// everything up, or it refuses to start ([`NodeError::Descriptors`]):
-/// one store client costs the node about 6 (its socket, two ring memfds,
+/// one store client costs the node about 7 (its socket, two ring memfds,
 /// eventfds, its reference slots), a cleanup round up to 4 at once, each
 /// HTTP or pull connection 1. A floor that lets it answer `/health` and
 /// serve a client, not a capacity.
@@ -267,6 +267,10 @@ pub struct TickReport {
     /// The node lock was lost to another node ([`NodeError::NodeLockLost`]):
     /// the round did nothing else, and [`Node::run`] stops.
     pub node_lock_lost: Option<String>,
+    /// What `/health` reports now, by part (`"store"`, `"object
+    /// endpoint"`): each unhealthy part's problem ([`crate::store::Health::problem`]);
+    /// empty while the node is healthy.
+    pub unhealthy: Vec<(&'static str, String)>,
 }
 
 impl TickReport {
@@ -343,8 +347,15 @@ impl Node {
     /// that fails while fewer are left is
     /// [`NodeError::StartOutOfDescriptors`] with the step's error as its
     /// cause. On any error what was made is dropped (the caller removes
-    /// the session's files: [`Session::remove_all`]).
+    /// the session's files: [`Session::remove_all`]). First it raises the
+    /// process's soft `RLIMIT_NOFILE` to the hard limit (each store client
+    /// costs the node about 7 descriptors).
     pub fn start(session: &Session, config: NodeConfig) -> Result<Self, NodeError> {
+        // Each store client costs the node ≈ 7 descriptors: under the
+        // common soft limit of 1,024 it served ≈ 140 (the attack on
+        // `7c472c6`). The node takes what the hard limit allows.
+        let limit = crate::sys::fs::raise_nofile_limit();
+        tracing::debug!(limit, "node: open-file limit (raised to the hard limit)");
         session.cleanup_stale()?;
         // One node per session: the kernel's lock decides, not a file's
         // content (a dead node's lock is free; the pass above removed it).
@@ -586,6 +597,12 @@ impl Node {
         }
         if let Some(st) = &self.store {
             report.store_restored = st.take_restored();
+            if let Some(p) = st.health().problem() {
+                report.unhealthy.push(("store", p));
+            }
+        }
+        if let Some(p) = self.pull.as_ref().and_then(|p| p.health().problem()) {
+            report.unhealthy.push(("object endpoint", p));
         }
         if !self.session_dir_intact() {
             // Removed during the round: what failed for want of it, and

@@ -15,7 +15,7 @@ use std::fs::File;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::arena::Span;
 use super::error::StoreError;
@@ -36,6 +36,12 @@ use crate::transport::{
 /// connection's ring. Larger ones are created, written in place and sealed
 /// (two round trips, no extra copy).
 pub const PUT_INLINE_MAX: usize = 16 * 1024;
+
+/// Bytes of an object id in a request (an archived `[u8; 28]`).
+const ID_WIRE_LEN: usize = 28;
+
+/// Room in a frame for a request's other fields, in bytes.
+const REQUEST_HEADROOM: usize = 1024;
 
 /// How a [`StoreClient`] connects.
 #[derive(Debug, Clone)]
@@ -672,15 +678,52 @@ impl StoreClient {
     }
 
     /// `get` answered by the service (parked there until the objects are
-    /// sealed or the timeout passes).
-    /// The service's `get` of `ids`, its reply waited for at most `bound`.
+    /// sealed or the timeout passes), its replies waited for at most
+    /// `bound` in all. As many requests as the ids need
+    /// ([`StoreClient::ids_per_request`]), and as many replies as the
+    /// answers need: a service answers the first part of a long list whose
+    /// answer would not fit one frame, and is asked again for the rest
+    /// (then without waiting: the objects were sealed, or the time is up).
     fn get_from_service(
         &self,
         ids: &[ObjectId],
         timeout: Duration,
         bound: Duration,
     ) -> Result<Vec<Option<ObjectBuffer>>, StoreError> {
-        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        let start = Instant::now();
+        let deadline = crate::deadline_after(start, timeout);
+        let per = self.ids_per_request();
+        // On error `held` drops, giving its references back.
+        let mut held = Vec::with_capacity(ids.len());
+        while held.len() < ids.len() {
+            let rest = &ids[held.len()..];
+            let ask = &rest[..rest.len().min(per)];
+            let left = deadline.saturating_duration_since(Instant::now());
+            let got = self.get_part(ask, left, bound.saturating_sub(start.elapsed()))?;
+            held.extend(got);
+        }
+        Ok(held)
+    }
+
+    /// The most object ids one request carries on this connection (28
+    /// bytes each in a frame of [`Connection::max_send_len`]); longer lists
+    /// go in several requests.
+    fn ids_per_request(&self) -> usize {
+        let max = crate::transport::Connection::max_send_len(&lock(&self.inner.conn).conn);
+        (max.saturating_sub(REQUEST_HEADROOM) / ID_WIRE_LEN).max(1)
+    }
+
+    /// One `Get` request of `ids` and its reply: buffers for its first
+    /// entries (at least one, at most `ids.len()`).
+    fn get_part(
+        &self,
+        ids: &[ObjectId],
+        timeout: Duration,
+        bound: Duration,
+    ) -> Result<Vec<Option<ObjectBuffer>>, StoreError> {
+        // Rounded up: a caller's deadline, as measured here, is not cut
+        // short by the millisecond.
+        let timeout_ms = u64::try_from(timeout.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX);
         let (reply, mut files) = self.call_files_within(
             &Request::Get {
                 ids: ids.to_vec(),
@@ -691,7 +734,7 @@ impl StoreClient {
         let Reply::Objects(objs) = reply else {
             return Err(self.bad_reply("expected objects"));
         };
-        if objs.len() != ids.len() {
+        if objs.is_empty() || objs.len() > ids.len() {
             return Err(self.bad_reply("wrong number of objects"));
         }
         // Wrap every reference first, so each one is released even if a
@@ -777,7 +820,7 @@ impl StoreClient {
     /// Errors: `ObjectNotSealed` (the first unsealed id; the others are
     /// still deleted).
     pub fn delete(&self, ids: &[ObjectId]) -> Result<(), StoreError> {
-        self.done(Request::Delete { ids: ids.to_vec() })
+        self.done_for_each(ids, false, |ids| Request::Delete { ids })
     }
 
     /// Evicts least-recently-used unheld sealed objects until at least
@@ -793,7 +836,7 @@ impl StoreClient {
     /// Marks `ids` as just used: each unheld one moves to the
     /// most-recently-used end of the eviction order.
     pub fn refresh(&self, ids: &[ObjectId]) -> Result<(), StoreError> {
-        self.done(Request::Refresh { ids: ids.to_vec() })
+        self.done_for_each(ids, false, |ids| Request::Refresh { ids })
     }
 
     /// Pins `ids` (arguments of tasks queued on this node): a pinned object
@@ -801,13 +844,13 @@ impl StoreClient {
     /// disconnection. Errors: `ObjectNotFound` (the first missing id;
     /// earlier ones stay pinned).
     pub fn pin(&self, ids: &[ObjectId]) -> Result<(), StoreError> {
-        self.done(Request::Pin { ids: ids.to_vec() })
+        self.done_for_each(ids, true, |ids| Request::Pin { ids })
     }
 
     /// Undoes [`StoreClient::pin`]. Errors: `ObjectNotFound` for an id this
     /// client has not pinned.
     pub fn unpin(&self, ids: &[ObjectId]) -> Result<(), StoreError> {
-        self.done(Request::Unpin { ids: ids.to_vec() })
+        self.done_for_each(ids, true, |ids| Request::Unpin { ids })
     }
 
     /// Seals `id` by id (plasma's `Seal`): for objects this client created
@@ -816,6 +859,32 @@ impl StoreClient {
     /// `ObjectAlreadySealed`, `NotCreator`.
     pub fn seal(&self, id: ObjectId) -> Result<(), StoreError> {
         self.done(Request::Seal { id })
+    }
+
+    /// `request` of `ids` answered `Done`, in as many requests as the ids
+    /// need ([`StoreClient::ids_per_request`]): each part goes on after an
+    /// object error of an earlier part unless `stop_at_error` (then the
+    /// error ends it, as the service stops at it within one request); a
+    /// connection error ends it either way. Returns the first error.
+    fn done_for_each(
+        &self,
+        ids: &[ObjectId],
+        stop_at_error: bool,
+        request: impl Fn(Vec<ObjectId>) -> Request,
+    ) -> Result<(), StoreError> {
+        let mut first = Ok(());
+        for part in ids.chunks(self.ids_per_request()) {
+            match self.done(request(part.to_vec())) {
+                Ok(()) => {}
+                Err(e) if stop_at_error || self.is_broken() => return Err(e),
+                Err(e) => {
+                    if first.is_ok() {
+                        first = Err(e);
+                    }
+                }
+            }
+        }
+        first
     }
 
     fn done(&self, req: Request) -> Result<(), StoreError> {

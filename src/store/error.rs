@@ -105,6 +105,23 @@ pub enum StoreError {
         /// The limit.
         max: u64,
     },
+    /// The reply naming `id` is longer than the frames of this client's
+    /// connection carry (its metadata, with a small ring:
+    /// [`ClientOptions::shm`](super::ClientOptions)`.ring_capacity`);
+    /// nothing was taken. A `get` of many objects is answered in several
+    /// replies instead; this is one object alone.
+    #[error(
+        "the reply naming object {id} takes {len} bytes, more than this client's connection \
+         carries ({max} bytes): connect with larger rings (ClientOptions::shm.ring_capacity)"
+    )]
+    ReplyTooLarge {
+        /// The object.
+        id: ObjectId,
+        /// The reply's encoded length in bytes.
+        len: u64,
+        /// The largest frame the connection carries, in bytes.
+        max: u64,
+    },
     /// The data size is larger than the store can address.
     #[error("object {id} of {size} bytes is larger than the limit of {max} bytes")]
     ObjectTooLarge {

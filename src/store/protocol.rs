@@ -198,8 +198,12 @@ pub enum Reply {
     /// reply (one `SCM_RIGHTS` hand-off, magic `SWFALLB`, see
     /// `handoff.rs`).
     Object(WireObject),
-    /// Answer to `Get`, one entry per requested id. The descriptors of the
-    /// entries in fallback files were sent just before, in this order.
+    /// Answer to `Get`: one entry per requested id, in order, for the
+    /// first of them — all of them unless the whole answer would not fit
+    /// one frame of the client's connection; the client asks again for the
+    /// rest (no wait: the first answer came once all were sealed or the
+    /// timeout passed). At least one entry. The descriptors of the entries
+    /// in fallback files were sent just before, in this order.
     Objects(Vec<Option<WireObject>>),
     /// Success without data.
     Done,
@@ -278,6 +282,24 @@ impl From<Notification> for Reply {
 
 const NIL: ObjectId = ObjectId::from_array([0xff; 28]);
 
+/// An upper bound of the encoded length in bytes of `Reply::Objects(objs)`
+/// (128 bytes, and each entry's fixed part, 128 bytes, above its archived size, plus its
+/// metadata and fallback label): a reply within it is sent without being
+/// measured; one beyond it is measured exactly and cut to fit
+/// (`StoreService::fit_objects`).
+pub(crate) fn objects_reply_bound(objs: &[Option<WireObject>]) -> usize {
+    objs.iter().fold(128, |n, o| {
+        n.saturating_add(128)
+            .saturating_add(o.as_ref().map_or(0, |o| {
+                let label = match &o.location {
+                    WireLocation::Fallback(l) => l.len(),
+                    WireLocation::Arena(_) => 0,
+                };
+                o.metadata.len().saturating_add(label)
+            }))
+    })
+}
+
 impl WireError {
     /// Encodes an object error of the table; other errors (which the table
     /// never returns) become `BadRequest`.
@@ -300,6 +322,7 @@ impl WireError {
             MetadataTooLarge { id, len, max } => (9, id, len, max, 0),
             ObjectTooLarge { id, size, max } => (10, id, size, max, 0),
             OutOfDescriptors { id, open, limit } => (11, id, open, limit, 0),
+            ReplyTooLarge { id, len, max } => (12, id, len, max, 0),
             _ => (0, NIL, 0, 0, 0),
         };
         WireError { code, id, a, b, c }
@@ -341,6 +364,11 @@ impl WireError {
                 open: self.a,
                 limit: self.b,
             },
+            12 => ReplyTooLarge {
+                id,
+                len: self.a,
+                max: self.b,
+            },
             0 => BadRequest("the service refused the request"),
             _ => BadReply("unknown error code"),
         }
@@ -380,10 +408,46 @@ mod tests {
                 size: 5,
                 max: 4,
             },
+            StoreError::ReplyTooLarge {
+                id,
+                len: 300_000,
+                max: 262_128,
+            },
         ];
         for e in all {
             let back = WireError::from_error(&e).to_error();
             assert_eq!(format!("{e:?}"), format!("{back:?}"));
+        }
+    }
+
+    #[test]
+    fn the_objects_reply_bound_is_above_the_encoded_length() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |m: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % m
+        };
+        let mut enc = crate::spec::Encoder::new();
+        for n in [0usize, 1, 2, 7, 100, 3_000] {
+            let objs: Vec<Option<WireObject>> = (0..n)
+                .map(|i| {
+                    (next(3) != 0).then(|| WireObject {
+                        id: ObjectId::from_array([i as u8; 28]),
+                        location: if next(2) == 0 {
+                            WireLocation::Arena(next(1 << 40))
+                        } else {
+                            WireLocation::Fallback("f".repeat(next(40) as usize))
+                        },
+                        data_size: next(1 << 40),
+                        metadata: vec![7; next(200) as usize],
+                    })
+                })
+                .collect();
+            let bound = objects_reply_bound(&objs);
+            let len = enc.encoded_len(&Reply::Objects(objs)).unwrap();
+            assert!(len <= bound, "{n} entries: {len} encoded, bound {bound}");
         }
     }
 

@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 
 use super::arena::{create_arena, FallbackFiles, FileFallback, Span};
 use super::error::StoreError;
-use super::protocol::{Reply, Request, WireError, WireIndex, WireObject, STORE_PROTOCOL_VERSION};
+use super::protocol::{
+    objects_reply_bound, Reply, Request, WireError, WireIndex, WireObject, STORE_PROTOCOL_VERSION,
+};
 use super::shared::{IndexLiveness, ServiceIndex, SlotOutbox, DEFAULT_INDEX_ENTRIES};
 use super::table::{
     ClientConnection, ClientId, Location, ObjectTable, StoreSnapshot, OBJECT_ALIGN,
@@ -238,6 +240,8 @@ impl StoreService {
             snapshot_at: None,
             spin: config.spin,
             listener_check_at: Instant::now() + LISTENER_CHECK_INTERVAL,
+            listener_problem: None,
+            refusing: None,
             health: health.clone(),
             restored: Arc::clone(&restored),
         };
@@ -368,9 +372,48 @@ struct Service {
     /// `/health` hears while they cannot be put back.
     listener_check_at: Instant,
     health: Health,
+    /// Why the listener's files could not be put back, at the last check.
+    listener_problem: Option<String>,
+    /// Clients refused because this side could not set their connection
+    /// up (out of descriptors or memory: [`setup_failure`]): since when,
+    /// the latest cause, how many since the last warning.
+    refusing: Option<Refusing>,
     /// What was put back since the owner last asked
     /// ([`StoreService::take_restored`]).
     restored: Arc<Mutex<Restored>>,
+}
+
+/// Clients the service refused for want of its own resources (see
+/// `Service::refused`).
+struct Refusing {
+    /// The latest such refusal.
+    last: Instant,
+    /// When the last warning was logged.
+    warned: Instant,
+    /// Refusals since that warning.
+    unreported: u64,
+    /// The latest cause.
+    why: String,
+}
+
+/// How long after its last refusal for want of resources the service
+/// still reports them in its health.
+const REFUSING_FOR: Duration = Duration::from_secs(5);
+
+/// Whether a refused client's error is this side's failure to set the
+/// connection up (a ring segment or eventfd it could not make: out of
+/// descriptors or memory) rather than the client's doing (a bad hello, a
+/// hang-up, a wrong token).
+fn setup_failure(e: &crate::transport::ConnectError) -> bool {
+    use crate::transport::ConnectError;
+    match e {
+        ConnectError::Segment(_) | ConnectError::Ring(_) => true,
+        ConnectError::Io { source, .. } => {
+            crate::sys::fs::is_out_of_descriptors(source)
+                || source.raw_os_error() == Some(rustix::io::Errno::NOMEM.raw_os_error())
+        }
+        _ => false,
+    }
 }
 
 /// What the service keeps of its shared index to welcome clients.
@@ -389,7 +432,8 @@ enum Then {
     Reply(Reply),
     Nothing,
     Park(Parked),
-    Drop,
+    /// Drop the client, telling it why.
+    Drop(String),
 }
 
 impl Service {
@@ -434,6 +478,7 @@ impl Service {
                         for r in self.mux.accept_pending()? {
                             match r {
                                 Ok(key) => {
+                                    self.refusing = None;
                                     let id = self.next_client;
                                     self.next_client += 1;
                                     self.clients.insert(
@@ -445,7 +490,7 @@ impl Service {
                                         },
                                     );
                                 }
-                                Err(e) => tracing::debug!(error = %e, "store: refused a client"),
+                                Err(e) => self.refused(&e),
                             }
                         }
                     }
@@ -487,22 +532,104 @@ impl Service {
             r.entry |= done.entry;
         }
         if errors.is_empty() {
-            self.health.set(None);
+            self.listener_problem = None;
         } else {
             let why = errors
                 .iter()
                 .map(|e| crate::error_chain(e))
                 .collect::<Vec<_>>()
                 .join("; ");
-            if self.health.problem().is_none() {
+            if self.listener_problem.is_none() {
                 tracing::warn!(error = %why, "store: a file it keeps in its session is missing \
                     and could not be put back; trying again");
             }
-            self.health.set(Some(format!(
+            self.listener_problem = Some(format!(
                 "its listener's socket or directory entry is missing and could not be put \
                  back (new clients cannot connect; trying again every second): {why}"
-            )));
+            ));
         }
+        self.report_refusals(now);
+        self.publish_health(now);
+    }
+
+    /// A client refused at its hello. One this side could not set up (out
+    /// of descriptors or memory) is logged as a warning — at most one a
+    /// second, counting the rest — and is [`StoreService::health`]'s
+    /// problem until a client is accepted again or none was refused for
+    /// [`REFUSING_FOR`]; before (the attack on `7c472c6`), such refusals
+    /// were logged at debug level only and `/health` said 200 while every
+    /// new client was refused. Others (a bad hello: the client's doing)
+    /// stay at debug level.
+    #[cold]
+    fn refused(&mut self, e: &crate::transport::ConnectError) {
+        if !setup_failure(e) {
+            tracing::debug!(error = %e, "store: refused a client");
+            return;
+        }
+        let now = Instant::now();
+        let why = crate::error_chain(e);
+        match &mut self.refusing {
+            Some(r) => {
+                r.last = now;
+                r.unreported += 1;
+                r.why = why;
+            }
+            None => {
+                tracing::warn!(error = %why, "store: could not set up a client's connection: \
+                    refused it (out of descriptors or memory?)");
+                self.refusing = Some(Refusing {
+                    last: now,
+                    warned: now,
+                    unreported: 0,
+                    why,
+                });
+            }
+        }
+        self.report_refusals(now);
+        self.publish_health(now);
+    }
+
+    /// Logs the refusals counted since the last warning, at most once a
+    /// second; forgets them [`REFUSING_FOR`] after the last.
+    fn report_refusals(&mut self, now: Instant) {
+        let Some(r) = &mut self.refusing else {
+            return;
+        };
+        if now.saturating_duration_since(r.last) >= REFUSING_FOR {
+            self.refusing = None;
+            return;
+        }
+        if r.unreported > 0 && now.saturating_duration_since(r.warned) >= Duration::from_secs(1) {
+            tracing::warn!(
+                refused = r.unreported,
+                latest = %r.why,
+                "store: more clients refused: their connections could not be set up"
+            );
+            r.unreported = 0;
+            r.warned = now;
+        }
+    }
+
+    /// What [`StoreService::health`] says: the listener's files, the
+    /// clients refused for want of resources.
+    fn publish_health(&self, now: Instant) {
+        let refusing = self
+            .refusing
+            .as_ref()
+            .filter(|r| now.saturating_duration_since(r.last) < REFUSING_FOR)
+            .map(|r| {
+                format!(
+                    "it refuses new clients: their connections cannot be set up (out of \
+                     descriptors or memory?): {}",
+                    r.why
+                )
+            });
+        let problem = match (&self.listener_problem, refusing) {
+            (Some(l), Some(r)) => Some(format!("{l}; {r}")),
+            (Some(l), None) => Some(l.clone()),
+            (None, r) => r,
+        };
+        self.health.set(problem);
     }
 
     /// Handles every request waiting on `key`'s connection.
@@ -516,14 +643,30 @@ impl Service {
                 Ok(Some(Ok(req))) => req,
                 Ok(Some(Err(e))) => {
                     tracing::warn!(error = %e, "store: undecodable request, dropping the client");
-                    self.drop_client(key);
+                    self.drop_client_for(key, &format!("a request that does not decode: {e}"));
                     return;
                 }
                 Err(e) => {
                     if !matches!(e, crate::transport::RecvError::Closed) {
                         tracing::debug!(error = %e, "store: client connection ended");
                     }
-                    self.drop_client(key);
+                    use crate::transport::RecvError;
+                    match &e {
+                        // Gone, or gone saying why: nobody to tell.
+                        RecvError::Closed
+                        | RecvError::PeerDied { .. }
+                        | RecvError::CutOff { .. }
+                        | RecvError::TimedOut => self.drop_client(key),
+                        other => {
+                            let why = other.violation().unwrap_or_else(|| {
+                                format!(
+                                    "a request that does not decode: {}",
+                                    crate::error_chain(other)
+                                )
+                            });
+                            self.drop_client_for(key, &why);
+                        }
+                    }
                     return;
                 }
             };
@@ -535,8 +678,9 @@ impl Service {
                 }
                 Then::Nothing => {}
                 Then::Park(p) => self.parked.push(p),
-                Then::Drop => {
-                    self.drop_client(key);
+                Then::Drop(why) => {
+                    tracing::debug!(why = %why, "store: dropping a client");
+                    self.drop_client_for(key, &why);
                     return;
                 }
             }
@@ -545,7 +689,7 @@ impl Service {
 
     fn handle(&mut self, key: PeerKey, req: Request) -> Then {
         let Some(client) = self.clients.get_mut(&key) else {
-            return Then::Drop;
+            return Then::Drop("no such client".into());
         };
         let cid = client.id;
         if !client.greeted {
@@ -584,8 +728,13 @@ impl Service {
                     }
                     // The segments travel as sealed memfds over the
                     // connection's socket, queued before the welcome.
-                    if !subscriber && !self.hand_over(key, slots_fd.as_ref()) {
-                        return Then::Drop;
+                    if !subscriber {
+                        if let Err(e) = self.hand_over(key, slots_fd.as_ref()) {
+                            return Then::Drop(format!(
+                                "the store could not hand over its segments: {}",
+                                crate::error_chain(&e)
+                            ));
+                        }
                     }
                     if !self.send(key, &welcome) {
                         return Then::Nothing;
@@ -599,19 +748,23 @@ impl Service {
                     }
                     Then::Nothing
                 }
-                _ => Then::Drop,
+                Request::Hello { version, .. } => Then::Drop(format!(
+                    "store protocol version {version}; this store speaks \
+                     {STORE_PROTOCOL_VERSION}"
+                )),
+                _ => Then::Drop("the first request must be a Hello".into()),
             };
         }
         if client.subscriber {
             // A subscriber's connection carries notifications only.
-            return Then::Drop;
+            return Then::Drop("a subscriber's connection carries notifications only".into());
         }
         let done = |r: Result<(), StoreError>| match r {
             Ok(()) => Reply::Done,
             Err(e) => Reply::Error(WireError::from_error(&e)),
         };
         match req {
-            Request::Hello { .. } => Then::Drop,
+            Request::Hello { .. } => Then::Drop("a second Hello".into()),
             Request::Put { id, data, metadata } => {
                 Then::Reply(done(self.put(cid, id, &data, metadata)))
             }
@@ -648,7 +801,7 @@ impl Service {
                     .unwrap_or(now + Duration::from_secs(86_400 * 365));
                 let p = Parked { key, ids, deadline };
                 if timeout_ms == 0 || self.all_sealed(&p) {
-                    Then::Reply(self.answer_get(cid, &p.ids))
+                    Then::Reply(self.answer_get(cid, key, &p.ids))
                 } else {
                     Then::Park(p)
                 }
@@ -724,12 +877,62 @@ impl Service {
     }
 
     /// Takes a reference on every requested object that is sealed now.
-    fn answer_get(&mut self, cid: ClientId, ids: &[ObjectId]) -> Reply {
-        Reply::Objects(
-            ids.iter()
-                .map(|id| self.table.get(cid, *id).map(|v| WireObject::from(&v)))
-                .collect(),
-        )
+    fn answer_get(&mut self, cid: ClientId, key: PeerKey, ids: &[ObjectId]) -> Reply {
+        let mut objs: Vec<Option<WireObject>> = ids
+            .iter()
+            .map(|id| self.table.get(cid, *id).map(|v| WireObject::from(&v)))
+            .collect();
+        let max = self.mux.get_mut(key).map_or(usize::MAX, |c| {
+            crate::transport::Connection::max_send_len(c)
+        });
+        if objects_reply_bound(&objs) <= max {
+            return Reply::Objects(objs);
+        }
+        self.fit_objects(cid, &mut objs, max)
+            .unwrap_or(Reply::Objects(objs))
+    }
+
+    /// Cuts `objs` (a `get`'s answer, its references taken) to the longest
+    /// first part whose reply fits `max` bytes, giving back the references
+    /// of the rest (the client asks for them again). A first entry alone
+    /// too long is `ReplyTooLarge`, its reference given back too; `None`:
+    /// the whole answer fits (or cannot be measured: sent as is).
+    #[cold]
+    fn fit_objects(
+        &mut self,
+        cid: ClientId,
+        objs: &mut Vec<Option<WireObject>>,
+        max: usize,
+    ) -> Option<Reply> {
+        loop {
+            let reply = Reply::Objects(std::mem::take(objs));
+            let len = self.encoder.encoded_len(&reply).ok();
+            let Reply::Objects(back) = reply else {
+                return None;
+            };
+            *objs = back;
+            let len = len?;
+            if len <= max {
+                return None;
+            }
+            if objs.len() == 1 {
+                let first = objs.pop().flatten()?;
+                let _ = self.table.release(cid, first.id);
+                return Some(Reply::Error(WireError::from_error(
+                    &StoreError::ReplyTooLarge {
+                        id: first.id,
+                        len: len as u64,
+                        max: max as u64,
+                    },
+                )));
+            }
+            // In proportion to what fits, with a margin; at least one fewer.
+            let keep = (objs.len() as u128 * max as u128 * 9 / 10 / len as u128) as usize;
+            let keep = keep.clamp(1, objs.len() - 1);
+            for o in objs.drain(keep..).flatten() {
+                let _ = self.table.release(cid, o.id);
+            }
+        }
     }
 
     /// Answers every parked `get` whose objects are all sealed or whose
@@ -742,7 +945,7 @@ impl Service {
                 let Some(cid) = self.clients.get(&p.key).map(|c| c.id) else {
                     continue;
                 };
-                let reply = self.answer_get(cid, &p.ids);
+                let reply = self.answer_get(cid, p.key, &p.ids);
                 self.send(p.key, &reply);
             } else {
                 i += 1;
@@ -798,23 +1001,23 @@ impl Service {
     /// Sends a new client the arena memfd and, with `slots`, the index's
     /// and its own reference slots' (see `super::handoff`). Returns whether
     /// they were sent (the caller drops the client otherwise).
-    fn hand_over(&mut self, key: PeerKey, slots: Option<&std::os::fd::OwnedFd>) -> bool {
+    fn hand_over(
+        &mut self,
+        key: PeerKey,
+        slots: Option<&std::os::fd::OwnedFd>,
+    ) -> Result<(), StoreError> {
         use std::os::fd::AsFd;
         let Some(conn) = self.mux.get_mut(key) else {
-            return false;
+            return Err(StoreError::ConnectionBroken);
         };
         let mut fds = vec![self.arena.fd()];
         if let (Some(ix), Some(slots)) = (&self.index, slots) {
             fds.push(ix.segment.fd());
             fds.push(slots.as_fd());
         }
-        match super::handoff::send(conn, super::handoff::SEGMENTS, &fds) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::debug!(error = %e, "store: could not hand over the segments");
-                false
-            }
-        }
+        super::handoff::send(conn, super::handoff::SEGMENTS, &fds).inspect_err(|e| {
+            tracing::debug!(error = %e, "store: could not hand over the segments");
+        })
     }
 
     /// Sends `r` to `key`, preceded on the connection's socket by the
@@ -847,7 +1050,13 @@ impl Service {
             };
             if let Err(e) = sent {
                 tracing::debug!(error = %e, "store: could not hand over fallback files, dropping the client");
-                self.drop_client(key);
+                self.drop_client_for(
+                    key,
+                    &format!(
+                        "the store could not hand over fallback files: {}",
+                        crate::error_chain(&e)
+                    ),
+                );
                 return false;
             }
         }
@@ -857,11 +1066,33 @@ impl Service {
         match conn.send_message(&mut self.encoder, r) {
             Ok(_) => true,
             Err(e) => {
-                tracing::debug!(error = %e, "store: send failed, dropping the client");
+                // A client gone is no news; anything else drops a live one.
+                if matches!(
+                    e,
+                    crate::transport::SendError::Closed
+                        | crate::transport::SendError::PeerDied { .. }
+                ) {
+                    tracing::debug!(error = %e, "store: send failed, dropping the client");
+                } else {
+                    let why = format!("a reply could not be sent: {}", crate::error_chain(&e));
+                    tracing::warn!(error = %why, "store: dropping the client");
+                    self.drop_client_for(key, &why);
+                    return false;
+                }
                 self.drop_client(key);
                 false
             }
         }
+    }
+
+    /// [`Service::drop_client`], telling the client `why` first (its
+    /// farewell, `Connection::farewell`: the client's error names it).
+    fn drop_client_for(&mut self, key: PeerKey, why: &str) {
+        if let Some(conn) = self.mux.get_mut(key) {
+            use crate::transport::Connection;
+            conn.farewell(why);
+        }
+        self.drop_client(key);
     }
 
     /// Disconnects a client: its unsealed objects are aborted, its

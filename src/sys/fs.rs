@@ -175,7 +175,7 @@ pub(crate) fn nofile_limit() -> u64 {
 /// that keeps one descriptor per object needs many). Returns the soft
 /// limit in force afterwards (`u64::MAX`: unlimited); a refusal leaves the
 /// limit as it was.
-#[cfg_attr(shmwire_loom, allow(dead_code))] // only the store uses it
+#[cfg_attr(shmwire_loom, allow(dead_code))] // only the store and the node use it
 pub(crate) fn raise_nofile_limit() -> u64 {
     use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
     let now = getrlimit(Resource::Nofile);

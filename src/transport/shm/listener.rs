@@ -570,7 +570,7 @@ fn refuse<T>(stream: &UnixStream, reply: &mut Reply, e: ConnectError) -> Result<
     reply.status = Status::Refused;
     reply.ext = match &e {
         ConnectError::Refused { reason } => handshake::refusal_ext(reason),
-        other => handshake::refusal_ext(&other.to_string()),
+        other => handshake::refusal_ext(&crate::error_chain(other)),
     };
     let _ = write_fresh(stream, &reply.encode(), "handshake reply");
     Err(e)
