@@ -804,3 +804,180 @@ fn gets_and_deletes_longer_than_a_frame_keep_the_connection() {
     assert!(!c.contains(big[0]).unwrap() && !c.contains(fat).unwrap());
     kill9(&mut service);
 }
+
+/// A child that is resumed, killed and reaped however the test ends (also
+/// on a panic), so no stopped service outlives it.
+struct Reaped(std::process::Child);
+
+impl Reaped {
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        job_control::continue_process(self.0.id());
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A store service in a child, ready when this returns.
+fn service_child(test: &str, env: &Env, session: &str) -> Reaped {
+    let mut child = Reaped(spawn_child(test, "service", &pass(env, session)));
+    let lines = stdout_lines(&mut child.0);
+    expect_line(&lines, "ready");
+    child
+}
+
+/// The child side of [`service_child`].
+fn run_service_child() {
+    let s = child_session();
+    let _store = StoreService::start(&s, shmwire::store::StoreConfig::new(16 << 20)).unwrap();
+    println!("ready");
+    std::thread::sleep(GUARD);
+}
+
+/// A pull's `timeout` bounds its calls to the local store too (fresh
+/// attack on `7c472c6`: with the local service stopped, a 2 s pull took
+/// the client's 30 s reply timeout and failed with the store client's
+/// generic error). The local service in a child is stopped before a pull
+/// (its first look at the local store waits) and, in a second pull, while
+/// the transfer runs (its seal waits): each fails `PullTimedOut` naming the
+/// object within its timeout and a margin, though the client's reply
+/// timeout is 30 s. After `SIGCONT` the broken client refuses at once, and
+/// a new connection pulls (and finds the second pull's object sealed or
+/// aborted, never left unsealed: its pull works).
+#[test]
+fn a_pull_into_a_stopped_local_store_times_out_at_its_deadline_naming_the_object() {
+    const TEST: &str =
+        "a_pull_into_a_stopped_local_store_times_out_at_its_deadline_naming_the_object";
+    if child_role().is_some() {
+        run_service_child();
+        return;
+    }
+    use shmwire::store::{ClientOptions, PullServer, PullServerConfig};
+    let remote = Env::new("pullstop-remote");
+    let _remote_store = remote.store(16 << 20);
+    let server = PullServer::start(
+        connect(&remote.session),
+        PullServerConfig::new("127.0.0.1:0".parse().unwrap()),
+    )
+    .unwrap();
+    let writer = connect(&remote.session);
+    let (small, big) = (shared_oid(8, 0), shared_oid(8, 1));
+    writer.put(small, b"remote bytes", b"m").unwrap();
+    let big_data = contents(8, 4 << 20);
+    writer.put(big, &big_data, b"").unwrap();
+
+    let env = Env::new("pullstop");
+    let service = service_child(TEST, &env, "pullstop");
+    let opts = ClientOptions {
+        reply_timeout: Duration::from_secs(30),
+        ..Default::default()
+    };
+    let timeout = Duration::from_millis(1500);
+    let margin = Duration::from_secs(1);
+    let check = |r: Result<shmwire::store::ObjectBuffer, StoreError>, took: Duration, id| {
+        match r {
+            Err(e @ StoreError::PullTimedOut { .. }) => {
+                assert_eq!(e.object_id(), Some(id), "{e}");
+                assert!(e.to_string().contains(&id.to_string()), "{e}");
+            }
+            Err(e) => panic!("expected PullTimedOut after {took:?}, got {e}"),
+            Ok(_) => panic!("the pull succeeded with the store stopped"),
+        }
+        assert!(took < timeout + margin, "the pull took {took:?}");
+    };
+
+    // Stopped before the pull: its first look at the local store waits.
+    let c = StoreClient::connect_with(&env.session, DEFAULT_STORE_NAME, opts.clone()).unwrap();
+    c.put(shared_oid(8, 9), b"x", b"").unwrap();
+    job_control::stop_process(service.pid());
+    let t = Instant::now();
+    let r = c.pull(small, server.addr(), timeout);
+    check(r, t.elapsed(), small);
+    assert!(c.is_broken());
+    job_control::continue_process(service.pid());
+    let t = Instant::now();
+    let r = c.pull(small, server.addr(), GUARD);
+    assert!(matches!(r, Err(StoreError::ConnectionBroken)), "{r:?}");
+    assert!(t.elapsed() < margin);
+    drop(c);
+
+    // Stopped while the transfer runs (after the local create): the seal
+    // waits.
+    let c = StoreClient::connect_with(&env.session, DEFAULT_STORE_NAME, opts).unwrap();
+    let pid = service.pid();
+    let mut stopped = false;
+    let t = Instant::now();
+    let r = c.pull_with_progress(big, server.addr(), timeout, |_, _| {
+        if !stopped {
+            stopped = true;
+            job_control::stop_process(pid);
+        }
+    });
+    let took = t.elapsed();
+    assert!(stopped, "no progress before the pull ended: {r:?}");
+    check(r, took, big);
+    job_control::continue_process(pid);
+
+    // A new connection pulls again (the second object was sealed late or
+    // aborted: either way it can be had).
+    let c2 = c.connect_again().unwrap();
+    drop(c);
+    let got = c2.pull(small, server.addr(), GUARD).unwrap();
+    assert_eq!(&got[..], b"remote bytes");
+    assert_eq!(got.metadata(), b"m");
+    let got = c2.pull(big, server.addr(), GUARD).unwrap();
+    assert_eq!(checksum(&got), checksum(&big_data));
+    drop(got);
+    server.shutdown();
+}
+
+/// The shared index is hostile input, and its heartbeat must not keep a
+/// dead service looking live (fresh attack on `7c472c6`: with the
+/// client's wall clock an hour behind, gets went on from a killed store's
+/// index for that hour). After a kill, the index's heartbeat is written an
+/// hour ahead — what a client whose clock is an hour behind saw, and what
+/// any same-user process with the memfd can write: the client still gives
+/// the index up within the documented second.
+#[test]
+fn a_killed_service_whose_beat_is_scribbled_ahead_is_given_up_within_a_second() {
+    const TEST: &str = "a_killed_service_whose_beat_is_scribbled_ahead_is_given_up_within_a_second";
+    if child_role().is_some() {
+        run_service_child();
+        return;
+    }
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let env = Env::new("beatahead");
+    let mut service = service_child(TEST, &env, "beatahead");
+    let c = connect(&env.session);
+    let id = shared_oid(9, 0);
+    c.put(id, b"indexed", b"").unwrap();
+    assert!(c.uses_index());
+    assert_eq!(
+        c.get(&[id], Duration::ZERO).unwrap()[0].as_deref(),
+        Some(&b"indexed"[..])
+    );
+    let index = open_memfd(service.pid(), "sidx-");
+    service.0.kill().unwrap();
+    service.0.wait().unwrap();
+    // SAFETY: header word 3 (the heartbeat) lies in the mapping, which is
+    // page aligned; the store accesses it atomically too.
+    let beat = unsafe { &*(index.payload_ptr().add(24) as *const AtomicU64) };
+    let ahead = beat.load(Ordering::Relaxed).saturating_add(3_600_000);
+    beat.store(ahead, Ordering::Relaxed);
+    let t = Instant::now();
+    while c.uses_index() {
+        assert!(
+            t.elapsed() < Duration::from_millis(1500),
+            "the dead service's index is still used after {:?}",
+            t.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Not from the index any more: the dead service is asked, and fails.
+    assert!(c.get(&[id], Duration::ZERO).is_err());
+}

@@ -43,6 +43,10 @@ const ID_WIRE_LEN: usize = 28;
 /// Room in a frame for a request's other fields, in bytes.
 const REQUEST_HEADROOM: usize = 1024;
 
+/// The most of a caller's time left that [`StoreClient::get_before`]
+/// keeps for the service's reply after its wait.
+const REPLY_SLACK: Duration = Duration::from_millis(100);
+
 /// How a [`StoreClient`] connects.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -147,12 +151,23 @@ fn open(
     opts: &ClientOptions,
     subscriber: bool,
 ) -> Result<(Conn, Reply), StoreError> {
+    open_within(access, name, opts, subscriber, opts.reply_timeout)
+}
+
+/// [`open`], the handshake and the service's hello bounded by `bound`.
+fn open_within(
+    access: &StoreAccess,
+    name: &str,
+    opts: &ClientOptions,
+    subscriber: bool,
+    bound: Duration,
+) -> Result<(Conn, Reply), StoreError> {
     let me = WorkerId::try_from_random()
         .map_err(|_| StoreError::InvalidConfig("no random source for the client's id"))?;
     let mut config = TransportConfig::new(me, access.token);
     // The service's hello is a reply too: bounded alike (a stopped service
     // holds a connect no longer than a call).
-    config.handshake_timeout = config.handshake_timeout.min(opts.reply_timeout);
+    config.handshake_timeout = config.handshake_timeout.min(bound);
     let connector = Connector::new(config, NodeId::nil())
         .with_session(&access.session, Arc::clone(&access.lookup))
         .with_shm_options(opts.shm.clone());
@@ -175,7 +190,7 @@ fn open(
             pid: std::process::id(),
             subscriber,
         },
-        opts.reply_timeout,
+        bound,
     )?;
     Ok((c, welcome))
 }
@@ -254,7 +269,19 @@ impl StoreClient {
         name: &str,
         opts: ClientOptions,
     ) -> Result<Self, StoreError> {
-        let (conn, welcome) = open(&access, name, &opts, false)?;
+        let bound = opts.reply_timeout;
+        Self::connect_via_within(access, name, opts, bound)
+    }
+
+    /// [`StoreClient::connect_via`], the handshake and the hand-off of the
+    /// segments bounded by `bound` instead of the reply timeout.
+    fn connect_via_within(
+        access: StoreAccess,
+        name: &str,
+        opts: ClientOptions,
+        bound: Duration,
+    ) -> Result<Self, StoreError> {
+        let (conn, welcome) = open_within(&access, name, &opts, false, bound)?;
         let Reply::Welcome {
             capacity, index, ..
         } = welcome
@@ -267,7 +294,7 @@ impl StoreClient {
             &conn.conn,
             super::handoff::SEGMENTS,
             if index.is_some() { 3 } else { 1 },
-            opts.reply_timeout,
+            bound,
         )?
         .into_iter();
         let (Some(arena_fd), index_fds) = (fds.next(), (fds.next(), fds.next())) else {
@@ -357,6 +384,19 @@ impl StoreClient {
             self.inner.access.clone(),
             &self.inner.name,
             self.inner.opts.clone(),
+        )
+    }
+
+    /// [`StoreClient::connect_again`], the handshake bounded by `bound`
+    /// (at most the reply timeout) instead of the reply timeout: for a
+    /// caller with a deadline of its own (a worker's argument fetch). The
+    /// new client keeps this one's options.
+    pub(crate) fn connect_again_within(&self, bound: Duration) -> Result<Self, StoreError> {
+        Self::connect_via_within(
+            self.inner.access.clone(),
+            &self.inner.name,
+            self.inner.opts.clone(),
+            bound.min(self.inner.opts.reply_timeout),
         )
     }
 
@@ -531,13 +571,29 @@ impl StoreClient {
         data_size: u64,
         metadata: &[u8],
     ) -> Result<ObjectBuilder, StoreError> {
-        let (reply, mut files) = self.call_files(
+        self.create_within(id, data_size, metadata, self.inner.opts.reply_timeout)
+    }
+
+    /// [`StoreClient::create`], waiting at most `bound` for the reply (for
+    /// a caller with a deadline of its own, e.g. a pull). A reply that
+    /// does not come within it fails `TimedOut` and leaves the connection
+    /// unusable ([`StoreClient::is_broken`]); an object the service
+    /// created meanwhile is aborted when the connection closes (the service
+    /// aborts a gone client's unsealed objects).
+    pub(crate) fn create_within(
+        &self,
+        id: ObjectId,
+        data_size: u64,
+        metadata: &[u8],
+        bound: Duration,
+    ) -> Result<ObjectBuilder, StoreError> {
+        let (reply, mut files) = self.call_files_within(
             &Request::Create {
                 id,
                 data_size,
                 metadata: metadata.to_vec(),
             },
-            Duration::ZERO,
+            bound,
         )?;
         let Reply::Object(o) = reply else {
             return Err(self.bad_reply("expected an object"));
@@ -639,6 +695,24 @@ impl StoreClient {
             out[i] = b;
         }
         Ok(out)
+    }
+
+    /// [`StoreClient::get`] for a caller with `left` before its deadline:
+    /// waits for the objects at most `wait` and for the service's reply at
+    /// most `left` in all (the wait is shortened to leave the reply a
+    /// little time: a quarter of `left`, at most 100 ms). A reply that does
+    /// not come by then fails `TimedOut` and leaves the connection
+    /// unusable ([`StoreClient::is_broken`]), as with
+    /// [`StoreClient::get_within`].
+    pub(crate) fn get_before(
+        &self,
+        ids: &[ObjectId],
+        wait: Duration,
+        left: Duration,
+    ) -> Result<Vec<Option<ObjectBuffer>>, StoreError> {
+        let slack = (left / 4).min(REPLY_SLACK);
+        let wait = wait.min(left.saturating_sub(slack));
+        self.get_within(ids, wait, left.saturating_sub(wait))
     }
 
     /// `id` through the shared index: a buffer if it is sealed and indexed
@@ -800,6 +874,16 @@ impl StoreClient {
 
     /// Whether `id` is sealed and visible.
     pub fn contains(&self, id: ObjectId) -> Result<bool, StoreError> {
+        self.contains_within(id, self.inner.opts.reply_timeout)
+    }
+
+    /// [`StoreClient::contains`], waiting at most `bound` for the service's
+    /// reply (a timed-out one breaks the connection, as any).
+    pub(crate) fn contains_within(
+        &self,
+        id: ObjectId,
+        bound: Duration,
+    ) -> Result<bool, StoreError> {
         if let Some(ix) = self.live_index() {
             if let Lookup::Found(s) = ix.lookup(&id) {
                 if s.record.state == STATE_SEALED {
@@ -807,7 +891,7 @@ impl StoreClient {
                 }
             }
         }
-        match self.call(&Request::Contains { id }, Duration::ZERO)? {
+        match self.call_files_within(&Request::Contains { id }, bound)?.0 {
             Reply::Bool(b) => Ok(b),
             _ => Err(self.bad_reply("expected a bool")),
         }
@@ -888,7 +972,12 @@ impl StoreClient {
     }
 
     fn done(&self, req: Request) -> Result<(), StoreError> {
-        match self.call(&req, Duration::ZERO)? {
+        self.done_within(req, self.inner.opts.reply_timeout)
+    }
+
+    /// A request answered by `Done`, waiting at most `bound` for it.
+    fn done_within(&self, req: Request, bound: Duration) -> Result<(), StoreError> {
+        match self.call_files_within(&req, bound)?.0 {
             Reply::Done => Ok(()),
             _ => Err(self.bad_reply("expected done")),
         }
@@ -985,8 +1074,20 @@ impl ObjectBuilder {
     /// Errors: `ObjectAlreadySealed` (sealed by id meanwhile), connection
     /// errors. On error the builder is dropped (which aborts the object if
     /// it is still unsealed).
-    pub fn seal(mut self) -> Result<ObjectBuffer, StoreError> {
-        self.client.seal(self.id)?;
+    pub fn seal(self) -> Result<ObjectBuffer, StoreError> {
+        let bound = self.client.inner.opts.reply_timeout;
+        self.seal_within(bound)
+    }
+
+    /// [`ObjectBuilder::seal`], waiting at most `bound` for the service's
+    /// reply. A reply that does not come within it fails `TimedOut` and
+    /// leaves the connection unusable ([`StoreClient::is_broken`]); the
+    /// builder's drop still queues a `Drop` of the object on it, which the
+    /// service handles after the seal (releasing the creator's reference,
+    /// or aborting the object if the seal failed).
+    pub(crate) fn seal_within(mut self, bound: Duration) -> Result<ObjectBuffer, StoreError> {
+        self.client
+            .done_within(Request::Seal { id: self.id }, bound)?;
         let span = self.span.take().expect("a live builder has its span");
         Ok(ObjectBuffer {
             client: Arc::clone(&self.client.inner),
@@ -1001,9 +1102,19 @@ impl ObjectBuilder {
     ///
     /// Errors: `ObjectAlreadySealed` (sealed by id meanwhile), connection
     /// errors.
-    pub fn abort(mut self) -> Result<(), StoreError> {
+    pub fn abort(self) -> Result<(), StoreError> {
+        let bound = self.client.inner.opts.reply_timeout;
+        self.abort_within(bound)
+    }
+
+    /// [`ObjectBuilder::abort`], waiting at most `bound` for the service's
+    /// reply. The request is sent either way: a service that answers late
+    /// still aborts the object (the connection is unusable afterwards,
+    /// [`StoreClient::is_broken`]).
+    pub(crate) fn abort_within(mut self, bound: Duration) -> Result<(), StoreError> {
         self.span = None;
-        self.client.done(Request::Abort { id: self.id })
+        self.client
+            .done_within(Request::Abort { id: self.id }, bound)
     }
 }
 

@@ -88,6 +88,12 @@ const STATUS_FAILED: u32 = 3;
 /// have the object (yet) or is busy.
 const RETRY_MAX: Duration = Duration::from_millis(50);
 
+/// The least time left before a pull's deadline for which a failed pull
+/// waits for its local abort's reply (with less, the abort is only sent),
+/// and the longest a pull given no time at all waits for its look at the
+/// local store.
+const LOCAL_MIN: Duration = Duration::from_millis(50);
+
 /// How long a puller that found another local client creating the object
 /// waits for that seal before it looks again (the other may have aborted).
 const LOCAL_WAIT_SLICE: Duration = Duration::from_millis(500);
@@ -975,6 +981,18 @@ fn left(
     Ok(l)
 }
 
+/// A local store call's failure, as the pull reports it: a reply that
+/// did not come before the pull's deadline is the pull's own timeout
+/// (naming the object and the remote), not the store client's generic one.
+/// The client's connection is unusable after it ([`StoreClient::is_broken`]:
+/// connect again).
+fn local_fail(e: StoreError, id: ObjectId, from: SocketAddr, timeout: Duration) -> StoreError {
+    match e {
+        StoreError::TimedOut(_) => StoreError::PullTimedOut { id, from, timeout },
+        e => e,
+    }
+}
+
 fn is_timeout(e: &io::Error) -> bool {
     matches!(
         e.kind(),
@@ -1085,6 +1103,20 @@ impl StoreClient {
     /// `PullTimedOut`, `PullIo`; and the local store's `create` errors
     /// (`StoreFull`, `ObjectInUse`, `ObjectTooLarge`, …) and connection
     /// errors.
+    ///
+    /// Every call to the local store the pull makes (the first look, the
+    /// `create`, the seal or abort, the wait for another client's copy)
+    /// waits at most the time left before the deadline, not the client's
+    /// [`reply_timeout`](super::ClientOptions::reply_timeout): a local
+    /// service that does not answer in time (stopped, overloaded) fails
+    /// the pull with `PullTimedOut` at the deadline. Its late reply would
+    /// answer the client's next request, so the client is unusable from
+    /// then on ([`StoreClient::is_broken`]; later calls fail
+    /// `ConnectionBroken` at once): connect again
+    /// ([`StoreClient::connect_again`]), as a worker does by itself. An
+    /// object the pull created meanwhile is aborted by the service: by the
+    /// `Drop` the pull queues on the connection, or when the broken client
+    /// is dropped (the service aborts a gone client's unsealed objects).
     pub fn pull(
         &self,
         id: ObjectId,
@@ -1110,13 +1142,28 @@ impl StoreClient {
         // runs out before the next one gets an answer.
         let mut last: Option<StoreError> = None;
         loop {
-            if let Some(b) = self.get(&[id], Duration::ZERO)?.pop().flatten() {
+            // Every local call is bounded by the time left (not by the
+            // client's reply timeout), and running out of it is this
+            // pull's timeout.
+            let l = deadline.saturating_duration_since(Instant::now());
+            if l.is_zero() {
+                if let Some(e) = last.take() {
+                    return Err(e);
+                }
+            }
+            // (A pull with no time at all still looks here, for a moment.)
+            let local = self
+                .get_before(&[id], Duration::ZERO, l.max(LOCAL_MIN))
+                .map_err(|e| local_fail(e, id, from, timeout))?;
+            if let Some(b) = local.into_iter().next().flatten() {
                 return Ok(b);
             }
             let err = match self.pull_once(id, from, timeout, deadline, &mut progress) {
                 Ok(Attempt::Done(b)) => return Ok(b),
                 Ok(Attempt::Retry(e)) => e,
-                Err(StoreError::PullTimedOut { .. }) if last.is_some() => {
+                // (Unless the local store was what did not answer: then
+                // the pull's timeout says so, and the client is broken.)
+                Err(StoreError::PullTimedOut { .. }) if last.is_some() && !self.is_broken() => {
                     return Err(last.take().expect("checked"))
                 }
                 Err(e) => return Err(e),
@@ -1219,29 +1266,51 @@ impl StoreClient {
             }
             Err(f) => return Err(fail(&w, f)),
         }
-        let builder = match self.create(id, size, &meta) {
+        let local = |e| local_fail(e, id, from, timeout);
+        let l = left(id, from, timeout, deadline)?;
+        let builder = match self.create_within(id, size, &meta, l) {
             Ok(b) => b,
             Err(StoreError::ObjectExists { .. }) => {
                 // Another local client is pulling or creating it: wait for
                 // its seal, in slices of `LOCAL_WAIT_SLICE` (it may abort
                 // instead: then the next try pulls it here).
                 drop(w);
-                let l = left(id, from, timeout, deadline)?.min(LOCAL_WAIT_SLICE);
-                return Ok(match self.get(&[id], l)?.pop().flatten() {
+                let l = left(id, from, timeout, deadline)?;
+                let got = self.get_before(&[id], LOCAL_WAIT_SLICE, l).map_err(local)?;
+                return Ok(match got.into_iter().next().flatten() {
                     Some(b) => Attempt::Done(b),
                     None => Attempt::Retry(StoreError::PullTimedOut { id, from, timeout }),
                 });
             }
-            Err(e) => return Err(e),
+            // A create that timed out may have made the object all the
+            // same: the service aborts it when this client's (now broken)
+            // connection closes.
+            Err(e) => return Err(local(e)),
         };
         let mut builder = builder;
         match receive(&mut w, &mut builder, size, progress) {
-            // A failed seal drops the builder, which aborts the object.
-            Ok(()) => Ok(Attempt::Done(builder.seal()?)),
+            // A failed seal drops the builder, which queues a `Drop`: the
+            // service aborts the object if it is still unsealed (after a
+            // seal that only answered late, it releases the creator's
+            // reference instead).
+            Ok(()) => {
+                let l = left(id, from, timeout, deadline)?;
+                Ok(Attempt::Done(builder.seal_within(l).map_err(local)?))
+            }
             Err(e) => {
                 // Abort with a round trip, so the id is free again by the
-                // time the caller hears of the failure.
-                let _ = builder.abort();
+                // time the caller hears of the failure, bounded by what is
+                // left of the deadline. With too little left for a round
+                // trip (the transfer ran out of time), the builder's drop
+                // queues the abort instead (no reply awaited: a late one
+                // would leave the connection out of step); the service
+                // handles it right after.
+                let l = deadline.saturating_duration_since(Instant::now());
+                if l >= LOCAL_MIN {
+                    let _ = builder.abort_within(l);
+                } else {
+                    drop(builder);
+                }
                 Err(e)
             }
         }

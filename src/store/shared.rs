@@ -26,7 +26,8 @@ pub const DEFAULT_INDEX_ENTRIES: u32 = 1 << 15;
 
 /// Header word (8-byte index into the index payload): the service's state.
 const H_STATE: usize = 2;
-/// Header word: the service's heartbeat (wall-clock milliseconds).
+/// Header word: the service's heartbeat (milliseconds of the host's
+/// `CLOCK_BOOTTIME`: see [`now_ms`]).
 const H_BEAT: usize = 3;
 /// `H_STATE`: serving.
 const STATE_RUNNING: u64 = 1;
@@ -38,11 +39,36 @@ const STATE_CLOSED: u64 = 2;
 pub const STALE_AFTER_MS: u64 = 1000;
 /// How often the service refreshes its heartbeat, at most.
 pub const BEAT_EVERY_MS: u64 = 50;
+/// A heartbeat further ahead of the client's clock than this is stale too:
+/// the clock is the host's, shared by service and client, so a beat can
+/// only be ahead by the time between the service's reading and the
+/// client's (none, in practice); anything more was written by someone else
+/// (the index is shared memory: hostile input), and a beat far in the
+/// future must not keep a dead service looking live.
+pub const BEAT_AHEAD_SLACK_MS: u64 = 100;
 
+/// Milliseconds of the host's `CLOCK_BOOTTIME`: one clock for every
+/// process of the host, never stepped (an NTP step or `settimeofday`
+/// moves only `CLOCK_REALTIME`; the wall clock once kept a dead service's
+/// index "fresh" for as long as a client's clock was set back), and
+/// counting through suspend. The beat lives in the shared memory of a
+/// running service, so it is never compared across a reboot.
 fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    (t.tv_sec as u64)
+        .saturating_mul(1000)
+        .saturating_add(t.tv_nsec as u64 / 1_000_000)
+}
+
+/// Whether a heartbeat `beat` read from the index is fresh at `now` (both
+/// [`now_ms`]): at most [`STALE_AFTER_MS`] old and at most
+/// [`BEAT_AHEAD_SLACK_MS`] ahead.
+fn beat_fresh(beat: u64, now: u64) -> bool {
+    if beat > now {
+        beat - now <= BEAT_AHEAD_SLACK_MS
+    } else {
+        now - beat <= STALE_AFTER_MS
+    }
 }
 
 /// Payload bytes of an index of `entries` entries.
@@ -317,7 +343,10 @@ impl IndexLiveness {
         &words(&self.seg, 0, INDEX_HEADER_BYTES / 8).expect("header in the payload")[word]
     }
 
-    /// Refreshes the heartbeat (at most every [`BEAT_EVERY_MS`]).
+    /// Refreshes the heartbeat (at most every [`BEAT_EVERY_MS`]). Compares
+    /// with the last beat this service wrote (private), never with the
+    /// shared word, which anyone holding the memfd can write: a scribbled
+    /// beat is written over at the next refresh.
     pub fn beat(&mut self) {
         let now = now_ms();
         if now.saturating_sub(self.last) >= BEAT_EVERY_MS || now < self.last {
@@ -421,7 +450,7 @@ impl ClientIndex {
         let state = h[H_STATE].load(Ordering::Acquire);
         // Relaxed: a timestamp, compared with our clock only.
         let beat = h[H_BEAT].load(Ordering::Relaxed);
-        state == STATE_RUNNING && now_ms().saturating_sub(beat) <= STALE_AFTER_MS
+        state == STATE_RUNNING && beat_fresh(beat, now_ms())
     }
 
     /// Looks `id` up.
@@ -464,5 +493,35 @@ impl ClientIndex {
             }
         }
         (fixed, tell)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The heartbeat is in `CLOCK_BOOTTIME` milliseconds (not the wall
+    /// clock, which steps), and a beat ahead of the clock by more than the
+    /// slack is stale, however far ahead.
+    #[test]
+    fn the_beat_is_boottime_and_one_far_ahead_is_stale() {
+        let index = ServiceIndex::create("beat-unit", 64).unwrap();
+        let mut l = index.liveness();
+        l.beat();
+        let beat = l.header(H_BEAT).load(Ordering::Relaxed);
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+        let boot = t.tv_sec as u64 * 1000 + t.tv_nsec as u64 / 1_000_000;
+        assert!(
+            beat <= boot && boot - beat < 5_000,
+            "beat {beat}, boottime {boot}"
+        );
+        let now = now_ms();
+        assert!(beat_fresh(now, now));
+        assert!(beat_fresh(now - STALE_AFTER_MS, now));
+        assert!(!beat_fresh(now - STALE_AFTER_MS - 1, now));
+        assert!(beat_fresh(now + BEAT_AHEAD_SLACK_MS, now));
+        assert!(!beat_fresh(now + BEAT_AHEAD_SLACK_MS + 1, now));
+        assert!(!beat_fresh(now + 3_600_000, now));
+        assert!(!beat_fresh(u64::MAX, now));
     }
 }

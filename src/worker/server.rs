@@ -596,6 +596,13 @@ impl StoreBridge {
     /// keep their buffers (and so the old connection's references) until
     /// they end.
     fn heal(&mut self) {
+        self.heal_within(None);
+    }
+
+    /// [`StoreBridge::heal`], the new connection's handshake bounded by
+    /// `bound` when given (a task's argument fetch: what is left of its
+    /// `arg_fetch_timeout`) instead of the client's reply timeout.
+    fn heal_within(&mut self, bound: Option<Duration>) {
         if !self.client.is_lost() {
             return;
         }
@@ -603,7 +610,11 @@ impl StoreBridge {
         if now < self.next_heal {
             return;
         }
-        match self.client.connect_again() {
+        let again = match bound {
+            Some(b) => self.client.connect_again_within(b),
+            None => self.client.connect_again(),
+        };
+        match again {
             Ok(c) => {
                 tracing::info!("worker: its object store connection broke; connected again");
                 self.client = c;
@@ -3247,7 +3258,12 @@ impl Executor {
         {
             return Ok(out);
         }
-        b.heal();
+        // The whole fetch — connecting again, every store call, every
+        // pull — is bounded by `arg_fetch_timeout`: each call waits at most
+        // the time left (not the client's reply timeout), so a stopped
+        // store fails the task with `ArgumentLost` at the deadline.
+        let deadline = crate::deadline_after(Instant::now(), b.arg_fetch_timeout);
+        b.heal_within(Some(b.arg_fetch_timeout));
         let task_id = spec.task_id;
         let return_id = spec.return_id(0);
         let lost = |object_id: ObjectId, message: String| {
@@ -3264,7 +3280,6 @@ impl Executor {
         };
         // Arguments owned on another node are pulled from its object
         // endpoint first (Ray's object manager pull), into `out` by index.
-        let deadline = crate::deadline_after(Instant::now(), b.arg_fetch_timeout);
         let mut local = 0;
         for a in spec.args.iter() {
             let r = match a {
@@ -3297,7 +3312,13 @@ impl Executor {
                 local += 1;
                 continue;
             };
-            let pulled = b.client.contains(id).and_then(|had| {
+            let timeout = b.arg_fetch_timeout;
+            let left = deadline.saturating_duration_since(Instant::now());
+            let had = b.client.contains_within(id, left).map_err(|e| match e {
+                StoreError::TimedOut(_) => StoreError::PullTimedOut { id, from, timeout },
+                e => e,
+            });
+            let pulled = had.and_then(|had| {
                 let left = deadline.saturating_duration_since(Instant::now());
                 let buf = b.client.pull(id, from, left)?;
                 if !had {
@@ -3332,8 +3353,22 @@ impl Executor {
             })
             .collect();
         let left = deadline.saturating_duration_since(Instant::now());
-        let mut got = match b.client.get(&ids, left) {
+        let mut got = match b.client.get_before(&ids, left, left) {
             Ok(got) => got.into_iter(),
+            Err(StoreError::TimedOut(_)) => {
+                // The store did not answer by the deadline (stopped,
+                // overloaded): the arguments are lost to this task. The
+                // connection is out of step now: the next task's store
+                // work connects again (`heal`).
+                out.clear();
+                b.args = out;
+                b.delete_pulled();
+                let message = format!(
+                    "the object store did not answer within {:?}",
+                    b.arg_fetch_timeout
+                );
+                return Err(lost(ids[0], message));
+            }
             Err(e) => {
                 out.clear();
                 b.args = out;
