@@ -20,19 +20,49 @@
 //! is named after its process's lock (`.s-<stem>-<n>.sock`), so the
 //! session's cleanup pass removes it once that process is dead — and never
 //! the socket of a live successor registered under the same id.
+//!
+//! **Names** are unique among live workers. A name is claimed — checked
+//! free against every live entry, then the claiming entry written — under
+//! an exclusive `flock` on [`NAMES_LOCK_FILE`] (`.names.lock`) in the
+//! session directory, held only for that check and write, so two
+//! processes registering one name at the same moment cannot both find it
+//! free (they once could: 2–3 live holders of one name, and lookups by
+//! name silently took the lowest id). The lock is the same kernel
+//! primitive as liveness: a holder that dies releases it. The wait for it
+//! is bounded ([`NAMES_LOCK_WAIT`]): a holder that keeps it longer (a
+//! stopped process) makes the registration fail with a
+//! [`PublishError::Io`] of kind `WouldBlock` naming the holder's pid,
+//! never hang. The name is never followed and never opened in a way that
+//! blocks (`O_NOFOLLOW | O_NONBLOCK`); anything but a regular file under
+//! it (a symbolic link, a FIFO, a directory, …) is not replaced but
+//! refused — a [`PublishError::Io`] of kind `InvalidInput` naming the path
+//! and what to remove — because replacing it would race with another
+//! registrant replacing it too (two locks, the race back). Only named
+//! registrations take the lock; a worker without a name registers as
+//! before. A name lock removed by someone while held lets a second
+//! registrant in at the same time: each registration therefore looks
+//! again once its entry is written, and withdraws (refused) if another
+//! live worker holds its name — both may withdraw, never both stay.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::ids::WorkerId;
-use crate::shm::{temp_path_in, ENTRY_PREFIX, ENTRY_SUFFIX};
+use crate::shm::{temp_path_in, ENTRY_PREFIX, ENTRY_SUFFIX, NAMES_LOCK_FILE};
 use crate::sys::liveness::{
-    probe_owner, remove_if_same, same_file, try_lock_exclusive, FlockHolders, OwnerState,
+    flock_holder, probe_owner, remove_if_same, same_file, try_lock_exclusive, FlockHolders,
+    OwnerState,
 };
 use crate::transport::{Endpoint, LookupError, PublishError, Published, WorkerLookup};
+
+/// Longest wait for the names lock ([`NAMES_LOCK_FILE`]) in
+/// [`Directory::register`] and [`Published::restore`]: a holder keeps it
+/// for one scan of the directory and one entry write (milliseconds); one
+/// that keeps it longer is stopped or stuck, and the registration fails.
+pub const NAMES_LOCK_WAIT: Duration = Duration::from_secs(2);
 
 /// The directory of one session: entry files with `flock` liveness (see
 /// `docs/transport.md`).
@@ -98,6 +128,12 @@ impl Published for Registration {
     /// were changed in place (still this registration's locked file) read
     /// as garbage, or as another worker's address, for as long as the
     /// worker lived.
+    ///
+    /// Writing it again claims the worker's name again, as
+    /// [`Directory::register`] does (under the names lock, the same bounded
+    /// wait and errors): a worker that registered the name while this
+    /// entry was missing or unreadable keeps it, and this fails with
+    /// [`PublishError::Refused`] — never two live holders of one name.
     fn restore(&mut self) -> Result<bool, PublishError> {
         if same_file(&self.lock, &self.path) {
             if self.contents_intact() {
@@ -105,9 +141,11 @@ impl Published for Registration {
             }
             // Our own file, changed in place: its lock is ours (a probe
             // would find it live and refuse), so it is replaced at once by
-            // a new locked file with what it should say.
-            self.directory.check_name_free(&self.endpoint)?;
-            self.lock = self.directory.write_entry(&self.path, &self.endpoint)?;
+            // a new locked file with what it should say — a claim of the
+            // name like any other (under the names lock): a worker that
+            // took the name while ours read as garbage keeps it, and this
+            // one is refused.
+            self.lock = self.directory.claim(&self.path, &self.endpoint)?;
             return Ok(true);
         }
         // Another live process's lock on a file under this name: not ours
@@ -143,10 +181,12 @@ impl Published for Registration {
             }
             Probe::Stale | Probe::Skip => {}
         }
-        self.directory.check_name_free(&self.endpoint)?;
         // The old file, unlinked or renamed over, is no entry any more:
-        // its lock goes with it.
-        self.lock = self.directory.write_entry(&self.path, &self.endpoint)?;
+        // its lock goes with it. Putting the entry back claims the name
+        // again, under the names lock: a worker that registered the name
+        // while ours was missing keeps it (it looked free), and this one
+        // is refused — never two live holders.
+        self.lock = self.directory.claim(&self.path, &self.endpoint)?;
         Ok(true)
     }
 }
@@ -227,6 +267,18 @@ impl Directory {
     /// worker already holds this id or name (or the name is empty, longer
     /// than 255 bytes or holds control characters); stale entries are
     /// replaced.
+    ///
+    /// A name is claimed atomically with respect to every other
+    /// registration of the session, in any process: the check that it is
+    /// free and the writing of the entry happen under an exclusive `flock`
+    /// on [`NAMES_LOCK_FILE`] (see the module docs), so of several
+    /// processes registering one name at the same moment exactly one
+    /// succeeds and the others get [`PublishError::Refused`] naming it.
+    /// For a named `endpoint` it also fails with [`PublishError::Io`] when
+    /// the names lock is held for over [`NAMES_LOCK_WAIT`] (kind
+    /// `WouldBlock`: a stopped holder; its pid is named) or its name holds
+    /// something other than a regular file (kind `InvalidInput`: the path
+    /// is named; remove it). It never waits longer than that bound.
     pub fn register(&self, endpoint: &Endpoint) -> Result<Registration, PublishError> {
         let refuse = |why: String| PublishError::Refused {
             worker: endpoint.worker_id,
@@ -248,8 +300,7 @@ impl Directory {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
-        self.check_name_free(endpoint)?;
-        let lock = self.write_entry(&path, endpoint)?;
+        let lock = self.claim(&path, endpoint)?;
         Ok(Registration {
             directory: self.clone(),
             path,
@@ -259,10 +310,149 @@ impl Directory {
         })
     }
 
-    /// Refuses `endpoint`'s name if another live worker holds it.
-    fn check_name_free(&self, endpoint: &Endpoint) -> Result<(), PublishError> {
+    /// Writes `endpoint`'s entry to `path` ([`Directory::write_entry`]),
+    /// claiming its name if it has one: under the names lock, refused if
+    /// another live worker holds the name, and withdrawn (the entry
+    /// removed again, refused) if one holds it once the entry is written —
+    /// only possible when the lock was bypassed (its file removed while
+    /// held, a writer that does not take it).
+    fn claim(&self, path: &Path, endpoint: &Endpoint) -> Result<File, PublishError> {
         let Some(n) = &endpoint.name else {
-            return Ok(());
+            return self.write_entry(path, endpoint);
+        };
+        let _names = self.lock_names()?;
+        if let Some(other) = self.name_holder(endpoint)? {
+            return Err(PublishError::Refused {
+                worker: endpoint.worker_id,
+                why: format!("name {n:?} is taken by live worker {other}"),
+            });
+        }
+        let lock = self.write_entry(path, endpoint)?;
+        match self.name_holder(endpoint) {
+            Ok(None) => Ok(lock),
+            Ok(Some(other)) => {
+                let _ = remove_if_same(&lock, path);
+                Err(PublishError::Refused {
+                    worker: endpoint.worker_id,
+                    why: format!(
+                        "name {n:?} was claimed at the same time by live worker {other} \
+                         (the names lock {} was bypassed): withdrawn",
+                        self.root.join(NAMES_LOCK_FILE).display()
+                    ),
+                })
+            }
+            Err(e) => {
+                let _ = remove_if_same(&lock, path);
+                Err(e)
+            }
+        }
+    }
+
+    /// Takes the names lock ([`NAMES_LOCK_FILE`], see the module docs),
+    /// waiting at most [`NAMES_LOCK_WAIT`]; dropping the file releases it.
+    fn lock_names(&self) -> Result<File, PublishError> {
+        use crate::sys::fs::file_type_name;
+        use rustix::fs::{Mode, OFlags};
+        let path = self.root.join(NAMES_LOCK_FILE);
+        let fail = |op: &'static str, source: io::Error| PublishError::Io {
+            op,
+            path: path.clone(),
+            source,
+        };
+        let not_a_lock = |t: fs::FileType| {
+            let what = file_type_name(t);
+            fail(
+                "take the worker-names lock",
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "{} is {what}, not a names lock file (shmwire makes only a regular \
+                         file there and never follows the name); named workers cannot \
+                         register in this session until it is removed (rm {}{})",
+                        path.display(),
+                        if t.is_dir() { "-r " } else { "" },
+                        path.display()
+                    ),
+                ),
+            )
+        };
+        let not_regular = || {
+            fs::symlink_metadata(&path)
+                .ok()
+                .map(|m| m.file_type())
+                .filter(|t| !t.is_file())
+        };
+        let start = Instant::now();
+        loop {
+            // Looked at before it is opened, so a device or FIFO there is
+            // not even opened; the `fstat` below catches one put there
+            // between the two.
+            if let Some(t) = not_regular() {
+                return Err(not_a_lock(t));
+            }
+            // Read-only (a `flock` needs no more): closing it is no
+            // `IN_CLOSE_WRITE`, which the node's directory watch wakes for.
+            let opened = rustix::fs::open(
+                &path,
+                OFlags::RDONLY
+                    | OFlags::CREATE
+                    | OFlags::NOFOLLOW
+                    | OFlags::NONBLOCK
+                    | OFlags::CLOEXEC,
+                Mode::RUSR | Mode::WUSR,
+            );
+            let file = match opened {
+                Ok(fd) => File::from(fd),
+                // A symbolic link (`ELOOP`), a directory (`EISDIR`), …
+                // put there after the look: named as such.
+                Err(e) => {
+                    return Err(match not_regular() {
+                        Some(t) => not_a_lock(t),
+                        None => fail("open the worker-names lock", e.into()),
+                    })
+                }
+            };
+            let meta = file
+                .metadata()
+                .map_err(|e| fail("stat the worker-names lock", e))?;
+            if !meta.is_file() {
+                return Err(not_a_lock(meta.file_type()));
+            }
+            let held =
+                try_lock_exclusive(&file).map_err(|e| fail("flock the worker-names lock", e))?;
+            // Ours only if the name still names the file we locked: one
+            // removed or replaced after the open is nobody's lock.
+            if held && same_file(&file, &path) {
+                return Ok(file);
+            }
+            if start.elapsed() >= NAMES_LOCK_WAIT {
+                let why = if held {
+                    "its file kept being replaced".to_owned()
+                } else {
+                    format!(
+                        "held by {} for over {NAMES_LOCK_WAIT:?} (a stopped or stuck \
+                         process?); not registered",
+                        flock_holder(&file).map_or_else(
+                            || "a process /proc/locks does not name".into(),
+                            |p| { format!("pid {p}") }
+                        )
+                    )
+                };
+                return Err(fail(
+                    "take the worker-names lock",
+                    io::Error::new(io::ErrorKind::WouldBlock, why),
+                ));
+            }
+            drop(file);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// The live worker other than `endpoint`'s that holds its name, if
+    /// any (`None` for an endpoint without a name).
+    fn name_holder(&self, endpoint: &Endpoint) -> Result<Option<WorkerId>, PublishError> {
+        let Some(n) = &endpoint.name else {
+            return Ok(None);
         };
         let live = self.list().map_err(|e| match e {
             LookupError::Io { path, source } => PublishError::Io {
@@ -276,16 +466,10 @@ impl Directory {
                 source: io::Error::other(other),
             },
         })?;
-        if let Some(other) = live
+        Ok(live
             .into_iter()
             .find(|e| e.name.as_deref() == Some(n) && e.worker_id != endpoint.worker_id)
-        {
-            return Err(PublishError::Refused {
-                worker: endpoint.worker_id,
-                why: format!("name {n:?} is taken by live worker {}", other.worker_id),
-            });
-        }
-        Ok(())
+            .map(|e| e.worker_id))
     }
 
     /// Writes `endpoint`'s entry to a temporary file, locks it and renames

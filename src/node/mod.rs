@@ -49,7 +49,7 @@ pub mod stats_area;
 mod store;
 mod token;
 
-pub use directory::{Directory, Registration, WorkerStatus};
+pub use directory::{Directory, Registration, WorkerStatus, NAMES_LOCK_WAIT};
 pub use inspect::{SessionReport, UnreadableEntry, WorkerReport};
 pub use node_lock::{probe as probe_node_lock, NodeLockError, NodeLockState};
 pub use service::{

@@ -75,7 +75,8 @@ pub use header::{
 };
 pub use name::{
     validate_segment_name, validate_session_name, ENTRY_PREFIX, ENTRY_SUFFIX, LOCK_PREFIX,
-    LOCK_SUFFIX, MAX_NAME_LEN, NODE_LOCK_FILE, SESSION_MARKER, SOCKET_TAG, TMP_TAG, TOKEN_FILE,
+    LOCK_SUFFIX, MAX_NAME_LEN, NAMES_LOCK_FILE, NODE_LOCK_FILE, SESSION_MARKER, SOCKET_TAG,
+    TMP_TAG, TOKEN_FILE,
 };
 pub use segment::{Segment, UnpublishedSegment};
 pub use session::{

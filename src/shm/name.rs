@@ -85,6 +85,12 @@ pub const ENTRY_SUFFIX: &str = ".entry";
 /// node for its life, so a second node is refused by the kernel; removed
 /// by the cleanup pass once its lock is free.
 pub const NODE_LOCK_FILE: &str = ".node.lock";
+/// The lock that serialises worker-name claims (`node::Directory::
+/// register`): an exclusive `flock` on it is held only around the check
+/// that a name is free and the writing of the entry that claims it. It
+/// stays for the session's life (nobody holds it between registrations)
+/// and goes with the session, as the token does.
+pub const NAMES_LOCK_FILE: &str = ".names.lock";
 /// Tag of a bootstrap socket: `.s-<owner stem>-<n>.sock`.
 pub const SOCKET_TAG: &str = "s";
 /// Tag of a temporary file: `.tmp-<owner stem>-<what>-<n>`.
@@ -107,6 +113,9 @@ pub(crate) enum FileKind {
     Entry,
     /// [`NODE_LOCK_FILE`]: the node's lock (self-locked).
     NodeLock,
+    /// [`NAMES_LOCK_FILE`]: locked only while a name is claimed; removed
+    /// with the session.
+    NamesLock,
     /// `.s-<stem>-…` or `.tmp-<stem>-…`: owned by `proc-<stem>.lock`.
     Owned(String),
     /// A segment name (ownership in its header).
@@ -143,6 +152,7 @@ pub(crate) fn classify(name: &str) -> FileKind {
         SESSION_MARKER => return FileKind::Marker,
         TOKEN_FILE => return FileKind::Token,
         NODE_LOCK_FILE => return FileKind::NodeLock,
+        NAMES_LOCK_FILE => return FileKind::NamesLock,
         _ => {}
     }
     if let Some(stem) = name
@@ -250,6 +260,7 @@ mod tests {
         assert_eq!(classify(".w-0a0b.entry"), FileKind::Entry);
         assert_eq!(classify(".token"), FileKind::Token);
         assert_eq!(classify(".node.lock"), FileKind::NodeLock);
+        assert_eq!(classify(".names.lock"), FileKind::NamesLock);
         assert_eq!(classify(".shmwire-session"), FileKind::Marker);
         assert_eq!(classify("ring-1-2-c2s"), FileKind::Segment);
         for foreign in [

@@ -14,6 +14,7 @@
 //! | `.s-<stem>-<n>.sock`, `.tmp-<stem>-…` | `proc-<stem>.lock` (by name) |
 //! | `.w-<id>.entry` (node directory) | itself: held by its `Registration` |
 //! | `.node.lock` | itself: held by the session's node for its life |
+//! | `.names.lock` | the session, as `.token` (locked only while a name is claimed) |
 //! | `.token`, `.shmwire-session` | the session: go when nothing live remains |
 //!
 //! A file is removed only when its owner is dead, while the cleaner holds
@@ -1367,6 +1368,7 @@ impl Session {
                 | FileKind::Token
                 | FileKind::OwnerLockTmp
                 | FileKind::NodeLock
+                | FileKind::NamesLock
                     if regular => {}
                 FileKind::Owned(_) if regular || md.file_type().is_socket() => {}
                 _ => st.foreign.push(format!(
@@ -1569,7 +1571,13 @@ impl Session {
                         }
                     }
                 }
-                FileKind::Marker | FileKind::Token => session_files.push(name),
+                // The names lock is held only while a live process claims
+                // a name: it goes with the session, never while it lives
+                // (removing it each round would make it anew each
+                // registration, a change the node's watch wakes for).
+                FileKind::Marker | FileKind::Token | FileKind::NamesLock => {
+                    session_files.push(name)
+                }
                 FileKind::Owned(_) | FileKind::Segment => later.push((name, kind)),
                 FileKind::Foreign => unreachable!("handled above"),
             }

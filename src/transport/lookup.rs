@@ -18,7 +18,11 @@ use crate::ids::WorkerId;
 pub struct Endpoint {
     /// The worker.
     pub worker_id: WorkerId,
-    /// Its optional human-readable name (unique among live workers).
+    /// Its optional human-readable name, unique among live workers: a
+    /// directory claims it atomically with respect to every other
+    /// registration (`node::Directory::register`, under the session's
+    /// names lock), so a second live holder is refused even when both
+    /// register at the same moment.
     pub name: Option<String>,
     /// Its process id (informational only; liveness is the entry's lock).
     pub pid: u32,
