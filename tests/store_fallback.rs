@@ -439,3 +439,49 @@ fn a_service_out_of_descriptors_says_so() {
     assert!(service.try_wait().unwrap().is_none(), "the service died");
     kill9(&mut service);
 }
+
+/// Input (the attack on `3430896`, medium): a `get` of ≈ 1,200 or more
+/// objects in fallback files dropped the client's store connection
+/// ("connection closed", then "out of step"): their descriptors went with
+/// the one answer, four a message, never waiting, and filled the
+/// connection's socket; and the client held them all before mapping any
+/// (under the usual 1,024 open files, 1,100 failed). An answer now names at
+/// most 64 fallback objects and the client asks again for the rest: a
+/// `get` of 1,300 returns each whole, and the connection serves on.
+#[test]
+fn a_get_of_more_fallback_objects_than_a_socket_holds_keeps_the_connection() {
+    const TEST: &str = "a_get_of_more_fallback_objects_than_a_socket_holds_keeps_the_connection";
+    if child_role().is_some() {
+        let s = child_session();
+        let _store = fallback_store(&s, Path::new(&child_env(FALLBACK)));
+        println!("ready");
+        std::thread::sleep(GUARD);
+        return;
+    }
+    let env = Env::new("manyfb");
+    let dir = fallback_dir(&env);
+    let mut service = spawn_child(TEST, "service", &pass(&env, "manyfb", &dir));
+    let lines = stdout_lines(&mut service);
+    expect_line(&lines, "ready");
+    let c = connect(&env.session);
+    const N: u32 = 1_300;
+    let ids: Vec<_> = (0..N).map(|i| shared_oid(22, i)).collect();
+    for (i, id) in ids.iter().enumerate() {
+        c.put(*id, &contents(i as u64, 70_000), b"fb").unwrap();
+    }
+    let got = c.get(&ids, Duration::ZERO).unwrap();
+    for (i, b) in got.iter().enumerate() {
+        let b = b.as_ref().expect("sealed");
+        assert_eq!(
+            checksum(b),
+            checksum(&contents(i as u64, 70_000)),
+            "object {i}"
+        );
+        assert_eq!(b.metadata(), b"fb");
+    }
+    drop(got);
+    assert!(!c.is_broken());
+    c.delete(&ids).unwrap();
+    assert!(!c.contains(ids[0]).unwrap());
+    kill9(&mut service);
+}

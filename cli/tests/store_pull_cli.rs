@@ -611,6 +611,9 @@ fn names_the_break(text: &str) -> bool {
     text.contains("corrupt ring: ")
         || text.contains("ring is poisoned")
         || text.contains("gave its rings' memory back")
+        // The service found it first and said so as it cut the client off
+        // (its farewell).
+        || text.contains(" cut the connection off: corrupt shared ring: ")
 }
 
 fn scribble_pull_client_rings(pid: u32, salt: u64) {

@@ -352,7 +352,6 @@ impl Directory {
     /// waiting at most [`NAMES_LOCK_WAIT`]; dropping the file releases it.
     fn lock_names(&self) -> Result<File, PublishError> {
         use crate::sys::fs::file_type_name;
-        use rustix::fs::{Mode, OFlags};
         let path = self.root.join(NAMES_LOCK_FILE);
         let fail = |op: &'static str, source: io::Error| PublishError::Io {
             op,
@@ -392,23 +391,15 @@ impl Directory {
             }
             // Read-only (a `flock` needs no more): closing it is no
             // `IN_CLOSE_WRITE`, which the node's directory watch wakes for.
-            let opened = rustix::fs::open(
-                &path,
-                OFlags::RDONLY
-                    | OFlags::CREATE
-                    | OFlags::NOFOLLOW
-                    | OFlags::NONBLOCK
-                    | OFlags::CLOEXEC,
-                Mode::RUSR | Mode::WUSR,
-            );
+            let opened = crate::sys::fs::open_lock_file(&path);
             let file = match opened {
-                Ok(fd) => File::from(fd),
+                Ok(f) => f,
                 // A symbolic link (`ELOOP`), a directory (`EISDIR`), …
                 // put there after the look: named as such.
                 Err(e) => {
                     return Err(match not_regular() {
                         Some(t) => not_a_lock(t),
-                        None => fail("open the worker-names lock", e.into()),
+                        None => fail("open the worker-names lock", e),
                     })
                 }
             };

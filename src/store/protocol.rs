@@ -282,22 +282,32 @@ impl From<Notification> for Reply {
 
 const NIL: ObjectId = ObjectId::from_array([0xff; 28]);
 
-/// An upper bound of the encoded length in bytes of `Reply::Objects(objs)`
-/// (128 bytes, and each entry's fixed part, 128 bytes, above its archived size, plus its
-/// metadata and fallback label): a reply within it is sent without being
-/// measured; one beyond it is measured exactly and cut to fit
-/// (`StoreService::fit_objects`).
-pub(crate) fn objects_reply_bound(objs: &[Option<WireObject>]) -> usize {
-    objs.iter().fold(128, |n, o| {
-        n.saturating_add(128)
-            .saturating_add(o.as_ref().map_or(0, |o| {
-                let label = match &o.location {
-                    WireLocation::Fallback(l) => l.len(),
-                    WireLocation::Arena(_) => 0,
-                };
-                o.metadata.len().saturating_add(label)
-            }))
+/// An upper bound of the encoded length in bytes of `Reply::Objects(objs)`:
+/// [`OBJECTS_REPLY_BASE`] and each entry's [`object_entry_bound`]. A reply
+/// within it is sent without being measured; one beyond it is measured
+/// exactly and cut to fit (`StoreService::fit_objects`; the service sums
+/// the entries as it takes them, `StoreService::answer_get`).
+#[cfg(test)]
+fn objects_reply_bound(objs: &[Option<WireObject>]) -> usize {
+    objs.iter().fold(OBJECTS_REPLY_BASE, |n, o| {
+        n.saturating_add(object_entry_bound(o))
     })
+}
+
+/// The part of [`objects_reply_bound`] that is not the entries', in bytes.
+pub(crate) const OBJECTS_REPLY_BASE: usize = 128;
+
+/// An upper bound of one entry's share of an `Objects` reply, in bytes:
+/// its fixed part (128, above its archived size) plus its metadata and
+/// fallback label.
+pub(crate) fn object_entry_bound(o: &Option<WireObject>) -> usize {
+    128usize.saturating_add(o.as_ref().map_or(0, |o| {
+        let label = match &o.location {
+            WireLocation::Fallback(l) => l.len(),
+            WireLocation::Arena(_) => 0,
+        };
+        o.metadata.len().saturating_add(label)
+    }))
 }
 
 impl WireError {

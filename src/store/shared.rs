@@ -54,10 +54,7 @@ pub const BEAT_AHEAD_SLACK_MS: u64 = 100;
 /// counting through suspend. The beat lives in the shared memory of a
 /// running service, so it is never compared across a reboot.
 fn now_ms() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
-    (t.tv_sec as u64)
-        .saturating_mul(1000)
-        .saturating_add(t.tv_nsec as u64 / 1_000_000)
+    crate::sys::fs::boottime_ms()
 }
 
 /// Whether a heartbeat `beat` read from the index is fresh at `now` (both
@@ -509,8 +506,7 @@ mod tests {
         let mut l = index.liveness();
         l.beat();
         let beat = l.header(H_BEAT).load(Ordering::Relaxed);
-        let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
-        let boot = t.tv_sec as u64 * 1000 + t.tv_nsec as u64 / 1_000_000;
+        let boot = crate::sys::fs::boottime_ms();
         assert!(
             beat <= boot && boot - beat < 5_000,
             "beat {beat}, boottime {boot}"

@@ -173,6 +173,25 @@ pub(crate) fn unix_connect_by(
     Ok(stream)
 }
 
+/// Reads what is in the socket's buffer now into `buf`, never waiting:
+/// the number of bytes (0 at end of stream), or `None` when nothing is
+/// there or the read failed.
+pub(crate) fn recv_nowait(sock: BorrowedFd<'_>, buf: &mut [u8]) -> Option<usize> {
+    let len = buf.len();
+    match rustix::net::recv(sock, buf, RecvFlags::DONTWAIT) {
+        Ok((n, _)) => Some(n.min(len)),
+        Err(_) => None,
+    }
+}
+
+/// Writes `bytes` on a connected stream socket if it takes them now, never
+/// waiting and raising no `SIGPIPE` (a peer gone is `EPIPE`); whether all
+/// of them went.
+pub(crate) fn send_nowait(sock: BorrowedFd<'_>, bytes: &[u8]) -> bool {
+    let flags = rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL;
+    matches!(rustix::net::send(sock, bytes, flags), Ok(n) if n == bytes.len())
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::net::UnixStream;

@@ -190,3 +190,35 @@ pub(crate) fn raise_nofile_limit() -> u64 {
     }
     getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
 }
+
+/// Opens `path` read-only for a lock, creating it (mode 0600) if missing:
+/// never following a symbolic link (`ELOOP`), never blocking on a FIFO
+/// (`O_NONBLOCK`), close-on-exec. Read-only: closing it is no
+/// `IN_CLOSE_WRITE` (what a directory watch wakes for).
+#[cfg_attr(shmwire_loom, allow(dead_code))] // only the directory uses it
+pub(crate) fn open_lock_file(path: &std::path::Path) -> io::Result<File> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::RUSR | Mode::WUSR,
+    )?;
+    Ok(File::from(fd))
+}
+
+/// Whether `e` is `ENOMEM` (the kernel could not allocate for the call).
+#[cfg_attr(shmwire_loom, allow(dead_code))] // only the store uses it
+pub(crate) fn is_out_of_memory(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(rustix::io::Errno::NOMEM.raw_os_error())
+}
+
+/// Milliseconds of the host's `CLOCK_BOOTTIME`: one clock for every
+/// process of the host, never stepped (an NTP step or `settimeofday`
+/// moves only `CLOCK_REALTIME`), counting through suspend.
+#[cfg_attr(shmwire_loom, allow(dead_code))] // only the store's index uses it
+pub(crate) fn boottime_ms() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    (t.tv_sec as u64)
+        .saturating_mul(1000)
+        .saturating_add(t.tv_nsec as u64 / 1_000_000)
+}

@@ -9,8 +9,8 @@
 //! | --- | --- |
 //! | `liveness.rs` | the one `flock`-based liveness primitive (process locks, directory entries, session directories, the node lock), the holder a `/proc/locks` line names, and removal of a dead owner's file by name after re-checking its inode |
 //! | `poll.rs` | `poll(2)` on a few descriptors with a deadline |
-//! | `fdpass.rs` | `SCM_RIGHTS` send/receive over a Unix stream, peer hang-up probe, peer pid (`SO_PEERCRED`) |
-//! | `fs.rs` | `O_NOFOLLOW`, `O_NONBLOCK`, `O_DIRECTORY`, `O_TMPFILE` (unnamed files), `fallocate`, `geteuid`, `RLIMIT_NOFILE`, spare descriptors (`F_DUPFD_CLOEXEC`), `fcntl` flags, errno tests |
+//! | `fdpass.rs` | `SCM_RIGHTS` send/receive over a Unix stream, peer hang-up probe, peer pid (`SO_PEERCRED`), a send and a receive that never wait (farewells) |
+//! | `fs.rs` | `O_NOFOLLOW`, `O_NONBLOCK`, `O_DIRECTORY`, `O_TMPFILE` (unnamed files), `fallocate`, `geteuid`, `RLIMIT_NOFILE`, spare descriptors (`F_DUPFD_CLOEXEC`), `fcntl` flags, errno tests, lock files opened without following or blocking, `CLOCK_BOOTTIME` |
 //! | `memfd.rs` | sealed anonymous shared memory (ring memory passed over `SCM_RIGHTS`) |
 //! | `futex.rs` | shared futex wait/wake |
 //! | `eventfd.rs` | eventfd create/read/write/poll |

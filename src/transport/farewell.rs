@@ -81,8 +81,19 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<String> {
     reason.get(..len).map(printable)
 }
 
-/// The most bytes a farewell takes on a bootstrap socket.
-pub(crate) const MAX_ENCODED: usize = FAREWELL_MAGIC.len() + 2 + MAX_FAREWELL;
+/// The last whole farewell in `bytes` read from a bootstrap socket, after
+/// whatever came before it there (a store's descriptor hand-offs, which
+/// share its socket, left unread).
+pub(crate) fn find_last(bytes: &[u8]) -> Option<String> {
+    (0..bytes.len().saturating_sub(FAREWELL_MAGIC.len() - 1))
+        .rev()
+        .filter(|&i| bytes[i..].starts_with(&FAREWELL_MAGIC))
+        .find_map(|i| decode(&bytes[i..]))
+}
+
+/// The most bytes read from a bootstrap socket to find a farewell behind
+/// other unread bytes.
+pub(crate) const MAX_SCAN: usize = 64 * 1024;
 
 #[cfg(test)]
 mod tests {
@@ -109,5 +120,12 @@ mod tests {
             Some("a\\u{1b}[\\u{a}")
         );
         assert_eq!(printable(&[0xff, b'x']), "\u{fffd}x");
+        // Behind other bytes (descriptor hand-offs left unread).
+        let mut behind = b"SWSEGS\x01junkSWBY".to_vec();
+        behind.extend(encode("first"));
+        behind.extend(encode("second"));
+        assert_eq!(find_last(&behind).as_deref(), Some("second"));
+        assert_eq!(find_last(b"SWBY\xff"), None);
+        assert_eq!(find_last(b""), None);
     }
 }

@@ -3,7 +3,7 @@
 //! frames it lends ([`ShmFrame`]).
 
 use std::collections::VecDeque;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -31,7 +31,10 @@ use crate::wake::{EventFd, Waiter};
 /// connection (`transport::farewell`).
 #[derive(Debug)]
 struct SocketLiveness {
-    fd: OwnedFd,
+    /// The connection's bootstrap socket (shared with the connection: no
+    /// duplicate descriptor, which a listener out of descriptors could not
+    /// make once it had accepted the caller — the attack on `3430896`).
+    sock: Arc<UnixStream>,
     dead: AtomicBool,
     /// The peer's farewell, once read (the socket carries nothing else
     /// after the hello; read only when the connection has ended).
@@ -45,7 +48,7 @@ impl SocketLiveness {
         if self.dead.load(AtomicOrdering::Relaxed) {
             return false;
         }
-        let alive = peer_connected(self.fd.as_fd());
+        let alive = peer_connected(self.sock.as_fd());
         if !alive {
             self.dead.store(true, AtomicOrdering::Relaxed);
         }
@@ -64,11 +67,17 @@ impl SocketLiveness {
     fn farewell(&self) -> Option<String> {
         let mut kept = self.farewell.lock().unwrap_or_else(PoisonError::into_inner);
         if kept.is_none() {
-            let mut buf = [0u8; farewell::MAX_ENCODED];
-            let flags = rustix::net::RecvFlags::DONTWAIT;
-            if let Ok((n, _)) = rustix::net::recv(self.fd.as_fd(), &mut buf, flags) {
-                *kept = farewell::decode(&buf[..n.min(buf.len())]);
+            // Behind whatever else is unread there (a store's descriptor
+            // hand-offs share the socket), within a bound.
+            let mut read = Vec::new();
+            let mut buf = [0u8; 4096];
+            while read.len() < farewell::MAX_SCAN {
+                match crate::sys::fdpass::recv_nowait(self.sock.as_fd(), &mut buf) {
+                    Some(n) if n > 0 => read.extend_from_slice(&buf[..n]),
+                    _ => break,
+                }
             }
+            *kept = farewell::find_last(&read);
         }
         kept.clone()
     }
@@ -118,8 +127,7 @@ fn send_farewell(sock: &UnixStream, reason: &str, sent: &mut bool) {
     if std::mem::replace(sent, true) {
         return;
     }
-    let flags = rustix::net::SendFlags::DONTWAIT | rustix::net::SendFlags::NOSIGNAL;
-    let _ = rustix::net::send(sock, &farewell::encode(reason), flags);
+    crate::sys::fdpass::send_nowait(sock.as_fd(), &farewell::encode(reason));
 }
 
 fn waiter(opts: &ShmOptions, my_efd: &EventFd, live: &Arc<SocketLiveness>) -> Waiter {
@@ -151,7 +159,7 @@ pub struct ShmConnection {
     farewell_sent: bool,
     tx_waiter: Waiter,
     rx_waiter: Waiter,
-    sock: UnixStream,
+    sock: Arc<UnixStream>,
     live: Arc<SocketLiveness>,
     my_efd: EventFd,
     peer: WorkerId,
@@ -465,11 +473,9 @@ impl ShmConnection {
         sock.set_read_timeout(None)
             .and_then(|()| sock.set_write_timeout(None))
             .map_err(ConnectError::io("set socket options"))?;
+        let sock = Arc::new(sock);
         let live = Arc::new(SocketLiveness {
-            fd: sock
-                .as_fd()
-                .try_clone_to_owned()
-                .map_err(ConnectError::io("duplicate socket"))?,
+            sock: Arc::clone(&sock),
             dead: AtomicBool::new(false),
             farewell: Mutex::new(None),
         });
