@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use shmwire::ids::WorkerId;
 use shmwire::node::{Directory, NAMES_LOCK_WAIT};
 use shmwire::shm::{Session, NAMES_LOCK_FILE};
-use shmwire::transport::{Endpoint, PublishError};
+use shmwire::transport::{Endpoint, PublishError, Published};
 
 /// The child role: `claim|<root>|<session>|<start ns since epoch>|<name>`
 /// or `hold|<lock path>`.
@@ -254,6 +254,10 @@ fn a_stopped_names_lock_holder_does_not_hang_register() {
     let session = Session::open_in(tmp.path().join("root"), "stopped").unwrap();
     let dir = Directory::for_session(&session).unwrap();
     let lock = session.dir().join(NAMES_LOCK_FILE);
+    // A named worker registered before: its entry goes missing while the
+    // lock is held (below).
+    let kept_ep = named("kept");
+    let mut kept = dir.register(&kept_ep).unwrap();
     let mut children = Children(vec![spawn_role(
         "a_stopped_names_lock_holder_does_not_hang_register",
         format!("hold|{}", lock.display()),
@@ -274,6 +278,25 @@ fn a_stopped_names_lock_holder_does_not_hang_register() {
         took >= NAMES_LOCK_WAIT && took < NAMES_LOCK_WAIT + Duration::from_secs(3),
         "{took:?}"
     );
+    // A worker putting back its own missing entry (from its event loop,
+    // about once a second) waits only a moment for the lock, and tries
+    // again at its next check: a stopped holder does not stall that loop
+    // 2 s a round (it did, found reviewing the names lock).
+    let entry = session.dir().join(format!(
+        "{}{}{}",
+        shmwire::shm::ENTRY_PREFIX,
+        kept_ep.worker_id,
+        shmwire::shm::ENTRY_SUFFIX
+    ));
+    fs::remove_file(&entry).unwrap();
+    let t = Instant::now();
+    let e = kept.restore().unwrap_err();
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_would_block(&e, pid);
     // A worker without a name claims nothing: not held up.
     let t = Instant::now();
     let unnamed = dir
@@ -289,7 +312,13 @@ fn a_stopped_names_lock_holder_does_not_hang_register() {
     let reg = dir.register(&named("stuck")).unwrap();
     assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
     assert_eq!(dir.lookup_name("stuck").unwrap().pid, std::process::id());
-    drop(reg);
+    // The missing entry is put back at the next check.
+    assert!(kept.restore().unwrap());
+    assert_eq!(
+        dir.lookup_name("kept").unwrap().worker_id,
+        kept_ep.worker_id
+    );
+    drop((reg, kept));
     session.remove_all().unwrap();
 }
 

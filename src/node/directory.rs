@@ -59,10 +59,17 @@ use crate::sys::liveness::{
 use crate::transport::{Endpoint, LookupError, PublishError, Published, WorkerLookup};
 
 /// Longest wait for the names lock ([`NAMES_LOCK_FILE`]) in
-/// [`Directory::register`] and [`Published::restore`]: a holder keeps it
+/// [`Directory::register`] (a worker putting back its own entry waits
+/// only a moment, and tries again at its next check): a holder keeps it
 /// for one scan of the directory and one entry write (milliseconds); one
 /// that keeps it longer is stopped or stuck, and the registration fails.
 pub const NAMES_LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// The wait for the names lock when a worker puts back its own entry
+/// ([`Published::restore`], from its event loop about once a second): a
+/// moment, then the restore fails and is tried again at the next check —
+/// a stopped process holding the lock must not stall the loop 2 s a round.
+const RESTORE_NAMES_WAIT: Duration = Duration::from_millis(10);
 
 /// The directory of one session: entry files with `flock` liveness (see
 /// `docs/transport.md`).
@@ -130,10 +137,14 @@ impl Published for Registration {
     /// worker lived.
     ///
     /// Writing it again claims the worker's name again, as
-    /// [`Directory::register`] does (under the names lock, the same bounded
-    /// wait and errors): a worker that registered the name while this
-    /// entry was missing or unreadable keeps it, and this fails with
-    /// [`PublishError::Refused`] — never two live holders of one name.
+    /// [`Directory::register`] does (under the names lock): a worker that
+    /// registered the name while this entry was missing or unreadable
+    /// keeps it, and this fails with [`PublishError::Refused`] — never two
+    /// live holders of one name. The lock is waited for only a moment
+    /// (10 ms, not [`NAMES_LOCK_WAIT`]: this runs in a worker's event loop
+    /// about once a second); held longer, this fails with
+    /// [`PublishError::Io`] of kind `WouldBlock` and is tried again at the
+    /// next check.
     fn restore(&mut self) -> Result<bool, PublishError> {
         if same_file(&self.lock, &self.path) {
             if self.contents_intact() {
@@ -145,7 +156,9 @@ impl Published for Registration {
             // name like any other (under the names lock): a worker that
             // took the name while ours read as garbage keeps it, and this
             // one is refused.
-            self.lock = self.directory.claim(&self.path, &self.endpoint)?;
+            self.lock = self
+                .directory
+                .claim(&self.path, &self.endpoint, RESTORE_NAMES_WAIT)?;
             return Ok(true);
         }
         // Another live process's lock on a file under this name: not ours
@@ -186,7 +199,9 @@ impl Published for Registration {
         // again, under the names lock: a worker that registered the name
         // while ours was missing keeps it (it looked free), and this one
         // is refused — never two live holders.
-        self.lock = self.directory.claim(&self.path, &self.endpoint)?;
+        self.lock = self
+            .directory
+            .claim(&self.path, &self.endpoint, RESTORE_NAMES_WAIT)?;
         Ok(true)
     }
 }
@@ -300,7 +315,7 @@ impl Directory {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
-        let lock = self.claim(&path, endpoint)?;
+        let lock = self.claim(&path, endpoint, NAMES_LOCK_WAIT)?;
         Ok(Registration {
             directory: self.clone(),
             path,
@@ -316,11 +331,16 @@ impl Directory {
     /// removed again, refused) if one holds it once the entry is written —
     /// only possible when the lock was bypassed (its file removed while
     /// held, a writer that does not take it).
-    fn claim(&self, path: &Path, endpoint: &Endpoint) -> Result<File, PublishError> {
+    fn claim(
+        &self,
+        path: &Path,
+        endpoint: &Endpoint,
+        wait: Duration,
+    ) -> Result<File, PublishError> {
         let Some(n) = &endpoint.name else {
             return self.write_entry(path, endpoint);
         };
-        let _names = self.lock_names()?;
+        let _names = self.lock_names(wait)?;
         if let Some(other) = self.name_holder(endpoint)? {
             return Err(PublishError::Refused {
                 worker: endpoint.worker_id,
@@ -349,8 +369,8 @@ impl Directory {
     }
 
     /// Takes the names lock ([`NAMES_LOCK_FILE`], see the module docs),
-    /// waiting at most [`NAMES_LOCK_WAIT`]; dropping the file releases it.
-    fn lock_names(&self) -> Result<File, PublishError> {
+    /// waiting at most `wait`; dropping the file releases it.
+    fn lock_names(&self, wait: Duration) -> Result<File, PublishError> {
         use crate::sys::fs::file_type_name;
         let path = self.root.join(NAMES_LOCK_FILE);
         let fail = |op: &'static str, source: io::Error| PublishError::Io {
@@ -416,13 +436,13 @@ impl Directory {
             if held && same_file(&file, &path) {
                 return Ok(file);
             }
-            if start.elapsed() >= NAMES_LOCK_WAIT {
+            if start.elapsed() >= wait {
                 let why = if held {
                     "its file kept being replaced".to_owned()
                 } else {
                     format!(
-                        "held by {} for over {NAMES_LOCK_WAIT:?} (a stopped or stuck \
-                         process?); not registered",
+                        "held by {} for over {wait:?} (a stopped or stuck process?); not \
+                         registered",
                         flock_holder(&file).map_or_else(
                             || "a process /proc/locks does not name".into(),
                             |p| { format!("pid {p}") }
