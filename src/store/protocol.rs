@@ -283,10 +283,11 @@ impl From<Notification> for Reply {
 const NIL: ObjectId = ObjectId::from_array([0xff; 28]);
 
 /// An upper bound of the encoded length in bytes of `Reply::Objects(objs)`:
-/// [`OBJECTS_REPLY_BASE`] and each entry's [`object_entry_bound`]. A reply
-/// within it is sent without being measured; one beyond it is measured
-/// exactly and cut to fit (`StoreService::fit_objects`; the service sums
-/// the entries as it takes them, `StoreService::answer_get`).
+/// [`OBJECTS_REPLY_BASE`] and each entry's [`object_entry_bound`], which the
+/// service sums as it takes references (`StoreService::answer_get`): an
+/// answer within it is sent unmeasured; one entry alone beyond it is
+/// measured exactly (`StoreService::one_too_large`). The test below holds
+/// the bound above the encoded length.
 #[cfg(test)]
 fn objects_reply_bound(objs: &[Option<WireObject>]) -> usize {
     objs.iter().fold(OBJECTS_REPLY_BASE, |n, o| {

@@ -915,53 +915,40 @@ impl Service {
             fallbacks += usize::from(fallback);
             objs.push(o);
         }
-        if bound <= max {
-            return Reply::Objects(objs);
+        // Entries are added only within the bound, which is above their
+        // encoded length (unit-tested): only a first entry alone can be
+        // over it.
+        match objs.as_slice() {
+            [Some(o)] if bound > max => {
+                let id = o.id;
+                self.one_too_large(cid, id, objs, max)
+            }
+            _ => Reply::Objects(objs),
         }
-        self.fit_objects(cid, &mut objs, max)
-            .unwrap_or(Reply::Objects(objs))
     }
 
-    /// Cuts `objs` (a `get`'s answer, its references taken) to the longest
-    /// first part whose reply fits `max` bytes, giving back the references
-    /// of the rest (the client asks for them again). A first entry alone
-    /// too long is `ReplyTooLarge`, its reference given back too; `None`:
-    /// the whole answer fits (or cannot be measured: sent as is).
+    /// The answer whose one entry, object `id` (its reference taken), is
+    /// over the bound of `max` bytes: measured exactly, sent if it fits,
+    /// else `ReplyTooLarge` with the reference given back.
     #[cold]
-    fn fit_objects(
+    fn one_too_large(
         &mut self,
         cid: ClientId,
-        objs: &mut Vec<Option<WireObject>>,
+        id: ObjectId,
+        objs: Vec<Option<WireObject>>,
         max: usize,
-    ) -> Option<Reply> {
-        loop {
-            let reply = Reply::Objects(std::mem::take(objs));
-            let len = self.encoder.encoded_len(&reply).ok();
-            let Reply::Objects(back) = reply else {
-                return None;
-            };
-            *objs = back;
-            let len = len?;
-            if len <= max {
-                return None;
+    ) -> Reply {
+        let reply = Reply::Objects(objs);
+        match self.encoder.encoded_len(&reply) {
+            Ok(len) if len > max => {
+                let _ = self.table.release(cid, id);
+                Reply::Error(WireError::from_error(&StoreError::ReplyTooLarge {
+                    id,
+                    len: len as u64,
+                    max: max as u64,
+                }))
             }
-            if objs.len() == 1 {
-                let first = objs.pop().flatten()?;
-                let _ = self.table.release(cid, first.id);
-                return Some(Reply::Error(WireError::from_error(
-                    &StoreError::ReplyTooLarge {
-                        id: first.id,
-                        len: len as u64,
-                        max: max as u64,
-                    },
-                )));
-            }
-            // In proportion to what fits, with a margin; at least one fewer.
-            let keep = (objs.len() as u128 * max as u128 * 9 / 10 / len as u128) as usize;
-            let keep = keep.clamp(1, objs.len() - 1);
-            for o in objs.drain(keep..).flatten() {
-                let _ = self.table.release(cid, o.id);
-            }
+            _ => reply,
         }
     }
 

@@ -991,11 +991,15 @@ fn send_stamped(
     conn: Option<&mut Conn>,
     request: &PushTaskRequest,
     template: Option<&mut CallTemplate>,
+    fits: Option<bool>,
 ) -> Result<u64, SendError<crate::spec::EncodeError>> {
     let Some(t) = template else {
         return send_request(mux, encoder, conn.map(|c| &*c), request);
     };
-    let fits = t.stamp.as_ref().is_some_and(|s| s.fits(request));
+    // Whether its arguments fit the template's stamp: asked once (the
+    // submission asked it already before sequencing; the per-call fields
+    // stamped since do not change the answer).
+    let fits = fits.unwrap_or_else(|| t.stamp.as_ref().is_some_and(|s| s.fits(request)));
     if !fits {
         t.stamp_misses = t.stamp_misses.saturating_add(1);
         if t.stamp.is_some() && t.stamp_misses < STAMP_MISSES {
@@ -2384,7 +2388,7 @@ impl CoreWorker {
         };
         // The spec: a finished call of the same method re-aimed at this
         // one (no string built, nothing allocated), else built in full.
-        let (call, request) = match entry.call_template(actor, method) {
+        let (call, request, fits) = match entry.call_template(actor, method) {
             Some(i) => {
                 let c = &mut entry.calls[i];
                 let mut request = c.spare.pop().unwrap_or_else(|| c.first.clone());
@@ -2399,13 +2403,14 @@ impl CoreWorker {
                 // argument shapes, references) measured before it is
                 // sequenced: a request no connection carries would leave
                 // a gap in the actor's sequence.
-                if !c.stamp.as_ref().is_some_and(|s| s.fits(&request)) {
+                let fits = c.stamp.as_ref().is_some_and(|s| s.fits(&request));
+                if !fits {
                     if let Err(e) = check_request_len(&mut self.encoder, &request, max_len) {
                         self.release_args(&store_args);
                         return Err(e);
                     }
                 }
-                (Some(i), request)
+                (Some(i), request, Some(fits))
             }
             None => {
                 let spec = TaskSpecBuilder::new(actor.method_descriptor(method))
@@ -2438,9 +2443,10 @@ impl CoreWorker {
                         stamp: None,
                         stamp_misses: 0,
                     });
-                    (Some(entry.calls.len() - 1), request)
+                    // A new template has no stamp yet.
+                    (Some(entry.calls.len() - 1), request, Some(false))
                 } else {
-                    (None, request)
+                    (None, request, None)
                 }
             }
         };
@@ -2490,6 +2496,7 @@ impl CoreWorker {
                     conn,
                     &request,
                     template,
+                    fits,
                 ));
                 // Queued behind a full ring or socket: behind (added to,
                 // as in `submit_task`). The hint takes no lock (TCP's
@@ -2835,6 +2842,7 @@ impl CoreWorker {
                 conn,
                 &t.payload.request,
                 template,
+                None,
             );
             if let Ok(epoch) = sent {
                 t.mark_sent(epoch);
