@@ -419,9 +419,11 @@ fn setup_failure(e: &crate::transport::ConnectError) -> bool {
 
 /// The most objects in fallback files one `get` answer names (their
 /// descriptors travel with it, [`MAX_FDS`](crate::sys::fdpass) a message,
-/// and the client holds them until it has mapped them); the client asks
-/// again for the rest.
-const MAX_FALLBACK_PER_ANSWER: usize = 64;
+/// and the client holds them all until it has mapped them, so a client
+/// needs this many descriptors to spare); the client asks again for the
+/// rest. 64 at first: a client under `ulimit -n 64` failed a `get` of 68
+/// (the attack on `f5e384c`).
+const MAX_FALLBACK_PER_ANSWER: usize = 16;
 
 /// What the service keeps of its shared index to welcome clients.
 struct IndexHandles {
