@@ -423,11 +423,34 @@ fn a_stopped_service_times_out_and_the_client_refuses_to_go_out_of_step() {
         reply_timeout: Duration::from_millis(200),
         ..Default::default()
     };
-    let c = StoreClient::connect_with(&env.session, DEFAULT_STORE_NAME, opts).unwrap();
+    let c = StoreClient::connect_with(&env.session, DEFAULT_STORE_NAME, opts.clone()).unwrap();
+    let long = StoreClient::connect_with(&env.session, DEFAULT_STORE_NAME, opts).unwrap();
     c.put(shared_oid(7, 0), b"x", b"").unwrap();
     let pid = service.id();
     // A live service that does not answer: bounded by the reply timeout.
     job_control::stop_process(pid);
+    // A `get` longer than a request carries (several parts), none of it in
+    // the shared index: it fails within its timeout plus its reply
+    // timeout counted from the call's start, and says that bound (it said
+    // what was left for the part that timed out: "within 0ns").
+    let many: Vec<_> = (0..20_000).map(|i| shared_oid(8, i)).collect();
+    let t = Instant::now();
+    let r = long.get_within(
+        &many,
+        Duration::from_millis(100),
+        Duration::from_millis(200),
+    );
+    let took = t.elapsed();
+    match &r {
+        Err(e @ StoreError::TimedOut(d)) if *d == Duration::from_millis(300) => {
+            assert!(e.to_string().contains("within 300ms"), "{e}");
+        }
+        other => {
+            kill9(&mut service);
+            panic!("expected TimedOut(300ms), got {other:?}");
+        }
+    }
+    assert!(took < Duration::from_millis(800), "took {took:?}");
     // (A sealed object would still be answered from the shared index while
     // the service's heartbeat is fresh; a missing one needs the service.)
     let t = Instant::now();

@@ -86,6 +86,8 @@ fn session_json(r: &SessionReport) -> Value {
             "sealed": s.sealed,
             "evictable": s.evictable,
             "fallback_objects": s.fallback_objects,
+            "metadata_used": s.metadata_used,
+            "metadata_capacity": s.metadata_capacity,
             "largest": st.largest.iter().map(|o| json!({
                 "object_id": o.id.to_string(),
                 "data_size": o.data_size,

@@ -4,7 +4,7 @@
 //! shmwire demo [--tasks N] [--window W] [--transport both|shm|tcp] [--wait spin|park|eventfd]
 //! shmwire bench <limit|ring|transport|actor-call|store|all> [--json] [--iters N] [--plot DIR]
 //!                                              shmwire and its peers in the same run
-//! shmwire node --session S [--store-capacity BYTES] [--fallback-dir DIR] [--listen ADDR] [--object-listen ADDR] [--root DIR]
+//! shmwire node --session S [--store-capacity BYTES] [--store-metadata-capacity BYTES] [--fallback-dir DIR] [--listen ADDR] [--object-listen ADDR] [--root DIR]
 //!                                              a host's session: store, liveness, cleanup, HTTP, object pulls
 //! shmwire cleanup (--session S | --all-stale) [--dry-run] [--root DIR]
 //! shmwire inspect [--session S] [--json] [--root DIR]
@@ -160,6 +160,11 @@ struct NodeArgs {
     /// The store's arena in bytes (suffixes K, M, G: binary multiples).
     #[arg(long, value_name = "BYTES", default_value = "64M", value_parser = parse_store_capacity)]
     store_capacity: u64,
+    /// Bytes of the store's own memory its objects' metadata may take, each
+    /// object charged its metadata plus 256 bytes (default: the arena's
+    /// capacity, at least 64M; at least 65792).
+    #[arg(long, value_name = "BYTES", value_parser = parse_metadata_capacity)]
+    store_metadata_capacity: Option<u64>,
     /// Where the store puts objects as files when the arena is full.
     #[arg(long, value_name = "DIR")]
     fallback_dir: Option<PathBuf>,
@@ -204,6 +209,20 @@ fn parse_store_capacity(s: &str) -> Result<u64, String> {
         )),
         n if n > MAX_ARENA_CAPACITY => Err(format!(
             "{s:?}: the store's arena is at most {MAX_ARENA_CAPACITY} bytes (256 GiB - 64)"
+        )),
+        n => Ok(n),
+    }
+}
+
+/// [`parse_bytes`], at least one object's largest charge against the
+/// store's metadata capacity (`heap_charge(MAX_METADATA_LEN)`).
+fn parse_metadata_capacity(s: &str) -> Result<u64, String> {
+    use shmwire::store::{heap_charge, MAX_METADATA_LEN};
+    let least = heap_charge(MAX_METADATA_LEN);
+    match parse_bytes(s)? {
+        n if n < least => Err(format!(
+            "{s:?}: the store's metadata capacity must hold one object's largest metadata \
+             ({MAX_METADATA_LEN} bytes) and its bookkeeping: at least {least} bytes"
         )),
         n => Ok(n),
     }

@@ -387,6 +387,8 @@ fn check_schema(doc: &Value) {
                 "sealed",
                 "evictable",
                 "fallback_objects",
+                "metadata_used",
+                "metadata_capacity",
             ] {
                 assert!(is_u64(&st[k]), "{k}: {st}");
             }
@@ -1357,6 +1359,14 @@ fn bad_node_arguments_name_what_is_wrong() {
             "{err}"
         );
     }
+    let (ok, _, err) = shmwire(
+        &root,
+        &["node", "--session", "a", "--store-metadata-capacity", "64K"],
+    );
+    assert!(
+        !ok && err.contains("--store-metadata-capacity") && err.contains("at least 65792"),
+        "{err}"
+    );
     let missing = scratch.path().join("no-such-dir");
     let missing = missing.to_str().unwrap();
     let (ok, _, err) = shmwire(
@@ -2441,6 +2451,117 @@ fn a_store_out_of_descriptors_says_so_in_its_log_health_and_refusals() {
         std::thread::sleep(Duration::from_millis(100));
     }
     drop((again, clients));
+    kid.signal_and_wait("-TERM");
+}
+
+/// Objects' metadata lives in the store's heap, not its arena, and
+/// `--store-metadata-capacity` bounds it (attack on `f5e384c`: 15,000
+/// objects of 1 byte with 64 KiB of metadata took a node with a 1 MiB
+/// store from 6 MB to 977 MB). A client process (this one) puts 600 such
+/// objects into a node with a 1 MiB arena and 4 MiB for metadata: the
+/// oldest are evicted to make room, the node's memory grows by less than
+/// 16 MiB (not the ≈ 39 MB the metadata adds up to), `inspect` shows the
+/// charge within the capacity, the newest object reads back whole; with
+/// every live object pinned, the next put fails `MetadataFull`, saying so.
+#[test]
+fn store_metadata_is_bounded_by_its_capacity() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog = proc_support::watchdog("store_metadata_is_bounded_by_its_capacity");
+    let scratch = proc_support::scratch("swn", "metacap");
+    let root = scratch.path().join("root");
+    let (mut kid, _out, _ready) = proc_support::spawn_node(
+        &root,
+        &[
+            "--session",
+            "mc",
+            "--store-capacity",
+            "1M",
+            "--store-metadata-capacity",
+            "4M",
+        ],
+    );
+    let session = Session::open_in(&root, "mc").unwrap();
+    let store = StoreClient::connect(&session, DEFAULT_STORE_NAME).unwrap();
+    let oid = |i: u32| {
+        let mut b = [0u8; 28];
+        b[..4].copy_from_slice(&i.to_le_bytes());
+        ObjectId::from_array(b)
+    };
+    let meta: Vec<u8> = (0..64 * 1024u32).map(|i| i as u8).collect();
+    let before = rss_kib(kid.pid());
+    for i in 0..600 {
+        store.put(oid(i), b"x", &meta).unwrap();
+    }
+    let grew = rss_kib(kid.pid()).saturating_sub(before);
+    assert!(grew < 16 * 1024, "the node grew by {grew} KiB");
+    let got = store.get(&[oid(599)], Duration::ZERO).unwrap();
+    let newest = got[0].as_ref().expect("the newest object was evicted");
+    assert_eq!(newest.metadata(), &meta[..]);
+    assert_eq!(&newest[..], b"x");
+    drop(got);
+    let until = Instant::now() + GUARD;
+    let st = loop {
+        let doc = inspect_json(&root, "mc");
+        let st = doc["sessions"][0]["store"].clone();
+        if st["objects"].as_u64().is_some_and(|n| n > 0) {
+            break st;
+        }
+        assert!(Instant::now() < until, "no store figures: {doc:#}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(st["metadata_capacity"], 4 << 20, "{st}");
+    let used = st["metadata_used"].as_u64().unwrap();
+    assert!(used > 0 && used <= 4 << 20, "{st}");
+    let (ok, text, err) = shmwire(&root, &["inspect", "--session", "mc"]);
+    assert!(ok && text.contains(" of 4194304 bytes"), "{text}{err}");
+
+    let live: Vec<ObjectId> = (0..600)
+        .map(oid)
+        .filter(|id| store.contains(*id).unwrap())
+        .collect();
+    assert!(
+        (50..64).contains(&live.len()),
+        "{} objects of 64 KiB metadata live in 4 MiB",
+        live.len()
+    );
+    store.pin(&live).unwrap();
+    // Each new object pinned too: the capacity fills up and the next put
+    // fails, evicting none of the pinned.
+    let mut pinned = live.clone();
+    let full = loop {
+        let id = oid(1000 + pinned.len() as u32);
+        match store.put(id, b"x", &meta) {
+            Ok(()) => {
+                store.pin(&[id]).unwrap();
+                pinned.push(id);
+            }
+            Err(e) => break e,
+        }
+        assert!(
+            pinned.len() < 70,
+            "{} pinned, no MetadataFull",
+            pinned.len()
+        );
+    };
+    assert!(
+        matches!(full, shmwire::store::StoreError::MetadataFull { .. }),
+        "{full:?}"
+    );
+    let text = full.to_string();
+    assert!(
+        text.contains("store metadata full") && text.contains("4194304"),
+        "{text}"
+    );
+    for id in &pinned {
+        assert!(store.contains(*id).unwrap(), "pinned {id} evicted");
+    }
+    let live = pinned;
+    // Unpinned, the oldest give way again.
+    store.unpin(&live).unwrap();
+    store.put(oid(1000), b"x", &meta).unwrap();
+    drop(store);
     kid.signal_and_wait("-TERM");
 }
 

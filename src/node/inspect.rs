@@ -535,8 +535,15 @@ impl fmt::Display for SessionReport {
             let s = &st.stats;
             writeln!(
                 f,
-                "  store: capacity {} bytes, used {} bytes, {} object(s) ({} sealed, {} evictable, {} in fallback files)",
-                s.capacity, s.used, s.objects, s.sealed, s.evictable, s.fallback_objects
+                "  store: capacity {} bytes, used {} bytes, {} object(s) ({} sealed, {} evictable, {} in fallback files), metadata {} of {} bytes",
+                s.capacity,
+                s.used,
+                s.objects,
+                s.sealed,
+                s.evictable,
+                s.fallback_objects,
+                s.metadata_used,
+                s.metadata_capacity
             )?;
             for c in &self.store_connections {
                 write_connection(f, "    client", c)?;

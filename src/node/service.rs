@@ -69,6 +69,9 @@ pub use super::http::{HTTP_MAX_CONNECTIONS, HTTP_TIMEOUT, INSPECT_QUEUE, INSPECT
 pub struct NodeConfig {
     /// The store's arena capacity in bytes.
     pub store_capacity: u64,
+    /// Bytes of the store's heap its objects' metadata may take (`None`:
+    /// the default; see [`StoreConfig::metadata_capacity`]).
+    pub store_metadata_capacity: Option<u64>,
     /// Where the store puts objects as files when the arena is full of
     /// objects it cannot evict (`None`: such a create fails).
     pub fallback_dir: Option<PathBuf>,
@@ -96,6 +99,7 @@ impl NodeConfig {
     pub fn new(store_capacity: u64) -> Self {
         Self {
             store_capacity,
+            store_metadata_capacity: None,
             fallback_dir: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             object_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -403,6 +407,7 @@ impl Node {
         endpoint.stats = Some(crate::transport::StatsState::Published);
         let registration = directory.register(&endpoint).map_err(|e| short(e.into()))?;
         let mut store_config = StoreConfig::new(config.store_capacity);
+        store_config.metadata_capacity = config.store_metadata_capacity;
         if let Some(d) = &config.fallback_dir {
             store_config = store_config.fallback_dir(d);
         }

@@ -14,7 +14,8 @@
 //! | 6 | handlers · 7 connections · 8 objects · 9 dead workers (counts) |
 //! | 10 | store present (0/1) · 11 capacity · 12 used · 13 objects · 14 sealed · 15 evictable · 16 fallback objects |
 //! | 17 | connections not listed (beyond [`MAX_CONNECTIONS`]) · 18 handlers not listed (beyond [`MAX_HANDLERS`]) |
-//! | 19..32 | reserved (0) |
+//! | 19 | store metadata used · 20 store metadata capacity (bytes; 0 from writers before them) |
+//! | 21..32 | reserved (0) |
 //! | 32.. | [`MAX_HANDLERS`] handlers × 16: name length, name (64 bytes), count, queueing sum and max, execution sum and max (ns), 2 reserved |
 //! | then | [`MAX_CONNECTIONS`] connections × 12: peer id (28 bytes in 4 words), transport (1 shm, 2 TCP), ring figures present, rx used, rx capacity, tx used, tx capacity, bytes queued to send, peer pid (0: unknown) |
 //! | then | [`MAX_OBJECTS`] objects × 8: id (4 words), state (1 unsealed, 2 sealed, 3 delete pending), data size, holders, in a fallback file (0/1) |
@@ -532,6 +533,8 @@ impl StatsArea {
         for (i, v) in store_words.into_iter().enumerate() {
             w[10 + i].store(v, Ordering::Relaxed);
         }
+        w[19].store(st.metadata_used, Ordering::Relaxed);
+        w[20].store(st.metadata_capacity, Ordering::Relaxed);
         for (i, h) in handlers.iter().enumerate() {
             let e = &w[HANDLERS_AT + i * HANDLER_WORDS..][..HANDLER_WORDS];
             put_name(&e[..9], &h.name);
@@ -839,11 +842,19 @@ fn parse(buf: &[u8]) -> Result<AreaSnapshot, String> {
                 sealed: usize_at(14)?,
                 evictable: usize_at(15)?,
                 fallback_objects: usize_at(16)?,
+                metadata_used: word(19),
+                metadata_capacity: word(20),
             };
             if stats.used > stats.capacity {
                 return Err(format!(
                     "store used {} above its capacity {}",
                     stats.used, stats.capacity
+                ));
+            }
+            if stats.metadata_used > stats.metadata_capacity {
+                return Err(format!(
+                    "store metadata used {} above its capacity {}",
+                    stats.metadata_used, stats.metadata_capacity
                 ));
             }
             let mut largest = Vec::with_capacity(n_objects);
@@ -943,6 +954,8 @@ mod tests {
                 sealed: 1,
                 evictable: 1,
                 fallback_objects: 0,
+                metadata_used: 300,
+                metadata_capacity: 64 << 20,
             },
             largest: vec![ObjectFigures {
                 id: ObjectId::from_array([9; 28]),

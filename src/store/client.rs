@@ -241,6 +241,15 @@ impl Conn {
     }
 }
 
+/// A `get`'s time limits, both counted from the call's start: the objects'
+/// wait (`deadline`) and the replies' (`reply_deadline`, `bound` after the
+/// start: the caller's timeout plus its reply timeout).
+struct GetBounds {
+    deadline: Instant,
+    reply_deadline: Instant,
+    bound: Duration,
+}
+
 /// The fallback files that came with a reply, in its order (each closed
 /// when dropped; a mapping made from it outlives it).
 #[derive(Default)]
@@ -670,9 +679,17 @@ impl StoreClient {
         timeout: Duration,
         reply_timeout: Duration,
     ) -> Result<Vec<Option<ObjectBuffer>>, StoreError> {
+        // Both bounds count from here: the lookups in the shared index (a
+        // copy of each object's metadata) are part of the call's time.
+        let start = Instant::now();
         let bound = reply_timeout.saturating_add(timeout);
+        let call = GetBounds {
+            deadline: crate::deadline_after(start, timeout),
+            reply_deadline: crate::deadline_after(start, bound),
+            bound,
+        };
         let Some(ix) = self.live_index() else {
-            return self.get_from_service(ids, timeout, bound);
+            return self.get_from_service(ids, &call);
         };
         // The fast path: every sealed, indexed object is taken from the
         // shared index; only the others are asked of the service.
@@ -690,7 +707,7 @@ impl StoreClient {
         }
         let ask: Vec<ObjectId> = rest.iter().map(|i| ids[*i]).collect();
         // On error `out` drops, giving its references back.
-        let got = self.get_from_service(&ask, timeout, bound)?;
+        let got = self.get_from_service(&ask, &call)?;
         for (i, b) in rest.into_iter().zip(got) {
             out[i] = b;
         }
@@ -753,7 +770,7 @@ impl StoreClient {
 
     /// `get` answered by the service (parked there until the objects are
     /// sealed or the timeout passes), its replies waited for at most
-    /// `bound` in all. As many requests as the ids need
+    /// `call`'s deadlines. As many requests as the ids need
     /// ([`StoreClient::ids_per_request`]), and as many replies as the
     /// answers need: a service answers the first part of a long list whose
     /// answer would not fit one frame, and is asked again for the rest
@@ -761,19 +778,27 @@ impl StoreClient {
     fn get_from_service(
         &self,
         ids: &[ObjectId],
-        timeout: Duration,
-        bound: Duration,
+        call: &GetBounds,
     ) -> Result<Vec<Option<ObjectBuffer>>, StoreError> {
-        let start = Instant::now();
-        let deadline = crate::deadline_after(start, timeout);
         let per = self.ids_per_request();
         // On error `held` drops, giving its references back.
         let mut held = Vec::with_capacity(ids.len());
         while held.len() < ids.len() {
             let rest = &ids[held.len()..];
             let ask = &rest[..rest.len().min(per)];
-            let left = deadline.saturating_duration_since(Instant::now());
-            let got = self.get_part(ask, left, bound.saturating_sub(start.elapsed()))?;
+            let now = Instant::now();
+            let got = self
+                .get_part(
+                    ask,
+                    call.deadline.saturating_duration_since(now),
+                    call.reply_deadline.saturating_duration_since(now),
+                )
+                // The call's bound, not what was left of it for this part
+                // (which read "did not answer within 0ns").
+                .map_err(|e| match e {
+                    StoreError::TimedOut(_) => StoreError::TimedOut(call.bound),
+                    e => e,
+                })?;
             held.extend(got);
         }
         Ok(held)

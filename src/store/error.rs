@@ -67,6 +67,25 @@ pub enum StoreError {
         /// Bytes occupied by objects that may not be evicted.
         unevictable: u64,
     },
+    /// The object's metadata (plus its bookkeeping, `ENTRY_OVERHEAD`) does
+    /// not fit the store's metadata capacity even after evicting everything
+    /// evictable: the service's heap is bounded as its arena is
+    /// ([`ObjectTable::with_metadata_capacity`](super::ObjectTable::with_metadata_capacity)).
+    #[error(
+        "store metadata full: object {id} needs {needed} bytes of the metadata capacity of \
+         {capacity} bytes, of which {used} are charged to live objects that cannot be evicted \
+         (held, unsealed or pinned)"
+    )]
+    MetadataFull {
+        /// The object being created.
+        id: ObjectId,
+        /// Bytes it is charged: its metadata plus `ENTRY_OVERHEAD`.
+        needed: u64,
+        /// The metadata capacity in bytes.
+        capacity: u64,
+        /// Bytes charged to live objects when the create failed.
+        used: u64,
+    },
     /// The arena was full and the fallback file for the object could not be
     /// created or reserved (the fallback directory's file system is full or
     /// unusable).
@@ -315,6 +334,7 @@ impl StoreError {
             | ObjectInUse { id, .. }
             | NotCreator { id }
             | StoreFull { id, .. }
+            | MetadataFull { id, .. }
             | OutOfDisk { id, .. }
             | OutOfDescriptors { id, .. }
             | MetadataTooLarge { id, .. }

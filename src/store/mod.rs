@@ -132,7 +132,8 @@ impl Health {
 }
 #[cfg(not(shmwire_loom))]
 pub use table::{
-    footprint, ClientConnection, ClientId, DeleteOutcome, Fallback, Location, Notification,
-    ObjectState, ObjectSummary, ObjectTable, ObjectView, SharedIndex, StoreSnapshot, TableStats,
-    MAX_ARENA_CAPACITY, MAX_METADATA_LEN, MAX_OBJECT_SIZE, OBJECT_ALIGN,
+    default_metadata_capacity, footprint, heap_charge, ClientConnection, ClientId, DeleteOutcome,
+    Fallback, Location, Notification, ObjectState, ObjectSummary, ObjectTable, ObjectView,
+    SharedIndex, StoreSnapshot, TableStats, ENTRY_OVERHEAD, MAX_ARENA_CAPACITY, MAX_METADATA_LEN,
+    MAX_OBJECT_SIZE, MIN_DEFAULT_METADATA_CAPACITY, OBJECT_ALIGN,
 };

@@ -334,6 +334,12 @@ impl WireError {
             ObjectTooLarge { id, size, max } => (10, id, size, max, 0),
             OutOfDescriptors { id, open, limit } => (11, id, open, limit, 0),
             ReplyTooLarge { id, len, max } => (12, id, len, max, 0),
+            MetadataFull {
+                id,
+                needed,
+                capacity,
+                used,
+            } => (13, id, needed, capacity, used),
             _ => (0, NIL, 0, 0, 0),
         };
         WireError { code, id, a, b, c }
@@ -380,6 +386,12 @@ impl WireError {
                 len: self.a,
                 max: self.b,
             },
+            13 => MetadataFull {
+                id,
+                needed: self.a,
+                capacity: self.b,
+                used: self.c,
+            },
             0 => BadRequest("the service refused the request"),
             _ => BadReply("unknown error code"),
         }
@@ -423,6 +435,12 @@ mod tests {
                 id,
                 len: 300_000,
                 max: 262_128,
+            },
+            StoreError::MetadataFull {
+                id,
+                needed: 65_792,
+                capacity: 1 << 20,
+                used: 1_000_000,
             },
         ];
         for e in all {

@@ -63,6 +63,13 @@ pub struct StoreConfig {
     /// 256 GiB − 64 bytes, else `StoreError::InvalidConfig` at start). The
     /// pages are reserved at start.
     pub capacity: u64,
+    /// Bytes of the service's heap its objects may take: their metadata
+    /// plus `ENTRY_OVERHEAD` (256) each (`None`: the default, the arena's
+    /// capacity and at least 64 MiB; at least 65,792 bytes, else
+    /// `StoreError::InvalidConfig` at start). A create beyond it evicts,
+    /// then fails with `StoreError::MetadataFull`. See
+    /// [`ObjectTable::with_metadata_capacity`].
+    pub metadata_capacity: Option<u64>,
     /// Where objects go, as unnamed files (`O_TMPFILE`; their descriptors
     /// reach clients over their connection), when the arena is full of
     /// objects that cannot be evicted (`None`: such a create fails with
@@ -93,6 +100,7 @@ impl StoreConfig {
     pub fn new(capacity: u64) -> Self {
         Self {
             capacity,
+            metadata_capacity: None,
             fallback_dir: None,
             name: DEFAULT_STORE_NAME.to_owned(),
             send_timeout: Duration::from_millis(200),
@@ -106,6 +114,13 @@ impl StoreConfig {
     /// index).
     pub fn index_entries(mut self, entries: u32) -> Self {
         self.index_entries = entries;
+        self
+    }
+
+    /// Sets the metadata capacity in bytes (see
+    /// [`StoreConfig::metadata_capacity`]).
+    pub fn metadata_capacity(mut self, bytes: u64) -> Self {
+        self.metadata_capacity = Some(bytes);
         self
     }
 
@@ -162,6 +177,9 @@ impl StoreService {
     ) -> Result<Self, StoreError> {
         let capacity = config.capacity / OBJECT_ALIGN * OBJECT_ALIGN;
         let mut table = ObjectTable::new(capacity)?;
+        if let Some(bytes) = config.metadata_capacity {
+            table = table.with_metadata_capacity(bytes)?;
+        }
         let fallback_files = match &config.fallback_dir {
             Some(d) => {
                 // Also raises the soft descriptor limit to the hard one:

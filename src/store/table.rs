@@ -35,6 +35,29 @@ pub const OBJECT_ALIGN: u64 = 64;
 /// Largest metadata an object may carry, in bytes.
 pub const MAX_METADATA_LEN: usize = 64 * 1024;
 
+/// What the table charges an object, beside its metadata, against the
+/// metadata capacity: an estimate of its bookkeeping in the service's heap
+/// (its entry, its holders' map, its place in the LRU), in bytes.
+pub const ENTRY_OVERHEAD: u64 = 256;
+
+/// The smallest default metadata capacity, in bytes (64 MiB): see
+/// [`default_metadata_capacity`].
+pub const MIN_DEFAULT_METADATA_CAPACITY: u64 = 64 << 20;
+
+/// The metadata capacity a table over an arena of `capacity` bytes gets
+/// unless told otherwise: the arena's capacity, at least
+/// [`MIN_DEFAULT_METADATA_CAPACITY`]. So the service's heap holds at most
+/// that much for its objects, however small their data.
+pub fn default_metadata_capacity(capacity: u64) -> u64 {
+    capacity.max(MIN_DEFAULT_METADATA_CAPACITY)
+}
+
+/// Bytes an object with `metadata_len` bytes of metadata is charged
+/// against the metadata capacity: the metadata plus [`ENTRY_OVERHEAD`].
+pub fn heap_charge(metadata_len: usize) -> u64 {
+    (metadata_len as u64).saturating_add(ENTRY_OVERHEAD)
+}
+
 /// Largest arena the allocator addresses: `u32::MAX` units of 64 bytes
 /// (256 GiB minus 64 bytes).
 pub const MAX_ARENA_CAPACITY: u64 = (u32::MAX as u64) * OBJECT_ALIGN;
@@ -231,6 +254,23 @@ pub struct TableStats {
     pub evictable: usize,
     /// Objects living in fallback files.
     pub fallback_objects: usize,
+    /// Bytes charged against the metadata capacity: every live object's
+    /// metadata plus [`ENTRY_OVERHEAD`] ([`heap_charge`]).
+    pub metadata_used: u64,
+    /// The metadata capacity in bytes: what the service's heap may hold
+    /// for its objects ([`ObjectTable::with_metadata_capacity`]).
+    pub metadata_capacity: u64,
+}
+
+/// What [`ObjectTable::evict_lru`] counts as freed.
+#[derive(Debug, Clone, Copy)]
+enum Measure {
+    /// Arena footprints; fallback objects are skipped.
+    Arena,
+    /// Arena footprints, and fallback objects' rounded sizes.
+    Any,
+    /// Heap charges ([`heap_charge`]), of any object.
+    Heap,
 }
 
 enum Slot {
@@ -288,6 +328,10 @@ pub struct ObjectTable {
     alloc: Allocator,
     capacity: u64,
     used: u64,
+    /// Bound on the heap bytes charged to objects ([`heap_charge`]).
+    metadata_capacity: u64,
+    /// Heap bytes charged to the live objects.
+    metadata_used: u64,
     objects: HashMap<ObjectId, Entry>,
     /// LRU order: smallest key = least recently used.
     lru: BTreeMap<u64, ObjectId>,
@@ -328,6 +372,8 @@ impl ObjectTable {
             alloc: Allocator::with_max_allocs(units, units.clamp(16, 1 << 20)),
             capacity,
             used: 0,
+            metadata_capacity: default_metadata_capacity(capacity),
+            metadata_used: 0,
             objects: HashMap::new(),
             lru: BTreeMap::new(),
             clock: 0,
@@ -336,6 +382,25 @@ impl ObjectTable {
             shared: None,
             pending: Vec::new(),
         })
+    }
+
+    /// Sets the metadata capacity: the bytes of metadata, plus
+    /// [`ENTRY_OVERHEAD`] per object, that the table's objects may hold in
+    /// the service's heap (default [`default_metadata_capacity`]). Plasma
+    /// keeps an object's metadata in its arena allocation, so its capacity
+    /// bounds both; here metadata lives in the service's heap and this
+    /// bounds it. A create beyond it evicts (least recently used first) and
+    /// fails with [`StoreError::MetadataFull`] when nothing more can go.
+    /// `InvalidConfig` when below one object's largest charge
+    /// (`heap_charge(MAX_METADATA_LEN)`, 65,792 bytes).
+    pub fn with_metadata_capacity(mut self, bytes: u64) -> Result<Self, StoreError> {
+        if bytes < heap_charge(MAX_METADATA_LEN) {
+            return Err(StoreError::InvalidConfig(
+                "metadata capacity must hold one object's largest metadata: at least 65792 bytes",
+            ));
+        }
+        self.metadata_capacity = bytes;
+        Ok(self)
     }
 
     /// Adds the shared index: sealed arena objects are published there
@@ -429,6 +494,8 @@ impl ObjectTable {
                 .values()
                 .filter(|e| matches!(e.slot, Slot::Fallback(_)))
                 .count(),
+            metadata_used: self.metadata_used,
+            metadata_capacity: self.metadata_capacity,
         }
     }
 
@@ -511,11 +578,13 @@ impl ObjectTable {
     /// holds one reference to it. When the arena has no room, frees
     /// max(what is missing, 20 % of the capacity) from the LRU end and
     /// retries, as plasma does; when nothing more can be evicted, uses the
-    /// fallback (if any), else fails with [`StoreError::StoreFull`].
+    /// fallback (if any), else fails with [`StoreError::StoreFull`]. The
+    /// object's metadata and [`ENTRY_OVERHEAD`] are charged against the
+    /// metadata capacity first, evicting the same way when it is short.
     ///
     /// Errors: `ObjectExists` (live id), `ObjectInUse` (deleted id still
-    /// held), `MetadataTooLarge`, `ObjectTooLarge`, `StoreFull`,
-    /// `OutOfDisk`, `OutOfDescriptors`.
+    /// held), `MetadataTooLarge`, `ObjectTooLarge`, `MetadataFull`,
+    /// `StoreFull`, `OutOfDisk`, `OutOfDescriptors`.
     pub fn create(
         &mut self,
         client: ClientId,
@@ -546,8 +615,11 @@ impl ObjectTable {
                 max: MAX_OBJECT_SIZE,
             });
         }
+        let charge = heap_charge(metadata.len());
+        self.make_heap_room(id, charge)?;
         let need = footprint(data_size);
         let (slot, footprint) = self.place(id, need)?;
+        self.metadata_used += charge;
         let mut holders = HashMap::new();
         holders.insert(client, Hold { refs: 1, pins: 0 });
         let entry = Entry {
@@ -566,6 +638,31 @@ impl ObjectTable {
         let view = entry.view(id);
         self.objects.insert(id, entry);
         Ok(view)
+    }
+
+    /// Evicts until `charge` more heap bytes fit the metadata capacity, as
+    /// [`ObjectTable::place`] does for arena bytes; `MetadataFull` when
+    /// they cannot.
+    fn make_heap_room(&mut self, id: ObjectId, charge: u64) -> Result<(), StoreError> {
+        let mut passes = 0;
+        loop {
+            let free = self.metadata_capacity - self.metadata_used;
+            if charge <= free {
+                return Ok(());
+            }
+            let target = (charge - free).max(self.metadata_capacity / 5);
+            let (freed, moved) = self.evict_lru(target, Measure::Heap);
+            passes += 1;
+            if freed == 0 && (!moved || passes >= 3) {
+                break;
+            }
+        }
+        Err(StoreError::MetadataFull {
+            id,
+            needed: charge,
+            capacity: self.metadata_capacity,
+            used: self.metadata_used,
+        })
     }
 
     /// Finds room for `need` arena bytes (evicting as plasma does) or a
@@ -588,7 +685,7 @@ impl ObjectTable {
                 // A pass that only gave objects read through the index a
                 // second chance frees nothing but makes progress; a few
                 // passes at most.
-                let (freed, moved) = self.evict_lru(target, true);
+                let (freed, moved) = self.evict_lru(target, Measure::Arena);
                 passes += 1;
                 if freed == 0 && (!moved || passes >= 3) {
                     break;
@@ -615,10 +712,9 @@ impl ObjectTable {
             .sum()
     }
 
-    /// Evicts from the LRU end until `target` bytes are freed (arena bytes
-    /// only when `arena_only`, which then skips fallback objects). Returns
-    /// the bytes freed and whether some object was moved to the
-    /// most-recently-used end instead.
+    /// Evicts from the LRU end until `target` bytes are freed, counted by
+    /// `measure`. Returns the bytes freed and whether some object was moved
+    /// to the most-recently-used end instead.
     ///
     /// Objects published in the shared index may be held, or have been
     /// read, by clients the table did not hear from: one held through the
@@ -626,7 +722,7 @@ impl ObjectTable {
     /// release); one read since the table last looked gets a second chance
     /// (moved to the MRU end) — plasma's LRU with reads that do not reach
     /// the service.
-    fn evict_lru(&mut self, target: u64, arena_only: bool) -> (u64, bool) {
+    fn evict_lru(&mut self, target: u64, measure: Measure) -> (u64, bool) {
         let order: Vec<ObjectId> = self.lru.values().copied().collect();
         let mut victims = Vec::new();
         let mut freed = 0u64;
@@ -638,10 +734,11 @@ impl ObjectTable {
             let Some(e) = self.objects.get_mut(&id) else {
                 continue;
             };
-            let bytes = match e.slot {
-                Slot::Arena(_) => e.footprint,
-                Slot::Fallback(_) if arena_only => continue,
-                Slot::Fallback(_) => footprint(e.data_size),
+            let bytes = match (measure, &e.slot) {
+                (Measure::Heap, _) => heap_charge(e.metadata.len()),
+                (_, Slot::Arena(_)) => e.footprint,
+                (Measure::Arena, Slot::Fallback(_)) => continue,
+                (Measure::Any, Slot::Fallback(_)) => footprint(e.data_size),
             };
             if let (Some(pos), Some(shared)) = (e.index, self.shared.as_mut()) {
                 let (_, uses) = shared.holds(pos);
@@ -675,6 +772,7 @@ impl ObjectTable {
         if let Some(k) = e.lru {
             self.lru.remove(&k);
         }
+        self.metadata_used -= heap_charge(e.metadata.len());
         if let (Some(pos), Some(s)) = (e.index, self.shared.as_mut()) {
             s.clear(pos);
         }
@@ -923,7 +1021,7 @@ impl ObjectTable {
     pub fn evict(&mut self, bytes: u64) -> u64 {
         let mut freed = 0;
         for _ in 0..3 {
-            let (f, moved) = self.evict_lru(bytes.saturating_sub(freed), false);
+            let (f, moved) = self.evict_lru(bytes.saturating_sub(freed), Measure::Any);
             freed += f;
             if freed >= bytes || !moved {
                 break;
@@ -1094,6 +1192,71 @@ mod tests {
             Err(StoreError::StoreFull { .. })
         ));
         assert!(t.contains(&oid(0)));
+    }
+
+    #[test]
+    fn metadata_is_charged_to_its_capacity_and_evicted_by_it() {
+        const META: usize = MAX_METADATA_LEN;
+        let charge = heap_charge(META);
+        // Room for the charges of four objects with the largest metadata.
+        let mut t = ObjectTable::new(1 << 20)
+            .unwrap()
+            .with_metadata_capacity(4 * charge + 100)
+            .unwrap();
+        assert!(matches!(
+            ObjectTable::new(64)
+                .unwrap()
+                .with_metadata_capacity(charge - 1),
+            Err(StoreError::InvalidConfig(_))
+        ));
+        // Tiny data, large metadata: the arena is nearly empty, the heap is not.
+        for i in 0..4 {
+            t.create(1, oid(i), 1, vec![7; META]).unwrap();
+            t.seal(1, oid(i)).unwrap();
+            t.release(1, oid(i)).unwrap();
+        }
+        assert_eq!(t.stats().metadata_used, 4 * charge);
+        assert_eq!(t.stats().used, 4 * 64);
+        t.drain_notifications();
+        // A fifth evicts the least recently used (20 % of the capacity
+        // is less than one charge: exactly one goes).
+        t.create(1, oid(4), 1, vec![7; META]).unwrap();
+        assert!(!t.contains(&oid(0)));
+        assert!((1..4).all(|i| t.contains(&oid(i))));
+        assert_eq!(t.state(&oid(4)), Some(ObjectState::Unsealed));
+        assert_eq!(
+            t.drain_notifications(),
+            vec![Notification::Deleted { id: oid(0) }]
+        );
+        assert_eq!(t.stats().metadata_used, 4 * charge);
+        // Every object held: nothing can go, the create fails and names
+        // what it needed, and nothing was taken.
+        for i in 1..4 {
+            t.pin(2, oid(i)).unwrap();
+        }
+        match t.create(2, oid(9), 1, vec![1; 10]) {
+            Err(StoreError::MetadataFull {
+                id,
+                needed,
+                capacity,
+                used,
+            }) => {
+                assert_eq!(id, oid(9));
+                assert_eq!(needed, heap_charge(10));
+                assert_eq!(capacity, 4 * charge + 100);
+                assert_eq!(used, 4 * charge);
+            }
+            other => panic!("expected MetadataFull, got {other:?}"),
+        }
+        assert!(!t.contains(&oid(9)));
+        assert_eq!(t.stats().used, 4 * 64);
+        // Deleting gives the charge back.
+        t.abort(1, oid(4)).unwrap();
+        assert_eq!(t.stats().metadata_used, 3 * charge);
+        t.create(2, oid(9), 1, vec![1; 10]).unwrap();
+        assert_eq!(t.stats().metadata_used, 3 * charge + heap_charge(10));
+        t.disconnect(2);
+        assert_eq!(t.stats().metadata_used, 3 * charge);
     }
 
     struct FakeFallback {
