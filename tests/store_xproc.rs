@@ -1026,3 +1026,85 @@ fn a_killed_service_whose_beat_is_scribbled_ahead_is_given_up_within_a_second() 
     // Not from the index any more: the dead service is asked, and fails.
     assert!(c.get(&[id], Duration::ZERO).is_err());
 }
+
+/// A client that sends `get`s without waiting for their replies, each for
+/// objects that do not exist with a long timeout, holds each in the
+/// service's memory (up to a frame of ids) and in its loop's checks.
+/// A `StoreClient` has one waiting at most; the service drops a client
+/// with more than four, saying why, and another process's calls go on
+/// meanwhile.
+#[test]
+fn a_client_piling_up_waiting_gets_is_dropped_alone() {
+    use shmwire::ids::{NodeId, WorkerId};
+    use shmwire::spec::{self, Encoder};
+    use shmwire::store::{Reply, Request, STORE_PROTOCOL_VERSION};
+    use shmwire::transport::{Connector, MessageConnection, RecvError, TransportConfig};
+    const TEST: &str = "a_client_piling_up_waiting_gets_is_dropped_alone";
+    if child_role().is_some() {
+        let s = child_session();
+        let _store = StoreService::start(&s, shmwire::store::StoreConfig::new(1 << 20)).unwrap();
+        println!("ready");
+        std::thread::sleep(GUARD);
+        return;
+    }
+    let env = Env::new("piled");
+    let mut service = spawn_child(TEST, "service", &pass(&env, "piled"));
+    let lines = stdout_lines(&mut service);
+    expect_line(&lines, "ready");
+    let good = connect(&env.session);
+    let token = shmwire::node::load_or_create_token(&env.session).unwrap();
+    let mut raw = Connector::new(
+        TransportConfig::new(WorkerId::from_random(), token),
+        NodeId::nil(),
+    )
+    .with_session(
+        &env.session,
+        std::sync::Arc::new(shmwire::node::Directory::for_session(&env.session).unwrap()),
+    )
+    .connect_name(DEFAULT_STORE_NAME)
+    .unwrap();
+    let mut enc = Encoder::new();
+    raw.send_message(
+        &mut enc,
+        &Request::Hello {
+            version: STORE_PROTOCOL_VERSION,
+            pid: std::process::id(),
+            subscriber: false,
+        },
+    )
+    .unwrap();
+    let welcome = raw
+        .recv_message_with::<Reply, _>(GUARD, spec::deserialize::<Reply>)
+        .unwrap()
+        .unwrap();
+    assert!(matches!(welcome, Reply::Welcome { .. }), "{welcome:?}");
+    // Ten gets of 5,000 missing ids each, a minute's wait, sent at once.
+    let missing: Vec<_> = (0..5_000).map(|i| shared_oid(31, i)).collect();
+    for _ in 0..10 {
+        let get = Request::Get {
+            ids: missing.clone(),
+            timeout_ms: 60_000,
+        };
+        if raw.send_message(&mut enc, &get).is_err() {
+            break;
+        }
+    }
+    let t = Instant::now();
+    match raw.recv_message_with::<Reply, _>(GUARD, spec::deserialize::<Reply>) {
+        Err(RecvError::CutOff { reason, .. }) if reason.contains("gets waiting at once") => {}
+        other => {
+            kill9(&mut service);
+            panic!("expected to be dropped, saying why, got {other:?}");
+        }
+    }
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    // The other client was not held up.
+    let t = Instant::now();
+    for i in 0..200 {
+        good.put(shared_oid(32, i), b"fine", b"").unwrap();
+        let got = good.get(&[shared_oid(32, i)], GUARD).unwrap();
+        assert_eq!(got[0].as_deref().unwrap(), b"fine");
+    }
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    kill9(&mut service);
+}

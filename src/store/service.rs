@@ -363,7 +363,29 @@ struct Parked {
     key: PeerKey,
     ids: Vec<ObjectId>,
     deadline: Instant,
+    /// How many of `ids`, from the first, were seen sealed: each check
+    /// goes on from there, so a parked `get` costs its length once in all,
+    /// not at every turn of the loop.
+    seen: usize,
 }
+
+/// Whether every object of `p` was seen sealed, each check going on from
+/// where the last one stopped (one sealed, then deleted before the answer,
+/// is answered `None`, as a `get` answers what is sealed when it answers).
+fn all_sealed(table: &ObjectTable, p: &mut Parked) -> bool {
+    p.seen += p.ids[p.seen..]
+        .iter()
+        .take_while(|id| table.contains(id))
+        .count();
+    p.seen == p.ids.len()
+}
+
+/// `get`s one client may have waiting at once. A [`StoreClient`](super::StoreClient)
+/// waits for each reply before its next request, so it has one at most;
+/// a client sending more (requests it does not wait for, each holding up
+/// to a frame of ids in the service's memory and its checks in the loop)
+/// is dropped, told why.
+const MAX_PARKED_PER_CLIENT: usize = 4;
 
 struct Service {
     table: ObjectTable,
@@ -826,9 +848,21 @@ impl Service {
                 let deadline = now
                     .checked_add(Duration::from_millis(timeout_ms))
                     .unwrap_or(now + Duration::from_secs(86_400 * 365));
-                let p = Parked { key, ids, deadline };
-                if timeout_ms == 0 || self.all_sealed(&p) {
+                let mut p = Parked {
+                    key,
+                    ids,
+                    deadline,
+                    seen: 0,
+                };
+                if timeout_ms == 0 || all_sealed(&self.table, &mut p) {
                     Then::Reply(self.answer_get(cid, key, &p.ids))
+                } else if self.parked.iter().filter(|q| q.key == key).count()
+                    >= MAX_PARKED_PER_CLIENT
+                {
+                    Then::Drop(format!(
+                        "more than {MAX_PARKED_PER_CLIENT} gets waiting at once (a client waits \
+                         for each reply before its next request)"
+                    ))
                 } else {
                     Then::Park(p)
                 }
@@ -897,10 +931,6 @@ impl Service {
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), span.ptr, span.len) };
         self.table.seal(cid, id)?;
         self.table.release(cid, id)
-    }
-
-    fn all_sealed(&self, p: &Parked) -> bool {
-        p.ids.iter().all(|id| self.table.contains(id))
     }
 
     /// Takes a reference on every requested object that is sealed now.
@@ -977,7 +1007,9 @@ impl Service {
     fn serve_parked(&mut self, now: Instant) {
         let mut i = 0;
         while i < self.parked.len() {
-            if self.parked[i].deadline <= now || self.all_sealed(&self.parked[i]) {
+            let p = &mut self.parked[i];
+            let done = p.deadline <= now || all_sealed(&self.table, p);
+            if done {
                 let p = self.parked.swap_remove(i);
                 let Some(cid) = self.clients.get(&p.key).map(|c| c.id) else {
                     continue;
@@ -1144,5 +1176,45 @@ impl Service {
             let n = self.table.disconnect(c.id);
             tracing::debug!(client = c.id, objects = n, "store: client gone");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn oid(n: u32) -> ObjectId {
+        let mut b = [0u8; 28];
+        b[..4].copy_from_slice(&n.to_le_bytes());
+        ObjectId::from_array(b)
+    }
+
+    #[test]
+    fn a_parked_get_checks_each_id_once_until_it_is_sealed() {
+        let mut t = ObjectTable::new(1 << 20).unwrap();
+        let mut p = Parked {
+            key: PeerKey(1),
+            ids: (0..4).map(oid).collect(),
+            deadline: Instant::now(),
+            seen: 0,
+        };
+        let seal = |t: &mut ObjectTable, n: u32| {
+            t.create(1, oid(n), 8, vec![]).unwrap();
+            t.seal(1, oid(n)).unwrap();
+        };
+        assert!(!all_sealed(&t, &mut p));
+        assert_eq!(p.seen, 0);
+        seal(&mut t, 0);
+        seal(&mut t, 2);
+        assert!(!all_sealed(&t, &mut p));
+        assert_eq!(p.seen, 1, "stops at the first one missing");
+        seal(&mut t, 1);
+        assert!(!all_sealed(&t, &mut p));
+        assert_eq!(p.seen, 3);
+        // Ids seen sealed are not looked up again.
+        t.delete(oid(0)).unwrap();
+        seal(&mut t, 3);
+        assert!(all_sealed(&t, &mut p));
+        assert_eq!(p.seen, 4);
     }
 }
