@@ -461,11 +461,20 @@ fn a_stopped_service_times_out_and_the_client_refuses_to_go_out_of_step() {
     }
     assert!(t.elapsed() < Duration::from_secs(5));
     job_control::continue_process(pid);
-    // The late reply must not answer the next request.
-    assert!(matches!(
-        c.contains(shared_oid(7, 0)),
-        Err(StoreError::ConnectionBroken)
-    ));
+    // The late reply must not answer the next request, and the refusal
+    // says what broke the connection.
+    match c.contains(shared_oid(7, 0)) {
+        Err(e @ StoreError::ConnectionBroken { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains(
+                    "earlier call failed (the store service did not answer within 200ms)"
+                ),
+                "{text}"
+            );
+        }
+        other => panic!("expected ConnectionBroken, got {other:?}"),
+    }
     // A new connection works.
     let c2 = connect(&env.session);
     assert!(c2.contains(shared_oid(7, 0)).unwrap());
@@ -947,7 +956,10 @@ fn a_pull_into_a_stopped_local_store_times_out_at_its_deadline_naming_the_object
     job_control::continue_process(service.pid());
     let t = Instant::now();
     let r = c.pull(small, server.addr(), GUARD);
-    assert!(matches!(r, Err(StoreError::ConnectionBroken)), "{r:?}");
+    assert!(
+        matches!(r, Err(StoreError::ConnectionBroken { .. })),
+        "{r:?}"
+    );
     assert!(t.elapsed() < margin);
     drop(c);
 

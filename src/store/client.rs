@@ -78,7 +78,8 @@ struct Conn {
     encoder: Encoder,
     /// Set when a reply went missing or was bad: later replies could answer
     /// earlier requests, so the connection is not used again.
-    broken: bool,
+    /// What made the connection unusable, once something did.
+    broken: Option<String>,
 }
 
 struct Inner {
@@ -182,7 +183,7 @@ fn open_within(
     let mut c = Conn {
         conn,
         encoder: Encoder::new(),
-        broken: false,
+        broken: None,
     };
     let (welcome, _) = c.call(
         &Request::Hello {
@@ -218,8 +219,10 @@ impl Conn {
     /// before it), also bounded by `timeout`: exactly as many as it names,
     /// or the connection is broken (`BadReply`, `TimedOut`).
     fn call(&mut self, req: &Request, timeout: Duration) -> Result<(Reply, Files), StoreError> {
-        if self.broken {
-            return Err(StoreError::ConnectionBroken);
+        if let Some(cause) = &self.broken {
+            return Err(StoreError::ConnectionBroken {
+                cause: cause.clone(),
+            });
         }
         self.send(req)?;
         let r = self.recv(timeout).and_then(|r| {
@@ -234,7 +237,7 @@ impl Conn {
             Ok((Reply::Error(e), _)) => Err(e.to_error()),
             Ok(r) => Ok(r),
             Err(e) => {
-                self.broken = true;
+                self.broken = Some(crate::error_chain(&e));
                 Err(e)
             }
         }
@@ -474,24 +477,24 @@ impl StoreClient {
             let mut c = lock(&self.inner.conn);
             self.inner.flush_locked(&mut c);
             let r = c.call(req, bound);
-            if c.broken
+            if c.broken.is_some()
                 || matches!(
                     r,
                     Err(StoreError::Send(_)
                         | StoreError::Recv(_)
                         | StoreError::Connect(_)
-                        | StoreError::ConnectionBroken)
+                        | StoreError::ConnectionBroken { .. })
                 )
             {
                 // Relaxed: only stops later fast-path calls (a hint; the
                 // connection itself reports the failure to each call).
                 self.inner.lost.store(true, Ordering::Relaxed);
             }
-            let fatal = c.broken
+            let fatal = c.broken.is_some()
                 || match &r {
                     Err(StoreError::Send(e)) => e.is_fatal(),
                     Err(StoreError::Recv(e)) => e.is_fatal(),
-                    Err(StoreError::ConnectionBroken) => true,
+                    Err(StoreError::ConnectionBroken { .. }) => true,
                     _ => false,
                 };
             if fatal {
@@ -517,7 +520,9 @@ impl StoreClient {
 
     /// A reply of the wrong kind: the connection is out of step from now on.
     fn bad_reply(&self, why: &'static str) -> StoreError {
-        lock(&self.inner.conn).broken = true;
+        lock(&self.inner.conn)
+            .broken
+            .get_or_insert_with(|| format!("bad reply from the store service: {why}"));
         // Relaxed: see `call_files`.
         self.inner.broken.store(true, Ordering::Relaxed);
         StoreError::BadReply(why)

@@ -173,10 +173,16 @@ pub enum StoreError {
     /// a hostile or buggy client, which is then disconnected).
     #[error("bad request: {0}")]
     BadRequest(&'static str),
-    /// An earlier call on this client timed out or got a bad reply, so
-    /// replies can no longer be matched to requests: connect again.
-    #[error("the store connection is out of step after an earlier failed call; reconnect")]
-    ConnectionBroken,
+    /// An earlier call on this client failed so that replies can no longer
+    /// be matched to requests (it timed out, got a bad reply, or the
+    /// connection ended: the service died, or cut the client off): connect
+    /// again.
+    #[error("the store connection is unusable since an earlier call failed ({cause}); reconnect")]
+    ConnectionBroken {
+        /// What that call failed with (the error and its causes, e.g.
+        /// "receiving from the store: peer worker … died").
+        cause: String,
+    },
     /// The service did not answer within the client's reply timeout.
     #[error("the store service did not answer within {0:?}")]
     TimedOut(std::time::Duration),

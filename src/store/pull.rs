@@ -436,8 +436,10 @@ impl Store {
     /// connected, the error.
     fn get(&mut self, id: ObjectId) -> Result<Option<ObjectBuffer>, StoreError> {
         self.reconnect_if_due();
-        if self.outage.is_some() {
-            return Err(StoreError::ConnectionBroken);
+        if let Some(o) = &self.outage {
+            return Err(StoreError::ConnectionBroken {
+                cause: o.broke.clone(),
+            });
         }
         match self.client.get(&[id], Duration::ZERO) {
             Ok(mut v) => Ok(v.pop().flatten()),

@@ -1077,7 +1077,9 @@ impl Service {
     ) -> Result<(), StoreError> {
         use std::os::fd::AsFd;
         let Some(conn) = self.mux.get_mut(key) else {
-            return Err(StoreError::ConnectionBroken);
+            return Err(StoreError::ConnectionBroken {
+                cause: "the client's connection is gone".into(),
+            });
         };
         let mut fds = vec![self.arena.fd()];
         if let (Some(ix), Some(slots)) = (&self.index, slots) {
