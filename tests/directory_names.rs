@@ -322,6 +322,59 @@ fn a_stopped_names_lock_holder_does_not_hang_register() {
     session.remove_all().unwrap();
 }
 
+/// The kernel names the process that *took* a `flock` (`/proc/locks`);
+/// a process it started keeps the lock after it exits. The refusal then
+/// says so instead of naming a dead pid as the holder (attack on
+/// `f5e384c`, low). Here `flock(1)` takes the lock on a descriptor of a
+/// shell, which starts a `sleep` holding it and exits.
+#[test]
+fn a_names_lock_kept_by_a_forked_child_says_who_took_it() {
+    child_role();
+    let tmp = scratch();
+    let session = Session::open_in(tmp.path().join("root"), "forked").unwrap();
+    let dir = Directory::for_session(&session).unwrap();
+    drop(dir.register(&named("first")).unwrap()); // makes the lock file
+    let lock = session.dir().join(NAMES_LOCK_FILE);
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(r#"exec 9>>"$1"; flock -x 9 || exit 3; sleep 30 >/dev/null 2>&1 & echo "$!""#)
+        .arg("sh")
+        .arg(&lock)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("run sh (and flock(1), util-linux)");
+    assert!(out.status.success(), "{:?}", out.status);
+    let sleeper: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let kill = || {
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_raw(sleeper).unwrap(),
+            rustix::process::Signal::KILL,
+        );
+    };
+    let e = dir.register(&named("second"));
+    kill();
+    let e = e.unwrap_err();
+    let text = e.to_string() + &format!(": {}", std::error::Error::source(&e).unwrap());
+    assert!(
+        text.contains("has exited") && text.contains("a process pid "),
+        "{text}"
+    );
+    // The sleeper (now the init's child) is gone within the bound: the
+    // lock is free again.
+    let t = Instant::now();
+    loop {
+        match dir.register(&named("second")) {
+            Ok(r) => {
+                drop(r);
+                break;
+            }
+            Err(e) => assert!(t.elapsed() < BOUND, "{e}"),
+        }
+    }
+    session.remove_all().unwrap();
+}
+
 /// What a stray is called in the refusal, and how to make one.
 type Stray<'a> = (&'static str, &'a dyn Fn(&Path));
 

@@ -445,7 +445,18 @@ impl Directory {
                          registered",
                         flock_holder(&file).map_or_else(
                             || "a process /proc/locks does not name".into(),
-                            |p| { format!("pid {p}") }
+                            |p| {
+                                // The kernel names who took the lock; a
+                                // child it forked keeps it after it exits.
+                                if Path::new(&format!("/proc/{p}")).exists() {
+                                    format!("pid {p}")
+                                } else {
+                                    format!(
+                                        "a process pid {p} started (pid {p} took the lock and \
+                                         has exited)"
+                                    )
+                                }
+                            }
                         )
                     )
                 };
