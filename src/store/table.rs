@@ -271,6 +271,8 @@ enum Measure {
     Any,
     /// Heap charges ([`heap_charge`]), of any object.
     Heap,
+    /// Fallback objects' rounded sizes; arena objects are skipped.
+    Fallback,
 }
 
 enum Slot {
@@ -692,14 +694,42 @@ impl ObjectTable {
                 }
             }
         }
-        match self.fallback.as_mut() {
-            Some(f) => Ok((Slot::Fallback(f.allocate(&id, need)?), 0)),
-            None => Err(StoreError::StoreFull {
-                id,
-                needed: need,
-                capacity: self.capacity,
-                unevictable: self.used - self.evictable_arena_bytes(),
-            }),
+        if self.fallback.is_some() {
+            return self
+                .place_in_fallback(id, need)
+                .map(|f| (Slot::Fallback(f), 0));
+        }
+        Err(StoreError::StoreFull {
+            id,
+            needed: need,
+            capacity: self.capacity,
+            unevictable: self.used - self.evictable_arena_bytes(),
+        })
+    }
+
+    /// A fallback file for `need` bytes of `id`. When the fallback has no
+    /// room (`OutOfDisk`) or no descriptor (`OutOfDescriptors`), evicts
+    /// fallback objects from the LRU end — `need` bytes of them, at least
+    /// one — and tries again, up to three times; then the fallback's error.
+    /// (Before, unheld fallback objects were never evicted by a create: they
+    /// filled the fallback directory for good.)
+    fn place_in_fallback(&mut self, id: ObjectId, need: u64) -> Result<String, StoreError> {
+        let mut passes = 0;
+        loop {
+            let f = self.fallback.as_mut().expect("checked by the caller");
+            match f.allocate(&id, need) {
+                Ok(file) => return Ok(file),
+                Err(e @ (StoreError::OutOfDisk { .. } | StoreError::OutOfDescriptors { .. }))
+                    if passes < 3 =>
+                {
+                    passes += 1;
+                    let (freed, moved) = self.evict_lru(need, Measure::Fallback);
+                    if freed == 0 && !moved {
+                        return Err(e);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 
@@ -736,9 +766,10 @@ impl ObjectTable {
             };
             let bytes = match (measure, &e.slot) {
                 (Measure::Heap, _) => heap_charge(e.metadata.len()),
+                (Measure::Fallback, Slot::Arena(_)) => continue,
                 (_, Slot::Arena(_)) => e.footprint,
                 (Measure::Arena, Slot::Fallback(_)) => continue,
-                (Measure::Any, Slot::Fallback(_)) => footprint(e.data_size),
+                (Measure::Any | Measure::Fallback, Slot::Fallback(_)) => footprint(e.data_size),
             };
             if let (Some(pos), Some(shared)) = (e.index, self.shared.as_mut()) {
                 let (_, uses) = shared.holds(pos);
@@ -1300,6 +1331,67 @@ mod tests {
         t.release(1, oid(1)).unwrap();
         assert_eq!(t.delete(oid(1)).unwrap(), DeleteOutcome::Deleted);
         assert_eq!(t.stats().fallback_objects, 0);
+    }
+
+    /// A fallback whose files give their bytes back when freed.
+    struct SizedFallback {
+        files: HashMap<String, u64>,
+        budget: u64,
+        next: u32,
+    }
+
+    impl Fallback for SizedFallback {
+        fn allocate(&mut self, id: &ObjectId, size: u64) -> Result<String, StoreError> {
+            if size > self.budget {
+                return Err(StoreError::OutOfDisk { id: *id, size });
+            }
+            self.budget -= size;
+            self.next += 1;
+            let name = format!("f{}", self.next);
+            self.files.insert(name.clone(), size);
+            Ok(name)
+        }
+        fn free(&mut self, file: &str) {
+            self.budget += self.files.remove(file).unwrap_or(0);
+        }
+    }
+
+    #[test]
+    fn a_full_fallback_evicts_its_least_recently_used_unheld_objects() {
+        let mut t = ObjectTable::new(UNIT)
+            .unwrap()
+            .with_fallback(Box::new(SizedFallback {
+                files: HashMap::new(),
+                budget: 3 * UNIT,
+                next: 0,
+            }));
+        // The arena held by an unsealed object: everything else goes to
+        // fallback files.
+        t.create(1, oid(0), UNIT, vec![]).unwrap();
+        for i in 1..4 {
+            t.create(1, oid(i), UNIT, vec![]).unwrap();
+            t.seal(1, oid(i)).unwrap();
+            t.release(1, oid(i)).unwrap();
+        }
+        assert_eq!(t.stats().fallback_objects, 3);
+        t.drain_notifications();
+        // The fallback is full: the least recently used of them goes.
+        let v = t.create(2, oid(4), UNIT, vec![]).unwrap();
+        assert!(matches!(v.location, Location::Fallback { .. }));
+        assert!(!t.contains(&oid(1)));
+        assert!(t.contains(&oid(2)) && t.contains(&oid(3)));
+        assert_eq!(
+            t.drain_notifications(),
+            vec![Notification::Deleted { id: oid(1) }]
+        );
+        // Held ones are not: with every fallback object held, OutOfDisk.
+        t.pin(2, oid(2)).unwrap();
+        t.pin(2, oid(3)).unwrap();
+        assert!(matches!(
+            t.create(2, oid(5), UNIT, vec![]),
+            Err(StoreError::OutOfDisk { .. })
+        ));
+        assert!(t.contains(&oid(2)) && t.contains(&oid(3)));
     }
 
     #[test]
