@@ -304,7 +304,9 @@ fn print_cleanup(name: &str, r: &shm::CleanupReport) -> Result<bool, out::Stdout
         line.push_str(&format!("; left alone (not shmwire's): {:?}", r.ignored));
     }
     if r.busy {
-        line.push_str("; busy (being set up), skipped");
+        line.push_str(
+            "; busy (being set up, or in another pass): the rest is left to the next pass",
+        );
     }
     if r.vanished {
         line.push_str("; vanished meanwhile");

@@ -3365,11 +3365,12 @@ fn a_node_that_lost_its_node_lock_to_another_stops() {
     );
     let sdir = root.join("tn");
     let stderr = first_kid.0.stderr.take();
-    // Stopped outside a cleanup pass: one stopped inside it holds the
-    // session directory's lock, and the second node could not join the
-    // session until the first went on (it times out after 5 s: a flake of
-    // the whole suite under load). Our shared lock waits for a pass to end
-    // and keeps the next from starting until the node is stopped.
+    // Stopped outside a pass's last step (the only part of a cleanup pass
+    // that holds the session directory's lock exclusively: a node stopped
+    // there would keep the second out of the session until it went on; a
+    // live session's passes never take it since 2026-12-05, before which
+    // any pass did, a flake of the whole suite under load). Our shared
+    // lock keeps that step from running until the node is stopped.
     let dir_lock = fs::File::open(&sdir).unwrap();
     rustix::fs::flock(&dir_lock, rustix::fs::FlockOperation::LockShared).unwrap();
     // A group stop lands on each thread asynchronously: a round already

@@ -26,8 +26,26 @@
 //!
 //! Setting a session up (creating the directory, its marker and a
 //! process's lock file) happens under a *shared* `flock` on the session
-//! directory; a cleanup pass holds it *exclusively* (never waiting for it),
-//! and only then may remove the directory. So a cleaner never removes a
+//! directory. A cleanup pass goes through the entries under the same
+//! *shared* lock — every removal there is decided by the owner's lock, held
+//! by the cleaner, not by the directory's — so a pass, however long, slow
+//! or stopped (`SIGSTOP`) in the middle, never keeps a process from
+//! setting the session up. The one exception is the lock file being made,
+//! `.proc-<stem>.lock.tmp`, unlocked between its creation and its
+//! creator's `flock`: a pass leaves it alone while it is younger than a few
+//! seconds (`TMP_LOCK_GRACE`), and a creator stopped longer than that, whose
+//! file a pass took or removed meanwhile, makes it again under the same name.
+//!
+//! Only the pass's last step, when nothing live is left, holds the lock
+//! *exclusively*: converted without blocking (tried again for up to
+//! `SWEEP_WAIT`, holding no lock meanwhile; skipped, `busy`, when a
+//! creator holds it all that time), it lists the directory again — a
+//! process that joined since the first listing keeps the session — and
+//! removes the token, the names lock, the marker and the directory. That
+//! step is a bounded number of system calls (at most `LAST_STEP_NAMES`
+//! names read) whatever the directory holds, and only a pass stopped
+//! within those calls still keeps a process opening the (dead) session
+//! waiting (up to 5 s, then it fails). So a cleaner never removes a
 //! directory a creator is setting up, and a creator whose directory was
 //! removed meanwhile notices (the path no longer names the directory it
 //! locked) and makes it again.
@@ -74,9 +92,32 @@ const ROOT_PATH_HINT: &str = " (this is the session root: name a directory whose
 /// directory before it reports the directory busy.
 const SETUP_WAIT: Duration = Duration::from_secs(5);
 
-/// How long a cleanup pass tries to take a session directory (creators
-/// hold it for a few system calls) before it skips it as busy.
+/// How long a cleanup pass tries to take a session directory's lock
+/// shared (the last step of another pass, a failed set-up taking its
+/// directory back and a token repair hold it exclusively for a few system
+/// calls) before it skips the session as busy.
 const SWEEP_WAIT: Duration = Duration::from_millis(200);
+
+/// How old a `.proc-<stem>.lock.tmp` (a lock file being made: unlocked
+/// between its creation and its creator's `flock`) must be before a cleanup
+/// pass looks at it; a younger one is a creator setting the session up.
+/// Only spares creators a retry: one stopped longer than this between the
+/// two calls starts its lock file over (`owner_lock`).
+const TMP_LOCK_GRACE: Duration = Duration::from_secs(5);
+
+/// At most how many names the last step of a cleanup pass reads under the
+/// session directory's exclusive lock (`Session::sweep_last_step`); a
+/// session with more left in it stays for a later pass.
+const LAST_STEP_NAMES: usize = 4096;
+
+/// Whether `md`'s modification time is at least `age` ago (`false` when it
+/// is in the future or cannot be read).
+fn older_than(md: &fs::Metadata, age: Duration) -> bool {
+    md.modified()
+        .ok()
+        .and_then(|m| SystemTime::now().duration_since(m).ok())
+        .is_some_and(|a| a >= age)
+}
 
 fn euid() -> u32 {
     crate::sys::fs::euid()
@@ -356,10 +397,10 @@ fn has_marker(dir: &Path) -> bool {
 /// them.
 ///
 /// Runs under a shared `flock` on the directory, which a cleanup pass holds
-/// exclusively while it may remove the directory; the lock file is created
-/// under a temporary dot-name, locked, and only then renamed to
-/// `proc-<pid>-<8 hex>.lock`, so a cleaner never sees a `proc-*.lock` that is
-/// not yet locked by its live owner.
+/// exclusively only while it may remove the directory (its last step); the
+/// lock file is created under a temporary dot-name, locked, and only then
+/// renamed to `proc-<pid>-<8 hex>.lock`, so a cleaner never sees a
+/// `proc-*.lock` that is not yet locked by its live owner.
 fn owner_lock(dir: &Path, root: Option<&Path>) -> Result<String> {
     let mut reg = registry().lock().unwrap_or_else(|p| p.into_inner());
     // A lock file of ours that was removed or replaced (a stray `rm`, a
@@ -485,14 +526,24 @@ fn owner_lock(dir: &Path, root: Option<&Path>) -> Result<String> {
             Err(e) if e.kind() == ErrorKind::AlreadyExists && reuse.is_none() => continue,
             Err(e) => return Err(undo(ShmError::io("create lock file", &tmp, e))),
         };
-        // Nobody else locks a `.proc-*.lock.tmp` while we hold the
-        // directory shared (cleanups look at them only under the exclusive
-        // lock), so this cannot fail for being held.
+        // A cleanup pass runs beside us (it holds the directory shared
+        // too) and looks at a `.proc-*.lock.tmp` once it is older than
+        // `TMP_LOCK_GRACE`: if we were stopped that long between the create
+        // and the `flock`, it may have taken the lock first (then it removes
+        // the name while the name is still this file), or removed the name
+        // already (the rename below finds nothing). Either way this attempt
+        // starts over with a new file under the same name, which no pass
+        // takes for the old one (it removes a name only while the name is
+        // the file it locked).
         let locked = try_lock_exclusive(&file).map_err(|e| ShmError::io("flock", &tmp, e));
         match locked {
             Ok(true) => {}
+            Ok(false) if Instant::now() <= deadline => {
+                let _ = remove_if_same(&file, &tmp);
+                continue;
+            }
             Ok(false) => {
-                let _ = fs::remove_file(&tmp);
+                let _ = remove_if_same(&file, &tmp);
                 return Err(undo(ShmError::io(
                     "flock",
                     &tmp,
@@ -500,13 +551,17 @@ fn owner_lock(dir: &Path, root: Option<&Path>) -> Result<String> {
                 )));
             }
             Err(e) => {
-                let _ = fs::remove_file(&tmp);
+                let _ = remove_if_same(&file, &tmp);
                 return Err(undo(e));
             }
         }
-        if let Err(e) = fs::rename(&tmp, dir.join(&name)) {
-            let _ = fs::remove_file(&tmp);
-            return Err(undo(ShmError::io("rename lock file", &tmp, e)));
+        match fs::rename(&tmp, dir.join(&name)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound && Instant::now() <= deadline => continue,
+            Err(e) => {
+                let _ = remove_if_same(&file, &tmp);
+                return Err(undo(ShmError::io("rename lock file", &tmp, e)));
+            }
         }
         reg.insert(
             dir.to_owned(),
@@ -654,8 +709,15 @@ pub struct CleanupReport {
     /// creator tag, or by the pid in the name (`<kind>-<pid>-…`) — removed
     /// (also listed in `removed_segments`).
     pub corrupt: Vec<String>,
-    /// The session was being set up by a creator during the whole pass and
-    /// was skipped (the next pass gets it).
+    /// Part of the pass was skipped; the next pass does it. Either the
+    /// whole pass: another process held the session directory's lock
+    /// exclusively (the last step of another pass, a failed set-up taking
+    /// its directory back, a token repair: a few system calls each) for
+    /// longer than 200 ms. Or only its last step, the removal of the
+    /// session's own files and directory once nothing live is left: a
+    /// process was setting the session up (or another pass was in it), so
+    /// the directory's lock was not free to take exclusively, or more than
+    /// that step reads was left in the directory.
     pub busy: bool,
     /// The session directory vanished under the pass (another cleanup
     /// removed it): not an error.
@@ -1172,7 +1234,7 @@ impl Session {
     }
 
     /// Takes the session directory's exclusive `flock` (the one a cleanup
-    /// pass holds; creators hold it shared while they set up), waiting at
+    /// pass's last step holds; creators and passes hold it shared), waiting at
     /// most [`SWEEP_WAIT`]; the lock goes with the returned file.
     /// `Ok(None)` if it stayed taken that long.
     pub(crate) fn lock_dir_exclusive(&self) -> Result<Option<File>> {
@@ -1452,7 +1514,11 @@ impl Session {
         Ok(report)
     }
 
-    /// The one cleanup pass over this session (see the module docs).
+    /// The one cleanup pass over this session (see the module docs): the
+    /// entries under the directory's *shared* lock, each removed only while
+    /// its dead owner's lock is held; then, when nothing live is left and
+    /// the session itself is to go, [`Session::sweep_last_step`] under the
+    /// exclusive lock, taken without waiting.
     fn sweep(
         &self,
         untagged_grace: Duration,
@@ -1472,10 +1538,14 @@ impl Session {
             }
             Err(e) => return Err(ShmError::io("open", dir, e)),
         };
-        // Exclusive: no creator is setting the session up meanwhile.
+        // Shared, as creators take it: a process setting the session up
+        // goes on beside the pass (however long the pass takes, stopped or
+        // slow), and the directory is not removed under the pass (another
+        // pass's last step, the only remover, takes it exclusively for a
+        // few system calls).
         let deadline = Instant::now() + SWEEP_WAIT;
         loop {
-            if try_lock_exclusive(&d).map_err(|e| ShmError::io("flock", dir, e))? {
+            if try_lock_shared(&d).map_err(|e| ShmError::io("flock (shared)", dir, e))? {
                 break;
             }
             if Instant::now() > deadline {
@@ -1509,7 +1579,6 @@ impl Session {
 
         let mut owners = self.owners_with_self();
         let mut later = Vec::new();
-        let mut session_files = Vec::new();
         let mut errors = Vec::new();
         // Pass 1: the locks themselves.
         for name in names {
@@ -1553,6 +1622,14 @@ impl Session {
                         report.live_owners.push(name);
                     }
                 }
+                // A lock file being made is unlocked between its creation
+                // and its creator's `flock`: a young one is left alone (a
+                // creator is setting the session up: the session is live).
+                // An older one is probed as any lock; a creator stopped that
+                // long starts its lock file over (see `owner_lock`).
+                FileKind::OwnerLockTmp if !older_than(&md, TMP_LOCK_GRACE) => {
+                    report.live_other.push(name)
+                }
                 FileKind::OwnerLockTmp | FileKind::Entry | FileKind::NodeLock => {
                     match probe_owner(&path) {
                         Ok(OwnerState::Live) => report.live_other.push(name),
@@ -1571,13 +1648,13 @@ impl Session {
                         }
                     }
                 }
-                // The names lock is held only while a live process claims
-                // a name: it goes with the session, never while it lives
-                // (removing it each round would make it anew each
-                // registration, a change the node's watch wakes for).
-                FileKind::Marker | FileKind::Token | FileKind::NamesLock => {
-                    session_files.push(name)
-                }
+                // The session's own files go in the last step, listed again
+                // under the exclusive lock. The names lock is held only
+                // while a live process claims a name: it goes with the
+                // session, never while it lives (removing it each round
+                // would make it anew each registration, a change the node's
+                // watch wakes for).
+                FileKind::Marker | FileKind::Token | FileKind::NamesLock => {}
                 FileKind::Owned(_) | FileKind::Segment => later.push((name, kind)),
                 FileKind::Foreign => unreachable!("handled above"),
             }
@@ -1608,49 +1685,164 @@ impl Session {
             }
         }
         report.errors = errors;
-        // Pass 4: the session itself. The token goes with the last live
-        // process; the marker and the directory only when nothing foreign
-        // is left either (then the directory stays a marked, dead session).
         if remove_dir && !report.has_live() && report.errors.is_empty() {
-            let whole = report.ignored.is_empty() && report.kept_untagged.is_empty();
-            session_files.sort_by_key(|n| n == SESSION_MARKER); // the marker last
-            for name in session_files {
-                if name == SESSION_MARKER && !whole {
-                    continue;
+            self.sweep_last_step(&d, dry, &mut report);
+        }
+        Ok(report)
+    }
+
+    /// The pass's last step (pass 4): the session itself, once nothing live
+    /// is left. The token goes with the last live process; the marker and
+    /// the directory only when nothing foreign is left either (then the
+    /// directory stays a marked, dead session).
+    ///
+    /// Under the directory's *exclusive* lock — converted from the pass's
+    /// shared one without blocking (a failed conversion leaves no lock
+    /// held, so the pass's tries for up to [`SWEEP_WAIT`] keep nobody
+    /// waiting): when a process is setting the session up (it holds the
+    /// lock shared) or another pass is in it all that time, the step is
+    /// skipped (`busy`), and a later pass does it. Under the lock no
+    /// process is setting the session up, so the directory is listed again:
+    /// only the session's own files, foreign entries and the entries the
+    /// pass kept or left alone may be there; anything else (the lock file
+    /// of a process that joined since the first listing, a file not removed)
+    /// keeps the whole session for a later pass. The step is a bounded
+    /// number of system calls — at most [`LAST_STEP_NAMES`] names read, the
+    /// session's three files looked at and removed, one `rmdir` — whatever
+    /// the directory holds, so a pass stopped in it keeps a process setting
+    /// the session up waiting only if stopped within those calls.
+    fn sweep_last_step(&self, d: &File, dry: bool, report: &mut CleanupReport) {
+        let dir = &self.dir;
+        // Tried again for a moment: a process that forked while another
+        // pass or a creator had the directory open keeps that lock until
+        // its child execs. Meanwhile this pass holds no lock (the failed
+        // conversion dropped its shared one): nobody waits for it.
+        let deadline = Instant::now() + SWEEP_WAIT;
+        loop {
+            match try_lock_exclusive(d) {
+                Ok(true) => break,
+                Ok(false) if Instant::now() <= deadline => {
+                    std::thread::sleep(Duration::from_millis(1))
                 }
-                let path = dir.join(&name);
-                match remove_path(dry, &path) {
-                    Ok(()) => report.removed_other.push(name),
-                    Err(e) if e.kind() == ErrorKind::NotFound => {}
-                    Err(e) => {
-                        report
-                            .errors
-                            .push(ShmError::io("unlink", &path, e).to_string());
-                        return Ok(report);
-                    }
+                Ok(false) => {
+                    report.busy = true;
+                    return;
                 }
-            }
-            if whole {
-                let removed = if dry { Ok(()) } else { fs::remove_dir(dir) };
-                match removed {
-                    Ok(()) => report.removed_dir = true,
-                    Err(e) if e.kind() == ErrorKind::NotFound => report.vanished = true,
-                    // Something appeared meanwhile (not a creator: they wait
-                    // for our lock); leave it, and the directory a marked,
-                    // dead session that a later pass judges again (an
-                    // unmarked one no pass enters).
-                    Err(e) if crate::sys::fs::is_enotempty(&e) => {
-                        if ensure_marker(dir).is_ok() {
-                            report.removed_other.retain(|n| n != SESSION_MARKER);
-                        }
-                    }
-                    Err(e) => report
+                Err(e) => {
+                    report
                         .errors
-                        .push(ShmError::io("rmdir", dir, e).to_string()),
+                        .push(ShmError::io("flock", dir, e).to_string());
+                    return;
                 }
             }
         }
-        Ok(report)
+        if !same_file(d, dir) || !has_marker(dir) {
+            report.vanished = true;
+            return;
+        }
+        let kept: HashSet<&str> = report
+            .ignored
+            .iter()
+            .chain(&report.kept_untagged)
+            .map(String::as_str)
+            .collect();
+        let rd = match fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                report.vanished = true;
+                return;
+            }
+            Err(e) => {
+                let e = ShmError::io("readdir", dir, e).to_string();
+                report.errors.push(e);
+                return;
+            }
+        };
+        let mut whole = true;
+        let mut session_files = Vec::new();
+        for (i, ent) in rd.enumerate() {
+            if i >= LAST_STEP_NAMES {
+                // More than the step reads under the lock: the session
+                // stays (foreign entries keep its directory anyway).
+                report.busy = true;
+                return;
+            }
+            let ent = match ent {
+                Ok(ent) => ent,
+                Err(e) => {
+                    let e = ShmError::io("readdir", dir, e).to_string();
+                    report.errors.push(e);
+                    return;
+                }
+            };
+            let Ok(name) = ent.file_name().into_string() else {
+                whole = false; // never ours
+                continue;
+            };
+            let kind = classify(&name);
+            match kind {
+                FileKind::Marker | FileKind::Token | FileKind::NamesLock => {
+                    let path = dir.join(&name);
+                    let ours = match fs::symlink_metadata(&path) {
+                        Ok(md) if kind == FileKind::Token => !md.is_dir(),
+                        Ok(md) => md.is_file(),
+                        Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                        Err(e) => {
+                            report
+                                .errors
+                                .push(ShmError::io("stat", &path, e).to_string());
+                            return;
+                        }
+                    };
+                    if ours {
+                        session_files.push(name);
+                    } else {
+                        whole = false;
+                    }
+                }
+                FileKind::Foreign => whole = false,
+                _ if kept.contains(name.as_str()) => whole = false,
+                // What may be a live process's: the session stays.
+                _ => return,
+            }
+        }
+        session_files.sort_by_key(|n| n == SESSION_MARKER); // the marker last
+        for name in session_files {
+            if name == SESSION_MARKER && !whole {
+                continue;
+            }
+            let path = dir.join(&name);
+            match remove_path(dry, &path) {
+                Ok(()) => report.removed_other.push(name),
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => {
+                    report
+                        .errors
+                        .push(ShmError::io("unlink", &path, e).to_string());
+                    return;
+                }
+            }
+        }
+        if whole {
+            let removed = if dry { Ok(()) } else { fs::remove_dir(dir) };
+            match removed {
+                Ok(()) => report.removed_dir = true,
+                Err(e) if e.kind() == ErrorKind::NotFound => report.vanished = true,
+                // Something appeared meanwhile (not a creator: they wait
+                // for our lock; a live process whose lock file was removed
+                // under it, making a file); leave it, and the directory a
+                // marked, dead session that a later pass judges again (an
+                // unmarked one no pass enters).
+                Err(e) if crate::sys::fs::is_enotempty(&e) => {
+                    if ensure_marker(dir).is_ok() {
+                        report.removed_other.retain(|n| n != SESSION_MARKER);
+                    }
+                }
+                Err(e) => report
+                    .errors
+                    .push(ShmError::io("rmdir", dir, e).to_string()),
+            }
+        }
     }
 
     /// A socket or temporary file named after its owner's stem.
