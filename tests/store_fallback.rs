@@ -411,7 +411,8 @@ fn a_service_out_of_descriptors_says_so() {
     let mut made = Vec::new();
     let err = loop {
         let id = shared_oid(24, made.len() as u32);
-        match c.put(id, &contents(24, 70_000), b"") {
+        // Pinned: an unheld fallback object would be evicted to make room.
+        match c.put(id, &contents(24, 70_000), b"").and_then(|()| c.pin(&[id])) {
             Ok(()) => made.push(id),
             Err(e) => break e,
         }
@@ -427,6 +428,7 @@ fn a_service_out_of_descriptors_says_so() {
         other => panic!("expected OutOfDescriptors, got {other:?}"),
     }
     // Freeing objects closes their files: creates work again.
+    c.unpin(&made[..2]).unwrap();
     c.delete(&made[..2]).unwrap();
     c.put(shared_oid(24, 1000), &contents(24, 70_000), b"")
         .unwrap();
@@ -436,6 +438,12 @@ fn a_service_out_of_descriptors_says_so() {
             .map(checksum),
         Some(checksum(&contents(24, 70_000)))
     );
+    // Unpinned, they are evicted (least recently used first) to make room
+    // for more: the fallback does not stay full of objects nobody holds.
+    c.unpin(&made[2..]).unwrap();
+    for i in 0..2 * made.len() as u32 {
+        c.put(shared_oid(25, i), &contents(25, 70_000), b"").unwrap();
+    }
     assert!(service.try_wait().unwrap().is_none(), "the service died");
     kill9(&mut service);
 }

@@ -1120,3 +1120,189 @@ fn a_client_piling_up_waiting_gets_is_dropped_alone() {
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     kill9(&mut service);
 }
+
+/// A raw store client of the session in `s` (its hello sent and
+/// answered), with rings of `ring` bytes.
+fn raw_store_client(
+    s: &shmwire::shm::Session,
+    ring: usize,
+) -> (shmwire::transport::AnyConnection, shmwire::spec::Encoder) {
+    use shmwire::ids::{NodeId, WorkerId};
+    use shmwire::spec::{self, Encoder};
+    use shmwire::store::{Reply, Request, STORE_PROTOCOL_VERSION};
+    use shmwire::transport::{Connector, MessageConnection, ShmOptions, TransportConfig};
+    let token = shmwire::node::load_or_create_token(s).unwrap();
+    let mut shm = ShmOptions::default();
+    shm.ring_capacity = ring;
+    let mut raw = Connector::new(
+        TransportConfig::new(WorkerId::from_random(), token),
+        NodeId::nil(),
+    )
+    .with_session(
+        s,
+        std::sync::Arc::new(shmwire::node::Directory::for_session(s).unwrap()),
+    )
+    .with_shm_options(shm)
+    .connect_name(DEFAULT_STORE_NAME)
+    .unwrap();
+    let mut enc = Encoder::new();
+    raw.send_message(
+        &mut enc,
+        &Request::Hello {
+            version: STORE_PROTOCOL_VERSION,
+            pid: std::process::id(),
+            subscriber: false,
+        },
+    )
+    .unwrap();
+    let welcome = raw
+        .recv_message_with::<Reply, _>(GUARD, spec::deserialize::<Reply>)
+        .unwrap()
+        .unwrap();
+    assert!(matches!(welcome, Reply::Welcome { .. }), "{welcome:?}");
+    (raw, enc)
+}
+
+/// Puts (and gets back) small objects by `c` for `span`, timing each;
+/// their median and worst.
+fn put_latencies(c: &StoreClient, tag: u8, span: Duration) -> (Duration, Duration) {
+    let end = Instant::now() + span;
+    let mut took = Vec::new();
+    let mut i = 0;
+    while Instant::now() < end {
+        let t = Instant::now();
+        c.put(shared_oid(tag, i), b"fine", b"").unwrap();
+        let got = c.get(&[shared_oid(tag, i)], GUARD).unwrap();
+        assert_eq!(got[0].as_deref().unwrap(), b"fine");
+        drop(got);
+        c.delete(&[shared_oid(tag, i)]).unwrap();
+        took.push(t.elapsed());
+        i += 1;
+    }
+    took.sort();
+    (took[took.len() / 2], took[took.len() - 1])
+}
+
+/// Two hostile clients in other processes, each delaying nobody (found by
+/// a review after the metadata fix):
+/// - one sends `Release` requests (which need no reply) without pause: the
+///   service handled one client's requests until its ring was empty, so
+///   it held the service's thread as long as it kept writing (another
+///   client's worst `put` 1.4 s; the shared index's heartbeat went stale).
+///   Now a client's turn handles at most 256 requests.
+/// - one with 4 KiB rings sends `Contains` requests and never reads the
+///   replies, then connects again, over and over: each full ring held the
+///   service 200 ms (its send timeout) before it dropped the client
+///   (another client's puts fell from 1,492 to 145 in 8 s). Now the service
+///   never waits: replies queue on the connection and the client is dropped
+///   when they went unread past the send timeout, told why.
+///
+/// Meanwhile this process's puts and gets (for 2 s) keep a median under
+/// 20 ms and a worst under a second.
+#[test]
+fn a_flooding_client_and_one_that_never_reads_delay_nobody() {
+    use shmwire::spec;
+    use shmwire::store::{Reply, Request};
+    use shmwire::transport::{MessageConnection, RecvError};
+    const TEST: &str = "a_flooding_client_and_one_that_never_reads_delay_nobody";
+    if let Some(role) = child_role() {
+        let s = child_session();
+        let end = Instant::now() + Duration::from_secs(3);
+        match role.as_str() {
+            "service" => {
+                let _store =
+                    StoreService::start(&s, shmwire::store::StoreConfig::new(1 << 20)).unwrap();
+                println!("ready");
+                std::thread::sleep(GUARD);
+            }
+            "flood" => {
+                let (mut raw, _) = raw_store_client(&s, 256 << 10);
+                // Requests that cost the service far more than the client:
+                // one encoding of a `Refresh` of 100 ids (each looked up),
+                // sent again and again, as fast as the ring takes them; the
+                // replies read as they come.
+                let refresh = Request::Refresh {
+                    ids: (0..100).map(|i| shared_oid(41, i)).collect(),
+                };
+                let bytes = spec::to_vec(&refresh).unwrap();
+                println!("flooding");
+                let mut n = 0u32;
+                while Instant::now() < end {
+                    use shmwire::transport::Connection;
+                    raw.send(&bytes).unwrap();
+                    n += 1;
+                    while let Ok(Some(_)) = raw.try_recv() {}
+                }
+                println!("sent={n}");
+            }
+            "unread" => {
+                let mut dropped = 0;
+                println!("hoarding");
+                while Instant::now() < end {
+                    let (mut raw, mut enc) = raw_store_client(&s, 4096);
+                    let contains = Request::Contains {
+                        id: shared_oid(42, 0),
+                    };
+                    let mut sent = 0;
+                    while sent < 400 && raw.try_send_message(&mut enc, &contains).is_ok() {
+                        sent += 1;
+                    }
+                    // Every request handed over (the service reads them),
+                    // none of the replies read: they fill the 4 KiB ring.
+                    // (A service that drops it first fails the flush.)
+                    let _ = shmwire::transport::Connection::flush(&mut raw);
+                    // The service cuts it off once its replies went unread.
+                    std::thread::sleep(Duration::from_millis(400));
+                    loop {
+                        match raw.recv_message_with::<Reply, _>(GUARD, spec::deserialize::<Reply>) {
+                            Ok(_) => continue,
+                            Err(RecvError::Closed | RecvError::PeerDied { .. }) => {
+                                dropped += 1;
+                                break;
+                            }
+                            Err(RecvError::CutOff { reason, .. }) => {
+                                assert!(
+                                    reason.contains("went unread")
+                                        || reason.contains("are not read"),
+                                    "{reason}"
+                                );
+                                dropped += 1;
+                                break;
+                            }
+                            Err(e) => panic!("expected to be cut off, got {e}"),
+                        }
+                    }
+                }
+                println!("dropped={dropped}");
+            }
+            other => panic!("unknown role {other}"),
+        }
+        return;
+    }
+    let env = Env::new("flood");
+    let mut service = spawn_child(TEST, "service", &pass(&env, "flood"));
+    expect_line(&stdout_lines(&mut service), "ready");
+    let c = connect(&env.session);
+    let (quiet, _) = put_latencies(&c, 40, Duration::from_millis(200));
+    let mut flood = spawn_child(TEST, "flood", &pass(&env, "flood"));
+    let fl = stdout_lines(&mut flood);
+    expect_line(&fl, "flooding");
+    let mut unread = spawn_child(TEST, "unread", &pass(&env, "flood"));
+    let ul = stdout_lines(&mut unread);
+    expect_line(&ul, "hoarding");
+    // While both run (each for 3 s from its start).
+    let (median, worst) = put_latencies(&c, 43, Duration::from_secs(2));
+    let sent = expect_line(&fl, "sent=");
+    let dropped = expect_line(&ul, "dropped=");
+    let (ok_f, ok_u) = (wait_status(&mut flood), wait_status(&mut unread));
+    kill9(&mut service);
+    assert!(ok_f && ok_u, "a hostile child failed");
+    assert!(
+        median < Duration::from_millis(20) && worst < Duration::from_secs(1),
+        "median {median:?}, worst {worst:?} (alone {quiet:?}); flood {sent}, unread {dropped}"
+    );
+    assert!(
+        dropped.trim_start_matches("dropped=").parse::<u32>().unwrap() > 0,
+        "{dropped}"
+    );
+}

@@ -13,9 +13,9 @@
 //! death, close, a message that does not validate — is disconnected, which
 //! aborts its unsealed objects and releases its references.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -35,8 +35,9 @@ use crate::ids::{ObjectId, WorkerId};
 use crate::shm::{AnonSegment, Session};
 use crate::spec::{self, Encoder};
 use crate::transport::{
-    AnyConnection, Connection, ListenOptions, Listener, MessageConnection, Mux, MuxEvent, PeerKey,
-    Restored, SessionToken, ShmOptions, TransportConfig, WorkerLookup, LISTENER_CHECK_INTERVAL,
+    Admission, AnyConnection, CallerAdmission, Connection, ListenOptions, Listener,
+    MessageConnection, Mux, MuxEvent, PeerKey, Restored, SessionToken, ShmOptions, TransportConfig,
+    WorkerLookup, LISTENER_CHECK_INTERVAL,
 };
 use crate::wake::WaitStrategy;
 
@@ -78,9 +79,17 @@ pub struct StoreConfig {
     pub fallback_dir: Option<PathBuf>,
     /// The name clients connect to (registered in the session directory).
     pub name: String,
-    /// Bound on sending one reply or notification to a client whose ring
-    /// is full; the client is disconnected after it.
+    /// Longest a client's replies or notifications may wait unread, queued
+    /// behind its full ring, before it is disconnected (told why). The
+    /// service never waits for a client: what does not fit its ring is
+    /// queued on its connection, at most `send_queue_limit` (4 MiB) bytes
+    /// of it, beyond which the client is disconnected at once.
     pub send_timeout: Duration,
+    /// Clients (connections) served at once; a newcomer beyond them is
+    /// refused, told why, until one leaves (default
+    /// [`DEFAULT_MAX_CLIENTS`]). Each costs descriptors, its rings and its
+    /// reference slots.
+    pub max_clients: usize,
     /// Longest the event loop sleeps before it checks for shutdown and
     /// expired `get`s.
     pub tick: Duration,
@@ -104,6 +113,7 @@ impl StoreConfig {
             fallback_dir: None,
             name: DEFAULT_STORE_NAME.to_owned(),
             send_timeout: Duration::from_millis(200),
+            max_clients: DEFAULT_MAX_CLIENTS,
             tick: Duration::from_millis(20),
             index_entries: default_index_entries(capacity),
             spin: Duration::from_micros(100),
@@ -219,6 +229,23 @@ impl StoreService {
         };
         let mut tcfg = TransportConfig::new(worker_id, token);
         tcfg.send_timeout = config.send_timeout;
+        // Clients served now, against `max_clients`: raised by the
+        // admission (on this service's thread, in `accept_pending`), set to
+        // the number of clients whenever it changes.
+        let served = Arc::new(AtomicUsize::new(0));
+        let (admitted, max_clients) = (Arc::clone(&served), config.max_clients);
+        tcfg.admission = Some(CallerAdmission(Arc::new(move |_, _| {
+            // Relaxed: a count on one thread, nothing published through it.
+            let now = admitted.load(Ordering::Relaxed);
+            if now >= max_clients {
+                return Admission::Refused(format!(
+                    "the store serves {now} clients, its max_clients: no room for another \
+                     until one leaves"
+                ));
+            }
+            admitted.fetch_add(1, Ordering::Relaxed);
+            Admission::Admit
+        })));
         let listener = Listener::bind(
             session,
             tcfg,
@@ -263,7 +290,13 @@ impl StoreService {
             refusing: None,
             health: health.clone(),
             restored: Arc::clone(&restored),
+            served,
+            send_timeout: config.send_timeout,
+            subscribers: 0,
+            unread_check_at: Instant::now(),
         };
+        // No subscriber yet: seals and deletions are not kept.
+        state.table.set_notifying(false);
         let stop2 = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name(format!("store {}", config.name))
@@ -356,7 +389,26 @@ struct Client {
     id: ClientId,
     greeted: bool,
     subscriber: bool,
+    /// A subscriber's objects sealed before it subscribed, not yet
+    /// announced ([`Service::feed_backlogs`]).
+    backlog: VecDeque<ObjectId>,
+    /// Since when its replies wait unread behind its full ring (queued on
+    /// its connection), if they do ([`Service::drop_unread`]).
+    behind_since: Option<Instant>,
 }
+
+/// Requests one client's turn handles at most: a client with more waiting
+/// (requests that need no reply, such as `Release`, sent without pause)
+/// gets its next turn after the other clients' (the mux reports it again).
+const DRAIN_BUDGET: usize = 256;
+
+/// Notifications of objects sealed before a subscriber came, sent to it a
+/// turn while it has nothing queued: a store of many objects does not fill
+/// its ring and queue at once.
+const BACKLOG_PER_TURN: usize = 64;
+
+/// Default [`StoreConfig::max_clients`].
+pub const DEFAULT_MAX_CLIENTS: usize = 1024;
 
 /// A `get` waiting for objects to be sealed.
 struct Parked {
@@ -422,6 +474,15 @@ struct Service {
     /// What was put back since the owner last asked
     /// ([`StoreService::take_restored`]).
     restored: Arc<Mutex<Restored>>,
+    /// Clients served, as the admission counts them against
+    /// `max_clients` (set to `clients.len()` whenever it changes).
+    served: Arc<AtomicUsize>,
+    /// [`StoreConfig::send_timeout`].
+    send_timeout: Duration,
+    /// Subscribers among the clients (notifications are kept while any).
+    subscribers: usize,
+    /// When [`Service::drop_unread`] looks next.
+    unread_check_at: Instant,
 }
 
 /// Clients the service refused for want of its own resources (see
@@ -536,14 +597,23 @@ impl Service {
                                             id,
                                             greeted: false,
                                             subscriber: false,
+                                            backlog: VecDeque::new(),
+                                            behind_since: None,
                                         },
                                     );
+                                    // Relaxed: see the admission.
+                                    self.served.store(self.clients.len(), Ordering::Relaxed);
                                 }
                                 Err(e) => self.refused(&e),
                             }
                         }
                     }
-                    MuxEvent::Ready(key) => self.drain(key),
+                    MuxEvent::Ready(key) => {
+                        self.drain(key);
+                        // What this turn sealed or deleted goes out now: the
+                        // notifications of one turn at most are held.
+                        self.notify();
+                    }
                 }
             }
             // One clock read for the parked gets and the listener check.
@@ -553,6 +623,8 @@ impl Service {
             // announced by a `Reap` request; this is the backstop).
             self.table.reap();
             self.notify();
+            self.feed_backlogs();
+            self.drop_unread(after);
             self.publish_snapshot();
             self.restore_listener(after);
         }
@@ -683,7 +755,7 @@ impl Service {
 
     /// Handles every request waiting on `key`'s connection.
     fn drain(&mut self, key: PeerKey) {
-        loop {
+        for _ in 0..DRAIN_BUDGET {
             let Some(conn) = self.mux.get_mut(key) else {
                 return;
             };
@@ -750,6 +822,11 @@ impl Service {
                 } if version == STORE_PROTOCOL_VERSION => {
                     client.greeted = true;
                     client.subscriber = subscriber;
+                    if subscriber {
+                        // Counted with the flag: `drop_client` counts down.
+                        self.subscribers += 1;
+                        self.table.set_notifying(true);
+                    }
                     let mut welcome = self.welcome.clone();
                     let mut slots_fd = None;
                     if let (false, Some(ix), Reply::Welcome { index, .. }) =
@@ -789,11 +866,13 @@ impl Service {
                         return Then::Nothing;
                     }
                     if subscriber {
-                        for n in self.table.existing() {
-                            if !self.send(key, &Reply::from(n)) {
-                                return Then::Nothing;
-                            }
+                        // Announced a few at a time (`feed_backlogs`), as
+                        // the subscriber reads them.
+                        let ids = self.table.sealed_ids();
+                        if let Some(c) = self.clients.get_mut(&key) {
+                            c.backlog = ids.into();
                         }
+                        self.feed_backlog(key);
                     }
                     Then::Nothing
                 }
@@ -1047,6 +1126,9 @@ impl Service {
 
     /// Pushes the table's notifications to every subscriber.
     fn notify(&mut self) {
+        if self.subscribers == 0 {
+            return;
+        }
         let notes = self.table.drain_notifications();
         if notes.is_empty() {
             return;
@@ -1064,6 +1146,84 @@ impl Service {
                     self.send(*k, &r);
                 }
             }
+        }
+    }
+
+    /// Announces some of every subscriber's backlog ([`Service::feed_backlog`]).
+    fn feed_backlogs(&mut self) {
+        if self.subscribers == 0 {
+            return;
+        }
+        let behind: Vec<PeerKey> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| !c.backlog.is_empty())
+            .map(|(k, _)| *k)
+            .collect();
+        for key in behind {
+            self.feed_backlog(key);
+        }
+    }
+
+    /// Sends subscriber `key` up to [`BACKLOG_PER_TURN`] notifications of
+    /// objects sealed before it subscribed, while it has nothing queued (an
+    /// object gone since is skipped: its `Deleted` went out, or the
+    /// subscriber never heard of it).
+    fn feed_backlog(&mut self, key: PeerKey) {
+        for _ in 0..BACKLOG_PER_TURN {
+            let queued = self
+                .mux
+                .get_mut(key)
+                .map_or(1, |c| Connection::pending_send_bytes(c));
+            if queued > 0 {
+                return;
+            }
+            let Some(id) = self
+                .clients
+                .get_mut(&key)
+                .and_then(|c| c.backlog.pop_front())
+            else {
+                return;
+            };
+            if let Some(n) = self.table.sealed_notification(&id) {
+                if !self.send(key, &Reply::from(n)) {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Every `send_timeout / 4` at most: drops each client whose replies
+    /// or notifications have waited unread (queued behind its full ring)
+    /// longer than `send_timeout`, telling it why.
+    fn drop_unread(&mut self, now: Instant) {
+        if now < self.unread_check_at {
+            return;
+        }
+        self.unread_check_at = now + (self.send_timeout / 4).max(Duration::from_millis(1));
+        let mut late = Vec::new();
+        for (key, c) in self.clients.iter_mut() {
+            let queued = self
+                .mux
+                .get_mut(*key)
+                .map_or(0, |conn| Connection::pending_send_bytes(conn));
+            if queued == 0 {
+                c.behind_since = None;
+            } else if let Some(since) = c.behind_since {
+                if now.saturating_duration_since(since) > self.send_timeout {
+                    late.push((*key, queued));
+                }
+            } else {
+                c.behind_since = Some(now);
+            }
+        }
+        for (key, queued) in late {
+            let why = format!(
+                "its replies went unread for over {:?} ({queued} bytes queued)",
+                self.send_timeout
+            );
+            tracing::warn!(error = %why, "store: dropping the client");
+            self.drop_client_for(key, &why);
         }
     }
 
@@ -1134,8 +1294,20 @@ impl Service {
         let Some(conn) = self.mux.get_mut(key) else {
             return false;
         };
-        match conn.send_message(&mut self.encoder, r) {
+        // Never waits: what does not fit the client's ring is queued on its
+        // connection (and flushed by the mux as the client reads); a client
+        // whose queue is full, or whose replies stay unread longer than the
+        // send timeout (`drop_unread`), is dropped.
+        match conn.try_send_message(&mut self.encoder, r) {
             Ok(_) => true,
+            Err(crate::transport::SendError::QueueFull { queued, limit }) => {
+                let why = format!(
+                    "its replies are not read: {queued} bytes queued, the limit is {limit}"
+                );
+                tracing::warn!(error = %why, "store: dropping the client");
+                self.drop_client_for(key, &why);
+                false
+            }
             Err(e) => {
                 // A client gone is no news; anything else drops a live one.
                 if matches!(
@@ -1175,6 +1347,14 @@ impl Service {
         }
         self.parked.retain(|p| p.key != key);
         if let Some(c) = self.clients.remove(&key) {
+            // Relaxed: see the admission.
+            self.served.store(self.clients.len(), Ordering::Relaxed);
+            if c.subscriber {
+                self.subscribers -= 1;
+                if self.subscribers == 0 {
+                    self.table.set_notifying(false);
+                }
+            }
             let n = self.table.disconnect(c.id);
             tracing::debug!(client = c.id, objects = n, "store: client gone");
         }

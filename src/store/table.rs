@@ -340,6 +340,8 @@ pub struct ObjectTable {
     clock: u64,
     fallback: Option<Box<dyn Fallback>>,
     notifications: Vec<Notification>,
+    /// Whether notifications are kept ([`ObjectTable::set_notifying`]).
+    notifying: bool,
     shared: Option<Box<dyn SharedIndex>>,
     /// Deleted objects no client holds through the table but some may
     /// still hold through the index: freed by [`ObjectTable::reap`].
@@ -381,6 +383,7 @@ impl ObjectTable {
             clock: 0,
             fallback: None,
             notifications: Vec::new(),
+            notifying: true,
             shared: None,
             pending: Vec::new(),
         })
@@ -560,6 +563,40 @@ impl ObjectTable {
     /// deletions, evictions), oldest first.
     pub fn drain_notifications(&mut self) -> Vec<Notification> {
         std::mem::take(&mut self.notifications)
+    }
+
+    /// Whether seals, deletions and evictions are kept for
+    /// [`ObjectTable::drain_notifications`] (default `true`). A service with
+    /// no subscriber turns it off: a `Sealed` notification copies the
+    /// object's metadata, and nobody would take them.
+    pub fn set_notifying(&mut self, on: bool) {
+        self.notifying = on;
+        if !on {
+            self.notifications = Vec::new();
+        }
+    }
+
+    /// The ids of every visible (sealed) object, in no order: what a late
+    /// subscriber hears of, one [`ObjectTable::sealed_notification`] at a
+    /// time.
+    pub fn sealed_ids(&self) -> Vec<ObjectId> {
+        self.objects
+            .iter()
+            .filter(|(_, e)| e.state == ObjectState::Sealed)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// A `Sealed` notification for `id` if it is visible now.
+    pub fn sealed_notification(&self, id: &ObjectId) -> Option<Notification> {
+        self.objects
+            .get(id)
+            .filter(|e| e.state == ObjectState::Sealed)
+            .map(|e| Notification::Sealed {
+                id: *id,
+                data_size: e.data_size,
+                metadata: e.metadata.clone(),
+            })
     }
 
     /// A `Sealed` notification for every visible object: what a late
@@ -818,7 +855,7 @@ impl ObjectTable {
                 }
             }
         }
-        if e.state != ObjectState::Unsealed {
+        if e.state != ObjectState::Unsealed && self.notifying {
             self.notifications.push(Notification::Deleted { id });
         }
     }
@@ -884,11 +921,13 @@ impl ObjectTable {
                 e.uses_seen = shared.holds(pos).1;
             }
         }
-        self.notifications.push(Notification::Sealed {
-            id,
-            data_size: view.data_size,
-            metadata: view.metadata.clone(),
-        });
+        if self.notifying {
+            self.notifications.push(Notification::Sealed {
+                id,
+                data_size: view.data_size,
+                metadata: view.metadata.clone(),
+            });
+        }
         if e.held == 0 {
             self.lru_push(id);
         }
