@@ -412,7 +412,10 @@ fn a_service_out_of_descriptors_says_so() {
     let err = loop {
         let id = shared_oid(24, made.len() as u32);
         // Pinned: an unheld fallback object would be evicted to make room.
-        match c.put(id, &contents(24, 70_000), b"").and_then(|()| c.pin(&[id])) {
+        match c
+            .put(id, &contents(24, 70_000), b"")
+            .and_then(|()| c.pin(&[id]))
+        {
             Ok(()) => made.push(id),
             Err(e) => break e,
         }
@@ -442,7 +445,8 @@ fn a_service_out_of_descriptors_says_so() {
     // for more: the fallback does not stay full of objects nobody holds.
     c.unpin(&made[2..]).unwrap();
     for i in 0..2 * made.len() as u32 {
-        c.put(shared_oid(25, i), &contents(25, 70_000), b"").unwrap();
+        c.put(shared_oid(25, i), &contents(25, 70_000), b"")
+            .unwrap();
     }
     assert!(service.try_wait().unwrap().is_none(), "the service died");
     kill9(&mut service);

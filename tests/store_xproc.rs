@@ -1302,7 +1302,53 @@ fn a_flooding_client_and_one_that_never_reads_delay_nobody() {
         "median {median:?}, worst {worst:?} (alone {quiet:?}); flood {sent}, unread {dropped}"
     );
     assert!(
-        dropped.trim_start_matches("dropped=").parse::<u32>().unwrap() > 0,
+        dropped
+            .trim_start_matches("dropped=")
+            .parse::<u32>()
+            .unwrap()
+            > 0,
         "{dropped}"
     );
+}
+
+/// A store serves at most `StoreConfig::max_clients` clients: one more is
+/// refused, told why, and connects once another left.
+#[test]
+fn clients_beyond_max_clients_are_refused_until_one_leaves() {
+    const TEST: &str = "clients_beyond_max_clients_are_refused_until_one_leaves";
+    if child_role().is_some() {
+        let s = child_session();
+        let mut config = shmwire::store::StoreConfig::new(1 << 20);
+        config.max_clients = 3;
+        let _store = StoreService::start(&s, config).unwrap();
+        println!("ready");
+        std::thread::sleep(GUARD);
+        return;
+    }
+    let env = Env::new("maxcl");
+    let mut service = spawn_child(TEST, "service", &pass(&env, "maxcl"));
+    expect_line(&stdout_lines(&mut service), "ready");
+    let mut clients: Vec<StoreClient> = (0..3).map(|_| connect(&env.session)).collect();
+    let refused = StoreClient::connect(&env.session, DEFAULT_STORE_NAME);
+    let text = match &refused {
+        Err(e) => shmwire::error_chain(e),
+        Ok(_) => String::new(),
+    };
+    if !text.contains("max_clients") {
+        kill9(&mut service);
+        panic!("a fourth client: {text:?} ({:?})", refused.map(|_| ()));
+    }
+    clients.pop();
+    // The service hears of the departure within its tick.
+    let deadline = Instant::now() + GUARD;
+    let again = loop {
+        match StoreClient::connect(&env.session, DEFAULT_STORE_NAME) {
+            Ok(c) => break c,
+            Err(e) => assert!(Instant::now() < deadline, "{e}"),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    again.put(shared_oid(44, 0), b"in", b"").unwrap();
+    assert!(clients[0].contains(shared_oid(44, 0)).unwrap());
+    kill9(&mut service);
 }
