@@ -1132,8 +1132,10 @@ fn raw_store_client(
     use shmwire::store::{Reply, Request, STORE_PROTOCOL_VERSION};
     use shmwire::transport::{Connector, MessageConnection, ShmOptions, TransportConfig};
     let token = shmwire::node::load_or_create_token(s).unwrap();
-    let mut shm = ShmOptions::default();
-    shm.ring_capacity = ring;
+    let shm = ShmOptions {
+        ring_capacity: ring,
+        ..ShmOptions::default()
+    };
     let mut raw = Connector::new(
         TransportConfig::new(WorkerId::from_random(), token),
         NodeId::nil(),
@@ -1350,5 +1352,50 @@ fn clients_beyond_max_clients_are_refused_until_one_leaves() {
     };
     again.put(shared_oid(44, 0), b"in", b"").unwrap();
     assert!(clients[0].contains(shared_oid(44, 0)).unwrap());
+    kill9(&mut service);
+}
+
+/// A subscriber that comes late to a store of 3,000 objects with 1 KiB of
+/// metadata each (3 MB of notifications, twelve times its ring) hears of
+/// every one, and of a seal made meanwhile: the backlog is sent a turn at
+/// a time as it reads, not all at once.
+#[test]
+fn a_late_subscriber_hears_of_every_existing_object() {
+    const TEST: &str = "a_late_subscriber_hears_of_every_existing_object";
+    if child_role().is_some() {
+        let s = child_session();
+        let _store = StoreService::start(&s, shmwire::store::StoreConfig::new(8 << 20)).unwrap();
+        println!("ready");
+        std::thread::sleep(GUARD);
+        return;
+    }
+    let env = Env::new("latesub");
+    let mut service = spawn_child(TEST, "service", &pass(&env, "latesub"));
+    expect_line(&stdout_lines(&mut service), "ready");
+    let c = connect(&env.session);
+    let meta = vec![5u8; 1024];
+    for i in 0..3_000 {
+        c.put(shared_oid(45, i), b"x", &meta).unwrap();
+    }
+    let mut sub = c.subscribe().unwrap();
+    c.put(shared_oid(46, 0), b"y", b"new").unwrap();
+    let mut seen = std::collections::HashSet::new();
+    let deadline = Instant::now() + GUARD;
+    while seen.len() < 3_001 {
+        assert!(Instant::now() < deadline, "{} heard of", seen.len());
+        match sub.recv_timeout(Duration::from_secs(5)).unwrap() {
+            Some(shmwire::store::Notification::Sealed { id, metadata, .. }) => {
+                let want: &[u8] = if id == shared_oid(46, 0) {
+                    b"new"
+                } else {
+                    &meta
+                };
+                assert_eq!(metadata, want);
+                seen.insert(id);
+            }
+            Some(other) => panic!("{other:?}"),
+            None => panic!("nothing more after {} objects", seen.len()),
+        }
+    }
     kill9(&mut service);
 }

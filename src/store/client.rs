@@ -1013,9 +1013,12 @@ impl StoreClient {
         }
     }
 
-    /// Opens a notification channel: first a `Sealed` for every object that
-    /// exists now, then every seal and every deletion (delete or eviction)
-    /// as it happens.
+    /// Opens a notification channel: a `Sealed` for every object that
+    /// exists now and every seal and deletion (delete or eviction) as it
+    /// happens. The existing objects are announced a turn of the service at
+    /// a time, as the channel is read, so new events may come between them;
+    /// an object gone meanwhile is not announced, one sealed again meanwhile
+    /// may be announced twice (`docs/store.md`, "A slow client").
     pub fn subscribe(&self) -> Result<Subscription, StoreError> {
         let (conn, welcome) = open(&self.inner.access, &self.inner.name, &self.inner.opts, true)?;
         if !matches!(welcome, Reply::Welcome { .. }) {

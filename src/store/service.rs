@@ -28,7 +28,7 @@ use super::protocol::{
 };
 use super::shared::{IndexLiveness, ServiceIndex, SlotOutbox, DEFAULT_INDEX_ENTRIES};
 use super::table::{
-    ClientConnection, ClientId, Location, ObjectTable, StoreSnapshot, OBJECT_ALIGN,
+    ClientConnection, ClientId, Location, Notification, ObjectTable, StoreSnapshot, OBJECT_ALIGN,
 };
 use super::Health;
 use crate::ids::{ObjectId, WorkerId};
@@ -403,9 +403,14 @@ struct Client {
 const DRAIN_BUDGET: usize = 256;
 
 /// Notifications of objects sealed before a subscriber came, sent to it a
-/// turn while it has nothing queued: a store of many objects does not fill
-/// its ring and queue at once.
-const BACKLOG_PER_TURN: usize = 64;
+/// turn at most — fewer once their metadata reach [`BACKLOG_BYTES_PER_TURN`]
+/// or one does not fit its ring (then it waits in the queue, and the rest
+/// for the next turn): a store of many objects neither fills the
+/// subscriber's queue at once nor holds the loop long.
+const BACKLOG_PER_TURN: usize = 1024;
+
+/// Metadata bytes of [`BACKLOG_PER_TURN`] notifications a turn at most.
+const BACKLOG_BYTES_PER_TURN: usize = 1 << 20;
 
 /// Default [`StoreConfig::max_clients`].
 pub const DEFAULT_MAX_CLIENTS: usize = 1024;
@@ -1166,11 +1171,16 @@ impl Service {
     }
 
     /// Sends subscriber `key` up to [`BACKLOG_PER_TURN`] notifications of
-    /// objects sealed before it subscribed, while it has nothing queued (an
-    /// object gone since is skipped: its `Deleted` went out, or the
-    /// subscriber never heard of it).
+    /// objects sealed before it subscribed (and [`BACKLOG_BYTES_PER_TURN`]
+    /// of metadata), while it has nothing queued (an object gone since is
+    /// skipped: its `Deleted` went out, or the subscriber never heard of
+    /// it).
     fn feed_backlog(&mut self, key: PeerKey) {
+        let mut bytes = 0;
         for _ in 0..BACKLOG_PER_TURN {
+            if bytes >= BACKLOG_BYTES_PER_TURN {
+                return;
+            }
             let queued = self
                 .mux
                 .get_mut(key)
@@ -1186,6 +1196,9 @@ impl Service {
                 return;
             };
             if let Some(n) = self.table.sealed_notification(&id) {
+                if let Notification::Sealed { metadata, .. } = &n {
+                    bytes += metadata.len();
+                }
                 if !self.send(key, &Reply::from(n)) {
                     return;
                 }
