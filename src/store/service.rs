@@ -606,12 +606,13 @@ impl Service {
                                             behind_since: None,
                                         },
                                     );
-                                    // Relaxed: see the admission.
-                                    self.served.store(self.clients.len(), Ordering::Relaxed);
                                 }
                                 Err(e) => self.refused(&e),
                             }
                         }
+                        // A hello admitted whose connection then failed
+                        // counts no more. Relaxed: see the admission.
+                        self.served.store(self.clients.len(), Ordering::Relaxed);
                     }
                     MuxEvent::Ready(key) => {
                         self.drain(key);
