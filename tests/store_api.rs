@@ -414,3 +414,77 @@ fn connecting_where_no_store_runs_says_so() {
         other => panic!("expected NotRunning, got {:?}", other.map(|_| ())),
     }
 }
+
+/// Fault B (found by a review, 2026-12-05): every client holding an object
+/// through the service (a `get`'s buffer, a pin) costs the service an entry
+/// in that object's holders, and nothing charged them (50 raw clients each
+/// getting the same 100,000 objects grew the service by 154 MiB). Now each
+/// (object, client) is charged `HOLDER_OVERHEAD` against the metadata
+/// capacity: with every object pinned, clients that each get all of them
+/// fill it, the next one's `get` fails `MetadataFull` (the part already
+/// answered given back), and a client letting go makes room again.
+#[test]
+fn holders_are_charged_to_the_metadata_capacity_and_a_get_beyond_it_fails() {
+    use shmwire::store::{ENTRY_OVERHEAD, HOLDER_OVERHEAD};
+    const N: u32 = 200;
+    const CAP: u64 = 128 << 10;
+    let env = Env::new("holders");
+    let mut cfg = StoreConfig::new(1 << 20).metadata_capacity(CAP);
+    // Every get through the service (the shared index's holds are the
+    // clients' own slots, not the service's heap).
+    cfg.index_entries = 0;
+    let store = StoreService::start(&env.session, cfg).unwrap();
+    let a = client(&env);
+    let ids: Vec<_> = (0..N).map(|i| oid(21, i)).collect();
+    for id in &ids {
+        a.put(*id, b"x", b"").unwrap();
+    }
+    // Pinned: nothing can be evicted to make room.
+    a.pin(&ids).unwrap();
+    let pinned = u64::from(N) * (ENTRY_OVERHEAD + HOLDER_OVERHEAD);
+    let per_client = u64::from(N) * HOLDER_OVERHEAD;
+    let fit = ((CAP - pinned) / per_client) as usize;
+    assert!((2..10).contains(&fit), "{fit}");
+    let mut kept = Vec::new();
+    let err = loop {
+        let c = client(&env);
+        match c.get(&ids, Duration::ZERO) {
+            Ok(bufs) => {
+                assert!(bufs.iter().all(Option::is_some));
+                kept.push((c, bufs));
+            }
+            Err(e) => break e,
+        }
+        assert!(
+            kept.len() <= fit,
+            "more holders than the capacity has room for"
+        );
+    };
+    assert!(
+        matches!(err, StoreError::MetadataFull { needed, capacity: CAP, .. } if needed == HOLDER_OVERHEAD),
+        "{err:?}"
+    );
+    assert_eq!(kept.len(), fit);
+    eventually("the snapshot shows the charges", || {
+        let s = store.snapshot().stats;
+        s.metadata_used == pinned + fit as u64 * per_client && s.metadata_capacity == CAP
+    });
+    // Objects still all there and readable by their holders.
+    assert!(kept
+        .iter()
+        .all(|(_, b)| b.iter().all(|b| b.as_deref() == Some(&b"x"[..]))));
+    // One client lets go: another gets them all.
+    drop(kept.pop());
+    let d = client(&env);
+    eventually("room after a client let go", || {
+        d.get(&ids, Duration::ZERO)
+            .is_ok_and(|b| b.iter().all(Option::is_some))
+    });
+    // Disconnects give the charges back.
+    drop(kept);
+    drop(d);
+    a.unpin(&ids).unwrap();
+    eventually("every holder's charge given back", || {
+        store.snapshot().stats.metadata_used == u64::from(N) * ENTRY_OVERHEAD
+    });
+}

@@ -67,8 +67,10 @@ pub enum StoreError {
         /// Bytes occupied by objects that may not be evicted.
         unevictable: u64,
     },
-    /// The object's metadata (plus its bookkeeping, `ENTRY_OVERHEAD`) does
-    /// not fit the store's metadata capacity even after evicting everything
+    /// The object's metadata (plus its bookkeeping, `ENTRY_OVERHEAD`, and
+    /// its creator's hold, `HOLDER_OVERHEAD`) — or a client's first hold on
+    /// an existing object (a `get` or `pin`, `HOLDER_OVERHEAD`) — does not
+    /// fit the store's metadata capacity even after evicting everything
     /// evictable: the service's heap is bounded as its arena is
     /// ([`ObjectTable::with_metadata_capacity`](super::ObjectTable::with_metadata_capacity)).
     #[error(
@@ -77,9 +79,11 @@ pub enum StoreError {
          (held, unsealed or pinned)"
     )]
     MetadataFull {
-        /// The object being created.
+        /// The object being created, got or pinned.
         id: ObjectId,
-        /// Bytes it is charged: its metadata plus `ENTRY_OVERHEAD`.
+        /// Bytes the operation is charged: for a create, the metadata plus
+        /// `ENTRY_OVERHEAD` plus `HOLDER_OVERHEAD`; for a hold,
+        /// `HOLDER_OVERHEAD`.
         needed: u64,
         /// The metadata capacity in bytes.
         capacity: u64,

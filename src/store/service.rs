@@ -626,8 +626,9 @@ impl Service {
             let after = Instant::now();
             self.serve_parked(after);
             // Deleted objects whose last index holders let go (normally
-            // announced by a `Reap` request; this is the backstop).
-            self.table.reap();
+            // announced by a `Reap` request; this is the backstop, at most
+            // every `REAP_EVERY`).
+            self.table.reap_due(after);
             self.notify();
             self.feed_backlogs();
             self.drop_unread(after);
@@ -1035,7 +1036,14 @@ impl Service {
         let mut objs: Vec<Option<WireObject>> = Vec::new();
         let (mut bound, mut fallbacks) = (OBJECTS_REPLY_BASE, 0);
         for id in ids {
-            let o = self.table.get(cid, *id).map(|v| WireObject::from(&v));
+            // No room in the metadata capacity for this client's hold
+            // (`HOLDER_OVERHEAD`): the answer ends before it (the client
+            // asks again for the rest), or is the error if it is first.
+            let o = match self.table.get(cid, *id) {
+                Ok(o) => o.map(|v| WireObject::from(&v)),
+                Err(e) if objs.is_empty() => return Reply::Error(WireError::from_error(&e)),
+                Err(_) => break,
+            };
             let fallback = matches!(&o, Some(o) if matches!(o.location, WireLocation::Fallback(_)));
             let grown = bound.saturating_add(object_entry_bound(&o));
             if !objs.is_empty()

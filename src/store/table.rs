@@ -18,7 +18,9 @@
 //! A sealed object that no client holds (no reference, no pin) sits in the
 //! LRU list; only those are ever evicted.
 
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
 
 use offset_allocator::{Allocation, Allocator};
 
@@ -37,8 +39,22 @@ pub const MAX_METADATA_LEN: usize = 64 * 1024;
 
 /// What the table charges an object, beside its metadata, against the
 /// metadata capacity: an estimate of its bookkeeping in the service's heap
-/// (its entry, its holders' map, its place in the LRU), in bytes.
+/// (its entry, its place in the LRU and in the index by size), in bytes.
 pub const ENTRY_OVERHEAD: u64 = 256;
+
+/// What the table charges against the metadata capacity for each client
+/// holding an object (references or pins, through the service): an
+/// estimate of that client's entry in the object's holders' map, in bytes.
+/// Charged when the client's first hold on the object is taken (its
+/// creator's at `create`, a `get`'s, a `pin`'s), given back when its last
+/// goes (release, unpin, disconnect, the object freed). Before, nothing
+/// charged them: 50 clients each getting the same 100,000 objects grew the
+/// service by 154 MiB.
+pub const HOLDER_OVERHEAD: u64 = 64;
+
+/// How often [`ObjectTable::reap_due`] (the service loop's backstop) goes
+/// through the deleted objects held through the shared index, at most.
+pub const REAP_EVERY: Duration = Duration::from_millis(20);
 
 /// The smallest default metadata capacity, in bytes (64 MiB): see
 /// [`default_metadata_capacity`].
@@ -249,13 +265,20 @@ pub struct TableStats {
     pub objects: usize,
     /// Sealed objects that are visible.
     pub sealed: usize,
-    /// Objects eviction may take: sealed, held by no client, neither
-    /// through the service nor through the shared index.
+    /// Objects in the LRU: sealed, visible, and held by no client through
+    /// the service (no reference, no pin). Eviction takes only these; some
+    /// of them may be held through the shared index at the moment, which
+    /// the table learns only when eviction reaches them (it skips those).
+    /// Kept up to date as objects change, not counted on demand (before,
+    /// counting it read every client's reference slot for every object:
+    /// O(objects × clients) every 100 ms).
     pub evictable: usize,
     /// Objects living in fallback files.
     pub fallback_objects: usize,
     /// Bytes charged against the metadata capacity: every live object's
-    /// metadata plus [`ENTRY_OVERHEAD`] ([`heap_charge`]).
+    /// metadata plus [`ENTRY_OVERHEAD`] ([`heap_charge`]), plus
+    /// [`HOLDER_OVERHEAD`] for each (object, client) holding it through the
+    /// service.
     pub metadata_used: u64,
     /// The metadata capacity in bytes: what the service's heap may hold
     /// for its objects ([`ObjectTable::with_metadata_capacity`]).
@@ -335,6 +358,20 @@ pub struct ObjectTable {
     /// Heap bytes charged to the live objects.
     metadata_used: u64,
     objects: HashMap<ObjectId, Entry>,
+    /// Every live object by data size (largest last; ties: smallest id
+    /// last), for [`ObjectTable::snapshot`]'s largest without a sort.
+    by_size: BTreeSet<(u64, Reverse<ObjectId>)>,
+    /// Live objects in state `Sealed` (kept up to date).
+    sealed: usize,
+    /// Live objects in fallback files (kept up to date).
+    fallback_objects: usize,
+    /// Arena footprints of the objects in the LRU (kept up to date).
+    lru_arena_bytes: u64,
+    /// Arena footprints of the objects the last eviction pass for arena
+    /// room skipped because they were held through the shared index.
+    index_held_arena_bytes: u64,
+    /// When [`ObjectTable::reap_due`] last went through `pending`.
+    reaped_at: Option<Instant>,
     /// LRU order: smallest key = least recently used.
     lru: BTreeMap<u64, ObjectId>,
     clock: u64,
@@ -379,6 +416,12 @@ impl ObjectTable {
             metadata_capacity: default_metadata_capacity(capacity),
             metadata_used: 0,
             objects: HashMap::new(),
+            by_size: BTreeSet::new(),
+            sealed: 0,
+            fallback_objects: 0,
+            lru_arena_bytes: 0,
+            index_held_arena_bytes: 0,
+            reaped_at: None,
             lru: BTreeMap::new(),
             clock: 0,
             fallback: None,
@@ -390,12 +433,14 @@ impl ObjectTable {
     }
 
     /// Sets the metadata capacity: the bytes of metadata, plus
-    /// [`ENTRY_OVERHEAD`] per object, that the table's objects may hold in
-    /// the service's heap (default [`default_metadata_capacity`]). Plasma
+    /// [`ENTRY_OVERHEAD`] per object and [`HOLDER_OVERHEAD`] per client
+    /// holding an object, that the table's objects may hold in the
+    /// service's heap (default [`default_metadata_capacity`]). Plasma
     /// keeps an object's metadata in its arena allocation, so its capacity
     /// bounds both; here metadata lives in the service's heap and this
-    /// bounds it. A create beyond it evicts (least recently used first) and
-    /// fails with [`StoreError::MetadataFull`] when nothing more can go.
+    /// bounds it. A create, `get` or `pin` beyond it evicts (least recently
+    /// used first) and fails with [`StoreError::MetadataFull`] when nothing
+    /// more can go.
     /// `InvalidConfig` when below one object's largest charge
     /// (`heap_charge(MAX_METADATA_LEN)`, 65,792 bytes).
     pub fn with_metadata_capacity(mut self, bytes: u64) -> Result<Self, StoreError> {
@@ -422,17 +467,30 @@ impl ObjectTable {
         self.shared.as_deref_mut()
     }
 
-    /// Whether `id` is held through the shared index.
-    fn index_held(&self, e: &Entry) -> bool {
-        match (e.index, self.shared.as_ref()) {
-            (Some(pos), Some(s)) => s.holds(pos).0 > 0,
-            _ => false,
+    /// [`ObjectTable::reap`], unless the last `reap_due` that went through
+    /// the list was less than [`REAP_EVERY`] before `now` (the table reads
+    /// no clock: the caller says what time it is). The service's loop calls
+    /// it every turn as a backstop; a pass costs every pending object's
+    /// reference slots of every client (before, every turn of the loop —
+    /// every request of every client — paid that).
+    pub fn reap_due(&mut self, now: Instant) -> usize {
+        if self.pending.is_empty() {
+            return 0;
         }
+        if self
+            .reaped_at
+            .is_some_and(|t| now.saturating_duration_since(t) < REAP_EVERY)
+        {
+            return 0;
+        }
+        self.reaped_at = Some(now);
+        self.reap()
     }
 
     /// Frees deleted objects whose last holders (through the index) let
     /// go; returns how many. The service calls it when a client says it
-    /// released such an object, after a disconnect, and every tick.
+    /// released such an object and after a disconnect; its loop calls
+    /// [`ObjectTable::reap_due`] as a backstop.
     pub fn reap(&mut self) -> usize {
         if self.pending.is_empty() {
             return 0;
@@ -477,52 +535,46 @@ impl ObjectTable {
         self.capacity
     }
 
-    /// Current counts.
+    /// Current counts: O(1), every count is kept up to date as objects
+    /// change (before, each call walked every object and read every
+    /// client's reference slots for each one in the LRU).
     pub fn stats(&self) -> TableStats {
         TableStats {
             capacity: self.capacity,
             used: self.used,
             objects: self.objects.len(),
-            sealed: self
-                .objects
-                .values()
-                .filter(|e| e.state == ObjectState::Sealed)
-                .count(),
-            // Not those held through the index (eviction skips them).
-            evictable: self
-                .lru
-                .values()
-                .filter(|id| self.objects.get(id).is_some_and(|e| !self.index_held(e)))
-                .count(),
-            fallback_objects: self
-                .objects
-                .values()
-                .filter(|e| matches!(e.slot, Slot::Fallback(_)))
-                .count(),
+            sealed: self.sealed,
+            evictable: self.lru.len(),
+            fallback_objects: self.fallback_objects,
             metadata_used: self.metadata_used,
             metadata_capacity: self.metadata_capacity,
         }
     }
 
     /// The counts and the `max` largest objects, largest first (ties by
-    /// id), for inspection.
+    /// id), for inspection. Costs O(`max` · (log objects + clients)): the
+    /// largest are read off an index by size (before, every object was
+    /// copied and sorted, ≈ 90 ms at 262,144 objects, every 100 ms).
     pub fn snapshot(&self, max: usize) -> StoreSnapshot {
-        let mut largest: Vec<ObjectSummary> = self
-            .objects
+        let largest: Vec<ObjectSummary> = self
+            .by_size
             .iter()
-            .map(|(id, e)| ObjectSummary {
-                id: *id,
-                state: e.state,
-                data_size: e.data_size,
-                // Through the index too: the object endpoint's transfers
-                // and every client's lock-free gets (before, inspect showed
-                // objects pinned by slow pullers with 0 holders).
-                holders: self.held_total(e),
-                fallback: matches!(e.slot, Slot::Fallback(_)),
+            .rev()
+            .take(max)
+            .filter_map(|(_, Reverse(id))| {
+                let e = self.objects.get(id)?;
+                Some(ObjectSummary {
+                    id: *id,
+                    state: e.state,
+                    data_size: e.data_size,
+                    // Through the index too: the object endpoint's transfers
+                    // and every client's lock-free gets (before, inspect showed
+                    // objects pinned by slow pullers with 0 holders).
+                    holders: self.held_total(e),
+                    fallback: matches!(e.slot, Slot::Fallback(_)),
+                })
             })
             .collect();
-        largest.sort_by(|a, b| b.data_size.cmp(&a.data_size).then(a.id.cmp(&b.id)));
-        largest.truncate(max);
         StoreSnapshot {
             stats: self.stats(),
             largest,
@@ -618,8 +670,9 @@ impl ObjectTable {
     /// max(what is missing, 20 % of the capacity) from the LRU end and
     /// retries, as plasma does; when nothing more can be evicted, uses the
     /// fallback (if any), else fails with [`StoreError::StoreFull`]. The
-    /// object's metadata and [`ENTRY_OVERHEAD`] are charged against the
-    /// metadata capacity first, evicting the same way when it is short.
+    /// object's metadata and [`ENTRY_OVERHEAD`], and [`HOLDER_OVERHEAD`]
+    /// for its creator's hold, are charged against the metadata capacity
+    /// first, evicting the same way when it is short.
     ///
     /// Errors: `ObjectExists` (live id), `ObjectInUse` (deleted id still
     /// held), `MetadataTooLarge`, `ObjectTooLarge`, `MetadataFull`,
@@ -654,11 +707,15 @@ impl ObjectTable {
                 max: MAX_OBJECT_SIZE,
             });
         }
-        let charge = heap_charge(metadata.len());
+        let charge = heap_charge(metadata.len()) + HOLDER_OVERHEAD;
         self.make_heap_room(id, charge)?;
         let need = footprint(data_size);
         let (slot, footprint) = self.place(id, need)?;
         self.metadata_used += charge;
+        if matches!(slot, Slot::Fallback(_)) {
+            self.fallback_objects += 1;
+        }
+        self.by_size.insert((data_size, Reverse(id)));
         let mut holders = HashMap::new();
         holders.insert(client, Hold { refs: 1, pins: 0 });
         let entry = Entry {
@@ -707,6 +764,7 @@ impl ObjectTable {
     /// Finds room for `need` arena bytes (evicting as plasma does) or a
     /// fallback file. Returns the slot and the arena bytes it takes.
     fn place(&mut self, id: ObjectId, need: u64) -> Result<(Slot, u64), StoreError> {
+        self.index_held_arena_bytes = 0;
         if need <= self.capacity {
             let units = u32::try_from(need / OBJECT_ALIGN).expect("need <= capacity");
             let mut passes = 0;
@@ -740,7 +798,7 @@ impl ObjectTable {
             id,
             needed: need,
             capacity: self.capacity,
-            unevictable: self.used - self.evictable_arena_bytes(),
+            unevictable: self.used.saturating_sub(self.evictable_arena_bytes()),
         })
     }
 
@@ -770,13 +828,15 @@ impl ObjectTable {
         }
     }
 
+    /// Arena bytes of the objects in the LRU, less those the last eviction
+    /// pass skipped as held through the shared index (counted by that
+    /// pass, which went through the whole LRU when it failed: before,
+    /// this walked the LRU again and read every client's slots for each
+    /// object). The arena bytes of objects that cannot be evicted are
+    /// `used` minus this.
     fn evictable_arena_bytes(&self) -> u64 {
-        self.lru
-            .values()
-            .filter_map(|id| self.objects.get(id))
-            .filter(|e| !self.index_held(e))
-            .map(|e| e.footprint)
-            .sum()
+        self.lru_arena_bytes
+            .saturating_sub(self.index_held_arena_bytes)
     }
 
     /// Evicts from the LRU end until `target` bytes are freed, counted by
@@ -794,6 +854,7 @@ impl ObjectTable {
         let mut victims = Vec::new();
         let mut freed = 0u64;
         let mut moved = false;
+        let mut index_held = 0u64;
         for id in order {
             if freed >= target {
                 break;
@@ -817,6 +878,7 @@ impl ObjectTable {
                     continue;
                 }
                 if !shared.try_evict(pos) {
+                    index_held += e.footprint;
                     self.lru_push(id);
                     continue;
                 }
@@ -827,6 +889,9 @@ impl ObjectTable {
         }
         for id in victims {
             self.remove(id);
+        }
+        if let Measure::Arena = measure {
+            self.index_held_arena_bytes = index_held;
         }
         (freed, moved)
     }
@@ -839,8 +904,14 @@ impl ObjectTable {
         };
         if let Some(k) = e.lru {
             self.lru.remove(&k);
+            self.lru_arena_bytes -= e.footprint;
         }
-        self.metadata_used -= heap_charge(e.metadata.len());
+        self.by_size.remove(&(e.data_size, Reverse(id)));
+        if e.state == ObjectState::Sealed {
+            self.sealed -= 1;
+        }
+        self.metadata_used -=
+            heap_charge(e.metadata.len()) + e.holders.len() as u64 * HOLDER_OVERHEAD;
         if let (Some(pos), Some(s)) = (e.index, self.shared.as_mut()) {
             s.clear(pos);
         }
@@ -850,6 +921,7 @@ impl ObjectTable {
                 self.used -= e.footprint;
             }
             Slot::Fallback(f) => {
+                self.fallback_objects -= 1;
                 if let Some(fb) = self.fallback.as_mut() {
                     fb.free(&f);
                 }
@@ -864,16 +936,36 @@ impl ObjectTable {
         self.clock += 1;
         let key = self.clock;
         if let Some(e) = self.objects.get_mut(&id) {
-            if let Some(old) = e.lru.replace(key) {
-                self.lru.remove(&old);
+            match e.lru.replace(key) {
+                Some(old) => {
+                    self.lru.remove(&old);
+                }
+                None => self.lru_arena_bytes += e.footprint,
             }
             self.lru.insert(key, id);
         }
     }
 
-    fn lru_remove(&mut self, id: &ObjectId) {
-        if let Some(k) = self.objects.get_mut(id).and_then(|e| e.lru.take()) {
-            self.lru.remove(&k);
+    /// Takes `id` out of the LRU; returns its key there, if it was in it
+    /// (to put it back in the same place: [`ObjectTable::lru_restore`]).
+    fn lru_remove(&mut self, id: &ObjectId) -> Option<u64> {
+        let e = self.objects.get_mut(id)?;
+        let k = e.lru.take()?;
+        self.lru.remove(&k);
+        self.lru_arena_bytes -= e.footprint;
+        Some(k)
+    }
+
+    /// Puts `id` back in the LRU under `key` (what
+    /// [`ObjectTable::lru_remove`] returned).
+    fn lru_restore(&mut self, id: ObjectId, key: Option<u64>) {
+        let (Some(k), Some(e)) = (key, self.objects.get_mut(&id)) else {
+            return;
+        };
+        if e.lru.is_none() {
+            e.lru = Some(k);
+            self.lru.insert(k, id);
+            self.lru_arena_bytes += e.footprint;
         }
     }
 
@@ -912,6 +1004,7 @@ impl ObjectTable {
             return Err(StoreError::NotCreator { id });
         }
         e.state = ObjectState::Sealed;
+        self.sealed += 1;
         let view = e.view(id);
         if let (Slot::Arena(_), Location::Arena { offset }, Some(shared)) =
             (&e.slot, &view.location, self.shared.as_mut())
@@ -956,18 +1049,56 @@ impl ObjectTable {
     }
 
     /// Takes a reference of `client` on `id` if it is sealed and visible
-    /// (`None` otherwise: missing, unsealed or deleted). A held object is
-    /// never evicted.
-    pub fn get(&mut self, client: ClientId, id: ObjectId) -> Option<ObjectView> {
-        let e = self.objects.get_mut(&id)?;
-        if e.state != ObjectState::Sealed {
-            return None;
+    /// (`Ok(None)` otherwise: missing, unsealed or deleted). A held object
+    /// is never evicted.
+    ///
+    /// Errors: `MetadataFull` when this is `client`'s first hold on `id`
+    /// and its [`HOLDER_OVERHEAD`] does not fit the metadata capacity even
+    /// after evicting other objects (nothing is taken then).
+    pub fn get(
+        &mut self,
+        client: ClientId,
+        id: ObjectId,
+    ) -> Result<Option<ObjectView>, StoreError> {
+        match self.objects.get(&id) {
+            Some(e) if e.state == ObjectState::Sealed => {}
+            _ => return Ok(None),
         }
-        e.holders.entry(client).or_default().refs += 1;
+        self.hold(client, id, false)?;
+        Ok(self.objects.get(&id).map(|e| e.view(id)))
+    }
+
+    /// Adds one reference (or pin) of `client` on live object `id`, taking
+    /// it out of the LRU. A client's first hold on the object charges
+    /// [`HOLDER_OVERHEAD`], evicting other objects when the metadata
+    /// capacity is short; `MetadataFull` (nothing changed) when it stays
+    /// short.
+    fn hold(&mut self, client: ClientId, id: ObjectId, pin: bool) -> Result<(), StoreError> {
+        // Out of the LRU first: making room must not evict the object
+        // itself.
+        let key = self.lru_remove(&id);
+        let first = self
+            .objects
+            .get(&id)
+            .is_some_and(|e| !e.holders.contains_key(&client));
+        if first {
+            if let Err(err) = self.make_heap_room(id, HOLDER_OVERHEAD) {
+                self.lru_restore(id, key);
+                return Err(err);
+            }
+            self.metadata_used += HOLDER_OVERHEAD;
+        }
+        let Some(e) = self.objects.get_mut(&id) else {
+            return Err(StoreError::ObjectNotFound { id });
+        };
+        let h = e.holders.entry(client).or_default();
+        if pin {
+            h.pins += 1;
+        } else {
+            h.refs += 1;
+        }
         e.held += 1;
-        let view = e.view(id);
-        self.lru_remove(&id);
-        Some(view)
+        Ok(())
     }
 
     /// Whether `id` is sealed and visible.
@@ -988,17 +1119,14 @@ impl ObjectTable {
     }
 
     /// Pins `id` for `client` ("argument of a task still queued here"): a
-    /// pinned object is never evicted. Errors: `ObjectNotFound`.
+    /// pinned object is never evicted. Errors: `ObjectNotFound`;
+    /// `MetadataFull` as for [`ObjectTable::get`].
     pub fn pin(&mut self, client: ClientId, id: ObjectId) -> Result<(), StoreError> {
-        let e = self
-            .objects
-            .get_mut(&id)
+        self.objects
+            .get(&id)
             .filter(|e| e.state != ObjectState::DeletePending)
             .ok_or(StoreError::ObjectNotFound { id })?;
-        e.holders.entry(client).or_default().pins += 1;
-        e.held += 1;
-        self.lru_remove(&id);
-        Ok(())
+        self.hold(client, id, true)
     }
 
     /// Undoes one [`ObjectTable::pin`]. Errors: `ObjectNotFound` if
@@ -1023,6 +1151,7 @@ impl ObjectTable {
         *count -= 1;
         if hold.refs == 0 && hold.pins == 0 {
             e.holders.remove(&client);
+            self.metadata_used -= HOLDER_OVERHEAD;
         }
         e.held -= 1;
         if e.held == 0 {
@@ -1044,6 +1173,7 @@ impl ObjectTable {
             ObjectState::DeletePending => Ok(DeleteOutcome::Deferred),
             ObjectState::Sealed => {
                 e.state = ObjectState::DeletePending;
+                self.sealed -= 1;
                 // Hidden from the index first: no new reference through it.
                 if let (Some(pos), Some(shared)) = (e.index, self.shared.as_mut()) {
                     if shared.retire(pos) {
@@ -1133,6 +1263,7 @@ impl ObjectTable {
                 Some(e) => match e.holders.remove(&client) {
                     Some(h) => {
                         e.held -= h.refs + h.pins;
+                        self.metadata_used -= HOLDER_OVERHEAD;
                         (false, e.held == 0)
                     }
                     None => (false, false),
@@ -1152,6 +1283,8 @@ impl ObjectTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    use std::sync::{Arc, Mutex};
 
     fn oid(n: u32) -> ObjectId {
         let mut b = [0u8; 28];
@@ -1172,6 +1305,282 @@ mod tests {
         }
         assert_eq!(t.stats().used, 10 * UNIT);
         t
+    }
+
+    /// The counts recomputed the slow way (walking every object), and the
+    /// table's incremental bookkeeping checked against them.
+    fn recount(t: &ObjectTable) -> TableStats {
+        let sealed = t
+            .objects
+            .values()
+            .filter(|e| e.state == ObjectState::Sealed)
+            .count();
+        let fallback_objects = t
+            .objects
+            .values()
+            .filter(|e| matches!(e.slot, Slot::Fallback(_)))
+            .count();
+        let metadata_used = t
+            .objects
+            .values()
+            .map(|e| heap_charge(e.metadata.len()) + e.holders.len() as u64 * HOLDER_OVERHEAD)
+            .sum();
+        let lru_members = t.objects.values().filter(|e| e.lru.is_some()).count();
+        assert_eq!(lru_members, t.lru.len());
+        let lru_bytes: u64 = t.lru.values().map(|id| t.objects[id].footprint).sum();
+        assert_eq!(lru_bytes, t.lru_arena_bytes, "LRU arena bytes");
+        assert_eq!(t.by_size.len(), t.objects.len(), "index by size");
+        for (id, e) in &t.objects {
+            assert!(t.by_size.contains(&(e.data_size, Reverse(*id))));
+            assert_eq!(
+                e.held,
+                e.holders.values().map(|h| h.refs + h.pins).sum::<u32>()
+            );
+        }
+        TableStats {
+            capacity: t.capacity,
+            used: t.objects.values().map(|e| e.footprint).sum(),
+            objects: t.objects.len(),
+            sealed,
+            evictable: t
+                .objects
+                .values()
+                .filter(|e| e.state == ObjectState::Sealed && e.held == 0)
+                .count(),
+            fallback_objects,
+            metadata_used,
+            metadata_capacity: t.metadata_capacity,
+        }
+    }
+
+    /// A small deterministic generator (xorshift) for the operation mixes.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n
+        }
+    }
+
+    /// Fault A: the counts `stats` gives (kept up to date as objects
+    /// change, not recounted) match a recount after every step of a long
+    /// mix of creates, seals, aborts, gets, pins, releases, deletes,
+    /// evictions, refreshes and disconnects, with fallback files and with
+    /// the metadata capacity short.
+    #[test]
+    fn counts_stay_right_through_every_change() {
+        let mut t = ObjectTable::new(16 * UNIT)
+            .unwrap()
+            .with_metadata_capacity(heap_charge(MAX_METADATA_LEN) * 3)
+            .unwrap()
+            .with_fallback(Box::new(SizedFallback {
+                files: HashMap::new(),
+                budget: 8 * UNIT,
+                next: 0,
+            }));
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut kinds = [0usize; 11];
+        let (mut most_fallback, mut metadata_full) = (0, 0);
+        for step in 0..20_000 {
+            let c = 1 + rng.below(4);
+            let id = oid(rng.below(40) as u32);
+            let kind = rng.below(11) as usize;
+            let ok = match kind {
+                0 | 1 => {
+                    let size = rng.below(3 * UNIT);
+                    let meta = vec![1; rng.below(20_000) as usize];
+                    let r = t.create(c, id, size, meta);
+                    metadata_full += usize::from(matches!(r, Err(StoreError::MetadataFull { .. })));
+                    r.is_ok()
+                }
+                2 => t.seal(c, id).is_ok(),
+                3 => t.abort(c, id).is_ok(),
+                4 => matches!(t.get(c, id), Ok(Some(_))),
+                5 => t.pin(c, id).is_ok(),
+                6 => t.release(c, id).is_ok(),
+                7 => t.unpin(c, id).is_ok(),
+                8 => matches!(
+                    t.delete(id),
+                    Ok(DeleteOutcome::Deleted | DeleteOutcome::Deferred)
+                ),
+                9 => t.evict(rng.below(4 * UNIT)) > 0,
+                _ => {
+                    if rng.below(8) == 0 {
+                        t.disconnect(c) > 0
+                    } else {
+                        t.refresh(&[id]);
+                        true
+                    }
+                }
+            };
+            kinds[kind] += usize::from(ok);
+            assert_eq!(t.stats(), recount(&t), "step {step} (operation {kind})");
+            most_fallback = most_fallback.max(t.stats().fallback_objects);
+        }
+        // Every kind of change happened, many times, and fallback files
+        // and a short metadata capacity were part of it.
+        assert!(kinds.iter().all(|&k| k > 20), "{kinds:?}");
+        assert!(
+            most_fallback > 1 && metadata_full > 0,
+            "{most_fallback} {metadata_full}"
+        );
+        for c in 1..5 {
+            t.disconnect(c);
+        }
+        t.evict(u64::MAX);
+        assert_eq!(t.stats(), recount(&t));
+        assert_eq!(t.stats().objects, 0);
+        assert_eq!(t.stats().metadata_used, 0);
+    }
+
+    /// Fault A: the snapshot's largest objects are the `max` largest,
+    /// largest first, ties by id, as a full sort gives, through deletes
+    /// and evictions.
+    #[test]
+    fn snapshot_lists_the_largest_as_a_full_sort_would() {
+        let mut t = ObjectTable::new(1 << 24).unwrap();
+        let mut rng = Rng(12345);
+        for i in 0..500 {
+            // Few distinct sizes: many ties.
+            let size = rng.below(40) * 100;
+            t.create(1, oid(i), size, vec![]).unwrap();
+            if i % 3 != 0 {
+                t.seal(1, oid(i)).unwrap();
+                t.release(1, oid(i)).unwrap();
+            }
+        }
+        for i in (0..500).step_by(7) {
+            let _ = t.delete(oid(i));
+        }
+        t.evict(1 << 16);
+        for max in [0, 1, 5, 32, 1000] {
+            let snap = t.snapshot(max);
+            let mut all: Vec<(u64, ObjectId)> =
+                t.objects.iter().map(|(id, e)| (e.data_size, *id)).collect();
+            all.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+            all.truncate(max);
+            let got: Vec<(u64, ObjectId)> =
+                snap.largest.iter().map(|o| (o.data_size, o.id)).collect();
+            assert_eq!(got, all, "max {max}");
+            for o in &snap.largest {
+                assert_eq!(Some(o.state), t.state(&o.id));
+                assert_eq!(o.holders, t.holders(&o.id));
+            }
+            assert_eq!(snap.stats, recount(&t));
+        }
+    }
+
+    /// A shared index in memory that counts how often the table reads the
+    /// clients' slots (`holds`, and `reap`/`retire`/`try_evict`, which
+    /// read them too).
+    #[derive(Default)]
+    struct CountingIndex {
+        next: u32,
+        /// References held through the index, by position (the test sets
+        /// them).
+        refs: Arc<Mutex<HashMap<u32, u64>>>,
+        reads: Arc<AtomicUsize>,
+    }
+
+    impl CountingIndex {
+        fn read(&self, pos: u32) -> u64 {
+            self.reads.fetch_add(1, Relaxed);
+            self.refs.lock().unwrap().get(&pos).copied().unwrap_or(0)
+        }
+    }
+
+    impl SharedIndex for CountingIndex {
+        fn publish(&mut self, _: &ObjectId, _: u64, _: u64, _: &[u8]) -> Option<u32> {
+            self.next += 1;
+            Some(self.next)
+        }
+        fn try_evict(&mut self, pos: u32) -> bool {
+            self.read(pos) == 0
+        }
+        fn retire(&mut self, pos: u32) -> bool {
+            self.read(pos) == 0
+        }
+        fn reap(&mut self, pos: u32) -> bool {
+            self.read(pos) == 0
+        }
+        fn clear(&mut self, pos: u32) {
+            self.refs.lock().unwrap().remove(&pos);
+        }
+        fn holds(&self, pos: u32) -> (u64, u64) {
+            (self.read(pos), 0)
+        }
+        fn add_client(&mut self, _: ClientId) -> Result<String, StoreError> {
+            Ok(String::new())
+        }
+        fn remove_client(&mut self, _: ClientId) {}
+    }
+
+    /// Faults A and C: with thousands of objects published in the shared
+    /// index, `stats` reads no client's slots and `snapshot` reads them
+    /// only for the objects it lists (before: once per object in the LRU
+    /// for `stats`, once per object for `snapshot`; the service does both
+    /// every 100 ms). The loop's backstop `reap_due` goes through the
+    /// deleted objects held through the index at most every
+    /// `REAP_EVERY`, however often it is called; `reap` (asked for) always
+    /// does.
+    #[test]
+    fn stats_snapshot_and_the_reap_backstop_read_few_slots() {
+        let index = CountingIndex::default();
+        let (reads, refs) = (Arc::clone(&index.reads), Arc::clone(&index.refs));
+        let count = || reads.swap(0, Relaxed);
+        let hold = |t: &ObjectTable, i: u32, n: u64| {
+            let pos = t.objects[&oid(i)].index.unwrap();
+            refs.lock().unwrap().insert(pos, n);
+        };
+        let mut t = ObjectTable::new(1 << 24)
+            .unwrap()
+            .with_shared_index(Box::new(index));
+        for i in 0..5_000 {
+            t.create(1, oid(i), 64, vec![]).unwrap();
+            t.seal(1, oid(i)).unwrap();
+            t.release(1, oid(i)).unwrap();
+        }
+        count();
+        let stats = t.stats();
+        assert_eq!((stats.sealed, stats.evictable), (5_000, 5_000));
+        assert_eq!(count(), 0, "stats read slots");
+        let snap = t.snapshot(32);
+        assert_eq!(snap.largest.len(), 32);
+        assert!(count() <= 32, "snapshot read slots per object");
+        // Ten deleted objects held through the index: pending.
+        for i in 0..10 {
+            hold(&t, i, 1);
+            assert_eq!(t.delete(oid(i)).unwrap(), DeleteOutcome::Deferred);
+        }
+        assert_eq!(t.pending_reaps(), 10);
+        count();
+        let now = Instant::now();
+        assert_eq!(t.reap_due(now), 0);
+        assert_eq!(count(), 10);
+        for k in 0..1_000 {
+            assert_eq!(t.reap_due(now + REAP_EVERY / 2), 0, "{k}");
+        }
+        assert_eq!(count(), 0, "the backstop went through the list again");
+        assert_eq!(t.reap_due(now + REAP_EVERY), 0);
+        assert_eq!(count(), 10);
+        // Asked for: at once. Let go of half: they are freed.
+        for i in 0..5 {
+            hold(&t, i, 0);
+        }
+        assert_eq!(t.reap(), 5);
+        assert_eq!(t.pending_reaps(), 5);
+        assert_eq!(t.stats(), recount(&t));
+        // Nothing pending: the backstop costs nothing.
+        for i in 5..10 {
+            hold(&t, i, 0);
+        }
+        assert_eq!(t.reap_due(now + 2 * REAP_EVERY), 5);
+        count();
+        assert_eq!(t.reap_due(now + 10 * REAP_EVERY), 0);
+        assert_eq!(count(), 0);
     }
 
     #[test]
@@ -1216,7 +1625,7 @@ mod tests {
     fn refresh_and_references_protect_from_eviction() {
         let mut t = full_table();
         t.refresh(&[oid(0)]);
-        let held = t.get(3, oid(1)).unwrap();
+        let held = t.get(3, oid(1)).unwrap().unwrap();
         assert_eq!(held.data_size, UNIT);
         t.pin(4, oid(2)).unwrap();
         assert_eq!(t.lru_order()[..3], [oid(3), oid(4), oid(5)]);
@@ -1267,11 +1676,14 @@ mod tests {
     #[test]
     fn metadata_is_charged_to_its_capacity_and_evicted_by_it() {
         const META: usize = MAX_METADATA_LEN;
+        const H: u64 = HOLDER_OVERHEAD;
         let charge = heap_charge(META);
-        // Room for the charges of four objects with the largest metadata.
+        // Room for the charges of four objects with the largest metadata
+        // and four holds.
+        let cap = 4 * charge + 4 * H + 100;
         let mut t = ObjectTable::new(1 << 20)
             .unwrap()
-            .with_metadata_capacity(4 * charge + 100)
+            .with_metadata_capacity(cap)
             .unwrap();
         assert!(matches!(
             ObjectTable::new(64)
@@ -1298,7 +1710,8 @@ mod tests {
             t.drain_notifications(),
             vec![Notification::Deleted { id: oid(0) }]
         );
-        assert_eq!(t.stats().metadata_used, 4 * charge);
+        // The creator's hold on the unsealed one is charged too.
+        assert_eq!(t.stats().metadata_used, 4 * charge + H);
         // Every object held: nothing can go, the create fails and names
         // what it needed, and nothing was taken.
         for i in 1..4 {
@@ -1312,21 +1725,141 @@ mod tests {
                 used,
             }) => {
                 assert_eq!(id, oid(9));
-                assert_eq!(needed, heap_charge(10));
-                assert_eq!(capacity, 4 * charge + 100);
-                assert_eq!(used, 4 * charge);
+                assert_eq!(needed, heap_charge(10) + H);
+                assert_eq!(capacity, cap);
+                assert_eq!(used, 4 * charge + 4 * H);
             }
             other => panic!("expected MetadataFull, got {other:?}"),
         }
         assert!(!t.contains(&oid(9)));
         assert_eq!(t.stats().used, 4 * 64);
-        // Deleting gives the charge back.
+        // Deleting gives the charge back (the object's and its creator's
+        // hold).
         t.abort(1, oid(4)).unwrap();
-        assert_eq!(t.stats().metadata_used, 3 * charge);
+        assert_eq!(t.stats().metadata_used, 3 * charge + 3 * H);
         t.create(2, oid(9), 1, vec![1; 10]).unwrap();
-        assert_eq!(t.stats().metadata_used, 3 * charge + heap_charge(10));
+        assert_eq!(
+            t.stats().metadata_used,
+            3 * charge + 3 * H + heap_charge(10) + H
+        );
         t.disconnect(2);
         assert_eq!(t.stats().metadata_used, 3 * charge);
+    }
+
+    /// Fault B: a client's holds on an object (references, pins) are
+    /// charged [`HOLDER_OVERHEAD`] once per (object, client), evict other
+    /// objects when the metadata capacity is short (never the object being
+    /// held), fail `MetadataFull` with nothing taken when nothing can go,
+    /// and are given back on the last release and on disconnect.
+    #[test]
+    fn holders_are_charged_to_the_metadata_capacity() {
+        const H: u64 = HOLDER_OVERHEAD;
+        let cap = heap_charge(MAX_METADATA_LEN);
+        let mut t = ObjectTable::new(1 << 20)
+            .unwrap()
+            .with_metadata_capacity(cap)
+            .unwrap();
+        // Objects 0..4 pinned by their creator (one holder each).
+        for i in 0..4 {
+            t.create(1, oid(i), 1, vec![]).unwrap();
+            t.seal(1, oid(i)).unwrap();
+            t.pin(1, oid(i)).unwrap();
+            t.release(1, oid(i)).unwrap();
+        }
+        assert_eq!(t.stats().metadata_used, 4 * (ENTRY_OVERHEAD + H));
+        // Object 9, pinned, takes the capacity up to 100 bytes short of
+        // full with object 5 (unheld, in the LRU).
+        let base = 4 * (ENTRY_OVERHEAD + H);
+        let meta = (cap - 100 - base - (ENTRY_OVERHEAD + H) - ENTRY_OVERHEAD) as usize;
+        t.create(1, oid(9), 1, vec![0; meta]).unwrap();
+        t.seal(1, oid(9)).unwrap();
+        t.pin(1, oid(9)).unwrap();
+        t.release(1, oid(9)).unwrap();
+        t.create(1, oid(5), 1, vec![]).unwrap();
+        t.seal(1, oid(5)).unwrap();
+        t.release(1, oid(5)).unwrap();
+        assert_eq!(t.stats().metadata_used, cap - 100);
+        assert_eq!(t.lru_order(), vec![oid(5)]);
+        // A new holder is charged once, however many references it takes.
+        t.get(2, oid(0)).unwrap().unwrap();
+        t.get(2, oid(0)).unwrap().unwrap();
+        t.pin(2, oid(0)).unwrap();
+        assert_eq!(t.stats().metadata_used, cap - 100 + H);
+        // The only evictable object is the one asked for: it is not evicted
+        // for its own holder; the get fails, nothing taken, and the object
+        // keeps its place in the LRU.
+        match t.get(3, oid(5)) {
+            Err(StoreError::MetadataFull {
+                id,
+                needed,
+                capacity,
+                used,
+            }) => {
+                assert_eq!(id, oid(5));
+                assert_eq!(needed, H);
+                assert_eq!(capacity, cap);
+                assert_eq!(used, cap - 100 + H);
+            }
+            other => panic!("expected MetadataFull, got {other:?}"),
+        }
+        assert!(t.contains(&oid(5)));
+        assert_eq!(t.holders(&oid(5)), 0);
+        assert_eq!(t.lru_order(), vec![oid(5)]);
+        assert_eq!(t.stats().evictable, 1);
+        assert_eq!(t.stats().metadata_used, cap - 100 + H);
+        // A hold on another object evicts it.
+        t.drain_notifications();
+        t.get(3, oid(1)).unwrap().unwrap();
+        assert!(!t.contains(&oid(5)));
+        assert_eq!(
+            t.drain_notifications(),
+            vec![Notification::Deleted { id: oid(5) }]
+        );
+        let used = cap - 100 + H - ENTRY_OVERHEAD + H;
+        assert_eq!(t.stats().metadata_used, used);
+        // Fill what is left with holders (a pin is charged as a get is),
+        // then nothing is evictable: MetadataFull, for a get and a pin.
+        let room = (cap - used) / H;
+        for c in 0..room {
+            t.pin(10 + c, oid(2)).unwrap();
+        }
+        let full = used + room * H;
+        assert!(cap - full < H);
+        assert!(matches!(
+            t.get(99, oid(3)),
+            Err(StoreError::MetadataFull { id, .. }) if id == oid(3)
+        ));
+        assert!(matches!(
+            t.pin(99, oid(3)),
+            Err(StoreError::MetadataFull { .. })
+        ));
+        assert_eq!(t.holders(&oid(3)), 1);
+        // More references of an existing holder cost nothing.
+        t.get(2, oid(0)).unwrap().unwrap();
+        assert_eq!(t.stats().metadata_used, full);
+        // The last release of a holder gives its charge back; earlier ones
+        // do not (client 2 holds three references and a pin).
+        for _ in 0..3 {
+            t.release(2, oid(0)).unwrap();
+        }
+        assert_eq!(t.stats().metadata_used, full);
+        t.unpin(2, oid(0)).unwrap();
+        assert_eq!(t.stats().metadata_used, full - H);
+        t.get(99, oid(3)).unwrap().unwrap();
+        // Disconnects give theirs back.
+        for c in 0..room {
+            t.disconnect(10 + c);
+        }
+        t.disconnect(3);
+        t.disconnect(99);
+        assert_eq!(t.stats().metadata_used, cap - 100 - ENTRY_OVERHEAD);
+        // And freeing an object gives back its holders' charges with its own.
+        t.unpin(1, oid(9)).unwrap();
+        t.get(2, oid(9)).unwrap().unwrap();
+        assert_eq!(t.delete(oid(9)).unwrap(), DeleteOutcome::Deferred);
+        t.release(2, oid(9)).unwrap();
+        assert_eq!(t.stats().metadata_used, base);
+        assert_eq!(recount(&t), t.stats());
     }
 
     struct FakeFallback {
@@ -1443,7 +1976,7 @@ mod tests {
             Err(StoreError::ObjectExists { .. })
         ));
         assert!(!t.contains(&oid(0)));
-        assert!(t.get(2, oid(0)).is_none());
+        assert!(t.get(2, oid(0)).unwrap().is_none());
         assert!(matches!(
             t.seal(2, oid(0)),
             Err(StoreError::NotCreator { .. })
@@ -1487,12 +2020,12 @@ mod tests {
         let mut t = ObjectTable::new(UNIT).unwrap();
         t.create(1, oid(0), 10, vec![]).unwrap();
         t.seal(1, oid(0)).unwrap();
-        t.get(2, oid(0)).unwrap();
-        t.get(2, oid(0)).unwrap();
+        t.get(2, oid(0)).unwrap().unwrap();
+        t.get(2, oid(0)).unwrap().unwrap();
         t.drain_notifications();
         assert_eq!(t.delete(oid(0)).unwrap(), DeleteOutcome::Deferred);
         assert!(!t.contains(&oid(0)));
-        assert!(t.get(3, oid(0)).is_none());
+        assert!(t.get(3, oid(0)).unwrap().is_none());
         assert!(matches!(
             t.create(3, oid(0), 1, vec![]),
             Err(StoreError::ObjectInUse { holders: 3, .. })
@@ -1518,8 +2051,8 @@ mod tests {
         t.create(1, oid(0), 10, vec![]).unwrap(); // unsealed, by 1
         t.create(2, oid(1), 10, vec![]).unwrap();
         t.seal(2, oid(1)).unwrap();
-        t.get(1, oid(1)).unwrap();
-        t.get(1, oid(1)).unwrap();
+        t.get(1, oid(1)).unwrap().unwrap();
+        t.get(1, oid(1)).unwrap().unwrap();
         t.pin(1, oid(1)).unwrap();
         t.release(2, oid(1)).unwrap();
         assert_eq!(t.holders(&oid(1)), 3);
