@@ -104,7 +104,8 @@ pub use pull::{
 };
 #[cfg(not(shmwire_loom))]
 pub use service::{
-    default_index_entries, StoreConfig, StoreService, DEFAULT_STORE_NAME, SNAPSHOT_OBJECTS,
+    default_index_entries, StoreConfig, StoreService, DEFAULT_MAX_CLIENTS, DEFAULT_STORE_NAME,
+    SNAPSHOT_OBJECTS,
 };
 #[cfg(not(shmwire_loom))]
 pub use shared::DEFAULT_INDEX_ENTRIES;
