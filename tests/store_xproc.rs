@@ -1197,7 +1197,7 @@ fn put_latencies(c: &StoreClient, tag: u8, span: Duration) -> (Duration, Duratio
 ///   service 200 ms (its send timeout) before it dropped the client
 ///   (another client's puts fell from 1,492 to 145 in 8 s). Now the service
 ///   never waits: replies queue on the connection and the client is dropped
-///   when they went unread past the send timeout, told why.
+///   when it read none of them for the send timeout, told why.
 ///
 /// Meanwhile this process's puts and gets (for 2 s) keep a median under
 /// 20 ms and a worst under a second.
@@ -1253,7 +1253,8 @@ fn a_flooding_client_and_one_that_never_reads_delay_nobody() {
                     // none of the replies read: they fill the 4 KiB ring.
                     // (A service that drops it first fails the flush.)
                     let _ = shmwire::transport::Connection::flush(&mut raw);
-                    // The service cuts it off once its replies went unread.
+                    // The service cuts it off once it read none of its
+                    // replies for the send timeout.
                     std::thread::sleep(Duration::from_millis(400));
                     loop {
                         match raw.recv_message_with::<Reply, _>(GUARD, spec::deserialize::<Reply>) {
@@ -1264,7 +1265,7 @@ fn a_flooding_client_and_one_that_never_reads_delay_nobody() {
                             }
                             Err(RecvError::CutOff { reason, .. }) => {
                                 assert!(
-                                    reason.contains("went unread")
+                                    reason.contains("read none of its replies")
                                         || reason.contains("are not read"),
                                     "{reason}"
                                 );
@@ -1355,10 +1356,12 @@ fn clients_beyond_max_clients_are_refused_until_one_leaves() {
     kill9(&mut service);
 }
 
-/// A subscriber that comes late to a store of 3,000 objects with 1 KiB of
-/// metadata each (3 MB of notifications, twelve times its ring) hears of
-/// every one, and of a seal made meanwhile: the backlog is sent a turn at
-/// a time as it reads, not all at once.
+/// A subscriber that comes late to a store of 3,000 objects with 8,000
+/// bytes of metadata each (24 MB of notifications, ninety times its ring)
+/// hears of every one, and of a seal made meanwhile: the backlog is sent a
+/// turn at a time as it reads, not all at once, and a subscriber that
+/// keeps reading is not "unread" (the attack on `02f36f3`: it was dropped,
+/// "its replies went unread for over 200ms", after 1,773 of them).
 #[test]
 fn a_late_subscriber_hears_of_every_existing_object() {
     const TEST: &str = "a_late_subscriber_hears_of_every_existing_object";
@@ -1373,7 +1376,7 @@ fn a_late_subscriber_hears_of_every_existing_object() {
     let mut service = spawn_child(TEST, "service", &pass(&env, "latesub"));
     expect_line(&stdout_lines(&mut service), "ready");
     let c = connect(&env.session);
-    let meta = vec![5u8; 1024];
+    let meta = vec![5u8; 8_000];
     for i in 0..3_000 {
         c.put(shared_oid(45, i), b"x", &meta).unwrap();
     }

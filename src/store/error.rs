@@ -200,16 +200,16 @@ pub enum StoreError {
         name: String,
     },
     /// Connecting to the service failed otherwise (refused, timed out).
-    #[error("connecting to the store")]
+    #[error("connecting to the store: {0}")]
     Connect(#[from] crate::transport::ConnectError),
     /// Sending a request (or, on the service, a reply) failed;
     /// [`SendError::PeerDied`](crate::transport::SendError::PeerDied) means
     /// the other process died.
-    #[error("sending to the store")]
+    #[error("sending to the store: {0}")]
     Send(#[from] crate::transport::SendError<crate::spec::EncodeError>),
     /// Receiving a reply failed; [`RecvError::PeerDied`](crate::transport::RecvError::PeerDied)
     /// means the service process died.
-    #[error("receiving from the store")]
+    #[error("receiving from the store: {0}")]
     Recv(#[from] crate::transport::RecvError),
     /// Setting up the service's event loop failed.
     #[error("store event loop: {0}")]

@@ -36,8 +36,8 @@ use crate::shm::{AnonSegment, Session};
 use crate::spec::{self, Encoder};
 use crate::transport::{
     Admission, AnyConnection, CallerAdmission, Connection, ListenOptions, Listener,
-    MessageConnection, Mux, MuxEvent, PeerKey, Restored, SessionToken, ShmOptions, TransportConfig,
-    WorkerLookup, LISTENER_CHECK_INTERVAL,
+    MessageConnection, Mux, MuxConnection, MuxEvent, PeerKey, Restored, SessionToken, ShmOptions,
+    TransportConfig, WorkerLookup, LISTENER_CHECK_INTERVAL,
 };
 use crate::wake::WaitStrategy;
 
@@ -393,8 +393,9 @@ struct Client {
     /// announced ([`Service::feed_backlogs`]).
     backlog: VecDeque<ObjectId>,
     /// Since when its replies wait unread behind its full ring (queued on
-    /// its connection), if they do ([`Service::drop_unread`]).
-    behind_since: Option<Instant>,
+    /// its connection), if they do, and the fewest bytes queued since then
+    /// ([`Service::drop_unread`]: fewer is progress).
+    behind_since: Option<(Instant, usize)>,
 }
 
 /// Requests one client's turn handles at most: a client with more waiting
@@ -408,6 +409,10 @@ const DRAIN_BUDGET: usize = 256;
 /// for the next turn): a store of many objects neither fills the
 /// subscriber's queue at once nor holds the loop long.
 const BACKLOG_PER_TURN: usize = 1024;
+
+/// Longest wait of the service's loop while some client has output queued
+/// or a backlog to hear (`Service::output_waiting`).
+const OUTPUT_WAIT: Duration = Duration::from_millis(1);
 
 /// Metadata bytes of [`BACKLOG_PER_TURN`] notifications a turn at most.
 const BACKLOG_BYTES_PER_TURN: usize = 1 << 20;
@@ -574,6 +579,14 @@ impl Service {
                 .map(|p| p.deadline.saturating_duration_since(now))
                 .min()
                 .map_or(self.tick, |d| d.min(self.tick));
+            // Output queued for a client (or a subscriber's backlog) goes
+            // out as the client makes room: on shared memory the room is no
+            // event the mux is woken by, only its next wait hands it over;
+            // so waits are short meanwhile (the attack on `02f36f3`: a late
+            // subscriber got a ring's worth of its backlog a tick, 20 ms).
+            if self.output_waiting() {
+                wait = wait.min(OUTPUT_WAIT);
+            }
             // Busy: poll without sleeping until the spin window closes.
             let spinning = now < busy_until;
             self.mux.set_spin(spinning);
@@ -1163,6 +1176,17 @@ impl Service {
         }
     }
 
+    /// Whether some client has output queued or a backlog to hear.
+    fn output_waiting(&mut self) -> bool {
+        let mux = &mut self.mux;
+        self.clients.iter().any(|(k, c)| {
+            !c.backlog.is_empty()
+                || mux
+                    .get_mut(*k)
+                    .is_some_and(|conn| Connection::pending_send_bytes(conn) > 0)
+        })
+    }
+
     /// Announces some of every subscriber's backlog ([`Service::feed_backlog`]).
     fn feed_backlogs(&mut self) {
         if self.subscribers == 0 {
@@ -1215,9 +1239,14 @@ impl Service {
         }
     }
 
-    /// Every `send_timeout / 4` at most: drops each client whose replies
-    /// or notifications have waited unread (queued behind its full ring)
-    /// longer than `send_timeout`, telling it why.
+    /// Every `send_timeout / 4` at most: drops each client that read none
+    /// of its queued replies or notifications for `send_timeout`, telling
+    /// it why. What it made room for is handed over first, and a queue
+    /// that shrank below its smallest since the wait began is progress
+    /// (counted afresh), as `Worker::check_held` judges a caller: a
+    /// subscriber that keeps reading while notifications keep coming is
+    /// not "unread" (the attack on `02f36f3`: one reading all the time was
+    /// dropped 200 ms after a check first found a byte queued).
     fn drop_unread(&mut self, now: Instant) {
         if now < self.unread_check_at {
             return;
@@ -1225,23 +1254,24 @@ impl Service {
         self.unread_check_at = now + (self.send_timeout / 4).max(Duration::from_millis(1));
         let mut late = Vec::new();
         for (key, c) in self.clients.iter_mut() {
-            let queued = self
-                .mux
-                .get_mut(*key)
-                .map_or(0, |conn| Connection::pending_send_bytes(conn));
-            if queued == 0 {
-                c.behind_since = None;
-            } else if let Some(since) = c.behind_since {
-                if now.saturating_duration_since(since) > self.send_timeout {
-                    late.push((*key, queued));
+            let queued = self.mux.get_mut(*key).map_or(0, |conn| {
+                conn.flush_pending();
+                Connection::pending_send_bytes(conn)
+            });
+            c.behind_since = match c.behind_since {
+                _ if queued == 0 => None,
+                Some((since, fewest)) if queued >= fewest => {
+                    if now.saturating_duration_since(since) > self.send_timeout {
+                        late.push((*key, queued));
+                    }
+                    Some((since, fewest))
                 }
-            } else {
-                c.behind_since = Some(now);
-            }
+                _ => Some((now, queued)),
+            };
         }
         for (key, queued) in late {
             let why = format!(
-                "its replies went unread for over {:?} ({queued} bytes queued)",
+                "it read none of its replies for over {:?} ({queued} bytes queued)",
                 self.send_timeout
             );
             tracing::warn!(error = %why, "store: dropping the client");
