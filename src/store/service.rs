@@ -79,11 +79,12 @@ pub struct StoreConfig {
     pub fallback_dir: Option<PathBuf>,
     /// The name clients connect to (registered in the session directory).
     pub name: String,
-    /// Longest a client's replies or notifications may wait unread, queued
-    /// behind its full ring, before it is disconnected (told why). The
-    /// service never waits for a client: what does not fit its ring is
-    /// queued on its connection, at most `send_queue_limit` (4 MiB) bytes
-    /// of it, beyond which the client is disconnected at once.
+    /// Longest a client may read none of its replies or notifications
+    /// queued behind its full ring before it is disconnected (told why;
+    /// a queue that shrank is progress). The service never waits for a
+    /// client: what does not fit its ring is queued on its connection, at
+    /// most `send_queue_limit` (4 MiB) bytes of it, beyond which the client
+    /// is disconnected at once.
     pub send_timeout: Duration,
     /// Clients (connections) served at once; a newcomer beyond them is
     /// refused, told why, until one leaves (default
