@@ -162,7 +162,7 @@ struct NodeArgs {
     store_capacity: u64,
     /// Bytes of the store's own memory its objects' metadata may take, each
     /// object charged its metadata plus 256 bytes (default: the arena's
-    /// capacity, at least 64M; at least 65792).
+    /// capacity, at least 64M; at least 65856).
     #[arg(long, value_name = "BYTES", value_parser = parse_metadata_capacity)]
     store_metadata_capacity: Option<u64>,
     /// Where the store puts objects as files when the arena is full.
@@ -215,10 +215,11 @@ fn parse_store_capacity(s: &str) -> Result<u64, String> {
 }
 
 /// [`parse_bytes`], at least one object's largest charge against the
-/// store's metadata capacity (`heap_charge(MAX_METADATA_LEN)`).
+/// store's metadata capacity with its creator's hold
+/// (`MIN_METADATA_CAPACITY`).
 fn parse_metadata_capacity(s: &str) -> Result<u64, String> {
-    use shmwire::store::{heap_charge, MAX_METADATA_LEN};
-    let least = heap_charge(MAX_METADATA_LEN);
+    use shmwire::store::{MAX_METADATA_LEN, MIN_METADATA_CAPACITY};
+    let least = MIN_METADATA_CAPACITY;
     match parse_bytes(s)? {
         n if n < least => Err(format!(
             "{s:?}: the store's metadata capacity must hold one object's largest metadata \

@@ -56,6 +56,11 @@ pub const HOLDER_OVERHEAD: u64 = 64;
 /// through the deleted objects held through the shared index, at most.
 pub const REAP_EVERY: Duration = Duration::from_millis(20);
 
+/// The smallest metadata capacity a table takes, in bytes (65,856): one
+/// object with the largest metadata and its creator's hold
+/// (`MAX_METADATA_LEN + ENTRY_OVERHEAD + HOLDER_OVERHEAD`).
+pub const MIN_METADATA_CAPACITY: u64 = MAX_METADATA_LEN as u64 + ENTRY_OVERHEAD + HOLDER_OVERHEAD;
+
 /// The smallest default metadata capacity, in bytes (64 MiB): see
 /// [`default_metadata_capacity`].
 pub const MIN_DEFAULT_METADATA_CAPACITY: u64 = 64 << 20;
@@ -442,11 +447,11 @@ impl ObjectTable {
     /// used first) and fails with [`StoreError::MetadataFull`] when nothing
     /// more can go.
     /// `InvalidConfig` when below one object's largest charge
-    /// (`heap_charge(MAX_METADATA_LEN)`, 65,792 bytes).
+    /// and its creator's hold ([`MIN_METADATA_CAPACITY`], 65,856 bytes).
     pub fn with_metadata_capacity(mut self, bytes: u64) -> Result<Self, StoreError> {
-        if bytes < heap_charge(MAX_METADATA_LEN) {
+        if bytes < MIN_METADATA_CAPACITY {
             return Err(StoreError::InvalidConfig(
-                "metadata capacity must hold one object's largest metadata: at least 65792 bytes",
+                "metadata capacity must hold one object's largest metadata: at least 65856 bytes",
             ));
         }
         self.metadata_capacity = bytes;
@@ -1754,7 +1759,7 @@ mod tests {
     #[test]
     fn holders_are_charged_to_the_metadata_capacity() {
         const H: u64 = HOLDER_OVERHEAD;
-        let cap = heap_charge(MAX_METADATA_LEN);
+        let cap = MIN_METADATA_CAPACITY;
         let mut t = ObjectTable::new(1 << 20)
             .unwrap()
             .with_metadata_capacity(cap)
