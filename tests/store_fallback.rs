@@ -13,13 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use shmwire::ids::{NodeId, ObjectId, WorkerId};
-use shmwire::spec::{self, Encoder};
-use shmwire::store::{
-    Reply, Request, StoreConfig, StoreError, StoreService, DEFAULT_STORE_NAME,
-    STORE_PROTOCOL_VERSION,
-};
-use shmwire::transport::{Connector, MessageConnection, RecvError, TransportConfig};
+use shmwire::ids::ObjectId;
+use shmwire::spec;
+use shmwire::store::{Reply, Request, StoreConfig, StoreError, StoreService};
+use shmwire::transport::{MessageConnection, RecvError};
 use store_common::*;
 
 const FALLBACK: &str = "SHMWIRE_STORE_FALLBACK";
@@ -256,18 +253,7 @@ fn truncating_everything_while_fallback_objects_live_kills_no_process() {
 /// each reply's fallback descriptor waits). Returns the replies it read
 /// before the service dropped it, or `None` if it never was.
 fn never_read_descriptors(s: &shmwire::shm::Session, id: ObjectId) -> Option<u64> {
-    let token = shmwire::node::load_or_create_token(s).unwrap();
-    let mut conn = Connector::new(
-        TransportConfig::new(WorkerId::from_random(), token),
-        NodeId::nil(),
-    )
-    .with_session(
-        s,
-        std::sync::Arc::new(shmwire::node::Directory::for_session(s).unwrap()),
-    )
-    .connect_name(DEFAULT_STORE_NAME)
-    .unwrap();
-    let mut enc = Encoder::new();
+    let (mut conn, mut enc) = raw_store_client(s, 256 << 10);
     let mut call = |req: &Request| -> Result<Reply, RecvError> {
         if conn.send_message(&mut enc, req).is_err() {
             return Err(RecvError::Closed);
@@ -275,12 +261,6 @@ fn never_read_descriptors(s: &shmwire::shm::Session, id: ObjectId) -> Option<u64
         conn.recv_message_with::<Reply, _>(GUARD, spec::deserialize::<Reply>)
             .map(|r| r.unwrap())
     };
-    let hello = Request::Hello {
-        version: STORE_PROTOCOL_VERSION,
-        pid: std::process::id(),
-        subscriber: false,
-    };
-    assert!(matches!(call(&hello), Ok(Reply::Welcome { .. })));
     let get = Request::Get {
         ids: vec![id],
         timeout_ms: 0,

@@ -19,6 +19,23 @@ fn pass(env: &Env, session: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// Child role "service": a store service of the child's session with
+/// `config`; says "ready" and serves until killed (at most [`GUARD`]).
+fn serve_store(config: shmwire::store::StoreConfig) {
+    let s = child_session();
+    let _store = StoreService::start(&s, config).unwrap();
+    println!("ready");
+    std::thread::sleep(GUARD);
+}
+
+/// Starts [`serve_store`] in a child running `test`, in `env`'s session
+/// `session`, once it is ready.
+fn spawn_store(test: &str, env: &Env, session: &str) -> std::process::Child {
+    let mut service = spawn_child(test, "service", &pass(env, session));
+    expect_line(&stdout_lines(&mut service), "ready");
+    service
+}
+
 #[test]
 fn objects_cross_processes_with_their_contents() {
     const TEST: &str = "objects_cross_processes_with_their_contents";
@@ -409,16 +426,11 @@ fn plasma_behaviours_against_a_service_in_another_process() {
 fn a_stopped_service_times_out_and_the_client_refuses_to_go_out_of_step() {
     const TEST: &str = "a_stopped_service_times_out_and_the_client_refuses_to_go_out_of_step";
     if child_role().is_some() {
-        let s = child_session();
-        let _store = StoreService::start(&s, shmwire::store::StoreConfig::new(1 << 20)).unwrap();
-        println!("ready");
-        std::thread::sleep(GUARD);
+        serve_store(shmwire::store::StoreConfig::new(1 << 20));
         return;
     }
     let env = Env::new("stopped");
-    let mut service = spawn_child(TEST, "service", &pass(&env, "stopped"));
-    let lines = stdout_lines(&mut service);
-    expect_line(&lines, "ready");
+    let mut service = spawn_store(TEST, &env, "stopped");
     let opts = shmwire::store::ClientOptions {
         reply_timeout: Duration::from_millis(200),
         ..Default::default()
@@ -487,12 +499,7 @@ fn truncating_every_session_file_and_memfd_kills_no_process() {
     if let Some(role) = child_role() {
         let s = child_session();
         match role.as_str() {
-            "service" => {
-                let _store =
-                    StoreService::start(&s, shmwire::store::StoreConfig::new(1 << 20)).unwrap();
-                println!("ready");
-                std::thread::sleep(GUARD);
-            }
+            "service" => serve_store(shmwire::store::StoreConfig::new(1 << 20)),
             "client" => {
                 // Writes, reads back and deletes objects for 3 s (small ones
                 // inline, large ones created in place through the arena),
@@ -1047,49 +1054,18 @@ fn a_killed_service_whose_beat_is_scribbled_ahead_is_given_up_within_a_second() 
 /// meanwhile.
 #[test]
 fn a_client_piling_up_waiting_gets_is_dropped_alone() {
-    use shmwire::ids::{NodeId, WorkerId};
-    use shmwire::spec::{self, Encoder};
-    use shmwire::store::{Reply, Request, STORE_PROTOCOL_VERSION};
-    use shmwire::transport::{Connector, MessageConnection, RecvError, TransportConfig};
+    use shmwire::spec;
+    use shmwire::store::{Reply, Request};
+    use shmwire::transport::{MessageConnection, RecvError};
     const TEST: &str = "a_client_piling_up_waiting_gets_is_dropped_alone";
     if child_role().is_some() {
-        let s = child_session();
-        let _store = StoreService::start(&s, shmwire::store::StoreConfig::new(1 << 20)).unwrap();
-        println!("ready");
-        std::thread::sleep(GUARD);
+        serve_store(shmwire::store::StoreConfig::new(1 << 20));
         return;
     }
     let env = Env::new("piled");
-    let mut service = spawn_child(TEST, "service", &pass(&env, "piled"));
-    let lines = stdout_lines(&mut service);
-    expect_line(&lines, "ready");
+    let mut service = spawn_store(TEST, &env, "piled");
     let good = connect(&env.session);
-    let token = shmwire::node::load_or_create_token(&env.session).unwrap();
-    let mut raw = Connector::new(
-        TransportConfig::new(WorkerId::from_random(), token),
-        NodeId::nil(),
-    )
-    .with_session(
-        &env.session,
-        std::sync::Arc::new(shmwire::node::Directory::for_session(&env.session).unwrap()),
-    )
-    .connect_name(DEFAULT_STORE_NAME)
-    .unwrap();
-    let mut enc = Encoder::new();
-    raw.send_message(
-        &mut enc,
-        &Request::Hello {
-            version: STORE_PROTOCOL_VERSION,
-            pid: std::process::id(),
-            subscriber: false,
-        },
-    )
-    .unwrap();
-    let welcome = raw
-        .recv_message_with::<Reply, _>(GUARD, spec::deserialize::<Reply>)
-        .unwrap()
-        .unwrap();
-    assert!(matches!(welcome, Reply::Welcome { .. }), "{welcome:?}");
+    let (mut raw, mut enc) = raw_store_client(&env.session, 256 << 10);
     // Ten gets of 5,000 missing ids each, a minute's wait, sent at once.
     let missing: Vec<_> = (0..5_000).map(|i| shared_oid(31, i)).collect();
     for _ in 0..10 {
@@ -1119,50 +1095,6 @@ fn a_client_piling_up_waiting_gets_is_dropped_alone() {
     }
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     kill9(&mut service);
-}
-
-/// A raw store client of the session in `s` (its hello sent and
-/// answered), with rings of `ring` bytes.
-fn raw_store_client(
-    s: &shmwire::shm::Session,
-    ring: usize,
-) -> (shmwire::transport::AnyConnection, shmwire::spec::Encoder) {
-    use shmwire::ids::{NodeId, WorkerId};
-    use shmwire::spec::{self, Encoder};
-    use shmwire::store::{Reply, Request, STORE_PROTOCOL_VERSION};
-    use shmwire::transport::{Connector, MessageConnection, ShmOptions, TransportConfig};
-    let token = shmwire::node::load_or_create_token(s).unwrap();
-    let shm = ShmOptions {
-        ring_capacity: ring,
-        ..ShmOptions::default()
-    };
-    let mut raw = Connector::new(
-        TransportConfig::new(WorkerId::from_random(), token),
-        NodeId::nil(),
-    )
-    .with_session(
-        s,
-        std::sync::Arc::new(shmwire::node::Directory::for_session(s).unwrap()),
-    )
-    .with_shm_options(shm)
-    .connect_name(DEFAULT_STORE_NAME)
-    .unwrap();
-    let mut enc = Encoder::new();
-    raw.send_message(
-        &mut enc,
-        &Request::Hello {
-            version: STORE_PROTOCOL_VERSION,
-            pid: std::process::id(),
-            subscriber: false,
-        },
-    )
-    .unwrap();
-    let welcome = raw
-        .recv_message_with::<Reply, _>(GUARD, spec::deserialize::<Reply>)
-        .unwrap()
-        .unwrap();
-    assert!(matches!(welcome, Reply::Welcome { .. }), "{welcome:?}");
-    (raw, enc)
 }
 
 /// Puts (and gets back) small objects by `c` for `span`, timing each;
@@ -1211,12 +1143,7 @@ fn a_flooding_client_and_one_that_never_reads_delay_nobody() {
         let s = child_session();
         let end = Instant::now() + Duration::from_secs(3);
         match role.as_str() {
-            "service" => {
-                let _store =
-                    StoreService::start(&s, shmwire::store::StoreConfig::new(1 << 20)).unwrap();
-                println!("ready");
-                std::thread::sleep(GUARD);
-            }
+            "service" => serve_store(shmwire::store::StoreConfig::new(1 << 20)),
             "flood" => {
                 let (mut raw, _) = raw_store_client(&s, 256 << 10);
                 // Requests that cost the service far more than the client:
@@ -1283,8 +1210,7 @@ fn a_flooding_client_and_one_that_never_reads_delay_nobody() {
         return;
     }
     let env = Env::new("flood");
-    let mut service = spawn_child(TEST, "service", &pass(&env, "flood"));
-    expect_line(&stdout_lines(&mut service), "ready");
+    let mut service = spawn_store(TEST, &env, "flood");
     let c = connect(&env.session);
     let (quiet, _) = put_latencies(&c, 40, Duration::from_millis(200));
     let mut flood = spawn_child(TEST, "flood", &pass(&env, "flood"));
@@ -1320,17 +1246,13 @@ fn a_flooding_client_and_one_that_never_reads_delay_nobody() {
 fn clients_beyond_max_clients_are_refused_until_one_leaves() {
     const TEST: &str = "clients_beyond_max_clients_are_refused_until_one_leaves";
     if child_role().is_some() {
-        let s = child_session();
         let mut config = shmwire::store::StoreConfig::new(1 << 20);
         config.max_clients = 3;
-        let _store = StoreService::start(&s, config).unwrap();
-        println!("ready");
-        std::thread::sleep(GUARD);
+        serve_store(config);
         return;
     }
     let env = Env::new("maxcl");
-    let mut service = spawn_child(TEST, "service", &pass(&env, "maxcl"));
-    expect_line(&stdout_lines(&mut service), "ready");
+    let mut service = spawn_store(TEST, &env, "maxcl");
     let mut clients: Vec<StoreClient> = (0..3).map(|_| connect(&env.session)).collect();
     let refused = StoreClient::connect(&env.session, DEFAULT_STORE_NAME);
     let text = match &refused {
@@ -1366,15 +1288,11 @@ fn clients_beyond_max_clients_are_refused_until_one_leaves() {
 fn a_late_subscriber_hears_of_every_existing_object() {
     const TEST: &str = "a_late_subscriber_hears_of_every_existing_object";
     if child_role().is_some() {
-        let s = child_session();
-        let _store = StoreService::start(&s, shmwire::store::StoreConfig::new(8 << 20)).unwrap();
-        println!("ready");
-        std::thread::sleep(GUARD);
+        serve_store(shmwire::store::StoreConfig::new(8 << 20));
         return;
     }
     let env = Env::new("latesub");
-    let mut service = spawn_child(TEST, "service", &pass(&env, "latesub"));
-    expect_line(&stdout_lines(&mut service), "ready");
+    let mut service = spawn_store(TEST, &env, "latesub");
     let c = connect(&env.session);
     let meta = vec![5u8; 8_000];
     for i in 0..3_000 {

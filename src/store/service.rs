@@ -36,8 +36,8 @@ use crate::shm::{AnonSegment, Session};
 use crate::spec::{self, Encoder};
 use crate::transport::{
     Admission, AnyConnection, CallerAdmission, Connection, ListenOptions, Listener,
-    MessageConnection, Mux, MuxConnection, MuxEvent, PeerKey, Restored, SessionToken, ShmOptions,
-    TransportConfig, WorkerLookup, LISTENER_CHECK_INTERVAL,
+    MessageConnection, Mux, MuxConnection, MuxEvent, PeerKey, ReadProgress, Restored, SessionToken,
+    ShmOptions, TransportConfig, WorkerLookup, LISTENER_CHECK_INTERVAL,
 };
 use crate::wake::WaitStrategy;
 
@@ -295,6 +295,7 @@ impl StoreService {
             send_timeout: config.send_timeout,
             subscribers: 0,
             unread_check_at: Instant::now(),
+            output_maybe: false,
         };
         // No subscriber yet: seals and deletions are not kept.
         state.table.set_notifying(false);
@@ -393,10 +394,9 @@ struct Client {
     /// A subscriber's objects sealed before it subscribed, not yet
     /// announced ([`Service::feed_backlogs`]).
     backlog: VecDeque<ObjectId>,
-    /// Since when its replies wait unread behind its full ring (queued on
-    /// its connection), if they do, and the fewest bytes queued since then
-    /// ([`Service::drop_unread`]: fewer is progress).
-    behind_since: Option<(Instant, usize)>,
+    /// Whether it reads its replies queued behind its full ring, while
+    /// some are ([`Service::drop_unread`]).
+    behind_since: Option<ReadProgress>,
 }
 
 /// Requests one client's turn handles at most: a client with more waiting
@@ -494,6 +494,11 @@ struct Service {
     subscribers: usize,
     /// When [`Service::drop_unread`] looks next.
     unread_check_at: Instant,
+    /// Some client may have output queued or a backlog to hear: set when a
+    /// send queues or a backlog is made, cleared by
+    /// [`Service::output_waiting`] when it finds none (so an idle turn
+    /// costs no look at every client).
+    output_maybe: bool,
 }
 
 /// Clients the service refused for want of its own resources (see
@@ -893,6 +898,7 @@ impl Service {
                         if let Some(c) = self.clients.get_mut(&key) {
                             c.backlog = ids.into();
                         }
+                        self.output_maybe = true;
                         self.feed_backlog(key);
                     }
                     Then::Nothing
@@ -1177,15 +1183,20 @@ impl Service {
         }
     }
 
-    /// Whether some client has output queued or a backlog to hear.
+    /// Whether some client has output queued or a backlog to hear (only
+    /// looked for after a send queued or a backlog was made).
     fn output_waiting(&mut self) -> bool {
+        if !self.output_maybe {
+            return false;
+        }
         let mux = &mut self.mux;
-        self.clients.iter().any(|(k, c)| {
+        self.output_maybe = self.clients.iter().any(|(k, c)| {
             !c.backlog.is_empty()
                 || mux
                     .get_mut(*k)
                     .is_some_and(|conn| Connection::pending_send_bytes(conn) > 0)
-        })
+        });
+        self.output_maybe
     }
 
     /// Announces some of every subscriber's backlog ([`Service::feed_backlog`]).
@@ -1259,16 +1270,15 @@ impl Service {
                 conn.flush_pending();
                 Connection::pending_send_bytes(conn)
             });
-            c.behind_since = match c.behind_since {
-                _ if queued == 0 => None,
-                Some((since, fewest)) if queued >= fewest => {
-                    if now.saturating_duration_since(since) > self.send_timeout {
+            match &mut c.behind_since {
+                _ if queued == 0 => c.behind_since = None,
+                Some(p) => {
+                    if p.note(now, queued) > self.send_timeout {
                         late.push((*key, queued));
                     }
-                    Some((since, fewest))
                 }
-                _ => Some((now, queued)),
-            };
+                None => c.behind_since = Some(ReadProgress::new(now, queued)),
+            }
         }
         for (key, queued) in late {
             let why = format!(
@@ -1352,7 +1362,12 @@ impl Service {
         // whose queue is full, or whose replies stay unread longer than the
         // send timeout (`drop_unread`), is dropped.
         match conn.try_send_message(&mut self.encoder, r) {
-            Ok(_) => true,
+            Ok(_) => {
+                if Connection::pending_send_bytes(conn) > 0 {
+                    self.output_maybe = true;
+                }
+                true
+            }
             Err(crate::transport::SendError::QueueFull { queued, limit }) => {
                 let why = format!(
                     "its replies are not read: {queued} bytes queued, the limit is {limit}"
@@ -1416,13 +1431,8 @@ impl Service {
 
 #[cfg(test)]
 mod tests {
+    use super::super::table::tests::oid;
     use super::*;
-
-    fn oid(n: u32) -> ObjectId {
-        let mut b = [0u8; 28];
-        b[..4].copy_from_slice(&n.to_le_bytes());
-        ObjectId::from_array(b)
-    }
 
     #[test]
     fn a_parked_get_checks_each_id_once_until_it_is_sealed() {

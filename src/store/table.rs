@@ -1286,12 +1286,13 @@ impl ObjectTable {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
     use std::sync::{Arc, Mutex};
 
-    fn oid(n: u32) -> ObjectId {
+    /// An object id whose first four bytes are `n` (the store's unit tests).
+    pub(crate) fn oid(n: u32) -> ObjectId {
         let mut b = [0u8; 28];
         b[..4].copy_from_slice(&n.to_le_bytes());
         ObjectId::from_array(b)

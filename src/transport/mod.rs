@@ -73,6 +73,7 @@ pub mod heartbeat;
 mod lookup;
 mod message;
 mod mux;
+mod progress;
 pub mod shm;
 pub mod tcp;
 
@@ -91,6 +92,7 @@ pub use message::MessageConnection;
 pub use mux::{
     hello_token, lock_listener, Mux, MuxConnection, MuxEvent, MuxWaker, PeerKey, SharedListener,
 };
+pub use progress::ReadProgress;
 pub use shm::{connect_shm, ShmConnection, ShmFrame, ShmListener, ShmOptions};
 pub use tcp::{connect_tcp, TcpConnection, TcpFrame, TcpListener, MAX_HEARTBEATS_PER_RECEIVE};
 

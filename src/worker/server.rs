@@ -43,8 +43,8 @@ use crate::store::{ObjectBuffer, StoreClient, StoreError};
 use crate::transport::heartbeat::{Heartbeats, KeptConnections};
 use crate::transport::{
     Admission, AnyConnection, CallerAdmission, ClientSecret, Connection, FrameTag, ListenOptions,
-    Listener, MessageConnection, Mux, MuxConnection, MuxEvent, MuxWaker, PeerKey, ShmOptions,
-    StatsState, TransportConfig, TransportKind,
+    Listener, MessageConnection, Mux, MuxConnection, MuxEvent, MuxWaker, PeerKey, ReadProgress,
+    ShmOptions, StatsState, TransportConfig, TransportKind,
 };
 
 use super::concurrency::{ActorPools, Completion, ConcurrencyConfig, Job};
@@ -747,9 +747,9 @@ pub struct Worker {
     /// requests read before the hold (a threaded actor's tasks in its
     /// pools, requests released from a reorder wait) still fit the queue.
     hold_back: usize,
-    /// The connections held back, each with its fewest queued bytes seen
-    /// and when they last fell (`Worker::check_held`).
-    held: Vec<(PeerKey, usize, Instant)>,
+    /// The connections held back, each with whether its caller reads its
+    /// queued replies (`Worker::check_held`).
+    held: Vec<(PeerKey, ReadProgress)>,
     /// The connections paused while their caller's tasks fill the
     /// threaded actor's pools (`Executor::pools_full`), resumed as they
     /// finish (`Worker::resume_paused`).
@@ -1134,7 +1134,7 @@ impl Worker {
             Some(t) => timeout.min(t.saturating_duration_since(Instant::now())),
             None => timeout,
         };
-        if let Some(since) = self.held.iter().map(|h| h.2).min() {
+        if let Some(since) = self.held.iter().map(|h| h.1.since()).min() {
             let due = since + self.unread_reply_timeout;
             timeout = timeout.min(due.saturating_duration_since(Instant::now()));
         }
@@ -1602,8 +1602,8 @@ impl Worker {
         // A hold that ended and began again made progress: counted afresh.
         let now = self.exec.clock;
         match self.held.iter_mut().find(|h| h.0 == key) {
-            Some(h) => *h = (key, pending, now),
-            None => self.held.push((key, pending, now)),
+            Some(h) => h.1 = ReadProgress::new(now, pending),
+            None => self.held.push((key, ReadProgress::new(now, pending))),
         }
     }
 
@@ -1651,7 +1651,7 @@ impl Worker {
     fn check_held(&mut self, now: Instant) {
         let mut i = 0;
         while i < self.held.len() {
-            let (key, fewest, since) = self.held[i];
+            let key = self.held[i].0;
             let pending = match self.mux.get_mut(key) {
                 Some(c) if !self.dead.contains(&key) => {
                     // Hand over first what the caller made room for: it may
@@ -1672,9 +1672,7 @@ impl Worker {
                 self.held.swap_remove(i);
                 continue;
             }
-            if pending < fewest {
-                self.held[i] = (key, pending, now);
-            } else if now.saturating_duration_since(since) >= self.unread_reply_timeout {
+            if self.held[i].1.note(now, pending) >= self.unread_reply_timeout {
                 self.held.swap_remove(i);
                 let caller = self.mux.get_mut(key).map(|c| {
                     c.farewell(&format!(

@@ -340,3 +340,47 @@ pub fn truncate_everything(dir: &Path, pids: &[u32]) -> (usize, usize, usize) {
     }
     (files, refused, truncated)
 }
+
+/// A raw store client of the session in `s` (its hello sent and
+/// answered), with rings of `ring` bytes.
+pub fn raw_store_client(
+    s: &shmwire::shm::Session,
+    ring: usize,
+) -> (shmwire::transport::AnyConnection, shmwire::spec::Encoder) {
+    use shmwire::ids::{NodeId, WorkerId};
+    use shmwire::spec::{self, Encoder};
+    use shmwire::store::{Reply, Request, STORE_PROTOCOL_VERSION};
+    use shmwire::transport::{Connector, MessageConnection, ShmOptions, TransportConfig};
+    let token = shmwire::node::load_or_create_token(s).unwrap();
+    let shm = ShmOptions {
+        ring_capacity: ring,
+        ..ShmOptions::default()
+    };
+    let mut raw = Connector::new(
+        TransportConfig::new(WorkerId::from_random(), token),
+        NodeId::nil(),
+    )
+    .with_session(
+        s,
+        std::sync::Arc::new(shmwire::node::Directory::for_session(s).unwrap()),
+    )
+    .with_shm_options(shm)
+    .connect_name(DEFAULT_STORE_NAME)
+    .unwrap();
+    let mut enc = Encoder::new();
+    raw.send_message(
+        &mut enc,
+        &Request::Hello {
+            version: STORE_PROTOCOL_VERSION,
+            pid: std::process::id(),
+            subscriber: false,
+        },
+    )
+    .unwrap();
+    let welcome = raw
+        .recv_message_with::<Reply, _>(GUARD, spec::deserialize::<Reply>)
+        .unwrap()
+        .unwrap();
+    assert!(matches!(welcome, Reply::Welcome { .. }), "{welcome:?}");
+    (raw, enc)
+}
