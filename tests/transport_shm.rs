@@ -372,3 +372,78 @@ fn mux_accepts_in_the_same_loop() {
     assert_eq!((accepted, refused), (2, 1));
     assert!(mux.listener().is_some());
 }
+
+/// Output queued behind a full ring is handed over as the peer reads, and
+/// once all of it is the mux reports the connection (`MuxEvent::Ready`),
+/// sleeping or spinning: its owner may have more to send, and on shared
+/// memory nothing else would wake it (the reader's publishes wake this side
+/// only while output is queued). Before, the last hand-over was silent and
+/// the wait ran to its timeout.
+#[test]
+fn mux_reports_a_connection_whose_queued_output_was_handed_over() {
+    for spin in [false, true] {
+        let env = env(if spin { "muxdrain-spin" } else { "muxdrain" });
+        let s = &env.0;
+        let mut l = ShmListener::bind(s, cfg(1, s), ShmOptions::with_wait(WaitStrategy::eventfd()))
+            .unwrap();
+        let path = l.socket_path().to_owned();
+        let sc = s.clone();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        const FRAMES: usize = 256;
+        let client = std::thread::spawn(move || {
+            let mut c = connect_shm(
+                &sc,
+                &path,
+                id(1),
+                &cfg(2, &sc),
+                &ShmOptions::with_wait(WaitStrategy::eventfd()),
+            )
+            .unwrap();
+            // Read only once the other side has queued, and slowly enough
+            // for its mux to fall asleep (or spin) in between.
+            go_rx.recv().unwrap();
+            for i in 0..FRAMES {
+                let f = c.recv_timeout(GUARD).unwrap();
+                assert_eq!(f.len(), 8192);
+                assert!(f.iter().all(|b| *b == i as u8), "frame {i}");
+                drop(f);
+                if i % 64 == 0 {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+            // Stay connected (no send, no hang-up) until told: either would
+            // wake the mux for its own sake.
+            let _ = go_rx.recv();
+        });
+        let mut mux = Mux::new().unwrap();
+        mux.set_spin(spin);
+        let key = mux.add(l.accept_timeout(GUARD).unwrap()).unwrap();
+        {
+            let c = mux.get_mut(key).unwrap();
+            for i in 0..FRAMES {
+                c.try_send(&[i as u8; 8192]).unwrap();
+            }
+            assert!(c.pending_send_bytes() > 0, "the ring took everything");
+        }
+        go_tx.send(()).unwrap();
+        let mut ready = Vec::new();
+        loop {
+            let c = mux.get_mut(key).unwrap();
+            let queued = c.pending_send_bytes();
+            mux.wait(GUARD, &mut ready).unwrap();
+            let c = mux.get_mut(key).unwrap();
+            assert!(
+                !ready.is_empty(),
+                "spin {spin}: the wait ran out with {} of {queued} bytes still queued",
+                c.pending_send_bytes()
+            );
+            assert_eq!(ready, [MuxEvent::Ready(key)]);
+            assert!(c.try_recv().unwrap().is_none());
+            if c.pending_send_bytes() == 0 {
+                break;
+            }
+        }
+        go_tx.send(()).unwrap();
+        client.join().unwrap();
+    }
+}

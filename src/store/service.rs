@@ -295,7 +295,7 @@ impl StoreService {
             send_timeout: config.send_timeout,
             subscribers: 0,
             unread_check_at: Instant::now(),
-            output_maybe: false,
+            backlog_due: false,
         };
         // No subscriber yet: seals and deletions are not kept.
         state.table.set_notifying(false);
@@ -411,10 +411,6 @@ const DRAIN_BUDGET: usize = 256;
 /// subscriber's queue at once nor holds the loop long.
 const BACKLOG_PER_TURN: usize = 1024;
 
-/// Longest wait of the service's loop while some client has output queued
-/// or a backlog to hear (`Service::output_waiting`).
-const OUTPUT_WAIT: Duration = Duration::from_millis(1);
-
 /// Metadata bytes of [`BACKLOG_PER_TURN`] notifications a turn at most.
 const BACKLOG_BYTES_PER_TURN: usize = 1 << 20;
 
@@ -494,11 +490,11 @@ struct Service {
     subscribers: usize,
     /// When [`Service::drop_unread`] looks next.
     unread_check_at: Instant,
-    /// Some client may have output queued or a backlog to hear: set when a
-    /// send queues or a backlog is made, cleared by
-    /// [`Service::output_waiting`] when it finds none (so an idle turn
-    /// costs no look at every client).
-    output_maybe: bool,
+    /// Some subscriber's backlog stopped at a turn's bound with nothing
+    /// queued for it ([`Service::feed_backlog`]): the loop comes round
+    /// again without sleeping. (One stopped by a full ring is fed again
+    /// when the mux reports its queued output handed over.)
+    backlog_due: bool,
 }
 
 /// Clients the service refused for want of its own resources (see
@@ -585,13 +581,14 @@ impl Service {
                 .map(|p| p.deadline.saturating_duration_since(now))
                 .min()
                 .map_or(self.tick, |d| d.min(self.tick));
-            // Output queued for a client (or a subscriber's backlog) goes
-            // out as the client makes room: on shared memory the room is no
-            // event the mux is woken by, only its next wait hands it over;
-            // so waits are short meanwhile (the attack on `02f36f3`: a late
-            // subscriber got a ring's worth of its backlog a tick, 20 ms).
-            if self.output_waiting() {
-                wait = wait.min(OUTPUT_WAIT);
+            // Output queued for a client goes out as the client makes room
+            // (its reading wakes the mux, which hands it over and reports
+            // the client once all of it is: `MuxEvent::Ready`); a backlog
+            // that stopped at a turn's bound goes on at once (the attack on
+            // `02f36f3`: a late subscriber got a ring's worth of its backlog
+            // a tick, 20 ms).
+            if std::mem::take(&mut self.backlog_due) {
+                wait = Duration::ZERO;
             }
             // Busy: poll without sleeping until the spin window closes.
             let spinning = now < busy_until;
@@ -898,7 +895,6 @@ impl Service {
                         if let Some(c) = self.clients.get_mut(&key) {
                             c.backlog = ids.into();
                         }
-                        self.output_maybe = true;
                         self.feed_backlog(key);
                     }
                     Then::Nothing
@@ -1183,22 +1179,6 @@ impl Service {
         }
     }
 
-    /// Whether some client has output queued or a backlog to hear (only
-    /// looked for after a send queued or a backlog was made).
-    fn output_waiting(&mut self) -> bool {
-        if !self.output_maybe {
-            return false;
-        }
-        let mux = &mut self.mux;
-        self.output_maybe = self.clients.iter().any(|(k, c)| {
-            !c.backlog.is_empty()
-                || mux
-                    .get_mut(*k)
-                    .is_some_and(|conn| Connection::pending_send_bytes(conn) > 0)
-        });
-        self.output_maybe
-    }
-
     /// Announces some of every subscriber's backlog ([`Service::feed_backlog`]).
     fn feed_backlogs(&mut self) {
         if self.subscribers == 0 {
@@ -1219,11 +1199,17 @@ impl Service {
     /// objects sealed before it subscribed (and [`BACKLOG_BYTES_PER_TURN`]
     /// of metadata), while it has nothing queued (an object gone since is
     /// skipped: its `Deleted` went out, or the subscriber never heard of
-    /// it).
+    /// it). Stopped by a queued one, it goes on when the mux reports the
+    /// queue handed over; stopped by the turn's bounds, at the loop's next
+    /// round, without sleeping (`backlog_due`).
     fn feed_backlog(&mut self, key: PeerKey) {
         let mut bytes = 0;
-        for _ in 0..BACKLOG_PER_TURN {
-            if bytes >= BACKLOG_BYTES_PER_TURN {
+        for n in 0..=BACKLOG_PER_TURN {
+            if bytes >= BACKLOG_BYTES_PER_TURN || n == BACKLOG_PER_TURN {
+                self.backlog_due |= self
+                    .clients
+                    .get(&key)
+                    .is_some_and(|c| !c.backlog.is_empty());
                 return;
             }
             let queued = self
@@ -1362,12 +1348,7 @@ impl Service {
         // whose queue is full, or whose replies stay unread longer than the
         // send timeout (`drop_unread`), is dropped.
         match conn.try_send_message(&mut self.encoder, r) {
-            Ok(_) => {
-                if Connection::pending_send_bytes(conn) > 0 {
-                    self.output_maybe = true;
-                }
-                true
-            }
+            Ok(_) => true,
             Err(crate::transport::SendError::QueueFull { queued, limit }) => {
                 let why = format!(
                     "its replies are not read: {queued} bytes queued, the limit is {limit}"

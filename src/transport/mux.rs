@@ -83,7 +83,9 @@ pub struct PeerKey(pub usize);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MuxEvent {
     /// The connection may have frames (or an error, such as the peer's death)
-    /// to receive.
+    /// to receive — or the output queued on it behind a full peer was all
+    /// handed over, so its owner may send more (receiving then finds
+    /// nothing, which is harmless).
     Ready(PeerKey),
     /// Callers are waiting on the mux's [`Listener`](super::Listener): call
     /// [`Mux::accept_pending`].
@@ -469,8 +471,9 @@ impl<C: MuxConnection> Mux<C> {
                     // A wake-up from another thread is looked at as
                     // rarely (the check costs nothing on a mux without one).
                     if round % 64 == 0 || expired {
-                        self.poll_events(Some(Duration::ZERO), ready)?;
-                        if self.wake_pending() {
+                        // A peer making room for queued output: back to
+                        // `service`, which hands it over.
+                        if self.poll_events(Some(Duration::ZERO), ready)? || self.wake_pending() {
                             break;
                         }
                     }
@@ -494,14 +497,15 @@ impl<C: MuxConnection> Mux<C> {
                 let spin_until = crate::deadline_after(Instant::now(), self.spin_window);
                 let spin_until = spin_until.min(until);
                 let mut round: u32 = 0;
+                let mut room = false;
                 loop {
                     self.scan(ready);
                     round = round.wrapping_add(1);
                     // As in spin mode: TCP data and hang-ups are seen by
                     // epoll only, asked without blocking every 64 rounds.
                     if ready.is_empty() && round % 64 == 0 {
-                        self.poll_events(Some(Duration::ZERO), ready)?;
-                        if self.wake_pending() {
+                        room = self.poll_events(Some(Duration::ZERO), ready)?;
+                        if room || self.wake_pending() {
                             break;
                         }
                     }
@@ -512,6 +516,10 @@ impl<C: MuxConnection> Mux<C> {
                 }
                 if !ready.is_empty() || self.take_wake() {
                     break;
+                }
+                if room {
+                    // Hand over what the peer made room for, then wait on.
+                    continue;
                 }
             }
             // Arm every wake-up, then re-check: a frame that arrived in
@@ -568,6 +576,14 @@ impl<C: MuxConnection> Mux<C> {
                 {
                     self.writing[i] = still;
                 }
+                if !still && !self.held[i] {
+                    // All its queued output was handed over: its owner may
+                    // have more to send (a store's backlog for a
+                    // subscriber, a caller's queued requests), and nothing
+                    // else would tell it — on shared memory the peer's
+                    // reading wakes this side only while output is queued.
+                    push_unique(ready, PeerKey(i));
+                }
             }
             if self.held[i] && !self.paused[i] && (c.pending_send_bytes() == 0 || !self.writing[i])
             {
@@ -597,11 +613,15 @@ impl<C: MuxConnection> Mux<C> {
     }
 
     /// One `epoll_wait` (mio `poll`); reports and notes every event.
+    /// Returns `true` if an event came for a connection with output queued
+    /// (possibly its peer making room: the next [`Mux::service`] hands it
+    /// over), reported or not.
     fn poll_events(
         &mut self,
         timeout: Option<Duration>,
         ready: &mut Vec<MuxEvent>,
-    ) -> std::io::Result<()> {
+    ) -> std::io::Result<bool> {
+        let mut room = false;
         match self.poll.poll(&mut self.events, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -621,6 +641,7 @@ impl<C: MuxConnection> Mux<C> {
             let key = PeerKey(ev.token().0);
             if let Some(Some(c)) = self.peers.get_mut(key.0) {
                 c.note_event();
+                room |= self.writing[key.0];
                 // A held connection's event is its peer making room (the
                 // next `service` flushes) or its end.
                 if self.held[key.0] && !c.has_ended() {
@@ -629,7 +650,7 @@ impl<C: MuxConnection> Mux<C> {
             }
             push_unique(ready, key);
         }
-        Ok(())
+        Ok(room)
     }
 }
 
