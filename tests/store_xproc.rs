@@ -412,6 +412,7 @@ fn plasma_behaviours_against_a_service_in_another_process() {
         match sub.recv_timeout(GUARD).unwrap().expect("a notification") {
             shmwire::store::Notification::Sealed { .. } => sealed += 1,
             shmwire::store::Notification::Deleted { id } => deleted.push(id),
+            other => panic!("{other:?}"),
         }
     }
     assert_eq!(sealed, 11);
@@ -1355,5 +1356,104 @@ fn a_late_subscribers_backlog_goes_on_as_it_reads_not_at_the_tick() {
             None => panic!("nothing for 5 s after {} of 3,000 notes", seen.len()),
         }
     }
+    kill9(&mut service);
+}
+
+/// A subscriber that reads nothing while puts and deletes outrun it is not
+/// dropped and its queue does not grow without bound: past
+/// `SUBSCRIBER_LAG_BYTES` the service counts what it misses, and once it
+/// has read what was queued it is told (`Missed`), hears every existing
+/// object again and then `Resynced` — after which its view (what it heard
+/// sealed since, less what it heard deleted) is exactly the store's.
+#[test]
+fn a_subscriber_that_falls_behind_is_told_and_resynced_not_dropped() {
+    use shmwire::store::Notification;
+    const TEST: &str = "a_subscriber_that_falls_behind_is_told_and_resynced_not_dropped";
+    if child_role().is_some() {
+        serve_store(shmwire::store::StoreConfig::new(64 << 20));
+        return;
+    }
+    let env = Env::new("sublag");
+    let mut service = spawn_store(TEST, &env, "sublag");
+    let c = connect(&env.session);
+    let mut sub = c.subscribe().unwrap();
+    // 300 objects of 30 KB metadata (9 MB of notes, far beyond the
+    // subscriber's ring and its 1 MiB of queue), then every other deleted,
+    // while the subscriber reads nothing.
+    let meta = vec![3u8; 30_000];
+    for i in 0..300 {
+        c.put(shared_oid(48, i), b"x", &meta).unwrap();
+    }
+    let gone: Vec<_> = (0..300).step_by(2).map(|i| shared_oid(48, i)).collect();
+    c.delete(&gone).unwrap();
+    let mut view = std::collections::HashSet::new();
+    let mut fresh = std::collections::HashSet::new();
+    let (mut resyncing, mut missed, mut resynced) = (false, 0u64, false);
+    let sentinel = shared_oid(49, 0);
+    let mut sentinel_put = false;
+    let deadline = Instant::now() + GUARD;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no end after {} seen",
+            view.len()
+        );
+        let n = sub
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap()
+            .unwrap_or_else(|| panic!("nothing for 5 s (missed {missed}, resynced {resynced})"));
+        match n {
+            Notification::Sealed { id, metadata, .. } => {
+                if id == sentinel {
+                    assert!(!resyncing);
+                    break;
+                }
+                assert_eq!(metadata, meta);
+                if resyncing {
+                    fresh.insert(id);
+                } else {
+                    view.insert(id);
+                }
+            }
+            Notification::Deleted { id } => {
+                view.remove(&id);
+                fresh.remove(&id);
+            }
+            Notification::Missed { missed: m } => {
+                assert!(m > 0);
+                missed += m;
+                resyncing = true;
+                fresh.clear();
+            }
+            Notification::Resynced => {
+                assert!(resyncing, "Resynced without Missed");
+                resyncing = false;
+                resynced = true;
+                view = std::mem::take(&mut fresh);
+                if !sentinel_put {
+                    // Live notifications flow again.
+                    c.put(sentinel, b"s", b"").unwrap();
+                    sentinel_put = true;
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(
+        missed > 0 && resynced,
+        "it never fell behind: the test proves nothing"
+    );
+    let want: std::collections::HashSet<_> =
+        (1..300).step_by(2).map(|i| shared_oid(48, i)).collect();
+    let extra: Vec<_> = view.difference(&want).collect();
+    let lacking: Vec<_> = want.difference(&view).collect();
+    assert!(
+        extra.is_empty() && lacking.is_empty(),
+        "the view after Resynced is not the store's: {} extra, {} lacking (first {:?} / {:?})",
+        extra.len(),
+        lacking.len(),
+        extra.first(),
+        lacking.first()
+    );
     kill9(&mut service);
 }

@@ -1018,7 +1018,9 @@ impl StoreClient {
     /// happens. The existing objects are announced a turn of the service at
     /// a time, as the channel is read, so new events may come between them;
     /// an object gone meanwhile is not announced, one sealed again meanwhile
-    /// may be announced twice (`docs/store.md`, "A slow client").
+    /// may be announced twice (`docs/store.md`, "A slow client"). A
+    /// subscription read too slowly is told what it missed and brought up
+    /// to date ([`Notification::Missed`], [`Notification::Resynced`]).
     pub fn subscribe(&self) -> Result<Subscription, StoreError> {
         let (conn, welcome) = open(&self.inner.access, &self.inner.name, &self.inner.opts, true)?;
         if !matches!(welcome, Reply::Welcome { .. }) {
@@ -1273,7 +1275,10 @@ impl std::fmt::Debug for Subscription {
 
 impl Subscription {
     /// The next notification, waiting at most `timeout`; `Ok(None)` when
-    /// none came. Errors: connection errors (the service died or stopped),
+    /// none came. A subscription that read too slowly gets
+    /// [`Notification::Missed`], a re-announcement of every object and
+    /// [`Notification::Resynced`] (see there) instead of being dropped.
+    /// Errors: connection errors (the service died or stopped),
     /// `BadReply`.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Notification>, StoreError> {
         match self.conn.recv(timeout) {
@@ -1287,6 +1292,8 @@ impl Subscription {
                 metadata,
             })),
             Ok(Reply::Deleted { id }) => Ok(Some(Notification::Deleted { id })),
+            Ok(Reply::Missed { missed }) => Ok(Some(Notification::Missed { missed })),
+            Ok(Reply::Resynced) => Ok(Some(Notification::Resynced)),
             Ok(_) => Err(StoreError::BadReply("expected a notification")),
             Err(StoreError::TimedOut(_)) => Ok(None),
             Err(e) => Err(e),

@@ -16,7 +16,7 @@
 //! | [`StoreClient`], [`ClientOptions`] | `create`, `put`, `get`, `contains`, `delete`, `evict`, `refresh`, `pin`, `subscribe` |
 //! | [`ObjectBuilder`] | a created object's bytes, writable until [`ObjectBuilder::seal`]; dropped unsealed = aborted |
 //! | [`ObjectBuffer`] | a sealed object's bytes (zero-copy) and metadata; holds a reference until dropped |
-//! | [`Subscription`] | seal and delete [`Notification`]s; a late subscriber first hears the existing objects |
+//! | [`Subscription`] | seal and delete [`Notification`]s; a late subscriber first hears the existing objects; one that falls behind is told (`Missed`) and re-announced every object (`Resynced`) |
 //! | [`StoreClient::pull`], [`PullServer`] | remote pull: an object of another node's store copied into this one over TCP, in chunks, size checked (Ray's object manager pull) |
 //! | [`ObjectTable`] | the sans-I/O core: states, references, pins, deferred delete, LRU, plasma's eviction rule, fallback |
 //! | [`index`] | the shared index of sealed objects: `get` and `contains` without a round trip (seqlock entries, per-client reference slots; loom-checked) |
@@ -137,5 +137,5 @@ pub use table::{
     Fallback, Location, Notification, ObjectState, ObjectSummary, ObjectTable, ObjectView,
     SharedIndex, StoreSnapshot, TableStats, ENTRY_OVERHEAD, HOLDER_OVERHEAD, MAX_ARENA_CAPACITY,
     MAX_METADATA_LEN, MAX_OBJECT_SIZE, MIN_DEFAULT_METADATA_CAPACITY, MIN_METADATA_CAPACITY,
-    OBJECT_ALIGN, REAP_EVERY,
+    OBJECT_ALIGN, REAP_EVERY, SUBSCRIBER_LAG_BYTES,
 };

@@ -16,7 +16,7 @@ use super::table::{Location, Notification, ObjectView};
 use crate::ids::ObjectId;
 
 /// Version of this protocol, sent in `Hello`; a mismatch is refused.
-pub const STORE_PROTOCOL_VERSION: u32 = 4;
+pub const STORE_PROTOCOL_VERSION: u32 = 5;
 
 /// Client → service.
 #[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -227,6 +227,16 @@ pub enum Reply {
         /// The object.
         id: ObjectId,
     },
+    /// Pushed to a subscriber that fell behind: `missed` notifications
+    /// were not sent to it; every existing object is announced again
+    /// (`Sealed`), then `Resynced`.
+    Missed {
+        /// Notifications not sent.
+        missed: u64,
+    },
+    /// Pushed to a subscriber after the re-announcement that followed
+    /// `Missed`.
+    Resynced,
 }
 
 crate::spec::encoding::impl_message!(Request, Reply);
@@ -276,6 +286,8 @@ impl From<Notification> for Reply {
                 metadata,
             },
             Notification::Deleted { id } => Reply::Deleted { id },
+            Notification::Missed { missed } => Reply::Missed { missed },
+            Notification::Resynced => Reply::Resynced,
         }
     }
 }

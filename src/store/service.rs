@@ -29,6 +29,7 @@ use super::protocol::{
 use super::shared::{IndexLiveness, ServiceIndex, SlotOutbox, DEFAULT_INDEX_ENTRIES};
 use super::table::{
     ClientConnection, ClientId, Location, Notification, ObjectTable, StoreSnapshot, OBJECT_ALIGN,
+    SUBSCRIBER_LAG_BYTES,
 };
 use super::Health;
 use crate::ids::{ObjectId, WorkerId};
@@ -79,12 +80,14 @@ pub struct StoreConfig {
     pub fallback_dir: Option<PathBuf>,
     /// The name clients connect to (registered in the session directory).
     pub name: String,
-    /// Longest a client may read none of its replies or notifications
-    /// queued behind its full ring before it is disconnected (told why;
-    /// a queue that shrank is progress). The service never waits for a
-    /// client: what does not fit its ring is queued on its connection, at
-    /// most `send_queue_limit` (4 MiB) bytes of it, beyond which the client
-    /// is disconnected at once.
+    /// Longest a client may read none of its replies queued behind its
+    /// full ring before it is disconnected (told why; a queue that shrank
+    /// is progress). The service never waits for a client: what does not
+    /// fit its ring is queued on its connection, at most
+    /// `send_queue_limit` (4 MiB) bytes of it, beyond which the client is
+    /// disconnected at once. A subscriber is neither: with more than
+    /// [`SUBSCRIBER_LAG_BYTES`] of notifications unread it falls behind
+    /// and is told so later ([`Notification::Missed`]).
     pub send_timeout: Duration,
     /// Clients (connections) served at once; a newcomer beyond them is
     /// refused, told why, until one leaves (default
@@ -397,6 +400,12 @@ struct Client {
     /// Whether it reads its replies queued behind its full ring, while
     /// some are ([`Service::drop_unread`]).
     behind_since: Option<ReadProgress>,
+    /// A subscriber that fell behind: the notifications not sent to it
+    /// since ([`Notification::Missed`]); told once its queue is read.
+    missed: Option<u64>,
+    /// A subscriber told `Missed` whose re-announcement (its `backlog`)
+    /// ends with `Resynced`.
+    resyncing: bool,
 }
 
 /// Requests one client's turn handles at most: a client with more waiting
@@ -619,6 +628,8 @@ impl Service {
                                             greeted: false,
                                             subscriber: false,
                                             backlog: VecDeque::new(),
+                                            missed: None,
+                                            resyncing: false,
                                             behind_since: None,
                                         },
                                     );
@@ -1172,11 +1183,41 @@ impl Service {
         for n in notes {
             let r = Reply::from(n);
             for k in &subs {
-                if self.clients.contains_key(k) {
+                if !self.lagging(*k) {
                     self.send(*k, &r);
                 }
             }
         }
+    }
+
+    /// Whether subscriber `key` is (now) behind: more than
+    /// [`SUBSCRIBER_LAG_BYTES`] of notifications unread, or already
+    /// counting missed ones. A live notification for it is then counted
+    /// missed instead of queued, and its backlog (a late subscriber's, or
+    /// a re-announcement under way) is dropped: the re-announcement after
+    /// its `Missed` covers it. `true` for a client gone too.
+    fn lagging(&mut self, key: PeerKey) -> bool {
+        let queued = self
+            .mux
+            .get_mut(key)
+            .map(|c| Connection::pending_send_bytes(c));
+        let Some(c) = self.clients.get_mut(&key) else {
+            return true;
+        };
+        let Some(queued) = queued else {
+            return true;
+        };
+        match &mut c.missed {
+            Some(n) => *n += 1,
+            None if queued > SUBSCRIBER_LAG_BYTES => {
+                tracing::debug!(client = c.id, queued, "store: a subscriber fell behind");
+                c.missed = Some(1);
+                c.backlog.clear();
+                c.resyncing = false;
+            }
+            None => return false,
+        }
+        true
     }
 
     /// Announces some of every subscriber's backlog ([`Service::feed_backlog`]).
@@ -1187,12 +1228,38 @@ impl Service {
         let behind: Vec<PeerKey> = self
             .clients
             .iter()
-            .filter(|(_, c)| !c.backlog.is_empty())
+            .filter(|(_, c)| !c.backlog.is_empty() || c.missed.is_some() || c.resyncing)
             .map(|(k, _)| *k)
             .collect();
         for key in behind {
+            self.resync(key);
             self.feed_backlog(key);
         }
+    }
+
+    /// A subscriber that fell behind and has read all that was queued for
+    /// it is told how many notifications it missed
+    /// ([`Notification::Missed`]); every existing object is then announced
+    /// to it again, as to a late subscriber, and `Resynced` ends that
+    /// (`feed_backlog`).
+    fn resync(&mut self, key: PeerKey) {
+        let queued = self
+            .mux
+            .get_mut(key)
+            .map_or(1, |c| Connection::pending_send_bytes(c));
+        let Some(c) = self.clients.get_mut(&key) else {
+            return;
+        };
+        if queued > 0 {
+            // Told when the mux reports the queue handed over.
+            return;
+        }
+        let Some(missed) = c.missed.take() else {
+            return;
+        };
+        c.resyncing = true;
+        c.backlog = self.table.sealed_ids().into();
+        self.send(key, &Reply::Missed { missed });
     }
 
     /// Sends subscriber `key` up to [`BACKLOG_PER_TURN`] notifications of
@@ -1209,7 +1276,7 @@ impl Service {
                 self.backlog_due |= self
                     .clients
                     .get(&key)
-                    .is_some_and(|c| !c.backlog.is_empty());
+                    .is_some_and(|c| !c.backlog.is_empty() || c.resyncing);
                 return;
             }
             let queued = self
@@ -1219,11 +1286,13 @@ impl Service {
             if queued > 0 {
                 return;
             }
-            let Some(id) = self
-                .clients
-                .get_mut(&key)
-                .and_then(|c| c.backlog.pop_front())
-            else {
+            let Some(c) = self.clients.get_mut(&key) else {
+                return;
+            };
+            let Some(id) = c.backlog.pop_front() else {
+                if std::mem::take(&mut c.resyncing) {
+                    self.send(key, &Reply::Resynced);
+                }
                 return;
             };
             if let Some(n) = self.table.sealed_notification(&id) {
@@ -1252,6 +1321,11 @@ impl Service {
         self.unread_check_at = now + (self.send_timeout / 4).max(Duration::from_millis(1));
         let mut late = Vec::new();
         for (key, c) in self.clients.iter_mut() {
+            if c.subscriber {
+                // Bounded without it: a subscriber behind is sent no more
+                // (`Service::lagging`).
+                continue;
+            }
             let queued = self.mux.get_mut(*key).map_or(0, |conn| {
                 conn.flush_pending();
                 Connection::pending_send_bytes(conn)

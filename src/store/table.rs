@@ -176,8 +176,9 @@ pub struct ClientConnection {
     pub pending_send: u64,
 }
 
-/// What subscribers hear.
+/// What subscribers hear (more kinds may come: match with a wildcard).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Notification {
     /// The object was sealed (or, for a late subscriber, already exists).
     Sealed {
@@ -193,7 +194,30 @@ pub enum Notification {
         /// The object.
         id: ObjectId,
     },
+    /// This subscriber fell behind: `missed` notifications were not sent
+    /// to it (it had more than [`SUBSCRIBER_LAG_BYTES`] of them unread, so
+    /// the service stopped queueing them instead of growing without bound
+    /// or dropping it). Once it has read what was queued, every object that
+    /// exists is announced again as [`Notification::Sealed`] (as for a late
+    /// subscriber; live notifications go on meanwhile), then
+    /// [`Notification::Resynced`].
+    Missed {
+        /// Notifications not sent (counted per subscriber, from the first
+        /// one missed to this note).
+        missed: u64,
+    },
+    /// The re-announcement after [`Notification::Missed`] is complete: an
+    /// object this subscriber knew of before the `Missed` and has not
+    /// heard `Sealed` of since is gone (deleted or evicted). If it falls
+    /// behind again meanwhile, another `Missed` comes instead and the
+    /// re-announcement starts over.
+    Resynced,
 }
+
+/// Unread notification bytes queued for a subscriber beyond which the
+/// service stops queueing them and counts them missed
+/// ([`Notification::Missed`]): 1 MiB.
+pub const SUBSCRIBER_LAG_BYTES: usize = 1 << 20;
 
 /// What [`ObjectTable::delete`] did with one object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -2081,6 +2105,7 @@ pub(super) mod tests {
         let mut ex = t.existing();
         ex.sort_by_key(|n| match n {
             Notification::Sealed { id, .. } | Notification::Deleted { id } => *id,
+            other => panic!("{other:?}"),
         });
         assert_eq!(
             ex,
