@@ -568,7 +568,8 @@ impl<C: MuxConnection> Mux<C> {
         let mut next: Option<Instant> = None;
         for (i, c) in self.peers.iter_mut().enumerate() {
             let Some(c) = c else { continue };
-            if c.pending_send_bytes() > 0 || self.writing[i] {
+            let queued = c.pending_send_bytes();
+            if queued > 0 || self.writing[i] {
                 let still = c.flush_pending();
                 if still != self.writing[i]
                     && c.set_write_interest(self.poll.registry(), Token(i), still)
@@ -576,12 +577,15 @@ impl<C: MuxConnection> Mux<C> {
                 {
                     self.writing[i] = still;
                 }
-                if !still && !self.held[i] {
-                    // All its queued output was handed over: its owner may
-                    // have more to send (a store's backlog for a
+                if queued > 0 && c.pending_send_bytes() == 0 && !self.held[i] {
+                    // All its queued output was handed over now: its owner
+                    // may have more to send (a store's backlog for a
                     // subscriber, a caller's queued requests), and nothing
                     // else would tell it — on shared memory the peer's
                     // reading wakes this side only while output is queued.
+                    // Once, on the change: output that cannot be handed
+                    // over (a broken connection) stays queued and is not
+                    // reported at every wait.
                     push_unique(ready, PeerKey(i));
                 }
             }
