@@ -412,6 +412,11 @@ pub struct ObjectTable {
     /// Deleted objects no client holds through the table but some may
     /// still hold through the index: freed by [`ObjectTable::reap`].
     pending: std::collections::HashSet<ObjectId>,
+    /// Per client, the objects a disconnect must act on: those it holds
+    /// and the unsealed ones it created (kept in step by
+    /// [`ObjectTable::sync_client`]), so [`ObjectTable::disconnect`] costs
+    /// the client's objects, not every object.
+    by_client: HashMap<ClientId, std::collections::HashSet<ObjectId>>,
 }
 
 impl std::fmt::Debug for ObjectTable {
@@ -458,6 +463,7 @@ impl ObjectTable {
             notifying: true,
             shared: None,
             pending: std::collections::HashSet::new(),
+            by_client: HashMap::new(),
         })
     }
 
@@ -764,7 +770,25 @@ impl ObjectTable {
         };
         let view = entry.view(id);
         self.objects.insert(id, entry);
+        self.sync_client(client, id);
         Ok(view)
+    }
+
+    /// Puts `id` in `client`'s [`by_client`](ObjectTable::by_client) set
+    /// if the client holds it or created it unsealed, else takes it out.
+    fn sync_client(&mut self, client: ClientId, id: ObjectId) {
+        let linked = self.objects.get(&id).is_some_and(|e| {
+            e.holders.contains_key(&client)
+                || (e.creator == client && e.state == ObjectState::Unsealed)
+        });
+        if linked {
+            self.by_client.entry(client).or_default().insert(id);
+        } else if let Some(set) = self.by_client.get_mut(&client) {
+            set.remove(&id);
+            if set.is_empty() {
+                self.by_client.remove(&client);
+            }
+        }
     }
 
     /// Evicts until `charge` more heap bytes fit the metadata capacity, as
@@ -961,6 +985,9 @@ impl ObjectTable {
         if e.state != ObjectState::Unsealed && self.notifying {
             self.notifications.push(Notification::Deleted { id });
         }
+        for client in e.holders.keys().chain(std::iter::once(&e.creator)) {
+            self.sync_client(*client, id);
+        }
     }
 
     fn lru_push(&mut self, id: ObjectId) {
@@ -1052,7 +1079,10 @@ impl ObjectTable {
                 metadata: view.metadata.clone(),
             });
         }
-        if e.held == 0 {
+        let unheld = e.held == 0;
+        // Sealed: no longer the creator's to abort (only its holds count).
+        self.sync_client(client, id);
+        if unheld {
             self.lru_push(id);
         }
         Ok(view)
@@ -1129,6 +1159,9 @@ impl ObjectTable {
             h.refs += 1;
         }
         e.held += 1;
+        if first {
+            self.sync_client(client, id);
+        }
         Ok(())
     }
 
@@ -1180,12 +1213,17 @@ impl ObjectTable {
             return Err(StoreError::ObjectNotFound { id });
         }
         *count -= 1;
-        if hold.refs == 0 && hold.pins == 0 {
+        let gone = hold.refs == 0 && hold.pins == 0;
+        if gone {
             e.holders.remove(&client);
             self.metadata_used -= HOLDER_OVERHEAD;
         }
         e.held -= 1;
-        if e.held == 0 {
+        let unheld = e.held == 0;
+        if gone {
+            self.sync_client(client, id);
+        }
+        if unheld {
             self.unheld(id);
         }
         Ok(())
@@ -1278,15 +1316,14 @@ impl ObjectTable {
         if let Some(s) = self.shared.as_mut() {
             s.remove_client(client);
         }
+        // Its own objects only (`by_client`): a disconnect does not walk
+        // every object (a client connecting and leaving again and again
+        // held the service a walk of the whole table each time).
         let mine: Vec<ObjectId> = self
-            .objects
-            .iter()
-            .filter(|(_, e)| {
-                e.holders.contains_key(&client)
-                    || (e.creator == client && e.state == ObjectState::Unsealed)
-            })
-            .map(|(id, _)| *id)
-            .collect();
+            .by_client
+            .remove(&client)
+            .map(|set| set.into_iter().collect())
+            .unwrap_or_default();
         for id in &mine {
             let (abort, last) = match self.objects.get_mut(id) {
                 None => continue,
@@ -1306,6 +1343,8 @@ impl ObjectTable {
                 self.unheld(*id);
             }
         }
+        // Every object of the client was let go of above.
+        debug_assert!(!self.by_client.contains_key(&client));
         self.reap();
         mine.len()
     }
@@ -1362,6 +1401,16 @@ pub(super) mod tests {
         let lru_bytes: u64 = t.lru.values().map(|id| t.objects[id].footprint).sum();
         assert_eq!(lru_bytes, t.lru_arena_bytes, "LRU arena bytes");
         assert_eq!(t.by_size.len(), t.objects.len(), "index by size");
+        let mut by_client: HashMap<ClientId, std::collections::HashSet<ObjectId>> = HashMap::new();
+        for (id, e) in &t.objects {
+            for c in e.holders.keys() {
+                by_client.entry(*c).or_default().insert(*id);
+            }
+            if e.state == ObjectState::Unsealed {
+                by_client.entry(e.creator).or_default().insert(*id);
+            }
+        }
+        assert_eq!(by_client, t.by_client, "objects by client");
         for (id, e) in &t.objects {
             assert!(t.by_size.contains(&(e.data_size, Reverse(*id))));
             assert_eq!(
