@@ -135,7 +135,7 @@ impl Health {
 pub use table::{
     default_metadata_capacity, footprint, heap_charge, ClientConnection, ClientId, DeleteOutcome,
     Fallback, Location, Notification, ObjectState, ObjectSummary, ObjectTable, ObjectView,
-    SharedIndex, StoreSnapshot, TableStats, ENTRY_OVERHEAD, HOLDER_OVERHEAD, MAX_ARENA_CAPACITY,
-    MAX_METADATA_LEN, MAX_OBJECT_SIZE, MIN_DEFAULT_METADATA_CAPACITY, MIN_METADATA_CAPACITY,
-    OBJECT_ALIGN, REAP_EVERY, SUBSCRIBER_LAG_BYTES,
+    SealedCursor, SharedIndex, StoreSnapshot, TableStats, ENTRY_OVERHEAD, HOLDER_OVERHEAD,
+    MAX_ARENA_CAPACITY, MAX_METADATA_LEN, MAX_OBJECT_SIZE, MIN_DEFAULT_METADATA_CAPACITY,
+    MIN_METADATA_CAPACITY, OBJECT_ALIGN, REAP_EVERY, SUBSCRIBER_LAG_BYTES,
 };

@@ -13,7 +13,7 @@
 //! death, close, a message that does not validate — is disconnected, which
 //! aborts its unsealed objects and releases its references.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,8 +28,8 @@ use super::protocol::{
 };
 use super::shared::{IndexLiveness, ServiceIndex, SlotOutbox, DEFAULT_INDEX_ENTRIES};
 use super::table::{
-    ClientConnection, ClientId, Location, Notification, ObjectTable, StoreSnapshot, OBJECT_ALIGN,
-    SUBSCRIBER_LAG_BYTES,
+    ClientConnection, ClientId, Location, Notification, ObjectTable, SealedCursor, StoreSnapshot,
+    OBJECT_ALIGN, SUBSCRIBER_LAG_BYTES,
 };
 use super::Health;
 use crate::ids::{ObjectId, WorkerId};
@@ -396,7 +396,7 @@ struct Client {
     subscriber: bool,
     /// A subscriber's objects sealed before it subscribed, not yet
     /// announced ([`Service::feed_backlogs`]).
-    backlog: VecDeque<ObjectId>,
+    backlog: Option<SealedCursor>,
     /// Whether it reads its replies queued behind its full ring, while
     /// some are ([`Service::drop_unread`]).
     behind_since: Option<ReadProgress>,
@@ -627,7 +627,7 @@ impl Service {
                                             id,
                                             greeted: false,
                                             subscriber: false,
-                                            backlog: VecDeque::new(),
+                                            backlog: None,
                                             missed: None,
                                             resyncing: false,
                                             behind_since: None,
@@ -902,9 +902,8 @@ impl Service {
                     if subscriber {
                         // Announced a few at a time (`feed_backlogs`), as
                         // the subscriber reads them.
-                        let ids = self.table.sealed_ids();
                         if let Some(c) = self.clients.get_mut(&key) {
-                            c.backlog = ids.into();
+                            c.backlog = Some(SealedCursor::default());
                         }
                         self.feed_backlog(key);
                     }
@@ -1212,7 +1211,7 @@ impl Service {
             None if queued > SUBSCRIBER_LAG_BYTES => {
                 tracing::debug!(client = c.id, queued, "store: a subscriber fell behind");
                 c.missed = Some(1);
-                c.backlog.clear();
+                c.backlog = None;
                 c.resyncing = false;
             }
             None => return false,
@@ -1228,7 +1227,7 @@ impl Service {
         let behind: Vec<PeerKey> = self
             .clients
             .iter()
-            .filter(|(_, c)| !c.backlog.is_empty() || c.missed.is_some() || c.resyncing)
+            .filter(|(_, c)| c.backlog.is_some() || c.missed.is_some() || c.resyncing)
             .map(|(k, _)| *k)
             .collect();
         for key in behind {
@@ -1258,7 +1257,7 @@ impl Service {
             return;
         };
         c.resyncing = true;
-        c.backlog = self.table.sealed_ids().into();
+        c.backlog = Some(SealedCursor::default());
         self.send(key, &Reply::Missed { missed });
     }
 
@@ -1276,7 +1275,7 @@ impl Service {
                 self.backlog_due |= self
                     .clients
                     .get(&key)
-                    .is_some_and(|c| !c.backlog.is_empty() || c.resyncing);
+                    .is_some_and(|c| c.backlog.is_some() || c.resyncing);
                 return;
             }
             let queued = self
@@ -1289,19 +1288,21 @@ impl Service {
             let Some(c) = self.clients.get_mut(&key) else {
                 return;
             };
-            let Some(id) = c.backlog.pop_front() else {
+            let Some(cursor) = c.backlog.as_mut() else {
+                return;
+            };
+            let Some(n) = self.table.next_sealed(cursor) else {
+                c.backlog = None;
                 if std::mem::take(&mut c.resyncing) {
                     self.send(key, &Reply::Resynced);
                 }
                 return;
             };
-            if let Some(n) = self.table.sealed_notification(&id) {
-                if let Notification::Sealed { metadata, .. } = &n {
-                    bytes += metadata.len();
-                }
-                if !self.send(key, &Reply::from(n)) {
-                    return;
-                }
+            if let Notification::Sealed { metadata, .. } = &n {
+                bytes += metadata.len();
+            }
+            if !self.send(key, &Reply::from(n)) {
+                return;
             }
         }
     }
