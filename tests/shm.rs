@@ -213,6 +213,48 @@ fn typed_errors_for_names_kinds_and_duplicates() {
 }
 
 /// Writes `bytes` at `offset` of the segment file through a second mapping.
+/// A directory whose marker is missing, or is not a regular file, is no
+/// session, and the error says which (it said "no marker" for a FIFO).
+#[test]
+fn a_marker_of_the_wrong_type_is_named_in_the_refusal() {
+    let root = temp_root("markertype");
+    let dir = root.path().join("m");
+    fs::create_dir(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+    let e = Session::attach_in(root.path(), "m").unwrap_err();
+    assert!(
+        matches!(e, ShmError::NotASession { found: None, .. }),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string().contains("(no .shmwire-session marker)"),
+        "{e}"
+    );
+    let marker = dir.join(".shmwire-session");
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &marker,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .unwrap();
+    let e = Session::attach_in(root.path(), "m").unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ShmError::NotASession {
+                found: Some("a FIFO"),
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .contains("its .shmwire-session is a FIFO, not the marker"),
+        "{e}"
+    );
+}
+
 fn poke(path: &Path, offset: usize, bytes: &[u8]) {
     let f = OpenOptions::new()
         .read(true)

@@ -172,12 +172,19 @@ pub enum ShmError {
     },
     /// A directory under the root is not a shmwire session (it has no
     /// session marker); inspect and cleanup leave it alone.
-    #[error("{path} is not a shmwire session directory (no {marker} marker)")]
+    #[error(
+        "{path} is not a shmwire session directory ({})",
+        marker_note(marker, found)
+    )]
     NotASession {
         /// The directory.
         path: PathBuf,
         /// The marker file's name.
         marker: &'static str,
+        /// What is under the marker's name instead of a regular file of
+        /// ours (`"a FIFO"`, `"a symbolic link (never followed)"`,
+        /// `"a regular file of another user"`), if anything.
+        found: Option<&'static str>,
     },
     /// A path that should be a regular file (segment) or a directory
     /// (session, root) is something else, e.g. a symlink.
@@ -217,3 +224,11 @@ impl ShmError {
 
 /// Result alias of the segment layer.
 pub type Result<T, E = ShmError> = std::result::Result<T, E>;
+
+/// The parenthesis of [`ShmError::NotASession`]'s message.
+fn marker_note(marker: &str, found: &Option<&'static str>) -> String {
+    match found {
+        None => format!("no {marker} marker"),
+        Some(what) => format!("its {marker} is {what}, not the marker"),
+    }
+}

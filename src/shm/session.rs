@@ -1107,9 +1107,19 @@ impl Session {
             other => other?,
         }
         if !has_marker(&dir) {
+            let found = fs::symlink_metadata(dir.join(SESSION_MARKER))
+                .ok()
+                .map(|m| {
+                    if m.file_type().is_file() {
+                        "a regular file of another user"
+                    } else {
+                        crate::sys::fs::file_type_name(m.file_type())
+                    }
+                });
             return Err(ShmError::NotASession {
                 path: dir,
                 marker: SESSION_MARKER,
+                found,
             });
         }
         Ok(Self {
