@@ -374,8 +374,8 @@ fn mux_accepts_in_the_same_loop() {
 }
 
 /// Output queued behind a full ring is handed over as the peer reads, and
-/// once all of it is the mux reports the connection (`MuxEvent::Ready`),
-/// sleeping or spinning: its owner may have more to send, and on shared
+/// once all of it is a mux asked to (`Mux::set_report_drained`) reports the
+/// connection (`MuxEvent::Ready`), sleeping or spinning: its owner may have more to send, and on shared
 /// memory nothing else would wake it (the reader's publishes wake this side
 /// only while output is queued). Before, the last hand-over was silent and
 /// the wait ran to its timeout.
@@ -417,6 +417,7 @@ fn mux_reports_a_connection_whose_queued_output_was_handed_over() {
         });
         let mut mux = Mux::new().unwrap();
         mux.set_spin(spin);
+        mux.set_report_drained(true);
         let key = mux.add(l.accept_timeout(GUARD).unwrap()).unwrap();
         {
             let c = mux.get_mut(key).unwrap();

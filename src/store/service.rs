@@ -262,6 +262,9 @@ impl StoreService {
             directory,
         )?;
         let mut mux = Mux::new()?;
+        // A subscriber's backlog goes on when its queued notes are handed
+        // over (`feed_backlogs`).
+        mux.set_report_drained(true);
         mux.set_listener(listener)?;
         let index_name = index_info.as_ref().map(|i| i.label.clone());
         let welcome = Reply::Welcome {
