@@ -252,9 +252,10 @@ impl<C: MuxConnection> Mux<C> {
     /// interest): for an owner with more to send once there is room, such
     /// as a store feeding a subscriber the objects that existed before it
     /// came. On shared memory nothing else would tell it: the peer's
-    /// reading wakes this side only while output is queued. Off by default
-    /// (an owner that only queues replies needs no such event, and a
-    /// pipelining caller would wake for it in vain: −5 % calls/s measured).
+    /// reading wakes this side only while output is queued. Off by default:
+    /// an owner that only queues replies (a worker) or requests (a
+    /// pipelining caller) needs no such event and would wake for it in
+    /// vain.
     pub fn set_report_drained(&mut self, on: bool) {
         self.report_drained = on;
     }
