@@ -857,6 +857,26 @@ fn gets_and_deletes_longer_than_a_frame_keep_the_connection() {
     let got = c3.get(&[shared_oid(11, 0)], Duration::ZERO).unwrap();
     assert_eq!(&got[0].as_ref().unwrap()[..], b"x");
     drop(got);
+    // A subscription on such rings could not take the notification of
+    // `fat` (or of any object with as much metadata): refused when it
+    // subscribes, saying why, not cut off at the first large note; the
+    // client's own connection serves on. Default rings take it.
+    let e = c3.subscribe().unwrap_err();
+    let why = shmwire::error_chain(&e);
+    assert!(why.contains("largest notification"), "{why}");
+    let mut sub = c.subscribe().unwrap();
+    let mut heard_fat = false;
+    while let Some(n) = sub.recv_timeout(Duration::from_secs(5)).unwrap() {
+        if let shmwire::store::Notification::Sealed { id, metadata, .. } = n {
+            if id == fat {
+                assert_eq!(metadata.len(), shmwire::store::MAX_METADATA_LEN);
+                heard_fat = true;
+                break;
+            }
+        }
+    }
+    assert!(heard_fat);
+    drop(sub);
     // Nothing left held: every big object deletes and frees at once.
     c.delete(&big).unwrap();
     c.delete(&[fat]).unwrap();
@@ -1378,7 +1398,7 @@ fn a_subscriber_that_falls_behind_is_told_and_resynced_not_dropped() {
     let c = connect(&env.session);
     let mut sub = c.subscribe().unwrap();
     // 300 objects of 30 KB metadata (9 MB of notes, far beyond the
-    // subscriber's ring and its 1 MiB of queue), then every other deleted,
+    // subscriber's ring and its 256 KiB of queue), then every other deleted,
     // while the subscriber reads nothing.
     let meta = vec![3u8; 30_000];
     for i in 0..300 {

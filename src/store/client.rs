@@ -1021,6 +1021,11 @@ impl StoreClient {
     /// may be announced twice (`docs/store.md`, "A slow client"). A
     /// subscription read too slowly is told what it missed and brought up
     /// to date ([`Notification::Missed`], [`Notification::Resynced`]).
+    ///
+    /// Errors: connection errors; among them the service's refusal of a
+    /// subscription whose rings (`ClientOptions::shm`) cannot take the
+    /// largest notification (64 KiB of metadata: 64 KiB rings cannot,
+    /// the default 256 KiB can).
     pub fn subscribe(&self) -> Result<Subscription, StoreError> {
         let (conn, welcome) = open(&self.inner.access, &self.inner.name, &self.inner.opts, true)?;
         if !matches!(welcome, Reply::Welcome { .. }) {

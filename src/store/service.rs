@@ -29,7 +29,7 @@ use super::protocol::{
 use super::shared::{IndexLiveness, ServiceIndex, SlotOutbox, DEFAULT_INDEX_ENTRIES};
 use super::table::{
     ClientConnection, ClientId, Location, Notification, ObjectTable, SealedCursor, StoreSnapshot,
-    OBJECT_ALIGN, SUBSCRIBER_LAG_BYTES,
+    MAX_METADATA_LEN, OBJECT_ALIGN, SUBSCRIBER_LAG_BYTES,
 };
 use super::Health;
 use crate::ids::{ObjectId, WorkerId};
@@ -302,6 +302,9 @@ impl StoreService {
             subscribers: 0,
             unread_check_at: Instant::now(),
             backlog_due: false,
+            live_subs: Vec::new(),
+            note_seq: 0,
+            feed_due: Vec::new(),
         };
         // No subscriber yet: seals and deletions are not kept.
         state.table.set_notifying(false);
@@ -403,8 +406,9 @@ struct Client {
     /// Whether it reads its replies queued behind its full ring, while
     /// some are ([`Service::drop_unread`]).
     behind_since: Option<ReadProgress>,
-    /// A subscriber that fell behind: the notifications not sent to it
-    /// since ([`Notification::Missed`]); told once its queue is read.
+    /// A subscriber that fell behind: `Service::note_seq` before the first
+    /// notification not sent to it ([`Notification::Missed`]); told once
+    /// its queue is read.
     missed: Option<u64>,
     /// A subscriber told `Missed` whose re-announcement (its `backlog`)
     /// ends with `Resynced`.
@@ -507,6 +511,18 @@ struct Service {
     /// again without sleeping. (One stopped by a full ring is fed again
     /// when the mux reports its queued output handed over.)
     backlog_due: bool,
+    /// The subscribers live notifications go to: every subscriber but
+    /// those behind (`Client::missed`), so a note costs the subscribers
+    /// that hear it, not every client.
+    live_subs: Vec<PeerKey>,
+    /// Live notifications fanned out so far (a subscriber behind is told
+    /// how many it missed as the difference).
+    note_seq: u64,
+    /// Subscribers whose backlog or `Missed` may go on
+    /// ([`Service::feed_backlogs`]): reported by the mux (their queued
+    /// notes handed over), or stopped at a turn's bounds. Only these are
+    /// looked at, not every client every round.
+    feed_due: Vec<PeerKey>,
 }
 
 /// Clients the service refused for want of its own resources (see
@@ -645,6 +661,11 @@ impl Service {
                         self.served.store(self.clients.len(), Ordering::Relaxed);
                     }
                     MuxEvent::Ready(key) => {
+                        if self.clients.get(&key).is_some_and(|c| c.subscriber) {
+                            // Its queued notes may be handed over: a
+                            // backlog or a `Missed` may go on.
+                            self.feed_due.push(key);
+                        }
                         self.drain(key);
                         // What this turn sealed or deleted goes out now: the
                         // notifications of one turn at most are held.
@@ -858,11 +879,32 @@ impl Service {
                     ..
                 } if version == STORE_PROTOCOL_VERSION => {
                     client.greeted = true;
+                    if subscriber {
+                        // Every notification must fit its frames, whatever
+                        // the metadata (64 KiB at most): refused now, with
+                        // the sizes, rather than cut off at the first large
+                        // one (the attack on `42d03ed`: 64 KiB rings and an
+                        // object of 64 KiB metadata cut a subscriber off,
+                        // and kept it from subscribing while it existed).
+                        let largest = largest_notification();
+                        let fits = self.mux.get_mut(key).map_or(0, |c| c.max_send_len());
+                        if fits < largest {
+                            return Then::Drop(format!(
+                                "a subscriber's frames must take the largest notification \
+                                 ({largest} bytes, with {MAX_METADATA_LEN} bytes of metadata); \
+                                 this connection's take {fits}: give it larger rings"
+                            ));
+                        }
+                    }
+                    let Some(client) = self.clients.get_mut(&key) else {
+                        return Then::Drop("no such client".into());
+                    };
                     client.subscriber = subscriber;
                     if subscriber {
                         // Counted with the flag: `drop_client` counts down.
                         self.subscribers += 1;
                         self.table.set_notifying(true);
+                        self.live_subs.push(key);
                     }
                     let mut welcome = self.welcome.clone();
                     let mut slots_fd = None;
@@ -1176,28 +1218,31 @@ impl Service {
         if notes.is_empty() {
             return;
         }
-        let subs: Vec<PeerKey> = self
-            .clients
-            .iter()
-            .filter(|(_, c)| c.subscriber)
-            .map(|(k, _)| *k)
-            .collect();
         for n in notes {
+            self.note_seq += 1;
             let r = Reply::from(n);
-            for k in &subs {
-                if !self.lagging(*k) {
-                    self.send(*k, &r);
+            let mut i = 0;
+            while let Some(&k) = self.live_subs.get(i) {
+                if self.lagging(k) {
+                    self.live_subs.swap_remove(i);
+                    continue;
+                }
+                self.send(k, &r);
+                // A client the send dropped left `live_subs` (at `i`).
+                if self.clients.contains_key(&k) {
+                    i += 1;
                 }
             }
         }
     }
 
-    /// Whether subscriber `key` is (now) behind: more than
-    /// [`SUBSCRIBER_LAG_BYTES`] of notifications unread, or already
-    /// counting missed ones. A live notification for it is then counted
-    /// missed instead of queued, and its backlog (a late subscriber's, or
-    /// a re-announcement under way) is dropped: the re-announcement after
-    /// its `Missed` covers it. `true` for a client gone too.
+    /// Whether live subscriber `key` falls behind now: more than
+    /// [`SUBSCRIBER_LAG_BYTES`] of notifications unread. It then leaves
+    /// `live_subs` (the caller takes it out): the notification being sent
+    /// and every later one count as missed, and its backlog (a late
+    /// subscriber's, or a re-announcement under way) is dropped, as the
+    /// re-announcement after its `Missed` covers it. `true` for a client
+    /// gone too.
     fn lagging(&mut self, key: PeerKey) -> bool {
         let queued = self
             .mux
@@ -1209,16 +1254,13 @@ impl Service {
         let Some(queued) = queued else {
             return true;
         };
-        match &mut c.missed {
-            Some(n) => *n += 1,
-            None if queued > SUBSCRIBER_LAG_BYTES => {
-                tracing::debug!(client = c.id, queued, "store: a subscriber fell behind");
-                c.missed = Some(1);
-                c.backlog = None;
-                c.resyncing = false;
-            }
-            None => return false,
+        if queued <= SUBSCRIBER_LAG_BYTES {
+            return false;
         }
+        tracing::debug!(client = c.id, queued, "store: a subscriber fell behind");
+        c.missed = Some(self.note_seq - 1);
+        c.backlog = None;
+        c.resyncing = false;
         true
     }
 
@@ -1227,13 +1269,10 @@ impl Service {
         if self.subscribers == 0 {
             return;
         }
-        let behind: Vec<PeerKey> = self
-            .clients
-            .iter()
-            .filter(|(_, c)| c.backlog.is_some() || c.missed.is_some() || c.resyncing)
-            .map(|(k, _)| *k)
-            .collect();
-        for key in behind {
+        let mut due = std::mem::take(&mut self.feed_due);
+        due.sort_unstable();
+        due.dedup();
+        for key in due {
             self.resync(key);
             self.feed_backlog(key);
         }
@@ -1256,11 +1295,14 @@ impl Service {
             // Told when the mux reports the queue handed over.
             return;
         }
-        let Some(missed) = c.missed.take() else {
+        let Some(from) = c.missed.take() else {
             return;
         };
         c.resyncing = true;
         c.backlog = Some(SealedCursor::default());
+        // Live again from here: what comes after the `Missed` is heard.
+        self.live_subs.push(key);
+        let missed = self.note_seq - from;
         self.send(key, &Reply::Missed { missed });
     }
 
@@ -1275,10 +1317,14 @@ impl Service {
         let mut bytes = 0;
         for n in 0..=BACKLOG_PER_TURN {
             if bytes >= BACKLOG_BYTES_PER_TURN || n == BACKLOG_PER_TURN {
-                self.backlog_due |= self
+                if self
                     .clients
                     .get(&key)
-                    .is_some_and(|c| c.backlog.is_some() || c.resyncing);
+                    .is_some_and(|c| c.backlog.is_some() || c.resyncing)
+                {
+                    self.backlog_due = true;
+                    self.feed_due.push(key);
+                }
                 return;
             }
             let queued = self
@@ -1481,11 +1527,31 @@ impl Service {
                 if self.subscribers == 0 {
                     self.table.set_notifying(false);
                 }
+                // Its slot may come back as another client's.
+                self.live_subs.retain(|k| *k != key);
+                self.feed_due.retain(|k| *k != key);
             }
             let n = self.table.disconnect(c.id);
             tracing::debug!(client = c.id, objects = n, "store: client gone");
         }
     }
+}
+
+/// The encoded length in bytes of the largest notification a subscriber
+/// may be sent: a `Sealed` with [`MAX_METADATA_LEN`] bytes of metadata
+/// (measured once).
+fn largest_notification() -> usize {
+    static LEN: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *LEN.get_or_init(|| {
+        let note = Reply::Sealed {
+            id: ObjectId::from_array([0xff; 28]),
+            data_size: u64::MAX,
+            metadata: vec![0xff; MAX_METADATA_LEN],
+        };
+        crate::spec::Encoder::new()
+            .encoded_len(&note)
+            .unwrap_or(MAX_METADATA_LEN + 256)
+    })
 }
 
 #[cfg(test)]

@@ -221,8 +221,10 @@ pub struct SealedCursor(Option<(u64, Reverse<ObjectId>)>);
 
 /// Unread notification bytes queued for a subscriber beyond which the
 /// service stops queueing them and counts them missed
-/// ([`Notification::Missed`]): 1 MiB.
-pub const SUBSCRIBER_LAG_BYTES: usize = 1 << 20;
+/// ([`Notification::Missed`]): 256 KiB (what one default ring holds; with
+/// `max_clients` subscribers stuck, 256 MiB of the service's heap at most,
+/// plus each queued note's allocation, ≈ 64 bytes).
+pub const SUBSCRIBER_LAG_BYTES: usize = 256 << 10;
 
 /// What [`ObjectTable::delete`] did with one object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -101,6 +101,11 @@ pub struct Mux<C: MuxConnection> {
     /// Per slot: write interest registered (output queued behind a full
     /// peer).
     writing: Vec<bool>,
+    /// Per slot: an event came (or its tick ran) since its queued output
+    /// was last handed over: the peer may have made room. A connection
+    /// `writing` without it is not tried again (its wake-up is armed), so
+    /// many peers that read nothing cost a wait nothing each.
+    room: Vec<bool>,
     /// Per slot: the connection's next `tick`.
     due: Vec<Option<Instant>>,
     /// Per slot: its receive side is held ([`Mux::hold`], [`Mux::pause`]).
@@ -189,6 +194,7 @@ impl<C: MuxConnection> Mux<C> {
             events: Events::with_capacity(256),
             peers: Vec::new(),
             writing: Vec::new(),
+            room: Vec::new(),
             due: Vec::new(),
             held: Vec::new(),
             paused: Vec::new(),
@@ -291,12 +297,14 @@ impl<C: MuxConnection> Mux<C> {
         if slot == self.peers.len() {
             self.peers.push(Some(conn));
             self.writing.push(false);
+            self.room.push(true);
             self.due.push(due);
             self.held.push(false);
             self.paused.push(false);
         } else {
             self.peers[slot] = Some(conn);
             self.writing[slot] = false;
+            self.room[slot] = true;
             self.due[slot] = due;
             self.held[slot] = false;
             self.paused[slot] = false;
@@ -586,7 +594,12 @@ impl<C: MuxConnection> Mux<C> {
         for (i, c) in self.peers.iter_mut().enumerate() {
             let Some(c) = c else { continue };
             let queued = c.pending_send_bytes();
-            if queued > 0 || self.writing[i] {
+            // Armed and no sign of room since: its peer's reading will
+            // wake us (an event sets `room`), and the tick below retries
+            // as a backstop.
+            let armed = self.writing[i] && queued > 0 && !self.room[i];
+            if (queued > 0 || self.writing[i]) && !armed {
+                self.room[i] = false;
                 let still = c.flush_pending();
                 if still != self.writing[i]
                     && c.set_write_interest(self.poll.registry(), Token(i), still)
@@ -616,6 +629,7 @@ impl<C: MuxConnection> Mux<C> {
             }
             if self.due[i].is_some_and(|d| d <= now) {
                 self.due[i] = c.tick(now);
+                self.room[i] = true;
                 if if self.held[i] {
                     c.has_ended()
                 } else {
@@ -663,6 +677,7 @@ impl<C: MuxConnection> Mux<C> {
             let key = PeerKey(ev.token().0);
             if let Some(Some(c)) = self.peers.get_mut(key.0) {
                 c.note_event();
+                self.room[key.0] = true;
                 room |= self.writing[key.0];
                 // A held connection's event is its peer making room (the
                 // next `service` flushes) or its end.

@@ -749,6 +749,12 @@ impl ShmConnection {
         frame.resize(max_len, 0);
         let n = run_encoder(frame.as_mut_slice(), encode)?;
         frame.resize(n, 0);
+        // What is queued holds what it counts: the room asked for is a
+        // guess (an encoder's hint, often far above a small message), and
+        // a queue of small frames each keeping its guess held several
+        // times its bound (a stuck store subscriber: 4.6 MB of heap for
+        // 1 MiB of notes counted, the attack on `42d03ed`).
+        frame.shrink_to_fit();
         self.queued += n;
         self.queue.push_back((kind, frame));
         Ok(n)
