@@ -596,8 +596,9 @@ impl<C: MuxConnection> Mux<C> {
             let queued = c.pending_send_bytes();
             // Armed and no sign of room since: its peer's reading will
             // wake us (an event sets `room`), and the tick below retries
-            // as a backstop.
-            let armed = self.writing[i] && queued > 0 && !self.room[i];
+            // as a backstop (a connection without ticks is retried at
+            // every wait, as before).
+            let armed = self.writing[i] && queued > 0 && !self.room[i] && self.due[i].is_some();
             if (queued > 0 || self.writing[i]) && !armed {
                 self.room[i] = false;
                 let still = c.flush_pending();
