@@ -222,8 +222,8 @@ pub struct SealedCursor(Option<(u64, Reverse<ObjectId>)>);
 /// Unread notification bytes queued for a subscriber beyond which the
 /// service stops queueing them and counts them missed
 /// ([`Notification::Missed`]): 256 KiB (what one default ring holds; with
-/// `max_clients` subscribers stuck, 256 MiB of the service's heap at most,
-/// plus each queued note's allocation, ≈ 64 bytes).
+/// `max_clients` subscribers stuck, 256 MiB of notes, ≈ 1.8× that of the
+/// service's heap with small notes' allocations and bookkeeping).
 pub const SUBSCRIBER_LAG_BYTES: usize = 256 << 10;
 
 /// What [`ObjectTable::delete`] did with one object.
