@@ -1304,12 +1304,19 @@ fn clients_beyond_max_clients_are_refused_until_one_leaves() {
 /// hears of every one, and of a seal made meanwhile: the backlog is sent a
 /// turn at a time as it reads, not all at once, and a subscriber that
 /// keeps reading is not "unread" (the attack on `02f36f3`: it was dropped,
-/// "its replies went unread for over 200ms", after 1,773 of them).
+/// "its replies went unread for over 200ms", after 1,773 of them). The
+/// backlog goes on as the subscriber reads, not at the service's tick:
+/// here the tick is longer than the subscriber waits for a note, so a
+/// backlog fed only at the tick would stall it (what it reads wakes the
+/// service's mux, which hands the queued notes over and reports the client
+/// once all of them are; the service then feeds the next part).
 #[test]
-fn a_late_subscriber_hears_of_every_existing_object() {
-    const TEST: &str = "a_late_subscriber_hears_of_every_existing_object";
+fn a_late_subscriber_hears_of_every_existing_object_as_it_reads() {
+    const TEST: &str = "a_late_subscriber_hears_of_every_existing_object_as_it_reads";
     if child_role().is_some() {
-        serve_store(shmwire::store::StoreConfig::new(8 << 20));
+        let mut config = shmwire::store::StoreConfig::new(8 << 20);
+        config.tick = GUARD;
+        serve_store(config);
         return;
     }
     let env = Env::new("latesub");
@@ -1336,44 +1343,7 @@ fn a_late_subscriber_hears_of_every_existing_object() {
                 seen.insert(id);
             }
             Some(other) => panic!("{other:?}"),
-            None => panic!("nothing more after {} objects", seen.len()),
-        }
-    }
-    kill9(&mut service);
-}
-
-/// A late subscriber's backlog goes on as it reads, not at the service's
-/// tick: here the tick is longer than the subscriber waits for a note, so
-/// a backlog fed only at the tick would stall it. What it reads wakes the
-/// service's mux, which hands the queued notes over and reports the client
-/// once all of them are; the service then feeds the next part.
-#[test]
-fn a_late_subscribers_backlog_goes_on_as_it_reads_not_at_the_tick() {
-    const TEST: &str = "a_late_subscribers_backlog_goes_on_as_it_reads_not_at_the_tick";
-    if child_role().is_some() {
-        let mut config = shmwire::store::StoreConfig::new(8 << 20);
-        config.tick = GUARD;
-        serve_store(config);
-        return;
-    }
-    let env = Env::new("backlogev");
-    let mut service = spawn_store(TEST, &env, "backlogev");
-    let c = connect(&env.session);
-    // 24 MB of metadata: many rings' worth.
-    let meta = vec![7u8; 8_000];
-    for i in 0..3_000 {
-        c.put(shared_oid(47, i), b"x", &meta).unwrap();
-    }
-    let mut sub = c.subscribe().unwrap();
-    let mut seen = std::collections::HashSet::new();
-    while seen.len() < 3_000 {
-        match sub.recv_timeout(Duration::from_secs(5)).unwrap() {
-            Some(shmwire::store::Notification::Sealed { id, metadata, .. }) => {
-                assert_eq!(metadata, meta);
-                seen.insert(id);
-            }
-            Some(other) => panic!("{other:?}"),
-            None => panic!("nothing for 5 s after {} of 3,000 notes", seen.len()),
+            None => panic!("nothing for 5 s after {} of 3,001 notes", seen.len()),
         }
     }
     kill9(&mut service);

@@ -12,8 +12,8 @@ use shmwire::ids::{NodeId, WorkerId};
 use shmwire::spec::{Address, Encoder, FunctionDescriptor, PushTaskRequest, TaskSpecBuilder};
 use shmwire::transport::{
     connect_shm, AnyConnection, ConnectError, Connection, Connector, ListenOptions, Listener,
-    MessageConnection, Mux, MuxEvent, RecvError, SendError, SessionToken, ShmListener, ShmOptions,
-    TransportKind,
+    MessageConnection, Mux, MuxEvent, RecvError, SendError, SessionToken, ShmConnection,
+    ShmListener, ShmOptions, TransportKind,
 };
 use shmwire::wake::WaitStrategy;
 
@@ -27,6 +27,17 @@ fn request(to: WorkerId, seq: i64) -> PushTaskRequest {
         client_processed_up_to: -1,
         resource_mapping: Vec::new(),
     }
+}
+
+/// Worker `n`'s shm connection to worker 1's listener at `path` in `s`,
+/// waiting with `wait`.
+fn dial(
+    s: &shmwire::shm::Session,
+    path: &std::path::Path,
+    n: u8,
+    wait: WaitStrategy,
+) -> ShmConnection {
+    connect_shm(s, path, id(1), &cfg(n, s), &ShmOptions::with_wait(wait)).unwrap()
 }
 
 /// The node layer's directory of `s` (what `Connector`s look workers up in).
@@ -180,22 +191,8 @@ fn mux_sleeps_and_wakes_on_eventfd_and_hangup() {
     // wakes through the eventfd either way.
     let (tx, rx) = std::sync::mpsc::channel::<u8>();
     let client = std::thread::spawn(move || {
-        let mut a = connect_shm(
-            &sc,
-            &path,
-            id(1),
-            &cfg(2, &sc),
-            &ShmOptions::with_wait(WaitStrategy::spin_park()),
-        )
-        .unwrap();
-        let mut b = connect_shm(
-            &sc,
-            &path,
-            id(1),
-            &cfg(3, &sc),
-            &ShmOptions::with_wait(WaitStrategy::eventfd()),
-        )
-        .unwrap();
+        let mut a = dial(&sc, &path, 2, WaitStrategy::spin_park());
+        let mut b = dial(&sc, &path, 3, WaitStrategy::eventfd());
         for step in rx {
             match step {
                 0 => a.send(b"from a").unwrap(),
@@ -266,14 +263,7 @@ fn mux_spin_mode_over_shm() {
     let path = l.socket_path().to_owned();
     let sc = s.clone();
     let client = std::thread::spawn(move || {
-        let mut c = connect_shm(
-            &sc,
-            &path,
-            id(1),
-            &cfg(2, &sc),
-            &ShmOptions::with_wait(WaitStrategy::Spin),
-        )
-        .unwrap();
+        let mut c = dial(&sc, &path, 2, WaitStrategy::Spin);
         for i in 0..100u32 {
             c.send(&i.to_le_bytes()).unwrap();
             assert_eq!(&*c.recv_timeout(GUARD).unwrap(), &i.to_le_bytes());
@@ -391,14 +381,7 @@ fn mux_reports_a_connection_whose_queued_output_was_handed_over() {
         let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
         const FRAMES: usize = 256;
         let client = std::thread::spawn(move || {
-            let mut c = connect_shm(
-                &sc,
-                &path,
-                id(1),
-                &cfg(2, &sc),
-                &ShmOptions::with_wait(WaitStrategy::eventfd()),
-            )
-            .unwrap();
+            let mut c = dial(&sc, &path, 2, WaitStrategy::eventfd());
             // Read only once the other side has queued, and slowly enough
             // for its mux to fall asleep (or spin) in between.
             go_rx.recv().unwrap();

@@ -301,7 +301,6 @@ impl StoreService {
             send_timeout: config.send_timeout,
             subscribers: 0,
             unread_check_at: Instant::now(),
-            backlog_due: false,
             live_subs: Vec::new(),
             note_seq: 0,
             feed_due: Vec::new(),
@@ -506,11 +505,6 @@ struct Service {
     subscribers: usize,
     /// When [`Service::drop_unread`] looks next.
     unread_check_at: Instant,
-    /// Some subscriber's backlog stopped at a turn's bound with nothing
-    /// queued for it ([`Service::feed_backlog`]): the loop comes round
-    /// again without sleeping. (One stopped by a full ring is fed again
-    /// when the mux reports its queued output handed over.)
-    backlog_due: bool,
     /// The subscribers live notifications go to: every subscriber but
     /// those behind (`Client::missed`), so a note costs the subscribers
     /// that hear it, not every client.
@@ -521,7 +515,10 @@ struct Service {
     /// Subscribers whose backlog or `Missed` may go on
     /// ([`Service::feed_backlogs`]): reported by the mux (their queued
     /// notes handed over), or stopped at a turn's bounds. Only these are
-    /// looked at, not every client every round.
+    /// looked at, not every client every round. Not empty as a round
+    /// begins: a backlog stopped at a turn's bound with nothing queued, so
+    /// the loop comes round again without sleeping (one stopped by a full
+    /// ring goes on when the mux reports its queue handed over).
     feed_due: Vec<PeerKey>,
 }
 
@@ -615,7 +612,7 @@ impl Service {
             // that stopped at a turn's bound goes on at once (the attack on
             // `02f36f3`: a late subscriber got a ring's worth of its backlog
             // a tick, 20 ms).
-            if std::mem::take(&mut self.backlog_due) {
+            if !self.feed_due.is_empty() {
                 wait = Duration::ZERO;
             }
             // Busy: poll without sleeping until the spin window closes.
@@ -1244,14 +1241,10 @@ impl Service {
     /// re-announcement after its `Missed` covers it. `true` for a client
     /// gone too.
     fn lagging(&mut self, key: PeerKey) -> bool {
-        let queued = self
-            .mux
-            .get_mut(key)
-            .map(|c| Connection::pending_send_bytes(c));
-        let Some(c) = self.clients.get_mut(&key) else {
+        let Some(queued) = self.queued_for(key) else {
             return true;
         };
-        let Some(queued) = queued else {
+        let Some(c) = self.clients.get_mut(&key) else {
             return true;
         };
         if queued <= SUBSCRIBER_LAG_BYTES {
@@ -1262,6 +1255,14 @@ impl Service {
         c.backlog = None;
         c.resyncing = false;
         true
+    }
+
+    /// Bytes queued on `key`'s connection behind its full ring (`None`: no
+    /// such connection).
+    fn queued_for(&mut self, key: PeerKey) -> Option<usize> {
+        self.mux
+            .get_mut(key)
+            .map(|c| Connection::pending_send_bytes(c))
     }
 
     /// Announces some of every subscriber's backlog ([`Service::feed_backlog`]).
@@ -1284,17 +1285,13 @@ impl Service {
     /// to it again, as to a late subscriber, and `Resynced` ends that
     /// (`feed_backlog`).
     fn resync(&mut self, key: PeerKey) {
-        let queued = self
-            .mux
-            .get_mut(key)
-            .map_or(1, |c| Connection::pending_send_bytes(c));
-        let Some(c) = self.clients.get_mut(&key) else {
-            return;
-        };
-        if queued > 0 {
+        if self.queued_for(key) != Some(0) {
             // Told when the mux reports the queue handed over.
             return;
         }
+        let Some(c) = self.clients.get_mut(&key) else {
+            return;
+        };
         let Some(from) = c.missed.take() else {
             return;
         };
@@ -1312,7 +1309,7 @@ impl Service {
     /// skipped: its `Deleted` went out, or the subscriber never heard of
     /// it). Stopped by a queued one, it goes on when the mux reports the
     /// queue handed over; stopped by the turn's bounds, at the loop's next
-    /// round, without sleeping (`backlog_due`).
+    /// round, without sleeping (`feed_due`).
     fn feed_backlog(&mut self, key: PeerKey) {
         let mut bytes = 0;
         for n in 0..=BACKLOG_PER_TURN {
@@ -1322,16 +1319,11 @@ impl Service {
                     .get(&key)
                     .is_some_and(|c| c.backlog.is_some() || c.resyncing)
                 {
-                    self.backlog_due = true;
                     self.feed_due.push(key);
                 }
                 return;
             }
-            let queued = self
-                .mux
-                .get_mut(key)
-                .map_or(1, |c| Connection::pending_send_bytes(c));
-            if queued > 0 {
+            if self.queued_for(key) != Some(0) {
                 return;
             }
             let Some(c) = self.clients.get_mut(&key) else {
@@ -1376,8 +1368,12 @@ impl Service {
                 // (`Service::lagging`).
                 continue;
             }
+            // What it made room for is handed over first (only where
+            // something is queued).
             let queued = self.mux.get_mut(*key).map_or(0, |conn| {
-                conn.flush_pending();
+                if Connection::pending_send_bytes(conn) > 0 {
+                    conn.flush_pending();
+                }
                 Connection::pending_send_bytes(conn)
             });
             match &mut c.behind_since {
