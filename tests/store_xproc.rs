@@ -1447,3 +1447,57 @@ fn a_subscriber_that_falls_behind_is_told_and_resynced_not_dropped() {
     );
     kill9(&mut service);
 }
+
+/// Clients that go quiet are served when they come back. The service's
+/// mux stops looking at a connection quiet for 50–100 ms and arms its
+/// wake-up instead (so a thousand idle clients cost the others nothing;
+/// `Mux::active_count`). Here 24 clients and a subscriber in this process,
+/// beside the service in its own, go quiet for 300 ms; then each client in
+/// turn puts, gets and deletes an object, and the subscriber, which reads
+/// nothing meanwhile, hears of every put and delete in order afterwards.
+/// Twice, with a quiet spell before each round.
+#[test]
+fn clients_that_went_quiet_are_served_when_they_come_back() {
+    use shmwire::store::Notification;
+    const TEST: &str = "clients_that_went_quiet_are_served_when_they_come_back";
+    if child_role().is_some() {
+        serve_store(shmwire::store::StoreConfig::new(8 << 20));
+        return;
+    }
+    let env = Env::new("quiet");
+    let mut service = spawn_store(TEST, &env, "quiet");
+    let clients: Vec<StoreClient> = (0..24).map(|_| connect(&env.session)).collect();
+    let mut sub = connect(&env.session).subscribe().unwrap();
+    for round in 0..2u8 {
+        std::thread::sleep(Duration::from_millis(300));
+        for (i, c) in clients.iter().enumerate() {
+            let id = shared_oid(50 + round, i as u32);
+            let t = Instant::now();
+            c.put(id, &[round, i as u8], b"q").unwrap();
+            let got = c.get(&[id], Duration::from_secs(5)).unwrap();
+            assert_eq!(
+                got[0].as_ref().map(|b| b.to_vec()),
+                Some(vec![round, i as u8])
+            );
+            drop(got);
+            c.delete(&[id]).unwrap();
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "round {round}, client {i}: {:?}",
+                t.elapsed()
+            );
+        }
+        for i in 0..24u32 {
+            let id = shared_oid(50 + round, i);
+            match sub.recv_timeout(Duration::from_secs(5)).unwrap() {
+                Some(Notification::Sealed { id: got, .. }) => assert_eq!(got, id, "round {round}"),
+                other => panic!("round {round}, client {i}: {other:?}"),
+            }
+            match sub.recv_timeout(Duration::from_secs(5)).unwrap() {
+                Some(Notification::Deleted { id: got }) => assert_eq!(got, id, "round {round}"),
+                other => panic!("round {round}, client {i}: {other:?}"),
+            }
+        }
+    }
+    kill9(&mut service);
+}

@@ -431,3 +431,273 @@ fn mux_reports_a_connection_whose_queued_output_was_handed_over() {
         client.join().unwrap();
     }
 }
+
+/// Idle connections cost a wait nothing and still wake it, in every wait
+/// mode (sleep, spin, spin-then-sleep): 12 shm peers quiet for longer than
+/// the mux's cooling period are no longer looked at (`active_count`); each
+/// one's frame, sent in turn, is then reported and the connection is
+/// active again. And while a peer sends without a pause, so that every wait
+/// finds work at once, an idle peer's frame is still reported (before the
+/// mux asked epoll now and then anyway, such a frame waited for the busy
+/// peer to pause).
+#[test]
+fn mux_idle_connections_cost_a_wait_nothing_and_still_wake_it() {
+    const IDLE: u8 = 12;
+    for mode in 0..3 {
+        let env = env(&format!("muxidle{mode}"));
+        let s = &env.0;
+        let mut l = ShmListener::bind(s, cfg(1, s), ShmOptions::with_wait(WaitStrategy::eventfd()))
+            .unwrap();
+        let path = l.socket_path().to_owned();
+        // The idle peers: one thread sends on peer `i` when told `i`.
+        let (tx, rx) = std::sync::mpsc::channel::<u8>();
+        let (sc, p) = (s.clone(), path.clone());
+        let idle = std::thread::spawn(move || {
+            let mut conns: Vec<ShmConnection> = (0..IDLE)
+                .map(|i| dial(&sc, &p, 2 + i, WaitStrategy::eventfd()))
+                .collect();
+            for i in rx {
+                conns[usize::from(i)].send(&[i]).unwrap();
+            }
+        });
+        let mut mux = Mux::new().unwrap();
+        match mode {
+            1 => mux.set_spin(true),
+            2 => mux.set_spin_window(Duration::from_micros(80)),
+            _ => {}
+        }
+        let keys: Vec<_> = (0..IDLE)
+            .map(|_| mux.add(l.accept_timeout(GUARD).unwrap()).unwrap())
+            .collect();
+        let mut ready = Vec::new();
+        // Quiet for three cooling periods (50 ms each).
+        let quiet = std::time::Instant::now();
+        while quiet.elapsed() < Duration::from_millis(160) {
+            mux.wait(Duration::from_millis(10), &mut ready).unwrap();
+            assert!(ready.is_empty(), "mode {mode}: {ready:?}");
+        }
+        assert_eq!(
+            mux.active_count(),
+            0,
+            "mode {mode}: idle peers still looked at"
+        );
+        for i in [5u8, 0, 11, 3] {
+            tx.send(i).unwrap();
+            let k = keys[usize::from(i)];
+            mux.wait(GUARD, &mut ready).unwrap();
+            assert_eq!(ready, [MuxEvent::Ready(k)], "mode {mode}: peer {i}'s frame");
+            let c = mux.get_mut(k).unwrap();
+            assert_eq!(&*c.try_recv().unwrap().unwrap(), [i]);
+            assert!(c.try_recv().unwrap().is_none());
+            assert!(mux.active_count() >= 1, "mode {mode}");
+        }
+        // A peer that never pauses.
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (sc, st) = (s.clone(), Arc::clone(&stop));
+        let busy = std::thread::spawn(move || {
+            let mut c = dial(&sc, &path, 40, WaitStrategy::Spin);
+            let mut sent = 0u64;
+            while !st.load(std::sync::atomic::Ordering::Relaxed) {
+                c.send(&sent.to_le_bytes()).unwrap();
+                sent += 1;
+            }
+            sent
+        });
+        let kb = mux.add(l.accept_timeout(GUARD).unwrap()).unwrap();
+        let mut got = 0u64;
+        // Receives what `ready` reports: the busy peer's frames (checked,
+        // counted in `got`) and an idle peer's byte, returned.
+        let drain = |mux: &mut Mux<ShmConnection>, ready: &[MuxEvent], got: &mut u64| {
+            let mut idle_frame = None;
+            for e in ready {
+                let MuxEvent::Ready(k) = *e else { continue };
+                let c = mux.get_mut(k).unwrap();
+                // At most 64 a wait (a peer that never pauses never runs
+                // dry; the mux reports it again while a frame waits).
+                for _ in 0..64 {
+                    // (The busy peer's end, once it stopped, is `Closed`.)
+                    let f = match c.try_recv() {
+                        Ok(Some(f)) => f,
+                        Ok(None) | Err(RecvError::Closed) => break,
+                        Err(e) => panic!("mode {mode}: {e}"),
+                    };
+                    if k == kb {
+                        assert_eq!(&*f, got.to_le_bytes(), "mode {mode}");
+                        *got += 1;
+                        // Work on it slower than the peer sends, so its
+                        // ring never runs dry.
+                        let t = std::time::Instant::now();
+                        while t.elapsed() < Duration::from_micros(2) {
+                            std::hint::spin_loop();
+                        }
+                    } else {
+                        idle_frame = Some(f[0]);
+                    }
+                }
+            }
+            idle_frame
+        };
+        // The others cool again while it sends.
+        let quiet = std::time::Instant::now();
+        while quiet.elapsed() < Duration::from_millis(160) {
+            mux.wait(GUARD, &mut ready).unwrap();
+            assert_eq!(drain(&mut mux, &ready, &mut got), None, "mode {mode}");
+        }
+        assert_eq!(
+            mux.active_count(),
+            1,
+            "mode {mode}: only the busy peer is active"
+        );
+        let before = got;
+        tx.send(7).unwrap();
+        let asked = std::time::Instant::now();
+        loop {
+            mux.wait(GUARD, &mut ready).unwrap();
+            if drain(&mut mux, &ready, &mut got) == Some(7) {
+                break;
+            }
+            assert!(
+                asked.elapsed() < Duration::from_secs(5),
+                "mode {mode}: an idle peer's frame waited 5 s beside a busy peer \
+                 ({} of its frames received meanwhile)",
+                got - before
+            );
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        // Whatever the busy peer sent before it saw `stop` is received.
+        let sent = loop {
+            if busy.is_finished() {
+                break busy.join().unwrap();
+            }
+            mux.wait(Duration::from_millis(10), &mut ready).unwrap();
+            drain(&mut mux, &ready, &mut got);
+        };
+        let end = std::time::Instant::now() + GUARD;
+        while got < sent && std::time::Instant::now() < end {
+            mux.wait(Duration::from_millis(10), &mut ready).unwrap();
+            drain(&mut mux, &ready, &mut got);
+        }
+        assert_eq!(got, sent, "mode {mode}");
+        drop(tx);
+        idle.join().unwrap();
+    }
+}
+
+/// What only epoll reports — a TCP peer's frame, a caller at the
+/// listener — is not held up by a shm peer whose frames keep every wait
+/// busy, in every wait mode. A wait that finds a frame at once never had
+/// to ask epoll, so before such frames and callers waited for the busy
+/// peer to pause (a caller's hello timed out); now a wait asks epoll
+/// without blocking at least every 200 µs.
+#[test]
+fn a_busy_peer_does_not_hold_up_what_only_epoll_reports() {
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    for mode in 0..3 {
+        let env = env(&format!("muxbusy{mode}"));
+        let s = &env.0;
+        let node = NodeId::from_array([5; 28]);
+        let opts = ListenOptions {
+            shm: Some(ShmOptions::with_wait(WaitStrategy::eventfd())),
+            tcp: Some("127.0.0.1:0".parse().unwrap()),
+            name: None,
+            stats: None,
+        };
+        let listener = Listener::bind(s, cfg(1, s), opts, &dir(s)).unwrap();
+        let addr = listener.address(node);
+        let mut mux: Mux<AnyConnection> = Mux::new().unwrap();
+        mux.set_listener(listener).unwrap();
+        match mode {
+            1 => mux.set_spin(true),
+            2 => mux.set_spin_window(Duration::from_micros(80)),
+            _ => {}
+        }
+        let connector = |n: u8| Connector::new(cfg(n, s), node).with_session(s, Arc::new(dir(s)));
+        // The busy peer: sends without a pause until told to stop.
+        let stop = Arc::new(AtomicBool::new(false));
+        let (st, c, a) = (Arc::clone(&stop), connector(2), addr.clone());
+        let busy = std::thread::spawn(move || {
+            let mut conn = c.connect(&a).unwrap();
+            let mut sent = 0u64;
+            while !st.load(Relaxed) {
+                conn.send(&sent.to_le_bytes()).unwrap();
+                sent += 1;
+            }
+            sent
+        });
+        let mut late = None;
+        let (mut busy_key, mut got, mut answered) = (None, 0u64, 0);
+        let mut ready = Vec::new();
+        let asked = std::time::Instant::now();
+        while answered < 2 {
+            assert!(
+                asked.elapsed() < Duration::from_secs(20),
+                "mode {mode}: {answered} of 2 late peers answered beside a busy one"
+            );
+            mux.wait(GUARD, &mut ready).unwrap();
+            for ev in ready.clone() {
+                match ev {
+                    MuxEvent::Incoming => {
+                        for r in mux.accept_pending().unwrap() {
+                            let k = r.unwrap();
+                            busy_key.get_or_insert(k);
+                        }
+                    }
+                    MuxEvent::Ready(k) if Some(k) == busy_key => {
+                        let c = mux.get_mut(k).unwrap();
+                        // At most 64 a wait, each worked on longer than
+                        // the peer takes to send one: its ring never runs
+                        // dry, so every wait finds work at once.
+                        for _ in 0..64 {
+                            let Some(f) = c.try_recv().unwrap() else {
+                                break;
+                            };
+                            assert_eq!(&*f, got.to_le_bytes(), "mode {mode}");
+                            got += 1;
+                            let t = std::time::Instant::now();
+                            while t.elapsed() < Duration::from_micros(2) {
+                                std::hint::spin_loop();
+                            }
+                        }
+                    }
+                    MuxEvent::Ready(k) => {
+                        let c = mux.get_mut(k).unwrap();
+                        if let Some(m) = c.try_recv().unwrap().map(|f| f.to_vec()) {
+                            c.send(&[&m[..], b"!"].concat()).unwrap();
+                            answered += 1;
+                        }
+                    }
+                }
+            }
+            if late.is_none() && got >= 10_000 {
+                // The busy peer is in full flow: a TCP peer sends, then a
+                // new shm caller comes.
+                let (tcp, shm, a) = (connector(3).force_tcp(true), connector(4), addr.clone());
+                late = Some(std::thread::spawn(move || {
+                    let mut t = tcp.connect(&a).unwrap();
+                    t.send(b"tcp").unwrap();
+                    assert_eq!(&*t.recv_timeout(GUARD).unwrap(), b"tcp!");
+                    let mut m = shm.connect(&a).unwrap();
+                    m.send(b"shm").unwrap();
+                    assert_eq!(&*m.recv_timeout(GUARD).unwrap(), b"shm!");
+                }));
+            }
+        }
+        late.unwrap().join().unwrap();
+        stop.store(true, Relaxed);
+        // Everything the busy peer sent is received, in order.
+        let k = busy_key.unwrap();
+        let end = std::time::Instant::now() + GUARD;
+        while !busy.is_finished() && std::time::Instant::now() < end {
+            while let Ok(Some(f)) = mux.get_mut(k).unwrap().try_recv() {
+                assert_eq!(&*f, got.to_le_bytes(), "mode {mode}");
+                got += 1;
+            }
+        }
+        let sent = busy.join().unwrap();
+        while let Ok(Some(f)) = mux.get_mut(k).unwrap().try_recv() {
+            assert_eq!(&*f, got.to_le_bytes(), "mode {mode}");
+            got += 1;
+        }
+        assert_eq!(got, sent, "mode {mode}");
+    }
+}

@@ -1194,7 +1194,7 @@ impl Service {
         }
         self.snapshot_at = Some(now);
         let mut snap = self.table.snapshot(SNAPSHOT_OBJECTS);
-        for (_, conn) in self.mux.iter_mut() {
+        for (_, conn) in self.mux.iter() {
             snap.clients.push(ClientConnection {
                 peer: conn.peer_worker_id(),
                 pid: conn.peer_pid(),
@@ -1370,12 +1370,15 @@ impl Service {
             }
             // What it made room for is handed over first (only where
             // something is queued).
-            let queued = self.mux.get_mut(*key).map_or(0, |conn| {
-                if Connection::pending_send_bytes(conn) > 0 {
+            // Looked at without `get_mut`, which would keep every idle
+            // client's connection active in the mux.
+            let queued = match self.mux.get(*key).map(Connection::pending_send_bytes) {
+                Some(q) if q > 0 => self.mux.get_mut(*key).map_or(0, |conn| {
                     conn.flush_pending();
-                }
-                Connection::pending_send_bytes(conn)
-            });
+                    Connection::pending_send_bytes(conn)
+                }),
+                _ => 0,
+            };
             match &mut c.behind_since {
                 _ if queued == 0 => c.behind_since = None,
                 Some(p) => {

@@ -12,6 +12,8 @@
 //! error). A peer reported but not drained is reported again only if it still
 //! has a complete frame buffered.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Registry, Token};
@@ -108,6 +110,24 @@ pub struct Mux<C: MuxConnection> {
     room: Vec<bool>,
     /// Per slot: the connection's next `tick`.
     due: Vec<Option<Instant>>,
+    /// The ticks in time order (`(due, slot)`; an entry whose time is no
+    /// longer its slot's `due` is stale and skipped), so a wait runs the
+    /// due ones without looking at the rest.
+    ticks: BinaryHeap<Reverse<(Instant, usize)>>,
+    /// The connections a wait looks at; the others are idle (see
+    /// [`Mux::cool`]).
+    active: Active,
+    /// When the next cooling pass is due.
+    cool_at: Option<Instant>,
+    /// `epoll` was asked in this wait.
+    polled: bool,
+    /// When a wait that finds work without asking `epoll` must ask it
+    /// anyway ([`POLL_EVERY`]).
+    poll_due: Option<Instant>,
+    /// How many connections it holds.
+    count: usize,
+    /// How many of them are [kernel-delivered](MuxConnection::kernel_delivered).
+    kernel_fed: usize,
     /// Per slot: its receive side is held ([`Mux::hold`], [`Mux::pause`]).
     held: Vec<bool>,
     /// Per slot: held until [`Mux::resume`] ([`Mux::pause`]), whatever its
@@ -196,6 +216,13 @@ impl<C: MuxConnection> Mux<C> {
             writing: Vec::new(),
             room: Vec::new(),
             due: Vec::new(),
+            ticks: BinaryHeap::new(),
+            active: Active::default(),
+            cool_at: None,
+            polled: false,
+            poll_due: None,
+            count: 0,
+            kernel_fed: 0,
             held: Vec::new(),
             paused: Vec::new(),
             any_held: false,
@@ -294,6 +321,8 @@ impl<C: MuxConnection> Mux<C> {
             .unwrap_or(self.peers.len());
         conn.register(self.poll.registry(), Token(slot))?;
         let due = conn.tick(Instant::now());
+        self.kernel_fed += usize::from(conn.kernel_delivered());
+        self.count += 1;
         if slot == self.peers.len() {
             self.peers.push(Some(conn));
             self.writing.push(false);
@@ -301,6 +330,7 @@ impl<C: MuxConnection> Mux<C> {
             self.due.push(due);
             self.held.push(false);
             self.paused.push(false);
+            self.active.grow();
         } else {
             self.peers[slot] = Some(conn);
             self.writing[slot] = false;
@@ -309,6 +339,10 @@ impl<C: MuxConnection> Mux<C> {
             self.held[slot] = false;
             self.paused[slot] = false;
         }
+        if let Some(d) = due {
+            self.ticks.push(Reverse((d, slot)));
+        }
+        self.active.touch(slot);
         let key = PeerKey(slot);
         // It may already hold frames that arrived before registration.
         self.hot.push(key);
@@ -319,11 +353,61 @@ impl<C: MuxConnection> Mux<C> {
     pub fn remove(&mut self, key: PeerKey) -> Option<C> {
         let mut conn = self.peers.get_mut(key.0)?.take()?;
         let _ = conn.deregister(self.poll.registry());
+        self.count -= 1;
+        self.kernel_fed -= usize::from(conn.kernel_delivered());
         self.hot.retain(|k| *k != key);
         self.held[key.0] = false;
         self.paused[key.0] = false;
-        self.any_held = self.held.contains(&true);
+        // Its tick entry goes stale (skipped when due).
+        self.due[key.0] = None;
+        self.active.remove(key.0);
+        self.any_held = self.active.list.iter().any(|&i| self.held[i]);
         Some(conn)
+    }
+
+    /// The cooling pass, every [`COOL_EVERY`]: an active connection that
+    /// was not reported, touched by its owner or woken by an event for a
+    /// whole period, and is neither held nor has output queued, is armed
+    /// ([`MuxConnection::prepare_sleep`]) and becomes idle — no longer
+    /// spun over, handed over to or armed again at every wait. The arm
+    /// lasts until its peer publishes (the peer then writes the eventfd:
+    /// one system call on its side for its first frame after the quiet
+    /// period) and that event makes it active again; its tick still runs
+    /// (a backstop for a wake-up a hostile peer withheld). One that
+    /// cannot be armed (a frame arrived, it ended) is reported instead.
+    ///
+    /// So a wait costs O(active connections), not O(connections): 1,000
+    /// idle clients of a store had made each of its waits walk and arm
+    /// 1,000 rings (another client: ≈ 277,000 → ≈ 23,500 operations a
+    /// second, 2026-12-05).
+    fn cool(&mut self, now: Instant, ready: &mut Vec<MuxEvent>) {
+        self.cool_at = Some(now + COOL_EVERY);
+        let a = &mut self.active;
+        let last = a.period;
+        a.period = a.period.wrapping_add(1);
+        let mut j = 0;
+        while j < a.list.len() {
+            let i = a.list[j];
+            let Some(c) = self.peers[i].as_mut() else {
+                a.member[i] = false;
+                a.list.swap_remove(j);
+                continue;
+            };
+            let busy = a.seen[i] == last
+                || self.held[i]
+                || self.writing[i]
+                || c.pending_send_bytes() > 0
+                || self.hot.contains(&PeerKey(i));
+            if busy {
+                j += 1;
+            } else if c.prepare_sleep() {
+                a.member[i] = false;
+                a.list.swap_remove(j);
+            } else {
+                push_unique(ready, PeerKey(i));
+                j += 1;
+            }
+        }
     }
 
     /// Holds back the receive side of `key`: while the connection has
@@ -340,8 +424,9 @@ impl<C: MuxConnection> Mux<C> {
     /// [ended](MuxConnection::has_ended) is reported at once. Holding a
     /// connection with nothing queued ends the hold at the next wait.
     pub fn hold(&mut self, key: PeerKey) {
-        if let Some(h) = self.held.get_mut(key.0) {
-            *h = true;
+        if self.peers.get(key.0).is_some_and(Option::is_some) {
+            self.active.touch(key.0);
+            self.held[key.0] = true;
             self.any_held = true;
             self.hot.retain(|k| *k != key);
         }
@@ -380,12 +465,12 @@ impl<C: MuxConnection> Mux<C> {
         self.paused.get(key.0).copied().unwrap_or(false)
     }
 
-    /// Reports every connection with something to receive: a frame, or for
-    /// a held one only its end.
+    /// Reports every active connection with something to receive: a
+    /// frame, or for a held one only its end.
     #[inline(always)]
     fn scan(&self, ready: &mut Vec<MuxEvent>) {
-        for (i, c) in self.peers.iter().enumerate() {
-            if let Some(c) = c {
+        for &i in &self.active.list {
+            if let Some(c) = &self.peers[i] {
                 let has = if self.any_held && self.held[i] {
                     c.has_ended()
                 } else {
@@ -398,13 +483,28 @@ impl<C: MuxConnection> Mux<C> {
         }
     }
 
-    /// The connection under `key`.
+    /// The connection under `key` (it counts as active for a while: what
+    /// its owner sends through it is handed over by the waits to come).
     pub fn get_mut(&mut self, key: PeerKey) -> Option<&mut C> {
+        if self.peers.get(key.0).is_some_and(Option::is_some) {
+            self.active.touch(key.0);
+        }
         self.peers.get_mut(key.0)?.as_mut()
     }
 
-    /// The connections, with their keys.
+    /// The connection under `key`, read-only.
+    pub fn get(&self, key: PeerKey) -> Option<&C> {
+        self.peers.get(key.0)?.as_ref()
+    }
+
+    /// The connections, with their keys (each counts as active for a
+    /// while, as with [`Mux::get_mut`]; [`Mux::iter`] to only look).
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (PeerKey, &mut C)> {
+        for i in 0..self.peers.len() {
+            if self.peers[i].is_some() {
+                self.active.touch(i);
+            }
+        }
         self.peers
             .iter_mut()
             .enumerate()
@@ -421,7 +521,20 @@ impl<C: MuxConnection> Mux<C> {
 
     /// How many connections it holds.
     pub fn len(&self) -> usize {
-        self.peers.iter().filter(|c| c.is_some()).count()
+        self.count
+    }
+
+    /// How many connections its waits look at now: the active ones. A
+    /// connection that was neither reported nor touched
+    /// ([`Mux::get_mut`], [`Mux::iter_mut`], [`Mux::hold`]) nor woken by an
+    /// event for 50–100 ms, and holds no queued output, is *idle*: its
+    /// wake-up is armed once and a wait neither spins over it, hands
+    /// output over to it nor arms it again, so it costs a wait nothing
+    /// until its peer sends (the peer's producer then writes the eventfd,
+    /// and the connection is active again) or its tick runs. A
+    /// diagnostic: at most [`Mux::len`].
+    pub fn active_count(&self) -> usize {
+        self.active.list.len()
     }
 
     /// `true` if it holds none.
@@ -454,6 +567,9 @@ impl<C: MuxConnection> Mux<C> {
             self.poll_events(Some(Duration::ZERO), ready)?;
         }
         let deadline = hello_due.map_or(deadline, |d| d.min(deadline));
+        if self.cool_at.is_none_or(|t| t <= start) {
+            self.cool(start, ready);
+        }
         // Peers reported last time that still hold a buffered frame (the
         // caller did not drain them) and newly added ones.
         for &key in &self.hot {
@@ -485,7 +601,7 @@ impl<C: MuxConnection> Mux<C> {
                 // frames): no system call. Every 64 rounds, and on the way out,
                 // also ask epoll (TCP data, hang-ups) without blocking.
                 let mut round: u32 = 0;
-                let kernel_fed = self.peers.iter().flatten().any(|c| c.kernel_delivered());
+                let kernel_fed = self.kernel_fed > 0;
                 loop {
                     self.scan(ready);
                     round = round.wrapping_add(1);
@@ -547,10 +663,11 @@ impl<C: MuxConnection> Mux<C> {
                     continue;
                 }
             }
-            // Arm every wake-up, then re-check: a frame that arrived in
-            // between must not be slept through.
-            for (i, c) in self.peers.iter_mut().enumerate() {
-                if let Some(c) = c {
+            // Arm every active connection's wake-up (the idle ones are
+            // armed already: `cool`), then re-check: a frame that arrived
+            // in between must not be slept through.
+            for &i in &self.active.list {
+                if let Some(c) = &mut self.peers[i] {
                     // A held connection's frames do not wake us (its end
                     // still does: hang-ups and ticks are not armed here).
                     let held = self.held[i];
@@ -572,10 +689,25 @@ impl<C: MuxConnection> Mux<C> {
                 break;
             }
         }
+        // A wait that found work without asking epoll asks it now and
+        // then: what only epoll tells (idle connections' frames, TCP data,
+        // hang-ups, callers at the listener) must not wait for the busy
+        // peers to pause.
+        if !self.polled && self.poll_due.is_none_or(|t| t <= start) {
+            self.poll_events(Some(Duration::ZERO), ready)?;
+        }
+        if std::mem::take(&mut self.polled) {
+            self.poll_due = Some(start + POLL_EVERY);
+        }
         ready.retain(|e| match e {
             MuxEvent::Ready(k) => self.peers.get(k.0).is_some_and(Option::is_some),
             MuxEvent::Incoming => true,
         });
+        for e in ready.iter() {
+            if let MuxEvent::Ready(k) = *e {
+                self.active.touch(k.0);
+            }
+        }
         // Reuses the vector: no allocation per wait once warm.
         self.hot.extend(ready.iter().filter_map(|e| match e {
             MuxEvent::Ready(k) => Some(*k),
@@ -590,14 +722,46 @@ impl<C: MuxConnection> Mux<C> {
     /// some stays queued) and runs due ticks; a connection whose tick found
     /// its peer dead is reported ready. Returns the earliest next tick.
     fn service(&mut self, now: Instant, ready: &mut Vec<MuxEvent>) -> Option<Instant> {
-        let mut next: Option<Instant> = None;
-        for (i, c) in self.peers.iter_mut().enumerate() {
-            let Some(c) = c else { continue };
+        // Due ticks first (idle connections' too): one that says the peer
+        // may have made room is handed over to below.
+        while let Some(&Reverse((t, i))) = self.ticks.peek() {
+            if t > now {
+                break;
+            }
+            self.ticks.pop();
+            if self.due[i] != Some(t) {
+                // Stale: removed, or ticked since under a new time.
+                continue;
+            }
+            let Some(c) = self.peers[i].as_mut() else {
+                continue;
+            };
+            let next = c.tick(now);
+            self.due[i] = next;
+            if let Some(d) = next {
+                self.ticks.push(Reverse((d, i)));
+            }
+            self.room[i] = true;
+            if if self.held[i] {
+                c.has_ended()
+            } else {
+                c.ready_hint()
+            } {
+                push_unique(ready, PeerKey(i));
+            }
+        }
+        // Only active connections can have output queued or be held (an
+        // owner's `get_mut` and a hold make a connection active; `cool`
+        // leaves busy ones active).
+        for &i in &self.active.list {
+            let Some(c) = self.peers[i].as_mut() else {
+                continue;
+            };
             let queued = c.pending_send_bytes();
             // Armed and no sign of room since: its peer's reading will
-            // wake us (an event sets `room`), and the tick below retries
-            // as a backstop (a connection without ticks is retried at
-            // every wait, as before).
+            // wake us (an event sets `room`), and the tick retries as a
+            // backstop (a connection without ticks is retried at every
+            // wait, as before).
             let armed = self.writing[i] && queued > 0 && !self.room[i] && self.due[i].is_some();
             if (queued > 0 || self.writing[i]) && !armed {
                 self.room[i] = false;
@@ -628,25 +792,11 @@ impl<C: MuxConnection> Mux<C> {
                 self.held[i] = false;
                 push_unique(ready, PeerKey(i));
             }
-            if self.due[i].is_some_and(|d| d <= now) {
-                self.due[i] = c.tick(now);
-                self.room[i] = true;
-                if if self.held[i] {
-                    c.has_ended()
-                } else {
-                    c.ready_hint()
-                } {
-                    push_unique(ready, PeerKey(i));
-                }
-            }
-            if let Some(d) = self.due[i] {
-                next = Some(next.map_or(d, |n: Instant| n.min(d)));
-            }
         }
         if self.any_held {
-            self.any_held = self.held.contains(&true);
+            self.any_held = self.active.list.iter().any(|&i| self.held[i]);
         }
-        next
+        self.ticks.peek().map(|&Reverse((t, _))| t)
     }
 
     /// One `epoll_wait` (mio `poll`); reports and notes every event.
@@ -659,6 +809,7 @@ impl<C: MuxConnection> Mux<C> {
         ready: &mut Vec<MuxEvent>,
     ) -> std::io::Result<bool> {
         let mut room = false;
+        self.polled = true;
         match self.poll.poll(&mut self.events, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -678,6 +829,8 @@ impl<C: MuxConnection> Mux<C> {
             let key = PeerKey(ev.token().0);
             if let Some(Some(c)) = self.peers.get_mut(key.0) {
                 c.note_event();
+                // Its wake-up was disarmed: it is active again.
+                self.active.touch(key.0);
                 self.room[key.0] = true;
                 room |= self.writing[key.0];
                 // A held connection's event is its peer making room (the
@@ -691,6 +844,59 @@ impl<C: MuxConnection> Mux<C> {
         Ok(room)
     }
 }
+
+/// The connections a [`Mux`]'s waits look at.
+#[derive(Default)]
+struct Active {
+    /// Their slots (in no order).
+    list: Vec<usize>,
+    /// Per slot: in `list`.
+    member: Vec<bool>,
+    /// Per slot: the cooling period in which it was last reported, touched
+    /// by its owner or had an event.
+    seen: Vec<u32>,
+    /// The cooling period now (one every [`COOL_EVERY`]).
+    period: u32,
+}
+
+impl Active {
+    /// Room for one more slot.
+    fn grow(&mut self) {
+        self.member.push(false);
+        self.seen.push(self.period);
+    }
+
+    /// Marks `slot` as seen in this cooling period and makes it active.
+    #[inline]
+    fn touch(&mut self, slot: usize) {
+        self.seen[slot] = self.period;
+        if !self.member[slot] {
+            self.member[slot] = true;
+            self.list.push(slot);
+        }
+    }
+
+    /// Takes `slot` out (its connection was removed).
+    fn remove(&mut self, slot: usize) {
+        if std::mem::take(&mut self.member[slot]) {
+            self.list.retain(|&i| i != slot);
+        }
+    }
+}
+
+/// How long a connection stays active without being reported, touched by
+/// its owner or woken by an event, at least (at most twice it): then it is
+/// armed and idle ([`Mux::cool`]). Long against a call's gap, short against
+/// how long 1,000 quiet clients would otherwise cost every wait.
+const COOL_EVERY: Duration = Duration::from_millis(50);
+
+/// How long waits that each find work at once (a busy peer's frames in
+/// its ring) may go without asking `epoll`, at most: then one asks it
+/// without blocking. Before, a peer whose frames only `epoll` reports (a
+/// TCP peer, and now an idle one) waited for as long as the busy ones kept
+/// the mux finding work. One non-blocking `epoll_wait` (≈ 0.5 µs) per
+/// 200 µs of such waits.
+const POLL_EVERY: Duration = Duration::from_micros(200);
 
 /// Token of the listener's descriptors (never a peer slot).
 pub(super) const LISTENER_TOKEN: Token = Token(usize::MAX);

@@ -2545,7 +2545,7 @@ impl CoreWorker {
         let Some(key) = self.conns.get(&worker).filter(|c| !c.lost).map(|c| c.key) else {
             return 0;
         };
-        self.mux.get_mut(key).map_or(0, |c| c.pending_send_bytes())
+        self.mux.get(key).map_or(0, |c| c.pending_send_bytes())
     }
 
     /// Whether `actor_id`, at its `max_pending_calls`, has room for one more
@@ -3503,8 +3503,15 @@ impl CoreWorker {
         // What the kernel takes now, without waiting (the wait below
         // hands over the rest while it reads replies: a worker holding this
         // caller back until it reads them must not meet a blocked flush).
+        // (Looked at read-only first: `get_mut` keeps a connection active
+        // in the mux.)
         for c in self.conns.values() {
-            if c.kind == TransportKind::Tcp {
+            if c.kind == TransportKind::Tcp
+                && self
+                    .mux
+                    .get(c.key)
+                    .is_some_and(|m| m.pending_send_bytes() > 0)
+            {
                 if let Some(conn) = self.mux.get_mut(c.key) {
                     conn.flush_pending();
                 }
@@ -3561,7 +3568,7 @@ impl CoreWorker {
         let mut now = None;
         let mut silent = Vec::new();
         for (worker, c) in self.conns.iter_mut() {
-            let pending = match self.mux.get_mut(c.key) {
+            let pending = match self.mux.get(c.key) {
                 Some(m) if !c.lost => m.pending_send_bytes(),
                 _ => 0,
             };

@@ -237,7 +237,7 @@ impl PublishedStats {
         }
         next.handlers.truncate(n);
         next.connections.clear();
-        for (_, conn) in mux.iter_mut() {
+        for (_, conn) in mux.iter() {
             next.connections.push(ConnectionFigures {
                 peer: conn.peer_worker_id(),
                 pid: conn.peer_pid(),
