@@ -1501,3 +1501,84 @@ fn clients_that_went_quiet_are_served_when_they_come_back() {
     }
     kill9(&mut service);
 }
+
+/// A client out of descriptors is told so, not that the store does not
+/// run. With every descriptor taken but a few, a connect's look into the
+/// session's directory could fail to open the store's entry (`EMFILE`),
+/// which read as "no such worker", so `connect` said `NotRunning` (found
+/// by `store_idle_clients` at `ulimit -n 1024`: "no object store named
+/// …"). A child at `ulimit -n 256` takes every descriptor, then frees 1 to
+/// 12 of them before each connect: none says `NotRunning`, some fail
+/// naming "Too many open files", and with enough free one connects.
+#[test]
+fn a_client_out_of_descriptors_is_told_so_not_that_the_store_is_gone() {
+    const TEST: &str = "a_client_out_of_descriptors_is_told_so_not_that_the_store_is_gone";
+    match child_role().as_deref() {
+        Some("service") => return serve_store(shmwire::store::StoreConfig::new(8 << 20)),
+        Some(_) => {
+            let s = child_session();
+            let take = |hoard: &mut Vec<std::fs::File>| {
+                while let Ok(f) = std::fs::File::open("/dev/null") {
+                    hoard.push(f);
+                }
+            };
+            let mut hoard = Vec::new();
+            take(&mut hoard);
+            for free in 1..=12 {
+                hoard.truncate(hoard.len().saturating_sub(free));
+                match StoreClient::connect(&s, DEFAULT_STORE_NAME) {
+                    Ok(c) => {
+                        println!("free {free}: connected");
+                        drop(c);
+                    }
+                    Err(StoreError::NotRunning { name }) => {
+                        println!("free {free}: NOT RUNNING {name}")
+                    }
+                    Err(e) => println!("free {free}: failed: {}", shmwire::error_chain(&e)),
+                }
+                take(&mut hoard);
+            }
+            println!("done");
+            return;
+        }
+        None => {}
+    }
+    let env = Env::new("nofile");
+    let mut service = spawn_store(TEST, &env, "nofile");
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg("ulimit -n 256 && exec \"$0\" \"$@\"")
+        .arg(exe)
+        .args([TEST, "--exact", "--nocapture", "--test-threads=1"])
+        .env("SHMWIRE_STORE_CHILD", "client")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped());
+    for (k, v) in pass(&env, "nofile") {
+        cmd.env(k, v);
+    }
+    let mut client = cmd.spawn().unwrap();
+    let lines = stdout_lines(&mut client);
+    let mut got = Vec::new();
+    loop {
+        let l = lines
+            .recv_timeout(GUARD)
+            .expect("the client child said nothing");
+        if l.contains("done") {
+            break;
+        }
+        // (The first may follow the harness's "test … ..." on its line.)
+        if let Some(i) = l.find("free ") {
+            got.push(l[i..].to_owned());
+        }
+    }
+    let _ = client.wait();
+    kill9(&mut service);
+    assert_eq!(got.len(), 12, "{got:#?}");
+    assert!(!got.iter().any(|l| l.contains("NOT RUNNING")), "{got:#?}");
+    assert!(
+        got.iter().any(|l| l.contains("Too many open files")),
+        "{got:#?}"
+    );
+    assert!(got.iter().any(|l| l.contains("connected")), "{got:#?}");
+}

@@ -192,6 +192,13 @@ impl Published for Registration {
                     ),
                 })
             }
+            Probe::Failed(source) => {
+                return Err(PublishError::Io {
+                    op: "probe entry",
+                    path: self.path.clone(),
+                    source,
+                })
+            }
             Probe::Stale | Probe::Skip => {}
         }
         // The old file, unlinked or renamed over, is no entry any more:
@@ -245,6 +252,9 @@ enum Probe {
     Stale,
     /// Vanished meanwhile, or not a lockable file.
     Skip,
+    /// This process could not probe it (out of descriptors or memory):
+    /// neither live nor absent, as far as it can tell.
+    Failed(io::Error),
 }
 
 impl Directory {
@@ -551,17 +561,29 @@ impl Directory {
                 drop(f);
                 Probe::Stale
             }
+            // Out of descriptors or memory is this process's state, not
+            // the entry's: before, it read as "no such worker" (a client
+            // at its descriptor limit was told the store did not run).
+            Err(e)
+                if crate::sys::fs::is_out_of_descriptors(&e)
+                    || crate::sys::fs::is_out_of_memory(&e) =>
+            {
+                Probe::Failed(e)
+            }
             Ok(OwnerState::Missing) | Err(_) => Probe::Skip,
         }
     }
 
     /// The live worker with this id ([`LookupError::Unreadable`] when a
-    /// live process holds its entry but the entry cannot be read).
+    /// live process holds its entry but the entry cannot be read;
+    /// [`LookupError::Io`] when this process is out of descriptors or
+    /// memory to look).
     pub fn lookup(&self, id: &WorkerId) -> Result<Endpoint, LookupError> {
         let path = self.entry_path(id);
         match self.probe(&path) {
             Probe::Live(e) => Ok(e),
             Probe::Unreadable(cause) => Err(LookupError::Unreadable { path, cause }),
+            Probe::Failed(source) => Err(LookupError::Io { path, source }),
             Probe::Stale | Probe::Skip => Err(LookupError::NoSuchWorker {
                 key: id.to_string(),
             }),
@@ -579,6 +601,8 @@ impl Directory {
     }
 
     /// Every live worker (stale entries met on the way are removed).
+    /// [`LookupError::Io`] when this process is out of descriptors or
+    /// memory to look at an entry (the list would be short of it).
     pub fn list(&self) -> Result<Vec<Endpoint>, LookupError> {
         let mut out = Vec::new();
         for ent in fs::read_dir(&self.root).map_err(|e| self.io(e))? {
@@ -586,8 +610,15 @@ impl Directory {
             let name = ent.file_name();
             let Some(name) = name.to_str() else { continue };
             if name.starts_with(ENTRY_PREFIX) && name.ends_with(ENTRY_SUFFIX) {
-                if let Probe::Live(e) = self.probe(&ent.path()) {
-                    out.push(e);
+                match self.probe(&ent.path()) {
+                    Probe::Live(e) => out.push(e),
+                    Probe::Failed(source) => {
+                        return Err(LookupError::Io {
+                            path: ent.path(),
+                            source,
+                        })
+                    }
+                    Probe::Unreadable(_) | Probe::Stale | Probe::Skip => {}
                 }
             }
         }

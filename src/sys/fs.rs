@@ -141,7 +141,7 @@ pub(crate) fn tmpfile_unsupported(e: &io::Error) -> bool {
 
 /// Whether `e` is `EMFILE` or `ENFILE` (this process, or the system, is
 /// out of file descriptors).
-#[cfg_attr(shmwire_loom, allow(dead_code))] // only the store uses it
+#[cfg_attr(shmwire_loom, allow(dead_code))] // the store and the directory use it
 pub(crate) fn is_out_of_descriptors(e: &io::Error) -> bool {
     use rustix::io::Errno;
     [Errno::MFILE, Errno::NFILE]
@@ -207,7 +207,7 @@ pub(crate) fn open_lock_file(path: &std::path::Path) -> io::Result<File> {
 }
 
 /// Whether `e` is `ENOMEM` (the kernel could not allocate for the call).
-#[cfg_attr(shmwire_loom, allow(dead_code))] // only the store uses it
+#[cfg_attr(shmwire_loom, allow(dead_code))] // the store and the directory use it
 pub(crate) fn is_out_of_memory(e: &io::Error) -> bool {
     e.raw_os_error() == Some(rustix::io::Errno::NOMEM.raw_os_error())
 }
