@@ -701,3 +701,107 @@ fn a_busy_peer_does_not_hold_up_what_only_epoll_reports() {
         assert_eq!(got, sent, "mode {mode}");
     }
 }
+
+/// Every active connection with a frame is reported, not only a busy one:
+/// a frame committed before a wait began is reported by that wait, in
+/// every wait mode, while another peer's frames keep every wait busy. A
+/// wait that found work at once (the busy peer, reported again while it
+/// holds frames) returned before looking at the other connections, whose
+/// frames then waited for their 20 ms tick (the attack on `b1b699d`: a
+/// peer sending every 3 ms waited 17 ms a frame).
+#[test]
+fn every_active_peer_with_a_frame_is_reported_beside_a_busy_one() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+    const PINGS: u64 = 40;
+    for mode in 0..3 {
+        let env = env(&format!("muxfair{mode}"));
+        let s = &env.0;
+        let mut l = ShmListener::bind(s, cfg(1, s), ShmOptions::with_wait(WaitStrategy::eventfd()))
+            .unwrap();
+        let path = l.socket_path().to_owned();
+        let mut mux = Mux::new().unwrap();
+        match mode {
+            1 => mux.set_spin(true),
+            2 => mux.set_spin_window(Duration::from_micros(80)),
+            _ => {}
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let (sc, p, st) = (s.clone(), path.clone(), Arc::clone(&stop));
+        let busy = std::thread::spawn(move || {
+            let mut c = dial(&sc, &p, 2, WaitStrategy::Spin);
+            while !st.load(Relaxed) {
+                c.send(&[0; 8]).unwrap();
+            }
+            c
+        });
+        let kb = mux.add(l.accept_timeout(GUARD).unwrap()).unwrap();
+        // The pinger: one frame, then waits for it to be received, 1 ms
+        // apart (active all along).
+        let (sent, received) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (sc, tx, rx) = (s.clone(), Arc::clone(&sent), Arc::clone(&received));
+        let pinger = std::thread::spawn(move || {
+            let mut c = dial(&sc, &path, 3, WaitStrategy::eventfd());
+            for k in 0..PINGS {
+                c.send(&[1]).unwrap();
+                // Release: the frame is committed before this is seen.
+                tx.store(k + 1, Release);
+                let end = std::time::Instant::now() + GUARD;
+                while rx.load(Acquire) <= k && std::time::Instant::now() < end {
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            c
+        });
+        let kp = mux.add(l.accept_timeout(GUARD).unwrap()).unwrap();
+        let mut ready = Vec::new();
+        let mut pinged = 0;
+        let end = std::time::Instant::now() + GUARD;
+        while pinged < PINGS {
+            assert!(
+                std::time::Instant::now() < end,
+                "mode {mode}: {pinged} pings"
+            );
+            // Acquire: pairs with the pinger's Release store.
+            let committed = sent.load(Acquire) > pinged;
+            mux.wait(GUARD, &mut ready).unwrap();
+            let reported = ready.contains(&MuxEvent::Ready(kp));
+            assert!(
+                reported || !committed,
+                "mode {mode}: ping {pinged}, committed before the wait, not reported by it"
+            );
+            if ready.contains(&MuxEvent::Ready(kb)) {
+                let c = mux.get_mut(kb).unwrap();
+                // At most 64 a wait, each worked on longer than the peer
+                // takes to send one: its ring never runs dry.
+                for _ in 0..64 {
+                    if c.try_recv().unwrap().is_none() {
+                        break;
+                    }
+                    let t = std::time::Instant::now();
+                    while t.elapsed() < Duration::from_micros(2) {
+                        std::hint::spin_loop();
+                    }
+                }
+            }
+            if reported {
+                let c = mux.get_mut(kp).unwrap();
+                while let Some(f) = c.try_recv().unwrap() {
+                    assert_eq!(&*f, [1]);
+                    pinged += 1;
+                }
+                received.store(pinged, Release);
+            }
+        }
+        drop(pinger.join().unwrap());
+        stop.store(true, Relaxed);
+        // The busy peer may be blocked on a full ring: make room until it
+        // sees `stop`.
+        let c = mux.get_mut(kb).unwrap();
+        let end = std::time::Instant::now() + GUARD;
+        while !busy.is_finished() && std::time::Instant::now() < end {
+            while let Ok(Some(_)) = c.try_recv() {}
+        }
+        drop(busy.join().unwrap());
+    }
+}

@@ -5871,3 +5871,63 @@ fn an_inline_limit_above_the_largest_frame_is_refused_at_connect() {
         }
     }
 }
+
+/// A gap in a caller's sequence numbers ends after the reorder wait in the
+/// worker process, as Ray's receiver ends it: the tasks waiting behind it
+/// are answered (cancelled, not run), counted from when the gap appeared,
+/// while the worker serves another caller all along. The worker looks for
+/// the next reorder deadline among the callers with a gap only (before, it
+/// walked every caller twice a turn: 1,000 idle callers halved a spinning
+/// worker's call rate).
+#[test]
+fn a_gap_in_a_callers_sequence_ends_after_the_reorder_wait() {
+    maybe_run_worker();
+    let s = TestSession::new("reorder");
+    let worker = s.spawn_worker_env(
+        "a_gap_in_a_callers_sequence_ends_after_the_reorder_wait",
+        2,
+        &[(worker_support::ENV_REORDER_MS, "300")],
+    );
+    let mut driver = s.driver();
+    let actor = worker_support::create_counter(&mut driver, worker.id, 0);
+    let mut conn = connect_caller(&s.session, worker.id);
+    let mut enc = Encoder::new();
+    let mut req = add_request(worker.id, &actor);
+    // Sequence number 0 never comes: 1 and 2 wait behind the gap.
+    let start = Instant::now();
+    for seq in [1, 2] {
+        at_seq(&mut req, seq);
+        conn.send_push_task(&mut enc, &req).unwrap();
+    }
+    // Another caller is served meanwhile.
+    for x in 1..=3 {
+        let r = driver
+            .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+            .unwrap();
+        assert_eq!(get_i64(&mut driver, &r), x);
+    }
+    let mut answered = Vec::new();
+    while answered.len() < 2 {
+        let (ok, took) = conn
+            .recv_message_with::<PushTaskReply, _>(GUARD, |r| {
+                (r.status.code == StatusCode::Ok, start.elapsed())
+            })
+            .expect("the tasks behind the gap were never answered");
+        answered.push((ok, took));
+    }
+    for (ok, took) in answered {
+        assert!(!ok, "a task behind the gap was run");
+        assert!(
+            took >= Duration::from_millis(250),
+            "answered {took:?} after the gap appeared, before the 300 ms reorder wait"
+        );
+    }
+    // The counter saw only the other caller's calls.
+    let r = driver
+        .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+        .unwrap();
+    assert_eq!(get_i64(&mut driver, &r), 4);
+    drop(conn);
+    drop(driver);
+    worker.wait_success();
+}

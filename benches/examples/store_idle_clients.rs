@@ -1,9 +1,12 @@
 //! What idle clients cost the others: one store client's put + get +
-//! delete rate (an 8-byte object with 100 bytes of metadata; the get is
-//! the shared index's, no round trip), first alone, then beside `N` other
-//! clients of the same store that connected and do nothing. The store
-//! service runs in a child process (this program, re-run with
-//! `SHMWIRE_IDLE_SERVICE` set), as a node runs it.
+//! delete rate of an 8-byte object, first alone, then beside `N` other
+//! clients of the same store that connected and do nothing, for two kinds
+//! of object: with 100 bytes of metadata (too much for the shared index:
+//! every step is a round trip to the service) and with 8 (indexed: the
+//! `get` is the index's, no round trip, and the delete checks every
+//! client's reference slot for the entry). The store service runs in a
+//! child process (this program, re-run with `SHMWIRE_IDLE_SERVICE` set),
+//! as a node runs it.
 //!
 //! ```text
 //! cargo run --release -p shmwire-bench --example store_idle_clients -- 1000 3
@@ -14,8 +17,10 @@
 //! sides (≈ 8 per client in this process): raise `ulimit -n` for large `N`;
 //! the program stops connecting at the first refusal and says how many it
 //! has. Before the mux left idle connections alone (2026-12-05), 1,000 of
-//! them took the rate from ≈ 277,000 to ≈ 23,500 a second;
-//! `docs/PERFORMANCE.md` ("Night: idle connections") records the runs.
+//! them took the first rate from ≈ 277,000 to ≈ 23,500 a second; the
+//! second still falls with the number of clients (the slot check is
+//! O(clients), `docs/reliability.md`); `docs/PERFORMANCE.md` ("Night: idle
+//! connections") records the runs.
 
 use std::error::Error;
 use std::io::{BufRead, Read};
@@ -91,8 +96,12 @@ fn run(root: &Path, idle: usize, span: Duration) -> Result<(), Box<dyn Error>> {
     }
     // The measuring client first: the idle ones may take every descriptor.
     let c = StoreClient::connect(&session, DEFAULT_STORE_NAME)?;
-    let (alone, alone_worst) = rate(&c, span)?;
-    println!("alone:              {alone:>9.0} put+get+delete/s (slowest {alone_worst:?})");
+    let alone = [rate(&c, span, 100)?, rate(&c, span, 8)?];
+    for (m, (r, worst)) in [100, 8].iter().zip(alone) {
+        println!(
+            "alone,             {m:>3} B metadata: {r:>9.0} put+get+delete/s (slowest {worst:?})"
+        );
+    }
     let mut opts = ClientOptions::default();
     opts.shm.ring_capacity = 256 << 10;
     let mut clients = Vec::with_capacity(idle);
@@ -108,18 +117,21 @@ fn run(root: &Path, idle: usize, span: Duration) -> Result<(), Box<dyn Error>> {
     }
     // Long enough for the service's mux to find them quiet.
     std::thread::sleep(Duration::from_millis(300));
-    let (beside, beside_worst) = rate(&c, span)?;
-    println!(
-        "beside {:>5} idle: {beside:>9.0} put+get+delete/s (slowest {beside_worst:?}), {:.2}x alone",
-        clients.len(),
-        beside / alone
-    );
+    for (m, (a, _)) in [100, 8].iter().zip(alone) {
+        let (r, worst) = rate(&c, span, *m)?;
+        println!(
+            "beside {:>5} idle, {m:>3} B metadata: {r:>9.0} put+get+delete/s (slowest {worst:?}), {:.2}x alone",
+            clients.len(),
+            r / a
+        );
+    }
     Ok(())
 }
 
-/// One client's put + get + delete rate over `span`, and the slowest one.
-fn rate(c: &StoreClient, span: Duration) -> Result<(f64, Duration), Box<dyn Error>> {
-    let meta = [5u8; 100];
+/// One client's put + get + delete rate over `span` with `meta` bytes of
+/// metadata, and the slowest one.
+fn rate(c: &StoreClient, span: Duration, meta: usize) -> Result<(f64, Duration), Box<dyn Error>> {
+    let meta = vec![5u8; meta];
     let (start, mut n, mut worst) = (Instant::now(), 0u32, Duration::ZERO);
     while start.elapsed() < span {
         let t = Instant::now();

@@ -689,6 +689,13 @@ impl<C: MuxConnection> Mux<C> {
                 break;
             }
         }
+        // Every active connection with a frame is reported, not only the
+        // first found: a wait that found work at once (a busy peer's
+        // frames, one reported last time) returned before looking at the
+        // others, which an owner kept busy by one peer then left unread
+        // until their 20 ms tick (the attack on `b1b699d`: a peer sending
+        // every 3 ms waited 17 ms a frame beside a busy one).
+        self.scan(ready);
         // A wait that found work without asking epoll asks it now and
         // then: what only epoll tells (idle connections' frames, TCP data,
         // hang-ups, callers at the listener) must not wait for the busy
@@ -742,6 +749,13 @@ impl<C: MuxConnection> Mux<C> {
                 self.ticks.push(Reverse((d, i)));
             }
             self.room[i] = true;
+            if c.pending_send_bytes() > 0 {
+                // The tick queued output (a TCP heartbeat behind a full
+                // socket; a helper thread's, found now): handed over by
+                // the active connections' pass below and the waits to
+                // come.
+                self.active.touch(i);
+            }
             if if self.held[i] {
                 c.has_ended()
             } else {

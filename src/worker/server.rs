@@ -438,6 +438,11 @@ struct Executor {
     me: WorkerId,
     registry: Arc<FunctionRegistry>,
     callers: HashMap<WorkerId, CallerState>,
+    /// The callers whose queue may hold a reorder wait (a gap in their
+    /// sequence numbers), so that the next deadline is found without
+    /// walking every caller at every turn (1,000 idle callers had halved
+    /// a spinning worker's call rate, most of it in that walk).
+    gapped: Vec<WorkerId>,
     /// Each connection's caller and what the executor counts on it.
     peers: HashMap<PeerKey, Peer>,
     /// The actor-task requests each connection sent last, validated: a
@@ -1011,6 +1016,7 @@ impl Worker {
                 me: options.worker_id,
                 registry,
                 callers: HashMap::new(),
+                gapped: Vec::new(),
                 peers: HashMap::new(),
                 known: HashMap::new(),
                 normal: NormalSchedulingQueue::new(),
@@ -2282,10 +2288,12 @@ impl Executor {
         self.departed = left.len();
     }
 
+    /// The earliest reorder wait's deadline (looked for among the callers
+    /// that may have one).
     fn next_timeout(&self) -> Option<Instant> {
-        self.callers
-            .values()
-            .filter_map(|c| c.queue.next_timeout())
+        self.gapped
+            .iter()
+            .filter_map(|w| self.callers.get(w)?.queue.next_timeout())
             .min()
     }
 
@@ -2293,7 +2301,16 @@ impl Executor {
     /// clock only when there is one to look at.
     fn tick(&mut self, out: &mut Vec<Outgoing>) {
         let holds = self.store.as_ref().is_some_and(|b| !b.holds.is_empty());
-        if !holds && self.next_timeout().is_none() {
+        if !self.gapped.is_empty() {
+            // Callers whose gap closed (or who are gone) are forgotten.
+            let callers = &self.callers;
+            self.gapped.retain(|w| {
+                callers
+                    .get(w)
+                    .is_some_and(|c| c.queue.next_timeout().is_some())
+            });
+        }
+        if !holds && self.gapped.is_empty() {
             return;
         }
         let now = Instant::now();
@@ -2311,10 +2328,15 @@ impl Executor {
             return;
         }
         let due: Vec<WorkerId> = self
-            .callers
+            .gapped
             .iter()
-            .filter(|(_, c)| c.queue.next_timeout().is_some_and(|t| t <= now))
-            .map(|(w, _)| *w)
+            .filter(|w| {
+                self.callers
+                    .get(w)
+                    .and_then(|c| c.queue.next_timeout())
+                    .is_some_and(|t| t <= now)
+            })
+            .copied()
             .collect();
         for caller in due {
             let decisions = match self.callers.get_mut(&caller) {
@@ -2582,6 +2604,9 @@ impl Executor {
         cs.queue.add(seq, cpu, item, true, now);
         let mut decisions = std::mem::take(&mut self.deliveries);
         cs.queue.poll_into(now, &mut decisions);
+        if cs.queue.next_timeout().is_some() && !self.gapped.contains(&caller) {
+            self.gapped.push(caller);
+        }
         for d in decisions.drain(..) {
             self.carry_out(caller, d, Some(&here), func, out);
         }

@@ -53,6 +53,8 @@ pub const ENV_MAX_CONNECTIONS: &str = "SHMWIRE_WORKER_TEST_MAX_CONNECTIONS";
 pub const ENV_MAX_CACHED: &str = "SHMWIRE_WORKER_TEST_MAX_CACHED";
 /// If set: the worker's `unread_reply_timeout` in milliseconds.
 pub const ENV_UNREAD_MS: &str = "SHMWIRE_WORKER_TEST_UNREAD_MS";
+/// If set: the worker's `reorder_wait` in milliseconds.
+pub const ENV_REORDER_MS: &str = "SHMWIRE_WORKER_TEST_REORDER_MS";
 pub const MODULE: &str = "worker_tests";
 /// Bound on every wait of these tests.
 pub const GUARD: Duration = Duration::from_secs(60);
@@ -357,6 +359,9 @@ pub fn maybe_run_worker() {
     }
     if let Ok(ms) = std::env::var(ENV_UNREAD_MS) {
         options.unread_reply_timeout = Duration::from_millis(ms.parse().unwrap());
+    }
+    if let Ok(ms) = std::env::var(ENV_REORDER_MS) {
+        options.reorder_wait = Duration::from_millis(ms.parse().unwrap());
     }
     if let Ok(addr) = std::env::var(ENV_OBJECT_ENDPOINT) {
         options.object_manager_address = Some(addr.parse().unwrap());
