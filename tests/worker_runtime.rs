@@ -5875,29 +5875,42 @@ fn an_inline_limit_above_the_largest_frame_is_refused_at_connect() {
 /// A gap in a caller's sequence numbers ends after the reorder wait in the
 /// worker process, as Ray's receiver ends it: the tasks waiting behind it
 /// are answered (cancelled, not run), counted from when the gap appeared,
-/// while the worker serves another caller all along. The worker looks for
-/// the next reorder deadline among the callers with a gap only (before, it
-/// walked every caller twice a turn: 1,000 idle callers halved a spinning
-/// worker's call rate).
+/// while the worker serves another caller all along. A gap that closes
+/// runs its tasks, and a later gap of the same caller gets a full wait of
+/// its own. The worker keeps the callers with a gap in deadline order
+/// (before, it walked every caller twice a turn: 1,000 idle callers halved
+/// a spinning worker's call rate; then a list of the gapped ones, looked
+/// up at every turn: 1,000 callers with a gap each cut it 15×).
 #[test]
 fn a_gap_in_a_callers_sequence_ends_after_the_reorder_wait() {
     maybe_run_worker();
     let s = TestSession::new("reorder");
     let worker = s.spawn_worker_env(
         "a_gap_in_a_callers_sequence_ends_after_the_reorder_wait",
-        2,
+        3,
         &[(worker_support::ENV_REORDER_MS, "300")],
     );
     let mut driver = s.driver();
     let actor = worker_support::create_counter(&mut driver, worker.id, 0);
-    let mut conn = connect_caller(&s.session, worker.id);
     let mut enc = Encoder::new();
     let mut req = add_request(worker.id, &actor);
+    // Each reply's status (Ok or not) and when it came, `n` of them.
+    let replies = |conn: &mut shmwire::transport::AnyConnection, n: usize| {
+        (0..n)
+            .map(|_| {
+                conn.recv_message_with::<PushTaskReply, _>(GUARD, |r| {
+                    (r.status.code == StatusCode::Ok, Instant::now())
+                })
+                .expect("a task was never answered")
+            })
+            .collect::<Vec<_>>()
+    };
     // Sequence number 0 never comes: 1 and 2 wait behind the gap.
+    let mut a = connect_caller(&s.session, worker.id);
     let start = Instant::now();
     for seq in [1, 2] {
         at_seq(&mut req, seq);
-        conn.send_push_task(&mut enc, &req).unwrap();
+        a.send_push_task(&mut enc, &req).unwrap();
     }
     // Another caller is served meanwhile.
     for x in 1..=3 {
@@ -5906,28 +5919,43 @@ fn a_gap_in_a_callers_sequence_ends_after_the_reorder_wait() {
             .unwrap();
         assert_eq!(get_i64(&mut driver, &r), x);
     }
-    let mut answered = Vec::new();
-    while answered.len() < 2 {
-        let (ok, took) = conn
-            .recv_message_with::<PushTaskReply, _>(GUARD, |r| {
-                (r.status.code == StatusCode::Ok, start.elapsed())
-            })
-            .expect("the tasks behind the gap were never answered");
-        answered.push((ok, took));
-    }
-    for (ok, took) in answered {
+    for (ok, at) in replies(&mut a, 2) {
         assert!(!ok, "a task behind the gap was run");
+        let took = at - start;
         assert!(
             took >= Duration::from_millis(250),
             "answered {took:?} after the gap appeared, before the 300 ms reorder wait"
         );
     }
-    // The counter saw only the other caller's calls.
+    // A gap that closes (0 comes 100 ms late) runs its tasks; the same
+    // caller's next gap (3 missing) waits a full reorder wait of its own,
+    // though the first gap's deadline passes meanwhile.
+    let mut b = connect_caller(&s.session, worker.id);
+    for seq in [1, 2] {
+        at_seq(&mut req, seq);
+        b.send_push_task(&mut enc, &req).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    at_seq(&mut req, 0);
+    b.send_push_task(&mut enc, &req).unwrap();
+    let ran = replies(&mut b, 3);
+    assert!(ran.iter().all(|(ok, _)| *ok), "{ran:?}");
+    let second = Instant::now();
+    at_seq(&mut req, 4);
+    b.send_push_task(&mut enc, &req).unwrap();
+    let (ok, at) = replies(&mut b, 1)[0];
+    assert!(!ok, "the task behind the second gap was run");
+    let took = at - second;
+    assert!(
+        took >= Duration::from_millis(250),
+        "the second gap answered {took:?} after it appeared, before the 300 ms reorder wait"
+    );
+    // The counter saw the driver's calls and the three that ran.
     let r = driver
         .submit_actor_task(&actor, "add", vec![i64_arg(1)])
         .unwrap();
-    assert_eq!(get_i64(&mut driver, &r), 4);
-    drop(conn);
+    assert_eq!(get_i64(&mut driver, &r), 7);
+    drop((a, b));
     drop(driver);
     worker.wait_success();
 }
