@@ -373,19 +373,7 @@ fn a_service_out_of_descriptors_says_so() {
     let dir = fallback_dir(&env);
     // The service runs with at most 64 descriptors (soft and hard: it
     // cannot raise them), each fallback object keeping one.
-    let exe = std::env::current_exe().unwrap();
-    let mut cmd = std::process::Command::new("sh");
-    cmd.arg("-c")
-        .arg("ulimit -n 64 && exec \"$0\" \"$@\"")
-        .arg(exe)
-        .args([TEST, "--exact", "--nocapture", "--test-threads=1"])
-        .env("SHMWIRE_STORE_CHILD", "service")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped());
-    for (k, v) in pass(&env, "fbnofile", &dir) {
-        cmd.env(k, v);
-    }
-    let mut service = cmd.spawn().unwrap();
+    let mut service = spawn_child_with_nofile(TEST, "service", &pass(&env, "fbnofile", &dir), 64);
     expect_line(&stdout_lines(&mut service), "ready");
     let c = connect(&env.session);
     let mut made = Vec::new();

@@ -1545,19 +1545,7 @@ fn a_client_out_of_descriptors_is_told_so_not_that_the_store_is_gone() {
     }
     let env = Env::new("nofile");
     let mut service = spawn_store(TEST, &env, "nofile");
-    let exe = std::env::current_exe().unwrap();
-    let mut cmd = std::process::Command::new("sh");
-    cmd.arg("-c")
-        .arg("ulimit -n 256 && exec \"$0\" \"$@\"")
-        .arg(exe)
-        .args([TEST, "--exact", "--nocapture", "--test-threads=1"])
-        .env("SHMWIRE_STORE_CHILD", "client")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped());
-    for (k, v) in pass(&env, "nofile") {
-        cmd.env(k, v);
-    }
-    let mut client = cmd.spawn().unwrap();
+    let mut client = spawn_child_with_nofile(TEST, "client", &pass(&env, "nofile"), 256);
     let lines = stdout_lines(&mut client);
     let mut got = Vec::new();
     loop {

@@ -12,8 +12,8 @@ use shmwire::ids::{NodeId, WorkerId};
 use shmwire::spec::{Address, Encoder, FunctionDescriptor, PushTaskRequest, TaskSpecBuilder};
 use shmwire::transport::{
     connect_shm, AnyConnection, ConnectError, Connection, Connector, ListenOptions, Listener,
-    MessageConnection, Mux, MuxEvent, RecvError, SendError, SessionToken, ShmConnection,
-    ShmListener, ShmOptions, TransportKind,
+    MessageConnection, Mux, MuxConnection, MuxEvent, RecvError, SendError, SessionToken,
+    ShmConnection, ShmListener, ShmOptions, TransportKind,
 };
 use shmwire::wake::WaitStrategy;
 
@@ -43,6 +43,40 @@ fn dial(
 /// The node layer's directory of `s` (what `Connector`s look workers up in).
 fn dir(s: &shmwire::shm::Session) -> shmwire::node::Directory {
     shmwire::node::Directory::for_session(s).unwrap()
+}
+
+/// Worker 1's listener in `s` on shared memory (eventfd waits) and TCP
+/// (127.0.0.1), and its address on `node`.
+fn shm_and_tcp_listener(s: &shmwire::shm::Session, node: NodeId) -> (Listener, Address) {
+    let opts = ListenOptions {
+        shm: Some(ShmOptions::with_wait(WaitStrategy::eventfd())),
+        tcp: Some("127.0.0.1:0".parse().unwrap()),
+        name: None,
+        stats: None,
+    };
+    let listener = Listener::bind(s, cfg(1, s), opts, &dir(s)).unwrap();
+    let addr = listener.address(node);
+    (listener, addr)
+}
+
+/// The mux tests' wait modes: 0 sleeps at once, 1 spins, 2 spins for
+/// 80 µs, then sleeps.
+fn set_wait_mode<C: MuxConnection>(mux: &mut Mux<C>, mode: u8) {
+    match mode {
+        1 => mux.set_spin(true),
+        2 => mux.set_spin_window(Duration::from_micros(80)),
+        _ => {}
+    }
+}
+
+/// Works 2 µs on a received frame: longer than a spinning peer takes to
+/// send one, so that peer's ring never runs dry and every wait finds work
+/// at once.
+fn work_on_a_frame() {
+    let t = std::time::Instant::now();
+    while t.elapsed() < Duration::from_micros(2) {
+        std::hint::spin_loop();
+    }
 }
 
 #[test]
@@ -304,14 +338,7 @@ fn mux_accepts_in_the_same_loop() {
     let env = env("muxaccept");
     let s = &env.0;
     let node = NodeId::from_array([5; 28]);
-    let opts = ListenOptions {
-        shm: Some(ShmOptions::with_wait(WaitStrategy::eventfd())),
-        tcp: Some("127.0.0.1:0".parse().unwrap()),
-        name: None,
-        stats: None,
-    };
-    let listener = Listener::bind(s, cfg(1, s), opts, &dir(s)).unwrap();
-    let addr = listener.address(node);
+    let (listener, addr) = shm_and_tcp_listener(s, node);
     let mut mux: Mux<AnyConnection> = Mux::new().unwrap();
     assert!(mux.set_listener(listener).unwrap().is_none());
     let sc = s.clone();
@@ -461,11 +488,7 @@ fn mux_idle_connections_cost_a_wait_nothing_and_still_wake_it() {
             }
         });
         let mut mux = Mux::new().unwrap();
-        match mode {
-            1 => mux.set_spin(true),
-            2 => mux.set_spin_window(Duration::from_micros(80)),
-            _ => {}
-        }
+        set_wait_mode(&mut mux, mode);
         let keys: Vec<_> = (0..IDLE)
             .map(|_| mux.add(l.accept_timeout(GUARD).unwrap()).unwrap())
             .collect();
@@ -524,12 +547,7 @@ fn mux_idle_connections_cost_a_wait_nothing_and_still_wake_it() {
                     if k == kb {
                         assert_eq!(&*f, got.to_le_bytes(), "mode {mode}");
                         *got += 1;
-                        // Work on it slower than the peer sends, so its
-                        // ring never runs dry.
-                        let t = std::time::Instant::now();
-                        while t.elapsed() < Duration::from_micros(2) {
-                            std::hint::spin_loop();
-                        }
+                        work_on_a_frame();
                     } else {
                         idle_frame = Some(f[0]);
                     }
@@ -596,21 +614,10 @@ fn a_busy_peer_does_not_hold_up_what_only_epoll_reports() {
         let env = env(&format!("muxbusy{mode}"));
         let s = &env.0;
         let node = NodeId::from_array([5; 28]);
-        let opts = ListenOptions {
-            shm: Some(ShmOptions::with_wait(WaitStrategy::eventfd())),
-            tcp: Some("127.0.0.1:0".parse().unwrap()),
-            name: None,
-            stats: None,
-        };
-        let listener = Listener::bind(s, cfg(1, s), opts, &dir(s)).unwrap();
-        let addr = listener.address(node);
+        let (listener, addr) = shm_and_tcp_listener(s, node);
         let mut mux: Mux<AnyConnection> = Mux::new().unwrap();
         mux.set_listener(listener).unwrap();
-        match mode {
-            1 => mux.set_spin(true),
-            2 => mux.set_spin_window(Duration::from_micros(80)),
-            _ => {}
-        }
+        set_wait_mode(&mut mux, mode);
         let connector = |n: u8| Connector::new(cfg(n, s), node).with_session(s, Arc::new(dir(s)));
         // The busy peer: sends without a pause until told to stop.
         let stop = Arc::new(AtomicBool::new(false));
@@ -653,10 +660,7 @@ fn a_busy_peer_does_not_hold_up_what_only_epoll_reports() {
                             };
                             assert_eq!(&*f, got.to_le_bytes(), "mode {mode}");
                             got += 1;
-                            let t = std::time::Instant::now();
-                            while t.elapsed() < Duration::from_micros(2) {
-                                std::hint::spin_loop();
-                            }
+                            work_on_a_frame();
                         }
                     }
                     MuxEvent::Ready(k) => {
@@ -720,11 +724,7 @@ fn every_active_peer_with_a_frame_is_reported_beside_a_busy_one() {
             .unwrap();
         let path = l.socket_path().to_owned();
         let mut mux = Mux::new().unwrap();
-        match mode {
-            1 => mux.set_spin(true),
-            2 => mux.set_spin_window(Duration::from_micros(80)),
-            _ => {}
-        }
+        set_wait_mode(&mut mux, mode);
         let stop = Arc::new(AtomicBool::new(false));
         let (sc, p, st) = (s.clone(), path.clone(), Arc::clone(&stop));
         let busy = std::thread::spawn(move || {
@@ -778,10 +778,7 @@ fn every_active_peer_with_a_frame_is_reported_beside_a_busy_one() {
                     if c.try_recv().unwrap().is_none() {
                         break;
                     }
-                    let t = std::time::Instant::now();
-                    while t.elapsed() < Duration::from_micros(2) {
-                        std::hint::spin_loop();
-                    }
+                    work_on_a_frame();
                 }
             }
             if reported {

@@ -1425,7 +1425,19 @@ impl Session {
             let regular = md.file_type().is_file();
             match kind {
                 FileKind::OwnerLock(_) | FileKind::Entry if regular => {
-                    let live = matches!(probe_owner(&path), Ok(OwnerState::Live));
+                    let live = match probe_owner(&path) {
+                        Ok(state) => matches!(state, OwnerState::Live),
+                        // Out of descriptors or memory says nothing of the
+                        // owner: an error, not "dead" (as the directory's
+                        // lookups; see `Directory::probe`).
+                        Err(e)
+                            if crate::sys::fs::is_out_of_descriptors(&e)
+                                || crate::sys::fs::is_out_of_memory(&e) =>
+                        {
+                            return Err(ShmError::io("flock", &path, e));
+                        }
+                        Err(_) => false,
+                    };
                     let list = match (kind, live) {
                         (FileKind::Entry, true) => &mut st.live_entries,
                         (FileKind::Entry, false) => &mut st.dead_entries,

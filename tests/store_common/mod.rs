@@ -140,8 +140,34 @@ pub fn checksum(bytes: &[u8]) -> u64 {
 /// Spawns this test binary again to run test `test` as a child with
 /// `role` (passed in `SHMWIRE_STORE_CHILD`) and extra environment.
 pub fn spawn_child(test: &str, role: &str, env: &[(&str, String)]) -> Child {
-    let exe = std::env::current_exe().unwrap();
-    let mut cmd = Command::new(exe);
+    child_command(
+        Command::new(std::env::current_exe().unwrap()),
+        test,
+        role,
+        env,
+    )
+    .spawn()
+    .unwrap()
+}
+
+/// [`spawn_child`] with its open-file limit (soft and hard: it cannot
+/// raise it) at `nofile`, through `sh -c "ulimit -n …"`.
+pub fn spawn_child_with_nofile(
+    test: &str,
+    role: &str,
+    env: &[(&str, String)],
+    nofile: u32,
+) -> Child {
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
+        .arg(std::env::current_exe().unwrap());
+    child_command(sh, test, role, env).spawn().unwrap()
+}
+
+/// `cmd` given the arguments and environment of a child running `test`
+/// as `role`.
+fn child_command(mut cmd: Command, test: &str, role: &str, env: &[(&str, String)]) -> Command {
     cmd.args([test, "--exact", "--nocapture", "--test-threads=1"])
         .env("SHMWIRE_STORE_CHILD", role)
         .stdin(Stdio::null())
@@ -150,7 +176,7 @@ pub fn spawn_child(test: &str, role: &str, env: &[(&str, String)]) -> Child {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.spawn().unwrap()
+    cmd
 }
 
 /// The child role of this process, if it is a child.
