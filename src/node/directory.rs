@@ -487,8 +487,14 @@ impl Directory {
             return Ok(None);
         };
         let live = self.list().map_err(|e| match e {
+            // The directory, or an entry it could not probe (out of
+            // descriptors or memory).
             LookupError::Io { path, source } => PublishError::Io {
-                op: "list directory",
+                op: if path == self.root {
+                    "list directory"
+                } else {
+                    "probe entry"
+                },
                 path,
                 source,
             },
