@@ -1570,3 +1570,92 @@ fn a_client_out_of_descriptors_is_told_so_not_that_the_store_is_gone() {
     );
     assert!(got.iter().any(|l| l.contains("connected")), "{got:#?}");
 }
+
+/// An object held through the shared index by another process outlives
+/// its delete, beside clients that hold nothing. A delete reads each
+/// client's total first and that client's slot only when the total is not
+/// 0 (idle clients cost a delete a cached load, not a cold slot line); the
+/// holder's total must say it holds something, or the service would free
+/// the object under it. The holder (a child) takes the object through the
+/// index, the parent (with 40 idle clients and one that took and gave back
+/// an object, all holding nothing) deletes it: the id stays in use, a put
+/// that needs its room fails, the holder reads its bytes intact, and once
+/// it drops its buffer the room comes back.
+#[test]
+fn an_object_held_through_the_index_elsewhere_outlives_its_delete_beside_idle_clients() {
+    const TEST: &str =
+        "an_object_held_through_the_index_elsewhere_outlives_its_delete_beside_idle_clients";
+    const SIZE: usize = 1536 << 10;
+    let x = shared_oid(60, 0);
+    match child_role().as_deref() {
+        Some("service") => {
+            serve_store(shmwire::store::StoreConfig::new(4 << 20));
+            return;
+        }
+        Some("holder") => {
+            let c = connect(&child_session());
+            assert_eq!(c.indexed(x), Some(true), "the object is in the index");
+            let got = c.get(&[x], GUARD).unwrap();
+            let held = got[0].as_ref().expect("sealed by the parent");
+            println!("held");
+            let go = std::path::PathBuf::from(child_env("SHMWIRE_TEST_GO"));
+            let deadline = Instant::now() + GUARD;
+            while !go.exists() {
+                assert!(Instant::now() < deadline, "never told to look");
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            assert!(
+                held[..] == contents(60, SIZE)[..],
+                "bytes changed while held"
+            );
+            println!("intact");
+            drop(got);
+            println!("dropped");
+            return;
+        }
+        Some(other) => panic!("unknown role {other}"),
+        None => {}
+    }
+    let env = Env::new("idleheld");
+    let mut service = spawn_store(TEST, &env, "idleheld");
+    let idle: Vec<StoreClient> = (0..40).map(|_| connect(&env.session)).collect();
+    let a = connect(&env.session);
+    // One client that took and gave back an object: its slot shows uses,
+    // its total is 0 again.
+    a.put(shared_oid(60, 1), b"once", b"o").unwrap();
+    drop(idle[0].get(&[shared_oid(60, 1)], GUARD).unwrap());
+    a.delete(&[shared_oid(60, 1)]).unwrap();
+    a.put(x, &contents(60, SIZE), b"x").unwrap();
+    let go = env.root.path().join("go");
+    let mut env_vars = pass(&env, "idleheld");
+    env_vars.push(("SHMWIRE_TEST_GO", go.display().to_string()));
+    let mut holder = spawn_child(TEST, "holder", &env_vars);
+    let lines = stdout_lines(&mut holder);
+    expect_line(&lines, "held");
+    a.delete(&[x]).unwrap();
+    assert!(
+        matches!(
+            a.create(x, 1, b""),
+            Err(StoreError::ObjectInUse { holders: 1, .. })
+        ),
+        "the holder's reference was not seen"
+    );
+    // Its room is not free: 3 MiB do not fit beside it in 4 MiB.
+    let big = shared_oid(60, 2);
+    assert!(
+        matches!(
+            a.put(big, &contents(61, 3 << 20), b""),
+            Err(StoreError::StoreFull { .. })
+        ),
+        "the held object's room was given away"
+    );
+    std::fs::write(&go, b"").unwrap();
+    expect_line(&lines, "intact");
+    expect_line(&lines, "dropped");
+    assert!(wait_status(&mut holder), "the holder failed");
+    eventually("the room of the deleted object", || {
+        a.put(big, &contents(61, 3 << 20), b"").is_ok()
+    });
+    drop(idle);
+    kill9(&mut service);
+}

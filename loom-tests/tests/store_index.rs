@@ -19,9 +19,9 @@
 //! | --- | --- |
 //! | writer: `seq` odd → fence → words → `seq` even (Release) | `lookup_races_clear`, `get_races_publish`, `get_races_eviction` |
 //! | reader: `seq` (Acquire) → words → fence(Acquire) → `seq` re-check | `lookup_races_clear`, `get_races_publish`, `get_races_eviction` |
-//! | client: slot increment → fence → `seq` re-check, against the service's odd `seq` → fence → slot loads | `get_races_eviction` |
-//! | service: slot loads (Acquire) before the free, against the client's release (`fetch_sub` Release) | `get_races_eviction`, `delete_races_last_release` |
-//! | client: release → fence → state load, against the service's pending state → fence → slot loads | `delete_races_last_release` |
+//! | client: total increment → slot increment → fence → `seq` re-check, against the service's odd `seq` → fence → total load → slot load | `get_races_eviction`, `delete_races_release_and_take_on_one_total` |
+//! | service: total and slot loads (Acquire) before the free, against the client's release (slot `fetch_sub` Release → total `fetch_sub` Release) | `get_races_eviction`, `delete_races_last_release`, `delete_races_release_and_take_on_one_total` |
+//! | client: release (slot, then total) → fence → state load, against the service's pending state → fence → total load → slot load | `delete_races_last_release`, `delete_races_release_and_take_on_one_total` |
 //! | client: repair of a raised slot (compare-exchange Release) → fence → state load, against the same | `delete_races_repair_of_a_raised_slot` |
 //! | client: tally raised → slot `fetch_add` (Release), against the repair's slot load (Acquire) → tally load; slot `fetch_sub` → tally decrement (Release), against the repair's tally load (Acquire) → compare-exchange | `repair_races_take_and_release` |
 //!
@@ -77,6 +77,8 @@ fn explore(name: &str, f: impl Fn() + Sync + Send + 'static) {
 struct Shared {
     index: Vec<AtomicU64>,
     slots: Vec<AtomicU64>,
+    /// The client's total: references held over all its slots.
+    total: AtomicU64,
     /// The client's private tally (`repair_races_take_and_release`).
     tally: Vec<AtomicU32>,
     /// The object's bytes in the arena.
@@ -90,6 +92,7 @@ impl Shared {
                 .map(|_| AtomicU64::new(0))
                 .collect(),
             slots: (0..ENTRIES).map(|_| AtomicU64::new(0)).collect(),
+            total: AtomicU64::new(0),
             tally: (0..ENTRIES).map(|_| AtomicU32::new(0)).collect(),
             data: UnsafeCell::new(bytes),
         })
@@ -100,7 +103,7 @@ impl Shared {
     }
 
     fn slots(&self) -> RefSlots<'_> {
-        RefSlots::new(&self.slots)
+        RefSlots::new(&self.slots, &self.total)
     }
 
     fn tally(&self) -> Tally<'_> {
@@ -276,9 +279,11 @@ fn delete_races_repair_of_a_raised_slot() {
         let s = Shared::new(7);
         let mut w = IndexWriter::new(&s.index());
         let pos = w.publish(&s.index(), &record(1)).unwrap();
-        // Another process wrote one reference into the client's slot.
-        // Relaxed: before the threads start (spawn orders it).
+        // Another process wrote one reference into the client's slot (and
+        // its total, or the service would not read the slot).
+        // Relaxed: before the threads start (spawn orders them).
         s.slots[pos as usize].store(1, Ordering::Relaxed);
+        s.total.store(1, Ordering::Relaxed);
         let s2 = Arc::clone(&s);
         let client = thread::spawn(move || {
             let tell = repair_slot(&s2.index(), &s2.slots(), &s2.tally(), pos);
@@ -301,8 +306,9 @@ fn repair_races_take_and_release() {
         let s = Shared::new(7);
         let mut w = IndexWriter::new(&s.index());
         let pos = w.publish(&s.index(), &record(1)).unwrap();
-        // Relaxed: before the threads start (spawn orders it).
+        // Relaxed: before the threads start (spawn orders them).
         s.slots[pos as usize].store(2, Ordering::Relaxed);
+        s.total.store(2, Ordering::Relaxed);
         let Lookup::Found(snap) = s.index().lookup(&id(1)) else {
             panic!("published")
         };
@@ -342,5 +348,58 @@ fn repair_races_take_and_release() {
             // SAFETY (model): freed, nobody holds it.
             s.data.with_mut(|p| unsafe { *p = 99 });
         }
+    });
+}
+
+/// One client, two threads sharing its total: one gives back the reference
+/// the client held while the other takes a new one on the same object and
+/// reads it, and the service deletes the object meanwhile. The total goes
+/// 1 → 2 → 1 or 1 → 0 → 1 under the service's look: a total of 0 is only
+/// ever read when the slot holds nothing, so the object is freed exactly
+/// once, never while the second thread reads it, and only after both let
+/// go (by the delete, or by a reap).
+#[test]
+fn delete_races_release_and_take_on_one_total() {
+    explore("delete_races_release_and_take_on_one_total", || {
+        let s = Shared::new(7);
+        let mut w = IndexWriter::new(&s.index());
+        let pos = w.publish(&s.index(), &record(1)).unwrap();
+        let Lookup::Found(snap) = s.index().lookup(&id(1)) else {
+            panic!("published")
+        };
+        assert!(s.index().try_acquire(&s.slots(), &snap));
+        let s2 = Arc::clone(&s);
+        let giver = thread::spawn(move || release(&s2.index(), &s2.slots(), snap.pos));
+        let s3 = Arc::clone(&s);
+        let taker = thread::spawn(move || {
+            if !s3.index().try_acquire(&s3.slots(), &snap) {
+                return (false, false);
+            }
+            // SAFETY (model): read while holding the reference.
+            let v = s3.data.with(|p| unsafe { *p });
+            assert_eq!(v, 7, "the object's bytes while held");
+            (true, release(&s3.index(), &s3.slots(), snap.pos))
+        });
+        let freed = w.retire(&s.index(), [s.slots()], pos, &record(1));
+        if freed {
+            // SAFETY (model): freed, nobody holds it.
+            s.data.with_mut(|p| unsafe { *p = 99 });
+        }
+        let gave_told = giver.join().unwrap();
+        let (took, took_told) = taker.join().unwrap();
+        if !freed {
+            // A take that backs off (it saw the delete) tells nobody: the
+            // service's reap backstop finds such an entry. A take that
+            // held the object released it last, or the delete saw it.
+            assert!(
+                gave_told || took_told || !took,
+                "a held delete must hear of the last release"
+            );
+            assert!(w.reap(&s.index(), [s.slots()], pos), "nobody holds it");
+            // SAFETY (model): freed, nobody holds it.
+            s.data.with_mut(|p| unsafe { *p = 99 });
+        }
+        // Relaxed: every thread joined.
+        assert_eq!(s.total.load(Ordering::Relaxed), 0);
     });
 }

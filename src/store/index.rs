@@ -39,18 +39,29 @@
 //! * **Taking a reference** ([`IndexWords::try_acquire`], client) against
 //!   **retracting an entry** ([`IndexWriter::try_evict`] /
 //!   [`IndexWriter::retire`], service) is a Dekker pair: the client adds to
-//!   its slot, `fence(SeqCst)`, loads `seq`; the service stores a new `seq`,
-//!   `fence(SeqCst)`, loads every client's slot. By the fences' total order
-//!   at least one side sees the other: either the service sees the
-//!   reference (the object is held and stays), or the client sees the new
-//!   `seq` and gives its reference back without touching the object.
-//! * **Releasing** ([`release`], client): `fetch_sub` of the slot (Release —
-//!   pairs with the Acquire loads of the slots in [`holds`]: the client's
-//!   reads of the object happen before the service frees it), then
-//!   `fence(SeqCst)` and a load of the entry's state: against the service's
-//!   "mark pending, `fence(SeqCst)`, load the slots" of a delete, either the
-//!   service sees the released slot and frees the object itself, or the
-//!   client sees "delete pending" and tells the service (a `Reap` message).
+//!   its total (Relaxed) and its slot, `fence(SeqCst)`, loads `seq`; the
+//!   service stores a new `seq`, `fence(SeqCst)`, and per client loads the
+//!   total and, when it is not 0, the slot ([`refs_held`]). By the fences'
+//!   total order at least one side sees the other: either the service sees
+//!   the total and the reference (the object is held and stays), or the
+//!   client sees the new `seq` and gives its reference back (slot, then
+//!   total) without touching the object.
+//! * **Releasing** ([`release`], client): `fetch_sub` of the slot, then of
+//!   the total (both Release — pairing with the Acquire loads of the total
+//!   and the slots in [`refs_held`] and [`holds`]: the client's reads of
+//!   the object happen before the service frees it), then `fence(SeqCst)`
+//!   and a load of the entry's state: against the service's "mark pending,
+//!   `fence(SeqCst)`, load the totals and slots" of a delete, either the
+//!   service sees the released slot (or a total of 0) and frees the object
+//!   itself, or the client sees "delete pending" and tells the service (a
+//!   `Reap` message).
+//! * **The total** counts the client's references over all entries: raised
+//!   before a slot, lowered after it, so honestly it is 0 only when every
+//!   slot's count is. A delete reads one total per client and the slot
+//!   only of a client whose total is not 0 — a client that holds nothing
+//!   costs one load of a line it has not written since (cached while it is
+//!   idle), not one slot line per entry. The uses (LRU) are in the slots
+//!   only, and [`holds`] reads them all (eviction's second chance).
 //! * **Repairing a slot** ([`repair_slot`], client, concurrently with its
 //!   own takes and releases): the client also counts its references in a
 //!   private [`Tally`], raised before the slot (the slot's increment is
@@ -78,7 +89,12 @@
 //! process that scribbles on a client's slots can pin objects, as holding
 //! buffers would, until that client repairs its slots from its private
 //! tally — [`repair_slot`], every second in the node and in workers — or
-//! disconnects).
+//! disconnects). A total is only ever a reason to read the slots: a
+//! scribbled total that is not 0 (or one a release wrapped below 0) makes
+//! the service read that client's slots as it read every client's before
+//! the totals; it is not repaired. A total lowered to 0 under held
+//! references hides them, as lowering the slots themselves would (the
+//! residual risk docs/store.md names).
 
 use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
 
@@ -366,16 +382,21 @@ pub struct IndexWords<'a, L: EntryLayout = FullEntry> {
     layout: std::marker::PhantomData<L>,
 }
 
-/// One client's reference slots: one word per index entry.
+/// One client's reference slots: one word per index entry, and the
+/// client's **total**: the references it holds over all entries, raised
+/// before a slot and lowered after it, which the service reads first and
+/// skips the client's slot when it is 0 (see [`refs_held`]).
 #[derive(Debug, Clone, Copy)]
 pub struct RefSlots<'a> {
     words: &'a [AtomicU64],
+    total: &'a AtomicU64,
 }
 
 impl<'a> RefSlots<'a> {
-    /// Slots over `words` (one per index entry).
-    pub fn new(words: &'a [AtomicU64]) -> Self {
-        Self { words }
+    /// Slots over `words` (one per index entry) with the client's
+    /// `total` word.
+    pub fn new(words: &'a [AtomicU64], total: &'a AtomicU64) -> Self {
+        Self { words, total }
     }
 
     fn slot(&self, pos: u32) -> Option<&'a AtomicU64> {
@@ -523,6 +544,11 @@ impl<'a, L: EntryLayout> IndexWords<'a, L> {
         let Some(slot) = slots.slot(snap.pos) else {
             return false;
         };
+        // Relaxed: towards the service, ordered by the SeqCst fence below
+        // (a service whose fence comes after ours sees this increment or
+        // a later value, and then the slot's); raised before the slot so
+        // that the total is never below what the slots honestly hold.
+        slots.total.fetch_add(1, Ordering::Relaxed);
         // Release: pairs with the Acquire slot load in `repair_slot` (a
         // repair that sees this reference sees the tally raised before it,
         // `try_acquire_counted`); towards the service, ordered by the
@@ -538,6 +564,9 @@ impl<'a, L: EntryLayout> IndexWords<'a, L> {
         } else {
             // Release: pairs with the Acquire loads in `holds`.
             slot.fetch_sub(REF_ONE, Ordering::Release);
+            // Release: pairs with the Acquire total load in `refs_held`
+            // (lowered after the slot).
+            slots.total.fetch_sub(1, Ordering::Release);
             false
         }
     }
@@ -600,8 +629,38 @@ impl<'a, L: EntryLayout> IndexWords<'a, L> {
     }
 }
 
+/// References held on entry `pos` over every client's slots, reading a
+/// client's slot only when its total is not 0: a client that holds
+/// nothing costs one load of a line it has not written since the last
+/// look (a cached line while it is idle), not a slot line per entry. The
+/// count is what [`holds`] says of the references; the uses are not read.
+///
+/// Per client: the total (Acquire: pairs with the Release decrement in
+/// [`release`] and the back-off — a 0 read from it comes with the slot's
+/// decrement and the client's reads of the object before it), then the
+/// slot (Acquire, as in [`holds`]). Against a take or release, the
+/// caller's `fence(SeqCst)` before this (retire's, evict's) is the Dekker
+/// partner of the client's: the total is raised before the client's fence
+/// and lowered after the slot, so a 0 seen after the fences' order put the
+/// client first means the slot says 0 too.
+pub fn refs_held<'s>(slots: impl IntoIterator<Item = RefSlots<'s>>, pos: u32) -> u64 {
+    let mut refs = 0u64;
+    for s in slots {
+        if s.total.load(Ordering::Acquire) == 0 {
+            continue;
+        }
+        if let Some(w) = s.slot(pos) {
+            // Acquire: pairs with the Release fetch_sub in `release` (and
+            // the back-off in try_acquire), as in `holds`.
+            refs = refs.saturating_add(w.load(Ordering::Acquire) & 0xffff_ffff);
+        }
+    }
+    refs
+}
+
 /// References and uses held on entry `pos` over every client's slots:
-/// (sum of references, sum of uses, wrapping).
+/// (sum of references, sum of uses, wrapping). Reads every client's slot
+/// (the uses are wanted); [`refs_held`] is the cheap count of references.
 pub fn holds<'s>(slots: impl IntoIterator<Item = RefSlots<'s>>, pos: u32) -> (u64, u64) {
     let mut refs = 0u64;
     let mut uses = 0u64;
@@ -627,6 +686,10 @@ pub fn release<L: EntryLayout>(index: &IndexWords<'_, L>, slots: &RefSlots<'_>, 
     };
     // Release: pairs with the Acquire loads in `holds`.
     slot.fetch_sub(REF_ONE, Ordering::Release);
+    // Release: pairs with the Acquire total load in `refs_held` (lowered
+    // after the slot; the fence in `pending_after_release` orders it
+    // before the state load, against a delete).
+    slots.total.fetch_sub(1, Ordering::Release);
     pending_after_release(index, pos)
 }
 
@@ -769,8 +832,7 @@ impl IndexWriter {
         // try_acquire (its fetch_add, SeqCst fence, seq load).
         e[W_SEQ].store(self.seqs[p] | 1, Ordering::Relaxed);
         fence(Ordering::SeqCst);
-        let (refs, _) = holds(slots, pos);
-        if refs > 0 {
+        if refs_held(slots, pos) > 0 {
             // Held: republish the same contents under a new seq (readers
             // that saw the old seq retry).
             self.seqs[p] = index.write_entry(pos, self.seqs[p], record);
@@ -810,7 +872,7 @@ impl IndexWriter {
         slots: impl IntoIterator<Item = RefSlots<'s>>,
         pos: u32,
     ) -> bool {
-        if holds(slots, pos).0 > 0 {
+        if refs_held(slots, pos) > 0 {
             return false;
         }
         self.clear(index, pos);
@@ -842,7 +904,8 @@ mod tests {
         let iw = words(16 * ENTRY_WORDS);
         let rw = words(16);
         let idx = IndexWords::new(&iw, 16, 0x1234).unwrap();
-        let slots = RefSlots::new(&rw);
+        let total = AtomicU64::new(0);
+        let slots = RefSlots::new(&rw, &total);
         let mut w = IndexWriter::new(&idx);
         let rec = Record::sealed(&id(1), 640, 10, b"meta").unwrap();
         let pos = w.publish(&idx, &rec).unwrap();
@@ -878,6 +941,42 @@ mod tests {
         );
         assert!(w.reap(&idx, [slots], pos));
         assert_eq!(holds([slots], pos), (0, 3));
+        // Every take and release also went through the total.
+        assert_eq!(total.load(Ordering::Relaxed), 0);
+    }
+
+    /// The cheap count reads a client's slot only when its total says it
+    /// holds something, and counts what the slots hold then.
+    #[test]
+    fn a_client_whose_total_is_zero_costs_no_slot_read() {
+        let iw = words(16 * ENTRY_WORDS);
+        let (ra, rb) = (words(16), words(16));
+        let (ta, tb) = (AtomicU64::new(0), AtomicU64::new(0));
+        let (a, b) = (RefSlots::new(&ra, &ta), RefSlots::new(&rb, &tb));
+        let idx = IndexWords::new(&iw, 16, 5).unwrap();
+        let mut w = IndexWriter::new(&idx);
+        let rec = Record::sealed(&id(1), 64, 8, b"").unwrap();
+        let pos = w.publish(&idx, &rec).unwrap();
+        let Lookup::Found(snap) = idx.lookup(&id_words(&id(1))) else {
+            panic!("not found")
+        };
+        assert!(idx.try_acquire(&a, &snap));
+        assert!(idx.try_acquire(&a, &snap));
+        assert_eq!(ta.load(Ordering::Relaxed), 2);
+        // b's slot says one reference, but its total says it holds
+        // nothing: the slot is not read.
+        rb[pos as usize].store(REF_ONE, Ordering::Relaxed);
+        assert_eq!(refs_held([a, b], pos), 2);
+        assert_eq!(holds([a, b], pos).0, 3);
+        tb.store(1, Ordering::Relaxed);
+        assert_eq!(refs_held([a, b], pos), 3);
+        tb.store(0, Ordering::Relaxed);
+        assert!(!w.retire(&idx, [a, b], pos, &rec), "a holds it");
+        assert!(release(&idx, &a, pos));
+        assert!(!w.reap(&idx, [a, b], pos), "a still holds one");
+        assert!(release(&idx, &a, pos));
+        assert_eq!(ta.load(Ordering::Relaxed), 0);
+        assert!(w.reap(&idx, [a, b], pos));
     }
 
     #[test]
@@ -931,7 +1030,8 @@ mod tests {
         let rw = words(4);
         let idx = IndexWords::<ModelEntry>::with_layout(&iw, 4, 9).unwrap();
         assert!(IndexWords::<ModelEntry>::with_layout(&iw, 8, 9).is_none());
-        let slots = RefSlots::new(&rw);
+        let total = AtomicU64::new(0);
+        let slots = RefSlots::new(&rw, &total);
         let mut w = IndexWriter::new(&idx);
         let mut small = [0u8; 28];
         small[0] = 1;

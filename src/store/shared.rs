@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 
 use super::error::StoreError;
 use super::index::{
-    holds, id_words, release_counted, IndexWords, IndexWriter, Lookup, Record, RefSlots, Snapshot,
-    Tally, ENTRY_BYTES, ENTRY_WORDS, INDEX_HEADER_BYTES, INDEX_MAGIC,
+    holds, id_words, refs_held, release_counted, IndexWords, IndexWriter, Lookup, Record, RefSlots,
+    Snapshot, Tally, ENTRY_BYTES, ENTRY_WORDS, INDEX_HEADER_BYTES, INDEX_MAGIC,
 };
 use super::table::{ClientId, SharedIndex};
 use crate::ids::ObjectId;
@@ -71,6 +71,26 @@ fn beat_fresh(beat: u64, now: u64) -> bool {
 /// Payload bytes of an index of `entries` entries.
 fn index_len(entries: u32) -> usize {
     INDEX_HEADER_BYTES + entries as usize * ENTRY_BYTES
+}
+
+/// Bytes before the first reference slot in a client's slot segment: a
+/// line of its own for the client's total ([`RefSlots`]), which the
+/// service reads for every delete and which stays in its cache while the
+/// client neither takes nor releases.
+const SLOTS_OFFSET: usize = 64;
+
+/// Payload bytes of a client's slot segment for an index of `entries`.
+fn slots_len(entries: u32) -> usize {
+    SLOTS_OFFSET + entries as usize * 8
+}
+
+/// A client's slots (and its total) in its slot segment `seg`.
+fn ref_slots(seg: &AnonSegment, entries: u32) -> Option<RefSlots<'_>> {
+    let total = &words(seg, 0, 1)?[0];
+    Some(RefSlots::new(
+        words(seg, SLOTS_OFFSET, entries as usize)?,
+        total,
+    ))
 }
 
 /// `count` atomic words at byte `offset` of `seg`'s payload, after checking
@@ -218,14 +238,16 @@ impl ServiceIndex {
     }
 
     /// Splits self into the index words, the writer, the records and the
-    /// slot views (disjoint borrows).
+    /// slot views (disjoint borrows). The views are made as they are
+    /// walked (nothing is allocated per call: a put or delete must not
+    /// cost a vector of every client's views).
     fn parts(
         &mut self,
     ) -> (
         IndexWords<'_>,
         &mut IndexWriter,
         &mut Vec<Record>,
-        Vec<RefSlots<'_>>,
+        impl Iterator<Item = RefSlots<'_>> + '_,
     ) {
         let w = words(
             &self.index,
@@ -234,11 +256,11 @@ impl ServiceIndex {
         )
         .expect("checked at creation");
         let iw = IndexWords::new(w, self.entries, self.key).expect("checked at creation");
+        let entries = self.entries;
         let slots = self
             .clients
             .iter()
-            .filter_map(|(_, s)| words(s, 0, self.entries as usize).map(RefSlots::new))
-            .collect();
+            .filter_map(move |(_, s)| ref_slots(s, entries));
         (iw, &mut self.writer, &mut self.records, slots)
     }
 }
@@ -297,14 +319,23 @@ impl SharedIndex for ServiceIndex {
         holds(
             self.clients
                 .iter()
-                .filter_map(|(_, s)| words(s, 0, self.entries as usize).map(RefSlots::new)),
+                .filter_map(|(_, s)| ref_slots(s, self.entries)),
+            pos,
+        )
+    }
+
+    fn refs(&self, pos: u32) -> u64 {
+        refs_held(
+            self.clients
+                .iter()
+                .filter_map(|(_, s)| ref_slots(s, self.entries)),
             pos,
         )
     }
 
     fn add_client(&mut self, client: ClientId) -> Result<String, StoreError> {
         let name = format!("sref-{}-{client}", self.tag);
-        let seg = AnonSegment::create(&name, self.entries as usize * 8)?;
+        let seg = AnonSegment::create(&name, slots_len(self.entries))?;
         let fd = seg
             .fd()
             .try_clone_to_owned()
@@ -401,7 +432,7 @@ impl ClientIndex {
             return Err(StoreError::BadReply("bad index geometry"));
         }
         let index = AnonSegment::from_fd_mode(index, index_len(info.entries), false)?;
-        let refs = AnonSegment::from_fd_mode(refs, info.entries as usize * 8, true)?;
+        let refs = AnonSegment::from_fd_mode(refs, slots_len(info.entries), true)?;
         {
             let h = words(&index, 0, 2).ok_or(StoreError::BadReply("index too small"))?;
             // Relaxed: written before the hand-off (ordered by the socket).
@@ -429,10 +460,9 @@ impl ClientIndex {
             self.entries as usize * ENTRY_WORDS,
         )
         .expect("checked at open");
-        let slots = words(&self.refs, 0, self.entries as usize).expect("checked at open");
         (
             IndexWords::new(w, self.entries, self.key).expect("checked at open"),
-            RefSlots::new(slots),
+            ref_slots(&self.refs, self.entries).expect("checked at open"),
         )
     }
 
