@@ -253,6 +253,21 @@ fn a_marker_of_the_wrong_type_is_named_in_the_refusal() {
             .contains("its .shmwire-session is a FIFO, not the marker"),
         "{e}"
     );
+    // A process starting in the session (a node, a worker) creates the
+    // marker if it is missing: it names the FIFO too (it failed with a
+    // bare "No such device or address (os error 6)").
+    let e = Session::open_in(root.path(), "m").unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ShmError::WrongFileType {
+                found: "a FIFO",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("FIFO"), "{e}");
 }
 
 fn poke(path: &Path, offset: usize, bytes: &[u8]) {

@@ -362,10 +362,14 @@ struct DirNames {
 }
 
 /// Creates the session marker unless it is there; it must be an empty
-/// regular file of ours.
+/// regular file of ours. Opened for reading and writing: a write-only,
+/// non-blocking open of a FIFO without a reader fails `ENXIO` ("No such
+/// device or address"), which said nothing of the FIFO; a read-write one
+/// opens it, and the type check below names it.
 fn ensure_marker(dir: &Path) -> Result<()> {
     let path = dir.join(SESSION_MARKER);
     let f = OpenOptions::new()
+        .read(true)
         .write(true)
         .create(true)
         .mode(0o600)
