@@ -322,12 +322,13 @@ fn a_client_scribbling_its_own_slots_only_pins_objects_until_it_leaves() {
     }
     // Its client puts every slot back from its private tally (it holds
     // nothing)...
-    // (The segment's first 64 bytes hold the client's total, not a slot:
-    // the scribble raised it too, so the service reads the slots.)
+    // (The segment's first 64 bytes hold the client's total, then the
+    // slots: the scribble raised the total too, and it is put back with
+    // them, counting as one.)
     assert_eq!(
         hostile.repair_reference_slots(),
-        (slots.payload_len() - 64) / 8,
-        "every slot differed"
+        (slots.payload_len() - 64) / 8 + 1,
+        "every slot and the total differed"
     );
     assert_eq!(hostile.repair_reference_slots(), 0, "nothing left to do");
     eventually("room once the slots are put back", || {
@@ -343,5 +344,66 @@ fn a_client_scribbling_its_own_slots_only_pins_objects_until_it_leaves() {
     drop(hostile);
     eventually("room once the scribbler is gone", || {
         a.put(oid(6, 11), &contents(11, SLOT as usize), b"").is_ok()
+    });
+}
+
+/// A client's total (the count of its references the service reads
+/// before its slots) that another process lowered to 0 under a held
+/// reference, and that the release then wrapped below 0, is put back by
+/// the client's repair: until then the client's next take would have
+/// wrapped it to 0 references again (found by the attack on `08c4269`:
+/// an object freed while held, the buffer reading another object's
+/// bytes). After the repair a take is seen: a delete of the object waits
+/// for the buffer, and the buffer keeps its bytes.
+#[test]
+fn a_scribbled_total_is_put_back_by_the_repair() {
+    const SIZE: usize = 64 * 1024;
+    let env = Env::new("totalscribble");
+    let store = env.store(8 * SIZE as u64);
+    let sref = format!(
+        "sref-{}-",
+        store.arena_segment().strip_prefix("store-").unwrap()
+    );
+    let b = client(&env);
+    let me = std::process::id();
+    let before: Vec<String> = memfd_links(me, &sref).into_iter().map(|l| l.1).collect();
+    let a = client(&env);
+    let slots_name = memfd_links(me, &sref)
+        .into_iter()
+        .map(|l| l.1)
+        .find(|n| !before.contains(n))
+        .expect("the new client's slot memfd");
+    let slots = open_memfd(me, &slots_name);
+    let total = || u64::from_le_bytes(read_all(&slots)[..8].try_into().unwrap());
+    let x = oid(8, 0);
+    b.put(x, &contents(80, SIZE), b"x").unwrap();
+    let held = a.get(&[x], GUARD).unwrap();
+    assert_eq!(total() & 0xffff_ffff, 1, "one reference in the total");
+    // Another process lowers the total under the reference; the release
+    // wraps it below 0.
+    scribble(&slots, 0, &0u64.to_le_bytes());
+    drop(held);
+    assert_eq!(total() & 0xffff_ffff, 0xffff_ffff);
+    assert_eq!(a.repair_reference_slots(), 1, "the total, put back");
+    assert_eq!(total() & 0xffff_ffff, 0);
+    assert_eq!(a.repair_reference_slots(), 0, "nothing left to do");
+    // A take is seen again.
+    let held = a.get(&[x], GUARD).unwrap();
+    b.delete(&[x]).unwrap();
+    assert!(
+        matches!(
+            b.create(x, 1, b""),
+            Err(StoreError::ObjectInUse { holders: 1, .. })
+        ),
+        "the held reference was hidden from the service"
+    );
+    for i in 1..12 {
+        b.put(oid(8, i), &contents(80 + u64::from(i), SIZE), b"")
+            .unwrap();
+    }
+    assert_eq!(held[0].as_deref().unwrap(), &contents(80, SIZE)[..]);
+    drop(held);
+    eventually("the deferred delete", || {
+        b.create(x, 1, b"").map(drop).is_ok()
     });
 }

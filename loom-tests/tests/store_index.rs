@@ -24,6 +24,7 @@
 //! | client: release (slot, then total) → fence → state load, against the service's pending state → fence → total load → slot load | `delete_races_last_release`, `delete_races_release_and_take_on_one_total` |
 //! | client: repair of a raised slot (compare-exchange Release) → fence → state load, against the same | `delete_races_repair_of_a_raised_slot` |
 //! | client: tally raised → slot `fetch_add` (Release), against the repair's slot load (Acquire) → tally load; slot `fetch_sub` → tally decrement (Release), against the repair's tally load (Acquire) → compare-exchange | `repair_races_take_and_release` |
+//! | client: private total raised → total `fetch_add` (Release), against the total repair's total load (Acquire) → private total load; total `fetch_sub` → private total decrement (Release), against the repair's private total load (Acquire) → compare-exchange | `repair_of_the_total_races_take_and_release` |
 //!
 //! The object's bytes are a loom `UnsafeCell`: the client reads them only
 //! while it holds a reference, the service writes them only before it
@@ -44,8 +45,8 @@ use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use loom::sync::Arc;
 use loom::thread;
 use shmwire::store::index::{
-    release, release_counted, repair_slot, EntryLayout, IndexWords, IndexWriter, Lookup,
-    ModelEntry, Record, RefSlots, Tally, STATE_SEALED,
+    release, release_counted, repair_slot, repair_total, EntryLayout, IndexWords, IndexWriter,
+    Lookup, ModelEntry, Record, RefSlots, Tally, STATE_SEALED,
 };
 
 const KEY: u64 = 0x5eed;
@@ -81,6 +82,8 @@ struct Shared {
     total: AtomicU64,
     /// The client's private tally (`repair_races_take_and_release`).
     tally: Vec<AtomicU32>,
+    /// The tally's total.
+    tally_total: AtomicU64,
     /// The object's bytes in the arena.
     data: UnsafeCell<u64>,
 }
@@ -94,6 +97,7 @@ impl Shared {
             slots: (0..ENTRIES).map(|_| AtomicU64::new(0)).collect(),
             total: AtomicU64::new(0),
             tally: (0..ENTRIES).map(|_| AtomicU32::new(0)).collect(),
+            tally_total: AtomicU64::new(0),
             data: UnsafeCell::new(bytes),
         })
     }
@@ -107,7 +111,7 @@ impl Shared {
     }
 
     fn tally(&self) -> Tally<'_> {
-        Tally::new(&self.tally)
+        Tally::new(&self.tally, &self.tally_total)
     }
 }
 
@@ -399,7 +403,63 @@ fn delete_races_release_and_take_on_one_total() {
             // SAFETY (model): freed, nobody holds it.
             s.data.with_mut(|p| unsafe { *p = 99 });
         }
+        // Relaxed: every thread joined. No reference is left in the total.
+        assert_eq!(s.total.load(Ordering::Relaxed) & 0xffff_ffff, 0);
+    });
+}
+
+/// The client's own take, read and release of an object racing a repair
+/// of its total (which another process raised by 2 before: the slot is
+/// honest) while the service deletes the object: the repair never lowers
+/// the total's references below the one the client holds (else the
+/// service would skip the client's slot and free the object while it is
+/// read — loom's cell tracking fails the model), and once the client let
+/// go and a repair ran, the total says nothing is held and the object is
+/// freed.
+#[test]
+fn repair_of_the_total_races_take_and_release() {
+    explore("repair_of_the_total_races_take_and_release", || {
+        let s = Shared::new(7);
+        let mut w = IndexWriter::new(&s.index());
+        let pos = w.publish(&s.index(), &record(1)).unwrap();
+        // Relaxed: before the threads start (spawn orders it).
+        s.total.store(2, Ordering::Relaxed);
+        let Lookup::Found(snap) = s.index().lookup(&id(1)) else {
+            panic!("published")
+        };
+        let s2 = Arc::clone(&s);
+        let client = thread::spawn(move || {
+            if s2
+                .index()
+                .try_acquire_counted(&s2.slots(), &s2.tally(), &snap)
+            {
+                // SAFETY (model): read while holding the reference.
+                let v = s2.data.with(|p| unsafe { *p });
+                assert_eq!(v, 7);
+                return release_counted(&s2.index(), &s2.slots(), &s2.tally(), snap.pos);
+            }
+            false
+        });
+        let s3 = Arc::clone(&s);
+        let repair = thread::spawn(move || {
+            repair_total(&s3.slots(), &s3.tally());
+        });
+        let freed = w.retire(&s.index(), [s.slots()], pos, &record(1));
+        if freed {
+            // SAFETY (model): freed, nobody holds it.
+            s.data.with_mut(|p| unsafe { *p = 99 });
+        }
+        client.join().unwrap();
+        repair.join().unwrap();
+        // Whatever the race left, one more repair with nobody taking
+        // brings the total's references down to the tally's, now 0.
+        repair_total(&s.slots(), &s.tally());
         // Relaxed: every thread joined.
-        assert_eq!(s.total.load(Ordering::Relaxed), 0);
+        assert_eq!(s.total.load(Ordering::Relaxed) & 0xffff_ffff, 0);
+        if !freed {
+            assert!(w.reap(&s.index(), [s.slots()], pos), "nobody holds it");
+            // SAFETY (model): freed, nobody holds it.
+            s.data.with_mut(|p| unsafe { *p = 99 });
+        }
     });
 }

@@ -430,8 +430,10 @@ impl StoreClient {
     /// Costs a scan of 12 bytes per index entry (384 KiB with the most
     /// entries a default store has,
     /// [`DEFAULT_INDEX_ENTRIES`](crate::store::DEFAULT_INDEX_ENTRIES)).
-    /// Returns how many slots were put back (0 without an index: nothing
-    /// to repair; also logged as a warning when above 0).
+    /// The client's total (the count of its references the service reads
+    /// before its slots) is put back the same way. Returns how many slots
+    /// were put back, the total counting as one (0 without an index:
+    /// nothing to repair; also logged as a warning when above 0).
     pub fn repair_reference_slots(&self) -> usize {
         let Some(ix) = self.inner.index.as_ref() else {
             return 0;

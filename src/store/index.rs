@@ -55,13 +55,17 @@
 //!   service sees the released slot (or a total of 0) and frees the object
 //!   itself, or the client sees "delete pending" and tells the service (a
 //!   `Reap` message).
-//! * **The total** counts the client's references over all entries: raised
-//!   before a slot, lowered after it, so honestly it is 0 only when every
-//!   slot's count is. A delete reads one total per client and the slot
-//!   only of a client whose total is not 0 — a client that holds nothing
-//!   costs one load of a line it has not written since (cached while it is
-//!   idle), not one slot line per entry. The uses (LRU) are in the slots
-//!   only, and [`holds`] reads them all (eviction's second chance).
+//! * **The total** counts the client's references over all entries (low
+//!   32 bits) and its takes (high 32 bits, wrapping): raised before a
+//!   slot, the references lowered after it, so honestly its references
+//!   are 0 only when every slot's count is. A delete reads one total per
+//!   client and the slot only of a client whose total holds a reference —
+//!   a client that holds nothing costs one load of a line it has not
+//!   written since (cached while it is idle), not one slot line per
+//!   entry. The uses (LRU) are in the slots; [`holds`] reads the slots of
+//!   every client that ever took a reference (total not 0).
+//! * **Repairing the total** ([`repair_total`]): as a slot's, against a
+//!   private total raised before the total and lowered after it.
 //! * **Repairing a slot** ([`repair_slot`], client, concurrently with its
 //!   own takes and releases): the client also counts its references in a
 //!   private [`Tally`], raised before the slot (the slot's increment is
@@ -90,11 +94,14 @@
 //! buffers would, until that client repairs its slots from its private
 //! tally — [`repair_slot`], every second in the node and in workers — or
 //! disconnects). A total is only ever a reason to read the slots: a
-//! scribbled total that is not 0 (or one a release wrapped below 0) makes
-//! the service read that client's slots as it read every client's before
-//! the totals; it is not repaired. A total lowered to 0 under held
-//! references hides them, as lowering the slots themselves would (the
-//! residual risk docs/store.md names).
+//! scribbled total that is not 0 makes the service read that client's
+//! slots as it read every client's before the totals, until the client's
+//! repair ([`repair_total`], with the slots') puts it back. A total
+//! lowered under held references hides them, as lowering the slots
+//! themselves would (the residual risk docs/store.md names); the client's
+//! next release wraps such a total above its private count, and the next
+//! repair puts it back (a take before that repair would wrap it to 0
+//! again: the attack on `08c4269`).
 
 use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
 
@@ -383,9 +390,11 @@ pub struct IndexWords<'a, L: EntryLayout = FullEntry> {
 }
 
 /// One client's reference slots: one word per index entry, and the
-/// client's **total**: the references it holds over all entries, raised
-/// before a slot and lowered after it, which the service reads first and
-/// skips the client's slot when it is 0 (see [`refs_held`]).
+/// client's **total**: low 32 bits the references it holds over all
+/// entries, high 32 bits its takes (wrapping), raised before a slot and
+/// lowered (the references) after it. The service reads it first: a
+/// client holding nothing has its slot skipped by [`refs_held`], one that
+/// never took a reference (total 0) by [`holds`] too.
 #[derive(Debug, Clone, Copy)]
 pub struct RefSlots<'a> {
     words: &'a [AtomicU64],
@@ -406,16 +415,19 @@ impl<'a> RefSlots<'a> {
 
 /// A client's private tally of the references it holds at each index
 /// entry (one count per entry, in the client's own memory, which no other
-/// process can write): what [`repair_slot`] puts its shared slot back to.
+/// process can write) and in all: what [`repair_slot`] puts its shared
+/// slot back to, and [`repair_total`] its shared total.
 #[derive(Debug, Clone, Copy)]
 pub struct Tally<'a> {
     counts: &'a [AtomicU32],
+    total: &'a AtomicU64,
 }
 
 impl<'a> Tally<'a> {
-    /// The tally over `counts` (one per index entry).
-    pub fn new(counts: &'a [AtomicU32]) -> Self {
-        Self { counts }
+    /// The tally over `counts` (one per index entry) and `total` (their
+    /// sum).
+    pub fn new(counts: &'a [AtomicU32], total: &'a AtomicU64) -> Self {
+        Self { counts, total }
     }
 
     fn count(&self, pos: u32) -> Option<&'a AtomicU32> {
@@ -544,11 +556,16 @@ impl<'a, L: EntryLayout> IndexWords<'a, L> {
         let Some(slot) = slots.slot(snap.pos) else {
             return false;
         };
-        // Relaxed: towards the service, ordered by the SeqCst fence below
-        // (a service whose fence comes after ours sees this increment or
-        // a later value, and then the slot's); raised before the slot so
-        // that the total is never below what the slots honestly hold.
-        slots.total.fetch_add(1, Ordering::Relaxed);
+        // Release: pairs with the Acquire total load in `repair_total` (a
+        // repair that sees this reference sees the private total raised
+        // before it, `try_acquire_counted`); towards the service, ordered
+        // by the SeqCst fence below (a service whose fence comes after
+        // ours sees this increment or a later value, and then the
+        // slot's). Raised before the slot, so that the total is never
+        // below what the slots honestly hold; a take always adds a use,
+        // so a repair never mistakes a total that changed and changed
+        // back for the one it read.
+        slots.total.fetch_add(REF_ONE | USE_ONE, Ordering::Release);
         // Release: pairs with the Acquire slot load in `repair_slot` (a
         // repair that sees this reference sees the tally raised before it,
         // `try_acquire_counted`); towards the service, ordered by the
@@ -566,7 +583,7 @@ impl<'a, L: EntryLayout> IndexWords<'a, L> {
             slot.fetch_sub(REF_ONE, Ordering::Release);
             // Release: pairs with the Acquire total load in `refs_held`
             // (lowered after the slot).
-            slots.total.fetch_sub(1, Ordering::Release);
+            slots.total.fetch_sub(REF_ONE, Ordering::Release);
             false
         }
     }
@@ -585,16 +602,19 @@ impl<'a, L: EntryLayout> IndexWords<'a, L> {
         let Some(n) = tally.count(snap.pos) else {
             return false;
         };
-        // Relaxed: published by the slot's Release fetch_add in
-        // try_acquire, which comes after it.
+        // Relaxed (both): published by the total's and the slot's Release
+        // fetch_adds in try_acquire, which come after them.
         n.fetch_add(1, Ordering::Relaxed);
+        tally.total.fetch_add(1, Ordering::Relaxed);
         if self.try_acquire(slots, snap) {
             return true;
         }
-        // Release: pairs with the Acquire tally load in `repair_slot`: a
-        // repair that sees this decrement sees the slot's back-off before
-        // it (and its compare-exchange then fails on it).
+        // Release (both): pair with the Acquire tally loads in
+        // `repair_slot` and `repair_total`: a repair that sees this
+        // decrement sees the back-off before it (and its compare-exchange
+        // then fails on it).
         n.fetch_sub(1, Ordering::Release);
+        tally.total.fetch_sub(1, Ordering::Release);
         false
     }
 
@@ -646,7 +666,7 @@ impl<'a, L: EntryLayout> IndexWords<'a, L> {
 pub fn refs_held<'s>(slots: impl IntoIterator<Item = RefSlots<'s>>, pos: u32) -> u64 {
     let mut refs = 0u64;
     for s in slots {
-        if s.total.load(Ordering::Acquire) == 0 {
+        if s.total.load(Ordering::Acquire) & 0xffff_ffff == 0 {
             continue;
         }
         if let Some(w) = s.slot(pos) {
@@ -659,12 +679,20 @@ pub fn refs_held<'s>(slots: impl IntoIterator<Item = RefSlots<'s>>, pos: u32) ->
 }
 
 /// References and uses held on entry `pos` over every client's slots:
-/// (sum of references, sum of uses, wrapping). Reads every client's slot
-/// (the uses are wanted); [`refs_held`] is the cheap count of references.
+/// (sum of references, sum of uses, wrapping). Reads the slot of every
+/// client whose total is not 0 (one that never took a reference has no
+/// use and no reference in any slot; its slot is not read); [`refs_held`]
+/// is the cheaper count of references alone. The total's Relaxed load
+/// is only a shortcut: a take that raced it is not wanted here (the uses
+/// are the LRU's hint; the references that matter are counted by
+/// [`refs_held`] after the Dekker fence).
 pub fn holds<'s>(slots: impl IntoIterator<Item = RefSlots<'s>>, pos: u32) -> (u64, u64) {
     let mut refs = 0u64;
     let mut uses = 0u64;
     for s in slots {
+        if s.total.load(Ordering::Relaxed) == 0 {
+            continue;
+        }
         if let Some(w) = s.slot(pos) {
             // Acquire: pairs with the Release fetch_sub in `release` (and
             // the back-off in try_acquire): a client's reads of the object
@@ -689,7 +717,7 @@ pub fn release<L: EntryLayout>(index: &IndexWords<'_, L>, slots: &RefSlots<'_>, 
     // Release: pairs with the Acquire total load in `refs_held` (lowered
     // after the slot; the fence in `pending_after_release` orders it
     // before the state load, against a delete).
-    slots.total.fetch_sub(1, Ordering::Release);
+    slots.total.fetch_sub(REF_ONE, Ordering::Release);
     pending_after_release(index, pos)
 }
 
@@ -706,8 +734,51 @@ pub fn release_counted<L: EntryLayout>(
         // Release: pairs with the Acquire tally load in `repair_slot` (a
         // repair that sees this decrement sees the slot's before it).
         n.fetch_sub(1, Ordering::Release);
+        // Release: the same with `repair_total` (the total's decrement).
+        tally.total.fetch_sub(1, Ordering::Release);
     }
     tell
+}
+
+/// Lowers this client's total (its references, the low 32 bits) to what
+/// its private tally's total says it holds, when it is above it: another
+/// process raised it (the service would read this client's slots for
+/// every delete), or lowered it and a release then wrapped it below 0.
+/// The takes (high 32 bits) are kept. Returns whether it lowered it.
+/// A total *below* the tally is left: a take in flight looks the same
+/// (the tally is raised first) — until the client's next release wraps
+/// it above, a total lowered under held references hides them from the
+/// service, as lowered slots do (docs/store.md, "Hostile input").
+///
+/// The same protocol as [`repair_slot`], on the total: the private total
+/// is raised before the total and lowered after it, so honestly the
+/// total is never above it; a total seen raised comes with the private
+/// total raised before it (the total's Release increment, this Acquire
+/// load), a private total seen lowered with the total's decrement before
+/// it (its Release decrement, this Acquire load, and the compare-exchange
+/// then fails on the lowered total); every take adds a use, so a total
+/// seen again is the same state. Lowering the total frees nothing by
+/// itself (the service then reads or skips the slots, which say what they
+/// said), so no delete needs telling.
+pub fn repair_total(slots: &RefSlots<'_>, tally: &Tally<'_>) -> bool {
+    // Acquire: pairs with the Release fetch_add in try_acquire (above).
+    let v = slots.total.load(Ordering::Acquire);
+    // Acquire: pairs with the Release decrements of the private total.
+    let want = tally.total.load(Ordering::Acquire);
+    if v & 0xffff_ffff <= want {
+        return false;
+    }
+    // Release: as the fetch_sub in `release`, pairs with the Acquire total
+    // load in `refs_held`. Failure Relaxed: nothing is read from it.
+    slots
+        .total
+        .compare_exchange(
+            v,
+            (v & !0xffff_ffff) | (want & 0xffff_ffff),
+            Ordering::Release,
+            Ordering::Relaxed,
+        )
+        .is_ok()
 }
 
 /// Lowers this client's slot at `pos` to what its private `tally` says it
@@ -941,14 +1012,15 @@ mod tests {
         );
         assert!(w.reap(&idx, [slots], pos));
         assert_eq!(holds([slots], pos), (0, 3));
-        // Every take and release also went through the total.
-        assert_eq!(total.load(Ordering::Relaxed), 0);
+        // Every take and release also went through the total: no
+        // reference left, three takes (one backed off).
+        assert_eq!(total.load(Ordering::Relaxed), 3 * USE_ONE);
     }
 
-    /// The cheap count reads a client's slot only when its total says it
-    /// holds something, and counts what the slots hold then.
+    /// The references are read from a client's slot only when its total
+    /// says it holds some, the uses only when it ever took one.
     #[test]
-    fn a_client_whose_total_is_zero_costs_no_slot_read() {
+    fn a_client_whose_total_says_nothing_costs_no_slot_read() {
         let iw = words(16 * ENTRY_WORDS);
         let (ra, rb) = (words(16), words(16));
         let (ta, tb) = (AtomicU64::new(0), AtomicU64::new(0));
@@ -962,20 +1034,24 @@ mod tests {
         };
         assert!(idx.try_acquire(&a, &snap));
         assert!(idx.try_acquire(&a, &snap));
-        assert_eq!(ta.load(Ordering::Relaxed), 2);
-        // b's slot says one reference, but its total says it holds
-        // nothing: the slot is not read.
-        rb[pos as usize].store(REF_ONE, Ordering::Relaxed);
+        assert_eq!(ta.load(Ordering::Relaxed), 2 * (REF_ONE | USE_ONE));
+        // b's slot says one reference and a use, but its total says it
+        // never took one: neither count reads the slot.
+        rb[pos as usize].store(REF_ONE | USE_ONE, Ordering::Relaxed);
         assert_eq!(refs_held([a, b], pos), 2);
-        assert_eq!(holds([a, b], pos).0, 3);
-        tb.store(1, Ordering::Relaxed);
+        assert_eq!(holds([a, b], pos), (2, 2));
+        // Took once, holds nothing: the uses are read, the references not.
+        tb.store(USE_ONE, Ordering::Relaxed);
+        assert_eq!(refs_held([a, b], pos), 2);
+        assert_eq!(holds([a, b], pos), (3, 3));
+        tb.store(REF_ONE | USE_ONE, Ordering::Relaxed);
         assert_eq!(refs_held([a, b], pos), 3);
         tb.store(0, Ordering::Relaxed);
         assert!(!w.retire(&idx, [a, b], pos, &rec), "a holds it");
         assert!(release(&idx, &a, pos));
         assert!(!w.reap(&idx, [a, b], pos), "a still holds one");
         assert!(release(&idx, &a, pos));
-        assert_eq!(ta.load(Ordering::Relaxed), 0);
+        assert_eq!(ta.load(Ordering::Relaxed), 2 * USE_ONE);
         assert!(w.reap(&idx, [a, b], pos));
     }
 

@@ -411,6 +411,10 @@ pub struct ClientIndex {
     /// opens their memfd can write them; [`ClientIndex::repair`] lowers
     /// them back to this.
     held: Box<[AtomicU32]>,
+    /// The sum of `held` (the tally's total): what
+    /// [`repair_total`](super::index::repair_total) puts the shared total
+    /// back to.
+    held_total: AtomicU64,
 }
 
 impl std::fmt::Debug for ClientIndex {
@@ -450,6 +454,7 @@ impl ClientIndex {
             entries: info.entries,
             key: info.key,
             held: (0..info.entries).map(|_| AtomicU32::new(0)).collect(),
+            held_total: AtomicU64::new(0),
         })
     }
 
@@ -489,13 +494,13 @@ impl ClientIndex {
     /// [`IndexWords::try_acquire`]).
     pub fn try_acquire(&self, snap: &Snapshot) -> bool {
         let (iw, slots) = self.views();
-        iw.try_acquire_counted(&slots, &Tally::new(&self.held), snap)
+        iw.try_acquire_counted(&slots, &self.tally(), snap)
     }
 
     /// Gives back a reference at `pos`; true if the service should be told.
     pub fn release(&self, pos: u32) -> bool {
         let (iw, slots) = self.views();
-        release_counted(&iw, &slots, &Tally::new(&self.held), pos)
+        release_counted(&iw, &slots, &self.tally(), pos)
     }
 
     /// Lowers every slot of this client whose count is above what the
@@ -505,13 +510,16 @@ impl ClientIndex {
     /// through `/proc/<pid>/fd` and raised it would otherwise pin every
     /// object deleted at those entries for as long as this client lives.
     /// A scan of 8 + 4 bytes per index entry (384 KiB with a default
-    /// store's most entries).
+    /// store's most entries). The client's total is put back the same way
+    /// ([`repair_total`](super::index::repair_total)): one raised makes the
+    /// service read this client's slots on every delete.
     ///
-    /// Returns how many slots were lowered and whether the service should
-    /// be told (a pending delete may now complete: send `Request::Reap`).
+    /// Returns how many slots (and the total, counting as one) were
+    /// lowered and whether the service should be told (a pending delete
+    /// may now complete: send `Request::Reap`).
     pub fn repair(&self) -> (usize, bool) {
         let (iw, slots) = self.views();
-        let tally = Tally::new(&self.held);
+        let tally = self.tally();
         let (mut fixed, mut tell) = (0, false);
         for pos in 0..self.entries {
             if let Some(t) = super::index::repair_slot(&iw, &slots, &tally, pos) {
@@ -519,7 +527,14 @@ impl ClientIndex {
                 tell |= t;
             }
         }
+        if super::index::repair_total(&slots, &tally) {
+            fixed += 1;
+        }
         (fixed, tell)
+    }
+
+    fn tally(&self) -> Tally<'_> {
+        Tally::new(&self.held, &self.held_total)
     }
 }
 

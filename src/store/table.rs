@@ -280,7 +280,8 @@ pub trait SharedIndex: Send {
     /// Clears the entry at once.
     fn clear(&mut self, pos: u32);
     /// References and uses (acquisitions, wrapping) held through the index
-    /// at `pos`, summed over the clients (every client's slot is read).
+    /// at `pos`, summed over the clients (the slot of every client that
+    /// ever took a reference is read).
     fn holds(&self, pos: u32) -> (u64, u64);
     /// References held through the index at `pos`, summed over the
     /// clients: `holds(pos).0`, without reading the slot of a client that
@@ -364,14 +365,8 @@ struct Entry {
     lru: Option<u64>,
     /// Position in the shared index while published there.
     index: Option<u32>,
-    /// The index's use count of `index` when an eviction pass last looked
-    /// at it (LRU); `None` until the first look. Not read at seal: the
-    /// uses are summed over every client's slot, and a put must not cost
-    /// O(clients) (1,000 idle clients took indexed put + get + delete from
-    /// ≈ 398,000 to ≈ 39,000 a second). An object not yet looked at counts
-    /// as read — its first look samples the uses and gives it a second
-    /// chance, as CLOCK starts a new page with its bit set.
-    uses_seen: Option<u64>,
+    /// The index's use count of `index` when last looked at (LRU).
+    uses_seen: u64,
 }
 
 impl Entry {
@@ -786,7 +781,7 @@ impl ObjectTable {
             held: 1,
             lru: None,
             index: None,
-            uses_seen: None,
+            uses_seen: 0,
         };
         let view = entry.view(id);
         self.objects.insert(id, entry);
@@ -946,8 +941,8 @@ impl ObjectTable {
             };
             if let (Some(pos), Some(shared)) = (e.index, self.shared.as_mut()) {
                 let (_, uses) = shared.holds(pos);
-                if e.uses_seen != Some(uses) {
-                    e.uses_seen = Some(uses);
+                if uses != e.uses_seen {
+                    e.uses_seen = uses;
                     self.lru_push(id);
                     moved = true;
                     continue;
@@ -1088,7 +1083,9 @@ impl ObjectTable {
             (&e.slot, &view.location, self.shared.as_mut())
         {
             e.index = shared.publish(&id, *offset, e.data_size, &e.metadata);
-            e.uses_seen = None;
+            if let Some(pos) = e.index {
+                e.uses_seen = shared.holds(pos).1;
+            }
         }
         if self.notifying {
             self.notifications.push(Notification::Sealed {
