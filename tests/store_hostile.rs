@@ -407,3 +407,80 @@ fn a_scribbled_total_is_put_back_by_the_repair() {
         b.create(x, 1, b"").map(drop).is_ok()
     });
 }
+
+/// Counts written so high that the next take would carry them to 0 — the
+/// total at `u64::MAX`, every slot's count at 2^32 - 1 — never hide a
+/// reference (the attack on `08c4269`: the take wrapped the total to 0
+/// references, the service freed the object, the held buffer read another
+/// object's bytes, with no repair in between). The take sees a count no
+/// client reaches, gives its reference back, puts the words back from
+/// its private tally and takes again: the service sees the reference.
+#[test]
+fn counts_written_to_wrap_never_hide_a_reference() {
+    const SIZE: usize = 64 * 1024;
+    let env = Env::new("wrapscribble");
+    let store = env.store(8 * SIZE as u64);
+    let sref = format!(
+        "sref-{}-",
+        store.arena_segment().strip_prefix("store-").unwrap()
+    );
+    let b = client(&env);
+    let me = std::process::id();
+    let before: Vec<String> = memfd_links(me, &sref).into_iter().map(|l| l.1).collect();
+    let a = client(&env);
+    let slots_name = memfd_links(me, &sref)
+        .into_iter()
+        .map(|l| l.1)
+        .find(|n| !before.contains(n))
+        .expect("the new client's slot memfd");
+    let slots = open_memfd(me, &slots_name);
+    let word =
+        |i: usize| u64::from_le_bytes(read_all(&slots)[i * 8..i * 8 + 8].try_into().unwrap());
+    for (round, scribbled) in [(0u32, "total"), (1, "slots")] {
+        let x = oid(9, round);
+        b.put(x, &contents(90 + u64::from(round), SIZE), b"x")
+            .unwrap();
+        if scribbled == "total" {
+            scribble(&slots, 0, &u64::MAX.to_le_bytes());
+        } else {
+            let n = (slots.payload_len() - 64) / 8;
+            let ones: Vec<u8> = (0..n).flat_map(|_| 0xffff_ffffu64.to_le_bytes()).collect();
+            scribble(&slots, 64, &ones);
+        }
+        let held = a.get(&[x], GUARD).unwrap();
+        assert_eq!(
+            word(0) & 0xffff_ffff,
+            1,
+            "{scribbled}: the total counts the one held"
+        );
+        b.delete(&[x]).unwrap();
+        assert!(
+            matches!(
+                b.create(x, 1, b""),
+                Err(StoreError::ObjectInUse { holders: 1, .. })
+            ),
+            "{scribbled}: the held reference was hidden from the service"
+        );
+        // The other scribbled slots pin their entries' objects (as
+        // documented) until the repair puts them back.
+        a.repair_reference_slots();
+        for i in 1..12 {
+            b.put(
+                oid(9, 100 * (round + 1) + i),
+                &contents(u64::from(i), SIZE),
+                b"",
+            )
+            .unwrap();
+        }
+        assert_eq!(
+            held[0].as_deref().unwrap(),
+            &contents(90 + u64::from(round), SIZE)[..],
+            "{scribbled}: the held buffer's bytes"
+        );
+        drop(held);
+        a.repair_reference_slots();
+        eventually("the deferred delete", || {
+            b.create(x, 1, b"").map(drop).is_ok()
+        });
+    }
+}

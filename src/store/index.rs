@@ -96,12 +96,15 @@
 //! disconnects). A total is only ever a reason to read the slots: a
 //! scribbled total that is not 0 makes the service read that client's
 //! slots as it read every client's before the totals, until the client's
-//! repair ([`repair_total`], with the slots') puts it back. A total
-//! lowered under held references hides them, as lowering the slots
-//! themselves would (the residual risk docs/store.md names); the client's
-//! next release wraps such a total above its private count, and the next
-//! repair puts it back (a take before that repair would wrap it to 0
-//! again: the attack on `08c4269`).
+//! repair ([`repair_total`], with the slots') puts it back. A total or
+//! slot lowered under held references hides them, as lowering the slots
+//! always could (the residual risk docs/store.md names), until the
+//! repair raises the total back. A count written to 2^31 or more (e.g.
+//! `u64::MAX`) would let the next take carry it to 0 and hide that take's
+//! reference (the attack on `08c4269`: an object freed under a held
+//! buffer, and a pull delivering another object's bytes): a take reads
+//! the count it incremented, and one that cannot be honest makes it give
+//! the reference back and ask the service instead.
 
 use crate::sync::{fence, AtomicU32, AtomicU64, Ordering};
 
@@ -565,12 +568,23 @@ impl<'a, L: EntryLayout> IndexWords<'a, L> {
         // below what the slots honestly hold; a take always adds a use,
         // so a repair never mistakes a total that changed and changed
         // back for the one it read.
-        slots.total.fetch_add(REF_ONE | USE_ONE, Ordering::Release);
+        let before = slots.total.fetch_add(REF_ONE | USE_ONE, Ordering::Release);
         // Release: pairs with the Acquire slot load in `repair_slot` (a
         // repair that sees this reference sees the tally raised before it,
         // `try_acquire_counted`); towards the service, ordered by the
         // SeqCst fence below.
-        slot.fetch_add(REF_ONE | USE_ONE, Ordering::Release);
+        let slot_before = slot.fetch_add(REF_ONE | USE_ONE, Ordering::Release);
+        if scribbled(before) || scribbled(slot_before) {
+            // Another process wrote the total or the slot (no client holds
+            // 2^31 references): the increment may have carried out of the
+            // count to 0, hiding this reference from the service. Given
+            // back (Release, as a release's) before it was ever trusted;
+            // the caller asks the service, and the repair puts the words
+            // back.
+            slot.fetch_sub(REF_ONE, Ordering::Release);
+            slots.total.fetch_sub(REF_ONE, Ordering::Release);
+            return false;
+        }
         // SeqCst fence: pairs with the SeqCst fence in write_entry (called
         // by try_evict / retire before they load the slots) — Dekker: the
         // service sees this reference or we see its new seq.
@@ -647,6 +661,15 @@ impl<'a, L: EntryLayout> IndexWords<'a, L> {
         e[W_SEQ].store(new_seq, Ordering::Release);
         new_seq
     }
+}
+
+/// Whether a total or slot word read before an increment cannot be
+/// honest: its count (low 32 bits) is at least 2^31 — another process
+/// wrote it, and the increment may carry the count to 0 (hiding the
+/// reference). A take that sees it gives its reference back
+/// ([`IndexWords::try_acquire`]).
+fn scribbled(word: u64) -> bool {
+    word & 0xffff_ffff >= 1 << 31
 }
 
 /// References held on entry `pos` over every client's slots, reading a
@@ -740,15 +763,16 @@ pub fn release_counted<L: EntryLayout>(
     tell
 }
 
-/// Lowers this client's total (its references, the low 32 bits) to what
-/// its private tally's total says it holds, when it is above it: another
-/// process raised it (the service would read this client's slots for
-/// every delete), or lowered it and a release then wrapped it below 0.
-/// The takes (high 32 bits) are kept. Returns whether it lowered it.
-/// A total *below* the tally is left: a take in flight looks the same
-/// (the tally is raised first) — until the client's next release wraps
-/// it above, a total lowered under held references hides them from the
-/// service, as lowered slots do (docs/store.md, "Hostile input").
+/// Puts this client's total (its references, the low 32 bits) back to
+/// what its private tally's total says it holds, when they differ, and
+/// returns whether it did; the takes (high 32 bits) are kept. Above it:
+/// another process raised it (the service would read this client's slots
+/// for every delete). Below it: another process lowered it under held
+/// references (hiding them from the service until now, as lowered slots
+/// would: docs/store.md, "Hostile input"), or a take or release is in
+/// flight — raising the total then over-counts by that one reference,
+/// which costs the service slot reads and nothing else, until the next
+/// repair.
 ///
 /// The same protocol as [`repair_slot`], on the total: the private total
 /// is raised before the total and lowered after it, so honestly the
@@ -757,7 +781,7 @@ pub fn release_counted<L: EntryLayout>(
 /// load), a private total seen lowered with the total's decrement before
 /// it (its Release decrement, this Acquire load, and the compare-exchange
 /// then fails on the lowered total); every take adds a use, so a total
-/// seen again is the same state. Lowering the total frees nothing by
+/// seen again is the same state. Changing the total frees nothing by
 /// itself (the service then reads or skips the slots, which say what they
 /// said), so no delete needs telling.
 pub fn repair_total(slots: &RefSlots<'_>, tally: &Tally<'_>) -> bool {
@@ -765,7 +789,7 @@ pub fn repair_total(slots: &RefSlots<'_>, tally: &Tally<'_>) -> bool {
     let v = slots.total.load(Ordering::Acquire);
     // Acquire: pairs with the Release decrements of the private total.
     let want = tally.total.load(Ordering::Acquire);
-    if v & 0xffff_ffff <= want {
+    if v & 0xffff_ffff == want & 0xffff_ffff {
         return false;
     }
     // Release: as the fetch_sub in `release`, pairs with the Acquire total

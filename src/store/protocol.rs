@@ -16,7 +16,10 @@ use super::table::{Location, Notification, ObjectView};
 use crate::ids::ObjectId;
 
 /// Version of this protocol, sent in `Hello`; a mismatch is refused.
-pub const STORE_PROTOCOL_VERSION: u32 = 5;
+/// 6: a client's reference-slot memfd starts with a 64-byte line for its
+/// total (a client and a service of builds on either side of that passed
+/// the check, then the client quietly ran without the fast path).
+pub const STORE_PROTOCOL_VERSION: u32 = 6;
 
 /// Client → service.
 #[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]

@@ -491,10 +491,22 @@ impl ClientIndex {
     }
 
     /// Takes a reference on the object of `snap` (see
-    /// [`IndexWords::try_acquire`]).
+    /// [`IndexWords::try_acquire`]). A take that failed because another
+    /// process wrote this client's total or slot (a count no client
+    /// reaches) puts them back from the private tally at once
+    /// ([`repair_total`](super::index::repair_total),
+    /// [`repair_slot`](super::index::repair_slot)) and tries once more.
     pub fn try_acquire(&self, snap: &Snapshot) -> bool {
         let (iw, slots) = self.views();
-        iw.try_acquire_counted(&slots, &self.tally(), snap)
+        let tally = self.tally();
+        if iw.try_acquire_counted(&slots, &tally, snap) {
+            return true;
+        }
+        // A lowered slot's `tell` is left to the service's reap backstop
+        // (this call sends nothing).
+        let fixed = super::index::repair_total(&slots, &tally)
+            | super::index::repair_slot(&iw, &slots, &tally, snap.pos).is_some();
+        fixed && iw.try_acquire_counted(&slots, &tally, snap)
     }
 
     /// Gives back a reference at `pos`; true if the service should be told.
