@@ -11,7 +11,9 @@ use std::time::Duration;
 use shmwire::ids::{NodeId, WorkerId};
 use shmwire::store::{StoreClient, StoreConfig, StoreError, StoreService, DEFAULT_STORE_NAME};
 use shmwire::transport::{Connection, Connector, RecvError, TransportConfig};
-use store_common::{contents, eventually, memfd_links, oid, open_memfd, Env, MemfdMap, GUARD};
+use store_common::{
+    contents, eventually, held_by_one, memfd_links, oid, open_memfd, Env, MemfdMap, GUARD,
+};
 
 fn client(env: &Env) -> StoreClient {
     StoreClient::connect(&env.session, DEFAULT_STORE_NAME).unwrap()
@@ -176,6 +178,31 @@ fn read_all(seg: &MemfdMap) -> Vec<u8> {
     out
 }
 
+/// Connects a new client of `store` and maps its reference-slot memfd (the
+/// one `sref-<tag>-` memfd of this process that appeared with it), as
+/// another process could through `/proc/<pid>/fd`.
+fn client_and_its_slots(env: &Env, store: &StoreService) -> (StoreClient, MemfdMap) {
+    // This store's slot memfds are labelled `sref-<tag>-<client>`.
+    let sref = format!(
+        "sref-{}-",
+        store.arena_segment().strip_prefix("store-").unwrap()
+    );
+    let me = std::process::id();
+    let before: Vec<String> = memfd_links(me, &sref).into_iter().map(|l| l.1).collect();
+    let c = client(env);
+    let name = memfd_links(me, &sref)
+        .into_iter()
+        .map(|l| l.1)
+        .find(|n| !before.contains(n))
+        .expect("the new client's slot memfd");
+    (c, open_memfd(me, &name))
+}
+
+/// Word `i` of a slot segment (word 0: the client's total).
+fn slot_word(slots: &MemfdMap, i: usize) -> u64 {
+    u64::from_le_bytes(read_all(slots)[i * 8..i * 8 + 8].try_into().unwrap())
+}
+
 /// A named way of scribbling on a segment.
 type Scribbler<'a> = (&'a str, Box<dyn Fn(&MemfdMap) + 'a>);
 
@@ -284,26 +311,12 @@ fn a_client_scribbling_its_own_slots_only_pins_objects_until_it_leaves() {
     const SLOT: u64 = 64 * 1024;
     let env = Env::new("slotscribble");
     let store = env.store(4 * SLOT);
-    // This store's slot memfds are labelled `sref-<tag>-<client>`.
-    let sref = format!(
-        "sref-{}-",
-        store.arena_segment().strip_prefix("store-").unwrap()
-    );
     let a = client(&env);
     for i in 0..4 {
         a.put(oid(6, i), &contents(u64::from(i), SLOT as usize), b"")
             .unwrap();
     }
-    let me = std::process::id();
-    let before: Vec<String> = memfd_links(me, &sref).into_iter().map(|l| l.1).collect();
-    let hostile = client(&env);
-    // Its reference slots: the one slot memfd that appeared with it.
-    let slots_name = memfd_links(me, &sref)
-        .into_iter()
-        .map(|l| l.1)
-        .find(|n| !before.contains(n))
-        .expect("the new client's slot memfd");
-    let slots = open_memfd(me, &slots_name);
+    let (hostile, slots) = client_and_its_slots(&env, &store);
     // Claims to hold everything.
     scribble(&slots, 0, &vec![0xff; slots.payload_len()]);
     // Like a client holding every buffer: nothing can be evicted...
@@ -360,21 +373,9 @@ fn a_scribbled_total_is_put_back_by_the_repair() {
     const SIZE: usize = 64 * 1024;
     let env = Env::new("totalscribble");
     let store = env.store(8 * SIZE as u64);
-    let sref = format!(
-        "sref-{}-",
-        store.arena_segment().strip_prefix("store-").unwrap()
-    );
     let b = client(&env);
-    let me = std::process::id();
-    let before: Vec<String> = memfd_links(me, &sref).into_iter().map(|l| l.1).collect();
-    let a = client(&env);
-    let slots_name = memfd_links(me, &sref)
-        .into_iter()
-        .map(|l| l.1)
-        .find(|n| !before.contains(n))
-        .expect("the new client's slot memfd");
-    let slots = open_memfd(me, &slots_name);
-    let total = || u64::from_le_bytes(read_all(&slots)[..8].try_into().unwrap());
+    let (a, slots) = client_and_its_slots(&env, &store);
+    let total = || slot_word(&slots, 0);
     let x = oid(8, 0);
     b.put(x, &contents(80, SIZE), b"x").unwrap();
     let held = a.get(&[x], GUARD).unwrap();
@@ -391,10 +392,7 @@ fn a_scribbled_total_is_put_back_by_the_repair() {
     let held = a.get(&[x], GUARD).unwrap();
     b.delete(&[x]).unwrap();
     assert!(
-        matches!(
-            b.create(x, 1, b""),
-            Err(StoreError::ObjectInUse { holders: 1, .. })
-        ),
+        held_by_one(&b, x),
         "the held reference was hidden from the service"
     );
     for i in 1..12 {
@@ -420,22 +418,8 @@ fn counts_written_to_wrap_never_hide_a_reference() {
     const SIZE: usize = 64 * 1024;
     let env = Env::new("wrapscribble");
     let store = env.store(8 * SIZE as u64);
-    let sref = format!(
-        "sref-{}-",
-        store.arena_segment().strip_prefix("store-").unwrap()
-    );
     let b = client(&env);
-    let me = std::process::id();
-    let before: Vec<String> = memfd_links(me, &sref).into_iter().map(|l| l.1).collect();
-    let a = client(&env);
-    let slots_name = memfd_links(me, &sref)
-        .into_iter()
-        .map(|l| l.1)
-        .find(|n| !before.contains(n))
-        .expect("the new client's slot memfd");
-    let slots = open_memfd(me, &slots_name);
-    let word =
-        |i: usize| u64::from_le_bytes(read_all(&slots)[i * 8..i * 8 + 8].try_into().unwrap());
+    let (a, slots) = client_and_its_slots(&env, &store);
     for (round, scribbled) in [(0u32, "total"), (1, "slots")] {
         let x = oid(9, round);
         b.put(x, &contents(90 + u64::from(round), SIZE), b"x")
@@ -449,16 +433,13 @@ fn counts_written_to_wrap_never_hide_a_reference() {
         }
         let held = a.get(&[x], GUARD).unwrap();
         assert_eq!(
-            word(0) & 0xffff_ffff,
+            slot_word(&slots, 0) & 0xffff_ffff,
             1,
             "{scribbled}: the total counts the one held"
         );
         b.delete(&[x]).unwrap();
         assert!(
-            matches!(
-                b.create(x, 1, b""),
-                Err(StoreError::ObjectInUse { holders: 1, .. })
-            ),
+            held_by_one(&b, x),
             "{scribbled}: the held reference was hidden from the service"
         );
         // The other scribbled slots pin their entries' objects (as

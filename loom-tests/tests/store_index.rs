@@ -46,7 +46,7 @@ use loom::sync::Arc;
 use loom::thread;
 use shmwire::store::index::{
     release, release_counted, repair_slot, repair_total, EntryLayout, IndexWords, IndexWriter,
-    Lookup, ModelEntry, Record, RefSlots, Tally, STATE_SEALED,
+    Lookup, ModelEntry, Record, RefSlots, Snapshot, Tally, STATE_SEALED,
 };
 
 const KEY: u64 = 0x5eed;
@@ -156,6 +156,19 @@ fn client_get(s: &Shared) -> bool {
     assert_eq!(v, 7, "the object's bytes while held");
     release(&ix, &s.slots(), snap.pos);
     true
+}
+
+/// Client: take a reference on `snap`'s object counted in the private
+/// tally, read its bytes, give the reference back; returns whether the
+/// release said to tell the service (false when the take failed).
+fn counted_get(s: &Shared, snap: &Snapshot) -> bool {
+    if !s.index().try_acquire_counted(&s.slots(), &s.tally(), snap) {
+        return false;
+    }
+    // SAFETY (model): read while holding the reference.
+    let v = s.data.with(|p| unsafe { *p });
+    assert_eq!(v, 7, "the object's bytes while held");
+    release_counted(&s.index(), &s.slots(), &s.tally(), snap.pos)
 }
 
 /// A get racing the publication of a new object: the service writes the
@@ -318,15 +331,7 @@ fn repair_races_take_and_release() {
         };
         let s2 = Arc::clone(&s);
         let client = thread::spawn(move || {
-            if s2
-                .index()
-                .try_acquire_counted(&s2.slots(), &s2.tally(), &snap)
-            {
-                // SAFETY (model): read while holding the reference.
-                let v = s2.data.with(|p| unsafe { *p });
-                assert_eq!(v, 7);
-                release_counted(&s2.index(), &s2.slots(), &s2.tally(), snap.pos);
-            }
+            counted_get(&s2, &snap);
         });
         let s3 = Arc::clone(&s);
         let repair = thread::spawn(move || {
@@ -428,18 +433,7 @@ fn repair_of_the_total_races_take_and_release() {
             panic!("published")
         };
         let s2 = Arc::clone(&s);
-        let client = thread::spawn(move || {
-            if s2
-                .index()
-                .try_acquire_counted(&s2.slots(), &s2.tally(), &snap)
-            {
-                // SAFETY (model): read while holding the reference.
-                let v = s2.data.with(|p| unsafe { *p });
-                assert_eq!(v, 7);
-                return release_counted(&s2.index(), &s2.slots(), &s2.tally(), snap.pos);
-            }
-            false
-        });
+        let client = thread::spawn(move || counted_get(&s2, &snap));
         let s3 = Arc::clone(&s);
         let repair = thread::spawn(move || {
             repair_total(&s3.slots(), &s3.tally());

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use shmwire::ids::ObjectId;
 use shmwire::shm::Session;
-use shmwire::store::{StoreClient, StoreConfig, StoreService, DEFAULT_STORE_NAME};
+use shmwire::store::{StoreClient, StoreConfig, StoreError, StoreService, DEFAULT_STORE_NAME};
 
 /// Every wait in these tests is bounded by this (a hang guard, no timing
 /// assertion).
@@ -409,4 +409,14 @@ pub fn raw_store_client(
         .unwrap();
     assert!(matches!(welcome, Reply::Welcome { .. }), "{welcome:?}");
     (raw, enc)
+}
+
+/// Whether the service counts exactly one holder of `id` (a create of it
+/// fails `ObjectInUse { holders: 1 }`): after a delete, the one reference
+/// a client holds, through the shared index or not.
+pub fn held_by_one(c: &StoreClient, id: ObjectId) -> bool {
+    matches!(
+        c.create(id, 1, b""),
+        Err(StoreError::ObjectInUse { holders: 1, .. })
+    )
 }
