@@ -406,6 +406,48 @@ fn a_scribbled_total_is_put_back_by_the_repair() {
     });
 }
 
+/// Another process clears a client's touched-group bits (the words after
+/// its total: which groups of entries it ever took a reference in) under
+/// a held reference: the service would skip that client's slot. The
+/// repair sets them back from the client's private copy, and the next
+/// delete sees the reference again; bits another process sets cost slot
+/// reads only and are left.
+#[test]
+fn cleared_touched_groups_are_set_back_by_the_repair() {
+    const SIZE: usize = 64 * 1024;
+    let env = Env::new("touchscribble");
+    let store = env.store(8 * SIZE as u64);
+    let b = client(&env);
+    let (a, slots) = client_and_its_slots(&env, &store);
+    let groups = || (1..=4).map(|w| slot_word(&slots, w)).collect::<Vec<_>>();
+    let x = oid(11, 0);
+    b.put(x, &contents(110, SIZE), b"x").unwrap();
+    assert_eq!(groups().iter().map(|w| w.count_ones()).sum::<u32>(), 0);
+    let held = a.get(&[x], GUARD).unwrap();
+    let set = groups();
+    assert_eq!(
+        set.iter().map(|w| w.count_ones()).sum::<u32>(),
+        1,
+        "{set:x?}"
+    );
+    scribble(&slots, 8, &[0u8; 32]);
+    assert_eq!(a.repair_reference_slots(), 1, "the groups, set back");
+    assert_eq!(groups(), set);
+    b.delete(&[x]).unwrap();
+    assert!(
+        held_by_one(&b, x),
+        "the held reference was hidden from the service"
+    );
+    // Set by another process: left as they are (the service reads more).
+    scribble(&slots, 8, &[0xffu8; 32]);
+    assert_eq!(a.repair_reference_slots(), 0);
+    assert_eq!(held[0].as_deref().unwrap(), &contents(110, SIZE)[..]);
+    drop(held);
+    eventually("the deferred delete", || {
+        b.create(x, 1, b"").map(drop).is_ok()
+    });
+}
+
 /// Counts written so high that the next take would carry them to 0 — the
 /// total at `u64::MAX`, every slot's count at 2^32 - 1 — never hide a
 /// reference (the attack on `08c4269`: the take wrapped the total to 0

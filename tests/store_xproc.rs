@@ -1653,3 +1653,169 @@ fn an_object_held_through_the_index_elsewhere_outlives_its_delete_beside_idle_cl
     drop(idle);
     kill9(&mut service);
 }
+
+/// Clients that took a reference at one entry once cost the service's
+/// seals and eviction passes no read of their other slots: after 20,000
+/// puts through a 4 MiB store (most of them evicted) beside 12 such
+/// clients in another process, the service has touched (mapped, in its
+/// `/proc/<pid>/smaps`) no more of each client's 2 MiB of slots than the
+/// kernel's fault-around window of the pages it had reason to read (the
+/// client's total line and its one slot). Before the touched groups, every
+/// seal and every eviction look read each such client's slot at that
+/// object's entry — a cold line per client per object: an eviction pass
+/// over 30,000 objects beside 1,000 clients stalled the store for half a
+/// second (the attack on `08c4269`) — and here all 2 MiB were mapped.
+#[test]
+fn seals_and_evictions_read_no_slot_a_client_never_wrote() {
+    const TEST: &str = "seals_and_evictions_read_no_slot_a_client_never_wrote";
+    const READERS: u32 = 12;
+    const ENTRIES: u32 = 256 << 10;
+    match child_role().as_deref() {
+        Some("service") => {
+            serve_store(shmwire::store::StoreConfig::new(4 << 20).index_entries(ENTRIES));
+            return;
+        }
+        Some("readers") => {
+            let s = child_session();
+            let readers: Vec<StoreClient> = (0..READERS).map(|_| connect(&s)).collect();
+            for (i, r) in readers.iter().enumerate() {
+                let id = shared_oid(62, i as u32);
+                assert_eq!(r.indexed(id), Some(true), "object {i} in the index");
+                let got = r.get(&[id], GUARD).unwrap();
+                assert_eq!(got[0].as_deref(), Some(&b"once"[..]));
+            }
+            println!("taken");
+            let go = std::path::PathBuf::from(child_env("SHMWIRE_TEST_GO"));
+            let deadline = Instant::now() + GUARD;
+            while !go.exists() {
+                assert!(Instant::now() < deadline, "never told to go");
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            drop(readers);
+            return;
+        }
+        Some(other) => panic!("unknown role {other}"),
+        None => {}
+    }
+    let env = Env::new("untouched");
+    let mut service = spawn_store(TEST, &env, "untouched");
+    let writer = connect(&env.session);
+    for i in 0..READERS {
+        writer.put(shared_oid(62, i), b"once", b"").unwrap();
+    }
+    let go = env.root.path().join("go");
+    let mut env_vars = pass(&env, "untouched");
+    env_vars.push(("SHMWIRE_TEST_GO", go.display().to_string()));
+    let mut readers = spawn_child(TEST, "readers", &env_vars);
+    let lines = stdout_lines(&mut readers);
+    expect_line(&lines, "taken");
+    let data = [7u8; 1000];
+    for i in 0..20_000 {
+        writer.put(shared_oid(63, i), &data, b"").unwrap();
+    }
+    // The service's mappings of the readers' and the writer's slots.
+    let smaps = std::fs::read_to_string(format!("/proc/{}/smaps", service.id())).unwrap();
+    let mut rss = Vec::new();
+    let mut in_slots = false;
+    for line in smaps.lines() {
+        let header = line.split_whitespace().next().is_some_and(|t| {
+            t.contains('-') && t.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+        });
+        if header {
+            in_slots = line.contains("/memfd:sref-");
+        } else if let Some(kib) = line.strip_prefix("Rss:").filter(|_| in_slots) {
+            rss.push(
+                kib.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .unwrap(),
+            );
+        }
+    }
+    std::fs::write(&go, b"").unwrap();
+    assert!(wait_status(&mut readers), "the readers failed");
+    kill9(&mut service);
+    assert_eq!(rss.len(), READERS as usize + 1, "slot mappings: {rss:?}");
+    // At most two 64 KiB fault-around windows (the total's, the slot's)
+    // and a page, of 2 MiB.
+    assert!(
+        rss.iter().all(|&kib| kib <= 132),
+        "the service mapped slots no client wrote (KiB per client: {rss:?})"
+    );
+}
+
+/// A client in another process that keeps reading every object through
+/// the index while this one puts (and the store evicts) beside idle
+/// clients never makes a put fail `StoreFull` with nothing held: an
+/// object read since the store last looked gets a second chance on two
+/// eviction passes of a create, not on the third. Before, every pass
+/// could find every object read again and the create gave up (430 of
+/// 3,000 puts failed beside 200 idle clients: the attack on `08c4269`).
+#[test]
+fn a_client_reading_everything_never_makes_a_put_fail_with_nothing_held() {
+    const TEST: &str = "a_client_reading_everything_never_makes_a_put_fail_with_nothing_held";
+    const FIT: u32 = 1_000;
+    const PUTS: u32 = 3_000;
+    match child_role().as_deref() {
+        Some("service") => {
+            serve_store(shmwire::store::StoreConfig::new(u64::from(FIT) * 128).index_entries(4096));
+            return;
+        }
+        Some("reader") => {
+            let c = connect(&child_session());
+            let go = std::path::PathBuf::from(child_env("SHMWIRE_TEST_GO"));
+            let deadline = Instant::now() + GUARD;
+            let mut sweeps = 0u32;
+            while !go.exists() {
+                assert!(Instant::now() < deadline, "never told to stop");
+                for i in 0..PUTS {
+                    let id = shared_oid(64, i);
+                    if c.indexed(id) == Some(true) {
+                        drop(c.get(&[id], Duration::ZERO).unwrap());
+                    }
+                }
+                sweeps += 1;
+                if sweeps == 1 {
+                    println!("reading");
+                }
+            }
+            println!("sweeps {sweeps}");
+            return;
+        }
+        Some(other) => panic!("unknown role {other}"),
+        None => {}
+    }
+    let env = Env::new("readall");
+    let mut service = spawn_store(TEST, &env, "readall");
+    let idle: Vec<StoreClient> = (0..100).map(|_| connect(&env.session)).collect();
+    let writer = connect(&env.session);
+    let data = [5u8; 100];
+    for i in 0..FIT / 2 {
+        writer.put(shared_oid(64, i), &data, b"").unwrap();
+    }
+    let go = env.root.path().join("go");
+    let mut env_vars = pass(&env, "readall");
+    env_vars.push(("SHMWIRE_TEST_GO", go.display().to_string()));
+    let mut reader = spawn_child(TEST, "reader", &env_vars);
+    let lines = stdout_lines(&mut reader);
+    expect_line(&lines, "reading");
+    let mut failed = Vec::new();
+    for i in FIT / 2..PUTS {
+        if let Err(e) = writer.put(shared_oid(64, i), &data, b"") {
+            failed.push((i, e));
+        }
+    }
+    std::fs::write(&go, b"").unwrap();
+    let sweeps = expect_line(&lines, "sweeps ");
+    assert!(wait_status(&mut reader), "the reader failed");
+    drop(idle);
+    kill9(&mut service);
+    assert!(
+        failed.is_empty(),
+        "{} of {} puts failed ({sweeps}), the first: {:?}",
+        failed.len(),
+        PUTS - FIT / 2,
+        failed.first()
+    );
+}

@@ -19,7 +19,7 @@
 //! | --- | --- |
 //! | writer: `seq` odd → fence → words → `seq` even (Release) | `lookup_races_clear`, `get_races_publish`, `get_races_eviction` |
 //! | reader: `seq` (Acquire) → words → fence(Acquire) → `seq` re-check | `lookup_races_clear`, `get_races_publish`, `get_races_eviction` |
-//! | client: total increment → slot increment → fence → `seq` re-check, against the service's odd `seq` → fence → total load → slot load | `get_races_eviction`, `delete_races_release_and_take_on_one_total` |
+//! | client: touched-group bit (`fetch_or`) → total increment → slot increment → fence → `seq` re-check, against the service's odd `seq` → fence → total load → bit load → slot load | `get_races_eviction`, `delete_races_release_and_take_on_one_total` |
 //! | service: total and slot loads (Acquire) before the free, against the client's release (slot `fetch_sub` Release → total `fetch_sub` Release) | `get_races_eviction`, `delete_races_last_release`, `delete_races_release_and_take_on_one_total` |
 //! | client: release (slot, then total) → fence → state load, against the service's pending state → fence → total load → slot load | `delete_races_last_release`, `delete_races_release_and_take_on_one_total` |
 //! | client: repair of a raised slot (compare-exchange Release) → fence → state load, against the same | `delete_races_repair_of_a_raised_slot` |
@@ -46,7 +46,7 @@ use loom::sync::Arc;
 use loom::thread;
 use shmwire::store::index::{
     release, release_counted, repair_slot, repair_total, EntryLayout, IndexWords, IndexWriter,
-    Lookup, ModelEntry, Record, RefSlots, Snapshot, Tally, STATE_SEALED,
+    Lookup, ModelEntry, Record, RefSlots, Snapshot, Tally, STATE_SEALED, TOUCHED_WORDS,
 };
 
 const KEY: u64 = 0x5eed;
@@ -80,6 +80,10 @@ struct Shared {
     slots: Vec<AtomicU64>,
     /// The client's total: references held over all its slots.
     total: AtomicU64,
+    /// The client's touched-group bits (one group: the model's one entry).
+    touched: Vec<AtomicU64>,
+    /// The private copy of the touched-group bits.
+    tally_touched: Vec<AtomicU64>,
     /// The client's private tally (`repair_races_take_and_release`).
     tally: Vec<AtomicU32>,
     /// The tally's total.
@@ -96,6 +100,8 @@ impl Shared {
                 .collect(),
             slots: (0..ENTRIES).map(|_| AtomicU64::new(0)).collect(),
             total: AtomicU64::new(0),
+            touched: (0..TOUCHED_WORDS).map(|_| AtomicU64::new(0)).collect(),
+            tally_touched: (0..TOUCHED_WORDS).map(|_| AtomicU64::new(0)).collect(),
             tally: (0..ENTRIES).map(|_| AtomicU32::new(0)).collect(),
             tally_total: AtomicU64::new(0),
             data: UnsafeCell::new(bytes),
@@ -107,11 +113,11 @@ impl Shared {
     }
 
     fn slots(&self) -> RefSlots<'_> {
-        RefSlots::new(&self.slots, &self.total)
+        RefSlots::new(&self.slots, &self.total, &self.touched)
     }
 
     fn tally(&self) -> Tally<'_> {
-        Tally::new(&self.tally, &self.tally_total)
+        Tally::new(&self.tally, &self.tally_total, &self.tally_touched)
     }
 }
 
@@ -297,10 +303,12 @@ fn delete_races_repair_of_a_raised_slot() {
         let mut w = IndexWriter::new(&s.index());
         let pos = w.publish(&s.index(), &record(1)).unwrap();
         // Another process wrote one reference into the client's slot (and
-        // its total, or the service would not read the slot).
+        // its total and the entry's group bit, or the service would not
+        // read the slot).
         // Relaxed: before the threads start (spawn orders them).
         s.slots[pos as usize].store(1, Ordering::Relaxed);
         s.total.store(1, Ordering::Relaxed);
+        s.touched[0].store(1, Ordering::Relaxed);
         let s2 = Arc::clone(&s);
         let client = thread::spawn(move || {
             let tell = repair_slot(&s2.index(), &s2.slots(), &s2.tally(), pos);
@@ -326,6 +334,7 @@ fn repair_races_take_and_release() {
         // Relaxed: before the threads start (spawn orders them).
         s.slots[pos as usize].store(2, Ordering::Relaxed);
         s.total.store(2, Ordering::Relaxed);
+        s.touched[0].store(1, Ordering::Relaxed);
         let Lookup::Found(snap) = s.index().lookup(&id(1)) else {
             panic!("published")
         };

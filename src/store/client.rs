@@ -447,7 +447,7 @@ impl StoreClient {
             );
         }
         if tell {
-            self.inner.send_quiet(Request::Reap);
+            self.inner.send_quiet(Request::Reap { pos: None });
         }
         fixed
     }
@@ -766,7 +766,9 @@ impl StoreClient {
                 Err(_) => {
                     // An entry that points outside the arena: not trusted.
                     if ix.release(snap.pos) {
-                        self.inner.send_quiet(Request::Reap);
+                        self.inner.send_quiet(Request::Reap {
+                            pos: Some(snap.pos),
+                        });
                     }
                     None
                 }
@@ -1262,7 +1264,7 @@ impl Drop for ObjectBuffer {
                 let tell = self.client.index.as_ref().is_some_and(|ix| ix.release(pos));
                 if tell {
                     // A delete may be waiting for this reference.
-                    self.client.send_quiet(Request::Reap);
+                    self.client.send_quiet(Request::Reap { pos: Some(pos) });
                 }
             }
         }

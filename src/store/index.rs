@@ -64,6 +64,20 @@
 //!   written since (cached while it is idle), not one slot line per
 //!   entry. The uses (LRU) are in the slots; [`holds`] reads the slots of
 //!   every client that ever took a reference (total not 0).
+//! * **The touched groups**: beside the total, one bit per group of
+//!   consecutive entries ([`RefSlots`]), set by a take (Relaxed
+//!   `fetch_or`, only when not yet set) before the total's increment and
+//!   never cleared. [`refs_held`] and [`holds`] read a client's slot only
+//!   when the entry's group bit is set: a client's slots elsewhere cost
+//!   the service nothing. The bit is one more store before the take's
+//!   `fence(SeqCst)`, so the Dekker argument above covers it: a service
+//!   whose fence comes after the client's sees the bit (and the total,
+//!   and the slot); one whose fence comes first is seen by the client,
+//!   which backs off. A take that finds its bit already set (by an earlier
+//!   take, possibly on another thread) loads it before its fence: a
+//!   service load that missed that bit is coherence-ordered before this
+//!   load, so the service's fence precedes the client's (C++20
+//!   [atomics.order] p4.4) and the client sees the new `seq`.
 //! * **Repairing the total** ([`repair_total`]): as a slot's, against a
 //!   private total raised before the total and lowered after it.
 //! * **Repairing a slot** ([`repair_slot`], client, concurrently with its
@@ -398,39 +412,119 @@ pub struct IndexWords<'a, L: EntryLayout = FullEntry> {
 /// lowered (the references) after it. The service reads it first: a
 /// client holding nothing has its slot skipped by [`refs_held`], one that
 /// never took a reference (total 0) by [`holds`] too.
+///
+/// Beside the total, the client's **touched groups**: [`TOUCHED_WORDS`]
+/// words, one bit per group of consecutive entries (a power of two of
+/// them, [`RefSlots::group_entries`]: with 32 Ki entries 128, one KiB of
+/// slots), set before the first take at an entry of that group and never
+/// cleared by the client. The service reads a slot only when its group's
+/// bit is set: a client that took references at a few entries costs a
+/// delete, an eviction or a seal elsewhere one load of its (cached) total
+/// line, not a cold slot line — and a slot page the client never wrote is
+/// never read (a read of a memfd hole makes the kernel allocate it).
 #[derive(Debug, Clone, Copy)]
 pub struct RefSlots<'a> {
     words: &'a [AtomicU64],
     total: &'a AtomicU64,
+    touched: &'a [AtomicU64],
+    shift: u32,
+}
+
+/// Words of touched-group bits beside a client's total (256 groups).
+pub const TOUCHED_WORDS: usize = 4;
+
+/// log2 of the entries per touched group for `entries` entries and `bits`
+/// group bits: the least power of two that covers them all (0 without
+/// bits: every entry its own group, none ever looked up).
+fn group_shift(entries: usize, bits: usize) -> u32 {
+    if bits == 0 {
+        return 0;
+    }
+    entries.div_ceil(bits).next_power_of_two().trailing_zeros()
 }
 
 impl<'a> RefSlots<'a> {
     /// Slots over `words` (one per index entry) with the client's
-    /// `total` word.
-    pub fn new(words: &'a [AtomicU64], total: &'a AtomicU64) -> Self {
-        Self { words, total }
+    /// `total` word and its touched-group words `touched` (normally
+    /// [`TOUCHED_WORDS`]; with none, every slot is read, as before the
+    /// groups).
+    pub fn new(words: &'a [AtomicU64], total: &'a AtomicU64, touched: &'a [AtomicU64]) -> Self {
+        let shift = group_shift(words.len(), touched.len() * 64);
+        Self {
+            words,
+            total,
+            touched,
+            shift,
+        }
+    }
+
+    /// Index entries per touched group (a power of two).
+    pub fn group_entries(&self) -> usize {
+        1 << self.shift
     }
 
     fn slot(&self, pos: u32) -> Option<&'a AtomicU64> {
         self.words.get(pos as usize)
     }
+
+    /// The word (an index into the touched words) and bit of `pos`'s
+    /// touched group.
+    fn group(&self, pos: u32) -> (usize, u64) {
+        let g = (pos as usize) >> self.shift;
+        (g / 64, 1 << (g % 64))
+    }
+
+    /// Whether the client may have taken a reference at `pos`: its
+    /// group's bit is set (or there are no group words). Relaxed: the
+    /// caller's `fence(SeqCst)` (or, for [`holds`]' hint, nothing) orders
+    /// it; the bit is set before the total and the slot, so a reference
+    /// the service must see comes with its bit (module docs).
+    fn touched(&self, pos: u32) -> bool {
+        let (i, bit) = self.group(pos);
+        match self.touched.get(i) {
+            Some(w) => w.load(Ordering::Relaxed) & bit != 0,
+            None => self.touched.is_empty(),
+        }
+    }
+
+    /// Sets `pos`'s group bit if it is not set yet (a load first: once
+    /// set, a take pays one load of a line it writes anyway).
+    fn touch(&self, pos: u32) {
+        let (i, bit) = self.group(pos);
+        if let Some(w) = self.touched.get(i) {
+            // Relaxed: only decides whether to store.
+            if w.load(Ordering::Relaxed) & bit == 0 {
+                // Relaxed: ordered before the service's loads by the
+                // take's SeqCst fence after it (the Dekker pair); nothing
+                // else reads it for ordering (a repair only adds bits).
+                w.fetch_or(bit, Ordering::Relaxed);
+            }
+        }
+    }
 }
 
 /// A client's private tally of the references it holds at each index
 /// entry (one count per entry, in the client's own memory, which no other
-/// process can write) and in all: what [`repair_slot`] puts its shared
-/// slot back to, and [`repair_total`] its shared total.
+/// process can write) and in all, and of the groups it touched: what
+/// [`repair_slot`] puts its shared slot back to, and [`repair_total`] its
+/// shared total and touched groups.
 #[derive(Debug, Clone, Copy)]
 pub struct Tally<'a> {
     counts: &'a [AtomicU32],
     total: &'a AtomicU64,
+    touched: &'a [AtomicU64],
 }
 
 impl<'a> Tally<'a> {
-    /// The tally over `counts` (one per index entry) and `total` (their
-    /// sum).
-    pub fn new(counts: &'a [AtomicU32], total: &'a AtomicU64) -> Self {
-        Self { counts, total }
+    /// The tally over `counts` (one per index entry), `total` (their
+    /// sum) and `touched` (the private copy of the touched-group bits, as
+    /// many words as the slots').
+    pub fn new(counts: &'a [AtomicU32], total: &'a AtomicU64, touched: &'a [AtomicU64]) -> Self {
+        Self {
+            counts,
+            total,
+            touched,
+        }
     }
 
     fn count(&self, pos: u32) -> Option<&'a AtomicU32> {
@@ -559,6 +653,9 @@ impl<'a, L: EntryLayout> IndexWords<'a, L> {
         let Some(slot) = slots.slot(snap.pos) else {
             return false;
         };
+        // The group's bit first: a service that sees the total's increment
+        // after the fences sees the bit too, and reads the slot.
+        slots.touch(snap.pos);
         // Release: pairs with the Acquire total load in `repair_total` (a
         // repair that sees this reference sees the private total raised
         // before it, `try_acquire_counted`); towards the service, ordered
@@ -620,6 +717,13 @@ impl<'a, L: EntryLayout> IndexWords<'a, L> {
         // fetch_adds in try_acquire, which come after them.
         n.fetch_add(1, Ordering::Relaxed);
         tally.total.fetch_add(1, Ordering::Relaxed);
+        let (i, bit) = slots.group(snap.pos);
+        if let Some(w) = tally.touched.get(i) {
+            // Relaxed: private; `repair_total` only ever adds bits from it.
+            if w.load(Ordering::Relaxed) & bit == 0 {
+                w.fetch_or(bit, Ordering::Relaxed);
+            }
+        }
         if self.try_acquire(slots, snap) {
             return true;
         }
@@ -673,7 +777,8 @@ fn scribbled(word: u64) -> bool {
 }
 
 /// References held on entry `pos` over every client's slots, reading a
-/// client's slot only when its total is not 0: a client that holds
+/// client's slot only when its total is not 0 and `pos`'s touched group
+/// bit is set: a client that holds
 /// nothing costs one load of a line it has not written since the last
 /// look (a cached line while it is idle), not a slot line per entry. The
 /// count is what [`holds`] says of the references; the uses are not read.
@@ -689,7 +794,7 @@ fn scribbled(word: u64) -> bool {
 pub fn refs_held<'s>(slots: impl IntoIterator<Item = RefSlots<'s>>, pos: u32) -> u64 {
     let mut refs = 0u64;
     for s in slots {
-        if s.total.load(Ordering::Acquire) & 0xffff_ffff == 0 {
+        if s.total.load(Ordering::Acquire) & 0xffff_ffff == 0 || !s.touched(pos) {
             continue;
         }
         if let Some(w) = s.slot(pos) {
@@ -703,8 +808,9 @@ pub fn refs_held<'s>(slots: impl IntoIterator<Item = RefSlots<'s>>, pos: u32) ->
 
 /// References and uses held on entry `pos` over every client's slots:
 /// (sum of references, sum of uses, wrapping). Reads the slot of every
-/// client whose total is not 0 (one that never took a reference has no
-/// use and no reference in any slot; its slot is not read); [`refs_held`]
+/// client whose total is not 0 and whose touched group bit for `pos` is
+/// set (one that never took a reference there has no use and no
+/// reference in that slot; its slot is not read); [`refs_held`]
 /// is the cheaper count of references alone. The total's Relaxed load
 /// is only a shortcut: a take that raced it is not wanted here (the uses
 /// are the LRU's hint; the references that matter are counted by
@@ -713,7 +819,7 @@ pub fn holds<'s>(slots: impl IntoIterator<Item = RefSlots<'s>>, pos: u32) -> (u6
     let mut refs = 0u64;
     let mut uses = 0u64;
     for s in slots {
-        if s.total.load(Ordering::Relaxed) == 0 {
+        if s.total.load(Ordering::Relaxed) == 0 || !s.touched(pos) {
             continue;
         }
         if let Some(w) = s.slot(pos) {
@@ -784,13 +890,31 @@ pub fn release_counted<L: EntryLayout>(
 /// seen again is the same state. Changing the total frees nothing by
 /// itself (the service then reads or skips the slots, which say what they
 /// said), so no delete needs telling.
+///
+/// It also sets back, from the private copy, any touched-group bit
+/// another process cleared (which would hide this client's references at
+/// that group as a lowered total would); bits another process set are
+/// left (they cost the service slot reads, nothing else). True when it
+/// changed the total or a bit.
 pub fn repair_total(slots: &RefSlots<'_>, tally: &Tally<'_>) -> bool {
+    let mut fixed = false;
+    for (shared, private) in slots.touched.iter().zip(tally.touched) {
+        // Relaxed (both): bits only ever added; a bit the private copy has
+        // and the shared one lacks was cleared by another process (hiding
+        // references as a lowered total would).
+        let want = private.load(Ordering::Relaxed);
+        if shared.load(Ordering::Relaxed) & want != want {
+            // Relaxed: as the take's (a bit only makes the service read).
+            shared.fetch_or(want, Ordering::Relaxed);
+            fixed = true;
+        }
+    }
     // Acquire: pairs with the Release fetch_add in try_acquire (above).
     let v = slots.total.load(Ordering::Acquire);
     // Acquire: pairs with the Release decrements of the private total.
     let want = tally.total.load(Ordering::Acquire);
     if v & 0xffff_ffff == want & 0xffff_ffff {
-        return false;
+        return fixed;
     }
     // Release: as the fetch_sub in `release`, pairs with the Acquire total
     // load in `refs_held`. Failure Relaxed: nothing is read from it.
@@ -803,6 +927,7 @@ pub fn repair_total(slots: &RefSlots<'_>, tally: &Tally<'_>) -> bool {
             Ordering::Relaxed,
         )
         .is_ok()
+        || fixed
 }
 
 /// Lowers this client's slot at `pos` to what its private `tally` says it
@@ -1000,7 +1125,8 @@ mod tests {
         let rw = words(16);
         let idx = IndexWords::new(&iw, 16, 0x1234).unwrap();
         let total = AtomicU64::new(0);
-        let slots = RefSlots::new(&rw, &total);
+        let tw = words(TOUCHED_WORDS);
+        let slots = RefSlots::new(&rw, &total, &tw);
         let mut w = IndexWriter::new(&idx);
         let rec = Record::sealed(&id(1), 640, 10, b"meta").unwrap();
         let pos = w.publish(&idx, &rec).unwrap();
@@ -1048,7 +1174,10 @@ mod tests {
         let iw = words(16 * ENTRY_WORDS);
         let (ra, rb) = (words(16), words(16));
         let (ta, tb) = (AtomicU64::new(0), AtomicU64::new(0));
-        let (a, b) = (RefSlots::new(&ra, &ta), RefSlots::new(&rb, &tb));
+        // b's groups all set, as if it had taken everywhere.
+        let (ga, gb) = (words(TOUCHED_WORDS), words(TOUCHED_WORDS));
+        gb.iter().for_each(|w| w.store(u64::MAX, Ordering::Relaxed));
+        let (a, b) = (RefSlots::new(&ra, &ta, &ga), RefSlots::new(&rb, &tb, &gb));
         let idx = IndexWords::new(&iw, 16, 5).unwrap();
         let mut w = IndexWriter::new(&idx);
         let rec = Record::sealed(&id(1), 64, 8, b"").unwrap();
@@ -1077,6 +1206,64 @@ mod tests {
         assert!(release(&idx, &a, pos));
         assert_eq!(ta.load(Ordering::Relaxed), 2 * USE_ONE);
         assert!(w.reap(&idx, [a, b], pos));
+    }
+
+    /// A client's slot is read only at entries of a group it took a
+    /// reference in; the groups cover every entry with at most
+    /// `TOUCHED_WORDS × 64` bits; a cleared bit is set back by the repair.
+    #[test]
+    fn a_slot_outside_the_touched_groups_is_never_read() {
+        assert_eq!(group_shift(32 << 10, 256), 7);
+        assert_eq!(group_shift(256, 256), 0);
+        assert_eq!(group_shift(64, 256), 0);
+        assert_eq!(group_shift(1 << 22, 256), 14);
+        let entries = 1024u32;
+        let iw = words(entries as usize * ENTRY_WORDS);
+        let (rw, tw, total) = (
+            words(entries as usize),
+            words(TOUCHED_WORDS),
+            AtomicU64::new(0),
+        );
+        let slots = RefSlots::new(&rw, &total, &tw);
+        assert_eq!(slots.group_entries(), 4);
+        let idx = IndexWords::new(&iw, entries, 3).unwrap();
+        let mut w = IndexWriter::new(&idx);
+        let rec = Record::sealed(&id(1), 64, 8, b"").unwrap();
+        let pos = w.publish(&idx, &rec).unwrap();
+        let Lookup::Found(snap) = idx.lookup(&id_words(&id(1))) else {
+            panic!("not found")
+        };
+        let (counts, private_total, private_groups) = (
+            (0..entries).map(|_| AtomicU32::new(0)).collect::<Vec<_>>(),
+            AtomicU64::new(0),
+            words(TOUCHED_WORDS),
+        );
+        let tally = Tally::new(&counts, &private_total, &private_groups);
+        assert!(idx.try_acquire_counted(&slots, &tally, &snap));
+        let (g, bit) = slots.group(pos);
+        assert_eq!(tw[g].load(Ordering::Relaxed), bit, "only pos's group");
+        assert_eq!(private_groups[g].load(Ordering::Relaxed), bit);
+        // Another entry in another group: its slot (scribbled) is not read.
+        let other = (pos + 4) % entries;
+        rw[other as usize].store(REF_ONE | USE_ONE, Ordering::Relaxed);
+        assert_eq!(refs_held([slots], other), 0);
+        assert_eq!(holds([slots], other), (0, 0));
+        assert_eq!((refs_held([slots], pos), holds([slots], pos)), (1, (1, 1)));
+        // An entry in the same group is read.
+        let near = pos ^ 1;
+        rw[near as usize].store(REF_ONE, Ordering::Relaxed);
+        assert_eq!(refs_held([slots], near), 1);
+        rw[near as usize].store(0, Ordering::Relaxed);
+        // Cleared by another process, the bit hides the reference until
+        // the repair sets it back.
+        tw[g].store(0, Ordering::Relaxed);
+        assert_eq!(refs_held([slots], pos), 0);
+        assert!(repair_total(&slots, &tally));
+        assert_eq!(refs_held([slots], pos), 1);
+        assert!(!repair_total(&slots, &tally), "nothing left to repair");
+        assert!(!w.retire(&idx, [slots], pos, &rec), "held");
+        assert!(release_counted(&idx, &slots, &tally, pos));
+        assert!(w.reap(&idx, [slots], pos));
     }
 
     #[test]
@@ -1131,7 +1318,8 @@ mod tests {
         let idx = IndexWords::<ModelEntry>::with_layout(&iw, 4, 9).unwrap();
         assert!(IndexWords::<ModelEntry>::with_layout(&iw, 8, 9).is_none());
         let total = AtomicU64::new(0);
-        let slots = RefSlots::new(&rw, &total);
+        let tw = words(TOUCHED_WORDS);
+        let slots = RefSlots::new(&rw, &total, &tw);
         let mut w = IndexWriter::new(&idx);
         let mut small = [0u8; 28];
         small[0] = 1;

@@ -19,7 +19,10 @@ use crate::ids::ObjectId;
 /// 6: a client's reference-slot memfd starts with a 64-byte line for its
 /// total (a client and a service of builds on either side of that passed
 /// the check, then the client quietly ran without the fast path).
-pub const STORE_PROTOCOL_VERSION: u32 = 6;
+/// 7: that line also holds the client's touched-group bits, which the
+/// service reads before any slot (an older client would never set them:
+/// its references would be invisible); `Reap` names its entry.
+pub const STORE_PROTOCOL_VERSION: u32 = 7;
 
 /// Client → service.
 #[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -48,8 +51,14 @@ pub enum Request {
     },
     /// A reference taken through the shared index was given back on an
     /// entry that is no longer plainly sealed (a delete may wait for it):
-    /// free what can be freed. No reply.
-    Reap,
+    /// free what can be freed — the deleted object at entry `pos` when
+    /// named (a release), every pending delete when `None` (a repair of
+    /// the slots; at most one such walk every `REAP_EVERY`, 20 ms, however
+    /// often clients ask). No reply.
+    Reap {
+        /// The index entry the reference was given back at.
+        pos: Option<u32>,
+    },
     /// Create an unsealed object. Reply: `Object` or `Error`.
     Create {
         /// The object.

@@ -971,8 +971,14 @@ impl Service {
             Request::Put { id, data, metadata } => {
                 Then::Reply(done(self.put(cid, id, &data, metadata)))
             }
-            Request::Reap => {
-                self.table.reap();
+            Request::Reap { pos: Some(pos) } => {
+                self.table.reap_at(pos);
+                Then::Nothing
+            }
+            Request::Reap { pos: None } => {
+                // A whole walk at most every `REAP_EVERY`, however often
+                // clients ask (the loop's backstop is the same walk).
+                self.table.reap_due(Instant::now());
                 Then::Nothing
             }
             Request::Create {

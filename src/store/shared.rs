@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use super::error::StoreError;
 use super::index::{
     holds, id_words, refs_held, release_counted, IndexWords, IndexWriter, Lookup, Record, RefSlots,
-    Snapshot, Tally, ENTRY_BYTES, ENTRY_WORDS, INDEX_HEADER_BYTES, INDEX_MAGIC,
+    Snapshot, Tally, ENTRY_BYTES, ENTRY_WORDS, INDEX_HEADER_BYTES, INDEX_MAGIC, TOUCHED_WORDS,
 };
 use super::table::{ClientId, SharedIndex};
 use crate::ids::ObjectId;
@@ -74,9 +74,10 @@ fn index_len(entries: u32) -> usize {
 }
 
 /// Bytes before the first reference slot in a client's slot segment: a
-/// line of its own for the client's total ([`RefSlots`]), which the
-/// service reads for every delete and which stays in its cache while the
-/// client neither takes nor releases.
+/// line of its own for the client's total (word 0) and its touched-group
+/// bits (words 1..=[`TOUCHED_WORDS`]; [`RefSlots`]), which the service
+/// reads for every delete, eviction and seal and which stays in its cache
+/// while the client neither takes nor releases.
 const SLOTS_OFFSET: usize = 64;
 
 /// Payload bytes of a client's slot segment for an index of `entries`.
@@ -90,6 +91,7 @@ fn ref_slots(seg: &AnonSegment, entries: u32) -> Option<RefSlots<'_>> {
     Some(RefSlots::new(
         words(seg, SLOTS_OFFSET, entries as usize)?,
         total,
+        words(seg, 8, TOUCHED_WORDS)?,
     ))
 }
 
@@ -415,6 +417,10 @@ pub struct ClientIndex {
     /// [`repair_total`](super::index::repair_total) puts the shared total
     /// back to.
     held_total: AtomicU64,
+    /// The touched-group bits this client set (private copy):
+    /// [`repair_total`](super::index::repair_total) sets back any that
+    /// another process cleared in the shared line.
+    touched: [AtomicU64; TOUCHED_WORDS],
 }
 
 impl std::fmt::Debug for ClientIndex {
@@ -455,6 +461,7 @@ impl ClientIndex {
             key: info.key,
             held: (0..info.entries).map(|_| AtomicU32::new(0)).collect(),
             held_total: AtomicU64::new(0),
+            touched: std::array::from_fn(|_| AtomicU64::new(0)),
         })
     }
 
@@ -546,7 +553,7 @@ impl ClientIndex {
     }
 
     fn tally(&self) -> Tally<'_> {
-        Tally::new(&self.held, &self.held_total)
+        Tally::new(&self.held, &self.held_total, &self.touched)
     }
 }
 

@@ -56,6 +56,12 @@ pub const HOLDER_OVERHEAD: u64 = 64;
 /// through the deleted objects held through the shared index, at most.
 pub const REAP_EVERY: Duration = Duration::from_millis(20);
 
+/// Eviction passes of one create that give an object read through the
+/// shared index since the table last looked a second chance (moved to the
+/// most-recently-used end instead of evicted); the create's next pass
+/// evicts unheld objects whether or not they were read.
+const SECOND_CHANCES: u32 = 2;
+
 /// The smallest metadata capacity a table takes, in bytes (65,856): one
 /// object with the largest metadata and its creator's hold
 /// (`MAX_METADATA_LEN + ENTRY_OVERHEAD + HOLDER_OVERHEAD`).
@@ -422,8 +428,9 @@ pub struct ObjectTable {
     notifying: bool,
     shared: Option<Box<dyn SharedIndex>>,
     /// Deleted objects no client holds through the table but some may
-    /// still hold through the index: freed by [`ObjectTable::reap`].
-    pending: std::collections::HashSet<ObjectId>,
+    /// still hold through the index, by their index entry: freed by
+    /// [`ObjectTable::reap`] (all) or [`ObjectTable::reap_at`] (one).
+    pending: HashMap<u32, ObjectId>,
     /// Per client, the objects a disconnect must act on: those it holds
     /// and the unsealed ones it created (kept in step by
     /// [`ObjectTable::sync_client`]), so [`ObjectTable::disconnect`] costs
@@ -474,7 +481,7 @@ impl ObjectTable {
             notifications: Vec::new(),
             notifying: true,
             shared: None,
-            pending: std::collections::HashSet::new(),
+            pending: HashMap::new(),
             by_client: HashMap::new(),
         })
     }
@@ -535,36 +542,50 @@ impl ObjectTable {
     }
 
     /// Frees deleted objects whose last holders (through the index) let
-    /// go; returns how many. The service calls it when a client says it
-    /// released such an object and after a disconnect; its loop calls
-    /// [`ObjectTable::reap_due`] as a backstop.
+    /// go; returns how many. The service calls it after a disconnect and
+    /// when a client's slot repair says a delete may wait; its loop calls
+    /// [`ObjectTable::reap_due`] as a backstop. A client's release names
+    /// its entry: [`ObjectTable::reap_at`].
     pub fn reap(&mut self) -> usize {
         if self.pending.is_empty() {
             return 0;
         }
-        let mut freed = 0;
-        let mut still = std::collections::HashSet::new();
-        for id in std::mem::take(&mut self.pending) {
-            let Some(e) = self.objects.get_mut(&id) else {
-                continue;
-            };
-            if e.state != ObjectState::DeletePending || e.held > 0 {
-                continue;
-            }
-            let done = match (e.index, self.shared.as_mut()) {
-                (Some(pos), Some(s)) => s.reap(pos),
-                _ => true,
-            };
-            if done {
-                e.index = None;
-                self.remove(id);
-                freed += 1;
-            } else {
-                still.insert(id);
-            }
+        let positions: Vec<u32> = self.pending.keys().copied().collect();
+        positions.into_iter().filter(|&p| self.reap_at(p)).count()
+    }
+
+    /// Frees the deleted object at index entry `pos` if no client holds it
+    /// any more (through the table or the index); returns whether it did.
+    /// What a client's release of a reference taken through the index
+    /// asks for (`Request::Reap` with its entry): one object's slots,
+    /// where before every release walked every pending object over every
+    /// client (5,000 releases of deleted-while-held objects kept the
+    /// service busy for seconds: the attack on `08c4269`, finding 4). Any
+    /// `pos` is safe to ask about: one with no pending delete costs a
+    /// lookup.
+    pub fn reap_at(&mut self, pos: u32) -> bool {
+        let Some(id) = self.pending.remove(&pos) else {
+            return false;
+        };
+        let Some(e) = self.objects.get_mut(&id) else {
+            return false;
+        };
+        if e.state != ObjectState::DeletePending || e.held > 0 {
+            // Held through the table again: its last release frees it
+            // (`unheld`), re-adding it here if the index still holds it.
+            return false;
         }
-        self.pending = still;
-        freed
+        let done = match (e.index, self.shared.as_mut()) {
+            (Some(p), Some(s)) => s.reap(p),
+            _ => true,
+        };
+        if done {
+            e.index = None;
+            self.remove(id);
+        } else {
+            self.pending.insert(e.index.unwrap_or(pos), id);
+        }
+        done
     }
 
     /// Objects waiting in [`ObjectTable::reap`]'s list.
@@ -817,9 +838,9 @@ impl ObjectTable {
                 return Ok(());
             }
             let target = (charge - free).max(self.metadata_capacity / 5);
-            let (freed, moved) = self.evict_lru(target, Measure::Heap);
+            let (freed, moved) = self.evict_lru(target, Measure::Heap, passes < SECOND_CHANCES);
             passes += 1;
-            if freed == 0 && (!moved || passes >= 3) {
+            if freed == 0 && (!moved || passes > SECOND_CHANCES) {
                 break;
             }
         }
@@ -851,10 +872,11 @@ impl ObjectTable {
                 let target = missing.max(self.capacity / 5);
                 // A pass that only gave objects read through the index a
                 // second chance frees nothing but makes progress; a few
-                // passes at most.
-                let (freed, moved) = self.evict_lru(target, Measure::Arena);
+                // passes at most, the last without second chances.
+                let (freed, moved) =
+                    self.evict_lru(target, Measure::Arena, passes < SECOND_CHANCES);
                 passes += 1;
-                if freed == 0 && (!moved || passes >= 3) {
+                if freed == 0 && (!moved || passes > SECOND_CHANCES) {
                     break;
                 }
             }
@@ -885,10 +907,11 @@ impl ObjectTable {
             match f.allocate(&id, need) {
                 Ok(file) => return Ok(file),
                 Err(e @ (StoreError::OutOfDisk { .. } | StoreError::OutOfDescriptors { .. }))
-                    if passes < 3 =>
+                    if passes <= SECOND_CHANCES =>
                 {
+                    let (freed, moved) =
+                        self.evict_lru(need, Measure::Fallback, passes < SECOND_CHANCES);
                     passes += 1;
-                    let (freed, moved) = self.evict_lru(need, Measure::Fallback);
                     if freed == 0 && !moved {
                         return Err(e);
                     }
@@ -918,8 +941,14 @@ impl ObjectTable {
     /// index is skipped (moved to the MRU end, where it would be after its
     /// release); one read since the table last looked gets a second chance
     /// (moved to the MRU end) — plasma's LRU with reads that do not reach
-    /// the service.
-    fn evict_lru(&mut self, target: u64, measure: Measure) -> (u64, bool) {
+    /// the service. Without `second_chance` (the last pass a create makes,
+    /// [`SECOND_CHANCES`]) a read is not looked at: an object that is not
+    /// held is evicted whether or not it was read since. Before, a client
+    /// that kept reading through the index while passes were long (many
+    /// clients to look at) could make every pass give only second chances,
+    /// and a create failed `StoreFull` with nothing held (the attack on
+    /// `08c4269`, finding 3).
+    fn evict_lru(&mut self, target: u64, measure: Measure, second_chance: bool) -> (u64, bool) {
         let order: Vec<ObjectId> = self.lru.values().copied().collect();
         let mut victims = Vec::new();
         let mut freed = 0u64;
@@ -940,7 +969,11 @@ impl ObjectTable {
                 (Measure::Any | Measure::Fallback, Slot::Fallback(_)) => footprint(e.data_size),
             };
             if let (Some(pos), Some(shared)) = (e.index, self.shared.as_mut()) {
-                let (_, uses) = shared.holds(pos);
+                let (_, uses) = if second_chance {
+                    shared.holds(pos)
+                } else {
+                    (0, e.uses_seen)
+                };
                 if uses != e.uses_seen {
                     e.uses_seen = uses;
                     self.lru_push(id);
@@ -1287,9 +1320,9 @@ impl ObjectTable {
         };
         if let (Some(pos), Some(shared)) = (e.index, self.shared.as_mut()) {
             if !shared.reap(pos) {
-                // A set: deleting many held objects at once is not
+                // A map: deleting many held objects at once is not
                 // quadratic in them.
-                self.pending.insert(id);
+                self.pending.insert(pos, id);
                 return false;
             }
             e.index = None;
@@ -1304,8 +1337,12 @@ impl ObjectTable {
     /// footprints; fallback objects count their rounded size).
     pub fn evict(&mut self, bytes: u64) -> u64 {
         let mut freed = 0;
-        for _ in 0..3 {
-            let (f, moved) = self.evict_lru(bytes.saturating_sub(freed), Measure::Any);
+        for pass in 0..=SECOND_CHANCES {
+            let (f, moved) = self.evict_lru(
+                bytes.saturating_sub(freed),
+                Measure::Any,
+                pass < SECOND_CHANCES,
+            );
             freed += f;
             if freed >= bytes || !moved {
                 break;
@@ -1596,6 +1633,9 @@ pub(super) mod tests {
         /// them).
         refs: Arc<Mutex<HashMap<u32, u64>>>,
         reads: Arc<AtomicUsize>,
+        /// Every object was read through the index since each look (its
+        /// uses differ at every `holds`).
+        reading: bool,
     }
 
     impl CountingIndex {
@@ -1623,7 +1663,13 @@ pub(super) mod tests {
             self.refs.lock().unwrap().remove(&pos);
         }
         fn holds(&self, pos: u32) -> (u64, u64) {
-            (self.read(pos), 0)
+            let refs = self.read(pos);
+            let uses = if self.reading {
+                self.reads.load(Relaxed) as u64
+            } else {
+                0
+            };
+            (refs, uses)
         }
         fn refs(&self, pos: u32) -> u64 {
             self.read(pos)
@@ -1716,6 +1762,72 @@ pub(super) mod tests {
         assert_eq!(t.reap(), N as usize);
         assert_eq!(t.pending_reaps(), 0);
         assert_eq!(t.stats(), recount(&t));
+    }
+
+    /// A release names its entry: the reap it asks for reads that entry's
+    /// slots only, however many deletes wait; an entry with nothing
+    /// pending (or asked about twice) costs nothing.
+    #[test]
+    fn a_reap_at_one_entry_reads_that_entry_alone() {
+        let index = CountingIndex::default();
+        let (reads, refs) = (Arc::clone(&index.reads), Arc::clone(&index.refs));
+        let mut t = ObjectTable::new(1 << 24)
+            .unwrap()
+            .with_shared_index(Box::new(index));
+        for i in 0..1_000 {
+            t.create(1, oid(i), 64, vec![]).unwrap();
+            t.seal(1, oid(i)).unwrap();
+            t.release(1, oid(i)).unwrap();
+            let pos = t.objects[&oid(i)].index.unwrap();
+            refs.lock().unwrap().insert(pos, 1);
+            assert_eq!(t.delete(oid(i)).unwrap(), DeleteOutcome::Deferred);
+        }
+        let pos = t.objects[&oid(7)].index.unwrap();
+        reads.swap(0, Relaxed);
+        assert!(!t.reap_at(pos), "still held");
+        refs.lock().unwrap().insert(pos, 0);
+        assert!(t.reap_at(pos));
+        assert_eq!(reads.swap(0, Relaxed), 2);
+        assert!(!t.objects.contains_key(&oid(7)));
+        assert!(!t.reap_at(pos) && !t.reap_at(u32::MAX));
+        assert_eq!(reads.load(Relaxed), 0);
+        assert_eq!(t.pending_reaps(), 999);
+        assert_eq!(t.stats(), recount(&t));
+    }
+
+    /// Objects read through the index between every look (a reader that
+    /// keeps reading while long passes run) get second chances on two
+    /// passes only: the third evicts what is not held, so a create finds
+    /// room (before: `StoreFull` with nothing held, the attack on
+    /// `08c4269`). Held ones are still never evicted.
+    #[test]
+    fn objects_read_between_every_pass_still_make_room() {
+        let index = CountingIndex {
+            reading: true,
+            ..Default::default()
+        };
+        let refs = Arc::clone(&index.refs);
+        let mut t = ObjectTable::new(16 * 4096)
+            .unwrap()
+            .with_shared_index(Box::new(index));
+        for i in 0..16 {
+            t.create(1, oid(i), 4096, vec![]).unwrap();
+            t.seal(1, oid(i)).unwrap();
+            t.release(1, oid(i)).unwrap();
+        }
+        assert_eq!(t.stats().used, 16 * 4096, "full, nothing evicted yet");
+        // The oldest is held through the index.
+        refs.lock()
+            .unwrap()
+            .insert(t.objects[&oid(0)].index.unwrap(), 1);
+        t.create(1, oid(16), 4096, vec![]).unwrap();
+        assert!(t.objects.contains_key(&oid(0)), "a held object evicted");
+        assert_eq!(t.stats(), recount(&t));
+        // Explicit evictions the same.
+        t.seal(1, oid(16)).unwrap();
+        t.release(1, oid(16)).unwrap();
+        assert!(t.evict(4096) >= 4096);
+        assert!(t.objects.contains_key(&oid(0)));
     }
 
     /// Faults A and C: with thousands of objects published in the shared
