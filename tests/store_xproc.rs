@@ -1654,10 +1654,11 @@ fn an_object_held_through_the_index_elsewhere_outlives_its_delete_beside_idle_cl
     kill9(&mut service);
 }
 
-/// Clients that took a reference at one entry once cost the service's
-/// seals and eviction passes no read of their other slots: after 20,000
-/// puts through a 4 MiB store (most of them evicted) beside 12 such
-/// clients in another process, the service has touched (mapped, in its
+/// Clients that hold a reference at one entry cost the service's seals
+/// and eviction passes no read of their other slots, and what they hold
+/// survives the passes: after 20,000 puts through a 4 MiB store (most of
+/// them evicted, in batches) beside 12 such clients in another process,
+/// their objects are there with their bytes, and the service has touched (mapped, in its
 /// `/proc/<pid>/smaps`) no more of each client's 2 MiB of slots than the
 /// kernel's fault-around window of the pages it had reason to read (the
 /// client's total line and its one slot). Before the touched groups, every
@@ -1678,11 +1679,15 @@ fn seals_and_evictions_read_no_slot_a_client_never_wrote() {
         Some("readers") => {
             let s = child_session();
             let readers: Vec<StoreClient> = (0..READERS).map(|_| connect(&s)).collect();
+            // Each holds its object through the index while the parent's
+            // puts evict everything else around it.
+            let mut held = Vec::new();
             for (i, r) in readers.iter().enumerate() {
                 let id = shared_oid(62, i as u32);
                 assert_eq!(r.indexed(id), Some(true), "object {i} in the index");
                 let got = r.get(&[id], GUARD).unwrap();
                 assert_eq!(got[0].as_deref(), Some(&b"once"[..]));
+                held.push(got);
             }
             println!("taken");
             let go = std::path::PathBuf::from(child_env("SHMWIRE_TEST_GO"));
@@ -1691,6 +1696,11 @@ fn seals_and_evictions_read_no_slot_a_client_never_wrote() {
                 assert!(Instant::now() < deadline, "never told to go");
                 std::thread::sleep(Duration::from_millis(2));
             }
+            for (i, got) in held.iter().enumerate() {
+                assert_eq!(got[0].as_deref(), Some(&b"once"[..]), "object {i} changed");
+            }
+            println!("intact");
+            drop(held);
             drop(readers);
             return;
         }
@@ -1733,7 +1743,15 @@ fn seals_and_evictions_read_no_slot_a_client_never_wrote() {
             );
         }
     }
+    // The held objects outlived every eviction pass.
+    for i in 0..READERS {
+        assert!(
+            writer.contains(shared_oid(62, i)).unwrap(),
+            "held object {i} evicted"
+        );
+    }
     std::fs::write(&go, b"").unwrap();
+    expect_line(&lines, "intact");
     assert!(wait_status(&mut readers), "the readers failed");
     kill9(&mut service);
     assert_eq!(rss.len(), READERS as usize + 1, "slot mappings: {rss:?}");

@@ -20,6 +20,7 @@
 //! | writer: `seq` odd → fence → words → `seq` even (Release) | `lookup_races_clear`, `get_races_publish`, `get_races_eviction` |
 //! | reader: `seq` (Acquire) → words → fence(Acquire) → `seq` re-check | `lookup_races_clear`, `get_races_publish`, `get_races_eviction` |
 //! | client: touched-group bit (`fetch_or`) → total increment → slot increment → fence → `seq` re-check, against the service's odd `seq` → fence → total load → bit load → slot load | `get_races_eviction`, `delete_races_release_and_take_on_one_total` |
+//! | service, a batch: every entry's odd `seq` → one fence → per client the total, the bit words, the slots of the batch's entries in set groups | `batch_eviction_races_a_get` (and `get_races_eviction`: a batch of one) |
 //! | service: total and slot loads (Acquire) before the free, against the client's release (slot `fetch_sub` Release → total `fetch_sub` Release) | `get_races_eviction`, `delete_races_last_release`, `delete_races_release_and_take_on_one_total` |
 //! | client: release (slot, then total) → fence → state load, against the service's pending state → fence → total load → slot load | `delete_races_last_release`, `delete_races_release_and_take_on_one_total` |
 //! | client: repair of a raised slot (compare-exchange Release) → fence → state load, against the same | `delete_races_repair_of_a_raised_slot` |
@@ -76,6 +77,8 @@ fn explore(name: &str, f: impl Fn() + Sync + Send + 'static) {
 }
 
 struct Shared {
+    /// Entries in the index ([`ENTRIES`] but in `batch_eviction_races_a_get`).
+    entries: u32,
     index: Vec<AtomicU64>,
     slots: Vec<AtomicU64>,
     /// The client's total: references held over all its slots.
@@ -94,22 +97,27 @@ struct Shared {
 
 impl Shared {
     fn new(bytes: u64) -> Arc<Self> {
+        Self::with_entries(bytes, ENTRIES)
+    }
+
+    fn with_entries(bytes: u64, entries: u32) -> Arc<Self> {
         Arc::new(Self {
-            index: (0..ENTRIES as usize * ModelEntry::WORDS)
+            entries,
+            index: (0..entries as usize * ModelEntry::WORDS)
                 .map(|_| AtomicU64::new(0))
                 .collect(),
-            slots: (0..ENTRIES).map(|_| AtomicU64::new(0)).collect(),
+            slots: (0..entries).map(|_| AtomicU64::new(0)).collect(),
             total: AtomicU64::new(0),
             touched: (0..TOUCHED_WORDS).map(|_| AtomicU64::new(0)).collect(),
             tally_touched: (0..TOUCHED_WORDS).map(|_| AtomicU64::new(0)).collect(),
-            tally: (0..ENTRIES).map(|_| AtomicU32::new(0)).collect(),
+            tally: (0..entries).map(|_| AtomicU32::new(0)).collect(),
             tally_total: AtomicU64::new(0),
             data: UnsafeCell::new(bytes),
         })
     }
 
     fn index(&self) -> IndexWords<'_, ModelEntry> {
-        IndexWords::with_layout(&self.index, ENTRIES, KEY).unwrap()
+        IndexWords::with_layout(&self.index, self.entries, KEY).unwrap()
     }
 
     fn slots(&self) -> RefSlots<'_> {
@@ -192,6 +200,31 @@ fn get_races_publish() {
         // SAFETY (model): written before the entry is published.
         s.data.with_mut(|p| unsafe { *p = 7 });
         w.publish(&s.index(), &record(1)).unwrap();
+        t.join().unwrap();
+    });
+}
+
+/// A get racing an eviction of a batch of two entries (one fence for both
+/// retractions, one walk over the clients, `IndexWriter::try_evict_batch`,
+/// as an eviction pass makes): the object the client reads is freed only
+/// when it holds no reference, and the other entry of the batch is taken
+/// back either way.
+#[test]
+fn batch_eviction_races_a_get() {
+    explore("batch_eviction_races_a_get", || {
+        let s = Shared::with_entries(7, 2);
+        let mut w = IndexWriter::new(&s.index());
+        let p1 = w.publish(&s.index(), &record(1)).unwrap();
+        let p2 = w.publish(&s.index(), &record(2)).unwrap();
+        assert_ne!(p1, p2);
+        let s2 = Arc::clone(&s);
+        let t = thread::spawn(move || client_get(&s2));
+        let done = w.try_evict_batch(&s.index(), [s.slots()], &[(p2, record(2)), (p1, record(1))]);
+        assert!(done[0], "nobody holds object 2");
+        if done[1] {
+            // SAFETY (model): written only after the entry was taken back.
+            s.data.with_mut(|p| unsafe { *p = 99 });
+        }
         t.join().unwrap();
     });
 }

@@ -474,6 +474,36 @@ impl<'a> RefSlots<'a> {
         (g / 64, 1 << (g % 64))
     }
 
+    /// Calls `f(i)` for every `i` (an index into `by_group`'s positions,
+    /// which `by_group` lists sorted by group as `(group, i)`) whose
+    /// position lies in a group this client touched: one load per touched
+    /// word, then only the candidates of set bits — a client that touched
+    /// a few groups costs a few steps however many positions are asked
+    /// about. Without group words, every `i`.
+    fn for_touched(&self, by_group: &[(usize, usize)], mut f: impl FnMut(usize)) {
+        if self.touched.is_empty() {
+            by_group.iter().for_each(|&(_, i)| f(i));
+            return;
+        }
+        for (w, word) in self.touched.iter().enumerate() {
+            // Relaxed: as in `touched` (the caller's fence orders it).
+            let mut bits = word.load(Ordering::Relaxed);
+            while bits != 0 {
+                let g = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let from = by_group.partition_point(|&(pg, _)| pg < g);
+                for &(_, i) in by_group[from..].iter().take_while(|&&(pg, _)| pg == g) {
+                    f(i);
+                }
+            }
+        }
+    }
+
+    /// `pos`'s group number (its bit's index over the touched words).
+    fn group_of(&self, pos: u32) -> usize {
+        (pos as usize) >> self.shift
+    }
+
     /// Whether the client may have taken a reference at `pos`: its
     /// group's bit is set (or there are no group words). Relaxed: the
     /// caller's `fence(SeqCst)` (or, for [`holds`]' hint, nothing) orders
@@ -834,6 +864,77 @@ pub fn holds<'s>(slots: impl IntoIterator<Item = RefSlots<'s>>, pos: u32) -> (u6
     (refs, uses)
 }
 
+/// `positions` listed by group, `(group, index into positions)`, sorted:
+/// what [`RefSlots::for_touched`] walks. The groups are the same for
+/// every client of one index (they depend on the number of entries only).
+fn by_group<'s>(sample: &RefSlots<'s>, positions: &[u32]) -> Vec<(usize, usize)> {
+    let mut v: Vec<(usize, usize)> = positions
+        .iter()
+        .enumerate()
+        .map(|(i, &p)| (sample.group_of(p), i))
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// [`refs_held`] of several entries in one walk over the clients:
+/// whether each of `positions` is held (`held[i]` for `positions[i]`).
+/// Per client: the total (Acquire, as in [`refs_held`]), then, when it
+/// holds a reference, the slots of those positions whose group bit is
+/// set (Acquire). The caller stores every entry's new `seq` and then
+/// fences once before this (`IndexWriter::try_evict_batch`): for each
+/// entry, that store and fence, and these loads, are the same Dekker
+/// partners of a take's as in [`refs_held`].
+pub fn refs_held_batch<'s>(
+    slots: impl IntoIterator<Item = RefSlots<'s>>,
+    positions: &[u32],
+) -> Vec<bool> {
+    let mut held = vec![false; positions.len()];
+    let mut order: Option<Vec<(usize, usize)>> = None;
+    for s in slots {
+        if s.total.load(Ordering::Acquire) & 0xffff_ffff == 0 {
+            continue;
+        }
+        let order = order.get_or_insert_with(|| by_group(&s, positions));
+        s.for_touched(order, |i| {
+            if let Some(w) = s.slot(positions[i]) {
+                // Acquire: pairs with the Release fetch_sub in `release`,
+                // as in `refs_held`.
+                held[i] |= w.load(Ordering::Acquire) & 0xffff_ffff != 0;
+            }
+        });
+    }
+    held
+}
+
+/// The uses of [`holds`] at several entries in one walk over the clients
+/// (`uses[i]` for `positions[i]`, wrapping sums): the LRU's hint for a
+/// batch of eviction candidates. Per client that ever took a reference,
+/// one load per touched-group word, then only the slots of candidates in
+/// its set groups.
+pub fn uses_batch<'s>(
+    slots: impl IntoIterator<Item = RefSlots<'s>>,
+    positions: &[u32],
+) -> Vec<u64> {
+    let mut uses = vec![0u64; positions.len()];
+    let mut order: Option<Vec<(usize, usize)>> = None;
+    for s in slots {
+        // Relaxed: a shortcut, as in `holds`.
+        if s.total.load(Ordering::Relaxed) == 0 {
+            continue;
+        }
+        let order = order.get_or_insert_with(|| by_group(&s, positions));
+        s.for_touched(order, |i| {
+            if let Some(w) = s.slot(positions[i]) {
+                // Relaxed: the uses are a hint (`holds` loads Acquire for
+                // the references, which are not read here).
+                uses[i] = uses[i].wrapping_add(w.load(Ordering::Relaxed) >> 32);
+            }
+        });
+    }
+    uses
+}
+
 /// Gives back a reference taken by [`IndexWords::try_acquire`] at `pos`;
 /// returns whether the service should be told (the entry is no longer
 /// plainly sealed: a delete may be waiting for this release).
@@ -1046,20 +1147,43 @@ impl IndexWriter {
         pos: u32,
         record: &Record,
     ) -> bool {
-        let p = pos as usize;
-        let e = index.entry(pos);
-        // Relaxed store, then the SeqCst fence: the Dekker pair with
-        // try_acquire (its fetch_add, SeqCst fence, seq load).
-        e[W_SEQ].store(self.seqs[p] | 1, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
-        if refs_held(slots, pos) > 0 {
-            // Held: republish the same contents under a new seq (readers
-            // that saw the old seq retry).
-            self.seqs[p] = index.write_entry(pos, self.seqs[p], record);
-            return false;
+        self.try_evict_batch(index, slots, &[(pos, *record)])[0]
+    }
+
+    /// [`IndexWriter::try_evict`] of several entries at once: every entry
+    /// retracted (`seq` odd), one fence, one walk over the clients
+    /// ([`refs_held_batch`]), then each cleared (true) or restored as it
+    /// was (false: held), in `batch`'s order. An eviction pass over
+    /// thousands of candidates beside many clients costs one load of each
+    /// client's total line per batch, not per candidate. Readers of a
+    /// retracted entry meanwhile retry, then ask the service (the slow
+    /// path), as during any write.
+    pub fn try_evict_batch<'s, L: EntryLayout>(
+        &mut self,
+        index: &IndexWords<'_, L>,
+        slots: impl IntoIterator<Item = RefSlots<'s>>,
+        batch: &[(u32, Record)],
+    ) -> Vec<bool> {
+        let positions: Vec<u32> = batch.iter().map(|(pos, _)| *pos).collect();
+        for &pos in &positions {
+            // Relaxed stores, then the SeqCst fence: for each entry the
+            // Dekker pair with try_acquire (its fetch_add, SeqCst fence,
+            // seq load).
+            index.entry(pos)[W_SEQ].store(self.seqs[pos as usize] | 1, Ordering::Relaxed);
         }
-        self.clear(index, pos);
-        true
+        fence(Ordering::SeqCst);
+        let held = refs_held_batch(slots, &positions);
+        for (&(pos, record), &h) in batch.iter().zip(&held) {
+            let p = pos as usize;
+            if h {
+                // Held: republish the same contents under a new seq
+                // (readers that saw the old seq retry).
+                self.seqs[p] = index.write_entry(pos, self.seqs[p], &record);
+            } else {
+                self.clear(index, pos);
+            }
+        }
+        held.into_iter().map(|h| !h).collect()
     }
 
     /// Hides entry `pos` (a delete): it becomes "delete pending" so no new
@@ -1264,6 +1388,58 @@ mod tests {
         assert!(!w.retire(&idx, [slots], pos, &rec), "held");
         assert!(release_counted(&idx, &slots, &tally, pos));
         assert!(w.reap(&idx, [slots], pos));
+    }
+
+    /// A batch eviction answers as one `try_evict` per entry would: held
+    /// entries restored (still found), the others cleared; the uses of a
+    /// batch are each entry's `holds` uses; clients are read only where
+    /// their groups say.
+    #[test]
+    fn a_batch_answers_as_single_evictions_would() {
+        let entries = 1024u32;
+        let iw = words(entries as usize * ENTRY_WORDS);
+        let idx = IndexWords::new(&iw, entries, 11).unwrap();
+        let mut w = IndexWriter::new(&idx);
+        let (ra, rb) = (words(entries as usize), words(entries as usize));
+        let (ta, tb) = (AtomicU64::new(0), AtomicU64::new(0));
+        let (ga, gb) = (words(TOUCHED_WORDS), words(TOUCHED_WORDS));
+        let (a, b) = (RefSlots::new(&ra, &ta, &ga), RefSlots::new(&rb, &tb, &gb));
+        let mut batch = Vec::new();
+        for n in 0..40u8 {
+            let rec = Record::sealed(&id(n), 64 * u64::from(n), 8, b"").unwrap();
+            batch.push((w.publish(&idx, &rec).unwrap(), rec));
+        }
+        let snap = |n: usize| match idx.lookup(&batch[n].1.id) {
+            Lookup::Found(s) => s,
+            other => panic!("{n}: {other:?}"),
+        };
+        // a holds 3 and 17 (17 twice), b held 5 once and gave it back.
+        for (c, n) in [(&a, 3), (&a, 17), (&a, 17), (&b, 5)] {
+            assert!(idx.try_acquire(c, &snap(n)));
+        }
+        assert!(!release(&idx, &b, batch[5].0));
+        // A scribbled reference in b's slot outside its groups: not read.
+        let far = (0..batch.len())
+            .filter(|i| ![3, 5, 17].contains(i))
+            .map(|i| batch[i].0)
+            .find(|&p| p / 4 != batch[5].0 / 4)
+            .unwrap();
+        rb[far as usize].store(REF_ONE | USE_ONE, Ordering::Relaxed);
+        let pos: Vec<u32> = batch.iter().map(|(p, _)| *p).collect();
+        let far_i = pos.iter().position(|&p| p == far).unwrap();
+        let uses = uses_batch([a, b], &pos);
+        let held = refs_held_batch([a, b], &pos);
+        for (i, &p) in pos.iter().enumerate() {
+            assert_eq!(uses[i], holds([a, b], p).1, "uses of {i}");
+            assert_eq!(held[i], refs_held([a, b], p) > 0, "held {i}");
+        }
+        assert_eq!((uses[3], uses[17], uses[5], uses[far_i]), (1, 2, 1, 0));
+        let done = w.try_evict_batch(&idx, [a, b], &batch);
+        for (i, d) in done.iter().enumerate() {
+            assert_eq!(*d, i != 3 && i != 17, "entry {i}");
+            let found = matches!(idx.lookup(&batch[i].1.id), Lookup::Found(_));
+            assert_eq!(found, !*d, "entry {i} after the batch");
+        }
     }
 
     #[test]

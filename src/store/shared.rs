@@ -12,8 +12,9 @@ use std::sync::{Arc, Mutex};
 
 use super::error::StoreError;
 use super::index::{
-    holds, id_words, refs_held, release_counted, IndexWords, IndexWriter, Lookup, Record, RefSlots,
-    Snapshot, Tally, ENTRY_BYTES, ENTRY_WORDS, INDEX_HEADER_BYTES, INDEX_MAGIC, TOUCHED_WORDS,
+    holds, id_words, refs_held, release_counted, uses_batch, IndexWords, IndexWriter, Lookup,
+    Record, RefSlots, Snapshot, Tally, ENTRY_BYTES, ENTRY_WORDS, INDEX_HEADER_BYTES, INDEX_MAGIC,
+    TOUCHED_WORDS,
 };
 use super::table::{ClientId, SharedIndex};
 use crate::ids::ObjectId;
@@ -290,6 +291,27 @@ impl SharedIndex for ServiceIndex {
             records[pos as usize] = Record::EMPTY;
         }
         done
+    }
+
+    fn try_evict_batch(&mut self, pos: &[u32]) -> Vec<bool> {
+        let (iw, writer, records, slots) = self.parts();
+        let batch: Vec<(u32, Record)> = pos.iter().map(|&p| (p, records[p as usize])).collect();
+        let done = writer.try_evict_batch(&iw, slots, &batch);
+        for (&p, &d) in pos.iter().zip(&done) {
+            if d {
+                records[p as usize] = Record::EMPTY;
+            }
+        }
+        done
+    }
+
+    fn uses_batch(&self, pos: &[u32]) -> Vec<u64> {
+        uses_batch(
+            self.clients
+                .iter()
+                .filter_map(|(_, s)| ref_slots(s, self.entries)),
+            pos,
+        )
     }
 
     fn retire(&mut self, pos: u32) -> bool {

@@ -277,6 +277,17 @@ pub trait SharedIndex: Send {
     /// holds the object through the index, `false` (entry left as it was)
     /// when one does.
     fn try_evict(&mut self, pos: u32) -> bool;
+    /// [`SharedIndex::try_evict`] of several entries at once, in order
+    /// (one look at each client for the whole batch where the index can:
+    /// `ServiceIndex`).
+    fn try_evict_batch(&mut self, pos: &[u32]) -> Vec<bool> {
+        pos.iter().map(|&p| self.try_evict(p)).collect()
+    }
+    /// The uses of [`SharedIndex::holds`] at several entries, in order
+    /// (one look at each client for the whole batch where the index can).
+    fn uses_batch(&self, pos: &[u32]) -> Vec<u64> {
+        pos.iter().map(|&p| self.holds(p).1).collect()
+    }
     /// Hides the entry (a delete): no new reference can be taken through
     /// it. `true` (cleared) when nobody holds it, `false` while someone does
     /// (then [`SharedIndex::reap`] later).
@@ -954,41 +965,90 @@ impl ObjectTable {
         let mut freed = 0u64;
         let mut moved = false;
         let mut index_held = 0u64;
-        for id in order {
-            if freed >= target {
-                break;
-            }
-            let Some(e) = self.objects.get_mut(&id) else {
-                continue;
-            };
-            let bytes = match (measure, &e.slot) {
-                (Measure::Heap, _) => heap_charge(e.metadata.len()),
-                (Measure::Fallback, Slot::Arena(_)) => continue,
-                (_, Slot::Arena(_)) => e.footprint,
-                (Measure::Arena, Slot::Fallback(_)) => continue,
-                (Measure::Any | Measure::Fallback, Slot::Fallback(_)) => footprint(e.data_size),
-            };
-            if let (Some(pos), Some(shared)) = (e.index, self.shared.as_mut()) {
-                let (_, uses) = if second_chance {
-                    shared.holds(pos)
-                } else {
-                    (0, e.uses_seen)
+        let mut next = 0;
+        while freed < target && next < order.len() {
+            // A batch from the LRU end whose bytes cover what is still
+            // missing (as many objects as the one-by-one walk would have
+            // looked at, if none is kept).
+            let mut batch: Vec<(ObjectId, u64, Option<u32>)> = Vec::new();
+            let mut want = target - freed;
+            while want > 0 && next < order.len() {
+                let id = order[next];
+                next += 1;
+                let Some(e) = self.objects.get(&id) else {
+                    continue;
                 };
-                if uses != e.uses_seen {
-                    e.uses_seen = uses;
-                    self.lru_push(id);
-                    moved = true;
-                    continue;
-                }
-                if !shared.try_evict(pos) {
-                    index_held += e.footprint;
-                    self.lru_push(id);
-                    continue;
-                }
-                e.index = None;
+                let bytes = match (measure, &e.slot) {
+                    (Measure::Heap, _) => heap_charge(e.metadata.len()),
+                    (Measure::Fallback, Slot::Arena(_)) => continue,
+                    (_, Slot::Arena(_)) => e.footprint,
+                    (Measure::Arena, Slot::Fallback(_)) => continue,
+                    (Measure::Any | Measure::Fallback, Slot::Fallback(_)) => footprint(e.data_size),
+                };
+                batch.push((id, bytes, e.index));
+                want = want.saturating_sub(bytes);
             }
-            victims.push(id);
-            freed += bytes;
+            // Objects in the shared index: read since the last look →
+            // a second chance; held through it → kept. One walk over the
+            // clients for each question and the whole batch.
+            if let Some(shared) = self.shared.as_mut() {
+                let indexed: Vec<usize> =
+                    (0..batch.len()).filter(|&i| batch[i].2.is_some()).collect();
+                // Why each is kept, if it is.
+                #[derive(Clone, Copy, PartialEq)]
+                enum Keep {
+                    No,
+                    Read,
+                    Held,
+                }
+                let mut keep = vec![Keep::No; batch.len()];
+                if second_chance && !indexed.is_empty() {
+                    let pos: Vec<u32> = indexed.iter().filter_map(|&i| batch[i].2).collect();
+                    let uses = shared.uses_batch(&pos);
+                    for (&i, &u) in indexed.iter().zip(&uses) {
+                        let Some(e) = self.objects.get_mut(&batch[i].0) else {
+                            continue;
+                        };
+                        if u != e.uses_seen {
+                            e.uses_seen = u;
+                            keep[i] = Keep::Read;
+                        }
+                    }
+                }
+                let tried: Vec<usize> = indexed
+                    .into_iter()
+                    .filter(|&i| keep[i] == Keep::No)
+                    .collect();
+                if !tried.is_empty() {
+                    let pos: Vec<u32> = tried.iter().filter_map(|&i| batch[i].2).collect();
+                    let evicted = shared.try_evict_batch(&pos);
+                    for (&i, &done) in tried.iter().zip(&evicted) {
+                        if let Some(e) = self.objects.get_mut(&batch[i].0) {
+                            if done {
+                                e.index = None;
+                            } else {
+                                index_held += e.footprint;
+                                keep[i] = Keep::Held;
+                            }
+                        }
+                    }
+                }
+                for (&(id, bytes, _), &k) in batch.iter().zip(&keep) {
+                    if k == Keep::No {
+                        victims.push(id);
+                        freed += bytes;
+                    } else {
+                        // Where it would be after its read or release.
+                        self.lru_push(id);
+                        moved |= k == Keep::Read;
+                    }
+                }
+            } else {
+                for (id, bytes, _) in batch {
+                    victims.push(id);
+                    freed += bytes;
+                }
+            }
         }
         for id in victims {
             self.remove(id);
