@@ -1216,11 +1216,28 @@ impl IndexWriter {
         slots: impl IntoIterator<Item = RefSlots<'s>>,
         pos: u32,
     ) -> bool {
-        if refs_held(slots, pos) > 0 {
-            return false;
+        self.reap_batch(index, slots, &[pos])[0]
+    }
+
+    /// [`IndexWriter::reap`] of several pending entries in one walk over
+    /// the clients ([`refs_held_batch`]): each cleared when no slot holds
+    /// it; whether it was, in `positions`' order. The loads are a reap's
+    /// (the totals', then the slots', Acquire: partners of the releases'
+    /// Release decrements); the fence that orders them after the pending
+    /// state is the retire's, before.
+    pub fn reap_batch<'s, L: EntryLayout>(
+        &mut self,
+        index: &IndexWords<'_, L>,
+        slots: impl IntoIterator<Item = RefSlots<'s>>,
+        positions: &[u32],
+    ) -> Vec<bool> {
+        let held = refs_held_batch(slots, positions);
+        for (&pos, &h) in positions.iter().zip(&held) {
+            if !h {
+                self.clear(index, pos);
+            }
         }
-        self.clear(index, pos);
-        true
+        held.into_iter().map(|h| !h).collect()
     }
 
     /// Clears entry `pos` (free for another object).
@@ -1440,6 +1457,17 @@ mod tests {
             let found = matches!(idx.lookup(&batch[i].1.id), Lookup::Found(_));
             assert_eq!(found, !*d, "entry {i} after the batch");
         }
+        // Deleted while held, then reaped in batches as they are let go.
+        let (p3, p17) = (batch[3].0, batch[17].0);
+        assert!(!w.retire(&idx, [a, b], p3, &batch[3].1));
+        assert!(!w.retire(&idx, [a, b], p17, &batch[17].1));
+        assert_eq!(w.reap_batch(&idx, [a, b], &[p3, p17]), [false, false]);
+        assert!(release(&idx, &a, p3));
+        assert!(release(&idx, &a, p17));
+        assert_eq!(w.reap_batch(&idx, [a, b], &[p3, p17]), [true, false]);
+        assert!(release(&idx, &a, p17));
+        assert_eq!(w.reap_batch(&idx, [a, b], &[p17]), [true]);
+        assert_eq!(idx.lookup(&batch[17].1.id), Lookup::Absent);
     }
 
     #[test]

@@ -333,6 +333,17 @@ impl SharedIndex for ServiceIndex {
         done
     }
 
+    fn reap_batch(&mut self, pos: &[u32]) -> Vec<bool> {
+        let (iw, writer, records, slots) = self.parts();
+        let done = writer.reap_batch(&iw, slots, pos);
+        for (&p, &d) in pos.iter().zip(&done) {
+            if d {
+                records[p as usize] = Record::EMPTY;
+            }
+        }
+        done
+    }
+
     fn clear(&mut self, pos: u32) {
         let (iw, writer, records, _) = self.parts();
         writer.clear(&iw, pos);

@@ -294,6 +294,11 @@ pub trait SharedIndex: Send {
     fn retire(&mut self, pos: u32) -> bool;
     /// Clears a retired entry once nobody holds it; whether it did.
     fn reap(&mut self, pos: u32) -> bool;
+    /// [`SharedIndex::reap`] of several entries, in order (one look at
+    /// each client for the whole batch where the index can).
+    fn reap_batch(&mut self, pos: &[u32]) -> Vec<bool> {
+        pos.iter().map(|&p| self.reap(p)).collect()
+    }
     /// Clears the entry at once.
     fn clear(&mut self, pos: u32);
     /// References and uses (acquisitions, wrapping) held through the index
@@ -561,8 +566,47 @@ impl ObjectTable {
         if self.pending.is_empty() {
             return 0;
         }
-        let positions: Vec<u32> = self.pending.keys().copied().collect();
-        positions.into_iter().filter(|&p| self.reap_at(p)).count()
+        // The entries to ask about, in one batch (one walk over the
+        // clients for all of them).
+        let mut asked: Vec<(u32, ObjectId)> = Vec::new();
+        let mut freed = 0;
+        for (_, id) in std::mem::take(&mut self.pending) {
+            let Some(e) = self.objects.get_mut(&id) else {
+                continue;
+            };
+            if e.state != ObjectState::DeletePending || e.held > 0 {
+                // Held through the table again: see `reap_at`.
+                continue;
+            }
+            match (e.index, self.shared.is_some()) {
+                (Some(p), true) => asked.push((p, id)),
+                _ => {
+                    e.index = None;
+                    self.remove(id);
+                    freed += 1;
+                }
+            }
+        }
+        if asked.is_empty() {
+            return freed;
+        }
+        let positions: Vec<u32> = asked.iter().map(|&(p, _)| p).collect();
+        let done = match self.shared.as_mut() {
+            Some(s) => s.reap_batch(&positions),
+            None => vec![true; positions.len()],
+        };
+        for ((p, id), d) in asked.into_iter().zip(done) {
+            if d {
+                if let Some(e) = self.objects.get_mut(&id) {
+                    e.index = None;
+                }
+                self.remove(id);
+                freed += 1;
+            } else {
+                self.pending.insert(p, id);
+            }
+        }
+        freed
     }
 
     /// Frees the deleted object at index entry `pos` if no client holds it
