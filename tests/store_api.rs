@@ -426,8 +426,8 @@ fn connecting_where_no_store_runs_says_so() {
 #[test]
 fn holders_are_charged_to_the_metadata_capacity_and_a_get_beyond_it_fails() {
     use shmwire::store::{ENTRY_OVERHEAD, HOLDER_OVERHEAD};
-    const N: u32 = 200;
-    const CAP: u64 = 128 << 10;
+    const N: u32 = 100;
+    const CAP: u64 = 160 << 10;
     let env = Env::new("holders");
     let mut cfg = StoreConfig::new(1 << 20).metadata_capacity(CAP);
     // Every get through the service (the shared index's holds are the

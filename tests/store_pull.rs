@@ -286,10 +286,16 @@ fn slow_transfers_on_every_slot_give_way_to_a_newcomer() {
     a.put(oid(10, 0), &contents(10, BIG), b"").unwrap();
     a.put(oid(10, 2), &contents(11, BIG), b"").unwrap();
     a.put(oid(10, 1), b"payload", b"").unwrap();
-    // Two transfers at 64 KiB/s: 2 minutes each.
+    // Two transfers at 400 KiB/s through 64 KiB receive buffers (20 s
+    // each): below `displace_below` (1 MiB/s, counting what the buffers
+    // took at the start), above the stall floor (64 KiB a stall timeout:
+    // 213 KiB/s), so the one not displaced is never cut off as a trickle
+    // while the test looks. (At 64 KiB/s both were under the floor and
+    // the other one was cut too whenever the test's checks came late:
+    // "exactly one" failed under load.)
     let _hogs = [
-        SlowPuller::start(TEST, server.addr(), oid(10, 0), 64 << 10, 0),
-        SlowPuller::start(TEST, server.addr(), oid(10, 2), 64 << 10, 0),
+        SlowPuller::start(TEST, server.addr(), oid(10, 0), 400 << 10, 64 << 10),
+        SlowPuller::start(TEST, server.addr(), oid(10, 2), 400 << 10, 64 << 10),
     ];
     std::thread::sleep(Duration::from_millis(600));
     let got = b

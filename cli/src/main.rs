@@ -162,7 +162,7 @@ struct NodeArgs {
     store_capacity: u64,
     /// Bytes of the store's own memory its objects' metadata may take, each
     /// object charged its metadata plus 256 bytes (default: the arena's
-    /// capacity, at least 64M; at least 65856).
+    /// capacity, at least 64M; at least 66432).
     #[arg(long, value_name = "BYTES", value_parser = parse_metadata_capacity)]
     store_metadata_capacity: Option<u64>,
     /// Where the store puts objects as files when the arena is full.

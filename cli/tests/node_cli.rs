@@ -1364,7 +1364,7 @@ fn bad_node_arguments_name_what_is_wrong() {
         &["node", "--session", "a", "--store-metadata-capacity", "64K"],
     );
     assert!(
-        !ok && err.contains("--store-metadata-capacity") && err.contains("at least 65856"),
+        !ok && err.contains("--store-metadata-capacity") && err.contains("at least 66432"),
         "{err}"
     );
     let missing = scratch.path().join("no-such-dir");

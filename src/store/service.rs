@@ -66,8 +66,8 @@ pub struct StoreConfig {
     /// pages are reserved at start.
     pub capacity: u64,
     /// Bytes of the service's heap its objects may take: their metadata
-    /// plus `ENTRY_OVERHEAD` (256) each (`None`: the default, the arena's
-    /// capacity and at least 64 MiB; at least 65,856 bytes, else
+    /// plus `ENTRY_OVERHEAD` (768) each (`None`: the default, the arena's
+    /// capacity and at least 64 MiB; at least 66,432 bytes, else
     /// `StoreError::InvalidConfig` at start). A create beyond it evicts,
     /// then fails with `StoreError::MetadataFull`. See
     /// [`ObjectTable::with_metadata_capacity`].
