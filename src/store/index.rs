@@ -420,8 +420,8 @@ pub struct IndexWords<'a, L: EntryLayout = FullEntry> {
 /// cleared by the client. The service reads a slot only when its group's
 /// bit is set: a client that took references at a few entries costs a
 /// delete, an eviction or a seal elsewhere one load of its (cached) total
-/// line, not a cold slot line — and a slot page the client never wrote is
-/// never read (a read of a memfd hole makes the kernel allocate it).
+/// line, not a cold slot line. A group beyond the words (which the group
+/// size rules out) counts as touched: an unknown is read, never skipped.
 #[derive(Debug, Clone, Copy)]
 pub struct RefSlots<'a> {
     words: &'a [AtomicU64],
@@ -479,12 +479,11 @@ impl<'a> RefSlots<'a> {
     /// position lies in a group this client touched: one load per touched
     /// word, then only the candidates of set bits — a client that touched
     /// a few groups costs a few steps however many positions are asked
-    /// about. Without group words, every `i`.
+    /// about. Positions of groups beyond the words (none, given the group
+    /// size; and every one without group words) are all visited.
     fn for_touched(&self, by_group: &[(usize, usize)], mut f: impl FnMut(usize)) {
-        if self.touched.is_empty() {
-            by_group.iter().for_each(|&(_, i)| f(i));
-            return;
-        }
+        let beyond = by_group.partition_point(|&(g, _)| g < self.touched.len() * 64);
+        by_group[beyond..].iter().for_each(|&(_, i)| f(i));
         for (w, word) in self.touched.iter().enumerate() {
             // Relaxed: as in `touched` (the caller's fence orders it).
             let mut bits = word.load(Ordering::Relaxed);
@@ -513,7 +512,7 @@ impl<'a> RefSlots<'a> {
         let (i, bit) = self.group(pos);
         match self.touched.get(i) {
             Some(w) => w.load(Ordering::Relaxed) & bit != 0,
-            None => self.touched.is_empty(),
+            None => true,
         }
     }
 
