@@ -406,6 +406,41 @@ fn a_scribbled_total_is_put_back_by_the_repair() {
     });
 }
 
+/// Another process lowers a client's total under a held reference (which
+/// hides it from the service): the periodic repair raises it back on its
+/// second look — one look may be the client's own take or release in
+/// flight, and raising then warned of another process for an honest
+/// client (the attack on `fb26879`) — and the next delete sees the
+/// reference.
+#[test]
+fn a_lowered_total_is_raised_by_the_second_repair() {
+    const SIZE: usize = 64 * 1024;
+    let env = Env::new("lowtotal");
+    let store = env.store(8 * SIZE as u64);
+    let b = client(&env);
+    let (a, slots) = client_and_its_slots(&env, &store);
+    let x = oid(12, 0);
+    b.put(x, &contents(120, SIZE), b"x").unwrap();
+    let held = a.get(&[x], GUARD).unwrap();
+    let total = slot_word(&slots, 0);
+    assert_eq!(total & 0xffff_ffff, 1);
+    scribble(&slots, 0, &(total - 1).to_le_bytes());
+    assert_eq!(a.repair_reference_slots(), 0, "raised on the first look");
+    assert_eq!(a.repair_reference_slots(), 1, "not raised on the second");
+    assert_eq!(slot_word(&slots, 0), total);
+    assert_eq!(a.repair_reference_slots(), 0);
+    b.delete(&[x]).unwrap();
+    assert!(
+        held_by_one(&b, x),
+        "the held reference was hidden from the service"
+    );
+    assert_eq!(held[0].as_deref().unwrap(), &contents(120, SIZE)[..]);
+    drop(held);
+    eventually("the deferred delete", || {
+        b.create(x, 1, b"").map(drop).is_ok()
+    });
+}
+
 /// Another process clears a client's touched-group bits (the words after
 /// its total: which groups of entries it ever took a reference in) under
 /// a held reference: the service would skip that client's slot. The

@@ -1252,6 +1252,49 @@ fn names_that_are_not_utf8_are_foreign_and_the_session_stays_whole() {
     );
 }
 
+/// A dry run says what the real run then removes, the session's own
+/// files and its directory included (the attack on `fb26879`: for a
+/// killed worker's session it listed 3 files and not the directory, and
+/// the real run removed 6 and the directory — the dry run's last step
+/// stopped at the first file it would have removed before).
+#[test]
+fn a_dry_run_lists_what_the_real_run_removes() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog = proc_support::watchdog("a_dry_run_lists_what_the_real_run_removes");
+    let root = proc_support::scratch("swc", "dry");
+    let r = root.path();
+    let rs = r.to_str().unwrap();
+    let (mut kid, mut out) = spawn_role("child_entry", &format!("worker|{rs}|sdry|6|six"));
+    wait_for(&mut out, READY);
+    kid.sigkill();
+    let dir = r.join("sdry");
+    for args in [
+        &["cleanup", "--all-stale"][..],
+        &["cleanup", "--session", "sdry"],
+    ] {
+        let before = names(&dir);
+        let mut dry_args = args.to_vec();
+        dry_args.push("--dry-run");
+        let (ok, dry) = shmwire(r, &dry_args);
+        assert!(ok, "{dry}");
+        assert_eq!(names(&dir), before, "a dry run removed something: {dry}");
+        assert!(dry.contains("and the session directory"), "{dry}");
+        if args[1] == "--session" {
+            break;
+        }
+        let (ok, real) = shmwire(r, args);
+        assert!(ok, "{real}");
+        assert_eq!(dry.replace("would remove", "removed"), real);
+        assert!(!dir.exists(), "{real}");
+        // The second round: the same session made again and killed.
+        let (mut kid, mut out) = spawn_role("child_entry", &format!("worker|{rs}|sdry|6|six"));
+        wait_for(&mut out, READY);
+        kid.sigkill();
+    }
+}
+
 /// Names with a newline (or other control characters, or bytes that are
 /// not UTF-8) in a session and in the root stay on their line in every
 /// report: a file named `"x\n  process …: alive"` could otherwise add a

@@ -478,7 +478,7 @@ fn repair_of_the_total_races_take_and_release() {
         let client = thread::spawn(move || counted_get(&s2, &snap));
         let s3 = Arc::clone(&s);
         let repair = thread::spawn(move || {
-            repair_total(&s3.slots(), &s3.tally());
+            repair_total(&s3.slots(), &s3.tally(), true);
         });
         let freed = w.retire(&s.index(), [s.slots()], pos, &record(1));
         if freed {
@@ -489,7 +489,7 @@ fn repair_of_the_total_races_take_and_release() {
         repair.join().unwrap();
         // Whatever the race left, one more repair with nobody taking
         // brings the total's references down to the tally's, now 0.
-        repair_total(&s.slots(), &s.tally());
+        repair_total(&s.slots(), &s.tally(), true);
         // Relaxed: every thread joined.
         assert_eq!(s.total.load(Ordering::Relaxed) & 0xffff_ffff, 0);
         if !freed {

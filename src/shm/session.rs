@@ -1772,6 +1772,21 @@ impl Session {
             .chain(&report.kept_untagged)
             .map(String::as_str)
             .collect();
+        // A dry run removed nothing: what it would have removed is still
+        // listed here, and counts as gone (before, a dry run stopped at the
+        // first such name and said nothing of the session's own files and
+        // directory: the attack on `fb26879`).
+        let gone: HashSet<String> = if dry {
+            report
+                .removed_segments
+                .iter()
+                .chain(&report.removed_lock_files)
+                .chain(&report.removed_other)
+                .cloned()
+                .collect()
+        } else {
+            HashSet::new()
+        };
         let rd = match fs::read_dir(dir) {
             Ok(rd) => rd,
             Err(e) if e.kind() == ErrorKind::NotFound => {
@@ -1828,6 +1843,7 @@ impl Session {
                 }
                 FileKind::Foreign => whole = false,
                 _ if kept.contains(name.as_str()) => whole = false,
+                _ if gone.contains(&name) => {}
                 // What may be a live process's: the session stays.
                 _ => return,
             }

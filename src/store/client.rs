@@ -431,9 +431,13 @@ impl StoreClient {
     /// entries a default store has,
     /// [`DEFAULT_INDEX_ENTRIES`](crate::store::DEFAULT_INDEX_ENTRIES)).
     /// The client's total (the count of its references the service reads
-    /// before its slots) is put back the same way. Returns how many slots
-    /// were put back, the total counting as one (0 without an index:
-    /// nothing to repair; also logged as a warning when above 0).
+    /// before its slots) is put back the same way — lowered at once, raised
+    /// when two calls in a row find it low (once, it may be one of this
+    /// client's takes or releases in flight) — and the groups of entries it
+    /// took references in, which the service reads before a slot, are set
+    /// back if another process cleared them. Returns how many slots were
+    /// put back, the total and the groups counting as one (0 without an
+    /// index: nothing to repair; also logged as a warning when above 0).
     pub fn repair_reference_slots(&self) -> usize {
         let Some(ix) = self.inner.index.as_ref() else {
             return 0;

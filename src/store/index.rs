@@ -476,17 +476,35 @@ impl<'a> RefSlots<'a> {
 
     /// Calls `f(i)` for every `i` (an index into `by_group`'s positions,
     /// which `by_group` lists sorted by group as `(group, i)`) whose
-    /// position lies in a group this client touched: one load per touched
-    /// word, then only the candidates of set bits — a client that touched
-    /// a few groups costs a few steps however many positions are asked
-    /// about. Positions of groups beyond the words (none, given the group
-    /// size; and every one without group words) are all visited.
+    /// position lies in a group this client touched, loading each touched
+    /// word once. Per client it costs the smaller of a bit test per
+    /// position and a search per set bit: a batch of one entry costs one
+    /// test whatever the client touched (the attack on `fb26879`: a search
+    /// per set bit made every delete beside clients that had read a few
+    /// hundred objects 20× dearer), a batch of thousands beside a client
+    /// that touched a few groups costs a few searches. Positions of groups
+    /// beyond the words (none, given the group size; every one without
+    /// group words) are all visited.
     fn for_touched(&self, by_group: &[(usize, usize)], mut f: impl FnMut(usize)) {
-        let beyond = by_group.partition_point(|&(g, _)| g < self.touched.len() * 64);
-        by_group[beyond..].iter().for_each(|&(_, i)| f(i));
-        for (w, word) in self.touched.iter().enumerate() {
+        let mut words = [0u64; TOUCHED_WORDS];
+        let n = self.touched.len().min(TOUCHED_WORDS);
+        for (w, word) in words.iter_mut().zip(self.touched) {
             // Relaxed: as in `touched` (the caller's fence orders it).
-            let mut bits = word.load(Ordering::Relaxed);
+            *w = word.load(Ordering::Relaxed);
+        }
+        let set: u32 = words.iter().map(|w| w.count_ones()).sum();
+        if by_group.len() <= set as usize * 8 {
+            for &(g, i) in by_group {
+                if g >= n * 64 || words[g / 64] & (1 << (g % 64)) != 0 {
+                    f(i);
+                }
+            }
+            return;
+        }
+        let beyond = by_group.partition_point(|&(g, _)| g < n * 64);
+        by_group[beyond..].iter().for_each(|&(_, i)| f(i));
+        for (w, &word) in words[..n].iter().enumerate() {
+            let mut bits = word;
             while bits != 0 {
                 let g = w * 64 + bits.trailing_zeros() as usize;
                 bits &= bits - 1;
@@ -746,14 +764,19 @@ impl<'a, L: EntryLayout> IndexWords<'a, L> {
         // fetch_adds in try_acquire, which come after them.
         n.fetch_add(1, Ordering::Relaxed);
         tally.total.fetch_add(1, Ordering::Relaxed);
+        let took = self.try_acquire(slots, snap);
+        // The private copy of the group bit after the shared one (set by
+        // the take): a repair between the two then finds nothing to do,
+        // where the other way round it "fixed" an honest take in flight
+        // and warned of another process (the attack on `fb26879`).
         let (i, bit) = slots.group(snap.pos);
         if let Some(w) = tally.touched.get(i) {
             // Relaxed: private; `repair_total` only ever adds bits from it.
-            if w.load(Ordering::Relaxed) & bit == 0 {
+            if w.load(Ordering::Relaxed) & bit == 0 && slots.touched(snap.pos) {
                 w.fetch_or(bit, Ordering::Relaxed);
             }
         }
-        if self.try_acquire(slots, snap) {
+        if took {
             return true;
         }
         // Release (both): pair with the Acquire tally loads in
@@ -996,7 +1019,16 @@ pub fn release_counted<L: EntryLayout>(
 /// that group as a lowered total would); bits another process set are
 /// left (they cost the service slot reads, nothing else). True when it
 /// changed the total or a bit.
-pub fn repair_total(slots: &RefSlots<'_>, tally: &Tally<'_>) -> bool {
+///
+/// With `raise` false a total below the private total is left as it is:
+/// a take or release in flight looks the same (the private total is
+/// raised before the total and lowered after it), and a periodic repair
+/// that raised it then warned of another process for an honest client
+/// (the attack on `fb26879`). The client's periodic repair raises a total
+/// only when two repairs in a row found it low
+/// (`ClientIndex::repair`); a total above the private total is never
+/// honest and is lowered at once.
+pub fn repair_total(slots: &RefSlots<'_>, tally: &Tally<'_>, raise: bool) -> bool {
     let mut fixed = false;
     for (shared, private) in slots.touched.iter().zip(tally.touched) {
         // Relaxed (both): bits only ever added; a bit the private copy has
@@ -1013,7 +1045,7 @@ pub fn repair_total(slots: &RefSlots<'_>, tally: &Tally<'_>) -> bool {
     let v = slots.total.load(Ordering::Acquire);
     // Acquire: pairs with the Release decrements of the private total.
     let want = tally.total.load(Ordering::Acquire);
-    if v & 0xffff_ffff == want & 0xffff_ffff {
+    if v & 0xffff_ffff == want & 0xffff_ffff || (!raise && v & 0xffff_ffff < want & 0xffff_ffff) {
         return fixed;
     }
     // Release: as the fetch_sub in `release`, pairs with the Acquire total
@@ -1028,6 +1060,16 @@ pub fn repair_total(slots: &RefSlots<'_>, tally: &Tally<'_>) -> bool {
         )
         .is_ok()
         || fixed
+}
+
+/// Whether this client's total (its references) is below its private
+/// total: another process lowered it, or a take or release is in flight
+/// ([`repair_total`] with `raise`).
+pub fn total_below_tally(slots: &RefSlots<'_>, tally: &Tally<'_>) -> bool {
+    // Acquire (both): as in `repair_total`.
+    let v = slots.total.load(Ordering::Acquire);
+    let want = tally.total.load(Ordering::Acquire);
+    v & 0xffff_ffff < want & 0xffff_ffff
 }
 
 /// Lowers this client's slot at `pos` to what its private `tally` says it
@@ -1208,14 +1250,20 @@ impl IndexWriter {
         self.reap(index, slots, pos)
     }
 
-    /// Clears a pending entry once no slot holds it; returns whether it did.
+    /// Clears a pending entry once no slot holds it; returns whether it
+    /// did. One entry: [`refs_held`], no batch (a batch's bookkeeping made
+    /// every delete dearer, the attack on `fb26879`).
     pub fn reap<'s, L: EntryLayout>(
         &mut self,
         index: &IndexWords<'_, L>,
         slots: impl IntoIterator<Item = RefSlots<'s>>,
         pos: u32,
     ) -> bool {
-        self.reap_batch(index, slots, &[pos])[0]
+        if refs_held(slots, pos) > 0 {
+            return false;
+        }
+        self.clear(index, pos);
+        true
     }
 
     /// [`IndexWriter::reap`] of several pending entries in one walk over
@@ -1398,9 +1446,12 @@ mod tests {
         // the repair sets it back.
         tw[g].store(0, Ordering::Relaxed);
         assert_eq!(refs_held([slots], pos), 0);
-        assert!(repair_total(&slots, &tally));
+        assert!(repair_total(&slots, &tally, true));
         assert_eq!(refs_held([slots], pos), 1);
-        assert!(!repair_total(&slots, &tally), "nothing left to repair");
+        assert!(
+            !repair_total(&slots, &tally, true),
+            "nothing left to repair"
+        );
         assert!(!w.retire(&idx, [slots], pos, &rec), "held");
         assert!(release_counted(&idx, &slots, &tally, pos));
         assert!(w.reap(&idx, [slots], pos));

@@ -454,6 +454,9 @@ pub struct ClientIndex {
     /// [`repair_total`](super::index::repair_total) sets back any that
     /// another process cleared in the shared line.
     touched: [AtomicU64; TOUCHED_WORDS],
+    /// Whether the last [`ClientIndex::repair`] found the total below the
+    /// private total (raised only when two in a row do).
+    total_was_low: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for ClientIndex {
@@ -495,6 +498,7 @@ impl ClientIndex {
             held: (0..info.entries).map(|_| AtomicU32::new(0)).collect(),
             held_total: AtomicU64::new(0),
             touched: std::array::from_fn(|_| AtomicU64::new(0)),
+            total_was_low: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -544,7 +548,7 @@ impl ClientIndex {
         }
         // A lowered slot's `tell` is left to the service's reap backstop
         // (this call sends nothing).
-        let fixed = super::index::repair_total(&slots, &tally)
+        let fixed = super::index::repair_total(&slots, &tally, true)
             | super::index::repair_slot(&iw, &slots, &tally, snap.pos).is_some();
         fixed && iw.try_acquire_counted(&slots, &tally, snap)
     }
@@ -579,7 +583,15 @@ impl ClientIndex {
                 tell |= t;
             }
         }
-        if super::index::repair_total(&slots, &tally) {
+        // A total below the private one is raised only when the last
+        // repair found it low too: once, it may be an honest take or
+        // release in flight.
+        let low = super::index::total_below_tally(&slots, &tally);
+        let raise = low && self.total_was_low.swap(true, Ordering::Relaxed);
+        if !low {
+            self.total_was_low.store(false, Ordering::Relaxed);
+        }
+        if super::index::repair_total(&slots, &tally, raise) {
             fixed += 1;
         }
         (fixed, tell)

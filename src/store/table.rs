@@ -442,6 +442,9 @@ pub struct ObjectTable {
     index_held_arena_bytes: u64,
     /// When [`ObjectTable::reap_due`] last went through `pending`.
     reaped_at: Option<Instant>,
+    /// How long after `reaped_at` the next walk is due: [`REAP_EVERY`], or
+    /// four times the last walk's duration when that is longer.
+    reap_gap: Duration,
     /// LRU order: smallest key = least recently used.
     lru: BTreeMap<u64, ObjectId>,
     clock: u64,
@@ -498,6 +501,7 @@ impl ObjectTable {
             lru_arena_bytes: 0,
             index_held_arena_bytes: 0,
             reaped_at: None,
+            reap_gap: REAP_EVERY,
             lru: BTreeMap::new(),
             clock: 0,
             fallback: None,
@@ -545,23 +549,32 @@ impl ObjectTable {
     }
 
     /// [`ObjectTable::reap`], unless the last `reap_due` that went through
-    /// the list was less than [`REAP_EVERY`] before `now` (the table reads
-    /// no clock: the caller says what time it is). The service's loop calls
-    /// it every turn as a backstop; a pass costs every pending object's
-    /// reference slots of every client (before, every turn of the loop —
-    /// every request of every client — paid that).
+    /// the list started less than [`REAP_EVERY`] before `now` — or less
+    /// than four times that walk's own duration, when it took longer than a
+    /// fifth of `REAP_EVERY` (the caller says what time it is; the table
+    /// times its walk). The service's loop calls it every turn as a
+    /// backstop, and for a client's `Reap` that names no entry; a walk
+    /// costs every pending object's reference slots of every client that
+    /// may hold it, so walks take at most a fifth of the service's time
+    /// however long they are (the attack on `fb26879`: 4,928 pending
+    /// deletes beside 1,000 clients holding one buffer each made 35 ms
+    /// walks run back to back, and another client got 125 round trips in
+    /// 2 s).
     pub fn reap_due(&mut self, now: Instant) -> usize {
         if self.pending.is_empty() {
             return 0;
         }
         if self
             .reaped_at
-            .is_some_and(|t| now.saturating_duration_since(t) < REAP_EVERY)
+            .is_some_and(|t| now.saturating_duration_since(t) < self.reap_gap)
         {
             return 0;
         }
         self.reaped_at = Some(now);
-        self.reap()
+        let start = Instant::now();
+        let freed = self.reap();
+        self.reap_gap = REAP_EVERY.max(start.elapsed() * 4);
+        freed
     }
 
     /// Frees deleted objects whose last holders (through the index) let
@@ -1747,11 +1760,14 @@ pub(super) mod tests {
         /// Every object was read through the index since each look (its
         /// uses differ at every `holds`).
         reading: bool,
+        /// How long each read of the slots takes (a slow walk).
+        slow: Duration,
     }
 
     impl CountingIndex {
         fn read(&self, pos: u32) -> u64 {
             self.reads.fetch_add(1, Relaxed);
+            std::thread::sleep(self.slow);
             self.refs.lock().unwrap().get(&pos).copied().unwrap_or(0)
         }
     }
@@ -1873,6 +1889,42 @@ pub(super) mod tests {
         assert_eq!(t.reap(), N as usize);
         assert_eq!(t.pending_reaps(), 0);
         assert_eq!(t.stats(), recount(&t));
+    }
+
+    /// Whole reap walks take at most a fifth of the time: after a walk
+    /// longer than a fifth of `REAP_EVERY`, the next is due four times its
+    /// duration after it started, not `REAP_EVERY` (the attack on
+    /// `fb26879`: long walks ran back to back).
+    #[test]
+    fn a_long_reap_walk_spaces_the_next_one() {
+        let index = CountingIndex {
+            slow: Duration::from_millis(2),
+            ..Default::default()
+        };
+        let (reads, refs) = (Arc::clone(&index.reads), Arc::clone(&index.refs));
+        let mut t = ObjectTable::new(1 << 24)
+            .unwrap()
+            .with_shared_index(Box::new(index));
+        for i in 0..10 {
+            t.create(1, oid(i), 64, vec![]).unwrap();
+            t.seal(1, oid(i)).unwrap();
+            t.release(1, oid(i)).unwrap();
+            refs.lock()
+                .unwrap()
+                .insert(t.objects[&oid(i)].index.unwrap(), 1);
+            assert_eq!(t.delete(oid(i)).unwrap(), DeleteOutcome::Deferred);
+        }
+        reads.swap(0, Relaxed);
+        let now = Instant::now();
+        let start = Instant::now();
+        assert_eq!(t.reap_due(now), 0);
+        let walk = start.elapsed();
+        assert_eq!(reads.swap(0, Relaxed), 10);
+        assert!(walk * 4 > REAP_EVERY, "the walk took {walk:?}");
+        assert_eq!(t.reap_due(now + REAP_EVERY), 0);
+        assert_eq!(reads.swap(0, Relaxed), 0, "walked again after REAP_EVERY");
+        assert_eq!(t.reap_due(now + walk * 4 + REAP_EVERY), 0);
+        assert_eq!(reads.swap(0, Relaxed), 10);
     }
 
     /// A release names its entry: the reap it asks for reads that entry's
