@@ -8,8 +8,11 @@ mod store_common;
 
 use std::time::Duration;
 
+use shmwire::ids::ObjectId;
 use shmwire::ids::{NodeId, WorkerId};
-use shmwire::store::{StoreClient, StoreConfig, StoreError, StoreService, DEFAULT_STORE_NAME};
+use shmwire::store::{
+    ObjectBuffer, StoreClient, StoreConfig, StoreError, StoreService, DEFAULT_STORE_NAME,
+};
 use shmwire::transport::{Connection, Connector, RecvError, TransportConfig};
 use store_common::{
     contents, eventually, held_by_one, memfd_links, oid, open_memfd, Env, MemfdMap, GUARD,
@@ -429,12 +432,24 @@ fn a_lowered_total_is_raised_by_the_second_repair() {
     assert_eq!(a.repair_reference_slots(), 1, "not raised on the second");
     assert_eq!(slot_word(&slots, 0), total);
     assert_eq!(a.repair_reference_slots(), 0);
+    deleted_under_the_hold(&b, x, held, &contents(120, SIZE));
+}
+
+/// `b` deletes `x`, which `held` (another client's get of it, bytes
+/// `want`) holds through the index: the service sees the hold, the bytes
+/// stay, and once the buffer is dropped the delete completes.
+fn deleted_under_the_hold(
+    b: &StoreClient,
+    x: ObjectId,
+    held: Vec<Option<ObjectBuffer>>,
+    want: &[u8],
+) {
     b.delete(&[x]).unwrap();
     assert!(
-        held_by_one(&b, x),
+        held_by_one(b, x),
         "the held reference was hidden from the service"
     );
-    assert_eq!(held[0].as_deref().unwrap(), &contents(120, SIZE)[..]);
+    assert_eq!(held[0].as_deref().unwrap(), want);
     drop(held);
     eventually("the deferred delete", || {
         b.create(x, 1, b"").map(drop).is_ok()
@@ -468,19 +483,10 @@ fn cleared_touched_groups_are_set_back_by_the_repair() {
     scribble(&slots, 8, &[0u8; 32]);
     assert_eq!(a.repair_reference_slots(), 1, "the groups, set back");
     assert_eq!(groups(), set);
-    b.delete(&[x]).unwrap();
-    assert!(
-        held_by_one(&b, x),
-        "the held reference was hidden from the service"
-    );
     // Set by another process: left as they are (the service reads more).
     scribble(&slots, 8, &[0xffu8; 32]);
     assert_eq!(a.repair_reference_slots(), 0);
-    assert_eq!(held[0].as_deref().unwrap(), &contents(110, SIZE)[..]);
-    drop(held);
-    eventually("the deferred delete", || {
-        b.create(x, 1, b"").map(drop).is_ok()
-    });
+    deleted_under_the_hold(&b, x, held, &contents(110, SIZE));
 }
 
 /// Counts written so high that the next take would carry them to 0 — the

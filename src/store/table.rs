@@ -1870,16 +1870,7 @@ pub(super) mod tests {
             .unwrap()
             .with_shared_index(Box::new(index));
         const N: u32 = 40_000;
-        for i in 0..N {
-            t.create(1, oid(i), 64, vec![]).unwrap();
-            t.seal(1, oid(i)).unwrap();
-            t.release(1, oid(i)).unwrap();
-            let pos = t.objects[&oid(i)].index.unwrap();
-            refs.lock().unwrap().insert(pos, 1);
-        }
-        for i in 0..N {
-            assert_eq!(t.delete(oid(i)).unwrap(), DeleteOutcome::Deferred);
-        }
+        deleted_while_held(&mut t, &refs, N);
         // Deleting again keeps each pending once.
         for i in 0..N {
             assert_eq!(t.delete(oid(i)).unwrap(), DeleteOutcome::Deferred);
@@ -1889,6 +1880,20 @@ pub(super) mod tests {
         assert_eq!(t.reap(), N as usize);
         assert_eq!(t.pending_reaps(), 0);
         assert_eq!(t.stats(), recount(&t));
+    }
+
+    /// Objects `0..n`, each sealed, held through the index (one reference
+    /// in `refs`) and deleted: all pending.
+    fn deleted_while_held(t: &mut ObjectTable, refs: &Mutex<HashMap<u32, u64>>, n: u32) {
+        for i in 0..n {
+            t.create(1, oid(i), 64, vec![]).unwrap();
+            t.seal(1, oid(i)).unwrap();
+            t.release(1, oid(i)).unwrap();
+            let pos = t.objects[&oid(i)].index.unwrap();
+            refs.lock().unwrap().insert(pos, 1);
+            assert_eq!(t.delete(oid(i)).unwrap(), DeleteOutcome::Deferred);
+        }
+        assert_eq!(t.pending_reaps(), n as usize);
     }
 
     /// Whole reap walks take at most a fifth of the time: after a walk
@@ -1905,15 +1910,7 @@ pub(super) mod tests {
         let mut t = ObjectTable::new(1 << 24)
             .unwrap()
             .with_shared_index(Box::new(index));
-        for i in 0..10 {
-            t.create(1, oid(i), 64, vec![]).unwrap();
-            t.seal(1, oid(i)).unwrap();
-            t.release(1, oid(i)).unwrap();
-            refs.lock()
-                .unwrap()
-                .insert(t.objects[&oid(i)].index.unwrap(), 1);
-            assert_eq!(t.delete(oid(i)).unwrap(), DeleteOutcome::Deferred);
-        }
+        deleted_while_held(&mut t, &refs, 10);
         reads.swap(0, Relaxed);
         let now = Instant::now();
         let start = Instant::now();
@@ -1937,14 +1934,7 @@ pub(super) mod tests {
         let mut t = ObjectTable::new(1 << 24)
             .unwrap()
             .with_shared_index(Box::new(index));
-        for i in 0..1_000 {
-            t.create(1, oid(i), 64, vec![]).unwrap();
-            t.seal(1, oid(i)).unwrap();
-            t.release(1, oid(i)).unwrap();
-            let pos = t.objects[&oid(i)].index.unwrap();
-            refs.lock().unwrap().insert(pos, 1);
-            assert_eq!(t.delete(oid(i)).unwrap(), DeleteOutcome::Deferred);
-        }
+        deleted_while_held(&mut t, &refs, 1_000);
         let pos = t.objects[&oid(7)].index.unwrap();
         reads.swap(0, Relaxed);
         assert!(!t.reap_at(pos), "still held");
