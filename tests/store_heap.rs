@@ -99,4 +99,45 @@ fn an_object_and_its_holders_cost_the_heap_no_more_than_they_are_charged() {
         worst_holder <= HOLDER_OVERHEAD as f64,
         "a holder costs up to {worst_holder:.0} bytes per hold, charged {HOLDER_OVERHEAD}"
     );
+    // Every holder lets go: the objects, held by nobody, are back within
+    // their own charge — the holders' maps do not keep their peak size
+    // (the attack on `3821be7`: 500 holders each of 1,000 objects, then
+    // let go, left 20 MiB of empty maps against a 4 MiB capacity).
+    for client in 2..11 {
+        let upto = if client == 2 { N } else { 5_000 };
+        for n in 0..upto {
+            t.release(client, oid(n)).unwrap();
+        }
+    }
+    let after = (LIVE.load(Relaxed) - base) as f64 / f64::from(N);
+    println!("an object, every holder gone: {after:.0} bytes of heap, charged {charge}");
+    assert!(
+        after <= charge,
+        "objects nobody holds keep {after:.0} bytes each, charged {charge}"
+    );
+    drop(t);
+    // And objects that had many holders at once (200 each).
+    let mut t = ObjectTable::new(1 << 30).unwrap();
+    let base = LIVE.load(Relaxed);
+    for n in 0..1_000 {
+        t.create(1, oid(n), 64, vec![7; META]).unwrap();
+        t.seal(1, oid(n)).unwrap();
+        t.release(1, oid(n)).unwrap();
+    }
+    for client in 2..202 {
+        for n in 0..1_000 {
+            assert!(t.get(client, oid(n)).unwrap().is_some());
+        }
+    }
+    for client in 2..202 {
+        for n in 0..1_000 {
+            t.release(client, oid(n)).unwrap();
+        }
+    }
+    let after = (LIVE.load(Relaxed) - base) as f64 / 1_000.0;
+    println!("an object that had 200 holders, all gone: {after:.0} bytes of heap");
+    assert!(
+        after <= charge,
+        "objects that had 200 holders keep {after:.0} bytes each, charged {charge}"
+    );
 }

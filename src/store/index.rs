@@ -768,11 +768,15 @@ impl<'a, L: EntryLayout> IndexWords<'a, L> {
         // The private copy of the group bit after the shared one (set by
         // the take): a repair between the two then finds nothing to do,
         // where the other way round it "fixed" an honest take in flight
-        // and warned of another process (the attack on `fb26879`).
+        // and warned of another process (the attack on `fb26879`). Set
+        // whatever the shared bit says now: mirroring it let another
+        // process that cleared the shared bit during the take keep the
+        // reference hidden for good, the repair having nothing to put
+        // back (the attack on `3821be7`).
         let (i, bit) = slots.group(snap.pos);
         if let Some(w) = tally.touched.get(i) {
             // Relaxed: private; `repair_total` only ever adds bits from it.
-            if w.load(Ordering::Relaxed) & bit == 0 && slots.touched(snap.pos) {
+            if w.load(Ordering::Relaxed) & bit == 0 {
                 w.fetch_or(bit, Ordering::Relaxed);
             }
         }
