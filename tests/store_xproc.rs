@@ -36,6 +36,33 @@ fn spawn_store(test: &str, env: &Env, session: &str) -> std::process::Child {
     service
 }
 
+/// [`pass`], and a file (not made yet) whose creation tells a child to go
+/// on ([`wait_for_go`]).
+fn pass_with_go(env: &Env, session: &str) -> (std::path::PathBuf, Vec<(&'static str, String)>) {
+    let go = env.root.path().join("go");
+    let mut vars = pass(env, session);
+    vars.push((GO, go.display().to_string()));
+    (go, vars)
+}
+
+/// In a child: the file of [`pass_with_go`].
+fn go_file() -> std::path::PathBuf {
+    std::path::PathBuf::from(child_env(GO))
+}
+
+/// In a child: waits (at most [`GUARD`]) until the parent makes the file
+/// of [`pass_with_go`]; `what` names the wait if it never comes.
+fn wait_for_go(what: &str) {
+    let (go, deadline) = (go_file(), Instant::now() + GUARD);
+    while !go.exists() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// The variable that passes [`pass_with_go`]'s file.
+const GO: &str = "SHMWIRE_TEST_GO";
+
 #[test]
 fn objects_cross_processes_with_their_contents() {
     const TEST: &str = "objects_cross_processes_with_their_contents";
@@ -1598,12 +1625,7 @@ fn an_object_held_through_the_index_elsewhere_outlives_its_delete_beside_idle_cl
             let got = c.get(&[x], GUARD).unwrap();
             let held = got[0].as_ref().expect("sealed by the parent");
             println!("held");
-            let go = std::path::PathBuf::from(child_env("SHMWIRE_TEST_GO"));
-            let deadline = Instant::now() + GUARD;
-            while !go.exists() {
-                assert!(Instant::now() < deadline, "never told to look");
-                std::thread::sleep(Duration::from_millis(2));
-            }
+            wait_for_go("never told to look");
             assert!(
                 held[..] == contents(60, SIZE)[..],
                 "bytes changed while held"
@@ -1626,9 +1648,7 @@ fn an_object_held_through_the_index_elsewhere_outlives_its_delete_beside_idle_cl
     drop(idle[0].get(&[shared_oid(60, 1)], GUARD).unwrap());
     a.delete(&[shared_oid(60, 1)]).unwrap();
     a.put(x, &contents(60, SIZE), b"x").unwrap();
-    let go = env.root.path().join("go");
-    let mut env_vars = pass(&env, "idleheld");
-    env_vars.push(("SHMWIRE_TEST_GO", go.display().to_string()));
+    let (go, env_vars) = pass_with_go(&env, "idleheld");
     let mut holder = spawn_child(TEST, "holder", &env_vars);
     let lines = stdout_lines(&mut holder);
     expect_line(&lines, "held");
@@ -1690,12 +1710,7 @@ fn seals_and_evictions_read_no_slot_a_client_never_wrote() {
                 held.push(got);
             }
             println!("taken");
-            let go = std::path::PathBuf::from(child_env("SHMWIRE_TEST_GO"));
-            let deadline = Instant::now() + GUARD;
-            while !go.exists() {
-                assert!(Instant::now() < deadline, "never told to go");
-                std::thread::sleep(Duration::from_millis(2));
-            }
+            wait_for_go("never told to go");
             for (i, got) in held.iter().enumerate() {
                 assert_eq!(got[0].as_deref(), Some(&b"once"[..]), "object {i} changed");
             }
@@ -1713,9 +1728,7 @@ fn seals_and_evictions_read_no_slot_a_client_never_wrote() {
     for i in 0..READERS {
         writer.put(shared_oid(62, i), b"once", b"").unwrap();
     }
-    let go = env.root.path().join("go");
-    let mut env_vars = pass(&env, "untouched");
-    env_vars.push(("SHMWIRE_TEST_GO", go.display().to_string()));
+    let (go, env_vars) = pass_with_go(&env, "untouched");
     let mut readers = spawn_child(TEST, "readers", &env_vars);
     let lines = stdout_lines(&mut readers);
     expect_line(&lines, "taken");
@@ -1782,7 +1795,7 @@ fn a_client_reading_everything_never_makes_a_put_fail_with_nothing_held() {
         }
         Some("reader") => {
             let c = connect(&child_session());
-            let go = std::path::PathBuf::from(child_env("SHMWIRE_TEST_GO"));
+            let go = go_file();
             let deadline = Instant::now() + GUARD;
             let mut sweeps = 0u32;
             while !go.exists() {
@@ -1812,9 +1825,7 @@ fn a_client_reading_everything_never_makes_a_put_fail_with_nothing_held() {
     for i in 0..FIT / 2 {
         writer.put(shared_oid(64, i), &data, b"").unwrap();
     }
-    let go = env.root.path().join("go");
-    let mut env_vars = pass(&env, "readall");
-    env_vars.push(("SHMWIRE_TEST_GO", go.display().to_string()));
+    let (go, env_vars) = pass_with_go(&env, "readall");
     let mut reader = spawn_child(TEST, "reader", &env_vars);
     let lines = stdout_lines(&mut reader);
     expect_line(&lines, "reading");

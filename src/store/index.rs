@@ -470,7 +470,7 @@ impl<'a> RefSlots<'a> {
     /// The word (an index into the touched words) and bit of `pos`'s
     /// touched group.
     fn group(&self, pos: u32) -> (usize, u64) {
-        let g = (pos as usize) >> self.shift;
+        let g = self.group_of(pos);
         (g / 64, 1 << (g % 64))
     }
 

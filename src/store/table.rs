@@ -1904,13 +1904,21 @@ pub(super) mod tests {
         assert_eq!(t.stats(), recount(&t));
     }
 
+    /// Objects `0..n` of `size` bytes, created, sealed and let go of by
+    /// client 1 (evictable).
+    fn sealed_and_released(t: &mut ObjectTable, n: u32, size: u64) {
+        for i in 0..n {
+            t.create(1, oid(i), size, vec![]).unwrap();
+            t.seal(1, oid(i)).unwrap();
+            t.release(1, oid(i)).unwrap();
+        }
+    }
+
     /// Objects `0..n`, each sealed, held through the index (one reference
     /// in `refs`) and deleted: all pending.
     fn deleted_while_held(t: &mut ObjectTable, refs: &Mutex<HashMap<u32, u64>>, n: u32) {
+        sealed_and_released(t, n, 64);
         for i in 0..n {
-            t.create(1, oid(i), 64, vec![]).unwrap();
-            t.seal(1, oid(i)).unwrap();
-            t.release(1, oid(i)).unwrap();
             let pos = t.objects[&oid(i)].index.unwrap();
             refs.lock().unwrap().insert(pos, 1);
             assert_eq!(t.delete(oid(i)).unwrap(), DeleteOutcome::Deferred);
@@ -1985,11 +1993,7 @@ pub(super) mod tests {
         let mut t = ObjectTable::new(16 * 4096)
             .unwrap()
             .with_shared_index(Box::new(index));
-        for i in 0..16 {
-            t.create(1, oid(i), 4096, vec![]).unwrap();
-            t.seal(1, oid(i)).unwrap();
-            t.release(1, oid(i)).unwrap();
-        }
+        sealed_and_released(&mut t, 16, 4096);
         assert_eq!(t.stats().used, 16 * 4096, "full, nothing evicted yet");
         // The oldest is held through the index.
         refs.lock()
@@ -2025,11 +2029,7 @@ pub(super) mod tests {
         let mut t = ObjectTable::new(1 << 24)
             .unwrap()
             .with_shared_index(Box::new(index));
-        for i in 0..5_000 {
-            t.create(1, oid(i), 64, vec![]).unwrap();
-            t.seal(1, oid(i)).unwrap();
-            t.release(1, oid(i)).unwrap();
-        }
+        sealed_and_released(&mut t, 5_000, 64);
         count();
         let stats = t.stats();
         assert_eq!((stats.sealed, stats.evictable), (5_000, 5_000));
