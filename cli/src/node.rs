@@ -66,14 +66,7 @@ fn print_tick(
         );
     }
     let c = &r.cleanup;
-    if r.removed_anything() {
-        outln!(
-            "removed: segments {:?}, lock files {:?}, other {:?}",
-            c.removed_segments,
-            c.removed_lock_files,
-            c.removed_other
-        );
-    }
+    print_removed(c)?;
     let (new, over) = cleanup_errors_to_say(errors, &c.errors);
     for e in new {
         errln!(
@@ -83,6 +76,19 @@ fn print_tick(
     }
     if over {
         errln!("shmwire node: cleanup: no errors any more");
+    }
+    Ok(())
+}
+
+/// The `removed:` line of a cleanup pass that removed anything.
+fn print_removed(c: &shmwire::shm::CleanupReport) -> Result<(), crate::out::StdoutError> {
+    if c.removed_anything() {
+        outln!(
+            "removed: segments {:?}, lock files {:?}, other {:?}",
+            c.removed_segments,
+            c.removed_lock_files,
+            c.removed_other
+        );
     }
     Ok(())
 }
@@ -239,6 +245,8 @@ pub fn run(args: NodeArgs) -> CliResult {
             .map_or_else(|| "none".to_owned(), |a| a.to_string()),
         std::process::id()
     );
+    // A dead predecessor's files, removed before the node took the session.
+    print_removed(node.start_cleanup())?;
     for (what, addr, serves) in [
         (
             "object endpoint",

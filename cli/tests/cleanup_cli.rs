@@ -697,6 +697,80 @@ fn scratch_root_keeps_everything_not_made_by_shmwire() {
     }
 }
 
+/// A session is never made in someone else's directory: `shmwire node
+/// --session projects` with `<root>/projects` an existing private directory
+/// of the user's own files (no session marker) is refused with an error
+/// that names the directory, and nothing in it changes. An empty directory
+/// and a session whose marker was removed under a live worker are still
+/// opened.
+///
+/// Before the fix (the attack on `0060161`): the node started, marked the
+/// directory as a session and removed `todo.txt`, `config` and
+/// `empty_marker` as a dead process's half-made segments; after a client
+/// of it died, `cleanup --session projects` removed the rest and the
+/// directory.
+#[test]
+fn a_session_is_never_made_in_someone_elses_directory() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog = proc_support::watchdog("a_session_is_never_made_in_someone_elses_directory");
+    let root = proc_support::scratch("swc", "takeover");
+    let r = root.path();
+    let rs = r.to_str().unwrap();
+    let projects = r.join("projects");
+    fs::create_dir(&projects).unwrap();
+    fs::set_permissions(&projects, fs::Permissions::from_mode(0o700)).unwrap();
+    old_file(&projects.join("todo.txt"), b"TODO: buy milk");
+    old_file(&projects.join("config"), b"key=value");
+    old_file(&projects.join("empty_marker"), b"");
+    old_file(&projects.join(".keep"), b"");
+    old_file(&projects.join("big.bin"), &[5u8; 5000]);
+    let before: Vec<_> = names(&projects)
+        .into_iter()
+        .map(|n| (n.clone(), snapshot(&projects.join(&n))))
+        .collect();
+
+    let (ok, text) = shmwire(r, &["node", "--session", "projects"]);
+    assert!(!ok, "the node started in the user's directory:\n{text}");
+    assert!(
+        text.contains(&projects.display().to_string())
+            && text.contains("already exists, holds files and is not a shmwire session directory"),
+        "{text}"
+    );
+    // A worker process opening it is refused the same way.
+    let (mut kid, _out) = spawn_role("child_entry", &format!("worker|{rs}|projects|1|one"));
+    let status = kid.wait_timeout(GUARD).expect("the worker child ended");
+    assert!(!status.success(), "a worker opened the user's directory");
+    assert!(matches!(
+        Session::open_in(r, "projects"),
+        Err(ShmError::ForeignDirectory { .. })
+    ));
+    let (ok, text) = shmwire(r, &["cleanup", "--all-stale"]);
+    assert!(ok, "{text}");
+    let after: Vec<_> = names(&projects)
+        .into_iter()
+        .map(|n| (n.clone(), snapshot(&projects.join(&n))))
+        .collect();
+    assert_eq!(after, before, "the user's directory changed");
+
+    // An empty directory becomes a session.
+    let empty = r.join("empty-s");
+    fs::create_dir(&empty).unwrap();
+    fs::set_permissions(&empty, fs::Permissions::from_mode(0o700)).unwrap();
+    let s = Session::open_in(r, "empty-s").unwrap();
+    assert!(names(&empty).contains(&".shmwire-session".to_owned()));
+    s.remove_all().unwrap();
+
+    // A live session whose marker was removed is still joined.
+    let (mut live, mut live_out) = spawn_role("child_entry", &format!("worker|{rs}|live-s|2|two"));
+    wait_for(&mut live_out, READY);
+    fs::remove_file(r.join("live-s").join(".shmwire-session")).unwrap();
+    let joined = Session::open_in(r, "live-s").unwrap();
+    reach(&joined, 2, "two").unwrap();
+    live.sigkill();
+}
+
 // ------------------------------------------------------------------ input 5
 
 /// Input 5: the default root is per user (`/dev/shm/shmwire-<euid>`, or

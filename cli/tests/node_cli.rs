@@ -620,6 +620,22 @@ fn node_signals_and_restart_after_sigkill() {
         }
     })
     .unwrap();
+    // And it says so: its `removed:` line names the killed node's lock file
+    // (the attack on `0060161`: the pass the node makes before it takes the
+    // session removed them without a word).
+    let lock = format!("proc-{first_pid}-");
+    within(Duration::from_secs(5), || {
+        let lines = second.lines.lock().unwrap();
+        if lines
+            .iter()
+            .any(|l| l.starts_with("removed: ") && l.contains(&lock))
+        {
+            Ok(())
+        } else {
+            Err(format!("no removed: line naming {lock}: {lines:?}"))
+        }
+    })
+    .unwrap();
     // The restarted store works, from another process too.
     {
         let session = Session::open_in(&root, "n2").unwrap();

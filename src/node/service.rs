@@ -280,10 +280,7 @@ pub struct TickReport {
 impl TickReport {
     /// Whether the pass removed anything.
     pub fn removed_anything(&self) -> bool {
-        let c = &self.cleanup;
-        !c.removed_segments.is_empty()
-            || !c.removed_lock_files.is_empty()
-            || !c.removed_other.is_empty()
+        self.cleanup.removed_anything()
     }
 }
 
@@ -320,6 +317,8 @@ pub struct Node {
     /// id → (pid, name, since when), announced after [`DEATH_GRACE`]
     /// unless seen live again ([`Node::suspect`]).
     suspects: HashMap<WorkerId, (u32, Option<String>, Instant)>,
+    /// What the cleanup pass at start removed (a dead predecessor's files).
+    start_cleanup: CleanupReport,
 }
 
 /// How long a worker whose entry says it died, but whose pid exists, has
@@ -360,7 +359,7 @@ impl Node {
         // `7c472c6`). The node takes what the hard limit allows.
         let limit = crate::sys::fs::raise_nofile_limit();
         tracing::debug!(limit, "node: open-file limit (raised to the hard limit)");
-        session.cleanup_stale()?;
+        let start_cleanup = session.cleanup_stale()?;
         // One node per session: the kernel's lock decides, not a file's
         // content (a dead node's lock is free; the pass above removed it).
         let lock = super::node_lock::NodeLock::acquire(session)?;
@@ -458,9 +457,18 @@ impl Node {
             token,
             known: HashMap::new(),
             suspects: HashMap::new(),
+            start_cleanup,
         };
         node.publish();
         Ok(node)
+    }
+
+    /// What the cleanup pass the node made before it took the session
+    /// removed and kept: the files of dead processes, a dead predecessor
+    /// node's among them (`shmwire node` prints its `removed:` line as it
+    /// does each round's).
+    pub fn start_cleanup(&self) -> &CleanupReport {
+        &self.start_cleanup
     }
 
     /// The node's worker id in the directory.

@@ -186,6 +186,22 @@ pub enum ShmError {
         /// `"a regular file of another user"`), if anything.
         found: Option<&'static str>,
     },
+    /// An existing directory at a session's path that is neither a session
+    /// (no session marker) nor empty, and holds no live shmwire process's
+    /// lock: someone else's directory. [`Session::open`](super::Session::open)
+    /// refuses it, because a session there would take its files for
+    /// leftovers of dead processes and remove them.
+    #[error(
+        "{path} already exists, holds files and is not a shmwire session directory (no {marker} marker): \
+         shmwire makes a session only in a new or empty directory; choose another session name or root, \
+         or move the directory away"
+    )]
+    ForeignDirectory {
+        /// The directory.
+        path: PathBuf,
+        /// The marker file's name.
+        marker: &'static str,
+    },
     /// A path that should be a regular file (segment) or a directory
     /// (session, root) is something else, e.g. a symlink.
     #[error("{path} is {found}, not a {expected}{hint}")]

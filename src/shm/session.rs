@@ -388,6 +388,25 @@ fn ensure_marker(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Whether the existing directory `dir`, which carries no session marker,
+/// may be made a session: it is empty (its creator has not written the
+/// marker yet — the marker is the first file a creator makes — or it was
+/// left empty), or a live process holds a lock file (`proc-*.lock`) in it,
+/// so it is a session whose marker was removed under it. Called under the
+/// directory's shared `flock`, so no cleanup pass is half-way through it.
+fn may_become_session(dir: &Path) -> io::Result<bool> {
+    let mut empty = true;
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        empty = false;
+        let Some(name) = name.to_str() else { continue };
+        if is_lock_file_name(name) && matches!(probe_owner(&dir.join(name)), Ok(OwnerState::Live)) {
+            return Ok(true);
+        }
+    }
+    Ok(empty)
+}
+
 /// Whether `dir` carries the session marker (a regular file, not followed).
 fn has_marker(dir: &Path) -> bool {
     fs::symlink_metadata(dir.join(SESSION_MARKER))
@@ -483,6 +502,25 @@ fn owner_lock(dir: &Path, root: Option<&Path>) -> Result<String> {
         if !same_file(&d, dir) {
             // The cleanup removed the directory we locked: start over.
             continue;
+        }
+        // A directory that was there before, without the marker, becomes a
+        // session only if it is empty or a live process of ours holds its
+        // lock in it (a session whose marker was removed). Otherwise it is
+        // someone's own directory: marked, its files would look like a dead
+        // process's leftovers to every cleanup pass (the attack on
+        // `0060161`: a node started on `~/…/projects` removed the user's
+        // files, and a later cleanup the directory).
+        if !made && reuse.is_none() && !has_marker(dir) {
+            match may_become_session(dir) {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(ShmError::ForeignDirectory {
+                        path: dir.to_path_buf(),
+                        marker: SESSION_MARKER,
+                    })
+                }
+                Err(e) => return Err(ShmError::io("readdir", dir, e)),
+            }
         }
         // A start that fails from here on (no inode or space left for the
         // marker or the lock file) takes back the directory it made: each
@@ -735,6 +773,13 @@ pub struct CleanupReport {
 }
 
 impl CleanupReport {
+    /// Whether the pass removed any file.
+    pub fn removed_anything(&self) -> bool {
+        !self.removed_segments.is_empty()
+            || !self.removed_lock_files.is_empty()
+            || !self.removed_other.is_empty()
+    }
+
     /// Whether anything of a live process remains in the session.
     pub fn has_live(&self) -> bool {
         !self.live_owners.is_empty()

@@ -84,6 +84,21 @@ impl Kid {
         self.0.wait().unwrap();
     }
 
+    /// Waits at most `within` for the child to exit by itself; its status,
+    /// or `None` if it still runs (the drop then kills and reaps it).
+    pub fn wait_timeout(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(st) = self.0.try_wait().unwrap() {
+                return Some(st);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Sends `signal` (as `kill` spells it: `-TERM`), waits at most
     /// `within` for the exit, and returns the status with what the child
     /// wrote to its (piped) stderr.
