@@ -454,6 +454,125 @@ fn a_retried_task_whose_return_exists_gets_the_existing_object() {
     service.shutdown().unwrap();
 }
 
+/// A large return's id is derived from its task id, which any client of
+/// the session's store can work out, and any client may create any id. An
+/// object that another client made under a return's id is the task's
+/// result only if it holds exactly the bytes the task computed; other
+/// bytes, or an object left unsealed, fail the task with an
+/// `OBJECT_STORE_ERROR` error object that names the conflict.
+///
+/// Before (the attack on `0060161`): the worker took any existing object
+/// for an earlier attempt's and replied `InStore`, so the squatter's bytes
+/// were every caller's result (20 of 20 calls).
+#[test]
+fn a_return_id_taken_by_another_client_is_never_the_result() {
+    maybe_run_worker();
+    let s = TestSession::new("wsquat");
+    let service = StoreService::start(&s.session, StoreConfig::new(16 * MIB as u64)).unwrap();
+    let worker = s.spawn_worker_env(
+        "a_return_id_taken_by_another_client_is_never_the_result",
+        1,
+        &[(ENV_STORE, DEFAULT_STORE_NAME)],
+    );
+    let token = shmwire::node::load_or_create_token(&s.session).unwrap();
+    let mut conn = Connector::new(TransportConfig::new(WorkerId::from_random(), token), s.node)
+        .with_session(
+            &s.session,
+            std::sync::Arc::new(shmwire::node::Directory::for_session(&s.session).unwrap()),
+        )
+        .connect_worker(&worker.id)
+        .unwrap();
+    let squatter = StoreClient::connect(&s.session, DEFAULT_STORE_NAME).unwrap();
+    let mut enc = Encoder::new();
+    // (what the squatter puts under the return id, sealed?, the result expected)
+    let cases: [(&[u8], bool, Option<&str>); 4] = [
+        (
+            &[0xEE; 200_000],
+            true,
+            Some("with other contents (200000 bytes"),
+        ),
+        (
+            &[0xEE; 150_000],
+            true,
+            Some("with other contents (150000 bytes"),
+        ),
+        (&[0u8; 200_000], false, Some("unsealed after")),
+        (&[9u8; 200_000], true, None),
+    ];
+    for (i, (bytes, seal, expect)) in cases.into_iter().enumerate() {
+        let spec = TaskSpecBuilder::new(FunctionDescriptor::rust(MODULE, "", "big_fn"))
+            .num_returns(1)
+            .build_normal_task();
+        let return_id = spec.return_id(0);
+        let mut b = squatter.create(return_id, bytes.len() as u64, b"").unwrap();
+        b.copy_from_slice(bytes);
+        let unsealed = if seal {
+            drop(b.seal().unwrap());
+            None
+        } else {
+            Some(b)
+        };
+        let req = PushTaskRequest {
+            intended_worker_id: worker.id,
+            task_spec: spec,
+            sequence_number: -1,
+            client_processed_up_to: -1,
+            resource_mapping: Vec::new(),
+        };
+        conn.send_push_task(&mut enc, &req).unwrap();
+        let (app_error, in_store, metadata, message) = conn
+            .recv_message_with::<PushTaskReply, _>(GUARD, |r| {
+                let o = &r.return_objects[0];
+                let metadata = match &o.value {
+                    spec::ArchivedReturnValue::Inline(d) => d.metadata.to_vec(),
+                    _ => Vec::new(),
+                };
+                (
+                    r.is_application_level_error,
+                    matches!(o.value, spec::ArchivedReturnValue::InStore(_)),
+                    metadata,
+                    r.status.message.to_string(),
+                )
+            })
+            .unwrap();
+        match expect {
+            Some(what) => {
+                assert!(app_error && !in_store, "case {i}: {message}");
+                assert_eq!(
+                    metadata,
+                    shmwire::worker::OBJECT_STORE_ERROR_METADATA,
+                    "case {i}"
+                );
+                assert!(
+                    message.contains(&format!("{return_id:?}")) && message.contains(what),
+                    "case {i}: {message}"
+                );
+                // The squatter's object is left as it was.
+                if seal {
+                    let got = squatter.get(&[return_id], GUARD).unwrap();
+                    assert_eq!(&got[0].as_ref().unwrap()[..], bytes, "case {i}");
+                }
+            }
+            None => {
+                // The same bytes: as an earlier attempt's, the result.
+                assert!(!app_error && in_store, "case {i}: {message}");
+                let got = squatter.get(&[return_id], GUARD).unwrap();
+                assert_eq!(&got[0].as_ref().unwrap()[..], &[9u8; 200_000][..]);
+            }
+        }
+        match unsealed {
+            // Dropping the builder aborts the object.
+            Some(b) => drop(b),
+            None => squatter.delete(&[return_id]).unwrap(),
+        }
+    }
+    drop(conn);
+    worker.wait_success();
+    drop(squatter);
+    wait_store_empty(&service);
+    service.shutdown().unwrap();
+}
+
 /// A threaded actor (`max_concurrency` 2: its calls run on a pool thread)
 /// reads by-reference arguments and returns large values through the store
 /// like any actor, and the objects go when their references are dropped.

@@ -2022,6 +2022,31 @@ fn store_error_reply(task_id: TaskId, return_id: ObjectId, e: &StoreError) -> Pu
     )
 }
 
+/// How long [`Executor::store_reply`] waits for an existing object under a
+/// large return's id to be sealed (by an earlier attempt still sealing it)
+/// before it fails the task.
+const EXISTING_RETURN_SEAL_WAIT: Duration = Duration::from_millis(100);
+
+/// The error reply of a large return whose id another object holds: not
+/// this attempt's bytes, so never passed off as its result. The caller's
+/// `get` returns [`TaskError::ObjectStore`](super::TaskError::ObjectStore)
+/// with the message.
+fn return_conflict_reply(task_id: TaskId, return_id: ObjectId, what: String) -> PushTaskReply {
+    let message = format!(
+        "return object {return_id:?} {what}: another process made it (a client that took \
+         the id, or an earlier attempt of the task that computed other bytes); the task's \
+         result is not passed off as it"
+    );
+    error_object_reply(
+        task_id,
+        return_id,
+        StatusCode::IoError,
+        OBJECT_STORE_ERROR_METADATA,
+        message.clone().into_bytes(),
+        message,
+    )
+}
+
 /// A reply whose return object is an error object (`metadata` says which
 /// kind) and that is flagged `is_application_level_error`, so the caller
 /// stores it as the task's outcome instead of retrying.
@@ -3516,12 +3541,42 @@ impl Executor {
                 }
             }
             Err(StoreError::ObjectExists { .. }) => {
-                // An earlier attempt of this task stored it (sealed, or being
-                // sealed: the owner's fetch waits for the seal).
-                b.client
-                    .get(&[return_id], Duration::ZERO)
-                    .ok()
-                    .and_then(|mut v| v.pop().flatten())
+                // An earlier attempt of this task may have stored it. But
+                // return ids are derived from task ids, which any client of
+                // the store can work out, and the store lets any client
+                // create any id: the object found is this task's return only
+                // if it holds exactly the bytes this attempt computed (the
+                // attack on `0060161`: a client that created the ids first
+                // had its bytes returned as the task's result). The
+                // comparison runs only on this path, never on a first store.
+                match b.client.get(&[return_id], EXISTING_RETURN_SEAL_WAIT) {
+                    Ok(mut v) => match v.pop().flatten() {
+                        Some(buf) if *buf == *value && buf.metadata().is_empty() => Some(buf),
+                        Some(buf) => {
+                            return return_conflict_reply(
+                                task_id,
+                                return_id,
+                                format!(
+                                    "already exists in the object store with other contents \
+                                     ({} bytes, {} bytes of metadata; this attempt computed {size} bytes)",
+                                    buf.len(),
+                                    buf.metadata().len()
+                                ),
+                            )
+                        }
+                        None => {
+                            return return_conflict_reply(
+                                task_id,
+                                return_id,
+                                format!(
+                                    "already exists in the object store, unsealed after {:?}",
+                                    EXISTING_RETURN_SEAL_WAIT
+                                ),
+                            )
+                        }
+                    },
+                    Err(e) => return store_error_reply(task_id, return_id, &e),
+                }
             }
             Err(e) => return store_error_reply(task_id, return_id, &e),
         };
