@@ -132,6 +132,9 @@ fn gate_class() -> ActorClass<Gate> {
         .shared_method_in_group("io", "track_io", |g, a| g.track("io", a))
         .shared_method_in_group("compute", "track_compute", |g, a| g.track("compute", a))
         .shared_method("max_seen", |g, a| g.max_seen(a.i64(0)?))
+        .shared_method("panic_drop", |_, _| {
+            std::panic::panic_any(worker_support::PanicOnDrop)
+        })
         // `a[0]` bytes of 7s.
         .shared_method("big", |_, a| Ok(vec![7u8; a.i64(0)?.max(0) as usize]))
         .shared_method_in_group("gpu", "on_gpu", |_, _| ok(0))
@@ -279,6 +282,48 @@ fn max_concurrency_two_runs_two_calls_at_once() {
     drop(driver);
     w2.wait_success();
     w1.wait_success();
+}
+
+/// A threaded actor's method that panics with a payload whose own drop
+/// panics fails that call alone: both pool threads live on and serve. Before
+/// (the attack on `0060161`), the payload's panic ended the pool thread with
+/// its task unanswered, and with both threads gone every later call hung.
+#[test]
+fn a_panic_payload_that_panics_when_dropped_fails_its_call_alone() {
+    maybe_run_worker();
+    let s = TestSession::new("conc-pdrop");
+    let w = s.spawn_worker(
+        "a_panic_payload_that_panics_when_dropped_fails_its_call_alone",
+        1,
+    );
+    let mut driver = s.driver();
+    let two = gate(
+        &mut driver,
+        w.id,
+        ActorOptions {
+            max_concurrency: 2,
+            ..ActorOptions::default()
+        },
+    );
+    for _ in 0..3 {
+        let r = call(&mut driver, &two, "panic_drop", &[]);
+        match value(&mut driver, &r) {
+            Err(TaskError::Application { message, .. }) => {
+                assert_eq!(message, "the handler panicked: a non-string payload")
+            }
+            other => panic!("expected the panic's error, got {other:?}"),
+        }
+    }
+    // Two calls that each wait for the other: both threads are there.
+    let refs = [
+        call(&mut driver, &two, "meet", &[1, 20_000]),
+        call(&mut driver, &two, "meet", &[1, 20_000]),
+    ];
+    for r in &refs {
+        assert_eq!(value(&mut driver, r), Ok(2));
+    }
+    drop(driver);
+    w.wait_success();
 }
 
 /// `max_concurrency = 1` (the default): calls run in submission order, a

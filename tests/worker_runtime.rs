@@ -2600,6 +2600,33 @@ fn a_panicking_task_is_an_application_error_not_a_dead_worker() {
             message: "the handler panicked: boom 4".into()
         }
     );
+    // A payload whose own drop panics (the attack on `0060161`: that
+    // second panic unwound through the loop and the worker died).
+    let normal = driver
+        .submit_task(
+            worker.id,
+            FunctionDescriptor::rust(MODULE, "", "panic_drop"),
+            vec![],
+            TaskOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(
+        task_error(&mut driver, &normal),
+        TaskError::Application {
+            function: "panic_drop".into(),
+            message: "the handler panicked: a non-string payload".into()
+        }
+    );
+    let method = driver
+        .submit_actor_task(&actor, "panic_drop", vec![])
+        .unwrap();
+    assert_eq!(
+        task_error(&mut driver, &method),
+        TaskError::Application {
+            function: "Counter::panic_drop".into(),
+            message: "the handler panicked: a non-string payload".into()
+        }
+    );
     let r = driver
         .submit_actor_task(&actor, "add", vec![i64_arg(1)])
         .unwrap();
@@ -5712,21 +5739,42 @@ fn a_call_for_an_actor_its_worker_does_not_host_fails_alone() {
                         .unwrap()
                 })
                 .collect();
-            let other = shmwire::ids::ActorId::from_random();
-            let stale = ActorHandle::new(other, worker.id, MODULE, "Counter");
-            driver.register_actor(&stale, 0).unwrap();
-            let r = driver
-                .submit_actor_task(&stale, "add", vec![i64_arg(1)])
-                .unwrap();
-            let e = driver.get(std::slice::from_ref(&r), GUARD).unwrap_err();
-            let text = shmwire::error_chain(&e);
-            assert!(
-                text.contains(&format!(
-                    "actor {other} does not live on worker {}",
-                    worker.id
-                )),
-                "tcp {tcp}, reconnect {reconnect}: {text}"
-            );
+            // Refused for good, whatever the retries: with
+            // `max_task_retries = -1` the refusal was retried at once and
+            // for ever (the attack on `0060161`: both processes spinning,
+            // the `get` timing out).
+            for retries in [0, -1] {
+                let other = shmwire::ids::ActorId::from_random();
+                let stale = ActorHandle::new(other, worker.id, MODULE, "Counter");
+                driver.register_actor(&stale, retries).unwrap();
+                let r = driver
+                    .submit_actor_task(&stale, "add", vec![i64_arg(1)])
+                    .unwrap();
+                let e = driver
+                    .get(std::slice::from_ref(&r), Duration::from_secs(10))
+                    .unwrap_err();
+                let text = shmwire::error_chain(&e);
+                assert!(
+                    text.contains(&format!(
+                        "actor {other} does not live on worker {}",
+                        worker.id
+                    )),
+                    "tcp {tcp}, reconnect {reconnect}, retries {retries}: {text}"
+                );
+                assert!(
+                    matches!(
+                        e,
+                        GetError::Task {
+                            error: TaskError::System {
+                                code: StatusCode::Invalid,
+                                ..
+                            },
+                            ..
+                        }
+                    ),
+                    "{e:?}"
+                );
+            }
             for r in &in_flight {
                 let total = driver
                     .get(std::slice::from_ref(r), GUARD)

@@ -529,14 +529,7 @@ fn run(job: Job, state: &SharedState, registry: &FunctionRegistry) -> Completion
             match registry.lookup(&spec.function_descriptor).map(|e| &e.kind) {
                 Some(EntryKind::Method { method, .. }) => {
                     let args = Args::with_resolved(&spec.args, &job.resolved);
-                    catch_unwind(AssertUnwindSafe(|| state.call(method, &args))).unwrap_or_else(
-                        |panic| {
-                            Err(AppError::new(format!(
-                                "the handler panicked: {}",
-                                panic_message(&*panic)
-                            )))
-                        },
-                    )
+                    guarded(|| state.call(method, &args))
                 }
                 _ => Err(AppError::new("registry entry is not a method")),
             }
@@ -556,6 +549,28 @@ fn run(job: Job, state: &SharedState, registry: &FunctionRegistry) -> Completion
         held: job.bytes.len(),
         expected: job.expected,
     }
+}
+
+/// Runs a handler (on the execution thread or a threaded actor's pool),
+/// turning a panic into the task's application error ("the handler
+/// panicked: <message>"), as Ray turns a task's exception into an error
+/// object: before, it unwound through the worker's loop and the process
+/// died with every caller's tasks (re-attack on `71e1ecb`). An actor whose
+/// method panicked keeps its state as the panic left it. The payload is dropped inside a
+/// second guard: a payload whose own `drop` panics (a handler can throw
+/// any value) is leaked instead of unwinding through the caller. Before
+/// (the attack on `0060161`), that second panic killed a single-threaded
+/// worker with every caller's work, and a threaded actor's pool thread for
+/// good, its task never answered.
+pub(super) fn guarded<T>(run: impl FnOnce() -> Result<T, AppError>) -> Result<T, AppError> {
+    catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|payload| {
+        let message = format!("the handler panicked: {}", panic_message(&*payload));
+        if let Err(again) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+            // The drop's own payload may panic when dropped too: leaked.
+            std::mem::forget(again);
+        }
+        Err(AppError::new(message))
+    })
 }
 
 pub(super) fn panic_message(p: &(dyn Any + Send)) -> &str {

@@ -41,6 +41,7 @@ use super::ref_count::{LocalRef, RefCounter};
 use super::registry::CONSTRUCTOR_NAME;
 use super::server::{
     MAX_DIRECT_CALL_OBJECT_SIZE, OBJECT_LOST_METADATA, OBJECT_STORE_ERROR_METADATA,
+    TASK_REFUSED_METADATA,
 };
 use super::task_manager::{ReplyMatch, TaskManager};
 use super::{GetError, TaskError, WorkerError};
@@ -1274,6 +1275,17 @@ fn outcome(
                     function: payload.function(),
                     object_id,
                     message: message.into_owned(),
+                }),
+            );
+        }
+        if metadata == TASK_REFUSED_METADATA {
+            // Refused for good (`server::refusal_reply`): failed, not retried.
+            return (
+                ordering::ReplyOutcome::Ok,
+                Err(TaskError::System {
+                    function: payload.function(),
+                    code,
+                    message,
                 }),
             );
         }

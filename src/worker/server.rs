@@ -49,7 +49,7 @@ use crate::transport::{
     ShmOptions, StatsState, TransportConfig, TransportKind,
 };
 
-use super::concurrency::{ActorPools, Completion, ConcurrencyConfig, Job};
+use super::concurrency::{guarded, ActorPools, Completion, ConcurrencyConfig, Job};
 use super::registry::{
     AppError, Args, Entry, EntryKind, ErasedState, FunctionRegistry, TaskResult,
 };
@@ -73,6 +73,12 @@ pub const OBJECT_LOST_METADATA: &[u8] = b"OBJECT_LOST";
 /// the object store failed on (e.g. `StoreFull` for a large return); its
 /// data is the store's error in UTF-8.
 pub const OBJECT_STORE_ERROR_METADATA: &[u8] = b"OBJECT_STORE_ERROR";
+
+/// Metadata of the error object of a task the worker refused and will
+/// refuse again, whoever asks (a wrong recipient; an actor task for an
+/// actor it does not host): status `Invalid`, data the reason in UTF-8.
+/// The caller fails the task (`TaskError::System`) without retrying it.
+pub const TASK_REFUSED_METADATA: &[u8] = b"TASK_REFUSED";
 
 /// Frames taken from one connection per event-loop turn before the others
 /// get their turn.
@@ -1859,21 +1865,6 @@ impl Worker {
     }
 }
 
-/// Runs a handler on the execution thread; a panic becomes the task's
-/// application error ("the handler panicked: …"), as on a threaded actor's
-/// pools (`concurrency.rs`) and as Ray turns a task's exception into an
-/// error object: before, it unwound through the worker's loop and the
-/// process died with every caller's tasks (re-attack on `71e1ecb`). An
-/// actor whose method panicked keeps its state as the panic left it.
-fn guarded<T>(run: impl FnOnce() -> Result<T, AppError>) -> Result<T, AppError> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(|panic| {
-        Err(AppError::new(format!(
-            "the handler panicked: {}",
-            super::concurrency::panic_message(&*panic)
-        )))
-    })
-}
-
 /// Ends a connection without waiting: the worker's loop serves every other
 /// caller. Over TCP an orderly `close` hands the kernel every queued frame
 /// first, waiting up to the send timeout (the reply timeout, 1 s) for a
@@ -2002,6 +1993,26 @@ fn app_error_reply(
 ) -> PushTaskReply {
     let data = message.clone().into_bytes();
     error_object_reply(task_id, return_id, code, APP_ERROR_METADATA, data, message)
+}
+
+/// The reply refusing a task this worker will never run, whoever asks
+/// again: a wrong recipient (Ray's `HandleWrongRecipient`), an actor task
+/// for an actor that does not live here (a stale handle). An error object
+/// ([`TASK_REFUSED_METADATA`]) flagged application-level, status `Invalid`
+/// and `why`: the caller fails the task with `TaskError::System` and does
+/// not retry it. Before (the attack on `0060161`), a plain `Invalid`
+/// status was retried, with `max_task_retries = -1` at once and for ever:
+/// both processes spun, and the worker's other callers got a quarter of
+/// their calls through.
+fn refusal_reply(task_id: TaskId, return_id: ObjectId, why: String) -> PushTaskReply {
+    error_object_reply(
+        task_id,
+        return_id,
+        StatusCode::Invalid,
+        TASK_REFUSED_METADATA,
+        why.clone().into_bytes(),
+        why,
+    )
 }
 
 /// The error object of a task whose arguments or return the store failed on.
@@ -2400,18 +2411,25 @@ impl Executor {
     /// Ray's `HandlePushTask` for one received frame: a request, validated
     /// (or recognised as of a known shape), or rebuilt from a delta of a
     /// shape the caller asked to be kept ([`FrameTag`]).
-    /// Refuses task `task_id` from the caller on `key` before it is
-    /// queued or sequenced (a wrong recipient, an actor not hosted here):
-    /// counted as refused, answered at once with `StatusCode::Invalid`
-    /// and `why`.
+    /// Refuses task `task_id` (return `return_id`) from the caller on
+    /// `key` before it is queued or sequenced (a wrong recipient, an actor
+    /// not hosted here): counted as refused, answered at once with
+    /// [`refusal_reply`] (`StatusCode::Invalid` and `why`, never retried).
     #[cold]
     #[inline(never)]
-    fn refuse(&mut self, key: PeerKey, task_id: TaskId, why: String, out: &mut Vec<Outgoing>) {
+    fn refuse(
+        &mut self,
+        key: PeerKey,
+        task_id: TaskId,
+        return_id: ObjectId,
+        why: String,
+        out: &mut Vec<Outgoing>,
+    ) {
         self.stats
             .record(self.slot_refused, Duration::ZERO, Duration::ZERO);
         out.push(Outgoing {
             target: Target::Peer(key),
-            reply: status_reply(task_id, StatusCode::Invalid, why),
+            reply: refusal_reply(task_id, return_id, why),
             cache: None,
         });
     }
@@ -2470,7 +2488,7 @@ impl Executor {
                 "wrong recipient: the request is for worker {} but reached worker {}",
                 req.intended_worker_id, self.me
             );
-            self.refuse(key, task_id, why, out);
+            self.refuse(key, task_id, req.task_spec.return_id(0), why, out);
             return Ok(());
         }
         let spec = &req.task_spec;
@@ -2487,7 +2505,7 @@ impl Executor {
                 spec.actor_id().unwrap_or_default(),
                 self.me
             );
-            self.refuse(key, task_id, why, out);
+            self.refuse(key, task_id, spec.return_id(0), why, out);
             return Ok(());
         }
         if normal {
@@ -3291,9 +3309,9 @@ impl Executor {
                 "not a method of {}",
                 self.registry.class_name(a.class)
             ))),
-            _ => Err(status_reply(
+            _ => Err(refusal_reply(
                 spec.task_id,
-                StatusCode::Invalid,
+                spec.return_id(0),
                 format!(
                     "actor {} does not live on worker {}",
                     spec.actor_id().unwrap_or_default(),
@@ -3516,7 +3534,16 @@ impl Executor {
     /// is the result. Any other store failure is the task's error object.
     fn store_reply(&mut self, task_id: TaskId, return_id: ObjectId, value: &[u8]) -> PushTaskReply {
         let Some(b) = self.store.as_mut() else {
-            return status_reply(task_id, StatusCode::Invalid, "no object store");
+            // As final as a refusal: a retry finds no store either.
+            let message = "no object store: the return value needs one".to_owned();
+            return error_object_reply(
+                task_id,
+                return_id,
+                StatusCode::Invalid,
+                OBJECT_STORE_ERROR_METADATA,
+                message.clone().into_bytes(),
+                message,
+            );
         };
         let size = value.len() as u64;
         b.heal();

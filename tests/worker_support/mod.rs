@@ -199,6 +199,16 @@ impl Drop for WorkerProcess {
 }
 
 /// The functions and actor classes every test worker serves.
+/// A panic payload whose own `drop` panics (a handler may throw any
+/// value): `std::panic::panic_any(PanicOnDrop)`.
+pub struct PanicOnDrop;
+
+impl Drop for PanicOnDrop {
+    fn drop(&mut self) {
+        panic!("the panic payload's drop panicked too");
+    }
+}
+
 pub fn registry() -> FunctionRegistry {
     let mut r = FunctionRegistry::new();
     r.register_function(FunctionDescriptor::rust(MODULE, "", "square"), |a| {
@@ -212,6 +222,10 @@ pub fn registry() -> FunctionRegistry {
     .unwrap();
     r.register_function(FunctionDescriptor::rust(MODULE, "", "panic"), |a| {
         panic!("refusing {}", a.i64(0)?)
+    })
+    .unwrap();
+    r.register_function(FunctionDescriptor::rust(MODULE, "", "panic_drop"), |_| {
+        std::panic::panic_any(PanicOnDrop)
     })
     .unwrap();
     r.register_function(FunctionDescriptor::rust(MODULE, "", "fail"), |a| {
@@ -231,6 +245,7 @@ pub fn registry() -> FunctionRegistry {
             })
             .method("get", |total: &mut i64, _| Ok(total.to_le_bytes().to_vec()))
             .method("panic", |_, a| panic!("boom {}", a.i64(0)?))
+            .method("panic_drop", |_, _| std::panic::panic_any(PanicOnDrop))
             .method("sleep_ms", |total: &mut i64, a| {
                 std::thread::sleep(Duration::from_millis(a.i64(0)? as u64));
                 Ok(total.to_le_bytes().to_vec())
