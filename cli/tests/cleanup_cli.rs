@@ -771,6 +771,49 @@ fn a_session_is_never_made_in_someone_elses_directory() {
     live.sigkill();
 }
 
+/// A file in a session that cannot be opened — here under another
+/// process's write lease (`fcntl F_SETLEASE`), which makes every open fail
+/// with `EAGAIN` even for root; a file without read permission does the
+/// same for other users — is listed by `inspect --session` with its error,
+/// and every other segment is still inspected.
+///
+/// Before (the attack on `0060161`): the first such file ended the whole
+/// report, `shmwire: open …: Resource temporarily unavailable`, exit 1,
+/// and no segment was listed, not even the live worker's.
+#[test]
+fn a_file_that_cannot_be_opened_does_not_end_the_inspection() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog =
+        proc_support::watchdog("a_file_that_cannot_be_opened_does_not_end_the_inspection");
+    let root = proc_support::scratch("swc", "lease");
+    let r = root.path();
+    let rs = r.to_str().unwrap();
+    let (mut kid, mut out) = spawn_role("child_entry", &format!("worker|{rs}|lease-s|5|five"));
+    wait_for(&mut out, READY);
+    let notes = r.join("lease-s").join("mynotes");
+    old_file(&notes, b"hi");
+    // A lease break signals the holder (SIGIO): ignored here.
+    // SAFETY: setting a signal's disposition to SIG_IGN runs no handler.
+    unsafe { libc::signal(libc::SIGIO, libc::SIG_IGN) };
+    let held = fs::File::options().write(true).open(&notes).unwrap();
+    use std::os::fd::AsRawFd;
+    // SAFETY: fcntl on a descriptor this test owns, with an integer argument.
+    let rc = unsafe { libc::fcntl(held.as_raw_fd(), libc::F_SETLEASE, libc::F_WRLCK) };
+    assert_eq!(rc, 0, "F_SETLEASE: {}", std::io::Error::last_os_error());
+    let (ok, text) = shmwire(r, &["inspect", "--session", "lease-s"]);
+    drop(held);
+    assert!(ok, "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("mynotes") && l.contains("temporarily unavailable")),
+        "{text}"
+    );
+    assert!(text.contains(&format!("seg-{}", kid.pid())), "{text}");
+    kid.sigkill();
+}
+
 // ------------------------------------------------------------------ input 5
 
 /// Input 5: the default root is per user (`/dev/shm/shmwire-<euid>`, or

@@ -843,8 +843,9 @@ pub enum SegmentFate {
     ShortYoung,
     /// Shorter than a header and older than the grace: removed.
     ShortOld,
-    /// Its creator's lock could not be probed (an I/O error, reported as
-    /// the problem): the pass keeps it and reports the same error.
+    /// It could not be opened or read, or its creator's lock could not be
+    /// probed (an I/O error, reported as the problem): the pass keeps it
+    /// and reports the same error.
     ProbeFailed,
 }
 
@@ -888,7 +889,9 @@ impl SegmentFate {
             Self::NotOurs => "not a regular file of ours: left alone",
             Self::ShortYoung => "too short for a header and young: kept for now",
             Self::ShortOld => "too short for a header: cleanup will remove it",
-            Self::ProbeFailed => "creator's lock could not be probed: cleanup keeps it",
+            Self::ProbeFailed => {
+                "it or its creator's lock could not be read: cleanup keeps it and reports the error"
+            }
         }
     }
 }
@@ -1399,15 +1402,37 @@ impl Session {
                 });
                 continue;
             }
-            let Some(file) = open_nonblocking(&path).map_err(|e| ShmError::io("open", &path, e))?
-            else {
-                continue;
+            // A file that cannot be opened or read (no permission, a
+            // lease) is listed with its error, as the pass reports and
+            // keeps it; the others are still inspected (before, the first
+            // such file ended the whole report: the attack on `0060161`).
+            let opened = open_nonblocking(&path)
+                .map_err(|e| ShmError::io("open", &path, e))
+                .and_then(|f| {
+                    let Some(file) = f else { return Ok(None) };
+                    let md = file
+                        .metadata()
+                        .map_err(|e| ShmError::io("stat", &path, e))?;
+                    let header =
+                        read_ours(&file, &md).map_err(|e| ShmError::io("read", &path, e))?;
+                    Ok(Some((md, header)))
+                });
+            let (md, header) = match opened {
+                Ok(Some(found)) => found,
+                Ok(None) => continue,
+                Err(e) => {
+                    out.push(SegmentInfo {
+                        name,
+                        file_size: lmd.len(),
+                        header: None,
+                        creator_alive: None,
+                        problem: Some(e.to_string()),
+                        fate: SegmentFate::ProbeFailed,
+                    });
+                    continue;
+                }
             };
-            let md = file
-                .metadata()
-                .map_err(|e| ShmError::io("stat", &path, e))?;
             let file_size = md.len();
-            let header = read_ours(&file, &md).map_err(|e| ShmError::io("read", &path, e))?;
             let fate = segment_fate(
                 &mut owners,
                 &self.dir,
