@@ -3311,7 +3311,36 @@ fn removed_or_replaced_session_files_of_live_processes_are_put_back() {
     let tmp = e.with_extension("forged");
     fs::write(&tmp, forged).unwrap();
     fs::rename(&tmp, &e).unwrap();
+    // Entries of workers the node never saw live, naming the live worker's
+    // pid and pid 1 (unlocked: they read as dead): nobody's word, so no
+    // death is announced for them (the attack on `0060161` had the node
+    // announce "(demo-counter) (pid <live pid>) died"); the pass removes
+    // them and says so.
+    let planted: Vec<WorkerId> = [(201u8, w_pid), (202, 1)]
+        .into_iter()
+        .map(|(n, pid)| {
+            let id = worker_id(n);
+            let text = format!("worker_id={id}\npid={pid}\nname=w3\n");
+            fs::write(entry_of(&id), text).unwrap();
+            id
+        })
+        .collect();
     std::thread::sleep(DEATH_GRACE + Duration::from_millis(1000));
+    for id in &planted {
+        let name = format!(".w-{id}.entry");
+        within(Duration::from_secs(5), || {
+            let lines = node.lines.lock().unwrap();
+            if lines
+                .iter()
+                .any(|l| l.starts_with("removed: ") && l.contains(&name))
+            {
+                Ok(())
+            } else {
+                Err(format!("no removed: line names {name}: {lines:?}"))
+            }
+        })
+        .unwrap();
+    }
     assert_eq!(reach_worker(7), Ok(49), "after the forged entry");
     // The node said so; the node is healthy; nothing was taken for dead.
     assert!(

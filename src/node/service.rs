@@ -547,7 +547,7 @@ impl Node {
                         Some(true) => {
                             live.insert(ep.worker_id, (ep.pid, ep.name));
                         }
-                        Some(false) => self.suspect(&mut report, ep.worker_id, ep.pid, ep.name),
+                        Some(false) => self.suspect(&mut report, ep.worker_id, None),
                         None => {}
                     }
                 }
@@ -572,9 +572,8 @@ impl Node {
                 .and_then(|n| n.strip_suffix(crate::shm::ENTRY_SUFFIX))
                 .and_then(|h| WorkerId::from_hex(h).ok());
             let Some(id) = id else { continue };
-            let seen = live.remove(&id).or_else(|| self.known.get(&id).cloned());
-            if let Some((pid, name)) = seen {
-                self.suspect(&mut report, id, pid, name);
+            if let Some(seen) = live.remove(&id).or_else(|| self.known.get(&id).cloned()) {
+                self.suspect(&mut report, id, Some(seen));
             }
         }
         // A suspect seen live again had its entry removed or replaced, not
@@ -674,13 +673,24 @@ impl Node {
     /// it has not after [`DEATH_GRACE`] — or as soon as a later round finds
     /// its pid gone (a process is seen in the middle of exiting, its locks
     /// released before it is a zombie: the watch wakes the node then).
-    fn suspect(&mut self, report: &mut TickReport, id: WorkerId, pid: u32, name: Option<String>) {
+    fn suspect(
+        &mut self,
+        report: &mut TickReport,
+        id: WorkerId,
+        seen_live: Option<(u32, Option<String>)>,
+    ) {
         // An unlocked entry's pid is anybody's word (a copy renamed over a
         // live worker's entry with another pid): the pid seen in its
-        // locked entry decides when there was one.
-        let (pid, name) = match (self.suspects.get(&id), self.known.get(&id)) {
-            (Some((p, n, _)), _) | (None, Some((p, n))) => (*p, n.clone()),
-            (None, None) => (pid, name),
+        // locked entry decides (`seen_live`: this round's).
+        let (pid, name) = match (self.suspects.get(&id), self.known.get(&id), seen_live) {
+            (Some((p, n, _)), _, _) | (None, Some((p, n)), _) => (*p, n.clone()),
+            (None, None, Some(seen)) => seen,
+            // Never seen live: its `pid=` and name are nobody's word, so no
+            // death is announced (the attack on `0060161`: an unlocked file
+            // naming a live worker's pid, or pid 1, was announced dead, and
+            // 16 such files would push real deaths out of the list). The
+            // cleanup pass removes the entry and its `removed:` line names it.
+            (None, None, None) => return,
         };
         if crate::sys::liveness::pid_exists(pid) == Some(false) {
             self.suspects.remove(&id);
