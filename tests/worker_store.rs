@@ -272,6 +272,89 @@ fn a_missing_or_deleted_argument_object_fails_the_task() {
     service.shutdown().unwrap();
 }
 
+/// A caller whose tasks name by-reference arguments that are not in the
+/// store (never put, or put later) makes only its own tasks wait: they wait
+/// aside, its connection paused, while the worker serves another caller at
+/// once. Missing ones fail `ArgumentLost` after `arg_fetch_timeout` (1 s
+/// here), counted from arrival; one put while its task waits is read and
+/// the task succeeds.
+///
+/// Before (the attack on `0060161`): the worker waited for each such
+/// argument on its one execution thread, up to `arg_fetch_timeout` a task,
+/// and every other caller waited with it (9.2 s behind 5 such tasks, a
+/// timed-out `get` behind 35).
+#[test]
+fn tasks_waiting_for_their_arguments_do_not_hold_up_other_callers() {
+    maybe_run_worker();
+    let s = TestSession::new("wargwait");
+    let service = StoreService::start(&s.session, StoreConfig::new(16 * MIB as u64)).unwrap();
+    let worker = s.spawn_worker_env(
+        "tasks_waiting_for_their_arguments_do_not_hold_up_other_callers",
+        2,
+        &[(ENV_STORE, DEFAULT_STORE_NAME), (ENV_ARG_FETCH_MS, "1000")],
+    );
+    let mut waiting = store_driver(&s);
+    let mut honest = store_driver(&s);
+    let len = FunctionDescriptor::rust(MODULE, "", "len");
+    let square = FunctionDescriptor::rust(MODULE, "", "square");
+    let other = StoreClient::connect(&s.session, DEFAULT_STORE_NAME).unwrap();
+    let owner = Address {
+        worker_id: WorkerId::from_random(),
+        ..waiting.address().clone()
+    };
+    let call_len = |d: &mut CoreWorker, id: ObjectId| {
+        d.submit_task(
+            worker.id,
+            len.clone(),
+            vec![TaskArg::object_ref(id, owner.clone())],
+            TaskOptions::default(),
+        )
+        .unwrap()
+    };
+    // Five tasks whose arguments never come, then one whose argument comes
+    // while it waits.
+    let missing: Vec<ObjectId> = (0..5).map(|_| ObjectId::from_random()).collect();
+    let lost: Vec<ObjectRef> = missing
+        .iter()
+        .map(|&id| call_len(&mut waiting, id))
+        .collect();
+    let late = ObjectId::from_random();
+    let late_ref = call_len(&mut waiting, late);
+    let start = Instant::now();
+    for x in 0..20i64 {
+        let r = honest
+            .submit_task(
+                worker.id,
+                square.clone(),
+                vec![i64_arg(x)],
+                TaskOptions::default(),
+            )
+            .unwrap();
+        assert_eq!(as_i64(&honest.get(&[r], GUARD).unwrap()[0]), x * x);
+    }
+    let honest_took = start.elapsed();
+    assert!(
+        honest_took < Duration::from_millis(500),
+        "20 calls of another caller took {honest_took:?} beside 5 tasks waiting for arguments"
+    );
+    for (r, id) in lost.iter().zip(&missing) {
+        match task_error(&mut waiting, r) {
+            TaskError::ArgumentLost { object_id, .. } => assert_eq!(object_id, *id),
+            e => panic!("expected ArgumentLost, got {e:?}"),
+        }
+    }
+    // The late one waited behind them (its caller's tasks run in order) and
+    // then for its own argument, which comes now.
+    other.put(late, &pattern(3, 1234), b"").unwrap();
+    assert_eq!(as_i64(&waiting.get(&[late_ref], GUARD).unwrap()[0]), 1234);
+    drop((waiting, honest));
+    worker.wait_success();
+    other.delete(&[late]).unwrap();
+    drop(other);
+    wait_store_empty(&service);
+    service.shutdown().unwrap();
+}
+
 #[test]
 fn without_a_store_large_values_fail_with_the_size_error() {
     maybe_run_worker();

@@ -539,7 +539,26 @@ struct Executor {
     /// queueing to execution time is the dispatch of the task (validation,
     /// ordering, lookup): well under a microsecond.
     clock: Instant,
+    /// Set by [`Executor::on_request`] when it deferred the request (a
+    /// by-reference argument of the local store is not sealed yet): the
+    /// worker keeps a copy of the frame and pauses its connection.
+    deferred: bool,
 }
+
+/// A request whose by-reference arguments were not in the local store yet
+/// (another owner's task still running, a put on its way, or an object that
+/// never comes): its frame, kept while its connection is paused, handled
+/// again each turn until they are sealed or `arg_fetch_timeout` passed.
+/// Only that caller waits; the execution thread serves the others.
+struct WaitingForArgs {
+    key: PeerKey,
+    since: Instant,
+    tag: FrameTag,
+    bytes: AlignedBytes,
+}
+
+/// How often requests waiting for their arguments look again.
+const ARG_RECHECK: Duration = Duration::from_millis(2);
 
 /// The executor's use of the object store: by-reference arguments fetched
 /// for the running task, and the references kept on returns put in the
@@ -773,6 +792,9 @@ pub struct Worker {
     /// threaded actor's pools (`Executor::pools_full`), resumed as they
     /// finish (`Worker::resume_paused`).
     paused: Vec<PeerKey>,
+    /// Requests waiting for their arguments, one per paused connection
+    /// (see [`WaitingForArgs`]).
+    waiting_args: Vec<WaitingForArgs>,
     /// When the paused TCP connections get their next heartbeat: a paused
     /// connection is not read, so its caller's pings go unanswered, and a
     /// caller that hears nothing for the liveness timeout (5 s) takes the
@@ -1046,6 +1068,7 @@ impl Worker {
                 deliveries: Vec::new(),
                 spare: Vec::new(),
                 clock: Instant::now(),
+                deferred: false,
                 store: options.store.map(|client| StoreBridge {
                     client,
                     arg_fetch_timeout: options.arg_fetch_timeout,
@@ -1093,6 +1116,7 @@ impl Worker {
             hold_back,
             held: Vec::new(),
             paused: Vec::new(),
+            waiting_args: Vec::new(),
             paused_beat_at: Instant::now(),
             paused_beat_every: helper_period,
             heartbeats,
@@ -1159,11 +1183,14 @@ impl Worker {
             let due = since + self.unread_reply_timeout;
             timeout = timeout.min(due.saturating_duration_since(Instant::now()));
         }
-        if !self.paused.is_empty() {
+        if !self.paused.is_empty() || !self.waiting_args.is_empty() {
             timeout = timeout.min(
                 self.paused_beat_at
                     .saturating_duration_since(Instant::now()),
             );
+        }
+        if !self.waiting_args.is_empty() {
+            timeout = timeout.min(ARG_RECHECK);
         }
         let mut ready = std::mem::take(&mut self.ready);
         self.mux.wait(timeout, &mut ready)?;
@@ -1188,7 +1215,10 @@ impl Worker {
             std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
         }
         self.exec.collect(&mut self.outbox);
-        if !self.paused.is_empty() {
+        if !self.waiting_args.is_empty() {
+            self.recheck_args();
+        }
+        if !self.paused.is_empty() || !self.waiting_args.is_empty() {
             self.resume_paused();
         }
         self.exec.tick(&mut self.outbox);
@@ -1533,6 +1563,12 @@ impl Worker {
             if self.dead.contains(&key) {
                 return;
             }
+            // A request of this caller waits for its arguments: the ones
+            // after it wait in the connection (a readiness reported before
+            // the pause, or by the resume of another turn, reads nothing).
+            if !self.waiting_args.is_empty() && self.waiting_args.iter().any(|w| w.key == key) {
+                return;
+            }
             let Some(conn) = self.mux.get_mut(key) else {
                 return;
             };
@@ -1569,6 +1605,18 @@ impl Worker {
                         expanded: &mut self.expanded,
                     };
                     let handled = self.exec.on_request(key, frame, now, &mut self.outbox);
+                    if std::mem::take(&mut self.exec.deferred) {
+                        let mut copy = AlignedBytes::with_capacity(bytes.len());
+                        copy.extend_from_slice(bytes);
+                        self.waiting_args.push(WaitingForArgs {
+                            key,
+                            since: now,
+                            tag,
+                            bytes: copy,
+                        });
+                        self.mux.pause(key);
+                        return;
+                    }
                     if let Err(e) = handled {
                         // A peer that sends garbage fails alone, and is cut
                         // off for a violation: on shared memory its rings
@@ -1645,7 +1693,8 @@ impl Worker {
         let now = Instant::now();
         if now >= self.paused_beat_at {
             self.paused_beat_at = crate::deadline_after(now, self.paused_beat_every);
-            for &key in &self.paused {
+            let waiting = self.waiting_args.iter().map(|w| w.key);
+            for key in self.paused.iter().copied().chain(waiting) {
                 if let Some(AnyConnection::Tcp(t)) = self.mux.get_mut(key) {
                     t.heartbeat();
                 }
@@ -1654,13 +1703,53 @@ impl Worker {
         let mut i = 0;
         while i < self.paused.len() {
             let key = self.paused[i];
-            if self.exec.pools_resume(key) {
+            // One waiting for its arguments stays paused for them.
+            if self.exec.pools_resume(key) && !self.waiting_args.iter().any(|w| w.key == key) {
                 self.mux.resume(key);
                 self.paused.swap_remove(i);
             } else {
                 i += 1;
             }
         }
+    }
+
+    /// Handles again the requests waiting for their arguments: one whose
+    /// arguments are sealed now, or whose wait reached `arg_fetch_timeout`
+    /// (then failed `ArgumentLost` at once), is handled as it would have
+    /// been on arrival and its connection resumed; the others wait on.
+    /// A connection that ended drops its request (as it would have been
+    /// dropped unread).
+    #[cold]
+    fn recheck_args(&mut self) {
+        for w in std::mem::take(&mut self.waiting_args) {
+            if self.dead.contains(&w.key) || self.mux.get_mut(w.key).is_none() {
+                continue;
+            }
+            let frame = Frame {
+                tag: w.tag,
+                bytes: &w.bytes,
+                expanded: &mut self.expanded,
+            };
+            // Arrived when it first did (its queueing time counts from
+            // then).
+            let handled = self
+                .exec
+                .on_request(w.key, frame, w.since, &mut self.outbox);
+            if std::mem::take(&mut self.exec.deferred) {
+                self.waiting_args.push(w);
+                continue;
+            }
+            if let Err(e) = handled {
+                self.cut_off(w.key, format!("invalid request: {e}"));
+                continue;
+            }
+            if !self.paused.contains(&w.key) {
+                self.mux.resume(w.key);
+            }
+            // The frames that came after it, now.
+            self.drain(w.key);
+        }
+        self.flush();
     }
 
     /// Forgets the holds the mux ended and cuts off a held caller that read
@@ -2508,6 +2597,24 @@ impl Executor {
             self.refuse(key, task_id, spec.return_id(0), why, out);
             return Ok(());
         }
+        // A by-reference argument of the local store that is not sealed yet
+        // (another owner's task still running, a put on its way, or one that
+        // never comes): the request waits aside, its connection paused, and
+        // this thread serves the other callers meanwhile. Before (the attack
+        // on `0060161`), the fetch waited here up to `arg_fetch_timeout` for
+        // each such task, and a caller sending missing references stalled
+        // every other caller 2 s a task.
+        // (`now` is its arrival, also when it is handled again.)
+        if self.args_not_sealed(spec) {
+            let timeout = self
+                .store
+                .as_ref()
+                .map_or(Duration::ZERO, |b| b.arg_fetch_timeout);
+            if Instant::now().saturating_duration_since(now) < timeout {
+                self.deferred = true;
+                return Ok(());
+            }
+        }
         if normal {
             // Normal and actor creation tasks run FIFO (Ray's NormalSchedulingQueue).
             self.normal.add(task_id, now);
@@ -2876,7 +2983,7 @@ impl Executor {
                 }
                 // By-reference arguments are fetched here (the store client
                 // is the execution thread's), then held by the job.
-                let resolved = match self.fetch_args(spec) {
+                let resolved = match self.fetch_args(spec, arrived) {
                     Ok(r) => r,
                     Err(reply) => {
                         self.fail_task(spec, arrived, caller, counter, reply, out);
@@ -3148,7 +3255,7 @@ impl Executor {
         // The latest reading, never before the arrival (`Executor::clock`).
         let start = self.clock.max(arrived);
         let return_id = spec.return_id(0);
-        let resolved = match self.fetch_args(spec) {
+        let resolved = match self.fetch_args(spec, arrived) {
             Ok(r) => r,
             Err(reply) => return reply,
         };
@@ -3331,9 +3438,30 @@ impl Executor {
     /// fetched and nothing allocated. A missing object, a failed pull or a
     /// store failure is the task's error reply (`OBJECT_LOST` /
     /// `OBJECT_STORE_ERROR`).
+    /// Whether a by-reference argument of `spec` that the local store
+    /// holds (its owner's object endpoint is this node's, or none) is not
+    /// sealed there now, by the store's shared index (no message, no
+    /// wait; an index it cannot read says nothing: `false`). Arguments
+    /// pulled from another node are left to [`fetch_args`](Self::fetch_args).
+    fn args_not_sealed(&self, spec: &ArchivedTaskSpec) -> bool {
+        let Some(b) = self.store.as_ref() else {
+            return false;
+        };
+        spec.args.iter().any(|a| match a {
+            ArchivedTaskArg::ObjectRef(r) => {
+                let endpoint = r.owner_address.object_manager_address.as_str();
+                let local =
+                    endpoint.is_empty() || endpoint.parse::<SocketAddr>().ok() == b.endpoint;
+                local && b.client.indexed(r.object_id) == Some(false)
+            }
+            ArchivedTaskArg::Value(_) => false,
+        })
+    }
+
     fn fetch_args(
         &mut self,
         spec: &ArchivedTaskSpec,
+        arrived: Instant,
     ) -> Result<Vec<Option<ObjectBuffer>>, PushTaskReply> {
         let Some(b) = self.store.as_mut() else {
             return Ok(Vec::new());
@@ -3352,7 +3480,10 @@ impl Executor {
         // pull — is bounded by `arg_fetch_timeout`: each call waits at most
         // the time left (not the client's reply timeout), so a stopped
         // store fails the task with `ArgumentLost` at the deadline.
-        let deadline = crate::deadline_after(Instant::now(), b.arg_fetch_timeout);
+        // Counted from the task's arrival: one that waited aside for its
+        // arguments (`Executor::on_request`), or in a queue, does not wait
+        // a whole timeout again here.
+        let deadline = crate::deadline_after(arrived, b.arg_fetch_timeout);
         b.heal_within(Some(b.arg_fetch_timeout));
         let task_id = spec.task_id;
         let return_id = spec.return_id(0);
@@ -3443,7 +3574,16 @@ impl Executor {
             })
             .collect();
         let left = deadline.saturating_duration_since(Instant::now());
-        let mut got = match b.client.get_before(&ids, left, left) {
+        // With no time left (a task that waited aside for its arguments
+        // until the timeout), the store is still asked, without waiting
+        // for the objects: a reply deadline of zero would give up on the
+        // reply and put the connection out of step for the next task.
+        let got = if left.is_zero() {
+            b.client.get(&ids, Duration::ZERO)
+        } else {
+            b.client.get_before(&ids, left, left)
+        };
+        let mut got = match got {
             Ok(got) => got.into_iter(),
             Err(StoreError::TimedOut(_)) => {
                 // The store did not answer by the deadline (stopped,
