@@ -814,6 +814,50 @@ fn a_file_that_cannot_be_opened_does_not_end_the_inspection() {
     kid.sigkill();
 }
 
+/// Files dated in the future (`touch -d '+10 years'`; a clock stepped back
+/// makes every file look so) do not keep a dead session for ever: past a
+/// second ahead, a file's age is taken from its change time, which nobody
+/// can set, so a half-made segment and a lock file being made, both dated
+/// ten years ahead, are young for their grace and then removed, and the
+/// session with them.
+///
+/// Before (the attack on `0060161`): they were young for ever; `inspect`
+/// called the session dead while `cleanup --all-stale` kept it as live
+/// ("1 live, 1 young untagged"), and a node's exit said "other processes
+/// live".
+#[test]
+fn files_dated_in_the_future_do_not_keep_a_dead_session_for_ever() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog =
+        proc_support::watchdog("files_dated_in_the_future_do_not_keep_a_dead_session_for_ever");
+    let root = proc_support::scratch("swc", "future");
+    let r = root.path();
+    let dir = r.join("f");
+    fs::create_dir(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+    fs::write(dir.join(".shmwire-session"), b"").unwrap();
+    let ahead = std::time::SystemTime::now() + Duration::from_secs(10 * 365 * 86_400);
+    for name in ["halfseg", ".proc-99-deadbeef.lock.tmp"] {
+        let f = fs::File::create_new(dir.join(name)).unwrap();
+        f.set_modified(ahead).unwrap();
+    }
+    let made = Instant::now();
+    // Young at first: a creator may be at work.
+    let (ok, text) = shmwire(r, &["cleanup", "--all-stale"]);
+    assert!(ok, "{text}");
+    assert!(dir.join("halfseg").exists(), "{text}");
+    // Past the grace (10 s for a short segment, 5 s for a lock file being
+    // made, counted from their change time): removed, and the session.
+    std::thread::sleep(
+        (shmwire::shm::UNTAGGED_GRACE + Duration::from_millis(500)).saturating_sub(made.elapsed()),
+    );
+    let (ok, text) = shmwire(r, &["cleanup", "--all-stale"]);
+    assert!(ok, "{text}");
+    assert!(!dir.exists(), "the dead session is still there: {text}");
+}
+
 // ------------------------------------------------------------------ input 5
 
 /// Input 5: the default root is per user (`/dev/shm/shmwire-<euid>`, or

@@ -110,13 +110,47 @@ const TMP_LOCK_GRACE: Duration = Duration::from_secs(5);
 /// session with more left in it stays for a later pass.
 const LAST_STEP_NAMES: usize = 4096;
 
-/// Whether `md`'s modification time is at least `age` ago (`false` when it
-/// is in the future or cannot be read).
+/// How long ago `md`'s file was last modified, by its modification time;
+/// when that is more than [`CLOCK_SKEW`] in the future, by its
+/// status-change time (`ctime`), which the kernel sets to the clock on
+/// every change and nobody can set (`touch -d '+10 years'` moves only the
+/// modification time). When both are in the future the clock was stepped
+/// back (an NTP step, a restored snapshot) and the file's age is unknown:
+/// it counts as old. Before (the attack on `0060161`), a file dated in the
+/// future stayed young for ever, and its dead session with it (`inspect`
+/// said dead, `cleanup` kept it as live).
+fn file_age(md: &fs::Metadata) -> Duration {
+    let since = |secs: i64, nanos: i64| -> Option<Result<Duration, Duration>> {
+        let t = SystemTime::UNIX_EPOCH.checked_add(Duration::new(
+            u64::try_from(secs).ok()?,
+            u32::try_from(nanos).ok()?,
+        ))?;
+        Some(
+            SystemTime::now()
+                .duration_since(t)
+                .map_err(|ahead| ahead.duration()),
+        )
+    };
+    let modified = since(md.mtime(), md.mtime_nsec());
+    let age = match modified {
+        Some(Ok(age)) => return age,
+        Some(Err(ahead)) if ahead <= CLOCK_SKEW => return Duration::ZERO,
+        _ => since(md.ctime(), md.ctime_nsec()),
+    };
+    match age {
+        Some(Ok(age)) => age,
+        Some(Err(ahead)) if ahead <= CLOCK_SKEW => Duration::ZERO,
+        _ => Duration::MAX,
+    }
+}
+
+/// How far in the future a file's time may be and still count as now
+/// (clocks read on two CPUs; a coarse file-system timestamp).
+const CLOCK_SKEW: Duration = Duration::from_secs(1);
+
+/// Whether `md`'s file last changed at least `age` ago ([`file_age`]).
 fn older_than(md: &fs::Metadata, age: Duration) -> bool {
-    md.modified()
-        .ok()
-        .and_then(|m| SystemTime::now().duration_since(m).ok())
-        .is_some_and(|a| a >= age)
+    file_age(md) >= age
 }
 
 fn euid() -> u32 {
@@ -956,12 +990,7 @@ fn segment_fate(
         },
         None => {
             // Too short for a header: an older build's half-made segment.
-            let age = md
-                .modified()
-                .ok()
-                .and_then(|m| SystemTime::now().duration_since(m).ok())
-                .unwrap_or(Duration::ZERO);
-            if age < untagged_grace {
+            if !older_than(md, untagged_grace) {
                 SegmentFate::ShortYoung
             } else {
                 SegmentFate::ShortOld
