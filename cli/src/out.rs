@@ -17,7 +17,9 @@
 //!
 //! A long-running loop (`shmwire node`, the demo's worker) first calls
 //! [`background`]: from then on its lines go, in order, through a queue of
-//! at most [`QUEUE_BYTES`] to a thread that writes them, so a reader that
+//! at most [`QUEUE_BYTES`] per stream to a thread that writes them (one
+//! each for stdout and stderr, so a stalled reader of one never holds up
+//! the other), so a reader that
 //! is alive but stops reading (a stalled log shipper, `| less` left
 //! paused) holds up that thread, never the loop. Before (the attack on
 //! `e65c959`), the node's loop blocked in `write(2)` for good: no more
@@ -39,22 +41,24 @@ pub const QUEUE_BYTES: usize = 1 << 20;
 /// How long [`finish`] waits for the output thread to write what waits.
 pub const FINISH_WAIT: Duration = Duration::from_secs(5);
 
-/// Lines waiting for the output thread.
+/// Lines waiting for one stream's output thread.
 #[derive(Default)]
 struct Pending {
-    /// (to stderr, bytes), in the order written.
-    lines: VecDeque<(bool, Vec<u8>)>,
+    /// Whole lines, in the order written.
+    lines: VecDeque<Vec<u8>>,
     bytes: usize,
     /// Lines dropped for a full queue since the thread last said so.
     dropped: u64,
     /// The thread is writing a line.
     writing: bool,
-    /// The first error writing to stdout (kind, text).
-    stdout_error: Option<(io::ErrorKind, String)>,
+    /// The first error writing to the stream (kind, text); only stdout's
+    /// is reported (a closed stderr loses lines, see the module docs).
+    error: Option<(io::ErrorKind, String)>,
 }
 
-/// The output thread's queue and its two signals.
+/// One stream's queue, its two signals and which stream it writes.
 struct Background {
+    to_stderr: bool,
     pending: Mutex<Pending>,
     /// Lines were queued.
     queued: Condvar,
@@ -62,19 +66,31 @@ struct Background {
     written: Condvar,
 }
 
-static BACKGROUND: OnceLock<&'static Background> = OnceLock::new();
+/// The queues of stdout and stderr, each written by a thread of its own:
+/// a reader that stalls one stream never holds up the other's lines (the
+/// attack on `0060161`: with one queue for both, a stalled stdout reader
+/// kept the node's warnings from its stderr log until it read again, and
+/// dropped them once the queue was full). Lines keep their order within a
+/// stream, not across the two.
+static BACKGROUND: OnceLock<[&'static Background; 2]> = OnceLock::new();
+
+/// The queue of stdout (`false`) or stderr (`true`), once [`background`]
+/// started them.
+fn queue(to_stderr: bool) -> Option<&'static Background> {
+    BACKGROUND.get().map(|q| q[usize::from(to_stderr)])
+}
 
 impl Background {
     fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues `bytes` (whole lines) for stdout or stderr; returns the
-    /// stdout error the thread met, if any.
-    fn push(&self, to_stderr: bool, bytes: Vec<u8>) -> Result<(), StdoutError> {
+    /// Queues `bytes` (whole lines); returns the stdout error the thread
+    /// met, if any (stdout's queue only).
+    fn push(&self, bytes: Vec<u8>) -> Result<(), StdoutError> {
         let mut p = self.lock();
-        if let Some((kind, text)) = &p.stdout_error {
-            if !to_stderr {
+        if let Some((kind, text)) = &p.error {
+            if !self.to_stderr {
                 return Err(StdoutError::from_io(io::Error::new(*kind, text.clone())));
             }
         }
@@ -86,37 +102,39 @@ impl Background {
             return Ok(());
         }
         p.bytes += bytes.len();
-        p.lines.push_back((to_stderr, bytes));
+        p.lines.push_back(bytes);
         self.queued.notify_one();
         Ok(())
     }
 
     /// The output thread: writes the queued lines, in order, as the
-    /// readers take them.
+    /// reader takes them.
     fn run(&self) {
         loop {
-            let (to_stderr, bytes, dropped) = {
+            let (bytes, dropped) = {
                 let mut p = self.lock();
                 while p.lines.is_empty() {
                     p = self.queued.wait(p).unwrap_or_else(|e| e.into_inner());
                 }
-                let (to_stderr, bytes) = p.lines.pop_front().expect("not empty");
+                let bytes = p.lines.pop_front().expect("not empty");
                 p.bytes -= bytes.len();
                 p.writing = true;
-                (to_stderr, bytes, std::mem::take(&mut p.dropped))
+                (bytes, std::mem::take(&mut p.dropped))
             };
             if dropped > 0 {
-                let _ = io::stderr().write_all(
-                    format!(
-                        "shmwire: {dropped} lines of output dropped: more than \
-                         {QUEUE_BYTES} bytes waited for the reader to take them\n"
-                    )
-                    .as_bytes(),
-                );
+                let note = format!(
+                    "shmwire: {dropped} lines of output dropped: more than \
+                     {QUEUE_BYTES} bytes waited for the reader to take them\n"
+                )
+                .into_bytes();
+                // Said on stderr, through its queue (never waiting here).
+                match queue(true) {
+                    Some(q) if !self.to_stderr => drop(q.push(note)),
+                    _ => drop(io::stderr().write_all(&note)),
+                }
             }
-            let result = if to_stderr {
-                let _ = io::stderr().lock().write_all(&bytes);
-                Ok(())
+            let result = if self.to_stderr {
+                io::stderr().lock().write_all(&bytes)
             } else {
                 let mut o = io::stdout().lock();
                 o.write_all(&bytes).and_then(|()| o.flush())
@@ -124,11 +142,10 @@ impl Background {
             let mut p = self.lock();
             p.writing = false;
             if let Err(e) = result {
-                p.stdout_error
-                    .get_or_insert_with(|| (e.kind(), e.to_string()));
-                // What waits for stdout goes nowhere.
-                p.lines.retain(|(to_stderr, _)| *to_stderr);
-                p.bytes = p.lines.iter().map(|(_, b)| b.len()).sum();
+                p.error.get_or_insert_with(|| (e.kind(), e.to_string()));
+                // What waits for a failed stream goes nowhere.
+                p.lines.clear();
+                p.bytes = 0;
             }
             self.written.notify_all();
         }
@@ -136,53 +153,66 @@ impl Background {
 }
 
 /// From here on, this process's lines ([`outln!`], [`out!`], [`errln!`])
-/// are written by a thread of their own (see the module docs). Call once,
-/// at the start of a long-running loop; later calls do nothing.
+/// are written by two threads, one per stream (see the module docs). Call
+/// once, at the start of a long-running loop; later calls do nothing.
 pub fn background() {
     BACKGROUND.get_or_init(|| {
-        let b: &'static Background = Box::leak(Box::new(Background {
-            pending: Mutex::new(Pending::default()),
-            queued: Condvar::new(),
-            written: Condvar::new(),
-        }));
-        std::thread::Builder::new()
-            .name("shmwire-output".into())
-            .spawn(move || b.run())
-            .expect("spawn the output thread");
-        b
+        [false, true].map(|to_stderr| {
+            let b: &'static Background = Box::leak(Box::new(Background {
+                to_stderr,
+                pending: Mutex::new(Pending::default()),
+                queued: Condvar::new(),
+                written: Condvar::new(),
+            }));
+            std::thread::Builder::new()
+                .name(
+                    if to_stderr {
+                        "shmwire-stderr"
+                    } else {
+                        "shmwire-stdout"
+                    }
+                    .into(),
+                )
+                .spawn(move || b.run())
+                .expect("spawn an output thread");
+            b
+        })
     });
 }
 
-/// Whether the output thread ([`background`]) met an error writing to
+/// Whether the stdout thread ([`background`]) met an error writing to
 /// stdout (its reader closed it, say): a loop that prints rarely looks at
 /// this each turn, to stop as its next line would (`false` without
 /// [`background`]).
 pub fn stdout_failed() -> bool {
-    BACKGROUND
-        .get()
-        .is_some_and(|b| b.lock().stdout_error.is_some())
+    queue(false).is_some_and(|b| b.lock().error.is_some())
 }
 
-/// Waits at most `within` for the output thread ([`background`]) to
+/// Waits at most `within` for the output threads ([`background`]) to
 /// write what waits (what a stalled reader keeps waiting is then given
-/// up), and returns the stdout error it met, if any; `None` without
+/// up), and returns the stdout error met, if any; `None` without
 /// [`background`].
 pub fn finish(within: Duration) -> Option<StdoutError> {
-    let b = BACKGROUND.get()?;
+    let queues = BACKGROUND.get()?;
     let deadline = Instant::now() + within;
-    let mut p = b.lock();
-    while !p.lines.is_empty() || p.writing {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
+    // Stderr first: the last diagnostics matter most to whoever reads them.
+    for b in [queues[1], queues[0]] {
+        let mut p = b.lock();
+        while !p.lines.is_empty() || p.writing {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            p = b
+                .written
+                .wait_timeout(p, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
-        p = b
-            .written
-            .wait_timeout(p, left)
-            .unwrap_or_else(|e| e.into_inner())
-            .0;
     }
-    p.stdout_error
+    queues[0]
+        .lock()
+        .error
         .as_ref()
         .map(|(kind, text)| StdoutError::from_io(io::Error::new(*kind, text.clone())))
 }
@@ -223,10 +253,10 @@ impl StdoutError {
 /// escape sequences).
 pub fn write(args: fmt::Arguments<'_>, end: &str) -> Result<(), StdoutError> {
     let text = args.to_string();
-    if let Some(b) = BACKGROUND.get() {
+    if let Some(b) = queue(false) {
         let mut bytes = shmwire::terminal_safe(&text).into_owned().into_bytes();
         bytes.extend_from_slice(end.as_bytes());
-        return b.push(false, bytes);
+        return b.push(bytes);
     }
     let mut o = io::stdout().lock();
     o.write_all(shmwire::terminal_safe(&text).as_bytes())
@@ -239,10 +269,10 @@ pub fn write(args: fmt::Arguments<'_>, end: &str) -> Result<(), StdoutError> {
 /// newlines and tabs escaped; a failed write (a closed stderr) is ignored.
 pub fn write_err(args: fmt::Arguments<'_>) {
     let text = args.to_string();
-    if let Some(b) = BACKGROUND.get() {
+    if let Some(b) = queue(true) {
         let mut bytes = shmwire::terminal_safe(&text).into_owned().into_bytes();
         bytes.push(b'\n');
-        let _ = b.push(true, bytes);
+        let _ = b.push(bytes);
         return;
     }
     let mut e = io::stderr().lock();

@@ -4150,7 +4150,36 @@ fn a_node_whose_output_is_not_read_still_stops_on_sigterm() {
     }
     // The round that removed them has printed them (or is printing them).
     std::thread::sleep(Duration::from_millis(500));
-    let (status, err) = kid.signal_and_collect("-TERM", Duration::from_secs(15));
+    // Its stderr is read, and says what happens while stdout stalls (the
+    // attack on `0060161`: both streams shared one queue, so the warning
+    // below waited behind the unread report for good).
+    let err = Arc::new(Mutex::new(String::new()));
+    let mut stderr = kid.0.stderr.take().unwrap();
+    let e2 = err.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = std::io::Read::read(&mut stderr, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            e2.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    fs::remove_file(dir.join(".token")).unwrap();
+    within(Duration::from_secs(10), || {
+        let text = err.lock().unwrap().clone();
+        if text.contains("put back: session token") {
+            Ok(())
+        } else {
+            Err(format!("stderr so far: {text}"))
+        }
+    })
+    .unwrap();
+    let (status, _) = kid.signal_and_collect("-TERM", Duration::from_secs(15));
+    reader.join().unwrap();
+    let err = err.lock().unwrap().clone();
     assert!(status.success(), "{status}: {err}");
     assert!(!dir.exists(), "session left: {err}");
     drop(out);
