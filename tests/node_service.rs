@@ -98,7 +98,8 @@ fn node_tick_reports_a_dead_worker_once_and_shutdown_leaves_nothing() {
     let root = tmp.path().join("root");
     let session = Session::open_in(&root, "tick").unwrap();
     let mut node = Node::start(&session, NodeConfig::new(1 << 20)).unwrap();
-    // A dead worker's entry: a file nobody holds the lock of.
+    // A worker's entry, locked (its worker lives) while the node looks at
+    // it, then unlocked: the worker died.
     let mut e = Endpoint::new(WorkerId::from_array([9; 28]));
     e.name = Some("gone".into());
     e.pid = 4_000_000;
@@ -106,6 +107,10 @@ fn node_tick_reports_a_dead_worker_once_and_shutdown_leaves_nothing() {
         .dir()
         .join(format!("{ENTRY_PREFIX}{}{ENTRY_SUFFIX}", e.worker_id));
     fs::write(&entry, e.encode()).unwrap();
+    let held = fs::File::open(&entry).unwrap();
+    rustix::fs::flock(&held, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    assert!(node.tick().died.is_empty());
+    drop(held);
     let r = node.tick();
     assert_eq!(r.died.len(), 1, "{r:?}");
     assert_eq!(r.died[0].worker_id, e.worker_id);
@@ -113,6 +118,17 @@ fn node_tick_reports_a_dead_worker_once_and_shutdown_leaves_nothing() {
     assert_eq!(r.died[0].pid, 4_000_000);
     assert!(r.removed_anything() && !entry.exists(), "{r:?}");
     assert!(node.tick().died.is_empty(), "reported once");
+    // An unlocked entry of a worker the node never saw live names a pid
+    // nobody vouches for: removed, and no death announced (the attack on
+    // `0060161`: planted entries naming a live worker's pid were).
+    let mut f = Endpoint::new(WorkerId::from_array([8; 28]));
+    f.pid = std::process::id();
+    let planted = session
+        .dir()
+        .join(format!("{ENTRY_PREFIX}{}{ENTRY_SUFFIX}", f.worker_id));
+    fs::write(&planted, f.encode()).unwrap();
+    let r = node.tick();
+    assert!(r.died.is_empty() && !planted.exists(), "{r:?}");
     // inspect knows it from the node's area.
     let report = SessionReport::gather(&session).unwrap();
     let w = report

@@ -656,6 +656,95 @@ fn a_return_id_taken_by_another_client_is_never_the_result() {
     service.shutdown().unwrap();
 }
 
+/// A sealed argument the store's shared index does not show — here one in
+/// a fallback file (the arena is too small for it) — is read at once, not
+/// after `arg_fetch_timeout`: where the index does not show an object
+/// sealed, the worker asks the store. Before (the attack on `b78eef7`),
+/// such a task waited the whole timeout (2.0 s), and its caller's later
+/// tasks behind it.
+#[test]
+fn a_sealed_argument_in_a_fallback_file_is_read_at_once() {
+    maybe_run_worker();
+    let s = TestSession::new("wfbarg");
+    let dir = tempfile::tempdir().unwrap();
+    let service = StoreService::start(
+        &s.session,
+        StoreConfig::new(MIB as u64).fallback_dir(dir.path()),
+    )
+    .unwrap();
+    let worker = s.spawn_worker_env(
+        "a_sealed_argument_in_a_fallback_file_is_read_at_once",
+        1,
+        &[(ENV_STORE, DEFAULT_STORE_NAME), (ENV_ARG_FETCH_MS, "5000")],
+    );
+    let mut driver = store_driver(&s);
+    let other = StoreClient::connect(&s.session, DEFAULT_STORE_NAME).unwrap();
+    let owner = Address {
+        worker_id: WorkerId::from_random(),
+        ..driver.address().clone()
+    };
+    let id = ObjectId::from_random();
+    other.put(id, &pattern(7, 3 * MIB), b"").unwrap();
+    let start = Instant::now();
+    let r = driver
+        .submit_task(
+            worker.id,
+            FunctionDescriptor::rust(MODULE, "", "len"),
+            vec![TaskArg::object_ref(id, owner)],
+            TaskOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(as_i64(&driver.get(&[r], GUARD).unwrap()[0]), 3 * MIB as i64);
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_millis(2500),
+        "a sealed argument in a fallback file took {took:?} (the wait is 5 s)"
+    );
+    drop(driver);
+    worker.wait_success();
+    other.delete(&[id]).unwrap();
+    drop(other);
+    wait_store_empty(&service);
+    service.shutdown().unwrap();
+}
+
+/// A normal task re-sent after a broken connection runs again on the same
+/// worker; when its large return differs each run, the first run's object,
+/// which the worker still holds for the caller, is the result (as Ray's
+/// first attempt's), not a conflict. Before (the attack on `09bd2c0`, a
+/// regression of the squatting fix): the re-sent task failed for good with
+/// "already exists in the object store with other contents".
+#[test]
+fn a_resent_task_with_a_changing_large_return_gets_the_first_runs_object() {
+    maybe_run_worker();
+    let s = TestSession::new("wresend");
+    let service = StoreService::start(&s.session, StoreConfig::new(16 * MIB as u64)).unwrap();
+    let worker = s.spawn_worker_env(
+        "a_resent_task_with_a_changing_large_return_gets_the_first_runs_object",
+        2,
+        &[(ENV_STORE, DEFAULT_STORE_NAME)],
+    );
+    let mut driver = store_driver(&s);
+    let r = driver
+        .submit_task(
+            worker.id,
+            FunctionDescriptor::rust(MODULE, "", "big_rand"),
+            vec![i64_arg(300)],
+            TaskOptions { max_retries: 3 },
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    driver.reset_connection(worker.id);
+    let v = driver.get(&[r], GUARD).unwrap();
+    assert_eq!(v[0].len(), 200_000);
+    assert!(v[0].iter().all(|&b| b == v[0][0]), "one run's bytes");
+    drop(v);
+    drop(driver);
+    worker.wait_success();
+    wait_store_empty(&service);
+    service.shutdown().unwrap();
+}
+
 /// A threaded actor (`max_concurrency` 2: its calls run on a pool thread)
 /// reads by-reference arguments and returns large values through the store
 /// like any actor, and the objects go when their references are dropped.

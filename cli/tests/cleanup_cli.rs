@@ -459,8 +459,12 @@ fn cleanup_races_with_session_creators() {
             (kid, out)
         })
         .collect();
+    // Two openers per series of session names: they open (and remove) the
+    // same new sessions at the same time, as a node and its workers do (the
+    // attack on `b78eef7`: one saw the other's marker appear while it
+    // listed the directory and refused it as someone else's).
     let kids: Vec<_> = (0..OPENERS)
-        .map(|k| spawn_role("child_entry", &format!("opener|{rs}|o{k}|{ITERS}")))
+        .map(|k| spawn_role("child_entry", &format!("opener|{rs}|o{}|{ITERS}", k % 2)))
         .collect();
     let mut opener_failures = 0;
     let mut opener_errors = Vec::new();
@@ -700,9 +704,10 @@ fn scratch_root_keeps_everything_not_made_by_shmwire() {
 /// A session is never made in someone else's directory: `shmwire node
 /// --session projects` with `<root>/projects` an existing private directory
 /// of the user's own files (no session marker) is refused with an error
-/// that names the directory, and nothing in it changes. An empty directory
-/// and a session whose marker was removed under a live worker are still
-/// opened.
+/// that names the directory, and nothing in it changes — also with a
+/// `proc-*.lock` planted in it and held. An empty directory and a session
+/// whose marker was removed under a live worker (who puts it back) are
+/// still opened.
 ///
 /// Before the fix (the attack on `0060161`): the node started, marked the
 /// directory as a session and removed `todo.txt`, `config` and
@@ -726,6 +731,12 @@ fn a_session_is_never_made_in_someone_elses_directory() {
     old_file(&projects.join("empty_marker"), b"");
     old_file(&projects.join(".keep"), b"");
     old_file(&projects.join("big.bin"), &[5u8; 5000]);
+    // A lock file planted there and held by a process that is no shmwire
+    // process proves nothing (the attack on `b78eef7`: it made the
+    // directory a session).
+    old_file(&projects.join("proc-1-deadbeef.lock"), b"");
+    let planted = fs::File::open(projects.join("proc-1-deadbeef.lock")).unwrap();
+    rustix::fs::flock(&planted, rustix::fs::FlockOperation::LockExclusive).unwrap();
     let before: Vec<_> = names(&projects)
         .into_iter()
         .map(|n| (n.clone(), snapshot(&projects.join(&n))))
@@ -753,6 +764,7 @@ fn a_session_is_never_made_in_someone_elses_directory() {
         .map(|n| (n.clone(), snapshot(&projects.join(&n))))
         .collect();
     assert_eq!(after, before, "the user's directory changed");
+    drop(planted);
 
     // An empty directory becomes a session.
     let empty = r.join("empty-s");
@@ -762,13 +774,15 @@ fn a_session_is_never_made_in_someone_elses_directory() {
     assert!(names(&empty).contains(&".shmwire-session".to_owned()));
     s.remove_all().unwrap();
 
-    // A live session whose marker was removed is still joined.
-    let (mut live, mut live_out) = spawn_role("child_entry", &format!("worker|{rs}|live-s|2|two"));
-    wait_for(&mut live_out, READY);
+    // A live session whose marker was removed is still joined: its node
+    // puts the marker back meanwhile.
+    let (mut node, _node_out, _) =
+        proc_support::spawn_node(r, &["--session", "live-s", "--store-capacity", "1M"]);
     fs::remove_file(r.join("live-s").join(".shmwire-session")).unwrap();
     let joined = Session::open_in(r, "live-s").unwrap();
-    reach(&joined, 2, "two").unwrap();
-    live.sigkill();
+    assert!(r.join("live-s").join(".shmwire-session").is_file());
+    drop(joined);
+    node.sigkill();
 }
 
 /// A file in a session that cannot be opened — here under another

@@ -325,6 +325,14 @@ pub struct Node {
     health: crate::store::Health,
 }
 
+/// How [`Node::suspect`] learned of a worker's pid and name.
+enum Seen {
+    /// From its locked entry (this round or an earlier one).
+    Live(u32, Option<String>),
+    /// From an unlocked entry only: anybody's word.
+    Unlocked(u32, Option<String>),
+}
+
 /// How long a worker whose entry says it died, but whose pid exists, has
 /// to put its entry back before the node announces its death: twice the
 /// interval at which a live worker checks its files
@@ -554,7 +562,9 @@ impl Node {
                         Some(true) => {
                             live.insert(ep.worker_id, (ep.pid, ep.name));
                         }
-                        Some(false) => self.suspect(&mut report, ep.worker_id, None),
+                        Some(false) => {
+                            self.suspect(&mut report, ep.worker_id, Seen::Unlocked(ep.pid, ep.name))
+                        }
                         None => {}
                     }
                 }
@@ -579,8 +589,8 @@ impl Node {
                 .and_then(|n| n.strip_suffix(crate::shm::ENTRY_SUFFIX))
                 .and_then(|h| WorkerId::from_hex(h).ok());
             let Some(id) = id else { continue };
-            if let Some(seen) = live.remove(&id).or_else(|| self.known.get(&id).cloned()) {
-                self.suspect(&mut report, id, Some(seen));
+            if let Some((pid, name)) = live.remove(&id).or_else(|| self.known.get(&id).cloned()) {
+                self.suspect(&mut report, id, Seen::Live(pid, name));
             }
         }
         // A suspect seen live again had its entry removed or replaced, not
@@ -687,24 +697,26 @@ impl Node {
     /// it has not after [`DEATH_GRACE`] — or as soon as a later round finds
     /// its pid gone (a process is seen in the middle of exiting, its locks
     /// released before it is a zombie: the watch wakes the node then).
-    fn suspect(
-        &mut self,
-        report: &mut TickReport,
-        id: WorkerId,
-        seen_live: Option<(u32, Option<String>)>,
-    ) {
+    fn suspect(&mut self, report: &mut TickReport, id: WorkerId, seen: Seen) {
         // An unlocked entry's pid is anybody's word (a copy renamed over a
         // live worker's entry with another pid): the pid seen in its
-        // locked entry decides (`seen_live`: this round's).
-        let (pid, name) = match (self.suspects.get(&id), self.known.get(&id), seen_live) {
+        // locked entry decides when there was one.
+        let (pid, name) = match (self.suspects.get(&id), self.known.get(&id), seen) {
             (Some((p, n, _)), _, _) | (None, Some((p, n)), _) => (*p, n.clone()),
-            (None, None, Some(seen)) => seen,
-            // Never seen live: its `pid=` and name are nobody's word, so no
-            // death is announced (the attack on `0060161`: an unlocked file
-            // naming a live worker's pid, or pid 1, was announced dead, and
-            // 16 such files would push real deaths out of the list). The
-            // cleanup pass removes the entry and its `removed:` line names it.
-            (None, None, None) => return,
+            (None, None, Seen::Live(pid, name)) => (pid, name),
+            // Never seen live (a worker that died within a round of
+            // starting, or a planted file): its `pid=` is believed only
+            // when no such process exists — a death, whoever's. A live
+            // pid is not this worker's death to announce (the attack on
+            // `0060161`: planted entries naming a live worker's pid, or
+            // pid 1, were announced dead). The pass removes the entry
+            // either way, and its `removed:` line names it.
+            (None, None, Seen::Unlocked(pid, name)) => {
+                if crate::sys::liveness::pid_exists(pid) == Some(false) {
+                    self.note_dead(report, id, pid, name);
+                }
+                return;
+            }
         };
         if crate::sys::liveness::pid_exists(pid) == Some(false) {
             self.suspects.remove(&id);

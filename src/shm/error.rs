@@ -187,8 +187,8 @@ pub enum ShmError {
         found: Option<&'static str>,
     },
     /// An existing directory at a session's path that is neither a session
-    /// (no session marker) nor empty, and holds no live shmwire process's
-    /// lock: someone else's directory. [`Session::open`](super::Session::open)
+    /// (no session marker, none appeared within 2 s) nor empty: someone
+    /// else's directory. [`Session::open`](super::Session::open)
     /// refuses it, because a session there would take its files for
     /// leftovers of dead processes and remove them.
     #[error(

@@ -422,23 +422,30 @@ fn ensure_marker(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Whether the existing directory `dir`, which carries no session marker,
-/// may be made a session: it is empty (its creator has not written the
-/// marker yet — the marker is the first file a creator makes — or it was
-/// left empty), or a live process holds a lock file (`proc-*.lock`) in it,
-/// so it is a session whose marker was removed under it. Called under the
-/// directory's shared `flock`, so no cleanup pass is half-way through it.
+/// How long [`may_become_session`] waits for a missing session marker.
+const MARKER_WAIT: Duration = Duration::from_secs(2);
+
+/// Whether the existing directory `dir`, which carried no session marker
+/// when looked at, may be made a session: it is empty (its creator has not
+/// written the marker yet — the marker is the first file a creator makes —
+/// or it was left empty), or the marker appears within [`MARKER_WAIT`] (a
+/// creator writing it now; the live processes of a session whose marker
+/// was removed put it back within a second). Anything else is someone's
+/// own directory. Nothing inside is trusted as evidence: a lock file there
+/// proves nothing, since any process can hold one (the attack on `b78eef7`
+/// planted `proc-1-deadbeef.lock`, held it with `flock(1)`, and the
+/// directory was taken for a session).
 fn may_become_session(dir: &Path) -> io::Result<bool> {
-    let mut empty = true;
-    for entry in fs::read_dir(dir)? {
-        let name = entry?.file_name();
-        empty = false;
-        let Some(name) = name.to_str() else { continue };
-        if is_lock_file_name(name) && matches!(probe_owner(&dir.join(name)), Ok(OwnerState::Live)) {
+    let deadline = Instant::now() + MARKER_WAIT;
+    loop {
+        if has_marker(dir) || fs::read_dir(dir)?.next().is_none() {
             return Ok(true);
         }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
-    Ok(empty)
 }
 
 /// Whether `dir` carries the session marker (a regular file, not followed).
@@ -538,8 +545,8 @@ fn owner_lock(dir: &Path, root: Option<&Path>) -> Result<String> {
             continue;
         }
         // A directory that was there before, without the marker, becomes a
-        // session only if it is empty or a live process of ours holds its
-        // lock in it (a session whose marker was removed). Otherwise it is
+        // session only if it is empty or the marker appears (see
+        // `may_become_session`). Otherwise it is
         // someone's own directory: marked, its files would look like a dead
         // process's leftovers to every cleanup pass (the attack on
         // `0060161`: a node started on `~/…/projects` removed the user's

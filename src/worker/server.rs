@@ -555,10 +555,20 @@ struct WaitingForArgs {
     since: Instant,
     tag: FrameTag,
     bytes: AlignedBytes,
+    /// When it looks again, and the gap after that (doubling).
+    next: Instant,
+    every: Duration,
 }
 
-/// How often requests waiting for their arguments look again.
+/// The first gap before a request waiting for its arguments looks again;
+/// each look doubles it, up to [`ARG_RECHECK_MAX`]. Before (the attack on
+/// `b78eef7`), every waiting request looked every 2 ms for its whole wait:
+/// 500 wake-ups a second, 5–12 % of a core for an otherwise idle worker.
 const ARG_RECHECK: Duration = Duration::from_millis(2);
+
+/// The longest gap between two looks of a request waiting for its
+/// arguments (how late at most it sees an argument sealed).
+const ARG_RECHECK_MAX: Duration = Duration::from_millis(64);
 
 /// The executor's use of the object store: by-reference arguments fetched
 /// for the running task, and the references kept on returns put in the
@@ -574,6 +584,9 @@ struct StoreBridge {
     /// files it under the (handshake-verified) caller.
     new_hold: Option<ObjectBuffer>,
     holds: Vec<ReturnHold>,
+    /// The last [`RECENT_RETURNS`] return ids this worker created in the
+    /// store (oldest first), to know a re-run's earlier object as its own.
+    created: std::collections::VecDeque<ObjectId>,
     /// This worker's node.
     node_id: NodeId,
     /// This node's object endpoint (`WorkerOptions::object_manager_address`).
@@ -1076,6 +1089,7 @@ impl Worker {
                     args: Vec::new(),
                     new_hold: None,
                     holds: Vec::new(),
+                    created: std::collections::VecDeque::new(),
                     node_id: options.node_id,
                     endpoint: options.object_manager_address,
                     endpoint_str: options
@@ -1189,8 +1203,8 @@ impl Worker {
                     .saturating_duration_since(Instant::now()),
             );
         }
-        if !self.waiting_args.is_empty() {
-            timeout = timeout.min(ARG_RECHECK);
+        if let Some(next) = self.waiting_args.iter().map(|w| w.next).min() {
+            timeout = timeout.min(next.saturating_duration_since(Instant::now()));
         }
         let mut ready = std::mem::take(&mut self.ready);
         self.mux.wait(timeout, &mut ready)?;
@@ -1613,6 +1627,8 @@ impl Worker {
                             since: now,
                             tag,
                             bytes: copy,
+                            next: Instant::now() + ARG_RECHECK,
+                            every: ARG_RECHECK,
                         });
                         self.mux.pause(key);
                         return;
@@ -1721,8 +1737,13 @@ impl Worker {
     /// dropped unread).
     #[cold]
     fn recheck_args(&mut self) {
-        for w in std::mem::take(&mut self.waiting_args) {
+        let now = Instant::now();
+        for mut w in std::mem::take(&mut self.waiting_args) {
             if self.dead.contains(&w.key) || self.mux.get_mut(w.key).is_none() {
+                continue;
+            }
+            if w.next > now {
+                self.waiting_args.push(w);
                 continue;
             }
             let frame = Frame {
@@ -1736,6 +1757,8 @@ impl Worker {
                 .exec
                 .on_request(w.key, frame, w.since, &mut self.outbox);
             if std::mem::take(&mut self.exec.deferred) {
+                w.every = (w.every * 2).min(ARG_RECHECK_MAX);
+                w.next = Instant::now() + w.every;
                 self.waiting_args.push(w);
                 continue;
             }
@@ -1944,6 +1967,11 @@ impl Worker {
             if let Some(h) = self.heartbeats.as_mut() {
                 h.remove(key);
             }
+            // Its request waiting for arguments goes with it: the mux gives
+            // the key to the next caller (the attack on `b78eef7`: the old
+            // request stayed under the new caller's key, and held it up
+            // for the rest of its wait).
+            self.waiting_args.retain(|w| w.key != key);
             if let Some(c) = self.mux.remove(key) {
                 close_now(c);
             }
@@ -2121,6 +2149,11 @@ fn store_error_reply(task_id: TaskId, return_id: ObjectId, e: &StoreError) -> Pu
         message,
     )
 }
+
+/// How many of its latest large returns a worker remembers having created
+/// (28 bytes each): a task re-run here within that many large returns takes
+/// its earlier run's object as the result ([`Executor::store_reply`]).
+const RECENT_RETURNS: usize = 4096;
 
 /// How long [`Executor::store_reply`] waits for an existing object under a
 /// large return's id to be sealed (by an earlier attempt still sealing it)
@@ -3428,21 +3461,16 @@ impl Executor {
         }
     }
 
-    /// Fetches the running task's by-reference arguments from the store
-    /// (zero-copy buffers, by argument index), waiting at most
-    /// `arg_fetch_timeout` in all. An argument whose owner's object
-    /// endpoint is another node's is pulled from there into the store
-    /// first (and deleted after the task by `return_args`, unless it was
-    /// in the store already). Without by-reference arguments, or without a
-    /// store (the handler then reads `ArgError::ByReference`), nothing is
-    /// fetched and nothing allocated. A missing object, a failed pull or a
-    /// store failure is the task's error reply (`OBJECT_LOST` /
-    /// `OBJECT_STORE_ERROR`).
     /// Whether a by-reference argument of `spec` that the local store
     /// holds (its owner's object endpoint is this node's, or none) is not
-    /// sealed there now, by the store's shared index (no message, no
-    /// wait; an index it cannot read says nothing: `false`). Arguments
-    /// pulled from another node are left to [`fetch_args`](Self::fetch_args).
+    /// sealed there now. The store's shared index answers first (no
+    /// message); where it does not show the object sealed, the service is
+    /// asked (`contains`): the index leaves out objects in fallback files
+    /// and those a full index has no slot for (the attack on `b78eef7`:
+    /// such sealed arguments waited the whole `arg_fetch_timeout`). An
+    /// index it cannot read, or a failed question, says nothing: `false`
+    /// (then [`fetch_args`](Self::fetch_args) decides). Arguments pulled
+    /// from another node are left to `fetch_args` too.
     fn args_not_sealed(&self, spec: &ArchivedTaskSpec) -> bool {
         let Some(b) = self.store.as_ref() else {
             return false;
@@ -3452,12 +3480,24 @@ impl Executor {
                 let endpoint = r.owner_address.object_manager_address.as_str();
                 let local =
                     endpoint.is_empty() || endpoint.parse::<SocketAddr>().ok() == b.endpoint;
-                local && b.client.indexed(r.object_id) == Some(false)
+                local
+                    && b.client.indexed(r.object_id) == Some(false)
+                    && b.client.contains(r.object_id).ok() == Some(false)
             }
             ArchivedTaskArg::Value(_) => false,
         })
     }
 
+    /// Fetches the running task's by-reference arguments from the store
+    /// (zero-copy buffers, by argument index), waiting at most what is
+    /// left of `arg_fetch_timeout` since the task `arrived`. An argument whose owner's object
+    /// endpoint is another node's is pulled from there into the store
+    /// first (and deleted after the task by `return_args`, unless it was
+    /// in the store already). Without by-reference arguments, or without a
+    /// store (the handler then reads `ArgError::ByReference`), nothing is
+    /// fetched and nothing allocated. A missing object, a failed pull or a
+    /// store failure is the task's error reply (`OBJECT_LOST` /
+    /// `OBJECT_STORE_ERROR`).
     fn fetch_args(
         &mut self,
         spec: &ArchivedTaskSpec,
@@ -3703,7 +3743,13 @@ impl Executor {
                 // shared memory.
                 builder.copy_from_slice(value);
                 match builder.seal() {
-                    Ok(buf) => Some(buf),
+                    Ok(buf) => {
+                        if b.created.len() == RECENT_RETURNS {
+                            b.created.pop_front();
+                        }
+                        b.created.push_back(return_id);
+                        Some(buf)
+                    }
                     Err(e) => return store_error_reply(task_id, return_id, &e),
                 }
             }
@@ -3716,8 +3762,16 @@ impl Executor {
                 // attack on `0060161`: a client that created the ids first
                 // had its bytes returned as the task's result). The
                 // comparison runs only on this path, never on a first store.
+                // An earlier attempt run here (a re-send after a broken
+                // connection) created it: that object is the result, as
+                // Ray's first attempt's is, whatever this attempt computed
+                // (the attack on `09bd2c0`: a re-sent task whose value
+                // differs each run failed for good). A linear look at the
+                // recent ids, on this rare path only.
+                let ours = b.created.contains(&return_id);
                 match b.client.get(&[return_id], EXISTING_RETURN_SEAL_WAIT) {
                     Ok(mut v) => match v.pop().flatten() {
+                        Some(buf) if ours => Some(buf),
                         Some(buf) if *buf == *value && buf.metadata().is_empty() => Some(buf),
                         Some(buf) => {
                             return return_conflict_reply(

@@ -281,6 +281,14 @@ pub fn registry() -> FunctionRegistry {
         Ok(vec![9u8; 200_000])
     })
     .unwrap();
+    // Sleeps `a[0]` ms, then returns 200,000 bytes that differ each run.
+    r.register_function(FunctionDescriptor::rust(MODULE, "", "big_rand"), |a| {
+        static RUNS: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(1);
+        std::thread::sleep(Duration::from_millis(a.i64(0)?.max(0) as u64));
+        let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(vec![run; 200_000])
+    })
+    .unwrap();
     // `a[0]` bytes of 7s.
     r.register_function(FunctionDescriptor::rust(MODULE, "", "fill"), |a| {
         Ok(vec![7u8; a.i64(0)?.max(0) as usize])
