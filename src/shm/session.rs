@@ -555,10 +555,21 @@ fn owner_lock(dir: &Path, root: Option<&Path>) -> Result<String> {
             match may_become_session(dir) {
                 Ok(true) => {}
                 Ok(false) => {
-                    return Err(ShmError::ForeignDirectory {
-                        path: dir.to_path_buf(),
-                        marker: SESSION_MARKER,
-                    })
+                    // Something else under the marker's name (a FIFO, a
+                    // link) is named as such, as `ensure_marker` would.
+                    let path = dir.join(SESSION_MARKER);
+                    return Err(match fs::symlink_metadata(&path) {
+                        Ok(m) if !m.file_type().is_file() => ShmError::WrongFileType {
+                            path,
+                            found: crate::sys::fs::file_type_name(m.file_type()),
+                            expected: "regular file",
+                            hint: "",
+                        },
+                        _ => ShmError::ForeignDirectory {
+                            path: dir.to_path_buf(),
+                            marker: SESSION_MARKER,
+                        },
+                    });
                 }
                 Err(e) => return Err(ShmError::io("readdir", dir, e)),
             }
