@@ -520,6 +520,15 @@ fn owner_lock(dir: &Path, root: Option<&Path>) -> Result<String> {
             {
                 continue
             }
+            // Made, then removed before its `chmod` by another process's
+            // `remove_all` of the same session (two processes opening and
+            // leaving one session at once: CI on `1a8ef10`, "chmod …: No
+            // such file or directory"): make it again.
+            Err(ShmError::Io {
+                op: "chmod",
+                source,
+                ..
+            }) if source.kind() == ErrorKind::NotFound && Instant::now() <= deadline => continue,
             Err(e) => return Err(e),
         };
         let d = match open_dir(dir) {
