@@ -319,10 +319,6 @@ pub struct Node {
     suspects: HashMap<WorkerId, (u32, Option<String>, Instant)>,
     /// What the cleanup pass at start removed (a dead predecessor's files).
     start_cleanup: CleanupReport,
-    /// The node's own part of `/health`: the files of its own it could not
-    /// put back this round (process lock, node lock, entry, marker, token,
-    /// statistics area).
-    health: crate::store::Health,
 }
 
 /// How [`Node::suspect`] learned of a worker's pid and name.
@@ -441,9 +437,7 @@ impl Node {
         // failure is the node's, before it says it is ready.
         let pull = PullServer::start(pull_client, PullServerConfig::new(config.object_listen))
             .map_err(|e| short(e.into()))?;
-        let health = crate::store::Health::default();
         let parts = vec![
-            ("node", health.clone()),
             ("store", store.health()),
             ("object endpoint", pull.health()),
         ];
@@ -472,7 +466,6 @@ impl Node {
             known: HashMap::new(),
             suspects: HashMap::new(),
             start_cleanup,
-            health,
         };
         node.publish();
         Ok(node)
@@ -641,13 +634,6 @@ impl Node {
                 ..TickReport::default()
             };
         }
-        // What is in the report's errors so far is the node's own files it
-        // could not put back: `/health` says so while it lasts (the attack
-        // on `0060161`: its entry, token and area lost on a full disk, or
-        // its node lock replaced by a directory, and `/health` said `ok`).
-        // (`shmwire node` prints them as cleanup errors, once.)
-        self.health
-            .set((!report.cleanup.errors.is_empty()).then(|| report.cleanup.errors.join("; ")));
         cleanup.errors.append(&mut report.cleanup.errors);
         report.cleanup = cleanup;
         self.publish();
