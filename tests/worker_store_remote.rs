@@ -12,17 +12,17 @@ mod worker_support;
 use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
-use shmwire::ids::NodeId;
-use shmwire::spec::TaskArg;
+use shmwire::ids::{NodeId, ObjectId, WorkerId};
+use shmwire::spec::{Address, FunctionDescriptor, TaskArg};
 use shmwire::store::{
     PullServer, PullServerConfig, StoreClient, StoreConfig, StoreService, DEFAULT_STORE_NAME,
 };
 use shmwire::worker::{
-    ActorHandle, CoreWorker, CoreWorkerOptions, ObjectRef, ObjectValue, TaskError,
+    ActorHandle, CoreWorker, CoreWorkerOptions, ObjectRef, ObjectValue, TaskError, TaskOptions,
 };
 use worker_support::{
-    i64_arg, maybe_run_worker, pattern, task_error, TestSession, WorkerProcess,
-    ENV_OBJECT_ENDPOINT, ENV_STORE, GUARD, MODULE,
+    as_i64, i64_arg, maybe_run_worker, pattern, task_error, TestSession, WorkerProcess,
+    ENV_ARG_FETCH_MS, ENV_OBJECT_ENDPOINT, ENV_STORE, GUARD, MODULE,
 };
 
 const MIB: usize = 1 << 20;
@@ -291,6 +291,174 @@ fn a_failed_pull_is_a_typed_error_within_the_timeout() {
     b.wait_objects(0);
     drop(driver);
     drop(worker);
+}
+
+/// An object endpoint that accepts connections (into its backlog) and
+/// never answers: every pull from it waits out its whole deadline.
+fn black_hole() -> (TcpListener, SocketAddr) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    (l, addr)
+}
+
+#[test]
+fn an_object_endpoint_that_never_answers_holds_up_no_other_caller() {
+    maybe_run_worker();
+    let a = Node::new("xnode_bh");
+    let endpoint = a.endpoint().to_string();
+    let worker = a.s.spawn_worker_env(
+        "an_object_endpoint_that_never_answers_holds_up_no_other_caller",
+        2,
+        &[
+            (ENV_STORE, DEFAULT_STORE_NAME),
+            (ENV_OBJECT_ENDPOINT, endpoint.as_str()),
+            (ENV_ARG_FETCH_MS, "1000"),
+        ],
+    );
+    let (_hole, hole) = black_hole();
+    let with_store = || {
+        CoreWorker::new(
+            &a.s.session,
+            CoreWorkerOptions::new(a.s.node).with_store(a.client()),
+        )
+        .unwrap()
+    };
+    let mut waiting = with_store();
+    let mut honest = with_store();
+    // The arguments' owner claims another node, whose object endpoint is
+    // the black hole.
+    let owner = Address {
+        worker_id: WorkerId::from_random(),
+        node_id: NodeId::from_random(),
+        object_manager_address: hole.to_string(),
+        ..waiting.address().clone()
+    };
+    let len = FunctionDescriptor::rust(MODULE, "", "len");
+    let square = FunctionDescriptor::rust(MODULE, "", "square");
+    let missing: Vec<ObjectId> = (0..5).map(|_| ObjectId::from_random()).collect();
+    let lost: Vec<ObjectRef> = missing
+        .iter()
+        .map(|&id| {
+            waiting
+                .submit_task(
+                    worker.id,
+                    len.clone(),
+                    vec![TaskArg::object_ref(id, owner.clone())],
+                    TaskOptions::default(),
+                )
+                .unwrap()
+        })
+        .collect();
+    // Before, each of those pulls waited out its 1 s on the execution
+    // thread, and these calls waited behind them (5 s).
+    let start = Instant::now();
+    for x in 0..20i64 {
+        let r = honest
+            .submit_task(
+                worker.id,
+                square.clone(),
+                vec![i64_arg(x)],
+                TaskOptions::default(),
+            )
+            .unwrap();
+        assert_eq!(as_i64(&honest.get(&[r], GUARD).unwrap()[0]), x * x);
+    }
+    let honest_took = start.elapsed();
+    assert!(
+        honest_took < Duration::from_millis(500),
+        "20 calls of another caller took {honest_took:?} beside pulls from a black hole"
+    );
+    // The waiting caller's tasks each fail after their own 1 s (one after
+    // the other: its tasks run in order), naming the object and endpoint.
+    for (r, id) in lost.iter().zip(&missing) {
+        match task_error(&mut waiting, r) {
+            TaskError::ArgumentLost {
+                object_id, message, ..
+            } => {
+                assert_eq!(object_id, *id);
+                assert!(message.contains(&hole.to_string()), "{message}");
+            }
+            e => panic!("expected ArgumentLost, got {e:?}"),
+        }
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        start.elapsed()
+    );
+    drop((lost, waiting, honest));
+    worker.wait_success();
+    a.wait_objects(0);
+}
+
+#[test]
+fn a_copy_pulled_for_a_task_that_fails_is_deleted_with_it() {
+    maybe_run_worker();
+    let a = Node::new("xnode_ga");
+    let b = Node::new("xnode_gb");
+    let endpoint = a.endpoint().to_string();
+    let worker = a.s.spawn_worker_env(
+        "a_copy_pulled_for_a_task_that_fails_is_deleted_with_it",
+        1,
+        &[
+            (ENV_STORE, DEFAULT_STORE_NAME),
+            (ENV_OBJECT_ENDPOINT, endpoint.as_str()),
+            (ENV_ARG_FETCH_MS, "1500"),
+        ],
+    );
+    let mut driver = CoreWorker::new(
+        &a.s.session,
+        CoreWorkerOptions::new(a.s.node).with_store(a.client()),
+    )
+    .unwrap();
+    let (_hole, hole) = black_hole();
+    let owner = |node: NodeId, endpoint: SocketAddr| Address {
+        worker_id: WorkerId::from_random(),
+        node_id: node,
+        object_manager_address: endpoint.to_string(),
+        ..driver.address().clone()
+    };
+    // Two arguments: the first never comes (its endpoint never answers),
+    // the second is in B's store and pulled at once.
+    let (never, there) = (ObjectId::from_random(), ObjectId::from_random());
+    let put = b.client();
+    put.put(there, &pattern(9, MIB), b"").unwrap();
+    let args = vec![
+        TaskArg::object_ref(never, owner(NodeId::from_random(), hole)),
+        TaskArg::object_ref(there, owner(b.s.node, b.endpoint())),
+    ];
+    let r = driver
+        .submit_task(
+            worker.id,
+            FunctionDescriptor::rust(MODULE, "", "len"),
+            args,
+            TaskOptions::default(),
+        )
+        .unwrap();
+    // The second's copy lands in A while the task waits for the first...
+    a.wait_objects(1);
+    match task_error(&mut driver, &r) {
+        TaskError::ArgumentLost {
+            object_id, message, ..
+        } => {
+            assert_eq!(object_id, never);
+            assert!(message.contains(&hole.to_string()), "{message}");
+        }
+        e => panic!("expected ArgumentLost, got {e:?}"),
+    }
+    // ...and goes with the failed task (not a sweep of untaken pulls, which
+    // waits out another `arg_fetch_timeout`).
+    let failed = Instant::now();
+    a.wait_objects(0);
+    assert!(
+        failed.elapsed() < Duration::from_millis(700),
+        "the copy lingered {:?} after its task failed",
+        failed.elapsed()
+    );
+    put.delete(&[there]).unwrap();
+    b.wait_objects(0);
+    drop((r, driver));
+    worker.wait_success();
 }
 
 #[test]

@@ -44,6 +44,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod arg_pull;
 mod concurrency;
 mod core;
 mod error;

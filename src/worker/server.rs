@@ -49,6 +49,7 @@ use crate::transport::{
     ShmOptions, StatsState, TransportConfig, TransportKind,
 };
 
+use super::arg_pull::{ArgPulls, Pulled};
 use super::concurrency::{guarded, ActorPools, Completion, ConcurrencyConfig, Job};
 use super::registry::{
     AppError, Args, Entry, EntryKind, ErasedState, FunctionRegistry, TaskResult,
@@ -141,11 +142,15 @@ pub struct WorkerOptions {
     /// marks them `ReturnValue::InStore`, Ray's `in_plasma`); without it such
     /// values fail with `TaskError::ObjectTooLarge`. Default `None`.
     pub store: Option<StoreClient>,
-    /// How long a by-reference argument is waited for in the store before
-    /// the task fails with `TaskError::ArgumentLost` (default 2 s). The
-    /// execution thread waits meanwhile; an argument put by its owner on
-    /// this node is sealed before the task is sent, so only a missing
-    /// object waits this long.
+    /// How long a by-reference argument is waited for, counted from the
+    /// request's arrival, before the task fails with
+    /// `TaskError::ArgumentLost` (default 2 s): until it is sealed in the
+    /// local store, or pulled from its owner's node. The request waits
+    /// aside meanwhile (its caller's later requests behind it; pulls run on
+    /// threads of their own, at most 16 at once and 4 per remote
+    /// endpoint), and the execution thread serves other callers. An
+    /// argument put by its owner on this node is sealed before the task is
+    /// sent, so only a missing object waits this long.
     pub arg_fetch_timeout: Duration,
     /// Longest time the worker keeps its reference on a return value it put
     /// in the store, so that the object cannot be evicted before its owner
@@ -477,9 +482,11 @@ struct Executor {
     /// Replies already sent (and pruned from the reply cache), kept to be
     /// filled again: a warm call builds its reply without allocating.
     spare: Vec<PushTaskReply>,
-    /// Wakes the event loop when a threaded actor's task finished; set by
-    /// `Worker::run_once` once a threaded actor exists (a worker without one
-    /// has no waker in its mux: its loop is as it was).
+    /// Wakes the event loop when a threaded actor's task or an argument's
+    /// pull finished; set by `Worker::run_once` once a threaded actor
+    /// exists, or by `Worker::drain_lent` when a request first waits for a
+    /// pull (a worker with neither has no waker in its mux: its loop is as
+    /// it was).
     waker: Arc<OnceLock<MuxWaker>>,
     /// Finished tasks of threaded actors, to be replied to (reused buffer).
     completed: Vec<Completion>,
@@ -600,6 +607,9 @@ struct StoreBridge {
     /// Arguments of the running task pulled from other nodes into the
     /// store (deleted after the task).
     pulled: Vec<ObjectId>,
+    /// The pulls of arguments owned on other nodes, run off this thread
+    /// while their requests wait aside.
+    pulls: ArgPulls,
     /// When the holds are next looked at for returns their owners deleted
     /// (`release_deleted`, once every [`HOLD_SWEEP_INTERVAL`]).
     next_sweep: Instant,
@@ -714,6 +724,28 @@ impl StoreBridge {
         true
     }
 
+    /// Ends a fetch of `spec`'s arguments that failed: the objects other
+    /// nodes' pulls made here for it that it did not take yet (it fails at
+    /// its first missing argument) are deleted with those it took, rather
+    /// than left to [`ArgPulls::sweep`].
+    fn give_up(&mut self, spec: &ArchivedTaskSpec) {
+        for a in spec.args.iter() {
+            let ArchivedTaskArg::ObjectRef(r) = a else {
+                continue;
+            };
+            let endpoint = r.owner_address.object_manager_address.as_str();
+            if let Ok(Some(_)) = remote_endpoint(endpoint, self.endpoint) {
+                if let Pulled::Done { object, here } = self.pulls.take(r.object_id) {
+                    drop(object);
+                    if here {
+                        self.pulled.push(r.object_id);
+                    }
+                }
+            }
+        }
+        self.delete_pulled();
+    }
+
     /// Deletes the arguments pulled for the task that just ran (their
     /// buffers released already).
     fn delete_pulled(&mut self) {
@@ -723,6 +755,19 @@ impl StoreBridge {
             }
             self.pulled.clear();
         }
+    }
+}
+
+/// Where a by-reference argument whose owner names object endpoint
+/// `endpoint` is pulled from: `None` if it is in the local store (no
+/// endpoint, or this node's, `mine`), `Err` if `endpoint` does not parse.
+fn remote_endpoint(endpoint: &str, mine: Option<SocketAddr>) -> Result<Option<SocketAddr>, ()> {
+    if endpoint.is_empty() {
+        return Ok(None);
+    }
+    match endpoint.parse::<SocketAddr>() {
+        Ok(a) => Ok((Some(a) != mine).then_some(a)),
+        Err(_) => Err(()),
     }
 }
 
@@ -1059,6 +1104,7 @@ impl Worker {
         }
         let slot_unknown = stats.add_handler("<unknown function>");
         let slot_refused = stats.add_handler("<refused request>");
+        let waker = Arc::new(OnceLock::new());
         Ok(Self {
             mux,
             exec: Executor {
@@ -1083,6 +1129,7 @@ impl Worker {
                 clock: Instant::now(),
                 deferred: false,
                 store: options.store.map(|client| StoreBridge {
+                    pulls: ArgPulls::new(client.clone(), Arc::clone(&waker)),
                     client,
                     arg_fetch_timeout: options.arg_fetch_timeout,
                     return_hold: options.store_return_hold,
@@ -1101,7 +1148,7 @@ impl Worker {
                     next_sweep: Instant::now(),
                     next_heal: Instant::now(),
                 }),
-                waker: Arc::new(OnceLock::new()),
+                waker,
                 completed: Vec::new(),
                 departed: 0,
                 bindings,
@@ -1631,6 +1678,7 @@ impl Worker {
                             every: ARG_RECHECK,
                         });
                         self.mux.pause(key);
+                        self.waker_for_pulls();
                         return;
                     }
                     if let Err(e) = handled {
@@ -1738,11 +1786,17 @@ impl Worker {
     #[cold]
     fn recheck_args(&mut self) {
         let now = Instant::now();
+        // A pull finished: every waiting request looks now.
+        let pulled = self
+            .exec
+            .store
+            .as_ref()
+            .is_some_and(|b| b.pulls.take_finished());
         for mut w in std::mem::take(&mut self.waiting_args) {
             if self.dead.contains(&w.key) || self.mux.get_mut(w.key).is_none() {
                 continue;
             }
-            if w.next > now {
+            if w.next > now && !pulled {
                 self.waiting_args.push(w);
                 continue;
             }
@@ -1772,7 +1826,31 @@ impl Worker {
             // The frames that came after it, now.
             self.drain(w.key);
         }
+        self.waker_for_pulls();
         self.flush();
+    }
+
+    /// Makes the mux's waker for the argument pulls' threads (which wake
+    /// the loop as a pull finishes) once a request waits for one.
+    #[cold]
+    fn waker_for_pulls(&mut self) {
+        if self.exec.waker.get().is_some()
+            || !self.exec.store.as_ref().is_some_and(|b| b.pulls.any())
+        {
+            return;
+        }
+        match self.mux.waker() {
+            Ok(w) => {
+                let _ = self.exec.waker.set(w);
+                // Pairs with the fence in the pull threads between marking a
+                // pull finished and looking for the waker: a pull that
+                // finished before is seen by the next `recheck_args`.
+                std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+            }
+            // The waiting requests look on their own schedule (at most
+            // `ARG_RECHECK_MAX` late).
+            Err(e) => tracing::warn!(error = %e, "worker: no waker for argument pulls"),
+        }
     }
 
     /// Forgets the holds the mux ended and cuts off a held caller that read
@@ -2480,7 +2558,8 @@ impl Executor {
     /// clock only when there is one to look at.
     fn tick(&mut self, out: &mut Vec<Outgoing>) {
         let holds = self.store.as_ref().is_some_and(|b| !b.holds.is_empty());
-        if !holds && self.gapped.is_empty() {
+        let pulls = self.store.as_ref().is_some_and(|b| b.pulls.any());
+        if !holds && !pulls && self.gapped.is_empty() {
             return;
         }
         let now = Instant::now();
@@ -2489,9 +2568,25 @@ impl Executor {
             if b.holds.iter().any(|h| h.until <= now) {
                 b.release_holds(|h| h.until > now);
             }
-            if now >= b.next_sweep && !b.holds.is_empty() {
+            if now >= b.next_sweep && (holds || pulls) {
                 b.next_sweep = crate::deadline_after(now, HOLD_SWEEP_INTERVAL);
-                b.release_deleted(false);
+                if holds {
+                    b.release_deleted(false);
+                }
+                if pulls {
+                    // Pulls whose requests never took them (their caller
+                    // left, or their wait ran out just before the pull
+                    // finished): their copies go once they lay untaken for
+                    // twice the `arg_fetch_timeout` (each request's wait
+                    // ends one timeout after its arrival, and so before its
+                    // pulls began plus the timeout).
+                    let made = b.pulls.sweep(b.arg_fetch_timeout.saturating_mul(2));
+                    if !made.is_empty() {
+                        if let Err(e) = b.client.delete(&made) {
+                            tracing::warn!(error = %e, "deleting unused pulled arguments failed");
+                        }
+                    }
+                }
             }
         }
         if self.next_timeout().is_none_or(|t| t > now) {
@@ -2637,16 +2732,12 @@ impl Executor {
         // on `0060161`), the fetch waited here up to `arg_fetch_timeout` for
         // each such task, and a caller sending missing references stalled
         // every other caller 2 s a task.
+        // Likewise while an argument owned on another node is pulled (on
+        // a thread of its own: `ArgPulls`).
         // (`now` is its arrival, also when it is handled again.)
-        if self.args_not_sealed(spec) {
-            let timeout = self
-                .store
-                .as_ref()
-                .map_or(Duration::ZERO, |b| b.arg_fetch_timeout);
-            if Instant::now().saturating_duration_since(now) < timeout {
-                self.deferred = true;
-                return Ok(());
-            }
+        if self.args_not_ready(spec, now) {
+            self.deferred = true;
+            return Ok(());
         }
         if normal {
             // Normal and actor creation tasks run FIFO (Ray's NormalSchedulingQueue).
@@ -3461,31 +3552,56 @@ impl Executor {
         }
     }
 
-    /// Whether a by-reference argument of `spec` that the local store
-    /// holds (its owner's object endpoint is this node's, or none) is not
-    /// sealed there now. The store's shared index answers first (no
-    /// message); where it does not show the object sealed, the service is
-    /// asked (`contains`): the index leaves out objects in fallback files
-    /// and those a full index has no slot for (the attack on `b78eef7`:
-    /// such sealed arguments waited the whole `arg_fetch_timeout`). An
-    /// index it cannot read, or a failed question, says nothing: `false`
-    /// (then [`fetch_args`](Self::fetch_args) decides). Arguments pulled
-    /// from another node are left to `fetch_args` too.
-    fn args_not_sealed(&self, spec: &ArchivedTaskSpec) -> bool {
-        let Some(b) = self.store.as_ref() else {
+    /// Whether `spec`'s task must wait aside for its by-reference
+    /// arguments, `arrived` being its arrival: never once
+    /// `arg_fetch_timeout` has passed since (then
+    /// [`fetch_args`](Self::fetch_args) fails what is missing). An
+    /// argument owned on another node waits for its pull, which this asks
+    /// for if nobody did ([`ArgPulls::request`]: every pull the task needs
+    /// starts at once). One of the local store waits while it is not sealed
+    /// there: the store's shared index answers first (no message); where it
+    /// does not show the object sealed, the service is asked (`contains`):
+    /// the index leaves out objects in fallback files and those a full
+    /// index has no slot for (the attack on `b78eef7`: such sealed
+    /// arguments waited the whole `arg_fetch_timeout`). An index it cannot
+    /// read, a failed question, or an endpoint that does not parse says
+    /// nothing (then `fetch_args` decides).
+    fn args_not_ready(&mut self, spec: &ArchivedTaskSpec, arrived: Instant) -> bool {
+        let Some(b) = self.store.as_mut() else {
             return false;
         };
-        spec.args.iter().any(|a| match a {
-            ArchivedTaskArg::ObjectRef(r) => {
-                let endpoint = r.owner_address.object_manager_address.as_str();
-                let local =
-                    endpoint.is_empty() || endpoint.parse::<SocketAddr>().ok() == b.endpoint;
-                local
-                    && b.client.indexed(r.object_id) == Some(false)
-                    && b.client.contains(r.object_id).ok() == Some(false)
+        let mut by_ref = spec.args.iter().filter_map(|a| match a {
+            ArchivedTaskArg::ObjectRef(r) => Some(r),
+            ArchivedTaskArg::Value(_) => None,
+        });
+        let Some(first) = by_ref.next() else {
+            return false;
+        };
+        let deadline = crate::deadline_after(arrived, b.arg_fetch_timeout);
+        if Instant::now() >= deadline {
+            return false;
+        }
+        let mut wait = false;
+        for r in std::iter::once(first).chain(by_ref) {
+            let id = r.object_id;
+            match remote_endpoint(r.owner_address.object_manager_address.as_str(), b.endpoint) {
+                Ok(Some(from)) => {
+                    if !b.pulls.request(id, from, deadline, b.arg_fetch_timeout) {
+                        wait = true;
+                    }
+                }
+                Ok(None) => {
+                    if !wait
+                        && b.client.indexed(id) == Some(false)
+                        && b.client.contains(id).ok() == Some(false)
+                    {
+                        wait = true;
+                    }
+                }
+                Err(()) => {}
             }
-            ArchivedTaskArg::Value(_) => false,
-        })
+        }
+        wait
     }
 
     /// Fetches the running task's by-reference arguments from the store
@@ -3539,8 +3655,9 @@ impl Executor {
                 message,
             )
         };
-        // Arguments owned on another node are pulled from its object
-        // endpoint first (Ray's object manager pull), into `out` by index.
+        // Arguments owned on another node were pulled from its object
+        // endpoint while the request waited aside (Ray's object manager
+        // pull; `args_not_ready`): their objects go into `out` by index.
         let mut local = 0;
         for a in spec.args.iter() {
             let r = match a {
@@ -3552,20 +3669,16 @@ impl Executor {
             };
             let id = r.object_id;
             let endpoint = r.owner_address.object_manager_address.as_str();
-            let from = if endpoint.is_empty() {
-                None
-            } else {
-                match endpoint.parse::<SocketAddr>() {
-                    Ok(a) => (Some(a) != b.endpoint).then_some(a),
-                    Err(_) => {
-                        let message = format!(
-                            "its owner's address names an invalid object endpoint {endpoint:?}"
-                        );
-                        out.clear();
-                        b.args = out;
-                        b.delete_pulled();
-                        return Err(lost(id, message));
-                    }
+            let from = match remote_endpoint(endpoint, b.endpoint) {
+                Ok(from) => from,
+                Err(()) => {
+                    let message = format!(
+                        "its owner's address names an invalid object endpoint {endpoint:?}"
+                    );
+                    out.clear();
+                    b.args = out;
+                    b.give_up(spec);
+                    return Err(lost(id, message));
                 }
             };
             let Some(from) = from else {
@@ -3573,33 +3686,35 @@ impl Executor {
                 local += 1;
                 continue;
             };
-            let timeout = b.arg_fetch_timeout;
-            let left = deadline.saturating_duration_since(Instant::now());
-            let had = b.client.contains_within(id, left).map_err(|e| match e {
-                StoreError::TimedOut(_) => StoreError::PullTimedOut { id, from, timeout },
-                e => e,
-            });
-            let pulled = had.and_then(|had| {
-                let left = deadline.saturating_duration_since(Instant::now());
-                let buf = b.client.pull(id, from, left)?;
-                if !had {
-                    b.pulled.push(id);
+            let failed = match b.pulls.take(id) {
+                Pulled::Done { object, here } => {
+                    if here {
+                        b.pulled.push(id);
+                    }
+                    out.push(Some(object));
+                    continue;
                 }
-                Ok(buf)
-            });
-            match pulled {
-                Ok(buf) => out.push(Some(buf)),
-                Err(e) => {
-                    let message = format!(
-                        "pulling it from node {} (object endpoint {from}) failed: {e}",
-                        r.owner_address.node_id
-                    );
-                    out.clear();
-                    b.args = out;
-                    b.delete_pulled();
-                    return Err(lost(id, message));
-                }
-            }
+                Pulled::Failed(e) => format!("failed: {e}"),
+                // Not finished by the deadline, or (a task that waited in
+                // its caller's queue) its pulled copy was taken, swept or
+                // deleted since: a copy in the local store serves, and
+                // nothing is pulled on this thread.
+                Pulled::Pending => match b.client.get(&[id], Duration::ZERO) {
+                    Ok(mut got) if matches!(got.first(), Some(Some(_))) => {
+                        out.push(got.pop().flatten());
+                        continue;
+                    }
+                    _ => format!("did not finish within {:?}", b.arg_fetch_timeout),
+                },
+            };
+            let message = format!(
+                "pulling it from node {} (object endpoint {from}) {failed}",
+                r.owner_address.node_id
+            );
+            out.clear();
+            b.args = out;
+            b.give_up(spec);
+            return Err(lost(id, message));
         }
         if local == 0 {
             return Ok(out);
@@ -3632,7 +3747,7 @@ impl Executor {
                 // work connects again (`heal`).
                 out.clear();
                 b.args = out;
-                b.delete_pulled();
+                b.give_up(spec);
                 let message = format!(
                     "the object store did not answer within {:?}",
                     b.arg_fetch_timeout
@@ -3642,7 +3757,7 @@ impl Executor {
             Err(e) => {
                 out.clear();
                 b.args = out;
-                b.delete_pulled();
+                b.give_up(spec);
                 return Err(store_error_reply(task_id, return_id, &e));
             }
         };
@@ -3670,7 +3785,7 @@ impl Executor {
                     }
                     out.clear();
                     b.args = out;
-                    b.delete_pulled();
+                    b.give_up(spec);
                     return Err(lost(r.object_id, message));
                 }
             }
