@@ -4185,6 +4185,52 @@ fn a_node_whose_output_is_not_read_still_stops_on_sigterm() {
     drop(out);
 }
 
+/// `/health` answers 503 naming the node while the node cannot put back
+/// one of its own files — here its node lock, replaced by a directory it
+/// does not remove — and 200 again once it could. Before (the attack on
+/// `0060161`), `/health` asked only the store and the object endpoint, and
+/// said `200 ok` throughout.
+#[test]
+fn health_names_the_node_while_it_cannot_put_its_files_back() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog =
+        proc_support::watchdog("health_names_the_node_while_it_cannot_put_its_files_back");
+    let scratch = proc_support::scratch("swn", "health");
+    let root = scratch.path().join("root");
+    let mut node = start_node(&root, "hl");
+    assert!(http_get(&node.addr, "/health").starts_with("HTTP/1.0 200"));
+    let lock = root.join("hl").join(".node.lock");
+    fs::remove_file(&lock).unwrap();
+    fs::create_dir(&lock).unwrap();
+    fs::write(lock.join("x"), b"x").unwrap();
+    let h = within(Duration::from_secs(10), || {
+        let h = http_get(&node.addr, "/health");
+        if h.starts_with("HTTP/1.0 503") {
+            Ok(h)
+        } else {
+            Err(h)
+        }
+    })
+    .expect("/health never said the node lost its node lock");
+    assert!(
+        h.contains("node: the session's node lock was removed or replaced"),
+        "{h}"
+    );
+    fs::remove_dir_all(&lock).unwrap();
+    within(Duration::from_secs(10), || {
+        let h = http_get(&node.addr, "/health");
+        if h.starts_with("HTTP/1.0 200") {
+            Ok(())
+        } else {
+            Err(h)
+        }
+    })
+    .unwrap();
+    node.kid.signal_and_wait("-TERM");
+}
+
 /// A node stopped by a signal removes the root it made (now empty), as
 /// `demo` and `bench` do, and keeps one that existed (attack on `fcd9365`:
 /// the README says it leaves nothing of its own).

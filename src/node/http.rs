@@ -22,8 +22,9 @@
 //! `GET /health` answers `200` `ok <session> <pid>` while every part of
 //! the node works, `503` naming each one that does not and why (the
 //! object endpoint while its store client is broken, the store while its
-//! listener's socket or entry is lost and cannot be put back: each part's
-//! [`Health`]).
+//! listener's socket or entry is lost and cannot be put back, the node
+//! while a file of its own could not be put back in its last round: each
+//! part's [`Health`]).
 //!
 //! [`HttpEndpoint::start`] makes everything the loop needs (the event
 //! loop, the listener's registration, the waker, the inspect thread)
