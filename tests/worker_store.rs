@@ -21,8 +21,8 @@ use shmwire::worker::{
     TaskOptions, WorkerError, MAX_DIRECT_CALL_OBJECT_SIZE,
 };
 use worker_support::{
-    as_i64, create_counter, i64_arg, maybe_run_worker, pattern, task_error, TestSession,
-    ENV_ARG_FETCH_MS, ENV_STORE, GUARD, MODULE,
+    actor_request, as_i64, create_counter, i64_arg, maybe_run_worker, pattern, raw_caller_over,
+    task_error, TestSession, ENV_ARG_FETCH_MS, ENV_STORE, ENV_UNTIL_EXIT, GUARD, MODULE,
 };
 
 const MIB: usize = 1 << 20;
@@ -351,6 +351,102 @@ fn tasks_waiting_for_their_arguments_do_not_hold_up_other_callers() {
     worker.wait_success();
     other.delete(&[late]).unwrap();
     drop(other);
+    wait_store_empty(&service);
+    service.shutdown().unwrap();
+}
+
+/// A TCP caller of a threaded actor sends a slow task and then one whose
+/// argument never comes (it waits aside, its connection paused), and
+/// leaves. The slow task's reply fails to reach it, which ends its
+/// connection; new callers connect meanwhile, one of them on the freed
+/// slot. Before (the attack on `b78eef7`), the waiting request outlived its
+/// connection and, keyed by the slot, paused the new caller's connection
+/// for the rest of its `arg_fetch_timeout` (14 s). It goes with its
+/// connection now: every new caller is answered at once.
+#[test]
+fn a_request_waiting_for_its_arguments_goes_with_its_connection() {
+    maybe_run_worker();
+    let s = TestSession::new("wargslot");
+    let service = StoreService::start(&s.session, StoreConfig::new(16 * MIB as u64)).unwrap();
+    let worker = s.spawn_worker_env(
+        "a_request_waiting_for_its_arguments_goes_with_its_connection",
+        1,
+        &[
+            (ENV_STORE, DEFAULT_STORE_NAME),
+            (ENV_ARG_FETCH_MS, "15000"),
+            (ENV_UNTIL_EXIT, "1"),
+        ],
+    );
+    let mut d = store_driver(&s);
+    let opts = ActorOptions {
+        max_concurrency: 4,
+        ..ActorOptions::default()
+    };
+    let actor = d
+        .create_actor_with(worker.id, MODULE, "Counter", vec![i64_arg(0)], opts)
+        .unwrap();
+    let me = WorkerId::from_random();
+    let mut leaving = raw_caller_over(&s, worker.id, me, true);
+    let mut enc = Encoder::new();
+    let target = (worker.id, &actor, me);
+    leaving
+        .send_push_task(&mut enc, &actor_request(target, "sleep_ms", 0, -1, &[700]))
+        .unwrap();
+    let owner = Address {
+        worker_id: WorkerId::from_random(),
+        ..d.address().clone()
+    };
+    let mut waits = actor_request(target, "add", 1, -1, &[0]);
+    waits.task_spec.args = vec![TaskArg::object_ref(ObjectId::from_random(), owner)];
+    leaving.send_push_task(&mut enc, &waits).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    drop(leaving);
+    // New callers from before the slow task's reply fails (≈ 0.7 s) until
+    // well after.
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut callers = Vec::new();
+    while t0.elapsed() < Duration::from_millis(1100) {
+        let id = WorkerId::from_random();
+        callers.push((id, raw_caller_over(&s, worker.id, id, true)));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let square = FunctionDescriptor::rust(MODULE, "", "square");
+    let mut late = Vec::new();
+    for (i, (id, c)) in callers.iter_mut().enumerate() {
+        let req = PushTaskRequest {
+            intended_worker_id: worker.id,
+            task_spec: TaskSpecBuilder::new(square.clone())
+                .parent(shmwire::ids::TaskId::compute_driver_task_id(*id), 1)
+                .args(vec![i64_arg(3)])
+                .num_returns(1)
+                .build_normal_task(),
+            sequence_number: -1,
+            client_processed_up_to: -1,
+            resource_mapping: Vec::new(),
+        };
+        let t = Instant::now();
+        c.send_push_task(&mut enc, &req).unwrap();
+        let got = c.recv_message_with::<PushTaskReply, _>(Duration::from_secs(5), |r| {
+            r.task_id == req.task_spec.task_id && r.return_objects.len() == 1
+        });
+        if !matches!(got, Ok(true)) || t.elapsed() > Duration::from_secs(1) {
+            late.push((i, got.map_err(|e| e.to_string()), t.elapsed()));
+        }
+    }
+    assert!(
+        late.is_empty(),
+        "of {} new callers, {} were answered late or wrongly, the first: {:?}",
+        callers.len(),
+        late.len(),
+        &late[..late.len().min(3)]
+    );
+    drop(callers);
+    // The actor ran the slow task and never the waiting one.
+    let total = d.submit_actor_task(&actor, "get", vec![]).unwrap();
+    assert_eq!(as_i64(&d.get(&[total], GUARD).unwrap()[0]), 0);
+    drop(d);
+    drop(worker);
     wait_store_empty(&service);
     service.shutdown().unwrap();
 }
