@@ -392,6 +392,156 @@ fn an_object_endpoint_that_never_answers_holds_up_no_other_caller() {
 }
 
 #[test]
+fn a_caller_naming_many_silent_endpoints_leaves_pulls_for_the_others() {
+    maybe_run_worker();
+    let a = Node::new("xnode_ma");
+    let b = Node::new("xnode_mb");
+    let endpoint = a.endpoint().to_string();
+    let worker = a.s.spawn_worker_env(
+        "a_caller_naming_many_silent_endpoints_leaves_pulls_for_the_others",
+        2,
+        &[
+            (ENV_STORE, DEFAULT_STORE_NAME),
+            (ENV_OBJECT_ENDPOINT, endpoint.as_str()),
+            (ENV_ARG_FETCH_MS, "3000"),
+        ],
+    );
+    let with_store = || {
+        CoreWorker::new(
+            &a.s.session,
+            CoreWorkerOptions::new(a.s.node).with_store(a.client()),
+        )
+        .unwrap()
+    };
+    let mut hostile = with_store();
+    let mut honest = with_store();
+    let len = FunctionDescriptor::rust(MODULE, "", "len");
+    // One task naming 16 objects, each on an endpoint of its own that
+    // never answers: as many as the worker runs pulls at once.
+    let holes: Vec<(TcpListener, SocketAddr)> = (0..16).map(|_| black_hole()).collect();
+    let args = holes
+        .iter()
+        .map(|(_, hole)| {
+            let owner = Address {
+                worker_id: WorkerId::from_random(),
+                node_id: NodeId::from_random(),
+                object_manager_address: hole.to_string(),
+                ..hostile.address().clone()
+            };
+            TaskArg::object_ref(ObjectId::from_random(), owner)
+        })
+        .collect();
+    let stuck = hostile
+        .submit_task(worker.id, len.clone(), args, TaskOptions::default())
+        .unwrap();
+    let (ready, _) = hostile
+        .wait(std::slice::from_ref(&stuck), 1, Duration::from_millis(200))
+        .unwrap();
+    assert!(ready.is_empty());
+    // Another caller's argument on node B is pulled beside them, not after
+    // their 3 s.
+    let id = ObjectId::from_random();
+    let put = b.client();
+    put.put(id, &pattern(4, 5000), b"").unwrap();
+    let owner = Address {
+        worker_id: WorkerId::from_random(),
+        node_id: b.s.node,
+        object_manager_address: b.endpoint().to_string(),
+        ..honest.address().clone()
+    };
+    let start = Instant::now();
+    let r = honest
+        .submit_task(
+            worker.id,
+            len,
+            vec![TaskArg::object_ref(id, owner)],
+            TaskOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(as_i64(&honest.get(&[r], GUARD).unwrap()[0]), 5000);
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "a pull beside 16 silent ones took {:?}",
+        start.elapsed()
+    );
+    assert!(matches!(
+        task_error(&mut hostile, &stuck),
+        TaskError::ArgumentLost { .. }
+    ));
+    drop((stuck, hostile, honest));
+    worker.wait_success();
+    put.delete(&[id]).unwrap();
+    b.wait_objects(0);
+    a.wait_objects(0);
+}
+
+#[test]
+fn a_later_request_for_the_same_object_outlives_the_first_ones_pull() {
+    maybe_run_worker();
+    let a = Node::new("xnode_sa");
+    let b = Node::new("xnode_sb");
+    let endpoint = a.endpoint().to_string();
+    let worker = a.s.spawn_worker_env(
+        "a_later_request_for_the_same_object_outlives_the_first_ones_pull",
+        2,
+        &[
+            (ENV_STORE, DEFAULT_STORE_NAME),
+            (ENV_OBJECT_ENDPOINT, endpoint.as_str()),
+            (ENV_ARG_FETCH_MS, "1000"),
+        ],
+    );
+    let with_store = || {
+        CoreWorker::new(
+            &a.s.session,
+            CoreWorkerOptions::new(a.s.node).with_store(a.client()),
+        )
+        .unwrap()
+    };
+    let (mut first, mut second) = (with_store(), with_store());
+    // An object of node B that is not there yet (its pull is answered
+    // "not found" and tried again).
+    let id = ObjectId::from_random();
+    let owner = Address {
+        worker_id: WorkerId::from_random(),
+        node_id: b.s.node,
+        object_manager_address: b.endpoint().to_string(),
+        ..first.address().clone()
+    };
+    let len = FunctionDescriptor::rust(MODULE, "", "len");
+    let call = |d: &mut CoreWorker| {
+        let r = d
+            .submit_task(
+                worker.id,
+                len.clone(),
+                vec![TaskArg::object_ref(id, owner.clone())],
+                TaskOptions::default(),
+            )
+            .unwrap();
+        let (ready, _) = d
+            .wait(std::slice::from_ref(&r), 1, Duration::from_millis(500))
+            .unwrap();
+        assert!(ready.is_empty());
+        r
+    };
+    let early = call(&mut first);
+    let late = call(&mut second);
+    // The first request's wait (and its pull) ends at 1 s; the object comes
+    // after it, within the second's.
+    assert!(matches!(
+        task_error(&mut first, &early),
+        TaskError::ArgumentLost { object_id, .. } if object_id == id
+    ));
+    let put = b.client();
+    put.put(id, &pattern(2, 777), b"").unwrap();
+    assert_eq!(as_i64(&second.get(&[late], GUARD).unwrap()[0]), 777);
+    drop((early, first, second));
+    worker.wait_success();
+    put.delete(&[id]).unwrap();
+    b.wait_objects(0);
+    a.wait_objects(0);
+}
+
+#[test]
 fn a_copy_pulled_for_a_task_that_fails_is_deleted_with_it() {
     maybe_run_worker();
     let a = Node::new("xnode_ga");

@@ -4,9 +4,9 @@
 //!
 //! The executor asks for the pulls a request needs ([`ArgPulls::request`])
 //! and sets the request aside (`WaitingForArgs`) until each one finished;
-//! the pulls run on their own threads, at most [`MAX_PULL_THREADS`] at once
-//! and [`MAX_PULLS_PER_ENDPOINT`] from one endpoint, over one store
-//! connection of their own. A finished pull wakes the worker's loop, which
+//! the pulls run on their own threads, at most [`MAX_PULL_THREADS`] at once,
+//! [`MAX_PULLS_PER_ENDPOINT`] from one endpoint and [`MAX_PULLS_PER_CALLER`]
+//! for one caller, over one store connection of their own. A finished pull wakes the worker's loop, which
 //! takes its object ([`ArgPulls::take`]) when the task runs. Before (the
 //! attack on `0060161`, left open then), the pull ran on the execution
 //! thread: a caller naming an object endpoint that accepts and never answers
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use foldhash::HashMap;
 
-use crate::ids::ObjectId;
+use crate::ids::{ObjectId, WorkerId};
 use crate::store::{ObjectBuffer, StoreClient, StoreError};
 use crate::transport::MuxWaker;
 
@@ -31,6 +31,11 @@ pub(super) const MAX_PULL_THREADS: usize = 16;
 /// Most pulls from one object endpoint at once: an endpoint that does not
 /// answer holds at most this many threads, never all of them.
 pub(super) const MAX_PULLS_PER_ENDPOINT: usize = 4;
+
+/// Most pulls for one caller's requests at once: a caller naming objects on
+/// many endpoints that do not answer holds at most this many threads, and
+/// the other callers' pulls go on beside them.
+pub(super) const MAX_PULLS_PER_CALLER: usize = 4;
 
 /// What became of one object's pull.
 pub(super) enum Pulled {
@@ -46,12 +51,19 @@ pub(super) enum Pulled {
 enum State {
     Queued,
     Running,
-    Finished { outcome: Pulled, at: Instant },
+    /// Done or failed at `at`; `deadline` was the pull's.
+    Finished {
+        outcome: Pulled,
+        at: Instant,
+        deadline: Instant,
+    },
 }
 
 struct Job {
     id: ObjectId,
     from: SocketAddr,
+    /// The caller whose request asked first.
+    caller: WorkerId,
     deadline: Instant,
     /// The task's `arg_fetch_timeout` (what a timeout error names).
     timeout: Duration,
@@ -63,16 +75,35 @@ struct Book {
     queue: VecDeque<Job>,
     threads: usize,
     per_endpoint: HashMap<SocketAddr, usize>,
+    per_caller: HashMap<WorkerId, usize>,
+}
+
+/// One more for `k` in `counts`.
+fn count_in<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, usize>, k: K) {
+    *counts.entry(k).or_insert(0) += 1;
+}
+
+/// One less for `k` in `counts` (gone at zero).
+fn count_out<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, usize>, k: &K) {
+    if let Some(n) = counts.get_mut(k) {
+        *n -= 1;
+        if *n == 0 {
+            counts.remove(k);
+        }
+    }
 }
 
 impl Book {
-    /// Takes the first queued job whose endpoint has room (counted in).
+    /// Takes the first queued job whose endpoint and caller have room
+    /// (counted in).
     fn next_job(&mut self) -> Option<Job> {
         let i = self.queue.iter().position(|j| {
             self.per_endpoint.get(&j.from).copied().unwrap_or(0) < MAX_PULLS_PER_ENDPOINT
+                && self.per_caller.get(&j.caller).copied().unwrap_or(0) < MAX_PULLS_PER_CALLER
         })?;
         let job = self.queue.remove(i)?;
-        *self.per_endpoint.entry(job.from).or_insert(0) += 1;
+        count_in(&mut self.per_endpoint, job.from);
+        count_in(&mut self.per_caller, job.caller);
         if let Some(s) = self.entries.get_mut(&job.id) {
             *s = State::Running;
         }
@@ -80,17 +111,14 @@ impl Book {
     }
 
     fn finish(&mut self, job: &Job, outcome: Pulled) {
-        if let Some(n) = self.per_endpoint.get_mut(&job.from) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_endpoint.remove(&job.from);
-            }
-        }
+        count_out(&mut self.per_endpoint, &job.from);
+        count_out(&mut self.per_caller, &job.caller);
         self.entries.insert(
             job.id,
             State::Finished {
                 outcome,
                 at: Instant::now(),
+                deadline: job.deadline,
             },
         );
     }
@@ -154,18 +182,26 @@ impl ArgPulls {
     }
 
     /// Whether `id`'s pull finished: `false` while it is queued or
-    /// running. Asks for it (from object endpoint `from`, due by
-    /// `deadline`, the end of the task's `timeout`) if there is no entry
-    /// for it (then `false`).
+    /// running. Asks for it (from object endpoint `from`, for `caller`, due
+    /// by `deadline`, the end of the task's `timeout`) if there is no entry
+    /// for it, or if the one there failed with an earlier deadline than
+    /// this (another request's pull, which this one outlives: it may yet
+    /// succeed); then `false`.
     pub(super) fn request(
         &mut self,
         id: ObjectId,
         from: SocketAddr,
+        caller: WorkerId,
         deadline: Instant,
         timeout: Duration,
     ) -> bool {
         let mut book = lock(&self.shared.book);
         match book.entries.get(&id) {
+            Some(State::Finished {
+                outcome: Pulled::Failed(_),
+                deadline: d,
+                ..
+            }) if *d < deadline => {}
             Some(State::Finished { .. }) => return true,
             Some(_) => return false,
             None => {}
@@ -174,6 +210,7 @@ impl ArgPulls {
         book.queue.push_back(Job {
             id,
             from,
+            caller,
             deadline,
             timeout,
         });
@@ -194,6 +231,7 @@ impl ArgPulls {
                         State::Finished {
                             outcome: Pulled::Failed(format!("no thread to pull it on: {e}")),
                             at: Instant::now(),
+                            deadline,
                         },
                     );
                     return true;

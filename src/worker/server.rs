@@ -147,8 +147,8 @@ pub struct WorkerOptions {
     /// `TaskError::ArgumentLost` (default 2 s): until it is sealed in the
     /// local store, or pulled from its owner's node. The request waits
     /// aside meanwhile (its caller's later requests behind it; pulls run on
-    /// threads of their own, at most 16 at once and 4 per remote
-    /// endpoint), and the execution thread serves other callers. An
+    /// threads of their own, at most 16 at once, 4 per remote
+    /// endpoint and 4 per caller), and the execution thread serves other callers. An
     /// argument put by its owner on this node is sealed before the task is
     /// sent, so only a missing object waits this long.
     pub arg_fetch_timeout: Duration,
@@ -2735,7 +2735,7 @@ impl Executor {
         // Likewise while an argument owned on another node is pulled (on
         // a thread of its own: `ArgPulls`).
         // (`now` is its arrival, also when it is handled again.)
-        if self.args_not_ready(spec, now) {
+        if self.args_not_ready(key, spec, now) {
             self.deferred = true;
             return Ok(());
         }
@@ -3552,7 +3552,7 @@ impl Executor {
         }
     }
 
-    /// Whether `spec`'s task must wait aside for its by-reference
+    /// Whether `spec`'s task, from connection `key`, must wait aside for its by-reference
     /// arguments, `arrived` being its arrival: never once
     /// `arg_fetch_timeout` has passed since (then
     /// [`fetch_args`](Self::fetch_args) fails what is missing). An
@@ -3566,10 +3566,14 @@ impl Executor {
     /// arguments waited the whole `arg_fetch_timeout`). An index it cannot
     /// read, a failed question, or an endpoint that does not parse says
     /// nothing (then `fetch_args` decides).
-    fn args_not_ready(&mut self, spec: &ArchivedTaskSpec, arrived: Instant) -> bool {
+    fn args_not_ready(&mut self, key: PeerKey, spec: &ArchivedTaskSpec, arrived: Instant) -> bool {
         let Some(b) = self.store.as_mut() else {
             return false;
         };
+        let caller = self
+            .peers
+            .get(&key)
+            .map_or_else(WorkerId::nil, |p| p.caller);
         let mut by_ref = spec.args.iter().filter_map(|a| match a {
             ArchivedTaskArg::ObjectRef(r) => Some(r),
             ArchivedTaskArg::Value(_) => None,
@@ -3586,7 +3590,10 @@ impl Executor {
             let id = r.object_id;
             match remote_endpoint(r.owner_address.object_manager_address.as_str(), b.endpoint) {
                 Ok(Some(from)) => {
-                    if !b.pulls.request(id, from, deadline, b.arg_fetch_timeout) {
+                    if !b
+                        .pulls
+                        .request(id, from, caller, deadline, b.arg_fetch_timeout)
+                    {
                         wait = true;
                     }
                 }
