@@ -3570,10 +3570,6 @@ impl Executor {
         let Some(b) = self.store.as_mut() else {
             return false;
         };
-        let caller = self
-            .peers
-            .get(&key)
-            .map_or_else(WorkerId::nil, |p| p.caller);
         let mut by_ref = spec.args.iter().filter_map(|a| match a {
             ArchivedTaskArg::ObjectRef(r) => Some(r),
             ArchivedTaskArg::Value(_) => None,
@@ -3585,6 +3581,10 @@ impl Executor {
         if Instant::now() >= deadline {
             return false;
         }
+        let caller = self
+            .peers
+            .get(&key)
+            .map_or_else(WorkerId::nil, |p| p.caller);
         let mut wait = false;
         for r in std::iter::once(first).chain(by_ref) {
             let id = r.object_id;
