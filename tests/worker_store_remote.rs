@@ -18,7 +18,8 @@ use shmwire::store::{
     PullServer, PullServerConfig, StoreClient, StoreConfig, StoreService, DEFAULT_STORE_NAME,
 };
 use shmwire::worker::{
-    ActorHandle, CoreWorker, CoreWorkerOptions, ObjectRef, ObjectValue, TaskError, TaskOptions,
+    ActorHandle, ActorOptions, CoreWorker, CoreWorkerOptions, ObjectRef, ObjectValue, TaskError,
+    TaskOptions,
 };
 use worker_support::{
     as_i64, i64_arg, maybe_run_worker, pattern, task_error, TestSession, WorkerProcess,
@@ -542,13 +543,13 @@ fn a_later_request_for_the_same_object_outlives_the_first_ones_pull() {
 }
 
 #[test]
-fn a_copy_pulled_for_a_task_that_fails_is_deleted_with_it() {
+fn a_copy_pulled_for_a_task_that_fails_is_deleted_soon_after() {
     maybe_run_worker();
     let a = Node::new("xnode_ga");
     let b = Node::new("xnode_gb");
     let endpoint = a.endpoint().to_string();
     let worker = a.s.spawn_worker_env(
-        "a_copy_pulled_for_a_task_that_fails_is_deleted_with_it",
+        "a_copy_pulled_for_a_task_that_fails_is_deleted_soon_after",
         1,
         &[
             (ENV_STORE, DEFAULT_STORE_NAME),
@@ -596,12 +597,13 @@ fn a_copy_pulled_for_a_task_that_fails_is_deleted_with_it() {
         }
         e => panic!("expected ArgumentLost, got {e:?}"),
     }
-    // ...and goes with the failed task (not a sweep of untaken pulls, which
-    // waits out another `arg_fetch_timeout`).
+    // ...and goes soon after the failed task (pinned for other tasks for
+    // half a second, then dropped by the next sweep), not with the pull's
+    // failure record (twice the `arg_fetch_timeout`) or never.
     let failed = Instant::now();
     a.wait_objects(0);
     assert!(
-        failed.elapsed() < Duration::from_millis(700),
+        failed.elapsed() < Duration::from_millis(2500),
         "the copy lingered {:?} after its task failed",
         failed.elapsed()
     );
@@ -609,6 +611,184 @@ fn a_copy_pulled_for_a_task_that_fails_is_deleted_with_it() {
     b.wait_objects(0);
     drop((r, driver));
     worker.wait_success();
+}
+
+#[test]
+fn a_threaded_actor_shares_one_pulled_argument_between_its_calls() {
+    maybe_run_worker();
+    let a = Node::new("xnode_ta");
+    let b = Node::new("xnode_tb");
+    let endpoint = a.endpoint().to_string();
+    let worker = a.s.spawn_worker_env(
+        "a_threaded_actor_shares_one_pulled_argument_between_its_calls",
+        3,
+        &[
+            (ENV_STORE, DEFAULT_STORE_NAME),
+            (ENV_OBJECT_ENDPOINT, endpoint.as_str()),
+        ],
+    );
+    let with_store = || {
+        CoreWorker::new(
+            &a.s.session,
+            CoreWorkerOptions::new(a.s.node).with_store(a.client()),
+        )
+        .unwrap()
+    };
+    let mut callers: Vec<CoreWorker> = (0..3).map(|_| with_store()).collect();
+    let actor = callers[0]
+        .create_actor_with(
+            worker.id,
+            MODULE,
+            "Counter",
+            vec![i64_arg(0)],
+            ActorOptions {
+                max_concurrency: 4,
+                ..ActorOptions::default()
+            },
+        )
+        .unwrap();
+    for c in &mut callers[1..] {
+        c.register_actor(&actor, 0).unwrap();
+    }
+    // One 1 MiB object of node B, passed to every call.
+    let id = ObjectId::from_random();
+    let put = b.client();
+    put.put(id, &pattern(5, MIB), b"").unwrap();
+    let owner = Address {
+        worker_id: WorkerId::from_random(),
+        node_id: b.s.node,
+        object_manager_address: b.endpoint().to_string(),
+        ..callers[0].address().clone()
+    };
+    let x = TaskArg::object_ref(id, owner);
+    // Three long calls on it, then — while they still hold it, well past
+    // the copy's linger after its last use began — three short ones.
+    // Before (the attack on `609aa4f`), each call's copy was deleted under
+    // the others, and the later calls failed: "deleted but still held".
+    let mut refs = Vec::new();
+    for round in 0..2 {
+        for (i, c) in callers.iter_mut().enumerate() {
+            let (method, n) = if round == 0 {
+                ("sleep_ms", 2500)
+            } else {
+                ("add", 2)
+            };
+            let r = c
+                .submit_actor_task(&actor, method, vec![i64_arg(n), x.clone()])
+                .unwrap();
+            let _ = c.wait(std::slice::from_ref(&r), 1, Duration::from_millis(10));
+            refs.push((i, r));
+        }
+        if round == 0 {
+            std::thread::sleep(Duration::from_millis(1800));
+        }
+    }
+    for (i, r) in refs {
+        if let Err(e) = callers[i].get(std::slice::from_ref(&r), GUARD) {
+            panic!("caller {i}: {e}");
+        }
+    }
+    let total = callers[0].submit_actor_task(&actor, "get", vec![]).unwrap();
+    assert_eq!(as_i64(&callers[0].get(&[total], GUARD).unwrap()[0]), 6);
+    // The copy goes once no call uses it.
+    a.wait_objects(0);
+    drop(callers);
+    worker.wait_success();
+    put.delete(&[id]).unwrap();
+    b.wait_objects(0);
+}
+
+#[test]
+fn one_object_named_on_two_endpoints_is_never_read_from_the_wrong_one() {
+    maybe_run_worker();
+    let a = Node::new("xnode_wa");
+    let b = Node::new("xnode_wb");
+    let c = Node::new("xnode_wc");
+    let endpoint = a.endpoint().to_string();
+    let worker = a.s.spawn_worker_env(
+        "one_object_named_on_two_endpoints_is_never_read_from_the_wrong_one",
+        2,
+        &[
+            (ENV_STORE, DEFAULT_STORE_NAME),
+            (ENV_OBJECT_ENDPOINT, endpoint.as_str()),
+            (ENV_ARG_FETCH_MS, "1500"),
+        ],
+    );
+    let with_store = || {
+        CoreWorker::new(
+            &a.s.session,
+            CoreWorkerOptions::new(a.s.node).with_store(a.client()),
+        )
+        .unwrap()
+    };
+    let (mut hostile, mut honest) = (with_store(), with_store());
+    // Object X: 1,000 bytes on node B, its owner's; another caller claims
+    // it lives on node C, which serves 7 bytes under its id.
+    let x = ObjectId::from_random();
+    let (on_b, on_c) = (b.client(), c.client());
+    on_b.put(x, &pattern(1, 1000), b"").unwrap();
+    on_c.put(x, &pattern(2, 7), b"").unwrap();
+    let owner = |node: &Node| Address {
+        worker_id: WorkerId::from_random(),
+        node_id: node.s.node,
+        object_manager_address: node.endpoint().to_string(),
+        ..honest.address().clone()
+    };
+    let len = FunctionDescriptor::rust(MODULE, "", "len");
+    // The claim's task keeps waiting (a second argument that never comes),
+    // its copy of X from C pinned meanwhile.
+    let (_hole, hole) = black_hole();
+    let never = Address {
+        object_manager_address: hole.to_string(),
+        ..owner(&c)
+    };
+    let claim = hostile
+        .submit_task(
+            worker.id,
+            len.clone(),
+            vec![
+                TaskArg::object_ref(x, owner(&c)),
+                TaskArg::object_ref(ObjectId::from_random(), never),
+            ],
+            TaskOptions::default(),
+        )
+        .unwrap();
+    let (ready, _) = hostile
+        .wait(std::slice::from_ref(&claim), 1, Duration::from_millis(300))
+        .unwrap();
+    assert!(ready.is_empty());
+    a.wait_objects(1);
+    // The owner's caller names X on B: an error naming both endpoints, not
+    // C's 7 bytes.
+    let r = honest
+        .submit_task(
+            worker.id,
+            len,
+            vec![TaskArg::object_ref(x, owner(&b))],
+            TaskOptions::default(),
+        )
+        .unwrap();
+    match honest.get(std::slice::from_ref(&r), GUARD) {
+        Ok(v) => panic!("read X as {} bytes", as_i64(&v[0])),
+        Err(_) => match task_error(&mut honest, &r) {
+            TaskError::ArgumentLost { message, .. } => {
+                assert!(message.contains(&c.endpoint().to_string()), "{message}");
+                assert!(message.contains(&b.endpoint().to_string()), "{message}");
+            }
+            e => panic!("expected ArgumentLost, got {e:?}"),
+        },
+    }
+    assert!(matches!(
+        task_error(&mut hostile, &claim),
+        TaskError::ArgumentLost { .. }
+    ));
+    drop((claim, r, hostile, honest));
+    worker.wait_success();
+    a.wait_objects(0);
+    on_b.delete(&[x]).unwrap();
+    on_c.delete(&[x]).unwrap();
+    b.wait_objects(0);
+    c.wait_objects(0);
 }
 
 #[test]

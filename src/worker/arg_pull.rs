@@ -1,16 +1,34 @@
 //! Pulls of by-reference arguments from other nodes' object endpoints, off
 //! the execution thread (Ray's object manager pulls a task's arguments
-//! before the task is dispatched, not on the thread that runs it).
+//! before the task is dispatched, not on the thread that runs it), and the
+//! worker's pins on the copies they made.
 //!
 //! The executor asks for the pulls a request needs ([`ArgPulls::request`])
-//! and sets the request aside (`WaitingForArgs`) until each one finished;
-//! the pulls run on their own threads, at most [`MAX_PULL_THREADS`] at once,
-//! [`MAX_PULLS_PER_ENDPOINT`] from one endpoint and [`MAX_PULLS_PER_CALLER`]
-//! for one caller, over one store connection of their own. A finished pull wakes the worker's loop, which
-//! takes its object ([`ArgPulls::take`]) when the task runs. Before (the
-//! attack on `0060161`, left open then), the pull ran on the execution
-//! thread: a caller naming an object endpoint that accepts and never answers
-//! stalled every other caller for `arg_fetch_timeout` per task.
+//! and sets the request aside (`WaitingForArgs`) until each one finished.
+//! The pulls run on threads of their own, at most [`MAX_PULL_THREADS`] at
+//! once and [`MAX_PULLS_PER_CALLER`] for one caller, one at a time per
+//! object, over one store connection of their own; a finished pull wakes
+//! the worker's loop. A pulled copy is pinned (the pull's buffer is kept)
+//! while tasks use it — each takes a reference of its own
+//! ([`ArgPulls::acquire`], [`ArgPulls::release`]), so tasks running at once
+//! (a threaded actor's) share one copy — and for [`PULLED_LINGER`] after
+//! the last one; then [`ArgPulls::sweep`] drops it, and the worker deletes
+//! it if its pull made it.
+//!
+//! Pulls are kept by object *and* endpoint: a request that names an object
+//! on another endpoint than a copy this worker pulled for another request
+//! does not get that copy — its pull fails, naming both (one object id, two
+//! claimed sources: one of them is wrong, and the bytes here are not this
+//! request's to trust).
+//!
+//! Before (the attack on `0060161`, left open then), the pull ran on the
+//! execution thread: a caller naming an object endpoint that accepts and
+//! never answers stalled every other caller for `arg_fetch_timeout` per
+//! task. Then (the attack on `609aa4f`) pulls were kept by object id alone
+//! and a copy was deleted right after its first task: a threaded actor's
+//! concurrent calls on one remote argument failed ("deleted but still
+//! held"), and a caller naming another caller's object on an endpoint of
+//! its own had its bytes read as the other's argument.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -18,7 +36,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use foldhash::HashMap;
+use foldhash::{HashMap, HashSet};
 
 use crate::ids::{ObjectId, WorkerId};
 use crate::store::{ObjectBuffer, StoreClient, StoreError};
@@ -28,32 +46,46 @@ use crate::transport::MuxWaker;
 /// endpoint for at most what is left of a task's `arg_fetch_timeout`).
 pub(super) const MAX_PULL_THREADS: usize = 16;
 
-/// Most pulls from one object endpoint at once: an endpoint that does not
-/// answer holds at most this many threads, never all of them.
-pub(super) const MAX_PULLS_PER_ENDPOINT: usize = 4;
-
-/// Most pulls for one caller's requests at once: a caller naming objects on
-/// many endpoints that do not answer holds at most this many threads, and
-/// the other callers' pulls go on beside them.
+/// Most pulls for one caller's requests at once: a caller naming objects
+/// that never come (on endpoints that do not answer, or answer "not found")
+/// holds at most this many threads, and the other callers' pulls go on
+/// beside them.
 pub(super) const MAX_PULLS_PER_CALLER: usize = 4;
 
-/// What became of one object's pull.
-pub(super) enum Pulled {
-    /// Still queued or running.
-    Pending,
-    /// The local copy, and whether the pull made it (`true`: delete it after
-    /// the task, as nobody else put it there).
-    Done { object: ObjectBuffer, here: bool },
+/// How long a pulled copy stays pinned after the last task that used it
+/// (then a sweep, at most a second later, drops it).
+pub(super) const PULLED_LINGER: Duration = Duration::from_millis(500);
+
+/// A pull: the object and the endpoint it is pulled from.
+type Key = (ObjectId, SocketAddr);
+
+/// What the execution thread finds for a pull ([`ArgPulls::acquire`]).
+pub(super) enum Acquired {
+    /// Pulled and pinned; one more task uses it now (until
+    /// [`ArgPulls::release`]): read it from the local store.
+    Done,
     /// Why it failed (the store error's text).
     Failed(String),
+    /// Still queued or running.
+    Pending,
+    /// Never asked for, or dropped since.
+    Missing,
 }
 
 enum State {
     Queued,
     Running,
-    /// Done or failed at `at`; `deadline` was the pull's.
-    Finished {
-        outcome: Pulled,
+    /// The local copy, pinned by `_pin` (its reference, never read); `here`: the pull made it (deleted
+    /// when dropped); `users`: tasks holding it; idle since `idle_since`.
+    Done {
+        _pin: ObjectBuffer,
+        here: bool,
+        users: usize,
+        idle_since: Instant,
+    },
+    /// Failed at `at`; `deadline` was the pull's.
+    Failed {
+        error: String,
         at: Instant,
         deadline: Instant,
     },
@@ -71,56 +103,61 @@ struct Job {
 
 #[derive(Default)]
 struct Book {
-    entries: HashMap<ObjectId, State>,
+    entries: HashMap<Key, State>,
     queue: VecDeque<Job>,
     threads: usize,
-    per_endpoint: HashMap<SocketAddr, usize>,
     per_caller: HashMap<WorkerId, usize>,
-}
-
-/// One more for `k` in `counts`.
-fn count_in<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, usize>, k: K) {
-    *counts.entry(k).or_insert(0) += 1;
-}
-
-/// One less for `k` in `counts` (gone at zero).
-fn count_out<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, usize>, k: &K) {
-    if let Some(n) = counts.get_mut(k) {
-        *n -= 1;
-        if *n == 0 {
-            counts.remove(k);
-        }
-    }
+    /// Objects with a pull running (one at a time per object).
+    running: HashSet<ObjectId>,
 }
 
 impl Book {
-    /// Takes the first queued job whose endpoint and caller have room
-    /// (counted in).
+    /// Takes the first queued job whose caller has room and whose object
+    /// has no pull running (counted in).
     fn next_job(&mut self) -> Option<Job> {
         let i = self.queue.iter().position(|j| {
-            self.per_endpoint.get(&j.from).copied().unwrap_or(0) < MAX_PULLS_PER_ENDPOINT
-                && self.per_caller.get(&j.caller).copied().unwrap_or(0) < MAX_PULLS_PER_CALLER
+            self.per_caller.get(&j.caller).copied().unwrap_or(0) < MAX_PULLS_PER_CALLER
+                && !self.running.contains(&j.id)
         })?;
         let job = self.queue.remove(i)?;
-        count_in(&mut self.per_endpoint, job.from);
-        count_in(&mut self.per_caller, job.caller);
-        if let Some(s) = self.entries.get_mut(&job.id) {
+        *self.per_caller.entry(job.caller).or_insert(0) += 1;
+        self.running.insert(job.id);
+        if let Some(s) = self.entries.get_mut(&(job.id, job.from)) {
             *s = State::Running;
         }
         Some(job)
     }
 
-    fn finish(&mut self, job: &Job, outcome: Pulled) {
-        count_out(&mut self.per_endpoint, &job.from);
-        count_out(&mut self.per_caller, &job.caller);
-        self.entries.insert(
-            job.id,
-            State::Finished {
-                outcome,
-                at: Instant::now(),
+    fn finish(&mut self, job: &Job, outcome: Result<(ObjectBuffer, bool), String>) {
+        if let Some(n) = self.per_caller.get_mut(&job.caller) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_caller.remove(&job.caller);
+            }
+        }
+        self.running.remove(&job.id);
+        let now = Instant::now();
+        let state = match outcome {
+            Ok((_pin, here)) => State::Done {
+                _pin,
+                here,
+                users: 0,
+                idle_since: now,
+            },
+            Err(error) => State::Failed {
+                error,
+                at: now,
                 deadline: job.deadline,
             },
-        );
+        };
+        self.entries.insert((job.id, job.from), state);
+    }
+
+    /// Another endpoint than `from` whose pull made the local copy of `id`.
+    fn made_from_elsewhere(&self, id: ObjectId, from: SocketAddr) -> Option<SocketAddr> {
+        self.entries.iter().find_map(|(&(i, f), s)| {
+            (i == id && f != from && matches!(s, State::Done { here: true, .. })).then_some(f)
+        })
     }
 }
 
@@ -167,7 +204,7 @@ impl ArgPulls {
         }
     }
 
-    /// Whether any pull is pending or finished and not taken.
+    /// Whether any pull is pending, or any copy pinned or failure kept.
     pub(super) fn any(&self) -> bool {
         self.any
     }
@@ -175,18 +212,17 @@ impl ArgPulls {
     /// Whether a pull finished since the last call (then the requests
     /// waiting for arguments look again at once).
     pub(super) fn take_finished(&self) -> bool {
-        // Relaxed would do for the flag itself; Acquire pairs with the
-        // Release store in `run` so that the entry is visible (it is read
-        // under the book's lock anyway).
+        // Acquire pairs with the Release store in `run` (the entry itself
+        // is read under the book's lock).
         self.any && self.shared.finished.swap(false, Ordering::Acquire)
     }
 
-    /// Whether `id`'s pull finished: `false` while it is queued or
-    /// running. Asks for it (from object endpoint `from`, for `caller`, due
-    /// by `deadline`, the end of the task's `timeout`) if there is no entry
-    /// for it, or if the one there failed with an earlier deadline than
-    /// this (another request's pull, which this one outlives: it may yet
-    /// succeed); then `false`.
+    /// Whether the pull of `id` from object endpoint `from` finished:
+    /// `false` while it is queued or running. Asks for it (for `caller`,
+    /// due by `deadline`, the end of the task's `timeout`) if there is no
+    /// entry for it, or if the one there failed with an earlier deadline
+    /// than this (another request's pull, which this one outlives: it may
+    /// yet succeed); then `false`.
     pub(super) fn request(
         &mut self,
         id: ObjectId,
@@ -196,17 +232,13 @@ impl ArgPulls {
         timeout: Duration,
     ) -> bool {
         let mut book = lock(&self.shared.book);
-        match book.entries.get(&id) {
-            Some(State::Finished {
-                outcome: Pulled::Failed(_),
-                deadline: d,
-                ..
-            }) if *d < deadline => {}
-            Some(State::Finished { .. }) => return true,
-            Some(_) => return false,
+        match book.entries.get(&(id, from)) {
+            Some(State::Failed { deadline: d, .. }) if *d < deadline => {}
+            Some(State::Done { .. } | State::Failed { .. }) => return true,
+            Some(State::Queued | State::Running) => return false,
             None => {}
         }
-        book.entries.insert(id, State::Queued);
+        book.entries.insert((id, from), State::Queued);
         book.queue.push_back(Job {
             id,
             from,
@@ -227,9 +259,9 @@ impl ArgPulls {
                     // Nothing would run it: it fails now.
                     book.queue.pop_back();
                     book.entries.insert(
-                        id,
-                        State::Finished {
-                            outcome: Pulled::Failed(format!("no thread to pull it on: {e}")),
+                        (id, from),
+                        State::Failed {
+                            error: format!("no thread to pull it on: {e}"),
                             at: Instant::now(),
                             deadline,
                         },
@@ -243,50 +275,76 @@ impl ArgPulls {
         false
     }
 
-    /// Takes `id`'s pull: its object or failure, or `Pending` if it has not
-    /// finished (its entry stays) or was never asked for.
-    pub(super) fn take(&mut self, id: ObjectId) -> Pulled {
+    /// What became of the pull of `id` from `from`; if it is done, one more
+    /// task uses its copy from now until [`ArgPulls::release`].
+    pub(super) fn acquire(&mut self, id: ObjectId, from: SocketAddr) -> Acquired {
         let mut book = lock(&self.shared.book);
-        let out = match book.entries.remove(&id) {
-            Some(State::Finished { outcome, .. }) => outcome,
-            Some(s) => {
-                book.entries.insert(id, s);
-                Pulled::Pending
+        match book.entries.get_mut(&(id, from)) {
+            Some(State::Done { users, .. }) => {
+                *users += 1;
+                Acquired::Done
             }
-            None => Pulled::Pending,
-        };
-        self.any = !book.entries.is_empty();
-        out
+            Some(State::Failed { error, .. }) => Acquired::Failed(error.clone()),
+            Some(State::Queued | State::Running) => Acquired::Pending,
+            None => Acquired::Missing,
+        }
     }
 
-    /// Drops the finished pulls nobody took for `keep` (their request's
-    /// connection ended, or its wait ran out first); returns the ids of the
-    /// local copies those pulls made, for the caller to delete (after their
-    /// buffers are released here).
-    pub(super) fn sweep(&mut self, keep: Duration) -> Vec<ObjectId> {
+    /// The tasks that acquired `keys` are done with them.
+    pub(super) fn release(&mut self, keys: &[(ObjectId, SocketAddr)]) {
+        if keys.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let mut book = lock(&self.shared.book);
+        for k in keys {
+            if let Some(State::Done {
+                users, idle_since, ..
+            }) = book.entries.get_mut(k)
+            {
+                *users = users.saturating_sub(1);
+                *idle_since = now;
+            }
+        }
+    }
+
+    /// Drops the copies no task used for [`PULLED_LINGER`] and the
+    /// failures older than `keep_failed` (long enough for every request
+    /// that could still take them) — with `all`, every failure and every
+    /// copy no task uses, however recent (the worker stops serving) —;
+    /// returns the ids of the dropped copies their pulls made, for the
+    /// caller to delete (their pins released here first).
+    pub(super) fn sweep(&mut self, keep_failed: Duration, all: bool) -> Vec<ObjectId> {
         let now = Instant::now();
         let mut made = Vec::new();
         let mut dropped = Vec::new();
         {
             let mut book = lock(&self.shared.book);
-            book.entries.retain(|&id, s| match s {
-                State::Finished { at, .. } if now.saturating_duration_since(*at) >= keep => {
-                    if let State::Finished {
-                        outcome: Pulled::Done { here: true, .. },
-                        ..
-                    } = s
-                    {
-                        made.push(id);
+            let old =
+                |t: &Instant, after: Duration| all || now.saturating_duration_since(*t) >= after;
+            let gone: Vec<Key> = book
+                .entries
+                .iter()
+                .filter_map(|(k, s)| match s {
+                    State::Done {
+                        users, idle_since, ..
+                    } if *users == 0 && old(idle_since, PULLED_LINGER) => Some(*k),
+                    State::Failed { at, .. } if old(at, keep_failed) => Some(*k),
+                    _ => None,
+                })
+                .collect();
+            for k in gone {
+                if let Some(s) = book.entries.remove(&k) {
+                    if let State::Done { here: true, .. } = s {
+                        made.push(k.0);
                     }
-                    dropped.push(std::mem::replace(s, State::Queued));
-                    false
+                    dropped.push(s);
                 }
-                _ => true,
-            });
+            }
             self.any = !book.entries.is_empty();
         }
-        // The buffers go outside the lock (a release may write to the
-        // store connection).
+        // The pins go outside the lock (a release may write to the store
+        // connection).
         drop(dropped);
         made
     }
@@ -321,11 +379,13 @@ fn run(shared: &Shared, base: &StoreClient) {
     }
 }
 
-/// One pull, within the job's deadline.
-fn pull(shared: &Shared, base: &StoreClient, job: &Job) -> Pulled {
+/// One pull, within the job's deadline: the pinned local copy and whether
+/// this pull made it.
+fn pull(shared: &Shared, base: &StoreClient, job: &Job) -> Result<(ObjectBuffer, bool), String> {
+    let (id, from) = (job.id, job.from);
     let left = || job.deadline.saturating_duration_since(Instant::now());
     if left().is_zero() {
-        return Pulled::Failed("its task's arg_fetch_timeout passed before the pull began".into());
+        return Err("its task's arg_fetch_timeout passed before the pull began".into());
     }
     let client = {
         let mut c = lock(&shared.client);
@@ -336,22 +396,28 @@ fn pull(shared: &Shared, base: &StoreClient, job: &Job) -> Pulled {
                     *c = Some(client.clone());
                     client
                 }
-                Err(e) => {
-                    return Pulled::Failed(format!("connecting to the local store failed: {e}"))
-                }
+                Err(e) => return Err(format!("connecting to the local store failed: {e}")),
             },
         }
     };
-    let had = client.contains_within(job.id, left()).map_err(|e| match e {
-        StoreError::TimedOut(_) => StoreError::PullTimedOut {
-            id: job.id,
-            from: job.from,
+    // The one object, two sources: the copy here came from the other (no
+    // pull of this object runs meanwhile: `Book::next_job`).
+    if let Some(other) = lock(&shared.book).made_from_elsewhere(id, from) {
+        return Err(format!(
+            "this node's store holds object {id} already, pulled from object endpoint {other} \
+             for another task; one of the two endpoints named for it is wrong"
+        ));
+    }
+    // Errors name the task's timeout, not what was left of it.
+    let named = |e: StoreError| match e {
+        StoreError::TimedOut(_) | StoreError::PullTimedOut { .. } => StoreError::PullTimedOut {
+            id,
+            from,
             timeout: job.timeout,
         },
         e => e,
-    });
-    match had.and_then(|had| Ok((client.pull(job.id, job.from, left())?, !had))) {
-        Ok((object, here)) => Pulled::Done { object, here },
-        Err(e) => Pulled::Failed(e.to_string()),
-    }
+    };
+    let had = client.contains_within(id, left()).map_err(named);
+    had.and_then(|had| Ok((client.pull(id, from, left()).map_err(named)?, !had)))
+        .map_err(|e| e.to_string())
 }

@@ -216,6 +216,10 @@ pub(crate) struct Job {
     /// execution thread (by argument index; empty without any), held until
     /// the method returned.
     pub(crate) resolved: Vec<Option<ObjectBuffer>>,
+    /// The pulled copies of other nodes' objects among them (object,
+    /// endpoint), released by the execution thread when it collects the
+    /// completion.
+    pub(crate) pulled: Vec<(ObjectId, std::net::SocketAddr)>,
     /// Whether the caller is on another node (its return's copy here is
     /// deleted when the hold ends).
     pub(crate) caller_remote: bool,
@@ -246,6 +250,8 @@ pub(crate) struct Completion {
     pub(crate) ran: Duration,
     /// The job's `caller_remote`.
     pub(crate) caller_remote: bool,
+    /// The job's `pulled` (its buffers dropped by now).
+    pub(crate) pulled: Vec<(ObjectId, std::net::SocketAddr)>,
     /// Bytes of the job's request copy (counted in the worker's held
     /// bytes until the completion is collected).
     pub(crate) held: usize,
@@ -517,7 +523,7 @@ fn pool_thread(
 }
 
 /// Runs one job's method on the shared state.
-fn run(job: Job, state: &SharedState, registry: &FunctionRegistry) -> Completion {
+fn run(mut job: Job, state: &SharedState, registry: &FunctionRegistry) -> Completion {
     let start = Instant::now();
     let result = match spec::access::<PushTaskRequest>(&job.bytes) {
         // Private memory validated before: cannot fail; reported if it does.
@@ -536,6 +542,9 @@ fn run(job: Job, state: &SharedState, registry: &FunctionRegistry) -> Completion
         }
     };
     let end = Instant::now();
+    // Its references on the arguments go before the completion says it is
+    // done with them.
+    drop(std::mem::take(&mut job.resolved));
     Completion {
         caller: job.caller,
         counter: job.counter,
@@ -546,6 +555,7 @@ fn run(job: Job, state: &SharedState, registry: &FunctionRegistry) -> Completion
         queued: start.saturating_duration_since(job.arrived),
         ran: end - start,
         caller_remote: job.caller_remote,
+        pulled: job.pulled,
         held: job.bytes.len(),
         expected: job.expected,
     }

@@ -49,7 +49,7 @@ use crate::transport::{
     ShmOptions, StatsState, TransportConfig, TransportKind,
 };
 
-use super::arg_pull::{ArgPulls, Pulled};
+use super::arg_pull::{Acquired, ArgPulls};
 use super::concurrency::{guarded, ActorPools, Completion, ConcurrencyConfig, Job};
 use super::registry::{
     AppError, Args, Entry, EntryKind, ErasedState, FunctionRegistry, TaskResult,
@@ -147,8 +147,8 @@ pub struct WorkerOptions {
     /// `TaskError::ArgumentLost` (default 2 s): until it is sealed in the
     /// local store, or pulled from its owner's node. The request waits
     /// aside meanwhile (its caller's later requests behind it; pulls run on
-    /// threads of their own, at most 16 at once, 4 per remote
-    /// endpoint and 4 per caller), and the execution thread serves other callers. An
+    /// threads of their own, at most 16 at once and 4 for one caller),
+    /// and the execution thread serves other callers. An
     /// argument put by its owner on this node is sealed before the task is
     /// sent, so only a missing object waits this long.
     pub arg_fetch_timeout: Duration,
@@ -604,9 +604,9 @@ struct StoreBridge {
     /// its objects: the caller pulls the return, and the worker deletes its
     /// copy when the hold ends.
     caller_remote: bool,
-    /// Arguments of the running task pulled from other nodes into the
-    /// store (deleted after the task).
-    pulled: Vec<ObjectId>,
+    /// The pulled copies (object, endpoint) of other nodes' objects the
+    /// running task uses (released after it: `ArgPulls::release`).
+    acquired: Vec<(ObjectId, SocketAddr)>,
     /// The pulls of arguments owned on other nodes, run off this thread
     /// while their requests wait aside.
     pulls: ArgPulls,
@@ -615,6 +615,31 @@ struct StoreBridge {
     next_sweep: Instant,
     /// When a broken `client` may next be replaced (`heal`).
     next_heal: Instant,
+}
+
+impl StoreBridge {
+    /// Drops the pulled copies of other nodes' objects (those its pulls
+    /// made are deleted): with `all`, every one no task uses now, else
+    /// those unused for `PULLED_LINGER`.
+    fn sweep_pulls(&mut self, all: bool) {
+        let made = self
+            .pulls
+            .sweep(self.arg_fetch_timeout.saturating_mul(2), all);
+        if !made.is_empty() {
+            if let Err(e) = self.client.delete(&made) {
+                tracing::warn!(error = %e, "deleting pulled arguments failed");
+            }
+        }
+    }
+}
+
+impl Drop for StoreBridge {
+    /// The copies of other nodes' objects this worker's pulls made go with
+    /// it.
+    fn drop(&mut self) {
+        self.args.clear();
+        self.sweep_pulls(true);
+    }
 }
 
 /// How long a worker whose store connection broke waits after a failed
@@ -724,37 +749,11 @@ impl StoreBridge {
         true
     }
 
-    /// Ends a fetch of `spec`'s arguments that failed: the objects other
-    /// nodes' pulls made here for it that it did not take yet (it fails at
-    /// its first missing argument) are deleted with those it took, rather
-    /// than left to [`ArgPulls::sweep`].
-    fn give_up(&mut self, spec: &ArchivedTaskSpec) {
-        for a in spec.args.iter() {
-            let ArchivedTaskArg::ObjectRef(r) = a else {
-                continue;
-            };
-            let endpoint = r.owner_address.object_manager_address.as_str();
-            if let Ok(Some(_)) = remote_endpoint(endpoint, self.endpoint) {
-                if let Pulled::Done { object, here } = self.pulls.take(r.object_id) {
-                    drop(object);
-                    if here {
-                        self.pulled.push(r.object_id);
-                    }
-                }
-            }
-        }
-        self.delete_pulled();
-    }
-
-    /// Deletes the arguments pulled for the task that just ran (their
-    /// buffers released already).
-    fn delete_pulled(&mut self) {
-        if !self.pulled.is_empty() {
-            if let Err(e) = self.client.delete(&self.pulled) {
-                tracing::warn!(error = %e, "deleting pulled arguments failed");
-            }
-            self.pulled.clear();
-        }
+    /// Releases the pulled copies the running task used (they stay pinned
+    /// for other tasks a while: `ArgPulls`).
+    fn release_pulled(&mut self) {
+        self.pulls.release(&self.acquired);
+        self.acquired.clear();
     }
 }
 
@@ -1144,7 +1143,7 @@ impl Worker {
                         .map(|a| a.to_string())
                         .unwrap_or_default(),
                     caller_remote: false,
-                    pulled: Vec::new(),
+                    acquired: Vec::new(),
                     next_sweep: Instant::now(),
                     next_heal: Instant::now(),
                 }),
@@ -1406,9 +1405,20 @@ impl Worker {
     /// worker gone; a worker whose callers may reconnect serves until its
     /// actor is terminated instead ([`Worker::serve_until_exit`]).
     pub fn serve_callers(&mut self, callers: u64, timeout: Duration) -> Result<(), WorkerError> {
-        self.run_until(timeout, |w| {
+        let served = self.run_until(timeout, |w| {
             w.connections_accepted() >= callers && w.num_connections() == 0
-        })
+        });
+        self.stop_serving();
+        served
+    }
+
+    /// The end of a `serve_*`: the copies of other nodes' objects this
+    /// worker pulled, and still pins, are deleted now (not when the next
+    /// sweep would have: the process may exit first).
+    fn stop_serving(&mut self) {
+        if let Some(b) = self.exec.store.as_mut() {
+            b.sweep_pulls(true);
+        }
     }
 
     /// `true` once the actor this worker hosts was terminated
@@ -1435,7 +1445,9 @@ impl Worker {
     /// its callers' reconnects cannot cut short — at most `timeout`
     /// ([`WorkerError::TimedOut`] after it).
     pub fn serve_until_exit(&mut self, timeout: Duration) -> Result<(), WorkerError> {
-        self.run_until(timeout, Worker::exited)
+        let served = self.run_until(timeout, Worker::exited);
+        self.stop_serving();
+        served
     }
 
     fn accept(&mut self) -> Result<(), WorkerError> {
@@ -2574,18 +2586,11 @@ impl Executor {
                     b.release_deleted(false);
                 }
                 if pulls {
-                    // Pulls whose requests never took them (their caller
-                    // left, or their wait ran out just before the pull
-                    // finished): their copies go once they lay untaken for
-                    // twice the `arg_fetch_timeout` (each request's wait
-                    // ends one timeout after its arrival, and so before its
-                    // pulls began plus the timeout).
-                    let made = b.pulls.sweep(b.arg_fetch_timeout.saturating_mul(2));
-                    if !made.is_empty() {
-                        if let Err(e) = b.client.delete(&made) {
-                            tracing::warn!(error = %e, "deleting unused pulled arguments failed");
-                        }
-                    }
+                    // Copies no task used for a while, and failures kept
+                    // for twice the `arg_fetch_timeout` (each request's
+                    // wait ends one timeout after its arrival, and so
+                    // before its pulls began plus the timeout).
+                    b.sweep_pulls(false);
                 }
             }
         }
@@ -3114,14 +3119,11 @@ impl Executor {
                         return;
                     }
                 };
-                // Pulled copies go as soon as the job's references drop (a
-                // store delete waits for the last holder).
-                let caller_remote = match self.store.as_mut() {
-                    Some(b) => {
-                        b.delete_pulled();
-                        b.caller_remote
-                    }
-                    None => false,
+                // The pulled copies it uses stay pinned until the pool
+                // finished it (released by `collect`).
+                let (caller_remote, pulled) = match self.store.as_mut() {
+                    Some(b) => (b.caller_remote, std::mem::take(&mut b.acquired)),
+                    None => (false, Vec::new()),
                 };
                 let bytes = match (owned, here_bytes) {
                     (Some(b), _) => b,
@@ -3159,6 +3161,7 @@ impl Executor {
                             slot,
                             arrived,
                             resolved,
+                            pulled,
                             caller_remote,
                             expected,
                         },
@@ -3348,6 +3351,7 @@ impl Executor {
             // A large return went to the store: hold it for its caller.
             if let Some(b) = self.store.as_mut() {
                 b.caller_remote = c.caller_remote;
+                b.pulls.release(&c.pulled);
             }
             self.file_return_hold(c.caller, HoldFor::Actor(c.counter), Instant::now());
             self.stats.record(c.slot, c.queued, c.ran);
@@ -3684,7 +3688,7 @@ impl Executor {
                     );
                     out.clear();
                     b.args = out;
-                    b.give_up(spec);
+                    b.release_pulled();
                     return Err(lost(id, message));
                 }
             };
@@ -3693,25 +3697,32 @@ impl Executor {
                 local += 1;
                 continue;
             };
-            let failed = match b.pulls.take(id) {
-                Pulled::Done { object, here } => {
-                    if here {
-                        b.pulled.push(id);
+            let failed = match b.pulls.acquire(id, from) {
+                // Pinned by the pull: this task's own reference, from the
+                // local store.
+                Acquired::Done => {
+                    b.acquired.push((id, from));
+                    match b.client.get(&[id], Duration::ZERO) {
+                        Ok(mut got) if matches!(got.first(), Some(Some(_))) => {
+                            out.push(got.pop().flatten());
+                            continue;
+                        }
+                        Ok(_) => "was deleted from this node's store after it".to_owned(),
+                        Err(e) => format!("could not be read from this node's store: {e}"),
                     }
-                    out.push(Some(object));
-                    continue;
                 }
-                Pulled::Failed(e) => format!("failed: {e}"),
-                // Not finished by the deadline, or (a task that waited in
-                // its caller's queue) its pulled copy was taken, swept or
-                // deleted since: a copy in the local store serves, and
-                // nothing is pulled on this thread.
-                Pulled::Pending => match b.client.get(&[id], Duration::ZERO) {
+                Acquired::Failed(e) => format!("failed: {e}"),
+                Acquired::Pending => format!("did not finish within {:?}", b.arg_fetch_timeout),
+                // Dropped since it was pulled (a task that waited in its
+                // caller's queue longer than the copy stayed pinned): a
+                // copy in the local store serves; nothing is pulled on this
+                // thread.
+                Acquired::Missing => match b.client.get(&[id], Duration::ZERO) {
                     Ok(mut got) if matches!(got.first(), Some(Some(_))) => {
                         out.push(got.pop().flatten());
                         continue;
                     }
-                    _ => format!("did not finish within {:?}", b.arg_fetch_timeout),
+                    _ => "ended, and its copy is gone from this node's store".to_owned(),
                 },
             };
             let message = format!(
@@ -3720,7 +3731,7 @@ impl Executor {
             );
             out.clear();
             b.args = out;
-            b.give_up(spec);
+            b.release_pulled();
             return Err(lost(id, message));
         }
         if local == 0 {
@@ -3754,7 +3765,7 @@ impl Executor {
                 // work connects again (`heal`).
                 out.clear();
                 b.args = out;
-                b.give_up(spec);
+                b.release_pulled();
                 let message = format!(
                     "the object store did not answer within {:?}",
                     b.arg_fetch_timeout
@@ -3764,7 +3775,7 @@ impl Executor {
             Err(e) => {
                 out.clear();
                 b.args = out;
-                b.give_up(spec);
+                b.release_pulled();
                 return Err(store_error_reply(task_id, return_id, &e));
             }
         };
@@ -3792,7 +3803,7 @@ impl Executor {
                     }
                     out.clear();
                     b.args = out;
-                    b.give_up(spec);
+                    b.release_pulled();
                     return Err(lost(r.object_id, message));
                 }
             }
@@ -3804,7 +3815,7 @@ impl Executor {
     fn return_args(&mut self, mut resolved: Vec<Option<ObjectBuffer>>) {
         if let Some(b) = self.store.as_mut() {
             resolved.clear();
-            b.delete_pulled();
+            b.release_pulled();
             if b.args.capacity() < resolved.capacity() {
                 b.args = resolved;
             }
