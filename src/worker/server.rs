@@ -3570,7 +3570,27 @@ impl Executor {
     /// arguments waited the whole `arg_fetch_timeout`). An index it cannot
     /// read, a failed question, or an endpoint that does not parse says
     /// nothing (then `fetch_args` decides).
+    #[inline]
     fn args_not_ready(&mut self, key: PeerKey, spec: &ArchivedTaskSpec, arrived: Instant) -> bool {
+        // The common request (no store, or no by-reference argument) is
+        // looked at here; the rest out of line.
+        self.store.is_some()
+            && spec
+                .args
+                .iter()
+                .any(|a| matches!(a, ArchivedTaskArg::ObjectRef(_)))
+            && self.by_ref_args_not_ready(key, spec, arrived)
+    }
+
+    /// [`args_not_ready`](Self::args_not_ready) for a request with
+    /// by-reference arguments and a store.
+    #[inline(never)]
+    fn by_ref_args_not_ready(
+        &mut self,
+        key: PeerKey,
+        spec: &ArchivedTaskSpec,
+        arrived: Instant,
+    ) -> bool {
         let Some(b) = self.store.as_mut() else {
             return false;
         };
