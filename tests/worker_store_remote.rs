@@ -392,6 +392,110 @@ fn an_object_endpoint_that_never_answers_holds_up_no_other_caller() {
     a.wait_objects(0);
 }
 
+/// An object endpoint that forwards each connection to `target` after
+/// `delay` (a slow but correct node); serves until the returned flag is
+/// set.
+fn slow_endpoint(
+    target: SocketAddr,
+    delay: Duration,
+) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.set_nonblocking(true).unwrap();
+    let addr = l.local_addr().unwrap();
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let stopped = std::sync::Arc::clone(&stop);
+    std::thread::spawn(move || {
+        while !stopped.load(Ordering::Relaxed) {
+            let Ok((inbound, _)) = l.accept() else {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            };
+            std::thread::spawn(move || {
+                std::thread::sleep(delay);
+                inbound.set_nonblocking(false).unwrap();
+                let Ok(outbound) = std::net::TcpStream::connect(target) else {
+                    return;
+                };
+                let (mut i2, mut o2) =
+                    (inbound.try_clone().unwrap(), outbound.try_clone().unwrap());
+                let up = std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut i2, &mut o2);
+                    let _ = o2.shutdown(std::net::Shutdown::Write);
+                });
+                let (mut i, mut o) = (inbound, outbound);
+                let _ = std::io::copy(&mut o, &mut i);
+                let _ = i.shutdown(std::net::Shutdown::Write);
+                let _ = up.join();
+            });
+        }
+    });
+    (addr, stop)
+}
+
+#[test]
+fn a_task_with_more_arguments_than_parallel_pulls_gets_them_all() {
+    maybe_run_worker();
+    let a = Node::new("xnode_pa");
+    let b = Node::new("xnode_pb");
+    let endpoint = a.endpoint().to_string();
+    let worker = a.s.spawn_worker_env(
+        "a_task_with_more_arguments_than_parallel_pulls_gets_them_all",
+        1,
+        &[
+            (ENV_STORE, DEFAULT_STORE_NAME),
+            (ENV_OBJECT_ENDPOINT, endpoint.as_str()),
+            (ENV_ARG_FETCH_MS, "10000"),
+        ],
+    );
+    let mut driver = CoreWorker::new(
+        &a.s.session,
+        CoreWorkerOptions::new(a.s.node).with_store(a.client()),
+    )
+    .unwrap();
+    // Node B behind an endpoint that takes 1.5 s to answer each pull, and
+    // a task with 5 of its objects: the worker pulls 4 at a time for one
+    // caller, so the fifth comes a batch later.
+    let (slow, stop) = slow_endpoint(b.endpoint(), Duration::from_millis(1500));
+    let put = b.client();
+    let ids: Vec<ObjectId> = (0..5).map(|_| ObjectId::from_random()).collect();
+    for (i, id) in ids.iter().enumerate() {
+        put.put(*id, &pattern(i as u64, 1000 + i), b"").unwrap();
+    }
+    let owner = Address {
+        worker_id: WorkerId::from_random(),
+        node_id: b.s.node,
+        object_manager_address: slow.to_string(),
+        ..driver.address().clone()
+    };
+    let start = Instant::now();
+    let r = driver
+        .submit_task(
+            worker.id,
+            FunctionDescriptor::rust(MODULE, "", "len"),
+            ids.iter()
+                .map(|id| TaskArg::object_ref(*id, owner.clone()))
+                .collect(),
+            TaskOptions::default(),
+        )
+        .unwrap();
+    // Before (the attack on `0c20706`), the first batch's copies were
+    // dropped, unused, 500 ms after they came, pulled again, and so on
+    // until the task failed at its 10 s.
+    assert_eq!(as_i64(&driver.get(&[r], GUARD).unwrap()[0]), 1000);
+    assert!(
+        start.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        start.elapsed()
+    );
+    drop(driver);
+    worker.wait_success();
+    a.wait_objects(0);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    put.delete(&ids).unwrap();
+    b.wait_objects(0);
+}
+
 #[test]
 fn a_caller_naming_many_silent_endpoints_leaves_pulls_for_the_others() {
     maybe_run_worker();

@@ -75,12 +75,15 @@ pub(super) enum Acquired {
 enum State {
     Queued,
     Running,
-    /// The local copy, pinned by `_pin` (its reference, never read); `here`: the pull made it (deleted
-    /// when dropped); `users`: tasks holding it; idle since `idle_since`.
+    /// The local copy, pinned by `_pin` (its reference, never read);
+    /// `here`: the pull made it (deleted when dropped); `users`: tasks
+    /// holding it; `used`: whether any task acquired it yet; idle since
+    /// `idle_since` (its pull's end, or its last release).
     Done {
         _pin: ObjectBuffer,
         here: bool,
         users: usize,
+        used: bool,
         idle_since: Instant,
     },
     /// Failed at `at`; `deadline` was the pull's.
@@ -142,6 +145,7 @@ impl Book {
                 _pin,
                 here,
                 users: 0,
+                used: false,
                 idle_since: now,
             },
             Err(error) => State::Failed {
@@ -280,8 +284,9 @@ impl ArgPulls {
     pub(super) fn acquire(&mut self, id: ObjectId, from: SocketAddr) -> Acquired {
         let mut book = lock(&self.shared.book);
         match book.entries.get_mut(&(id, from)) {
-            Some(State::Done { users, .. }) => {
+            Some(State::Done { users, used, .. }) => {
                 *users += 1;
+                *used = true;
                 Acquired::Done
             }
             Some(State::Failed { error, .. }) => Acquired::Failed(error.clone()),
@@ -308,13 +313,18 @@ impl ArgPulls {
         }
     }
 
-    /// Drops the copies no task used for [`PULLED_LINGER`] and the
-    /// failures older than `keep_failed` (long enough for every request
-    /// that could still take them) — with `all`, every failure and every
-    /// copy no task uses, however recent (the worker stops serving) —;
-    /// returns the ids of the dropped copies their pulls made, for the
-    /// caller to delete (their pins released here first).
-    pub(super) fn sweep(&mut self, keep_failed: Duration, all: bool) -> Vec<ObjectId> {
+    /// Drops the copies no task used for [`PULLED_LINGER`], those no task
+    /// took for `keep` since their pull ended, and the failures older than
+    /// `keep` (long enough for every request that could still want them:
+    /// a request waiting for several pulls takes none before the last one
+    /// ended — the attack on `0c20706`: a task with five arguments from a
+    /// slow node saw its first copies dropped before the fifth came, pulled
+    /// them again, and so on to its timeout) — with `all`, every copy and
+    /// failure, in use or not (the worker stops serving: a copy in use is
+    /// deleted when its last reader lets go) —; returns the ids of the
+    /// dropped copies their pulls made, for the caller to delete (their
+    /// pins released here first).
+    pub(super) fn sweep(&mut self, keep: Duration, all: bool) -> Vec<ObjectId> {
         let now = Instant::now();
         let mut made = Vec::new();
         let mut dropped = Vec::new();
@@ -327,9 +337,17 @@ impl ArgPulls {
                 .iter()
                 .filter_map(|(k, s)| match s {
                     State::Done {
-                        users, idle_since, ..
-                    } if *users == 0 && old(idle_since, PULLED_LINGER) => Some(*k),
-                    State::Failed { at, .. } if old(at, keep_failed) => Some(*k),
+                        users,
+                        used,
+                        idle_since,
+                        ..
+                    } if *users == 0
+                        && old(idle_since, if *used { PULLED_LINGER } else { keep }) =>
+                    {
+                        Some(*k)
+                    }
+                    State::Done { .. } if all => Some(*k),
+                    State::Failed { at, .. } if old(at, keep) => Some(*k),
                     _ => None,
                 })
                 .collect();

@@ -619,8 +619,9 @@ struct StoreBridge {
 
 impl StoreBridge {
     /// Drops the pulled copies of other nodes' objects (those its pulls
-    /// made are deleted): with `all`, every one no task uses now, else
-    /// those unused for `PULLED_LINGER`.
+    /// made are deleted): with `all`, every one (a copy still read by a
+    /// pool task is freed when it lets go), else those unused for
+    /// `PULLED_LINGER`, or never used for twice the `arg_fetch_timeout`.
     fn sweep_pulls(&mut self, all: bool) {
         let made = self
             .pulls
