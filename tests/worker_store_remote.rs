@@ -803,6 +803,89 @@ fn a_threaded_actor_shares_one_pulled_argument_between_its_calls() {
 }
 
 #[test]
+fn a_copy_another_worker_of_the_node_deletes_is_pulled_again() {
+    maybe_run_worker();
+    let a = Node::new("xnode_da");
+    let b = Node::new("xnode_db");
+    let endpoint = a.endpoint().to_string();
+    let env = [
+        (ENV_STORE, DEFAULT_STORE_NAME),
+        (ENV_OBJECT_ENDPOINT, endpoint.as_str()),
+    ];
+    let test = "a_copy_another_worker_of_the_node_deletes_is_pulled_again";
+    let (w1, w2) = (
+        a.s.spawn_worker_env(test, 1, &env),
+        a.s.spawn_worker_env(test, 1, &env),
+    );
+    let with_store = || {
+        CoreWorker::new(
+            &a.s.session,
+            CoreWorkerOptions::new(a.s.node).with_store(a.client()),
+        )
+        .unwrap()
+    };
+    let (mut d1, mut d2) = (with_store(), with_store());
+    let id = ObjectId::from_random();
+    let put = b.client();
+    put.put(id, &pattern(3, MIB), b"").unwrap();
+    let x = TaskArg::object_ref(
+        id,
+        Address {
+            worker_id: WorkerId::from_random(),
+            node_id: b.s.node,
+            object_manager_address: b.endpoint().to_string(),
+            ..d1.address().clone()
+        },
+    );
+    // Worker 1's pull makes A's copy of X (and deletes it 0.5–1.5 s after
+    // its task)...
+    let r = d1
+        .submit_task(
+            w1.id,
+            FunctionDescriptor::rust(MODULE, "", "len"),
+            vec![x.clone()],
+            TaskOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(as_i64(&d1.get(&[r], GUARD).unwrap()[0]), MIB as i64);
+    // ...while worker 2, an actor called with X every 40 ms, found that copy
+    // and pins it. Before (the attack on `0c20706`), its calls after the
+    // delete failed: "was deleted from this node's store after it".
+    let actor = d2
+        .create_actor_with(
+            w2.id,
+            MODULE,
+            "Counter",
+            vec![i64_arg(0)],
+            ActorOptions {
+                max_concurrency: 4,
+                ..ActorOptions::default()
+            },
+        )
+        .unwrap();
+    let start = Instant::now();
+    let mut calls = 0;
+    while start.elapsed() < Duration::from_millis(2500) {
+        let r = d2
+            .submit_actor_task(&actor, "add", vec![i64_arg(1), x.clone()])
+            .unwrap();
+        if let Err(e) = d2.get(std::slice::from_ref(&r), GUARD) {
+            panic!("call {calls} at {:?}: {e}", start.elapsed());
+        }
+        calls += 1;
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    let total = d2.submit_actor_task(&actor, "get", vec![]).unwrap();
+    assert_eq!(as_i64(&d2.get(&[total], GUARD).unwrap()[0]), calls);
+    drop((d1, d2));
+    w1.wait_success();
+    w2.wait_success();
+    a.wait_objects(0);
+    put.delete(&[id]).unwrap();
+    b.wait_objects(0);
+}
+
+#[test]
 fn one_object_named_on_two_endpoints_is_never_read_from_the_wrong_one() {
     maybe_run_worker();
     let a = Node::new("xnode_wa");

@@ -295,6 +295,24 @@ impl ArgPulls {
         }
     }
 
+    /// Drops the entry of the copy of `id` pulled from `from` (it was
+    /// deleted under it: by another worker of this node whose pull made
+    /// it), so that the next request pulls it again; tasks reading it keep
+    /// their own references. Returns whether there was such an entry.
+    pub(super) fn forget(&mut self, id: ObjectId, from: SocketAddr) -> bool {
+        let gone = {
+            let mut book = lock(&self.shared.book);
+            let gone = match book.entries.get(&(id, from)) {
+                Some(State::Done { .. }) => book.entries.remove(&(id, from)),
+                _ => None,
+            };
+            self.any = !book.entries.is_empty();
+            gone
+        };
+        // The pin goes outside the lock.
+        gone.is_some()
+    }
+
     /// The tasks that acquired `keys` are done with them.
     pub(super) fn release(&mut self, keys: &[(ObjectId, SocketAddr)]) {
         if keys.is_empty() {
@@ -435,7 +453,20 @@ fn pull(shared: &Shared, base: &StoreClient, job: &Job) -> Result<(ObjectBuffer,
         },
         e => e,
     };
-    let had = client.contains_within(id, left()).map_err(named);
-    had.and_then(|had| Ok((client.pull(id, from, left()).map_err(named)?, !had)))
-        .map_err(|e| e.to_string())
+    loop {
+        let had = client.contains_within(id, left()).map_err(named);
+        match had.and_then(|had| Ok((client.pull(id, from, left()).map_err(named)?, !had))) {
+            // A copy deleted here (by another worker of this node that
+            // made it) while readers still hold it: it can be made again
+            // once they let go (the attack on `0c20706`).
+            Err(StoreError::ObjectInUse { .. }) if left() > IN_USE_RETRY => {
+                std::thread::sleep(IN_USE_RETRY)
+            }
+            other => return other.map_err(|e| e.to_string()),
+        }
+    }
 }
+
+/// How long a pull waits before it tries again to make a copy whose id is
+/// still held after a delete.
+const IN_USE_RETRY: Duration = Duration::from_millis(10);

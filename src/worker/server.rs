@@ -3615,10 +3615,21 @@ impl Executor {
             let id = r.object_id;
             match remote_endpoint(r.owner_address.object_manager_address.as_str(), b.endpoint) {
                 Ok(Some(from)) => {
-                    if !b
-                        .pulls
-                        .request(id, from, caller, deadline, b.arg_fetch_timeout)
+                    let timeout = b.arg_fetch_timeout;
+                    let mut ready = b.pulls.request(id, from, caller, deadline, timeout);
+                    // A copy pulled and pinned here, then deleted by another
+                    // worker of this node whose pull made it (the attack on
+                    // `0c20706`: this worker's next reads failed "deleted
+                    // from this node's store"): forgotten and pulled again
+                    // (once its readers let go).
+                    if ready
+                        && b.client.indexed(id) == Some(false)
+                        && b.client.contains(id).ok() == Some(false)
+                        && b.pulls.forget(id, from)
                     {
+                        ready = b.pulls.request(id, from, caller, deadline, timeout);
+                    }
+                    if !ready {
                         wait = true;
                     }
                 }
