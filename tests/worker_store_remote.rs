@@ -886,14 +886,14 @@ fn a_copy_another_worker_of_the_node_deletes_is_pulled_again() {
 }
 
 #[test]
-fn one_object_named_on_two_endpoints_is_never_read_from_the_wrong_one() {
+fn one_object_named_on_two_endpoints_is_read_from_the_one_each_task_names() {
     maybe_run_worker();
     let a = Node::new("xnode_wa");
     let b = Node::new("xnode_wb");
     let c = Node::new("xnode_wc");
     let endpoint = a.endpoint().to_string();
     let worker = a.s.spawn_worker_env(
-        "one_object_named_on_two_endpoints_is_never_read_from_the_wrong_one",
+        "one_object_named_on_two_endpoints_is_read_from_the_one_each_task_names",
         2,
         &[
             (ENV_STORE, DEFAULT_STORE_NAME),
@@ -915,11 +915,12 @@ fn one_object_named_on_two_endpoints_is_never_read_from_the_wrong_one() {
     let (on_b, on_c) = (b.client(), c.client());
     on_b.put(x, &pattern(1, 1000), b"").unwrap();
     on_c.put(x, &pattern(2, 7), b"").unwrap();
+    let base = honest.address().clone();
     let owner = |node: &Node| Address {
         worker_id: WorkerId::from_random(),
         node_id: node.s.node,
         object_manager_address: node.endpoint().to_string(),
-        ..honest.address().clone()
+        ..base.clone()
     };
     let len = FunctionDescriptor::rust(MODULE, "", "len");
     // The claim's task keeps waiting (a second argument that never comes),
@@ -945,8 +946,9 @@ fn one_object_named_on_two_endpoints_is_never_read_from_the_wrong_one() {
         .unwrap();
     assert!(ready.is_empty());
     a.wait_objects(1);
-    // The owner's caller names X on B: an error naming both endpoints, not
-    // C's 7 bytes.
+    // The owner's caller names X on B: it reads B's 1,000 bytes, not C's 7
+    // (the copies are kept apart by the endpoint each task named). Before
+    // (the attack on `609aa4f`), it read C's 7 bytes; then it was refused.
     let r = honest
         .submit_task(
             worker.id,
@@ -955,21 +957,32 @@ fn one_object_named_on_two_endpoints_is_never_read_from_the_wrong_one() {
             TaskOptions::default(),
         )
         .unwrap();
-    match honest.get(std::slice::from_ref(&r), GUARD) {
-        Ok(v) => panic!("read X as {} bytes", as_i64(&v[0])),
-        Err(_) => match task_error(&mut honest, &r) {
-            TaskError::ArgumentLost { message, .. } => {
-                assert!(message.contains(&c.endpoint().to_string()), "{message}");
-                assert!(message.contains(&b.endpoint().to_string()), "{message}");
-            }
-            e => panic!("expected ArgumentLost, got {e:?}"),
-        },
-    }
+    assert_eq!(
+        as_i64(&honest.get(std::slice::from_ref(&r), GUARD).unwrap()[0]),
+        1000
+    );
+    // And a copy of X under its own id in A's store (anybody may put one)
+    // is not read for a task that names X on B either.
+    let planted = a.client();
+    planted.put(x, &pattern(3, 5), b"").unwrap();
+    let again = honest
+        .submit_task(
+            worker.id,
+            FunctionDescriptor::rust(MODULE, "", "len"),
+            vec![TaskArg::object_ref(x, owner(&b))],
+            TaskOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(
+        as_i64(&honest.get(std::slice::from_ref(&again), GUARD).unwrap()[0]),
+        1000
+    );
+    planted.delete(&[x]).unwrap();
     assert!(matches!(
         task_error(&mut hostile, &claim),
         TaskError::ArgumentLost { .. }
     ));
-    drop((claim, r, hostile, honest));
+    drop((claim, r, again, hostile, honest));
     worker.wait_success();
     a.wait_objects(0);
     on_b.delete(&[x]).unwrap();

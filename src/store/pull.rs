@@ -1136,6 +1136,33 @@ impl StoreClient {
         id: ObjectId,
         from: SocketAddr,
         timeout: Duration,
+        progress: impl FnMut(u64, u64),
+    ) -> Result<ObjectBuffer, StoreError> {
+        self.pull_as(id, id, from, timeout, progress)
+    }
+
+    /// [`StoreClient::pull`], the local copy kept under id `local` instead
+    /// of `id` (looked for, made and sealed as `local`; errors name `id`):
+    /// a copy whose id says where it came from (a worker keeps each
+    /// other-node argument under an id derived from the object and the
+    /// endpoint it named, so that two claimed sources of one id never
+    /// share a copy).
+    pub fn pull_into(
+        &self,
+        id: ObjectId,
+        from: SocketAddr,
+        local: ObjectId,
+        timeout: Duration,
+    ) -> Result<ObjectBuffer, StoreError> {
+        self.pull_as(id, local, from, timeout, |_, _| {})
+    }
+
+    fn pull_as(
+        &self,
+        id: ObjectId,
+        local_id: ObjectId,
+        from: SocketAddr,
+        timeout: Duration,
         mut progress: impl FnMut(u64, u64),
     ) -> Result<ObjectBuffer, StoreError> {
         let deadline = crate::deadline_after(Instant::now(), timeout);
@@ -1155,12 +1182,12 @@ impl StoreClient {
             }
             // (A pull with no time at all still looks here, for a moment.)
             let local = self
-                .get_before(&[id], Duration::ZERO, l.max(LOCAL_MIN))
+                .get_before(&[local_id], Duration::ZERO, l.max(LOCAL_MIN))
                 .map_err(|e| local_fail(e, id, from, timeout))?;
             if let Some(b) = local.into_iter().next().flatten() {
                 return Ok(b);
             }
-            let err = match self.pull_once(id, from, timeout, deadline, &mut progress) {
+            let err = match self.pull_once((id, local_id), from, timeout, deadline, &mut progress) {
                 Ok(Attempt::Done(b)) => return Ok(b),
                 Ok(Attempt::Retry(e)) => e,
                 // (Unless the local store was what did not answer: then
@@ -1182,7 +1209,7 @@ impl StoreClient {
 
     fn pull_once(
         &self,
-        id: ObjectId,
+        (id, local_id): (ObjectId, ObjectId),
         from: SocketAddr,
         timeout: Duration,
         deadline: Instant,
@@ -1270,7 +1297,7 @@ impl StoreClient {
         }
         let local = |e| local_fail(e, id, from, timeout);
         let l = left(id, from, timeout, deadline)?;
-        let builder = match self.create_within(id, size, &meta, l) {
+        let builder = match self.create_within(local_id, size, &meta, l) {
             Ok(b) => b,
             Err(StoreError::ObjectExists { .. }) => {
                 // Another local client is pulling or creating it: wait for
@@ -1278,7 +1305,9 @@ impl StoreClient {
                 // instead: then the next try pulls it here).
                 drop(w);
                 let l = left(id, from, timeout, deadline)?;
-                let got = self.get_before(&[id], LOCAL_WAIT_SLICE, l).map_err(local)?;
+                let got = self
+                    .get_before(&[local_id], LOCAL_WAIT_SLICE, l)
+                    .map_err(local)?;
                 return Ok(match got.into_iter().next().flatten() {
                     Some(b) => Attempt::Done(b),
                     None => Attempt::Retry(StoreError::PullTimedOut { id, from, timeout }),

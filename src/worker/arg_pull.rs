@@ -15,11 +15,13 @@
 //! the last one; then [`ArgPulls::sweep`] drops it, and the worker deletes
 //! it if its pull made it.
 //!
-//! Pulls are kept by object *and* endpoint: a request that names an object
-//! on another endpoint than a copy this worker pulled for another request
-//! does not get that copy — its pull fails, naming both (one object id, two
-//! claimed sources: one of them is wrong, and the bytes here are not this
-//! request's to trust).
+//! Pulls are kept by object *and* endpoint, and so are their copies: the
+//! copy of object `X` pulled from endpoint `E` is kept in the local store
+//! under an id derived from both ([`local_copy_id`]), never under `X`.
+//! Requests (of any worker of the node) naming `X` on `E` share it; one
+//! naming `X` on another endpoint never reads it, nor a copy of `X` put in
+//! the store under `X` itself — one object id, two claimed sources, and the
+//! bytes a task reads are those of the source it named.
 //!
 //! Before (the attack on `0060161`, left open then), the pull ran on the
 //! execution thread: a caller naming an object endpoint that accepts and
@@ -28,7 +30,8 @@
 //! and a copy was deleted right after its first task: a threaded actor's
 //! concurrent calls on one remote argument failed ("deleted but still
 //! held"), and a caller naming another caller's object on an endpoint of
-//! its own had its bytes read as the other's argument.
+//! its own had its bytes read as the other's argument — by this worker,
+//! and (the attack on `0c20706`) by any other worker of the node.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -37,6 +40,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use foldhash::{HashMap, HashSet};
+use sha2::{Digest, Sha256};
 
 use crate::ids::{ObjectId, WorkerId};
 use crate::store::{ObjectBuffer, StoreClient, StoreError};
@@ -58,6 +62,19 @@ pub(super) const PULLED_LINGER: Duration = Duration::from_millis(500);
 
 /// A pull: the object and the endpoint it is pulled from.
 type Key = (ObjectId, SocketAddr);
+
+/// The id under which the copy of object `id` pulled from object endpoint
+/// `from` is kept in the local store: the first [`ObjectId::SIZE`] bytes of
+/// `SHA-256("shmwire pulled argument" ‖ id ‖ from)`, the same in every
+/// worker of the node.
+pub(super) fn local_copy_id(id: ObjectId, from: SocketAddr) -> ObjectId {
+    let mut h = Sha256::new();
+    h.update(b"shmwire pulled argument");
+    h.update(id.as_bytes());
+    h.update(from.to_string().as_bytes());
+    let digest = h.finalize();
+    ObjectId::from_bytes(&digest[..ObjectId::SIZE]).unwrap_or(id)
+}
 
 /// What the execution thread finds for a pull ([`ArgPulls::acquire`]).
 pub(super) enum Acquired {
@@ -110,21 +127,21 @@ struct Book {
     queue: VecDeque<Job>,
     threads: usize,
     per_caller: HashMap<WorkerId, usize>,
-    /// Objects with a pull running (one at a time per object).
-    running: HashSet<ObjectId>,
+    /// Pulls running (one at a time per object and endpoint).
+    running: HashSet<Key>,
 }
 
 impl Book {
-    /// Takes the first queued job whose caller has room and whose object
-    /// has no pull running (counted in).
+    /// Takes the first queued job whose caller has room and whose pull is
+    /// not running already (counted in).
     fn next_job(&mut self) -> Option<Job> {
         let i = self.queue.iter().position(|j| {
             self.per_caller.get(&j.caller).copied().unwrap_or(0) < MAX_PULLS_PER_CALLER
-                && !self.running.contains(&j.id)
+                && !self.running.contains(&(j.id, j.from))
         })?;
         let job = self.queue.remove(i)?;
         *self.per_caller.entry(job.caller).or_insert(0) += 1;
-        self.running.insert(job.id);
+        self.running.insert((job.id, job.from));
         if let Some(s) = self.entries.get_mut(&(job.id, job.from)) {
             *s = State::Running;
         }
@@ -138,7 +155,7 @@ impl Book {
                 self.per_caller.remove(&job.caller);
             }
         }
-        self.running.remove(&job.id);
+        self.running.remove(&(job.id, job.from));
         let now = Instant::now();
         let state = match outcome {
             Ok((_pin, here)) => State::Done {
@@ -155,13 +172,6 @@ impl Book {
             },
         };
         self.entries.insert((job.id, job.from), state);
-    }
-
-    /// Another endpoint than `from` whose pull made the local copy of `id`.
-    fn made_from_elsewhere(&self, id: ObjectId, from: SocketAddr) -> Option<SocketAddr> {
-        self.entries.iter().find_map(|(&(i, f), s)| {
-            (i == id && f != from && matches!(s, State::Done { here: true, .. })).then_some(f)
-        })
     }
 }
 
@@ -372,7 +382,7 @@ impl ArgPulls {
             for k in gone {
                 if let Some(s) = book.entries.remove(&k) {
                     if let State::Done { here: true, .. } = s {
-                        made.push(k.0);
+                        made.push(local_copy_id(k.0, k.1));
                     }
                     dropped.push(s);
                 }
@@ -436,14 +446,7 @@ fn pull(shared: &Shared, base: &StoreClient, job: &Job) -> Result<(ObjectBuffer,
             },
         }
     };
-    // The one object, two sources: the copy here came from the other (no
-    // pull of this object runs meanwhile: `Book::next_job`).
-    if let Some(other) = lock(&shared.book).made_from_elsewhere(id, from) {
-        return Err(format!(
-            "this node's store holds object {id} already, pulled from object endpoint {other} \
-             for another task; one of the two endpoints named for it is wrong"
-        ));
-    }
+    let local = local_copy_id(id, from);
     // Errors name the task's timeout, not what was left of it.
     let named = |e: StoreError| match e {
         StoreError::TimedOut(_) | StoreError::PullTimedOut { .. } => StoreError::PullTimedOut {
@@ -454,8 +457,14 @@ fn pull(shared: &Shared, base: &StoreClient, job: &Job) -> Result<(ObjectBuffer,
         e => e,
     };
     loop {
-        let had = client.contains_within(id, left()).map_err(named);
-        match had.and_then(|had| Ok((client.pull(id, from, left()).map_err(named)?, !had))) {
+        let had = client.contains_within(local, left()).map_err(named);
+        let pulled = |had: bool| {
+            Ok((
+                client.pull_into(id, from, local, left()).map_err(named)?,
+                !had,
+            ))
+        };
+        match had.and_then(pulled) {
             // A copy deleted here (by another worker of this node that
             // made it) while readers still hold it: it can be made again
             // once they let go (the attack on `0c20706`).

@@ -49,7 +49,7 @@ use crate::transport::{
     ShmOptions, StatsState, TransportConfig, TransportKind,
 };
 
-use super::arg_pull::{Acquired, ArgPulls};
+use super::arg_pull::{local_copy_id, Acquired, ArgPulls};
 use super::concurrency::{guarded, ActorPools, Completion, ConcurrencyConfig, Job};
 use super::registry::{
     AppError, Args, Entry, EntryKind, ErasedState, FunctionRegistry, TaskResult,
@@ -3622,9 +3622,10 @@ impl Executor {
                     // `0c20706`: this worker's next reads failed "deleted
                     // from this node's store"): forgotten and pulled again
                     // (once its readers let go).
+                    let local = local_copy_id(id, from);
                     if ready
-                        && b.client.indexed(id) == Some(false)
-                        && b.client.contains(id).ok() == Some(false)
+                        && b.client.indexed(local) == Some(false)
+                        && b.client.contains(local).ok() == Some(false)
                         && b.pulls.forget(id, from)
                     {
                         ready = b.pulls.request(id, from, caller, deadline, timeout);
@@ -3734,7 +3735,7 @@ impl Executor {
                 // local store.
                 Acquired::Done => {
                     b.acquired.push((id, from));
-                    match b.client.get(&[id], Duration::ZERO) {
+                    match b.client.get(&[local_copy_id(id, from)], Duration::ZERO) {
                         Ok(mut got) if matches!(got.first(), Some(Some(_))) => {
                             out.push(got.pop().flatten());
                             continue;
@@ -3749,7 +3750,8 @@ impl Executor {
                 // caller's queue longer than the copy stayed pinned): a
                 // copy in the local store serves; nothing is pulled on this
                 // thread.
-                Acquired::Missing => match b.client.get(&[id], Duration::ZERO) {
+                Acquired::Missing => match b.client.get(&[local_copy_id(id, from)], Duration::ZERO)
+                {
                     Ok(mut got) if matches!(got.first(), Some(Some(_))) => {
                         out.push(got.pop().flatten());
                         continue;
