@@ -348,22 +348,7 @@ fn own_failure(
     } else {
         format!("{what}: {}", crate::error_chain(e))
     };
-    let mut next = Some(e);
-    let mut no_descriptors = false;
-    // Bounded, as `error_chain`.
-    for _ in 0..16 {
-        let Some(cause) = next else { break };
-        let errno = cause.downcast_ref::<rustix::io::Errno>().copied();
-        if cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(crate::sys::fs::is_out_of_descriptors)
-            || errno.is_some_and(|e| e == rustix::io::Errno::MFILE || e == rustix::io::Errno::NFILE)
-        {
-            no_descriptors = true;
-            break;
-        }
-        next = cause.source();
-    }
+    let no_descriptors = crate::sys::fs::chain_is_out_of_descriptors(e);
     if !no_descriptors {
         own.push(text.clone());
     }

@@ -149,6 +149,28 @@ pub(crate) fn is_out_of_descriptors(e: &io::Error) -> bool {
         .any(|x| e.raw_os_error() == Some(x.raw_os_error()))
 }
 
+/// Whether `EMFILE` or `ENFILE` appears anywhere in `e`'s chain of
+/// causes (as an `io::Error` or a `rustix` errno; at most 16 deep, as
+/// `error_chain`).
+#[cfg_attr(shmwire_loom, allow(dead_code))] // the node uses it
+pub(crate) fn chain_is_out_of_descriptors(e: &(dyn std::error::Error + 'static)) -> bool {
+    use rustix::io::Errno;
+    let mut next = Some(e);
+    for _ in 0..16 {
+        let Some(cause) = next else { break };
+        let errno = cause.downcast_ref::<Errno>().copied();
+        if cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(is_out_of_descriptors)
+            || errno.is_some_and(|x| x == Errno::MFILE || x == Errno::NFILE)
+        {
+            return true;
+        }
+        next = cause.source();
+    }
+    false
+}
+
 /// How many more descriptors this process can open now, counted up to
 /// `want`: duplicates of `fd` are made until one fails (`EMFILE`, `ENFILE`)
 /// or `want` exist, then all closed again.

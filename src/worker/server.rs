@@ -3135,6 +3135,9 @@ impl Executor {
                     }
                     (None, None) => {
                         tracing::error!("a threaded actor's task without its bytes");
+                        if let Some(b) = self.store.as_mut() {
+                            b.pulls.release(&pulled);
+                        }
                         return;
                     }
                 };
