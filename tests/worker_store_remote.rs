@@ -497,6 +497,59 @@ fn a_task_with_more_arguments_than_parallel_pulls_gets_them_all() {
 }
 
 #[test]
+fn copies_kept_for_later_tasks_make_room_when_the_store_is_full() {
+    maybe_run_worker();
+    let a = Node::new("xnode_fa2");
+    let b = Node::new("xnode_fb2");
+    let endpoint = a.endpoint().to_string();
+    let worker = a.s.spawn_worker_env(
+        "copies_kept_for_later_tasks_make_room_when_the_store_is_full",
+        1,
+        &[
+            (ENV_STORE, DEFAULT_STORE_NAME),
+            (ENV_OBJECT_ENDPOINT, endpoint.as_str()),
+        ],
+    );
+    let mut driver = CoreWorker::new(
+        &a.s.session,
+        CoreWorkerOptions::new(a.s.node).with_store(a.client()),
+    )
+    .unwrap();
+    let put = b.client();
+    let owner = Address {
+        worker_id: WorkerId::from_random(),
+        node_id: b.s.node,
+        object_manager_address: b.endpoint().to_string(),
+        ..driver.address().clone()
+    };
+    // Six tasks one after the other, each on a fresh 20 MiB object of node
+    // B, in A's 64 MiB store: each copy stays pinned a while for later
+    // tasks. Before (the attack on `25d4f40`), the fourth failed
+    // `StoreFull`, three lingering copies filling the store.
+    for i in 0..6u64 {
+        let id = ObjectId::from_random();
+        put.put(id, &pattern(i, 20 * MIB), b"").unwrap();
+        let r = driver
+            .submit_task(
+                worker.id,
+                FunctionDescriptor::rust(MODULE, "", "len"),
+                vec![TaskArg::object_ref(id, owner.clone())],
+                TaskOptions::default(),
+            )
+            .unwrap();
+        match driver.get(std::slice::from_ref(&r), GUARD) {
+            Ok(v) => assert_eq!(as_i64(&v[0]), 20 * MIB as i64),
+            Err(e) => panic!("task {i}: {e}"),
+        }
+        put.delete(&[id]).unwrap();
+    }
+    drop(driver);
+    worker.wait_success();
+    a.wait_objects(0);
+    b.wait_objects(0);
+}
+
+#[test]
 fn a_caller_naming_many_silent_endpoints_leaves_pulls_for_the_others() {
     maybe_run_worker();
     let a = Node::new("xnode_ma");

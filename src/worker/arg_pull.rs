@@ -129,6 +129,33 @@ struct Book {
     per_caller: HashMap<WorkerId, usize>,
     /// Pulls running (one at a time per object and endpoint).
     running: HashSet<Key>,
+    /// Copies unpinned by a pull that found the store full (so that the
+    /// store could evict them), whose deletion is left to the execution
+    /// thread's next sweep (the ones this worker's pulls made).
+    unpinned: Vec<Key>,
+}
+
+impl Book {
+    /// Unpins every copy no task reads now (the store may then evict them
+    /// to make room): returns their states, to be dropped outside the lock
+    /// (empty if there was none).
+    fn unpin_idle(&mut self) -> Vec<State> {
+        let idle: Vec<Key> = self
+            .entries
+            .iter()
+            .filter_map(|(k, s)| matches!(s, State::Done { users: 0, .. }).then_some(*k))
+            .collect();
+        let mut dropped = Vec::new();
+        for k in idle {
+            if let Some(s) = self.entries.remove(&k) {
+                if let State::Done { here: true, .. } = s {
+                    self.unpinned.push(k);
+                }
+                dropped.push(s);
+            }
+        }
+        dropped
+    }
 }
 
 impl Book {
@@ -198,8 +225,9 @@ pub(super) struct ArgPulls {
     /// The worker's store client, from which the pulls' connection is made.
     base: StoreClient,
     /// Whether the book holds entries (kept by the execution thread, the
-    /// only one that adds or removes them), so that idle turns skip the
-    /// sweep without a lock.
+    /// only one that adds them; a pull thread may remove idle copies, and
+    /// the next sweep corrects this), so that idle turns skip the sweep
+    /// without a lock.
     any: bool,
 }
 
@@ -387,6 +415,13 @@ impl ArgPulls {
                     dropped.push(s);
                 }
             }
+            // Copies a full store made a pull unpin: deleted unless pulled
+            // again since.
+            for k in std::mem::take(&mut book.unpinned) {
+                if !book.entries.contains_key(&k) {
+                    made.push(local_copy_id(k.0, k.1));
+                }
+            }
             self.any = !book.entries.is_empty();
         }
         // The pins go outside the lock (a release may write to the store
@@ -471,6 +506,19 @@ fn pull(shared: &Shared, base: &StoreClient, job: &Job) -> Result<(ObjectBuffer,
             Err(StoreError::ObjectInUse { .. }) if left() > IN_USE_RETRY => {
                 std::thread::sleep(IN_USE_RETRY)
             }
+            // The store is full, and copies this worker pins only for
+            // later tasks may be what fills it (the attack on `25d4f40`:
+            // sequential tasks on 20 MiB objects failed `StoreFull` in a
+            // 64 MiB store, three copies lingering pinned): they are
+            // unpinned, so the store can evict them, and the pull tries
+            // again; with none to unpin, it waits for readers to let go.
+            Err(StoreError::StoreFull { .. }) if left() > STORE_FULL_RETRY => {
+                let dropped = lock(&shared.book).unpin_idle();
+                if dropped.is_empty() {
+                    std::thread::sleep(STORE_FULL_RETRY);
+                }
+                drop(dropped);
+            }
             other => return other.map_err(|e| e.to_string()),
         }
     }
@@ -479,3 +527,7 @@ fn pull(shared: &Shared, base: &StoreClient, job: &Job) -> Result<(ObjectBuffer,
 /// How long a pull waits before it tries again to make a copy whose id is
 /// still held after a delete.
 const IN_USE_RETRY: Duration = Duration::from_millis(10);
+
+/// How long a pull that found the store full, with no idle copy to unpin,
+/// waits before it tries again.
+const STORE_FULL_RETRY: Duration = Duration::from_millis(50);
