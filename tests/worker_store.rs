@@ -22,7 +22,8 @@ use shmwire::worker::{
 };
 use worker_support::{
     actor_request, as_i64, create_counter, i64_arg, maybe_run_worker, pattern, raw_caller_over,
-    task_error, TestSession, ENV_ARG_FETCH_MS, ENV_STORE, ENV_UNTIL_EXIT, GUARD, MODULE,
+    square_calls, task_error, TestSession, ENV_ARG_FETCH_MS, ENV_STORE, ENV_UNTIL_EXIT, GUARD,
+    MODULE,
 };
 
 const MIB: usize = 1 << 20;
@@ -296,7 +297,6 @@ fn tasks_waiting_for_their_arguments_do_not_hold_up_other_callers() {
     let mut waiting = store_driver(&s);
     let mut honest = store_driver(&s);
     let len = FunctionDescriptor::rust(MODULE, "", "len");
-    let square = FunctionDescriptor::rust(MODULE, "", "square");
     let other = StoreClient::connect(&s.session, DEFAULT_STORE_NAME).unwrap();
     let owner = Address {
         worker_id: WorkerId::from_random(),
@@ -320,19 +320,7 @@ fn tasks_waiting_for_their_arguments_do_not_hold_up_other_callers() {
         .collect();
     let late = ObjectId::from_random();
     let late_ref = call_len(&mut waiting, late);
-    let start = Instant::now();
-    for x in 0..20i64 {
-        let r = honest
-            .submit_task(
-                worker.id,
-                square.clone(),
-                vec![i64_arg(x)],
-                TaskOptions::default(),
-            )
-            .unwrap();
-        assert_eq!(as_i64(&honest.get(&[r], GUARD).unwrap()[0]), x * x);
-    }
-    let honest_took = start.elapsed();
+    let honest_took = square_calls(&mut honest, worker.id, 20);
     assert!(
         honest_took < Duration::from_millis(500),
         "20 calls of another caller took {honest_took:?} beside 5 tasks waiting for arguments"

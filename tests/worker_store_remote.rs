@@ -22,8 +22,8 @@ use shmwire::worker::{
     TaskOptions,
 };
 use worker_support::{
-    as_i64, i64_arg, maybe_run_worker, pattern, task_error, TestSession, WorkerProcess,
-    ENV_ARG_FETCH_MS, ENV_OBJECT_ENDPOINT, ENV_STORE, GUARD, MODULE,
+    as_i64, i64_arg, maybe_run_worker, pattern, square_calls, task_error, TestSession,
+    WorkerProcess, ENV_ARG_FETCH_MS, ENV_OBJECT_ENDPOINT, ENV_STORE, GUARD, MODULE,
 };
 
 const MIB: usize = 1 << 20;
@@ -59,6 +59,15 @@ impl Node {
         StoreClient::connect(&self.s.session, DEFAULT_STORE_NAME).unwrap()
     }
 
+    /// A caller on this node (shared memory), with this node's store.
+    fn local_caller(&self) -> CoreWorker {
+        CoreWorker::new(
+            &self.s.session,
+            CoreWorkerOptions::new(self.s.node).with_store(self.client()),
+        )
+        .unwrap()
+    }
+
     /// Waits (bounded) until the store holds exactly `n` objects.
     fn wait_objects(&self, n: usize) {
         let deadline = Instant::now() + GUARD;
@@ -83,6 +92,36 @@ impl Drop for Node {
             p.shutdown();
         }
     }
+}
+
+/// The owner address of an object owned on node `node`, whose object
+/// endpoint is `endpoint` (the rest taken from `base`, a caller's address).
+fn owner_at(base: &Address, node: NodeId, endpoint: SocketAddr) -> Address {
+    Address {
+        worker_id: WorkerId::from_random(),
+        node_id: node,
+        object_manager_address: endpoint.to_string(),
+        ..base.clone()
+    }
+}
+
+/// A worker child on node `a` serving `callers` callers, with `a`'s store
+/// and object endpoint, its `arg_fetch_timeout` `arg_fetch_ms` if given.
+fn spawn_pulling_worker(
+    a: &Node,
+    test: &str,
+    callers: u64,
+    arg_fetch_ms: Option<&str>,
+) -> WorkerProcess {
+    let endpoint = a.endpoint().to_string();
+    let mut env = vec![
+        (ENV_STORE, DEFAULT_STORE_NAME),
+        (ENV_OBJECT_ENDPOINT, endpoint.as_str()),
+    ];
+    if let Some(ms) = arg_fetch_ms {
+        env.push((ENV_ARG_FETCH_MS, ms));
+    }
+    a.s.spawn_worker_env(test, callers, &env)
 }
 
 /// An actor worker on node `a`, its store and (if `endpoint`) object endpoint.
@@ -306,36 +345,19 @@ fn black_hole() -> (TcpListener, SocketAddr) {
 fn an_object_endpoint_that_never_answers_holds_up_no_other_caller() {
     maybe_run_worker();
     let a = Node::new("xnode_bh");
-    let endpoint = a.endpoint().to_string();
-    let worker = a.s.spawn_worker_env(
+    let worker = spawn_pulling_worker(
+        &a,
         "an_object_endpoint_that_never_answers_holds_up_no_other_caller",
         2,
-        &[
-            (ENV_STORE, DEFAULT_STORE_NAME),
-            (ENV_OBJECT_ENDPOINT, endpoint.as_str()),
-            (ENV_ARG_FETCH_MS, "1000"),
-        ],
+        Some("1000"),
     );
     let (_hole, hole) = black_hole();
-    let with_store = || {
-        CoreWorker::new(
-            &a.s.session,
-            CoreWorkerOptions::new(a.s.node).with_store(a.client()),
-        )
-        .unwrap()
-    };
-    let mut waiting = with_store();
-    let mut honest = with_store();
+    let mut waiting = a.local_caller();
+    let mut honest = a.local_caller();
     // The arguments' owner claims another node, whose object endpoint is
     // the black hole.
-    let owner = Address {
-        worker_id: WorkerId::from_random(),
-        node_id: NodeId::from_random(),
-        object_manager_address: hole.to_string(),
-        ..waiting.address().clone()
-    };
+    let owner = owner_at(waiting.address(), NodeId::from_random(), hole);
     let len = FunctionDescriptor::rust(MODULE, "", "len");
-    let square = FunctionDescriptor::rust(MODULE, "", "square");
     let missing: Vec<ObjectId> = (0..5).map(|_| ObjectId::from_random()).collect();
     let lost: Vec<ObjectRef> = missing
         .iter()
@@ -353,18 +375,7 @@ fn an_object_endpoint_that_never_answers_holds_up_no_other_caller() {
     // Before, each of those pulls waited out its 1 s on the execution
     // thread, and these calls waited behind them (5 s).
     let start = Instant::now();
-    for x in 0..20i64 {
-        let r = honest
-            .submit_task(
-                worker.id,
-                square.clone(),
-                vec![i64_arg(x)],
-                TaskOptions::default(),
-            )
-            .unwrap();
-        assert_eq!(as_i64(&honest.get(&[r], GUARD).unwrap()[0]), x * x);
-    }
-    let honest_took = start.elapsed();
+    let honest_took = square_calls(&mut honest, worker.id, 20);
     assert!(
         honest_took < Duration::from_millis(500),
         "20 calls of another caller took {honest_took:?} beside pulls from a black hole"
@@ -438,21 +449,13 @@ fn a_task_with_more_arguments_than_parallel_pulls_gets_them_all() {
     maybe_run_worker();
     let a = Node::new("xnode_pa");
     let b = Node::new("xnode_pb");
-    let endpoint = a.endpoint().to_string();
-    let worker = a.s.spawn_worker_env(
+    let worker = spawn_pulling_worker(
+        &a,
         "a_task_with_more_arguments_than_parallel_pulls_gets_them_all",
         1,
-        &[
-            (ENV_STORE, DEFAULT_STORE_NAME),
-            (ENV_OBJECT_ENDPOINT, endpoint.as_str()),
-            (ENV_ARG_FETCH_MS, "10000"),
-        ],
+        Some("10000"),
     );
-    let mut driver = CoreWorker::new(
-        &a.s.session,
-        CoreWorkerOptions::new(a.s.node).with_store(a.client()),
-    )
-    .unwrap();
+    let mut driver = a.local_caller();
     // Node B behind an endpoint that takes 1.5 s to answer each pull, and
     // a task with 5 of its objects: the worker pulls 4 at a time for one
     // caller, so the fifth comes a batch later.
@@ -462,12 +465,7 @@ fn a_task_with_more_arguments_than_parallel_pulls_gets_them_all() {
     for (i, id) in ids.iter().enumerate() {
         put.put(*id, &pattern(i as u64, 1000 + i), b"").unwrap();
     }
-    let owner = Address {
-        worker_id: WorkerId::from_random(),
-        node_id: b.s.node,
-        object_manager_address: slow.to_string(),
-        ..driver.address().clone()
-    };
+    let owner = owner_at(driver.address(), b.s.node, slow);
     let start = Instant::now();
     let r = driver
         .submit_task(
@@ -501,27 +499,15 @@ fn copies_kept_for_later_tasks_make_room_when_the_store_is_full() {
     maybe_run_worker();
     let a = Node::new("xnode_fa2");
     let b = Node::new("xnode_fb2");
-    let endpoint = a.endpoint().to_string();
-    let worker = a.s.spawn_worker_env(
+    let worker = spawn_pulling_worker(
+        &a,
         "copies_kept_for_later_tasks_make_room_when_the_store_is_full",
         1,
-        &[
-            (ENV_STORE, DEFAULT_STORE_NAME),
-            (ENV_OBJECT_ENDPOINT, endpoint.as_str()),
-        ],
+        None,
     );
-    let mut driver = CoreWorker::new(
-        &a.s.session,
-        CoreWorkerOptions::new(a.s.node).with_store(a.client()),
-    )
-    .unwrap();
+    let mut driver = a.local_caller();
     let put = b.client();
-    let owner = Address {
-        worker_id: WorkerId::from_random(),
-        node_id: b.s.node,
-        object_manager_address: b.endpoint().to_string(),
-        ..driver.address().clone()
-    };
+    let owner = owner_at(driver.address(), b.s.node, b.endpoint());
     // Six tasks one after the other, each on a fresh 20 MiB object of node
     // B, in A's 64 MiB store: each copy stays pinned a while for later
     // tasks. Before (the attack on `25d4f40`), the fourth failed
@@ -554,25 +540,14 @@ fn a_caller_naming_many_silent_endpoints_leaves_pulls_for_the_others() {
     maybe_run_worker();
     let a = Node::new("xnode_ma");
     let b = Node::new("xnode_mb");
-    let endpoint = a.endpoint().to_string();
-    let worker = a.s.spawn_worker_env(
+    let worker = spawn_pulling_worker(
+        &a,
         "a_caller_naming_many_silent_endpoints_leaves_pulls_for_the_others",
         2,
-        &[
-            (ENV_STORE, DEFAULT_STORE_NAME),
-            (ENV_OBJECT_ENDPOINT, endpoint.as_str()),
-            (ENV_ARG_FETCH_MS, "3000"),
-        ],
+        Some("3000"),
     );
-    let with_store = || {
-        CoreWorker::new(
-            &a.s.session,
-            CoreWorkerOptions::new(a.s.node).with_store(a.client()),
-        )
-        .unwrap()
-    };
-    let mut hostile = with_store();
-    let mut honest = with_store();
+    let mut hostile = a.local_caller();
+    let mut honest = a.local_caller();
     let len = FunctionDescriptor::rust(MODULE, "", "len");
     // One task naming 16 objects, each on an endpoint of its own that
     // never answers: as many as the worker runs pulls at once.
@@ -580,12 +555,7 @@ fn a_caller_naming_many_silent_endpoints_leaves_pulls_for_the_others() {
     let args = holes
         .iter()
         .map(|(_, hole)| {
-            let owner = Address {
-                worker_id: WorkerId::from_random(),
-                node_id: NodeId::from_random(),
-                object_manager_address: hole.to_string(),
-                ..hostile.address().clone()
-            };
+            let owner = owner_at(hostile.address(), NodeId::from_random(), *hole);
             TaskArg::object_ref(ObjectId::from_random(), owner)
         })
         .collect();
@@ -601,12 +571,7 @@ fn a_caller_naming_many_silent_endpoints_leaves_pulls_for_the_others() {
     let id = ObjectId::from_random();
     let put = b.client();
     put.put(id, &pattern(4, 5000), b"").unwrap();
-    let owner = Address {
-        worker_id: WorkerId::from_random(),
-        node_id: b.s.node,
-        object_manager_address: b.endpoint().to_string(),
-        ..honest.address().clone()
-    };
+    let owner = owner_at(honest.address(), b.s.node, b.endpoint());
     let start = Instant::now();
     let r = honest
         .submit_task(
@@ -638,33 +603,17 @@ fn a_later_request_for_the_same_object_outlives_the_first_ones_pull() {
     maybe_run_worker();
     let a = Node::new("xnode_sa");
     let b = Node::new("xnode_sb");
-    let endpoint = a.endpoint().to_string();
-    let worker = a.s.spawn_worker_env(
+    let worker = spawn_pulling_worker(
+        &a,
         "a_later_request_for_the_same_object_outlives_the_first_ones_pull",
         2,
-        &[
-            (ENV_STORE, DEFAULT_STORE_NAME),
-            (ENV_OBJECT_ENDPOINT, endpoint.as_str()),
-            (ENV_ARG_FETCH_MS, "1000"),
-        ],
+        Some("1000"),
     );
-    let with_store = || {
-        CoreWorker::new(
-            &a.s.session,
-            CoreWorkerOptions::new(a.s.node).with_store(a.client()),
-        )
-        .unwrap()
-    };
-    let (mut first, mut second) = (with_store(), with_store());
+    let (mut first, mut second) = (a.local_caller(), a.local_caller());
     // An object of node B that is not there yet (its pull is answered
     // "not found" and tried again).
     let id = ObjectId::from_random();
-    let owner = Address {
-        worker_id: WorkerId::from_random(),
-        node_id: b.s.node,
-        object_manager_address: b.endpoint().to_string(),
-        ..first.address().clone()
-    };
+    let owner = owner_at(first.address(), b.s.node, b.endpoint());
     let len = FunctionDescriptor::rust(MODULE, "", "len");
     let call = |d: &mut CoreWorker| {
         let r = d
@@ -704,28 +653,15 @@ fn a_copy_pulled_for_a_task_that_fails_is_deleted_soon_after() {
     maybe_run_worker();
     let a = Node::new("xnode_ga");
     let b = Node::new("xnode_gb");
-    let endpoint = a.endpoint().to_string();
-    let worker = a.s.spawn_worker_env(
+    let worker = spawn_pulling_worker(
+        &a,
         "a_copy_pulled_for_a_task_that_fails_is_deleted_soon_after",
         1,
-        &[
-            (ENV_STORE, DEFAULT_STORE_NAME),
-            (ENV_OBJECT_ENDPOINT, endpoint.as_str()),
-            (ENV_ARG_FETCH_MS, "1500"),
-        ],
+        Some("1500"),
     );
-    let mut driver = CoreWorker::new(
-        &a.s.session,
-        CoreWorkerOptions::new(a.s.node).with_store(a.client()),
-    )
-    .unwrap();
+    let mut driver = a.local_caller();
     let (_hole, hole) = black_hole();
-    let owner = |node: NodeId, endpoint: SocketAddr| Address {
-        worker_id: WorkerId::from_random(),
-        node_id: node,
-        object_manager_address: endpoint.to_string(),
-        ..driver.address().clone()
-    };
+    let owner = |node: NodeId, endpoint: SocketAddr| owner_at(driver.address(), node, endpoint);
     // Two arguments: the first never comes (its endpoint never answers),
     // the second is in B's store and pulled at once.
     let (never, there) = (ObjectId::from_random(), ObjectId::from_random());
@@ -775,23 +711,13 @@ fn a_threaded_actor_shares_one_pulled_argument_between_its_calls() {
     maybe_run_worker();
     let a = Node::new("xnode_ta");
     let b = Node::new("xnode_tb");
-    let endpoint = a.endpoint().to_string();
-    let worker = a.s.spawn_worker_env(
+    let worker = spawn_pulling_worker(
+        &a,
         "a_threaded_actor_shares_one_pulled_argument_between_its_calls",
         3,
-        &[
-            (ENV_STORE, DEFAULT_STORE_NAME),
-            (ENV_OBJECT_ENDPOINT, endpoint.as_str()),
-        ],
+        None,
     );
-    let with_store = || {
-        CoreWorker::new(
-            &a.s.session,
-            CoreWorkerOptions::new(a.s.node).with_store(a.client()),
-        )
-        .unwrap()
-    };
-    let mut callers: Vec<CoreWorker> = (0..3).map(|_| with_store()).collect();
+    let mut callers: Vec<CoreWorker> = (0..3).map(|_| a.local_caller()).collect();
     let actor = callers[0]
         .create_actor_with(
             worker.id,
@@ -811,12 +737,7 @@ fn a_threaded_actor_shares_one_pulled_argument_between_its_calls() {
     let id = ObjectId::from_random();
     let put = b.client();
     put.put(id, &pattern(5, MIB), b"").unwrap();
-    let owner = Address {
-        worker_id: WorkerId::from_random(),
-        node_id: b.s.node,
-        object_manager_address: b.endpoint().to_string(),
-        ..callers[0].address().clone()
-    };
+    let owner = owner_at(callers[0].address(), b.s.node, b.endpoint());
     let x = TaskArg::object_ref(id, owner);
     // Three long calls on it, then — while they still hold it, well past
     // the copy's linger after its last use began — three short ones.
@@ -860,36 +781,16 @@ fn a_copy_another_worker_of_the_node_deletes_is_pulled_again() {
     maybe_run_worker();
     let a = Node::new("xnode_da");
     let b = Node::new("xnode_db");
-    let endpoint = a.endpoint().to_string();
-    let env = [
-        (ENV_STORE, DEFAULT_STORE_NAME),
-        (ENV_OBJECT_ENDPOINT, endpoint.as_str()),
-    ];
     let test = "a_copy_another_worker_of_the_node_deletes_is_pulled_again";
     let (w1, w2) = (
-        a.s.spawn_worker_env(test, 1, &env),
-        a.s.spawn_worker_env(test, 1, &env),
+        spawn_pulling_worker(&a, test, 1, None),
+        spawn_pulling_worker(&a, test, 1, None),
     );
-    let with_store = || {
-        CoreWorker::new(
-            &a.s.session,
-            CoreWorkerOptions::new(a.s.node).with_store(a.client()),
-        )
-        .unwrap()
-    };
-    let (mut d1, mut d2) = (with_store(), with_store());
+    let (mut d1, mut d2) = (a.local_caller(), a.local_caller());
     let id = ObjectId::from_random();
     let put = b.client();
     put.put(id, &pattern(3, MIB), b"").unwrap();
-    let x = TaskArg::object_ref(
-        id,
-        Address {
-            worker_id: WorkerId::from_random(),
-            node_id: b.s.node,
-            object_manager_address: b.endpoint().to_string(),
-            ..d1.address().clone()
-        },
-    );
+    let x = TaskArg::object_ref(id, owner_at(d1.address(), b.s.node, b.endpoint()));
     // Worker 1's pull makes A's copy of X (and deletes it 0.5–1.5 s after
     // its task)...
     let r = d1
@@ -944,24 +845,13 @@ fn one_object_named_on_two_endpoints_is_read_from_the_one_each_task_names() {
     let a = Node::new("xnode_wa");
     let b = Node::new("xnode_wb");
     let c = Node::new("xnode_wc");
-    let endpoint = a.endpoint().to_string();
-    let worker = a.s.spawn_worker_env(
+    let worker = spawn_pulling_worker(
+        &a,
         "one_object_named_on_two_endpoints_is_read_from_the_one_each_task_names",
         2,
-        &[
-            (ENV_STORE, DEFAULT_STORE_NAME),
-            (ENV_OBJECT_ENDPOINT, endpoint.as_str()),
-            (ENV_ARG_FETCH_MS, "1500"),
-        ],
+        Some("1500"),
     );
-    let with_store = || {
-        CoreWorker::new(
-            &a.s.session,
-            CoreWorkerOptions::new(a.s.node).with_store(a.client()),
-        )
-        .unwrap()
-    };
-    let (mut hostile, mut honest) = (with_store(), with_store());
+    let (mut hostile, mut honest) = (a.local_caller(), a.local_caller());
     // Object X: 1,000 bytes on node B, its owner's; another caller claims
     // it lives on node C, which serves 7 bytes under its id.
     let x = ObjectId::from_random();
@@ -969,12 +859,7 @@ fn one_object_named_on_two_endpoints_is_read_from_the_one_each_task_names() {
     on_b.put(x, &pattern(1, 1000), b"").unwrap();
     on_c.put(x, &pattern(2, 7), b"").unwrap();
     let base = honest.address().clone();
-    let owner = |node: &Node| Address {
-        worker_id: WorkerId::from_random(),
-        node_id: node.s.node,
-        object_manager_address: node.endpoint().to_string(),
-        ..base.clone()
-    };
+    let owner = |node: &Node| owner_at(&base, node.s.node, node.endpoint());
     let len = FunctionDescriptor::rust(MODULE, "", "len");
     // The claim's task keeps waiting (a second argument that never comes),
     // its copy of X from C pinned meanwhile.

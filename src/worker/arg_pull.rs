@@ -7,7 +7,7 @@
 //! and sets the request aside (`WaitingForArgs`) until each one finished.
 //! The pulls run on threads of their own, at most [`MAX_PULL_THREADS`] at
 //! once and [`MAX_PULLS_PER_CALLER`] for one caller, one at a time per
-//! object, over one store connection of their own; a finished pull wakes
+//! object and endpoint, over one store connection of their own; a finished pull wakes
 //! the worker's loop. A pulled copy is pinned (the pull's buffer is kept)
 //! while tasks use it — each takes a reference of its own
 //! ([`ArgPulls::acquire`], [`ArgPulls::release`]), so tasks running at once
@@ -39,7 +39,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use foldhash::{HashMap, HashSet};
+use foldhash::HashMap;
 use sha2::{Digest, Sha256};
 
 use crate::ids::{ObjectId, WorkerId};
@@ -127,8 +127,6 @@ struct Book {
     queue: VecDeque<Job>,
     threads: usize,
     per_caller: HashMap<WorkerId, usize>,
-    /// Pulls running (one at a time per object and endpoint).
-    running: HashSet<Key>,
     /// Copies unpinned by a pull that found the store full (so that the
     /// store could evict them), whose deletion is left to the execution
     /// thread's next sweep (the ones this worker's pulls made).
@@ -156,19 +154,16 @@ impl Book {
         }
         dropped
     }
-}
 
-impl Book {
-    /// Takes the first queued job whose caller has room and whose pull is
-    /// not running already (counted in).
+    /// Takes the first queued job whose caller has room (counted in). A
+    /// key has at most one job: [`ArgPulls::request`] queues one only
+    /// while its entry is missing or failed, never while queued or running.
     fn next_job(&mut self) -> Option<Job> {
         let i = self.queue.iter().position(|j| {
             self.per_caller.get(&j.caller).copied().unwrap_or(0) < MAX_PULLS_PER_CALLER
-                && !self.running.contains(&(j.id, j.from))
         })?;
         let job = self.queue.remove(i)?;
         *self.per_caller.entry(job.caller).or_insert(0) += 1;
-        self.running.insert((job.id, job.from));
         if let Some(s) = self.entries.get_mut(&(job.id, job.from)) {
             *s = State::Running;
         }
@@ -182,7 +177,6 @@ impl Book {
                 self.per_caller.remove(&job.caller);
             }
         }
-        self.running.remove(&(job.id, job.from));
         let now = Instant::now();
         let state = match outcome {
             Ok((_pin, here)) => State::Done {

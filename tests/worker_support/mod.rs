@@ -526,6 +526,25 @@ pub fn actor_request(
     }
 }
 
+/// `n` normal `square` tasks of `driver` on `worker`, one after the other,
+/// each result checked; returns how long they took.
+pub fn square_calls(driver: &mut CoreWorker, worker: WorkerId, n: i64) -> Duration {
+    let square = FunctionDescriptor::rust(MODULE, "", "square");
+    let start = std::time::Instant::now();
+    for x in 0..n {
+        let r = driver
+            .submit_task(
+                worker,
+                square.clone(),
+                vec![i64_arg(x)],
+                shmwire::worker::TaskOptions::default(),
+            )
+            .unwrap();
+        assert_eq!(as_i64(&driver.get(&[r], GUARD).unwrap()[0]), x * x);
+    }
+    start.elapsed()
+}
+
 /// The resident set of process `pid`, KiB (`VmRSS`).
 pub fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
