@@ -23,7 +23,8 @@ use shmwire::worker::{
 };
 use worker_support::{
     as_i64, i64_arg, maybe_run_worker, pattern, square_calls, task_error, TestSession,
-    WorkerProcess, ENV_ARG_FETCH_MS, ENV_OBJECT_ENDPOINT, ENV_STORE, GUARD, MODULE,
+    WorkerProcess, ENV_ARG_FETCH_MS, ENV_OBJECT_ENDPOINT, ENV_STORE, ENV_STORE_REPLY_MS, GUARD,
+    MODULE,
 };
 
 const MIB: usize = 1 << 20;
@@ -984,4 +985,95 @@ fn a_node_without_an_object_endpoint_is_a_typed_error() {
     plain.release_dropped_refs();
     b.wait_objects(0);
     drop((driver, plain, worker));
+}
+
+/// The id under which a worker keeps the copy of `id` it pulled from
+/// `from` (`docs/worker.md`, "Other nodes": the first 28 bytes of
+/// SHA-256 of a fixed label, the id and the endpoint).
+fn copy_id(id: ObjectId, from: SocketAddr) -> ObjectId {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"shmwire pulled argument");
+    h.update(id.as_bytes());
+    h.update(from.to_string().as_bytes());
+    ObjectId::from_bytes(&h.finalize()[..ObjectId::SIZE]).unwrap()
+}
+
+/// Input (the attack on `8bae1dd`): the worker's node store stops
+/// (`SIGSTOP`) while the worker pins a pulled copy; the copy's time is up,
+/// and the worker deletes it. Right behaviour: the delete waits on a
+/// thread of its own, and another caller's calls, which use no store, go
+/// on at their own pace — before, the delete ran on the worker's loop and
+/// held every caller up for the store's reply timeout (5 s here). Once the
+/// store runs again the copy is deleted.
+#[test]
+fn a_stopped_store_holds_up_no_caller_while_the_worker_deletes_a_copy() {
+    const TEST: &str = "a_stopped_store_holds_up_no_caller_while_the_worker_deletes_a_copy";
+    maybe_run_worker();
+    let a = TestSession::new("xnode_ss");
+    let store = a.spawn_store(TEST, 64 * MIB as u64);
+    let store_pid = store.0.as_ref().unwrap().id();
+    let b = Node::new("xnode_sb");
+    // Any endpoint other than B's: this node's own is never pulled from.
+    let mine = dead_endpoint().to_string();
+    let worker = a.spawn_worker_env(
+        TEST,
+        2,
+        &[
+            (ENV_STORE, DEFAULT_STORE_NAME),
+            (ENV_OBJECT_ENDPOINT, mine.as_str()),
+            (ENV_STORE_REPLY_MS, "5000"),
+        ],
+    );
+    let mut pulling = CoreWorker::new(
+        &a.session,
+        CoreWorkerOptions::new(a.node)
+            .with_store(StoreClient::connect(&a.session, DEFAULT_STORE_NAME).unwrap()),
+    )
+    .unwrap();
+    let mut other = a.driver();
+    let there = ObjectId::from_random();
+    b.client().put(there, &pattern(3, MIB), b"").unwrap();
+    let owner = owner_at(pulling.address(), b.s.node, b.endpoint());
+    let r = pulling
+        .submit_task(
+            worker.id,
+            FunctionDescriptor::rust(MODULE, "", "len"),
+            vec![TaskArg::object_ref(there, owner)],
+            TaskOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(as_i64(&pulling.get(&[r], GUARD).unwrap()[0]), MIB as i64);
+    let local = StoreClient::connect(&a.session, DEFAULT_STORE_NAME).unwrap();
+    let copy = copy_id(there, b.endpoint());
+    assert!(
+        local.contains(copy).unwrap(),
+        "the pulled copy is in A's store"
+    );
+    drop(local);
+    // The copy lingers half a second after its task; the next sweep (at
+    // most a second later) deletes it, while the store is stopped.
+    worker_support::stop_process(store_pid);
+    let stopped = Instant::now();
+    let mut slowest = Duration::ZERO;
+    while stopped.elapsed() < Duration::from_secs(3) {
+        slowest = slowest.max(square_calls(&mut other, worker.id, 10));
+    }
+    worker_support::continue_process(store_pid);
+    assert!(
+        slowest < Duration::from_millis(800),
+        "10 calls that use no store took {slowest:?} while the worker's store was stopped"
+    );
+    // The delete goes through once the store answers again.
+    let local = StoreClient::connect(&a.session, DEFAULT_STORE_NAME).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while local.contains(copy).unwrap() {
+        assert!(Instant::now() < deadline, "the copy was never deleted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop((local, pulling, other));
+    worker.wait_success();
+    b.client().delete(&[there]).unwrap();
+    b.wait_objects(0);
+    drop(store);
 }

@@ -15,6 +15,15 @@
 //! the last one; then [`ArgPulls::sweep`] drops it, and the worker deletes
 //! it if its pull made it.
 //!
+//! Deletes go off the execution thread too ([`ArgPulls::delete_in_background`]):
+//! the copies a sweep drops and the returns whose holds end are deleted by
+//! one pull thread at a time, over the pulls' connection, so that a store
+//! that does not answer (stopped) holds up that thread, not every caller of
+//! the worker for the store's reply timeout (30 s by default; the attack on
+//! `8bae1dd`). A copy being deleted stays in the book (`Deleting`) until it
+//! is gone, and a request for it waits, so that a new pull never makes a
+//! copy the old delete then removes.
+//!
 //! Pulls are kept by object *and* endpoint, and so are their copies: the
 //! copy of object `X` pulled from endpoint `E` is kept in the local store
 //! under an id derived from both ([`local_copy_id`]), never under `X`.
@@ -103,6 +112,10 @@ enum State {
         used: bool,
         idle_since: Instant,
     },
+    /// Dropped by a sweep and queued for deletion (its pull made it, no
+    /// task reads it): a request waits until it is gone, then pulls it
+    /// again.
+    Deleting,
     /// Failed at `at`; `deadline` was the pull's.
     Failed {
         error: String,
@@ -131,6 +144,24 @@ struct Book {
     /// store could evict them), whose deletion is left to the execution
     /// thread's next sweep (the ones this worker's pulls made).
     unpinned: Vec<Key>,
+    /// Deletes waiting for a thread, oldest first.
+    deletes: VecDeque<Delete>,
+    /// Whether a thread is deleting now: one at a time, so that a store
+    /// that does not answer holds one thread, not every one.
+    deleting: bool,
+}
+
+/// A delete for a pull thread: `ids`, and the `keys` whose (`Deleting`)
+/// entries go once it is done.
+struct Delete {
+    ids: Vec<ObjectId>,
+    keys: Vec<Key>,
+}
+
+/// What a pull thread takes next.
+enum Work {
+    Pull(Job),
+    Delete(Delete),
 }
 
 impl Book {
@@ -153,6 +184,34 @@ impl Book {
             }
         }
         dropped
+    }
+
+    /// Takes the next work: the oldest delete if no thread is deleting,
+    /// else the next pull ([`Book::next_job`]).
+    fn next_work(&mut self) -> Option<Work> {
+        if !self.deleting {
+            if let Some(d) = self.deletes.pop_front() {
+                self.deleting = true;
+                return Some(Work::Delete(d));
+            }
+        }
+        self.next_job().map(Work::Pull)
+    }
+
+    /// A delete is done: the entries of its keys go (a later request pulls
+    /// them again).
+    fn deleted(&mut self, d: &Delete) {
+        self.deleting = false;
+        self.forget_deleting(&d.keys);
+    }
+
+    /// Drops the `Deleting` entries of `keys`.
+    fn forget_deleting(&mut self, keys: &[Key]) {
+        for k in keys {
+            if matches!(self.entries.get(k), Some(State::Deleting)) {
+                self.entries.remove(k);
+            }
+        }
     }
 
     /// Takes the first queued job whose caller has room (counted in). A
@@ -271,7 +330,7 @@ impl ArgPulls {
         match book.entries.get(&(id, from)) {
             Some(State::Failed { deadline: d, .. }) if *d < deadline => {}
             Some(State::Done { .. } | State::Failed { .. }) => return true,
-            Some(State::Queued | State::Running) => return false,
+            Some(State::Queued | State::Running | State::Deleting) => return false,
             None => {}
         }
         book.entries.insert((id, from), State::Queued);
@@ -283,32 +342,99 @@ impl ArgPulls {
             timeout,
         });
         self.any = true;
-        if book.threads < MAX_PULL_THREADS {
-            let shared = Arc::clone(&self.shared);
-            let base = self.base.clone();
-            let started = std::thread::Builder::new()
-                .name("shmwire-arg-pull".into())
-                .spawn(move || run(&shared, &base));
-            match started {
-                Ok(_) => book.threads += 1,
-                Err(e) if book.threads == 0 => {
-                    // Nothing would run it: it fails now.
-                    book.queue.pop_back();
-                    book.entries.insert(
-                        (id, from),
-                        State::Failed {
-                            error: format!("no thread to pull it on: {e}"),
-                            at: Instant::now(),
-                            deadline,
-                        },
-                    );
-                    return true;
-                }
-                // A running thread takes it after its current pull.
-                Err(_) => {}
-            }
+        if let Err(e) = self.start_thread(&mut book) {
+            // Nothing would run it: it fails now.
+            book.queue.pop_back();
+            book.entries.insert(
+                (id, from),
+                State::Failed {
+                    error: format!("no thread to pull it on: {e}"),
+                    at: Instant::now(),
+                    deadline,
+                },
+            );
+            return true;
         }
         false
+    }
+
+    /// Starts one more pull thread if fewer than [`MAX_PULL_THREADS`] run.
+    /// Fails only if none runs and none could start (with some running, a
+    /// running one takes the new work after its current one).
+    fn start_thread(&self, book: &mut Book) -> std::io::Result<()> {
+        if book.threads >= MAX_PULL_THREADS {
+            return Ok(());
+        }
+        let shared = Arc::clone(&self.shared);
+        let base = self.base.clone();
+        let started = std::thread::Builder::new()
+            .name("shmwire-arg-pull".into())
+            .spawn(move || run(&shared, &base));
+        match started {
+            Ok(_) => {
+                book.threads += 1;
+                Ok(())
+            }
+            Err(e) if book.threads == 0 => Err(e),
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Deletes `ids` from the local store on a pull thread (see the module
+    /// docs), not on the calling one; a failure is logged (`warn`). If no
+    /// thread can start, on this one.
+    pub(super) fn delete_in_background(&mut self, ids: Vec<ObjectId>) {
+        self.queue_delete(Delete {
+            ids,
+            keys: Vec::new(),
+        });
+    }
+
+    fn queue_delete(&mut self, d: Delete) {
+        if d.ids.is_empty() && d.keys.is_empty() {
+            return;
+        }
+        let inline = {
+            let mut book = lock(&self.shared.book);
+            book.deletes.push_back(d);
+            self.start_thread(&mut book).is_err()
+        };
+        if inline {
+            self.finish_deletes(&self.base.clone(), Duration::ZERO);
+        }
+    }
+
+    /// Runs the deletes still queued on this thread with `client` (the
+    /// worker stops serving: the process may exit before a pull thread
+    /// got to them), after waiting at most `bound` for the one a thread
+    /// runs now.
+    pub(super) fn finish_deletes(&mut self, client: &StoreClient, bound: Duration) {
+        let end = crate::deadline_after(Instant::now(), bound);
+        loop {
+            let d = {
+                let mut book = lock(&self.shared.book);
+                if book.deleting && Instant::now() < end {
+                    None
+                } else {
+                    match book.deletes.pop_front() {
+                        Some(d) => Some(d),
+                        None => {
+                            self.any = !book.entries.is_empty();
+                            return;
+                        }
+                    }
+                }
+            };
+            match d {
+                None => std::thread::sleep(Duration::from_millis(1)),
+                Some(d) => {
+                    if let Err(e) = client.delete(&d.ids) {
+                        tracing::warn!(error = %e, "deleting pulled arguments or returns failed");
+                    }
+                    lock(&self.shared.book).forget_deleting(&d.keys);
+                }
+            }
+        }
     }
 
     /// What became of the pull of `id` from `from`; if it is done, one more
@@ -322,7 +448,7 @@ impl ArgPulls {
                 Acquired::Done
             }
             Some(State::Failed { error, .. }) => Acquired::Failed(error.clone()),
-            Some(State::Queued | State::Running) => Acquired::Pending,
+            Some(State::Queued | State::Running | State::Deleting) => Acquired::Pending,
             None => Acquired::Missing,
         }
     }
@@ -371,12 +497,15 @@ impl ArgPulls {
     /// slow node saw its first copies dropped before the fifth came, pulled
     /// them again, and so on to its timeout) — with `all`, every copy and
     /// failure, in use or not (the worker stops serving: a copy in use is
-    /// deleted when its last reader lets go) —; returns the ids of the
-    /// dropped copies their pulls made, for the caller to delete (their
-    /// pins released here first).
-    pub(super) fn sweep(&mut self, keep: Duration, all: bool) -> Vec<ObjectId> {
+    /// deleted when its last reader lets go). The dropped copies their
+    /// pulls made are deleted in the background (their pins released here
+    /// first), and stay `Deleting` until then.
+    pub(super) fn sweep(&mut self, keep: Duration, all: bool) {
         let now = Instant::now();
-        let mut made = Vec::new();
+        let mut delete = Delete {
+            ids: Vec::new(),
+            keys: Vec::new(),
+        };
         let mut dropped = Vec::new();
         {
             let mut book = lock(&self.shared.book);
@@ -401,45 +530,65 @@ impl ArgPulls {
                     _ => None,
                 })
                 .collect();
-            for k in gone {
-                if let Some(s) = book.entries.remove(&k) {
-                    if let State::Done { here: true, .. } = s {
-                        made.push(local_copy_id(k.0, k.1));
-                    }
-                    dropped.push(s);
-                }
-            }
             // Copies a full store made a pull unpin: deleted unless pulled
             // again since.
-            for k in std::mem::take(&mut book.unpinned) {
-                if !book.entries.contains_key(&k) {
-                    made.push(local_copy_id(k.0, k.1));
-                }
+            let unpinned: Vec<Key> = std::mem::take(&mut book.unpinned)
+                .into_iter()
+                .filter(|k| !book.entries.contains_key(k))
+                .collect();
+            for k in gone {
+                let made = matches!(book.entries.get(&k), Some(State::Done { here: true, .. }));
+                let s = if made {
+                    delete.keys.push(k);
+                    book.entries.insert(k, State::Deleting)
+                } else {
+                    book.entries.remove(&k)
+                };
+                dropped.extend(s);
+            }
+            for k in unpinned {
+                book.entries.insert(k, State::Deleting);
+                delete.keys.push(k);
             }
             self.any = !book.entries.is_empty();
         }
         // The pins go outside the lock (a release may write to the store
-        // connection).
+        // connection), and before the delete, which then frees each copy
+        // nobody else reads at once.
         drop(dropped);
-        made
+        delete.ids = delete
+            .keys
+            .iter()
+            .map(|k| local_copy_id(k.0, k.1))
+            .collect();
+        self.queue_delete(delete);
     }
 }
 
 /// A pull thread: runs queued jobs until none is left that it may take.
 fn run(shared: &Shared, base: &StoreClient) {
     loop {
-        let job = {
+        let work = {
             let mut book = lock(&shared.book);
-            match book.next_job() {
-                Some(j) => j,
+            match book.next_work() {
+                Some(w) => w,
                 None => {
                     book.threads -= 1;
                     return;
                 }
             }
         };
-        let outcome = pull(shared, base, &job);
-        lock(&shared.book).finish(&job, outcome);
+        match work {
+            Work::Pull(job) => {
+                let outcome = pull(shared, base, &job);
+                lock(&shared.book).finish(&job, outcome);
+            }
+            Work::Delete(d) => {
+                delete(shared, base, &d.ids);
+                // The requests waiting for these copies to go look again.
+                lock(&shared.book).deleted(&d);
+            }
+        }
         // Release: pairs with the Acquire swap in `take_finished`. SeqCst
         // fence: pairs with the one after the loop sets its waker, so that
         // either this sees the waker or the loop's next look sees the flag.
@@ -462,19 +611,8 @@ fn pull(shared: &Shared, base: &StoreClient, job: &Job) -> Result<(ObjectBuffer,
     if left().is_zero() {
         return Err("its task's arg_fetch_timeout passed before the pull began".into());
     }
-    let client = {
-        let mut c = lock(&shared.client);
-        match c.as_ref() {
-            Some(client) if !client.is_lost() => client.clone(),
-            _ => match base.connect_again_within(left()) {
-                Ok(client) => {
-                    *c = Some(client.clone());
-                    client
-                }
-                Err(e) => return Err(format!("connecting to the local store failed: {e}")),
-            },
-        }
-    };
+    let client = connection(shared, base, Some(left()))
+        .map_err(|e| format!("connecting to the local store failed: {e}"))?;
     let local = local_copy_id(id, from);
     // Errors name the task's timeout, not what was left of it.
     let named = |e: StoreError| match e {
@@ -517,6 +655,60 @@ fn pull(shared: &Shared, base: &StoreClient, job: &Job) -> Result<(ObjectBuffer,
         }
     }
 }
+
+/// The pulls' store connection, made again (from `base`, the handshake
+/// bounded by `bound` if given, else by the reply timeout) if it broke.
+fn connection(
+    shared: &Shared,
+    base: &StoreClient,
+    bound: Option<Duration>,
+) -> Result<StoreClient, StoreError> {
+    let mut c = lock(&shared.client);
+    match c.as_ref() {
+        Some(client) if !client.is_lost() => Ok(client.clone()),
+        _ => {
+            let client = match bound {
+                Some(b) => base.connect_again_within(b)?,
+                None => base.connect_again()?,
+            };
+            *c = Some(client.clone());
+            Ok(client)
+        }
+    }
+}
+
+/// A background delete: tries [`DELETE_ATTEMPTS`] times, [`DELETE_RETRY`]
+/// apart, while the connection breaks (the store stopped, or restarted);
+/// a failure is logged.
+fn delete(shared: &Shared, base: &StoreClient, ids: &[ObjectId]) {
+    for attempt in 1..=DELETE_ATTEMPTS {
+        let error = match connection(shared, base, None) {
+            Ok(client) => match client.delete(ids) {
+                Ok(()) => return,
+                Err(e) if client.is_lost() => e,
+                Err(e) => {
+                    tracing::warn!(error = %e, "deleting pulled arguments or returns failed");
+                    return;
+                }
+            },
+            Err(e) => e,
+        };
+        if attempt == DELETE_ATTEMPTS {
+            tracing::warn!(error = %error, objects = ids.len(),
+                "deleting pulled arguments or returns failed; left to the store's eviction");
+            return;
+        }
+        tracing::debug!(error = %error, "deleting pulled arguments or returns: trying again");
+        std::thread::sleep(DELETE_RETRY);
+    }
+}
+
+/// How many times a background delete is tried while the store's
+/// connection breaks.
+const DELETE_ATTEMPTS: u32 = 3;
+
+/// The wait between two tries of a background delete.
+const DELETE_RETRY: Duration = Duration::from_secs(1);
 
 /// How long a pull waits before it tries again to make a copy whose id is
 /// still held after a delete.

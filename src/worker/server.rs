@@ -619,27 +619,35 @@ struct StoreBridge {
 
 impl StoreBridge {
     /// Drops the pulled copies of other nodes' objects (those its pulls
-    /// made are deleted): with `all`, every one (a copy still read by a
-    /// pool task is freed when it lets go), else those unused for
-    /// `PULLED_LINGER`, or never used for twice the `arg_fetch_timeout`.
+    /// made are deleted, in the background): with `all`, every one (a copy
+    /// still read by a pool task is freed when it lets go), else those
+    /// unused for `PULLED_LINGER`, or never used for twice the
+    /// `arg_fetch_timeout`.
     fn sweep_pulls(&mut self, all: bool) {
-        let made = self
-            .pulls
+        self.pulls
             .sweep(self.arg_fetch_timeout.saturating_mul(2), all);
-        if !made.is_empty() {
-            if let Err(e) = self.client.delete(&made) {
-                tracing::warn!(error = %e, "deleting pulled arguments failed");
-            }
-        }
+    }
+
+    /// The end of serving: every pulled copy is dropped and the deletes
+    /// still queued run now, on this thread (the process may exit before a
+    /// pull thread got to them), after waiting at most
+    /// [`STOP_DELETE_WAIT`] for the one a pull thread runs.
+    fn stop_serving(&mut self) {
+        self.args.clear();
+        self.sweep_pulls(true);
+        self.pulls.finish_deletes(&self.client, STOP_DELETE_WAIT);
     }
 }
+
+/// How long a worker that stops serving waits for the background delete
+/// running then before it deletes what is still queued itself.
+const STOP_DELETE_WAIT: Duration = Duration::from_secs(1);
 
 impl Drop for StoreBridge {
     /// The copies of other nodes' objects this worker's pulls made go with
     /// it.
     fn drop(&mut self) {
-        self.args.clear();
-        self.sweep_pulls(true);
+        self.stop_serving();
     }
 }
 
@@ -654,9 +662,10 @@ const HOLD_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 impl StoreBridge {
     /// Ends the holds `keep` rejects; the copies of returns pulled by
-    /// callers on other nodes are deleted (after the hold's reference is
-    /// released, so that the delete frees them at once if nobody else
-    /// reads them).
+    /// callers on other nodes are deleted in the background, off this
+    /// thread (`ArgPulls::delete_in_background`: a stopped store holds up
+    /// no caller), after the hold's reference is released, so that the
+    /// delete frees them at once if nobody else reads them.
     fn release_holds(&mut self, mut keep: impl FnMut(&ReturnHold) -> bool) {
         let mut gone = Vec::new();
         self.holds.retain(|h| {
@@ -666,11 +675,7 @@ impl StoreBridge {
             }
             k
         });
-        if !gone.is_empty() {
-            if let Err(e) = self.client.delete(&gone) {
-                tracing::warn!(error = %e, "deleting returns pulled by other nodes failed");
-            }
-        }
+        self.pulls.delete_in_background(gone);
     }
 
     /// Replaces a client whose connection broke for good (a call timed
@@ -1418,7 +1423,7 @@ impl Worker {
     /// sweep would have: the process may exit first).
     fn stop_serving(&mut self) {
         if let Some(b) = self.exec.store.as_mut() {
-            b.sweep_pulls(true);
+            b.stop_serving();
         }
     }
 

@@ -55,6 +55,8 @@ pub const ENV_MAX_CACHED: &str = "SHMWIRE_WORKER_TEST_MAX_CACHED";
 pub const ENV_UNREAD_MS: &str = "SHMWIRE_WORKER_TEST_UNREAD_MS";
 /// If set: the worker's `reorder_wait` in milliseconds.
 pub const ENV_REORDER_MS: &str = "SHMWIRE_WORKER_TEST_REORDER_MS";
+/// A store child's capacity in bytes ([`TestSession::spawn_store`]).
+pub const ENV_STORE_BYTES: &str = "SHMWIRE_WORKER_TEST_STORE_BYTES";
 pub const MODULE: &str = "worker_tests";
 /// Bound on every wait of these tests.
 pub const GUARD: Duration = Duration::from_secs(60);
@@ -101,6 +103,33 @@ impl TestSession {
     /// Starts a worker child process that serves `callers` connections.
     pub fn spawn_worker(&self, test: &str, callers: u64) -> WorkerProcess {
         self.spawn_worker_env(test, callers, &[])
+    }
+
+    /// The session's store service ([`shmwire::store::DEFAULT_STORE_NAME`],
+    /// `capacity` bytes) in a child process running `test` (so that a test
+    /// can stop it), once clients can connect to it.
+    pub fn spawn_store(&self, test: &str, capacity: u64) -> KillOnDrop {
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", test, "--nocapture", "--test-threads", "1"])
+            .env(ENV_ROLE, "store")
+            .env(ENV_ROOT, self.root.path())
+            .env(ENV_SESSION, self.session.name())
+            .env(ENV_STORE_BYTES, capacity.to_string())
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let child = KillOnDrop(Some(child));
+        let deadline = Instant::now() + GUARD;
+        while shmwire::store::StoreClient::connect(
+            &self.session,
+            shmwire::store::DEFAULT_STORE_NAME,
+        )
+        .is_err()
+        {
+            assert!(Instant::now() < deadline, "the store child never served");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        child
     }
 
     /// [`Self::spawn_worker`] with extra environment (e.g. [`ENV_STORE`]).
@@ -338,13 +367,24 @@ pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
     (0..len).map(|i| pattern_byte(seed, i)).collect()
 }
 
-/// If this process is a worker child, serve and exit; otherwise return.
+/// If this process is a worker child, serve and exit; if a store child
+/// ([`TestSession::spawn_store`]), run the session's store service until
+/// killed (at most [`GUARD`]); otherwise return.
 pub fn maybe_run_worker() {
-    if std::env::var(ENV_ROLE).as_deref() != Ok("worker") {
+    let role = std::env::var(ENV_ROLE);
+    if role.as_deref() != Ok("worker") && role.as_deref() != Ok("store") {
         return;
     }
     let var = |k| std::env::var(k).unwrap();
     let session = Session::open_in(var(ENV_ROOT), &var(ENV_SESSION)).unwrap();
+    if role.as_deref() == Ok("store") {
+        let bytes: u64 = var(ENV_STORE_BYTES).parse().unwrap();
+        let _service =
+            shmwire::store::StoreService::start(&session, shmwire::store::StoreConfig::new(bytes))
+                .unwrap();
+        std::thread::sleep(GUARD);
+        std::process::exit(0);
+    }
     let id: WorkerId = var(ENV_ID).parse().unwrap();
     let node: NodeId = var(ENV_NODE).parse().unwrap();
     let callers: u64 = var(ENV_CALLERS).parse().unwrap();
