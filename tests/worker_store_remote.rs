@@ -1013,7 +1013,7 @@ fn a_stopped_store_holds_up_no_caller_while_the_worker_deletes_a_copy() {
     let a = TestSession::new("xnode_ss");
     let store = a.spawn_store(TEST, 64 * MIB as u64);
     let store_pid = store.0.as_ref().unwrap().id();
-    let b = Node::new("xnode_sb");
+    let b = Node::new("xnode_tb");
     // Any endpoint other than B's: this node's own is never pulled from.
     let mine = dead_endpoint().to_string();
     let worker = a.spawn_worker_env(
@@ -1076,4 +1076,82 @@ fn a_stopped_store_holds_up_no_caller_while_the_worker_deletes_a_copy() {
     b.client().delete(&[there]).unwrap();
     b.wait_objects(0);
     drop(store);
+}
+
+/// Input (the attack on `0c20706`, left open then): four callers each
+/// send a task naming four objects on endpoints that never answer — the
+/// worker's 16 pull threads, 4 per caller — and an object of node B's
+/// honest endpoint, which they claim before its owner does. Right
+/// behaviour: the honest caller's two tasks (that object, and another of
+/// B's) get their arguments at once; before, both waited for the hostile
+/// pulls' 3 s timeouts (no thread free, and the shared pull counted
+/// against the first caller that asked, at its limit).
+#[test]
+fn callers_holding_every_pull_thread_leave_a_pull_to_each_other_caller() {
+    const TEST: &str = "callers_holding_every_pull_thread_leave_a_pull_to_each_other_caller";
+    maybe_run_worker();
+    let a = Node::new("xnode_fa");
+    let b = Node::new("xnode_fb");
+    let worker = spawn_pulling_worker(&a, TEST, 5, Some("3000"));
+    let len = FunctionDescriptor::rust(MODULE, "", "len");
+    let (shared, own) = (ObjectId::from_random(), ObjectId::from_random());
+    let put = b.client();
+    put.put(shared, &pattern(5, 3000), b"").unwrap();
+    put.put(own, &pattern(6, 4000), b"").unwrap();
+    let mut hostile: Vec<CoreWorker> = (0..4).map(|_| a.local_caller()).collect();
+    let holes: Vec<(TcpListener, SocketAddr)> = (0..16).map(|_| black_hole()).collect();
+    let stuck: Vec<ObjectRef> = hostile
+        .iter_mut()
+        .zip(holes.chunks(4))
+        .map(|(h, holes)| {
+            let mut args: Vec<TaskArg> = holes
+                .iter()
+                .map(|(_, hole)| {
+                    let owner = owner_at(h.address(), NodeId::from_random(), *hole);
+                    TaskArg::object_ref(ObjectId::from_random(), owner)
+                })
+                .collect();
+            let owner = owner_at(h.address(), b.s.node, b.endpoint());
+            args.push(TaskArg::object_ref(shared, owner));
+            h.submit_task(worker.id, len.clone(), args, TaskOptions::default())
+                .unwrap()
+        })
+        .collect();
+    for (h, r) in hostile.iter_mut().zip(&stuck) {
+        let (ready, _) = h
+            .wait(std::slice::from_ref(r), 1, Duration::from_millis(100))
+            .unwrap();
+        assert!(ready.is_empty());
+    }
+    let mut honest = a.local_caller();
+    let owner = owner_at(honest.address(), b.s.node, b.endpoint());
+    let start = Instant::now();
+    let calls: Vec<ObjectRef> = [shared, own]
+        .iter()
+        .map(|&id| {
+            honest
+                .submit_task(
+                    worker.id,
+                    len.clone(),
+                    vec![TaskArg::object_ref(id, owner.clone())],
+                    TaskOptions::default(),
+                )
+                .unwrap()
+        })
+        .collect();
+    let got = honest.get(&calls, GUARD).unwrap();
+    assert_eq!((as_i64(&got[0]), as_i64(&got[1])), (3000, 4000));
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "pulls beside 16 silent ones of 4 other callers took {:?}",
+        start.elapsed()
+    );
+    for (h, r) in hostile.iter_mut().zip(&stuck) {
+        assert!(matches!(task_error(h, r), TaskError::ArgumentLost { .. }));
+    }
+    drop((stuck, calls, hostile, honest));
+    worker.wait_success();
+    put.delete(&[shared, own]).unwrap();
+    b.wait_objects(0);
+    a.wait_objects(0);
 }

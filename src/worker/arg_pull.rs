@@ -7,8 +7,13 @@
 //! and sets the request aside (`WaitingForArgs`) until each one finished.
 //! The pulls run on threads of their own, at most [`MAX_PULL_THREADS`] at
 //! once and [`MAX_PULLS_PER_CALLER`] for one caller, one at a time per
-//! object and endpoint, over one store connection of their own; a finished pull wakes
-//! the worker's loop. A pulled copy is pinned (the pull's buffer is kept)
+//! object and endpoint, over one store connection of their own; a finished
+//! pull wakes the worker's loop. Every caller with a pull queued has one
+//! running: a caller that runs none goes first, and gets a thread beyond
+//! [`MAX_PULL_THREADS`] if all are taken (up to
+//! [`MAX_PULL_THREADS_FOR_FAIRNESS`]); a pull several callers wait for runs
+//! for whichever has room, so callers that hold their threads with pulls
+//! that never end hold up no other caller's pulls. A pulled copy is pinned (the pull's buffer is kept)
 //! while tasks use it — each takes a reference of its own
 //! ([`ArgPulls::acquire`], [`ArgPulls::release`]), so tasks running at once
 //! (a threaded actor's) share one copy — and for [`PULLED_LINGER`] after
@@ -56,8 +61,18 @@ use crate::store::{ObjectBuffer, StoreClient, StoreError};
 use crate::transport::MuxWaker;
 
 /// Most pull threads a worker runs at once (each waits on one remote
-/// endpoint for at most what is left of a task's `arg_fetch_timeout`).
+/// endpoint for at most what is left of a task's `arg_fetch_timeout`) —
+/// unless a caller with a pull queued has none running: then one more
+/// starts for it, up to [`MAX_PULL_THREADS_FOR_FAIRNESS`].
 pub(super) const MAX_PULL_THREADS: usize = 16;
+
+/// Most pull threads a worker runs at once when callers with pulls queued
+/// and none running start threads beyond [`MAX_PULL_THREADS`]: callers
+/// that hold their [`MAX_PULLS_PER_CALLER`] threads each with pulls from
+/// endpoints that never answer (four of them held all 16 before, the
+/// attack on `0c20706`) leave every other caller a pull of its own, as
+/// long as fewer than 240 callers starve at once.
+pub(super) const MAX_PULL_THREADS_FOR_FAIRNESS: usize = 256;
 
 /// Most pulls for one caller's requests at once: a caller naming objects
 /// that never come (on endpoints that do not answer, or answer "not found")
@@ -127,8 +142,10 @@ enum State {
 struct Job {
     id: ObjectId,
     from: SocketAddr,
-    /// The caller whose request asked first.
-    caller: WorkerId,
+    /// The callers whose requests wait for it (the first one's first).
+    callers: Vec<WorkerId>,
+    /// The one of `callers` its run is counted against (`next_job`).
+    counted: WorkerId,
     deadline: Instant,
     /// The task's `arg_fetch_timeout` (what a timeout error names).
     timeout: Duration,
@@ -214,15 +231,42 @@ impl Book {
         }
     }
 
-    /// Takes the first queued job whose caller has room (counted in). A
-    /// key has at most one job: [`ArgPulls::request`] queues one only
-    /// while its entry is missing or failed, never while queued or running.
+    /// How many pulls `caller` runs now.
+    fn running(&self, caller: &WorkerId) -> usize {
+        self.per_caller.get(caller).copied().unwrap_or(0)
+    }
+
+    /// Whether a queued job waits for a caller that runs no pull.
+    fn starving(&self) -> bool {
+        self.queue
+            .iter()
+            .any(|j| j.callers.iter().any(|c| self.running(c) == 0))
+    }
+
+    /// Takes the next job (counted in, against the one of its callers that
+    /// runs fewest): the first one waited for by a caller that runs no
+    /// pull, else the first one waited for by a caller with room under
+    /// [`MAX_PULLS_PER_CALLER`] — so a job that a caller at its limit
+    /// asked for first runs for another caller that asks for it too. A key
+    /// has at most one job: [`ArgPulls::request`] queues one only while its
+    /// entry is missing or failed, never while queued or running.
     fn next_job(&mut self) -> Option<Job> {
-        let i = self.queue.iter().position(|j| {
-            self.per_caller.get(&j.caller).copied().unwrap_or(0) < MAX_PULLS_PER_CALLER
-        })?;
-        let job = self.queue.remove(i)?;
-        *self.per_caller.entry(job.caller).or_insert(0) += 1;
+        let i = self
+            .queue
+            .iter()
+            .position(|j| j.callers.iter().any(|c| self.running(c) == 0))
+            .or_else(|| {
+                self.queue.iter().position(|j| {
+                    j.callers
+                        .iter()
+                        .any(|c| self.running(c) < MAX_PULLS_PER_CALLER)
+                })
+            })?;
+        let mut job = self.queue.remove(i)?;
+        if let Some(&c) = job.callers.iter().min_by_key(|c| self.running(c)) {
+            job.counted = c;
+        }
+        *self.per_caller.entry(job.counted).or_insert(0) += 1;
         if let Some(s) = self.entries.get_mut(&(job.id, job.from)) {
             *s = State::Running;
         }
@@ -230,10 +274,10 @@ impl Book {
     }
 
     fn finish(&mut self, job: &Job, outcome: Result<(ObjectBuffer, bool), String>) {
-        if let Some(n) = self.per_caller.get_mut(&job.caller) {
+        if let Some(n) = self.per_caller.get_mut(&job.counted) {
             *n -= 1;
             if *n == 0 {
-                self.per_caller.remove(&job.caller);
+                self.per_caller.remove(&job.counted);
             }
         }
         let now = Instant::now();
@@ -317,7 +361,8 @@ impl ArgPulls {
     /// due by `deadline`, the end of the task's `timeout`) if there is no
     /// entry for it, or if the one there failed with an earlier deadline
     /// than this (another request's pull, which this one outlives: it may
-    /// yet succeed); then `false`.
+    /// yet succeed); then `false`. A request for a queued pull joins it:
+    /// the pull runs for either caller, until the later deadline.
     pub(super) fn request(
         &mut self,
         id: ObjectId,
@@ -330,14 +375,27 @@ impl ArgPulls {
         match book.entries.get(&(id, from)) {
             Some(State::Failed { deadline: d, .. }) if *d < deadline => {}
             Some(State::Done { .. } | State::Failed { .. }) => return true,
-            Some(State::Queued | State::Running | State::Deleting) => return false,
+            Some(State::Queued) => {
+                let joined = book.queue.iter_mut().find(|j| (j.id, j.from) == (id, from));
+                if let Some(j) = joined {
+                    if !j.callers.contains(&caller) {
+                        j.callers.push(caller);
+                        j.deadline = j.deadline.max(deadline);
+                        // This caller may run no pull yet: one starts for it.
+                        let _ = self.start_thread(&mut book);
+                    }
+                }
+                return false;
+            }
+            Some(State::Running | State::Deleting) => return false,
             None => {}
         }
         book.entries.insert((id, from), State::Queued);
         book.queue.push_back(Job {
             id,
             from,
-            caller,
+            callers: vec![caller],
+            counted: caller,
             deadline,
             timeout,
         });
@@ -358,11 +416,15 @@ impl ArgPulls {
         false
     }
 
-    /// Starts one more pull thread if fewer than [`MAX_PULL_THREADS`] run.
-    /// Fails only if none runs and none could start (with some running, a
-    /// running one takes the new work after its current one).
+    /// Starts one more pull thread if fewer than [`MAX_PULL_THREADS`] run,
+    /// or fewer than [`MAX_PULL_THREADS_FOR_FAIRNESS`] and a queued job
+    /// waits for a caller that runs no pull. Fails only if none runs and
+    /// none could start (with some running, a running one takes the new
+    /// work after its current one).
     fn start_thread(&self, book: &mut Book) -> std::io::Result<()> {
-        if book.threads >= MAX_PULL_THREADS {
+        let room = book.threads < MAX_PULL_THREADS
+            || (book.threads < MAX_PULL_THREADS_FOR_FAIRNESS && book.starving());
+        if !room {
             return Ok(());
         }
         let shared = Arc::clone(&self.shared);
