@@ -1155,3 +1155,57 @@ fn callers_holding_every_pull_thread_leave_a_pull_to_each_other_caller() {
     b.wait_objects(0);
     a.wait_objects(0);
 }
+
+/// Input (the attack on `25d4f40`, low): two tasks name one object of
+/// node B, one with B's object endpoint as `127.0.0.1:port`, the other as
+/// the same address IPv4-mapped (`[::ffff:127.0.0.1]:port`). Right
+/// behaviour: one endpoint, one copy — both tasks read the copy the first
+/// pulled; before, the second pulled a copy of its own.
+#[test]
+fn an_endpoint_written_ipv4_mapped_shares_the_copy_of_its_ipv4_form() {
+    maybe_run_worker();
+    let a = Node::new("xnode_4a");
+    let b = Node::new("xnode_4b");
+    let worker = spawn_pulling_worker(
+        &a,
+        "an_endpoint_written_ipv4_mapped_shares_the_copy_of_its_ipv4_form",
+        1,
+        None,
+    );
+    let mut driver = a.local_caller();
+    let id = ObjectId::from_random();
+    let put = b.client();
+    put.put(id, &pattern(8, 2000), b"").unwrap();
+    let plain = b.endpoint();
+    let SocketAddr::V4(v4) = plain else {
+        panic!("B's endpoint is on 127.0.0.1")
+    };
+    let mapped = SocketAddr::from((v4.ip().to_ipv6_mapped(), v4.port()));
+    let len = FunctionDescriptor::rust(MODULE, "", "len");
+    // Back to back, within the first copy's half second of linger.
+    for endpoint in [plain, mapped] {
+        let owner = owner_at(driver.address(), b.s.node, endpoint);
+        let r = driver
+            .submit_task(
+                worker.id,
+                len.clone(),
+                vec![TaskArg::object_ref(id, owner)],
+                TaskOptions::default(),
+            )
+            .unwrap();
+        assert_eq!(as_i64(&driver.get(&[r], GUARD).unwrap()[0]), 2000);
+    }
+    // (Looked at at once: a copy lingers half a second after its task.)
+    let local = a.client();
+    assert!(local.contains(copy_id(id, plain)).unwrap());
+    assert!(
+        !local.contains(copy_id(id, mapped)).unwrap(),
+        "a second copy of one object from one endpoint in A's store"
+    );
+    drop(local);
+    drop(driver);
+    worker.wait_success();
+    put.delete(&[id]).unwrap();
+    b.wait_objects(0);
+    a.wait_objects(0);
+}

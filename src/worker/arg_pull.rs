@@ -100,6 +100,27 @@ pub(super) fn local_copy_id(id: ObjectId, from: SocketAddr) -> ObjectId {
     ObjectId::from_bytes(&digest[..ObjectId::SIZE]).unwrap_or(id)
 }
 
+/// Object endpoint `endpoint` (an owner address's
+/// `object_manager_address`) parsed, in one form per endpoint: an
+/// IPv4-mapped IPv6 address (`[::ffff:127.0.0.1]:7000`) is taken as the
+/// IPv4 one it maps (`127.0.0.1:7000`), so that both spellings share one
+/// copy and one pull, and one naming this node's endpoint either way is
+/// read from the local store. `None` if it does not parse.
+pub(super) fn parse_object_endpoint(endpoint: &str) -> Option<SocketAddr> {
+    endpoint.parse().ok().map(canonical_endpoint)
+}
+
+/// [`parse_object_endpoint`]'s form of `a`.
+pub(super) fn canonical_endpoint(a: SocketAddr) -> SocketAddr {
+    match a {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::from((v4, v6.port())),
+            None => a,
+        },
+        SocketAddr::V4(_) => a,
+    }
+}
+
 /// What the execution thread finds for a pull ([`ArgPulls::acquire`]).
 pub(super) enum Acquired {
     /// Pulled and pinned; one more task uses it now (until

@@ -1110,10 +1110,11 @@ impl ReturnFetch<'_> {
         let remote = if endpoint.is_empty() {
             None
         } else {
-            let addr: SocketAddr = endpoint.parse().map_err(|_| {
+            let addr = super::arg_pull::parse_object_endpoint(endpoint).ok_or_else(|| {
                 format!("the reply names an invalid object endpoint {endpoint:?} for return object {id}")
             })?;
-            (Some(addr) != self.own_endpoint).then_some(addr)
+            (Some(addr) != self.own_endpoint.map(super::arg_pull::canonical_endpoint))
+                .then_some(addr)
         };
         match remote {
             // `pull` takes the local copy if there is one already.

@@ -765,14 +765,15 @@ impl StoreBridge {
 
 /// Where a by-reference argument whose owner names object endpoint
 /// `endpoint` is pulled from: `None` if it is in the local store (no
-/// endpoint, or this node's, `mine`), `Err` if `endpoint` does not parse.
+/// endpoint, or this node's, `mine`), `Err` if `endpoint` does not parse
+/// (IPv4-mapped IPv6 addresses taken as IPv4: `parse_object_endpoint`).
 fn remote_endpoint(endpoint: &str, mine: Option<SocketAddr>) -> Result<Option<SocketAddr>, ()> {
     if endpoint.is_empty() {
         return Ok(None);
     }
-    match endpoint.parse::<SocketAddr>() {
-        Ok(a) => Ok((Some(a) != mine).then_some(a)),
-        Err(_) => Err(()),
+    match super::arg_pull::parse_object_endpoint(endpoint) {
+        Some(a) => Ok((Some(a) != mine.map(super::arg_pull::canonical_endpoint)).then_some(a)),
+        None => Err(()),
     }
 }
 
