@@ -1209,3 +1209,64 @@ fn an_endpoint_written_ipv4_mapped_shares_the_copy_of_its_ipv4_form() {
     b.wait_objects(0);
     a.wait_objects(0);
 }
+
+/// Input (the attack on `0c20706`, low-medium): an in-process worker is
+/// dropped while it pulls an argument from a slow node (the pull lands
+/// after). Right behaviour: the pull, finding its worker gone, deletes the
+/// copy it made; before, the copy stayed in the store with nobody to read
+/// or delete it.
+#[test]
+fn a_worker_dropped_while_it_pulls_leaves_no_copy() {
+    maybe_run_worker();
+    let a = Node::new("xnode_da");
+    let b = Node::new("xnode_db");
+    let id = ObjectId::from_random();
+    let put = b.client();
+    put.put(id, &pattern(7, MIB), b"").unwrap();
+    let (slow, stop) = slow_endpoint(b.endpoint(), Duration::from_millis(700));
+    let me = WorkerId::from_random();
+    let mut options = shmwire::worker::WorkerOptions::new(me, a.s.node);
+    options.store = Some(a.client());
+    options.object_manager_address = Some(a.endpoint());
+    let mut w = shmwire::worker::Worker::bind(
+        &a.s.session,
+        options,
+        std::sync::Arc::new(worker_support::registry()),
+    )
+    .unwrap();
+    let mut driver = a.local_caller();
+    let owner = owner_at(driver.address(), b.s.node, slow);
+    let caller = std::thread::spawn(move || {
+        let r = driver
+            .submit_task(
+                me,
+                FunctionDescriptor::rust(MODULE, "", "len"),
+                vec![TaskArg::object_ref(id, owner)],
+                TaskOptions::default(),
+            )
+            .unwrap();
+        // The worker goes before the argument comes: the call fails.
+        assert!(driver.get(&[r], Duration::from_secs(10)).is_err());
+    });
+    // The worker takes the request and starts the pull, then goes.
+    let _ = w.run_until(Duration::from_millis(300), |_| false);
+    drop(w);
+    caller.join().unwrap();
+    // The pull lands 700 ms after it began, and deletes its copy.
+    let local = a.client();
+    let copy = copy_id(id, slow);
+    std::thread::sleep(Duration::from_millis(1000));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while local.contains(copy).unwrap() {
+        assert!(
+            Instant::now() < deadline,
+            "the copy a dropped worker's pull made stayed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    drop(local);
+    put.delete(&[id]).unwrap();
+    b.wait_objects(0);
+    a.wait_objects(0);
+}

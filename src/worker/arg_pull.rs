@@ -187,6 +187,9 @@ struct Book {
     /// Whether a thread is deleting now: one at a time, so that a store
     /// that does not answer holds one thread, not every one.
     deleting: bool,
+    /// The worker is gone ([`ArgPulls::close`]): a pull still running
+    /// deletes the copy it made itself, and no queued one starts.
+    closed: bool,
 }
 
 /// A delete for a pull thread: `ids`, and the `keys` whose (`Deleting`)
@@ -232,6 +235,9 @@ impl Book {
                 self.deleting = true;
                 return Some(Work::Delete(d));
             }
+        }
+        if self.closed {
+            return None;
         }
         self.next_job().map(Work::Pull)
     }
@@ -487,6 +493,15 @@ impl ArgPulls {
         }
     }
 
+    /// The worker is gone: no queued pull starts any more, and a pull still
+    /// running deletes the copy it makes (if it made it) instead of
+    /// keeping it for tasks.
+    pub(super) fn close(&mut self) {
+        let mut book = lock(&self.shared.book);
+        book.closed = true;
+        book.queue.clear();
+    }
+
     /// Runs the deletes still queued on this thread with `client` (the
     /// worker stops serving: the process may exit before a pull thread
     /// got to them), after waiting at most `bound` for the one a thread
@@ -664,7 +679,22 @@ fn run(shared: &Shared, base: &StoreClient) {
         match work {
             Work::Pull(job) => {
                 let outcome = pull(shared, base, &job);
-                lock(&shared.book).finish(&job, outcome);
+                let late = {
+                    let mut book = lock(&shared.book);
+                    if book.closed {
+                        Some(outcome)
+                    } else {
+                        book.finish(&job, outcome);
+                        None
+                    }
+                };
+                // The worker went while this pull ran (the attack on
+                // `0c20706`: an in-process worker dropped mid-pull left the
+                // copy the pull then made): nobody will read or delete it.
+                if let Some(Ok((pin, true))) = late {
+                    drop(pin);
+                    delete(shared, base, &[local_copy_id(job.id, job.from)]);
+                }
             }
             Work::Delete(d) => {
                 delete(shared, base, &d.ids);

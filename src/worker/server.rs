@@ -645,8 +645,10 @@ const STOP_DELETE_WAIT: Duration = Duration::from_secs(1);
 
 impl Drop for StoreBridge {
     /// The copies of other nodes' objects this worker's pulls made go with
-    /// it.
+    /// it, also those of pulls still running (each deletes its own when it
+    /// ends).
     fn drop(&mut self) {
+        self.pulls.close();
         self.stop_serving();
     }
 }
