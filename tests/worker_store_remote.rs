@@ -1270,3 +1270,93 @@ fn a_worker_dropped_while_it_pulls_leaves_no_copy() {
     b.wait_objects(0);
     a.wait_objects(0);
 }
+
+/// Input (the attack on `0c20706`, from reading): requests that do not run
+/// name by-reference arguments the worker would pull — an actor task
+/// re-sent on a new connection after it ran (answered from the reply
+/// cache), its argument gone from its node since, and a `skip_execution`
+/// one naming an object on an endpoint that never answers. Right
+/// behaviour: both are answered at once; before, each waited for its
+/// pull, up to `arg_fetch_timeout` (3 s here).
+#[test]
+fn requests_that_do_not_run_pull_no_arguments() {
+    use shmwire::spec::{ArchivedReturnValue, Encoder, PushTaskReply};
+    use shmwire::transport::MessageConnection;
+    const TEST: &str = "requests_that_do_not_run_pull_no_arguments";
+    maybe_run_worker();
+    let a = Node::new("xnode_na");
+    let b = Node::new("xnode_nb");
+    let worker = spawn_pulling_worker(&a, TEST, 3, Some("3000"));
+    let mut driver = a.local_caller();
+    let actor = worker_support::create_counter(&mut driver, worker.id, 0);
+    let id = ObjectId::from_random();
+    let put = b.client();
+    put.put(id, &pattern(1, 1000), b"").unwrap();
+    let me = WorkerId::from_random();
+    let owner = owner_at(driver.address(), b.s.node, b.endpoint());
+    // `add(5, <B's object>)`: the worker pulls the object, then runs it.
+    let mut first = worker_support::actor_request((worker.id, &actor, me), "add", 0, -1, &[5]);
+    first.task_spec.args.push(TaskArg::object_ref(id, owner));
+    let value = |r: &shmwire::spec::ArchivedPushTaskReply| match r.return_objects.first() {
+        Some(o) => match &o.value {
+            ArchivedReturnValue::Inline(d) if !r.is_application_level_error => {
+                Some(as_i64(d.data.as_slice()))
+            }
+            _ => None,
+        },
+        None => None,
+    };
+    let mut enc = Encoder::new();
+    let mut conn = worker_support::raw_caller(&a.s, worker.id, me);
+    conn.send_push_task(&mut enc, &first).unwrap();
+    let got = conn
+        .recv_message_with::<PushTaskReply, _>(GUARD, value)
+        .unwrap();
+    assert_eq!(got, Some(5));
+    drop(conn);
+    // The object goes from B, and its copy from A (linger and sweep).
+    put.delete(&[id]).unwrap();
+    let (local, copy) = (a.client(), copy_id(id, b.endpoint()));
+    let deadline = Instant::now() + GUARD;
+    while local.contains(copy).unwrap() {
+        assert!(Instant::now() < deadline, "the copy never went");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(local);
+    // The caller re-sends the task it has no reply for on a new connection.
+    let mut conn = worker_support::raw_caller(&a.s, worker.id, me);
+    let start = Instant::now();
+    conn.send_push_task(&mut enc, &first).unwrap();
+    let again = conn
+        .recv_message_with::<PushTaskReply, _>(GUARD, value)
+        .unwrap();
+    let resent = start.elapsed();
+    assert_eq!(again, Some(5), "answered from the reply cache");
+    // A `skip_execution` task naming an object that never comes.
+    let (_hole, hole) = black_hole();
+    let mut skip = worker_support::actor_request((worker.id, &actor, me), "add", 1, 0, &[7]);
+    skip.task_spec.skip_execution = true;
+    skip.task_spec.args.push(TaskArg::object_ref(
+        ObjectId::from_random(),
+        owner_at(driver.address(), NodeId::from_random(), hole),
+    ));
+    let start = Instant::now();
+    conn.send_push_task(&mut enc, &skip).unwrap();
+    conn.recv_message_with::<PushTaskReply, _>(GUARD, |_| ())
+        .unwrap();
+    let skipped = start.elapsed();
+    drop(conn);
+    assert!(
+        resent < Duration::from_millis(500) && skipped < Duration::from_millis(500),
+        "requests that do not run took {resent:?} (re-sent) and {skipped:?} (skip_execution)"
+    );
+    // Neither ran: the counter is at 5.
+    let r = driver
+        .submit_actor_task(&actor, "add", vec![i64_arg(0)])
+        .unwrap();
+    assert_eq!(as_i64(&driver.get(&[r], GUARD).unwrap()[0]), 5);
+    drop((actor, driver));
+    worker.wait_success();
+    b.wait_objects(0);
+    a.wait_objects(0);
+}

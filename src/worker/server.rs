@@ -3594,6 +3594,29 @@ impl Executor {
             && self.by_ref_args_not_ready(key, spec, arrived)
     }
 
+    /// Whether the request, from connection `key`, will not run whatever
+    /// its arguments: `skip_execution` (Ray's re-send of a task the actor
+    /// completed out of order), or a re-sent actor task answered from the
+    /// reply cache or failed as one whose reply was dropped. Its arguments
+    /// are then neither waited for nor pulled (before, such a request
+    /// waited for its arguments' pulls up to `arg_fetch_timeout`, and
+    /// pulled copies nobody read; the attack on `0c20706`).
+    fn runs_nothing(&self, key: PeerKey, spec: &ArchivedTaskSpec) -> bool {
+        if spec.skip_execution {
+            return true;
+        }
+        let (Some(counter), Some(peer)) = (spec.actor_counter(), self.peers.get(&key)) else {
+            return false;
+        };
+        let caller = peer.caller;
+        let cached = self
+            .callers
+            .get(&caller)
+            .and_then(|c| c.executed.get(counter))
+            .is_some_and(|(_, _, r)| r.task_id == spec.task_id);
+        cached || (self.any_dropped && self.reply_dropped(caller, counter, spec.task_id))
+    }
+
     /// [`args_not_ready`](Self::args_not_ready) for a request with
     /// by-reference arguments and a store.
     #[inline(never)]
@@ -3603,6 +3626,9 @@ impl Executor {
         spec: &ArchivedTaskSpec,
         arrived: Instant,
     ) -> bool {
+        if self.runs_nothing(key, spec) {
+            return false;
+        }
         let Some(b) = self.store.as_mut() else {
             return false;
         };
