@@ -1211,3 +1211,65 @@ fn reference_slots_written_by_another_process_are_put_back_by_the_worker() {
     worker.wait_success();
     service.shutdown().unwrap();
 }
+
+/// Input (the attack on `8bae1dd`): the worker's store stops (`SIGSTOP`;
+/// the store in a child process) and a caller sends a task whose local
+/// by-reference argument is not sealed (an object another task has yet to
+/// make). Right behaviour: the question whether it is sealed goes to the
+/// store on a thread of its own, the request waits aside, and another
+/// caller's calls, which use no store, go on at their own pace; the task
+/// fails `ArgumentLost` at its `arg_fetch_timeout`. Before, the worker's
+/// loop asked the stopped store itself and held every caller up for the
+/// store's reply timeout (5 s here).
+#[test]
+fn a_stopped_store_holds_up_no_caller_while_a_request_waits_for_its_argument() {
+    const TEST: &str = "a_stopped_store_holds_up_no_caller_while_a_request_waits_for_its_argument";
+    maybe_run_worker();
+    let s = TestSession::new("wstopped");
+    let store = s.spawn_store(TEST, 16 * MIB as u64);
+    let store_pid = store.0.as_ref().unwrap().id();
+    let worker = s.spawn_worker_env(
+        TEST,
+        2,
+        &[
+            (ENV_STORE, DEFAULT_STORE_NAME),
+            (ENV_ARG_FETCH_MS, "2000"),
+            (worker_support::ENV_STORE_REPLY_MS, "5000"),
+        ],
+    );
+    let mut waiting = store_driver(&s);
+    let mut other = s.driver();
+    // Warm: the other caller's connection is up before the store stops.
+    square_calls(&mut other, worker.id, 1);
+    let owner = Address {
+        worker_id: WorkerId::from_random(),
+        ..waiting.address().clone()
+    };
+    worker_support::stop_process(store_pid);
+    let missing = ObjectId::from_random();
+    let r = waiting
+        .submit_task(
+            worker.id,
+            FunctionDescriptor::rust(MODULE, "", "len"),
+            vec![TaskArg::object_ref(missing, owner)],
+            TaskOptions::default(),
+        )
+        .unwrap();
+    let stopped = Instant::now();
+    let mut slowest = Duration::ZERO;
+    while stopped.elapsed() < Duration::from_secs(3) {
+        slowest = slowest.max(square_calls(&mut other, worker.id, 10));
+    }
+    worker_support::continue_process(store_pid);
+    assert!(
+        slowest < Duration::from_millis(800),
+        "10 calls that use no store took {slowest:?} while the worker's store was stopped"
+    );
+    match task_error(&mut waiting, &r) {
+        TaskError::ArgumentLost { object_id, .. } => assert_eq!(object_id, missing),
+        e => panic!("expected ArgumentLost, got {e:?}"),
+    }
+    drop((r, waiting, other));
+    worker.wait_success();
+    drop(store);
+}

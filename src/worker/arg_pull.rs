@@ -20,9 +20,12 @@
 //! the last one; then [`ArgPulls::sweep`] drops it, and the worker deletes
 //! it if its pull made it.
 //!
-//! Deletes go off the execution thread too ([`ArgPulls::delete_in_background`]):
-//! the copies a sweep drops and the returns whose holds end are deleted by
-//! one pull thread at a time, over the pulls' connection, so that a store
+//! The rest of the executor's store calls that serve no running task go
+//! off the execution thread too: the deletes
+//! ([`ArgPulls::delete_in_background`]: the copies a sweep drops and the
+//! returns whose holds end) and the questions whether a local argument the
+//! store's shared index does not show is sealed ([`ArgPulls::sealed`]) are
+//! run by one pull thread at a time, over the pulls' connection, so that a store
 //! that does not answer (stopped) holds up that thread, not every caller of
 //! the worker for the store's reply timeout (30 s by default; the attack on
 //! `8bae1dd`). A copy being deleted stays in the book (`Deleting`) until it
@@ -184,9 +187,13 @@ struct Book {
     unpinned: Vec<Key>,
     /// Deletes waiting for a thread, oldest first.
     deletes: VecDeque<Delete>,
-    /// Whether a thread is deleting now: one at a time, so that a store
-    /// that does not answer holds one thread, not every one.
-    deleting: bool,
+    /// The service's answers on whether local objects are sealed
+    /// ([`ArgPulls::sealed`]), and the questions waiting for a thread.
+    probes: HashMap<ObjectId, Probe>,
+    probe_queue: VecDeque<ObjectId>,
+    /// Whether a thread is deleting or asking now: one at a time, so that
+    /// a store that does not answer holds one thread, not every one.
+    store_busy: bool,
     /// The worker is gone ([`ArgPulls::close`]): a pull still running
     /// deletes the copy it made itself, and no queued one starts.
     closed: bool,
@@ -199,10 +206,20 @@ struct Delete {
     keys: Vec<Key>,
 }
 
+/// Whether a local object is sealed, as the store's service said when a
+/// pull thread asked ([`ArgPulls::sealed`]).
+enum Probe {
+    Asking,
+    /// The answer (`None`: the question failed — no connection, no reply
+    /// in time), and when it came.
+    Answered(Option<bool>, Instant),
+}
+
 /// What a pull thread takes next.
 enum Work {
     Pull(Job),
     Delete(Delete),
+    Probe(ObjectId),
 }
 
 impl Book {
@@ -227,13 +244,23 @@ impl Book {
         dropped
     }
 
-    /// Takes the next work: the oldest delete if no thread is deleting,
-    /// else the next pull ([`Book::next_job`]).
+    /// Whether anything is pulled, pinned, kept, deleted or asked about.
+    fn busy(&self) -> bool {
+        !self.entries.is_empty() || !self.probes.is_empty()
+    }
+
+    /// Takes the next work: if no thread deletes or asks now, the oldest
+    /// delete, else the oldest question; else the next pull
+    /// ([`Book::next_job`]).
     fn next_work(&mut self) -> Option<Work> {
-        if !self.deleting {
+        if !self.store_busy {
             if let Some(d) = self.deletes.pop_front() {
-                self.deleting = true;
+                self.store_busy = true;
                 return Some(Work::Delete(d));
+            }
+            if let Some(id) = self.probe_queue.pop_front() {
+                self.store_busy = true;
+                return Some(Work::Probe(id));
             }
         }
         if self.closed {
@@ -245,7 +272,7 @@ impl Book {
     /// A delete is done: the entries of its keys go (a later request pulls
     /// them again).
     fn deleted(&mut self, d: &Delete) {
-        self.deleting = false;
+        self.store_busy = false;
         self.forget_deleting(&d.keys);
     }
 
@@ -493,6 +520,53 @@ impl ArgPulls {
         }
     }
 
+    /// Whether local object `id` is sealed, as far as the store's service
+    /// said: asked on a pull thread, never on the calling one (the attack
+    /// on `8bae1dd`: a stopped store held the worker's loop up for its
+    /// reply timeout when a request named a local object the shared index
+    /// does not show). `None` while the question is out (asked now if it
+    /// was not): the caller waits, and a "sealed" answer wakes the worker's
+    /// loop. An answer is handed out once; the next call asks again. A
+    /// question that failed (the store stopped: no reply, no new
+    /// connection) is asked again, and reads `None` meanwhile: the request
+    /// waits to its deadline ([`ArgPulls::asking`]). No thread to ask on
+    /// reads `Some(true)`: it says nothing, and the task's fetch decides.
+    pub(super) fn sealed(&mut self, id: ObjectId) -> Option<bool> {
+        let mut book = lock(&self.shared.book);
+        match book.probes.get(&id) {
+            Some(Probe::Answered(Some(sealed), _)) => {
+                let sealed = *sealed;
+                book.probes.remove(&id);
+                self.any = book.busy();
+                Some(sealed)
+            }
+            Some(Probe::Asking) => None,
+            Some(Probe::Answered(None, _)) | None => {
+                book.probes.insert(id, Probe::Asking);
+                book.probe_queue.push_back(id);
+                self.any = true;
+                if self.start_thread(&mut book).is_err() {
+                    book.probes.remove(&id);
+                    book.probe_queue.pop_back();
+                    return Some(true);
+                }
+                None
+            }
+        }
+    }
+
+    /// Whether the last question [`ArgPulls::sealed`] put about `id` is
+    /// unanswered or failed: the store's service has not answered it
+    /// (stopped, or overloaded) — a task out of time fails then, without
+    /// asking again on the execution thread.
+    pub(super) fn asking(&self, id: ObjectId) -> bool {
+        self.any
+            && matches!(
+                lock(&self.shared.book).probes.get(&id),
+                Some(Probe::Asking | Probe::Answered(None, _))
+            )
+    }
+
     /// The worker is gone: no queued pull starts any more, and a pull still
     /// running deletes the copy it makes (if it made it) instead of
     /// keeping it for tasks.
@@ -511,13 +585,13 @@ impl ArgPulls {
         loop {
             let d = {
                 let mut book = lock(&self.shared.book);
-                if book.deleting && Instant::now() < end {
+                if book.store_busy && Instant::now() < end {
                     None
                 } else {
                     match book.deletes.pop_front() {
                         Some(d) => Some(d),
                         None => {
-                            self.any = !book.entries.is_empty();
+                            self.any = book.busy();
                             return;
                         }
                     }
@@ -562,7 +636,7 @@ impl ArgPulls {
                 Some(State::Done { .. }) => book.entries.remove(&(id, from)),
                 _ => None,
             };
-            self.any = !book.entries.is_empty();
+            self.any = book.busy();
             gone
         };
         // The pin goes outside the lock.
@@ -648,7 +722,10 @@ impl ArgPulls {
                 book.entries.insert(k, State::Deleting);
                 delete.keys.push(k);
             }
-            self.any = !book.entries.is_empty();
+            // Answers no request took (it ended meanwhile).
+            book.probes
+                .retain(|_, p| !matches!(p, Probe::Answered(_, at) if old(at, keep)));
+            self.any = book.busy();
         }
         // The pins go outside the lock (a release may write to the store
         // connection), and before the delete, which then frees each copy
@@ -700,6 +777,23 @@ fn run(shared: &Shared, base: &StoreClient) {
                 delete(shared, base, &d.ids);
                 // The requests waiting for these copies to go look again.
                 lock(&shared.book).deleted(&d);
+            }
+            Work::Probe(id) => {
+                let sealed = connection(shared, base, None)
+                    .and_then(|c| c.contains(id))
+                    .ok();
+                {
+                    let mut book = lock(&shared.book);
+                    book.store_busy = false;
+                    book.probes
+                        .insert(id, Probe::Answered(sealed, Instant::now()));
+                }
+                // Not sealed yet, or no answer: nothing to wake the loop
+                // for (its waiting requests look again on their own
+                // schedule).
+                if sealed != Some(true) {
+                    continue;
+                }
             }
         }
         // Release: pairs with the Acquire swap in `take_finished`. SeqCst

@@ -3576,12 +3576,16 @@ impl Executor {
     /// for if nobody did ([`ArgPulls::request`]: every pull the task needs
     /// starts at once). One of the local store waits while it is not sealed
     /// there: the store's shared index answers first (no message); where it
-    /// does not show the object sealed, the service is asked (`contains`):
-    /// the index leaves out objects in fallback files and those a full
-    /// index has no slot for (the attack on `b78eef7`: such sealed
-    /// arguments waited the whole `arg_fetch_timeout`). An index it cannot
-    /// read, a failed question, or an endpoint that does not parse says
-    /// nothing (then `fetch_args` decides).
+    /// does not show the object sealed, the service is asked (`contains`,
+    /// on a pull thread: [`ArgPulls::sealed`]; the request waits until the
+    /// answer comes): the index leaves out objects in fallback files and
+    /// those a full index has no slot for (the attack on `b78eef7`: such
+    /// sealed arguments waited the whole `arg_fetch_timeout`); so is it
+    /// where the index cannot tell (none, or stale: a stopped service's).
+    /// A question the service does not answer keeps the request waiting to
+    /// its deadline, and then fails the task without asking again. An
+    /// endpoint that does not parse says nothing (then `fetch_args`
+    /// decides).
     #[inline]
     fn args_not_ready(&mut self, key: PeerKey, spec: &ArchivedTaskSpec, arrived: Instant) -> bool {
         // The common request (no store, or no by-reference argument) is
@@ -3659,22 +3663,29 @@ impl Executor {
                     // `0c20706`: this worker's next reads failed "deleted
                     // from this node's store"): forgotten and pulled again
                     // (once its readers let go).
+                    // (The service is asked on a pull thread: a stopped
+                    // store holds up no caller.)
                     let local = local_copy_id(id, from);
-                    if ready
-                        && b.client.indexed(local) == Some(false)
-                        && b.client.contains(local).ok() == Some(false)
-                        && b.pulls.forget(id, from)
-                    {
-                        ready = b.pulls.request(id, from, caller, deadline, timeout);
+                    if ready && b.client.indexed(local) != Some(true) {
+                        match b.pulls.sealed(local) {
+                            Some(false) if b.pulls.forget(id, from) => {
+                                ready = b.pulls.request(id, from, caller, deadline, timeout);
+                            }
+                            None => ready = false,
+                            Some(_) => {}
+                        }
                     }
                     if !ready {
                         wait = true;
                     }
                 }
                 Ok(None) => {
+                    // Not shown sealed, or the index cannot tell (none, or
+                    // stale: a stopped service's goes stale within a
+                    // second): the service is asked, off this thread.
                     if !wait
-                        && b.client.indexed(id) == Some(false)
-                        && b.client.contains(id).ok() == Some(false)
+                        && b.client.indexed(id) != Some(true)
+                        && b.pulls.sealed(id) != Some(true)
                     {
                         wait = true;
                     }
@@ -3770,6 +3781,14 @@ impl Executor {
             let failed = match b.pulls.acquire(id, from) {
                 // Pinned by the pull: this task's own reference, from the
                 // local store.
+                Acquired::Done if b.pulls.asking(local_copy_id(id, from)) => {
+                    // (As for a local argument below: the store did not
+                    // answer whether the copy is still there.)
+                    format!(
+                        "left a copy the object store did not answer about within {:?}",
+                        b.arg_fetch_timeout
+                    )
+                }
                 Acquired::Done => {
                     b.acquired.push((id, from));
                     match b.client.get(&[local_copy_id(id, from)], Duration::ZERO) {
@@ -3818,6 +3837,24 @@ impl Executor {
             })
             .collect();
         let left = deadline.saturating_duration_since(Instant::now());
+        // Out of time while the store's service has not answered whether
+        // an argument is sealed (asked on a pull thread while the request
+        // waited aside: `ArgPulls::sealed`): it is stopped or overloaded,
+        // and asking again here would hold up this thread, and every
+        // caller it serves, for the reply timeout (the attack on
+        // `8bae1dd`).
+        if left.is_zero() {
+            if let Some(&id) = ids.iter().find(|&&id| b.pulls.asking(id)) {
+                out.clear();
+                b.args = out;
+                b.release_pulled();
+                let message = format!(
+                    "the object store did not answer within {:?} whether it is sealed",
+                    b.arg_fetch_timeout
+                );
+                return Err(lost(id, message));
+            }
+        }
         // With no time left (a task that waited aside for its arguments
         // until the timeout), the store is still asked, without waiting
         // for the objects: a reply deadline of zero would give up on the
