@@ -1360,3 +1360,65 @@ fn requests_that_do_not_run_pull_no_arguments() {
     b.wait_objects(0);
     a.wait_objects(0);
 }
+
+/// Input (the attack on `0c20706`, `killstore`): the worker's node store is
+/// killed and another one started while the worker keeps a pulled copy
+/// pinned (the copy went with the old store). Right behaviour: the next
+/// task naming that object gets it — the worker finds its copy gone from
+/// the new store and pulls it again; before, the first tasks failed
+/// reading the copy ("deleted from this node's store").
+#[test]
+fn a_copy_lost_with_a_restarted_store_is_pulled_again() {
+    const TEST: &str = "a_copy_lost_with_a_restarted_store_is_pulled_again";
+    maybe_run_worker();
+    let a = TestSession::new("xnode_ra");
+    let store = a.spawn_store(TEST, 64 * MIB as u64);
+    let b = Node::new("xnode_rb");
+    let mine = dead_endpoint().to_string();
+    let worker = a.spawn_worker_env(
+        TEST,
+        1,
+        &[
+            (ENV_STORE, DEFAULT_STORE_NAME),
+            (ENV_OBJECT_ENDPOINT, mine.as_str()),
+            (ENV_STORE_REPLY_MS, "2000"),
+        ],
+    );
+    let mut driver = CoreWorker::new(
+        &a.session,
+        CoreWorkerOptions::new(a.node)
+            .with_store(StoreClient::connect(&a.session, DEFAULT_STORE_NAME).unwrap()),
+    )
+    .unwrap();
+    let id = ObjectId::from_random();
+    b.client().put(id, &pattern(9, MIB), b"").unwrap();
+    let owner = owner_at(driver.address(), b.s.node, b.endpoint());
+    let len = FunctionDescriptor::rust(MODULE, "", "len");
+    let call = |d: &mut CoreWorker| {
+        let r = d
+            .submit_task(
+                worker.id,
+                len.clone(),
+                vec![TaskArg::object_ref(id, owner.clone())],
+                TaskOptions::default(),
+            )
+            .unwrap();
+        d.get(&[r], GUARD).map(|v| as_i64(&v[0]))
+    };
+    assert_eq!(call(&mut driver).unwrap(), MIB as i64);
+    // The store dies with the copy in it (the worker pins it for later
+    // tasks); another one starts.
+    drop(store);
+    let store = a.spawn_store(TEST, 64 * MIB as u64);
+    for i in 0..3 {
+        match call(&mut driver) {
+            Ok(n) => assert_eq!(n, MIB as i64),
+            Err(e) => panic!("task {i} after the store restarted: {e}"),
+        }
+    }
+    drop(driver);
+    worker.wait_success();
+    b.client().delete(&[id]).unwrap();
+    b.wait_objects(0);
+    drop(store);
+}

@@ -3651,6 +3651,13 @@ impl Executor {
             .peers
             .get(&key)
             .map_or_else(WorkerId::nil, |p| p.caller);
+        // The shared index shows what is sealed unless this worker's
+        // connection lost its service: a restarted store's objects are
+        // not the old one's (whose mapping still reads as before), so the
+        // new one is asked (`killstore`, the attack on `0c20706`: the
+        // tasks after a restart read copies gone with the old store).
+        let index = (!b.client.is_lost()).then_some(&b.client);
+        let shown = |id| index.is_some_and(|c| c.indexed(id) == Some(true));
         let mut wait = false;
         for r in std::iter::once(first).chain(by_ref) {
             let id = r.object_id;
@@ -3666,7 +3673,7 @@ impl Executor {
                     // (The service is asked on a pull thread: a stopped
                     // store holds up no caller.)
                     let local = local_copy_id(id, from);
-                    if ready && b.client.indexed(local) != Some(true) {
+                    if ready && !shown(local) {
                         match b.pulls.sealed(local) {
                             Some(false) if b.pulls.forget(id, from) => {
                                 ready = b.pulls.request(id, from, caller, deadline, timeout);
@@ -3683,10 +3690,7 @@ impl Executor {
                     // Not shown sealed, or the index cannot tell (none, or
                     // stale: a stopped service's goes stale within a
                     // second): the service is asked, off this thread.
-                    if !wait
-                        && b.client.indexed(id) != Some(true)
-                        && b.pulls.sealed(id) != Some(true)
-                    {
+                    if !wait && !shown(id) && b.pulls.sealed(id) != Some(true) {
                         wait = true;
                     }
                 }
