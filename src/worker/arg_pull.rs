@@ -290,13 +290,6 @@ impl Book {
         self.per_caller.get(caller).copied().unwrap_or(0)
     }
 
-    /// Whether a queued job waits for a caller that runs no pull.
-    fn starving(&self) -> bool {
-        self.queue
-            .iter()
-            .any(|j| j.callers.iter().any(|c| self.running(c) == 0))
-    }
-
     /// Takes the next job (counted in, against the one of its callers that
     /// runs fewest): the first one waited for by a caller that runs no
     /// pull, else the first one waited for by a caller with room under
@@ -436,7 +429,7 @@ impl ArgPulls {
                         j.callers.push(caller);
                         j.deadline = j.deadline.max(deadline);
                         // This caller may run no pull yet: one starts for it.
-                        let _ = self.start_thread(&mut book);
+                        let _ = self.start_thread(&mut book, Some(caller));
                     }
                 }
                 return false;
@@ -454,7 +447,7 @@ impl ArgPulls {
             timeout,
         });
         self.any = true;
-        if let Err(e) = self.start_thread(&mut book) {
+        if let Err(e) = self.start_thread(&mut book, Some(caller)) {
             // Nothing would run it: it fails now.
             book.queue.pop_back();
             book.entries.insert(
@@ -471,13 +464,18 @@ impl ArgPulls {
     }
 
     /// Starts one more pull thread if fewer than [`MAX_PULL_THREADS`] run,
-    /// or fewer than [`MAX_PULL_THREADS_FOR_FAIRNESS`] and a queued job
-    /// waits for a caller that runs no pull. Fails only if none runs and
-    /// none could start (with some running, a running one takes the new
-    /// work after its current one).
-    fn start_thread(&self, book: &mut Book) -> std::io::Result<()> {
+    /// or fewer than [`MAX_PULL_THREADS_FOR_FAIRNESS`] and `caller` (who
+    /// just queued or joined a pull) runs no pull, or a delete or question
+    /// waits while no thread deletes or asks (pulls that never end hold up
+    /// no store work). Fails only if none runs and none could start (with
+    /// some running, a running one takes the new work after its current
+    /// one).
+    fn start_thread(&self, book: &mut Book, caller: Option<WorkerId>) -> std::io::Result<()> {
+        let store_waits = !book.deletes.is_empty() || !book.probe_queue.is_empty();
+        let store_work = store_waits && !book.store_busy;
+        let starving = caller.is_some_and(|c| book.running(&c) == 0);
         let room = book.threads < MAX_PULL_THREADS
-            || (book.threads < MAX_PULL_THREADS_FOR_FAIRNESS && book.starving());
+            || (book.threads < MAX_PULL_THREADS_FOR_FAIRNESS && (store_work || starving));
         if !room {
             return Ok(());
         }
@@ -513,7 +511,7 @@ impl ArgPulls {
         let inline = {
             let mut book = lock(&self.shared.book);
             book.deletes.push_back(d);
-            self.start_thread(&mut book).is_err()
+            self.start_thread(&mut book, None).is_err()
         };
         if inline {
             self.finish_deletes(&self.base.clone(), Duration::ZERO);
@@ -545,7 +543,7 @@ impl ArgPulls {
                 book.probes.insert(id, Probe::Asking);
                 book.probe_queue.push_back(id);
                 self.any = true;
-                if self.start_thread(&mut book).is_err() {
+                if self.start_thread(&mut book, None).is_err() {
                     book.probes.remove(&id);
                     book.probe_queue.pop_back();
                     return Some(true);
