@@ -1422,3 +1422,248 @@ fn a_copy_lost_with_a_restarted_store_is_pulled_again() {
     b.wait_objects(0);
     drop(store);
 }
+
+/// Threads of process `pid` now (`/proc/<pid>/status`).
+fn threads_of(pid: u32) -> usize {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap()
+}
+
+/// Input (the attack on `a2f5f81`, high): one task names 20,000 objects,
+/// all on one endpoint that never answers (sent over TCP, the caller's
+/// `max_direct_call_object_size` raised so that it goes inline). Right
+/// behaviour: another caller's calls, which use no store, go on at their
+/// pace; before, each look of the waiting request searched one queue of
+/// every pull once per argument, and held the worker's loop up for 2.4 s.
+#[test]
+fn a_task_naming_thousands_of_objects_holds_up_no_other_caller() {
+    const TEST: &str = "a_task_naming_thousands_of_objects_holds_up_no_other_caller";
+    maybe_run_worker();
+    let a = Node::new("xnode_qa");
+    let worker = spawn_pulling_worker(&a, TEST, 2, Some("2000"));
+    let mut options = CoreWorkerOptions::new(a.s.node).with_store(a.client());
+    options.force_tcp = true;
+    options.max_direct_call_object_size = 8 << 20;
+    let mut hostile = CoreWorker::new(&a.s.session, options).unwrap();
+    let mut honest = a.local_caller();
+    square_calls(&mut honest, worker.id, 1);
+    let (_hole, hole) = black_hole();
+    let owner = owner_at(hostile.address(), NodeId::from_random(), hole);
+    let args: Vec<TaskArg> = (0..20_000)
+        .map(|_| TaskArg::object_ref(ObjectId::from_random(), owner.clone()))
+        .collect();
+    let stuck = hostile
+        .submit_task(
+            worker.id,
+            FunctionDescriptor::rust(MODULE, "", "len"),
+            args,
+            TaskOptions::default(),
+        )
+        .unwrap();
+    let start = Instant::now();
+    let mut slowest = Duration::ZERO;
+    while start.elapsed() < Duration::from_millis(2500) {
+        slowest = slowest.max(square_calls(&mut honest, worker.id, 1));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        slowest < Duration::from_millis(300),
+        "a call beside a task naming 20,000 silent objects took {slowest:?}"
+    );
+    assert!(matches!(
+        task_error(&mut hostile, &stuck),
+        TaskError::ArgumentLost { .. }
+    ));
+    drop((stuck, hostile, honest));
+    worker.wait_success();
+    a.wait_objects(0);
+}
+
+/// Input (the attack on `a2f5f81`, medium): four callers hold the worker's
+/// 16 pull threads with pulls from endpoints that never answer, then four
+/// more callers each name four such objects. Right behaviour: each of the
+/// four later callers gets one thread beyond the 16 (every caller with a
+/// pull queued runs one), not four: before, each of a starving caller's
+/// requests started a thread before any took its pull, so about 64
+/// callers took all 256 threads.
+#[test]
+fn a_starving_caller_gets_one_thread_beyond_the_sixteen() {
+    const TEST: &str = "a_starving_caller_gets_one_thread_beyond_the_sixteen";
+    maybe_run_worker();
+    let a = Node::new("xnode_ta1");
+    let worker = spawn_pulling_worker(&a, TEST, 8, Some("3000"));
+    let pid = worker.child.as_ref().unwrap().id();
+    let mut callers: Vec<CoreWorker> = (0..8).map(|_| a.local_caller()).collect();
+    square_calls(&mut callers[0], worker.id, 1);
+    let before = threads_of(pid);
+    let holes: Vec<(TcpListener, SocketAddr)> = (0..32).map(|_| black_hole()).collect();
+    let len = FunctionDescriptor::rust(MODULE, "", "len");
+    let stuck: Vec<ObjectRef> = callers
+        .iter_mut()
+        .zip(holes.chunks(4))
+        .map(|(c, holes)| {
+            let args = holes
+                .iter()
+                .map(|(_, hole)| {
+                    let owner = owner_at(c.address(), NodeId::from_random(), *hole);
+                    TaskArg::object_ref(ObjectId::from_random(), owner)
+                })
+                .collect();
+            let r = c
+                .submit_task(worker.id, len.clone(), args, TaskOptions::default())
+                .unwrap();
+            // Each request is taken before the next is sent.
+            let (ready, _) = c
+                .wait(std::slice::from_ref(&r), 1, Duration::from_millis(100))
+                .unwrap();
+            assert!(ready.is_empty());
+            r
+        })
+        .collect();
+    let pulls = threads_of(pid).saturating_sub(before);
+    assert!(
+        (16 + 4..=16 + 4 + 2).contains(&pulls),
+        "{pulls} pull threads for 4 callers holding 16 and 4 more starving (20 expected)"
+    );
+    for (c, r) in callers.iter_mut().zip(&stuck) {
+        assert!(matches!(task_error(c, r), TaskError::ArgumentLost { .. }));
+    }
+    drop((stuck, callers));
+    worker.wait_success();
+    a.wait_objects(0);
+}
+
+/// Input (the attack on `a2f5f81`, medium): a caller's copy of X is
+/// dropped by the sweep and queued for deletion while four other callers
+/// hold all 16 pull threads with pulls that never end; the caller names X
+/// again. Right behaviour: the delete gets a thread of its own at once, and
+/// X is pulled again within milliseconds; before, the delete waited for a
+/// hostile pull to end, and the request for X with it (1.3 s).
+#[test]
+fn a_delete_gets_a_thread_while_pulls_hold_them_all() {
+    const TEST: &str = "a_delete_gets_a_thread_while_pulls_hold_them_all";
+    maybe_run_worker();
+    let a = Node::new("xnode_da1");
+    let b = Node::new("xnode_db1");
+    let worker = spawn_pulling_worker(&a, TEST, 5, Some("3000"));
+    let x = ObjectId::from_random();
+    let put = b.client();
+    put.put(x, &pattern(4, 1000), b"").unwrap();
+    let mut honest = a.local_caller();
+    let len = FunctionDescriptor::rust(MODULE, "", "len");
+    let owner = owner_at(honest.address(), b.s.node, b.endpoint());
+    let call_x = |d: &mut CoreWorker| {
+        let r = d
+            .submit_task(
+                worker.id,
+                len.clone(),
+                vec![TaskArg::object_ref(x, owner.clone())],
+                TaskOptions::default(),
+            )
+            .unwrap();
+        assert_eq!(as_i64(&d.get(&[r], GUARD).unwrap()[0]), 1000);
+    };
+    call_x(&mut honest);
+    let used = Instant::now();
+    let mut hostile: Vec<CoreWorker> = (0..4).map(|_| a.local_caller()).collect();
+    let holes: Vec<(TcpListener, SocketAddr)> = (0..16).map(|_| black_hole()).collect();
+    let stuck: Vec<ObjectRef> = hostile
+        .iter_mut()
+        .zip(holes.chunks(4))
+        .map(|(h, holes)| {
+            let args = holes
+                .iter()
+                .map(|(_, hole)| {
+                    let owner = owner_at(h.address(), NodeId::from_random(), *hole);
+                    TaskArg::object_ref(ObjectId::from_random(), owner)
+                })
+                .collect();
+            h.submit_task(worker.id, len.clone(), args, TaskOptions::default())
+                .unwrap()
+        })
+        .collect();
+    // The copy lingers half a second after its task; the sweep (once a
+    // second) drops it by 1.5 s.
+    std::thread::sleep(Duration::from_millis(1700).saturating_sub(used.elapsed()));
+    let start = Instant::now();
+    call_x(&mut honest);
+    assert!(
+        start.elapsed() < Duration::from_millis(500),
+        "X named again while its copy was deleted took {:?}",
+        start.elapsed()
+    );
+    for (h, r) in hostile.iter_mut().zip(&stuck) {
+        assert!(matches!(task_error(h, r), TaskError::ArgumentLost { .. }));
+    }
+    drop((stuck, hostile, honest));
+    worker.wait_success();
+    put.delete(&[x]).unwrap();
+    b.wait_objects(0);
+    a.wait_objects(0);
+}
+
+/// Input (the attack on `a2f5f81`, low): an owner address naming its
+/// object endpoint as `0.0.0.0:<port>` (a listener's "every interface",
+/// which a connection reaches as a local address: here this node's own
+/// endpoint, pulled into a second copy). Right behaviour: the task fails
+/// `ArgumentLost` naming the invalid endpoint, and a worker or caller given
+/// such an `object_manager_address` of its own is refused.
+#[test]
+fn an_unspecified_object_endpoint_is_refused() {
+    maybe_run_worker();
+    let a = Node::new("xnode_ua");
+    let worker = spawn_pulling_worker(&a, "an_unspecified_object_endpoint_is_refused", 1, None);
+    let mut driver = a.local_caller();
+    let id = ObjectId::from_random();
+    let local = a.client();
+    local.put(id, &pattern(5, 777), b"").unwrap();
+    let any = SocketAddr::from(([0, 0, 0, 0], a.endpoint().port()));
+    let r = driver
+        .submit_task(
+            worker.id,
+            FunctionDescriptor::rust(MODULE, "", "len"),
+            vec![TaskArg::object_ref(
+                id,
+                owner_at(driver.address(), a.s.node, any),
+            )],
+            TaskOptions::default(),
+        )
+        .unwrap();
+    match task_error(&mut driver, &r) {
+        TaskError::ArgumentLost { message, .. } => {
+            assert!(message.contains("invalid object endpoint"), "{message}")
+        }
+        e => panic!("expected ArgumentLost, got {e:?}"),
+    }
+    let mut options = shmwire::worker::WorkerOptions::new(WorkerId::from_random(), a.s.node);
+    options.object_manager_address = Some(any);
+    let refused = shmwire::worker::Worker::bind(
+        &a.s.session,
+        options,
+        std::sync::Arc::new(worker_support::registry()),
+    );
+    assert!(
+        matches!(
+            refused,
+            Err(shmwire::worker::WorkerError::InvalidOption { .. })
+        ),
+        "{:?}",
+        refused.err()
+    );
+    let refused = CoreWorker::new(
+        &a.s.session,
+        CoreWorkerOptions::new(a.s.node).with_object_manager_address(any),
+    );
+    assert!(matches!(
+        refused.err(),
+        Some(shmwire::worker::WorkerError::InvalidOption { .. })
+    ));
+    drop((r, driver));
+    worker.wait_success();
+    local.delete(&[id]).unwrap();
+    a.wait_objects(0);
+}

@@ -9,11 +9,13 @@
 //! once and [`MAX_PULLS_PER_CALLER`] for one caller, one at a time per
 //! object and endpoint, over one store connection of their own; a finished
 //! pull wakes the worker's loop. Every caller with a pull queued has one
-//! running: a caller that runs none goes first, and gets a thread beyond
+//! running: pulls are queued per caller and callers take turns; a caller
+//! that runs none goes first, and gets a thread beyond
 //! [`MAX_PULL_THREADS`] if all are taken (up to
-//! [`MAX_PULL_THREADS_FOR_FAIRNESS`]); a pull several callers wait for runs
-//! for whichever has room, so callers that hold their threads with pulls
-//! that never end hold up no other caller's pulls. A pulled copy is pinned (the pull's buffer is kept)
+//! [`MAX_PULL_THREADS_FOR_FAIRNESS`]); a pull several callers wait for is
+//! in each one's queue, so callers that hold their threads with pulls that
+//! never end hold up no other caller's pulls. A pulled copy is pinned (the
+//! pull's buffer is kept)
 //! while tasks use it — each takes a reference of its own
 //! ([`ArgPulls::acquire`], [`ArgPulls::release`]), so tasks running at once
 //! (a threaded actor's) share one copy — and for [`PULLED_LINGER`] after
@@ -108,9 +110,33 @@ pub(super) fn local_copy_id(id: ObjectId, from: SocketAddr) -> ObjectId {
 /// IPv4-mapped IPv6 address (`[::ffff:127.0.0.1]:7000`) is taken as the
 /// IPv4 one it maps (`127.0.0.1:7000`), so that both spellings share one
 /// copy and one pull, and one naming this node's endpoint either way is
-/// read from the local store. `None` if it does not parse.
+/// read from the local store. `None` if it does not parse, or names no
+/// one endpoint: an unspecified address (`0.0.0.0`, `::`: a listener's
+/// "every interface", which a connection reaches as whatever local address
+/// — a second name of this node's own endpoint, or of another's) or port 0
+/// (the attack on `a2f5f81`: `0.0.0.0:<own port>` pulled a local object
+/// from this node into a second copy).
 pub(super) fn parse_object_endpoint(endpoint: &str) -> Option<SocketAddr> {
-    endpoint.parse().ok().map(canonical_endpoint)
+    let a = canonical_endpoint(endpoint.parse().ok()?);
+    (!a.ip().is_unspecified() && a.port() != 0).then_some(a)
+}
+
+/// Checks a worker's own object endpoint (`object_manager_address`):
+/// other nodes pull from it by the name it is given, so it must name one
+/// endpoint ([`parse_object_endpoint`]: no unspecified address, no port 0).
+pub(super) fn check_own_endpoint(a: Option<SocketAddr>) -> Result<(), crate::worker::WorkerError> {
+    match a {
+        Some(a) if parse_object_endpoint(&a.to_string()).is_none() => {
+            Err(crate::worker::WorkerError::InvalidOption {
+                option: "object_manager_address",
+                reason: format!(
+                    "{a} names no one endpoint (an unspecified address or port 0): give the \
+                     address other nodes reach the node's object endpoint at"
+                ),
+            })
+        }
+        _ => Ok(()),
+    }
 }
 
 /// [`parse_object_endpoint`]'s form of `a`.
@@ -138,7 +164,14 @@ pub(super) enum Acquired {
 }
 
 enum State {
-    Queued,
+    /// Waiting for a thread, for `callers` (each has the key in its
+    /// `Book::waiting`), due by the latest of their `deadline`s; `timeout`
+    /// is the first one's `arg_fetch_timeout`.
+    Queued {
+        callers: Vec<WorkerId>,
+        deadline: Instant,
+        timeout: Duration,
+    },
     Running,
     /// The local copy, pinned by `_pin` (its reference, never read);
     /// `here`: the pull made it (deleted when dropped); `users`: tasks
@@ -166,9 +199,8 @@ enum State {
 struct Job {
     id: ObjectId,
     from: SocketAddr,
-    /// The callers whose requests wait for it (the first one's first).
-    callers: Vec<WorkerId>,
-    /// The one of `callers` its run is counted against (`next_job`).
+    /// The caller its run is counted against (the one through whose queue
+    /// `next_job` took it).
     counted: WorkerId,
     deadline: Instant,
     /// The task's `arg_fetch_timeout` (what a timeout error names).
@@ -178,7 +210,12 @@ struct Job {
 #[derive(Default)]
 struct Book {
     entries: HashMap<Key, State>,
-    queue: VecDeque<Job>,
+    /// Per caller, the keys of the queued pulls it waits for, oldest
+    /// first; a key another caller's turn took (no longer `Queued`) is
+    /// skipped when met. Only callers with keys are in it.
+    waiting: HashMap<WorkerId, VecDeque<Key>>,
+    /// The callers in `waiting`, in the order their turns come.
+    order: VecDeque<WorkerId>,
     threads: usize,
     per_caller: HashMap<WorkerId, usize>,
     /// Copies unpinned by a pull that found the store full (so that the
@@ -285,39 +322,107 @@ impl Book {
         }
     }
 
-    /// How many pulls `caller` runs now.
-    fn running(&self, caller: &WorkerId) -> usize {
-        self.per_caller.get(caller).copied().unwrap_or(0)
+    /// Queues `key` (whose `Queued` entry names `caller`) for `caller`.
+    fn enqueue(&mut self, caller: WorkerId, key: Key) {
+        let q = self.waiting.entry(caller).or_default();
+        if q.is_empty() {
+            self.order.push_back(caller);
+        }
+        q.push_back(key);
     }
 
-    /// Takes the next job (counted in, against the one of its callers that
-    /// runs fewest): the first one waited for by a caller that runs no
-    /// pull, else the first one waited for by a caller with room under
-    /// [`MAX_PULLS_PER_CALLER`] — so a job that a caller at its limit
-    /// asked for first runs for another caller that asks for it too. A key
-    /// has at most one job: [`ArgPulls::request`] queues one only while its
-    /// entry is missing or failed, never while queued or running.
+    /// Takes the next job, counted against the caller whose turn took it:
+    /// callers take turns (round robin), a caller that runs no pull before
+    /// any that runs some, none beyond [`MAX_PULLS_PER_CALLER`]; each
+    /// caller's oldest queued key first. A pull several callers wait for is
+    /// in each one's queue, so it runs in the turn of whichever comes
+    /// first with room. Costs a look per caller with pulls queued (the
+    /// attack on `a2f5f81`: a scan of one queue of every pull, per
+    /// request and argument, held the worker's loop up for seconds beside
+    /// a task naming 50,000 objects). A key has at most one entry:
+    /// [`ArgPulls::request`] queues one only while it has none or a failed
+    /// one.
     fn next_job(&mut self) -> Option<Job> {
-        let i = self
-            .queue
-            .iter()
-            .position(|j| j.callers.iter().any(|c| self.running(c) == 0))
-            .or_else(|| {
-                self.queue.iter().position(|j| {
-                    j.callers
-                        .iter()
-                        .any(|c| self.running(c) < MAX_PULLS_PER_CALLER)
-                })
-            })?;
-        let mut job = self.queue.remove(i)?;
-        if let Some(&c) = job.callers.iter().min_by_key(|c| self.running(c)) {
-            job.counted = c;
+        for idle_only in [true, false] {
+            let mut i = 0;
+            while i < self.order.len() {
+                let c = self.order[i];
+                let r = self.per_caller.get(&c).copied().unwrap_or(0);
+                if r >= MAX_PULLS_PER_CALLER || (idle_only && r > 0) {
+                    i += 1;
+                    continue;
+                }
+                let (entries, q) = (&self.entries, self.waiting.entry(c).or_default());
+                let mut taken = None;
+                while let Some(k) = q.pop_front() {
+                    if matches!(entries.get(&k), Some(State::Queued { .. })) {
+                        taken = Some(k);
+                        break;
+                    }
+                }
+                // Its turn is over: to the back, or out if it has no more.
+                self.order.remove(i);
+                if q.is_empty() {
+                    self.waiting.remove(&c);
+                } else {
+                    self.order.push_back(c);
+                }
+                let Some(k) = taken else {
+                    continue;
+                };
+                let Some(State::Queued {
+                    deadline, timeout, ..
+                }) = self.entries.insert(k, State::Running)
+                else {
+                    continue;
+                };
+                *self.per_caller.entry(c).or_insert(0) += 1;
+                return Some(Job {
+                    id: k.0,
+                    from: k.1,
+                    counted: c,
+                    deadline,
+                    timeout,
+                });
+            }
         }
-        *self.per_caller.entry(job.counted).or_insert(0) += 1;
-        if let Some(s) = self.entries.get_mut(&(job.id, job.from)) {
-            *s = State::Running;
+        None
+    }
+
+    /// Puts back work a thread that could not start took: first in line.
+    fn put_back(&mut self, work: Work) {
+        match work {
+            Work::Pull(job) => {
+                if let Some(n) = self.per_caller.get_mut(&job.counted) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.per_caller.remove(&job.counted);
+                    }
+                }
+                let key = (job.id, job.from);
+                self.entries.insert(
+                    key,
+                    State::Queued {
+                        callers: vec![job.counted],
+                        deadline: job.deadline,
+                        timeout: job.timeout,
+                    },
+                );
+                let q = self.waiting.entry(job.counted).or_default();
+                if q.is_empty() {
+                    self.order.push_front(job.counted);
+                }
+                q.push_front(key);
+            }
+            Work::Delete(d) => {
+                self.store_busy = false;
+                self.deletes.push_front(d);
+            }
+            Work::Probe(id) => {
+                self.store_busy = false;
+                self.probe_queue.push_front(id);
+            }
         }
-        Some(job)
     }
 
     fn finish(&mut self, job: &Job, outcome: Result<(ObjectBuffer, bool), String>) {
@@ -418,40 +523,44 @@ impl ArgPulls {
         deadline: Instant,
         timeout: Duration,
     ) -> bool {
+        let key = (id, from);
         let mut book = lock(&self.shared.book);
-        match book.entries.get(&(id, from)) {
+        match book.entries.get_mut(&key) {
             Some(State::Failed { deadline: d, .. }) if *d < deadline => {}
             Some(State::Done { .. } | State::Failed { .. }) => return true,
-            Some(State::Queued) => {
-                let joined = book.queue.iter_mut().find(|j| (j.id, j.from) == (id, from));
-                if let Some(j) = joined {
-                    if !j.callers.contains(&caller) {
-                        j.callers.push(caller);
-                        j.deadline = j.deadline.max(deadline);
-                        // This caller may run no pull yet: one starts for it.
-                        let _ = self.start_thread(&mut book, Some(caller));
-                    }
+            Some(State::Queued {
+                callers,
+                deadline: d,
+                ..
+            }) => {
+                // A request for a queued pull joins it (once per caller).
+                if !callers.contains(&caller) {
+                    callers.push(caller);
+                    *d = (*d).max(deadline);
+                    book.enqueue(caller, key);
+                    // This caller may run no pull yet: one starts for it.
+                    let _ = self.start_thread(&mut book, Some(caller));
                 }
                 return false;
             }
             Some(State::Running | State::Deleting) => return false,
             None => {}
         }
-        book.entries.insert((id, from), State::Queued);
-        book.queue.push_back(Job {
-            id,
-            from,
-            callers: vec![caller],
-            counted: caller,
-            deadline,
-            timeout,
-        });
+        book.entries.insert(
+            key,
+            State::Queued {
+                callers: vec![caller],
+                deadline,
+                timeout,
+            },
+        );
+        book.enqueue(caller, key);
         self.any = true;
         if let Err(e) = self.start_thread(&mut book, Some(caller)) {
-            // Nothing would run it: it fails now.
-            book.queue.pop_back();
+            // Nothing would run it: it fails now (its key in the caller's
+            // queue is skipped when met).
             book.entries.insert(
-                (id, from),
+                key,
                 State::Failed {
                     error: format!("no thread to pull it on: {e}"),
                     at: Instant::now(),
@@ -463,34 +572,65 @@ impl ArgPulls {
         false
     }
 
+    /// Whether the pull of `id` from `from` failed (kept as failed: a
+    /// request that names it fails, whatever else it waits for).
+    pub(super) fn failed(&self, id: ObjectId, from: SocketAddr) -> bool {
+        matches!(
+            lock(&self.shared.book).entries.get(&(id, from)),
+            Some(State::Failed { .. })
+        )
+    }
+
     /// Starts one more pull thread if fewer than [`MAX_PULL_THREADS`] run,
     /// or fewer than [`MAX_PULL_THREADS_FOR_FAIRNESS`] and `caller` (who
     /// just queued or joined a pull) runs no pull, or a delete or question
     /// waits while no thread deletes or asks (pulls that never end hold up
-    /// no store work). Fails only if none runs and none could start (with
-    /// some running, a running one takes the new work after its current
-    /// one).
+    /// no store work). The new thread's first work is taken here, so that
+    /// it is counted at once (the attack on `a2f5f81`: taken by the thread
+    /// later, a starving caller's four requests each started a thread
+    /// beyond the 16 while it still ran none — 64 callers took all 256);
+    /// with no work to take, none starts. Fails only if none runs and none
+    /// could start (with some running, a running one takes the new work
+    /// after its current one).
     fn start_thread(&self, book: &mut Book, caller: Option<WorkerId>) -> std::io::Result<()> {
         let store_waits = !book.deletes.is_empty() || !book.probe_queue.is_empty();
         let store_work = store_waits && !book.store_busy;
-        let starving = caller.is_some_and(|c| book.running(&c) == 0);
+        let starving = caller.is_some_and(|c| !book.per_caller.contains_key(&c));
         let room = book.threads < MAX_PULL_THREADS
             || (book.threads < MAX_PULL_THREADS_FOR_FAIRNESS && (store_work || starving));
         if !room {
             return Ok(());
         }
+        let Some(first) = book.next_work() else {
+            return Ok(());
+        };
         let shared = Arc::clone(&self.shared);
         let base = self.base.clone();
+        // The work goes to the thread through a slot it can be taken back
+        // from if the thread does not start.
+        let slot = Arc::new(Mutex::new(Some(first)));
+        let handed = Arc::clone(&slot);
         let started = std::thread::Builder::new()
             .name("shmwire-arg-pull".into())
-            .spawn(move || run(&shared, &base));
+            .spawn(move || {
+                let first = lock(&handed).take();
+                run(&shared, &base, first)
+            });
         match started {
             Ok(_) => {
                 book.threads += 1;
                 Ok(())
             }
-            Err(e) if book.threads == 0 => Err(e),
-            Err(_) => Ok(()),
+            Err(e) => {
+                if let Some(w) = lock(&slot).take() {
+                    book.put_back(w);
+                }
+                if book.threads == 0 {
+                    Err(e)
+                } else {
+                    Ok(())
+                }
+            }
         }
     }
 
@@ -545,7 +685,7 @@ impl ArgPulls {
                 self.any = true;
                 if self.start_thread(&mut book, None).is_err() {
                     book.probes.remove(&id);
-                    book.probe_queue.pop_back();
+                    book.probe_queue.retain(|&q| q != id);
                     return Some(true);
                 }
                 None
@@ -571,7 +711,8 @@ impl ArgPulls {
     pub(super) fn close(&mut self) {
         let mut book = lock(&self.shared.book);
         book.closed = true;
-        book.queue.clear();
+        book.waiting.clear();
+        book.order.clear();
     }
 
     /// Runs the deletes still queued on this thread with `client` (the
@@ -618,7 +759,7 @@ impl ArgPulls {
                 Acquired::Done
             }
             Some(State::Failed { error, .. }) => Acquired::Failed(error.clone()),
-            Some(State::Queued | State::Running | State::Deleting) => Acquired::Pending,
+            Some(State::Queued { .. } | State::Running | State::Deleting) => Acquired::Pending,
             None => Acquired::Missing,
         }
     }
@@ -739,15 +880,18 @@ impl ArgPulls {
 }
 
 /// A pull thread: runs queued jobs until none is left that it may take.
-fn run(shared: &Shared, base: &StoreClient) {
+fn run(shared: &Shared, base: &StoreClient, mut first: Option<Work>) {
     loop {
-        let work = {
-            let mut book = lock(&shared.book);
-            match book.next_work() {
-                Some(w) => w,
-                None => {
-                    book.threads -= 1;
-                    return;
+        let work = match first.take() {
+            Some(w) => w,
+            None => {
+                let mut book = lock(&shared.book);
+                match book.next_work() {
+                    Some(w) => w,
+                    None => {
+                        book.threads -= 1;
+                        return;
+                    }
                 }
             }
         };

@@ -309,7 +309,10 @@ pub struct CoreWorkerOptions {
     /// (Ray's owner address + object manager); and a return marked
     /// `InStore` with another endpoint than this one is pulled from there
     /// into `store` ([`StoreClient::pull`]). Default `None`: by-reference
-    /// arguments can be read on this node only.
+    /// arguments can be read on this node only. An unspecified address
+    /// (`0.0.0.0`, `::`) or port 0 fails [`CoreWorker::new`] with
+    /// [`WorkerError::InvalidOption`] (other nodes could not reach it by
+    /// that name).
     pub object_manager_address: Option<SocketAddr>,
     /// How long a worker whose connection broke, and that cannot be
     /// reached again, is still tried while its process lives (its pid —
@@ -1381,6 +1384,7 @@ impl CoreWorker {
     /// [`CoreWorkerOptions::new`]); the session's token or directory, or the
     /// event loop, failing.
     pub fn new(session: &Session, options: CoreWorkerOptions) -> Result<Self, WorkerError> {
+        super::arg_pull::check_own_endpoint(options.object_manager_address)?;
         let claim = IdClaim::new(options.worker_id)?;
         let token = crate::node::load_or_create_token(session)?;
         let directory = crate::node::Directory::for_session(session)?;

@@ -412,6 +412,16 @@ pub enum WorkerError {
     /// A bounded wait ran out.
     #[error("timed out: {0}")]
     TimedOut(&'static str),
+    /// An option of `WorkerOptions` / `CoreWorkerOptions` cannot be used
+    /// (an `object_manager_address` with an unspecified address or port 0,
+    /// say: other nodes could not reach it by that name).
+    #[error("invalid option {option}: {reason}")]
+    InvalidOption {
+        /// The option's name.
+        option: &'static str,
+        /// Why it cannot be used.
+        reason: String,
+    },
     /// [`CoreWorker::wait`](crate::worker::CoreWorker::wait) was asked for
     /// more references than it was given, or given one twice (Ray's
     /// `ray.wait` raises `ValueError` for both: "num_returns cannot be

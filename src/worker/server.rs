@@ -176,7 +176,12 @@ pub struct WorkerOptions {
     /// from there into `store` before the task runs (within
     /// `arg_fetch_timeout`) and deleted by this worker after the task,
     /// unless it was in `store` already. Default `None`: returns are
-    /// readable on this node only.
+    /// readable on this node only. An unspecified address (`0.0.0.0`,
+    /// `::`) or port 0 fails [`Worker::bind`] with
+    /// [`WorkerError::InvalidOption`]: other nodes pull from the name given
+    /// here; an owner address naming such an endpoint fails its task
+    /// `ArgumentLost` ("invalid object endpoint"), and an IPv4-mapped IPv6
+    /// address is taken as its IPv4 one.
     pub object_manager_address: Option<SocketAddr>,
     /// How many departed callers — callers none of whose connections is
     /// open any more — the worker remembers (default
@@ -984,6 +989,7 @@ impl Worker {
         options: WorkerOptions,
         registry: Arc<FunctionRegistry>,
     ) -> Result<Self, WorkerError> {
+        super::arg_pull::check_own_endpoint(options.object_manager_address)?;
         let token = crate::node::load_or_create_token(session)?;
         let token_file = crate::node::TokenFile::of(session);
         let mut config = TransportConfig::new(options.worker_id, token);
@@ -3665,6 +3671,13 @@ impl Executor {
                 Ok(Some(from)) => {
                     let timeout = b.arg_fetch_timeout;
                     let mut ready = b.pulls.request(id, from, caller, deadline, timeout);
+                    // A failed pull fails the task: it waits for no other
+                    // (a task naming many objects on endpoints that refuse
+                    // would otherwise look at every argument again as each
+                    // pull ends).
+                    if ready && b.pulls.failed(id, from) {
+                        return false;
+                    }
                     // A copy pulled and pinned here, then deleted by another
                     // worker of this node whose pull made it (the attack on
                     // `0c20706`: this worker's next reads failed "deleted
