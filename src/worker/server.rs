@@ -3798,16 +3798,22 @@ impl Executor {
             let failed = match b.pulls.acquire(id, from) {
                 // Pinned by the pull: this task's own reference, from the
                 // local store.
-                Acquired::Done if b.pulls.asking(local_copy_id(id, from)) => {
-                    // (As for a local argument below: the store did not
-                    // answer whether the copy is still there.)
-                    format!(
-                        "left a copy the object store did not answer about within {:?}",
-                        b.arg_fetch_timeout
-                    )
-                }
                 Acquired::Done => {
+                    // (Released with the rest when the task fails.)
                     b.acquired.push((id, from));
+                    // As for a local argument below: out of time, and the
+                    // store did not answer whether the copy is still there.
+                    if Instant::now() >= deadline && b.pulls.asking(local_copy_id(id, from)) {
+                        let message = format!(
+                            "pulling it from node {} (object endpoint {from}) left a copy the \
+                             object store did not answer about within {:?}",
+                            r.owner_address.node_id, b.arg_fetch_timeout
+                        );
+                        out.clear();
+                        b.args = out;
+                        b.release_pulled();
+                        return Err(lost(id, message));
+                    }
                     match b.client.get(&[local_copy_id(id, from)], Duration::ZERO) {
                         Ok(mut got) if matches!(got.first(), Some(Some(_))) => {
                             out.push(got.pop().flatten());
