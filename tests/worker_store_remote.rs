@@ -1667,3 +1667,73 @@ fn an_unspecified_object_endpoint_is_refused() {
     local.delete(&[id]).unwrap();
     a.wait_objects(0);
 }
+
+/// Input (the attack on `5b9f7d6`, medium): a caller sends a task naming
+/// eight objects — four of node B behind an endpoint that answers after
+/// 500 ms (four pulls run: its limit), then four on endpoints that accept
+/// and never answer (queued behind them) — and leaves at once. Right
+/// behaviour: the worker notices the caller's end while the request
+/// waits, drops its queued pulls, and never starts them; before, the
+/// departure was noticed only when the request's wait ended, and the four
+/// queued pulls started as the first ones ended and ran to their deadlines
+/// — callers doing that by the dozen held the worker at its 256 pull
+/// threads.
+#[test]
+fn a_departed_callers_queued_pulls_never_start() {
+    maybe_run_worker();
+    let a = Node::new("xnode_la");
+    let b = Node::new("xnode_lb");
+    let worker = spawn_pulling_worker(
+        &a,
+        "a_departed_callers_queued_pulls_never_start",
+        2,
+        Some("3000"),
+    );
+    let put = b.client();
+    let there: Vec<ObjectId> = (0..4).map(|_| ObjectId::from_random()).collect();
+    for (i, &id) in there.iter().enumerate() {
+        put.put(id, &pattern(i as u64, 1000), b"").unwrap();
+    }
+    let (slow, stop) = slow_endpoint(b.endpoint(), Duration::from_millis(500));
+    let holes: Vec<(TcpListener, SocketAddr)> = (0..4).map(|_| black_hole()).collect();
+    let mut leaving = a.local_caller();
+    let mut args: Vec<TaskArg> = there
+        .iter()
+        .map(|&id| TaskArg::object_ref(id, owner_at(leaving.address(), b.s.node, slow)))
+        .collect();
+    args.extend(holes.iter().map(|(_, hole)| {
+        let owner = owner_at(leaving.address(), NodeId::from_random(), *hole);
+        TaskArg::object_ref(ObjectId::from_random(), owner)
+    }));
+    let r = leaving
+        .submit_task(
+            worker.id,
+            FunctionDescriptor::rust(MODULE, "", "len"),
+            args,
+            TaskOptions::default(),
+        )
+        .unwrap();
+    let (ready, _) = leaving
+        .wait(std::slice::from_ref(&r), 1, Duration::from_millis(200))
+        .unwrap();
+    assert!(ready.is_empty());
+    drop((r, leaving));
+    // Past the first four pulls' 500 ms, when the queued ones would start.
+    let mut honest = a.local_caller();
+    std::thread::sleep(Duration::from_millis(1200));
+    square_calls(&mut honest, worker.id, 1);
+    let started = holes
+        .iter()
+        .filter(|(l, _)| {
+            l.set_nonblocking(true).unwrap();
+            l.accept().is_ok()
+        })
+        .count();
+    assert_eq!(started, 0, "pulls started for a caller that had left");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    drop(honest);
+    worker.wait_success();
+    put.delete(&there).unwrap();
+    b.wait_objects(0);
+    a.wait_objects(0);
+}

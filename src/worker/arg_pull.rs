@@ -572,6 +572,30 @@ impl ArgPulls {
         false
     }
 
+    /// `caller` left (its last connection ended): it is taken out of the
+    /// turns, and its queued pulls no other caller waits for are dropped
+    /// (their entries go: a later request asks again); running pulls end
+    /// by their deadlines. Before (the attack on `5b9f7d6`), callers that
+    /// sent tasks naming silent endpoints and left kept the worker at its
+    /// 256 pull threads for as long as more came, and an honest pull
+    /// waited up to 1.2 s for a thread.
+    pub(super) fn forget_caller(&mut self, caller: WorkerId) {
+        let mut book = lock(&self.shared.book);
+        let Some(keys) = book.waiting.remove(&caller) else {
+            return;
+        };
+        book.order.retain(|c| *c != caller);
+        for k in keys {
+            if let Some(State::Queued { callers, .. }) = book.entries.get_mut(&k) {
+                callers.retain(|c| *c != caller);
+                if callers.is_empty() {
+                    book.entries.remove(&k);
+                }
+            }
+        }
+        self.any = book.busy();
+    }
+
     /// Whether the pull of `id` from `from` failed (kept as failed: a
     /// request that names it fails, whatever else it waits for).
     pub(super) fn failed(&self, id: ObjectId, from: SocketAddr) -> bool {
@@ -957,11 +981,18 @@ fn run(shared: &Shared, base: &StoreClient, mut first: Option<Work>) {
 fn pull(shared: &Shared, base: &StoreClient, job: &Job) -> Result<(ObjectBuffer, bool), String> {
     let (id, from) = (job.id, job.from);
     let left = || job.deadline.saturating_duration_since(Instant::now());
-    if left().is_zero() {
+    // A pull with almost no time left does not begin: its calls on the
+    // pulls' shared store connection, bounded by that time, would time out
+    // and break the connection under the other callers' pulls (the attack
+    // on `5b9f7d6`: an honest pull failed "the store connection is
+    // unusable since an earlier call failed" beside departed callers'
+    // pulls starting at their deadlines).
+    if left() < MIN_PULL_TIME {
         return Err("its task's arg_fetch_timeout passed before the pull began".into());
     }
-    let client = connection(shared, base, Some(left()))
+    let mut client = connection(shared, base, Some(left()))
         .map_err(|e| format!("connecting to the local store failed: {e}"))?;
+    let mut reconnected = false;
     let local = local_copy_id(id, from);
     // Errors name the task's timeout, not what was left of it.
     let named = |e: StoreError| match e {
@@ -973,7 +1004,12 @@ fn pull(shared: &Shared, base: &StoreClient, job: &Job) -> Result<(ObjectBuffer,
         e => e,
     };
     loop {
-        let had = client.contains_within(local, left()).map_err(named);
+        // The local look waits at least `MIN_PULL_TIME` for its reply (a
+        // live store answers in microseconds; one that does not within it
+        // is stopped or overloaded).
+        let had = client
+            .contains_within(local, left().max(MIN_PULL_TIME))
+            .map_err(named);
         let pulled = |had: bool| {
             Ok((
                 client.pull_into(id, from, local, left()).map_err(named)?,
@@ -981,6 +1017,19 @@ fn pull(shared: &Shared, base: &StoreClient, job: &Job) -> Result<(ObjectBuffer,
             ))
         };
         match had.and_then(pulled) {
+            // The shared connection broke under this pull (another pull's
+            // call timed out on it, or the store restarted): once, on a new
+            // connection.
+            Err(ref e)
+                if !reconnected
+                    && !matches!(e, StoreError::PullTimedOut { .. })
+                    && client.is_lost()
+                    && left() >= MIN_PULL_TIME =>
+            {
+                reconnected = true;
+                client = connection(shared, base, Some(left()))
+                    .map_err(|e| format!("connecting to the local store failed: {e}"))?;
+            }
             // A copy deleted here (by another worker of this node that
             // made it) while readers still hold it: it can be made again
             // once they let go (the attack on `0c20706`).
@@ -1058,6 +1107,11 @@ const DELETE_ATTEMPTS: u32 = 3;
 
 /// The wait between two tries of a background delete.
 const DELETE_RETRY: Duration = Duration::from_secs(1);
+
+/// The least time left before its deadline with which a pull begins (or
+/// tries again on a new connection), and the least its look at the local
+/// store waits for the reply.
+const MIN_PULL_TIME: Duration = Duration::from_millis(50);
 
 /// How long a pull waits before it tries again to make a copy whose id is
 /// still held after a delete.

@@ -566,6 +566,9 @@ struct WaitingForArgs {
     key: PeerKey,
     since: Instant,
     tag: FrameTag,
+    /// The frame's bytes, copied after they passed validation (a request
+    /// is deferred only then) and never written: each look reads them
+    /// without validating again (`Frame::validated`).
     bytes: AlignedBytes,
     /// When it looks again, and the gap after that (doubling).
     next: Instant,
@@ -794,6 +797,10 @@ struct Peer {
     /// index is the count before it). Its caller acknowledges them by index
     /// in its next such request's `client_processed_up_to`.
     normal_replies: u64,
+    /// The request of this connection waiting for its arguments (its task
+    /// id) and how many of its by-reference arguments were ready at its
+    /// last look: the next look starts there (`by_ref_args_not_ready`).
+    arg_cursor: Option<(TaskId, usize)>,
 }
 
 /// Which reply acknowledges a [`ReturnHold`].
@@ -830,6 +837,9 @@ struct Frame<'a> {
     bytes: &'a [u8],
     /// Where a [`FrameTag::Delta`]'s request is rebuilt.
     expanded: &'a mut AlignedBytes,
+    /// `bytes` are a waiting request's own copy, validated when it was
+    /// first handled (`WaitingForArgs`): not validated again.
+    validated: bool,
 }
 
 /// Most spare replies an executor keeps.
@@ -1654,8 +1664,16 @@ impl Worker {
             // A request of this caller waits for its arguments: the ones
             // after it wait in the connection (a readiness reported before
             // the pause, or by the resume of another turn, reads nothing).
+            // Unless the connection ended (its caller left; on shared
+            // memory seen without a read): the waiting request goes, and the
+            // read below finds the end (the attack on `5b9f7d6`: a departed
+            // caller was noticed only once its request's wait ended, its
+            // queued pulls starting meanwhile).
             if !self.waiting_args.is_empty() && self.waiting_args.iter().any(|w| w.key == key) {
-                return;
+                if !self.mux.get_mut(key).is_some_and(|c| c.has_ended()) {
+                    return;
+                }
+                self.waiting_args.retain(|w| w.key != key);
             }
             let Some(conn) = self.mux.get_mut(key) else {
                 return;
@@ -1691,6 +1709,7 @@ impl Worker {
                         tag,
                         bytes,
                         expanded: &mut self.expanded,
+                        validated: false,
                     };
                     let handled = self.exec.on_request(key, frame, now, &mut self.outbox);
                     if std::mem::take(&mut self.exec.deferred) {
@@ -1831,6 +1850,7 @@ impl Worker {
                 tag: w.tag,
                 bytes: &w.bytes,
                 expanded: &mut self.expanded,
+                validated: true,
             };
             // Arrived when it first did (its queueing time counts from
             // then).
@@ -2404,6 +2424,7 @@ impl Executor {
                 caller,
                 starts: None,
                 normal_replies: 0,
+                arg_cursor: None,
             },
         );
         let wait = self.reorder_wait;
@@ -2462,9 +2483,12 @@ impl Executor {
                 b.release_holds(|h| !matches!(h.of, HoldFor::Normal { conn, .. } if conn == key));
             }
             if !self.peers.values().any(|p| p.caller == caller) {
-                // The caller is gone: it holds its returns itself or never will.
+                // The caller is gone: it holds its returns itself or never
+                // will; its queued pulls no other caller waits for go (the
+                // running ones end by their deadlines).
                 if let Some(b) = &mut self.store {
                     b.release_holds(|h| h.caller != caller);
+                    b.pulls.forget_caller(caller);
                 }
                 if let Some(cs) = self.callers.get_mut(&caller) {
                     cs.departed = Some(self.clock);
@@ -2680,6 +2704,14 @@ impl Executor {
     ) -> Result<(), spec::DecodeError> {
         let known = self.known.entry(key).or_default();
         let (bytes, req, memo) = match frame.tag {
+            // SAFETY: `validated` frames are a waiting request's own copy
+            // (`WaitingForArgs::bytes`, private to this process), made of
+            // bytes that passed `access_message` or `keep` when the request
+            // was first handled (it is deferred only after that), and never
+            // written since.
+            FrameTag::Message | FrameTag::Shape(_) if frame.validated => unsafe {
+                known.access_validated(frame.bytes)
+            },
             FrameTag::Message => known.access_message(frame.bytes)?,
             FrameTag::Shape(slot) => known.keep(slot, frame.bytes)?,
             FrameTag::Delta(slot) => known.expand(slot, frame.bytes, frame.expanded)?,
@@ -3636,6 +3668,11 @@ impl Executor {
         spec: &ArchivedTaskSpec,
         arrived: Instant,
     ) -> bool {
+        // (The cursor is taken: set again only if the request waits on.)
+        let (caller, cursor) = self
+            .peers
+            .get_mut(&key)
+            .map_or((WorkerId::nil(), None), |p| (p.caller, p.arg_cursor.take()));
         if self.runs_nothing(key, spec) {
             return false;
         }
@@ -3653,10 +3690,18 @@ impl Executor {
         if Instant::now() >= deadline {
             return false;
         }
-        let caller = self
-            .peers
-            .get(&key)
-            .map_or_else(WorkerId::nil, |p| p.caller);
+        // A request that waited already looks on from the first argument
+        // not ready at its last look, and stops at the first one still not
+        // ready: arguments once ready stay so for its wait (a copy is kept
+        // twice `arg_fetch_timeout` unused), and its first look asked for
+        // every pull. Before (the attack on `5b9f7d6`), every look — every
+        // 2–64 ms, and at every finished pull — went through every
+        // argument: 8 callers with a task of 50,000 arguments each held
+        // another caller's calls up 350 ms.
+        let task_id = spec.task_id;
+        let skip = cursor.filter(|(t, _)| *t == task_id).map_or(0, |(_, n)| n);
+        let first_look = skip == 0;
+        let mut first_waiting = None;
         // The shared index shows what is sealed unless this worker's
         // connection lost its service: a restarted store's objects are
         // not the old one's (whose mapping still reads as before), so the
@@ -3664,9 +3709,9 @@ impl Executor {
         // tasks after a restart read copies gone with the old store).
         let index = (!b.client.is_lost()).then_some(&b.client);
         let shown = |id| index.is_some_and(|c| c.indexed(id) == Some(true));
-        let mut wait = false;
-        for r in std::iter::once(first).chain(by_ref) {
+        for (i, r) in std::iter::once(first).chain(by_ref).enumerate().skip(skip) {
             let id = r.object_id;
+            let mut wait = false;
             match remote_endpoint(r.owner_address.object_manager_address.as_str(), b.endpoint) {
                 Ok(Some(from)) => {
                     let timeout = b.arg_fetch_timeout;
@@ -3703,14 +3748,23 @@ impl Executor {
                     // Not shown sealed, or the index cannot tell (none, or
                     // stale: a stopped service's goes stale within a
                     // second): the service is asked, off this thread.
-                    if !wait && !shown(id) && b.pulls.sealed(id) != Some(true) {
+                    if first_waiting.is_none() && !shown(id) && b.pulls.sealed(id) != Some(true) {
                         wait = true;
                     }
                 }
                 Err(()) => {}
             }
+            if wait {
+                first_waiting.get_or_insert(i);
+                if !first_look {
+                    break;
+                }
+            }
         }
-        wait
+        if let Some(p) = self.peers.get_mut(&key) {
+            p.arg_cursor = first_waiting.map(|i| (task_id, i));
+        }
+        first_waiting.is_some()
     }
 
     /// Fetches the running task's by-reference arguments from the store
