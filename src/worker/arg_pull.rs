@@ -367,26 +367,54 @@ impl Book {
                 } else {
                     self.order.push_back(c);
                 }
-                let Some(k) = taken else {
-                    continue;
-                };
-                let Some(State::Queued {
-                    deadline, timeout, ..
-                }) = self.entries.insert(k, State::Running)
-                else {
-                    continue;
-                };
-                *self.per_caller.entry(c).or_insert(0) += 1;
-                return Some(Job {
-                    id: k.0,
-                    from: k.1,
-                    counted: c,
-                    deadline,
-                    timeout,
-                });
+                if let Some(job) = taken.and_then(|k| self.start_job(c, k)) {
+                    return Some(job);
+                }
             }
         }
         None
+    }
+
+    /// The next job of `caller` alone (its oldest queued key), if it has
+    /// room: what a thread started for a caller that runs no pull takes, so
+    /// that it serves that caller and not the first of many others in
+    /// turn (the attack on `5b9f7d6`: beside dozens of new callers a round,
+    /// an honest caller's pull waited up to 1.3 s for its turn).
+    fn next_job_of(&mut self, caller: WorkerId) -> Option<Job> {
+        if self.per_caller.get(&caller).copied().unwrap_or(0) >= MAX_PULLS_PER_CALLER {
+            return None;
+        }
+        let (entries, q) = (&self.entries, self.waiting.get_mut(&caller)?);
+        let mut taken = None;
+        while let Some(k) = q.pop_front() {
+            if matches!(entries.get(&k), Some(State::Queued { .. })) {
+                taken = Some(k);
+                break;
+            }
+        }
+        if q.is_empty() {
+            self.waiting.remove(&caller);
+            self.order.retain(|c| *c != caller);
+        }
+        taken.and_then(|k| self.start_job(caller, k))
+    }
+
+    /// Marks queued `key` running, counted against `caller`.
+    fn start_job(&mut self, caller: WorkerId, key: Key) -> Option<Job> {
+        let Some(State::Queued {
+            deadline, timeout, ..
+        }) = self.entries.insert(key, State::Running)
+        else {
+            return None;
+        };
+        *self.per_caller.entry(caller).or_insert(0) += 1;
+        Some(Job {
+            id: key.0,
+            from: key.1,
+            counted: caller,
+            deadline,
+            timeout,
+        })
     }
 
     /// Puts back work a thread that could not start took: first in line.
@@ -538,7 +566,10 @@ impl ArgPulls {
                     callers.push(caller);
                     *d = (*d).max(deadline);
                     book.enqueue(caller, key);
-                    // This caller may run no pull yet: one starts for it.
+                }
+                // This caller may run no pull yet (a thread ended, or none
+                // could start for it before): one starts for it.
+                if !book.per_caller.contains_key(&caller) {
                     let _ = self.start_thread(&mut book, Some(caller));
                 }
                 return false;
@@ -625,7 +656,11 @@ impl ArgPulls {
         if !room {
             return Ok(());
         }
-        let Some(first) = book.next_work() else {
+        let first = match caller.filter(|_| starving) {
+            Some(c) => book.next_job_of(c).map(Work::Pull),
+            None => None,
+        };
+        let Some(first) = first.or_else(|| book.next_work()) else {
             return Ok(());
         };
         let shared = Arc::clone(&self.shared);
