@@ -290,20 +290,27 @@ impl Book {
     /// delete, else the oldest question; else the next pull
     /// ([`Book::next_job`]).
     fn next_work(&mut self) -> Option<Work> {
-        if !self.store_busy {
-            if let Some(d) = self.deletes.pop_front() {
-                self.store_busy = true;
-                return Some(Work::Delete(d));
-            }
-            if let Some(id) = self.probe_queue.pop_front() {
-                self.store_busy = true;
-                return Some(Work::Probe(id));
-            }
+        if let Some(w) = self.next_store_work() {
+            return Some(w);
         }
         if self.closed {
             return None;
         }
         self.next_job().map(Work::Pull)
+    }
+
+    /// The oldest delete, else the oldest question, if no thread deletes
+    /// or asks now.
+    fn next_store_work(&mut self) -> Option<Work> {
+        if self.store_busy {
+            return None;
+        }
+        let w = match self.deletes.pop_front() {
+            Some(d) => Work::Delete(d),
+            None => Work::Probe(self.probe_queue.pop_front()?),
+        };
+        self.store_busy = true;
+        Some(w)
     }
 
     /// A delete is done: the entries of its keys go (a later request pulls
@@ -401,12 +408,13 @@ impl Book {
 
     /// Marks queued `key` running, counted against `caller`.
     fn start_job(&mut self, caller: WorkerId, key: Key) -> Option<Job> {
-        let Some(State::Queued {
+        let Some(&State::Queued {
             deadline, timeout, ..
-        }) = self.entries.insert(key, State::Running)
+        }) = self.entries.get(&key)
         else {
             return None;
         };
+        self.entries.insert(key, State::Running);
         *self.per_caller.entry(caller).or_insert(0) += 1;
         Some(Job {
             id: key.0,
@@ -421,12 +429,7 @@ impl Book {
     fn put_back(&mut self, work: Work) {
         match work {
             Work::Pull(job) => {
-                if let Some(n) = self.per_caller.get_mut(&job.counted) {
-                    *n -= 1;
-                    if *n == 0 {
-                        self.per_caller.remove(&job.counted);
-                    }
-                }
+                self.uncount(job.counted);
                 let key = (job.id, job.from);
                 self.entries.insert(
                     key,
@@ -453,13 +456,18 @@ impl Book {
         }
     }
 
-    fn finish(&mut self, job: &Job, outcome: Result<(ObjectBuffer, bool), String>) {
-        if let Some(n) = self.per_caller.get_mut(&job.counted) {
+    /// One pull fewer runs for `caller`.
+    fn uncount(&mut self, caller: WorkerId) {
+        if let Some(n) = self.per_caller.get_mut(&caller) {
             *n -= 1;
             if *n == 0 {
-                self.per_caller.remove(&job.counted);
+                self.per_caller.remove(&caller);
             }
         }
+    }
+
+    fn finish(&mut self, job: &Job, outcome: Result<(ObjectBuffer, bool), String>) {
+        self.uncount(job.counted);
         let now = Instant::now();
         let state = match outcome {
             Ok((_pin, here)) => State::Done {
@@ -648,19 +656,23 @@ impl ArgPulls {
     /// could start (with some running, a running one takes the new work
     /// after its current one).
     fn start_thread(&self, book: &mut Book, caller: Option<WorkerId>) -> std::io::Result<()> {
-        let store_waits = !book.deletes.is_empty() || !book.probe_queue.is_empty();
-        let store_work = store_waits && !book.store_busy;
-        let starving = caller.is_some_and(|c| !book.per_caller.contains_key(&c));
-        let room = book.threads < MAX_PULL_THREADS
-            || (book.threads < MAX_PULL_THREADS_FOR_FAIRNESS && (store_work || starving));
-        if !room {
-            return Ok(());
-        }
-        let first = match caller.filter(|_| starving) {
-            Some(c) => book.next_job_of(c).map(Work::Pull),
-            None => None,
+        let starving = caller.filter(|c| !book.per_caller.contains_key(c));
+        let mine = |book: &mut Book| {
+            let c = starving?;
+            if book.closed {
+                return None;
+            }
+            book.next_job_of(c).map(Work::Pull)
         };
-        let Some(first) = first.or_else(|| book.next_work()) else {
+        let first = if book.threads < MAX_PULL_THREADS {
+            mine(book).or_else(|| book.next_work())
+        } else if book.threads < MAX_PULL_THREADS_FOR_FAIRNESS {
+            // Beyond the 16, only for the starving caller or store work.
+            mine(book).or_else(|| book.next_store_work())
+        } else {
+            None
+        };
+        let Some(first) = first else {
             return Ok(());
         };
         let shared = Arc::clone(&self.shared);
