@@ -22,8 +22,8 @@ use shmwire::worker::{
 };
 use worker_support::{
     actor_request, as_i64, create_counter, i64_arg, maybe_run_worker, pattern, raw_caller_over,
-    square_calls, task_error, TestSession, ENV_ARG_FETCH_MS, ENV_STORE, ENV_UNTIL_EXIT, GUARD,
-    MODULE,
+    slowest_calls_for, square_calls, task_error, TestSession, ENV_ARG_FETCH_MS, ENV_STORE,
+    ENV_UNTIL_EXIT, GUARD, MODULE,
 };
 
 const MIB: usize = 1 << 20;
@@ -1255,11 +1255,7 @@ fn a_stopped_store_holds_up_no_caller_while_a_request_waits_for_its_argument() {
             TaskOptions::default(),
         )
         .unwrap();
-    let stopped = Instant::now();
-    let mut slowest = Duration::ZERO;
-    while stopped.elapsed() < Duration::from_secs(3) {
-        slowest = slowest.max(square_calls(&mut other, worker.id, 10));
-    }
+    let slowest = slowest_calls_for(&mut other, worker.id, Duration::from_secs(3));
     worker_support::continue_process(store_pid);
     assert!(
         slowest < Duration::from_millis(800),

@@ -22,9 +22,9 @@ use shmwire::worker::{
     TaskOptions,
 };
 use worker_support::{
-    as_i64, i64_arg, maybe_run_worker, pattern, square_calls, task_error, TestSession,
-    WorkerProcess, ENV_ARG_FETCH_MS, ENV_OBJECT_ENDPOINT, ENV_STORE, ENV_STORE_REPLY_MS, GUARD,
-    MODULE,
+    as_i64, i64_arg, maybe_run_worker, pattern, slowest_calls_for, square_calls, task_error,
+    TestSession, WorkerProcess, ENV_ARG_FETCH_MS, ENV_OBJECT_ENDPOINT, ENV_STORE,
+    ENV_STORE_REPLY_MS, GUARD, MODULE,
 };
 
 const MIB: usize = 1 << 20;
@@ -342,6 +342,29 @@ fn black_hole() -> (TcpListener, SocketAddr) {
     (l, addr)
 }
 
+/// One by-reference argument per endpoint of `holes`, each a fresh object
+/// whose owner (another node, beside `caller`'s address) names that
+/// endpoint as its object endpoint.
+fn silent_args(caller: &Address, holes: &[(TcpListener, SocketAddr)]) -> Vec<TaskArg> {
+    holes
+        .iter()
+        .map(|(_, hole)| {
+            let owner = owner_at(caller, NodeId::from_random(), *hole);
+            TaskArg::object_ref(ObjectId::from_random(), owner)
+        })
+        .collect()
+}
+
+/// Waits (at most `bound`) until `client`'s store no longer holds `id`;
+/// `what` names the wait if it never ends.
+fn wait_gone(client: &StoreClient, id: ObjectId, bound: Duration, what: &str) {
+    let deadline = Instant::now() + bound;
+    while client.contains(id).unwrap() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn an_object_endpoint_that_never_answers_holds_up_no_other_caller() {
     maybe_run_worker();
@@ -553,13 +576,7 @@ fn a_caller_naming_many_silent_endpoints_leaves_pulls_for_the_others() {
     // One task naming 16 objects, each on an endpoint of its own that
     // never answers: as many as the worker runs pulls at once.
     let holes: Vec<(TcpListener, SocketAddr)> = (0..16).map(|_| black_hole()).collect();
-    let args = holes
-        .iter()
-        .map(|(_, hole)| {
-            let owner = owner_at(hostile.address(), NodeId::from_random(), *hole);
-            TaskArg::object_ref(ObjectId::from_random(), owner)
-        })
-        .collect();
+    let args = silent_args(hostile.address(), &holes);
     let stuck = hostile
         .submit_task(worker.id, len.clone(), args, TaskOptions::default())
         .unwrap();
@@ -1054,11 +1071,7 @@ fn a_stopped_store_holds_up_no_caller_while_the_worker_deletes_a_copy() {
     // The copy lingers half a second after its task; the next sweep (at
     // most a second later) deletes it, while the store is stopped.
     worker_support::stop_process(store_pid);
-    let stopped = Instant::now();
-    let mut slowest = Duration::ZERO;
-    while stopped.elapsed() < Duration::from_secs(3) {
-        slowest = slowest.max(square_calls(&mut other, worker.id, 10));
-    }
+    let slowest = slowest_calls_for(&mut other, worker.id, Duration::from_secs(3));
     worker_support::continue_process(store_pid);
     assert!(
         slowest < Duration::from_millis(800),
@@ -1066,11 +1079,12 @@ fn a_stopped_store_holds_up_no_caller_while_the_worker_deletes_a_copy() {
     );
     // The delete goes through once the store answers again.
     let local = StoreClient::connect(&a.session, DEFAULT_STORE_NAME).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while local.contains(copy).unwrap() {
-        assert!(Instant::now() < deadline, "the copy was never deleted");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_gone(
+        &local,
+        copy,
+        Duration::from_secs(15),
+        "the copy was never deleted",
+    );
     drop((local, pulling, other));
     worker.wait_success();
     b.client().delete(&[there]).unwrap();
@@ -1104,13 +1118,7 @@ fn callers_holding_every_pull_thread_leave_a_pull_to_each_other_caller() {
         .iter_mut()
         .zip(holes.chunks(4))
         .map(|(h, holes)| {
-            let mut args: Vec<TaskArg> = holes
-                .iter()
-                .map(|(_, hole)| {
-                    let owner = owner_at(h.address(), NodeId::from_random(), *hole);
-                    TaskArg::object_ref(ObjectId::from_random(), owner)
-                })
-                .collect();
+            let mut args: Vec<TaskArg> = silent_args(h.address(), holes);
             let owner = owner_at(h.address(), b.s.node, b.endpoint());
             args.push(TaskArg::object_ref(shared, owner));
             h.submit_task(worker.id, len.clone(), args, TaskOptions::default())
@@ -1256,14 +1264,12 @@ fn a_worker_dropped_while_it_pulls_leaves_no_copy() {
     let local = a.client();
     let copy = copy_id(id, slow);
     std::thread::sleep(Duration::from_millis(1000));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while local.contains(copy).unwrap() {
-        assert!(
-            Instant::now() < deadline,
-            "the copy a dropped worker's pull made stayed"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_gone(
+        &local,
+        copy,
+        Duration::from_secs(5),
+        "the copy a dropped worker's pull made stayed",
+    );
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     drop(local);
     put.delete(&[id]).unwrap();
@@ -1317,11 +1323,7 @@ fn requests_that_do_not_run_pull_no_arguments() {
     // The object goes from B, and its copy from A (linger and sweep).
     put.delete(&[id]).unwrap();
     let (local, copy) = (a.client(), copy_id(id, b.endpoint()));
-    let deadline = Instant::now() + GUARD;
-    while local.contains(copy).unwrap() {
-        assert!(Instant::now() < deadline, "the copy never went");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_gone(&local, copy, GUARD, "the copy never went");
     drop(local);
     // The caller re-sends the task it has no reply for on a new connection.
     let mut conn = worker_support::raw_caller(&a.s, worker.id, me);
@@ -1506,13 +1508,7 @@ fn a_starving_caller_gets_one_thread_beyond_the_sixteen() {
         .iter_mut()
         .zip(holes.chunks(4))
         .map(|(c, holes)| {
-            let args = holes
-                .iter()
-                .map(|(_, hole)| {
-                    let owner = owner_at(c.address(), NodeId::from_random(), *hole);
-                    TaskArg::object_ref(ObjectId::from_random(), owner)
-                })
-                .collect();
+            let args = silent_args(c.address(), holes);
             let r = c
                 .submit_task(worker.id, len.clone(), args, TaskOptions::default())
                 .unwrap();
@@ -1575,13 +1571,7 @@ fn a_delete_gets_a_thread_while_pulls_hold_them_all() {
         .iter_mut()
         .zip(holes.chunks(4))
         .map(|(h, holes)| {
-            let args = holes
-                .iter()
-                .map(|(_, hole)| {
-                    let owner = owner_at(h.address(), NodeId::from_random(), *hole);
-                    TaskArg::object_ref(ObjectId::from_random(), owner)
-                })
-                .collect();
+            let args = silent_args(h.address(), holes);
             h.submit_task(worker.id, len.clone(), args, TaskOptions::default())
                 .unwrap()
         })
@@ -1701,10 +1691,7 @@ fn a_departed_callers_queued_pulls_never_start() {
         .iter()
         .map(|&id| TaskArg::object_ref(id, owner_at(leaving.address(), b.s.node, slow)))
         .collect();
-    args.extend(holes.iter().map(|(_, hole)| {
-        let owner = owner_at(leaving.address(), NodeId::from_random(), *hole);
-        TaskArg::object_ref(ObjectId::from_random(), owner)
-    }));
+    args.extend(silent_args(leaving.address(), &holes));
     let r = leaving
         .submit_task(
             worker.id,

@@ -836,6 +836,15 @@ impl<M: Shaped> KnownShapes<M> {
         self.access_memo(bytes).map(|(m, _)| m)
     }
 
+    /// The kept shape `bytes` are of (its index) and the message, if any.
+    #[inline]
+    fn recognised<'a>(&self, bytes: &'a [u8]) -> Option<(usize, &'a M::Archived)> {
+        self.shapes
+            .iter()
+            .enumerate()
+            .find_map(|(i, k)| k.recognise(bytes).map(|m| (i, m)))
+    }
+
     /// [`KnownShapes::access`], and the memo of the shape `bytes` have
     /// (`None` when they are not kept as a shape): a value the receiver
     /// derives from a message's fixed bytes — those outside the per-call
@@ -845,12 +854,7 @@ impl<M: Shaped> KnownShapes<M> {
         &mut self,
         bytes: &'a [u8],
     ) -> Result<(&'a M::Archived, Option<&mut Option<u32>>), super::DecodeError> {
-        let found = self
-            .shapes
-            .iter()
-            .enumerate()
-            .find_map(|(i, k)| k.recognise(bytes).map(|m| (i, m)));
-        if let Some((i, m)) = found {
+        if let Some((i, m)) = self.recognised(bytes) {
             return Ok((m, Some(&mut self.shapes[i].memo)));
         }
         let m = access::<M>(bytes)?;
@@ -920,12 +924,7 @@ impl<M: Shaped> KnownShapes<M> {
         &mut self,
         bytes: &'a [u8],
     ) -> ShapeMessage<'a, '_, M> {
-        let found = self
-            .shapes
-            .iter()
-            .enumerate()
-            .find_map(|(i, k)| k.recognise(bytes).map(|m| (i, m)));
-        if let Some((i, m)) = found {
+        if let Some((i, m)) = self.recognised(bytes) {
             return (bytes, m, Some(&mut self.shapes[i].memo));
         }
         // SAFETY: the caller's contract — validated as an `M` before, not

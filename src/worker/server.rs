@@ -765,6 +765,14 @@ impl StoreBridge {
         true
     }
 
+    /// A fetch that fails: its buffers go (`out`, emptied, is kept for
+    /// the next task) and so do the pulled copies it acquired.
+    fn give_up_fetch(&mut self, mut out: Vec<Option<ObjectBuffer>>) {
+        out.clear();
+        self.args = out;
+        self.release_pulled();
+    }
+
     /// Releases the pulled copies the running task used (they stay pinned
     /// for other tasks a while: `ArgPulls`).
     fn release_pulled(&mut self) {
@@ -3838,9 +3846,7 @@ impl Executor {
                     let message = format!(
                         "its owner's address names an invalid object endpoint {endpoint:?}"
                     );
-                    out.clear();
-                    b.args = out;
-                    b.release_pulled();
+                    b.give_up_fetch(out);
                     return Err(lost(id, message));
                 }
             };
@@ -3863,9 +3869,7 @@ impl Executor {
                              object store did not answer about within {:?}",
                             r.owner_address.node_id, b.arg_fetch_timeout
                         );
-                        out.clear();
-                        b.args = out;
-                        b.release_pulled();
+                        b.give_up_fetch(out);
                         return Err(lost(id, message));
                     }
                     match b.client.get(&[local_copy_id(id, from)], Duration::ZERO) {
@@ -3896,9 +3900,7 @@ impl Executor {
                 "pulling it from node {} (object endpoint {from}) {failed}",
                 r.owner_address.node_id
             );
-            out.clear();
-            b.args = out;
-            b.release_pulled();
+            b.give_up_fetch(out);
             return Err(lost(id, message));
         }
         if local == 0 {
@@ -3922,9 +3924,7 @@ impl Executor {
         // `8bae1dd`).
         if left.is_zero() {
             if let Some(&id) = ids.iter().find(|&&id| b.pulls.asking(id)) {
-                out.clear();
-                b.args = out;
-                b.release_pulled();
+                b.give_up_fetch(out);
                 let message = format!(
                     "the object store did not answer within {:?} whether it is sealed",
                     b.arg_fetch_timeout
@@ -3948,9 +3948,7 @@ impl Executor {
                 // overloaded): the arguments are lost to this task. The
                 // connection is out of step now: the next task's store
                 // work connects again (`heal`).
-                out.clear();
-                b.args = out;
-                b.release_pulled();
+                b.give_up_fetch(out);
                 let message = format!(
                     "the object store did not answer within {:?}",
                     b.arg_fetch_timeout
@@ -3958,9 +3956,7 @@ impl Executor {
                 return Err(lost(ids[0], message));
             }
             Err(e) => {
-                out.clear();
-                b.args = out;
-                b.release_pulled();
+                b.give_up_fetch(out);
                 return Err(store_error_reply(task_id, return_id, &e));
             }
         };
@@ -3986,9 +3982,7 @@ impl Executor {
                             r.owner_address.node_id
                         ));
                     }
-                    out.clear();
-                    b.args = out;
-                    b.release_pulled();
+                    b.give_up_fetch(out);
                     return Err(lost(r.object_id, message));
                 }
             }

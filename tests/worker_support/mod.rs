@@ -566,6 +566,17 @@ pub fn actor_request(
     }
 }
 
+/// The slowest of rounds of 10 [`square_calls`] of `driver` on `worker`
+/// made one after the other for `span`.
+pub fn slowest_calls_for(driver: &mut CoreWorker, worker: WorkerId, span: Duration) -> Duration {
+    let start = Instant::now();
+    let mut slowest = Duration::ZERO;
+    while start.elapsed() < span {
+        slowest = slowest.max(square_calls(driver, worker, 10));
+    }
+    slowest
+}
+
 /// `n` normal `square` tasks of `driver` on `worker`, one after the other,
 /// each result checked; returns how long they took.
 pub fn square_calls(driver: &mut CoreWorker, worker: WorkerId, n: i64) -> Duration {
