@@ -1848,3 +1848,131 @@ fn a_client_reading_everything_never_makes_a_put_fail_with_nothing_held() {
         failed.first()
     );
 }
+
+/// A node that answers a pull request with an OK header declaring
+/// `declared` bytes of data and then sends none of them, to every
+/// connection it accepts until `stop` is set (it holds them all open).
+fn declaring_node(
+    declared: u64,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    l.set_nonblocking(true).unwrap();
+    let t = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        let end = Instant::now() + GUARD;
+        while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+            match l.accept() {
+                Ok((mut s, _)) => {
+                    s.set_nonblocking(false).unwrap();
+                    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                    let mut req = [0u8; 48];
+                    if s.read_exact(&mut req).is_err() {
+                        continue;
+                    }
+                    let mut head = [0u8; 32];
+                    head[0..4].copy_from_slice(b"SWPA");
+                    head[4..8].copy_from_slice(&1u32.to_le_bytes());
+                    head[16..24].copy_from_slice(&declared.to_le_bytes());
+                    let _ = s.write_all(&head);
+                    held.push(s);
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(2)),
+            }
+        }
+    });
+    (addr, t)
+}
+
+/// Remote nodes declare sizes before they send a byte, and may then send
+/// nothing: pulls from them hold at most the store's pull capacity (half
+/// the arena by default), and local creates keep the rest (attack on
+/// `25d4f40`: four endpoints declaring 15 MiB each held 60 MiB of a
+/// 64 MiB store unsealed for each task's pull timeout, and a local 8 MiB
+/// put failed `StoreFull`). Here, in a 16 MiB store in a child process,
+/// three nodes declare 6 MiB and send nothing: one pull is let in (6 MiB
+/// unsealed), the others wait and fail `PullsFull` at their deadline,
+/// naming the capacity; meanwhile a local 8 MiB put succeeds (before: two
+/// pulls held 12 MiB and it failed `StoreFull`). Afterwards an honest
+/// 10 MiB pull, beyond the 8 MiB capacity, comes whole: with no other
+/// pull in progress one is let in whatever its size, as Ray's
+/// `PullManager` does.
+#[test]
+fn pulls_from_nodes_that_declare_much_and_send_nothing_leave_local_creates_room() {
+    const TEST: &str =
+        "pulls_from_nodes_that_declare_much_and_send_nothing_leave_local_creates_room";
+    if child_role().is_some() {
+        run_service_child();
+        return;
+    }
+    use shmwire::store::{PullServer, PullServerConfig};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    const MIB: u64 = 1 << 20;
+    let env = Env::new("pullcap");
+    let _service = service_child(TEST, &env, "pullcap");
+    let stop = Arc::new(AtomicBool::new(false));
+    let nodes: Vec<_> = (0..3)
+        .map(|_| declaring_node(6 * MIB, stop.clone()))
+        .collect();
+    let timeout = Duration::from_millis(2500);
+    let pullers: Vec<_> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, (addr, _))| {
+            let (c, addr) = (connect(&env.session), *addr);
+            std::thread::spawn(move || {
+                let t = Instant::now();
+                let r = c.pull(shared_oid(20, i as u32), addr, timeout).map(drop);
+                (r, t.elapsed())
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(700));
+    let local = connect(&env.session);
+    let put = local.put(shared_oid(21, 0), &contents(21, (8 * MIB) as usize), b"");
+    let results: Vec<_> = pullers.into_iter().map(|p| p.join().unwrap()).collect();
+    stop.store(true, Ordering::Relaxed);
+    for (_, t) in nodes {
+        t.join().unwrap();
+    }
+    assert!(
+        put.is_ok(),
+        "a local put failed while pulls waited for data: {put:?}"
+    );
+    let mut full = 0;
+    for (r, took) in &results {
+        match r {
+            Err(e @ StoreError::PullsFull { capacity, .. }) => {
+                assert_eq!(*capacity, 8 * MIB, "{e}");
+                full += 1;
+            }
+            Err(StoreError::PullTimedOut { .. }) => {}
+            other => panic!("a pull from a node that sends nothing ended {other:?}"),
+        }
+        assert!(
+            *took < timeout + Duration::from_secs(1),
+            "a pull took {took:?}"
+        );
+    }
+    assert_eq!(full, 2, "{results:?}");
+
+    // Every pull ended: one larger than the capacity is let in.
+    let remote = Env::new("pullcap-remote");
+    let _remote_store = remote.store(32 << 20);
+    let server = PullServer::start(
+        connect(&remote.session),
+        PullServerConfig::new("127.0.0.1:0".parse().unwrap()),
+    )
+    .unwrap();
+    let big = shared_oid(22, 0);
+    let data = contents(22, (10 * MIB) as usize);
+    connect(&remote.session).put(big, &data, b"").unwrap();
+    let got = local.pull(big, server.addr(), GUARD).unwrap();
+    assert_eq!(checksum(&got), checksum(&data));
+    drop(got);
+    server.shutdown();
+}

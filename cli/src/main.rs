@@ -165,6 +165,12 @@ struct NodeArgs {
     /// capacity, at least 64M; at least 66432).
     #[arg(long, value_name = "BYTES", value_parser = parse_metadata_capacity)]
     store_metadata_capacity: Option<u64>,
+    /// Bytes that objects being pulled from other nodes may take in the
+    /// store at once before they are sealed (default: half the arena; a
+    /// pull beyond it waits for others to end; one pull is let in whatever
+    /// its size when no other is in progress).
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    store_pull_capacity: Option<u64>,
     /// Where the store puts objects as files when the arena is full.
     #[arg(long, value_name = "DIR")]
     fallback_dir: Option<PathBuf>,

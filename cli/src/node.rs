@@ -223,6 +223,7 @@ pub fn run(args: NodeArgs) -> CliResult {
     let session = Session::open_in(&root, &args.session).inspect_err(|_| forget_root())?;
     let mut config = NodeConfig::new(args.store_capacity);
     config.store_metadata_capacity = args.store_metadata_capacity;
+    config.store_pull_capacity = args.store_pull_capacity;
     config.fallback_dir = args.fallback_dir;
     config.listen = args.listen;
     config.object_listen = args.object_listen;

@@ -1383,6 +1383,14 @@ fn bad_node_arguments_name_what_is_wrong() {
         !ok && err.contains("--store-metadata-capacity") && err.contains("at least 66432"),
         "{err}"
     );
+    let (ok, _, err) = shmwire(
+        &root,
+        &["node", "--session", "a", "--store-pull-capacity", "0"],
+    );
+    assert!(
+        !ok && err.contains("--store-pull-capacity") && err.contains("above 0"),
+        "{err}"
+    );
     let missing = scratch.path().join("no-such-dir");
     let missing = missing.to_str().unwrap();
     let (ok, _, err) = shmwire(

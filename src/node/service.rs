@@ -72,6 +72,10 @@ pub struct NodeConfig {
     /// Bytes of the store's heap its objects' metadata may take (`None`:
     /// the default; see [`StoreConfig::metadata_capacity`]).
     pub store_metadata_capacity: Option<u64>,
+    /// Bytes that objects being pulled from other nodes may take in the
+    /// store at once while unsealed (`None`: half the arena; see
+    /// [`StoreConfig::pull_capacity`]).
+    pub store_pull_capacity: Option<u64>,
     /// Where the store puts objects as files when the arena is full of
     /// objects it cannot evict (`None`: such a create fails).
     pub fallback_dir: Option<PathBuf>,
@@ -100,6 +104,7 @@ impl NodeConfig {
         Self {
             store_capacity,
             store_metadata_capacity: None,
+            store_pull_capacity: None,
             fallback_dir: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             object_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -441,6 +446,7 @@ impl Node {
         let registration = directory.register(&endpoint).map_err(|e| short(e.into()))?;
         let mut store_config = StoreConfig::new(config.store_capacity);
         store_config.metadata_capacity = config.store_metadata_capacity;
+        store_config.pull_capacity = config.store_pull_capacity;
         if let Some(d) = &config.fallback_dir {
             store_config = store_config.fallback_dir(d);
         }

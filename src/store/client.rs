@@ -591,11 +591,19 @@ impl StoreClient {
         data_size: u64,
         metadata: &[u8],
     ) -> Result<ObjectBuilder, StoreError> {
-        self.create_within(id, data_size, metadata, self.inner.opts.reply_timeout)
+        self.create_within(
+            id,
+            data_size,
+            metadata,
+            false,
+            self.inner.opts.reply_timeout,
+        )
     }
 
     /// [`StoreClient::create`], waiting at most `bound` for the reply (for
-    /// a caller with a deadline of its own, e.g. a pull). A reply that
+    /// a caller with a deadline of its own, e.g. a pull), counted against
+    /// the store's pull capacity while unsealed when `for_pull`
+    /// (`StoreError::PullsFull` beyond it). A reply that
     /// does not come within it fails `TimedOut` and leaves the connection
     /// unusable ([`StoreClient::is_broken`]); an object the service
     /// created meanwhile is aborted when the connection closes (the service
@@ -605,6 +613,7 @@ impl StoreClient {
         id: ObjectId,
         data_size: u64,
         metadata: &[u8],
+        for_pull: bool,
         bound: Duration,
     ) -> Result<ObjectBuilder, StoreError> {
         let (reply, mut files) = self.call_files_within(
@@ -612,6 +621,7 @@ impl StoreClient {
                 id,
                 data_size,
                 metadata: metadata.to_vec(),
+                for_pull,
             },
             bound,
         )?;

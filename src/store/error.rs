@@ -67,6 +67,26 @@ pub enum StoreError {
         /// Bytes occupied by objects that may not be evicted.
         unevictable: u64,
     },
+    /// A pull's create while other pulls hold so much of the store that
+    /// this one would pass the pull capacity
+    /// ([`ObjectTable::create_for_pull`](super::ObjectTable::create_for_pull),
+    /// [`StoreConfig::pull_capacity`](super::StoreConfig::pull_capacity)):
+    /// [`StoreClient::pull`](super::StoreClient::pull) tries again as they
+    /// end, and returns this when its deadline comes first.
+    #[error(
+        "pulls full: object {id} needs {needed} bytes; pulls in progress hold {pulling} of the \
+         {capacity} bytes that pulls may take at once"
+    )]
+    PullsFull {
+        /// The object being pulled.
+        id: ObjectId,
+        /// Bytes it needs (data rounded up to 64).
+        needed: u64,
+        /// Bytes the unsealed objects of other pulls take.
+        pulling: u64,
+        /// The pull capacity in bytes.
+        capacity: u64,
+    },
     /// The object's metadata (plus its bookkeeping, `ENTRY_OVERHEAD`, and
     /// its creator's hold, `HOLDER_OVERHEAD`) — or a client's first hold on
     /// an existing object (a `get` or `pin`, `HOLDER_OVERHEAD`) — does not
@@ -344,6 +364,7 @@ impl StoreError {
             | ObjectInUse { id, .. }
             | NotCreator { id }
             | StoreFull { id, .. }
+            | PullsFull { id, .. }
             | MetadataFull { id, .. }
             | OutOfDisk { id, .. }
             | OutOfDescriptors { id, .. }

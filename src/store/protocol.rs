@@ -22,7 +22,7 @@ use crate::ids::ObjectId;
 /// 7: that line also holds the client's touched-group bits, which the
 /// service reads before any slot (an older client would never set them:
 /// its references would be invisible); `Reap` names its entry.
-pub const STORE_PROTOCOL_VERSION: u32 = 7;
+pub const STORE_PROTOCOL_VERSION: u32 = 8;
 
 /// Client → service.
 #[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -67,6 +67,9 @@ pub enum Request {
         data_size: u64,
         /// Metadata bytes.
         metadata: Vec<u8>,
+        /// For a pull from another node: counts against the pull capacity
+        /// while unsealed (`ObjectTable::create_for_pull`).
+        for_pull: bool,
     },
     /// Seal an object this client created. Reply: `Done` or `Error`.
     Seal {
@@ -364,6 +367,12 @@ impl WireError {
                 capacity,
                 used,
             } => (13, id, needed, capacity, used),
+            PullsFull {
+                id,
+                needed,
+                pulling,
+                capacity,
+            } => (14, id, needed, pulling, capacity),
             _ => (0, NIL, 0, 0, 0),
         };
         WireError { code, id, a, b, c }
@@ -416,6 +425,12 @@ impl WireError {
                 capacity: self.b,
                 used: self.c,
             },
+            14 => PullsFull {
+                id,
+                needed: self.a,
+                pulling: self.b,
+                capacity: self.c,
+            },
             0 => BadRequest("the service refused the request"),
             _ => BadReply("unknown error code"),
         }
@@ -465,6 +480,12 @@ mod tests {
                 needed: 65_792,
                 capacity: 1 << 20,
                 used: 1_000_000,
+            },
+            StoreError::PullsFull {
+                id,
+                needed: 64,
+                pulling: 3 << 20,
+                capacity: 4 << 20,
             },
         ];
         for e in all {

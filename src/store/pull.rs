@@ -1102,9 +1102,13 @@ impl StoreClient {
     /// `RemoteNotFound` and `RemoteBusy` (still so at the deadline),
     /// `RemoteFailed`, `PullTruncated` (the stream ended or was reset
     /// early, e.g. the serving node died), `PullOverrun`, `PullProtocol`,
-    /// `PullTimedOut`, `PullIo`; and the local store's `create` errors
-    /// (`StoreFull`, `ObjectInUse`, `ObjectTooLarge`, …) and connection
-    /// errors.
+    /// `PullTimedOut`, `PullIo`; `PullsFull` (other pulls held the local
+    /// store's pull capacity until the deadline: the local object is
+    /// created only while the bytes being pulled, this one's included,
+    /// stay within [`StoreConfig::pull_capacity`](super::StoreConfig::pull_capacity),
+    /// or when no other pull is in progress); and the local store's
+    /// `create` errors (`StoreFull`, `ObjectInUse`, `ObjectTooLarge`, …)
+    /// and connection errors.
     ///
     /// Every call to the local store the pull makes (the first look, the
     /// `create`, the seal or abort, the wait for another client's copy)
@@ -1297,8 +1301,11 @@ impl StoreClient {
         }
         let local = |e| local_fail(e, id, from, timeout);
         let l = left(id, from, timeout, deadline)?;
-        let builder = match self.create_within(local_id, size, &meta, l) {
+        let builder = match self.create_within(local_id, size, &meta, true, l) {
             Ok(b) => b,
+            // Other pulls hold the store's pull capacity: try again (the
+            // remote is asked anew) as they end, until the deadline.
+            Err(e @ StoreError::PullsFull { .. }) => return Ok(Attempt::Retry(e)),
             Err(StoreError::ObjectExists { .. }) => {
                 // Another local client is pulling or creating it: wait for
                 // its seal, in slices of `LOCAL_WAIT_SLICE` (it may abort

@@ -72,6 +72,13 @@ pub struct StoreConfig {
     /// then fails with `StoreError::MetadataFull`. See
     /// [`ObjectTable::with_metadata_capacity`].
     pub metadata_capacity: Option<u64>,
+    /// Bytes that objects being pulled from other nodes may take at once
+    /// while unsealed (`None`: the default, half the arena; at least 1,
+    /// else `StoreError::InvalidConfig` at start). A pull beyond it waits
+    /// for others to end (`StoreError::PullsFull` at its deadline); one
+    /// pull is let in whatever its size when no other is in progress, as
+    /// Ray's `PullManager` does. See [`ObjectTable::create_for_pull`].
+    pub pull_capacity: Option<u64>,
     /// Where objects go, as unnamed files (`O_TMPFILE`; their descriptors
     /// reach clients over their connection), when the arena is full of
     /// objects that cannot be evicted (`None`: such a create fails with
@@ -114,6 +121,7 @@ impl StoreConfig {
         Self {
             capacity,
             metadata_capacity: None,
+            pull_capacity: None,
             fallback_dir: None,
             name: DEFAULT_STORE_NAME.to_owned(),
             send_timeout: Duration::from_millis(200),
@@ -128,6 +136,12 @@ impl StoreConfig {
     /// index).
     pub fn index_entries(mut self, entries: u32) -> Self {
         self.index_entries = entries;
+        self
+    }
+
+    /// Sets the pull capacity in bytes (see [`StoreConfig::pull_capacity`]).
+    pub fn pull_capacity(mut self, bytes: u64) -> Self {
+        self.pull_capacity = Some(bytes);
         self
     }
 
@@ -193,6 +207,9 @@ impl StoreService {
         let mut table = ObjectTable::new(capacity)?;
         if let Some(bytes) = config.metadata_capacity {
             table = table.with_metadata_capacity(bytes)?;
+        }
+        if let Some(bytes) = config.pull_capacity {
+            table = table.with_pull_capacity(bytes)?;
         }
         let fallback_files = match &config.fallback_dir {
             Some(d) => {
@@ -985,10 +1002,17 @@ impl Service {
                 id,
                 data_size,
                 metadata,
-            } => Then::Reply(match self.table.create(cid, id, data_size, metadata) {
-                Ok(v) => Reply::Object(WireObject::from(&v)),
-                Err(e) => Reply::Error(WireError::from_error(&e)),
-            }),
+                for_pull,
+            } => Then::Reply(
+                match if for_pull {
+                    self.table.create_for_pull(cid, id, data_size, metadata)
+                } else {
+                    self.table.create(cid, id, data_size, metadata)
+                } {
+                    Ok(v) => Reply::Object(WireObject::from(&v)),
+                    Err(e) => Reply::Error(WireError::from_error(&e)),
+                },
+            ),
             Request::Seal { id } => Then::Reply(done(self.table.seal(cid, id).map(|_| ()))),
             Request::Abort { id } => Then::Reply(done(self.table.abort(cid, id))),
             Request::Drop { id } => {

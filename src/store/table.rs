@@ -396,6 +396,9 @@ struct Entry {
     index: Option<u32>,
     /// The index's use count of `index` when last looked at (LRU).
     uses_seen: u64,
+    /// Created for a pull and not sealed yet: its
+    /// [`footprint`] counts in [`ObjectTable::pulling`].
+    pulled: bool,
 }
 
 impl Entry {
@@ -478,6 +481,11 @@ pub struct ObjectTable {
     /// [`ObjectTable::sync_client`]), so [`ObjectTable::disconnect`] costs
     /// the client's objects, not every object.
     by_client: HashMap<ClientId, std::collections::HashSet<ObjectId>>,
+    /// Bytes ([`footprint`]s) of the unsealed objects created for pulls
+    /// ([`ObjectTable::create_for_pull`]).
+    pulling: u64,
+    /// Bound on `pulling` ([`ObjectTable::with_pull_capacity`]).
+    pull_capacity: u64,
 }
 
 impl std::fmt::Debug for ObjectTable {
@@ -486,6 +494,13 @@ impl std::fmt::Debug for ObjectTable {
             .field("stats", &self.stats())
             .finish()
     }
+}
+
+/// The default pull capacity of a table over `capacity` bytes
+/// ([`ObjectTable::with_pull_capacity`]): half of it, at least one
+/// [`OBJECT_ALIGN`] unit.
+pub fn default_pull_capacity(capacity: u64) -> u64 {
+    (capacity / 2).max(OBJECT_ALIGN)
 }
 
 /// Bytes an object of `data_size` takes in the arena: rounded up to
@@ -526,7 +541,29 @@ impl ObjectTable {
             shared: None,
             pending: HashMap::new(),
             by_client: HashMap::new(),
+            pulling: 0,
+            pull_capacity: default_pull_capacity(capacity),
         })
+    }
+
+    /// Sets the pull capacity: the bytes that objects created for pulls
+    /// ([`ObjectTable::create_for_pull`]) may take while unsealed, at
+    /// once (default [`default_pull_capacity`]: half the arena).
+    /// `InvalidConfig` when 0.
+    pub fn with_pull_capacity(mut self, bytes: u64) -> Result<Self, StoreError> {
+        if bytes == 0 {
+            return Err(StoreError::InvalidConfig(
+                "the pull capacity must be at least 1 byte",
+            ));
+        }
+        self.pull_capacity = bytes;
+        Ok(self)
+    }
+
+    /// Bytes ([`footprint`]s) that unsealed objects created for pulls take
+    /// now.
+    pub fn pulling(&self) -> u64 {
+        self.pulling
     }
 
     /// Sets the metadata capacity: the bytes of metadata, plus
@@ -894,10 +931,49 @@ impl ObjectTable {
             lru: None,
             index: None,
             uses_seen: 0,
+            pulled: false,
         };
         let view = entry.view(id);
         self.objects.insert(id, Box::new(entry));
         self.sync_client(client, id);
+        Ok(view)
+    }
+
+    /// [`ObjectTable::create`] of an object a pull is about to receive
+    /// from another node: while it is unsealed, its [`footprint`] counts
+    /// against the pull capacity ([`ObjectTable::with_pull_capacity`]),
+    /// so that remote nodes — which declare the size before they send a
+    /// byte, and may then send slowly or not at all — hold at most that
+    /// much of the store, and local creates keep the rest. As Ray's
+    /// `PullManager` bounds the bytes being pulled to its quota
+    /// (`pull_manager.cc`, `ActivateNextPullBundleRequest`), and as there
+    /// a pull is admitted whatever its size when no other is in progress,
+    /// so that an object larger than the capacity can still come.
+    ///
+    /// Errors: `PullsFull` when other pulls hold so much that this one
+    /// would pass the capacity (the puller tries again as they end), and
+    /// those of [`ObjectTable::create`].
+    pub fn create_for_pull(
+        &mut self,
+        client: ClientId,
+        id: ObjectId,
+        data_size: u64,
+        metadata: Vec<u8>,
+    ) -> Result<ObjectView, StoreError> {
+        let need = footprint(data_size);
+        if self.pulling > 0 && self.pulling.saturating_add(need) > self.pull_capacity {
+            return Err(StoreError::PullsFull {
+                id,
+                needed: need,
+                pulling: self.pulling,
+                capacity: self.pull_capacity,
+            });
+        }
+        let view = self.create(client, id, data_size, metadata)?;
+        if let Some(e) = self.objects.get_mut(&id) {
+            e.pulled = true;
+            self.pulling += need;
+        }
         Ok(view)
     }
 
@@ -1153,6 +1229,9 @@ impl ObjectTable {
         if e.state == ObjectState::Sealed {
             self.sealed -= 1;
         }
+        if e.pulled {
+            self.pulling -= footprint(e.data_size);
+        }
         self.metadata_used -=
             heap_charge(e.metadata.len()) + e.holders.len() as u64 * HOLDER_OVERHEAD;
         if let (Some(pos), Some(s)) = (e.index, self.shared.as_mut()) {
@@ -1251,6 +1330,9 @@ impl ObjectTable {
         }
         e.state = ObjectState::Sealed;
         self.sealed += 1;
+        if std::mem::take(&mut e.pulled) {
+            self.pulling -= footprint(e.data_size);
+        }
         let view = e.view(id);
         if let (Slot::Arena(_), Location::Arena { offset }, Some(shared)) =
             (&e.slot, &view.location, self.shared.as_mut())
@@ -1609,6 +1691,20 @@ pub(super) mod tests {
             }
         }
         assert_eq!(by_client, t.by_client, "objects by client");
+        let pulling: u64 = t
+            .objects
+            .values()
+            .filter(|e| e.pulled)
+            .inspect(|e| {
+                assert_eq!(
+                    e.state,
+                    ObjectState::Unsealed,
+                    "a pulled object stays counted"
+                )
+            })
+            .map(|e| footprint(e.data_size))
+            .sum();
+        assert_eq!(pulling, t.pulling, "bytes being pulled");
         for (id, e) in &t.objects {
             assert!(t.by_size.contains(&(e.data_size, Reverse(*id))));
             assert_eq!(
@@ -1679,7 +1775,7 @@ pub(super) mod tests {
             }));
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         let mut kinds = [0usize; 11];
-        let (mut most_fallback, mut metadata_full) = (0, 0);
+        let (mut most_fallback, mut metadata_full, mut pulls_full) = (0, 0, 0);
         for step in 0..20_000 {
             let c = 1 + rng.below(4);
             let id = oid(rng.below(40) as u32);
@@ -1688,8 +1784,13 @@ pub(super) mod tests {
                 0 | 1 => {
                     let size = rng.below(3 * UNIT);
                     let meta = vec![1; rng.below(20_000) as usize];
-                    let r = t.create(c, id, size, meta);
+                    let r = if kind == 1 {
+                        t.create_for_pull(c, id, size, meta)
+                    } else {
+                        t.create(c, id, size, meta)
+                    };
                     metadata_full += usize::from(matches!(r, Err(StoreError::MetadataFull { .. })));
+                    pulls_full += usize::from(matches!(r, Err(StoreError::PullsFull { .. })));
                     r.is_ok()
                 }
                 2 => t.seal(c, id).is_ok(),
@@ -1720,8 +1821,8 @@ pub(super) mod tests {
         // and a short metadata capacity were part of it.
         assert!(kinds.iter().all(|&k| k > 20), "{kinds:?}");
         assert!(
-            most_fallback > 1 && metadata_full > 0,
-            "{most_fallback} {metadata_full}"
+            most_fallback > 1 && metadata_full > 0 && pulls_full > 0,
+            "{most_fallback} {metadata_full} {pulls_full}"
         );
         for c in 1..5 {
             t.disconnect(c);
@@ -1730,6 +1831,44 @@ pub(super) mod tests {
         assert_eq!(t.stats(), recount(&t));
         assert_eq!(t.stats().objects, 0);
         assert_eq!(t.stats().metadata_used, 0);
+        assert_eq!(t.pulling(), 0);
+    }
+
+    /// Pulls hold at most the pull capacity while unsealed — a seal, an
+    /// abort and the creator's disconnect each give its bytes back — and
+    /// one pull is let in whatever its size while no other is in progress.
+    #[test]
+    fn pulls_hold_at_most_the_pull_capacity_until_they_seal_or_end() {
+        let mut t = ObjectTable::new(64 * UNIT)
+            .unwrap()
+            .with_pull_capacity(8 * UNIT)
+            .unwrap();
+        assert_eq!(default_pull_capacity(64 * UNIT), 32 * UNIT);
+        // Alone: let in beyond the capacity; then nothing else is.
+        t.create_for_pull(1, oid(1), 20 * UNIT, Vec::new()).unwrap();
+        let r = t.create_for_pull(2, oid(2), UNIT, Vec::new());
+        assert!(
+            matches!(r, Err(StoreError::PullsFull { pulling, capacity, .. })
+            if pulling == 20 * UNIT && capacity == 8 * UNIT),
+            "{r:?}"
+        );
+        // Local creates are not counted, nor held back.
+        t.create(2, oid(3), 30 * UNIT, Vec::new()).unwrap();
+        t.seal(1, oid(1)).unwrap();
+        assert_eq!(t.pulling(), 0);
+        // Within the capacity, several at once.
+        t.create_for_pull(2, oid(4), 4 * UNIT, Vec::new()).unwrap();
+        t.create_for_pull(3, oid(5), 4 * UNIT, Vec::new()).unwrap();
+        assert!(matches!(
+            t.create_for_pull(2, oid(6), 1, Vec::new()),
+            Err(StoreError::PullsFull { .. })
+        ));
+        t.abort(2, oid(4)).unwrap();
+        assert_eq!(t.pulling(), 4 * UNIT);
+        t.create_for_pull(2, oid(6), 1, Vec::new()).unwrap();
+        assert_eq!(t.disconnect(3), 1);
+        assert_eq!(t.pulling(), footprint(1));
+        assert!(t.with_pull_capacity(0).is_err());
     }
 
     /// Fault A: the snapshot's largest objects are the `max` largest,
