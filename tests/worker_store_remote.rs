@@ -1724,3 +1724,82 @@ fn a_departed_callers_queued_pulls_never_start() {
     b.wait_objects(0);
     a.wait_objects(0);
 }
+
+/// Input (the churn of the attack on `5b9f7d6`, medium: an honest pull
+/// took up to 1.4 s): another local client — here the test, standing for
+/// another worker of the node pulling the same object — holds the copy
+/// of X from B's endpoint created and unsealed, and a task names X. Its
+/// pull waits for that client's seal. Right behaviour: that wait holds up
+/// no other pull — another caller's tasks on three other objects come at
+/// once, each pulling its own. Before, the
+/// wait was a `get` the store answered after up to 500 ms, and it held the
+/// worker's one store connection for pulls, which every pull shares, for
+/// all that time: each of the other pull's store calls waited behind it.
+/// Once the other client seals the copy, the waiting task reads it.
+#[test]
+fn a_pull_waiting_for_another_clients_copy_holds_up_no_other_pull() {
+    const TEST: &str = "a_pull_waiting_for_another_clients_copy_holds_up_no_other_pull";
+    maybe_run_worker();
+    let a = Node::new("xnode_ga");
+    let b = Node::new("xnode_gb");
+    let worker = spawn_pulling_worker(&a, TEST, 2, Some("5000"));
+    let len = FunctionDescriptor::rust(MODULE, "", "len");
+    let x = ObjectId::from_random();
+    let ys: Vec<ObjectId> = (0..3).map(|_| ObjectId::from_random()).collect();
+    let put = b.client();
+    put.put(x, &pattern(7, 1000), b"").unwrap();
+    for (i, y) in ys.iter().enumerate() {
+        put.put(*y, &pattern(8, 2000 + i), b"").unwrap();
+    }
+    let other = a.client();
+    let copy = copy_id(x, b.endpoint());
+    let mut builder = other.create(copy, 1000, b"").unwrap();
+    builder.copy_from_slice(&pattern(7, 1000));
+
+    let mut first = a.local_caller();
+    let owner = owner_at(first.address(), b.s.node, b.endpoint());
+    let waits = first
+        .submit_task(
+            worker.id,
+            len.clone(),
+            vec![TaskArg::object_ref(x, owner)],
+            TaskOptions::default(),
+        )
+        .unwrap();
+    // Its pull reaches the other client's copy and waits for the seal.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut second = a.local_caller();
+    let owner = owner_at(second.address(), b.s.node, b.endpoint());
+    for (round, y) in ys.iter().enumerate() {
+        let start = Instant::now();
+        let r = second
+            .submit_task(
+                worker.id,
+                len.clone(),
+                vec![TaskArg::object_ref(*y, owner.clone())],
+                TaskOptions::default(),
+            )
+            .unwrap();
+        let got = second.get(std::slice::from_ref(&r), GUARD).unwrap();
+        assert_eq!(as_i64(&got[0]), 2000 + round as i64);
+        let took = start.elapsed();
+        assert!(
+            took < Duration::from_millis(150),
+            "round {round}: a pull beside one waiting for another client's copy took {took:?}"
+        );
+    }
+    let (ready, _) = first
+        .wait(std::slice::from_ref(&waits), 1, Duration::ZERO)
+        .unwrap();
+    assert!(ready.is_empty(), "the task ran before the copy was sealed");
+    drop(builder.seal().unwrap());
+    let got = first.get(std::slice::from_ref(&waits), GUARD).unwrap();
+    assert_eq!(as_i64(&got[0]), 1000);
+    drop((waits, first, second));
+    worker.wait_success();
+    other.delete(&[copy]).unwrap();
+    put.delete(&[x]).unwrap();
+    put.delete(&ys).unwrap();
+    b.wait_objects(0);
+    a.wait_objects(0);
+}

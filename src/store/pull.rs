@@ -95,8 +95,12 @@ const RETRY_MAX: Duration = Duration::from_millis(50);
 const LOCAL_MIN: Duration = Duration::from_millis(50);
 
 /// How long a puller that found another local client creating the object
-/// waits for that seal before it looks again (the other may have aborted).
+/// waits for that seal before it tries again (the other may have aborted).
 const LOCAL_WAIT_SLICE: Duration = Duration::from_millis(500);
+
+/// The longest pause between two looks for another local client's seal
+/// (`StoreClient::await_local_seal`).
+const LOCAL_POLL_MAX: Duration = Duration::from_millis(20);
 
 fn request_bytes(id: &ObjectId) -> [u8; REQUEST_LEN] {
     let mut b = [0u8; REQUEST_LEN];
@@ -1087,8 +1091,10 @@ impl StoreClient {
     /// *not found* (not created or not sealed yet) or *busy*, the pull is
     /// tried again, 1 ms apart at first and at most 50 ms apart, until
     /// `timeout`. If another client of this store is pulling (or creating)
-    /// the same object, this call waits for its seal instead (looking again
-    /// every 500 ms, in case that client gave up).
+    /// the same object, this call waits for its seal instead (looking every
+    /// 1 ms, doubling to 20 ms, and trying the pull again every 500 ms in
+    /// case that client gave up), without holding this client's connection
+    /// — which its clones share — between looks.
     ///
     /// The remote's declared sizes are checked before anything is created
     /// (metadata at most 64 KiB, data at most the store's object limit; a
@@ -1308,17 +1314,10 @@ impl StoreClient {
             Err(e @ StoreError::PullsFull { .. }) => return Ok(Attempt::Retry(e)),
             Err(StoreError::ObjectExists { .. }) => {
                 // Another local client is pulling or creating it: wait for
-                // its seal, in slices of `LOCAL_WAIT_SLICE` (it may abort
+                // its seal, at most `LOCAL_WAIT_SLICE` (it may abort
                 // instead: then the next try pulls it here).
                 drop(w);
-                let l = left(id, from, timeout, deadline)?;
-                let got = self
-                    .get_before(&[local_id], LOCAL_WAIT_SLICE, l)
-                    .map_err(local)?;
-                return Ok(match got.into_iter().next().flatten() {
-                    Some(b) => Attempt::Done(b),
-                    None => Attempt::Retry(StoreError::PullTimedOut { id, from, timeout }),
-                });
+                return self.await_local_seal((id, local_id), from, timeout, deadline);
             }
             // A create that timed out may have made the object all the
             // same: the service aborts it when this client's (now broken)
@@ -1351,6 +1350,46 @@ impl StoreClient {
                 }
                 Err(e)
             }
+        }
+    }
+}
+
+impl StoreClient {
+    /// Waits at most [`LOCAL_WAIT_SLICE`] (and `deadline`) for another
+    /// local client's copy `local_id` to be sealed, looking every 1 ms,
+    /// doubling to [`LOCAL_POLL_MAX`]: each look is a `get` that does not
+    /// wait on the service, because a waiting call holds this client's
+    /// connection for its whole length, and clones of a client share it —
+    /// a worker's pull threads do, so one pull waiting 500 ms for another
+    /// worker's copy held every other pull's store calls up as long.
+    fn await_local_seal(
+        &self,
+        (id, local_id): (ObjectId, ObjectId),
+        from: SocketAddr,
+        timeout: Duration,
+        deadline: Instant,
+    ) -> Result<Attempt, StoreError> {
+        let until = Instant::now() + LOCAL_WAIT_SLICE;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let l = left(id, from, timeout, deadline)?;
+            let got = self
+                .get_before(&[local_id], Duration::ZERO, l)
+                .map_err(|e| local_fail(e, id, from, timeout))?;
+            if let Some(b) = got.into_iter().next().flatten() {
+                return Ok(Attempt::Done(b));
+            }
+            let now = Instant::now();
+            let rest = until.min(deadline).saturating_duration_since(now);
+            if rest.is_zero() {
+                return Ok(Attempt::Retry(StoreError::PullTimedOut {
+                    id,
+                    from,
+                    timeout,
+                }));
+            }
+            std::thread::sleep(pause.min(rest));
+            pause = (pause * 2).min(LOCAL_POLL_MAX);
         }
     }
 }
