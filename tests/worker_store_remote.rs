@@ -434,18 +434,34 @@ fn slow_endpoint(
     target: SocketAddr,
     delay: Duration,
 ) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicBool>) {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    let (addr, stop, _) = counted_slow_endpoint(target, delay);
+    (addr, stop)
+}
+
+/// [`slow_endpoint`], and the count of connections it accepted.
+fn counted_slow_endpoint(
+    target: SocketAddr,
+    delay: Duration,
+) -> (
+    SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.set_nonblocking(true).unwrap();
     let addr = l.local_addr().unwrap();
     let stop = std::sync::Arc::new(AtomicBool::new(false));
     let stopped = std::sync::Arc::clone(&stop);
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&accepted);
     std::thread::spawn(move || {
         while !stopped.load(Ordering::Relaxed) {
             let Ok((inbound, _)) = l.accept() else {
                 std::thread::sleep(Duration::from_millis(10));
                 continue;
             };
+            counted.fetch_add(1, Ordering::Relaxed);
             std::thread::spawn(move || {
                 std::thread::sleep(delay);
                 inbound.set_nonblocking(false).unwrap();
@@ -465,7 +481,7 @@ fn slow_endpoint(
             });
         }
     });
-    (addr, stop)
+    (addr, stop, accepted)
 }
 
 #[test]
@@ -1800,6 +1816,83 @@ fn a_pull_waiting_for_another_clients_copy_holds_up_no_other_pull() {
     other.delete(&[copy]).unwrap();
     put.delete(&[x]).unwrap();
     put.delete(&ys).unwrap();
+    b.wait_objects(0);
+    a.wait_objects(0);
+}
+
+/// Input (the churn of the attack on `5b9f7d6`, medium): a caller sends a
+/// task naming three endpoints that never answer, then leaves while their
+/// pulls run. Right behaviour: the running pulls end at once (cancelled),
+/// and their threads with them — before, they ran to their 5 s deadline,
+/// and callers coming and going kept the worker at its 256 threads, an
+/// honest pull waiting up to 1.3 s for one. A pull another caller still
+/// waits for is not cancelled: the same task's fourth argument, on a slow
+/// endpoint, which a second caller came for while its pull ran, brings
+/// that caller its value.
+#[test]
+fn a_departed_callers_running_pulls_end_at_once() {
+    const TEST: &str = "a_departed_callers_running_pulls_end_at_once";
+    maybe_run_worker();
+    let a = Node::new("xnode_ma");
+    let b = Node::new("xnode_mb");
+    let worker = spawn_pulling_worker(&a, TEST, 2, Some("5000"));
+    let pid = worker.child.as_ref().unwrap().id();
+    let put = b.client();
+    let x = ObjectId::from_random();
+    put.put(x, &pattern(9, 1500), b"").unwrap();
+    let (slow, stop, accepted) = counted_slow_endpoint(b.endpoint(), Duration::from_millis(1000));
+    let holes: Vec<(TcpListener, SocketAddr)> = (0..3).map(|_| black_hole()).collect();
+    let len = FunctionDescriptor::rust(MODULE, "", "len");
+    let base = threads_of(pid);
+
+    let mut leaving = a.local_caller();
+    let mut args = silent_args(leaving.address(), &holes);
+    args.push(TaskArg::object_ref(
+        x,
+        owner_at(leaving.address(), b.s.node, slow),
+    ));
+    let left_behind = leaving
+        .submit_task(worker.id, len.clone(), args, TaskOptions::default())
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        threads_of(pid) >= base + 4,
+        "{} threads, {base} before",
+        threads_of(pid)
+    );
+    let mut staying = a.local_caller();
+    let wanted = staying
+        .submit_task(
+            worker.id,
+            len.clone(),
+            vec![TaskArg::object_ref(
+                x,
+                owner_at(staying.address(), b.s.node, slow),
+            )],
+            TaskOptions::default(),
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    drop((left_behind, leaving));
+    let gone = Instant::now();
+    while threads_of(pid) > base + 1 {
+        assert!(
+            gone.elapsed() < Duration::from_millis(1500),
+            "{} pull threads still run {:?} after their caller left",
+            threads_of(pid) - base,
+            gone.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let got = staying.get(std::slice::from_ref(&wanted), GUARD).unwrap();
+    assert_eq!(as_i64(&got[0]), 1500);
+    // One pull of it: not cancelled with the first caller, and pulled
+    // again for the second.
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::Relaxed), 1);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    drop((wanted, staying));
+    worker.wait_success();
+    put.delete(&[x]).unwrap();
     b.wait_objects(0);
     a.wait_objects(0);
 }

@@ -338,6 +338,16 @@ pub enum StoreError {
         /// The caller's timeout.
         timeout: std::time::Duration,
     },
+    /// Pull: cancelled by its caller before it ended (a worker's pull
+    /// that no task waits for any more); the local copy, if created, was
+    /// aborted.
+    #[error("pull of object {id} from {from} cancelled: nobody waits for it any more")]
+    PullCancelled {
+        /// The object.
+        id: ObjectId,
+        /// The remote node's object endpoint.
+        from: std::net::SocketAddr,
+    },
     /// Pull: a socket error other than the ones above; the local copy was
     /// aborted.
     #[error("pull of object {id} from {from}: {source}")]
@@ -378,6 +388,7 @@ impl StoreError {
             | PullOverrun { id, .. }
             | PullProtocol { id, .. }
             | PullTimedOut { id, .. }
+            | PullCancelled { id, .. }
             | PullIo { id, .. } => Some(*id),
             _ => None,
         }

@@ -1017,22 +1017,26 @@ fn is_cut(e: &io::Error) -> bool {
 }
 
 /// One pull connection, every read bounded by the pull's deadline.
-struct Wire {
+struct Wire<'a> {
     stream: TcpStream,
     id: ObjectId,
     from: SocketAddr,
     timeout: Duration,
     deadline: Instant,
+    cancel: Cancel<'a>,
 }
 
-impl Wire {
+impl Wire<'_> {
     /// One read of at most `buf.len()` bytes; `Ok(0)` at the end of the
     /// stream.
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, ReadFail> {
         loop {
             let l = left(self.id, self.from, self.timeout, self.deadline).map_err(ReadFail::Err)?;
+            self.cancel
+                .check(self.id, self.from)
+                .map_err(ReadFail::Err)?;
             self.stream
-                .set_read_timeout(Some(l))
+                .set_read_timeout(Some(self.cancel.slice(l)))
                 .map_err(ReadFail::Io)?;
             match self.stream.read(buf) {
                 Ok(n) => return Ok(n),
@@ -1071,6 +1075,38 @@ impl Wire {
         }
     }
 }
+
+/// The flag that cancels a pull ([`StoreClient::pull_into_cancellable`]),
+/// if it has one.
+#[derive(Clone, Copy)]
+struct Cancel<'a>(Option<&'a AtomicBool>);
+
+impl Cancel<'_> {
+    /// `PullCancelled` once the flag is set.
+    fn check(self, id: ObjectId, from: SocketAddr) -> Result<(), StoreError> {
+        // Relaxed: a request to stop soon, not a hand-over of data (the
+        // canceller reads the pull's outcome under its own lock).
+        match self.0 {
+            Some(c) if c.load(Ordering::Relaxed) => Err(StoreError::PullCancelled { id, from }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The longest one blocking wait on the socket may take with `left`
+    /// before the deadline: all of it, or at most [`CANCEL_SLICE`] when
+    /// the pull can be cancelled (the flag is checked between waits).
+    fn slice(self, left: Duration) -> Duration {
+        match self.0 {
+            Some(_) => left.min(CANCEL_SLICE),
+            None => left,
+        }
+    }
+}
+
+/// How soon a cancelled pull notices: the longest a cancellable pull
+/// blocks on its socket (connecting, reading) or sleeps between two tries
+/// without looking at its flag.
+const CANCEL_SLICE: Duration = Duration::from_millis(50);
 
 /// A failed read: the pull's own error (timed out) or the socket's.
 enum ReadFail {
@@ -1148,7 +1184,7 @@ impl StoreClient {
         timeout: Duration,
         progress: impl FnMut(u64, u64),
     ) -> Result<ObjectBuffer, StoreError> {
-        self.pull_as(id, id, from, timeout, progress)
+        self.pull_as(id, id, from, timeout, Cancel(None), progress)
     }
 
     /// [`StoreClient::pull`], the local copy kept under id `local` instead
@@ -1164,7 +1200,24 @@ impl StoreClient {
         local: ObjectId,
         timeout: Duration,
     ) -> Result<ObjectBuffer, StoreError> {
-        self.pull_as(id, local, from, timeout, |_, _| {})
+        self.pull_as(id, local, from, timeout, Cancel(None), |_, _| {})
+    }
+
+    /// [`StoreClient::pull_into`] that ends early, with `PullCancelled`,
+    /// once `cancel` is set (noticed within 50 ms: the pull blocks on its
+    /// socket, and sleeps between tries, at most that long at a time; a
+    /// call to the local store in progress ends first). A copy created
+    /// meanwhile is aborted, as on any failure. For a worker, whose pulls
+    /// end when every task waiting for them is gone.
+    pub(crate) fn pull_into_cancellable(
+        &self,
+        id: ObjectId,
+        from: SocketAddr,
+        local: ObjectId,
+        timeout: Duration,
+        cancel: &AtomicBool,
+    ) -> Result<ObjectBuffer, StoreError> {
+        self.pull_as(id, local, from, timeout, Cancel(Some(cancel)), |_, _| {})
     }
 
     fn pull_as(
@@ -1173,6 +1226,7 @@ impl StoreClient {
         local_id: ObjectId,
         from: SocketAddr,
         timeout: Duration,
+        cancel: Cancel<'_>,
         mut progress: impl FnMut(u64, u64),
     ) -> Result<ObjectBuffer, StoreError> {
         let deadline = crate::deadline_after(Instant::now(), timeout);
@@ -1197,7 +1251,9 @@ impl StoreClient {
             if let Some(b) = local.into_iter().next().flatten() {
                 return Ok(b);
             }
-            let err = match self.pull_once((id, local_id), from, timeout, deadline, &mut progress) {
+            cancel.check(id, from)?;
+            let at = (timeout, deadline, cancel);
+            let err = match self.pull_once((id, local_id), from, at, &mut progress) {
                 Ok(Attempt::Done(b)) => return Ok(b),
                 Ok(Attempt::Retry(e)) => e,
                 // (Unless the local store was what did not answer: then
@@ -1212,7 +1268,7 @@ impl StoreClient {
                 return Err(err);
             }
             last = Some(err);
-            std::thread::sleep(pause.min(l));
+            std::thread::sleep(cancel.slice(pause.min(l)));
             pause = (pause * 2).min(RETRY_MAX);
         }
     }
@@ -1221,24 +1277,30 @@ impl StoreClient {
         &self,
         (id, local_id): (ObjectId, ObjectId),
         from: SocketAddr,
-        timeout: Duration,
-        deadline: Instant,
+        (timeout, deadline, cancel): (Duration, Instant, Cancel<'_>),
         progress: &mut impl FnMut(u64, u64),
     ) -> Result<Attempt, StoreError> {
-        let l = left(id, from, timeout, deadline)?;
-        let stream = TcpStream::connect_timeout(&from, l).map_err(|source| {
-            if is_timeout(&source) {
-                StoreError::PullTimedOut { id, from, timeout }
-            } else {
-                StoreError::RemoteUnreachable { id, from, source }
+        // In slices when the pull can be cancelled (each slice a new try).
+        let stream = loop {
+            let l = left(id, from, timeout, deadline)?;
+            cancel.check(id, from)?;
+            let slice = cancel.slice(l);
+            match TcpStream::connect_timeout(&from, slice) {
+                Ok(s) => break s,
+                Err(e) if is_timeout(&e) && slice < l => {}
+                Err(e) if is_timeout(&e) => {
+                    return Err(StoreError::PullTimedOut { id, from, timeout })
+                }
+                Err(source) => return Err(StoreError::RemoteUnreachable { id, from, source }),
             }
-        })?;
+        };
         let mut w = Wire {
             stream,
             id,
             from,
             timeout,
             deadline,
+            cancel,
         };
         let _ = w.stream.set_nodelay(true);
         let l = left(id, from, timeout, deadline)?;
@@ -1317,7 +1379,7 @@ impl StoreClient {
                 // its seal, at most `LOCAL_WAIT_SLICE` (it may abort
                 // instead: then the next try pulls it here).
                 drop(w);
-                return self.await_local_seal((id, local_id), from, timeout, deadline);
+                return self.await_local_seal((id, local_id), from, (timeout, deadline, cancel));
             }
             // A create that timed out may have made the object all the
             // same: the service aborts it when this client's (now broken)
@@ -1366,13 +1428,13 @@ impl StoreClient {
         &self,
         (id, local_id): (ObjectId, ObjectId),
         from: SocketAddr,
-        timeout: Duration,
-        deadline: Instant,
+        (timeout, deadline, cancel): (Duration, Instant, Cancel<'_>),
     ) -> Result<Attempt, StoreError> {
         let until = Instant::now() + LOCAL_WAIT_SLICE;
         let mut pause = Duration::from_millis(1);
         loop {
             let l = left(id, from, timeout, deadline)?;
+            cancel.check(id, from)?;
             let got = self
                 .get_before(&[local_id], Duration::ZERO, l)
                 .map_err(|e| local_fail(e, id, from, timeout))?;

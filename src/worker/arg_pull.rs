@@ -14,7 +14,11 @@
 //! [`MAX_PULL_THREADS`] if all are taken (up to
 //! [`MAX_PULL_THREADS_FOR_FAIRNESS`]); a pull several callers wait for is
 //! in each one's queue, so callers that hold their threads with pulls that
-//! never end hold up no other caller's pulls. A pulled copy is pinned (the
+//! never end hold up no other caller's pulls. A pull whose callers all left
+//! ([`ArgPulls::forget_caller`]) is dropped if queued and cancelled if
+//! running: it ends within 50 ms (`StoreClient::pull_into_cancellable`),
+//! its thread free for others (callers that send tasks and leave, again
+//! and again, held the worker at its 256 threads otherwise). A pulled copy is pinned (the
 //! pull's buffer is kept)
 //! while tasks use it — each takes a reference of its own
 //! ([`ArgPulls::acquire`], [`ArgPulls::release`]), so tasks running at once
@@ -58,7 +62,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use foldhash::HashMap;
+use foldhash::{HashMap, HashSet};
 use sha2::{Digest, Sha256};
 
 use crate::ids::{ObjectId, WorkerId};
@@ -172,7 +176,14 @@ enum State {
         deadline: Instant,
         timeout: Duration,
     },
-    Running,
+    /// On a thread, for `callers` (each has the key in its
+    /// `Book::running_of`); `cancel` is set when the last of them left
+    /// ([`ArgPulls::forget_caller`]) or the worker went, and the pull then
+    /// ends within 50 ms (`StoreClient::pull_into_cancellable`).
+    Running {
+        callers: Vec<WorkerId>,
+        cancel: Arc<AtomicBool>,
+    },
     /// The local copy, pinned by `_pin` (its reference, never read);
     /// `here`: the pull made it (deleted when dropped); `users`: tasks
     /// holding it; `used`: whether any task acquired it yet; idle since
@@ -205,6 +216,8 @@ struct Job {
     deadline: Instant,
     /// The task's `arg_fetch_timeout` (what a timeout error names).
     timeout: Duration,
+    /// The entry's cancel flag (see [`State::Running`]).
+    cancel: Arc<AtomicBool>,
 }
 
 #[derive(Default)]
@@ -216,6 +229,9 @@ struct Book {
     waiting: HashMap<WorkerId, VecDeque<Key>>,
     /// The callers in `waiting`, in the order their turns come.
     order: VecDeque<WorkerId>,
+    /// Per caller, the keys of the running pulls it waits for (only
+    /// callers with keys are in it).
+    running_of: HashMap<WorkerId, HashSet<Key>>,
     threads: usize,
     per_caller: HashMap<WorkerId, usize>,
     /// Copies unpinned by a pull that found the store full (so that the
@@ -408,13 +424,28 @@ impl Book {
 
     /// Marks queued `key` running, counted against `caller`.
     fn start_job(&mut self, caller: WorkerId, key: Key) -> Option<Job> {
-        let Some(&State::Queued {
-            deadline, timeout, ..
-        }) = self.entries.get(&key)
+        let Some(State::Queued { .. }) = self.entries.get(&key) else {
+            return None;
+        };
+        let Some(State::Queued {
+            callers,
+            deadline,
+            timeout,
+        }) = self.entries.remove(&key)
         else {
             return None;
         };
-        self.entries.insert(key, State::Running);
+        for c in &callers {
+            self.running_of.entry(*c).or_default().insert(key);
+        }
+        let cancel = Arc::new(AtomicBool::new(false));
+        self.entries.insert(
+            key,
+            State::Running {
+                callers,
+                cancel: Arc::clone(&cancel),
+            },
+        );
         *self.per_caller.entry(caller).or_insert(0) += 1;
         Some(Job {
             id: key.0,
@@ -422,7 +453,47 @@ impl Book {
             counted: caller,
             deadline,
             timeout,
+            cancel,
         })
+    }
+
+    /// Takes running `key` out of its callers' `running_of`; returns those
+    /// callers (none if it was not running).
+    fn stop_running(&mut self, key: Key) -> Vec<WorkerId> {
+        let Some(State::Running { callers, .. }) = self.entries.get_mut(&key) else {
+            return Vec::new();
+        };
+        let callers = std::mem::take(callers);
+        for c in &callers {
+            if let Some(keys) = self.running_of.get_mut(c) {
+                keys.remove(&key);
+                if keys.is_empty() {
+                    self.running_of.remove(c);
+                }
+            }
+        }
+        callers
+    }
+
+    /// Queues `key` again for `callers` (a pull that could not start, or
+    /// was cancelled after another caller came for it), first in each
+    /// one's line.
+    fn requeue(&mut self, key: Key, callers: Vec<WorkerId>, deadline: Instant, timeout: Duration) {
+        for c in &callers {
+            let q = self.waiting.entry(*c).or_default();
+            if q.is_empty() {
+                self.order.push_front(*c);
+            }
+            q.push_front(key);
+        }
+        self.entries.insert(
+            key,
+            State::Queued {
+                callers,
+                deadline,
+                timeout,
+            },
+        );
     }
 
     /// Puts back work a thread that could not start took: first in line.
@@ -431,19 +502,11 @@ impl Book {
             Work::Pull(job) => {
                 self.uncount(job.counted);
                 let key = (job.id, job.from);
-                self.entries.insert(
-                    key,
-                    State::Queued {
-                        callers: vec![job.counted],
-                        deadline: job.deadline,
-                        timeout: job.timeout,
-                    },
-                );
-                let q = self.waiting.entry(job.counted).or_default();
-                if q.is_empty() {
-                    self.order.push_front(job.counted);
+                let mut callers = self.stop_running(key);
+                if callers.is_empty() {
+                    callers.push(job.counted);
                 }
-                q.push_front(key);
+                self.requeue(key, callers, job.deadline, job.timeout);
             }
             Work::Delete(d) => {
                 self.store_busy = false;
@@ -468,6 +531,20 @@ impl Book {
 
     fn finish(&mut self, job: &Job, outcome: Result<(ObjectBuffer, bool), String>) {
         self.uncount(job.counted);
+        let key = (job.id, job.from);
+        let callers = self.stop_running(key);
+        // Relaxed: set under this lock (`forget_caller`, `close`).
+        if outcome.is_err() && job.cancel.load(Ordering::Relaxed) {
+            // Cancelled: not a failure to keep. A caller that came for it
+            // after the cancel has it queued again; with none, it goes (a
+            // later request asks again).
+            if callers.is_empty() || self.closed {
+                self.entries.remove(&key);
+            } else {
+                self.requeue(key, callers, job.deadline, job.timeout);
+            }
+            return;
+        }
         let now = Instant::now();
         let state = match outcome {
             Ok((_pin, here)) => State::Done {
@@ -582,7 +659,18 @@ impl ArgPulls {
                 }
                 return false;
             }
-            Some(State::Running | State::Deleting) => return false,
+            Some(State::Running { callers, cancel }) => {
+                // A request for a running pull joins it (once per
+                // caller), and it is no longer to be cancelled.
+                if !callers.contains(&caller) {
+                    callers.push(caller);
+                    // Relaxed: see `finish`, which reads it under the lock.
+                    cancel.store(false, Ordering::Relaxed);
+                    book.running_of.entry(caller).or_default().insert(key);
+                }
+                return false;
+            }
+            Some(State::Deleting) => return false,
             None => {}
         }
         book.entries.insert(
@@ -612,14 +700,25 @@ impl ArgPulls {
     }
 
     /// `caller` left (its last connection ended): it is taken out of the
-    /// turns, and its queued pulls no other caller waits for are dropped
-    /// (their entries go: a later request asks again); running pulls end
-    /// by their deadlines. Before (the attack on `5b9f7d6`), callers that
+    /// turns, its queued pulls no other caller waits for are dropped
+    /// (their entries go: a later request asks again), and its running
+    /// pulls no other caller waits for are cancelled: each ends within
+    /// 50 ms, its entry gone (or queued again if a caller came for it
+    /// meanwhile), not failed. Before (the attack on `5b9f7d6`), callers that
     /// sent tasks naming silent endpoints and left kept the worker at its
     /// 256 pull threads for as long as more came, and an honest pull
     /// waited up to 1.2 s for a thread.
     pub(super) fn forget_caller(&mut self, caller: WorkerId) {
         let mut book = lock(&self.shared.book);
+        for k in book.running_of.remove(&caller).unwrap_or_default() {
+            if let Some(State::Running { callers, cancel }) = book.entries.get_mut(&k) {
+                callers.retain(|c| *c != caller);
+                if callers.is_empty() {
+                    // Relaxed: `finish` reads it under the lock.
+                    cancel.store(true, Ordering::Relaxed);
+                }
+            }
+        }
         let Some(keys) = book.waiting.remove(&caller) else {
             return;
         };
@@ -784,6 +883,12 @@ impl ArgPulls {
         book.closed = true;
         book.waiting.clear();
         book.order.clear();
+        for s in book.entries.values() {
+            if let State::Running { cancel, .. } = s {
+                // Relaxed: see `forget_caller`.
+                cancel.store(true, Ordering::Relaxed);
+            }
+        }
     }
 
     /// Runs the deletes still queued on this thread with `client` (the
@@ -830,7 +935,9 @@ impl ArgPulls {
                 Acquired::Done
             }
             Some(State::Failed { error, .. }) => Acquired::Failed(error.clone()),
-            Some(State::Queued { .. } | State::Running | State::Deleting) => Acquired::Pending,
+            Some(State::Queued { .. } | State::Running { .. } | State::Deleting) => {
+                Acquired::Pending
+            }
             None => Acquired::Missing,
         }
     }
@@ -1059,7 +1166,9 @@ fn pull(shared: &Shared, base: &StoreClient, job: &Job) -> Result<(ObjectBuffer,
             .map_err(named);
         let pulled = |had: bool| {
             Ok((
-                client.pull_into(id, from, local, left()).map_err(named)?,
+                client
+                    .pull_into_cancellable(id, from, local, left(), &job.cancel)
+                    .map_err(named)?,
                 !had,
             ))
         };

@@ -2492,8 +2492,8 @@ impl Executor {
             }
             if !self.peers.values().any(|p| p.caller == caller) {
                 // The caller is gone: it holds its returns itself or never
-                // will; its queued pulls no other caller waits for go (the
-                // running ones end by their deadlines).
+                // will; its pulls no other caller waits for go (queued ones
+                // dropped, running ones cancelled).
                 if let Some(b) = &mut self.store {
                     b.release_holds(|h| h.caller != caller);
                     b.pulls.forget_caller(caller);
