@@ -533,11 +533,13 @@ impl Book {
         self.uncount(job.counted);
         let key = (job.id, job.from);
         let callers = self.stop_running(key);
-        // Relaxed: set under this lock (`forget_caller`, `close`).
+        // Relaxed: set under this lock (`forget_caller`, `close`), never
+        // cleared.
         if outcome.is_err() && job.cancel.load(Ordering::Relaxed) {
-            // Cancelled: not a failure to keep. A caller that came for it
-            // after the cancel has it queued again; with none, it goes (a
-            // later request asks again).
+            // Cancelled: not a failure to keep (whatever error the pull
+            // ended with once it was). A caller that came for it after the
+            // cancel has it queued again; with none, it goes (a later
+            // request asks again).
             if callers.is_empty() || self.closed {
                 self.entries.remove(&key);
             } else {
@@ -659,13 +661,13 @@ impl ArgPulls {
                 }
                 return false;
             }
-            Some(State::Running { callers, cancel }) => {
-                // A request for a running pull joins it (once per
-                // caller), and it is no longer to be cancelled.
+            Some(State::Running { callers, .. }) => {
+                // A request for a running pull joins it (once per caller).
+                // One cancelled already (its flag is never taken back: its
+                // thread may have seen it) ends, and is queued again for
+                // the callers it has then (`Book::finish`).
                 if !callers.contains(&caller) {
                     callers.push(caller);
-                    // Relaxed: see `finish`, which reads it under the lock.
-                    cancel.store(false, Ordering::Relaxed);
                     book.running_of.entry(caller).or_default().insert(key);
                 }
                 return false;
