@@ -1850,10 +1850,12 @@ fn a_client_reading_everything_never_makes_a_put_fail_with_nothing_held() {
 }
 
 /// A node that answers a pull request with an OK header declaring
-/// `declared` bytes of data and then sends none of them, to every
-/// connection it accepts until `stop` is set (it holds them all open).
+/// `declared` bytes of data and then sends the first `sent` of them and
+/// nothing more, to every connection it accepts until `stop` is set (it
+/// holds them all open).
 fn declaring_node(
     declared: u64,
+    sent: usize,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
     use std::io::{Read, Write};
@@ -1878,6 +1880,7 @@ fn declaring_node(
                     head[4..8].copy_from_slice(&1u32.to_le_bytes());
                     head[16..24].copy_from_slice(&declared.to_le_bytes());
                     let _ = s.write_all(&head);
+                    let _ = s.write_all(&vec![7u8; sent]);
                     held.push(s);
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(2)),
@@ -1887,19 +1890,20 @@ fn declaring_node(
     (addr, t)
 }
 
-/// Remote nodes declare sizes before they send a byte, and may then send
-/// nothing: pulls from them hold at most the store's pull capacity (half
-/// the arena by default), and local creates keep the rest (attack on
-/// `25d4f40`: four endpoints declaring 15 MiB each held 60 MiB of a
-/// 64 MiB store unsealed for each task's pull timeout, and a local 8 MiB
-/// put failed `StoreFull`). Here, in a 16 MiB store in a child process,
-/// three nodes declare 6 MiB and send nothing: one pull is let in (6 MiB
-/// unsealed), the others wait and fail `PullsFull` at their deadline,
-/// naming the capacity; meanwhile a local 8 MiB put succeeds (before: two
-/// pulls held 12 MiB and it failed `StoreFull`). Afterwards an honest
-/// 10 MiB pull, beyond the 8 MiB capacity, comes whole: with no other
-/// pull in progress one is let in whatever its size, as Ray's
-/// `PullManager` does.
+/// Remote nodes declare sizes before they send the data, and may then
+/// send it slowly or not at all: pulls from them hold at most the store's
+/// pull capacity (half the arena by default), and local creates keep the
+/// rest (attack on `25d4f40`: four endpoints declaring 15 MiB each held
+/// 60 MiB of a 64 MiB store unsealed for each task's pull timeout, and a
+/// local 8 MiB put failed `StoreFull`). Here, in a 16 MiB store in a child
+/// process, three nodes declare 6 MiB and send the first 68 KiB (past the
+/// puller's 64 KiB prefix, so that it creates the object) and nothing
+/// more: one pull is let in (6 MiB unsealed), the others wait and fail
+/// `PullsFull` at their deadline, naming the capacity; meanwhile a local
+/// 8 MiB put succeeds (before: two pulls held 12 MiB and it failed
+/// `StoreFull`). Afterwards an honest 10 MiB pull, beyond the 8 MiB
+/// capacity, comes whole: with no other pull in progress one is let in
+/// whatever its size, as Ray's `PullManager` does.
 #[test]
 fn pulls_from_nodes_that_declare_much_and_send_nothing_leave_local_creates_room() {
     const TEST: &str =
@@ -1915,8 +1919,9 @@ fn pulls_from_nodes_that_declare_much_and_send_nothing_leave_local_creates_room(
     let env = Env::new("pullcap");
     let _service = service_child(TEST, &env, "pullcap");
     let stop = Arc::new(AtomicBool::new(false));
+    let sent = shmwire::store::PULL_PREFIX + 4096;
     let nodes: Vec<_> = (0..3)
-        .map(|_| declaring_node(6 * MIB, stop.clone()))
+        .map(|_| declaring_node(6 * MIB, sent, stop.clone()))
         .collect();
     let timeout = Duration::from_millis(2500);
     let pullers: Vec<_> = nodes
@@ -1975,4 +1980,102 @@ fn pulls_from_nodes_that_declare_much_and_send_nothing_leave_local_creates_room(
     assert_eq!(checksum(&got), checksum(&data));
     drop(got);
     server.shutdown();
+}
+
+/// A remote node that declares a size and sends nothing holds no room in
+/// the pulling store (the attack on `964b4bb`: one such node declaring
+/// 60 MiB evicted every cached object of a 64 MiB store and failed a
+/// local 8 MiB put for its pull's whole timeout; a dozen declaring the
+/// pull capacity failed every other pull `PullsFull`): a pull creates the
+/// object only once the first 64 KiB of data came. Here, in a 16 MiB
+/// store in a child process holding six cached 1 MiB objects, four nodes
+/// declare 12 MiB each and send nothing. Meanwhile a local 9 MiB put
+/// succeeds, no cached object is evicted, and an honest 1 MiB pull from a
+/// real node comes at once; each silent pull ends `PullTimedOut`.
+#[test]
+fn pulls_from_nodes_that_send_nothing_hold_no_room() {
+    const TEST: &str = "pulls_from_nodes_that_send_nothing_hold_no_room";
+    if child_role().is_some() {
+        run_service_child();
+        return;
+    }
+    use shmwire::store::{PullServer, PullServerConfig};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    const MIB: u64 = 1 << 20;
+    let env = Env::new("pullsilent");
+    let _service = service_child(TEST, &env, "pullsilent");
+    let local = connect(&env.session);
+    let cached: Vec<_> = (0..6).map(|i| shared_oid(23, i)).collect();
+    for &id in &cached {
+        local.put(id, &contents(23, MIB as usize), b"").unwrap();
+    }
+    let remote = Env::new("pullsilent-remote");
+    let _remote_store = remote.store(8 << 20);
+    let server = PullServer::start(
+        connect(&remote.session),
+        PullServerConfig::new("127.0.0.1:0".parse().unwrap()),
+    )
+    .unwrap();
+    let honest = shared_oid(24, 0);
+    let data = contents(24, MIB as usize);
+    connect(&remote.session).put(honest, &data, b"").unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let nodes: Vec<_> = (0..4)
+        .map(|_| declaring_node(12 * MIB, 0, stop.clone()))
+        .collect();
+    let timeout = Duration::from_millis(2000);
+    let pullers: Vec<_> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, (addr, _))| {
+            let (c, addr) = (connect(&env.session), *addr);
+            std::thread::spawn(move || {
+                let t = Instant::now();
+                let r = c.pull(shared_oid(25, i as u32), addr, timeout).map(drop);
+                (r, t.elapsed())
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let t = Instant::now();
+    let got = local
+        .pull(honest, server.addr(), GUARD)
+        .map(|b| checksum(&b));
+    let honest_took = t.elapsed();
+    let put = local.put(shared_oid(26, 0), &contents(26, (9 * MIB) as usize), b"");
+    let still: Vec<bool> = cached
+        .iter()
+        .map(|&id| local.contains(id).unwrap())
+        .collect();
+    let results: Vec<_> = pullers.into_iter().map(|p| p.join().unwrap()).collect();
+    stop.store(true, Ordering::Relaxed);
+    for (_, t) in nodes {
+        t.join().unwrap();
+    }
+    server.shutdown();
+    assert_eq!(got.ok(), Some(checksum(&data)), "the honest pull");
+    assert!(
+        honest_took < Duration::from_millis(500),
+        "the honest pull took {honest_took:?}"
+    );
+    assert!(
+        put.is_ok(),
+        "a local put failed beside silent pulls: {put:?}"
+    );
+    assert!(
+        still.iter().all(|&c| c),
+        "cached objects evicted for silent pulls: {still:?}"
+    );
+    for (r, took) in &results {
+        assert!(
+            matches!(r, Err(StoreError::PullTimedOut { .. })),
+            "a pull from a node that sends nothing ended {r:?}"
+        );
+        assert!(
+            *took < timeout + Duration::from_secs(1),
+            "a pull took {took:?}"
+        );
+    }
 }

@@ -161,14 +161,16 @@ struct NodeArgs {
     #[arg(long, value_name = "BYTES", default_value = "64M", value_parser = parse_store_capacity)]
     store_capacity: u64,
     /// Bytes of the store's own memory its objects' metadata may take, each
-    /// object charged its metadata plus 256 bytes (default: the arena's
-    /// capacity, at least 64M; at least 66432).
+    /// object charged its metadata plus 768 bytes, and 128 more per client
+    /// holding it (default: the arena's capacity, at least 64M; at least
+    /// 66432).
     #[arg(long, value_name = "BYTES", value_parser = parse_metadata_capacity)]
     store_metadata_capacity: Option<u64>,
     /// Bytes that objects being pulled from other nodes may take in the
     /// store at once before they are sealed (default: half the arena; a
     /// pull beyond it waits for others to end; one pull is let in whatever
-    /// its size when no other is in progress).
+    /// its size when no other is in progress; above the arena: no bound
+    /// beyond the arena).
     #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
     store_pull_capacity: Option<u64>,
     /// Where the store puts objects as files when the arena is full.

@@ -428,7 +428,8 @@ enum Lie {
     HugeMetadata,
     /// Declares 2^41 bytes.
     HugeData,
-    /// Declares 128 MiB (the pulling store has 16 MiB).
+    /// Declares 128 MiB (the pulling store has 16 MiB) and sends the first
+    /// 64 KiB (a puller creates the object only once they came).
     TooBigForTheStore,
     /// Declares 1000 bytes, sends 500 and falls silent.
     Stall,
@@ -462,7 +463,11 @@ fn liar(lie: Lie) -> (SocketAddr, std::thread::JoinHandle<()>) {
             Lie::Garbage => pattern(77, 32),
             Lie::HugeMetadata => header(0, 1 << 20, 10),
             Lie::HugeData => header(0, 0, 1 << 41),
-            Lie::TooBigForTheStore => header(0, 0, 128 << 20),
+            Lie::TooBigForTheStore => [
+                header(0, 0, 128 << 20),
+                vec![5; shmwire::store::PULL_PREFIX],
+            ]
+            .concat(),
             Lie::Stall => [header(0, 0, 1000), vec![3; 500]].concat(),
         };
         let _ = s.write_all(&body);

@@ -100,7 +100,7 @@ pub use protocol::{
 #[cfg(not(shmwire_loom))]
 pub use pull::{
     PullServer, PullServerConfig, DEFAULT_DISPLACE_BELOW, DEFAULT_MAX_PULLS, PULL_CHUNK,
-    PULL_PROTOCOL_VERSION, PULL_RECONNECT_FIRST, PULL_RECONNECT_MAX,
+    PULL_PREFIX, PULL_PROTOCOL_VERSION, PULL_RECONNECT_FIRST, PULL_RECONNECT_MAX,
 };
 #[cfg(not(shmwire_loom))]
 pub use service::{

@@ -102,6 +102,17 @@ const LOCAL_WAIT_SLICE: Duration = Duration::from_millis(500);
 /// (`StoreClient::await_local_seal`).
 const LOCAL_POLL_MAX: Duration = Duration::from_millis(20);
 
+/// The first bytes of an object's data a puller receives before it creates
+/// the object locally (all of it when smaller): 64 KiB.
+pub const PULL_PREFIX: usize = 64 << 10;
+
+/// How long a pull keeps its connection to the remote while other pulls
+/// hold the local store's pull capacity, asking again 1 ms apart, doubling
+/// to 50 ms; then it lets the connection go and asks the remote anew
+/// (below the serving side's 5 s stall timeout, so that a waiting pull is
+/// not cut off mid-object).
+const CAPACITY_WAIT: Duration = Duration::from_secs(2);
+
 fn request_bytes(id: &ObjectId) -> [u8; REQUEST_LEN] {
     let mut b = [0u8; REQUEST_LEN];
     b[0..4].copy_from_slice(&REQUEST_MAGIC);
@@ -1367,27 +1378,42 @@ impl StoreClient {
             }
             Err(f) => return Err(fail(&w, f)),
         }
+        // The first bytes of the data before anything is created here: a
+        // remote that declares a size and sends nothing holds no room in
+        // this store, nor any of its pull capacity (the attack on
+        // `964b4bb`: one silent endpoint declaring 60 MiB evicted a 64 MiB
+        // store's cached objects and failed local puts for its pull's
+        // whole timeout, and a caller naming a dozen such endpoints failed
+        // every other caller's pulls `PullsFull`).
+        let mut prefix = vec![0u8; PULL_PREFIX.min(size as usize)];
+        fill(&mut w, &mut prefix, 0, size, &mut |_, _| {})?;
         let local = |e| local_fail(e, id, from, timeout);
-        let l = left(id, from, timeout, deadline)?;
-        let builder = match self.create_within(local_id, size, &meta, true, l) {
-            Ok(b) => b,
-            // Other pulls hold the store's pull capacity: try again (the
-            // remote is asked anew) as they end, until the deadline.
-            Err(e @ StoreError::PullsFull { .. }) => return Ok(Attempt::Retry(e)),
-            Err(StoreError::ObjectExists { .. }) => {
+        let builder = match self.create_for_pull(&mut w, local_id, size, &meta)? {
+            Created::Builder(b) => b,
+            Created::Full(e) => return Ok(Attempt::Retry(e)),
+            Created::Exists => {
                 // Another local client is pulling or creating it: wait for
                 // its seal, at most `LOCAL_WAIT_SLICE` (it may abort
                 // instead: then the next try pulls it here).
                 drop(w);
                 return self.await_local_seal((id, local_id), from, (timeout, deadline, cancel));
             }
-            // A create that timed out may have made the object all the
-            // same: the service aborts it when this client's (now broken)
-            // connection closes.
-            Err(e) => return Err(local(e)),
         };
         let mut builder = builder;
-        match receive(&mut w, &mut builder, size, progress) {
+        let received = (|| {
+            // `create` handed out exactly `size` bytes; the check keeps
+            // every slice below in bounds whatever happened.
+            if builder.len() as u64 != size {
+                return Err(w.protocol("the local object has the wrong size"));
+            }
+            builder[..prefix.len()].copy_from_slice(&prefix);
+            if !prefix.is_empty() {
+                progress(prefix.len() as u64, size);
+            }
+            fill(&mut w, &mut builder, prefix.len(), size, progress)?;
+            end_of_stream(&mut w, size)
+        })();
+        match received {
             // A failed seal drops the builder, which queues a `Drop`: the
             // service aborts the object if it is still unsealed (after a
             // seal that only answered late, it releases the creator's
@@ -1416,7 +1442,56 @@ impl StoreClient {
     }
 }
 
+/// What a pull's local `create` came to ([`StoreClient::create_for_pull`]).
+enum Created {
+    Builder(ObjectBuilder),
+    /// Other pulls held the pull capacity for [`CAPACITY_WAIT`].
+    Full(StoreError),
+    /// Another local client is creating it.
+    Exists,
+}
+
 impl StoreClient {
+    /// Creates a pull's local object of `size` bytes, keeping the remote's
+    /// connection `w` (the data waits in its socket) while other pulls
+    /// hold the store's pull capacity — asking again 1 ms apart, doubling
+    /// to 50 ms, for at most [`CAPACITY_WAIT`] — so that a pull waiting
+    /// for room does not make the remote send the object again and again
+    /// (the attack on `964b4bb`: 32 waiting pulls cost the nodes ≈ 38 % of
+    /// a core).
+    fn create_for_pull(
+        &self,
+        w: &mut Wire,
+        local_id: ObjectId,
+        size: u64,
+        meta: &[u8],
+    ) -> Result<Created, StoreError> {
+        let (id, from, timeout, deadline) = (w.id, w.from, w.timeout, w.deadline);
+        let until = Instant::now() + CAPACITY_WAIT;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let l = left(id, from, timeout, deadline)?;
+            w.cancel.check(id, from)?;
+            match self.create_within(local_id, size, meta, true, l) {
+                Ok(b) => return Ok(Created::Builder(b)),
+                Err(e @ StoreError::PullsFull { .. }) => {
+                    let now = Instant::now();
+                    let l = deadline.saturating_duration_since(now);
+                    if now >= until || l.is_zero() {
+                        return Ok(Created::Full(e));
+                    }
+                    std::thread::sleep(w.cancel.slice(pause.min(l)));
+                    pause = (pause * 2).min(RETRY_MAX);
+                }
+                Err(StoreError::ObjectExists { .. }) => return Ok(Created::Exists),
+                // A create that timed out may have made the object all the
+                // same: the service aborts it when this client's (now
+                // broken) connection closes.
+                Err(e) => return Err(local_fail(e, id, from, timeout)),
+            }
+        }
+    }
+
     /// Waits at most [`LOCAL_WAIT_SLICE`] (and `deadline`) for another
     /// local client's copy `local_id` to be sealed, looking every 1 ms,
     /// doubling to [`LOCAL_POLL_MAX`]: each look is a `get` that does not
@@ -1456,22 +1531,18 @@ impl StoreClient {
     }
 }
 
-/// Receives the data into `builder` (chunk by chunk, straight into the
-/// arena) and checks the stream ends right after it.
-fn receive(
+/// Receives the data of an object of `size` bytes into `buf` from offset
+/// `got` to its end (chunk by chunk; for the object itself, straight into
+/// the arena), calling `progress` after each read.
+fn fill(
     w: &mut Wire,
-    builder: &mut ObjectBuilder,
+    buf: &mut [u8],
+    mut got: usize,
     size: u64,
     progress: &mut impl FnMut(u64, u64),
 ) -> Result<(), StoreError> {
     let (id, from) = (w.id, w.from);
-    // `create` handed out exactly `size` bytes; the check keeps every slice
-    // below in bounds whatever happened.
-    if builder.len() as u64 != size {
-        return Err(w.protocol("the local object has the wrong size"));
-    }
-    let len = builder.len();
-    let mut got = 0usize;
+    let len = buf.len();
     while got < len {
         let end = len.min(got.saturating_add(PULL_CHUNK));
         let truncated = StoreError::PullTruncated {
@@ -1480,7 +1551,7 @@ fn receive(
             declared: size,
             received: got as u64,
         };
-        match w.read(&mut builder[got..end]) {
+        match w.read(&mut buf[got..end]) {
             Ok(0) => return Err(truncated),
             Ok(n) => got += n,
             Err(ReadFail::Io(e)) if is_cut(&e) => return Err(truncated),
@@ -1489,8 +1560,14 @@ fn receive(
         }
         progress(got as u64, size);
     }
-    // The server closes right after the data: anything more is a protocol
-    // violation.
+    Ok(())
+}
+
+/// Checks the stream ends right after the data of an object of `size`
+/// bytes: the server closes then, and anything more is a protocol
+/// violation.
+fn end_of_stream(w: &mut Wire, size: u64) -> Result<(), StoreError> {
+    let (id, from) = (w.id, w.from);
     let mut extra = [0u8; 1];
     match w.read(&mut extra) {
         Ok(0) => Ok(()),
