@@ -1852,23 +1852,24 @@ fn a_client_reading_everything_never_makes_a_put_fail_with_nothing_held() {
 /// A node that answers a pull request with an OK header declaring
 /// `declared` bytes of data and then sends the first `sent` of them and
 /// nothing more, to every connection it accepts until `stop` is set (it
-/// holds them all open).
+/// holds them all open); its thread returns how many it accepted.
 fn declaring_node(
     declared: u64,
     sent: usize,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
+) -> (std::net::SocketAddr, std::thread::JoinHandle<usize>) {
     use std::io::{Read, Write};
     use std::sync::atomic::Ordering;
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     l.set_nonblocking(true).unwrap();
     let t = std::thread::spawn(move || {
-        let mut held = Vec::new();
+        let (mut held, mut accepted) = (Vec::new(), 0);
         let end = Instant::now() + GUARD;
         while !stop.load(Ordering::Relaxed) && Instant::now() < end {
             match l.accept() {
                 Ok((mut s, _)) => {
+                    accepted += 1;
                     s.set_nonblocking(false).unwrap();
                     s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
                     let mut req = [0u8; 48];
@@ -1886,6 +1887,7 @@ fn declaring_node(
                 Err(_) => std::thread::sleep(Duration::from_millis(2)),
             }
         }
+        accepted
     });
     (addr, t)
 }
@@ -1941,12 +1943,16 @@ fn pulls_from_nodes_that_declare_much_and_send_nothing_leave_local_creates_room(
     let put = local.put(shared_oid(21, 0), &contents(21, (8 * MIB) as usize), b"");
     let results: Vec<_> = pullers.into_iter().map(|p| p.join().unwrap()).collect();
     stop.store(true, Ordering::Relaxed);
-    for (_, t) in nodes {
-        t.join().unwrap();
-    }
+    let asked: Vec<usize> = nodes.into_iter().map(|(_, t)| t.join().unwrap()).collect();
     assert!(
         put.is_ok(),
         "a local put failed while pulls waited for data: {put:?}"
+    );
+    // A pull waiting for room asks its remote again only once there is
+    // room (before: every 50 ms, the remote sending the object each time).
+    assert!(
+        asked.iter().all(|&n| n <= 2),
+        "connections per node: {asked:?}"
     );
     let mut full = 0;
     for (r, took) in &results {

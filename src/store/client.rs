@@ -945,6 +945,23 @@ impl StoreClient {
         }
     }
 
+    /// Whether a pull's create of `data_size` bytes would pass the store's
+    /// pull capacity now (`Request::PullRoom`), waiting at most `bound` for
+    /// the reply (a timed-out one breaks the connection, as any).
+    pub(crate) fn pull_room_within(
+        &self,
+        data_size: u64,
+        bound: Duration,
+    ) -> Result<bool, StoreError> {
+        match self
+            .call_files_within(&Request::PullRoom { data_size }, bound)?
+            .0
+        {
+            Reply::Bool(b) => Ok(b),
+            _ => Err(self.bad_reply("expected a bool")),
+        }
+    }
+
     /// Deletes each of `ids`: freed at once if nobody holds it, else hidden
     /// and freed when the last buffer is dropped. Missing ids are not an
     /// error.

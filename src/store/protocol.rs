@@ -105,6 +105,14 @@ pub enum Request {
         /// The object.
         id: ObjectId,
     },
+    /// Whether a pull's `Create` of `data_size` bytes would be let in by
+    /// the pull capacity now (`ObjectTable::pull_room`): a puller that got
+    /// `PullsFull` asks this, not the remote, until there is room. Reply:
+    /// `Bool`.
+    PullRoom {
+        /// Data size in bytes.
+        data_size: u64,
+    },
     /// Reply: `Done` or the first `Error`.
     Delete {
         /// The objects.

@@ -58,7 +58,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::client::{ObjectBuffer, ObjectBuilder, StoreClient};
+use super::client::{ObjectBuffer, StoreClient};
 use super::error::StoreError;
 use super::table::{MAX_METADATA_LEN, MAX_OBJECT_SIZE};
 use super::Health;
@@ -105,13 +105,6 @@ const LOCAL_POLL_MAX: Duration = Duration::from_millis(20);
 /// The first bytes of an object's data a puller receives before it creates
 /// the object locally (all of it when smaller): 64 KiB.
 pub const PULL_PREFIX: usize = 64 << 10;
-
-/// How long a pull keeps its connection to the remote while other pulls
-/// hold the local store's pull capacity, asking again 1 ms apart, doubling
-/// to 50 ms; then it lets the connection go and asks the remote anew
-/// (below the serving side's 5 s stall timeout, so that a waiting pull is
-/// not cut off mid-object).
-const CAPACITY_WAIT: Duration = Duration::from_secs(2);
 
 fn request_bytes(id: &ObjectId) -> [u8; REQUEST_LEN] {
     let mut b = [0u8; REQUEST_LEN];
@@ -982,6 +975,9 @@ enum Attempt {
     Done(ObjectBuffer),
     /// Worth trying again while time is left; this error if not.
     Retry(StoreError),
+    /// Other pulls hold the local store's pull capacity (the error): worth
+    /// trying again once a create of this many bytes has room.
+    Full(StoreError, u64),
 }
 
 /// The time left until `deadline`, or `PullTimedOut`.
@@ -1267,6 +1263,14 @@ impl StoreClient {
             let err = match self.pull_once((id, local_id), from, at, &mut progress) {
                 Ok(Attempt::Done(b)) => return Ok(b),
                 Ok(Attempt::Retry(e)) => e,
+                // The remote's connection is let go (it holds one of the
+                // remote's slots, the attack on `0642c79`); the remote is
+                // asked again once the local store has room.
+                Ok(Attempt::Full(e, size)) => {
+                    self.await_pull_room(size, e, (id, from), (timeout, deadline, cancel))?;
+                    pause = Duration::from_millis(1);
+                    continue;
+                }
                 // (Unless the local store was what did not answer: then
                 // the pull's timeout says so, and the client is broken.)
                 Err(StoreError::PullTimedOut { .. }) if last.is_some() && !self.is_broken() => {
@@ -1388,16 +1392,25 @@ impl StoreClient {
         let mut prefix = vec![0u8; PULL_PREFIX.min(size as usize)];
         fill(&mut w, &mut prefix, 0, size, &mut |_, _| {})?;
         let local = |e| local_fail(e, id, from, timeout);
-        let builder = match self.create_for_pull(&mut w, local_id, size, &meta)? {
-            Created::Builder(b) => b,
-            Created::Full(e) => return Ok(Attempt::Retry(e)),
-            Created::Exists => {
+        // Bounded by what is left, but at least `LOCAL_MIN`: a local call
+        // that times out breaks the connection, which clones of this
+        // client share (the attack on `0642c79`: pulls with ≈ 100 ms left
+        // broke it under load).
+        let l = left(id, from, timeout, deadline)?.max(LOCAL_MIN);
+        let builder = match self.create_within(local_id, size, &meta, true, l) {
+            Ok(b) => b,
+            Err(e @ StoreError::PullsFull { .. }) => return Ok(Attempt::Full(e, size)),
+            Err(StoreError::ObjectExists { .. }) => {
                 // Another local client is pulling or creating it: wait for
                 // its seal, at most `LOCAL_WAIT_SLICE` (it may abort
                 // instead: then the next try pulls it here).
                 drop(w);
                 return self.await_local_seal((id, local_id), from, (timeout, deadline, cancel));
             }
+            // A create that timed out may have made the object all the
+            // same: the service aborts it when this client's (now broken)
+            // connection closes.
+            Err(e) => return Err(local(e)),
         };
         let mut builder = builder;
         let received = (|| {
@@ -1442,52 +1455,39 @@ impl StoreClient {
     }
 }
 
-/// What a pull's local `create` came to ([`StoreClient::create_for_pull`]).
-enum Created {
-    Builder(ObjectBuilder),
-    /// Other pulls held the pull capacity for [`CAPACITY_WAIT`].
-    Full(StoreError),
-    /// Another local client is creating it.
-    Exists,
-}
-
 impl StoreClient {
-    /// Creates a pull's local object of `size` bytes, keeping the remote's
-    /// connection `w` (the data waits in its socket) while other pulls
-    /// hold the store's pull capacity — asking again 1 ms apart, doubling
-    /// to 50 ms, for at most [`CAPACITY_WAIT`] — so that a pull waiting
-    /// for room does not make the remote send the object again and again
-    /// (the attack on `964b4bb`: 32 waiting pulls cost the nodes ≈ 38 % of
-    /// a core).
-    fn create_for_pull(
+    /// Waits until a pull's create of `size` bytes has room in the local
+    /// store's pull capacity (`Request::PullRoom`, asked 1 ms apart,
+    /// doubling to 50 ms): the remote is asked again only then, so that
+    /// pulls waiting for room do not make it send the object again and
+    /// again (the attack on `964b4bb`: 32 such pulls cost the nodes ≈ 38 %
+    /// of a core) nor hold its slots (the attack on `0642c79`). `full`
+    /// (the last `PullsFull`) is the error at the deadline.
+    fn await_pull_room(
         &self,
-        w: &mut Wire,
-        local_id: ObjectId,
         size: u64,
-        meta: &[u8],
-    ) -> Result<Created, StoreError> {
-        let (id, from, timeout, deadline) = (w.id, w.from, w.timeout, w.deadline);
-        let until = Instant::now() + CAPACITY_WAIT;
+        full: StoreError,
+        (id, from): (ObjectId, SocketAddr),
+        (timeout, deadline, cancel): (Duration, Instant, Cancel<'_>),
+    ) -> Result<(), StoreError> {
         let mut pause = Duration::from_millis(1);
         loop {
-            let l = left(id, from, timeout, deadline)?;
-            w.cancel.check(id, from)?;
-            match self.create_within(local_id, size, meta, true, l) {
-                Ok(b) => return Ok(Created::Builder(b)),
-                Err(e @ StoreError::PullsFull { .. }) => {
-                    let now = Instant::now();
-                    let l = deadline.saturating_duration_since(now);
-                    if now >= until || l.is_zero() {
-                        return Ok(Created::Full(e));
-                    }
-                    std::thread::sleep(w.cancel.slice(pause.min(l)));
-                    pause = (pause * 2).min(RETRY_MAX);
-                }
-                Err(StoreError::ObjectExists { .. }) => return Ok(Created::Exists),
-                // A create that timed out may have made the object all the
-                // same: the service aborts it when this client's (now
-                // broken) connection closes.
-                Err(e) => return Err(local_fail(e, id, from, timeout)),
+            let l = deadline.saturating_duration_since(Instant::now());
+            if l.is_zero() {
+                return Err(full);
+            }
+            cancel.check(id, from)?;
+            std::thread::sleep(cancel.slice(pause.min(l)));
+            pause = (pause * 2).min(RETRY_MAX);
+            let l = deadline.saturating_duration_since(Instant::now());
+            if l.is_zero() {
+                return Err(full);
+            }
+            let room = self
+                .pull_room_within(size, l.max(LOCAL_MIN))
+                .map_err(|e| local_fail(e, id, from, timeout))?;
+            if room {
+                return Ok(());
             }
         }
     }
@@ -1510,8 +1510,9 @@ impl StoreClient {
         loop {
             let l = left(id, from, timeout, deadline)?;
             cancel.check(id, from)?;
+            // (At least `LOCAL_MIN`: see `pull_once`'s create.)
             let got = self
-                .get_before(&[local_id], Duration::ZERO, l)
+                .get_before(&[local_id], Duration::ZERO, l.max(LOCAL_MIN))
                 .map_err(|e| local_fail(e, id, from, timeout))?;
             if let Some(b) = got.into_iter().next().flatten() {
                 return Ok(Attempt::Done(b));

@@ -1052,6 +1052,9 @@ impl Service {
                 }
             }
             Request::Contains { id } => Then::Reply(Reply::Bool(self.table.contains(&id))),
+            Request::PullRoom { data_size } => {
+                Then::Reply(Reply::Bool(self.table.pull_room(data_size)))
+            }
             Request::Delete { ids } => {
                 let mut first = Ok(());
                 for id in ids {

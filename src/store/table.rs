@@ -566,6 +566,12 @@ impl ObjectTable {
         self.pulling
     }
 
+    /// Whether [`ObjectTable::create_for_pull`] of `data_size` bytes would
+    /// pass the pull capacity now (it may still fail for other reasons).
+    pub fn pull_room(&self, data_size: u64) -> bool {
+        self.pulling == 0 || self.pulling.saturating_add(footprint(data_size)) <= self.pull_capacity
+    }
+
     /// Sets the metadata capacity: the bytes of metadata, plus
     /// [`ENTRY_OVERHEAD`] per object and [`HOLDER_OVERHEAD`] per client
     /// holding an object, that the table's objects may hold in the
@@ -961,7 +967,7 @@ impl ObjectTable {
         metadata: Vec<u8>,
     ) -> Result<ObjectView, StoreError> {
         let need = footprint(data_size);
-        if self.pulling > 0 && self.pulling.saturating_add(need) > self.pull_capacity {
+        if !self.pull_room(data_size) {
             return Err(StoreError::PullsFull {
                 id,
                 needed: need,
@@ -1845,7 +1851,9 @@ pub(super) mod tests {
             .unwrap();
         assert_eq!(default_pull_capacity(64 * UNIT), 32 * UNIT);
         // Alone: let in beyond the capacity; then nothing else is.
+        assert!(t.pull_room(20 * UNIT));
         t.create_for_pull(1, oid(1), 20 * UNIT, Vec::new()).unwrap();
+        assert!(!t.pull_room(1));
         let r = t.create_for_pull(2, oid(2), UNIT, Vec::new());
         assert!(
             matches!(r, Err(StoreError::PullsFull { pulling, capacity, .. })
