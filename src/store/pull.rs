@@ -1160,11 +1160,14 @@ impl StoreClient {
     /// and connection errors.
     ///
     /// Every call to the local store the pull makes (the first look, the
-    /// `create`, the seal or abort, the wait for another client's copy)
-    /// waits at most the time left before the deadline, not the client's
+    /// `create`, the seal or abort, the wait for another client's copy or
+    /// for room) waits at most the time left before the deadline — but at
+    /// least 50 ms, so that a live store's answer is never given up on —
+    /// not the client's
     /// [`reply_timeout`](super::ClientOptions::reply_timeout): a local
     /// service that does not answer in time (stopped, overloaded) fails
-    /// the pull with `PullTimedOut` at the deadline. Its late reply would
+    /// the pull with `PullTimedOut` at the deadline (at most 50 ms after
+    /// it). Its late reply would
     /// answer the client's next request, so the client is unusable from
     /// then on ([`StoreClient::is_broken`]; later calls fail
     /// `ConnectionBroken` at once): connect again
@@ -1431,9 +1434,13 @@ impl StoreClient {
             // service aborts the object if it is still unsealed (after a
             // seal that only answered late, it releases the creator's
             // reference instead).
+            // Every byte came: sealed even at the deadline, its reply
+            // waited for at least `LOCAL_MIN` (as the create's).
             Ok(()) => {
-                let l = left(id, from, timeout, deadline)?;
-                Ok(Attempt::Done(builder.seal_within(l).map_err(local)?))
+                let l = deadline.saturating_duration_since(Instant::now());
+                Ok(Attempt::Done(
+                    builder.seal_within(l.max(LOCAL_MIN)).map_err(local)?,
+                ))
             }
             Err(e) => {
                 // Abort with a round trip, so the id is free again by the
