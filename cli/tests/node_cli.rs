@@ -4311,3 +4311,71 @@ fn an_endpoint_beyond_loopback_is_warned_of() {
         }
     }
 }
+
+/// Input (the attack on `1b5f3c1`, medium): another process of the user
+/// writes a directory entry of its own under the store's name — without
+/// claiming the name under the names lock — with a lower worker id than
+/// the store's, holds its lock, and listens on a socket that never
+/// answers. Right behaviour: a name two live workers hold is resolved to
+/// neither — a store client fails at once, naming both holders — and the
+/// node's `/health` says so (503) while it lasts; once the entry goes,
+/// both work again. Before, every new store client went to the planted
+/// socket and timed out after 5 s, and `/health` said `ok`.
+#[test]
+fn a_name_planted_beside_a_live_workers_is_refused_and_reported() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog =
+        proc_support::watchdog("a_name_planted_beside_a_live_workers_is_refused_and_reported");
+    let scratch = proc_support::scratch("swn", "dupname");
+    let root = scratch.path().join("root");
+    let mut node = start_node(&root, "dup");
+    let session = Session::open_in(&root, "dup").unwrap();
+    let silent_path = scratch.path().join("silent.sock");
+    let _silent = std::os::unix::net::UnixListener::bind(&silent_path).unwrap();
+    let mut planted = shmwire::transport::Endpoint::new(WorkerId::from_array([0; 28]));
+    planted.name = Some(DEFAULT_STORE_NAME.to_owned());
+    planted.pid = std::process::id();
+    planted.unix_socket = Some(silent_path.clone());
+    let entry = session
+        .dir()
+        .join(format!(".w-{}.entry", planted.worker_id));
+    fs::write(&entry, planted.encode()).unwrap();
+    let held = fs::File::open(&entry).unwrap();
+    rustix::fs::flock(&held, rustix::fs::FlockOperation::LockExclusive).unwrap();
+
+    let t = Instant::now();
+    let r = StoreClient::connect(&session, DEFAULT_STORE_NAME);
+    let took = t.elapsed();
+    let err = r
+        .err()
+        .map(|e| shmwire::error_chain(&e))
+        .unwrap_or_default();
+    assert!(
+        err.contains("held by 2 live workers") && err.contains(&format!("pid {}", node.kid.pid())),
+        "connect beside a planted name: {err:?}"
+    );
+    assert!(took < Duration::from_secs(2), "connect took {took:?}");
+    let until = |what: &str, f: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + GUARD;
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    until("/health to name the name held twice", &|| {
+        let h = http_get(&node.addr, "/health");
+        h.starts_with("HTTP/1.0 503") && h.contains("held by 2 live workers")
+    });
+
+    drop(held);
+    fs::remove_file(&entry).unwrap();
+    until("/health to be ok again", &|| {
+        http_get(&node.addr, "/health").starts_with("HTTP/1.0 200")
+    });
+    let c = StoreClient::connect(&session, DEFAULT_STORE_NAME).unwrap();
+    c.put(ObjectId::from_array([3; 28]), b"after", b"").unwrap();
+    drop(c);
+    node.kid.signal_and_wait("-TERM");
+}

@@ -596,14 +596,28 @@ impl Directory {
         }
     }
 
-    /// The live worker with this name.
+    /// The live worker with this name. [`LookupError::NameHeldTwice`] when
+    /// several live workers hold entries under it (one wrote its entry
+    /// without claiming the name: a same-user process can): none is
+    /// picked (the attack on `1b5f3c1`: an entry planted under the store's
+    /// name with a lower worker id took every new store client to a socket
+    /// that never answered, while the node said `ok`).
     pub fn lookup_name(&self, name: &str) -> Result<Endpoint, LookupError> {
-        self.list()?
+        let mut holders: Vec<Endpoint> = self
+            .list()?
             .into_iter()
-            .find(|e| e.name.as_deref() == Some(name))
-            .ok_or_else(|| LookupError::NoSuchWorker {
+            .filter(|e| e.name.as_deref() == Some(name))
+            .collect();
+        match holders.len() {
+            0 => Err(LookupError::NoSuchWorker {
                 key: format!("named {name:?}"),
-            })
+            }),
+            1 => Ok(holders.remove(0)),
+            _ => Err(LookupError::NameHeldTwice {
+                name: name.to_owned(),
+                holders: holders.iter().map(|e| (e.worker_id, e.pid)).collect(),
+            }),
+        }
     }
 
     /// Every live worker (stale entries met on the way are removed).
@@ -756,6 +770,34 @@ mod tests {
             Err(LookupError::NoSuchWorker { .. })
         ));
         assert_eq!(d.list().unwrap().len(), 1);
+        // An entry written under the same name without claiming it (a
+        // same-user process bypassing the names lock), its lock held: the
+        // name resolves to neither — before, to the lower id, the planted
+        // one here.
+        let mut planted = Endpoint::new(id(0));
+        planted.name = Some("alpha".into());
+        planted.pid = 77;
+        let planted_path = d.entry_path(&planted.worker_id);
+        fs::write(&planted_path, planted.encode()).unwrap();
+        let held = File::open(&planted_path).unwrap();
+        try_lock_exclusive(&held).unwrap();
+        match d.lookup_name("alpha") {
+            Err(err @ LookupError::NameHeldTwice { .. }) => {
+                let text = err.to_string();
+                let LookupError::NameHeldTwice { holders, .. } = err else {
+                    unreachable!()
+                };
+                assert_eq!(holders, [(id(0), 77), (id(1), e.pid)]);
+                assert!(text.contains("held by 2 live workers"), "{text}");
+            }
+            other => panic!("expected NameHeldTwice, got {other:?}"),
+        }
+        drop(held);
+        assert_eq!(d.lookup_name("alpha").unwrap(), e);
+        assert!(
+            !planted_path.exists(),
+            "the planted entry, unlocked, is stale"
+        );
         let path = reg.path().to_owned();
         // Simulate a dead owner: an entry file nobody locks.
         drop(reg);

@@ -649,6 +649,12 @@ impl Node {
         for (id, pid, name) in due {
             self.note_dead(&mut report, id, pid, name);
         }
+        // A name held by several live workers (one wrote its entry without
+        // claiming the name): lookups by name refuse it, and `/health`
+        // says so while it lasts (the attack on `1b5f3c1`: an entry planted
+        // under the store's name took every new store client, and the node
+        // said `ok`).
+        own.extend(names_held_twice(&live));
         self.known = live;
         // After the pass: it removes an unlocked file renamed over the
         // entry, which this writes again.
@@ -959,4 +965,31 @@ impl Drop for Node {
             let _ = self.session.remove_all();
         }
     }
+}
+
+/// What `/health` says of each name that several of the `live` workers
+/// (id → pid, name) hold, by name.
+fn names_held_twice(live: &HashMap<WorkerId, (u32, Option<String>)>) -> Vec<String> {
+    let mut by_name: std::collections::BTreeMap<&str, Vec<(WorkerId, u32)>> = Default::default();
+    for (id, (pid, name)) in live {
+        if let Some(n) = name {
+            by_name.entry(n).or_default().push((*id, *pid));
+        }
+    }
+    by_name
+        .into_iter()
+        .filter(|(_, holders)| holders.len() > 1)
+        .map(|(name, mut holders)| {
+            holders.sort();
+            let list: Vec<String> = holders
+                .iter()
+                .map(|(w, pid)| format!("{w} pid {pid}"))
+                .collect();
+            format!(
+                "the name {name:?} is held by {} live workers ({}): lookups by name refuse it",
+                holders.len(),
+                list.join(", ")
+            )
+        })
+        .collect()
 }

@@ -211,6 +211,23 @@ pub enum LookupError {
         /// Why (the read error, or which line or field is malformed).
         cause: String,
     },
+    /// Several live workers hold entries under this name: one of them
+    /// wrote its entry without claiming the name (names are claimed under
+    /// the directory's names lock, which refuses a name a live worker
+    /// holds). Not resolved to either: a lookup would otherwise reach
+    /// whichever sorts first.
+    #[error(
+        "the name {name:?} is held by {} live workers ({}): one wrote its entry without \
+         claiming the name; not resolved to either",
+        holders.len(),
+        holders.iter().map(|(w, pid)| format!("{w} pid {pid}")).collect::<Vec<_>>().join(", ")
+    )]
+    NameHeldTwice {
+        /// The name.
+        name: String,
+        /// Each live holder's worker id and pid, by worker id.
+        holders: Vec<(WorkerId, u32)>,
+    },
     /// The registry could not be read.
     #[error("reading the worker directory {path}")]
     Io {
