@@ -1003,16 +1003,17 @@ impl Service {
                 data_size,
                 metadata,
                 for_pull,
-            } => Then::Reply(
-                match if for_pull {
+            } => {
+                let created = if for_pull {
                     self.table.create_for_pull(cid, id, data_size, metadata)
                 } else {
                     self.table.create(cid, id, data_size, metadata)
-                } {
+                };
+                Then::Reply(match created {
                     Ok(v) => Reply::Object(WireObject::from(&v)),
                     Err(e) => Reply::Error(WireError::from_error(&e)),
-                },
-            ),
+                })
+            }
             Request::Seal { id } => Then::Reply(done(self.table.seal(cid, id).map(|_| ()))),
             Request::Abort { id } => Then::Reply(done(self.table.abort(cid, id))),
             Request::Drop { id } => {
