@@ -1892,6 +1892,52 @@ fn declaring_node(
     (addr, t)
 }
 
+/// Another node for pulls: a store of `capacity` bytes in this process
+/// (session `name`) holding `objects`, and its object endpoint. Keep the
+/// three alive while pulling; shut the server down at the end.
+fn pull_node(
+    name: &str,
+    capacity: u64,
+    objects: &[(shmwire::ids::ObjectId, &[u8])],
+) -> (Env, StoreService, shmwire::store::PullServer) {
+    use shmwire::store::{PullServer, PullServerConfig};
+    let env = Env::new(name);
+    let store = env.store(capacity);
+    let server = PullServer::start(
+        connect(&env.session),
+        PullServerConfig::new("127.0.0.1:0".parse().unwrap()),
+    )
+    .unwrap();
+    let writer = connect(&env.session);
+    for (id, data) in objects {
+        writer.put(*id, data, b"").unwrap();
+    }
+    (env, store, server)
+}
+
+/// One pull per address of `nodes`, on threads, each from a client of
+/// `env`'s store, of object `shared_oid(tag, i)`, within `timeout`: each
+/// thread returns the pull's outcome and how long it took.
+fn pull_from_each(
+    env: &Env,
+    nodes: &[(std::net::SocketAddr, std::thread::JoinHandle<usize>)],
+    tag: u8,
+    timeout: Duration,
+) -> Vec<std::thread::JoinHandle<(Result<(), StoreError>, Duration)>> {
+    nodes
+        .iter()
+        .enumerate()
+        .map(|(i, (addr, _))| {
+            let (c, addr) = (connect(&env.session), *addr);
+            std::thread::spawn(move || {
+                let t = Instant::now();
+                let r = c.pull(shared_oid(tag, i as u32), addr, timeout).map(drop);
+                (r, t.elapsed())
+            })
+        })
+        .collect()
+}
+
 /// Remote nodes declare sizes before they send the data, and may then
 /// send it slowly or not at all: pulls from them hold at most the store's
 /// pull capacity (half the arena by default), and local creates keep the
@@ -1914,7 +1960,6 @@ fn pulls_from_nodes_that_declare_much_and_send_nothing_leave_local_creates_room(
         run_service_child();
         return;
     }
-    use shmwire::store::{PullServer, PullServerConfig};
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     const MIB: u64 = 1 << 20;
@@ -1926,18 +1971,7 @@ fn pulls_from_nodes_that_declare_much_and_send_nothing_leave_local_creates_room(
         .map(|_| declaring_node(6 * MIB, sent, stop.clone()))
         .collect();
     let timeout = Duration::from_millis(2500);
-    let pullers: Vec<_> = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, (addr, _))| {
-            let (c, addr) = (connect(&env.session), *addr);
-            std::thread::spawn(move || {
-                let t = Instant::now();
-                let r = c.pull(shared_oid(20, i as u32), addr, timeout).map(drop);
-                (r, t.elapsed())
-            })
-        })
-        .collect();
+    let pullers = pull_from_each(&env, &nodes, 20, timeout);
     std::thread::sleep(Duration::from_millis(700));
     let local = connect(&env.session);
     let put = local.put(shared_oid(21, 0), &contents(21, (8 * MIB) as usize), b"");
@@ -1972,16 +2006,9 @@ fn pulls_from_nodes_that_declare_much_and_send_nothing_leave_local_creates_room(
     assert_eq!(full, 2, "{results:?}");
 
     // Every pull ended: one larger than the capacity is let in.
-    let remote = Env::new("pullcap-remote");
-    let _remote_store = remote.store(32 << 20);
-    let server = PullServer::start(
-        connect(&remote.session),
-        PullServerConfig::new("127.0.0.1:0".parse().unwrap()),
-    )
-    .unwrap();
     let big = shared_oid(22, 0);
     let data = contents(22, (10 * MIB) as usize);
-    connect(&remote.session).put(big, &data, b"").unwrap();
+    let (_remote, _remote_store, server) = pull_node("pullcap-remote", 32 << 20, &[(big, &data)]);
     let got = local.pull(big, server.addr(), GUARD).unwrap();
     assert_eq!(checksum(&got), checksum(&data));
     drop(got);
@@ -2005,7 +2032,6 @@ fn pulls_from_nodes_that_send_nothing_hold_no_room() {
         run_service_child();
         return;
     }
-    use shmwire::store::{PullServer, PullServerConfig};
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     const MIB: u64 = 1 << 20;
@@ -2016,34 +2042,17 @@ fn pulls_from_nodes_that_send_nothing_hold_no_room() {
     for &id in &cached {
         local.put(id, &contents(23, MIB as usize), b"").unwrap();
     }
-    let remote = Env::new("pullsilent-remote");
-    let _remote_store = remote.store(8 << 20);
-    let server = PullServer::start(
-        connect(&remote.session),
-        PullServerConfig::new("127.0.0.1:0".parse().unwrap()),
-    )
-    .unwrap();
     let honest = shared_oid(24, 0);
     let data = contents(24, MIB as usize);
-    connect(&remote.session).put(honest, &data, b"").unwrap();
+    let (_remote, _remote_store, server) =
+        pull_node("pullsilent-remote", 8 << 20, &[(honest, &data)]);
 
     let stop = Arc::new(AtomicBool::new(false));
     let nodes: Vec<_> = (0..4)
         .map(|_| declaring_node(12 * MIB, 0, stop.clone()))
         .collect();
     let timeout = Duration::from_millis(2000);
-    let pullers: Vec<_> = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, (addr, _))| {
-            let (c, addr) = (connect(&env.session), *addr);
-            std::thread::spawn(move || {
-                let t = Instant::now();
-                let r = c.pull(shared_oid(25, i as u32), addr, timeout).map(drop);
-                (r, t.elapsed())
-            })
-        })
-        .collect();
+    let pullers = pull_from_each(&env, &nodes, 25, timeout);
     std::thread::sleep(Duration::from_millis(500));
     let t = Instant::now();
     let got = local

@@ -968,7 +968,8 @@ impl Drop for Node {
 }
 
 /// What `/health` says of each name that several of the `live` workers
-/// (id → pid, name) hold, by name.
+/// (id → pid, name) hold, by name: the lookup's own error
+/// ([`LookupError::NameHeldTwice`](crate::transport::LookupError::NameHeldTwice)).
 fn names_held_twice(live: &HashMap<WorkerId, (u32, Option<String>)>) -> Vec<String> {
     let mut by_name: std::collections::BTreeMap<&str, Vec<(WorkerId, u32)>> = Default::default();
     for (id, (pid, name)) in live {
@@ -981,15 +982,11 @@ fn names_held_twice(live: &HashMap<WorkerId, (u32, Option<String>)>) -> Vec<Stri
         .filter(|(_, holders)| holders.len() > 1)
         .map(|(name, mut holders)| {
             holders.sort();
-            let list: Vec<String> = holders
-                .iter()
-                .map(|(w, pid)| format!("{w} pid {pid}"))
-                .collect();
-            format!(
-                "the name {name:?} is held by {} live workers ({}): lookups by name refuse it",
-                holders.len(),
-                list.join(", ")
-            )
+            crate::transport::LookupError::NameHeldTwice {
+                name: name.to_owned(),
+                holders,
+            }
+            .to_string()
         })
         .collect()
 }
