@@ -1858,38 +1858,7 @@ fn declaring_node(
     sent: usize,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> (std::net::SocketAddr, std::thread::JoinHandle<usize>) {
-    use std::io::{Read, Write};
-    use std::sync::atomic::Ordering;
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    l.set_nonblocking(true).unwrap();
-    let t = std::thread::spawn(move || {
-        let (mut held, mut accepted) = (Vec::new(), 0);
-        let end = Instant::now() + GUARD;
-        while !stop.load(Ordering::Relaxed) && Instant::now() < end {
-            match l.accept() {
-                Ok((mut s, _)) => {
-                    accepted += 1;
-                    s.set_nonblocking(false).unwrap();
-                    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-                    let mut req = [0u8; 48];
-                    if s.read_exact(&mut req).is_err() {
-                        continue;
-                    }
-                    let mut head = [0u8; 32];
-                    head[0..4].copy_from_slice(b"SWPA");
-                    head[4..8].copy_from_slice(&1u32.to_le_bytes());
-                    head[16..24].copy_from_slice(&declared.to_le_bytes());
-                    let _ = s.write_all(&head);
-                    let _ = s.write_all(&vec![7u8; sent]);
-                    held.push(s);
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(2)),
-            }
-        }
-        accepted
-    });
-    (addr, t)
+    pacing_node(declared, sent, (0, Duration::from_millis(10)), stop)
 }
 
 /// Another node for pulls: a store of `capacity` bytes in this process
@@ -1946,12 +1915,13 @@ fn pull_from_each(
 /// local 8 MiB put failed `StoreFull`). Here, in a 16 MiB store in a child
 /// process, three nodes declare 6 MiB and send the first 68 KiB (past the
 /// puller's 64 KiB prefix, so that it creates the object) and nothing
-/// more: one pull is let in (6 MiB unsealed), the others wait and fail
-/// `PullsFull` at their deadline, naming the capacity; meanwhile a local
-/// 8 MiB put succeeds (before: two pulls held 12 MiB and it failed
-/// `StoreFull`). Afterwards an honest 10 MiB pull, beyond the 8 MiB
-/// capacity, comes whole: with no other pull in progress one is let in
-/// whatever its size, as Ray's `PullManager` does.
+/// more: one pull is let in (6 MiB unsealed) and the others queue; each
+/// pull let in while another waits gives its room up (`PullPreempted`,
+/// its transfer far behind its pace) and the last runs to its deadline.
+/// Meanwhile a local 8 MiB put succeeds (before the capacity: two pulls
+/// held 12 MiB and it failed `StoreFull`). Afterwards an honest 10 MiB
+/// pull, beyond the 8 MiB capacity, comes whole: with no other pull in
+/// progress one is let in whatever its size, as Ray's `PullManager` does.
 #[test]
 fn pulls_from_nodes_that_declare_much_and_send_nothing_leave_local_creates_room() {
     const TEST: &str =
@@ -1988,12 +1958,15 @@ fn pulls_from_nodes_that_declare_much_and_send_nothing_leave_local_creates_room(
         asked.iter().all(|&n| n <= 2),
         "connections per node: {asked:?}"
     );
-    let mut full = 0;
+    let mut preempted = 0;
     for (r, took) in &results {
         match r {
             Err(e @ StoreError::PullsFull { capacity, .. }) => {
-                assert_eq!(*capacity, 8 * MIB, "{e}");
-                full += 1;
+                assert_eq!(*capacity, 8 * MIB, "{e}")
+            }
+            Err(StoreError::PullPreempted { declared, .. }) => {
+                assert_eq!(*declared, 6 * MIB);
+                preempted += 1;
             }
             Err(StoreError::PullTimedOut { .. }) => {}
             other => panic!("a pull from a node that sends nothing ended {other:?}"),
@@ -2003,7 +1976,7 @@ fn pulls_from_nodes_that_declare_much_and_send_nothing_leave_local_creates_room(
             "a pull took {took:?}"
         );
     }
-    assert_eq!(full, 2, "{results:?}");
+    assert!(preempted >= 1, "{results:?}");
 
     // Every pull ended: one larger than the capacity is let in.
     let big = shared_oid(22, 0);
@@ -2013,6 +1986,109 @@ fn pulls_from_nodes_that_declare_much_and_send_nothing_leave_local_creates_room(
     assert_eq!(checksum(&got), checksum(&data));
     drop(got);
     server.shutdown();
+}
+
+/// A pull whose remote sends far slower than its deadline needs gives its
+/// room up to a pull waiting for it (the attack on `964b4bb`, `wcap`,
+/// left open on `a5a8db4`: endpoints that sent their first 64 KiB and
+/// then trickled held the pull capacity to each pull's deadline, and other
+/// pulls failed `PullsFull`). Here, in a 16 MiB store in a child process
+/// (8 MiB pull capacity):
+///
+/// - a node declaring 6 MiB that sends 68 KiB and then 1 KiB every 20 ms
+///   holds its room while nobody waits (400 ms); then an honest 4 MiB
+///   pull, which does not fit beside it, comes within 700 ms (before: it
+///   failed `PullsFull` at its 2 s deadline), and the trickling pull ends
+///   `PullPreempted`;
+/// - a node sending 6 MiB at 16 MiB/s, well within the pace its 3 s
+///   deadline needs, keeps its room while an honest 4 MiB pull waits for
+///   it: both come whole (a pull on its pace is never preempted).
+#[test]
+fn pulls_behind_their_pace_give_their_room_to_a_waiting_pull() {
+    const TEST: &str = "pulls_behind_their_pace_give_their_room_to_a_waiting_pull";
+    if child_role().is_some() {
+        run_service_child();
+        return;
+    }
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    const MIB: u64 = 1 << 20;
+    let env = Env::new("pullpace");
+    let _service = service_child(TEST, &env, "pullpace");
+    let honest = [shared_oid(27, 0), shared_oid(27, 1)];
+    let data = contents(27, (4 * MIB) as usize);
+    let (_remote, _remote_store, server) = pull_node(
+        "pullpace-remote",
+        32 << 20,
+        &[(honest[0], &data), (honest[1], &data)],
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = shmwire::store::PULL_PREFIX + 4096;
+    let pull_honest = |id| {
+        let t = Instant::now();
+        let got = connect(&env.session)
+            .pull(id, server.addr(), Duration::from_secs(2))
+            .map(|b| checksum(&b));
+        (got, t.elapsed())
+    };
+
+    // Far behind its pace.
+    let slow = vec![pacing_node(
+        6 * MIB,
+        sent,
+        (1024, Duration::from_millis(20)),
+        stop.clone(),
+    )];
+    let slow_pull = pull_from_each(&env, &slow, 28, Duration::from_secs(3));
+    std::thread::sleep(Duration::from_millis(400));
+    let (got, took) = pull_honest(honest[0]);
+    let (slow_result, slow_took) = slow_pull.into_iter().next().unwrap().join().unwrap();
+    assert_eq!(got.ok(), Some(checksum(&data)), "the honest pull");
+    assert!(
+        took < Duration::from_millis(700),
+        "the honest pull waited {took:?} beside a trickling one"
+    );
+    match slow_result {
+        Err(StoreError::PullPreempted {
+            declared, received, ..
+        }) => assert!(
+            declared == 6 * MIB && received < MIB,
+            "{declared} {received}"
+        ),
+        other => panic!("the trickling pull ended {other:?}"),
+    }
+    assert!(
+        slow_took >= Duration::from_millis(400),
+        "the trickling pull gave its room up with nobody waiting, after {slow_took:?}"
+    );
+
+    // On its pace.
+    let steady = vec![pacing_node(
+        6 * MIB,
+        sent,
+        (160 << 10, Duration::from_millis(10)),
+        stop.clone(),
+    )];
+    let steady_pull = pull_from_each(&env, &steady, 29, Duration::from_secs(3));
+    std::thread::sleep(Duration::from_millis(100));
+    let (got, _) = pull_honest(honest[1]);
+    let (steady_result, _) = steady_pull.into_iter().next().unwrap().join().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    for (_, t) in slow.into_iter().chain(steady) {
+        t.join().unwrap();
+    }
+    server.shutdown();
+    assert_eq!(got.ok(), Some(checksum(&data)), "the honest pull");
+    assert!(
+        steady_result.is_ok(),
+        "a pull on its pace ended {steady_result:?}"
+    );
+    let copy = connect(&env.session)
+        .get(&[shared_oid(29, 0)], Duration::ZERO)
+        .unwrap()
+        .remove(0)
+        .expect("the steady pull's copy");
+    assert!(copy.len() == (6 * MIB) as usize && copy.iter().all(|&b| b == 7));
 }
 
 /// A remote node that declares a size and sends nothing holds no room in

@@ -7,6 +7,8 @@
 //! and token of session A stand for the cluster's GCS. Every wait is
 //! bounded; children are reaped; each test removes its sessions.
 
+#[allow(unused)]
+mod store_common;
 mod worker_support;
 
 use std::net::{SocketAddr, TcpListener};
@@ -158,6 +160,25 @@ fn transform(
             actor,
             "transform",
             vec![arg, i64_arg(seed), i64_arg(len as i64)],
+        )
+        .unwrap()
+}
+
+/// Submits, from `caller` to worker `worker`, a `len` task on object `id`
+/// owned on node `b` (pulled from its object endpoint).
+fn len_of_object_on(
+    caller: &mut CoreWorker,
+    worker: WorkerId,
+    id: ObjectId,
+    b: &Node,
+) -> ObjectRef {
+    let owner = owner_at(caller.address(), b.s.node, b.endpoint());
+    caller
+        .submit_task(
+            worker,
+            FunctionDescriptor::rust(MODULE, "", "len"),
+            vec![TaskArg::object_ref(id, owner)],
+            TaskOptions::default(),
         )
         .unwrap()
 }
@@ -605,16 +626,8 @@ fn a_caller_naming_many_silent_endpoints_leaves_pulls_for_the_others() {
     let id = ObjectId::from_random();
     let put = b.client();
     put.put(id, &pattern(4, 5000), b"").unwrap();
-    let owner = owner_at(honest.address(), b.s.node, b.endpoint());
     let start = Instant::now();
-    let r = honest
-        .submit_task(
-            worker.id,
-            len,
-            vec![TaskArg::object_ref(id, owner)],
-            TaskOptions::default(),
-        )
-        .unwrap();
+    let r = len_of_object_on(&mut honest, worker.id, id, &b);
     assert_eq!(as_i64(&honest.get(&[r], GUARD).unwrap()[0]), 5000);
     assert!(
         start.elapsed() < Duration::from_secs(1),
@@ -1893,6 +1906,95 @@ fn a_departed_callers_running_pulls_end_at_once() {
     drop((wanted, staying));
     worker.wait_success();
     put.delete(&[x]).unwrap();
+    b.wait_objects(0);
+    a.wait_objects(0);
+}
+
+/// Input (the attack on `964b4bb`, `wcap`, left open on `a5a8db4`): a
+/// caller sends three tasks, each naming four objects on endpoints that
+/// declare 8 MiB, send their first 68 KiB (so that the pull creates its
+/// copy) and then 1 KiB every 20 ms. Four of their pulls run at once (the
+/// per-caller bound) and take the node store's whole pull capacity
+/// (32 MiB of 64); as one ends, the next begins. Right behaviour: another
+/// caller's task naming an 8 MiB object on node B gets its argument within
+/// 1.5 s — the trickling pulls, far behind the pace their 5 s
+/// `arg_fetch_timeout` needs, give their room up once its pull waits for
+/// room (`PullPreempted`), and the room goes to it, first in the store's
+/// queue, not to the next trickling pull — where before it waited until
+/// their deadline (about 5 s); the first caller's tasks fail
+/// `ArgumentLost`, one at least naming the room given up.
+#[test]
+fn trickling_endpoints_do_not_hold_the_pull_capacity_from_other_callers() {
+    const TEST: &str = "trickling_endpoints_do_not_hold_the_pull_capacity_from_other_callers";
+    maybe_run_worker();
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let a = Node::new("xnode_ta");
+    let b = Node::new("xnode_tb");
+    let worker = spawn_pulling_worker(&a, TEST, 2, Some("5000"));
+    let len = FunctionDescriptor::rust(MODULE, "", "len");
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let trickling: Vec<_> = (0..4)
+        .map(|_| {
+            store_common::pacing_node(
+                8 * MIB as u64,
+                shmwire::store::PULL_PREFIX + 4096,
+                (1024, Duration::from_millis(20)),
+                stop.clone(),
+            )
+        })
+        .collect();
+    let mut hostile = a.local_caller();
+    let mut honest = a.local_caller();
+    let stuck: Vec<ObjectRef> = (0..3)
+        .map(|_| {
+            let args = trickling
+                .iter()
+                .map(|(addr, _)| {
+                    let owner = owner_at(hostile.address(), b.s.node, *addr);
+                    TaskArg::object_ref(ObjectId::from_random(), owner)
+                })
+                .collect();
+            hostile
+                .submit_task(worker.id, len.clone(), args, TaskOptions::default())
+                .unwrap()
+        })
+        .collect();
+    // Their pulls take the capacity.
+    let deadline = Instant::now() + GUARD;
+    while a.service.snapshot().stats.used < 32 * MIB as u64 {
+        assert!(Instant::now() < deadline, "the trickling pulls never began");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let id = ObjectId::from_random();
+    let put = b.client();
+    put.put(id, &pattern(5, 8 * MIB), b"").unwrap();
+    let start = Instant::now();
+    let r = len_of_object_on(&mut honest, worker.id, id, &b);
+    let got = honest.get(std::slice::from_ref(&r), GUARD);
+    let took = start.elapsed();
+    assert_eq!(as_i64(&got.unwrap()[0]), 8 * MIB as i64);
+    assert!(
+        took < Duration::from_millis(1500),
+        "a pull beside four trickling ones took {took:?}"
+    );
+    let errors: Vec<String> = stuck
+        .iter()
+        .map(|r| match task_error(&mut hostile, r) {
+            TaskError::ArgumentLost { message, .. } => message,
+            other => panic!("a trickling task ended {other:?}"),
+        })
+        .collect();
+    assert!(
+        errors.iter().any(|m| m.contains("gave its room up")),
+        "{errors:#?}"
+    );
+    drop((r, stuck, hostile, honest));
+    stop.store(true, Ordering::Relaxed);
+    for (_, t) in trickling {
+        t.join().unwrap();
+    }
+    worker.wait_success();
+    put.delete(&[id]).unwrap();
     b.wait_objects(0);
     a.wait_objects(0);
 }

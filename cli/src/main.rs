@@ -168,7 +168,8 @@ struct NodeArgs {
     store_metadata_capacity: Option<u64>,
     /// Bytes that objects being pulled from other nodes may take in the
     /// store at once before they are sealed (default: half the arena; a
-    /// pull beyond it waits for others to end; one pull is let in whatever
+    /// pull beyond it waits in turn for others to end, or to give their
+    /// room up when behind half their pace; one pull is let in whatever
     /// its size when no other is in progress; above the arena: no bound
     /// beyond the arena).
     #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]

@@ -939,24 +939,32 @@ impl StoreClient {
                 }
             }
         }
-        match self.call_files_within(&Request::Contains { id }, bound)?.0 {
-            Reply::Bool(b) => Ok(b),
-            _ => Err(self.bad_reply("expected a bool")),
-        }
+        self.bool_within(&Request::Contains { id }, bound)
     }
 
-    /// Whether a pull's create of `data_size` bytes would pass the store's
-    /// pull capacity now (`Request::PullRoom`), waiting at most `bound` for
-    /// the reply (a timed-out one breaks the connection, as any).
+    /// Whether a pull's create of object `id` (`data_size` bytes) would be
+    /// let in by the store's pull capacity now (`Request::PullRoom`; if
+    /// not, the pull keeps its turn in the store's queue), waiting at most
+    /// `bound` for the reply (a timed-out one breaks the connection, as
+    /// any).
     pub(crate) fn pull_room_within(
         &self,
+        id: ObjectId,
         data_size: u64,
         bound: Duration,
     ) -> Result<bool, StoreError> {
-        match self
-            .call_files_within(&Request::PullRoom { data_size }, bound)?
-            .0
-        {
+        self.bool_within(&Request::PullRoom { id, data_size }, bound)
+    }
+
+    /// Whether a pull queued in the store waits for room it does not have
+    /// (`Request::PullWaiting`), waiting at most `bound` for the reply.
+    pub(crate) fn pull_waiting_within(&self, bound: Duration) -> Result<bool, StoreError> {
+        self.bool_within(&Request::PullWaiting, bound)
+    }
+
+    /// `request`'s `Bool` reply, waited for at most `bound`.
+    fn bool_within(&self, request: &Request, bound: Duration) -> Result<bool, StoreError> {
+        match self.call_files_within(request, bound)?.0 {
             Reply::Bool(b) => Ok(b),
             _ => Err(self.bad_reply("expected a bool")),
         }

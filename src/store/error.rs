@@ -338,6 +338,26 @@ pub enum StoreError {
         /// The caller's timeout.
         timeout: std::time::Duration,
     },
+    /// Pull: the transfer fell behind half the pace its deadline needs
+    /// (after its first [`PULL_PACE_GRACE`](super::PULL_PACE_GRACE)) while
+    /// another pull waited in the local store's queue for room it did not
+    /// have: it gave its room up (the local copy was aborted) instead of
+    /// holding the pull capacity to its deadline (see
+    /// [`StoreClient::pull`](super::StoreClient::pull)).
+    #[error(
+        "pull of object {id} from {from} gave its room up to a waiting pull: {received} of \
+         {declared} bytes came, under half the pace its timeout needs"
+    )]
+    PullPreempted {
+        /// The object.
+        id: ObjectId,
+        /// The remote node's object endpoint.
+        from: std::net::SocketAddr,
+        /// Data bytes the remote declared.
+        declared: u64,
+        /// Data bytes received.
+        received: u64,
+    },
     /// Pull: cancelled by its caller before it ended (a worker's pull
     /// that no task waits for any more); the local copy, if created, was
     /// aborted.
@@ -389,6 +409,7 @@ impl StoreError {
             | PullProtocol { id, .. }
             | PullTimedOut { id, .. }
             | PullCancelled { id, .. }
+            | PullPreempted { id, .. }
             | PullIo { id, .. } => Some(*id),
             _ => None,
         }

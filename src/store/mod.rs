@@ -100,7 +100,7 @@ pub use protocol::{
 #[cfg(not(shmwire_loom))]
 pub use pull::{
     PullServer, PullServerConfig, DEFAULT_DISPLACE_BELOW, DEFAULT_MAX_PULLS, PULL_CHUNK,
-    PULL_PREFIX, PULL_PROTOCOL_VERSION, PULL_RECONNECT_FIRST, PULL_RECONNECT_MAX,
+    PULL_PACE_GRACE, PULL_PREFIX, PULL_PROTOCOL_VERSION, PULL_RECONNECT_FIRST, PULL_RECONNECT_MAX,
 };
 #[cfg(not(shmwire_loom))]
 pub use service::{
@@ -136,6 +136,7 @@ pub use table::{
     default_metadata_capacity, footprint, heap_charge, ClientConnection, ClientId, DeleteOutcome,
     Fallback, Location, Notification, ObjectState, ObjectSummary, ObjectTable, ObjectView,
     SealedCursor, SharedIndex, StoreSnapshot, TableStats, ENTRY_OVERHEAD, HOLDER_OVERHEAD,
-    MAX_ARENA_CAPACITY, MAX_METADATA_LEN, MAX_OBJECT_SIZE, MIN_DEFAULT_METADATA_CAPACITY,
-    MIN_METADATA_CAPACITY, OBJECT_ALIGN, REAP_EVERY, SUBSCRIBER_LAG_BYTES,
+    MAX_ARENA_CAPACITY, MAX_METADATA_LEN, MAX_OBJECT_SIZE, MAX_QUEUED_PULLS,
+    MIN_DEFAULT_METADATA_CAPACITY, MIN_METADATA_CAPACITY, OBJECT_ALIGN, PULL_QUEUE_TTL, REAP_EVERY,
+    SUBSCRIBER_LAG_BYTES,
 };

@@ -22,7 +22,10 @@ use crate::ids::ObjectId;
 /// 7: that line also holds the client's touched-group bits, which the
 /// service reads before any slot (an older client would never set them:
 /// its references would be invisible); `Reap` names its entry.
-pub const STORE_PROTOCOL_VERSION: u32 = 8;
+/// 8: `Create` says whether it is for a pull (`for_pull`); `PullRoom`.
+/// 9: `PullRoom` names the object (pulls refused room queue by it, in
+/// order); `PullWaiting`.
+pub const STORE_PROTOCOL_VERSION: u32 = 9;
 
 /// Client → service.
 #[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -105,14 +108,21 @@ pub enum Request {
         /// The object.
         id: ObjectId,
     },
-    /// Whether a pull's `Create` of `data_size` bytes would be let in by
-    /// the pull capacity now (`ObjectTable::pull_room`): a puller that got
+    /// Whether a pull's `Create` of object `id` (`data_size` bytes) would
+    /// be let in by the pull capacity now (`ObjectTable::pull_room`; if
+    /// not, the pull keeps its turn in the queue): a puller that got
     /// `PullsFull` asks this, not the remote, until there is room. Reply:
     /// `Bool`.
     PullRoom {
+        /// The local object the pull will create.
+        id: ObjectId,
         /// Data size in bytes.
         data_size: u64,
     },
+    /// Whether a queued pull waits for room it does not have
+    /// (`ObjectTable::pull_waiting`): a puller whose transfer is behind its
+    /// pace then gives its room up. Reply: `Bool`.
+    PullWaiting,
     /// Reply: `Done` or the first `Error`.
     Delete {
         /// The objects.

@@ -94,6 +94,17 @@ const RETRY_MAX: Duration = Duration::from_millis(50);
 /// local store.
 const LOCAL_MIN: Duration = Duration::from_millis(50);
 
+/// How long a pull's transfer runs before its pace is judged: it gives its
+/// room in the local store up when it is behind half the pace its deadline
+/// needs *and* another pull waits for room ([`StoreClient::pull`],
+/// `StoreError::PullPreempted`). A connection's first round trips (TCP's
+/// slow start) are not judged.
+pub const PULL_PACE_GRACE: Duration = Duration::from_millis(100);
+
+/// How often a pull behind its pace asks the local store whether another
+/// pull waits for room (`Request::PullWaiting`), at most.
+const PACE_ASK_EVERY: Duration = Duration::from_millis(50);
+
 /// How long a puller that found another local client creating the object
 /// waits for that seal before it tries again (the other may have aborted).
 const LOCAL_WAIT_SLICE: Duration = Duration::from_millis(500);
@@ -1031,6 +1042,8 @@ struct Wire<'a> {
     timeout: Duration,
     deadline: Instant,
     cancel: Cancel<'a>,
+    /// Set once the local object exists: the transfer's pace is judged.
+    pace: Option<Pace<'a>>,
 }
 
 impl Wire<'_> {
@@ -1042,8 +1055,18 @@ impl Wire<'_> {
             self.cancel
                 .check(self.id, self.from)
                 .map_err(ReadFail::Err)?;
+            // With its pace judged, the transfer blocks at most a slice at
+            // a time, so that a remote sending nothing is judged too.
+            let wait = match &mut self.pace {
+                Some(p) => {
+                    p.check((self.id, self.from), self.timeout, self.deadline)
+                        .map_err(ReadFail::Err)?;
+                    l.min(CANCEL_SLICE)
+                }
+                None => self.cancel.slice(l),
+            };
             self.stream
-                .set_read_timeout(Some(self.cancel.slice(l)))
+                .set_read_timeout(Some(wait))
                 .map_err(ReadFail::Io)?;
             match self.stream.read(buf) {
                 Ok(n) => return Ok(n),
@@ -1080,6 +1103,63 @@ impl Wire<'_> {
             from: self.from,
             source,
         }
+    }
+}
+
+/// A transfer's pace: from the local object's create (`since`) to the
+/// pull's deadline, `size` bytes are due; `received` have come.
+struct Pace<'a> {
+    store: &'a StoreClient,
+    since: Instant,
+    size: u64,
+    received: u64,
+    /// When it last asked the local store whether a pull waits.
+    asked: Option<Instant>,
+}
+
+impl Pace<'_> {
+    /// `PullPreempted` when, after [`PULL_PACE_GRACE`], fewer than half the
+    /// bytes due by now came (at the even pace that ends at the deadline)
+    /// and the local store says another pull waits for room it does not
+    /// have (asked at most every [`PACE_ASK_EVERY`]): a remote sending
+    /// slowly or not at all does not hold the pull capacity to its
+    /// deadline while others wait (the attack on `964b4bb`, `wcap`).
+    fn check(
+        &mut self,
+        (id, from): (ObjectId, SocketAddr),
+        timeout: Duration,
+        deadline: Instant,
+    ) -> Result<(), StoreError> {
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(self.since);
+        if elapsed < PULL_PACE_GRACE
+            || self
+                .asked
+                .is_some_and(|a| now.saturating_duration_since(a) < PACE_ASK_EVERY)
+        {
+            return Ok(());
+        }
+        let window = deadline.saturating_duration_since(self.since);
+        let behind = u128::from(self.received) * 2 * window.as_nanos()
+            < u128::from(self.size) * elapsed.as_nanos();
+        if !behind {
+            return Ok(());
+        }
+        self.asked = Some(now);
+        let l = deadline.saturating_duration_since(now).max(LOCAL_MIN);
+        let waiting = self
+            .store
+            .pull_waiting_within(l)
+            .map_err(|e| local_fail(e, id, from, timeout))?;
+        if waiting {
+            return Err(StoreError::PullPreempted {
+                id,
+                from,
+                declared: self.size,
+                received: self.received,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -1155,7 +1235,12 @@ impl StoreClient {
     /// store's pull capacity until the deadline: the local object is
     /// created only while the bytes being pulled, this one's included,
     /// stay within [`StoreConfig::pull_capacity`](super::StoreConfig::pull_capacity),
-    /// or when no other pull is in progress); and the local store's
+    /// or when no other pull is in progress; pulls refused room are let
+    /// in in the order they came); `PullPreempted` (the transfer fell
+    /// behind half the pace that ends at the deadline, after its first
+    /// [`PULL_PACE_GRACE`], while another pull waited for room: it gave
+    /// its room up rather than hold the pull capacity to its deadline);
+    /// and the local store's
     /// `create` errors (`StoreFull`, `ObjectInUse`, `ObjectTooLarge`, …)
     /// and connection errors.
     ///
@@ -1270,7 +1355,8 @@ impl StoreClient {
                 // remote's slots, the attack on `0642c79`); the remote is
                 // asked again once the local store has room.
                 Ok(Attempt::Full(e, size)) => {
-                    self.await_pull_room(size, e, (id, from), (timeout, deadline, cancel))?;
+                    let at = (timeout, deadline, cancel);
+                    self.await_pull_room(size, e, (id, local_id, from), at)?;
                     pause = Duration::from_millis(1);
                     continue;
                 }
@@ -1319,6 +1405,7 @@ impl StoreClient {
             timeout,
             deadline,
             cancel,
+            pace: None,
         };
         let _ = w.stream.set_nodelay(true);
         let l = left(id, from, timeout, deadline)?;
@@ -1416,6 +1503,13 @@ impl StoreClient {
             Err(e) => return Err(local(e)),
         };
         let mut builder = builder;
+        w.pace = Some(Pace {
+            store: self,
+            since: Instant::now(),
+            size,
+            received: prefix.len() as u64,
+            asked: None,
+        });
         let received = (|| {
             // `create` handed out exactly `size` bytes; the check keeps
             // every slice below in bounds whatever happened.
@@ -1474,7 +1568,7 @@ impl StoreClient {
         &self,
         size: u64,
         full: StoreError,
-        (id, from): (ObjectId, SocketAddr),
+        (id, local_id, from): (ObjectId, ObjectId, SocketAddr),
         (timeout, deadline, cancel): (Duration, Instant, Cancel<'_>),
     ) -> Result<(), StoreError> {
         let mut pause = Duration::from_millis(1);
@@ -1491,7 +1585,7 @@ impl StoreClient {
                 return Err(full);
             }
             let room = self
-                .pull_room_within(size, l.max(LOCAL_MIN))
+                .pull_room_within(local_id, size, l.max(LOCAL_MIN))
                 .map_err(|e| local_fail(e, id, from, timeout))?;
             if room {
                 return Ok(());
@@ -1559,6 +1653,9 @@ fn fill(
             declared: size,
             received: got as u64,
         };
+        if let Some(p) = &mut w.pace {
+            p.received = got as u64;
+        }
         match w.read(&mut buf[got..end]) {
             Ok(0) => return Err(truncated),
             Ok(n) => got += n,

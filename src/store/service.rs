@@ -75,9 +75,11 @@ pub struct StoreConfig {
     /// Bytes that objects being pulled from other nodes may take at once
     /// while unsealed (`None`: the default, half the arena; at least 1,
     /// else `StoreError::InvalidConfig` at start). A pull beyond it waits
-    /// for others to end (`StoreError::PullsFull` at its deadline); one
-    /// pull is let in whatever its size when no other is in progress, as
-    /// Ray's `PullManager` does. See [`ObjectTable::create_for_pull`].
+    /// in turn for others to end (`StoreError::PullsFull` at its
+    /// deadline), and a pull behind half its pace gives its room up to a
+    /// waiting one (`StoreError::PullPreempted`); one pull is let in
+    /// whatever its size when no other is in progress, as Ray's
+    /// `PullManager` does. See [`ObjectTable::create_for_pull`].
     pub pull_capacity: Option<u64>,
     /// Where objects go, as unnamed files (`O_TMPFILE`; their descriptors
     /// reach clients over their connection), when the arena is full of
@@ -1005,7 +1007,8 @@ impl Service {
                 for_pull,
             } => {
                 let created = if for_pull {
-                    self.table.create_for_pull(cid, id, data_size, metadata)
+                    self.table
+                        .create_for_pull(cid, id, data_size, metadata, Instant::now())
                 } else {
                     self.table.create(cid, id, data_size, metadata)
                 };
@@ -1053,8 +1056,13 @@ impl Service {
                 }
             }
             Request::Contains { id } => Then::Reply(Reply::Bool(self.table.contains(&id))),
-            Request::PullRoom { data_size } => {
-                Then::Reply(Reply::Bool(self.table.pull_room(data_size)))
+            Request::PullRoom { id, data_size } => Then::Reply(Reply::Bool(self.table.pull_room(
+                id,
+                data_size,
+                Instant::now(),
+            ))),
+            Request::PullWaiting => {
+                Then::Reply(Reply::Bool(self.table.pull_waiting(Instant::now())))
             }
             Request::Delete { ids } => {
                 let mut first = Ok(());

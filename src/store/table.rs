@@ -486,7 +486,32 @@ pub struct ObjectTable {
     pulling: u64,
     /// Bound on `pulling` ([`ObjectTable::with_pull_capacity`]).
     pull_capacity: u64,
+    /// Pulls refused room, oldest first ([`ObjectTable::create_for_pull`]).
+    pull_queue: std::collections::VecDeque<QueuedPull>,
 }
+
+/// A pull refused room, waiting its turn ([`ObjectTable::create_for_pull`]).
+#[derive(Debug, Clone, Copy)]
+struct QueuedPull {
+    /// The local object it will create.
+    id: ObjectId,
+    /// Its [`footprint`] in bytes.
+    need: u64,
+    /// When its puller last asked (a create or a `pull_room`).
+    seen: Instant,
+}
+
+/// How long a queued pull keeps its turn after its puller last asked
+/// ([`ObjectTable::create_for_pull`]): a puller waiting for room asks at
+/// least every 50 ms, and once it has room it asks the remote again, which
+/// an answering remote does in milliseconds; a puller gone (or a remote
+/// slower than this) loses its turn, and queues again at the back.
+pub const PULL_QUEUE_TTL: Duration = Duration::from_millis(250);
+
+/// Most pulls queued at once ([`ObjectTable::create_for_pull`]): beyond
+/// it, a refused pull is not queued (it is let in when it fits and no
+/// queued pull is ahead of it).
+pub const MAX_QUEUED_PULLS: usize = 4096;
 
 impl std::fmt::Debug for ObjectTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -543,6 +568,7 @@ impl ObjectTable {
             by_client: HashMap::new(),
             pulling: 0,
             pull_capacity: default_pull_capacity(capacity),
+            pull_queue: std::collections::VecDeque::new(),
         })
     }
 
@@ -566,10 +592,76 @@ impl ObjectTable {
         self.pulling
     }
 
-    /// Whether [`ObjectTable::create_for_pull`] of `data_size` bytes would
-    /// pass the pull capacity now (it may still fail for other reasons).
-    pub fn pull_room(&self, data_size: u64) -> bool {
-        self.pulling == 0 || self.pulling.saturating_add(footprint(data_size)) <= self.pull_capacity
+    /// Whether [`ObjectTable::create_for_pull`] of object `id` (of
+    /// `data_size` bytes) would be let in by the pull capacity at `now`
+    /// (it may still fail for other reasons). A pull that would not is
+    /// queued, as a refused create is, and keeps its turn while its puller
+    /// asks (this is how a puller waiting for room asks).
+    pub fn pull_room(&mut self, id: ObjectId, data_size: u64, now: Instant) -> bool {
+        // (An id taken already: its create fails `ObjectExists` whatever
+        // the room.)
+        if self.objects.contains_key(&id) {
+            return true;
+        }
+        let room = self.pull_admits(id, footprint(data_size), now);
+        if !room {
+            self.queue_pull(id, footprint(data_size), now);
+        }
+        room
+    }
+
+    /// Whether a queued pull waits for room it does not have at `now`:
+    /// the oldest one does not fit beside the pulls in progress. A puller
+    /// whose transfer is behind its pace then gives its room up (see
+    /// [`ObjectTable::create_for_pull`]).
+    pub fn pull_waiting(&mut self, now: Instant) -> bool {
+        self.expire_queued_pulls(now);
+        self.pull_queue
+            .front()
+            .is_some_and(|q| !self.pull_fits(q.need))
+    }
+
+    /// Whether a pull of `need` bytes fits beside the pulls in progress:
+    /// none is, or it stays within the capacity.
+    fn pull_fits(&self, need: u64) -> bool {
+        self.pulling == 0 || self.pulling.saturating_add(need) <= self.pull_capacity
+    }
+
+    /// Whether a pull of `id` (`need` bytes) is let in at `now`: it fits
+    /// beside the pulls in progress and the room of every live queued pull
+    /// ahead of it; alone (none in progress, none ahead) whatever its size.
+    fn pull_admits(&mut self, id: ObjectId, need: u64, now: Instant) -> bool {
+        self.expire_queued_pulls(now);
+        let ahead: u64 = self
+            .pull_queue
+            .iter()
+            .take_while(|q| q.id != id)
+            .fold(0u64, |s, q| s.saturating_add(q.need));
+        let first = self.pull_queue.front().is_none_or(|q| q.id == id);
+        (first && self.pulling == 0)
+            || self.pulling.saturating_add(ahead).saturating_add(need) <= self.pull_capacity
+    }
+
+    /// Queues pull `id` (`need` bytes) at the back, or keeps its turn if it
+    /// is queued: its puller asked at `now`.
+    fn queue_pull(&mut self, id: ObjectId, need: u64, now: Instant) {
+        if let Some(q) = self.pull_queue.iter_mut().find(|q| q.id == id) {
+            q.seen = now;
+            q.need = need;
+        } else if self.pull_queue.len() < MAX_QUEUED_PULLS {
+            self.pull_queue.push_back(QueuedPull {
+                id,
+                need,
+                seen: now,
+            });
+        }
+    }
+
+    /// Drops the queued pulls whose pullers did not ask for
+    /// [`PULL_QUEUE_TTL`].
+    fn expire_queued_pulls(&mut self, now: Instant) {
+        self.pull_queue
+            .retain(|q| now.saturating_duration_since(q.seen) < PULL_QUEUE_TTL);
     }
 
     /// Sets the metadata capacity: the bytes of metadata, plus
@@ -951,23 +1043,43 @@ impl ObjectTable {
     /// so that remote nodes — which declare the size before they send a
     /// byte, and may then send slowly or not at all — hold at most that
     /// much of the store, and local creates keep the rest. As Ray's
-    /// `PullManager` bounds the bytes being pulled to its quota
-    /// (`pull_manager.cc`, `ActivateNextPullBundleRequest`), and as there
-    /// a pull is admitted whatever its size when no other is in progress,
-    /// so that an object larger than the capacity can still come.
+    /// `PullManager` bounds the bytes being pulled to its quota and lets
+    /// queued pulls in in the order they came (`pull_manager.cc`,
+    /// `ActivateNextPullBundleRequest`):
     ///
-    /// Errors: `PullsFull` when other pulls hold so much that this one
-    /// would pass the capacity (the puller tries again as they end), and
-    /// those of [`ObjectTable::create`].
+    /// - a pull refused room is queued (at most [`MAX_QUEUED_PULLS`]), and
+    ///   keeps its turn while its puller asks again within
+    ///   [`PULL_QUEUE_TTL`] (a create, or [`ObjectTable::pull_room`]);
+    /// - a pull is let in when it fits beside the pulls in progress *and*
+    ///   the room of every queued pull ahead of it, so that pulls asking
+    ///   later cannot take the room a queued one waits for;
+    /// - the first in line is let in whatever its size while no other pull
+    ///   is in progress, so that an object larger than the capacity can
+    ///   still come.
+    ///
+    /// `now` is the time of the request (the queue's clock).
+    ///
+    /// Errors: `PullsFull` when the pulls in progress, or those queued
+    /// ahead, hold so much that this one would pass the capacity (the
+    /// puller waits for room, [`ObjectTable::pull_room`]); and those of
+    /// [`ObjectTable::create`].
     pub fn create_for_pull(
         &mut self,
         client: ClientId,
         id: ObjectId,
         data_size: u64,
         metadata: Vec<u8>,
+        now: Instant,
     ) -> Result<ObjectView, StoreError> {
         let need = footprint(data_size);
-        if !self.pull_room(data_size) {
+        // An id taken already fails as `create` says (`ObjectExists`: its
+        // puller waits for that copy), queued for no room.
+        if self.objects.contains_key(&id) {
+            self.pull_queue.retain(|q| q.id != id);
+            return self.create(client, id, data_size, metadata);
+        }
+        if !self.pull_admits(id, need, now) {
+            self.queue_pull(id, need, now);
             return Err(StoreError::PullsFull {
                 id,
                 needed: need,
@@ -975,6 +1087,9 @@ impl ObjectTable {
                 capacity: self.pull_capacity,
             });
         }
+        // Let in: out of the queue, whether the create then succeeds or
+        // not (its puller no longer waits for room).
+        self.pull_queue.retain(|q| q.id != id);
         let view = self.create(client, id, data_size, metadata)?;
         if let Some(e) = self.objects.get_mut(&id) {
             e.pulled = true;
@@ -1711,6 +1826,17 @@ pub(super) mod tests {
             .map(|e| footprint(e.data_size))
             .sum();
         assert_eq!(pulling, t.pulling, "bytes being pulled");
+        assert!(t.pull_queue.len() <= MAX_QUEUED_PULLS);
+        for (i, q) in t.pull_queue.iter().enumerate() {
+            assert!(
+                t.pull_queue.iter().skip(i + 1).all(|r| r.id != q.id),
+                "a pull is queued once"
+            );
+            assert!(
+                !t.objects.get(&q.id).is_some_and(|e| e.pulled),
+                "a pull let in is not queued"
+            );
+        }
         for (id, e) in &t.objects {
             assert!(t.by_size.contains(&(e.data_size, Reverse(*id))));
             assert_eq!(
@@ -1791,7 +1917,7 @@ pub(super) mod tests {
                     let size = rng.below(3 * UNIT);
                     let meta = vec![1; rng.below(20_000) as usize];
                     let r = if kind == 1 {
-                        t.create_for_pull(c, id, size, meta)
+                        t.create_for_pull(c, id, size, meta, Instant::now())
                     } else {
                         t.create(c, id, size, meta)
                     };
@@ -1850,11 +1976,19 @@ pub(super) mod tests {
             .with_pull_capacity(8 * UNIT)
             .unwrap();
         assert_eq!(default_pull_capacity(64 * UNIT), 32 * UNIT);
+        // Each step a queue's lifetime later: no pull refused before is
+        // still queued (the queue has a test of its own).
+        let mut now = Instant::now();
+        let mut later = || {
+            now += PULL_QUEUE_TTL;
+            now
+        };
         // Alone: let in beyond the capacity; then nothing else is.
-        assert!(t.pull_room(20 * UNIT));
-        t.create_for_pull(1, oid(1), 20 * UNIT, Vec::new()).unwrap();
-        assert!(!t.pull_room(1));
-        let r = t.create_for_pull(2, oid(2), UNIT, Vec::new());
+        assert!(t.pull_room(oid(1), 20 * UNIT, later()));
+        t.create_for_pull(1, oid(1), 20 * UNIT, Vec::new(), later())
+            .unwrap();
+        assert!(!t.pull_room(oid(9), 1, later()));
+        let r = t.create_for_pull(2, oid(2), UNIT, Vec::new(), later());
         assert!(
             matches!(r, Err(StoreError::PullsFull { pulling, capacity, .. })
             if pulling == 20 * UNIT && capacity == 8 * UNIT),
@@ -1865,18 +1999,84 @@ pub(super) mod tests {
         t.seal(1, oid(1)).unwrap();
         assert_eq!(t.pulling(), 0);
         // Within the capacity, several at once.
-        t.create_for_pull(2, oid(4), 4 * UNIT, Vec::new()).unwrap();
-        t.create_for_pull(3, oid(5), 4 * UNIT, Vec::new()).unwrap();
+        t.create_for_pull(2, oid(4), 4 * UNIT, Vec::new(), later())
+            .unwrap();
+        t.create_for_pull(3, oid(5), 4 * UNIT, Vec::new(), later())
+            .unwrap();
         assert!(matches!(
-            t.create_for_pull(2, oid(6), 1, Vec::new()),
+            t.create_for_pull(2, oid(6), 1, Vec::new(), later()),
             Err(StoreError::PullsFull { .. })
         ));
         t.abort(2, oid(4)).unwrap();
         assert_eq!(t.pulling(), 4 * UNIT);
-        t.create_for_pull(2, oid(6), 1, Vec::new()).unwrap();
+        t.create_for_pull(2, oid(6), 1, Vec::new(), later())
+            .unwrap();
         assert_eq!(t.disconnect(3), 1);
         assert_eq!(t.pulling(), footprint(1));
         assert!(t.with_pull_capacity(0).is_err());
+    }
+
+    /// Pulls refused room are let in in the order they came, as Ray's
+    /// `PullManager` activates queued pulls: one asking later cannot take
+    /// the room a queued one waits for, even when it would fit; a queued
+    /// pull whose puller stopped asking loses its turn; and a queued pull
+    /// that does not fit is what `pull_waiting` reports.
+    #[test]
+    fn pulls_refused_room_are_let_in_in_the_order_they_came() {
+        let mut t = ObjectTable::new(64 * UNIT)
+            .unwrap()
+            .with_pull_capacity(8 * UNIT)
+            .unwrap();
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        t.create_for_pull(1, oid(1), 6 * UNIT, Vec::new(), at(0))
+            .unwrap();
+        assert!(!t.pull_waiting(at(0)));
+        // 4 units do not fit beside 6: queued, and waiting.
+        assert!(matches!(
+            t.create_for_pull(2, oid(2), 4 * UNIT, Vec::new(), at(1)),
+            Err(StoreError::PullsFull { .. })
+        ));
+        assert!(t.pull_waiting(at(1)));
+        // 2 units would fit, but not beside the 4 queued ahead.
+        assert!(!t.pull_room(oid(3), 2 * UNIT, at(2)));
+        assert!(matches!(
+            t.create_for_pull(3, oid(3), 2 * UNIT, Vec::new(), at(3)),
+            Err(StoreError::PullsFull { .. })
+        ));
+        // The first pull ends: the queued one has room, the later one
+        // still waits behind it; and nothing waits for room it lacks.
+        t.abort(1, oid(1)).unwrap();
+        assert!(!t.pull_waiting(at(4)));
+        assert!(t.pull_room(oid(2), 4 * UNIT, at(5)));
+        assert!(t.pull_room(oid(3), 2 * UNIT, at(6)));
+        t.create_for_pull(2, oid(2), 4 * UNIT, Vec::new(), at(7))
+            .unwrap();
+        t.create_for_pull(3, oid(3), 2 * UNIT, Vec::new(), at(8))
+            .unwrap();
+        assert_eq!(t.pulling(), 6 * UNIT);
+        // A queued pull whose puller stops asking loses its turn.
+        assert!(!t.pull_room(oid(4), 4 * UNIT, at(10)));
+        assert!(t.pull_waiting(at(10)));
+        let gone = at(10) + PULL_QUEUE_TTL;
+        assert!(!t.pull_waiting(gone));
+        t.create_for_pull(3, oid(5), 2 * UNIT, Vec::new(), gone)
+            .unwrap();
+        assert!(t.pull_queue.is_empty());
+        // The first in line is let in alone whatever its size, but one
+        // behind it is not let in alone ahead of it.
+        t.abort(2, oid(2)).unwrap();
+        t.abort(3, oid(3)).unwrap();
+        t.abort(3, oid(5)).unwrap();
+        t.create_for_pull(1, oid(6), UNIT, Vec::new(), gone)
+            .unwrap();
+        assert!(!t.pull_room(oid(7), 20 * UNIT, gone));
+        assert!(!t.pull_room(oid(8), 30 * UNIT, gone));
+        t.abort(1, oid(6)).unwrap();
+        assert!(!t.pull_room(oid(8), 30 * UNIT, gone));
+        t.create_for_pull(2, oid(7), 20 * UNIT, Vec::new(), gone)
+            .unwrap();
+        assert_eq!(t.pull_queue.len(), 1);
     }
 
     /// Fault A: the snapshot's largest objects are the `max` largest,

@@ -736,6 +736,15 @@ impl ArgPulls {
         self.any = book.busy();
     }
 
+    /// Why the pull of `id` from `from` failed, if it did (kept as
+    /// failed).
+    pub(super) fn failure(&self, id: ObjectId, from: SocketAddr) -> Option<String> {
+        match lock(&self.shared.book).entries.get(&(id, from)) {
+            Some(State::Failed { error, .. }) => Some(error.clone()),
+            _ => None,
+        }
+    }
+
     /// Whether the pull of `id` from `from` failed (kept as failed: a
     /// request that names it fails, whatever else it waits for).
     pub(super) fn failed(&self, id: ObjectId, from: SocketAddr) -> bool {

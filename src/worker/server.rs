@@ -781,6 +781,32 @@ impl StoreBridge {
     }
 }
 
+/// The first of `spec`'s by-reference arguments whose pull failed: its
+/// object and the task's error message (what [`Executor::fetch_args`]
+/// reports for it).
+fn failed_pull(
+    pulls: &ArgPulls,
+    spec: &ArchivedTaskSpec,
+    mine: Option<SocketAddr>,
+) -> Option<(ObjectId, String)> {
+    spec.args.iter().find_map(|a| {
+        let ArchivedTaskArg::ObjectRef(r) = a else {
+            return None;
+        };
+        let from = remote_endpoint(r.owner_address.object_manager_address.as_str(), mine)
+            .ok()
+            .flatten()?;
+        let e = pulls.failure(r.object_id, from)?;
+        Some((
+            r.object_id,
+            format!(
+                "pulling it from node {} (object endpoint {from}) failed: {e}",
+                r.owner_address.node_id
+            ),
+        ))
+    })
+}
+
 /// Where a by-reference argument whose owner names object endpoint
 /// `endpoint` is pulled from: `None` if it is in the local store (no
 /// endpoint, or this node's, `mine`), `Err` if `endpoint` does not parse
@@ -3882,7 +3908,16 @@ impl Executor {
                     }
                 }
                 Acquired::Failed(e) => format!("failed: {e}"),
-                Acquired::Pending => format!("did not finish within {:?}", b.arg_fetch_timeout),
+                Acquired::Pending => {
+                    // It runs before this pull ended because another of
+                    // its pulls failed (`args_not_ready`): that one is
+                    // named, not this one.
+                    if let Some((id, message)) = failed_pull(&b.pulls, spec, b.endpoint) {
+                        b.give_up_fetch(out);
+                        return Err(lost(id, message));
+                    }
+                    format!("did not finish within {:?}", b.arg_fetch_timeout)
+                }
                 // Dropped since it was pulled (a task that waited in its
                 // caller's queue longer than the copy stayed pinned): a
                 // copy in the local store serves; nothing is pulled on this

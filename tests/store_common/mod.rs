@@ -420,3 +420,66 @@ pub fn held_by_one(c: &StoreClient, id: ObjectId) -> bool {
         Err(StoreError::ObjectInUse { holders: 1, .. })
     )
 }
+
+/// A remote node for pulls that declares `declared` bytes of data and
+/// sends the first `sent` at once, then the rest `chunk` bytes every
+/// `tick` (a byte of value 7 each; with `chunk` 0, nothing more, the
+/// connection held open), to every connection until `stop`;
+/// returns its address and a thread that returns the connections it took.
+pub fn pacing_node(
+    declared: u64,
+    sent: usize,
+    (chunk, tick): (usize, Duration),
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (std::net::SocketAddr, std::thread::JoinHandle<usize>) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    l.set_nonblocking(true).unwrap();
+    let t = std::thread::spawn(move || {
+        let (mut senders, mut accepted) = (Vec::new(), 0);
+        let end = Instant::now() + GUARD;
+        while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+            let Ok((mut s, _)) = l.accept() else {
+                std::thread::sleep(Duration::from_millis(2));
+                continue;
+            };
+            accepted += 1;
+            let stop = stop.clone();
+            senders.push(std::thread::spawn(move || {
+                s.set_nonblocking(false).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                let mut req = [0u8; 48];
+                if s.read_exact(&mut req).is_err() {
+                    return;
+                }
+                let mut head = [0u8; 32];
+                head[0..4].copy_from_slice(b"SWPA");
+                head[4..8].copy_from_slice(&1u32.to_le_bytes());
+                head[16..24].copy_from_slice(&declared.to_le_bytes());
+                let first = sent.min(declared as usize);
+                if s.write_all(&head)
+                    .and_then(|()| s.write_all(&vec![7u8; first]))
+                    .is_err()
+                {
+                    return;
+                }
+                let mut left = declared as usize - first;
+                while left > 0 && !stop.load(Ordering::Relaxed) && Instant::now() < end {
+                    std::thread::sleep(tick);
+                    let n = chunk.min(left);
+                    if s.write_all(&vec![7u8; n]).is_err() {
+                        return;
+                    }
+                    left -= n;
+                }
+            }));
+        }
+        for s in senders {
+            s.join().unwrap();
+        }
+        accepted
+    });
+    (addr, t)
+}
