@@ -196,12 +196,12 @@ fn one_name_claimed_at_once_by_six_processes_has_one_holder() {
             "round {round}: {} processes hold the name: {results:#?}",
             won.len()
         );
-        // Refused before writing anything: the name was seen taken. (A
+        // Refused before writing anything: the name's claim was held. (A
         // claim withdrawn after its entry was written — "claimed at the
         // same time" — means the names lock let two claims overlap.)
         for r in results.iter().filter(|r| !r.starts_with("OK ")) {
             assert!(
-                r.starts_with("REFUSED ") && r.contains("name \"dup\" is taken by live worker"),
+                r.starts_with("REFUSED ") && r.contains("name \"dup\" is claimed by live pid"),
                 "round {round}: {r} ({results:#?})"
             );
         }

@@ -3431,9 +3431,12 @@ fn a_node_that_lost_its_node_lock_to_another_stops() {
     // this waits until every thread stopped.
     proc_support::stop_process(first_kid.pid());
     drop(dir_lock);
+    // Its node lock, entries and names' claims removed (with the claim
+    // of the store's name still there, the second node's store would be
+    // refused the name while the first lives).
     fs::remove_file(sdir.join(".node.lock")).unwrap();
     for n in names(&sdir) {
-        if n.starts_with(".w-") {
+        if n.starts_with(".w-") || n.starts_with(".n-") {
             fs::remove_file(sdir.join(n)).unwrap();
         }
     }
@@ -4312,26 +4315,37 @@ fn an_endpoint_beyond_loopback_is_warned_of() {
     }
 }
 
-/// Input (the attack on `1b5f3c1`, medium): another process of the user
-/// writes a directory entry of its own under the store's name — without
-/// claiming the name under the names lock — with a lower worker id than
+/// Input (the attacks on `1b5f3c1` and `5aeed3d`, medium): another
+/// process of the user writes a directory entry of its own under the
+/// store's name — without claiming the name — with a lower worker id than
 /// the store's, holds its lock, and listens on a socket that never
-/// answers. Right behaviour: a name two live workers hold is resolved to
-/// neither — a store client fails at once, naming both holders — and the
-/// node's `/health` says so (503) while it lasts; once the entry goes,
-/// both work again. Before, every new store client went to the planted
-/// socket and timed out after 5 s, and `/health` said `ok`.
+/// answers; then it deletes the store's own entry. Right behaviour: lookups
+/// by the name pass over the planted entry (its process does not hold the
+/// name's claim, which the node holds for its life): a store client
+/// reaches the store beside it; with the store's entry deleted, a client
+/// fails at once naming the name's claimant (never reaching the planted
+/// socket) until the node puts its entry back (about a second), then
+/// reaches the store again; the node's `/health` names the planted entry
+/// (503) while it lives. Before: with both entries, every client failed
+/// (`NameHeldTwice`), and with the store's entry deleted every new store
+/// client went to the planted socket and timed out after 5 s, the node
+/// unable to put its entry back ("name … is taken by live worker …").
 #[test]
-fn a_name_planted_beside_a_live_workers_is_refused_and_reported() {
+fn a_name_planted_beside_a_live_workers_is_passed_over_and_reported() {
     if child_spec().is_some() {
         return;
     }
     let _watchdog =
-        proc_support::watchdog("a_name_planted_beside_a_live_workers_is_refused_and_reported");
+        proc_support::watchdog("a_name_planted_beside_a_live_workers_is_passed_over_and_reported");
     let scratch = proc_support::scratch("swn", "dupname");
     let root = scratch.path().join("root");
     let mut node = start_node(&root, "dup");
     let session = Session::open_in(&root, "dup").unwrap();
+    let store_entry = {
+        let d = shmwire::node::Directory::for_session(&session).unwrap();
+        let id = d.lookup_name(DEFAULT_STORE_NAME).unwrap().worker_id;
+        session.dir().join(format!(".w-{id}.entry"))
+    };
     let silent_path = scratch.path().join("silent.sock");
     let _silent = std::os::unix::net::UnixListener::bind(&silent_path).unwrap();
     let mut planted = shmwire::transport::Endpoint::new(WorkerId::from_array([0; 28]));
@@ -4344,19 +4358,16 @@ fn a_name_planted_beside_a_live_workers_is_refused_and_reported() {
     fs::write(&entry, planted.encode()).unwrap();
     let held = fs::File::open(&entry).unwrap();
     rustix::fs::flock(&held, rustix::fs::FlockOperation::LockExclusive).unwrap();
-
-    let t = Instant::now();
-    let r = StoreClient::connect(&session, DEFAULT_STORE_NAME);
-    let took = t.elapsed();
-    let err = r
-        .err()
-        .map(|e| shmwire::error_chain(&e))
-        .unwrap_or_default();
-    assert!(
-        err.contains("held by 2 live workers") && err.contains(&format!("pid {}", node.kid.pid())),
-        "connect beside a planted name: {err:?}"
-    );
-    assert!(took < Duration::from_secs(2), "connect took {took:?}");
+    let put = |what: &str| {
+        let t = Instant::now();
+        let r = StoreClient::connect(&session, DEFAULT_STORE_NAME).and_then(|c| {
+            c.put(ObjectId::from_random(), b"x", b"")?;
+            Ok(())
+        });
+        let took = t.elapsed();
+        assert!(took < Duration::from_secs(2), "{what}: took {took:?}");
+        r.map_err(|e| shmwire::error_chain(&e))
+    };
     let until = |what: &str, f: &dyn Fn() -> bool| {
         let deadline = Instant::now() + GUARD;
         while !f() {
@@ -4364,18 +4375,45 @@ fn a_name_planted_beside_a_live_workers_is_refused_and_reported() {
             std::thread::sleep(Duration::from_millis(50));
         }
     };
-    until("/health to name the name held twice", &|| {
+
+    // Beside the store's entry: passed over, and reported.
+    put("beside the planted entry").unwrap();
+    let claimant = format!("pid {} holds its claim", node.kid.pid());
+    until("/health to name the planted entry", &|| {
         let h = http_get(&node.addr, "/health");
-        h.starts_with("HTTP/1.0 503") && h.contains("held by 2 live workers")
+        h.starts_with("HTTP/1.0 503")
+            && h.contains("also used by live entries of processes that do not hold its claim")
+            && h.contains(&format!("pid {} holds it", node.kid.pid()))
     });
+
+    // The store's entry deleted: refused at once, naming the claimant,
+    // until the node puts it back.
+    fs::remove_file(&store_entry).unwrap();
+    until(
+        "the store to be reached again",
+        &|| match put("its entry deleted") {
+            Ok(()) => true,
+            Err(e) => {
+                assert!(
+                    e.contains("not held by its claimant") && e.contains(&claimant),
+                    "a client with the store's entry deleted: {e}"
+                );
+                false
+            }
+        },
+    );
+    for _ in 0..5 {
+        if let Err(e) = put("its entry put back") {
+            panic!("after the node put its entry back: {e}");
+        }
+    }
+    assert!(store_entry.exists(), "the node put its entry back");
 
     drop(held);
     fs::remove_file(&entry).unwrap();
     until("/health to be ok again", &|| {
         http_get(&node.addr, "/health").starts_with("HTTP/1.0 200")
     });
-    let c = StoreClient::connect(&session, DEFAULT_STORE_NAME).unwrap();
-    c.put(ObjectId::from_array([3; 28]), b"after", b"").unwrap();
-    drop(c);
+    put("after the planted entry went").unwrap();
     node.kid.signal_and_wait("-TERM");
 }

@@ -51,7 +51,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::ids::WorkerId;
-use crate::shm::{temp_path_in, ENTRY_PREFIX, ENTRY_SUFFIX, NAMES_LOCK_FILE};
+use crate::shm::{
+    temp_path_in, CLAIM_PREFIX, CLAIM_SUFFIX, ENTRY_PREFIX, ENTRY_SUFFIX, NAMES_LOCK_FILE,
+};
 use crate::sys::liveness::{
     flock_holder, probe_owner, remove_if_same, same_file, try_lock_exclusive, FlockHolders,
     OwnerState,
@@ -86,6 +88,9 @@ pub struct Registration {
     path: PathBuf,
     /// The entry file, locked (the worker's liveness).
     lock: File,
+    /// The name's claim file, locked for the registration's life (a named
+    /// worker's only; see [`Directory::claim_path`]).
+    claim: Option<File>,
     /// What the entry says, to write it again ([`Published::restore`]).
     endpoint: Endpoint,
     /// `endpoint` encoded: the entry file's exact contents.
@@ -104,7 +109,16 @@ impl Registration {
     /// changed in place). Costs a `stat` and a `pread` of the entry (a few
     /// hundred bytes).
     pub fn intact(&self) -> bool {
-        same_file(&self.lock, &self.path) && self.contents_intact()
+        same_file(&self.lock, &self.path) && self.contents_intact() && self.claim_intact()
+    }
+
+    /// Whether the name's claim file is still the one this registration
+    /// locks (`true` without a name).
+    fn claim_intact(&self) -> bool {
+        match (&self.claim, &self.endpoint.name) {
+            (Some(c), Some(n)) => same_file(c, &self.directory.claim_path(n)),
+            _ => true,
+        }
     }
 
     /// Whether the locked file holds exactly what this registration wrote
@@ -134,7 +148,9 @@ impl Published for Registration {
     /// locked) made it look dead: readers removed it. An entry whose bytes
     /// were changed in place (still this registration's locked file) read
     /// as garbage, or as another worker's address, for as long as the
-    /// worker lived.
+    /// worker lived. So is the name's claim, when its file was removed or
+    /// replaced (lookups by name pass over an entry whose process holds no
+    /// claim under the name).
     ///
     /// Writing it again claims the worker's name again, as
     /// [`Directory::register`] does (under the names lock): a worker that
@@ -147,18 +163,17 @@ impl Published for Registration {
     /// next check.
     fn restore(&mut self) -> Result<bool, PublishError> {
         if same_file(&self.lock, &self.path) {
-            if self.contents_intact() {
+            if self.contents_intact() && self.claim_intact() {
                 return Ok(false);
             }
-            // Our own file, changed in place: its lock is ours (a probe
+            // Our own file, changed in place, or the name's claim file
+            // removed or replaced: the entry's lock is ours (a probe
             // would find it live and refuse), so it is replaced at once by
             // a new locked file with what it should say — a claim of the
             // name like any other (under the names lock): a worker that
             // took the name while ours read as garbage keeps it, and this
             // one is refused.
-            self.lock = self
-                .directory
-                .claim(&self.path, &self.endpoint, RESTORE_NAMES_WAIT)?;
+            self.reclaim()?;
             return Ok(true);
         }
         // Another live process's lock on a file under this name: not ours
@@ -206,10 +221,22 @@ impl Published for Registration {
         // again, under the names lock: a worker that registered the name
         // while ours was missing keeps it (it looked free), and this one
         // is refused — never two live holders.
-        self.lock = self
-            .directory
-            .claim(&self.path, &self.endpoint, RESTORE_NAMES_WAIT)?;
+        self.reclaim()?;
         Ok(true)
+    }
+}
+
+impl Registration {
+    /// Writes the entry again, claiming the name again with the claim this
+    /// registration holds (kept if its file is still the name's claim).
+    fn reclaim(&mut self) -> Result<(), PublishError> {
+        self.lock = self.directory.claim(
+            &self.path,
+            &self.endpoint,
+            RESTORE_NAMES_WAIT,
+            &mut self.claim,
+        )?;
+        Ok(())
     }
 }
 
@@ -219,6 +246,12 @@ impl Drop for Registration {
         // entry for a stale one of a *new* registration; only our own file
         // (a live successor may hold the name by now).
         let _ = remove_if_same(&self.lock, &self.path);
+        // Then the name's claim, still held (a successor that opened it
+        // meanwhile finds it unlinked once it has the lock, and makes a
+        // new one).
+        if let (Some(claim), Some(n)) = (&self.claim, &self.endpoint.name) {
+            let _ = remove_if_same(claim, &self.directory.claim_path(n));
+        }
     }
 }
 
@@ -325,32 +358,39 @@ impl Directory {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
-        let lock = self.claim(&path, endpoint, NAMES_LOCK_WAIT)?;
+        let mut claim = None;
+        let lock = self.claim(&path, endpoint, NAMES_LOCK_WAIT, &mut claim)?;
         Ok(Registration {
             directory: self.clone(),
             path,
             lock,
+            claim,
             endpoint: endpoint.clone(),
             encoded: endpoint.encode(),
         })
     }
 
     /// Writes `endpoint`'s entry to `path` ([`Directory::write_entry`]),
-    /// claiming its name if it has one: under the names lock, refused if
-    /// another live worker holds the name, and withdrawn (the entry
-    /// removed again, refused) if one holds it once the entry is written —
-    /// only possible when the lock was bypassed (its file removed while
-    /// held, a writer that does not take it).
+    /// claiming its name if it has one: under the names lock, the name's
+    /// claim taken into `claim` ([`Directory::take_claim`]; one held there
+    /// already is kept if it is still the name's — whatever fails after,
+    /// a registration keeps what it holds), refused if another live worker
+    /// holds the name, and withdrawn (the entry removed again, refused) if
+    /// one holds it once the entry is written — only possible when the
+    /// locks were bypassed (their files removed while held). Returns the
+    /// locked entry.
     fn claim(
         &self,
         path: &Path,
         endpoint: &Endpoint,
         wait: Duration,
+        claim: &mut Option<File>,
     ) -> Result<File, PublishError> {
         let Some(n) = &endpoint.name else {
             return self.write_entry(path, endpoint);
         };
         let _names = self.lock_names(wait)?;
+        self.take_claim(endpoint, claim)?;
         if let Some(other) = self.name_holder(endpoint)? {
             return Err(PublishError::Refused {
                 worker: endpoint.worker_id,
@@ -358,8 +398,21 @@ impl Directory {
             });
         }
         let lock = self.write_entry(path, endpoint)?;
+        let claim_path = self.claim_path(n);
+        let claimed = claim.as_ref().is_some_and(|c| same_file(c, &claim_path));
         match self.name_holder(endpoint) {
-            Ok(None) => Ok(lock),
+            Ok(None) if claimed => Ok(lock),
+            Ok(None) => {
+                let _ = remove_if_same(&lock, path);
+                Err(PublishError::Refused {
+                    worker: endpoint.worker_id,
+                    why: format!(
+                        "the claim {} of name {n:?} was removed while it was being written: \
+                         withdrawn",
+                        claim_path.display()
+                    ),
+                })
+            }
             Ok(Some(other)) => {
                 let _ = remove_if_same(&lock, path);
                 Err(PublishError::Refused {
@@ -376,6 +429,93 @@ impl Directory {
                 Err(e)
             }
         }
+    }
+
+    /// The claim file of worker name `name`: `.n-<hex>.claim`, the hex the
+    /// first 16 bytes of `SHA-256("shmwire worker name" ‖ name)` (a fixed
+    /// length whatever the name).
+    fn claim_path(&self, name: &str) -> PathBuf {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(b"shmwire worker name");
+        h.update(name.as_bytes());
+        let digest = h.finalize();
+        let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        self.root.join(format!("{CLAIM_PREFIX}{hex}{CLAIM_SUFFIX}"))
+    }
+
+    /// Takes the claim of `endpoint`'s name: an exclusive `flock` on its
+    /// claim file ([`Directory::claim_path`], made if missing, never
+    /// followed, never blocking), which the registration holds for its
+    /// life — what a reader checks an entry under the name against
+    /// ([`Directory::lookup_name`]), into `held`: one there is kept if it
+    /// is still the claim file (a worker writing its entry again), and
+    /// left as it is when this fails. Refused
+    /// ([`PublishError::Refused`]) while another live process holds the
+    /// claim (its pid named); [`PublishError::Io`] of kind `InvalidInput`
+    /// if something other than a regular file is under the name. Called
+    /// under the names lock.
+    fn take_claim(&self, endpoint: &Endpoint, held: &mut Option<File>) -> Result<(), PublishError> {
+        let name = endpoint.name.as_deref().unwrap_or_default();
+        let path = self.claim_path(name);
+        if held.as_ref().is_some_and(|f| same_file(f, &path)) {
+            return Ok(());
+        }
+        let fail = |op: &'static str, source: io::Error| PublishError::Io {
+            op,
+            path: path.clone(),
+            source,
+        };
+        let not_regular = |t: fs::FileType| {
+            fail(
+                "take the worker name's claim",
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "{} is {}, not a name's claim file (shmwire makes only a regular file \
+                         there and never follows the name); the name {name:?} cannot be \
+                         registered until it is removed",
+                        path.display(),
+                        crate::sys::fs::file_type_name(t)
+                    ),
+                ),
+            )
+        };
+        // A claim file removed by the cleanup pass (its claimant dead)
+        // between this open and the lock is nobody's claim: opened again.
+        for _ in 0..20 {
+            if let Ok(md) = fs::symlink_metadata(&path) {
+                if !md.is_file() {
+                    return Err(not_regular(md.file_type()));
+                }
+            }
+            let file = crate::sys::fs::open_lock_file(&path)
+                .map_err(|e| fail("open the worker name's claim", e))?;
+            let md = file
+                .metadata()
+                .map_err(|e| fail("stat the worker name's claim", e))?;
+            if !md.is_file() {
+                return Err(not_regular(md.file_type()));
+            }
+            if !try_lock_exclusive(&file).map_err(|e| fail("flock the worker name's claim", e))? {
+                return Err(PublishError::Refused {
+                    worker: endpoint.worker_id,
+                    why: format!(
+                        "name {name:?} is claimed by live {}",
+                        flock_holder(&file)
+                            .map_or_else(|| "process".to_owned(), |p| format!("pid {p}"))
+                    ),
+                });
+            }
+            if same_file(&file, &path) {
+                *held = Some(file);
+                return Ok(());
+            }
+        }
+        Err(fail(
+            "take the worker name's claim",
+            io::Error::new(io::ErrorKind::WouldBlock, "its file kept being replaced"),
+        ))
     }
 
     /// Takes the names lock ([`NAMES_LOCK_FILE`], see the module docs),
@@ -504,10 +644,14 @@ impl Directory {
                 source: io::Error::other(other),
             },
         })?;
-        Ok(live
+        let others: Vec<Endpoint> = live
             .into_iter()
-            .find(|e| e.name.as_deref() == Some(n) && e.worker_id != endpoint.worker_id)
-            .map(|e| e.worker_id))
+            .filter(|e| e.name.as_deref() == Some(n) && e.worker_id != endpoint.worker_id)
+            .collect();
+        // Entries of processes that do not hold the name's claim hold
+        // nothing (the claimant, called under the names lock, holds it).
+        let (claimed, _) = self.claimed(n, others);
+        Ok(claimed.first().map(|(e, _)| e.worker_id))
     }
 
     /// Writes `endpoint`'s entry to a temporary file, locks it and renames
@@ -596,28 +740,121 @@ impl Directory {
         }
     }
 
-    /// The live worker with this name. [`LookupError::NameHeldTwice`] when
-    /// several live workers hold entries under it (one wrote its entry
-    /// without claiming the name: a same-user process can): none is
-    /// picked (the attack on `1b5f3c1`: an entry planted under the store's
-    /// name with a lower worker id took every new store client to a socket
-    /// that never answered, while the node said `ok`).
+    /// The live worker with this name: the one whose entry is locked by
+    /// the process holding the name's claim ([`Directory::register`]).
+    /// Entries written under the name by other processes are passed over
+    /// (a same-user process can write one); with no claimant's entry
+    /// among them, [`LookupError::NameUnclaimed`] (the attack on
+    /// `5aeed3d`: an entry planted under the store's name, the store's own
+    /// deleted, took every new store client to a socket that never
+    /// answered). When the kernel's lock list (`/proc/locks`) cannot be
+    /// read, the claimant cannot be told: one entry is taken as it is, and
+    /// several are [`LookupError::NameHeldTwice`] (the attack on `1b5f3c1`:
+    /// the planted entry sorted first), none picked.
     pub fn lookup_name(&self, name: &str) -> Result<Endpoint, LookupError> {
-        let mut holders: Vec<Endpoint> = self
+        let holders: Vec<Endpoint> = self
             .list()?
             .into_iter()
             .filter(|e| e.name.as_deref() == Some(name))
             .collect();
-        match holders.len() {
-            0 => Err(LookupError::NoSuchWorker {
+        if holders.is_empty() {
+            return Err(LookupError::NoSuchWorker {
                 key: format!("named {name:?}"),
-            }),
-            1 => Ok(holders.remove(0)),
+            });
+        }
+        let (mut claimed, unclaimed) = self.claimed(name, holders);
+        match claimed.len() {
+            1 => Ok(claimed.remove(0).0),
+            0 => Err(unclaimed),
             _ => Err(LookupError::NameHeldTwice {
                 name: name.to_owned(),
-                holders: holders.iter().map(|e| (e.worker_id, e.pid)).collect(),
+                holders: claimed.iter().map(|(e, _)| (e.worker_id, e.pid)).collect(),
             }),
         }
+    }
+
+    /// Sorts `holders` (live entries under `name`) into those whose entry
+    /// is locked by the process holding the name's claim, each with that
+    /// pid, and the error naming the others
+    /// ([`LookupError::NameUnclaimed`], its list empty when all are
+    /// claimed). With `/proc/locks` unreadable, all are taken as claimed
+    /// (pid `None`). A pid the kernel lists as 0 (a holder outside this
+    /// process's pid namespace) matches only 0: entry and claim of one
+    /// such process still agree.
+    fn claimed(
+        &self,
+        name: &str,
+        holders: Vec<Endpoint>,
+    ) -> (Vec<(Endpoint, Option<u32>)>, LookupError) {
+        let locks = FlockHolders::read();
+        let claimant = locks
+            .as_ref()
+            .and_then(|l| l.of_path(&self.claim_path(name)));
+        let mut claimed = Vec::new();
+        let mut others = Vec::new();
+        for e in holders {
+            let Some(locks) = &locks else {
+                claimed.push((e, None));
+                continue;
+            };
+            let holder = locks.of_path(&self.entry_path(&e.worker_id));
+            if holder.is_some() && holder == claimant {
+                claimed.push((e, holder));
+            } else {
+                others.push((e.worker_id, holder));
+            }
+        }
+        let unclaimed = LookupError::NameUnclaimed {
+            name: name.to_owned(),
+            holders: others,
+            claimant,
+        };
+        (claimed, unclaimed)
+    }
+
+    /// What is wrong with each name among the `live` entries, by name, as
+    /// the node's `/health` says it: a name several entries hold
+    /// ([`LookupError::NameHeldTwice`]: `/proc/locks` unreadable), or one
+    /// used by entries that do not hold its claim — with no claimant's
+    /// entry among them, [`LookupError::NameUnclaimed`]'s text; beside
+    /// the claimant's (lookups take the claimant's), which ones.
+    pub fn name_problems(&self, live: &[Endpoint]) -> Vec<String> {
+        let mut by_name: std::collections::BTreeMap<&str, Vec<Endpoint>> = Default::default();
+        for e in live {
+            if let Some(n) = &e.name {
+                by_name.entry(n).or_default().push(e.clone());
+            }
+        }
+        let mut out = Vec::new();
+        for (name, holders) in by_name {
+            let (claimed, unclaimed) = self.claimed(name, holders);
+            let LookupError::NameUnclaimed {
+                holders: others,
+                claimant,
+                ..
+            } = &unclaimed
+            else {
+                continue;
+            };
+            match claimed.len() {
+                0 => out.push(unclaimed.to_string()),
+                1 if others.is_empty() => {}
+                1 => out.push(format!(
+                    "the name {name:?} is also used by live entries of processes that do not \
+                     hold its claim ({}; pid {} holds it): lookups pass over them",
+                    crate::transport::locked_entries(others),
+                    claimant.map_or_else(|| "?".to_owned(), |p| p.to_string())
+                )),
+                _ => out.push(
+                    LookupError::NameHeldTwice {
+                        name: name.to_owned(),
+                        holders: claimed.iter().map(|(e, _)| (e.worker_id, e.pid)).collect(),
+                    }
+                    .to_string(),
+                ),
+            }
+        }
+        out
     }
 
     /// Every live worker (stale entries met on the way are removed).
@@ -771,9 +1008,12 @@ mod tests {
         ));
         assert_eq!(d.list().unwrap().len(), 1);
         // An entry written under the same name without claiming it (a
-        // same-user process bypassing the names lock), its lock held: the
-        // name resolves to neither — before, to the lower id, the planted
-        // one here.
+        // same-user process bypassing the names lock), its lock held — by
+        // this process, which also holds the name's claim, so the
+        // claimant's entry cannot be told from it (another process's is
+        // passed over: `node_cli::a_name_planted_beside_a_live_workers_is_passed_over_and_reported`):
+        // the name resolves to neither — before, to the lower id, the
+        // planted one here.
         let mut planted = Endpoint::new(id(0));
         planted.name = Some("alpha".into());
         planted.pid = 77;
@@ -815,6 +1055,48 @@ mod tests {
         fs::write(&path, e.encode()).unwrap();
         let _reg = d.register(&e).unwrap();
         assert_eq!(d.lookup_name("alpha").unwrap().worker_id, id(1));
+    }
+
+    /// A registration whose entry could not be written again (the names
+    /// lock held past the restore's wait) keeps the name's claim: nobody
+    /// else can take the name meanwhile, and the next restore puts the
+    /// entry back. A claim file removed under it is made again, and one
+    /// another process's lock holds is not taken.
+    #[test]
+    fn a_failed_restore_keeps_the_names_claim() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Directory::open(dir.path()).unwrap();
+        let mut e = Endpoint::new(id(1));
+        e.name = Some("beta".into());
+        let mut reg = d.register(&e).unwrap();
+        let claim = d.claim_path("beta");
+        assert!(claim.exists());
+        fs::remove_file(reg.path()).unwrap();
+        let names = File::open(dir.path().join(NAMES_LOCK_FILE)).unwrap();
+        assert!(try_lock_exclusive(&names).unwrap());
+        match reg.restore() {
+            Err(PublishError::Io { source, .. }) => {
+                assert_eq!(source.kind(), io::ErrorKind::WouldBlock)
+            }
+            other => panic!("expected the names lock to be busy, got {other:?}"),
+        }
+        drop(names);
+        let mut e2 = Endpoint::new(id(2));
+        e2.name = Some("beta".into());
+        match d.register(&e2) {
+            Err(PublishError::Refused { why, .. }) => assert!(why.contains("is claimed by live")),
+            other => panic!("the name was taken while its claim was held: {other:?}"),
+        }
+        assert!(reg.restore().unwrap());
+        assert!(reg.intact());
+        assert_eq!(d.lookup_name("beta").unwrap().worker_id, id(1));
+        // The claim file removed: not intact, made again by the restore.
+        fs::remove_file(&claim).unwrap();
+        assert!(!reg.intact());
+        assert!(reg.restore().unwrap());
+        assert!(reg.intact() && claim.exists());
+        drop(reg);
+        assert!(!claim.exists(), "the claim goes with the registration");
     }
 }
 

@@ -649,12 +649,13 @@ impl Node {
         for (id, pid, name) in due {
             self.note_dead(&mut report, id, pid, name);
         }
-        // A name held by several live workers (one wrote its entry without
-        // claiming the name): lookups by name refuse it, and `/health`
-        // says so while it lasts (the attack on `1b5f3c1`: an entry planted
-        // under the store's name took every new store client, and the node
-        // said `ok`).
-        own.extend(names_held_twice(&live));
+        // A name held by entries of processes that do not hold its claim
+        // (written under it by a same-user process), or by several
+        // workers: lookups by name pass over the former and refuse the
+        // latter, and `/health` says so while it lasts (the attacks on
+        // `1b5f3c1` and `5aeed3d`: an entry planted under the store's name
+        // took every new store client, and the node said `ok`).
+        own.extend(name_problems(&self.directory, &live));
         self.known = live;
         // After the pass: it removes an unlocked file renamed over the
         // entry, which this writes again.
@@ -967,26 +968,22 @@ impl Drop for Node {
     }
 }
 
-/// What `/health` says of each name that several of the `live` workers
-/// (id → pid, name) hold, by name: the lookup's own error
-/// ([`LookupError::NameHeldTwice`](crate::transport::LookupError::NameHeldTwice)).
-fn names_held_twice(live: &HashMap<WorkerId, (u32, Option<String>)>) -> Vec<String> {
-    let mut by_name: std::collections::BTreeMap<&str, Vec<(WorkerId, u32)>> = Default::default();
-    for (id, (pid, name)) in live {
-        if let Some(n) = name {
-            by_name.entry(n).or_default().push((*id, *pid));
-        }
-    }
-    by_name
-        .into_iter()
-        .filter(|(_, holders)| holders.len() > 1)
-        .map(|(name, mut holders)| {
-            holders.sort();
-            crate::transport::LookupError::NameHeldTwice {
-                name: name.to_owned(),
-                holders,
-            }
-            .to_string()
+/// What `/health` says of each name the `live` workers (id → pid, name)
+/// hold that lookups by name cannot take as it is
+/// ([`Directory::name_problems`]).
+fn name_problems(
+    directory: &Directory,
+    live: &HashMap<WorkerId, (u32, Option<String>)>,
+) -> Vec<String> {
+    let entries: Vec<crate::transport::Endpoint> = live
+        .iter()
+        .filter(|(_, (_, name))| name.is_some())
+        .map(|(id, (pid, name))| {
+            let mut e = crate::transport::Endpoint::new(*id);
+            e.pid = *pid;
+            e.name.clone_from(name);
+            e
         })
-        .collect()
+        .collect();
+    directory.name_problems(&entries)
 }

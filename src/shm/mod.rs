@@ -74,9 +74,9 @@ pub use header::{
     LAYOUT_VERSION, MAGIC, MAX_PAYLOAD_LEN, PAYLOAD_OFFSET,
 };
 pub use name::{
-    validate_segment_name, validate_session_name, ENTRY_PREFIX, ENTRY_SUFFIX, LOCK_PREFIX,
-    LOCK_SUFFIX, MAX_NAME_LEN, NAMES_LOCK_FILE, NODE_LOCK_FILE, SESSION_MARKER, SOCKET_TAG,
-    TMP_TAG, TOKEN_FILE,
+    validate_segment_name, validate_session_name, CLAIM_PREFIX, CLAIM_SUFFIX, ENTRY_PREFIX,
+    ENTRY_SUFFIX, LOCK_PREFIX, LOCK_SUFFIX, MAX_NAME_LEN, NAMES_LOCK_FILE, NODE_LOCK_FILE,
+    SESSION_MARKER, SOCKET_TAG, TMP_TAG, TOKEN_FILE,
 };
 pub use segment::{Segment, UnpublishedSegment};
 pub use session::{

@@ -91,6 +91,16 @@ pub const NODE_LOCK_FILE: &str = ".node.lock";
 /// stays for the session's life (nobody holds it between registrations)
 /// and goes with the session, as the token does.
 pub const NAMES_LOCK_FILE: &str = ".names.lock";
+/// Prefix of a worker name's claim (`.n-<32 hex>.claim`, the hex a hash
+/// of the name; `node::Directory::register`): an exclusive `flock` on it
+/// is held by the worker that claimed the name for as long as its
+/// registration lives, so a reader can tell the entry of the name's
+/// claimant from one merely written under the name. A worker that exits
+/// removes its own; a killed one's stays, empty, for the name's next
+/// claimant, and goes with the session (as [`NAMES_LOCK_FILE`] does).
+pub const CLAIM_PREFIX: &str = ".n-";
+/// Suffix of a worker name's claim.
+pub const CLAIM_SUFFIX: &str = ".claim";
 /// Tag of a bootstrap socket: `.s-<owner stem>-<n>.sock`.
 pub const SOCKET_TAG: &str = "s";
 /// Tag of a temporary file: `.tmp-<owner stem>-<what>-<n>`.
@@ -116,6 +126,8 @@ pub(crate) enum FileKind {
     /// [`NAMES_LOCK_FILE`]: locked only while a name is claimed; removed
     /// with the session.
     NamesLock,
+    /// `.n-<hex>.claim`: a worker name's claim (self-locked).
+    NameClaim,
     /// `.s-<stem>-…` or `.tmp-<stem>-…`: owned by `proc-<stem>.lock`.
     Owned(String),
     /// A segment name (ownership in its header).
@@ -171,6 +183,16 @@ pub(crate) fn classify(name: &str) -> FileKind {
     {
         return if is_stem(stem) {
             FileKind::OwnerLockTmp
+        } else {
+            FileKind::Foreign
+        };
+    }
+    if let Some(hash) = name
+        .strip_prefix(CLAIM_PREFIX)
+        .and_then(|r| r.strip_suffix(CLAIM_SUFFIX))
+    {
+        return if hash.len() == 32 && hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            FileKind::NameClaim
         } else {
             FileKind::Foreign
         };

@@ -303,18 +303,40 @@ fn check_private_dir(path: &Path, hint: &'static str) -> Result<()> {
 /// creates directories above a root (a mistyped `SHMWIRE_ROOT` is an error
 /// naming the path, not a new tree in `/`).
 fn ensure_private_dir(path: &Path, hint: &'static str) -> Result<bool> {
-    let created = match fs::DirBuilder::new().mode(0o700).create(path) {
-        Ok(()) => {
-            // The umask may have removed bits we want; never adds any.
-            fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-                .map_err(|e| ShmError::io("chmod", path, e))?;
-            true
+    // A directory removed between the `mkdir` and the check (another
+    // process removing the session it opened under the same name, or a
+    // cleanup) is made again: a few times, then the error stands.
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let gone = |e: &ShmError| {
+            tries < 100
+                && matches!(e, ShmError::Io { source, .. } if source.kind() == ErrorKind::NotFound)
+        };
+        let created = match fs::DirBuilder::new().mode(0o700).create(path) {
+            Ok(()) => {
+                // The umask may have removed bits we want; never adds any.
+                match fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                {
+                    Ok(()) => true,
+                    Err(e) => {
+                        let e = ShmError::io("chmod", path, e);
+                        if gone(&e) {
+                            continue;
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => false,
+            Err(e) => return Err(ShmError::io("mkdir", path, e)),
+        };
+        match check_private_dir(path, hint) {
+            Ok(()) => return Ok(created),
+            Err(e) if gone(&e) => continue,
+            Err(e) => return Err(e),
         }
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => false,
-        Err(e) => return Err(ShmError::io("mkdir", path, e)),
-    };
-    check_private_dir(path, hint)?;
-    Ok(created)
+    }
 }
 
 /// Creates the session root `root` (mode 0700) unless it exists, as
@@ -1582,6 +1604,7 @@ impl Session {
                 | FileKind::Token
                 | FileKind::OwnerLockTmp
                 | FileKind::NodeLock
+                | FileKind::NameClaim
                 | FileKind::NamesLock
                     if regular => {}
                 FileKind::Owned(_) if regular || md.file_type().is_socket() => {}
@@ -1805,8 +1828,11 @@ impl Session {
                 // while a live process claims a name: it goes with the
                 // session, never while it lives (removing it each round
                 // would make it anew each registration, a change the node's
-                // watch wakes for).
-                FileKind::Marker | FileKind::Token | FileKind::NamesLock => {}
+                // watch wakes for). A name's claim stays too, empty, for
+                // the name's next claimant (a worker that exits removes its
+                // own): removing a killed claimant's would race a new
+                // claimant opening it.
+                FileKind::Marker | FileKind::Token | FileKind::NamesLock | FileKind::NameClaim => {}
                 FileKind::Owned(_) | FileKind::Segment => later.push((name, kind)),
                 FileKind::Foreign => unreachable!("handled above"),
             }
@@ -1948,7 +1974,7 @@ impl Session {
             };
             let kind = classify(&name);
             match kind {
-                FileKind::Marker | FileKind::Token | FileKind::NamesLock => {
+                FileKind::Marker | FileKind::Token | FileKind::NamesLock | FileKind::NameClaim => {
                     let path = dir.join(&name);
                     let ours = match fs::symlink_metadata(&path) {
                         Ok(md) if kind == FileKind::Token => !md.is_dir(),

@@ -155,7 +155,16 @@ impl FlockHolders {
 
     /// The holder of an exclusive `flock` on `file`, as [`flock_holder`].
     pub(crate) fn of(&self, file: &File) -> Option<u32> {
-        let md = file.metadata().ok()?;
+        self.of_metadata(&file.metadata().ok()?)
+    }
+
+    /// The holder of an exclusive `flock` on the file at `path` (not
+    /// followed); `None` when there is none, or nothing there.
+    pub(crate) fn of_path(&self, path: &Path) -> Option<u32> {
+        self.of_metadata(&std::fs::symlink_metadata(path).ok()?)
+    }
+
+    fn of_metadata(&self, md: &std::fs::Metadata) -> Option<u32> {
         let dev = md.dev();
         let key = format!(
             "{:02x}:{:02x}:{}",

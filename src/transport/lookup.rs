@@ -183,6 +183,19 @@ impl Endpoint {
     }
 }
 
+/// `holders` (worker id, the pid holding its entry's lock) as a list:
+/// `<id> locked by pid <pid>, …`.
+pub(crate) fn locked_entries(holders: &[(WorkerId, Option<u32>)]) -> String {
+    holders
+        .iter()
+        .map(|(w, pid)| match pid {
+            Some(p) => format!("{w} locked by pid {p}"),
+            None => format!("{w}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Why a lookup found no usable worker.
 #[derive(Debug, thiserror::Error)]
 pub enum LookupError {
@@ -214,8 +227,10 @@ pub enum LookupError {
     /// Several live workers hold entries under this name: one of them
     /// wrote its entry without claiming the name (names are claimed under
     /// the directory's names lock, which refuses a name a live worker
-    /// holds). Not resolved to either: a lookup would otherwise reach
-    /// whichever sorts first.
+    /// holds), and which one holds the name's claim cannot be told (the
+    /// kernel's lock list, `/proc/locks`, could not be read; else the
+    /// claimant's entry is the one resolved). Not resolved to either: a
+    /// lookup would otherwise reach whichever sorts first.
     #[error(
         "the name {name:?} is held by {} live workers ({}): one wrote its entry without \
          claiming the name; not resolved to either",
@@ -227,6 +242,29 @@ pub enum LookupError {
         name: String,
         /// Each live holder's worker id and pid, by worker id.
         holders: Vec<(WorkerId, u32)>,
+    },
+    /// Live entries hold this name, but none is its claimant's: each was
+    /// written under the name by a process that does not hold the name's
+    /// claim (a same-user process can write an entry), and the claimant's
+    /// own entry is missing (a live node puts its entry back within about
+    /// a second), or nobody holds the claim. Not resolved to any: a lookup
+    /// would otherwise reach a process that never claimed the name (the
+    /// attack on `5aeed3d`: an entry planted under the store's name, the
+    /// store's own deleted, took every new store client).
+    #[error(
+        "the name {name:?} is not held by its claimant ({}): the live entries under it ({}) \
+         were written by processes that do not hold its claim; not resolved to any",
+        claimant.map_or_else(|| "nobody holds its claim".to_owned(), |p| format!("pid {p} holds its claim")),
+        locked_entries(holders)
+    )]
+    NameUnclaimed {
+        /// The name.
+        name: String,
+        /// Each live entry's worker id and the pid holding its lock (from
+        /// `/proc/locks`; `None` when not listed), by worker id.
+        holders: Vec<(WorkerId, Option<u32>)>,
+        /// The pid holding the name's claim, if any.
+        claimant: Option<u32>,
     },
     /// The registry could not be read.
     #[error("reading the worker directory {path}")]
