@@ -1998,3 +1998,102 @@ fn trickling_endpoints_do_not_hold_the_pull_capacity_from_other_callers() {
     b.wait_objects(0);
     a.wait_objects(0);
 }
+
+/// Input (the tenth attack, on `34a73e0`, `mcall`, medium): four callers
+/// each keep two tasks in flight, each naming four objects on endpoints
+/// that declare 17 MiB (over half the node's 32 MiB pull capacity, so one
+/// such pull at a time), send their first 68 KiB and then 1 KiB every
+/// 20 ms; as a task fails its caller sends another. Every such pull holds
+/// the capacity for about a tenth of a second before it gives it up to a
+/// waiting pull, and the store lets waiting pulls in in order, so with
+/// each caller running four, an honest pull waited behind up to sixteen of
+/// them. Right behaviour: a caller whose pull gave its room up runs one
+/// pull at a time for the next 5 s, and another caller's 8 MiB arguments,
+/// one task at a time once the trickling callers are under way, each come
+/// within 1.5 s (before: up to 2 s, and half failed `PullsFull` at the
+/// 2 s `arg_fetch_timeout`).
+#[test]
+fn callers_whose_pulls_give_their_room_up_run_one_pull_at_a_time() {
+    const TEST: &str = "callers_whose_pulls_give_their_room_up_run_one_pull_at_a_time";
+    maybe_run_worker();
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    const HOSTILE: usize = 4;
+    let a = Node::new("xnode_sa");
+    let b = Node::new("xnode_sb");
+    let worker = spawn_pulling_worker(&a, TEST, HOSTILE as u64 + 1, None);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (trickling, nodes): (Vec<SocketAddr>, Vec<_>) = (0..4)
+        .map(|_| {
+            store_common::pacing_node(
+                17 * MIB as u64,
+                shmwire::store::PULL_PREFIX + 4096,
+                (1024, Duration::from_millis(20)),
+                stop.clone(),
+            )
+        })
+        .unzip();
+    let hostile: Vec<_> = (0..HOSTILE)
+        .map(|_| {
+            let mut caller = a.local_caller();
+            let (stop, trickling, node, id) =
+                (stop.clone(), trickling.clone(), b.s.node, worker.id);
+            std::thread::spawn(move || {
+                let len = FunctionDescriptor::rust(MODULE, "", "len");
+                let mut failed = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let tasks: Vec<ObjectRef> = (0..2)
+                        .map(|_| {
+                            let args = trickling
+                                .iter()
+                                .map(|addr| {
+                                    let owner = owner_at(caller.address(), node, *addr);
+                                    TaskArg::object_ref(ObjectId::from_random(), owner)
+                                })
+                                .collect();
+                            caller
+                                .submit_task(id, len.clone(), args, TaskOptions::default())
+                                .unwrap()
+                        })
+                        .collect();
+                    for r in &tasks {
+                        failed += usize::from(caller.get(std::slice::from_ref(r), GUARD).is_err());
+                    }
+                }
+                drop(caller);
+                failed
+            })
+        })
+        .collect();
+    // Under way: each trickling caller had a pull give its room up.
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut honest = a.local_caller();
+    let put = b.client();
+    let mut took = Vec::new();
+    for i in 0..4 {
+        let id = ObjectId::from_random();
+        put.put(id, &pattern(6 + i, 8 * MIB), b"").unwrap();
+        let start = Instant::now();
+        let r = len_of_object_on(&mut honest, worker.id, id, &b);
+        let got = honest.get(std::slice::from_ref(&r), GUARD);
+        took.push(start.elapsed());
+        let got = got.map_err(|e| format!("{e} after {took:?}")).unwrap();
+        assert_eq!(as_i64(&got[0]), 8 * MIB as i64);
+        put.delete(&[id]).unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let failed: usize = hostile.into_iter().map(|t| t.join().unwrap()).sum();
+    for t in nodes {
+        t.join().unwrap();
+    }
+    assert!(failed >= HOSTILE * 2, "trickling tasks failed: {failed}");
+    eprintln!("honest tasks took {took:?}");
+    assert!(
+        took.iter().all(|t| *t < Duration::from_millis(1500)),
+        "honest tasks beside four trickling callers took {took:?}"
+    );
+    drop(honest);
+    worker.wait_success();
+    b.wait_objects(0);
+    a.wait_objects(0);
+}

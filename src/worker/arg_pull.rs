@@ -6,7 +6,9 @@
 //! The executor asks for the pulls a request needs ([`ArgPulls::request`])
 //! and sets the request aside (`WaitingForArgs`) until each one finished.
 //! The pulls run on threads of their own, at most [`MAX_PULL_THREADS`] at
-//! once and [`MAX_PULLS_PER_CALLER`] for one caller, one at a time per
+//! once and [`MAX_PULLS_PER_CALLER`] for one caller (one for
+//! [`PREEMPTED_CALLER_SLOWDOWN`] after a pull of its gave its room in the
+//! store up), one at a time per
 //! object and endpoint, over one store connection of their own; a finished
 //! pull wakes the worker's loop. Every caller with a pull queued has one
 //! running: pulls are queued per caller and callers take turns; a caller
@@ -88,6 +90,15 @@ pub(super) const MAX_PULL_THREADS_FOR_FAIRNESS: usize = 256;
 /// holds at most this many threads, and the other callers' pulls go on
 /// beside them.
 pub(super) const MAX_PULLS_PER_CALLER: usize = 4;
+
+/// How long a caller whose pull gave its room in the local store up
+/// (`StoreError::PullPreempted`: its remote sent far slower than the
+/// pull's deadline needs while another pull waited) runs at most one pull
+/// at a time, counted from its latest such pull: a caller naming many
+/// trickling endpoints then has one pull, not [`MAX_PULLS_PER_CALLER`],
+/// in the store's queue ahead of other callers' (each such pull holds the
+/// room for about a tenth of a second before it gives it up).
+pub(super) const PREEMPTED_CALLER_SLOWDOWN: Duration = Duration::from_secs(5);
 
 /// How long a pulled copy stays pinned after the last task that used it
 /// (then a sweep, at most a second later, drops it).
@@ -234,6 +245,9 @@ struct Book {
     running_of: HashMap<WorkerId, HashSet<Key>>,
     threads: usize,
     per_caller: HashMap<WorkerId, usize>,
+    /// Callers whose pull gave its room up, each until when it runs at
+    /// most one pull ([`PREEMPTED_CALLER_SLOWDOWN`]).
+    slowed: HashMap<WorkerId, Instant>,
     /// Copies unpinned by a pull that found the store full (so that the
     /// store could evict them), whose deletion is left to the execution
     /// thread's next sweep (the ones this worker's pulls made).
@@ -354,6 +368,16 @@ impl Book {
         q.push_back(key);
     }
 
+    /// The most pulls `caller` may run at once at `now`:
+    /// [`MAX_PULLS_PER_CALLER`], or one while it is slowed
+    /// ([`PREEMPTED_CALLER_SLOWDOWN`]).
+    fn limit(&self, caller: WorkerId, now: Instant) -> usize {
+        match self.slowed.get(&caller) {
+            Some(until) if *until > now => 1,
+            _ => MAX_PULLS_PER_CALLER,
+        }
+    }
+
     /// Takes the next job, counted against the caller whose turn took it:
     /// callers take turns (round robin), a caller that runs no pull before
     /// any that runs some, none beyond [`MAX_PULLS_PER_CALLER`]; each
@@ -366,12 +390,13 @@ impl Book {
     /// [`ArgPulls::request`] queues one only while it has none or a failed
     /// one.
     fn next_job(&mut self) -> Option<Job> {
+        let now = Instant::now();
         for idle_only in [true, false] {
             let mut i = 0;
             while i < self.order.len() {
                 let c = self.order[i];
                 let r = self.per_caller.get(&c).copied().unwrap_or(0);
-                if r >= MAX_PULLS_PER_CALLER || (idle_only && r > 0) {
+                if r >= self.limit(c, now) || (idle_only && r > 0) {
                     i += 1;
                     continue;
                 }
@@ -404,7 +429,8 @@ impl Book {
     /// turn (the attack on `5b9f7d6`: beside dozens of new callers a round,
     /// an honest caller's pull waited up to 1.3 s for its turn).
     fn next_job_of(&mut self, caller: WorkerId) -> Option<Job> {
-        if self.per_caller.get(&caller).copied().unwrap_or(0) >= MAX_PULLS_PER_CALLER {
+        if self.per_caller.get(&caller).copied().unwrap_or(0) >= self.limit(caller, Instant::now())
+        {
             return None;
         }
         let (entries, q) = (&self.entries, self.waiting.get_mut(&caller)?);
@@ -529,8 +555,15 @@ impl Book {
         }
     }
 
-    fn finish(&mut self, job: &Job, outcome: Result<(ObjectBuffer, bool), String>) {
+    fn finish(&mut self, job: &Job, outcome: Result<(ObjectBuffer, bool), Failure>) {
         self.uncount(job.counted);
+        let now = Instant::now();
+        if matches!(&outcome, Err(f) if f.preempted) {
+            self.slowed.retain(|_, until| *until > now);
+            self.slowed
+                .insert(job.counted, now + PREEMPTED_CALLER_SLOWDOWN);
+        }
+        let outcome = outcome.map_err(|f| f.text);
         let key = (job.id, job.from);
         let callers = self.stop_running(key);
         // Relaxed: set under this lock (`forget_caller`, `close`), never
@@ -547,7 +580,6 @@ impl Book {
             }
             return;
         }
-        let now = Instant::now();
         let state = match outcome {
             Ok((_pin, here)) => State::Done {
                 _pin,
@@ -712,6 +744,7 @@ impl ArgPulls {
     /// waited up to 1.2 s for a thread.
     pub(super) fn forget_caller(&mut self, caller: WorkerId) {
         let mut book = lock(&self.shared.book);
+        book.slowed.remove(&caller);
         for k in book.running_of.remove(&caller).unwrap_or_default() {
             if let Some(State::Running { callers, cancel }) = book.entries.get_mut(&k) {
                 callers.retain(|c| *c != caller);
@@ -1141,9 +1174,31 @@ fn run(shared: &Shared, base: &StoreClient, mut first: Option<Work>) {
     }
 }
 
+/// Why a pull failed: the store error's text, and whether the pull gave
+/// its room up (`StoreError::PullPreempted`).
+struct Failure {
+    text: String,
+    preempted: bool,
+}
+
+impl From<String> for Failure {
+    fn from(text: String) -> Self {
+        Self {
+            text,
+            preempted: false,
+        }
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(text: &str) -> Self {
+        text.to_owned().into()
+    }
+}
+
 /// One pull, within the job's deadline: the pinned local copy and whether
 /// this pull made it.
-fn pull(shared: &Shared, base: &StoreClient, job: &Job) -> Result<(ObjectBuffer, bool), String> {
+fn pull(shared: &Shared, base: &StoreClient, job: &Job) -> Result<(ObjectBuffer, bool), Failure> {
     let (id, from) = (job.id, job.from);
     let left = || job.deadline.saturating_duration_since(Instant::now());
     // A pull with almost no time left does not begin: its calls on the
@@ -1216,7 +1271,12 @@ fn pull(shared: &Shared, base: &StoreClient, job: &Job) -> Result<(ObjectBuffer,
                 }
                 drop(dropped);
             }
-            other => return other.map_err(|e| e.to_string()),
+            other => {
+                return other.map_err(|e| Failure {
+                    preempted: matches!(e, StoreError::PullPreempted { .. }),
+                    text: e.to_string(),
+                })
+            }
         }
     }
 }
