@@ -197,8 +197,8 @@ fn one_name_claimed_at_once_by_six_processes_has_one_holder() {
             won.len()
         );
         // Refused before writing anything: the name's claim was held. (A
-        // claim withdrawn after its entry was written — "claimed at the
-        // same time" — means the names lock let two claims overlap.)
+        // claim withdrawn after its entry was written — "removed while its
+        // entry was being written" — means the claim file was replaced.)
         for r in results.iter().filter(|r| !r.starts_with("OK ")) {
             assert!(
                 r.starts_with("REFUSED ") && r.contains("name \"dup\" is claimed by live pid"),

@@ -21,28 +21,31 @@
 //! session's cleanup pass removes it once that process is dead — and never
 //! the socket of a live successor registered under the same id.
 //!
-//! **Names** are unique among live workers. A name is claimed — checked
-//! free against every live entry, then the claiming entry written — under
-//! an exclusive `flock` on [`NAMES_LOCK_FILE`] (`.names.lock`) in the
-//! session directory, held only for that check and write, so two
-//! processes registering one name at the same moment cannot both find it
-//! free (they once could: 2–3 live holders of one name, and lookups by
-//! name silently took the lowest id). The lock is the same kernel
-//! primitive as liveness: a holder that dies releases it. The wait for it
-//! is bounded ([`NAMES_LOCK_WAIT`]): a holder that keeps it longer (a
-//! stopped process) makes the registration fail with a
-//! [`PublishError::Io`] of kind `WouldBlock` naming the holder's pid,
-//! never hang. The name is never followed and never opened in a way that
+//! **Names** are unique among live workers. A name is claimed by taking an
+//! exclusive `flock` on its claim file (`.n-<hex>.claim`, see
+//! [`CLAIM_PREFIX`]) and writing the claiming entry, under an exclusive
+//! `flock` on [`NAMES_LOCK_FILE`] (`.names.lock`) in the session directory,
+//! held only for that; the claim is then held for the registration's life.
+//! So of processes registering one name at the same moment exactly one
+//! wins (they once could all find it free: 2–3 live holders of one name,
+//! and lookups by name silently took the lowest id), and an entry written
+//! under the name by a process that does not hold the claim is passed over
+//! by lookups ([`Directory::lookup_name`]: the entry whose lock is held by
+//! the claim's holder, both read from `/proc/locks`). The locks are the
+//! same kernel primitive as liveness: a holder that dies releases them.
+//! The wait for the names lock is bounded ([`NAMES_LOCK_WAIT`]): a holder
+//! that keeps it longer (a stopped process) makes the registration fail
+//! with a [`PublishError::Io`] of kind `WouldBlock` naming the holder's
+//! pid, never hang. Neither name is ever followed nor opened in a way that
 //! blocks (`O_NOFOLLOW | O_NONBLOCK`); anything but a regular file under
 //! it (a symbolic link, a FIFO, a directory, …) is not replaced but
 //! refused — a [`PublishError::Io`] of kind `InvalidInput` naming the path
 //! and what to remove — because replacing it would race with another
 //! registrant replacing it too (two locks, the race back). Only named
-//! registrations take the lock; a worker without a name registers as
-//! before. A name lock removed by someone while held lets a second
-//! registrant in at the same time: each registration therefore looks
-//! again once its entry is written, and withdraws (refused) if another
-//! live worker holds its name — both may withdraw, never both stay.
+//! registrations take them; a worker without a name registers as before.
+//! A claim file removed by someone while its entry is written makes the
+//! registration withdraw (refused): two registrants may then both
+//! withdraw, never both stay.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -153,10 +156,11 @@ impl Published for Registration {
     /// claim under the name).
     ///
     /// Writing it again claims the worker's name again, as
-    /// [`Directory::register`] does (under the names lock): a worker that
-    /// registered the name while this entry was missing or unreadable
-    /// keeps it, and this fails with [`PublishError::Refused`] — never two
-    /// live holders of one name. The lock is waited for only a moment
+    /// [`Directory::register`] does (under the names lock), with the claim
+    /// this registration holds: nobody else could take the name meanwhile.
+    /// If the claim file was removed and another process took the name's
+    /// claim since, this fails with [`PublishError::Refused`] — never two
+    /// live holders of one name. The names lock is waited for only a moment
     /// (10 ms, not [`NAMES_LOCK_WAIT`]: this runs in a worker's event loop
     /// about once a second); held longer, this fails with
     /// [`PublishError::Io`] of kind `WouldBlock` and is tried again at the
@@ -169,10 +173,8 @@ impl Published for Registration {
             // Our own file, changed in place, or the name's claim file
             // removed or replaced: the entry's lock is ours (a probe
             // would find it live and refuse), so it is replaced at once by
-            // a new locked file with what it should say — a claim of the
-            // name like any other (under the names lock): a worker that
-            // took the name while ours read as garbage keeps it, and this
-            // one is refused.
+            // a new locked file with what it should say, the name claimed
+            // again (under the names lock, with the claim it holds).
             self.reclaim()?;
             return Ok(true);
         }
@@ -218,9 +220,8 @@ impl Published for Registration {
         }
         // The old file, unlinked or renamed over, is no entry any more:
         // its lock goes with it. Putting the entry back claims the name
-        // again, under the names lock: a worker that registered the name
-        // while ours was missing keeps it (it looked free), and this one
-        // is refused — never two live holders.
+        // again, under the names lock, with the claim it holds (nobody
+        // else could take the name while its entry was missing).
         self.reclaim()?;
         Ok(true)
     }
@@ -327,11 +328,11 @@ impl Directory {
     /// replaced.
     ///
     /// A name is claimed atomically with respect to every other
-    /// registration of the session, in any process: the check that it is
-    /// free and the writing of the entry happen under an exclusive `flock`
-    /// on [`NAMES_LOCK_FILE`] (see the module docs), so of several
-    /// processes registering one name at the same moment exactly one
-    /// succeeds and the others get [`PublishError::Refused`] naming it.
+    /// registration of the session, in any process: its claim file is
+    /// locked and the entry written under an exclusive `flock` on
+    /// [`NAMES_LOCK_FILE`] (see the module docs), so of several processes
+    /// registering one name at the same moment exactly one succeeds and
+    /// the others get [`PublishError::Refused`] naming the claim's holder.
     /// For a named `endpoint` it also fails with [`PublishError::Io`] when
     /// the names lock is held for over [`NAMES_LOCK_WAIT`] (kind
     /// `WouldBlock`: a stopped holder; its pid is named) or its name holds
@@ -374,11 +375,10 @@ impl Directory {
     /// claiming its name if it has one: under the names lock, the name's
     /// claim taken into `claim` ([`Directory::take_claim`]; one held there
     /// already is kept if it is still the name's — whatever fails after,
-    /// a registration keeps what it holds), refused if another live worker
-    /// holds the name, and withdrawn (the entry removed again, refused) if
-    /// one holds it once the entry is written — only possible when the
-    /// locks were bypassed (their files removed while held). Returns the
-    /// locked entry.
+    /// a registration keeps what it holds), refused if another live
+    /// process holds the claim, and withdrawn (the entry removed again,
+    /// refused) if the claim file was removed while the entry was written.
+    /// Returns the locked entry.
     fn claim(
         &self,
         path: &Path,
@@ -390,45 +390,26 @@ impl Directory {
             return self.write_entry(path, endpoint);
         };
         let _names = self.lock_names(wait)?;
+        // Held, the claim is the name's: no other live process holds it,
+        // whatever entries are written under the name (lookups pass over
+        // them). No scan of the directory, no read of `/proc/locks` here.
         self.take_claim(endpoint, claim)?;
-        if let Some(other) = self.name_holder(endpoint)? {
-            return Err(PublishError::Refused {
-                worker: endpoint.worker_id,
-                why: format!("name {n:?} is taken by live worker {other}"),
-            });
-        }
         let lock = self.write_entry(path, endpoint)?;
         let claim_path = self.claim_path(n);
-        let claimed = claim.as_ref().is_some_and(|c| same_file(c, &claim_path));
-        match self.name_holder(endpoint) {
-            Ok(None) if claimed => Ok(lock),
-            Ok(None) => {
-                let _ = remove_if_same(&lock, path);
-                Err(PublishError::Refused {
-                    worker: endpoint.worker_id,
-                    why: format!(
-                        "the claim {} of name {n:?} was removed while it was being written: \
-                         withdrawn",
-                        claim_path.display()
-                    ),
-                })
-            }
-            Ok(Some(other)) => {
-                let _ = remove_if_same(&lock, path);
-                Err(PublishError::Refused {
-                    worker: endpoint.worker_id,
-                    why: format!(
-                        "name {n:?} was claimed at the same time by live worker {other} \
-                         (the names lock {} was bypassed): withdrawn",
-                        self.root.join(NAMES_LOCK_FILE).display()
-                    ),
-                })
-            }
-            Err(e) => {
-                let _ = remove_if_same(&lock, path);
-                Err(e)
-            }
+        if claim.as_ref().is_some_and(|c| same_file(c, &claim_path)) {
+            return Ok(lock);
         }
+        // Its file removed (and perhaps another made and locked) while the
+        // entry was written: not this registration's claim any more.
+        let _ = remove_if_same(&lock, path);
+        Err(PublishError::Refused {
+            worker: endpoint.worker_id,
+            why: format!(
+                "the claim {} of name {n:?} was removed while its entry was being written: \
+                 withdrawn",
+                claim_path.display()
+            ),
+        })
     }
 
     /// The claim file of worker name `name`: `.n-<hex>.claim`, the hex the
@@ -618,40 +599,6 @@ impl Directory {
             drop(file);
             std::thread::sleep(Duration::from_millis(1));
         }
-    }
-
-    /// The live worker other than `endpoint`'s that holds its name, if
-    /// any (`None` for an endpoint without a name).
-    fn name_holder(&self, endpoint: &Endpoint) -> Result<Option<WorkerId>, PublishError> {
-        let Some(n) = &endpoint.name else {
-            return Ok(None);
-        };
-        let live = self.list().map_err(|e| match e {
-            // The directory, or an entry it could not probe (out of
-            // descriptors or memory).
-            LookupError::Io { path, source } => PublishError::Io {
-                op: if path == self.root {
-                    "list directory"
-                } else {
-                    "probe entry"
-                },
-                path,
-                source,
-            },
-            other => PublishError::Io {
-                op: "list directory",
-                path: self.root.clone(),
-                source: io::Error::other(other),
-            },
-        })?;
-        let others: Vec<Endpoint> = live
-            .into_iter()
-            .filter(|e| e.name.as_deref() == Some(n) && e.worker_id != endpoint.worker_id)
-            .collect();
-        // Entries of processes that do not hold the name's claim hold
-        // nothing (the claimant, called under the names lock, holds it).
-        let (claimed, _) = self.claimed(n, others);
-        Ok(claimed.first().map(|(e, _)| e.worker_id))
     }
 
     /// Writes `endpoint`'s entry to a temporary file, locks it and renames
