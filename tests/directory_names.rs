@@ -201,7 +201,7 @@ fn one_name_claimed_at_once_by_six_processes_has_one_holder() {
         // entry was being written" — means the claim file was replaced.)
         for r in results.iter().filter(|r| !r.starts_with("OK ")) {
             assert!(
-                r.starts_with("REFUSED ") && r.contains("name \"dup\" is claimed by live pid"),
+                r.starts_with("REFUSED ") && r.contains("name \"dup\" is claimed by live worker"),
                 "round {round}: {r} ({results:#?})"
             );
         }

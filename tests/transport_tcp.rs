@@ -365,11 +365,16 @@ fn directory_entry_of_killed_worker_is_removed() {
         d.lookup(&entry.worker_id),
         Err(LookupError::NoSuchWorker { .. })
     ));
-    // (The names lock stays: a session file, `.names.lock`.)
+    // (The names lock stays, a session file, `.names.lock`, and the name's
+    // claim, for its next claimant.)
     assert_eq!(
         std::fs::read_dir(d.path())
             .unwrap()
-            .filter(|e| e.as_ref().unwrap().file_name() != shmwire::shm::NAMES_LOCK_FILE)
+            .filter(|e| {
+                let n = e.as_ref().unwrap().file_name();
+                n != shmwire::shm::NAMES_LOCK_FILE
+                    && !n.to_string_lossy().starts_with(shmwire::shm::CLAIM_PREFIX)
+            })
             .count(),
         0,
         "stale entry removed"

@@ -4327,7 +4327,7 @@ fn an_endpoint_beyond_loopback_is_warned_of() {
 /// socket) until the node puts its entry back (about a second), then
 /// reaches the store again; the node's `/health` names the planted entry
 /// (503) while it lives. Before: with both entries, every client failed
-/// (`NameHeldTwice`), and with the store's entry deleted every new store
+/// (the name held twice), and with the store's entry deleted every new store
 /// client went to the planted socket and timed out after 5 s, the node
 /// unable to put its entry back ("name … is taken by live worker …").
 #[test]
@@ -4341,11 +4341,12 @@ fn a_name_planted_beside_a_live_workers_is_passed_over_and_reported() {
     let root = scratch.path().join("root");
     let mut node = start_node(&root, "dup");
     let session = Session::open_in(&root, "dup").unwrap();
-    let store_entry = {
-        let d = shmwire::node::Directory::for_session(&session).unwrap();
-        let id = d.lookup_name(DEFAULT_STORE_NAME).unwrap().worker_id;
-        session.dir().join(format!(".w-{id}.entry"))
-    };
+    let store_id = shmwire::node::Directory::for_session(&session)
+        .unwrap()
+        .lookup_name(DEFAULT_STORE_NAME)
+        .unwrap()
+        .worker_id;
+    let store_entry = session.dir().join(format!(".w-{store_id}.entry"));
     let silent_path = scratch.path().join("silent.sock");
     let _silent = std::os::unix::net::UnixListener::bind(&silent_path).unwrap();
     let mut planted = shmwire::transport::Endpoint::new(WorkerId::from_array([0; 28]));
@@ -4378,12 +4379,12 @@ fn a_name_planted_beside_a_live_workers_is_passed_over_and_reported() {
 
     // Beside the store's entry: passed over, and reported.
     put("beside the planted entry").unwrap();
-    let claimant = format!("pid {} holds its claim", node.kid.pid());
+    let claimant = format!("worker {store_id} holds its claim; its entry is missing");
     until("/health to name the planted entry", &|| {
         let h = http_get(&node.addr, "/health");
         h.starts_with("HTTP/1.0 503")
-            && h.contains("also used by live entries of processes that do not hold its claim")
-            && h.contains(&format!("pid {} holds it", node.kid.pid()))
+            && h.contains("also used by live entries of workers that do not hold its claim")
+            && h.contains(&format!("worker {store_id} holds it"))
     });
 
     // The store's entry deleted: refused at once, naming the claimant,

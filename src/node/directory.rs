@@ -49,7 +49,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -119,7 +119,11 @@ impl Registration {
     /// locks (`true` without a name).
     fn claim_intact(&self) -> bool {
         match (&self.claim, &self.endpoint.name) {
-            (Some(c), Some(n)) => same_file(c, &self.directory.claim_path(n)),
+            (Some(c), Some(n)) => {
+                same_file(c, &self.directory.claim_path(n))
+                    && ClaimRecord::read_from(c)
+                        == ClaimRecord::of(self.endpoint.worker_id, &self.lock).ok()
+            }
             _ => true,
         }
     }
@@ -394,7 +398,18 @@ impl Directory {
         // whatever entries are written under the name (lookups pass over
         // them). No scan of the directory, no read of `/proc/locks` here.
         self.take_claim(endpoint, claim)?;
-        let lock = self.write_entry(path, endpoint)?;
+        // The claim's record names the entry (worker id and inode) before
+        // the entry is visible, so a lookup that finds it finds it claimed.
+        let lock = self.write_entry_then(path, endpoint, |entry| {
+            let c = claim.as_ref().expect("taken above");
+            ClaimRecord::of(endpoint.worker_id, entry)
+                .and_then(|r| r.write_to(c))
+                .map_err(|source| PublishError::Io {
+                    op: "write the worker name's claim",
+                    path: self.claim_path(n),
+                    source,
+                })
+        })?;
         let claim_path = self.claim_path(n);
         if claim.as_ref().is_some_and(|c| same_file(c, &claim_path)) {
             return Ok(lock);
@@ -470,7 +485,7 @@ impl Directory {
                     return Err(not_regular(md.file_type()));
                 }
             }
-            let file = crate::sys::fs::open_lock_file(&path)
+            let file = crate::sys::fs::open_claim_file(&path)
                 .map_err(|e| fail("open the worker name's claim", e))?;
             let md = file
                 .metadata()
@@ -478,13 +493,25 @@ impl Directory {
             if !md.is_file() {
                 return Err(not_regular(md.file_type()));
             }
-            if !try_lock_exclusive(&file).map_err(|e| fail("flock the worker name's claim", e))? {
+            // A reader looking at a dead claimant's claim holds it shared
+            // for a moment, which looks live: asked again a few times.
+            let mut locked = false;
+            for _ in 0..10 {
+                locked = try_lock_exclusive(&file)
+                    .map_err(|e| fail("flock the worker name's claim", e))?;
+                if locked {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if !locked {
+                let by = ClaimRecord::read_from(&file)
+                    .map_or_else(|| "process".to_owned(), |r| format!("worker {}", r.worker));
                 return Err(PublishError::Refused {
                     worker: endpoint.worker_id,
                     why: format!(
-                        "name {name:?} is claimed by live {}",
-                        flock_holder(&file)
-                            .map_or_else(|| "process".to_owned(), |p| format!("pid {p}"))
+                        "name {name:?} is claimed by live {by}{}",
+                        flock_holder(&file).map_or_else(String::new, |p| format!(" (pid {p})"))
                     ),
                 });
             }
@@ -604,6 +631,18 @@ impl Directory {
     /// Writes `endpoint`'s entry to a temporary file, locks it and renames
     /// it to `path` (replacing what is there); returns the locked file.
     fn write_entry(&self, path: &Path, endpoint: &Endpoint) -> Result<File, PublishError> {
+        self.write_entry_then(path, endpoint, |_| Ok(()))
+    }
+
+    /// [`Directory::write_entry`], calling `before_rename` with the locked,
+    /// written entry just before it is renamed into place (its inode is
+    /// the one the entry keeps).
+    fn write_entry_then(
+        &self,
+        path: &Path,
+        endpoint: &Endpoint,
+        before_rename: impl FnOnce(&File) -> Result<(), PublishError>,
+    ) -> Result<File, PublishError> {
         // Owned by this process's lock in the session: if we die before the
         // rename, the session's cleanup removes it.
         let tmp = temp_path_in(&self.root, "entry").map_err(|e| PublishError::Io {
@@ -631,6 +670,7 @@ impl Directory {
             }
             f.write_all(endpoint.encode().as_bytes())
                 .map_err(io_err("write entry", &tmp))?;
+            before_rename(&f)?;
             fs::rename(&tmp, path).map_err(io_err("rename entry", path))?;
             Ok(())
         })();
@@ -687,17 +727,17 @@ impl Directory {
         }
     }
 
-    /// The live worker with this name: the one whose entry is locked by
-    /// the process holding the name's claim ([`Directory::register`]).
-    /// Entries written under the name by other processes are passed over
-    /// (a same-user process can write one); with no claimant's entry
-    /// among them, [`LookupError::NameUnclaimed`] (the attack on
-    /// `5aeed3d`: an entry planted under the store's name, the store's own
-    /// deleted, took every new store client to a socket that never
-    /// answered). When the kernel's lock list (`/proc/locks`) cannot be
-    /// read, the claimant cannot be told: one entry is taken as it is, and
-    /// several are [`LookupError::NameHeldTwice`] (the attack on `1b5f3c1`:
-    /// the planted entry sorted first), none picked.
+    /// The live worker with this name: the one whose entry the name's
+    /// claim names ([`Directory::register`]: the claimant holds the claim
+    /// file locked and keeps its record — its worker id and its entry's
+    /// inode — in it). Entries written under the name by anyone else are
+    /// passed over (a same-user process can write one, or hard-link a
+    /// file under an entry's name); with no claimant's entry among them,
+    /// [`LookupError::NameUnclaimed`] (the attacks on `1b5f3c1` and
+    /// `5aeed3d`: an entry planted under the store's name, with a lower
+    /// worker id or the store's own deleted, took every new store client
+    /// to a socket that never answered). Costs a look at the claim file
+    /// and a `stat` of the entry beyond the directory's listing.
     pub fn lookup_name(&self, name: &str) -> Result<Endpoint, LookupError> {
         let holders: Vec<Endpoint> = self
             .list()?
@@ -709,62 +749,57 @@ impl Directory {
                 key: format!("named {name:?}"),
             });
         }
-        let (mut claimed, unclaimed) = self.claimed(name, holders);
-        match claimed.len() {
-            1 => Ok(claimed.remove(0).0),
-            0 => Err(unclaimed),
-            _ => Err(LookupError::NameHeldTwice {
-                name: name.to_owned(),
-                holders: claimed.iter().map(|(e, _)| (e.worker_id, e.pid)).collect(),
-            }),
-        }
+        let (claimed, unclaimed) = self.claimed(name, holders);
+        claimed.ok_or(unclaimed)
     }
 
-    /// Sorts `holders` (live entries under `name`) into those whose entry
-    /// is locked by the process holding the name's claim, each with that
-    /// pid, and the error naming the others
-    /// ([`LookupError::NameUnclaimed`], its list empty when all are
-    /// claimed). With `/proc/locks` unreadable, all are taken as claimed
-    /// (pid `None`). A pid the kernel lists as 0 (a holder outside this
-    /// process's pid namespace) matches only 0: entry and claim of one
-    /// such process still agree.
-    fn claimed(
-        &self,
-        name: &str,
-        holders: Vec<Endpoint>,
-    ) -> (Vec<(Endpoint, Option<u32>)>, LookupError) {
-        let locks = FlockHolders::read();
-        let claimant = locks
-            .as_ref()
-            .and_then(|l| l.of_path(&self.claim_path(name)));
-        let mut claimed = Vec::new();
+    /// Of `holders` (live entries under `name`), the claimant's (the one
+    /// the name's claim record names, by worker id and entry inode), and
+    /// the error naming the others ([`LookupError::NameUnclaimed`], its
+    /// list empty when there are none).
+    fn claimed(&self, name: &str, holders: Vec<Endpoint>) -> (Option<Endpoint>, LookupError) {
+        let record = self.claim_record(name);
+        let mut claimed = None;
         let mut others = Vec::new();
         for e in holders {
-            let Some(locks) = &locks else {
-                claimed.push((e, None));
-                continue;
-            };
-            let holder = locks.of_path(&self.entry_path(&e.worker_id));
-            if holder.is_some() && holder == claimant {
-                claimed.push((e, holder));
-            } else {
-                others.push((e.worker_id, holder));
+            let theirs = record.as_ref().is_some_and(|r| {
+                r.worker == e.worker_id
+                    && fs::symlink_metadata(self.entry_path(&e.worker_id))
+                        .is_ok_and(|md| (md.dev(), md.ino()) == (r.dev, r.ino))
+            });
+            if theirs && claimed.is_none() {
+                claimed = Some(e);
+            } else if !theirs {
+                others.push((e.worker_id, e.pid));
             }
         }
         let unclaimed = LookupError::NameUnclaimed {
             name: name.to_owned(),
             holders: others,
-            claimant,
+            claimant: record.map(|r| r.worker),
         };
         (claimed, unclaimed)
     }
 
-    /// What is wrong with each name among the `live` entries, by name, as
-    /// the node's `/health` says it: a name several entries hold
-    /// ([`LookupError::NameHeldTwice`]: `/proc/locks` unreadable), or one
-    /// used by entries that do not hold its claim — with no claimant's
-    /// entry among them, [`LookupError::NameUnclaimed`]'s text; beside
-    /// the claimant's (lookups take the claimant's), which ones.
+    /// The record of `name`'s claim, if a live process holds the claim
+    /// (its file is a regular file whose lock is held) and its record
+    /// reads whole (read again twice if not: a reader may meet a claimant
+    /// writing it).
+    fn claim_record(&self, name: &str) -> Option<ClaimRecord> {
+        let f = crate::sys::fs::open_regular(&self.claim_path(name)).ok()?;
+        // A shared lock taken is nobody's exclusive one: no live claimant.
+        if crate::sys::liveness::try_lock_shared(&f).ok()? {
+            return None;
+        }
+        (0..3).find_map(|_| ClaimRecord::read_from(&f))
+    }
+
+    /// What is wrong with each claimed name among the `live` entries, by
+    /// name, as the node's `/health` says it: a name a live worker claimed
+    /// used by entries its claim does not name — with the claimant's entry
+    /// missing, [`LookupError::NameUnclaimed`]'s text; beside the
+    /// claimant's (lookups take the claimant's), which ones. Names nobody
+    /// claimed are left out (lookups refuse their entries).
     pub fn name_problems(&self, live: &[Endpoint]) -> Vec<String> {
         let mut by_name: std::collections::BTreeMap<&str, Vec<Endpoint>> = Default::default();
         for e in live {
@@ -783,22 +818,18 @@ impl Directory {
             else {
                 continue;
             };
-            match claimed.len() {
-                0 => out.push(unclaimed.to_string()),
-                1 if others.is_empty() => {}
-                1 => out.push(format!(
-                    "the name {name:?} is also used by live entries of processes that do not \
-                     hold its claim ({}; pid {} holds it): lookups pass over them",
-                    crate::transport::locked_entries(others),
-                    claimant.map_or_else(|| "?".to_owned(), |p| p.to_string())
+            match claimed {
+                // Nobody claimed the name: entries written under it are
+                // nobody's to take over (lookups refuse them all the same).
+                None if claimant.is_none() => {}
+                None => out.push(unclaimed.to_string()),
+                Some(_) if others.is_empty() => {}
+                Some(c) => out.push(format!(
+                    "the name {name:?} is also used by live entries of workers that do not hold \
+                     its claim ({}; worker {} holds it): lookups pass over them",
+                    crate::transport::entries_text(others),
+                    c.worker_id
                 )),
-                _ => out.push(
-                    LookupError::NameHeldTwice {
-                        name: name.to_owned(),
-                        holders: claimed.iter().map(|(e, _)| (e.worker_id, e.pid)).collect(),
-                    }
-                    .to_string(),
-                ),
             }
         }
         out
@@ -848,7 +879,21 @@ impl Directory {
 
     /// Every entry with its liveness, changing nothing (for `shmwire
     /// inspect`; a dead entry's lock is held only while it is probed).
+    /// Reads the kernel's lock list (`/proc/locks`, host-wide: any process
+    /// can make it long) once, for each live entry's `holder_pid`.
     pub fn workers(&self) -> Result<Vec<WorkerStatus>, LookupError> {
+        self.workers_with(true)
+    }
+
+    /// [`Directory::workers`] without the holders' pids (`holder_pid` is
+    /// `None`): no read of `/proc/locks` (the node's rounds, once a
+    /// second: with 38,000 locks on the host, reading it took the node to
+    /// 45 % of a core — the attack on `f636cec`).
+    pub fn entries(&self) -> Result<Vec<WorkerStatus>, LookupError> {
+        self.workers_with(false)
+    }
+
+    fn workers_with(&self, holder_pids: bool) -> Result<Vec<WorkerStatus>, LookupError> {
         let mut out = Vec::new();
         // Read once, at the first live entry (one read of `/proc/locks`
         // per call: reading it per entry made 1,000 entries take seconds).
@@ -862,6 +907,7 @@ impl Directory {
             }
             let path = ent.path();
             let (live, holder_pid) = match probe_owner(&path) {
+                Ok(OwnerState::Live) if !holder_pids => (true, None),
                 Ok(OwnerState::Live) => (
                     true,
                     // The lock is held: the kernel names its holder
@@ -926,6 +972,73 @@ impl WorkerLookup for Directory {
     }
 }
 
+/// What a name's claim file holds: the claimant's worker id and the
+/// device and inode of its entry file, in one fixed-length line
+/// (`shmwire-claim 1 <id hex> <dev hex> <ino hex>`), written in one
+/// `pwrite` at offset 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ClaimRecord {
+    worker: WorkerId,
+    dev: u64,
+    ino: u64,
+}
+
+impl ClaimRecord {
+    const TAG: &'static str = "shmwire-claim 1 ";
+
+    /// The record of `worker`'s entry `entry`.
+    fn of(worker: WorkerId, entry: &File) -> io::Result<Self> {
+        let md = entry.metadata()?;
+        Ok(Self {
+            worker,
+            dev: md.dev(),
+            ino: md.ino(),
+        })
+    }
+
+    fn encode(&self) -> String {
+        format!(
+            "{}{} {:016x} {:016x}\n",
+            Self::TAG,
+            self.worker,
+            self.dev,
+            self.ino
+        )
+    }
+
+    /// Writes it over the start of the claim file `f` and cuts the file to
+    /// its length.
+    fn write_to(&self, f: &File) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let text = self.encode();
+        f.write_all_at(text.as_bytes(), 0)?;
+        f.set_len(text.len() as u64)
+    }
+
+    /// The record in claim file `f`, if it holds exactly one.
+    fn read_from(f: &File) -> Option<Self> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = [0u8; 128];
+        let mut n = 0;
+        while n < buf.len() {
+            match f.read_at(&mut buf[n..], n as u64) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return None,
+            }
+        }
+        let text = std::str::from_utf8(&buf[..n]).ok()?;
+        let rest = text.strip_prefix(Self::TAG)?.strip_suffix('\n')?;
+        let mut parts = rest.split(' ');
+        let worker = WorkerId::from_hex(parts.next()?).ok()?;
+        let dev = u64::from_str_radix(parts.next()?, 16).ok()?;
+        let ino = u64::from_str_radix(parts.next()?, 16).ok()?;
+        let record = Self { worker, dev, ino };
+        (parts.next().is_none() && record.encode() == text).then_some(record)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -955,12 +1068,10 @@ mod tests {
         ));
         assert_eq!(d.list().unwrap().len(), 1);
         // An entry written under the same name without claiming it (a
-        // same-user process bypassing the names lock), its lock held — by
-        // this process, which also holds the name's claim, so the
-        // claimant's entry cannot be told from it (another process's is
-        // passed over: `node_cli::a_name_planted_beside_a_live_workers_is_passed_over_and_reported`):
-        // the name resolves to neither — before, to the lower id, the
-        // planted one here.
+        // same-user process bypassing the names lock), its lock held, with
+        // a lower worker id: passed over — before the claims, the name
+        // resolved to the lower id, the planted one here — and named by
+        // `name_problems`.
         let mut planted = Endpoint::new(id(0));
         planted.name = Some("alpha".into());
         planted.pid = 77;
@@ -968,17 +1079,45 @@ mod tests {
         fs::write(&planted_path, planted.encode()).unwrap();
         let held = File::open(&planted_path).unwrap();
         try_lock_exclusive(&held).unwrap();
+        assert_eq!(d.lookup_name("alpha").unwrap(), e);
+        let problems = d.name_problems(&d.list().unwrap());
+        assert!(
+            problems.len() == 1 && problems[0].contains(&format!("{} pid 77", id(0))),
+            "{problems:?}"
+        );
+        // A hard link of the claim file under an entry's name (its lock the
+        // claimant's own), the entry's text written into it: passed over
+        // too (the attack on `f636cec`), and the claim's record, written
+        // over, is put back by a restore.
+        let mut linked = Endpoint::new(id(9));
+        linked.name = Some("alpha".into());
+        let claim = d.claim_path("alpha");
+        let linked_path = d.entry_path(&linked.worker_id);
+        fs::hard_link(&claim, &linked_path).unwrap();
+        assert_eq!(d.lookup_name("alpha").unwrap(), e);
+        fs::write(&claim, linked.encode()).unwrap();
+        assert!(matches!(
+            d.lookup_name("alpha"),
+            Err(LookupError::NameUnclaimed { .. })
+        ));
+        let mut reg = reg;
+        assert!(!reg.intact());
+        assert!(reg.restore().unwrap());
+        assert_eq!(d.lookup_name("alpha").unwrap(), e);
+        fs::remove_file(&linked_path).unwrap();
+        // The claimant's entry deleted: the planted one is not reached.
+        fs::remove_file(reg.path()).unwrap();
         match d.lookup_name("alpha") {
-            Err(err @ LookupError::NameHeldTwice { .. }) => {
-                let text = err.to_string();
-                let LookupError::NameHeldTwice { holders, .. } = err else {
-                    unreachable!()
-                };
-                assert_eq!(holders, [(id(0), 77), (id(1), e.pid)]);
-                assert!(text.contains("held by 2 live workers"), "{text}");
+            Err(LookupError::NameUnclaimed {
+                holders, claimant, ..
+            }) => {
+                assert_eq!(holders, [(id(0), 77)]);
+                assert_eq!(claimant, Some(id(1)));
             }
-            other => panic!("expected NameHeldTwice, got {other:?}"),
+            other => panic!("expected NameUnclaimed, got {other:?}"),
         }
+        assert!(reg.restore().unwrap());
+        assert_eq!(d.lookup_name("alpha").unwrap(), e);
         drop(held);
         assert_eq!(d.lookup_name("alpha").unwrap(), e);
         assert!(

@@ -588,7 +588,7 @@ impl Node {
             }
         }
         let mut live = HashMap::new();
-        match self.directory.workers() {
+        match self.directory.entries() {
             Ok(ws) => {
                 for w in ws {
                     let Ok(ep) = w.endpoint else { continue };

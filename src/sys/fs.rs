@@ -219,10 +219,23 @@ pub(crate) fn raise_nofile_limit() -> u64 {
 /// `IN_CLOSE_WRITE` (what a directory watch wakes for).
 #[cfg_attr(shmwire_loom, allow(dead_code))] // only the directory uses it
 pub(crate) fn open_lock_file(path: &std::path::Path) -> io::Result<File> {
+    open_locking(path, rustix::fs::OFlags::RDONLY)
+}
+
+/// [`open_lock_file`] for reading and writing: a worker name's claim file,
+/// which its holder also writes its record into.
+#[cfg_attr(shmwire_loom, allow(dead_code))] // only the directory uses it
+pub(crate) fn open_claim_file(path: &std::path::Path) -> io::Result<File> {
+    open_locking(path, rustix::fs::OFlags::RDWR)
+}
+
+/// [`open_lock_file`] with access `mode`.
+#[cfg_attr(shmwire_loom, allow(dead_code))]
+fn open_locking(path: &std::path::Path, mode: rustix::fs::OFlags) -> io::Result<File> {
     use rustix::fs::{Mode, OFlags};
     let fd = rustix::fs::open(
         path,
-        OFlags::RDONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        mode | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
         Mode::RUSR | Mode::WUSR,
     )?;
     Ok(File::from(fd))

@@ -158,12 +158,6 @@ impl FlockHolders {
         self.of_metadata(&file.metadata().ok()?)
     }
 
-    /// The holder of an exclusive `flock` on the file at `path` (not
-    /// followed); `None` when there is none, or nothing there.
-    pub(crate) fn of_path(&self, path: &Path) -> Option<u32> {
-        self.of_metadata(&std::fs::symlink_metadata(path).ok()?)
-    }
-
     fn of_metadata(&self, md: &std::fs::Metadata) -> Option<u32> {
         let dev = md.dev();
         let key = format!(

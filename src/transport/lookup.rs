@@ -183,15 +183,12 @@ impl Endpoint {
     }
 }
 
-/// `holders` (worker id, the pid holding its entry's lock) as a list:
-/// `<id> locked by pid <pid>, …`.
-pub(crate) fn locked_entries(holders: &[(WorkerId, Option<u32>)]) -> String {
+/// `holders` (worker id, the pid its entry gives) as a list: `<id> pid
+/// <pid>, …`.
+pub(crate) fn entries_text(holders: &[(WorkerId, u32)]) -> String {
     holders
         .iter()
-        .map(|(w, pid)| match pid {
-            Some(p) => format!("{w} locked by pid {p}"),
-            None => format!("{w}"),
-        })
+        .map(|(w, pid)| format!("{w} pid {pid}"))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -224,47 +221,32 @@ pub enum LookupError {
         /// Why (the read error, or which line or field is malformed).
         cause: String,
     },
-    /// Several live workers hold entries under this name: one of them
-    /// wrote its entry without claiming the name (names are claimed under
-    /// the directory's names lock, which refuses a name a live worker
-    /// holds), and which one holds the name's claim cannot be told (the
-    /// kernel's lock list, `/proc/locks`, could not be read; else the
-    /// claimant's entry is the one resolved). Not resolved to either: a
-    /// lookup would otherwise reach whichever sorts first.
-    #[error(
-        "the name {name:?} is held by {} live workers ({}): one wrote its entry without \
-         claiming the name; not resolved to either",
-        holders.len(),
-        holders.iter().map(|(w, pid)| format!("{w} pid {pid}")).collect::<Vec<_>>().join(", ")
-    )]
-    NameHeldTwice {
-        /// The name.
-        name: String,
-        /// Each live holder's worker id and pid, by worker id.
-        holders: Vec<(WorkerId, u32)>,
-    },
     /// Live entries hold this name, but none is its claimant's: each was
-    /// written under the name by a process that does not hold the name's
+    /// written under the name by a worker that does not hold the name's
     /// claim (a same-user process can write an entry), and the claimant's
     /// own entry is missing (a live node puts its entry back within about
     /// a second), or nobody holds the claim. Not resolved to any: a lookup
     /// would otherwise reach a process that never claimed the name (the
-    /// attack on `5aeed3d`: an entry planted under the store's name, the
-    /// store's own deleted, took every new store client).
+    /// attacks on `1b5f3c1` and `5aeed3d`: an entry planted under the
+    /// store's name, with a lower worker id or the store's own deleted,
+    /// took every new store client to a socket that never answered).
     #[error(
         "the name {name:?} is not held by its claimant ({}): the live entries under it ({}) \
-         were written by processes that do not hold its claim; not resolved to any",
-        claimant.map_or_else(|| "nobody holds its claim".to_owned(), |p| format!("pid {p} holds its claim")),
-        locked_entries(holders)
+         were written by workers that do not hold its claim; not resolved to any",
+        claimant.map_or_else(
+            || "nobody holds its claim".to_owned(),
+            |w| format!("worker {w} holds its claim; its entry is missing")
+        ),
+        entries_text(holders)
     )]
     NameUnclaimed {
         /// The name.
         name: String,
-        /// Each live entry's worker id and the pid holding its lock (from
-        /// `/proc/locks`; `None` when not listed), by worker id.
-        holders: Vec<(WorkerId, Option<u32>)>,
-        /// The pid holding the name's claim, if any.
-        claimant: Option<u32>,
+        /// Each live entry's worker id and the pid its text gives, by
+        /// worker id.
+        holders: Vec<(WorkerId, u32)>,
+        /// The worker holding the name's claim, if any.
+        claimant: Option<WorkerId>,
     },
     /// The registry could not be read.
     #[error("reading the worker directory {path}")]

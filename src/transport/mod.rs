@@ -84,7 +84,7 @@ pub use any::{
 };
 pub use error::{ConnectError, RecvError, SendError};
 pub use handshake::{ClientSecret, SessionToken, PROTOCOL_VERSION};
-pub(crate) use lookup::locked_entries;
+pub(crate) use lookup::entries_text;
 pub use lookup::{
     valid_worker_name, Endpoint, LookupError, PublishError, Published, StatsState, WorkerLookup,
     MAX_STATS_REASON,
