@@ -401,14 +401,16 @@ impl Directory {
         // The claim's record names the entry (worker id and inode) before
         // the entry is visible, so a lookup that finds it finds it claimed.
         let lock = self.write_entry_then(path, endpoint, |entry| {
-            let c = claim.as_ref().expect("taken above");
-            ClaimRecord::of(endpoint.worker_id, entry)
-                .and_then(|r| r.write_to(c))
-                .map_err(|source| PublishError::Io {
-                    op: "write the worker name's claim",
-                    path: self.claim_path(n),
-                    source,
-                })
+            // (`take_claim` left it held.)
+            let written = match claim.as_ref() {
+                Some(c) => ClaimRecord::of(endpoint.worker_id, entry).and_then(|r| r.write_to(c)),
+                None => Err(io::Error::other("no claim held")),
+            };
+            written.map_err(|source| PublishError::Io {
+                op: "write the worker name's claim",
+                path: self.claim_path(n),
+                source,
+            })
         })?;
         let claim_path = self.claim_path(n);
         if claim.as_ref().is_some_and(|c| same_file(c, &claim_path)) {
