@@ -70,8 +70,9 @@ use crate::transport::{Endpoint, LookupError, PublishError, Published, WorkerLoo
 /// that keeps it longer is stopped or stuck, and the registration fails.
 pub const NAMES_LOCK_WAIT: Duration = Duration::from_secs(2);
 
-/// The wait for the names lock when a worker puts back its own entry
-/// ([`Published::restore`], from its event loop about once a second): a
+/// The wait for the names lock when a worker claims its name again
+/// ([`Published::restore`] after its claim file was removed, from its
+/// event loop about once a second): a
 /// moment, then the restore fails and is tried again at the next check —
 /// a stopped process holding the lock must not stall the loop 2 s a round.
 const RESTORE_NAMES_WAIT: Duration = Duration::from_millis(10);
@@ -159,16 +160,18 @@ impl Published for Registration {
     /// replaced (lookups by name pass over an entry whose process holds no
     /// claim under the name).
     ///
-    /// Writing it again claims the worker's name again, as
-    /// [`Directory::register`] does (under the names lock), with the claim
-    /// this registration holds: nobody else could take the name meanwhile.
-    /// If the claim file was removed and another process took the name's
-    /// claim since, this fails with [`PublishError::Refused`] — never two
-    /// live holders of one name. The names lock is waited for only a moment
-    /// (10 ms, not [`NAMES_LOCK_WAIT`]: this runs in a worker's event loop
-    /// about once a second); held longer, this fails with
-    /// [`PublishError::Io`] of kind `WouldBlock` and is tried again at the
-    /// next check.
+    /// Writing it again keeps the claim this registration holds, without
+    /// the names lock (nobody else can take the name meanwhile, and a
+    /// process holding that lock cannot keep the entry from being put
+    /// back). Only a claim file removed under it is claimed again as
+    /// [`Directory::register`] does, under the names lock: if another
+    /// process took the name's claim since, this fails with
+    /// [`PublishError::Refused`] — never two live holders of one name. The
+    /// names lock is then waited for only a moment (10 ms, not
+    /// [`NAMES_LOCK_WAIT`]: this runs in a worker's event loop about once a
+    /// second); held longer, this fails with [`PublishError::Io`] of kind
+    /// `WouldBlock`, keeps what it holds, and is tried again at the next
+    /// check.
     fn restore(&mut self) -> Result<bool, PublishError> {
         if same_file(&self.lock, &self.path) {
             if self.contents_intact() && self.claim_intact() {
@@ -393,7 +396,20 @@ impl Directory {
         let Some(n) = &endpoint.name else {
             return self.write_entry(path, endpoint);
         };
-        let _names = self.lock_names(wait)?;
+        // A registration that still holds the name's claim (writing its
+        // entry again) needs no names lock: nobody else can take the name
+        // meanwhile, and a process holding that lock must not keep it from
+        // putting its entry back (the attack on `c61c5a5`: an entry
+        // rewritten in place, the names lock held, sent lookups to the
+        // attacker's socket for as long as it held the lock).
+        let holds = claim
+            .as_ref()
+            .is_some_and(|c| same_file(c, &self.claim_path(n)));
+        let _names = if holds {
+            None
+        } else {
+            Some(self.lock_names(wait)?)
+        };
         // Held, the claim is the name's: no other live process holds it,
         // whatever entries are written under the name (lookups pass over
         // them). No scan of the directory, no read of `/proc/locks` here.
@@ -1145,13 +1161,13 @@ mod tests {
         assert_eq!(d.lookup_name("alpha").unwrap().worker_id, id(1));
     }
 
-    /// A registration whose entry could not be written again (the names
-    /// lock held past the restore's wait) keeps the name's claim: nobody
-    /// else can take the name meanwhile, and the next restore puts the
-    /// entry back. A claim file removed under it is made again, and one
-    /// another process's lock holds is not taken.
+    /// A registration that holds its name's claim puts its entry back
+    /// even while another process holds the names lock (removed, or
+    /// rewritten in place: the attack on `c61c5a5`), and nobody else can
+    /// take the name meanwhile. A claim file removed under it is made
+    /// again (then under the names lock).
     #[test]
-    fn a_failed_restore_keeps_the_names_claim() {
+    fn a_restore_needs_no_names_lock_while_the_claim_holds() {
         let dir = tempfile::tempdir().unwrap();
         let d = Directory::open(dir.path()).unwrap();
         let mut e = Endpoint::new(id(1));
@@ -1159,15 +1175,18 @@ mod tests {
         let mut reg = d.register(&e).unwrap();
         let claim = d.claim_path("beta");
         assert!(claim.exists());
-        fs::remove_file(reg.path()).unwrap();
         let names = File::open(dir.path().join(NAMES_LOCK_FILE)).unwrap();
         assert!(try_lock_exclusive(&names).unwrap());
-        match reg.restore() {
-            Err(PublishError::Io { source, .. }) => {
-                assert_eq!(source.kind(), io::ErrorKind::WouldBlock)
-            }
-            other => panic!("expected the names lock to be busy, got {other:?}"),
-        }
+        fs::remove_file(reg.path()).unwrap();
+        assert!(reg.restore().unwrap());
+        assert_eq!(d.lookup_name("beta").unwrap(), e);
+        // Rewritten in place (same inode, another address).
+        let mut evil = e.clone();
+        evil.unix_socket = Some(dir.path().join("evil.sock"));
+        fs::write(reg.path(), evil.encode()).unwrap();
+        assert!(!reg.intact());
+        assert!(reg.restore().unwrap());
+        assert_eq!(d.lookup_name("beta").unwrap(), e);
         drop(names);
         let mut e2 = Endpoint::new(id(2));
         e2.name = Some("beta".into());
@@ -1175,14 +1194,12 @@ mod tests {
             Err(PublishError::Refused { why, .. }) => assert!(why.contains("is claimed by live")),
             other => panic!("the name was taken while its claim was held: {other:?}"),
         }
-        assert!(reg.restore().unwrap());
-        assert!(reg.intact());
-        assert_eq!(d.lookup_name("beta").unwrap().worker_id, id(1));
         // The claim file removed: not intact, made again by the restore.
         fs::remove_file(&claim).unwrap();
         assert!(!reg.intact());
         assert!(reg.restore().unwrap());
         assert!(reg.intact() && claim.exists());
+        assert_eq!(d.lookup_name("beta").unwrap(), e);
         drop(reg);
         assert!(!claim.exists(), "the claim goes with the registration");
     }
