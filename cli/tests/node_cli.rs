@@ -109,6 +109,23 @@ struct NodeProc {
     kid: Kid,
     addr: String,
     lines: Arc<Mutex<Vec<String>>>,
+    /// The thread reading the node's output into `lines`.
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl NodeProc {
+    /// Every line the node printed, once it has exited: waits (at most
+    /// `GUARD`) for the reader to reach the end of the output — the
+    /// process's exit does not mean its last lines were read (the last
+    /// line was missing once, under load).
+    fn output_after_exit(&self) -> String {
+        let deadline = Instant::now() + GUARD;
+        while !self.reader.is_finished() {
+            assert!(Instant::now() < deadline, "the node's output did not end");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.lines.lock().unwrap().join("\n")
+    }
 }
 
 fn start_node(root: &Path, session: &str) -> NodeProc {
@@ -122,13 +139,18 @@ fn start_node(root: &Path, session: &str) -> NodeProc {
         .to_owned();
     let lines = Arc::new(Mutex::new(Vec::new()));
     let l2 = lines.clone();
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
         for line in out.lines() {
             let Ok(line) = line else { return };
             l2.lock().unwrap().push(line);
         }
     });
-    NodeProc { kid, addr, lines }
+    NodeProc {
+        kid,
+        addr,
+        lines,
+        reader,
+    }
 }
 
 /// `GET path` on the node's HTTP endpoint.
@@ -2342,7 +2364,7 @@ fn names_with_control_characters_never_reach_a_terminal_raw() {
     drop(f);
     std::thread::sleep(Duration::from_millis(1500));
     node.kid.signal_and_wait("-TERM");
-    let lines = node.lines.lock().unwrap().join("\n");
+    let lines = node.output_after_exit();
     assert!(!raw(&lines), "{lines:?}");
     fs::remove_file(dir.join("stray-\x1b[2J-file")).unwrap();
 }
@@ -3079,7 +3101,7 @@ fn the_last_pass_spares_a_replaced_directory_and_young_user_files() {
         "{:?}",
         node.lines.lock().unwrap()
     );
-    let lines = node.lines.lock().unwrap().join("\n");
+    let lines = node.output_after_exit();
     assert!(lines.contains("notes.txt"), "{lines}");
 }
 
