@@ -155,6 +155,92 @@ fn node_tick_reports_a_dead_worker_once_and_shutdown_leaves_nothing() {
 /// session in `idle_node_…` (the variable gives `<root>|<session>`).
 const MEMBER_ENV: &str = "SHMWIRE_NODE_SERVICE_MEMBER";
 
+/// The role under which this test binary, run again, is a worker of the
+/// session (`<root>|<session>|<worker id hex>`): it registers in the
+/// directory under the name `doomed`, says so, and waits to be killed (at
+/// most 30 s).
+const WORKER_ENV: &str = "SHMWIRE_NODE_SERVICE_WORKER";
+
+fn registered_worker(spec: &str) {
+    use std::io::Write as _;
+    let mut parts = spec.split('|');
+    let (root, name, id) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
+    let s = Session::open_in(root, name).unwrap();
+    let mut e = Endpoint::new(WorkerId::from_hex(id).unwrap());
+    e.name = Some("doomed".into());
+    let _registration = Directory::for_session(&s).unwrap().register(&e).unwrap();
+    println!("@@REGISTERED");
+    std::io::stdout().flush().unwrap();
+    std::thread::sleep(Duration::from_secs(30));
+}
+
+/// Input: a worker process is `SIGKILL`ed, and a caller looks it up (by
+/// id, by name) before the node's next round — as every caller whose
+/// connection broke does at once. The lookups used to remove the dead
+/// entry they met, and the node, finding it gone, announced nothing: it
+/// cannot tell that from a worker that deregistered. While a node runs,
+/// lookups now leave the entry to it: the death is announced, once, and
+/// the entry removed by the node's round.
+#[test]
+fn a_death_a_callers_lookup_meets_first_is_still_announced() {
+    use std::io::BufRead as _;
+    use std::process::{Command, Stdio};
+    if let Ok(spec) = std::env::var(WORKER_ENV) {
+        return registered_worker(&spec);
+    }
+    let tmp = scratch();
+    let root = tmp.path().join("root");
+    let session = Session::open_in(&root, "lookup").unwrap();
+    let mut node = Node::start(&session, NodeConfig::new(1 << 20)).unwrap();
+    let id = WorkerId::from_array([7; 28]);
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_death_a_callers_lookup_meets_first_is_still_announced",
+            "--nocapture",
+        ])
+        .env(WORKER_ENV, format!("{}|lookup|{id}", root.display()))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("@@REGISTERED") {
+        line.clear();
+        if out.read_line(&mut line).unwrap() == 0 {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the worker exited before it registered");
+        }
+    }
+    let dir = Directory::for_session(&session).unwrap();
+    assert_eq!(dir.lookup_name("doomed").unwrap().worker_id, id);
+    assert!(node.tick().died.is_empty(), "seen live");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The caller's lookups, before the node's round: no such worker.
+    assert!(dir.lookup(&id).is_err());
+    assert!(dir.lookup_name("doomed").is_err());
+    assert!(dir.list().unwrap().iter().all(|e| e.worker_id != id));
+    let entry = session
+        .dir()
+        .join(format!("{ENTRY_PREFIX}{id}{ENTRY_SUFFIX}"));
+    assert!(entry.exists(), "left to the node");
+    let r = node.tick();
+    assert_eq!(r.died.len(), 1, "{r:?}");
+    assert_eq!(r.died[0].worker_id, id);
+    assert_eq!(r.died[0].pid, pid);
+    assert_eq!(r.died[0].name.as_deref(), Some("doomed"));
+    assert!(!entry.exists(), "removed by the node's round");
+    assert!(node.tick().died.is_empty(), "reported once");
+    assert!(node.shutdown().unwrap().removed_dir);
+}
+
 /// A process of the session: opens it (so holds its process lock), says
 /// so, and waits to be killed (at most 30 s).
 fn member(spec: &str) {

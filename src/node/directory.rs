@@ -298,6 +298,27 @@ enum Probe {
     Failed(io::Error),
 }
 
+/// What a probe does with a dead owner's entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stale {
+    /// Removes it.
+    Remove,
+    /// Leaves it while the session's node runs (its round removes it and
+    /// announces the death), removes it otherwise.
+    LeaveToNode,
+}
+
+/// Whether a node runs in the session directory `dir`: its node lock is a
+/// regular file someone holds exclusively (a shared lock cannot be taken;
+/// one taken is released at once). Anything else — no file, a free lock,
+/// something that cannot be probed — is `false`: the caller then removes
+/// the dead entry itself, as without a node.
+fn node_lives(dir: &Path) -> bool {
+    crate::sys::fs::open_regular(&dir.join(crate::shm::NODE_LOCK_FILE))
+        .and_then(|f| crate::sys::liveness::try_lock_shared(&f))
+        .is_ok_and(|taken| !taken)
+}
+
 impl Directory {
     /// Opens the directory of the session whose directory is `session_dir`
     /// (created with mode 0700 if missing).
@@ -701,6 +722,17 @@ impl Directory {
 
     /// Reads one entry, removing it if its owner is dead.
     fn probe(&self, path: &Path) -> Probe {
+        self.probe_then(path, Stale::Remove)
+    }
+
+    /// Reads one entry for a lookup: a dead owner's entry is left to the
+    /// session's node while one runs ([`Stale::LeaveToNode`]).
+    fn look(&self, path: &Path) -> Probe {
+        self.probe_then(path, Stale::LeaveToNode)
+    }
+
+    /// Reads one entry; a dead owner's is removed, or left as `stale` says.
+    fn probe_then(&self, path: &Path, stale: Stale) -> Probe {
         match probe_owner(path) {
             Ok(OwnerState::Live) => match read_entry(path) {
                 Ok(e) => Probe::Live(e),
@@ -709,9 +741,16 @@ impl Directory {
             Ok(OwnerState::Dead(f)) => {
                 // Nobody holds the lock: the owner died. We hold it now;
                 // remove the entry if the name still points at the file we
-                // locked (a new registration may have replaced it).
-                if let Ok(true) = remove_if_same(&f, path) {
-                    tracing::debug!(path = %path.display(), "removed stale directory entry");
+                // locked (a new registration may have replaced it) — unless
+                // a node runs, whose round removes it and announces the
+                // death: an entry a caller's lookup removed first was
+                // gone without a word (the node cannot tell it from a
+                // worker that deregistered).
+                let leave = stale == Stale::LeaveToNode && node_lives(&self.root);
+                if !leave {
+                    if let Ok(true) = remove_if_same(&f, path) {
+                        tracing::debug!(path = %path.display(), "removed stale directory entry");
+                    }
                 }
                 drop(f);
                 Probe::Stale
@@ -735,7 +774,7 @@ impl Directory {
     /// memory to look).
     pub fn lookup(&self, id: &WorkerId) -> Result<Endpoint, LookupError> {
         let path = self.entry_path(id);
-        match self.probe(&path) {
+        match self.look(&path) {
             Probe::Live(e) => Ok(e),
             Probe::Unreadable(cause) => Err(LookupError::Unreadable { path, cause }),
             Probe::Failed(source) => Err(LookupError::Io { path, source }),
@@ -853,7 +892,9 @@ impl Directory {
         out
     }
 
-    /// Every live worker (stale entries met on the way are removed).
+    /// Every live worker. Stale entries met on the way are removed, or,
+    /// while the session's node runs, left to its next round (which
+    /// announces each death; as [`Directory::lookup`]).
     /// [`LookupError::Io`] when this process is out of descriptors or
     /// memory to look at an entry (the list would be short of it).
     pub fn list(&self) -> Result<Vec<Endpoint>, LookupError> {
@@ -863,7 +904,7 @@ impl Directory {
             let name = ent.file_name();
             let Some(name) = name.to_str() else { continue };
             if name.starts_with(ENTRY_PREFIX) && name.ends_with(ENTRY_SUFFIX) {
-                match self.probe(&ent.path()) {
+                match self.look(&ent.path()) {
                     Probe::Live(e) => out.push(e),
                     Probe::Failed(source) => {
                         return Err(LookupError::Io {
