@@ -834,6 +834,86 @@ fn sigkill_restarts_the_actor_on_a_standby_worker() {
     standby.wait_success();
 }
 
+/// Input (the attack on `de26da3`): an actor's process is SIGKILLed and
+/// its first standby worker is stopped (SIGSTOP: it accepts and never
+/// answers the handshake). The restart connected on the caller's thread,
+/// so whichever call met the death — a `get` of *another* actor's task —
+/// waited out the standby's 5 s handshake (15 s with three such
+/// standbys). The standby is now reached on a thread of its own: calls to
+/// the other actor go on at once, a short `get` of the restarting actor's
+/// task times out on time, and the actor comes back on the next standby.
+#[test]
+fn a_restart_onto_a_stopped_standby_holds_up_no_other_call() {
+    maybe_run_worker();
+    let s = TestSession::new("restart-stopped");
+    let name = "a_restart_onto_a_stopped_standby_holds_up_no_other_call";
+    let mut first = s.spawn_worker(name, 1);
+    let stopped = s.spawn_worker(name, 1);
+    let standby = s.spawn_worker(name, 1);
+    let other = s.spawn_worker(name, 1);
+    let mut driver = s.driver();
+    let a = driver
+        .create_actor_with(
+            first.id,
+            MODULE,
+            "Counter",
+            vec![],
+            ActorOptions {
+                max_task_retries: -1,
+                max_restarts: 2,
+                restart_workers: vec![stopped.id, standby.id],
+                ..ActorOptions::default()
+            },
+        )
+        .unwrap();
+    let b = driver
+        .create_actor(other.id, MODULE, "Counter", vec![], 0)
+        .unwrap();
+    let r = driver
+        .submit_actor_task(&a, "add", vec![i64_arg(1)])
+        .unwrap();
+    assert_eq!(get_i64(&mut driver, &r), 1);
+    let pid = stopped.child.as_ref().unwrap().id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    first.kill();
+    let waiting = driver
+        .submit_actor_task(&a, "add", vec![i64_arg(1)])
+        .unwrap();
+    // Calls to the other actor, while the restart waits for the stopped
+    // standby's handshake: each as quick as ever.
+    let start = Instant::now();
+    for i in 1..=20 {
+        let r = driver
+            .submit_actor_task(&b, "add", vec![i64_arg(1)])
+            .unwrap();
+        assert_eq!(get_i64(&mut driver, &r), i);
+    }
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "20 calls to another actor took {took:?}"
+    );
+    let start = Instant::now();
+    match driver.get(std::slice::from_ref(&waiting), Duration::from_millis(100)) {
+        Err(GetError::TimedOut { .. }) => {}
+        other => panic!("expected a timeout while the actor restarts, got {other:?}"),
+    }
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(1), "a 100 ms get took {took:?}");
+    // The stopped standby's handshake fails (5 s); the actor comes back on
+    // the next one, a fresh incarnation, and the waiting call runs there.
+    assert_eq!(get_i64(&mut driver, &waiting), 1);
+    assert_eq!(driver.actor_restarts(&a), 2);
+    assert_eq!(driver.num_pending_tasks(), 0, "nothing left pending");
+    drop(stopped);
+    drop(driver);
+    standby.wait_success();
+}
+
 /// Input (the attack on `82d7ce8`, low): an actor restarted onto a standby
 /// worker that refuses the connection (here its rings are too small for a
 /// call at the inline limit) was reported "died" with the refusal's reason

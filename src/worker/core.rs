@@ -610,6 +610,10 @@ struct Restarts {
     count: u64,
     /// The return object of the creation task of a restart in progress.
     pending: Option<ObjectId>,
+    /// The standby worker a restart is connecting to (its handshake on a
+    /// thread of its own, [`CoreWorker::start_attempt`]): a stopped or
+    /// silent standby holds no call of the caller's for its handshake.
+    connecting: Option<(WorkerId, Attempt)>,
     /// Why the last restart failed (its standby worker could not be
     /// reached, or the creation task failed there), until one succeeds:
     /// named by the [`TaskError::ActorDied`] of tasks that fail for want of
@@ -2235,6 +2239,7 @@ impl CoreWorker {
             standby: options.restart_workers.iter().copied().collect(),
             count: 0,
             pending: None,
+            connecting: None,
             failed: None,
         });
         let request = new_request(worker, spec);
@@ -3359,56 +3364,111 @@ impl CoreWorker {
     }
 
     /// Runs the creation task of `actor_id` again on its next standby
-    /// worker (one that cannot be reached is skipped); with none left the
+    /// worker, once connected (one that cannot be reached is skipped:
+    /// [`Self::connect_restarts`] comes back here); with none left the
     /// actor is dead. The restart completes in [`Self::finish_restarts`].
     fn start_restart(&mut self, actor_id: ActorId) {
-        loop {
-            let Some(a) = self.actors.get_mut(&actor_id) else {
-                return;
-            };
-            let Some(r) = a.restarts.as_mut().filter(|r| r.can_restart()) else {
-                let mut evs = a.queue.disconnect(true);
-                self.actor_events(actor_id, &mut evs, None);
-                return;
-            };
-            // `can_restart` holds: a standby worker is left.
-            let Some(worker) = r.standby.pop_front() else {
-                return;
-            };
-            if r.left > 0 {
-                r.left -= 1;
-            }
-            r.count += 1;
-            let (spec, count) = (r.spec.clone(), r.count);
-            if let Err(e) = self.ensure_conn(worker) {
-                tracing::warn!(error = %e, %actor_id, %worker, "standby worker unreachable");
-                if let Some(r) = self
-                    .actors
-                    .get_mut(&actor_id)
-                    .and_then(|a| a.restarts.as_mut())
-                {
-                    r.failed = Some(format!(
-                        "restart {count} on worker {worker}: {}",
-                        crate::error_chain(&e)
-                    ));
-                }
-                continue;
-            }
-            tracing::info!(%actor_id, %worker, restart = count, "restarting the actor");
-            if let Some(a) = self.actors.get_mut(&actor_id) {
-                a.worker = worker;
-            }
-            // The creation request's length was checked when the actor
-            // was created.
-            let object_id = self.push_to_worker(worker, new_request(worker, spec), 0, Vec::new());
-            if let Some(r) = self
-                .actors
-                .get_mut(&actor_id)
-                .and_then(|a| a.restarts.as_mut())
-            {
-                r.pending = Some(object_id);
-            }
+        let Some(a) = self.actors.get_mut(&actor_id) else {
             return;
+        };
+        let Some(r) = a.restarts.as_mut().filter(|r| r.can_restart()) else {
+            let mut evs = a.queue.disconnect(true);
+            self.actor_events(actor_id, &mut evs, None);
+            return;
+        };
+        // `can_restart` holds: a standby worker is left.
+        let Some(worker) = r.standby.pop_front() else {
+            return;
+        };
+        if r.left > 0 {
+            r.left -= 1;
+        }
+        r.count += 1;
+        if self.conns.contains_key(&worker) {
+            return self.run_restart(actor_id, worker);
+        }
+        // Connected on a thread of its own: the handshake of a standby
+        // that accepts and never answers (stopped) took 5 s of
+        // whichever call of the caller's met the death, for each such
+        // standby in turn (15 s for a `get` of another actor's task
+        // with three: the attack on `de26da3`). `drive` collects it
+        // (`connect_restarts`).
+        let attempt = self.start_attempt(worker, Duration::MAX);
+        if let Some(r) = self
+            .actors
+            .get_mut(&actor_id)
+            .and_then(|a| a.restarts.as_mut())
+        {
+            r.connecting = Some((worker, attempt));
+        }
+    }
+
+    /// Sends the creation task of `actor_id`'s restart to `worker`, which
+    /// is connected; it completes in [`Self::finish_restarts`].
+    fn run_restart(&mut self, actor_id: ActorId, worker: WorkerId) {
+        let Some(a) = self.actors.get_mut(&actor_id) else {
+            return;
+        };
+        let Some(r) = a.restarts.as_ref() else {
+            return;
+        };
+        let (spec, count) = (r.spec.clone(), r.count);
+        tracing::info!(%actor_id, %worker, restart = count, "restarting the actor");
+        a.worker = worker;
+        // The creation request's length was checked when the actor was
+        // created.
+        let object_id = self.push_to_worker(worker, new_request(worker, spec), 0, Vec::new());
+        if let Some(r) = self
+            .actors
+            .get_mut(&actor_id)
+            .and_then(|a| a.restarts.as_mut())
+        {
+            r.pending = Some(object_id);
+        }
+    }
+
+    /// Takes the standby connections restarts were waiting for (from
+    /// `drive`): one reached runs its restart; one that failed is recorded
+    /// as the restart's failure and the next standby is tried (with none
+    /// left, the actor is dead).
+    fn connect_restarts(&mut self) {
+        let mut ended = Vec::new();
+        for (id, a) in &mut self.actors {
+            let Some(r) = a.restarts.as_mut() else {
+                continue;
+            };
+            let Some((worker, attempt)) = &r.connecting else {
+                continue;
+            };
+            let reached = match attempt.result.try_recv() {
+                Ok(reached) => reached,
+                Err(mpsc::TryRecvError::Empty) => continue,
+                Err(mpsc::TryRecvError::Disconnected) => Err(ConnectError::Io {
+                    op: "connect to a standby worker",
+                    source: std::io::Error::other("the attempt's thread ended without a result"),
+                }),
+            };
+            ended.push((*id, *worker, reached, r.count));
+            r.connecting = None;
+        }
+        for (actor_id, worker, reached, count) in ended {
+            match self.adopt(worker, reached) {
+                Ok(()) => self.run_restart(actor_id, worker),
+                Err(e) => {
+                    tracing::warn!(error = %e, %actor_id, %worker, "standby worker unreachable");
+                    if let Some(r) = self
+                        .actors
+                        .get_mut(&actor_id)
+                        .and_then(|a| a.restarts.as_mut())
+                    {
+                        r.failed = Some(format!(
+                            "restart {count} on worker {worker}: {}",
+                            crate::error_chain(&e)
+                        ));
+                    }
+                    self.start_restart(actor_id);
+                }
+            }
         }
     }
 
@@ -3569,6 +3629,7 @@ impl CoreWorker {
         self.ready = ready;
         self.handle_lost();
         self.retry_unreachable();
+        self.connect_restarts();
         self.finish_restarts();
         Ok(())
     }
