@@ -48,6 +48,16 @@ fn big_arg(seed: u64) -> TaskArg {
 }
 
 /// Waits (bounded) until the store holds no object at all.
+/// Waits (bounded) until `id` is gone from the store: an owner's deletes go
+/// to the store on a thread of their own, a moment after the reference.
+fn wait_deleted(observer: &StoreClient, id: ObjectId) {
+    let deadline = Instant::now() + GUARD;
+    while observer.contains(id).unwrap() {
+        assert!(Instant::now() < deadline, "{id} still in the store");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 fn wait_store_empty(service: &StoreService) {
     let deadline = Instant::now() + GUARD;
     loop {
@@ -125,7 +135,7 @@ fn large_arguments_and_returns_go_through_the_store() {
     let held_id = held.id();
     drop(held);
     driver.release_dropped_refs();
-    assert!(!observer.contains(held_id).unwrap());
+    wait_deleted(&observer, held_id);
 
     // Dropping the references deletes the returns (clones share one
     // reference: the object goes with the last).
@@ -134,13 +144,13 @@ fn large_arguments_and_returns_go_through_the_store() {
     drop(refs);
     driver.release_dropped_refs();
     for id in &ids[1..] {
-        assert!(!observer.contains(*id).unwrap(), "{id} still in the store");
+        wait_deleted(&observer, *id);
     }
     assert!(observer.contains(ids[0]).unwrap());
     drop(clone);
     drop((r, a, b));
     driver.release_dropped_refs();
-    assert!(!observer.contains(ids[0]).unwrap());
+    wait_deleted(&observer, ids[0]);
     assert_eq!(driver.num_pending_tasks(), 0);
     // No visible object is left; the worker may still hold its references
     // on the last returns (deleted, not yet freed) until the caller
@@ -1266,6 +1276,56 @@ fn a_stopped_store_holds_up_no_caller_while_a_request_waits_for_its_argument() {
         e => panic!("expected ArgumentLost, got {e:?}"),
     }
     drop((r, waiting, other));
+    worker.wait_success();
+    drop(store);
+}
+
+/// Input (the attack on `de26da3`): a caller with the session's store puts
+/// an object and drops its reference while the store is stopped (SIGSTOP),
+/// then calls an actor whose worker has no store. The owner deleted the
+/// object on its own thread at its next call: that call waited out the
+/// store's reply timeout (30 s), and every later one a reconnect's
+/// handshake (5 s), though none of them used the store. The owner's
+/// deletes now go to the store on a thread of their own: the calls go on
+/// at their pace, and the delete is done once the store answers again
+/// (nothing is left behind).
+#[test]
+fn a_stopped_store_holds_up_no_call_of_its_owner_that_does_not_use_it() {
+    const TEST: &str = "a_stopped_store_holds_up_no_call_of_its_owner_that_does_not_use_it";
+    maybe_run_worker();
+    let s = TestSession::new("ostopped");
+    let store = s.spawn_store(TEST, 16 * MIB as u64);
+    let store_pid = store.0.as_ref().unwrap().id();
+    let worker = s.spawn_worker(TEST, 1);
+    let mut driver = store_driver(&s);
+    let actor = driver
+        .create_actor(worker.id, MODULE, "Counter", vec![], 0)
+        .unwrap();
+    let observer = StoreClient::connect(&s.session, DEFAULT_STORE_NAME).unwrap();
+    let put = driver.put(&pattern(7, MIB)).unwrap();
+    let id = put.id();
+    assert!(
+        observer.contains(id).unwrap(),
+        "a 1 MiB value is in the store"
+    );
+    worker_support::stop_process(store_pid);
+    drop(put);
+    let start = Instant::now();
+    for i in 1..=20 {
+        let r = driver
+            .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+            .unwrap();
+        let v = driver.get(std::slice::from_ref(&r), GUARD).unwrap();
+        assert_eq!(as_i64(&v[0]), i);
+    }
+    let took = start.elapsed();
+    worker_support::continue_process(store_pid);
+    assert!(
+        took < Duration::from_secs(2),
+        "20 calls that use no store took {took:?} while the owner's store was stopped"
+    );
+    wait_deleted(&observer, id);
+    drop(driver);
     worker.wait_success();
     drop(store);
 }

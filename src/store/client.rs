@@ -377,11 +377,24 @@ impl StoreClient {
     /// gone (its socket hung up: the service died; another may run by
     /// now), which no call has found out yet. A `poll` of the socket, no
     /// call: a live service that is stopped is not lost.
+    ///
+    /// Never waits: while another thread's call holds the connection
+    /// (one waiting for a stopped service, say), `false` — the call finds
+    /// out.
     pub fn is_lost(&self) -> bool {
         if self.is_broken() {
             return true;
         }
-        lock(&self.inner.conn).conn.peer_gone()
+        match self.inner.conn.try_lock() {
+            Ok(c) => c.conn.peer_gone(),
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().conn.peer_gone(),
+            Err(std::sync::TryLockError::WouldBlock) => false,
+        }
+    }
+
+    /// Whether `other` is a clone of this client (shares its connection).
+    pub(crate) fn same_connection(&self, other: &StoreClient) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
     }
 
     /// A new connection to the same store, with the same options, as

@@ -856,6 +856,8 @@ pub struct CoreWorker {
     stray_replies: u64,
     /// When a broken store client may next be replaced ([`heal_store`]).
     store_heal_at: Instant,
+    /// Deletes and unpins no call waits for, on a thread of their own.
+    releases: super::releases::StoreReleases,
 }
 
 impl std::fmt::Debug for CoreWorker {
@@ -1068,7 +1070,7 @@ const STORE_HEAL_INTERVAL: Duration = Duration::from_secs(1);
 /// (`next` says when); called where the caller is
 /// about to use the store. Buffers of the old client stay valid while they
 /// live.
-fn heal_store(store: &mut Option<StoreClient>, next: &mut Instant) {
+pub(super) fn heal_store(store: &mut Option<StoreClient>, next: &mut Instant) {
     let Some(s) = store.as_ref() else {
         return;
     };
@@ -1430,6 +1432,7 @@ impl CoreWorker {
             put_index: 0,
             stray_replies: 0,
             store_heal_at: Instant::now(),
+            releases: Default::default(),
             options,
             connector,
             events: Vec::new(),
@@ -1877,9 +1880,8 @@ impl CoreWorker {
     fn release_args(&mut self, ids: &[ObjectId]) {
         for id in ids {
             if let Some(store) = self.store.as_ref() {
-                if let Err(e) = store.unpin(&[*id]) {
-                    tracing::debug!(error = %e, %id, "unpinning a task argument failed");
-                }
+                self.releases
+                    .send(store, super::releases::Release::Unpin, *id);
             }
             if let Some(st) = self.refs.get_mut(id) {
                 st.submitted = st.submitted.saturating_sub(1);
@@ -1920,9 +1922,8 @@ impl CoreWorker {
         self.recycle_value(removed);
         if in_store {
             if let Some(store) = self.store.as_ref() {
-                if let Err(e) = store.delete(&[id]) {
-                    tracing::warn!(error = %e, %id, "deleting an unreferenced object failed");
-                }
+                self.releases
+                    .send(store, super::releases::Release::Delete, id);
             }
         }
     }
@@ -1932,7 +1933,10 @@ impl CoreWorker {
     /// uses) is forgotten and deleted from the object store. Every submit,
     /// `get`, `wait`, `put` and `free` does this first; call it to free
     /// store memory while doing none of those. Returns how many references
-    /// were processed.
+    /// were processed. The deletes go to the store on a thread of the
+    /// owner's (as Ray's owner deletes asynchronously), done a moment
+    /// later: a store that stops answering holds up no call that does not
+    /// use it.
     #[inline]
     pub fn release_dropped_refs(&mut self) -> usize {
         // Called three times per sync call: the usual nothing-to-do is one
@@ -1946,8 +1950,7 @@ impl CoreWorker {
     /// [`Self::release_dropped_refs`] once something was released.
     #[inline(never)]
     fn process_released_refs(&mut self) -> usize {
-        // Their store objects are deleted.
-        heal_store(&mut self.store, &mut self.store_heal_at);
+        // Their store objects are deleted (on the releases' thread).
         let mut ids = std::mem::take(&mut self.released);
         let n = self.ref_counter.take_released(&mut ids);
         for id in ids.drain(..) {
@@ -3913,7 +3916,14 @@ impl CoreWorker {
     ) -> Result<Vec<ObjectValue>, GetError> {
         self.release_dropped_refs();
         self.wait_ready(refs, timeout)?;
-        heal_store(&mut self.store, &mut self.store_heal_at);
+        // Only for a value in the store: a stopped store's reconnect holds
+        // no `get` of inline values.
+        if refs
+            .iter()
+            .any(|r| matches!(self.objects.get(&r.id()), Some(Ok(Stored::Store(_)))))
+        {
+            heal_store(&mut self.store, &mut self.store_heal_at);
+        }
         let mut out = Vec::with_capacity(refs.len());
         for r in refs {
             let v = match self.objects.get(&r.id()) {
@@ -4124,9 +4134,10 @@ impl CoreWorker {
     /// Drops the values of `refs` now (Ray's `ray.internal.free`; references
     /// another `CoreWorker` made are left alone): from the
     /// memory store and, for store objects, from the object store too once
-    /// no pending task passes them as arguments, whatever clones of the
-    /// references remain. Dropping the last clone of an [`ObjectRef`] does
-    /// the same (see [`ObjectRef`]).
+    /// no pending task passes them as arguments (a moment later, on a
+    /// thread of the owner's: [`CoreWorker::release_dropped_refs`]),
+    /// whatever clones of the references remain. Dropping the last clone
+    /// of an [`ObjectRef`] does the same (see [`ObjectRef`]).
     pub fn free(&mut self, refs: &[ObjectRef]) {
         self.release_dropped_refs();
         for r in refs {
@@ -4185,6 +4196,9 @@ impl Drop for CoreWorker {
                 c.flush_pending();
             }
         }
+        // Deletes and unpins queued before go first (bounded: a store that
+        // does not answer leaves them to their thread).
+        self.releases.finish(Duration::from_secs(1));
         let Some(store) = self.store.take() else {
             return;
         };

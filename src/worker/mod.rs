@@ -50,6 +50,7 @@ mod core;
 mod error;
 pub mod ref_count;
 pub mod registry;
+mod releases;
 mod server;
 pub mod stats;
 pub mod task_manager;
