@@ -33,8 +33,11 @@ fn registry() -> FunctionRegistry {
 }
 
 /// How to run it (printed for `--help`, and with a bad argument).
-const USAGE: &str =
-    "usage: actor_ping_pong [calls (default 20000)] [depth (default 1: one call at a time)]";
+const USAGE: &str = "usage: actor_ping_pong [calls (default 20000, at most 100000000)] \
+                     [depth (default 1: one call at a time; calls a multiple of it)]";
+
+/// The most calls a run takes: each batch's round trip is kept (8 bytes).
+const MAX_CALLS: i64 = 100_000_000;
 
 /// Positional argument `n` as a number, `default` when absent; a bad one
 /// ends the process with the usage (exit status 2).
@@ -57,10 +60,12 @@ fn main() -> Result<()> {
     }
     let calls = number_arg(1, "calls", 20_000);
     let depth = number_arg(2, "depth", 1);
-    if calls < 1 || depth < 1 || calls % depth != 0 {
-        return Err(
-            format!("calls ({calls}) must be a positive multiple of depth ({depth})").into(),
+    if !(1..=MAX_CALLS).contains(&calls) || depth < 1 || calls % depth != 0 {
+        eprintln!(
+            "actor_ping_pong: calls ({calls}) must be a multiple of depth ({depth}), \
+             from 1 to {MAX_CALLS}\n{USAGE}"
         );
+        std::process::exit(2);
     }
     let mut cluster = Cluster::new("ping-pong")?;
     let worker = cluster.spawn_worker(1)?;

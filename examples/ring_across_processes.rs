@@ -43,9 +43,21 @@ fn main() -> Result<()> {
             };
             consumer(&arg(2)?, arg(3)?.parse()?)
         }
-        _ => producer(),
+        None => producer(),
+        Some("-h" | "--help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => {
+            eprintln!("ring_across_processes: unexpected argument {other:?}\n{USAGE}");
+            std::process::exit(2);
+        }
     }
 }
+
+/// How to run it (printed for `--help`, and with a bad argument).
+const USAGE: &str = "usage: ring_across_processes (no arguments: streams 100,000 frames \
+                     to a consumer process it starts)";
 
 fn producer() -> Result<()> {
     let name = format!("example-{}", std::process::id());
