@@ -1071,6 +1071,13 @@ const STORE_HEAL_INTERVAL: Duration = Duration::from_secs(1);
 /// about to use the store. Buffers of the old client stay valid while they
 /// live.
 pub(super) fn heal_store(store: &mut Option<StoreClient>, next: &mut Instant) {
+    heal_store_within(store, next, Duration::MAX);
+}
+
+/// [`heal_store`], the new connection's handshake bounded by `bound` (a
+/// call with a deadline of its own: the reply path, bounded by the time
+/// left to the `get` that receives).
+fn heal_store_within(store: &mut Option<StoreClient>, next: &mut Instant, bound: Duration) {
     let Some(s) = store.as_ref() else {
         return;
     };
@@ -1081,7 +1088,12 @@ pub(super) fn heal_store(store: &mut Option<StoreClient>, next: &mut Instant) {
     if now < *next {
         return;
     }
-    match s.connect_again() {
+    let again = if bound == Duration::MAX {
+        s.connect_again()
+    } else {
+        s.connect_again_within(bound)
+    };
+    match again {
         Ok(c) => {
             tracing::info!("caller: its object store connection broke; connected again");
             *store = Some(c);
@@ -3791,7 +3803,9 @@ impl CoreWorker {
                         reply.return_objects.first().map(|o| &o.value),
                         Some(ArchivedReturnValue::InStore(_))
                     ) {
-                        heal_store(&mut self.store, &mut self.store_heal_at);
+                        // Bounded as the fetch is: a stopped store's
+                        // handshake (5 s) held up whichever `get` received.
+                        heal_store_within(&mut self.store, &mut self.store_heal_at, pull_timeout);
                     }
                     let fetch = ReturnFetch {
                         store: self.store.as_ref(),
@@ -3916,13 +3930,16 @@ impl CoreWorker {
     ) -> Result<Vec<ObjectValue>, GetError> {
         self.release_dropped_refs();
         self.wait_ready(refs, timeout)?;
-        // Only for a value in the store: a stopped store's reconnect holds
-        // no `get` of inline values.
+        // Only for a value in the store, and bounded as a return's fetch
+        // is: a stopped store's reconnect (its handshake, 5 s) holds no
+        // `get` of inline values, nor one of store values past its own
+        // timeout (at least `STORE_RETURN_FETCH`).
         if refs
             .iter()
             .any(|r| matches!(self.objects.get(&r.id()), Some(Ok(Stored::Store(_)))))
         {
-            heal_store(&mut self.store, &mut self.store_heal_at);
+            let bound = timeout.max(STORE_RETURN_FETCH);
+            heal_store_within(&mut self.store, &mut self.store_heal_at, bound);
         }
         let mut out = Vec::with_capacity(refs.len());
         for r in refs {
