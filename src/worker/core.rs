@@ -858,6 +858,9 @@ pub struct CoreWorker {
     store_heal_at: Instant,
     /// Deletes and unpins no call waits for, on a thread of their own.
     releases: super::releases::StoreReleases,
+    /// Actors whose restart is connecting to a standby
+    /// ([`Restarts::connecting`]): `drive` looks at no actor while empty.
+    restarts_connecting: Vec<ActorId>,
 }
 
 impl std::fmt::Debug for CoreWorker {
@@ -1445,6 +1448,7 @@ impl CoreWorker {
             stray_replies: 0,
             store_heal_at: Instant::now(),
             releases: Default::default(),
+            restarts_connecting: Vec::new(),
             options,
             connector,
             events: Vec::new(),
@@ -3415,6 +3419,7 @@ impl CoreWorker {
             .and_then(|a| a.restarts.as_mut())
         {
             r.connecting = Some((worker, attempt));
+            self.restarts_connecting.push(actor_id);
         }
     }
 
@@ -3447,17 +3452,22 @@ impl CoreWorker {
     /// as the restart's failure and the next standby is tried (with none
     /// left, the actor is dead).
     fn connect_restarts(&mut self) {
+        if self.restarts_connecting.is_empty() {
+            return;
+        }
         let mut ended = Vec::new();
-        for (id, a) in &mut self.actors {
-            let Some(r) = a.restarts.as_mut() else {
-                continue;
+        let actors = &mut self.actors;
+        self.restarts_connecting.retain(|id| {
+            // Gone (terminated meanwhile): its attempt goes with it.
+            let Some(r) = actors.get_mut(id).and_then(|a| a.restarts.as_mut()) else {
+                return false;
             };
             let Some((worker, attempt)) = &r.connecting else {
-                continue;
+                return false;
             };
             let reached = match attempt.result.try_recv() {
                 Ok(reached) => reached,
-                Err(mpsc::TryRecvError::Empty) => continue,
+                Err(mpsc::TryRecvError::Empty) => return true,
                 Err(mpsc::TryRecvError::Disconnected) => Err(ConnectError::Io {
                     op: "connect to a standby worker",
                     source: std::io::Error::other("the attempt's thread ended without a result"),
@@ -3465,7 +3475,8 @@ impl CoreWorker {
             };
             ended.push((*id, *worker, reached, r.count));
             r.connecting = None;
-        }
+            false
+        });
         for (actor_id, worker, reached, count) in ended {
             match self.adopt(worker, reached) {
                 Ok(()) => self.run_restart(actor_id, worker),
