@@ -1285,10 +1285,11 @@ fn a_stopped_store_holds_up_no_caller_while_a_request_waits_for_its_argument() {
 /// then calls an actor whose worker has no store. The owner deleted the
 /// object on its own thread at its next call: that call waited out the
 /// store's reply timeout (30 s), and every later one a reconnect's
-/// handshake (5 s), though none of them used the store. The owner's
-/// deletes now go to the store on a thread of their own: the calls go on
-/// at their pace, and the delete is done once the store answers again
-/// (nothing is left behind).
+/// handshake (5 s), though none of them used the store; dropping the
+/// owner waited out the reply timeout too. The owner's deletes now go to
+/// the store on a thread of their own: the calls go on at their pace, the
+/// drop takes at most a second, and the delete is done once the store
+/// answers again (nothing is left behind).
 #[test]
 fn a_stopped_store_holds_up_no_call_of_its_owner_that_does_not_use_it() {
     const TEST: &str = "a_stopped_store_holds_up_no_call_of_its_owner_that_does_not_use_it";
@@ -1319,13 +1320,22 @@ fn a_stopped_store_holds_up_no_call_of_its_owner_that_does_not_use_it() {
         assert_eq!(as_i64(&v[0]), i);
     }
     let took = start.elapsed();
+    // The owner goes away with the store still stopped: its drop waits
+    // at most 1 s for the deletes (it waited out the reply timeout, 30 s).
+    let start = Instant::now();
+    drop(driver);
+    let dropped = start.elapsed();
     worker_support::continue_process(store_pid);
     assert!(
         took < Duration::from_secs(2),
         "20 calls that use no store took {took:?} while the owner's store was stopped"
     );
+    assert!(
+        dropped < Duration::from_secs(3),
+        "dropping the owner took {dropped:?} while its store was stopped"
+    );
+    // Nothing lost: the delete is done once the store answers again.
     wait_deleted(&observer, id);
-    drop(driver);
     worker.wait_success();
     drop(store);
 }

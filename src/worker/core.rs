@@ -404,6 +404,10 @@ impl CoreWorkerOptions {
 /// that found an earlier attempt's object still being written).
 const STORE_RETURN_FETCH: Duration = Duration::from_secs(1);
 
+/// How long dropping a [`CoreWorker`] waits for the store deletes and
+/// unpins still queued (its store objects' deletes among them).
+const RELEASES_AT_DROP: Duration = Duration::from_secs(1);
+
 /// Bytes of a request besides its inline arguments that a connection's
 /// frames must have room for (the spec's ids, descriptor, options; 64 KiB
 /// is far more than they take): with `max_direct_call_object_size` the
@@ -4224,26 +4228,27 @@ impl Drop for CoreWorker {
                 c.flush_pending();
             }
         }
-        // Deletes and unpins queued before go first (bounded: a store that
-        // does not answer leaves them to their thread).
-        self.releases.finish(Duration::from_secs(1));
-        let Some(store) = self.store.take() else {
-            return;
-        };
-        let ids: Vec<ObjectId> = self
-            .refs
-            .iter()
-            .filter(|(id, st)| {
-                st.in_store || matches!(self.objects.get(id), Some(Ok(Stored::Store(_))))
-            })
-            .map(|(id, _)| *id)
-            .collect();
-        self.objects.clear();
-        if !ids.is_empty() {
-            if let Err(e) = store.delete(&ids) {
-                tracing::debug!(error = %e, "deleting the owner's store objects failed");
+        if let Some(store) = self.store.take() {
+            let ids: Vec<ObjectId> = self
+                .refs
+                .iter()
+                .filter(|(id, st)| {
+                    st.in_store || matches!(self.objects.get(id), Some(Ok(Stored::Store(_))))
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            // The owner's references go before the deletes.
+            self.objects.clear();
+            for id in ids {
+                self.releases
+                    .send(&store, super::releases::Release::Delete, id);
             }
         }
+        // After the deletes and unpins queued before, on their thread,
+        // waited for at most `RELEASES_AT_DROP`: a store that does not
+        // answer (stopped) held the drop for its reply timeout (30 s); it
+        // now leaves them to their thread, which ends with the process.
+        self.releases.finish(RELEASES_AT_DROP);
     }
 }
 
