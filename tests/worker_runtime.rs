@@ -914,6 +914,79 @@ fn a_restart_onto_a_stopped_standby_holds_up_no_other_call() {
     standby.wait_success();
 }
 
+/// Input (the attack on `2af27d5`): two actors whose workers are
+/// SIGKILLed together restart onto the same standby workers `[s, s2]`,
+/// each with calls queued and unlimited retries. Each restart made its own
+/// connection to `s`; the worker, keeping a caller's newest connection,
+/// closed the one the caller kept, and one actor's calls failed ("does not
+/// live on worker s") or both actors died. Restarts now share one
+/// connection attempt per standby: one actor comes back on `s`, the other,
+/// refused there (a worker hosts one actor), on `s2`; every call runs once.
+#[test]
+fn two_actors_restarting_onto_the_same_standbys_both_come_back() {
+    maybe_run_worker();
+    let s = TestSession::new("restart-shared");
+    let name = "two_actors_restarting_onto_the_same_standbys_both_come_back";
+    let mut first = s.spawn_worker(name, 1);
+    let mut second = s.spawn_worker(name, 1);
+    let standby = s.spawn_worker(name, 1);
+    let standby2 = s.spawn_worker(name, 1);
+    let mut driver = s.driver();
+    let options = ActorOptions {
+        max_task_retries: -1,
+        max_restarts: 2,
+        restart_workers: vec![standby.id, standby2.id],
+        ..ActorOptions::default()
+    };
+    let actors: Vec<ActorHandle> = [first.id, second.id]
+        .into_iter()
+        .map(|w| {
+            driver
+                .create_actor_with(w, MODULE, "Counter", vec![], options.clone())
+                .unwrap()
+        })
+        .collect();
+    for a in &actors {
+        let r = driver
+            .submit_actor_task(a, "add", vec![i64_arg(0)])
+            .unwrap();
+        assert_eq!(get_i64(&mut driver, &r), 0);
+    }
+    first.kill();
+    second.kill();
+    let calls: Vec<Vec<ObjectRef>> = actors
+        .iter()
+        .map(|a| {
+            (0..20)
+                .map(|_| {
+                    driver
+                        .submit_actor_task(a, "add", vec![i64_arg(1)])
+                        .unwrap()
+                })
+                .collect()
+        })
+        .collect();
+    for refs in &calls {
+        let values: Vec<i64> = refs.iter().map(|r| get_i64(&mut driver, r)).collect();
+        assert_eq!(
+            values,
+            (1..=20).collect::<Vec<i64>>(),
+            "each call once, in order"
+        );
+    }
+    let mut restarts: Vec<u64> = actors.iter().map(|a| driver.actor_restarts(a)).collect();
+    restarts.sort_unstable();
+    assert_eq!(
+        restarts,
+        [1, 2],
+        "one on the first standby, one refused there"
+    );
+    assert_eq!(driver.num_pending_tasks(), 0, "nothing left pending");
+    drop(driver);
+    standby.wait_success();
+    standby2.wait_success();
+}
+
 /// Input (the attack on `82d7ce8`, low): an actor restarted onto a standby
 /// worker that refuses the connection (here its rings are too small for a
 /// call at the inline limit) was reported "died" with the refusal's reason

@@ -615,9 +615,11 @@ struct Restarts {
     /// The return object of the creation task of a restart in progress.
     pending: Option<ObjectId>,
     /// The standby worker a restart is connecting to (its handshake on a
-    /// thread of its own, [`CoreWorker::start_attempt`]): a stopped or
-    /// silent standby holds no call of the caller's for its handshake.
-    connecting: Option<(WorkerId, Attempt)>,
+    /// thread of its own, [`CoreWorker::start_attempt`], one per worker
+    /// for all the restarts that wait for it: `CoreWorker::restart_attempts`):
+    /// a stopped or silent standby holds no call of the caller's for its
+    /// handshake. Meanwhile the actor lives on no worker (`actors_on`).
+    connecting: Option<WorkerId>,
     /// Why the last restart failed (its standby worker could not be
     /// reached, or the creation task failed there), until one succeeds:
     /// named by the [`TaskError::ActorDied`] of tasks that fail for want of
@@ -865,6 +867,12 @@ pub struct CoreWorker {
     /// Actors whose restart is connecting to a standby
     /// ([`Restarts::connecting`]): `drive` looks at no actor while empty.
     restarts_connecting: Vec<ActorId>,
+    /// The connection attempts restarts wait for, one per standby worker:
+    /// two actors restarting onto one standby at once made two, and the
+    /// worker, keeping a caller's newest connection, closed the one the
+    /// caller kept (the attack on `2af27d5`: one actor's queued calls
+    /// failed, or both actors died).
+    restart_attempts: HashMap<WorkerId, Attempt>,
 }
 
 impl std::fmt::Debug for CoreWorker {
@@ -1453,6 +1461,7 @@ impl CoreWorker {
             store_heal_at: Instant::now(),
             releases: Default::default(),
             restarts_connecting: Vec::new(),
+            restart_attempts: HashMap::new(),
             options,
             connector,
             events: Vec::new(),
@@ -3130,7 +3139,14 @@ impl CoreWorker {
     fn actors_on(&self, worker: WorkerId) -> Vec<ActorId> {
         self.actors
             .iter()
-            .filter(|(_, a)| a.worker == worker)
+            // One whose restart connects to its next standby lives on no
+            // worker: `worker` is where it was (the attack on `2af27d5`: a
+            // restart refused on a standby, the next one connecting, then
+            // the refusing standby's connection settled alive sent the
+            // actor's queued calls to the worker that refused it).
+            .filter(|(_, a)| {
+                a.worker == worker && a.restarts.as_ref().is_none_or(|r| r.connecting.is_none())
+            })
             .map(|(id, _)| *id)
             .collect()
     }
@@ -3416,14 +3432,11 @@ impl CoreWorker {
         // standby in turn (15 s for a `get` of another actor's task
         // with three: the attack on `de26da3`). `drive` collects it
         // (`connect_restarts`).
-        let attempt = self.start_attempt(worker, Duration::MAX);
-        if let Some(r) = self
-            .actors
-            .get_mut(&actor_id)
-            .and_then(|a| a.restarts.as_mut())
-        {
-            r.connecting = Some((worker, attempt));
-            self.restarts_connecting.push(actor_id);
+        r.connecting = Some(worker);
+        self.restarts_connecting.push(actor_id);
+        if !self.restart_attempts.contains_key(&worker) {
+            let attempt = self.start_attempt(worker, Duration::MAX);
+            self.restart_attempts.insert(worker, attempt);
         }
     }
 
@@ -3459,43 +3472,63 @@ impl CoreWorker {
         if self.restarts_connecting.is_empty() {
             return;
         }
-        let mut ended = Vec::new();
-        let actors = &mut self.actors;
-        self.restarts_connecting.retain(|id| {
-            // Gone (terminated meanwhile): its attempt goes with it.
-            let Some(r) = actors.get_mut(id).and_then(|a| a.restarts.as_mut()) else {
-                return false;
-            };
-            let Some((worker, attempt)) = &r.connecting else {
-                return false;
-            };
-            let reached = match attempt.result.try_recv() {
-                Ok(reached) => reached,
+        let mut reached = Vec::new();
+        self.restart_attempts.retain(|worker, attempt| {
+            let r = match attempt.result.try_recv() {
+                Ok(r) => r,
                 Err(mpsc::TryRecvError::Empty) => return true,
                 Err(mpsc::TryRecvError::Disconnected) => Err(ConnectError::Io {
                     op: "connect to a standby worker",
                     source: std::io::Error::other("the attempt's thread ended without a result"),
                 }),
             };
-            ended.push((*id, *worker, reached, r.count));
-            r.connecting = None;
+            reached.push((*worker, r));
             false
         });
-        for (actor_id, worker, reached, count) in ended {
-            match self.adopt(worker, reached) {
-                Ok(()) => self.run_restart(actor_id, worker),
-                Err(e) => {
-                    tracing::warn!(error = %e, %actor_id, %worker, "standby worker unreachable");
-                    if let Some(r) = self
-                        .actors
-                        .get_mut(&actor_id)
-                        .and_then(|a| a.restarts.as_mut())
-                    {
-                        r.failed = Some(format!(
-                            "restart {count} on worker {worker}: {}",
-                            crate::error_chain(&e)
-                        ));
-                    }
+        if reached.is_empty() {
+            return;
+        }
+        // Each ended attempt taken into the mux once, for every restart
+        // that waits for it.
+        let mut outcome: HashMap<WorkerId, Result<(), String>> = HashMap::new();
+        for (worker, r) in reached {
+            let r = self.adopt(worker, r).map_err(|e| {
+                tracing::warn!(error = %e, %worker, "standby worker unreachable");
+                crate::error_chain(&e)
+            });
+            outcome.insert(worker, r);
+        }
+        for actor_id in std::mem::take(&mut self.restarts_connecting) {
+            let Some(r) = self
+                .actors
+                .get_mut(&actor_id)
+                .and_then(|a| a.restarts.as_mut())
+            else {
+                continue;
+            };
+            let Some(worker) = r.connecting else {
+                continue;
+            };
+            match outcome.get(&worker) {
+                // Still connecting (an attempt this round did not end).
+                None if self.restart_attempts.contains_key(&worker) => {
+                    self.restarts_connecting.push(actor_id);
+                }
+                None => {
+                    r.connecting = None;
+                    r.failed = Some(format!(
+                        "restart {} on worker {worker}: its connection attempt was lost",
+                        r.count
+                    ));
+                    self.start_restart(actor_id);
+                }
+                Some(Ok(())) => {
+                    r.connecting = None;
+                    self.run_restart(actor_id, worker);
+                }
+                Some(Err(why)) => {
+                    r.connecting = None;
+                    r.failed = Some(format!("restart {} on worker {worker}: {why}", r.count));
                     self.start_restart(actor_id);
                 }
             }

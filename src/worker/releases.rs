@@ -68,9 +68,14 @@ impl StoreReleases {
             },
             None => job,
         };
-        // No thread: here, now.
+        // No thread: here, now, once.
         let mut healed = None;
-        release(std::slice::from_ref(&job), &mut healed, &mut Instant::now());
+        release(
+            std::slice::from_ref(&job),
+            &mut healed,
+            &mut Instant::now(),
+            &mut Vec::new(),
+        );
     }
 
     fn start(&mut self) {
@@ -110,30 +115,72 @@ impl StoreReleases {
     }
 }
 
-/// The thread: takes what is queued, in batches, until the queue closes.
+/// At most this many deletes wait to be tried again (beyond, the oldest
+/// are given up on: unheld, they stay until the store evicts them).
+const MAX_RETRIED: usize = 1 << 20;
+
+/// The thread: takes what is queued, in batches, until the queue closes;
+/// deletes that failed for want of a store that answers are tried again
+/// every [`RETRY_EVERY`] (a store stopped longer than its reply timeout
+/// left them undone for good: the attack on `2af27d5`), and once more when
+/// the queue closes.
 fn run(jobs: &mpsc::Receiver<Job>) {
     let mut healed: Option<StoreClient> = None;
     let mut heal_at = Instant::now();
     let mut batch = Vec::new();
-    while let Ok(first) = jobs.recv() {
-        batch.push(first);
+    let mut retry: Vec<Job> = Vec::new();
+    loop {
+        let first = if retry.is_empty() {
+            match jobs.recv() {
+                Ok(j) => Some(j),
+                Err(_) => return,
+            }
+        } else {
+            match jobs.recv_timeout(RETRY_EVERY) {
+                Ok(j) => Some(j),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    release(&retry, &mut healed, &mut heal_at, &mut Vec::new());
+                    return;
+                }
+            }
+        };
+        // What failed before goes first, in its order.
+        batch.append(&mut retry);
+        batch.extend(first);
         while batch.len() < BATCH {
             match jobs.try_recv() {
                 Ok(j) => batch.push(j),
                 Err(_) => break,
             }
         }
-        release(&batch, &mut healed, &mut heal_at);
+        release(&batch, &mut healed, &mut heal_at, &mut retry);
+        if retry.len() > MAX_RETRIED {
+            let over = retry.len() - MAX_RETRIED;
+            tracing::warn!(
+                objects = over,
+                "store deletes given up on: too many waiting to be tried again"
+            );
+            retry.drain(..over);
+        }
         batch.clear();
     }
 }
 
+/// How often deletes that failed are tried again.
+const RETRY_EVERY: Duration = Duration::from_secs(1);
+
 /// Does `jobs`, in order: each run of the same kind through the same
-/// client in one request. Failures are logged: the owner has let the
-/// objects go, and nobody waits for the answer (an object not deleted
-/// stays until the store evicts it; a pin not undone goes with its
-/// connection).
-fn release(jobs: &[Job], healed: &mut Option<StoreClient>, heal_at: &mut Instant) {
+/// client in one request. A delete that failed for want of a store that
+/// answers goes to `retry`; other failures are logged: the owner has let
+/// the objects go, and nobody waits for the answer (a pin not undone goes
+/// with its connection).
+fn release(
+    jobs: &[Job],
+    healed: &mut Option<StoreClient>,
+    heal_at: &mut Instant,
+    retry: &mut Vec<Job>,
+) {
     let mut ids = Vec::new();
     let mut rest = jobs;
     while let Some(first) = rest.first() {
@@ -159,8 +206,22 @@ fn release(jobs: &[Job], healed: &mut Option<StoreClient>, heal_at: &mut Instant
                 }
             }
         };
-        if let Err(e) = result {
-            tracing::warn!(error = %e, what = ?first.what, objects = ids.len(), "releasing store objects failed");
+        match result {
+            Ok(()) => {}
+            // Not about an object: the store did not answer, or the
+            // connection broke. Deletes are tried again (through a new
+            // connection once this one is lost).
+            Err(e) if first.what == Release::Delete && e.object_id().is_none() => {
+                tracing::debug!(error = %e, objects = ids.len(), "store deletes failed: tried again");
+                retry.extend(rest[..n].iter().map(|j| Job {
+                    store: j.store.clone(),
+                    what: j.what,
+                    id: j.id,
+                }));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, what = ?first.what, objects = ids.len(), "releasing store objects failed");
+            }
         }
         rest = &rest[n..];
     }
