@@ -638,6 +638,8 @@ pub struct ActorOptions {
     pub max_task_retries: i32,
     /// How many times the actor is restarted after its process died;
     /// `-1` = as long as `restart_workers` lasts (Ray's `max_restarts`).
+    /// A restart counts once its creation task is sent: a standby that
+    /// cannot be reached is skipped without spending one.
     pub max_restarts: i32,
     /// Workers to restart it on, in order, each used once (shmwire has no
     /// raylet to lease a fresh worker from).
@@ -3419,10 +3421,6 @@ impl CoreWorker {
         let Some(worker) = r.standby.pop_front() else {
             return;
         };
-        if r.left > 0 {
-            r.left -= 1;
-        }
-        r.count += 1;
         if self.conns.contains_key(&worker) {
             return self.run_restart(actor_id, worker);
         }
@@ -3446,9 +3444,17 @@ impl CoreWorker {
         let Some(a) = self.actors.get_mut(&actor_id) else {
             return;
         };
-        let Some(r) = a.restarts.as_ref() else {
+        let Some(r) = a.restarts.as_mut() else {
             return;
         };
+        // A restart counts (and is spent) once it runs: a standby that
+        // could not be reached spent one before, so an actor with one
+        // restart and a stopped first standby died unrestarted (the attack
+        // on `2af27d5`; Ray spends none on a restart it could not place).
+        if r.left > 0 {
+            r.left -= 1;
+        }
+        r.count += 1;
         let (spec, count) = (r.spec.clone(), r.count);
         tracing::info!(%actor_id, %worker, restart = count, "restarting the actor");
         a.worker = worker;
@@ -3518,7 +3524,7 @@ impl CoreWorker {
                     r.connecting = None;
                     r.failed = Some(format!(
                         "restart {} on worker {worker}: its connection attempt was lost",
-                        r.count
+                        r.count + 1
                     ));
                     self.start_restart(actor_id);
                 }
@@ -3528,7 +3534,8 @@ impl CoreWorker {
                 }
                 Some(Err(why)) => {
                     r.connecting = None;
-                    r.failed = Some(format!("restart {} on worker {worker}: {why}", r.count));
+                    // Named as the restart it would have been.
+                    r.failed = Some(format!("restart {} on worker {worker}: {why}", r.count + 1));
                     self.start_restart(actor_id);
                 }
             }
@@ -3582,8 +3589,9 @@ impl CoreWorker {
         }
     }
 
-    /// How many times `actor` was restarted (its incarnation; 0 for an
-    /// actor not created here).
+    /// How many times `actor` was restarted (its incarnation: restarts
+    /// whose creation task was sent, standbys that could not be reached
+    /// not counted; 0 for an actor not created here).
     pub fn actor_restarts(&self, actor: &ActorHandle) -> u64 {
         self.actors
             .get(&actor.actor_id)
