@@ -990,6 +990,97 @@ fn two_actors_restarting_onto_the_same_standbys_both_come_back() {
     standby2.wait_success();
 }
 
+/// Input (the attack on `eab0d40`): actors A0 (standbys `[s0]`) and A1
+/// (`[s1, s0]`) lose their workers while both standbys are stopped; the
+/// standbys go on 1.5 s after A0 died. A1's turn on `s0` comes when its
+/// attempt on `s1` times out (5 s), and it joined A0's attempt on `s0`,
+/// started a moment later, which timed out a moment later: A1 died with `s0` answering
+/// (2 runs of 3). A restart that joins an attempt under way and sees it
+/// fail now gets one of its own: A1 comes back on `s0`, every call once.
+#[test]
+fn a_restart_that_joins_a_failing_attempt_gets_its_own() {
+    maybe_run_worker();
+    let s = TestSession::new("restart-join");
+    let name = "a_restart_that_joins_a_failing_attempt_gets_its_own";
+    let mut w0 = s.spawn_worker(name, 1);
+    let mut w1 = s.spawn_worker(name, 1);
+    let s0 = s.spawn_worker(name, 1);
+    let s1 = s.spawn_worker(name, 1);
+    let mut driver = s.driver();
+    let options = |standby: Vec<WorkerId>| ActorOptions {
+        max_task_retries: -1,
+        max_restarts: -1,
+        restart_workers: standby,
+        ..ActorOptions::default()
+    };
+    let a0 = driver
+        .create_actor_with(w0.id, MODULE, "Counter", vec![], options(vec![s0.id]))
+        .unwrap();
+    let a1 = driver
+        .create_actor_with(
+            w1.id,
+            MODULE,
+            "Counter",
+            vec![],
+            options(vec![s1.id, s0.id]),
+        )
+        .unwrap();
+    for a in [&a0, &a1] {
+        let r = driver
+            .submit_actor_task(a, "add", vec![i64_arg(0)])
+            .unwrap();
+        assert_eq!(get_i64(&mut driver, &r), 0);
+    }
+    let signal = |sig: &str, w: &WorkerProcess| {
+        let pid = w.child.as_ref().unwrap().id().to_string();
+        assert!(std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success());
+    };
+    signal("-STOP", &s0);
+    signal("-STOP", &s1);
+    // A1's worker first: its attempt on `s1` starts (and times out) a
+    // little before A0's on `s0`, so that A1 meets A0's still under way.
+    w1.kill();
+    let calls: Vec<ObjectRef> = (0..20)
+        .map(|_| {
+            driver
+                .submit_actor_task(&a1, "add", vec![i64_arg(1)])
+                .unwrap()
+        })
+        .collect();
+    driver.wait(&calls, 1, Duration::from_millis(100)).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    w0.kill();
+    let lost = driver
+        .submit_actor_task(&a0, "add", vec![i64_arg(1)])
+        .unwrap();
+    driver
+        .wait(std::slice::from_ref(&lost), 1, Duration::from_millis(100))
+        .unwrap();
+    // A0's only standby does not answer within its handshake: A0 dies.
+    match driver.get(std::slice::from_ref(&lost), GUARD) {
+        Err(GetError::Task {
+            error: TaskError::ActorDied { .. },
+            ..
+        }) => {}
+        other => panic!("expected ActorDied for A0, got {other:?}"),
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    signal("-CONT", &s0);
+    signal("-CONT", &s1);
+    let values: Vec<i64> = calls.iter().map(|r| get_i64(&mut driver, r)).collect();
+    assert_eq!(
+        values,
+        (1..=20).collect::<Vec<i64>>(),
+        "each call once, in order"
+    );
+    assert_eq!(driver.actor_restarts(&a1), 1);
+    assert_eq!(driver.num_pending_tasks(), 0, "nothing left pending");
+}
+
 /// Input (the attack on `82d7ce8`, low): an actor restarted onto a standby
 /// worker that refuses the connection (here its rings are too small for a
 /// call at the inline limit) was reported "died" with the refusal's reason

@@ -102,6 +102,9 @@ struct Inner {
     access: StoreAccess,
     name: String,
     opts: ClientOptions,
+    /// The service's worker id (a new one at each start): which store
+    /// this client talks to.
+    service: crate::ids::WorkerId,
 }
 
 /// A connection to a store service. Cheap to clone (clones share the
@@ -337,8 +340,10 @@ impl StoreClient {
             }
             _ => None,
         };
+        let service = crate::transport::Connection::peer_worker_id(&conn.conn);
         Ok(Self {
             inner: Arc::new(Inner {
+                service,
                 conn: Mutex::new(conn),
                 pending: Mutex::new(Vec::new()),
                 arena,
@@ -395,6 +400,13 @@ impl StoreClient {
     /// Whether `other` is a clone of this client (shares its connection).
     pub(crate) fn same_connection(&self, other: &StoreClient) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// Whether `other` talks to the same run of the same service (a
+    /// service started again under the name is another store: what the
+    /// first held went with it).
+    pub(crate) fn same_service(&self, other: &StoreClient) -> bool {
+        self.inner.service == other.inner.service
     }
 
     /// A new connection to the same store, with the same options, as

@@ -619,7 +619,11 @@ struct Restarts {
     /// for all the restarts that wait for it: `CoreWorker::restart_attempts`):
     /// a stopped or silent standby holds no call of the caller's for its
     /// handshake. Meanwhile the actor lives on no worker (`actors_on`).
-    connecting: Option<WorkerId>,
+    /// The instant is when that attempt started as far as this restart is
+    /// concerned: one that joined an attempt already under way and saw it
+    /// fail gets an attempt of its own (it had only what was left of the
+    /// other's handshake: the attack on `eab0d40`).
+    connecting: Option<(WorkerId, Instant)>,
     /// Why the last restart failed (its standby worker could not be
     /// reached, or the creation task failed there), until one succeeds:
     /// named by the [`TaskError::ActorDied`] of tasks that fail for want of
@@ -874,7 +878,7 @@ pub struct CoreWorker {
     /// worker, keeping a caller's newest connection, closed the one the
     /// caller kept (the attack on `2af27d5`: one actor's queued calls
     /// failed, or both actors died).
-    restart_attempts: HashMap<WorkerId, Attempt>,
+    restart_attempts: HashMap<WorkerId, (Attempt, Instant)>,
 }
 
 impl std::fmt::Debug for CoreWorker {
@@ -3430,12 +3434,30 @@ impl CoreWorker {
         // standby in turn (15 s for a `get` of another actor's task
         // with three: the attack on `de26da3`). `drive` collects it
         // (`connect_restarts`).
-        r.connecting = Some(worker);
         self.restarts_connecting.push(actor_id);
-        if !self.restart_attempts.contains_key(&worker) {
-            let attempt = self.start_attempt(worker, Duration::MAX);
-            self.restart_attempts.insert(worker, attempt);
+        // Joined now: an attempt under way started earlier (one started
+        // here, later).
+        let joined = Instant::now();
+        self.restart_attempt(worker);
+        if let Some(r) = self
+            .actors
+            .get_mut(&actor_id)
+            .and_then(|a| a.restarts.as_mut())
+        {
+            r.connecting = Some((worker, joined));
         }
+    }
+
+    /// When the restarts' attempt to reach `worker` started, starting one
+    /// if none is under way.
+    fn restart_attempt(&mut self, worker: WorkerId) -> Instant {
+        if let Some((_, started)) = self.restart_attempts.get(&worker) {
+            return *started;
+        }
+        let started = Instant::now();
+        let attempt = self.start_attempt(worker, Duration::MAX);
+        self.restart_attempts.insert(worker, (attempt, started));
+        started
     }
 
     /// Sends the creation task of `actor_id`'s restart to `worker`, which
@@ -3479,7 +3501,7 @@ impl CoreWorker {
             return;
         }
         let mut reached = Vec::new();
-        self.restart_attempts.retain(|worker, attempt| {
+        self.restart_attempts.retain(|worker, (attempt, started)| {
             let r = match attempt.result.try_recv() {
                 Ok(r) => r,
                 Err(mpsc::TryRecvError::Empty) => return true,
@@ -3488,7 +3510,7 @@ impl CoreWorker {
                     source: std::io::Error::other("the attempt's thread ended without a result"),
                 }),
             };
-            reached.push((*worker, r));
+            reached.push((*worker, r, *started));
             false
         });
         if reached.is_empty() {
@@ -3496,13 +3518,13 @@ impl CoreWorker {
         }
         // Each ended attempt taken into the mux once, for every restart
         // that waits for it.
-        let mut outcome: HashMap<WorkerId, Result<(), String>> = HashMap::new();
-        for (worker, r) in reached {
+        let mut outcome: HashMap<WorkerId, (Result<(), String>, Instant)> = HashMap::new();
+        for (worker, r, started) in reached {
             let r = self.adopt(worker, r).map_err(|e| {
                 tracing::warn!(error = %e, %worker, "standby worker unreachable");
                 crate::error_chain(&e)
             });
-            outcome.insert(worker, r);
+            outcome.insert(worker, (r, started));
         }
         for actor_id in std::mem::take(&mut self.restarts_connecting) {
             let Some(r) = self
@@ -3512,7 +3534,7 @@ impl CoreWorker {
             else {
                 continue;
             };
-            let Some(worker) = r.connecting else {
+            let Some((worker, joined)) = r.connecting else {
                 continue;
             };
             match outcome.get(&worker) {
@@ -3528,11 +3550,26 @@ impl CoreWorker {
                     ));
                     self.start_restart(actor_id);
                 }
-                Some(Ok(())) => {
+                Some((Ok(()), _)) => {
                     r.connecting = None;
                     self.run_restart(actor_id, worker);
                 }
-                Some(Err(why)) => {
+                // It joined an attempt another restart had started: it
+                // had only what was left of that handshake. Its own now.
+                Some((Err(_), started)) if *started < joined => {
+                    self.restarts_connecting.push(actor_id);
+                    // (Started in this pass: a second such restart shares
+                    // it whole.)
+                    let started = self.restart_attempt(worker);
+                    if let Some(r) = self
+                        .actors
+                        .get_mut(&actor_id)
+                        .and_then(|a| a.restarts.as_mut())
+                    {
+                        r.connecting = Some((worker, started));
+                    }
+                }
+                Some((Err(why), _)) => {
                     r.connecting = None;
                     // Named as the restart it would have been.
                     r.failed = Some(format!("restart {} on worker {worker}: {why}", r.count + 1));

@@ -201,7 +201,19 @@ fn release(
                 }
                 super::core::heal_store(healed, heal_at);
                 match healed.as_ref() {
-                    Some(s) => s.delete(&ids),
+                    // Only in the store the objects were in: one started
+                    // again under the name holds other processes' objects,
+                    // which may have the same ids (the attack on
+                    // `eab0d40`: retried deletes removed 20 objects another
+                    // client had made in a new node's store).
+                    Some(s) if s.same_service(&first.store) => s.delete(&ids),
+                    Some(_) => {
+                        tracing::debug!(
+                            objects = ids.len(),
+                            "store deletes dropped: their store is gone (another runs now)"
+                        );
+                        Ok(())
+                    }
                     None => Ok(()),
                 }
             }
