@@ -151,6 +151,30 @@ fn node_tick_reports_a_dead_worker_once_and_shutdown_leaves_nothing() {
     assert!(!session.dir().exists());
 }
 
+/// This test binary run again as test `test` with `env` set (a child
+/// role), once it printed `marker`; its stdout is consumed up to there.
+/// Panics (after reaping it) if it exits first.
+fn spawn_role(test: &str, env: (&str, &str), marker: &str) -> std::process::Child {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture"])
+        .env(env.0, env.1)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains(marker) {
+        line.clear();
+        if out.read_line(&mut line).unwrap() == 0 {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{test}: the child exited before it printed {marker}");
+        }
+    }
+    child
+}
+
 /// The role under which this test binary, run again, is a process of the
 /// session in `idle_node_…` (the variable gives `<root>|<session>`).
 const MEMBER_ENV: &str = "SHMWIRE_NODE_SERVICE_MEMBER";
@@ -187,8 +211,6 @@ fn registered_worker(spec: &str) {
 /// the entry removed by the node's round.
 #[test]
 fn a_death_a_callers_lookup_meets_first_is_still_announced() {
-    use std::io::BufRead as _;
-    use std::process::{Command, Stdio};
     if let Ok(spec) = std::env::var(WORKER_ENV) {
         return registered_worker(&spec);
     }
@@ -197,27 +219,12 @@ fn a_death_a_callers_lookup_meets_first_is_still_announced() {
     let session = Session::open_in(&root, "lookup").unwrap();
     let mut node = Node::start(&session, NodeConfig::new(1 << 20)).unwrap();
     let id = WorkerId::from_array([7; 28]);
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "a_death_a_callers_lookup_meets_first_is_still_announced",
-            "--nocapture",
-        ])
-        .env(WORKER_ENV, format!("{}|lookup|{id}", root.display()))
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_role(
+        "a_death_a_callers_lookup_meets_first_is_still_announced",
+        (WORKER_ENV, &format!("{}|lookup|{id}", root.display())),
+        "@@REGISTERED",
+    );
     let pid = child.id();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("@@REGISTERED") {
-        line.clear();
-        if out.read_line(&mut line).unwrap() == 0 {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the worker exited before it registered");
-        }
-    }
     let dir = Directory::for_session(&session).unwrap();
     assert_eq!(dir.lookup_name("doomed").unwrap().worker_id, id);
     assert!(node.tick().died.is_empty(), "seen live");
@@ -260,8 +267,6 @@ fn member(spec: &str) {
 /// would wait for the 30 s round.
 #[test]
 fn an_idle_node_wakes_for_a_death_and_for_a_removed_file() {
-    use std::io::BufRead as _;
-    use std::process::{Command, Stdio};
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::mpsc;
     use std::time::Instant;
@@ -295,27 +300,12 @@ fn an_idle_node_wakes_for_a_death_and_for_a_removed_file() {
             })
         });
         let _stop = StopGuard(&stop);
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "an_idle_node_wakes_for_a_death_and_for_a_removed_file",
-                "--nocapture",
-            ])
-            .env(MEMBER_ENV, format!("{}|idle", root.display()))
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_role(
+            "an_idle_node_wakes_for_a_death_and_for_a_removed_file",
+            (MEMBER_ENV, &format!("{}|idle", root.display())),
+            "@@MEMBER",
+        );
         let pid = child.id();
-        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        while !line.contains("@@MEMBER") {
-            line.clear();
-            if out.read_line(&mut line).unwrap() == 0 {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("the session member exited");
-            }
-        }
         // Let the rounds its arrival caused pass: the node is idle now,
         // its next round due in 30 s.
         std::thread::sleep(Duration::from_millis(600));

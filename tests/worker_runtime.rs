@@ -873,12 +873,8 @@ fn a_restart_onto_a_stopped_standby_holds_up_no_other_call() {
         .submit_actor_task(&a, "add", vec![i64_arg(1)])
         .unwrap();
     assert_eq!(get_i64(&mut driver, &r), 1);
-    let pid = stopped.child.as_ref().unwrap().id().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-STOP", &pid])
-        .status()
-        .unwrap()
-        .success());
+    let pid = stopped.child.as_ref().unwrap().id();
+    worker_support::stop_process(pid);
     first.kill();
     let waiting = driver
         .submit_actor_task(&a, "add", vec![i64_arg(1)])
@@ -1031,16 +1027,9 @@ fn a_restart_that_joins_a_failing_attempt_gets_its_own() {
             .unwrap();
         assert_eq!(get_i64(&mut driver, &r), 0);
     }
-    let signal = |sig: &str, w: &WorkerProcess| {
-        let pid = w.child.as_ref().unwrap().id().to_string();
-        assert!(std::process::Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .unwrap()
-            .success());
-    };
-    signal("-STOP", &s0);
-    signal("-STOP", &s1);
+    let pid = |w: &WorkerProcess| w.child.as_ref().unwrap().id();
+    worker_support::stop_process(pid(&s0));
+    worker_support::stop_process(pid(&s1));
     // A1's worker first: its attempt on `s1` starts (and times out) a
     // little before A0's on `s0`, so that A1 meets A0's still under way.
     w1.kill();
@@ -1069,8 +1058,8 @@ fn a_restart_that_joins_a_failing_attempt_gets_its_own() {
         other => panic!("expected ActorDied for A0, got {other:?}"),
     }
     std::thread::sleep(Duration::from_millis(1500));
-    signal("-CONT", &s0);
-    signal("-CONT", &s1);
+    worker_support::continue_process(pid(&s0));
+    worker_support::continue_process(pid(&s1));
     let values: Vec<i64> = calls.iter().map(|r| get_i64(&mut driver, r)).collect();
     assert_eq!(
         values,

@@ -3434,18 +3434,30 @@ impl CoreWorker {
         // standby in turn (15 s for a `get` of another actor's task
         // with three: the attack on `de26da3`). `drive` collects it
         // (`connect_restarts`).
+        self.wait_for_standby(actor_id, worker, false);
+    }
+
+    /// Makes `actor_id`'s restart wait for the attempt to reach `worker`,
+    /// starting one if none is under way. `fresh`: the restart counts the
+    /// attempt as its own even if it started a moment ago (one started in
+    /// this pass of `connect_restarts`); else it joined now, and an
+    /// attempt already under way started before.
+    fn wait_for_standby(&mut self, actor_id: ActorId, worker: WorkerId, fresh: bool) {
         self.restarts_connecting.push(actor_id);
-        // Joined now: an attempt under way started earlier (one started
-        // here, later).
-        let joined = Instant::now();
-        self.restart_attempt(worker);
-        if let Some(r) = self
-            .actors
-            .get_mut(&actor_id)
-            .and_then(|a| a.restarts.as_mut())
-        {
+        let now = Instant::now();
+        let started = self.restart_attempt(worker);
+        let joined = if fresh { started } else { now };
+        if let Some(r) = self.restarts_mut(actor_id) {
             r.connecting = Some((worker, joined));
         }
+    }
+
+    /// The restart state of `actor_id` (an actor created here with
+    /// `max_restarts`).
+    fn restarts_mut(&mut self, actor_id: ActorId) -> Option<&mut Restarts> {
+        self.actors
+            .get_mut(&actor_id)
+            .and_then(|a| a.restarts.as_mut())
     }
 
     /// When the restarts' attempt to reach `worker` started, starting one
@@ -3483,11 +3495,7 @@ impl CoreWorker {
         // The creation request's length was checked when the actor was
         // created.
         let object_id = self.push_to_worker(worker, new_request(worker, spec), 0, Vec::new());
-        if let Some(r) = self
-            .actors
-            .get_mut(&actor_id)
-            .and_then(|a| a.restarts.as_mut())
-        {
+        if let Some(r) = self.restarts_mut(actor_id) {
             r.pending = Some(object_id);
         }
     }
@@ -3527,6 +3535,7 @@ impl CoreWorker {
             outcome.insert(worker, (r, started));
         }
         for actor_id in std::mem::take(&mut self.restarts_connecting) {
+            // (Field by field: `restart_attempts` is read below.)
             let Some(r) = self
                 .actors
                 .get_mut(&actor_id)
@@ -3557,17 +3566,7 @@ impl CoreWorker {
                 // It joined an attempt another restart had started: it
                 // had only what was left of that handshake. Its own now.
                 Some((Err(_), started)) if *started < joined => {
-                    self.restarts_connecting.push(actor_id);
-                    // (Started in this pass: a second such restart shares
-                    // it whole.)
-                    let started = self.restart_attempt(worker);
-                    if let Some(r) = self
-                        .actors
-                        .get_mut(&actor_id)
-                        .and_then(|a| a.restarts.as_mut())
-                    {
-                        r.connecting = Some((worker, started));
-                    }
+                    self.wait_for_standby(actor_id, worker, true);
                 }
                 Some((Err(why), _)) => {
                     r.connecting = None;
