@@ -1359,3 +1359,152 @@ fn a_stopped_store_holds_up_no_call_of_its_owner_that_does_not_use_it() {
     worker.wait_success();
     drop(store);
 }
+
+/// Input (the attack on `2af27d5`): an owner puts objects, passes some by
+/// reference to a task of a worker that uses the store, then drops every
+/// reference while the store is stopped for longer than the owner's reply
+/// timeout, and puts one more object meanwhile (which connects to the
+/// store again once it answers). The first request to time out is served
+/// when the store goes on, but it leaves the connection broken: every
+/// delete queued behind it found it so, could not connect anew while the
+/// store was stopped, and was given up — never sent. The objects stayed in
+/// the store until evicted (200 of 200 after a 40 s stop with the default
+/// 30 s timeout). Now they are tried again until the store
+/// answers.
+#[test]
+fn deletes_a_stopped_store_did_not_answer_are_done_once_it_answers() {
+    const TEST: &str = "deletes_a_stopped_store_did_not_answer_are_done_once_it_answers";
+    const N: usize = 20;
+    maybe_run_worker();
+    let s = TestSession::new("odelete");
+    let store = s.spawn_store(TEST, 64 * MIB as u64);
+    let store_pid = store.0.as_ref().unwrap().id();
+    let worker = s.spawn_worker_env(TEST, 1, &[(ENV_STORE, DEFAULT_STORE_NAME)]);
+    let client = StoreClient::connect_with(
+        &s.session,
+        DEFAULT_STORE_NAME,
+        shmwire::store::ClientOptions {
+            reply_timeout: Duration::from_millis(500),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut driver = CoreWorker::new(
+        &s.session,
+        CoreWorkerOptions::new(s.node).with_store(client),
+    )
+    .unwrap();
+    let actor = driver
+        .create_actor(worker.id, MODULE, "Blob", vec![], 0)
+        .unwrap();
+    let observer = StoreClient::connect(&s.session, DEFAULT_STORE_NAME).unwrap();
+    let refs: Vec<ObjectRef> = (0..N)
+        .map(|i| driver.put(&pattern(100 + i as u64, 200_000)).unwrap())
+        .collect();
+    let ids: Vec<ObjectId> = refs.iter().map(ObjectRef::id).collect();
+    let used: Vec<ObjectRef> = refs
+        .iter()
+        .take(N / 2)
+        .zip(100..)
+        .map(|(r, seed)| transform(&mut driver, &actor, r.as_arg(), seed))
+        .collect();
+    for (v, seed) in driver.get(&used, GUARD).unwrap().iter().zip(100u64..) {
+        assert!(*v == pattern(seed + 1, 2 * MIB), "seed {seed}");
+    }
+    drop(used);
+    for id in &ids {
+        assert!(observer.contains(*id).unwrap());
+    }
+    worker_support::stop_process(store_pid);
+    drop(refs);
+    driver.release_dropped_refs();
+    // Stopped for several reply timeouts; a put meanwhile fails.
+    std::thread::sleep(Duration::from_millis(1500));
+    let put = driver.put(&pattern(1, 200_000));
+    assert!(put.is_err(), "a put with the store stopped: {put:?}");
+    std::thread::sleep(Duration::from_millis(1000));
+    worker_support::continue_process(store_pid);
+    // Nothing lost: the deletes are done once the store answers again,
+    // with the owner alive and using the store.
+    let deadline = Instant::now() + GUARD;
+    loop {
+        let left = ids
+            .iter()
+            .filter(|id| observer.contains(**id).unwrap())
+            .count();
+        if left == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{left} of {N} dropped objects still in the store"
+        );
+        driver.release_dropped_refs();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let again = driver.put(&pattern(2, 200_000)).unwrap();
+    assert!(observer.contains(again.id()).unwrap());
+    drop((again, driver));
+    worker.wait_success();
+    drop(store);
+}
+
+/// Input (the attack on `eab0d40`): deletes wait to be tried again (the
+/// store stopped past the owner's reply timeout), the store is killed and
+/// another started under its name, and another client makes objects there
+/// under the dropped objects' ids. The retried deletes removed them: they
+/// are only for the store the objects were in, and go nowhere once it is
+/// gone.
+#[test]
+fn retried_deletes_spare_a_store_started_again_under_the_name() {
+    const TEST: &str = "retried_deletes_spare_a_store_started_again_under_the_name";
+    const N: usize = 10;
+    maybe_run_worker();
+    let s = TestSession::new("oreplace");
+    let mut first = s.spawn_store(TEST, 16 * MIB as u64);
+    let first_pid = first.0.as_ref().unwrap().id();
+    let client = StoreClient::connect_with(
+        &s.session,
+        DEFAULT_STORE_NAME,
+        shmwire::store::ClientOptions {
+            reply_timeout: Duration::from_millis(300),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut driver = CoreWorker::new(
+        &s.session,
+        CoreWorkerOptions::new(s.node).with_store(client),
+    )
+    .unwrap();
+    let refs: Vec<ObjectRef> = (0..N)
+        .map(|i| driver.put(&pattern(i as u64, 200_000)).unwrap())
+        .collect();
+    let ids: Vec<ObjectId> = refs.iter().map(ObjectRef::id).collect();
+    worker_support::stop_process(first_pid);
+    drop(refs);
+    driver.release_dropped_refs();
+    // The deletes time out, then wait to be tried again.
+    std::thread::sleep(Duration::from_millis(1200));
+    let mut killed = first.0.take().unwrap();
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    let second = StoreService::start(&s.session, StoreConfig::new(16 * MIB as u64)).unwrap();
+    let other = StoreClient::connect(&s.session, DEFAULT_STORE_NAME).unwrap();
+    for id in &ids {
+        other.put(*id, &pattern(7, 1000), &[]).unwrap();
+    }
+    // The owner connects to the new store (its next put) and its retries
+    // run every second: a few of them pass.
+    std::thread::sleep(Duration::from_millis(1500));
+    let again = driver.put(&pattern(8, 200_000)).unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    for id in &ids {
+        assert!(
+            other.contains(*id).unwrap(),
+            "{id}, made in the new store by another client, was deleted by the old store's owner"
+        );
+    }
+    drop((again, driver, other));
+    second.shutdown().unwrap();
+}
