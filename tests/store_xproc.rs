@@ -2091,6 +2091,95 @@ fn pulls_behind_their_pace_give_their_room_to_a_waiting_pull() {
     assert!(copy.len() == (6 * MIB) as usize && copy.iter().all(|&b| b == 7));
 }
 
+/// A pull whose remote answers slowly gets in beside other pulls back to
+/// back (the tenth attack's `slowrm`, on `34a73e0`): a pull waiting for
+/// room lets the remote's connection go and asks the remote again once the
+/// store tells it of room; its turn then lasted 250 ms (`PULL_QUEUE_TTL`),
+/// so a remote taking 300 ms to answer lost it at every grant to the next
+/// pull asking, and the pull failed at its deadline. Here, in a 16 MiB
+/// store (8 MiB pull capacity) in a child process, three threads pull
+/// 6 MiB objects from a real node back to back (one at a time fits), and a
+/// node that answers each request 300 ms after it came sends a 2 MiB
+/// object: the slow pull comes whole within its 4 s timeout (≈ 0.6 s here;
+/// a turn told of room is kept for `PULL_GRANT_TTL`, 1 s). Without that it
+/// failed at its deadline in 3 of 3 runs, beside 270–380 other pulls.
+#[test]
+fn a_pull_whose_remote_answers_slowly_gets_in_beside_pulls_back_to_back() {
+    const TEST: &str = "a_pull_whose_remote_answers_slowly_gets_in_beside_pulls_back_to_back";
+    if child_role().is_some() {
+        run_service_child();
+        return;
+    }
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    const MIB: u64 = 1 << 20;
+    let env = Env::new("pullslow");
+    let _service = service_child(TEST, &env, "pullslow");
+    let busy = [shared_oid(31, 0), shared_oid(31, 1), shared_oid(31, 2)];
+    let data = contents(31, (6 * MIB) as usize);
+    let (_remote, _remote_store, server) = pull_node(
+        "pullslow-remote",
+        32 << 20,
+        &[(busy[0], &data), (busy[1], &data), (busy[2], &data)],
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = busy
+        .iter()
+        .map(|&id| {
+            let (c, addr) = (connect(&env.session), server.addr());
+            let (stop, pulled) = (stop.clone(), pulled.clone());
+            std::thread::spawn(move || {
+                let end = Instant::now() + GUARD;
+                while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+                    drop(c.pull(id, addr, Duration::from_secs(10)).unwrap());
+                    c.delete(&[id]).unwrap();
+                    pulled.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    // The two pulls run back to back before the slow one starts.
+    let deadline = Instant::now() + GUARD;
+    while pulled.load(Ordering::Relaxed) < 4 {
+        assert!(Instant::now() < deadline, "the busy pulls do not run");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let slow = vec![answering_node(
+        2 * MIB,
+        Duration::from_millis(300),
+        (2 * MIB) as usize,
+        (0, Duration::from_millis(10)),
+        stop.clone(),
+    )];
+    let before = pulled.load(Ordering::Relaxed);
+    let slow_pull = pull_from_each(&env, &slow, 32, Duration::from_secs(4));
+    let (slow_result, took) = slow_pull.into_iter().next().unwrap().join().unwrap();
+    let beside = pulled.load(Ordering::Relaxed) - before;
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    for (_, t) in slow {
+        t.join().unwrap();
+    }
+    server.shutdown();
+    assert!(
+        slow_result.is_ok(),
+        "the slow remote's pull ended {slow_result:?} after {took:?}, beside {beside} other pulls"
+    );
+    assert!(
+        beside >= 2,
+        "only {beside} other pulls ran beside the slow one"
+    );
+    let copy = connect(&env.session)
+        .get(&[shared_oid(32, 0)], Duration::ZERO)
+        .unwrap()
+        .remove(0)
+        .expect("the slow pull's copy");
+    assert!(copy.len() == (2 * MIB) as usize && copy.iter().all(|&b| b == 7));
+}
+
 /// A remote node that declares a size and sends nothing holds no room in
 /// the pulling store (the attack on `964b4bb`: one such node declaring
 /// 60 MiB evicted every cached object of a 64 MiB store and failed a

@@ -499,14 +499,27 @@ struct QueuedPull {
     need: u64,
     /// When its puller last asked (a create or a `pull_room`).
     seen: Instant,
+    /// Its puller's last `pull_room` found room: it is asking its remote
+    /// again, and keeps its turn for [`PULL_GRANT_TTL`] without asking.
+    granted: bool,
 }
 
 /// How long a queued pull keeps its turn after its puller last asked
-/// ([`ObjectTable::create_for_pull`]): a puller waiting for room asks at
-/// least every 50 ms, and once it has room it asks the remote again, which
-/// an answering remote does in milliseconds; a puller gone (or a remote
-/// slower than this) loses its turn, and queues again at the back.
+/// ([`ObjectTable::create_for_pull`]) while it waits for room: a puller
+/// waiting for room asks at least every 50 ms; one gone loses its turn,
+/// and queues again at the back.
 pub const PULL_QUEUE_TTL: Duration = Duration::from_millis(250);
+
+/// How long a queued pull keeps its turn, and the room it was told of,
+/// after [`ObjectTable::pull_room`] found room for it: its puller then asks
+/// the remote again (a connection, the request, the header and the first
+/// 64 KiB) before it creates, and asks the store nothing meanwhile. Before,
+/// such a pull had [`PULL_QUEUE_TTL`] for it, and one whose remote took
+/// longer than that to answer (300 ms) lost its turn at every grant and,
+/// beside other pulls back to back, never got in. A remote that answers
+/// later still, or never, holds the room reserved for at most this long
+/// per turn, then its pull queues again at the back.
+pub const PULL_GRANT_TTL: Duration = Duration::from_secs(1);
 
 /// Most pulls queued at once ([`ObjectTable::create_for_pull`]): beyond
 /// it, a refused pull is not queued (it is let in when it fits and no
@@ -604,7 +617,13 @@ impl ObjectTable {
             return true;
         }
         let room = self.pull_admits(id, footprint(data_size), now);
-        if !room {
+        if room {
+            // Its turn is kept while its puller asks the remote again.
+            if let Some(q) = self.pull_queue.iter_mut().find(|q| q.id == id) {
+                q.seen = now;
+                q.granted = true;
+            }
+        } else {
             self.queue_pull(id, footprint(data_size), now);
         }
         room
@@ -648,20 +667,29 @@ impl ObjectTable {
         if let Some(q) = self.pull_queue.iter_mut().find(|q| q.id == id) {
             q.seen = now;
             q.need = need;
+            q.granted = false;
         } else if self.pull_queue.len() < MAX_QUEUED_PULLS {
             self.pull_queue.push_back(QueuedPull {
                 id,
                 need,
                 seen: now,
+                granted: false,
             });
         }
     }
 
     /// Drops the queued pulls whose pullers did not ask for
-    /// [`PULL_QUEUE_TTL`].
+    /// [`PULL_QUEUE_TTL`] ([`PULL_GRANT_TTL`] after they were told of
+    /// room).
     fn expire_queued_pulls(&mut self, now: Instant) {
-        self.pull_queue
-            .retain(|q| now.saturating_duration_since(q.seen) < PULL_QUEUE_TTL);
+        self.pull_queue.retain(|q| {
+            let ttl = if q.granted {
+                PULL_GRANT_TTL
+            } else {
+                PULL_QUEUE_TTL
+            };
+            now.saturating_duration_since(q.seen) < ttl
+        });
     }
 
     /// Sets the metadata capacity: the bytes of metadata, plus
@@ -1049,7 +1077,9 @@ impl ObjectTable {
     ///
     /// - a pull refused room is queued (at most [`MAX_QUEUED_PULLS`]), and
     ///   keeps its turn while its puller asks again within
-    ///   [`PULL_QUEUE_TTL`] (a create, or [`ObjectTable::pull_room`]);
+    ///   [`PULL_QUEUE_TTL`] (a create, or [`ObjectTable::pull_room`]), or
+    ///   within [`PULL_GRANT_TTL`] once `pull_room` found it room (its
+    ///   puller is asking the remote again);
     /// - a pull is let in when it fits beside the pulls in progress *and*
     ///   the room of every queued pull ahead of it, so that pulls asking
     ///   later cannot take the room a queued one waits for;
@@ -2077,6 +2107,67 @@ pub(super) mod tests {
         t.create_for_pull(2, oid(7), 20 * UNIT, Vec::new(), gone)
             .unwrap();
         assert_eq!(t.pull_queue.len(), 1);
+    }
+
+    /// A queued pull told of room keeps its turn, and the room, while its
+    /// puller asks the remote again — up to `PULL_GRANT_TTL`, not only
+    /// `PULL_QUEUE_TTL` (before, a remote slower than 250 ms to answer
+    /// lost its pull's turn at every grant: the tenth attack's `slowrm`) —
+    /// and loses it after; refused again, it waits as before.
+    #[test]
+    fn a_pull_told_of_room_keeps_its_turn_while_its_remote_answers() {
+        let mut t = ObjectTable::new(64 * UNIT)
+            .unwrap()
+            .with_pull_capacity(8 * UNIT)
+            .unwrap();
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let ms = |d: Duration| d.as_millis() as u64;
+        let full =
+            |r: Result<ObjectView, StoreError>| matches!(r, Err(StoreError::PullsFull { .. }));
+        t.create_for_pull(1, oid(1), 6 * UNIT, Vec::new(), at(0))
+            .unwrap();
+        assert!(!t.pull_room(oid(2), 4 * UNIT, at(0)));
+        t.abort(1, oid(1)).unwrap();
+        // Told of room at 0 ms; another pull asks meanwhile, and waits.
+        assert!(t.pull_room(oid(2), 4 * UNIT, at(0)));
+        assert!(full(t.create_for_pull(
+            3,
+            oid(3),
+            6 * UNIT,
+            Vec::new(),
+            at(1)
+        )));
+        let later = ms(PULL_QUEUE_TTL) + 50;
+        assert!(full(t.create_for_pull(
+            3,
+            oid(3),
+            6 * UNIT,
+            Vec::new(),
+            at(later)
+        )));
+        // Past the queue's TTL, the pull told of room still comes first.
+        t.create_for_pull(2, oid(2), 4 * UNIT, Vec::new(), at(later + 50))
+            .unwrap();
+        t.abort(2, oid(2)).unwrap();
+        // Told of room, and silent past the grant's TTL: its turn is gone.
+        let told = later + 60;
+        assert!(t.pull_room(oid(3), 6 * UNIT, at(told)));
+        assert!(!t.pull_room(oid(5), 4 * UNIT, at(told + 10)));
+        assert!(!t.pull_room(oid(5), 4 * UNIT, at(told + ms(PULL_QUEUE_TTL) + 50)));
+        assert!(t.pull_room(oid(5), 4 * UNIT, at(told + ms(PULL_GRANT_TTL) + 10)));
+        assert!(t.pull_queue.iter().all(|q| q.id != oid(3)));
+        // Refused again, it waits for room as before.
+        t.create_for_pull(
+            5,
+            oid(5),
+            4 * UNIT,
+            Vec::new(),
+            at(told + ms(PULL_GRANT_TTL) + 20),
+        )
+        .unwrap();
+        assert!(!t.pull_room(oid(3), 6 * UNIT, at(told + ms(PULL_GRANT_TTL) + 30)));
+        assert!(t.pull_queue.iter().any(|q| q.id == oid(3) && !q.granted));
     }
 
     /// Fault A: the snapshot's largest objects are the `max` largest,

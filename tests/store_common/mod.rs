@@ -429,6 +429,18 @@ pub fn held_by_one(c: &StoreClient, id: ObjectId) -> bool {
 pub fn pacing_node(
     declared: u64,
     sent: usize,
+    pace: (usize, Duration),
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (std::net::SocketAddr, std::thread::JoinHandle<usize>) {
+    answering_node(declared, Duration::ZERO, sent, pace, stop)
+}
+
+/// [`pacing_node`], answering each request only `answer_after` it came (a
+/// remote far away, or busy).
+pub fn answering_node(
+    declared: u64,
+    answer_after: Duration,
+    sent: usize,
     (chunk, tick): (usize, Duration),
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> (std::net::SocketAddr, std::thread::JoinHandle<usize>) {
@@ -454,6 +466,7 @@ pub fn pacing_node(
                 if s.read_exact(&mut req).is_err() {
                     return;
                 }
+                std::thread::sleep(answer_after);
                 let mut head = [0u8; 32];
                 head[0..4].copy_from_slice(b"SWPA");
                 head[4..8].copy_from_slice(&1u32.to_le_bytes());
