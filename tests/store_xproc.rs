@@ -2180,6 +2180,77 @@ fn a_pull_whose_remote_answers_slowly_gets_in_beside_pulls_back_to_back() {
     assert!(copy.len() == (2 * MIB) as usize && copy.iter().all(|&b| b == 7));
 }
 
+/// Remote nodes that use every turn they are given hold up honest pulls
+/// no longer than a turn each (the attack on `5cc8520`): each hostile pull
+/// is told 6 MiB and gets the first 68 KiB, queues for room, and when told
+/// of room asks its remote again, which answers a bad header at once — the
+/// pull fails, its caller starts the next. A first fix for slow remotes
+/// kept a pull told of room its room for 1 s, and three such callers made
+/// most honest pulls fail `PullsFull` at their 2 s deadlines; now the room
+/// is kept `PULL_QUEUE_TTL` (250 ms), the place `PULL_GRANT_TTL`. Here, in
+/// a 16 MiB store (8 MiB pull capacity) in a child process, three threads
+/// pull from such a node back to back while five honest 4 MiB pulls from a
+/// real node, each with a 2 s timeout, must all come whole (≈ 0.8–1.1 s
+/// each here; with the room kept 1 s, 2 of 5 failed in each of 3 runs).
+#[test]
+fn remotes_that_use_every_turn_hold_honest_pulls_up_a_turn_each() {
+    const TEST: &str = "remotes_that_use_every_turn_hold_honest_pulls_up_a_turn_each";
+    if child_role().is_some() {
+        run_service_child();
+        return;
+    }
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    use std::sync::Arc;
+    const MIB: u64 = 1 << 20;
+    let env = Env::new("pullturn");
+    let _service = service_child(TEST, &env, "pullturn");
+    let honest: Vec<_> = (0..5).map(|i| shared_oid(33, i)).collect();
+    let data = contents(33, (4 * MIB) as usize);
+    let objects: Vec<_> = honest.iter().map(|id| (*id, &data[..])).collect();
+    let (_remote, _remote_store, server) = pull_node("pullturn-remote", 32 << 20, &objects);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (hostile, node) =
+        turn_taking_node(6 * MIB, shmwire::store::PULL_PREFIX + 4096, stop.clone());
+    let next = Arc::new(AtomicU32::new(0));
+    let attackers: Vec<_> = (0..3)
+        .map(|_| {
+            let c = connect(&env.session);
+            let (stop, next) = (stop.clone(), next.clone());
+            std::thread::spawn(move || {
+                let end = Instant::now() + GUARD;
+                while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+                    let id = shared_oid(34, next.fetch_add(1, Ordering::Relaxed));
+                    let _ = c.pull(id, hostile, Duration::from_secs(2));
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let c = connect(&env.session);
+    let mut outcomes = Vec::new();
+    for id in &honest {
+        let t = Instant::now();
+        let got = c
+            .pull(*id, server.addr(), Duration::from_secs(2))
+            .map(|b| checksum(&b));
+        outcomes.push((got.map_err(|e| e.to_string()), t.elapsed()));
+    }
+    let hostile_pulls = next.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    for t in attackers {
+        t.join().unwrap();
+    }
+    node.join().unwrap();
+    server.shutdown();
+    assert!(
+        outcomes
+            .iter()
+            .all(|(got, _)| got.as_ref().ok() == Some(&checksum(&data))),
+        "honest pulls beside {hostile_pulls} hostile ones: {outcomes:?}"
+    );
+    assert!(hostile_pulls >= 6, "only {hostile_pulls} hostile pulls ran");
+}
+
 /// A remote node that declares a size and sends nothing holds no room in
 /// the pulling store (the attack on `964b4bb`: one such node declaring
 /// 60 MiB evicted every cached object of a 64 MiB store and failed a

@@ -74,15 +74,16 @@ pub enum StoreError {
     /// [`StoreClient::pull`](super::StoreClient::pull) tries again as they
     /// end, and returns this when its deadline comes first.
     #[error(
-        "pulls full: object {id} needs {needed} bytes; pulls in progress hold {pulling} of the \
-         {capacity} bytes that pulls may take at once"
+        "pulls full: object {id} needs {needed} bytes; pulls in progress, and those queued \
+         ahead of it, hold {pulling} of the {capacity} bytes that pulls may take at once"
     )]
     PullsFull {
         /// The object being pulled.
         id: ObjectId,
         /// Bytes it needs (data rounded up to 64).
         needed: u64,
-        /// Bytes the unsealed objects of other pulls take.
+        /// Bytes the unsealed objects of other pulls take, plus the room
+        /// of the pulls queued ahead of this one (waiting for theirs).
         pulling: u64,
         /// The pull capacity in bytes.
         capacity: u64,

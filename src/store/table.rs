@@ -499,26 +499,50 @@ struct QueuedPull {
     need: u64,
     /// When its puller last asked (a create or a `pull_room`).
     seen: Instant,
-    /// Its puller's last `pull_room` found room: it is asking its remote
-    /// again, and keeps its turn for [`PULL_GRANT_TTL`] without asking.
-    granted: bool,
+    /// When its puller's last `pull_room` found room (it is asking its
+    /// remote again): the pull keeps its place, not its room, until
+    /// [`PULL_GRANT_TTL`] after that.
+    granted: Option<Instant>,
+}
+
+impl QueuedPull {
+    /// Whether the pull holds its turn, and counts for the pulls behind
+    /// it, at `now`: its puller asked within [`PULL_QUEUE_TTL`].
+    fn live(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.seen) < PULL_QUEUE_TTL
+    }
+
+    /// Whether it keeps its place in the queue at `now`: live, or told of
+    /// room within [`PULL_GRANT_TTL`].
+    fn kept(&self, now: Instant) -> bool {
+        self.live(now)
+            || self
+                .granted
+                .is_some_and(|g| now.saturating_duration_since(g) < PULL_GRANT_TTL)
+    }
 }
 
 /// How long a queued pull keeps its turn after its puller last asked
-/// ([`ObjectTable::create_for_pull`]) while it waits for room: a puller
-/// waiting for room asks at least every 50 ms; one gone loses its turn,
-/// and queues again at the back.
+/// ([`ObjectTable::create_for_pull`]): a puller waiting for room asks at
+/// least every 50 ms, and once it has room it asks the remote again, which
+/// an answering remote does in milliseconds; a puller gone loses its turn,
+/// and queues again at the back (one told of room keeps its place a while
+/// longer, [`PULL_GRANT_TTL`]).
 pub const PULL_QUEUE_TTL: Duration = Duration::from_millis(250);
 
-/// How long a queued pull keeps its turn, and the room it was told of,
-/// after [`ObjectTable::pull_room`] found room for it: its puller then asks
-/// the remote again (a connection, the request, the header and the first
-/// 64 KiB) before it creates, and asks the store nothing meanwhile. Before,
-/// such a pull had [`PULL_QUEUE_TTL`] for it, and one whose remote took
-/// longer than that to answer (300 ms) lost its turn at every grant and,
-/// beside other pulls back to back, never got in. A remote that answers
-/// later still, or never, holds the room reserved for at most this long
-/// per turn, then its pull queues again at the back.
+/// How long after [`ObjectTable::pull_room`] found room for a queued pull
+/// it keeps its *place* in the queue, though not its room: its puller then
+/// asks the remote again (a connection, the request, the header and the
+/// first 64 KiB) before it creates, and asks the store nothing meanwhile.
+/// Past [`PULL_QUEUE_TTL`] the pull reserves nothing — the pulls behind it
+/// are let in as if it were not there — but if its puller comes back
+/// within this time it is put back in its place, ahead of the pulls that
+/// queued after it. Before, a pull whose remote took longer than 250 ms to
+/// answer lost its place at every grant to the next pull asking and,
+/// beside other pulls back to back, never got in (the tenth attack's
+/// `slowrm`); a first fix kept the room reserved for this long, and
+/// remotes that answered late or not at all then held it for a second a
+/// turn (the attack on `5cc8520`).
 pub const PULL_GRANT_TTL: Duration = Duration::from_secs(1);
 
 /// Most pulls queued at once ([`ObjectTable::create_for_pull`]): beyond
@@ -616,12 +640,12 @@ impl ObjectTable {
         if self.objects.contains_key(&id) {
             return true;
         }
-        let room = self.pull_admits(id, footprint(data_size), now);
+        let room = self.pull_admits(id, footprint(data_size), now).is_ok();
         if room {
-            // Its turn is kept while its puller asks the remote again.
+            // Its place is kept while its puller asks the remote again.
             if let Some(q) = self.pull_queue.iter_mut().find(|q| q.id == id) {
                 q.seen = now;
-                q.granted = true;
+                q.granted = Some(now);
             }
         } else {
             self.queue_pull(id, footprint(data_size), now);
@@ -636,7 +660,8 @@ impl ObjectTable {
     pub fn pull_waiting(&mut self, now: Instant) -> bool {
         self.expire_queued_pulls(now);
         self.pull_queue
-            .front()
+            .iter()
+            .find(|q| q.live(now))
             .is_some_and(|q| !self.pull_fits(q.need))
     }
 
@@ -648,17 +673,25 @@ impl ObjectTable {
 
     /// Whether a pull of `id` (`need` bytes) is let in at `now`: it fits
     /// beside the pulls in progress and the room of every live queued pull
-    /// ahead of it; alone (none in progress, none ahead) whatever its size.
-    fn pull_admits(&mut self, id: ObjectId, need: u64, now: Instant) -> bool {
+    /// ahead of it; alone (none in progress, none live ahead) whatever its
+    /// size. If not, the bytes in its way: those of the pulls in progress
+    /// and of the live queued pulls ahead of it.
+    fn pull_admits(&mut self, id: ObjectId, need: u64, now: Instant) -> Result<(), u64> {
         self.expire_queued_pulls(now);
-        let ahead: u64 = self
+        let ahead = self
             .pull_queue
             .iter()
             .take_while(|q| q.id != id)
-            .fold(0u64, |s, q| s.saturating_add(q.need));
-        let first = self.pull_queue.front().is_none_or(|q| q.id == id);
-        (first && self.pulling == 0)
-            || self.pulling.saturating_add(ahead).saturating_add(need) <= self.pull_capacity
+            .filter(|q| q.live(now));
+        let (n, bytes) = ahead.fold((0usize, 0u64), |(n, s), q| {
+            (n + 1, s.saturating_add(q.need))
+        });
+        let held = self.pulling.saturating_add(bytes);
+        if (n == 0 && self.pulling == 0) || held.saturating_add(need) <= self.pull_capacity {
+            Ok(())
+        } else {
+            Err(held)
+        }
     }
 
     /// Queues pull `id` (`need` bytes) at the back, or keeps its turn if it
@@ -667,29 +700,22 @@ impl ObjectTable {
         if let Some(q) = self.pull_queue.iter_mut().find(|q| q.id == id) {
             q.seen = now;
             q.need = need;
-            q.granted = false;
+            q.granted = None;
         } else if self.pull_queue.len() < MAX_QUEUED_PULLS {
             self.pull_queue.push_back(QueuedPull {
                 id,
                 need,
                 seen: now,
-                granted: false,
+                granted: None,
             });
         }
     }
 
     /// Drops the queued pulls whose pullers did not ask for
-    /// [`PULL_QUEUE_TTL`] ([`PULL_GRANT_TTL`] after they were told of
-    /// room).
+    /// [`PULL_QUEUE_TTL`], but those told of room within
+    /// [`PULL_GRANT_TTL`] (kept in place, not counted: `QueuedPull::live`).
     fn expire_queued_pulls(&mut self, now: Instant) {
-        self.pull_queue.retain(|q| {
-            let ttl = if q.granted {
-                PULL_GRANT_TTL
-            } else {
-                PULL_QUEUE_TTL
-            };
-            now.saturating_duration_since(q.seen) < ttl
-        });
+        self.pull_queue.retain(|q| q.kept(now));
     }
 
     /// Sets the metadata capacity: the bytes of metadata, plus
@@ -1077,9 +1103,9 @@ impl ObjectTable {
     ///
     /// - a pull refused room is queued (at most [`MAX_QUEUED_PULLS`]), and
     ///   keeps its turn while its puller asks again within
-    ///   [`PULL_QUEUE_TTL`] (a create, or [`ObjectTable::pull_room`]), or
-    ///   within [`PULL_GRANT_TTL`] once `pull_room` found it room (its
-    ///   puller is asking the remote again);
+    ///   [`PULL_QUEUE_TTL`] (a create, or [`ObjectTable::pull_room`]); once
+    ///   `pull_room` found it room (its puller is asking the remote again)
+    ///   it keeps its place, not its room, until [`PULL_GRANT_TTL`];
     /// - a pull is let in when it fits beside the pulls in progress *and*
     ///   the room of every queued pull ahead of it, so that pulls asking
     ///   later cannot take the room a queued one waits for;
@@ -1108,12 +1134,12 @@ impl ObjectTable {
             self.pull_queue.retain(|q| q.id != id);
             return self.create(client, id, data_size, metadata);
         }
-        if !self.pull_admits(id, need, now) {
+        if let Err(held) = self.pull_admits(id, need, now) {
             self.queue_pull(id, need, now);
             return Err(StoreError::PullsFull {
                 id,
                 needed: need,
-                pulling: self.pulling,
+                pulling: held,
                 capacity: self.pull_capacity,
             });
         }
@@ -2109,65 +2135,86 @@ pub(super) mod tests {
         assert_eq!(t.pull_queue.len(), 1);
     }
 
-    /// A queued pull told of room keeps its turn, and the room, while its
-    /// puller asks the remote again — up to `PULL_GRANT_TTL`, not only
-    /// `PULL_QUEUE_TTL` (before, a remote slower than 250 ms to answer
-    /// lost its pull's turn at every grant: the tenth attack's `slowrm`) —
-    /// and loses it after; refused again, it waits as before.
+    /// A queued pull told of room keeps its place while its puller asks
+    /// the remote again, up to `PULL_GRANT_TTL` — but its room only for
+    /// `PULL_QUEUE_TTL`: past that the pulls behind it are let in as if it
+    /// were not there, and when it comes back it is put back ahead of those
+    /// that queued after it. Before, a remote slower than 250 ms to answer
+    /// lost its pull's place at every grant (the tenth attack's `slowrm`);
+    /// a first fix kept the room reserved for `PULL_GRANT_TTL`, which
+    /// remotes answering late or never used to hold it (the attack on
+    /// `5cc8520`).
     #[test]
-    fn a_pull_told_of_room_keeps_its_turn_while_its_remote_answers() {
+    fn a_pull_told_of_room_keeps_its_place_not_its_room_while_its_remote_answers() {
         let mut t = ObjectTable::new(64 * UNIT)
             .unwrap()
             .with_pull_capacity(8 * UNIT)
             .unwrap();
         let t0 = Instant::now();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
-        let ms = |d: Duration| d.as_millis() as u64;
+        let ttl = PULL_QUEUE_TTL.as_millis() as u64;
+        let grant = PULL_GRANT_TTL.as_millis() as u64;
         let full =
             |r: Result<ObjectView, StoreError>| matches!(r, Err(StoreError::PullsFull { .. }));
-        t.create_for_pull(1, oid(1), 6 * UNIT, Vec::new(), at(0))
+        // H1 in progress; H2 and then S queued.
+        let (h1, h2, s) = (oid(1), oid(2), oid(3));
+        t.create_for_pull(1, h1, 6 * UNIT, Vec::new(), at(0))
             .unwrap();
-        assert!(!t.pull_room(oid(2), 4 * UNIT, at(0)));
-        t.abort(1, oid(1)).unwrap();
-        // Told of room at 0 ms; another pull asks meanwhile, and waits.
-        assert!(t.pull_room(oid(2), 4 * UNIT, at(0)));
+        assert!(full(t.create_for_pull(2, h2, 6 * UNIT, Vec::new(), at(1))));
+        assert!(!t.pull_room(s, 2 * UNIT, at(2)));
+        t.abort(1, h1).unwrap();
+        assert!(t.pull_room(h2, 6 * UNIT, at(10)));
+        t.create_for_pull(2, h2, 6 * UNIT, Vec::new(), at(11))
+            .unwrap();
+        // S is told of room (it fits beside H2), and asks its remote again.
+        assert!(t.pull_room(s, 2 * UNIT, at(20)));
+        // Meanwhile H1 asks again: S's room is reserved, H1 waits.
+        let r = t.create_for_pull(1, h1, 6 * UNIT, Vec::new(), at(30));
+        assert!(
+            matches!(r, Err(StoreError::PullsFull { pulling, .. }) if pulling == 8 * UNIT),
+            "the error counts the room of the pull queued ahead: {r:?}"
+        );
+        // Past the queue's TTL S reserves nothing: H2 ends, H1 is let in.
+        t.abort(2, h2).unwrap();
+        assert!(t.pull_room(h1, 6 * UNIT, at(20 + ttl + 10)));
+        t.create_for_pull(1, h1, 6 * UNIT, Vec::new(), at(20 + ttl + 15))
+            .unwrap();
+        assert!(!t.pull_waiting(at(20 + ttl + 15)));
+        // H2 asks again and queues — behind S, which kept its place.
         assert!(full(t.create_for_pull(
-            3,
-            oid(3),
+            2,
+            h2,
             6 * UNIT,
             Vec::new(),
-            at(1)
+            at(20 + ttl + 20)
         )));
-        let later = ms(PULL_QUEUE_TTL) + 50;
-        assert!(full(t.create_for_pull(
-            3,
-            oid(3),
-            6 * UNIT,
-            Vec::new(),
-            at(later)
-        )));
-        // Past the queue's TTL, the pull told of room still comes first.
-        t.create_for_pull(2, oid(2), 4 * UNIT, Vec::new(), at(later + 50))
+        // S's remote answers: S goes ahead of H2 and fits beside H1.
+        t.create_for_pull(3, s, 2 * UNIT, Vec::new(), at(20 + ttl + 50))
             .unwrap();
-        t.abort(2, oid(2)).unwrap();
-        // Told of room, and silent past the grant's TTL: its turn is gone.
-        let told = later + 60;
-        assert!(t.pull_room(oid(3), 6 * UNIT, at(told)));
-        assert!(!t.pull_room(oid(5), 4 * UNIT, at(told + 10)));
-        assert!(!t.pull_room(oid(5), 4 * UNIT, at(told + ms(PULL_QUEUE_TTL) + 50)));
-        assert!(t.pull_room(oid(5), 4 * UNIT, at(told + ms(PULL_GRANT_TTL) + 10)));
-        assert!(t.pull_queue.iter().all(|q| q.id != oid(3)));
-        // Refused again, it waits for room as before.
-        t.create_for_pull(
+        t.abort(3, s).unwrap();
+        t.abort(1, h1).unwrap();
+        // Told of room: reserved for the queue's TTL, then not; its place
+        // is gone past the grant's TTL.
+        let (x, a, c) = (oid(4), oid(5), oid(6));
+        t.create_for_pull(4, x, 4 * UNIT, Vec::new(), at(3000))
+            .unwrap();
+        assert!(full(t.create_for_pull(
             5,
-            oid(5),
-            4 * UNIT,
+            a,
+            6 * UNIT,
             Vec::new(),
-            at(told + ms(PULL_GRANT_TTL) + 20),
-        )
-        .unwrap();
-        assert!(!t.pull_room(oid(3), 6 * UNIT, at(told + ms(PULL_GRANT_TTL) + 30)));
-        assert!(t.pull_queue.iter().any(|q| q.id == oid(3) && !q.granted));
+            at(3001)
+        )));
+        t.abort(4, x).unwrap();
+        assert!(t.pull_room(a, 6 * UNIT, at(3002)));
+        assert!(!t.pull_room(c, 4 * UNIT, at(3003)), "a's room is reserved");
+        assert!(
+            t.pull_room(c, 4 * UNIT, at(3002 + ttl + 10)),
+            "a reserves nothing past the queue's TTL"
+        );
+        assert!(t.pull_queue.iter().any(|q| q.id == a));
+        assert!(t.pull_room(c, 4 * UNIT, at(3002 + grant + 10)));
+        assert!(t.pull_queue.iter().all(|q| q.id != a));
     }
 
     /// Fault A: the snapshot's largest objects are the `max` largest,

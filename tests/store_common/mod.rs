@@ -496,3 +496,77 @@ pub fn answering_node(
     });
     (addr, t)
 }
+
+/// A remote node for pulls that uses every turn it is given and sends
+/// nothing: the first time an object is asked for it declares `declared`
+/// bytes and sends the first `sent` (past the puller's prefix, so that the
+/// puller creates the object or queues for room), then holds the
+/// connection; asked again (the puller was told of room) it answers a bad
+/// header at once, so the pull fails. Until `stop`; returns its address
+/// and a thread that returns the connections it took.
+pub fn turn_taking_node(
+    declared: u64,
+    sent: usize,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (std::net::SocketAddr, std::thread::JoinHandle<usize>) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    use std::sync::{Arc, Mutex};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    l.set_nonblocking(true).unwrap();
+    let asked: Arc<Mutex<std::collections::HashSet<[u8; 48]>>> = Arc::default();
+    let t = std::thread::spawn(move || {
+        let (mut senders, mut accepted) = (Vec::new(), 0);
+        let end = Instant::now() + GUARD;
+        while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+            let Ok((mut s, _)) = l.accept() else {
+                std::thread::sleep(Duration::from_millis(2));
+                continue;
+            };
+            accepted += 1;
+            let (stop, asked) = (stop.clone(), asked.clone());
+            senders.push(std::thread::spawn(move || {
+                s.set_nonblocking(false).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                let mut req = [0u8; 48];
+                if s.read_exact(&mut req).is_err() {
+                    return;
+                }
+                let mut head = [0u8; 32];
+                if !asked.lock().unwrap().insert(req) {
+                    head[0..4].copy_from_slice(b"XXXX");
+                    let _ = s.write_all(&head);
+                    return;
+                }
+                head[0..4].copy_from_slice(b"SWPA");
+                head[4..8].copy_from_slice(&1u32.to_le_bytes());
+                head[16..24].copy_from_slice(&declared.to_le_bytes());
+                let first = sent.min(declared as usize);
+                if s.write_all(&head)
+                    .and_then(|()| s.write_all(&vec![7u8; first]))
+                    .is_err()
+                {
+                    return;
+                }
+                // Held until the puller lets go (or the end).
+                let mut sink = [0u8; 64];
+                while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+                    match s.read(&mut sink) {
+                        Ok(0) => return,
+                        Ok(_) => {}
+                        Err(e)
+                            if e.kind() == std::io::ErrorKind::WouldBlock
+                                || e.kind() == std::io::ErrorKind::TimedOut => {}
+                        Err(_) => return,
+                    }
+                }
+            }));
+        }
+        for s in senders {
+            s.join().unwrap();
+        }
+        accepted
+    });
+    (addr, t)
+}
