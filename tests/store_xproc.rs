@@ -2180,6 +2180,86 @@ fn a_pull_whose_remote_answers_slowly_gets_in_beside_pulls_back_to_back() {
     assert!(copy.len() == (2 * MIB) as usize && copy.iter().all(|&b| b == 7));
 }
 
+/// The same beside competing transfers that take a while (the attack on
+/// `2dd8bde`, `ATK_FRATE=125 slowrm`): a pull told of room, whose remote
+/// answers in 300 ms, found the room gone to a pull that started in the
+/// meantime (a turn reserves it 250 ms), let its remote go, waited, asked
+/// it again, and lost the room the same way every time. Here two threads
+/// pull 6 MiB objects back to back from a node that sends them in
+/// ≈ 150 ms, and the slow node's 4 MiB object needs the room of one of
+/// them (8 MiB pull capacity): it now waits for room with its remote's
+/// answer in hand, at its place, and comes whole within its 4 s timeout.
+#[test]
+fn a_pull_whose_remote_answers_slowly_gets_in_beside_slow_transfers() {
+    const TEST: &str = "a_pull_whose_remote_answers_slowly_gets_in_beside_slow_transfers";
+    if child_role().is_some() {
+        run_service_child();
+        return;
+    }
+    use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    const MIB: u64 = 1 << 20;
+    let env = Env::new("pullslow2");
+    let _service = service_child(TEST, &env, "pullslow2");
+    let stop = Arc::new(AtomicBool::new(false));
+    // 6 MiB in 24 chunks of 256 KiB, one every 6 ms.
+    let (busy, busy_node) = pacing_node(
+        6 * MIB,
+        shmwire::store::PULL_PREFIX,
+        (256 << 10, Duration::from_millis(6)),
+        stop.clone(),
+    );
+    let (pulled, next) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicU32::new(0)));
+    let enough = Arc::new(AtomicBool::new(false));
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let c = connect(&env.session);
+            let (stop, pulled, next) = (enough.clone(), pulled.clone(), next.clone());
+            std::thread::spawn(move || {
+                let end = Instant::now() + GUARD;
+                while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+                    let id = shared_oid(35, next.fetch_add(1, Ordering::Relaxed));
+                    drop(c.pull(id, busy, Duration::from_secs(10)).unwrap());
+                    c.delete(&[id]).unwrap();
+                    pulled.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + GUARD;
+    while pulled.load(Ordering::Relaxed) < 2 {
+        assert!(Instant::now() < deadline, "the busy pulls do not run");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let slow = vec![answering_node(
+        4 * MIB,
+        Duration::from_millis(300),
+        (4 * MIB) as usize,
+        (0, Duration::from_millis(10)),
+        stop.clone(),
+    )];
+    let before = pulled.load(Ordering::Relaxed);
+    let slow_pull = pull_from_each(&env, &slow, 36, Duration::from_secs(4));
+    let (slow_result, took) = slow_pull.into_iter().next().unwrap().join().unwrap();
+    let beside = pulled.load(Ordering::Relaxed) - before;
+    enough.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    for (_, t) in slow.into_iter().chain([(busy, busy_node)]) {
+        t.join().unwrap();
+    }
+    assert!(
+        slow_result.is_ok(),
+        "the slow remote's pull ended {slow_result:?} after {took:?}, beside {beside} other pulls"
+    );
+    assert!(
+        beside >= 2,
+        "only {beside} other pulls ran beside the slow one"
+    );
+}
+
 /// Remote nodes that use every turn they are given hold up honest pulls
 /// no longer than a turn each (the attack on `5cc8520`): each hostile pull
 /// is told 6 MiB and gets the first 68 KiB, queues for room, and when told

@@ -74,8 +74,8 @@ pub enum StoreError {
     /// [`StoreClient::pull`](super::StoreClient::pull) tries again as they
     /// end, and returns this when its deadline comes first.
     #[error(
-        "pulls full: object {id} needs {needed} bytes; pulls in progress, and those queued \
-         ahead of it, hold {pulling} of the {capacity} bytes that pulls may take at once"
+        "pulls full: object {id} needs {needed} bytes; pulls in progress and those queued \
+         ahead of it take or wait for {pulling} bytes, and pulls may take {capacity} at once"
     )]
     PullsFull {
         /// The object being pulled.

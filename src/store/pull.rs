@@ -1329,6 +1329,9 @@ impl StoreClient {
         // Why the last try was not enough: what the caller hears if time
         // runs out before the next one gets an answer.
         let mut last: Option<StoreError> = None;
+        // Whether the local store told this pull of room (it waited for
+        // some): its remote is being asked again.
+        let mut told_of_room = false;
         loop {
             // Every local call is bounded by the time left (not by the
             // client's reply timeout), and running out of it is this
@@ -1348,7 +1351,7 @@ impl StoreClient {
             }
             cancel.check(id, from)?;
             let at = (timeout, deadline, cancel);
-            let err = match self.pull_once((id, local_id), from, at, &mut progress) {
+            let err = match self.pull_once((id, local_id), from, at, told_of_room, &mut progress) {
                 Ok(Attempt::Done(b)) => return Ok(b),
                 Ok(Attempt::Retry(e)) => e,
                 // The remote's connection is let go (it holds one of the
@@ -1357,6 +1360,7 @@ impl StoreClient {
                 Ok(Attempt::Full(e, size)) => {
                     let at = (timeout, deadline, cancel);
                     self.await_pull_room(size, e, (id, local_id, from), at)?;
+                    told_of_room = true;
                     pause = Duration::from_millis(1);
                     continue;
                 }
@@ -1377,11 +1381,15 @@ impl StoreClient {
         }
     }
 
+    /// One try: asks the remote, then creates the local object and
+    /// receives it. `told_of_room`: the local store told this pull of room
+    /// before (see the create below).
     fn pull_once(
         &self,
         (id, local_id): (ObjectId, ObjectId),
         from: SocketAddr,
         (timeout, deadline, cancel): (Duration, Instant, Cancel<'_>),
+        told_of_room: bool,
         progress: &mut impl FnMut(u64, u64),
     ) -> Result<Attempt, StoreError> {
         // In slices when the pull can be cancelled (each slice a new try).
@@ -1486,21 +1494,54 @@ impl StoreClient {
         // that times out breaks the connection, which clones of this
         // client share (the attack on `0642c79`: pulls with ≈ 100 ms left
         // broke it under load).
-        let l = left(id, from, timeout, deadline)?.max(LOCAL_MIN);
-        let builder = match self.create_within(local_id, size, &meta, true, l) {
-            Ok(b) => b,
-            Err(e @ StoreError::PullsFull { .. }) => return Ok(Attempt::Full(e, size)),
-            Err(StoreError::ObjectExists { .. }) => {
-                // Another local client is pulling or creating it: wait for
-                // its seal, at most `LOCAL_WAIT_SLICE` (it may abort
-                // instead: then the next try pulls it here).
-                drop(w);
-                return self.await_local_seal((id, local_id), from, (timeout, deadline, cancel));
+        let mut held = false;
+        let builder = loop {
+            let l = left(id, from, timeout, deadline)?.max(LOCAL_MIN);
+            match self.create_within(local_id, size, &meta, true, l) {
+                Ok(b) => break b,
+                // Told of room, this pull asked its remote again; the
+                // answer came after the room had gone to another pull (a
+                // turn reserves it `PULL_QUEUE_TTL`): the pull waits for
+                // room again with the answer in hand — its place in the
+                // queue is kept (`PULL_GRANT_TTL`) — instead of letting the
+                // remote go and asking it once more, which a remote that
+                // answers in 300 ms lost the same way every time beside
+                // pulls back to back (the attack on `2dd8bde`). At most
+                // `PULL_GRANT_TTL`: the remote's slot is held meanwhile.
+                Err(e @ StoreError::PullsFull { .. }) if told_of_room && !held => {
+                    held = true;
+                    let until = deadline.min(crate::deadline_after(
+                        Instant::now(),
+                        super::table::PULL_GRANT_TTL,
+                    ));
+                    match self.await_pull_room(
+                        size,
+                        e,
+                        (id, local_id, from),
+                        (timeout, until, cancel),
+                    ) {
+                        Ok(()) => continue,
+                        Err(e @ StoreError::PullsFull { .. }) => return Ok(Attempt::Full(e, size)),
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(e @ StoreError::PullsFull { .. }) => return Ok(Attempt::Full(e, size)),
+                Err(StoreError::ObjectExists { .. }) => {
+                    // Another local client is pulling or creating it: wait
+                    // for its seal, at most `LOCAL_WAIT_SLICE` (it may abort
+                    // instead: then the next try pulls it here).
+                    drop(w);
+                    return self.await_local_seal(
+                        (id, local_id),
+                        from,
+                        (timeout, deadline, cancel),
+                    );
+                }
+                // A create that timed out may have made the object all
+                // the same: the service aborts it when this client's (now
+                // broken) connection closes.
+                Err(e) => return Err(local(e)),
             }
-            // A create that timed out may have made the object all the
-            // same: the service aborts it when this client's (now broken)
-            // connection closes.
-            Err(e) => return Err(local(e)),
         };
         let mut builder = builder;
         w.pace = Some(Pace {

@@ -531,18 +531,19 @@ impl QueuedPull {
 pub const PULL_QUEUE_TTL: Duration = Duration::from_millis(250);
 
 /// How long after [`ObjectTable::pull_room`] found room for a queued pull
-/// it keeps its *place* in the queue, though not its room: its puller then
-/// asks the remote again (a connection, the request, the header and the
-/// first 64 KiB) before it creates, and asks the store nothing meanwhile.
-/// Past [`PULL_QUEUE_TTL`] the pull reserves nothing — the pulls behind it
-/// are let in as if it were not there — but if its puller comes back
-/// within this time it is put back in its place, ahead of the pulls that
-/// queued after it. Before, a pull whose remote took longer than 250 ms to
-/// answer lost its place at every grant to the next pull asking and,
-/// beside other pulls back to back, never got in (the tenth attack's
-/// `slowrm`); a first fix kept the room reserved for this long, and
-/// remotes that answered late or not at all then held it for a second a
-/// turn (the attack on `5cc8520`).
+/// it keeps its *place* in the queue: its puller then asks the remote
+/// again (a connection, the request, the header and the first 64 KiB)
+/// before it creates, and asks the store nothing meanwhile. Its room is
+/// reserved only as any turn's, until [`PULL_QUEUE_TTL`] after its puller
+/// last asked; past that the pulls behind it are let in as if it were not
+/// there, and when its puller comes back it is put back ahead of the pulls
+/// that queued after it (and, refused then, waits for room with its
+/// remote's answer in hand: `StoreClient::pull`). Before, a pull whose
+/// remote took longer than 250 ms to answer lost its place at every grant
+/// to the next pull asking and, beside other pulls back to back, never got
+/// in (the tenth attack's `slowrm`); a first fix kept the room reserved
+/// for this long, and remotes that answered late or not at all then held
+/// it for a second a turn (the attack on `5cc8520`).
 pub const PULL_GRANT_TTL: Duration = Duration::from_secs(1);
 
 /// Most pulls queued at once ([`ObjectTable::create_for_pull`]): beyond
@@ -642,9 +643,11 @@ impl ObjectTable {
         }
         let room = self.pull_admits(id, footprint(data_size), now).is_ok();
         if room {
-            // Its place is kept while its puller asks the remote again.
+            // Its place is kept while its puller asks the remote again; its
+            // room, as any turn's, until `PULL_QUEUE_TTL` after its last
+            // refusal (refreshed here, a pull that failed at once held it
+            // longer: the attack on `2dd8bde`).
             if let Some(q) = self.pull_queue.iter_mut().find(|q| q.id == id) {
-                q.seen = now;
                 q.granted = Some(now);
             }
         } else {
