@@ -2110,8 +2110,6 @@ fn a_pull_whose_remote_answers_slowly_gets_in_beside_pulls_back_to_back() {
         run_service_child();
         return;
     }
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    use std::sync::Arc;
     const MIB: u64 = 1 << 20;
     let env = Env::new("pullslow");
     let _service = service_child(TEST, &env, "pullslow");
@@ -2122,51 +2120,19 @@ fn a_pull_whose_remote_answers_slowly_gets_in_beside_pulls_back_to_back() {
         32 << 20,
         &[(busy[0], &data), (busy[1], &data), (busy[2], &data)],
     );
-    let stop = Arc::new(AtomicBool::new(false));
-    let pulled = Arc::new(AtomicUsize::new(0));
-    let threads: Vec<_> = busy
-        .iter()
-        .map(|&id| {
-            let (c, addr) = (connect(&env.session), server.addr());
-            let (stop, pulled) = (stop.clone(), pulled.clone());
-            std::thread::spawn(move || {
-                let end = Instant::now() + GUARD;
-                while !stop.load(Ordering::Relaxed) && Instant::now() < end {
-                    drop(c.pull(id, addr, Duration::from_secs(10)).unwrap());
-                    c.delete(&[id]).unwrap();
-                    pulled.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-        })
-        .collect();
-    // The two pulls run back to back before the slow one starts.
-    let deadline = Instant::now() + GUARD;
-    while pulled.load(Ordering::Relaxed) < 4 {
-        assert!(Instant::now() < deadline, "the busy pulls do not run");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let slow = vec![answering_node(
+    // Each thread pulls its own object again and again.
+    let (result, took, beside) = slow_pull_beside_busy(
+        &env,
+        server.addr(),
+        3,
+        |i, _| shared_oid(31, i as u32),
         2 * MIB,
-        Duration::from_millis(300),
-        (2 * MIB) as usize,
-        (0, Duration::from_millis(10)),
-        stop.clone(),
-    )];
-    let before = pulled.load(Ordering::Relaxed);
-    let slow_pull = pull_from_each(&env, &slow, 32, Duration::from_secs(4));
-    let (slow_result, took) = slow_pull.into_iter().next().unwrap().join().unwrap();
-    let beside = pulled.load(Ordering::Relaxed) - before;
-    stop.store(true, Ordering::Relaxed);
-    for t in threads {
-        t.join().unwrap();
-    }
-    for (_, t) in slow {
-        t.join().unwrap();
-    }
+        32,
+    );
     server.shutdown();
     assert!(
-        slow_result.is_ok(),
-        "the slow remote's pull ended {slow_result:?} after {took:?}, beside {beside} other pulls"
+        result.is_ok(),
+        "the slow remote's pull ended {result:?} after {took:?}, beside {beside} other pulls"
     );
     assert!(
         beside >= 2,
@@ -2178,6 +2144,72 @@ fn a_pull_whose_remote_answers_slowly_gets_in_beside_pulls_back_to_back() {
         .remove(0)
         .expect("the slow pull's copy");
     assert!(copy.len() == (2 * MIB) as usize && copy.iter().all(|&b| b == 7));
+}
+
+/// Pulls a `size`-byte object (`shared_oid(tag, 0)`) within 4 s from a node
+/// that answers each request 300 ms after it came, while `threads` threads
+/// pull from `busy` back to back (thread `i`'s `n`th pull: object
+/// `busy_id(i, n)`, its copy deleted after) — started once each thread
+/// pulled once. Returns the slow pull's outcome, how long it took, and how
+/// many busy pulls ran meanwhile.
+fn slow_pull_beside_busy(
+    env: &Env,
+    busy: std::net::SocketAddr,
+    threads: usize,
+    busy_id: fn(usize, u32) -> shmwire::ids::ObjectId,
+    size: u64,
+    tag: u8,
+) -> (Result<(), StoreError>, Duration, usize) {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let (enough, pulled) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let pullers: Vec<_> = (0..threads)
+        .map(|i| {
+            let c = connect(&env.session);
+            let (enough, pulled) = (enough.clone(), pulled.clone());
+            std::thread::spawn(move || {
+                let end = Instant::now() + GUARD;
+                for n in 0.. {
+                    if enough.load(Ordering::Relaxed) || Instant::now() >= end {
+                        break;
+                    }
+                    let id = busy_id(i, n);
+                    drop(c.pull(id, busy, Duration::from_secs(10)).unwrap());
+                    c.delete(&[id]).unwrap();
+                    pulled.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + GUARD;
+    while pulled.load(Ordering::Relaxed) < threads {
+        assert!(Instant::now() < deadline, "the busy pulls do not run");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let slow = vec![answering_node(
+        size,
+        Duration::from_millis(300),
+        size as usize,
+        (0, Duration::from_millis(10)),
+        stop.clone(),
+    )];
+    let before = pulled.load(Ordering::Relaxed);
+    let slow_pull = pull_from_each(env, &slow, tag, Duration::from_secs(4));
+    let (result, took) = slow_pull.into_iter().next().unwrap().join().unwrap();
+    let beside = pulled.load(Ordering::Relaxed) - before;
+    enough.store(true, Ordering::Relaxed);
+    for t in pullers {
+        t.join().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    for (_, t) in slow {
+        t.join().unwrap();
+    }
+    (result, took, beside)
 }
 
 /// The same beside competing transfers that take a while (the attack on
@@ -2196,7 +2228,7 @@ fn a_pull_whose_remote_answers_slowly_gets_in_beside_slow_transfers() {
         run_service_child();
         return;
     }
-    use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     const MIB: u64 = 1 << 20;
     let env = Env::new("pullslow2");
@@ -2209,50 +2241,20 @@ fn a_pull_whose_remote_answers_slowly_gets_in_beside_slow_transfers() {
         (256 << 10, Duration::from_millis(6)),
         stop.clone(),
     );
-    let (pulled, next) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicU32::new(0)));
-    let enough = Arc::new(AtomicBool::new(false));
-    let threads: Vec<_> = (0..2)
-        .map(|_| {
-            let c = connect(&env.session);
-            let (stop, pulled, next) = (enough.clone(), pulled.clone(), next.clone());
-            std::thread::spawn(move || {
-                let end = Instant::now() + GUARD;
-                while !stop.load(Ordering::Relaxed) && Instant::now() < end {
-                    let id = shared_oid(35, next.fetch_add(1, Ordering::Relaxed));
-                    drop(c.pull(id, busy, Duration::from_secs(10)).unwrap());
-                    c.delete(&[id]).unwrap();
-                    pulled.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-        })
-        .collect();
-    let deadline = Instant::now() + GUARD;
-    while pulled.load(Ordering::Relaxed) < 2 {
-        assert!(Instant::now() < deadline, "the busy pulls do not run");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let slow = vec![answering_node(
+    // Each pull a new object (the node sends any id).
+    let (result, took, beside) = slow_pull_beside_busy(
+        &env,
+        busy,
+        2,
+        |i, n| shared_oid(35 + i as u8, n),
         4 * MIB,
-        Duration::from_millis(300),
-        (4 * MIB) as usize,
-        (0, Duration::from_millis(10)),
-        stop.clone(),
-    )];
-    let before = pulled.load(Ordering::Relaxed);
-    let slow_pull = pull_from_each(&env, &slow, 36, Duration::from_secs(4));
-    let (slow_result, took) = slow_pull.into_iter().next().unwrap().join().unwrap();
-    let beside = pulled.load(Ordering::Relaxed) - before;
-    enough.store(true, Ordering::Relaxed);
-    for t in threads {
-        t.join().unwrap();
-    }
+        37,
+    );
     stop.store(true, Ordering::Relaxed);
-    for (_, t) in slow.into_iter().chain([(busy, busy_node)]) {
-        t.join().unwrap();
-    }
+    busy_node.join().unwrap();
     assert!(
-        slow_result.is_ok(),
-        "the slow remote's pull ended {slow_result:?} after {took:?}, beside {beside} other pulls"
+        result.is_ok(),
+        "the slow remote's pull ended {result:?} after {took:?}, beside {beside} other pulls"
     );
     assert!(
         beside >= 2,

@@ -58,6 +58,21 @@ fn wait_deleted(observer: &StoreClient, id: ObjectId) {
     }
 }
 
+/// Options of an owner with the session's store, its client's reply
+/// timeout `reply_timeout` (short, for tests that stop the store past it).
+fn owner_options(s: &TestSession, reply_timeout: Duration) -> CoreWorkerOptions {
+    let client = StoreClient::connect_with(
+        &s.session,
+        DEFAULT_STORE_NAME,
+        shmwire::store::ClientOptions {
+            reply_timeout,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    CoreWorkerOptions::new(s.node).with_store(client)
+}
+
 fn wait_store_empty(service: &StoreService) {
     let deadline = Instant::now() + GUARD;
     loop {
@@ -1303,20 +1318,8 @@ fn a_stopped_store_holds_up_no_call_of_its_owner_that_does_not_use_it() {
     // A 1 s reply timeout, so that the stop below outlasts it: the delete
     // that timed out is tried again (it was given up on: the attack on
     // `2af27d5`, with the default 30 s and a 40 s stop).
-    let client = StoreClient::connect_with(
-        &s.session,
-        DEFAULT_STORE_NAME,
-        shmwire::store::ClientOptions {
-            reply_timeout: Duration::from_secs(1),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let mut driver = CoreWorker::new(
-        &s.session,
-        CoreWorkerOptions::new(s.node).with_store(client),
-    )
-    .unwrap();
+    let mut driver =
+        CoreWorker::new(&s.session, owner_options(&s, Duration::from_secs(1))).unwrap();
     let actor = driver
         .create_actor(worker.id, MODULE, "Counter", vec![], 0)
         .unwrap();
@@ -1380,20 +1383,8 @@ fn deletes_a_stopped_store_did_not_answer_are_done_once_it_answers() {
     let store = s.spawn_store(TEST, 64 * MIB as u64);
     let store_pid = store.0.as_ref().unwrap().id();
     let worker = s.spawn_worker_env(TEST, 1, &[(ENV_STORE, DEFAULT_STORE_NAME)]);
-    let client = StoreClient::connect_with(
-        &s.session,
-        DEFAULT_STORE_NAME,
-        shmwire::store::ClientOptions {
-            reply_timeout: Duration::from_millis(500),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let mut driver = CoreWorker::new(
-        &s.session,
-        CoreWorkerOptions::new(s.node).with_store(client),
-    )
-    .unwrap();
+    let mut driver =
+        CoreWorker::new(&s.session, owner_options(&s, Duration::from_millis(500))).unwrap();
     let actor = driver
         .create_actor(worker.id, MODULE, "Blob", vec![], 0)
         .unwrap();
@@ -1463,20 +1454,8 @@ fn retried_deletes_spare_a_store_started_again_under_the_name() {
     let s = TestSession::new("oreplace");
     let mut first = s.spawn_store(TEST, 16 * MIB as u64);
     let first_pid = first.0.as_ref().unwrap().id();
-    let client = StoreClient::connect_with(
-        &s.session,
-        DEFAULT_STORE_NAME,
-        shmwire::store::ClientOptions {
-            reply_timeout: Duration::from_millis(300),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let mut driver = CoreWorker::new(
-        &s.session,
-        CoreWorkerOptions::new(s.node).with_store(client),
-    )
-    .unwrap();
+    let mut driver =
+        CoreWorker::new(&s.session, owner_options(&s, Duration::from_millis(300))).unwrap();
     let refs: Vec<ObjectRef> = (0..N)
         .map(|i| driver.put(&pattern(i as u64, 200_000)).unwrap())
         .collect();
@@ -1523,17 +1502,7 @@ fn deletes_waiting_for_a_dead_store_cost_no_cpu() {
     maybe_run_worker();
     let s = TestSession::new("odead");
     let mut store = s.spawn_store(TEST, 64 * MIB as u64);
-    let mut options = CoreWorkerOptions::new(s.node).with_store(
-        StoreClient::connect_with(
-            &s.session,
-            DEFAULT_STORE_NAME,
-            shmwire::store::ClientOptions {
-                reply_timeout: Duration::from_millis(500),
-                ..Default::default()
-            },
-        )
-        .unwrap(),
-    );
+    let mut options = owner_options(&s, Duration::from_millis(500));
     options.max_direct_call_object_size = 64;
     let mut driver = CoreWorker::new(&s.session, options).unwrap();
     let refs: Vec<ObjectRef> = (0..N)

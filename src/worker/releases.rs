@@ -158,8 +158,9 @@ fn run(jobs: &mpsc::Receiver<Job>) {
             batch.append(&mut retry);
         }
         batch.extend(first);
-        let news = batch.len();
-        while batch.len() < news + BATCH {
+        // At most `BATCH` new ones besides what is due.
+        let due_and_first = batch.len();
+        while batch.len() < due_and_first + BATCH {
             match jobs.try_recv() {
                 Ok(j) => batch.push(j),
                 Err(_) => break,

@@ -444,13 +444,57 @@ pub fn answering_node(
     (chunk, tick): (usize, Duration),
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> (std::net::SocketAddr, std::thread::JoinHandle<usize>) {
-    use std::io::{Read, Write};
+    use std::io::Write;
+    use std::sync::atomic::Ordering;
+    pull_node_serving(stop, move |mut s, _req, stop, end| {
+        std::thread::sleep(answer_after);
+        let first = sent.min(declared as usize);
+        if s.write_all(&pull_header(b"SWPA", declared))
+            .and_then(|()| s.write_all(&vec![7u8; first]))
+            .is_err()
+        {
+            return;
+        }
+        let mut left = declared as usize - first;
+        while left > 0 && !stop.load(Ordering::Relaxed) && Instant::now() < end {
+            std::thread::sleep(tick);
+            let n = chunk.min(left);
+            if s.write_all(&vec![7u8; n]).is_err() {
+                return;
+            }
+            left -= n;
+        }
+    })
+}
+
+/// A pull reply header: `magic`, version 1, status ok, no metadata,
+/// `declared` bytes of data.
+fn pull_header(magic: &[u8; 4], declared: u64) -> [u8; 32] {
+    let mut head = [0u8; 32];
+    head[0..4].copy_from_slice(magic);
+    head[4..8].copy_from_slice(&1u32.to_le_bytes());
+    head[16..24].copy_from_slice(&declared.to_le_bytes());
+    head
+}
+
+/// A fake remote node's object endpoint on 127.0.0.1: each connection on
+/// a thread of its own, its 48-byte request read (2 s at most), then
+/// `serve(stream, request, stop, end)`; until `stop` or [`GUARD`]. Returns
+/// its address and a thread that returns the connections it took.
+fn pull_node_serving(
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    serve: impl Fn(std::net::TcpStream, [u8; 48], &std::sync::atomic::AtomicBool, Instant)
+        + Clone
+        + Send
+        + 'static,
+) -> (std::net::SocketAddr, std::thread::JoinHandle<usize>) {
+    use std::io::Read;
     use std::sync::atomic::Ordering;
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     l.set_nonblocking(true).unwrap();
     let t = std::thread::spawn(move || {
-        let (mut senders, mut accepted) = (Vec::new(), 0);
+        let (mut servers, mut accepted) = (Vec::new(), 0);
         let end = Instant::now() + GUARD;
         while !stop.load(Ordering::Relaxed) && Instant::now() < end {
             let Ok((mut s, _)) = l.accept() else {
@@ -458,38 +502,17 @@ pub fn answering_node(
                 continue;
             };
             accepted += 1;
-            let stop = stop.clone();
-            senders.push(std::thread::spawn(move || {
+            let (stop, serve) = (stop.clone(), serve.clone());
+            servers.push(std::thread::spawn(move || {
                 s.set_nonblocking(false).unwrap();
                 s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
                 let mut req = [0u8; 48];
-                if s.read_exact(&mut req).is_err() {
-                    return;
-                }
-                std::thread::sleep(answer_after);
-                let mut head = [0u8; 32];
-                head[0..4].copy_from_slice(b"SWPA");
-                head[4..8].copy_from_slice(&1u32.to_le_bytes());
-                head[16..24].copy_from_slice(&declared.to_le_bytes());
-                let first = sent.min(declared as usize);
-                if s.write_all(&head)
-                    .and_then(|()| s.write_all(&vec![7u8; first]))
-                    .is_err()
-                {
-                    return;
-                }
-                let mut left = declared as usize - first;
-                while left > 0 && !stop.load(Ordering::Relaxed) && Instant::now() < end {
-                    std::thread::sleep(tick);
-                    let n = chunk.min(left);
-                    if s.write_all(&vec![7u8; n]).is_err() {
-                        return;
-                    }
-                    left -= n;
+                if s.read_exact(&mut req).is_ok() {
+                    serve(s, req, &stop, end);
                 }
             }));
         }
-        for s in senders {
+        for s in servers {
             s.join().unwrap();
         }
         accepted
@@ -512,61 +535,30 @@ pub fn turn_taking_node(
     use std::io::{Read, Write};
     use std::sync::atomic::Ordering;
     use std::sync::{Arc, Mutex};
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    l.set_nonblocking(true).unwrap();
     let asked: Arc<Mutex<std::collections::HashSet<[u8; 48]>>> = Arc::default();
-    let t = std::thread::spawn(move || {
-        let (mut senders, mut accepted) = (Vec::new(), 0);
-        let end = Instant::now() + GUARD;
+    pull_node_serving(stop, move |mut s, req, stop, end| {
+        if !asked.lock().unwrap().insert(req) {
+            let _ = s.write_all(&pull_header(b"XXXX", 0));
+            return;
+        }
+        let first = sent.min(declared as usize);
+        if s.write_all(&pull_header(b"SWPA", declared))
+            .and_then(|()| s.write_all(&vec![7u8; first]))
+            .is_err()
+        {
+            return;
+        }
+        // Held until the puller lets go (or the end).
+        let mut sink = [0u8; 64];
         while !stop.load(Ordering::Relaxed) && Instant::now() < end {
-            let Ok((mut s, _)) = l.accept() else {
-                std::thread::sleep(Duration::from_millis(2));
-                continue;
-            };
-            accepted += 1;
-            let (stop, asked) = (stop.clone(), asked.clone());
-            senders.push(std::thread::spawn(move || {
-                s.set_nonblocking(false).unwrap();
-                s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-                let mut req = [0u8; 48];
-                if s.read_exact(&mut req).is_err() {
-                    return;
-                }
-                let mut head = [0u8; 32];
-                if !asked.lock().unwrap().insert(req) {
-                    head[0..4].copy_from_slice(b"XXXX");
-                    let _ = s.write_all(&head);
-                    return;
-                }
-                head[0..4].copy_from_slice(b"SWPA");
-                head[4..8].copy_from_slice(&1u32.to_le_bytes());
-                head[16..24].copy_from_slice(&declared.to_le_bytes());
-                let first = sent.min(declared as usize);
-                if s.write_all(&head)
-                    .and_then(|()| s.write_all(&vec![7u8; first]))
-                    .is_err()
-                {
-                    return;
-                }
-                // Held until the puller lets go (or the end).
-                let mut sink = [0u8; 64];
-                while !stop.load(Ordering::Relaxed) && Instant::now() < end {
-                    match s.read(&mut sink) {
-                        Ok(0) => return,
-                        Ok(_) => {}
-                        Err(e)
-                            if e.kind() == std::io::ErrorKind::WouldBlock
-                                || e.kind() == std::io::ErrorKind::TimedOut => {}
-                        Err(_) => return,
-                    }
-                }
-            }));
+            match s.read(&mut sink) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(_) => return,
+            }
         }
-        for s in senders {
-            s.join().unwrap();
-        }
-        accepted
-    });
-    (addr, t)
+    })
 }
