@@ -616,19 +616,14 @@ impl StoreClient {
         data_size: u64,
         metadata: &[u8],
     ) -> Result<ObjectBuilder, StoreError> {
-        self.create_within(
-            id,
-            data_size,
-            metadata,
-            false,
-            self.inner.opts.reply_timeout,
-        )
+        self.create_within(id, data_size, metadata, None, self.inner.opts.reply_timeout)
     }
 
     /// [`StoreClient::create`], waiting at most `bound` for the reply (for
     /// a caller with a deadline of its own, e.g. a pull), counted against
-    /// the store's pull capacity while unsealed when `for_pull`
-    /// (`StoreError::PullsFull` beyond it). A reply that
+    /// the store's pull capacity while unsealed, for at most about
+    /// `pull_left` (the time left before the pull's deadline), when that
+    /// is given (`StoreError::PullsFull` beyond it). A reply that
     /// does not come within it fails `TimedOut` and leaves the connection
     /// unusable ([`StoreClient::is_broken`]); an object the service
     /// created meanwhile is aborted when the connection closes (the service
@@ -638,7 +633,7 @@ impl StoreClient {
         id: ObjectId,
         data_size: u64,
         metadata: &[u8],
-        for_pull: bool,
+        pull_left: Option<Duration>,
         bound: Duration,
     ) -> Result<ObjectBuilder, StoreError> {
         let (reply, mut files) = self.call_files_within(
@@ -646,7 +641,7 @@ impl StoreClient {
                 id,
                 data_size,
                 metadata: metadata.to_vec(),
-                for_pull,
+                pull_ms: pull_left.map(|l| u64::try_from(l.as_millis()).unwrap_or(u64::MAX)),
             },
             bound,
         )?;
@@ -979,6 +974,12 @@ impl StoreClient {
         bound: Duration,
     ) -> Result<bool, StoreError> {
         self.bool_within(&Request::PullRoom { id, data_size }, bound)
+    }
+
+    /// Takes pull `id` out of the store's queue of pulls waiting for room
+    /// (`Request::PullLeave`, no reply): the pull ended without its create.
+    pub(crate) fn pull_leave(&self, id: ObjectId) {
+        self.inner.send_quiet(Request::PullLeave { id });
     }
 
     /// Whether a pull queued in the store waits for room it does not have

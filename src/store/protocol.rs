@@ -25,7 +25,9 @@ use crate::ids::ObjectId;
 /// 8: `Create` says whether it is for a pull (`for_pull`); `PullRoom`.
 /// 9: `PullRoom` names the object (pulls refused room queue by it, in
 /// order); `PullWaiting`.
-pub const STORE_PROTOCOL_VERSION: u32 = 9;
+/// 10: a pull's `Create` carries the time left before the pull's deadline
+/// (`pull_ms`, in place of `for_pull`); `PullLeave`.
+pub const STORE_PROTOCOL_VERSION: u32 = 10;
 
 /// Client → service.
 #[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -70,9 +72,13 @@ pub enum Request {
         data_size: u64,
         /// Metadata bytes.
         metadata: Vec<u8>,
-        /// For a pull from another node: counts against the pull capacity
-        /// while unsealed (`ObjectTable::create_for_pull`).
-        for_pull: bool,
+        /// For a pull from another node (`Some`): the milliseconds left
+        /// before the pull's deadline. The object counts against the pull
+        /// capacity while unsealed, and no longer than that (plus
+        /// `PULL_DEADLINE_GRACE`): a puller past its deadline gives the
+        /// object up itself, so one that is stopped there holds no room
+        /// others wait for (`ObjectTable::create_for_pull`).
+        pull_ms: Option<u64>,
     },
     /// Seal an object this client created. Reply: `Done` or `Error`.
     Seal {
@@ -123,6 +129,14 @@ pub enum Request {
     /// (`ObjectTable::pull_waiting`): a puller whose transfer is behind its
     /// pace then gives its room up. Reply: `Bool`.
     PullWaiting,
+    /// A pull that queued for room (`PullsFull`, or `PullRoom` answered
+    /// `false` or `true`) ended without its create: it leaves the queue at
+    /// once, and the room it was told of is free for the pulls behind it
+    /// (`ObjectTable::pull_leave`). No reply.
+    PullLeave {
+        /// The local object the pull would have created.
+        id: ObjectId,
+    },
     /// Reply: `Done` or the first `Error`.
     Delete {
         /// The objects.

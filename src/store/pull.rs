@@ -105,6 +105,14 @@ pub const PULL_PACE_GRACE: Duration = Duration::from_millis(100);
 /// pull waits for room (`Request::PullWaiting`), at most.
 const PACE_ASK_EVERY: Duration = Duration::from_millis(50);
 
+/// The longest a pull that came back from its remote with the answer in
+/// hand (header and first bytes) waits for room its local store told it of
+/// and then gave to another pull, keeping the remote's connection: until
+/// room comes, the deadline, or this — below the serving node's default
+/// stall timeout (5 s, [`PullServerConfig::stall_timeout`]), which closes
+/// a transfer the puller does not read.
+pub const PULL_ANSWER_HOLD: Duration = Duration::from_secs(4);
+
 /// How long a puller that found another local client creating the object
 /// waits for that seal before it tries again (the other may have aborted).
 const LOCAL_WAIT_SLICE: Duration = Duration::from_millis(500);
@@ -1322,7 +1330,32 @@ impl StoreClient {
         from: SocketAddr,
         timeout: Duration,
         cancel: Cancel<'_>,
+        progress: impl FnMut(u64, u64),
+    ) -> Result<ObjectBuffer, StoreError> {
+        let mut queued = false;
+        let pulled = self.pull_queued(id, local_id, from, timeout, cancel, progress, &mut queued);
+        // A pull that queued for room and failed leaves the queue at once:
+        // the room it waited for, or was told of, goes to the pulls behind
+        // it now, not when its turn runs out (`PULL_QUEUE_TTL`). (A pull
+        // that created its object left the queue then.)
+        if pulled.is_err() && queued {
+            self.pull_leave(local_id);
+        }
+        pulled
+    }
+
+    /// [`StoreClient::pull_as`]; `queued` is set once the local store
+    /// refused the pull room (it queued it).
+    #[allow(clippy::too_many_arguments)]
+    fn pull_queued(
+        &self,
+        id: ObjectId,
+        local_id: ObjectId,
+        from: SocketAddr,
+        timeout: Duration,
+        cancel: Cancel<'_>,
         mut progress: impl FnMut(u64, u64),
+        queued: &mut bool,
     ) -> Result<ObjectBuffer, StoreError> {
         let deadline = crate::deadline_after(Instant::now(), timeout);
         let mut pause = Duration::from_millis(1);
@@ -1358,6 +1391,7 @@ impl StoreClient {
                 // remote's slots, the attack on `0642c79`); the remote is
                 // asked again once the local store has room.
                 Ok(Attempt::Full(e, size)) => {
+                    *queued = true;
                     let at = (timeout, deadline, cancel);
                     self.await_pull_room(size, e, (id, local_id, from), at)?;
                     told_of_room = true;
@@ -1497,7 +1531,11 @@ impl StoreClient {
         let mut held = false;
         let builder = loop {
             let l = left(id, from, timeout, deadline)?.max(LOCAL_MIN);
-            match self.create_within(local_id, size, &meta, true, l) {
+            // (The pull's time left: past its deadline, and a grace, the
+            // object no longer counts against the pull capacity, so a
+            // puller stopped mid-transfer holds no room others wait for.)
+            let pull_left = deadline.saturating_duration_since(Instant::now());
+            match self.create_within(local_id, size, &meta, Some(pull_left), l) {
                 Ok(b) => break b,
                 // Told of room, this pull asked its remote again; the
                 // answer came after the room had gone to another pull (a
@@ -1506,14 +1544,17 @@ impl StoreClient {
                 // queue is kept (`PULL_GRANT_TTL`) — instead of letting the
                 // remote go and asking it once more, which a remote that
                 // answers in 300 ms lost the same way every time beside
-                // pulls back to back (the attack on `2dd8bde`). At most
-                // `PULL_GRANT_TTL`: the remote's slot is held meanwhile.
+                // pulls back to back (the attack on `2dd8bde`). Until room
+                // comes, the deadline, or `PULL_ANSWER_HOLD`: while it
+                // asks, it is first in line, and the room freed next is
+                // its. (A hold of at most `PULL_GRANT_TTL`, 1 s, starved
+                // beside transfers longer than that: the room lapsed again
+                // while the remote was asked anew, the attack on
+                // `b2a9833`.) The remote's slot is held meanwhile.
                 Err(e @ StoreError::PullsFull { .. }) if told_of_room && !held => {
                     held = true;
-                    let until = deadline.min(crate::deadline_after(
-                        Instant::now(),
-                        super::table::PULL_GRANT_TTL,
-                    ));
+                    let until =
+                        deadline.min(crate::deadline_after(Instant::now(), PULL_ANSWER_HOLD));
                     match self.await_pull_room(
                         size,
                         e,
@@ -1725,5 +1766,19 @@ fn end_of_stream(w: &mut Wire, size: u64) -> Result<(), StoreError> {
         }),
         Err(ReadFail::Io(e)) => Err(w.io(e)),
         Err(ReadFail::Err(e)) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pull holding its remote's answer while it waits for room gives
+    /// up before a serving node with the default configuration would close
+    /// the transfer as stalled (the pull would then fail cut short).
+    #[test]
+    fn a_held_answer_is_let_go_before_the_default_stall_timeout() {
+        let c = PullServerConfig::new("127.0.0.1:0".parse().unwrap());
+        assert!(PULL_ANSWER_HOLD < c.stall_timeout);
     }
 }

@@ -29,7 +29,7 @@ use super::protocol::{
 use super::shared::{IndexLiveness, ServiceIndex, SlotOutbox, DEFAULT_INDEX_ENTRIES};
 use super::table::{
     ClientConnection, ClientId, Location, Notification, ObjectTable, SealedCursor, StoreSnapshot,
-    MAX_METADATA_LEN, OBJECT_ALIGN, SUBSCRIBER_LAG_BYTES,
+    MAX_METADATA_LEN, OBJECT_ALIGN, PULL_DEADLINE_GRACE, SUBSCRIBER_LAG_BYTES,
 };
 use super::Health;
 use crate::ids::{ObjectId, WorkerId};
@@ -1004,11 +1004,16 @@ impl Service {
                 id,
                 data_size,
                 metadata,
-                for_pull,
+                pull_ms,
             } => {
-                let created = if for_pull {
+                let created = if let Some(ms) = pull_ms {
+                    let now = Instant::now();
+                    let until = crate::deadline_after(
+                        crate::deadline_after(now, Duration::from_millis(ms)),
+                        PULL_DEADLINE_GRACE,
+                    );
                     self.table
-                        .create_for_pull(cid, id, data_size, metadata, Instant::now())
+                        .create_for_pull(cid, id, data_size, metadata, now, until)
                 } else {
                     self.table.create(cid, id, data_size, metadata)
                 };
@@ -1061,6 +1066,10 @@ impl Service {
                 data_size,
                 Instant::now(),
             ))),
+            Request::PullLeave { id } => {
+                self.table.pull_leave(id);
+                Then::Nothing
+            }
             Request::PullWaiting => {
                 Then::Reply(Reply::Bool(self.table.pull_waiting(Instant::now())))
             }

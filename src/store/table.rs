@@ -396,9 +396,11 @@ struct Entry {
     index: Option<u32>,
     /// The index's use count of `index` when last looked at (LRU).
     uses_seen: u64,
-    /// Created for a pull and not sealed yet: its
-    /// [`footprint`] counts in [`ObjectTable::pulling`].
-    pulled: bool,
+    /// Created for a pull and not sealed yet: its [`footprint`] counts in
+    /// [`ObjectTable::pulling`] until this instant (the pull's deadline
+    /// and [`PULL_DEADLINE_GRACE`]; also a key of
+    /// `ObjectTable::pull_ends`).
+    pulled: Option<Instant>,
 }
 
 impl Entry {
@@ -488,6 +490,9 @@ pub struct ObjectTable {
     pull_capacity: u64,
     /// Pulls refused room, oldest first ([`ObjectTable::create_for_pull`]).
     pull_queue: std::collections::VecDeque<QueuedPull>,
+    /// The objects counted in `pulling`, by the instant they stop counting
+    /// (`Entry::pulled`): soonest first.
+    pull_ends: BTreeSet<(Instant, ObjectId)>,
 }
 
 /// A pull refused room, waiting its turn ([`ObjectTable::create_for_pull`]).
@@ -545,6 +550,13 @@ pub const PULL_QUEUE_TTL: Duration = Duration::from_millis(250);
 /// for this long, and remotes that answered late or not at all then held
 /// it for a second a turn (the attack on `5cc8520`).
 pub const PULL_GRANT_TTL: Duration = Duration::from_secs(1);
+
+/// How long past its deadline a pull's object still counts against the
+/// pull capacity ([`ObjectTable::create_for_pull`]): its puller seals or
+/// aborts it at the deadline (a seal at most `LOCAL_MIN`, 50 ms, later);
+/// past this the puller is not running (stopped, or frozen) and its room
+/// goes to the pulls waiting.
+pub const PULL_DEADLINE_GRACE: Duration = Duration::from_millis(250);
 
 /// Most pulls queued at once ([`ObjectTable::create_for_pull`]): beyond
 /// it, a refused pull is not queued (it is let in when it fits and no
@@ -607,6 +619,7 @@ impl ObjectTable {
             pulling: 0,
             pull_capacity: default_pull_capacity(capacity),
             pull_queue: std::collections::VecDeque::new(),
+            pull_ends: BTreeSet::new(),
         })
     }
 
@@ -624,10 +637,46 @@ impl ObjectTable {
         Ok(self)
     }
 
-    /// Bytes ([`footprint`]s) that unsealed objects created for pulls take
-    /// now.
+    /// Bytes ([`footprint`]s) of the unsealed objects created for pulls
+    /// that count against the pull capacity: those whose pulls' deadlines
+    /// (and [`PULL_DEADLINE_GRACE`]) had not passed when the table last
+    /// looked ([`ObjectTable::create_for_pull`]).
     pub fn pulling(&self) -> u64 {
         self.pulling
+    }
+
+    /// Stops counting the pulls whose deadlines (and
+    /// [`PULL_DEADLINE_GRACE`]) passed by `now`: their objects stay (their
+    /// pullers may still map them), but no longer hold room other pulls
+    /// wait for. An honest puller gives its object up at its deadline; one
+    /// stopped there (`SIGSTOP`, a debugger, a frozen cgroup) held its
+    /// share of the capacity until it went on (the attack on `5cc8520`:
+    /// every pull that did not fit beside a stopped 20 MiB one failed
+    /// `PullsFull` for a minute and more).
+    fn lapse_pulls(&mut self, now: Instant) {
+        while let Some(&(until, id)) = self.pull_ends.first() {
+            if until > now {
+                return;
+            }
+            self.pull_ends.pop_first();
+            if let Some(e) = self.objects.get_mut(&id) {
+                if e.pulled == Some(until) {
+                    e.pulled = None;
+                    self.pulling -= footprint(e.data_size);
+                    tracing::debug!(%id, "a pull's deadline passed with its object unsealed: it no longer counts against the pull capacity");
+                }
+            }
+        }
+    }
+
+    /// A pull of `id` that queued for room ended without its create (its
+    /// puller failed, or gave up): it leaves the queue, and the room it was
+    /// told of is free for the pulls behind it at once, not when its turn
+    /// would have run out ([`PULL_QUEUE_TTL`]). Before, remotes that
+    /// answered a bad header right after their pulls were told of room held
+    /// that room a quarter of a second a turn (the attack on `2dd8bde`).
+    pub fn pull_leave(&mut self, id: ObjectId) {
+        self.pull_queue.retain(|q| q.id != id);
     }
 
     /// Whether [`ObjectTable::create_for_pull`] of object `id` (of
@@ -661,6 +710,7 @@ impl ObjectTable {
     /// whose transfer is behind its pace then gives its room up (see
     /// [`ObjectTable::create_for_pull`]).
     pub fn pull_waiting(&mut self, now: Instant) -> bool {
+        self.lapse_pulls(now);
         self.expire_queued_pulls(now);
         self.pull_queue
             .iter()
@@ -680,6 +730,7 @@ impl ObjectTable {
     /// size. If not, the bytes in its way: those of the pulls in progress
     /// and of the live queued pulls ahead of it.
     fn pull_admits(&mut self, id: ObjectId, need: u64, now: Instant) -> Result<(), u64> {
+        self.lapse_pulls(now);
         self.expire_queued_pulls(now);
         let ahead = self
             .pull_queue
@@ -1086,7 +1137,7 @@ impl ObjectTable {
             lru: None,
             index: None,
             uses_seen: 0,
-            pulled: false,
+            pulled: None,
         };
         let view = entry.view(id);
         self.objects.insert(id, Box::new(entry));
@@ -1116,6 +1167,13 @@ impl ObjectTable {
     ///   is in progress, so that an object larger than the capacity can
     ///   still come.
     ///
+    /// The object counts against the capacity until it is sealed or
+    /// aborted, or its creator leaves — and no longer than `until` (the
+    /// pull's deadline plus [`PULL_DEADLINE_GRACE`]): a puller past its
+    /// deadline gives it up itself, and one stopped there no longer holds
+    /// room other pulls wait for (the object itself stays: its puller maps
+    /// it).
+    ///
     /// `now` is the time of the request (the queue's clock).
     ///
     /// Errors: `PullsFull` when the pulls in progress, or those queued
@@ -1129,6 +1187,7 @@ impl ObjectTable {
         data_size: u64,
         metadata: Vec<u8>,
         now: Instant,
+        until: Instant,
     ) -> Result<ObjectView, StoreError> {
         let need = footprint(data_size);
         // An id taken already fails as `create` says (`ObjectExists`: its
@@ -1151,8 +1210,9 @@ impl ObjectTable {
         self.pull_queue.retain(|q| q.id != id);
         let view = self.create(client, id, data_size, metadata)?;
         if let Some(e) = self.objects.get_mut(&id) {
-            e.pulled = true;
+            e.pulled = Some(until);
             self.pulling += need;
+            self.pull_ends.insert((until, id));
         }
         Ok(view)
     }
@@ -1409,8 +1469,9 @@ impl ObjectTable {
         if e.state == ObjectState::Sealed {
             self.sealed -= 1;
         }
-        if e.pulled {
+        if let Some(until) = e.pulled {
             self.pulling -= footprint(e.data_size);
+            self.pull_ends.remove(&(until, id));
         }
         self.metadata_used -=
             heap_charge(e.metadata.len()) + e.holders.len() as u64 * HOLDER_OVERHEAD;
@@ -1510,8 +1571,9 @@ impl ObjectTable {
         }
         e.state = ObjectState::Sealed;
         self.sealed += 1;
-        if std::mem::take(&mut e.pulled) {
+        if let Some(until) = e.pulled.take() {
             self.pulling -= footprint(e.data_size);
+            self.pull_ends.remove(&(until, id));
         }
         let view = e.view(id);
         if let (Slot::Arena(_), Location::Arena { offset }, Some(shared)) =
@@ -1813,6 +1875,33 @@ impl ObjectTable {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+
+    /// A table of 64 units with a pull capacity of 8.
+    fn pull_table() -> ObjectTable {
+        ObjectTable::new(64 * UNIT)
+            .unwrap()
+            .with_pull_capacity(8 * UNIT)
+            .unwrap()
+    }
+
+    /// `create_for_pull` of a pull whose deadline is an hour away.
+    fn pull_create(
+        t: &mut ObjectTable,
+        client: ClientId,
+        id: ObjectId,
+        data_size: u64,
+        metadata: Vec<u8>,
+        now: Instant,
+    ) -> Result<ObjectView, StoreError> {
+        t.create_for_pull(
+            client,
+            id,
+            data_size,
+            metadata,
+            now,
+            now + Duration::from_secs(3600),
+        )
+    }
     use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
     use std::sync::{Arc, Mutex};
 
@@ -1874,7 +1963,7 @@ pub(super) mod tests {
         let pulling: u64 = t
             .objects
             .values()
-            .filter(|e| e.pulled)
+            .filter(|e| e.pulled.is_some())
             .inspect(|e| {
                 assert_eq!(
                     e.state,
@@ -1885,6 +1974,12 @@ pub(super) mod tests {
             .map(|e| footprint(e.data_size))
             .sum();
         assert_eq!(pulling, t.pulling, "bytes being pulled");
+        let ends: BTreeSet<(Instant, ObjectId)> = t
+            .objects
+            .iter()
+            .filter_map(|(id, e)| Some((e.pulled?, *id)))
+            .collect();
+        assert_eq!(ends, t.pull_ends, "the pulls counted, by their ends");
         assert!(t.pull_queue.len() <= MAX_QUEUED_PULLS);
         for (i, q) in t.pull_queue.iter().enumerate() {
             assert!(
@@ -1892,7 +1987,7 @@ pub(super) mod tests {
                 "a pull is queued once"
             );
             assert!(
-                !t.objects.get(&q.id).is_some_and(|e| e.pulled),
+                t.objects.get(&q.id).is_none_or(|e| e.pulled.is_none()),
                 "a pull let in is not queued"
             );
         }
@@ -1976,7 +2071,19 @@ pub(super) mod tests {
                     let size = rng.below(3 * UNIT);
                     let meta = vec![1; rng.below(20_000) as usize];
                     let r = if kind == 1 {
-                        t.create_for_pull(c, id, size, meta, Instant::now())
+                        // Half of them past their deadlines at once (they
+                        // stop counting at the next look).
+                        let now = Instant::now();
+                        let until = if rng.below(2) == 0 {
+                            now
+                        } else {
+                            now + Duration::from_secs(3600)
+                        };
+                        let r = t.create_for_pull(c, id, size, meta, now, until);
+                        if r.is_err() && rng.below(4) == 0 {
+                            t.pull_leave(id);
+                        }
+                        r
                     } else {
                         t.create(c, id, size, meta)
                     };
@@ -2030,10 +2137,7 @@ pub(super) mod tests {
     /// one pull is let in whatever its size while no other is in progress.
     #[test]
     fn pulls_hold_at_most_the_pull_capacity_until_they_seal_or_end() {
-        let mut t = ObjectTable::new(64 * UNIT)
-            .unwrap()
-            .with_pull_capacity(8 * UNIT)
-            .unwrap();
+        let mut t = pull_table();
         assert_eq!(default_pull_capacity(64 * UNIT), 32 * UNIT);
         // Each step a queue's lifetime later: no pull refused before is
         // still queued (the queue has a test of its own).
@@ -2044,10 +2148,9 @@ pub(super) mod tests {
         };
         // Alone: let in beyond the capacity; then nothing else is.
         assert!(t.pull_room(oid(1), 20 * UNIT, later()));
-        t.create_for_pull(1, oid(1), 20 * UNIT, Vec::new(), later())
-            .unwrap();
+        pull_create(&mut t, 1, oid(1), 20 * UNIT, Vec::new(), later()).unwrap();
         assert!(!t.pull_room(oid(9), 1, later()));
-        let r = t.create_for_pull(2, oid(2), UNIT, Vec::new(), later());
+        let r = pull_create(&mut t, 2, oid(2), UNIT, Vec::new(), later());
         assert!(
             matches!(r, Err(StoreError::PullsFull { pulling, capacity, .. })
             if pulling == 20 * UNIT && capacity == 8 * UNIT),
@@ -2058,18 +2161,15 @@ pub(super) mod tests {
         t.seal(1, oid(1)).unwrap();
         assert_eq!(t.pulling(), 0);
         // Within the capacity, several at once.
-        t.create_for_pull(2, oid(4), 4 * UNIT, Vec::new(), later())
-            .unwrap();
-        t.create_for_pull(3, oid(5), 4 * UNIT, Vec::new(), later())
-            .unwrap();
+        pull_create(&mut t, 2, oid(4), 4 * UNIT, Vec::new(), later()).unwrap();
+        pull_create(&mut t, 3, oid(5), 4 * UNIT, Vec::new(), later()).unwrap();
         assert!(matches!(
-            t.create_for_pull(2, oid(6), 1, Vec::new(), later()),
+            pull_create(&mut t, 2, oid(6), 1, Vec::new(), later()),
             Err(StoreError::PullsFull { .. })
         ));
         t.abort(2, oid(4)).unwrap();
         assert_eq!(t.pulling(), 4 * UNIT);
-        t.create_for_pull(2, oid(6), 1, Vec::new(), later())
-            .unwrap();
+        pull_create(&mut t, 2, oid(6), 1, Vec::new(), later()).unwrap();
         assert_eq!(t.disconnect(3), 1);
         assert_eq!(t.pulling(), footprint(1));
         assert!(t.with_pull_capacity(0).is_err());
@@ -2082,25 +2182,21 @@ pub(super) mod tests {
     /// that does not fit is what `pull_waiting` reports.
     #[test]
     fn pulls_refused_room_are_let_in_in_the_order_they_came() {
-        let mut t = ObjectTable::new(64 * UNIT)
-            .unwrap()
-            .with_pull_capacity(8 * UNIT)
-            .unwrap();
+        let mut t = pull_table();
         let t0 = Instant::now();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
-        t.create_for_pull(1, oid(1), 6 * UNIT, Vec::new(), at(0))
-            .unwrap();
+        pull_create(&mut t, 1, oid(1), 6 * UNIT, Vec::new(), at(0)).unwrap();
         assert!(!t.pull_waiting(at(0)));
         // 4 units do not fit beside 6: queued, and waiting.
         assert!(matches!(
-            t.create_for_pull(2, oid(2), 4 * UNIT, Vec::new(), at(1)),
+            pull_create(&mut t, 2, oid(2), 4 * UNIT, Vec::new(), at(1)),
             Err(StoreError::PullsFull { .. })
         ));
         assert!(t.pull_waiting(at(1)));
         // 2 units would fit, but not beside the 4 queued ahead.
         assert!(!t.pull_room(oid(3), 2 * UNIT, at(2)));
         assert!(matches!(
-            t.create_for_pull(3, oid(3), 2 * UNIT, Vec::new(), at(3)),
+            pull_create(&mut t, 3, oid(3), 2 * UNIT, Vec::new(), at(3)),
             Err(StoreError::PullsFull { .. })
         ));
         // The first pull ends: the queued one has room, the later one
@@ -2109,32 +2205,27 @@ pub(super) mod tests {
         assert!(!t.pull_waiting(at(4)));
         assert!(t.pull_room(oid(2), 4 * UNIT, at(5)));
         assert!(t.pull_room(oid(3), 2 * UNIT, at(6)));
-        t.create_for_pull(2, oid(2), 4 * UNIT, Vec::new(), at(7))
-            .unwrap();
-        t.create_for_pull(3, oid(3), 2 * UNIT, Vec::new(), at(8))
-            .unwrap();
+        pull_create(&mut t, 2, oid(2), 4 * UNIT, Vec::new(), at(7)).unwrap();
+        pull_create(&mut t, 3, oid(3), 2 * UNIT, Vec::new(), at(8)).unwrap();
         assert_eq!(t.pulling(), 6 * UNIT);
         // A queued pull whose puller stops asking loses its turn.
         assert!(!t.pull_room(oid(4), 4 * UNIT, at(10)));
         assert!(t.pull_waiting(at(10)));
         let gone = at(10) + PULL_QUEUE_TTL;
         assert!(!t.pull_waiting(gone));
-        t.create_for_pull(3, oid(5), 2 * UNIT, Vec::new(), gone)
-            .unwrap();
+        pull_create(&mut t, 3, oid(5), 2 * UNIT, Vec::new(), gone).unwrap();
         assert!(t.pull_queue.is_empty());
         // The first in line is let in alone whatever its size, but one
         // behind it is not let in alone ahead of it.
         t.abort(2, oid(2)).unwrap();
         t.abort(3, oid(3)).unwrap();
         t.abort(3, oid(5)).unwrap();
-        t.create_for_pull(1, oid(6), UNIT, Vec::new(), gone)
-            .unwrap();
+        pull_create(&mut t, 1, oid(6), UNIT, Vec::new(), gone).unwrap();
         assert!(!t.pull_room(oid(7), 20 * UNIT, gone));
         assert!(!t.pull_room(oid(8), 30 * UNIT, gone));
         t.abort(1, oid(6)).unwrap();
         assert!(!t.pull_room(oid(8), 30 * UNIT, gone));
-        t.create_for_pull(2, oid(7), 20 * UNIT, Vec::new(), gone)
-            .unwrap();
+        pull_create(&mut t, 2, oid(7), 20 * UNIT, Vec::new(), gone).unwrap();
         assert_eq!(t.pull_queue.len(), 1);
     }
 
@@ -2149,10 +2240,7 @@ pub(super) mod tests {
     /// `5cc8520`).
     #[test]
     fn a_pull_told_of_room_keeps_its_place_not_its_room_while_its_remote_answers() {
-        let mut t = ObjectTable::new(64 * UNIT)
-            .unwrap()
-            .with_pull_capacity(8 * UNIT)
-            .unwrap();
+        let mut t = pull_table();
         let t0 = Instant::now();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
         let ttl = PULL_QUEUE_TTL.as_millis() as u64;
@@ -2161,18 +2249,23 @@ pub(super) mod tests {
             |r: Result<ObjectView, StoreError>| matches!(r, Err(StoreError::PullsFull { .. }));
         // H1 in progress; H2 and then S queued.
         let (h1, h2, s) = (oid(1), oid(2), oid(3));
-        t.create_for_pull(1, h1, 6 * UNIT, Vec::new(), at(0))
-            .unwrap();
-        assert!(full(t.create_for_pull(2, h2, 6 * UNIT, Vec::new(), at(1))));
+        pull_create(&mut t, 1, h1, 6 * UNIT, Vec::new(), at(0)).unwrap();
+        assert!(full(pull_create(
+            &mut t,
+            2,
+            h2,
+            6 * UNIT,
+            Vec::new(),
+            at(1)
+        )));
         assert!(!t.pull_room(s, 2 * UNIT, at(2)));
         t.abort(1, h1).unwrap();
         assert!(t.pull_room(h2, 6 * UNIT, at(10)));
-        t.create_for_pull(2, h2, 6 * UNIT, Vec::new(), at(11))
-            .unwrap();
+        pull_create(&mut t, 2, h2, 6 * UNIT, Vec::new(), at(11)).unwrap();
         // S is told of room (it fits beside H2), and asks its remote again.
         assert!(t.pull_room(s, 2 * UNIT, at(20)));
         // Meanwhile H1 asks again: S's room is reserved, H1 waits.
-        let r = t.create_for_pull(1, h1, 6 * UNIT, Vec::new(), at(30));
+        let r = pull_create(&mut t, 1, h1, 6 * UNIT, Vec::new(), at(30));
         assert!(
             matches!(r, Err(StoreError::PullsFull { pulling, .. }) if pulling == 8 * UNIT),
             "the error counts the room of the pull queued ahead: {r:?}"
@@ -2180,11 +2273,11 @@ pub(super) mod tests {
         // Past the queue's TTL S reserves nothing: H2 ends, H1 is let in.
         t.abort(2, h2).unwrap();
         assert!(t.pull_room(h1, 6 * UNIT, at(20 + ttl + 10)));
-        t.create_for_pull(1, h1, 6 * UNIT, Vec::new(), at(20 + ttl + 15))
-            .unwrap();
+        pull_create(&mut t, 1, h1, 6 * UNIT, Vec::new(), at(20 + ttl + 15)).unwrap();
         assert!(!t.pull_waiting(at(20 + ttl + 15)));
         // H2 asks again and queues — behind S, which kept its place.
-        assert!(full(t.create_for_pull(
+        assert!(full(pull_create(
+            &mut t,
             2,
             h2,
             6 * UNIT,
@@ -2192,16 +2285,15 @@ pub(super) mod tests {
             at(20 + ttl + 20)
         )));
         // S's remote answers: S goes ahead of H2 and fits beside H1.
-        t.create_for_pull(3, s, 2 * UNIT, Vec::new(), at(20 + ttl + 50))
-            .unwrap();
+        pull_create(&mut t, 3, s, 2 * UNIT, Vec::new(), at(20 + ttl + 50)).unwrap();
         t.abort(3, s).unwrap();
         t.abort(1, h1).unwrap();
         // Told of room: reserved for the queue's TTL, then not; its place
         // is gone past the grant's TTL.
         let (x, a, c) = (oid(4), oid(5), oid(6));
-        t.create_for_pull(4, x, 4 * UNIT, Vec::new(), at(3000))
-            .unwrap();
-        assert!(full(t.create_for_pull(
+        pull_create(&mut t, 4, x, 4 * UNIT, Vec::new(), at(3000)).unwrap();
+        assert!(full(pull_create(
+            &mut t,
             5,
             a,
             6 * UNIT,
@@ -2218,6 +2310,61 @@ pub(super) mod tests {
         assert!(t.pull_queue.iter().any(|q| q.id == a));
         assert!(t.pull_room(c, 4 * UNIT, at(3002 + grant + 10)));
         assert!(t.pull_queue.iter().all(|q| q.id != a));
+    }
+
+    /// A pull's object counts against the pull capacity until its
+    /// deadline and the grace, and no longer: its puller may be stopped
+    /// there (the attack on `5cc8520`). The object stays (its puller maps
+    /// it); its seal later gives nothing back twice.
+    #[test]
+    fn a_pull_past_its_deadline_no_longer_counts_against_the_capacity() {
+        let mut t = pull_table();
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let (stopped, honest) = (oid(1), oid(2));
+        t.create_for_pull(1, stopped, 6 * UNIT, Vec::new(), at(0), at(1000))
+            .unwrap();
+        let r = pull_create(&mut t, 2, honest, 4 * UNIT, Vec::new(), at(999));
+        assert!(matches!(r, Err(StoreError::PullsFull { .. })), "{r:?}");
+        assert!(t.pull_waiting(at(999)));
+        assert!(!t.pull_waiting(at(1000)), "the stopped pull lapsed");
+        assert_eq!(t.pulling(), 0);
+        pull_create(&mut t, 2, honest, 4 * UNIT, Vec::new(), at(1001)).unwrap();
+        assert_eq!(t.pulling(), 4 * UNIT);
+        assert!(t.objects.contains_key(&stopped), "the object stays");
+        // Its puller goes on and seals: the honest pull stays counted.
+        t.seal(1, stopped).unwrap();
+        assert_eq!(t.pulling(), 4 * UNIT);
+        t.seal(2, honest).unwrap();
+        assert_eq!(t.pulling(), 0);
+        assert!(t.pull_ends.is_empty());
+    }
+
+    /// A pull that leaves the queue (it failed after it queued) frees the
+    /// room it was told of at once, not when its turn runs out.
+    #[test]
+    fn a_pull_that_leaves_the_queue_frees_the_room_it_was_told_of() {
+        let mut t = pull_table();
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let (busy, failing, honest) = (oid(1), oid(2), oid(3));
+        pull_create(&mut t, 1, busy, 6 * UNIT, Vec::new(), at(0)).unwrap();
+        assert!(!t.pull_room(failing, 6 * UNIT, at(1)));
+        assert!(!t.pull_room(honest, 6 * UNIT, at(2)));
+        t.seal(1, busy).unwrap();
+        assert!(t.pull_room(failing, 6 * UNIT, at(3)), "first in line");
+        assert!(
+            !t.pull_room(honest, 6 * UNIT, at(4)),
+            "its room is reserved"
+        );
+        t.pull_leave(failing);
+        assert!(
+            t.pull_room(honest, 6 * UNIT, at(5)),
+            "left: the room is free"
+        );
+        // Leaving a pull that is not queued changes nothing.
+        t.pull_leave(oid(9));
+        pull_create(&mut t, 3, honest, 6 * UNIT, Vec::new(), at(6)).unwrap();
     }
 
     /// Fault A: the snapshot's largest objects are the `max` largest,

@@ -622,3 +622,21 @@ pub fn task_error(driver: &mut CoreWorker, r: &ObjectRef) -> TaskError {
 mod job_control;
 #[allow(unused_imports)] // not every test binary stops a process
 pub use job_control::{continue_process, stop_process};
+
+/// Options of an owner with the session's store, its client's reply
+/// timeout `reply_timeout` (short, for tests that stop the store past it).
+pub fn owner_options(
+    s: &TestSession,
+    reply_timeout: Duration,
+) -> shmwire::worker::CoreWorkerOptions {
+    let client = shmwire::store::StoreClient::connect_with(
+        &s.session,
+        shmwire::store::DEFAULT_STORE_NAME,
+        shmwire::store::ClientOptions {
+            reply_timeout,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    shmwire::worker::CoreWorkerOptions::new(s.node).with_store(client)
+}
