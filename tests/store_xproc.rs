@@ -2466,6 +2466,88 @@ fn remotes_that_fail_every_turn_hold_honest_pulls_up_hardly_at_all() {
     );
 }
 
+/// Two local clients pulling the same local id share its place in the
+/// store's queue, and one that gives up takes only itself out (the attack
+/// on `8c8359a`: B's `PullLeave` threw A's pull of the same id behind a
+/// pull that queued later). Here, in a 16 MiB store (8 MiB pull capacity)
+/// in a child process, a 6 MiB transfer of ≈ 0.7 s holds the room; A
+/// queues for a 4 MiB object, B for the same local id (from another
+/// node) with a 300 ms timeout, then C for a 6 MiB object; B fails at its
+/// deadline. When the transfer ends, A comes before C (A and C do not fit
+/// together). Without the per-client leave, C came first.
+#[test]
+fn a_pull_given_up_leaves_another_clients_pull_of_the_same_id_in_place() {
+    const TEST: &str = "a_pull_given_up_leaves_another_clients_pull_of_the_same_id_in_place";
+    if child_role().is_some() {
+        run_service_child();
+        return;
+    }
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    const MIB: u64 = 1 << 20;
+    let env = Env::new("pullsame");
+    let _service = service_child(TEST, &env, "pullsame");
+    let (x, y) = (shared_oid(46, 0), shared_oid(46, 1));
+    let (dx, dy) = (
+        contents(46, (4 * MIB) as usize),
+        contents(47, (6 * MIB) as usize),
+    );
+    let (_remote, _remote_store, server) =
+        pull_node("pullsame-remote", 32 << 20, &[(x, &dx), (y, &dy)]);
+    let stop = Arc::new(AtomicBool::new(false));
+    // 6 MiB in 24 chunks of 256 KiB, one every 30 ms.
+    let (busy, busy_node) = pacing_node(
+        6 * MIB,
+        shmwire::store::PULL_PREFIX,
+        (256 << 10, Duration::from_millis(30)),
+        stop.clone(),
+    );
+    let (created_tx, created) = std::sync::mpsc::channel();
+    let c = connect(&env.session);
+    let busy_pull = std::thread::spawn(move || {
+        let mut said = false;
+        c.pull_with_progress(
+            shared_oid(48, 0),
+            busy,
+            Duration::from_secs(10),
+            |got, _| {
+                if !said && got > shmwire::store::PULL_PREFIX as u64 {
+                    said = true;
+                    let _ = created_tx.send(());
+                }
+            },
+        )
+        .map(drop)
+    });
+    created.recv_timeout(GUARD).expect("the busy pull started");
+    let start = Instant::now();
+    let pull_at = |delay: u64, id, from, local, timeout: Duration| {
+        let c = connect(&env.session);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(delay));
+            let r = c.pull_into(id, from, local, timeout).map(|b| checksum(&b));
+            (r, start.elapsed())
+        })
+    };
+    let a = pull_at(0, x, server.addr(), x, Duration::from_secs(10));
+    let b = pull_at(20, shared_oid(49, 0), busy, x, Duration::from_millis(300));
+    let later = pull_at(60, y, server.addr(), y, Duration::from_secs(10));
+    let (a, b, later) = (a.join().unwrap(), b.join().unwrap(), later.join().unwrap());
+    stop.store(true, Ordering::Relaxed);
+    busy_pull.join().unwrap().unwrap();
+    busy_node.join().unwrap();
+    server.shutdown();
+    assert!(b.0.is_err(), "B's pull was to fail at its deadline: {b:?}");
+    assert_eq!(a.0.as_ref().ok(), Some(&checksum(&dx)), "A: {a:?}");
+    assert_eq!(later.0.as_ref().ok(), Some(&checksum(&dy)), "C: {later:?}");
+    assert!(
+        a.1 < later.1,
+        "A, queued first, came at {:?}, C at {:?}",
+        a.1,
+        later.1
+    );
+}
+
 /// A remote node that declares a size and sends nothing holds no room in
 /// the pulling store (the attack on `964b4bb`: one such node declaring
 /// 60 MiB evicted every cached object of a 64 MiB store and failed a

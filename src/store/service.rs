@@ -1062,12 +1062,13 @@ impl Service {
             }
             Request::Contains { id } => Then::Reply(Reply::Bool(self.table.contains(&id))),
             Request::PullRoom { id, data_size } => Then::Reply(Reply::Bool(self.table.pull_room(
+                cid,
                 id,
                 data_size,
                 Instant::now(),
             ))),
             Request::PullLeave { id } => {
-                self.table.pull_leave(id);
+                self.table.pull_leave(cid, id);
                 Then::Nothing
             }
             Request::PullWaiting => {

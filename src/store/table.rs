@@ -496,7 +496,7 @@ pub struct ObjectTable {
 }
 
 /// A pull refused room, waiting its turn ([`ObjectTable::create_for_pull`]).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct QueuedPull {
     /// The local object it will create.
     id: ObjectId,
@@ -508,9 +508,26 @@ struct QueuedPull {
     /// remote again): the pull keeps its place, not its room, until
     /// [`PULL_GRANT_TTL`] after that.
     granted: Option<Instant>,
+    /// The clients that asked for it and have not left
+    /// ([`ObjectTable::pull_leave`]; at most [`MAX_PULL_ASKERS`]): pulls
+    /// of one local id by several clients share its place, and one that
+    /// leaves takes only itself out.
+    askers: Vec<ClientId>,
 }
 
+/// Most clients a queued pull records as asking for it
+/// ([`ObjectTable::pull_leave`]); one beyond them keeps the pull's turn
+/// all the same, but its leaving is not heard.
+const MAX_PULL_ASKERS: usize = 8;
+
 impl QueuedPull {
+    /// Records `client` as asking for this pull (see `askers`).
+    fn asked_by(&mut self, client: ClientId) {
+        if !self.askers.contains(&client) && self.askers.len() < MAX_PULL_ASKERS {
+            self.askers.push(client);
+        }
+    }
+
     /// Whether the pull holds its turn, and counts for the pulls behind
     /// it, at `now`: its puller asked within [`PULL_QUEUE_TTL`].
     fn live(&self, now: Instant) -> bool {
@@ -669,14 +686,25 @@ impl ObjectTable {
         }
     }
 
-    /// A pull of `id` that queued for room ended without its create (its
-    /// puller failed, or gave up): it leaves the queue, and the room it was
-    /// told of is free for the pulls behind it at once, not when its turn
-    /// would have run out ([`PULL_QUEUE_TTL`]). Before, remotes that
+    /// `client`'s pull of `id`, which queued for room, ended without its
+    /// create (its puller failed, or gave up): once no other client that
+    /// asked for `id` is left, the pull leaves the queue, and the room it
+    /// was told of is free for the pulls behind it at once, not when its
+    /// turn would have run out ([`PULL_QUEUE_TTL`]). Before, remotes that
     /// answered a bad header right after their pulls were told of room held
     /// that room a quarter of a second a turn (the attack on `2dd8bde`).
-    pub fn pull_leave(&mut self, id: ObjectId) {
-        self.pull_queue.retain(|q| q.id != id);
+    /// (Only the client's own asking is taken back: one client's leave
+    /// threw another's pull of the same id out of its place, the attack on
+    /// `8c8359a`.)
+    pub fn pull_leave(&mut self, client: ClientId, id: ObjectId) {
+        let Some(i) = self.pull_queue.iter().position(|q| q.id == id) else {
+            return;
+        };
+        let q = &mut self.pull_queue[i];
+        q.askers.retain(|&c| c != client);
+        if q.askers.is_empty() {
+            self.pull_queue.remove(i);
+        }
     }
 
     /// Whether [`ObjectTable::create_for_pull`] of object `id` (of
@@ -684,7 +712,14 @@ impl ObjectTable {
     /// (it may still fail for other reasons). A pull that would not is
     /// queued, as a refused create is, and keeps its turn while its puller
     /// asks (this is how a puller waiting for room asks).
-    pub fn pull_room(&mut self, id: ObjectId, data_size: u64, now: Instant) -> bool {
+    /// `client` is the puller asking.
+    pub fn pull_room(
+        &mut self,
+        client: ClientId,
+        id: ObjectId,
+        data_size: u64,
+        now: Instant,
+    ) -> bool {
         // (An id taken already: its create fails `ObjectExists` whatever
         // the room.)
         if self.objects.contains_key(&id) {
@@ -698,9 +733,10 @@ impl ObjectTable {
             // longer: the attack on `2dd8bde`).
             if let Some(q) = self.pull_queue.iter_mut().find(|q| q.id == id) {
                 q.granted = Some(now);
+                q.asked_by(client);
             }
         } else {
-            self.queue_pull(id, footprint(data_size), now);
+            self.queue_pull(client, id, footprint(data_size), now);
         }
         room
     }
@@ -749,18 +785,20 @@ impl ObjectTable {
     }
 
     /// Queues pull `id` (`need` bytes) at the back, or keeps its turn if it
-    /// is queued: its puller asked at `now`.
-    fn queue_pull(&mut self, id: ObjectId, need: u64, now: Instant) {
+    /// is queued: `client` asked for it at `now`.
+    fn queue_pull(&mut self, client: ClientId, id: ObjectId, need: u64, now: Instant) {
         if let Some(q) = self.pull_queue.iter_mut().find(|q| q.id == id) {
             q.seen = now;
             q.need = need;
             q.granted = None;
+            q.asked_by(client);
         } else if self.pull_queue.len() < MAX_QUEUED_PULLS {
             self.pull_queue.push_back(QueuedPull {
                 id,
                 need,
                 seen: now,
                 granted: None,
+                askers: vec![client],
             });
         }
     }
@@ -1197,7 +1235,7 @@ impl ObjectTable {
             return self.create(client, id, data_size, metadata);
         }
         if let Err(held) = self.pull_admits(id, need, now) {
-            self.queue_pull(id, need, now);
+            self.queue_pull(client, id, need, now);
             return Err(StoreError::PullsFull {
                 id,
                 needed: need,
@@ -2081,7 +2119,7 @@ pub(super) mod tests {
                         };
                         let r = t.create_for_pull(c, id, size, meta, now, until);
                         if r.is_err() && rng.below(4) == 0 {
-                            t.pull_leave(id);
+                            t.pull_leave(c, id);
                         }
                         r
                     } else {
@@ -2147,9 +2185,9 @@ pub(super) mod tests {
             now
         };
         // Alone: let in beyond the capacity; then nothing else is.
-        assert!(t.pull_room(oid(1), 20 * UNIT, later()));
+        assert!(t.pull_room(9, oid(1), 20 * UNIT, later()));
         pull_create(&mut t, 1, oid(1), 20 * UNIT, Vec::new(), later()).unwrap();
-        assert!(!t.pull_room(oid(9), 1, later()));
+        assert!(!t.pull_room(9, oid(9), 1, later()));
         let r = pull_create(&mut t, 2, oid(2), UNIT, Vec::new(), later());
         assert!(
             matches!(r, Err(StoreError::PullsFull { pulling, capacity, .. })
@@ -2194,7 +2232,7 @@ pub(super) mod tests {
         ));
         assert!(t.pull_waiting(at(1)));
         // 2 units would fit, but not beside the 4 queued ahead.
-        assert!(!t.pull_room(oid(3), 2 * UNIT, at(2)));
+        assert!(!t.pull_room(9, oid(3), 2 * UNIT, at(2)));
         assert!(matches!(
             pull_create(&mut t, 3, oid(3), 2 * UNIT, Vec::new(), at(3)),
             Err(StoreError::PullsFull { .. })
@@ -2203,13 +2241,13 @@ pub(super) mod tests {
         // still waits behind it; and nothing waits for room it lacks.
         t.abort(1, oid(1)).unwrap();
         assert!(!t.pull_waiting(at(4)));
-        assert!(t.pull_room(oid(2), 4 * UNIT, at(5)));
-        assert!(t.pull_room(oid(3), 2 * UNIT, at(6)));
+        assert!(t.pull_room(9, oid(2), 4 * UNIT, at(5)));
+        assert!(t.pull_room(9, oid(3), 2 * UNIT, at(6)));
         pull_create(&mut t, 2, oid(2), 4 * UNIT, Vec::new(), at(7)).unwrap();
         pull_create(&mut t, 3, oid(3), 2 * UNIT, Vec::new(), at(8)).unwrap();
         assert_eq!(t.pulling(), 6 * UNIT);
         // A queued pull whose puller stops asking loses its turn.
-        assert!(!t.pull_room(oid(4), 4 * UNIT, at(10)));
+        assert!(!t.pull_room(9, oid(4), 4 * UNIT, at(10)));
         assert!(t.pull_waiting(at(10)));
         let gone = at(10) + PULL_QUEUE_TTL;
         assert!(!t.pull_waiting(gone));
@@ -2221,10 +2259,10 @@ pub(super) mod tests {
         t.abort(3, oid(3)).unwrap();
         t.abort(3, oid(5)).unwrap();
         pull_create(&mut t, 1, oid(6), UNIT, Vec::new(), gone).unwrap();
-        assert!(!t.pull_room(oid(7), 20 * UNIT, gone));
-        assert!(!t.pull_room(oid(8), 30 * UNIT, gone));
+        assert!(!t.pull_room(9, oid(7), 20 * UNIT, gone));
+        assert!(!t.pull_room(9, oid(8), 30 * UNIT, gone));
         t.abort(1, oid(6)).unwrap();
-        assert!(!t.pull_room(oid(8), 30 * UNIT, gone));
+        assert!(!t.pull_room(9, oid(8), 30 * UNIT, gone));
         pull_create(&mut t, 2, oid(7), 20 * UNIT, Vec::new(), gone).unwrap();
         assert_eq!(t.pull_queue.len(), 1);
     }
@@ -2258,12 +2296,12 @@ pub(super) mod tests {
             Vec::new(),
             at(1)
         )));
-        assert!(!t.pull_room(s, 2 * UNIT, at(2)));
+        assert!(!t.pull_room(9, s, 2 * UNIT, at(2)));
         t.abort(1, h1).unwrap();
-        assert!(t.pull_room(h2, 6 * UNIT, at(10)));
+        assert!(t.pull_room(9, h2, 6 * UNIT, at(10)));
         pull_create(&mut t, 2, h2, 6 * UNIT, Vec::new(), at(11)).unwrap();
         // S is told of room (it fits beside H2), and asks its remote again.
-        assert!(t.pull_room(s, 2 * UNIT, at(20)));
+        assert!(t.pull_room(9, s, 2 * UNIT, at(20)));
         // Meanwhile H1 asks again: S's room is reserved, H1 waits.
         let r = pull_create(&mut t, 1, h1, 6 * UNIT, Vec::new(), at(30));
         assert!(
@@ -2272,7 +2310,7 @@ pub(super) mod tests {
         );
         // Past the queue's TTL S reserves nothing: H2 ends, H1 is let in.
         t.abort(2, h2).unwrap();
-        assert!(t.pull_room(h1, 6 * UNIT, at(20 + ttl + 10)));
+        assert!(t.pull_room(9, h1, 6 * UNIT, at(20 + ttl + 10)));
         pull_create(&mut t, 1, h1, 6 * UNIT, Vec::new(), at(20 + ttl + 15)).unwrap();
         assert!(!t.pull_waiting(at(20 + ttl + 15)));
         // H2 asks again and queues — behind S, which kept its place.
@@ -2301,14 +2339,17 @@ pub(super) mod tests {
             at(3001)
         )));
         t.abort(4, x).unwrap();
-        assert!(t.pull_room(a, 6 * UNIT, at(3002)));
-        assert!(!t.pull_room(c, 4 * UNIT, at(3003)), "a's room is reserved");
+        assert!(t.pull_room(9, a, 6 * UNIT, at(3002)));
         assert!(
-            t.pull_room(c, 4 * UNIT, at(3002 + ttl + 10)),
+            !t.pull_room(9, c, 4 * UNIT, at(3003)),
+            "a's room is reserved"
+        );
+        assert!(
+            t.pull_room(9, c, 4 * UNIT, at(3002 + ttl + 10)),
             "a reserves nothing past the queue's TTL"
         );
         assert!(t.pull_queue.iter().any(|q| q.id == a));
-        assert!(t.pull_room(c, 4 * UNIT, at(3002 + grant + 10)));
+        assert!(t.pull_room(9, c, 4 * UNIT, at(3002 + grant + 10)));
         assert!(t.pull_queue.iter().all(|q| q.id != a));
     }
 
@@ -2349,22 +2390,45 @@ pub(super) mod tests {
         let at = |ms: u64| t0 + Duration::from_millis(ms);
         let (busy, failing, honest) = (oid(1), oid(2), oid(3));
         pull_create(&mut t, 1, busy, 6 * UNIT, Vec::new(), at(0)).unwrap();
-        assert!(!t.pull_room(failing, 6 * UNIT, at(1)));
-        assert!(!t.pull_room(honest, 6 * UNIT, at(2)));
+        assert!(!t.pull_room(9, failing, 6 * UNIT, at(1)));
+        assert!(!t.pull_room(9, honest, 6 * UNIT, at(2)));
         t.seal(1, busy).unwrap();
-        assert!(t.pull_room(failing, 6 * UNIT, at(3)), "first in line");
+        assert!(t.pull_room(9, failing, 6 * UNIT, at(3)), "first in line");
         assert!(
-            !t.pull_room(honest, 6 * UNIT, at(4)),
+            !t.pull_room(9, honest, 6 * UNIT, at(4)),
             "its room is reserved"
         );
-        t.pull_leave(failing);
+        t.pull_leave(9, failing);
         assert!(
-            t.pull_room(honest, 6 * UNIT, at(5)),
+            t.pull_room(9, honest, 6 * UNIT, at(5)),
             "left: the room is free"
         );
         // Leaving a pull that is not queued changes nothing.
-        t.pull_leave(oid(9));
+        t.pull_leave(9, oid(9));
         pull_create(&mut t, 3, honest, 6 * UNIT, Vec::new(), at(6)).unwrap();
+    }
+
+    /// Pulls of one local id by several clients share a place in the
+    /// queue, and one client's leave takes only its own asking back (the
+    /// attack on `8c8359a`: B's leave threw A's pull of the same id behind
+    /// a pull that came later).
+    #[test]
+    fn a_client_leaving_a_pull_keeps_another_clients_pull_of_that_id_in_place() {
+        let mut t = pull_table();
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let (busy, x, y) = (oid(1), oid(2), oid(3));
+        pull_create(&mut t, 4, busy, 6 * UNIT, Vec::new(), at(0)).unwrap();
+        assert!(!t.pull_room(1, x, 4 * UNIT, at(1)));
+        assert!(!t.pull_room(2, x, 4 * UNIT, at(2)));
+        assert!(!t.pull_room(3, y, 6 * UNIT, at(3)));
+        t.pull_leave(2, x);
+        t.seal(4, busy).unwrap();
+        assert!(t.pull_room(1, x, 4 * UNIT, at(4)), "A is still first");
+        assert!(!t.pull_room(3, y, 6 * UNIT, at(5)), "behind A");
+        // A leaves too: then C's turn.
+        t.pull_leave(1, x);
+        assert!(t.pull_room(3, y, 6 * UNIT, at(6)));
     }
 
     /// Fault A: the snapshot's largest objects are the `max` largest,
