@@ -227,7 +227,6 @@ impl Drop for WorkerProcess {
     }
 }
 
-/// The functions and actor classes every test worker serves.
 /// A panic payload whose own `drop` panics (a handler may throw any
 /// value): `std::panic::panic_any(PanicOnDrop)`.
 pub struct PanicOnDrop;
@@ -238,6 +237,7 @@ impl Drop for PanicOnDrop {
     }
 }
 
+/// The functions and actor classes every test worker serves.
 pub fn registry() -> FunctionRegistry {
     let mut r = FunctionRegistry::new();
     r.register_function(FunctionDescriptor::rust(MODULE, "", "square"), |a| {
