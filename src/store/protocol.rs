@@ -129,10 +129,11 @@ pub enum Request {
     /// (`ObjectTable::pull_waiting`): a puller whose transfer is behind its
     /// pace then gives its room up. Reply: `Bool`.
     PullWaiting,
-    /// A pull that queued for room (`PullsFull`, or `PullRoom` answered
-    /// `false` or `true`) ended without its create: it leaves the queue at
-    /// once, and the room it was told of is free for the pulls behind it
-    /// (`ObjectTable::pull_leave`). No reply.
+    /// This client's pull that queued for room (`PullsFull`, or `PullRoom`
+    /// answered `false` or `true`) ended without its create: once no other
+    /// client that asked for the same local object is left, the pull
+    /// leaves the queue at once, and the room it was told of is free for
+    /// the pulls behind it (`ObjectTable::pull_leave`). No reply.
     PullLeave {
         /// The local object the pull would have created.
         id: ObjectId,
