@@ -63,10 +63,13 @@ enum Command {
     Node(NodeArgs),
     /// Remove what dead processes left: in one session, or in every session
     /// under the root (and sessions nothing live is left in). Never removes
-    /// a live process's files or anything shmwire did not make, but for a
-    /// file in a session directory whose name could be a segment's, too
-    /// short for a segment header and older than 10 s (taken for a segment
-    /// left half made).
+    /// a live process's files or anything shmwire did not make, but for two
+    /// kinds of regular file in a session directory: one named as a dead
+    /// process's segment (by the pid in its name) whose header lacks
+    /// shmwire's magic (taken for its corrupt segment), and one whose name
+    /// could be a segment's, too short for a segment header and older than
+    /// 10 s (taken for a segment left half made). A running node removes
+    /// them too.
     Cleanup(CleanupArgs),
     /// List sessions (live or dead) with their workers, connections (ring
     /// fill), store and per-handler statistics; with --session, also the

@@ -1899,6 +1899,111 @@ fn a_removed_session_directory_stops_the_node() {
     assert!(!dir.exists());
 }
 
+/// A names lock (`.names.lock`) that is not a regular file refuses every
+/// named worker of the session, and the node's `/health` says so while it
+/// lasts (the attack on `e3a6d33`: `200 ok` with it a FIFO, while a
+/// damaged claim file did make it `503`). Here the lock is replaced by a
+/// FIFO under a running node: `/health` turns `503` naming it within the
+/// node's round, and `200` again once it is removed.
+#[test]
+fn a_names_lock_that_is_not_a_file_makes_health_say_so() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog = proc_support::watchdog("a_names_lock_that_is_not_a_file_makes_health_say_so");
+    let scratch = proc_support::scratch("swn", "nlock");
+    let root = scratch.path().join("root");
+    let mut node = start_node(&root, "h1");
+    let lock = root.join("h1").join(".names.lock");
+    let health_within = |want: &str, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let h = http_get(&node.addr, "/health");
+            if h.starts_with(want) && h.contains(what) {
+                return h;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "wanted {want} with {what:?}: {h}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    health_within("HTTP/1.0 200", "ok h1");
+    let _ = fs::remove_file(&lock);
+    let st = Command::new("mkfifo").arg(&lock).status().unwrap();
+    assert!(st.success());
+    let h = health_within("HTTP/1.0 503", "not a names lock file");
+    assert!(h.contains(".names.lock is a FIFO"), "{h}");
+    fs::remove_file(&lock).unwrap();
+    health_within("HTTP/1.0 200", "ok h1");
+    node.kid.signal_and_wait("-TERM");
+}
+
+/// A session directory replaced under the node by a regular file or a
+/// symlink (to another directory) stops the node as a removed one does,
+/// with the same words (the attack on `e3a6d33`: the node's last pass
+/// opened the path, got `ENOTDIR`, and the node exited with only
+/// "session: open …: Not a directory (os error 20)").
+#[test]
+fn a_session_directory_replaced_by_a_file_or_a_symlink_stops_the_node_saying_so() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog = proc_support::watchdog(
+        "a_session_directory_replaced_by_a_file_or_a_symlink_stops_the_node_saying_so",
+    );
+    for how in ["file", "symlink"] {
+        let scratch = proc_support::scratch("swn", how);
+        let root = scratch.path().join("root");
+        let (mut kid, out, _) = proc_support::spawn_node_with(
+            &root,
+            &["--session", "r1", "--store-capacity", "1M"],
+            Stdio::piped(),
+        );
+        let mut err = kid.0.stderr.take().unwrap();
+        let dir = root.join("r1");
+        fs::rename(&dir, root.join("r1.old")).unwrap();
+        if how == "file" {
+            fs::write(&dir, b"not a directory").unwrap();
+        } else {
+            let other = scratch.path().join("other");
+            fs::create_dir(&other).unwrap();
+            std::os::unix::fs::symlink(&other, &dir).unwrap();
+        }
+        let t = Instant::now();
+        let status = loop {
+            if let Some(st) = kid.0.try_wait().unwrap() {
+                break st;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "{how}: the node did not stop"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let mut text = String::new();
+        err.read_to_string(&mut text).unwrap();
+        let rest: Vec<String> = out.lines().map_while(Result::ok).collect();
+        assert_eq!(status.code(), Some(1), "{how}: {text}");
+        assert!(
+            text.contains(&format!(
+                "the session directory {} was removed, renamed or replaced under the node",
+                dir.display()
+            )),
+            "{how}: {text}"
+        );
+        assert!(!text.contains("Not a directory"), "{how}: {text}");
+        assert!(
+            rest.last()
+                .is_some_and(|l| l.contains("session directory already gone")),
+            "{how}: {rest:?}"
+        );
+        // What replaced it is left alone.
+        assert!(fs::symlink_metadata(&dir).is_ok(), "{how}");
+    }
+}
+
 /// A cleanup error that lasts is printed once with its OS cause, not every
 /// round (found by an attack: the node repeated an error every 100 ms):
 /// a dead worker's entry made immutable (`chattr +i`: its unlink fails

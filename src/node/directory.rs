@@ -851,6 +851,26 @@ impl Directory {
         (0..3).find_map(|_| ClaimRecord::read_from(&f))
     }
 
+    /// Why named workers cannot register in this session now, if its
+    /// names lock ([`NAMES_LOCK_FILE`]) is something other than a regular
+    /// file (a FIFO, a directory, a symlink, …): every named
+    /// [`Directory::register`] then fails until it is removed, and a node
+    /// reports it on `/health` (the attack on `e3a6d33`: `200 ok` while
+    /// every named worker was refused). `None` when it is a regular file
+    /// or missing (made at the next registration).
+    pub fn names_lock_problem(&self) -> Option<String> {
+        let path = self.root.join(NAMES_LOCK_FILE);
+        let t = fs::symlink_metadata(&path).ok()?.file_type();
+        (!t.is_file()).then(|| {
+            format!(
+                "{} is {}, not a names lock file: named workers cannot register in this \
+                 session until it is removed",
+                path.display(),
+                crate::sys::fs::file_type_name(t)
+            )
+        })
+    }
+
     /// What is wrong with each claimed name among the `live` entries, by
     /// name, as the node's `/health` says it: a name a live worker claimed
     /// used by entries its claim does not name — with the claimant's entry

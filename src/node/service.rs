@@ -656,6 +656,7 @@ impl Node {
         // `1b5f3c1` and `5aeed3d`: an entry planted under the store's name
         // took every new store client, and the node said `ok`).
         own.extend(name_problems(&self.directory, &live));
+        own.extend(self.directory.names_lock_problem());
         self.known = live;
         // After the pass: it removes an unlocked file renamed over the
         // entry, which this writes again.

@@ -1707,7 +1707,11 @@ impl Session {
         let dir = &self.dir;
         let d = match open_dir(dir) {
             Ok(d) => d,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
+            // Gone, or replaced by a file or a symlink (the attack on
+            // `e3a6d33`: a node whose session directory was replaced so
+            // stopped with "open …: Not a directory" instead of saying it
+            // was gone from its path).
+            Err(e) if crate::sys::fs::is_gone_or_not_a_directory(&e) => {
                 report.vanished = true;
                 return Ok(report);
             }

@@ -78,6 +78,16 @@ pub(crate) fn is_enotempty(e: &io::Error) -> bool {
     e.raw_os_error() == Some(rustix::io::Errno::NOTEMPTY.raw_os_error())
 }
 
+/// Whether `e` says a path no longer names a directory to open: gone
+/// (`ENOENT`), or replaced by something else — a regular file or a
+/// symlink, which `open` with `O_DIRECTORY | O_NOFOLLOW` refuses with
+/// `ENOTDIR` or `ELOOP`.
+pub(crate) fn is_gone_or_not_a_directory(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound
+        || e.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error())
+        || is_eloop(e)
+}
+
 /// `errno` value of `ELOOP` (what `open` with `O_NOFOLLOW` returns on a
 /// symlink).
 pub(crate) fn is_eloop(e: &io::Error) -> bool {
