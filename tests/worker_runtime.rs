@@ -2796,6 +2796,53 @@ fn a_caller_cut_off_for_unread_replies_is_told_why() {
     worker.wait_success();
 }
 
+/// A caller cut off for reading none of its replies (it was busy with its
+/// own work) still gets the replies that were already in its ring when it
+/// comes back later: the worker keeps the rings whole for as long again as
+/// it waited (`Connection::linger_longer`), not only 2 s. The attack on
+/// `e3a6d33`: a caller busy 35 s between submit and `get` lost every call,
+/// those answered in its ring too (`ConnectionCutOff`), 2 s after the 30 s
+/// cut-off. Here (shared memory, the worker's `unread_reply_timeout` 3 s)
+/// an actor gets 20 small calls and then 60 with 100 KB returns; the
+/// caller sleeps 6.5 s (cut off at ≈ 3 s) and then finds the 20 small
+/// replies, in order, and the calls whose replies did not fit its ring
+/// failed with the worker's reason.
+#[test]
+fn replies_in_the_ring_of_a_caller_cut_off_for_not_reading_are_still_read() {
+    maybe_run_worker();
+    let s = TestSession::new("unreadkept");
+    let worker = s.spawn_worker_env(
+        "replies_in_the_ring_of_a_caller_cut_off_for_not_reading_are_still_read",
+        2,
+        &[(worker_support::ENV_UNREAD_MS, "3000")],
+    );
+    let mut driver = s.driver();
+    let actor = create_counter(&mut driver, worker.id, 0);
+    let small: Vec<ObjectRef> = (0..20)
+        .map(|_| {
+            driver
+                .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+                .unwrap()
+        })
+        .collect();
+    let big: Vec<ObjectRef> = (0..60)
+        .map(|_| {
+            driver
+                .submit_actor_task(&actor, "big", vec![i64_arg(100_000)])
+                .unwrap()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(6500));
+    for (i, r) in small.iter().enumerate() {
+        assert_eq!(get_i64(&mut driver, r), i as i64 + 1, "small call {i}");
+    }
+    told_why_after_unread_replies(&mut driver, &big, 100_000, "3s");
+    let r = submit_square(&mut driver, worker.id, 7).unwrap();
+    assert_eq!(get_i64(&mut driver, &r), 49);
+    drop(driver);
+    worker.wait_success();
+}
+
 /// A panic in a task run on the worker's loop — a normal task's function,
 /// a one-thread actor's method — is that task's application error, as a
 /// threaded actor's was: before, it unwound through the loop and the

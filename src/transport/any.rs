@@ -228,6 +228,13 @@ impl Connection for AnyConnection {
         }
     }
 
+    fn linger_longer(&mut self, extra: std::time::Duration) {
+        match self {
+            AnyConnection::Tcp(c) => c.linger_longer(extra),
+            AnyConnection::Shm(c) => c.linger_longer(extra),
+        }
+    }
+
     fn try_recv(&mut self) -> Result<Option<AnyFrame<'_>>, RecvError> {
         Ok(match self {
             AnyConnection::Tcp(c) => c.try_recv()?.map(AnyFrame::Tcp),

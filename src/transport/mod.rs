@@ -346,6 +346,21 @@ pub trait Connection {
         let _ = reason;
     }
 
+    /// Over shared memory, on the listener's side: when this side ends the
+    /// connection while the peer is still there, its rings stay whole for
+    /// the peer to read its last frames for `extra` longer than the usual
+    /// 2 s (`RING_LINGER`) before their memory is discarded. A worker that
+    /// cuts off a caller for reading none of its replies gives it as long
+    /// again as it waited: the replies already in its ring are read when
+    /// it comes back (the attack on `e3a6d33`: a caller busy 35 s between
+    /// submit and `get` lost every call, the ones answered in its ring
+    /// too, 2 s after the 30 s cut-off). The lingering rings stay charged
+    /// against the listener's ring memory, and at most 64 linger at once.
+    /// The default (TCP: no rings) does nothing.
+    fn linger_longer(&mut self, extra: Duration) {
+        let _ = extra;
+    }
+
     /// Sends one frame encoded in place: `encode` receives a 16-byte aligned
     /// buffer of exactly `max_len` bytes and returns how many it used. Nothing
     /// is sent if it fails. Waits (at most the send timeout) while the peer

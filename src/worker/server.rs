@@ -1967,6 +1967,10 @@ impl Worker {
             if self.held[i].1.note(now, pending) >= self.unread_reply_timeout {
                 self.held.swap_remove(i);
                 let caller = self.mux.get_mut(key).map(|c| {
+                    // The replies already in its ring stay there, for it
+                    // to read when it comes back, as long again as it
+                    // went without reading (not only the usual 2 s).
+                    c.linger_longer(self.unread_reply_timeout);
                     c.farewell(&format!(
                         "this caller read none of its replies for {:?} ({pending} bytes queued; \
                          WorkerOptions::unread_reply_timeout)",

@@ -802,6 +802,12 @@ impl Connection for ShmConnection {
         send_farewell(&self.sock, reason, &mut self.farewell_sent);
     }
 
+    fn linger_longer(&mut self, extra: Duration) {
+        if let Some(charge) = self.ring_charge.as_mut() {
+            charge.linger_longer(extra);
+        }
+    }
+
     fn peer_worker_id(&self) -> WorkerId {
         self.peer
     }

@@ -98,9 +98,12 @@ impl BudgetState {
         self.used = self.used.saturating_sub(refund);
     }
 
-    /// Lets one more connection's rings linger: the oldest lingering ones
-    /// go first while [`MAX_LINGERING`] are already there.
-    fn linger(&mut self, rings: [Arc<AnonSegment>; 2], bytes: usize) {
+    /// Lets one more connection's rings linger, [`RING_LINGER`] and
+    /// `extra`: the oldest lingering ones go first while [`MAX_LINGERING`]
+    /// are already there. Discarded in the order they came, each at its
+    /// deadline or when pushed out (the queue is scanned whole at each
+    /// reap: at most [`MAX_LINGERING`]).
+    fn linger(&mut self, rings: [Arc<AnonSegment>; 2], bytes: usize, extra: Duration) {
         let now = Instant::now();
         self.reap(now);
         while self.lingering.len() >= MAX_LINGERING {
@@ -110,7 +113,8 @@ impl BudgetState {
             discard(&old);
             self.used = self.used.saturating_sub(old_bytes);
         }
-        self.lingering.push_back((now + RING_LINGER, rings, bytes));
+        let until = crate::deadline_after(now, RING_LINGER.saturating_add(extra));
+        self.lingering.push_back((until, rings, bytes));
     }
 }
 
@@ -207,14 +211,25 @@ pub(crate) struct RingCharge {
     budget: Arc<RingBudget>,
     bytes: usize,
     rings: Option<[Arc<AnonSegment>; 2]>,
+    /// How much longer than [`RING_LINGER`] the rings linger when this
+    /// side ends the connection first
+    /// ([`Connection::linger_longer`](crate::transport::Connection::linger_longer)).
+    extra: Duration,
 }
 
 impl RingCharge {
+    /// Lets the rings linger `extra` longer than [`RING_LINGER`] if this
+    /// side ends the connection while the peer is still there.
+    pub(crate) fn linger_longer(&mut self, extra: Duration) {
+        self.extra = extra;
+    }
+
     /// The listener's side of the connection ends. A peer that hung up
     /// reads nothing more: the rings are discarded now. A peer still there
     /// may read its last frames: the rings linger, charged, for
-    /// [`RING_LINGER`] (or until [`MAX_LINGERING`] later ones push them
-    /// out).
+    /// [`RING_LINGER`] and any extra time given
+    /// ([`RingCharge::linger_longer`]), or until [`MAX_LINGERING`] later
+    /// ones push them out.
     pub(crate) fn end(mut self, peer_gone: bool) {
         let Some(rings) = self.rings.take() else {
             return;
@@ -224,7 +239,7 @@ impl RingCharge {
             let mut st = self.budget.state();
             st.used = st.used.saturating_sub(self.bytes);
         } else {
-            self.budget.state().linger(rings, self.bytes);
+            self.budget.state().linger(rings, self.bytes, self.extra);
         }
     }
 }
@@ -534,6 +549,7 @@ impl ShmAccept {
             budget: Arc::clone(&self.budget),
             bytes: 2 * cap,
             rings: Some([Arc::clone(&rings.c2s_seg), Arc::clone(&rings.s2c_seg)]),
+            extra: Duration::ZERO,
         };
         reply.ext = ReplyExt {
             ring_capacity: cap as u64,
