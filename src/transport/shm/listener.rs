@@ -100,9 +100,9 @@ impl BudgetState {
 
     /// Lets one more connection's rings linger, [`RING_LINGER`] and
     /// `extra`: the oldest lingering ones go first while [`MAX_LINGERING`]
-    /// are already there. Discarded in the order they came, each at its
-    /// deadline or when pushed out (the queue is scanned whole at each
-    /// reap: at most [`MAX_LINGERING`]).
+    /// are already there. Each is discarded at its own deadline (the
+    /// queue, at most [`MAX_LINGERING`], is scanned whole at each reap), or
+    /// when pushed out, oldest first.
     fn linger(&mut self, rings: [Arc<AnonSegment>; 2], bytes: usize, extra: Duration) {
         let now = Instant::now();
         self.reap(now);
