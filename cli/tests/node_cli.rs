@@ -1844,7 +1844,7 @@ fn a_removed_session_directory_stops_the_node() {
         &["--session", "g1", "--store-capacity", "1M"],
         Stdio::piped(),
     );
-    let mut err = kid.0.stderr.take().unwrap();
+    let err = kid.0.stderr.take().unwrap();
     let dir = root.join("g1");
     // The node puts back a file of its own (its lock) that the removal took
     // first, and the final rmdir then finds the directory not empty (CI of
@@ -1863,28 +1863,7 @@ fn a_removed_session_directory_stops_the_node() {
             Err(e) => panic!("removing {}: {e}", dir.display()),
         }
     }
-    let t = Instant::now();
-    let status = loop {
-        if let Some(st) = kid.0.try_wait().unwrap() {
-            break st;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(5),
-            "the node did not stop"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let mut text = String::new();
-    err.read_to_string(&mut text).unwrap();
-    let rest: Vec<String> = out.lines().map_while(Result::ok).collect();
-    assert_eq!(status.code(), Some(1), "{text}");
-    assert!(
-        text.contains(&format!(
-            "the session directory {} was removed, renamed or replaced under the node",
-            dir.display()
-        )),
-        "{text}"
-    );
+    let (text, rest) = stopped_for_its_directory(&mut kid, err, out, &dir, "removed");
     assert!(!text.contains("cleanup:"), "{text}");
     // The node may see the directory go while this test's removal is still
     // retrying (`DirectoryNotEmpty` above): its last pass then finds what is
@@ -1940,6 +1919,42 @@ fn a_names_lock_that_is_not_a_file_makes_health_say_so() {
     node.kid.signal_and_wait("-TERM");
 }
 
+/// Waits (at most 5 s) for a node whose session directory `dir` went
+/// (`how`: removed, replaced by a file, …) to stop, and checks that it
+/// stopped with status 1 saying so (`docs/node.md`, step 4). Returns its
+/// stderr and its stdout lines.
+fn stopped_for_its_directory(
+    kid: &mut Kid,
+    mut err: std::process::ChildStderr,
+    out: BufReader<std::process::ChildStdout>,
+    dir: &Path,
+    how: &str,
+) -> (String, Vec<String>) {
+    let t = Instant::now();
+    let status = loop {
+        if let Some(st) = kid.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "{how}: the node did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let mut text = String::new();
+    err.read_to_string(&mut text).unwrap();
+    let rest: Vec<String> = out.lines().map_while(Result::ok).collect();
+    assert_eq!(status.code(), Some(1), "{how}: {text}");
+    assert!(
+        text.contains(&format!(
+            "the session directory {} was removed, renamed or replaced under the node",
+            dir.display()
+        )),
+        "{how}: {text}"
+    );
+    (text, rest)
+}
+
 /// A session directory replaced under the node by a regular file or a
 /// symlink (to another directory) stops the node as a removed one does,
 /// with the same words (the attack on `e3a6d33`: the node's last pass
@@ -1961,7 +1976,7 @@ fn a_session_directory_replaced_by_a_file_or_a_symlink_stops_the_node_saying_so(
             &["--session", "r1", "--store-capacity", "1M"],
             Stdio::piped(),
         );
-        let mut err = kid.0.stderr.take().unwrap();
+        let err = kid.0.stderr.take().unwrap();
         let dir = root.join("r1");
         fs::rename(&dir, root.join("r1.old")).unwrap();
         if how == "file" {
@@ -1971,28 +1986,7 @@ fn a_session_directory_replaced_by_a_file_or_a_symlink_stops_the_node_saying_so(
             fs::create_dir(&other).unwrap();
             std::os::unix::fs::symlink(&other, &dir).unwrap();
         }
-        let t = Instant::now();
-        let status = loop {
-            if let Some(st) = kid.0.try_wait().unwrap() {
-                break st;
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(5),
-                "{how}: the node did not stop"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        let mut text = String::new();
-        err.read_to_string(&mut text).unwrap();
-        let rest: Vec<String> = out.lines().map_while(Result::ok).collect();
-        assert_eq!(status.code(), Some(1), "{how}: {text}");
-        assert!(
-            text.contains(&format!(
-                "the session directory {} was removed, renamed or replaced under the node",
-                dir.display()
-            )),
-            "{how}: {text}"
-        );
+        let (text, rest) = stopped_for_its_directory(&mut kid, err, out, &dir, how);
         assert!(!text.contains("Not a directory"), "{how}: {text}");
         assert!(
             rest.last()

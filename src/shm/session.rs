@@ -1749,7 +1749,9 @@ impl Session {
                     .extend(n.not_utf8.iter().map(|n| format!("{n} (name not UTF-8)")));
                 n.utf8
             }
-            Err(ShmError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {
+            Err(ShmError::Io { source, .. })
+                if crate::sys::fs::is_gone_or_not_a_directory(&source) =>
+            {
                 report.vanished = true;
                 return Ok(report);
             }
@@ -1945,7 +1947,7 @@ impl Session {
         };
         let rd = match fs::read_dir(dir) {
             Ok(rd) => rd,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
+            Err(e) if crate::sys::fs::is_gone_or_not_a_directory(&e) => {
                 report.vanished = true;
                 return;
             }
@@ -2025,7 +2027,7 @@ impl Session {
             let removed = if dry { Ok(()) } else { fs::remove_dir(dir) };
             match removed {
                 Ok(()) => report.removed_dir = true,
-                Err(e) if e.kind() == ErrorKind::NotFound => report.vanished = true,
+                Err(e) if crate::sys::fs::is_gone_or_not_a_directory(&e) => report.vanished = true,
                 // Something appeared meanwhile (not a creator: they wait
                 // for our lock; a live process whose lock file was removed
                 // under it, making a file); leave it, and the directory a
