@@ -2236,7 +2236,7 @@ fn a_stopped_worker_holds_up_no_submission_to_another() {
 fn a_caller_back_after_its_rings_were_discarded_sees_its_connection_lost() {
     maybe_run_worker();
     let s = TestSession::new("discarded");
-    // Cut off after 1 s of reading nothing (30 s by default).
+    // Cut off after 1 s of reading nothing (never by default).
     let worker = s.spawn_worker_env(
         "a_caller_back_after_its_rings_were_discarded_sees_its_connection_lost",
         2,
@@ -2269,7 +2269,7 @@ fn a_caller_back_after_its_rings_were_discarded_sees_its_connection_lost() {
 fn a_caller_that_stops_reading_does_not_stall_the_others() {
     maybe_run_worker();
     let s = TestSession::new("stopped");
-    // Cut off after 1 s of reading nothing (30 s by default).
+    // Cut off after 1 s of reading nothing (never by default).
     let worker = s.spawn_worker_env(
         "a_caller_that_stops_reading_does_not_stall_the_others",
         2,
@@ -2520,22 +2520,34 @@ fn a_held_caller_reading_during_another_callers_long_task_is_not_cut_off() {
 }
 
 /// Input (the attack on `71e1ecb`): a caller that submits 60 normal tasks
-/// returning 100 KB each, computes for a while (3 s, beyond the worker's
-/// reply timeout of 1 s), then calls `get` — Ray's driver working between
-/// `remote()` and `ray.get`; over TCP it then works 7 s more with nothing
-/// pending, beyond the 5 s liveness bound. The worker held the caller back (its replies
-/// passed a quarter of the send queue) and cut it off after 1 s of reading
-/// nothing: 50 of 60 tasks failed as "worker died" over shared memory, 10
-/// of 60 over TCP (no retries by default); over TCP a caller making no
-/// call for 5 s answered no ping and was closed as silent. A held caller
-/// now keeps its replies for `unread_reply_timeout` (30 s), and the
+/// returning 100 KB each, computes for a while, then calls `get` — Ray's
+/// driver working between `remote()` and `ray.get`; over TCP it then works
+/// 7 s more with nothing pending, beyond the 5 s liveness bound. The worker
+/// holds the caller back (its replies pass a quarter of the send queue).
+/// It cut such a caller off after 1 s of reading nothing (50 of 60 tasks
+/// failed as "worker died" over shared memory), then after
+/// `unread_reply_timeout` = 30 s (a caller busy 61 s lost the calls whose
+/// replies were still queued in the worker; attacks on `e3a6d33` and
+/// `4461043`); over TCP a caller making no call for 5 s answered no ping
+/// and was closed as silent. Now a held caller waits, alone, however long
+/// it computes (`unread_reply_timeout` is `None` by default), and the
 /// `CoreWorker`'s heartbeat helper speaks for it while the application
-/// makes no call: every task succeeds on the first connection (the worker
-/// serves one).
+/// makes no call: here, busy 31 s (past the old 30 s) on both transports
+/// at once, every task succeeds on the first connection (the worker serves
+/// one).
 #[test]
 fn a_caller_busy_between_submit_and_get_keeps_its_replies() {
     maybe_run_worker();
-    for tcp in [false, true] {
+    assert_eq!(
+        shmwire::worker::WorkerOptions::new(
+            WorkerId::from_random(),
+            shmwire::ids::NodeId::from_random()
+        )
+        .unread_reply_timeout,
+        None,
+        "the default keeps a held caller's replies however long it is busy"
+    );
+    let busy = |tcp: bool| {
         let s = TestSession::new(if tcp { "busytcp" } else { "busyshm" });
         let worker = s.spawn_worker("a_caller_busy_between_submit_and_get_keeps_its_replies", 1);
         let mut opts = CoreWorkerOptions::new(s.node);
@@ -2555,7 +2567,7 @@ fn a_caller_busy_between_submit_and_get_keeps_its_replies() {
             })
             .collect();
         // The application's own work: the CoreWorker is not called.
-        std::thread::sleep(Duration::from_secs(3));
+        std::thread::sleep(Duration::from_secs(31));
         let values = driver
             .get(&refs, GUARD)
             .unwrap_or_else(|e| panic!("tcp {tcp}: {e}"));
@@ -2588,7 +2600,15 @@ fn a_caller_busy_between_submit_and_get_keeps_its_replies() {
         assert_eq!(v[0], vec![7u8; 8]);
         drop(driver);
         worker.wait_success();
-    }
+    };
+    // Side by side: the test waits 31 s, not 62.
+    std::thread::scope(|scope| {
+        let tcp = scope.spawn(|| busy(true));
+        busy(false);
+        if let Err(panic) = tcp.join() {
+            std::panic::resume_unwind(panic);
+        }
+    });
 }
 
 /// Three TCP callers that send 100 calls of 100 KB each and read nothing
@@ -2609,7 +2629,7 @@ fn cutting_off_tcp_callers_that_read_nothing_does_not_stall_the_loop() {
         1,
         &[
             (worker_support::ENV_UNTIL_EXIT, "1"),
-            // Cut off after 1 s of reading nothing (30 s by default).
+            // Cut off after 1 s of reading nothing (never by default).
             (worker_support::ENV_UNREAD_MS, "1000"),
         ],
     );
@@ -4123,6 +4143,55 @@ fn a_terminated_worker_exits_though_another_caller_reads_no_replies() {
     // The reply timeout (1 s) and the loop's turn, with room for a loaded
     // machine.
     assert!(took < Duration::from_secs(10), "{took:?}");
+}
+
+/// With the worker's default options (no `unread_reply_timeout`: a held
+/// caller is never cut off for time) a caller stopped (`SIGSTOP`) with
+/// replies queued for it beyond its ring is held for as long as it lives,
+/// alone: another caller's normal tasks and calls of the same actor are
+/// answered as if it were not there, and once it is killed its connection
+/// ends and the worker, done with its two callers, exits.
+#[test]
+fn a_caller_stopped_for_good_holds_up_nobody_and_its_death_ends_its_hold() {
+    const TEST: &str = "a_caller_stopped_for_good_holds_up_nobody_and_its_death_ends_its_hold";
+    maybe_run_worker();
+    if std::env::var(worker_support::ENV_ROLE).as_deref() == Ok("stalled-caller") {
+        stalled_caller_child();
+        return;
+    }
+    let s = TestSession::new("held-for-good");
+    let worker = s.spawn_worker(TEST, 2);
+    let mut driver = s.driver();
+    let actor = create_counter(&mut driver, worker.id, 0);
+    let mut stalled = caller_child(
+        TEST,
+        "stalled-caller",
+        &s,
+        worker.id,
+        ("SHMWIRE_TEST_ACTOR", actor.actor_id().to_string()),
+    );
+    let pid = stalled.0.as_ref().unwrap().id();
+    ChildLines::of(&mut stalled).until(&["SENT"]);
+    // Its 40 calls of 60,000 bytes run (the worker is idle otherwise), then
+    // it is stopped with their replies unread: held back.
+    std::thread::sleep(Duration::from_millis(300));
+    worker_support::stop_process(pid);
+    let slowest = worker_support::slowest_calls_for(&mut driver, worker.id, Duration::from_secs(2));
+    for n in 1..=50 {
+        let r = driver
+            .submit_actor_task(&actor, "add", vec![i64_arg(1)])
+            .unwrap();
+        assert_eq!(get_i64(&mut driver, &r), n);
+    }
+    // Ten calls of ≈ 10 µs each: well under a second even on a loaded
+    // machine, and far below any wait for the stopped caller.
+    assert!(slowest < Duration::from_secs(1), "{slowest:?}");
+    stalled.0.as_mut().unwrap().kill().unwrap();
+    stalled.0.take().unwrap().wait().unwrap();
+    drop(driver);
+    // Bounded (`GUARD`): a worker still holding the dead caller's
+    // connection would serve on.
+    worker.wait_success();
 }
 
 /// Replies each departing caller leaves unacknowledged: 8 of 64 KiB

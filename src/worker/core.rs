@@ -2643,7 +2643,8 @@ impl CoreWorker {
     /// `actor.log.remote(x)` in a loop, the references dropped, nothing got
     /// — otherwise read no reply: its worker held it back, its requests
     /// piled up in its memory without bound (7.5 GB in 40 s, the attack on
-    /// `4b2e27d`) and it was cut off after `unread_reply_timeout`; a normal
+    /// `4b2e27d`) and it was cut off after `unread_reply_timeout` (then
+    /// 30 s by default); a normal
     /// task's send blocked on the full queue for the send timeout while the
     /// worker waited for the caller to read. Costs nothing while a caller
     /// keeps up (one flag read per submission).

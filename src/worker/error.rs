@@ -203,7 +203,7 @@ pub enum TaskError {
     /// (`RecvError::violation` / `SendError::violation`) — or by the worker,
     /// which said why as it cut the connection off (`RecvError::CutOff`: a
     /// request that did not decode, replies this caller read none of for
-    /// the worker's `unread_reply_timeout`). Not a death: the worker may
+    /// the worker's `unread_reply_timeout` when it set one). Not a death: the worker may
     /// well be alive (a new connection is tried for later tasks).
     #[error(
         "connection to worker {worker_id} cut off before task {function} replied: {violation}"

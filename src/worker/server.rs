@@ -114,27 +114,34 @@ pub struct WorkerOptions {
     /// caller's queued replies pass a quarter of `send_queue_limit` (1 MiB
     /// by default) the worker reads no more of its requests until it has
     /// read them (its sends then wait for room, as on a full socket: flow
-    /// control, not a failure); one that reads none of them for
-    /// [`WorkerOptions::unread_reply_timeout`], or whose queue still
-    /// reaches `send_queue_limit`, is cut off alone, its actor replies kept
+    /// control, not a failure) — for as long as it takes, unless
+    /// [`WorkerOptions::unread_reply_timeout`] is set; one whose queue still
+    /// reaches `send_queue_limit` (replies to requests read before the
+    /// hold), or that reads none of its replies for that timeout when it is
+    /// set, is cut off alone, its actor replies kept
     /// in the reply cache for when it reconnects and re-sends. This
     /// timeout is also how long a terminated worker waits for its callers
     /// to read their last replies (default 1 s).
     pub reply_timeout: Duration,
     /// How long a caller held back for its unread replies (above) may read
-    /// none of them before it is cut off (default 30 s, as a caller's
-    /// [`CoreWorkerOptions::send_timeout`](crate::worker::CoreWorkerOptions::send_timeout)
-    /// for a worker that takes none of its requests). A held caller costs
-    /// the worker its queued replies (at most `send_queue_limit`, 4 MiB)
-    /// and delays nobody else, so the bound is about memory, not latency:
-    /// a caller busy with its own work between submitting and `get`
-    /// (Ray's driver computing while its tasks run) keeps its replies for
-    /// this long. Was the reply timeout (1 s), which cut such a caller off
-    /// and failed its normal tasks as "worker died" (attack on `71e1ecb`:
-    /// 60 calls of 100 KB, 1.5 s of computing, then `get`: 50 of 60 failed).
-    /// A dead caller is found sooner: its connection ends (shared memory:
-    /// its process is gone; TCP: hang-up or the liveness bound).
-    pub unread_reply_timeout: Duration,
+    /// none of them before it is cut off; `None` (the default): never, for
+    /// as long as its connection lives. A held caller costs the worker its
+    /// queued replies (at most `send_queue_limit`) and delays nobody else,
+    /// so the bound is about memory, not latency; and a caller busy with
+    /// its own work between submitting and `get` (Ray's driver computing
+    /// while its tasks run, for minutes) keeps its replies however long it
+    /// computes, as a Ray caller does (its core worker's I/O thread reads
+    /// its replies while the application runs). A dead caller is found
+    /// without it: its connection ends (shared memory: its process is gone;
+    /// TCP: hang-up, or the kernel giving up on replies it cannot deliver).
+    /// `Some(t)` frees a held caller's memory after `t` of reading nothing:
+    /// it is cut off (told why), the replies already in its ring are kept
+    /// readable `t` longer ([`Connection::linger_longer`](crate::transport::Connection::linger_longer)),
+    /// and its calls whose replies were still queued fail unless they have
+    /// a retry. History: 1 s (the reply timeout; attack on `71e1ecb`: 60
+    /// calls of 100 KB, 1.5 s of computing, then `get`: 50 of 60 failed),
+    /// then 30 s (a caller busy 61 s lost the calls queued for it).
+    pub unread_reply_timeout: Option<Duration>,
     /// The session's object store (a client of its store service, e.g.
     /// `StoreClient::connect(&session, DEFAULT_STORE_NAME)`). With it,
     /// by-reference arguments are read from the store (zero-copy) and return
@@ -303,7 +310,7 @@ impl WorkerOptions {
             max_direct_call_object_size: MAX_DIRECT_CALL_OBJECT_SIZE,
             spin: false,
             reply_timeout: Duration::from_secs(1),
-            unread_reply_timeout: Duration::from_secs(30),
+            unread_reply_timeout: None,
             store: None,
             arg_fetch_timeout: Duration::from_secs(2),
             store_return_hold: Duration::from_secs(60),
@@ -941,7 +948,7 @@ pub struct Worker {
     /// waits for a caller to read its last replies ([`Worker::exited`]).
     reply_timeout: Duration,
     /// [`WorkerOptions::unread_reply_timeout`] (`Worker::check_held`).
-    unread_reply_timeout: Duration,
+    unread_reply_timeout: Option<Duration>,
     /// Where `shmwire inspect` reads this worker's figures (`None` if the
     /// segment could not be made: the worker serves without it).
     area: Option<super::stats::PublishedStats>,
@@ -1298,9 +1305,11 @@ impl Worker {
             Some(t) => timeout.min(t.saturating_duration_since(Instant::now())),
             None => timeout,
         };
-        if let Some(since) = self.held.iter().map(|h| h.1.since()).min() {
-            let due = since + self.unread_reply_timeout;
-            timeout = timeout.min(due.saturating_duration_since(Instant::now()));
+        if let Some(limit) = self.unread_reply_timeout {
+            if let Some(since) = self.held.iter().map(|h| h.1.since()).min() {
+                let due = since.checked_add(limit).unwrap_or(since);
+                timeout = timeout.min(due.saturating_duration_since(Instant::now()));
+            }
         }
         if !self.paused.is_empty() || !self.waiting_args.is_empty() {
             timeout = timeout.min(
@@ -1934,8 +1943,9 @@ impl Worker {
         }
     }
 
-    /// Forgets the holds the mux ended and cuts off a held caller that read
-    /// none of its queued replies for `unread_reply_timeout` (it stopped reading,
+    /// Forgets the holds the mux ended, hands held callers what they made
+    /// room for, and, with an `unread_reply_timeout`, cuts off a held caller
+    /// that read none of its queued replies for that long (it stopped reading,
     /// or is blocked sending requests the worker will not read meanwhile:
     /// after a reconnect its re-sent actor tasks are answered from the
     /// reply cache).
@@ -1964,17 +1974,19 @@ impl Worker {
                 self.held.swap_remove(i);
                 continue;
             }
-            if self.held[i].1.note(now, pending) >= self.unread_reply_timeout {
+            // Without a limit a held caller waits, alone, until it reads
+            // or its connection ends.
+            let unread_for = self.held[i].1.note(now, pending);
+            if let Some(limit) = self.unread_reply_timeout.filter(|l| unread_for >= *l) {
                 self.held.swap_remove(i);
                 let caller = self.mux.get_mut(key).map(|c| {
                     // The replies already in its ring stay there, for it
                     // to read when it comes back, as long again as it
                     // went without reading (not only the usual 2 s).
-                    c.linger_longer(self.unread_reply_timeout);
+                    c.linger_longer(limit);
                     c.farewell(&format!(
-                        "this caller read none of its replies for {:?} ({pending} bytes queued; \
-                         WorkerOptions::unread_reply_timeout)",
-                        self.unread_reply_timeout
+                        "this caller read none of its replies for {limit:?} ({pending} bytes queued; \
+                         WorkerOptions::unread_reply_timeout)"
                     ));
                     c.peer_worker_id()
                 });

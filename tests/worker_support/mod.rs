@@ -421,7 +421,7 @@ pub fn maybe_run_worker() {
         options.max_cached_reply_bytes = n.parse().unwrap();
     }
     if let Ok(ms) = std::env::var(ENV_UNREAD_MS) {
-        options.unread_reply_timeout = Duration::from_millis(ms.parse().unwrap());
+        options.unread_reply_timeout = Some(Duration::from_millis(ms.parse().unwrap()));
     }
     if let Ok(ms) = std::env::var(ENV_REORDER_MS) {
         options.reorder_wait = Duration::from_millis(ms.parse().unwrap());
