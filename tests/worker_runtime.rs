@@ -2611,6 +2611,116 @@ fn a_caller_busy_between_submit_and_get_keeps_its_replies() {
     });
 }
 
+/// The child role of
+/// `a_tcp_caller_stopped_while_held_is_ended_by_the_liveness_bound`: a TCP
+/// caller that submits [`HELD_BACKLOG`] normal tasks returning 90 KB each,
+/// says so and waits (to be stopped, then killed).
+fn tcp_backlog_caller_child() {
+    let var = |k| std::env::var(k).unwrap();
+    let session = shmwire::shm::Session::open_in(
+        var(worker_support::ENV_ROOT),
+        &var(worker_support::ENV_SESSION),
+    )
+    .unwrap();
+    let mut opts = CoreWorkerOptions::new(var(worker_support::ENV_NODE).parse().unwrap());
+    opts.force_tcp = true;
+    let worker: WorkerId = var(worker_support::ENV_ID).parse().unwrap();
+    let mut me = CoreWorker::new(&session, opts).unwrap();
+    let refs = submit_fills(&mut me, worker, HELD_BACKLOG);
+    println!("SENT");
+    std::thread::sleep(GUARD);
+    drop(refs);
+}
+
+/// Normal tasks a held TCP caller of the test below submits: more
+/// requests than the worker reads before it holds the caller back.
+const HELD_BACKLOG: usize = 300;
+
+/// `n` normal `fill` tasks of 90,000 bytes each on `worker`.
+fn submit_fills(driver: &mut CoreWorker, worker: WorkerId, n: usize) -> Vec<ObjectRef> {
+    (0..n)
+        .map(|_| {
+            driver
+                .submit_task(
+                    worker,
+                    FunctionDescriptor::rust(MODULE, "", "fill"),
+                    vec![i64_arg(90_000)],
+                    TaskOptions::default(),
+                )
+                .unwrap()
+        })
+        .collect()
+}
+
+/// Input (the attack on `509a4ae`): a TCP caller with 300 tasks of 90 KB
+/// returns, stopped (`SIGSTOP`) 150 ms after submitting them. The worker
+/// holds it back (its replies unread) with some of its requests still
+/// buffered, unread — and a TCP peer's liveness verdict waited for
+/// buffered frames to be taken, which a held connection's never are: the
+/// stopped caller kept its connection, its queued replies and its slot
+/// for good (still there after 90 s), where the docs promised the ≈ 5 s
+/// liveness bound. Now a held connection's peer is judged by what it sends
+/// behind the frames held back (read into the buffer, up to 256 KiB): the
+/// stopped caller sends nothing and is ended; a busy caller with the same
+/// backlog, computing 12 s (past twice the bound) before its `get`, is
+/// heard through its heartbeat helper, kept, and gets every result. The
+/// worker exits once both connections ended — the stopped caller's while
+/// it is still stopped.
+#[test]
+fn a_tcp_caller_stopped_while_held_is_ended_by_the_liveness_bound() {
+    const TEST: &str = "a_tcp_caller_stopped_while_held_is_ended_by_the_liveness_bound";
+    maybe_run_worker();
+    if std::env::var(worker_support::ENV_ROLE).as_deref() == Ok("tcp-backlog-caller") {
+        tcp_backlog_caller_child();
+        return;
+    }
+    let s = TestSession::new("held-tcp-stopped");
+    let mut worker = s.spawn_worker(TEST, 2);
+    let mut opts = CoreWorkerOptions::new(s.node);
+    opts.force_tcp = true;
+    let mut busy = CoreWorker::new(&s.session, opts).unwrap();
+    let refs = submit_fills(&mut busy, worker.id, HELD_BACKLOG);
+    let mut stopped = caller_child(
+        TEST,
+        "tcp-backlog-caller",
+        &s,
+        worker.id,
+        ("SHMWIRE_TEST_BACKLOG", HELD_BACKLOG.to_string()),
+    );
+    let pid = stopped.0.as_ref().unwrap().id();
+    ChildLines::of(&mut stopped).until(&["SENT"]);
+    std::thread::sleep(Duration::from_millis(150));
+    worker_support::stop_process(pid);
+    let stopped_at = Instant::now();
+    // The application's own work: the busy caller's CoreWorker is not called.
+    std::thread::sleep(Duration::from_secs(12));
+    let values = busy.get(&refs, GUARD).unwrap();
+    assert!(values
+        .iter()
+        .all(|v| v.len() == 90_000 && v.iter().all(|&b| b == 7)));
+    drop(busy);
+    let mut child = worker.child.take().unwrap();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if stopped_at.elapsed() > Duration::from_secs(40) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the stopped TCP caller still holds its connection 40 s after it stopped");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(status.success(), "{status}");
+    eprintln!(
+        "worker done {:?} after the caller stopped",
+        stopped_at.elapsed()
+    );
+    let mut c = stopped.0.take().unwrap();
+    c.kill().unwrap();
+    c.wait().unwrap();
+}
+
 /// Three TCP callers that send 100 calls of 100 KB each and read nothing
 /// are held back, then cut off after the reply timeout — without holding up
 /// the worker's loop: closing a TCP connection in order handed the kernel

@@ -337,6 +337,12 @@ impl MuxConnection for AnyConnection {
         }
     }
 
+    fn note_held(&mut self, held: bool) {
+        if let AnyConnection::Tcp(c) = self {
+            c.note_held(held);
+        }
+    }
+
     fn tick(&mut self, now: Instant) -> Option<Instant> {
         match self {
             AnyConnection::Tcp(c) => c.tick(now),

@@ -62,6 +62,12 @@ pub trait MuxConnection: Connection {
     ) -> std::io::Result<()> {
         Ok(())
     }
+    /// Told before each [`MuxConnection::tick`] whether the mux holds the
+    /// connection ([`Mux::hold`], [`Mux::pause`]): its owner then takes
+    /// none of its frames, so frames waiting in its buffer say nothing of
+    /// the owner's lag, and the peer is judged by what it sends behind
+    /// them (TCP: `TcpConnection::tick`).
+    fn note_held(&mut self, _held: bool) {}
     /// Periodic work (liveness heartbeats); returns when it is next due.
     /// A connection found dead by it reports so from its next receive.
     fn tick(&mut self, _now: Instant) -> Option<Instant> {
@@ -353,6 +359,7 @@ impl<C: MuxConnection> Mux<C> {
     pub fn remove(&mut self, key: PeerKey) -> Option<C> {
         let mut conn = self.peers.get_mut(key.0)?.take()?;
         let _ = conn.deregister(self.poll.registry());
+        conn.note_held(false);
         self.count -= 1;
         self.kernel_fed -= usize::from(conn.kernel_delivered());
         self.hot.retain(|k| *k != key);
@@ -743,6 +750,7 @@ impl<C: MuxConnection> Mux<C> {
             let Some(c) = self.peers[i].as_mut() else {
                 continue;
             };
+            c.note_held(self.held[i]);
             let next = c.tick(now);
             self.due[i] = next;
             if let Some(d) = next {
@@ -1079,6 +1087,10 @@ impl MuxConnection for super::TcpConnection {
             mio::Interest::READABLE
         };
         registry.reregister(self.stream_mut(), token, interest)
+    }
+
+    fn note_held(&mut self, held: bool) {
+        super::TcpConnection::note_held(self, held);
     }
 
     fn tick(&mut self, now: Instant) -> Option<Instant> {

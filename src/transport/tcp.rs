@@ -729,6 +729,9 @@ pub struct TcpConnection {
     /// Whether that ping found room in the send queue (one that did not is
     /// queued at a later check).
     ping_queued: bool,
+    /// Whether the owner's [`Mux`](super::Mux) holds this connection (takes
+    /// none of its frames; [`Self::note_held`]).
+    held: bool,
     /// Silence after which the peer is dead; `None` disables heartbeats.
     liveness: Option<Duration>,
     send_timeout: Duration,
@@ -816,6 +819,7 @@ impl TcpConnection {
             pinged: None,
             ping_mark: None,
             ping_queued: false,
+            held: false,
             liveness: (!config.liveness_timeout.is_zero()).then_some(config.liveness_timeout),
             send_timeout: config.send_timeout,
             state: State::Open,
@@ -1148,6 +1152,55 @@ impl TcpConnection {
         }
     }
 
+    /// Records whether the owner's mux holds this connection
+    /// ([`MuxConnection::note_held`](super::MuxConnection::note_held)).
+    pub(crate) fn note_held(&mut self, held: bool) {
+        self.held = held;
+    }
+
+    /// For a held connection with whole frames buffered (which `fill`
+    /// must not be called with): reads what the peer sent behind them
+    /// into the buffer, compacting it and growing it up to `RECV_FREE`
+    /// (uncharged, as any connection's buffer up to that size). `Some(true)`:
+    /// something arrived (the peer is heard); `Some(false)`: nothing was
+    /// there though there was room for it; `None`: no room left to tell.
+    fn fill_behind(&mut self) -> Result<Option<bool>, Ended> {
+        self.check_revoked()?;
+        let mut heard = false;
+        loop {
+            if self.rend == self.rbuf.len() {
+                if self.rstart > 0 {
+                    let (s, e) = (self.rstart, self.rend);
+                    self.rbuf.as_mut_slice().copy_within(s..e, 0);
+                    self.rstart = 0;
+                    self.rend = e - s;
+                } else if self.rbuf.len() < RECV_FREE {
+                    let new = (self.rbuf.len() * 2).min(RECV_FREE);
+                    grow_to(&mut self.rbuf, new);
+                } else {
+                    return Ok(heard.then_some(true));
+                }
+            }
+            let end = self.rend;
+            match self.stream.read(&mut self.rbuf.as_mut_slice()[end..]) {
+                Ok(0) => {
+                    // End of stream behind frames the owner held back: the
+                    // peer is gone (as `fill` finds it).
+                    return Err(self.die(io::ErrorKind::UnexpectedEof.into()));
+                }
+                Ok(n) => {
+                    self.rend += n;
+                    self.last_heard = Instant::now();
+                    self.pinged = None;
+                    heard = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Some(heard)),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.die(e)),
+            }
+        }
+    }
+
     /// Whether the receive buffer holds a whole frame not yet taken.
     fn buffered_frame_complete(&self) -> bool {
         let avail = self.rend - self.rstart;
@@ -1386,10 +1439,29 @@ impl TcpConnection {
                 // not take its own lag for the peer's silence. With a whole
                 // frame still buffered the verdict waits until it is taken;
                 // otherwise what the kernel holds is read first.
-                if self.buffered_frame_complete() {
+                //
+                // A held connection's frames wait for its owner's choice,
+                // not its lag (the attack on `509a4ae`: a TCP caller
+                // stopped while held, a request of it buffered, was never
+                // judged and held its queue and slot for good): what the
+                // peer sends behind them is read into the buffer, up to
+                // `RECV_FREE` (a busy `CoreWorker`'s heartbeat helper
+                // writes every third of the bound; a stopped peer writes
+                // nothing). Only a peer that could have been heard and was
+                // not is judged; one whose backlog fills that room cannot
+                // be told from a stopped one and is waited for.
+                let heard = if !self.buffered_frame_complete() {
+                    self.fill()
+                } else if self.held {
+                    match self.fill_behind() {
+                        Ok(None) => return Some(now + answer_within),
+                        Ok(Some(heard)) => Ok(heard),
+                        Err(e) => Err(e),
+                    }
+                } else {
                     return Some(now + answer_within);
-                }
-                match self.fill() {
+                };
+                match heard {
                     Ok(true) => return Some(self.last_heard + ping_at),
                     Ok(false) => {}
                     Err(_) => return None,

@@ -133,9 +133,11 @@ pub struct WorkerOptions {
     /// computes, as a Ray caller does (its core worker's I/O thread reads
     /// its replies while the application runs). A dead caller is found
     /// without it: its connection ends (shared memory: its process is gone;
-    /// TCP: hang-up, or no heartbeat answer for the liveness bound — a held
-    /// connection is still pinged and read for pongs, and a busy caller's
-    /// `CoreWorker` answers from its heartbeat helper).
+    /// TCP: hang-up, or silence for the liveness bound — a held
+    /// connection's peer is judged by what it sends behind the requests
+    /// held back, which a busy caller's heartbeat helper does and a stopped
+    /// one does not; one whose backlog exceeds 256 KiB is waited for, as a
+    /// stopped shared-memory caller is).
     /// `Some(t)` frees a held caller's memory after `t` of reading nothing:
     /// it is cut off (told why), the replies already in its ring are kept
     /// readable `t` longer ([`Connection::linger_longer`](crate::transport::Connection::linger_longer)),
