@@ -1310,8 +1310,13 @@ impl Worker {
             None => timeout,
         };
         if let Some(limit) = self.unread_reply_timeout {
-            if let Some(since) = self.held.iter().map(|h| h.1.since()).min() {
-                let due = since.checked_add(limit).unwrap_or(since);
+            // (A limit too far to add is no limit: nothing to wake for.)
+            if let Some(due) = self
+                .held
+                .iter()
+                .filter_map(|h| h.1.since().checked_add(limit))
+                .min()
+            {
                 timeout = timeout.min(due.saturating_duration_since(Instant::now()));
             }
         }
