@@ -830,3 +830,78 @@ fn a_stopped_peer_is_found_while_frames_are_still_sent_to_it() {
     assert!(e.contains("died"), "{e}");
     let _ = rustix::process::kill_process(pid, rustix::process::Signal::CONT);
 }
+
+/// Heartbeats the child of the test below writes while the parent reads
+/// nothing: more than `MAX_HEARTBEATS_PER_RECEIVE` (64).
+const PILED_HEARTBEATS: usize = 100;
+
+/// The child of
+/// `heartbeats_that_piled_up_while_a_side_read_nothing_are_not_a_flood`:
+/// connects to `addr`, sends a frame, writes [`PILED_HEARTBEATS`]
+/// heartbeats 40 ms apart (as a heartbeat helper does for an owner that is
+/// away, faster), sends a second frame and waits for the answer.
+fn patient_heartbeater(addr: &str) {
+    let target: WorkerId = std::env::var("SHMWIRE_PATIENT_TARGET")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut c = connect_tcp(addr.parse().unwrap(), target, &cfg(81)).unwrap();
+    c.send(&[1u8; 8]).unwrap();
+    for _ in 0..PILED_HEARTBEATS {
+        std::thread::sleep(Duration::from_millis(40));
+        c.heartbeat();
+    }
+    c.send(&[2u8; 8]).unwrap();
+    let answer = c.recv_timeout(GUARD).unwrap();
+    assert_eq!(&*answer, &[3u8; 8][..]);
+}
+
+/// Input (the attack on `1963bf6`, high): a side that reads nothing for a
+/// while — a worker in a 115 s task, a caller computing 118 s before its
+/// `get`, a held caller's 200 s — finds the heartbeats its peer's helper
+/// wrote meanwhile (one per third of the liveness bound) in a row, and
+/// more than 64 in one receive were taken for a flood: after ≈ 107 s both
+/// sides cut each other off and the calls failed. Now the receive allows
+/// one more per 50 ms since its side last had read everything. Here the
+/// peer (another process) writes 100 heartbeats 40 ms apart while this
+/// side reads nothing, then a frame: it arrives, and the answer goes back
+/// (with the old limit: "sent more than 64 heartbeat frames in a row").
+/// A flood still meets the limit at once
+/// (`hostile_peers::input12_a_heartbeat_flood_is_cut_off_and_delays_nobody`).
+#[test]
+fn heartbeats_that_piled_up_while_a_side_read_nothing_are_not_a_flood() {
+    const TEST: &str = "heartbeats_that_piled_up_while_a_side_read_nothing_are_not_a_flood";
+    if let Ok(addr) = std::env::var("SHMWIRE_PATIENT_HEARTBEATER") {
+        patient_heartbeater(&addr);
+        return;
+    }
+    let mut listener = TcpListener::bind_localhost(cfg(80)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut child = Reap(
+        Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", TEST, "--nocapture"])
+            .env("SHMWIRE_PATIENT_HEARTBEATER", addr.to_string())
+            .env("SHMWIRE_PATIENT_TARGET", id(80).to_string())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut c = listener.accept_timeout(GUARD).unwrap();
+    assert_eq!(&*c.recv_timeout(GUARD).unwrap(), &[1u8; 8][..]);
+    // Away: the heartbeats pile up in the socket (40 ms × 100 = 4 s).
+    std::thread::sleep(Duration::from_millis(40 * PILED_HEARTBEATS as u64 + 500));
+    let frame = c
+        .recv_timeout(GUARD)
+        .unwrap_or_else(|e| panic!("the piled-up heartbeats: {e}"));
+    assert_eq!(&*frame, &[2u8; 8][..]);
+    c.send(&[3u8; 8]).unwrap();
+    let deadline = Instant::now() + GUARD;
+    let status = loop {
+        if let Some(st) = child.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "the child did not finish");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(status.success(), "{status}");
+}

@@ -95,7 +95,10 @@ pub use mux::{
 };
 pub use progress::ReadProgress;
 pub use shm::{connect_shm, ShmConnection, ShmFrame, ShmListener, ShmOptions};
-pub use tcp::{connect_tcp, TcpConnection, TcpFrame, TcpListener, MAX_HEARTBEATS_PER_RECEIVE};
+pub use tcp::{
+    connect_tcp, TcpConnection, TcpFrame, TcpListener, HEARTBEAT_ALLOWANCE_PERIOD,
+    MAX_HEARTBEATS_PER_RECEIVE,
+};
 
 /// Default largest frame a connection accepts: 16 MiB.
 pub const DEFAULT_MAX_FRAME_LEN: usize = 16 << 20;

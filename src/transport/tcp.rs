@@ -739,6 +739,11 @@ pub struct TcpConnection {
     /// Heartbeat frames parsed since the current receive began (see
     /// [`MAX_HEARTBEATS_PER_RECEIVE`]).
     heartbeats: usize,
+    /// When this side last had read everything the peer sent (its buffer
+    /// and the kernel's queue empty): every byte not parsed yet arrived
+    /// after it, so a run of heartbeats in them took at most the time
+    /// since to accumulate ([`HEARTBEAT_ALLOWANCE_PERIOD`]).
+    drained_at: Instant,
     /// A ping was parsed and not answered yet: one pong answers every ping
     /// of a receive, sent as the receive ends.
     pong_owed: bool,
@@ -752,8 +757,23 @@ pub struct TcpConnection {
 /// each ping with its own `sendto` (the attack of 2026-12-02: 60
 /// connections of 400,000 pings each delayed another caller's replies by
 /// 4.4 s and failed the demo) — and breaks the connection as a protocol
-/// violation ([`RecvError::Protocol`]).
+/// violation ([`RecvError::Protocol`]), unless this side was away long
+/// enough for them to pile up honestly: beyond these 64, one more per
+/// [`HEARTBEAT_ALLOWANCE_PERIOD`] since it last had read everything.
 pub const MAX_HEARTBEATS_PER_RECEIVE: usize = 64;
+
+/// A receive may parse one heartbeat more than [`MAX_HEARTBEATS_PER_RECEIVE`]
+/// per this much time (50 ms) since its side last had read everything the
+/// peer sent. A heartbeat helper writes one heartbeat per look (a third of
+/// the liveness bound, 1.7 s by default) while its owner is away, and a
+/// peer pings at most once per third of its bound, so a side that reads
+/// nothing for minutes — a worker in a long task, a caller computing
+/// between submit and `get`, a held caller's requests — finds hundreds in
+/// a row, all honest (the attack on `1963bf6`: after ≈ 107 s, 64 × 1.7 s,
+/// both sides cut each other off as flooders and the calls failed). A
+/// flood (thousands a second) still meets the limit within its first
+/// receive.
+pub const HEARTBEAT_ALLOWANCE_PERIOD: Duration = Duration::from_millis(50);
 
 impl std::fmt::Debug for TcpConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -824,6 +844,7 @@ impl TcpConnection {
             send_timeout: config.send_timeout,
             state: State::Open,
             heartbeats: 0,
+            drained_at: Instant::now(),
             pong_owed: false,
         })
     }
@@ -1145,11 +1166,27 @@ impl TcpConnection {
                     }
                     return Ok(true);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if self.rstart == self.rend {
+                        self.drained_at = Instant::now();
+                    }
+                    return Ok(false);
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(self.die(e)),
             }
         }
+    }
+
+    /// Heartbeats one receive may parse in a row now:
+    /// [`MAX_HEARTBEATS_PER_RECEIVE`] and one per
+    /// [`HEARTBEAT_ALLOWANCE_PERIOD`] since this side last had read
+    /// everything (what piled up honestly while it read nothing).
+    #[cold]
+    fn heartbeat_allowance(&self) -> usize {
+        let away = self.drained_at.elapsed().as_millis();
+        let more = away / HEARTBEAT_ALLOWANCE_PERIOD.as_millis();
+        MAX_HEARTBEATS_PER_RECEIVE.saturating_add(usize::try_from(more).unwrap_or(usize::MAX))
     }
 
     /// Records whether the owner's mux holds this connection
@@ -1236,11 +1273,18 @@ impl TcpConnection {
                     // pong for all of them), never with a write each.
                     self.rstart += TCP_FRAME_HEADER;
                     self.heartbeats += 1;
-                    if self.heartbeats > MAX_HEARTBEATS_PER_RECEIVE {
+                    if self.heartbeats > MAX_HEARTBEATS_PER_RECEIVE
+                        && self.heartbeats > self.heartbeat_allowance()
+                    {
                         let why = format!(
-                            "worker {} sent more than {MAX_HEARTBEATS_PER_RECEIVE} heartbeat \
-                             frames in a row: a flood, not a heartbeat",
-                            self.peer
+                            "worker {} sent more than {} heartbeat frames in a row ({} and one \
+                             per {:?} of the {:.1?} since this side last had read everything): \
+                             a flood, not a heartbeat",
+                            self.peer,
+                            self.heartbeats - 1,
+                            MAX_HEARTBEATS_PER_RECEIVE,
+                            HEARTBEAT_ALLOWANCE_PERIOD,
+                            self.drained_at.elapsed()
                         );
                         self.state = State::Broken(why.clone());
                         return Err(RecvError::Protocol { what: why });

@@ -136,7 +136,8 @@ pub struct WorkerOptions {
     /// TCP: hang-up, or silence for the liveness bound — a held
     /// connection's peer is judged by what it sends behind the requests
     /// held back, which a busy caller's heartbeat helper does and a stopped
-    /// one does not; one whose backlog exceeds 256 KiB is waited for, as a
+    /// one does not; one whose held requests and what follows them fill
+    /// the connection's 256 KiB receive buffer is waited for, as a
     /// stopped shared-memory caller is).
     /// `Some(t)` frees a held caller's memory after `t` of reading nothing:
     /// it is cut off (told why), the replies already in its ring are kept
