@@ -841,14 +841,14 @@ const PILED_HEARTBEATS: usize = 100;
 /// heartbeats 40 ms apart (as a heartbeat helper does for an owner that is
 /// away, faster), sends a second frame and waits for the answer.
 fn patient_heartbeater(addr: &str) {
-    let target: WorkerId = std::env::var("SHMWIRE_PATIENT_TARGET")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let var = |k: &str| std::env::var(k).unwrap();
+    let target: WorkerId = var("SHMWIRE_PATIENT_TARGET").parse().unwrap();
+    let count: usize = var("SHMWIRE_PATIENT_COUNT").parse().unwrap();
+    let gap = Duration::from_millis(var("SHMWIRE_PATIENT_GAP_MS").parse().unwrap());
     let mut c = connect_tcp(addr.parse().unwrap(), target, &cfg(81)).unwrap();
     c.send(&[1u8; 8]).unwrap();
-    for _ in 0..PILED_HEARTBEATS {
-        std::thread::sleep(Duration::from_millis(40));
+    for _ in 0..count {
+        std::thread::sleep(gap);
         c.heartbeat();
     }
     c.send(&[2u8; 8]).unwrap();
@@ -875,21 +875,47 @@ fn heartbeats_that_piled_up_while_a_side_read_nothing_are_not_a_flood() {
         patient_heartbeater(&addr);
         return;
     }
-    let mut listener = TcpListener::bind_localhost(cfg(80)).unwrap();
+    piled_up_heartbeats(TEST, cfg(80), PILED_HEARTBEATS, 40);
+}
+
+/// The same with a short liveness bound (120 ms): a peer with such a bound
+/// writes its heartbeats faster than 20 a second, here 250 of them 15 ms
+/// apart, and the allowance follows the bound (a ninth of it per
+/// heartbeat). With a flat 50 ms (the attack on `e9c3a1d`: a 90 ms bound
+/// and 10 s away) they were a flood.
+#[test]
+fn heartbeats_piled_up_under_a_short_liveness_bound_are_not_a_flood() {
+    const TEST: &str = "heartbeats_piled_up_under_a_short_liveness_bound_are_not_a_flood";
+    if let Ok(addr) = std::env::var("SHMWIRE_PATIENT_HEARTBEATER") {
+        patient_heartbeater(&addr);
+        return;
+    }
+    let mut config = cfg(80);
+    config.liveness_timeout = Duration::from_millis(120);
+    piled_up_heartbeats(TEST, config, 250, 15);
+}
+
+/// Listens with `config`; a child (`test` as `patient_heartbeater`) sends a
+/// frame, `count` heartbeats `gap_ms` apart while this side reads nothing,
+/// and a frame: it must arrive, and the answer go back.
+fn piled_up_heartbeats(test: &str, config: TransportConfig, count: usize, gap_ms: u64) {
+    let mut listener = TcpListener::bind_localhost(config).unwrap();
     let addr = listener.local_addr().unwrap();
     let mut child = Reap(
         Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", TEST, "--nocapture"])
+            .args(["--exact", test, "--nocapture"])
             .env("SHMWIRE_PATIENT_HEARTBEATER", addr.to_string())
             .env("SHMWIRE_PATIENT_TARGET", id(80).to_string())
+            .env("SHMWIRE_PATIENT_COUNT", count.to_string())
+            .env("SHMWIRE_PATIENT_GAP_MS", gap_ms.to_string())
             .stdout(Stdio::null())
             .spawn()
             .unwrap(),
     );
     let mut c = listener.accept_timeout(GUARD).unwrap();
     assert_eq!(&*c.recv_timeout(GUARD).unwrap(), &[1u8; 8][..]);
-    // Away: the heartbeats pile up in the socket (40 ms × 100 = 4 s).
-    std::thread::sleep(Duration::from_millis(40 * PILED_HEARTBEATS as u64 + 500));
+    // Away: the heartbeats pile up in the socket.
+    std::thread::sleep(Duration::from_millis(gap_ms * count as u64 + 500));
     let frame = c
         .recv_timeout(GUARD)
         .unwrap_or_else(|e| panic!("the piled-up heartbeats: {e}"));
@@ -904,4 +930,65 @@ fn heartbeats_that_piled_up_while_a_side_read_nothing_are_not_a_flood() {
         std::thread::sleep(Duration::from_millis(10));
     };
     assert!(status.success(), "{status}");
+}
+
+/// Input (the attack on `e9c3a1d`, medium): a peer that always leaves half
+/// a ping in the receiver's buffer was never "drained" (the receiver's
+/// buffer never empty), so the heartbeats its receive allowed grew with the
+/// connection's age (one per 50 ms), and bursts just under that came
+/// through uncut (32 such peers pushed 5.9 M pings each in 15 s after 120 s
+/// of dripping). A partial frame holds no whole heartbeat: each read that
+/// finds the kernel's queue empty now counts as drained. Here the peer
+/// drips 16 bytes every 100 ms for 8 s (keeping half a ping buffered),
+/// then sends 200 pings at once: cut off (before: allowed 64 + 160).
+#[test]
+fn a_peer_that_keeps_a_partial_frame_buffered_still_meets_the_flood_limit() {
+    let mut l = TcpListener::bind_localhost(cfg(1)).unwrap();
+    let addr = l.local_addr().unwrap();
+    let mut ping = [0u8; 16];
+    ping[4..8].copy_from_slice(&3u32.to_le_bytes());
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let (dripped, drips) = std::sync::mpsc::channel::<()>();
+    let t = std::thread::spawn(move || {
+        let (mut s, r) = raw_client(addr, PROTOCOL_VERSION);
+        assert_eq!(r[11], 0, "accepted");
+        s.write_all(&ping[..8]).unwrap();
+        for _ in 0..80 {
+            std::thread::sleep(Duration::from_millis(100));
+            // The rest of one ping and the first half of the next.
+            let mut drip = [0u8; 16];
+            drip[..8].copy_from_slice(&ping[8..]);
+            drip[8..].copy_from_slice(&ping[..8]);
+            s.write_all(&drip).unwrap();
+            dripped.send(()).unwrap();
+        }
+        wait.recv().unwrap();
+        let mut burst = ping[8..].to_vec();
+        for _ in 0..200 {
+            burst.extend_from_slice(&ping);
+        }
+        let _ = s.write_all(&burst);
+        s
+    });
+    let mut c = l.accept_timeout(GUARD).unwrap();
+    for _ in 0..80 {
+        drips.recv_timeout(GUARD).unwrap();
+        // The receiver's loop reads each drip as it comes.
+        std::thread::sleep(Duration::from_millis(5));
+        match c.try_recv() {
+            Ok(None) => {}
+            Ok(Some(f)) => panic!("a frame of {} bytes from heartbeats", f.len()),
+            Err(e) => panic!("while dripping: {e}"),
+        }
+    }
+    go.send(()).unwrap();
+    let e = match c.recv_timeout(Duration::from_secs(5)) {
+        Ok(f) => panic!("a frame of {} bytes from heartbeats", f.len()),
+        Err(e) => e,
+    };
+    assert!(
+        matches!(&e, RecvError::Protocol { what } if what.contains("a flood")),
+        "{e}"
+    );
+    drop(t.join().unwrap());
 }

@@ -763,8 +763,9 @@ pub struct TcpConnection {
 pub const MAX_HEARTBEATS_PER_RECEIVE: usize = 64;
 
 /// A receive may parse one heartbeat more than [`MAX_HEARTBEATS_PER_RECEIVE`]
-/// per this much time (50 ms) since its side last had read everything the
-/// peer sent. A heartbeat helper writes one heartbeat per look (a third of
+/// per this much time (50 ms; a ninth of the connection's liveness bound if
+/// that is shorter) since its side last had read every whole frame the peer
+/// sent. A heartbeat helper writes one heartbeat per look (a third of
 /// the liveness bound, 1.7 s by default) while its owner is away, and a
 /// peer pings at most once per third of its bound, so a side that reads
 /// nothing for minutes — a worker in a long task, a caller computing
@@ -1167,9 +1168,14 @@ impl TcpConnection {
                     return Ok(true);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if self.rstart == self.rend {
-                        self.drained_at = Instant::now();
-                    }
+                    // Every whole frame parsed (`fill` runs only then) and
+                    // the kernel's queue empty: what is parsed from now on
+                    // arrived after the last byte read. (A partial frame
+                    // left buffered holds no whole heartbeat: a peer that
+                    // always leaves one counts as drained all the same —
+                    // the attack on `e9c3a1d` grew its allowance with the
+                    // connection's age that way.)
+                    self.drained_at = self.last_heard;
                     return Ok(false);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -1184,9 +1190,20 @@ impl TcpConnection {
     /// everything (what piled up honestly while it read nothing).
     #[cold]
     fn heartbeat_allowance(&self) -> usize {
-        let away = self.drained_at.elapsed().as_millis();
-        let more = away / HEARTBEAT_ALLOWANCE_PERIOD.as_millis();
+        let away = self.drained_at.elapsed().as_micros();
+        let more = away / self.heartbeat_allowance_period().as_micros().max(1);
         MAX_HEARTBEATS_PER_RECEIVE.saturating_add(usize::try_from(more).unwrap_or(usize::MAX))
+    }
+
+    /// [`HEARTBEAT_ALLOWANCE_PERIOD`], or a ninth of this side's liveness
+    /// bound if that is shorter: a peer with the same bound writes at most
+    /// three heartbeats per third of it (its helper's, its pings, its pongs
+    /// to ours), so a short bound paces heartbeats faster than 20 a second
+    /// (the attack on `e9c3a1d`: with a 90 ms bound, 10 s away was a flood).
+    fn heartbeat_allowance_period(&self) -> Duration {
+        self.liveness.map_or(HEARTBEAT_ALLOWANCE_PERIOD, |l| {
+            HEARTBEAT_ALLOWANCE_PERIOD.min(l / 9)
+        })
     }
 
     /// Records whether the owner's mux holds this connection
@@ -1283,7 +1300,7 @@ impl TcpConnection {
                             self.peer,
                             self.heartbeats - 1,
                             MAX_HEARTBEATS_PER_RECEIVE,
-                            HEARTBEAT_ALLOWANCE_PERIOD,
+                            self.heartbeat_allowance_period(),
                             self.drained_at.elapsed()
                         );
                         self.state = State::Broken(why.clone());
