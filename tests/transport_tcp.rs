@@ -870,12 +870,12 @@ fn patient_heartbeater(addr: &str) {
 /// (`hostile_peers::input12_a_heartbeat_flood_is_cut_off_and_delays_nobody`).
 #[test]
 fn heartbeats_that_piled_up_while_a_side_read_nothing_are_not_a_flood() {
-    const TEST: &str = "heartbeats_that_piled_up_while_a_side_read_nothing_are_not_a_flood";
-    if let Ok(addr) = std::env::var("SHMWIRE_PATIENT_HEARTBEATER") {
-        patient_heartbeater(&addr);
-        return;
-    }
-    piled_up_heartbeats(TEST, cfg(80), PILED_HEARTBEATS, 40);
+    piled_up_heartbeats(
+        "heartbeats_that_piled_up_while_a_side_read_nothing_are_not_a_flood",
+        cfg(80),
+        PILED_HEARTBEATS,
+        40,
+    );
 }
 
 /// The same with a short liveness bound (120 ms): a peer with such a bound
@@ -885,20 +885,25 @@ fn heartbeats_that_piled_up_while_a_side_read_nothing_are_not_a_flood() {
 /// and 10 s away) they were a flood.
 #[test]
 fn heartbeats_piled_up_under_a_short_liveness_bound_are_not_a_flood() {
-    const TEST: &str = "heartbeats_piled_up_under_a_short_liveness_bound_are_not_a_flood";
-    if let Ok(addr) = std::env::var("SHMWIRE_PATIENT_HEARTBEATER") {
-        patient_heartbeater(&addr);
-        return;
-    }
     let mut config = cfg(80);
     config.liveness_timeout = Duration::from_millis(120);
-    piled_up_heartbeats(TEST, config, 250, 15);
+    piled_up_heartbeats(
+        "heartbeats_piled_up_under_a_short_liveness_bound_are_not_a_flood",
+        config,
+        250,
+        15,
+    );
 }
 
 /// Listens with `config`; a child (`test` as `patient_heartbeater`) sends a
 /// frame, `count` heartbeats `gap_ms` apart while this side reads nothing,
-/// and a frame: it must arrive, and the answer go back.
+/// and a frame: it must arrive, and the answer go back. In that child it
+/// plays the heartbeater instead.
 fn piled_up_heartbeats(test: &str, config: TransportConfig, count: usize, gap_ms: u64) {
+    if let Ok(addr) = std::env::var("SHMWIRE_PATIENT_HEARTBEATER") {
+        patient_heartbeater(&addr);
+        return;
+    }
     let mut listener = TcpListener::bind_localhost(config).unwrap();
     let addr = listener.local_addr().unwrap();
     let mut child = Reap(

@@ -2699,18 +2699,12 @@ fn a_tcp_caller_stopped_while_held_is_ended_by_the_liveness_bound() {
         .iter()
         .all(|v| v.len() == 90_000 && v.iter().all(|&b| b == 7)));
     drop(busy);
-    let mut child = worker.child.take().unwrap();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if stopped_at.elapsed() > Duration::from_secs(40) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the stopped TCP caller still holds its connection 40 s after it stopped");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = worker_exit_within(
+        &mut worker,
+        stopped_at,
+        Duration::from_secs(40),
+        "the stopped TCP caller still holds its connection",
+    );
     assert!(status.success(), "{status}");
     eprintln!(
         "worker done {:?} after the caller stopped",
@@ -4202,6 +4196,52 @@ fn stalled_caller_child() {
     drop(refs);
 }
 
+/// Starts `test`'s "stalled-caller" child (`stalled_caller_child`: 40
+/// calls of 60,000 bytes to `actor`, more than its reply ring holds), lets
+/// its calls run (300 ms; the worker is idle otherwise) and stops it
+/// (`SIGSTOP`) with their replies unread. The child and its pid.
+fn stopped_stalled_caller(
+    test: &str,
+    s: &TestSession,
+    worker: WorkerId,
+    actor: &ActorHandle,
+) -> (worker_support::KillOnDrop, u32) {
+    let mut stalled = caller_child(
+        test,
+        "stalled-caller",
+        s,
+        worker,
+        ("SHMWIRE_TEST_ACTOR", actor.actor_id().to_string()),
+    );
+    let pid = stalled.0.as_ref().unwrap().id();
+    ChildLines::of(&mut stalled).until(&["SENT"]);
+    std::thread::sleep(Duration::from_millis(300));
+    worker_support::stop_process(pid);
+    (stalled, pid)
+}
+
+/// Waits for `worker`'s process to exit, at most `bound` after `since`;
+/// past it kills and reaps it and panics with `what`.
+fn worker_exit_within(
+    worker: &mut worker_support::WorkerProcess,
+    since: Instant,
+    bound: Duration,
+    what: &str,
+) -> std::process::ExitStatus {
+    let mut child = worker.child.take().unwrap();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        if since.elapsed() > bound {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} {bound:?} after it began");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// A terminated actor's worker does not wait for a caller that reads no
 /// replies (stopped, with replies queued for it beyond its ring): it exits
 /// within its reply timeout (1 s by default) after the terminate, as a
@@ -4219,34 +4259,16 @@ fn a_terminated_worker_exits_though_another_caller_reads_no_replies() {
     let mut worker = s.spawn_worker_env(TEST, 0, &[(worker_support::ENV_UNTIL_EXIT, "1")]);
     let mut driver = s.driver();
     let actor = create_counter(&mut driver, worker.id, 0);
-    let mut stalled = caller_child(
-        TEST,
-        "stalled-caller",
-        &s,
-        worker.id,
-        ("SHMWIRE_TEST_ACTOR", actor.actor_id().to_string()),
-    );
-    let pid = stalled.0.as_ref().unwrap().id();
-    ChildLines::of(&mut stalled).until(&["SENT"]);
-    // Its calls run (the worker is idle otherwise), then it is stopped
-    // with their replies unread.
-    std::thread::sleep(Duration::from_millis(300));
-    worker_support::stop_process(pid);
+    let (_stalled, pid) = stopped_stalled_caller(TEST, &s, worker.id, &actor);
     let t = driver.terminate_actor(&actor).unwrap();
     driver.get(std::slice::from_ref(&t), GUARD).unwrap();
     let since = Instant::now();
-    let mut child = worker.child.take().unwrap();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if since.elapsed() > Duration::from_secs(15) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the terminated worker still serves after 15 s");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = worker_exit_within(
+        &mut worker,
+        since,
+        Duration::from_secs(15),
+        "the terminated worker still serves",
+    );
     let took = since.elapsed();
     worker_support::continue_process(pid);
     assert!(status.success(), "{status}");
@@ -4273,19 +4295,8 @@ fn a_caller_stopped_for_good_holds_up_nobody_and_its_death_ends_its_hold() {
     let worker = s.spawn_worker(TEST, 2);
     let mut driver = s.driver();
     let actor = create_counter(&mut driver, worker.id, 0);
-    let mut stalled = caller_child(
-        TEST,
-        "stalled-caller",
-        &s,
-        worker.id,
-        ("SHMWIRE_TEST_ACTOR", actor.actor_id().to_string()),
-    );
-    let pid = stalled.0.as_ref().unwrap().id();
-    ChildLines::of(&mut stalled).until(&["SENT"]);
-    // Its 40 calls of 60,000 bytes run (the worker is idle otherwise), then
-    // it is stopped with their replies unread: held back.
-    std::thread::sleep(Duration::from_millis(300));
-    worker_support::stop_process(pid);
+    // Held back: stopped with its replies unread.
+    let (mut stalled, _) = stopped_stalled_caller(TEST, &s, worker.id, &actor);
     let slowest = worker_support::slowest_calls_for(&mut driver, worker.id, Duration::from_secs(2));
     for n in 1..=50 {
         let r = driver

@@ -1112,10 +1112,7 @@ impl TcpConnection {
         if self.rend == self.rbuf.len() {
             // Only called when no complete frame is buffered; make room.
             if self.rstart > 0 {
-                let (s, e) = (self.rstart, self.rend);
-                self.rbuf.as_mut_slice().copy_within(s..e, 0);
-                self.rstart = 0;
-                self.rend = e - s;
+                self.compact();
             } else {
                 // A frame (already checked against the maximum in `parse`)
                 // larger than the buffer: grow by doubling as it arrives,
@@ -1206,6 +1203,14 @@ impl TcpConnection {
         })
     }
 
+    /// Moves the bytes not parsed yet to the start of the receive buffer.
+    fn compact(&mut self) {
+        let (s, e) = (self.rstart, self.rend);
+        self.rbuf.as_mut_slice().copy_within(s..e, 0);
+        self.rstart = 0;
+        self.rend = e - s;
+    }
+
     /// Records whether the owner's mux holds this connection
     /// ([`MuxConnection::note_held`](super::MuxConnection::note_held)).
     pub(crate) fn note_held(&mut self, held: bool) {
@@ -1224,10 +1229,7 @@ impl TcpConnection {
         loop {
             if self.rend == self.rbuf.len() {
                 if self.rstart > 0 {
-                    let (s, e) = (self.rstart, self.rend);
-                    self.rbuf.as_mut_slice().copy_within(s..e, 0);
-                    self.rstart = 0;
-                    self.rend = e - s;
+                    self.compact();
                 } else if self.rbuf.len() < RECV_FREE {
                     let new = (self.rbuf.len() * 2).min(RECV_FREE);
                     grow_to(&mut self.rbuf, new);
@@ -1370,10 +1372,7 @@ impl TcpConnection {
             // Incomplete: make sure the frame will fit once it has arrived, by
             // compacting; growth happens in `fill` as bytes actually arrive.
             if self.rbuf.len() - self.rstart < total && self.rstart > 0 {
-                let (s, e) = (self.rstart, self.rend);
-                self.rbuf.as_mut_slice().copy_within(s..e, 0);
-                self.rstart = 0;
-                self.rend = e - s;
+                self.compact();
             }
             return Ok(None);
         }
