@@ -438,6 +438,17 @@ struct Client {
 /// gets its next turn after the other clients' (the mux reports it again).
 const DRAIN_BUDGET: usize = 256;
 
+/// Time one client's turn takes at most: past it, after the request in
+/// hand, the client's next turn comes after the other clients'. The count
+/// alone ([`DRAIN_BUDGET`]) bounded a turn of cheap requests but not of
+/// costly ones: 256 `Refresh` requests of 100 ids each held the loop for
+/// ≈ 30 ms on a slow host, so another client's `put`, `get` and `delete`
+/// took a median of 75–110 ms (`store_xproc`'s flood test, 2026-12-07).
+/// Every request kind that costs by its length (ids named, bytes copied)
+/// is bounded by the same clock, read once per request (≈ 25 ns, against
+/// the microseconds a request costs the service).
+const DRAIN_TIME: Duration = Duration::from_micros(500);
+
 /// Notifications of objects sealed before a subscriber came, sent to it a
 /// turn at most — fewer once their metadata reach [`BACKLOG_BYTES_PER_TURN`]
 /// or one does not fit its ring (then it waits in the queue, and the rest
@@ -827,9 +838,15 @@ impl Service {
         self.health.set(problem);
     }
 
-    /// Handles every request waiting on `key`'s connection.
+    /// Handles the requests waiting on `key`'s connection: all of them, or
+    /// [`DRAIN_BUDGET`] of them, or those that fit [`DRAIN_TIME`] (the mux
+    /// reports a connection left with requests again, after the others).
     fn drain(&mut self, key: PeerKey) {
-        for _ in 0..DRAIN_BUDGET {
+        let until = Instant::now() + DRAIN_TIME;
+        for n in 0..DRAIN_BUDGET {
+            if n > 0 && Instant::now() >= until {
+                return;
+            }
             let Some(conn) = self.mux.get_mut(key) else {
                 return;
             };
