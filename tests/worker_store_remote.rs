@@ -1501,8 +1501,14 @@ fn a_task_naming_thousands_of_objects_holds_up_no_other_caller() {
         slowest = slowest.max(square_calls(&mut honest, worker.id, 1));
         std::thread::sleep(Duration::from_millis(10));
     }
+    // The bound catches the old 2.4 s with room for the one pass the
+    // request's admission makes over its 20,000 arguments (a pulled copy's
+    // id, a SHA-256, each): 210–330 ms in this unoptimized build on a slow
+    // host (2026-12-07, with and without that day's changes: the bound was
+    // 300 ms and failed a run).
+    eprintln!("slowest call beside the task naming 20,000 objects: {slowest:?}");
     assert!(
-        slowest < Duration::from_millis(300),
+        slowest < Duration::from_millis(800),
         "a call beside a task naming 20,000 silent objects took {slowest:?}"
     );
     assert!(matches!(
