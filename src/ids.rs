@@ -171,6 +171,38 @@ fn concat<const A: usize, const B: usize, const N: usize>(a: &[u8; A], b: &[u8; 
     out
 }
 
+/// Writes `bytes` (an id's, of a length fixed at compile time) into
+/// `state` as 16-, 8-, 4-, 2- and 1-byte little-endian words, every byte
+/// once. A seeded word hasher (foldhash's, the worker's maps) mixes each
+/// word with its seed as it does a byte string's, at a fraction of the
+/// cost: its byte path is an out-of-line call with a branch per length,
+/// about 6% of a pipelined caller's time (`perf record` of
+/// `examples/actor_ping_pong`, 2026-12-07), its word path a multiply per
+/// 16 bytes, inlined.
+#[inline(always)]
+fn hash_id_words<H: std::hash::Hasher>(bytes: &[u8], state: &mut H) {
+    let mut rest = bytes;
+    while let Some((w, tail)) = rest.split_first_chunk::<16>() {
+        state.write_u128(u128::from_le_bytes(*w));
+        rest = tail;
+    }
+    if let Some((w, tail)) = rest.split_first_chunk::<8>() {
+        state.write_u64(u64::from_le_bytes(*w));
+        rest = tail;
+    }
+    if let Some((w, tail)) = rest.split_first_chunk::<4>() {
+        state.write_u32(u32::from_le_bytes(*w));
+        rest = tail;
+    }
+    if let Some((w, tail)) = rest.split_first_chunk::<2>() {
+        state.write_u16(u16::from_le_bytes(*w));
+        rest = tail;
+    }
+    if let Some(&b) = rest.first() {
+        state.write_u8(b);
+    }
+}
+
 macro_rules! define_id {
     ($(#[$meta:meta])* $name:ident, $len:expr) => {
         $(#[$meta])*
@@ -193,15 +225,16 @@ macro_rules! define_id {
         pub struct $name([u8; $len]);
 
         impl std::hash::Hash for $name {
-            /// Hashes every byte of the id with the map's own (seeded)
-            /// hasher. Ids reach maps from peers (a store client names its
-            /// objects, a caller its worker id), so the hash must not be
-            /// one a peer can make collide: an unkeyed fold to a `u64`
-            /// first would let a peer craft any number of ids with one
-            /// hash, whatever seed the map's hasher then adds, and turn
-            /// each of the map's operations into a scan.
+            /// Hands every byte of the id to the map's own (seeded) hasher,
+            /// as whole words ([`hash_id_words`]). Ids reach maps from
+            /// peers (a store client names its objects, a caller its worker
+            /// id), so the hash must not be one a peer can make collide: an
+            /// unkeyed fold to a `u64` first would let a peer craft any
+            /// number of ids with one hash, whatever seed the map's hasher
+            /// then adds, and turn each of the map's operations into a scan.
+            #[inline]
             fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-                state.write(&self.0);
+                hash_id_words(&self.0, state);
             }
         }
 
@@ -667,5 +700,13 @@ mod tests {
         assert_eq!(written(&task), task.as_bytes());
         assert_eq!(written(&worker), worker.as_bytes());
         assert_eq!(written(&JobId::from_int(7)), JobId::from_int(7).as_bytes());
+        // The words cover every length (16 + 2 bytes here); the default
+        // `write_u*` of `Recorder` writes native-endian bytes.
+        if cfg!(target_endian = "little") {
+            let group = PlacementGroupId::from_random();
+            assert_eq!(written(&group), group.as_bytes());
+            let actor = task.actor_id();
+            assert_eq!(written(&actor), actor.as_bytes());
+        }
     }
 }

@@ -2539,7 +2539,13 @@ impl CoreWorker {
         let mut request = request;
         let (mut request_id, mut sent) = (None, None);
         if matches!(evs.first(), Some(SubmitEvent::Send(r)) if r.task == task_id) {
-            if let SubmitEvent::Send(r) = evs.remove(0) {
+            // Usually the only event: taken without shifting the rest.
+            let first = if evs.len() == 1 {
+                evs.pop()
+            } else {
+                Some(evs.remove(0))
+            };
+            if let Some(SubmitEvent::Send(r)) = first {
                 stamp_push(
                     &mut request,
                     entry.worker,
