@@ -256,7 +256,7 @@ macro_rules! define_id {
 
         impl std::hash::Hash for $name {
             /// Hands every byte of the id to the map's own (seeded) hasher,
-            /// as whole words ([`hash_id_words`]). Ids reach maps from
+            /// as whole words (`hash_id_words`). Ids reach maps from
             /// peers (a store client names its objects, a caller its worker
             /// id), so the hash must not be one a peer can make collide: an
             /// unkeyed fold to a `u64` first would let a peer craft any

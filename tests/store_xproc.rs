@@ -1096,7 +1096,8 @@ fn a_killed_service_whose_beat_is_scribbled_ahead_is_given_up_within_a_second() 
 
 /// A client that sends `get`s without waiting for their replies, each for
 /// objects that do not exist with a long timeout, holds each in the
-/// service's memory (up to a frame of ids) and in its loop's checks.
+/// service's memory (up to `MAX_IDS_PER_REQUEST` ids) and in its loop's
+/// checks.
 /// A `StoreClient` has one waiting at most; the service drops a client
 /// with more than four, saying why, and another process's calls go on
 /// meanwhile.
@@ -1114,8 +1115,11 @@ fn a_client_piling_up_waiting_gets_is_dropped_alone() {
     let mut service = spawn_store(TEST, &env, "piled");
     let good = connect(&env.session);
     let (mut raw, mut enc) = raw_store_client(&env.session, 256 << 10);
-    // Ten gets of 5,000 missing ids each, a minute's wait, sent at once.
-    let missing: Vec<_> = (0..5_000).map(|i| shared_oid(31, i)).collect();
+    // Ten gets of as many missing ids as a request may name (1,024; it
+    // was 5,000 before that bound), a minute's wait, sent at once.
+    let missing: Vec<_> = (0..shmwire::store::MAX_IDS_PER_REQUEST as u32)
+        .map(|i| shared_oid(31, i))
+        .collect();
     for _ in 0..10 {
         let get = Request::Get {
             ids: missing.clone(),
@@ -1286,6 +1290,84 @@ fn a_flooding_client_and_one_that_never_reads_delay_nobody() {
             .unwrap()
             > 0,
         "{dropped}"
+    );
+}
+
+/// Input (a fresh-eyes attack on `b0a4fb5`, medium): one request naming a
+/// frame's worth of objects — `Pin`/`Unpin`/`Refresh` of 20,000–37,000 ids,
+/// one at a time — held the service's loop 5–10 ms per request (a turn's
+/// 500 µs bound is checked between requests), and another client's `put`
+/// took a median of 3.7 ms (four such clients: 12 ms). Right behaviour: a
+/// request names at most `MAX_IDS_PER_REQUEST` objects; a client that
+/// names more is dropped, told why, and a `StoreClient`'s longer lists go
+/// in parts (`pin`, `unpin`, `refresh`, `get`, `delete` of 3,000 objects
+/// from another process), while this process's client goes on.
+#[test]
+fn a_request_naming_too_many_objects_is_refused_and_long_lists_go_in_parts() {
+    use shmwire::spec;
+    use shmwire::store::{Reply, Request, MAX_IDS_PER_REQUEST};
+    use shmwire::transport::{MessageConnection, RecvError};
+    const TEST: &str = "a_request_naming_too_many_objects_is_refused_and_long_lists_go_in_parts";
+    const LONG: u32 = 3_000;
+    if let Some(role) = child_role() {
+        let s = child_session();
+        match role.as_str() {
+            "service" => serve_store(shmwire::store::StoreConfig::new(16 << 20)),
+            "long-lists" => {
+                let c = connect(&s);
+                let ids: Vec<_> = (0..LONG).map(|i| oid(51, i)).collect();
+                for id in &ids {
+                    c.put(*id, b"v", b"").unwrap();
+                }
+                c.pin(&ids).unwrap();
+                c.unpin(&ids).unwrap();
+                c.refresh(&ids).unwrap();
+                let got = c.get(&ids, GUARD).unwrap();
+                assert!(got.iter().all(|b| b.as_deref() == Some(&b"v"[..])));
+                drop(got);
+                c.delete(&ids).unwrap();
+                assert!(!c.contains(ids[ids.len() - 1]).unwrap());
+                println!("long lists done");
+            }
+            "too-many" => {
+                let (mut raw, mut enc) = raw_store_client(&s, 1 << 20);
+                let pin = Request::Pin {
+                    ids: (0..=MAX_IDS_PER_REQUEST as u32)
+                        .map(|i| oid(52, i))
+                        .collect(),
+                };
+                raw.send_message(&mut enc, &pin).unwrap();
+                match raw.recv_message_with::<Reply, _>(GUARD, spec::deserialize::<Reply>) {
+                    Err(RecvError::CutOff { reason, .. }) => println!("verdict: cut off: {reason}"),
+                    other => println!("verdict: not cut off: {other:?}"),
+                }
+            }
+            other => panic!("unknown role {other}"),
+        }
+        return;
+    }
+    let env = Env::new("maxids");
+    let mut service = spawn_store(TEST, &env, "maxids");
+    let c = connect(&env.session);
+    let mut long = spawn_child(TEST, "long-lists", &pass(&env, "maxids"));
+    let ll = stdout_lines(&mut long);
+    let mut hostile = spawn_child(TEST, "too-many", &pass(&env, "maxids"));
+    let hl = stdout_lines(&mut hostile);
+    let told = expect_line(&hl, "verdict: ");
+    expect_line(&ll, "long lists done");
+    let (ok_l, ok_h) = (wait_status(&mut long), wait_status(&mut hostile));
+    // This process's client was served meanwhile and still is.
+    c.put(oid(53, 0), b"fine", b"").unwrap();
+    assert_eq!(
+        c.get(&[oid(53, 0)], GUARD).unwrap()[0].as_deref(),
+        Some(&b"fine"[..])
+    );
+    kill9(&mut service);
+    assert!(ok_l && ok_h, "a child failed");
+    assert!(
+        told.starts_with("verdict: cut off: ")
+            && told.contains(&format!("naming {} objects", MAX_IDS_PER_REQUEST + 1)),
+        "{told}"
     );
 }
 

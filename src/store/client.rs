@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 use super::arena::Span;
 use super::error::StoreError;
 use super::index::{Lookup, STATE_PENDING, STATE_SEALED};
-use super::protocol::{Reply, Request, WireLocation, WireObject, STORE_PROTOCOL_VERSION};
+use super::protocol::{
+    Reply, Request, WireLocation, WireObject, MAX_IDS_PER_REQUEST, STORE_PROTOCOL_VERSION,
+};
 use super::shared::{ClientIndex, IndexInfo};
 use super::table::Notification;
 use crate::ids::{NodeId, ObjectId, WorkerId};
@@ -848,11 +850,11 @@ impl StoreClient {
     }
 
     /// The most object ids one request carries on this connection (28
-    /// bytes each in a frame of [`Connection::max_send_len`]); longer lists
-    /// go in several requests.
+    /// bytes each in a frame of [`Connection::max_send_len`], and at most
+    /// [`MAX_IDS_PER_REQUEST`]); longer lists go in several requests.
     fn ids_per_request(&self) -> usize {
         let max = crate::transport::Connection::max_send_len(&lock(&self.inner.conn).conn);
-        (max.saturating_sub(REQUEST_HEADROOM) / ID_WIRE_LEN).max(1)
+        (max.saturating_sub(REQUEST_HEADROOM) / ID_WIRE_LEN).clamp(1, MAX_IDS_PER_REQUEST)
     }
 
     /// One `Get` request of `ids` and its reply: buffers for its first

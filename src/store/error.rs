@@ -52,10 +52,13 @@ pub enum StoreError {
         id: ObjectId,
     },
     /// The object does not fit the arena even after evicting everything
-    /// evictable, and no fallback directory is configured.
+    /// evictable, and no fallback directory is configured. The free bytes
+    /// (`capacity` − `unevictable`) may add up to `needed` and still be in
+    /// pieces too small for it (the arena's allocator places an object in
+    /// one piece).
     #[error(
         "store full: object {id} needs {needed} bytes; the arena has {capacity} bytes of which \
-         {unevictable} are held, unsealed or pinned"
+         {unevictable} are held, unsealed or pinned, and no free piece of {needed} bytes"
     )]
     StoreFull {
         /// The object being created.

@@ -95,7 +95,8 @@ pub use client::{
 pub use error::StoreError;
 #[cfg(not(shmwire_loom))]
 pub use protocol::{
-    Reply, Request, WireError, WireIndex, WireLocation, WireObject, STORE_PROTOCOL_VERSION,
+    Reply, Request, WireError, WireIndex, WireLocation, WireObject, MAX_IDS_PER_REQUEST,
+    STORE_PROTOCOL_VERSION,
 };
 #[cfg(not(shmwire_loom))]
 pub use pull::{

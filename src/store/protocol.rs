@@ -27,7 +27,18 @@ use crate::ids::ObjectId;
 /// order); `PullWaiting`.
 /// 10: a pull's `Create` carries the time left before the pull's deadline
 /// (`pull_ms`, in place of `for_pull`); `PullLeave`.
-pub const STORE_PROTOCOL_VERSION: u32 = 10;
+/// 11: a request names at most [`MAX_IDS_PER_REQUEST`] objects (an older
+/// client could send a frame's worth, ≈ 37,000, and be dropped for it).
+pub const STORE_PROTOCOL_VERSION: u32 = 11;
+
+/// The most objects one `Get`, `Delete`, `Refresh`, `Pin` or `Unpin`
+/// request names. The service handles a request in one piece, so this
+/// bounds what one request holds its loop for (≈ 250 ns an id for a pin,
+/// so ≈ 0.25 ms; a frame's worth of ids, ≈ 37,000, held it 5–10 ms, and
+/// every other client waited that long once per request, a fresh-eyes
+/// attack on 2026-12-07). A `StoreClient` splits longer lists into
+/// requests of this many; a client that sends more is dropped, told why.
+pub const MAX_IDS_PER_REQUEST: usize = 1024;
 
 /// Client → service.
 #[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]

@@ -24,7 +24,7 @@ use super::arena::{create_arena, FallbackFiles, FileFallback, Span};
 use super::error::StoreError;
 use super::protocol::{
     object_entry_bound, Reply, Request, WireError, WireIndex, WireLocation, WireObject,
-    OBJECTS_REPLY_BASE, STORE_PROTOCOL_VERSION,
+    MAX_IDS_PER_REQUEST, OBJECTS_REPLY_BASE, STORE_PROTOCOL_VERSION,
 };
 use super::shared::{IndexLiveness, ServiceIndex, SlotOutbox, DEFAULT_INDEX_ENTRIES};
 use super::table::{
@@ -444,9 +444,11 @@ const DRAIN_BUDGET: usize = 256;
 /// costly ones: 256 `Refresh` requests of 100 ids each held the loop for
 /// ≈ 30 ms on a slow host, so another client's `put`, `get` and `delete`
 /// took a median of 75–110 ms (`store_xproc`'s flood test, 2026-12-07).
-/// Every request kind that costs by its length (ids named, bytes copied)
-/// is bounded by the same clock, read once per request (≈ 25 ns, against
-/// the microseconds a request costs the service).
+/// The clock is read once per request (≈ 25 ns, against the microseconds
+/// a request costs the service) and ends a turn between requests: what one
+/// request costs is bounded by its length, the objects it names at most
+/// [`MAX_IDS_PER_REQUEST`] (a frame's worth of ids, ≈ 37,000, held the loop
+/// 5–10 ms in one request, a fresh-eyes attack on 2026-12-07).
 const DRAIN_TIME: Duration = Duration::from_micros(500);
 
 /// Notifications of objects sealed before a subscriber came, sent to it a
@@ -471,6 +473,19 @@ struct Parked {
     /// goes on from there, so a parked `get` costs its length once in all,
     /// not at every turn of the loop.
     seen: usize,
+}
+
+/// How many objects `req` names, for the requests that name a list
+/// ([`MAX_IDS_PER_REQUEST`] bounds it).
+fn named_objects(req: &Request) -> Option<usize> {
+    match req {
+        Request::Get { ids, .. }
+        | Request::Delete { ids }
+        | Request::Refresh { ids }
+        | Request::Pin { ids }
+        | Request::Unpin { ids } => Some(ids.len()),
+        _ => None,
+    }
 }
 
 /// Whether every object of `p` was seen sealed, each check going on from
@@ -997,6 +1012,12 @@ impl Service {
         if client.subscriber {
             // A subscriber's connection carries notifications only.
             return Then::Drop("a subscriber's connection carries notifications only".into());
+        }
+        if let Some(n) = named_objects(&req).filter(|&n| n > MAX_IDS_PER_REQUEST) {
+            return Then::Drop(format!(
+                "a request naming {n} objects, more than {MAX_IDS_PER_REQUEST} (longer lists go \
+                 in several requests)"
+            ));
         }
         let done = |r: Result<(), StoreError>| match r {
             Ok(()) => Reply::Done,
