@@ -1301,11 +1301,14 @@ fn a_flooding_client_and_one_that_never_reads_delay_nobody() {
 /// request names at most `MAX_IDS_PER_REQUEST` objects; a client that
 /// names more is dropped, told why, and a `StoreClient`'s longer lists go
 /// in parts (`pin`, `unpin`, `refresh`, `get`, `delete` of 3,000 objects
-/// from another process), while this process's client goes on.
+/// from another process), while this process's client goes on. Likewise
+/// (the attack on `a1497fe`) a `Put` carrying more than `PUT_INLINE_MAX`
+/// bytes (a 16 MiB one held the loop ≈ 8 ms): dropped, told why, where a
+/// `StoreClient`'s large put goes by create, write and seal.
 #[test]
 fn a_request_naming_too_many_objects_is_refused_and_long_lists_go_in_parts() {
     use shmwire::spec;
-    use shmwire::store::{Reply, Request, MAX_IDS_PER_REQUEST};
+    use shmwire::store::{Reply, Request, MAX_IDS_PER_REQUEST, PUT_INLINE_MAX};
     use shmwire::transport::{MessageConnection, RecvError};
     const TEST: &str = "a_request_naming_too_many_objects_is_refused_and_long_lists_go_in_parts";
     const LONG: u32 = 3_000;
@@ -1327,16 +1330,30 @@ fn a_request_naming_too_many_objects_is_refused_and_long_lists_go_in_parts() {
                 drop(got);
                 c.delete(&ids).unwrap();
                 assert!(!c.contains(ids[ids.len() - 1]).unwrap());
+                // A put larger than the inline bound goes by create, write
+                // and seal.
+                let large = vec![9; 1 << 20];
+                c.put(oid(51, LONG), &large, b"").unwrap();
+                let got = c.get(&[oid(51, LONG)], GUARD).unwrap();
+                assert_eq!(got[0].as_deref(), Some(&large[..]));
                 println!("long lists done");
             }
-            "too-many" => {
+            "too-many" | "too-big" => {
                 let (mut raw, mut enc) = raw_store_client(&s, 1 << 20);
-                let pin = Request::Pin {
-                    ids: (0..=MAX_IDS_PER_REQUEST as u32)
-                        .map(|i| oid(52, i))
-                        .collect(),
+                let req = if role == "too-many" {
+                    Request::Pin {
+                        ids: (0..=MAX_IDS_PER_REQUEST as u32)
+                            .map(|i| oid(52, i))
+                            .collect(),
+                    }
+                } else {
+                    Request::Put {
+                        id: oid(54, 0),
+                        data: vec![7; PUT_INLINE_MAX + 1],
+                        metadata: Vec::new(),
+                    }
                 };
-                raw.send_message(&mut enc, &pin).unwrap();
+                raw.send_message(&mut enc, &req).unwrap();
                 match raw.recv_message_with::<Reply, _>(GUARD, spec::deserialize::<Reply>) {
                     Err(RecvError::CutOff { reason, .. }) => println!("verdict: cut off: {reason}"),
                     other => println!("verdict: not cut off: {other:?}"),
@@ -1354,8 +1371,12 @@ fn a_request_naming_too_many_objects_is_refused_and_long_lists_go_in_parts() {
     let mut hostile = spawn_child(TEST, "too-many", &pass(&env, "maxids"));
     let hl = stdout_lines(&mut hostile);
     let told = expect_line(&hl, "verdict: ");
+    let mut big = spawn_child(TEST, "too-big", &pass(&env, "maxids"));
+    let bl = stdout_lines(&mut big);
+    let told_big = expect_line(&bl, "verdict: ");
     expect_line(&ll, "long lists done");
     let (ok_l, ok_h) = (wait_status(&mut long), wait_status(&mut hostile));
+    let ok_b = wait_status(&mut big);
     // This process's client was served meanwhile and still is.
     c.put(oid(53, 0), b"fine", b"").unwrap();
     assert_eq!(
@@ -1363,11 +1384,16 @@ fn a_request_naming_too_many_objects_is_refused_and_long_lists_go_in_parts() {
         Some(&b"fine"[..])
     );
     kill9(&mut service);
-    assert!(ok_l && ok_h, "a child failed");
+    assert!(ok_l && ok_h && ok_b, "a child failed");
     assert!(
         told.starts_with("verdict: cut off: ")
             && told.contains(&format!("naming {} objects", MAX_IDS_PER_REQUEST + 1)),
         "{told}"
+    );
+    assert!(
+        told_big.starts_with("verdict: cut off: ")
+            && told_big.contains(&format!("a put of {} bytes", PUT_INLINE_MAX + 1)),
+        "{told_big}"
     );
 }
 

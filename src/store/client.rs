@@ -36,7 +36,10 @@ use crate::transport::{
 /// Largest `put` whose bytes travel in the request (one round trip; the
 /// service copies them into the arena), and at most a quarter of the
 /// connection's ring. Larger ones are created, written in place and sealed
-/// (two round trips, no extra copy).
+/// (two round trips, no extra copy). The service drops a client whose `Put`
+/// carries more, told why: the copy is the service's work, and a `Put` of a
+/// frame's worth (16 MiB) held its loop ≈ 8 ms (a fresh-eyes attack on
+/// 2026-12-07).
 pub const PUT_INLINE_MAX: usize = 16 * 1024;
 
 /// Bytes of an object id in a request (an archived `[u8; 28]`).

@@ -21,6 +21,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::arena::{create_arena, FallbackFiles, FileFallback, Span};
+use super::client::PUT_INLINE_MAX;
 use super::error::StoreError;
 use super::protocol::{
     object_entry_bound, Reply, Request, WireError, WireIndex, WireLocation, WireObject,
@@ -1012,6 +1013,15 @@ impl Service {
         if client.subscriber {
             // A subscriber's connection carries notifications only.
             return Then::Drop("a subscriber's connection carries notifications only".into());
+        }
+        if let Request::Put { data, .. } = &req {
+            if data.len() > PUT_INLINE_MAX {
+                return Then::Drop(format!(
+                    "a put of {} bytes in the request, more than {PUT_INLINE_MAX} (larger objects \
+                     are created and written in place)",
+                    data.len()
+                ));
+            }
         }
         if let Some(n) = named_objects(&req).filter(|&n| n > MAX_IDS_PER_REQUEST) {
             return Then::Drop(format!(
