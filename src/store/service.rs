@@ -444,7 +444,7 @@ const DRAIN_BUDGET: usize = 256;
 /// alone ([`DRAIN_BUDGET`]) bounded a turn of cheap requests but not of
 /// costly ones: 256 `Refresh` requests of 100 ids each held the loop for
 /// ≈ 30 ms on a slow host, so another client's `put`, `get` and `delete`
-/// took a median of 75–110 ms (`store_xproc`'s flood test, 2026-12-07).
+/// took a median of 45–112 ms (`store_xproc`'s flood test, 2026-12-07).
 /// The clock is read once per request (≈ 25 ns, against the microseconds
 /// a request costs the service) and ends a turn between requests: what one
 /// request costs is bounded by its length, the objects it names at most
