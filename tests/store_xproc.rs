@@ -1293,6 +1293,104 @@ fn a_flooding_client_and_one_that_never_reads_delay_nobody() {
     );
 }
 
+/// Input (the attack on `a1497fe`, medium): work the service did in one
+/// step grew with a count a client controls — an `Evict` of everything
+/// over 100,000 tiny objects held its loop 110–147 ms, and a client that
+/// held 50,000 objects and exited held it 47 ms while its disconnection let
+/// go of all of them (a create that found the metadata budget full, a
+/// fifth of it evicted at once, likewise; `store::table`'s tests). Right
+/// behaviour: such work goes a bounded step (`OBJECTS_PER_STEP` objects)
+/// at a time, other clients served between steps, and nothing changes
+/// for the client: its `evict` frees what it asked for, and the objects a
+/// gone client held become evictable. Here another process puts
+/// `2 × HEAVY_OBJECTS` tiny objects, pins half, evicts the other half and
+/// exits; meanwhile this process's put, get and delete take at most
+/// `HEAVY_WORST` each (unoptimized, without steps: 200–300 ms; with them 6–13 ms).
+#[test]
+fn an_evict_of_everything_and_a_holder_of_thousands_leaving_delay_nobody() {
+    use shmwire::spec;
+    use shmwire::store::{Reply, Request};
+    use shmwire::transport::MessageConnection;
+    const TEST: &str = "an_evict_of_everything_and_a_holder_of_thousands_leaving_delay_nobody";
+    const HEAVY_OBJECTS: u32 = 80_000;
+    const HEAVY_WORST: Duration = Duration::from_millis(40);
+    if let Some(role) = child_role() {
+        let s = child_session();
+        match role.as_str() {
+            "service" => serve_store(shmwire::store::StoreConfig {
+                metadata_capacity: Some(256 << 20),
+                ..shmwire::store::StoreConfig::new(32 << 20)
+            }),
+            "heavy" => {
+                let n = HEAVY_OBJECTS;
+                // The objects, put 256 at a time without waiting between.
+                let (mut raw, mut enc) = raw_store_client(&s, 1 << 20);
+                for part in (0..2 * n).collect::<Vec<_>>().chunks(256) {
+                    for &i in part {
+                        let put = Request::Put {
+                            id: shared_oid(50, i),
+                            data: vec![7],
+                            metadata: vec![],
+                        };
+                        raw.send_message(&mut enc, &put).unwrap();
+                    }
+                    for _ in part {
+                        let r = raw
+                            .recv_message_with::<Reply, _>(GUARD, spec::deserialize::<Reply>)
+                            .unwrap()
+                            .unwrap();
+                        assert!(matches!(r, Reply::Done), "{r:?}");
+                    }
+                }
+                let c = connect(&s);
+                let pinned: Vec<_> = (n..2 * n).map(|i| shared_oid(50, i)).collect();
+                c.pin(&pinned).unwrap();
+                println!("ready");
+                wait_for_go("the parent's go");
+                println!("freed={}", c.evict(u64::MAX).unwrap());
+                std::thread::sleep(Duration::from_millis(300));
+                // Exits holding its pins.
+            }
+            other => panic!("unknown role {other}"),
+        }
+        return;
+    }
+    let env = Env::new("heavy");
+    let mut service = spawn_store(TEST, &env, "heavy");
+    let c = connect(&env.session);
+    let (quiet, _) = put_latencies(&c, 52, Duration::from_millis(200));
+    let (go, vars) = pass_with_go(&env, "heavy");
+    let mut heavy = spawn_child(TEST, "heavy", &vars);
+    let hl = stdout_lines(&mut heavy);
+    expect_line(&hl, "ready");
+    std::fs::write(&go, b"").unwrap();
+    // While it evicts, then leaves.
+    let (median, worst) = put_latencies(&c, 53, Duration::from_millis(1200));
+    let freed = expect_line(&hl, "freed=");
+    let ok = wait_status(&mut heavy);
+    // Every pinned object was let go of: all evictable now.
+    let deadline = Instant::now() + GUARD;
+    let mut later = 0;
+    while later < u64::from(HEAVY_OBJECTS) * 64 && Instant::now() < deadline {
+        later += c.evict(u64::MAX).unwrap();
+    }
+    kill9(&mut service);
+    eprintln!(
+        "beside the evict and the leaving: median {median:?}, worst {worst:?} (alone {quiet:?})"
+    );
+    assert!(ok, "the heavy child failed");
+    assert_eq!(freed, format!("freed={}", u64::from(HEAVY_OBJECTS) * 64));
+    assert_eq!(
+        later,
+        u64::from(HEAVY_OBJECTS) * 64,
+        "the gone holder's objects"
+    );
+    assert!(
+        worst < HEAVY_WORST,
+        "median {median:?}, worst {worst:?} (alone {quiet:?})"
+    );
+}
+
 /// Input (a fresh-eyes attack on `b0a4fb5`, medium): one request naming a
 /// frame's worth of objects — `Pin`/`Unpin`/`Refresh` of 20,000–37,000 ids,
 /// one at a time — held the service's loop 5–10 ms per request (a turn's

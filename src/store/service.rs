@@ -29,8 +29,9 @@ use super::protocol::{
 };
 use super::shared::{IndexLiveness, ServiceIndex, SlotOutbox, DEFAULT_INDEX_ENTRIES};
 use super::table::{
-    ClientConnection, ClientId, Location, Notification, ObjectTable, SealedCursor, StoreSnapshot,
-    MAX_METADATA_LEN, OBJECT_ALIGN, PULL_DEADLINE_GRACE, SUBSCRIBER_LAG_BYTES,
+    ClientConnection, ClientId, Eviction, Location, Notification, ObjectTable, SealedCursor,
+    StoreSnapshot, MAX_METADATA_LEN, OBJECTS_PER_STEP, OBJECT_ALIGN, PULL_DEADLINE_GRACE,
+    SUBSCRIBER_LAG_BYTES,
 };
 use super::Health;
 use crate::ids::{ObjectId, WorkerId};
@@ -302,6 +303,7 @@ impl StoreService {
             clients: HashMap::new(),
             next_client: 1,
             parked: Vec::new(),
+            evicting: Vec::new(),
             encoder: Encoder::new(),
             welcome,
             index: index_info,
@@ -513,6 +515,10 @@ struct Service {
     clients: HashMap<PeerKey, Client>,
     next_client: ClientId,
     parked: Vec<Parked>,
+    /// `Evict`s in progress, a step of each per round
+    /// ([`ObjectTable::evict_step`]); the client's further requests wait
+    /// for its reply.
+    evicting: Vec<(PeerKey, Eviction)>,
     encoder: Encoder,
     welcome: Reply,
     /// The shared index, if there is one.
@@ -661,6 +667,10 @@ impl Service {
             if !self.feed_due.is_empty() {
                 wait = Duration::ZERO;
             }
+            // Work in steps goes on at once.
+            if !self.evicting.is_empty() || self.table.leaving() > 0 {
+                wait = Duration::ZERO;
+            }
             // Busy: poll without sleeping until the spin window closes.
             let spinning = now < busy_until;
             self.mux.set_spin(spinning);
@@ -723,6 +733,7 @@ impl Service {
             // announced by a `Reap` request; this is the backstop, at most
             // every `REAP_EVERY`).
             self.table.reap_due(after);
+            self.work_in_steps();
             self.notify();
             self.feed_backlogs();
             self.drop_unread(after);
@@ -861,6 +872,11 @@ impl Service {
         let until = Instant::now() + DRAIN_TIME;
         for n in 0..DRAIN_BUDGET {
             if n > 0 && Instant::now() >= until {
+                return;
+            }
+            // Its `Evict` in progress answers first (the mux reports the
+            // connection again while requests wait in it).
+            if self.evicting.iter().any(|(k, _)| *k == key) {
                 return;
             }
             let Some(conn) = self.mux.get_mut(key) else {
@@ -1133,7 +1149,18 @@ impl Service {
                 }
                 Then::Reply(done(first))
             }
-            Request::Evict { bytes } => Then::Reply(Reply::Freed(self.table.evict(bytes))),
+            Request::Evict { bytes } => {
+                // A step now; the rest a step per round, other clients
+                // served between (an `Evict` of everything over 100,000
+                // tiny objects held the loop 110–147 ms in one go).
+                let mut e = Eviction::new(bytes);
+                if self.table.evict_step(&mut e, OBJECTS_PER_STEP) {
+                    Then::Reply(Reply::Freed(e.freed()))
+                } else {
+                    self.evicting.push((key, e));
+                    Then::Nothing
+                }
+            }
             Request::Refresh { ids } => {
                 self.table.refresh(&ids);
                 Then::Reply(Reply::Done)
@@ -1281,6 +1308,26 @@ impl Service {
                 i += 1;
             }
         }
+    }
+
+    /// One step of each `Evict` in progress (answering those done) and of
+    /// letting go of gone clients' objects: work that grows with a count
+    /// (objects in the LRU, a client's holds), done [`OBJECTS_PER_STEP`]
+    /// objects a round so that every client is served between steps.
+    fn work_in_steps(&mut self) {
+        let mut i = 0;
+        while i < self.evicting.len() {
+            let (key, e) = &mut self.evicting[i];
+            if self.table.evict_step(e, OBJECTS_PER_STEP) {
+                let key = *key;
+                let freed = e.freed();
+                self.evicting.swap_remove(i);
+                self.send(key, &Reply::Freed(freed));
+            } else {
+                i += 1;
+            }
+        }
+        self.table.let_go_step(OBJECTS_PER_STEP);
     }
 
     /// Refreshes [`StoreService::snapshot`] (at most every 100 ms).
@@ -1618,6 +1665,7 @@ impl Service {
             let _ = conn.close();
         }
         self.parked.retain(|p| p.key != key);
+        self.evicting.retain(|(k, _)| *k != key);
         if let Some(c) = self.clients.remove(&key) {
             // Relaxed: see the admission.
             self.served.store(self.clients.len(), Ordering::Relaxed);

@@ -19,7 +19,8 @@
 //! LRU list; only those are ever evicted.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::ops::Bound;
 use std::time::{Duration, Instant};
 
 use offset_allocator::{Allocation, Allocator};
@@ -68,6 +69,77 @@ pub const REAP_EVERY: Duration = Duration::from_millis(20);
 /// most-recently-used end instead of evicted); the create's next pass
 /// evicts unheld objects whether or not they were read.
 const SECOND_CHANCES: u32 = 2;
+
+/// The most objects one step of the service evicts or lets go of beyond
+/// what the request in hand itself needs: objects looked at for plasma's
+/// amortization (a create evicts a fifth of the capacity when it evicts),
+/// for one step of an `Evict` ([`ObjectTable::evict_step`]), holds a gone
+/// client's disconnection releases per step
+/// ([`ObjectTable::let_go_step`]). At ≈ 1 µs an object, a step stays near
+/// a client's turn (the service's `DRAIN_TIME`, 500 µs).
+pub const OBJECTS_PER_STEP: usize = 256;
+
+/// What one eviction walk is for ([`ObjectTable::evict_lru`]).
+#[derive(Debug, Clone, Copy)]
+struct EvictGoal {
+    /// Bytes the request must have freed, whatever it takes.
+    need: u64,
+    /// Bytes it would like freed, while the step's budget lasts.
+    want: u64,
+    /// The LRU key the walk ends at: the last when it began.
+    end: u64,
+}
+
+/// What one eviction walk did.
+#[derive(Debug, Clone, Copy)]
+struct EvictPass {
+    /// Bytes freed, counted by the walk's [`Measure`].
+    freed: u64,
+    /// Whether some object was given a second chance (moved to the MRU end).
+    moved: bool,
+    /// Whether the walk met every object up to its goal's `end`.
+    reached_end: bool,
+}
+
+impl EvictPass {
+    /// A walk over an empty LRU.
+    const NOTHING: Self = Self {
+        freed: 0,
+        moved: false,
+        reached_end: true,
+    };
+}
+
+/// An `Evict` in steps ([`ObjectTable::evict_step`]): where it stands
+/// between them. Plasma's `EvictObjects(bytes)`, done a step at a time so
+/// that other clients are served between steps.
+#[derive(Debug, Clone)]
+pub struct Eviction {
+    want: u64,
+    freed: u64,
+    pass: u32,
+    /// The current walk's end key and whether it moved something; `None`
+    /// before a walk begins.
+    walk: Option<(u64, bool)>,
+}
+
+impl Eviction {
+    /// An eviction of `bytes` (arena footprints; fallback objects count
+    /// their rounded size).
+    pub fn new(bytes: u64) -> Self {
+        Self {
+            want: bytes,
+            freed: 0,
+            pass: 0,
+            walk: None,
+        }
+    }
+
+    /// Bytes freed so far.
+    pub fn freed(&self) -> u64 {
+        self.freed
+    }
+}
 
 /// The smallest metadata capacity a table takes, in bytes (66,432): one
 /// object with the largest metadata and its creator's hold
@@ -483,6 +555,9 @@ pub struct ObjectTable {
     /// [`ObjectTable::sync_client`]), so [`ObjectTable::disconnect`] costs
     /// the client's objects, not every object.
     by_client: HashMap<ClientId, std::collections::HashSet<ObjectId>>,
+    /// Objects of gone clients to let go of, with the client, in the order
+    /// they left ([`ObjectTable::let_go_step`]).
+    leaving: VecDeque<(ClientId, ObjectId)>,
     /// Bytes ([`footprint`]s) of the unsealed objects created for pulls
     /// ([`ObjectTable::create_for_pull`]).
     pulling: u64,
@@ -633,6 +708,7 @@ impl ObjectTable {
             shared: None,
             pending: HashMap::new(),
             by_client: HashMap::new(),
+            leaving: VecDeque::new(),
             pulling: 0,
             pull_capacity: default_pull_capacity(capacity),
             pull_queue: std::collections::VecDeque::new(),
@@ -1277,15 +1353,25 @@ impl ObjectTable {
     /// they cannot.
     fn make_heap_room(&mut self, id: ObjectId, charge: u64) -> Result<(), StoreError> {
         let mut passes = 0;
+        let mut budget = OBJECTS_PER_STEP;
         loop {
             let free = self.metadata_capacity - self.metadata_used;
             if charge <= free {
                 return Ok(());
             }
-            let target = (charge - free).max(self.metadata_capacity / 5);
-            let (freed, moved) = self.evict_lru(target, Measure::Heap, passes < SECOND_CHANCES);
+            let goal = self.goal(charge - free, self.metadata_capacity / 5);
+            let pass = match goal {
+                Some(g) => self.evict_lru(g, Measure::Heap, passes < SECOND_CHANCES, &mut budget),
+                None => EvictPass::NOTHING,
+            };
             passes += 1;
-            if freed == 0 && (!moved || passes > SECOND_CHANCES) {
+            if pass.freed == 0 && (!pass.moved || passes > SECOND_CHANCES) {
+                // A gone client's holds not yet let go of may be what is
+                // in the way: all of them now (this create needs them).
+                if self.let_go_step(usize::MAX) > 0 {
+                    passes = 0;
+                    continue;
+                }
                 break;
             }
         }
@@ -1304,6 +1390,7 @@ impl ObjectTable {
         if need <= self.capacity {
             let units = u32::try_from(need / OBJECT_ALIGN).expect("need <= capacity");
             let mut passes = 0;
+            let mut budget = OBJECTS_PER_STEP;
             loop {
                 if let Some(a) = self.alloc.allocate(units) {
                     self.used += need;
@@ -1314,14 +1401,21 @@ impl ObjectTable {
                 let missing = need
                     .saturating_sub(self.capacity - self.used)
                     .max(OBJECT_ALIGN);
-                let target = missing.max(self.capacity / 5);
                 // A pass that only gave objects read through the index a
                 // second chance frees nothing but makes progress; a few
                 // passes at most, the last without second chances.
-                let (freed, moved) =
-                    self.evict_lru(target, Measure::Arena, passes < SECOND_CHANCES);
+                let pass = match self.goal(missing, self.capacity / 5) {
+                    Some(g) => {
+                        self.evict_lru(g, Measure::Arena, passes < SECOND_CHANCES, &mut budget)
+                    }
+                    None => EvictPass::NOTHING,
+                };
                 passes += 1;
-                if freed == 0 && (!moved || passes > SECOND_CHANCES) {
+                if pass.freed == 0 && (!pass.moved || passes > SECOND_CHANCES) {
+                    if self.let_go_step(usize::MAX) > 0 {
+                        passes = 0;
+                        continue;
+                    }
                     break;
                 }
             }
@@ -1354,10 +1448,18 @@ impl ObjectTable {
                 Err(e @ (StoreError::OutOfDisk { .. } | StoreError::OutOfDescriptors { .. }))
                     if passes <= SECOND_CHANCES =>
                 {
-                    let (freed, moved) =
-                        self.evict_lru(need, Measure::Fallback, passes < SECOND_CHANCES);
+                    let mut budget = 0;
+                    let pass = match self.goal(need, need) {
+                        Some(g) => self.evict_lru(
+                            g,
+                            Measure::Fallback,
+                            passes < SECOND_CHANCES,
+                            &mut budget,
+                        ),
+                        None => EvictPass::NOTHING,
+                    };
                     passes += 1;
-                    if freed == 0 && !moved {
+                    if pass.freed == 0 && !pass.moved && self.let_go_step(usize::MAX) == 0 {
                         return Err(e);
                     }
                 }
@@ -1377,9 +1479,22 @@ impl ObjectTable {
             .saturating_sub(self.index_held_arena_bytes)
     }
 
-    /// Evicts from the LRU end until `target` bytes are freed, counted by
-    /// `measure`. Returns the bytes freed and whether some object was moved
-    /// to the most-recently-used end instead.
+    /// Evicts from the LRU end, walking the objects that were in the LRU
+    /// when the walk began (keys up to `end`; one kept is moved past
+    /// `end` and not met again), counted by `measure`: until `need` bytes
+    /// are freed, whatever that takes, then on towards `want` while
+    /// `budget` lasts (each object looked at past `need` takes one).
+    /// Returns the bytes freed, whether some object was moved to the
+    /// most-recently-used end instead, and whether the walk reached `end`.
+    ///
+    /// `need` is what the request itself must have; `want` is plasma's
+    /// amortization (a fifth of the capacity, so the next creates find
+    /// room) or an `Evict`'s bytes, and `budget` ([`OBJECTS_PER_STEP`])
+    /// bounds what one step of the service does for it. Before, a create
+    /// that found the metadata budget full evicted a fifth of it at once
+    /// (≈ 70,000 tiny objects: 143 ms of the service), an `Evict` of
+    /// everything over 100,000 objects took 110–147 ms, and every pass
+    /// copied the whole LRU order first (the attack on `a1497fe`).
     ///
     /// Objects published in the shared index may be held, or have been
     /// read, by clients the table did not hear from: one held through the
@@ -1393,22 +1508,36 @@ impl ObjectTable {
     /// clients to look at) could make every pass give only second chances,
     /// and a create failed `StoreFull` with nothing held (the attack on
     /// `08c4269`, finding 3).
-    fn evict_lru(&mut self, target: u64, measure: Measure, second_chance: bool) -> (u64, bool) {
-        let order: Vec<ObjectId> = self.lru.values().copied().collect();
+    fn evict_lru(
+        &mut self,
+        goal: EvictGoal,
+        measure: Measure,
+        second_chance: bool,
+        budget: &mut usize,
+    ) -> EvictPass {
+        let EvictGoal { need, want, end } = goal;
+        let want = want.max(need);
         let mut victims = Vec::new();
         let mut freed = 0u64;
         let mut moved = false;
         let mut index_held = 0u64;
-        let mut next = 0;
-        while freed < target && next < order.len() {
+        // The last key looked at: the walk goes on after it.
+        let mut after: Option<u64> = None;
+        let mut reached_end = false;
+        let more = |freed: u64, budget: usize| freed < need || (freed < want && budget > 0);
+        while !reached_end && more(freed, *budget) {
             // A batch from the LRU end whose bytes cover what is still
             // missing (as many objects as the one-by-one walk would have
             // looked at, if none is kept).
             let mut batch: Vec<(ObjectId, u64, Option<u32>)> = Vec::new();
-            let mut want = target - freed;
-            while want > 0 && next < order.len() {
-                let id = order[next];
-                next += 1;
+            let mut covered = freed;
+            while more(covered, *budget) {
+                let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+                let Some((&key, &id)) = self.lru.range((from, Bound::Included(end))).next() else {
+                    reached_end = true;
+                    break;
+                };
+                after = Some(key);
                 let Some(e) = self.objects.get(&id) else {
                     continue;
                 };
@@ -1419,8 +1548,11 @@ impl ObjectTable {
                     (Measure::Arena, Slot::Fallback(_)) => continue,
                     (Measure::Any | Measure::Fallback, Slot::Fallback(_)) => footprint(e.data_size),
                 };
+                if covered >= need {
+                    *budget = budget.saturating_sub(1);
+                }
                 batch.push((id, bytes, e.index));
-                want = want.saturating_sub(bytes);
+                covered = covered.saturating_add(bytes);
             }
             // Objects in the shared index: read since the last look →
             // a second chance; held through it → kept. One walk over the
@@ -1490,7 +1622,11 @@ impl ObjectTable {
         if let Measure::Arena = measure {
             self.index_held_arena_bytes = index_held;
         }
-        (freed, moved)
+        EvictPass {
+            freed,
+            moved,
+            reached_end,
+        }
     }
 
     /// Removes a live object, frees its space and announces its deletion
@@ -1836,21 +1972,61 @@ impl ObjectTable {
 
     /// Evicts least-recently-used unheld sealed objects until at least
     /// `bytes` are freed or none is left; returns the bytes freed (arena
-    /// footprints; fallback objects count their rounded size).
+    /// footprints; fallback objects count their rounded size). All at
+    /// once: the service does it in steps ([`ObjectTable::evict_step`]).
     pub fn evict(&mut self, bytes: u64) -> u64 {
-        let mut freed = 0;
-        for pass in 0..=SECOND_CHANCES {
-            let (f, moved) = self.evict_lru(
-                bytes.saturating_sub(freed),
-                Measure::Any,
-                pass < SECOND_CHANCES,
-            );
-            freed += f;
-            if freed >= bytes || !moved {
-                break;
-            }
+        let mut e = Eviction::new(bytes);
+        while !self.evict_step(&mut e, usize::MAX) {}
+        e.freed
+    }
+
+    /// One step of `e`: looks at `budget` objects at most (the service
+    /// gives [`OBJECTS_PER_STEP`]); returns whether `e` is done (its bytes
+    /// freed, or nothing more can be evicted). Each walk goes over the
+    /// objects that were in the LRU when it began, resumed at the LRU end
+    /// by the next step (what the last step looked at was evicted or moved
+    /// to the other end); like a create, up to two walks
+    /// give objects read through the shared index a second chance, the
+    /// last evicts them.
+    pub fn evict_step(&mut self, e: &mut Eviction, budget: usize) -> bool {
+        if e.freed >= e.want {
+            return true;
         }
-        freed
+        let (end, moved) = match e.walk {
+            Some(w) => w,
+            None => match self.lru.last_key_value() {
+                Some((&k, _)) => (k, false),
+                None => return true,
+            },
+        };
+        let mut budget = budget.max(1);
+        let goal = EvictGoal {
+            need: 0,
+            want: e.want - e.freed,
+            end,
+        };
+        let pass = self.evict_lru(goal, Measure::Any, e.pass < SECOND_CHANCES, &mut budget);
+        e.freed += pass.freed;
+        let moved = moved || pass.moved;
+        e.walk = Some((end, moved));
+        if e.freed >= e.want {
+            return true;
+        }
+        if pass.reached_end {
+            if !moved || e.pass >= SECOND_CHANCES {
+                return true;
+            }
+            e.pass += 1;
+            e.walk = None;
+        }
+        false
+    }
+
+    /// The goal of a walk over the whole LRU as it is: `None` when it is
+    /// empty.
+    fn goal(&self, need: u64, want: u64) -> Option<EvictGoal> {
+        let (&end, _) = self.lru.last_key_value()?;
+        Some(EvictGoal { need, want, end })
     }
 
     /// Moves each evictable object of `ids` to the most-recently-used end of
@@ -1864,8 +2040,13 @@ impl ObjectTable {
     }
 
     /// A client is gone (disconnected or dead): its unsealed objects are
-    /// aborted and its references and pins released. Returns how many
-    /// objects it had created-but-not-sealed or held.
+    /// aborted and its references and pins released — the first
+    /// [`OBJECTS_PER_STEP`] of them now, the rest by
+    /// [`ObjectTable::let_go_step`], which the service calls each round
+    /// (and a create that finds no room calls for all of them). Returns
+    /// how many objects it had created-but-not-sealed or held. Before, all
+    /// went at once: a client holding 50,000 objects that exited held the
+    /// service 47 ms (the attack on `a1497fe`).
     pub fn disconnect(&mut self, client: ClientId) -> usize {
         if let Some(s) = self.shared.as_mut() {
             s.remove_client(client);
@@ -1873,13 +2054,33 @@ impl ObjectTable {
         // Its own objects only (`by_client`): a disconnect does not walk
         // every object (a client connecting and leaving again and again
         // held the service a walk of the whole table each time).
-        let mine: Vec<ObjectId> = self
-            .by_client
-            .remove(&client)
-            .map(|set| set.into_iter().collect())
-            .unwrap_or_default();
-        for id in &mine {
-            let (abort, last) = match self.objects.get_mut(id) {
+        let mine = self.by_client.remove(&client).unwrap_or_default();
+        let n = mine.len();
+        self.leaving.extend(mine.into_iter().map(|id| (client, id)));
+        self.let_go_step(OBJECTS_PER_STEP);
+        // Deletes only this client held through the index may be free
+        // now: the next whole walk frees them, spaced as the backstop's
+        // (before, every disconnect walked them all at once: 1,000
+        // clients holding one buffer each and 5,000 pending deletes made
+        // each connect + disconnect cost 29 ms of the service, the attack
+        // on `3821be7`).
+        self.reap_due(Instant::now());
+        n
+    }
+
+    /// Lets go of up to `budget` of the objects gone clients still hold
+    /// or created unsealed ([`ObjectTable::disconnect`]), in the order
+    /// they left; returns how many it let go of. Their holds count until
+    /// then: such an object is not evictable yet, and its
+    /// [`HOLDER_OVERHEAD`] stays charged.
+    pub fn let_go_step(&mut self, budget: usize) -> usize {
+        let mut done = 0;
+        while done < budget {
+            let Some((client, id)) = self.leaving.pop_front() else {
+                break;
+            };
+            done += 1;
+            let (abort, last) = match self.objects.get_mut(&id) {
                 None => continue,
                 Some(e) if e.creator == client && e.state == ObjectState::Unsealed => (true, false),
                 Some(e) => match e.take_holder(client) {
@@ -1892,21 +2093,24 @@ impl ObjectTable {
                 },
             };
             if abort {
-                self.remove(*id);
+                self.remove(id);
             } else if last {
-                self.unheld(*id);
+                self.unheld(id);
+            }
+            // What happened to its objects meanwhile may have put the
+            // gone client back in `by_client` (`sync_client`): not once
+            // its last object is let go of.
+            if self.leaving.front().is_none_or(|&(c, _)| c != client) {
+                self.by_client.remove(&client);
             }
         }
-        // Every object of the client was let go of above.
-        debug_assert!(!self.by_client.contains_key(&client));
-        // Deletes only this client held through the index may be free
-        // now: the next whole walk frees them, spaced as the backstop's
-        // (before, every disconnect walked them all at once: 1,000
-        // clients holding one buffer each and 5,000 pending deletes made
-        // each connect + disconnect cost 29 ms of the service, the attack
-        // on `3821be7`).
-        self.reap_due(Instant::now());
-        mine.len()
+        done
+    }
+
+    /// Objects of gone clients not let go of yet
+    /// ([`ObjectTable::let_go_step`]).
+    pub fn leaving(&self) -> usize {
+        self.leaving.len()
     }
 }
 
@@ -1996,6 +2200,17 @@ pub(super) mod tests {
             if e.state == ObjectState::Unsealed {
                 by_client.entry(e.creator).or_default().insert(*id);
             }
+        }
+        // A gone client's objects not let go of yet are in `leaving`, not
+        // in `by_client`.
+        let mut leaving: HashMap<ClientId, std::collections::HashSet<ObjectId>> = HashMap::new();
+        for &(c, id) in &t.leaving {
+            assert!(!t.by_client.contains_key(&c), "a gone client in by_client");
+            leaving.entry(c).or_default().insert(id);
+        }
+        for (c, ids) in &leaving {
+            let held = by_client.remove(c).unwrap_or_default();
+            assert!(held.is_subset(ids), "a gone client's object not leaving");
         }
         assert_eq!(by_client, t.by_client, "objects by client");
         let pulling: u64 = t
@@ -2792,6 +3007,169 @@ pub(super) mod tests {
         t.create(2, oid(101), UNIT, vec![]).unwrap();
         assert!(t.contains(&oid(2)));
         assert_eq!(t.stats().used, 10 * UNIT);
+    }
+
+    /// A table of `n` sealed objects of 64 bytes each (ids 0..n), created
+    /// by client 1 and let go of (all evictable), in an arena of twice
+    /// their bytes.
+    fn tiny_objects(n: u32) -> ObjectTable {
+        let mut t = ObjectTable::new(2 * u64::from(n) * OBJECT_ALIGN)
+            .unwrap()
+            .with_metadata_capacity(1 << 30)
+            .unwrap();
+        for i in 0..n {
+            t.create(1, oid(i), OBJECT_ALIGN, vec![]).unwrap();
+            t.seal(1, oid(i)).unwrap();
+            t.release(1, oid(i)).unwrap();
+        }
+        assert_eq!(t.stats().objects, n as usize, "every object fits");
+        t
+    }
+
+    /// Input (the attack on `a1497fe`): an `Evict` of everything over
+    /// 100,000 tiny objects held the service 110–147 ms at once. Right
+    /// behaviour: it goes in steps of at most `OBJECTS_PER_STEP` objects,
+    /// each resumed where the last stopped, least recently used first,
+    /// until its bytes are freed or nothing is left; the same as one
+    /// `evict` in all.
+    #[test]
+    fn an_evict_goes_in_steps_of_a_bounded_count_least_recently_used_first() {
+        let n = 5 * OBJECTS_PER_STEP as u32 + 17;
+        let mut t = tiny_objects(n);
+        // The first 100 used again: they go last.
+        let recent: Vec<ObjectId> = (0..100).map(oid).collect();
+        t.refresh(&recent);
+        let mut e = Eviction::new(u64::MAX);
+        let mut steps = 0;
+        let mut gone = 0;
+        loop {
+            let before = t.stats().objects;
+            let done = t.evict_step(&mut e, OBJECTS_PER_STEP);
+            steps += 1;
+            let now = t.stats().objects;
+            assert!(
+                before - now <= OBJECTS_PER_STEP,
+                "step {steps}: {}",
+                before - now
+            );
+            gone += before - now;
+            // Least recently used first: the refreshed ones only once every
+            // other object is gone.
+            if now >= 100 {
+                assert!(recent.iter().all(|id| t.contains(id)), "step {steps}");
+            }
+            recount(&t);
+            if done {
+                break;
+            }
+            assert!(steps < 100, "no end");
+        }
+        assert_eq!(gone, n as usize);
+        assert_eq!(t.stats().objects, 0);
+        assert_eq!(e.freed(), u64::from(n) * OBJECT_ALIGN);
+        assert_eq!(steps, (n as usize).div_ceil(OBJECTS_PER_STEP));
+        // A bounded `Evict` stops at its bytes, in whatever steps.
+        let mut t = tiny_objects(n);
+        let mut e = Eviction::new(300 * OBJECT_ALIGN);
+        while !t.evict_step(&mut e, OBJECTS_PER_STEP) {}
+        assert_eq!(e.freed(), 300 * OBJECT_ALIGN);
+        assert_eq!(t.stats().objects, n as usize - 300);
+        assert!(!t.contains(&oid(299)) && t.contains(&oid(300)));
+        // Nothing evictable: done at once, nothing freed.
+        let mut t = tiny_objects(10);
+        for i in 0..10 {
+            t.pin(2, oid(i)).unwrap();
+        }
+        let mut e = Eviction::new(u64::MAX);
+        assert!(t.evict_step(&mut e, OBJECTS_PER_STEP));
+        assert_eq!(e.freed(), 0);
+    }
+
+    /// Input (the attack on `a1497fe`): a create that found the metadata
+    /// budget (or the arena) full evicted a fifth of it at once, ≈ 70,000
+    /// tiny objects, 143 ms of the service under ordinary load. Right
+    /// behaviour: a create evicts what it needs, whatever that takes, and
+    /// plasma's fifth only as far as `OBJECTS_PER_STEP` more objects.
+    #[test]
+    fn a_create_evicts_what_it_needs_and_a_bounded_count_more() {
+        // Fills `t` with 64-byte objects until creates have evicted
+        // several times; the most one create evicted.
+        fn most_one_create_evicted(mut t: ObjectTable, n: u32) -> usize {
+            let mut most = 0;
+            for i in 0..n {
+                let before = t.stats().objects;
+                t.create(1, oid(i), OBJECT_ALIGN, vec![]).unwrap();
+                t.seal(1, oid(i)).unwrap();
+                t.release(1, oid(i)).unwrap();
+                most = most.max(before + 1 - t.stats().objects);
+            }
+            recount(&t);
+            most
+        }
+        let units = 8 * OBJECTS_PER_STEP as u64;
+        // Arena full: a fifth is 409 objects, one is needed.
+        let t = ObjectTable::new(units * OBJECT_ALIGN)
+            .unwrap()
+            .with_metadata_capacity(1 << 30)
+            .unwrap();
+        let most = most_one_create_evicted(t, 3 * units as u32);
+        assert_eq!(most, 1 + OBJECTS_PER_STEP);
+        // Metadata capacity full: the same bound.
+        let t = ObjectTable::new(4 * units * OBJECT_ALIGN)
+            .unwrap()
+            .with_metadata_capacity(units * heap_charge(0))
+            .unwrap();
+        let most = most_one_create_evicted(t, 3 * units as u32);
+        assert_eq!(most, 1 + OBJECTS_PER_STEP);
+        // Needed beyond the budget: all of it goes.
+        let n = 8 * OBJECTS_PER_STEP as u32;
+        let mut t = tiny_objects(n);
+        t.create(2, oid(n), u64::from(n + 1000) * OBJECT_ALIGN, vec![])
+            .unwrap();
+        let evicted = n as usize + 1 - t.stats().objects;
+        // (More than 1,000 when the freed room is not in one piece.)
+        assert!(evicted >= 1000, "evicted {evicted}");
+        assert!(!t.contains(&oid(999)));
+        recount(&t);
+    }
+
+    /// Input (the attack on `a1497fe`): a client holding 50,000 objects
+    /// that exited held the service 47 ms while its disconnection let go
+    /// of all of them. Right behaviour: `OBJECTS_PER_STEP` at its
+    /// disconnection, the rest a step at a time; until let go of, an
+    /// object stays held; a create that finds no room otherwise lets go of
+    /// all of them and succeeds.
+    #[test]
+    fn a_gone_clients_holds_go_in_steps_and_a_create_takes_them_when_it_must() {
+        let n = 3 * OBJECTS_PER_STEP as u32 + 5;
+        let mut t = tiny_objects(n);
+        for i in 0..n {
+            t.get(7, oid(i)).unwrap().unwrap();
+        }
+        // An unsealed object of the gone client is aborted in its turn.
+        t.evict(OBJECT_ALIGN);
+        t.create(7, oid(n), OBJECT_ALIGN, vec![]).unwrap();
+        assert_eq!(t.stats().evictable, 0);
+        assert_eq!(t.disconnect(7), n as usize + 1);
+        let left = t.leaving();
+        assert_eq!(left, n as usize + 1 - OBJECTS_PER_STEP);
+        // (One of the first step's may have been the unsealed one.)
+        let evictable = t.stats().evictable;
+        assert!((OBJECTS_PER_STEP - 1..=OBJECTS_PER_STEP).contains(&evictable));
+        assert_eq!(t.let_go_step(OBJECTS_PER_STEP), OBJECTS_PER_STEP);
+        assert_eq!(t.leaving(), left - OBJECTS_PER_STEP);
+        recount(&t);
+        // Evict everything that may go: the rest are still held.
+        t.evict(u64::MAX);
+        assert_eq!(t.stats().objects, n as usize + 1 - 2 * OBJECTS_PER_STEP);
+        // A create that needs them: it lets go of the rest and succeeds.
+        let stats = t.stats();
+        let need = stats.capacity - stats.used + OBJECT_ALIGN;
+        t.create(2, oid(n + 1), need, vec![]).unwrap();
+        assert_eq!(t.leaving(), 0);
+        assert!(!t.contains(&oid(n)), "the gone client's unsealed object");
+        assert!(!t.by_client.contains_key(&7));
+        recount(&t);
     }
 
     #[test]
