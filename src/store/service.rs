@@ -478,6 +478,27 @@ struct Parked {
     seen: usize,
 }
 
+/// An eviction in steps for a client ([`Service::work_in_steps`]).
+struct Stepping {
+    key: PeerKey,
+    eviction: Eviction,
+    /// What to answer once it is done.
+    then: AfterEviction,
+}
+
+/// What a [`Stepping`] answers once its eviction is done.
+enum AfterEviction {
+    /// An `Evict`: `Freed` with the bytes freed.
+    Freed,
+    /// The `Create` it made room for: its answer.
+    Create {
+        id: ObjectId,
+        data_size: u64,
+        metadata: Vec<u8>,
+        pull_ms: Option<u64>,
+    },
+}
+
 /// How many objects `req` names, for the requests that name a list
 /// ([`MAX_IDS_PER_REQUEST`] bounds it).
 fn named_objects(req: &Request) -> Option<usize> {
@@ -515,10 +536,10 @@ struct Service {
     clients: HashMap<PeerKey, Client>,
     next_client: ClientId,
     parked: Vec<Parked>,
-    /// `Evict`s in progress, a step of each per round
-    /// ([`ObjectTable::evict_step`]); the client's further requests wait
-    /// for its reply.
-    evicting: Vec<(PeerKey, Eviction)>,
+    /// `Evict`s, and evictions for `Create`s, in progress, a step of each
+    /// per round ([`ObjectTable::evict_step`]); the client's further
+    /// requests wait for its reply.
+    evicting: Vec<Stepping>,
     encoder: Encoder,
     welcome: Reply,
     /// The shared index, if there is one.
@@ -876,7 +897,7 @@ impl Service {
             }
             // Its `Evict` in progress answers first (the mux reports the
             // connection again while requests wait in it).
-            if self.evicting.iter().any(|(k, _)| *k == key) {
+            if self.evicting.iter().any(|s| s.key == key) {
                 return;
             }
             let Some(conn) = self.mux.get_mut(key) else {
@@ -1070,21 +1091,31 @@ impl Service {
                 metadata,
                 pull_ms,
             } => {
-                let created = if let Some(ms) = pull_ms {
-                    let now = Instant::now();
-                    let until = crate::deadline_after(
-                        crate::deadline_after(now, Duration::from_millis(ms)),
-                        PULL_DEADLINE_GRACE,
-                    );
-                    self.table
-                        .create_for_pull(cid, id, data_size, metadata, now, until)
-                } else {
-                    self.table.create(cid, id, data_size, metadata)
-                };
-                Then::Reply(match created {
-                    Ok(v) => Reply::Object(WireObject::from(&v)),
-                    Err(e) => Reply::Error(WireError::from_error(&e)),
-                })
+                // Short of arena room: the eviction a step now, the rest a
+                // step per round (as an `Evict`'s), then the create.
+                let short = self.table.create_short_of_room(
+                    &id,
+                    data_size,
+                    pull_ms.map(|_| Instant::now()),
+                );
+                if let Some(need) = short {
+                    let mut e = Eviction::to_fit(need);
+                    if !self.table.evict_step(&mut e, OBJECTS_PER_STEP) {
+                        let then = AfterEviction::Create {
+                            id,
+                            data_size,
+                            metadata,
+                            pull_ms,
+                        };
+                        self.evicting.push(Stepping {
+                            key,
+                            eviction: e,
+                            then,
+                        });
+                        return Then::Nothing;
+                    }
+                }
+                Then::Reply(self.create(cid, id, data_size, metadata, pull_ms))
             }
             Request::Seal { id } => Then::Reply(done(self.table.seal(cid, id).map(|_| ()))),
             Request::Abort { id } => Then::Reply(done(self.table.abort(cid, id))),
@@ -1157,7 +1188,11 @@ impl Service {
                 if self.table.evict_step(&mut e, OBJECTS_PER_STEP) {
                     Then::Reply(Reply::Freed(e.freed()))
                 } else {
-                    self.evicting.push((key, e));
+                    self.evicting.push(Stepping {
+                        key,
+                        eviction: e,
+                        then: AfterEviction::Freed,
+                    });
                     Then::Nothing
                 }
             }
@@ -1178,6 +1213,32 @@ impl Service {
 
     /// Creates `id`, copies `data` into it, seals it and lets go of the
     /// creator's reference (the `Put` request).
+    /// A `Create`'s answer (see [`Request::Create`]).
+    fn create(
+        &mut self,
+        cid: ClientId,
+        id: ObjectId,
+        data_size: u64,
+        metadata: Vec<u8>,
+        pull_ms: Option<u64>,
+    ) -> Reply {
+        let created = if let Some(ms) = pull_ms {
+            let now = Instant::now();
+            let until = crate::deadline_after(
+                crate::deadline_after(now, Duration::from_millis(ms)),
+                PULL_DEADLINE_GRACE,
+            );
+            self.table
+                .create_for_pull(cid, id, data_size, metadata, now, until)
+        } else {
+            self.table.create(cid, id, data_size, metadata)
+        };
+        match created {
+            Ok(v) => Reply::Object(WireObject::from(&v)),
+            Err(e) => Reply::Error(WireError::from_error(&e)),
+        }
+    }
+
     fn put(
         &mut self,
         cid: ClientId,
@@ -1310,22 +1371,41 @@ impl Service {
         }
     }
 
-    /// One step of each `Evict` in progress (answering those done) and of
-    /// letting go of gone clients' objects: work that grows with a count
-    /// (objects in the LRU, a client's holds), done [`OBJECTS_PER_STEP`]
-    /// objects a round so that every client is served between steps.
+    /// One step of each eviction in progress (answering those done: an
+    /// `Evict`'s `Freed`, or the `Create` it made room for) and of letting
+    /// go of gone clients' objects: work that grows with a count (objects
+    /// in the LRU, a client's holds), done [`OBJECTS_PER_STEP`] objects a
+    /// round so that every client is served between steps.
     fn work_in_steps(&mut self) {
         let mut i = 0;
         while i < self.evicting.len() {
-            let (key, e) = &mut self.evicting[i];
-            if self.table.evict_step(e, OBJECTS_PER_STEP) {
-                let key = *key;
-                let freed = e.freed();
-                self.evicting.swap_remove(i);
-                self.send(key, &Reply::Freed(freed));
-            } else {
+            if !self
+                .table
+                .evict_step(&mut self.evicting[i].eviction, OBJECTS_PER_STEP)
+            {
                 i += 1;
+                continue;
             }
+            let Stepping {
+                key,
+                eviction,
+                then,
+            } = self.evicting.swap_remove(i);
+            let reply = match then {
+                AfterEviction::Freed => Reply::Freed(eviction.freed()),
+                AfterEviction::Create {
+                    id,
+                    data_size,
+                    metadata,
+                    pull_ms,
+                } => {
+                    let Some(cid) = self.clients.get(&key).map(|c| c.id) else {
+                        continue;
+                    };
+                    self.create(cid, id, data_size, metadata, pull_ms)
+                }
+            };
+            self.send(key, &reply);
         }
         self.table.let_go_step(OBJECTS_PER_STEP);
     }
@@ -1665,7 +1745,7 @@ impl Service {
             let _ = conn.close();
         }
         self.parked.retain(|p| p.key != key);
-        self.evicting.retain(|(k, _)| *k != key);
+        self.evicting.retain(|s| s.key != key);
         if let Some(c) = self.clients.remove(&key) {
             // Relaxed: see the admission.
             self.served.store(self.clients.len(), Ordering::Relaxed);

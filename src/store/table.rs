@@ -116,6 +116,10 @@ impl EvictPass {
 #[derive(Debug, Clone)]
 pub struct Eviction {
     want: u64,
+    /// Done when an arena allocation of this many bytes fits, not by the
+    /// bytes freed ([`Eviction::to_fit`]).
+    fit: Option<u64>,
+    measure: Measure,
     freed: u64,
     pass: u32,
     /// The current walk's end key and whether it moved something; `None`
@@ -129,9 +133,25 @@ impl Eviction {
     pub fn new(bytes: u64) -> Self {
         Self {
             want: bytes,
+            fit: None,
+            measure: Measure::Any,
             freed: 0,
             pass: 0,
             walk: None,
+        }
+    }
+
+    /// An eviction until `need` bytes (a [`footprint`]) fit in the arena
+    /// in one piece (fallback objects are not looked at): what a create
+    /// short of room needs ([`ObjectTable::create_short_of_room`]). Each
+    /// step evicts as a create's pass does — what is missing, or a fifth
+    /// of the capacity if that is more (plasma's rule) — within the step's
+    /// budget, then tries the allocation.
+    pub fn to_fit(need: u64) -> Self {
+        Self {
+            fit: Some(need),
+            measure: Measure::Arena,
+            ..Self::new(u64::MAX)
         }
     }
 
@@ -1989,7 +2009,11 @@ impl ObjectTable {
     /// give objects read through the shared index a second chance, the
     /// last evicts them.
     pub fn evict_step(&mut self, e: &mut Eviction, budget: usize) -> bool {
-        if e.freed >= e.want {
+        let done = |t: &mut Self, e: &Eviction| match e.fit {
+            Some(need) => t.arena_fits(need),
+            None => e.freed >= e.want,
+        };
+        if done(self, e) {
             return true;
         }
         let (end, moved) = match e.walk {
@@ -2000,16 +2024,21 @@ impl ObjectTable {
             },
         };
         let mut budget = budget.max(1);
-        let goal = EvictGoal {
-            need: 0,
-            want: e.want - e.freed,
-            end,
+        let want = match e.fit {
+            // As a create's pass: what is missing (a unit at least, when
+            // only the pieces are too small), plasma's fifth if more.
+            Some(need) => need
+                .saturating_sub(self.capacity - self.used)
+                .max(OBJECT_ALIGN)
+                .max(self.capacity / 5),
+            None => e.want - e.freed,
         };
-        let pass = self.evict_lru(goal, Measure::Any, e.pass < SECOND_CHANCES, &mut budget);
+        let goal = EvictGoal { need: 0, want, end };
+        let pass = self.evict_lru(goal, e.measure, e.pass < SECOND_CHANCES, &mut budget);
         e.freed += pass.freed;
         let moved = moved || pass.moved;
         e.walk = Some((end, moved));
-        if e.freed >= e.want {
+        if done(self, e) {
             return true;
         }
         if pass.reached_end {
@@ -2020,6 +2049,53 @@ impl ObjectTable {
             e.walk = None;
         }
         false
+    }
+
+    /// The arena bytes (a [`footprint`]) a create of `data_size` bytes of
+    /// `id` would have to evict room for before it could be placed, or
+    /// `None` when it would not evict for its data (it fits, or it fails
+    /// before: an id taken, too large for the arena or at all; a pull,
+    /// `pull_at`, that the pull capacity would not let in now). The
+    /// service evicts in steps until it fits ([`Eviction::to_fit`]), then
+    /// creates, so that a large object in a store of tiny ones does not
+    /// hold every other client while thousands are evicted at once
+    /// (150,000 objects: 225 ms).
+    pub fn create_short_of_room(
+        &mut self,
+        id: &ObjectId,
+        data_size: u64,
+        pull_at: Option<Instant>,
+    ) -> Option<u64> {
+        let need = footprint(data_size);
+        if need > self.capacity
+            || data_size > MAX_OBJECT_SIZE
+            || self.objects.contains_key(id)
+            || self.arena_fits(need)
+        {
+            return None;
+        }
+        if let Some(now) = pull_at {
+            if self.pull_admits(*id, need, now).is_err() {
+                return None;
+            }
+        }
+        Some(need)
+    }
+
+    /// Whether an allocation of `need` bytes (a multiple of
+    /// [`OBJECT_ALIGN`], at most the capacity) fits the arena now, in one
+    /// piece (tried and given back).
+    fn arena_fits(&mut self, need: u64) -> bool {
+        let Ok(units) = u32::try_from(need / OBJECT_ALIGN) else {
+            return false;
+        };
+        match self.alloc.allocate(units) {
+            Some(a) => {
+                self.alloc.free(a);
+                true
+            }
+            None => false,
+        }
     }
 
     /// The goal of a walk over the whole LRU as it is: `None` when it is
@@ -3130,6 +3206,62 @@ pub(super) mod tests {
         // (More than 1,000 when the freed room is not in one piece.)
         assert!(evicted >= 1000, "evicted {evicted}");
         assert!(!t.contains(&oid(999)));
+        recount(&t);
+    }
+
+    /// A create of one large object in an arena full of tiny ones: the
+    /// service evicts for it in steps until it fits in one piece
+    /// (`create_short_of_room`, `Eviction::to_fit`), then the create
+    /// evicts nothing more. A pinned object in the way is stepped over
+    /// (the room is found past it); nothing to make room from is `None`.
+    #[test]
+    fn a_large_create_gets_its_room_in_steps_then_evicts_nothing() {
+        let n = 8 * OBJECTS_PER_STEP as u32;
+        let mut t = ObjectTable::new(u64::from(n) * OBJECT_ALIGN)
+            .unwrap()
+            .with_metadata_capacity(1 << 30)
+            .unwrap();
+        // Fill it (a create evicts a bounded batch when it finds no room).
+        for i in 0..n {
+            t.create(1, oid(i), OBJECT_ALIGN, vec![]).unwrap();
+            t.seal(1, oid(i)).unwrap();
+            t.release(1, oid(i)).unwrap();
+        }
+        // One in the way, held.
+        t.pin(2, oid(n - 10)).unwrap();
+        let size = u64::from(n / 2) * OBJECT_ALIGN;
+        let big = oid(1 << 20);
+        assert_eq!(t.create_short_of_room(&big, size, None), Some(size));
+        assert_eq!(
+            t.create_short_of_room(&oid(n - 1), size, None),
+            None,
+            "id taken"
+        );
+        assert_eq!(
+            t.create_short_of_room(&big, 2 * size + 64, None),
+            None,
+            "too large"
+        );
+        let mut e = Eviction::to_fit(size);
+        let mut steps = 0;
+        loop {
+            let before = t.stats().objects;
+            let done = t.evict_step(&mut e, OBJECTS_PER_STEP);
+            assert!(before - t.stats().objects <= OBJECTS_PER_STEP);
+            steps += 1;
+            if done {
+                break;
+            }
+        }
+        assert!(steps > 1, "{steps} steps");
+        // Not everything: the room, rounded to the allocator's size class,
+        // and a step's worth more at most.
+        assert!(t.stats().objects >= n as usize / 4, "{:?}", t.stats());
+        assert!(t.contains(&oid(n - 10)), "the pinned object");
+        assert_eq!(t.create_short_of_room(&big, size, None), None, "it fits");
+        let before = t.stats().objects;
+        t.create(3, big, size, vec![]).unwrap();
+        assert_eq!(t.stats().objects, before + 1, "the create evicted");
         recount(&t);
     }
 
