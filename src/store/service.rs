@@ -1211,8 +1211,6 @@ impl Service {
         }
     }
 
-    /// Creates `id`, copies `data` into it, seals it and lets go of the
-    /// creator's reference (the `Put` request).
     /// A `Create`'s answer (see [`Request::Create`]).
     fn create(
         &mut self,
@@ -1239,6 +1237,8 @@ impl Service {
         }
     }
 
+    /// Creates `id`, copies `data` into it, seals it and lets go of the
+    /// creator's reference (the `Put` request).
     fn put(
         &mut self,
         cid: ClientId,
