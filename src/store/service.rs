@@ -303,7 +303,8 @@ impl StoreService {
             clients: HashMap::new(),
             next_client: 1,
             parked: Vec::new(),
-            evicting: Vec::new(),
+            evicting: std::collections::VecDeque::new(),
+            stepped: false,
             encoder: Encoder::new(),
             welcome,
             index: index_info,
@@ -497,6 +498,12 @@ enum AfterEviction {
         metadata: Vec<u8>,
         pull_ms: Option<u64>,
     },
+    /// The `Put` it made room for: its answer.
+    Put {
+        id: ObjectId,
+        data: Vec<u8>,
+        metadata: Vec<u8>,
+    },
 }
 
 /// How many objects `req` names, for the requests that name a list
@@ -536,10 +543,14 @@ struct Service {
     clients: HashMap<PeerKey, Client>,
     next_client: ClientId,
     parked: Vec<Parked>,
-    /// `Evict`s, and evictions for `Create`s, in progress, a step of each
-    /// per round ([`ObjectTable::evict_step`]); the client's further
+    /// `Evict`s, and evictions for `Create`s and `Put`s, in progress, in
+    /// the order they came: one step a round, of the first, which then
+    /// goes last ([`ObjectTable::evict_step`]); the client's further
     /// requests wait for its reply.
-    evicting: Vec<Stepping>,
+    evicting: std::collections::VecDeque<Stepping>,
+    /// Whether this round of the loop took its eviction step already (a
+    /// request's first step is taken at once only if not).
+    stepped: bool,
     encoder: Encoder,
     welcome: Reply,
     /// The shared index, if there is one.
@@ -692,6 +703,7 @@ impl Service {
             if !self.evicting.is_empty() || self.table.leaving() > 0 {
                 wait = Duration::ZERO;
             }
+            self.stepped = false;
             // Busy: poll without sleeping until the spin window closes.
             let spinning = now < busy_until;
             self.mux.set_spin(spinning);
@@ -1073,7 +1085,17 @@ impl Service {
         match req {
             Request::Hello { .. } => Then::Drop("a second Hello".into()),
             Request::Put { id, data, metadata } => {
-                Then::Reply(done(self.put(cid, id, &data, metadata)))
+                let short =
+                    self.table
+                        .create_short_of_room(&id, data.len() as u64, metadata.len(), None);
+                match short {
+                    Some(room) => self.step_then(
+                        key,
+                        Eviction::to_fit(room),
+                        AfterEviction::Put { id, data, metadata },
+                    ),
+                    None => Then::Reply(done(self.put(cid, id, &data, metadata, true))),
+                }
             }
             Request::Reap { pos: Some(pos) } => {
                 self.table.reap_at(pos);
@@ -1096,26 +1118,22 @@ impl Service {
                 let short = self.table.create_short_of_room(
                     &id,
                     data_size,
+                    metadata.len(),
                     pull_ms.map(|_| Instant::now()),
                 );
-                if let Some(need) = short {
-                    let mut e = Eviction::to_fit(need);
-                    if !self.table.evict_step(&mut e, OBJECTS_PER_STEP) {
-                        let then = AfterEviction::Create {
+                match short {
+                    Some(room) => self.step_then(
+                        key,
+                        Eviction::to_fit(room),
+                        AfterEviction::Create {
                             id,
                             data_size,
                             metadata,
                             pull_ms,
-                        };
-                        self.evicting.push(Stepping {
-                            key,
-                            eviction: e,
-                            then,
-                        });
-                        return Then::Nothing;
-                    }
+                        },
+                    ),
+                    None => Then::Reply(self.create(cid, id, data_size, metadata, pull_ms, true)),
                 }
-                Then::Reply(self.create(cid, id, data_size, metadata, pull_ms))
             }
             Request::Seal { id } => Then::Reply(done(self.table.seal(cid, id).map(|_| ()))),
             Request::Abort { id } => Then::Reply(done(self.table.abort(cid, id))),
@@ -1184,17 +1202,7 @@ impl Service {
                 // A step now; the rest a step per round, other clients
                 // served between (an `Evict` of everything over 100,000
                 // tiny objects held the loop 110–147 ms in one go).
-                let mut e = Eviction::new(bytes);
-                if self.table.evict_step(&mut e, OBJECTS_PER_STEP) {
-                    Then::Reply(Reply::Freed(e.freed()))
-                } else {
-                    self.evicting.push(Stepping {
-                        key,
-                        eviction: e,
-                        then: AfterEviction::Freed,
-                    });
-                    Then::Nothing
-                }
+                self.step_then(key, Eviction::new(bytes), AfterEviction::Freed)
             }
             Request::Refresh { ids } => {
                 self.table.refresh(&ids);
@@ -1211,7 +1219,8 @@ impl Service {
         }
     }
 
-    /// A `Create`'s answer (see [`Request::Create`]).
+    /// A `Create`'s answer (see [`Request::Create`]); without evicting
+    /// unless `evict` ([`ObjectTable::without_eviction`]).
     fn create(
         &mut self,
         cid: ClientId,
@@ -1219,17 +1228,24 @@ impl Service {
         data_size: u64,
         metadata: Vec<u8>,
         pull_ms: Option<u64>,
+        evict: bool,
     ) -> Reply {
-        let created = if let Some(ms) = pull_ms {
-            let now = Instant::now();
-            let until = crate::deadline_after(
-                crate::deadline_after(now, Duration::from_millis(ms)),
-                PULL_DEADLINE_GRACE,
-            );
-            self.table
-                .create_for_pull(cid, id, data_size, metadata, now, until)
+        let run = |t: &mut ObjectTable| {
+            if let Some(ms) = pull_ms {
+                let now = Instant::now();
+                let until = crate::deadline_after(
+                    crate::deadline_after(now, Duration::from_millis(ms)),
+                    PULL_DEADLINE_GRACE,
+                );
+                t.create_for_pull(cid, id, data_size, metadata, now, until)
+            } else {
+                t.create(cid, id, data_size, metadata)
+            }
+        };
+        let created = if evict {
+            run(&mut self.table)
         } else {
-            self.table.create(cid, id, data_size, metadata)
+            self.table.without_eviction(run)
         };
         match created {
             Ok(v) => Reply::Object(WireObject::from(&v)),
@@ -1238,15 +1254,23 @@ impl Service {
     }
 
     /// Creates `id`, copies `data` into it, seals it and lets go of the
-    /// creator's reference (the `Put` request).
+    /// creator's reference (the `Put` request); the create without
+    /// evicting unless `evict` ([`ObjectTable::without_eviction`]).
     fn put(
         &mut self,
         cid: ClientId,
         id: ObjectId,
         data: &[u8],
         metadata: Vec<u8>,
+        evict: bool,
     ) -> Result<(), StoreError> {
-        let view = self.table.create(cid, id, data.len() as u64, metadata)?;
+        let size = data.len() as u64;
+        let view = if evict {
+            self.table.create(cid, id, size, metadata)?
+        } else {
+            self.table
+                .without_eviction(|t| t.create(cid, id, size, metadata))?
+        };
         let span = match &view.location {
             Location::Arena { offset } => Span::in_arena(&self.arena, *offset, view.data_size),
             Location::Fallback { file } => match self.fallback_files.as_ref().and_then(|f| {
@@ -1371,41 +1395,69 @@ impl Service {
         }
     }
 
-    /// One step of each eviction in progress (answering those done: an
-    /// `Evict`'s `Freed`, or the `Create` it made room for) and of letting
-    /// go of gone clients' objects: work that grows with a count (objects
-    /// in the LRU, a client's holds), done [`OBJECTS_PER_STEP`] objects a
-    /// round so that every client is served between steps.
-    fn work_in_steps(&mut self) {
-        let mut i = 0;
-        while i < self.evicting.len() {
-            if !self
-                .table
-                .evict_step(&mut self.evicting[i].eviction, OBJECTS_PER_STEP)
-            {
-                i += 1;
-                continue;
+    /// Starts `eviction` for `key`'s request: its first step now if this
+    /// round took none yet and none waits (then, if that was all, the
+    /// answer now), else in its turn ([`Service::work_in_steps`]).
+    fn step_then(&mut self, key: PeerKey, mut eviction: Eviction, then: AfterEviction) -> Then {
+        if !self.stepped && self.evicting.is_empty() {
+            self.stepped = true;
+            if self.table.evict_step(&mut eviction, OBJECTS_PER_STEP) {
+                return match self.answer_after(key, &eviction, then) {
+                    Some(r) => Then::Reply(r),
+                    None => Then::Nothing,
+                };
             }
-            let Stepping {
-                key,
-                eviction,
-                then,
-            } = self.evicting.swap_remove(i);
-            let reply = match then {
-                AfterEviction::Freed => Reply::Freed(eviction.freed()),
-                AfterEviction::Create {
-                    id,
-                    data_size,
-                    metadata,
-                    pull_ms,
-                } => {
-                    let Some(cid) = self.clients.get(&key).map(|c| c.id) else {
-                        continue;
-                    };
-                    self.create(cid, id, data_size, metadata, pull_ms)
+        }
+        self.evicting.push_back(Stepping {
+            key,
+            eviction,
+            then,
+        });
+        Then::Nothing
+    }
+
+    /// The answer to a request whose eviction is done: an `Evict`'s
+    /// `Freed`, or the `Create` or `Put` it made room for, done without
+    /// evicting more (its steps did what a create's passes would). `None`
+    /// when the client is gone.
+    fn answer_after(&mut self, key: PeerKey, e: &Eviction, then: AfterEviction) -> Option<Reply> {
+        let cid = self.clients.get(&key)?.id;
+        Some(match then {
+            AfterEviction::Freed => Reply::Freed(e.freed()),
+            AfterEviction::Create {
+                id,
+                data_size,
+                metadata,
+                pull_ms,
+            } => self.create(cid, id, data_size, metadata, pull_ms, false),
+            AfterEviction::Put { id, data, metadata } => {
+                match self.put(cid, id, &data, metadata, false) {
+                    Ok(()) => Reply::Done,
+                    Err(e) => Reply::Error(WireError::from_error(&e)),
                 }
-            };
-            self.send(key, &reply);
+            }
+        })
+    }
+
+    /// This round's eviction step, of the first waiting (which then goes
+    /// last, unless done: its answer goes out), and a step of letting go
+    /// of gone clients' objects: work that grows with a count (objects in
+    /// the LRU, a client's holds), done [`OBJECTS_PER_STEP`] objects at a
+    /// time so that every client is served between steps, however many
+    /// evictions wait (one step each a round, 64 at once held others
+    /// 42–88 ms: the attack on `9bd320f`).
+    fn work_in_steps(&mut self) {
+        if !self.stepped {
+            if let Some(mut s) = self.evicting.pop_front() {
+                self.stepped = true;
+                if self.table.evict_step(&mut s.eviction, OBJECTS_PER_STEP) {
+                    if let Some(reply) = self.answer_after(s.key, &s.eviction, s.then) {
+                        self.send(s.key, &reply);
+                    }
+                } else {
+                    self.evicting.push_back(s);
+                }
+            }
         }
         self.table.let_go_step(OBJECTS_PER_STEP);
     }

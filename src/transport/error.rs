@@ -214,7 +214,7 @@ pub enum SendError<E = Infallible> {
     },
     /// The peer cut the connection off and said why (its farewell: see
     /// [`RecvError::CutOff`]); nothing more can be sent.
-    #[error("worker {peer} cut the connection off: {reason}")]
+    #[error("peer {peer} cut the connection off: {reason}")]
     CutOff {
         /// The peer.
         peer: WorkerId,
@@ -369,7 +369,7 @@ pub enum RecvError {
     /// for the reply timeout, a frame broke the framing. Every frame it
     /// completed before has been delivered; the peer may be alive (a caller
     /// may connect again).
-    #[error("worker {peer} cut the connection off: {reason}")]
+    #[error("peer {peer} cut the connection off: {reason}")]
     CutOff {
         /// The peer.
         peer: WorkerId,
