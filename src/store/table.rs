@@ -3215,13 +3215,19 @@ pub(super) mod tests {
             .unwrap()
             .with_metadata_capacity(1 << 30)
             .unwrap();
-        for i in 0..n {
+        put_tiny_objects(&mut t, 0..n);
+        assert_eq!(t.stats().objects, n as usize, "every object fits");
+        t
+    }
+
+    /// Creates, seals and lets go of objects `range` of 64 bytes each in
+    /// `t`, by client 1 (a create evicts as it must).
+    fn put_tiny_objects(t: &mut ObjectTable, range: std::ops::Range<u32>) {
+        for i in range {
             t.create(1, oid(i), OBJECT_ALIGN, vec![]).unwrap();
             t.seal(1, oid(i)).unwrap();
             t.release(1, oid(i)).unwrap();
         }
-        assert_eq!(t.stats().objects, n as usize, "every object fits");
-        t
     }
 
     /// Input (the attack on `a1497fe`): an `Evict` of everything over
@@ -3296,9 +3302,7 @@ pub(super) mod tests {
             let mut most = 0;
             for i in 0..n {
                 let before = t.stats().objects;
-                t.create(1, oid(i), OBJECT_ALIGN, vec![]).unwrap();
-                t.seal(1, oid(i)).unwrap();
-                t.release(1, oid(i)).unwrap();
+                put_tiny_objects(&mut t, i..i + 1);
                 most = most.max(before + 1 - t.stats().objects);
             }
             recount(&t);
@@ -3344,11 +3348,7 @@ pub(super) mod tests {
             .with_metadata_capacity(1 << 30)
             .unwrap();
         // Fill it (a create evicts a bounded batch when it finds no room).
-        for i in 0..n {
-            t.create(1, oid(i), OBJECT_ALIGN, vec![]).unwrap();
-            t.seal(1, oid(i)).unwrap();
-            t.release(1, oid(i)).unwrap();
-        }
+        put_tiny_objects(&mut t, 0..n);
         // One in the way, held.
         t.pin(2, oid(n - 10)).unwrap();
         let size = u64::from(n / 2) * OBJECT_ALIGN;
