@@ -2131,6 +2131,13 @@ impl ObjectTable {
         false
     }
 
+    /// Whether `e` makes room for a create ([`Eviction::to_fit`]) and the
+    /// room is there now (made by other evictions or deletes meanwhile):
+    /// then its create need not wait for its next step.
+    pub fn room_made(&mut self, e: &Eviction) -> bool {
+        e.fit.is_some() && self.eviction_done(e)
+    }
+
     /// Whether `e` has what it is for: its room, or its bytes.
     fn eviction_done(&mut self, e: &Eviction) -> bool {
         match e.fit {
