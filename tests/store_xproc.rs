@@ -1413,6 +1413,90 @@ fn many_evictions_and_a_create_beside_a_gone_holder_delay_nobody() {
     );
 }
 
+/// Input (the attack on `e0217b7`, high): with a create's eviction in
+/// steps, two clients sending small puts without pause filled the holes
+/// each step left (8 B objects fit between steps), so the room never came
+/// in one piece; after its walks the create failed `StoreFull` with
+/// everything evictable (64 KiB to 1.5 MiB creates, 4–5.6 s). Right
+/// behaviour: a create whose walks still free something but never its
+/// room (contended) evicts at once, as before the steps, and succeeds.
+/// Here two processes pipeline 8 B puts into a 4 MiB store for 3 s while
+/// this one creates 64 KiB and 1.5 MiB objects: every create succeeds.
+#[test]
+fn a_create_gets_its_room_beside_clients_pipelining_small_puts() {
+    use shmwire::spec;
+    use shmwire::store::{Reply, Request};
+    use shmwire::transport::MessageConnection;
+    const TEST: &str = "a_create_gets_its_room_beside_clients_pipelining_small_puts";
+    if let Some(role) = child_role() {
+        let s = child_session();
+        match role.as_str() {
+            "service" => serve_store(shmwire::store::StoreConfig::new(4 << 20)),
+            "sender" => {
+                let (mut raw, mut enc) = raw_store_client(&s, 1 << 20);
+                let end = Instant::now() + Duration::from_secs(3);
+                println!("sending");
+                let mut sent = 0u64;
+                while Instant::now() < end {
+                    for _ in 0..512 {
+                        let put = Request::Put {
+                            id: shmwire::ids::ObjectId::from_random(),
+                            data: vec![1; 8],
+                            metadata: vec![],
+                        };
+                        raw.send_message(&mut enc, &put).unwrap();
+                    }
+                    for _ in 0..512 {
+                        let r = raw
+                            .recv_message_with::<Reply, _>(GUARD, spec::deserialize::<Reply>)
+                            .unwrap()
+                            .unwrap();
+                        assert!(matches!(r, Reply::Done), "{r:?}");
+                    }
+                    sent += 512;
+                }
+                println!("sent={sent}");
+            }
+            other => panic!("unknown role {other}"),
+        }
+        return;
+    }
+    let env = Env::new("pipelined");
+    let mut service = spawn_store(TEST, &env, "pipelined");
+    let vars = pass(&env, "pipelined");
+    let mut senders: Vec<_> = (0..2).map(|_| spawn_child(TEST, "sender", &vars)).collect();
+    let lines: Vec<_> = senders.iter_mut().map(stdout_lines).collect();
+    for l in &lines {
+        expect_line(l, "sending");
+    }
+    // The store full of their objects.
+    std::thread::sleep(Duration::from_millis(300));
+    let c = connect(&env.session);
+    let mut results = Vec::new();
+    for (i, size) in [64 << 10, 64 << 10, 1536 << 10, 1536 << 10]
+        .into_iter()
+        .enumerate()
+    {
+        let t = Instant::now();
+        let r = c.create(shared_oid(80, i as u32), size, b"");
+        results.push((size, t.elapsed(), r.as_ref().err().map(|e| e.to_string())));
+        if let Ok(b) = r {
+            b.abort().unwrap();
+        }
+    }
+    let sent: Vec<_> = lines.iter().map(|l| expect_line(l, "sent=")).collect();
+    let ok = senders.iter_mut().all(wait_status);
+    kill9(&mut service);
+    eprintln!("creates beside pipelined puts: {results:?}; {sent:?}");
+    assert!(ok, "a sender failed");
+    for (size, took, err) in &results {
+        assert!(
+            err.is_none(),
+            "a create of {size} bytes failed after {took:?}: {err:?}"
+        );
+    }
+}
+
 /// Input (the attack on `9bd320f`, medium): a put that failed `StoreFull`
 /// because the arena was full of objects held through the shared index
 /// cost the service three whole walks of the LRU at once (each object's

@@ -1418,8 +1418,10 @@ impl Service {
 
     /// The answer to a request whose eviction is done: an `Evict`'s
     /// `Freed`, or the `Create` or `Put` it made room for, done without
-    /// evicting more (its steps did what a create's passes would). `None`
-    /// when the client is gone.
+    /// evicting more (its steps did what a create's passes would) — unless
+    /// the room was contended ([`Eviction::contended`]): then the create
+    /// evicts at once, as before the steps, rather than fail `StoreFull`
+    /// with everything evictable. `None` when the client is gone.
     fn answer_after(&mut self, key: PeerKey, e: &Eviction, then: AfterEviction) -> Option<Reply> {
         let cid = self.clients.get(&key)?.id;
         Some(match then {
@@ -1429,9 +1431,9 @@ impl Service {
                 data_size,
                 metadata,
                 pull_ms,
-            } => self.create(cid, id, data_size, metadata, pull_ms, false),
+            } => self.create(cid, id, data_size, metadata, pull_ms, e.contended()),
             AfterEviction::Put { id, data, metadata } => {
-                match self.put(cid, id, &data, metadata, false) {
+                match self.put(cid, id, &data, metadata, e.contended()) {
                     Ok(()) => Reply::Done,
                     Err(e) => Reply::Error(WireError::from_error(&e)),
                 }
@@ -1451,7 +1453,15 @@ impl Service {
         // freed by a delete): answered now, not after the others' steps.
         let mut i = 0;
         while i < self.evicting.len() {
-            if self.table.room_made(&self.evicting[i].eviction) {
+            // Or its id taken meanwhile: the create fails `ObjectExists`
+            // now, evicting no more for it.
+            let taken = match &self.evicting[i].then {
+                AfterEviction::Create { id, .. } | AfterEviction::Put { id, .. } => {
+                    self.table.state(id).is_some()
+                }
+                AfterEviction::Freed => false,
+            };
+            if taken || self.table.room_made(&self.evicting[i].eviction) {
                 if let Some(s) = self.evicting.remove(i) {
                     if let Some(reply) = self.answer_after(s.key, &s.eviction, s.then) {
                         self.send(s.key, &reply);

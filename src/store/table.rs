@@ -80,11 +80,15 @@ const SECOND_CHANCES: u32 = 2;
 pub const OBJECTS_PER_STEP: usize = 256;
 
 /// Walks an eviction that makes room ([`Eviction::to_fit`]) begins again,
-/// at most, because its last walk freed something but not yet the room
-/// (other clients' creates took some meanwhile), or objects came into the
-/// LRU after it began (released, or sealed, meanwhile) — beside the
-/// second-chance walks. A bound, not a count expected to be reached.
-const MORE_WALKS: u32 = 16;
+/// at most, because its last walk freed something but not yet the room,
+/// or objects came into the LRU after it began — beside the second-chance
+/// walks. Past them the room is *contended* ([`Eviction::contended`]):
+/// other clients' creates take what the steps free (small puts sent
+/// without pause fill the holes each step leaves, so the room never comes
+/// in one piece: a 64 KiB create failed `StoreFull` after 4–5 s with
+/// everything evictable, the attack on `e0217b7`), and the create then
+/// evicts at once, as plasma's does.
+const MORE_WALKS: u32 = 2;
 
 /// One walk of an [`Eviction`] over the LRU, across its steps.
 #[derive(Debug, Clone, Copy)]
@@ -155,6 +159,8 @@ pub struct Eviction {
     /// Walks begun again because the last freed something or objects came
     /// into the LRU meanwhile (at most [`MORE_WALKS`]).
     more_walks: u32,
+    /// Ended past [`MORE_WALKS`] while walks still freed something.
+    contended: bool,
     /// The current walk; `None` before one begins.
     walk: Option<Walk>,
 }
@@ -170,6 +176,7 @@ impl Eviction {
             freed: 0,
             pass: 0,
             more_walks: 0,
+            contended: false,
             walk: None,
         }
     }
@@ -190,6 +197,13 @@ impl Eviction {
     /// Bytes freed so far.
     pub fn freed(&self) -> u64 {
         self.freed
+    }
+
+    /// Whether it ended without its room although its walks still freed
+    /// something or objects came in (see [`MORE_WALKS`]): the create it
+    /// was for should evict at once rather than fail.
+    pub fn contended(&self) -> bool {
+        self.contended
     }
 }
 
@@ -2119,9 +2133,13 @@ impl ObjectTable {
             // nothing more can be done (a create then fails, or goes to
             // the fallback, without evicting).
             let came = self.lru_arrivals != walk.arrivals;
-            if e.fit.is_some() && (walk.freed > 0 || came) && e.more_walks < MORE_WALKS {
-                e.more_walks += 1;
-                return false;
+            if e.fit.is_some() && (walk.freed > 0 || came) {
+                if e.more_walks < MORE_WALKS {
+                    e.more_walks += 1;
+                    return false;
+                }
+                e.contended = true;
+                return true;
             }
             if !walk.moved || e.pass >= SECOND_CHANCES {
                 return true;
