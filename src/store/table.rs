@@ -200,7 +200,7 @@ impl Eviction {
     }
 
     /// Whether it ended without its room although its walks still freed
-    /// something or objects came in (see [`MORE_WALKS`]): the create it
+    /// something or objects came in (after two more walks): the create it
     /// was for should evict at once rather than fail.
     pub fn contended(&self) -> bool {
         self.contended
