@@ -1155,11 +1155,7 @@ fn a_client_piling_up_waiting_gets_is_dropped_alone() {
 /// get finds nothing (it does not wait for it; it waited for ever, the
 /// test's bound, 60 s) and the delete has nothing to delete.
 fn put_latencies(c: &StoreClient, tag: u8, span: Duration) -> (Duration, Duration) {
-    let end = Instant::now() + span;
-    let mut took = Vec::new();
-    let mut i = 0;
-    while Instant::now() < end {
-        let t = Instant::now();
+    latencies(span, |i| {
         let id = shared_oid(tag, i);
         c.put(id, b"fine", b"").unwrap();
         let got = c.get(&[id], Duration::ZERO).unwrap();
@@ -1168,6 +1164,18 @@ fn put_latencies(c: &StoreClient, tag: u8, span: Duration) -> (Duration, Duratio
         }
         drop(got);
         c.delete(&[id]).unwrap();
+    })
+}
+
+/// Runs `op(0)`, `op(1)`, … for `span`, timing each; their median and
+/// worst.
+fn latencies(span: Duration, mut op: impl FnMut(u32)) -> (Duration, Duration) {
+    let end = Instant::now() + span;
+    let mut took = Vec::new();
+    let mut i = 0;
+    while Instant::now() < end {
+        let t = Instant::now();
+        op(i);
         took.push(t.elapsed());
         i += 1;
     }
@@ -1302,26 +1310,39 @@ fn a_flooding_client_and_one_that_never_reads_delay_nobody() {
 /// In a child: puts objects `tag`/`range` of one byte each through a raw
 /// connection, 256 at a time without waiting between.
 fn put_tiny_objects(s: &shmwire::shm::Session, tag: u8, range: std::ops::Range<u32>) {
+    let (mut raw, mut enc) = raw_store_client(s, 1 << 20);
+    for part in range.collect::<Vec<_>>().chunks(256) {
+        let ids: Vec<_> = part.iter().map(|&i| shared_oid(tag, i)).collect();
+        pipeline_puts(&mut raw, &mut enc, &ids, 1);
+    }
+}
+
+/// Puts `ids` (of `len` bytes each) through a raw connection, sent one
+/// after another without waiting, then their replies read: every one
+/// `Done`.
+fn pipeline_puts(
+    raw: &mut shmwire::transport::AnyConnection,
+    enc: &mut shmwire::spec::Encoder,
+    ids: &[shmwire::ids::ObjectId],
+    len: usize,
+) {
     use shmwire::spec;
     use shmwire::store::{Reply, Request};
     use shmwire::transport::MessageConnection;
-    let (mut raw, mut enc) = raw_store_client(s, 1 << 20);
-    for part in range.collect::<Vec<_>>().chunks(256) {
-        for &i in part {
-            let put = Request::Put {
-                id: shared_oid(tag, i),
-                data: vec![7],
-                metadata: vec![],
-            };
-            raw.send_message(&mut enc, &put).unwrap();
-        }
-        for _ in part {
-            let r = raw
-                .recv_message_with::<Reply, _>(GUARD, spec::deserialize::<Reply>)
-                .unwrap()
-                .unwrap();
-            assert!(matches!(r, Reply::Done), "{r:?}");
-        }
+    for &id in ids {
+        let put = Request::Put {
+            id,
+            data: vec![7; len],
+            metadata: vec![],
+        };
+        raw.send_message(enc, &put).unwrap();
+    }
+    for _ in ids {
+        let r = raw
+            .recv_message_with::<Reply, _>(GUARD, spec::deserialize::<Reply>)
+            .unwrap()
+            .unwrap();
+        assert!(matches!(r, Reply::Done), "{r:?}");
     }
 }
 
@@ -1424,9 +1445,7 @@ fn many_evictions_and_a_create_beside_a_gone_holder_delay_nobody() {
 /// this one creates 64 KiB and 1.5 MiB objects: every create succeeds.
 #[test]
 fn a_create_gets_its_room_beside_clients_pipelining_small_puts() {
-    use shmwire::spec;
-    use shmwire::store::{Reply, Request};
-    use shmwire::transport::MessageConnection;
+    use shmwire::ids::ObjectId;
     const TEST: &str = "a_create_gets_its_room_beside_clients_pipelining_small_puts";
     if let Some(role) = child_role() {
         let s = child_session();
@@ -1438,21 +1457,8 @@ fn a_create_gets_its_room_beside_clients_pipelining_small_puts() {
                 println!("sending");
                 let mut sent = 0u64;
                 while Instant::now() < end {
-                    for _ in 0..512 {
-                        let put = Request::Put {
-                            id: shmwire::ids::ObjectId::from_random(),
-                            data: vec![1; 8],
-                            metadata: vec![],
-                        };
-                        raw.send_message(&mut enc, &put).unwrap();
-                    }
-                    for _ in 0..512 {
-                        let r = raw
-                            .recv_message_with::<Reply, _>(GUARD, spec::deserialize::<Reply>)
-                            .unwrap()
-                            .unwrap();
-                        assert!(matches!(r, Reply::Done), "{r:?}");
-                    }
+                    let ids: Vec<_> = (0..512).map(|_| ObjectId::from_random()).collect();
+                    pipeline_puts(&mut raw, &mut enc, &ids, 8);
                     sent += 512;
                 }
                 println!("sent={sent}");
@@ -1568,21 +1574,15 @@ fn puts_failing_against_objects_held_through_the_index_delay_nobody() {
     let c = connect(&env.session);
     let mut putters = spawn_child(TEST, "putters", &vars);
     let pl = stdout_lines(&mut putters);
-    let (mut took, end) = (Vec::new(), Instant::now() + Duration::from_millis(1500));
-    while Instant::now() < end {
-        let t = Instant::now();
-        // A request the service answers itself (a `contains` is answered
-        // through the index).
-        c.refresh(&[shared_oid(70, took.len() as u32 % OBJECTS)])
-            .unwrap();
-        took.push(t.elapsed());
-    }
+    // A request the service answers itself (a `contains` is answered
+    // through the index).
+    let (median, worst) = latencies(Duration::from_millis(1500), |i| {
+        c.refresh(&[shared_oid(70, i % OBJECTS)]).unwrap();
+    });
     let full = expect_line(&pl, "full=");
     let ok = wait_status(&mut putters);
     kill9(&mut holder);
     kill9(&mut service);
-    took.sort();
-    let (median, worst) = (took[took.len() / 2], took[took.len() - 1]);
     eprintln!("refresh beside failing puts: median {median:?}, worst {worst:?}; {held}, {full}");
     assert!(ok, "the putters failed");
     let full: u32 = full.trim_start_matches("full=").parse().unwrap();

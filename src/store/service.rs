@@ -1398,22 +1398,36 @@ impl Service {
     /// Starts `eviction` for `key`'s request: its first step now if this
     /// round took none yet and none waits (then, if that was all, the
     /// answer now), else in its turn ([`Service::work_in_steps`]).
-    fn step_then(&mut self, key: PeerKey, mut eviction: Eviction, then: AfterEviction) -> Then {
-        if !self.stepped && self.evicting.is_empty() {
-            self.stepped = true;
-            if self.table.evict_step(&mut eviction, OBJECTS_PER_STEP) {
-                return match self.answer_after(key, &eviction, then) {
-                    Some(r) => Then::Reply(r),
-                    None => Then::Nothing,
-                };
-            }
-        }
+    fn step_then(&mut self, key: PeerKey, eviction: Eviction, then: AfterEviction) -> Then {
         self.evicting.push_back(Stepping {
             key,
             eviction,
             then,
         });
+        if !self.stepped && self.evicting.len() == 1 {
+            self.step_first();
+        }
         Then::Nothing
+    }
+
+    /// This round's eviction step: of the first waiting, which then goes
+    /// last, or is answered if done.
+    fn step_first(&mut self) {
+        if let Some(mut s) = self.evicting.pop_front() {
+            self.stepped = true;
+            if self.table.evict_step(&mut s.eviction, OBJECTS_PER_STEP) {
+                self.finish(s);
+            } else {
+                self.evicting.push_back(s);
+            }
+        }
+    }
+
+    /// Sends the answer of `s`, whose eviction is done ([`Service::answer_after`]).
+    fn finish(&mut self, s: Stepping) {
+        if let Some(reply) = self.answer_after(s.key, &s.eviction, s.then) {
+            self.send(s.key, &reply);
+        }
     }
 
     /// The answer to a request whose eviction is done: an `Evict`'s
@@ -1441,8 +1455,9 @@ impl Service {
         })
     }
 
-    /// This round's eviction step, of the first waiting (which then goes
-    /// last, unless done: its answer goes out), and a step of letting go
+    /// Answers the requests whose room came or whose id was taken
+    /// meanwhile, takes this round's eviction step
+    /// ([`Service::step_first`]) if a request did not, and a step of letting go
     /// of gone clients' objects: work that grows with a count (objects in
     /// the LRU, a client's holds), done [`OBJECTS_PER_STEP`] objects at a
     /// time so that every client is served between steps, however many
@@ -1463,25 +1478,14 @@ impl Service {
             };
             if taken || self.table.room_made(&self.evicting[i].eviction) {
                 if let Some(s) = self.evicting.remove(i) {
-                    if let Some(reply) = self.answer_after(s.key, &s.eviction, s.then) {
-                        self.send(s.key, &reply);
-                    }
+                    self.finish(s);
                 }
             } else {
                 i += 1;
             }
         }
         if !self.stepped {
-            if let Some(mut s) = self.evicting.pop_front() {
-                self.stepped = true;
-                if self.table.evict_step(&mut s.eviction, OBJECTS_PER_STEP) {
-                    if let Some(reply) = self.answer_after(s.key, &s.eviction, s.then) {
-                        self.send(s.key, &reply);
-                    }
-                } else {
-                    self.evicting.push_back(s);
-                }
-            }
+            self.step_first();
         }
         self.table.let_go_step(OBJECTS_PER_STEP);
     }

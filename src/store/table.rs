@@ -135,25 +135,12 @@ struct EvictPass {
     reached_end: bool,
 }
 
-impl EvictPass {
-    /// A walk over an empty LRU.
-    const NOTHING: Self = Self {
-        freed: 0,
-        moved: false,
-        reached_end: true,
-    };
-}
-
 /// An `Evict` in steps ([`ObjectTable::evict_step`]): where it stands
 /// between them. Plasma's `EvictObjects(bytes)`, done a step at a time so
 /// that other clients are served between steps.
 #[derive(Debug, Clone)]
 pub struct Eviction {
-    want: u64,
-    /// Done when this room fits, not by the bytes freed
-    /// ([`Eviction::to_fit`]).
-    fit: Option<Room>,
-    measure: Measure,
+    target: Target,
     freed: u64,
     pass: u32,
     /// Walks begun again because the last freed something or objects came
@@ -165,14 +152,21 @@ pub struct Eviction {
     walk: Option<Walk>,
 }
 
+/// What an [`Eviction`] is for.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    /// This many bytes freed (an `Evict`).
+    Bytes(u64),
+    /// This room fitting ([`Eviction::to_fit`]).
+    Room(Room),
+}
+
 impl Eviction {
     /// An eviction of `bytes` (arena footprints; fallback objects count
     /// their rounded size).
     pub fn new(bytes: u64) -> Self {
         Self {
-            want: bytes,
-            fit: None,
-            measure: Measure::Any,
+            target: Target::Bytes(bytes),
             freed: 0,
             pass: 0,
             more_walks: 0,
@@ -189,8 +183,8 @@ impl Eviction {
     /// budget, then tries the room.
     pub fn to_fit(room: Room) -> Self {
         Self {
-            fit: Some(room),
-            ..Self::new(u64::MAX)
+            target: Target::Room(room),
+            ..Self::new(0)
         }
     }
 
@@ -1436,11 +1430,13 @@ impl ObjectTable {
             if self.no_eviction {
                 break;
             }
-            let goal = self.goal(charge - free, self.metadata_capacity / 5);
-            let pass = match goal {
-                Some(g) => self.evict_lru(g, Measure::Heap, passes < SECOND_CHANCES, &mut budget),
-                None => EvictPass::NOTHING,
-            };
+            let pass = self.evict_whole_lru(
+                charge - free,
+                self.metadata_capacity / 5,
+                Measure::Heap,
+                passes < SECOND_CHANCES,
+                &mut budget,
+            );
             passes += 1;
             if pass.freed == 0 && (!pass.moved || passes > SECOND_CHANCES) {
                 // A gone client's holds not yet let go of may be what is
@@ -1484,12 +1480,13 @@ impl ObjectTable {
                 // A pass that only gave objects read through the index a
                 // second chance frees nothing but makes progress; a few
                 // passes at most, the last without second chances.
-                let pass = match self.goal(missing, self.capacity / 5) {
-                    Some(g) => {
-                        self.evict_lru(g, Measure::Arena, passes < SECOND_CHANCES, &mut budget)
-                    }
-                    None => EvictPass::NOTHING,
-                };
+                let pass = self.evict_whole_lru(
+                    missing,
+                    self.capacity / 5,
+                    Measure::Arena,
+                    passes < SECOND_CHANCES,
+                    &mut budget,
+                );
                 passes += 1;
                 if pass.freed == 0 && (!pass.moved || passes > SECOND_CHANCES) {
                     if self.let_go_step(usize::MAX) > 0 {
@@ -1528,16 +1525,13 @@ impl ObjectTable {
                 Err(e @ (StoreError::OutOfDisk { .. } | StoreError::OutOfDescriptors { .. }))
                     if passes <= SECOND_CHANCES =>
                 {
-                    let mut budget = 0;
-                    let pass = match self.goal(need, need) {
-                        Some(g) => self.evict_lru(
-                            g,
-                            Measure::Fallback,
-                            passes < SECOND_CHANCES,
-                            &mut budget,
-                        ),
-                        None => EvictPass::NOTHING,
-                    };
+                    let pass = self.evict_whole_lru(
+                        need,
+                        need,
+                        Measure::Fallback,
+                        passes < SECOND_CHANCES,
+                        &mut 0,
+                    );
                     passes += 1;
                     if pass.freed == 0 && !pass.moved && self.let_go_step(usize::MAX) == 0 {
                         return Err(e);
@@ -2089,23 +2083,23 @@ impl ObjectTable {
             arrivals: self.lru_arrivals,
         });
         let mut budget = budget.max(1);
-        let (measure, want) = match e.fit {
+        let (measure, want) = match e.target {
             // As a create's pass: what is missing (a unit at least, when
             // only the pieces are too small), plasma's fifth if more; the
             // metadata capacity first, as a create's.
-            Some(room) if !self.heap_fits(room.heap) => (
+            Target::Room(room) if !self.heap_fits(room.heap) => (
                 Measure::Heap,
                 (room.heap + self.metadata_used - self.metadata_capacity)
                     .max(self.metadata_capacity / 5),
             ),
-            Some(room) => (
+            Target::Room(room) => (
                 Measure::Arena,
                 room.arena
                     .saturating_sub(self.capacity - self.used)
                     .max(OBJECT_ALIGN)
                     .max(self.capacity / 5),
             ),
-            None => (e.measure, e.want - e.freed),
+            Target::Bytes(bytes) => (Measure::Any, bytes - e.freed),
         };
         let goal = EvictGoal {
             need: 0,
@@ -2133,7 +2127,7 @@ impl ObjectTable {
             // nothing more can be done (a create then fails, or goes to
             // the fallback, without evicting).
             let came = self.lru_arrivals != walk.arrivals;
-            if e.fit.is_some() && (walk.freed > 0 || came) {
+            if matches!(e.target, Target::Room(_)) && (walk.freed > 0 || came) {
                 if e.more_walks < MORE_WALKS {
                     e.more_walks += 1;
                     return false;
@@ -2153,19 +2147,19 @@ impl ObjectTable {
     /// room is there now (made by other evictions or deletes meanwhile):
     /// then its create need not wait for its next step.
     pub fn room_made(&mut self, e: &Eviction) -> bool {
-        e.fit.is_some() && self.eviction_done(e)
+        matches!(e.target, Target::Room(_)) && self.eviction_done(e)
     }
 
     /// Whether `e` has what it is for: its room, or its bytes.
     fn eviction_done(&mut self, e: &Eviction) -> bool {
-        match e.fit {
-            Some(room) => {
+        match e.target {
+            Target::Room(room) => {
                 self.heap_fits(room.heap)
                     && (room.arena == 0
                         || room.arena > self.capacity
                         || self.arena_fits(room.arena))
             }
-            None => e.freed >= e.want,
+            Target::Bytes(bytes) => e.freed >= bytes,
         }
     }
 
@@ -2245,11 +2239,27 @@ impl ObjectTable {
         }
     }
 
-    /// The goal of a walk over the whole LRU as it is: `None` when it is
-    /// empty.
-    fn goal(&self, need: u64, want: u64) -> Option<EvictGoal> {
-        let (&end, _) = self.lru.last_key_value()?;
-        Some(EvictGoal { need, want, end })
+    /// [`ObjectTable::evict_lru`] over the whole LRU as it is (a create's
+    /// pass, all at once).
+    fn evict_whole_lru(
+        &mut self,
+        need: u64,
+        want: u64,
+        measure: Measure,
+        second_chance: bool,
+        budget: &mut usize,
+    ) -> EvictPass {
+        match self.lru.last_key_value() {
+            Some((&end, _)) => {
+                let goal = EvictGoal { need, want, end };
+                self.evict_lru(goal, measure, second_chance, budget)
+            }
+            None => EvictPass {
+                freed: 0,
+                moved: false,
+                reached_end: true,
+            },
+        }
     }
 
     /// Moves each evictable object of `ids` to the most-recently-used end of
@@ -2315,16 +2325,13 @@ impl ObjectTable {
                     None => (false, false),
                 },
             };
+            // (`sync_client` never puts a gone client back in `by_client`:
+            // only `remove` calls it for another client than the caller,
+            // once the object is gone; `recount` checks it.)
             if abort {
                 self.remove(id);
             } else if last {
                 self.unheld(id);
-            }
-            // What happened to its objects meanwhile may have put the
-            // gone client back in `by_client` (`sync_client`): not once
-            // its last object is let go of.
-            if self.leaving.front().is_none_or(|&(c, _)| c != client) {
-                self.by_client.remove(&client);
             }
         }
         done
