@@ -17,6 +17,8 @@ use shmwire::ids::ObjectId;
 use shmwire::shm::Session;
 use shmwire::store::{Notification, StoreClient, StoreError, DEFAULT_STORE_NAME};
 
+#[path = "../../tests/fd_limit/mod.rs"]
+mod fd_limit;
 mod proc_support;
 use proc_support::Kid;
 
@@ -864,8 +866,8 @@ fn a_pull_endpoint_whose_store_rings_are_scribbled_reconnects() {
     // The store service audits its rings every 20 ms and cuts the client
     // off, closing its side's descriptors; counted after that.
     std::thread::sleep(Duration::from_millis(200));
-    let open = fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count() as u64;
-    set_nofile(pid, open + 2);
+    let limit = fd_limit::limit_leaving(pid, 2);
+    set_nofile(pid, limit);
     let e = b
         .pull(
             ObjectId::from_random(),
@@ -893,7 +895,7 @@ fn a_pull_endpoint_whose_store_rings_are_scribbled_reconnects() {
     let restored = std::cell::Cell::new(None);
     let (took, failed) = recover(scribbled, &|| {
         if restored.get().is_none() && scribbled.elapsed() > Duration::from_millis(500) {
-            set_nofile(pid, open + 256);
+            set_nofile(pid, limit + 256);
             restored.set(Some(Instant::now()));
         }
     });
@@ -901,7 +903,7 @@ fn a_pull_endpoint_whose_store_rings_are_scribbled_reconnects() {
         .get()
         .unwrap_or_else(|| {
             panic!(
-                "no pull failed: {open} descriptors counted, {} open now",
+                "no pull failed: limit {limit} (2 free numbers below it), {} open now",
                 fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
             )
         })

@@ -723,7 +723,14 @@ impl Service {
                         for r in self.mux.accept_pending()? {
                             match r {
                                 Ok(key) => {
-                                    self.refusing = None;
+                                    // A client set up again: health says
+                                    // so now, not at the next listener
+                                    // check (up to a second stale; CI on
+                                    // 866afbe read 503 right after a
+                                    // pull's new client got in).
+                                    if self.refusing.take().is_some() {
+                                        self.publish_health(Instant::now());
+                                    }
                                     let id = self.next_client;
                                     self.next_client += 1;
                                     self.clients.insert(

@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+#[path = "../fd_limit/mod.rs"]
+mod fd_limit;
+
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -431,12 +434,12 @@ pub fn maybe_run_worker() {
     }
     let mut worker = Worker::bind(&session, options, Arc::new(registry())).unwrap();
     if let Ok(spare) = std::env::var(ENV_SPARE_FDS) {
-        let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
+        let current = fd_limit::limit_leaving(std::process::id(), spare.parse().unwrap());
         let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
         rustix::process::setrlimit(
             rustix::process::Resource::Nofile,
             rustix::process::Rlimit {
-                current: Some(open + spare.parse::<u64>().unwrap()),
+                current: Some(current),
                 maximum: limit.maximum,
             },
         )
