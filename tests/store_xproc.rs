@@ -1517,15 +1517,54 @@ fn a_create_gets_its_room_beside_clients_pipelining_small_puts() {
 /// this process's `refresh` takes at most 40 ms each meanwhile.
 #[test]
 fn puts_failing_against_objects_held_through_the_index_delay_nobody() {
-    const TEST: &str = "puts_failing_against_objects_held_through_the_index_delay_nobody";
+    held_through_the_index_beside(
+        "puts_failing_against_objects_held_through_the_index_delay_nobody",
+        "puts",
+    );
+}
+
+/// Input (found by reading after the attack on `e0217b7`, the same kind):
+/// a `Pin` in a full metadata capacity walked the whole LRU at once for
+/// each object it named, three times when what it met was held through
+/// the shared index, and failed `MetadataFull` only then. Right
+/// behaviour: a pin (or service-side `get`) short of room for its holds
+/// evicts in steps, never its own objects, then fails at once. Here the
+/// metadata capacity is full of objects held through the index, four
+/// threads pin them in a loop (each pin failing `MetadataFull`), and this
+/// process's `refresh` takes at most 40 ms each meanwhile (57 ms and more
+/// with the pins not stepped).
+#[test]
+fn pins_failing_against_a_full_metadata_capacity_delay_nobody() {
+    held_through_the_index_beside(
+        "pins_failing_against_a_full_metadata_capacity_delay_nobody",
+        "pins",
+    );
+}
+
+/// The body of the two tests above: a process holds, through the index,
+/// objects filling the arena (`what` = "puts") or the metadata capacity
+/// ("pins"); four threads of another put tiny objects or pin those, each
+/// failing; this process's `refresh` meanwhile takes at most 40 ms.
+fn held_through_the_index_beside(test: &str, what: &'static str) {
     const OBJECTS: u32 = 16_384;
     const SIZE: usize = 4096;
     if let Some(role) = child_role() {
         let s = child_session();
         match role.as_str() {
-            "service" => serve_store(shmwire::store::StoreConfig::new(
-                u64::from(OBJECTS) * SIZE as u64,
-            )),
+            "service" => {
+                let mut config = shmwire::store::StoreConfig::new(u64::from(OBJECTS) * SIZE as u64);
+                if what == "pins" {
+                    // The objects and a hold on each (the holder's gets
+                    // not answered through the index take one); the
+                    // holder fills the rest.
+                    config.capacity *= 2;
+                    config.metadata_capacity = Some(
+                        u64::from(OBJECTS)
+                            * (shmwire::store::heap_charge(0) + shmwire::store::HOLDER_OVERHEAD),
+                    );
+                }
+                serve_store(config)
+            }
             "holder" => {
                 let c = connect(&s);
                 let data = vec![5u8; SIZE];
@@ -1535,22 +1574,42 @@ fn puts_failing_against_objects_held_through_the_index_delay_nobody() {
                 let ids: Vec<_> = (0..OBJECTS).map(|i| shared_oid(70, i)).collect();
                 let held = c.get(&ids, Duration::ZERO).unwrap();
                 let n = held.iter().filter(|b| b.is_some()).count();
-                println!("ready held={n}");
+                // The metadata capacity filled with objects left unsealed
+                // (not evictable): room for a pin or two more at most.
+                let mut unsealed = Vec::new();
+                if what == "pins" {
+                    loop {
+                        let id = shared_oid(69, unsealed.len() as u32);
+                        match c.create(id, 8, b"") {
+                            Ok(b) => unsealed.push(b),
+                            Err(StoreError::MetadataFull { .. }) => break,
+                            Err(e) => panic!("filling the metadata capacity: {e}"),
+                        }
+                    }
+                }
+                println!("ready held={n} unsealed={}", unsealed.len());
                 std::thread::sleep(GUARD);
                 drop(held);
             }
-            "putters" => {
+            "failing" => {
                 let end = Instant::now() + Duration::from_millis(1500);
+                let pins = what == "pins";
                 let threads: Vec<_> = (0..4u8)
                     .map(|t| {
                         let c = connect(&s);
                         std::thread::spawn(move || {
                             let (mut full, mut i) = (0u32, 0u32);
                             while Instant::now() < end {
-                                match c.put(shared_oid(71 + t, i), b"tiny", b"") {
+                                let r = if pins {
+                                    c.pin(&[shared_oid(70, (i * 7 + u32::from(t)) % OBJECTS)])
+                                } else {
+                                    c.put(shared_oid(71 + t, i), b"tiny", b"")
+                                };
+                                match r {
                                     Ok(()) => {}
-                                    Err(StoreError::StoreFull { .. }) => full += 1,
-                                    Err(e) => panic!("put: {e}"),
+                                    Err(StoreError::StoreFull { .. }) if !pins => full += 1,
+                                    Err(StoreError::MetadataFull { .. }) if pins => full += 1,
+                                    Err(e) => panic!("{what}: {e}"),
                                 }
                                 i += 1;
                             }
@@ -1566,27 +1625,30 @@ fn puts_failing_against_objects_held_through_the_index_delay_nobody() {
         return;
     }
     let env = Env::new("idxheld");
-    let mut service = spawn_store(TEST, &env, "idxheld");
+    let mut service = spawn_store(test, &env, "idxheld");
     let vars = pass(&env, "idxheld");
-    let mut holder = spawn_child(TEST, "holder", &vars);
+    let mut holder = spawn_child(test, "holder", &vars);
     let hl = stdout_lines(&mut holder);
     let held = expect_line(&hl, "ready");
     let c = connect(&env.session);
-    let mut putters = spawn_child(TEST, "putters", &vars);
-    let pl = stdout_lines(&mut putters);
+    let mut failing = spawn_child(test, "failing", &vars);
+    let fl = stdout_lines(&mut failing);
     // A request the service answers itself (a `contains` is answered
     // through the index).
     let (median, worst) = latencies(Duration::from_millis(1500), |i| {
         c.refresh(&[shared_oid(70, i % OBJECTS)]).unwrap();
     });
-    let full = expect_line(&pl, "full=");
-    let ok = wait_status(&mut putters);
+    let full = expect_line(&fl, "full=");
+    let ok = wait_status(&mut failing);
     kill9(&mut holder);
     kill9(&mut service);
-    eprintln!("refresh beside failing puts: median {median:?}, worst {worst:?}; {held}, {full}");
-    assert!(ok, "the putters failed");
+    eprintln!("refresh beside failing {what}: median {median:?}, worst {worst:?}; {held}, {full}");
+    assert!(ok, "the {what} did not fail as they should");
     let full: u32 = full.trim_start_matches("full=").parse().unwrap();
-    assert!(full > 0, "no put failed: the arena was not full ({held})");
+    assert!(
+        full > 0,
+        "none of the {what} failed: nothing was full ({held})"
+    );
     assert!(
         worst < Duration::from_millis(40),
         "median {median:?}, worst {worst:?}"

@@ -1030,7 +1030,11 @@ impl StoreClient {
     /// Pins `ids` (arguments of tasks queued on this node): a pinned object
     /// is never evicted, until [`StoreClient::unpin`] or this client's
     /// disconnection. Errors: `ObjectNotFound` (the first missing id;
-    /// earlier ones stay pinned).
+    /// earlier ones stay pinned); `MetadataFull` when the metadata
+    /// capacity has no room for this client's hold on an object it does
+    /// not hold yet ([`HOLDER_OVERHEAD`](crate::store::HOLDER_OVERHEAD)
+    /// bytes each) and nothing it can evict makes it (the service evicts
+    /// in steps first, never the objects named).
     pub fn pin(&self, ids: &[ObjectId]) -> Result<(), StoreError> {
         self.done_for_each(ids, true, |ids| Request::Pin { ids })
     }

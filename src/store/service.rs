@@ -504,6 +504,10 @@ enum AfterEviction {
         data: Vec<u8>,
         metadata: Vec<u8>,
     },
+    /// The `Get` it made room for (its holds): its answer.
+    Get { ids: Vec<ObjectId> },
+    /// The `Pin` it made room for: its answer.
+    Pin { ids: Vec<ObjectId> },
 }
 
 /// How many objects `req` names, for the requests that name a list
@@ -1168,7 +1172,7 @@ impl Service {
                     seen: 0,
                 };
                 if timeout_ms == 0 || all_sealed(&self.table, &mut p) {
-                    Then::Reply(self.answer_get(cid, key, &p.ids))
+                    self.get_or_step(cid, key, p.ids)
                 } else if self.parked.iter().filter(|q| q.key == key).count()
                     >= MAX_PARKED_PER_CLIENT
                 {
@@ -1215,14 +1219,47 @@ impl Service {
                 self.table.refresh(&ids);
                 Then::Reply(Reply::Done)
             }
-            Request::Pin { ids } => {
-                let r = ids.iter().try_for_each(|id| self.table.pin(cid, *id));
-                Then::Reply(done(r))
-            }
+            Request::Pin { ids } => match self.table.hold_short_of_room(cid, &ids) {
+                Some(room) => self.step_then(
+                    key,
+                    Eviction::to_fit(room).keeping(&ids),
+                    AfterEviction::Pin { ids },
+                ),
+                None => Then::Reply(self.pin(cid, &ids, true)),
+            },
             Request::Unpin { ids } => {
                 let r = ids.iter().try_for_each(|id| self.table.unpin(cid, *id));
                 Then::Reply(done(r))
             }
+        }
+    }
+
+    /// A `Get`'s answer now, or, when the metadata capacity is short of
+    /// room for its holds ([`ObjectTable::hold_short_of_room`]), after an
+    /// eviction in steps.
+    fn get_or_step(&mut self, cid: ClientId, key: PeerKey, ids: Vec<ObjectId>) -> Then {
+        match self.table.hold_short_of_room(cid, &ids) {
+            Some(room) => self.step_then(
+                key,
+                Eviction::to_fit(room).keeping(&ids),
+                AfterEviction::Get { ids },
+            ),
+            None => Then::Reply(self.answer_get(cid, key, &ids, true)),
+        }
+    }
+
+    /// A `Pin`'s answer: each of `ids` pinned, up to the first error;
+    /// without evicting unless `evict` ([`ObjectTable::without_eviction`]).
+    fn pin(&mut self, cid: ClientId, ids: &[ObjectId], evict: bool) -> Reply {
+        let run = |t: &mut ObjectTable| ids.iter().try_for_each(|id| t.pin(cid, *id));
+        let r = if evict {
+            run(&mut self.table)
+        } else {
+            self.table.without_eviction(run)
+        };
+        match r {
+            Ok(()) => Reply::Done,
+            Err(e) => Reply::Error(WireError::from_error(&e)),
         }
     }
 
@@ -1307,7 +1344,7 @@ impl Service {
     }
 
     /// Takes a reference on every requested object that is sealed now.
-    fn answer_get(&mut self, cid: ClientId, key: PeerKey, ids: &[ObjectId]) -> Reply {
+    fn answer_get(&mut self, cid: ClientId, key: PeerKey, ids: &[ObjectId], evict: bool) -> Reply {
         let max = self.mux.get_mut(key).map_or(usize::MAX, |c| {
             crate::transport::Connection::max_send_len(c)
         });
@@ -1326,7 +1363,12 @@ impl Service {
             // No room in the metadata capacity for this client's hold
             // (`HOLDER_OVERHEAD`): the answer ends before it (the client
             // asks again for the rest), or is the error if it is first.
-            let o = match self.table.get(cid, *id) {
+            let got = if evict {
+                self.table.get(cid, *id)
+            } else {
+                self.table.without_eviction(|t| t.get(cid, *id))
+            };
+            let o = match got {
                 Ok(o) => o.map(|v| WireObject::from(&v)),
                 Err(e) if objs.is_empty() => return Reply::Error(WireError::from_error(&e)),
                 Err(_) => break,
@@ -1394,8 +1436,9 @@ impl Service {
                 let Some(cid) = self.clients.get(&p.key).map(|c| c.id) else {
                     continue;
                 };
-                let reply = self.answer_get(cid, p.key, &p.ids);
-                self.send(p.key, &reply);
+                if let Then::Reply(reply) = self.get_or_step(cid, p.key, p.ids) {
+                    self.send(p.key, &reply);
+                }
             } else {
                 i += 1;
             }
@@ -1438,11 +1481,12 @@ impl Service {
     }
 
     /// The answer to a request whose eviction is done: an `Evict`'s
-    /// `Freed`, or the `Create` or `Put` it made room for, done without
-    /// evicting more (its steps did what a create's passes would) — unless
-    /// the room was contended ([`Eviction::contended`]): then the create
-    /// evicts at once, as before the steps, rather than fail `StoreFull`
-    /// with everything evictable. `None` when the client is gone.
+    /// `Freed`, or the `Create`, `Put`, `Get` or `Pin` it made room for,
+    /// done without evicting more (its steps did what a create's or a
+    /// hold's passes would) — unless the room was contended
+    /// ([`Eviction::contended`]): then it evicts at once, as before the
+    /// steps, rather than fail `StoreFull` / `MetadataFull` with
+    /// everything evictable. `None` when the client is gone.
     fn answer_after(&mut self, key: PeerKey, e: &Eviction, then: AfterEviction) -> Option<Reply> {
         let cid = self.clients.get(&key)?.id;
         Some(match then {
@@ -1459,6 +1503,8 @@ impl Service {
                     Err(e) => Reply::Error(WireError::from_error(&e)),
                 }
             }
+            AfterEviction::Get { ids } => self.answer_get(cid, key, &ids, e.contended()),
+            AfterEviction::Pin { ids } => self.pin(cid, &ids, e.contended()),
         })
     }
 
@@ -1481,7 +1527,9 @@ impl Service {
                 AfterEviction::Create { id, .. } | AfterEviction::Put { id, .. } => {
                     self.table.state(id).is_some()
                 }
-                AfterEviction::Freed => false,
+                AfterEviction::Freed | AfterEviction::Get { .. } | AfterEviction::Pin { .. } => {
+                    false
+                }
             };
             if taken || self.table.room_made(&self.evicting[i].eviction) {
                 if let Some(s) = self.evicting.remove(i) {

@@ -150,6 +150,9 @@ pub struct Eviction {
     contended: bool,
     /// The current walk; `None` before one begins.
     walk: Option<Walk>,
+    /// Objects it must not evict (sorted, no repeats): those the request
+    /// it makes room for would hold ([`Eviction::keeping`]).
+    keep: Vec<ObjectId>,
 }
 
 /// What an [`Eviction`] is for.
@@ -172,6 +175,7 @@ impl Eviction {
             more_walks: 0,
             contended: false,
             walk: None,
+            keep: Vec::new(),
         }
     }
 
@@ -186,6 +190,19 @@ impl Eviction {
             target: Target::Room(room),
             ..Self::new(0)
         }
+    }
+
+    /// The same eviction, never evicting an object of `ids`: for a `Get`
+    /// or `Pin` short of room for its holds
+    /// ([`ObjectTable::hold_short_of_room`]), whose own objects (unheld,
+    /// in the LRU) must not be what its steps evict. A walk that meets
+    /// one moves it to the most-recently-used end, where the hold would
+    /// have put it on release.
+    pub fn keeping(mut self, ids: &[ObjectId]) -> Self {
+        self.keep = ids.to_vec();
+        self.keep.sort_unstable();
+        self.keep.dedup();
+        self
     }
 
     /// Bytes freed so far.
@@ -1587,6 +1604,7 @@ impl ObjectTable {
         goal: EvictGoal,
         measure: Measure,
         second_chance: bool,
+        keep: &[ObjectId],
         budget: &mut usize,
     ) -> EvictPass {
         let EvictGoal { need, want, end } = goal;
@@ -1612,6 +1630,13 @@ impl ObjectTable {
                     break;
                 };
                 after = Some(key);
+                if keep.binary_search(&id).is_ok() {
+                    // What the request this walk is for would hold: to
+                    // the MRU end, out of this walk (counted in the step).
+                    self.lru_push(id);
+                    *budget = budget.saturating_sub(1);
+                    continue;
+                }
                 let Some(e) = self.objects.get(&id) else {
                     continue;
                 };
@@ -2106,7 +2131,7 @@ impl ObjectTable {
             want,
             end: walk.end,
         };
-        let pass = self.evict_lru(goal, measure, e.pass < SECOND_CHANCES, &mut budget);
+        let pass = self.evict_lru(goal, measure, e.pass < SECOND_CHANCES, &e.keep, &mut budget);
         e.freed += pass.freed;
         walk.freed += pass.freed;
         walk.moved |= pass.moved;
@@ -2209,13 +2234,45 @@ impl ObjectTable {
         Some(room)
     }
 
-    /// Runs `f` with creates that evict nothing: one short of room goes to
-    /// the fallback, or fails (`StoreFull`, `MetadataFull`) at once. For a
-    /// create after its eviction in steps ([`Eviction::to_fit`]): those
-    /// steps did what a create's passes would, and doing them again at
-    /// once, when they could not make room, walked the whole LRU three
-    /// times in one step (12 ms over 16,384 objects held through the
-    /// index, for every put that failed).
+    /// The room `client`'s holds on `ids` (a `Get`'s references or a
+    /// `Pin`'s pins) would have to evict for — the [`HOLDER_OVERHEAD`] of
+    /// each object it does not hold yet does not fit the metadata
+    /// capacity — or `None` when they fit. The service then evicts in
+    /// steps ([`Eviction::to_fit`], [`Eviction::keeping`] `ids`) and holds
+    /// without evicting ([`ObjectTable::without_eviction`]), as for a
+    /// create short of room: before, each first hold in a full metadata
+    /// capacity walked the whole LRU at once (three times, when what it
+    /// met was held through the shared index) and let go of every gone
+    /// client's hold waiting, for every object a request named.
+    pub fn hold_short_of_room(&self, client: ClientId, ids: &[ObjectId]) -> Option<Room> {
+        let most = HOLDER_OVERHEAD.saturating_mul(ids.len() as u64);
+        if self.heap_fits(most) {
+            return None;
+        }
+        let mut first: Vec<&ObjectId> = ids
+            .iter()
+            .filter(|id| {
+                self.objects.get(id).is_some_and(|e| {
+                    e.state != ObjectState::DeletePending && !e.holders.contains_key(&client)
+                })
+            })
+            .collect();
+        first.sort_unstable();
+        first.dedup();
+        let room = Room {
+            arena: 0,
+            heap: HOLDER_OVERHEAD * first.len() as u64,
+        };
+        (!self.heap_fits(room.heap)).then_some(room)
+    }
+
+    /// Runs `f` with creates and holds that evict nothing: one short of
+    /// room goes to the fallback, or fails (`StoreFull`, `MetadataFull`)
+    /// at once. For a create (or hold) after its eviction in steps
+    /// ([`Eviction::to_fit`]): those steps did what a create's passes
+    /// would, and doing them again at once, when they could not make
+    /// room, walked the whole LRU three times in one step (12 ms over
+    /// 16,384 objects held through the index, for every put that failed).
     pub fn without_eviction<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
         let was = std::mem::replace(&mut self.no_eviction, true);
         let r = f(self);
@@ -2252,7 +2309,7 @@ impl ObjectTable {
         match self.lru.last_key_value() {
             Some((&end, _)) => {
                 let goal = EvictGoal { need, want, end };
-                self.evict_lru(goal, measure, second_chance, budget)
+                self.evict_lru(goal, measure, second_chance, &[], budget)
             }
             None => EvictPass {
                 freed: 0,
@@ -3252,6 +3309,22 @@ pub(super) mod tests {
         t
     }
 
+    /// Runs `e` a step at a time to its end, each step evicting at most
+    /// `OBJECTS_PER_STEP` objects; returns the number of steps.
+    fn step_to_end(t: &mut ObjectTable, e: &mut Eviction) -> usize {
+        let mut steps = 0;
+        loop {
+            let before = t.stats().objects;
+            let done = t.evict_step(e, OBJECTS_PER_STEP);
+            assert!(before - t.stats().objects <= OBJECTS_PER_STEP);
+            steps += 1;
+            if done {
+                return steps;
+            }
+            assert!(steps < 10_000, "no end");
+        }
+    }
+
     /// Creates, seals and lets go of objects `range` of 64 bytes each in
     /// `t`, by client 1 (a create evicts as it must).
     fn put_tiny_objects(t: &mut ObjectTable, range: std::ops::Range<u32>) {
@@ -3394,17 +3467,7 @@ pub(super) mod tests {
         assert_eq!(taken, None, "id taken");
         // Larger than the arena: for the fallback, with room in the heap.
         assert_eq!(t.create_short_of_room(&big, 2 * size + 64, 0, None), None);
-        let mut e = Eviction::to_fit(room);
-        let mut steps = 0;
-        loop {
-            let before = t.stats().objects;
-            let done = t.evict_step(&mut e, OBJECTS_PER_STEP);
-            assert!(before - t.stats().objects <= OBJECTS_PER_STEP);
-            steps += 1;
-            if done {
-                break;
-            }
-        }
+        let steps = step_to_end(&mut t, &mut Eviction::to_fit(room));
         assert!(steps > 1, "{steps} steps");
         // Not everything: the room, rounded to the allocator's size class,
         // and a step's worth more at most.
@@ -3414,6 +3477,44 @@ pub(super) mod tests {
         let before = t.stats().objects;
         t.create(3, big, size, vec![]).unwrap();
         assert_eq!(t.stats().objects, before + 1, "the create evicted");
+        recount(&t);
+    }
+
+    /// Input (found by reading, after the attack on `e0217b7`): a `Pin`
+    /// or service-side `Get` in a full metadata capacity walked the whole
+    /// LRU at once for each object it named (three times when what it met
+    /// was held through the index). Right behaviour: the room for its
+    /// holds comes in steps of at most `OBJECTS_PER_STEP` objects, never
+    /// at the cost of the objects it holds (unheld, the oldest here), and
+    /// then the holds take it without evicting.
+    #[test]
+    fn a_hold_short_of_metadata_room_gets_it_in_steps_and_keeps_its_own_objects() {
+        let n = 4 * OBJECTS_PER_STEP as u32;
+        // Room for the objects and one hold more.
+        let mut t = ObjectTable::new(2 * u64::from(n) * OBJECT_ALIGN)
+            .unwrap()
+            .with_metadata_capacity(u64::from(n) * heap_charge(0) + HOLDER_OVERHEAD)
+            .unwrap();
+        put_tiny_objects(&mut t, 0..n);
+        assert_eq!(t.stats().objects, n as usize, "every object fits");
+        assert_eq!(t.hold_short_of_room(2, &[oid(2)]), None, "one hold fits");
+        t.pin(2, oid(2)).unwrap();
+        // Two first holds (a repeat, and one it holds already, cost none).
+        let ids = [oid(0), oid(1), oid(0), oid(2)];
+        let room = Room {
+            arena: 0,
+            heap: 2 * HOLDER_OVERHEAD,
+        };
+        assert_eq!(t.hold_short_of_room(2, &ids), Some(room));
+        step_to_end(&mut t, &mut Eviction::to_fit(room).keeping(&ids));
+        assert!([oid(0), oid(1), oid(2)].iter().all(|id| t.contains(id)));
+        // What is missing, or plasma's fifth of the capacity: not all.
+        assert!(t.stats().objects >= n as usize / 2, "{:?}", t.stats());
+        assert_eq!(t.hold_short_of_room(2, &ids), None, "it fits");
+        let before = t.stats().objects;
+        t.without_eviction(|t| ids.iter().try_for_each(|id| t.pin(2, *id)))
+            .unwrap();
+        assert_eq!(t.stats().objects, before, "the pins evicted");
         recount(&t);
     }
 
