@@ -1449,6 +1449,9 @@ impl Service {
     /// round took none yet and none waits (then, if that was all, the
     /// answer now), else in its turn ([`Service::work_in_steps`]).
     fn step_then(&mut self, key: PeerKey, eviction: Eviction, then: AfterEviction) -> Then {
+        // What it would hold, kept from every eviction until its answer
+        // or its client's end (`finish`, `drop_client`).
+        self.table.keep(eviction.kept());
         self.evicting.push_back(Stepping {
             key,
             eviction,
@@ -1475,7 +1478,9 @@ impl Service {
 
     /// Sends the answer of `s`, whose eviction is done ([`Service::answer_after`]).
     fn finish(&mut self, s: Stepping) {
-        if let Some(reply) = self.answer_after(s.key, &s.eviction, s.then) {
+        let reply = self.answer_after(s.key, &s.eviction, s.then);
+        self.table.unkeep(s.eviction.kept());
+        if let Some(reply) = reply {
             self.send(s.key, &reply);
         }
     }
@@ -1483,10 +1488,10 @@ impl Service {
     /// The answer to a request whose eviction is done: an `Evict`'s
     /// `Freed`, or the `Create`, `Put`, `Get` or `Pin` it made room for,
     /// done without evicting more (its steps did what a create's or a
-    /// hold's passes would) — unless the room was contended
-    /// ([`Eviction::contended`]): then it evicts at once, as before the
-    /// steps, rather than fail `StoreFull` / `MetadataFull` with
-    /// everything evictable. `None` when the client is gone.
+    /// hold's passes would) — unless a create's room was contended
+    /// ([`Eviction::contended`]): then the create evicts at once, as
+    /// before the steps, rather than fail `StoreFull` with everything
+    /// evictable. `None` when the client is gone.
     fn answer_after(&mut self, key: PeerKey, e: &Eviction, then: AfterEviction) -> Option<Reply> {
         let cid = self.clients.get(&key)?.id;
         Some(match then {
@@ -1503,8 +1508,15 @@ impl Service {
                     Err(e) => Reply::Error(WireError::from_error(&e)),
                 }
             }
-            AfterEviction::Get { ids } => self.answer_get(cid, key, &ids, e.contended()),
-            AfterEviction::Pin { ids } => self.pin(cid, &ids, e.contended()),
+            // Never at once, contended or not: its room is a count, taken
+            // by whoever asks first; evicting at once walked the whole LRU
+            // three times in one step when what it met was held through
+            // the index (other clients' releases made the room look
+            // contended: the attack on `f96e744`, another client's worst
+            // op 30-34 ms). As much of the answer as fits, or
+            // `MetadataFull`.
+            AfterEviction::Get { ids } => self.answer_get(cid, key, &ids, false),
+            AfterEviction::Pin { ids } => self.pin(cid, &ids, false),
         })
     }
 
@@ -1880,7 +1892,14 @@ impl Service {
             let _ = conn.close();
         }
         self.parked.retain(|p| p.key != key);
-        self.evicting.retain(|s| s.key != key);
+        let table = &mut self.table;
+        self.evicting.retain(|s| {
+            let stays = s.key != key;
+            if !stays {
+                table.unkeep(s.eviction.kept());
+            }
+            stays
+        });
         if let Some(c) = self.clients.remove(&key) {
             // Relaxed: see the admission.
             self.served.store(self.clients.len(), Ordering::Relaxed);

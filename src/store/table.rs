@@ -150,8 +150,9 @@ pub struct Eviction {
     contended: bool,
     /// The current walk; `None` before one begins.
     walk: Option<Walk>,
-    /// Objects it must not evict (sorted, no repeats): those the request
-    /// it makes room for would hold ([`Eviction::keeping`]).
+    /// The objects the request it makes room for would hold (sorted, no
+    /// repeats; [`Eviction::keeping`]), kept from every eviction while it
+    /// waits ([`ObjectTable::keep`]).
     keep: Vec<ObjectId>,
 }
 
@@ -192,17 +193,23 @@ impl Eviction {
         }
     }
 
-    /// The same eviction, never evicting an object of `ids`: for a `Get`
+    /// The same eviction, for a request that would hold `ids`: a `Get`
     /// or `Pin` short of room for its holds
     /// ([`ObjectTable::hold_short_of_room`]), whose own objects (unheld,
-    /// in the LRU) must not be what its steps evict. A walk that meets
-    /// one moves it to the most-recently-used end, where the hold would
-    /// have put it on release.
+    /// in the LRU) must not be evicted while it waits — by its steps nor
+    /// by anyone's. The service keeps them ([`ObjectTable::keep`]) from
+    /// the request's first step to its answer or its client's end.
     pub fn keeping(mut self, ids: &[ObjectId]) -> Self {
         self.keep = ids.to_vec();
         self.keep.sort_unstable();
         self.keep.dedup();
         self
+    }
+
+    /// The objects it is for ([`Eviction::keeping`]; none for an `Evict`
+    /// or a create), sorted, without repeats.
+    pub fn kept(&self) -> &[ObjectId] {
+        &self.keep
     }
 
     /// Bytes freed so far.
@@ -637,6 +644,9 @@ pub struct ObjectTable {
     leaving: VecDeque<(ClientId, ObjectId)>,
     /// Creates evict nothing ([`ObjectTable::without_eviction`]).
     no_eviction: bool,
+    /// Objects no eviction may take, with how many waiting requests keep
+    /// each ([`ObjectTable::keep`]).
+    kept: HashMap<ObjectId, u32>,
     /// Objects that came into the LRU (sealed unheld, or let go of), ever:
     /// a walk that makes room knows from it whether objects came in since
     /// it began ([`ObjectTable::evict_step`]).
@@ -793,6 +803,7 @@ impl ObjectTable {
             by_client: HashMap::new(),
             leaving: VecDeque::new(),
             no_eviction: false,
+            kept: HashMap::new(),
             lru_arrivals: 0,
             pulling: 0,
             pull_capacity: default_pull_capacity(capacity),
@@ -1604,7 +1615,6 @@ impl ObjectTable {
         goal: EvictGoal,
         measure: Measure,
         second_chance: bool,
-        keep: &[ObjectId],
         budget: &mut usize,
     ) -> EvictPass {
         let EvictGoal { need, want, end } = goal;
@@ -1630,9 +1640,9 @@ impl ObjectTable {
                     break;
                 };
                 after = Some(key);
-                if keep.binary_search(&id).is_ok() {
-                    // What the request this walk is for would hold: to
-                    // the MRU end, out of this walk (counted in the step).
+                if !self.kept.is_empty() && self.kept.contains_key(&id) {
+                    // What a waiting request would hold: to the MRU end,
+                    // out of this walk (counted in the step).
                     self.lru_push(id);
                     *budget = budget.saturating_sub(1);
                     continue;
@@ -2131,7 +2141,7 @@ impl ObjectTable {
             want,
             end: walk.end,
         };
-        let pass = self.evict_lru(goal, measure, e.pass < SECOND_CHANCES, &e.keep, &mut budget);
+        let pass = self.evict_lru(goal, measure, e.pass < SECOND_CHANCES, &mut budget);
         e.freed += pass.freed;
         walk.freed += pass.freed;
         walk.moved |= pass.moved;
@@ -2266,6 +2276,31 @@ impl ObjectTable {
         (!self.heap_fits(room.heap)).then_some(room)
     }
 
+    /// Keeps `ids` from every eviction (a walk moves them to the
+    /// most-recently-used end instead) until as many
+    /// [`ObjectTable::unkeep`]s: the objects a `Get` or `Pin` in steps
+    /// would hold ([`Eviction::kept`]). Before, another client's `Evict`
+    /// arriving while a pin of 1,024 objects stepped took half of them,
+    /// and the pin failed `ObjectNotFound` (the attack on `f96e744`).
+    /// A delete still deletes a kept object.
+    pub fn keep(&mut self, ids: &[ObjectId]) {
+        for id in ids {
+            *self.kept.entry(*id).or_default() += 1;
+        }
+    }
+
+    /// Undoes one [`ObjectTable::keep`] of `ids`.
+    pub fn unkeep(&mut self, ids: &[ObjectId]) {
+        for id in ids {
+            if let Some(n) = self.kept.get_mut(id) {
+                *n -= 1;
+                if *n == 0 {
+                    self.kept.remove(id);
+                }
+            }
+        }
+    }
+
     /// Runs `f` with creates and holds that evict nothing: one short of
     /// room goes to the fallback, or fails (`StoreFull`, `MetadataFull`)
     /// at once. For a create (or hold) after its eviction in steps
@@ -2309,7 +2344,7 @@ impl ObjectTable {
         match self.lru.last_key_value() {
             Some((&end, _)) => {
                 let goal = EvictGoal { need, want, end };
-                self.evict_lru(goal, measure, second_chance, &[], budget)
+                self.evict_lru(goal, measure, second_chance, budget)
             }
             None => EvictPass {
                 freed: 0,
@@ -3506,7 +3541,10 @@ pub(super) mod tests {
             heap: 2 * HOLDER_OVERHEAD,
         };
         assert_eq!(t.hold_short_of_room(2, &ids), Some(room));
-        step_to_end(&mut t, &mut Eviction::to_fit(room).keeping(&ids));
+        let mut e = Eviction::to_fit(room).keeping(&ids);
+        assert_eq!(e.kept(), &[oid(0), oid(1), oid(2)][..]);
+        t.keep(e.kept());
+        step_to_end(&mut t, &mut e);
         assert!([oid(0), oid(1), oid(2)].iter().all(|id| t.contains(id)));
         // What is missing, or plasma's fifth of the capacity: not all.
         assert!(t.stats().objects >= n as usize / 2, "{:?}", t.stats());
@@ -3515,6 +3553,20 @@ pub(super) mod tests {
         t.without_eviction(|t| ids.iter().try_for_each(|id| t.pin(2, *id)))
             .unwrap();
         assert_eq!(t.stats().objects, before, "the pins evicted");
+        // Kept from anyone's eviction while the request waits (the attack
+        // on `f96e744`: another client's `Evict` took half of a pin's
+        // objects), and only then.
+        let (a, b) = (oid(n - 2), oid(n - 1));
+        t.keep(&[a, b]);
+        t.keep(&[b]);
+        t.evict(u64::MAX);
+        assert!(t.contains(&a) && t.contains(&b));
+        t.unkeep(&[a, b]);
+        t.evict(u64::MAX);
+        assert!(!t.contains(&a) && t.contains(&b));
+        t.unkeep(&[b]);
+        t.evict(u64::MAX);
+        assert!(!t.contains(&b));
         recount(&t);
     }
 
