@@ -1541,6 +1541,64 @@ fn pins_failing_against_a_full_metadata_capacity_delay_nobody() {
     );
 }
 
+/// Input (the attack on `f96e744`, medium): a `Pin` of the 1,024 least
+/// recently used objects in a full metadata capacity, and another
+/// client's `Evict` of everything sent right after it while the pin's
+/// room is evicted in steps: the `Evict`'s steps took half the pin's
+/// objects (the pin's own steps spared them, nobody else's did), and the
+/// pin failed `ObjectNotFound` at the 513th, 3 runs of 3. Right
+/// behaviour: the objects a waiting `Pin` or `Get` names are kept from
+/// every eviction until it is answered; the pin succeeds and every named
+/// object outlives the `Evict`.
+#[test]
+fn a_pin_in_steps_keeps_its_objects_from_another_clients_evict() {
+    const TEST: &str = "a_pin_in_steps_keeps_its_objects_from_another_clients_evict";
+    // A fifth of the metadata capacity (what the pin's steps evict, as a
+    // create's would) is ≈ 6,500 objects: ≈ 26 steps, while the `Evict`
+    // sent 200-400 µs after the pin comes in.
+    const OBJECTS: u32 = 32_768;
+    if child_role().is_some() {
+        let mut config = shmwire::store::StoreConfig::new(16 << 20);
+        // The objects, and one hold more (what a put takes while it
+        // writes).
+        config.metadata_capacity = Some(
+            u64::from(OBJECTS) * shmwire::store::heap_charge(0) + shmwire::store::HOLDER_OVERHEAD,
+        );
+        serve_store(config);
+        return;
+    }
+    let env = Env::new("keep");
+    let mut service = spawn_store(TEST, &env, "keep");
+    let (a, b) = (connect(&env.session), connect(&env.session));
+    let named: Vec<_> = (0..1024).map(|i| shared_oid(90, i)).collect();
+    for round in 0..2u8 {
+        for i in 0..OBJECTS {
+            a.put(shared_oid(90, i), b"tiny", b"").unwrap();
+        }
+        let go = std::sync::Barrier::new(2);
+        let (pinned, freed) = std::thread::scope(|s| {
+            let pin = s.spawn(|| {
+                go.wait();
+                a.pin(&named)
+            });
+            let evict = s.spawn(|| {
+                go.wait();
+                std::thread::sleep(Duration::from_micros(200 * (1 + u64::from(round))));
+                b.evict(u64::MAX)
+            });
+            (pin.join().unwrap(), evict.join().unwrap())
+        });
+        let alive = named.iter().filter(|id| a.contains(**id).unwrap()).count();
+        eprintln!("round {round}: pin {pinned:?}, evict {freed:?}, {alive} named alive");
+        pinned.unwrap();
+        assert!(freed.unwrap() > 0);
+        assert_eq!(alive, named.len());
+        a.unpin(&named).unwrap();
+        b.evict(u64::MAX).unwrap();
+    }
+    kill9(&mut service);
+}
+
 /// The body of the two tests above: a process holds, through the index,
 /// objects filling the arena (`what` = "puts") or the metadata capacity
 /// ("pins"); four threads of another put tiny objects or pin those, each
