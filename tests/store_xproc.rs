@@ -1554,8 +1554,8 @@ fn pins_failing_against_a_full_metadata_capacity_delay_nobody() {
 fn a_pin_in_steps_keeps_its_objects_from_another_clients_evict() {
     const TEST: &str = "a_pin_in_steps_keeps_its_objects_from_another_clients_evict";
     // A fifth of the metadata capacity (what the pin's steps evict, as a
-    // create's would) is ≈ 6,500 objects: ≈ 26 steps, while the `Evict`
-    // sent 200-400 µs after the pin comes in.
+    // create's would) is ≈ 6,500 objects: ≈ 30 steps, during which the
+    // `Evict` comes in.
     const OBJECTS: u32 = 32_768;
     if child_role().is_some() {
         let mut config = shmwire::store::StoreConfig::new(16 << 20);
@@ -1583,7 +1583,16 @@ fn a_pin_in_steps_keeps_its_objects_from_another_clients_evict() {
             });
             let evict = s.spawn(|| {
                 go.wait();
-                std::thread::sleep(Duration::from_micros(200 * (1 + u64::from(round))));
+                // Once the pin's steps evict (the oldest object it does
+                // not name is gone; read through the index): the `Evict`
+                // comes while the pin waits, not before it (sent after a
+                // fixed 200 µs, under the whole suite's load both waited
+                // in the service together and the `Evict` went first, 1
+                // run in 5: the attack on `04cce60`).
+                let until = Instant::now() + Duration::from_secs(5);
+                while b.contains(shared_oid(90, 1024)).unwrap() && Instant::now() < until {
+                    std::hint::spin_loop();
+                }
                 b.evict(u64::MAX)
             });
             (pin.join().unwrap(), evict.join().unwrap())

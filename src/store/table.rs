@@ -2170,6 +2170,15 @@ impl ObjectTable {
                 e.contended = true;
                 return true;
             }
+            // An `Evict`: objects that came into the LRU during the walk
+            // (a gone client's holds let go of by the service's round, a
+            // release) are past its end: one more walk for them, at most
+            // `MORE_WALKS` (the attack on `04cce60`: `Freed` with 256-512
+            // evictable objects left).
+            if matches!(e.target, Target::Bytes(_)) && came && e.more_walks < MORE_WALKS {
+                e.more_walks += 1;
+                return false;
+            }
             if !walk.moved || e.pass >= SECOND_CHANCES {
                 return true;
             }
@@ -3512,6 +3521,29 @@ pub(super) mod tests {
         let before = t.stats().objects;
         t.create(3, big, size, vec![]).unwrap();
         assert_eq!(t.stats().objects, before + 1, "the create evicted");
+        recount(&t);
+    }
+
+    /// Input (the attack on `04cce60`, low): a client that pinned 1,024
+    /// objects closed, and another's `Evict(u64::MAX)` right after was
+    /// answered with 256-512 of them evictable: the service's round let
+    /// go of them after the walk had fixed its end. Right behaviour: an
+    /// `Evict` walks again for objects that came in during its walk.
+    #[test]
+    fn an_evict_walks_again_for_objects_that_came_in_during_its_walk() {
+        let n = 2 * OBJECTS_PER_STEP as u32;
+        let mut t = tiny_objects(n);
+        for i in 0..n {
+            t.get(7, oid(i)).unwrap().unwrap();
+        }
+        put_tiny_objects(&mut t, n..n + 10);
+        t.disconnect(7);
+        let mut e = Eviction::new(u64::MAX);
+        assert!(!t.evict_step(&mut e, OBJECTS_PER_STEP));
+        // The service's round lets go of the rest meanwhile.
+        assert_eq!(t.let_go_step(OBJECTS_PER_STEP), OBJECTS_PER_STEP);
+        step_to_end(&mut t, &mut e);
+        assert_eq!(t.stats().objects, 0, "{:?}", t.stats());
         recount(&t);
     }
 
