@@ -1249,22 +1249,17 @@ impl Service {
     }
 
     /// A `Pin`'s answer: each of `ids` pinned, up to the first error;
-    /// without evicting unless `evict` ([`ObjectTable::without_eviction`]).
+    /// without evicting unless `evict` ([`ObjectTable::evicting_if`]).
     fn pin(&mut self, cid: ClientId, ids: &[ObjectId], evict: bool) -> Reply {
         let run = |t: &mut ObjectTable| ids.iter().try_for_each(|id| t.pin(cid, *id));
-        let r = if evict {
-            run(&mut self.table)
-        } else {
-            self.table.without_eviction(run)
-        };
-        match r {
+        match self.table.evicting_if(evict, run) {
             Ok(()) => Reply::Done,
             Err(e) => Reply::Error(WireError::from_error(&e)),
         }
     }
 
     /// A `Create`'s answer (see [`Request::Create`]); without evicting
-    /// unless `evict` ([`ObjectTable::without_eviction`]).
+    /// unless `evict` ([`ObjectTable::evicting_if`]).
     fn create(
         &mut self,
         cid: ClientId,
@@ -1286,12 +1281,7 @@ impl Service {
                 t.create(cid, id, data_size, metadata)
             }
         };
-        let created = if evict {
-            run(&mut self.table)
-        } else {
-            self.table.without_eviction(run)
-        };
-        match created {
+        match self.table.evicting_if(evict, run) {
             Ok(v) => Reply::Object(WireObject::from(&v)),
             Err(e) => Reply::Error(WireError::from_error(&e)),
         }
@@ -1299,7 +1289,7 @@ impl Service {
 
     /// Creates `id`, copies `data` into it, seals it and lets go of the
     /// creator's reference (the `Put` request); the create without
-    /// evicting unless `evict` ([`ObjectTable::without_eviction`]).
+    /// evicting unless `evict` ([`ObjectTable::evicting_if`]).
     fn put(
         &mut self,
         cid: ClientId,
@@ -1309,12 +1299,9 @@ impl Service {
         evict: bool,
     ) -> Result<(), StoreError> {
         let size = data.len() as u64;
-        let view = if evict {
-            self.table.create(cid, id, size, metadata)?
-        } else {
-            self.table
-                .without_eviction(|t| t.create(cid, id, size, metadata))?
-        };
+        let view = self
+            .table
+            .evicting_if(evict, |t| t.create(cid, id, size, metadata))?;
         let span = match &view.location {
             Location::Arena { offset } => Span::in_arena(&self.arena, *offset, view.data_size),
             Location::Fallback { file } => match self.fallback_files.as_ref().and_then(|f| {
@@ -1363,12 +1350,7 @@ impl Service {
             // No room in the metadata capacity for this client's hold
             // (`HOLDER_OVERHEAD`): the answer ends before it (the client
             // asks again for the rest), or is the error if it is first.
-            let got = if evict {
-                self.table.get(cid, *id)
-            } else {
-                self.table.without_eviction(|t| t.get(cid, *id))
-            };
-            let o = match got {
+            let o = match self.table.evicting_if(evict, |t| t.get(cid, *id)) {
                 Ok(o) => o.map(|v| WireObject::from(&v)),
                 Err(e) if objs.is_empty() => return Reply::Error(WireError::from_error(&e)),
                 Err(_) => break,

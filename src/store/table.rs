@@ -2318,7 +2318,15 @@ impl ObjectTable {
     /// room, walked the whole LRU three times in one step (12 ms over
     /// 16,384 objects held through the index, for every put that failed).
     pub fn without_eviction<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
-        let was = std::mem::replace(&mut self.no_eviction, true);
+        self.evicting_if(false, f)
+    }
+
+    /// Runs `f` as it is when `evict`, else
+    /// [`ObjectTable::without_eviction`]: for a request answered after
+    /// its steps, which evicts again only when its room was contended.
+    pub fn evicting_if<R>(&mut self, evict: bool, f: impl FnOnce(&mut Self) -> R) -> R {
+        let was = self.no_eviction;
+        self.no_eviction |= !evict;
         let r = f(self);
         self.no_eviction = was;
         r
