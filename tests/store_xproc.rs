@@ -1552,13 +1552,42 @@ fn pins_failing_against_a_full_metadata_capacity_delay_nobody() {
 /// object outlives the `Evict`.
 #[test]
 fn a_pin_in_steps_keeps_its_objects_from_another_clients_evict() {
-    const TEST: &str = "a_pin_in_steps_keeps_its_objects_from_another_clients_evict";
-    // A fifth of the metadata capacity (what the pin's steps evict, as a
+    kept_in_steps_from_another_clients_evict(
+        "a_pin_in_steps_keeps_its_objects_from_another_clients_evict",
+        "pin",
+    );
+}
+
+/// Input (the same attack, a `Get` in place of the pin): a service-side
+/// `Get` of the 1,024 least recently used objects in a full metadata
+/// capacity (each first hold charges `HOLDER_OVERHEAD`), another client's
+/// `Evict` of everything sent while the get's room is evicted in steps.
+/// Right behaviour: as for the pin — the get answers every object, and
+/// every named object outlives the `Evict`. The service keeps no shared
+/// index here, so every `get` is answered by the service.
+#[test]
+fn a_get_in_steps_keeps_its_objects_from_another_clients_evict() {
+    kept_in_steps_from_another_clients_evict(
+        "a_get_in_steps_keeps_its_objects_from_another_clients_evict",
+        "get",
+    );
+}
+
+/// The body of the two tests above: `what` ("pin" or "get") names the
+/// 1,024 oldest of `OBJECTS` tiny objects filling the metadata capacity,
+/// and another client's `Evict` of everything comes while it is in steps.
+fn kept_in_steps_from_another_clients_evict(test: &str, what: &'static str) {
+    // A fifth of the metadata capacity (what the steps evict, as a
     // create's would) is ≈ 6,500 objects: ≈ 30 steps, during which the
     // `Evict` comes in.
     const OBJECTS: u32 = 32_768;
     if child_role().is_some() {
         let mut config = shmwire::store::StoreConfig::new(16 << 20);
+        if what == "get" {
+            // Every `get` asks the service (none is answered through the
+            // index), so its holds are the service's.
+            config = config.index_entries(0);
+        }
         // The objects, and one hold more (what a put takes while it
         // writes).
         config.metadata_capacity = Some(
@@ -1568,41 +1597,63 @@ fn a_pin_in_steps_keeps_its_objects_from_another_clients_evict() {
         return;
     }
     let env = Env::new("keep");
-    let mut service = spawn_store(TEST, &env, "keep");
+    let mut service = spawn_store(test, &env, "keep");
     let (a, b) = (connect(&env.session), connect(&env.session));
     let named: Vec<_> = (0..1024).map(|i| shared_oid(90, i)).collect();
     for round in 0..2u8 {
-        for i in 0..OBJECTS {
-            a.put(shared_oid(90, i), b"tiny", b"").unwrap();
-        }
+        // Pipelined: one put at a time, each a round trip that sleeps
+        // when the two tests share 2 cores, took 10-20 s.
+        put_tiny_objects(&env.session, 90, 0..OBJECTS);
         let go = std::sync::Barrier::new(2);
-        let (pinned, freed) = std::thread::scope(|s| {
-            let pin = s.spawn(|| {
+        let (held, freed) = std::thread::scope(|s| {
+            let hold = s.spawn(|| {
                 go.wait();
-                a.pin(&named)
+                match what {
+                    "pin" => a.pin(&named).map(|()| Vec::new()),
+                    _ => a.get(&named, Duration::ZERO),
+                }
             });
             let evict = s.spawn(|| {
                 go.wait();
-                // Once the pin's steps evict (the oldest object it does
-                // not name is gone; read through the index): the `Evict`
-                // comes while the pin waits, not before it (sent after a
-                // fixed 200 µs, under the whole suite's load both waited
-                // in the service together and the `Evict` went first, 1
-                // run in 5: the attack on `04cce60`).
+                // Once the steps evict (the oldest object not named is
+                // gone): the `Evict` comes while the request waits, not
+                // before it (sent after a fixed 200 µs, under the whole
+                // suite's load both waited in the service together and
+                // the `Evict` went first, 1 run in 5: the attack on
+                // `04cce60`).
                 let until = Instant::now() + Duration::from_secs(5);
+                // Polled with a pause: a spinning poller starved the
+                // service on 2 cores when the two tests ran together.
                 while b.contains(shared_oid(90, 1024)).unwrap() && Instant::now() < until {
-                    std::hint::spin_loop();
+                    std::thread::sleep(Duration::from_micros(50));
                 }
                 b.evict(u64::MAX)
             });
-            (pin.join().unwrap(), evict.join().unwrap())
+            (hold.join().unwrap(), evict.join().unwrap())
         });
         let alive = named.iter().filter(|id| a.contains(**id).unwrap()).count();
-        eprintln!("round {round}: pin {pinned:?}, evict {freed:?}, {alive} named alive");
-        pinned.unwrap();
+        let got = held
+            .as_ref()
+            .map(|g| g.iter().filter(|b| b.is_some()).count())
+            .map_err(|e| e.to_string());
+        eprintln!("round {round}: {what} {got:?}, evict {freed:?}, {alive} named alive");
+        let held = held.unwrap();
         assert!(freed.unwrap() > 0);
         assert_eq!(alive, named.len());
-        a.unpin(&named).unwrap();
+        if what == "pin" {
+            a.unpin(&named).unwrap();
+        } else {
+            assert_eq!(
+                got.unwrap(),
+                named.len(),
+                "the get did not answer every object"
+            );
+            for (b, id) in held.iter().zip(&named) {
+                let b = b.as_ref().unwrap();
+                assert_eq!((b.id(), &b[..]), (*id, &[7u8][..]));
+            }
+        }
+        drop(held);
         b.evict(u64::MAX).unwrap();
     }
     kill9(&mut service);
