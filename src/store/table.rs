@@ -101,6 +101,9 @@ struct Walk {
     freed: u64,
     /// [`ObjectTable::lru_arrivals`] when it began.
     arrivals: u64,
+    /// Arena footprints it skipped as held through the shared index, over
+    /// all its steps (bytes).
+    index_held: u64,
 }
 
 /// The room a create needs ([`ObjectTable::create_short_of_room`]).
@@ -133,6 +136,9 @@ struct EvictPass {
     moved: bool,
     /// Whether the walk met every object up to its goal's `end`.
     reached_end: bool,
+    /// Arena footprints of the objects it skipped as held through the
+    /// shared index (bytes).
+    index_held: u64,
 }
 
 /// An `Evict` in steps ([`ObjectTable::evict_step`]): where it stands
@@ -614,8 +620,9 @@ pub struct ObjectTable {
     fallback_objects: usize,
     /// Arena footprints of the objects in the LRU (kept up to date).
     lru_arena_bytes: u64,
-    /// Arena footprints of the objects the last eviction pass for arena
-    /// room skipped because they were held through the shared index.
+    /// Arena footprints of the objects the last whole eviction walk for
+    /// arena room (a create's pass, or the last of a create's walks in
+    /// steps) skipped because they were held through the shared index.
     index_held_arena_bytes: u64,
     /// When [`ObjectTable::reap_due`] last went through `pending`.
     reaped_at: Option<Instant>,
@@ -1487,7 +1494,13 @@ impl ObjectTable {
     /// Finds room for `need` arena bytes (evicting as plasma does) or a
     /// fallback file. Returns the slot and the arena bytes it takes.
     fn place(&mut self, id: ObjectId, need: u64) -> Result<(Slot, u64), StoreError> {
-        self.index_held_arena_bytes = 0;
+        // Counted again by this create's passes; a create without them
+        // (after its steps) reports what its steps' last walk counted
+        // (before, 0: its `StoreFull` counted every object held through
+        // the index as evictable).
+        if !self.no_eviction {
+            self.index_held_arena_bytes = 0;
+        }
         if need <= self.capacity {
             let units = u32::try_from(need / OBJECT_ALIGN).expect("need <= capacity");
             let mut passes = 0;
@@ -1515,6 +1528,7 @@ impl ObjectTable {
                     passes < SECOND_CHANCES,
                     &mut budget,
                 );
+                self.index_held_arena_bytes = pass.index_held;
                 passes += 1;
                 if pass.freed == 0 && (!pass.moved || passes > SECOND_CHANCES) {
                     if self.let_go_step(usize::MAX) > 0 {
@@ -1728,13 +1742,11 @@ impl ObjectTable {
         for id in victims {
             self.remove(id);
         }
-        if let Measure::Arena = measure {
-            self.index_held_arena_bytes = index_held;
-        }
         EvictPass {
             freed,
             moved,
             reached_end,
+            index_held,
         }
     }
 
@@ -2116,6 +2128,7 @@ impl ObjectTable {
             moved: false,
             freed: 0,
             arrivals: self.lru_arrivals,
+            index_held: 0,
         });
         let mut budget = budget.max(1);
         let (measure, want) = match e.target {
@@ -2145,12 +2158,18 @@ impl ObjectTable {
         e.freed += pass.freed;
         walk.freed += pass.freed;
         walk.moved |= pass.moved;
+        walk.index_held += pass.index_held;
         e.walk = Some(walk);
         if self.eviction_done(e) {
             return true;
         }
         if pass.reached_end {
             e.walk = None;
+            if let Measure::Arena = measure {
+                // A whole walk's count: what a `StoreFull` after the steps
+                // reports as held through the index.
+                self.index_held_arena_bytes = walk.index_held;
+            }
             // A gone client's holds, a step of them, then a walk again
             // (what they let go of is in the LRU now).
             if self.let_go_step(OBJECTS_PER_STEP) > 0 {
@@ -2367,6 +2386,7 @@ impl ObjectTable {
                 freed: 0,
                 moved: false,
                 reached_end: true,
+                index_held: 0,
             },
         }
     }
@@ -3529,6 +3549,54 @@ pub(super) mod tests {
         let before = t.stats().objects;
         t.create(3, big, size, vec![]).unwrap();
         assert_eq!(t.stats().objects, before + 1, "the create evicted");
+        recount(&t);
+    }
+
+    /// Input (left by the attack on `e0217b7`, low): a create short of
+    /// room in an arena full of objects held through the shared index
+    /// failed, after its steps, `StoreFull` saying none of the arena was
+    /// unevictable — the create after the steps counted every object held
+    /// through the index as evictable (its own count, reset, was never
+    /// made: it does not evict). Right behaviour: it reports what its
+    /// steps' last whole walk found held through the index.
+    #[test]
+    fn a_store_full_after_steps_counts_what_is_held_through_the_index() {
+        let index = CountingIndex::default();
+        let refs = Arc::clone(&index.refs);
+        let mut t = ObjectTable::new(4 * OBJECTS_PER_STEP as u64 * OBJECT_ALIGN)
+            .unwrap()
+            .with_metadata_capacity(1 << 30)
+            .unwrap()
+            .with_shared_index(Box::new(index));
+        // Filled without evicting (the allocator's size classes may leave
+        // some of the arena unused).
+        let mut n = 0;
+        while t
+            .without_eviction(|t| t.create(1, oid(n), OBJECT_ALIGN, vec![]))
+            .is_ok()
+        {
+            t.seal(1, oid(n)).unwrap();
+            t.release(1, oid(n)).unwrap();
+            n += 1;
+        }
+        assert!(n > 2 * OBJECTS_PER_STEP as u32, "{n} objects");
+        for i in 0..n {
+            let pos = t.objects[&oid(i)].index.unwrap();
+            refs.lock().unwrap().insert(pos, 1);
+        }
+        let id = oid(1 << 20);
+        let room = t.create_short_of_room(&id, OBJECT_ALIGN, 0, None).unwrap();
+        let steps = step_to_end(&mut t, &mut Eviction::to_fit(room));
+        assert!(steps > 1, "{steps} steps");
+        assert_eq!(t.stats().objects, n as usize, "nothing evicted");
+        match t.without_eviction(|t| t.create(2, id, OBJECT_ALIGN, vec![])) {
+            Err(StoreError::StoreFull {
+                unevictable,
+                capacity,
+                ..
+            }) => assert_eq!(unevictable, t.stats().used, "all is held ({capacity})"),
+            other => panic!("expected StoreFull, got {other:?}"),
+        }
         recount(&t);
     }
 
