@@ -1514,10 +1514,28 @@ impl Service {
         // Requests whose room came meanwhile (made by another's steps, or
         // freed by a delete): answered now, not after the others' steps.
         let mut i = 0;
+        let now = Instant::now();
         while i < self.evicting.len() {
             // Or its id taken meanwhile: the create fails `ObjectExists`
-            // now, evicting no more for it.
+            // now, evicting no more for it. Or a pull's create the pull
+            // capacity no longer lets in (another pull took it while this
+            // one stepped): it fails `PullsFull` now, and its client tries
+            // again as for any pull turned away (before, it stepped on and
+            // failed when its room came, evicted for nothing: the attack
+            // on `e0217b7`, low).
             let taken = match &self.evicting[i].then {
+                AfterEviction::Create {
+                    id,
+                    data_size,
+                    metadata,
+                    pull_ms: Some(_),
+                } => {
+                    self.table.state(id).is_some()
+                        || self
+                            .table
+                            .create_short_of_room(id, *data_size, metadata.len(), Some(now))
+                            .is_none()
+                }
                 AfterEviction::Create { id, .. } | AfterEviction::Put { id, .. } => {
                     self.table.state(id).is_some()
                 }
