@@ -1668,6 +1668,55 @@ fn a_pull_in_steps_overtaken_by_another_pull_evicts_no_more() {
     panic!("in no round did the small pull come while the large one stepped");
 }
 
+/// Input (left by the attacks on `e0217b7` and `9bd320f`, low): a client
+/// whose request was in steps was not read until they ended, so its
+/// hang-up was noticed only then: an `Evict` of everything sent just
+/// before its client closed ran to its end for nobody (a `Pin` of
+/// thousands killed mid-step likewise kept its objects and evicted for
+/// them). Right behaviour: the hang-up ends the request's steps at once.
+/// Here a raw client sends `Evict(u64::MAX)` over 131,072 tiny objects
+/// (512 steps) and closes; most of the objects are still there after its
+/// steps would have ended (without the check: none).
+#[test]
+fn a_request_in_steps_ends_when_its_client_hangs_up() {
+    const TEST: &str = "a_request_in_steps_ends_when_its_client_hangs_up";
+    const TINY: u32 = 131_072;
+    if child_role().is_some() {
+        let mut config = shmwire::store::StoreConfig::new(u64::from(TINY) * 64);
+        config.metadata_capacity = Some(256 << 20);
+        serve_store(config);
+        return;
+    }
+    use shmwire::store::Request;
+    use shmwire::transport::MessageConnection;
+    let env = Env::new("hangup");
+    let mut service = spawn_store(TEST, &env, "hangup");
+    put_tiny_objects(&env.session, 97, 0..TINY);
+    let c = connect(&env.session);
+    let present = |c: &StoreClient| {
+        (0..TINY)
+            .filter(|&i| c.contains(shared_oid(97, i)).unwrap())
+            .count()
+    };
+    let before = present(&c);
+    let (mut raw, mut enc) = raw_store_client(&env.session, 1 << 20);
+    raw.send_message(&mut enc, &Request::Evict { bytes: u64::MAX })
+        .unwrap();
+    drop(raw);
+    // Its steps, had they gone on, would have ended by now (512 steps of
+    // tens of microseconds); a request answered through the service
+    // comes after this round.
+    std::thread::sleep(Duration::from_millis(500));
+    c.refresh(&[]).unwrap();
+    let after = present(&c);
+    kill9(&mut service);
+    eprintln!("{before} tiny objects, {after} left after the evicting client hung up");
+    assert!(
+        after > before / 2,
+        "{after} of {before} left: the steps went on for a client that hung up"
+    );
+}
+
 /// The body of the two tests above: `what` ("pin" or "get") names the
 /// 1,024 oldest of `OBJECTS` tiny objects filling the metadata capacity,
 /// and another client's `Evict` of everything comes while it is in steps.

@@ -918,9 +918,16 @@ impl Service {
             if n > 0 && Instant::now() >= until {
                 return;
             }
-            // Its `Evict` in progress answers first (the mux reports the
-            // connection again while requests wait in it).
+            // Its request in steps answers first (the mux reports the
+            // connection again while requests wait in it) — unless it hung
+            // up: nobody waits for the answer, so the steps end now and
+            // what they keep is let go of (before, its hang-up was noticed
+            // only once they ended: a pin of thousands killed mid-step
+            // kept its objects and evicted for them to the end).
             if self.evicting.iter().any(|s| s.key == key) {
+                if self.mux.get(key).is_some_and(|c| c.peer_gone()) {
+                    self.drop_client(key);
+                }
                 return;
             }
             let Some(conn) = self.mux.get_mut(key) else {
