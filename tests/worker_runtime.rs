@@ -6480,3 +6480,78 @@ fn a_gap_in_a_callers_sequence_ends_after_the_reorder_wait() {
     drop(driver);
     worker.wait_success();
 }
+
+/// Input (the attack on `583658f`, low): a worker stopped (`SIGSTOP`)
+/// before this caller first connected to it. Every normal task submitted
+/// to it waited the whole handshake (5 s) on the caller's thread — nine
+/// tasks over three workers, one of them stopped, took 15 s — holding the
+/// other workers' tasks meanwhile, and failed "timed out during the
+/// handshake reply", naming no worker. Right behaviour: a submission
+/// waits for a first handshake only briefly, then goes on; the other
+/// workers' tasks are not held; the stopped worker's tasks run once it
+/// continues within the grace (at least the handshake timeout), or fail
+/// as unavailable saying it did not answer the first connection.
+#[test]
+fn a_stopped_workers_first_connection_holds_up_no_other_task() {
+    const TEST: &str = "a_stopped_workers_first_connection_holds_up_no_other_task";
+    maybe_run_worker();
+    let s = TestSession::new("firststop");
+    let mut stopped = s.spawn_worker(TEST, 1);
+    let mut other = s.spawn_worker(TEST, 1);
+    let mut never = s.spawn_worker(TEST, 1);
+    let (pid, never_pid) = (
+        stopped.child.as_ref().unwrap().id(),
+        never.child.as_ref().unwrap().id(),
+    );
+    worker_support::stop_process(pid);
+    worker_support::stop_process(never_pid);
+    let mut driver = CoreWorker::new(&s.session, CoreWorkerOptions::new(s.node)).unwrap();
+    // Continued within the grace: its tasks run, the others' were not held.
+    let t = Instant::now();
+    let mut to_stopped = Vec::new();
+    for x in 0..3 {
+        to_stopped.push(submit_square(&mut driver, stopped.id, x).unwrap());
+        let r = submit_square(&mut driver, other.id, x).unwrap();
+        assert_eq!(get_i64(&mut driver, &r), x * x);
+    }
+    let took = t.elapsed();
+    worker_support::continue_process(pid);
+    for (x, r) in (0..).zip(&to_stopped) {
+        assert_eq!(get_i64(&mut driver, r), x * x);
+    }
+    // Stopped past the grace: unavailable, and why.
+    let t = Instant::now();
+    let r = driver
+        .submit_task(
+            never.id,
+            FunctionDescriptor::rust(MODULE, "", "square"),
+            vec![i64_arg(4)],
+            TaskOptions { max_retries: 0 },
+        )
+        .unwrap();
+    let submitted = t.elapsed();
+    let err = task_error(&mut driver, &r);
+    let waited = t.elapsed();
+    worker_support::continue_process(never_pid);
+    drop(driver);
+    for w in [&mut stopped, &mut other, &mut never] {
+        w.kill();
+    }
+    eprintln!("3 + 3 tasks in {took:?}; the never-continued one: submitted in {submitted:?}, failed after {waited:?}: {err}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert!(submitted < Duration::from_secs(1), "{submitted:?}");
+    match &err {
+        TaskError::WorkerUnavailable {
+            worker_id, reason, ..
+        } => {
+            assert_eq!(*worker_id, never.id);
+            assert!(
+                reason.contains(&format!("pid {never_pid}"))
+                    && reason.contains("did not answer this caller's first connection"),
+                "{reason}"
+            );
+        }
+        other => panic!("expected WorkerUnavailable, got {other:?}"),
+    }
+    assert!(waited < GUARD, "{waited:?}");
+}

@@ -495,6 +495,28 @@ fn without_a_store_large_values_fail_with_the_size_error() {
         task_error(&mut with_store, &big),
         TaskError::ObjectTooLarge { .. }
     ));
+    // A constructor's arguments travel inline, with a store too — a value,
+    // or a reference to an object put in the store here — and the error
+    // says so (the attack on `583658f`: it said large arguments need the
+    // object store, which this caller has).
+    let stored = with_store.put(&vec![7u8; MIB]).unwrap();
+    for arg in [big_arg(3), stored.as_arg()] {
+        match with_store.create_actor(worker.id, MODULE, "Counter", vec![arg], 0) {
+            Err(e @ WorkerError::CreationArgsTooLarge { size, max }) => {
+                assert_eq!(
+                    (size, max),
+                    (MIB as u64, MAX_DIRECT_CALL_OBJECT_SIZE as u64)
+                );
+                assert!(
+                    e.to_string()
+                        .contains("a constructor's arguments travel inline"),
+                    "{e}"
+                );
+            }
+            other => panic!("expected CreationArgsTooLarge, got {other:?}"),
+        }
+    }
+    drop(stored);
     drop((r, big));
     drop(with_store);
     drop(plain);

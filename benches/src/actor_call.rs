@@ -198,7 +198,10 @@ impl ActorPair {
                     let _ = e;
                     std::thread::sleep(Duration::from_millis(5));
                 }
-                Err(e) => return Err(format!("creating the bench actor: {e}").into()),
+                Err(e) => {
+                    let e = shmwire::error_chain(&e);
+                    return Err(format!("creating the bench actor: {e}").into());
+                }
             }
         };
         Ok(Self {

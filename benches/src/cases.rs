@@ -1640,8 +1640,17 @@ pub fn child_main<S: AsRef<str>>(words: &[S]) -> BenchResult<()> {
         "iceoryx2-rr" => ice::rr_child(&args),
         other => Err(format!("unknown bench child role {other:?}").into()),
     };
-    // Its stderr is the user's: say whose message it is.
-    r.map_err(|e| format!("bench child (role={}): {e}", args.role).into())
+    // Its stderr is the user's: say whose message it is, with every cause
+    // (an OS error such as "No space left on device" was lost behind the
+    // library's message: the attack on `583658f`).
+    r.map_err(|e| {
+        format!(
+            "bench child (role={}): {}",
+            args.role,
+            shmwire::error_chain(&*e)
+        )
+        .into()
+    })
 }
 
 // ------------------------------------------------------------- iceoryx2 --

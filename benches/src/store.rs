@@ -180,7 +180,8 @@ impl ServiceChild {
             match StoreClient::connect(&env.session, &name) {
                 Ok(c) => break c,
                 Err(e) if Instant::now() >= deadline => {
-                    return Err(format!("store child did not start: {e}").into())
+                    let e = shmwire::error_chain(&e);
+                    return Err(format!("store child did not start: {e}").into());
                 }
                 Err(_) => {
                     child.check_alive()?;

@@ -473,15 +473,37 @@ impl Connector {
         &self,
         id: &WorkerId,
     ) -> Result<(AnyConnection, Endpoint), ConnectError> {
+        let entry = self.lookup_worker(id)?;
+        let conn = self.connect_endpoint(&entry)?;
+        Ok((conn, entry))
+    }
+
+    /// The directory entry of local worker `id` (what
+    /// [`Connector::connect_worker_entry`] dials).
+    pub(crate) fn lookup_worker(&self, id: &WorkerId) -> Result<Endpoint, ConnectError> {
         let dir = self
             .directory
             .as_ref()
             .ok_or_else(|| LookupError::NoSuchWorker {
                 key: format!("{id} (no session directory)"),
             })?;
-        let entry = dir.lookup(id)?;
-        let conn = self.connect_endpoint(&entry)?;
-        Ok((conn, entry))
+        Ok(dir.lookup(id)?)
+    }
+
+    /// Connects to the worker of directory entry `entry`, the handshake
+    /// bounded by `timeout` as well as by
+    /// [`TransportConfig::handshake_timeout`].
+    pub(crate) fn connect_entry_within(
+        &self,
+        entry: &Endpoint,
+        timeout: Duration,
+    ) -> Result<AnyConnection, ConnectError> {
+        if timeout >= self.config.handshake_timeout {
+            return self.connect_endpoint(entry);
+        }
+        let mut bounded = self.clone();
+        bounded.config.handshake_timeout = timeout;
+        bounded.connect_endpoint(entry)
     }
 
     /// [`Connector::connect_worker_entry`] with the handshake bounded by
@@ -492,12 +514,9 @@ impl Connector {
         id: &WorkerId,
         timeout: Duration,
     ) -> Result<(AnyConnection, Endpoint), ConnectError> {
-        if timeout >= self.config.handshake_timeout {
-            return self.connect_worker_entry(id);
-        }
-        let mut bounded = self.clone();
-        bounded.config.handshake_timeout = timeout;
-        bounded.connect_worker_entry(id)
+        let entry = self.lookup_worker(id)?;
+        let conn = self.connect_entry_within(&entry, timeout)?;
+        Ok((conn, entry))
     }
 
     /// Connects to a worker of this node by name, through the directory.

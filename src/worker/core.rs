@@ -361,6 +361,11 @@ pub struct CoreWorkerOptions {
 /// tried again (50 ms).
 pub const RECONNECT_RETRY: Duration = Duration::from_millis(50);
 
+/// How long a normal task's submission waits on the caller's thread for
+/// the handshake of a first connection to its worker (100 ms) before it
+/// goes on without it ([`CoreWorker::connect_first`]).
+pub(crate) const FIRST_HANDSHAKE_WAIT: Duration = Duration::from_millis(100);
+
 /// The shortest handshake a reconnect attempt allows, whatever is left of
 /// the grace (a reconnect's handshake is bounded by the grace's rest).
 const RECONNECT_HANDSHAKE_FLOOR: Duration = Duration::from_secs(1);
@@ -557,6 +562,9 @@ struct Unreachable {
     /// How long the worker had been silent when the connection was
     /// declared dead for answering no heartbeat, if it was.
     silent: Option<Duration>,
+    /// Never reached yet: its first connection's handshake went on its
+    /// own thread ([`CoreWorker::connect_first`]).
+    first: bool,
 }
 
 /// What a reconnect attempt yields: the connection and the directory
@@ -590,6 +598,7 @@ impl Unreachable {
             failed: Vec::new(),
             cut_off: None,
             silent: None,
+            first: false,
         }
     }
 }
@@ -1540,6 +1549,46 @@ impl CoreWorker {
         self.adopt(worker, reached)
     }
 
+    /// [`Self::ensure_conn`] for a normal task, which need not wait for
+    /// its connection: the handshake waits on this thread at most
+    /// [`FIRST_HANDSHAKE_WAIT`]; a worker that took the connection but has
+    /// not answered by then (stopped, or its loop in a long task until its
+    /// helper accepts) is reached on a thread of its own, as a broken
+    /// connection is, and the task waits for it in a grace of at least the
+    /// handshake timeout (sent once it is reached; failed as unavailable
+    /// or dead if it is not, as a reconnect's). Before, the whole handshake
+    /// (5 s) waited on this thread at every submission to a stopped
+    /// worker, holding every other connection's calls and replies
+    /// meanwhile (the attack on `583658f`: nine tasks over three workers,
+    /// one stopped, took 15 s). Errors as `ensure_conn` but a timed-out
+    /// handshake.
+    fn connect_first(&mut self, worker: WorkerId) -> Result<(), WorkerError> {
+        if self.conns.contains_key(&worker) || self.unreachable.contains_key(&worker) {
+            return Ok(());
+        }
+        let entry = self.connector.lookup_worker(&worker)?;
+        let handshake = self.connector.config().handshake_timeout;
+        match self
+            .connector
+            .connect_entry_within(&entry, FIRST_HANDSHAKE_WAIT.min(handshake))
+        {
+            Err(ConnectError::TimedOut { during }) if FIRST_HANDSHAKE_WAIT < handshake => {
+                tracing::debug!(%worker, during, "a first handshake not answered at once: going on without waiting");
+                let grace = self.options.reconnect_grace.max(handshake);
+                let until = crate::deadline_after(Instant::now(), grace);
+                let attempt = self.start_attempt(worker, grace);
+                let pid = Some(entry.pid).filter(|&p| p != 0);
+                let u = Unreachable {
+                    first: true,
+                    ..Unreachable::trying(pid, until, attempt)
+                };
+                self.unreachable.insert(worker, u);
+                Ok(())
+            }
+            reached => self.adopt(worker, reached.map(|c| (c, entry))),
+        }
+    }
+
     /// Takes the connection an attempt made to `worker` into the mux (or
     /// drops it if one was made meanwhile), or returns its error.
     fn adopt(&mut self, worker: WorkerId, reached: Reached) -> Result<(), WorkerError> {
@@ -2088,10 +2137,9 @@ impl CoreWorker {
         self.release_dropped_refs();
         self.reach_again(worker);
         // A worker in its reconnect grace takes the task when it is
-        // reached again (or fails it with the others if it is not).
-        if !self.unreachable.contains_key(&worker) {
-            self.ensure_conn(worker)?;
-        }
+        // reached again (or fails it with the others if it is not); so
+        // does one whose first handshake is slow to come.
+        self.connect_first(worker)?;
         let (args, store_args) = self.resolve_args(args, true)?;
         let counter = self.next_parent_counter();
         let spec = TaskSpecBuilder::new(function)
@@ -2249,7 +2297,12 @@ impl CoreWorker {
         self.ensure_conn(worker)?;
         // Not promoted to the store: a restart re-runs the creation task
         // with these arguments long after this call.
-        let (args, store_args) = self.resolve_args(args, false)?;
+        let (args, store_args) = self.resolve_args(args, false).map_err(|e| match e {
+            WorkerError::ArgsTooLarge { size, max } => {
+                WorkerError::CreationArgsTooLarge { size, max }
+            }
+            e => e,
+        })?;
         let counter = self.next_parent_counter();
         let actor_id = ActorId::of(self.options.job_id, self.driver_task, counter);
         let function = FunctionDescriptor::rust(module_path, class_name, CONSTRUCTOR_NAME);
@@ -3125,7 +3178,15 @@ impl CoreWorker {
     /// (reconnect grace 2.5 s): <the last connect error>". The time is the
     /// worker's, from the break, over every grace its tasks' retries kept
     /// going; a task that joined a grace late waited less.
-    fn give_up_reason(&self, pid: u32, broke: Instant, e: &WorkerError) -> String {
+    fn give_up_reason(&self, pid: u32, broke: Instant, first: bool, e: &WorkerError) -> String {
+        if first {
+            return format!(
+                "its process (pid {pid}) lives but did not answer this caller's first \
+                 connection in {:.1} s (stopped, or not serving its listener): {}",
+                broke.elapsed().as_secs_f64(),
+                crate::error_chain(e)
+            );
+        }
         let grace = self.options.reconnect_grace;
         format!(
             "its process (pid {pid}) lives but was not reached again in {:.1} s (reconnect grace {:.1} s): {}",
@@ -3237,8 +3298,8 @@ impl CoreWorker {
                         // Not a death: its tasks fail as unavailable, its
                         // actors stay, and a later task tries again.
                         Some(pid) => {
-                            let broke = u.since;
-                            given_up = Some(self.give_up_reason(pid, broke, &e));
+                            let (broke, first) = (u.since, u.first);
+                            given_up = Some(self.give_up_reason(pid, broke, first, &e));
                         }
                         None => {
                             tracing::info!(error = %e, %worker, "worker unreachable, its process gone: failing its tasks")
@@ -3284,7 +3345,7 @@ impl CoreWorker {
     /// waiting, the next task for it tries to reach it again
     /// (`reach_again`).
     fn give_up(&mut self, worker: WorkerId, pid: u32, why: String, u: Unreachable) {
-        let (since, give_ups) = (u.since, u.give_ups);
+        let (since, give_ups, first) = (u.since, u.give_ups, u.first);
         // Once per run of graces: a worker stopped for an hour with tasks
         // retried forever is given up on 1,440 times.
         if give_ups == 0 {
@@ -3334,6 +3395,7 @@ impl CoreWorker {
                     unsent: kept,
                     since,
                     give_ups: give_ups.saturating_add(1),
+                    first,
                     ..grace
                 },
             );

@@ -353,6 +353,26 @@ pub enum WorkerError {
         /// The limit in bytes.
         max: u64,
     },
+    /// The arguments of an actor creation task exceed
+    /// `max_direct_call_object_size`: a constructor's arguments always
+    /// travel inline — a value owned here in the object store is read and
+    /// sent by value — because a restart runs the creation task again with
+    /// them long after the call, when a store object could be gone (Ray
+    /// keeps the creation task's arguments alive with the actor instead).
+    /// Raise the limit, or pass the large value to a method after the
+    /// creation (method arguments go through the store).
+    #[error(
+        "actor creation arguments of {size} bytes exceed max_direct_call_object_size ({max} \
+         bytes): a constructor's arguments travel inline, object references owned here \
+         included (a restart runs the creation task again with them); raise the limit, or \
+         pass the large value to a method after the creation"
+    )]
+    CreationArgsTooLarge {
+        /// Inline argument bytes of the creation task.
+        size: u64,
+        /// The limit in bytes.
+        max: u64,
+    },
     /// The actor has [`ActorOptions::max_pending_calls`](crate::worker::ActorOptions::max_pending_calls)
     /// calls pending through this caller already (Ray's
     /// `PendingCallsLimitExceeded`): nothing was submitted; wait for some
