@@ -1591,7 +1591,12 @@ fn a_pull_in_steps_overtaken_by_another_pull_evicts_no_more() {
     const TINY: u32 = 61_440;
     const BIG: u64 = 3072 * KIB;
     if child_role().is_some() {
-        let mut config = shmwire::store::StoreConfig::new(4096 * KIB).pull_capacity(BIG + 64 * KIB);
+        // An index entry for every object: counting them is a look each,
+        // not a round trip (131,072 round trips took 20 s beside another
+        // test on 2 cores).
+        let mut config = shmwire::store::StoreConfig::new(4096 * KIB)
+            .pull_capacity(BIG + 64 * KIB)
+            .index_entries(1 << 17);
         config.metadata_capacity = Some(256 << 20);
         serve_store(config);
         return;
@@ -1613,11 +1618,7 @@ fn a_pull_in_steps_overtaken_by_another_pull_evicts_no_more() {
         let mut service = spawn_store(TEST, &env, "pullstep");
         put_tiny_objects(&env.session, 95, 0..TINY);
         let c = connect(&env.session);
-        let present = |c: &StoreClient| {
-            (0..TINY)
-                .filter(|&i| c.contains(shared_oid(95, i)).unwrap())
-                .count()
-        };
+        let present = |c: &StoreClient| present_of(c, 95, TINY);
         let before = present(&c);
         let oldest = (0..TINY)
             .map(|i| shared_oid(95, i))
@@ -1682,7 +1683,9 @@ fn a_request_in_steps_ends_when_its_client_hangs_up() {
     const TEST: &str = "a_request_in_steps_ends_when_its_client_hangs_up";
     const TINY: u32 = 131_072;
     if child_role().is_some() {
-        let mut config = shmwire::store::StoreConfig::new(u64::from(TINY) * 64);
+        // An index entry for every object (see the test above).
+        let mut config =
+            shmwire::store::StoreConfig::new(u64::from(TINY) * 64).index_entries(1 << 18);
         config.metadata_capacity = Some(256 << 20);
         serve_store(config);
         return;
@@ -1693,11 +1696,7 @@ fn a_request_in_steps_ends_when_its_client_hangs_up() {
     let mut service = spawn_store(TEST, &env, "hangup");
     put_tiny_objects(&env.session, 97, 0..TINY);
     let c = connect(&env.session);
-    let present = |c: &StoreClient| {
-        (0..TINY)
-            .filter(|&i| c.contains(shared_oid(97, i)).unwrap())
-            .count()
-    };
+    let present = |c: &StoreClient| present_of(c, 97, TINY);
     let before = present(&c);
     let (mut raw, mut enc) = raw_store_client(&env.session, 1 << 20);
     raw.send_message(&mut enc, &Request::Evict { bytes: u64::MAX })
@@ -1715,6 +1714,14 @@ fn a_request_in_steps_ends_when_its_client_hangs_up() {
         after > before / 2,
         "{after} of {before} left: the steps went on for a client that hung up"
     );
+}
+
+/// How many of objects `shared_oid(tag, 0..n)` are in the store (each
+/// looked up through the index).
+fn present_of(c: &StoreClient, tag: u8, n: u32) -> usize {
+    (0..n)
+        .filter(|&i| c.contains(shared_oid(tag, i)).unwrap())
+        .count()
 }
 
 /// The body of the two tests above: `what` ("pin" or "get") names the
