@@ -6490,7 +6490,7 @@ fn a_gap_in_a_callers_sequence_ends_after_the_reorder_wait() {
 /// waits for a first handshake only briefly, then goes on; the other
 /// workers' tasks are not held; the stopped worker's tasks run once it
 /// continues within the grace (at least the handshake timeout), or fail
-/// as unavailable saying it did not answer the first connection.
+/// as unavailable saying its first connection did not succeed.
 #[test]
 fn a_stopped_workers_first_connection_holds_up_no_other_task() {
     const TEST: &str = "a_stopped_workers_first_connection_holds_up_no_other_task";
@@ -6547,7 +6547,7 @@ fn a_stopped_workers_first_connection_holds_up_no_other_task() {
             assert_eq!(*worker_id, never.id);
             assert!(
                 reason.contains(&format!("pid {never_pid}"))
-                    && reason.contains("did not answer this caller's first connection"),
+                    && reason.contains("first connection to it did not succeed"),
                 "{reason}"
             );
         }

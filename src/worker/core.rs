@@ -3181,8 +3181,8 @@ impl CoreWorker {
     fn give_up_reason(&self, pid: u32, broke: Instant, first: bool, e: &WorkerError) -> String {
         if first {
             return format!(
-                "its process (pid {pid}) lives but did not answer this caller's first \
-                 connection in {:.1} s (stopped, or not serving its listener): {}",
+                "its process (pid {pid}) lives but this caller's first connection to it did \
+                 not succeed in {:.1} s (stopped, not serving its listener, or refusing): {}",
                 broke.elapsed().as_secs_f64(),
                 crate::error_chain(e)
             );
