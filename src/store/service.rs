@@ -1524,24 +1524,21 @@ impl Service {
         let now = Instant::now();
         while i < self.evicting.len() {
             // Or its id taken meanwhile: the create fails `ObjectExists`
-            // now, evicting no more for it. Or a pull's create the pull
-            // capacity no longer lets in (another pull took it while this
-            // one stepped): it fails `PullsFull` now, and its client tries
-            // again as for any pull turned away (before, it stepped on and
-            // failed when its room came, evicted for nothing: the attack
-            // on `e0217b7`, low).
+            // now, evicting no more for it. Or a pull's create that the
+            // pulls in progress leave no room for (one was created while
+            // this one stepped): it fails `PullsFull` now, and its client
+            // tries again as for any pull turned away (before, it stepped
+            // on and failed when its room came, evicted for nothing: the
+            // attack on `e0217b7`, low).
             let taken = match &self.evicting[i].then {
                 AfterEviction::Create {
                     id,
                     data_size,
-                    metadata,
                     pull_ms: Some(_),
+                    ..
                 } => {
                     self.table.state(id).is_some()
-                        || self
-                            .table
-                            .create_short_of_room(id, *data_size, metadata.len(), Some(now))
-                            .is_none()
+                        || self.table.pulls_in_progress_exclude(*data_size, now)
                 }
                 AfterEviction::Create { id, .. } | AfterEviction::Put { id, .. } => {
                     self.table.state(id).is_some()

@@ -944,6 +944,21 @@ impl ObjectTable {
     /// ahead of it; alone (none in progress, none live ahead) whatever its
     /// size. If not, the bytes in its way: those of the pulls in progress
     /// and of the live queued pulls ahead of it.
+    /// Whether the pulls in progress (created and not sealed, their
+    /// deadlines not past at `now`) leave no room beside them for a pull
+    /// of `data_size` bytes: then [`ObjectTable::create_for_pull`] fails
+    /// it `PullsFull` whatever else happens, and a pull's create in steps
+    /// is answered at once (another pull was created while it stepped)
+    /// instead of evicting on for nothing. Queued pulls are not counted:
+    /// one that asked after this pull, and was itself refused, must not
+    /// end it early (the attack on `761ceb8`); `create_for_pull` decides
+    /// at the end of the steps, as before.
+    pub fn pulls_in_progress_exclude(&mut self, data_size: u64, now: Instant) -> bool {
+        self.lapse_pulls(now);
+        let need = footprint(data_size);
+        self.pulling > 0 && self.pulling.saturating_add(need) > self.pull_capacity
+    }
+
     fn pull_admits(&mut self, id: ObjectId, need: u64, now: Instant) -> Result<(), u64> {
         self.lapse_pulls(now);
         self.expire_queued_pulls(now);

@@ -362,9 +362,14 @@ pub struct CoreWorkerOptions {
 pub const RECONNECT_RETRY: Duration = Duration::from_millis(50);
 
 /// How long a normal task's submission waits on the caller's thread for
-/// the handshake of a first connection to its worker (100 ms) before it
-/// goes on without it ([`CoreWorker::connect_first`]).
-pub(crate) const FIRST_HANDSHAKE_WAIT: Duration = Duration::from_millis(100);
+/// the handshake of a first connection to its worker (1 s) before it goes
+/// on without it ([`CoreWorker::connect_first`]). Past it the task goes
+/// out at a later call of the caller (`drive`), which is what collects the
+/// connection: a caller that submits and then makes no call for a while
+/// starts the task only then, so the wait is long enough for a worker
+/// that is merely slow (a loaded machine) and short against the 5 s
+/// handshake a stopped worker held every submission for.
+pub(crate) const FIRST_HANDSHAKE_WAIT: Duration = Duration::from_secs(1);
 
 /// The shortest handshake a reconnect attempt allows, whatever is left of
 /// the grace (a reconnect's handshake is bounded by the grace's rest).
@@ -565,6 +570,10 @@ struct Unreachable {
     /// Never reached yet: its first connection's handshake went on its
     /// own thread ([`CoreWorker::connect_first`]).
     first: bool,
+    /// An attempt's connection was found closed before it was taken into
+    /// use, and the worker dialled again at once (`retry_unreachable`):
+    /// done at most once a grace.
+    redialed: bool,
 }
 
 /// What a reconnect attempt yields: the connection and the directory
@@ -599,6 +608,7 @@ impl Unreachable {
             cut_off: None,
             silent: None,
             first: false,
+            redialed: false,
         }
     }
 }
@@ -3274,7 +3284,22 @@ impl CoreWorker {
             })
             .collect();
         for (worker, reached) in ended {
+            // Reached, but closed by the worker before this caller came to
+            // take it (the caller made no call meanwhile: over TCP nothing
+            // answered the worker's heartbeats, and its liveness bound ran
+            // out): the worker answers, so it is dialled again at once
+            // (once a grace), instead of its tasks going out on a dead
+            // connection and failing as if it died (the attack on
+            // `761ceb8`: a first connection finished in the background,
+            // the caller idle for 8 s).
+            let mut gone_before_taken = false;
             let reached = match reached {
+                Some(Ok((conn, _))) if conn.peer_gone() => {
+                    gone_before_taken = true;
+                    Err(WorkerError::Connect(ConnectError::PeerDied {
+                        during: "wait to be taken into use",
+                    }))
+                }
                 Some(r) => self.adopt(worker, r),
                 None => Ok(()),
             };
@@ -3289,8 +3314,30 @@ impl CoreWorker {
                     let lives = u
                         .pid
                         .filter(|&p| crate::sys::liveness::pid_exists(p) == Some(true));
+                    // A first connection the worker refused in its
+                    // handshake (its connection limit, a caller id in use,
+                    // frames too small) is settled with the refusal at
+                    // once, as a submission waiting for it got it (before:
+                    // retried for the whole grace and reported as
+                    // unanswered, the same attack).
+                    let refused = u.first
+                        && matches!(
+                            e,
+                            WorkerError::Connect(
+                                ConnectError::Refused { .. } | ConnectError::CallerIdInUse { .. }
+                            )
+                        );
                     match lives {
-                        Some(_) if now < u.until => {
+                        Some(_) if gone_before_taken && !u.redialed => {
+                            tracing::debug!(%worker, "a connection closed before it was taken: dialling again");
+                            u.redialed = true;
+                            u.until = u
+                                .until
+                                .max(crate::deadline_after(now, RECONNECT_HANDSHAKE_FLOOR));
+                            u.next_try = now;
+                            continue;
+                        }
+                        Some(_) if now < u.until && !refused => {
                             tracing::debug!(error = %e, %worker, "worker unreachable but its process lives: trying again");
                             u.next_try = now + RECONNECT_RETRY;
                             continue;
