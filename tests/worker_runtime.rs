@@ -70,6 +70,18 @@ fn submit_square(
     )
 }
 
+/// Submits `square(x)` to `worker` with no retries.
+fn submit_square_without_retries(driver: &mut CoreWorker, worker: WorkerId, x: i64) -> ObjectRef {
+    driver
+        .submit_task(
+            worker,
+            FunctionDescriptor::rust(MODULE, "", "square"),
+            vec![i64_arg(x)],
+            TaskOptions { max_retries: 0 },
+        )
+        .unwrap()
+}
+
 #[test]
 fn ordered_actor_calls_from_several_callers_at_once() {
     maybe_run_worker();
@@ -6521,14 +6533,7 @@ fn a_stopped_workers_first_connection_holds_up_no_other_task() {
     }
     // Stopped past the grace: unavailable, and why.
     let t = Instant::now();
-    let r = driver
-        .submit_task(
-            never.id,
-            FunctionDescriptor::rust(MODULE, "", "square"),
-            vec![i64_arg(4)],
-            TaskOptions { max_retries: 0 },
-        )
-        .unwrap();
+    let r = submit_square_without_retries(&mut driver, never.id, 4);
     let submitted = t.elapsed();
     let err = task_error(&mut driver, &r);
     let waited = t.elapsed();
@@ -6579,14 +6584,7 @@ fn a_first_connection_finished_while_the_caller_is_idle_still_runs_its_task() {
     opts.force_tcp = true;
     let mut driver = CoreWorker::new(&s.session, opts).unwrap();
     worker_support::stop_process(pid);
-    let r = driver
-        .submit_task(
-            worker.id,
-            FunctionDescriptor::rust(MODULE, "", "square"),
-            vec![i64_arg(5)],
-            TaskOptions { max_retries: 0 },
-        )
-        .unwrap();
+    let r = submit_square_without_retries(&mut driver, worker.id, 5);
     worker_support::continue_process(pid);
     // Idle past the worker's liveness bound (5 s): no call, so nothing
     // takes the connection into use meanwhile.
@@ -6616,14 +6614,7 @@ fn a_first_connection_refused_after_the_wait_fails_its_task_with_the_refusal() {
     assert_eq!(get_i64(&mut holder, &r), 4);
     let mut driver = CoreWorker::new(&s.session, CoreWorkerOptions::new(s.node)).unwrap();
     worker_support::stop_process(pid);
-    let r = driver
-        .submit_task(
-            worker.id,
-            FunctionDescriptor::rust(MODULE, "", "square"),
-            vec![i64_arg(3)],
-            TaskOptions { max_retries: 0 },
-        )
-        .unwrap();
+    let r = submit_square_without_retries(&mut driver, worker.id, 3);
     worker_support::continue_process(pid);
     let t = Instant::now();
     let err = task_error(&mut driver, &r);
