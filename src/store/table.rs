@@ -939,11 +939,6 @@ impl ObjectTable {
         self.pulling == 0 || self.pulling.saturating_add(need) <= self.pull_capacity
     }
 
-    /// Whether a pull of `id` (`need` bytes) is let in at `now`: it fits
-    /// beside the pulls in progress and the room of every live queued pull
-    /// ahead of it; alone (none in progress, none live ahead) whatever its
-    /// size. If not, the bytes in its way: those of the pulls in progress
-    /// and of the live queued pulls ahead of it.
     /// Whether the pulls in progress (created and not sealed, their
     /// deadlines not past at `now`) leave no room beside them for a pull
     /// of `data_size` bytes: then [`ObjectTable::create_for_pull`] fails
@@ -955,10 +950,14 @@ impl ObjectTable {
     /// at the end of the steps, as before.
     pub fn pulls_in_progress_exclude(&mut self, data_size: u64, now: Instant) -> bool {
         self.lapse_pulls(now);
-        let need = footprint(data_size);
-        self.pulling > 0 && self.pulling.saturating_add(need) > self.pull_capacity
+        !self.pull_fits(footprint(data_size))
     }
 
+    /// Whether a pull of `id` (`need` bytes) is let in at `now`: it fits
+    /// beside the pulls in progress and the room of every live queued pull
+    /// ahead of it; alone (none in progress, none live ahead) whatever its
+    /// size. If not, the bytes in its way: those of the pulls in progress
+    /// and of the live queued pulls ahead of it.
     fn pull_admits(&mut self, id: ObjectId, need: u64, now: Instant) -> Result<(), u64> {
         self.lapse_pulls(now);
         self.expire_queued_pulls(now);
