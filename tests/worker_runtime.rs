@@ -6570,7 +6570,11 @@ fn a_stopped_workers_first_connection_holds_up_no_other_task() {
 /// into use at its next call, sent the task on it: "worker … died", the
 /// task never run, the worker alive throughout. Right behaviour: a
 /// connection found closed before it is taken into use is dialled again;
-/// the task runs once, with its result.
+/// the task runs once, with its result. The same when the caller only
+/// polls now and then (the attack on `02ca898`: a redial left to the
+/// background was closed unread again before the next poll, and the task
+/// failed "did not succeed … hung up"): here one `wait` without waiting
+/// after the first idle spell, then another idle spell, then the `get`.
 #[test]
 fn a_first_connection_finished_while_the_caller_is_idle_still_runs_its_task() {
     const TEST: &str = "a_first_connection_finished_while_the_caller_is_idle_still_runs_its_task";
@@ -6589,6 +6593,9 @@ fn a_first_connection_finished_while_the_caller_is_idle_still_runs_its_task() {
     // Idle past the worker's liveness bound (5 s): no call, so nothing
     // takes the connection into use meanwhile.
     std::thread::sleep(Duration::from_millis(6_500));
+    let polled = driver.wait(std::slice::from_ref(&r), 1, Duration::ZERO);
+    assert!(polled.is_ok(), "{polled:?}");
+    std::thread::sleep(Duration::from_millis(6_500));
     let got = driver.get(std::slice::from_ref(&r), GUARD);
     drop(driver);
     worker.kill();
@@ -6597,10 +6604,11 @@ fn a_first_connection_finished_while_the_caller_is_idle_still_runs_its_task() {
 
 /// Input (the same attack, low): a first connection the worker refused
 /// in its handshake (its connection limit reached) after the submission
-/// had gone on without it was tried again every 50 ms for the whole
-/// grace (5 s) and then reported as unanswered. Right behaviour: the task
-/// fails at once with the refusal, as the submission that waited for the
-/// handshake was told.
+/// had gone on without it was reported, at the grace's end, as
+/// unanswered. Right behaviour: the task fails naming the refusal. (It is
+/// tried again every 50 ms meanwhile, as a reconnect's refusal is: a slot
+/// may free; failing it at once made a task with retries left spend them
+/// all in a loop without pause, the attack on `02ca898`.)
 #[test]
 fn a_first_connection_refused_after_the_wait_fails_its_task_with_the_refusal() {
     const TEST: &str = "a_first_connection_refused_after_the_wait_fails_its_task_with_the_refusal";
@@ -6628,5 +6636,5 @@ fn a_first_connection_refused_after_the_wait_fails_its_task_with_the_refusal() {
         }
         other => panic!("expected WorkerUnavailable with the refusal, got {other:?}"),
     }
-    assert!(took < Duration::from_secs(3), "{took:?}");
+    assert!(took < GUARD, "{took:?}");
 }

@@ -3292,13 +3292,25 @@ impl CoreWorker {
             // connection and failing as if it died (the attack on
             // `761ceb8`: a first connection finished in the background,
             // the caller idle for 8 s).
+            // It is dialled again here, on this thread, bounded by
+            // `FIRST_HANDSHAKE_WAIT` (it answered a handshake moments
+            // ago): an attempt started in the background would sit
+            // unread again until the caller's next call, and be closed
+            // again (the attack on `02ca898`: a caller polling every 8 s).
             let mut gone_before_taken = false;
             let reached = match reached {
-                Some(Ok((conn, _))) if conn.peer_gone() => {
-                    gone_before_taken = true;
-                    Err(WorkerError::Connect(ConnectError::PeerDied {
-                        during: "wait to be taken into use",
-                    }))
+                Some(Ok((conn, entry))) if conn.peer_gone() => {
+                    drop(conn);
+                    match self
+                        .connector
+                        .connect_entry_within(&entry, FIRST_HANDSHAKE_WAIT)
+                    {
+                        Ok(again) => self.adopt(worker, Ok((again, entry))),
+                        Err(e) => {
+                            gone_before_taken = true;
+                            Err(WorkerError::Connect(e))
+                        }
+                    }
                 }
                 Some(r) => self.adopt(worker, r),
                 None => Ok(()),
@@ -3314,19 +3326,6 @@ impl CoreWorker {
                     let lives = u
                         .pid
                         .filter(|&p| crate::sys::liveness::pid_exists(p) == Some(true));
-                    // A first connection the worker refused in its
-                    // handshake (its connection limit, a caller id in use,
-                    // frames too small) is settled with the refusal at
-                    // once, as a submission waiting for it got it (before:
-                    // retried for the whole grace and reported as
-                    // unanswered, the same attack).
-                    let refused = u.first
-                        && matches!(
-                            e,
-                            WorkerError::Connect(
-                                ConnectError::Refused { .. } | ConnectError::CallerIdInUse { .. }
-                            )
-                        );
                     match lives {
                         Some(_) if gone_before_taken && !u.redialed => {
                             tracing::debug!(%worker, "a connection closed before it was taken: dialling again");
@@ -3337,7 +3336,7 @@ impl CoreWorker {
                             u.next_try = now;
                             continue;
                         }
-                        Some(_) if now < u.until && !refused => {
+                        Some(_) if now < u.until => {
                             tracing::debug!(error = %e, %worker, "worker unreachable but its process lives: trying again");
                             u.next_try = now + RECONNECT_RETRY;
                             continue;
