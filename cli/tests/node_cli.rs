@@ -155,8 +155,13 @@ fn start_node(root: &Path, session: &str) -> NodeProc {
 
 /// `GET path` on the node's HTTP endpoint.
 fn http_get(addr: &str, path: &str) -> String {
+    http_get_within(addr, path, GUARD)
+}
+
+/// [`http_get`], its answer awaited at most `wait` (else a panic).
+fn http_get_within(addr: &str, path: &str, wait: Duration) -> String {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(GUARD)).unwrap();
+    s.set_read_timeout(Some(wait)).unwrap();
     write!(s, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
@@ -2480,16 +2485,17 @@ fn names_with_control_characters_never_reach_a_terminal_raw() {
 /// `shmwire node --session <session>` under `ulimit -n <limit>` (with an
 /// object endpoint); its HTTP and object endpoint addresses.
 fn limited_node(root: &Path, session: &str, limit: u32) -> (proc_support::Kid, String, String) {
-    let (kid, http, objects, _) = limited_node_logged(root, session, limit);
+    let (kid, http, objects, _) = limited_node_logged(root, session, limit, "");
     (kid, http, objects)
 }
 
-/// [`limited_node`], with what the node writes on stderr (collected as
-/// it comes).
+/// [`limited_node`] (`extra`: more options, as shell words), with what the
+/// node writes on stderr (collected as it comes).
 fn limited_node_logged(
     root: &Path,
     session: &str,
     limit: u32,
+    extra: &str,
 ) -> (
     proc_support::Kid,
     String,
@@ -2502,7 +2508,7 @@ fn limited_node_logged(
         .arg("-c")
         .arg(format!(
             "ulimit -n {limit} && exec \"$0\" node --session {session} --store-capacity 64K \
-             --root \"$1\""
+             --root \"$1\" {extra}"
         ))
         .arg(env!("CARGO_BIN_EXE_shmwire"))
         .arg(root)
@@ -2555,7 +2561,7 @@ fn a_store_out_of_descriptors_says_so_in_its_log_health_and_refusals() {
     let _watchdog = proc_support::watchdog("a_store_out_of_descriptors_says_so");
     let scratch = proc_support::scratch("swn", "emstore");
     let root = scratch.path().join("root");
-    let (mut kid, http, _, log) = limited_node_logged(&root, "es", 64);
+    let (mut kid, http, _, log) = limited_node_logged(&root, "es", 64, "");
     let session = Session::open_in(&root, "es").unwrap();
     let mut clients = Vec::new();
     let refusal = loop {
@@ -2570,11 +2576,17 @@ fn a_store_out_of_descriptors_says_so_in_its_log_health_and_refusals() {
         "after {} clients: {refusal}",
         clients.len()
     );
-    let health = http_get(&http, "/health");
-    assert!(
-        health.starts_with("HTTP/1.0 503") && health.contains("it refuses new clients"),
-        "{health}"
-    );
+    // The refusal reaches the client as the store thread hears of it:
+    // `/health` says so a moment later.
+    let until = Instant::now() + GUARD;
+    loop {
+        let health = http_get(&http, "/health");
+        if health.starts_with("HTTP/1.0 503") && health.contains("it refuses new clients") {
+            break;
+        }
+        assert!(Instant::now() < until, "{health}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let until = Instant::now() + GUARD;
     while !log
         .lock()
@@ -2605,6 +2617,95 @@ fn a_store_out_of_descriptors_says_so_in_its_log_health_and_refusals() {
         std::thread::sleep(Duration::from_millis(100));
     }
     drop((again, clients));
+    kid.signal_and_wait("-TERM");
+}
+
+/// Input (CI on `e2f06f5`): a node with not one descriptor free — here its
+/// store has filled every one with objects in fallback files (each keeps
+/// its file open), under `ulimit -n 64`. Before, each of its endpoints'
+/// accepts failed for want of a descriptor, every 20–100 ms, and left the
+/// caller in the kernel's queue until one was freed: `/health` unanswered
+/// (the test above waited 30 s for it once), a new store client timed out
+/// in its handshake after 5 s ("timed out during the handshake reply")
+/// instead of being told why, a pull unanswered. Now each listener keeps a
+/// spare descriptor to give up for that accept: the store client is
+/// refused at once naming the cause, the pull and `/health` are answered,
+/// and `/health` again after that (the spare is taken back once the
+/// connection closes).
+#[test]
+fn a_node_at_its_descriptor_limit_still_answers_every_endpoint() {
+    if child_spec().is_some() {
+        return;
+    }
+    let _watchdog =
+        proc_support::watchdog("a_node_at_its_descriptor_limit_still_answers_every_endpoint");
+    let scratch = proc_support::scratch("swn", "fdlimit");
+    let root = scratch.path().join("root");
+    let fallback = scratch.path().join("fallback");
+    fs::create_dir_all(&fallback).unwrap();
+    let (mut kid, http, objects, _log) = limited_node_logged(
+        &root,
+        "fl",
+        64,
+        &format!("--fallback-dir '{}'", fallback.display()),
+    );
+    let session = Session::open_in(&root, "fl").unwrap();
+    let store = StoreClient::connect(&session, DEFAULT_STORE_NAME).unwrap();
+    let mut made = 0u32;
+    // 70 KB objects do not fit the 64 KiB arena: each goes to a fallback
+    // file, pinned so that none is evicted, until the store cannot open
+    // another, and again after 100 ms until none more fits (the node closes
+    // the last check's connection after this process has its answer): then
+    // no descriptor is free in the node.
+    let mut fill = || loop {
+        let before = made;
+        let err = loop {
+            let mut b = [7u8; 28];
+            b[..4].copy_from_slice(&made.to_le_bytes());
+            let id = ObjectId::from_array(b);
+            match store
+                .put(id, &[made as u8; 70_000], b"")
+                .and_then(|()| store.pin(&[id]))
+            {
+                Ok(()) => made += 1,
+                Err(e) => break e,
+            }
+            assert!(made < 64, "64 fallback objects under a limit of 64");
+        };
+        assert!(
+            matches!(err, shmwire::store::StoreError::OutOfDescriptors { .. }),
+            "after {made} objects: {err:?}"
+        );
+        if made == before {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    fill();
+    let asked = Instant::now();
+    let refusal = shmwire::error_chain(
+        &StoreClient::connect(&session, DEFAULT_STORE_NAME)
+            .map(drop)
+            .unwrap_err(),
+    );
+    assert!(refusal.contains("Too many open files"), "{refusal}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        asked.elapsed()
+    );
+    fill();
+    assert!(
+        object_endpoint_answers(&objects),
+        "no answer from the object endpoint"
+    );
+    fill();
+    for _ in 0..2 {
+        let health = http_get_within(&http, "/health", Duration::from_secs(5));
+        assert!(health.starts_with("HTTP/1.0 "), "{health:?}");
+        assert!(health.contains("fl"), "{health:?}");
+    }
+    drop(store);
     kid.signal_and_wait("-TERM");
 }
 

@@ -304,6 +304,7 @@ impl PullServer {
             ready: BTreeSet::new(),
             next: FIRST_PULL,
             accept_failing: false,
+            spare: crate::sys::fs::SpareDescriptor::take(),
             accept_more: false,
             repair_at: Instant::now(),
         };
@@ -559,6 +560,9 @@ struct Server {
     /// queued: the edge-triggered listener reports no new event for them,
     /// so every turn tries again until the queue is empty.
     accept_failing: bool,
+    /// Given up when `accept` fails for want of descriptors with no idle
+    /// connection to close, so that the waiting puller is still taken.
+    spare: crate::sys::fs::SpareDescriptor,
     /// The last turn took its most (`max_pulls`) with connections still
     /// queued: the next turn comes at once and accepts again.
     accept_more: bool,
@@ -779,6 +783,7 @@ impl Server {
     /// once and accept again.
     fn accept(&mut self) {
         self.accept_more = false;
+        self.spare.retake();
         for _ in 0..self.config.max_pulls.max(1) {
             let (mut stream, _) = match self.listener.accept() {
                 Ok(s) => s,
@@ -794,7 +799,7 @@ impl Server {
                 Err(e)
                     if crate::sys::fs::is_out_of_descriptors(&e)
                         && crate::sys::poll::connection_waiting(self.listener.as_fd())
-                        && self.close_oldest_idle() =>
+                        && (self.close_oldest_idle() || self.spare.give_up()) =>
                 {
                     continue
                 }

@@ -181,6 +181,41 @@ pub(crate) fn chain_is_out_of_descriptors(e: &(dyn std::error::Error + 'static))
     false
 }
 
+/// One descriptor an accept loop keeps open (on `/dev/null`) to give up
+/// when `accept` fails for want of descriptors and nothing else can make
+/// room, so that a process at its descriptor limit still takes the waiting
+/// caller and answers it — a refusal naming the cause, a health check —
+/// instead of leaving it in the kernel's queue until it times out (the
+/// classic `EMFILE` reserve of libev's and nginx's accept loops). Each
+/// listener keeps its own; taken back by [`SpareDescriptor::retake`] once a
+/// descriptor is free. Best effort: another thread may take the freed
+/// descriptor first, and the accept then fails as it would without one.
+#[cfg_attr(shmwire_loom, allow(dead_code))] // only listeners use it
+#[derive(Debug)]
+pub(crate) struct SpareDescriptor(Option<std::fs::File>);
+
+#[cfg_attr(shmwire_loom, allow(dead_code))]
+impl SpareDescriptor {
+    /// Opens the spare (none if even that fails: the loop then works as
+    /// without one until [`SpareDescriptor::retake`] succeeds).
+    pub(crate) fn take() -> Self {
+        Self(std::fs::File::open("/dev/null").ok())
+    }
+
+    /// Opens the spare again if it was given up and a descriptor is free.
+    pub(crate) fn retake(&mut self) {
+        if self.0.is_none() {
+            *self = Self::take();
+        }
+    }
+
+    /// Closes the spare, so that the next `accept` can have its
+    /// descriptor; `false` if it was already given up.
+    pub(crate) fn give_up(&mut self) -> bool {
+        self.0.take().is_some()
+    }
+}
+
 /// How many more descriptors this process can open now, counted up to
 /// `want`: duplicates of `fd` are made until one fails (`EMFILE`, `ENFILE`)
 /// or `want` exist, then all closed again.

@@ -746,6 +746,11 @@ pub struct Listener {
     /// `ulimit -n 16` one queued caller was reported as ≈ 100 refused
     /// callers a second).
     accept_failing: [bool; 2],
+    /// Given up when `accept` fails for want of descriptors with no
+    /// pending hello to drop: the caller is then taken and refused with
+    /// the cause (its hello's rings cannot be made), instead of timing out
+    /// in the kernel's queue ("timed out during the handshake reply").
+    spare: crate::sys::fs::SpareDescriptor,
 }
 
 /// How long after a failed `accept` with a caller waiting the listener tries
@@ -828,6 +833,7 @@ impl Listener {
             session: session.clone(),
             accept_retry: None,
             accept_failing: [false; 2],
+            spare: crate::sys::fs::SpareDescriptor::take(),
         })
     }
 
@@ -867,6 +873,7 @@ impl Listener {
         // with nothing to drop: reported, and the pass moves on).
         let mut starved = false;
         self.accept_retry = None;
+        self.spare.retake();
         // The deadline of the first hello started in this pass: every
         // pending hello with an earlier one was started before it.
         let mut first_new: Option<Instant> = None;
@@ -906,12 +913,12 @@ impl Listener {
                     Err(ConnectError::Io { source, .. })
                         if crate::sys::fs::is_out_of_descriptors(&source)
                             && self.connection_waiting(shm)
-                            && self.drop_oldest_pending(
+                            && (self.drop_oldest_pending(
                                 registry,
                                 |_| true,
                                 out,
                                 "out of file descriptors",
-                            ) =>
+                            ) || self.spare.give_up()) =>
                     {
                         starved = true;
                         continue;
