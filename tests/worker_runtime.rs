@@ -6537,12 +6537,20 @@ fn a_stopped_workers_first_connection_holds_up_no_other_task() {
     let submitted = t.elapsed();
     let err = task_error(&mut driver, &r);
     let waited = t.elapsed();
+    // Given up on, then tried again by the next task: still never reached,
+    // it says so again (before, "… was not reached again"), after a grace
+    // of at least the handshake timeout, as its first (before, the
+    // reconnect grace, 2.5 s).
+    let t = Instant::now();
+    let r = submit_square_without_retries(&mut driver, never.id, 5);
+    let again = task_error(&mut driver, &r);
+    let again_waited = t.elapsed();
     worker_support::continue_process(never_pid);
     drop(driver);
     for w in [&mut stopped, &mut other, &mut never] {
         w.kill();
     }
-    eprintln!("3 + 3 tasks in {took:?}; the never-continued one: submitted in {submitted:?}, failed after {waited:?}: {err}");
+    eprintln!("3 + 3 tasks in {took:?}; the never-continued one: submitted in {submitted:?}, failed after {waited:?}: {err}; the next: {again}");
     assert!(took < Duration::from_secs(2), "{took:?}");
     // The first handshake's wait on the caller's thread (1 s), and slack.
     assert!(submitted < Duration::from_secs(2), "{submitted:?}");
@@ -6556,7 +6564,30 @@ fn a_stopped_workers_first_connection_holds_up_no_other_task() {
                     && reason.contains("first connection to it did not succeed"),
                 "{reason}"
             );
+            // The seconds it names count the wait on the caller's thread
+            // too (before, they left its 1 s out).
+            let said: f64 = reason
+                .split("did not succeed in ")
+                .nth(1)
+                .and_then(|r| r.split(' ').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{reason}"));
+            assert!(
+                said >= waited.as_secs_f64() - 0.5,
+                "{said} s named, {waited:?} waited"
+            );
         }
+        other => panic!("expected WorkerUnavailable, got {other:?}"),
+    }
+    assert!(
+        again_waited >= Duration::from_millis(4_500) && again_waited < GUARD,
+        "{again_waited:?}"
+    );
+    match &again {
+        TaskError::WorkerUnavailable { reason, .. } => assert!(
+            reason.contains("first connection to it did not succeed"),
+            "{reason}"
+        ),
         other => panic!("expected WorkerUnavailable, got {other:?}"),
     }
     assert!(waited < GUARD, "{waited:?}");

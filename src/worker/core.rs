@@ -576,6 +576,16 @@ struct Unreachable {
     redialed: bool,
 }
 
+/// A worker given up on as unreachable while its process lived, with
+/// nothing left waiting for it (`CoreWorker::give_up`): the next task for
+/// it tries again (`CoreWorker::reach_again`).
+#[derive(Debug, Clone, Copy)]
+struct Unavailable {
+    pid: u32,
+    /// Never reached by this caller ([`Unreachable::first`]).
+    first: bool,
+}
+
 /// What a reconnect attempt yields: the connection and the directory
 /// entry it dialled.
 type Reached = Result<(AnyConnection, Endpoint), ConnectError>;
@@ -829,7 +839,7 @@ pub struct CoreWorker {
     /// lived (by pid): their tasks failed as unavailable, their actors are
     /// not dead; the next task for one tries to reach it again
     /// (`reach_again`).
-    unavailable: HashMap<WorkerId, u32>,
+    unavailable: HashMap<WorkerId, Unavailable>,
     /// While such a worker's tasks are failed: the worker and why it was
     /// given up on, which their errors give
     /// ([`TaskError::ActorUnavailable`]'s `unreachable`,
@@ -1578,6 +1588,7 @@ impl CoreWorker {
         }
         let entry = self.connector.lookup_worker(&worker)?;
         let handshake = self.connector.config().handshake_timeout;
+        let started = Instant::now();
         match self
             .connector
             .connect_entry_within(&entry, FIRST_HANDSHAKE_WAIT.min(handshake))
@@ -1588,8 +1599,10 @@ impl CoreWorker {
                 let until = crate::deadline_after(Instant::now(), grace);
                 let attempt = self.start_attempt(worker, grace);
                 let pid = Some(entry.pid).filter(|&p| p != 0);
+                // Its give-up counts the wait on this thread too.
                 let u = Unreachable {
                     first: true,
+                    since: started,
                     ..Unreachable::trying(pid, until, attempt)
                 };
                 self.unreachable.insert(worker, u);
@@ -3434,19 +3447,18 @@ impl CoreWorker {
             if give_ups == 0 {
                 tracing::info!(%worker, pid, "tasks with retries left wait for an unreachable worker: reaching it again");
             }
-            let grace = self.new_grace(worker, pid);
+            let grace = self.new_grace(worker, pid, first);
             self.unreachable.insert(
                 worker,
                 Unreachable {
                     unsent: kept,
                     since,
                     give_ups: give_ups.saturating_add(1),
-                    first,
                     ..grace
                 },
             );
         } else {
-            self.unavailable.insert(worker, pid);
+            self.unavailable.insert(worker, Unavailable { pid, first });
         }
     }
 
@@ -3459,23 +3471,34 @@ impl CoreWorker {
         if self.unavailable.is_empty() {
             return;
         }
-        let Some(pid) = self.unavailable.remove(&worker) else {
+        let Some(Unavailable { pid, first }) = self.unavailable.remove(&worker) else {
             return;
         };
         // A new grace, its first attempt under way (on its own thread): the
-        // task waits in it, as for a broken connection.
+        // task waits in it, as for a broken connection. One never reached
+        // is still a first connection (its give-up says so: before, "was
+        // not reached again").
         tracing::info!(%worker, pid, "a task for an unavailable worker: reaching it again");
-        let grace = self.new_grace(worker, pid);
+        let grace = self.new_grace(worker, pid, first);
         self.unreachable.insert(worker, grace);
     }
 
     /// A whole reconnect grace for `worker` (process `pid`) from now, its
     /// first attempt under way (on its own thread), holding no task yet.
-    fn new_grace(&mut self, worker: WorkerId, pid: u32) -> Unreachable {
-        let grace = self.options.reconnect_grace;
+    /// For a worker this caller never reached (`first`), the grace is at
+    /// least the handshake timeout, as its first one was
+    /// ([`CoreWorker::connect_first`]).
+    fn new_grace(&mut self, worker: WorkerId, pid: u32, first: bool) -> Unreachable {
+        let mut grace = self.options.reconnect_grace;
+        if first {
+            grace = grace.max(self.connector.config().handshake_timeout);
+        }
         let until = crate::deadline_after(Instant::now(), grace);
         let attempt = self.start_attempt(worker, grace);
-        Unreachable::trying(Some(pid), until, attempt)
+        Unreachable {
+            first,
+            ..Unreachable::trying(Some(pid), until, attempt)
+        }
     }
 
     /// Decides the tasks of a worker whose connection broke: reached again
