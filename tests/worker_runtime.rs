@@ -82,6 +82,23 @@ fn submit_square_without_retries(driver: &mut CoreWorker, worker: WorkerId, x: i
         .unwrap()
 }
 
+/// A new `CoreWorker` (with `opts`) submits `square(x)` without retries
+/// to `worker` while its process is stopped (so the caller's first
+/// connection to it goes on without it), then the worker continues.
+fn first_submit_while_stopped(
+    s: &TestSession,
+    worker: &WorkerProcess,
+    opts: CoreWorkerOptions,
+    x: i64,
+) -> (CoreWorker, ObjectRef) {
+    let pid = worker.child.as_ref().unwrap().id();
+    let mut driver = CoreWorker::new(&s.session, opts).unwrap();
+    worker_support::stop_process(pid);
+    let r = submit_square_without_retries(&mut driver, worker.id, x);
+    worker_support::continue_process(pid);
+    (driver, r)
+}
+
 #[test]
 fn ordered_actor_calls_from_several_callers_at_once() {
     maybe_run_worker();
@@ -5593,12 +5610,7 @@ fn tasks_with_retries_left_wait_for_a_worker_given_up_on() {
         e => panic!("expected the worker unavailable: {e}"),
     };
     let second = t0.elapsed();
-    let said: f64 = reason
-        .split("not reached again in ")
-        .nth(1)
-        .and_then(|r| r.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no time in {reason:?}"));
+    let said = seconds_after(&reason, "not reached again in ");
     assert!(
         said >= 2.0 * grace.as_secs_f64() - 0.2,
         "{reason:?} after {second:?}"
@@ -6566,12 +6578,7 @@ fn a_stopped_workers_first_connection_holds_up_no_other_task() {
             );
             // The seconds it names count the wait on the caller's thread
             // too (before, they left its 1 s out).
-            let said: f64 = reason
-                .split("did not succeed in ")
-                .nth(1)
-                .and_then(|r| r.split(' ').next())
-                .and_then(|n| n.parse().ok())
-                .unwrap_or_else(|| panic!("{reason}"));
+            let said = seconds_after(reason, "did not succeed in ");
             assert!(
                 said >= waited.as_secs_f64() - 0.5,
                 "{said} s named, {waited:?} waited"
@@ -6614,13 +6621,9 @@ fn a_first_connection_finished_while_the_caller_is_idle_still_runs_its_task() {
     // Serving until killed: one counting callers would exit once the
     // closed connection was its caller's last.
     let mut worker = s.spawn_worker_env(TEST, 1, &[(worker_support::ENV_UNTIL_EXIT, "1")]);
-    let pid = worker.child.as_ref().unwrap().id();
     let mut opts = CoreWorkerOptions::new(s.node);
     opts.force_tcp = true;
-    let mut driver = CoreWorker::new(&s.session, opts).unwrap();
-    worker_support::stop_process(pid);
-    let r = submit_square_without_retries(&mut driver, worker.id, 5);
-    worker_support::continue_process(pid);
+    let (mut driver, r) = first_submit_while_stopped(&s, &worker, opts, 5);
     // Idle past the worker's liveness bound (5 s): no call, so nothing
     // takes the connection into use meanwhile.
     std::thread::sleep(Duration::from_millis(6_500));
@@ -6651,15 +6654,12 @@ fn a_first_connection_refused_after_the_wait_fails_its_task_with_the_refusal() {
     maybe_run_worker();
     let s = TestSession::new("firstrefused");
     let mut worker = s.spawn_worker_env(TEST, 1, &[(worker_support::ENV_MAX_CONNECTIONS, "1")]);
-    let pid = worker.child.as_ref().unwrap().id();
     // The one connection the worker takes.
     let mut holder = CoreWorker::new(&s.session, CoreWorkerOptions::new(s.node)).unwrap();
     let r = submit_square(&mut holder, worker.id, 2).unwrap();
     assert_eq!(get_i64(&mut holder, &r), 4);
-    let mut driver = CoreWorker::new(&s.session, CoreWorkerOptions::new(s.node)).unwrap();
-    worker_support::stop_process(pid);
-    let r = submit_square_without_retries(&mut driver, worker.id, 3);
-    worker_support::continue_process(pid);
+    let (mut driver, r) =
+        first_submit_while_stopped(&s, &worker, CoreWorkerOptions::new(s.node), 3);
     let t = Instant::now();
     let err = task_error(&mut driver, &r);
     let took = t.elapsed();
@@ -6673,4 +6673,15 @@ fn a_first_connection_refused_after_the_wait_fails_its_task_with_the_refusal() {
         other => panic!("expected WorkerUnavailable with the refusal, got {other:?}"),
     }
     assert!(took < GUARD, "{took:?}");
+}
+
+/// The number of seconds `reason` names right after `before` (as in
+/// "… not reached again in 2.5 s …"); a panic if it names none.
+fn seconds_after(reason: &str, before: &str) -> f64 {
+    reason
+        .split(before)
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no time after {before:?} in {reason:?}"))
 }

@@ -761,29 +761,12 @@ mod tests {
             .map(|_| std::net::TcpStream::connect(addr).unwrap())
             .collect();
         let (mut conns, mut next) = (HashMap::new(), 0);
-        assert_eq!(
-            accept_all(
-                &listener,
-                &poll,
-                &mut conns,
-                &mut next,
-                &mut crate::sys::fs::SpareDescriptor::take(),
-                false
-            ),
-            Queued::More
-        );
+        let mut spare = crate::sys::fs::SpareDescriptor::take();
+        let mut turn =
+            |next: &mut usize| accept_all(&listener, &poll, &mut conns, next, &mut spare, false);
+        assert_eq!(turn(&mut next), Queued::More);
         assert_eq!(next, HTTP_MAX_CONNECTIONS);
-        assert_eq!(
-            accept_all(
-                &listener,
-                &poll,
-                &mut conns,
-                &mut next,
-                &mut crate::sys::fs::SpareDescriptor::take(),
-                false
-            ),
-            Queued::Nothing
-        );
+        assert_eq!(turn(&mut next), Queued::Nothing);
         assert_eq!(next, HTTP_MAX_CONNECTIONS + 10);
         drop(clients);
     }
