@@ -576,6 +576,11 @@ impl Server {
         let mut events = Events::with_capacity(256);
         // Relaxed: see `PullServer::stop_thread`.
         while !stop.load(Ordering::Relaxed) {
+            // The spare back as soon as the connection it was given up for
+            // closed (last turn), not at the next caller's accept: by then
+            // the store may have taken the freed descriptor (the attack on
+            // `a6baac3`: the next pull at the limit went unanswered).
+            self.spare.retake();
             // A broken store client is replaced when its pause is over,
             // also while no pull comes.
             self.store.reconnect_if_due();
@@ -783,7 +788,6 @@ impl Server {
     /// once and accept again.
     fn accept(&mut self) {
         self.accept_more = false;
-        self.spare.retake();
         for _ in 0..self.config.max_pulls.max(1) {
             let (mut stream, _) = match self.listener.accept() {
                 Ok(s) => s,

@@ -187,9 +187,11 @@ pub(crate) fn chain_is_out_of_descriptors(e: &(dyn std::error::Error + 'static))
 /// caller and answers it — a refusal naming the cause, a health check —
 /// instead of leaving it in the kernel's queue until it times out (the
 /// classic `EMFILE` reserve of libev's and nginx's accept loops). Each
-/// listener keeps its own; taken back by [`SpareDescriptor::retake`] once a
-/// descriptor is free. Best effort: another thread may take the freed
-/// descriptor first, and the accept then fails as it would without one.
+/// listener keeps its own and calls [`SpareDescriptor::retake`] as soon as
+/// the connection it gave the spare up for may have closed (before anything
+/// else of its thread can take the freed descriptor). Best effort: another
+/// thread may take the freed descriptor first, and the accept then fails
+/// as it would without one.
 #[cfg_attr(shmwire_loom, allow(dead_code))] // only listeners use it
 #[derive(Debug)]
 pub(crate) struct SpareDescriptor(Option<std::fs::File>);

@@ -1110,6 +1110,12 @@ impl Listener {
             }
             out.push(result);
         }
+        // The spare back at once if a hello it was given up for just ended
+        // (its socket closed above), not at the next caller's pass: by
+        // then this process may have taken the freed descriptor for
+        // something else (the attack on `a6baac3`: a store's next object
+        // took it, and the next client at the limit timed out again).
+        self.spare.retake();
     }
 
     /// One pass of the accept state machines: starts the handshakes of
