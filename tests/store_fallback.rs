@@ -420,6 +420,52 @@ fn a_service_out_of_descriptors_says_so() {
     kill9(&mut service);
 }
 
+/// Input (the attack on `a6baac3`, medium–low): a client at its own
+/// descriptor limit `get`s an object kept in a fallback file. Its file's
+/// descriptor cannot be received (`MSG_CTRUNC`); before, that broke the
+/// client's connection for good (every later call "unusable …
+/// reconnect", also once descriptors were free — and the node's object
+/// endpoint, whose own client that is, answered every pull *failed*).
+/// Now that `get` fails alone, naming the limit; once a descriptor is
+/// free, the same `get` reads the object whole, and a `put` works: the
+/// connection stayed in step. (A client process under `ulimit -n 64`
+/// that takes every descriptor left with files of its own.)
+#[test]
+fn a_client_at_its_own_descriptor_limit_fails_only_that_get() {
+    const TEST: &str = "a_client_at_its_own_descriptor_limit_fails_only_that_get";
+    let big = shared_oid(26, 0);
+    if child_role().is_some() {
+        let c = connect(&child_session());
+        let mut held = Vec::new();
+        while let Ok(f) = std::fs::File::open("/dev/null") {
+            held.push(f);
+            assert!(held.len() < 64, "64 files under a limit of 64");
+        }
+        let err = match c.get(&[big], GUARD) {
+            Err(e) => shmwire::error_chain(&e),
+            Ok(_) => panic!("a fallback object's descriptor received at the limit"),
+        };
+        assert!(err.contains("MSG_CTRUNC"), "{err}");
+        assert!(!c.is_broken(), "the connection broke: {err}");
+        held.truncate(held.len() - 4);
+        let got = c.get(&[big], GUARD).unwrap();
+        let got = got[0].as_deref().map(checksum);
+        assert_eq!(got, Some(checksum(&contents(26, 100_000))));
+        c.put(shared_oid(26, 1), b"small", b"").unwrap();
+        println!("done");
+        return;
+    }
+    let env = Env::new("fbclientnofile");
+    let dir = fallback_dir(&env);
+    let _store = fallback_store(&env.session, &dir);
+    let c = connect(&env.session);
+    c.put(big, &contents(26, 100_000), b"").unwrap();
+    let client = spawn_child_with_nofile(TEST, "client", &pass(&env, "fbclientnofile", &dir), 64);
+    let (ok, out) = wait_child(client);
+    assert!(ok && out.contains("done"), "the client failed: {out}");
+    assert!(c.contains(big).unwrap());
+}
+
 /// Input (the attack on `3430896`, medium): a `get` of ≈ 1,200 or more
 /// objects in fallback files dropped the client's store connection
 /// ("connection closed", then "out of step"): their descriptors went with

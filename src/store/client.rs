@@ -225,7 +225,9 @@ impl Conn {
     /// Sends `req` and waits at most `timeout` for its reply, then for the
     /// fallback files' descriptors the reply names (queued on the socket
     /// before it), also bounded by `timeout`: exactly as many as it names,
-    /// or the connection is broken (`BadReply`, `TimedOut`).
+    /// or the connection is broken (`BadReply`, `TimedOut`) — but for those
+    /// this process had no descriptor to receive (`MSG_CTRUNC`), which are
+    /// missing from the [`Files`] and fail only their objects.
     fn call(&mut self, req: &Request, timeout: Duration) -> Result<(Reply, Files), StoreError> {
         if let Some(cause) = &self.broken {
             return Err(StoreError::ConnectionBroken {
@@ -238,8 +240,12 @@ impl Conn {
             if n == 0 {
                 return Ok((r, Files::default()));
             }
-            let fds = super::handoff::recv(&self.conn, super::handoff::FALLBACK, n, timeout)?;
-            Ok((r, Files(fds.into_iter().map(File::from).collect())))
+            let (fds, _) =
+                super::handoff::recv_or_cut(&self.conn, super::handoff::FALLBACK, n, timeout)?;
+            Ok((
+                r,
+                Files(fds.into_iter().map(|f| f.map(File::from)).collect()),
+            ))
         });
         match r {
             Ok((Reply::Error(e), _)) => Err(e.to_error()),
@@ -262,17 +268,27 @@ struct GetBounds {
 }
 
 /// The fallback files that came with a reply, in its order (each closed
-/// when dropped; a mapping made from it outlives it).
+/// when dropped; a mapping made from it outlives it); `None` for one this
+/// process had no descriptor to receive.
 #[derive(Default)]
-struct Files(VecDeque<File>);
+struct Files(VecDeque<Option<File>>);
 
 impl Files {
     /// The next fallback file (a reply naming more than came is refused
-    /// before this, in [`Conn::call`]).
+    /// before this, in [`Conn::call`]). Errors: `Io` for one cut off on
+    /// the way (this process at its descriptor limit: it fails that object
+    /// alone; the connection stays in step).
     fn next(&mut self) -> Result<File, StoreError> {
-        self.0.pop_front().ok_or(StoreError::BadReply(
-            "a fallback object without its descriptor",
-        ))
+        match self.0.pop_front() {
+            Some(Some(f)) => Ok(f),
+            Some(None) => Err(StoreError::io(
+                "receive a fallback object's descriptor",
+                crate::sys::fdpass::cut_off(),
+            )),
+            None => Err(StoreError::BadReply(
+                "a fallback object without its descriptor",
+            )),
+        }
     }
 }
 
@@ -657,7 +673,13 @@ impl StoreClient {
             return Err(self.bad_reply("created object does not match"));
         }
         let file = match o.location {
-            WireLocation::Fallback(_) => files.next().ok(),
+            WireLocation::Fallback(_) => match files.next() {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    self.inner.send_quiet(Request::Drop { id });
+                    return Err(e);
+                }
+            },
             WireLocation::Arena(_) => None,
         };
         let span = match self.span_rw(&o, file) {
@@ -895,8 +917,19 @@ impl StoreClient {
             };
             // Taken in the reply's order whatever happens to the object.
             let file = match o.location {
-                WireLocation::Fallback(_) => files.next().ok(),
+                WireLocation::Fallback(_) => Some(files.next()),
                 WireLocation::Arena(_) => None,
+            };
+            let file = match file.transpose() {
+                Ok(f) => f,
+                Err(e) => {
+                    // Its descriptor was cut off on the way: this object
+                    // fails, the others and the connection are fine.
+                    self.inner.send_quiet(Request::Release { id: o.id });
+                    bad.get_or_insert(e);
+                    held.push(None);
+                    continue;
+                }
             };
             if o.id != *want {
                 // Not a reference we asked for: release it as named.

@@ -30,7 +30,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use super::error::StoreError;
-use crate::sys::fdpass::{recv_with_fds, send_with_fds_now, MAX_FDS};
+use crate::sys::fdpass::{recv_with_fds_or_cut, send_with_fds_now, MAX_FDS};
 use crate::sys::poll::{wait_fds, PollFlags};
 use crate::transport::AnyConnection;
 
@@ -87,20 +87,49 @@ pub(crate) fn send(
 /// `conn`'s socket, waiting at most `timeout` in all. Anything else (wrong
 /// magic, a count of 0, above [`MAX_FDS`] or beyond `expect`, descriptors
 /// missing from a message, end of stream) is [`StoreError::BadReply`];
-/// descriptors that came with a bad message are closed.
+/// descriptors that came with a bad message are closed. Descriptors cut
+/// off on the way (`MSG_CTRUNC`: this process is at its descriptor limit)
+/// are an error too (`StoreError::Io`, naming the limit).
 pub(crate) fn recv(
     conn: &AnyConnection,
     magic: &[u8; 7],
     expect: usize,
     timeout: Duration,
 ) -> Result<Vec<OwnedFd>, StoreError> {
+    let (fds, cut) = recv_or_cut(conn, magic, expect, timeout)?;
+    if cut {
+        return Err(StoreError::io(
+            "receive the store's descriptors",
+            crate::sys::fdpass::cut_off(),
+        ));
+    }
+    Ok(fds.into_iter().flatten().collect())
+}
+
+/// [`recv`], but descriptors cut off on the way (`MSG_CTRUNC`: this
+/// process is at its descriptor limit; the messages' bytes come whole, so
+/// the socket stays in step) are `None` in their places, and the second
+/// value says whether any was: a reply's fallback files, each for the
+/// object the reply names in the same place, so that only the objects
+/// whose files were lost fail (the attack on `a6baac3`: one `get` of a
+/// fallback object by a client at its limit broke its connection for
+/// good, and the node's object endpoint answered every pull *failed*
+/// until about 15 descriptors were free).
+pub(crate) fn recv_or_cut(
+    conn: &AnyConnection,
+    magic: &[u8; 7],
+    expect: usize,
+    timeout: Duration,
+) -> Result<(Vec<Option<OwnedFd>>, bool), StoreError> {
     let sock = socket(conn).map_err(|_| StoreError::BadReply("store connection is not shm"))?;
     let deadline = crate::deadline_after(Instant::now(), timeout);
     let mut out = Vec::with_capacity(expect.min(1024));
+    let mut any_cut = false;
     while out.len() < expect {
         let mut buf = [0u8; HANDOFF_LEN];
         let mut got = 0;
         let mut fds = Vec::new();
+        let mut cut = false;
         while got < HANDOFF_LEN {
             let [rev] = wait_fds([(sock, PollFlags::IN)], Some(deadline))
                 .map_err(|e| StoreError::io("receive the store's descriptors", e))?;
@@ -109,8 +138,11 @@ pub(crate) fn recv(
             }
             // Exactly the rest of this message: never into the next one
             // (whose descriptors belong to it).
-            let (n, more) = match recv_with_fds(sock, &mut buf[got..]) {
-                Ok(r) => r,
+            let (n, more) = match recv_with_fds_or_cut(sock, &mut buf[got..]) {
+                Ok(r) => {
+                    cut |= r.cut;
+                    (r.bytes, r.fds)
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(StoreError::io("receive the store's descriptors", e)),
             };
@@ -123,17 +155,23 @@ pub(crate) fn recv(
             got += n;
         }
         let count = usize::from(buf[7]);
+        // Cut off, the first of them came (the kernel installs them in
+        // order and stops at the first it cannot): the rest are `None`.
         if &buf[..7] != magic
             || count == 0
             || count > MAX_FDS
             || count > expect - out.len()
-            || fds.len() != count
+            || fds.len() > count
+            || (fds.len() < count && !cut)
         {
             return Err(StoreError::BadReply(
                 "the descriptors' hand-off does not match the reply",
             ));
         }
-        out.extend(fds);
+        any_cut |= cut;
+        let lost = count - fds.len();
+        out.extend(fds.into_iter().map(Some));
+        out.extend(std::iter::repeat_with(|| None).take(lost));
     }
-    Ok(out)
+    Ok((out, any_cut))
 }

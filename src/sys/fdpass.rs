@@ -75,26 +75,40 @@ fn send_fds_flags(
 /// limit) are an error naming both causes: the message is unusable
 /// without them, and "got 1 of 4 descriptors" would not say why.
 pub(crate) fn recv_with_fds(sock: impl AsFd, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+    match recv_with_fds_or_cut(sock, buf)? {
+        Received { cut: true, .. } => Err(cut_off()),
+        Received { bytes, fds, .. } => Ok((bytes, fds)),
+    }
+}
+
+/// What [`recv_with_fds_or_cut`] received.
+#[derive(Debug)]
+pub(crate) struct Received {
+    /// Bytes received into the buffer (0 at end of stream).
+    pub(crate) bytes: usize,
+    /// The descriptors that came with them, in the order sent.
+    pub(crate) fds: Vec<OwnedFd>,
+    /// Descriptors were cut off (`MSG_CTRUNC`): `fds` holds the first of
+    /// those sent (the kernel installs them in order and stops at the
+    /// first it cannot), the rest are lost. The bytes came whole.
+    pub(crate) cut: bool,
+}
+
+/// [`recv_with_fds`], a cut-off (`MSG_CTRUNC`) reported in
+/// [`Received::cut`] with the bytes and descriptors that did come, for a
+/// caller whose stream stays in step without the lost ones (the store
+/// client, whose reply names which objects they were for).
+pub(crate) fn recv_with_fds_or_cut(sock: impl AsFd, buf: &mut [u8]) -> io::Result<Received> {
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
-    let got = loop {
+    let (bytes, cut) = loop {
         match rustix::net::recvmsg(
             &sock,
             &mut [IoSliceMut::new(buf)],
             &mut control,
             RecvFlags::CMSG_CLOEXEC,
         ) {
-            Ok(m) if m.flags.contains(ReturnFlags::CTRUNC) => {
-                return Err(io::Error::other(format!(
-                    "descriptors sent with a message were cut off (MSG_CTRUNC): this process \
-                     is at its open-file limit (RLIMIT_NOFILE, `ulimit -n` {}) or the peer \
-                     sent more than {MAX_FDS}",
-                    rustix::process::getrlimit(rustix::process::Resource::Nofile)
-                        .current
-                        .map_or_else(|| "unlimited".to_owned(), |n| n.to_string())
-                )))
-            }
-            Ok(m) => break m.bytes,
+            Ok(m) => break (m.bytes, m.flags.contains(ReturnFlags::CTRUNC)),
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
         }
@@ -105,7 +119,19 @@ pub(crate) fn recv_with_fds(sock: impl AsFd, buf: &mut [u8]) -> io::Result<(usiz
             fds.extend(rights);
         }
     }
-    Ok((got, fds))
+    Ok(Received { bytes, fds, cut })
+}
+
+/// The error of descriptors cut off (`MSG_CTRUNC`), naming both causes:
+/// "got 1 of 4 descriptors" would not say why.
+pub(crate) fn cut_off() -> io::Error {
+    io::Error::other(format!(
+        "descriptors sent with a message were cut off (MSG_CTRUNC): this process is at its \
+         open-file limit (RLIMIT_NOFILE, `ulimit -n` {}) or the peer sent more than {MAX_FDS}",
+        rustix::process::getrlimit(rustix::process::Resource::Nofile)
+            .current
+            .map_or_else(|| "unlimited".to_owned(), |n| n.to_string())
+    ))
 }
 
 /// Whether the peer of a connected stream socket is still there: `false`
