@@ -747,9 +747,11 @@ pub struct Listener {
     /// callers a second).
     accept_failing: [bool; 2],
     /// Given up when `accept` fails for want of descriptors with no
-    /// pending hello to drop: the caller is then taken and refused with
-    /// the cause (its hello's rings cannot be made), instead of timing out
-    /// in the kernel's queue ("timed out during the handshake reply").
+    /// pending hello to drop: the caller is then taken instead of timing
+    /// out in the kernel's queue ("timed out during the handshake reply")
+    /// — a shared-memory caller is refused with the cause (its rings
+    /// cannot be made), a TCP caller, which needs nothing more, is served
+    /// on the spare's descriptor.
     spare: crate::sys::fs::SpareDescriptor,
 }
 
