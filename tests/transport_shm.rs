@@ -802,3 +802,154 @@ fn every_active_peer_with_a_frame_is_reported_beside_a_busy_one() {
         drop(busy.join().unwrap());
     }
 }
+
+#[path = "fd_limit/mod.rs"]
+mod fd_limit;
+
+/// Worker `n` of the test process `pid` (what [`common::id`] gives in
+/// that process), for a child that talks to its parent's workers.
+fn id_of(pid: u32, n: u8) -> WorkerId {
+    let mut b = [n; 28];
+    b[24..28].copy_from_slice(&pid.to_le_bytes());
+    WorkerId::from_array(b)
+}
+
+/// The child of `single_listeners_at_the_descriptor_limit_still_take_their_callers`:
+/// worker 1 of the parent, with a shared-memory and a TCP listener, left
+/// with no free descriptor; accepts two shm callers and then one TCP
+/// caller (whose frame it echoes), printing each outcome.
+fn listeners_at_the_limit_child(session: &str, parent: u32) {
+    use shmwire::transport::TcpListener;
+    use std::io::Write as _;
+    use std::os::unix::ffi::OsStrExt as _;
+    let s = shmwire::shm::Session::attach_in(shmwire::shm::default_root(), session).unwrap();
+    let token = shmwire::node::load_or_create_token(&s).unwrap();
+    let config = shmwire::transport::TransportConfig::new(id_of(parent, 1), token);
+    let mut shm = ShmListener::bind(&s, config.clone(), ShmOptions::default()).unwrap();
+    let mut tcp = TcpListener::bind_localhost(config).unwrap();
+    // Each listener opens its reserve at its first accept.
+    for r in [
+        shm.accept_timeout(Duration::ZERO).map(|_| ()),
+        tcp.accept_timeout(Duration::ZERO).map(|_| ()),
+    ] {
+        assert!(matches!(r, Err(ConnectError::TimedOut { .. })), "{r:?}");
+    }
+    let limit = fd_limit::limit_leaving(std::process::id(), 1);
+    let now = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    rustix::process::setrlimit(
+        rustix::process::Resource::Nofile,
+        rustix::process::Rlimit {
+            current: Some(limit),
+            maximum: now.maximum,
+        },
+    )
+    .unwrap();
+    let _last = std::fs::File::open("/dev/null").unwrap();
+    assert!(
+        std::fs::File::open("/dev/null").is_err(),
+        "a descriptor left"
+    );
+    let mut out = std::io::stdout().lock();
+    out.write_all(b"@ready ").unwrap();
+    out.write_all(shm.socket_path().as_os_str().as_bytes())
+        .unwrap();
+    writeln!(out, " {}", tcp.local_addr().unwrap()).unwrap();
+    out.flush().unwrap();
+    // What the thread opens between two accepts keeps the number a
+    // refused caller's socket freed, unless the listener took its reserve
+    // back at once.
+    let mut opened = Vec::new();
+    for _ in 0..2 {
+        let r = shm.accept_timeout(GUARD);
+        opened.extend(std::fs::File::open("/dev/null").ok());
+        writeln!(out, "@shm {:?}", r.map(|_| ())).unwrap();
+        out.flush().unwrap();
+    }
+    let mut c = tcp.accept_timeout(GUARD).unwrap();
+    let f = c.recv_timeout(GUARD).unwrap().to_vec();
+    c.send(&f).unwrap();
+    writeln!(out, "@tcp served").unwrap();
+    out.flush().unwrap();
+    let _ = c.recv_timeout(GUARD);
+}
+
+/// At its descriptor limit, a process accepting on a lone `ShmListener` or
+/// `TcpListener` still takes a waiting caller on the descriptor each keeps
+/// in reserve: a shared-memory caller is refused with the cause (its rings
+/// cannot be made), each time, and a TCP caller is served — rather than
+/// each waiting in the kernel's queue until its handshake times out while
+/// `accept_timeout` fails with `EMFILE`.
+#[test]
+fn single_listeners_at_the_descriptor_limit_still_take_their_callers() {
+    use std::io::BufRead as _;
+    use std::process::{Command, Stdio};
+    const CHILD: &str = "SHMWIRE_LIMIT_LISTENER_CHILD";
+    if let Ok(session) = std::env::var(CHILD) {
+        let parent = std::env::var("SHMWIRE_LIMIT_PARENT").unwrap();
+        listeners_at_the_limit_child(&session, parent.parse().unwrap());
+        return;
+    }
+    let env = env("fdlimitlisten");
+    let s = &env.0;
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "single_listeners_at_the_descriptor_limit_still_take_their_callers",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, s.name())
+        .env("SHMWIRE_LIMIT_PARENT", std::process::id().to_string())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut child = Reap(child);
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let mut next = || loop {
+        let l = lines.next().expect("child ended").unwrap();
+        // The harness's own output (which may start the line) is not the
+        // child's.
+        if let Some(at) = l.find('@') {
+            return l[at + 1..].to_owned();
+        }
+    };
+    let ready = next();
+    let mut words = ready.split(' ').skip(1);
+    let path = std::path::PathBuf::from(words.next().unwrap());
+    let addr: std::net::SocketAddr = words.next().unwrap().parse().unwrap();
+    let mut me = cfg(2, s);
+    me.handshake_timeout = Duration::from_secs(3);
+    for _ in 0..2 {
+        let r = connect_shm(s, &path, id(1), &me, &ShmOptions::default());
+        match r {
+            Err(ConnectError::Refused { reason }) => {
+                assert!(reason.contains("Too many open files"), "{reason}")
+            }
+            other => panic!("refused for want of descriptors expected: {other:?}"),
+        }
+        let l = next();
+        assert!(
+            l.starts_with("shm Err(") && l.contains("Too many open files"),
+            "{l}"
+        );
+    }
+    let mut c = shmwire::transport::connect_tcp(addr, id(1), &me).unwrap();
+    c.send(b"at the limit").unwrap();
+    assert_eq!(&*c.recv_timeout(GUARD).unwrap(), b"at the limit");
+    assert_eq!(next(), "tcp served");
+    drop(c);
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "{status}");
+}
+
+/// A child process killed and reaped on every way out of a test (after a
+/// `wait`, the kill sends nothing).
+struct Reap(std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

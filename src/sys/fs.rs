@@ -193,7 +193,9 @@ pub(crate) fn chain_is_out_of_descriptors(e: &(dyn std::error::Error + 'static))
 /// thread may take the freed descriptor first, and the accept then fails
 /// as it would without one.
 #[cfg_attr(shmwire_loom, allow(dead_code))] // only listeners use it
-#[derive(Debug)]
+/// `Default` is one not taken yet (the first [`SpareDescriptor::retake`]
+/// opens it).
+#[derive(Debug, Default)]
 pub(crate) struct SpareDescriptor(Option<std::fs::File>);
 
 #[cfg_attr(shmwire_loom, allow(dead_code))]

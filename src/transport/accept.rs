@@ -2,9 +2,12 @@
 //! use.
 
 use std::io;
+use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Poll};
+
+use crate::sys::fs::SpareDescriptor;
 
 /// One non-blocking `accept` attempt: `Ok(None)` if no caller is pending;
 /// `EINTR` is retried.
@@ -21,17 +24,45 @@ pub(crate) fn try_accept<S>(mut accept: impl FnMut() -> io::Result<S>) -> io::Re
 
 /// Accepts one caller on a non-blocking listener registered (readable) with
 /// `poll`, sleeping on `poll` while none is pending, for at most `timeout`
-/// (`Ok(None)` then). The listeners of both transports use it.
+/// (`Ok(None)` then). The single-transport listeners' `accept_timeout` use
+/// it.
+///
+/// Out of descriptors (`EMFILE`, `ENFILE`) with a caller waiting on
+/// `listener`, it closes `spare` so that the caller is taken anyway — to
+/// be refused with the cause (a shared-memory caller, whose rings cannot
+/// be made) or served on the spare's descriptor (a TCP caller) — instead of
+/// being left in the kernel's queue until its handshake times out; the
+/// caller retakes the spare as soon as that connection may have closed
+/// ([`SpareDescriptor::retake`]; it is taken here first, so a listener
+/// that never accepts this way holds none). With the spare already given
+/// up, the error is returned; with no caller waiting, it waits for one.
 pub(crate) fn accept_within<S>(
     poll: &mut Poll,
     events: &mut Events,
     timeout: Duration,
+    listener: BorrowedFd<'_>,
+    spare: &mut SpareDescriptor,
     mut accept: impl FnMut() -> io::Result<S>,
 ) -> io::Result<Option<S>> {
     let deadline = crate::deadline_after(Instant::now(), timeout);
+    spare.retake();
     loop {
-        if let Some(s) = try_accept(&mut accept)? {
-            return Ok(Some(s));
+        match try_accept(&mut accept) {
+            Ok(Some(s)) => return Ok(Some(s)),
+            Ok(None) => {}
+            // `accept` fails out of descriptors before it looks at the
+            // queue: with nobody waiting, wait for a caller as when the
+            // queue is empty (one that connects meanwhile is an edge for
+            // `poll`); for a caller that waits, give the spare up.
+            Err(e) if crate::sys::fs::is_out_of_descriptors(&e) => {
+                if crate::sys::poll::connection_waiting(listener) {
+                    if spare.give_up() {
+                        continue;
+                    }
+                    return Err(e);
+                }
+            }
+            Err(e) => return Err(e),
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {

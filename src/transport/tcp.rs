@@ -313,6 +313,11 @@ pub struct TcpListener {
     config: TransportConfig,
     /// Shared by the connections accepted here.
     budget: Arc<ReceiveBudget>,
+    /// [`accept_timeout`](Self::accept_timeout)'s descriptor reserve
+    /// (see `accept_within`): opened at its first call, so a listener
+    /// driven through [`Listener`](crate::transport::Listener) (which
+    /// keeps its own) holds none.
+    spare: crate::sys::fs::SpareDescriptor,
 }
 
 impl std::fmt::Debug for TcpListener {
@@ -339,6 +344,7 @@ impl TcpListener {
             events: Events::with_capacity(8),
             budget: ReceiveBudget::new(config.max_receive_memory, frame_grace(&config)),
             config,
+            spare: crate::sys::fs::SpareDescriptor::default(),
         })
     }
 
@@ -381,16 +387,34 @@ impl TcpListener {
     /// (one deadline, however the caller drips its bytes). A refused hello
     /// (wrong token, version or worker) is answered with the reason and
     /// reported here as that error; the listener stays usable.
+    ///
+    /// At the process's descriptor limit a waiting caller is still taken,
+    /// on a descriptor this listener keeps in reserve, and served on it
+    /// (a TCP connection needs no other), instead of timing out in the
+    /// kernel's queue; with the reserve in use, the error is
+    /// [`ConnectError::Io`] (`accept`, `EMFILE`). The reserve is taken
+    /// back at the next call once a descriptor is free.
     pub fn accept_timeout(&mut self, timeout: Duration) -> Result<TcpConnection, ConnectError> {
         let inner = &self.inner;
-        match accept_within(&mut self.poll, &mut self.events, timeout, || inner.accept())
-            .map_err(ConnectError::io("accept"))?
-        {
+        let accepted = accept_within(
+            &mut self.poll,
+            &mut self.events,
+            timeout,
+            inner.as_fd(),
+            &mut self.spare,
+            || inner.accept(),
+        )
+        .map_err(ConnectError::io("accept"))?;
+        let r = match accepted {
             Some((stream, _peer)) => {
-                drive_blocking(TcpAccept::new(stream.into(), &self.config, &self.budget)?)
+                TcpAccept::new(stream.into(), &self.config, &self.budget).and_then(drive_blocking)
             }
             None => Err(ConnectError::TimedOut { during: "accept" }),
-        }
+        };
+        // At once if the reserve was given up for a caller whose hello
+        // failed (its socket is closed).
+        self.spare.retake();
+        r
     }
 }
 

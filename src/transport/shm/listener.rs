@@ -38,6 +38,11 @@ pub struct ShmListener {
     opts: ShmOptions,
     /// The memory its connections' rings hold ([`ShmOptions::max_ring_memory`]).
     budget: Arc<RingBudget>,
+    /// [`accept_timeout`](Self::accept_timeout)'s descriptor reserve
+    /// (see `accept_within`): opened at its first call, so a listener
+    /// driven through [`Listener`](crate::transport::Listener) (which
+    /// keeps its own) holds none.
+    spare: crate::sys::fs::SpareDescriptor,
 }
 
 /// How long the rings of a connection the listener's side ended first
@@ -328,6 +333,7 @@ impl ShmListener {
             ),
             config,
             opts,
+            spare: crate::sys::fs::SpareDescriptor::default(),
         })
     }
 
@@ -407,16 +413,31 @@ impl ShmListener {
     /// whole hello must arrive within the handshake timeout (one deadline).
     /// A refused hello is answered and reported as its error; the listener
     /// stays usable.
+    ///
+    /// At the process's descriptor limit a waiting caller is still taken
+    /// (on a descriptor this listener keeps in reserve) and refused with
+    /// the cause — its rings cannot be made — instead of timing out in the
+    /// kernel's queue; with the reserve in use, the error is
+    /// [`ConnectError::Io`] (`accept`, `EMFILE`).
     pub fn accept_timeout(&mut self, timeout: Duration) -> Result<ShmConnection, ConnectError> {
         let listener = &self.listener;
-        match accept_within(&mut self.poll, &mut self.events, timeout, || {
-            listener.accept()
-        })
-        .map_err(ConnectError::io("accept"))?
-        {
-            Some((stream, _)) => drive_blocking(self.start(stream.into())?),
+        let accepted = accept_within(
+            &mut self.poll,
+            &mut self.events,
+            timeout,
+            listener.as_fd(),
+            &mut self.spare,
+            || listener.accept(),
+        )
+        .map_err(ConnectError::io("accept"))?;
+        let r = match accepted {
+            Some((stream, _)) => self.start(stream.into()).and_then(drive_blocking),
             None => Err(ConnectError::TimedOut { during: "accept" }),
-        }
+        };
+        // At once if the reserve was given up for a caller now refused
+        // (its socket is closed): before anything else takes the number.
+        self.spare.retake();
+        r
     }
 
     /// Takes a caller whose connection is already pending and starts its
