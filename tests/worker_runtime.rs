@@ -4744,6 +4744,60 @@ fn silent_connections_at_the_descriptor_limit_do_not_lock_callers_out() {
     worker.wait_success();
 }
 
+/// A worker that cannot take a waiting caller off its socket (out of
+/// descriptors, its spare in use) reports `WorkerEvent::AcceptFailed`, not
+/// a refusal: the caller is still queued, and is served as soon as a
+/// descriptor comes free. (Before, it was reported as `Refused`, "refused a
+/// caller", though nobody was.)
+#[test]
+fn a_worker_out_of_descriptors_reports_a_failed_accept_and_serves_the_caller_later() {
+    maybe_run_worker();
+    let s = TestSession::new("acceptfail");
+    let events = s.root.path().join("events.txt");
+    let worker = s.spawn_worker_env(
+        "a_worker_out_of_descriptors_reports_a_failed_accept_and_serves_the_caller_later",
+        3,
+        &[
+            (worker_support::ENV_SPARE_FDS, "1"),
+            (worker_support::ENV_EVENTS_FILE, events.to_str().unwrap()),
+        ],
+    );
+    let dir = shmwire::node::Directory::for_session(&s.session).unwrap();
+    let tcp = dir.lookup(&worker.id).unwrap().tcp.unwrap();
+    let token = shmwire::node::load_or_create_token(&s.session).unwrap();
+    let caller = || {
+        let mut c = TransportConfig::new(WorkerId::from_random(), token);
+        c.handshake_timeout = Duration::from_secs(10);
+        c
+    };
+    // The free descriptor, then the listener's spare.
+    let a = shmwire::transport::connect_tcp(tcp, worker.id, &caller()).unwrap();
+    let b = shmwire::transport::connect_tcp(tcp, worker.id, &caller()).unwrap();
+    let (id, c_cfg) = (worker.id, caller());
+    let third = std::thread::spawn(move || {
+        let t = Instant::now();
+        let r = shmwire::transport::connect_tcp(tcp, id, &c_cfg);
+        (r.map(|_| ()), t.elapsed())
+    });
+    // Queued, with nothing to give way, until `a` goes.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!third.is_finished(), "the third caller got in at the limit");
+    drop(a);
+    let (r, took) = third.join().unwrap();
+    assert!(r.is_ok(), "{r:?}");
+    assert!(took < Duration::from_secs(5), "served after {took:?}");
+    drop(b);
+    worker.wait_success();
+    let events = std::fs::read_to_string(&events).unwrap();
+    let failed: Vec<_> = events
+        .lines()
+        .filter(|l| l.starts_with("AcceptFailed"))
+        .collect();
+    assert_eq!(failed.len(), 1, "{events}");
+    assert!(failed[0].contains("Too many open files"), "{events}");
+    assert!(!events.contains("Refused"), "nobody was refused: {events}");
+}
+
 /// The child role of `a_token_holder_claiming_a_callers_id_is_closed_and_the_caller_served_on`:
 /// connects to the worker under the victim's caller id (with the session's
 /// token, as any token holder can), says what became of the connection,

@@ -218,6 +218,10 @@ pub fn run_worker(args: &WorkerArgs) -> DemoResult<()> {
                 WorkerEvent::Refused(e) => {
                     errln!("demo worker: refused a caller: {}", crate::error_chain(&e))
                 }
+                WorkerEvent::AcceptFailed(e) => errln!(
+                    "demo worker: could not accept a waiting caller (trying again): {}",
+                    crate::error_chain(&e)
+                ),
                 WorkerEvent::Connected { caller } => {
                     died.retain(|c| *c != caller);
                     errln!("demo worker: caller {caller} connected")

@@ -989,6 +989,15 @@ pub enum WorkerEvent {
     /// per [`REFUSAL_REPORT_INTERVAL`]: refusals in between are counted and
     /// reported together as one `ConnectError::Refused` saying how many.
     Refused(crate::transport::ConnectError),
+    /// Taking a waiting caller off the listening socket failed in the
+    /// kernel (`ConnectError::Io` with op `accept`: out of file
+    /// descriptors, `EMFILE`/`ENFILE`, once the listener's spare descriptor
+    /// is in use). Nothing was refused: the caller stays queued, and the
+    /// listener tries again every 20 ms until a descriptor comes free or
+    /// the caller's handshake times out on its side. Reported once while
+    /// the failure lasts (the listener says it again after an accept
+    /// succeeded).
+    AcceptFailed(crate::transport::ConnectError),
     /// A caller connected.
     Connected {
         /// The caller's worker id.
@@ -1631,6 +1640,13 @@ impl Worker {
                              caller's id): closed"
                         ),
                     });
+            }
+            // The listener's own failure, not a caller's refusal: the
+            // caller is still queued (`Listener::start_pending` says so once
+            // while it lasts).
+            Err(e @ crate::transport::ConnectError::Io { op: "accept", .. }) => {
+                tracing::warn!(error = %e, "could not accept a waiting caller (it stays queued; tried again every 20 ms)");
+                self.event(WorkerEvent::AcceptFailed(e));
             }
             Err(e) => self.refuse(e),
         }

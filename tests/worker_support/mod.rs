@@ -46,6 +46,9 @@ pub const ENV_DEPARTED_TTL_MS: &str = "SHMWIRE_WORKER_TEST_DEPARTED_TTL_MS";
 /// If set: once bound, the worker lowers its open-file limit to the
 /// descriptors it has open plus this many.
 pub const ENV_SPARE_FDS: &str = "SHMWIRE_WORKER_TEST_SPARE_FDS";
+/// If set: once it has served, the worker writes its events
+/// (`Worker::take_events`, one `Debug` line each) to this file.
+pub const ENV_EVENTS_FILE: &str = "SHMWIRE_WORKER_TEST_EVENTS_FILE";
 /// If set: the worker's `ShmOptions::max_ring_memory` in bytes.
 pub const ENV_RING_MEMORY: &str = "SHMWIRE_WORKER_TEST_RING_MEMORY";
 /// If set: the worker's `max_held_request_bytes`.
@@ -450,6 +453,14 @@ pub fn maybe_run_worker() {
     } else {
         worker.serve_callers(callers, GUARD)
     };
+    if let Ok(path) = std::env::var(ENV_EVENTS_FILE) {
+        let lines: String = worker
+            .take_events()
+            .iter()
+            .map(|e| format!("{e:?}\n"))
+            .collect();
+        std::fs::write(path, lines).unwrap();
+    }
     let code = match served {
         Ok(()) => 0,
         Err(e) => {
