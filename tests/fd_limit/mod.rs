@@ -35,3 +35,19 @@ pub fn limit_leaving(pid: u32, spare: u64) -> u64 {
         .unwrap();
     last + 1
 }
+
+/// Lowers this process's soft `RLIMIT_NOFILE` to leave exactly `spare`
+/// free descriptor numbers ([`limit_leaving`]); the hard limit stays.
+pub fn leave_free(spare: u64) {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let current = limit_leaving(std::process::id(), spare);
+    let now = getrlimit(Resource::Nofile);
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(current),
+            maximum: now.maximum,
+        },
+    )
+    .unwrap();
+}

@@ -437,16 +437,7 @@ pub fn maybe_run_worker() {
     }
     let mut worker = Worker::bind(&session, options, Arc::new(registry())).unwrap();
     if let Ok(spare) = std::env::var(ENV_SPARE_FDS) {
-        let current = fd_limit::limit_leaving(std::process::id(), spare.parse().unwrap());
-        let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
-        rustix::process::setrlimit(
-            rustix::process::Resource::Nofile,
-            rustix::process::Rlimit {
-                current: Some(current),
-                maximum: limit.maximum,
-            },
-        )
-        .unwrap();
+        fd_limit::leave_free(spare.parse().unwrap());
     }
     let served = if std::env::var_os(ENV_UNTIL_EXIT).is_some() {
         worker.serve_until_exit(GUARD)
