@@ -835,7 +835,7 @@ fn listeners_at_the_limit_child(session: &str, parent: u32) {
         assert!(matches!(r, Err(ConnectError::TimedOut { .. })), "{r:?}");
     }
     fd_limit::leave_free(1);
-    let _last = std::fs::File::open("/dev/null").unwrap();
+    let last = std::fs::File::open("/dev/null").unwrap();
     assert!(
         std::fs::File::open("/dev/null").is_err(),
         "a descriptor left"
@@ -856,12 +856,27 @@ fn listeners_at_the_limit_child(session: &str, parent: u32) {
         writeln!(out, "@shm {:?}", r.map(|_| ())).unwrap();
         out.flush().unwrap();
     }
+    let echo = |c: &mut shmwire::transport::TcpConnection| {
+        let f = c.recv_timeout(GUARD).unwrap().to_vec();
+        c.send(&f).unwrap();
+    };
     let mut c = tcp.accept_timeout(GUARD).unwrap();
-    let f = c.recv_timeout(GUARD).unwrap().to_vec();
-    c.send(&f).unwrap();
-    writeln!(out, "@tcp served").unwrap();
+    echo(&mut c);
+    // The next TCP caller, queued meanwhile, finds the spare in use: the
+    // call waits its timeout (trying again), then says why.
+    std::thread::sleep(Duration::from_millis(200));
+    let t = std::time::Instant::now();
+    let r = tcp.accept_timeout(Duration::from_millis(300)).map(|_| ());
+    let waited = t.elapsed();
+    writeln!(out, "@tcp2 {r:?} after {} ms", waited.as_millis()).unwrap();
     out.flush().unwrap();
-    let _ = c.recv_timeout(GUARD);
+    // A descriptor comes free: that caller is taken and served.
+    drop(last);
+    let mut c2 = tcp.accept_timeout(GUARD).unwrap();
+    echo(&mut c2);
+    for c in [&mut c, &mut c2] {
+        let _ = c.recv_timeout(GUARD);
+    }
 }
 
 /// At its descriptor limit, a process accepting on a lone `ShmListener` or
@@ -869,7 +884,10 @@ fn listeners_at_the_limit_child(session: &str, parent: u32) {
 /// in reserve: a shared-memory caller is refused with the cause (its rings
 /// cannot be made), each time, and a TCP caller is served — rather than
 /// each waiting in the kernel's queue until its handshake times out while
-/// `accept_timeout` fails with `EMFILE`.
+/// `accept_timeout` fails with `EMFILE` at once. With the spare in use,
+/// `accept_timeout` keeps trying for its whole timeout (then says
+/// `EMFILE`) instead of failing at once, and the waiting caller is served
+/// as soon as a descriptor is free.
 #[test]
 fn single_listeners_at_the_descriptor_limit_still_take_their_callers() {
     use std::io::BufRead as _;
@@ -928,8 +946,25 @@ fn single_listeners_at_the_descriptor_limit_still_take_their_callers() {
     let mut c = shmwire::transport::connect_tcp(addr, id(1), &me).unwrap();
     c.send(b"at the limit").unwrap();
     assert_eq!(&*c.recv_timeout(GUARD).unwrap(), b"at the limit");
-    assert_eq!(next(), "tcp served");
-    drop(c);
+    // Another TCP caller while the first holds the spare.
+    let mut patient = cfg(3, s);
+    patient.handshake_timeout = Duration::from_secs(10);
+    let second = std::thread::spawn(move || {
+        let mut c2 = shmwire::transport::connect_tcp(addr, id(1), &patient).unwrap();
+        c2.send(b"served later").unwrap();
+        let back = c2.recv_timeout(GUARD).unwrap().to_vec();
+        (back, c2)
+    });
+    let l = next();
+    assert!(
+        l.starts_with("tcp2 Err(Io { op: \"accept\"") && l.contains("Too many open files"),
+        "{l}"
+    );
+    let ms: u64 = l.rsplit(' ').nth(1).unwrap().parse().unwrap();
+    assert!(ms >= 300, "returned after {ms} ms, not at its timeout: {l}");
+    let (back, c2) = second.join().unwrap();
+    assert_eq!(back, b"served later");
+    drop((c, c2));
     let status = child.0.wait().unwrap();
     assert!(status.success(), "{status}");
 }

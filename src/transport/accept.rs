@@ -22,6 +22,11 @@ pub(crate) fn try_accept<S>(mut accept: impl FnMut() -> io::Result<S>) -> io::Re
     }
 }
 
+/// How often [`accept_within`] tries `accept` again while a caller waits
+/// that it could not take for want of descriptors (its spare in use): the
+/// edge-triggered `poll` reports no new event for a caller already queued.
+pub(crate) const ACCEPT_RETRY: Duration = Duration::from_millis(20);
+
 /// Accepts one caller on a non-blocking listener registered (readable) with
 /// `poll`, sleeping on `poll` while none is pending, for at most `timeout`
 /// (`Ok(None)` then). The single-transport listeners' `accept_timeout` use
@@ -34,8 +39,11 @@ pub(crate) fn try_accept<S>(mut accept: impl FnMut() -> io::Result<S>) -> io::Re
 /// being left in the kernel's queue until its handshake times out; the
 /// caller retakes the spare as soon as that connection may have closed
 /// ([`SpareDescriptor::retake`]; it is taken here first, so a listener
-/// that never accepts this way holds none). With the spare already given
-/// up, the error is returned; with no caller waiting, it waits for one.
+/// that never accepts this way holds none). With no caller waiting it
+/// waits for one, as on an empty queue. With the spare already given up it
+/// tries again every [`ACCEPT_RETRY`] (the caller gets in as soon as a
+/// descriptor is free) and returns the `accept` error at `timeout`, not
+/// at once: a caller looping on it does not spin.
 pub(crate) fn accept_within<S>(
     poll: &mut Poll,
     events: &mut Events,
@@ -47,6 +55,7 @@ pub(crate) fn accept_within<S>(
     let deadline = crate::deadline_after(Instant::now(), timeout);
     spare.retake();
     loop {
+        let mut starved = None;
         match try_accept(&mut accept) {
             Ok(Some(s)) => return Ok(Some(s)),
             Ok(None) => {}
@@ -59,17 +68,24 @@ pub(crate) fn accept_within<S>(
                     if spare.give_up() {
                         continue;
                     }
-                    return Err(e);
+                    starved = Some(e);
                 }
             }
             Err(e) => return Err(e),
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Ok(None);
+            return starved.map_or(Ok(None), Err);
         }
-        // Edge-triggered: we only sleep after `accept` said WouldBlock.
-        poll.poll(events, Some(left))?;
+        // Edge-triggered: we only sleep after `accept` said WouldBlock (or
+        // failed with nobody waiting); a caller we could not take is no
+        // new edge, so it is tried again after a pause.
+        let wait = if starved.is_some() {
+            left.min(ACCEPT_RETRY)
+        } else {
+            left
+        };
+        poll.poll(events, Some(wait))?;
     }
 }
 

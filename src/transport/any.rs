@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
 
-use super::accept::Handshake;
+// ACCEPT_RETRY: how long after a failed `accept` with a caller waiting the
+// listener tries again (`Listener::next_hello_deadline` wakes a `Mux` for it).
+use super::accept::{Handshake, ACCEPT_RETRY};
 use super::shm::{connect_shm, ShmAccept, ShmConnection, ShmFrame, ShmListener, ShmOptions};
 use super::tcp::{connect_tcp, TcpAccept, TcpConnection, TcpFrame, TcpListener};
 use super::{
@@ -754,11 +756,6 @@ pub struct Listener {
     /// on the spare's descriptor.
     spare: crate::sys::fs::SpareDescriptor,
 }
-
-/// How long after a failed `accept` with a caller waiting the listener tries
-/// again ([`Listener::next_hello_deadline`] wakes a [`Mux`](super::Mux) for
-/// it).
-const ACCEPT_RETRY: Duration = Duration::from_millis(20);
 
 impl std::fmt::Debug for Listener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

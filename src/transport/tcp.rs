@@ -391,7 +391,8 @@ impl TcpListener {
     /// At the process's descriptor limit a waiting caller is still taken,
     /// on a descriptor this listener keeps in reserve, and served on it
     /// (a TCP connection needs no other), instead of timing out in the
-    /// kernel's queue; with the reserve in use, the error is
+    /// kernel's queue. With the reserve in use it tries again every 20 ms
+    /// and, if no descriptor came free by `timeout`, fails with
     /// [`ConnectError::Io`] (`accept`, `EMFILE`). The reserve is taken
     /// back at the next call once a descriptor is free.
     pub fn accept_timeout(&mut self, timeout: Duration) -> Result<TcpConnection, ConnectError> {

@@ -417,7 +417,8 @@ impl ShmListener {
     /// At the process's descriptor limit a waiting caller is still taken
     /// (on a descriptor this listener keeps in reserve) and refused with
     /// the cause — its rings cannot be made — instead of timing out in the
-    /// kernel's queue; with the reserve in use, the error is
+    /// kernel's queue. With the reserve in use it tries again every 20 ms
+    /// and, if no descriptor came free by `timeout`, fails with
     /// [`ConnectError::Io`] (`accept`, `EMFILE`).
     pub fn accept_timeout(&mut self, timeout: Duration) -> Result<ShmConnection, ConnectError> {
         let listener = &self.listener;
