@@ -191,10 +191,9 @@ pub(crate) fn chain_is_out_of_descriptors(e: &(dyn std::error::Error + 'static))
 /// the connection it gave the spare up for may have closed (before anything
 /// else of its thread can take the freed descriptor). Best effort: another
 /// thread may take the freed descriptor first, and the accept then fails
-/// as it would without one.
+/// as it would without one. `Default` is one not taken yet (the first
+/// [`SpareDescriptor::retake`] opens it).
 #[cfg_attr(shmwire_loom, allow(dead_code))] // only listeners use it
-/// `Default` is one not taken yet (the first [`SpareDescriptor::retake`]
-/// opens it).
 #[derive(Debug, Default)]
 pub(crate) struct SpareDescriptor(Option<std::fs::File>);
 

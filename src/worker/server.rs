@@ -990,7 +990,7 @@ pub enum WorkerEvent {
     /// reported together as one `ConnectError::Refused` saying how many.
     Refused(crate::transport::ConnectError),
     /// Taking a waiting caller off the listening socket failed in the
-    /// kernel (`ConnectError::Io` with op `accept`: out of file
+    /// kernel (`ConnectError::Io` with op `accept`; typically out of file
     /// descriptors, `EMFILE`/`ENFILE`, once the listener's spare descriptor
     /// is in use). Nothing was refused: the caller stays queued, and the
     /// listener tries again every 20 ms until a descriptor comes free or
