@@ -852,8 +852,15 @@ impl Service {
                 r.why = why;
             }
             None => {
-                tracing::warn!(error = %why, "store: could not set up a client's connection: \
-                    refused it (out of descriptors or memory?)");
+                if matches!(e, crate::transport::ConnectError::Io { op: "accept", .. }) {
+                    // Nobody was refused: the client stays queued, taken
+                    // as soon as a descriptor is free (`Listener`).
+                    tracing::warn!(error = %why, "store: could not accept a waiting client \
+                        (out of descriptors?): it stays queued, tried again every 20 ms");
+                } else {
+                    tracing::warn!(error = %why, "store: could not set up a client's connection: \
+                        refused it (out of descriptors or memory?)");
+                }
                 self.refusing = Some(Refusing {
                     last: now,
                     warned: now,
