@@ -420,6 +420,60 @@ fn a_service_out_of_descriptors_says_so() {
     kill9(&mut service);
 }
 
+/// Input (the attack on `35c208a`, medium): a store service in a process
+/// with a file-size limit (`ulimit -f`), asked by a client for an object
+/// whose fallback file would exceed it. Growing a file past the limit is
+/// `SIGXFSZ`, whose default action killed the service's process (a node:
+/// any client could stop it). Now the create fails with `OutOfDisk`
+/// (the service's log names the limit), and the service goes on: smaller
+/// objects still go to fallback files. (The child keeps `SIGXFSZ`'s
+/// default action, as a library user's process does.)
+#[test]
+fn an_object_beyond_the_services_file_size_limit_fails_and_kills_nothing() {
+    const TEST: &str = "an_object_beyond_the_services_file_size_limit_fails_and_kills_nothing";
+    const LIMIT: u64 = 1 << 20;
+    if child_role().is_some() {
+        let s = child_session();
+        let _store = fallback_store(&s, Path::new(&child_env(FALLBACK)));
+        use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+        let now = getrlimit(Resource::Fsize);
+        setrlimit(
+            Resource::Fsize,
+            Rlimit {
+                current: Some(LIMIT),
+                maximum: now.maximum,
+            },
+        )
+        .unwrap();
+        println!("ready");
+        std::thread::sleep(GUARD);
+        return;
+    }
+    let env = Env::new("fbfsize");
+    let dir = fallback_dir(&env);
+    let mut service = spawn_child(TEST, "service", &pass(&env, "fbfsize", &dir));
+    expect_line(&stdout_lines(&mut service), "ready");
+    let c = connect(&env.session);
+    let small = contents(26, 70_000);
+    c.put(shared_oid(26, 0), &small, b"").unwrap();
+    match c.put(shared_oid(26, 1), &contents(26, 2 * LIMIT as usize), b"") {
+        Err(StoreError::OutOfDisk { id, size }) => {
+            assert_eq!(id, shared_oid(26, 1));
+            assert_eq!(size, 2 * LIMIT);
+        }
+        other => panic!("expected OutOfDisk, got {other:?}"),
+    }
+    assert!(service.try_wait().unwrap().is_none(), "the service died");
+    c.put(shared_oid(26, 2), &small, b"").unwrap();
+    assert_eq!(
+        c.get(&[shared_oid(26, 2)], Duration::ZERO).unwrap()[0]
+            .as_deref()
+            .map(checksum),
+        Some(checksum(&small))
+    );
+    kill9(&mut service);
+}
+
 /// Input (the attack on `a6baac3`, medium–low): a client at its own
 /// descriptor limit `get`s an object kept in a fallback file. Its file's
 /// descriptor cannot be received (`MSG_CTRUNC`); before, that broke the

@@ -161,7 +161,7 @@ fn registry() -> FunctionRegistry {
 pub fn run_worker(args: &WorkerArgs) -> DemoResult<()> {
     // Its serving loop prints (callers connecting, refused, gone); a reader
     // that stops reading must not stop it.
-    crate::out::background();
+    crate::out::background()?;
     // SIGINT (a terminal's Ctrl-C reaches the driver and us), SIGTERM and
     // SIGHUP end the loop like any error, so the way out below runs.
     let stop = Interrupt::register()?;
@@ -577,7 +577,8 @@ fn run_demo(args: &DemoArgs, stop: &Interrupt) -> DemoResult<()> {
                 .flat_map(|id| ["--driver-caller".to_string(), id.to_string()]),
         )
         .stdin(Stdio::null())
-        .spawn()?;
+        .spawn()
+        .map_err(|e| format!("start the demo's worker process: {e}"))?;
     let mut worker = WorkerProcess { child: Some(child) };
     outln!(
         "shmwire demo: driver pid {}, session {}",
@@ -619,13 +620,21 @@ fn run_demo(args: &DemoArgs, stop: &Interrupt) -> DemoResult<()> {
         let mut caller = CoreWorker::new(session, options)?;
         let handle = match &actor {
             None => {
-                let h = caller.create_actor(
+                let h = match caller.create_actor(
                     actor_worker,
                     MODULE,
                     CLASS,
                     vec![],
                     args.max_task_retries,
-                )?;
+                ) {
+                    Ok(h) => h,
+                    Err(e) => {
+                        // A worker that died is the cause (its own error is
+                        // above), not the connection it left refused.
+                        worker.check_running()?;
+                        return Err(e.into());
+                    }
+                };
                 outln!("created actor {} on worker {actor_worker}", h.actor_id());
                 actor = Some(h.clone());
                 h

@@ -392,6 +392,18 @@ fn init_logging() {
 
 fn main() -> ExitCode {
     init_logging();
+    // Under a file-size limit (`ulimit -f`) the kernel sends SIGXFSZ to a
+    // process that grows a file past it, and its default action kills it
+    // without a word (the attack on `35c208a`: a node, the demo's worker,
+    // bench children). Handled, the call fails with `EFBIG` instead and the
+    // error says so; the library also checks the limit before it sizes a
+    // file from a length it was given (`sys::fs::check_file_size`).
+    if let Err(e) = signal_hook::flag::register(
+        signal_hook::consts::SIGXFSZ,
+        std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    ) {
+        errln!("shmwire: cannot handle SIGXFSZ: {e}");
+    }
     let cli = Cli::parse();
     // The demo's worker shares the driver's terminal: its lines, its
     // failure too, say whose they are, and the driver's last `shmwire:`

@@ -208,7 +208,7 @@ fn kept_because(r: &shm::CleanupReport) -> String {
 /// Runs `shmwire node`.
 pub fn run(args: NodeArgs) -> CliResult {
     // Its rounds print; a reader that stops reading must not stop them.
-    crate::out::background();
+    crate::out::background()?;
     let root = args.root.unwrap_or_else(shm::default_root);
     let stop = Interrupt::register()?;
     // The root is made here, not by `Session::open`, to know whether this

@@ -155,29 +155,39 @@ impl Background {
 /// From here on, this process's lines ([`outln!`], [`out!`], [`errln!`])
 /// are written by two threads, one per stream (see the module docs). Call
 /// once, at the start of a long-running loop; later calls do nothing.
-pub fn background() {
-    BACKGROUND.get_or_init(|| {
-        [false, true].map(|to_stderr| {
-            let b: &'static Background = Box::leak(Box::new(Background {
-                to_stderr,
-                pending: Mutex::new(Pending::default()),
-                queued: Condvar::new(),
-                written: Condvar::new(),
-            }));
-            std::thread::Builder::new()
-                .name(
-                    if to_stderr {
-                        "shmwire-stderr"
-                    } else {
-                        "shmwire-stdout"
-                    }
-                    .into(),
-                )
-                .spawn(move || b.run())
-                .expect("spawn an output thread");
-            b
-        })
-    });
+///
+/// Errors: a thread could not be started (the process or user is at its
+/// thread limit, `ulimit -u`: the attack on `35c208a` found a panic here);
+/// lines are then written by their callers, as before the call.
+pub fn background() -> std::io::Result<()> {
+    if BACKGROUND.get().is_some() {
+        return Ok(());
+    }
+    let mut made = Vec::with_capacity(2);
+    for to_stderr in [false, true] {
+        let b: &'static Background = Box::leak(Box::new(Background {
+            to_stderr,
+            pending: Mutex::new(Pending::default()),
+            queued: Condvar::new(),
+            written: Condvar::new(),
+        }));
+        std::thread::Builder::new()
+            .name(
+                if to_stderr {
+                    "shmwire-stderr"
+                } else {
+                    "shmwire-stdout"
+                }
+                .into(),
+            )
+            .spawn(move || b.run())
+            .map_err(|e| std::io::Error::new(e.kind(), format!("spawn an output thread: {e}")))?;
+        made.push(b);
+    }
+    // A thread that started while the other did not waits on its empty
+    // queue for good: nothing is ever given to it.
+    let _ = BACKGROUND.set([made[0], made[1]]);
+    Ok(())
 }
 
 /// Whether the stdout thread ([`background`]) met an error writing to

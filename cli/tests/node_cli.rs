@@ -4659,3 +4659,103 @@ fn a_name_planted_beside_a_live_workers_is_passed_over_and_reported() {
     put("after the planted entry went").unwrap();
     node.kid.signal_and_wait("-TERM");
 }
+
+/// Input (the attack on `35c208a`, medium): a node under a file-size limit
+/// (`ulimit -f`). Growing a file past it is `SIGXFSZ`, whose default
+/// action killed the node without a word, leaving its session files. Now
+/// the CLI handles `SIGXFSZ`, so a write past the limit fails with `EFBIG`
+/// and says so (`ulimit -f 0`: the session token), and the library checks
+/// the limit before it sizes a file from a length it was given, naming it
+/// (`ulimit -f 1000`, 512-byte blocks in `sh`: the store's 64 MiB arena).
+/// Either way the node exits 1 with the cause and leaves no session
+/// behind.
+#[test]
+fn a_node_under_a_file_size_limit_names_it_and_is_not_killed() {
+    let root = proc_support::scratch("fsize", "node");
+    for (blocks, says) in [
+        (0, "File too large"),
+        (
+            1000,
+            "exceed this process's file-size limit of 512000 bytes",
+        ),
+    ] {
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ulimit -f {blocks} && exec \"$0\" node --session fs --root \"$1\""
+            ))
+            .arg(env!("CARGO_BIN_EXE_shmwire"))
+            .arg(root.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut kid = Kid(child);
+        let status = kid.wait_timeout(Duration::from_secs(30));
+        let mut err = String::new();
+        kid.0
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(1),
+            "ulimit -f {blocks}: {status:?}, {err}"
+        );
+        assert!(err.contains(says), "ulimit -f {blocks}: {err}");
+        assert!(
+            !root.path().join("fs").exists(),
+            "ulimit -f {blocks}: the session was left"
+        );
+    }
+}
+
+/// Input (the attack on `35c208a`, low): a node that cannot start a thread
+/// (its user at its process limit, `ulimit -u`). The CLI's output thread
+/// was started with `expect`: a panic, exit 101. Now the node exits 1
+/// saying what failed. Run as user `nobody` (the limit does not bind
+/// root), under `ulimit -u 1`: the shell `exec`s the node, whose first
+/// thread is then one process too many.
+#[test]
+fn a_node_that_cannot_start_a_thread_says_so() {
+    assert_eq!(
+        rustix::process::geteuid().as_raw(),
+        0,
+        "this test runs as root (as CI does), to run the node as `nobody`"
+    );
+    let root = proc_support::scratch("nproc", "node");
+    let nobody = rustix::process::Uid::from_raw(65534);
+    rustix::fs::chown(root.path(), Some(nobody), None).unwrap();
+    let child = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "bash",
+            "-c",
+            "ulimit -u 1 && exec \"$0\" node --session np --root \"$1\"",
+        ])
+        .arg(env!("CARGO_BIN_EXE_shmwire"))
+        .arg(root.path().join("r"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut kid = Kid(child);
+    let status = kid.wait_timeout(Duration::from_secs(30));
+    let mut err = String::new();
+    kid.0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{status:?}: {err}");
+    assert!(
+        err.contains("spawn an output thread: Resource temporarily unavailable"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -150,7 +150,8 @@ impl Segment {
             file.set_permissions(fs::Permissions::from_mode(0o600))
                 .map_err(|e| undo(ShmError::io("chmod", &tmp, e)))?;
         }
-        file.set_len(total as u64)
+        crate::sys::fs::check_file_size(total as u64)
+            .and_then(|()| file.set_len(total as u64))
             .map_err(|e| undo(ShmError::io("ftruncate", &tmp, e)))?;
         // Reserve every page now: on a full tmpfs this fails here, typed,
         // instead of killing the process with SIGBUS at the first write.

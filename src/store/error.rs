@@ -116,7 +116,8 @@ pub enum StoreError {
     },
     /// The arena was full and the fallback file for the object could not be
     /// created or reserved (the fallback directory's file system is full or
-    /// unusable).
+    /// unusable, or the file would exceed the service process's file-size
+    /// limit, `ulimit -f`; its log names which).
     #[error("out of disk: no room for the {size}-byte fallback file of object {id}")]
     OutOfDisk {
         /// The object being created.

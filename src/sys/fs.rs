@@ -99,11 +99,34 @@ pub(crate) fn euid() -> u32 {
     rustix::process::geteuid().as_raw()
 }
 
+/// Refuses a file of `len` bytes beyond this process's file-size limit
+/// (the soft `RLIMIT_FSIZE`, `ulimit -f`) with an error that names it:
+/// growing a file past it (`ftruncate`, `fallocate`, a write) makes the
+/// kernel send `SIGXFSZ`, whose default action kills the process — a
+/// store serving a client's large `put`, a worker making a connection's
+/// rings (the attack on `35c208a`). Every place that sizes a file from a
+/// length it was given asks this first ([`reserve`], `memfd::create_sealed`,
+/// `Segment::create`).
+pub(crate) fn check_file_size(len: u64) -> io::Result<()> {
+    use rustix::process::{getrlimit, Resource};
+    match getrlimit(Resource::Fsize).current {
+        Some(limit) if len > limit => Err(io::Error::new(
+            io::ErrorKind::FileTooLarge,
+            format!(
+                "a file of {len} bytes would exceed this process's file-size limit of {limit} \
+                 bytes (RLIMIT_FSIZE, `ulimit -f`)"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Reserves `len` bytes of `file` from offset 0 (`fallocate(2)`, mode 0),
 /// so later writes through a mapping cannot fail for lack of space (which
 /// would be `SIGBUS`). Returns the error the file system gives (`ENOSPC`
-/// when it is full).
+/// when it is full), or [`check_file_size`]'s beyond the file-size limit.
 pub(crate) fn reserve(file: &File, len: u64) -> io::Result<()> {
+    check_file_size(len)?;
     loop {
         match rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, len) {
             Ok(()) => return Ok(()),
