@@ -4759,3 +4759,29 @@ fn a_node_that_cannot_start_a_thread_says_so() {
     );
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// Input (the attack on `35c208a`, low): a session directory stuffed with
+/// files shmwire did not make (100,000 there). On stop the node named
+/// every one on one line (1.6 MB). Now it names the first 8 and says how
+/// many more.
+#[test]
+fn a_node_stopping_beside_many_foreign_files_names_a_few_and_counts_the_rest() {
+    let root = proc_support::scratch("foreign", "node");
+    let (node, mut out, _) =
+        proc_support::spawn_node(root.path(), &["--session", "fj", "--store-capacity", "1M"]);
+    for i in 0..300 {
+        fs::write(root.path().join("fj").join(format!("junk-{i:04}")), b"").unwrap();
+    }
+    let st = Command::new("kill")
+        .args(["-TERM", &node.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let last = wait_for(&mut out, "node stopped");
+    assert!(
+        last.contains("kept (300 files shmwire did not make") && last.contains(" and 292 more)"),
+        "{last}"
+    );
+    assert!(last.len() < 400, "{} bytes: {last}", last.len());
+    drop(node);
+}
