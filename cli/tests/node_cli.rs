@@ -4720,11 +4720,11 @@ fn a_node_under_a_file_size_limit_names_it_and_is_not_killed() {
 /// thread is then one process too many.
 #[test]
 fn a_node_that_cannot_start_a_thread_says_so() {
-    assert_eq!(
-        rustix::process::geteuid().as_raw(),
-        0,
-        "this test runs as root (as CI does), to run the node as `nobody`"
-    );
+    if rustix::process::geteuid().as_raw() != 0 {
+        // As the small-tmpfs tests: CI runs as root.
+        eprintln!("SKIPPED: running the node as `nobody` needs root");
+        return;
+    }
     let root = proc_support::scratch("nproc", "node");
     let nobody = rustix::process::Uid::from_raw(65534);
     rustix::fs::chown(root.path(), Some(nobody), None).unwrap();
