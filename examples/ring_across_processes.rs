@@ -78,7 +78,8 @@ fn produce(session: &Session, name: &str) -> Result<()> {
     let mut producer = Ring::attach_producer(MappedStorage::from_segment(Arc::clone(&segment))?)?;
     let mut child = Command::new(std::env::current_exe()?)
         .args(["consumer", name, &std::process::id().to_string()])
-        .spawn()?;
+        .spawn()
+        .map_err(|e| format!("start the consumer process: {e}"))?;
     let child_pid = child.id();
     let waiter =
         Waiter::new(WaitStrategy::spin_park()).with_liveness(move || process_running(child_pid));

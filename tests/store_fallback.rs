@@ -6,6 +6,8 @@
 //! (`SHMWIRE_STORE_CHILD=<role>`); every wait is bounded, children are
 //! reaped, each test has its own session root.
 
+#[path = "fd_limit/mod.rs"]
+mod fd_limit;
 mod store_common;
 
 use std::os::unix::process::ExitStatusExt;
@@ -472,6 +474,92 @@ fn an_object_beyond_the_services_file_size_limit_fails_and_kills_nothing() {
         Some(checksum(&small))
     );
     kill9(&mut service);
+}
+
+/// Input (the attack on `59a1fb2`, medium): a store service at its
+/// descriptor limit whose spare descriptor another thread of its process
+/// takes as soon as it is given up, so the listener's `accept` keeps
+/// failing while clients wait in its queue. The listener returns that
+/// failure once while it lasts; the health used to forget it 5 s later
+/// and say OK while every new client still timed out in the queue. Now it
+/// stays a problem, worded as clients left waiting (nobody is refused),
+/// for as long as the accept fails. (The child prints its health every
+/// 100 ms for 9 s; clients try for the first 3 s.)
+#[test]
+fn a_store_whose_accept_keeps_failing_says_so_while_it_lasts() {
+    const TEST: &str = "a_store_whose_accept_keeps_failing_says_so_while_it_lasts";
+    if child_role().is_some() {
+        let s = child_session();
+        let store = StoreService::start(&s, StoreConfig::new(ARENA)).unwrap();
+        fd_limit::leave_free(1);
+        let _last = std::fs::File::open("/dev/null").unwrap();
+        // Takes every descriptor that comes free, the store's spare's
+        // included, before the store can take it back.
+        std::thread::spawn(|| {
+            let mut taken = Vec::new();
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(10) {
+                match std::fs::File::open("/dev/null") {
+                    Ok(f) => taken.push(f),
+                    Err(_) => std::thread::yield_now(),
+                }
+            }
+        });
+        let start = Instant::now();
+        println!("ready");
+        while start.elapsed() < Duration::from_secs(9) {
+            println!(
+                "health {} {:?}",
+                start.elapsed().as_millis(),
+                store.health().problem()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        return;
+    }
+    let env = Env::new("acceptfail");
+    let dir = fallback_dir(&env);
+    let mut service = spawn_child(TEST, "service", &pass(&env, "acceptfail", &dir));
+    let lines = stdout_lines(&mut service);
+    expect_line(&lines, "ready");
+    let opts = shmwire::store::ClientOptions {
+        reply_timeout: Duration::from_millis(500),
+        ..Default::default()
+    };
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(3) {
+        let c = shmwire::store::StoreClient::connect_with(
+            &env.session,
+            shmwire::store::DEFAULT_STORE_NAME,
+            opts.clone(),
+        );
+        assert!(c.is_err(), "a client got in at the limit");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut health: Vec<(u64, String)> = Vec::new();
+    for l in lines.iter() {
+        if let Some(rest) = l.strip_prefix("health ") {
+            let (ms, what) = rest.split_once(' ').unwrap();
+            health.push((ms.parse().unwrap(), what.to_owned()));
+        }
+    }
+    assert!(wait_status(&mut service), "the service child failed");
+    let first = health
+        .iter()
+        .position(|(_, h)| h.contains("it cannot accept new clients"))
+        .unwrap_or_else(|| panic!("never said it cannot accept: {health:?}"));
+    let since = health[first].0;
+    let last = health.last().unwrap().0;
+    assert!(
+        last - since >= 5_500,
+        "the failure began too late to outlast the old 5 s: {health:?}"
+    );
+    for (ms, h) in &health[first..] {
+        assert!(
+            h.starts_with("Some("),
+            "healthy at {ms} ms while clients wait: {health:?}"
+        );
+    }
 }
 
 /// Input (the attack on `a6baac3`, medium–low): a client at its own

@@ -122,7 +122,8 @@ impl Cluster {
                 &std::process::id().to_string(),
             ])
             .stdin(Stdio::null())
-            .spawn()?;
+            .spawn()
+            .map_err(|e| format!("start a worker process: {e}"))?;
         self.workers.push((id, child));
         let dir = Directory::for_session(&self.session)?;
         let deadline = Instant::now() + TIMEOUT;

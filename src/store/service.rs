@@ -621,6 +621,13 @@ struct Refusing {
     unreported: u64,
     /// The latest cause.
     why: String,
+    /// The latest cause is the listener's failing `accept` (nobody was
+    /// refused: clients wait in its queue). The listener returns it once
+    /// while it lasts, so it is renewed each listener check while
+    /// [`Listener::accept_failing`](crate::transport::Listener) says so (the
+    /// attack on `59a1fb2`: health went back to OK 5 s after the report
+    /// while every new client still timed out in the queue).
+    accepting: bool,
 }
 
 /// How long after its last refusal for want of resources the service
@@ -825,6 +832,11 @@ impl Service {
                  back (new clients cannot connect; trying again every second): {why}"
             ));
         }
+        if let Some(r) = self.refusing.as_mut().filter(|r| r.accepting) {
+            if self.mux.listener().is_some_and(|l| l.accept_failing()) {
+                r.last = now;
+            }
+        }
         self.report_refusals(now);
         self.publish_health(now);
     }
@@ -845,14 +857,16 @@ impl Service {
         }
         let now = Instant::now();
         let why = crate::error_chain(e);
+        let accepting = matches!(e, crate::transport::ConnectError::Io { op: "accept", .. });
         match &mut self.refusing {
             Some(r) => {
                 r.last = now;
-                r.unreported += 1;
+                r.unreported += u64::from(!accepting);
                 r.why = why;
+                r.accepting = accepting;
             }
             None => {
-                if matches!(e, crate::transport::ConnectError::Io { op: "accept", .. }) {
+                if accepting {
                     // Nobody was refused: the client stays queued, taken
                     // as soon as a descriptor is free (`Listener`).
                     tracing::warn!(error = %why, "store: could not accept a waiting client \
@@ -866,6 +880,7 @@ impl Service {
                     warned: now,
                     unreported: 0,
                     why,
+                    accepting,
                 });
             }
         }
@@ -902,11 +917,19 @@ impl Service {
             .as_ref()
             .filter(|r| now.saturating_duration_since(r.last) < REFUSING_FOR)
             .map(|r| {
-                format!(
-                    "it refuses new clients: their connections cannot be set up (out of \
-                     descriptors or memory?): {}",
-                    r.why
-                )
+                if r.accepting {
+                    format!(
+                        "it cannot accept new clients (out of descriptors?): they wait in \
+                         its queue until a descriptor is free: {}",
+                        r.why
+                    )
+                } else {
+                    format!(
+                        "it refuses new clients: their connections cannot be set up (out of \
+                         descriptors or memory?): {}",
+                        r.why
+                    )
+                }
             });
         let problem = match (&self.listener_problem, refusing) {
             (Some(l), Some(r)) => Some(format!("{l}; {r}")),

@@ -991,6 +991,15 @@ impl Listener {
         }
     }
 
+    /// Whether `accept` failed at its last try on either socket with a
+    /// caller waiting (out of descriptors, say), and has not succeeded
+    /// since: the failure is returned once while it lasts, so an owner
+    /// that reports it as a state (the store's health) asks this to know
+    /// it still lasts.
+    pub(crate) fn accept_failing(&self) -> bool {
+        self.accept_failing.iter().any(|&f| f)
+    }
+
     /// Whether a caller waits on the listening socket of the Unix socket
     /// (`shm`) or TCP ([`crate::sys::poll::connection_waiting`]).
     fn connection_waiting(&self, shm: bool) -> bool {
