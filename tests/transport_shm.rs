@@ -816,8 +816,11 @@ fn id_of(pid: u32, n: u8) -> WorkerId {
 
 /// The child of `single_listeners_at_the_descriptor_limit_still_take_their_callers`:
 /// worker 1 of the parent, with a shared-memory and a TCP listener, left
-/// with no free descriptor; accepts two shm callers and then one TCP
-/// caller (whose frame it echoes), printing each outcome.
+/// with no free descriptor; accepts two shm callers, then a TCP caller on
+/// the spare, then (failing for 300 ms while the spare is in use, served
+/// once a descriptor is freed) a second TCP caller, echoing one frame of
+/// each TCP caller and printing each outcome. Every wait is bounded
+/// (`GUARD`).
 fn listeners_at_the_limit_child(session: &str, parent: u32) {
     use shmwire::transport::TcpListener;
     use std::io::Write as _;
