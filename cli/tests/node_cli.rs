@@ -4691,14 +4691,7 @@ fn a_node_under_a_file_size_limit_names_it_and_is_not_killed() {
             .spawn()
             .unwrap();
         let mut kid = Kid(child);
-        let status = kid.wait_timeout(Duration::from_secs(30));
-        let mut err = String::new();
-        kid.0
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
+        let (status, err) = kid.wait_and_collect(Duration::from_secs(30));
         assert_eq!(
             status.and_then(|s| s.code()),
             Some(1),
@@ -4744,14 +4737,7 @@ fn a_node_that_cannot_start_a_thread_says_so() {
         .spawn()
         .unwrap();
     let mut kid = Kid(child);
-    let status = kid.wait_timeout(Duration::from_secs(30));
-    let mut err = String::new();
-    kid.0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let (status, err) = kid.wait_and_collect(Duration::from_secs(30));
     assert_eq!(status.and_then(|s| s.code()), Some(1), "{status:?}: {err}");
     assert!(
         err.contains("spawn an output thread: Resource temporarily unavailable"),
@@ -4772,11 +4758,7 @@ fn a_node_stopping_beside_many_foreign_files_names_a_few_and_counts_the_rest() {
     for i in 0..300 {
         fs::write(root.path().join("fj").join(format!("junk-{i:04}")), b"").unwrap();
     }
-    let st = Command::new("kill")
-        .args(["-TERM", &node.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    node.signal("-TERM");
     let last = wait_for(&mut out, "node stopped");
     assert!(
         last.contains("kept (300 entries shmwire did not make") && last.contains(" and 292 more)"),
@@ -4827,11 +4809,7 @@ fn a_node_stopping_beside_many_unreadable_files_names_a_few_errors() {
         rustix::fs::chown(&p, Some(nobody), Some(nogroup)).unwrap();
         fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
     }
-    let st = Command::new("kill")
-        .args(["-INT", &kid.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    kid.signal("-INT");
     let last = wait_for(&mut out, "node stopped");
     assert!(
         last.contains("kept (cleanup failed: ") && last.contains(" and 32 more)"),

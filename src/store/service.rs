@@ -857,7 +857,7 @@ impl Service {
         }
         let now = Instant::now();
         let why = crate::error_chain(e);
-        let accepting = matches!(e, crate::transport::ConnectError::Io { op: "accept", .. });
+        let accepting = e.is_accept_failure();
         match &mut self.refusing {
             Some(r) => {
                 r.last = now;

@@ -123,6 +123,17 @@ pub enum ConnectError {
 }
 
 impl ConnectError {
+    /// Whether this is the listener's own failing `accept` (out of
+    /// descriptors, say) rather than a caller's refused hello: nobody was
+    /// refused, the caller is still queued. [`Listener`](super::Listener)
+    /// returns it once while it lasts ([`Listener::accept_failing`](super::Listener)
+    /// says whether it still does); the worker reports it as
+    /// `WorkerEvent::AcceptFailed`, the store's health as clients left
+    /// waiting.
+    pub(crate) fn is_accept_failure(&self) -> bool {
+        matches!(self, Self::Io { op: "accept", .. })
+    }
+
     /// An [`io::Error`] of the handshake on a blocking socket, by kind:
     /// time-outs and hang-ups get their own variants.
     pub(crate) fn from_handshake_io(e: io::Error, during: &'static str) -> Self {

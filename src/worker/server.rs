@@ -1644,7 +1644,7 @@ impl Worker {
             // The listener's own failure, not a caller's refusal: the
             // caller is still queued (`Listener::start_pending` says so once
             // while it lasts).
-            Err(e @ crate::transport::ConnectError::Io { op: "accept", .. }) => {
+            Err(e) if e.is_accept_failure() => {
                 tracing::warn!(error = %e, "could not accept a waiting caller (it stays queued; tried again every 20 ms)");
                 self.event(WorkerEvent::AcceptFailed(e));
             }

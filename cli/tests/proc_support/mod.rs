@@ -99,6 +99,32 @@ impl Kid {
         }
     }
 
+    /// Sends `signal` (as `kill` spells it: `-TERM`).
+    pub fn signal(&self, signal: &str) {
+        let st = std::process::Command::new("kill")
+            .args([signal, &self.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+
+    /// Waits at most `within` for the child to exit by itself
+    /// ([`Kid::wait_timeout`]) and returns its status with what it wrote to
+    /// its (piped) stderr (read only once it exited).
+    pub fn wait_and_collect(
+        &mut self,
+        within: std::time::Duration,
+    ) -> (Option<std::process::ExitStatus>, String) {
+        let status = self.wait_timeout(within);
+        let mut err = String::new();
+        if status.is_some() {
+            if let Some(mut e) = self.0.stderr.take() {
+                std::io::Read::read_to_string(&mut e, &mut err).unwrap();
+            }
+        }
+        (status, err)
+    }
+
     /// Sends `signal` (as `kill` spells it: `-TERM`), waits at most
     /// `within` for the exit, and returns the status with what the child
     /// wrote to its (piped) stderr.
@@ -107,11 +133,7 @@ impl Kid {
         signal: &str,
         within: std::time::Duration,
     ) -> (std::process::ExitStatus, String) {
-        let st = std::process::Command::new("kill")
-            .args([signal, &self.0.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(st.success());
+        self.signal(signal);
         let deadline = std::time::Instant::now() + within;
         let status = loop {
             if let Some(st) = self.0.try_wait().unwrap() {
