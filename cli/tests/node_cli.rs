@@ -4713,19 +4713,11 @@ fn a_node_under_a_file_size_limit_names_it_and_is_not_killed() {
 /// thread is then one process too many.
 #[test]
 fn a_node_that_cannot_start_a_thread_says_so() {
-    if rustix::process::geteuid().as_raw() != 0 {
-        // As the small-tmpfs tests: CI runs as root.
-        eprintln!("SKIPPED: running the node as `nobody` needs root");
+    let Some((root, mut setpriv)) = as_nobody("nproc") else {
         return;
-    }
-    let root = proc_support::scratch("nproc", "node");
-    let nobody = rustix::process::Uid::from_raw(65534);
-    rustix::fs::chown(root.path(), Some(nobody), None).unwrap();
-    let child = Command::new("setpriv")
+    };
+    let child = setpriv
         .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
             "bash",
             "-c",
             "ulimit -u 1 && exec \"$0\" node --session np --root \"$1\"",
@@ -4775,17 +4767,13 @@ fn a_node_stopping_beside_many_foreign_files_names_a_few_and_counts_the_rest() {
 /// as user `nobody` (root opens any file).
 #[test]
 fn a_node_stopping_beside_many_unreadable_files_names_a_few_errors() {
-    if rustix::process::geteuid().as_raw() != 0 {
-        eprintln!("SKIPPED: running the node as `nobody` needs root");
+    let Some((scratch, mut setpriv)) = as_nobody("unreadable") else {
         return;
-    }
-    let scratch = proc_support::scratch("unreadable", "node");
-    let nobody = rustix::process::Uid::from_raw(65534);
-    let nogroup = rustix::process::Gid::from_raw(65534);
-    rustix::fs::chown(scratch.path(), Some(nobody), Some(nogroup)).unwrap();
+    };
+    let nobody = rustix::process::Uid::from_raw(NOBODY);
+    let nogroup = rustix::process::Gid::from_raw(NOBODY);
     let root = scratch.path().join("r");
-    let child = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+    let child = setpriv
         .arg(env!("CARGO_BIN_EXE_shmwire"))
         .args([
             "node",
@@ -4818,3 +4806,27 @@ fn a_node_stopping_beside_many_unreadable_files_names_a_few_errors() {
     assert!(last.len() < 2_000, "{} bytes: {last}", last.len());
     assert!(kid.wait_timeout(Duration::from_secs(30)).is_some());
 }
+
+/// For the tests that run a node as user `nobody` (a limit root is exempt
+/// from, a file root could open): a private scratch directory owned by
+/// `nobody` and a `setpriv` command that runs its program as `nobody`;
+/// `None` (the test says SKIPPED) when this process is not root, as CI is.
+fn as_nobody(tag: &str) -> Option<(tempfile::TempDir, Command)> {
+    if rustix::process::geteuid().as_raw() != 0 {
+        eprintln!("SKIPPED: running the node as `nobody` needs root");
+        return None;
+    }
+    let scratch = proc_support::scratch(tag, "node");
+    rustix::fs::chown(
+        scratch.path(),
+        Some(rustix::process::Uid::from_raw(NOBODY)),
+        Some(rustix::process::Gid::from_raw(NOBODY)),
+    )
+    .unwrap();
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
+    Some((scratch, cmd))
+}
+
+/// User and group id of `nobody`.
+const NOBODY: u32 = 65534;
