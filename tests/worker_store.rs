@@ -495,28 +495,18 @@ fn without_a_store_large_values_fail_with_the_size_error() {
         task_error(&mut with_store, &big),
         TaskError::ObjectTooLarge { .. }
     ));
-    // A constructor's arguments travel inline, with a store too — a value,
-    // or a reference to an object put in the store here — and the error
-    // says so (the attack on `583658f`: it said large arguments need the
-    // object store, which this caller has).
-    let stored = with_store.put(&vec![7u8; MIB]).unwrap();
-    for arg in [big_arg(3), stored.as_arg()] {
-        match with_store.create_actor(worker.id, MODULE, "Counter", vec![arg], 0) {
-            Err(e @ WorkerError::CreationArgsTooLarge { size, max }) => {
-                assert_eq!(
-                    (size, max),
-                    (MIB as u64, MAX_DIRECT_CALL_OBJECT_SIZE as u64)
-                );
-                assert!(
-                    e.to_string()
-                        .contains("a constructor's arguments travel inline"),
-                    "{e}"
-                );
-            }
-            other => panic!("expected CreationArgsTooLarge, got {other:?}"),
+    // A constructor's large argument without a store: the creation's own
+    // size error, naming what it needs.
+    match plain.create_actor(worker.id, MODULE, "Held", vec![big_arg(3), i64_arg(3)], 0) {
+        Err(e @ WorkerError::CreationArgsTooLarge { size, max }) => {
+            assert_eq!(
+                (size, max),
+                (MIB as u64 + 8, MAX_DIRECT_CALL_OBJECT_SIZE as u64)
+            );
+            assert!(e.to_string().contains("need the object store"), "{e}");
         }
+        other => panic!("expected CreationArgsTooLarge, got {other:?}"),
     }
-    drop(stored);
     drop((r, big));
     drop(with_store);
     drop(plain);
@@ -1493,4 +1483,95 @@ fn retried_deletes_spare_a_store_started_again_under_the_name() {
     }
     drop((again, driver, other));
     second.shutdown().unwrap();
+}
+
+/// `actor`'s `len` (the length of the value its constructor was given).
+fn held_len(driver: &mut CoreWorker, actor: &ActorHandle) -> i64 {
+    let r = driver.submit_actor_task(actor, "len", vec![]).unwrap();
+    as_i64(&driver.get(std::slice::from_ref(&r), GUARD).unwrap()[0])
+}
+
+/// A constructor's argument above `max_direct_call_object_size` goes
+/// through the store as a method's does, and an actor that can restart
+/// keeps it (pinned, referenced) for as long as it can: the restart's
+/// constructor reads it after the caller dropped its own reference (Ray
+/// keeps a creation task's arguments alive with the actor). Once the actor
+/// cannot restart — restarts spent, or terminated — it goes; without
+/// restarts it goes with the creation task.
+#[test]
+fn a_large_constructor_argument_is_kept_while_its_actor_can_restart() {
+    maybe_run_worker();
+    let name = "a_large_constructor_argument_is_kept_while_its_actor_can_restart";
+    let s = TestSession::new("wctor");
+    let service = StoreService::start(&s.session, StoreConfig::new(64 * MIB as u64)).unwrap();
+    let observer = StoreClient::connect(&s.session, DEFAULT_STORE_NAME).unwrap();
+    let env = [(ENV_STORE, DEFAULT_STORE_NAME)];
+    let [plain, mut first, standby, once] = [1, 1, 1, 1].map(|n| s.spawn_worker_env(name, n, &env));
+    let mut driver = store_driver(&s);
+    let restarts = |standby: WorkerId| ActorOptions {
+        max_task_retries: -1,
+        max_restarts: 1,
+        restart_workers: vec![standby],
+        ..ActorOptions::default()
+    };
+
+    // Without restarts: the value is promoted for the creation task alone.
+    let a = driver
+        .create_actor(plain.id, MODULE, "Held", vec![big_arg(3), i64_arg(3)], 0)
+        .unwrap();
+    assert_eq!(held_len(&mut driver, &a), MIB as i64);
+    wait_store_empty(&service);
+
+    // With a restart left: an object put here, its only user reference
+    // dropped once the actor exists, stays in the store …
+    let held = driver.put(&pattern(5, MIB)).unwrap();
+    let id = held.id();
+    let b = driver
+        .create_actor_with(
+            first.id,
+            MODULE,
+            "Held",
+            vec![held.as_arg(), i64_arg(5)],
+            restarts(standby.id),
+        )
+        .unwrap();
+    drop(held);
+    for _ in 0..5 {
+        assert_eq!(held_len(&mut driver, &b), MIB as i64);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        observer.contains(id).unwrap(),
+        "the creation argument was deleted"
+    );
+    // … and the restart's constructor reads it, byte for byte.
+    first.kill();
+    assert_eq!(held_len(&mut driver, &b), MIB as i64);
+    assert_eq!(driver.actor_restarts(&b), 1);
+    // Its restart spent, the actor needs it no more.
+    wait_deleted(&observer, id);
+
+    // A value promoted for an actor that is terminated with restarts left
+    // goes with the termination.
+    let c = driver
+        .create_actor_with(
+            once.id,
+            MODULE,
+            "Held",
+            vec![big_arg(7), i64_arg(7)],
+            restarts(plain.id),
+        )
+        .unwrap();
+    assert_eq!(held_len(&mut driver, &c), MIB as i64);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(service.snapshot().stats.sealed, 1, "the promoted argument");
+    let bye = driver.terminate_actor(&c).unwrap();
+    driver.get(std::slice::from_ref(&bye), GUARD).unwrap();
+    wait_store_empty(&service);
+
+    drop(driver);
+    for w in [plain, standby, once] {
+        drop(w);
+    }
+    service.shutdown().unwrap();
 }

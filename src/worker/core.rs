@@ -658,6 +658,11 @@ struct Restarts {
     /// named by the [`TaskError::ActorDied`] of tasks that fail for want of
     /// an incarnation.
     failed: Option<String>,
+    /// The creation task's arguments this caller put in the store, pinned
+    /// (and counted as referenced) for as long as a restart may run the
+    /// creation task again: released once none can
+    /// ([`CoreWorker::release_creation_args`]).
+    creation_args: Vec<ObjectId>,
 }
 
 /// Options of [`CoreWorker::create_actor_with`].
@@ -902,6 +907,9 @@ pub struct CoreWorker {
     /// Actors whose restart is connecting to a standby
     /// ([`Restarts::connecting`]): `drive` looks at no actor while empty.
     restarts_connecting: Vec<ActorId>,
+    /// Actors holding pinned creation arguments
+    /// ([`Restarts::creation_args`]): looked at only while not empty.
+    creation_pinned: Vec<ActorId>,
     /// The connection attempts restarts wait for, one per standby worker:
     /// two actors restarting onto one standby at once made two, and the
     /// worker, keeping a caller's newest connection, closed the one the
@@ -1496,6 +1504,7 @@ impl CoreWorker {
             store_heal_at: Instant::now(),
             releases: Default::default(),
             restarts_connecting: Vec::new(),
+            creation_pinned: Vec::new(),
             restart_attempts: HashMap::new(),
             options,
             connector,
@@ -2318,14 +2327,29 @@ impl CoreWorker {
         self.release_dropped_refs();
         self.reach_again(worker);
         self.ensure_conn(worker)?;
-        // Not promoted to the store: a restart re-runs the creation task
-        // with these arguments long after this call.
-        let (args, store_args) = self.resolve_args(args, false).map_err(|e| match e {
+        // Large ones promoted to the store, as a method's (Ray's
+        // `LocalDependencyResolver` treats a creation task as any other).
+        let (args, store_args) = self.resolve_args(args, true).map_err(|e| match e {
             WorkerError::ArgsTooLarge { size, max } => {
                 WorkerError::CreationArgsTooLarge { size, max }
             }
             e => e,
         })?;
+        // A restart runs the creation task again with them long after this
+        // call: an actor that can restart holds them pinned for its life
+        // (Ray keeps a creation task's arguments while the actor can
+        // restart), released by `release_creation_args` once it cannot.
+        // Taken before the creation task's own pins go with its reply.
+        let mut life_pins = Vec::new();
+        if options.max_restarts != 0 {
+            for id in &store_args {
+                if let Err(e) = self.pin_for_task(*id, &mut life_pins) {
+                    self.release_args(&life_pins);
+                    self.release_args(&store_args);
+                    return Err(e);
+                }
+            }
+        }
         let counter = self.next_parent_counter();
         let actor_id = ActorId::of(self.options.job_id, self.driver_task, counter);
         let function = FunctionDescriptor::rust(module_path, class_name, CONSTRUCTOR_NAME);
@@ -2355,10 +2379,12 @@ impl CoreWorker {
             pending: None,
             connecting: None,
             failed: None,
+            creation_args: Vec::new(),
         });
         let request = new_request(worker, spec);
         let max_len = self.max_request_len();
         if let Err(e) = check_request_len(&mut self.encoder, &request, max_len) {
+            self.release_args(&life_pins);
             self.release_args(&store_args);
             return Err(e);
         }
@@ -2370,24 +2396,36 @@ impl CoreWorker {
                 Some(Err(error)) => Err(GetError::Task { object_id, error }),
                 None => Err(GetError::UnknownObject(object_id)),
             });
-        match result {
-            Ok(_) => {}
+        let handle = ActorHandle::new(actor_id, worker, module_path, class_name);
+        let created = match result {
+            Ok(()) => self.register_actor(&handle, max_task_retries),
             Err(GetError::Task { error, .. }) => {
-                return Err(WorkerError::ActorCreation { actor_id, error })
+                Err(WorkerError::ActorCreation { actor_id, error })
             }
-            Err(GetError::Worker(e)) => return Err(e),
+            Err(GetError::Worker(e)) => Err(e),
             Err(GetError::TimedOut { .. }) => {
-                return Err(WorkerError::TimedOut("waiting for the actor creation task"))
+                Err(WorkerError::TimedOut("waiting for the actor creation task"))
             }
             Err(GetError::UnknownObject(_)) => {
-                return Err(WorkerError::TimedOut("the actor creation task vanished"))
+                Err(WorkerError::TimedOut("the actor creation task vanished"))
             }
+        };
+        if let Err(e) = created {
+            self.release_args(&life_pins);
+            return Err(e);
         }
-        let handle = ActorHandle::new(actor_id, worker, module_path, class_name);
-        self.register_actor(&handle, max_task_retries)?;
         if let Some(a) = self.actors.get_mut(&actor_id) {
-            a.restarts = restarts;
+            a.restarts = restarts.map(|r| Restarts {
+                creation_args: life_pins,
+                ..r
+            });
             a.max_pending_calls = usize::try_from(options.max_pending_calls).unwrap_or(0);
+            if a.restarts
+                .as_ref()
+                .is_some_and(|r| !r.creation_args.is_empty())
+            {
+                self.creation_pinned.push(actor_id);
+            }
         }
         Ok(handle)
     }
@@ -3716,6 +3754,27 @@ impl CoreWorker {
         }
     }
 
+    /// Releases the pinned creation arguments of the actors that can no
+    /// longer restart (restarts spent, no standby left, terminated, or
+    /// dead) and have no restart under way; `can_restart` never comes back,
+    /// so they are needed no more. From [`Self::finish_restarts`], after
+    /// every reply and death a drive handled.
+    fn release_creation_args(&mut self) {
+        let mut done = Vec::new();
+        let actors = &mut self.actors;
+        self.creation_pinned.retain(|id| {
+            let Some(r) = actors.get_mut(id).and_then(|a| a.restarts.as_mut()) else {
+                return false;
+            };
+            if r.can_restart() || r.pending.is_some() || r.connecting.is_some() {
+                return true;
+            }
+            done.append(&mut r.creation_args);
+            false
+        });
+        self.release_args(&done);
+    }
+
     /// Completes the restarts whose creation task finished: the actor is
     /// reachable again (its queued and retried tasks go out, in order) or,
     /// if the creation failed, dead.
@@ -3760,6 +3819,9 @@ impl CoreWorker {
                 None => continue,
             };
             self.actor_events(actor_id, &mut evs, None);
+        }
+        if !self.creation_pinned.is_empty() {
+            self.release_creation_args();
         }
     }
 

@@ -353,19 +353,15 @@ pub enum WorkerError {
         /// The limit in bytes.
         max: u64,
     },
-    /// The arguments of an actor creation task exceed
-    /// `max_direct_call_object_size`: a constructor's arguments always
-    /// travel inline — a value owned here in the object store is read and
-    /// sent by value — because a restart runs the creation task again with
-    /// them long after the call, when a store object could be gone (Ray
-    /// keeps the creation task's arguments alive with the actor instead).
-    /// Raise the limit, or pass the large value to a method after the
-    /// creation (method arguments go through the store).
+    /// The inline arguments of an actor creation task exceed
+    /// `max_direct_call_object_size` and the caller has no object store to
+    /// put them in (`CoreWorkerOptions::store`). With a store they go
+    /// through it as a method's do, and an actor that can restart keeps
+    /// them pinned while it can (Ray keeps a creation task's arguments
+    /// alive with the actor).
     #[error(
         "actor creation arguments of {size} bytes exceed max_direct_call_object_size ({max} \
-         bytes): a constructor's arguments travel inline, object references owned here \
-         included (a restart runs the creation task again with them); raise the limit, or \
-         pass the large value to a method after the creation"
+         bytes); large constructor arguments need the object store"
     )]
     CreationArgsTooLarge {
         /// Inline argument bytes of the creation task.

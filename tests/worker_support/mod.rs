@@ -312,6 +312,24 @@ pub fn registry() -> FunctionRegistry {
         },
     ))
     .unwrap();
+    // A constructor that takes a large value: checks argument 0 against
+    // the pattern of seed argument 1 and keeps its length (`len`).
+    r.register_actor_class(
+        ActorClass::new(MODULE, "Held", |a| {
+            let data = a.bytes(0)?;
+            let seed = a.i64(1)? as u64;
+            match (0..data.len()).find(|&i| data[i] != pattern_byte(seed, i)) {
+                Some(i) => Err(AppError::new(format!(
+                    "constructor argument byte {i} of {} is {} (seed {seed})",
+                    data.len(),
+                    data[i]
+                ))),
+                None => Ok(data.len() as i64),
+            }
+        })
+        .method("len", |len: &mut i64, _| Ok(len.to_le_bytes().to_vec())),
+    )
+    .unwrap();
     r.register_function(FunctionDescriptor::rust(MODULE, "", "big_fn"), |_| {
         Ok(vec![9u8; 200_000])
     })
