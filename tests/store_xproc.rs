@@ -1805,6 +1805,13 @@ fn kept_in_steps_from_another_clients_evict(test: &str, what: &'static str) {
             }
         }
         drop(held);
+        // The buffers' releases go out without replies: a round trip on
+        // the same connection (no index in the "get" variant, so
+        // `contains` asks the service; "pin" unpinned by one above) is
+        // answered only after the service took them, so the `Evict` on the other connection cannot overtake
+        // them (it did once in a CI run: round 1's puts met round 0's
+        // objects, still held, `ObjectExists`).
+        a.contains(named[0]).unwrap();
         b.evict(u64::MAX).unwrap();
     }
     kill9(&mut service);
