@@ -1573,7 +1573,8 @@ fn rings_too_small_for_a_call_at_the_inline_limit_are_refused_naming_why() {
     );
     let mut refused = s.driver();
     match refused.create_actor(worker.id, MODULE, "Counter", vec![i64_arg(0)], 0) {
-        Err(shmwire::worker::WorkerError::Connect(ConnectError::Refused { reason })) => {
+        Err(e) if matches!(e.connect_error(), Some(ConnectError::Refused { .. })) => {
+            let reason = e.to_string();
             assert!(
                 reason.contains("max_ring_memory") && reason.contains("inline limit"),
                 "{reason}"
@@ -1590,7 +1591,8 @@ fn rings_too_small_for_a_call_at_the_inline_limit_are_refused_naming_why() {
     opts.shm.ring_capacity = 64 << 10;
     let mut own = CoreWorker::new(&s.session, opts).unwrap();
     match own.create_actor(worker.id, MODULE, "Counter", vec![i64_arg(0)], 0) {
-        Err(shmwire::worker::WorkerError::Connect(ConnectError::Refused { reason })) => {
+        Err(e) if matches!(e.connect_error(), Some(ConnectError::Refused { .. })) => {
+            let reason = e.to_string();
             assert!(reason.contains("ring_capacity"), "{reason}");
         }
         Err(e) => panic!("refused for another reason: {e}"),
@@ -1607,7 +1609,7 @@ fn rings_too_small_for_a_call_at_the_inline_limit_are_refused_naming_why() {
         driver
             .create_actor(worker.id, MODULE, "Counter", vec![i64_arg(0)], 0)
             .map_err(|e| match e {
-                shmwire::worker::WorkerError::Connect(c) => c,
+                shmwire::worker::WorkerError::ConnectWorker { source, .. } => *source,
                 e => panic!("the fitting caller failed: {e}"),
             })
     });
@@ -1997,7 +1999,7 @@ fn normal_task_fails_with_worker_died_when_its_worker_is_gone() {
             task_error(&mut driver, &r),
             TaskError::WorkerDied { .. }
         )),
-        Err(WorkerError::Connect(_) | WorkerError::Lookup(_)) => {}
+        Err(WorkerError::ConnectWorker { .. } | WorkerError::Lookup(_)) => {}
         Err(e) => panic!("unexpected {e}"),
     }
     assert_eq!(driver.num_pending_tasks(), 0);
@@ -5193,10 +5195,21 @@ fn a_caller_whose_id_was_taken_first_is_told_at_once() {
     let r = caller.create_actor(worker.id, MODULE, "Counter", vec![], 0);
     let e = r.map(|_| ()).unwrap_err();
     assert!(
-        matches!(e, WorkerError::Connect(ConnectError::CallerIdInUse { caller, .. }) if caller == taken),
+        matches!(
+            &e,
+            WorkerError::ConnectWorker { worker_id, source }
+                if *worker_id == worker.id
+                    && matches!(**source, ConnectError::CallerIdInUse { caller, .. } if caller == taken)
+        ),
         "{e}"
     );
     assert!(e.to_string().contains("another client secret"), "{e}");
+    // Named: the refusal alone does not say whose it was.
+    assert!(
+        e.to_string()
+            .contains(&format!("could not connect to worker {}", worker.id)),
+        "{e}"
+    );
     assert!(
         since.elapsed() < Duration::from_secs(2),
         "{:?}",
@@ -6461,9 +6474,10 @@ fn an_inline_limit_above_the_largest_frame_is_refused_at_connect() {
         opts.shm.ring_capacity = 64 << 20;
         let mut driver = CoreWorker::new(&s.session, opts).unwrap();
         match driver.create_actor(worker.id, MODULE, "Counter", vec![i64_arg(0)], 0) {
-            Err(WorkerError::Connect(ConnectError::Refused { reason })) => assert!(
-                reason.contains("takes frames of at most 16777216 bytes (its largest frame"),
-                "tcp {tcp}: {reason}"
+            Err(e) if matches!(e.connect_error(), Some(ConnectError::Refused { .. })) => assert!(
+                e.to_string()
+                    .contains("takes frames of at most 16777216 bytes (its largest frame"),
+                "tcp {tcp}: {e}"
             ),
             Err(e) => panic!("tcp {tcp}: {e}"),
             Ok(_) => panic!("tcp {tcp}: connected"),

@@ -1624,11 +1624,15 @@ impl CoreWorker {
     /// Takes the connection an attempt made to `worker` into the mux (or
     /// drops it if one was made meanwhile), or returns its error.
     fn adopt(&mut self, worker: WorkerId, reached: Reached) -> Result<(), WorkerError> {
-        let (conn, entry) = reached?;
+        let named = |source| WorkerError::ConnectWorker {
+            worker_id: worker,
+            source: Box::new(source),
+        };
+        let (conn, entry) = reached.map_err(named)?;
         if self.conns.contains_key(&worker) {
             return Ok(());
         }
-        self.check_frames(&conn)?;
+        self.check_frames(&conn).map_err(named)?;
         // The kernel's word (shared memory) before the entry's, which any
         // process of this user could have written.
         let pid = conn.peer_pid().or(Some(entry.pid)).filter(|&p| p != 0);
@@ -1706,7 +1710,7 @@ impl CoreWorker {
     /// re-attack on `b6412c6`: a 32 MiB inline limit over TCP, a 20 MB
     /// argument broke the connection, with retries for good).
     #[inline(never)]
-    fn check_frames(&self, conn: &AnyConnection) -> Result<(), WorkerError> {
+    fn check_frames(&self, conn: &AnyConnection) -> Result<(), ConnectError> {
         let need = self.max_request_len();
         let can = conn.max_send_len();
         if can >= need {
@@ -1744,7 +1748,7 @@ impl CoreWorker {
                 conn.peer_worker_id(),
             ),
         };
-        Err(WorkerError::Connect(ConnectError::Refused { reason }))
+        Err(ConnectError::Refused { reason })
     }
 
     /// Starts an attempt to reach `worker` again, its handshake bounded by
@@ -3359,7 +3363,10 @@ impl CoreWorker {
                         Ok(again) => self.adopt(worker, Ok((again, entry))),
                         Err(e) => {
                             gone_before_taken = true;
-                            Err(WorkerError::Connect(e))
+                            Err(WorkerError::ConnectWorker {
+                                worker_id: worker,
+                                source: Box::new(e),
+                            })
                         }
                     }
                 }

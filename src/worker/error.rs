@@ -322,9 +322,23 @@ pub enum WorkerError {
         "worker id {0} is in use by another live CoreWorker of this process: give each CoreWorker its own worker_id (CoreWorkerOptions::new draws a random one)"
     )]
     WorkerIdInUse(WorkerId),
-    /// Connecting to a worker or listening failed.
+    /// Listening, or another connection step not tied to one worker,
+    /// failed.
     #[error(transparent)]
     Connect(#[from] ConnectError),
+    /// Connecting to worker `worker_id` failed, or it was refused (by the
+    /// worker, or by this caller when the connection could not carry a call
+    /// at the inline limit). `source` says how; the worker is named because
+    /// a refusal or a timed-out handshake does not say whose it was.
+    #[error("could not connect to worker {worker_id}: {source}")]
+    ConnectWorker {
+        /// The worker this caller tried to reach.
+        worker_id: WorkerId,
+        /// What went wrong (boxed: it is large, and every `Result` of
+        /// this crate's calls carries a `WorkerError`).
+        #[source]
+        source: Box<ConnectError>,
+    },
     /// Sending a request or reply failed.
     #[error(transparent)]
     Send(#[from] SendError<EncodeError>),
@@ -452,4 +466,17 @@ pub enum WorkerError {
     /// Reading or creating the session token failed.
     #[error(transparent)]
     Token(#[from] crate::node::TokenError),
+}
+
+impl WorkerError {
+    /// The connection error behind this one, if it is one
+    /// ([`WorkerError::ConnectWorker`] or [`WorkerError::Connect`]): what
+    /// to match on for a refusal's reason, whichever worker it was.
+    pub fn connect_error(&self) -> Option<&ConnectError> {
+        match self {
+            WorkerError::ConnectWorker { source, .. } => Some(source),
+            WorkerError::Connect(e) => Some(e),
+            _ => None,
+        }
+    }
 }
