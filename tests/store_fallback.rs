@@ -426,8 +426,9 @@ fn a_service_out_of_descriptors_says_so() {
 /// with a file-size limit (`ulimit -f`), asked by a client for an object
 /// whose fallback file would exceed it. Growing a file past the limit is
 /// `SIGXFSZ`, whose default action killed the service's process (a node:
-/// any client could stop it). Now the create fails with `OutOfDisk`
-/// (the service's log names the limit), and the service goes on: smaller
+/// any client could stop it). Now the create fails with `FileSizeLimit`,
+/// naming the limit (until 2026-12-08 `OutOfDisk`, and only the service's
+/// log named the limit), and the service goes on: smaller
 /// objects still go to fallback files. (The child keeps `SIGXFSZ`'s
 /// default action, as a library user's process does.)
 #[test]
@@ -459,11 +460,11 @@ fn an_object_beyond_the_services_file_size_limit_fails_and_kills_nothing() {
     let small = contents(26, 70_000);
     c.put(shared_oid(26, 0), &small, b"").unwrap();
     match c.put(shared_oid(26, 1), &contents(26, 2 * LIMIT as usize), b"") {
-        Err(StoreError::OutOfDisk { id, size }) => {
-            assert_eq!(id, shared_oid(26, 1));
-            assert_eq!(size, 2 * LIMIT);
+        Err(e @ StoreError::FileSizeLimit { id, size, limit }) => {
+            assert_eq!((id, size, limit), (shared_oid(26, 1), 2 * LIMIT, LIMIT));
+            assert!(e.to_string().contains("`ulimit -f`"), "{e}");
         }
-        other => panic!("expected OutOfDisk, got {other:?}"),
+        other => panic!("expected FileSizeLimit, got {other:?}"),
     }
     assert!(service.try_wait().unwrap().is_none(), "the service died");
     c.put(shared_oid(26, 2), &small, b"").unwrap();

@@ -199,6 +199,15 @@ impl Fallback for FileFallback {
         };
         if let Err(e) = crate::sys::fs::reserve(&file, size.max(1)) {
             tracing::warn!(dir = %self.dir.display(), error = %e, "fallback fallocate");
+            // Beyond the file-size limit (our check, or the kernel's
+            // `EFBIG`): the client is told so, not that the disk is full.
+            if e.kind() == std::io::ErrorKind::FileTooLarge {
+                return Err(StoreError::FileSizeLimit {
+                    id: *id,
+                    size,
+                    limit: crate::sys::fs::file_size_limit().unwrap_or(u64::MAX),
+                });
+            }
             return Err(StoreError::OutOfDisk { id: *id, size });
         }
         // Relaxed: only makes tokens distinct.

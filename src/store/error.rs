@@ -116,14 +116,30 @@ pub enum StoreError {
     },
     /// The arena was full and the fallback file for the object could not be
     /// created or reserved (the fallback directory's file system is full or
-    /// unusable, or the file would exceed the service process's file-size
-    /// limit, `ulimit -f`; its log names which).
+    /// unusable; the service's log names the OS error).
     #[error("out of disk: no room for the {size}-byte fallback file of object {id}")]
     OutOfDisk {
         /// The object being created.
         id: ObjectId,
         /// Bytes it needs.
         size: u64,
+    },
+    /// The arena was full and the object's fallback file would exceed the
+    /// store service process's file-size limit (`RLIMIT_FSIZE`, `ulimit -f`):
+    /// refused before the file grew, since growing it past the limit sends
+    /// the service `SIGXFSZ`. Smaller objects still fit; or start the service
+    /// with a higher limit.
+    #[error(
+        "the {size}-byte fallback file of object {id} would exceed the store service's \
+         file-size limit of {limit} bytes (RLIMIT_FSIZE, `ulimit -f`)"
+    )]
+    FileSizeLimit {
+        /// The object being created.
+        id: ObjectId,
+        /// Bytes it needs.
+        size: u64,
+        /// The service process's file-size limit in bytes.
+        limit: u64,
     },
     /// The arena was full and the object's fallback file could not be
     /// opened because the store service is out of file descriptors: each
@@ -402,6 +418,7 @@ impl StoreError {
             | PullsFull { id, .. }
             | MetadataFull { id, .. }
             | OutOfDisk { id, .. }
+            | FileSizeLimit { id, .. }
             | OutOfDescriptors { id, .. }
             | MetadataTooLarge { id, .. }
             | ObjectTooLarge { id, .. }

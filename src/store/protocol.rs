@@ -417,6 +417,7 @@ impl WireError {
                 pulling,
                 capacity,
             } => (14, id, needed, pulling, capacity),
+            FileSizeLimit { id, size, limit } => (15, id, size, limit, 0),
             _ => (0, NIL, 0, 0, 0),
         };
         WireError { code, id, a, b, c }
@@ -475,6 +476,11 @@ impl WireError {
                 pulling: self.b,
                 capacity: self.c,
             },
+            15 => FileSizeLimit {
+                id,
+                size: self.a,
+                limit: self.b,
+            },
             0 => BadRequest("the service refused the request"),
             _ => BadReply("unknown error code"),
         }
@@ -503,6 +509,11 @@ mod tests {
                 unevictable: 3,
             },
             StoreError::OutOfDisk { id, size: 9 },
+            StoreError::FileSizeLimit {
+                id,
+                size: 10,
+                limit: 8,
+            },
             StoreError::OutOfDescriptors {
                 id,
                 open: 7,

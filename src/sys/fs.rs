@@ -108,8 +108,7 @@ pub(crate) fn euid() -> u32 {
 /// length it was given asks this first ([`reserve`], `memfd::create_sealed`,
 /// `Segment::create`).
 pub(crate) fn check_file_size(len: u64) -> io::Result<()> {
-    use rustix::process::{getrlimit, Resource};
-    match getrlimit(Resource::Fsize).current {
+    match file_size_limit() {
         Some(limit) if len > limit => Err(io::Error::new(
             io::ErrorKind::FileTooLarge,
             format!(
@@ -119,6 +118,12 @@ pub(crate) fn check_file_size(len: u64) -> io::Result<()> {
         )),
         _ => Ok(()),
     }
+}
+
+/// This process's file-size limit in bytes (the soft `RLIMIT_FSIZE`);
+/// `None`: unlimited.
+pub(crate) fn file_size_limit() -> Option<u64> {
+    rustix::process::getrlimit(rustix::process::Resource::Fsize).current
 }
 
 /// Reserves `len` bytes of `file` from offset 0 (`fallocate(2)`, mode 0),
