@@ -3713,7 +3713,11 @@ impl CoreWorker {
         for (worker, r, started) in reached {
             let r = self.adopt(worker, r).map_err(|e| {
                 tracing::warn!(error = %e, %worker, "standby worker unreachable");
-                crate::error_chain(&e)
+                // The restart's message names the worker already.
+                match &e {
+                    WorkerError::ConnectWorker { source, .. } => crate::error_chain(&**source),
+                    e => crate::error_chain(e),
+                }
             });
             outcome.insert(worker, (r, started));
         }
