@@ -677,7 +677,10 @@ pub struct ActorOptions {
     /// How many times the actor is restarted after its process died;
     /// `-1` = as long as `restart_workers` lasts (Ray's `max_restarts`).
     /// A restart counts once its creation task is sent: a standby that
-    /// cannot be reached is skipped without spending one.
+    /// cannot be reached is skipped without spending one. While the actor
+    /// can restart, the creation task's arguments this caller put in the
+    /// object store (those above `max_direct_call_object_size`) stay pinned
+    /// for it, as Ray keeps them with the actor.
     pub max_restarts: i32,
     /// Workers to restart it on, in order, each used once (shmwire has no
     /// raylet to lease a fresh worker from).
@@ -2284,7 +2287,17 @@ impl CoreWorker {
     /// it) and waits for the creation to finish, at most the step timeout.
     /// Unlike Ray, which returns the handle at once and queues calls until
     /// the actor is alive, this returns only once the actor exists, so a
-    /// failed constructor is reported here.
+    /// failed constructor is reported here. `args` are resolved as a
+    /// task's: values above `max_direct_call_object_size` go through the
+    /// object store (Ray's `LocalDependencyResolver`).
+    ///
+    /// # Errors
+    /// [`WorkerError::ConnectWorker`] (or [`WorkerError::Lookup`]) when
+    /// `worker` cannot be reached; [`WorkerError::CreationArgsTooLarge`]
+    /// for arguments above the inline limit without an object store;
+    /// [`WorkerError::ActorCreation`] when the constructor failed (or the
+    /// class is unknown there); [`WorkerError::TimedOut`] after the step
+    /// timeout.
     pub fn create_actor(
         &mut self,
         worker: WorkerId,
@@ -2418,18 +2431,21 @@ impl CoreWorker {
             self.release_args(&life_pins);
             return Err(e);
         }
-        if let Some(a) = self.actors.get_mut(&actor_id) {
-            a.restarts = restarts.map(|r| Restarts {
-                creation_args: life_pins,
-                ..r
-            });
-            a.max_pending_calls = usize::try_from(options.max_pending_calls).unwrap_or(0);
-            if a.restarts
-                .as_ref()
-                .is_some_and(|r| !r.creation_args.is_empty())
-            {
-                self.creation_pinned.push(actor_id);
-            }
+        let Some(a) = self.actors.get_mut(&actor_id) else {
+            // (`register_actor` made the entry: not reached.)
+            self.release_args(&life_pins);
+            return Ok(handle);
+        };
+        a.max_pending_calls = usize::try_from(options.max_pending_calls).unwrap_or(0);
+        a.restarts = restarts.map(|r| Restarts {
+            creation_args: life_pins,
+            ..r
+        });
+        if a.restarts
+            .as_ref()
+            .is_some_and(|r| !r.creation_args.is_empty())
+        {
+            self.creation_pinned.push(actor_id);
         }
         Ok(handle)
     }
