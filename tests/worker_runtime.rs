@@ -6755,3 +6755,41 @@ fn seconds_after(reason: &str, before: &str) -> f64 {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no time after {before:?} in {reason:?}"))
 }
+
+/// Input (the attack on `b5ede7b`, low): a task's first connection to a
+/// worker missing from the directory (never there, or its process killed)
+/// failed `WorkerError::Connect(Lookup(…))` while `create_actor` named the
+/// worker in `ConnectWorker`. Right behaviour: every path that connects
+/// fails `ConnectWorker` naming the worker.
+#[test]
+fn every_way_of_reaching_a_missing_worker_names_it() {
+    maybe_run_worker();
+    let s = TestSession::new("wnamed");
+    let mut gone = s.spawn_worker("every_way_of_reaching_a_missing_worker_names_it", 1);
+    gone.kill();
+    let mut driver = s.driver();
+    for worker in [gone.id, WorkerId::from_random()] {
+        let task = driver.submit_task(
+            worker,
+            FunctionDescriptor::rust(MODULE, "", "square"),
+            vec![i64_arg(3)],
+            TaskOptions::default(),
+        );
+        let actor = driver.create_actor(worker, MODULE, "Counter", vec![], 0);
+        for e in [
+            task.map(|_| ()).unwrap_err(),
+            actor.map(|_| ()).unwrap_err(),
+        ] {
+            assert!(
+                matches!(&e, WorkerError::ConnectWorker { worker_id, .. } if *worker_id == worker),
+                "{e:?}"
+            );
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("could not connect to worker {worker}: ")),
+                "{e}"
+            );
+        }
+    }
+    assert_eq!(driver.num_pending_tasks(), 0);
+}

@@ -57,8 +57,12 @@ fn wait_deleted(observer: &StoreClient, id: ObjectId) {
     }
 }
 
-/// Waits (bounded) until the store holds no object at all.
+/// Waits (bounded) until the store holds no object at all. The service
+/// publishes its snapshot every 100 ms: one published before this call
+/// could miss an object put just before it, so the first one looked at is
+/// published after the call.
 fn wait_store_empty(service: &StoreService) {
+    std::thread::sleep(Duration::from_millis(250));
     let deadline = Instant::now() + GUARD;
     loop {
         let stats = service.snapshot().stats;
@@ -1516,11 +1520,23 @@ fn a_large_constructor_argument_is_kept_while_its_actor_can_restart() {
     };
 
     // Without restarts: the value is promoted for the creation task alone.
+    // So with `max_restarts` but no standby to restart on: it can never
+    // restart, and no call is needed for its argument to go (it stayed
+    // until the caller's next call: the attack on `b5ede7b`).
     let a = driver
-        .create_actor(plain.id, MODULE, "Held", vec![big_arg(3), i64_arg(3)], 0)
+        .create_actor_with(
+            plain.id,
+            MODULE,
+            "Held",
+            vec![big_arg(3), i64_arg(3)],
+            ActorOptions {
+                max_restarts: -1,
+                ..ActorOptions::default()
+            },
+        )
         .unwrap();
-    assert_eq!(held_len(&mut driver, &a), MIB as i64);
     wait_store_empty(&service);
+    assert_eq!(held_len(&mut driver, &a), MIB as i64);
 
     // With a restart left: an object put here, its only user reference
     // dropped once the actor exists, stays in the store …
@@ -1573,5 +1589,117 @@ fn a_large_constructor_argument_is_kept_while_its_actor_can_restart() {
     for w in [plain, standby, once] {
         drop(w);
     }
+    service.shutdown().unwrap();
+}
+
+/// Input (the attack on `b5ede7b`, high): an actor with two standbys whose
+/// first standby died while the restart's constructor ran there. The death
+/// was handled twice — as the actor's worker's (a restart onto the second
+/// standby began) and as the failed creation (with no standby left then:
+/// the actor was declared dead) — so every call failed `ActorDied` while a
+/// live incarnation sat unreachable on the second standby, and the
+/// constructor's pinned argument stayed in the store for the caller's
+/// life. Right behaviour: the restart goes on to the second standby, the
+/// calls run there, and the argument goes when the actor is terminated.
+#[test]
+fn a_standby_dying_in_a_restarts_creation_passes_it_to_the_next() {
+    maybe_run_worker();
+    let name = "a_standby_dying_in_a_restarts_creation_passes_it_to_the_next";
+    let s = TestSession::new("wctornext");
+    let service = StoreService::start(&s.session, StoreConfig::new(64 * MIB as u64)).unwrap();
+    let env = [(ENV_STORE, DEFAULT_STORE_NAME)];
+    let [mut first, mut second, third] = [1, 1, 1].map(|n| s.spawn_worker_env(name, n, &env));
+    let mut driver = store_driver(&s);
+    // Each creation takes 800 ms.
+    let actor = driver
+        .create_actor_with(
+            first.id,
+            MODULE,
+            "Held",
+            vec![big_arg(4), i64_arg(4), i64_arg(800)],
+            ActorOptions {
+                max_task_retries: -1,
+                max_restarts: -1,
+                restart_workers: vec![second.id, third.id],
+                ..ActorOptions::default()
+            },
+        )
+        .unwrap();
+    first.kill();
+    let r = driver.submit_actor_task(&actor, "len", vec![]).unwrap();
+    // The restart onto the second standby has sent its creation task.
+    let deadline = Instant::now() + GUARD;
+    while driver.actor_restarts(&actor) == 0 {
+        assert!(Instant::now() < deadline, "no restart began");
+        driver
+            .wait(std::slice::from_ref(&r), 1, Duration::from_millis(10))
+            .unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    second.kill();
+    let v = driver.get(std::slice::from_ref(&r), GUARD).unwrap();
+    assert_eq!(as_i64(&v[0]), MIB as i64);
+    assert_eq!(driver.actor_restarts(&actor), 2);
+    assert_eq!(held_len(&mut driver, &actor), MIB as i64);
+    let bye = driver.terminate_actor(&actor).unwrap();
+    driver.get(std::slice::from_ref(&bye), GUARD).unwrap();
+    wait_store_empty(&service);
+    drop(driver);
+    drop(third);
+    service.shutdown().unwrap();
+}
+
+/// Input (the attack on `b5ede7b`, medium): `terminate_actor` submitted,
+/// then the actor's process died before the terminate replied (stopped,
+/// then killed). The actor came back on its standby — "not restarted,
+/// whatever its `max_restarts`" held only once the terminate's reply
+/// arrived — and its constructor's argument stayed pinned. Right
+/// behaviour (Ray's GCS does not restart an actor whose exit was asked
+/// for): the terminate fails as its process died, the actor is dead,
+/// nothing restarted, and the argument goes.
+#[test]
+fn an_actor_whose_terminate_was_lost_is_not_restarted() {
+    maybe_run_worker();
+    let name = "an_actor_whose_terminate_was_lost_is_not_restarted";
+    let s = TestSession::new("wctorterm");
+    let service = StoreService::start(&s.session, StoreConfig::new(64 * MIB as u64)).unwrap();
+    let env = [(ENV_STORE, DEFAULT_STORE_NAME)];
+    let [mut first, standby] = [1, 1].map(|n| s.spawn_worker_env(name, n, &env));
+    let mut driver = store_driver(&s);
+    let actor = driver
+        .create_actor_with(
+            first.id,
+            MODULE,
+            "Held",
+            vec![big_arg(6), i64_arg(6)],
+            ActorOptions {
+                max_task_retries: -1,
+                max_restarts: 1,
+                restart_workers: vec![standby.id],
+                ..ActorOptions::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(held_len(&mut driver, &actor), MIB as i64);
+    worker_support::stop_process(first.child.as_ref().unwrap().id());
+    let bye = driver.terminate_actor(&actor).unwrap();
+    first.kill();
+    assert!(matches!(
+        task_error(&mut driver, &bye),
+        TaskError::ActorDied { .. } | TaskError::WorkerDied { .. }
+    ));
+    let r = driver.submit_actor_task(&actor, "len", vec![]).unwrap();
+    assert!(matches!(
+        task_error(&mut driver, &r),
+        TaskError::ActorDied { .. }
+    ));
+    assert_eq!(
+        driver.actor_restarts(&actor),
+        0,
+        "restarted after its terminate"
+    );
+    wait_store_empty(&service);
+    drop(driver);
+    drop(standby);
     service.shutdown().unwrap();
 }

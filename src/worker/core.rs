@@ -1598,7 +1598,13 @@ impl CoreWorker {
         if self.conns.contains_key(&worker) || self.unreachable.contains_key(&worker) {
             return Ok(());
         }
-        let entry = self.connector.lookup_worker(&worker)?;
+        let entry =
+            self.connector
+                .lookup_worker(&worker)
+                .map_err(|source| WorkerError::ConnectWorker {
+                    worker_id: worker,
+                    source: Box::new(source),
+                })?;
         let handshake = self.connector.config().handshake_timeout;
         let started = Instant::now();
         match self
@@ -2358,7 +2364,7 @@ impl CoreWorker {
         // restart), released by `release_creation_args` once it cannot.
         // Taken before the creation task's own pins go with its reply.
         let mut life_pins = Vec::new();
-        if options.max_restarts != 0 {
+        if options.max_restarts != 0 && !options.restart_workers.is_empty() {
             for id in &store_args {
                 if let Err(e) = self.pin_for_task(*id, &mut life_pins) {
                     self.release_args(&life_pins);
@@ -2514,20 +2520,34 @@ impl CoreWorker {
     /// and replies first. Its return is an empty value once the actor is
     /// gone (`get` it to know the earlier calls all ran); the actor's
     /// worker then exits ([`Worker::serve_until_exit`](crate::worker::Worker::serve_until_exit))
-    /// and is not restarted, whatever its `max_restarts`. Calls submitted
-    /// after it fail with [`TaskError::ActorDied`](crate::worker::TaskError::ActorDied)
+    /// and is not restarted, whatever its `max_restarts`: from this call
+    /// on, as Ray's GCS treats an actor whose exit was asked for, so a
+    /// process that dies before the terminate ran (or replied) is not
+    /// restarted either (the attack on `b5ede7b`: it came back on a
+    /// standby). A restart already under way completes, and the terminate
+    /// then ends that incarnation. Calls submitted after it fail with
+    /// [`TaskError::ActorDied`](crate::worker::TaskError::ActorDied)
     /// when the worker's connection ends (Ray's `RayActorError`). Not
     /// retried: a terminate that the connection lost fails the same way.
     ///
     /// # Errors
     /// As [`CoreWorker::submit_actor_task`].
     pub fn terminate_actor(&mut self, actor: &ActorHandle) -> Result<ObjectRef, WorkerError> {
-        self.submit_actor_call(
+        let r = self.submit_actor_call(
             actor,
             super::registry::TERMINATE_METHOD,
             Vec::new(),
             Some(TaskOptions { max_retries: 0 }),
-        )
+        )?;
+        if let Some(restarts) = self.restarts_mut(actor.actor_id) {
+            restarts.left = 0;
+        }
+        // Its creation arguments are needed no more (unless a restart is
+        // under way, which keeps them until it ends).
+        if !self.creation_pinned.is_empty() {
+            self.release_creation_args();
+        }
+        Ok(r)
     }
 
     /// [`CoreWorker::submit_actor_task_with`]; `None` takes the actor's
@@ -3569,6 +3589,18 @@ impl CoreWorker {
     fn settle(&mut self, worker: WorkerId, alive: bool, normal: Vec<TaskId>, unsent: Vec<TaskId>) {
         for actor_id in self.actors_on(worker) {
             let mut evs = match self.actors.get_mut(&actor_id) {
+                // A restart's creation task runs on this worker: its queue
+                // waits for it (nothing of the actor's was sent here), and
+                // the creation task, a normal task below, fails with the
+                // connection; `finish_restarts` takes that failure and moves
+                // on to the next standby. Restarting here as well popped
+                // that standby while the failed creation was still pending,
+                // and its failure then found none left and declared the
+                // actor dead, its new incarnation unreachable (the attack on
+                // `b5ede7b`).
+                Some(a) if a.restarts.as_ref().is_some_and(|r| r.pending.is_some()) => {
+                    continue;
+                }
                 Some(a) if !alive && a.restarts.as_ref().is_some_and(Restarts::can_restart) => {
                     // The process died: restart it elsewhere. Tasks sent to
                     // the dead incarnation without retries left died with it.

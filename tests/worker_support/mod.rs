@@ -313,9 +313,11 @@ pub fn registry() -> FunctionRegistry {
     ))
     .unwrap();
     // A constructor that takes a large value: checks argument 0 against
-    // the pattern of seed argument 1 and keeps its length (`len`).
+    // the pattern of seed argument 1 and keeps its length (`len`); sleeps
+    // argument 2 ms first, if given (a creation that takes a while).
     r.register_actor_class(
         ActorClass::new(MODULE, "Held", |a| {
+            std::thread::sleep(Duration::from_millis(a.i64(2).unwrap_or(0).max(0) as u64));
             let data = a.bytes(0)?;
             let seed = a.i64(1)? as u64;
             match (0..data.len()).find(|&i| data[i] != pattern_byte(seed, i)) {
