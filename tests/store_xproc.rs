@@ -876,6 +876,25 @@ fn gets_and_deletes_longer_than_a_frame_keep_the_connection() {
     let fat = shared_oid(11, 1);
     c.put(fat, b"y", &vec![1; shmwire::store::MAX_METADATA_LEN])
         .unwrap();
+    // One byte more is refused as what it is, whatever its length (2 MB
+    // failed as a transport error, its request beyond the frame: the
+    // attack on `b5ede7b`), by `put` and `create`, and the client serves on.
+    let max = shmwire::store::MAX_METADATA_LEN as u64;
+    for len in [max + 1, 200_000, 2_000_000] {
+        let meta = vec![2; len as usize];
+        let id = shared_oid(11, 2);
+        for r in [
+            c.put(id, b"z", &meta),
+            c.create(id, 1 << 20, &meta).map(drop),
+        ] {
+            assert!(
+                matches!(r, Err(StoreError::MetadataTooLarge { id: i, len: l, max: m })
+                    if i == id && l == len && m == max),
+                "{len}: {r:?}"
+            );
+        }
+    }
+    assert!(!c.contains(shared_oid(11, 2)).unwrap());
     let r = c3.get(&[fat], Duration::ZERO);
     assert!(
         matches!(r, Err(StoreError::ReplyTooLarge { id, .. }) if id == fat),
@@ -1169,7 +1188,13 @@ fn put_latencies(c: &StoreClient, tag: u8, span: Duration) -> (Duration, Duratio
 
 /// Runs `op(0)`, `op(1)`, … for `span`, timing each; their median and
 /// worst.
-fn latencies(span: Duration, mut op: impl FnMut(u32)) -> (Duration, Duration) {
+fn latencies(span: Duration, op: impl FnMut(u32)) -> (Duration, Duration) {
+    let (median, _, worst) = latency_percentiles(span, op);
+    (median, worst)
+}
+
+/// [`latencies`] with the 99th percentile: `(median, p99, worst)`.
+fn latency_percentiles(span: Duration, mut op: impl FnMut(u32)) -> (Duration, Duration, Duration) {
     let end = Instant::now() + span;
     let mut took = Vec::new();
     let mut i = 0;
@@ -1180,7 +1205,8 @@ fn latencies(span: Duration, mut op: impl FnMut(u32)) -> (Duration, Duration) {
         i += 1;
     }
     took.sort();
-    (took[took.len() / 2], took[took.len() - 1])
+    let at = |q: usize| took[(took.len() - 1) * q / 100];
+    (at(50), at(99), took[took.len() - 1])
 }
 
 /// Two hostile clients in other processes, each delaying nobody (found by
@@ -1514,7 +1540,8 @@ fn a_create_gets_its_room_beside_clients_pipelining_small_puts() {
 /// its walks free nothing it fails at once without walking again. Here a
 /// process holds (through the index) objects filling the arena, another
 /// puts in a loop from four threads (each put failing `StoreFull`), and
-/// this process's `refresh` takes at most 40 ms each meanwhile.
+/// this process's `refresh` takes at most 20 ms at the 99th percentile
+/// (50 ms at worst) meanwhile.
 #[test]
 fn puts_failing_against_objects_held_through_the_index_delay_nobody() {
     held_through_the_index_beside(
@@ -1531,8 +1558,8 @@ fn puts_failing_against_objects_held_through_the_index_delay_nobody() {
 /// evicts in steps, never its own objects, then fails at once. Here the
 /// metadata capacity is full of objects held through the index, four
 /// threads pin them in a loop (each pin failing `MetadataFull`), and this
-/// process's `refresh` takes at most 40 ms each meanwhile (57 ms and more
-/// with the pins not stepped).
+/// process's `refresh` takes at most 50 ms (20 ms at the 99th percentile)
+/// meanwhile (57 ms and more with the pins not stepped).
 #[test]
 fn pins_failing_against_a_full_metadata_capacity_delay_nobody() {
     held_through_the_index_beside(
@@ -1820,7 +1847,8 @@ fn kept_in_steps_from_another_clients_evict(test: &str, what: &'static str) {
 /// The body of the two tests above: a process holds, through the index,
 /// objects filling the arena (`what` = "puts") or the metadata capacity
 /// ("pins"); four threads of another put tiny objects or pin those, each
-/// failing; this process's `refresh` meanwhile takes at most 40 ms.
+/// failing; this process's `refresh` meanwhile takes at most 20 ms at the
+/// 99th percentile (50 ms at worst).
 fn held_through_the_index_beside(test: &str, what: &'static str) {
     const OBJECTS: u32 = 16_384;
     const SIZE: usize = 4096;
@@ -1911,23 +1939,30 @@ fn held_through_the_index_beside(test: &str, what: &'static str) {
     let fl = stdout_lines(&mut failing);
     // A request the service answers itself (a `contains` is answered
     // through the index).
-    let (median, worst) = latencies(Duration::from_millis(1500), |i| {
+    let (median, p99, worst) = latency_percentiles(Duration::from_millis(1500), |i| {
         c.refresh(&[shared_oid(70, i % OBJECTS)]).unwrap();
     });
     let full = expect_line(&fl, "full=");
     let ok = wait_status(&mut failing);
     kill9(&mut holder);
     kill9(&mut service);
-    eprintln!("refresh beside failing {what}: median {median:?}, worst {worst:?}; {held}, {full}");
+    eprintln!(
+        "refresh beside failing {what}: median {median:?}, p99 {p99:?}, worst {worst:?}; {held}, {full}"
+    );
     assert!(ok, "the {what} did not fail as they should");
     let full: u32 = full.trim_start_matches("full=").parse().unwrap();
     assert!(
         full > 0,
         "none of the {what} failed: nothing was full ({held})"
     );
+    // The puts' fault made the p99 51 ms and the worst 115 ms, the pins'
+    // the worst 57 ms and more; fixed, the median is ≈ 0.1 ms. The worst is
+    // one sample of a 2-core host running six busy threads: it reached
+    // 40.2 ms once with the fix (CI of `93228d4`, a slow host), so it is
+    // bounded at 50 ms, below both faults, and the p99 at 20 ms.
     assert!(
-        worst < Duration::from_millis(40),
-        "median {median:?}, worst {worst:?}"
+        p99 < Duration::from_millis(20) && worst < Duration::from_millis(50),
+        "median {median:?}, p99 {p99:?}, worst {worst:?}"
     );
 }
 

@@ -657,6 +657,7 @@ impl StoreClient {
         pull_left: Option<Duration>,
         bound: Duration,
     ) -> Result<ObjectBuilder, StoreError> {
+        check_metadata(id, metadata)?;
         let (reply, mut files) = self.call_files_within(
             &Request::Create {
                 id,
@@ -701,6 +702,7 @@ impl StoreClient {
     ///
     /// Errors: as [`StoreClient::create`].
     pub fn put(&self, id: ObjectId, data: &[u8], metadata: &[u8]) -> Result<(), StoreError> {
+        check_metadata(id, metadata)?;
         // Small enough to travel in one request, also on a small ring.
         let inline_max = PUT_INLINE_MAX.min(self.inner.opts.shm.ring_capacity / 4);
         if data.len() <= inline_max {
@@ -1184,6 +1186,21 @@ impl Inner {
         }
         self.flush_releases();
     }
+}
+
+/// `MetadataTooLarge` for metadata the service would refuse, before it is
+/// sent: beyond the request frame's room it failed as a transport error
+/// instead ("frame of … bytes exceeds the peer's maximum": the attack on
+/// `b5ede7b`, 2 MB of metadata; 200 KB got the store's own refusal).
+fn check_metadata(id: ObjectId, metadata: &[u8]) -> Result<(), StoreError> {
+    if metadata.len() > super::table::MAX_METADATA_LEN {
+        return Err(StoreError::MetadataTooLarge {
+            id,
+            len: metadata.len() as u64,
+            max: super::table::MAX_METADATA_LEN as u64,
+        });
+    }
+    Ok(())
 }
 
 /// A new object's data, lent for writing (zero-copy: the bytes are in the

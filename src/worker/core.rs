@@ -181,6 +181,13 @@ impl ObjectRef {
     /// `LocalDependencyResolver` does for small objects it owns, and keeps
     /// an object that lives in the store by reference, pinned until the
     /// task finishes).
+    ///
+    /// The argument names the object; it does not hold it: keep this
+    /// `ObjectRef` until the submission returns (the submitted task then
+    /// holds the object until it finishes). One dropped before — e.g.
+    /// `let arg = driver.put(&v)?.as_arg();` — lets the owner free the
+    /// object at its next call, and the submission fails
+    /// [`WorkerError::UnresolvedArgument`] ("… freed").
     pub fn as_arg(&self) -> TaskArg {
         TaskArg::object_ref(self.id(), Address::clone(self.local.owner()))
     }
