@@ -518,37 +518,53 @@ fn a_store_whose_accept_keeps_failing_says_so_while_it_lasts() {
         }
         return;
     }
-    let env = Env::new("acceptfail");
-    let dir = fallback_dir(&env);
-    let mut service = spawn_child(TEST, "service", &pass(&env, "acceptfail", &dir));
-    let lines = stdout_lines(&mut service);
-    expect_line(&lines, "ready");
-    let opts = shmwire::store::ClientOptions {
-        reply_timeout: Duration::from_millis(500),
-        ..Default::default()
-    };
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(3) {
-        let c = shmwire::store::StoreClient::connect_with(
-            &env.session,
-            shmwire::store::DEFAULT_STORE_NAME,
-            opts.clone(),
-        );
-        assert!(c.is_err(), "a client got in at the limit");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let mut health: Vec<(u64, String)> = Vec::new();
-    for l in lines.iter() {
-        if let Some(rest) = l.strip_prefix("health ") {
-            let (ms, what) = rest.split_once(' ').unwrap();
-            health.push((ms.parse().unwrap(), what.to_owned()));
+    // The thief thread must take the spare's descriptor before the store's
+    // `accept` does; on a slow host the store may win every time (its
+    // `accept` then takes the caller and refusals follow, "their
+    // connections cannot be set up": a health problem too, but not the
+    // one under test). Such a round proves nothing: tried again, each
+    // with a fresh service (once in a CI run on a slow AMD host).
+    let mut rounds = 0;
+    let (health, first) = loop {
+        rounds += 1;
+        let env = Env::new("acceptfail");
+        let dir = fallback_dir(&env);
+        let mut service = spawn_child(TEST, "service", &pass(&env, "acceptfail", &dir));
+        let lines = stdout_lines(&mut service);
+        expect_line(&lines, "ready");
+        let opts = shmwire::store::ClientOptions {
+            reply_timeout: Duration::from_millis(500),
+            ..Default::default()
+        };
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(3) {
+            let c = shmwire::store::StoreClient::connect_with(
+                &env.session,
+                shmwire::store::DEFAULT_STORE_NAME,
+                opts.clone(),
+            );
+            assert!(c.is_err(), "a client got in at the limit");
+            std::thread::sleep(Duration::from_millis(100));
         }
-    }
-    assert!(wait_status(&mut service), "the service child failed");
-    let first = health
-        .iter()
-        .position(|(_, h)| h.contains("it cannot accept new clients"))
-        .unwrap_or_else(|| panic!("never said it cannot accept: {health:?}"));
+        let mut health: Vec<(u64, String)> = Vec::new();
+        for l in lines.iter() {
+            if let Some(rest) = l.strip_prefix("health ") {
+                let (ms, what) = rest.split_once(' ').unwrap();
+                health.push((ms.parse().unwrap(), what.to_owned()));
+            }
+        }
+        assert!(wait_status(&mut service), "the service child failed");
+        match health
+            .iter()
+            .position(|(_, h)| h.contains("it cannot accept new clients"))
+        {
+            Some(first) => break (health, first),
+            None if rounds < 3 => {
+                eprintln!("round {rounds}: the store's accept won the race: {health:?}");
+            }
+            None => panic!("never said it cannot accept in {rounds} rounds: {health:?}"),
+        }
+    };
     let since = health[first].0;
     let last = health.last().unwrap().0;
     assert!(
