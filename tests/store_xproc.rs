@@ -1189,12 +1189,12 @@ fn put_latencies(c: &StoreClient, tag: u8, span: Duration) -> (Duration, Duratio
 /// Runs `op(0)`, `op(1)`, … for `span`, timing each; their median and
 /// worst.
 fn latencies(span: Duration, op: impl FnMut(u32)) -> (Duration, Duration) {
-    let (median, _, worst) = latency_percentiles(span, op);
-    (median, worst)
+    let took = latency_samples(span, op);
+    (took[took.len() / 2], took[took.len() - 1])
 }
 
-/// [`latencies`] with the 99th percentile: `(median, p99, worst)`.
-fn latency_percentiles(span: Duration, mut op: impl FnMut(u32)) -> (Duration, Duration, Duration) {
+/// Every latency of `op` run back to back for `span`, sorted.
+fn latency_samples(span: Duration, mut op: impl FnMut(u32)) -> Vec<Duration> {
     let end = Instant::now() + span;
     let mut took = Vec::new();
     let mut i = 0;
@@ -1205,8 +1205,7 @@ fn latency_percentiles(span: Duration, mut op: impl FnMut(u32)) -> (Duration, Du
         i += 1;
     }
     took.sort();
-    let at = |q: usize| took[(took.len() - 1) * q / 100];
-    (at(50), at(99), took[took.len() - 1])
+    took
 }
 
 /// Two hostile clients in other processes, each delaying nobody (found by
@@ -1540,8 +1539,8 @@ fn a_create_gets_its_room_beside_clients_pipelining_small_puts() {
 /// its walks free nothing it fails at once without walking again. Here a
 /// process holds (through the index) objects filling the arena, another
 /// puts in a loop from four threads (each put failing `StoreFull`), and
-/// this process's `refresh` takes at most 20 ms at the 99th percentile
-/// (50 ms at worst) meanwhile.
+/// this process's `refresh` takes at most 20 ms at the 99th percentile,
+/// and 40 ms or more at most twice (a stall of the host), meanwhile.
 #[test]
 fn puts_failing_against_objects_held_through_the_index_delay_nobody() {
     held_through_the_index_beside(
@@ -1558,8 +1557,9 @@ fn puts_failing_against_objects_held_through_the_index_delay_nobody() {
 /// evicts in steps, never its own objects, then fails at once. Here the
 /// metadata capacity is full of objects held through the index, four
 /// threads pin them in a loop (each pin failing `MetadataFull`), and this
-/// process's `refresh` takes at most 50 ms (20 ms at the 99th percentile)
-/// meanwhile (57 ms and more with the pins not stepped).
+/// process's `refresh` takes at most 20 ms at the 99th percentile, and
+/// 40 ms or more at most twice, meanwhile (57 ms and more with the pins
+/// not stepped).
 #[test]
 fn pins_failing_against_a_full_metadata_capacity_delay_nobody() {
     held_through_the_index_beside(
@@ -1848,7 +1848,7 @@ fn kept_in_steps_from_another_clients_evict(test: &str, what: &'static str) {
 /// objects filling the arena (`what` = "puts") or the metadata capacity
 /// ("pins"); four threads of another put tiny objects or pin those, each
 /// failing; this process's `refresh` meanwhile takes at most 20 ms at the
-/// 99th percentile (50 ms at worst).
+/// 99th percentile, and 40 ms or more at most twice.
 fn held_through_the_index_beside(test: &str, what: &'static str) {
     const OBJECTS: u32 = 16_384;
     const SIZE: usize = 4096;
@@ -1939,9 +1939,15 @@ fn held_through_the_index_beside(test: &str, what: &'static str) {
     let fl = stdout_lines(&mut failing);
     // A request the service answers itself (a `contains` is answered
     // through the index).
-    let (median, p99, worst) = latency_percentiles(Duration::from_millis(1500), |i| {
+    let took = latency_samples(Duration::from_millis(1500), |i| {
         c.refresh(&[shared_oid(70, i % OBJECTS)]).unwrap();
     });
+    let at = |q: usize| took[(took.len() - 1) * q / 100];
+    let (median, p99, worst) = (at(50), at(99), took[took.len() - 1]);
+    let slow = took
+        .iter()
+        .filter(|t| **t >= Duration::from_millis(40))
+        .count();
     let full = expect_line(&fl, "full=");
     let ok = wait_status(&mut failing);
     kill9(&mut holder);
@@ -1956,13 +1962,16 @@ fn held_through_the_index_beside(test: &str, what: &'static str) {
         "none of the {what} failed: nothing was full ({held})"
     );
     // The puts' fault made the p99 51 ms and the worst 115 ms, the pins'
-    // the worst 57 ms and more; fixed, the median is ≈ 0.1 ms. The worst is
-    // one sample of a 2-core host running six busy threads: it reached
-    // 40.2 ms once with the fix (CI of `93228d4`, a slow host), so it is
-    // bounded at 50 ms, below both faults, and the p99 at 20 ms.
+    // the worst 57 ms and more, a stall at every failing request; fixed,
+    // the median is ≈ 0.1 ms. The worst is one sample of a 2-core virtual
+    // host running six busy threads: with the fix it reached 40.2 and
+    // 102 ms (p99 0.8 ms) in CI runs on a slow host. So the verdict is the
+    // p99 and how many calls took 40 ms or more: a stall or two of the host,
+    // not one per failing request.
     assert!(
-        p99 < Duration::from_millis(20) && worst < Duration::from_millis(50),
-        "median {median:?}, p99 {p99:?}, worst {worst:?}"
+        p99 < Duration::from_millis(20) && slow <= 2,
+        "median {median:?}, p99 {p99:?}, worst {worst:?}, {slow} of {} at 40 ms or more",
+        took.len()
     );
 }
 

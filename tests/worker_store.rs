@@ -22,8 +22,8 @@ use shmwire::worker::{
 };
 use worker_support::{
     actor_request, as_i64, create_counter, i64_arg, maybe_run_worker, owner_options, pattern,
-    raw_caller_over, slowest_calls_for, square_calls, task_error, TestSession, ENV_ARG_FETCH_MS,
-    ENV_STORE, ENV_UNTIL_EXIT, GUARD, MODULE,
+    raw_caller_over, slowest_calls_for, square_calls, task_error, TestSession, WorkerProcess,
+    ENV_ARG_FETCH_MS, ENV_STORE, ENV_UNTIL_EXIT, GUARD, MODULE,
 };
 
 const MIB: usize = 1 << 20;
@@ -1489,6 +1489,21 @@ fn retried_deletes_spare_a_store_started_again_under_the_name() {
     second.shutdown().unwrap();
 }
 
+/// A session with its store service (64 MiB, in this process), `N` worker
+/// processes connected to it (each serving one caller, re-running `test`),
+/// and a driver with the store.
+fn store_and_workers<const N: usize>(
+    test: &str,
+    prefix: &str,
+) -> (TestSession, StoreService, [WorkerProcess; N], CoreWorker) {
+    let s = TestSession::new(prefix);
+    let service = StoreService::start(&s.session, StoreConfig::new(64 * MIB as u64)).unwrap();
+    let env = [(ENV_STORE, DEFAULT_STORE_NAME)];
+    let workers = [(); N].map(|()| s.spawn_worker_env(test, 1, &env));
+    let driver = store_driver(&s);
+    (s, service, workers, driver)
+}
+
 /// `actor`'s `len` (the length of the value its constructor was given).
 fn held_len(driver: &mut CoreWorker, actor: &ActorHandle) -> i64 {
     let r = driver.submit_actor_task(actor, "len", vec![]).unwrap();
@@ -1505,13 +1520,11 @@ fn held_len(driver: &mut CoreWorker, actor: &ActorHandle) -> i64 {
 #[test]
 fn a_large_constructor_argument_is_kept_while_its_actor_can_restart() {
     maybe_run_worker();
-    let name = "a_large_constructor_argument_is_kept_while_its_actor_can_restart";
-    let s = TestSession::new("wctor");
-    let service = StoreService::start(&s.session, StoreConfig::new(64 * MIB as u64)).unwrap();
+    let (s, service, [plain, mut first, standby, once], mut driver) = store_and_workers(
+        "a_large_constructor_argument_is_kept_while_its_actor_can_restart",
+        "wctor",
+    );
     let observer = StoreClient::connect(&s.session, DEFAULT_STORE_NAME).unwrap();
-    let env = [(ENV_STORE, DEFAULT_STORE_NAME)];
-    let [plain, mut first, standby, once] = [1, 1, 1, 1].map(|n| s.spawn_worker_env(name, n, &env));
-    let mut driver = store_driver(&s);
     let restarts = |standby: WorkerId| ActorOptions {
         max_task_retries: -1,
         max_restarts: 1,
@@ -1604,12 +1617,10 @@ fn a_large_constructor_argument_is_kept_while_its_actor_can_restart() {
 #[test]
 fn a_standby_dying_in_a_restarts_creation_passes_it_to_the_next() {
     maybe_run_worker();
-    let name = "a_standby_dying_in_a_restarts_creation_passes_it_to_the_next";
-    let s = TestSession::new("wctornext");
-    let service = StoreService::start(&s.session, StoreConfig::new(64 * MIB as u64)).unwrap();
-    let env = [(ENV_STORE, DEFAULT_STORE_NAME)];
-    let [mut first, mut second, third] = [1, 1, 1].map(|n| s.spawn_worker_env(name, n, &env));
-    let mut driver = store_driver(&s);
+    let (_s, service, [mut first, mut second, third], mut driver) = store_and_workers(
+        "a_standby_dying_in_a_restarts_creation_passes_it_to_the_next",
+        "wctornext",
+    );
     // Each creation takes 800 ms.
     let actor = driver
         .create_actor_with(
@@ -1660,12 +1671,10 @@ fn a_standby_dying_in_a_restarts_creation_passes_it_to_the_next() {
 #[test]
 fn an_actor_whose_terminate_was_lost_is_not_restarted() {
     maybe_run_worker();
-    let name = "an_actor_whose_terminate_was_lost_is_not_restarted";
-    let s = TestSession::new("wctorterm");
-    let service = StoreService::start(&s.session, StoreConfig::new(64 * MIB as u64)).unwrap();
-    let env = [(ENV_STORE, DEFAULT_STORE_NAME)];
-    let [mut first, standby] = [1, 1].map(|n| s.spawn_worker_env(name, n, &env));
-    let mut driver = store_driver(&s);
+    let (_s, service, [mut first, standby], mut driver) = store_and_workers(
+        "an_actor_whose_terminate_was_lost_is_not_restarted",
+        "wctorterm",
+    );
     let actor = driver
         .create_actor_with(
             first.id,
