@@ -1504,6 +1504,18 @@ fn store_and_workers<const N: usize>(
     (s, service, workers, driver)
 }
 
+/// A `Held` actor on `worker`, its constructor given `args`.
+fn create_held(
+    driver: &mut CoreWorker,
+    worker: WorkerId,
+    args: Vec<TaskArg>,
+    options: ActorOptions,
+) -> ActorHandle {
+    driver
+        .create_actor_with(worker, MODULE, "Held", args, options)
+        .unwrap()
+}
+
 /// `actor`'s `len` (the length of the value its constructor was given).
 fn held_len(driver: &mut CoreWorker, actor: &ActorHandle) -> i64 {
     let r = driver.submit_actor_task(actor, "len", vec![]).unwrap();
@@ -1536,18 +1548,15 @@ fn a_large_constructor_argument_is_kept_while_its_actor_can_restart() {
     // So with `max_restarts` but no standby to restart on: it can never
     // restart, and no call is needed for its argument to go (it stayed
     // until the caller's next call: the attack on `b5ede7b`).
-    let a = driver
-        .create_actor_with(
-            plain.id,
-            MODULE,
-            "Held",
-            vec![big_arg(3), i64_arg(3)],
-            ActorOptions {
-                max_restarts: -1,
-                ..ActorOptions::default()
-            },
-        )
-        .unwrap();
+    let a = create_held(
+        &mut driver,
+        plain.id,
+        vec![big_arg(3), i64_arg(3)],
+        ActorOptions {
+            max_restarts: -1,
+            ..ActorOptions::default()
+        },
+    );
     wait_store_empty(&service);
     assert_eq!(held_len(&mut driver, &a), MIB as i64);
 
@@ -1555,15 +1564,12 @@ fn a_large_constructor_argument_is_kept_while_its_actor_can_restart() {
     // dropped once the actor exists, stays in the store …
     let held = driver.put(&pattern(5, MIB)).unwrap();
     let id = held.id();
-    let b = driver
-        .create_actor_with(
-            first.id,
-            MODULE,
-            "Held",
-            vec![held.as_arg(), i64_arg(5)],
-            restarts(standby.id),
-        )
-        .unwrap();
+    let b = create_held(
+        &mut driver,
+        first.id,
+        vec![held.as_arg(), i64_arg(5)],
+        restarts(standby.id),
+    );
     drop(held);
     for _ in 0..5 {
         assert_eq!(held_len(&mut driver, &b), MIB as i64);
@@ -1582,15 +1588,12 @@ fn a_large_constructor_argument_is_kept_while_its_actor_can_restart() {
 
     // A value promoted for an actor that is terminated with restarts left
     // goes with the termination.
-    let c = driver
-        .create_actor_with(
-            once.id,
-            MODULE,
-            "Held",
-            vec![big_arg(7), i64_arg(7)],
-            restarts(plain.id),
-        )
-        .unwrap();
+    let c = create_held(
+        &mut driver,
+        once.id,
+        vec![big_arg(7), i64_arg(7)],
+        restarts(plain.id),
+    );
     assert_eq!(held_len(&mut driver, &c), MIB as i64);
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(service.snapshot().stats.sealed, 1, "the promoted argument");
@@ -1622,20 +1625,17 @@ fn a_standby_dying_in_a_restarts_creation_passes_it_to_the_next() {
         "wctornext",
     );
     // Each creation takes 800 ms.
-    let actor = driver
-        .create_actor_with(
-            first.id,
-            MODULE,
-            "Held",
-            vec![big_arg(4), i64_arg(4), i64_arg(800)],
-            ActorOptions {
-                max_task_retries: -1,
-                max_restarts: -1,
-                restart_workers: vec![second.id, third.id],
-                ..ActorOptions::default()
-            },
-        )
-        .unwrap();
+    let actor = create_held(
+        &mut driver,
+        first.id,
+        vec![big_arg(4), i64_arg(4), i64_arg(800)],
+        ActorOptions {
+            max_task_retries: -1,
+            max_restarts: -1,
+            restart_workers: vec![second.id, third.id],
+            ..ActorOptions::default()
+        },
+    );
     first.kill();
     let r = driver.submit_actor_task(&actor, "len", vec![]).unwrap();
     // The restart onto the second standby has sent its creation task.
@@ -1675,20 +1675,17 @@ fn an_actor_whose_terminate_was_lost_is_not_restarted() {
         "an_actor_whose_terminate_was_lost_is_not_restarted",
         "wctorterm",
     );
-    let actor = driver
-        .create_actor_with(
-            first.id,
-            MODULE,
-            "Held",
-            vec![big_arg(6), i64_arg(6)],
-            ActorOptions {
-                max_task_retries: -1,
-                max_restarts: 1,
-                restart_workers: vec![standby.id],
-                ..ActorOptions::default()
-            },
-        )
-        .unwrap();
+    let actor = create_held(
+        &mut driver,
+        first.id,
+        vec![big_arg(6), i64_arg(6)],
+        ActorOptions {
+            max_task_retries: -1,
+            max_restarts: 1,
+            restart_workers: vec![standby.id],
+            ..ActorOptions::default()
+        },
+    );
     assert_eq!(held_len(&mut driver, &actor), MIB as i64);
     worker_support::stop_process(first.child.as_ref().unwrap().id());
     let bye = driver.terminate_actor(&actor).unwrap();
