@@ -1221,6 +1221,8 @@ fn latency_samples_and_stall(span: Duration, mut op: impl FnMut(u32)) -> (Vec<Du
             took.push(t.elapsed());
             i += 1;
         }
+        // Relaxed: a stop flag only; `join` below orders the sleeper's
+        // result with this thread.
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         took.sort();
         (took, sleeper.join().unwrap())
